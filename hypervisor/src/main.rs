@@ -1,23 +1,45 @@
+//! # Xenia, the hypervisor
+//!
+//! A ring-0, `no_std` hypervisor for x86-64 PCs that GRUB boots with multiboot2. It owns
+//! the CPUs, physical memory, the interrupt controllers and COM1; guests (later issues)
+//! run in ring 1 and ring 3 and reach it only through hypercalls, traps and events.
+//!
+//! Principles: the hypervisor trusts its own image and the boot information only after
+//! checking it; it never dereferences a guest address; a fault caused by a guest is the
+//! guest's, never a hypervisor panic. Hardware is wrapped in small safe types under
+//! `arch/`; the logic that does not need hardware (memory map, options, ACPI parsing,
+//! the dmesg ring) is host-tested.
+//!
+//! This crate builds for the host too (`cargo test`), where only that logic is compiled.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+// On the host only the hardware-independent logic is built, for its unit tests; the code
+// that uses it is bare-metal only, so most of it looks unused there.
+#![cfg_attr(not(target_os = "none"), allow(dead_code))]
+
+extern crate alloc;
+
+pub mod acpi;
+pub mod arch;
+pub mod cpuinfo;
+pub mod dmesg;
+pub mod mm;
+pub mod options;
+pub mod power;
 
 #[cfg(target_os = "none")]
-core::arch::global_asm!(include_str!("../../boot/entry.s"));
-
+mod boot_info;
 #[cfg(target_os = "none")]
-#[unsafe(no_mangle)]
-extern "C" fn xenia_start64(_mbi: u32) -> ! {
-    for b in b"Xenia hello\r\n" {
-        // SAFETY: test
-        unsafe { core::arch::asm!("out dx, al", in("dx") 0x3f8u16, in("al") *b) };
-    }
-    unsafe { core::arch::asm!("out dx, al", in("dx") 0xf4u16, in("al") 0x10u8) };
-    loop {}
-}
-
+mod console;
 #[cfg(target_os = "none")]
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! { loop {} }
+mod start;
+
+/// Version printed in the first boot-log line.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[cfg(not(target_os = "none"))]
-fn main() {}
+fn main() {
+    eprintln!("the Xenia hypervisor runs on bare metal: build it with `cargo xtask build` and boot it with `cargo xtask run`");
+    std::process::exit(1);
+}

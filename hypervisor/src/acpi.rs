@@ -1,0 +1,252 @@
+//! Just enough ACPI to power the machine off: RSDP → RSDT/XSDT → FADT → DSDT's `\_S5`
+//! (ACPI 6.5 §5.2 tables, §7.4.2 sleep states, §4.8.3 PM1 control).
+//!
+//! Everything here is a pure function over bytes that firmware wrote, so every length,
+//! offset and checksum is checked: a broken table yields `None`, never a fault. The
+//! caller supplies a reader for physical memory.
+
+/// What the power-off path needs from the FADT and DSDT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PowerOff {
+    /// I/O port of the PM1a control block.
+    pub pm1a_control: u16,
+    /// I/O port of the PM1b control block, if the machine has one.
+    pub pm1b_control: Option<u16>,
+    /// SLP_TYPa and SLP_TYPb values of the S5 (soft-off) state.
+    pub slp_typ_a: u8,
+    pub slp_typ_b: u8,
+    /// SMI command port and the value that hands ACPI to the OS, for firmware that
+    /// starts in legacy mode (SCI_EN clear).
+    pub smi_command: u16,
+    pub acpi_enable: u8,
+}
+
+/// PM1 control register bits (ACPI 6.5 Table 4.13).
+pub const SLP_EN: u16 = 1 << 13;
+pub const SCI_EN: u16 = 1 << 0;
+pub const fn slp_typ(value: u8) -> u16 {
+    ((value as u16) & 0x7) << 10
+}
+
+const SDT_HEADER_LEN: usize = 36;
+
+fn checksum_ok(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)) == 0
+}
+
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The root table address from an RSDP: the XSDT (64-bit entries) when the RSDP is
+/// version 2+ and names one, else the RSDT (32-bit entries). Returns (address, entry size).
+pub fn root_table(rsdp: &[u8]) -> Option<(u64, usize)> {
+    if rsdp.get(0..8)? != b"RSD PTR " || !checksum_ok(rsdp.get(0..20)?) {
+        return None;
+    }
+    let revision = *rsdp.get(15)?;
+    if revision >= 2 {
+        let len = le_u32(rsdp, 20)? as usize;
+        if let Some(ext) = rsdp.get(0..len.max(36)) {
+            let xsdt = le_u64(rsdp, 24)?;
+            if checksum_ok(ext) && xsdt != 0 {
+                return Some((xsdt, 8));
+            }
+        }
+    }
+    Some((u64::from(le_u32(rsdp, 16)?), 4))
+}
+
+/// The length a table's header claims, for the caller to read the whole table.
+pub fn table_length(header: &[u8]) -> Option<usize> {
+    let len = le_u32(header, 4)? as usize;
+    (len >= SDT_HEADER_LEN).then_some(len)
+}
+
+/// Checks a whole table's signature and checksum.
+pub fn valid_table(table: &[u8], signature: &[u8; 4]) -> bool {
+    table.len() >= SDT_HEADER_LEN
+        && &table[0..4] == signature
+        && table_length(table) == Some(table.len())
+        && checksum_ok(table)
+}
+
+/// The physical addresses listed by an RSDT (`entry_size` 4) or XSDT (8).
+pub fn root_entries(root: &[u8], entry_size: usize) -> impl Iterator<Item = u64> + '_ {
+    root.get(SDT_HEADER_LEN..)
+        .unwrap_or(&[])
+        .chunks_exact(entry_size)
+        .map(move |c| if entry_size == 8 { le_u64(c, 0).unwrap_or(0) } else { u64::from(le_u32(c, 0).unwrap_or(0)) })
+}
+
+/// From a validated FADT: (PM1a, PM1b, SMI command, ACPI enable, DSDT address).
+/// Uses the 64-bit X_ fields when present and in system I/O space (ACPI 6.5 Table 5.9).
+pub fn fadt_fields(fadt: &[u8]) -> Option<(u16, Option<u16>, u16, u8, u64)> {
+    let mut dsdt = u64::from(le_u32(fadt, 40)?);
+    let smi_command = le_u32(fadt, 48).unwrap_or(0) as u16;
+    let acpi_enable = *fadt.get(52).unwrap_or(&0);
+    let mut pm1a = le_u32(fadt, 64)? as u16;
+    let mut pm1b = le_u32(fadt, 68).unwrap_or(0) as u16;
+    if let Some(x_dsdt) = le_u64(fadt, 140).filter(|a| *a != 0) {
+        dsdt = x_dsdt;
+    }
+    // Generic address structures: space id 1 = system I/O.
+    for (at, port) in [(172usize, &mut pm1a), (184, &mut pm1b)] {
+        if let (Some(1), Some(addr)) = (fadt.get(at).copied(), le_u64(fadt, at + 4)) {
+            if addr != 0 && addr <= u64::from(u16::MAX) {
+                *port = addr as u16;
+            }
+        }
+    }
+    (pm1a != 0).then_some((pm1a, (pm1b != 0).then_some(pm1b), smi_command, acpi_enable, dsdt))
+}
+
+/// Finds `Name(_S5, Package() { SLP_TYPa, SLP_TYPb, ... })` in AML and returns the two
+/// values. This is a scan for the encoded name, not an AML interpreter, which is what
+/// firmware in practice makes sufficient (every PC names \_S5 this way).
+pub fn find_s5(aml: &[u8]) -> Option<(u8, u8)> {
+    const NAME_OP: u8 = 0x08;
+    const PACKAGE_OP: u8 = 0x12;
+    let mut from = 0;
+    while let Some(pos) = aml.get(from..)?.windows(4).position(|w| w == b"_S5_") {
+        let at = from + pos;
+        from = at + 4;
+        // NameOp, optionally preceded by a root prefix '\'.
+        let named = at >= 1 && (aml[at - 1] == NAME_OP || (at >= 2 && aml[at - 1] == b'\\' && aml[at - 2] == NAME_OP));
+        if !named || aml.get(at + 4) != Some(&PACKAGE_OP) {
+            continue;
+        }
+        // PkgLength: the top two bits of the lead byte count the extra bytes.
+        let lead = *aml.get(at + 5)?;
+        let mut p = at + 5 + 1 + usize::from(lead >> 6);
+        p += 1; // NumElements
+        let mut values = [0u8; 2];
+        for value in &mut values {
+            *value = match *aml.get(p)? {
+                0x00 => {
+                    p += 1;
+                    0
+                } // ZeroOp
+                0x01 => {
+                    p += 1;
+                    1
+                } // OneOp
+                0x0A => {
+                    p += 2;
+                    *aml.get(p - 1)?
+                } // BytePrefix
+                other if other < 0x08 => {
+                    p += 1;
+                    other
+                }
+                _ => return None,
+            };
+        }
+        return Some((values[0], values[1]));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn fix_checksum(t: &mut [u8], at: usize, range: core::ops::Range<usize>) {
+        t[at] = 0;
+        let sum = t[range].iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        t[at] = 0u8.wrapping_sub(sum);
+    }
+
+    fn table(sig: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut t = vec![0u8; SDT_HEADER_LEN];
+        t[0..4].copy_from_slice(sig);
+        t.extend_from_slice(body);
+        let len = t.len() as u32;
+        t[4..8].copy_from_slice(&len.to_le_bytes());
+        let n = t.len();
+        fix_checksum(&mut t, 9, 0..n);
+        t
+    }
+
+    #[test]
+    fn rsdp_v1_and_v2() {
+        let mut r = vec![0u8; 36];
+        r[0..8].copy_from_slice(b"RSD PTR ");
+        r[16..20].copy_from_slice(&0x7fe1234u32.to_le_bytes());
+        fix_checksum(&mut r, 8, 0..20);
+        assert_eq!(root_table(&r[..20]), Some((0x7fe1234, 4)));
+
+        r[15] = 2;
+        r[20..24].copy_from_slice(&36u32.to_le_bytes());
+        r[24..32].copy_from_slice(&0x1_2345_6000u64.to_le_bytes());
+        fix_checksum(&mut r, 8, 0..20);
+        fix_checksum(&mut r, 32, 0..36);
+        assert_eq!(root_table(&r), Some((0x1_2345_6000, 8)));
+
+        r[3] = b'X';
+        assert_eq!(root_table(&r), None);
+    }
+
+    #[test]
+    fn tables_checked() {
+        let t = table(b"FACP", &[1, 2, 3]);
+        assert!(valid_table(&t, b"FACP"));
+        assert!(!valid_table(&t, b"APIC"));
+        let mut bad = t.clone();
+        bad[37] ^= 1;
+        assert!(!valid_table(&bad, b"FACP"));
+        assert!(!valid_table(&t[..20], b"FACP"));
+    }
+
+    #[test]
+    fn root_entries_both_widths() {
+        let rsdt = table(b"RSDT", &[0x10, 0, 0, 0, 0x20, 0, 0, 0, 0xff]);
+        assert_eq!(root_entries(&rsdt, 4).collect::<Vec<_>>(), vec![0x10, 0x20]);
+        let xsdt = table(b"XSDT", &0x1_0000_0000u64.to_le_bytes());
+        assert_eq!(root_entries(&xsdt, 8).collect::<Vec<_>>(), vec![0x1_0000_0000]);
+    }
+
+    #[test]
+    fn fadt_legacy_and_extended() {
+        let mut body = vec![0u8; 244 - SDT_HEADER_LEN];
+        let put32 = |b: &mut Vec<u8>, at: usize, v: u32| b[at - SDT_HEADER_LEN..at - SDT_HEADER_LEN + 4].copy_from_slice(&v.to_le_bytes());
+        put32(&mut body, 40, 0x7fe0040);
+        put32(&mut body, 48, 0xb2);
+        body[52 - SDT_HEADER_LEN] = 0xf1;
+        put32(&mut body, 64, 0x604);
+        let f = table(b"FACP", &body);
+        assert_eq!(fadt_fields(&f), Some((0x604, None, 0xb2, 0xf1, 0x7fe0040)));
+
+        // X_PM1a_CNT_BLK in system I/O overrides the legacy field.
+        body[172 - SDT_HEADER_LEN] = 1;
+        body[176 - SDT_HEADER_LEN..184 - SDT_HEADER_LEN].copy_from_slice(&0xb004u64.to_le_bytes());
+        let f = table(b"FACP", &body);
+        assert_eq!(fadt_fields(&f).map(|x| x.0), Some(0xb004));
+
+        // A truncated FADT without PM1a is refused.
+        assert_eq!(fadt_fields(&f[..50]), None);
+    }
+
+    #[test]
+    fn s5_forms() {
+        // QEMU's DSDT: Name (_S5, Package (0x04) { Zero, Zero, Zero, Zero })
+        let q = [0x10, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00];
+        assert_eq!(find_s5(&q), Some((0, 0)));
+        // BytePrefix values, root prefix, two-byte PkgLength.
+        let r = [0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x40, 0x0a, 0x02, 0x0a, 0x07, 0x0a, 0x05];
+        assert_eq!(find_s5(&r), Some((7, 5)));
+        // A method named _S5_ referenced, not a Name: skipped.
+        let s = [0x14, b'_', b'S', b'5', b'_', 0x00];
+        assert_eq!(find_s5(&s), None);
+        // Truncated after the name: None, no panic.
+        for cut in 0..q.len() {
+            let _ = find_s5(&q[..cut]);
+        }
+        assert_eq!(find_s5(&[]), None);
+    }
+}

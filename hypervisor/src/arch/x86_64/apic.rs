@@ -1,0 +1,140 @@
+//! The local APIC and its timer (Intel SDM Vol. 3A ch. 11).
+//!
+//! xAPIC registers are memory-mapped (uncached, in the MMIO slot); if firmware left the
+//! APIC in x2APIC mode, the same registers are MSRs 0x800 + offset/16 (§11.12.1).
+//! x2APIC and TSC-deadline are optional: QEMU's TCG CPUs have neither.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use x86_64::registers::model_specific::Msr;
+
+use super::{paging, pit, trap};
+
+const IA32_APIC_BASE: u32 = 0x1B;
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+const APIC_BASE_X2APIC: u64 = 1 << 10;
+
+const REG_EOI: u32 = 0xB0;
+const REG_SPURIOUS: u32 = 0xF0;
+const REG_LVT_TIMER: u32 = 0x320;
+const REG_TIMER_INITIAL: u32 = 0x380;
+const REG_TIMER_CURRENT: u32 = 0x390;
+const REG_TIMER_DIVIDE: u32 = 0x3E0;
+
+const SPURIOUS_ENABLE: u32 = 1 << 8;
+const LVT_MASKED: u32 = 1 << 16;
+/// Divide configuration 0b0011: divide by 16 (§11.5.4, Figure 11-10).
+const DIVIDE_BY_16: u32 = 0b0011;
+const TIMER_DIVISOR: u64 = 16;
+
+static MMIO: AtomicU64 = AtomicU64::new(0);
+static X2APIC: AtomicBool = AtomicBool::new(false);
+/// Timer ticks per second after the divider.
+static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+static TICKED: AtomicBool = AtomicBool::new(false);
+
+fn read(reg: u32) -> u32 {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: reading an x2APIC register MSR has no side effect on memory.
+        unsafe { Msr::new(0x800 + (reg >> 4)).read() as u32 }
+    } else {
+        let base = MMIO.load(Ordering::Relaxed);
+        // SAFETY: `base` maps the APIC's 4 KiB register page uncached; `reg` is one of
+        // the architectural register offsets above, 16-byte aligned inside that page.
+        unsafe { core::ptr::read_volatile((base + u64::from(reg)) as *const u32) }
+    }
+}
+
+fn write(reg: u32, value: u32) {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: as for `read`; the registers written here only affect this CPU's APIC.
+        unsafe { Msr::new(0x800 + (reg >> 4)).write(u64::from(value)) }
+    } else {
+        let base = MMIO.load(Ordering::Relaxed);
+        // SAFETY: as for `read`.
+        unsafe { core::ptr::write_volatile((base + u64::from(reg)) as *mut u32, value) }
+    }
+}
+
+pub fn end_of_interrupt() {
+    if MMIO.load(Ordering::Relaxed) != 0 || X2APIC.load(Ordering::Relaxed) {
+        write(REG_EOI, 0);
+    }
+}
+
+pub(super) fn timer_interrupt() {
+    TICKED.store(true, Ordering::SeqCst);
+    end_of_interrupt();
+}
+
+/// Enables this CPU's local APIC, calibrates its timer (CPUID 15h when the CPU reports
+/// its crystal clock, else against the PIT) and checks that a timer interrupt arrives.
+pub fn init(crystal_hz: Option<u32>) -> Result<(), &'static str> {
+    // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (checked by the caller).
+    let base_msr = unsafe { Msr::new(IA32_APIC_BASE).read() };
+    if base_msr & APIC_BASE_X2APIC != 0 {
+        X2APIC.store(true, Ordering::Relaxed);
+    } else {
+        let phys = base_msr & 0x000F_FFFF_FFFF_F000;
+        let virt = paging::map_mmio(phys, 4096).map_err(|_| "cannot map the local APIC")?;
+        MMIO.store(virt, Ordering::Relaxed);
+        if base_msr & APIC_BASE_ENABLE == 0 {
+            // SAFETY: setting the global enable bit keeps the base address unchanged.
+            unsafe { Msr::new(IA32_APIC_BASE).write(base_msr | APIC_BASE_ENABLE) };
+        }
+    }
+    write(REG_SPURIOUS, SPURIOUS_ENABLE | u32::from(trap::SPURIOUS_VECTOR));
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    write(REG_LVT_TIMER, LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR));
+
+    let (hz, source) = match crystal_hz {
+        Some(crystal) => (u64::from(crystal) / TIMER_DIVISOR, "CPUID leaf 0x15"),
+        None => (calibrate_with_pit()?, "the PIT"),
+    };
+    TIMER_HZ.store(hz, Ordering::Relaxed);
+    log::info!(
+        target: "apic",
+        "apic: timer {} kHz (calibrated with {source}), {} mode",
+        hz / 1000,
+        if X2APIC.load(Ordering::Relaxed) { "x2APIC" } else { "xAPIC" }
+    );
+    check_interrupt(hz)
+}
+
+/// Counts APIC timer ticks during a PIT-timed interval.
+fn calibrate_with_pit() -> Result<u64, &'static str> {
+    write(REG_TIMER_INITIAL, u32::MAX);
+    let elapsed = pit::time_interval(|| {
+        write(REG_TIMER_INITIAL, u32::MAX);
+    })?;
+    let remaining = read(REG_TIMER_CURRENT);
+    write(REG_TIMER_INITIAL, 0);
+    let ticks = u64::from(u32::MAX - remaining);
+    if ticks == 0 {
+        return Err("the APIC timer did not count");
+    }
+    Ok(ticks * 1_000_000_000 / elapsed.as_nanos().max(1) as u64)
+}
+
+/// Arms a 1 ms one-shot and waits, bounded, for its interrupt.
+fn check_interrupt(hz: u64) -> Result<(), &'static str> {
+    TICKED.store(false, Ordering::SeqCst);
+    write(REG_LVT_TIMER, u32::from(trap::APIC_TIMER_VECTOR)); // one-shot, unmasked
+    write(REG_TIMER_INITIAL, (hz / 1000).clamp(1, u64::from(u32::MAX)) as u32);
+    // Each `hlt` ends at the next interrupt; the PIT is masked, so only the APIC timer
+    // (or a stray NMI) wakes us. Bound the wait by a busy-poll count as well.
+    for _ in 0..100_000 {
+        if TICKED.load(Ordering::SeqCst) {
+            break;
+        }
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+    }
+    write(REG_LVT_TIMER, LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR));
+    if TICKED.load(Ordering::SeqCst) {
+        log::debug!(target: "apic", "timer interrupt delivered");
+        Ok(())
+    } else {
+        Err("no APIC timer interrupt arrived")
+    }
+}

@@ -1,0 +1,65 @@
+//! The hypervisor's virtual address layout (DESIGN.md §4).
+//!
+//! The hypervisor owns top-level (PML4) slots 256–271, as Xen does; guests own the rest.
+//! Each slot covers 512 GiB. The image constants must agree with `boot/linker.ld`.
+
+/// Bytes covered by one PML4 slot.
+pub const SLOT_SIZE: u64 = 1 << 39;
+
+/// Virtual address of the start of PML4 slot `slot` (sign-extended canonical form).
+pub const fn slot_base(slot: u64) -> u64 {
+    let addr = slot * SLOT_SIZE;
+    if addr & (1 << 47) != 0 {
+        addr | 0xFFFF_0000_0000_0000
+    } else {
+        addr
+    }
+}
+
+/// First and last reserved slots.
+pub const FIRST_RESERVED_SLOT: u64 = 256;
+pub const LAST_RESERVED_SLOT: u64 = 271;
+
+/// Slot 256: the read-only machine-to-phys table (guest visible; later issue).
+pub const RO_M2P_SLOT: u64 = 256;
+/// Slot 257: the per-pCPU entry area (guest visible; later issue).
+pub const ENTRY_AREA_SLOT: u64 = 257;
+/// Slot 258: the hypervisor image, at `IMAGE_BASE + physical address`.
+pub const IMAGE_SLOT: u64 = 258;
+/// Slot 261: uncached mappings of device registers (local APIC).
+pub const MMIO_SLOT: u64 = 261;
+/// Slots 262–271: the direct map of physical memory (5 TiB at most).
+pub const DIRECTMAP_SLOT: u64 = 262;
+pub const DIRECTMAP_SLOTS: u64 = LAST_RESERVED_SLOT - DIRECTMAP_SLOT + 1;
+
+pub const IMAGE_BASE: u64 = slot_base(IMAGE_SLOT);
+pub const MMIO_BASE: u64 = slot_base(MMIO_SLOT);
+pub const DIRECTMAP_BASE: u64 = slot_base(DIRECTMAP_SLOT);
+/// Physical memory above this cannot be direct-mapped and is left unused.
+pub const DIRECTMAP_LIMIT: u64 = DIRECTMAP_SLOTS * SLOT_SIZE;
+
+/// Physical address where GRUB loads the image (`PHYS_BASE` in the linker script).
+pub const IMAGE_PHYS_BASE: u64 = 0x10_0000;
+
+/// Memory below 1 MiB stays out of the frame allocator (BIOS data, the future AP
+/// start-up trampoline).
+pub const LOW_MEMORY_LIMIT: u64 = 0x10_0000;
+
+/// The direct-map virtual address of a physical address.
+pub const fn phys_to_virt(phys: u64) -> u64 {
+    DIRECTMAP_BASE + phys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_where_xen_puts_them() {
+        assert_eq!(slot_base(256), 0xFFFF_8000_0000_0000);
+        assert_eq!(IMAGE_BASE, 0xFFFF_8100_0000_0000);
+        assert_eq!(DIRECTMAP_BASE, 0xFFFF_8300_0000_0000);
+        assert_eq!(slot_base(LAST_RESERVED_SLOT) + SLOT_SIZE, 0xFFFF_8800_0000_0000);
+        assert_eq!(DIRECTMAP_LIMIT, 5 << 40);
+    }
+}

@@ -1,0 +1,69 @@
+//! x86-64 PCs: boot entry, descriptor tables, traps, paging, APIC, PIT, power.
+//!
+//! Standing assumptions: everything here runs in ring 0 on the boot CPU; `init` code
+//! runs once with interrupts disabled.
+
+pub mod layout;
+
+#[cfg(target_os = "none")]
+pub mod apic;
+#[cfg(target_os = "none")]
+pub mod cpu;
+#[cfg(target_os = "none")]
+pub mod gdt;
+#[cfg(target_os = "none")]
+pub mod paging;
+#[cfg(target_os = "none")]
+pub mod pit;
+#[cfg(target_os = "none")]
+pub mod power;
+#[cfg(target_os = "none")]
+pub mod serial;
+#[cfg(target_os = "none")]
+pub mod trap;
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(include_str!("../../../../boot/entry.s"));
+
+#[cfg(target_os = "none")]
+unsafe extern "C" {
+    static boot_stack_high_bottom: u8;
+    static boot_stack_high_top: u8;
+}
+
+/// Whether `addr` lies on the boot CPU's hypervisor stack.
+#[cfg(target_os = "none")]
+pub fn boot_stack_contains(addr: u64) -> bool {
+    let bottom = (&raw const boot_stack_high_bottom) as u64;
+    let top = (&raw const boot_stack_high_top) as u64;
+    (bottom..top).contains(&addr)
+}
+
+/// Turns on the protections the CPU offers (SDM Vol. 3A §2.5, §4.6): write protection
+/// in ring 0, SMEP and SMAP (the hypervisor never executes or touches user pages), UMIP
+/// (guests cannot read descriptor-table addresses), global pages, and the FPU/SSE state
+/// bits guests will need.
+#[cfg(target_os = "none")]
+pub fn enable_protections(features: crate::cpuinfo::Features) {
+    use crate::cpuinfo::Features;
+    use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+
+    let mut cr4 = Cr4::read();
+    cr4 |= Cr4Flags::PAGE_GLOBAL | Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE;
+    for (feature, flag) in [
+        (Features::SMEP, Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION),
+        (Features::SMAP, Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION),
+        (Features::UMIP, Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION),
+    ] {
+        if features.contains(feature) {
+            cr4 |= flag;
+        }
+    }
+    // SAFETY: every bit set is supported (checked above or architectural on x86-64) and
+    // none changes how the hypervisor's own code or mappings behave: it has no user
+    // pages and touches none.
+    unsafe {
+        Cr4::write(cr4);
+        Cr0::update(|f| *f |= Cr0Flags::WRITE_PROTECT);
+    }
+}

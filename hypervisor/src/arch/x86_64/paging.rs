@@ -1,0 +1,155 @@
+//! The hypervisor's own page tables (Intel SDM Vol. 3A §4.5, 4-level paging).
+//!
+//! At boot the hypervisor runs on the bootstrap tables of `boot/entry.s` (first 4 GiB
+//! only, everything writable and executable). `build_and_switch` replaces them with:
+//! the image mapped section by section (text read-only executable, rodata read-only,
+//! data and bss writable, never both writable and executable), the direct map of
+//! `mm::directmap`, and nothing else: no identity map, no lower half.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::structures::paging::{PageTable, PageTableFlags as F};
+
+use super::layout::{self, phys_to_virt};
+use crate::mm::directmap::{self, Chunk};
+use crate::mm::{Mfn, PAGE_SIZE, frames};
+
+const SIZE_2M: u64 = 2 << 20;
+const SIZE_1G: u64 = 1 << 30;
+
+#[derive(Debug)]
+pub enum MapError {
+    OutOfFrames,
+    /// A huge page is in the way of a smaller mapping: a bug in the caller's plan.
+    Conflict(u64),
+}
+
+static ROOT: AtomicU64 = AtomicU64::new(0);
+static DIRECT_CHUNKS: spin::Once<Vec<Chunk>> = spin::Once::new();
+static NX_SUPPORTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static MMIO_NEXT: AtomicU64 = AtomicU64::new(layout::MMIO_BASE);
+
+fn table(mfn: Mfn) -> &'static mut PageTable {
+    // SAFETY: page-table frames come from the frame allocator, are owned by the paging
+    // code alone and are reachable through the direct map; callers never hold two
+    // references to the same table at once (the walk goes strictly downwards).
+    unsafe { &mut *(phys_to_virt(mfn.phys()) as *mut PageTable) }
+}
+
+fn new_table() -> Result<Mfn, MapError> {
+    let mfn = frames::alloc().ok_or(MapError::OutOfFrames)?;
+    table(mfn).zero();
+    Ok(mfn)
+}
+
+fn nx() -> F {
+    if NX_SUPPORTED.load(Ordering::Relaxed) { F::NO_EXECUTE } else { F::empty() }
+}
+
+/// The table one level below `entry`, creating it if needed.
+fn next_level(parent: Mfn, index: usize, virt: u64) -> Result<Mfn, MapError> {
+    let entry = &mut table(parent)[index];
+    if entry.is_unused() {
+        let child = new_table()?;
+        entry.set_addr(x86_64::PhysAddr::new(child.phys()), F::PRESENT | F::WRITABLE);
+        return Ok(child);
+    }
+    if entry.flags().contains(F::HUGE_PAGE) {
+        return Err(MapError::Conflict(virt));
+    }
+    Ok(Mfn::from_phys(entry.addr().as_u64()))
+}
+
+/// Maps `[virt, virt + len)` to `[phys, ...)` with `flags` (PRESENT is implied), using
+/// the largest pages that alignment allows.
+fn map(root: Mfn, mut virt: u64, mut phys: u64, mut len: u64, flags: F, use_1g: bool) -> Result<(), MapError> {
+    let flags = flags | F::PRESENT;
+    let idx = |v: u64, shift: u32| ((v >> shift) & 511) as usize;
+    while len > 0 {
+        let l3 = next_level(root, idx(virt, 39), virt)?;
+        let aligned = |size: u64| virt % size == 0 && phys % size == 0 && len >= size;
+        let step = if use_1g && aligned(SIZE_1G) {
+            table(l3)[idx(virt, 30)].set_addr(x86_64::PhysAddr::new(phys), flags | F::HUGE_PAGE);
+            SIZE_1G
+        } else {
+            let l2 = next_level(l3, idx(virt, 30), virt)?;
+            if aligned(SIZE_2M) {
+                table(l2)[idx(virt, 21)].set_addr(x86_64::PhysAddr::new(phys), flags | F::HUGE_PAGE);
+                SIZE_2M
+            } else {
+                let l1 = next_level(l2, idx(virt, 21), virt)?;
+                table(l1)[idx(virt, 12)].set_addr(x86_64::PhysAddr::new(phys), flags);
+                PAGE_SIZE
+            }
+        };
+        virt += step;
+        phys += step;
+        len = len.saturating_sub(step);
+    }
+    Ok(())
+}
+
+unsafe extern "C" {
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+    static __data_end: u8;
+}
+
+/// Builds the hypervisor's page tables and switches to them. Page-table frames must be
+/// reachable through the bootstrap direct map, so the caller has only given the frame
+/// allocator memory below 4 GiB so far.
+pub fn build_and_switch(ram: &[crate::mm::memmap::PhysRange], nx_supported: bool, use_1g: bool) -> Result<(), MapError> {
+    NX_SUPPORTED.store(nx_supported, Ordering::Relaxed);
+    let root = new_table()?;
+    let sections = [
+        ((&raw const __text_start) as u64, (&raw const __text_end) as u64, F::GLOBAL),
+        ((&raw const __rodata_start) as u64, (&raw const __rodata_end) as u64, F::GLOBAL | nx()),
+        ((&raw const __data_start) as u64, (&raw const __data_end) as u64, F::GLOBAL | F::WRITABLE | nx()),
+    ];
+    for (start, end, flags) in sections {
+        map(root, start, start - layout::IMAGE_BASE, end - start, flags, false)?;
+    }
+    let chunks = directmap::plan(ram, layout::DIRECTMAP_LIMIT);
+    for c in &chunks {
+        let cache = if c.cached { F::empty() } else { F::NO_CACHE | F::WRITE_THROUGH };
+        map(root, phys_to_virt(c.range.start), c.range.start, c.range.len(), F::GLOBAL | F::WRITABLE | nx() | cache, use_1g)?;
+    }
+    DIRECT_CHUNKS.call_once(|| chunks);
+    // SAFETY: the new tables map the image (so the next instruction, the stack and all
+    // statics stay where they are) and the direct map (so the frame allocator and heap
+    // keep working); nothing refers to the lower half any more.
+    unsafe {
+        x86_64::registers::control::Cr3::write(
+            x86_64::structures::paging::PhysFrame::containing_address(x86_64::PhysAddr::new(root.phys())),
+            x86_64::registers::control::Cr3Flags::empty(),
+        );
+    }
+    ROOT.store(root.0, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Maps device registers uncached in the MMIO slot and returns their virtual address.
+pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
+    let root = Mfn(ROOT.load(Ordering::SeqCst));
+    let offset = phys % PAGE_SIZE;
+    let pages = (offset + len).div_ceil(PAGE_SIZE);
+    let virt = MMIO_NEXT.fetch_add(pages * PAGE_SIZE, Ordering::SeqCst);
+    map(root, virt, phys - offset, pages * PAGE_SIZE, F::GLOBAL | F::WRITABLE | F::NO_CACHE | F::WRITE_THROUGH | nx(), false)?;
+    Ok(virt + offset)
+}
+
+/// Firmware-owned physical memory as a byte slice, if the direct map covers all of it.
+/// Used for ACPI tables; the hypervisor never reads guest memory this way.
+pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
+    let covered = match DIRECT_CHUNKS.get() {
+        Some(chunks) => directmap::covers(chunks, phys, len as u64),
+        None => phys.checked_add(len as u64)? <= directmap::LOW_WINDOW,
+    };
+    // SAFETY: the range is mapped by the direct map (checked above) and firmware tables
+    // are not written while the hypervisor reads them.
+    covered.then(|| unsafe { core::slice::from_raw_parts(phys_to_virt(phys) as *const u8, len) })
+}

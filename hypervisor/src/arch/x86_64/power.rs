@@ -1,0 +1,136 @@
+//! Power-off, reboot and halt on x86 PCs.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use x86_64::instructions::port::Port;
+
+use crate::acpi::{self, PowerOff};
+use crate::power::ExitReason;
+
+/// QEMU's isa-debug-exit device (`-device isa-debug-exit,iobase=0xf4,iosize=0x04`).
+const DEBUG_EXIT_PORT: u16 = 0xF4;
+/// Reset control register of PCI chipsets (Intel ICH/PIIX "RST_CNT"): 0x06 = hard reset.
+const RESET_CONTROL_PORT: u16 = 0xCF9;
+/// 8042 keyboard controller command port; command 0xFE pulses the reset line.
+const KBD_COMMAND_PORT: u16 = 0x64;
+
+static DEBUG_EXIT: AtomicBool = AtomicBool::new(false);
+static ACPI_POWER_OFF: spin::Once<Option<PowerOff>> = spin::Once::new();
+
+/// Turns on the isa-debug-exit reporting (the `debug-exit` option).
+pub fn set_debug_exit(enabled: bool) {
+    DEBUG_EXIT.store(enabled, Ordering::SeqCst);
+}
+
+/// Records how to power off, found in the ACPI tables at boot.
+pub fn set_acpi_power_off(info: Option<PowerOff>) {
+    ACPI_POWER_OFF.call_once(|| info);
+}
+
+fn outb(port: u16, value: u8) {
+    // SAFETY: the ports written here (debug exit, reset, PM1 control, SMI command) only
+    // stop or reset the machine or switch it to ACPI mode, which is the caller's intent.
+    unsafe { Port::new(port).write(value) }
+}
+
+fn outw(port: u16, value: u16) {
+    // SAFETY: as for `outb`.
+    unsafe { Port::new(port).write(value) }
+}
+
+fn inw(port: u16) -> u16 {
+    // SAFETY: reading a PM1 control register has no side effects.
+    unsafe { Port::new(port).read() }
+}
+
+/// Stops the machine for `reason`. Never returns.
+pub fn exit(reason: ExitReason) -> ! {
+    x86_64::instructions::interrupts::disable();
+    if DEBUG_EXIT.load(Ordering::SeqCst) {
+        outb(DEBUG_EXIT_PORT, reason.debug_exit_code());
+    }
+    match reason {
+        ExitReason::PowerOff => acpi_power_off(),
+        ExitReason::Dom0Reboot => reset(),
+        ExitReason::HypervisorFailure | ExitReason::Dom0Crashed => {}
+    }
+    crate::console::emergency_line("the machine is stopped; reset it to continue");
+    halt_forever()
+}
+
+fn acpi_power_off() {
+    let Some(Some(p)) = ACPI_POWER_OFF.get().copied() else {
+        crate::console::emergency_line("ACPI power-off is not available on this machine");
+        return;
+    };
+    // Firmware that starts in legacy mode needs ACPI handed over first (ACPI 6.5 §16.3.1).
+    if inw(p.pm1a_control) & acpi::SCI_EN == 0 && p.smi_command != 0 && p.acpi_enable != 0 {
+        outb(p.smi_command, p.acpi_enable);
+        for _ in 0..1_000_000 {
+            if inw(p.pm1a_control) & acpi::SCI_EN != 0 {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+    outw(p.pm1a_control, acpi::slp_typ(p.slp_typ_a) | acpi::SLP_EN);
+    if let Some(pm1b) = p.pm1b_control {
+        outw(pm1b, acpi::slp_typ(p.slp_typ_b) | acpi::SLP_EN);
+    }
+    // Give the chipset a moment to cut the power before reporting failure.
+    for _ in 0..10_000_000 {
+        core::hint::spin_loop();
+    }
+    crate::console::emergency_line("ACPI power-off did not take effect");
+}
+
+fn reset() {
+    outb(RESET_CONTROL_PORT, 0x02);
+    outb(RESET_CONTROL_PORT, 0x06);
+    outb(KBD_COMMAND_PORT, 0xFE);
+}
+
+pub fn halt_forever() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Finds the power-off registers in the ACPI tables: from the loader's RSDP copy, else
+/// by scanning the BIOS area for the RSDP (ACPI 6.5 §5.2.5.1). Returns `None`, with the
+/// reason logged, when the firmware offers no usable tables.
+pub fn discover_acpi(root_from_loader: Option<(u64, usize)>) -> Option<PowerOff> {
+    use super::paging::firmware_bytes;
+
+    let root = root_from_loader.or_else(|| {
+        let bios = firmware_bytes(0xE0000, 0x20000)?;
+        (0..bios.len() - 36)
+            .step_by(16)
+            .find_map(|at| acpi::root_table(&bios[at..at + 36]))
+    });
+    let Some((root_addr, entry_size)) = root else {
+        log::warn!(target: "acpi", "no ACPI tables found; power-off will halt instead");
+        return None;
+    };
+    let table = |addr: u64, sig: &[u8; 4]| -> Option<&'static [u8]> {
+        let len = acpi::table_length(firmware_bytes(addr, 36)?)?;
+        let t = firmware_bytes(addr, len)?;
+        acpi::valid_table(t, sig).then_some(t)
+    };
+    let root_sig = if entry_size == 8 { b"XSDT" } else { b"RSDT" };
+    let Some(root_table) = table(root_addr, root_sig) else {
+        log::warn!(target: "acpi", "ACPI root table at {root_addr:#x} is invalid; power-off will halt instead");
+        return None;
+    };
+    let fadt = acpi::root_entries(root_table, entry_size).find_map(|addr| table(addr, b"FACP"));
+    let Some((pm1a, pm1b, smi_command, acpi_enable, dsdt_addr)) = fadt.and_then(acpi::fadt_fields) else {
+        log::warn!(target: "acpi", "no usable ACPI FADT; power-off will halt instead");
+        return None;
+    };
+    let (slp_typ_a, slp_typ_b) = table(dsdt_addr, b"DSDT").and_then(acpi::find_s5).unwrap_or_else(|| {
+        log::warn!(target: "acpi", "no \\_S5 sleep state in the DSDT; trying SLP_TYP 0");
+        (0, 0)
+    });
+    Some(PowerOff { pm1a_control: pm1a, pm1b_control: pm1b, slp_typ_a, slp_typ_b, smi_command, acpi_enable })
+}

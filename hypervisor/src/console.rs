@@ -1,0 +1,91 @@
+//! The hypervisor's console: the `log` backend writing to COM1 and to the dmesg ring
+//! that `xl dmesg` reads (DESIGN.md §8).
+//!
+//! Line format: info lines are plain text (the boot-log contract depends on this),
+//! other levels carry a `warning: `, `error: `, `debug: ` or `trace: ` prefix.
+
+use core::fmt::{self, Write};
+
+use spin::Mutex;
+
+use crate::arch::x86_64::serial::Serial;
+use crate::dmesg::LogRing;
+
+/// Bytes of log kept for `xl dmesg` (Xen's default console ring is 16 KiB; boot logs
+/// with a few domains are longer).
+const RING_BYTES: usize = 64 * 1024;
+
+struct Console {
+    serial: Serial,
+    serial_enabled: bool,
+    ring: LogRing<RING_BYTES>,
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    serial: Serial::com1(),
+    serial_enabled: true,
+    ring: LogRing::new(),
+});
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.ring.write(s.as_bytes());
+        if self.serial_enabled {
+            self.serial.write_bytes(s.as_bytes());
+        }
+        Ok(())
+    }
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let prefix = match record.level() {
+            log::Level::Error => "error: ",
+            log::Level::Warn => "warning: ",
+            log::Level::Info => "",
+            log::Level::Debug => "debug: ",
+            log::Level::Trace => "trace: ",
+        };
+        let mut console = CONSOLE.lock();
+        let _ = writeln!(console, "{prefix}{}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Programs COM1 and installs the logger at `info`. Runs first thing on the boot CPU.
+pub fn init() {
+    CONSOLE.lock().serial.init();
+    // A second call would only fail because a logger is already set, which is harmless.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Applies the `console=` and `loglvl=` options.
+pub fn configure(serial_enabled: bool, level: log::LevelFilter) {
+    CONSOLE.lock().serial_enabled = serial_enabled;
+    log::set_max_level(level);
+}
+
+/// A writer for fatal paths (exceptions, panics): straight to COM1, bypassing the
+/// console lock, which the failing code may hold.
+pub fn emergency() -> Serial {
+    Serial::com1()
+}
+
+/// Writes one line on the fatal path (see [`emergency`]).
+pub fn emergency_line(text: &str) {
+    let mut out = emergency();
+    let _ = writeln!(out, "{text}");
+}

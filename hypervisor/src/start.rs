@@ -1,0 +1,165 @@
+//! The boot path: from `boot/entry.s` to a running hypervisor.
+
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use crate::arch::x86_64::{self as arch, apic, cpu, gdt, layout, paging, pit, trap};
+use crate::boot_info::{self, BootInfo};
+use crate::cpuinfo::Features;
+use crate::mm::memmap::{self, EntryKind, Exclusion, PhysRange};
+use crate::mm::{frames, heap};
+use crate::options::{self, Console, SelfTest};
+use crate::power::{self, ExitReason};
+
+unsafe extern "C" {
+    static __image_phys_start: u8;
+    static __image_phys_end: u8;
+}
+
+/// Called by `boot/entry.s` in long mode on the bootstrap page tables, with the physical
+/// address of the multiboot2 boot information.
+#[unsafe(no_mangle)]
+extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
+    crate::console::init();
+    log::info!("Xenia {}", crate::VERSION);
+    gdt::init();
+    trap::init();
+    heap::init();
+
+    let boot = match boot_info::parse(mbi_phys) {
+        Ok(b) => b,
+        Err(why) => {
+            // Without the boot information we cannot know whether `debug-exit` was
+            // asked for; stop without touching unknown ports.
+            log::error!("{why}; stopping");
+            power::exit(ExitReason::HypervisorFailure)
+        }
+    };
+    let opts = options::parse(&boot.cmdline, |d| log::warn!("{d}"));
+    power::set_debug_exit(opts.debug_exit);
+    crate::console::configure(opts.console == Console::Com1, opts.loglvl);
+    for p in &boot.problems {
+        log::warn!(target: "boot", "{p}");
+    }
+
+    let cpu = cpu::identify();
+    log::info!("cpu: {cpu}");
+    if !cpu.features.contains(Features::APIC) {
+        log::error!("this CPU has no local APIC, which Xenia needs; stopping");
+        power::exit(ExitReason::HypervisorFailure);
+    }
+
+    let layout = memory_layout(&boot);
+    log::info!("memory: {} MiB usable", layout.usable_bytes() >> 20);
+
+    setup_memory(&boot, &layout, cpu.features);
+    arch::enable_protections(cpu.features);
+    pit::disable_legacy_pic();
+    crate::arch::x86_64::power::set_acpi_power_off(crate::arch::x86_64::power::discover_acpi(boot.acpi_root));
+    if let Err(why) = apic::init(cpu.crystal.map(|(hz, _, _)| hz)) {
+        log::warn!(target: "apic", "apic: {why}; timers will not work");
+    }
+
+    match opts.selftest {
+        Some(SelfTest::Ud) => provoke_invalid_opcode(),
+        Some(SelfTest::Pf) => provoke_page_fault(),
+        None => {}
+    }
+
+    for (i, m) in boot.modules.iter().enumerate() {
+        log::info!("module {i}: {} bytes, cmdline \"{}\"", m.range.len(), m.cmdline.escape_debug());
+    }
+    if boot.modules.is_empty() {
+        log::info!("no dom0 module given; powering off");
+    } else {
+        log::info!("dom0 builder not available yet; powering off");
+    }
+    power::exit(ExitReason::PowerOff)
+}
+
+/// Usable RAM and free frames, with the image, the modules and the boot information
+/// excluded. Problems with the map are logged, not fatal.
+fn memory_layout(boot: &BootInfo) -> memmap::MemoryLayout {
+    let image = PhysRange {
+        start: (&raw const __image_phys_start) as u64,
+        end: (&raw const __image_phys_end) as u64,
+    };
+    let names: Vec<alloc::string::String> = (0..boot.modules.len()).map(|i| alloc::format!("module {i}")).collect();
+    let mut exclusions = Vec::with_capacity(boot.modules.len() + 2);
+    exclusions.push(Exclusion { range: image, what: "hypervisor image" });
+    exclusions.push(Exclusion { range: boot.mbi, what: "multiboot2 information" });
+    for (m, name) in boot.modules.iter().zip(&names) {
+        exclusions.push(Exclusion { range: m.range, what: name });
+    }
+    let layout = memmap::layout(&boot.memory, &exclusions, layout::LOW_MEMORY_LIMIT);
+    for p in &layout.problems {
+        log::warn!(target: "mm", "memory map: {p}");
+    }
+    if layout.free.is_empty() {
+        log::error!("no usable memory left for the hypervisor; stopping");
+        power::exit(ExitReason::HypervisorFailure);
+    }
+    layout
+}
+
+/// Frame allocator, real page tables, bigger heap.
+fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Features) {
+    // Page tables are built through the bootstrap direct map, which covers 4 GiB only.
+    let low = crate::mm::directmap::LOW_WINDOW;
+    for r in &layout.free {
+        frames::add_free(PhysRange { start: r.start, end: r.end.min(low) });
+    }
+    let mut ram: Vec<PhysRange> = layout.usable.clone();
+    ram.extend(
+        boot.memory
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::AcpiReclaimable | EntryKind::AcpiNvs))
+            .filter_map(|e| Some(PhysRange { start: e.base, end: e.base.checked_add(e.len)? })),
+    );
+    if let Err(e) = paging::build_and_switch(&ram, features.contains(Features::NX), features.contains(Features::PAGE_1G)) {
+        log::error!("cannot build the hypervisor page tables: {e:?}; stopping");
+        power::exit(ExitReason::HypervisorFailure);
+    }
+    for r in &layout.free {
+        let above = PhysRange { start: r.start.max(low), end: r.end.min(layout::DIRECTMAP_LIMIT) };
+        frames::add_free(above);
+    }
+    if layout.highest_usable_end() > layout::DIRECTMAP_LIMIT {
+        log::warn!(target: "mm", "RAM above {} TiB is not used", layout::DIRECTMAP_LIMIT >> 40);
+    }
+    // A heap of 1/64 of free memory, between 2 and 64 MiB, on top of the boot heap.
+    let want = (frames::free_count() * crate::mm::PAGE_SIZE / 64).clamp(2 << 20, 64 << 20);
+    heap::grow(want);
+    log::debug!(
+        target: "mm",
+        "frames: {} free of {}; heap {} KiB",
+        frames::free_count(),
+        frames::total_count(),
+        heap::size() / 1024
+    );
+}
+
+fn provoke_invalid_opcode() {
+    log::info!("selftest: executing ud2 in ring 0");
+    // SAFETY: deliberately raises #UD; the exception handler stops the machine.
+    unsafe { core::arch::asm!("ud2") };
+}
+
+fn provoke_page_fault() {
+    const UNMAPPED: u64 = 0xdead_beef_000;
+    log::info!("selftest: reading unmapped address {UNMAPPED:#x}");
+    // SAFETY: deliberately raises #PF (the lower half is unmapped in the hypervisor's
+    // tables); the exception handler stops the machine.
+    let _ = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let mut out = crate::console::emergency();
+    let _ = writeln!(out, "\nhypervisor panic: {info}");
+    let rbp: u64;
+    // SAFETY: reads the frame pointer register; no memory is touched.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    trap::write_call_trace(&mut out, 0, rbp);
+    power::exit(ExitReason::HypervisorFailure)
+}
