@@ -79,7 +79,13 @@ pub fn root_entries(root: &[u8], entry_size: usize) -> impl Iterator<Item = u64>
     root.get(SDT_HEADER_LEN..)
         .unwrap_or(&[])
         .chunks_exact(entry_size)
-        .map(move |c| if entry_size == 8 { le_u64(c, 0).unwrap_or(0) } else { u64::from(le_u32(c, 0).unwrap_or(0)) })
+        .map(move |c| {
+            if entry_size == 8 {
+                le_u64(c, 0).unwrap_or(0)
+            } else {
+                u64::from(le_u32(c, 0).unwrap_or(0))
+            }
+        })
 }
 
 /// From a validated FADT: (PM1a, PM1b, SMI command, ACPI enable, DSDT address).
@@ -95,13 +101,20 @@ pub fn fadt_fields(fadt: &[u8]) -> Option<(u16, Option<u16>, u16, u8, u64)> {
     }
     // Generic address structures: space id 1 = system I/O.
     for (at, port) in [(172usize, &mut pm1a), (184, &mut pm1b)] {
-        if let (Some(1), Some(addr)) = (fadt.get(at).copied(), le_u64(fadt, at + 4)) {
-            if addr != 0 && addr <= u64::from(u16::MAX) {
-                *port = addr as u16;
-            }
+        if let (Some(1), Some(addr)) = (fadt.get(at).copied(), le_u64(fadt, at + 4))
+            && addr != 0
+            && addr <= u64::from(u16::MAX)
+        {
+            *port = addr as u16;
         }
     }
-    (pm1a != 0).then_some((pm1a, (pm1b != 0).then_some(pm1b), smi_command, acpi_enable, dsdt))
+    (pm1a != 0).then_some((
+        pm1a,
+        (pm1b != 0).then_some(pm1b),
+        smi_command,
+        acpi_enable,
+        dsdt,
+    ))
 }
 
 /// Finds `Name(_S5, Package() { SLP_TYPa, SLP_TYPb, ... })` in AML and returns the two
@@ -115,7 +128,9 @@ pub fn find_s5(aml: &[u8]) -> Option<(u8, u8)> {
         let at = from + pos;
         from = at + 4;
         // NameOp, optionally preceded by a root prefix '\'.
-        let named = at >= 1 && (aml[at - 1] == NAME_OP || (at >= 2 && aml[at - 1] == b'\\' && aml[at - 2] == NAME_OP));
+        let named = at >= 1
+            && (aml[at - 1] == NAME_OP
+                || (at >= 2 && aml[at - 1] == b'\\' && aml[at - 2] == NAME_OP));
         if !named || aml.get(at + 4) != Some(&PACKAGE_OP) {
             continue;
         }
@@ -208,13 +223,18 @@ mod tests {
         let rsdt = table(b"RSDT", &[0x10, 0, 0, 0, 0x20, 0, 0, 0, 0xff]);
         assert_eq!(root_entries(&rsdt, 4).collect::<Vec<_>>(), vec![0x10, 0x20]);
         let xsdt = table(b"XSDT", &0x1_0000_0000u64.to_le_bytes());
-        assert_eq!(root_entries(&xsdt, 8).collect::<Vec<_>>(), vec![0x1_0000_0000]);
+        assert_eq!(
+            root_entries(&xsdt, 8).collect::<Vec<_>>(),
+            vec![0x1_0000_0000]
+        );
     }
 
     #[test]
     fn fadt_legacy_and_extended() {
         let mut body = vec![0u8; 244 - SDT_HEADER_LEN];
-        let put32 = |b: &mut Vec<u8>, at: usize, v: u32| b[at - SDT_HEADER_LEN..at - SDT_HEADER_LEN + 4].copy_from_slice(&v.to_le_bytes());
+        let put32 = |b: &mut Vec<u8>, at: usize, v: u32| {
+            b[at - SDT_HEADER_LEN..at - SDT_HEADER_LEN + 4].copy_from_slice(&v.to_le_bytes())
+        };
         put32(&mut body, 40, 0x7fe0040);
         put32(&mut body, 48, 0xb2);
         body[52 - SDT_HEADER_LEN] = 0xf1;
@@ -235,10 +255,14 @@ mod tests {
     #[test]
     fn s5_forms() {
         // QEMU's DSDT: Name (_S5, Package (0x04) { Zero, Zero, Zero, Zero })
-        let q = [0x10, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00];
+        let q = [
+            0x10, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+        ];
         assert_eq!(find_s5(&q), Some((0, 0)));
         // BytePrefix values, root prefix, two-byte PkgLength.
-        let r = [0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x40, 0x0a, 0x02, 0x0a, 0x07, 0x0a, 0x05];
+        let r = [
+            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x40, 0x0a, 0x02, 0x0a, 0x07, 0x0a, 0x05,
+        ];
         assert_eq!(find_s5(&r), Some((7, 5)));
         // A method named _S5_ referenced, not a Name: skipped.
         let s = [0x14, b'_', b'S', b'5', b'_', 0x00];

@@ -27,32 +27,24 @@ pub struct BootInfo {
     pub problems: Vec<String>,
 }
 
-fn kind(raw: u32) -> EntryKind {
-    match raw {
-        1 => EntryKind::Usable,
-        2 => EntryKind::Reserved,
-        3 => EntryKind::AcpiReclaimable,
-        4 => EntryKind::AcpiNvs,
-        5 => EntryKind::Defective,
-        other => EntryKind::Other(other),
-    }
-}
-
 /// Reads the boot information at physical address `mbi_phys`.
 pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
     let ptr = phys_to_virt(u64::from(mbi_phys)) as *const BootInformationHeader;
     // SAFETY: GRUB places the boot information below 4 GiB, which the bootstrap direct
     // map covers; `load` checks alignment, the total size and the tag sequence before
     // anything is read through it, and nothing writes that memory while we run.
-    let info = unsafe { BootInformation::load(ptr) }
-        .map_err(|e| alloc::format!("the multiboot2 boot information at {mbi_phys:#x} is malformed: {e}"))?;
+    let info = unsafe { BootInformation::load(ptr) }.map_err(|e| {
+        alloc::format!("the multiboot2 boot information at {mbi_phys:#x} is malformed: {e}")
+    })?;
     let mut problems = Vec::new();
 
     let cmdline = match info.command_line_tag().map(|t| t.cmdline()) {
         None => String::new(),
         Some(Ok(s)) => s.to_string(),
         Some(Err(e)) => {
-            problems.push(alloc::format!("hypervisor command line unreadable ({e}); using defaults"));
+            problems.push(alloc::format!(
+                "hypervisor command line unreadable ({e}); using defaults"
+            ));
             String::new()
         }
     };
@@ -61,24 +53,35 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
     for (i, m) in info.module_tags().enumerate() {
         let (start, end) = (u64::from(m.start_address()), u64::from(m.end_address()));
         if end < start {
-            problems.push(alloc::format!("module {i}: ends ({end:#x}) before it starts ({start:#x}); ignored"));
+            problems.push(alloc::format!(
+                "module {i}: ends ({end:#x}) before it starts ({start:#x}); ignored"
+            ));
             continue;
         }
         let cmdline = match m.cmdline() {
             Ok(s) => s.to_string(),
             Err(e) => {
-                problems.push(alloc::format!("module {i}: command line unreadable ({e}); using an empty one"));
+                problems.push(alloc::format!(
+                    "module {i}: command line unreadable ({e}); using an empty one"
+                ));
                 String::new()
             }
         };
-        modules.push(Module { range: PhysRange { start, end }, cmdline });
+        modules.push(Module {
+            range: PhysRange { start, end },
+            cmdline,
+        });
     }
 
     let memory = match info.memory_map_tag() {
         Some(tag) => tag
             .memory_areas()
             .iter()
-            .map(|a| RawEntry { base: a.start_address(), len: a.size(), kind: kind(a.typ().val()) })
+            .map(|a| RawEntry {
+                base: a.start_address(),
+                len: a.size(),
+                kind: EntryKind::from_multiboot2(a.typ().val()),
+            })
             .collect(),
         None => {
             problems.push("no memory map from the loader".to_string());
@@ -87,7 +90,9 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
     };
 
     let acpi_root = match (info.rsdp_v2_tag(), info.rsdp_v1_tag()) {
-        (Some(v2), _) if v2.checksum_is_valid() && v2.xsdt_address() != 0 => Some((v2.xsdt_address() as u64, 8)),
+        (Some(v2), _) if v2.checksum_is_valid() && v2.xsdt_address() != 0 => {
+            Some((v2.xsdt_address() as u64, 8))
+        }
         (_, Some(v1)) if v1.checksum_is_valid() => Some((v1.rsdt_address() as u64, 4)),
         _ => None,
     };
@@ -96,5 +101,12 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         start: info.start_address() as u64 - DIRECTMAP_BASE,
         end: info.end_address() as u64 - DIRECTMAP_BASE,
     };
-    Ok(BootInfo { cmdline, modules, memory, mbi, acpi_root, problems })
+    Ok(BootInfo {
+        cmdline,
+        modules,
+        memory,
+        mbi,
+        acpi_root,
+        problems,
+    })
 }

@@ -63,7 +63,11 @@ fn cpuid_text(bytes: &[u8]) -> impl fmt::Display + '_ {
             let first = s.iter().position(|b| *b != b' ').unwrap_or(s.len());
             let last = s.iter().rposition(|b| *b != b' ').map_or(first, |i| i + 1);
             for &b in &s[first..last] {
-                let c = if (0x20..0x7f).contains(&b) { b as char } else { '?' };
+                let c = if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '?'
+                };
                 fmt::Write::write_char(f, c)?;
             }
             Ok(())
@@ -75,9 +79,18 @@ fn cpuid_text(bytes: &[u8]) -> impl fmt::Display + '_ {
 impl fmt::Display for CpuInfo {
     /// `<vendor> <brand>, features: +name -name ...` (the `cpu:` prefix is the caller's).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}, features:", cpuid_text(&self.vendor), cpuid_text(&self.brand))?;
+        write!(
+            f,
+            "{} {}, features:",
+            cpuid_text(&self.vendor),
+            cpuid_text(&self.brand)
+        )?;
         for (flag, name) in REPORTED {
-            let sign = if self.features.contains(flag) { '+' } else { '-' };
+            let sign = if self.features.contains(flag) {
+                '+'
+            } else {
+                '-'
+            };
             write!(f, " {sign}{name}")?;
         }
         Ok(())
@@ -91,12 +104,20 @@ mod tests {
     fn info(features: Features) -> CpuInfo {
         let mut brand = [0u8; 48];
         brand[..21].copy_from_slice(b"  QEMU TCG CPU 2.5+  ");
-        CpuInfo { vendor: *b"GenuineIntel", brand, features, crystal: None }
+        CpuInfo {
+            vendor: *b"GenuineIntel",
+            brand,
+            features,
+            crystal: None,
+        }
     }
 
     #[test]
     fn line_lists_every_feature_in_order() {
-        let s = alloc::format!("{}", info(Features::SMEP | Features::NX | Features::PAGE_1G));
+        let s = alloc::format!(
+            "{}",
+            info(Features::SMEP | Features::NX | Features::PAGE_1G)
+        );
         assert_eq!(
             s,
             "GenuineIntel QEMU TCG CPU 2.5+, features: -pcid -x2apic +smep -smap -umip \

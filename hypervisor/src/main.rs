@@ -40,6 +40,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!("the Xenia hypervisor runs on bare metal: build it with `cargo xtask build` and boot it with `cargo xtask run`");
+    eprintln!(
+        "the Xenia hypervisor runs on bare metal: build it with `cargo xtask build` and boot it with `cargo xtask run`"
+    );
     std::process::exit(1);
 }

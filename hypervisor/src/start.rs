@@ -55,7 +55,9 @@ extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
     setup_memory(&boot, &layout, cpu.features);
     arch::enable_protections(cpu.features);
     pit::disable_legacy_pic();
-    crate::arch::x86_64::power::set_acpi_power_off(crate::arch::x86_64::power::discover_acpi(boot.acpi_root));
+    crate::arch::x86_64::power::set_acpi_power_off(crate::arch::x86_64::power::discover_acpi(
+        boot.acpi_root,
+    ));
     if let Err(why) = apic::init(cpu.crystal.map(|(hz, _, _)| hz)) {
         log::warn!(target: "apic", "apic: {why}; timers will not work");
     }
@@ -67,7 +69,11 @@ extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
     }
 
     for (i, m) in boot.modules.iter().enumerate() {
-        log::info!("module {i}: {} bytes, cmdline \"{}\"", m.range.len(), m.cmdline.escape_debug());
+        log::info!(
+            "module {i}: {} bytes, cmdline \"{}\"",
+            m.range.len(),
+            m.cmdline.escape_debug()
+        );
     }
     if boot.modules.is_empty() {
         log::info!("no dom0 module given; powering off");
@@ -84,12 +90,23 @@ fn memory_layout(boot: &BootInfo) -> memmap::MemoryLayout {
         start: (&raw const __image_phys_start) as u64,
         end: (&raw const __image_phys_end) as u64,
     };
-    let names: Vec<alloc::string::String> = (0..boot.modules.len()).map(|i| alloc::format!("module {i}")).collect();
+    let names: Vec<alloc::string::String> = (0..boot.modules.len())
+        .map(|i| alloc::format!("module {i}"))
+        .collect();
     let mut exclusions = Vec::with_capacity(boot.modules.len() + 2);
-    exclusions.push(Exclusion { range: image, what: "hypervisor image" });
-    exclusions.push(Exclusion { range: boot.mbi, what: "multiboot2 information" });
+    exclusions.push(Exclusion {
+        range: image,
+        what: "hypervisor image",
+    });
+    exclusions.push(Exclusion {
+        range: boot.mbi,
+        what: "multiboot2 information",
+    });
     for (m, name) in boot.modules.iter().zip(&names) {
-        exclusions.push(Exclusion { range: m.range, what: name });
+        exclusions.push(Exclusion {
+            range: m.range,
+            what: name,
+        });
     }
     let layout = memmap::layout(&boot.memory, &exclusions, layout::LOW_MEMORY_LIMIT);
     for p in &layout.problems {
@@ -107,21 +124,36 @@ fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Featur
     // Page tables are built through the bootstrap direct map, which covers 4 GiB only.
     let low = crate::mm::directmap::LOW_WINDOW;
     for r in &layout.free {
-        frames::add_free(PhysRange { start: r.start, end: r.end.min(low) });
+        frames::add_free(PhysRange {
+            start: r.start,
+            end: r.end.min(low),
+        });
     }
     let mut ram: Vec<PhysRange> = layout.usable.clone();
     ram.extend(
         boot.memory
             .iter()
             .filter(|e| matches!(e.kind, EntryKind::AcpiReclaimable | EntryKind::AcpiNvs))
-            .filter_map(|e| Some(PhysRange { start: e.base, end: e.base.checked_add(e.len)? })),
+            .filter_map(|e| {
+                Some(PhysRange {
+                    start: e.base,
+                    end: e.base.checked_add(e.len)?,
+                })
+            }),
     );
-    if let Err(e) = paging::build_and_switch(&ram, features.contains(Features::NX), features.contains(Features::PAGE_1G)) {
+    if let Err(e) = paging::build_and_switch(
+        &ram,
+        features.contains(Features::NX),
+        features.contains(Features::PAGE_1G),
+    ) {
         log::error!("cannot build the hypervisor page tables: {e:?}; stopping");
         power::exit(ExitReason::HypervisorFailure);
     }
     for r in &layout.free {
-        let above = PhysRange { start: r.start.max(low), end: r.end.min(layout::DIRECTMAP_LIMIT) };
+        let above = PhysRange {
+            start: r.start.max(low),
+            end: r.end.min(layout::DIRECTMAP_LIMIT),
+        };
         frames::add_free(above);
     }
     if layout.highest_usable_end() > layout::DIRECTMAP_LIMIT {
@@ -146,7 +178,7 @@ fn provoke_invalid_opcode() {
 }
 
 fn provoke_page_fault() {
-    const UNMAPPED: u64 = 0xdead_beef_000;
+    const UNMAPPED: u64 = 0x0dea_dbee_f000;
     log::info!("selftest: reading unmapped address {UNMAPPED:#x}");
     // SAFETY: deliberately raises #PF (the lower half is unmapped in the hypervisor's
     // tables); the exception handler stops the machine.
@@ -159,7 +191,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = writeln!(out, "\nhypervisor panic: {info}");
     let rbp: u64;
     // SAFETY: reads the frame pointer register; no memory is touched.
-    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
+    };
     trap::write_call_trace(&mut out, 0, rbp);
     power::exit(ExitReason::HypervisorFailure)
 }

@@ -32,7 +32,10 @@ pub fn plan(ram: &[PhysRange], limit: u64) -> Vec<Chunk> {
         .iter()
         .filter(|r| r.start < r.end)
         .map(|r| round_out(*r))
-        .map(|r| PhysRange { start: r.start, end: r.end.min(limit) })
+        .map(|r| PhysRange {
+            start: r.start,
+            end: r.end.min(limit),
+        })
         .filter(|r| r.start < r.end)
         .collect();
     wb.sort();
@@ -49,20 +52,37 @@ pub fn plan(ram: &[PhysRange], limit: u64) -> Vec<Chunk> {
     let low_end = LOW_WINDOW.min(limit);
     for r in merged {
         if cursor < r.start && cursor < low_end {
-            out.push(Chunk { range: PhysRange { start: cursor, end: r.start.min(low_end) }, cached: false });
+            out.push(Chunk {
+                range: PhysRange {
+                    start: cursor,
+                    end: r.start.min(low_end),
+                },
+                cached: false,
+            });
         }
-        out.push(Chunk { range: r, cached: true });
+        out.push(Chunk {
+            range: r,
+            cached: true,
+        });
         cursor = cursor.max(r.end);
     }
     if cursor < low_end {
-        out.push(Chunk { range: PhysRange { start: cursor, end: low_end }, cached: false });
+        out.push(Chunk {
+            range: PhysRange {
+                start: cursor,
+                end: low_end,
+            },
+            cached: false,
+        });
     }
     out
 }
 
 /// Whether `[start, start + len)` is inside the planned chunks.
 pub fn covers(chunks: &[Chunk], start: u64, len: u64) -> bool {
-    let Some(end) = start.checked_add(len) else { return false };
+    let Some(end) = start.checked_add(len) else {
+        return false;
+    };
     let mut at = start;
     for c in chunks {
         if c.range.start <= at && at < c.range.end {
@@ -91,10 +111,22 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                Chunk { range: r(0, 0xa0000), cached: true },
-                Chunk { range: r(0xa0000, 0x10_0000), cached: false },
-                Chunk { range: r(0x10_0000, 0x7fe_0000), cached: true },
-                Chunk { range: r(0x7fe_0000, LOW_WINDOW), cached: false },
+                Chunk {
+                    range: r(0, 0xa0000),
+                    cached: true
+                },
+                Chunk {
+                    range: r(0xa0000, 0x10_0000),
+                    cached: false
+                },
+                Chunk {
+                    range: r(0x10_0000, 0x7fe_0000),
+                    cached: true
+                },
+                Chunk {
+                    range: r(0x7fe_0000, LOW_WINDOW),
+                    cached: false
+                },
             ]
         );
         assert!(covers(&p, 0xfee0_0000, 4096));
@@ -105,11 +137,27 @@ mod tests {
 
     #[test]
     fn ram_above_4g_and_limit() {
-        let ram = [r(0x10_0000, 0xc000_0000), r(0x1_0000_0000, 0x2_4000_0000), r(0x1_0000_0000, 0x1_2000_0000)];
+        let ram = [
+            r(0x10_0000, 0xc000_0000),
+            r(0x1_0000_0000, 0x2_4000_0000),
+            r(0x1_0000_0000, 0x1_2000_0000),
+        ];
         let p = plan(&ram, 0x2_0000_0000);
-        assert_eq!(p.last().unwrap(), &Chunk { range: r(0x1_0000_0000, 0x2_0000_0000), cached: true });
-        assert!(p.windows(2).all(|w| w[0].range.end <= w[1].range.start), "sorted, disjoint");
-        assert!(p.iter().all(|c| c.range.start % PAGE_SIZE == 0 && c.range.end % PAGE_SIZE == 0));
+        assert_eq!(
+            p.last().unwrap(),
+            &Chunk {
+                range: r(0x1_0000_0000, 0x2_0000_0000),
+                cached: true
+            }
+        );
+        assert!(
+            p.windows(2).all(|w| w[0].range.end <= w[1].range.start),
+            "sorted, disjoint"
+        );
+        assert!(
+            p.iter()
+                .all(|c| c.range.start % PAGE_SIZE == 0 && c.range.end % PAGE_SIZE == 0)
+        );
     }
 
     #[test]

@@ -17,7 +17,11 @@ struct Frames {
     total: u64,
 }
 
-static FRAMES: Mutex<Frames> = Mutex::new(Frames { buddy: FrameAllocator::new(), free: 0, total: 0 });
+static FRAMES: Mutex<Frames> = Mutex::new(Frames {
+    buddy: FrameAllocator::new(),
+    free: 0,
+    total: 0,
+});
 
 /// Hands the page-aligned `range` to the allocator.
 pub fn add_free(range: PhysRange) {
@@ -70,7 +74,10 @@ mod tests {
     // The allocator is a global: one test exercises it end to end.
     #[test]
     fn alloc_free_round_trip() {
-        add_free(PhysRange { start: 0x20_0000, end: 0x40_0000 });
+        add_free(PhysRange {
+            start: 0x20_0000,
+            end: 0x40_0000,
+        });
         let before = free_count();
         assert_eq!(before, 512);
         let a = alloc().unwrap();

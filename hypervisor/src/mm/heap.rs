@@ -32,7 +32,9 @@ pub fn grow(bytes: u64) -> u64 {
     const RUN_FRAMES: u64 = 512;
     let mut added = 0;
     while added + RUN_FRAMES * super::PAGE_SIZE <= bytes {
-        let Some(first) = frames::alloc_contiguous(RUN_FRAMES) else { break };
+        let Some(first) = frames::alloc_contiguous(RUN_FRAMES) else {
+            break;
+        };
         let start = phys_to_virt(first.phys()) as usize;
         let end = start + (RUN_FRAMES * super::PAGE_SIZE) as usize;
         // SAFETY: the frames were just taken from the frame allocator, so nothing else

@@ -83,9 +83,15 @@ pub fn init(crystal_hz: Option<u32>) -> Result<(), &'static str> {
             unsafe { Msr::new(IA32_APIC_BASE).write(base_msr | APIC_BASE_ENABLE) };
         }
     }
-    write(REG_SPURIOUS, SPURIOUS_ENABLE | u32::from(trap::SPURIOUS_VECTOR));
+    write(
+        REG_SPURIOUS,
+        SPURIOUS_ENABLE | u32::from(trap::SPURIOUS_VECTOR),
+    );
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
-    write(REG_LVT_TIMER, LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR));
+    write(
+        REG_LVT_TIMER,
+        LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR),
+    );
 
     let (hz, source) = match crystal_hz {
         Some(crystal) => (u64::from(crystal) / TIMER_DIVISOR, "CPUID leaf 0x15"),
@@ -120,7 +126,10 @@ fn calibrate_with_pit() -> Result<u64, &'static str> {
 fn check_interrupt(hz: u64) -> Result<(), &'static str> {
     TICKED.store(false, Ordering::SeqCst);
     write(REG_LVT_TIMER, u32::from(trap::APIC_TIMER_VECTOR)); // one-shot, unmasked
-    write(REG_TIMER_INITIAL, (hz / 1000).clamp(1, u64::from(u32::MAX)) as u32);
+    write(
+        REG_TIMER_INITIAL,
+        (hz / 1000).clamp(1, u64::from(u32::MAX)) as u32,
+    );
     // Each `hlt` ends at the next interrupt; the PIT is masked, so only the APIC timer
     // (or a stray NMI) wakes us. Bound the wait by a busy-poll count as well.
     for _ in 0..100_000 {
@@ -130,7 +139,10 @@ fn check_interrupt(hz: u64) -> Result<(), &'static str> {
         x86_64::instructions::interrupts::enable_and_hlt();
         x86_64::instructions::interrupts::disable();
     }
-    write(REG_LVT_TIMER, LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR));
+    write(
+        REG_LVT_TIMER,
+        LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR),
+    );
     if TICKED.load(Ordering::SeqCst) {
         log::debug!(target: "apic", "timer interrupt delivered");
         Ok(())

@@ -47,7 +47,10 @@ pub fn identify() -> CpuInfo {
         f.set(Features::SVM, e1.ecx & (1 << 2) != 0);
     }
     if max_ext >= 0x8000_0007 {
-        f.set(Features::INVARIANT_TSC, __cpuid(0x8000_0007).edx & (1 << 8) != 0);
+        f.set(
+            Features::INVARIANT_TSC,
+            __cpuid(0x8000_0007).edx & (1 << 8) != 0,
+        );
     }
 
     // CPUID.15h: TSC / core crystal clock ratio and, when reported, the crystal's
@@ -59,5 +62,10 @@ pub fn identify() -> CpuInfo {
         None
     };
 
-    CpuInfo { vendor, brand, features: f, crystal: crystal_hz }
+    CpuInfo {
+        vendor,
+        brand,
+        features: f,
+        crystal: crystal_hz,
+    }
 }

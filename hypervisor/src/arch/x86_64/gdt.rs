@@ -8,8 +8,8 @@
 
 use core::mem::size_of;
 
-use x86_64::structures::tss::TaskStateSegment;
 use x86_64::VirtAddr;
+use x86_64::structures::tss::TaskStateSegment;
 
 pub const HYPERVISOR_CS: u16 = 0x08;
 pub const HYPERVISOR_DS: u16 = 0x10;
@@ -34,7 +34,14 @@ const fn dpl(level: u64) -> u64 {
     level << 45
 }
 const fn code64(level: u64) -> u64 {
-    PRESENT | CODE_DATA | EXECUTABLE | WRITABLE | LONG_MODE | GRANULARITY_4K | LIMIT_MAX | dpl(level)
+    PRESENT
+        | CODE_DATA
+        | EXECUTABLE
+        | WRITABLE
+        | LONG_MODE
+        | GRANULARITY_4K
+        | LIMIT_MAX
+        | dpl(level)
 }
 const fn data(level: u64) -> u64 {
     PRESENT | CODE_DATA | WRITABLE | GRANULARITY_4K | LIMIT_MAX | (1 << 54) | dpl(level)
@@ -46,7 +53,17 @@ struct Stack([u8; IST_STACK_SIZE]);
 #[repr(C, align(16))]
 struct Gdt([u64; 9]);
 
-static mut GDT: Gdt = Gdt([0, code64(0), data(0), code64(1), data(1), data(3), code64(3), 0, 0]);
+static mut GDT: Gdt = Gdt([
+    0,
+    code64(0),
+    data(0),
+    code64(1),
+    data(1),
+    data(3),
+    code64(3),
+    0,
+    0,
+]);
 static mut TSS: TaskStateSegment = TaskStateSegment::new();
 static mut IST_STACKS: [Stack; 3] = [const { Stack([0; IST_STACK_SIZE]) }; 3];
 
@@ -58,14 +75,17 @@ pub fn init() {
     // observes these statics while they are written; afterwards they are only read by
     // the CPU.
     unsafe {
-        let tss = &mut *(&raw mut TSS);
+        let tss = &raw mut TSS;
         let stacks = &raw mut IST_STACKS;
-        for (i, slot) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK].into_iter().enumerate() {
+        for (i, slot) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK]
+            .into_iter()
+            .enumerate()
+        {
             let top = (&raw mut (*stacks)[i]) as u64 + IST_STACK_SIZE as u64;
-            tss.interrupt_stack_table[usize::from(slot - 1)] = VirtAddr::new(top);
+            (*tss).interrupt_stack_table[usize::from(slot - 1)] = VirtAddr::new(top);
         }
         // No I/O permission bitmap yet: the base points past the TSS limit.
-        tss.iomap_base = size_of::<TaskStateSegment>() as u16;
+        (*tss).iomap_base = size_of::<TaskStateSegment>() as u16;
 
         let base = (&raw const TSS) as u64;
         let limit = (size_of::<TaskStateSegment>() - 1) as u64;
@@ -76,9 +96,9 @@ pub fn init() {
             | PRESENT
             | (((limit >> 16) & 0xF) << 48)
             | (((base >> 24) & 0xFF) << 56);
-        let gdt = &mut *(&raw mut GDT);
-        gdt.0[7] = low;
-        gdt.0[8] = base >> 32;
+        let gdt = &raw mut GDT;
+        (*gdt).0[7] = low;
+        (*gdt).0[8] = base >> 32;
 
         let pointer = x86_64::structures::DescriptorTablePointer {
             limit: (size_of::<Gdt>() - 1) as u16,
@@ -86,7 +106,9 @@ pub fn init() {
         };
         x86_64::instructions::tables::lgdt(&pointer);
         reload_segments();
-        x86_64::instructions::tables::load_tss(x86_64::structures::gdt::SegmentSelector(TSS_SELECTOR));
+        x86_64::instructions::tables::load_tss(x86_64::structures::gdt::SegmentSelector(
+            TSS_SELECTOR,
+        ));
     }
 }
 

@@ -59,7 +59,10 @@ mod tests {
         assert_eq!(slot_base(256), 0xFFFF_8000_0000_0000);
         assert_eq!(IMAGE_BASE, 0xFFFF_8100_0000_0000);
         assert_eq!(DIRECTMAP_BASE, 0xFFFF_8300_0000_0000);
-        assert_eq!(slot_base(LAST_RESERVED_SLOT) + SLOT_SIZE, 0xFFFF_8800_0000_0000);
+        assert_eq!(
+            slot_base(LAST_RESERVED_SLOT) + SLOT_SIZE,
+            0xFFFF_8800_0000_0000
+        );
         assert_eq!(DIRECTMAP_LIMIT, 5 << 40);
     }
 }

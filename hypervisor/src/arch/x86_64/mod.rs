@@ -51,7 +51,10 @@ pub fn enable_protections(features: crate::cpuinfo::Features) {
     let mut cr4 = Cr4::read();
     cr4 |= Cr4Flags::PAGE_GLOBAL | Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE;
     for (feature, flag) in [
-        (Features::SMEP, Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION),
+        (
+            Features::SMEP,
+            Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION,
+        ),
         (Features::SMAP, Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION),
         (Features::UMIP, Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION),
     ] {

@@ -44,7 +44,11 @@ fn new_table() -> Result<Mfn, MapError> {
 }
 
 fn nx() -> F {
-    if NX_SUPPORTED.load(Ordering::Relaxed) { F::NO_EXECUTE } else { F::empty() }
+    if NX_SUPPORTED.load(Ordering::Relaxed) {
+        F::NO_EXECUTE
+    } else {
+        F::empty()
+    }
 }
 
 /// The table one level below `entry`, creating it if needed.
@@ -52,7 +56,10 @@ fn next_level(parent: Mfn, index: usize, virt: u64) -> Result<Mfn, MapError> {
     let entry = &mut table(parent)[index];
     if entry.is_unused() {
         let child = new_table()?;
-        entry.set_addr(x86_64::PhysAddr::new(child.phys()), F::PRESENT | F::WRITABLE);
+        entry.set_addr(
+            x86_64::PhysAddr::new(child.phys()),
+            F::PRESENT | F::WRITABLE,
+        );
         return Ok(child);
     }
     if entry.flags().contains(F::HUGE_PAGE) {
@@ -63,19 +70,28 @@ fn next_level(parent: Mfn, index: usize, virt: u64) -> Result<Mfn, MapError> {
 
 /// Maps `[virt, virt + len)` to `[phys, ...)` with `flags` (PRESENT is implied), using
 /// the largest pages that alignment allows.
-fn map(root: Mfn, mut virt: u64, mut phys: u64, mut len: u64, flags: F, use_1g: bool) -> Result<(), MapError> {
+fn map(
+    root: Mfn,
+    mut virt: u64,
+    mut phys: u64,
+    mut len: u64,
+    flags: F,
+    use_1g: bool,
+) -> Result<(), MapError> {
     let flags = flags | F::PRESENT;
     let idx = |v: u64, shift: u32| ((v >> shift) & 511) as usize;
     while len > 0 {
         let l3 = next_level(root, idx(virt, 39), virt)?;
-        let aligned = |size: u64| virt % size == 0 && phys % size == 0 && len >= size;
+        let aligned =
+            |size: u64| virt.is_multiple_of(size) && phys.is_multiple_of(size) && len >= size;
         let step = if use_1g && aligned(SIZE_1G) {
             table(l3)[idx(virt, 30)].set_addr(x86_64::PhysAddr::new(phys), flags | F::HUGE_PAGE);
             SIZE_1G
         } else {
             let l2 = next_level(l3, idx(virt, 30), virt)?;
             if aligned(SIZE_2M) {
-                table(l2)[idx(virt, 21)].set_addr(x86_64::PhysAddr::new(phys), flags | F::HUGE_PAGE);
+                table(l2)[idx(virt, 21)]
+                    .set_addr(x86_64::PhysAddr::new(phys), flags | F::HUGE_PAGE);
                 SIZE_2M
             } else {
                 let l1 = next_level(l2, idx(virt, 21), virt)?;
@@ -102,21 +118,55 @@ unsafe extern "C" {
 /// Builds the hypervisor's page tables and switches to them. Page-table frames must be
 /// reachable through the bootstrap direct map, so the caller has only given the frame
 /// allocator memory below 4 GiB so far.
-pub fn build_and_switch(ram: &[crate::mm::memmap::PhysRange], nx_supported: bool, use_1g: bool) -> Result<(), MapError> {
+pub fn build_and_switch(
+    ram: &[crate::mm::memmap::PhysRange],
+    nx_supported: bool,
+    use_1g: bool,
+) -> Result<(), MapError> {
     NX_SUPPORTED.store(nx_supported, Ordering::Relaxed);
     let root = new_table()?;
     let sections = [
-        ((&raw const __text_start) as u64, (&raw const __text_end) as u64, F::GLOBAL),
-        ((&raw const __rodata_start) as u64, (&raw const __rodata_end) as u64, F::GLOBAL | nx()),
-        ((&raw const __data_start) as u64, (&raw const __data_end) as u64, F::GLOBAL | F::WRITABLE | nx()),
+        (
+            (&raw const __text_start) as u64,
+            (&raw const __text_end) as u64,
+            F::GLOBAL,
+        ),
+        (
+            (&raw const __rodata_start) as u64,
+            (&raw const __rodata_end) as u64,
+            F::GLOBAL | nx(),
+        ),
+        (
+            (&raw const __data_start) as u64,
+            (&raw const __data_end) as u64,
+            F::GLOBAL | F::WRITABLE | nx(),
+        ),
     ];
     for (start, end, flags) in sections {
-        map(root, start, start - layout::IMAGE_BASE, end - start, flags, false)?;
+        map(
+            root,
+            start,
+            start - layout::IMAGE_BASE,
+            end - start,
+            flags,
+            false,
+        )?;
     }
     let chunks = directmap::plan(ram, layout::DIRECTMAP_LIMIT);
     for c in &chunks {
-        let cache = if c.cached { F::empty() } else { F::NO_CACHE | F::WRITE_THROUGH };
-        map(root, phys_to_virt(c.range.start), c.range.start, c.range.len(), F::GLOBAL | F::WRITABLE | nx() | cache, use_1g)?;
+        let cache = if c.cached {
+            F::empty()
+        } else {
+            F::NO_CACHE | F::WRITE_THROUGH
+        };
+        map(
+            root,
+            phys_to_virt(c.range.start),
+            c.range.start,
+            c.range.len(),
+            F::GLOBAL | F::WRITABLE | nx() | cache,
+            use_1g,
+        )?;
     }
     DIRECT_CHUNKS.call_once(|| chunks);
     // SAFETY: the new tables map the image (so the next instruction, the stack and all
@@ -124,7 +174,9 @@ pub fn build_and_switch(ram: &[crate::mm::memmap::PhysRange], nx_supported: bool
     // keep working); nothing refers to the lower half any more.
     unsafe {
         x86_64::registers::control::Cr3::write(
-            x86_64::structures::paging::PhysFrame::containing_address(x86_64::PhysAddr::new(root.phys())),
+            x86_64::structures::paging::PhysFrame::containing_address(x86_64::PhysAddr::new(
+                root.phys(),
+            )),
             x86_64::registers::control::Cr3Flags::empty(),
         );
     }
@@ -138,7 +190,14 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
     let offset = phys % PAGE_SIZE;
     let pages = (offset + len).div_ceil(PAGE_SIZE);
     let virt = MMIO_NEXT.fetch_add(pages * PAGE_SIZE, Ordering::SeqCst);
-    map(root, virt, phys - offset, pages * PAGE_SIZE, F::GLOBAL | F::WRITABLE | F::NO_CACHE | F::WRITE_THROUGH | nx(), false)?;
+    map(
+        root,
+        virt,
+        phys - offset,
+        pages * PAGE_SIZE,
+        F::GLOBAL | F::WRITABLE | F::NO_CACHE | F::WRITE_THROUGH | nx(),
+        false,
+    )?;
     Ok(virt + offset)
 }
 

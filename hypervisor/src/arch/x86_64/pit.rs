@@ -62,5 +62,7 @@ pub fn time_interval(start: impl FnOnce()) -> Result<Duration, &'static str> {
         core::hint::spin_loop();
     }
     outb(GATE_PORT, gate);
-    Ok(Duration::from_nanos(u64::from(INTERVAL_TICKS) * 1_000_000_000 / PIT_HZ))
+    Ok(Duration::from_nanos(
+        u64::from(INTERVAL_TICKS) * 1_000_000_000 / PIT_HZ,
+    ))
 }

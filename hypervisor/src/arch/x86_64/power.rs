@@ -124,13 +124,23 @@ pub fn discover_acpi(root_from_loader: Option<(u64, usize)>) -> Option<PowerOff>
         return None;
     };
     let fadt = acpi::root_entries(root_table, entry_size).find_map(|addr| table(addr, b"FACP"));
-    let Some((pm1a, pm1b, smi_command, acpi_enable, dsdt_addr)) = fadt.and_then(acpi::fadt_fields) else {
+    let Some((pm1a, pm1b, smi_command, acpi_enable, dsdt_addr)) = fadt.and_then(acpi::fadt_fields)
+    else {
         log::warn!(target: "acpi", "no usable ACPI FADT; power-off will halt instead");
         return None;
     };
-    let (slp_typ_a, slp_typ_b) = table(dsdt_addr, b"DSDT").and_then(acpi::find_s5).unwrap_or_else(|| {
-        log::warn!(target: "acpi", "no \\_S5 sleep state in the DSDT; trying SLP_TYP 0");
-        (0, 0)
-    });
-    Some(PowerOff { pm1a_control: pm1a, pm1b_control: pm1b, slp_typ_a, slp_typ_b, smi_command, acpi_enable })
+    let (slp_typ_a, slp_typ_b) = table(dsdt_addr, b"DSDT")
+        .and_then(acpi::find_s5)
+        .unwrap_or_else(|| {
+            log::warn!(target: "acpi", "no \\_S5 sleep state in the DSDT; trying SLP_TYP 0");
+            (0, 0)
+        });
+    Some(PowerOff {
+        pm1a_control: pm1a,
+        pm1b_control: pm1b,
+        slp_typ_a,
+        slp_typ_b,
+        smi_command,
+        acpi_enable,
+    })
 }

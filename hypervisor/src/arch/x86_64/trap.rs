@@ -164,15 +164,15 @@ pub fn init() {
     // SAFETY: runs once on the boot CPU with interrupts off; nothing else uses the IDT
     // until `lidt` below makes the CPU read it.
     unsafe {
-        let idt = &mut *(&raw mut IDT);
-        for (vector, gate) in idt.0.iter_mut().enumerate() {
+        let idt = &raw mut IDT;
+        for vector in 0..256 {
             let ist = match vector {
                 2 => gdt::IST_NMI,
                 8 => gdt::IST_DOUBLE_FAULT,
                 18 => gdt::IST_MACHINE_CHECK,
                 _ => 0,
             };
-            *gate = Gate::interrupt(stubs + vector as u64 * 16, ist);
+            (*idt).0[vector] = Gate::interrupt(stubs + vector as u64 * 16, ist);
         }
         let pointer = x86_64::structures::DescriptorTablePointer {
             limit: (core::mem::size_of::<Idt>() - 1) as u16,
@@ -185,10 +185,9 @@ pub fn init() {
 /// Mnemonics of the architectural exceptions (SDM Vol. 3A Table 6-1).
 pub fn exception_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP",
-        "#SS", "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved",
-        "reserved", "reserved", "reserved", "reserved", "reserved", "#HV", "#VC", "#SX",
-        "reserved",
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS", "#NP", "#SS",
+        "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved", "reserved",
+        "reserved", "reserved", "reserved", "reserved", "#HV", "#VC", "#SX", "reserved",
     ];
     NAMES.get(vector as usize).copied().unwrap_or("interrupt")
 }
@@ -210,7 +209,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 /// machine as a failure.
 fn fatal_exception(frame: &TrapFrame) -> ! {
     let cr2 = x86_64::registers::control::Cr2::read_raw();
-    let cr3 = x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64();
+    let cr3 = x86_64::registers::control::Cr3::read_raw()
+        .0
+        .start_address()
+        .as_u64();
     let mut out = crate::console::emergency();
     let f = frame;
     let _ = writeln!(
@@ -220,7 +222,11 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         exception_name(f.vector),
         f.error_code
     );
-    let _ = writeln!(out, "  rip {:#018x}  cs {:#x}  rflags {:#x}", f.rip, f.cs, f.rflags);
+    let _ = writeln!(
+        out,
+        "  rip {:#018x}  cs {:#x}  rflags {:#x}",
+        f.rip, f.cs, f.rflags
+    );
     let _ = writeln!(out, "  rsp {:#018x}  ss {:#x}", f.rsp, f.ss);
     let _ = writeln!(out, "  cr2 {:#x}  cr3 {:#x}", cr2, cr3);
     let regs = [
@@ -258,7 +264,10 @@ pub fn write_call_trace(out: &mut impl Write, rip: u64, mut rbp: u64) {
     const MAX_FRAMES: usize = 24;
     let _ = write!(out, "  call trace: {rip:#x}");
     for _ in 0..MAX_FRAMES {
-        if rbp == 0 || rbp % 8 != 0 || !(on_hypervisor_stack(rbp) && on_hypervisor_stack(rbp + 15)) {
+        if rbp == 0
+            || !rbp.is_multiple_of(8)
+            || !(on_hypervisor_stack(rbp) && on_hypervisor_stack(rbp + 15))
+        {
             break;
         }
         // SAFETY: `rbp..rbp+16` lies on a hypervisor stack, which is mapped and readable.
