@@ -40,22 +40,26 @@ pub fn boot_stack_contains(addr: u64) -> bool {
 }
 
 /// Turns on the protections the CPU offers (SDM Vol. 3A §2.5, §4.6): write protection
-/// in ring 0, SMEP and SMAP (the hypervisor never executes or touches user pages), UMIP
-/// (guests cannot read descriptor-table addresses), global pages, and the FPU/SSE state
-/// bits guests will need.
+/// in ring 0, SMEP (no ring below 3 executes a user page), UMIP (guests cannot read
+/// descriptor-table addresses), and the FPU/SSE state bits guests will need.
+///
+/// SMAP stays off on purpose: it would only ever act on guests, since the hypervisor's
+/// own tables hold no user pages, and it would make a ring-1 kernel fault on every
+/// access to its processes' memory. Global pages (PGE) stay off too: a global TLB entry
+/// for a hypervisor page would outlive the switch to a guest's root.
 #[cfg(target_os = "none")]
 pub fn enable_protections(features: crate::cpuinfo::Features) {
     use crate::cpuinfo::Features;
     use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 
     let mut cr4 = Cr4::read();
-    cr4 |= Cr4Flags::PAGE_GLOBAL | Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE;
+    cr4 |= Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE;
+    cr4 -= Cr4Flags::PAGE_GLOBAL | Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION;
     for (feature, flag) in [
         (
             Features::SMEP,
             Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION,
         ),
-        (Features::SMAP, Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION),
         (Features::UMIP, Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION),
     ] {
         if features.contains(feature) {

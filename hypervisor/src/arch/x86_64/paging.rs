@@ -129,17 +129,17 @@ pub fn build_and_switch(
         (
             (&raw const __text_start) as u64,
             (&raw const __text_end) as u64,
-            F::GLOBAL,
+            F::empty(),
         ),
         (
             (&raw const __rodata_start) as u64,
             (&raw const __rodata_end) as u64,
-            F::GLOBAL | nx(),
+            nx(),
         ),
         (
             (&raw const __data_start) as u64,
             (&raw const __data_end) as u64,
-            F::GLOBAL | F::WRITABLE | nx(),
+            F::WRITABLE | nx(),
         ),
     ];
     for (start, end, flags) in sections {
@@ -164,7 +164,7 @@ pub fn build_and_switch(
             phys_to_virt(c.range.start),
             c.range.start,
             c.range.len(),
-            F::GLOBAL | F::WRITABLE | nx() | cache,
+            F::WRITABLE | nx() | cache,
             use_1g,
         )?;
     }
@@ -195,7 +195,7 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
         virt,
         phys - offset,
         pages * PAGE_SIZE,
-        F::GLOBAL | F::WRITABLE | F::NO_CACHE | F::WRITE_THROUGH | nx(),
+        F::WRITABLE | F::NO_CACHE | F::WRITE_THROUGH | nx(),
         false,
     )?;
     Ok(virt + offset)
