@@ -33,6 +33,8 @@ mod boot_info;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod guest;
+#[cfg(target_os = "none")]
 mod start;
 
 /// Version printed in the first boot-log line.

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use crate::arch::x86_64::{self as arch, apic, cpu, gdt, layout, paging, pit, trap};
+use crate::arch::x86_64::{self as arch, apic, cpu, entry, gdt, layout, paging, pit, trap};
 use crate::boot_info::{self, BootInfo};
 use crate::cpuinfo::Features;
 use crate::mm::memmap::{self, EntryKind, Exclusion, PhysRange};
@@ -22,6 +22,7 @@ unsafe extern "C" {
 extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
     crate::console::init();
     log::info!("Xenia {}", crate::VERSION);
+    entry::install_boot();
     gdt::init();
     trap::init();
     heap::init();

@@ -69,3 +69,8 @@ pub fn identify() -> CpuInfo {
         crystal: crystal_hz,
     }
 }
+
+/// Whether the CPU supports the execute-disable bit (before `identify` runs).
+pub fn has_nx() -> bool {
+    __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).edx & (1 << 20) != 0
+}

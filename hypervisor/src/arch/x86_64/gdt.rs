@@ -1,33 +1,34 @@
-//! The GDT and TSS of the boot CPU (Intel SDM Vol. 3A §3.4.5, §8.2.3).
+//! The GDT and TSS of each pCPU, in the CPU page of its entry area (Intel SDM Vol. 3A
+//! §3.4.5, §8.7). The selectors are guest-visible and published by `guest_abi::selectors`:
+//! 0 null · 0x08 hypervisor code · 0x10 hypervisor data · 0x19 ring-1 kernel code ·
+//! 0x21 ring-1 kernel data · 0x2b ring-3 data · 0x33 ring-3 code · 0x38 TSS. Ring-3 data
+//! and code follow each other so that SYSRET's selector arithmetic would work.
 //!
-//! Layout (fixed; guest-abi publishes the guest-visible selectors):
-//! 0 null · 1 (0x08) hypervisor code · 2 (0x10) hypervisor data · 3 (0x19) ring-1
-//! kernel code · 4 (0x21) ring-1 kernel data · 5 (0x2b) ring-3 data · 6 (0x33) ring-3
-//! code · 7–8 (0x38) the 64-bit TSS. Ring-3 data/code follow each other so that
-//! SYSRET's selector arithmetic works (SDM Vol. 2B, SYSRET).
+//! The page is read-only in guest roots, so every descriptor is written with its
+//! accessed bit already set: the CPU would otherwise write that bit when it first loads
+//! a selector, and fault on the read-only page.
 
 use core::mem::size_of;
 
+use guest_abi::selectors::{self, HYPERVISOR_CS, HYPERVISOR_DS, TSS_SELECTOR};
 use x86_64::VirtAddr;
 use x86_64::structures::tss::TaskStateSegment;
 
-pub const HYPERVISOR_CS: u16 = 0x08;
-pub const HYPERVISOR_DS: u16 = 0x10;
-pub const TSS_SELECTOR: u16 = 0x38;
+use super::entry::{self, CPU_PAGE_OFFSET, GDT_ENTRIES, GDT_OFFSET_IN_PAGE, TSS_OFFSET_IN_PAGE};
 
-/// IST slots (1-based in the IDT, 0-based in the TSS array).
-pub const IST_DOUBLE_FAULT: u8 = 1;
-pub const IST_NMI: u8 = 2;
+/// IST slots (1-based, as the IDT names them).
+pub const IST_NMI: u8 = 1;
+pub const IST_DOUBLE_FAULT: u8 = 2;
 pub const IST_MACHINE_CHECK: u8 = 3;
 
-const IST_STACK_SIZE: usize = 16 * 1024;
-
-// Segment descriptor bits (SDM Vol. 3A §3.4.5): present, S (code/data), DPL, type, L, G.
-const PRESENT: u64 = 1 << 47;
-const CODE_DATA: u64 = 1 << 44;
-const EXECUTABLE: u64 = 1 << 43;
+// Segment descriptor bits (SDM Vol. 3A §3.4.5).
+const ACCESSED: u64 = 1 << 40;
 const WRITABLE: u64 = 1 << 41;
+const EXECUTABLE: u64 = 1 << 43;
+const CODE_DATA: u64 = 1 << 44;
+const PRESENT: u64 = 1 << 47;
 const LONG_MODE: u64 = 1 << 53;
+const BIG: u64 = 1 << 54;
 const GRANULARITY_4K: u64 = 1 << 55;
 const LIMIT_MAX: u64 = 0xFFFF | (0xF << 48);
 const fn dpl(level: u64) -> u64 {
@@ -38,71 +39,64 @@ const fn code64(level: u64) -> u64 {
         | CODE_DATA
         | EXECUTABLE
         | WRITABLE
+        | ACCESSED
         | LONG_MODE
         | GRANULARITY_4K
         | LIMIT_MAX
         | dpl(level)
 }
 const fn data(level: u64) -> u64 {
-    PRESENT | CODE_DATA | WRITABLE | GRANULARITY_4K | LIMIT_MAX | (1 << 54) | dpl(level)
+    PRESENT | CODE_DATA | WRITABLE | ACCESSED | BIG | GRANULARITY_4K | LIMIT_MAX | dpl(level)
 }
 
-#[repr(C, align(16))]
-struct Stack([u8; IST_STACK_SIZE]);
+fn gdt() -> *mut [u64; GDT_ENTRIES] {
+    entry::va(CPU_PAGE_OFFSET + GDT_OFFSET_IN_PAGE) as *mut [u64; GDT_ENTRIES]
+}
 
-#[repr(C, align(16))]
-struct Gdt([u64; 9]);
+pub fn tss() -> *mut TaskStateSegment {
+    entry::va(CPU_PAGE_OFFSET + TSS_OFFSET_IN_PAGE) as *mut TaskStateSegment
+}
 
-static mut GDT: Gdt = Gdt([
-    0,
-    code64(0),
-    data(0),
-    code64(1),
-    data(1),
-    data(3),
-    code64(3),
-    0,
-    0,
-]);
-static mut TSS: TaskStateSegment = TaskStateSegment::new();
-static mut IST_STACKS: [Stack; 3] = [const { Stack([0; IST_STACK_SIZE]) }; 3];
-
-/// Fills in the TSS (IST stacks for #DF, NMI, #MC), loads the GDT, reloads the segment
-/// registers and loads the task register. Runs once on the boot CPU, before interrupts
-/// are enabled.
+/// Writes this pCPU's GDT and TSS into its entry area and loads them. Runs once per pCPU
+/// with interrupts off, after `entry::install_boot` mapped the entry area.
 pub fn init() {
-    // SAFETY: runs once on the only running CPU with interrupts off, so nothing else
-    // observes these statics while they are written; afterwards they are only read by
-    // the CPU.
+    let top = |offset: u64| VirtAddr::new(entry::va(offset) + entry::STACK_BYTES);
+    let mut t = TaskStateSegment::new();
+    t.privilege_stack_table[0] = top(entry::ENTRY_STACK_OFFSET);
+    t.interrupt_stack_table[usize::from(IST_NMI - 1)] = top(entry::NMI_STACK_OFFSET);
+    t.interrupt_stack_table[usize::from(IST_DOUBLE_FAULT - 1)] = top(entry::DF_STACK_OFFSET);
+    t.interrupt_stack_table[usize::from(IST_MACHINE_CHECK - 1)] = top(entry::MC_STACK_OFFSET);
+    // No I/O permission bitmap: the base points past the TSS limit, so ring 1 and 3 get
+    // #GP on every port.
+    t.iomap_base = size_of::<TaskStateSegment>() as u16;
+
+    let base = tss() as u64;
+    let limit = (size_of::<TaskStateSegment>() - 1) as u64;
+    // 64-bit available TSS descriptor, type 9 (SDM Vol. 3A §8.2.3, Figure 8-4).
+    let tss_low = (limit & 0xFFFF)
+        | ((base & 0xFF_FFFF) << 16)
+        | (0x9 << 40)
+        | PRESENT
+        | (((limit >> 16) & 0xF) << 48)
+        | (((base >> 24) & 0xFF) << 56);
+    let mut table = [0u64; GDT_ENTRIES];
+    table[usize::from(HYPERVISOR_CS >> 3)] = code64(0);
+    table[usize::from(HYPERVISOR_DS >> 3)] = data(0);
+    table[usize::from(selectors::KERNEL_CS >> 3)] = code64(1);
+    table[usize::from(selectors::KERNEL_DS >> 3)] = data(1);
+    table[usize::from(selectors::USER_DS >> 3)] = data(3);
+    table[usize::from(selectors::USER_CS >> 3)] = code64(3);
+    table[usize::from(TSS_SELECTOR >> 3)] = tss_low;
+    table[usize::from(TSS_SELECTOR >> 3) + 1] = base >> 32;
+
+    // SAFETY: the CPU page is mapped writable in the hypervisor root (install_boot) and
+    // belongs to this pCPU; nothing uses the new GDT or TSS before the loads below.
     unsafe {
-        let tss = &raw mut TSS;
-        let stacks = &raw mut IST_STACKS;
-        for (i, slot) in [IST_DOUBLE_FAULT, IST_NMI, IST_MACHINE_CHECK]
-            .into_iter()
-            .enumerate()
-        {
-            let top = (&raw mut (*stacks)[i]) as u64 + IST_STACK_SIZE as u64;
-            (*tss).interrupt_stack_table[usize::from(slot - 1)] = VirtAddr::new(top);
-        }
-        // No I/O permission bitmap yet: the base points past the TSS limit.
-        (*tss).iomap_base = size_of::<TaskStateSegment>() as u16;
-
-        let base = (&raw const TSS) as u64;
-        let limit = (size_of::<TaskStateSegment>() - 1) as u64;
-        // 64-bit available TSS descriptor, type 9 (SDM Vol. 3A §8.2.3, Figure 8-4).
-        let low = (limit & 0xFFFF)
-            | ((base & 0xFF_FFFF) << 16)
-            | (0x9 << 40)
-            | PRESENT
-            | (((limit >> 16) & 0xF) << 48)
-            | (((base >> 24) & 0xFF) << 56);
-        let gdt = &raw mut GDT;
-        (*gdt).0[7] = low;
-        (*gdt).0[8] = base >> 32;
-
+        core::ptr::write_volatile(tss(), t);
+        core::ptr::write_volatile(gdt(), table);
         let pointer = x86_64::structures::DescriptorTablePointer {
-            limit: (size_of::<Gdt>() - 1) as u16,
-            base: VirtAddr::new((&raw const GDT) as u64),
+            limit: (size_of::<[u64; GDT_ENTRIES]>() - 1) as u16,
+            base: VirtAddr::new(gdt() as u64),
         };
         x86_64::instructions::tables::lgdt(&pointer);
         reload_segments();
@@ -110,6 +104,13 @@ pub fn init() {
             TSS_SELECTOR,
         ));
     }
+}
+
+/// Sets the ring-1 stack that a ring-3 `int 0x80` (the fast trap) switches to.
+pub fn set_ring1_stack(rsp: u64) {
+    // SAFETY: the TSS belongs to this pCPU and is mapped writable in the hypervisor root;
+    // the CPU reads RSP1 only on a privilege change, which cannot happen while we run.
+    unsafe { (*tss()).privilege_stack_table[1] = VirtAddr::new_truncate(rsp) };
 }
 
 /// Reloads CS with a far return and the data segment registers.
@@ -133,10 +134,4 @@ unsafe fn reload_segments() {
             tmp = out(reg) _,
         );
     }
-}
-
-/// Whether `addr` lies on one of the IST stacks (used to bound stack walks).
-pub fn on_ist_stack(addr: u64) -> bool {
-    let start = (&raw const IST_STACKS) as u64;
-    (start..start + 3 * IST_STACK_SIZE as u64).contains(&addr)
 }

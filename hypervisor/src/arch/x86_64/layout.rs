@@ -33,6 +33,7 @@ pub const DIRECTMAP_SLOT: u64 = 262;
 pub const DIRECTMAP_SLOTS: u64 = LAST_RESERVED_SLOT - DIRECTMAP_SLOT + 1;
 
 pub const IMAGE_BASE: u64 = slot_base(IMAGE_SLOT);
+pub const ENTRY_AREA_BASE: u64 = slot_base(ENTRY_AREA_SLOT);
 pub const MMIO_BASE: u64 = slot_base(MMIO_SLOT);
 pub const DIRECTMAP_BASE: u64 = slot_base(DIRECTMAP_SLOT);
 /// Physical memory above this cannot be direct-mapped and is left unused.
@@ -58,6 +59,7 @@ mod tests {
     fn slots_are_where_xen_puts_them() {
         assert_eq!(slot_base(256), 0xFFFF_8000_0000_0000);
         assert_eq!(IMAGE_BASE, 0xFFFF_8100_0000_0000);
+        assert_eq!(ENTRY_AREA_BASE, 0xFFFF_8080_0000_0000);
         assert_eq!(DIRECTMAP_BASE, 0xFFFF_8300_0000_0000);
         assert_eq!(
             slot_base(LAST_RESERVED_SLOT) + SLOT_SIZE,

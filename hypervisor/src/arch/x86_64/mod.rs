@@ -10,6 +10,8 @@ pub mod apic;
 #[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
+pub mod entry;
+#[cfg(target_os = "none")]
 pub mod gdt;
 #[cfg(target_os = "none")]
 pub mod paging;
@@ -27,8 +29,8 @@ core::arch::global_asm!(include_str!("../../../../boot/entry.s"));
 
 #[cfg(target_os = "none")]
 unsafe extern "C" {
-    static boot_stack_high_bottom: u8;
-    static boot_stack_high_top: u8;
+    pub(crate) static boot_stack_high_bottom: u8;
+    pub(crate) static boot_stack_high_top: u8;
 }
 
 /// Whether `addr` lies on the boot CPU's hypervisor stack.

@@ -169,6 +169,14 @@ pub fn build_and_switch(
         )?;
     }
     DIRECT_CHUNKS.call_once(|| chunks);
+    table(root)[layout::ENTRY_AREA_SLOT as usize] =
+        x86_64::structures::paging::page_table::PageTableEntry::new();
+    // SAFETY: writing a raw entry: the value is the entry area's L3, built by
+    // `entry::install_boot` from present, correctly flagged tables.
+    unsafe {
+        let slot = (phys_to_virt(root.phys()) as *mut u64).add(layout::ENTRY_AREA_SLOT as usize);
+        core::ptr::write_volatile(slot, super::entry::hypervisor_slot_entry());
+    }
     // SAFETY: the new tables map the image (so the next instruction, the stack and all
     // statics stay where they are) and the direct map (so the frame allocator and heap
     // keep working); nothing refers to the lower half any more.
@@ -181,6 +189,8 @@ pub fn build_and_switch(
         );
     }
     ROOT.store(root.0, Ordering::SeqCst);
+    // SAFETY: the constants page belongs to this pCPU and is writable in this root.
+    unsafe { (*super::entry::consts()).hv_cr3 = root.phys() };
     Ok(())
 }
 

@@ -1,14 +1,18 @@
-//! Interrupt and exception entry for the hypervisor itself (Intel SDM Vol. 3A ch. 6).
+//! Interrupts and exceptions (Intel SDM Vol. 3A ch. 6): the IDT and the Rust side of the
+//! entry stubs in `entry.rs`.
 //!
-//! Every vector has a 16-byte stub that pushes a dummy error code where the CPU does not
-//! push one, then the vector number, and jumps to a common path that saves the general
-//! registers as a [`TrapFrame`] and calls [`trap_dispatch`]. An exception taken in the
-//! hypervisor is a hypervisor bug: it is reported with registers and a call trace and the
-//! machine stops as a failure. Guest entry (ring 1/3) arrives with the guest issue.
+//! Every vector's stub pushes a dummy error code where the CPU does not push one, then
+//! the vector number, and saves the general registers as a [`TrapFrame`]. Traps taken in
+//! the hypervisor reach [`trap_dispatch`] on the current stack; an exception there is a
+//! hypervisor bug, reported with registers and a call trace, and the machine stops as a
+//! failure. Traps from a guest reach [`guest_trap_dispatch`] on the hypervisor stack.
 
 use core::fmt::Write;
 
-use super::gdt::{self, HYPERVISOR_CS};
+use guest_abi::selectors::HYPERVISOR_CS;
+
+use super::entry;
+use super::gdt;
 use crate::power::{self, ExitReason};
 
 /// Vector of the local APIC timer.
@@ -45,74 +49,6 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
-// Vectors with a CPU-pushed error code: 8, 10–14, 17, 21, 29, 30 (SDM Vol. 3A Table 6-1).
-core::arch::global_asm!(
-    r#"
-.set XENIA_ERRCODE_VECTORS, 0x60227D00
-.section .text.trap_stubs, "ax"
-.balign 16
-.global trap_stubs
-trap_stubs:
-.set vec, 0
-.rept 256
-    .balign 16
-    .if vec < 32
-        .if (XENIA_ERRCODE_VECTORS >> vec) & 1
-        .else
-            push 0
-        .endif
-    .else
-        push 0
-    .endif
-    push vec
-    jmp trap_common
-    .set vec, vec + 1
-.endr
-
-trap_common:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
-    mov rdi, rsp
-    cld
-    call {dispatch}
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    add rsp, 16
-    iretq
-"#,
-    dispatch = sym trap_dispatch,
-);
-
-unsafe extern "C" {
-    static trap_stubs: [u8; 256 * 16];
-}
-
 /// One IDT gate (SDM Vol. 3A §6.14.1, Figure 6-8).
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -128,6 +64,9 @@ struct Gate {
 
 const GATE_PRESENT: u8 = 1 << 7;
 const GATE_INTERRUPT: u8 = 0xE;
+const fn gate_dpl(level: u8) -> u8 {
+    level << 5
+}
 
 impl Gate {
     const MISSING: Gate = Gate {
@@ -140,12 +79,12 @@ impl Gate {
         reserved: 0,
     };
 
-    fn interrupt(handler: u64, ist: u8) -> Gate {
+    fn interrupt(handler: u64, selector: u16, ist: u8, dpl: u8) -> Gate {
         Gate {
             offset_low: handler as u16,
-            selector: HYPERVISOR_CS,
+            selector,
             ist,
-            attributes: GATE_PRESENT | GATE_INTERRUPT,
+            attributes: GATE_PRESENT | GATE_INTERRUPT | gate_dpl(dpl),
             offset_mid: (handler >> 16) as u16,
             offset_high: (handler >> 32) as u32,
             reserved: 0,
@@ -153,33 +92,57 @@ impl Gate {
     }
 }
 
-#[repr(C, align(16))]
-struct Idt([Gate; 256]);
+fn idt() -> *mut [Gate; 256] {
+    entry::va(entry::IDT_OFFSET) as *mut [Gate; 256]
+}
 
-static mut IDT: Idt = Idt([Gate::MISSING; 256]);
+/// Who may raise a vector with `int n`: the hypercall gate is for ring 1 only; the
+/// breakpoint and overflow traps and the fast-trap vector for every ring; the rest only
+/// the CPU (a guest's `int n` on them gets #GP).
+fn vector_dpl(vector: u8) -> u8 {
+    match vector {
+        guest_abi::hypercall::HYPERCALL_VECTOR => 1,
+        3 | 4 | guest_abi::hypercall::FAST_TRAP_VECTOR => 3,
+        _ => 0,
+    }
+}
 
-/// Fills the IDT with the stubs (IST stacks for #DF, NMI and #MC) and loads it.
+/// Fills this pCPU's IDT (in its entry area) with the entry stubs and loads it.
 pub fn init() {
-    let stubs = (&raw const trap_stubs) as u64;
-    // SAFETY: runs once on the boot CPU with interrupts off; nothing else uses the IDT
-    // until `lidt` below makes the CPU read it.
+    let mut table = [Gate::MISSING; 256];
+    for (vector, gate) in table.iter_mut().enumerate() {
+        let vector = vector as u8;
+        let ist = match vector {
+            2 => gdt::IST_NMI,
+            8 => gdt::IST_DOUBLE_FAULT,
+            18 => gdt::IST_MACHINE_CHECK,
+            _ => 0,
+        };
+        *gate = Gate::interrupt(entry::stub(vector), HYPERVISOR_CS, ist, vector_dpl(vector));
+    }
+    // SAFETY: the IDT page is mapped writable in the hypervisor root and belongs to this
+    // pCPU; `lidt` makes the CPU use it only after it is complete.
     unsafe {
-        let idt = &raw mut IDT;
-        for vector in 0..256 {
-            let ist = match vector {
-                2 => gdt::IST_NMI,
-                8 => gdt::IST_DOUBLE_FAULT,
-                18 => gdt::IST_MACHINE_CHECK,
-                _ => 0,
-            };
-            (*idt).0[vector] = Gate::interrupt(stubs + vector as u64 * 16, ist);
-        }
+        core::ptr::write_volatile(idt(), table);
         let pointer = x86_64::structures::DescriptorTablePointer {
-            limit: (core::mem::size_of::<Idt>() - 1) as u16,
-            base: x86_64::VirtAddr::new((&raw const IDT) as u64),
+            limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16,
+            base: x86_64::VirtAddr::new(idt() as u64),
         };
         x86_64::instructions::tables::lidt(&pointer);
     }
+}
+
+/// Points the fast-trap gate (`int 0x80`) straight at a guest kernel's ring-1 handler,
+/// or back at the hypervisor's stub when `handler` is `None`.
+pub fn set_fast_trap(handler: Option<u64>) {
+    let v = guest_abi::hypercall::FAST_TRAP_VECTOR;
+    let gate = match handler {
+        Some(rip) => Gate::interrupt(rip, guest_abi::selectors::KERNEL_CS, 0, 3),
+        None => Gate::interrupt(entry::stub(v), HYPERVISOR_CS, 0, 3),
+    };
+    // SAFETY: as in `init`; a single gate is replaced while interrupts are off, and the
+    // guest cannot run (and so cannot raise the vector) until we return to it.
+    unsafe { core::ptr::write_volatile(&raw mut (*idt())[usize::from(v)], gate) };
 }
 
 /// Mnemonics of the architectural exceptions (SDM Vol. 3A Table 6-1).
@@ -192,7 +155,8 @@ pub fn exception_name(vector: u64) -> &'static str {
     NAMES.get(vector as usize).copied().unwrap_or("interrupt")
 }
 
-extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+/// Traps taken in the hypervisor (called by the entry stubs).
+pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         v if v == u64::from(APIC_TIMER_VECTOR) => super::apic::timer_interrupt(),
         v if v == u64::from(SPURIOUS_VECTOR) => {}
@@ -285,5 +249,11 @@ pub fn write_call_trace(out: &mut impl Write, rip: u64, mut rbp: u64) {
 }
 
 fn on_hypervisor_stack(addr: u64) -> bool {
-    gdt::on_ist_stack(addr) || super::boot_stack_contains(addr)
+    entry::on_entry_stack(addr) || super::boot_stack_contains(addr)
+}
+
+/// Traps from a guest (called by the entry stubs, on the hypervisor stack, with the
+/// guest's registers in `frame`).
+pub(super) extern "C" fn guest_trap_dispatch(frame: &mut TrapFrame) {
+    crate::guest::trap(frame);
 }

@@ -1,0 +1,480 @@
+//! The per-pCPU entry area (DESIGN.md §2–§3): the only hypervisor memory mapped while a
+//! guest runs, besides the read-only M2P.
+//!
+//! It sits at the same virtual address on every pCPU (slot 257), backed by different
+//! frames per pCPU:
+//!
+//! | offset | what | hypervisor root | guest root |
+//! |---|---|---|---|
+//! | 0x0000 | entry stubs (`.entry_text`) | R-X | R-X |
+//! | 0x2000 | GDT, TSS, entry constants | RW- | R-- |
+//! | 0x3000 | IDT | RW- | R-- |
+//! | 0x5000 | entry stack (TSS.RSP0), 8 KiB | RW- | RW- |
+//! | 0x8000 | NMI stack (IST), 8 KiB | RW- | RW- |
+//! | 0xB000 | #DF stack (IST), 8 KiB | RW- | RW- |
+//! | 0xE000 | #MC stack (IST), 8 KiB | RW- | RW- |
+//!
+//! with unmapped guard pages between the stacks. Every vector enters a stub here. From a
+//! guest, the stub switches CR3 to the hypervisor root and copies the hardware frame to
+//! the pCPU's hypervisor stack, which is not mapped in the guest root, before any Rust
+//! code runs; the way back copies the return frame to the entry stack, loads the guest
+//! root and `iretq`s. Entry code reads only the read-only constants and what the CPU or
+//! the stub itself wrote after entry (the guest can write the stacks while it runs, but it
+//! is not running while the stub is).
+//!
+//! The boot CPU's entry-area pages and their page tables are statics in the image,
+//! mapped before anything else runs, so that early faults are reported through the same
+//! stubs.
+
+use core::mem::{offset_of, size_of};
+
+use x86_64::structures::paging::{PageTable, PageTableFlags as F};
+
+use super::layout::{ENTRY_AREA_BASE, ENTRY_AREA_SLOT, IMAGE_BASE, phys_to_virt};
+
+pub const PAGE: u64 = 4096;
+pub const TEXT_OFFSET: u64 = 0x0000;
+pub const TEXT_PAGES: u64 = 2;
+pub const CPU_PAGE_OFFSET: u64 = 0x2000;
+pub const IDT_OFFSET: u64 = 0x3000;
+pub const ENTRY_STACK_OFFSET: u64 = 0x5000;
+pub const NMI_STACK_OFFSET: u64 = 0x8000;
+pub const DF_STACK_OFFSET: u64 = 0xB000;
+pub const MC_STACK_OFFSET: u64 = 0xE000;
+pub const STACK_BYTES: u64 = 0x2000;
+
+/// Layout of the CPU page: GDT, then TSS, then the constants the stubs read.
+pub const GDT_OFFSET_IN_PAGE: u64 = 0;
+pub const GDT_ENTRIES: usize = 16;
+pub const TSS_OFFSET_IN_PAGE: u64 = 128;
+pub const CONSTS_OFFSET_IN_PAGE: u64 = 256;
+
+/// Constants the entry stubs read (read-only to guests). Offsets are fixed in the asm.
+#[repr(C)]
+pub struct EntryConsts {
+    /// The hypervisor root's CR3 value; 0 until the real page tables are in place.
+    pub hv_cr3: u64,
+    /// Top of this pCPU's hypervisor stack; a guest's registers live just below it.
+    pub hv_stack_top: u64,
+    /// CR3 value of this pCPU's guest root.
+    pub guest_cr3: u64,
+    /// This pCPU's number.
+    pub cpu: u64,
+}
+
+const _: () = {
+    assert!(offset_of!(EntryConsts, hv_cr3) == 0);
+    assert!(offset_of!(EntryConsts, hv_stack_top) == 8);
+    assert!(offset_of!(EntryConsts, guest_cr3) == 16);
+    assert!(CONSTS_OFFSET_IN_PAGE as usize + size_of::<EntryConsts>() <= PAGE as usize);
+    assert!(TSS_OFFSET_IN_PAGE as usize + 104 <= CONSTS_OFFSET_IN_PAGE as usize);
+};
+
+/// Pseudo-vector under which a SYSCALL from a guest reaches `guest_trap_dispatch`.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+pub const fn va(offset: u64) -> u64 {
+    ENTRY_AREA_BASE + offset
+}
+
+pub fn consts() -> *mut EntryConsts {
+    va(CPU_PAGE_OFFSET + CONSTS_OFFSET_IN_PAGE) as *mut EntryConsts
+}
+
+// ---- the stubs ----
+//
+// TrapFrame (trap.rs) layout, from the lowest address: r15 r14 r13 r12 r11 r10 r9 r8 rbp
+// rdi rsi rdx rcx rbx rax vector error_code rip cs rflags rsp ss (22 quadwords).
+core::arch::global_asm!(
+    r#"
+.section .entry_text, "ax"
+.balign 4096
+xenia_ea_origin:
+.set EA_CONSTS, xenia_ea_origin + {cpu_page} + {consts}
+.set EA_HV_CR3, EA_CONSTS + 0
+.set EA_HV_STACK, EA_CONSTS + 8
+.set EA_GUEST_CR3, EA_CONSTS + 16
+.set EA_ENTRY_STACK_BOTTOM, xenia_ea_origin + {entry_stack}
+.set EA_ENTRY_STACK_TOP, xenia_ea_origin + {entry_stack} + {stack_bytes}
+.set EA_RETURN_FRAME, EA_ENTRY_STACK_TOP - 56
+.set XENIA_ERRCODE_VECTORS, 0x60227D00
+
+.global xenia_entry_stubs
+xenia_entry_stubs:
+.set vec, 0
+.rept 256
+    .balign 16
+    .if vec < 32
+        .if (XENIA_ERRCODE_VECTORS >> vec) & 1
+        .else
+            push 0
+        .endif
+    .else
+        push 0
+    .endif
+    push vec
+    jmp xenia_entry_common
+    .set vec, vec + 1
+.endr
+
+// SYSCALL (from ring 3, or ring 1): CPL 0, guest CR3, the guest's RSP, RIP in RCX,
+// RFLAGS in R11, interrupts off (FMASK). Build a hardware-style frame on the entry stack.
+.global xenia_entry_syscall
+xenia_entry_syscall:
+    mov [rip + EA_ENTRY_STACK_BOTTOM], rsp
+    lea rsp, [rip + EA_ENTRY_STACK_TOP]
+    push {user_ds}
+    push qword ptr [rip + EA_ENTRY_STACK_BOTTOM]
+    push r11
+    push {user_cs}
+    push rcx
+    push 0
+    push {syscall_vector}
+    jmp xenia_entry_from_guest
+
+xenia_entry_common:
+    test byte ptr [rsp + 24], 3
+    jnz xenia_entry_from_guest
+
+    // From the hypervisor: stay on this stack; make sure the hypervisor root is loaded
+    // (an NMI can land in a stub before its CR3 switch) and restore what was there.
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rbx, cr3
+    mov rax, [rip + EA_HV_CR3]
+    test rax, rax
+    jz 1f
+    cmp rax, rbx
+    je 1f
+    mov cr3, rax
+1:
+    mov rdi, rsp
+    cld
+    movabs rax, offset {hv_dispatch}
+    call rax
+    mov rax, cr3
+    cmp rax, rbx
+    je 2f
+    mov cr3, rbx
+2:
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+
+xenia_entry_from_guest:
+    // Entry stack, guest root: [rsp] vector, +8 error code, +16 rip ... +48 ss.
+    push rax
+    push rcx
+    mov rax, [rip + EA_HV_CR3]
+    mov cr3, rax
+    mov rax, [rip + EA_HV_STACK]
+    mov rcx, [rsp + 64]
+    mov [rax - 8], rcx
+    mov rcx, [rsp + 56]
+    mov [rax - 16], rcx
+    mov rcx, [rsp + 48]
+    mov [rax - 24], rcx
+    mov rcx, [rsp + 40]
+    mov [rax - 32], rcx
+    mov rcx, [rsp + 32]
+    mov [rax - 40], rcx
+    mov rcx, [rsp + 24]
+    mov [rax - 48], rcx
+    mov rcx, [rsp + 16]
+    mov [rax - 56], rcx
+    mov rcx, [rsp + 8]
+    mov [rax - 64], rcx
+    mov rcx, [rsp]
+    lea rsp, [rax - 64]
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    mov rdi, rsp
+    cld
+    xor ebp, ebp
+    movabs rax, offset {guest_dispatch}
+    call rax
+    // fall through: return to the guest whose frame is at the top of the stack
+
+// RSP points at a TrapFrame at the top of the hypervisor stack, hypervisor root loaded.
+.global xenia_return_to_guest
+xenia_return_to_guest:
+    lea rcx, [rip + EA_RETURN_FRAME]
+    mov rax, [rsp + 21*8]
+    mov [rcx + 48], rax
+    mov rax, [rsp + 20*8]
+    mov [rcx + 40], rax
+    mov rax, [rsp + 19*8]
+    mov [rcx + 32], rax
+    mov rax, [rsp + 18*8]
+    mov [rcx + 24], rax
+    mov rax, [rsp + 17*8]
+    mov [rcx + 16], rax
+    mov rax, [rsp + 14*8]
+    mov [rcx + 8], rax
+    mov rax, [rip + EA_GUEST_CR3]
+    mov [rcx], rax
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    lea rsp, [rip + EA_RETURN_FRAME]
+    pop rax
+    mov cr3, rax
+    pop rax
+    iretq
+.balign 4096
+"#,
+    cpu_page = const CPU_PAGE_OFFSET,
+    consts = const CONSTS_OFFSET_IN_PAGE,
+    entry_stack = const ENTRY_STACK_OFFSET,
+    stack_bytes = const STACK_BYTES,
+    user_ds = const guest_abi::selectors::USER_DS as u64,
+    user_cs = const guest_abi::selectors::USER_CS as u64,
+    syscall_vector = const SYSCALL_VECTOR,
+    hv_dispatch = sym super::trap::trap_dispatch,
+    guest_dispatch = sym super::trap::guest_trap_dispatch,
+);
+
+unsafe extern "C" {
+    static xenia_entry_stubs: u8;
+    static xenia_entry_syscall: u8;
+    static xenia_return_to_guest: u8;
+    static __entry_text_phys: u8;
+    static __entry_text_start: u8;
+    static __entry_text_end: u8;
+}
+
+/// Address of the stub for `vector` (in the entry area).
+pub fn stub(vector: u8) -> u64 {
+    (&raw const xenia_entry_stubs) as u64 + u64::from(vector) * 16
+}
+
+pub fn syscall_entry() -> u64 {
+    (&raw const xenia_entry_syscall) as u64
+}
+
+/// Starts running the guest whose registers are in `frame`, on a fresh hypervisor stack.
+///
+/// # Safety
+/// The guest root must be ready for this pCPU and `frame` must be sanitized
+/// (`trap::sanitize_guest_frame`): guest selectors, canonical RIP, IF set, IOPL 0.
+pub unsafe fn enter_guest(frame: &super::trap::TrapFrame) -> ! {
+    // SAFETY: reading the constant written at pCPU setup.
+    let top = unsafe { (*consts()).hv_stack_top };
+    let base = top - size_of::<super::trap::TrapFrame>() as u64;
+    // SAFETY: `base..top` is the top of this pCPU's hypervisor stack. Nothing below the
+    // caller's frame survives: control never returns here, and the copy is done before
+    // RSP moves onto it. The caller guarantees the frame is safe to return to.
+    unsafe {
+        core::ptr::copy(frame, base as *mut super::trap::TrapFrame, 1);
+        core::arch::asm!(
+            "mov rsp, {base}",
+            "jmp {ret}",
+            base = in(reg) base,
+            ret = in(reg) (&raw const xenia_return_to_guest) as u64,
+            options(noreturn)
+        );
+    }
+}
+
+// ---- the boot CPU's pages and the tables that map them ----
+
+#[repr(C, align(4096))]
+struct Page([u8; PAGE as usize]);
+
+#[repr(C, align(4096))]
+struct BootCpuPages {
+    cpu: Page,
+    idt: Page,
+    entry_stack: [Page; 2],
+    nmi_stack: [Page; 2],
+    df_stack: [Page; 2],
+    mc_stack: [Page; 2],
+}
+
+static mut BOOT_CPU_PAGES: BootCpuPages = BootCpuPages {
+    cpu: Page([0; 4096]),
+    idt: Page([0; 4096]),
+    entry_stack: [const { Page([0; 4096]) }; 2],
+    nmi_stack: [const { Page([0; 4096]) }; 2],
+    df_stack: [const { Page([0; 4096]) }; 2],
+    mc_stack: [const { Page([0; 4096]) }; 2],
+};
+
+/// L3, L2, L1 for the hypervisor root's view, then the same for the guest roots' view.
+static mut BOOT_CPU_TABLES: [PageTable; 6] = [const { PageTable::new() }; 6];
+
+/// Physical address of a static in the image.
+fn image_phys<T>(p: *const T) -> u64 {
+    p as u64 - IMAGE_BASE
+}
+
+/// The guest root's entry for slot 257 of this pCPU, set by `install_boot`.
+static GUEST_SLOT_ENTRY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static HV_SLOT_ENTRY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Builds the boot CPU's entry-area tables and hangs them in the current (bootstrap) root
+/// at slot 257. Runs first thing, before the GDT and IDT are loaded.
+pub fn install_boot() {
+    let text_phys = (&raw const __entry_text_phys) as u64;
+    let text_len = (&raw const __entry_text_end) as u64 - (&raw const __entry_text_start) as u64;
+    assert!(
+        text_len <= TEXT_PAGES * PAGE,
+        "entry stubs outgrew the entry area"
+    );
+    let (pages, tables) = (&raw const BOOT_CPU_PAGES, &raw mut BOOT_CPU_TABLES);
+    let pages_phys = image_phys(pages);
+    let page_phys = |offset_in_struct: u64| pages_phys + offset_in_struct;
+
+    // (entry-area offset, physical address, writable in the hypervisor root, writable in
+    // guest roots, executable)
+    let mut plan: [(u64, u64, bool, bool, bool); 12] = [(0, 0, false, false, false); 12];
+    let mut n = 0;
+    for i in 0..text_len.div_ceil(PAGE) {
+        plan[n] = (
+            TEXT_OFFSET + i * PAGE,
+            text_phys + i * PAGE,
+            false,
+            false,
+            true,
+        );
+        n += 1;
+    }
+    plan[n] = (CPU_PAGE_OFFSET, page_phys(0), true, false, false);
+    plan[n + 1] = (IDT_OFFSET, page_phys(PAGE), true, false, false);
+    n += 2;
+    for (k, offset) in [
+        ENTRY_STACK_OFFSET,
+        NMI_STACK_OFFSET,
+        DF_STACK_OFFSET,
+        MC_STACK_OFFSET,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for p in 0..2 {
+            plan[n] = (
+                offset + p * PAGE,
+                page_phys((2 + 2 * k as u64 + p) * PAGE),
+                true,
+                true,
+                false,
+            );
+            n += 1;
+        }
+    }
+
+    let nx = if super::cpu::has_nx() {
+        F::NO_EXECUTE
+    } else {
+        F::empty()
+    };
+    // SAFETY: runs once, on the boot CPU, before anything else uses these statics. The
+    // tables are used by nothing else yet; each is written through
+    // its image address (mapped by the bootstrap tables) and referred to by physical
+    // address, which is image address minus IMAGE_BASE.
+    unsafe {
+        for (view, base) in [(0usize, true), (3, false)] {
+            let tables = &mut *tables;
+            let l2_phys = image_phys(&raw const tables[view + 1]);
+            let l1_phys = image_phys(&raw const tables[view + 2]);
+            tables[view][0].set_addr(x86_64::PhysAddr::new(l2_phys), F::PRESENT | F::WRITABLE);
+            tables[view + 1][0].set_addr(x86_64::PhysAddr::new(l1_phys), F::PRESENT | F::WRITABLE);
+            let l1 = &mut tables[view + 2];
+            for &(offset, phys, hv_w, guest_w, exec) in &plan[..n] {
+                let writable = if base { hv_w } else { guest_w };
+                let mut flags = F::PRESENT;
+                if writable {
+                    flags |= F::WRITABLE;
+                }
+                if !exec {
+                    flags |= nx;
+                }
+                l1[(offset / PAGE) as usize].set_addr(x86_64::PhysAddr::new(phys), flags);
+            }
+        }
+        let hv_l3 = image_phys(&raw const (*tables)[0]) | (F::PRESENT | F::WRITABLE).bits();
+        let guest_l3 = image_phys(&raw const (*tables)[3]) | (F::PRESENT | F::WRITABLE).bits();
+        HV_SLOT_ENTRY.store(hv_l3, core::sync::atomic::Ordering::SeqCst);
+        GUEST_SLOT_ENTRY.store(guest_l3, core::sync::atomic::Ordering::SeqCst);
+
+        let root = x86_64::registers::control::Cr3::read()
+            .0
+            .start_address()
+            .as_u64();
+        let root = phys_to_virt(root) as *mut u64;
+        core::ptr::write_volatile(root.add(ENTRY_AREA_SLOT as usize), hv_l3);
+        (*consts()).hv_stack_top = (&raw const super::boot_stack_high_top) as u64;
+    }
+}
+
+/// The slot-257 entry for the hypervisor root of this pCPU.
+pub fn hypervisor_slot_entry() -> u64 {
+    HV_SLOT_ENTRY.load(core::sync::atomic::Ordering::SeqCst)
+}
+
+/// The slot-257 entry for the guest root of this pCPU.
+pub fn guest_slot_entry() -> u64 {
+    GUEST_SLOT_ENTRY.load(core::sync::atomic::Ordering::SeqCst)
+}
+
+/// Whether `addr` lies on one of this pCPU's entry-area stacks.
+pub fn on_entry_stack(addr: u64) -> bool {
+    [
+        ENTRY_STACK_OFFSET,
+        NMI_STACK_OFFSET,
+        DF_STACK_OFFSET,
+        MC_STACK_OFFSET,
+    ]
+    .into_iter()
+    .any(|o| (va(o)..va(o) + STACK_BYTES).contains(&addr))
+}
