@@ -1,0 +1,402 @@
+//! Typed wrappers for the hypercalls a kernel uses most, built on the raw
+//! primitives in [`hypercall`](crate::hypercall).
+//!
+//! Wrappers whose only effect is on the arguments they borrow, or on things
+//! that cannot break the caller's memory safety (scheduling, events, timers,
+//! the console), are safe functions. Wrappers that change the caller's
+//! mappings, stacks or entry points are `unsafe` and say what the caller
+//! must guarantee.
+//!
+//! All of them issue `int 0x82` and so only work in a Xenia guest kernel.
+
+use crate::callback::{CALLBACKOP_REGISTER, CallbackRegister};
+use crate::console::{CONSOLEIO_READ, CONSOLEIO_WRITE};
+use crate::errno::Errno;
+use crate::event::{
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VIRQ,
+    EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, EvtchnAllocUnbound,
+    EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq, EvtchnClose, EvtchnPort, EvtchnSend,
+    EvtchnStatus, EvtchnUnmask,
+};
+use crate::hypercall::{
+    HYPERVISOR_CALLBACK_OP, HYPERVISOR_CONSOLE_IO, HYPERVISOR_EVENT_CHANNEL_OP,
+    HYPERVISOR_MMU_UPDATE, HYPERVISOR_MMUEXT_OP, HYPERVISOR_SCHED_OP, HYPERVISOR_SET_SEGMENT_BASE,
+    HYPERVISOR_SET_TIMER_OP, HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_STACK_SWITCH,
+    HYPERVISOR_UPDATE_VA_MAPPING, HYPERVISOR_VCPU_OP, HYPERVISOR_XEN_VERSION, hypercall1,
+    hypercall2, hypercall3, hypercall4,
+};
+use crate::memory::{MmuUpdate, MmuextOp};
+use crate::sched::{
+    SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedPoll, SchedShutdown,
+    ShutdownReason,
+};
+use crate::trap::TrapInfo;
+use crate::types::DomId;
+use crate::vcpu::{
+    VCPUOP_IS_UP, VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER,
+    VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VcpuSetPeriodicTimer,
+    VcpuSetSingleshotTimer,
+};
+use crate::version::{
+    XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_VERSION, XenExtraversion, XenFeatureInfo,
+};
+
+fn ptr<T>(r: &T) -> u64 {
+    r as *const T as u64
+}
+
+fn ptr_mut<T>(r: &mut T) -> u64 {
+    r as *mut T as u64
+}
+
+/// `console_io(CONSOLEIO_WRITE)`: writes `bytes` to the hypervisor console.
+/// Returns the number of bytes written.
+pub fn console_write(bytes: &[u8]) -> Result<u64, Errno> {
+    // SAFETY: the hypervisor only reads `bytes.len()` bytes from `bytes`,
+    // which the borrow keeps valid for the call.
+    let ret = unsafe {
+        hypercall3(
+            HYPERVISOR_CONSOLE_IO,
+            CONSOLEIO_WRITE.into(),
+            bytes.len() as u64,
+            bytes.as_ptr() as u64,
+        )
+    };
+    Errno::decode_result(ret)
+}
+
+/// `console_io(CONSOLEIO_READ)`: reads pending console input into `buf`
+/// (dom0 only). Returns the number of bytes read.
+pub fn console_read(buf: &mut [u8]) -> Result<u64, Errno> {
+    // SAFETY: the hypervisor writes at most `buf.len()` bytes into `buf`,
+    // which the exclusive borrow keeps valid for the call.
+    let ret = unsafe {
+        hypercall3(
+            HYPERVISOR_CONSOLE_IO,
+            CONSOLEIO_READ.into(),
+            buf.len() as u64,
+            buf.as_mut_ptr() as u64,
+        )
+    };
+    Errno::decode_result(ret)
+}
+
+/// `sched_op(SCHEDOP_YIELD)`.
+pub fn sched_yield() -> Result<u64, Errno> {
+    // SAFETY: yielding takes no pointer and changes no guest state.
+    Errno::decode_result(unsafe { hypercall2(HYPERVISOR_SCHED_OP, SCHEDOP_YIELD.into(), 0) })
+}
+
+/// `sched_op(SCHEDOP_BLOCK)`: unmasks events and sleeps until one is pending.
+/// The event upcall runs before this returns.
+pub fn sched_block() -> Result<u64, Errno> {
+    // SAFETY: blocking takes no pointer; the event upcall it may trigger is
+    // the guest's own registered handler, entered as for any event.
+    Errno::decode_result(unsafe { hypercall2(HYPERVISOR_SCHED_OP, SCHEDOP_BLOCK.into(), 0) })
+}
+
+/// `sched_op(SCHEDOP_SHUTDOWN)`: stops the domain. Returns only for
+/// [`ShutdownReason::Suspend`] after a resume, or on error.
+pub fn sched_shutdown(reason: ShutdownReason) -> Result<u64, Errno> {
+    let arg = SchedShutdown {
+        reason: reason as u32,
+    };
+    // SAFETY: the hypervisor reads one `SchedShutdown` from `arg`, which lives
+    // for the call.
+    Errno::decode_result(unsafe {
+        hypercall2(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN.into(), ptr(&arg))
+    })
+}
+
+/// `sched_op(SCHEDOP_POLL)`: sleeps until one of `ports` is pending or the
+/// absolute system time `timeout_ns` passes (0: no timeout).
+pub fn sched_poll(ports: &[EvtchnPort], timeout_ns: u64) -> Result<u64, Errno> {
+    let nr_ports = u32::try_from(ports.len()).map_err(|_| Errno::EINVAL)?;
+    let arg = SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports,
+        timeout: timeout_ns,
+    };
+    // SAFETY: the hypervisor reads `arg` and `nr_ports` ports from `ports`,
+    // both borrowed for the call.
+    Errno::decode_result(unsafe { hypercall2(HYPERVISOR_SCHED_OP, SCHEDOP_POLL.into(), ptr(&arg)) })
+}
+
+/// `xen_version(XENVER_VERSION)`: `major << 16 | minor`.
+pub fn xen_version() -> Result<u32, Errno> {
+    // SAFETY: this sub-operation takes no pointer.
+    let v = Errno::decode_result(unsafe {
+        hypercall2(HYPERVISOR_XEN_VERSION, XENVER_VERSION.into(), 0)
+    })?;
+    Ok(v as u32)
+}
+
+/// `xen_version(XENVER_EXTRAVERSION)`: the version suffix, NUL-terminated.
+pub fn xen_extraversion() -> Result<XenExtraversion, Errno> {
+    let mut out: XenExtraversion = [0; 16];
+    // SAFETY: the hypervisor writes 16 bytes into `out`, borrowed for the call.
+    Errno::decode_result(unsafe {
+        hypercall2(
+            HYPERVISOR_XEN_VERSION,
+            XENVER_EXTRAVERSION.into(),
+            ptr_mut(&mut out),
+        )
+    })?;
+    Ok(out)
+}
+
+/// `xen_version(XENVER_GET_FEATURES)`: feature word `submap_idx`.
+pub fn xen_features(submap_idx: u32) -> Result<u32, Errno> {
+    let mut info = XenFeatureInfo {
+        submap_idx,
+        submap: 0,
+    };
+    // SAFETY: the hypervisor reads and writes one `XenFeatureInfo`, borrowed
+    // for the call.
+    Errno::decode_result(unsafe {
+        hypercall2(
+            HYPERVISOR_XEN_VERSION,
+            XENVER_GET_FEATURES.into(),
+            ptr_mut(&mut info),
+        )
+    })?;
+    Ok(info.submap)
+}
+
+/// `set_timer_op`: raise `VIRQ_TIMER` at absolute system time `deadline_ns`
+/// (0 cancels).
+pub fn set_timer_op(deadline_ns: u64) -> Result<u64, Errno> {
+    // SAFETY: takes no pointer.
+    Errno::decode_result(unsafe { hypercall1(HYPERVISOR_SET_TIMER_OP, deadline_ns) })
+}
+
+fn event_channel_op<T>(cmd: u32, arg: &mut T) -> Result<u64, Errno> {
+    // SAFETY: every caller passes the structure that `cmd` takes; the
+    // hypervisor reads and writes only that structure, borrowed for the call.
+    Errno::decode_result(unsafe {
+        hypercall2(HYPERVISOR_EVENT_CHANNEL_OP, cmd.into(), ptr_mut(arg))
+    })
+}
+
+/// `EVTCHNOP_SEND`: notify the other end of `port`.
+pub fn evtchn_send(port: EvtchnPort) -> Result<(), Errno> {
+    event_channel_op(EVTCHNOP_SEND, &mut EvtchnSend { port }).map(drop)
+}
+
+/// `EVTCHNOP_UNMASK`: unmask `port` and deliver it if it is pending.
+pub fn evtchn_unmask(port: EvtchnPort) -> Result<(), Errno> {
+    event_channel_op(EVTCHNOP_UNMASK, &mut EvtchnUnmask { port }).map(drop)
+}
+
+/// `EVTCHNOP_CLOSE`: close `port`.
+pub fn evtchn_close(port: EvtchnPort) -> Result<(), Errno> {
+    event_channel_op(EVTCHNOP_CLOSE, &mut EvtchnClose { port }).map(drop)
+}
+
+/// `EVTCHNOP_BIND_VIRQ`: bind `virq` on `vcpu`; returns the new port.
+pub fn evtchn_bind_virq(virq: u32, vcpu: u32) -> Result<EvtchnPort, Errno> {
+    let mut arg = EvtchnBindVirq {
+        virq,
+        vcpu,
+        port: 0,
+    };
+    event_channel_op(EVTCHNOP_BIND_VIRQ, &mut arg)?;
+    Ok(arg.port)
+}
+
+/// `EVTCHNOP_BIND_IPI`: a port that notifies `vcpu`; returns it.
+pub fn evtchn_bind_ipi(vcpu: u32) -> Result<EvtchnPort, Errno> {
+    let mut arg = EvtchnBindIpi { vcpu, port: 0 };
+    event_channel_op(EVTCHNOP_BIND_IPI, &mut arg)?;
+    Ok(arg.port)
+}
+
+/// `EVTCHNOP_ALLOC_UNBOUND`: a port in `dom` that `remote_dom` may connect
+/// to; returns it.
+pub fn evtchn_alloc_unbound(dom: DomId, remote_dom: DomId) -> Result<EvtchnPort, Errno> {
+    let mut arg = EvtchnAllocUnbound {
+        dom,
+        remote_dom,
+        port: 0,
+    };
+    event_channel_op(EVTCHNOP_ALLOC_UNBOUND, &mut arg)?;
+    Ok(arg.port)
+}
+
+/// `EVTCHNOP_BIND_INTERDOMAIN`: connect to `remote_port` of `remote_dom`;
+/// returns the local port.
+pub fn evtchn_bind_interdomain(
+    remote_dom: DomId,
+    remote_port: EvtchnPort,
+) -> Result<EvtchnPort, Errno> {
+    let mut arg = EvtchnBindInterdomain {
+        remote_dom,
+        remote_port,
+        local_port: 0,
+    };
+    event_channel_op(EVTCHNOP_BIND_INTERDOMAIN, &mut arg)?;
+    Ok(arg.local_port)
+}
+
+/// `EVTCHNOP_STATUS`: the state of `port` in `dom`.
+pub fn evtchn_status(dom: DomId, port: EvtchnPort) -> Result<EvtchnStatus, Errno> {
+    let mut arg = EvtchnStatus {
+        dom,
+        port,
+        ..Default::default()
+    };
+    event_channel_op(EVTCHNOP_STATUS, &mut arg)?;
+    Ok(arg)
+}
+
+fn vcpu_op(cmd: u32, vcpu: u32, arg: u64) -> Result<u64, Errno> {
+    // SAFETY: every caller passes null or the structure that `cmd` takes,
+    // borrowed for the call; the hypervisor only reads it.
+    Errno::decode_result(unsafe { hypercall3(HYPERVISOR_VCPU_OP, cmd.into(), vcpu.into(), arg) })
+}
+
+/// `VCPUOP_SET_SINGLESHOT_TIMER`: raise `VIRQ_TIMER` on `vcpu` at
+/// `timer.timeout_abs_ns`.
+pub fn vcpu_set_singleshot_timer(vcpu: u32, timer: &VcpuSetSingleshotTimer) -> Result<(), Errno> {
+    vcpu_op(VCPUOP_SET_SINGLESHOT_TIMER, vcpu, ptr(timer)).map(drop)
+}
+
+/// `VCPUOP_STOP_SINGLESHOT_TIMER`.
+pub fn vcpu_stop_singleshot_timer(vcpu: u32) -> Result<(), Errno> {
+    vcpu_op(VCPUOP_STOP_SINGLESHOT_TIMER, vcpu, 0).map(drop)
+}
+
+/// `VCPUOP_SET_PERIODIC_TIMER`: raise `VIRQ_TIMER` on `vcpu` every
+/// `period_ns`.
+pub fn vcpu_set_periodic_timer(vcpu: u32, period_ns: u64) -> Result<(), Errno> {
+    let arg = VcpuSetPeriodicTimer { period_ns };
+    vcpu_op(VCPUOP_SET_PERIODIC_TIMER, vcpu, ptr(&arg)).map(drop)
+}
+
+/// `VCPUOP_STOP_PERIODIC_TIMER`.
+pub fn vcpu_stop_periodic_timer(vcpu: u32) -> Result<(), Errno> {
+    vcpu_op(VCPUOP_STOP_PERIODIC_TIMER, vcpu, 0).map(drop)
+}
+
+/// `VCPUOP_IS_UP`.
+pub fn vcpu_is_up(vcpu: u32) -> Result<bool, Errno> {
+    vcpu_op(VCPUOP_IS_UP, vcpu, 0).map(|v| v != 0)
+}
+
+/// `set_trap_table`: installs `table`, whose last entry must be
+/// [`TrapInfo::END`] (`EINVAL` without issuing the call otherwise).
+///
+/// # Safety
+///
+/// Every handler address in `table` must be the entry point of code that
+/// handles that vector with the frame described in [`trap`](crate::trap);
+/// from now on the hypervisor transfers control there.
+pub unsafe fn set_trap_table(table: &[TrapInfo]) -> Result<(), Errno> {
+    match table.last() {
+        Some(last) if last.is_end() => {}
+        _ => return Err(Errno::EINVAL),
+    }
+    // SAFETY: the table is terminated, borrowed for the call and only read;
+    // the caller vouches for the handlers.
+    Errno::decode_result(unsafe { hypercall1(HYPERVISOR_SET_TRAP_TABLE, table.as_ptr() as u64) })
+        .map(drop)
+}
+
+/// `callback_op(CALLBACKOP_REGISTER)`.
+///
+/// # Safety
+///
+/// `cb.address` must be the entry point of code that handles that callback
+/// type with the frame described in [`callback`](crate::callback).
+pub unsafe fn callback_register(cb: &CallbackRegister) -> Result<(), Errno> {
+    // SAFETY: the hypervisor reads one `CallbackRegister`; the caller vouches
+    // for the entry point.
+    Errno::decode_result(unsafe {
+        hypercall2(HYPERVISOR_CALLBACK_OP, CALLBACKOP_REGISTER.into(), ptr(cb))
+    })
+    .map(drop)
+}
+
+/// `stack_switch`: use `ss:rsp` as the ring-1 stack for entries from ring 3.
+///
+/// # Safety
+///
+/// `ss` must be [`KERNEL_SS`](crate::selectors::KERNEL_SS) and `rsp` the top
+/// of a mapped, writable stack that nothing else uses while ring-3 code can
+/// be interrupted.
+pub unsafe fn stack_switch(ss: u16, rsp: u64) -> Result<(), Errno> {
+    // SAFETY: the caller vouches for the stack.
+    Errno::decode_result(unsafe { hypercall2(HYPERVISOR_STACK_SWITCH, ss.into(), rsp) }).map(drop)
+}
+
+/// `set_segment_base`.
+///
+/// # Safety
+///
+/// Changing the FS or GS base changes what every FS- or GS-relative access
+/// reaches (for instance thread-local storage); the caller must make sure
+/// nothing relies on the old base.
+pub unsafe fn set_segment_base(which: u32, base: u64) -> Result<(), Errno> {
+    // SAFETY: the caller vouches that nothing relies on the old base.
+    Errno::decode_result(unsafe { hypercall2(HYPERVISOR_SET_SEGMENT_BASE, which.into(), base) })
+        .map(drop)
+}
+
+/// `update_va_mapping`: sets the L1 entry for `va` to `pte` (machine
+/// address and flags), flushing as `flags` (`UVMF_*`) says.
+///
+/// # Safety
+///
+/// Any memory the old mapping of `va` gave access to must not be in use
+/// through `va` afterwards, and memory the new mapping exposes must be valid
+/// for whatever the caller does with it.
+pub unsafe fn update_va_mapping(va: u64, pte: u64, flags: u64) -> Result<(), Errno> {
+    // SAFETY: the caller vouches for the old and new mappings.
+    Errno::decode_result(unsafe { hypercall3(HYPERVISOR_UPDATE_VA_MAPPING, va, pte, flags) })
+        .map(drop)
+}
+
+/// `mmu_update` on `reqs` with foreign domain `foreigndom`. Returns the number
+/// of requests completed (all of them on success).
+///
+/// # Safety
+///
+/// As for [`update_va_mapping`], for every entry the requests change.
+pub unsafe fn mmu_update(reqs: &[MmuUpdate], foreigndom: DomId) -> Result<u32, Errno> {
+    let mut done: u32 = 0;
+    // SAFETY: `reqs` is read and `done` written, both borrowed for the call;
+    // the caller vouches for the mappings.
+    let ret = unsafe {
+        hypercall4(
+            HYPERVISOR_MMU_UPDATE,
+            reqs.as_ptr() as u64,
+            reqs.len() as u64,
+            ptr_mut(&mut done),
+            foreigndom.into(),
+        )
+    };
+    Errno::decode_result(ret).map(|_| done)
+}
+
+/// `mmuext_op` on `ops` with foreign domain `foreigndom`. Returns the number
+/// of operations completed.
+///
+/// # Safety
+///
+/// As for [`update_va_mapping`]: unpinning, switching base pointer or
+/// changing the LDT must not pull memory out from under code that uses it.
+pub unsafe fn mmuext_op(ops: &[MmuextOp], foreigndom: DomId) -> Result<u32, Errno> {
+    let mut done: u32 = 0;
+    // SAFETY: `ops` is read and `done` written, both borrowed for the call;
+    // the caller vouches for the effects.
+    let ret = unsafe {
+        hypercall4(
+            HYPERVISOR_MMUEXT_OP,
+            ops.as_ptr() as u64,
+            ops.len() as u64,
+            ptr_mut(&mut done),
+            foreigndom.into(),
+        )
+    };
+    Errno::decode_result(ret).map(|_| done)
+}

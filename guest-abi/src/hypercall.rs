@@ -1,0 +1,508 @@
+//! Hypercall numbers, the calling convention, the hypercall page and the raw
+//! call primitives.
+//!
+//! # Calling convention
+//!
+//! A guest kernel (ring 1) enters the hypervisor with `int 0x82`
+//! ([`HYPERCALL_VECTOR`]). The gate has DPL 1, so the same instruction in
+//! ring 3 raises #GP, which is delivered to the guest kernel like any other
+//! #GP.
+//!
+//! | register | on entry | on return |
+//! |---|---|---|
+//! | `rax` | hypercall number (`HYPERVISOR_*`) | result: `>= 0` success, `-errno` failure ([`Errno`](crate::errno::Errno)) |
+//! | `rdi`, `rsi`, `rdx`, `r10`, `r8` | arguments 1 to 5 | preserved |
+//! | every other general-purpose register | — | preserved |
+//! | `rflags` | — | status flags undefined; `IF`, `DF`, `IOPL` preserved |
+//!
+//! Unlike Xen, which clobbers the argument registers, Xenia preserves every
+//! register except `rax`. Code written for Xen's convention works unchanged.
+//!
+//! Pointer arguments are guest virtual addresses in the caller's current
+//! address space. The hypervisor never dereferences them: it translates them
+//! through the guest's page tables, checks that the guest owns the memory and
+//! may access it in the way required, and copies. A pointer the hypervisor
+//! cannot use makes the hypercall fail with `EFAULT`; it never crashes the
+//! hypervisor.
+//!
+//! Any number the hypervisor does not implement returns `-ENOSYS`. The
+//! numbers themselves are Xen's (`xen/include/public/xen.h`), listed here
+//! for every hypercall Xen defines so that a port can keep its tables; which
+//! of them Xenia implements is a property of the hypervisor, not of this
+//! list.
+//!
+//! # Hypercall page
+//!
+//! If the kernel image carries an `XEN_ELFNOTE_HYPERCALL_PAGE` note, the
+//! domain builder fills the page at that virtual address with
+//! [`HYPERCALL_PAGE_STUBS`] stubs of [`HYPERCALL_PAGE_STUB_SIZE`] bytes each
+//! (see [`hypercall_page_image`]). Stub *N* is at offset `N * 32`:
+//!
+//! ```text
+//! b8 NN NN NN NN    mov  eax, N
+//! cd 82             int  0x82
+//! c3                ret
+//! cc ...            int3 padding to 32 bytes
+//! ```
+//!
+//! so `call hypercall_page + N * 32` performs hypercall *N* with the register
+//! convention above. The [`HYPERVISOR_IRET`] stub is different, as in Xen:
+//! a guest *jumps* to it (it never returns) with the frame described in
+//! [`IretContext`](crate::trap::IretContext) minus the three registers the
+//! stub pushes itself:
+//!
+//! ```text
+//! 51                push rcx
+//! 41 53             push r11
+//! 50                push rax
+//! b8 17 00 00 00    mov  eax, 23
+//! cd 82             int  0x82
+//! cc ...            int3 padding to 32 bytes
+//! ```
+//!
+//! Calling through the page lets a kernel survive a future change of the entry
+//! instruction; issuing `int 0x82` directly (as [`hypercall0`] to
+//! [`hypercall5`] do) is equally supported.
+
+/// Interrupt vector of the hypercall gate (`int 0x82`, DPL 1).
+pub const HYPERCALL_VECTOR: u8 = 0x82;
+
+/// Interrupt vector of the fast system-call trap (`int 0x80`): when the guest
+/// kernel registers a handler for it with DPL 3 in its trap table, ring-3
+/// code reaches that handler directly, without entering the hypervisor. See
+/// [`trap`](crate::trap).
+pub const FAST_TRAP_VECTOR: u8 = 0x80;
+
+/// Size in bytes of one stub in the hypercall page.
+pub const HYPERCALL_PAGE_STUB_SIZE: usize = 32;
+
+/// Number of stubs in the hypercall page: one page of 32-byte stubs.
+pub const HYPERCALL_PAGE_STUBS: usize = crate::types::PAGE_SIZE / HYPERCALL_PAGE_STUB_SIZE;
+
+// Hypercall numbers (`rax`). Argument lists follow each name; "ptr" is a guest
+// virtual address.
+
+/// `set_trap_table(ptr traps)`: install virtual IDT entries from an array of
+/// [`TrapInfo`](crate::trap::TrapInfo) ended by an entry whose `address` is 0.
+pub const HYPERVISOR_SET_TRAP_TABLE: u64 = 0;
+/// `mmu_update(ptr reqs, count, ptr done, foreigndom)`: batched checked writes
+/// of page-table entries and M2P entries ([`MmuUpdate`](crate::memory::MmuUpdate)).
+pub const HYPERVISOR_MMU_UPDATE: u64 = 1;
+/// `set_gdt(ptr frames, entries)`: install a guest GDT (Xen). Xenia provides
+/// one fixed GDT instead; see [`selectors`](crate::selectors).
+pub const HYPERVISOR_SET_GDT: u64 = 2;
+/// `stack_switch(ss, rsp)`: set the ring-1 stack used when an interrupt,
+/// exception or callback arrives from ring 3 (`TSS.RSP1`).
+pub const HYPERVISOR_STACK_SWITCH: u64 = 3;
+/// `set_callbacks(event, failsafe, syscall)`: the older form of
+/// [`HYPERVISOR_CALLBACK_OP`]; three entry addresses.
+pub const HYPERVISOR_SET_CALLBACKS: u64 = 4;
+/// `fpu_taskswitch(set)`: set (non-zero) or clear `CR0.TS`.
+pub const HYPERVISOR_FPU_TASKSWITCH: u64 = 5;
+/// Obsolete form of `sched_op`; kept for numbering.
+pub const HYPERVISOR_SCHED_OP_COMPAT: u64 = 6;
+/// `platform_op(ptr op)`: platform management for dom0.
+pub const HYPERVISOR_PLATFORM_OP: u64 = 7;
+/// `set_debugreg(reg, value)`.
+pub const HYPERVISOR_SET_DEBUGREG: u64 = 8;
+/// `get_debugreg(reg)`.
+pub const HYPERVISOR_GET_DEBUGREG: u64 = 9;
+/// `update_descriptor(ma, desc)`: write one GDT/LDT descriptor.
+pub const HYPERVISOR_UPDATE_DESCRIPTOR: u64 = 10;
+/// `memory_op(cmd, ptr arg)`: reservations and memory maps; `cmd` is a
+/// `XENMEM_*` value from [`memory`](crate::memory).
+pub const HYPERVISOR_MEMORY_OP: u64 = 12;
+/// `multicall(ptr calls, count)`: run a batch of hypercalls.
+pub const HYPERVISOR_MULTICALL: u64 = 13;
+/// `update_va_mapping(va, pte, flags)`: set the L1 entry that maps `va` in the
+/// current address space; `flags` are `UVMF_*` from [`memory`](crate::memory).
+pub const HYPERVISOR_UPDATE_VA_MAPPING: u64 = 14;
+/// `set_timer_op(deadline)`: arm the vCPU's one-shot timer for an absolute
+/// system time in nanoseconds (0 cancels); it fires `VIRQ_TIMER`.
+pub const HYPERVISOR_SET_TIMER_OP: u64 = 15;
+/// Obsolete form of `event_channel_op`; kept for numbering.
+pub const HYPERVISOR_EVENT_CHANNEL_OP_COMPAT: u64 = 16;
+/// `xen_version(cmd, ptr arg)`: version and feature queries (`XENVER_*`).
+pub const HYPERVISOR_XEN_VERSION: u64 = 17;
+/// `console_io(cmd, count, ptr buffer)`: the hypervisor console
+/// (`CONSOLEIO_*`).
+pub const HYPERVISOR_CONSOLE_IO: u64 = 18;
+/// Obsolete form of `physdev_op`; kept for numbering.
+pub const HYPERVISOR_PHYSDEV_OP_COMPAT: u64 = 19;
+/// `grant_table_op(cmd, ptr args, count)`: grant tables (`GNTTABOP_*`).
+pub const HYPERVISOR_GRANT_TABLE_OP: u64 = 20;
+/// `vm_assist(cmd, type)`: enable or disable an optional behaviour
+/// (`VMASST_*`).
+pub const HYPERVISOR_VM_ASSIST: u64 = 21;
+/// `update_va_mapping_otherdomain(va, pte, flags, domid)`.
+pub const HYPERVISOR_UPDATE_VA_MAPPING_OTHERDOMAIN: u64 = 22;
+/// `iret()`: return from an exception, event or callback frame on the guest
+/// stack, restoring the event mask atomically; see
+/// [`IretContext`](crate::trap::IretContext).
+pub const HYPERVISOR_IRET: u64 = 23;
+/// `vcpu_op(cmd, vcpu, ptr arg)`: per-vCPU operations (`VCPUOP_*`).
+pub const HYPERVISOR_VCPU_OP: u64 = 24;
+/// `set_segment_base(which, base)`: set an FS or GS base (`SEGBASE_*`).
+pub const HYPERVISOR_SET_SEGMENT_BASE: u64 = 25;
+/// `mmuext_op(ptr ops, count, ptr done, foreigndom)`: pin and unpin page
+/// tables, switch base pointer, flush TLBs
+/// ([`MmuextOp`](crate::memory::MmuextOp)).
+pub const HYPERVISOR_MMUEXT_OP: u64 = 26;
+/// `xsm_op(ptr op)`: security-module operations.
+pub const HYPERVISOR_XSM_OP: u64 = 27;
+/// `nmi_op(cmd, ptr arg)`.
+pub const HYPERVISOR_NMI_OP: u64 = 28;
+/// `sched_op(cmd, ptr arg)`: yield, block, shutdown, poll (`SCHEDOP_*`).
+pub const HYPERVISOR_SCHED_OP: u64 = 29;
+/// `callback_op(cmd, ptr arg)`: register or unregister an entry point
+/// (`CALLBACKOP_*`).
+pub const HYPERVISOR_CALLBACK_OP: u64 = 30;
+/// `xenoprof_op(cmd, ptr arg)`.
+pub const HYPERVISOR_XENOPROF_OP: u64 = 31;
+/// `event_channel_op(cmd, ptr arg)`: event channels (`EVTCHNOP_*`).
+pub const HYPERVISOR_EVENT_CHANNEL_OP: u64 = 32;
+/// `physdev_op(cmd, ptr arg)`: physical devices for dom0.
+pub const HYPERVISOR_PHYSDEV_OP: u64 = 33;
+/// `hvm_op(cmd, ptr arg)`.
+pub const HYPERVISOR_HVM_OP: u64 = 34;
+/// `sysctl(ptr op)`: system-wide control, dom0 only
+/// ([`sysctl`](crate::sysctl)).
+pub const HYPERVISOR_SYSCTL: u64 = 35;
+/// `domctl(ptr op)`: domain control, dom0 only ([`domctl`](crate::domctl)).
+pub const HYPERVISOR_DOMCTL: u64 = 36;
+/// `kexec_op(cmd, ptr arg)`.
+pub const HYPERVISOR_KEXEC_OP: u64 = 37;
+/// `tmem_op(ptr op)`.
+pub const HYPERVISOR_TMEM_OP: u64 = 38;
+/// `argo_op(cmd, ptr, ptr, a3, a4)`.
+pub const HYPERVISOR_ARGO_OP: u64 = 39;
+/// `xenpmu_op(cmd, ptr arg)`.
+pub const HYPERVISOR_XENPMU_OP: u64 = 40;
+/// `dm_op(domid, count, ptr bufs)`.
+pub const HYPERVISOR_DM_OP: u64 = 41;
+/// `hypfs_op(cmd, ptr path, len, ptr buf, len)`.
+pub const HYPERVISOR_HYPFS_OP: u64 = 42;
+/// First of the eight architecture-specific hypercall numbers (48 to 55).
+pub const HYPERVISOR_ARCH_0: u64 = 48;
+
+/// Offset of the stub for hypercall `nr` in the hypercall page.
+pub const fn hypercall_page_offset(nr: u64) -> usize {
+    nr as usize * HYPERCALL_PAGE_STUB_SIZE
+}
+
+/// Opcode bytes used by the stubs (Intel SDM Vol. 2, instruction set
+/// reference).
+mod opcode {
+    /// `mov eax, imm32` (B8+rd id).
+    pub const MOV_EAX_IMM32: u8 = 0xB8;
+    /// `int imm8` (CD ib).
+    pub const INT_IMM8: u8 = 0xCD;
+    /// `ret` (near, C3).
+    pub const RET: u8 = 0xC3;
+    /// `int3` (CC): padding that traps if ever executed.
+    pub const INT3: u8 = 0xCC;
+    /// `push rax` (50+rd).
+    pub const PUSH_RAX: u8 = 0x50;
+    /// `push rcx` (50+rd).
+    pub const PUSH_RCX: u8 = 0x51;
+    /// REX.B prefix, selecting r8–r15 for the following `push`.
+    pub const REX_B: u8 = 0x41;
+    /// `push r11` with REX.B (50+rd, rd = 3).
+    pub const PUSH_R11_AFTER_REX_B: u8 = 0x53;
+}
+
+/// The 32 bytes of stub `nr` of the hypercall page (see the module
+/// documentation for the encoding). The hypervisor fills guest hypercall pages
+/// from [`hypercall_page_image`], which uses this.
+pub const fn hypercall_stub(nr: u32) -> [u8; HYPERCALL_PAGE_STUB_SIZE] {
+    let mut stub = [opcode::INT3; HYPERCALL_PAGE_STUB_SIZE];
+    let mut i = 0;
+    if nr as u64 == HYPERVISOR_IRET {
+        // Complete the IretContext on the stack: rax ends up on top.
+        stub[0] = opcode::PUSH_RCX;
+        stub[1] = opcode::REX_B;
+        stub[2] = opcode::PUSH_R11_AFTER_REX_B;
+        stub[3] = opcode::PUSH_RAX;
+        i = 4;
+    }
+    let imm = nr.to_le_bytes();
+    stub[i] = opcode::MOV_EAX_IMM32;
+    stub[i + 1] = imm[0];
+    stub[i + 2] = imm[1];
+    stub[i + 3] = imm[2];
+    stub[i + 4] = imm[3];
+    stub[i + 5] = opcode::INT_IMM8;
+    stub[i + 6] = HYPERCALL_VECTOR;
+    if nr as u64 != HYPERVISOR_IRET {
+        stub[i + 7] = opcode::RET;
+    }
+    stub
+}
+
+/// The complete contents of a hypercall page: stub `N` at offset `N * 32`
+/// for every `N` below [`HYPERCALL_PAGE_STUBS`].
+pub const fn hypercall_page_image() -> [u8; crate::types::PAGE_SIZE] {
+    let mut page = [0u8; crate::types::PAGE_SIZE];
+    let mut nr = 0;
+    while nr < HYPERCALL_PAGE_STUBS {
+        let stub = hypercall_stub(nr as u32);
+        let mut j = 0;
+        while j < HYPERCALL_PAGE_STUB_SIZE {
+            page[nr * HYPERCALL_PAGE_STUB_SIZE + j] = stub[j];
+            j += 1;
+        }
+        nr += 1;
+    }
+    page
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use raw::*;
+
+/// The raw `int 0x82` primitives.
+///
+/// Each returns the raw `rax`; decode it with
+/// [`Errno::decode_result`](crate::errno::Errno::decode_result), or use the
+/// typed wrappers in [`calls`](crate::calls).
+///
+/// The `asm!` blocks tell the compiler exactly the ABI above: `rax` is
+/// replaced, the argument registers are inputs only (preserved), memory may be
+/// read and written (the hypervisor copies to and from the buffers the
+/// arguments point to), and the status flags are clobbered. They do not claim
+/// `nostack`: when a hypercall returns with an event pending, the hypervisor
+/// may deliver the event upcall right away, writing a frame below the
+/// caller's `rsp`.
+#[cfg(target_arch = "x86_64")]
+mod raw {
+    use core::arch::asm;
+
+    /// Issues hypercall `nr` with no arguments.
+    ///
+    /// # Safety
+    ///
+    /// The hypercall must be one whose effect cannot break the caller's memory
+    /// safety (for example one that changes page tables the caller relies on),
+    /// or the caller must uphold whatever that hypercall requires. The
+    /// instruction only works in ring 1 under Xenia; anywhere else it faults.
+    #[inline]
+    pub unsafe fn hypercall0(nr: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: the caller upholds the contract of hypercall `nr`; the
+        // operands below state the register convention exactly.
+        unsafe {
+            asm!("int 0x82", inlateout("rax") nr as i64 => ret);
+        }
+        ret
+    }
+
+    /// Issues hypercall `nr` with one argument (in `rdi`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`hypercall0`]; in addition, every argument that the hypercall
+    /// interprets as a pointer must point to memory laid out as that hypercall
+    /// expects, valid for the reads and writes it performs, for the duration
+    /// of the call.
+    #[inline]
+    pub unsafe fn hypercall1(nr: u64, a1: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: the caller upholds the contract of hypercall `nr`, including
+        // the validity of pointer arguments.
+        unsafe {
+            asm!("int 0x82", inlateout("rax") nr as i64 => ret, in("rdi") a1);
+        }
+        ret
+    }
+
+    /// Issues hypercall `nr` with two arguments (`rdi`, `rsi`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`hypercall1`].
+    #[inline]
+    pub unsafe fn hypercall2(nr: u64, a1: u64, a2: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: the caller upholds the contract of hypercall `nr`, including
+        // the validity of pointer arguments.
+        unsafe {
+            asm!(
+                "int 0x82",
+                inlateout("rax") nr as i64 => ret,
+                in("rdi") a1,
+                in("rsi") a2,
+            );
+        }
+        ret
+    }
+
+    /// Issues hypercall `nr` with three arguments (`rdi`, `rsi`, `rdx`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`hypercall1`].
+    #[inline]
+    pub unsafe fn hypercall3(nr: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: the caller upholds the contract of hypercall `nr`, including
+        // the validity of pointer arguments.
+        unsafe {
+            asm!(
+                "int 0x82",
+                inlateout("rax") nr as i64 => ret,
+                in("rdi") a1,
+                in("rsi") a2,
+                in("rdx") a3,
+            );
+        }
+        ret
+    }
+
+    /// Issues hypercall `nr` with four arguments (`rdi`, `rsi`, `rdx`,
+    /// `r10`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`hypercall1`].
+    #[inline]
+    pub unsafe fn hypercall4(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: the caller upholds the contract of hypercall `nr`, including
+        // the validity of pointer arguments.
+        unsafe {
+            asm!(
+                "int 0x82",
+                inlateout("rax") nr as i64 => ret,
+                in("rdi") a1,
+                in("rsi") a2,
+                in("rdx") a3,
+                in("r10") a4,
+            );
+        }
+        ret
+    }
+
+    /// Issues hypercall `nr` with five arguments (`rdi`, `rsi`, `rdx`, `r10`,
+    /// `r8`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`hypercall1`].
+    #[inline]
+    pub unsafe fn hypercall5(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+        let ret: i64;
+        // SAFETY: the caller upholds the contract of hypercall `nr`, including
+        // the validity of pointer arguments.
+        unsafe {
+            asm!(
+                "int 0x82",
+                inlateout("rax") nr as i64 => ret,
+                in("rdi") a1,
+                in("rsi") a2,
+                in("rdx") a3,
+                in("r10") a4,
+                in("r8") a5,
+            );
+        }
+        ret
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_match_xen() {
+        let xen = [
+            (HYPERVISOR_SET_TRAP_TABLE, 0),
+            (HYPERVISOR_MMU_UPDATE, 1),
+            (HYPERVISOR_SET_GDT, 2),
+            (HYPERVISOR_STACK_SWITCH, 3),
+            (HYPERVISOR_SET_CALLBACKS, 4),
+            (HYPERVISOR_FPU_TASKSWITCH, 5),
+            (HYPERVISOR_SCHED_OP_COMPAT, 6),
+            (HYPERVISOR_PLATFORM_OP, 7),
+            (HYPERVISOR_SET_DEBUGREG, 8),
+            (HYPERVISOR_GET_DEBUGREG, 9),
+            (HYPERVISOR_UPDATE_DESCRIPTOR, 10),
+            (HYPERVISOR_MEMORY_OP, 12),
+            (HYPERVISOR_MULTICALL, 13),
+            (HYPERVISOR_UPDATE_VA_MAPPING, 14),
+            (HYPERVISOR_SET_TIMER_OP, 15),
+            (HYPERVISOR_EVENT_CHANNEL_OP_COMPAT, 16),
+            (HYPERVISOR_XEN_VERSION, 17),
+            (HYPERVISOR_CONSOLE_IO, 18),
+            (HYPERVISOR_PHYSDEV_OP_COMPAT, 19),
+            (HYPERVISOR_GRANT_TABLE_OP, 20),
+            (HYPERVISOR_VM_ASSIST, 21),
+            (HYPERVISOR_UPDATE_VA_MAPPING_OTHERDOMAIN, 22),
+            (HYPERVISOR_IRET, 23),
+            (HYPERVISOR_VCPU_OP, 24),
+            (HYPERVISOR_SET_SEGMENT_BASE, 25),
+            (HYPERVISOR_MMUEXT_OP, 26),
+            (HYPERVISOR_XSM_OP, 27),
+            (HYPERVISOR_NMI_OP, 28),
+            (HYPERVISOR_SCHED_OP, 29),
+            (HYPERVISOR_CALLBACK_OP, 30),
+            (HYPERVISOR_XENOPROF_OP, 31),
+            (HYPERVISOR_EVENT_CHANNEL_OP, 32),
+            (HYPERVISOR_PHYSDEV_OP, 33),
+            (HYPERVISOR_HVM_OP, 34),
+            (HYPERVISOR_SYSCTL, 35),
+            (HYPERVISOR_DOMCTL, 36),
+            (HYPERVISOR_KEXEC_OP, 37),
+            (HYPERVISOR_TMEM_OP, 38),
+            (HYPERVISOR_ARGO_OP, 39),
+            (HYPERVISOR_XENPMU_OP, 40),
+            (HYPERVISOR_DM_OP, 41),
+            (HYPERVISOR_HYPFS_OP, 42),
+            (HYPERVISOR_ARCH_0, 48),
+        ];
+        for (ours, theirs) in xen {
+            assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn ordinary_stub_encoding() {
+        let s = hypercall_stub(29);
+        assert_eq!(&s[..8], &[0xB8, 29, 0, 0, 0, 0xCD, 0x82, 0xC3]);
+        assert!(s[8..].iter().all(|&b| b == 0xCC));
+
+        let s = hypercall_stub(0);
+        assert_eq!(&s[..8], &[0xB8, 0, 0, 0, 0, 0xCD, 0x82, 0xC3]);
+
+        let s = hypercall_stub(0x0102_0304);
+        assert_eq!(&s[..8], &[0xB8, 0x04, 0x03, 0x02, 0x01, 0xCD, 0x82, 0xC3]);
+    }
+
+    #[test]
+    fn iret_stub_pushes_the_rest_of_the_frame_and_never_returns() {
+        let s = hypercall_stub(HYPERVISOR_IRET as u32);
+        assert_eq!(
+            &s[..11],
+            &[0x51, 0x41, 0x53, 0x50, 0xB8, 23, 0, 0, 0, 0xCD, 0x82]
+        );
+        assert!(s[11..].iter().all(|&b| b == 0xCC));
+        assert!(!s.contains(&0xC3));
+    }
+
+    #[test]
+    fn page_image_places_stub_n_at_n_times_32() {
+        let page = hypercall_page_image();
+        assert_eq!(HYPERCALL_PAGE_STUBS, 128);
+        for nr in 0..HYPERCALL_PAGE_STUBS {
+            let off = hypercall_page_offset(nr as u64);
+            assert_eq!(off, nr * 32);
+            assert_eq!(page[off..off + 32], hypercall_stub(nr as u32));
+        }
+        // The stub for sched_op sits at byte 29 * 32 = 928.
+        assert_eq!(&page[928..933], &[0xB8, 29, 0, 0, 0]);
+    }
+
+    #[test]
+    fn vectors() {
+        assert_eq!(HYPERCALL_VECTOR, 0x82);
+        assert_eq!(FAST_TRAP_VECTOR, 0x80);
+    }
+}

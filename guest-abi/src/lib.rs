@@ -1,0 +1,363 @@
+//! # Xenia's guest ABI, and how to port a kernel to it
+//!
+//! This crate is the one definition of the interface between the Xenia
+//! hypervisor and the paravirtual kernels it runs: hypercall numbers and
+//! calling convention, the structures the two sides exchange, segment
+//! selectors, the virtual address layout, error codes, and thin call
+//! wrappers. The hypervisor, the guest kernels (dom0's and the test guests)
+//! and the toolstack all build against it. These crate docs are the porting
+//! guide.
+//!
+//! **What it is for.** Where Xen's public ABI has an equivalent, this crate
+//! uses Xen's numbers, layouts and semantics, so that knowledge of Xen PV
+//! porting carries over; the unit tests check every number and every field
+//! offset against Xen's published values. Where Xenia differs, this guide
+//! says so (see [the table below](#differences-from-xen-at-a-glance)).
+//!
+//! **What it trusts.** Nothing. Every structure is plain data in which every
+//! bit pattern is a valid value, so the hypervisor can copy any bytes a guest
+//! hands it into one of these types and validate the fields where it uses
+//! them. Addresses inside structures are `u64` numbers, never references: a
+//! guest pointer is an allegation, not a reference. Memory that both sides
+//! write at run time ([`shared_info`], the console ring) is made of atomics,
+//! so neither side needs `unsafe` to follow the protocol and neither can be
+//! hurt by the other's stray writes.
+//!
+//! **What it never does.** Allocate, panic on data it is given, dereference an
+//! address found in a structure, or hold policy. Its only `unsafe` code is
+//! the `int 0x82` instruction in [`hypercall`]. It has no dependencies: flag
+//! fields stay raw integers with named constants, because a flag type would
+//! have to accept every bit pattern anyway.
+//!
+//! # Conventions
+//!
+//! * Names map mechanically from Xen's: `__HYPERVISOR_sched_op` is
+//!   [`hypercall::HYPERVISOR_SCHED_OP`], `SCHEDOP_yield` is
+//!   [`sched::SCHEDOP_YIELD`], `struct evtchn_bind_virq` is
+//!   [`event::EvtchnBindVirq`]. Modules follow Xen's headers.
+//! * The ABI is x86-64 only and little-endian. Frame numbers are
+//!   [`types::Mfn`] and [`types::Pfn`]; virtual addresses are `u64`.
+//! * Sizes, in bytes: `start_info` 1168, `shared_info` 3136, `vcpu_info` 64,
+//!   `vcpu_time_info` 32, `trap_info` 16, `iret_context` 72.
+//!
+//! # Differences from Xen at a glance
+//!
+//! | topic | Xen (64-bit PV) | Xenia |
+//! |---|---|---|
+//! | guest kernel ring | 3 | 1 ([`selectors`]) |
+//! | user/kernel separation | two page tables per process | one page table, U/S bit |
+//! | hypercall instruction | `syscall` | `int 0x82`, DPL 1 ([`hypercall`]) |
+//! | registers after a hypercall | argument registers clobbered | all preserved except `rax` |
+//! | GDT | guest-supplied, plus Xen's flat selectors | fixed ([`selectors`]) |
+//! | exception frame | Xen format (`rcx`, `r11` on top) | hardware format ([`trap`]) |
+//! | return to user mode | `iret` hypercall | the kernel's own `iretq`, or `iret` |
+//! | `int 0x80` | bounced through Xen | straight to the kernel ([`trap`]) |
+//! | kernel GS base | separate, switched by Xen | one GS base ([`selectors::SEGBASE_GS_USER`]) |
+//! | `MMUEXT_NEW_USER_BASEPTR` | user page table | `EINVAL` |
+//! | event channels | 2-level and FIFO | 2-level |
+//! | xenstore | yes | no: store fields are zero |
+//!
+//! # Booting a kernel
+//!
+//! ## The image
+//!
+//! A kernel is a 64-bit ELF executable, linked at its final virtual
+//! addresses, that carries Xen-style ELF notes ([`elfnote`]): its entry point
+//! ([`elfnote::XEN_ELFNOTE_ENTRY`], else the ELF entry), the virtual address
+//! of pseudo-physical 0 ([`elfnote::XEN_ELFNOTE_VIRT_BASE`]), optionally a
+//! hypercall page ([`elfnote::XEN_ELFNOTE_HYPERCALL_PAGE`]), and the
+//! informational strings. The builder (the hypervisor for dom0, the
+//! toolstack for domUs) loads it; dom0's image and initrd come from GRUB
+//! modules.
+//!
+//! ## Start-of-day memory
+//!
+//! As in Xen, the builder lays out, from `VIRT_BASE` upwards, each part
+//! starting on a page boundary and all of it mapped 1:1 onto the first
+//! pseudo-physical frames:
+//!
+//! 1. the kernel image;
+//! 2. the initial ramdisk, if any (`mod_start`, `mod_len`);
+//! 3. the p2m list: one machine frame number (`u64`) per pseudo-physical
+//!    frame (`mfn_list`, `nr_pages` entries);
+//! 4. the [`start_info::StartInfo`] page (`rsi`);
+//! 5. for a domU, the console ring page;
+//! 6. the bootstrap page tables (`pt_base`, `nr_pt_frames`): mapped
+//!    read-only and pinned, the L4 in CR3;
+//! 7. the bootstrap stack, one page;
+//! 8. at least 512 KiB of mapped, free padding; the mapped region ends on a
+//!    4 MiB boundary.
+//!
+//! Everything is mapped writable except the page tables. The `shared_info`
+//! page is not mapped: its machine address is `start_info.shared_info` and
+//! the kernel maps it itself.
+//!
+//! ## Entry state
+//!
+//! * Ring 1: `CS` = [`selectors::KERNEL_CS`], `SS` = `DS` = `ES` =
+//!   [`selectors::KERNEL_DS`], `FS` = `GS` = 0 with zero bases.
+//! * `rip` = the entry point; `rsi` = virtual address of `start_info`; `rsp` =
+//!   top of the bootstrap stack (page-aligned); every other general-purpose
+//!   register is zero.
+//! * Events are masked: `vcpu_info[0].evtchn_upcall_mask` = 1. The real `IF`
+//!   is set and `IOPL` is 0, as always while a guest runs; `DF` is clear.
+//! * x87 and SSE are usable (`CR0.TS` clear, `CR4.OSFXSR` set) in their reset
+//!   state; the hypervisor saves and restores them across vCPU switches.
+//! * Only vCPU 0 runs. No trap table, callbacks or ring-1 stack for ring-3
+//!   entries exist yet: an exception before `set_trap_table` crashes the
+//!   domain, with a message on the hypervisor console.
+//!
+//! dom0 gets `SIF_PRIVILEGED | SIF_INITDOMAIN` in `start_info.flags` and uses
+//! `console_io` as its console. A domU finds its console ring in
+//! `start_info.console`. A domU will also receive a device page describing
+//! its devices (DESIGN §7); its layout is defined together with domU
+//! support, is not part of this version of the ABI, and nothing in
+//! `start_info` refers to it yet.
+//!
+//! # Making hypercalls
+//!
+//! `int 0x82` from ring 1, number in `rax`, arguments in `rdi`, `rsi`, `rdx`,
+//! `r10`, `r8`, result in `rax` (`>= 0` success, `-errno` failure, see
+//! [`errno::Errno`]); every other register is preserved. Call through the
+//! hypercall page or issue `int 0x82` directly. Details in [`hypercall`];
+//! typed wrappers in [`calls`].
+//!
+//! # What ring 1 cannot do, and what to do instead
+//!
+//! Privileged instructions raise #GP in ring 1, which is delivered to the
+//! kernel like any other #GP. `pushf` shows `IF` = 1 and `popf` cannot clear
+//! it, so interrupt-flag bookkeeping must use the event mask instead:
+//!
+//! | native | under Xenia |
+//! |---|---|
+//! | `cli` / `sti` | set / clear `vcpu_info.evtchn_upcall_mask` (then check `evtchn_upcall_pending`) |
+//! | `sti; hlt` | [`sched::SCHEDOP_BLOCK`] |
+//! | `mov cr3` | [`memory::MMUEXT_NEW_BASEPTR`] |
+//! | `invlpg`, TLB flush | [`memory::MMUEXT_INVLPG_LOCAL`] and friends, or `UVMF_*` flags |
+//! | read `cr2` | `vcpu_info.arch.cr2` |
+//! | `lidt` | `set_trap_table` ([`trap`]) |
+//! | `lgdt`, `ltr` | nothing: the GDT and TSS are fixed ([`selectors`]) |
+//! | `wrmsr` FS/GS base | `set_segment_base` |
+//! | `swapgs` | nothing: one GS base |
+//! | `sysret` | `iretq`, or the `iret` hypercall |
+//! | `clts`, `mov cr0` | `fpu_taskswitch` |
+//! | `in`, `out` | dom0 only, through its I/O-port permissions |
+//!
+//! `cpuid` and `rdtsc` work natively.
+//!
+//! # Exceptions
+//!
+//! The kernel registers a virtual IDT with `set_trap_table`. The hypervisor
+//! delivers each guest exception to it with a hardware-format frame on the
+//! kernel stack (error code, `rip`, `cs`, `rflags`, `rsp`, `ss`); the
+//! saved `rflags.IF` is the virtual interrupt flag, and a page fault's address
+//! is in `vcpu_info.arch.cr2`. Kernel code runs at RPL 1, so "came from user
+//! mode" is `cs & 3 == 3` ([`selectors::is_user_cs`]). Handlers return with
+//! `iretq` or the `iret` hypercall. Details in [`trap`].
+//!
+//! # Events
+//!
+//! Events are the guest's interrupts: event channels ([`event`]) with Xen's
+//! 2-level bitmaps in [`shared_info`]. `vcpu_info.evtchn_upcall_mask` is the
+//! virtual interrupt flag (non-zero = interrupts off). When an unmasked port
+//! becomes pending the hypervisor sets `evtchn_upcall_pending` and, unless
+//! the vCPU's mask is set, enters the event callback
+//! ([`callback::CALLBACKTYPE_EVENT`]) with a hardware-format frame and the
+//! mask set. Timers, the console and other domains all signal through
+//! events.
+//!
+//! # Time
+//!
+//! `vcpu_info.time` ([`shared_info::VcpuTimeInfo`]) turns the TSC into system
+//! time (nanoseconds since boot); the wall clock is `shared_info.wc_*` plus
+//! system time. `set_timer_op` or the [`vcpu`] timers raise
+//! [`event::VIRQ_TIMER`] at an absolute system time; `SCHEDOP_BLOCK` waits
+//! for it.
+//!
+//! # Running user programs
+//!
+//! * One page table per process: kernel mappings without the U/S bit, user
+//!   mappings with it. Ring 1 reaches both (Xenia keeps `CR4.SMAP` clear while
+//!   guests run, since ring 1 cannot execute `stac`/`clac`); ring 3 reaches
+//!   only the user ones.
+//! * Before running a process, point the ring-1 stack at its kernel stack
+//!   with `stack_switch(KERNEL_SS, top)`, and set its FS (and GS) base with
+//!   `set_segment_base`.
+//! * Enter ring 3 with the kernel's own `iretq` on a frame of `rip`,
+//!   [`selectors::USER_CS`], `rflags`, `rsp`, [`selectors::USER_SS`].
+//! * `SYSCALL` in ring 3 enters the hypervisor, which bounces it to the
+//!   syscall callback ([`callback::CALLBACKTYPE_SYSCALL`]) with a
+//!   hardware-format frame and `rcx`/`r11` as `SYSCALL` left them.
+//! * `int 0x80` in ring 3 reaches the kernel's trap-table handler for vector
+//!   0x80 directly, in hardware, when that entry has DPL 3 and does not mask
+//!   events (the fast trap, see [`trap`]).
+//! * Exceptions and events in ring 3 arrive on the `stack_switch` stack.
+//!
+//! # Memory
+//!
+//! Direct paging: the kernel's page tables hold machine frame numbers, are
+//! mapped read-only to it once in use, and change only through `mmu_update`,
+//! `update_va_mapping` and `mmuext_op`, which validate every entry. PML4
+//! slots 256 to 271 belong to the hypervisor ([`layout`]); slot 256 holds
+//! the read-only M2P table. Details in [`memory`].
+//!
+//! # A worked example
+//!
+//! A minimal kernel that says hello and powers off. It is not compiled here:
+//! it needs a linker script and a `no_std` target.
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//!
+//! use core::arch::global_asm;
+//! use core::sync::atomic::Ordering;
+//! use guest_abi::{calls, event, memory, sched::ShutdownReason, selectors};
+//! use guest_abi::callback::{CALLBACKTYPE_EVENT, CallbackRegister};
+//! use guest_abi::shared_info::SharedInfo;
+//! use guest_abi::start_info::StartInfo;
+//! use guest_abi::trap::{self, TrapInfo};
+//! use guest_abi::types::PAGE_SIZE;
+//!
+//! // The entry-point note: namesz, descsz, type, "Xen\0", the address.
+//! global_asm!(
+//!     ".pushsection .note.Xen, \"a\", @note",
+//!     ".balign 4",
+//!     ".long 4, 8, {entry}",
+//!     ".asciz \"Xen\"",
+//!     ".balign 4",
+//!     ".quad _start",
+//!     ".popsection",
+//!     entry = const guest_abi::elfnote::XEN_ELFNOTE_ENTRY,
+//! );
+//!
+//! // rsi holds the start_info address; pass it on as the first argument.
+//! global_asm!(
+//!     ".globl _start",
+//!     "_start:",
+//!     "mov rdi, rsi",
+//!     "call {main}",
+//!     "ud2",
+//!     main = sym kernel_main,
+//! );
+//!
+//! // #PF entry: the error code is at [rsp], the hardware frame above it.
+//! global_asm!(
+//!     "page_fault_entry:",
+//!     "mov rdi, [rsp]",
+//!     "call {handler}",
+//!     "ud2",
+//!     handler = sym page_fault,
+//! );
+//!
+//! unsafe extern "C" {
+//!     fn page_fault_entry();
+//!     fn event_entry(); // saves registers, scans the bitmaps, iretq
+//! }
+//!
+//! static mut SHARED: *const SharedInfo = core::ptr::null();
+//!
+//! extern "C" fn page_fault(error_code: u64) -> ! {
+//!     // SAFETY: set before the trap table was installed.
+//!     let shared = unsafe { &*SHARED };
+//!     let addr = shared.vcpu_info[0].arch.cr2.load(Ordering::Relaxed);
+//!     let _ = (addr, error_code); // report them
+//!     let _ = calls::sched_shutdown(ShutdownReason::Crash);
+//!     loop {}
+//! }
+//!
+//! extern "C" fn kernel_main(si: &'static StartInfo) -> ! {
+//!     assert!(si.magic_is_valid());
+//!
+//!     // Map shared_info over the first page of the start-of-day padding,
+//!     // which sits after the page tables and the one-page stack.
+//!     let shared_va = si.pt_base + (si.nr_pt_frames + 1) * PAGE_SIZE as u64;
+//!     const PRESENT_WRITABLE_NX: u64 = 1 | 1 << 1 | 1 << 63; // Intel SDM Vol. 3A §4.5
+//!     // SAFETY: nothing uses that padding page yet.
+//!     unsafe {
+//!         calls::update_va_mapping(shared_va, si.shared_info | PRESENT_WRITABLE_NX, memory::UVMF_INVLPG)
+//!             .unwrap();
+//!         SHARED = shared_va as *const SharedInfo;
+//!     }
+//!     // SAFETY: mapped just above, and every bit pattern is a valid SharedInfo.
+//!     let shared = unsafe { &*(shared_va as *const SharedInfo) };
+//!
+//!     // Exception handlers and the event callback.
+//!     let traps = [
+//!         TrapInfo::new(trap::PAGE_FAULT, 0, true, page_fault_entry as usize as u64),
+//!         TrapInfo::END,
+//!     ];
+//!     let event_cb = CallbackRegister {
+//!         callback_type: CALLBACKTYPE_EVENT,
+//!         flags: 0,
+//!         address: event_entry as usize as u64,
+//!     };
+//!     // SAFETY: both entry points expect the frames documented in `trap`.
+//!     unsafe {
+//!         calls::set_trap_table(&traps).unwrap();
+//!         calls::callback_register(&event_cb).unwrap();
+//!     }
+//!
+//!     calls::console_write(b"hello from ring 1\n").unwrap();
+//!
+//!     // Sleep 10 ms on the timer VIRQ, polling with events still masked.
+//!     // SAFETY: rdtsc has no preconditions.
+//!     let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+//!     let now = shared.vcpu_info[0].time.snapshot().system_time_at(tsc);
+//!     let port = calls::evtchn_bind_virq(event::VIRQ_TIMER, 0).unwrap();
+//!     calls::set_timer_op(now + 10_000_000).unwrap();
+//!     calls::sched_poll(&[port], 0).unwrap();
+//!     shared.evtchn_pending[port as usize / 64].fetch_and(!(1 << (port % 64)), Ordering::AcqRel);
+//!
+//!     let _ = selectors::KERNEL_SS; // stack_switch(KERNEL_SS, ..) before running ring-3 code
+//!     let _ = calls::sched_shutdown(ShutdownReason::Poweroff);
+//!     loop {}
+//! }
+//! ```
+
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
+
+/// Checks a type's size, alignment and field offsets against the published
+/// values.
+#[cfg(test)]
+macro_rules! assert_layout {
+    ($ty:ty, $size:expr, $align:expr, { $($field:ident : $off:expr),* $(,)? }) => {{
+        assert_eq!(core::mem::size_of::<$ty>(), $size, "size of {}", stringify!($ty));
+        assert_eq!(core::mem::align_of::<$ty>(), $align, "alignment of {}", stringify!($ty));
+        $(
+            assert_eq!(
+                core::mem::offset_of!($ty, $field),
+                $off,
+                "offset of {}.{}",
+                stringify!($ty),
+                stringify!($field)
+            );
+        )*
+    }};
+}
+
+pub mod callback;
+#[cfg(target_arch = "x86_64")]
+pub mod calls;
+pub mod console;
+pub mod domctl;
+pub mod elfnote;
+pub mod errno;
+pub mod event;
+pub mod grant;
+pub mod hypercall;
+pub mod layout;
+pub mod memory;
+pub mod sched;
+pub mod selectors;
+pub mod shared_info;
+pub mod start_info;
+pub mod sysctl;
+pub mod trap;
+pub mod types;
+pub mod vcpu;
+pub mod version;
+
+pub use errno::Errno;

@@ -1,0 +1,156 @@
+//! Per-vCPU operations (`vcpu_op(cmd, vcpu, arg)`): bring-up, state and
+//! timers.
+//!
+//! Each vCPU has two timers besides `set_timer_op` (which is the single-shot
+//! timer under another name): a single-shot timer with an absolute deadline
+//! and a periodic one. Both raise `VIRQ_TIMER` on the vCPU. A guest may only
+//! name its own vCPUs.
+
+/// Initialise a vCPU from a register context (for secondary vCPUs).
+pub const VCPUOP_INITIALISE: u32 = 0;
+/// Make an initialised vCPU runnable.
+pub const VCPUOP_UP: u32 = 1;
+/// Make a vCPU non-runnable.
+pub const VCPUOP_DOWN: u32 = 2;
+/// Returns 1 if the vCPU is up, 0 otherwise. `arg` is null.
+pub const VCPUOP_IS_UP: u32 = 3;
+/// Copy the vCPU's run-state accounting into a [`VcpuRunstateInfo`].
+pub const VCPUOP_GET_RUNSTATE_INFO: u32 = 4;
+/// Register memory the hypervisor keeps a [`VcpuRunstateInfo`] up to date in
+/// ([`VcpuRegisterRunstateMemoryArea`]).
+pub const VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA: u32 = 5;
+/// Start or change the periodic timer ([`VcpuSetPeriodicTimer`]).
+pub const VCPUOP_SET_PERIODIC_TIMER: u32 = 6;
+/// Stop the periodic timer. `arg` is null.
+pub const VCPUOP_STOP_PERIODIC_TIMER: u32 = 7;
+/// Arm the single-shot timer ([`VcpuSetSingleshotTimer`]).
+pub const VCPUOP_SET_SINGLESHOT_TIMER: u32 = 8;
+/// Disarm the single-shot timer. `arg` is null.
+pub const VCPUOP_STOP_SINGLESHOT_TIMER: u32 = 9;
+/// Move the vCPU's [`VcpuInfo`](crate::shared_info::VcpuInfo) into a guest
+/// page ([`VcpuRegisterVcpuInfo`]); once per vCPU.
+pub const VCPUOP_REGISTER_VCPU_INFO: u32 = 10;
+/// Send an NMI to a vCPU.
+pub const VCPUOP_SEND_NMI: u32 = 11;
+/// Get the physical CPU identity of a pinned vCPU.
+pub const VCPUOP_GET_PHYSID: u32 = 12;
+/// Register a secondary copy of the vCPU's time information.
+pub const VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA: u32 = 13;
+
+/// Run state: running on a pCPU.
+pub const RUNSTATE_RUNNING: i32 = 0;
+/// Run state: runnable, waiting for a pCPU.
+pub const RUNSTATE_RUNNABLE: i32 = 1;
+/// Run state: blocked waiting for an event.
+pub const RUNSTATE_BLOCKED: i32 = 2;
+/// Run state: neither runnable nor blocked (down, paused).
+pub const RUNSTATE_OFFLINE: i32 = 3;
+
+/// Run-state accounting of a vCPU (Xen's `struct vcpu_runstate_info`,
+/// 48 bytes). Written by the hypervisor.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct VcpuRunstateInfo {
+    /// Current `RUNSTATE_*`.
+    pub state: i32,
+    /// System time (ns) at which `state` was entered.
+    pub state_entry_time: u64,
+    /// Nanoseconds spent in each `RUNSTATE_*`, indexed by state; they sum to
+    /// the system time elapsed since the vCPU was created.
+    pub time: [u64; 4],
+}
+
+/// Argument of `VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA` (8 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct VcpuRegisterRunstateMemoryArea {
+    /// IN: virtual address of a [`VcpuRunstateInfo`] the hypervisor updates
+    /// whenever it schedules the vCPU.
+    pub addr: u64,
+}
+
+/// Argument of `VCPUOP_SET_PERIODIC_TIMER` (Xen's `struct
+/// vcpu_set_periodic_timer`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct VcpuSetPeriodicTimer {
+    /// IN: period in nanoseconds; periods under one millisecond may be
+    /// refused with `EINVAL`.
+    pub period_ns: u64,
+}
+
+/// Flag of [`VcpuSetSingleshotTimer::flags`]: fail with `ETIME` instead of
+/// firing at once if the deadline has already passed.
+pub const VCPU_SSHOTTMR_FUTURE: u32 = 1 << 0;
+
+/// Argument of `VCPUOP_SET_SINGLESHOT_TIMER` (Xen's `struct
+/// vcpu_set_singleshot_timer`, 16 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct VcpuSetSingleshotTimer {
+    /// IN: absolute system time (ns) at which to raise `VIRQ_TIMER`.
+    pub timeout_abs_ns: u64,
+    /// IN: `VCPU_SSHOTTMR_*`.
+    pub flags: u32,
+}
+
+/// Argument of `VCPUOP_REGISTER_VCPU_INFO` (Xen's `struct
+/// vcpu_register_vcpu_info`, 16 bytes). The structure must not cross a page
+/// boundary; the hypervisor checks that the guest owns the frame.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct VcpuRegisterVcpuInfo {
+    /// IN: machine frame of the page to hold the `vcpu_info`.
+    pub mfn: u64,
+    /// IN: byte offset within that page.
+    pub offset: u32,
+    /// Reserved, zero.
+    pub rsvd: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_match_xen() {
+        let ops = [
+            VCPUOP_INITIALISE,
+            VCPUOP_UP,
+            VCPUOP_DOWN,
+            VCPUOP_IS_UP,
+            VCPUOP_GET_RUNSTATE_INFO,
+            VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA,
+            VCPUOP_SET_PERIODIC_TIMER,
+            VCPUOP_STOP_PERIODIC_TIMER,
+            VCPUOP_SET_SINGLESHOT_TIMER,
+            VCPUOP_STOP_SINGLESHOT_TIMER,
+            VCPUOP_REGISTER_VCPU_INFO,
+            VCPUOP_SEND_NMI,
+            VCPUOP_GET_PHYSID,
+            VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA,
+        ];
+        for (i, op) in ops.into_iter().enumerate() {
+            assert_eq!(op as usize, i);
+        }
+        assert_eq!(
+            [
+                RUNSTATE_RUNNING,
+                RUNSTATE_RUNNABLE,
+                RUNSTATE_BLOCKED,
+                RUNSTATE_OFFLINE
+            ],
+            [0, 1, 2, 3]
+        );
+        assert_eq!(VCPU_SSHOTTMR_FUTURE, 1);
+    }
+
+    #[test]
+    fn layouts() {
+        assert_layout!(VcpuRunstateInfo, 48, 8, { state: 0, state_entry_time: 8, time: 16 });
+        assert_layout!(VcpuRegisterRunstateMemoryArea, 8, 8, { addr: 0 });
+        assert_layout!(VcpuSetPeriodicTimer, 8, 8, { period_ns: 0 });
+        assert_layout!(VcpuSetSingleshotTimer, 16, 8, { timeout_abs_ns: 0, flags: 8 });
+        assert_layout!(VcpuRegisterVcpuInfo, 16, 8, { mfn: 0, offset: 8, rsvd: 12 });
+    }
+}
