@@ -73,7 +73,7 @@ extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
         log::info!(
             "module {i}: {} bytes, cmdline \"{}\"",
             m.range.len(),
-            m.cmdline.escape_debug()
+            Printable(&m.cmdline)
         );
     }
     if boot.modules.is_empty() {
@@ -197,4 +197,21 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     };
     trap::write_call_trace(&mut out, 0, rbp);
     power::exit(ExitReason::HypervisorFailure)
+}
+
+/// Shows a command line as given, except that control characters are escaped so that a
+/// hostile one cannot forge log lines.
+struct Printable<'a>(&'a str);
+
+impl core::fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
 }

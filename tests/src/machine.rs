@@ -1,0 +1,737 @@
+//! Booting an image in QEMU and talking to it over the serial console.
+//!
+//! [`Machine`] describes a PC (memory, CPUs, CPU model, hypervisor options, modules) and
+//! [`Machine::boot`] builds its image and starts QEMU, giving a [`Qemu`]. A reader thread
+//! appends everything QEMU writes to COM1 to a shared buffer and wakes waiters through a
+//! condition variable; every wait has a deadline. QEMU is killed when the [`Qemu`] is dropped.
+//!
+//! The waits are *expect-style*: a [`Qemu`] has a cursor in the normalized serial text (see
+//! [`crate::serial`]), each successful wait moves it past what it found, and the next wait
+//! searches from there. Whole-log questions go through [`Qemu::serial_log`].
+
+use std::ffi::OsString;
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::iso::{self, ImageSpec, Module};
+use crate::serial::{self, Normalizer};
+use crate::workspace::Workspace;
+
+/// The time a scenario should give any single wait. TCG reaches the hypervisor in well under
+/// a second; this only bounds how long a hung machine can hold up the suite.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// QEMU's exit status when the hypervisor wrote 0x10 to `isa-debug-exit`: clean power-off.
+/// (QEMU exits with `(value << 1) | 1`.)
+pub const EXIT_POWEROFF: i32 = debug_exit_status(0x10);
+/// The hypervisor wrote 0x11: hypervisor panic or fatal exception.
+pub const EXIT_HYPERVISOR_FATAL: i32 = debug_exit_status(0x11);
+/// The hypervisor wrote 0x12: dom0 crashed.
+pub const EXIT_DOM0_CRASHED: i32 = debug_exit_status(0x12);
+/// The hypervisor wrote 0x13: dom0 asked for a reboot.
+pub const EXIT_DOM0_REBOOT: i32 = debug_exit_status(0x13);
+/// QEMU's status after an ACPI power-off (the hypervisor's way out without `debug-exit`).
+pub const EXIT_ACPI_POWEROFF: i32 = 0;
+
+/// The hypervisor option that makes the hypervisor report its end through `isa-debug-exit`.
+pub const DEBUG_EXIT_OPTION: &str = "debug-exit";
+
+/// The I/O port of QEMU's `isa-debug-exit` device, as configured by the harness.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// QEMU's exit status for `value` written to `isa-debug-exit`.
+pub const fn debug_exit_status(value: u8) -> i32 {
+    ((value as i32) << 1) | 1
+}
+
+/// A human description of QEMU exit status `code`, for messages.
+pub fn describe_exit(code: i32) -> String {
+    match code {
+        EXIT_ACPI_POWEROFF => "ACPI power-off".into(),
+        1 => "QEMU error, or 0 written to isa-debug-exit".into(),
+        EXIT_POWEROFF => "clean power-off via isa-debug-exit".into(),
+        EXIT_HYPERVISOR_FATAL => "hypervisor panic or fatal exception".into(),
+        EXIT_DOM0_CRASHED => "dom0 crashed".into(),
+        EXIT_DOM0_REBOOT => "dom0 asked for a reboot".into(),
+        c if c > 0 && c % 2 == 1 && c < 512 => format!("isa-debug-exit value {:#x}", c >> 1),
+        _ => "unexpected QEMU exit status".into(),
+    }
+}
+
+/// What GRUB prints after failing to boot an entry; it then waits for a key forever, so a
+/// wait that sees this fails at once.
+pub const GRUB_FAILED: &str = "Press any key to continue...";
+
+/// GRUB's error lines if the serial log shows that GRUB failed to boot the image.
+fn grub_failure(log: &str) -> Option<String> {
+    log.contains(GRUB_FAILED).then(|| {
+        let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error: ")).collect();
+        errors.join(" ")
+    })
+}
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Where COM1 goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SerialConsole {
+    /// QEMU's stdin/stdout, no monitor: for the harness, which pipes them.
+    Piped,
+    /// This terminal, multiplexed with the QEMU monitor (Ctrl-A C; Ctrl-A X quits): for
+    /// `cargo xtask run`.
+    Terminal,
+}
+
+/// The QEMU arguments that boot `iso` on a TCG PC with `isa-debug-exit` at port 0xf4 and no
+/// reboot (a triple fault or reset ends QEMU), shared by the harness and `cargo xtask run`.
+pub fn qemu_args(
+    cpu_model: &str,
+    memory_mib: u32,
+    cpus: u32,
+    iso: &Path,
+    console: SerialConsole,
+) -> Vec<OsString> {
+    let serial: &[&str] = match console {
+        SerialConsole::Piped => &["-serial", "stdio", "-monitor", "none"],
+        SerialConsole::Terminal => &["-serial", "mon:stdio"],
+    };
+    let (memory, cpus) = (memory_mib.to_string(), cpus.to_string());
+    let debug_exit = format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04");
+    let mut args: Vec<OsString> = ["-accel", "tcg", "-machine", "pc", "-cpu", cpu_model]
+        .into_iter()
+        .chain(["-m", &memory, "-smp", &cpus, "-cdrom"])
+        .map(OsString::from)
+        .collect();
+    args.push(iso.into());
+    args.extend(
+        ["-display", "none"]
+            .iter()
+            .chain(serial)
+            .chain(&["-no-reboot", "-device", &debug_exit])
+            .map(OsString::from),
+    );
+    args
+}
+
+/// A virtual PC to boot: a builder. Defaults: 256 MiB, 1 CPU, `-cpu max`, no hypervisor
+/// options, `debug-exit` on, no modules.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    name: String,
+    dir: PathBuf,
+    hypervisor: PathBuf,
+    memory_mib: u32,
+    cpus: u32,
+    cpu_model: String,
+    hv_options: String,
+    debug_exit: bool,
+    modules: Vec<Module>,
+    qemu_args: Vec<String>,
+    registry: Option<Registry>,
+}
+
+/// Where a scenario's context collects the consoles of the machines it booted, to show their
+/// logs when the scenario fails.
+pub(crate) type Registry = Arc<Mutex<Vec<(String, Arc<Shared>)>>>;
+
+impl Machine {
+    /// A machine called `name` (letters, digits, `_`, `-`), working in
+    /// `<target>/xenia/scenarios/<name>/` and booting the built hypervisor. Scenarios get
+    /// theirs from [`crate::Context::machine`].
+    pub fn new(ws: &Workspace, name: &str) -> Machine {
+        Machine {
+            name: name.to_string(),
+            dir: ws.scenario_dir(name),
+            hypervisor: ws.hypervisor(),
+            memory_mib: 256,
+            cpus: 1,
+            cpu_model: "max".into(),
+            hv_options: String::new(),
+            debug_exit: true,
+            modules: Vec::new(),
+            qemu_args: Vec::new(),
+            registry: None,
+        }
+    }
+
+    pub(crate) fn registered(mut self, registry: Registry) -> Machine {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The machine's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The machine's working directory (image staging tree and ISO).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// RAM in MiB (`-m`).
+    pub fn memory_mib(mut self, mib: u32) -> Machine {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Number of CPUs (`-smp`).
+    pub fn cpus(mut self, cpus: u32) -> Machine {
+        self.cpus = cpus;
+        self
+    }
+
+    /// CPU model (`-cpu`), e.g. `max`, `qemu64`.
+    pub fn cpu(mut self, model: &str) -> Machine {
+        self.cpu_model = model.to_string();
+        self
+    }
+
+    /// The hypervisor's command line (before `debug-exit`, which [`Machine::debug_exit`]
+    /// controls).
+    pub fn hv_options(mut self, options: &str) -> Machine {
+        self.hv_options = options.to_string();
+        self
+    }
+
+    /// Whether to append `debug-exit` to the hypervisor options (default on), so that QEMU's
+    /// exit status tells how the hypervisor ended (see the `EXIT_*` constants). Off, the
+    /// hypervisor powers off through ACPI and QEMU exits with 0.
+    pub fn debug_exit(mut self, on: bool) -> Machine {
+        self.debug_exit = on;
+        self
+    }
+
+    /// Adds a multiboot2 module: the file at `path` with command line `cmdline`.
+    pub fn module(mut self, path: impl Into<PathBuf>, cmdline: &str) -> Machine {
+        self.modules.push(Module::new(path, cmdline));
+        self
+    }
+
+    /// Appends an argument to the QEMU command line.
+    pub fn qemu_arg(mut self, arg: &str) -> Machine {
+        self.qemu_args.push(arg.to_string());
+        self
+    }
+
+    /// Boots another hypervisor image than `<target>/xenia/xenia.elf`.
+    pub fn hypervisor(mut self, path: impl Into<PathBuf>) -> Machine {
+        self.hypervisor = path.into();
+        self
+    }
+
+    /// The command line the hypervisor receives.
+    pub fn hv_cmdline(&self) -> String {
+        let mut words: Vec<&str> = vec![self.hv_options.trim()];
+        if self.debug_exit {
+            words.push(DEBUG_EXIT_OPTION);
+        }
+        words.retain(|w| !w.is_empty());
+        words.join(" ")
+    }
+
+    /// The image this machine boots.
+    pub fn image_spec(&self) -> ImageSpec {
+        ImageSpec {
+            hypervisor: self.hypervisor.clone(),
+            hv_options: self.hv_cmdline(),
+            modules: self.modules.clone(),
+        }
+    }
+
+    /// The ISO path.
+    pub fn iso_path(&self) -> PathBuf {
+        self.dir.join("xenia.iso")
+    }
+
+    /// QEMU's arguments for booting `iso`.
+    pub fn qemu_command_args(&self, iso: &Path) -> Vec<OsString> {
+        let mut args = qemu_args(
+            &self.cpu_model,
+            self.memory_mib,
+            self.cpus,
+            iso,
+            SerialConsole::Piped,
+        );
+        args.extend(self.qemu_args.iter().map(OsString::from));
+        args
+    }
+
+    /// Builds the image (if its inputs changed) and starts QEMU.
+    pub fn boot(self) -> Result<Qemu, String> {
+        let name_ok = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !name_ok {
+            return Err(format!(
+                "machine name {:?}: use only letters, digits, '_' and '-'",
+                self.name
+            ));
+        }
+        if self.memory_mib == 0 || self.cpus == 0 {
+            return Err(format!(
+                "machine {}: memory and CPU count must be non-zero",
+                self.name
+            ));
+        }
+        if !self.hypervisor.is_file() {
+            return Err(format!(
+                "the hypervisor image {} does not exist: run `cargo xtask build` first",
+                self.hypervisor.display()
+            ));
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let image = iso::build_image(&self.image_spec(), &self.dir.join("iso"), &self.iso_path())?;
+
+        let mut child = Command::new(QEMU)
+            .args(self.qemu_command_args(&image.iso))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                ErrorKind::NotFound => format!(
+                    "{QEMU} is not installed: run `cargo xtask test` (it installs the host \
+                     tools) or `sudo apt-get install -y qemu-system-x86`"
+                ),
+                _ => format!("cannot start {QEMU}: {e}"),
+            })?;
+
+        let shared = Arc::new(Shared::default());
+        let mut threads = Vec::new();
+        if let Some(stdout) = child.stdout.take() {
+            threads.push(spawn_reader(stdout, Arc::clone(&shared), Stream::Serial));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            threads.push(spawn_reader(stderr, Arc::clone(&shared), Stream::Stderr));
+        }
+        if let Some(registry) = &self.registry {
+            lock(registry).push((self.name.clone(), Arc::clone(&shared)));
+        }
+        Ok(Qemu {
+            name: self.name,
+            stdin: child.stdin.take(),
+            child,
+            shared,
+            cursor: 0,
+            threads,
+            status: None,
+        })
+    }
+}
+
+/// What the reader threads collect.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    console: Mutex<Console>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Console {
+    raw: Vec<u8>,
+    text: String,
+    normalizer: Normalizer,
+    serial_closed: bool,
+    stderr: Vec<u8>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Console> {
+        lock(&self.console)
+    }
+
+    /// The normalized serial log so far.
+    pub(crate) fn serial_log(&self) -> String {
+        self.lock().text.clone()
+    }
+
+    /// QEMU's standard error so far.
+    pub(crate) fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.lock().stderr).into_owned()
+    }
+}
+
+/// Locks `mutex`, ignoring poisoning: the data (logs) stays meaningful after a panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Clone, Copy)]
+enum Stream {
+    Serial,
+    Stderr,
+}
+
+fn spawn_reader(
+    mut pipe: impl Read + Send + 'static,
+    shared: Arc<Shared>,
+    stream: Stream,
+) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) => 0,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => 0,
+            };
+            let mut console = shared.lock();
+            let console = &mut *console;
+            match stream {
+                Stream::Serial if n == 0 => {
+                    console.normalizer.finish(&mut console.text);
+                    console.serial_closed = true;
+                }
+                Stream::Serial => {
+                    console.raw.extend_from_slice(&buf[..n]);
+                    console.normalizer.push(&buf[..n], &mut console.text);
+                }
+                Stream::Stderr => console.stderr.extend_from_slice(&buf[..n]),
+            }
+            shared.changed.notify_all();
+            if n == 0 {
+                return;
+            }
+        }
+    })
+}
+
+/// A running QEMU. Dropping it kills QEMU.
+pub struct Qemu {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    shared: Arc<Shared>,
+    cursor: usize,
+    threads: Vec<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+impl Qemu {
+    /// The machine's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until `text` appears in the normalized serial output after the cursor, and moves
+    /// the cursor just past it.
+    pub fn wait_for(&mut self, text: &str, timeout: Duration) -> Result<(), String> {
+        self.wait_until(&format!("{text:?}"), timeout, |log, cursor| {
+            log[cursor..]
+                .find(text)
+                .map(|i| ((), cursor + i + text.len()))
+        })
+    }
+
+    /// Waits for a complete line containing `text` and returns it; the cursor moves past it.
+    pub fn wait_for_line(&mut self, text: &str, timeout: Duration) -> Result<String, String> {
+        self.wait_for_line_matching(&format!("a line containing {text:?}"), timeout, |line| {
+            line.contains(text)
+        })
+    }
+
+    /// Waits for a complete line starting with `prefix` and returns it; the cursor moves past
+    /// it.
+    pub fn wait_for_line_starting(
+        &mut self,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        self.wait_for_line_matching(
+            &format!("a line starting with {prefix:?}"),
+            timeout,
+            |line| line.starts_with(prefix),
+        )
+    }
+
+    /// Waits for a complete line that satisfies `pred` and returns it; the cursor moves past
+    /// it. `what` describes the line for the error message.
+    pub fn wait_for_line_matching(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Result<String, String> {
+        self.wait_until(what, timeout, |log, cursor| {
+            serial::find_line_from(log, cursor, &mut pred)
+                .map(|(line, next)| (line.to_string(), next))
+        })
+    }
+
+    /// Waits until `found` (given the normalized log and the cursor) returns a value and the
+    /// new cursor. Fails when QEMU's serial output ends first or `timeout` passes.
+    pub fn wait_until<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut found: impl FnMut(&str, usize) -> Option<(T, usize)>,
+    ) -> Result<T, String> {
+        let deadline = Instant::now() + timeout;
+        let shared = Arc::clone(&self.shared);
+        let mut console = shared.lock();
+        loop {
+            if let Some((value, cursor)) = found(&console.text, self.cursor) {
+                self.cursor = cursor;
+                return Ok(value);
+            }
+            let last = serial::last_line(&console.text).unwrap_or("").to_string();
+            if let Some(errors) = grub_failure(&console.text) {
+                return Err(format!(
+                    "{}: GRUB could not boot the image ({errors}) while waiting for {what}",
+                    self.name
+                ));
+            }
+            if console.serial_closed {
+                drop(console);
+                let ended = match self.reap(Duration::from_secs(5)) {
+                    Some(code) => format!("exited with status {code} ({})", describe_exit(code)),
+                    None => "closed its serial output".into(),
+                };
+                return Err(format!(
+                    "{}: QEMU {ended} before {what} appeared; last serial line: {last:?}",
+                    self.name
+                ));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "{}: timed out after {}s waiting for {what}; last serial line: {last:?}",
+                    self.name,
+                    timeout.as_secs_f32()
+                ));
+            }
+            console = shared
+                .changed
+                .wait_timeout(console, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Types `text` on the serial console.
+    pub fn send(&mut self, text: &str) -> Result<(), String> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| format!("{}: QEMU's input is closed", self.name))?;
+        stdin
+            .write_all(text.as_bytes())
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("{}: cannot type on the serial console: {e}", self.name))
+    }
+
+    /// Waits for QEMU to exit and returns its exit status; kills QEMU and fails if it still
+    /// runs after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<i32, String> {
+        let deadline = Instant::now() + timeout;
+        if self.status.is_none() {
+            let shared = Arc::clone(&self.shared);
+            let mut console = shared.lock();
+            while !console.serial_closed {
+                if let Some(errors) = grub_failure(&console.text) {
+                    drop(console);
+                    self.kill();
+                    return Err(format!(
+                        "{}: GRUB could not boot the image ({errors}); killed QEMU",
+                        self.name
+                    ));
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    drop(console);
+                    self.kill();
+                    return Err(format!(
+                        "{}: QEMU still running after {}s; killed it",
+                        self.name,
+                        timeout.as_secs_f32()
+                    ));
+                }
+                console = shared
+                    .changed
+                    .wait_timeout(console, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+        match self.reap(Duration::from_secs(5)) {
+            Some(code) => Ok(code),
+            None => {
+                let signalled = self.status.is_some();
+                self.kill();
+                Err(if signalled {
+                    format!("{}: QEMU was killed by a signal", self.name)
+                } else {
+                    format!(
+                        "{}: QEMU closed its output but did not exit; killed it",
+                        self.name
+                    )
+                })
+            }
+        }
+    }
+
+    /// Waits for QEMU to exit with status `expected` (see the `EXIT_*` constants).
+    pub fn expect_exit(&mut self, expected: i32, timeout: Duration) -> Result<(), String> {
+        let code = self.wait_exit(timeout)?;
+        if code == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: QEMU exited with status {code} ({}), expected {expected} ({})",
+                self.name,
+                describe_exit(code),
+                describe_exit(expected)
+            ))
+        }
+    }
+
+    /// After QEMU's output closed: collects its exit status, waiting at most `patience` for
+    /// the process to finish exiting. `None` if it did not, or was killed by a signal.
+    fn reap(&mut self, patience: Duration) -> Option<i32> {
+        let deadline = Instant::now() + patience;
+        let mut pause = Duration::from_millis(1);
+        while self.status.is_none() {
+            match self.child.try_wait() {
+                Ok(Some(status)) => self.status = Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    // Polling for process exit (there is no portable way to wait with a
+                    // deadline); QEMU has already closed its output, so this is brief.
+                    thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+        self.status.and_then(|s| s.code())
+    }
+
+    /// Kills QEMU (if it still runs) and reaps it.
+    pub fn kill(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+
+    /// Whether QEMU has exited (as far as observed).
+    pub fn has_exited(&mut self) -> bool {
+        if self.status.is_none()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            self.status = Some(status);
+        }
+        self.status.is_some()
+    }
+
+    /// The normalized serial log so far (escape sequences and `\r` removed).
+    pub fn serial_log(&self) -> String {
+        self.shared.serial_log()
+    }
+
+    /// The raw serial output so far.
+    pub fn raw_serial(&self) -> Vec<u8> {
+        self.shared.lock().raw.clone()
+    }
+
+    /// QEMU's standard error so far.
+    pub fn stderr(&self) -> String {
+        self.shared.stderr()
+    }
+
+    /// The cursor: an offset into [`Qemu::serial_log`] where the next wait starts searching.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        self.stdin.take();
+        self.kill();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(EXIT_POWEROFF, 33);
+        assert_eq!(EXIT_HYPERVISOR_FATAL, 35);
+        assert_eq!(EXIT_DOM0_CRASHED, 37);
+        assert_eq!(EXIT_DOM0_REBOOT, 39);
+        assert!(describe_exit(35).contains("fatal"));
+        assert!(describe_exit(0x55).contains("0x2a"));
+    }
+
+    #[test]
+    fn hypervisor_command_line() {
+        let ws = Workspace::new("/w");
+        let m = Machine::new(&ws, "x");
+        assert_eq!(m.hv_cmdline(), "debug-exit");
+        assert_eq!(m.clone().debug_exit(false).hv_cmdline(), "");
+        assert_eq!(
+            m.clone().hv_options("a=1 b").hv_cmdline(),
+            "a=1 b debug-exit"
+        );
+        assert_eq!(m.hv_options("a").debug_exit(false).hv_cmdline(), "a");
+    }
+
+    fn join(args: Vec<OsString>) -> String {
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn qemu_arguments() {
+        let ws = Workspace::new("/w");
+        let m = Machine::new(&ws, "x")
+            .memory_mib(512)
+            .cpus(2)
+            .cpu("qemu64")
+            .qemu_arg("-s");
+        assert!(m.dir().ends_with("xenia/scenarios/x"));
+        let args = join(m.qemu_command_args(Path::new("/i.iso")));
+        assert_eq!(
+            args,
+            "-accel tcg -machine pc -cpu qemu64 -m 512 -smp 2 -cdrom /i.iso -display none \
+             -serial stdio -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -s"
+        );
+        let run = join(qemu_args(
+            "max",
+            1024,
+            1,
+            Path::new("x.iso"),
+            SerialConsole::Terminal,
+        ));
+        assert!(
+            run.contains(" -display none -serial mon:stdio -no-reboot "),
+            "{run}"
+        );
+    }
+
+    #[test]
+    fn boot_without_hypervisor_says_what_to_do() {
+        let ws = Workspace::new("/nonexistent");
+        let err = Machine::new(&ws, "x").boot().err().unwrap();
+        assert!(err.contains("run `cargo xtask build`"), "{err}");
+        let err = Machine::new(&ws, "a/b").boot().err().unwrap();
+        assert!(err.contains("letters, digits"), "{err}");
+    }
+}

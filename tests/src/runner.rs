@@ -1,0 +1,375 @@
+//! Running scenarios: selection by name, parallel workers, per-scenario reports.
+
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::machine::{Machine, Registry};
+use crate::workspace::Workspace;
+
+/// A scenario: a name and a function that boots machines and checks what they do, returning
+/// a message that explains the failure.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    /// Unique name (letters, digits, `_`); also the name of its working directory.
+    pub name: &'static str,
+    /// The test.
+    pub run: fn(&Context) -> Result<(), String>,
+}
+
+impl Scenario {
+    /// A scenario called `name` that runs `run`.
+    pub const fn new(name: &'static str, run: fn(&Context) -> Result<(), String>) -> Scenario {
+        Scenario { name, run }
+    }
+}
+
+/// What a scenario function gets: where to work and a factory of machines whose serial logs
+/// are shown if the scenario fails.
+pub struct Context {
+    ws: Workspace,
+    name: String,
+    registry: Registry,
+    machines: AtomicUsize,
+}
+
+impl Context {
+    /// The context of scenario `name` in workspace `ws`.
+    pub fn new(ws: &Workspace, name: &str) -> Context {
+        Context {
+            ws: ws.clone(),
+            name: name.to_string(),
+            registry: Arc::new(Mutex::new(Vec::new())),
+            machines: AtomicUsize::new(0),
+        }
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The workspace.
+    pub fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
+    /// The scenario's working directory (`<target>/xenia/scenarios/<name>/`), created if
+    /// needed: a place for files the scenario makes, such as modules.
+    pub fn work_dir(&self) -> Result<PathBuf, String> {
+        let dir = self.ws.scenario_dir(&self.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// A new machine with the defaults of [`Machine::new`]. The first is named after the
+    /// scenario, later ones get `-2`, `-3`, ... appended.
+    pub fn machine(&self) -> Machine {
+        let n = self.machines.fetch_add(1, Ordering::Relaxed);
+        let name = if n == 0 {
+            self.name.clone()
+        } else {
+            format!("{}-{}", self.name, n + 1)
+        };
+        Machine::new(&self.ws, &name).registered(Arc::clone(&self.registry))
+    }
+
+    /// The serial logs and QEMU standard errors of the machines booted so far.
+    pub fn logs(&self) -> Vec<MachineLog> {
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry
+            .iter()
+            .map(|(name, shared)| MachineLog {
+                machine: name.clone(),
+                serial: shared.serial_log(),
+                stderr: shared.stderr(),
+            })
+            .collect()
+    }
+}
+
+/// What one machine printed.
+#[derive(Clone, Debug)]
+pub struct MachineLog {
+    /// The machine's name.
+    pub machine: String,
+    /// Its normalized serial log.
+    pub serial: String,
+    /// QEMU's standard error.
+    pub stderr: String,
+}
+
+/// The result of one scenario.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The scenario's name.
+    pub name: &'static str,
+    /// `Err` holds the failure message.
+    pub result: Result<(), String>,
+    /// Wall-clock time taken.
+    pub elapsed: Duration,
+    /// The machines' logs.
+    pub logs: Vec<MachineLog>,
+}
+
+impl Outcome {
+    /// The text to print: one line when the scenario passed; on failure also the message and
+    /// every machine's whole normalized serial log and QEMU's standard error.
+    pub fn report(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let message = match &self.result {
+            Ok(()) => return format!("scenario {} ... ok ({secs:.1}s)\n", self.name),
+            Err(message) => message,
+        };
+        let mut out = format!("scenario {} ... FAILED ({secs:.1}s)\n", self.name);
+        for line in message.lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+        for log in &self.logs {
+            out.push_str(&format!(
+                "    ---- serial log of {} (normalized) ----\n",
+                log.machine
+            ));
+            for line in log.serial.lines() {
+                out.push_str(&format!("    | {line}\n"));
+            }
+            if !log.serial.is_empty() && !log.serial.ends_with('\n') {
+                out.push_str("    (no newline at the end)\n");
+            }
+            if !log.stderr.trim().is_empty() {
+                out.push_str(&format!(
+                    "    ---- QEMU standard error of {} ----\n",
+                    log.machine
+                ));
+                for line in log.stderr.lines() {
+                    out.push_str(&format!("    | {line}\n"));
+                }
+            }
+            out.push_str(&format!("    ---- end of {} ----\n", log.machine));
+        }
+        out
+    }
+}
+
+/// The scenarios of `all` whose names contain `filter` (all of them for `None`).
+pub fn select(all: Vec<Scenario>, filter: Option<&str>) -> Vec<Scenario> {
+    all.into_iter()
+        .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
+        .collect()
+}
+
+/// The registered scenarios whose names contain `filter`, or an error listing the scenarios
+/// if none does.
+pub fn matching(filter: Option<&str>) -> Result<Vec<Scenario>, String> {
+    let all = crate::scenarios::all();
+    let names: Vec<&str> = all.iter().map(|s| s.name).collect();
+    let selected = select(all.clone(), filter);
+    if selected.is_empty() {
+        return Err(format!(
+            "no scenario name contains {:?}; the scenarios are: {}",
+            filter.unwrap_or(""),
+            names.join(", ")
+        ));
+    }
+    Ok(selected)
+}
+
+/// Runs one scenario, turning a panic into a failure.
+pub fn run_one(ws: &Workspace, scenario: &Scenario) -> Outcome {
+    let ctx = Context::new(ws, scenario.name);
+    let started = Instant::now();
+    let result =
+        panic::catch_unwind(AssertUnwindSafe(|| (scenario.run)(&ctx))).unwrap_or_else(|payload| {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            Err(format!("the scenario panicked: {what}"))
+        });
+    // The machines are dropped (QEMU killed) by now; their logs stay in the registry.
+    Outcome {
+        name: scenario.name,
+        result,
+        elapsed: started.elapsed(),
+        logs: ctx.logs(),
+    }
+}
+
+/// Runs `scenarios` on `workers` threads, calling `done` as each finishes (from the worker
+/// thread; calls do not overlap). Returns the outcomes in the order of `scenarios`.
+pub fn run(
+    ws: &Workspace,
+    scenarios: &[Scenario],
+    workers: usize,
+    done: impl Fn(&Outcome) + Sync,
+) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; scenarios.len()]);
+    let report = Mutex::new(());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, scenarios.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(scenario) = scenarios.get(i) else {
+                        return;
+                    };
+                    let outcome = run_one(ws, scenario);
+                    {
+                        let _serialized = report.lock().unwrap_or_else(|e| e.into_inner());
+                        done(&outcome);
+                    }
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Totals of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Scenarios that passed.
+    pub passed: usize,
+    /// Scenarios that failed.
+    pub failed: usize,
+}
+
+/// Runs the registered scenarios whose names contain `filter` on `workers` threads, printing
+/// each result to standard output as one block when it finishes and then `N passed, M failed`.
+/// Fails without running anything if no scenario matches or the hypervisor is not built.
+pub fn run_and_report(
+    ws: &Workspace,
+    filter: Option<&str>,
+    workers: usize,
+) -> Result<Summary, String> {
+    let selected = matching(filter)?;
+    ws.require_artifact(crate::HYPERVISOR_ARTIFACT)?;
+    let workers = workers.clamp(1, selected.len());
+    println!(
+        "running {} scenario{} on {workers} worker{}",
+        selected.len(),
+        plural(selected.len()),
+        plural(workers)
+    );
+    let outcomes = run(ws, &selected, workers, |outcome| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(outcome.report().as_bytes());
+        let _ = stdout.flush();
+    });
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    let summary = Summary {
+        passed: outcomes.len() - failed,
+        failed,
+    };
+    println!("{} passed, {} failed", summary.passed, summary.failed);
+    Ok(summary)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pass(_: &Context) -> Result<(), String> {
+        Ok(())
+    }
+    fn fail(_: &Context) -> Result<(), String> {
+        Err("it broke\nsecond line".into())
+    }
+    fn boom(_: &Context) -> Result<(), String> {
+        panic!("kaboom")
+    }
+
+    #[test]
+    fn selection() {
+        let all = vec![
+            Scenario::new("boot_a", pass),
+            Scenario::new("boot_b", pass),
+            Scenario::new("x", pass),
+        ];
+        let names = |f| {
+            select(all.clone(), f)
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(None), ["boot_a", "boot_b", "x"]);
+        assert_eq!(names(Some("boot")), ["boot_a", "boot_b"]);
+        assert!(names(Some("nothing")).is_empty());
+    }
+
+    #[test]
+    fn parallel_run_reports_every_outcome_in_order() {
+        let ws = Workspace::new("/nonexistent");
+        let scenarios = [
+            Scenario::new("a", pass),
+            Scenario::new("b", fail),
+            Scenario::new("c", boom),
+            Scenario::new("d", pass),
+        ];
+        let seen = Mutex::new(Vec::new());
+        let outcomes = run(&ws, &scenarios, 2, |o| seen.lock().unwrap().push(o.name));
+        assert_eq!(
+            outcomes.iter().map(|o| o.name).collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+        assert_eq!(seen.into_inner().unwrap().len(), 4);
+        assert!(outcomes[0].report().starts_with("scenario a ... ok ("));
+        let b = outcomes[1].report();
+        assert!(b.starts_with("scenario b ... FAILED ("), "{b}");
+        assert!(b.contains("\n    it broke\n    second line\n"), "{b}");
+        assert_eq!(
+            outcomes[2].result,
+            Err("the scenario panicked: kaboom".into())
+        );
+    }
+
+    #[test]
+    fn failure_report_shows_logs() {
+        let outcome = Outcome {
+            name: "s",
+            result: Err("bad".into()),
+            elapsed: Duration::from_millis(1500),
+            logs: vec![MachineLog {
+                machine: "s".into(),
+                serial: "one\ntwo".into(),
+                stderr: "warn\n".into(),
+            }],
+        };
+        let report = outcome.report();
+        assert!(
+            report.starts_with("scenario s ... FAILED (1.5s)\n    bad\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("    | one\n    | two\n    (no newline at the end)\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("QEMU standard error of s ----\n    | warn\n"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn machines_are_named_after_the_scenario() {
+        let ctx = Context::new(&Workspace::new("/w"), "boot_x");
+        assert_eq!(ctx.machine().name(), "boot_x");
+        assert_eq!(ctx.machine().name(), "boot_x-2");
+    }
+}

@@ -1,0 +1,66 @@
+//! The bare-metal kernels: built for `x86_64-unknown-none` and copied into `target/xenia/`.
+
+use std::fs;
+
+use xenia_tests::{HYPERVISOR_ARTIFACT, Workspace};
+
+use crate::host;
+
+/// The target the kernels are built for.
+pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
+
+/// A bare-metal kernel: which binary of which package, and its file name in `target/xenia/`.
+pub struct Kernel {
+    /// What the progress line calls it (`building <label>...`).
+    pub label: &'static str,
+    /// Cargo package.
+    pub package: &'static str,
+    /// Binary target in that package.
+    pub bin: &'static str,
+    /// File name in `target/xenia/`.
+    pub artifact: &'static str,
+}
+
+/// Every bare-metal kernel, one line each (guest kernels and test guests go here too, e.g.
+/// `Kernel { label: "hello guest", package: "xenia-hello", bin: "hello", artifact: "hello.elf" }`).
+pub const KERNELS: &[Kernel] = &[Kernel {
+    label: "hypervisor",
+    package: "xenia-hypervisor",
+    bin: "xenia",
+    artifact: HYPERVISOR_ARTIFACT,
+}];
+
+/// Builds `kernel` (release profile if `release`, else dev) and copies it into `target/xenia/`.
+pub fn build(ws: &Workspace, kernel: &Kernel, release: bool) -> Result<(), String> {
+    let mut cargo = host::cargo(ws.root());
+    cargo.args([
+        "build",
+        "--quiet",
+        "--package",
+        kernel.package,
+        "--bin",
+        kernel.bin,
+        "--target",
+        KERNEL_TARGET,
+    ]);
+    if release {
+        cargo.arg("--release");
+    }
+    host::run(&mut cargo)?;
+    let built = ws
+        .target_dir()
+        .join(KERNEL_TARGET)
+        .join(if release { "release" } else { "debug" })
+        .join(kernel.bin);
+    let artifact = ws.artifact(kernel.artifact);
+    fs::create_dir_all(ws.artifact_dir())
+        .map_err(|e| format!("cannot create {}: {e}", ws.artifact_dir().display()))?;
+    fs::copy(&built, &artifact).map_err(|e| {
+        format!(
+            "cannot copy {} to {}: {e}",
+            built.display(),
+            artifact.display()
+        )
+    })?;
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! `cargo xtask`: Xenia's build and test driver.
+//!
+//! - `cargo xtask build [--debug]`: the bare-metal kernels (see [`kernels::KERNELS`]) into
+//!   `target/xenia/`, and every host crate.
+//! - `cargo xtask iso`: the default GRUB image `target/xenia/xenia.iso`.
+//! - `cargo xtask run [--mem MiB] [--cpus N] [--cpu MODEL] [-- QEMU ARGS]`: boots it in QEMU
+//!   on this terminal.
+//! - `cargo xtask test [FILTER]`: host unit tests, then the QEMU scenarios whose names contain
+//!   FILTER.
+//! - `cargo xtask bench`: benchmarks (none yet).
+//!
+//! Works from any directory: the workspace root is this package's parent directory.
+#![forbid(unsafe_code)]
+
+mod host;
+mod kernels;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use xenia_tests::machine::{SerialConsole, qemu_args};
+use xenia_tests::{ImageSpec, Workspace};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Build, boot and test Xenia",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the bare-metal kernels into target/xenia/ and every host crate.
+    Build(BuildArgs),
+    /// Build, then make the default GRUB image target/xenia/xenia.iso.
+    Iso(BuildArgs),
+    /// Build the default image and boot it in QEMU on this terminal.
+    Run(RunArgs),
+    /// Run the host unit tests of every crate, then the QEMU scenarios.
+    Test(TestArgs),
+    /// Run the benchmarks.
+    Bench,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Build the kernels with the dev profile instead of release.
+    #[arg(long)]
+    debug: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MiB", default_value_t = 1024)]
+    mem: u32,
+    /// Number of CPUs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    cpus: u32,
+    /// QEMU CPU model (e.g. max, qemu64).
+    #[arg(long, value_name = "MODEL", default_value = "max")]
+    cpu: String,
+    /// Extra QEMU arguments (after `--`).
+    #[arg(last = true, value_name = "QEMU ARGS")]
+    qemu_args: Vec<String>,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    /// Run only the scenarios whose names contain this text.
+    filter: Option<String>,
+    /// Scenarios to run at once (default: the number of CPUs).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ws = Workspace::new(workspace_root());
+    let result = match cli.command {
+        Cmd::Build(args) => build(&ws, &args),
+        Cmd::Iso(args) => iso(&ws, &args),
+        Cmd::Run(args) => run(&ws, &args),
+        Cmd::Test(args) => test(&ws, &args),
+        Cmd::Bench => {
+            println!("no benchmarks exist yet");
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(|message| {
+        eprintln!("error: {message}");
+        ExitCode::FAILURE
+    })
+}
+
+/// The workspace root: the parent of this package's directory.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// `cargo xtask build`.
+fn build(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, String> {
+    host::install_toolchain(ws.root())?;
+    build_all(ws, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the kernels and the host crates (the toolchain must be installed).
+fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
+    for kernel in kernels::KERNELS {
+        println!("building {}...", kernel.label);
+        kernels::build(ws, kernel, !args.debug)?;
+    }
+    println!("building host crates...");
+    host::run(host::cargo(ws.root()).args(["build", "--quiet", "--workspace"]))
+}
+
+/// `cargo xtask iso`.
+fn iso(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, String> {
+    host::install_toolchain(ws.root())?;
+    host::ensure_tools(&[host::IMAGE_TOOLS])?;
+    build_image(ws, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds everything, then the default image; returns the image's path.
+fn build_image(ws: &Workspace, args: &BuildArgs) -> Result<PathBuf, String> {
+    build_all(ws, args)?;
+    let iso = ws.default_iso();
+    println!("building image {}...", display(ws, &iso));
+    let spec = ImageSpec::default_image(ws)?;
+    let image = xenia_tests::build_image(&spec, &ws.default_iso_staging(), &iso)?;
+    if !image.rebuilt {
+        println!("image up to date");
+    }
+    Ok(image.iso)
+}
+
+/// `cargo xtask run`: replaces this process with QEMU, so QEMU's exit status is ours.
+fn run(ws: &Workspace, args: &RunArgs) -> Result<ExitCode, String> {
+    host::install_toolchain(ws.root())?;
+    host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
+    let iso = build_image(ws, &args.build)?;
+    let mut qemu = Command::new(xenia_tests::QEMU);
+    qemu.args(qemu_args(
+        &args.cpu,
+        args.mem,
+        args.cpus,
+        &iso,
+        SerialConsole::Terminal,
+    ))
+    .args(&args.qemu_args);
+    println!("Booting Xenia in QEMU; leave with Ctrl-A X");
+    let error = qemu.exec();
+    Err(format!("cannot start {}: {error}", xenia_tests::QEMU))
+}
+
+/// `cargo xtask test`.
+fn test(ws: &Workspace, args: &TestArgs) -> Result<ExitCode, String> {
+    // Check the filter before spending minutes on building and unit tests.
+    xenia_tests::runner::matching(args.filter.as_deref())?;
+    host::install_toolchain(ws.root())?;
+    host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
+    println!("running host unit tests...");
+    host::run(host::cargo(ws.root()).args(["test", "--quiet", "--workspace"]))
+        .map_err(|e| format!("host unit tests failed ({e}); not running the QEMU scenarios"))?;
+    build_all(ws, &BuildArgs { debug: false })?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let summary = xenia_tests::run_and_report(ws, args.filter.as_deref(), jobs)?;
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `path` relative to the workspace root when it is inside it, for messages.
+fn display(ws: &Workspace, path: &Path) -> String {
+    path.strip_prefix(ws.root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_options_and_extra_qemu_arguments() {
+        let cli = Cli::try_parse_from([
+            "xtask", "run", "--mem", "512", "--cpu", "qemu64", "--", "-d", "int",
+        ])
+        .unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!((args.mem, args.cpus, args.cpu.as_str()), (512, 1, "qemu64"));
+        assert_eq!(args.qemu_args, ["-d", "int"]);
+        assert!(!args.build.debug);
+    }
+
+    #[test]
+    fn test_filter_is_optional() {
+        let cli = Cli::try_parse_from(["xtask", "test"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Cmd::Test(TestArgs {
+                filter: None,
+                jobs: None
+            })
+        ));
+        let cli = Cli::try_parse_from(["xtask", "test", "boot_mem", "-j", "1"]).unwrap();
+        let Cmd::Test(args) = cli.command else {
+            panic!("not test")
+        };
+        assert_eq!(
+            (args.filter.as_deref(), args.jobs),
+            (Some("boot_mem"), Some(1))
+        );
+        assert!(Cli::try_parse_from(["xtask", "build", "--debug"]).is_ok());
+        assert!(Cli::try_parse_from(["xtask", "frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn root_is_the_workspace() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+        assert!(workspace_root().join("xtask").is_dir());
+    }
+}
