@@ -27,6 +27,7 @@ pub mod dmesg;
 pub mod mm;
 pub mod options;
 pub mod power;
+pub mod time;
 
 #[cfg(target_os = "none")]
 mod boot_info;

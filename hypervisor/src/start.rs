@@ -59,8 +59,12 @@ extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
     crate::arch::x86_64::power::set_acpi_power_off(crate::arch::x86_64::power::discover_acpi(
         boot.acpi_root,
     ));
-    if let Err(why) = apic::init(cpu.crystal.map(|(hz, _, _)| hz)) {
-        log::warn!(target: "apic", "apic: {why}; timers will not work");
+    match apic::init(cpu.crystal) {
+        Ok(tsc_hz) => crate::time::init(tsc_hz),
+        Err(why) => {
+            log::error!(target: "apic", "apic: {why}; guests need a timer, stopping");
+            power::exit(ExitReason::HypervisorFailure);
+        }
     }
 
     match opts.selftest {

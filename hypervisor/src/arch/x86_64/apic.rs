@@ -67,9 +67,10 @@ pub(super) fn timer_interrupt() {
     end_of_interrupt();
 }
 
-/// Enables this CPU's local APIC, calibrates its timer (CPUID 15h when the CPU reports
-/// its crystal clock, else against the PIT) and checks that a timer interrupt arrives.
-pub fn init(crystal_hz: Option<u32>) -> Result<(), &'static str> {
+/// Enables this CPU's local APIC, calibrates its timer and the TSC (CPUID 15h when the
+/// CPU reports its crystal clock, else against the PIT) and checks that a timer
+/// interrupt arrives. Returns the TSC frequency in Hz.
+pub fn init(crystal: Option<(u32, u32, u32)>) -> Result<u64, &'static str> {
     // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (checked by the caller).
     let base_msr = unsafe { Msr::new(IA32_APIC_BASE).read() };
     if base_msr & APIC_BASE_X2APIC != 0 {
@@ -93,9 +94,16 @@ pub fn init(crystal_hz: Option<u32>) -> Result<(), &'static str> {
         LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR),
     );
 
-    let (hz, source) = match crystal_hz {
-        Some(crystal) => (u64::from(crystal) / TIMER_DIVISOR, "CPUID leaf 0x15"),
-        None => (calibrate_with_pit()?, "the PIT"),
+    let (hz, tsc_hz, source) = match crystal {
+        Some((crystal, num, den)) => (
+            u64::from(crystal) / TIMER_DIVISOR,
+            u64::from(crystal) * u64::from(num) / u64::from(den).max(1),
+            "CPUID leaf 0x15",
+        ),
+        None => {
+            let (apic, tsc) = calibrate_with_pit()?;
+            (apic, tsc, "the PIT")
+        }
     };
     TIMER_HZ.store(hz, Ordering::Relaxed);
     log::info!(
@@ -104,22 +112,45 @@ pub fn init(crystal_hz: Option<u32>) -> Result<(), &'static str> {
         hz / 1000,
         if X2APIC.load(Ordering::Relaxed) { "x2APIC" } else { "xAPIC" }
     );
-    check_interrupt(hz)
+    check_interrupt(hz)?;
+    Ok(tsc_hz)
 }
 
-/// Counts APIC timer ticks during a PIT-timed interval.
-fn calibrate_with_pit() -> Result<u64, &'static str> {
-    write(REG_TIMER_INITIAL, u32::MAX);
+/// Counts APIC timer ticks and TSC cycles during a PIT-timed interval.
+fn calibrate_with_pit() -> Result<(u64, u64), &'static str> {
+    let mut tsc_start = 0;
     let elapsed = pit::time_interval(|| {
         write(REG_TIMER_INITIAL, u32::MAX);
+        tsc_start = crate::time::rdtsc();
     })?;
     let remaining = read(REG_TIMER_CURRENT);
+    let tsc_cycles = crate::time::rdtsc() - tsc_start;
     write(REG_TIMER_INITIAL, 0);
     let ticks = u64::from(u32::MAX - remaining);
     if ticks == 0 {
         return Err("the APIC timer did not count");
     }
-    Ok(ticks * 1_000_000_000 / elapsed.as_nanos().max(1) as u64)
+    let ns = elapsed.as_nanos().max(1) as u64;
+    Ok((ticks * 1_000_000_000 / ns, tsc_cycles * 1_000_000_000 / ns))
+}
+
+/// Arms the one-shot timer to fire `ns` from now (at least one tick, at most what the
+/// 32-bit counter holds), replacing any earlier setting.
+pub fn arm_oneshot(ns: u64) {
+    let hz = TIMER_HZ.load(Ordering::Relaxed);
+    let ticks = (u128::from(ns) * u128::from(hz) / 1_000_000_000).clamp(1, u128::from(u32::MAX));
+    write(REG_LVT_TIMER, u32::from(trap::APIC_TIMER_VECTOR));
+    write(REG_TIMER_INITIAL, ticks as u32);
+}
+
+/// Stops the timer.
+pub fn disarm() {
+    write(REG_TIMER_INITIAL, 0);
+}
+
+/// Whether the timer fired since the last call (and forgets it).
+pub fn take_tick() -> bool {
+    TICKED.swap(false, Ordering::SeqCst)
 }
 
 /// Arms a 1 ms one-shot and waits, bounded, for its interrupt.
