@@ -89,3 +89,39 @@ pub fn emergency_line(text: &str) {
     let mut out = emergency();
     let _ = writeln!(out, "{text}");
 }
+
+/// Output a guest wrote with `console_io`: shown line by line, each line marked with
+/// the domain it came from. A line longer than the buffer is shown in pieces, never
+/// cut short.
+pub fn guest_output(dom: guest_abi::types::DomId, bytes: &[u8]) {
+    const LINE_MAX: usize = 256;
+    static PENDING: Mutex<alloc::vec::Vec<(guest_abi::types::DomId, alloc::vec::Vec<u8>)>> =
+        Mutex::new(alloc::vec::Vec::new());
+    let mut pending = PENDING.lock();
+    let index = match pending.iter().position(|(d, _)| *d == dom) {
+        Some(i) => i,
+        None => {
+            pending.push((dom, alloc::vec::Vec::new()));
+            pending.len() - 1
+        }
+    };
+    let line = &mut pending[index].1;
+    for &b in bytes {
+        if b == b'\n' || line.len() == LINE_MAX {
+            let text = alloc::string::String::from_utf8_lossy(line);
+            let shown: alloc::string::String = text
+                .chars()
+                .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+                .collect();
+            let mut console = CONSOLE.lock();
+            let _ = writeln!(console, "(d{dom}) {shown}");
+            line.clear();
+            if b == b'\n' {
+                continue;
+            }
+        }
+        if b != b'\r' {
+            line.push(b);
+        }
+    }
+}

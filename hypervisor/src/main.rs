@@ -24,6 +24,8 @@ pub mod acpi;
 pub mod arch;
 pub mod cpuinfo;
 pub mod dmesg;
+pub mod domain;
+pub mod event;
 pub mod mm;
 pub mod options;
 pub mod power;

@@ -80,12 +80,41 @@ extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
             Printable(&m.cmdline)
         );
     }
-    if boot.modules.is_empty() {
+    let Some(kernel) = boot.modules.first() else {
         log::info!("no dom0 module given; powering off");
-    } else {
-        log::info!("dom0 builder not available yet; powering off");
+        power::exit(ExitReason::PowerOff)
+    };
+    start_dom0(&boot, kernel, &opts)
+}
+
+/// Builds dom0 from module 0 (module 1, if any, is its initrd) and runs it.
+fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Options) -> ! {
+    let module_bytes =
+        |m: &boot_info::Module| paging::firmware_bytes(m.range.start, m.range.len() as usize);
+    let Some(kernel_bytes) = module_bytes(kernel) else {
+        log::error!(
+            "dom0: module 0 at {:#x} is outside mapped memory; stopping",
+            kernel.range.start
+        );
+        power::exit(ExitReason::Dom0Crashed)
+    };
+    let initrd = boot.modules.get(1).and_then(module_bytes);
+    let image = crate::domain::build::ModuleImage {
+        bytes: kernel_bytes,
+        cmdline: &kernel.cmdline,
+    };
+    let pages = crate::domain::build::dom0_pages(opts.dom0_mem.as_ref());
+    match crate::domain::build::build_dom0(&image, initrd, pages) {
+        Ok(dom) => {
+            crate::guest::init_syscall_msrs();
+            crate::guest::WORLD.lock().domains.push(dom);
+            crate::guest::run(0)
+        }
+        Err(e) => {
+            log::error!("dom0: {e}; stopping");
+            power::exit(ExitReason::Dom0Crashed)
+        }
     }
-    power::exit(ExitReason::PowerOff)
 }
 
 /// Usable RAM and free frames, with the image, the modules and the boot information
@@ -167,6 +196,9 @@ fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Featur
     // A heap of 1/64 of free memory, between 2 and 64 MiB, on top of the boot heap.
     let want = (frames::free_count() * crate::mm::PAGE_SIZE / 64).clamp(2 << 20, 64 << 20);
     heap::grow(want);
+    crate::mm::owner::init(
+        layout.highest_usable_end().min(layout::DIRECTMAP_LIMIT) / crate::mm::PAGE_SIZE,
+    );
     log::debug!(
         target: "mm",
         "frames: {} free of {}; heap {} KiB",

@@ -1,8 +1,6 @@
 //! System time: nanoseconds since boot from the TSC, the wall clock from the CMOS RTC
 //! (DESIGN.md §5). Guests get the same TSC→ns scale through `vcpu_time_info`.
 
-use guest_abi::shared_info::{TimeSnapshot, Wallclock};
-
 /// Days from 1970-01-01 to `year-month-day` (proleptic Gregorian; Howard Hinnant's
 /// `days_from_civil`). Pure, for the RTC reading.
 pub const fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -52,7 +50,13 @@ impl RtcTime {
 pub fn decode_rtc(raw: [u8; 7], status_b: u8) -> RtcTime {
     let binary = status_b & 0x04 != 0;
     let h24 = status_b & 0x02 != 0;
-    let bcd = |v: u8| if binary { u32::from(v) } else { u32::from(v & 0x0F) + u32::from(v >> 4) * 10 };
+    let bcd = |v: u8| {
+        if binary {
+            u32::from(v)
+        } else {
+            u32::from(v & 0x0F) + u32::from(v >> 4) * 10
+        }
+    };
     let pm = raw[2] & 0x80 != 0;
     let mut hour = bcd(raw[2] & 0x7F);
     if !h24 {
@@ -76,6 +80,7 @@ pub fn decode_rtc(raw: [u8; 7], status_b: u8) -> RtcTime {
 mod hw {
     use super::*;
     use core::sync::atomic::{AtomicU64, Ordering};
+    use guest_abi::shared_info::{TimeSnapshot, Wallclock};
     use x86_64::instructions::port::Port;
 
     static SCALE: spin::Once<TimeSnapshot> = spin::Once::new();
@@ -90,12 +95,19 @@ mod hw {
     /// Fixes the TSC→ns scale with TSC 'now' as system time 0, and reads the RTC.
     pub fn init(tsc_hz: u64) {
         let (mul, shift) = TimeSnapshot::scale_for_frequency(tsc_hz).unwrap_or((1 << 31, 1));
-        let boot = TimeSnapshot { tsc_timestamp: rdtsc(), system_time: 0, tsc_to_system_mul: mul, tsc_shift: shift };
+        let boot = TimeSnapshot {
+            tsc_timestamp: rdtsc(),
+            system_time: 0,
+            tsc_to_system_mul: mul,
+            tsc_shift: shift,
+        };
         SCALE.call_once(|| boot);
         TSC_HZ.store(tsc_hz, Ordering::Relaxed);
         match read_rtc().unix_seconds() {
             Some(s) => WALLCLOCK_AT_BOOT.store(s, Ordering::Relaxed),
-            None => log::warn!(target: "time", "the RTC reads an impossible date; wall clock starts at 1970"),
+            None => {
+                log::warn!(target: "time", "the RTC reads an impossible date; wall clock starts at 1970")
+            }
         }
         log::info!(target: "time", "time: TSC {} MHz, wall clock {} s since 1970", tsc_hz / 1_000_000, WALLCLOCK_AT_BOOT.load(Ordering::Relaxed));
     }
@@ -111,7 +123,10 @@ mod hw {
     }
 
     pub fn wallclock() -> Wallclock {
-        Wallclock { sec: WALLCLOCK_AT_BOOT.load(Ordering::Relaxed), nsec: 0 }
+        Wallclock {
+            sec: WALLCLOCK_AT_BOOT.load(Ordering::Relaxed),
+            nsec: 0,
+        }
     }
 
     fn cmos(reg: u8) -> u8 {
@@ -131,7 +146,15 @@ mod hw {
                     break;
                 }
             }
-            [cmos(0x00), cmos(0x02), cmos(0x04), cmos(0x07), cmos(0x08), cmos(0x09), cmos(0x32)]
+            [
+                cmos(0x00),
+                cmos(0x02),
+                cmos(0x04),
+                cmos(0x07),
+                cmos(0x08),
+                cmos(0x09),
+                cmos(0x32),
+            ]
         };
         let mut last = regs();
         for _ in 0..5 {
@@ -156,7 +179,14 @@ mod tests {
     fn epoch_and_known_dates() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        let t = RtcTime { year: 2026, month: 11, day: 21, hour: 14, minute: 45, second: 0 };
+        let t = RtcTime {
+            year: 2026,
+            month: 11,
+            day: 21,
+            hour: 14,
+            minute: 45,
+            second: 0,
+        };
         assert_eq!(t.unix_seconds(), Some(1_795_272_300));
         assert_eq!(RtcTime { month: 13, ..t }.unix_seconds(), None);
         assert_eq!(RtcTime { year: 1969, ..t }.unix_seconds(), None);
@@ -167,7 +197,10 @@ mod tests {
         // 2026-11-21 02:45:07 PM in BCD, 12-hour mode.
         let raw = [0x07, 0x45, 0x82, 0x21, 0x11, 0x26, 0x20];
         let t = decode_rtc(raw, 0x00);
-        assert_eq!((t.year, t.month, t.day, t.hour, t.minute, t.second), (2026, 11, 21, 14, 45, 7));
+        assert_eq!(
+            (t.year, t.month, t.day, t.hour, t.minute, t.second),
+            (2026, 11, 21, 14, 45, 7)
+        );
         // Binary, 24-hour, no century register.
         let t = decode_rtc([7, 45, 14, 21, 11, 26, 0], 0x06);
         assert_eq!((t.year, t.hour), (2026, 14));

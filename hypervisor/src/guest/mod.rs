@@ -1,12 +1,449 @@
-//! Running guests: what happens when a guest traps into the hypervisor.
+//! Running guests: what happens between a guest's trap into the hypervisor and its return
+//! (DESIGN.md §3).
+//!
+//! Every entry from a guest arrives in [`trap`] on the pCPU's hypervisor stack, with the
+//! guest's registers in a [`TrapFrame`]. The hypervisor handles the hypercall, exception,
+//! interrupt or SYSCALL, runs expired timers, delivers a pending event upcall, checks the
+//! frame it is about to return to, and returns. A guest's fault is the guest's: it is
+//! bounced to the guest's own handler, or the domain is crashed; never the hypervisor.
+//!
+//! Standing assumptions: one pCPU, dom0 its only domain (many domains and the scheduler
+//! come with the domain-control issue); interrupts are off throughout, except while the
+//! idle loop waits.
 
-use crate::arch::x86_64::trap::TrapFrame;
+pub mod event_op;
+pub mod hypercall;
+pub mod mem;
+
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+use guest_abi::event::VIRQ_TIMER;
+use guest_abi::selectors::{KERNEL_CS, KERNEL_SS, USER_CS, USER_SS};
+use guest_abi::trap::RFLAGS_IF;
+
+use crate::arch::x86_64::entry::{self, SYSCALL_VECTOR};
+use crate::arch::x86_64::trap::{self, APIC_TIMER_VECTOR, SPURIOUS_VECTOR, TrapFrame};
+use crate::arch::x86_64::{apic, gdt};
+use crate::domain::{Domain, Shutdown, Vcpu};
+use crate::power::{self, ExitReason};
+use mem::AddressSpace;
+
+const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_IOPL: u64 = 3 << 12;
+const RFLAGS_NT: u64 = 1 << 14;
+const RFLAGS_RF: u64 = 1 << 16;
+const RFLAGS_VM: u64 = 1 << 17;
+const RFLAGS_VIF_VIP: u64 = 3 << 19;
+/// Bit 1 of RFLAGS always reads as one.
+const RFLAGS_FIXED: u64 = 1 << 1;
+
+/// How often the idle loop looks at the serial line for dom0's console input.
+const CONSOLE_POLL_NS: u64 = 10_000_000;
+
+/// All domains and which one runs.
+pub struct World {
+    pub domains: Vec<Domain>,
+    /// Index in `domains` of the domain on this pCPU (its vCPU 0).
+    pub current: Option<usize>,
+    /// Console input waiting for dom0.
+    pub console_input: alloc::collections::VecDeque<u8>,
+}
+
+pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
+    domains: Vec::new(),
+    current: None,
+    console_input: alloc::collections::VecDeque::new(),
+});
+
+/// What the trap handling decided about the domain.
+pub enum Outcome {
+    Continue,
+    /// The domain stopped (shut down or crashed).
+    Stopped,
+}
 
 /// A trap from a guest: hypercall, exception, interrupt or SYSCALL.
 pub fn trap(frame: &mut TrapFrame) {
-    // No guest runs yet: anything arriving here is a hypervisor bug.
-    panic!(
-        "trap from a guest (vector {:#x}) but no guest is running",
-        frame.vector
-    );
+    let mut world = WORLD.lock();
+    let Some(cur) = world.current else {
+        panic!(
+            "trap from a guest (vector {:#x}) but no guest is running",
+            frame.vector
+        );
+    };
+    let world = &mut *world;
+    let dom = &mut world.domains[cur];
+    dom.vcpu_info(0).arch.pad.fetch_add(1, Ordering::Relaxed);
+
+    let outcome = match frame.vector {
+        v if v == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) => {
+            hypercall::dispatch(dom, &mut world.console_input, frame)
+        }
+        SYSCALL_VECTOR => syscall(dom, frame),
+        v @ 0..=31 => exception(dom, frame, v as u8),
+        v if v == u64::from(APIC_TIMER_VECTOR) => {
+            apic::end_of_interrupt();
+            Outcome::Continue
+        }
+        v if v == u64::from(SPURIOUS_VECTOR) => Outcome::Continue,
+        v if v == u64::from(guest_abi::hypercall::FAST_TRAP_VECTOR) => {
+            software_interrupt(dom, frame, v as u8)
+        }
+        _ => {
+            apic::end_of_interrupt();
+            Outcome::Continue
+        }
+    };
+    if let Outcome::Stopped = outcome {
+        domain_stopped(dom);
+    }
+    run_timers(dom);
+    poll_console(dom, &mut world.console_input);
+    deliver_events(dom, frame);
+    arm_timer(dom);
+    if let Err(why) = sanitize(frame) {
+        crash(dom, format_args!("cannot return to the guest: {why}"));
+        domain_stopped(dom);
+    }
+}
+
+/// The address space of vCPU 0 of `dom`.
+pub fn aspace(dom: &Domain) -> AddressSpace {
+    AddressSpace {
+        l4: dom.vcpus[0].l4,
+        dom: dom.id,
+    }
+}
+
+/// Logs why the domain crashed and marks it so.
+pub fn crash(dom: &mut Domain, why: core::fmt::Arguments<'_>) {
+    log::error!(target: "domain", "domain {} crashed: {why}", dom.id);
+    dom.shutdown = Some(Shutdown::Crash);
+}
+
+/// A stopped dom0 stops the machine (there is nothing else to run yet).
+fn domain_stopped(dom: &Domain) -> ! {
+    let reason = dom.shutdown.unwrap_or(Shutdown::Crash);
+    log::info!(target: "domain", "domain {} shut down: {}", dom.id, reason.name());
+    let exit = match reason {
+        Shutdown::PowerOff => ExitReason::PowerOff,
+        Shutdown::Reboot => ExitReason::Dom0Reboot,
+        Shutdown::Crash | Shutdown::Watchdog => ExitReason::Dom0Crashed,
+        Shutdown::Suspend => {
+            log::warn!(target: "domain", "dom0 cannot be suspended; powering off");
+            ExitReason::PowerOff
+        }
+    };
+    power::exit(exit)
+}
+
+/// An exception raised by guest code.
+fn exception(dom: &mut Domain, frame: &mut TrapFrame, vector: u8) -> Outcome {
+    use guest_abi::trap as t;
+    match vector {
+        t::NMI => {
+            log::warn!(target: "trap", "NMI while domain {} ran; ignored", dom.id);
+            return Outcome::Continue;
+        }
+        t::MACHINE_CHECK | t::DOUBLE_FAULT => {
+            let mut out = crate::console::emergency();
+            let _ = writeln!(
+                out,
+                "fatal {} while a guest ran",
+                trap::exception_name(frame.vector)
+            );
+            power::exit(ExitReason::HypervisorFailure);
+        }
+        t::BREAKPOINT | t::OVERFLOW => return software_interrupt(dom, frame, vector),
+        t::PAGE_FAULT => {
+            let cr2 = x86_64::registers::control::Cr2::read_raw();
+            dom.vcpu_info(0).arch.cr2.store(cr2, Ordering::Release);
+        }
+        _ => {}
+    }
+    let error = t::has_error_code(vector).then_some(frame.error_code);
+    deliver_to_trap_table(dom, frame, vector, error)
+}
+
+/// `int n` from the guest on a vector whose real gate admits ring 3 (the breakpoint,
+/// overflow and fast-trap vectors): the guest's own table entry decides, as hardware
+/// would with the entry's DPL.
+fn software_interrupt(dom: &mut Domain, frame: &mut TrapFrame, vector: u8) -> Outcome {
+    let entry = dom.vcpus[0].traps[usize::from(vector)];
+    let cpl = (frame.cs & 3) as u8;
+    if entry.is_end() || entry.dpl() < cpl {
+        // Error code for an IDT vector: index << 3 | IDT bit (Intel SDM Vol. 3A §6.13).
+        let code = (u64::from(vector) << 3) | 2;
+        return deliver_to_trap_table(dom, frame, guest_abi::trap::GENERAL_PROTECTION, Some(code));
+    }
+    deliver_to_trap_table(dom, frame, vector, None)
+}
+
+fn deliver_to_trap_table(
+    dom: &mut Domain,
+    frame: &mut TrapFrame,
+    vector: u8,
+    error: Option<u64>,
+) -> Outcome {
+    let entry = dom.vcpus[0].traps[usize::from(vector)];
+    if entry.is_end() {
+        let cr2 = dom.vcpu_info(0).arch.cr2.load(Ordering::Relaxed);
+        crash(
+            dom,
+            format_args!(
+                "unhandled {} (vector {vector}) at rip {:#x}, error code {:#x}{}",
+                trap::exception_name(u64::from(vector)),
+                frame.rip,
+                error.unwrap_or(0),
+                if vector == guest_abi::trap::PAGE_FAULT {
+                    alloc::format!(", cr2 {cr2:#x}")
+                } else {
+                    alloc::string::String::new()
+                }
+            ),
+        );
+        return Outcome::Stopped;
+    }
+    bounce(dom, frame, error, entry.address, entry.masks_events())
+}
+
+/// SYSCALL from ring 3 goes to the registered syscall callback, or becomes #UD.
+fn syscall(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
+    let cb = dom.vcpus[0].callbacks;
+    if cb.syscall == 0 {
+        return deliver_to_trap_table(dom, frame, guest_abi::trap::INVALID_OPCODE, None);
+    }
+    bounce(dom, frame, None, cb.syscall, cb.syscall_masks_events)
+}
+
+/// Enters guest code at `handler` in ring 1 as the CPU would through an IDT gate: a
+/// hardware-format frame (with `error` below it, if any) on the ring-1 stack, the
+/// virtual IF in the saved RFLAGS.
+pub fn bounce(
+    dom: &mut Domain,
+    frame: &mut TrapFrame,
+    error: Option<u64>,
+    handler: u64,
+    mask_events: bool,
+) -> Outcome {
+    let from_user = frame.cs & 3 == 3;
+    let vcpu: &Vcpu = &dom.vcpus[0];
+    let stack = if from_user { vcpu.kernel_sp } else { frame.rsp };
+    if from_user && stack == 0 {
+        crash(
+            dom,
+            format_args!(
+                "trap from ring 3 at rip {:#x} but no kernel stack was set (stack_switch)",
+                frame.rip
+            ),
+        );
+        return Outcome::Stopped;
+    }
+    let info = dom.vcpu_info(0);
+    let virtual_if = if info.evtchn_upcall_mask.load(Ordering::Relaxed) == 0 {
+        RFLAGS_IF
+    } else {
+        0
+    };
+    let rflags = (frame.rflags & !RFLAGS_IF) | virtual_if;
+    let mut words = [0u64; 6];
+    let mut n = 0;
+    if let Some(code) = error {
+        words[0] = code;
+        n = 1;
+    }
+    words[n..n + 5].copy_from_slice(&[frame.rip, frame.cs, rflags, frame.rsp, frame.ss]);
+    n += 5;
+    let top = stack & !0xF;
+    let Some(sp) = top.checked_sub(8 * n as u64) else {
+        crash(
+            dom,
+            format_args!("guest stack pointer {stack:#x} is not usable"),
+        );
+        return Outcome::Stopped;
+    };
+    let mut bytes = [0u8; 48];
+    for (i, w) in words[..n].iter().enumerate() {
+        bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    if aspace(dom).write(sp, &bytes[..8 * n]).is_err() {
+        crash(
+            dom,
+            format_args!(
+                "cannot write an exception frame at {sp:#x} (rip {:#x})",
+                frame.rip
+            ),
+        );
+        return Outcome::Stopped;
+    }
+    frame.rip = handler;
+    frame.cs = u64::from(KERNEL_CS);
+    frame.ss = u64::from(KERNEL_SS);
+    frame.rsp = sp;
+    frame.rflags &= !(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF);
+    if mask_events {
+        info.evtchn_upcall_mask.store(1, Ordering::Release);
+    }
+    Outcome::Continue
+}
+
+/// Enters the event callback if an event is pending and the guest has events unmasked.
+fn deliver_events(dom: &mut Domain, frame: &mut TrapFrame) {
+    let info = dom.vcpu_info(0);
+    let cb = dom.vcpus[0].callbacks.event;
+    if cb != 0
+        && info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
+        && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0
+        && let Outcome::Stopped = bounce(dom, frame, None, cb, true)
+    {
+        domain_stopped(dom);
+    }
+}
+
+/// Raises VIRQ_TIMER for every expired timer.
+pub fn run_timers(dom: &mut Domain) {
+    let now = crate::time::now_ns();
+    let vcpu = &mut dom.vcpus[0];
+    let mut fire = false;
+    if vcpu.singleshot.is_some_and(|d| d <= now) {
+        vcpu.singleshot = None;
+        fire = true;
+    }
+    if let Some(p) = vcpu.periodic.as_mut()
+        && p.next <= now
+    {
+        // Missed periods are not replayed: one event, next period from now.
+        let missed = (now - p.next) / p.period;
+        p.next += (missed + 1) * p.period;
+        fire = true;
+    }
+    if fire {
+        send_virq(dom, 0, VIRQ_TIMER);
+    }
+}
+
+/// Marks the port bound to `virq` on `vcpu` pending, if there is one.
+pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) {
+    if let Some(port) = dom.events.virq_port(vcpu, virq) {
+        crate::event::set_pending(dom.shared(), port, vcpu as usize);
+    }
+}
+
+/// Programs the APIC timer for the earliest deadline (or the console poll).
+fn arm_timer(dom: &Domain) {
+    let now = crate::time::now_ns();
+    match dom.vcpus[0].next_deadline() {
+        Some(d) => apic::arm_oneshot(d.saturating_sub(now).max(1)),
+        None if dom.privileged => apic::arm_oneshot(CONSOLE_POLL_NS),
+        None => apic::disarm(),
+    }
+}
+
+/// Moves typed characters to dom0's console input and raises VIRQ_CONSOLE.
+pub fn poll_console(dom: &mut Domain, input: &mut alloc::collections::VecDeque<u8>) {
+    if !dom.privileged {
+        return;
+    }
+    let serial = crate::arch::x86_64::serial::Serial::com1();
+    let mut got = false;
+    while let Some(b) = serial.try_read() {
+        // Keep a bounded backlog: 64 KiB of unread input is plenty for a console.
+        if input.len() < 64 * 1024 {
+            input.push_back(b);
+        }
+        got = true;
+    }
+    if got {
+        send_virq(dom, 0, guest_abi::event::VIRQ_CONSOLE);
+    }
+}
+
+/// Waits, with events enabled, until the vCPU has an event pending (`SCHEDOP_block`).
+pub fn block(dom: &mut Domain, input: &mut alloc::collections::VecDeque<u8>) {
+    dom.vcpu_info(0)
+        .evtchn_upcall_mask
+        .store(0, Ordering::Release);
+    dom.vcpus[0].blocked = true;
+    loop {
+        run_timers(dom);
+        poll_console(dom, input);
+        if dom
+            .vcpu_info(0)
+            .evtchn_upcall_pending
+            .load(Ordering::Acquire)
+            != 0
+        {
+            break;
+        }
+        arm_timer(dom);
+        // `sti; hlt` back to back: an interrupt between them would be lost otherwise.
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+        apic::take_tick();
+    }
+    dom.vcpus[0].blocked = false;
+}
+
+/// Checks the frame the hypervisor is about to `iretq` to: guest selectors only,
+/// a canonical RIP, IF set, IOPL 0.
+pub fn sanitize(frame: &mut TrapFrame) -> Result<(), &'static str> {
+    let (cs, ss) = (frame.cs as u16, frame.ss as u16);
+    let ok_pair = (cs == KERNEL_CS && ss == KERNEL_SS) || (cs == USER_CS && ss == USER_SS);
+    if frame.cs > 0xFFFF || frame.ss > 0xFFFF || !ok_pair {
+        return Err("bad code or stack selector");
+    }
+    if !mem::is_canonical(frame.rip) || !mem::is_canonical(frame.rsp) {
+        return Err("non-canonical rip or rsp");
+    }
+    frame.rflags =
+        (frame.rflags & 0x003F_FFFF & !(RFLAGS_IOPL | RFLAGS_NT | RFLAGS_VM | RFLAGS_VIF_VIP))
+            | RFLAGS_IF
+            | RFLAGS_FIXED;
+    Ok(())
+}
+
+/// MSRs for SYSCALL from guests (Intel SDM Vol. 3B §2.2.1, Vol. 2B SYSCALL): the entry
+/// point in the entry area; IF, TF, DF, AC and NT cleared on entry.
+pub fn init_syscall_msrs() {
+    use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
+    const STAR: u32 = 0xC000_0081;
+    const LSTAR: u32 = 0xC000_0082;
+    const CSTAR: u32 = 0xC000_0083;
+    const FMASK: u32 = 0xC000_0084;
+    const MASK: u64 = (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18) | (1 << 14);
+    let star = (u64::from(guest_abi::selectors::HYPERVISOR_CS) << 32)
+        | (u64::from(guest_abi::selectors::KERNEL_DS & !3) << 48);
+    // SAFETY: the entry stub exists at that address in every root; the selectors are
+    // the hypervisor's own; enabling SCE only makes SYSCALL reach that stub.
+    unsafe {
+        Msr::new(STAR).write(star);
+        Msr::new(LSTAR).write(entry::syscall_entry());
+        Msr::new(CSTAR).write(entry::syscall_entry());
+        Msr::new(FMASK).write(MASK);
+        Efer::update(|f| *f |= EferFlags::SYSTEM_CALL_EXTENSIONS);
+    }
+}
+
+/// Starts the first domain's vCPU 0 on this pCPU. Never returns: from here on the
+/// hypervisor runs only in traps.
+pub fn run(index: usize) -> ! {
+    let frame = {
+        let mut world = WORLD.lock();
+        world.current = Some(index);
+        let dom = &mut world.domains[index];
+        let vcpu = &dom.vcpus[0];
+        entry::load_guest_root(vcpu.l4);
+        gdt::set_ring1_stack(vcpu.kernel_sp);
+        trap::set_fast_trap(None);
+        arm_timer(dom);
+        let mut f = vcpu.regs;
+        if let Err(why) = sanitize(&mut f) {
+            panic!("the builder made an unusable start frame: {why}");
+        }
+        f
+    };
+    // SAFETY: the guest root was loaded for this vCPU and the frame is sanitized.
+    unsafe { entry::enter_guest(&frame) }
 }

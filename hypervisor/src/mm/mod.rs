@@ -6,6 +6,7 @@ pub mod frames;
 #[cfg(target_os = "none")]
 pub mod heap;
 pub mod memmap;
+pub mod owner;
 
 pub use memmap::PAGE_SIZE;
 

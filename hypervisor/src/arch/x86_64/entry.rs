@@ -478,3 +478,40 @@ pub fn on_entry_stack(addr: u64) -> bool {
     .into_iter()
     .any(|o| (va(o)..va(o) + STACK_BYTES).contains(&addr))
 }
+
+/// This pCPU's guest root: a top-level table holding the running guest's own entries
+/// plus the entry-area slot (DESIGN.md §2.1). 0 until first used.
+static GUEST_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Fills this pCPU's guest root from the guest's top-level table `guest_l4` and makes
+/// it the CR3 the exit path loads. The guest's entries in the hypervisor's reserved slots
+/// are never copied: those slots hold only the entry area (and, later, the M2P).
+pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
+    use super::layout::{FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT};
+    use core::sync::atomic::Ordering;
+    let mut root = GUEST_ROOT.load(Ordering::SeqCst);
+    if root == 0 {
+        let frame = crate::mm::frames::alloc().expect("no memory for the guest root");
+        root = frame.phys();
+        GUEST_ROOT.store(root, Ordering::SeqCst);
+    }
+    let dst = phys_to_virt(root) as *mut u64;
+    let src = phys_to_virt(guest_l4.phys()) as *const u64;
+    for slot in 0..512u64 {
+        let value = if (FIRST_RESERVED_SLOT..=LAST_RESERVED_SLOT).contains(&slot) {
+            if slot == ENTRY_AREA_SLOT {
+                guest_slot_entry()
+            } else {
+                0
+            }
+        } else {
+            // SAFETY: `guest_l4` is the domain's validated top-level table, in RAM the
+            // direct map covers; the slot index is below 512.
+            unsafe { core::ptr::read_volatile(src.add(slot as usize)) }
+        };
+        // SAFETY: `root` is this pCPU's guest-root frame, owned by the hypervisor.
+        unsafe { core::ptr::write_volatile(dst.add(slot as usize), value) };
+    }
+    // SAFETY: the constants page is this pCPU's and writable in the hypervisor root.
+    unsafe { (*consts()).guest_cr3 = root };
+}

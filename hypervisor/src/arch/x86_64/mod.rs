@@ -3,6 +3,7 @@
 //! Standing assumptions: everything here runs in ring 0 on the boot CPU; `init` code
 //! runs once with interrupts disabled.
 
+pub mod frame;
 pub mod layout;
 
 #[cfg(target_os = "none")]

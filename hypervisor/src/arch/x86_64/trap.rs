@@ -20,34 +20,7 @@ pub const APIC_TIMER_VECTOR: u8 = 0xF0;
 /// Vector the local APIC uses for spurious interrupts (low nibble all ones on old CPUs).
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
-/// The registers saved on entry, lowest address first.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct TrapFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
-    pub rax: u64,
-    pub vector: u64,
-    pub error_code: u64,
-    // Pushed by the CPU.
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
+pub use super::frame::TrapFrame;
 
 /// One IDT gate (SDM Vol. 3A §6.14.1, Figure 6-8).
 #[repr(C)]
@@ -64,6 +37,7 @@ struct Gate {
 
 const GATE_PRESENT: u8 = 1 << 7;
 const GATE_INTERRUPT: u8 = 0xE;
+const GATE_TRAP: u8 = 0xF;
 const fn gate_dpl(level: u8) -> u8 {
     level << 5
 }
@@ -137,7 +111,12 @@ pub fn init() {
 pub fn set_fast_trap(handler: Option<u64>) {
     let v = guest_abi::hypercall::FAST_TRAP_VECTOR;
     let gate = match handler {
-        Some(rip) => Gate::interrupt(rip, guest_abi::selectors::KERNEL_CS, 0, 3),
+        // A trap gate: an interrupt gate would clear IF, and ring 1 cannot set it again
+        // (IOPL is 0), which would leave the guest running with interrupts off.
+        Some(rip) => Gate {
+            attributes: GATE_PRESENT | GATE_TRAP | gate_dpl(3),
+            ..Gate::interrupt(rip, guest_abi::selectors::KERNEL_CS, 0, 3)
+        },
         None => Gate::interrupt(entry::stub(v), HYPERVISOR_CS, 0, 3),
     };
     // SAFETY: as in `init`; a single gate is replaced while interrupts are off, and the

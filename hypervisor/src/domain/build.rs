@@ -1,0 +1,339 @@
+//! Building dom0 from the first multiboot2 module (DESIGN.md §4, "Start of day").
+//!
+//! The kernel ELF is checked by `elf::parse` and laid out by `layout::plan` (both
+//! host-tested); this file does the part that touches memory: it allocates and zeroes
+//! the domain's frames, copies the kernel and initrd in, writes the p2m list, the
+//! `start_info` page and the bootstrap page tables, fills the hypercall page, and sets
+//! up vCPU 0 to enter the kernel in ring 1 with events masked.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use guest_abi::selectors::{KERNEL_CS, KERNEL_SS};
+use guest_abi::start_info::{SIF_INITDOMAIN, SIF_PRIVILEGED, StartInfo};
+use guest_abi::trap::RFLAGS_IF;
+use guest_abi::types::DomId;
+
+use super::elf::{self, KernelImage};
+use super::layout::{self, StartOfDay, Target};
+use super::{Domain, Vcpu};
+use crate::arch::x86_64::layout::phys_to_virt;
+use crate::event::EventChannels;
+use crate::mm::owner::{self, Owner};
+use crate::mm::{Mfn, PAGE_SIZE, frames};
+
+/// dom0's memory when `dom0_mem=` does not say: enough for the tools, small enough
+/// to leave room for other domains.
+pub const DEFAULT_DOM0_MEM: u64 = 256 << 20;
+/// Memory the hypervisor keeps for itself when sizing dom0 from what is free.
+const HYPERVISOR_RESERVE: u64 = 16 << 20;
+
+const PTE_PRESENT: u64 = 1 << 0;
+const PTE_WRITABLE: u64 = 1 << 1;
+const PTE_USER: u64 = 1 << 2;
+
+/// A module as GRUB loaded it: its bytes (in the direct map) and command line.
+pub struct ModuleImage<'a> {
+    pub bytes: &'a [u8],
+    pub cmdline: &'a str,
+}
+
+/// How many pages dom0 gets: `dom0_mem=` (amount, clamped to min/max), else the
+/// default, never more than is free minus the hypervisor's reserve.
+pub fn dom0_pages(opt: Option<&crate::options::Dom0Mem>) -> u64 {
+    let free = frames::free_count() * PAGE_SIZE;
+    let available = free.saturating_sub(HYPERVISOR_RESERVE);
+    let mut bytes = opt
+        .and_then(|m| m.amount)
+        .unwrap_or(DEFAULT_DOM0_MEM.min(available));
+    if let Some(min) = opt.and_then(|m| m.min) {
+        bytes = bytes.max(min);
+    }
+    if let Some(max) = opt.and_then(|m| m.max) {
+        bytes = bytes.min(max);
+    }
+    if bytes > available {
+        log::warn!(
+            target: "domain",
+            "dom0_mem asks for {} MiB but only {} MiB are free; dom0 gets {} MiB",
+            bytes >> 20,
+            available >> 20,
+            available >> 20
+        );
+        bytes = available;
+    }
+    bytes / PAGE_SIZE
+}
+
+/// Why dom0 could not be built.
+pub enum BuildError {
+    Elf(elf::ElfError),
+    Layout(layout::LayoutError),
+    OutOfMemory { wanted: u64, free: u64 },
+    Other(String),
+}
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BuildError::Elf(e) => write!(f, "the kernel ELF is not usable: {e}"),
+            BuildError::Layout(e) => write!(f, "{e}"),
+            BuildError::OutOfMemory { wanted, free } => {
+                write!(
+                    f,
+                    "{wanted} pages wanted but only {free} free; lower dom0_mem"
+                )
+            }
+            BuildError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<elf::ElfError> for BuildError {
+    fn from(e: elf::ElfError) -> Self {
+        BuildError::Elf(e)
+    }
+}
+
+/// The domain's memory while it is being built: pseudo-physical frames and the
+/// virtual layout that maps them.
+struct Memory<'a> {
+    p2m: &'a [Mfn],
+    sod: &'a StartOfDay,
+}
+
+impl Memory<'_> {
+    /// The direct-map address of guest virtual address `va` in the bootstrap mapping.
+    fn host_addr(&self, va: u64) -> Result<*mut u8, BuildError> {
+        let pfn = self.sod.pfn_of(va).ok_or_else(|| {
+            BuildError::Other(format!(
+                "address {va:#x} is outside the start-of-day mapping"
+            ))
+        })?;
+        let mfn = self
+            .p2m
+            .get(pfn.0 as usize)
+            .ok_or_else(|| BuildError::Other(format!("pfn {} beyond memory", pfn.0)))?;
+        Ok((phys_to_virt(mfn.phys()) + (va % PAGE_SIZE)) as *mut u8)
+    }
+
+    /// Copies `data` to guest virtual `va`, page by page.
+    fn write(&self, va: u64, data: &[u8]) -> Result<(), BuildError> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = va + done as u64;
+            let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(data.len() - done);
+            let dst = self.host_addr(at)?;
+            // SAFETY: `dst..dst + n` lies inside one frame of the new domain, which
+            // nobody else uses yet, reached through the direct map.
+            unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), dst, n) };
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_u64(&self, va: u64, value: u64) -> Result<(), BuildError> {
+        self.write(va, &value.to_le_bytes())
+    }
+}
+
+fn zero_frame(mfn: Mfn) {
+    // SAFETY: a frame just taken from the frame allocator, reached through the direct map.
+    unsafe { core::ptr::write_bytes(phys_to_virt(mfn.phys()) as *mut u8, 0, PAGE_SIZE as usize) };
+}
+
+/// Gives every frame in `frames` back to the allocator (a build that failed).
+fn release(frames_owned: &[Mfn]) {
+    for &m in frames_owned {
+        owner::set(m, Owner::Free);
+        frames::free_contiguous(m, 1);
+    }
+}
+
+/// Builds dom0 (domain 0) from `kernel`, with an optional initrd.
+pub fn build_dom0(
+    kernel: &ModuleImage<'_>,
+    initrd: Option<&[u8]>,
+    nr_pages: u64,
+) -> Result<Domain, BuildError> {
+    let id: DomId = 0;
+    let image: KernelImage = elf::parse(kernel.bytes)?;
+    let sod = layout::plan(
+        image.virt_start..image.virt_end,
+        nr_pages,
+        initrd.map(|i| i.len() as u64),
+    )
+    .map_err(BuildError::Layout)?;
+
+    let free = frames::free_count();
+    if nr_pages + 1 > free {
+        return Err(BuildError::OutOfMemory {
+            wanted: nr_pages + 1,
+            free,
+        });
+    }
+    let mut p2m = Vec::with_capacity(nr_pages as usize);
+    for _ in 0..nr_pages {
+        let Some(mfn) = frames::alloc() else {
+            release(&p2m);
+            return Err(BuildError::OutOfMemory {
+                wanted: nr_pages + 1,
+                free: frames::free_count(),
+            });
+        };
+        zero_frame(mfn);
+        owner::set(mfn, Owner::Domain(id));
+        p2m.push(mfn);
+    }
+    let Some(shared_info) = frames::alloc() else {
+        release(&p2m);
+        return Err(BuildError::OutOfMemory { wanted: 1, free: 0 });
+    };
+    zero_frame(shared_info);
+    owner::set(shared_info, Owner::Domain(id));
+
+    let fill = || -> Result<Vcpu, BuildError> {
+        let mem = Memory {
+            p2m: &p2m,
+            sod: &sod,
+        };
+        elf::load_into(
+            &image,
+            kernel.bytes,
+            |va, data| mem.write(va, data),
+            |va, len| {
+                // Frames are zeroed already; only check that the range is mapped.
+                mem.host_addr(va)?;
+                mem.host_addr(va + len - 1).map(drop)
+            },
+        )?;
+        if let (Some(region), Some(bytes)) = (sod.initrd, initrd) {
+            mem.write(region.start, bytes)?;
+        }
+        if let Some(page) = image.notes.hypercall_page {
+            mem.write(page, &guest_abi::hypercall::hypercall_page_image())?;
+        }
+        for (pfn, mfn) in p2m.iter().enumerate() {
+            mem.write_u64(sod.p2m.start + 8 * pfn as u64, mfn.0)?;
+        }
+        write_start_info(&mem, &sod, &image, kernel.cmdline, shared_info)?;
+        write_page_tables(&p2m, &sod, shared_info)?;
+
+        let l4 = p2m[sod.root_table().0 as usize];
+        let mut vcpu = Vcpu::new(0, l4);
+        vcpu.regs.rip = image.entry;
+        vcpu.regs.rsi = sod.start_info;
+        vcpu.regs.rsp = sod.stack_top();
+        vcpu.regs.cs = u64::from(KERNEL_CS);
+        vcpu.regs.ss = u64::from(KERNEL_SS);
+        vcpu.regs.rflags = RFLAGS_IF | 2;
+        Ok(vcpu)
+    };
+    let vcpu = match fill() {
+        Ok(v) => v,
+        Err(e) => {
+            release(&p2m);
+            release(&[shared_info]);
+            return Err(e);
+        }
+    };
+
+    let dom = Domain {
+        id,
+        name: String::from(dom0_tools_name()),
+        privileged: true,
+        p2m,
+        shared_info,
+        vcpus: alloc::vec![vcpu],
+        events: EventChannels::new(),
+        shutdown: None,
+    };
+    let info = dom.vcpu_info(0);
+    info.evtchn_upcall_mask.store(1, Ordering::Release);
+    info.time.publish(&crate::time::snapshot());
+    dom.shared().publish_wallclock(crate::time::wallclock());
+    dom.shared().arch.max_pfn.store(nr_pages, Ordering::Relaxed);
+
+    log::info!(
+        target: "domain",
+        "dom0: {} MiB ({} pages), kernel {:#x}-{:#x}, entry {:#x}, start_info {:#x}, {} page-table frames",
+        (nr_pages * PAGE_SIZE) >> 20,
+        nr_pages,
+        image.virt_start,
+        image.virt_end,
+        image.entry,
+        sod.start_info,
+        sod.table_counts.total()
+    );
+    Ok(dom)
+}
+
+/// The name dom0 carries (`xl list` shows it).
+fn dom0_tools_name() -> &'static str {
+    "Domain-0"
+}
+
+fn write_start_info(
+    mem: &Memory<'_>,
+    sod: &StartOfDay,
+    image: &KernelImage,
+    cmdline: &str,
+    shared_info: Mfn,
+) -> Result<(), BuildError> {
+    let mut si = StartInfo::new();
+    si.nr_pages = sod.nr_pages;
+    si.shared_info = shared_info.phys();
+    si.flags = SIF_PRIVILEGED | SIF_INITDOMAIN;
+    si.pt_base = sod.page_tables.start;
+    si.nr_pt_frames = sod.table_counts.total();
+    si.mfn_list = sod.p2m.start;
+    if let Some(initrd) = sod.initrd {
+        si.mod_start = initrd.start;
+        si.mod_len = initrd.len();
+    }
+    let copied = si.set_cmdline(cmdline.as_bytes());
+    if copied < cmdline.len() {
+        log::warn!(
+            target: "domain",
+            "dom0 command line is {} bytes; the kernel sees the first {copied}",
+            cmdline.len()
+        );
+    }
+    let _ = image;
+    let dst = mem.host_addr(sod.start_info)?;
+    // SAFETY: the start_info page is one frame of the new domain (page aligned, so the
+    // whole structure, 1168 bytes, fits), zeroed, used by nothing else yet.
+    unsafe { core::ptr::write_unaligned(dst as *mut StartInfo, si) };
+    Ok(())
+}
+
+/// Fills the bootstrap page tables from the layout's entry list. Table frames are
+/// mapped read-only to the guest; everything below the stack's end is supervisor-only
+/// and the padding after it user-accessible (guest-abi's porting guide).
+fn write_page_tables(p2m: &[Mfn], sod: &StartOfDay, shared_info: Mfn) -> Result<(), BuildError> {
+    let mfn = |pfn: guest_abi::types::Pfn| {
+        p2m.get(pfn.0 as usize).copied().ok_or_else(|| {
+            BuildError::Other(format!("page table names pfn {} beyond memory", pfn.0))
+        })
+    };
+    for e in sod.table_entries() {
+        let value = match e.target {
+            Target::Table(child) => mfn(child)?.phys() | PTE_PRESENT | PTE_WRITABLE | PTE_USER,
+            Target::SharedInfo => shared_info.phys() | PTE_PRESENT | PTE_WRITABLE,
+            Target::Page { pfn, writable } => {
+                let va = sod.virt_start() + pfn.0 * PAGE_SIZE;
+                let user = if va >= sod.stack.end { PTE_USER } else { 0 };
+                mfn(pfn)?.phys() | PTE_PRESENT | if writable { PTE_WRITABLE } else { 0 } | user
+            }
+        };
+        let table = mfn(e.table)?;
+        // SAFETY: `table` is a page-table frame of the new domain (index < 512), reached
+        // through the direct map; nothing uses the tables yet.
+        unsafe {
+            core::ptr::write_volatile((phys_to_virt(table.phys()) as *mut u64).add(e.index), value);
+        }
+    }
+    Ok(())
+}

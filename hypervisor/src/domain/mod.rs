@@ -1,0 +1,144 @@
+//! Domains and their vCPUs: what the hypervisor knows about each guest.
+
+#[cfg(target_os = "none")]
+pub mod build;
+pub mod elf;
+pub mod layout;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use guest_abi::shared_info::{SharedInfo, VcpuInfo};
+use guest_abi::trap::TrapInfo;
+use guest_abi::types::DomId;
+
+use crate::arch::x86_64::frame::TrapFrame;
+use crate::arch::x86_64::layout::phys_to_virt;
+use crate::event::EventChannels;
+use crate::mm::Mfn;
+
+/// Why a domain stopped (Xen's `SHUTDOWN_*` plus a hypervisor-detected crash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    PowerOff,
+    Reboot,
+    Suspend,
+    Crash,
+    Watchdog,
+}
+
+impl Shutdown {
+    pub fn from_reason(code: u32) -> Option<Shutdown> {
+        use guest_abi::sched::ShutdownReason as R;
+        Some(match R::from_raw(code)? {
+            R::Poweroff => Shutdown::PowerOff,
+            R::Reboot => Shutdown::Reboot,
+            R::Suspend => Shutdown::Suspend,
+            R::Crash => Shutdown::Crash,
+            R::Watchdog => Shutdown::Watchdog,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Shutdown::PowerOff => "poweroff",
+            Shutdown::Reboot => "reboot",
+            Shutdown::Suspend => "suspend",
+            Shutdown::Crash => "crash",
+            Shutdown::Watchdog => "watchdog",
+        }
+    }
+}
+
+/// Callbacks a kernel registers (`set_callbacks` / `callback_op`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Callbacks {
+    pub event: u64,
+    pub failsafe: u64,
+    pub syscall: u64,
+    pub syscall_masks_events: bool,
+    pub nmi: u64,
+}
+
+/// A periodic timer: fires every `period` ns, next at `next`.
+#[derive(Clone, Copy, Debug)]
+pub struct Periodic {
+    pub period: u64,
+    pub next: u64,
+}
+
+pub struct Vcpu {
+    pub id: u32,
+    /// Saved registers while the vCPU is not on a pCPU.
+    pub regs: TrapFrame,
+    /// Machine frame of its current top-level page table.
+    pub l4: Mfn,
+    /// The virtual IDT (`set_trap_table`), indexed by vector; address 0 = no handler.
+    pub traps: Box<[TrapInfo; 256]>,
+    pub callbacks: Callbacks,
+    /// Ring-1 stack for entries from ring 3 (`stack_switch`), 0 until set.
+    pub kernel_sp: u64,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    /// One-shot timer deadline (system time, ns).
+    pub singleshot: Option<u64>,
+    pub periodic: Option<Periodic>,
+    /// Waiting in `SCHEDOP_block` for an event.
+    pub blocked: bool,
+}
+
+impl Vcpu {
+    pub fn new(id: u32, l4: Mfn) -> Vcpu {
+        Vcpu {
+            id,
+            regs: TrapFrame::default(),
+            l4,
+            traps: Box::new([TrapInfo::END; 256]),
+            callbacks: Callbacks::default(),
+            kernel_sp: 0,
+            fs_base: 0,
+            gs_base: 0,
+            singleshot: None,
+            periodic: None,
+            blocked: false,
+        }
+    }
+
+    /// The earliest timer deadline, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        match (self.singleshot, self.periodic.map(|p| p.next)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+pub struct Domain {
+    pub id: DomId,
+    pub name: String,
+    pub privileged: bool,
+    /// Pseudo-physical to machine frames.
+    pub p2m: Vec<Mfn>,
+    pub shared_info: Mfn,
+    pub vcpus: Vec<Vcpu>,
+    pub events: EventChannels,
+    pub shutdown: Option<Shutdown>,
+}
+
+impl Domain {
+    /// The domain's shared-info page. All its fields are atomics: the guest writes it
+    /// concurrently, by design.
+    pub fn shared(&self) -> &SharedInfo {
+        // SAFETY: `shared_info` is a frame the hypervisor allocated for this domain and
+        // keeps for its lifetime, reachable through the direct map; `SharedInfo` is made
+        // of atomics only (any bit pattern valid, concurrent guest writes fine) and fits
+        // in a page.
+        unsafe { &*(phys_to_virt(self.shared_info.phys()) as *const SharedInfo) }
+    }
+
+    pub fn vcpu_info(&self, vcpu: usize) -> &VcpuInfo {
+        &self.shared().vcpu_info[vcpu]
+    }
+}

@@ -1,0 +1,225 @@
+//! Reaching guest memory (DESIGN.md §2.5): a guest pointer is an allegation. The
+//! hypervisor walks the guest's page tables in software, checks that every table and the
+//! final frame belong to the domain and that the access is allowed, and copies through
+//! its own direct map. It never dereferences a guest address.
+
+use guest_abi::errno::Errno;
+use guest_abi::types::DomId;
+
+use crate::arch::x86_64::layout::{self, phys_to_virt};
+use crate::mm::{Mfn, PAGE_SIZE, owner};
+
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
+const HUGE: u64 = 1 << 7;
+/// Bits 12..51 of an entry: the frame address (Intel SDM Vol. 3A §4.5, Table 4-15).
+const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+
+/// A guest's view of memory: its top-level table and who it is.
+#[derive(Clone, Copy, Debug)]
+pub struct AddressSpace {
+    pub l4: Mfn,
+    pub dom: DomId,
+}
+
+/// Whether `va` is canonical (bits 63..47 equal).
+pub const fn is_canonical(va: u64) -> bool {
+    let top = va >> 47;
+    top == 0 || top == 0x1_FFFF
+}
+
+/// Whether `va` lies in the hypervisor's reserved slots, which no guest pointer may name.
+pub const fn in_hypervisor_range(va: u64) -> bool {
+    let lo = layout::slot_base(layout::FIRST_RESERVED_SLOT);
+    let hi = layout::slot_base(layout::LAST_RESERVED_SLOT) + layout::SLOT_SIZE;
+    va >= lo && va < hi
+}
+
+/// Whether `[va, va + len)` is a range a guest may name: canonical, no wrap, nothing
+/// of it in the hypervisor's slots.
+pub fn range_ok(va: u64, len: u64) -> bool {
+    if len == 0 {
+        return is_canonical(va);
+    }
+    let Some(last) = va.checked_add(len - 1) else {
+        return false;
+    };
+    // The reserved slots sit at the bottom of the upper half, so a range that starts and
+    // ends in the same half, outside them, cannot contain them.
+    is_canonical(va)
+        && is_canonical(last)
+        && (va >> 63) == (last >> 63)
+        && !in_hypervisor_range(va)
+        && !in_hypervisor_range(last)
+}
+
+fn read_entry(table: Mfn, index: u64) -> u64 {
+    // SAFETY: `table` is a frame the caller checked is RAM owned by the domain, so the
+    // direct map covers it; the index is below 512. The guest may write the frame
+    // concurrently (it cannot today: page-table frames are read-only to it), so the
+    // read is volatile and its value is validated by the caller.
+    unsafe {
+        core::ptr::read_volatile((phys_to_virt(table.phys()) as *const u64).add(index as usize))
+    }
+}
+
+impl AddressSpace {
+    /// The machine address behind `va`, if the page is mapped for a kernel-mode access
+    /// (`write` asks for a writable mapping at every level; `user` for a user one).
+    pub fn translate(&self, va: u64, write: bool, user: bool) -> Result<u64, Errno> {
+        if !is_canonical(va) || in_hypervisor_range(va) {
+            return Err(Errno::EFAULT);
+        }
+        let mut table = self.l4;
+        for level in (0..4).rev() {
+            if !owner::owned_by(table, self.dom) {
+                return Err(Errno::EFAULT);
+            }
+            let index = (va >> (12 + 9 * level)) & 511;
+            let entry = read_entry(table, index);
+            if entry & PRESENT == 0
+                || (write && entry & WRITABLE == 0)
+                || (user && entry & USER == 0)
+                || (level > 0 && entry & HUGE != 0)
+            {
+                return Err(Errno::EFAULT);
+            }
+            table = Mfn::from_phys(entry & ADDR_MASK);
+        }
+        if !owner::owned_by(table, self.dom) {
+            return Err(Errno::EFAULT);
+        }
+        Ok(table.phys() + (va & (PAGE_SIZE - 1)))
+    }
+
+    /// Copies `out.len()` bytes from guest virtual address `va`.
+    pub fn read(&self, va: u64, out: &mut [u8]) -> Result<(), Errno> {
+        if !range_ok(va, out.len() as u64) {
+            return Err(Errno::EFAULT);
+        }
+        let mut done = 0usize;
+        while done < out.len() {
+            let at = va + done as u64;
+            let chunk = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(out.len() - done);
+            let phys = self.translate(at, false, false)?;
+            // SAFETY: `phys..phys + chunk` lies in one frame owned by the domain, reached
+            // through the direct map; the guest may change it meanwhile, which only
+            // changes the bytes we copy.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    phys_to_virt(phys) as *const u8,
+                    out[done..].as_mut_ptr(),
+                    chunk,
+                );
+            }
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to guest virtual address `va`, which must be mapped writable.
+    pub fn write(&self, va: u64, data: &[u8]) -> Result<(), Errno> {
+        if !range_ok(va, data.len() as u64) {
+            return Err(Errno::EFAULT);
+        }
+        // Check every page first, so that a fault half-way does not leave a torn write.
+        let mut at = va & !(PAGE_SIZE - 1);
+        while at < va + data.len() as u64 {
+            self.translate(at.max(va), true, false)?;
+            at += PAGE_SIZE;
+        }
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = va + done as u64;
+            let chunk = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(data.len() - done);
+            let phys = self.translate(at, true, false)?;
+            // SAFETY: as in `read`, for a frame mapped writable to the guest.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    data[done..].as_ptr(),
+                    phys_to_virt(phys) as *mut u8,
+                    chunk,
+                );
+            }
+            done += chunk;
+        }
+        Ok(())
+    }
+
+    /// Reads a plain-old-data value.
+    pub fn read_pod<T: Pod>(&self, va: u64) -> Result<T, Errno> {
+        let mut value = T::zeroed();
+        self.read(va, value.as_bytes_mut())?;
+        Ok(value)
+    }
+
+    pub fn write_pod<T: AsBytes>(&self, va: u64, value: &T) -> Result<(), Errno> {
+        self.write(va, value.as_bytes())
+    }
+}
+
+/// Types for which every byte pattern is a valid value, so they can be filled from
+/// guest memory (they may have padding).
+///
+/// # Safety
+/// Implement only for `repr(C)` types made of integers (and arrays of them).
+pub unsafe trait Pod: Copy {
+    fn zeroed() -> Self {
+        // SAFETY: all-zero is a valid value of a Pod type (integers only).
+        unsafe { core::mem::zeroed() }
+    }
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: any byte pattern written through the slice is a valid value, padding
+        // included.
+        unsafe { core::slice::from_raw_parts_mut((self as *mut Self).cast(), size_of::<Self>()) }
+    }
+}
+
+/// [`Pod`] types without padding, whose bytes can also be copied out to a guest.
+///
+/// # Safety
+/// Implement only for `Pod` types with no padding bytes.
+pub unsafe trait AsBytes: Pod {
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: no padding, so every byte is initialized.
+        unsafe { core::slice::from_raw_parts((self as *const Self).cast(), size_of::<Self>()) }
+    }
+}
+
+// SAFETY: an integer.
+unsafe impl Pod for u64 {}
+// SAFETY: an integer, no padding.
+unsafe impl AsBytes for u64 {}
+// SAFETY: repr(C), integer fields (u8, u8, u16, padding, u64).
+unsafe impl Pod for guest_abi::trap::TrapInfo {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_ranges() {
+        assert!(range_ok(0x1000, 4096));
+        assert!(range_ok(0xFFFF_FFFF_8000_0000, 4096));
+        assert!(
+            range_ok(0xFFFF_8800_0000_0000, 1),
+            "first guest address above the reserved slots"
+        );
+        assert!(!range_ok(0xFFFF_87FF_FFFF_FFFF, 1), "last reserved byte");
+        assert!(!range_ok(0xFFFF_8000_0000_0000, 1));
+        assert!(!range_ok(0xFFFF_8100_0010_0000, 8), "the hypervisor image");
+        assert!(
+            !range_ok(0x0000_7FFF_FFFF_F000, 0x2000),
+            "crosses into the hole"
+        );
+        assert!(!range_ok(0x0000_8000_0000_0000, 1), "non-canonical");
+        assert!(!range_ok(u64::MAX, 2), "wraps");
+        assert!(
+            !range_ok(0xFFFF_7FFF_FFFF_FFFF, 1),
+            "non-canonical just below the upper half"
+        );
+        assert!(range_ok(0x1000, 0));
+        assert!(!range_ok(0x0000_8000_0000_0000, 0));
+    }
+}
