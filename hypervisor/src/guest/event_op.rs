@@ -1,8 +1,135 @@
-//! `event_channel_op`: placeholder until the event-channel module lands.
+//! `event_channel_op(cmd, arg)`: the hypercall side of `crate::event`.
+//!
+//! Each command copies its argument structure in, lets the port table decide, applies
+//! the bit protocol to the domain's `shared_info`, and copies the OUT fields back. Only
+//! the calling domain exists as a peer for now: naming another domain gives `ESRCH`
+//! (inter-domain channels between different domains arrive with domain control).
+
+use core::mem::offset_of;
+
 use guest_abi::errno::Errno;
+use guest_abi::event::{self as ev, EvtchnPort};
+use guest_abi::types::{DOMID_SELF, DomId};
 
+use super::aspace;
+use super::mem::Pod;
 use crate::domain::Domain;
+use crate::event::{self, Target};
 
-pub fn dispatch(_dom: &mut Domain, _cmd: u64, _arg: u64) -> Result<u64, Errno> {
-    Err(Errno::ENOSYS)
+/// The domain an argument names: `DOMID_SELF` or the caller's own id.
+fn own_domain(dom: &Domain, named: DomId) -> Result<DomId, Errno> {
+    if named == DOMID_SELF || named == dom.id {
+        Ok(dom.id)
+    } else {
+        Err(Errno::ESRCH)
+    }
 }
+
+pub fn dispatch(dom: &mut Domain, cmd: u64, arg: u64) -> Result<u64, Errno> {
+    let space = aspace(dom);
+    let nr_vcpus = dom.vcpus.len() as u32;
+    let port_out =
+        |offset: usize, port: EvtchnPort| space.write(arg + offset as u64, &port.to_le_bytes());
+    match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
+        ev::EVTCHNOP_BIND_VIRQ => {
+            let a: ev::EvtchnBindVirq = space.read_pod(arg)?;
+            let port = dom.events.bind_virq(a.virq, a.vcpu, nr_vcpus)?;
+            port_out(offset_of!(ev::EvtchnBindVirq, port), port)?;
+        }
+        ev::EVTCHNOP_BIND_IPI => {
+            let a: ev::EvtchnBindIpi = space.read_pod(arg)?;
+            let port = dom.events.bind_ipi(a.vcpu, nr_vcpus)?;
+            port_out(offset_of!(ev::EvtchnBindIpi, port), port)?;
+        }
+        ev::EVTCHNOP_ALLOC_UNBOUND => {
+            let a: ev::EvtchnAllocUnbound = space.read_pod(arg)?;
+            own_domain(dom, a.dom)?;
+            let remote = own_domain(dom, a.remote_dom)?;
+            let port = dom.events.alloc_unbound(remote)?;
+            port_out(offset_of!(ev::EvtchnAllocUnbound, port), port)?;
+        }
+        ev::EVTCHNOP_BIND_INTERDOMAIN => {
+            let a: ev::EvtchnBindInterdomain = space.read_pod(arg)?;
+            let remote = own_domain(dom, a.remote_dom)?;
+            let local = dom.events.get_free_port()?;
+            dom.events.is_unbound_for(a.remote_port, dom.id)?;
+            dom.events.connect(local, remote, a.remote_port)?;
+            dom.events.connect(a.remote_port, dom.id, local)?;
+            let vcpu = dom.events.notify_vcpu(local)?;
+            let _ = event::set_pending(dom.shared(), local, vcpu as usize);
+            port_out(offset_of!(ev::EvtchnBindInterdomain, local_port), local)?;
+        }
+        ev::EVTCHNOP_SEND => {
+            let a: ev::EvtchnSend = space.read_pod(arg)?;
+            match dom.events.send(a.port)? {
+                Target::Local(d) => {
+                    let _ = event::set_pending(dom.shared(), d.port, d.vcpu as usize);
+                }
+                Target::Remote { dom: target, port } => {
+                    own_domain(dom, target)?;
+                    let vcpu = dom.events.notify_vcpu(port)?;
+                    let _ = event::set_pending(dom.shared(), port, vcpu as usize);
+                }
+                Target::Dropped => {}
+            }
+        }
+        ev::EVTCHNOP_CLOSE => {
+            let a: ev::EvtchnClose = space.read_pod(arg)?;
+            let peer = dom.events.close(a.port)?;
+            event::clear_pending(dom.shared(), a.port);
+            if let Some(p) = peer {
+                own_domain(dom, p.remote_dom)?;
+                dom.events
+                    .unbind_peer(p.remote_port, dom.id, p.local_port)?;
+            }
+        }
+        ev::EVTCHNOP_STATUS => {
+            let a: ev::EvtchnStatus = space.read_pod(arg)?;
+            own_domain(dom, a.dom)?;
+            let channel = dom.events.status(a.port)?;
+            let mut out = a;
+            channel.write_status(&mut out);
+            space.write(
+                arg + offset_of!(ev::EvtchnStatus, status) as u64,
+                &out.status.to_le_bytes(),
+            )?;
+            space.write(
+                arg + offset_of!(ev::EvtchnStatus, vcpu) as u64,
+                &out.vcpu.to_le_bytes(),
+            )?;
+            let u = [out.u[0].to_le_bytes(), out.u[1].to_le_bytes()].concat();
+            space.write(arg + offset_of!(ev::EvtchnStatus, u) as u64, &u)?;
+        }
+        ev::EVTCHNOP_UNMASK => {
+            let a: ev::EvtchnUnmask = space.read_pod(arg)?;
+            let vcpu = dom.events.notify_vcpu(a.port)?;
+            let _ = event::unmask(dom.shared(), a.port, vcpu as usize);
+        }
+        ev::EVTCHNOP_BIND_VCPU => {
+            let a: ev::EvtchnBindVcpu = space.read_pod(arg)?;
+            dom.events.bind_vcpu(a.port, a.vcpu, nr_vcpus)?;
+        }
+        _ => return Err(Errno::ENOSYS),
+    }
+    Ok(0)
+}
+
+// SAFETY: this and the impls below are repr(C) structures of integers from guest-abi,
+// only ever filled from guest bytes.
+unsafe impl Pod for ev::EvtchnBindVirq {}
+// SAFETY: as above.
+unsafe impl Pod for ev::EvtchnBindIpi {}
+// SAFETY: as above.
+unsafe impl Pod for ev::EvtchnAllocUnbound {}
+// SAFETY: as above.
+unsafe impl Pod for ev::EvtchnBindInterdomain {}
+// SAFETY: as above.
+unsafe impl Pod for ev::EvtchnSend {}
+// SAFETY: as above.
+unsafe impl Pod for ev::EvtchnClose {}
+// SAFETY: as above.
+unsafe impl Pod for ev::EvtchnStatus {}
+// SAFETY: as above.
+unsafe impl Pod for ev::EvtchnUnmask {}
+// SAFETY: as above.
+unsafe impl Pod for ev::EvtchnBindVcpu {}

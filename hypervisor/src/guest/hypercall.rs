@@ -413,7 +413,7 @@ fn sched_op(
     }
 }
 
-// SAFETY (for the impls below): repr(C) structures of integers, as laid out by
+// SAFETY: this and the impls below are repr(C) structures of integers, as laid out by
 // guest-abi (sizes checked by its tests); only ever filled from guest bytes.
 unsafe impl Pod for cb::CallbackRegister {}
 // SAFETY: as above.

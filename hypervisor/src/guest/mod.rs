@@ -327,7 +327,7 @@ pub fn run_timers(dom: &mut Domain) {
 /// Marks the port bound to `virq` on `vcpu` pending, if there is one.
 pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) {
     if let Some(port) = dom.events.virq_port(vcpu, virq) {
-        crate::event::set_pending(dom.shared(), port, vcpu as usize);
+        let _ = crate::event::set_pending(dom.shared(), port, vcpu as usize);
     }
 }
 
