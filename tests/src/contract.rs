@@ -19,7 +19,8 @@
 /// The line that ends a boot without modules.
 pub const NO_DOM0: &str = "no dom0 module given; powering off";
 /// The line that ends a boot with modules, until the dom0 builder exists.
-pub const NO_DOM0_BUILDER: &str = "dom0 builder not available yet; powering off";
+/// Start of the line the hypervisor logs when it cannot build dom0 (then exit 37).
+pub const DOM0_ERROR: &str = "error: dom0: ";
 /// What the 32-bit entry code prints on a CPU without long mode before halting.
 pub const NO_LONG_MODE: &str =
     "Xenia: this CPU does not support 64-bit long mode (x86-64); halting.";
@@ -204,6 +205,21 @@ pub fn unescape_debug(text: &str) -> Option<String> {
         });
     }
     Some(out)
+}
+
+/// A line of dom0's console output as the hypervisor shows it.
+pub fn guest_line(text: &str) -> String {
+    format!("(d0) {text}")
+}
+
+/// The line logged when domain `id` stops for `reason` (`poweroff`, `reboot`, `crash`, ...).
+pub fn domain_shut_down(id: u16, reason: &str) -> String {
+    format!("domain {id} shut down: {reason}")
+}
+
+/// Start of the line logged when the hypervisor crashes domain `id`.
+pub fn domain_crashed(id: u16) -> String {
+    format!("error: domain {id} crashed: ")
 }
 
 #[cfg(test)]

@@ -28,7 +28,10 @@ pub struct DefaultModule {
 
 /// The modules of the default image, in `module2` order (the dom0 kernel first, then its
 /// initrd). Empty until dom0 exists; add one line per module here.
-pub const DEFAULT_MODULES: &[DefaultModule] = &[];
+pub const DEFAULT_MODULES: &[DefaultModule] = &[DefaultModule {
+    artifact: "hello.elf",
+    cmdline: "greeting=hello-from-grub",
+}];
 
 /// A multiboot2 module: a file and the command line it receives (see [`crate::grub`] for the
 /// command lines GRUB can pass unchanged).

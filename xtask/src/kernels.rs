@@ -23,12 +23,26 @@ pub struct Kernel {
 
 /// Every bare-metal kernel, one line each (guest kernels and test guests go here too, e.g.
 /// `Kernel { label: "hello guest", package: "xenia-hello", bin: "hello", artifact: "hello.elf" }`).
-pub const KERNELS: &[Kernel] = &[Kernel {
-    label: "hypervisor",
-    package: "xenia-hypervisor",
-    bin: "xenia",
-    artifact: HYPERVISOR_ARTIFACT,
-}];
+pub const KERNELS: &[Kernel] = &[
+    Kernel {
+        label: "hypervisor",
+        package: "xenia-hypervisor",
+        bin: "xenia",
+        artifact: HYPERVISOR_ARTIFACT,
+    },
+    Kernel {
+        label: "example guest",
+        package: "xenia-hello",
+        bin: "hello",
+        artifact: "hello.elf",
+    },
+    Kernel {
+        label: "test guest",
+        package: "xenia-testguest",
+        bin: "testguest",
+        artifact: "testguest.elf",
+    },
+];
 
 /// Builds `kernel` (release profile if `release`, else dev) and copies it into `target/xenia/`.
 pub fn build(ws: &Workspace, kernel: &Kernel, release: bool) -> Result<(), String> {

@@ -280,8 +280,7 @@ fn iret(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
     } else {
         (ctx.cs, ctx.ss)
     };
-    let pair_ok = (cs == u64::from(KERNEL_CS) && ss == u64::from(KERNEL_SS))
-        || (cs == u64::from(USER_CS) && ss == u64::from(USER_SS));
+    let pair_ok = cs <= 0xFFFF && ss <= 0xFFFF && super::selectors_ok(cs as u16, ss as u16);
     if !pair_ok || !mem::is_canonical(ctx.rip) || !mem::is_canonical(ctx.rsp) {
         super::crash(
             dom,

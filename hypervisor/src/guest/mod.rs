@@ -334,9 +334,15 @@ pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) {
 /// Programs the APIC timer for the earliest deadline (or the console poll).
 fn arm_timer(dom: &Domain) {
     let now = crate::time::now_ns();
-    match dom.vcpus[0].next_deadline() {
+    // dom0's console input is polled (no serial interrupt yet), so dom0 never sleeps
+    // longer than the poll interval.
+    let poll = dom.privileged.then_some(now + CONSOLE_POLL_NS);
+    let deadline = match (dom.vcpus[0].next_deadline(), poll) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match deadline {
         Some(d) => apic::arm_oneshot(d.saturating_sub(now).max(1)),
-        None if dom.privileged => apic::arm_oneshot(CONSOLE_POLL_NS),
         None => apic::disarm(),
     }
 }
@@ -386,12 +392,20 @@ pub fn block(dom: &mut Domain, input: &mut alloc::collections::VecDeque<u8>) {
     dom.vcpus[0].blocked = false;
 }
 
+/// Whether a guest may run with this code and stack selector: ring 1 or ring 3, never
+/// the hypervisor's. A ring-1 handler entered by the fast trap runs on a null SS with
+/// RPL 1: that is what the CPU loads on a privilege change in 64-bit mode (Intel SDM
+/// Vol. 3A §6.14.4).
+pub fn selectors_ok(cs: u16, ss: u16) -> bool {
+    const NULL_SS_RPL1: u16 = 1;
+    (cs == KERNEL_CS && (ss == KERNEL_SS || ss == NULL_SS_RPL1)) || (cs == USER_CS && ss == USER_SS)
+}
+
 /// Checks the frame the hypervisor is about to `iretq` to: guest selectors only,
 /// a canonical RIP, IF set, IOPL 0.
 pub fn sanitize(frame: &mut TrapFrame) -> Result<(), &'static str> {
     let (cs, ss) = (frame.cs as u16, frame.ss as u16);
-    let ok_pair = (cs == KERNEL_CS && ss == KERNEL_SS) || (cs == USER_CS && ss == USER_SS);
-    if frame.cs > 0xFFFF || frame.ss > 0xFFFF || !ok_pair {
+    if frame.cs > 0xFFFF || frame.ss > 0xFFFF || !selectors_ok(cs, ss) {
         return Err("bad code or stack selector");
     }
     if !mem::is_canonical(frame.rip) || !mem::is_canonical(frame.rsp) {
@@ -444,6 +458,12 @@ pub fn run(index: usize) -> ! {
         }
         f
     };
+    // The guest starts with x87 and SSE in their reset state (guest-abi's entry state).
+    const MXCSR_RESET: u32 = 0x1F80;
+    // SAFETY: resets the FPU/SSE state, which the hypervisor itself never uses.
+    unsafe {
+        core::arch::asm!("fninit", "ldmxcsr [{0}]", in(reg) &MXCSR_RESET, options(nostack));
+    }
     // SAFETY: the guest root was loaded for this vCPU and the frame is sanitized.
     unsafe { entry::enter_guest(&frame) }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::contract::{self, CpuLine};
 use crate::machine::{
-    DEFAULT_TIMEOUT as T, EXIT_ACPI_POWEROFF, EXIT_HYPERVISOR_FATAL, EXIT_POWEROFF,
+    DEFAULT_TIMEOUT as T, EXIT_ACPI_POWEROFF, EXIT_DOM0_CRASHED, EXIT_HYPERVISOR_FATAL,
+    EXIT_POWEROFF,
 };
 use crate::runner::Context;
 use crate::serial;
@@ -162,8 +163,8 @@ pub fn log_contract_order(ctx: &Context) -> Result<(), String> {
 }
 
 /// Two modules: their sizes and command lines (one quoted word, `$` and `;` that GRUB must
-/// leave alone, and an empty one) come through, then the boot stops for lack of a dom0
-/// builder.
+/// leave alone, and an empty one) come through, then the boot stops because the first
+/// module is no kernel.
 pub fn module_line(ctx: &Context) -> Result<(), String> {
     const CMDLINE: &str = r#"console=hvc0 "foo=a b" dollar=$root semi=a;b"#;
     let dir = ctx.work_dir()?;
@@ -187,8 +188,9 @@ pub fn module_line(ctx: &Context) -> Result<(), String> {
             ));
         }
     }
-    vm.wait_for_line(contract::NO_DOM0_BUILDER, T)?;
-    vm.expect_exit(EXIT_POWEROFF, T)?;
+    // The first module is not a kernel: the builder says so and the machine stops.
+    vm.wait_for_line_starting(contract::DOM0_ERROR, T)?;
+    vm.expect_exit(EXIT_DOM0_CRASHED, T)?;
     if serial::line_containing(&vm.serial_log(), contract::NO_DOM0).is_some() {
         return Err("modules were given, yet the hypervisor said none was".into());
     }

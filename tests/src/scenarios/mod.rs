@@ -2,12 +2,24 @@
 //! modules here and listing it in [`all`].
 
 mod boot;
+mod guests;
 
+/// Scenarios for each test of the test guest, under both CPU models.
+macro_rules! guest_tests {
+    ($($test:literal),* $(,)?) => {
+        [$(
+            Scenario::new(concat!("guest_", $test, "_max"), |ctx| guests::testguest(ctx, $test, "max")),
+            Scenario::new(concat!("guest_", $test, "_qemu64"), |ctx| guests::testguest(ctx, $test, "qemu64")),
+        )*]
+    };
+}
+
+use crate::machine::{EXIT_DOM0_CRASHED, EXIT_DOM0_REBOOT, EXIT_POWEROFF};
 use crate::runner::Scenario;
 
 /// Every scenario, in the order they are started.
 pub fn all() -> Vec<Scenario> {
-    vec![
+    let mut all = vec![
         // Slowest first, so that two workers finish at about the same time.
         Scenario::new("no_long_mode", boot::no_long_mode),
         Scenario::new("boot_mem_3072", |ctx| boot::memory(ctx, 3072)),
@@ -21,7 +33,39 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("selftest_pf", boot::selftest_pf),
         Scenario::new("unknown_option_warns", boot::unknown_option_warns),
         Scenario::new("acpi_poweroff", boot::acpi_poweroff),
-    ]
+    ];
+    all.extend(guest_tests!(
+        "cpl",
+        "hypercalls",
+        "exceptions",
+        "privileged",
+        "fasttrap",
+        "syscall",
+        "timers",
+        "events",
+        "isolation",
+    ));
+    all.extend([
+        Scenario::new("guest_hello_max", |ctx| guests::hello(ctx, "max")),
+        Scenario::new("guest_hello_qemu64", |ctx| guests::hello(ctx, "qemu64")),
+        Scenario::new("guest_unhandled_fault_max", |ctx| {
+            guests::unhandled_fault(ctx, "max")
+        }),
+        Scenario::new("guest_unhandled_fault_qemu64", |ctx| {
+            guests::unhandled_fault(ctx, "qemu64")
+        }),
+        Scenario::new("guest_shutdown_poweroff", |ctx| {
+            guests::shutdown(ctx, "poweroff", EXIT_POWEROFF, "max")
+        }),
+        Scenario::new("guest_shutdown_reboot", |ctx| {
+            guests::shutdown(ctx, "reboot", EXIT_DOM0_REBOOT, "qemu64")
+        }),
+        Scenario::new("guest_shutdown_crash", |ctx| {
+            guests::shutdown(ctx, "crash", EXIT_DOM0_CRASHED, "max")
+        }),
+        Scenario::new("dom0_bad_kernel", guests::bad_kernel),
+    ]);
+    all
 }
 
 #[cfg(test)]

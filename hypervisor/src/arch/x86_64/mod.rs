@@ -74,6 +74,15 @@ pub fn enable_protections(features: crate::cpuinfo::Features) {
     // pages and touches none.
     unsafe {
         Cr4::write(cr4);
-        Cr0::update(|f| *f |= Cr0Flags::WRITE_PROTECT);
+        // WP: ring 0 honours read-only pages. NE: x87 errors raise #MF (native reporting).
+        // MP with EM clear: x87/SSE usable, and CR0.TS (fpu_taskswitch) raises #NM.
+        // AM: ring-3 code with RFLAGS.AC set gets #AC on misaligned accesses, as natively.
+        Cr0::update(|f| {
+            *f |= Cr0Flags::WRITE_PROTECT
+                | Cr0Flags::NUMERIC_ERROR
+                | Cr0Flags::MONITOR_COPROCESSOR
+                | Cr0Flags::ALIGNMENT_MASK;
+            *f -= Cr0Flags::EMULATE_COPROCESSOR | Cr0Flags::TASK_SWITCHED;
+        });
     }
 }

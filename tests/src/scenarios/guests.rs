@@ -1,0 +1,120 @@
+//! Guest scenarios: dom0 kernels in ring 1 (the example guest and the test guest), the
+//! dom0 builder's refusals, and how each way a domain stops reaches the exit status.
+//!
+//! Every guest scenario runs under two CPU models: `-cpu max` (SMEP, SMAP, UMIP, NX,
+//! 1 GiB pages) and the `qemu64` baseline (none of those but NX).
+
+use crate::contract;
+use crate::machine::{DEFAULT_TIMEOUT as T, EXIT_DOM0_CRASHED, EXIT_POWEROFF};
+use crate::runner::Context;
+use crate::serial;
+
+/// The example guest, `target/xenia/hello.elf`.
+pub const HELLO: &str = "hello.elf";
+/// The test guest, `target/xenia/testguest.elf`, test chosen with `test=<name>`.
+pub const TESTGUEST: &str = "testguest.elf";
+
+/// Boots `artifact` as dom0 with `cmdline` under CPU `model`.
+fn boot_guest(
+    ctx: &Context,
+    artifact: &str,
+    cmdline: &str,
+    model: &str,
+) -> Result<crate::machine::Qemu, String> {
+    let kernel = ctx.workspace().require_artifact(artifact)?;
+    ctx.machine().cpu(model).module(kernel, cmdline).boot()
+}
+
+/// A test of the test guest passes: its checks all print `ok`, it reports
+/// `Test result: SUCCESS` and powers off.
+pub fn testguest(ctx: &Context, test: &str, model: &str) -> Result<(), String> {
+    let mut vm = boot_guest(ctx, TESTGUEST, &format!("test={test}"), model)?;
+    let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), T)?;
+    vm.expect_exit(EXIT_POWEROFF, T)?;
+    let log = vm.serial_log();
+    let check = contract::guest_line("check ");
+    let checks: Vec<&str> = log.lines().filter(|l| l.starts_with(&check)).collect();
+    let failed: Vec<&&str> = checks.iter().filter(|l| !l.ends_with(": ok")).collect();
+    if result != contract::guest_line("Test result: SUCCESS") {
+        return Err(format!(
+            "test {test} under -cpu {model}: {result}; failed checks: {failed:?}"
+        ));
+    }
+    if !failed.is_empty() {
+        return Err(format!(
+            "test {test} reported SUCCESS but has failed checks: {failed:?}"
+        ));
+    }
+    if checks.is_empty() {
+        return Err(format!(
+            "test {test} reported SUCCESS without a single check line"
+        ));
+    }
+    Ok(())
+}
+
+/// The example guest: prints its privilege level (`CPL 1`), ten timer ticks, and powers
+/// off.
+pub fn hello(ctx: &Context, model: &str) -> Result<(), String> {
+    const CMDLINE: &str = "hello from the scenario";
+    let mut vm = boot_guest(ctx, HELLO, CMDLINE, model)?;
+    let guest = |l: &str| l.starts_with(&contract::guest_line(""));
+    let line =
+        vm.wait_for_line_matching("the guest's CPL line", T, |l| guest(l) && l.contains("CPL"))?;
+    if !line.contains("CPL 1") {
+        return Err(format!(
+            "the example guest reports {line:?}; expected CPL 1"
+        ));
+    }
+    vm.wait_for_line_matching("the guest's command line", T, |l| {
+        guest(l) && l.contains(CMDLINE)
+    })?;
+    for tick in 1..=10 {
+        let tick = contract::guest_line(&format!("tick {tick}"));
+        vm.wait_for_line_matching(&tick, T, |l| l.starts_with(&tick))?;
+    }
+    vm.wait_for_line(&contract::domain_shut_down(0, "poweroff"), T)?;
+    vm.expect_exit(EXIT_POWEROFF, T)
+}
+
+/// A shutdown reason reaches the log and the exit status.
+pub fn shutdown(ctx: &Context, reason: &str, exit: i32, model: &str) -> Result<(), String> {
+    let mut vm = boot_guest(ctx, TESTGUEST, &format!("test=shutdown_{reason}"), model)?;
+    vm.wait_for_line(&contract::domain_shut_down(0, reason), T)?;
+    vm.expect_exit(exit, T)
+}
+
+/// A fault the guest has no handler for crashes dom0 with a line naming the vector and
+/// RIP, and the machine stops with the dom0-crash status.
+pub fn unhandled_fault(ctx: &Context, model: &str) -> Result<(), String> {
+    let mut vm = boot_guest(ctx, TESTGUEST, "test=unhandled_fault", model)?;
+    let line = vm.wait_for_line_starting(&contract::domain_crashed(0), T)?;
+    if !(line.contains("vector 14") && line.contains("rip 0x")) {
+        return Err(format!(
+            "the crash line {line:?} does not name the vector (14) and the rip"
+        ));
+    }
+    vm.wait_for_line(&contract::domain_shut_down(0, "crash"), T)?;
+    vm.expect_exit(EXIT_DOM0_CRASHED, T)
+}
+
+/// A module that is not an ELF kernel: the builder names the problem and the machine
+/// stops with the dom0-crash status.
+pub fn bad_kernel(ctx: &Context) -> Result<(), String> {
+    let dir = ctx.work_dir()?;
+    let path = dir.join("not-a-kernel.bin");
+    std::fs::write(&path, b"#!/bin/sh\necho this is not an ELF kernel\n")
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let mut vm = ctx.machine().module(path, "").boot()?;
+    let line = vm.wait_for_line_starting(contract::DOM0_ERROR, T)?;
+    if !line.contains("ELF") {
+        return Err(format!(
+            "the builder's error {line:?} does not say what is wrong with the ELF"
+        ));
+    }
+    vm.expect_exit(EXIT_DOM0_CRASHED, T)?;
+    if serial::line_containing(&vm.serial_log(), "(d0)").is_some() {
+        return Err("a guest printed although its kernel was refused".into());
+    }
+    Ok(())
+}
