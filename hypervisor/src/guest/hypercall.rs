@@ -211,7 +211,10 @@ fn xen_version(dom: &Domain, cmd: u64, arg: u64) -> HcResult {
                 space.read(arg, &mut b)?;
                 u32::from_le_bytes(b)
             };
-            let _ = idx; // Xenia advertises no optional features in any word.
+            // One feature word (Xen's XENFEAT_NR_SUBMAPS); Xenia sets no optional bits.
+            if idx >= 1 {
+                return Err(Errno::EINVAL);
+            }
             space.write(arg + 4, &0u32.to_le_bytes())?;
             Ok(0)
         }

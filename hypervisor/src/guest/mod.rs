@@ -88,7 +88,7 @@ pub fn trap(frame: &mut TrapFrame) {
             Outcome::Continue
         }
         v if v == u64::from(SPURIOUS_VECTOR) => Outcome::Continue,
-        v if v == u64::from(guest_abi::hypercall::FAST_TRAP_VECTOR) => {
+        v if v <= 0xFF && trap::GUEST_SOFTWARE_VECTORS.contains(&(v as u8)) => {
             software_interrupt(dom, frame, v as u8)
         }
         _ => {

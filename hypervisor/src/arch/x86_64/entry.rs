@@ -316,9 +316,14 @@ pub unsafe fn enter_guest(frame: &super::trap::TrapFrame) -> ! {
     // RSP moves onto it. The caller guarantees the frame is safe to return to.
     unsafe {
         core::ptr::copy(frame, base as *mut super::trap::TrapFrame, 1);
+        // DS and ES start as the kernel's data selector (guest-abi's entry state); the
+        // hypervisor never changes them afterwards (long mode ignores them in ring 0).
         core::arch::asm!(
+            "mov ds, {ds:x}",
+            "mov es, {ds:x}",
             "mov rsp, {base}",
             "jmp {ret}",
+            ds = in(reg) u64::from(guest_abi::selectors::KERNEL_DS),
             base = in(reg) base,
             ret = in(reg) (&raw const xenia_return_to_guest) as u64,
             options(noreturn)

@@ -28,10 +28,11 @@ fn inb(port: u16) -> u8 {
     unsafe { Port::new(port).read() }
 }
 
-/// Masks both 8259 PICs after moving them to vectors 0x20–0x2F, so that a spurious
-/// legacy interrupt can never look like a CPU exception.
+/// Masks both 8259 PICs after moving them to vectors 0xE0–0xEF, so that a spurious
+/// legacy interrupt can never look like a CPU exception or a guest's software interrupt.
 pub fn disable_legacy_pic() {
-    for (cmd, data, offset, cascade) in [(0x20, 0x21, 0x20, 4), (0xA0, 0xA1, 0x28, 2)] {
+    let base = super::trap::LEGACY_PIC_BASE;
+    for (cmd, data, offset, cascade) in [(0x20, 0x21, base, 4), (0xA0, 0xA1, base + 8, 2)] {
         outb(cmd, 0x11); // ICW1: init, ICW4 follows
         outb(data, offset); // ICW2: vector offset
         outb(data, cascade); // ICW3

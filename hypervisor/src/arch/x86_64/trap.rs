@@ -70,13 +70,23 @@ fn idt() -> *mut [Gate; 256] {
     entry::va(entry::IDT_OFFSET) as *mut [Gate; 256]
 }
 
+/// Vectors a guest may raise with `int n` (0x20–0xDF but the hypercall vector): they
+/// reach the hypervisor, which delivers them to the guest's own handler if that entry's
+/// DPL admits the caller, as hardware would. 0xE0–0xEF are where the masked legacy PICs
+/// would deliver (spurious IRQs only); 0xF0–0xFF are the hypervisor's own (APIC timer,
+/// spurious).
+pub const GUEST_SOFTWARE_VECTORS: core::ops::RangeInclusive<u8> = 0x20..=0xDF;
+/// Where the legacy PICs are moved to (and masked).
+pub const LEGACY_PIC_BASE: u8 = 0xE0;
+
 /// Who may raise a vector with `int n`: the hypercall gate is for ring 1 only; the
-/// breakpoint and overflow traps and the fast-trap vector for every ring; the rest only
-/// the CPU (a guest's `int n` on them gets #GP).
+/// breakpoint and overflow traps and the guest software vectors for every ring; the rest
+/// only the CPU (a guest's `int n` on them gets #GP from the hardware).
 fn vector_dpl(vector: u8) -> u8 {
     match vector {
         guest_abi::hypercall::HYPERCALL_VECTOR => 1,
-        3 | 4 | guest_abi::hypercall::FAST_TRAP_VECTOR => 3,
+        3 | 4 => 3,
+        v if GUEST_SOFTWARE_VECTORS.contains(&v) => 3,
         _ => 0,
     }
 }
