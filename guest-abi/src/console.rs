@@ -2,8 +2,15 @@
 //! ring of domUs.
 //!
 //! `console_io(cmd, count, buffer)` reads or writes the hypervisor's serial
-//! console. dom0 uses it as its console. A domU's writes go to the
-//! hypervisor log, prefixed with the domain, for debugging; domUs cannot read.
+//! console. dom0 uses it as its console: the hypervisor prints dom0's output
+//! on the serial line line by line, each line prefixed with `(d0) `, and
+//! holds back an unfinished line until its newline arrives (or its buffer
+//! fills). A domU's writes go to the hypervisor log, prefixed with the
+//! domain, for debugging; domUs cannot read (`EPERM`).
+//!
+//! A write checks the whole buffer before it prints anything: a buffer the
+//! hypervisor cannot read in full fails with `EFAULT` and prints nothing (see
+//! the [error rules](crate::hypercall#errors)).
 //!
 //! A domU's real console is a [`XenconsInterface`] page shared with the
 //! console backend in dom0 (its frame and event channel are in
@@ -12,7 +19,7 @@
 use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 /// `console_io` command: write `count` bytes from `buffer`. Returns the
-/// number of bytes written.
+/// number of bytes written, which is `count`.
 pub const CONSOLEIO_WRITE: u32 = 0;
 /// `console_io` command: read up to `count` bytes of pending input into
 /// `buffer` (dom0 only). Returns the number of bytes read, possibly 0;

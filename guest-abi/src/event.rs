@@ -114,6 +114,11 @@ pub struct EvtchnAllocUnbound {
 
 /// `EVTCHNOP_BIND_INTERDOMAIN` (Xen's `struct evtchn_bind_interdomain`,
 /// 12 bytes).
+///
+/// As in Xen, the new local port starts *pending*: events the remote end
+/// sent while its port was unbound were dropped, so the binder is told to
+/// look once. A domain may bind to its own unbound port (`DOMID_SELF`),
+/// which makes a loopback channel.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
 pub struct EvtchnBindInterdomain {

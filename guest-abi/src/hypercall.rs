@@ -31,6 +31,57 @@
 //! of them Xenia implements is a property of the hypervisor, not of this
 //! list.
 //!
+//! # Errors
+//!
+//! Two rules hold for every hypercall:
+//!
+//! * A number, or a sub-operation (`cmd`), that the hypervisor does not
+//!   implement fails with `ENOSYS`. [`HYPERVISOR_SET_GDT`] is one of them.
+//! * A guest buffer the call cannot use fails it with `EFAULT`: unmapped, not
+//!   the caller's memory, not writable where the call writes, non-canonical,
+//!   wrapping past the end of the address space, or reaching into the
+//!   hypervisor's reserved range ([`layout`](crate::layout)), even the parts a
+//!   guest may itself read (the M2P table, the entry area). A buffer is
+//!   checked before the call acts on it, so a call that fails this way has no
+//!   effect (`console_io` writes nothing).
+//!
+//! The other errors, call by call (a call given several bad arguments may
+//! report any of their errors):
+//!
+//! | call | case | result |
+//! |---|---|---|
+//! | `console_io` | `CONSOLEIO_READ` from a domain other than dom0 | `EPERM` |
+//! | | `CONSOLEIO_READ` with count 0 | 0 |
+//! | `xen_version` | `XENVER_GET_FEATURES` with `submap_idx >= XENFEAT_NR_SUBMAPS` | `EINVAL` |
+//! | `set_trap_table` | an entry whose handler is non-canonical or inside the hypervisor's range, whose `cs` is not `KERNEL_CS`, or for [`HYPERCALL_VECTOR`] | `EINVAL`, and no entry of the array is installed |
+//! | `stack_switch` | `ss` other than `KERNEL_SS` | `EINVAL` |
+//! | | `rsp` non-canonical or inside the hypervisor's range | `EINVAL` |
+//! | `callback_op` | an unknown `CALLBACKTYPE_*` | `EINVAL` |
+//! | | `CALLBACKOP_REGISTER` with a non-canonical address or one inside the hypervisor's range | `EINVAL` |
+//! | | `CALLBACKOP_UNREGISTER` of a type other than NMI | `EINVAL` |
+//! | `set_segment_base` | an unknown `which` | `EINVAL` |
+//! | | `SEGBASE_GS_KERNEL` | `EOPNOTSUPP` |
+//! | | a non-canonical FS or GS base | `EINVAL` |
+//! | `set_timer_op` | (none: a deadline in the past fires at once, 0 cancels) | 0 |
+//! | `vcpu_op` | a vCPU number the domain does not have | `ENOENT` |
+//! | | `VCPUOP_SET_SINGLESHOT_TIMER` with `VCPU_SSHOTTMR_FUTURE` and a deadline that has passed | `ETIME` |
+//! | | `VCPUOP_SET_PERIODIC_TIMER` with a period under 1 ms | `EINVAL` |
+//! | `sched_op` | `SCHEDOP_SHUTDOWN` with a reason above `SHUTDOWN_MAX` | `EINVAL` |
+//! | `event_channel_op` | a port number `>= EVTCHN_2L_NR_CHANNELS` (every command that takes one) | `EINVAL` |
+//! | | `EVTCHNOP_BIND_VIRQ`: `virq >= NR_VIRQS`, or a global VIRQ on a vCPU other than 0 | `EINVAL` |
+//! | | `EVTCHNOP_BIND_VIRQ`: the VIRQ is already bound on that vCPU | `EEXIST` |
+//! | | `EVTCHNOP_BIND_VIRQ`: a vCPU the domain does not have | `ENOENT` |
+//! | | `EVTCHNOP_BIND_INTERDOMAIN`: the remote port is not unbound, or does not accept the caller | `EINVAL` |
+//! | | `EVTCHNOP_CLOSE` of a port that is not open (closing twice) | `EINVAL` |
+//! | | `EVTCHNOP_SEND` on a port that is not open, or bound to a VIRQ | `EINVAL` |
+//! | | `EVTCHNOP_SEND` on an unbound port | 0; the event is dropped |
+//! | | `EVTCHNOP_STATUS` of a port in range that is not open | 0, status `EVTCHNSTAT_CLOSED` |
+//! | | no free port | `ENOSPC` |
+//!
+//! Port 0 is never allocated, as in Xen. `EVTCHNOP_STATUS` of an unbound
+//! port reports the domain allowed to connect with `DOMID_SELF` resolved to
+//! the caller's own domain id; so do the interdomain fields.
+//!
 //! # Hypercall page
 //!
 //! If the kernel image carries an `XEN_ELFNOTE_HYPERCALL_PAGE` note, the

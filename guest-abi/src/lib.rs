@@ -52,6 +52,8 @@
 //! | exception frame | Xen format (`rcx`, `r11` on top) | hardware format ([`trap`]) |
 //! | return to user mode | `iret` hypercall | the kernel's own `iretq`, or `iret` |
 //! | `int 0x80` | bounced through Xen | straight to the kernel ([`trap`]) |
+//! | `shared_info` at start of day | unmapped | mapped after `start_info` |
+//! | `vcpu_info.arch.pad` | padding | entry count ([`shared_info::ArchVcpuInfo::entry_count`]) |
 //! | kernel GS base | separate, switched by Xen | one GS base ([`selectors::SEGBASE_GS_USER`]) |
 //! | `MMUEXT_NEW_USER_BASEPTR` | user page table | `EINVAL` |
 //! | event channels | 2-level and FIFO | 2-level |
@@ -70,27 +72,53 @@
 //! toolstack for domUs) loads it; dom0's image and initrd come from GRUB
 //! modules.
 //!
+//! Link it so that every `PT_LOAD` segment has
+//! `p_vaddr = VIRT_BASE + p_paddr - PADDR_OFFSET`; with `PADDR_OFFSET` 0 that
+//! is `p_paddr = p_vaddr - VIRT_BASE`, physical addresses counted from 0 as
+//! Linux does. Then a builder that places segments by physical address, as
+//! Xen's loader does, and one that uses the virtual address agree. The
+//! example guest `guest-abi/hello` (package `xenia-hello`) is a complete,
+//! commented kernel with such a linker script; copy it to start a port.
+//!
 //! ## Start-of-day memory
 //!
 //! As in Xen, the builder lays out, from `VIRT_BASE` upwards, each part
 //! starting on a page boundary and all of it mapped 1:1 onto the first
 //! pseudo-physical frames:
 //!
-//! 1. the kernel image;
+//! 1. the kernel image, loaded as ELF says: every `PT_LOAD` segment's file
+//!    bytes, then zeros up to its `p_memsz` (so `.bss` starts zeroed);
 //! 2. the initial ramdisk, if any (`mod_start`, `mod_len`);
 //! 3. the p2m list: one machine frame number (`u64`) per pseudo-physical
 //!    frame (`mfn_list`, `nr_pages` entries);
 //! 4. the [`start_info::StartInfo`] page (`rsi`);
-//! 5. for a domU, the console ring page;
-//! 6. the bootstrap page tables (`pt_base`, `nr_pt_frames`): mapped
+//! 5. the `shared_info` page ([`shared_info::SharedInfo`]), mapped read-write
+//!    at `rsi + 4096` ([`start_info::StartInfo::shared_info_va`]). This is a
+//!    Xenia addition, because a kernel could not map it before the
+//!    page-table hypercalls exist: Xen leaves it unmapped. The page is the
+//!    hypervisor's frame, not one of the domain's pseudo-physical frames;
+//!    `start_info.shared_info` still holds its machine address;
+//! 6. for a domU, the console ring page;
+//! 7. the bootstrap page tables (`pt_base`, `nr_pt_frames`): mapped
 //!    read-only and pinned, the L4 in CR3;
-//! 7. the bootstrap stack, one page;
-//! 8. at least 512 KiB of mapped, free padding; the mapped region ends on a
-//!    4 MiB boundary.
+//! 8. the bootstrap stack, one page;
+//! 9. the padding: at least 512 KiB of mapped, free memory
+//!    ([`start_info::BOOTSTRAP_PADDING_MIN`]); the mapped region ends on a
+//!    4 MiB boundary ([`start_info::StartInfo::padding_start`] and
+//!    [`padding_end`](start_info::StartInfo::padding_end)).
 //!
-//! Everything is mapped writable except the page tables. The `shared_info`
-//! page is not mapped: its machine address is `start_info.shared_info` and
-//! the kernel maps it itself.
+//! Everything is mapped writable except the page tables. Items 1 to 8 are
+//! supervisor mappings (U/S = 0 in their L1 entries): ring 3 cannot touch
+//! them. The padding is mapped writable, executable and *user-accessible*
+//! (U/S = 1 at every level), so a kernel can run ring-3 code before it
+//! builds page tables of its own: copy code and data there and `iretq` to it
+//! with [`selectors::USER_CS`] and [`selectors::USER_SS`]. Upper-level
+//! entries of the bootstrap tables all have U/S = 1; the L1 entries decide.
+//!
+//! `CR4.SMEP` is set when the CPU has it, so ring 1, like ring 0, must not
+//! execute user pages (it would take a #PF with the instruction-fetch bit);
+//! it may read and write them, since `CR4.SMAP` is clear. `CR0.WP` is set:
+//! ring 1 cannot write read-only pages either.
 //!
 //! ## Entry state
 //!
@@ -103,13 +131,18 @@
 //!   is set and `IOPL` is 0, as always while a guest runs; `DF` is clear.
 //! * x87 and SSE are usable (`CR0.TS` clear, `CR4.OSFXSR` set) in their reset
 //!   state; the hypervisor saves and restores them across vCPU switches.
+//! * `CR0.AM` is set, so ring-3 code that sets `rflags.AC` gets #AC on
+//!   misaligned accesses, as under a native kernel (ring 1 is never
+//!   alignment-checked; QEMU's TCG never raises #AC at all). `CR0.NE` is set:
+//!   x87 errors raise #MF.
 //! * Only vCPU 0 runs. No trap table, callbacks or ring-1 stack for ring-3
 //!   entries exist yet: an exception before `set_trap_table` crashes the
 //!   domain, with a message on the hypervisor console.
 //!
 //! dom0 gets `SIF_PRIVILEGED | SIF_INITDOMAIN` in `start_info.flags` and uses
-//! `console_io` as its console. A domU finds its console ring in
-//! `start_info.console`. A domU will also receive a device page describing
+//! `console_io` as its console: the hypervisor prints what dom0 writes on the
+//! serial line, line by line, each line prefixed with `(d0) `. A domU finds
+//! its console ring in `start_info.console`. A domU will also receive a device page describing
 //! its devices (DESIGN §7); its layout is defined together with domU
 //! support, is not part of this version of the ABI, and nothing in
 //! `start_info` refers to it yet.
@@ -119,8 +152,14 @@
 //! `int 0x82` from ring 1, number in `rax`, arguments in `rdi`, `rsi`, `rdx`,
 //! `r10`, `r8`, result in `rax` (`>= 0` success, `-errno` failure, see
 //! [`errno::Errno`]); every other register is preserved. Call through the
-//! hypercall page or issue `int 0x82` directly. Details in [`hypercall`];
+//! hypercall page or issue `int 0x82` directly. Details in [`hypercall`],
+//! including the [error each call returns for bad arguments](hypercall#errors);
 //! typed wrappers in [`calls`].
+//!
+//! A ring-1 kernel must never execute `SYSCALL`: the CPU enters the
+//! hypervisor exactly as for a `SYSCALL` from ring 3, and the hypervisor
+//! cannot tell the two apart (it would bounce it to the syscall callback as a
+//! user system call).
 //!
 //! # What ring 1 cannot do, and what to do instead
 //!
@@ -153,7 +192,9 @@
 //! saved `rflags.IF` is the virtual interrupt flag, and a page fault's address
 //! is in `vcpu_info.arch.cr2`. Kernel code runs at RPL 1, so "came from user
 //! mode" is `cs & 3 == 3` ([`selectors::is_user_cs`]). Handlers return with
-//! `iretq` or the `iret` hypercall. Details in [`trap`].
+//! `iretq` or the `iret` hypercall. An exception the kernel has no handler
+//! for crashes the domain, with a hypervisor log line naming the vector and
+//! `rip`. Details in [`trap`].
 //!
 //! # Events
 //!
@@ -174,6 +215,16 @@
 //! [`event::VIRQ_TIMER`] at an absolute system time; `SCHEDOP_BLOCK` waits
 //! for it.
 //!
+//! # Shutting down
+//!
+//! `sched_op(SCHEDOP_SHUTDOWN, reason)` stops the domain
+//! ([`sched::ShutdownReason`]); the hypervisor logs
+//! `domain <id> shut down: <reason>` (the [`sched::ShutdownReason::name`]
+//! word). When dom0 shuts down the hypervisor ends the machine. Under test
+//! (hypervisor option `debug-exit`) QEMU's `isa-debug-exit` then makes QEMU
+//! exit with status 33 for `poweroff`, 39 for `reboot` and 37 for `crash`,
+//! which is also what a domain crashed by the hypervisor gives.
+//!
 //! # Running user programs
 //!
 //! * One page table per process: kernel mappings without the U/S bit, user
@@ -190,7 +241,8 @@
 //!   hardware-format frame and `rcx`/`r11` as `SYSCALL` left them.
 //! * `int 0x80` in ring 3 reaches the kernel's trap-table handler for vector
 //!   0x80 directly, in hardware, when that entry has DPL 3 and does not mask
-//!   events (the fast trap, see [`trap`]).
+//!   events (the fast trap, see [`trap`]). The hypervisor is not involved:
+//!   [`shared_info::ArchVcpuInfo::entry_count`] does not move.
 //! * Exceptions and events in ring 3 arrive on the `stack_switch` stack.
 //!
 //! # Memory
@@ -212,12 +264,11 @@
 //!
 //! use core::arch::global_asm;
 //! use core::sync::atomic::Ordering;
-//! use guest_abi::{calls, event, memory, sched::ShutdownReason, selectors};
+//! use guest_abi::{calls, event, sched::ShutdownReason, selectors};
 //! use guest_abi::callback::{CALLBACKTYPE_EVENT, CallbackRegister};
 //! use guest_abi::shared_info::SharedInfo;
 //! use guest_abi::start_info::StartInfo;
 //! use guest_abi::trap::{self, TrapInfo};
-//! use guest_abi::types::PAGE_SIZE;
 //!
 //! // The entry-point note: namesz, descsz, type, "Xen\0", the address.
 //! global_asm!(
@@ -269,17 +320,12 @@
 //! extern "C" fn kernel_main(si: &'static StartInfo) -> ! {
 //!     assert!(si.magic_is_valid());
 //!
-//!     // Map shared_info over the first page of the start-of-day padding,
-//!     // which sits after the page tables and the one-page stack.
-//!     let shared_va = si.pt_base + (si.nr_pt_frames + 1) * PAGE_SIZE as u64;
-//!     const PRESENT_WRITABLE_NX: u64 = 1 | 1 << 1 | 1 << 63; // Intel SDM Vol. 3A §4.5
-//!     // SAFETY: nothing uses that padding page yet.
-//!     unsafe {
-//!         calls::update_va_mapping(shared_va, si.shared_info | PRESENT_WRITABLE_NX, memory::UVMF_INVLPG)
-//!             .unwrap();
-//!         SHARED = shared_va as *const SharedInfo;
-//!     }
-//!     // SAFETY: mapped just above, and every bit pattern is a valid SharedInfo.
+//!     // The builder mapped shared_info on the page after start_info.
+//!     let shared_va = StartInfo::shared_info_va(si as *const StartInfo as u64);
+//!     // SAFETY: set once, before the trap table that reads it is installed.
+//!     unsafe { SHARED = shared_va as *const SharedInfo };
+//!     // SAFETY: mapped read-write by the builder for the domain's lifetime,
+//!     // and every bit pattern is a valid SharedInfo.
 //!     let shared = unsafe { &*(shared_va as *const SharedInfo) };
 //!
 //!     // Exception handlers and the event callback.

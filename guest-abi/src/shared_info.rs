@@ -2,8 +2,11 @@
 //! for events and time.
 //!
 //! Each domain has one `shared_info` page, allocated and owned by the
-//! hypervisor and mapped writable into the guest (its machine address is in
-//! `start_info.shared_info`). Both sides write it while the other may be
+//! hypervisor and mapped writable into the guest: at start of day the builder
+//! maps it at the virtual page right after `start_info` (a Xenia addition;
+//! see the [porting guide](crate#start-of-day-memory)), and its machine
+//! address is in `start_info.shared_info` for a kernel that wants to map it
+//! elsewhere. Both sides write it while the other may be
 //! reading, so every field is an atomic: the Rust types say what the protocol
 //! is, and neither side needs `unsafe` to follow it. Every bit pattern is a
 //! valid value, so a guest scribbling on the page can confuse only itself.
@@ -181,8 +184,29 @@ pub struct ArchVcpuInfo {
     /// trap table (the guest cannot read `CR2` itself); the guest's #PF
     /// handler reads it.
     pub cr2: AtomicU64,
-    /// Padding.
+    /// Xen's padding word, which Xenia uses as the vCPU's *entry count*: the
+    /// number of times this vCPU has entered the hypervisor from guest code
+    /// (hypercall, exception, interrupt, `SYSCALL`), incremented by the
+    /// hypervisor on every such entry and wrapping at 2^64. It lets a guest
+    /// prove that a path did not involve the hypervisor: an `int 0x80` fast
+    /// trap (see [`trap`](crate::trap)) leaves it unchanged, a bounced
+    /// exception does not. Interrupts the hypervisor takes while the guest
+    /// runs (its own timer, other devices) also count, so compare deltas
+    /// against what the measured code did rather than expecting zero. Read it
+    /// with [`ArchVcpuInfo::entry_count`]; guest writes are overwritten.
     pub pad: AtomicU64,
+}
+
+impl ArchVcpuInfo {
+    /// The vCPU's entry count (see [`ArchVcpuInfo::pad`]).
+    pub fn entry_count(&self) -> u64 {
+        self.pad.load(Ordering::Relaxed)
+    }
+
+    /// Counts one entry into the hypervisor (hypervisor side).
+    pub fn count_entry(&self) {
+        self.pad.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Per-vCPU event and time state (Xen's `struct vcpu_info`, 64 bytes).
@@ -390,6 +414,19 @@ mod tests {
             time: 32,
         });
         assert_eq!(core::mem::offset_of!(VcpuInfo, arch.cr2), 16);
+        assert_eq!(core::mem::offset_of!(VcpuInfo, arch.pad), 24);
+    }
+
+    #[test]
+    fn entry_count_is_the_padding_word() {
+        let v = VcpuInfo::new();
+        assert_eq!(v.arch.entry_count(), 0);
+        v.arch.count_entry();
+        v.arch.count_entry();
+        assert_eq!(v.arch.entry_count(), 2);
+        v.arch.pad.store(u64::MAX, Ordering::Relaxed);
+        v.arch.count_entry();
+        assert_eq!(v.arch.entry_count(), 0, "wraps");
     }
 
     #[test]

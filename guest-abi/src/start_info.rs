@@ -17,6 +17,15 @@ pub const START_INFO_MAGIC: &[u8] = b"xen-3.0-x86_64";
 /// Size of [`StartInfo::cmd_line`], terminating NUL included.
 pub const MAX_GUEST_CMDLINE: usize = 1024;
 
+/// Least size of the start-of-day padding after the bootstrap stack (see the
+/// [porting guide](crate#start-of-day-memory)).
+pub const BOOTSTRAP_PADDING_MIN: u64 = 512 * 1024;
+
+/// The bootstrap mappings end on a multiple of this (4 MiB), so the padding
+/// runs from [`StartInfo::padding_start`] to the next such boundary that
+/// leaves at least [`BOOTSTRAP_PADDING_MIN`] bytes.
+pub const BOOTSTRAP_REGION_ALIGN: u64 = 4 << 20;
+
 /// Flag: the domain is privileged (it may use `domctl`, `sysctl` and
 /// privileged sub-operations).
 pub const SIF_PRIVILEGED: u32 = 1 << 0;
@@ -43,9 +52,10 @@ pub struct StartInfo {
     pub magic: [u8; 32],
     /// Number of pages allocated to the domain (the length of the p2m list).
     pub nr_pages: u64,
-    /// Machine address of the `shared_info` page. The guest maps it itself
-    /// (for instance with `update_va_mapping`); it is not in the bootstrap
-    /// mappings.
+    /// Machine address of the `shared_info` page. The bootstrap mappings
+    /// already map it read-write at [`StartInfo::shared_info_va`] (this
+    /// page's virtual address plus one page, a Xenia addition); a kernel that
+    /// builds its own page tables maps it from this address.
     pub shared_info: u64,
     /// `SIF_*` flags.
     pub flags: u32,
@@ -166,6 +176,31 @@ impl StartInfo {
         self.magic.starts_with(START_INFO_MAGIC) && self.magic[START_INFO_MAGIC.len()] == 0
     }
 
+    /// Where the bootstrap mappings put the `shared_info` page, given the
+    /// virtual address this `start_info` page was found at (`rsi` at entry):
+    /// the next page. A Xenia addition; Xen leaves `shared_info` unmapped.
+    pub const fn shared_info_va(start_info_va: u64) -> u64 {
+        start_info_va + crate::types::PAGE_SIZE as u64
+    }
+
+    /// Virtual address of the first byte after the bootstrap stack: the
+    /// start of the start-of-day padding and the initial `rsp`. The
+    /// bootstrap page tables are `nr_pt_frames` pages from `pt_base` and the
+    /// one-page stack follows them (see the
+    /// [porting guide](crate#start-of-day-memory)).
+    pub const fn padding_start(&self) -> u64 {
+        self.pt_base + (self.nr_pt_frames + 1) * crate::types::PAGE_SIZE as u64
+    }
+
+    /// First virtual address past the bootstrap mappings: the padding ends
+    /// here, on the first [`BOOTSTRAP_REGION_ALIGN`] boundary that leaves at
+    /// least [`BOOTSTRAP_PADDING_MIN`] bytes after [`StartInfo::padding_start`]
+    /// (Xen's rule).
+    pub const fn padding_end(&self) -> u64 {
+        let min_end = self.padding_start() + BOOTSTRAP_PADDING_MIN;
+        (min_end + BOOTSTRAP_REGION_ALIGN - 1) & !(BOOTSTRAP_REGION_ALIGN - 1)
+    }
+
     /// Whether this is dom0's page.
     pub const fn is_initial_domain(&self) -> bool {
         self.flags & SIF_INITDOMAIN != 0
@@ -254,6 +289,17 @@ mod tests {
         let long = [b'x'; 2000];
         assert_eq!(si.set_cmdline(&long), MAX_GUEST_CMDLINE - 1);
         assert_eq!(si.cmd_line[MAX_GUEST_CMDLINE - 1], 0);
+        si.pt_base = 0xFFFF_FFFF_8010_0000;
+        si.nr_pt_frames = 4;
+        assert_eq!(si.padding_start(), 0xFFFF_FFFF_8010_5000);
+        assert_eq!(si.padding_end(), 0xFFFF_FFFF_8040_0000);
+        si.pt_base = 0xFFFF_FFFF_803F_0000;
+        assert_eq!(si.padding_end(), 0xFFFF_FFFF_8080_0000, "512 KiB at least");
+        si.pt_base = 0xFFFF_FFFF_8010_0000;
+        assert_eq!(
+            StartInfo::shared_info_va(0xFFFF_FFFF_8008_0000),
+            0xFFFF_FFFF_8008_1000
+        );
         si.magic[3] = b'!';
         assert!(!si.magic_is_valid());
     }

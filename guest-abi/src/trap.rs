@@ -38,26 +38,58 @@
 //!   `vcpu_info.arch.cr2`, written just before delivery.
 //! * If the entry has [`TI_MASK_EVENTS`], `evtchn_upcall_mask` is set on entry
 //!   (an interrupt gate); otherwise it is left alone (a trap gate).
-//! * The handler starts with `CS` = `KERNEL_CS`, `SS` = `KERNEL_SS`, and
-//!   every general-purpose register as it was when the exception occurred.
+//! * The handler starts with `CS` = `KERNEL_CS`, `SS` = `KERNEL_SS`, every
+//!   general-purpose register as it was when the exception occurred, and
+//!   `rflags` as it was except that `TF`, `NT` and `RF` are clear (as the
+//!   CPU clears them when it enters a handler, Intel SDM Vol. 3A §6.12.1).
+//!   The handler therefore does not single-step itself; to stop
+//!   single-stepping the interrupted code it clears `TF` in the saved frame.
+//! * Traps report the address of the next instruction: `int3` (#BP), `int1`
+//!   (`icebp`, #DB), a single-step #DB, `into`; faults report the faulting
+//!   instruction (Intel SDM Vol. 3A §6.5).
 //!
 //! If the handler is missing or the frame cannot be written (the stack is not
-//! mapped writable), the domain is crashed.
+//! mapped writable), the domain is crashed: the hypervisor logs a line that
+//! names the vector and the guest `rip`, and shuts the domain down with
+//! reason `crash`.
 //!
 //! # Software interrupts and the fast trap
 //!
 //! `int n` from guest code reaches the handler for `n` only if the entry's
 //! DPL ([`TI_DPL_MASK`]) admits the caller's ring; otherwise the guest gets a
-//! #GP, as on hardware.
+//! #GP with error code `n << 3 | 2` (IDT, not external), as on hardware (the
+//! hypervisor passes on the error code the CPU reported; QEMU's TCG reports
+//! `n << 4 | 2`). This
+//! applies to `int3` and `into` as well (Intel SDM Vol. 3A §6.12.1.1): give
+//! the [`BREAKPOINT`] and [`OVERFLOW`] entries DPL 3, as native kernels do,
+//! or `int3` in the kernel itself raises #GP. `int1` (`icebp`) is not
+//! checked against any DPL. `int 0x82` from ring 3 thus raises #GP with
+//! error code `0x412`.
+//!
+//! The vectors a guest may use for its own software interrupts are `0x20` to
+//! `0xDF` (except [`HYPERCALL_VECTOR`](crate::hypercall::HYPERCALL_VECTOR)),
+//! besides [`BREAKPOINT`] and [`OVERFLOW`]; `0xE0` to `0xFF` belong to the
+//! hypervisor, and `int n` on them, or on any other exception vector, raises
+//! #GP whatever the guest's entry says.
 //!
 //! An entry for [`FAST_TRAP_VECTOR`] (`int 0x80`) with DPL 3, the kernel code
 //! selector and [`TI_MASK_EVENTS`] clear is special: the hypervisor loads it
 //! into the real IDT (as a trap gate of DPL 3 targeting ring 1) whenever it
 //! runs the vCPU, and points `TSS.RSP1` at the `stack_switch` stack. A ring-3
 //! `int 0x80` then reaches the guest kernel directly, in hardware, with the
-//! frame described above and without entering the hypervisor. An entry that
-//! does not qualify is delivered the slow way, through the hypervisor, with
-//! the same frame.
+//! frame described above and without entering the hypervisor (the vCPU's
+//! [entry count](crate::shared_info::ArchVcpuInfo::entry_count) does not
+//! move). An entry that does not qualify is delivered the slow way, through
+//! the hypervisor, with the same frame.
+//!
+//! Because the CPU itself performs that ring-3-to-ring-1 transition, it also
+//! does what it does on every privilege change in 64-bit mode: it loads `SS`
+//! with a null selector whose RPL is the new CPL (`0x1`, Intel SDM Vol. 3A
+//! §6.14.4). The handler's stack works normally; a kernel that later relies on
+//! the value of `SS` (or leaves ring 1 through a path other than `iretq`)
+//! reloads it with [`KERNEL_SS`](crate::selectors::KERNEL_SS) first. The same
+//! holds for `DS` and `ES`, which `iretq` to ring 3 leaves null unless the
+//! kernel loaded user selectors before.
 //!
 //! # Returning
 //!

@@ -4,7 +4,8 @@
 //! Each vCPU has two timers besides `set_timer_op` (which is the single-shot
 //! timer under another name): a single-shot timer with an absolute deadline
 //! and a periodic one. Both raise `VIRQ_TIMER` on the vCPU. A guest may only
-//! name its own vCPUs.
+//! name its own vCPUs; naming one the domain does not have fails with
+//! `ENOENT`.
 
 /// Initialise a vCPU from a register context (for secondary vCPUs).
 pub const VCPUOP_INITIALISE: u32 = 0;
@@ -74,10 +75,14 @@ pub struct VcpuRegisterRunstateMemoryArea {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
 pub struct VcpuSetPeriodicTimer {
-    /// IN: period in nanoseconds; periods under one millisecond may be
-    /// refused with `EINVAL`.
+    /// IN: period in nanoseconds; periods under one millisecond
+    /// ([`VCPU_PERIODIC_MIN_NS`]) are refused with `EINVAL`. The first event
+    /// comes one period after the call.
     pub period_ns: u64,
 }
+
+/// Shortest period `VCPUOP_SET_PERIODIC_TIMER` accepts: 1 ms (Xen's limit).
+pub const VCPU_PERIODIC_MIN_NS: u64 = 1_000_000;
 
 /// Flag of [`VcpuSetSingleshotTimer::flags`]: fail with `ETIME` instead of
 /// firing at once if the deadline has already passed.

@@ -1,0 +1,191 @@
+//! Events: the event callback, per-port bookkeeping and masking helpers (guest-abi `event`).
+//!
+//! The callback follows guest-abi's recipe: clear `evtchn_upcall_pending`, take
+//! `evtchn_pending_sel`, and for each selected word handle the pending, unmasked ports,
+//! clearing their pending bits; repeat while `evtchn_upcall_pending` is set again. Handling a
+//! port here means counting it and noting the system time ([`count`], [`last_seen_ns`]), which
+//! is all a test needs to see whether and when an event arrived.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use guest_abi::calls;
+use guest_abi::event::{EVTCHN_2L_NR_CHANNELS, EvtchnPort};
+use guest_abi::shared_info::EVTCHN_WORDS;
+
+use crate::boot::{shared, vcpu};
+use crate::time::now_ns;
+
+/// Ports below this number get their own counters; the rest share [`others`].
+pub const TRACKED_PORTS: usize = 256;
+
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
+static OTHERS: AtomicU64 = AtomicU64::new(0);
+static COUNT: [AtomicU32; TRACKED_PORTS] = [const { AtomicU32::new(0) }; TRACKED_PORTS];
+static LAST_NS: [AtomicU64; TRACKED_PORTS] = [const { AtomicU64::new(0) }; TRACKED_PORTS];
+
+/// Number of times the event callback was entered.
+pub fn upcalls() -> u64 {
+    UPCALLS.load(Ordering::SeqCst)
+}
+
+/// Number of events the callback handled on `port`.
+pub fn count(port: EvtchnPort) -> u32 {
+    COUNT
+        .get(port as usize)
+        .map_or(0, |c| c.load(Ordering::SeqCst))
+}
+
+/// System time at which the callback last handled `port` (0: never).
+pub fn last_seen_ns(port: EvtchnPort) -> u64 {
+    LAST_NS
+        .get(port as usize)
+        .map_or(0, |t| t.load(Ordering::SeqCst))
+}
+
+/// Events handled on ports of [`TRACKED_PORTS`] and above.
+pub fn others() -> u64 {
+    OTHERS.load(Ordering::SeqCst)
+}
+
+/// Forgets what the callback counted on `port`.
+pub fn reset(port: EvtchnPort) {
+    if let (Some(c), Some(t)) = (COUNT.get(port as usize), LAST_NS.get(port as usize)) {
+        c.store(0, Ordering::SeqCst);
+        t.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Called from `trap::rt_trap` for the event callback, which the hypervisor enters with
+/// events masked. `enabled` is the frame's virtual interrupt flag.
+pub(crate) fn upcall(enabled: bool) {
+    UPCALLS.fetch_add(1, Ordering::SeqCst);
+    let v = vcpu();
+    let si = shared();
+    loop {
+        v.evtchn_upcall_pending.store(0, Ordering::SeqCst);
+        let mut sel = v.evtchn_pending_sel.swap(0, Ordering::SeqCst);
+        while sel != 0 {
+            let word = sel.trailing_zeros() as usize;
+            sel &= sel - 1;
+            if word >= EVTCHN_WORDS {
+                continue;
+            }
+            let mut bits = si.evtchn_pending[word].load(Ordering::SeqCst)
+                & !si.evtchn_mask[word].load(Ordering::SeqCst);
+            while bits != 0 {
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                si.evtchn_pending[word].fetch_and(!(1 << bit), Ordering::SeqCst);
+                handled(word as u32 * 64 + bit);
+            }
+        }
+        // Re-enable events the way iretq in ring 1 cannot: clear the mask, then look again,
+        // so that an event that arrived during the scan is not left waiting.
+        if !enabled {
+            break;
+        }
+        v.evtchn_upcall_mask.store(0, Ordering::SeqCst);
+        if v.evtchn_upcall_pending.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        v.evtchn_upcall_mask.store(1, Ordering::SeqCst);
+    }
+}
+
+fn handled(port: u32) {
+    match COUNT.get(port as usize) {
+        Some(c) => {
+            c.fetch_add(1, Ordering::SeqCst);
+            LAST_NS[port as usize].store(now_ns(), Ordering::SeqCst);
+        }
+        None => {
+            OTHERS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Whether events are masked (`evtchn_upcall_mask != 0`): the virtual interrupt flag, clear.
+pub fn masked() -> bool {
+    vcpu().evtchn_upcall_mask.load(Ordering::SeqCst) != 0
+}
+
+/// Masks events (the guest's `cli`).
+pub fn mask() {
+    vcpu().evtchn_upcall_mask.store(1, Ordering::SeqCst);
+}
+
+/// Unmasks events without forcing delivery of what is pending (half of the guest's `sti`;
+/// see [`unmask_and_deliver`]).
+pub fn unmask_only() {
+    vcpu().evtchn_upcall_mask.store(0, Ordering::SeqCst);
+}
+
+/// Unmasks events and, if one is pending, has the hypervisor deliver it before returning
+/// (the guest's `sti`).
+pub fn unmask_and_deliver() {
+    crate::trap::restore_events(true);
+}
+
+/// Enters the hypervisor with a harmless hypercall (`xen_version`), so that it delivers a
+/// pending, unmasked event on the way back, as Xen guests do after unmasking.
+pub fn force_delivery() {
+    let _ = calls::xen_version();
+}
+
+/// Binds `virq` on vCPU 0.
+pub fn bind_virq(virq: u32) -> Result<EvtchnPort, guest_abi::Errno> {
+    let port = calls::evtchn_bind_virq(virq, 0)?;
+    reset(port);
+    Ok(port)
+}
+
+fn word_bit(port: EvtchnPort) -> Option<(usize, u64)> {
+    (port < EVTCHN_2L_NR_CHANNELS).then(|| (port as usize / 64, 1u64 << (port % 64)))
+}
+
+/// Whether `port`'s bit in `shared_info.evtchn_pending` is set.
+pub fn is_pending(port: EvtchnPort) -> bool {
+    word_bit(port).is_some_and(|(w, b)| shared().evtchn_pending[w].load(Ordering::SeqCst) & b != 0)
+}
+
+/// Clears `port`'s pending bit.
+pub fn clear_pending(port: EvtchnPort) {
+    if let Some((w, b)) = word_bit(port) {
+        shared().evtchn_pending[w].fetch_and(!b, Ordering::SeqCst);
+    }
+}
+
+/// Whether `port`'s bit in `vcpu_info.evtchn_pending_sel` is set.
+pub fn is_selected(port: EvtchnPort) -> bool {
+    vcpu().evtchn_pending_sel.load(Ordering::SeqCst) & (1 << (port / 64)) != 0
+}
+
+/// Sets or clears `port`'s bit in `shared_info.evtchn_mask` (no hypercall).
+pub fn set_port_masked(port: EvtchnPort, masked: bool) {
+    if let Some((w, b)) = word_bit(port) {
+        let m = &shared().evtchn_mask[w];
+        if masked {
+            m.fetch_or(b, Ordering::SeqCst);
+        } else {
+            m.fetch_and(!b, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Whether `port` is masked in `shared_info.evtchn_mask`.
+pub fn is_port_masked(port: EvtchnPort) -> bool {
+    word_bit(port).is_some_and(|(w, b)| shared().evtchn_mask[w].load(Ordering::SeqCst) & b != 0)
+}
+
+/// Waits, with events enabled, until the callback has handled `port` more than `seen`
+/// times or system time `deadline_ns` passes (spinning: the hypervisor delivers the event on
+/// its way back from the interrupt that raised it). Restores the mask it found.
+pub fn wait_for(port: EvtchnPort, seen: u32, deadline_ns: u64) -> bool {
+    let was_masked = masked();
+    unmask_and_deliver();
+    let ok = crate::time::spin_until_or(deadline_ns, || count(port) > seen);
+    if was_masked {
+        mask();
+    }
+    ok
+}
