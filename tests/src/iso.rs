@@ -27,10 +27,10 @@ pub struct DefaultModule {
 }
 
 /// The modules of the default image, in `module2` order (the dom0 kernel first, then its
-/// initrd). Empty until dom0 exists; add one line per module here.
+/// initrd). Today dom0 is the example guest, interactive: it echoes what is typed.
 pub const DEFAULT_MODULES: &[DefaultModule] = &[DefaultModule {
     artifact: "hello.elf",
-    cmdline: "greeting=hello-from-grub",
+    cmdline: "greeting=hello-from-grub interactive",
 }];
 
 /// A multiboot2 module: a file and the command line it receives (see [`crate::grub`] for the

@@ -55,7 +55,7 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use guest_abi::callback::{CALLBACKTYPE_EVENT, CallbackRegister};
-use guest_abi::event::VIRQ_TIMER;
+use guest_abi::event::{VIRQ_CONSOLE, VIRQ_TIMER};
 use guest_abi::hypercall::hypercall_stub;
 use guest_abi::sched::ShutdownReason;
 use guest_abi::shared_info::SharedInfo;
@@ -259,6 +259,15 @@ extern "C" fn kernel_main(si: &'static StartInfo) -> ! {
     install_trap_table();
     register_event_callback();
     tick_ten_times();
+    // `interactive` on the command line (the default image of `cargo xtask run` has it):
+    // echo what is typed on the console until `poweroff`.
+    if si
+        .cmdline_bytes()
+        .split(|b| *b == b' ')
+        .any(|w| w == b"interactive")
+    {
+        echo_console();
+    }
 
     println!("goodbye from the Xenia guest: powering off");
     shut_down(ShutdownReason::Poweroff)
@@ -626,6 +635,49 @@ fn tick_ten_times() {
         }
     }
     let _ = calls::vcpu_stop_periodic_timer(0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The console ("Consoles"; guest-abi `console`). dom0 reads what is typed on the serial line
+// with console_io(CONSOLEIO_read); VIRQ_CONSOLE says there is something to read, so the
+// kernel blocks until an event arrives, then reads until the call returns 0.
+// ---------------------------------------------------------------------------------------
+
+fn echo_console() {
+    if let Err(e) = calls::evtchn_bind_virq(VIRQ_CONSOLE, 0) {
+        println!("binding VIRQ_CONSOLE failed: {e:?}");
+        shut_down(ShutdownReason::Crash);
+    }
+    println!("type a line and press Enter; `poweroff` ends the demo");
+    let mut line = [0u8; 80];
+    let mut len = 0;
+    loop {
+        if let Err(e) = calls::sched_block() {
+            println!("SCHEDOP_block failed: {e:?}");
+            shut_down(ShutdownReason::Crash);
+        }
+        let mut buf = [0u8; 64];
+        while let Ok(n @ 1..) = calls::console_read(&mut buf) {
+            for &b in &buf[..n as usize] {
+                match b {
+                    b'\r' | b'\n' => {
+                        let text = core::str::from_utf8(&line[..len]).unwrap_or("?");
+                        if text == "poweroff" {
+                            return;
+                        }
+                        println!("you typed: {text}");
+                        len = 0;
+                    }
+                    0x08 | 0x7f => len = len.saturating_sub(1),
+                    0x20..=0x7e if len < line.len() => {
+                        line[len] = b;
+                        len += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_os = "none")]

@@ -77,6 +77,37 @@ pub fn hello(ctx: &Context, model: &str) -> Result<(), String> {
     vm.expect_exit(EXIT_POWEROFF, T)
 }
 
+/// The demo of `cargo xtask run`: the example guest with `interactive` echoes typed lines
+/// and powers off on `poweroff`.
+pub fn hello_interactive(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_guest(ctx, HELLO, "interactive", "max")?;
+    vm.wait_for_line_starting(&contract::guest_line("type a line"), T)?;
+    vm.send("ping\r")?;
+    vm.wait_for_line(&contract::guest_line("you typed: ping"), T)?;
+    vm.send("poweroff\r")?;
+    vm.wait_for_line(&contract::domain_shut_down(0, "poweroff"), T)?;
+    vm.expect_exit(EXIT_POWEROFF, T)
+}
+
+/// Typed input reaches dom0: the guest asks for a line, the scenario types it, and the
+/// guest echoes it back.
+pub fn console(ctx: &Context, model: &str) -> Result<(), String> {
+    const TYPED: &str = "hello xenia 42";
+    let mut vm = boot_guest(ctx, TESTGUEST, "test=console", model)?;
+    vm.wait_for_line(&contract::guest_line("console: type a line"), T)?;
+    vm.send(&format!("{TYPED}\r"))?;
+    vm.wait_for_line(
+        &contract::guest_line(&format!("console: got \"{TYPED}\"")),
+        T,
+    )?;
+    let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), T)?;
+    vm.expect_exit(EXIT_POWEROFF, T)?;
+    if result != contract::guest_line("Test result: SUCCESS") {
+        return Err(format!("the console test reports {result:?}"));
+    }
+    Ok(())
+}
+
 /// A shutdown reason reaches the log and the exit status.
 pub fn shutdown(ctx: &Context, reason: &str, exit: i32, model: &str) -> Result<(), String> {
     let mut vm = boot_guest(ctx, TESTGUEST, &format!("test=shutdown_{reason}"), model)?;

@@ -46,7 +46,10 @@ pub fn all() -> Vec<Scenario> {
         "isolation",
     ));
     all.extend([
+        Scenario::new("guest_console_max", |ctx| guests::console(ctx, "max")),
+        Scenario::new("guest_console_qemu64", |ctx| guests::console(ctx, "qemu64")),
         Scenario::new("guest_hello_max", |ctx| guests::hello(ctx, "max")),
+        Scenario::new("guest_hello_interactive", guests::hello_interactive),
         Scenario::new("guest_hello_qemu64", |ctx| guests::hello(ctx, "qemu64")),
         Scenario::new("guest_unhandled_fault_max", |ctx| {
             guests::unhandled_fault(ctx, "max")

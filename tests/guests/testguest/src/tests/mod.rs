@@ -1,6 +1,7 @@
 //! The tests, the dispatcher that picks one from the command line, and what several tests
 //! share: addresses that must fault, and the check of a delivered exception.
 
+mod console;
 mod cpl;
 mod events;
 mod exceptions;
@@ -69,6 +70,11 @@ pub const TESTS: &[Test] = &[
         name: "timers",
         run: timers::run,
         about: "set_timer_op, single-shot and periodic timers fire on time; block wakes",
+    },
+    Test {
+        name: "console",
+        run: console::run,
+        about: "typed input reaches dom0 through VIRQ_CONSOLE and console_io read",
     },
     Test {
         name: "events",
