@@ -209,6 +209,30 @@ pub const XENMEM_GET_VNUMAINFO: u32 = 26;
 /// Map a resource (such as a grant table) of another domain.
 pub const XENMEM_ACQUIRE_RESOURCE: u32 = 28;
 
+/// Xenia extension: the hypervisor's count of the calling domain's frames by type
+/// ([`XeniaFrameCounts`]). Numbers from `0x5800` up are Xenia's own; Xen never uses
+/// them.
+pub const XENMEM_XENIA_FRAME_COUNTS: u32 = 0x5800;
+/// Xenia extension: run the hypervisor's consistency check of the whole frame table
+/// (every reference count recomputed from the page tables, pins and base pointers).
+/// Returns 0 when consistent, `-EIO` otherwise; the hypervisor logs the outcome as
+/// `frame table check: consistent (<N> frames)` or `frame table check: INCONSISTENT: ...`.
+pub const XENMEM_XENIA_CHECK_FRAME_TABLE: u32 = 0x5801;
+
+/// Frame types in the order of [`XeniaFrameCounts::by_type`] (DESIGN §4).
+pub const XENIA_FRAME_TYPES: [&str; 7] = ["none", "l1", "l2", "l3", "l4", "descriptor", "writable"];
+
+/// Argument of [`XENMEM_XENIA_FRAME_COUNTS`] (64 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct XeniaFrameCounts {
+    /// OUT: frames the domain owns.
+    pub total: u64,
+    /// OUT: of those, how many have each type ([`XENIA_FRAME_TYPES`] order); a frame
+    /// counts under its type only while its type count is non-zero, else under "none".
+    pub by_type: [u64; 7],
+}
+
 /// Argument of the reservation commands (Xen's `struct
 /// xen_memory_reservation`, 32 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -281,6 +305,17 @@ pub const VMASST_CMD_DISABLE: u32 = 1;
 pub const VMASST_TYPE_WRITABLE_PAGETABLES: u32 = 2;
 /// Assist: hide the M2P from user mode strictly (Xen).
 pub const VMASST_TYPE_M2P_STRICT: u32 = 32;
+
+#[cfg(test)]
+mod xenia_tests {
+    use super::*;
+
+    #[test]
+    fn xenia_extension_layout() {
+        assert_eq!(core::mem::size_of::<XeniaFrameCounts>(), 64);
+        assert!(XENMEM_XENIA_FRAME_COUNTS > XENMEM_ACQUIRE_RESOURCE);
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -196,9 +196,10 @@ fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Featur
     // A heap of 1/64 of free memory, between 2 and 64 MiB, on top of the boot heap.
     let want = (frames::free_count() * crate::mm::PAGE_SIZE / 64).clamp(2 << 20, 64 << 20);
     heap::grow(want);
-    crate::mm::owner::init(
-        layout.highest_usable_end().min(layout::DIRECTMAP_LIMIT) / crate::mm::PAGE_SIZE,
-    );
+    let frames_described =
+        layout.highest_usable_end().min(layout::DIRECTMAP_LIMIT) / crate::mm::PAGE_SIZE;
+    crate::mm::owner::init(frames_described);
+    crate::mm::m2p::init(frames_described, features.contains(Features::NX));
     log::debug!(
         target: "mm",
         "frames: {} free of {}; heap {} KiB",

@@ -148,6 +148,7 @@ fn zero_frame(mfn: Mfn) {
 fn release(frames_owned: &[Mfn]) {
     for &m in frames_owned {
         owner::set(m, Owner::Free);
+        crate::mm::m2p::set(m, crate::mm::m2p::INVALID);
         frames::free_contiguous(m, 1);
     }
 }
@@ -192,6 +193,7 @@ pub fn build_dom0(
         };
         zero_frame(mfn);
         owner::set(mfn, Owner::Domain(id));
+        crate::mm::m2p::set(mfn, p2m.len() as u64);
         p2m.push(mfn);
     }
     let Some(shared_info) = frames::alloc() else {

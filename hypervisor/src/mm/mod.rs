@@ -5,6 +5,8 @@ pub mod directmap;
 pub mod frames;
 #[cfg(target_os = "none")]
 pub mod heap;
+#[cfg(target_os = "none")]
+pub mod m2p;
 pub mod memmap;
 pub mod owner;
 

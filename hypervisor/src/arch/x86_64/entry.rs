@@ -490,7 +490,7 @@ static GUEST_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64
 
 /// Fills this pCPU's guest root from the guest's top-level table `guest_l4` and makes
 /// it the CR3 the exit path loads. The guest's entries in the hypervisor's reserved slots
-/// are never copied: those slots hold only the entry area (and, later, the M2P).
+/// are never copied: those slots hold only the entry area and the read-only M2P.
 pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     use super::layout::{FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT};
     use core::sync::atomic::Ordering;
@@ -504,10 +504,10 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     let src = phys_to_virt(guest_l4.phys()) as *const u64;
     for slot in 0..512u64 {
         let value = if (FIRST_RESERVED_SLOT..=LAST_RESERVED_SLOT).contains(&slot) {
-            if slot == ENTRY_AREA_SLOT {
-                guest_slot_entry()
-            } else {
-                0
+            match slot {
+                ENTRY_AREA_SLOT => guest_slot_entry(),
+                super::layout::RO_M2P_SLOT => crate::mm::m2p::guest_slot_entry(),
+                _ => 0,
             }
         } else {
             // SAFETY: `guest_l4` is the domain's validated top-level table, in RAM the
