@@ -652,10 +652,11 @@ fn echo_console() {
     let mut line = [0u8; 80];
     let mut len = 0;
     loop {
-        if let Err(e) = calls::sched_block() {
-            println!("SCHEDOP_block failed: {e:?}");
-            shut_down(ShutdownReason::Crash);
-        }
+        // Read with events masked ("cli"): input that arrives meanwhile leaves its event
+        // pending, so SCHEDOP_block (which unmasks and sleeps as one step) returns at once
+        // instead of sleeping through it. Unmasked, the callback could take the event
+        // between our last read and the block, and the line would wait forever.
+        shared_info().vcpu_info[0].evtchn_upcall_mask.store(1, Ordering::SeqCst);
         let mut buf = [0u8; 64];
         while let Ok(n @ 1..) = calls::console_read(&mut buf) {
             for &b in &buf[..n as usize] {
@@ -676,6 +677,10 @@ fn echo_console() {
                     _ => {}
                 }
             }
+        }
+        if let Err(e) = calls::sched_block() {
+            println!("SCHEDOP_block failed: {e:?}");
+            shut_down(ShutdownReason::Crash);
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod heap;
 #[cfg(target_os = "none")]
 pub mod m2p;
 pub mod memmap;
+pub mod frame_table;
 pub mod owner;
 
 pub use memmap::PAGE_SIZE;

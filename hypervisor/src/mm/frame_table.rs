@@ -1,0 +1,2411 @@
+//! The frame table: for every machine frame, who owns it, what it is used as and who refers
+//! to it (DESIGN.md §4). It supersedes `owner.rs`.
+//!
+//! # The model, Xen's (`xen/arch/x86/mm.c`)
+//!
+//! Every frame has an owner (free, the hypervisor or a domain), a *type*, a *type count*, a
+//! general *reference count* and two flags, pinned and validated. A frame can be put to one
+//! of several exclusive uses — an L1, L2, L3 or L4 page table, a descriptor table, or memory
+//! mapped writable — and its type count says how many users it has in its current use. A
+//! frame changes type only while its type count is zero. Gaining a page-table type
+//! *validates* the frame: every present entry is checked and takes a reference on what it
+//! points to (an L4 entry a type reference as L3, an L3 entry as L2, an L2 entry as L1; an
+//! L1 entry a general reference, plus a [`PageType::Writable`] type reference if the entry
+//! is writable). Losing it (the type count falls back to zero) *devalidates* the frame: the
+//! references its entries hold are dropped again, recursively. It follows that:
+//!
+//! - no frame is ever both a page table and mapped writable, the two being different types.
+//!   That is what makes direct paging safe: a guest reads its page tables, but changes them
+//!   only through `mmu_update`, which checks every new entry;
+//! - a recursive mapping that needs one frame to have two types fails the type check. A
+//!   frame being validated already holds its new type, so an L4 entry pointing back at its
+//!   own table asks an L4 to be an L3 and is refused, and an L1 entry mapping its own table
+//!   writable asks an L1 to be writable. (Xen accepts read-only "linear" page tables,
+//!   `get_l4_linear_pagetable`; Xenia has no use for them and refuses them.)
+//! - no frame is freed while anything refers to it.
+//!
+//! References come from exactly four places: entries of validated page tables, pins
+//! (`MMUEXT_PIN_L*_TABLE`), vCPU base pointers (`MMUEXT_NEW_BASEPTR`), and hypervisor code
+//! through [`FrameTable::get_page`] and [`FrameTable::get_page_type`]. The table counts the
+//! last three per frame, so [`FrameTable::check_consistency`] can recompute every count from
+//! scratch and no caller can drop a reference it does not hold.
+//!
+//! Page-table validation recurses at most four levels deep: each level asks for a strictly
+//! lower type, and a type mismatch stops the descent.
+//!
+//! # Flushes and guest roots
+//!
+//! - **Type changes.** A frame that had one use and takes another may still be reachable
+//!   through stale TLB or paging-structure-cache entries on any pCPU: a writable mapping of a
+//!   frame about to become a page table, or a cached walk through a former page table about
+//!   to become writable. The table calls [`PageMemory::flush_tlbs`] itself, at the moment of
+//!   the change: before the frame's entries are validated and before anything maps it under
+//!   its new type. Returning a flag for the caller to act on afterwards would be too late: a
+//!   vCPU on another pCPU could rewrite the frame through a stale writable entry between
+//!   validation and the flush. Xen flushes at the same point (`_get_page_type`:
+//!   `flush_tlb_mask` of the owner's dirty CPUs, filtered by the frame's TLB-flush
+//!   timestamp; an implementation may filter likewise).
+//! - **L4 changes.** Each pCPU's guest root holds a copy of the running guest's L4 entries
+//!   (DESIGN.md §2, point 1). After a new L4 entry is written and *before* the old entry's
+//!   references are dropped, the table calls [`PageMemory::sync_guest_roots`]: otherwise a
+//!   stale copy could keep pointing at an L3 that, its type count gone, becomes writable.
+//!   Xen does the same with `FLUSH_ROOT_PGTBL` and a deferred put of the old L3 (`mod_l4_entry`
+//!   with `PTF_defer`, `sync_guest` in `do_mmu_update`).
+//! - **Removed or downgraded entries** ([`UpdateEffect::stale_translation`]): the guest's own
+//!   TLBs may still hold the old translation. As in Xen, flushing them is the guest's business
+//!   (the `UVMF_*` flags, `MMUEXT_*` flushes): safety never depends on it, because every
+//!   change of type flushes, and freed frames are flushed before reuse (next point).
+//! - **Freed frames.** Frames returned by [`FrameTable::unassign`] and
+//!   [`FrameTable::release_domain`] may still be in the TLBs of pCPUs that ran the domain;
+//!   the caller flushes those before the frames go to anyone else (Xen checks TLB-flush
+//!   timestamps in `alloc_heap_pages`).
+//! - **New base pointer.** [`FrameTable::set_base`] drops the old base's reference, which may
+//!   devalidate it; the caller loads the vCPU's guest root from the new L4 before it returns
+//!   to the guest.
+//!
+//! The hooks run while the caller holds the frame table (`&mut self`): a shootdown must not
+//! need it, and no pCPU may wait for the table with interrupts off.
+//!
+//! # Errors (Xen's, at the hypercall boundary)
+//!
+//! | refusal | errno | Xen |
+//! |---|---|---|
+//! | present entry with a disallowed bit: cache attributes, PS, G above L1, bit 62 in L1, NX without NX, an address bit at or above the physical width | `EINVAL` | `get_page_from_lNe`, `mod_lN_entry`: "Bad L%u flags" |
+//! | L1 entry mapping a frame the domain does not own (another domain's, the hypervisor's, a free one), mapping writable a frame that cannot be `Writable`, or a reference count that is full | `EBUSY` | `get_page_from_l1e`: `could_not_pin` |
+//! | L1 entry mapping a frame outside the table (MMIO, holes) | `EPERM` | `get_page_from_l1e`: "non-privileged attempt to map MMIO space" |
+//! | L2–L4 entry pointing at a frame the domain does not own, or whose type is wrong | `EINVAL` | `get_page_and_type_from_mfn`, `_get_page_type` |
+//! | update of L4 slots 256–271; L4 with anything in them | `EINVAL` | `mod_l4_entry`: "L4 update in Xen-private area" |
+//! | pin, unpin, base pointer or updated table not owned; pinned twice; unpinned when not pinned; type mismatch; type count full | `EINVAL` | `do_mmuext_op`, `do_mmu_update`, `_get_page_type` |
+//! | not-present entry whose address names RAM (with the L1TF mitigation on) | `EINVAL` | `pv_l1tf_check_lNe` (Xen crashes or shadows the guest) |
+//!
+//! A failed operation changes nothing: every reference taken on the way is dropped again and
+//! a frame whose validation failed is left untyped (type count zero).
+//!
+//! # Departures from Xen
+//!
+//! - Xen silently overwrites the hypervisor slots of an L4 it validates
+//!   (`init_xen_l4_slots`); Xenia's guest L4s are never loaded as they are (the per-pCPU guest
+//!   root copies them), so their reserved slots must simply be zero.
+//! - No linear page tables, no superpages, no foreign or I/O mappings, no cache attributes
+//!   (Xen lifts `PAGE_CACHE_ATTRS` for domains with I/O capabilities): none exists yet.
+//! - No preemption: validating a table is bounded by four levels of 512 entries each.
+//! - A normal update of a frame that is no page table writes it as Xen does, taking the
+//!   `Writable` type for the duration (`do_mmu_update`: `PGT_writable_page` case).
+
+#![forbid(unsafe_code)]
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use guest_abi::errno::Errno;
+use guest_abi::layout::is_hypervisor_l4_slot;
+use guest_abi::memory::XENIA_FRAME_TYPES;
+use guest_abi::types::{DOMID_FIRST_RESERVED, DomId};
+
+use super::Mfn;
+
+/// Entries in one page-table frame (Intel SDM Vol. 3A §4.5: 512 eight-byte entries).
+pub const ENTRIES: usize = 512;
+
+/// Page-table entry bits (Intel SDM Vol. 3A §4.5, Tables 4-15 to 4-20).
+mod pte {
+    pub const PRESENT: u64 = 1 << 0;
+    pub const RW: u64 = 1 << 1;
+    pub const USER: u64 = 1 << 2;
+    pub const PWT: u64 = 1 << 3;
+    pub const PCD: u64 = 1 << 4;
+    pub const ACCESSED: u64 = 1 << 5;
+    pub const DIRTY: u64 = 1 << 6;
+    /// PAT in an L1 entry, PS (a 2 MiB or 1 GiB page) in L2 and L3, reserved in L4.
+    pub const PS_PAT: u64 = 1 << 7;
+    pub const GLOBAL: u64 = 1 << 8;
+    /// Ignored by the hardware; Xen reserves it in L1 entries to mark grant mappings
+    /// (`_PAGE_GNTTAB`, `asm/x86_64/page.h`).
+    pub const GNTTAB: u64 = 1 << 62;
+    /// Execute-disable; reserved unless EFER.NXE is set.
+    pub const NX: u64 = 1 << 63;
+    /// Bits 12 to 51: the frame address (bits from MAXPHYADDR up are reserved).
+    pub const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
+}
+
+/// Bits a present L1 entry may not have: the cache attributes (Xen's `PAGE_CACHE_ATTRS`,
+/// refused for domains without I/O memory, which is every Xenia domain) and Xen's grant bit.
+/// Xen's `L1_DISALLOW_MASK`. The rest of bits 0–11 and 52–61 is the guest's: G, A, D, U/S
+/// and software bits. (Bits 59–62 are protection keys only with CR4.PKE, and a key can
+/// only take access away.)
+const L1_DISALLOW: u64 = pte::PWT | pte::PCD | pte::PS_PAT | pte::GNTTAB;
+
+/// Bits a present L2, L3 or L4 entry may not have: cache attributes, PS (PV superpages are
+/// refused) and G. Xen's `base_disallow_mask`, i.e. `L2_DISALLOW_MASK`, `L3_DISALLOW_MASK`
+/// (64-bit guests) and `L4_DISALLOW_MASK`.
+const UPPER_DISALLOW: u64 = pte::PWT | pte::PCD | pte::PS_PAT | pte::GLOBAL;
+
+/// Who owns a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// In the frame allocator.
+    Free,
+    /// The hypervisor's own memory; also what a frame outside the table answers.
+    Hypervisor,
+    /// A domain's.
+    Domain(DomId),
+}
+
+/// What a frame is used as. Only one use at a time, and a use changes only while the type
+/// count is zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum PageType {
+    /// Not typed yet (a fresh frame; a frame whose validation failed).
+    None = 0,
+    /// A page table, L1 (PT) to L4 (PML4).
+    L1 = 1,
+    L2 = 2,
+    L3 = 3,
+    L4 = 4,
+    /// A GDT or LDT frame. Its contents are checked by the descriptor-table code, after it
+    /// took the type: from then on the frame cannot be mapped writable, so what was checked
+    /// stays checked (Xen's `PGT_seg_desc_page`, `validate_segdesc_page`).
+    Descriptor = 5,
+    /// Mapped writable by the guest.
+    Writable = 6,
+}
+
+impl PageType {
+    /// Every type, in the order of [`PageType::index`].
+    pub const ALL: [PageType; 7] = [
+        PageType::None,
+        PageType::L1,
+        PageType::L2,
+        PageType::L3,
+        PageType::L4,
+        PageType::Descriptor,
+        PageType::Writable,
+    ];
+
+    /// Position in [`PageType::ALL`] and in [`FrameTable::count_by_type`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    pub const fn is_page_table(self) -> bool {
+        matches!(
+            self,
+            PageType::L1 | PageType::L2 | PageType::L3 | PageType::L4
+        )
+    }
+
+    /// The type an entry of a table of this type requires of the frame it points to (an
+    /// L1 entry's requirement depends on its RW bit and is not given here).
+    const fn child(self) -> Option<PageType> {
+        match self {
+            PageType::L2 => Some(PageType::L1),
+            PageType::L3 => Some(PageType::L2),
+            PageType::L4 => Some(PageType::L3),
+            _ => None,
+        }
+    }
+
+    /// The name the ABI gives the type (`XENIA_FRAME_TYPES`, the order of
+    /// `XeniaFrameCounts::by_type` and of [`FrameTable::count_by_type`]).
+    pub const fn name(self) -> &'static str {
+        XENIA_FRAME_TYPES[self.index()]
+    }
+}
+
+/// Everything the table knows about one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub owner: Owner,
+    /// The frame's use while `type_count > 0`. At zero, the use it last had, kept so that
+    /// the next change of use is seen and flushed (Xen keeps it in `type_info` likewise).
+    pub ty: PageType,
+    pub type_count: u32,
+    /// General references; every type reference comes with one, so never below
+    /// `type_count`.
+    pub ref_count: u32,
+    /// Pinned (`MMUEXT_PIN_L*_TABLE`): holds one type and one general reference.
+    pub pinned: bool,
+    /// The type is in force: set once a page table's entries passed validation, cleared when
+    /// the type count falls to zero.
+    pub validated: bool,
+    /// vCPUs using this L4 as their base pointer, each holding a type and a general reference.
+    pub base_refs: u32,
+    /// General references held by hypervisor code ([`FrameTable::get_page`]).
+    pub ext_refs: u32,
+    /// Type references (each with its general reference) held by hypervisor code
+    /// ([`FrameTable::get_page_type`]).
+    pub ext_type_refs: u32,
+}
+
+impl FrameInfo {
+    const fn new(owner: Owner) -> FrameInfo {
+        FrameInfo {
+            owner,
+            ty: PageType::None,
+            type_count: 0,
+            ref_count: 0,
+            pinned: false,
+            validated: false,
+            base_refs: 0,
+            ext_refs: 0,
+            ext_type_refs: 0,
+        }
+    }
+
+    /// Nothing refers to the frame.
+    const fn unreferenced(&self) -> bool {
+        self.type_count == 0
+            && self.ref_count == 0
+            && !self.pinned
+            && self.base_refs == 0
+            && self.ext_refs == 0
+            && self.ext_type_refs == 0
+    }
+
+    /// The type in force: the frame's type if its type count is non-zero, else none.
+    pub const fn current_type(&self) -> PageType {
+        if self.type_count > 0 {
+            self.ty
+        } else {
+            PageType::None
+        }
+    }
+}
+
+/// What the frame table needs from the machine: page contents, reached through the
+/// hypervisor's direct map (a fake in tests), and the two shootdowns that must happen at a
+/// precise moment (see the module docs).
+pub trait PageMemory {
+    /// Entry `index` (below [`ENTRIES`]) of frame `mfn`.
+    fn read_entry(&self, mfn: Mfn, index: usize) -> u64;
+    /// Writes entry `index` of frame `mfn`. Only called for frames owned by the domain the
+    /// operation is for.
+    fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64);
+    /// Makes every pCPU drop its TLB and paging-structure-cache entries for guest mappings,
+    /// and returns when all have. Called before a frame changes from one use to another.
+    fn flush_tlbs(&mut self);
+    /// The entries of L4 table `l4` changed: every pCPU whose guest root copies `l4` must
+    /// recopy them (and flush) before this returns, and a pCPU that loads `l4` later copies
+    /// the new contents.
+    fn sync_guest_roots(&mut self, l4: Mfn);
+}
+
+/// Machine facts that decide which entries are valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// MAXPHYADDR (CPUID 0x8000_0008, EAX bits 7:0): address bits from here to 51 are
+    /// reserved in every entry (Intel SDM Vol. 3A §4.5). Taken as 52 if larger.
+    pub phys_addr_bits: u8,
+    /// EFER.NXE is set: bit 63 may be used; otherwise it is reserved.
+    pub nx: bool,
+    /// Refuse not-present entries whose address field names RAM: the L1 Terminal Fault
+    /// (CVE-2018-3620) lets a guest read the L1 cache through such an entry. Off only on
+    /// CPUs that are not affected (`ARCH_CAPABILITIES.RDCL_NO`). Xen: `pv_l1tf_check_lNe`.
+    pub l1tf_mitigation: bool,
+}
+
+impl Config {
+    /// Reserved address bits of a present entry.
+    const fn reserved_addr_bits(&self) -> u64 {
+        pte::ADDR & !self.addr_mask()
+    }
+
+    /// The address bits the CPU uses.
+    const fn addr_mask(&self) -> u64 {
+        let bits = if self.phys_addr_bits > 52 {
+            52
+        } else {
+            self.phys_addr_bits
+        };
+        pte::ADDR & ((1u64 << bits) - 1)
+    }
+}
+
+/// What a successful [`FrameTable::update_entry`] did, for the caller's flushes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateEffect {
+    /// The old entry was present and the new one removes it, points elsewhere, or takes a
+    /// right away (RW, U/S, execute): the old translation may still be cached. Flushing it is
+    /// the guest's request to make (`UVMF_*`, `MMUEXT_*`), not a safety matter.
+    pub stale_translation: bool,
+    /// The L4 table whose entry changed. Its guest-root copies were already refreshed
+    /// through [`PageMemory::sync_guest_roots`], before the old entry's references went.
+    pub l4_changed: Option<Mfn>,
+    /// The frame was no page table and was written as plain memory.
+    pub plain_write: bool,
+}
+
+/// What [`FrameTable::release_domain`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    /// Frames the domain owned, now free with every count zero, in MFN order. The caller
+    /// flushes the TLBs of the pCPUs that ran the domain before reusing them.
+    pub freed: Vec<Mfn>,
+    /// Frames still referenced by hypervisor code ([`FrameTable::get_page`],
+    /// [`FrameTable::get_page_type`]) or by a table they keep alive, left with the domain.
+    /// Drop those references and release again.
+    pub still_referenced: Vec<Mfn>,
+}
+
+/// The frame table. Not synchronised itself: the hypervisor keeps it behind one lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameTable {
+    frames: Vec<FrameInfo>,
+    config: Config,
+    /// The largest count a frame may reach; `u32::MAX` except in tests of the overflow checks.
+    count_limit: u32,
+    /// Puts that found a count at zero. Never expected; reported by
+    /// [`FrameTable::check_consistency`] rather than panicking.
+    underflows: u64,
+}
+
+impl FrameTable {
+    /// A table for frames `0..frames`, all the hypervisor's. The frame allocator's frames are
+    /// then handed over with [`FrameTable::set_free`].
+    pub fn new(frames: u64, config: Config) -> FrameTable {
+        // x86-64 only: usize has 64 bits, so the conversion is exact.
+        let frames = usize::try_from(frames).unwrap_or(usize::MAX);
+        FrameTable {
+            frames: vec![FrameInfo::new(Owner::Hypervisor); frames],
+            config,
+            count_limit: u32::MAX,
+            underflows: 0,
+        }
+    }
+
+    /// Number of frames in the table.
+    pub fn len(&self) -> u64 {
+        self.frames.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    fn slot(&self, mfn: Mfn) -> Option<usize> {
+        usize::try_from(mfn.0)
+            .ok()
+            .filter(|&i| i < self.frames.len())
+    }
+
+    fn frame(&self, mfn: Mfn) -> Option<&FrameInfo> {
+        self.frames.get(self.slot(mfn)?)
+    }
+
+    fn frame_mut(&mut self, mfn: Mfn) -> Option<&mut FrameInfo> {
+        let i = self.slot(mfn)?;
+        self.frames.get_mut(i)
+    }
+
+    /// Who owns `mfn`. Frames outside the table (device memory, holes) answer
+    /// [`Owner::Hypervisor`]: they are never a domain's.
+    pub fn owner(&self, mfn: Mfn) -> Owner {
+        self.frame(mfn).map_or(Owner::Hypervisor, |f| f.owner)
+    }
+
+    /// Whether `mfn` belongs to domain `dom`.
+    pub fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool {
+        self.owner(mfn) == Owner::Domain(dom)
+    }
+
+    /// Everything known about `mfn`, if it is in the table.
+    pub fn info(&self, mfn: Mfn) -> Option<FrameInfo> {
+        self.frame(mfn).copied()
+    }
+
+    /// Hands a hypervisor frame to the frame allocator (boot, or the hypervisor freeing its
+    /// own memory).
+    pub fn set_free(&mut self, mfn: Mfn) -> Result<(), Errno> {
+        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
+        if f.owner != Owner::Hypervisor {
+            return Err(Errno::EINVAL);
+        }
+        *f = FrameInfo::new(Owner::Free);
+        Ok(())
+    }
+
+    /// Takes a free frame for the hypervisor's own use.
+    pub fn set_hypervisor(&mut self, mfn: Mfn) -> Result<(), Errno> {
+        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
+        if f.owner != Owner::Free {
+            return Err(Errno::EBUSY);
+        }
+        *f = FrameInfo::new(Owner::Hypervisor);
+        Ok(())
+    }
+
+    /// Gives free frame `mfn` to domain `dom` (a real domain ID, not one of the reserved
+    /// `DOMID_*`), untyped and unreferenced.
+    pub fn assign(&mut self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+        if dom >= DOMID_FIRST_RESERVED {
+            return Err(Errno::EINVAL);
+        }
+        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
+        if f.owner != Owner::Free {
+            return Err(Errno::EBUSY);
+        }
+        *f = FrameInfo::new(Owner::Domain(dom));
+        Ok(())
+    }
+
+    /// Takes frame `mfn` back from domain `dom` (`XENMEM_decrease_reservation`). Refused
+    /// with `EBUSY` while anything refers to it. The caller flushes before reusing it.
+    pub fn unassign(&mut self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
+        if f.owner != Owner::Domain(dom) {
+            return Err(Errno::EINVAL);
+        }
+        if !f.unreferenced() {
+            return Err(Errno::EBUSY);
+        }
+        *f = FrameInfo::new(Owner::Free);
+        Ok(())
+    }
+
+    // ---- Counting primitives. Callers above them keep ref_count >= type_count. ----
+
+    /// A general reference on a frame `dom` owns. `EINVAL` otherwise, as Xen's `get_page`
+    /// fails and its callers (`get_page_from_mfn`) answer.
+    fn ref_get(&mut self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+        let limit = self.count_limit;
+        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
+        if f.owner != Owner::Domain(dom) || f.ref_count >= limit {
+            return Err(Errno::EINVAL);
+        }
+        f.ref_count += 1;
+        Ok(())
+    }
+
+    fn ref_put(&mut self, mfn: Mfn) {
+        match self.frame_mut(mfn) {
+            Some(f) if f.ref_count > 0 => f.ref_count -= 1,
+            _ => self.underflows = self.underflows.saturating_add(1),
+        }
+    }
+
+    /// A type reference of type `ty` on `mfn`, whose owner the caller checked (it holds a
+    /// general reference). Xen's `_get_page_type`.
+    fn type_get<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        mfn: Mfn,
+        ty: PageType,
+    ) -> Result<(), Errno> {
+        let limit = self.count_limit;
+        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
+        if f.type_count > 0 {
+            // In use: only the same use may share it. A frame still being validated cannot
+            // be asked for its own type (validation asks only for lower ones); refuse anyway.
+            if f.ty != ty || !f.validated || f.type_count >= limit {
+                return Err(Errno::EINVAL);
+            }
+            f.type_count += 1;
+            return Ok(());
+        }
+        let previous = f.ty;
+        // The new type is set before validation, so that an entry pointing back at this
+        // frame sees it and fails the type check.
+        f.ty = ty;
+        f.type_count = 1;
+        f.validated = false;
+        if previous != ty && previous != PageType::None {
+            mem.flush_tlbs();
+        }
+        if ty.is_page_table()
+            && let Err(e) = self.validate(mem, mfn, ty)
+        {
+            if let Some(f) = self.frame_mut(mfn) {
+                // Untyped again, remembering the old use so that its next change of use still
+                // flushes.
+                f.ty = previous;
+                f.type_count = 0;
+            }
+            return Err(e);
+        }
+        if let Some(f) = self.frame_mut(mfn) {
+            f.validated = true;
+        }
+        Ok(())
+    }
+
+    /// Drops a type reference; at zero a page table is devalidated. Xen's `_put_page_type`
+    /// and `devalidate_page`.
+    fn type_put<M: PageMemory>(&mut self, mem: &mut M, mfn: Mfn) {
+        let Some(f) = self.frame_mut(mfn).filter(|f| f.type_count > 0) else {
+            self.underflows = self.underflows.saturating_add(1);
+            return;
+        };
+        f.type_count -= 1;
+        if f.type_count == 0 {
+            let (ty, validated) = (f.ty, f.validated);
+            f.validated = false;
+            if ty.is_page_table() && validated {
+                self.devalidate(mem, mfn, ty);
+            }
+        }
+    }
+
+    // ---- Entries. ----
+
+    /// Checks entry `e` of a table of type `level`: `Ok(Some(target))` for a present entry
+    /// whose bits are allowed, `Ok(None)` for a harmless not-present one. Xen's flag checks
+    /// in `get_page_from_lNe` and `mod_lN_entry`.
+    fn check_entry(&self, level: PageType, e: u64) -> Result<Option<Mfn>, Errno> {
+        if e & pte::PRESENT == 0 {
+            // The hardware ignores every other bit (SDM Vol. 3A §4.5), but a speculative walk
+            // still uses the address: it must not name RAM (L1TF).
+            let addr = e & self.config.addr_mask();
+            if self.config.l1tf_mitigation && addr != 0 && (addr >> 12) < self.len() {
+                return Err(Errno::EINVAL);
+            }
+            return Ok(None);
+        }
+        let mut disallowed = if level == PageType::L1 {
+            L1_DISALLOW
+        } else {
+            UPPER_DISALLOW
+        } | self.config.reserved_addr_bits();
+        if !self.config.nx {
+            disallowed |= pte::NX;
+        }
+        if e & disallowed != 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Some(Mfn((e & pte::ADDR) >> 12)))
+    }
+
+    /// Takes the references entry `e` of a table of type `level` owned by `dom` needs.
+    /// Xen's `get_page_from_l1e` to `get_page_from_l4e`.
+    fn get_entry_refs<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        level: PageType,
+        e: u64,
+        dom: DomId,
+    ) -> Result<(), Errno> {
+        let Some(target) = self.check_entry(level, e)? else {
+            return Ok(());
+        };
+        if level == PageType::L1 {
+            if self.frame(target).is_none() {
+                return Err(Errno::EPERM);
+            }
+            self.ref_get(target, dom).map_err(|_| Errno::EBUSY)?;
+            if e & pte::RW != 0 && self.type_get(mem, target, PageType::Writable).is_err() {
+                self.ref_put(target);
+                return Err(Errno::EBUSY);
+            }
+            return Ok(());
+        }
+        let child = level.child().ok_or(Errno::EINVAL)?;
+        self.ref_get(target, dom)?;
+        if let Err(err) = self.type_get(mem, target, child) {
+            self.ref_put(target);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Drops the references a validated entry `e` of a `level` table holds. Xen's
+    /// `put_page_from_l1e` to `put_page_from_l4e`.
+    fn put_entry_refs<M: PageMemory>(&mut self, mem: &mut M, level: PageType, e: u64) {
+        if e & pte::PRESENT == 0 {
+            return;
+        }
+        let target = Mfn((e & pte::ADDR) >> 12);
+        if level != PageType::L1 || e & pte::RW != 0 {
+            self.type_put(mem, target);
+        }
+        self.ref_put(target);
+    }
+
+    /// Whether slot `index` of an L4 belongs to the hypervisor (Xen's `is_guest_l4_slot`,
+    /// negated).
+    fn reserved_slot(level: PageType, index: usize) -> bool {
+        level == PageType::L4 && is_hypervisor_l4_slot(index)
+    }
+
+    /// Checks every entry of `table`, newly typed `level`, and takes their references; on
+    /// failure drops those taken so far. Xen's `promote_l1_table` to `promote_l4_table`.
+    fn validate<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        table: Mfn,
+        level: PageType,
+    ) -> Result<(), Errno> {
+        let Owner::Domain(dom) = self.owner(table) else {
+            return Err(Errno::EINVAL);
+        };
+        for i in 0..ENTRIES {
+            let e = mem.read_entry(table, i);
+            let result = if Self::reserved_slot(level, i) {
+                if e == 0 { Ok(()) } else { Err(Errno::EINVAL) }
+            } else {
+                self.get_entry_refs(mem, level, e, dom)
+            };
+            if let Err(err) = result {
+                // The frame is typed, so nothing but the hardware's accessed and dirty bits
+                // can have changed in the entries read so far.
+                for j in (0..i).rev() {
+                    if !Self::reserved_slot(level, j) {
+                        let e = mem.read_entry(table, j);
+                        self.put_entry_refs(mem, level, e);
+                    }
+                }
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the references every entry of `table` holds. Xen's `demote_l1_table` to
+    /// `demote_l4_table`.
+    fn devalidate<M: PageMemory>(&mut self, mem: &mut M, table: Mfn, level: PageType) {
+        for i in 0..ENTRIES {
+            if !Self::reserved_slot(level, i) {
+                let e = mem.read_entry(table, i);
+                self.put_entry_refs(mem, level, e);
+            }
+        }
+    }
+
+    // ---- References held by hypervisor code. ----
+
+    /// Takes a general reference on `mfn` for hypervisor code, if `dom` owns it (Xen's
+    /// `get_page`; `EINVAL` as its callers answer).
+    pub fn get_page(&mut self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+        self.ref_get(mfn, dom)?;
+        if let Some(f) = self.frame_mut(mfn) {
+            // Below ref_count, which ref_get just kept below the limit: cannot saturate.
+            f.ext_refs = f.ext_refs.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Drops a reference taken with [`FrameTable::get_page`]; `EINVAL` if there is none.
+    pub fn put_page(&mut self, mfn: Mfn) -> Result<(), Errno> {
+        let f = self
+            .frame_mut(mfn)
+            .filter(|f| f.ext_refs > 0)
+            .ok_or(Errno::EINVAL)?;
+        f.ext_refs -= 1;
+        self.ref_put(mfn);
+        Ok(())
+    }
+
+    /// Takes a general and a type reference of type `ty` on a frame `dom` owns, for
+    /// hypervisor code (Xen's `get_page_and_type`). A frame whose type count is zero takes
+    /// the new type, flushing if it had another one, and a page-table type is validated; a
+    /// frame in use must already have type `ty` (else `EINVAL`). On failure nothing changed.
+    pub fn get_page_type<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        mfn: Mfn,
+        dom: DomId,
+        ty: PageType,
+    ) -> Result<(), Errno> {
+        if ty == PageType::None {
+            return Err(Errno::EINVAL);
+        }
+        self.ref_get(mfn, dom)?;
+        if let Err(e) = self.type_get(mem, mfn, ty) {
+            self.ref_put(mfn);
+            return Err(e);
+        }
+        if let Some(f) = self.frame_mut(mfn) {
+            f.ext_type_refs = f.ext_type_refs.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Drops a type reference taken with [`FrameTable::get_page_type`] and its general
+    /// reference (Xen's `put_page_and_type`); `EINVAL` if there is none. A page table whose
+    /// type count reaches zero is devalidated: its entries' references go, recursively.
+    pub fn put_page_type<M: PageMemory>(&mut self, mem: &mut M, mfn: Mfn) -> Result<(), Errno> {
+        let f = self
+            .frame_mut(mfn)
+            .filter(|f| f.ext_type_refs > 0)
+            .ok_or(Errno::EINVAL)?;
+        f.ext_type_refs -= 1;
+        self.type_put(mem, mfn);
+        self.ref_put(mfn);
+        Ok(())
+    }
+
+    // ---- Guest operations. ----
+
+    /// `MMUEXT_PIN_L{1..4}_TABLE`: validates `mfn` as a `level` page table if need be and
+    /// keeps a type reference on it until [`FrameTable::unpin`], so that it stays validated
+    /// while nothing else uses it. Pinning is not counted: a second pin is `EINVAL`
+    /// ("already pinned", `do_mmuext_op`).
+    pub fn pin<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        mfn: Mfn,
+        dom: DomId,
+        level: PageType,
+    ) -> Result<(), Errno> {
+        if !level.is_page_table() {
+            return Err(Errno::EINVAL);
+        }
+        match self.frame(mfn) {
+            Some(f) if f.owner == Owner::Domain(dom) && !f.pinned => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        self.ref_get(mfn, dom)?;
+        if let Err(e) = self.type_get(mem, mfn, level) {
+            self.ref_put(mfn);
+            return Err(e);
+        }
+        if let Some(f) = self.frame_mut(mfn) {
+            f.pinned = true;
+        }
+        Ok(())
+    }
+
+    /// `MMUEXT_UNPIN_TABLE`: drops the pin's references. A frame still in use elsewhere (an
+    /// entry of a higher table, a vCPU's base pointer) keeps its type; otherwise it is
+    /// devalidated. `EINVAL` if `dom` does not own it or it is not pinned.
+    pub fn unpin<M: PageMemory>(&mut self, mem: &mut M, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+        let f = self
+            .frame_mut(mfn)
+            .filter(|f| f.owner == Owner::Domain(dom) && f.pinned)
+            .ok_or(Errno::EINVAL)?;
+        f.pinned = false;
+        self.type_put(mem, mfn);
+        self.ref_put(mfn);
+        Ok(())
+    }
+
+    /// `MMUEXT_NEW_BASEPTR` for a vCPU of `dom` whose base is `old`: takes an L4 type
+    /// reference on `new` (validating it if need be), then drops `old`'s. A frame that is
+    /// some vCPU's base therefore keeps its L4 type while in use: unpinning it leaves it
+    /// validated, its count held by the base. `old == Some(new)` changes nothing, as in Xen's
+    /// `new_guest_cr3`. `EINVAL` if `new` cannot be an L4 of `dom`'s or `old` is not a base.
+    /// The caller loads the vCPU's guest root from `new` before it returns to the guest.
+    pub fn set_base<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        dom: DomId,
+        old: Option<Mfn>,
+        new: Mfn,
+    ) -> Result<(), Errno> {
+        if old == Some(new) {
+            return Ok(());
+        }
+        if let Some(old) = old {
+            self.check_base(old, dom)?;
+        }
+        self.ref_get(new, dom)?;
+        if let Err(e) = self.type_get(mem, new, PageType::L4) {
+            self.ref_put(new);
+            return Err(e);
+        }
+        if let Some(f) = self.frame_mut(new) {
+            f.base_refs = f.base_refs.saturating_add(1);
+        }
+        match old {
+            Some(old) => self.drop_base(mem, dom, old),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the base-pointer reference a vCPU of `dom` holds on `old` (vCPU teardown).
+    pub fn drop_base<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        dom: DomId,
+        old: Mfn,
+    ) -> Result<(), Errno> {
+        self.check_base(old, dom)?;
+        if let Some(f) = self.frame_mut(old) {
+            f.base_refs -= 1;
+        }
+        self.type_put(mem, old);
+        self.ref_put(old);
+        Ok(())
+    }
+
+    fn check_base(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+        match self.frame(mfn) {
+            Some(f) if f.owner == Owner::Domain(dom) && f.base_refs > 0 => Ok(()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// `mmu_update` with `MMU_NORMAL_PT_UPDATE` (or `MMU_PT_UPDATE_PRESERVE_AD`): sets entry
+    /// `index` of frame `table`, owned by `dom`, to `new`.
+    ///
+    /// If `table` is a validated page table, the new entry is checked as its level requires
+    /// and takes its references, is written (keeping the old accessed and dirty bits if
+    /// `preserve_ad`), and only then are the old entry's references dropped — after the guest
+    /// roots were synchronised, for an L4 (Xen's `mod_l1_entry` to `mod_l4_entry`). The
+    /// hypervisor's L4 slots cannot be updated at all (`EINVAL`).
+    ///
+    /// Otherwise the frame is written as plain memory, as Xen does: it must be writable
+    /// already or able to become so for the duration of the write (a frame with no type
+    /// count takes the `Writable` type, flushing if it had another use); a descriptor frame
+    /// is refused with `EINVAL`.
+    pub fn update_entry<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        table: Mfn,
+        index: usize,
+        new: u64,
+        dom: DomId,
+        preserve_ad: bool,
+    ) -> Result<UpdateEffect, Errno> {
+        if index >= ENTRIES {
+            return Err(Errno::EINVAL);
+        }
+        let f = *self
+            .frame(table)
+            .filter(|f| f.owner == Owner::Domain(dom))
+            .ok_or(Errno::EINVAL)?;
+        let plain = UpdateEffect {
+            plain_write: true,
+            ..UpdateEffect::default()
+        };
+        match f.current_type() {
+            level if level.is_page_table() => {
+                if !f.validated || Self::reserved_slot(level, index) {
+                    return Err(Errno::EINVAL);
+                }
+                let old = mem.read_entry(table, index);
+                let value = if preserve_ad {
+                    new | (old & (pte::ACCESSED | pte::DIRTY))
+                } else {
+                    new
+                };
+                self.get_entry_refs(mem, level, value, dom)?;
+                mem.write_entry(table, index, value);
+                let l4_changed = (level == PageType::L4 && old != value).then_some(table);
+                if let Some(l4) = l4_changed {
+                    mem.sync_guest_roots(l4);
+                }
+                self.put_entry_refs(mem, level, old);
+                Ok(UpdateEffect {
+                    stale_translation: stale_translation(old, value),
+                    l4_changed,
+                    plain_write: false,
+                })
+            }
+            PageType::Writable => {
+                mem.write_entry(table, index, new);
+                Ok(plain)
+            }
+            PageType::None => {
+                self.ref_get(table, dom)?;
+                if let Err(e) = self.type_get(mem, table, PageType::Writable) {
+                    self.ref_put(table);
+                    return Err(e);
+                }
+                mem.write_entry(table, index, new);
+                self.type_put(mem, table);
+                self.ref_put(table);
+                Ok(plain)
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Domain destruction: drops every base pointer and pin of `dom`'s frames — which
+    /// devalidates all its page tables, dropping the references their entries hold — and
+    /// frees every frame nothing refers to any more. Frames that hypervisor code still holds
+    /// stay with the domain and are listed; releasing again after dropping them frees them.
+    /// Other domains are untouched: no domain holds references on another's frames.
+    pub fn release_domain<M: PageMemory>(&mut self, mem: &mut M, dom: DomId) -> Released {
+        let owner = Owner::Domain(dom);
+        for i in 0..self.frames.len() {
+            let mfn = Mfn(i as u64);
+            while self.frames[i].owner == owner && self.frames[i].base_refs > 0 {
+                self.frames[i].base_refs -= 1;
+                self.type_put(mem, mfn);
+                self.ref_put(mfn);
+            }
+        }
+        for i in 0..self.frames.len() {
+            if self.frames[i].owner == owner && self.frames[i].pinned {
+                self.frames[i].pinned = false;
+                let mfn = Mfn(i as u64);
+                self.type_put(mem, mfn);
+                self.ref_put(mfn);
+            }
+        }
+        let mut released = Released::default();
+        for (i, f) in self.frames.iter_mut().enumerate() {
+            if f.owner != owner {
+                continue;
+            }
+            if f.unreferenced() {
+                *f = FrameInfo::new(Owner::Free);
+                released.freed.push(Mfn(i as u64));
+            } else {
+                released.still_referenced.push(Mfn(i as u64));
+            }
+        }
+        released
+    }
+
+    /// How many of `dom`'s frames are in each use, indexed by [`PageType::index`]; a frame
+    /// with no type count counts as [`PageType::None`] (`XENMEM_XENIA_FRAME_COUNTS`).
+    pub fn count_by_type(&self, dom: DomId) -> [u64; PageType::ALL.len()] {
+        let mut counts = [0u64; PageType::ALL.len()];
+        for f in self.frames.iter().filter(|f| f.owner == Owner::Domain(dom)) {
+            counts[f.current_type().index()] += 1;
+        }
+        counts
+    }
+
+    /// Recomputes every frame's counts from what holds references — entries of validated
+    /// page tables, pins, base pointers, hypervisor code — checks every entry again, and
+    /// compares. Returns the first discrepancies found. Costs a read of every entry of every
+    /// validated page table and eight bytes per frame of scratch memory.
+    pub fn check_consistency<M: PageMemory>(&self, mem: &M) -> Result<(), String> {
+        const MAX_REPORTED: usize = 16;
+        let mut problems: Vec<String> = Vec::new();
+        let mut total = 0usize;
+        let mut report = |msg: String| {
+            total += 1;
+            if problems.len() < MAX_REPORTED {
+                problems.push(msg);
+            }
+        };
+        if self.underflows > 0 {
+            report(format!("{} puts found a count at zero", self.underflows));
+        }
+        // (general, type) references each frame should have.
+        let mut expected = vec![[0u32; 2]; self.frames.len()];
+        for (i, f) in self.frames.iter().enumerate() {
+            let mfn = i as u64;
+            if !matches!(f.owner, Owner::Domain(_)) {
+                if *f != FrameInfo::new(f.owner) {
+                    report(format!(
+                        "frame {mfn:#x} ({:?}) has counts or flags",
+                        f.owner
+                    ));
+                }
+                continue;
+            }
+            let held_types = u32::from(f.pinned)
+                .saturating_add(f.base_refs)
+                .saturating_add(f.ext_type_refs);
+            expected[i][0] = expected[i][0]
+                .saturating_add(held_types)
+                .saturating_add(f.ext_refs);
+            expected[i][1] = expected[i][1].saturating_add(held_types);
+            if f.type_count > 0 && (f.ty == PageType::None || !f.validated) {
+                report(format!("frame {mfn:#x} has uses but no valid type"));
+            }
+            if f.type_count == 0 && f.validated {
+                report(format!("frame {mfn:#x} is validated without uses"));
+            }
+            if f.pinned && !f.current_type().is_page_table() {
+                report(format!("frame {mfn:#x} is pinned but no page table"));
+            }
+            if f.base_refs > 0 && f.current_type() != PageType::L4 {
+                report(format!("frame {mfn:#x} is a base pointer but no L4"));
+            }
+            let level = f.current_type();
+            if !level.is_page_table() {
+                continue;
+            }
+            for index in 0..ENTRIES {
+                let e = mem.read_entry(Mfn(mfn), index);
+                if Self::reserved_slot(level, index) {
+                    if e != 0 {
+                        report(format!("L4 {mfn:#x} has {e:#x} in reserved slot {index}"));
+                    }
+                    continue;
+                }
+                let target = match self.check_entry(level, e) {
+                    Ok(Some(target)) => target,
+                    Ok(None) => continue,
+                    Err(err) => {
+                        report(format!(
+                            "{level:?} {mfn:#x}[{index}] = {e:#x} is invalid ({err})"
+                        ));
+                        continue;
+                    }
+                };
+                let Some(t) = self.slot(target) else {
+                    report(format!(
+                        "{level:?} {mfn:#x}[{index}] points outside the table"
+                    ));
+                    continue;
+                };
+                let tf = &self.frames[t];
+                if tf.owner != f.owner {
+                    report(format!(
+                        "{level:?} {mfn:#x}[{index}] points at a frame of {:?}",
+                        tf.owner
+                    ));
+                }
+                expected[t][0] = expected[t][0].saturating_add(1);
+                let needs = match level.child() {
+                    Some(child) => Some(child),
+                    None if e & pte::RW != 0 => Some(PageType::Writable),
+                    None => None,
+                };
+                if let Some(needs) = needs {
+                    expected[t][1] = expected[t][1].saturating_add(1);
+                    if tf.current_type() != needs {
+                        report(format!(
+                            "{level:?} {mfn:#x}[{index}] needs {needs:?} of {:#x}, which is {:?}",
+                            target.0,
+                            tf.current_type()
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, f) in self.frames.iter().enumerate() {
+            let [refs, types] = expected[i];
+            if f.ref_count != refs || f.type_count != types {
+                report(format!(
+                    "frame {i:#x}: {} references and {} type references, expected {refs} and {types}",
+                    f.ref_count, f.type_count
+                ));
+            }
+        }
+        if total == 0 {
+            return Ok(());
+        }
+        let mut msg = format!("{total} frame-table inconsistencies:");
+        for p in &problems {
+            msg.push_str("\n  ");
+            msg.push_str(p);
+        }
+        Err(msg)
+    }
+}
+
+/// Whether replacing present entry `old` with `new` can leave a translation cached that
+/// grants more than `new` does.
+fn stale_translation(old: u64, new: u64) -> bool {
+    if old & pte::PRESENT == 0 {
+        return false;
+    }
+    new & pte::PRESENT == 0
+        || (old ^ new) & pte::ADDR != 0
+        || (old & !new) & (pte::RW | pte::USER) != 0
+        || (new & !old) & pte::NX != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::RefCell;
+
+    const P: u64 = pte::PRESENT;
+    const RW: u64 = pte::RW;
+    const U: u64 = pte::USER;
+    const A: u64 = pte::ACCESSED;
+    const D: u64 = pte::DIRTY;
+    const PS: u64 = pte::PS_PAT;
+    const G: u64 = pte::GLOBAL;
+    const NX: u64 = pte::NX;
+    const DOM_A: DomId = 1;
+    const DOM_B: DomId = 2;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Event {
+        Read(Mfn),
+        Flush,
+        Sync(Mfn),
+    }
+
+    /// Page contents in a vector, with a log of the calls the table makes.
+    #[derive(Clone, Debug)]
+    struct Fake {
+        pages: Vec<[u64; ENTRIES]>,
+        /// Whether reads are logged too (flushes and syncs always are).
+        log_reads: bool,
+        log: RefCell<Vec<Event>>,
+    }
+
+    impl Fake {
+        fn new(frames: u64) -> Fake {
+            Fake {
+                pages: vec![[0; ENTRIES]; frames as usize],
+                log_reads: false,
+                log: RefCell::new(Vec::new()),
+            }
+        }
+
+        fn set(&mut self, mfn: u64, index: usize, value: u64) {
+            self.pages[mfn as usize][index] = value;
+        }
+
+        fn get(&self, mfn: u64, index: usize) -> u64 {
+            self.pages[mfn as usize][index]
+        }
+
+        fn flushes(&self) -> usize {
+            self.log
+                .borrow()
+                .iter()
+                .filter(|e| **e == Event::Flush)
+                .count()
+        }
+
+        fn syncs(&self) -> Vec<Mfn> {
+            let log = self.log.borrow();
+            log.iter()
+                .filter_map(|e| match e {
+                    Event::Sync(m) => Some(*m),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    impl PageMemory for Fake {
+        fn read_entry(&self, mfn: Mfn, index: usize) -> u64 {
+            if self.log_reads {
+                self.log.borrow_mut().push(Event::Read(mfn));
+            }
+            // Panics (fails the test) if the table reads a frame it has no business reading.
+            self.pages[mfn.0 as usize][index]
+        }
+
+        fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
+            self.pages[mfn.0 as usize][index] = value;
+        }
+
+        fn flush_tlbs(&mut self) {
+            self.log.get_mut().push(Event::Flush);
+        }
+
+        fn sync_guest_roots(&mut self, l4: Mfn) {
+            self.log.get_mut().push(Event::Sync(l4));
+        }
+    }
+
+    impl FrameTable {
+        fn with_count_limit(mut self, limit: u32) -> FrameTable {
+            self.count_limit = limit;
+            self
+        }
+
+        /// The table with the remembered type of unused frames erased: what a failed
+        /// operation must leave exactly as it found.
+        fn effective(&self) -> (Vec<FrameInfo>, u64) {
+            let frames = self
+                .frames
+                .iter()
+                .map(|f| FrameInfo {
+                    ty: f.current_type(),
+                    ..*f
+                })
+                .collect();
+            (frames, self.underflows)
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            phys_addr_bits: 40,
+            nx: true,
+            l1tf_mitigation: true,
+        }
+    }
+
+    /// A table of `frames` frames: the `a` ones for domain A, the `b` ones for B, the rest
+    /// free except frame `frames - 1`, the hypervisor's.
+    fn setup(frames: u64, a: &[u64], b: &[u64]) -> (FrameTable, Fake) {
+        let mut ft = FrameTable::new(frames, config());
+        for m in 0..frames - 1 {
+            ft.set_free(Mfn(m)).unwrap();
+        }
+        for &m in a {
+            ft.assign(Mfn(m), DOM_A).unwrap();
+        }
+        for &m in b {
+            ft.assign(Mfn(m), DOM_B).unwrap();
+        }
+        (ft, Fake::new(frames))
+    }
+
+    fn e(mfn: u64, flags: u64) -> u64 {
+        (mfn << 12) | flags
+    }
+
+    fn info(ft: &FrameTable, mfn: u64) -> FrameInfo {
+        ft.info(Mfn(mfn)).unwrap()
+    }
+
+    /// (type in force, type count, reference count)
+    fn counts(ft: &FrameTable, mfn: u64) -> (PageType, u32, u32) {
+        let f = info(ft, mfn);
+        (f.current_type(), f.type_count, f.ref_count)
+    }
+
+    fn consistent(ft: &FrameTable, mem: &Fake) {
+        if let Err(msg) = ft.check_consistency(mem) {
+            panic!("{msg}");
+        }
+    }
+
+    fn update(
+        ft: &mut FrameTable,
+        mem: &mut Fake,
+        table: u64,
+        index: usize,
+        value: u64,
+        dom: DomId,
+    ) -> Result<UpdateEffect, Errno> {
+        ft.update_entry(mem, Mfn(table), index, value, dom, false)
+    }
+
+    #[test]
+    fn type_order_is_the_abi_order() {
+        for (i, ty) in PageType::ALL.into_iter().enumerate() {
+            assert_eq!(ty.index(), i);
+            assert_eq!(ty.name(), XENIA_FRAME_TYPES[i]);
+        }
+        assert_eq!(PageType::L4.name(), "l4");
+    }
+
+    #[test]
+    fn ownership_life_cycle() {
+        let mut ft = FrameTable::new(8, config());
+        assert_eq!(ft.len(), 8);
+        assert_eq!(ft.owner(Mfn(0)), Owner::Hypervisor);
+        assert_eq!(ft.owner(Mfn(100)), Owner::Hypervisor, "outside the table");
+        assert_eq!(ft.info(Mfn(8)), None);
+        assert_eq!(ft.assign(Mfn(0), DOM_A), Err(Errno::EBUSY), "hypervisor's");
+        ft.set_free(Mfn(0)).unwrap();
+        assert_eq!(ft.set_free(Mfn(0)), Err(Errno::EINVAL));
+        assert_eq!(
+            ft.assign(Mfn(0), guest_abi::types::DOMID_SELF),
+            Err(Errno::EINVAL)
+        );
+        ft.assign(Mfn(0), DOM_A).unwrap();
+        assert!(ft.owned_by(Mfn(0), DOM_A));
+        assert!(!ft.owned_by(Mfn(0), DOM_B));
+        assert_eq!(ft.assign(Mfn(0), DOM_B), Err(Errno::EBUSY));
+        assert_eq!(ft.assign(Mfn(9), DOM_B), Err(Errno::EINVAL));
+        assert_eq!(ft.unassign(Mfn(0), DOM_B), Err(Errno::EINVAL));
+        ft.get_page(Mfn(0), DOM_A).unwrap();
+        assert_eq!(ft.unassign(Mfn(0), DOM_A), Err(Errno::EBUSY), "referenced");
+        ft.put_page(Mfn(0)).unwrap();
+        ft.unassign(Mfn(0), DOM_A).unwrap();
+        assert_eq!(ft.owner(Mfn(0)), Owner::Free);
+        ft.set_hypervisor(Mfn(0)).unwrap();
+        assert_eq!(ft.set_hypervisor(Mfn(0)), Err(Errno::EBUSY));
+        assert_eq!(ft.owner(Mfn(0)), Owner::Hypervisor);
+    }
+
+    #[test]
+    fn general_references_need_ownership() {
+        let (mut ft, mem) = setup(8, &[0], &[1]);
+        ft.get_page(Mfn(0), DOM_A).unwrap();
+        ft.get_page(Mfn(0), DOM_A).unwrap();
+        assert_eq!(counts(&ft, 0), (PageType::None, 0, 2));
+        assert_eq!(ft.get_page(Mfn(1), DOM_A), Err(Errno::EINVAL), "B's");
+        assert_eq!(
+            ft.get_page(Mfn(7), DOM_A),
+            Err(Errno::EINVAL),
+            "hypervisor's"
+        );
+        assert_eq!(ft.get_page(Mfn(3), DOM_A), Err(Errno::EINVAL), "free");
+        assert_eq!(ft.get_page(Mfn(99), DOM_A), Err(Errno::EINVAL), "outside");
+        consistent(&ft, &mem);
+        ft.put_page(Mfn(0)).unwrap();
+        ft.put_page(Mfn(0)).unwrap();
+        assert_eq!(ft.put_page(Mfn(0)), Err(Errno::EINVAL), "none left");
+        assert_eq!(ft.put_page(Mfn(1)), Err(Errno::EINVAL));
+        assert_eq!(counts(&ft, 0), (PageType::None, 0, 0));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn type_references_round_trip() {
+        let (mut ft, mut mem) = setup(8, &[0, 1], &[]);
+        let m = Mfn(0);
+        ft.get_page_type(&mut mem, m, DOM_A, PageType::Writable)
+            .unwrap();
+        ft.get_page_type(&mut mem, m, DOM_A, PageType::Writable)
+            .unwrap();
+        assert_eq!(counts(&ft, 0), (PageType::Writable, 2, 2));
+        assert_eq!(
+            ft.get_page_type(&mut mem, m, DOM_A, PageType::L1),
+            Err(Errno::EINVAL),
+            "in use as another type"
+        );
+        assert_eq!(
+            ft.get_page_type(&mut mem, m, DOM_A, PageType::None),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            ft.get_page_type(&mut mem, m, DOM_B, PageType::Writable),
+            Err(Errno::EINVAL)
+        );
+        consistent(&ft, &mem);
+        ft.put_page_type(&mut mem, m).unwrap();
+        ft.put_page_type(&mut mem, m).unwrap();
+        assert_eq!(ft.put_page_type(&mut mem, m), Err(Errno::EINVAL));
+        assert_eq!(counts(&ft, 0), (PageType::None, 0, 0));
+        assert_eq!(mem.flushes(), 0, "an untyped frame has nothing to flush");
+        // A general reference is not a type reference and the other way round.
+        ft.get_page(m, DOM_A).unwrap();
+        assert_eq!(ft.put_page_type(&mut mem, m), Err(Errno::EINVAL));
+        ft.get_page_type(&mut mem, Mfn(1), DOM_A, PageType::Writable)
+            .unwrap();
+        assert_eq!(ft.put_page(Mfn(1)), Err(Errno::EINVAL));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn pinned_l1_holds_references_on_what_it_maps() {
+        let (mut ft, mut mem) = setup(8, &[0, 1, 2, 3], &[]);
+        mem.set(0, 0, e(1, P | RW | U));
+        mem.set(0, 1, e(2, P));
+        mem.set(0, 2, e(2, P | U | A | D | G));
+        mem.set(0, 3, 0x0000_0000_0000_0E00); // not present, software bits only
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        let f = info(&ft, 0);
+        assert!(f.pinned && f.validated);
+        assert_eq!(counts(&ft, 0), (PageType::L1, 1, 1));
+        assert_eq!(counts(&ft, 1), (PageType::Writable, 1, 1));
+        assert_eq!(counts(&ft, 2), (PageType::None, 0, 2));
+        assert_eq!(counts(&ft, 3), (PageType::None, 0, 0));
+        assert_eq!(ft.count_by_type(DOM_A), [2, 1, 0, 0, 0, 0, 1]);
+        consistent(&ft, &mem);
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        for m in 0..4 {
+            assert_eq!(counts(&ft, m).1..=counts(&ft, m).2, 0..=0, "frame {m}");
+        }
+        let f = info(&ft, 0);
+        assert!(!f.pinned && !f.validated);
+        assert_eq!(ft.count_by_type(DOM_A), [4, 0, 0, 0, 0, 0, 0]);
+        consistent(&ft, &mem);
+    }
+
+    /// L4 10 → L3 11 (twice) → L2 12 → L1 13 → data 14, and 13 maps the L4 read-only.
+    fn hierarchy(mem: &mut Fake) {
+        mem.set(10, 0, e(11, P | RW | U));
+        mem.set(10, 511, e(11, P));
+        mem.set(11, 0, e(12, P | RW | U));
+        mem.set(12, 0, e(13, P | RW | U));
+        mem.set(13, 0, e(14, P | RW | U | NX));
+        mem.set(13, 1, e(10, P | NX));
+    }
+
+    #[test]
+    fn four_levels_pins_and_base_pointers() {
+        let a: Vec<u64> = (10..22).collect();
+        let (mut ft, mut mem) = setup(24, &a, &[]);
+        hierarchy(&mut mem);
+        ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L4).unwrap();
+        assert_eq!(counts(&ft, 10), (PageType::L4, 1, 2), "pin + read-only map");
+        assert_eq!(counts(&ft, 11), (PageType::L3, 2, 2));
+        assert_eq!(counts(&ft, 12), (PageType::L2, 1, 1));
+        assert_eq!(counts(&ft, 13), (PageType::L1, 1, 1));
+        assert_eq!(counts(&ft, 14), (PageType::Writable, 1, 1));
+        assert_eq!(ft.count_by_type(DOM_A), [7, 1, 1, 1, 1, 0, 1]);
+        consistent(&ft, &mem);
+
+        ft.set_base(&mut mem, DOM_A, None, Mfn(10)).unwrap();
+        assert_eq!(counts(&ft, 10), (PageType::L4, 2, 3));
+        // Unpinning the current base keeps it: the base pointer holds a type reference.
+        ft.unpin(&mut mem, Mfn(10), DOM_A).unwrap();
+        assert_eq!(counts(&ft, 10), (PageType::L4, 1, 2));
+        assert!(info(&ft, 10).validated);
+        assert_eq!(counts(&ft, 14), (PageType::Writable, 1, 1));
+        consistent(&ft, &mem);
+
+        // Switching to an empty L4 drops the last use of the old one: all of it goes.
+        ft.set_base(&mut mem, DOM_A, Some(Mfn(10)), Mfn(20))
+            .unwrap();
+        for m in 10..15 {
+            assert_eq!(counts(&ft, m).1..=counts(&ft, m).2, 0..=0, "frame {m}");
+        }
+        assert_eq!(counts(&ft, 20), (PageType::L4, 1, 1));
+        assert_eq!(info(&ft, 20).base_refs, 1);
+        consistent(&ft, &mem);
+        ft.drop_base(&mut mem, DOM_A, Mfn(20)).unwrap();
+        assert_eq!(counts(&ft, 20), (PageType::None, 0, 0));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn frames_the_domain_does_not_own_cannot_be_mapped() {
+        let (mut ft, mut mem) = setup(16, &[0, 1, 2], &[5]);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        ft.pin(&mut mem, Mfn(1), DOM_A, PageType::L2).unwrap();
+        let before = (ft.clone(), mem.pages.clone());
+        // Xen's get_page_from_l1e: could_not_pin → -EBUSY; MMIO space → -EPERM.
+        for (value, err) in [
+            (e(5, P), Errno::EBUSY),      // domain B's
+            (e(5, P | RW), Errno::EBUSY), // domain B's, writable
+            (e(15, P), Errno::EBUSY),     // the hypervisor's
+            (e(7, P), Errno::EBUSY),      // free
+            (e(1000, P), Errno::EPERM),   // outside the table: device memory or a hole
+        ] {
+            assert_eq!(
+                update(&mut ft, &mut mem, 0, 0, value, DOM_A),
+                Err(err),
+                "{value:#x}"
+            );
+        }
+        // Higher levels: get_page_and_type_from_mfn → -EINVAL.
+        for value in [e(5, P), e(15, P), e(7, P), e(1000, P)] {
+            assert_eq!(
+                update(&mut ft, &mut mem, 1, 0, value, DOM_A),
+                Err(Errno::EINVAL),
+                "{value:#x}"
+            );
+        }
+        // Nor can A edit B's frames, nor B A's tables.
+        assert_eq!(
+            update(&mut ft, &mut mem, 5, 0, 0, DOM_A),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            update(&mut ft, &mut mem, 0, 0, 0, DOM_B),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(ft, before.0);
+        assert_eq!(mem.pages, before.1);
+        // The same entries met while validating fail the pin, which leaves nothing behind.
+        mem.set(2, 7, e(5, P));
+        assert_eq!(
+            ft.pin(&mut mem, Mfn(2), DOM_A, PageType::L1),
+            Err(Errno::EBUSY)
+        );
+        assert_eq!(counts(&ft, 2), (PageType::None, 0, 0));
+        assert_eq!(counts(&ft, 5), (PageType::None, 0, 0));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn page_tables_cannot_be_mapped_writable() {
+        let (mut ft, mut mem) = setup(16, &[0, 1, 2], &[]);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        mem.set(1, 0, e(0, P | RW));
+        ft.pin(&mut mem, Mfn(1), DOM_A, PageType::L2).unwrap();
+        ft.pin(&mut mem, Mfn(2), DOM_A, PageType::L1).unwrap();
+        for target in [0, 1, 2] {
+            assert_eq!(
+                update(&mut ft, &mut mem, 2, 0, e(target, P | RW), DOM_A),
+                Err(Errno::EBUSY),
+                "writable map of page table {target}"
+            );
+        }
+        // Read-only views of page tables, its own included, are the guest's to have.
+        for (i, target) in [0u64, 1, 2].into_iter().enumerate() {
+            update(&mut ft, &mut mem, 2, i, e(target, P), DOM_A).unwrap();
+        }
+        assert_eq!(counts(&ft, 2), (PageType::L1, 1, 2));
+        consistent(&ft, &mem);
+        ft.unpin(&mut mem, Mfn(2), DOM_A).unwrap();
+        assert_eq!(counts(&ft, 2), (PageType::None, 0, 0));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn writable_frames_cannot_become_page_tables() {
+        let (mut ft, mut mem) = setup(16, &[0, 3, 4], &[]);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        update(&mut ft, &mut mem, 0, 0, e(3, P | RW), DOM_A).unwrap();
+        assert_eq!(counts(&ft, 3), (PageType::Writable, 1, 1));
+        let before = ft.clone();
+        for level in [PageType::L1, PageType::L2, PageType::L3, PageType::L4] {
+            assert_eq!(ft.pin(&mut mem, Mfn(3), DOM_A, level), Err(Errno::EINVAL));
+        }
+        assert_eq!(
+            ft.set_base(&mut mem, DOM_A, None, Mfn(3)),
+            Err(Errno::EINVAL)
+        );
+        // Nor through an entry of a higher table.
+        mem.set(4, 0, e(3, P));
+        assert_eq!(
+            ft.pin(&mut mem, Mfn(4), DOM_A, PageType::L2),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(ft.effective(), before.effective());
+        // Once the writable mapping is gone the frame may become a page table, after a
+        // flush of whatever writable translations of it are still cached.
+        let effect = update(&mut ft, &mut mem, 0, 0, 0, DOM_A).unwrap();
+        assert!(effect.stale_translation);
+        assert_eq!(mem.flushes(), 0);
+        ft.pin(&mut mem, Mfn(3), DOM_A, PageType::L1).unwrap();
+        assert_eq!(mem.flushes(), 1);
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn recursive_mappings_are_refused() {
+        let (mut ft, mut mem) = setup(16, &[0, 1, 2, 3, 4, 5, 6], &[]);
+        // An L4 pointing at itself asks an L4 to be an L3.
+        for flags in [P, P | RW] {
+            mem.set(0, 0, e(0, flags));
+            assert_eq!(
+                ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L4),
+                Err(Errno::EINVAL)
+            );
+            assert_eq!(counts(&ft, 0), (PageType::None, 0, 0));
+            assert_eq!(
+                ft.set_base(&mut mem, DOM_A, None, Mfn(0)),
+                Err(Errno::EINVAL)
+            );
+        }
+        // An L2 pointing at itself asks an L2 to be an L1.
+        mem.set(3, 9, e(3, P));
+        assert_eq!(
+            ft.pin(&mut mem, Mfn(3), DOM_A, PageType::L2),
+            Err(Errno::EINVAL)
+        );
+        // An L1 mapping itself writable asks an L1 to be writable; read-only is fine.
+        mem.set(1, 5, e(1, P | RW));
+        assert_eq!(
+            ft.pin(&mut mem, Mfn(1), DOM_A, PageType::L1),
+            Err(Errno::EBUSY)
+        );
+        assert_eq!(counts(&ft, 1), (PageType::None, 0, 0));
+        mem.set(2, 5, e(2, P));
+        ft.pin(&mut mem, Mfn(2), DOM_A, PageType::L1).unwrap();
+        assert_eq!(counts(&ft, 2), (PageType::L1, 1, 2));
+        consistent(&ft, &mem);
+        // The same through updates of live tables.
+        ft.pin(&mut mem, Mfn(4), DOM_A, PageType::L4).unwrap();
+        ft.pin(&mut mem, Mfn(5), DOM_A, PageType::L3).unwrap();
+        for flags in [P, P | RW] {
+            assert_eq!(
+                update(&mut ft, &mut mem, 4, 0, e(4, flags), DOM_A),
+                Err(Errno::EINVAL)
+            );
+        }
+        update(&mut ft, &mut mem, 4, 1, e(5, P | RW), DOM_A).unwrap();
+        ft.pin(&mut mem, Mfn(6), DOM_A, PageType::L1).unwrap();
+        for target in [4, 5, 6] {
+            assert_eq!(
+                update(&mut ft, &mut mem, 6, 0, e(target, P | RW), DOM_A),
+                Err(Errno::EBUSY)
+            );
+        }
+        update(&mut ft, &mut mem, 6, 0, e(4, P), DOM_A).unwrap();
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn hypervisor_l4_slots_stay_empty() {
+        assert!(is_hypervisor_l4_slot(256) && is_hypervisor_l4_slot(271));
+        assert!(!is_hypervisor_l4_slot(255) && !is_hypervisor_l4_slot(272));
+        let (mut ft, mut mem) = setup(16, &[0, 1], &[]);
+        for (slot, value) in [
+            (256, e(1, P)),
+            (256, 2),
+            (271, e(1, P | RW)),
+            (263, 1 << 40),
+        ] {
+            mem.set(0, slot, value);
+            assert_eq!(
+                ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L4),
+                Err(Errno::EINVAL),
+                "slot {slot} = {value:#x}"
+            );
+            assert_eq!(counts(&ft, 0), (PageType::None, 0, 0));
+            assert_eq!(counts(&ft, 1), (PageType::None, 0, 0));
+            mem.set(0, slot, 0);
+        }
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L4).unwrap();
+        ft.pin(&mut mem, Mfn(1), DOM_A, PageType::L3).unwrap();
+        for slot in [256, 260, 271] {
+            for value in [0, e(1, P)] {
+                assert_eq!(
+                    update(&mut ft, &mut mem, 0, slot, value, DOM_A),
+                    Err(Errno::EINVAL),
+                    "Xen's mod_l4_entry: L4 update in Xen-private area"
+                );
+            }
+        }
+        update(&mut ft, &mut mem, 0, 255, e(1, P), DOM_A).unwrap();
+        update(&mut ft, &mut mem, 0, 272, e(1, P | RW | U), DOM_A).unwrap();
+        assert_eq!(counts(&ft, 1), (PageType::L3, 3, 3));
+        assert_eq!(
+            update(&mut ft, &mut mem, 0, 512, 0, DOM_A),
+            Err(Errno::EINVAL)
+        );
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn entry_bits() {
+        // 0: L1, 1: L2, 2: L3, 3: data, 4: L1 for L2 entries, 5: L2 for L3 entries.
+        let (mut ft, mut mem) = setup(16, &[0, 1, 2, 3, 4, 5], &[]);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        ft.pin(&mut mem, Mfn(1), DOM_A, PageType::L2).unwrap();
+        ft.pin(&mut mem, Mfn(2), DOM_A, PageType::L3).unwrap();
+        ft.pin(&mut mem, Mfn(4), DOM_A, PageType::L1).unwrap();
+        ft.pin(&mut mem, Mfn(5), DOM_A, PageType::L2).unwrap();
+        let high = 1u64 << 45; // above the 40-bit physical width: reserved
+        let cases: &[(u64, u64, Option<Errno>)] = &[
+            // L1: PAT, PCD, PWT and Xen's grant bit are refused; G, the software bits
+            // (9–11, 52–61), U/S, A, D and NX are the guest's.
+            (0, e(3, P | pte::PWT), Some(Errno::EINVAL)),
+            (0, e(3, P | pte::PCD), Some(Errno::EINVAL)),
+            (0, e(3, P | PS), Some(Errno::EINVAL)),
+            (0, e(3, P | pte::GNTTAB), Some(Errno::EINVAL)),
+            (0, e(3, P) | high, Some(Errno::EINVAL)),
+            (
+                0,
+                e(3, P | RW | U | A | D | G | NX | 0xE00 | (0x3FF << 52)),
+                None,
+            ),
+            // L2, L3: no superpages, no G; bit 62 is the guest's.
+            (1, e(4, P | PS), Some(Errno::EINVAL)),
+            (1, e(4, P | G), Some(Errno::EINVAL)),
+            (1, e(4, P | pte::PCD), Some(Errno::EINVAL)),
+            (1, e(4, P) | high, Some(Errno::EINVAL)),
+            (
+                1,
+                e(4, P | RW | U | A | D | NX | 0xE00 | (0x7FF << 52)),
+                None,
+            ),
+            (2, e(5, P | PS), Some(Errno::EINVAL)),
+            (2, e(5, P | G), Some(Errno::EINVAL)),
+            (2, e(5, P | RW | U | A), None),
+            // Not present: only the L1TF rule applies. An address naming RAM is refused,
+            // also when it hides above the physical width; other bits are ignored.
+            (0, RW | U | PS | pte::PCD | pte::GNTTAB | NX | 0xE00, None),
+            (0, e(3, RW), Some(Errno::EINVAL)),
+            (0, e(3, 0) | high, Some(Errno::EINVAL)),
+            (0, e(1 << 20, RW), None),
+            (1, e(4, 0), Some(Errno::EINVAL)),
+            (1, e(1 << 27, PS), None),
+        ];
+        for &(table, value, err) in cases {
+            let result = update(&mut ft, &mut mem, table, 7, value, DOM_A);
+            assert_eq!(result.err(), err, "table {table}, entry {value:#x}");
+            update(&mut ft, &mut mem, table, 7, 0, DOM_A).unwrap();
+            consistent(&ft, &mem);
+        }
+
+        // Without NX, bit 63 is reserved; without the L1TF mitigation, stale addresses in
+        // not-present entries are accepted.
+        let (mut ft, mut mem) = setup(16, &[0, 3], &[]);
+        ft.config = Config {
+            nx: false,
+            l1tf_mitigation: false,
+            ..config()
+        };
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        assert_eq!(
+            update(&mut ft, &mut mem, 0, 0, e(3, P | NX), DOM_A),
+            Err(Errno::EINVAL)
+        );
+        update(&mut ft, &mut mem, 0, 0, e(3, 0), DOM_A).unwrap();
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn pin_and_unpin_refusals() {
+        let (mut ft, mut mem) = setup(16, &[0, 1], &[5]);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        let before = ft.clone();
+        // Xen's do_mmuext_op: "already pinned", "not pinned", bad owner: all -EINVAL.
+        assert_eq!(
+            ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L2),
+            Err(Errno::EINVAL)
+        );
+        for ty in [PageType::None, PageType::Writable, PageType::Descriptor] {
+            assert_eq!(ft.pin(&mut mem, Mfn(1), DOM_A, ty), Err(Errno::EINVAL));
+        }
+        assert_eq!(
+            ft.pin(&mut mem, Mfn(5), DOM_A, PageType::L1),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(ft.unpin(&mut mem, Mfn(1), DOM_A), Err(Errno::EINVAL));
+        assert_eq!(ft.unpin(&mut mem, Mfn(0), DOM_B), Err(Errno::EINVAL));
+        assert_eq!(ft.unpin(&mut mem, Mfn(99), DOM_A), Err(Errno::EINVAL));
+        assert_eq!(ft, before);
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        assert_eq!(ft.unpin(&mut mem, Mfn(0), DOM_A), Err(Errno::EINVAL));
+        assert_eq!(counts(&ft, 0), (PageType::None, 0, 0));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn base_pointer_refusals() {
+        let (mut ft, mut mem) = setup(16, &[0, 2, 3, 4, 6], &[1]);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L3).unwrap();
+        ft.pin(&mut mem, Mfn(6), DOM_A, PageType::L1).unwrap();
+        update(&mut ft, &mut mem, 6, 0, e(2, P | RW), DOM_A).unwrap();
+        let before = ft.clone();
+        for (mfn, what) in [(0, "an L3"), (1, "B's"), (2, "writable"), (99, "outside")] {
+            assert_eq!(
+                ft.set_base(&mut mem, DOM_A, None, Mfn(mfn)),
+                Err(Errno::EINVAL),
+                "{what}"
+            );
+        }
+        // An `old` that is no base pointer is refused before anything changes.
+        assert_eq!(
+            ft.set_base(&mut mem, DOM_A, Some(Mfn(4)), Mfn(3)),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(ft, before);
+        ft.set_base(&mut mem, DOM_A, None, Mfn(3)).unwrap();
+        ft.set_base(&mut mem, DOM_A, Some(Mfn(3)), Mfn(3)).unwrap();
+        assert_eq!(info(&ft, 3).base_refs, 1, "same base: nothing to do");
+        // A second vCPU on the same L4.
+        ft.set_base(&mut mem, DOM_A, None, Mfn(3)).unwrap();
+        assert_eq!(counts(&ft, 3), (PageType::L4, 2, 2));
+        assert_eq!(ft.drop_base(&mut mem, DOM_B, Mfn(3)), Err(Errno::EINVAL));
+        ft.drop_base(&mut mem, DOM_A, Mfn(3)).unwrap();
+        ft.drop_base(&mut mem, DOM_A, Mfn(3)).unwrap();
+        assert_eq!(ft.drop_base(&mut mem, DOM_A, Mfn(3)), Err(Errno::EINVAL));
+        assert_eq!(counts(&ft, 3), (PageType::None, 0, 0));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn failed_validation_rolls_everything_back() {
+        let (mut ft, mut mem) = setup(16, &[0, 1, 2, 3, 5, 6], &[9]);
+        // L2 0: entries 0 and 1 validate whole L1s, entry 2's L1 maps B's frame.
+        mem.set(0, 0, e(1, P | RW));
+        mem.set(0, 1, e(2, P));
+        mem.set(0, 2, e(3, P));
+        mem.set(0, 3, e(1, P));
+        mem.set(1, 0, e(5, P | RW));
+        mem.set(1, 1, e(6, P));
+        mem.set(2, 0, e(5, P | RW));
+        mem.set(3, 0, e(6, P | RW));
+        mem.set(3, 1, e(9, P));
+        let before = ft.effective();
+        assert_eq!(
+            ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L2),
+            Err(Errno::EBUSY)
+        );
+        assert_eq!(ft.effective(), before);
+        consistent(&ft, &mem);
+        // With the bad entry gone the same tables validate.
+        mem.set(3, 1, 0);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L2).unwrap();
+        assert_eq!(counts(&ft, 1), (PageType::L1, 2, 2));
+        assert_eq!(counts(&ft, 5), (PageType::Writable, 2, 2));
+        assert_eq!(counts(&ft, 6), (PageType::Writable, 1, 2));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn changes_of_use_flush_before_validation() {
+        let (mut ft, mut mem) = setup(16, &[0, 3], &[]);
+        // A fresh frame has no stale translations.
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        assert_eq!(mem.flushes(), 0, "None → L1 → L1: no change of use");
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        // Writable → L1: the flush comes before the first read of the frame.
+        ft.get_page_type(&mut mem, Mfn(3), DOM_A, PageType::Writable)
+            .unwrap();
+        ft.put_page_type(&mut mem, Mfn(3)).unwrap();
+        mem.log_reads = true;
+        ft.pin(&mut mem, Mfn(3), DOM_A, PageType::L1).unwrap();
+        let log = mem.log.borrow().clone();
+        assert_eq!(log.first(), Some(&Event::Flush));
+        assert_eq!(log.len(), 1 + ENTRIES);
+        assert!(log[1..].iter().all(|e| *e == Event::Read(Mfn(3))));
+        // L1 → writable flushes too: a cached walk may still go through the old table.
+        ft.unpin(&mut mem, Mfn(3), DOM_A).unwrap();
+        ft.get_page_type(&mut mem, Mfn(3), DOM_A, PageType::Writable)
+            .unwrap();
+        assert_eq!(mem.flushes(), 2);
+        // L1 → L2 as well.
+        ft.put_page_type(&mut mem, Mfn(0)).unwrap_err();
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L2).unwrap();
+        assert_eq!(mem.flushes(), 3);
+    }
+
+    #[test]
+    fn updates_swap_references_and_report() {
+        let a: Vec<u64> = (0..16).collect();
+        let (mut ft, mut mem) = setup(24, &a, &[]);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        let effect = update(&mut ft, &mut mem, 0, 0, e(3, P | RW), DOM_A).unwrap();
+        assert_eq!(effect, UpdateEffect::default());
+        assert_eq!(counts(&ft, 3), (PageType::Writable, 1, 1));
+        let effect = update(&mut ft, &mut mem, 0, 0, e(3, P), DOM_A).unwrap();
+        assert!(effect.stale_translation, "write access removed");
+        assert_eq!(counts(&ft, 3), (PageType::None, 0, 1));
+        let effect = update(&mut ft, &mut mem, 0, 0, e(3, P | RW | A | D), DOM_A).unwrap();
+        assert!(!effect.stale_translation, "more rights only");
+        // MMU_PT_UPDATE_PRESERVE_AD keeps the bits the hardware set.
+        ft.update_entry(&mut mem, Mfn(0), 0, e(4, P | U), DOM_A, true)
+            .unwrap();
+        assert_eq!(mem.get(0, 0), e(4, P | U | A | D));
+        assert_eq!(counts(&ft, 3), (PageType::None, 0, 0));
+        assert_eq!(counts(&ft, 4), (PageType::None, 0, 1));
+        let effect = update(&mut ft, &mut mem, 0, 0, e(4, P | U | NX), DOM_A).unwrap();
+        assert!(effect.stale_translation, "execute removed");
+        let effect = update(&mut ft, &mut mem, 0, 0, e(4, P | NX), DOM_A).unwrap();
+        assert!(effect.stale_translation, "user access removed");
+        let effect = update(&mut ft, &mut mem, 0, 0, 0, DOM_A).unwrap();
+        assert!(effect.stale_translation);
+        assert_eq!(counts(&ft, 4), (PageType::None, 0, 0));
+        assert!(mem.syncs().is_empty(), "no L4 involved");
+        consistent(&ft, &mem);
+
+        // An L4 change synchronises the guest roots before the old L3 loses its type: the
+        // old L3 is devalidated (its entries read) only after the sync.
+        ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L4).unwrap();
+        ft.pin(&mut mem, Mfn(11), DOM_A, PageType::L3).unwrap();
+        let effect = update(&mut ft, &mut mem, 10, 3, e(12, P | RW), DOM_A).unwrap();
+        assert_eq!(effect.l4_changed, Some(Mfn(10)));
+        assert_eq!(counts(&ft, 12), (PageType::L3, 1, 1));
+        let effect = update(&mut ft, &mut mem, 10, 3, e(12, P | RW), DOM_A).unwrap();
+        assert_eq!(effect.l4_changed, None, "same value");
+        mem.log.borrow_mut().clear();
+        mem.log_reads = true;
+        let effect = update(&mut ft, &mut mem, 10, 3, e(11, P), DOM_A).unwrap();
+        mem.log_reads = false;
+        assert_eq!(effect.l4_changed, Some(Mfn(10)));
+        assert!(effect.stale_translation);
+        let log = mem.log.borrow().clone();
+        let sync = log.iter().position(|e| *e == Event::Sync(Mfn(10))).unwrap();
+        let first_read_of_old = log.iter().position(|e| *e == Event::Read(Mfn(12))).unwrap();
+        assert!(sync < first_read_of_old, "{log:?}");
+        assert_eq!(counts(&ft, 12), (PageType::None, 0, 0));
+        assert_eq!(counts(&ft, 11), (PageType::L3, 2, 2));
+        assert_eq!(mem.syncs(), [Mfn(10)]);
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn frames_that_are_no_page_tables_are_written_plainly() {
+        let (mut ft, mut mem) = setup(16, &[0, 3, 4, 5, 6], &[9]);
+        let effect = update(&mut ft, &mut mem, 3, 7, 0xDEAD, DOM_A).unwrap();
+        assert!(effect.plain_write && !effect.stale_translation);
+        assert_eq!(mem.get(3, 7), 0xDEAD);
+        assert_eq!(counts(&ft, 3), (PageType::None, 0, 0));
+        assert_eq!(info(&ft, 3).ty, PageType::Writable, "remembered");
+        // Already writable.
+        ft.get_page_type(&mut mem, Mfn(4), DOM_A, PageType::Writable)
+            .unwrap();
+        update(&mut ft, &mut mem, 4, 0, e(0, P), DOM_A).unwrap();
+        assert_eq!(counts(&ft, 4), (PageType::Writable, 1, 1));
+        assert_eq!(counts(&ft, 0), (PageType::None, 0, 0), "no entry semantics");
+        // A descriptor frame is neither.
+        ft.get_page_type(&mut mem, Mfn(5), DOM_A, PageType::Descriptor)
+            .unwrap();
+        assert_eq!(
+            update(&mut ft, &mut mem, 5, 0, 1, DOM_A),
+            Err(Errno::EINVAL)
+        );
+        // A former page table with no users becomes writable, with a flush.
+        ft.pin(&mut mem, Mfn(6), DOM_A, PageType::L1).unwrap();
+        ft.unpin(&mut mem, Mfn(6), DOM_A).unwrap();
+        let flushes = mem.flushes();
+        update(&mut ft, &mut mem, 6, 0, 0x1234, DOM_A).unwrap();
+        assert_eq!(mem.flushes(), flushes + 1);
+        assert_eq!(
+            update(&mut ft, &mut mem, 9, 0, 1, DOM_A),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            update(&mut ft, &mut mem, 3, 512, 1, DOM_A),
+            Err(Errno::EINVAL)
+        );
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn descriptor_frames_cannot_be_mapped_writable() {
+        let (mut ft, mut mem) = setup(16, &[0, 5], &[]);
+        ft.get_page_type(&mut mem, Mfn(5), DOM_A, PageType::Descriptor)
+            .unwrap();
+        assert!(info(&ft, 5).validated);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        assert_eq!(
+            update(&mut ft, &mut mem, 0, 0, e(5, P | RW), DOM_A),
+            Err(Errno::EBUSY)
+        );
+        update(&mut ft, &mut mem, 0, 0, e(5, P), DOM_A).unwrap();
+        assert_eq!(ft.count_by_type(DOM_A), [0, 1, 0, 0, 0, 1, 0]);
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn release_domain_frees_everything() {
+        let a: Vec<u64> = (10..22).collect();
+        let (mut ft, mut mem) = setup(32, &a, &[24, 25, 26]);
+        hierarchy(&mut mem);
+        ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L4).unwrap();
+        ft.pin(&mut mem, Mfn(13), DOM_A, PageType::L1).unwrap();
+        ft.set_base(&mut mem, DOM_A, None, Mfn(10)).unwrap();
+        ft.set_base(&mut mem, DOM_A, None, Mfn(10)).unwrap();
+        mem.set(15, 0, e(16, P | RW));
+        ft.pin(&mut mem, Mfn(15), DOM_A, PageType::L1).unwrap();
+        // B has its own tables; they must survive A's release untouched.
+        mem.set(24, 0, e(25, P | RW));
+        ft.pin(&mut mem, Mfn(24), DOM_B, PageType::L1).unwrap();
+        ft.get_page(Mfn(26), DOM_B).unwrap();
+        let b_before: Vec<FrameInfo> = [24, 25, 26].iter().map(|&m| info(&ft, m)).collect();
+        consistent(&ft, &mem);
+
+        let released = ft.release_domain(&mut mem, DOM_A);
+        assert_eq!(
+            released.freed,
+            a.iter().map(|&m| Mfn(m)).collect::<Vec<_>>()
+        );
+        assert!(released.still_referenced.is_empty());
+        for &m in &a {
+            assert_eq!(info(&ft, m), FrameInfo::new(Owner::Free), "frame {m}");
+        }
+        assert_eq!(ft.count_by_type(DOM_A), [0; 7]);
+        let b_after: Vec<FrameInfo> = [24, 25, 26].iter().map(|&m| info(&ft, m)).collect();
+        assert_eq!(b_before, b_after);
+        consistent(&ft, &mem);
+
+        // References hypervisor code holds keep their frames (and what they keep validated)
+        // until they are dropped.
+        ft.put_page(Mfn(26)).unwrap();
+        ft.get_page_type(&mut mem, Mfn(24), DOM_B, PageType::L1)
+            .unwrap();
+        let released = ft.release_domain(&mut mem, DOM_B);
+        assert_eq!(released.freed, [Mfn(26)]);
+        assert_eq!(released.still_referenced, [Mfn(24), Mfn(25)]);
+        assert_eq!(counts(&ft, 24), (PageType::L1, 1, 1));
+        consistent(&ft, &mem);
+        ft.put_page_type(&mut mem, Mfn(24)).unwrap();
+        let released = ft.release_domain(&mut mem, DOM_B);
+        assert_eq!(released.freed, [Mfn(24), Mfn(25)]);
+        assert!(released.still_referenced.is_empty());
+        assert_eq!(ft.release_domain(&mut mem, DOM_B), Released::default());
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn counts_never_overflow() {
+        let (ft, mut mem) = setup(16, &[0, 1, 2, 3], &[]);
+        let mut ft = ft.with_count_limit(3);
+        for _ in 0..3 {
+            ft.get_page(Mfn(2), DOM_A).unwrap();
+        }
+        assert_eq!(ft.get_page(Mfn(2), DOM_A), Err(Errno::EINVAL));
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        let before = ft.clone();
+        // Xen: a full count in get_page_from_l1e is could_not_pin, -EBUSY.
+        assert_eq!(
+            update(&mut ft, &mut mem, 0, 0, e(2, P), DOM_A),
+            Err(Errno::EBUSY)
+        );
+        assert_eq!(ft, before);
+        // Type counts: three writable mappings, then no more.
+        for i in 0..3 {
+            update(&mut ft, &mut mem, 0, i, e(3, P | RW), DOM_A).unwrap();
+        }
+        assert_eq!(counts(&ft, 3), (PageType::Writable, 3, 3));
+        assert_eq!(
+            update(&mut ft, &mut mem, 0, 3, e(3, P | RW), DOM_A),
+            Err(Errno::EBUSY)
+        );
+        assert_eq!(
+            ft.get_page_type(&mut mem, Mfn(3), DOM_A, PageType::Writable),
+            Err(Errno::EINVAL)
+        );
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn consistency_check_finds_corruption() {
+        let a: Vec<u64> = (10..16).collect();
+        let (mut ft, mut mem) = setup(24, &a, &[]);
+        hierarchy(&mut mem);
+        ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L4).unwrap();
+        consistent(&ft, &mem);
+
+        let mut bad = ft.clone();
+        bad.frames[14].ref_count += 1;
+        let msg = bad.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains("frame 0xe"), "{msg}");
+
+        let mut bad = ft.clone();
+        bad.frames[12].type_count -= 1;
+        assert!(bad.check_consistency(&mem).is_err());
+
+        let mut bad = ft.clone();
+        bad.frames[13].ty = PageType::L2;
+        assert!(bad.check_consistency(&mem).is_err());
+
+        let mut bad = ft.clone();
+        bad.ref_put(Mfn(15));
+        assert!(bad.check_consistency(&mem).unwrap_err().contains("at zero"));
+
+        // An entry changed behind the table's back.
+        let mut bad_mem = mem.clone();
+        bad_mem.set(13, 5, e(12, P | RW));
+        assert!(ft.check_consistency(&bad_mem).is_err());
+        let mut bad_mem = mem.clone();
+        bad_mem.set(10, 300, e(11, P));
+        assert!(ft.check_consistency(&bad_mem).is_err());
+    }
+
+    /// Random sequences of guest and hypervisor operations over two domains.
+    mod random {
+        use super::*;
+        use proptest::prelude::*;
+
+        const FRAMES: u64 = 32;
+        const DOMS: [DomId; 2] = [DOM_A, DOM_B];
+        const VCPUS: usize = 2;
+        const INDICES: [usize; 6] = [0, 1, 255, 256, 271, 511];
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Assign(u64, usize),
+            Unassign(u64, usize),
+            Pin(u64, usize, usize),
+            Unpin(u64, usize),
+            Update {
+                table: u64,
+                index: usize,
+                value: u64,
+                dom: usize,
+                preserve_ad: bool,
+            },
+            SetBase(usize, usize, u64),
+            DropBase(usize, usize),
+            GetPage(u64, usize),
+            GetType(u64, usize, usize),
+            PutHeld(usize),
+            Release(usize),
+        }
+
+        /// An update: mostly well-formed entries pointing at frames of the same domain (frames
+        /// alternate between the two at the start), to grow deep hierarchies; the rest
+        /// malformed, foreign, outside the table or above the physical width.
+        fn update() -> impl Strategy<Value = Op> {
+            let flags = prop_oneof![
+                6 => prop::sample::select(vec![P, P | RW, P | U, P | RW | U, P | RW | U | A | D]),
+                2 => prop::sample::select(vec![
+                    P | RW | NX,
+                    P | PS,
+                    P | G,
+                    P | pte::GNTTAB,
+                    P | pte::PWT,
+                    P | (1 << 55),
+                    RW | U,
+                    0,
+                ]),
+            ];
+            let target = prop_oneof![
+                6 => (0..FRAMES / 2).prop_map(|k| (true, k)),
+                2 => (0..FRAMES + 4).prop_map(|m| (false, m)),
+                1 => Just((false, 1u64 << 30)),
+            ];
+            (
+                0..FRAMES + 1,
+                prop::sample::select(INDICES.to_vec()),
+                0..DOMS.len(),
+                any::<bool>(),
+                target,
+                flags,
+                prop::bool::weighted(0.1),
+            )
+                .prop_map(
+                    |(table, index, dom, preserve_ad, (near, n), flags, clear)| {
+                        let target = if near { (table + 2 * n) % FRAMES } else { n };
+                        let value = if clear { 0 } else { (target << 12) | flags };
+                        Op::Update {
+                            table,
+                            index,
+                            value,
+                            dom,
+                            preserve_ad,
+                        }
+                    },
+                )
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let mfn = || 0..FRAMES + 1;
+            let dom = || 0..DOMS.len();
+            prop_oneof![
+                1 => (mfn(), dom()).prop_map(|(m, d)| Op::Assign(m, d)),
+                1 => (mfn(), dom()).prop_map(|(m, d)| Op::Unassign(m, d)),
+                6 => (mfn(), dom(), 0..4usize).prop_map(|(m, d, l)| Op::Pin(m, d, l)),
+                2 => (mfn(), dom()).prop_map(|(m, d)| Op::Unpin(m, d)),
+                14 => update(),
+                2 => (dom(), 0..VCPUS, mfn()).prop_map(|(d, v, m)| Op::SetBase(d, v, m)),
+                1 => (dom(), 0..VCPUS).prop_map(|(d, v)| Op::DropBase(d, v)),
+                1 => (mfn(), dom()).prop_map(|(m, d)| Op::GetPage(m, d)),
+                1 => (mfn(), dom(), 0..PageType::ALL.len())
+                    .prop_map(|(m, d, t)| Op::GetType(m, d, t)),
+                2 => any::<usize>().prop_map(Op::PutHeld),
+                1 => (dom(), prop::bool::weighted(0.3)).prop_filter_map("rare", |(d, go)| go.then_some(Op::Release(d))),
+            ]
+        }
+
+        /// What the test remembers: base pointers and references held for "hypervisor code".
+        struct Model {
+            bases: [[Option<Mfn>; VCPUS]; 2],
+            /// (frame, typed) references taken through get_page / get_page_type.
+            held: Vec<(Mfn, bool)>,
+        }
+
+        /// The safety property itself, checked independently of `check_consistency`: every
+        /// present entry of a page table in use points at a frame of the same domain that
+        /// has the type the entry needs, so nothing is a page table and writable at once.
+        fn check_safety(ft: &FrameTable, mem: &Fake) -> Result<(), TestCaseError> {
+            for (i, f) in ft.frames.iter().enumerate() {
+                prop_assert!(f.ref_count >= f.type_count, "frame {}: {:?}", i, f);
+                if !matches!(f.owner, Owner::Domain(_)) {
+                    prop_assert_eq!(*f, FrameInfo::new(f.owner));
+                    continue;
+                }
+                let level = f.current_type();
+                if !level.is_page_table() {
+                    continue;
+                }
+                prop_assert!(f.validated);
+                for index in 0..ENTRIES {
+                    let entry = mem.pages[i][index];
+                    if level == PageType::L4 && is_hypervisor_l4_slot(index) {
+                        prop_assert_eq!(entry, 0);
+                        continue;
+                    }
+                    if entry & P == 0 {
+                        continue;
+                    }
+                    prop_assert!(level == PageType::L1 || entry & PS == 0);
+                    let target = ft.info(Mfn((entry & pte::ADDR) >> 12));
+                    prop_assert!(
+                        target.is_some(),
+                        "{:?} {}[{}] = {:#x}",
+                        level,
+                        i,
+                        index,
+                        entry
+                    );
+                    let t = target.unwrap();
+                    prop_assert_eq!(t.owner, f.owner);
+                    let needs = match level {
+                        PageType::L1 if entry & RW != 0 => Some(PageType::Writable),
+                        PageType::L1 => None,
+                        _ => level.child(),
+                    };
+                    if let Some(needs) = needs {
+                        prop_assert_eq!(t.current_type(), needs, "{:?} {}[{}]", level, i, index);
+                        prop_assert!(t.validated);
+                    }
+                    if level == PageType::L1 && entry & RW != 0 {
+                        prop_assert!(!t.current_type().is_page_table());
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn check(ft: &FrameTable, mem: &Fake, model: &Model) -> Result<(), TestCaseError> {
+            if let Err(msg) = ft.check_consistency(mem) {
+                return Err(TestCaseError::fail(msg));
+            }
+            check_safety(ft, mem)?;
+            for (i, f) in ft.frames.iter().enumerate() {
+                let mfn = Mfn(i as u64);
+                let bases = model
+                    .bases
+                    .iter()
+                    .flatten()
+                    .filter(|b| **b == Some(mfn))
+                    .count();
+                prop_assert_eq!(f.base_refs as usize, bases, "frame {}", i);
+                let held = |typed| model.held.iter().filter(|h| **h == (mfn, typed)).count();
+                prop_assert_eq!(f.ext_refs as usize, held(false));
+                prop_assert_eq!(f.ext_type_refs as usize, held(true));
+            }
+            Ok(())
+        }
+
+        fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+            let mut ft = FrameTable::new(FRAMES, config());
+            for m in 0..FRAMES {
+                ft.set_free(Mfn(m)).unwrap();
+            }
+            // Most frames start with a domain; the last few are free for Assign.
+            for m in 0..FRAMES - 6 {
+                ft.assign(Mfn(m), DOMS[(m % 2) as usize]).unwrap();
+            }
+            let mut mem = Fake::new(FRAMES);
+            let mut model = Model {
+                bases: [[None; VCPUS]; 2],
+                held: Vec::new(),
+            };
+            // Each domain starts with a four-level table in use as vCPU 0's base: L4 at frame
+            // d, then d + 2, d + 4, d + 6 down to data at d + 8, so random updates find deep
+            // hierarchies to cut, graft and unmap.
+            for (d, &dom) in DOMS.iter().enumerate() {
+                let d = d as u64;
+                for level in 0..4 {
+                    mem.set(d + 2 * level, 0, ((d + 2 * level + 2) << 12) | P | RW | U);
+                }
+                prop_assert_eq!(ft.set_base(&mut mem, dom, None, Mfn(d)), Ok(()));
+                model.bases[d as usize][0] = Some(Mfn(d));
+            }
+            check(&ft, &mem, &model)?;
+            for op in ops {
+                let before = (ft.effective(), mem.pages.clone());
+                let result: Result<(), Errno> = match op {
+                    Op::Assign(m, d) => ft.assign(Mfn(m), DOMS[d]),
+                    Op::Unassign(m, d) => ft.unassign(Mfn(m), DOMS[d]),
+                    Op::Pin(m, d, l) => ft.pin(&mut mem, Mfn(m), DOMS[d], PageType::ALL[l + 1]),
+                    Op::Unpin(m, d) => ft.unpin(&mut mem, Mfn(m), DOMS[d]),
+                    Op::Update {
+                        table,
+                        index,
+                        value,
+                        dom,
+                        preserve_ad,
+                    } => {
+                        let old = mem.pages[table.min(FRAMES - 1) as usize][index];
+                        let r = ft.update_entry(
+                            &mut mem,
+                            Mfn(table),
+                            index,
+                            value,
+                            DOMS[dom],
+                            preserve_ad,
+                        );
+                        if let Ok(effect) = r {
+                            let mut want = value;
+                            if preserve_ad && !effect.plain_write {
+                                want |= old & (A | D);
+                            }
+                            prop_assert_eq!(mem.pages[table as usize][index], want);
+                        }
+                        r.map(|_| ())
+                    }
+                    Op::SetBase(d, v, m) => {
+                        let old = model.bases[d][v];
+                        let r = ft.set_base(&mut mem, DOMS[d], old, Mfn(m));
+                        if r.is_ok() {
+                            model.bases[d][v] = Some(Mfn(m));
+                        }
+                        r
+                    }
+                    Op::DropBase(d, v) => match model.bases[d][v].take() {
+                        Some(old) => {
+                            let r = ft.drop_base(&mut mem, DOMS[d], old);
+                            prop_assert_eq!(r, Ok(()));
+                            r
+                        }
+                        None => Ok(()),
+                    },
+                    Op::GetPage(m, d) => {
+                        let r = ft.get_page(Mfn(m), DOMS[d]);
+                        if r.is_ok() {
+                            model.held.push((Mfn(m), false));
+                        }
+                        r
+                    }
+                    Op::GetType(m, d, t) => {
+                        let r = ft.get_page_type(&mut mem, Mfn(m), DOMS[d], PageType::ALL[t]);
+                        if r.is_ok() {
+                            model.held.push((Mfn(m), true));
+                        }
+                        r
+                    }
+                    Op::PutHeld(i) => {
+                        if model.held.is_empty() {
+                            Ok(())
+                        } else {
+                            let (mfn, typed) = model.held.swap_remove(i % model.held.len());
+                            let r = if typed {
+                                ft.put_page_type(&mut mem, mfn)
+                            } else {
+                                ft.put_page(mfn)
+                            };
+                            prop_assert_eq!(r, Ok(()));
+                            r
+                        }
+                    }
+                    Op::Release(d) => {
+                        release(&mut ft, &mut mem, &mut model, d)?;
+                        Ok(())
+                    }
+                };
+                if result.is_err() {
+                    // A refused operation changes nothing.
+                    prop_assert!(ft.effective() == before.0, "{:?} changed the table", result);
+                    prop_assert!(mem.pages == before.1, "{:?} changed memory", result);
+                }
+                check(&ft, &mem, &model)?;
+            }
+            release(&mut ft, &mut mem, &mut model, 0)?;
+            release(&mut ft, &mut mem, &mut model, 1)?;
+            for m in 0..FRAMES {
+                prop_assert_eq!(ft.info(Mfn(m)), Some(FrameInfo::new(Owner::Free)));
+            }
+            Ok(())
+        }
+
+        /// Domain destruction as the hypervisor does it: its own references first, then the
+        /// frame table; every frame of the domain must come back free.
+        fn release(
+            ft: &mut FrameTable,
+            mem: &mut Fake,
+            model: &mut Model,
+            d: usize,
+        ) -> Result<(), TestCaseError> {
+            let dom = DOMS[d];
+            let (mine, others): (Vec<_>, Vec<_>) =
+                model.held.iter().partition(|(m, _)| ft.owned_by(*m, dom));
+            for (mfn, typed) in mine {
+                let r = if typed {
+                    ft.put_page_type(mem, mfn)
+                } else {
+                    ft.put_page(mfn)
+                };
+                prop_assert_eq!(r, Ok(()));
+            }
+            model.held = others;
+            model.bases[d] = [None; VCPUS];
+            let owned: Vec<Mfn> = (0..FRAMES)
+                .map(Mfn)
+                .filter(|m| ft.owned_by(*m, dom))
+                .collect();
+            let other = DOMS[1 - d];
+            let others_before: Vec<FrameInfo> = (0..FRAMES)
+                .filter(|m| ft.owned_by(Mfn(*m), other))
+                .map(|m| ft.info(Mfn(m)).unwrap())
+                .collect();
+            let released = ft.release_domain(mem, dom);
+            prop_assert_eq!(released.freed, owned.clone());
+            prop_assert!(released.still_referenced.is_empty());
+            for m in owned {
+                prop_assert_eq!(ft.info(m), Some(FrameInfo::new(Owner::Free)));
+            }
+            let others_after: Vec<FrameInfo> = (0..FRAMES)
+                .filter(|m| ft.owned_by(Mfn(*m), other))
+                .map(|m| ft.info(Mfn(m)).unwrap())
+                .collect();
+            prop_assert_eq!(others_before, others_after);
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+            #[test]
+            fn random_operations_keep_every_invariant(ops in prop::collection::vec(op(), 1..100)) {
+                run(ops)?;
+            }
+        }
+    }
+}
