@@ -193,12 +193,13 @@ fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Featur
     if layout.highest_usable_end() > layout::DIRECTMAP_LIMIT {
         log::warn!(target: "mm", "RAM above {} TiB is not used", layout::DIRECTMAP_LIMIT >> 40);
     }
-    // A heap of 1/64 of free memory, between 2 and 64 MiB, on top of the boot heap.
-    let want = (frames::free_count() * crate::mm::PAGE_SIZE / 64).clamp(2 << 20, 64 << 20);
-    heap::grow(want);
     let frames_described =
         layout.highest_usable_end().min(layout::DIRECTMAP_LIMIT) / crate::mm::PAGE_SIZE;
-    crate::mm::owner::init(frames_described);
+    // The heap: room for the frame table (32 bytes a frame) plus 1/64 of free memory
+    // between 2 and 64 MiB, on top of the boot heap.
+    let general = (frames::free_count() * crate::mm::PAGE_SIZE / 64).clamp(2 << 20, 64 << 20);
+    heap::grow(frames_described * 32 + general);
+    crate::mm::ft::init(frames_described, features.contains(Features::NX));
     crate::mm::m2p::init(frames_described, features.contains(Features::NX));
     log::debug!(
         target: "mm",

@@ -21,7 +21,8 @@ use super::layout::{self, StartOfDay, Target};
 use super::{Domain, Vcpu};
 use crate::arch::x86_64::layout::phys_to_virt;
 use crate::event::EventChannels;
-use crate::mm::owner::{self, Owner};
+use crate::mm::frame_table::PageType;
+use crate::mm::ft;
 use crate::mm::{Mfn, PAGE_SIZE, frames};
 
 /// dom0's memory when `dom0_mem=` does not say: enough for the tools, small enough
@@ -145,9 +146,12 @@ fn zero_frame(mfn: Mfn) {
 }
 
 /// Gives every frame in `frames` back to the allocator (a build that failed).
-fn release(frames_owned: &[Mfn]) {
+fn release(frames_owned: &[Mfn], dom: DomId) {
+    // The build failed before anything took references (validation rolls back), so every
+    // frame comes back.
+    let _ = ft::with(|t, mem| t.release_domain(mem, dom));
     for &m in frames_owned {
-        owner::set(m, Owner::Free);
+        let _ = ft::with(|t, _| t.set_hypervisor(m));
         crate::mm::m2p::set(m, crate::mm::m2p::INVALID);
         frames::free_contiguous(m, 1);
     }
@@ -185,23 +189,36 @@ pub fn build_dom0(
     let mut p2m = Vec::with_capacity(nr_pages as usize);
     for _ in 0..nr_pages {
         let Some(mfn) = frames::alloc() else {
-            release(&p2m);
+            release(&p2m, id);
             return Err(BuildError::OutOfMemory {
                 wanted: nr_pages + 1,
                 free: frames::free_count(),
             });
         };
         zero_frame(mfn);
-        owner::set(mfn, Owner::Domain(id));
+        if ft::give(mfn, id).is_err() {
+            frames::free_contiguous(mfn, 1);
+            release(&p2m, id);
+            return Err(BuildError::Other(format!(
+                "frame {:#x} is not free in the frame table",
+                mfn.0
+            )));
+        }
         crate::mm::m2p::set(mfn, p2m.len() as u64);
         p2m.push(mfn);
     }
     let Some(shared_info) = frames::alloc() else {
-        release(&p2m);
+        release(&p2m, id);
         return Err(BuildError::OutOfMemory { wanted: 1, free: 0 });
     };
     zero_frame(shared_info);
-    owner::set(shared_info, Owner::Domain(id));
+    if ft::give(shared_info, id).is_err() {
+        frames::free_contiguous(shared_info, 1);
+        release(&p2m, id);
+        return Err(BuildError::Other(
+            "the shared_info frame is not free".into(),
+        ));
+    }
 
     let fill = || -> Result<Vcpu, BuildError> {
         let mem = Memory {
@@ -231,6 +248,16 @@ pub fn build_dom0(
         write_page_tables(&p2m, &sod, shared_info)?;
 
         let l4 = p2m[sod.root_table().0 as usize];
+        // Pinning the bootstrap L4 validates the whole hierarchy, as any guest table is
+        // validated: page-table frames get their types, everything mapped writable the
+        // writable type. The vCPU's base pointer holds another type reference.
+        ft::with(|t, mem| {
+            t.pin(mem, l4, id, PageType::L4)?;
+            t.set_base(mem, id, None, l4)
+        })
+        .map_err(|e| {
+            BuildError::Other(format!("the bootstrap page tables do not validate ({e:?})"))
+        })?;
         let mut vcpu = Vcpu::new(0, l4);
         vcpu.regs.rip = image.entry;
         vcpu.regs.rsi = sod.start_info;
@@ -243,8 +270,8 @@ pub fn build_dom0(
     let vcpu = match fill() {
         Ok(v) => v,
         Err(e) => {
-            release(&p2m);
-            release(&[shared_info]);
+            release(&p2m, id);
+            release(&[shared_info], id);
             return Err(e);
         }
     };

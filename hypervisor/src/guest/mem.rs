@@ -6,8 +6,8 @@
 use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
 
-use crate::arch::x86_64::layout::{self, phys_to_virt};
-use crate::mm::{Mfn, PAGE_SIZE, owner};
+use crate::arch::x86_64::layout::phys_to_virt;
+use crate::mm::{Mfn, PAGE_SIZE, ft};
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
@@ -23,36 +23,7 @@ pub struct AddressSpace {
     pub dom: DomId,
 }
 
-/// Whether `va` is canonical (bits 63..47 equal).
-pub const fn is_canonical(va: u64) -> bool {
-    let top = va >> 47;
-    top == 0 || top == 0x1_FFFF
-}
-
-/// Whether `va` lies in the hypervisor's reserved slots, which no guest pointer may name.
-pub const fn in_hypervisor_range(va: u64) -> bool {
-    let lo = layout::slot_base(layout::FIRST_RESERVED_SLOT);
-    let hi = layout::slot_base(layout::LAST_RESERVED_SLOT) + layout::SLOT_SIZE;
-    va >= lo && va < hi
-}
-
-/// Whether `[va, va + len)` is a range a guest may name: canonical, no wrap, nothing
-/// of it in the hypervisor's slots.
-pub fn range_ok(va: u64, len: u64) -> bool {
-    if len == 0 {
-        return is_canonical(va);
-    }
-    let Some(last) = va.checked_add(len - 1) else {
-        return false;
-    };
-    // The reserved slots sit at the bottom of the upper half, so a range that starts and
-    // ends in the same half, outside them, cannot contain them.
-    is_canonical(va)
-        && is_canonical(last)
-        && (va >> 63) == (last >> 63)
-        && !in_hypervisor_range(va)
-        && !in_hypervisor_range(last)
-}
+pub use crate::arch::x86_64::layout::{in_hypervisor_range, is_canonical, range_ok};
 
 fn read_entry(table: Mfn, index: u64) -> u64 {
     // SAFETY: `table` is a frame the caller checked is RAM owned by the domain, so the
@@ -73,7 +44,7 @@ impl AddressSpace {
         }
         let mut table = self.l4;
         for level in (0..4).rev() {
-            if !owner::owned_by(table, self.dom) {
+            if !ft::owned_by(table, self.dom) {
                 return Err(Errno::EFAULT);
             }
             let index = (va >> (12 + 9 * level)) & 511;
@@ -87,7 +58,7 @@ impl AddressSpace {
             }
             table = Mfn::from_phys(entry & ADDR_MASK);
         }
-        if !owner::owned_by(table, self.dom) {
+        if !ft::owned_by(table, self.dom) {
             return Err(Errno::EFAULT);
         }
         Ok(table.phys() + (va & (PAGE_SIZE - 1)))
@@ -193,33 +164,3 @@ unsafe impl Pod for u64 {}
 unsafe impl AsBytes for u64 {}
 // SAFETY: repr(C), integer fields (u8, u8, u16, padding, u64).
 unsafe impl Pod for guest_abi::trap::TrapInfo {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guest_ranges() {
-        assert!(range_ok(0x1000, 4096));
-        assert!(range_ok(0xFFFF_FFFF_8000_0000, 4096));
-        assert!(
-            range_ok(0xFFFF_8800_0000_0000, 1),
-            "first guest address above the reserved slots"
-        );
-        assert!(!range_ok(0xFFFF_87FF_FFFF_FFFF, 1), "last reserved byte");
-        assert!(!range_ok(0xFFFF_8000_0000_0000, 1));
-        assert!(!range_ok(0xFFFF_8100_0010_0000, 8), "the hypervisor image");
-        assert!(
-            !range_ok(0x0000_7FFF_FFFF_F000, 0x2000),
-            "crosses into the hole"
-        );
-        assert!(!range_ok(0x0000_8000_0000_0000, 1), "non-canonical");
-        assert!(!range_ok(u64::MAX, 2), "wraps");
-        assert!(
-            !range_ok(0xFFFF_7FFF_FFFF_FFFF, 1),
-            "non-canonical just below the upper half"
-        );
-        assert!(range_ok(0x1000, 0));
-        assert!(!range_ok(0x0000_8000_0000_0000, 0));
-    }
-}

@@ -78,7 +78,11 @@ pub fn init(entries: u64, nx: bool) {
             };
             table_at(l2)[l2_index].set_addr(x86_64::PhysAddr::new(l1.phys()), F::PRESENT);
         }
-        Table { frames: table_frames, entries, slot_entry: l3.phys() | F::PRESENT.bits() }
+        Table {
+            frames: table_frames,
+            entries,
+            slot_entry: l3.phys() | F::PRESENT.bits(),
+        }
     });
 }
 

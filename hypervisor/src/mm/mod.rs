@@ -2,14 +2,15 @@
 //! (DESIGN.md §4).
 
 pub mod directmap;
+pub mod frame_table;
 pub mod frames;
+#[cfg(target_os = "none")]
+pub mod ft;
 #[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod m2p;
 pub mod memmap;
-pub mod frame_table;
-pub mod owner;
 
 pub use memmap::PAGE_SIZE;
 

@@ -491,6 +491,18 @@ static GUEST_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64
 /// Fills this pCPU's guest root from the guest's top-level table `guest_l4` and makes
 /// it the CR3 the exit path loads. The guest's entries in the hypervisor's reserved slots
 /// are never copied: those slots hold only the entry area and the read-only M2P.
+/// The guest L4 this pCPU's guest root copies (0: none yet).
+static GUEST_ROOT_SOURCE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Recopies the guest root if it copies `l4`, whose entries just changed (the frame
+/// table's `sync_guest_roots`). With one pCPU this is the only copy; the new contents take
+/// effect at the CR3 load on the way back to the guest, which also flushes the TLB.
+pub fn refresh_guest_root(l4: crate::mm::Mfn) {
+    if GUEST_ROOT_SOURCE.load(core::sync::atomic::Ordering::SeqCst) == l4.phys() {
+        load_guest_root(l4);
+    }
+}
+
 pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     use super::layout::{FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT};
     use core::sync::atomic::Ordering;
@@ -519,4 +531,5 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     }
     // SAFETY: the constants page is this pCPU's and writable in the hypervisor root.
     unsafe { (*consts()).guest_cr3 = root };
+    GUEST_ROOT_SOURCE.store(guest_l4.phys(), Ordering::SeqCst);
 }

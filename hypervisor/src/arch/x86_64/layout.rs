@@ -51,6 +51,37 @@ pub const fn phys_to_virt(phys: u64) -> u64 {
     DIRECTMAP_BASE + phys
 }
 
+/// Whether `va` is canonical (bits 63..47 equal).
+pub const fn is_canonical(va: u64) -> bool {
+    let top = va >> 47;
+    top == 0 || top == 0x1_FFFF
+}
+
+/// Whether `va` lies in the hypervisor's reserved slots, which no guest pointer may name.
+pub const fn in_hypervisor_range(va: u64) -> bool {
+    let lo = slot_base(FIRST_RESERVED_SLOT);
+    let hi = slot_base(LAST_RESERVED_SLOT) + SLOT_SIZE;
+    va >= lo && va < hi
+}
+
+/// Whether `[va, va + len)` is a range a guest may name: canonical, no wrap, nothing
+/// of it in the hypervisor's slots.
+pub fn range_ok(va: u64, len: u64) -> bool {
+    if len == 0 {
+        return is_canonical(va);
+    }
+    let Some(last) = va.checked_add(len - 1) else {
+        return false;
+    };
+    // The reserved slots sit at the bottom of the upper half, so a range that starts and
+    // ends in the same half, outside them, cannot contain them.
+    is_canonical(va)
+        && is_canonical(last)
+        && (va >> 63) == (last >> 63)
+        && !in_hypervisor_range(va)
+        && !in_hypervisor_range(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +97,30 @@ mod tests {
             0xFFFF_8800_0000_0000
         );
         assert_eq!(DIRECTMAP_LIMIT, 5 << 40);
+    }
+
+    #[test]
+    fn guest_ranges() {
+        assert!(range_ok(0x1000, 4096));
+        assert!(range_ok(0xFFFF_FFFF_8000_0000, 4096));
+        assert!(
+            range_ok(0xFFFF_8800_0000_0000, 1),
+            "first guest address above the reserved slots"
+        );
+        assert!(!range_ok(0xFFFF_87FF_FFFF_FFFF, 1), "last reserved byte");
+        assert!(!range_ok(0xFFFF_8000_0000_0000, 1));
+        assert!(!range_ok(0xFFFF_8100_0010_0000, 8), "the hypervisor image");
+        assert!(
+            !range_ok(0x0000_7FFF_FFFF_F000, 0x2000),
+            "crosses into the hole"
+        );
+        assert!(!range_ok(0x0000_8000_0000_0000, 1), "non-canonical");
+        assert!(!range_ok(u64::MAX, 2), "wraps");
+        assert!(
+            !range_ok(0xFFFF_7FFF_FFFF_FFFF, 1),
+            "non-canonical just below the upper half"
+        );
+        assert!(range_ok(0x1000, 0));
+        assert!(!range_ok(0x0000_8000_0000_0000, 0));
     }
 }

@@ -1,0 +1,97 @@
+//! The hypervisor's one frame table (`frame_table.rs` holds the rules), behind one lock,
+//! and the `PageMemory` it works on: page-table contents through the direct map.
+//!
+//! Frames in the frame allocator are the hypervisor's in the table; a frame given to a
+//! domain becomes the domain's (`give`) and comes back as the hypervisor's (`take_back`).
+//! Lock order: the domain lock (`guest::WORLD`) before this one.
+
+use guest_abi::errno::Errno;
+use guest_abi::types::DomId;
+
+use super::Mfn;
+use super::frame_table::{Config, FrameTable, Owner, PageMemory};
+use crate::arch::x86_64::layout::phys_to_virt;
+
+static TABLE: spin::Once<spin::Mutex<FrameTable>> = spin::Once::new();
+
+/// The page-table contents the frame table reads and writes, and the flushes it asks for.
+pub struct DirectMem;
+
+impl PageMemory for DirectMem {
+    fn read_entry(&self, mfn: Mfn, index: usize) -> u64 {
+        // SAFETY: the frame table reads entries only of frames it knows (RAM, covered by
+        // the direct map); `index` is below 512. Guests may write data frames concurrently;
+        // page-table frames are read-only to them.
+        unsafe { core::ptr::read_volatile((phys_to_virt(mfn.phys()) as *const u64).add(index)) }
+    }
+
+    fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
+        // SAFETY: as above; the frame table writes only entries it has validated.
+        unsafe {
+            core::ptr::write_volatile((phys_to_virt(mfn.phys()) as *mut u64).add(index), value)
+        }
+    }
+
+    fn flush_tlbs(&mut self) {
+        // One pCPU: flushing its TLB is flushing every TLB.
+        x86_64::instructions::tlb::flush_all();
+    }
+
+    fn sync_guest_roots(&mut self, l4: Mfn) {
+        crate::arch::x86_64::entry::refresh_guest_root(l4);
+    }
+}
+
+/// Physical address width (CPUID 8000_0008h EAX[7:0]); 36 when the CPU does not say.
+fn phys_addr_bits() -> u8 {
+    use core::arch::x86_64::__cpuid;
+    if __cpuid(0x8000_0000).eax >= 0x8000_0008 {
+        (__cpuid(0x8000_0008).eax & 0xFF) as u8
+    } else {
+        36
+    }
+}
+
+/// Creates the table for frames `0..frames`, all the hypervisor's.
+pub fn init(frames: u64, nx: bool) {
+    TABLE.call_once(|| {
+        let config = Config {
+            phys_addr_bits: phys_addr_bits(),
+            nx,
+            l1tf_mitigation: true,
+        };
+        spin::Mutex::new(FrameTable::new(frames, config))
+    });
+}
+
+/// Runs `f` with the frame table locked.
+pub fn with<R>(f: impl FnOnce(&mut FrameTable, &mut DirectMem) -> R) -> R {
+    let table = TABLE.get().expect("frame table used before init");
+    f(&mut table.lock(), &mut DirectMem)
+}
+
+/// Gives frame `mfn`, just taken from the frame allocator, to domain `dom`.
+pub fn give(mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+    with(|t, _| {
+        t.set_free(mfn)?;
+        t.assign(mfn, dom).inspect_err(|_| {
+            let _ = t.set_hypervisor(mfn);
+        })
+    })
+}
+
+/// Takes frame `mfn` back from `dom` for the frame allocator; `EBUSY` while referenced.
+pub fn take_back(mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+    with(|t, _| {
+        t.unassign(mfn, dom)?;
+        t.set_hypervisor(mfn)
+    })
+}
+
+pub fn owned_by(mfn: Mfn, dom: DomId) -> bool {
+    with(|t, _| t.owned_by(mfn, dom))
+}
+
+pub fn owner(mfn: Mfn) -> Owner {
+    with(|t, _| t.owner(mfn))
+}
