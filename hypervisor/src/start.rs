@@ -104,7 +104,13 @@ fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Optio
         cmdline: &kernel.cmdline,
     };
     let pages = crate::domain::build::dom0_pages(opts.dom0_mem.as_ref());
-    match crate::domain::build::build_dom0(&image, initrd, pages) {
+    // dom0 may grow back to `dom0_mem=max:` (Xen's rule), else stays at its size.
+    let max_pages = opts
+        .dom0_mem
+        .as_ref()
+        .and_then(|m| m.max)
+        .map_or(pages, |max| (max / crate::mm::PAGE_SIZE).max(pages));
+    match crate::domain::build::build_dom0(&image, initrd, pages, max_pages) {
         Ok(dom) => {
             crate::guest::init_syscall_msrs();
             crate::guest::WORLD.lock().domains.push(dom);

@@ -162,6 +162,7 @@ pub fn build_dom0(
     kernel: &ModuleImage<'_>,
     initrd: Option<&[u8]>,
     nr_pages: u64,
+    max_pages: u64,
 ) -> Result<Domain, BuildError> {
     let id: DomId = 0;
     let image: KernelImage = elf::parse(kernel.bytes)?;
@@ -282,6 +283,8 @@ pub fn build_dom0(
         privileged: true,
         p2m,
         shared_info,
+        tot_pages: nr_pages,
+        max_pages,
         vcpus: alloc::vec![vcpu],
         events: EventChannels::new(),
         shutdown: None,

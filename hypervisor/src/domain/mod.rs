@@ -84,6 +84,19 @@ pub struct Periodic {
     pub next: u64,
 }
 
+/// A batch hypercall cut short to let events through (`guest::mmu`): it resumes when the
+/// guest re-issues the same call with the advanced arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Continuation {
+    pub hypercall: u64,
+    /// Guest address of the next item.
+    pub next: u64,
+    /// Items left.
+    pub remaining: u64,
+    /// Items done so far (reported through the call's `done` pointer).
+    pub done: u64,
+}
+
 pub struct Vcpu {
     pub id: u32,
     /// Saved registers while the vCPU is not on a pCPU.
@@ -102,6 +115,8 @@ pub struct Vcpu {
     pub periodic: Option<Periodic>,
     /// Waiting in `SCHEDOP_block` for an event.
     pub blocked: bool,
+    /// A batch hypercall in progress.
+    pub continuation: Option<Continuation>,
 }
 
 impl Vcpu {
@@ -118,6 +133,7 @@ impl Vcpu {
             singleshot: None,
             periodic: None,
             blocked: false,
+            continuation: None,
         }
     }
 
@@ -137,6 +153,10 @@ pub struct Domain {
     /// Pseudo-physical to machine frames.
     pub p2m: Vec<Mfn>,
     pub shared_info: Mfn,
+    /// Pages the domain holds (Xen's `tot_pages`; shared_info not counted).
+    pub tot_pages: u64,
+    /// The most it may hold (`XENMEM_maximum_reservation`).
+    pub max_pages: u64,
     pub vcpus: Vec<Vcpu>,
     pub events: EventChannels,
     pub shutdown: Option<Shutdown>,

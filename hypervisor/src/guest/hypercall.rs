@@ -48,6 +48,19 @@ pub fn dispatch(dom: &mut Domain, input: &mut VecDeque<u8>, frame: &mut TrapFram
         },
         nr::HYPERVISOR_CALLBACK_OP => callback_op(dom, a1, a2),
         nr::HYPERVISOR_EVENT_CHANNEL_OP => super::event_op::dispatch(dom, a1, a2),
+        nr::HYPERVISOR_MMU_UPDATE | nr::HYPERVISOR_MMUEXT_OP => {
+            let batch = if frame.rax == nr::HYPERVISOR_MMU_UPDATE {
+                super::mmu::mmu_update(dom, frame)
+            } else {
+                super::mmu::mmuext_op(dom, frame)
+            };
+            match batch {
+                super::mmu::Batch::Done(r) => r,
+                super::mmu::Batch::Continued => return Outcome::Continue,
+            }
+        }
+        nr::HYPERVISOR_UPDATE_VA_MAPPING => super::mmu::update_va_mapping(dom, a1, a2, a3),
+        nr::HYPERVISOR_MEMORY_OP => super::mmu::memory_op(dom, a1, a2),
         _ => Err(Errno::ENOSYS),
     };
     frame.rax = Errno::encode_result(result) as u64;

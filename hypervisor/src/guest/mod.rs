@@ -14,6 +14,7 @@
 pub mod event_op;
 pub mod hypercall;
 pub mod mem;
+pub mod mmu;
 
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -127,6 +128,7 @@ pub fn crash(dom: &mut Domain, why: core::fmt::Arguments<'_>) {
 fn domain_stopped(dom: &Domain) -> ! {
     let reason = dom.shutdown.unwrap_or(Shutdown::Crash);
     log::info!(target: "domain", "domain {} shut down: {}", dom.id, reason.name());
+    let _ = mmu::check_frame_table();
     let exit = match reason {
         Shutdown::PowerOff => ExitReason::PowerOff,
         Shutdown::Reboot => ExitReason::Dom0Reboot,
