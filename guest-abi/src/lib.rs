@@ -253,6 +253,46 @@
 //! slots 256 to 271 belong to the hypervisor ([`layout`]); slot 256 holds
 //! the read-only M2P table. Details in [`memory`].
 //!
+//! The rules the hypervisor enforces (Xen's): a frame may be a page table (L1 to
+//! L4) or mapped writable, never both at once; a table becomes one by being
+//! *validated* — pinned (`MMUEXT_PIN_L*_TABLE`), made the base
+//! (`MMUEXT_NEW_BASEPTR`) or referenced by a higher table — which checks every
+//! entry: only the domain's own frames, no superpages (`PS`), no reserved bits,
+//! nothing in slots 256–271, not-present entries all zero (the L1TF mitigation),
+//! no recursive (linear) mappings. A frame still mapped, pinned or in use as a
+//! base cannot be given back with `XENMEM_decrease_reservation`.
+//!
+//! ## Who flushes the TLB
+//!
+//! * **The hypervisor** makes every change it validates safe before it returns:
+//!   when a frame stops being a page table or stops being writable-mapped (a
+//!   type change), stale translations are flushed on every pCPU before the frame
+//!   is used in its new role; when an L4 that a pCPU runs on changes, that pCPU's
+//!   copy of it (its guest root) is refreshed before the old entry's references
+//!   are dropped. No guest can use a stale translation to reach memory it no
+//!   longer owns or a page table as data.
+//! * **The guest** flushes for its *own* correctness: after it removes or
+//!   downgrades a mapping it asks for the flush it needs, with the `UVMF_*`
+//!   flags of `update_va_mapping` or `MMUEXT_TLB_FLUSH_*` / `MMUEXT_INVLPG_*`,
+//!   exactly as a native kernel uses `invlpg`. (Today, with one pCPU and no PCID,
+//!   every return to the guest reloads CR3 and flushes anyway; do not rely on it.)
+//! * `MMUEXT_NEW_BASEPTR` switches address spaces and flushes like a CR3 write.
+//!
+//! ## Batches
+//!
+//! `mmu_update` and `mmuext_op` take batches of any length (`count` up to
+//! 2^32 - 1). Long batches are processed in chunks: between chunks the
+//! hypervisor may deliver events, with the call's argument registers advanced
+//! and its RIP back on the `int 0x82`, so the call resumes where it left off
+//! when the handler returns. The first failing item ends the batch; `*done`
+//! says how many succeeded.
+//!
+//! ## Xenia's extensions
+//!
+//! `memory_op` with `XENMEM_XENIA_FRAME_COUNTS` reports the domain's frames by
+//! type, and `XENMEM_XENIA_CHECK_FRAME_TABLE` runs the hypervisor's own
+//! consistency check of every frame's counts ([`memory`]).
+//!
 //! # A worked example
 //!
 //! A minimal kernel that says hello and powers off. It is not compiled here:
