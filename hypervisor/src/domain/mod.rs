@@ -2,8 +2,7 @@
 
 #[cfg(target_os = "none")]
 pub mod build;
-pub mod elf;
-pub mod layout;
+pub use xenia_pvboot::{elf, layout};
 
 use alloc::boxed::Box;
 use alloc::string::String;

@@ -42,7 +42,7 @@ use guest_abi::elfnote::{
 };
 use guest_abi::layout::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
 
-use super::layout::{
+use crate::layout::{
     PAGE, is_canonical, is_canonical_range, page_align_down, page_align_up,
     touches_hypervisor_range,
 };
