@@ -656,7 +656,9 @@ fn echo_console() {
         // pending, so SCHEDOP_block (which unmasks and sleeps as one step) returns at once
         // instead of sleeping through it. Unmasked, the callback could take the event
         // between our last read and the block, and the line would wait forever.
-        shared_info().vcpu_info[0].evtchn_upcall_mask.store(1, Ordering::SeqCst);
+        shared_info().vcpu_info[0]
+            .evtchn_upcall_mask
+            .store(1, Ordering::SeqCst);
         let mut buf = [0u8; 64];
         while let Ok(n @ 1..) = calls::console_read(&mut buf) {
             for &b in &buf[..n as usize] {
