@@ -113,8 +113,9 @@ fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Optio
     match crate::domain::build::build_dom0(&image, initrd, pages, max_pages) {
         Ok(dom) => {
             crate::guest::init_syscall_msrs();
-            crate::guest::WORLD.lock().domains.push(dom);
-            crate::guest::run(0)
+            let id = dom.id;
+            crate::guest::WORLD.lock().domains.insert(id, dom);
+            crate::guest::run(id)
         }
         Err(e) => {
             log::error!("dom0: {e}; stopping");

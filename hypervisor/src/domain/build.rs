@@ -288,6 +288,8 @@ pub fn build_dom0(
         vcpus: alloc::vec![vcpu],
         events: EventChannels::new(),
         shutdown: None,
+        handling: 0,
+        paused: 0,
     };
     let info = dom.vcpu_info(0);
     info.evtchn_upcall_mask.store(1, Ordering::Release);

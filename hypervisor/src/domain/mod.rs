@@ -116,6 +116,28 @@ pub struct Vcpu {
     pub blocked: bool,
     /// A batch hypercall in progress.
     pub continuation: Option<Continuation>,
+    /// Has a context and may run (dom0's vCPU 0 at build, others after
+    /// `setvcpucontext`).
+    pub online: bool,
+    /// x87/SSE state while the vCPU is off the pCPU (`fxsave` format).
+    pub fpu: Box<FpuState>,
+}
+
+/// The x87/SSE register file in `fxsave` format (Intel SDM Vol. 1 §10.5.1).
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub struct FpuState(pub [u8; 512]);
+
+impl FpuState {
+    /// The state after `fninit` with MXCSR at its reset value 0x1F80 (FCW 0x37F, all
+    /// registers empty), what a new vCPU starts with.
+    pub fn reset() -> Box<FpuState> {
+        let mut s = Box::new(FpuState([0; 512]));
+        s.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes()); // FCW
+        s.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes()); // MXCSR
+        s.0[28..32].copy_from_slice(&0xFFFFu32.to_le_bytes()); // MXCSR_MASK
+        s
+    }
 }
 
 impl Vcpu {
@@ -133,7 +155,28 @@ impl Vcpu {
             periodic: None,
             blocked: false,
             continuation: None,
+            online: false,
+            fpu: FpuState::reset(),
         }
+    }
+
+    /// Clears the timers that expired by `now` (re-arming the periodic one) and says
+    /// whether VIRQ_TIMER is due.
+    pub fn expire_timers(&mut self, now: u64) -> bool {
+        let mut fire = false;
+        if self.singleshot.is_some_and(|d| d <= now) {
+            self.singleshot = None;
+            fire = true;
+        }
+        if let Some(p) = self.periodic.as_mut()
+            && p.next <= now
+        {
+            // Missed periods are not replayed: one event, next period from now.
+            let missed = (now - p.next) / p.period;
+            p.next += (missed + 1) * p.period;
+            fire = true;
+        }
+        fire
     }
 
     /// The earliest timer deadline, if any.
@@ -159,6 +202,10 @@ pub struct Domain {
     pub vcpus: Vec<Vcpu>,
     pub events: EventChannels,
     pub shutdown: Option<Shutdown>,
+    /// Index of the vCPU whose trap is being handled (set on every entry).
+    pub handling: usize,
+    /// Pause count (`XEN_DOMCTL_pausedomain`); the domain runs only at zero.
+    pub paused: u32,
 }
 
 impl Domain {
@@ -174,6 +221,20 @@ impl Domain {
 
     pub fn vcpu_info(&self, vcpu: usize) -> &VcpuInfo {
         &self.shared().vcpu_info[vcpu]
+    }
+
+    /// The vCPU whose trap is being handled on this pCPU.
+    pub fn vcpu(&self) -> &Vcpu {
+        &self.vcpus[self.handling]
+    }
+
+    pub fn vcpu_mut(&mut self) -> &mut Vcpu {
+        &mut self.vcpus[self.handling]
+    }
+
+    /// The `vcpu_info` of the vCPU being handled.
+    pub fn info(&self) -> &VcpuInfo {
+        self.vcpu_info(self.handling)
     }
 }
 

@@ -28,7 +28,7 @@ const CONSOLE_WRITE_MAX: u64 = 64 * 1024;
 const MIN_PERIOD_NS: u64 = 1_000_000;
 
 /// Handles the hypercall in `frame` and stores its result in `frame.rax`.
-pub fn dispatch(dom: &mut Domain, input: &mut VecDeque<u8>, frame: &mut TrapFrame) -> Outcome {
+pub fn dispatch(dom: &mut Domain, world: &mut super::World, frame: &mut TrapFrame) -> Outcome {
     let (a1, a2, a3) = (frame.rdi, frame.rsi, frame.rdx);
     let result = match frame.rax {
         nr::HYPERVISOR_SET_TRAP_TABLE => set_trap_table(dom, a1),
@@ -37,13 +37,15 @@ pub fn dispatch(dom: &mut Domain, input: &mut VecDeque<u8>, frame: &mut TrapFram
         nr::HYPERVISOR_FPU_TASKSWITCH => fpu_taskswitch(a1),
         nr::HYPERVISOR_SET_TIMER_OP => set_timer_op(dom, a1),
         nr::HYPERVISOR_XEN_VERSION => xen_version(dom, a1, a2),
-        nr::HYPERVISOR_CONSOLE_IO => console_io(dom, input, a1, a2, a3),
+        nr::HYPERVISOR_CONSOLE_IO => console_io(dom, &mut world.console_input, a1, a2, a3),
         nr::HYPERVISOR_IRET => return iret(dom, frame),
         nr::HYPERVISOR_VCPU_OP => vcpu_op(dom, a1, a2, a3),
         nr::HYPERVISOR_SET_SEGMENT_BASE => set_segment_base(dom, a1, a2),
-        nr::HYPERVISOR_SCHED_OP => match sched_op(dom, input, a1, a2) {
-            Ok(SchedResult::Stopped) => return Outcome::Stopped,
-            Ok(SchedResult::Value(v)) => Ok(v),
+        nr::HYPERVISOR_SCHED_OP => match sched_op(dom, a1, a2) {
+            Ok(outcome) => {
+                frame.rax = 0;
+                return outcome;
+            }
             Err(e) => Err(e),
         },
         nr::HYPERVISOR_CALLBACK_OP => callback_op(dom, a1, a2),
@@ -74,7 +76,7 @@ fn valid_entry_point(address: u64) -> bool {
 
 fn set_trap_table(dom: &mut Domain, table: u64) -> HcResult {
     if table == 0 {
-        *dom.vcpus[0].traps = [TrapInfo::END; 256];
+        *dom.vcpu_mut().traps = [TrapInfo::END; 256];
         refresh_fast_trap(dom);
         return Ok(0);
     }
@@ -99,7 +101,7 @@ fn set_trap_table(dom: &mut Domain, table: u64) -> HcResult {
         updates[count] = entry;
         count += 1;
     }
-    let traps = &mut dom.vcpus[0].traps;
+    let traps = &mut dom.vcpu_mut().traps;
     for entry in &updates[..count] {
         // NMI, #DF and #MC belong to the hypervisor: their entries are ignored.
         if !matches!(entry.vector, 2 | 8 | 18) {
@@ -112,7 +114,7 @@ fn set_trap_table(dom: &mut Domain, table: u64) -> HcResult {
 
 /// Loads the guest's `int 0x80` handler into the real IDT when it qualifies.
 pub fn refresh_fast_trap(dom: &Domain) {
-    let entry = dom.vcpus[0].traps[usize::from(guest_abi::hypercall::FAST_TRAP_VECTOR)];
+    let entry = dom.vcpu().traps[usize::from(guest_abi::hypercall::FAST_TRAP_VECTOR)];
     trap::set_fast_trap(entry.is_fast_trap().then_some(entry.address));
 }
 
@@ -120,7 +122,7 @@ fn stack_switch(dom: &mut Domain, ss: u64, sp: u64) -> HcResult {
     if ss != u64::from(KERNEL_SS) || !mem::range_ok(sp.wrapping_sub(1), 1) {
         return Err(Errno::EINVAL);
     }
-    dom.vcpus[0].kernel_sp = sp;
+    dom.vcpu_mut().kernel_sp = sp;
     gdt::set_ring1_stack(sp);
     Ok(0)
 }
@@ -132,7 +134,7 @@ fn set_callbacks(dom: &mut Domain, event: u64, failsafe: u64, syscall: u64) -> H
     {
         return Err(Errno::EINVAL);
     }
-    let c = &mut dom.vcpus[0].callbacks;
+    let c = &mut dom.vcpu_mut().callbacks;
     c.event = event;
     c.failsafe = failsafe;
     c.syscall = syscall;
@@ -148,7 +150,7 @@ fn callback_op(dom: &mut Domain, op: u64, arg: u64) -> HcResult {
                 return Err(Errno::EINVAL);
             }
             let masks = reg.flags & cb::CALLBACKF_MASK_EVENTS != 0;
-            let c = &mut dom.vcpus[0].callbacks;
+            let c = &mut dom.vcpu_mut().callbacks;
             match reg.callback_type {
                 cb::CALLBACKTYPE_EVENT => c.event = reg.address,
                 cb::CALLBACKTYPE_FAILSAFE => c.failsafe = reg.address,
@@ -165,7 +167,7 @@ fn callback_op(dom: &mut Domain, op: u64, arg: u64) -> HcResult {
             let unreg: cb::CallbackUnregister = aspace(dom).read_pod(arg)?;
             match unreg.callback_type {
                 cb::CALLBACKTYPE_NMI => {
-                    dom.vcpus[0].callbacks.nmi = 0;
+                    dom.vcpu_mut().callbacks.nmi = 0;
                     Ok(0)
                 }
                 _ => Err(Errno::EINVAL),
@@ -187,7 +189,7 @@ fn fpu_taskswitch(set: u64) -> HcResult {
 
 fn set_timer_op(dom: &mut Domain, deadline: u64) -> HcResult {
     // 0 cancels; a deadline in the past fires at once (at the next timer check).
-    dom.vcpus[0].singleshot = (deadline != 0).then_some(deadline);
+    dom.vcpu_mut().singleshot = (deadline != 0).then_some(deadline);
     Ok(0)
 }
 
@@ -313,9 +315,7 @@ fn iret(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
     frame.rsp = ctx.rsp;
     frame.ss = ss;
     let mask = u8::from(ctx.rflags & RFLAGS_IF == 0);
-    dom.vcpu_info(0)
-        .evtchn_upcall_mask
-        .store(mask, Ordering::Release);
+    dom.info().evtchn_upcall_mask.store(mask, Ordering::Release);
     Outcome::Continue
 }
 
@@ -363,7 +363,7 @@ fn vcpu_op(dom: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> HcResult {
 fn set_segment_base(dom: &mut Domain, which: u64, base: u64) -> HcResult {
     use guest_abi::selectors as s;
     use x86_64::registers::model_specific::{FsBase, GsBase};
-    let vcpu = &mut dom.vcpus[0];
+    let vcpu = dom.vcpu_mut();
     match which as u32 {
         s::SEGBASE_FS | s::SEGBASE_GS_USER => {
             if !mem::is_canonical(base) {
@@ -397,24 +397,13 @@ fn set_segment_base(dom: &mut Domain, which: u64, base: u64) -> HcResult {
     }
 }
 
-enum SchedResult {
-    Value(u64),
-    Stopped,
-}
-
-fn sched_op(
-    dom: &mut Domain,
-    input: &mut VecDeque<u8>,
-    cmd: u64,
-    arg: u64,
-) -> Result<SchedResult, Errno> {
+/// `sched_op`: on success the call returns 0, and the trap handling goes on as the
+/// returned outcome says.
+fn sched_op(dom: &mut Domain, cmd: u64, arg: u64) -> Result<Outcome, Errno> {
     use guest_abi::sched as s;
     match cmd as u32 {
-        s::SCHEDOP_YIELD => Ok(SchedResult::Value(0)),
-        s::SCHEDOP_BLOCK => {
-            super::block(dom, input);
-            Ok(SchedResult::Value(0))
-        }
+        s::SCHEDOP_YIELD => Ok(Outcome::Reschedule),
+        s::SCHEDOP_BLOCK => Ok(super::block(dom)),
         s::SCHEDOP_SHUTDOWN => {
             let req: s::SchedShutdown = aspace(dom).read_pod(arg)?;
             let reason = Shutdown::from_reason(req.reason).ok_or(Errno::EINVAL)?;
@@ -422,7 +411,7 @@ fn sched_op(
                 log::error!(target: "domain", "domain {} crashed: it asked to (SHUTDOWN_crash)", dom.id);
             }
             dom.shutdown = Some(reason);
-            Ok(SchedResult::Stopped)
+            Ok(Outcome::Stopped)
         }
         _ => Err(Errno::ENOSYS),
     }

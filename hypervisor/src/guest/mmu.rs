@@ -77,7 +77,7 @@ fn batch(
         return Batch::Done(Err(Errno::EFAULT));
     }
     let key = (frame.rax, list, count);
-    let mut done = match dom.vcpus[0].continuation.take() {
+    let mut done = match dom.vcpu_mut().continuation.take() {
         Some(c) if (c.hypercall, c.next, c.remaining) == key => c.done,
         _ => 0,
     };
@@ -91,7 +91,7 @@ fn batch(
         if i == CHUNK {
             let next = list + i * item_size;
             let remaining = count - i;
-            dom.vcpus[0].continuation = Some(Continuation {
+            dom.vcpu_mut().continuation = Some(Continuation {
                 hypercall: frame.rax,
                 next,
                 remaining,
@@ -171,7 +171,7 @@ pub fn update_va_mapping(dom: &mut Domain, va: u64, val: u64, flags: u64) -> HcR
     if flush == m::UVMF_FLUSHTYPE_MASK {
         return Err(Errno::EINVAL);
     }
-    let (l1, index) = l1_slot(dom, dom.vcpus[0].l4, va)?;
+    let (l1, index) = l1_slot(dom, dom.vcpu().l4, va)?;
     // Only a validated L1 may be changed this way; a plain write would not map anything.
     if ft::with(|t, _| t.info(l1).map(|f| f.current_type())) != Some(PageType::L1) {
         return Err(Errno::EINVAL);
@@ -194,9 +194,9 @@ pub fn mmuext_op(dom: &mut Domain, frame: &mut TrapFrame) -> Batch {
             m::MMUEXT_PIN_L4_TABLE => pin(PageType::L4),
             m::MMUEXT_UNPIN_TABLE => ft::with(|t, mem| t.unpin(mem, mfn, id)),
             m::MMUEXT_NEW_BASEPTR => {
-                let old = dom.vcpus[0].l4;
+                let old = dom.vcpu_mut().l4;
                 ft::with(|t, mem| t.set_base(mem, id, Some(old), mfn))?;
-                dom.vcpus[0].l4 = mfn;
+                dom.vcpu_mut().l4 = mfn;
                 crate::arch::x86_64::entry::load_guest_root(mfn);
                 Ok(())
             }

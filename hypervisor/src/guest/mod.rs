@@ -16,6 +16,7 @@ pub mod hypercall;
 pub mod mem;
 pub mod mmu;
 
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
@@ -23,6 +24,7 @@ use core::sync::atomic::Ordering;
 use guest_abi::event::VIRQ_TIMER;
 use guest_abi::selectors::{KERNEL_CS, KERNEL_SS, USER_CS, USER_SS};
 use guest_abi::trap::RFLAGS_IF;
+use guest_abi::types::DomId;
 
 use crate::arch::x86_64::entry::{self, SYSCALL_VECTOR};
 use crate::arch::x86_64::trap::{self, APIC_TIMER_VECTOR, SPURIOUS_VECTOR, TrapFrame};
@@ -42,78 +44,263 @@ const RFLAGS_FIXED: u64 = 1 << 1;
 
 /// How often the idle loop looks at the serial line for dom0's console input.
 const CONSOLE_POLL_NS: u64 = 10_000_000;
+/// Time slice of a vCPU when others are runnable (Xen's credit default, 30 ms).
+pub const SLICE_NS: u64 = 30_000_000;
 
-/// All domains and which one runs.
+/// A vCPU: its domain and index.
+pub type VcpuRef = (DomId, usize);
+
+/// All domains and which vCPU runs on this pCPU.
 pub struct World {
-    pub domains: Vec<Domain>,
-    /// Index in `domains` of the domain on this pCPU (its vCPU 0).
-    pub current: Option<usize>,
+    pub domains: BTreeMap<DomId, Domain>,
+    /// The vCPU whose registers are at the top of this pCPU's hypervisor stack.
+    pub current: Option<VcpuRef>,
     /// Console input waiting for dom0.
-    pub console_input: alloc::collections::VecDeque<u8>,
+    pub console_input: VecDeque<u8>,
+    /// When the current vCPU's time slice ends.
+    pub slice_end: u64,
 }
 
 pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
-    domains: Vec::new(),
+    domains: BTreeMap::new(),
     current: None,
-    console_input: alloc::collections::VecDeque::new(),
+    console_input: VecDeque::new(),
+    slice_end: 0,
 });
 
-/// What the trap handling decided about the domain.
+/// What the trap handling decided about the vCPU.
 pub enum Outcome {
     Continue,
     /// The domain stopped (shut down or crashed).
     Stopped,
+    /// The vCPU blocked (`SCHEDOP_block`) or yielded: let another run.
+    Reschedule,
 }
 
 /// A trap from a guest: hypercall, exception, interrupt or SYSCALL.
 pub fn trap(frame: &mut TrapFrame) {
-    let mut world = WORLD.lock();
-    let Some(cur) = world.current else {
+    let mut guard = WORLD.lock();
+    let world = &mut *guard;
+    let Some((id, v)) = world.current else {
         panic!(
             "trap from a guest (vector {:#x}) but no guest is running",
             frame.vector
         );
     };
-    let world = &mut *world;
-    let dom = &mut world.domains[cur];
-    dom.vcpu_info(0).arch.pad.fetch_add(1, Ordering::Relaxed);
+    let Some(mut dom) = world.domains.remove(&id) else {
+        panic!("the running domain {id} is not in the domain list");
+    };
+    dom.handling = v;
+    dom.info().arch.pad.fetch_add(1, Ordering::Relaxed);
 
     let outcome = match frame.vector {
         v if v == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) => {
-            hypercall::dispatch(dom, &mut world.console_input, frame)
+            hypercall::dispatch(&mut dom, world, frame)
         }
-        SYSCALL_VECTOR => syscall(dom, frame),
-        v @ 0..=31 => exception(dom, frame, v as u8),
+        SYSCALL_VECTOR => syscall(&mut dom, frame),
+        v @ 0..=31 => exception(&mut dom, frame, v as u8),
         v if v == u64::from(APIC_TIMER_VECTOR) => {
             apic::end_of_interrupt();
             Outcome::Continue
         }
         v if v == u64::from(SPURIOUS_VECTOR) => Outcome::Continue,
         v if v <= 0xFF && trap::GUEST_SOFTWARE_VECTORS.contains(&(v as u8)) => {
-            software_interrupt(dom, frame, v as u8)
+            software_interrupt(&mut dom, frame, v as u8)
         }
         _ => {
             apic::end_of_interrupt();
             Outcome::Continue
         }
     };
-    if let Outcome::Stopped = outcome {
-        domain_stopped(dom);
+    let reschedule = match outcome {
+        Outcome::Continue => false,
+        Outcome::Reschedule => true,
+        Outcome::Stopped => {
+            domain_stopped(&mut dom, world);
+            true
+        }
+    };
+    world.domains.insert(id, dom);
+    world.finish_trap(frame, reschedule);
+}
+
+impl World {
+    /// After a trap: timers, console input, wake-ups, the scheduling decision, event
+    /// delivery and the checks on the frame we return to.
+    fn finish_trap(&mut self, frame: &mut TrapFrame, mut reschedule: bool) {
+        loop {
+            self.run_timers();
+            self.poll_console();
+            self.wake_blocked();
+            let now = crate::time::now_ns();
+            let cur = self.current.expect("a current vCPU");
+            if reschedule || !self.runnable(cur) || now >= self.slice_end {
+                let next = self.pick_next(cur).unwrap_or_else(|| self.idle());
+                if next != cur {
+                    self.switch(frame, cur, next);
+                }
+                self.slice_end = now + SLICE_NS;
+            }
+            let (id, v) = self.current.expect("a current vCPU");
+            let dom = self.domains.get_mut(&id).expect("current domain");
+            dom.handling = v;
+            let ok = deliver_events(dom, frame).and_then(|()| {
+                sanitize(frame).map_err(|why| {
+                    crash(dom, format_args!("cannot return to the guest: {why}"));
+                })
+            });
+            match ok {
+                Ok(()) => break,
+                Err(()) => {
+                    let mut dom = self.domains.remove(&id).expect("current domain");
+                    domain_stopped(&mut dom, self);
+                    self.domains.insert(id, dom);
+                    reschedule = true;
+                }
+            }
+        }
+        self.arm_timer();
     }
-    run_timers(dom);
-    poll_console(dom, &mut world.console_input);
-    deliver_events(dom, frame);
-    arm_timer(dom);
-    if let Err(why) = sanitize(frame) {
-        crash(dom, format_args!("cannot return to the guest: {why}"));
-        domain_stopped(dom);
+
+    /// Whether vCPU `r` may run.
+    pub fn runnable(&self, (id, v): VcpuRef) -> bool {
+        self.domains.get(&id).is_some_and(|d| {
+            d.shutdown.is_none()
+                && d.paused == 0
+                && d.vcpus.get(v).is_some_and(|c| c.online && !c.blocked)
+        })
+    }
+
+    /// Round robin: the next runnable vCPU after `cur` in (domain, vCPU) order, `cur`
+    /// itself if it is the only one, or none.
+    fn pick_next(&self, cur: VcpuRef) -> Option<VcpuRef> {
+        let all: Vec<VcpuRef> = self
+            .domains
+            .iter()
+            .flat_map(|(id, d)| (0..d.vcpus.len()).map(move |v| (*id, v)))
+            .collect();
+        let at = all.iter().position(|r| *r == cur).map_or(0, |i| i + 1);
+        (0..all.len())
+            .map(|k| all[(at + k) % all.len()])
+            .find(|r| self.runnable(*r))
+    }
+
+    /// Nothing is runnable: halt until something is, and return it.
+    fn idle(&mut self) -> VcpuRef {
+        loop {
+            self.run_timers();
+            self.poll_console();
+            self.wake_blocked();
+            if let Some(next) = self.pick_next(self.current.expect("a current vCPU")) {
+                return next;
+            }
+            self.arm_timer();
+            // `sti; hlt` back to back: an interrupt between them would be lost otherwise.
+            x86_64::instructions::interrupts::enable_and_hlt();
+            x86_64::instructions::interrupts::disable();
+            apic::take_tick();
+        }
+    }
+
+    /// Blocked vCPUs with an event pending become runnable.
+    fn wake_blocked(&mut self) {
+        for d in self.domains.values_mut() {
+            for v in 0..d.vcpus.len() {
+                if d.vcpus[v].blocked
+                    && d.vcpu_info(v).evtchn_upcall_pending.load(Ordering::Acquire) != 0
+                {
+                    d.vcpus[v].blocked = false;
+                }
+            }
+        }
+    }
+
+    /// Saves the registers and CPU state of `from` and loads those of `to`.
+    fn switch(&mut self, frame: &mut TrapFrame, from: VcpuRef, to: VcpuRef) {
+        if let Some(d) = self.domains.get_mut(&from.0)
+            && let Some(v) = d.vcpus.get_mut(from.1)
+        {
+            v.regs = *frame;
+            v.save_cpu_state();
+        }
+        let d = self.domains.get_mut(&to.0).expect("next domain");
+        d.handling = to.1;
+        let v = &mut d.vcpus[to.1];
+        *frame = v.regs;
+        v.load_cpu_state();
+        entry::load_guest_root(v.l4);
+        gdt::set_ring1_stack(v.kernel_sp);
+        hypercall::refresh_fast_trap(d);
+        self.current = Some(to);
+    }
+
+    /// Raises VIRQ_TIMER for every expired timer of every vCPU.
+    fn run_timers(&mut self) {
+        let now = crate::time::now_ns();
+        for d in self.domains.values_mut() {
+            if d.shutdown.is_some() {
+                continue;
+            }
+            for v in 0..d.vcpus.len() {
+                if d.vcpus[v].expire_timers(now) {
+                    send_virq(d, v as u32, VIRQ_TIMER);
+                }
+            }
+        }
+    }
+
+    /// Moves typed characters to dom0's console input and raises VIRQ_CONSOLE.
+    fn poll_console(&mut self) {
+        let Some(dom0) = self.domains.get_mut(&0) else {
+            return;
+        };
+        let serial = crate::arch::x86_64::serial::Serial::com1();
+        let mut got = false;
+        while let Some(b) = serial.try_read() {
+            // Keep a bounded backlog: 64 KiB of unread input is plenty for a console.
+            if self.console_input.len() < 64 * 1024 {
+                self.console_input.push_back(b);
+            }
+            got = true;
+        }
+        if got {
+            send_virq(dom0, 0, guest_abi::event::VIRQ_CONSOLE);
+        }
+    }
+
+    /// Programs the APIC timer for the earliest timer deadline, the end of the time slice
+    /// when another vCPU waits, and the console poll while dom0 lives.
+    fn arm_timer(&self) {
+        let now = crate::time::now_ns();
+        let mut deadline: Option<u64> = None;
+        let mut earliest = |t: u64| deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        for d in self.domains.values().filter(|d| d.shutdown.is_none()) {
+            for v in &d.vcpus {
+                if let Some(t) = v.next_deadline() {
+                    earliest(t);
+                }
+            }
+        }
+        if self.domains.contains_key(&0) {
+            // dom0's console input is polled (no serial interrupt yet).
+            earliest(now + CONSOLE_POLL_NS);
+        }
+        if let Some(cur) = self.current
+            && self.pick_next(cur).is_some_and(|n| n != cur)
+        {
+            earliest(self.slice_end);
+        }
+        match deadline {
+            Some(d) => apic::arm_oneshot(d.saturating_sub(now).max(1)),
+            None => apic::disarm(),
+        }
     }
 }
 
-/// The address space of vCPU 0 of `dom`.
+/// The address space of the vCPU being handled.
 pub fn aspace(dom: &Domain) -> AddressSpace {
     AddressSpace {
-        l4: dom.vcpus[0].l4,
+        l4: dom.vcpu().l4,
         dom: dom.id,
     }
 }
@@ -124,10 +311,18 @@ pub fn crash(dom: &mut Domain, why: core::fmt::Arguments<'_>) {
     dom.shutdown = Some(Shutdown::Crash);
 }
 
-/// A stopped dom0 stops the machine (there is nothing else to run yet).
-fn domain_stopped(dom: &Domain) -> ! {
+/// A domain stopped: dom0 stops the machine; another domain stays, shut down, until dom0
+/// destroys it, and dom0 hears of it through VIRQ_DOM_EXC.
+fn domain_stopped(dom: &mut Domain, world: &mut World) {
     let reason = dom.shutdown.unwrap_or(Shutdown::Crash);
+    dom.shutdown = Some(reason);
     log::info!(target: "domain", "domain {} shut down: {}", dom.id, reason.name());
+    if dom.id != 0 {
+        if let Some(dom0) = world.domains.get_mut(&0) {
+            send_virq(dom0, 0, guest_abi::event::VIRQ_DOM_EXC);
+        }
+        return;
+    }
     let _ = mmu::check_frame_table();
     let exit = match reason {
         Shutdown::PowerOff => ExitReason::PowerOff,
@@ -161,7 +356,7 @@ fn exception(dom: &mut Domain, frame: &mut TrapFrame, vector: u8) -> Outcome {
         t::BREAKPOINT | t::OVERFLOW => return software_interrupt(dom, frame, vector),
         t::PAGE_FAULT => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
-            dom.vcpu_info(0).arch.cr2.store(cr2, Ordering::Release);
+            dom.info().arch.cr2.store(cr2, Ordering::Release);
         }
         _ => {}
     }
@@ -173,7 +368,7 @@ fn exception(dom: &mut Domain, frame: &mut TrapFrame, vector: u8) -> Outcome {
 /// overflow and fast-trap vectors): the guest's own table entry decides, as hardware
 /// would with the entry's DPL.
 fn software_interrupt(dom: &mut Domain, frame: &mut TrapFrame, vector: u8) -> Outcome {
-    let entry = dom.vcpus[0].traps[usize::from(vector)];
+    let entry = dom.vcpu_mut().traps[usize::from(vector)];
     let cpl = (frame.cs & 3) as u8;
     if entry.is_end() || entry.dpl() < cpl {
         // Error code for an IDT vector: index << 3 | IDT bit (Intel SDM Vol. 3A §6.13).
@@ -189,9 +384,9 @@ fn deliver_to_trap_table(
     vector: u8,
     error: Option<u64>,
 ) -> Outcome {
-    let entry = dom.vcpus[0].traps[usize::from(vector)];
+    let entry = dom.vcpu_mut().traps[usize::from(vector)];
     if entry.is_end() {
-        let cr2 = dom.vcpu_info(0).arch.cr2.load(Ordering::Relaxed);
+        let cr2 = dom.info().arch.cr2.load(Ordering::Relaxed);
         crash(
             dom,
             format_args!(
@@ -213,7 +408,7 @@ fn deliver_to_trap_table(
 
 /// SYSCALL from ring 3 goes to the registered syscall callback, or becomes #UD.
 fn syscall(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
-    let cb = dom.vcpus[0].callbacks;
+    let cb = dom.vcpu_mut().callbacks;
     if cb.syscall == 0 {
         return deliver_to_trap_table(dom, frame, guest_abi::trap::INVALID_OPCODE, None);
     }
@@ -231,7 +426,7 @@ pub fn bounce(
     mask_events: bool,
 ) -> Outcome {
     let from_user = frame.cs & 3 == 3;
-    let vcpu: &Vcpu = &dom.vcpus[0];
+    let vcpu: &Vcpu = dom.vcpu();
     let stack = if from_user { vcpu.kernel_sp } else { frame.rsp };
     if from_user && stack == 0 {
         crash(
@@ -243,7 +438,7 @@ pub fn bounce(
         );
         return Outcome::Stopped;
     }
-    let info = dom.vcpu_info(0);
+    let info = dom.info();
     let virtual_if = if info.evtchn_upcall_mask.load(Ordering::Relaxed) == 0 {
         RFLAGS_IF
     } else {
@@ -292,38 +487,18 @@ pub fn bounce(
 }
 
 /// Enters the event callback if an event is pending and the guest has events unmasked.
-fn deliver_events(dom: &mut Domain, frame: &mut TrapFrame) {
-    let info = dom.vcpu_info(0);
-    let cb = dom.vcpus[0].callbacks.event;
+/// `Err` when the domain crashed trying.
+fn deliver_events(dom: &mut Domain, frame: &mut TrapFrame) -> Result<(), ()> {
+    let info = dom.info();
+    let cb = dom.vcpu().callbacks.event;
     if cb != 0
         && info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
         && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0
         && let Outcome::Stopped = bounce(dom, frame, None, cb, true)
     {
-        domain_stopped(dom);
+        return Err(());
     }
-}
-
-/// Raises VIRQ_TIMER for every expired timer.
-pub fn run_timers(dom: &mut Domain) {
-    let now = crate::time::now_ns();
-    let vcpu = &mut dom.vcpus[0];
-    let mut fire = false;
-    if vcpu.singleshot.is_some_and(|d| d <= now) {
-        vcpu.singleshot = None;
-        fire = true;
-    }
-    if let Some(p) = vcpu.periodic.as_mut()
-        && p.next <= now
-    {
-        // Missed periods are not replayed: one event, next period from now.
-        let missed = (now - p.next) / p.period;
-        p.next += (missed + 1) * p.period;
-        fire = true;
-    }
-    if fire {
-        send_virq(dom, 0, VIRQ_TIMER);
-    }
+    Ok(())
 }
 
 /// Marks the port bound to `virq` on `vcpu` pending, if there is one.
@@ -333,65 +508,16 @@ pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) {
     }
 }
 
-/// Programs the APIC timer for the earliest deadline (or the console poll).
-fn arm_timer(dom: &Domain) {
-    let now = crate::time::now_ns();
-    // dom0's console input is polled (no serial interrupt yet), so dom0 never sleeps
-    // longer than the poll interval.
-    let poll = dom.privileged.then_some(now + CONSOLE_POLL_NS);
-    let deadline = match (dom.vcpus[0].next_deadline(), poll) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    match deadline {
-        Some(d) => apic::arm_oneshot(d.saturating_sub(now).max(1)),
-        None => apic::disarm(),
+/// `SCHEDOP_block`: enables events and, unless one is already pending, marks the vCPU
+/// blocked so that the scheduler runs something else (or idles) until an event for it
+/// arrives.
+pub fn block(dom: &mut Domain) -> Outcome {
+    dom.info().evtchn_upcall_mask.store(0, Ordering::Release);
+    if dom.info().evtchn_upcall_pending.load(Ordering::Acquire) != 0 {
+        return Outcome::Continue;
     }
-}
-
-/// Moves typed characters to dom0's console input and raises VIRQ_CONSOLE.
-pub fn poll_console(dom: &mut Domain, input: &mut alloc::collections::VecDeque<u8>) {
-    if !dom.privileged {
-        return;
-    }
-    let serial = crate::arch::x86_64::serial::Serial::com1();
-    let mut got = false;
-    while let Some(b) = serial.try_read() {
-        // Keep a bounded backlog: 64 KiB of unread input is plenty for a console.
-        if input.len() < 64 * 1024 {
-            input.push_back(b);
-        }
-        got = true;
-    }
-    if got {
-        send_virq(dom, 0, guest_abi::event::VIRQ_CONSOLE);
-    }
-}
-
-/// Waits, with events enabled, until the vCPU has an event pending (`SCHEDOP_block`).
-pub fn block(dom: &mut Domain, input: &mut alloc::collections::VecDeque<u8>) {
-    dom.vcpu_info(0)
-        .evtchn_upcall_mask
-        .store(0, Ordering::Release);
-    dom.vcpus[0].blocked = true;
-    loop {
-        run_timers(dom);
-        poll_console(dom, input);
-        if dom
-            .vcpu_info(0)
-            .evtchn_upcall_pending
-            .load(Ordering::Acquire)
-            != 0
-        {
-            break;
-        }
-        arm_timer(dom);
-        // `sti; hlt` back to back: an interrupt between them would be lost otherwise.
-        x86_64::instructions::interrupts::enable_and_hlt();
-        x86_64::instructions::interrupts::disable();
-        apic::take_tick();
-    }
-    dom.vcpus[0].blocked = false;
+    dom.vcpu_mut().blocked = true;
+    Outcome::Reschedule
 }
 
 /// Whether a guest may run with this code and stack selector: ring 1 or ring 3, never
@@ -442,30 +568,28 @@ pub fn init_syscall_msrs() {
     }
 }
 
-/// Starts the first domain's vCPU 0 on this pCPU. Never returns: from here on the
+/// Starts vCPU 0 of domain `id` on this pCPU. Never returns: from here on the
 /// hypervisor runs only in traps.
-pub fn run(index: usize) -> ! {
+pub fn run(id: DomId) -> ! {
     let frame = {
         let mut world = WORLD.lock();
-        world.current = Some(index);
-        let dom = &mut world.domains[index];
-        let vcpu = &dom.vcpus[0];
+        world.current = Some((id, 0));
+        world.slice_end = crate::time::now_ns() + SLICE_NS;
+        let dom = world.domains.get_mut(&id).expect("the domain to run");
+        dom.handling = 0;
+        let vcpu = dom.vcpu_mut();
+        vcpu.online = true;
+        vcpu.load_cpu_state();
         entry::load_guest_root(vcpu.l4);
         gdt::set_ring1_stack(vcpu.kernel_sp);
-        trap::set_fast_trap(None);
-        arm_timer(dom);
         let mut f = vcpu.regs;
+        hypercall::refresh_fast_trap(dom);
         if let Err(why) = sanitize(&mut f) {
             panic!("the builder made an unusable start frame: {why}");
         }
+        world.arm_timer();
         f
     };
-    // The guest starts with x87 and SSE in their reset state (guest-abi's entry state).
-    const MXCSR_RESET: u32 = 0x1F80;
-    // SAFETY: resets the FPU/SSE state, which the hypervisor itself never uses.
-    unsafe {
-        core::arch::asm!("fninit", "ldmxcsr [{0}]", in(reg) &MXCSR_RESET, options(nostack));
-    }
     // SAFETY: the guest root was loaded for this vCPU and the frame is sanitized.
     unsafe { entry::enter_guest(&frame) }
 }

@@ -86,3 +86,33 @@ pub fn enable_protections(features: crate::cpuinfo::Features) {
         });
     }
 }
+
+/// Saving and restoring a vCPU's CPU state that the entry stubs do not: x87/SSE, the FS
+/// and GS bases.
+#[cfg(target_os = "none")]
+impl crate::domain::Vcpu {
+    pub fn save_cpu_state(&mut self) {
+        // SAFETY: `fpu` is a 512-byte, 16-aligned area owned by this vCPU; fxsave64 only
+        // writes it. The hypervisor never uses x87/SSE itself, so the registers are the
+        // guest's.
+        unsafe {
+            core::arch::asm!("fxsave64 [{0}]", in(reg) self.fpu.0.as_mut_ptr(), options(nostack))
+        };
+        self.fs_base = x86_64::registers::model_specific::FsBase::read().as_u64();
+        self.gs_base = x86_64::registers::model_specific::GsBase::read().as_u64();
+    }
+
+    pub fn load_cpu_state(&self) {
+        // SAFETY: the area holds a state saved by fxsave64 or `FpuState::reset` (valid
+        // reserved bits, MXCSR without reserved bits set), so fxrstor64 cannot fault.
+        unsafe {
+            core::arch::asm!("fxrstor64 [{0}]", in(reg) self.fpu.0.as_ptr(), options(nostack))
+        };
+        x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new_truncate(
+            self.fs_base,
+        ));
+        x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::new_truncate(
+            self.gs_base,
+        ));
+    }
+}
