@@ -2,6 +2,8 @@
 
 #[cfg(target_os = "none")]
 pub mod build;
+#[cfg(target_os = "none")]
+pub mod lifecycle;
 pub use xenia_pvboot::{elf, layout};
 
 use alloc::boxed::Box;

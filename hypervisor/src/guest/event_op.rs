@@ -1,9 +1,10 @@
 //! `event_channel_op(cmd, arg)`: the hypercall side of `crate::event`.
 //!
 //! Each command copies its argument structure in, lets the port table decide, applies
-//! the bit protocol to the domain's `shared_info`, and copies the OUT fields back. Only
-//! the calling domain exists as a peer for now: naming another domain gives `ESRCH`
-//! (inter-domain channels between different domains arrive with domain control).
+//! the bit protocol to the domain's `shared_info`, and copies the OUT fields back. The
+//! calling domain is out of the domain map while its trap is handled, so the other end of
+//! an inter-domain channel is looked up in `others`; naming a domain that does not exist
+//! gives `ESRCH`. Only a privileged domain (dom0) may allocate a port in another domain.
 
 use core::mem::offset_of;
 
@@ -16,16 +17,36 @@ use super::mem::Pod;
 use crate::domain::Domain;
 use crate::event::{self, Target};
 
-/// The domain an argument names: `DOMID_SELF` or the caller's own id.
-fn own_domain(dom: &Domain, named: DomId) -> Result<DomId, Errno> {
-    if named == DOMID_SELF || named == dom.id {
-        Ok(dom.id)
+type Others = alloc::collections::BTreeMap<DomId, Domain>;
+
+/// Resolves `DOMID_SELF`.
+fn resolve(dom: &Domain, named: DomId) -> DomId {
+    if named == DOMID_SELF { dom.id } else { named }
+}
+
+/// Checks that `named` is the caller or an existing domain.
+fn existing(dom: &Domain, others: &Others, named: DomId) -> Result<DomId, Errno> {
+    let id = resolve(dom, named);
+    if id == dom.id || others.contains_key(&id) {
+        Ok(id)
     } else {
         Err(Errno::ESRCH)
     }
 }
 
-pub fn dispatch(dom: &mut Domain, cmd: u64, arg: u64) -> Result<u64, Errno> {
+/// Marks `port` of domain `id` (the caller or one of `others`) pending for its notify vCPU.
+fn notify(dom: &mut Domain, others: &mut Others, id: DomId, port: EvtchnPort) -> Result<(), Errno> {
+    let target = if id == dom.id {
+        dom
+    } else {
+        others.get_mut(&id).ok_or(Errno::ESRCH)?
+    };
+    let vcpu = target.events.notify_vcpu(port)?;
+    let _ = event::set_pending(target.shared(), port, vcpu as usize);
+    Ok(())
+}
+
+pub fn dispatch(dom: &mut Domain, others: &mut Others, cmd: u64, arg: u64) -> Result<u64, Errno> {
     let space = aspace(dom);
     let nr_vcpus = dom.vcpus.len() as u32;
     let port_out =
@@ -43,20 +64,41 @@ pub fn dispatch(dom: &mut Domain, cmd: u64, arg: u64) -> Result<u64, Errno> {
         }
         ev::EVTCHNOP_ALLOC_UNBOUND => {
             let a: ev::EvtchnAllocUnbound = space.read_pod(arg)?;
-            own_domain(dom, a.dom)?;
-            let remote = own_domain(dom, a.remote_dom)?;
-            let port = dom.events.alloc_unbound(remote)?;
+            let owner = existing(dom, others, a.dom)?;
+            let remote = existing(dom, others, a.remote_dom)?;
+            let port = if owner == dom.id {
+                dom.events.alloc_unbound(remote)?
+            } else if dom.privileged {
+                others
+                    .get_mut(&owner)
+                    .ok_or(Errno::ESRCH)?
+                    .events
+                    .alloc_unbound(remote)?
+            } else {
+                return Err(Errno::EPERM);
+            };
             port_out(offset_of!(ev::EvtchnAllocUnbound, port), port)?;
         }
         ev::EVTCHNOP_BIND_INTERDOMAIN => {
             let a: ev::EvtchnBindInterdomain = space.read_pod(arg)?;
-            let remote = own_domain(dom, a.remote_dom)?;
+            let remote = existing(dom, others, a.remote_dom)?;
             let local = dom.events.get_free_port()?;
-            dom.events.is_unbound_for(a.remote_port, dom.id)?;
-            dom.events.connect(local, remote, a.remote_port)?;
-            dom.events.connect(a.remote_port, dom.id, local)?;
-            let vcpu = dom.events.notify_vcpu(local)?;
-            let _ = event::set_pending(dom.shared(), local, vcpu as usize);
+            if remote == dom.id {
+                dom.events.is_unbound_for(a.remote_port, dom.id)?;
+                dom.events.connect(local, remote, a.remote_port)?;
+                dom.events.connect(a.remote_port, dom.id, local)?;
+            } else {
+                let peer = others.get_mut(&remote).ok_or(Errno::ESRCH)?;
+                peer.events.is_unbound_for(a.remote_port, dom.id)?;
+                dom.events.connect(local, remote, a.remote_port)?;
+                if let Err(e) = peer.events.connect(a.remote_port, dom.id, local) {
+                    let _ = dom.events.close(local);
+                    return Err(e);
+                }
+            }
+            // Xen marks the new local end pending: events sent while the other end was
+            // unbound were dropped.
+            notify(dom, others, dom.id, local)?;
             port_out(offset_of!(ev::EvtchnBindInterdomain, local_port), local)?;
         }
         ev::EVTCHNOP_SEND => {
@@ -65,11 +107,7 @@ pub fn dispatch(dom: &mut Domain, cmd: u64, arg: u64) -> Result<u64, Errno> {
                 Target::Local(d) => {
                     let _ = event::set_pending(dom.shared(), d.port, d.vcpu as usize);
                 }
-                Target::Remote { dom: target, port } => {
-                    own_domain(dom, target)?;
-                    let vcpu = dom.events.notify_vcpu(port)?;
-                    let _ = event::set_pending(dom.shared(), port, vcpu as usize);
-                }
+                Target::Remote { dom: target, port } => notify(dom, others, target, port)?,
                 Target::Dropped => {}
             }
         }
@@ -78,15 +116,30 @@ pub fn dispatch(dom: &mut Domain, cmd: u64, arg: u64) -> Result<u64, Errno> {
             let peer = dom.events.close(a.port)?;
             event::clear_pending(dom.shared(), a.port);
             if let Some(p) = peer {
-                own_domain(dom, p.remote_dom)?;
-                dom.events
-                    .unbind_peer(p.remote_port, dom.id, p.local_port)?;
+                if p.remote_dom == dom.id {
+                    dom.events
+                        .unbind_peer(p.remote_port, dom.id, p.local_port)?;
+                } else if let Some(other) = others.get_mut(&p.remote_dom) {
+                    other
+                        .events
+                        .unbind_peer(p.remote_port, dom.id, p.local_port)?;
+                }
             }
         }
         ev::EVTCHNOP_STATUS => {
             let a: ev::EvtchnStatus = space.read_pod(arg)?;
-            own_domain(dom, a.dom)?;
-            let channel = dom.events.status(a.port)?;
+            let owner = existing(dom, others, a.dom)?;
+            let channel = if owner == dom.id {
+                dom.events.status(a.port)?
+            } else if dom.privileged {
+                others
+                    .get(&owner)
+                    .ok_or(Errno::ESRCH)?
+                    .events
+                    .status(a.port)?
+            } else {
+                return Err(Errno::EPERM);
+            };
             let mut out = a;
             channel.write_status(&mut out);
             space.write(

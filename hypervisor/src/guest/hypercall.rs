@@ -49,7 +49,9 @@ pub fn dispatch(dom: &mut Domain, world: &mut super::World, frame: &mut TrapFram
             Err(e) => Err(e),
         },
         nr::HYPERVISOR_CALLBACK_OP => callback_op(dom, a1, a2),
-        nr::HYPERVISOR_EVENT_CHANNEL_OP => super::event_op::dispatch(dom, a1, a2),
+        nr::HYPERVISOR_EVENT_CHANNEL_OP => {
+            super::event_op::dispatch(dom, &mut world.domains, a1, a2)
+        }
         nr::HYPERVISOR_MMU_UPDATE | nr::HYPERVISOR_MMUEXT_OP => {
             let batch = if frame.rax == nr::HYPERVISOR_MMU_UPDATE {
                 super::mmu::mmu_update(dom, frame)

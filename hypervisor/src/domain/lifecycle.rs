@@ -1,0 +1,104 @@
+//! Creating and destroying domains other than dom0 (the toolstack builds them through
+//! domain control; DESIGN.md §5).
+//!
+//! A new domain starts paused, with no memory but its `shared_info` page and with
+//! offline vCPUs; the builder in dom0 populates it, writes it, pins its page tables and
+//! sets vCPU 0's context. Destroying it gives back everything: its frames (through the
+//! frame table, which first drops every pin, base pointer and page-table reference), its
+//! event channels (the other ends become unbound again), its timers and vCPUs.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use guest_abi::errno::Errno;
+use guest_abi::types::{DOMID_FIRST_RESERVED, DomId};
+
+use super::{Domain, Vcpu};
+use crate::arch::x86_64::layout::phys_to_virt;
+use crate::event::EventChannels;
+use crate::mm::{Mfn, PAGE_SIZE, frames, ft, m2p};
+
+/// Most vCPUs a domain may have: one `vcpu_info` slot each in `shared_info` (Xen's
+/// legacy limit; more would need `VCPUOP_register_vcpu_info`).
+pub const MAX_VCPUS: u32 = guest_abi::shared_info::XEN_LEGACY_MAX_VCPUS as u32;
+
+/// The lowest domain ID in 1.. that `in_use` does not hold.
+pub fn free_domid(in_use: impl Fn(DomId) -> bool) -> Result<DomId, Errno> {
+    (1..DOMID_FIRST_RESERVED)
+        .find(|d| !in_use(*d))
+        .ok_or(Errno::ENOSPC)
+}
+
+/// A new, paused, empty domain with `nr_vcpus` offline vCPUs.
+pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
+    if nr_vcpus == 0 || nr_vcpus > MAX_VCPUS {
+        return Err(Errno::EINVAL);
+    }
+    let shared_info = frames::alloc().ok_or(Errno::ENOMEM)?;
+    // SAFETY: a frame just taken from the allocator, reached through the direct map.
+    unsafe {
+        core::ptr::write_bytes(
+            phys_to_virt(shared_info.phys()) as *mut u8,
+            0,
+            PAGE_SIZE as usize,
+        )
+    };
+    if let Err(e) = ft::give(shared_info, id) {
+        frames::free_contiguous(shared_info, 1);
+        return Err(e);
+    }
+    let dom = Domain {
+        id,
+        name,
+        privileged: false,
+        p2m: Vec::new(),
+        shared_info,
+        tot_pages: 0,
+        max_pages: 0,
+        vcpus: (0..nr_vcpus).map(|v| Vcpu::new(v, Mfn(0))).collect(),
+        events: EventChannels::new(),
+        shutdown: None,
+        handling: 0,
+        paused: 1,
+    };
+    for v in 0..nr_vcpus as usize {
+        let info = dom.vcpu_info(v);
+        info.evtchn_upcall_mask.store(1, Ordering::Release);
+        info.time.publish(&crate::time::snapshot());
+    }
+    dom.shared().publish_wallclock(crate::time::wallclock());
+    Ok(dom)
+}
+
+/// Gives back the memory `dom` holds (the caller closes its event channels first, since
+/// their other ends live in other domains). Frames another domain or the hypervisor still
+/// references (for instance mapped by dom0) cannot be freed: `EBUSY`, with the domain
+/// left in the table, dying, so that a later destroy finishes the job.
+pub fn release(dom: &mut Domain) -> Result<(), Errno> {
+    // The frame table drops the vCPUs' base pointers with everything else.
+    for v in &mut dom.vcpus {
+        v.online = false;
+        v.singleshot = None;
+        v.periodic = None;
+        v.l4 = Mfn(0);
+    }
+    let released = ft::with(|t, mem| t.release_domain(mem, dom.id));
+    for &mfn in &released.freed {
+        m2p::set(mfn, m2p::INVALID);
+        let _ = ft::with(|t, _| t.set_hypervisor(mfn));
+        frames::free_contiguous(mfn, 1);
+    }
+    dom.tot_pages = dom.tot_pages.saturating_sub(released.freed.len() as u64);
+    if released.still_referenced.is_empty() {
+        Ok(())
+    } else {
+        log::warn!(
+            target: "domain",
+            "domain {}: {} frames are still referenced; they will be freed when released",
+            dom.id,
+            released.still_referenced.len()
+        );
+        Err(Errno::EBUSY)
+    }
+}
