@@ -202,10 +202,11 @@ fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Featur
     }
     let frames_described =
         layout.highest_usable_end().min(layout::DIRECTMAP_LIMIT) / crate::mm::PAGE_SIZE;
-    // The heap: room for the frame table (32 bytes a frame) plus 1/64 of free memory
-    // between 2 and 64 MiB, on top of the boot heap.
+    // The heap: one run for the frame table (one allocation of 28 bytes a frame), plus
+    // 1/64 of free memory between 2 and 64 MiB, on top of the boot heap.
     let general = (frames::free_count() * crate::mm::PAGE_SIZE / 64).clamp(2 << 20, 64 << 20);
-    heap::grow(frames_described * 32 + general);
+    heap::grow_for_allocation(frames_described * 32);
+    heap::grow(general);
     crate::mm::ft::init(frames_described, features.contains(Features::NX));
     crate::mm::m2p::init(frames_described, features.contains(Features::NX));
     log::debug!(

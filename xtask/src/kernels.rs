@@ -42,6 +42,12 @@ pub const KERNELS: &[Kernel] = &[
         bin: "testguest",
         artifact: "testguest.elf",
     },
+    Kernel {
+        label: "attack guest",
+        package: "xenia-attacks",
+        bin: "attacks",
+        artifact: "attacks.elf",
+    },
 ];
 
 /// Builds `kernel` (release profile if `release`, else dev) and copies it into `target/xenia/`.

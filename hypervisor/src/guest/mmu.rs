@@ -76,6 +76,18 @@ fn batch(
     if !super::mem::range_ok(list, bytes) {
         return Batch::Done(Err(Errno::EFAULT));
     }
+    // An unusable `done` pointer fails the call before it acts (guest-abi's errors).
+    if done_ptr != 0 {
+        let space = aspace(dom);
+        let mut current = [0u8; 4];
+        if space
+            .read(done_ptr, &mut current)
+            .and_then(|()| space.write(done_ptr, &current))
+            .is_err()
+        {
+            return Batch::Done(Err(Errno::EFAULT));
+        }
+    }
     let key = (frame.rax, list, count);
     let mut done = match dom.vcpu_mut().continuation.take() {
         Some(c) if (c.hypercall, c.next, c.remaining) == key => c.done,

@@ -26,23 +26,43 @@ pub fn init() {
     unsafe { HEAP.lock().init(start, BOOT_HEAP_BYTES) };
 }
 
-/// Adds `bytes` (rounded down to whole 2 MiB runs) from the frame allocator to the heap.
-/// Returns the number of bytes actually added.
+/// Adds `run` pages (a power of two), physically contiguous, to the heap.
+fn add_run(run: u64) -> bool {
+    let Some(first) = frames::alloc_contiguous(run) else { return false };
+    let start = phys_to_virt(first.phys()) as usize;
+    let end = start + (run * super::PAGE_SIZE) as usize;
+    // SAFETY: the frames were just taken from the frame allocator, so nothing else owns
+    // them, and the direct map makes them writable at `start..end`.
+    unsafe { HEAP.lock().add_to_heap(start, end) };
+    true
+}
+
+/// Adds about `bytes` from the frame allocator to the heap, as a sum of power-of-two
+/// runs (a buddy heap serves an allocation only from one run). Returns the bytes added.
 pub fn grow(bytes: u64) -> u64 {
-    const RUN_FRAMES: u64 = 512;
+    let page = super::PAGE_SIZE;
+    let mut remaining = bytes.div_ceil(page);
     let mut added = 0;
-    while added + RUN_FRAMES * super::PAGE_SIZE <= bytes {
-        let Some(first) = frames::alloc_contiguous(RUN_FRAMES) else {
+    while remaining > 0 {
+        // The largest power of two not above what remains; smaller if memory is short.
+        let mut run = 1u64 << (63 - remaining.leading_zeros());
+        while run > 0 && !add_run(run) {
+            run /= 2;
+        }
+        if run == 0 {
             break;
-        };
-        let start = phys_to_virt(first.phys()) as usize;
-        let end = start + (RUN_FRAMES * super::PAGE_SIZE) as usize;
-        // SAFETY: the frames were just taken from the frame allocator, so nothing else
-        // owns them, and the direct map makes them writable at `start..end`.
-        unsafe { HEAP.lock().add_to_heap(start, end) };
-        added += RUN_FRAMES * super::PAGE_SIZE;
+        }
+        added += run * page;
+        remaining = remaining.saturating_sub(run);
     }
     added
+}
+
+/// Adds one run large enough for a single allocation of `bytes` (such as the frame
+/// table). Returns the bytes added (0 if memory is too fragmented or short).
+pub fn grow_for_allocation(bytes: u64) -> u64 {
+    let run = bytes.div_ceil(super::PAGE_SIZE).next_power_of_two();
+    if add_run(run) { run * super::PAGE_SIZE } else { 0 }
 }
 
 /// Total bytes under the heap allocator.

@@ -13,6 +13,10 @@ use crate::serial;
 pub const HELLO: &str = "hello.elf";
 /// The test guest, `target/xenia/testguest.elf`, test chosen with `test=<name>`.
 pub const TESTGUEST: &str = "testguest.elf";
+/// The hostile guest, `target/xenia/attacks.elf`.
+pub const ATTACKS: &str = "attacks.elf";
+/// Fewest distinct escapes the attack suite must try.
+const MIN_ATTACKS: usize = 25;
 
 /// Boots `artifact` as dom0 with `cmdline` under CPU `model`.
 fn boot_guest(
@@ -75,6 +79,49 @@ pub fn hello(ctx: &Context, model: &str) -> Result<(), String> {
     }
     vm.wait_for_line(&contract::domain_shut_down(0, "poweroff"), T)?;
     vm.expect_exit(EXIT_POWEROFF, T)
+}
+
+/// The attack suite: at least 25 distinct escapes, each refused (`attack <name>: refused
+/// (<how>)`), none `SUCCEEDED`; the hypervisor's own frame-table check is consistent after
+/// it; the guest reports SUCCESS and the machine powers off normally.
+pub fn attacks(ctx: &Context, model: &str) -> Result<(), String> {
+    let mut vm = boot_guest(ctx, ATTACKS, "", model)?;
+    let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), T)?;
+    vm.wait_for_line_starting("frame table check: ", T)?;
+    vm.expect_exit(EXIT_POWEROFF, T)?;
+    let log = vm.serial_log();
+    let attack = contract::guest_line("attack ");
+    let lines: Vec<&str> = log.lines().filter(|l| l.starts_with(&attack)).collect();
+    let succeeded: Vec<&&str> = lines.iter().filter(|l| l.contains("SUCCEEDED")).collect();
+    let refused = lines.iter().filter(|l| l.contains(": refused (")).count();
+    if !succeeded.is_empty() {
+        return Err(format!(
+            "attacks got through under -cpu {model}: {succeeded:?}"
+        ));
+    }
+    if refused < MIN_ATTACKS || refused != lines.len() {
+        return Err(format!(
+            "{refused} attacks refused out of {} attack lines; need at least {MIN_ATTACKS}, all refused",
+            lines.len()
+        ));
+    }
+    let checks: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("frame table check: "))
+        .collect();
+    if checks.is_empty()
+        || checks
+            .iter()
+            .any(|l| !l.starts_with("frame table check: consistent"))
+    {
+        return Err(format!(
+            "the hypervisor's frame-table check says {checks:?}"
+        ));
+    }
+    if result != contract::guest_line("Test result: SUCCESS") {
+        return Err(format!("the attack guest reports {result:?}"));
+    }
+    Ok(())
 }
 
 /// The demo of `cargo xtask run`: the example guest with `interactive` echoes typed lines

@@ -44,6 +44,7 @@ pub fn all() -> Vec<Scenario> {
         "timers",
         "events",
         "isolation",
+        "pagetables",
     ));
     all.extend([
         Scenario::new("guest_console_max", |ctx| guests::console(ctx, "max")),
@@ -67,6 +68,8 @@ pub fn all() -> Vec<Scenario> {
             guests::shutdown(ctx, "crash", EXIT_DOM0_CRASHED, "max")
         }),
         Scenario::new("dom0_bad_kernel", guests::bad_kernel),
+        Scenario::new("attacks_max", |ctx| guests::attacks(ctx, "max")),
+        Scenario::new("attacks_qemu64", |ctx| guests::attacks(ctx, "qemu64")),
     ]);
     all
 }

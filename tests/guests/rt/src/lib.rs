@@ -18,11 +18,13 @@
 //! - [`time`]: system time from `vcpu_time_info` and the TSC;
 //! - [`user`]: running a piece of code in ring 3 (copied into the padding, entered with
 //!   `iretq`) until it comes back through `int 0x80`, `SYSCALL` or a fault;
+//! - [`mm`]: the p2m list and the M2P, page-table walks, fresh frames, scratch windows and
+//!   the memory hypercalls as raw calls, for tests that build page tables of their own;
 //! - [`check`]: the check lines, the result line and shutdown.
 //!
 //! **Standing assumptions.** The guest runs on vCPU 0 only, in ring 1, in the bootstrap
-//! address space the builder made (see the guest-abi porting guide), and never builds page
-//! tables of its own. Handlers and the main flow share state through [`Global`], which is
+//! address space the builder made (see the guest-abi porting guide), or in one of its own
+//! whose upper half maps the kernel exactly as the bootstrap tables do. Handlers and the main flow share state through [`Global`], which is
 //! sound because there is one vCPU and each piece of shared state has one writer at a time
 //! (documented where it is used).
 //!
@@ -57,6 +59,8 @@ pub mod check;
 pub mod console;
 #[cfg(any(target_os = "none", doc))]
 pub mod events;
+#[cfg(any(target_os = "none", doc))]
+pub mod mm;
 #[cfg(any(target_os = "none", doc))]
 pub mod time;
 #[cfg(any(target_os = "none", doc))]

@@ -134,13 +134,15 @@ pub struct UserExit {
 // Shared state. Writers: EXPECTED by `expect` (main flow, before the instruction) and by the
 // handler (disarm); RECOVERY by `probe!` (main flow) and the handler; CAUGHT and USER_EXIT by
 // the handler, taken by the main flow after the instruction or run; LAST_SERVICE by the
-// handler; KERNEL_MASK by `user::run` before entering ring 3.
+// handler; KERNEL_MASK by `user::run` before entering ring 3; USER_FAULT_RESOLVER by the main
+// flow while no ring-3 code runs.
 static EXPECTED: Global<u32> = Global::new(0);
 static RECOVERY: Global<u64> = Global::new(0);
 static CAUGHT: Global<Option<Entry>> = Global::new(None);
 static USER_EXIT: Global<Option<UserExit>> = Global::new(None);
 static LAST_SERVICE: Global<Option<Entry>> = Global::new(None);
 static KERNEL_MASK: Global<u8> = Global::new(1);
+static USER_FAULT_RESOLVER: Global<Option<UserFaultResolver>> = Global::new(None);
 static SERVICE_COUNT: AtomicU64 = AtomicU64::new(0);
 static SYSCALL_MASKS_EVENTS: AtomicBool = AtomicBool::new(false);
 static FATAL: AtomicBool = AtomicBool::new(false);
@@ -241,6 +243,18 @@ macro_rules! probe {
             caught: $crate::trap::take_caught(),
         }
     }};
+}
+
+/// A test's own handling of page faults from ring 3 (demand paging): called with what the
+/// handler saw; returns `true` when it removed the cause, and ring 3 then retries the access.
+/// It runs in the trap handler, with events masked: it may make hypercalls but must not use
+/// [`expect`] or [`probe!`](crate::probe).
+pub type UserFaultResolver = fn(&Entry) -> bool;
+
+/// Installs (or with `None` removes) the resolver for page faults from ring 3. A fault it does
+/// not resolve is handled as without it: recorded if expected, else fatal.
+pub fn set_user_fault_resolver(resolver: Option<UserFaultResolver>) {
+    USER_FAULT_RESOLVER.set(resolver);
 }
 
 /// Number of [`SVC_COUNT`] calls since the last [`reset_service_count`].
@@ -451,6 +465,15 @@ fn service(regs: &mut Regs, entry: Entry) -> u64 {
 }
 
 fn exception(regs: &mut Regs, entry: Entry) -> u64 {
+    if regs.from_user()
+        && regs.vector == u64::from(PAGE_FAULT)
+        && let Some(resolve) = USER_FAULT_RESOLVER.get()
+        && resolve(&entry)
+    {
+        // Back to ring 3, which retries the access.
+        restore_events(regs.interrupts_enabled());
+        return 0;
+    }
     let expected = EXPECTED.get();
     if expected == 0 {
         fatal(regs, &entry, "no exception was expected");

@@ -116,11 +116,25 @@ pub fn run(rip: u64, arg0: u64, arg1: u64) -> UserExit {
 
 /// [`run`] with the given initial `rflags`.
 pub fn run_with_flags(rip: u64, arg0: u64, arg1: u64, rflags: u64) -> UserExit {
+    // The code at rip was loaded into the user-accessible padding by `load`, and the stack is
+    // the padding's.
+    enter(rip, stack_top(), arg0, arg1, rflags)
+}
+
+/// Runs ring-3 code at `rip` with its stack at `rsp`, `rdi = arg0`, `rsi = arg1` and
+/// [`USER_RFLAGS`], as [`run`] does, for code the caller placed and mapped itself (in an address
+/// space of its own, for instance): `rip` must be user-accessible code and `rsp` the top of a
+/// user-accessible, writable stack in the current address space.
+pub fn run_at(rip: u64, rsp: u64, arg0: u64, arg1: u64) -> UserExit {
+    enter(rip, rsp, arg0, arg1, USER_RFLAGS)
+}
+
+fn enter(rip: u64, rsp: u64, arg0: u64, arg1: u64, rflags: u64) -> UserExit {
     trap::set_kernel_mask(vcpu().evtchn_upcall_mask.load(Ordering::SeqCst));
     // SAFETY: rt_enter_user saves the callee-saved registers and the stack pointer and
     // returns only through rt_exit_to_kernel, which restores them; ring-3 code can reach
     // ring 1 only through the trap table, whose handlers end the run or return to ring 3.
-    // The code at rip was loaded into the user-accessible padding by `load`.
-    unsafe { rt_enter_user(rip, stack_top(), arg0, arg1, rflags) };
+    // Whatever ring-3 code does with its own pages cannot touch ring-1 memory (U/S bit).
+    unsafe { rt_enter_user(rip, rsp, arg0, arg1, rflags) };
     trap::take_user_exit().expect("ring-3 run ended without an exit record")
 }

@@ -8,6 +8,7 @@ mod exceptions;
 mod fasttrap;
 mod hypercalls;
 mod isolation;
+mod pagetables;
 mod privileged;
 mod shutdown;
 mod syscall;
@@ -85,6 +86,11 @@ pub const TESTS: &[Test] = &[
         name: "isolation",
         run: isolation::run,
         about: "ring 1 cannot read or write the hypervisor",
+    },
+    Test {
+        name: "pagetables",
+        run: pagetables::run,
+        about: "a small OS: builds, pins and switches to a process address space, demand-pages it",
     },
     Test {
         name: "shutdown_poweroff",

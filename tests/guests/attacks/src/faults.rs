@@ -1,0 +1,119 @@
+//! Attacks answered by a fault: writing the read-only hypervisor pages every guest sees (the
+//! entry area and the M2P), and executing a page mapped NX.
+
+use guest_abi::layout::{ENTRY_AREA_VIRT_START, MACH2PHYS_VIRT_START};
+use xenia_guest_rt::mm::{self, Window, pte, pte::entry};
+use xenia_guest_rt::probe;
+use xenia_guest_rt::trap::{Entry, PAGE_FAULT};
+
+use crate::env::{ALIAS_SLOT, Env, SPARE_SLOT};
+use crate::verdict::{Errname, Fault, Outcome, Verdict};
+use crate::{refused, setup_error, succeeded};
+
+/// The write bit of a page-fault error code (Intel SDM Vol. 3A §4.7).
+const PF_WRITE: u64 = 1 << 1;
+
+fn read(at: u64) -> Option<u64> {
+    let v: u64;
+    // SAFETY: a load; the probe resumes on #PF.
+    let p =
+        unsafe { probe!(PAGE_FAULT, "mov {v}, qword ptr [{a}]"; a = in(reg) at, v = out(reg) v) };
+    p.caught.is_none().then_some(v)
+}
+
+fn write(at: u64, value: u64) -> Option<Entry> {
+    // SAFETY: a store to a page that must be read-only: it must fault. If it does not, it
+    // writes hypervisor memory, which is what the attack detects.
+    let p = unsafe {
+        probe!(PAGE_FAULT, "mov qword ptr [{a}], {v}"; a = in(reg) at, v = in(reg) value)
+    };
+    p.caught
+}
+
+/// Writes back the value a read-only hypervisor page holds (so that even a write that gets
+/// through changes nothing the machine depends on): it must fault with the W bit.
+fn write_same(at: u64) -> Verdict {
+    let before = read(at);
+    match write(at, before.unwrap_or(0)) {
+        Some(e) if e.regs.error_code & PF_WRITE != 0 && e.cr2 == at => refused!("{}", Fault(&e)),
+        Some(e) => succeeded!("faulted, but not as a write to it: {}", Fault(&e)),
+        None => succeeded!("the write to {at:#x} went through"),
+    }
+}
+
+/// The entry stubs.
+pub fn write_entry_area_stubs(_: &Env) -> Verdict {
+    write_same(ENTRY_AREA_VIRT_START)
+}
+
+/// The GDT and TSS page.
+pub fn write_entry_area_gdt(_: &Env) -> Verdict {
+    write_same(ENTRY_AREA_VIRT_START + 0x2000)
+}
+
+/// The IDT page.
+pub fn write_entry_area_idt(_: &Env) -> Verdict {
+    write_same(ENTRY_AREA_VIRT_START + 0x3000)
+}
+
+/// The guest's own M2P entry, with a different value (which would re-map the frame's pfn if
+/// it got through; it is put back then).
+pub fn write_m2p(_: &Env) -> Verdict {
+    let mfn = mm::p2m(0);
+    let at = MACH2PHYS_VIRT_START + 8 * mfn;
+    let Some(before) = read(at) else {
+        return setup_error!("the M2P entry of mfn {mfn:#x} is not readable");
+    };
+    let fault = write(at, before ^ 0x5A);
+    let after = read(at);
+    match fault {
+        Some(e) if after == Some(before) && e.regs.error_code & PF_WRITE != 0 => {
+            refused!("{}", Fault(&e))
+        }
+        _ => {
+            let _ = write(at, before);
+            succeeded!("M2P entry of mfn {mfn:#x} reads {after:?}, was {before:#x}")
+        }
+    }
+}
+
+/// Writes `jmp rcx` into a fresh frame through a writable alias, maps the frame supervisor,
+/// read-only and NX, and jumps to it with `rcx` = the way back. The jump must fault with the
+/// instruction-fetch bit.
+pub fn execute_nx_page(env: &Env) -> Verdict {
+    if !env.nx {
+        return Verdict::new(Outcome::Skipped, format_args!("the CPU has no NX"));
+    }
+    let Some((_, mfn)) = mm::fresh_frame() else {
+        return setup_error!("no fresh frame");
+    };
+    // `jmp rcx` (FF E1), then int3 padding.
+    const CODE: u64 = 0xCCCC_CCCC_CCCC_E1FF;
+    // SAFETY: the alias slot is free; the frame is fresh.
+    let alias = match unsafe { Window::writable(ALIAS_SLOT, mfn) } {
+        Ok(w) => w,
+        Err(ret) => return setup_error!("writable alias: {}", Errname(ret)),
+    };
+    alias.write(0, CODE);
+    let _ = alias.close();
+    // SAFETY: the spare slot is free.
+    let x = match unsafe { Window::open(SPARE_SLOT, entry(mfn, pte::PRESENT | pte::NX)) } {
+        Ok(w) => w,
+        Err(ret) => return setup_error!("mapping the page NX: {}", Errname(ret)),
+    };
+    let target = x.va();
+    // SAFETY: a jump into a page holding `jmp rcx` back to the probe's recovery point; with
+    // NX honoured it faults on the fetch, and the probe resumes at the same point. Nothing is
+    // pushed, so the stack is the same either way.
+    let p = unsafe {
+        probe!(PAGE_FAULT, "lea rcx, [rip + 3f]", "jmp {t}"; t = in(reg) target, out("rcx") _)
+    };
+    let _ = x.close();
+    match p.caught {
+        // The fetch bit is what NX gives; a fault at the target without it (a reserved-bit
+        // fault, say) still kept the code from running, and the line shows the error code.
+        Some(e) if e.regs.rip == target => refused!("{}", Fault(&e)),
+        Some(e) => succeeded!("faulted elsewhere: {} at {:#x}", Fault(&e), e.regs.rip),
+        None => succeeded!("the code in the NX page ran"),
+    }
+}
