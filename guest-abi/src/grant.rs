@@ -186,6 +186,96 @@ pub struct GnttabSetupTable {
     pub frame_list: u64,
 }
 
+/// Flag of [`GnttabCopy::flags`]: `source.u` is a grant reference in
+/// `source.domid`'s table, not a frame of the caller.
+pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
+/// Flag of [`GnttabCopy::flags`]: `dest.u` is a grant reference in
+/// `dest.domid`'s table, not a frame of the caller.
+pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
+
+/// One end of a [`GnttabCopy`] (Xen's `struct gnttab_copy_ptr`, 16 bytes).
+///
+/// Xen's `u` is a union of a `grant_ref_t` and an `xen_pfn_t`; here it is the
+/// 64-bit field the union occupies. With the end's `GNTCOPY_*_GREF` flag set
+/// the reference is its low 32 bits ([`GnttabCopyPtr::gref`]: a C guest that
+/// writes only `u.ref` leaves the upper half as it was, so it must be
+/// ignored); otherwise all 64 bits are a frame of the caller
+/// ([`GnttabCopyPtr::gmfn`]: a machine frame for a paravirtual caller).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct GnttabCopyPtr {
+    /// IN: grant reference (low 32 bits) or frame number, by the flags.
+    pub u: u64,
+    /// IN: the domain whose grant `u` names; must be `DOMID_SELF` when `u` is
+    /// a frame (only the caller's own frames can be named directly).
+    pub domid: DomId,
+    /// IN: byte offset in the frame.
+    pub offset: u16,
+}
+
+impl GnttabCopyPtr {
+    /// An end naming grant `gref` of domain `domid`.
+    pub const fn from_gref(gref: GrantRef, domid: DomId, offset: u16) -> Self {
+        Self {
+            u: gref as u64,
+            domid,
+            offset,
+        }
+    }
+
+    /// An end naming frame `gmfn` of the caller (`domid` is `DOMID_SELF`).
+    pub const fn from_gmfn(gmfn: u64, offset: u16) -> Self {
+        Self {
+            u: gmfn,
+            domid: crate::types::DOMID_SELF,
+            offset,
+        }
+    }
+
+    /// `u` read as a grant reference (Xen's `u.ref`).
+    pub const fn gref(&self) -> GrantRef {
+        self.u as GrantRef
+    }
+
+    /// `u` read as a frame number (Xen's `u.gmfn`).
+    pub const fn gmfn(&self) -> u64 {
+        self.u
+    }
+}
+
+/// `GNTTABOP_COPY` (Xen's `struct gnttab_copy`, 40 bytes): the hypervisor
+/// copies `len` bytes from `source` to `dest`. Neither range may cross the
+/// end of its frame (`offset + len <= 4096`, else `GNTST_BAD_COPY_ARG`); a
+/// granted destination must be granted writable.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct GnttabCopy {
+    /// IN: where the bytes come from.
+    pub source: GnttabCopyPtr,
+    /// IN: where they go.
+    pub dest: GnttabCopyPtr,
+    /// IN: number of bytes.
+    pub len: u16,
+    /// IN: `GNTCOPY_*`.
+    pub flags: u16,
+    /// OUT: `GNTST_*`.
+    pub status: i16,
+}
+
+/// `GNTTABOP_QUERY_SIZE` (Xen's `struct gnttab_query_size`, 16 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct GnttabQuerySize {
+    /// IN: the domain (`DOMID_SELF` unless privileged).
+    pub dom: DomId,
+    /// OUT: frames the table has now.
+    pub nr_frames: u32,
+    /// OUT: frames it may grow to with `GNTTABOP_SETUP_TABLE`.
+    pub max_nr_frames: u32,
+    /// OUT: `GNTST_*`.
+    pub status: i16,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +322,37 @@ mod tests {
             ],
             [1, 2, 4, 8, 16]
         );
-        assert_eq!((GNTST_OKAY, GNTST_NO_SPACE), (0, -13));
+        assert_eq!(
+            [
+                GNTST_OKAY,
+                GNTST_GENERAL_ERROR,
+                GNTST_BAD_DOMAIN,
+                GNTST_BAD_GNTREF,
+                GNTST_BAD_HANDLE,
+                GNTST_BAD_VIRT_ADDR,
+                GNTST_BAD_DEV_ADDR,
+                GNTST_NO_DEVICE_SPACE,
+                GNTST_PERMISSION_DENIED,
+                GNTST_BAD_PAGE,
+                GNTST_BAD_COPY_ARG,
+                GNTST_ADDRESS_TOO_BIG,
+                GNTST_EAGAIN,
+                GNTST_NO_SPACE,
+            ],
+            [0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13]
+        );
+        assert_eq!(
+            [
+                GTF_INVALID,
+                GTF_PERMIT_ACCESS,
+                GTF_ACCEPT_TRANSFER,
+                GTF_TRANSITIVE,
+                GTF_TYPE_MASK
+            ],
+            [0, 1, 2, 3, 3]
+        );
+        assert_eq!((GTF_TRANSFER_COMMITTED, GTF_TRANSFER_COMPLETED), (4, 8));
+        assert_eq!((GNTCOPY_SOURCE_GREF, GNTCOPY_DEST_GREF), (1, 2));
     }
 
     #[test]
@@ -249,5 +369,37 @@ mod tests {
         });
         assert_layout!(GnttabUnmapGrantRef, 24, 8, { host_addr: 0, dev_bus_addr: 8, handle: 16, status: 20 });
         assert_layout!(GnttabSetupTable, 24, 8, { dom: 0, nr_frames: 4, status: 8, frame_list: 16 });
+        assert_layout!(GnttabCopyPtr, 16, 8, { u: 0, domid: 8, offset: 10 });
+        assert_layout!(GnttabCopy, 40, 8, {
+            source: 0,
+            dest: 16,
+            len: 32,
+            flags: 34,
+            status: 36,
+        });
+        assert_layout!(GnttabQuerySize, 16, 4, {
+            dom: 0,
+            nr_frames: 4,
+            max_nr_frames: 8,
+            status: 12,
+        });
+    }
+
+    #[test]
+    fn copy_ptr_union() {
+        // A C guest that writes only `u.ref` leaves the upper half of the union alone.
+        let p = GnttabCopyPtr {
+            u: 0xDEAD_BEEF_0000_0007,
+            domid: 3,
+            offset: 0,
+        };
+        assert_eq!(p.gref(), 7);
+        assert_eq!(p.gmfn(), 0xDEAD_BEEF_0000_0007);
+        assert_eq!(GnttabCopyPtr::from_gref(9, 4, 12).gref(), 9);
+        let f = GnttabCopyPtr::from_gmfn(0x1_2345_6789, 100);
+        assert_eq!(
+            (f.gmfn(), f.domid, f.offset),
+            (0x1_2345_6789, crate::types::DOMID_SELF, 100)
+        );
     }
 }

@@ -428,6 +428,7 @@ pub mod callback;
 #[cfg(target_arch = "x86_64")]
 pub mod calls;
 pub mod console;
+pub mod device_page;
 pub mod domctl;
 pub mod elfnote;
 pub mod errno;
@@ -444,6 +445,7 @@ pub mod sysctl;
 pub mod trap;
 pub mod types;
 pub mod vcpu;
+pub mod vcpu_context;
 pub mod version;
 
 pub use errno::Errno;

@@ -313,7 +313,7 @@ mod xenia_tests {
     #[test]
     fn xenia_extension_layout() {
         assert_eq!(core::mem::size_of::<XeniaFrameCounts>(), 64);
-        assert!(XENMEM_XENIA_FRAME_COUNTS > XENMEM_ACQUIRE_RESOURCE);
+        const { assert!(XENMEM_XENIA_FRAME_COUNTS > XENMEM_ACQUIRE_RESOURCE) };
     }
 }
 

@@ -1,21 +1,43 @@
-//! System-control command numbers (`sysctl`), as constants only.
+//! System control (`sysctl`): the machine as a whole, for the toolstack.
 //!
-//! `sysctl` queries and controls the machine as a whole; only a privileged
-//! domain (dom0) may issue it. Numbers are Xen's
-//! (`xen/include/public/sysctl.h`); the argument structures are defined with
-//! the toolstack.
+//! `sysctl(op)` takes the address of one [`XenSysctl`] (Xen's `struct
+//! xen_sysctl`, 136 bytes): a command, the interface version and a 128-byte
+//! union holding the command's argument. Numbers and layouts are Xen's
+//! (`xen/include/public/sysctl.h`, x86-64). The rules of
+//! [`domctl`](crate::domctl) apply: privileged callers only (`EPERM`),
+//! `interface_version` must be [`XEN_SYSCTL_INTERFACE_VERSION`] (`EACCES`),
+//! unknown commands are `ENOSYS`, an unreadable `op` or buffer is `EFAULT`,
+//! and the structure is written back on success.
+//!
+//! | command | argument | what it does |
+//! |---|---|---|
+//! | [`XEN_SYSCTL_READCONSOLE`] | [`SysctlReadconsole`] | reads the hypervisor's log ring (`xl dmesg`) |
+//! | [`XEN_SYSCTL_PHYSINFO`] | [`SysctlPhysinfo`] (OUT) | CPUs and memory (`xl info`) |
+//! | [`XEN_SYSCTL_SCHED_ID`] | [`SysctlSchedId`] (OUT) | the scheduler: [`XEN_SCHEDULER_CREDIT`](crate::domctl::XEN_SCHEDULER_CREDIT) |
+//! | [`XEN_SYSCTL_GETDOMAININFOLIST`] | [`SysctlGetdomaininfolist`] | information about every domain (`xl list`) |
 
-/// Read the hypervisor's log ring (`xl dmesg`).
+use crate::domctl::{PayloadBytes, impl_payload};
+use crate::types::DomId;
+
+pub use crate::domctl::Payload;
+
+/// Xenia's sysctl interface version: [`XenSysctl::interface_version`] must
+/// hold exactly this, else the hypervisor answers `EACCES` (Xen's rule).
+/// Like [`XEN_DOMCTL_INTERFACE_VERSION`](crate::domctl::XEN_DOMCTL_INTERFACE_VERSION)
+/// it is Xenia's own: `0x5800` in the high half, a revision in the low half.
+pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x5800_0001;
+
+/// Read the hypervisor's log ring ([`SysctlReadconsole`]).
 pub const XEN_SYSCTL_READCONSOLE: u32 = 1;
 /// Trace-buffer control.
 pub const XEN_SYSCTL_TBUF_OP: u32 = 2;
-/// Physical machine information (CPUs, memory).
+/// Physical machine information ([`SysctlPhysinfo`]).
 pub const XEN_SYSCTL_PHYSINFO: u32 = 3;
-/// Identify the scheduler.
+/// Identify the scheduler ([`SysctlSchedId`]).
 pub const XEN_SYSCTL_SCHED_ID: u32 = 4;
 /// Performance counters.
 pub const XEN_SYSCTL_PERFC_OP: u32 = 5;
-/// Information about a range of domains (`xl list`).
+/// Information about a range of domains ([`SysctlGetdomaininfolist`]).
 pub const XEN_SYSCTL_GETDOMAININFOLIST: u32 = 6;
 /// Inject debug keys.
 pub const XEN_SYSCTL_DEBUG_KEYS: u32 = 7;
@@ -42,9 +64,217 @@ pub const XEN_SYSCTL_CPUPOOL_OP: u32 = 18;
 /// System-wide scheduler parameters.
 pub const XEN_SYSCTL_SCHEDULER_OP: u32 = 19;
 
+/// The argument of `sysctl` (Xen's `struct xen_sysctl`, 136 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct XenSysctl {
+    /// IN: `XEN_SYSCTL_*`.
+    pub cmd: u32,
+    /// IN: [`XEN_SYSCTL_INTERFACE_VERSION`].
+    pub interface_version: u32,
+    /// IN/OUT: the command's argument structure.
+    pub u: PayloadBytes,
+}
+
+impl XenSysctl {
+    /// A request for `cmd` with argument `arg`, at the current interface
+    /// version.
+    pub fn new(cmd: u32, arg: &impl Payload) -> Self {
+        Self {
+            cmd,
+            interface_version: XEN_SYSCTL_INTERFACE_VERSION,
+            u: PayloadBytes(arg.encode()),
+        }
+    }
+
+    /// Whether `interface_version` is the one this ABI defines (the
+    /// hypervisor answers `EACCES` otherwise).
+    pub const fn version_matches(&self) -> bool {
+        self.interface_version == XEN_SYSCTL_INTERFACE_VERSION
+    }
+
+    /// The union read as `T` (the structure `cmd` names).
+    pub fn payload<T: Payload>(&self) -> T {
+        T::decode(&self.u.0)
+    }
+
+    /// Replaces the union with `arg`.
+    pub fn set_payload(&mut self, arg: &impl Payload) {
+        self.u = PayloadBytes(arg.encode());
+    }
+}
+
+/// Argument of [`XEN_SYSCTL_READCONSOLE`] (Xen's `struct
+/// xen_sysctl_readconsole`, 24 bytes).
+///
+/// The hypervisor keeps its log in a ring of bytes; every byte ever logged
+/// has an index (counting from boot, wrapping at 2^32), and the ring holds
+/// the most recent ones. Without `incremental` the copy starts at the oldest
+/// byte still held; with it, at `index` (or the oldest held, if `index` has
+/// been overwritten). Up to `count` bytes are copied to `buffer`; `count`
+/// comes back as the number copied and `index` as the index after the last
+/// byte copied, so the next incremental read continues there. With `clear`
+/// the ring is emptied after the copy.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlReadconsole {
+    /// IN: non-zero to empty the ring after reading.
+    pub clear: u8,
+    /// IN: non-zero to start at `index`.
+    pub incremental: u8,
+    /// Padding.
+    pub pad0: u8,
+    /// Padding.
+    pub pad1: u8,
+    /// IN: where to start (with `incremental`); OUT: where the next read
+    /// continues.
+    pub index: u32,
+    /// IN: virtual address, in the caller, of the buffer.
+    pub buffer: u64,
+    /// IN: size of the buffer; OUT: bytes written to it.
+    pub count: u32,
+    /// Padding.
+    pub pad2: u32,
+}
+impl_payload!(SysctlReadconsole {
+    clear,
+    incremental,
+    pad0,
+    pad1,
+    index,
+    buffer,
+    count,
+    pad2,
+});
+
+/// [`SysctlPhysinfo::capabilities`]: HVM guests are supported (never under
+/// Xenia).
+pub const XEN_SYSCTL_PHYSCAP_HVM: u32 = 1 << 0;
+/// [`SysctlPhysinfo::capabilities`]: PV guests are supported.
+pub const XEN_SYSCTL_PHYSCAP_PV: u32 = 1 << 1;
+/// [`SysctlPhysinfo::capabilities`]: device pass-through with an IOMMU.
+pub const XEN_SYSCTL_PHYSCAP_DIRECTIO: u32 = 1 << 2;
+/// [`SysctlPhysinfo::capabilities`]: hardware-assisted paging.
+pub const XEN_SYSCTL_PHYSCAP_HAP: u32 = 1 << 3;
+/// [`SysctlPhysinfo::capabilities`]: shadow paging.
+pub const XEN_SYSCTL_PHYSCAP_SHADOW: u32 = 1 << 4;
+/// [`SysctlPhysinfo::capabilities`]: IOMMU shares HAP page tables.
+pub const XEN_SYSCTL_PHYSCAP_IOMMU_HAP_PT_SHARE: u32 = 1 << 5;
+/// [`SysctlPhysinfo::capabilities`]: VM tracing.
+pub const XEN_SYSCTL_PHYSCAP_VMTRACE: u32 = 1 << 6;
+/// [`SysctlPhysinfo::capabilities`]: virtual PMU.
+pub const XEN_SYSCTL_PHYSCAP_VPMU: u32 = 1 << 7;
+/// [`SysctlPhysinfo::capabilities`]: grant tables version 1.
+pub const XEN_SYSCTL_PHYSCAP_GNTTAB_V1: u32 = 1 << 8;
+/// [`SysctlPhysinfo::capabilities`]: grant tables version 2.
+pub const XEN_SYSCTL_PHYSCAP_GNTTAB_V2: u32 = 1 << 9;
+
+/// Argument of [`XEN_SYSCTL_PHYSINFO`] (Xen's `struct xen_sysctl_physinfo`,
+/// 112 bytes). All OUT.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlPhysinfo {
+    /// Hardware threads per core.
+    pub threads_per_core: u32,
+    /// Cores per socket.
+    pub cores_per_socket: u32,
+    /// pCPUs online.
+    pub nr_cpus: u32,
+    /// Highest pCPU id possible on this host.
+    pub max_cpu_id: u32,
+    /// NUMA nodes online (1: Xenia does not use NUMA).
+    pub nr_nodes: u32,
+    /// Highest node id (0).
+    pub max_node_id: u32,
+    /// TSC frequency in kHz.
+    pub cpu_khz: u32,
+    /// `XEN_SYSCTL_PHYSCAP_*`: Xenia reports [`XEN_SYSCTL_PHYSCAP_PV`] and
+    /// [`XEN_SYSCTL_PHYSCAP_GNTTAB_V1`].
+    pub capabilities: u32,
+    /// Architecture-specific capabilities: 0.
+    pub arch_capabilities: u32,
+    /// Padding.
+    pub pad: u32,
+    /// Frames of RAM the hypervisor manages.
+    pub total_pages: u64,
+    /// Frames free.
+    pub free_pages: u64,
+    /// Frames waiting to be scrubbed: 0 (Xenia zeroes on allocation).
+    pub scrub_pages: u64,
+    /// Frames claimed but not allocated: 0.
+    pub outstanding_pages: u64,
+    /// Highest machine frame number of RAM.
+    pub max_mfn: u64,
+    /// CPUID feature words of the boot CPU (Xen's `hw_cap`).
+    pub hw_cap: [u32; 8],
+}
+impl_payload!(SysctlPhysinfo {
+    threads_per_core,
+    cores_per_socket,
+    nr_cpus,
+    max_cpu_id,
+    nr_nodes,
+    max_node_id,
+    cpu_khz,
+    capabilities,
+    arch_capabilities,
+    pad,
+    total_pages,
+    free_pages,
+    scrub_pages,
+    outstanding_pages,
+    max_mfn,
+    hw_cap,
+});
+
+/// Argument of [`XEN_SYSCTL_SCHED_ID`] (Xen's `struct xen_sysctl_sched_id`,
+/// 4 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlSchedId {
+    /// OUT: `XEN_SCHEDULER_*` ([`XEN_SCHEDULER_CREDIT`](crate::domctl::XEN_SCHEDULER_CREDIT)).
+    pub sched_id: u32,
+}
+impl_payload!(SysctlSchedId { sched_id });
+
+/// Argument of [`XEN_SYSCTL_GETDOMAININFOLIST`] (Xen's `struct
+/// xen_sysctl_getdomaininfolist`, 24 bytes).
+///
+/// Writes one [`DomctlGetdomaininfo`](crate::domctl::DomctlGetdomaininfo)
+/// record (112 bytes each, back to back) for each existing domain whose id
+/// is at least `first_domain`, in increasing id order, until `max_domains`
+/// records are written; dying domains are included (with
+/// `XEN_DOMINF_DYING`). To list everything, start at 0 and continue from the
+/// last id + 1 while a call fills the buffer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlGetdomaininfolist {
+    /// IN: the lowest id to report.
+    pub first_domain: DomId,
+    /// Padding.
+    pub _pad: u16,
+    /// IN: capacity of the buffer, in records.
+    pub max_domains: u32,
+    /// IN: virtual address, in the caller, of the record buffer.
+    pub buffer: u64,
+    /// OUT: records written.
+    pub num_domains: u32,
+    /// Padding.
+    pub _pad2: u32,
+}
+impl_payload!(SysctlGetdomaininfolist {
+    first_domain,
+    _pad,
+    max_domains,
+    buffer,
+    num_domains,
+    _pad2,
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domctl::DomctlGetdomaininfo;
 
     #[test]
     fn numbers_match_xen() {
@@ -67,9 +297,134 @@ mod tests {
             (XEN_SYSCTL_NUMAINFO, 17),
             (XEN_SYSCTL_CPUPOOL_OP, 18),
             (XEN_SYSCTL_SCHEDULER_OP, 19),
+            (XEN_SYSCTL_PHYSCAP_HVM, 1),
+            (XEN_SYSCTL_PHYSCAP_PV, 2),
+            (XEN_SYSCTL_PHYSCAP_DIRECTIO, 4),
+            (XEN_SYSCTL_PHYSCAP_HAP, 8),
+            (XEN_SYSCTL_PHYSCAP_SHADOW, 16),
+            (XEN_SYSCTL_PHYSCAP_IOMMU_HAP_PT_SHARE, 32),
+            (XEN_SYSCTL_PHYSCAP_VMTRACE, 64),
+            (XEN_SYSCTL_PHYSCAP_VPMU, 128),
+            (XEN_SYSCTL_PHYSCAP_GNTTAB_V1, 256),
+            (XEN_SYSCTL_PHYSCAP_GNTTAB_V2, 512),
         ];
         for (ours, theirs) in xen {
             assert_eq!(ours, theirs);
         }
+        assert_eq!(XEN_SYSCTL_INTERFACE_VERSION >> 16, 0x5800);
+    }
+
+    #[test]
+    fn layouts_match_xen() {
+        assert_layout!(XenSysctl, 136, 8, { cmd: 0, interface_version: 4, u: 8 });
+        assert_layout!(SysctlReadconsole, 24, 8, {
+            clear: 0,
+            incremental: 1,
+            pad0: 2,
+            pad1: 3,
+            index: 4,
+            buffer: 8,
+            count: 16,
+        });
+        assert_layout!(SysctlPhysinfo, 112, 8, {
+            threads_per_core: 0,
+            cores_per_socket: 4,
+            nr_cpus: 8,
+            max_cpu_id: 12,
+            nr_nodes: 16,
+            max_node_id: 20,
+            cpu_khz: 24,
+            capabilities: 28,
+            arch_capabilities: 32,
+            pad: 36,
+            total_pages: 40,
+            free_pages: 48,
+            scrub_pages: 56,
+            outstanding_pages: 64,
+            max_mfn: 72,
+            hw_cap: 80,
+        });
+        assert_layout!(SysctlSchedId, 4, 4, { sched_id: 0 });
+        assert_layout!(SysctlGetdomaininfolist, 24, 8, {
+            first_domain: 0,
+            max_domains: 4,
+            buffer: 8,
+            num_domains: 16,
+        });
+    }
+
+    #[test]
+    fn payloads_round_trip() {
+        let p = SysctlPhysinfo {
+            threads_per_core: 1,
+            cores_per_socket: 4,
+            nr_cpus: 4,
+            max_cpu_id: 3,
+            nr_nodes: 1,
+            cpu_khz: 2_400_000,
+            capabilities: XEN_SYSCTL_PHYSCAP_PV | XEN_SYSCTL_PHYSCAP_GNTTAB_V1,
+            total_pages: 0x40000,
+            free_pages: 0x30000,
+            max_mfn: 0x4_0000,
+            hw_cap: [1, 2, 3, 4, 5, 6, 7, 8],
+            ..Default::default()
+        };
+        let s = XenSysctl::new(XEN_SYSCTL_PHYSINFO, &p);
+        assert!(s.version_matches());
+        assert_eq!(s.u.0[28], 0x02);
+        assert_eq!(s.u.0[29], 0x01);
+        assert_eq!(s.u.0[40..48], 0x40000u64.to_le_bytes());
+        assert_eq!(s.u.0[80..84], 1u32.to_le_bytes());
+        assert_eq!(s.u.0[108..112], 8u32.to_le_bytes());
+        assert_eq!(s.payload::<SysctlPhysinfo>(), p);
+
+        let r = SysctlReadconsole {
+            clear: 1,
+            incremental: 1,
+            index: 77,
+            buffer: 0x1000,
+            count: 4096,
+            ..Default::default()
+        };
+        let raw = r.encode();
+        assert_eq!(raw[..2], [1, 1]);
+        assert_eq!(raw[4..8], 77u32.to_le_bytes());
+        assert_eq!(raw[8..16], 0x1000u64.to_le_bytes());
+        assert_eq!(raw[16..20], 4096u32.to_le_bytes());
+        assert_eq!(SysctlReadconsole::decode(&raw), r);
+
+        let l = SysctlGetdomaininfolist {
+            first_domain: 5,
+            max_domains: 64,
+            buffer: 0xdead_0000,
+            num_domains: 3,
+            ..Default::default()
+        };
+        let mut s = XenSysctl::new(XEN_SYSCTL_GETDOMAININFOLIST, &l);
+        assert_eq!(s.u.0[..2], 5u16.to_le_bytes());
+        assert_eq!(s.u.0[4..8], 64u32.to_le_bytes());
+        assert_eq!(s.payload::<SysctlGetdomaininfolist>(), l);
+        s.set_payload(&SysctlSchedId { sched_id: 5 });
+        assert_eq!(s.payload::<SysctlSchedId>().sched_id, 5);
+    }
+
+    #[test]
+    fn domain_list_records_are_getdomaininfo() {
+        // A buffer of two records, as the hypervisor writes it.
+        let mut buf = [0u8; 2 * 112];
+        for (i, id) in [1u16, 4].into_iter().enumerate() {
+            let rec = DomctlGetdomaininfo {
+                domain: id,
+                tot_pages: u64::from(id) * 100,
+                ..Default::default()
+            };
+            rec.encode_prefix(&mut buf[i * 112..]).unwrap();
+        }
+        let ids: Vec<_> = buf
+            .chunks_exact(112)
+            .map(|r| DomctlGetdomaininfo::decode_prefix(r).unwrap())
+            .map(|r| (r.domain, r.tot_pages))
+            .collect();
+        assert_eq!(ids, [(1, 100), (4, 400)]);
     }
 }

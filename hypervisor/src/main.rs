@@ -26,9 +26,11 @@ pub mod cpuinfo;
 pub mod dmesg;
 pub mod domain;
 pub mod event;
+pub mod grant;
 pub mod mm;
 pub mod options;
 pub mod power;
+pub mod sched;
 pub mod time;
 
 #[cfg(target_os = "none")]

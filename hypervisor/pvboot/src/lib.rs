@@ -14,4 +14,5 @@
 extern crate alloc;
 
 pub mod elf;
+pub mod features;
 pub mod layout;

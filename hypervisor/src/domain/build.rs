@@ -166,7 +166,8 @@ pub fn build_dom0(
 ) -> Result<Domain, BuildError> {
     let id: DomId = 0;
     let image: KernelImage = elf::parse(kernel.bytes)?;
-    let missing = super::missing_required_features(image.notes.features.as_deref().unwrap_or(""));
+    let missing =
+        xenia_pvboot::features::missing_required(image.notes.features.as_deref().unwrap_or(""));
     if !missing.is_empty() {
         return Err(BuildError::Other(format!(
             "the kernel requires features Xenia does not provide: {}",

@@ -19,21 +19,6 @@ use crate::arch::x86_64::layout::phys_to_virt;
 use crate::event::EventChannels;
 use crate::mm::Mfn;
 
-/// Xen ELF-note features (`XEN_ELFNOTE_FEATURES`) that Xenia provides. A kernel may
-/// require a feature with a leading `!`; a required feature missing here refuses the
-/// kernel. `pae_pgdir_above_4gb` means nothing for 64-bit guests; `dom0` says the kernel
-/// can be the control domain.
-pub const SUPPORTED_FEATURES: [&str; 2] = ["pae_pgdir_above_4gb", "dom0"];
-
-/// The features `features` (Xen's `|`-separated list) requires that Xenia lacks.
-pub fn missing_required_features(features: &str) -> Vec<&str> {
-    features
-        .split('|')
-        .filter_map(|f| f.trim().strip_prefix('!'))
-        .filter(|f| !SUPPORTED_FEATURES.contains(f))
-        .collect()
-}
-
 /// Why a domain stopped (Xen's `SHUTDOWN_*` plus a hypervisor-detected crash).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shutdown {
@@ -237,21 +222,5 @@ impl Domain {
     /// The `vcpu_info` of the vCPU being handled.
     pub fn info(&self) -> &VcpuInfo {
         self.vcpu_info(self.handling)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn required_features() {
-        assert!(missing_required_features("").is_empty());
-        assert!(missing_required_features("writable_page_tables|pae_pgdir_above_4gb").is_empty());
-        assert!(missing_required_features("!pae_pgdir_above_4gb|!dom0").is_empty());
-        assert_eq!(
-            missing_required_features("!writable_page_tables|dom0|!auto_translated_physmap"),
-            ["writable_page_tables", "auto_translated_physmap"]
-        );
     }
 }

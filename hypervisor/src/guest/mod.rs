@@ -17,7 +17,6 @@ pub mod mem;
 pub mod mmu;
 
 use alloc::collections::{BTreeMap, VecDeque};
-use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
@@ -31,6 +30,7 @@ use crate::arch::x86_64::trap::{self, APIC_TIMER_VECTOR, SPURIOUS_VECTOR, TrapFr
 use crate::arch::x86_64::{apic, gdt};
 use crate::domain::{Domain, Shutdown, Vcpu};
 use crate::power::{self, ExitReason};
+use crate::sched::{Params, Scheduler, VcpuId};
 use mem::AddressSpace;
 
 const RFLAGS_TF: u64 = 1 << 8;
@@ -44,8 +44,8 @@ const RFLAGS_FIXED: u64 = 1 << 1;
 
 /// How often the idle loop looks at the serial line for dom0's console input.
 const CONSOLE_POLL_NS: u64 = 10_000_000;
-/// Time slice of a vCPU when others are runnable (Xen's credit default, 30 ms).
-pub const SLICE_NS: u64 = 30_000_000;
+/// This pCPU's number (one pCPU for now).
+const PCPU: usize = 0;
 
 /// A vCPU: its domain and index.
 pub type VcpuRef = (DomId, usize);
@@ -57,15 +57,18 @@ pub struct World {
     pub current: Option<VcpuRef>,
     /// Console input waiting for dom0.
     pub console_input: VecDeque<u8>,
-    /// When the current vCPU's time slice ends.
-    pub slice_end: u64,
+    /// When the scheduler wants to decide again (end of slice, accounting), if ever.
+    pub run_until: Option<u64>,
+    /// The credit scheduler (DESIGN §5); set up before the first domain runs.
+    pub sched: Option<Scheduler>,
 }
 
 pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
     domains: BTreeMap::new(),
     current: None,
     console_input: VecDeque::new(),
-    slice_end: 0,
+    run_until: None,
+    sched: None,
 });
 
 /// What the trap handling decided about the vCPU.
@@ -114,7 +117,20 @@ pub fn trap(frame: &mut TrapFrame) {
     };
     let reschedule = match outcome {
         Outcome::Continue => false,
-        Outcome::Reschedule => true,
+        Outcome::Reschedule => {
+            let me = VcpuId {
+                dom: id,
+                vcpu: v as u32,
+            };
+            if let Some(sched) = world.sched.as_mut() {
+                if dom.vcpus[v].blocked {
+                    let _ = sched.block(me, crate::time::now_ns());
+                } else {
+                    sched.yield_now(me);
+                }
+            }
+            true
+        }
         Outcome::Stopped => {
             domain_stopped(&mut dom, world);
             true
@@ -134,12 +150,11 @@ impl World {
             self.wake_blocked();
             let now = crate::time::now_ns();
             let cur = self.current.expect("a current vCPU");
-            if reschedule || !self.runnable(cur) || now >= self.slice_end {
-                let next = self.pick_next(cur).unwrap_or_else(|| self.idle());
+            if reschedule || !self.runnable(cur) || self.run_until.is_some_and(|t| now >= t) {
+                let next = self.decide(now).unwrap_or_else(|| self.idle());
                 if next != cur {
                     self.switch(frame, cur, next);
                 }
-                self.slice_end = now + SLICE_NS;
             }
             let (id, v) = self.current.expect("a current vCPU");
             let dom = self.domains.get_mut(&id).expect("current domain");
@@ -162,6 +177,18 @@ impl World {
         self.arm_timer();
     }
 
+    /// The scheduler's choice for this pCPU from `now` on (`None`: idle), remembering
+    /// when it wants to decide again.
+    fn decide(&mut self, now: u64) -> Option<VcpuRef> {
+        let sched = self.sched.as_mut()?;
+        let d = sched.schedule(PCPU, now);
+        self.run_until = d.run_until;
+        let next = d.next.map(|v| (v.dom, v.vcpu as usize))?;
+        // The scheduler tracks runnability from the same events; check anyway, so that a
+        // disagreement idles rather than running a vCPU that must not run.
+        self.runnable(next).then_some(next)
+    }
+
     /// Whether vCPU `r` may run.
     pub fn runnable(&self, (id, v): VcpuRef) -> bool {
         self.domains.get(&id).is_some_and(|d| {
@@ -171,27 +198,14 @@ impl World {
         })
     }
 
-    /// Round robin: the next runnable vCPU after `cur` in (domain, vCPU) order, `cur`
-    /// itself if it is the only one, or none.
-    fn pick_next(&self, cur: VcpuRef) -> Option<VcpuRef> {
-        let all: Vec<VcpuRef> = self
-            .domains
-            .iter()
-            .flat_map(|(id, d)| (0..d.vcpus.len()).map(move |v| (*id, v)))
-            .collect();
-        let at = all.iter().position(|r| *r == cur).map_or(0, |i| i + 1);
-        (0..all.len())
-            .map(|k| all[(at + k) % all.len()])
-            .find(|r| self.runnable(*r))
-    }
-
     /// Nothing is runnable: halt until something is, and return it.
     fn idle(&mut self) -> VcpuRef {
         loop {
             self.run_timers();
             self.poll_console();
             self.wake_blocked();
-            if let Some(next) = self.pick_next(self.current.expect("a current vCPU")) {
+            let now = crate::time::now_ns();
+            if let Some(next) = self.decide(now) {
                 return next;
             }
             self.arm_timer();
@@ -210,6 +224,12 @@ impl World {
                     && d.vcpu_info(v).evtchn_upcall_pending.load(Ordering::Acquire) != 0
                 {
                     d.vcpus[v].blocked = false;
+                    if let Some(sched) = self.sched.as_mut() {
+                        let _ = sched.wake(VcpuId {
+                            dom: d.id,
+                            vcpu: v as u32,
+                        });
+                    }
                 }
             }
         }
@@ -285,10 +305,8 @@ impl World {
             // dom0's console input is polled (no serial interrupt yet).
             earliest(now + CONSOLE_POLL_NS);
         }
-        if let Some(cur) = self.current
-            && self.pick_next(cur).is_some_and(|n| n != cur)
-        {
-            earliest(self.slice_end);
+        if let Some(t) = self.run_until {
+            earliest(t);
         }
         match deadline {
             Some(d) => apic::arm_oneshot(d.saturating_sub(now).max(1)),
@@ -317,6 +335,9 @@ fn domain_stopped(dom: &mut Domain, world: &mut World) {
     let reason = dom.shutdown.unwrap_or(Shutdown::Crash);
     dom.shutdown = Some(reason);
     log::info!(target: "domain", "domain {} shut down: {}", dom.id, reason.name());
+    if let Some(sched) = world.sched.as_mut() {
+        let _ = sched.pause_domain(dom.id);
+    }
     if dom.id != 0 {
         if let Some(dom0) = world.domains.get_mut(&0) {
             send_virq(dom0, 0, guest_abi::event::VIRQ_DOM_EXC);
@@ -574,7 +595,18 @@ pub fn run(id: DomId) -> ! {
     let frame = {
         let mut world = WORLD.lock();
         world.current = Some((id, 0));
-        world.slice_end = crate::time::now_ns() + SLICE_NS;
+        let mut sched = Scheduler::new(1);
+        let me = VcpuId { dom: id, vcpu: 0 };
+        if let Err(e) = sched
+            .add_domain(id, 1, Params::default())
+            .and_then(|()| sched.add_vcpu(me, PCPU))
+        {
+            panic!("cannot schedule domain {id}: {e:?}");
+        }
+        let _ = sched.unpause(me);
+        let decision = sched.schedule(PCPU, crate::time::now_ns());
+        world.run_until = decision.run_until;
+        world.sched = Some(sched);
         let dom = world.domains.get_mut(&id).expect("the domain to run");
         dom.handling = 0;
         let vcpu = dom.vcpu_mut();

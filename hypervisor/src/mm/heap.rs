@@ -28,7 +28,9 @@ pub fn init() {
 
 /// Adds `run` pages (a power of two), physically contiguous, to the heap.
 fn add_run(run: u64) -> bool {
-    let Some(first) = frames::alloc_contiguous(run) else { return false };
+    let Some(first) = frames::alloc_contiguous(run) else {
+        return false;
+    };
     let start = phys_to_virt(first.phys()) as usize;
     let end = start + (run * super::PAGE_SIZE) as usize;
     // SAFETY: the frames were just taken from the frame allocator, so nothing else owns
@@ -62,7 +64,11 @@ pub fn grow(bytes: u64) -> u64 {
 /// table). Returns the bytes added (0 if memory is too fragmented or short).
 pub fn grow_for_allocation(bytes: u64) -> u64 {
     let run = bytes.div_ceil(super::PAGE_SIZE).next_power_of_two();
-    if add_run(run) { run * super::PAGE_SIZE } else { 0 }
+    if add_run(run) {
+        run * super::PAGE_SIZE
+    } else {
+        0
+    }
 }
 
 /// Total bytes under the heap allocator.

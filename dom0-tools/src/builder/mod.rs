@@ -1,0 +1,731 @@
+//! The domain builder: turns a kernel image and a [`DomainConfig`] into a
+//! running paravirtual domU.
+//!
+//! It does for a domU what the hypervisor does for dom0
+//! (`hypervisor/src/domain/build.rs`), with the same checks and layout from
+//! `xenia-pvboot`, through the [`Hypervisor`] trait:
+//!
+//! 1. check the configuration, the kernel image (`elf::parse`) and its
+//!    required features, and plan the start-of-day layout ([`layout`]):
+//!    nothing exists yet, so a refusal here leaves nothing to clean up;
+//! 2. create the domain (paused), set its memory limit, vCPU count and
+//!    credit-scheduler weight and cap;
+//! 3. populate pseudo-physical frames `0..nr_pages` and learn the
+//!    `shared_info` frame; allocate the console's event channel (unbound,
+//!    for dom0);
+//! 4. write, into the new frames: the kernel's segments, its hypercall page,
+//!    the ramdisk, the p2m list, `start_info` (flags 0: an unprivileged
+//!    domU; the console's frame and channel), the zeroed console ring, the
+//!    device page and the bootstrap page tables (frames are zero when
+//!    populated, so `.bss` and the padding need no writes);
+//! 5. pin the bootstrap L4 (which validates the tables as the domain's),
+//!    set vCPU 0's context ([`image::initial_context`]) and unpause.
+//!
+//! Any failure after the domain exists destroys it, once, so a failed build
+//! leaves nothing behind ([`BuildError::NotCleanedUp`] reports the rare case
+//! where even that fails).
+
+pub mod image;
+pub mod layout;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use guest_abi::Errno;
+use guest_abi::device_page::{DEVICE_CONSOLE, DeviceEntry, DevicePage};
+use guest_abi::domctl::{CREDIT_DEFAULT_WEIGHT, DomctlSchedCredit, XenDomainHandle};
+use guest_abi::event::EvtchnPort;
+use guest_abi::hypercall::hypercall_page_image;
+use guest_abi::start_info::{MAX_GUEST_CMDLINE, StartInfo, StartInfoConsole};
+use guest_abi::types::{DomId, Mfn, PAGE_SIZE, Pfn};
+use xenia_pvboot::elf::{self, ElfError, KernelImage};
+use xenia_pvboot::layout::{LayoutError, Level, PAGE};
+
+use crate::hypervisor::{CreateConfig, Hypervisor};
+pub use layout::DomuLayout;
+
+/// The domain that runs every domU's console backend.
+pub const CONSOLE_BACKEND: DomId = 0;
+
+/// How many frames one populate request asks for: bounds the size of a
+/// hypercall argument whatever the domain's size.
+pub const POPULATE_BATCH: usize = 1024;
+
+/// Pages per MiB.
+const PAGES_PER_MIB: u64 = (1 << 20) / PAGE;
+
+/// A domU to build: xl's configuration keys, already parsed.
+#[derive(Clone, Copy)]
+pub struct DomainConfig<'a> {
+    /// The domain's name (`name`). The hypervisor does not store names and
+    /// the builder does not use it: it is the caller's, for its messages and
+    /// records.
+    pub name: &'a str,
+    /// The domain's UUID (all zero when the configuration gives none).
+    pub handle: XenDomainHandle,
+    /// The kernel's ELF image (`kernel`).
+    pub kernel: &'a [u8],
+    /// The initial ramdisk (`ramdisk`), if any.
+    pub ramdisk: Option<&'a [u8]>,
+    /// The kernel command line (`cmdline`/`extra`), at most 1023 bytes and
+    /// without NUL.
+    pub cmdline: &'a str,
+    /// Memory at start, in MiB (`memory`).
+    pub memory_mib: u64,
+    /// Memory limit, in MiB (`maxmem`), at least `memory_mib`.
+    pub max_memory_mib: u64,
+    /// Number of vCPUs (`vcpus`); only vCPU 0 starts, as on Xen.
+    pub vcpus: u32,
+    /// Credit-scheduler weight (`cpu_weight`), 1 to 65535.
+    pub weight: u16,
+    /// Credit-scheduler cap in percent of a pCPU (`cap`), 0 for none, at
+    /// most 100 per vCPU.
+    pub cap: u16,
+    /// Whether the domain gets a console.
+    pub console: bool,
+}
+
+impl<'a> DomainConfig<'a> {
+    /// A domain named `name` running `kernel` in `memory_mib` MiB, with
+    /// xl's defaults for the rest: one vCPU, weight 256, no cap, a console,
+    /// no ramdisk, an empty command line, `maxmem` equal to `memory`.
+    pub fn new(name: &'a str, kernel: &'a [u8], memory_mib: u64) -> Self {
+        Self {
+            name,
+            handle: [0; 16],
+            kernel,
+            ramdisk: None,
+            cmdline: "",
+            memory_mib,
+            max_memory_mib: memory_mib,
+            vcpus: 1,
+            weight: CREDIT_DEFAULT_WEIGHT,
+            cap: 0,
+            console: true,
+        }
+    }
+
+    /// The domain's memory in pages.
+    pub fn nr_pages(&self) -> Option<u64> {
+        self.memory_mib.checked_mul(PAGES_PER_MIB)
+    }
+
+    /// The `max_mem` limit in KiB.
+    pub fn max_mem_kib(&self) -> Option<u64> {
+        self.max_memory_mib.checked_mul(1024)
+    }
+
+    /// What `createdomain` gets from this configuration.
+    pub fn create_config(&self) -> CreateConfig {
+        CreateConfig::new(self.handle, self.vcpus)
+    }
+
+    /// The credit-scheduler parameters.
+    pub fn credit(&self) -> DomctlSchedCredit {
+        DomctlSchedCredit {
+            weight: self.weight,
+            cap: self.cap,
+        }
+    }
+
+    /// Checks everything about the configuration that does not need the
+    /// kernel image.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.memory_mib == 0 {
+            return Err(ConfigError::NoMemory);
+        }
+        if self.max_memory_mib < self.memory_mib {
+            return Err(ConfigError::MaxMemBelowMemory {
+                memory_mib: self.memory_mib,
+                max_memory_mib: self.max_memory_mib,
+            });
+        }
+        // The p2m list alone (8 bytes a page) must fit the address space.
+        let fits = |mib: u64| {
+            mib.checked_mul(PAGES_PER_MIB)
+                .and_then(|pages| pages.checked_mul(8))
+                .is_some()
+        };
+        if !fits(self.max_memory_mib) {
+            return Err(ConfigError::TooMuchMemory {
+                mib: self.max_memory_mib,
+            });
+        }
+        if self.vcpus == 0 {
+            return Err(ConfigError::NoVcpus);
+        }
+        if self.weight == 0 {
+            return Err(ConfigError::BadWeight);
+        }
+        if u64::from(self.cap) > 100 * u64::from(self.vcpus) {
+            return Err(ConfigError::BadCap {
+                cap: self.cap,
+                vcpus: self.vcpus,
+            });
+        }
+        if self.cmdline.len() >= MAX_GUEST_CMDLINE {
+            return Err(ConfigError::CmdlineTooLong {
+                len: self.cmdline.len(),
+            });
+        }
+        if self.cmdline.contains('\0') {
+            return Err(ConfigError::CmdlineHasNul);
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DomainConfig<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The images are shown by size: they can be megabytes.
+        f.debug_struct("DomainConfig")
+            .field("name", &self.name)
+            .field("handle", &self.handle)
+            .field("kernel_len", &self.kernel.len())
+            .field("ramdisk_len", &self.ramdisk.map(<[u8]>::len))
+            .field("cmdline", &self.cmdline)
+            .field("memory_mib", &self.memory_mib)
+            .field("max_memory_mib", &self.max_memory_mib)
+            .field("vcpus", &self.vcpus)
+            .field("weight", &self.weight)
+            .field("cap", &self.cap)
+            .field("console", &self.console)
+            .finish()
+    }
+}
+
+/// What is wrong with a [`DomainConfig`]: the configuration's fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `memory` is 0.
+    NoMemory,
+    /// `maxmem` is below `memory`.
+    MaxMemBelowMemory {
+        /// `memory`.
+        memory_mib: u64,
+        /// `maxmem`.
+        max_memory_mib: u64,
+    },
+    /// More memory than any domain could have.
+    TooMuchMemory {
+        /// The amount asked for.
+        mib: u64,
+    },
+    /// `vcpus` is 0.
+    NoVcpus,
+    /// `cpu_weight` is 0.
+    BadWeight,
+    /// `cap` is above 100 per vCPU.
+    BadCap {
+        /// The cap.
+        cap: u16,
+        /// The vCPU count.
+        vcpus: u32,
+    },
+    /// The command line does not fit `start_info`.
+    CmdlineTooLong {
+        /// Its length.
+        len: usize,
+    },
+    /// The command line contains a NUL byte.
+    CmdlineHasNul,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ConfigError::NoMemory => f.write_str("memory must be at least 1 MiB"),
+            ConfigError::MaxMemBelowMemory {
+                memory_mib,
+                max_memory_mib,
+            } => write!(
+                f,
+                "maxmem ({max_memory_mib} MiB) is below memory ({memory_mib} MiB)"
+            ),
+            ConfigError::TooMuchMemory { mib } => {
+                write!(f, "{mib} MiB is more than a domain can have")
+            }
+            ConfigError::NoVcpus => f.write_str("vcpus must be at least 1"),
+            ConfigError::BadWeight => f.write_str("cpu_weight must be between 1 and 65535"),
+            ConfigError::BadCap { cap, vcpus } => write!(
+                f,
+                "cap {cap} is above 100 per vCPU ({vcpus} vCPUs allow {})",
+                100 * u64::from(vcpus)
+            ),
+            ConfigError::CmdlineTooLong { len } => write!(
+                f,
+                "the command line is {len} bytes; at most {} fit",
+                MAX_GUEST_CMDLINE - 1
+            ),
+            ConfigError::CmdlineHasNul => f.write_str("the command line contains a NUL byte"),
+        }
+    }
+}
+
+/// A step of the build that asks the hypervisor for something, for
+/// [`BuildError::Hypervisor`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// `createdomain`.
+    CreateDomain,
+    /// `max_mem`.
+    SetMaxMem,
+    /// `max_vcpus`.
+    SetMaxVcpus,
+    /// `scheduler_op`.
+    SetScheduler,
+    /// `populate_physmap`.
+    Populate,
+    /// `getdomaininfo` for the `shared_info` frame.
+    SharedInfoFrame,
+    /// `alloc_unbound` for the console.
+    AllocConsoleChannel,
+    /// Copying into the domain's frames.
+    WriteFrame,
+    /// Pinning the bootstrap L4.
+    PinL4,
+    /// `setvcpucontext` for vCPU 0.
+    SetVcpuContext,
+    /// `unpausedomain`.
+    Unpause,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::CreateDomain => "creating the domain",
+            Step::SetMaxMem => "setting its memory limit",
+            Step::SetMaxVcpus => "setting its vCPU count",
+            Step::SetScheduler => "setting its scheduler parameters",
+            Step::Populate => "giving it memory",
+            Step::SharedInfoFrame => "looking up its shared_info frame",
+            Step::AllocConsoleChannel => "allocating its console event channel",
+            Step::WriteFrame => "writing into its memory",
+            Step::PinL4 => "pinning its bootstrap page tables",
+            Step::SetVcpuContext => "setting vCPU 0's registers",
+            Step::Unpause => "unpausing it",
+        })
+    }
+}
+
+/// Why a domain could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// The configuration is unusable.
+    Config(ConfigError),
+    /// The kernel image is unusable.
+    Elf(ElfError),
+    /// The kernel requires features Xenia does not provide.
+    MissingFeatures(Vec<String>),
+    /// The start-of-day layout does not fit (most often: too little memory
+    /// for the kernel and ramdisk).
+    Layout(LayoutError),
+    /// The hypervisor refused a step.
+    Hypervisor {
+        /// The step.
+        step: Step,
+        /// The hypervisor's error.
+        errno: Errno,
+    },
+    /// The hypervisor answered something the builder cannot use.
+    BadReply {
+        /// The step.
+        step: Step,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A consistency check of the builder's own arithmetic failed (a bug).
+    Internal(&'static str),
+    /// The build failed and destroying the half-built domain failed too: the
+    /// domain still exists.
+    NotCleanedUp {
+        /// The domain left behind.
+        dom: DomId,
+        /// Why `destroydomain` failed.
+        errno: Errno,
+        /// Why the build failed.
+        cause: Box<BuildError>,
+    },
+}
+
+impl BuildError {
+    /// The error for `step` failing with `errno`.
+    pub fn hv(step: Step) -> impl Fn(Errno) -> BuildError {
+        move |errno| BuildError::Hypervisor { step, errno }
+    }
+}
+
+impl From<ElfError> for BuildError {
+    fn from(e: ElfError) -> Self {
+        BuildError::Elf(e)
+    }
+}
+
+impl From<ConfigError> for BuildError {
+    fn from(e: ConfigError) -> Self {
+        BuildError::Config(e)
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Config(e) => write!(f, "bad configuration: {e}"),
+            BuildError::Elf(e) => write!(f, "the kernel image is not usable: {e}"),
+            BuildError::MissingFeatures(list) => write!(
+                f,
+                "the kernel requires features Xenia does not provide: {}",
+                list.join(", ")
+            ),
+            BuildError::Layout(LayoutError::TooSmall {
+                need_pages,
+                have_pages,
+                ..
+            }) => write!(
+                f,
+                "memory of {} MiB is too small for this kernel and ramdisk: the start-of-day \
+                 region needs {} MiB ({need_pages} pages)",
+                have_pages / PAGES_PER_MIB,
+                need_pages.div_ceil(PAGES_PER_MIB)
+            ),
+            BuildError::Layout(e) => write!(f, "{e}"),
+            BuildError::Hypervisor { step, errno } => {
+                write!(f, "the hypervisor refused {step}: {errno}")
+            }
+            BuildError::BadReply { step, detail } => {
+                write!(
+                    f,
+                    "unexpected answer from the hypervisor while {step}: {detail}"
+                )
+            }
+            BuildError::Internal(what) => write!(f, "domain builder bug: {what}"),
+            BuildError::NotCleanedUp { dom, errno, cause } => write!(
+                f,
+                "{cause}; destroying the half-built domain {dom} failed too ({errno}), so it \
+                 still exists"
+            ),
+        }
+    }
+}
+
+/// The console of a built domain, for its backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsoleRing {
+    /// Machine frame of the ring page.
+    pub mfn: Mfn,
+    /// Its pseudo-physical frame.
+    pub pfn: Pfn,
+    /// The domain's end of the event channel, unbound, for dom0 to bind.
+    pub evtchn: EvtchnPort,
+}
+
+/// A domain that was built and is running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Built {
+    /// Its id.
+    pub dom: DomId,
+    /// Its memory, in pages.
+    pub nr_pages: u64,
+    /// Where it started.
+    pub entry: u64,
+    /// Virtual address of its `start_info` page (`rsi` at entry).
+    pub start_info_va: u64,
+    /// Its console, if it has one.
+    pub console: Option<ConsoleRing>,
+    /// Machine frame of its device page.
+    pub device_page: Mfn,
+    /// Machine frame of its `shared_info` page.
+    pub shared_info: Mfn,
+    /// Its start-of-day layout.
+    pub layout: DomuLayout,
+}
+
+/// Everything decided before the domain exists.
+struct Plan {
+    image: KernelImage,
+    layout: DomuLayout,
+    nr_pages: u64,
+    max_mem_kib: u64,
+}
+
+/// Checks `cfg` and its kernel and plans the layout. Touches nothing.
+fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
+    cfg.check()?;
+    let nr_pages = cfg.nr_pages().ok_or(ConfigError::TooMuchMemory {
+        mib: cfg.memory_mib,
+    })?;
+    let max_mem_kib = cfg.max_mem_kib().ok_or(ConfigError::TooMuchMemory {
+        mib: cfg.max_memory_mib,
+    })?;
+    let image = elf::parse(cfg.kernel)?;
+    let missing =
+        xenia_pvboot::features::missing_required(image.notes.features.as_deref().unwrap_or(""));
+    if !missing.is_empty() {
+        return Err(BuildError::MissingFeatures(
+            missing.into_iter().map(String::from).collect(),
+        ));
+    }
+    let layout = layout::plan(
+        image.virt_start..image.virt_end,
+        nr_pages,
+        cfg.ramdisk.map(|r| r.len() as u64),
+    )?;
+    Ok(Plan {
+        image,
+        layout,
+        nr_pages,
+        max_mem_kib,
+    })
+}
+
+/// Builds and starts the domain `cfg` describes. On error nothing is left
+/// behind (see [`BuildError::NotCleanedUp`] for the exception).
+pub fn build(hv: &mut impl Hypervisor, cfg: &DomainConfig<'_>) -> Result<Built, BuildError> {
+    let plan = prepare(cfg)?;
+    let dom = hv
+        .create_domain(&cfg.create_config())
+        .map_err(BuildError::hv(Step::CreateDomain))?;
+    fill(hv, dom, cfg, &plan).map_err(|cause| match hv.destroy(dom) {
+        Ok(()) => cause,
+        Err(errno) => BuildError::NotCleanedUp {
+            dom,
+            errno,
+            cause: Box::new(cause),
+        },
+    })
+}
+
+/// Everything after `createdomain`.
+fn fill<H: Hypervisor>(
+    hv: &mut H,
+    dom: DomId,
+    cfg: &DomainConfig<'_>,
+    plan: &Plan,
+) -> Result<Built, BuildError> {
+    let sod = &plan.layout.sod;
+    hv.set_max_mem(dom, plan.max_mem_kib)
+        .map_err(BuildError::hv(Step::SetMaxMem))?;
+    hv.set_max_vcpus(dom, cfg.vcpus)
+        .map_err(BuildError::hv(Step::SetMaxVcpus))?;
+    hv.set_sched_credit(dom, cfg.credit())
+        .map_err(BuildError::hv(Step::SetScheduler))?;
+
+    let p2m = populate(hv, dom, plan.nr_pages)?;
+    let shared_info = hv
+        .shared_info_frame(dom)
+        .map_err(BuildError::hv(Step::SharedInfoFrame))?;
+    let console_pfn = sod
+        .pfn_of(plan.layout.console_ring)
+        .ok_or(BuildError::Internal("the console ring is not mapped"))?;
+    let device_pfn = sod
+        .pfn_of(plan.layout.device_page)
+        .ok_or(BuildError::Internal("the device page is not mapped"))?;
+    let console = if cfg.console {
+        let evtchn = hv
+            .alloc_unbound(dom, CONSOLE_BACKEND)
+            .map_err(BuildError::hv(Step::AllocConsoleChannel))?;
+        Some(ConsoleRing {
+            mfn: image::mfn_of(&p2m, console_pfn)?,
+            pfn: console_pfn,
+            evtchn,
+        })
+    } else {
+        None
+    };
+
+    let mut mem = Memory {
+        hv: &mut *hv,
+        dom,
+        p2m: &p2m,
+        sod,
+    };
+    load_kernel(&mut mem, cfg.kernel, &plan.image)?;
+    if let (Some(region), Some(bytes)) = (sod.initrd, cfg.ramdisk) {
+        mem.write(region.start, bytes)?;
+    }
+    write_p2m(&mut mem, &p2m)?;
+    mem.write(
+        sod.start_info,
+        &image::start_info_bytes(&start_info(cfg, sod, shared_info, console)),
+    )?;
+    if console.is_some() {
+        // Populated frames are zero already; the ring is zeroed explicitly
+        // because its backend relies on it.
+        mem.write(plan.layout.console_ring, &[0; PAGE_SIZE])?;
+    }
+    let mut devices = DevicePage::new();
+    if let Some(c) = console {
+        devices.push(DeviceEntry {
+            kind: DEVICE_CONSOLE,
+            id: 0,
+            backend: CONSOLE_BACKEND,
+            _pad: 0,
+            evtchn: c.evtchn,
+            ring_mfn: c.mfn,
+            ring_pfn: c.pfn,
+        });
+    }
+    mem.write(plan.layout.device_page, &devices.to_bytes())?;
+    for (table, entries) in image::page_tables(sod, &p2m, shared_info)? {
+        mem.write_frame(image::mfn_of(&p2m, table)?, &image::table_bytes(&entries))?;
+    }
+
+    let l4 = image::mfn_of(&p2m, sod.root_table())?;
+    hv.pin_table(dom, l4, Level::L4)
+        .map_err(BuildError::hv(Step::PinL4))?;
+    let ctx = image::initial_context(plan.image.entry, sod, l4);
+    hv.set_vcpu_context(dom, 0, &ctx)
+        .map_err(BuildError::hv(Step::SetVcpuContext))?;
+    hv.unpause(dom).map_err(BuildError::hv(Step::Unpause))?;
+
+    Ok(Built {
+        dom,
+        nr_pages: plan.nr_pages,
+        entry: plan.image.entry,
+        start_info_va: sod.start_info,
+        console,
+        device_page: image::mfn_of(&p2m, device_pfn)?,
+        shared_info,
+        layout: plan.layout,
+    })
+}
+
+/// Backs pseudo-physical frames `0..nr_pages` with machine frames, in
+/// batches; returns the p2m list.
+fn populate<H: Hypervisor>(hv: &mut H, dom: DomId, nr_pages: u64) -> Result<Vec<Mfn>, BuildError> {
+    let too_big = BuildError::Internal("the domain's page count does not fit memory");
+    let total = usize::try_from(nr_pages).map_err(|_| too_big.clone())?;
+    let mut p2m = Vec::new();
+    p2m.try_reserve_exact(total).map_err(|_| too_big)?;
+    let mut batch = Vec::with_capacity(POPULATE_BATCH.min(total));
+    while p2m.len() < total {
+        let first = p2m.len() as u64;
+        let n = POPULATE_BATCH.min(total - p2m.len()) as u64;
+        batch.clear();
+        batch.extend((first..first + n).map(Pfn));
+        let mfns = hv
+            .populate(dom, &batch)
+            .map_err(BuildError::hv(Step::Populate))?;
+        if mfns.len() != batch.len() {
+            return Err(BuildError::BadReply {
+                step: Step::Populate,
+                detail: format!("{} frames for {} pfns", mfns.len(), batch.len()),
+            });
+        }
+        p2m.extend(mfns);
+    }
+    Ok(p2m)
+}
+
+/// The `start_info` of a domU: flags 0 (not privileged, not the initial
+/// domain), no xenstore, the console's frame and channel (or zeros).
+fn start_info(
+    cfg: &DomainConfig<'_>,
+    sod: &xenia_pvboot::layout::StartOfDay,
+    shared_info: Mfn,
+    console: Option<ConsoleRing>,
+) -> StartInfo {
+    let mut si = StartInfo::new();
+    si.nr_pages = sod.nr_pages;
+    si.shared_info = shared_info.addr();
+    si.flags = 0;
+    if let Some(c) = console {
+        si.console = StartInfoConsole::domu(c.mfn, c.evtchn);
+    }
+    si.pt_base = sod.page_tables.start;
+    si.nr_pt_frames = sod.table_counts.total();
+    si.mfn_list = sod.p2m.start;
+    if let Some(initrd) = sod.initrd {
+        si.mod_start = initrd.start;
+        si.mod_len = cfg.ramdisk.map_or(0, |r| r.len() as u64);
+    }
+    // `check` bounded the length, so nothing is cut.
+    si.set_cmdline(cfg.cmdline.as_bytes());
+    si
+}
+
+/// Copies the kernel's segments and fills its hypercall page.
+fn load_kernel<H: Hypervisor>(
+    mem: &mut Memory<'_, H>,
+    bytes: &[u8],
+    image: &KernelImage,
+) -> Result<(), BuildError> {
+    let sod = mem.sod;
+    elf::load_into(
+        image,
+        bytes,
+        |va, data| mem.write(va, data),
+        |va, len| {
+            // Populated frames are zero: only check that the range is mapped.
+            let mapped = |va: u64| sod.pfn_of(va).is_some();
+            if mapped(va) && mapped(va + len - 1) {
+                Ok(())
+            } else {
+                Err(BuildError::Internal(
+                    "a segment's bss is outside the layout",
+                ))
+            }
+        },
+    )?;
+    if let Some(page) = image.notes.hypercall_page {
+        mem.write(page, &hypercall_page_image())?;
+    }
+    Ok(())
+}
+
+/// Writes the p2m list, a page at a time.
+fn write_p2m<H: Hypervisor>(mem: &mut Memory<'_, H>, p2m: &[Mfn]) -> Result<(), BuildError> {
+    let per_page = PAGE_SIZE / 8;
+    let mut page = Vec::with_capacity(PAGE_SIZE);
+    for (i, chunk) in p2m.chunks(per_page).enumerate() {
+        page.clear();
+        for mfn in chunk {
+            page.extend_from_slice(&mfn.0.to_le_bytes());
+        }
+        mem.write(mem.sod.p2m.start + (i * PAGE_SIZE) as u64, &page)?;
+    }
+    Ok(())
+}
+
+/// The new domain's memory, reached through the hypervisor.
+struct Memory<'a, H> {
+    hv: &'a mut H,
+    dom: DomId,
+    p2m: &'a [Mfn],
+    sod: &'a xenia_pvboot::layout::StartOfDay,
+}
+
+impl<H: Hypervisor> Memory<'_, H> {
+    /// Copies `data` to guest virtual address `va` of the bootstrap mapping,
+    /// a page at a time.
+    fn write(&mut self, va: u64, data: &[u8]) -> Result<(), BuildError> {
+        let mut done = 0;
+        while done < data.len() {
+            let at = va + done as u64;
+            let offset = (at % PAGE) as usize;
+            let n = (PAGE_SIZE - offset).min(data.len() - done);
+            let pfn = self.sod.pfn_of(at).ok_or(BuildError::Internal(
+                "a write outside the start-of-day mapping",
+            ))?;
+            let mfn = image::mfn_of(self.p2m, pfn)?;
+            self.hv
+                .write_frame(self.dom, mfn, offset, &data[done..done + n])
+                .map_err(BuildError::hv(Step::WriteFrame))?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes a whole frame.
+    fn write_frame(&mut self, mfn: Mfn, page: &[u8]) -> Result<(), BuildError> {
+        self.hv
+            .write_frame(self.dom, mfn, 0, page)
+            .map_err(BuildError::hv(Step::WriteFrame))
+    }
+}
