@@ -411,6 +411,33 @@ impl XenDomctl {
 }
 
 // ---------------------------------------------------------------------------
+// Xenia's own domctls (numbers from 0x5800, which Xen does not use).
+// ---------------------------------------------------------------------------
+
+/// Xenia: copy bytes from the caller into a frame of a domain being built
+/// ([`DomctlXeniaWriteFrame`]). The domain must be paused and own the frame,
+/// and the frame must be able to take the writable type (not a validated page
+/// table): the builder writes page tables before it pins them. This replaces
+/// Xen's foreign mappings on the build path: nothing of the new domain is ever
+/// mapped into dom0, so destroying it never waits for dom0 to unmap.
+pub const XEN_DOMCTL_XENIA_WRITE_FRAME: u32 = 0x5800;
+
+/// Argument of [`XEN_DOMCTL_XENIA_WRITE_FRAME`] (24 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct DomctlXeniaWriteFrame {
+    /// IN: machine frame of the target domain.
+    pub mfn: u64,
+    /// IN: byte offset in the frame.
+    pub offset: u32,
+    /// IN: bytes to copy; `offset + len` must not exceed the page.
+    pub len: u32,
+    /// IN: virtual address, in the caller, of the bytes.
+    pub buffer: u64,
+}
+impl_payload!(DomctlXeniaWriteFrame { mfn, offset, len, buffer });
+
+// ---------------------------------------------------------------------------
 // createdomain.
 // ---------------------------------------------------------------------------
 

@@ -125,3 +125,11 @@ pub fn guest_output(dom: guest_abi::types::DomId, bytes: &[u8]) {
         }
     }
 }
+
+/// Copies the log from position `from` (the oldest kept byte if older) into `out` for
+/// `xl dmesg`; returns the bytes copied and the position to continue from.
+pub fn read_log(from: u64, out: &mut [u8]) -> (usize, u64) {
+    let console = CONSOLE.lock();
+    let r = console.ring.read_from(from, out);
+    (r.copied, r.next)
+}

@@ -112,6 +112,11 @@ mod hw {
         log::info!(target: "time", "time: TSC {} MHz, wall clock {} s since 1970", tsc_hz / 1_000_000, WALLCLOCK_AT_BOOT.load(Ordering::Relaxed));
     }
 
+    /// The TSC frequency measured at boot (Hz).
+    pub fn tsc_hz() -> u64 {
+        TSC_HZ.load(Ordering::Relaxed)
+    }
+
     /// The parameters guests copy into `vcpu_time_info`.
     pub fn snapshot() -> TimeSnapshot {
         SCALE.get().copied().unwrap_or_default()

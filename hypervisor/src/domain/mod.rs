@@ -42,6 +42,18 @@ impl Shutdown {
         })
     }
 
+    /// Xen's `SHUTDOWN_*` number of the reason.
+    pub fn code(self) -> u32 {
+        use guest_abi::sched as s;
+        match self {
+            Shutdown::PowerOff => s::SHUTDOWN_POWEROFF,
+            Shutdown::Reboot => s::SHUTDOWN_REBOOT,
+            Shutdown::Suspend => s::SHUTDOWN_SUSPEND,
+            Shutdown::Crash => s::SHUTDOWN_CRASH,
+            Shutdown::Watchdog => s::SHUTDOWN_WATCHDOG,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Shutdown::PowerOff => "poweroff",

@@ -56,7 +56,7 @@ pub fn dispatch(dom: &mut Domain, world: &mut super::World, frame: &mut TrapFram
             let batch = if frame.rax == nr::HYPERVISOR_MMU_UPDATE {
                 super::mmu::mmu_update(dom, frame)
             } else {
-                super::mmu::mmuext_op(dom, frame)
+                super::mmu::mmuext_op(dom, &world.domains, frame)
             };
             match batch {
                 super::mmu::Batch::Done(r) => r,
@@ -64,7 +64,9 @@ pub fn dispatch(dom: &mut Domain, world: &mut super::World, frame: &mut TrapFram
             }
         }
         nr::HYPERVISOR_UPDATE_VA_MAPPING => super::mmu::update_va_mapping(dom, a1, a2, a3),
-        nr::HYPERVISOR_MEMORY_OP => super::mmu::memory_op(dom, a1, a2),
+        nr::HYPERVISOR_MEMORY_OP => super::mmu::memory_op(dom, &mut world.domains, a1, a2),
+        nr::HYPERVISOR_DOMCTL => super::domctl::domctl(dom, world, a1),
+        nr::HYPERVISOR_SYSCTL => super::domctl::sysctl(dom, world, a1),
         _ => Err(Errno::ENOSYS),
     };
     frame.rax = Errno::encode_result(result) as u64;

@@ -35,6 +35,7 @@ const MMU_UPDATE_SIZE: u64 = 16;
 const MMUEXT_OP_SIZE: u64 = 24;
 
 type HcResult = Result<u64, Errno>;
+type Domains = alloc::collections::BTreeMap<DomId, Domain>;
 
 /// What a batch hypercall did.
 pub enum Batch {
@@ -61,15 +62,19 @@ fn batch(
     dom: &mut Domain,
     frame: &mut TrapFrame,
     item_size: u64,
-    mut one: impl FnMut(&mut Domain, u64) -> Result<(), Errno>,
+    foreign_ok: impl Fn(DomId) -> bool,
+    mut one: impl FnMut(&mut Domain, u64, DomId) -> Result<(), Errno>,
 ) -> Batch {
     let (list, count, done_ptr, foreign) = (frame.rdi, frame.rsi, frame.rdx, frame.r10);
     if count > u64::from(u32::MAX) {
         return Batch::Done(Err(Errno::EINVAL));
     }
-    if let Err(e) = self_domain(dom, foreign) {
-        return Batch::Done(Err(e));
-    }
+    // The domain the items act on: the caller, or (dom0 only, where allowed) another.
+    let subject = match DomId::try_from(foreign) {
+        Ok(id) if id == DOMID_SELF || id == dom.id => dom.id,
+        Ok(id) if dom.privileged && foreign_ok(id) => id,
+        _ => return Batch::Done(Err(Errno::ESRCH)),
+    };
     let Some(bytes) = count.checked_mul(item_size) else {
         return Batch::Done(Err(Errno::EFAULT));
     };
@@ -114,7 +119,7 @@ fn batch(
             frame.rip -= HYPERCALL_INSN_LEN;
             return Batch::Continued;
         }
-        if let Err(e) = one(dom, list + i * item_size) {
+        if let Err(e) = one(dom, list + i * item_size, subject) {
             report(done);
             return Batch::Done(Err(e));
         }
@@ -126,31 +131,37 @@ fn batch(
 
 /// `mmu_update(reqs, count, done, foreigndom)`.
 pub fn mmu_update(dom: &mut Domain, frame: &mut TrapFrame) -> Batch {
-    batch(dom, frame, MMU_UPDATE_SIZE, |dom, at| {
-        let req: m::MmuUpdate = aspace(dom).read_pod(at)?;
-        let ptr = req.ptr & !m::MMU_UPDATE_CMD_MASK;
-        match req.ptr & m::MMU_UPDATE_CMD_MASK {
-            cmd @ (m::MMU_NORMAL_PT_UPDATE | m::MMU_PT_UPDATE_PRESERVE_AD) => {
-                if !ptr.is_multiple_of(8) {
-                    return Err(Errno::EINVAL);
+    batch(
+        dom,
+        frame,
+        MMU_UPDATE_SIZE,
+        |_| false,
+        |dom, at, _| {
+            let req: m::MmuUpdate = aspace(dom).read_pod(at)?;
+            let ptr = req.ptr & !m::MMU_UPDATE_CMD_MASK;
+            match req.ptr & m::MMU_UPDATE_CMD_MASK {
+                cmd @ (m::MMU_NORMAL_PT_UPDATE | m::MMU_PT_UPDATE_PRESERVE_AD) => {
+                    if !ptr.is_multiple_of(8) {
+                        return Err(Errno::EINVAL);
+                    }
+                    let table = Mfn::from_phys(ptr);
+                    let index = ((ptr % PAGE_SIZE) / 8) as usize;
+                    let preserve = cmd == m::MMU_PT_UPDATE_PRESERVE_AD;
+                    ft::with(|t, mem| t.update_entry(mem, table, index, req.val, dom.id, preserve))
+                        .map(drop)
                 }
-                let table = Mfn::from_phys(ptr);
-                let index = ((ptr % PAGE_SIZE) / 8) as usize;
-                let preserve = cmd == m::MMU_PT_UPDATE_PRESERVE_AD;
-                ft::with(|t, mem| t.update_entry(mem, table, index, req.val, dom.id, preserve))
-                    .map(drop)
-            }
-            m::MMU_MACHPHYS_UPDATE => {
-                let mfn = Mfn::from_phys(ptr);
-                if !ft::owned_by(mfn, dom.id) {
-                    return Err(Errno::EPERM);
+                m::MMU_MACHPHYS_UPDATE => {
+                    let mfn = Mfn::from_phys(ptr);
+                    if !ft::owned_by(mfn, dom.id) {
+                        return Err(Errno::EPERM);
+                    }
+                    m2p::set(mfn, req.val);
+                    Ok(())
                 }
-                m2p::set(mfn, req.val);
-                Ok(())
+                _ => Err(Errno::ENOSYS),
             }
-            _ => Err(Errno::ENOSYS),
-        }
-    })
+        },
+    )
 }
 
 /// The L1 table and index that map `va` in the address space rooted at `l4`.
@@ -193,47 +204,62 @@ pub fn update_va_mapping(dom: &mut Domain, va: u64, val: u64, flags: u64) -> HcR
 }
 
 /// `mmuext_op(ops, count, done, foreigndom)`.
-pub fn mmuext_op(dom: &mut Domain, frame: &mut TrapFrame) -> Batch {
-    batch(dom, frame, MMUEXT_OP_SIZE, |dom, at| {
-        let op: m::MmuextOp = aspace(dom).read_pod(at)?;
-        let id = dom.id;
-        let mfn = Mfn(op.arg1);
-        let pin = |level| ft::with(|t, mem| t.pin(mem, mfn, id, level));
-        match op.cmd {
-            m::MMUEXT_PIN_L1_TABLE => pin(PageType::L1),
-            m::MMUEXT_PIN_L2_TABLE => pin(PageType::L2),
-            m::MMUEXT_PIN_L3_TABLE => pin(PageType::L3),
-            m::MMUEXT_PIN_L4_TABLE => pin(PageType::L4),
-            m::MMUEXT_UNPIN_TABLE => ft::with(|t, mem| t.unpin(mem, mfn, id)),
-            m::MMUEXT_NEW_BASEPTR => {
-                let old = dom.vcpu_mut().l4;
-                ft::with(|t, mem| t.set_base(mem, id, Some(old), mfn))?;
-                dom.vcpu_mut().l4 = mfn;
-                crate::arch::x86_64::entry::load_guest_root(mfn);
-                Ok(())
-            }
-            m::MMUEXT_TLB_FLUSH_LOCAL | m::MMUEXT_TLB_FLUSH_MULTI | m::MMUEXT_TLB_FLUSH_ALL => {
-                Ok(())
-            }
-            m::MMUEXT_INVLPG_LOCAL | m::MMUEXT_INVLPG_MULTI | m::MMUEXT_INVLPG_ALL => {
-                if super::mem::is_canonical(op.arg1) {
-                    Ok(())
-                } else {
+/// dom0 may pin and unpin another domain's tables (the domain builder's
+/// `foreigndom`); everything else acts on the caller.
+pub fn mmuext_op(dom: &mut Domain, others: &Domains, frame: &mut TrapFrame) -> Batch {
+    batch(
+        dom,
+        frame,
+        MMUEXT_OP_SIZE,
+        |id| others.contains_key(&id),
+        |dom, at, subject| {
+            let op: m::MmuextOp = aspace(dom).read_pod(at)?;
+            let foreign = subject != dom.id;
+            let id = subject;
+            let mfn = Mfn(op.arg1);
+            let pin = |level| ft::with(|t, mem| t.pin(mem, mfn, id, level));
+            match op.cmd {
+                m::MMUEXT_PIN_L1_TABLE => pin(PageType::L1),
+                m::MMUEXT_PIN_L2_TABLE => pin(PageType::L2),
+                m::MMUEXT_PIN_L3_TABLE => pin(PageType::L3),
+                m::MMUEXT_PIN_L4_TABLE => pin(PageType::L4),
+                m::MMUEXT_UNPIN_TABLE => ft::with(|t, mem| t.unpin(mem, mfn, id)),
+                _ if foreign
+                    && !matches!(op.cmd, m::MMUEXT_PIN_L1_TABLE..=m::MMUEXT_UNPIN_TABLE) =>
+                {
                     Err(Errno::EINVAL)
                 }
+                m::MMUEXT_NEW_BASEPTR => {
+                    let old = dom.vcpu_mut().l4;
+                    ft::with(|t, mem| t.set_base(mem, id, Some(old), mfn))?;
+                    dom.vcpu_mut().l4 = mfn;
+                    crate::arch::x86_64::entry::load_guest_root(mfn);
+                    Ok(())
+                }
+                m::MMUEXT_TLB_FLUSH_LOCAL | m::MMUEXT_TLB_FLUSH_MULTI | m::MMUEXT_TLB_FLUSH_ALL => {
+                    Ok(())
+                }
+                m::MMUEXT_INVLPG_LOCAL | m::MMUEXT_INVLPG_MULTI | m::MMUEXT_INVLPG_ALL => {
+                    if super::mem::is_canonical(op.arg1) {
+                        Ok(())
+                    } else {
+                        Err(Errno::EINVAL)
+                    }
+                }
+                m::MMUEXT_CLEAR_PAGE => with_writable(id, mfn, |dst| dst.fill(0)),
+                m::MMUEXT_COPY_PAGE => {
+                    let src = Mfn(op.arg2);
+                    ft::with(|t, _| t.get_page(src, id))?;
+                    let result =
+                        with_writable(id, mfn, |dst| dst.copy_from_slice(frame_bytes(src)));
+                    let _ = ft::with(|t, _| t.put_page(src));
+                    result
+                }
+                m::MMUEXT_NEW_USER_BASEPTR => Err(Errno::EINVAL),
+                _ => Err(Errno::ENOSYS),
             }
-            m::MMUEXT_CLEAR_PAGE => with_writable(id, mfn, |dst| dst.fill(0)),
-            m::MMUEXT_COPY_PAGE => {
-                let src = Mfn(op.arg2);
-                ft::with(|t, _| t.get_page(src, id))?;
-                let result = with_writable(id, mfn, |dst| dst.copy_from_slice(frame_bytes(src)));
-                let _ = ft::with(|t, _| t.put_page(src));
-                result
-            }
-            m::MMUEXT_NEW_USER_BASEPTR => Err(Errno::EINVAL),
-            _ => Err(Errno::ENOSYS),
-        }
-    })
+        },
+    )
 }
 
 fn frame_bytes(mfn: Mfn) -> &'static [u8] {
@@ -249,7 +275,7 @@ fn frame_bytes(mfn: Mfn) -> &'static [u8] {
 
 /// Runs `f` on frame `mfn` of `dom` while holding a writable type reference on it, so it
 /// cannot be a page table meanwhile.
-fn with_writable(dom: DomId, mfn: Mfn, f: impl FnOnce(&mut [u8])) -> Result<(), Errno> {
+pub fn with_writable(dom: DomId, mfn: Mfn, f: impl FnOnce(&mut [u8])) -> Result<(), Errno> {
     ft::with(|t, mem| t.get_page_type(mem, mfn, dom, PageType::Writable))?;
     // SAFETY: the writable type reference makes the frame a data frame of `dom` for the
     // duration; it is RAM reached through the direct map.
@@ -264,12 +290,21 @@ fn with_writable(dom: DomId, mfn: Mfn, f: impl FnOnce(&mut [u8])) -> Result<(), 
 }
 
 /// `memory_op(cmd, arg)`.
-pub fn memory_op(dom: &mut Domain, cmd: u64, arg: u64) -> HcResult {
+pub fn memory_op(dom: &mut Domain, others: &mut Domains, cmd: u64, arg: u64) -> HcResult {
     let space = aspace(dom);
-    let named_domain = |dom: &Domain| -> Result<(), Errno> {
+    // The domain a reservation query names (dom0 may ask about any).
+    let named_domain = |dom: &Domain, others: &Domains| -> Result<(u64, u64), Errno> {
         let mut raw = [0u8; 2];
         space.read(arg, &mut raw)?;
-        self_domain(dom, u64::from(u16::from_le_bytes(raw)))
+        let id = u16::from_le_bytes(raw);
+        if id == DOMID_SELF || id == dom.id {
+            return Ok((dom.tot_pages, dom.max_pages));
+        }
+        match others.get(&id) {
+            Some(d) if dom.privileged => Ok((d.tot_pages, d.max_pages)),
+            Some(_) => Err(Errno::EPERM),
+            None => Err(Errno::ESRCH),
+        }
     };
     match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
         m::XENMEM_MEMORY_MAP => {
@@ -289,14 +324,8 @@ pub fn memory_op(dom: &mut Domain, cmd: u64, arg: u64) -> HcResult {
             )?;
             Ok(0)
         }
-        m::XENMEM_CURRENT_RESERVATION => {
-            named_domain(dom)?;
-            Ok(dom.tot_pages)
-        }
-        m::XENMEM_MAXIMUM_RESERVATION => {
-            named_domain(dom)?;
-            Ok(dom.max_pages)
-        }
+        m::XENMEM_CURRENT_RESERVATION => Ok(named_domain(dom, others)?.0),
+        m::XENMEM_MAXIMUM_RESERVATION => Ok(named_domain(dom, others)?.1),
         m::XENMEM_MAXIMUM_RAM_PAGE => Ok(ft::with(|t, _| t.len()).saturating_sub(1)),
         m::XENMEM_MACHPHYS_MAPPING => {
             let entries = ft::with(|t, _| t.len());
@@ -308,7 +337,7 @@ pub fn memory_op(dom: &mut Domain, cmd: u64, arg: u64) -> HcResult {
             space.write_pod(arg, &mapping)?;
             Ok(0)
         }
-        m::XENMEM_POPULATE_PHYSMAP => populate_physmap(dom, arg),
+        m::XENMEM_POPULATE_PHYSMAP => populate_physmap(dom, others, arg),
         m::XENMEM_DECREASE_RESERVATION => decrease_reservation(dom, arg),
         m::XENMEM_XENIA_FRAME_COUNTS => {
             let (total, by_type) = ft::with(|t, _| {
@@ -340,7 +369,6 @@ pub fn check_frame_table() -> Result<u64, Errno> {
 /// Reads a reservation request for the calling domain (order-0 extents only).
 fn reservation(dom: &Domain, arg: u64) -> Result<m::MemoryReservation, Errno> {
     let r: m::MemoryReservation = aspace(dom).read_pod(arg)?;
-    self_domain(dom, u64::from(r.domid))?;
     if r.extent_order != 0 {
         return Err(Errno::EINVAL);
     }
@@ -354,11 +382,19 @@ fn reservation(dom: &Domain, arg: u64) -> Result<m::MemoryReservation, Errno> {
 /// `XENMEM_populate_physmap`: a fresh zeroed frame for each listed PFN, up to the
 /// maximum reservation; each frame's MFN is written back over its PFN (PV). Returns how
 /// many extents were populated (fewer than asked means memory or the maximum ran out).
-fn populate_physmap(dom: &mut Domain, arg: u64) -> HcResult {
+fn populate_physmap(dom: &mut Domain, others: &mut Domains, arg: u64) -> HcResult {
     let r = reservation(dom, arg)?;
     let space = aspace(dom);
+    // dom0 populates the domains it builds; everyone else only itself.
+    let target: &mut Domain = if r.domid == DOMID_SELF || r.domid == dom.id {
+        dom
+    } else if dom.privileged {
+        others.get_mut(&r.domid).ok_or(Errno::ESRCH)?
+    } else {
+        return Err(Errno::EPERM);
+    };
     let mut done = 0;
-    while done < r.nr_extents && dom.tot_pages < dom.max_pages {
+    while done < r.nr_extents && target.tot_pages < target.max_pages {
         let at = r.extent_start + done * 8;
         let pfn: u64 = space.read_pod(at)?;
         let Some(mfn) = frames::alloc() else { break };
@@ -370,20 +406,25 @@ fn populate_physmap(dom: &mut Domain, arg: u64) -> HcResult {
                 PAGE_SIZE as usize,
             );
         }
-        if let Err(e) = ft::give(mfn, dom.id) {
+        if let Err(e) = ft::give(mfn, target.id) {
             frames::free_contiguous(mfn, 1);
             return Err(e);
         }
         m2p::set(mfn, pfn);
-        dom.tot_pages += 1;
+        target.tot_pages += 1;
         if let Err(e) = space.write_pod(at, &mfn.0) {
-            // The guest cannot learn the frame: take it back rather than leak it.
-            let _ = ft::take_back(mfn, dom.id);
+            // The caller cannot learn the frame: take it back rather than leak it.
+            let _ = ft::take_back(mfn, target.id);
             m2p::set(mfn, m2p::INVALID);
             frames::free_contiguous(mfn, 1);
-            dom.tot_pages -= 1;
+            target.tot_pages -= 1;
             return Err(e);
         }
+        target
+            .shared()
+            .arch
+            .max_pfn
+            .fetch_max(pfn.saturating_add(1), core::sync::atomic::Ordering::Relaxed);
         done += 1;
     }
     Ok(done)
@@ -394,6 +435,7 @@ fn populate_physmap(dom: &mut Domain, arg: u64) -> HcResult {
 /// stops there and returns how many extents were released.
 fn decrease_reservation(dom: &mut Domain, arg: u64) -> HcResult {
     let r = reservation(dom, arg)?;
+    self_domain(dom, u64::from(r.domid))?;
     let space = aspace(dom);
     let mut done = 0;
     while done < r.nr_extents {

@@ -11,6 +11,7 @@
 //! come with the domain-control issue); interrupts are off throughout, except while the
 //! idle loop waits.
 
+pub mod domctl;
 pub mod event_op;
 pub mod hypercall;
 pub mod mem;
