@@ -414,13 +414,18 @@ impl XenDomctl {
 // Xenia's own domctls (numbers from 0x5800, which Xen does not use).
 // ---------------------------------------------------------------------------
 
-/// Xenia: copy bytes from the caller into a frame of a domain being built
-/// ([`DomctlXeniaWriteFrame`]). The domain must be paused and own the frame,
-/// and the frame must be able to take the writable type (not a validated page
-/// table): the builder writes page tables before it pins them. This replaces
-/// Xen's foreign mappings on the build path: nothing of the new domain is ever
-/// mapped into dom0, so destroying it never waits for dom0 to unmap.
+/// Xenia: copy bytes from the caller into a frame of another domain
+/// ([`DomctlXeniaWriteFrame`]). The domain must own the frame, and the frame
+/// must be able to take the writable type (never a validated page table): the
+/// builder writes page tables before it pins them, and a backend writes the
+/// indexes of a shared ring. This replaces Xen's foreign mappings on those
+/// paths: nothing of another domain is ever mapped into dom0, so destroying a
+/// domain never waits for dom0 to unmap.
 pub const XEN_DOMCTL_XENIA_WRITE_FRAME: u32 = 0x5800;
+/// Xenia: copy bytes from a frame of another domain to the caller (the same
+/// structure, [`DomctlXeniaWriteFrame`], with `buffer` the destination). The
+/// domain must own the frame; any frame type may be read.
+pub const XEN_DOMCTL_XENIA_READ_FRAME: u32 = 0x5801;
 
 /// Argument of [`XEN_DOMCTL_XENIA_WRITE_FRAME`] (24 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]

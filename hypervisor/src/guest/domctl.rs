@@ -181,13 +181,23 @@ pub fn domctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
             if id == dom.id {
                 return Err(Errno::EINVAL);
             }
-            let d = world.domains.get(&id).ok_or(Errno::ESRCH)?;
-            if d.paused == 0 {
-                return Err(Errno::EBUSY);
-            }
+            world.domains.get(&id).ok_or(Errno::ESRCH)?;
             super::mmu::with_writable(id, Mfn(w.mfn), |frame| {
                 frame[w.offset as usize..end as usize].copy_from_slice(&bytes);
             })?;
+        }
+        dc::XEN_DOMCTL_XENIA_READ_FRAME => {
+            let w: dc::DomctlXeniaWriteFrame = op.payload();
+            let end = u64::from(w.offset) + u64::from(w.len);
+            if end > PAGE_SIZE || id == dom.id {
+                return Err(Errno::EINVAL);
+            }
+            world.domains.get(&id).ok_or(Errno::ESRCH)?;
+            let mfn = Mfn(w.mfn);
+            ft::with(|t, _| t.get_page(mfn, id))?;
+            let bytes = super::mmu::frame_bytes(mfn)[w.offset as usize..end as usize].to_vec();
+            let _ = ft::with(|t, _| t.put_page(mfn));
+            space.write(w.buffer, &bytes)?;
         }
         _ => return Err(Errno::ENOSYS),
     }

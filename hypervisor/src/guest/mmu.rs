@@ -262,7 +262,7 @@ pub fn mmuext_op(dom: &mut Domain, others: &Domains, frame: &mut TrapFrame) -> B
     )
 }
 
-fn frame_bytes(mfn: Mfn) -> &'static [u8] {
+pub fn frame_bytes(mfn: Mfn) -> &'static [u8] {
     // SAFETY: the caller holds a reference on `mfn`, a RAM frame of the domain reached
     // through the direct map.
     unsafe {
