@@ -148,10 +148,13 @@ impl World {
         loop {
             self.run_timers();
             self.poll_console();
-            self.wake_blocked();
+            // A vCPU that wakes may preempt the current one (the scheduler's BOOST), so
+            // the scheduler decides again, as Xen's tickle would make it.
+            let woke = self.wake_blocked();
             let now = crate::time::now_ns();
             let cur = self.current.expect("a current vCPU");
-            if reschedule || !self.runnable(cur) || self.run_until.is_some_and(|t| now >= t) {
+            if reschedule || woke || !self.runnable(cur) || self.run_until.is_some_and(|t| now >= t)
+            {
                 let next = self.decide(now).unwrap_or_else(|| self.idle());
                 if next != cur {
                     self.switch(frame, cur, next);
@@ -217,14 +220,16 @@ impl World {
         }
     }
 
-    /// Blocked vCPUs with an event pending become runnable.
-    fn wake_blocked(&mut self) {
+    /// Blocked vCPUs with an event pending become runnable; says whether any did.
+    fn wake_blocked(&mut self) -> bool {
+        let mut woke = false;
         for d in self.domains.values_mut() {
             for v in 0..d.vcpus.len() {
                 if d.vcpus[v].blocked
                     && d.vcpu_info(v).evtchn_upcall_pending.load(Ordering::Acquire) != 0
                 {
                     d.vcpus[v].blocked = false;
+                    woke = true;
                     if let Some(sched) = self.sched.as_mut() {
                         let _ = sched.wake(VcpuId {
                             dom: d.id,
@@ -234,6 +239,7 @@ impl World {
                 }
             }
         }
+        woke
     }
 
     /// Saves the registers and CPU state of `from` and loads those of `to`.
