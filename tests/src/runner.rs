@@ -34,6 +34,7 @@ pub struct Context {
     name: String,
     registry: Registry,
     machines: AtomicUsize,
+    notes: Mutex<Vec<String>>,
 }
 
 impl Context {
@@ -44,6 +45,7 @@ impl Context {
             name: name.to_string(),
             registry: Arc::new(Mutex::new(Vec::new())),
             machines: AtomicUsize::new(0),
+            notes: Mutex::new(Vec::new()),
         }
     }
 
@@ -76,6 +78,15 @@ impl Context {
             format!("{}-{}", self.name, n + 1)
         };
         Machine::new(&self.ws, &name).registered(Arc::clone(&self.registry))
+    }
+
+    /// Adds a line to the scenario's report, shown even when it passes: measured figures
+    /// the issue asks to see (shares, latencies, counts).
+    pub fn note(&self, line: impl Into<String>) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line.into());
     }
 
     /// The serial logs and QEMU standard errors of the machines booted so far.
@@ -114,6 +125,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The machines' logs.
     pub logs: Vec<MachineLog>,
+    /// Lines the scenario asked to show ([`Context::note`]).
+    pub notes: Vec<String>,
 }
 
 impl Outcome {
@@ -122,7 +135,13 @@ impl Outcome {
     pub fn report(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
         let message = match &self.result {
-            Ok(()) => return format!("scenario {} ... ok ({secs:.1}s)\n", self.name),
+            Ok(()) => {
+                let mut out = format!("scenario {} ... ok ({secs:.1}s)\n", self.name);
+                for note in &self.notes {
+                    out.push_str(&format!("    {note}\n"));
+                }
+                return out;
+            }
             Err(message) => message,
         };
         let mut out = format!("scenario {} ... FAILED ({secs:.1}s)\n", self.name);
@@ -197,6 +216,7 @@ pub fn run_one(ws: &Workspace, scenario: &Scenario) -> Outcome {
         result,
         elapsed: started.elapsed(),
         logs: ctx.logs(),
+        notes: ctx.notes.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     }
 }
 
@@ -340,6 +360,21 @@ mod tests {
     }
 
     #[test]
+    fn passing_report_shows_notes() {
+        let outcome = Outcome {
+            name: "s",
+            result: Ok(()),
+            elapsed: Duration::from_millis(500),
+            logs: Vec::new(),
+            notes: vec!["share d1: 25.0%".into()],
+        };
+        assert_eq!(
+            outcome.report(),
+            "scenario s ... ok (0.5s)\n    share d1: 25.0%\n"
+        );
+    }
+
+    #[test]
     fn failure_report_shows_logs() {
         let outcome = Outcome {
             name: "s",
@@ -350,8 +385,13 @@ mod tests {
                 serial: "one\ntwo".into(),
                 stderr: "warn\n".into(),
             }],
+            notes: vec!["measured 42".into()],
         };
         let report = outcome.report();
+        assert!(
+            !report.contains("measured 42"),
+            "notes belong to passing reports: {report}"
+        );
         assert!(
             report.starts_with("scenario s ... FAILED (1.5s)\n    bad\n"),
             "{report}"
