@@ -440,7 +440,12 @@ pub struct DomctlXeniaWriteFrame {
     /// IN: virtual address, in the caller, of the bytes.
     pub buffer: u64,
 }
-impl_payload!(DomctlXeniaWriteFrame { mfn, offset, len, buffer });
+impl_payload!(DomctlXeniaWriteFrame {
+    mfn,
+    offset,
+    len,
+    buffer
+});
 
 // ---------------------------------------------------------------------------
 // createdomain.

@@ -485,7 +485,16 @@ impl Scheduler {
         v.blocked = true;
         if running {
             burn(v, now);
-            Some(v.pcpu)
+            let (pcpu, inactive) = (v.pcpu, !v.active);
+            // It has just used CPU, so it takes part in the next distribution. Otherwise a
+            // vCPU that runs in short bursts, which the 10 ms tick rarely finds running,
+            // would keep burning credit without earning any, turn OVER, and lose the BOOST
+            // that lets it preempt CPU hogs when it wakes (a wake-up latency of whole
+            // slices). Xen activates only at a tick; this is the one place Xenia does more.
+            if inactive {
+                self.activate(id);
+            }
+            Some(pcpu)
         } else {
             self.dequeue(id);
             None

@@ -48,6 +48,12 @@ pub const KERNELS: &[Kernel] = &[
         bin: "attacks",
         artifact: "attacks.elf",
     },
+    Kernel {
+        label: "test dom0",
+        package: "xenia-dom0test",
+        bin: "dom0test",
+        artifact: "dom0test.elf",
+    },
 ];
 
 /// Builds `kernel` (release profile if `release`, else dev) and copies it into `target/xenia/`.

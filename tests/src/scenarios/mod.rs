@@ -2,6 +2,8 @@
 //! modules here and listing it in [`all`].
 
 mod boot;
+mod domains;
+
 mod guests;
 
 /// Scenarios for each test of the test guest, under both CPU models.
@@ -68,6 +70,11 @@ pub fn all() -> Vec<Scenario> {
             guests::shutdown(ctx, "crash", EXIT_DOM0_CRASHED, "max")
         }),
         Scenario::new("dom0_bad_kernel", guests::bad_kernel),
+        Scenario::new("domains_sched", domains::sched),
+        Scenario::new("domains_teardown", domains::teardown),
+        Scenario::new("domains_containment", domains::containment),
+        Scenario::new("domains_density", domains::density),
+        Scenario::new("domains_console", domains::console),
         Scenario::new("attacks_max", |ctx| guests::attacks(ctx, "max")),
         Scenario::new("attacks_qemu64", |ctx| guests::attacks(ctx, "qemu64")),
     ]);

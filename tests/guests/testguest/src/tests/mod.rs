@@ -3,6 +3,7 @@
 
 mod console;
 mod cpl;
+mod domu;
 mod events;
 mod exceptions;
 mod fasttrap;
@@ -111,6 +112,47 @@ pub const TESTS: &[Test] = &[
         name: "unhandled_fault",
         run: shutdown::unhandled_fault,
         about: "a fault with no trap table crashes the domain",
+    },
+    // The domU side of the test dom0 (xenia-dom0test), which builds these and judges them.
+    Test {
+        name: "hog",
+        run: domu::hog,
+        about: "domU workload: spins forever, never blocks",
+    },
+    Test {
+        name: "spin_masked",
+        run: domu::spin_masked,
+        about: "domU workload: masks events and spins forever",
+    },
+    Test {
+        name: "flood",
+        run: domu::flood,
+        about: "domU workload: calls xen_version forever",
+    },
+    Test {
+        name: "idle",
+        run: domu::idle,
+        about: "domU workload: blocks forever with no timer",
+    },
+    Test {
+        name: "exit",
+        run: domu::exit,
+        about: "domU workload: powers off at once",
+    },
+    Test {
+        name: "fault",
+        run: domu::fault,
+        about: "domU workload: faults with no trap table, so the hypervisor crashes it",
+    },
+    Test {
+        name: "latency",
+        run: domu::latency,
+        about: "1000 single-shot timers 1 ms ahead: wake-up latency under 2 ms",
+    },
+    Test {
+        name: "console_ring",
+        run: domu::console_ring,
+        about: "writes to the domU console ring and notifies the backend in dom0",
     },
 ];
 

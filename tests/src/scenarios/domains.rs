@@ -1,0 +1,101 @@
+//! Many domains: the test dom0 (`dom0test.elf`) builds domUs from the test guest (given
+//! as dom0's initrd) with the domain builder of `dom0-tools`, through domain control, and
+//! reports what it measured. Each test ends with `Test result: ...` and a power-off.
+
+use crate::contract;
+use crate::machine::{DEFAULT_TIMEOUT, EXIT_POWEROFF};
+use crate::runner::Context;
+
+/// The test dom0.
+pub const DOM0TEST: &str = "dom0test.elf";
+/// The kernel of every domU the test dom0 builds (its initrd).
+const DOMU_KERNEL: &str = "testguest.elf";
+/// The machine: 512 MiB, dom0 small, the rest for domUs.
+const MEMORY_MIB: u32 = 512;
+const DOM0_MEM: &str = "dom0_mem=64M";
+
+/// Runs dom0test's `test`, waits (up to `timeout`) for its result, notes every line that
+/// starts with one of `figures` (measured shares, latencies, counts), and requires
+/// SUCCESS and a clean power-off.
+pub fn dom0test(
+    ctx: &Context,
+    test: &str,
+    timeout: std::time::Duration,
+    figures: &[&str],
+    virtual_time: bool,
+) -> Result<(), String> {
+    let dom0 = ctx.workspace().require_artifact(DOM0TEST)?;
+    let domu = ctx.workspace().require_artifact(DOMU_KERNEL)?;
+    let mut machine = ctx
+        .machine()
+        .memory_mib(MEMORY_MIB)
+        .hv_options(DOM0_MEM)
+        .module(dom0, &format!("test={test}"))
+        .module(domu, "");
+    if virtual_time {
+        // Time measured in virtual time (QEMU's instruction counter): shares and wake-up
+        // latencies are then what the hypervisor gives, not what the host's load lets the
+        // emulator do. `sleep=off` skips idle time instead of waiting it out.
+        machine = machine.qemu_arg("-icount").qemu_arg("shift=auto,sleep=off");
+    }
+    let mut vm = machine.boot()?;
+    let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), timeout)?;
+    vm.expect_exit(EXIT_POWEROFF, DEFAULT_TIMEOUT)?;
+    let log = vm.serial_log();
+    for line in log.lines() {
+        if let Some(text) = line.strip_prefix(&contract::guest_line(""))
+            && figures.iter().any(|f| text.starts_with(f))
+        {
+            ctx.note(text);
+        }
+    }
+    if result != contract::guest_line("Test result: SUCCESS") {
+        let failed: Vec<&str> = log.lines().filter(|l| l.contains("FAILED")).collect();
+        return Err(format!("dom0test {test}: {result}; {failed:?}"));
+    }
+    Ok(())
+}
+
+/// Generous bound for the longest test (the scheduler's, about 20 s of guest time).
+const LONG: std::time::Duration = std::time::Duration::from_secs(240);
+
+/// Three CPU-bound domUs with weights 256, 256, 512 share within 5 points of 25/25/50;
+/// a 20% cap holds within 2 points; a domU blocking on a 1 ms timer wakes within 2 ms
+/// while hogs run.
+pub fn sched(ctx: &Context) -> Result<(), String> {
+    dom0test(ctx, "sched", LONG, &["share ", "cap ", "latency "], true)
+}
+
+/// 200 create/run/destroy cycles end with the free-frame count where it started.
+pub fn teardown(ctx: &Context) -> Result<(), String> {
+    dom0test(
+        ctx,
+        "teardown",
+        LONG,
+        &["teardown: 200", "free frames "],
+        false,
+    )
+}
+
+/// A faulting, an event-masked spinning and a hypercall-flooding domU take no more than
+/// their CPU share from dom0 and a well-behaved neighbour.
+pub fn containment(ctx: &Context) -> Result<(), String> {
+    dom0test(
+        ctx,
+        "containment",
+        LONG,
+        &["share ", "dom0 timer lateness"],
+        false,
+    )
+}
+
+/// How many minimal domUs run at once in 512 MiB, and the hypervisor's memory per domain
+/// (reported, not asserted).
+pub fn density(ctx: &Context) -> Result<(), String> {
+    dom0test(ctx, "density", LONG, &["density: "], false)
+}
+
+/// dom0 as the console backend of a domU's console ring (Xen's `io/console.h` layout).
+pub fn console(ctx: &Context) -> Result<(), String> {
+    dom0test(ctx, "console", LONG, &["console "], false)
+}
