@@ -99,3 +99,8 @@ pub fn density(ctx: &Context) -> Result<(), String> {
 pub fn console(ctx: &Context) -> Result<(), String> {
     dom0test(ctx, "console", LONG, &["console "], false)
 }
+
+/// domctl, sysctl and operations on other domains are dom0's: a domU gets `EPERM`.
+pub fn privilege(ctx: &Context) -> Result<(), String> {
+    dom0test(ctx, "privilege", LONG, &["privilege "], false)
+}

@@ -5,6 +5,7 @@
 mod console;
 mod containment;
 mod density;
+mod privilege;
 mod sched;
 mod teardown;
 
@@ -79,6 +80,11 @@ pub const TESTS: &[Test] = &[
         name: "density",
         run: density::run,
         about: "as many minimal domUs as memory allows, then all destroyed",
+    },
+    Test {
+        name: "privilege",
+        run: privilege::run,
+        about: "a domU's domctl, sysctl and foreign operations fail with EPERM",
     },
     Test {
         name: "console",

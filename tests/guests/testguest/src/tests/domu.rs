@@ -310,3 +310,81 @@ pub fn console_ring() -> ! {
     );
     c.finish()
 }
+
+/// `unprivileged`: a domU may not use domain control, system control, or act on another
+/// domain: each attempt must fail with `EPERM` (and change nothing). Reports a result.
+pub fn unprivileged() -> ! {
+    use guest_abi::domctl::{self as dc, XenDomctl};
+    use guest_abi::errno::Errno;
+    use guest_abi::hypercall::{
+        HYPERVISOR_CONSOLE_IO, HYPERVISOR_DOMCTL, HYPERVISOR_EVENT_CHANNEL_OP,
+        HYPERVISOR_MEMORY_OP, HYPERVISOR_SYSCTL, hypercall1, hypercall2, hypercall3,
+    };
+    use guest_abi::memory::{MemoryReservation, XENMEM_POPULATE_PHYSMAP};
+    use guest_abi::sysctl::{self as sc, XenSysctl};
+
+    let mut c = Checks::new();
+    let mut domctl = XenDomctl::new(
+        dc::XEN_DOMCTL_GETDOMAININFO,
+        0,
+        &dc::DomctlGetdomaininfo::default(),
+    );
+    // SAFETY: the hypervisor reads and may write the structure, borrowed for the call.
+    let ret = unsafe { hypercall1(HYPERVISOR_DOMCTL, &raw mut domctl as u64) };
+    c.errno("domctl getdomaininfo(0) from a domU", ret, Errno::EPERM);
+    let mut destroy = XenDomctl::new(dc::XEN_DOMCTL_DESTROYDOMAIN, 0, &dc::NoArgument);
+    // SAFETY: as above.
+    let ret = unsafe { hypercall1(HYPERVISOR_DOMCTL, &raw mut destroy as u64) };
+    c.errno("domctl destroydomain(0) from a domU", ret, Errno::EPERM);
+    let mut sysctl = XenSysctl::new(sc::XEN_SYSCTL_PHYSINFO, &sc::SysctlPhysinfo::default());
+    // SAFETY: as above.
+    let ret = unsafe { hypercall1(HYPERVISOR_SYSCTL, &raw mut sysctl as u64) };
+    c.errno("sysctl physinfo from a domU", ret, Errno::EPERM);
+    let mut pfns = [0u64; 1];
+    let mut reservation = MemoryReservation {
+        extent_start: pfns.as_mut_ptr() as u64,
+        nr_extents: 1,
+        extent_order: 0,
+        mem_flags: 0,
+        domid: 0,
+    };
+    // SAFETY: as above; the extent array is borrowed too.
+    let ret = unsafe {
+        hypercall2(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_POPULATE_PHYSMAP.into(),
+            &raw mut reservation as u64,
+        )
+    };
+    c.errno(
+        "populate_physmap for domain 0 from a domU",
+        ret,
+        Errno::EPERM,
+    );
+    let mut alloc = guest_abi::event::EvtchnAllocUnbound {
+        dom: 0,
+        remote_dom: 0,
+        port: 0,
+    };
+    // SAFETY: as above.
+    let ret = unsafe {
+        hypercall2(
+            HYPERVISOR_EVENT_CHANNEL_OP,
+            guest_abi::event::EVTCHNOP_ALLOC_UNBOUND.into(),
+            &raw mut alloc as u64,
+        )
+    };
+    c.errno("alloc_unbound in domain 0 from a domU", ret, Errno::EPERM);
+    let mut byte = [0u8; 1];
+    // SAFETY: as above.
+    let ret = unsafe {
+        hypercall3(
+            HYPERVISOR_CONSOLE_IO,
+            guest_abi::console::CONSOLEIO_READ.into(),
+            1,
+            byte.as_mut_ptr() as u64,
+        )
+    };
+    c.errno("console_io read from a domU", ret, Errno::EPERM);
+    c.finish()
+}

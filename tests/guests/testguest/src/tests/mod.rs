@@ -150,6 +150,11 @@ pub const TESTS: &[Test] = &[
         about: "1000 single-shot timers 1 ms ahead: wake-up latency under 2 ms",
     },
     Test {
+        name: "unprivileged",
+        run: domu::unprivileged,
+        about: "domain and system control and foreign operations from a domU get EPERM",
+    },
+    Test {
         name: "console_ring",
         run: domu::console_ring,
         about: "writes to the domU console ring and notifies the backend in dom0",
