@@ -288,6 +288,7 @@ pub fn build_dom0(
         max_pages,
         vcpus: alloc::vec![vcpu],
         events: EventChannels::new(),
+        grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
         handling: 0,
         paused: 0,

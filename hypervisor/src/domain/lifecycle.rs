@@ -58,6 +58,7 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         max_pages: 0,
         vcpus: (0..nr_vcpus).map(|v| Vcpu::new(v, Mfn(0))).collect(),
         events: EventChannels::new(),
+        grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
         handling: 0,
         paused: 1,

@@ -200,6 +200,8 @@ pub struct Domain {
     pub max_pages: u64,
     pub vcpus: Vec<Vcpu>,
     pub events: EventChannels,
+    /// Its grant table and the grant mappings it holds.
+    pub grants: crate::grant::GrantTable,
     pub shutdown: Option<Shutdown>,
     /// Index of the vCPU whose trap is being handled (set on every entry).
     pub handling: usize,

@@ -245,6 +245,8 @@ fn destroy(dom: &mut Domain, world: &mut World, id: DomId) -> Result<(), Errno> 
     if let Some(s) = world.sched.as_mut() {
         let _ = s.remove_domain(id);
     }
+    // Grants: mappings it holds and mappings others hold of its grants go first.
+    super::grant_op::release(&mut victim, dom, &mut world.domains);
     // Event channels: the other ends become unbound again.
     if let Ok(peers) = victim.events.destroy(id) {
         for p in peers {

@@ -66,6 +66,9 @@ pub fn dispatch(dom: &mut Domain, world: &mut super::World, frame: &mut TrapFram
         nr::HYPERVISOR_UPDATE_VA_MAPPING => super::mmu::update_va_mapping(dom, a1, a2, a3),
         nr::HYPERVISOR_MEMORY_OP => super::mmu::memory_op(dom, &mut world.domains, a1, a2),
         nr::HYPERVISOR_DOMCTL => super::domctl::domctl(dom, world, a1),
+        nr::HYPERVISOR_GRANT_TABLE_OP => {
+            super::grant_op::dispatch(dom, &mut world.domains, a1, a2, a3)
+        }
         nr::HYPERVISOR_SYSCTL => super::domctl::sysctl(dom, world, a1),
         _ => Err(Errno::ENOSYS),
     };

@@ -165,7 +165,7 @@ pub fn mmu_update(dom: &mut Domain, frame: &mut TrapFrame) -> Batch {
 }
 
 /// The L1 table and index that map `va` in the address space rooted at `l4`.
-fn l1_slot(dom: &Domain, l4: Mfn, va: u64) -> Result<(Mfn, usize), Errno> {
+pub fn l1_slot(dom: &Domain, l4: Mfn, va: u64) -> Result<(Mfn, usize), Errno> {
     const PRESENT: u64 = 1;
     const HUGE: u64 = 1 << 7;
     const ADDR: u64 = 0x000F_FFFF_FFFF_F000;

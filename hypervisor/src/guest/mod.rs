@@ -13,6 +13,7 @@
 
 pub mod domctl;
 pub mod event_op;
+pub mod grant_op;
 pub mod hypercall;
 pub mod mem;
 pub mod mmu;

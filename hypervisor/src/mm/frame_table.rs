@@ -130,6 +130,12 @@ mod pte {
     pub const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 }
 
+/// Whether `e`, an entry of a table of type `level`, is a grant mapping installed by the
+/// grant table (present, in an L1, with Xen's `_PAGE_GNTTAB` bit).
+fn is_grant_pte(level: PageType, e: u64) -> bool {
+    level == PageType::L1 && e & (pte::PRESENT | pte::GNTTAB) == (pte::PRESENT | pte::GNTTAB)
+}
+
 /// Bits a present L1 entry may not have: the cache attributes (Xen's `PAGE_CACHE_ATTRS`,
 /// refused for domains without I/O memory, which is every Xenia domain) and Xen's grant bit.
 /// Xen's `L1_DISALLOW_MASK`. The rest of bits 0–11 and 52–61 is the guest's: G, A, D, U/S
@@ -616,7 +622,7 @@ impl FrameTable {
     /// Drops the references a validated entry `e` of a `level` table holds. Xen's
     /// `put_page_from_l1e` to `put_page_from_l4e`.
     fn put_entry_refs<M: PageMemory>(&mut self, mem: &mut M, level: PageType, e: u64) {
-        if e & pte::PRESENT == 0 {
+        if e & pte::PRESENT == 0 || is_grant_pte(level, e) {
             return;
         }
         let target = Mfn((e & pte::ADDR) >> 12);
@@ -879,6 +885,10 @@ impl FrameTable {
                     return Err(Errno::EINVAL);
                 }
                 let old = mem.read_entry(table, index);
+                if is_grant_pte(level, old) {
+                    // Only the grant table removes a grant mapping (Xen's _PAGE_GNTTAB).
+                    return Err(Errno::EINVAL);
+                }
                 let value = if preserve_ad {
                     new | (old & (pte::ACCESSED | pte::DIRTY))
                 } else {
@@ -914,6 +924,70 @@ impl FrameTable {
             }
             _ => Err(Errno::EINVAL),
         }
+    }
+
+    /// Installs a grant mapping of frame `target` at entry `index` of `l1`, a validated L1
+    /// of `mapper` whose entry there is empty (Xen's `create_grant_host_mapping`). The
+    /// entry takes no references: the grant table holds them, in the granter's name, for
+    /// as long as the mapping lasts. `flags` are the entry's low bits (present, RW, U/S,
+    /// NX); the grant bit is added. `EINVAL` if the table or entry does not qualify.
+    pub fn install_grant_pte<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        l1: Mfn,
+        index: usize,
+        mapper: DomId,
+        target: Mfn,
+        flags: u64,
+    ) -> Result<(), Errno> {
+        let f = self.frame(l1).ok_or(Errno::EINVAL)?;
+        if index >= ENTRIES
+            || f.owner != Owner::Domain(mapper)
+            || f.current_type() != PageType::L1
+            || !f.validated
+            || mem.read_entry(l1, index) != 0
+            || self.frame(target).is_none()
+        {
+            return Err(Errno::EINVAL);
+        }
+        let allowed = pte::PRESENT
+            | pte::RW
+            | pte::USER
+            | pte::ACCESSED
+            | pte::DIRTY
+            | if self.config.nx { pte::NX } else { 0 };
+        mem.write_entry(
+            l1,
+            index,
+            target.phys() | (flags & allowed) | pte::PRESENT | pte::GNTTAB,
+        );
+        Ok(())
+    }
+
+    /// Removes the grant mapping of `target` at entry `index` of `l1` (Xen's
+    /// `replace_grant_host_mapping`); `EINVAL` if the entry is not that mapping. The caller
+    /// flushes the TLBs before it drops the grant's references.
+    pub fn remove_grant_pte<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        l1: Mfn,
+        index: usize,
+        target: Mfn,
+    ) -> Result<(), Errno> {
+        let f = self.frame(l1).ok_or(Errno::EINVAL)?;
+        let e = if index < ENTRIES {
+            mem.read_entry(l1, index)
+        } else {
+            0
+        };
+        if f.current_type() != PageType::L1
+            || !is_grant_pte(PageType::L1, e)
+            || (e & pte::ADDR) >> 12 != target.0
+        {
+            return Err(Errno::EINVAL);
+        }
+        mem.write_entry(l1, index, 0);
+        Ok(())
     }
 
     /// Domain destruction: drops every base pointer and pin of `dom`'s frames — which
@@ -1019,6 +1093,11 @@ impl FrameTable {
             }
             for index in 0..ENTRIES {
                 let e = mem.read_entry(Mfn(mfn), index);
+                if is_grant_pte(level, e) {
+                    // A grant mapping's references are the grant table's (held through
+                    // get_page / get_page_type, counted as the hypervisor's).
+                    continue;
+                }
                 if Self::reserved_slot(level, index) {
                     if e != 0 {
                         report(format!("L4 {mfn:#x} has {e:#x} in reserved slot {index}"));
