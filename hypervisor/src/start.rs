@@ -111,7 +111,11 @@ fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Optio
         .and_then(|m| m.max)
         .map_or(pages, |max| (max / crate::mm::PAGE_SIZE).max(pages));
     match crate::domain::build::build_dom0(&image, initrd, pages, max_pages) {
-        Ok(dom) => {
+        Ok(mut dom) => {
+            // One grant-table frame from the start, as Xen's INITIAL_NR_GRANT_FRAMES.
+            if crate::guest::grant_op::grow(&mut dom, 1).is_err() {
+                log::warn!(target: "grant", "dom0: no memory for its first grant-table frame");
+            }
             crate::guest::init_syscall_msrs();
             let id = dom.id;
             crate::guest::WORLD.lock().domains.insert(id, dom);

@@ -223,7 +223,12 @@ fn create(
     } else {
         wanted
     };
-    let new = lifecycle::create(id, alloc::format!("d{id}"), cfg.max_vcpus)?;
+    let mut new = lifecycle::create(id, alloc::format!("d{id}"), cfg.max_vcpus)?;
+    // One grant-table frame from the start, as Xen's INITIAL_NR_GRANT_FRAMES.
+    if super::grant_op::grow(&mut new, 1).is_err() {
+        let _ = lifecycle::release(&mut new);
+        return Err(Errno::ENOMEM);
+    }
     if let Some(s) = world.sched.as_mut() {
         s.add_domain(id, cfg.max_vcpus, Params::default())?;
         for v in 0..cfg.max_vcpus {

@@ -116,14 +116,13 @@ pub fn dispatch(
     for i in 0..count {
         let at = uops + i * size;
         match cmd as u32 {
-            g::GNTTABOP_SETUP_TABLE => setup_table(dom, at)?,
+            g::GNTTABOP_SETUP_TABLE => setup_table(dom, others, at)?,
             g::GNTTABOP_QUERY_SIZE => {
                 let space = aspace(dom);
                 let mut q: g::GnttabQuerySize = space.read_pod(at)?;
-                if q.dom == DOMID_SELF || q.dom == dom.id {
-                    q = dom.grants.grants.query_size(dom.id);
-                } else {
-                    q.status = GntError::BadDomain.status();
+                match named(dom, others, q.dom) {
+                    Ok(target) => q = target.grants.grants.query_size(target.id),
+                    Err(e) => q.status = e.status(),
                 }
                 put(
                     &space,
@@ -153,26 +152,43 @@ pub fn dispatch(
     Ok(0)
 }
 
-fn setup_table(dom: &mut Domain, at: u64) -> Result<(), Errno> {
+/// The domain a grant operation names: the caller (`DOMID_SELF` or its id), or, for a
+/// privileged caller, another existing domain. Xen looks the domain up first
+/// (`GNTST_bad_domain`), then checks the privilege (`GNTST_permission_denied`).
+fn named<'a>(
+    dom: &'a mut Domain,
+    others: &'a mut Domains,
+    id: DomId,
+) -> Result<&'a mut Domain, GntError> {
+    if id == DOMID_SELF || id == dom.id {
+        return Ok(dom);
+    }
+    let privileged = dom.privileged;
+    match others.get_mut(&id) {
+        None => Err(GntError::BadDomain),
+        Some(_) if !privileged => Err(GntError::PermissionDenied),
+        Some(d) => Ok(d),
+    }
+}
+
+fn setup_table(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
     let space = aspace(dom);
     let mut op: g::GnttabSetupTable = space.read_pod(at)?;
-    op.status = if op.dom != DOMID_SELF && op.dom != dom.id {
-        GntError::PermissionDenied.status()
-    } else {
-        match grow(dom, op.nr_frames) {
+    op.status = match named(dom, others, op.dom) {
+        Err(e) => e.status(),
+        Ok(target) => match grow(target, op.nr_frames) {
             Ok(()) => {
-                let list: Vec<u64> = dom.grants.grants.frames()[..op.nr_frames as usize]
+                let bytes: Vec<u8> = target.grants.grants.frames()[..op.nr_frames as usize]
                     .iter()
-                    .map(|m| m.0)
+                    .flat_map(|m| m.0.to_le_bytes())
                     .collect();
-                let bytes: Vec<u8> = list.iter().flat_map(|m| m.to_le_bytes()).collect();
                 match space.write(op.frame_list, &bytes) {
                     Ok(()) => g::GNTST_OKAY,
                     Err(_) => GntError::BadVirtAddr.status(),
                 }
             }
             Err(e) => e.status(),
-        }
+        },
     };
     put(
         &space,
@@ -184,7 +200,7 @@ fn setup_table(dom: &mut Domain, at: u64) -> Result<(), Errno> {
 
 /// Grows `dom`'s grant table to `nr` frames: each new frame zeroed, given to the domain
 /// (so it can map it) and held by the hypervisor (so it cannot free it).
-fn grow(dom: &mut Domain, nr: u32) -> Result<(), GntError> {
+pub fn grow(dom: &mut Domain, nr: u32) -> Result<(), GntError> {
     let need = dom.grants.grants.setup_table(nr)?;
     let mut new = Vec::new();
     for _ in 0..need {

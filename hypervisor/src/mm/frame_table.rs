@@ -1384,6 +1384,57 @@ mod tests {
     }
 
     #[test]
+    fn grant_ptes_take_no_table_references_and_resist_mmu_update() {
+        // Frame 0: A's L1; frame 1: B's data frame, granted to A (the grant logic holds a
+        // writable reference on it in B's name).
+        let (mut ft, mut mem) = setup(8, &[0], &[1]);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        ft.get_page_type(&mut mem, Mfn(1), DOM_B, PageType::Writable)
+            .unwrap();
+        ft.install_grant_pte(&mut mem, Mfn(0), 5, DOM_A, Mfn(1), pte::PRESENT | pte::RW)
+            .unwrap();
+        consistent(&ft, &mem);
+        assert_eq!(
+            ft.install_grant_pte(&mut mem, Mfn(0), 5, DOM_A, Mfn(1), pte::PRESENT),
+            Err(Errno::EINVAL),
+            "slot in use"
+        );
+        assert_eq!(
+            ft.install_grant_pte(&mut mem, Mfn(0), 6, DOM_B, Mfn(1), pte::PRESENT),
+            Err(Errno::EINVAL),
+            "not the mapper's table"
+        );
+        assert_eq!(
+            ft.update_entry(&mut mem, Mfn(0), 5, 0, DOM_A, false),
+            Err(Errno::EINVAL),
+            "a guest cannot remove a grant mapping behind the grant table's back"
+        );
+        // Unpinning the table drops no reference for the grant PTE.
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        assert_eq!(counts(&ft, 1), (PageType::Writable, 1, 1));
+        assert_eq!(
+            ft.remove_grant_pte(&mut mem, Mfn(0), 5, Mfn(1)),
+            Err(Errno::EINVAL),
+            "no longer an L1"
+        );
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap_err();
+        mem.set(0, 5, 0);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        ft.install_grant_pte(&mut mem, Mfn(0), 5, DOM_A, Mfn(1), pte::PRESENT)
+            .unwrap();
+        assert_eq!(
+            ft.remove_grant_pte(&mut mem, Mfn(0), 5, Mfn(2)),
+            Err(Errno::EINVAL),
+            "other frame"
+        );
+        ft.remove_grant_pte(&mut mem, Mfn(0), 5, Mfn(1)).unwrap();
+        assert_eq!(mem.get(0, 5), 0);
+        ft.put_page_type(&mut mem, Mfn(1)).unwrap();
+        assert_eq!(counts(&ft, 1), (PageType::None, 0, 0));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
     fn general_references_need_ownership() {
         let (mut ft, mem) = setup(8, &[0], &[1]);
         ft.get_page(Mfn(0), DOM_A).unwrap();

@@ -47,6 +47,7 @@ pub fn all() -> Vec<Scenario> {
         "events",
         "isolation",
         "pagetables",
+        "grants",
     ));
     all.extend([
         Scenario::new("guest_console_max", |ctx| guests::console(ctx, "max")),

@@ -7,6 +7,7 @@ mod domu;
 mod events;
 mod exceptions;
 mod fasttrap;
+mod grants;
 mod hypercalls;
 mod isolation;
 mod pagetables;
@@ -92,6 +93,11 @@ pub const TESTS: &[Test] = &[
         name: "pagetables",
         run: pagetables::run,
         about: "a small OS: builds, pins and switches to a process address space, demand-pages it",
+    },
+    Test {
+        name: "grants",
+        run: grants::run,
+        about: "grant tables v1: setup, map/unmap own grants, busy bits, bad refs, copy",
     },
     Test {
         name: "shutdown_poweroff",
