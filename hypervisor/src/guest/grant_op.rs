@@ -81,6 +81,21 @@ fn take_refs(mfn: Mfn, owner: DomId, refs: FrameRefs) -> Result<(), FrameRefErro
     })
 }
 
+/// The references of one use of a frame: a writable type reference, or a general one.
+fn one_use(writable: bool) -> FrameRefs {
+    if writable {
+        FrameRefs {
+            general: 0,
+            writable: 1,
+        }
+    } else {
+        FrameRefs {
+            general: 1,
+            writable: 0,
+        }
+    }
+}
+
 fn drop_refs(mfn: Mfn, refs: FrameRefs) {
     ft::with(|t, mem| {
         for _ in 0..refs.writable {
@@ -392,32 +407,10 @@ fn copy(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
             owner: DomId,
             writable: bool,
         ) -> Result<(), FrameRefError> {
-            let refs = if writable {
-                FrameRefs {
-                    general: 0,
-                    writable: 1,
-                }
-            } else {
-                FrameRefs {
-                    general: 1,
-                    writable: 0,
-                }
-            };
-            take_refs(mfn, owner, refs)
+            take_refs(mfn, owner, one_use(writable))
         }
         fn put_frame(&mut self, mfn: Mfn, writable: bool) {
-            let refs = if writable {
-                FrameRefs {
-                    general: 0,
-                    writable: 1,
-                }
-            } else {
-                FrameRefs {
-                    general: 1,
-                    writable: 0,
-                }
-            };
-            drop_refs(mfn, refs);
+            drop_refs(mfn, one_use(writable));
         }
         fn copy_bytes(&mut self, src: Mfn, src_offset: u16, dest: Mfn, dest_offset: u16, len: u16) {
             // SAFETY: both ranges lie inside frames the caller holds references on, reached
