@@ -23,7 +23,6 @@ use guest_abi::memory::{
     MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
     MemoryReservation, MmuextOp,
 };
-use guest_abi::sched::SHUTDOWN_CRASH;
 use guest_abi::sysctl::{
     SysctlGetdomaininfolist, SysctlPhysinfo, SysctlReadconsole, SysctlSchedId,
     XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_PHYSINFO, XEN_SYSCTL_READCONSOLE, XEN_SYSCTL_SCHED_ID,
@@ -274,15 +273,7 @@ impl DomainInfo {
     /// `xl list`'s State column: `r`unning, `b`locked, `p`aused, `s`hut
     /// down, `c`rashed (shut down with reason crash), `d`ying, each or `-`.
     pub fn state(&self) -> [u8; 6] {
-        let flag = |on: bool, c: u8| if on { c } else { b'-' };
-        [
-            flag(self.running, b'r'),
-            flag(self.blocked, b'b'),
-            flag(self.paused, b'p'),
-            flag(self.shutdown.is_some(), b's'),
-            flag(self.shutdown == Some(SHUTDOWN_CRASH), b'c'),
-            flag(self.dying, b'd'),
-        ]
+        crate::xlfmt::list_state(self)
     }
 
     /// Memory in MiB, as `xl list`'s Mem column shows it (rounded down).
@@ -304,6 +295,7 @@ mod tests {
         DomctlCreatedomain, XEN_DOMCTL_INTERFACE_VERSION, XEN_DOMINF_SHUTDOWN,
         XEN_DOMINF_SHUTDOWNSHIFT, XEN_SCHEDULER_CREDIT,
     };
+    use guest_abi::sched::SHUTDOWN_CRASH;
     use guest_abi::sched::SHUTDOWN_POWEROFF;
     use guest_abi::sysctl::XEN_SYSCTL_INTERFACE_VERSION;
 

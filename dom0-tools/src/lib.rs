@@ -30,6 +30,8 @@ extern crate alloc;
 pub mod builder;
 pub mod control;
 pub mod hypervisor;
+pub mod xlcfg;
+pub mod xlfmt;
 
 #[cfg(test)]
 mod fake;

@@ -1,0 +1,428 @@
+//! # What `xl` prints
+//!
+//! Xen's `xl` output, byte for byte, so scripts written for Xen read
+//! Xenia's: `xl list` and `xl uptime` (Xen's `tools/xl/xl_info.c`),
+//! `xl vcpu-list` (`xl_vcpu.c`, with `print_bitmap` from `xl_utils.c`) and
+//! the `key : value` lines of `xl info`.
+//!
+//! The C originals print seconds with `%.1f` of `(float)ns / 1e9`; here
+//! they are rounded to the nearest tenth in integers (no floating point in
+//! the dom0 kernel). The two differ only where `float`'s 24-bit mantissa
+//! moves a value across a rounding boundary.
+
+use alloc::format;
+use alloc::string::String;
+use core::fmt::Write;
+
+use guest_abi::domctl::DomctlGetvcpuinfo;
+use guest_abi::sched::SHUTDOWN_POWEROFF;
+use guest_abi::sysctl::SysctlPhysinfo;
+use guest_abi::types::DomId;
+
+use crate::control::DomainInfo;
+
+/// `xl list`'s header line (without its newline).
+pub const LIST_HEADER: &str =
+    "Name                                        ID   Mem VCPUs\tState\tTime(s)";
+
+/// `xl list`'s fifth State letter, by shutdown reason (`SHUTDOWN_*` as
+/// index): xl's `shutdown_reason_letters`.
+const SHUTDOWN_LETTERS: &[u8] = b"-rscwS";
+
+/// Nanoseconds in a tenth of a second.
+const NS_PER_TENTH: u64 = 100_000_000;
+
+/// The name `xl` shows for a domain: `Domain-0` for dom0, else `name`.
+pub fn display_name(dom: DomId, name: &str) -> &str {
+    if dom == 0 { crate::DOM0_NAME } else { name }
+}
+
+/// `xl list`'s State column as xl builds it: `r`unning, `b`locked,
+/// `p`aused, `s`hut down, the shutdown reason (`-` poweroff, `r`eboot,
+/// `s`uspend, `c`rash, `w`atchdog, `S` soft reset, `?` beyond), `d`ying.
+pub fn list_state(info: &DomainInfo) -> [u8; 6] {
+    let flag = |on: bool, c: u8| if on { c } else { b'-' };
+    let reason = info.shutdown.unwrap_or(SHUTDOWN_POWEROFF);
+    let letter = usize::try_from(reason)
+        .ok()
+        .and_then(|r| SHUTDOWN_LETTERS.get(r).copied())
+        .unwrap_or(b'?');
+    [
+        flag(info.running, b'r'),
+        flag(info.blocked, b'b'),
+        flag(info.paused, b'p'),
+        flag(info.shutdown.is_some(), b's'),
+        letter,
+        flag(info.dying, b'd'),
+    ]
+}
+
+/// Seconds from nanoseconds as `%<width>.1f`, rounded to the tenth.
+fn seconds(ns: u64, width: usize) -> String {
+    let tenths = ns / NS_PER_TENTH + u64::from(ns % NS_PER_TENTH >= NS_PER_TENTH / 2);
+    format!("{:>width$}", format!("{}.{}", tenths / 10, tenths % 10))
+}
+
+/// One `xl list` row (without its newline):
+/// `"%-40s %5d %5lu %5d     %c%c%c%c%c%c  %8.1f"`.
+pub fn list_line(name: &str, info: &DomainInfo) -> String {
+    let state = list_state(info);
+    format!(
+        "{:<40} {:>5} {:>5} {:>5}     {}  {}",
+        display_name(info.dom, name),
+        info.dom,
+        info.memory_mib(),
+        info.online_vcpus,
+        String::from_utf8_lossy(&state),
+        seconds(info.cpu_time_ns, 8)
+    )
+}
+
+/// The whole of `xl list`: header and one line per domain, each ending in
+/// a newline.
+pub fn list<'a>(domains: impl IntoIterator<Item = (&'a str, &'a DomainInfo)>) -> String {
+    let mut out = String::from(LIST_HEADER);
+    out.push('\n');
+    for (name, info) in domains {
+        out.push_str(&list_line(name, info));
+        out.push('\n');
+    }
+    out
+}
+
+/// A CPU bitmap as xl's `print_bitmap` writes it: `all` when every one of
+/// the `nr_cpus` bits is set, `none` when none is, else ranges such as
+/// `0-3,6`. Bytes missing from `map` count as clear.
+pub fn cpu_bitmap(map: &[u8], nr_cpus: usize) -> String {
+    let bit = |i: usize| map.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
+    let mut out = String::new();
+    let mut i = 0;
+    while i < nr_cpus {
+        if !bit(i) {
+            i += 1;
+            continue;
+        }
+        let first = i;
+        while i < nr_cpus && bit(i) {
+            i += 1;
+        }
+        if first == 0 && i == nr_cpus {
+            return String::from("all");
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let _ = write!(out, "{first}");
+        if i - 1 > first {
+            let _ = write!(out, "-{}", i - 1);
+        }
+    }
+    if out.is_empty() {
+        out.push_str("none");
+    }
+    out
+}
+
+/// `xl vcpu-list`'s header line (without its newline):
+/// `"%-32s %5s %5s %5s %5s %9s %s"`.
+pub fn vcpu_list_header() -> String {
+    format!(
+        "{:<32} {:>5} {:>5} {:>5} {:>5} {:>9} {}",
+        "Name", "ID", "VCPU", "CPU", "State", "Time(s)", "Affinity (Hard / Soft)"
+    )
+}
+
+/// One `xl vcpu-list` row (without its newline), from a `getvcpuinfo`
+/// answer and the vCPU's hard and soft affinity bitmaps over `nr_cpus`.
+pub fn vcpu_line(
+    name: &str,
+    dom: DomId,
+    vcpu: &DomctlGetvcpuinfo,
+    hard: &[u8],
+    soft: &[u8],
+    nr_cpus: usize,
+) -> String {
+    let mut out = format!(
+        "{:<32} {:>5} {:>5}",
+        display_name(dom, name),
+        dom,
+        vcpu.vcpu
+    );
+    if vcpu.online == 0 {
+        out.push_str("    -   --p ");
+    } else {
+        let flag = |on: u8, c: char| if on != 0 { c } else { '-' };
+        let _ = write!(
+            out,
+            "{:>5} {:>3}{}- ",
+            vcpu.cpu,
+            flag(vcpu.running, 'r'),
+            flag(vcpu.blocked, 'b')
+        );
+    }
+    let _ = write!(
+        out,
+        "{}  {} / {}",
+        seconds(vcpu.cpu_time, 9),
+        cpu_bitmap(hard, nr_cpus),
+        cpu_bitmap(soft, nr_cpus)
+    );
+    out
+}
+
+/// One `xl info` line (with its newline): the key padded to 23 columns,
+/// `": "`, the value.
+pub fn info_line(key: &str, value: impl core::fmt::Display) -> String {
+    format!("{key:<23}: {value}\n")
+}
+
+/// The host lines of `xl info` that `physinfo` answers, in xl's order
+/// (`output_physinfo`): CPUs, topology, clock, and memory in MiB.
+pub fn physinfo_lines(p: &SysctlPhysinfo, page_size: u64) -> String {
+    let per_mib = ((1u64 << 20) / page_size.max(1)).max(1);
+    let caps = p.hw_cap.map(|w| format!("{w:08x}")).join(":");
+    let mut out = String::new();
+    out += &info_line("nr_cpus", p.nr_cpus);
+    out += &info_line("max_cpu_id", p.max_cpu_id);
+    out += &info_line("nr_nodes", p.nr_nodes);
+    out += &info_line("cores_per_socket", p.cores_per_socket);
+    out += &info_line("threads_per_core", p.threads_per_core);
+    out += &info_line(
+        "cpu_mhz",
+        format!("{}.{:03}", p.cpu_khz / 1000, p.cpu_khz % 1000),
+    );
+    out += &info_line("hw_caps", caps);
+    out += &info_line("total_memory", p.total_pages / per_mib);
+    let free = p.free_pages.saturating_sub(p.outstanding_pages);
+    out += &info_line("free_memory", free / per_mib);
+    out += &info_line("outstanding_claims", p.outstanding_pages / per_mib);
+    out
+}
+
+/// `xl info <name>`: the values of the lines of `info` whose key starts
+/// with `name`, as xl's `maybe_printf` selects them.
+pub fn info_select(info: &str, name: &str) -> String {
+    let mut out = String::new();
+    for line in info.split_inclusive('\n') {
+        if let Some(colon) = line.find(':')
+            && line.starts_with(name)
+            && line[colon + 1..].starts_with(' ')
+        {
+            out.push_str(&line[colon + 2..]);
+        }
+    }
+    out
+}
+
+/// An uptime as xl's `uptime_to_string`: `[D day(s), ]HH:MM:SS` with the
+/// hours space-padded to two, or without seconds when `short`.
+pub fn uptime_string(secs: u64, short: bool) -> String {
+    let (day, rest) = (secs / 86_400, secs % 86_400);
+    let (hour, min, sec) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    let days = match day {
+        0 => String::new(),
+        1 => String::from("1 day, "),
+        d => format!("{d} days, "),
+    };
+    if short {
+        format!("{days}{hour:>2}:{min:02}")
+    } else {
+        format!("{days}{hour:>2}:{min:02}:{sec:02}")
+    }
+}
+
+/// `xl uptime`'s header (with its newline): `"%-33s %4s %s"`.
+pub fn uptime_header() -> String {
+    format!("{:<33} {:>4} {}\n", "Name", "ID", "Uptime")
+}
+
+/// One `xl uptime` row (with its newline): `"%-33s %4d %s"`.
+pub fn uptime_line(name: &str, dom: DomId, secs: u64) -> String {
+    format!(
+        "{:<33} {:>4} {}\n",
+        display_name(dom, name),
+        dom,
+        uptime_string(secs, false)
+    )
+}
+
+/// One `xl uptime -s` row (with its newline): `" %s up %s, %s (%d)"`,
+/// the first field the wall-clock time of day `now_of_day` (seconds since
+/// midnight) as `HH:MM:SS`.
+pub fn uptime_short_line(now_of_day: u64, name: &str, dom: DomId, secs: u64) -> String {
+    let t = now_of_day % 86_400;
+    format!(
+        " {:02}:{:02}:{:02} up {}, {} ({})\n",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60,
+        uptime_string(secs, true),
+        display_name(dom, name),
+        dom
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guest_abi::domctl::{
+        DomctlGetdomaininfo, XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING, XEN_DOMINF_PAUSED,
+        XEN_DOMINF_RUNNING, XEN_DOMINF_SHUTDOWN, XEN_DOMINF_SHUTDOWNSHIFT,
+    };
+    use guest_abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET};
+
+    use crate::control::domain_info;
+
+    fn dom(domain: DomId, flags: u32, mib: u64, vcpus: u32, ns: u64) -> DomainInfo {
+        domain_info(&DomctlGetdomaininfo {
+            domain,
+            flags,
+            tot_pages: mib * 256,
+            nr_online_vcpus: vcpus,
+            cpu_time: ns,
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(reason: u32) -> u32 {
+        XEN_DOMINF_SHUTDOWN | reason << XEN_DOMINF_SHUTDOWNSHIFT
+    }
+
+    #[test]
+    fn xl_list_exact() {
+        // Expected lines from C's printf with xl's format.
+        let d0 = dom(0, XEN_DOMINF_RUNNING, 1024, 4, 12_340_000_000);
+        let web = dom(
+            7,
+            XEN_DOMINF_PAUSED | XEN_DOMINF_DYING | shutdown(SHUTDOWN_CRASH),
+            64,
+            1,
+            50_000_000,
+        );
+        assert_eq!(
+            list([("ignored", &d0), ("web", &web)]),
+            "Name                                        ID   Mem VCPUs\tState\tTime(s)\n\
+             Domain-0                                     0  1024     4     r-----      12.3\n\
+             web                                          7    64     1     --pscd       0.1\n"
+        );
+    }
+
+    #[test]
+    fn state_letters_as_xl() {
+        let state = |flags| list_state(&dom(1, flags, 1, 1, 0));
+        assert_eq!(&state(XEN_DOMINF_BLOCKED), b"-b----");
+        assert_eq!(&state(shutdown(SHUTDOWN_POWEROFF)), b"---s--");
+        assert_eq!(&state(shutdown(SHUTDOWN_REBOOT)), b"---sr-");
+        assert_eq!(&state(shutdown(2)), b"---ss-");
+        assert_eq!(&state(shutdown(4)), b"---sw-");
+        assert_eq!(&state(shutdown(SHUTDOWN_SOFT_RESET)), b"---sS-");
+        assert_eq!(&state(shutdown(200)), b"---s?-");
+    }
+
+    #[test]
+    fn seconds_round_to_tenths() {
+        assert_eq!(seconds(0, 8), "     0.0");
+        assert_eq!(seconds(49_999_999, 8), "     0.0");
+        assert_eq!(seconds(1_250_000_000, 8), "     1.3");
+        assert_eq!(seconds(123_456_789_000_000, 8), "123456.8");
+        assert_eq!(seconds(u64::MAX, 8), "18446744073.7");
+    }
+
+    #[test]
+    fn bitmaps_as_print_bitmap() {
+        assert_eq!(cpu_bitmap(&[0x0f], 4), "all");
+        assert_eq!(cpu_bitmap(&[0xff], 4), "all");
+        assert_eq!(cpu_bitmap(&[0x00], 4), "none");
+        assert_eq!(cpu_bitmap(&[0x0b], 4), "0-1,3");
+        assert_eq!(cpu_bitmap(&[0x0e], 4), "1-3");
+        assert_eq!(cpu_bitmap(&[0x05], 8), "0,2");
+        assert_eq!(cpu_bitmap(&[0x80, 0x01], 16), "7-8");
+        assert_eq!(cpu_bitmap(&[0xff], 16), "0-7");
+        assert_eq!(cpu_bitmap(&[], 0), "none");
+    }
+
+    #[test]
+    fn vcpu_list_exact() {
+        assert_eq!(
+            vcpu_list_header(),
+            "Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)"
+        );
+        let online = DomctlGetvcpuinfo {
+            vcpu: 1,
+            online: 1,
+            running: 1,
+            cpu: 3,
+            cpu_time: 1_250_010_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            vcpu_line("web", 7, &online, &[0x0f], &[0x0b], 4),
+            "web                                  7     1    3   r--       1.3  all / 0-1,3"
+        );
+        let offline = DomctlGetvcpuinfo {
+            vcpu: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            vcpu_line("web", 7, &offline, &[], &[0xff], 4),
+            "web                                  7     2    -   --p       0.0  none / all"
+        );
+    }
+
+    #[test]
+    fn xl_info_lines() {
+        assert_eq!(info_line("xen_major", 4), "xen_major              : 4\n");
+        let p = SysctlPhysinfo {
+            nr_cpus: 4,
+            max_cpu_id: 3,
+            nr_nodes: 1,
+            cores_per_socket: 2,
+            threads_per_core: 2,
+            cpu_khz: 2_400_005,
+            total_pages: 4 << 18,
+            free_pages: 3 << 18,
+            hw_cap: [0xbfebfbff, 0x7ffafbff, 0, 0, 0, 0, 0, 0],
+            ..Default::default()
+        };
+        let info = physinfo_lines(&p, 4096);
+        assert_eq!(
+            info,
+            "nr_cpus                : 4\n\
+             max_cpu_id             : 3\n\
+             nr_nodes               : 1\n\
+             cores_per_socket       : 2\n\
+             threads_per_core       : 2\n\
+             cpu_mhz                : 2400.005\n\
+             hw_caps                : bfebfbff:7ffafbff:00000000:00000000:00000000:00000000:00000000:00000000\n\
+             total_memory           : 4096\n\
+             free_memory            : 3072\n\
+             outstanding_claims     : 0\n"
+        );
+        assert_eq!(info_select(&info, "nr_cpus"), "4\n");
+        assert_eq!(info_select(&info, "cpu_"), "2400.005\n");
+        assert_eq!(info_select(&info, "nope"), "");
+    }
+
+    #[test]
+    fn uptime_exact() {
+        assert_eq!(uptime_string(0, false), " 0:00:00");
+        assert_eq!(uptime_string(3_725, false), " 1:02:05");
+        assert_eq!(uptime_string(86_400 + 36_000, false), "1 day, 10:00:00");
+        assert_eq!(
+            uptime_string(2 * 86_400 + 3 * 3600 + 4 * 60 + 5, true),
+            "2 days,  3:04"
+        );
+        assert_eq!(
+            uptime_header(),
+            "Name                                ID Uptime\n"
+        );
+        assert_eq!(
+            uptime_line("x", 0, 2 * 86_400 + 3 * 3600 + 4 * 60 + 5),
+            "Domain-0                             0 2 days,  3:04:05\n"
+        );
+        assert_eq!(
+            uptime_short_line(13 * 3600 + 5 * 60 + 9, "web", 7, 90),
+            " 13:05:09 up  0:01, web (7)\n"
+        );
+    }
+}
