@@ -29,6 +29,7 @@ extern crate alloc;
 
 pub mod builder;
 pub mod control;
+pub mod cpio;
 pub mod hypervisor;
 pub mod xlcfg;
 pub mod xlfmt;
