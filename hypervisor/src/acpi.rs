@@ -165,6 +165,45 @@ pub fn find_s5(aml: &[u8]) -> Option<(u8, u8)> {
     None
 }
 
+/// The first I/O APIC an MADT describes (ACPI 6.5 §5.2.12.3): (MMIO address, first GSI).
+pub fn madt_ioapic(madt: &[u8]) -> Option<(u32, u32)> {
+    madt_entries(madt).find_map(|(kind, e)| {
+        (kind == 1 && e.len() >= 12)
+            .then(|| Some((le_u32(e, 4)?, le_u32(e, 8)?)))
+            .flatten()
+    })
+}
+
+/// How ISA IRQ `irq` reaches the I/O APIC (ACPI 6.5 §5.2.12.5): (GSI, MPS INTI flags).
+/// Without an override entry the GSI is the IRQ, active high and edge triggered.
+pub fn isa_irq(madt: &[u8], irq: u8) -> (u32, u16) {
+    madt_entries(madt)
+        .find_map(|(kind, e)| {
+            if kind == 2 && e.len() >= 10 && e[2] == 0 && e[3] == irq {
+                Some((le_u32(e, 4)?, u16::from_le_bytes([e[8], e[9]])))
+            } else {
+                None
+            }
+        })
+        .unwrap_or((u32::from(irq), 0))
+}
+
+/// The MADT's interrupt-controller structures as (type, bytes), stopping at a malformed one.
+fn madt_entries(madt: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    // Header (36 bytes), local APIC address (4), flags (4), then the structures.
+    let mut at = SDT_HEADER_LEN + 8;
+    core::iter::from_fn(move || {
+        let kind = *madt.get(at)?;
+        let len = usize::from(*madt.get(at + 1)?);
+        if len < 2 {
+            return None;
+        }
+        let entry = madt.get(at..at + len)?;
+        at += len;
+        Some((kind, entry))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +289,29 @@ mod tests {
 
         // A truncated FADT without PM1a is refused.
         assert_eq!(fadt_fields(&f[..50]), None);
+    }
+
+    #[test]
+    fn madt_ioapic_and_overrides() {
+        let mut body = vec![0u8; 8]; // local APIC address, flags
+        body.extend_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]); // a local APIC
+        body.extend_from_slice(&[1, 12, 0, 0]); // I/O APIC
+        body.extend_from_slice(&0xFEC0_0000u32.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.extend_from_slice(&[2, 10, 0, 0, 2, 0, 0, 0, 0, 0]); // IRQ0 -> GSI 2
+        let madt = table(b"APIC", &body);
+        assert_eq!(madt_ioapic(&madt), Some((0xFEC0_0000, 0)));
+        assert_eq!(isa_irq(&madt, 0), (2, 0));
+        assert_eq!(
+            isa_irq(&madt, 4),
+            (4, 0),
+            "no override: identity, edge, high"
+        );
+        // A zero-length structure ends the walk instead of looping.
+        let mut bad = table(b"APIC", &[0u8; 8]);
+        bad.extend_from_slice(&[1, 0]);
+        assert_eq!(madt_ioapic(&bad), None);
+        assert_eq!(madt_ioapic(&madt[..40]), None);
     }
 
     #[test]

@@ -56,9 +56,6 @@ extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
     setup_memory(&boot, &layout, cpu.features);
     arch::enable_protections(cpu.features);
     pit::disable_legacy_pic();
-    crate::arch::x86_64::power::set_acpi_power_off(crate::arch::x86_64::power::discover_acpi(
-        boot.acpi_root,
-    ));
     match apic::init(cpu.crystal) {
         Ok(tsc_hz) => crate::time::init(tsc_hz),
         Err(why) => {
@@ -66,6 +63,10 @@ extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
             power::exit(ExitReason::HypervisorFailure);
         }
     }
+    // After the local APIC: the I/O APIC route for COM1 names this CPU's APIC ID.
+    crate::arch::x86_64::power::set_acpi_power_off(crate::arch::x86_64::power::discover_acpi(
+        boot.acpi_root,
+    ));
 
     match opts.selftest {
         Some(SelfTest::Ud) => provoke_invalid_opcode(),

@@ -109,6 +109,11 @@ pub fn trap(frame: &mut TrapFrame) {
             Outcome::Continue
         }
         v if v == u64::from(SPURIOUS_VECTOR) => Outcome::Continue,
+        // The byte itself is read by the console poll below.
+        v if v == u64::from(trap::COM1_VECTOR) => {
+            apic::end_of_interrupt();
+            Outcome::Continue
+        }
         v if v <= 0xFF && trap::GUEST_SOFTWARE_VECTORS.contains(&(v as u8)) => {
             software_interrupt(&mut dom, frame, v as u8)
         }
@@ -309,8 +314,8 @@ impl World {
                 }
             }
         }
-        if self.domains.contains_key(&0) {
-            // dom0's console input is polled (no serial interrupt yet).
+        if self.domains.contains_key(&0) && !crate::arch::x86_64::ioapic::serial_interrupts() {
+            // Without the I/O APIC route, dom0's console input is polled.
             earliest(now + CONSOLE_POLL_NS);
         }
         if let Some(t) = self.run_until {

@@ -56,6 +56,17 @@ fn write(reg: u32, value: u32) {
     }
 }
 
+/// This CPU's local APIC ID (the xAPIC ID register keeps it in bits 24–31).
+pub fn id() -> u32 {
+    const REG_ID: u32 = 0x20;
+    let raw = read(REG_ID);
+    if X2APIC.load(Ordering::Relaxed) {
+        raw
+    } else {
+        raw >> 24
+    }
+}
+
 pub fn end_of_interrupt() {
     if MMIO.load(Ordering::Relaxed) != 0 || X2APIC.load(Ordering::Relaxed) {
         write(REG_EOI, 0);

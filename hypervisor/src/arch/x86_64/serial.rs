@@ -49,6 +49,13 @@ impl Serial {
         self.out(4, 0x03); // MCR: DTR and RTS
     }
 
+    /// Raises an interrupt when a byte arrives (IER bit 0), and connects the UART's
+    /// interrupt line to the PC's interrupt controller (MCR OUT2).
+    pub fn enable_receive_interrupt(&self) {
+        self.out(4, 0x0B); // MCR: DTR, RTS, OUT2
+        self.out(1, 0x01); // IER: received data available
+    }
+
     pub fn write_byte(&self, byte: u8) {
         for _ in 0..TX_SPIN_LIMIT {
             if self.inb(5) & LSR_THR_EMPTY != 0 {

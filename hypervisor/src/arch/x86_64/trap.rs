@@ -17,6 +17,8 @@ use crate::power::{self, ExitReason};
 
 /// Vector of the local APIC timer.
 pub const APIC_TIMER_VECTOR: u8 = 0xF0;
+/// Vector of COM1's receive interrupt (routed by the I/O APIC).
+pub const COM1_VECTOR: u8 = 0xF1;
 /// Vector the local APIC uses for spurious interrupts (low nibble all ones on old CPUs).
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
@@ -149,6 +151,7 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         v if v == u64::from(APIC_TIMER_VECTOR) => super::apic::timer_interrupt(),
         v if v == u64::from(SPURIOUS_VECTOR) => {}
+        v if v == u64::from(COM1_VECTOR) => super::apic::end_of_interrupt(),
         2 => log::warn!(target: "trap", "NMI received at rip {:#x}; continuing", frame.rip),
         0..=31 => fatal_exception(frame),
         v => {
