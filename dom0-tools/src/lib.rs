@@ -31,6 +31,8 @@ pub mod builder;
 pub mod control;
 pub mod cpio;
 pub mod hypervisor;
+pub mod shell;
+pub mod userstack;
 pub mod xlcfg;
 pub mod xlfmt;
 
