@@ -31,6 +31,7 @@ pub mod builder;
 pub mod control;
 pub mod cpio;
 pub mod hypervisor;
+pub mod program;
 pub mod shell;
 pub mod userstack;
 pub mod xlcfg;
