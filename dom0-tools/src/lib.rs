@@ -34,6 +34,7 @@ pub mod hypervisor;
 pub mod program;
 pub mod shell;
 pub mod userstack;
+pub mod vm;
 pub mod xlcfg;
 pub mod xlfmt;
 
