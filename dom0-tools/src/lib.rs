@@ -30,6 +30,7 @@ extern crate alloc;
 pub mod builder;
 pub mod control;
 pub mod cpio;
+pub mod files;
 pub mod hypervisor;
 pub mod program;
 pub mod shell;
