@@ -34,6 +34,7 @@ pub mod files;
 pub mod hypervisor;
 pub mod program;
 pub mod shell;
+pub mod syscalls;
 pub mod userstack;
 pub mod vm;
 pub mod xlcfg;

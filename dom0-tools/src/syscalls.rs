@@ -1,0 +1,166 @@
+//! The Linux x86-64 system calls dom0's kernel implements for its
+//! programs (DESIGN.md §7), by number, and the rule for the others: they
+//! return `-ENOSYS` and each unknown number is logged once.
+//!
+//! Numbers are Linux's `arch/x86/entry/syscalls/syscall_64.tbl`.
+
+/// The calls dom0 implements: number and name.
+pub const IMPLEMENTED: &[(u64, &str)] = &[
+    (0, "read"),
+    (1, "write"),
+    (2, "open"),
+    (3, "close"),
+    (5, "fstat"),
+    (7, "poll"),
+    (8, "lseek"),
+    (9, "mmap"),
+    (10, "mprotect"),
+    (11, "munmap"),
+    (12, "brk"),
+    (13, "rt_sigaction"),
+    (14, "rt_sigprocmask"),
+    (16, "ioctl"),
+    (20, "writev"),
+    (39, "getpid"),
+    (60, "exit"),
+    (72, "fcntl"),
+    (131, "sigaltstack"),
+    (158, "arch_prctl"),
+    (218, "set_tid_address"),
+    (228, "clock_gettime"),
+    (231, "exit_group"),
+    (257, "openat"),
+    (318, "getrandom"),
+];
+
+/// `ENOSYS`, negated as a system call returns it.
+pub const ENOSYS: i64 = -38;
+
+/// The name of implemented call `nr`.
+pub fn name(nr: u64) -> Option<&'static str> {
+    IMPLEMENTED.iter().find(|&&(n, _)| n == nr).map(|&(_, s)| s)
+}
+
+/// Numbers below this are tracked in a bitmap.
+pub const TRACKED: usize = 512;
+/// Distinct numbers at or past [`TRACKED`] remembered; past that, one
+/// last line says that further ones go unlogged (a program spraying random
+/// numbers must not grow the kernel's memory or flood the console).
+pub const MAX_HUGE: usize = 64;
+
+/// Which unknown calls have been logged already, so each is logged once.
+#[derive(Clone, Debug)]
+pub struct Unknown {
+    seen: [u64; TRACKED / 64],
+    huge: alloc::collections::BTreeSet<u64>,
+    huge_full: bool,
+}
+
+impl Default for Unknown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Unknown {
+    /// Nothing logged yet.
+    pub const fn new() -> Self {
+        Self {
+            seen: [0; TRACKED / 64],
+            huge: alloc::collections::BTreeSet::new(),
+            huge_full: false,
+        }
+    }
+
+    /// Records a call to unimplemented `nr`; returns the line to log the
+    /// first time `nr` is seen, `None` after that.
+    pub fn first_time(&mut self, nr: u64, program: &str) -> Option<alloc::string::String> {
+        let fresh = match usize::try_from(nr).ok().filter(|&n| n < TRACKED) {
+            Some(n) => {
+                let (word, bit) = (n / 64, 1u64 << (n % 64));
+                let fresh = self.seen[word] & bit == 0;
+                self.seen[word] |= bit;
+                fresh
+            }
+            None if self.huge.contains(&nr) => false,
+            None if self.huge.len() < MAX_HUGE => self.huge.insert(nr),
+            None if !core::mem::replace(&mut self.huge_full, true) => {
+                return Some(alloc::format!(
+                    "dom0: {program}: system call {nr} is not implemented; returning -ENOSYS \
+                     (further unknown numbers past {TRACKED} are not logged)"
+                ));
+            }
+            None => false,
+        };
+        fresh.then(|| {
+            alloc::format!(
+                "dom0: {program}: system call {nr} is not implemented; returning -ENOSYS"
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_design_set_is_there() {
+        for call in [
+            "read",
+            "write",
+            "open",
+            "close",
+            "fstat",
+            "lseek",
+            "mmap",
+            "munmap",
+            "mprotect",
+            "brk",
+            "exit_group",
+            "arch_prctl",
+            "set_tid_address",
+            "rt_sigaction",
+            "rt_sigprocmask",
+            "sigaltstack",
+            "poll",
+            "ioctl",
+            "fcntl",
+            "getrandom",
+            "clock_gettime",
+        ] {
+            assert!(
+                IMPLEMENTED.iter().any(|&(_, n)| n == call),
+                "{call} missing"
+            );
+        }
+        assert_eq!(name(231), Some("exit_group"));
+        assert_eq!(name(158), Some("arch_prctl"));
+        assert_eq!(name(56), None, "clone is not implemented");
+        // Sorted and unique, so the table reads like syscall_64.tbl.
+        assert!(IMPLEMENTED.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+
+    #[test]
+    fn unknown_calls_are_logged_once() {
+        let mut u = Unknown::new();
+        let line = u.first_time(56, "xl").unwrap();
+        assert_eq!(
+            line,
+            "dom0: xl: system call 56 is not implemented; returning -ENOSYS"
+        );
+        assert_eq!(u.first_time(56, "xl"), None);
+        assert!(u.first_time(57, "xl").is_some());
+        assert!(u.first_time(511, "xl").is_some());
+        assert!(u.first_time(512, "xl").is_some());
+        assert_eq!(u.first_time(512, "xl"), None);
+        for n in 1..MAX_HUGE as u64 {
+            assert!(u.first_time(1000 + n, "xl").is_some());
+        }
+        let last = u.first_time(u64::MAX, "xl").unwrap();
+        assert!(last.contains("are not logged"), "{last}");
+        assert_eq!(u.first_time(u64::MAX - 1, "xl"), None);
+        assert_eq!(u.first_time(1001, "xl"), None);
+        assert_eq!(ENOSYS, -38);
+    }
+}
