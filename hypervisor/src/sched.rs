@@ -550,24 +550,22 @@ impl Scheduler {
     /// [`Self::pause`] for every vCPU of `dom` (Xen's `domain_pause`). Returns the pCPUs to kick.
     #[must_use = "the pCPUs running the domain's vCPUs must reschedule"]
     pub fn pause_domain(&mut self, dom: DomId) -> Vec<usize> {
-        let ids: Vec<VcpuId> = self
-            .vcpus
-            .range(dom_range(dom))
-            .map(|(id, _)| *id)
-            .collect();
-        let mut kick = Vec::new();
-        for id in ids {
-            if let Some(p) = self.pause(id) {
-                push_kick(&mut kick, p);
-            }
-        }
-        kick
+        self.each_vcpu_of(dom, Self::pause)
     }
 
     /// [`Self::unpause`] for every vCPU of `dom` (Xen's `domain_unpause`). Returns the pCPUs to
     /// kick.
     #[must_use = "the returned pCPUs must be kicked to run the unpaused vCPUs"]
     pub fn unpause_domain(&mut self, dom: DomId) -> Vec<usize> {
+        self.each_vcpu_of(dom, Self::unpause)
+    }
+
+    /// Applies `op` to every vCPU of `dom`; returns the pCPUs it asked to kick, each once.
+    fn each_vcpu_of(
+        &mut self,
+        dom: DomId,
+        op: fn(&mut Self, VcpuId) -> Option<usize>,
+    ) -> Vec<usize> {
         let ids: Vec<VcpuId> = self
             .vcpus
             .range(dom_range(dom))
@@ -575,7 +573,7 @@ impl Scheduler {
             .collect();
         let mut kick = Vec::new();
         for id in ids {
-            if let Some(p) = self.unpause(id) {
+            if let Some(p) = op(self, id) {
                 push_kick(&mut kick, p);
             }
         }
