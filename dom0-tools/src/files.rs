@@ -71,6 +71,9 @@ pub enum Device {
     Privcmd,
     /// `/dev/xen/evtchn`: event channels.
     Evtchn,
+    /// `/dev/xen/xenia`: the kernel's toolstack services (domain records,
+    /// consoles; see [`devices`](crate::devices)).
+    Xenia,
 }
 
 impl Device {
@@ -80,6 +83,7 @@ impl Device {
             "/dev/null" => Self::Null,
             "/dev/xen/privcmd" => Self::Privcmd,
             "/dev/xen/evtchn" => Self::Evtchn,
+            "/dev/xen/xenia" => Self::Xenia,
             _ => return None,
         })
     }
@@ -92,6 +96,7 @@ impl Device {
             // misc devices; the minors are dynamic on Linux.
             Self::Privcmd => (10, 60),
             Self::Evtchn => (10, 61),
+            Self::Xenia => (10, 62),
         }
     }
 }

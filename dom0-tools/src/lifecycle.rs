@@ -1,4 +1,4 @@
-//! What xl does when a domain it created shuts down.
+//! What happens when a domain xl created shuts down (the dom0 kernel carries it out).
 //!
 //! The guest's shutdown reason picks one of the config's `on_poweroff`,
 //! `on_reboot` and `on_crash` actions, as in Xen's xl: a watchdog expiry
@@ -8,7 +8,11 @@
 //! machine: a domain that restarts too often within a window is kept
 //! (preserved) for inspection instead, with a message saying so.
 
-use dom0_tools::xlcfg::{Action, DomainSpec};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::xlcfg::{Action, DomainSpec};
 use guest_abi::sched::{
     SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_SOFT_RESET, SHUTDOWN_SUSPEND,
     SHUTDOWN_WATCHDOG,
@@ -104,7 +108,7 @@ mod tests {
     fn spec() -> DomainSpec {
         let text = b"name = \"g\"\nkernel = \"/boot/g.elf\"\nmemory = 16\n\
             on_poweroff = \"destroy\"\non_reboot = \"restart\"\non_crash = \"preserve\"\n";
-        dom0_tools::xlcfg::parse_domain_config("g.cfg", text, &[])
+        crate::xlcfg::parse_domain_config("g.cfg", text, &[])
             .unwrap()
             .spec
     }

@@ -1,0 +1,14 @@
+//! Links the dom0 kernel with the PV kernels' shared linker script (xenia-guest-rt's
+//! linker.ld). Host builds (the workspace's `cargo test`) need nothing.
+
+fn main() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let script = std::path::Path::new(&manifest).join("../../tests/guests/rt/linker.ld");
+    println!("cargo:rerun-if-changed={}", script.display());
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
+        println!("cargo:rustc-link-arg-bin=dom0=-T{}", script.display());
+        // A kernel runs where it is linked: a plain static executable, not a PIE.
+        println!("cargo:rustc-link-arg-bin=dom0=--no-pie");
+        println!("cargo:rustc-link-arg-bin=dom0=-zmax-page-size=4096");
+    }
+}
