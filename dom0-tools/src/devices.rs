@@ -290,8 +290,12 @@ mod tests {
     #[test]
     fn privcmd_policy() {
         assert!(privcmd_allowed(HYPERVISOR_DOMCTL));
-        assert!(!privcmd_allowed(guest_abi::hypercall::HYPERVISOR_MMU_UPDATE));
-        assert!(!privcmd_allowed(guest_abi::hypercall::HYPERVISOR_SET_TRAP_TABLE));
+        assert!(!privcmd_allowed(
+            guest_abi::hypercall::HYPERVISOR_MMU_UPDATE
+        ));
+        assert!(!privcmd_allowed(
+            guest_abi::hypercall::HYPERVISOR_SET_TRAP_TABLE
+        ));
         assert!(privcmd_foreign_only(HYPERVISOR_MEMORY_OP));
         assert!(!privcmd_foreign_only(HYPERVISOR_DOMCTL));
     }

@@ -252,6 +252,17 @@ impl<'a> Files<'a> {
         )
     }
 
+    /// What descriptor `fd` is: the device it names (`None` for a file)
+    /// and its status flags (`O_ACCMODE`, `O_APPEND`, `O_NONBLOCK`).
+    pub fn describe(&mut self, fd: i64) -> Result<(Option<Device>, u32), i64> {
+        let f = self.get(fd)?;
+        let device = match f.node {
+            Node::Device(d) => Some(d),
+            Node::Entry(_) => None,
+        };
+        Ok((device, f.status))
+    }
+
     /// `close(fd)`.
     pub fn close(&mut self, fd: i64) -> Result<(), i64> {
         self.get(fd)?;
@@ -500,6 +511,7 @@ mod tests {
         let e = f.open(&fs, "/dev/xen/evtchn", O_RDWR).unwrap();
         assert_eq!(f.read(e, 8), Ok(Io::Device(Device::Evtchn)));
         assert_eq!(f.fstat(e).unwrap().rdev, (10, 61));
+        assert_eq!(f.describe(p), Ok((Some(Device::Privcmd), O_RDWR)));
         let n = f.open(&fs, "/dev/null", O_RDWR).unwrap();
         assert_eq!(f.lseek(n, 0, 0), Ok(0));
     }

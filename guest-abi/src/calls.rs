@@ -10,7 +10,7 @@
 //! All of them issue `int 0x82` and so only work in a Xenia guest kernel.
 
 use crate::callback::{CALLBACKOP_REGISTER, CallbackRegister};
-use crate::console::{CONSOLEIO_READ, CONSOLEIO_WRITE};
+use crate::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_XENIA_WRITE_RAW};
 use crate::errno::Errno;
 use crate::event::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VIRQ,
@@ -58,6 +58,22 @@ pub fn console_write(bytes: &[u8]) -> Result<u64, Errno> {
         hypercall3(
             HYPERVISOR_CONSOLE_IO,
             CONSOLEIO_WRITE.into(),
+            bytes.len() as u64,
+            bytes.as_ptr() as u64,
+        )
+    };
+    Errno::decode_result(ret)
+}
+
+/// `console_io(CONSOLEIO_XENIA_WRITE_RAW)`: `bytes` to the serial line as
+/// they are (dom0 only).
+pub fn console_write_raw(bytes: &[u8]) -> Result<u64, Errno> {
+    // SAFETY: the hypervisor only reads `bytes.len()` bytes from `bytes`,
+    // which the borrow keeps valid for the call.
+    let ret = unsafe {
+        hypercall3(
+            HYPERVISOR_CONSOLE_IO,
+            CONSOLEIO_XENIA_WRITE_RAW.into(),
             bytes.len() as u64,
             bytes.as_ptr() as u64,
         )

@@ -26,6 +26,12 @@ pub const CONSOLEIO_WRITE: u32 = 0;
 /// `VIRQ_CONSOLE` signals new input.
 pub const CONSOLEIO_READ: u32 = 1;
 
+/// `console_io` command (Xenia): write `count` bytes from `buffer` to the
+/// serial line as they are, without the `(d0) ` prefix or line buffering
+/// (dom0 only, `EPERM` otherwise). dom0's kernel uses it for its terminal:
+/// prompts without a newline, echo, escape sequences. Returns `count`.
+pub const CONSOLEIO_XENIA_WRITE_RAW: u32 = 0x5800;
+
 /// Size of the input (backend to guest) ring.
 pub const XENCONS_IN_SIZE: usize = 1024;
 /// Size of the output (guest to backend) ring.

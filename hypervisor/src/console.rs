@@ -126,6 +126,17 @@ pub fn guest_output(dom: guest_abi::types::DomId, bytes: &[u8]) {
     }
 }
 
+/// Output dom0 wrote with `CONSOLEIO_XENIA_WRITE_RAW`: its own terminal, straight to the
+/// serial line, byte for byte (prompts without a newline, echo, escape sequences), as Xen
+/// shows its hardware domain's console. It does not go into the dmesg ring: that is the
+/// hypervisor's log.
+pub fn dom0_raw_output(bytes: &[u8]) {
+    let console = CONSOLE.lock();
+    if console.serial_enabled {
+        console.serial.write_bytes(bytes);
+    }
+}
+
 /// Copies the log from position `from` (the oldest kept byte if older) into `out` for
 /// `xl dmesg`; returns the bytes copied and the position to continue from.
 pub fn read_log(from: u64, out: &mut [u8]) -> (usize, u64) {

@@ -1,7 +1,28 @@
 //! # dom0: the kernel of Xenia's management domain
 //!
-//! (In progress.) A paravirtual kernel that runs static Linux/musl programs from its initrd in
-//! ring 3 and serves them the devices a toolstack needs.
+//! A paravirtual kernel (ring 1) that runs the toolstack: static Linux programs built for
+//! `x86_64-unknown-linux-musl` — first of all `xl` — from its initrd, in ring 3, each in an
+//! address space of its own, with the Linux system calls they use (DESIGN.md §7). It serves
+//! them the devices a toolstack needs (`/dev/xen/privcmd`, `/dev/xen/evtchn`, and
+//! `/dev/xen/xenia` for what a daemon would keep on Xen: domain names, console backends,
+//! shutdown actions) and offers a small shell on the serial console.
+//!
+//! **Boot.** GRUB's first module is this kernel, the second its initrd (a cpio newc archive,
+//! handed over by the hypervisor in `start_info.mod_start`/`mod_len`). The kernel takes the
+//! frames past its bootstrap mappings as the pool processes are made from ([`frames`]),
+//! binds the VIRQs it waits for ([`wait`]) and starts the shell.
+//!
+//! **The shell** (`init`): prompt `dom0# `, line editing (backspace, Ctrl-U, Ctrl-C), words
+//! split as a POSIX shell would for quotes; `help` lists the programs in `/bin`; anything
+//! else runs `/bin/<word>` (or the path given) with the words as arguments, and a non-zero
+//! exit status or a fault is reported.
+//!
+//! **Parts:** [`process`] (loading and running a program), [`uspace`] (its page tables),
+//! [`sys`] (system calls and devices), [`backend`] (domU consoles and shutdown actions),
+//! [`term`] (the terminal), [`fs`] (the initrd), [`hv`] (hypercalls on other domains).
+//!
+//! It is built on `xenia-guest-rt` (entry, trap table, event callback, ring-3 entry), the
+//! runtime the test kernels share. On the build host this is an empty program.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -10,17 +31,163 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod backend;
+#[cfg(target_os = "none")]
+mod frames;
+#[cfg(target_os = "none")]
+mod fs;
+#[cfg(target_os = "none")]
 mod heap;
+// Shared with the test dom0 (tests/guests/dom0test), which uses more of it.
+#[cfg(target_os = "none")]
+#[allow(dead_code)]
+mod hv;
+#[cfg(target_os = "none")]
+mod process;
+#[cfg(target_os = "none")]
+mod random;
+#[cfg(target_os = "none")]
+mod sys;
+#[cfg(target_os = "none")]
+#[macro_use]
+mod term;
+#[cfg(target_os = "none")]
+mod uspace;
+#[cfg(target_os = "none")]
+mod wait;
 
 #[cfg(target_os = "none")]
-fn kernel_main() -> ! {
-    heap::init();
-    xenia_guest_rt::println!("dom0: starting");
-    xenia_guest_rt::check::shutdown(guest_abi::sched::ShutdownReason::Poweroff)
+mod kernel {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use dom0_tools::shell::{self, Input, LineEditor, PROMPT};
+    use guest_abi::sched::ShutdownReason;
+    use guest_abi::start_info::SIF_MOD_START_PFN;
+    use xenia_guest_rt::boot::{VIRT_BASE, start_info};
+    use xenia_guest_rt::trap;
+
+    use crate::{backend, frames, fs, heap, process, term, wait};
+
+    /// Looks at everything that may have changed while dom0 was busy or blocked: terminal
+    /// input and the domUs' backends.
+    pub fn service() {
+        term::pump();
+        backend::service();
+    }
+
+    /// The initrd GRUB loaded as the second module, if any.
+    fn initrd() -> &'static [u8] {
+        let si = start_info();
+        if si.mod_len == 0 {
+            return &[];
+        }
+        let start = if si.flags & SIF_MOD_START_PFN != 0 {
+            VIRT_BASE + si.mod_start * 4096
+        } else {
+            si.mod_start
+        };
+        // SAFETY: the builder maps the module inside dom0's bootstrap region, read-write
+        // and never remapped; nothing writes it afterwards.
+        unsafe { core::slice::from_raw_parts(start as *const u8, si.mod_len as usize) }
+    }
+
+    fn fatal(what: &str) -> ! {
+        tprintln!("dom0: {what}; stopping");
+        xenia_guest_rt::check::shutdown(ShutdownReason::Crash)
+    }
+
+    pub fn main() -> ! {
+        heap::init();
+        if let Err(e) = trap::register_syscall(true) {
+            fatal(&alloc::format!(
+                "cannot register the system-call entry ({e:?})"
+            ));
+        }
+        if let Err(e) = wait::init() {
+            fatal(&alloc::format!("cannot bind its VIRQs ({e:?})"));
+        }
+        frames::init();
+        process::init();
+        match fs::init(initrd()) {
+            Ok(n) => tprintln!("dom0: initrd with {n} entries"),
+            Err(e) => tprintln!("dom0: the initrd is not a cpio newc archive ({e}); no programs"),
+        }
+        let (free, _) = frames::counts();
+        tprintln!(
+            "dom0: {} MiB for programs; type `help` for the programs, `xl list` to begin",
+            free / 256
+        );
+        let mut editor = LineEditor::new();
+        loop {
+            term::print(PROMPT);
+            let Some(line) = read_line(&mut editor) else {
+                continue;
+            };
+            run_line(&line);
+        }
+    }
+
+    /// Reads a line with the editor; `None` if it was abandoned.
+    fn read_line(editor: &mut LineEditor) -> Option<String> {
+        let mut echo = Vec::new();
+        loop {
+            wait::until(u64::MAX, term::has_input);
+            let mut b = [0u8; 1];
+            while term::take(&mut b) == 1 {
+                echo.clear();
+                let input = editor.feed(b[0], &mut echo);
+                term::write_raw(&echo);
+                match input {
+                    Input::Pending => {}
+                    Input::Line(l) => return Some(l),
+                    Input::Cancelled => return None,
+                }
+            }
+        }
+    }
+
+    fn run_line(line: &str) {
+        let words = match shell::split_args(line) {
+            Ok(w) => w,
+            Err(why) => {
+                tprintln!("dom0: {why}");
+                return;
+            }
+        };
+        let Some(first) = words.first() else {
+            return;
+        };
+        if first == "help" {
+            let programs = fs::programs();
+            term::print(&shell::help(&programs));
+            return;
+        }
+        let path = if first.contains('/') {
+            first.clone()
+        } else {
+            alloc::format!("/bin/{first}")
+        };
+        if fs::file(&path).is_none() {
+            tprintln!("dom0: {first}: command not found (type `help` for the list)");
+            return;
+        }
+        match process::run(&path, &words) {
+            Ok(ended) => {
+                if let Some(msg) = shell::report(first, ended) {
+                    tprintln!("{msg}");
+                }
+            }
+            Err(e) => tprintln!("dom0: {e}"),
+        }
+    }
 }
 
 #[cfg(target_os = "none")]
-xenia_guest_rt::entry!(kernel_main);
+pub use kernel::service;
+
+#[cfg(target_os = "none")]
+xenia_guest_rt::entry!(kernel::main);
 
 /// On the build host there is no kernel to run.
 #[cfg(not(target_os = "none"))]

@@ -19,7 +19,8 @@
 //!    device page and the bootstrap page tables (frames are zero when
 //!    populated, so `.bss` and the padding need no writes);
 //! 5. pin the bootstrap L4 (which validates the tables as the domain's),
-//!    set vCPU 0's context ([`image::initial_context`]) and unpause.
+//!    set vCPU 0's context ([`image::initial_context`]) and unpause (unless
+//!    [`DomainConfig::start_paused`]).
 //!
 //! Any failure after the domain exists destroys it, once, so a failed build
 //! leaves nothing behind ([`BuildError::NotCleanedUp`] reports the rare case
@@ -89,6 +90,9 @@ pub struct DomainConfig<'a> {
     pub cap: u16,
     /// Whether the domain gets a console.
     pub console: bool,
+    /// Leave the domain paused once built (`xl create -p`): everything is
+    /// in place but vCPU 0 does not run until `unpausedomain`.
+    pub start_paused: bool,
 }
 
 impl<'a> DomainConfig<'a> {
@@ -108,6 +112,7 @@ impl<'a> DomainConfig<'a> {
             weight: CREDIT_DEFAULT_WEIGHT,
             cap: 0,
             console: true,
+            start_paused: false,
         }
     }
 
@@ -196,6 +201,7 @@ impl fmt::Debug for DomainConfig<'_> {
             .field("weight", &self.weight)
             .field("cap", &self.cap)
             .field("console", &self.console)
+            .field("start_paused", &self.start_paused)
             .finish()
     }
 }
@@ -582,7 +588,9 @@ fn fill<H: Hypervisor>(
     let ctx = image::initial_context(plan.image.entry, sod, l4);
     hv.set_vcpu_context(dom, 0, &ctx)
         .map_err(BuildError::hv(Step::SetVcpuContext))?;
-    hv.unpause(dom).map_err(BuildError::hv(Step::Unpause))?;
+    if !cfg.start_paused {
+        hv.unpause(dom).map_err(BuildError::hv(Step::Unpause))?;
+    }
 
     Ok(Built {
         dom,

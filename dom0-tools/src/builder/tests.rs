@@ -388,6 +388,25 @@ fn a_domain_without_console_or_ramdisk() {
 }
 
 #[test]
+fn start_paused_leaves_the_domain_paused() {
+    let k = kernel("");
+    let mut hv = FakeHv::new();
+    let cfg = DomainConfig {
+        start_paused: true,
+        ..DomainConfig::new("held", &k, 8)
+    };
+    let built = build(&mut hv, &cfg).unwrap();
+    assert!(hv.domains[&built.dom].paused);
+    assert!(!hv.calls.iter().any(|(op, _)| *op == Op::Unpause));
+    assert!(
+        hv.domains[&built.dom].contexts.contains_key(&0),
+        "ready to run"
+    );
+    let running = build(&mut hv, &DomainConfig::new("runs", &k, 8)).unwrap();
+    assert!(!hv.domains[&running.dom].paused);
+}
+
+#[test]
 fn two_domains_get_their_own_frames() {
     let k = kernel("");
     let mut hv = FakeHv::new();

@@ -132,7 +132,7 @@ pub enum Command {
     /// A refreshing table of domains' CPU, memory and vCPUs; `q` quits.
     Top {
         /// Seconds between refreshes.
-        #[arg(short = 'd', long = "delay", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        #[arg(short = 'd', long = "delay", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
         delay: u32,
     },
 }
@@ -258,8 +258,8 @@ mod tests {
                 domains: vec![]
             }
         );
-        assert_eq!(cmd(&["top"]), Command::Top { delay: 3 });
-        assert_eq!(cmd(&["top", "-d", "1"]), Command::Top { delay: 1 });
+        assert_eq!(cmd(&["top"]), Command::Top { delay: 1 });
+        assert_eq!(cmd(&["top", "-d", "2"]), Command::Top { delay: 2 });
         assert!(refused(&["top", "-d", "0"]).contains("0"));
     }
 

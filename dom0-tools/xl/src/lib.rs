@@ -1,16 +1,24 @@
 //! # xl: dom0's toolstack command
 //!
-//! The command line ([`cli`]) and the logic behind xl's verbs that does not
-//! need a hypervisor, so it is unit-tested on the build host: which domain
-//! an argument names ([`target`]), memory sizes as xl reads them
-//! ([`memsize`]), what to do when a domain shuts down (`dom0_tools::lifecycle`) and
+//! The command line ([`cli`]), the hypervisor calls behind it ([`hv`],
+//! generic over how a hypercall is made, so it is tested with a fake) and
+//! what each verb does ([`verbs`], over a `System` trait, likewise
+//! tested): which domain an argument names ([`target`]), memory sizes as
+//! xl reads them ([`memsize`]), `xl console`'s keys ([`console`]) and
 //! `xl top`'s table ([`top`]). Configuration parsing and the other output
 //! formats are in `dom0-tools` ([`dom0_tools::xlcfg`],
-//! [`dom0_tools::xlfmt`]).
-#![forbid(unsafe_code)]
+//! [`dom0_tools::xlfmt`]). The only `unsafe` code is the system-call
+//! layer, [`sys`].
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod console;
+pub mod hv;
 pub mod memsize;
+pub mod real;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod target;
 pub mod top;
+pub mod verbs;

@@ -1,14 +1,27 @@
 //! `xl`: dom0's toolstack command.
 //!
-//! The verbs are parsed here; carrying them out needs `/dev/xen/privcmd`,
-//! which only the dom0 kernel provides. Anywhere else (the build host, a
-//! kernel without the device) xl says so and exits with status 1 rather
-//! than pretending.
-#![forbid(unsafe_code)]
+//! Parses the command line, opens dom0's devices and runs the verb
+//! ([`xl::verbs`]); the two interactive verbs, `console` and `top`, loop
+//! here on `poll`. Anywhere but Xenia's dom0 (the build host, a kernel
+//! without the devices) xl says so and exits with status 1 rather than
+//! pretending.
+#![deny(unsafe_code)]
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
+use guest_abi::Errno;
+use xl::cli::Command;
+use xl::console::{self, End};
+use xl::real::Real;
+use xl::sys;
+use xl::top::{self, Key, Sample};
+use xl::verbs::{self, Io, System, VerbResult};
+
 const PRIVCMD: &str = "/dev/xen/privcmd";
+const STDIN: i32 = 0;
+const STDOUT: i32 = 1;
 
 fn main() -> ExitCode {
     let cli = match xl::cli::parse(std::env::args_os()) {
@@ -27,9 +40,158 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    eprintln!(
-        "xl: {:?} is not carried out yet by this build of the toolstack",
-        cli.command
-    );
-    ExitCode::FAILURE
+    let result = Real::open().and_then(|mut real| run(&mut real, cli.command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("xl: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(real: &mut Real, command: Command) -> VerbResult {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let io = &mut Io {
+        out: &mut out,
+        err: &mut err,
+    };
+    match command {
+        Command::Create {
+            console,
+            paused,
+            config,
+            overrides,
+        } => {
+            let dom = verbs::create(real, io, &config, &overrides, paused)?;
+            if console {
+                attach(real, &dom.to_string())?;
+            }
+            Ok(())
+        }
+        Command::List { long, domains } => verbs::list(real, io, long, &domains),
+        Command::Destroy { domain } => verbs::destroy(real, io, &domain),
+        Command::Shutdown { wait, domain } => verbs::shutdown(real, io, &domain, false, wait),
+        Command::Reboot { wait, domain } => verbs::shutdown(real, io, &domain, true, wait),
+        Command::Pause { domain } => verbs::pause(real, &domain, true),
+        Command::Unpause { domain } => verbs::pause(real, &domain, false),
+        Command::Console { domain } => attach(real, &domain),
+        Command::Info { numa: _ } => verbs::info(real, io),
+        Command::Dmesg { clear } => verbs::dmesg(real, io, clear),
+        Command::VcpuList { domains } => verbs::vcpu_list(real, io, &domains),
+        Command::SchedCredit {
+            domain,
+            weight,
+            cap,
+        } => verbs::sched_credit(real, io, domain.as_deref(), weight, cap),
+        Command::MemSet { domain, memory } => verbs::mem_set(real, &domain, &memory),
+        Command::MemMax { domain, memory } => verbs::mem_max(real, &domain, &memory),
+        Command::Uptime { short, domains } => verbs::uptime(real, io, short, &domains),
+        Command::Top { delay } => top_loop(real, delay),
+    }
+}
+
+/// `xl console`: copies the domain's output to the terminal and the keys
+/// typed to the domain until Ctrl-] (or the domain goes away).
+fn attach(real: &mut Real, arg: &str) -> VerbResult {
+    let (name, d) = verbs::find(real, arg)?;
+    if d.dom == 0 {
+        return Err("this is Domain-0's console already".into());
+    }
+    let con: File = real.open_console(d.dom).map_err(|e| match e {
+        Errno::ESRCH => format!(
+            "domain {} ({name}) has no console served by the dom0 kernel (it has none, or xl did \
+             not create it)",
+            d.dom
+        ),
+        e => format!("cannot attach to the console of domain {}: {e}", d.dom),
+    })?;
+    eprint!("{}", console::attach_banner(d.dom, &name));
+    let end = copy_loop(real, &con, d.dom, d.handle)?;
+    print_out(&console::end_message(end, d.dom));
+    Ok(())
+}
+
+fn print_out(s: &str) {
+    let _ = sys::write_all(STDOUT, s.as_bytes());
+}
+
+fn copy_loop(real: &mut Real, con: &File, dom: u16, handle: [u8; 16]) -> VerbResult<End> {
+    let cfd = con.as_raw_fd();
+    let mut buf = vec![0u8; 4096];
+    let fail = |what: &str, e: Errno| format!("console of domain {dom}: {what} failed ({e})");
+    loop {
+        // A bounded wait, so a destroyed domain is noticed even if its
+        // console never says so.
+        let ready = sys::poll_readable(&[STDIN, cfd], 1000).map_err(|e| fail("poll", e))?;
+        if ready[1] {
+            let n = sys::read(cfd, &mut buf).map_err(|e| fail("reading its output", e))?;
+            if n == 0 {
+                return Ok(End::DomainGone);
+            }
+            sys::write_all(STDOUT, &buf[..n]).map_err(|e| fail("writing to the terminal", e))?;
+        }
+        if ready[0] {
+            let n = sys::read(STDIN, &mut buf).map_err(|e| fail("reading the keyboard", e))?;
+            let (send, detach) = console::scan_input(&buf[..n]);
+            sys::write_all(cfd, &buf[..send]).map_err(|e| fail("sending input", e))?;
+            if detach {
+                return Ok(End::Detached);
+            }
+        }
+        if !ready[0] && !ready[1] {
+            match real.xen.domain_info(dom) {
+                Ok(i) if i.handle == handle => {}
+                _ => return Ok(End::DomainGone),
+            }
+        }
+    }
+}
+
+/// `xl top`: redraws the table every `delay` seconds until `q`.
+fn top_loop(real: &mut Real, delay: u32) -> VerbResult {
+    let mut prev: Option<Sample> = None;
+    let mut keys = [0u8; 64];
+    loop {
+        let p = real
+            .physinfo()
+            .map_err(|e| format!("cannot read the host's memory: {e}"))?;
+        let now = Sample {
+            at_ns: real.now_ns(),
+            host_kib: p.total_pages.saturating_mul(4),
+            free_kib: p.free_pages.saturating_mul(4),
+            nr_cpus: p.nr_cpus,
+            domains: verbs::named_domains(real)?,
+        };
+        // Home, clear the screen, draw.
+        print_out(&format!(
+            "\x1b[H\x1b[2J{}\nq quits, space refreshes\n",
+            top::screen(prev.as_ref(), &now)
+        ));
+        prev = Some(now);
+        let deadline = real.now_ns() + u64::from(delay) * 1_000_000_000;
+        'wait: loop {
+            let left_ms = deadline.saturating_sub(real.now_ns()) / 1_000_000;
+            if left_ms == 0 {
+                break;
+            }
+            let ready = sys::poll_readable(&[STDIN], left_ms.min(60_000) as i32)
+                .map_err(|e| format!("xl top: waiting for a key failed ({e})"))?;
+            if !ready[0] {
+                continue;
+            }
+            let n = sys::read(STDIN, &mut keys)
+                .map_err(|e| format!("xl top: reading the keyboard failed ({e})"))?;
+            for &k in &keys[..n] {
+                match top::key(k) {
+                    Key::Quit => {
+                        print_out("\n");
+                        return Ok(());
+                    }
+                    Key::Refresh => break 'wait,
+                    Key::Ignore => {}
+                }
+            }
+        }
+    }
 }

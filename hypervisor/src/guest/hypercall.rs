@@ -41,7 +41,7 @@ pub fn dispatch(dom: &mut Domain, world: &mut super::World, frame: &mut TrapFram
         nr::HYPERVISOR_IRET => return iret(dom, frame),
         nr::HYPERVISOR_VCPU_OP => vcpu_op(dom, a1, a2, a3),
         nr::HYPERVISOR_SET_SEGMENT_BASE => set_segment_base(dom, a1, a2),
-        nr::HYPERVISOR_SCHED_OP => match sched_op(dom, a1, a2) {
+        nr::HYPERVISOR_SCHED_OP => match sched_op(dom, world, a1, a2) {
             Ok(outcome) => {
                 frame.rax = 0;
                 return outcome;
@@ -266,6 +266,24 @@ fn console_io(dom: &Domain, input: &mut VecDeque<u8>, cmd: u64, count: u64, buf:
             }
             Ok(done)
         }
+        c::CONSOLEIO_XENIA_WRITE_RAW => {
+            if !dom.privileged {
+                return Err(Errno::EPERM);
+            }
+            if !mem::range_ok(buf, count) {
+                return Err(Errno::EFAULT);
+            }
+            let count = count.min(CONSOLE_WRITE_MAX);
+            let mut chunk = [0u8; 256];
+            let mut done = 0;
+            while done < count {
+                let n = (count - done).min(chunk.len() as u64) as usize;
+                space.read(buf + done, &mut chunk[..n])?;
+                crate::console::dom0_raw_output(&chunk[..n]);
+                done += n as u64;
+            }
+            Ok(done)
+        }
         c::CONSOLEIO_READ => {
             if !dom.privileged {
                 return Err(Errno::EPERM);
@@ -406,7 +424,12 @@ fn set_segment_base(dom: &mut Domain, which: u64, base: u64) -> HcResult {
 
 /// `sched_op`: on success the call returns 0, and the trap handling goes on as the
 /// returned outcome says.
-fn sched_op(dom: &mut Domain, cmd: u64, arg: u64) -> Result<Outcome, Errno> {
+fn sched_op(
+    dom: &mut Domain,
+    world: &mut super::World,
+    cmd: u64,
+    arg: u64,
+) -> Result<Outcome, Errno> {
     use guest_abi::sched as s;
     match cmd as u32 {
         s::SCHEDOP_YIELD => Ok(Outcome::Reschedule),
@@ -419,6 +442,20 @@ fn sched_op(dom: &mut Domain, cmd: u64, arg: u64) -> Result<Outcome, Errno> {
             }
             dom.shutdown = Some(reason);
             Ok(Outcome::Stopped)
+        }
+        s::SCHEDOP_REMOTE_SHUTDOWN => {
+            if !dom.privileged {
+                return Err(Errno::EPERM);
+            }
+            let req: s::SchedRemoteShutdown = aspace(dom).read_pod(arg)?;
+            let reason = Shutdown::from_reason(req.reason).ok_or(Errno::EINVAL)?;
+            // dom0 shuts itself down with SCHEDOP_shutdown; the caller (current, so out
+            // of the table) is never the target.
+            if req.domain_id == 0 || req.domain_id == dom.id {
+                return Err(Errno::EINVAL);
+            }
+            super::shut_down_other(dom, world, req.domain_id, reason)?;
+            Ok(Outcome::Continue)
         }
         _ => Err(Errno::ENOSYS),
     }
@@ -437,3 +474,5 @@ unsafe impl Pod for guest_abi::vcpu::VcpuSetPeriodicTimer {}
 unsafe impl Pod for guest_abi::vcpu::VcpuSetSingleshotTimer {}
 // SAFETY: as above.
 unsafe impl Pod for guest_abi::sched::SchedShutdown {}
+// SAFETY: as above (u16, padding, u32).
+unsafe impl Pod for guest_abi::sched::SchedRemoteShutdown {}

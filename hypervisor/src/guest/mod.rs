@@ -370,6 +370,32 @@ fn domain_stopped(dom: &mut Domain, world: &mut World) {
     power::exit(exit)
 }
 
+/// `SCHEDOP_remote_shutdown`: `caller` (privileged, being handled, so out of the domain
+/// table) shuts down domain `target` (not dom0) for `reason`, through the same path as the
+/// target's own `SCHEDOP_shutdown`. A domain already shut down keeps its first reason.
+pub fn shut_down_other(
+    caller: &mut Domain,
+    world: &mut World,
+    target: DomId,
+    reason: Shutdown,
+) -> Result<(), guest_abi::errno::Errno> {
+    let mut dom = world
+        .domains
+        .remove(&target)
+        .ok_or(guest_abi::errno::Errno::ESRCH)?;
+    if dom.shutdown.is_none() {
+        dom.shutdown = Some(reason);
+        domain_stopped(&mut dom, world);
+        // `domain_stopped` tells dom0 through the table; when dom0 is the caller it is
+        // not in it just now.
+        if caller.id == 0 {
+            send_virq(caller, 0, guest_abi::event::VIRQ_DOM_EXC);
+        }
+    }
+    world.domains.insert(target, dom);
+    Ok(())
+}
+
 /// An exception raised by guest code.
 fn exception(dom: &mut Domain, frame: &mut TrapFrame, vector: u8) -> Outcome {
     use guest_abi::trap as t;

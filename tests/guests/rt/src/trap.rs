@@ -143,6 +143,8 @@ static USER_EXIT: Global<Option<UserExit>> = Global::new(None);
 static LAST_SERVICE: Global<Option<Entry>> = Global::new(None);
 static KERNEL_MASK: Global<u8> = Global::new(1);
 static USER_FAULT_RESOLVER: Global<Option<UserFaultResolver>> = Global::new(None);
+static SYSCALL_HANDLER: Global<Option<SyscallHandler>> = Global::new(None);
+static USER_FAULTS_END_RUN: AtomicBool = AtomicBool::new(false);
 static SERVICE_COUNT: AtomicU64 = AtomicU64::new(0);
 static SYSCALL_MASKS_EVENTS: AtomicBool = AtomicBool::new(false);
 static FATAL: AtomicBool = AtomicBool::new(false);
@@ -255,6 +257,26 @@ pub type UserFaultResolver = fn(&Entry) -> bool;
 /// not resolve is handled as without it: recorded if expected, else fatal.
 pub fn set_user_fault_resolver(resolver: Option<UserFaultResolver>) {
     USER_FAULT_RESOLVER.set(resolver);
+}
+
+/// A kernel's own system calls from ring 3 (`SYSCALL` or `int 0x80`), in place of the test
+/// services: called with the ring-3 registers (which it may change: `rax` is the result);
+/// returns `true` to resume ring 3, `false` to end the ring-3 run (the caller of
+/// [`crate::user::run_at`] then gets an [`ExitKind::Service`] exit). It runs in the trap
+/// handler on the ring-1 stack; it may block (`SCHEDOP_block`), after which events arrive as
+/// nested callbacks, and must not use [`expect`] or [`probe!`](crate::probe).
+pub type SyscallHandler = fn(&mut Regs) -> bool;
+
+/// Installs (or with `None` removes) the handler for system calls from ring 3.
+pub fn set_syscall_handler(handler: Option<SyscallHandler>) {
+    SYSCALL_HANDLER.set(handler);
+}
+
+/// With `on`, every exception from ring 3 that no resolver handles ends the ring-3 run with
+/// [`ExitKind::Fault`] (a kernel's processes may fault; the kernel reports it and goes on),
+/// instead of being fatal when not expected.
+pub fn set_user_faults_end_run(on: bool) {
+    USER_FAULTS_END_RUN.store(on, Ordering::SeqCst);
 }
 
 /// Number of [`SVC_COUNT`] calls since the last [`reset_service_count`].
@@ -436,6 +458,24 @@ pub(crate) extern "C" fn rt_trap(regs: &mut Regs) -> u64 {
 fn service(regs: &mut Regs, entry: Entry) -> u64 {
     let masked_on_entry =
         regs.vector == VECTOR_SYSCALL && SYSCALL_MASKS_EVENTS.load(Ordering::SeqCst);
+    if regs.from_user()
+        && let Some(handler) = SYSCALL_HANDLER.get()
+    {
+        if !handler(regs) {
+            USER_EXIT.set(Some(UserExit {
+                kind: ExitKind::Service(regs.vector),
+                entry: Entry {
+                    regs: *regs,
+                    ..entry
+                },
+            }));
+            return end_user_run();
+        }
+        if masked_on_entry {
+            restore_events(regs.interrupts_enabled());
+        }
+        return 0;
+    }
     match regs.rax {
         SVC_EXIT if regs.from_user() => {
             USER_EXIT.set(Some(UserExit {
@@ -473,6 +513,13 @@ fn exception(regs: &mut Regs, entry: Entry) -> u64 {
         // Back to ring 3, which retries the access.
         restore_events(regs.interrupts_enabled());
         return 0;
+    }
+    if regs.from_user() && USER_FAULTS_END_RUN.load(Ordering::SeqCst) {
+        USER_EXIT.set(Some(UserExit {
+            kind: ExitKind::Fault(regs.vector as u8),
+            entry,
+        }));
+        return end_user_run();
     }
     let expected = EXPECTED.get();
     if expected == 0 {

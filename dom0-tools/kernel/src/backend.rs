@@ -1,0 +1,386 @@
+//! What dom0 keeps for the domains `xl create` handed over (`/dev/xen/xenia`): their names
+//! and configurations, their console backends, and what to do when they shut down.
+//!
+//! **Consoles.** Each adopted domain's console ring (Xen's `xencons_interface`) is read and
+//! written through Xenia's frame-copy domctls; nothing of the domU is mapped in dom0. Output
+//! is appended to a bounded history ([`HISTORY_MAX`] bytes, oldest dropped), whether or not
+//! anyone is attached, and the ring's consumer index is advanced so the domU never stalls
+//! on a full ring. Input queued by an attached `xl console` is copied into the input ring
+//! as space allows. A ring whose indexes are impossible (a hostile or broken domU) is read
+//! as empty and its indexes reset to what the backend can vouch for.
+//!
+//! **Shutdowns.** On `VIRQ_DOM_EXC` every record's domain is looked at: a domain that
+//! shut down gets its `on_poweroff` / `on_reboot` / `on_crash` action (dom0-tools
+//! `lifecycle`, with its restart-loop guard); a domain that is gone loses its record.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use dom0_tools::builder::{self, DomainConfig};
+use dom0_tools::devices::{ListEntry, Record};
+use dom0_tools::lifecycle::{self, Decision, RestartGuard};
+use dom0_tools::xlcfg::{self, Action, DomainSpec};
+use guest_abi::Errno;
+use guest_abi::calls;
+use guest_abi::types::{DomId, Mfn};
+use spin::Mutex;
+use xenia_guest_rt::events;
+use xenia_guest_rt::time::now_ns;
+
+use dom0_tools::hypervisor::Hypervisor;
+
+use crate::hv::Xenia;
+use crate::{fs, tprintln};
+
+/// Console output kept per domain.
+pub const HISTORY_MAX: usize = 16 * 1024;
+/// Console input queued per domain and not yet taken by it.
+const INPUT_MAX: usize = 4096;
+
+/// `struct xencons_interface` offsets (guest-abi `console`).
+const IN_SIZE: u32 = 1024;
+const OUT_SIZE: u32 = 2048;
+const OUT_AT: usize = 1024;
+const IN_CONS: usize = 3072;
+const IN_PROD: usize = 3076;
+const OUT_CONS: usize = 3080;
+const RING_BYTES: usize = 3088;
+
+/// One domain's console backend.
+struct Console {
+    mfn: u64,
+    /// dom0's end of the console channel.
+    port: u32,
+    /// Events seen on `port` when last serviced.
+    seen: u32,
+    /// Output kept, ending at byte `total` of everything the domain wrote.
+    history: VecDeque<u8>,
+    total: u64,
+    /// Input for the domain.
+    input: VecDeque<u8>,
+    /// The ring can no longer be reached (the domain is gone).
+    dead: bool,
+}
+
+/// An adopted domain.
+struct Adopted {
+    record: Record,
+    spec: DomainSpec,
+    console: Option<Console>,
+    /// Its shutdown was acted upon already.
+    handled: bool,
+}
+
+static DOMS: Mutex<BTreeMap<DomId, Adopted>> = Mutex::new(BTreeMap::new());
+static GUARDS: Mutex<BTreeMap<String, RestartGuard>> = Mutex::new(BTreeMap::new());
+static DOM_EXC_SEEN: AtomicU32 = AtomicU32::new(0);
+
+/// The configuration a record names, parsed again from the initrd (which is read-only, so
+/// it is the one `xl create` used).
+fn spec_of(record: &Record) -> Result<DomainSpec, String> {
+    let text = fs::file(&record.config).ok_or_else(|| {
+        alloc::format!(
+            "{}: no such file in dom0's initrd (restart needs it)",
+            record.config
+        )
+    })?;
+    let overrides: Vec<&str> = record.overrides.iter().map(String::as_str).collect();
+    xlcfg::parse_domain_config(&record.config, text, &overrides)
+        .map(|p| p.spec)
+        .map_err(|e| alloc::format!("{e}"))
+}
+
+/// `XENIA_IOCTL_ADOPT`: takes over domain `dom` with its console (`(mfn, port)` of the
+/// domU's end). Errors are negative errnos.
+pub fn adopt(dom: DomId, record: Record, console: Option<(u64, u32)>) -> Result<(), i64> {
+    if dom == 0 || DOMS.lock().contains_key(&dom) {
+        return Err(-(Errno::EEXIST as i64));
+    }
+    let spec = spec_of(&record).map_err(|_| -(Errno::EINVAL as i64))?;
+    let console = match console {
+        None => None,
+        Some((mfn, remote)) => {
+            let port = calls::evtchn_bind_interdomain(dom, remote).map_err(|e| -(e as i64))?;
+            Some(Console {
+                mfn,
+                port,
+                seen: u32::MAX,
+                history: VecDeque::new(),
+                total: 0,
+                input: VecDeque::new(),
+                dead: false,
+            })
+        }
+    };
+    DOMS.lock().insert(
+        dom,
+        Adopted {
+            record,
+            spec,
+            console,
+            handled: false,
+        },
+    );
+    service();
+    Ok(())
+}
+
+/// `XENIA_IOCTL_FORGET`.
+pub fn forget(dom: DomId) -> Result<(), i64> {
+    let gone = DOMS.lock().remove(&dom).ok_or(-(Errno::ESRCH as i64))?;
+    if let Some(c) = gone.console {
+        let _ = calls::evtchn_close(c.port);
+    }
+    Ok(())
+}
+
+/// `XENIA_IOCTL_LIST`.
+pub fn list() -> Vec<ListEntry> {
+    DOMS.lock()
+        .iter()
+        .map(|(&dom, a)| ListEntry {
+            dom: dom.into(),
+            name: a.record.name.clone(),
+        })
+        .collect()
+}
+
+/// Whether dom0 keeps a console for `dom`.
+pub fn has_console(dom: DomId) -> bool {
+    DOMS.lock().get(&dom).is_some_and(|a| a.console.is_some())
+}
+
+/// Console output of `dom` from byte `from` on (clamped to what is kept): the bytes and
+/// the position after them. `None` when there is no such console.
+pub fn output_since(dom: DomId, from: u64, max: usize) -> Option<(Vec<u8>, u64)> {
+    let doms = DOMS.lock();
+    let c = doms.get(&dom)?.console.as_ref()?;
+    let start = c.total - c.history.len() as u64;
+    let from = from.clamp(start, c.total);
+    let skip = (from - start) as usize;
+    let bytes: Vec<u8> = c.history.iter().skip(skip).take(max).copied().collect();
+    let next = from + bytes.len() as u64;
+    Some((bytes, next))
+}
+
+/// Where the kept output of `dom` starts (what an attaching reader sees first).
+pub fn history_start(dom: DomId) -> Option<u64> {
+    let doms = DOMS.lock();
+    let c = doms.get(&dom)?.console.as_ref()?;
+    Some(c.total - c.history.len() as u64)
+}
+
+/// Whether output past `from` is waiting for `dom` (or the console is gone, which a reader
+/// learns by reading).
+pub fn output_ready(dom: DomId, from: u64) -> bool {
+    DOMS.lock()
+        .get(&dom)
+        .and_then(|a| a.console.as_ref())
+        .is_none_or(|c| c.total > from || c.dead)
+}
+
+/// Queues `bytes` as console input for `dom`; returns how many were taken.
+pub fn send_input(dom: DomId, bytes: &[u8]) -> Option<usize> {
+    let n = {
+        let mut doms = DOMS.lock();
+        let c = doms.get_mut(&dom)?.console.as_mut()?;
+        let n = bytes.len().min(INPUT_MAX - c.input.len());
+        c.input.extend(&bytes[..n]);
+        n
+    };
+    service();
+    Some(n)
+}
+
+/// Looks at every backend: shutdowns first if `VIRQ_DOM_EXC` fired, then the consoles.
+pub fn service() {
+    let exc = crate::wait::dom_exc_events();
+    if DOM_EXC_SEEN.swap(exc, Ordering::SeqCst) != exc {
+        check_domains();
+    }
+    let mut hv = Xenia::new();
+    let mut doms = DOMS.lock();
+    for (&dom, a) in doms.iter_mut() {
+        if let Some(c) = a.console.as_mut() {
+            service_console(&mut hv, dom, c);
+        }
+    }
+}
+
+fn read_u32(page: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([page[at], page[at + 1], page[at + 2], page[at + 3]])
+}
+
+fn service_console(hv: &mut Xenia, dom: DomId, c: &mut Console) {
+    if c.dead {
+        return;
+    }
+    let events = events::count(c.port);
+    // Ports past the runtime's counters are always looked at.
+    let fresh = events != c.seen || c.port as usize >= events::TRACKED_PORTS;
+    if !fresh && c.input.is_empty() {
+        return;
+    }
+    c.seen = events;
+    let mut page = [0u8; RING_BYTES];
+    if hv.read_frame(dom, Mfn(c.mfn), 0, &mut page).is_err() {
+        hv.clear_failure();
+        c.dead = true;
+        return;
+    }
+    let mut notify = false;
+    // Output.
+    let out_cons = read_u32(&page, OUT_CONS);
+    let out_prod = read_u32(&page, OUT_CONS + 4);
+    let pending = out_prod.wrapping_sub(out_cons);
+    if pending != 0 {
+        let (from, n) = if pending > OUT_SIZE {
+            // Impossible indexes: take the ring's worth the producer claims last.
+            (out_prod.wrapping_sub(OUT_SIZE), OUT_SIZE)
+        } else {
+            (out_cons, pending)
+        };
+        for i in 0..n {
+            let b = page[OUT_AT + (from.wrapping_add(i) % OUT_SIZE) as usize];
+            if c.history.len() == HISTORY_MAX {
+                c.history.pop_front();
+            }
+            c.history.push_back(b);
+        }
+        c.total += u64::from(n);
+        let _ = hv.write_frame(dom, Mfn(c.mfn), OUT_CONS, &out_prod.to_le_bytes());
+        notify = true;
+    }
+    // Input.
+    if !c.input.is_empty() {
+        let in_cons = read_u32(&page, IN_CONS);
+        let in_prod = read_u32(&page, IN_PROD);
+        let used = in_prod.wrapping_sub(in_cons);
+        let space = IN_SIZE.saturating_sub(used) as usize;
+        let n = space.min(c.input.len());
+        let mut prod = in_prod;
+        let mut ok = true;
+        for _ in 0..n {
+            let b = c.input.pop_front().unwrap_or(0);
+            let at = (prod % IN_SIZE) as usize;
+            ok &= hv.write_frame(dom, Mfn(c.mfn), at, &[b]).is_ok();
+            prod = prod.wrapping_add(1);
+        }
+        if n > 0 && ok {
+            let _ = hv.write_frame(dom, Mfn(c.mfn), IN_PROD, &prod.to_le_bytes());
+            notify = true;
+        }
+    }
+    hv.clear_failure();
+    if notify {
+        let _ = calls::evtchn_send(c.port);
+    }
+}
+
+/// Acts on domains that shut down; drops records of domains that are gone.
+fn check_domains() {
+    let mut hv = Xenia::new();
+    let doms: Vec<DomId> = DOMS.lock().keys().copied().collect();
+    for dom in doms {
+        let info = hv.domain_info(dom);
+        hv.clear_failure();
+        let reason = match info {
+            Err(Errno::ESRCH) => {
+                let _ = forget(dom);
+                continue;
+            }
+            Err(_) => continue,
+            Ok(info) => match info.shutdown_reason() {
+                Some(r) => r,
+                None => continue,
+            },
+        };
+        let (name, decision) = {
+            let mut doms = DOMS.lock();
+            let Some(a) = doms.get_mut(&dom) else {
+                continue;
+            };
+            if a.handled {
+                continue;
+            }
+            a.handled = true;
+            (
+                a.record.name.clone(),
+                lifecycle::decide(&a.spec, reason as u32),
+            )
+        };
+        let now_s = now_ns() / 1_000_000_000;
+        let (decision, message) = GUARDS
+            .lock()
+            .entry(name.clone())
+            .or_default()
+            .apply(decision, &name, now_s);
+        if let Some(m) = message {
+            tprintln!("dom0: {m}");
+        }
+        match decision {
+            Decision::Leave | Decision::Act(Action::Preserve) => {}
+            Decision::Act(Action::Destroy) => {
+                let _ = hv.destroy(dom);
+                let _ = forget(dom);
+            }
+            Decision::Act(Action::Restart) => restart(&mut hv, dom, &name),
+        }
+    }
+}
+
+/// Destroys `dom` and builds it again from its configuration, under the same name.
+fn restart(hv: &mut Xenia, dom: DomId, name: &str) {
+    let Some(old) = DOMS.lock().remove(&dom) else {
+        return;
+    };
+    if let Some(c) = &old.console {
+        let _ = calls::evtchn_close(c.port);
+    }
+    let _ = hv.destroy(dom);
+    match rebuild(hv, &old.spec) {
+        Ok(built) => {
+            let console = built.console.map(|c| (c.mfn.0, c.evtchn));
+            let history = old.console.map(|c| (c.history, c.total));
+            if adopt(built.dom, old.record, console).is_ok()
+                && let Some((h, total)) = history
+                && let Some(c) = DOMS
+                    .lock()
+                    .get_mut(&built.dom)
+                    .and_then(|a| a.console.as_mut())
+            {
+                // The new console continues the old one's history.
+                let mut h = h;
+                h.extend(c.history.drain(..));
+                while h.len() > HISTORY_MAX {
+                    h.pop_front();
+                }
+                c.total += total;
+                c.history = h;
+            }
+            tprintln!("dom0: domain \"{name}\" restarted as domain {}", built.dom);
+        }
+        Err(e) => tprintln!("dom0: restarting domain \"{name}\" failed: {e}"),
+    }
+}
+
+fn rebuild(hv: &mut Xenia, spec: &DomainSpec) -> Result<builder::Built, String> {
+    let kernel = fs::file(&spec.kernel)
+        .ok_or_else(|| alloc::format!("{}: no such file in dom0's initrd", spec.kernel))?;
+    let ramdisk = match &spec.ramdisk {
+        Some(p) => {
+            Some(fs::file(p).ok_or_else(|| alloc::format!("{p}: no such file in dom0's initrd"))?)
+        }
+        None => None,
+    };
+    let mut cfg = DomainConfig::new(&spec.name, kernel, spec.memory_mib);
+    cfg.ramdisk = ramdisk;
+    cfg.cmdline = spec.cmdline.as_deref().unwrap_or("");
+    cfg.max_memory_mib = spec.maxmem_mib;
+    cfg.vcpus = spec.vcpus;
+    cfg.weight = spec.cpu_weight;
+    cfg.cap = spec.cap;
+    builder::build(hv, &cfg).map_err(|e| alloc::format!("{e}"))
+}

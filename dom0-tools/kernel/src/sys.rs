@@ -1,0 +1,886 @@
+//! The Linux x86-64 system calls dom0's programs make (DESIGN.md §7; the list, by number,
+//! is dom0-tools `syscalls::IMPLEMENTED`), and the devices behind their descriptors.
+//!
+//! Every pointer a program passes is checked against its areas and copied
+//! ([`Process::user_bytes`]); a bad one is `-EFAULT`, never a kernel fault. Unknown calls
+//! return `-ENOSYS` and are logged once per number. Blocking calls block in the hypervisor
+//! ([`crate::wait`]); only a read from the terminal or an attached console may wait without
+//! a deadline, because the user is in control of those.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use dom0_tools::devices::{
+    self, AdoptArgs, BufferArgs, ListEntry, MAX_RECORD, PrivcmdHypercall, Record,
+};
+use dom0_tools::files::{Device, Io, O_NONBLOCK};
+use dom0_tools::syscalls;
+use dom0_tools::vm::{Change, Prot};
+use guest_abi::Errno;
+use guest_abi::calls;
+use guest_abi::event::{EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_STATUS};
+use guest_abi::hypercall::{
+    HYPERVISOR_CONSOLE_IO, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_MEMORY_OP, HYPERVISOR_MMUEXT_OP,
+    HYPERVISOR_SCHED_OP, hypercall5,
+};
+use guest_abi::memory::{
+    XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION,
+    XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP,
+};
+use guest_abi::sched::SCHEDOP_REMOTE_SHUTDOWN;
+use guest_abi::selectors::SEGBASE_FS;
+use guest_abi::types::DOMID_SELF;
+use xenia_guest_rt::boot::shared;
+use xenia_guest_rt::events;
+use xenia_guest_rt::time::now_ns;
+use xenia_guest_rt::trap::Regs;
+
+use crate::process::{CURRENT, DevState, Process};
+use crate::{backend, fs, random, term, tprintln, wait};
+
+const fn err(e: Errno) -> i64 {
+    -(e as i64)
+}
+
+const EINVAL: i64 = err(Errno::EINVAL);
+const EPERM: i64 = err(Errno::EPERM);
+const EAGAIN: i64 = err(Errno::EAGAIN);
+const ENOTTY: i64 = 25;
+const ENODEV: i64 = err(Errno::ENODEV);
+const ERANGE: i64 = 34;
+const ESRCH: i64 = err(Errno::ESRCH);
+const ENOENT: i64 = err(Errno::ENOENT);
+
+/// `poll` event bits.
+const POLLIN: i16 = 0x1;
+const POLLOUT: i16 = 0x4;
+const POLLNVAL: i16 = 0x20;
+
+/// The system-call handler (`trap::set_syscall_handler`): `false` ends the process.
+pub fn syscall(regs: &mut Regs) -> bool {
+    let mut guard = CURRENT.lock();
+    let Some(p) = guard.as_mut() else {
+        return false;
+    };
+    let nr = regs.rax;
+    let a = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
+    let ret = match nr {
+        0 => read(p, a[0] as i64, a[1], a[2]),
+        1 => write(p, a[0] as i64, a[1], a[2]),
+        2 => open(p, a[0], a[1] as u32),
+        3 => close(p, a[0] as i64),
+        4 | 6 => stat_path(p, a[0], a[1]),
+        5 => fstat(p, a[0] as i64, a[1]),
+        7 => poll(p, a[0], a[1], a[2] as i32 as i64),
+        8 => p
+            .files
+            .lseek(a[0] as i64, a[1] as i64, a[2] as u32)
+            .map_or_else(|e| e, |o| o as i64),
+        9 => mmap(p, a[0], a[1], a[2], a[3]),
+        10 => mprotect(p, a[0], a[1], a[2]),
+        11 => munmap(p, a[0], a[1]),
+        12 => brk(p, a[0]),
+        13 => sigaction(p, a[2], a[3]),
+        14 => sigprocmask(p, a[2], a[3]),
+        16 => ioctl(p, a[0] as i64, a[1], a[2]),
+        20 => writev(p, a[0] as i64, a[1], a[2]),
+        24 => 0,
+        28 => 0,
+        35 => nanosleep(p, a[0], false),
+        39 | 186 => 1,
+        60 | 231 => {
+            p.exit = Some((a[0] & 0xff) as i32);
+            return false;
+        }
+        72 => p
+            .files
+            .fcntl(a[0] as i64, a[1] as u32, a[2])
+            .unwrap_or_else(|e| e),
+        131 => sigaltstack(p, a[1]),
+        158 => arch_prctl(p, a[0], a[1]),
+        202 => futex(a[1]),
+        218 => 1,
+        228 => clock_gettime(p, a[0], a[1]),
+        230 => nanosleep(p, a[2], a[1] & 1 != 0),
+        257 if a[0] as i64 == -100 || is_absolute(p, a[1]) => open(p, a[1], a[2] as u32),
+        257 => EINVAL,
+        262 if a[3] & 0x1000 != 0 => fstat(p, a[0] as i64, a[2]),
+        262 => stat_path(p, a[1], a[2]),
+        318 => getrandom(p, a[0], a[1]),
+        _ => {
+            if let Some(line) = p.unknown.first_time(nr, &p.name) {
+                tprintln!("dom0: {line}");
+            }
+            syscalls::ENOSYS
+        }
+    };
+    regs.rax = ret as u64;
+    true
+}
+
+/// Closes what a finished process left open (event channels it bound).
+pub fn release(p: &Process) {
+    for dev in p.devs.values() {
+        if let DevState::Evtchn(ports) = dev {
+            for &(port, _) in ports {
+                unbind(port);
+            }
+        }
+    }
+}
+
+fn is_absolute(p: &mut Process, path: u64) -> bool {
+    p.user_bytes(path, 1, false).is_ok_and(|b| b[0] == b'/')
+}
+
+fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
+    let (_, status) = match p.files.describe(fd) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let nonblock = status & O_NONBLOCK != 0;
+    match p.files.read(fd, len) {
+        Err(e) => e,
+        Ok(Io::Data(bytes)) => match p.user_bytes(buf, bytes.len() as u64, true) {
+            Ok(dst) => {
+                dst.copy_from_slice(bytes);
+                bytes.len() as i64
+            }
+            Err(e) => e,
+        },
+        Ok(Io::Device(Device::Null)) => 0,
+        Ok(Io::Device(Device::Console)) => {
+            if len == 0 {
+                return 0;
+            }
+            if !term::has_input() {
+                if nonblock {
+                    crate::service();
+                    if !term::has_input() {
+                        return EAGAIN;
+                    }
+                } else {
+                    wait::until(u64::MAX, term::has_input);
+                }
+            }
+            let dst = match p.user_bytes(buf, len.min(4096), true) {
+                Ok(d) => d,
+                Err(e) => return e,
+            };
+            term::take(dst) as i64
+        }
+        Ok(Io::Device(Device::Evtchn)) => read_evtchn(p, fd, buf, len, nonblock),
+        Ok(Io::Device(Device::Xenia)) => read_console(p, fd, buf, len, nonblock),
+        Ok(Io::Device(Device::Privcmd)) => EINVAL,
+    }
+}
+
+fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
+    let device = match p.files.write(fd) {
+        Ok(d) => d,
+        Err(e) => return e,
+    };
+    let bytes = match p.user_bytes(buf, len, false) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    match device {
+        Device::Console => {
+            term::write(bytes);
+            len as i64
+        }
+        Device::Null => len as i64,
+        Device::Evtchn => {
+            // Writing ports unmasks them: they are never masked here (reads consume counts).
+            (len & !3) as i64
+        }
+        Device::Xenia => match p.devs.get(&fd) {
+            Some(&DevState::Console { dom, .. }) => match backend::send_input(dom, bytes) {
+                Some(n) => n as i64,
+                None => err(Errno::EIO),
+            },
+            _ => EINVAL,
+        },
+        Device::Privcmd => EINVAL,
+    }
+}
+
+fn writev(p: &mut Process, fd: i64, iov: u64, count: u64) -> i64 {
+    if count > 1024 {
+        return EINVAL;
+    }
+    let vecs: Vec<(u64, u64)> = match p.user_bytes(iov, count * 16, false) {
+        Ok(b) => b
+            .chunks(16)
+            .map(|c| {
+                (
+                    u64::from_le_bytes(c[..8].try_into().unwrap_or([0; 8])),
+                    u64::from_le_bytes(c[8..].try_into().unwrap_or([0; 8])),
+                )
+            })
+            .collect(),
+        Err(e) => return e,
+    };
+    let mut total = 0i64;
+    for (base, len) in vecs {
+        if len == 0 {
+            continue;
+        }
+        let n = write(p, fd, base, len);
+        if n < 0 {
+            return if total > 0 { total } else { n };
+        }
+        total += n;
+    }
+    total
+}
+
+fn open(p: &mut Process, path: u64, flags: u32) -> i64 {
+    let path = match p.user_cstr(path, 4096) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    p.files
+        .open(fs::archive(), &path, flags)
+        .unwrap_or_else(|e| e)
+}
+
+fn close(p: &mut Process, fd: i64) -> i64 {
+    match p.files.close(fd) {
+        Ok(()) => {
+            if let Some(DevState::Evtchn(ports)) = p.devs.remove(&fd) {
+                for (port, _) in ports {
+                    unbind(port);
+                }
+            }
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+fn put_stat(p: &mut Process, st: dom0_tools::files::Stat, out: u64) -> i64 {
+    let bytes = st.to_linux_bytes();
+    match p.user_bytes(out, bytes.len() as u64, true) {
+        Ok(dst) => {
+            dst.copy_from_slice(&bytes);
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+fn fstat(p: &mut Process, fd: i64, out: u64) -> i64 {
+    match p.files.fstat(fd) {
+        Ok(st) => put_stat(p, st, out),
+        Err(e) => e,
+    }
+}
+
+fn stat_path(p: &mut Process, path: u64, out: u64) -> i64 {
+    let path = match p.user_cstr(path, 4096) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    // Through a descriptor of its own, closed again.
+    let fd = match p.files.open(fs::archive(), &path, 0) {
+        Ok(fd) => fd,
+        Err(e) => return e,
+    };
+    let r = fstat(p, fd, out);
+    let _ = p.files.close(fd);
+    r
+}
+
+fn poll(p: &mut Process, fds: u64, nfds: u64, timeout_ms: i64) -> i64 {
+    if nfds > 256 {
+        return EINVAL;
+    }
+    let deadline = if timeout_ms < 0 {
+        u64::MAX
+    } else {
+        now_ns().saturating_add(timeout_ms as u64 * 1_000_000)
+    };
+    let mut ready = 0;
+    let scan = |p: &mut Process| -> Result<i64, i64> {
+        let raw = p.user_bytes(fds, nfds * 8, true)?;
+        let mut entries: Vec<(i64, i16)> = raw
+            .chunks(8)
+            .map(|c| {
+                (
+                    i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64,
+                    i16::from_le_bytes([c[4], c[5]]),
+                )
+            })
+            .collect();
+        let mut n = 0;
+        let mut revents = Vec::with_capacity(entries.len());
+        for (fd, events) in entries.drain(..) {
+            let r = if fd < 0 {
+                0
+            } else {
+                readiness(p, fd) & (events | POLLNVAL)
+            };
+            if r != 0 {
+                n += 1;
+            }
+            revents.push(r);
+        }
+        let raw = p.user_bytes(fds, nfds * 8, true)?;
+        for (c, r) in raw.chunks_mut(8).zip(revents) {
+            c[6..8].copy_from_slice(&r.to_le_bytes());
+        }
+        Ok(n)
+    };
+    loop {
+        crate::service();
+        match scan(p) {
+            Err(e) => return e,
+            Ok(n) if n > 0 => return n,
+            Ok(_) => {}
+        }
+        if now_ns() >= deadline {
+            return 0;
+        }
+        // Wake on anything; the scan decides.
+        wait::until(deadline, || {
+            ready += 1;
+            ready % 2 == 0
+        });
+    }
+}
+
+/// What `poll` would report for `fd` right now.
+fn readiness(p: &mut Process, fd: i64) -> i16 {
+    match p.files.describe(fd) {
+        Err(_) => POLLNVAL,
+        Ok((None, _)) | Ok((Some(Device::Null), _)) => POLLIN | POLLOUT,
+        Ok((Some(Device::Console), _)) => POLLOUT | if term::has_input() { POLLIN } else { 0 },
+        Ok((Some(Device::Privcmd), _)) => POLLOUT,
+        Ok((Some(Device::Evtchn), _)) => POLLOUT | if evtchn_fired(p, fd) { POLLIN } else { 0 },
+        Ok((Some(Device::Xenia), _)) => match p.devs.get(&fd) {
+            Some(&DevState::Console { dom, pos }) => {
+                POLLOUT
+                    | if backend::output_ready(dom, pos) {
+                        POLLIN
+                    } else {
+                        0
+                    }
+            }
+            _ => POLLOUT,
+        },
+    }
+}
+
+fn apply(p: &mut Process, changes: &[Change], ok: i64) -> i64 {
+    let mut eager = Vec::new();
+    for c in changes {
+        if let Change::Map(s, e, prot) = *c {
+            eager.push((s, e, prot));
+        }
+    }
+    if p.apply(changes).is_err() {
+        return err(Errno::ENOMEM);
+    }
+    // Anonymous memory is mapped at once: a program may hand it to the hypervisor
+    // (privcmd) before touching it, and the hypervisor does not fault pages in.
+    for (s, e, prot) in eager {
+        if prot.read || prot.write || prot.exec {
+            let flags = crate::uspace::leaf_flags(prot.write, prot.exec);
+            if p.space.map_range(s, e, flags).is_err() {
+                return err(Errno::ENOMEM);
+            }
+        }
+    }
+    ok
+}
+
+fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64) -> i64 {
+    const MAP_PRIVATE: u64 = 0x2;
+    const MAP_FIXED: u64 = 0x10;
+    const MAP_ANONYMOUS: u64 = 0x20;
+    const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+    let Some(prot) = Prot::from_linux(prot) else {
+        return EINVAL;
+    };
+    if flags & MAP_ANONYMOUS == 0 {
+        // Files are read with read(); the initrd is not mapped.
+        return ENODEV;
+    }
+    if flags & MAP_PRIVATE == 0 {
+        return EINVAL;
+    }
+    let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    if flags & MAP_FIXED_NOREPLACE != 0
+        && (addr..addr.saturating_add(len))
+            .step_by(4096)
+            .any(|va| p.vm.prot_at(va).is_some())
+    {
+        return err(Errno::EEXIST);
+    }
+    let mut changes = Vec::new();
+    match p.vm.mmap(addr, len, prot, fixed, &mut changes) {
+        Ok(at) => apply(p, &changes, at as i64),
+        Err(e) => e.errno(),
+    }
+}
+
+fn mprotect(p: &mut Process, addr: u64, len: u64, prot: u64) -> i64 {
+    let Some(prot) = Prot::from_linux(prot) else {
+        return EINVAL;
+    };
+    let mut changes = Vec::new();
+    match p.vm.mprotect(addr, len, prot, &mut changes) {
+        Ok(()) => apply(p, &changes, 0),
+        Err(e) => e.errno(),
+    }
+}
+
+fn munmap(p: &mut Process, addr: u64, len: u64) -> i64 {
+    let mut changes = Vec::new();
+    match p.vm.munmap(addr, len, &mut changes) {
+        Ok(()) => apply(p, &changes, 0),
+        Err(e) => e.errno(),
+    }
+}
+
+fn brk(p: &mut Process, new: u64) -> i64 {
+    let mut changes = Vec::new();
+    let got = p.vm.brk(new, &mut changes);
+    let r = apply(p, &changes, got as i64);
+    if r < 0 {
+        // No memory behind the new break: undo it, as Linux leaves the break unchanged.
+        let mut undo = Vec::new();
+        let old = p.vm.brk(p.vm.current_brk().min(new), &mut undo);
+        let _ = p.apply(&undo);
+        return old as i64;
+    }
+    r
+}
+
+/// `rt_sigaction`: no signals are ever delivered, so handlers are accepted and forgotten;
+/// the old action reads as the default.
+fn sigaction(p: &mut Process, old: u64, size: u64) -> i64 {
+    if old != 0 {
+        match p.user_bytes(old, 24 + size.min(128), true) {
+            Ok(b) => b.fill(0),
+            Err(e) => return e,
+        }
+    }
+    0
+}
+
+fn sigprocmask(p: &mut Process, old: u64, size: u64) -> i64 {
+    if old != 0 {
+        match p.user_bytes(old, size.min(128), true) {
+            Ok(b) => b.fill(0),
+            Err(e) => return e,
+        }
+    }
+    0
+}
+
+/// `sigaltstack`: accepted; the old stack reads as disabled (`SS_DISABLE`).
+fn sigaltstack(p: &mut Process, old: u64) -> i64 {
+    if old != 0 {
+        match p.user_bytes(old, 24, true) {
+            Ok(b) => {
+                b.fill(0);
+                b[8..12].copy_from_slice(&2u32.to_le_bytes());
+            }
+            Err(e) => return e,
+        }
+    }
+    0
+}
+
+fn arch_prctl(p: &mut Process, code: u64, addr: u64) -> i64 {
+    const ARCH_SET_FS: u64 = 0x1002;
+    match code {
+        ARCH_SET_FS => {
+            if p.vm.prot_at(addr & !0xfff).is_none() && addr != 0 {
+                return EPERM;
+            }
+            // SAFETY: FS is the process's; the kernel does not use it.
+            match unsafe { calls::set_segment_base(SEGBASE_FS, addr) } {
+                Ok(()) => 0,
+                Err(e) => err(e),
+            }
+        }
+        _ => EINVAL,
+    }
+}
+
+/// `futex` for one thread: a wake wakes nobody, a wait would wait forever and is refused.
+fn futex(op: u64) -> i64 {
+    match op & 0x7f {
+        1 => 0,
+        _ => EAGAIN,
+    }
+}
+
+fn clock_gettime(p: &mut Process, clock: u64, out: u64) -> i64 {
+    let ns = match clock {
+        0 | 5 => wallclock_ns(),
+        1 | 2 | 3 | 4 | 6 | 7 => now_ns(),
+        _ => return EINVAL,
+    };
+    match p.user_bytes(out, 16, true) {
+        Ok(b) => {
+            b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
+            b[8..].copy_from_slice(&(ns % 1_000_000_000).to_le_bytes());
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+/// Wall-clock time: the hypervisor's boot-time wall clock plus system time.
+fn wallclock_ns() -> u64 {
+    let s = shared();
+    let sec = u64::from(s.wc_sec.load(Ordering::Acquire))
+        | (u64::from(s.wc_sec_hi.load(Ordering::Acquire)) << 32);
+    let nsec = u64::from(s.wc_nsec.load(Ordering::Acquire));
+    sec * 1_000_000_000 + nsec + now_ns()
+}
+
+fn nanosleep(p: &mut Process, req: u64, absolute: bool) -> i64 {
+    let t = match p.user_bytes(req, 16, false) {
+        Ok(b) => (
+            i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])),
+            i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8])),
+        ),
+        Err(e) => return e,
+    };
+    if t.0 < 0 || !(0..1_000_000_000).contains(&t.1) {
+        return EINVAL;
+    }
+    let ns = (t.0 as u64).saturating_mul(1_000_000_000) + t.1 as u64;
+    let deadline = if absolute {
+        ns
+    } else {
+        now_ns().saturating_add(ns)
+    };
+    wait::until(deadline, || false);
+    0
+}
+
+fn getrandom(p: &mut Process, buf: u64, len: u64) -> i64 {
+    let len = len.min(1 << 20);
+    match p.user_bytes(buf, len, true) {
+        Ok(b) => {
+            random::fill(b);
+            len as i64
+        }
+        Err(e) => e,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// ioctl and the devices.
+
+fn ioctl(p: &mut Process, fd: i64, req: u64, arg: u64) -> i64 {
+    const TCGETS: u64 = 0x5401;
+    const TIOCGWINSZ: u64 = 0x5413;
+    let device = match p.files.describe(fd) {
+        Ok((d, _)) => d,
+        Err(e) => return e,
+    };
+    match (device, req) {
+        (Some(Device::Console), TCGETS | TIOCGWINSZ) => ENOTTY,
+        (Some(Device::Privcmd), devices::IOCTL_PRIVCMD_HYPERCALL) => privcmd(p, arg),
+        (Some(Device::Evtchn), _) => evtchn_ioctl(p, fd, req, arg),
+        (Some(Device::Xenia), _) => xenia_ioctl(p, fd, req, arg),
+        (Some(_), _) => ENOTTY,
+        (None, _) => ENOTTY,
+    }
+}
+
+fn read_u16(p: &mut Process, va: u64) -> Result<u16, i64> {
+    let b = p.user_bytes(va, 2, false)?;
+    Ok(u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn foreign(dom: u64) -> bool {
+    dom != 0 && dom != u64::from(DOMID_SELF)
+}
+
+/// `IOCTL_PRIVCMD_HYPERCALL`: the hypercall, if the policy allows it.
+fn privcmd(p: &mut Process, arg: u64) -> i64 {
+    let raw = match p.user_bytes(arg, 48, false) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let word = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let call = PrivcmdHypercall {
+        op: word(0),
+        arg: [word(1), word(2), word(3), word(4), word(5)],
+    };
+    if !devices::privcmd_allowed(call.op) {
+        return EPERM;
+    }
+    let a = call.arg;
+    let allowed = match call.op {
+        HYPERVISOR_MEMORY_OP => match a[0] as u32 {
+            XENMEM_INCREASE_RESERVATION | XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP => {
+                match read_u16(p, a[1].wrapping_add(24)) {
+                    Ok(d) => foreign(d.into()),
+                    Err(e) => return e,
+                }
+            }
+            XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => true,
+            _ => false,
+        },
+        HYPERVISOR_MMUEXT_OP => foreign(a[3] & 0xffff),
+        HYPERVISOR_EVENT_CHANNEL_OP => match a[0] as u32 {
+            EVTCHNOP_ALLOC_UNBOUND => match read_u16(p, a[1]) {
+                Ok(d) => foreign(d.into()),
+                Err(e) => return e,
+            },
+            EVTCHNOP_STATUS => true,
+            _ => false,
+        },
+        HYPERVISOR_SCHED_OP => a[0] as u32 == SCHEDOP_REMOTE_SHUTDOWN,
+        HYPERVISOR_CONSOLE_IO => a[0] as u32 == guest_abi::console::CONSOLEIO_WRITE,
+        _ => devices::privcmd_allowed(call.op) && !devices::privcmd_foreign_only(call.op),
+    };
+    if !allowed {
+        return EPERM;
+    }
+    // SAFETY: the call is one the policy lets a process make: control operations, and
+    // memory, MMU and event-channel operations on other domains only, none of which can
+    // change dom0's own mappings or ports. Its pointers are the process's addresses in the
+    // current address space; the hypervisor checks and copies them.
+    unsafe { hypercall5(call.op, a[0], a[1], a[2], a[3], a[4]) }
+}
+
+/// Ports the kernel itself binds, shared with evtchn descriptors rather than bound twice.
+fn kernel_virq_port(virq: u32) -> Option<u32> {
+    (virq == guest_abi::event::VIRQ_DOM_EXC).then(wait::dom_exc_port)
+}
+
+fn unbind(port: u32) {
+    if Some(port) != kernel_virq_port(guest_abi::event::VIRQ_DOM_EXC) {
+        let _ = calls::evtchn_close(port);
+    }
+}
+
+fn evtchn_ioctl(p: &mut Process, fd: i64, req: u64, arg: u64) -> i64 {
+    let word = |p: &mut Process, i: u64| -> Result<u32, i64> {
+        let b = p.user_bytes(arg + 4 * i, 4, false)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let bound = match req {
+        devices::IOCTL_EVTCHN_BIND_VIRQ => {
+            let virq = match word(p, 0) {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
+            match kernel_virq_port(virq) {
+                Some(port) => Ok(port),
+                None => calls::evtchn_bind_virq(virq, 0),
+            }
+        }
+        devices::IOCTL_EVTCHN_BIND_INTERDOMAIN => {
+            let (dom, port) = match (word(p, 0), word(p, 1)) {
+                (Ok(d), Ok(r)) => (d, r),
+                (Err(e), _) | (_, Err(e)) => return e,
+            };
+            if dom > 0x7fef {
+                return EINVAL;
+            }
+            calls::evtchn_bind_interdomain(dom as u16, port)
+        }
+        devices::IOCTL_EVTCHN_UNBIND => {
+            let port = match word(p, 0) {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
+            return match p.devs.get_mut(&fd) {
+                Some(DevState::Evtchn(ports)) if ports.iter().any(|&(q, _)| q == port) => {
+                    ports.retain(|&(q, _)| q != port);
+                    unbind(port);
+                    0
+                }
+                _ => ENOENT,
+            };
+        }
+        devices::IOCTL_EVTCHN_NOTIFY => {
+            let port = match word(p, 0) {
+                Ok(v) => v,
+                Err(e) => return e,
+            };
+            let mine = matches!(p.devs.get(&fd), Some(DevState::Evtchn(ports)) if ports.iter().any(|&(q, _)| q == port));
+            return if !mine {
+                EINVAL
+            } else {
+                calls::evtchn_send(port).map_or_else(err, |()| 0)
+            };
+        }
+        devices::IOCTL_EVTCHN_RESET => {
+            if let Some(DevState::Evtchn(ports)) = p.devs.get_mut(&fd) {
+                for (port, _) in ports.drain(..) {
+                    unbind(port);
+                }
+            }
+            return 0;
+        }
+        _ => return ENOTTY,
+    };
+    match bound {
+        Ok(port) => {
+            let seen = events::count(port);
+            match p
+                .devs
+                .entry(fd)
+                .or_insert_with(|| DevState::Evtchn(Vec::new()))
+            {
+                DevState::Evtchn(ports) => ports.push((port, seen)),
+                DevState::Console { .. } => return EINVAL,
+            }
+            port as i64
+        }
+        Err(e) => err(e),
+    }
+}
+
+fn evtchn_fired(p: &Process, fd: i64) -> bool {
+    match p.devs.get(&fd) {
+        Some(DevState::Evtchn(ports)) => ports.iter().any(|&(q, seen)| events::count(q) != seen),
+        _ => false,
+    }
+}
+
+fn read_evtchn(p: &mut Process, fd: i64, buf: u64, len: u64, nonblock: bool) -> i64 {
+    if len < 4 {
+        return EINVAL;
+    }
+    if !evtchn_fired(p, fd) {
+        if nonblock {
+            return EAGAIN;
+        }
+        let watched: Vec<(u32, u32)> = match p.devs.get(&fd) {
+            Some(DevState::Evtchn(ports)) if !ports.is_empty() => ports.clone(),
+            // Nothing bound: nothing could ever arrive.
+            _ => return EAGAIN,
+        };
+        wait::until(u64::MAX, || {
+            watched.iter().any(|&(q, seen)| events::count(q) != seen)
+        });
+    }
+    let mut fired = Vec::new();
+    if let Some(DevState::Evtchn(ports)) = p.devs.get_mut(&fd) {
+        for (port, seen) in ports.iter_mut() {
+            let now = events::count(*port);
+            if now != *seen && fired.len() < (len / 4) as usize {
+                *seen = now;
+                fired.push(*port);
+            }
+        }
+    }
+    let bytes: Vec<u8> = fired.iter().flat_map(|q| q.to_le_bytes()).collect();
+    match p.user_bytes(buf, bytes.len() as u64, true) {
+        Ok(dst) => {
+            dst.copy_from_slice(&bytes);
+            bytes.len() as i64
+        }
+        Err(e) => e,
+    }
+}
+
+fn read_console(p: &mut Process, fd: i64, buf: u64, len: u64, nonblock: bool) -> i64 {
+    let Some(&DevState::Console { dom, pos }) = p.devs.get(&fd) else {
+        return EINVAL;
+    };
+    if !backend::output_ready(dom, pos) {
+        if nonblock {
+            return EAGAIN;
+        }
+        wait::until(u64::MAX, || backend::output_ready(dom, pos));
+    }
+    let Some((bytes, next)) = backend::output_since(dom, pos, len.min(4096) as usize) else {
+        // The domain is gone: end of file.
+        return 0;
+    };
+    match p.user_bytes(buf, bytes.len() as u64, true) {
+        Ok(dst) => {
+            dst.copy_from_slice(&bytes);
+            p.devs.insert(fd, DevState::Console { dom, pos: next });
+            bytes.len() as i64
+        }
+        Err(e) => e,
+    }
+}
+
+fn xenia_ioctl(p: &mut Process, fd: i64, req: u64, arg: u64) -> i64 {
+    match req {
+        devices::XENIA_IOCTL_ADOPT => {
+            let args = match p.user_bytes(arg, core::mem::size_of::<AdoptArgs>() as u64, false) {
+                Ok(b) => {
+                    let w = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+                    AdoptArgs {
+                        dom: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                        console_port: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+                        console_mfn: w(8),
+                        record: w(16),
+                        record_len: w(24),
+                    }
+                }
+                Err(e) => return e,
+            };
+            if args.record_len > MAX_RECORD as u64 || args.dom == 0 || args.dom > 0x7fef {
+                return EINVAL;
+            }
+            let record = match p.user_bytes(args.record, args.record_len, false) {
+                Ok(b) => match Record::decode(b) {
+                    Some(r) => r,
+                    None => return EINVAL,
+                },
+                Err(e) => return e,
+            };
+            let console =
+                (args.console_port != u32::MAX).then_some((args.console_mfn, args.console_port));
+            match backend::adopt(args.dom as u16, record, console) {
+                Ok(()) => 0,
+                Err(e) => e,
+            }
+        }
+        devices::XENIA_IOCTL_LIST => {
+            let b = match p.user_bytes(arg, 16, false) {
+                Ok(b) => BufferArgs {
+                    buf: u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])),
+                    len: u64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8])),
+                },
+                Err(e) => return e,
+            };
+            let text: String = backend::list().iter().map(ListEntry::encode).collect();
+            if text.len() as u64 > b.len {
+                return ERANGE;
+            }
+            match p.user_bytes(b.buf, text.len() as u64, true) {
+                Ok(dst) => {
+                    dst.copy_from_slice(text.as_bytes());
+                    text.len() as i64
+                }
+                Err(e) => e,
+            }
+        }
+        devices::XENIA_IOCTL_FORGET => {
+            if arg > 0x7fef {
+                return EINVAL;
+            }
+            backend::forget(arg as u16).map_or_else(|e| e, |()| 0)
+        }
+        devices::XENIA_IOCTL_CONSOLE => {
+            if arg > 0x7fef || !backend::has_console(arg as u16) {
+                return ESRCH;
+            }
+            let dom = arg as u16;
+            let pos = backend::history_start(dom).unwrap_or(0);
+            p.devs.insert(fd, DevState::Console { dom, pos });
+            0
+        }
+        _ => ENOTTY,
+    }
+}

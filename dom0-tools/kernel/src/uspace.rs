@@ -1,0 +1,233 @@
+//! A process's address space: its own L4, whose upper half is the kernel's (copied from the
+//! bootstrap L4) and whose lower half holds the process's pages.
+//!
+//! Direct paging (guest-abi `memory`): the L4 is pinned when made, tables below it are
+//! zeroed frames hooked in with `mmu_update` (which has the hypervisor validate them), leaves
+//! are `mmu_update`s too. Changing or removing a present leaf is followed by a TLB flush.
+//! Freeing the space switches back to the bootstrap tables, unpins the L4 (the hypervisor
+//! drops the whole tree's validation) and returns every frame to the pool.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use guest_abi::memory::{MMU_NORMAL_PT_UPDATE, MMUEXT_TLB_FLUSH_LOCAL, MmuUpdate};
+use xenia_guest_rt::mm::{self, ENTRIES, pte};
+
+use crate::frames;
+
+/// Entry flags of a user page table: present, writable, user (the leaves decide).
+const TABLE: u64 = pte::PRESENT | pte::RW | pte::USER;
+
+/// Why a mapping could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// The frame pool is empty.
+    NoMemory,
+    /// The hypervisor refused an update (its `rax`).
+    Refused(i64),
+}
+
+/// One process's page tables and pages.
+pub struct Uspace {
+    l4: u64,
+    /// Tables below the L4: key [`table_key`] → machine frame.
+    tables: BTreeMap<u64, u64>,
+    /// Mapped pages: virtual page number → (machine frame, leaf flags).
+    pages: BTreeMap<u64, (u64, u64)>,
+}
+
+/// The key of the table at `level` (3, 2 or 1) that covers `va`.
+const fn table_key(level: u32, va: u64) -> u64 {
+    ((level as u64) << 56) | ((va & 0x0000_FFFF_FFFF_FFFF) >> (12 + 9 * level))
+}
+
+/// Leaf flags for a user page.
+pub fn leaf_flags(write: bool, exec: bool) -> u64 {
+    let mut f = pte::PRESENT | pte::USER;
+    if write {
+        f |= pte::RW;
+    }
+    if !exec && mm::has_nx() {
+        f |= pte::NX;
+    }
+    f
+}
+
+impl Uspace {
+    /// A new space with no user pages, not yet active.
+    pub fn new() -> Result<Self, MapError> {
+        let l4 = frames::alloc_one().ok_or(MapError::NoMemory)?;
+        let boot = mm::bootstrap_l4();
+        let mut kernel = [0u64; ENTRIES];
+        for (i, e) in kernel.iter_mut().enumerate().skip(ENTRIES / 2) {
+            *e = mm::read_entry(boot, i).unwrap_or(0);
+        }
+        // SAFETY: a pool frame, mapped nowhere and not yet a page table.
+        let filled = unsafe { mm::fill_frame(l4, |page| page.copy_from_slice(&kernel)) };
+        // SAFETY: pinning validates the frame as an L4; it is not in use by anything.
+        let ret = match filled {
+            Ok(()) => unsafe { mm::pin(4, l4) },
+            Err(e) => e,
+        };
+        if ret < 0 {
+            frames::free(&[l4]);
+            return Err(MapError::Refused(ret));
+        }
+        Ok(Self {
+            l4,
+            tables: BTreeMap::new(),
+            pages: BTreeMap::new(),
+        })
+    }
+
+    /// Makes this the current address space.
+    pub fn activate(&self) -> Result<(), MapError> {
+        // SAFETY: the upper half (the kernel, its stacks and data) is the bootstrap one, so
+        // nothing Rust code uses changes.
+        match unsafe { mm::new_baseptr(self.l4) } {
+            r if r < 0 => Err(MapError::Refused(r)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The machine frame of the L1 table covering `va`, creating missing tables.
+    fn l1_for(&mut self, va: u64) -> Result<u64, MapError> {
+        let mut parent = self.l4;
+        for level in (1..=3).rev() {
+            let key = table_key(level, va);
+            if let Some(&t) = self.tables.get(&key) {
+                parent = t;
+                continue;
+            }
+            let t = frames::alloc_one().ok_or(MapError::NoMemory)?;
+            let ma = (parent << 12) + 8 * mm::index(va, level + 1) as u64;
+            // SAFETY: the entry was empty (the table is new), in the user half.
+            let ret = unsafe { mm::set_entry(ma, pte::entry(t, TABLE)) };
+            if ret < 0 {
+                frames::free(&[t]);
+                return Err(MapError::Refused(ret));
+            }
+            self.tables.insert(key, t);
+            parent = t;
+        }
+        Ok(parent)
+    }
+
+    /// Whether page `va` is mapped.
+    pub fn is_mapped(&self, va: u64) -> bool {
+        self.pages.contains_key(&(va >> 12))
+    }
+
+    /// Maps fresh zeroed pages at every unmapped page of `[start, end)` (page-aligned user
+    /// addresses) with `flags`. Pages already mapped are left alone.
+    pub fn map_range(&mut self, start: u64, end: u64, flags: u64) -> Result<(), MapError> {
+        let missing: Vec<u64> = (start..end)
+            .step_by(4096)
+            .filter(|va| !self.is_mapped(*va))
+            .collect();
+        for batch in missing.chunks(64) {
+            let frames = frames::alloc_zeroed(batch.len()).ok_or(MapError::NoMemory)?;
+            let mut reqs = Vec::with_capacity(batch.len());
+            for &va in batch {
+                let l1 = match self.l1_for(va) {
+                    Ok(l1) => l1,
+                    Err(e) => {
+                        frames::free(&frames);
+                        return Err(e);
+                    }
+                };
+                let ma = (l1 << 12) + 8 * mm::index(va, 1) as u64;
+                reqs.push(MmuUpdate::new(MMU_NORMAL_PT_UPDATE, ma, 0));
+            }
+            for (r, &mfn) in reqs.iter_mut().zip(&frames) {
+                r.val = pte::entry(mfn, flags);
+            }
+            // SAFETY: user-half entries that were empty; no Rust reference points there.
+            let (ret, done) = unsafe { mm::mmu_update(&reqs) };
+            for (&va, &mfn) in batch.iter().zip(&frames).take(done as usize) {
+                self.pages.insert(va >> 12, (mfn, flags));
+            }
+            if ret < 0 {
+                frames::free(&frames[done as usize..]);
+                return Err(MapError::Refused(ret));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmaps the pages of `[start, end)` and frees their frames.
+    pub fn unmap_range(&mut self, start: u64, end: u64) {
+        let gone: Vec<(u64, u64)> = self
+            .pages
+            .range(start >> 12..end.div_ceil(4096))
+            .map(|(&vpn, &(mfn, _))| (vpn, mfn))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let reqs: Vec<MmuUpdate> = gone
+            .iter()
+            .map(|&(vpn, _)| {
+                let l1 = self.tables[&table_key(1, vpn << 12)];
+                let ma = (l1 << 12) + 8 * mm::index(vpn << 12, 1) as u64;
+                MmuUpdate::new(MMU_NORMAL_PT_UPDATE, ma, 0)
+            })
+            .collect();
+        for (chunk, reqs) in gone.chunks(64).zip(reqs.chunks(64)) {
+            // SAFETY: the process's own pages, which it gave up; the kernel holds no
+            // reference into them.
+            let (_, done) = unsafe { mm::mmu_update(reqs) };
+            for &(vpn, mfn) in &chunk[..done as usize] {
+                self.pages.remove(&vpn);
+                frames::free(&[mfn]);
+            }
+        }
+        flush_tlb();
+    }
+
+    /// Changes the leaf flags of the mapped pages of `[start, end)`.
+    pub fn protect_range(&mut self, start: u64, end: u64, flags: u64) {
+        let changed: Vec<(u64, u64)> = self
+            .pages
+            .range(start >> 12..end.div_ceil(4096))
+            .filter(|(_, (_, f))| *f != flags)
+            .map(|(&vpn, &(mfn, _))| (vpn, mfn))
+            .collect();
+        for chunk in changed.chunks(64) {
+            let reqs: Vec<MmuUpdate> = chunk
+                .iter()
+                .map(|&(vpn, mfn)| {
+                    let l1 = self.tables[&table_key(1, vpn << 12)];
+                    let ma = (l1 << 12) + 8 * mm::index(vpn << 12, 1) as u64;
+                    MmuUpdate::new(MMU_NORMAL_PT_UPDATE, ma, pte::entry(mfn, flags))
+                })
+                .collect();
+            // SAFETY: the process's own pages; the kernel holds no reference into them.
+            let (_, done) = unsafe { mm::mmu_update(&reqs) };
+            for &(vpn, mfn) in &chunk[..done as usize] {
+                self.pages.insert(vpn, (mfn, flags));
+            }
+        }
+        flush_tlb();
+    }
+
+    /// Switches back to the bootstrap tables and frees everything.
+    pub fn destroy(self) {
+        // SAFETY: back to the bootstrap space, whose upper half is the same; then the tree
+        // is unpinned and no longer in use.
+        unsafe {
+            mm::new_baseptr(mm::bootstrap_l4());
+            mm::unpin(self.l4);
+        }
+        let pages: Vec<u64> = self.pages.values().map(|&(m, _)| m).collect();
+        frames::free(&pages);
+        let tables: Vec<u64> = self.tables.values().copied().collect();
+        frames::free(&tables);
+        frames::free(&[self.l4]);
+    }
+}
+
+fn flush_tlb() {
+    // SAFETY: a flush changes no mapping.
+    unsafe { mm::mmuext_one(MMUEXT_TLB_FLUSH_LOCAL, 0) };
+}

@@ -1,0 +1,462 @@
+//! The hypervisor as xl reaches it: every operation is one hypercall made
+//! through a [`Raw`] call (in dom0, `IOCTL_PRIVCMD_HYPERCALL` on
+//! `/dev/xen/privcmd`; in the tests, a fake). Pointers in the arguments
+//! are this process's addresses, which the hypervisor reads and writes
+//! during the call.
+//!
+//! [`Xen`] implements `dom0_tools`' [`Hypervisor`] trait (what the domain
+//! builder needs, the same calls as the test dom0's `hv.rs`) and the
+//! other queries and controls xl's verbs use.
+
+use dom0_tools::control::{self, DomainInfo};
+use dom0_tools::hypervisor::{CreateConfig, Hypervisor};
+use guest_abi::Errno;
+use guest_abi::domctl::{
+    DomctlGetdomaininfo, DomctlGetvcpuinfo, DomctlSchedCredit, DomctlXeniaWriteFrame,
+    XEN_DOMCTL_XENIA_WRITE_FRAME, XenDomctl,
+};
+use guest_abi::event::{EVTCHNOP_ALLOC_UNBOUND, EvtchnPort};
+use guest_abi::hypercall::{
+    HYPERVISOR_DOMCTL, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_MEMORY_OP, HYPERVISOR_MMUEXT_OP,
+    HYPERVISOR_SCHED_OP, HYPERVISOR_SYSCTL, HYPERVISOR_XEN_VERSION,
+};
+use guest_abi::memory::XENMEM_POPULATE_PHYSMAP;
+use guest_abi::sched::{SCHEDOP_REMOTE_SHUTDOWN, SchedRemoteShutdown};
+use guest_abi::sysctl::{SysctlGetdomaininfolist, SysctlPhysinfo, SysctlReadconsole, XenSysctl};
+use guest_abi::types::{DomId, Mfn, PAGE_SIZE, Pfn};
+use guest_abi::vcpu_context::VcpuGuestContext;
+use xenia_pvboot::layout::Level;
+
+/// One hypercall: number and five arguments in, the hypervisor's result
+/// (or its error) out.
+pub trait Raw {
+    /// Makes hypercall `op` with `arg`.
+    fn hypercall(&mut self, op: u64, arg: [u64; 5]) -> Result<u64, Errno>;
+}
+
+/// The address of `v`, as a hypercall argument.
+fn addr<T>(v: &mut T) -> u64 {
+    v as *mut T as u64
+}
+
+/// xl's handle on the hypervisor.
+pub struct Xen<R> {
+    /// How calls are made.
+    pub raw: R,
+}
+
+impl<R: Raw> Xen<R> {
+    /// A handle making its calls through `raw`.
+    pub const fn new(raw: R) -> Self {
+        Self { raw }
+    }
+
+    /// `domctl(op)`; on success `op` holds the answer.
+    pub fn domctl(&mut self, op: &mut XenDomctl) -> Result<(), Errno> {
+        self.raw
+            .hypercall(HYPERVISOR_DOMCTL, [addr(op), 0, 0, 0, 0])
+            .map(drop)
+    }
+
+    /// `sysctl(op)`; on success `op` holds the answer.
+    pub fn sysctl(&mut self, op: &mut XenSysctl) -> Result<(), Errno> {
+        self.raw
+            .hypercall(HYPERVISOR_SYSCTL, [addr(op), 0, 0, 0, 0])
+            .map(drop)
+    }
+
+    /// `getdomaininfo` of `dom`.
+    pub fn domain_info(&mut self, dom: DomId) -> Result<DomctlGetdomaininfo, Errno> {
+        let mut op = control::getdomaininfo(dom);
+        self.domctl(&mut op)?;
+        Ok(op.payload())
+    }
+
+    /// Every domain, in id order (`getdomaininfolist`, in batches).
+    pub fn domains(&mut self) -> Result<Vec<DomainInfo>, Errno> {
+        const RECORD: usize = core::mem::size_of::<DomctlGetdomaininfo>();
+        const BATCH: u32 = 64;
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; BATCH as usize * RECORD];
+        let mut first: DomId = 0;
+        loop {
+            let mut op = control::getdomaininfolist(first, BATCH, buf.as_mut_ptr() as u64);
+            self.sysctl(&mut op)?;
+            let n = op.payload::<SysctlGetdomaininfolist>().num_domains;
+            let records = control::domain_list(&buf, n);
+            let Some(last) = records.last().map(|r| r.domain) else {
+                break;
+            };
+            all.extend(records.iter().map(control::domain_info));
+            if n < BATCH || last == DomId::MAX {
+                break;
+            }
+            first = last + 1;
+        }
+        Ok(all)
+    }
+
+    /// `physinfo`.
+    pub fn physinfo(&mut self) -> Result<SysctlPhysinfo, Errno> {
+        let mut op = control::physinfo();
+        self.sysctl(&mut op)?;
+        Ok(op.payload())
+    }
+
+    /// `readconsole` into `buf`: from `index` when `Some` (continuing a
+    /// previous read), else from the oldest byte held; returns the bytes
+    /// copied and the index to continue from.
+    pub fn read_console(
+        &mut self,
+        index: Option<u32>,
+        clear: bool,
+        buf: &mut [u8],
+    ) -> Result<(usize, u32), Errno> {
+        let count = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let mut op = control::readconsole(index, clear, buf.as_mut_ptr() as u64, count);
+        self.sysctl(&mut op)?;
+        let answer: SysctlReadconsole = op.payload();
+        Ok(((answer.count as usize).min(buf.len()), answer.index))
+    }
+
+    /// `pausedomain`.
+    pub fn pause(&mut self, dom: DomId) -> Result<(), Errno> {
+        self.domctl(&mut control::pausedomain(dom))
+    }
+
+    /// `scheduler_op getinfo` (credit).
+    pub fn sched_credit(&mut self, dom: DomId) -> Result<DomctlSchedCredit, Errno> {
+        let mut op = control::sched_credit_get(dom);
+        self.domctl(&mut op)?;
+        Ok(control::sched_credit(&op))
+    }
+
+    /// `getvcpuinfo`.
+    pub fn vcpu_info(&mut self, dom: DomId, vcpu: u32) -> Result<DomctlGetvcpuinfo, Errno> {
+        let mut op = control::getvcpuinfo(dom, vcpu);
+        self.domctl(&mut op)?;
+        Ok(op.payload())
+    }
+
+    /// `SCHEDOP_remote_shutdown`: asks `dom` to stop with `reason`
+    /// (`SHUTDOWN_*`).
+    pub fn remote_shutdown(&mut self, dom: DomId, reason: u32) -> Result<(), Errno> {
+        let mut arg = SchedRemoteShutdown {
+            domain_id: dom,
+            reason,
+        };
+        self.raw
+            .hypercall(
+                HYPERVISOR_SCHED_OP,
+                [SCHEDOP_REMOTE_SHUTDOWN.into(), addr(&mut arg), 0, 0, 0],
+            )
+            .map(drop)
+    }
+
+    /// `xen_version(cmd)` with a result buffer of `N` bytes; returns the
+    /// call's value and the buffer.
+    pub fn xen_version<const N: usize>(&mut self, cmd: u32) -> Result<(u64, [u8; N]), Errno> {
+        let mut buf = [0u8; N];
+        let v = self.raw.hypercall(
+            HYPERVISOR_XEN_VERSION,
+            [cmd.into(), buf.as_mut_ptr() as u64, 0, 0, 0],
+        )?;
+        Ok((v, buf))
+    }
+}
+
+impl<R: Raw> Hypervisor for Xen<R> {
+    fn create_domain(&mut self, cfg: &CreateConfig) -> Result<DomId, Errno> {
+        let mut op = control::createdomain(cfg);
+        self.domctl(&mut op)?;
+        Ok(control::created_domain(&op))
+    }
+
+    fn set_max_mem(&mut self, dom: DomId, kib: u64) -> Result<(), Errno> {
+        self.domctl(&mut control::max_mem(dom, kib))
+    }
+
+    fn set_max_vcpus(&mut self, dom: DomId, n: u32) -> Result<(), Errno> {
+        self.domctl(&mut control::max_vcpus(dom, n))
+    }
+
+    fn set_sched_credit(&mut self, dom: DomId, credit: DomctlSchedCredit) -> Result<(), Errno> {
+        self.domctl(&mut control::sched_credit_put(dom, credit))
+    }
+
+    fn populate(&mut self, dom: DomId, pfns: &[Pfn]) -> Result<Vec<Mfn>, Errno> {
+        let mut extents: Vec<u64> = pfns.iter().map(|p| p.0).collect();
+        let mut arg =
+            control::populate_physmap(dom, extents.as_mut_ptr() as u64, extents.len() as u64);
+        let done = self.raw.hypercall(
+            HYPERVISOR_MEMORY_OP,
+            [XENMEM_POPULATE_PHYSMAP.into(), addr(&mut arg), 0, 0, 0],
+        )?;
+        // Xen's convention: fewer extents than asked means it ran out.
+        if done != pfns.len() as u64 {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(extents.into_iter().map(Mfn).collect())
+    }
+
+    fn write_frame(
+        &mut self,
+        dom: DomId,
+        mfn: Mfn,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<(), Errno> {
+        if offset + bytes.len() > PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        let arg = DomctlXeniaWriteFrame {
+            mfn: mfn.0,
+            offset: offset as u32,
+            len: bytes.len() as u32,
+            buffer: bytes.as_ptr() as u64,
+        };
+        self.domctl(&mut XenDomctl::new(XEN_DOMCTL_XENIA_WRITE_FRAME, dom, &arg))
+    }
+
+    fn pin_table(&mut self, dom: DomId, mfn: Mfn, level: Level) -> Result<(), Errno> {
+        let mut op = [control::pin_table(mfn, level)];
+        let mut done: u32 = 0;
+        self.raw
+            .hypercall(
+                HYPERVISOR_MMUEXT_OP,
+                [
+                    op.as_mut_ptr() as u64,
+                    op.len() as u64,
+                    addr(&mut done),
+                    dom.into(),
+                    0,
+                ],
+            )
+            .map(drop)
+    }
+
+    fn alloc_unbound(&mut self, dom: DomId, remote: DomId) -> Result<EvtchnPort, Errno> {
+        let mut arg = control::alloc_unbound(dom, remote);
+        self.raw.hypercall(
+            HYPERVISOR_EVENT_CHANNEL_OP,
+            [EVTCHNOP_ALLOC_UNBOUND.into(), addr(&mut arg), 0, 0, 0],
+        )?;
+        Ok(arg.port)
+    }
+
+    fn shared_info_frame(&mut self, dom: DomId) -> Result<Mfn, Errno> {
+        Ok(Mfn(self.domain_info(dom)?.shared_info_frame))
+    }
+
+    fn set_vcpu_context(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        ctx: &VcpuGuestContext,
+    ) -> Result<(), Errno> {
+        let ptr = ctx as *const VcpuGuestContext as u64;
+        self.domctl(&mut control::setvcpucontext(dom, vcpu, ptr))
+    }
+
+    fn unpause(&mut self, dom: DomId) -> Result<(), Errno> {
+        self.domctl(&mut control::unpausedomain(dom))
+    }
+
+    fn destroy(&mut self, dom: DomId) -> Result<(), Errno> {
+        self.domctl(&mut control::destroydomain(dom))
+    }
+}
+
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests {
+    use super::*;
+    use guest_abi::domctl::{Payload, XEN_DOMCTL_GETDOMAININFO, XEN_DOMINF_BLOCKED};
+    use guest_abi::sysctl::{XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_PHYSINFO};
+
+    /// A hypervisor with `n` domains that answers the list and info
+    /// queries and records every call.
+    struct Fake {
+        n: u16,
+        calls: Vec<(u64, [u64; 5])>,
+        /// Payloads seen, copied out of the callers' structures.
+        remote: Vec<SchedRemoteShutdown>,
+        domctl_cmds: Vec<(u32, DomId)>,
+    }
+
+    impl Raw for Fake {
+        fn hypercall(&mut self, op: u64, arg: [u64; 5]) -> Result<u64, Errno> {
+            self.calls.push((op, arg));
+            match op {
+                HYPERVISOR_DOMCTL => {
+                    // SAFETY: `Xen` passes the address of a live, exclusively
+                    // borrowed XenDomctl as the first argument.
+                    let d = unsafe { &mut *(arg[0] as *mut XenDomctl) };
+                    self.domctl_cmds.push((d.cmd, d.domain));
+                    if d.cmd == XEN_DOMCTL_GETDOMAININFO {
+                        if d.domain >= self.n {
+                            return Err(Errno::ESRCH);
+                        }
+                        d.set_payload(&DomctlGetdomaininfo {
+                            domain: d.domain,
+                            shared_info_frame: 0x500 + u64::from(d.domain),
+                            ..Default::default()
+                        });
+                    }
+                    Ok(0)
+                }
+                HYPERVISOR_SYSCTL => {
+                    // SAFETY: as above, a XenSysctl.
+                    let s = unsafe { &mut *(arg[0] as *mut XenSysctl) };
+                    match s.cmd {
+                        XEN_SYSCTL_GETDOMAININFOLIST => {
+                            let mut l: SysctlGetdomaininfolist = s.payload();
+                            const RECORD: usize = core::mem::size_of::<DomctlGetdomaininfo>();
+                            // SAFETY: the caller's buffer holds `max_domains`
+                            // records and is borrowed for the call.
+                            let buf = unsafe {
+                                core::slice::from_raw_parts_mut(
+                                    l.buffer as *mut u8,
+                                    l.max_domains as usize * RECORD,
+                                )
+                            };
+                            let ids: Vec<u16> = (l.first_domain..self.n)
+                                .take(l.max_domains as usize)
+                                .collect();
+                            for (i, id) in ids.iter().enumerate() {
+                                DomctlGetdomaininfo {
+                                    domain: *id,
+                                    flags: XEN_DOMINF_BLOCKED,
+                                    tot_pages: 256,
+                                    ..Default::default()
+                                }
+                                .encode_prefix(&mut buf[i * RECORD..])
+                                .unwrap();
+                            }
+                            l.num_domains = ids.len() as u32;
+                            s.set_payload(&l);
+                        }
+                        XEN_SYSCTL_PHYSINFO => s.set_payload(&SysctlPhysinfo {
+                            nr_cpus: 2,
+                            free_pages: 1000,
+                            ..Default::default()
+                        }),
+                        _ => return Err(Errno::ENOSYS),
+                    }
+                    Ok(0)
+                }
+                HYPERVISOR_SCHED_OP => {
+                    // SAFETY: a live SchedRemoteShutdown.
+                    self.remote
+                        .push(unsafe { *(arg[1] as *const SchedRemoteShutdown) });
+                    Ok(0)
+                }
+                HYPERVISOR_MEMORY_OP => {
+                    // SAFETY: a live MemoryReservation whose extent array
+                    // holds `nr_extents` entries.
+                    let r = unsafe { &*(arg[1] as *const guest_abi::memory::MemoryReservation) };
+                    let ext = unsafe {
+                        // SAFETY: see above.
+                        core::slice::from_raw_parts_mut(
+                            r.extent_start as *mut u64,
+                            r.nr_extents as usize,
+                        )
+                    };
+                    for e in ext.iter_mut() {
+                        *e += 0x1000;
+                    }
+                    // Run short when asked for more than 3.
+                    Ok(r.nr_extents.min(3))
+                }
+                HYPERVISOR_EVENT_CHANNEL_OP => {
+                    // SAFETY: a live EvtchnAllocUnbound.
+                    let a = unsafe { &mut *(arg[1] as *mut guest_abi::event::EvtchnAllocUnbound) };
+                    a.port = 7;
+                    Ok(0)
+                }
+                _ => Err(Errno::ENOSYS),
+            }
+        }
+    }
+
+    fn xen(n: u16) -> Xen<Fake> {
+        Xen::new(Fake {
+            n,
+            calls: vec![],
+            remote: vec![],
+            domctl_cmds: vec![],
+        })
+    }
+
+    #[test]
+    fn lists_domains_across_batches() {
+        let mut x = xen(150);
+        let doms = x.domains().unwrap();
+        assert_eq!(doms.len(), 150);
+        assert!(doms.iter().enumerate().all(|(i, d)| d.dom == i as u16));
+        assert!(doms[3].blocked);
+        assert_eq!(doms[3].memory_mib(), 1);
+        // 64 + 64 + 22.
+        assert_eq!(x.raw.calls.len(), 3);
+        assert_eq!(xen(0).domains().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn queries_and_controls() {
+        let mut x = xen(4);
+        assert_eq!(x.physinfo().unwrap().nr_cpus, 2);
+        assert_eq!(x.shared_info_frame(2), Ok(Mfn(0x502)));
+        assert_eq!(x.domain_info(9).unwrap_err(), Errno::ESRCH);
+        x.remote_shutdown(3, 1).unwrap();
+        assert_eq!(
+            x.raw.remote,
+            [SchedRemoteShutdown {
+                domain_id: 3,
+                reason: 1
+            }]
+        );
+        assert_eq!(
+            x.raw.calls.last().unwrap().1[0],
+            4,
+            "SCHEDOP_remote_shutdown"
+        );
+        x.pause(3).unwrap();
+        x.unpause(3).unwrap();
+        x.destroy(3).unwrap();
+        let cmds: Vec<u32> = x
+            .raw
+            .domctl_cmds
+            .iter()
+            .rev()
+            .take(3)
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(cmds, [2, 4, 3], "destroy, unpause, pause");
+        assert_eq!(x.alloc_unbound(3, 0), Ok(7));
+    }
+
+    #[test]
+    fn populate_returns_frames_and_refuses_short_answers() {
+        let mut x = xen(1);
+        assert_eq!(
+            x.populate(1, &[Pfn(0), Pfn(1)]),
+            Ok(vec![Mfn(0x1000), Mfn(0x1001)])
+        );
+        assert_eq!(
+            x.populate(1, &[Pfn(0), Pfn(1), Pfn(2), Pfn(3)]),
+            Err(Errno::ENOMEM)
+        );
+    }
+
+    #[test]
+    fn write_frame_bounds() {
+        let mut x = xen(1);
+        assert_eq!(
+            x.write_frame(1, Mfn(1), 4000, &[0; 200]),
+            Err(Errno::EINVAL)
+        );
+        assert!(x.raw.calls.is_empty(), "refused before any call");
+        x.write_frame(1, Mfn(1), 0, &[0; 4096]).unwrap();
+        assert_eq!(x.raw.domctl_cmds, [(XEN_DOMCTL_XENIA_WRITE_FRAME, 1)]);
+    }
+}

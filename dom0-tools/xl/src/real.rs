@@ -1,0 +1,220 @@
+//! The real [`System`]: dom0's devices (`/dev/xen/privcmd` for
+//! hypercalls, `/dev/xen/xenia` for the kernel's records and consoles) and
+//! the initrd's files. Thin glue over [`sys`](crate::sys) and
+//! [`hv`](crate::hv); the logic is in [`verbs`](crate::verbs).
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+
+use dom0_tools::builder::{self, BuildError, DomainConfig};
+use dom0_tools::control::DomainInfo;
+use dom0_tools::devices::{
+    AdoptArgs, BufferArgs, IOCTL_PRIVCMD_HYPERCALL, ListEntry, PRIVCMD_PATH, PrivcmdHypercall,
+    XENIA_IOCTL_ADOPT, XENIA_IOCTL_CONSOLE, XENIA_IOCTL_FORGET, XENIA_IOCTL_LIST, XENIA_PATH,
+};
+use dom0_tools::hypervisor::Hypervisor;
+use dom0_tools::xlfmt::info_line;
+use guest_abi::Errno;
+use guest_abi::domctl::{DomctlGetvcpuinfo, DomctlSchedCredit};
+use guest_abi::sysctl::SysctlPhysinfo;
+use guest_abi::types::DomId;
+use guest_abi::version::{
+    XENVER_CAPABILITIES, XENVER_COMMANDLINE, XENVER_EXTRAVERSION, XENVER_VERSION,
+};
+
+use crate::hv::{Raw, Xen};
+use crate::sys;
+use crate::verbs::{NewDomain, System};
+
+/// Hypercalls through `IOCTL_PRIVCMD_HYPERCALL`.
+pub struct Privcmd(File);
+
+impl Raw for Privcmd {
+    fn hypercall(&mut self, op: u64, arg: [u64; 5]) -> Result<u64, Errno> {
+        let mut call = PrivcmdHypercall { op, arg };
+        sys::ioctl_ref(self.0.as_raw_fd(), IOCTL_PRIVCMD_HYPERCALL, &mut call)
+    }
+}
+
+/// dom0 as xl sees it.
+pub struct Real {
+    /// The hypervisor.
+    pub xen: Xen<Privcmd>,
+    xenia: File,
+}
+
+fn open_rw(path: &str) -> std::io::Result<File> {
+    File::options().read(true).write(true).open(path)
+}
+
+impl Real {
+    /// Opens the devices, or says what is missing.
+    pub fn open() -> Result<Real, String> {
+        let privcmd = open_rw(PRIVCMD_PATH).map_err(|e| {
+            format!("cannot open {PRIVCMD_PATH} ({e}): xl manages domains from Xenia's dom0 only")
+        })?;
+        let xenia = open_rw(XENIA_PATH).map_err(|e| {
+            format!("cannot open {XENIA_PATH} ({e}): this dom0 kernel does not keep domain records")
+        })?;
+        Ok(Real {
+            xen: Xen::new(Privcmd(privcmd)),
+            xenia,
+        })
+    }
+
+    /// A new descriptor attached to `dom`'s console (`XENIA_IOCTL_CONSOLE`).
+    pub fn open_console(&self, dom: DomId) -> Result<File, Errno> {
+        let f = open_rw(XENIA_PATH).map_err(|e| {
+            e.raw_os_error()
+                .and_then(Errno::from_code)
+                .unwrap_or(Errno::EIO)
+        })?;
+        sys::ioctl_val(f.as_raw_fd(), XENIA_IOCTL_CONSOLE, dom.into())?;
+        Ok(f)
+    }
+
+    fn xenia_fd(&self) -> RawFd {
+        self.xenia.as_raw_fd()
+    }
+}
+
+/// A NUL-terminated string from a buffer.
+fn c_string(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+impl System for Real {
+    fn domains(&mut self) -> Result<Vec<DomainInfo>, Errno> {
+        self.xen.domains()
+    }
+
+    fn names(&mut self) -> Result<Vec<ListEntry>, Errno> {
+        let mut len = 64 * 1024;
+        loop {
+            let mut buf = vec![0u8; len];
+            let mut args = BufferArgs {
+                buf: buf.as_mut_ptr() as u64,
+                len: buf.len() as u64,
+            };
+            let n = sys::ioctl_ref(self.xenia_fd(), XENIA_IOCTL_LIST, &mut args)? as usize;
+            // A full buffer may mean a cut answer: ask again with more room.
+            if n < len || len >= 4 << 20 {
+                return Ok(ListEntry::decode_all(&buf[..n.min(len)]));
+            }
+            len *= 4;
+        }
+    }
+
+    fn physinfo(&mut self) -> Result<SysctlPhysinfo, Errno> {
+        self.xen.physinfo()
+    }
+
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| e.to_string())
+    }
+
+    fn build(&mut self, cfg: &DomainConfig<'_>) -> Result<NewDomain, BuildError> {
+        let b = builder::build(&mut self.xen, cfg)?;
+        Ok(NewDomain {
+            dom: b.dom,
+            console: b.console,
+        })
+    }
+
+    fn adopt(&mut self, new: &NewDomain, record: &[u8]) -> Result<(), Errno> {
+        let mut args = AdoptArgs {
+            dom: new.dom.into(),
+            console_port: new.console.map_or(u32::MAX, |c| c.evtchn),
+            console_mfn: new.console.map_or(0, |c| c.mfn.0),
+            record: record.as_ptr() as u64,
+            record_len: record.len() as u64,
+        };
+        sys::ioctl_ref(self.xenia_fd(), XENIA_IOCTL_ADOPT, &mut args).map(drop)
+    }
+
+    fn forget(&mut self, dom: DomId) -> Result<(), Errno> {
+        sys::ioctl_val(self.xenia_fd(), XENIA_IOCTL_FORGET, dom.into()).map(drop)
+    }
+
+    fn destroy(&mut self, dom: DomId) -> Result<(), Errno> {
+        self.xen.destroy(dom)
+    }
+
+    fn pause(&mut self, dom: DomId) -> Result<(), Errno> {
+        self.xen.pause(dom)
+    }
+
+    fn unpause(&mut self, dom: DomId) -> Result<(), Errno> {
+        self.xen.unpause(dom)
+    }
+
+    fn remote_shutdown(&mut self, dom: DomId, reason: u32) -> Result<(), Errno> {
+        self.xen.remote_shutdown(dom, reason)
+    }
+
+    fn sched_get(&mut self, dom: DomId) -> Result<DomctlSchedCredit, Errno> {
+        self.xen.sched_credit(dom)
+    }
+
+    fn sched_put(&mut self, dom: DomId, credit: DomctlSchedCredit) -> Result<(), Errno> {
+        self.xen.set_sched_credit(dom, credit)
+    }
+
+    fn set_max_mem(&mut self, dom: DomId, kib: u64) -> Result<(), Errno> {
+        self.xen.set_max_mem(dom, kib)
+    }
+
+    fn vcpu_info(&mut self, dom: DomId, vcpu: u32) -> Result<DomctlGetvcpuinfo, Errno> {
+        self.xen.vcpu_info(dom, vcpu)
+    }
+
+    fn read_console(
+        &mut self,
+        index: Option<u32>,
+        clear: bool,
+        buf: &mut [u8],
+    ) -> Result<(usize, u32), Errno> {
+        self.xen.read_console(index, clear, buf)
+    }
+
+    fn version_lines(&mut self) -> String {
+        let mut out = String::new();
+        if let Ok((v, _)) = self.xen.xen_version::<0>(XENVER_VERSION) {
+            let extra = self
+                .xen
+                .xen_version::<16>(XENVER_EXTRAVERSION)
+                .map(|(_, b)| c_string(&b))
+                .unwrap_or_default();
+            out += &info_line("xen_major", v >> 16);
+            out += &info_line("xen_minor", v & 0xffff);
+            out += &info_line("xen_extra", &extra);
+            out += &info_line("xen_version", format!("{}.{}{extra}", v >> 16, v & 0xffff));
+        }
+        if let Ok((_, caps)) = self.xen.xen_version::<1024>(XENVER_CAPABILITIES) {
+            out += &info_line("xen_caps", c_string(&caps));
+        }
+        out += &info_line("xen_scheduler", "credit");
+        out += &info_line("xen_pagesize", 4096);
+        if let Ok((_, cmd)) = self.xen.xen_version::<1024>(XENVER_COMMANDLINE) {
+            out += &info_line("xen_commandline", c_string(&cmd));
+        }
+        out
+    }
+
+    fn now_ns(&mut self) -> u64 {
+        sys::monotonic_ns()
+    }
+
+    fn wall_s(&mut self) -> u64 {
+        sys::realtime_s()
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+
+    fn random16(&mut self) -> [u8; 16] {
+        sys::random16()
+    }
+}

@@ -1,0 +1,742 @@
+//! What each of xl's verbs does, over a [`System`]: the hypervisor, the
+//! dom0 kernel's `/dev/xen/xenia` records and the initrd's files. The
+//! real system is in `main.rs`; the tests use a fake, so every message and
+//! every cleanup path here is checked on the build host.
+//!
+//! A verb writes its output to `io.out`, warnings to `io.err`, and returns
+//! `Err(message)` when it fails: `main` prints `xl: <message>` on stderr
+//! and exits with status 1.
+
+use std::io::Write;
+
+use dom0_tools::builder::{BuildError, ConsoleRing, DomainConfig};
+use dom0_tools::control::DomainInfo;
+use dom0_tools::devices::{ListEntry, MAX_RECORD, Record};
+use dom0_tools::xlcfg::{self, DomainSpec};
+use dom0_tools::{DOM0_NAME, xlfmt};
+use guest_abi::Errno;
+use guest_abi::domctl::{CREDIT_CAP_UNCHANGED, DomctlGetvcpuinfo, DomctlSchedCredit};
+use guest_abi::sched::{SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
+use guest_abi::sysctl::SysctlPhysinfo;
+use guest_abi::types::DomId;
+
+use crate::target::{self, Known};
+
+/// Everything xl's verbs ask of the outside world.
+pub trait System {
+    /// Every domain, in id order.
+    fn domains(&mut self) -> Result<Vec<DomainInfo>, Errno>;
+    /// The dom0 kernel's records of the domains xl created
+    /// (`XENIA_IOCTL_LIST`).
+    fn names(&mut self) -> Result<Vec<ListEntry>, Errno>;
+    /// `physinfo`.
+    fn physinfo(&mut self) -> Result<SysctlPhysinfo, Errno>;
+    /// The contents of file `path`, or why it cannot be read.
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String>;
+    /// Builds (and, unless `cfg.start_paused`, starts) a domain with
+    /// `dom0_tools::builder::build`, which destroys it on failure.
+    fn build(&mut self, cfg: &DomainConfig<'_>) -> Result<NewDomain, BuildError>;
+    /// Hands a new domain to the dom0 kernel (`XENIA_IOCTL_ADOPT`) with
+    /// its encoded [`Record`].
+    fn adopt(&mut self, new: &NewDomain, record: &[u8]) -> Result<(), Errno>;
+    /// Drops the kernel's record of `dom` (`XENIA_IOCTL_FORGET`).
+    fn forget(&mut self, dom: DomId) -> Result<(), Errno>;
+    /// `destroydomain`.
+    fn destroy(&mut self, dom: DomId) -> Result<(), Errno>;
+    /// `pausedomain`.
+    fn pause(&mut self, dom: DomId) -> Result<(), Errno>;
+    /// `unpausedomain`.
+    fn unpause(&mut self, dom: DomId) -> Result<(), Errno>;
+    /// `SCHEDOP_remote_shutdown`.
+    fn remote_shutdown(&mut self, dom: DomId, reason: u32) -> Result<(), Errno>;
+    /// Credit-scheduler weight and cap.
+    fn sched_get(&mut self, dom: DomId) -> Result<DomctlSchedCredit, Errno>;
+    /// Sets them.
+    fn sched_put(&mut self, dom: DomId, credit: DomctlSchedCredit) -> Result<(), Errno>;
+    /// `max_mem`, in KiB.
+    fn set_max_mem(&mut self, dom: DomId, kib: u64) -> Result<(), Errno>;
+    /// `getvcpuinfo`.
+    fn vcpu_info(&mut self, dom: DomId, vcpu: u32) -> Result<DomctlGetvcpuinfo, Errno>;
+    /// `readconsole` (see [`crate::hv::Xen::read_console`]).
+    fn read_console(
+        &mut self,
+        index: Option<u32>,
+        clear: bool,
+        buf: &mut [u8],
+    ) -> Result<(usize, u32), Errno>;
+    /// `xen_version` answers for `xl info`: lines already formatted.
+    fn version_lines(&mut self) -> String;
+    /// Monotonic time in nanoseconds (dom0's uptime).
+    fn now_ns(&mut self) -> u64;
+    /// Wall-clock seconds since 1970.
+    fn wall_s(&mut self) -> u64;
+    /// Waits `ms` milliseconds.
+    fn sleep_ms(&mut self, ms: u64);
+    /// 16 random bytes (a new domain's UUID).
+    fn random16(&mut self) -> [u8; 16];
+}
+
+/// What xl keeps of a built domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewDomain {
+    /// Its id.
+    pub dom: DomId,
+    /// Its console.
+    pub console: Option<ConsoleRing>,
+}
+
+/// Where a verb writes.
+pub struct Io<'a> {
+    /// Its output.
+    pub out: &'a mut dyn Write,
+    /// Warnings and progress, as Xen's xl prints them on stderr.
+    pub err: &'a mut dyn Write,
+}
+
+/// A verb's result: `Err` is the message `main` prints after `xl: `.
+pub type VerbResult<T = ()> = Result<T, String>;
+
+/// The name of a domain the kernel keeps no record of.
+pub const UNNAMED: &str = "(unnamed)";
+
+/// Every domain with its name.
+pub fn named_domains(sys: &mut impl System) -> VerbResult<Vec<(String, DomainInfo)>> {
+    let doms = sys
+        .domains()
+        .map_err(|e| format!("cannot list the domains: the hypervisor said {e}"))?;
+    let names = sys.names().map_err(|e| {
+        format!("cannot read the domain names from /dev/xen/xenia ({e}); is this Xenia's dom0?")
+    })?;
+    Ok(doms
+        .into_iter()
+        .map(|d| {
+            let name = if d.dom == 0 {
+                DOM0_NAME.to_string()
+            } else {
+                names
+                    .iter()
+                    .find(|n| u32::from(d.dom) == n.dom)
+                    .map_or_else(|| UNNAMED.to_string(), |n| n.name.clone())
+            };
+            (name, d)
+        })
+        .collect())
+}
+
+fn known(domains: &[(String, DomainInfo)]) -> Vec<Known> {
+    domains
+        .iter()
+        .map(|(name, d)| Known {
+            id: d.dom,
+            name: name.clone(),
+        })
+        .collect()
+}
+
+/// The domain `arg` names, with its name and state.
+pub fn find(sys: &mut impl System, arg: &str) -> VerbResult<(String, DomainInfo)> {
+    let all = named_domains(sys)?;
+    let id = target::resolve(arg, &known(&all)).map_err(|e| e.to_string())?;
+    Ok(all
+        .into_iter()
+        .find(|(_, d)| d.dom == id)
+        .expect("resolve returns a listed id"))
+}
+
+fn not_dom0(what: &str, d: &DomainInfo) -> VerbResult {
+    if d.dom == 0 {
+        return Err(format!(
+            "cannot {what} Domain-0: it runs xl itself (leave the dom0# prompt with `poweroff` or `reboot`)"
+        ));
+    }
+    Ok(())
+}
+
+// --- create ---
+
+/// Where xl looks for a config file: as given when absolute; otherwise
+/// relative to `/` (dom0's working directory), then in `/etc/xen/`, as
+/// Xen's xl looks in its config directory.
+pub fn config_candidates(path: &str) -> Vec<String> {
+    if path.starts_with('/') {
+        vec![path.to_string()]
+    } else {
+        let rel = path.trim_start_matches("./");
+        vec![format!("/{rel}"), format!("/etc/xen/{rel}")]
+    }
+}
+
+/// Memory in MiB from a page count.
+fn pages_mib(pages: u64) -> u64 {
+    pages / 256
+}
+
+/// `xl create`: returns the new domain's id.
+pub fn create(
+    sys: &mut impl System,
+    io: &mut Io<'_>,
+    config: &str,
+    overrides: &[String],
+    paused: bool,
+) -> VerbResult<DomId> {
+    if config.contains(['\t', '\n']) {
+        return Err(format!(
+            "the config path {config:?} contains a tab or newline; rename the file"
+        ));
+    }
+    let candidates = config_candidates(config);
+    let mut found = None;
+    let mut why = String::new();
+    for c in &candidates {
+        match sys.read_file(c) {
+            Ok(bytes) => {
+                found = Some((c.clone(), bytes));
+                break;
+            }
+            Err(e) => {
+                if why.is_empty() {
+                    why = e;
+                }
+            }
+        }
+    }
+    let Some((path, text)) = found else {
+        return Err(format!(
+            "cannot read config file {config} (looked for {}): {why}",
+            candidates.join(" and ")
+        ));
+    };
+    let _ = writeln!(io.err, "Parsing config from {path}");
+    if let Some(o) = overrides.iter().find(|o| o.contains(['\t', '\n'])) {
+        return Err(format!(
+            "the setting {o:?} contains a tab or newline, which settings may not"
+        ));
+    }
+    let over: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let parsed = xlcfg::parse_domain_config(&path, &text, &over)
+        .map_err(|e| format!("cannot create a domain from {path}: {e}"))?;
+    for w in &parsed.warnings {
+        let _ = writeln!(io.err, "xl: warning: {w}");
+    }
+    let spec = parsed.spec;
+    let record = Record {
+        name: spec.name.clone(),
+        config: path.clone(),
+        overrides: overrides.to_vec(),
+    }
+    .encode();
+    if record.len() > MAX_RECORD {
+        return Err(format!(
+            "cannot create \"{}\": its config path and settings take {} bytes, more than the {MAX_RECORD} the dom0 kernel keeps; use fewer key=value settings",
+            spec.name,
+            record.len()
+        ));
+    }
+
+    let all = named_domains(sys)?;
+    target::check_new_name(&spec.name, &known(&all))
+        .map_err(|e| format!("cannot create \"{}\": {e}", spec.name))?;
+    check_memory(sys, &spec)?;
+
+    let fail = |what: String| format!("cannot create \"{}\": {what}", spec.name);
+    let kernel = sys
+        .read_file(&spec.kernel)
+        .map_err(|e| fail(format!("cannot read its kernel {}: {e}", spec.kernel)))?;
+    let ramdisk = match &spec.ramdisk {
+        Some(r) => Some(
+            sys.read_file(r)
+                .map_err(|e| fail(format!("cannot read its ramdisk {r}: {e}")))?,
+        ),
+        None => None,
+    };
+    let cfg = DomainConfig {
+        handle: uuid_v4(sys.random16()),
+        ramdisk: ramdisk.as_deref(),
+        cmdline: spec.cmdline.as_deref().unwrap_or(""),
+        max_memory_mib: spec.maxmem_mib,
+        vcpus: spec.vcpus,
+        weight: spec.cpu_weight,
+        cap: spec.cap,
+        start_paused: paused,
+        ..DomainConfig::new(&spec.name, &kernel, spec.memory_mib)
+    };
+    let built = sys.build(&cfg).map_err(|e| fail(e.to_string()))?;
+    if let Err(e) = sys.adopt(&built, &record) {
+        let dom = built.dom;
+        return Err(match sys.destroy(dom) {
+            Ok(()) => fail(format!(
+                "the dom0 kernel refused to take it over ({e}), so domain {dom} was destroyed again; \
+                 check `xl dmesg` and try again"
+            )),
+            Err(e2) => fail(format!(
+                "the dom0 kernel refused to take it over ({e}) and destroying domain {dom} failed \
+                 too ({e2}); remove it with `xl destroy {dom}`"
+            )),
+        });
+    }
+    if paused {
+        let _ = writeln!(
+            io.out,
+            "Domain {} created with id {}, paused (`xl unpause {}` starts it)",
+            spec.name, built.dom, spec.name
+        );
+    } else {
+        let _ = writeln!(io.out, "Domain {} created with id {}", spec.name, built.dom);
+    }
+    Ok(built.dom)
+}
+
+/// Refuses a domain that cannot fit the free memory.
+fn check_memory(sys: &mut impl System, spec: &DomainSpec) -> VerbResult {
+    let p = sys
+        .physinfo()
+        .map_err(|e| format!("cannot read the host's free memory: the hypervisor said {e}"))?;
+    let free = pages_mib(p.free_pages.saturating_sub(p.outstanding_pages));
+    if spec.memory_mib > free {
+        return Err(format!(
+            "cannot create \"{}\": it needs {} MiB but only {free} MiB are free \
+             (lower memory= or destroy a domain first)",
+            spec.name, spec.memory_mib
+        ));
+    }
+    Ok(())
+}
+
+/// A random (version 4, RFC 4122 variant) UUID from 16 random bytes.
+pub fn uuid_v4(mut b: [u8; 16]) -> [u8; 16] {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    b
+}
+
+/// A UUID as `8-4-4-4-12` lowercase hex.
+pub fn uuid_string(u: &[u8; 16]) -> String {
+    let h: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h[..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..].concat()
+    )
+}
+
+// --- list ---
+
+/// `xl list [-l] [domains...]`.
+pub fn list(sys: &mut impl System, io: &mut Io<'_>, long: bool, which: &[String]) -> VerbResult {
+    let all = named_domains(sys)?;
+    let chosen: Vec<&(String, DomainInfo)> = if which.is_empty() {
+        all.iter().collect()
+    } else {
+        let k = known(&all);
+        let mut v = Vec::new();
+        for w in which {
+            let id = target::resolve(w, &k).map_err(|e| e.to_string())?;
+            v.extend(all.iter().filter(|(_, d)| d.dom == id));
+        }
+        v
+    };
+    if !long {
+        let _ = write!(
+            io.out,
+            "{}",
+            xlfmt::list(chosen.iter().map(|(n, d)| (n.as_str(), d)))
+        );
+        return Ok(());
+    }
+    let mut out = String::from("[\n");
+    for (i, (name, d)) in chosen.iter().enumerate() {
+        let credit = sys.sched_get(d.dom).ok();
+        out += &format!(
+            "    {{\n        \"domid\": {},\n        \"config\": {{\n            \"c_info\": {{\n                \"type\": \"pv\",\n                \"name\": {},\n                \"uuid\": \"{}\"\n            }},\n            \"b_info\": {{\n                \"max_vcpus\": {},\n                \"max_memkb\": {},\n                \"target_memkb\": {}",
+            d.dom,
+            json_string(xlfmt::display_name(d.dom, name)),
+            uuid_string(&d.handle),
+            d.online_vcpus,
+            d.max_pages.saturating_mul(4),
+            d.tot_pages.saturating_mul(4),
+        );
+        if let Some(c) = credit {
+            out += &format!(
+                ",\n                \"sched_params\": {{\n                    \"sched\": \"credit\",\n                    \"weight\": {},\n                    \"cap\": {}\n                }}",
+                c.weight, c.cap
+            );
+        }
+        out += "\n            }\n        }\n    }";
+        out += if i + 1 < chosen.len() { ",\n" } else { "\n" };
+    }
+    out += "]\n";
+    let _ = write!(io.out, "{out}");
+    Ok(())
+}
+
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out += "\\\"",
+            '\\' => out += "\\\\",
+            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+// --- domain controls ---
+
+/// `xl destroy`.
+pub fn destroy(sys: &mut impl System, io: &mut Io<'_>, arg: &str) -> VerbResult {
+    let (name, d) = find(sys, arg)?;
+    not_dom0("destroy", &d)?;
+    sys.destroy(d.dom).map_err(|e| {
+        format!(
+            "cannot destroy domain {} ({name}): the hypervisor said {e}",
+            d.dom
+        )
+    })?;
+    match sys.forget(d.dom) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => {
+            let _ = writeln!(
+                io.err,
+                "xl: warning: domain {} was destroyed but the dom0 kernel kept its record ({e})",
+                d.dom
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `xl pause` / `xl unpause`.
+pub fn pause(sys: &mut impl System, arg: &str, pause: bool) -> VerbResult {
+    let (name, d) = find(sys, arg)?;
+    let verb = if pause { "pause" } else { "unpause" };
+    not_dom0(verb, &d)?;
+    let r = if pause {
+        sys.pause(d.dom)
+    } else {
+        sys.unpause(d.dom)
+    };
+    r.map_err(|e| match (pause, e) {
+        (false, Errno::EINVAL) if d.shutdown.is_some() => format!(
+            "cannot unpause domain {} ({name}): it has shut down; destroy it or create it again",
+            d.dom
+        ),
+        (false, Errno::EINVAL) => {
+            format!("cannot unpause domain {} ({name}): it is not paused", d.dom)
+        }
+        _ => format!(
+            "cannot {verb} domain {} ({name}): the hypervisor said {e}",
+            d.dom
+        ),
+    })
+}
+
+/// How long `shutdown -w` / `reboot -w` wait before giving up.
+pub const WAIT_LIMIT_MS: u64 = 60_000;
+const WAIT_STEP_MS: u64 = 100;
+
+/// `xl shutdown` / `xl reboot`.
+pub fn shutdown(
+    sys: &mut impl System,
+    io: &mut Io<'_>,
+    arg: &str,
+    reboot: bool,
+    wait: bool,
+) -> VerbResult {
+    let (name, d) = find(sys, arg)?;
+    let verb = if reboot { "reboot" } else { "shut down" };
+    not_dom0(verb, &d)?;
+    let reason = if reboot {
+        SHUTDOWN_REBOOT
+    } else {
+        SHUTDOWN_POWEROFF
+    };
+    sys.remote_shutdown(d.dom, reason).map_err(|e| match e {
+        Errno::ENOSYS => format!(
+            "cannot {verb} domain {} ({name}): this hypervisor does not implement \
+             SCHEDOP_remote_shutdown; use `xl destroy {}`",
+            d.dom, d.dom
+        ),
+        e => format!(
+            "cannot {verb} domain {} ({name}): the hypervisor said {e}",
+            d.dom
+        ),
+    })?;
+    let _ = writeln!(
+        io.err,
+        "{} domain {}",
+        if reboot { "Rebooting" } else { "Shutting down" },
+        d.dom
+    );
+    if !wait {
+        return Ok(());
+    }
+    let _ = writeln!(io.err, "Waiting for 1 domains");
+    let mut waited = 0;
+    loop {
+        let now = sys
+            .domains()
+            .map_err(|e| format!("cannot list the domains: {e}"))?;
+        // Gone, shut down, or (after a reboot the kernel carried out) a
+        // new domain in its place with another UUID.
+        let done = match now.iter().find(|x| x.dom == d.dom) {
+            None => true,
+            Some(x) => x.shutdown.is_some() || x.dying || x.handle != d.handle,
+        };
+        if done {
+            let _ = writeln!(io.err, "Domain {} has been shut down, reason code 0", d.dom);
+            return Ok(());
+        }
+        if waited >= WAIT_LIMIT_MS {
+            return Err(format!(
+                "domain {} ({name}) has not shut down after {} s; its kernel may ignore the \
+                 request: `xl destroy {}` stops it at once",
+                d.dom,
+                WAIT_LIMIT_MS / 1000,
+                d.dom
+            ));
+        }
+        sys.sleep_ms(WAIT_STEP_MS);
+        waited += WAIT_STEP_MS;
+    }
+}
+
+// --- host information ---
+
+/// `xl info`.
+pub fn info(sys: &mut impl System, io: &mut Io<'_>) -> VerbResult {
+    let p = sys
+        .physinfo()
+        .map_err(|e| format!("cannot read the host's information: the hypervisor said {e}"))?;
+    let mut out = xlfmt::info_line("host", "xenia-dom0");
+    out += &xlfmt::physinfo_lines(&p, 4096);
+    out += &sys.version_lines();
+    let _ = write!(io.out, "{out}");
+    Ok(())
+}
+
+/// `xl dmesg [-c]`: the whole ring, read in chunks.
+pub fn dmesg(sys: &mut impl System, io: &mut Io<'_>, clear: bool) -> VerbResult {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut index = None;
+    // The ring is 64 KiB; the bound only guards against a hypervisor that
+    // keeps answering.
+    for _ in 0..1024 {
+        let (n, next) = sys
+            .read_console(index, false, &mut buf)
+            .map_err(|e| format!("cannot read the hypervisor's log: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        let _ = io.out.write_all(&buf[..n]);
+        index = Some(next);
+    }
+    if clear {
+        sys.read_console(index, true, &mut buf[..0])
+            .map_err(|e| format!("cannot clear the hypervisor's log: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `xl vcpu-list [domains...]`.
+pub fn vcpu_list(sys: &mut impl System, io: &mut Io<'_>, which: &[String]) -> VerbResult {
+    let all = named_domains(sys)?;
+    let k = known(&all);
+    let ids: Vec<DomId> = if which.is_empty() {
+        all.iter().map(|(_, d)| d.dom).collect()
+    } else {
+        which
+            .iter()
+            .map(|w| target::resolve(w, &k).map_err(|e| e.to_string()))
+            .collect::<VerbResult<_>>()?
+    };
+    let nr_cpus = sys
+        .physinfo()
+        .map(|p| p.nr_cpus as usize)
+        .unwrap_or(1)
+        .max(1);
+    let every = vec![0xffu8; nr_cpus.div_ceil(8)];
+    let mut out = xlfmt::vcpu_list_header();
+    out.push('\n');
+    for id in ids {
+        let name = all
+            .iter()
+            .find(|(_, d)| d.dom == id)
+            .map_or("", |(n, _)| n.as_str());
+        for v in 0..xlcfg::MAX_VCPUS {
+            match sys.vcpu_info(id, v) {
+                Ok(info) => {
+                    out += &xlfmt::vcpu_line(name, id, &info, &every, &every, nr_cpus);
+                    out.push('\n');
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    let _ = write!(io.out, "{out}");
+    Ok(())
+}
+
+/// One `xl sched-credit` row: `"%-33s %4d %6d %4d"`.
+pub fn sched_line(name: &str, dom: DomId, c: DomctlSchedCredit) -> String {
+    format!(
+        "{:<33} {:>4} {:>6} {:>4}\n",
+        xlfmt::display_name(dom, name),
+        dom,
+        c.weight,
+        c.cap
+    )
+}
+
+/// `xl sched-credit [-d dom [-w weight] [-c cap]]`.
+pub fn sched_credit(
+    sys: &mut impl System,
+    io: &mut Io<'_>,
+    domain: Option<&str>,
+    weight: Option<u16>,
+    cap: Option<u16>,
+) -> VerbResult {
+    let header = format!("{:<33} {:>4} {:>6} {:>4}\n", "Name", "ID", "Weight", "Cap");
+    let Some(arg) = domain else {
+        if weight.is_some() || cap.is_some() {
+            return Err("-w and -c change one domain: name it with -d <domain>".into());
+        }
+        let mut out = header;
+        for (name, d) in named_domains(sys)? {
+            if let Ok(c) = sys.sched_get(d.dom) {
+                out += &sched_line(&name, d.dom, c);
+            }
+        }
+        let _ = write!(io.out, "{out}");
+        return Ok(());
+    };
+    let (name, d) = find(sys, arg)?;
+    if weight.is_none() && cap.is_none() {
+        let c = sys.sched_get(d.dom).map_err(|e| {
+            format!(
+                "cannot read the scheduler parameters of domain {}: {e}",
+                d.dom
+            )
+        })?;
+        let _ = write!(io.out, "{header}{}", sched_line(&name, d.dom, c));
+        return Ok(());
+    }
+    if cap == Some(CREDIT_CAP_UNCHANGED) {
+        return Err(format!("a cap of {CREDIT_CAP_UNCHANGED} is not allowed"));
+    }
+    let old = sys.sched_get(d.dom).map_err(|e| {
+        format!(
+            "cannot read the scheduler parameters of domain {}: {e}",
+            d.dom
+        )
+    })?;
+    let new = DomctlSchedCredit {
+        weight: weight.unwrap_or(old.weight),
+        cap: cap.unwrap_or(old.cap),
+    };
+    sys.sched_put(d.dom, new).map_err(|e| match e {
+        Errno::EINVAL => format!(
+            "the hypervisor refused weight {} cap {} for domain {} ({name}): the cap must be at \
+             most 100 per vCPU ({} vCPUs)",
+            new.weight, new.cap, d.dom, d.online_vcpus
+        ),
+        e => format!(
+            "cannot set the scheduler parameters of domain {} ({name}): {e}",
+            d.dom
+        ),
+    })
+}
+
+/// `xl mem-set`: needs a balloon driver, which Xenia's guests do not have.
+pub fn mem_set(sys: &mut impl System, arg: &str, memory: &str) -> VerbResult {
+    let kib = crate::memsize::parse_kib(memory)?;
+    let (name, d) = find(sys, arg)?;
+    let have = d.tot_pages.saturating_mul(4);
+    if kib == have {
+        return Ok(());
+    }
+    Err(format!(
+        "cannot set the memory of domain {} ({name}) to {} MiB: changing a running domain's \
+         memory needs a balloon driver in its kernel, which Xenia guests do not have yet; it \
+         keeps its {} MiB (mem-max still changes its limit; to resize, create it again with \
+         memory=...)",
+        d.dom,
+        kib / 1024,
+        have / 1024
+    ))
+}
+
+/// `xl mem-max`: the limit the hypervisor enforces.
+pub fn mem_max(sys: &mut impl System, arg: &str, memory: &str) -> VerbResult {
+    let kib = crate::memsize::parse_kib(memory)?;
+    let (name, d) = find(sys, arg)?;
+    not_dom0("change the memory limit of", &d)?;
+    let have = d.tot_pages.saturating_mul(4);
+    if kib < have {
+        return Err(format!(
+            "cannot set the memory limit of domain {} ({name}) to {} KiB: it already has {have} \
+             KiB, and without a balloon driver it cannot give memory back",
+            d.dom, kib
+        ));
+    }
+    sys.set_max_mem(d.dom, kib).map_err(|e| {
+        format!(
+            "cannot set the memory limit of domain {} ({name}): the hypervisor said {e}",
+            d.dom
+        )
+    })
+}
+
+/// `xl uptime [-s] [domains...]`. The hypervisor keeps no creation time,
+/// so only dom0's uptime (time since boot) is known; other domains are
+/// left out with a note, as Xen's xl leaves out domains without a start
+/// time.
+pub fn uptime(sys: &mut impl System, io: &mut Io<'_>, short: bool, which: &[String]) -> VerbResult {
+    let all = named_domains(sys)?;
+    let k = known(&all);
+    let ids: Vec<DomId> = if which.is_empty() {
+        all.iter().map(|(_, d)| d.dom).collect()
+    } else {
+        which
+            .iter()
+            .map(|w| target::resolve(w, &k).map_err(|e| e.to_string()))
+            .collect::<VerbResult<_>>()?
+    };
+    let up = sys.now_ns() / 1_000_000_000;
+    let wall = sys.wall_s();
+    let mut out = if short {
+        String::new()
+    } else {
+        xlfmt::uptime_header()
+    };
+    let mut unknown = Vec::new();
+    for id in ids {
+        if id != 0 {
+            unknown.push(id.to_string());
+            continue;
+        }
+        out += &if short {
+            xlfmt::uptime_short_line(wall % 86_400, DOM0_NAME, 0, up)
+        } else {
+            xlfmt::uptime_line(DOM0_NAME, 0, up)
+        };
+    }
+    let _ = write!(io.out, "{out}");
+    if !unknown.is_empty() {
+        let _ = writeln!(
+            io.err,
+            "xl: uptime of domain(s) {} not shown: Xenia does not record when a domain was created yet",
+            unknown.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

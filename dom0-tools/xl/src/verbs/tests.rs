@@ -1,0 +1,500 @@
+//! The verbs against a fake system: messages, refusals and cleanups.
+
+use std::collections::BTreeMap;
+
+use dom0_tools::builder::Step;
+use guest_abi::domctl::{DomctlGetdomaininfo, XEN_DOMINF_BLOCKED, XEN_DOMINF_PAUSED};
+
+use super::*;
+
+#[derive(Default)]
+struct Fake {
+    domains: Vec<DomainInfo>,
+    names: Vec<ListEntry>,
+    files: BTreeMap<String, Vec<u8>>,
+    free_pages: u64,
+    /// The next build fails with this.
+    build_error: Option<BuildError>,
+    adopt_error: Option<Errno>,
+    /// What happened, in order.
+    log: Vec<String>,
+    built_cfg: Option<(String, u64, bool, String)>,
+    adopted: Vec<Record>,
+    credit: BTreeMap<DomId, DomctlSchedCredit>,
+    /// The domain ignores shutdown requests.
+    stubborn: bool,
+    console: Vec<u8>,
+    slept_ms: u64,
+}
+
+fn dinfo(dom: DomId, flags: u32, mib: u64) -> DomainInfo {
+    dom0_tools::control::domain_info(&DomctlGetdomaininfo {
+        domain: dom,
+        flags,
+        tot_pages: mib * 256,
+        max_pages: mib * 256,
+        nr_online_vcpus: 1,
+        handle: [dom as u8; 16],
+        ..Default::default()
+    })
+}
+
+impl Fake {
+    fn new() -> Fake {
+        let mut f = Fake {
+            free_pages: 512 * 256,
+            ..Default::default()
+        };
+        f.domains.push(dinfo(0, XEN_DOMINF_BLOCKED, 256));
+        f.add(3, "hello", 32);
+        f.files.insert(
+            "/etc/xen/web.cfg".into(),
+            b"name = \"web\"\nkernel = \"/boot/web.elf\"\nmemory = 64\nbogus = 1\n".to_vec(),
+        );
+        f.files.insert("/boot/web.elf".into(), b"ELF".to_vec());
+        f
+    }
+
+    fn add(&mut self, dom: DomId, name: &str, mib: u64) {
+        self.domains.push(dinfo(dom, XEN_DOMINF_BLOCKED, mib));
+        self.names.push(ListEntry {
+            dom: dom.into(),
+            name: name.into(),
+        });
+    }
+}
+
+impl System for Fake {
+    fn domains(&mut self) -> Result<Vec<DomainInfo>, Errno> {
+        Ok(self.domains.clone())
+    }
+    fn names(&mut self) -> Result<Vec<ListEntry>, Errno> {
+        Ok(self.names.clone())
+    }
+    fn physinfo(&mut self) -> Result<SysctlPhysinfo, Errno> {
+        Ok(SysctlPhysinfo {
+            nr_cpus: 2,
+            total_pages: 1024 * 256,
+            free_pages: self.free_pages,
+            ..Default::default()
+        })
+    }
+    fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| "No such file or directory (os error 2)".into())
+    }
+    fn build(&mut self, cfg: &DomainConfig<'_>) -> Result<NewDomain, BuildError> {
+        self.log.push("build".into());
+        self.built_cfg = Some((
+            cfg.name.into(),
+            cfg.memory_mib,
+            cfg.start_paused,
+            cfg.cmdline.into(),
+        ));
+        if let Some(e) = self.build_error.take() {
+            return Err(e);
+        }
+        let dom = 7;
+        self.domains.push(dinfo(dom, 0, cfg.memory_mib));
+        Ok(NewDomain { dom, console: None })
+    }
+    fn adopt(&mut self, new: &NewDomain, record: &[u8]) -> Result<(), Errno> {
+        self.log.push(format!("adopt {}", new.dom));
+        if let Some(e) = self.adopt_error {
+            return Err(e);
+        }
+        let r = Record::decode(record).expect("a valid record");
+        self.names.push(ListEntry {
+            dom: new.dom.into(),
+            name: r.name.clone(),
+        });
+        self.adopted.push(r);
+        Ok(())
+    }
+    fn forget(&mut self, dom: DomId) -> Result<(), Errno> {
+        self.log.push(format!("forget {dom}"));
+        let before = self.names.len();
+        self.names.retain(|n| n.dom != u32::from(dom));
+        if before == self.names.len() {
+            Err(Errno::ESRCH)
+        } else {
+            Ok(())
+        }
+    }
+    fn destroy(&mut self, dom: DomId) -> Result<(), Errno> {
+        self.log.push(format!("destroy {dom}"));
+        self.domains.retain(|d| d.dom != dom);
+        Ok(())
+    }
+    fn pause(&mut self, dom: DomId) -> Result<(), Errno> {
+        self.log.push(format!("pause {dom}"));
+        Ok(())
+    }
+    fn unpause(&mut self, dom: DomId) -> Result<(), Errno> {
+        let d = self.domains.iter().find(|d| d.dom == dom).unwrap();
+        if d.paused { Ok(()) } else { Err(Errno::EINVAL) }
+    }
+    fn remote_shutdown(&mut self, dom: DomId, reason: u32) -> Result<(), Errno> {
+        self.log.push(format!("shutdown {dom} {reason}"));
+        if !self.stubborn {
+            self.domains.retain(|d| d.dom != dom);
+        }
+        Ok(())
+    }
+    fn sched_get(&mut self, dom: DomId) -> Result<DomctlSchedCredit, Errno> {
+        Ok(*self.credit.entry(dom).or_insert(DomctlSchedCredit {
+            weight: 256,
+            cap: 0,
+        }))
+    }
+    fn sched_put(&mut self, dom: DomId, credit: DomctlSchedCredit) -> Result<(), Errno> {
+        if credit.cap > 100 {
+            return Err(Errno::EINVAL);
+        }
+        self.credit.insert(dom, credit);
+        Ok(())
+    }
+    fn set_max_mem(&mut self, dom: DomId, kib: u64) -> Result<(), Errno> {
+        self.log.push(format!("max_mem {dom} {kib}"));
+        Ok(())
+    }
+    fn vcpu_info(&mut self, dom: DomId, vcpu: u32) -> Result<DomctlGetvcpuinfo, Errno> {
+        if vcpu > 0 || !self.domains.iter().any(|d| d.dom == dom) {
+            return Err(Errno::ESRCH);
+        }
+        Ok(DomctlGetvcpuinfo {
+            vcpu,
+            online: 1,
+            blocked: 1,
+            ..Default::default()
+        })
+    }
+    fn read_console(
+        &mut self,
+        index: Option<u32>,
+        clear: bool,
+        buf: &mut [u8],
+    ) -> Result<(usize, u32), Errno> {
+        let from = index.unwrap_or(0) as usize;
+        let n = buf.len().min(self.console.len().saturating_sub(from));
+        buf[..n].copy_from_slice(&self.console[from..from + n]);
+        if clear {
+            self.log.push("clear".into());
+        }
+        Ok((n, (from + n) as u32))
+    }
+    fn version_lines(&mut self) -> String {
+        xlfmt::info_line("xen_major", 4)
+    }
+    fn now_ns(&mut self) -> u64 {
+        3_725_000_000_000
+    }
+    fn wall_s(&mut self) -> u64 {
+        13 * 3600
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.slept_ms += ms;
+    }
+    fn random16(&mut self) -> [u8; 16] {
+        [0xff; 16]
+    }
+}
+
+/// Runs `f` and returns (result, stdout, stderr).
+fn run<T>(
+    sys: &mut Fake,
+    f: impl FnOnce(&mut Fake, &mut Io<'_>) -> VerbResult<T>,
+) -> (VerbResult<T>, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let r = f(
+        sys,
+        &mut Io {
+            out: &mut out,
+            err: &mut err,
+        },
+    );
+    (
+        r,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn create(
+    sys: &mut Fake,
+    cfg: &str,
+    over: &[&str],
+    paused: bool,
+) -> (VerbResult<DomId>, String, String) {
+    let over: Vec<String> = over.iter().map(|s| s.to_string()).collect();
+    run(sys, |s, io| super::create(s, io, cfg, &over, paused))
+}
+
+#[test]
+fn create_succeeds_and_hands_the_domain_over() {
+    let mut f = Fake::new();
+    let (r, out, err) = create(&mut f, "web.cfg", &["memory=48"], false);
+    assert_eq!(r, Ok(7));
+    assert_eq!(out, "Domain web created with id 7\n");
+    assert_eq!(
+        err,
+        "Parsing config from /etc/xen/web.cfg\n\
+         xl: warning: /etc/xen/web.cfg:4: unknown key 'bogus' ignored\n"
+    );
+    assert_eq!(f.built_cfg, Some(("web".into(), 48, false, String::new())));
+    assert_eq!(
+        f.adopted,
+        [Record {
+            name: "web".into(),
+            config: "/etc/xen/web.cfg".into(),
+            overrides: vec!["memory=48".into()],
+        }]
+    );
+    assert_eq!(f.log, ["build", "adopt 7"]);
+}
+
+#[test]
+fn create_paused() {
+    let mut f = Fake::new();
+    let (r, out, _) = create(&mut f, "/etc/xen/web.cfg", &[], true);
+    assert_eq!(r, Ok(7));
+    assert_eq!(
+        out,
+        "Domain web created with id 7, paused (`xl unpause web` starts it)\n"
+    );
+    assert!(f.built_cfg.unwrap().2, "start_paused");
+}
+
+#[test]
+fn create_refusals_build_nothing() {
+    let mut f = Fake::new();
+    let (r, _, err) = create(&mut f, "nope.cfg", &[], false);
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot read config file nope.cfg (looked for /nope.cfg and /etc/xen/nope.cfg): \
+         No such file or directory (os error 2)"
+    );
+    assert_eq!(err, "");
+
+    let (r, _, _) = create(&mut f, "web.cfg", &["memory=abc"], false);
+    let e = r.unwrap_err();
+    assert!(
+        e.starts_with("cannot create a domain from /etc/xen/web.cfg: <command line>:1:"),
+        "{e}"
+    );
+
+    let (r, _, _) = create(&mut f, "web.cfg", &["name=\"hello\""], false);
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot create \"hello\": a domain named \"hello\" already exists; pick another name \
+         (name=... on the command line)"
+    );
+
+    let (r, _, _) = create(&mut f, "web.cfg", &["memory=1024"], false);
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot create \"web\": it needs 1024 MiB but only 512 MiB are free (lower memory= or \
+         destroy a domain first)"
+    );
+
+    f.files.remove("/boot/web.elf");
+    let (r, _, _) = create(&mut f, "web.cfg", &[], false);
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot create \"web\": cannot read its kernel /boot/web.elf: No such file or directory \
+         (os error 2)"
+    );
+    assert!(f.log.is_empty(), "{:?}", f.log);
+}
+
+#[test]
+fn create_reports_build_failures() {
+    let mut f = Fake::new();
+    f.build_error = Some(BuildError::Hypervisor {
+        step: Step::Populate,
+        errno: Errno::ENOMEM,
+    });
+    let (r, _, _) = create(&mut f, "web.cfg", &[], false);
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot create \"web\": the hypervisor refused giving it memory: ENOMEM (12)"
+    );
+    assert_eq!(f.log, ["build"]);
+}
+
+#[test]
+fn a_refused_adoption_destroys_the_domain() {
+    let mut f = Fake::new();
+    f.adopt_error = Some(Errno::ENOSPC);
+    let (r, _, _) = create(&mut f, "web.cfg", &[], false);
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot create \"web\": the dom0 kernel refused to take it over (ENOSPC (28)), so domain \
+         7 was destroyed again; check `xl dmesg` and try again"
+    );
+    assert_eq!(f.log, ["build", "adopt 7", "destroy 7"]);
+    assert!(!f.domains.iter().any(|d| d.dom == 7));
+}
+
+#[test]
+fn list_names_domains() {
+    let mut f = Fake::new();
+    f.domains.push(dinfo(9, XEN_DOMINF_PAUSED, 16));
+    let (r, out, _) = run(&mut f, |s, io| list(s, io, false, &[]));
+    r.unwrap();
+    assert_eq!(
+        out,
+        "Name                                        ID   Mem VCPUs\tState\tTime(s)\n\
+         Domain-0                                     0   256     1     -b----       0.0\n\
+         hello                                        3    32     1     -b----       0.0\n\
+         (unnamed)                                    9    16     1     --p---       0.0\n"
+    );
+    let (r, out, _) = run(&mut f, |s, io| list(s, io, false, &["hello".into()]));
+    r.unwrap();
+    assert_eq!(out.lines().count(), 2);
+    let (r, _, _) = run(&mut f, |s, io| list(s, io, false, &["web".into()]));
+    assert_eq!(r.unwrap_err(), "no domain named \"web\"; see `xl list`");
+    let (r, out, _) = run(&mut f, |s, io| list(s, io, true, &["3".into()]));
+    r.unwrap();
+    assert!(out.contains("\"name\": \"hello\""), "{out}");
+    assert!(out.contains("\"uuid\": \"03030303-0303-0303-0303-030303030303\""));
+    assert!(out.contains("\"weight\": 256"));
+}
+
+#[test]
+fn destroy_forgets_and_refuses_dom0() {
+    let mut f = Fake::new();
+    let (r, _, err) = run(&mut f, |s, io| destroy(s, io, "hello"));
+    r.unwrap();
+    assert_eq!(err, "");
+    assert_eq!(f.log, ["destroy 3", "forget 3"]);
+    let (r, _, _) = run(&mut f, |s, io| destroy(s, io, "0"));
+    assert!(r.unwrap_err().starts_with("cannot destroy Domain-0"));
+    let (r, _, _) = run(&mut f, |s, io| destroy(s, io, "3"));
+    assert_eq!(r.unwrap_err(), "no domain with id 3; see `xl list`");
+}
+
+#[test]
+fn shutdown_and_wait() {
+    let mut f = Fake::new();
+    let (r, _, err) = run(&mut f, |s, io| shutdown(s, io, "hello", false, true));
+    r.unwrap();
+    assert_eq!(
+        err,
+        "Shutting down domain 3\nWaiting for 1 domains\nDomain 3 has been shut down, reason code 0\n"
+    );
+    assert_eq!(f.log, ["shutdown 3 0"]);
+
+    let mut f = Fake::new();
+    f.stubborn = true;
+    let (r, _, _) = run(&mut f, |s, io| shutdown(s, io, "3", true, true));
+    assert!(r.unwrap_err().contains("has not shut down after 60 s"));
+    assert_eq!(f.slept_ms, WAIT_LIMIT_MS, "bounded");
+    assert_eq!(f.log, ["shutdown 3 1"]);
+}
+
+#[test]
+fn unpause_says_why() {
+    let mut f = Fake::new();
+    assert_eq!(
+        pause(&mut f, "hello", false).unwrap_err(),
+        "cannot unpause domain 3 (hello): it is not paused"
+    );
+    pause(&mut f, "hello", true).unwrap();
+    assert!(pause(&mut f, "Domain-0", true).is_err());
+}
+
+#[test]
+fn sched_credit_show_and_set() {
+    let mut f = Fake::new();
+    let (r, out, _) = run(&mut f, |s, io| sched_credit(s, io, None, None, None));
+    r.unwrap();
+    assert_eq!(
+        out,
+        "Name                                ID Weight  Cap\n\
+         Domain-0                             0    256    0\n\
+         hello                                3    256    0\n"
+    );
+    let (r, _, _) = run(&mut f, |s, io| {
+        sched_credit(s, io, Some("hello"), Some(512), None)
+    });
+    r.unwrap();
+    assert_eq!(
+        f.credit[&3],
+        DomctlSchedCredit {
+            weight: 512,
+            cap: 0
+        }
+    );
+    let (r, _, _) = run(&mut f, |s, io| {
+        sched_credit(s, io, Some("hello"), None, Some(150))
+    });
+    assert!(r.unwrap_err().contains("at most 100 per vCPU"));
+    let (r, _, _) = run(&mut f, |s, io| sched_credit(s, io, None, Some(5), None));
+    assert!(r.unwrap_err().contains("-d <domain>"));
+}
+
+#[test]
+fn memory_verbs_are_honest() {
+    let mut f = Fake::new();
+    let e = mem_set(&mut f, "hello", "64m").unwrap_err();
+    assert!(e.contains("balloon driver"), "{e}");
+    mem_set(&mut f, "hello", "32m").unwrap();
+    mem_max(&mut f, "hello", "64m").unwrap();
+    assert_eq!(f.log, ["max_mem 3 65536"]);
+    assert!(
+        mem_max(&mut f, "hello", "16m")
+            .unwrap_err()
+            .contains("already has")
+    );
+    assert!(
+        mem_max(&mut f, "hello", "lots")
+            .unwrap_err()
+            .contains("invalid memory size")
+    );
+}
+
+#[test]
+fn dmesg_reads_everything_then_clears() {
+    let mut f = Fake::new();
+    f.console = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let (r, out, _) = run(&mut f, |s, io| dmesg(s, io, true));
+    r.unwrap();
+    assert_eq!(out.as_bytes(), &f.console[..]);
+    assert_eq!(f.log, ["clear"]);
+}
+
+#[test]
+fn info_vcpu_list_uptime() {
+    let mut f = Fake::new();
+    let (r, out, _) = run(&mut f, info);
+    r.unwrap();
+    assert!(out.starts_with("host                   : xenia-dom0\nnr_cpus                : 2\n"));
+    assert!(out.ends_with("xen_major              : 4\n"));
+
+    let (r, out, _) = run(&mut f, |s, io| vcpu_list(s, io, &["hello".into()]));
+    r.unwrap();
+    assert_eq!(
+        out.lines().nth(1).unwrap(),
+        "hello                                3     0    0   -b-       0.0  all / all"
+    );
+
+    let (r, out, err) = run(&mut f, |s, io| uptime(s, io, false, &[]));
+    r.unwrap();
+    assert_eq!(
+        out,
+        "Name                                ID Uptime\nDomain-0                             0  1:02:05\n"
+    );
+    assert!(err.contains("domain(s) 3 not shown"), "{err}");
+}
+
+#[test]
+fn helpers() {
+    assert_eq!(config_candidates("/a/b.cfg"), ["/a/b.cfg"]);
+    assert_eq!(config_candidates("./b.cfg"), ["/b.cfg", "/etc/xen/b.cfg"]);
+    let u = uuid_v4([0; 16]);
+    assert_eq!(uuid_string(&u), "00000000-0000-4000-8000-000000000000");
+    assert_eq!(json_string("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
+}
