@@ -19,7 +19,6 @@ use alloc::vec::Vec;
 use dom0_tools::files::Files;
 use dom0_tools::program::{self, USER_END};
 use dom0_tools::shell::Ended;
-use dom0_tools::syscalls::Unknown;
 use dom0_tools::userstack::{self, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM};
 use dom0_tools::vm::{AddressSpace, Change, Prot};
 use guest_abi::Errno;
@@ -56,8 +55,6 @@ pub struct Process {
     pub files: Files<'static>,
     /// Device state by descriptor.
     pub devs: BTreeMap<i64, DevState>,
-    /// Unknown system calls already logged.
-    pub unknown: Unknown,
     /// Set by `exit_group`.
     pub exit: Option<i32>,
 }
@@ -191,7 +188,6 @@ pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
         vm: AddressSpace::new(plan.brk),
         files: Files::with_console(),
         devs: BTreeMap::new(),
-        unknown: Unknown::default(),
         exit: None,
     };
     let start = match load(&mut p, file, &plan, argv) {

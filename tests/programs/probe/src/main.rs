@@ -1,0 +1,101 @@
+//! `probe`: what the dom0 scenarios run to see the kernel's process handling from the
+//! inside. A static std program for `x86_64-unknown-linux-musl`, like `xl`.
+//!
+//! - `probe args <words>...`: prints `argc=<n>` and `argv[i]=<word>` lines;
+//! - `probe exit <n>`: exits with status `n`;
+//! - `probe fault`: writes to address 0x10 (a page fault the kernel reports);
+//! - `probe ud`: executes `ud2`;
+//! - `probe enosys`: makes system call 500 twice and 1000000 once, printing each result
+//!   (the kernel returns -ENOSYS and logs each number once);
+//! - `probe privcmd`: asks `/dev/xen/privcmd` for `mmu_update` (1) on dom0 itself, which
+//!   must be refused with EPERM, and for `xen_version` (17), which must succeed;
+//! - `probe mem <MiB>`: allocates and touches that much memory, prints a checksum;
+//! - `probe stack <KiB>`: recurses to use that much stack.
+//!
+//! On the build host it builds and runs the same way.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+
+/// A raw Linux system call with up to three arguments.
+fn syscall3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: the calls made here (unknown numbers, ioctl on an open descriptor with a
+    // pointer to a live local) touch no memory the program relies on.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") nr as i64 => ret, in("rdi") a0, in("rsi") a1,
+            in("rdx") a2, lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+fn privcmd() -> Result<(), String> {
+    const IOCTL_PRIVCMD_HYPERCALL: u64 = 0x0030_5000;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/xen/privcmd")
+        .map_err(|e| format!("cannot open /dev/xen/privcmd: {e}"))?;
+    let mut version = [17u64, 0, 0, 0, 0, 0];
+    let r = syscall3(16, f.as_raw_fd() as u64, IOCTL_PRIVCMD_HYPERCALL, version.as_mut_ptr() as u64);
+    println!("xen_version: {r:#x}");
+    let mut mmu = [1u64, 0, 1, 0, 0x7ff0, 0];
+    let r = syscall3(16, f.as_raw_fd() as u64, IOCTL_PRIVCMD_HYPERCALL, mmu.as_mut_ptr() as u64);
+    println!("mmu_update on dom0: {r}");
+    Ok(())
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let buf = [depth as u8; 1024];
+    let sum: u64 = std::hint::black_box(&buf).iter().map(|&b| b as u64).sum();
+    if depth == 0 { sum } else { sum + recurse(depth - 1) }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let number = |i: usize| args.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    match args.get(1).map(String::as_str) {
+        Some("args") => {
+            println!("argc={}", args.len());
+            for (i, a) in args.iter().enumerate() {
+                println!("argv[{i}]={a}");
+            }
+        }
+        Some("exit") => std::process::exit(number(2) as i32),
+        Some("fault") => {
+            // SAFETY: deliberately not safe: the write faults and the kernel ends the
+            // program, which is what the scenario checks.
+            unsafe { std::ptr::write_volatile(std::hint::black_box(0x10 as *mut u64), 1) };
+        }
+        Some("ud") => {
+            // SAFETY: ud2 raises #UD and the kernel ends the program.
+            unsafe { std::arch::asm!("ud2") };
+        }
+        Some("enosys") => {
+            for nr in [500, 500, 1_000_000] {
+                println!("system call {nr} returned {}", syscall3(nr, 0, 0, 0));
+            }
+        }
+        Some("privcmd") => {
+            if let Err(e) = privcmd() {
+                eprintln!("probe: {e}");
+                std::process::exit(1);
+            }
+        }
+        Some("mem") => {
+            let mib = number(2) as usize;
+            let mut v = vec![0u8; mib << 20];
+            for (i, b) in v.iter_mut().enumerate().step_by(4096) {
+                *b = i as u8 | 1;
+            }
+            let sum: u64 = v.iter().step_by(4096).map(|&b| b as u64).sum();
+            println!("touched {mib} MiB, checksum {sum}");
+        }
+        Some("stack") => println!("stack sum {}", recurse(number(2))),
+        _ => {
+            eprintln!("usage: probe args|exit N|fault|ud|enosys|privcmd|mem MiB|stack KiB");
+            std::process::exit(2);
+        }
+    }
+}
