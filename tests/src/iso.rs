@@ -12,10 +12,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::grub::{self, ModuleEntry};
-use crate::workspace::{HYPERVISOR_ARTIFACT, Workspace};
+use crate::workspace::{DOM0_ARTIFACT, HYPERVISOR_ARTIFACT, INITRD_ARTIFACT, Workspace};
 
-/// The hypervisor command line of the default image (`cargo xtask iso` / `run`).
-pub const DEFAULT_HV_OPTIONS: &str = "";
+/// The hypervisor command line of the default image (`cargo xtask iso` / `run`): dom0 gets a
+/// fixed 64 MiB (its tools and initrd need far less), so the rest of the machine is free for
+/// the domains `xl` creates.
+pub const DEFAULT_HV_OPTIONS: &str = "dom0_mem=64M";
 
 /// A module of the default image, taken from the artifact directory.
 #[derive(Clone, Copy, Debug)]
@@ -26,12 +28,20 @@ pub struct DefaultModule {
     pub cmdline: &'static str,
 }
 
-/// The modules of the default image, in `module2` order (the dom0 kernel first, then its
-/// initrd). Today dom0 is the example guest, interactive: it echoes what is typed.
-pub const DEFAULT_MODULES: &[DefaultModule] = &[DefaultModule {
-    artifact: "hello.elf",
-    cmdline: "greeting=hello-from-grub interactive",
-}];
+/// The modules of the default image, in `module2` order: the dom0 kernel (`xenia-dom0`),
+/// then its initrd, which the hypervisor hands to dom0 (`start_info.mod_start`/`mod_len`):
+/// `/bin/xl`, `/etc/xen/*.cfg` and the demo guest kernels in `/boot/` (see `cargo xtask
+/// build`, which writes it).
+pub const DEFAULT_MODULES: &[DefaultModule] = &[
+    DefaultModule {
+        artifact: DOM0_ARTIFACT,
+        cmdline: "",
+    },
+    DefaultModule {
+        artifact: INITRD_ARTIFACT,
+        cmdline: "",
+    },
+];
 
 /// A multiboot2 module: a file and the command line it receives (see [`crate::grub`] for the
 /// command lines GRUB can pass unchanged).
@@ -307,15 +317,25 @@ mod tests {
     }
 
     #[test]
-    fn default_image_is_the_default_config() {
+    fn default_image_is_dom0_and_its_initrd() {
         let spec = ImageSpec {
             hypervisor: PathBuf::from(THIS_FILE),
             hv_options: DEFAULT_HV_OPTIONS.to_string(),
-            modules: vec![],
+            modules: DEFAULT_MODULES
+                .iter()
+                .map(|m| Module::new(format!("/x/{}", m.artifact), m.cmdline))
+                .collect(),
         };
+        let cfg = spec.grub_cfg().unwrap();
+        let lines: Vec<&str> = cfg.lines().map(str::trim).collect();
+        let kernel = lines
+            .iter()
+            .position(|l| *l == "multiboot2 /boot/xenia.elf dom0_mem=64M")
+            .unwrap_or_else(|| panic!("no hypervisor line in\n{cfg}"));
         assert_eq!(
-            spec.grub_cfg().unwrap(),
-            grub::render(grub::TEMPLATE, "", &[]).unwrap()
+            lines[kernel + 1..kernel + 3],
+            ["module2 /boot/dom0.elf", "module2 /boot/initrd.cpio"],
+            "{cfg}"
         );
     }
 }

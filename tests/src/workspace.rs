@@ -5,10 +5,19 @@ use std::path::{Path, PathBuf};
 /// File name of the hypervisor image in the artifact directory and in the ISO's `/boot/`.
 pub const HYPERVISOR_ARTIFACT: &str = "xenia.elf";
 
+/// File name of the dom0 kernel (`xenia-dom0`) in the artifact directory and the ISO's `/boot/`.
+pub const DOM0_ARTIFACT: &str = "dom0.elf";
+
+/// File name of dom0's initrd (a cpio "newc" archive that `cargo xtask build` writes: `xl`,
+/// the domain configurations, the demo guest kernels) in the artifact directory and the
+/// ISO's `/boot/`.
+pub const INITRD_ARTIFACT: &str = "initrd.cpio";
+
 /// The paths of one checkout of the workspace.
 ///
 /// Everything Xenia-specific that the build produces lives in `<target>/xenia/` (the
-/// *artifact directory*): the kernels (`xenia.elf`, later guest kernels), the default image
+/// *artifact directory*): the kernels (`xenia.elf`, `dom0.elf`, guest kernels), dom0's
+/// `initrd.cpio`, the default image
 /// `xenia.iso` with its staging tree `iso/`, and one directory per scenario under `scenarios/`.
 #[derive(Clone, Debug)]
 pub struct Workspace {

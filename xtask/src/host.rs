@@ -97,7 +97,7 @@ pub fn install_toolchain(root: &Path) -> Result<(), String> {
         // Set by the rustup proxy that started us; it would override rust-toolchain.toml.
         .env_remove("RUSTUP_TOOLCHAIN");
     match run_captured(&mut rustup) {
-        Ok(_) => Ok(()),
+        Ok(_) => ensure_targets(root),
         Err(_) if which("rustup").is_none() => {
             eprintln!(
                 "warning: rustup not found; assuming the toolchain in rust-toolchain.toml and its \
@@ -107,6 +107,48 @@ pub fn install_toolchain(root: &Path) -> Result<(), String> {
         }
         Err(e) => Err(format!("installing the Rust toolchain failed: {e}")),
     }
+}
+
+/// Adds the targets `rust-toolchain.toml` lists that the toolchain lacks. `rustup toolchain
+/// install` (rustup 1.28 and later) installs them with a new toolchain, but a toolchain
+/// installed before a target joined the file keeps lacking it, and cargo does not add it.
+fn ensure_targets(root: &Path) -> Result<(), String> {
+    let file = root.join("rust-toolchain.toml");
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let wanted = toolchain_targets(&text);
+    let rustup = || {
+        let mut cmd = Command::new("rustup");
+        cmd.current_dir(root).env_remove("RUSTUP_TOOLCHAIN");
+        cmd
+    };
+    let listed = run_captured(rustup().args(["target", "list", "--installed"]))?;
+    let installed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("adding Rust targets: {}...", missing.join(" "));
+    run_captured(rustup().args(["target", "add"]).args(&missing))
+        .map(drop)
+        .map_err(|e| format!("adding the Rust targets failed: {e}"))
+}
+
+/// The `targets = [...]` of a `rust-toolchain.toml` (on one line, as ours has it).
+fn toolchain_targets(toml: &str) -> Vec<String> {
+    toml.lines()
+        .map(str::trim)
+        .filter_map(|line| line.strip_prefix("targets"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .filter_map(|list| list.trim().strip_prefix('[')?.split(']').next())
+        .flat_map(|items| items.split(','))
+        .map(|item| item.trim().trim_matches('"').to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// Makes sure `tools` are present: installs the missing ones with apt-get when running as
@@ -187,6 +229,25 @@ mod tests {
     fn finds_executables_on_path() {
         assert!(which("sh").is_some());
         assert!(which("surely-no-such-tool-xenia").is_none());
+    }
+
+    #[test]
+    fn targets_of_the_toolchain_file() {
+        let ours = include_str!("../../rust-toolchain.toml");
+        let targets = toolchain_targets(ours);
+        assert!(
+            targets.iter().any(|t| t == "x86_64-unknown-none"),
+            "{targets:?}"
+        );
+        assert!(
+            targets.iter().any(|t| t == "x86_64-unknown-linux-musl"),
+            "{targets:?}"
+        );
+        assert_eq!(
+            toolchain_targets("[toolchain]\ntargets = [ \"a\",\"b\" ]\ncomponents = [\"c\"]\n"),
+            ["a", "b"]
+        );
+        assert!(toolchain_targets("[toolchain]\nchannel = \"1.95\"\n").is_empty());
     }
 
     #[test]

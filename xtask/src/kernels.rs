@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use xenia_tests::{HYPERVISOR_ARTIFACT, Workspace};
+use xenia_tests::{DOM0_ARTIFACT, HYPERVISOR_ARTIFACT, Workspace};
 
 use crate::host;
 
@@ -29,6 +29,24 @@ pub const KERNELS: &[Kernel] = &[
         package: "xenia-hypervisor",
         bin: "xenia",
         artifact: HYPERVISOR_ARTIFACT,
+    },
+    Kernel {
+        label: "dom0 kernel",
+        package: "xenia-dom0",
+        bin: "dom0",
+        artifact: DOM0_ARTIFACT,
+    },
+    Kernel {
+        label: "echo demo guest",
+        package: "xenia-demos",
+        bin: "echo",
+        artifact: "echo.elf",
+    },
+    Kernel {
+        label: "compute demo guest",
+        package: "xenia-demos",
+        bin: "compute",
+        artifact: "compute.elf",
     },
     Kernel {
         label: "example guest",

@@ -1,7 +1,8 @@
 //! `cargo xtask`: Xenia's build and test driver.
 //!
 //! - `cargo xtask build [--debug]`: the bare-metal kernels (see [`kernels::KERNELS`]) into
-//!   `target/xenia/`, and every host crate.
+//!   `target/xenia/`, `xl` for `x86_64-unknown-linux-musl`, dom0's initrd
+//!   `target/xenia/initrd.cpio` (see [`initrd`]), and every host crate.
 //! - `cargo xtask iso`: the default GRUB image `target/xenia/xenia.iso`.
 //! - `cargo xtask run [--mem MiB] [--cpus N] [--cpu MODEL] [-- QEMU ARGS]`: boots it in QEMU
 //!   on this terminal.
@@ -13,7 +14,9 @@
 #![forbid(unsafe_code)]
 
 mod host;
+mod initrd;
 mod kernels;
+mod userland;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -37,7 +40,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the bare-metal kernels into target/xenia/ and every host crate.
+    /// Build the bare-metal kernels and dom0's initrd into target/xenia/, and every host crate.
     Build(BuildArgs),
     /// Build, then make the default GRUB image target/xenia/xenia.iso.
     Iso(BuildArgs),
@@ -115,12 +118,17 @@ fn build(ws: &Workspace, args: &BuildArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the kernels and the host crates (the toolchain must be installed).
+/// Builds the kernels, dom0's programs and initrd, and the host crates (the toolchain must be
+/// installed).
 fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
     for kernel in kernels::KERNELS {
         println!("building {}...", kernel.label);
         kernels::build(ws, kernel, !args.debug)?;
     }
+    println!("building xl ({})...", userland::USER_TARGET);
+    let xl = userland::build_xl(ws)?;
+    println!("building dom0's initrd...");
+    initrd::build(ws, &xl)?;
     println!("building host crates...");
     host::run(host::cargo(ws.root()).args(["build", "--quiet", "--workspace"]))
 }

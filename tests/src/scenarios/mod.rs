@@ -2,9 +2,11 @@
 //! modules here and listing it in [`all`].
 
 mod boot;
+mod demos;
 mod domains;
 
 mod guests;
+mod xl;
 
 /// Scenarios for each test of the test guest, under both CPU models.
 macro_rules! guest_tests {
@@ -79,6 +81,14 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("domains_privilege", domains::privilege),
         Scenario::new("attacks_max", |ctx| guests::attacks(ctx, "max")),
         Scenario::new("attacks_qemu64", |ctx| guests::attacks(ctx, "qemu64")),
+        Scenario::new("demo_compute", demos::compute),
+        Scenario::new("demo_echo", demos::echo),
+        Scenario::new("default_image", demos::default_image),
+        Scenario::new("xl_create_list_pause_destroy", xl::create_list_pause_destroy),
+        Scenario::new("xl_console", xl::console),
+        Scenario::new("xl_bad_config", xl::bad_config),
+        Scenario::new("xl_too_much_memory", xl::too_much_memory),
+        Scenario::new("xl_lifecycle", xl::lifecycle),
     ]);
     all
 }

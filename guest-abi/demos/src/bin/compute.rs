@@ -1,0 +1,114 @@
+//! # compute: a demo domU that counts primes, then powers off
+//!
+//! One of the two demo guests of Xenia's default image (`/boot/compute.elf` in dom0's
+//! initrd, started by `xl create /etc/xen/compute.cfg`). It counts the primes below a
+//! limit (1000000 by default) with a segmented sieve of Eratosthenes in ten steps, prints
+//! its progress and a result anyone can check, and shuts its domain down with
+//! `SCHEDOP_shutdown(poweroff)`, so the toolstack applies `on_poweroff`:
+//!
+//! ```text
+//! compute: counting the primes below 1000000 in 10 steps (168 sieving primes)
+//! compute: step 1/10: 9592 primes below 100000
+//! ...
+//! compute: step 10/10: 78498 primes below 1000000
+//! compute: 78498 primes below 1000000
+//! compute: the largest is 999983
+//! compute: done in 412 ms; powering off
+//! ```
+//!
+//! Command line: `limit=<n>` (digits, or with a `k`, `M` or `G` suffix: `limit=10M`; at
+//! most 10G), and `console=hypervisor` to write to the hypervisor's log instead of the
+//! console ring. Run as dom0 it writes with `console_io`, which is how `cargo xtask test`
+//! checks it.
+//!
+//! The sieve is `xenia_demos::primes`, unit-tested on the host; the runtime in
+//! `src/kernel/` is shared with `echo`. A CPU-bound domU needs nothing special: the
+//! hypervisor's scheduler preempts it, and it only blocks to let dom0's console backend
+//! catch up with its output.
+//!
+//! On the build host (`cargo test --workspace`) this is an empty program.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+#[cfg(target_os = "none")]
+#[path = "../kernel/mod.rs"]
+mod kernel;
+
+#[cfg(target_os = "none")]
+use guest_abi::{elfnote::XEN_ELFNOTE_GUEST_OS, sched::ShutdownReason, start_info::StartInfo};
+#[cfg(target_os = "none")]
+use kernel::{console, image::StringNote, time};
+#[cfg(target_os = "none")]
+use xenia_demos::{cmdline, primes};
+
+/// The kernel's name for the tools (the one note that differs between the demos).
+#[cfg(target_os = "none")]
+#[used]
+#[unsafe(link_section = ".note.Xen")]
+static GUEST_OS: StringNote<16> = StringNote::new(XEN_ELFNOTE_GUEST_OS, b"Xenia-compute");
+
+/// The limit without `limit=`.
+#[cfg(target_os = "none")]
+const DEFAULT_LIMIT: u64 = 1_000_000;
+/// Progress lines.
+#[cfg(target_os = "none")]
+const STEPS: u64 = 10;
+
+/// The demo: called by the runtime once the console works, with events masked.
+#[cfg(target_os = "none")]
+fn demo_main(si: &StartInfo) -> ! {
+    let limit = limit(si.cmdline_bytes());
+    let Ok(mut sieve) = primes::Sieve::new(limit) else {
+        unreachable!("limit() keeps the limit within primes::MAX_LIMIT")
+    };
+    println!(
+        "compute: counting the primes below {limit} in {STEPS} steps ({} sieving primes)",
+        sieve.base_primes()
+    );
+    let start = time::now_ns();
+    for k in 1..=STEPS {
+        let end = primes::step_end(limit, k, STEPS);
+        sieve.advance_to(end);
+        println!(
+            "compute: step {k}/{STEPS}: {} primes below {end}",
+            sieve.count()
+        );
+    }
+    let ms = (time::now_ns() - start) / time::NS_PER_MS;
+    println!("compute: {} primes below {limit}", sieve.count());
+    if let Some(largest) = sieve.largest() {
+        println!("compute: the largest is {largest}");
+    }
+    println!("compute: done in {ms} ms; powering off");
+    console::flush(console::FLUSH_TIMEOUT_NS);
+    kernel::shut_down(ShutdownReason::Poweroff)
+}
+
+/// The `limit=` of the command line, or [`DEFAULT_LIMIT`] (saying why) when it is absent,
+/// not a count, or too large.
+#[cfg(target_os = "none")]
+fn limit(cmdline: &[u8]) -> u64 {
+    let Some(text) = cmdline::value(cmdline, "limit") else {
+        return DEFAULT_LIMIT;
+    };
+    let shown = core::str::from_utf8(text).unwrap_or("?");
+    match cmdline::parse_count(text) {
+        Some(n) if n <= primes::MAX_LIMIT => n,
+        Some(_) => {
+            println!(
+                "compute: limit={shown} is above {}; using {DEFAULT_LIMIT}",
+                primes::MAX_LIMIT
+            );
+            DEFAULT_LIMIT
+        }
+        None => {
+            println!("compute: limit={shown} is not a count; using {DEFAULT_LIMIT}");
+            DEFAULT_LIMIT
+        }
+    }
+}
+
+/// On the build host there is no kernel to run.
+#[cfg(not(target_os = "none"))]
+fn main() {}

@@ -1,0 +1,90 @@
+//! # echo: a demo domU that says back what you type
+//!
+//! One of the two demo guests of Xenia's default image (`/boot/echo.elf` in dom0's initrd,
+//! started by `xl create /etc/xen/hello.cfg` or `/etc/xen/echo.cfg`). Attach to its console
+//! with `xl console <name>`, type a line, and it answers:
+//!
+//! ```text
+//! echo: type a line and I will say it back
+//! hello there
+//! echo: hello there
+//! ```
+//!
+//! Typed characters are echoed as they arrive (backspace erases), and every line ending in
+//! CR or LF is answered with `echo: <line>`. It runs until the domain is destroyed.
+//!
+//! It is a complete PV domU kernel in a few hundred lines and a good one to copy: the
+//! runtime in `src/kernel/` (shared with `compute`) boots, installs traps and the event
+//! callback, and drives the **console ring** shared with dom0's console backend; this file
+//! is the demo proper. It sleeps in `SCHEDOP_block` whenever there is no input, so an idle
+//! echo costs no CPU. The line editing is `xenia_demos::line`, unit-tested on the host.
+//!
+//! Command line: `console=hypervisor` writes to the hypervisor's log (`console_io`)
+//! instead of the ring; a domU cannot read that way, so echo then only prints its banner.
+//! Booted as dom0 (the first module after the hypervisor) it reads and writes the serial
+//! line through `console_io`, which is how `cargo xtask test` can run it without a backend.
+//!
+//! On the build host (`cargo test --workspace`) this is an empty program.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+#[cfg(target_os = "none")]
+#[path = "../kernel/mod.rs"]
+mod kernel;
+
+#[cfg(target_os = "none")]
+use guest_abi::{elfnote::XEN_ELFNOTE_GUEST_OS, start_info::StartInfo};
+#[cfg(target_os = "none")]
+use kernel::{console, events, image::StringNote};
+#[cfg(target_os = "none")]
+use xenia_demos::line::{Edit, LineEditor};
+
+/// The kernel's name for the tools (the one note that differs between the demos).
+#[cfg(target_os = "none")]
+#[used]
+#[unsafe(link_section = ".note.Xen")]
+static GUEST_OS: StringNote<12> = StringNote::new(XEN_ELFNOTE_GUEST_OS, b"Xenia-echo");
+
+/// The demo: called by the runtime once the console works, with events masked.
+#[cfg(target_os = "none")]
+fn demo_main(_si: &StartInfo) -> ! {
+    println!("echo: type a line and I will say it back");
+    // Echoing each character is for a terminal attached to the ring (`xl console`); the
+    // hypervisor console is line-based and shows only whole lines.
+    let terminal = matches!(console::kind(), console::Kind::Ring(_));
+    if console::kind() == console::Kind::Hypervisor(false) {
+        println!("echo: this console cannot be read (console_io is write-only for a domU)");
+    }
+    let mut editor = LineEditor::new();
+    let mut buf = [0u8; 64];
+    loop {
+        // Events are masked: input that arrives after this read leaves its event pending,
+        // and block_until returns at once instead of sleeping through it.
+        let n = console::read(&mut buf);
+        if n == 0 {
+            events::block_until(None);
+            continue;
+        }
+        for &byte in &buf[..n] {
+            match editor.feed(byte) {
+                Edit::Nothing => {}
+                Edit::Echo(c) if terminal => console::write(&[c]),
+                Edit::Erase if terminal => console::write(b"\x08 \x08"),
+                Edit::Echo(_) | Edit::Erase => {}
+                Edit::Line(text) => {
+                    if terminal {
+                        console::write(b"\r\n");
+                    }
+                    // LineEditor keeps printable ASCII only, so this is always UTF-8.
+                    let text = core::str::from_utf8(text).unwrap_or("?");
+                    println!("echo: {text}");
+                }
+            }
+        }
+    }
+}
+
+/// On the build host there is no kernel to run.
+#[cfg(not(target_os = "none"))]
+fn main() {}

@@ -1,0 +1,320 @@
+//! xl at the `dom0# ` prompt of the default image: the operator's view. Each scenario boots
+//! the image `cargo xtask run` boots (hypervisor, dom0 kernel, initrd with `/bin/xl`, the
+//! demo guests and `/etc/xen/*.cfg`), types real xl commands and checks what comes back.
+
+use std::time::Duration;
+
+use crate::iso::{DEFAULT_HV_OPTIONS, DEFAULT_MODULES};
+use crate::machine::{DEFAULT_TIMEOUT as T, Qemu};
+use crate::runner::Context;
+
+/// dom0's shell prompt.
+pub const PROMPT: &str = "dom0# ";
+/// The machine: room for dom0's 64 MiB and a few domUs.
+const MEMORY_MIB: u32 = 512;
+/// Bound for one xl command (loading xl and a domain build take well under a second).
+const COMMAND: Duration = Duration::from_secs(30);
+
+/// Boots the default image and waits for the first prompt.
+pub fn boot(ctx: &Context) -> Result<Qemu, String> {
+    let ws = ctx.workspace();
+    let mut machine = ctx
+        .machine()
+        .memory_mib(MEMORY_MIB)
+        .hv_options(DEFAULT_HV_OPTIONS);
+    for module in DEFAULT_MODULES {
+        machine = machine.module(ws.require_artifact(module.artifact)?, module.cmdline);
+    }
+    let mut vm = machine.boot()?;
+    vm.wait_for(PROMPT, T)?;
+    Ok(vm)
+}
+
+/// Types `line` and a return at the prompt and waits for the next prompt; returns what was
+/// printed in between (the echoed command line first).
+pub fn run(vm: &mut Qemu, line: &str) -> Result<String, String> {
+    vm.send(&format!("{line}\r"))?;
+    vm.wait_until(&format!("the prompt after `{line}`"), COMMAND, |log, cursor| {
+        log[cursor..]
+            .find(PROMPT)
+            .map(|i| (log[cursor..cursor + i].to_string(), cursor + i + PROMPT.len()))
+    })
+}
+
+/// One row of `xl list`: (name, id, memory MiB, vCPUs, state).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Row {
+    pub name: String,
+    pub id: u32,
+    pub mem: u64,
+    pub vcpus: u32,
+    pub state: String,
+}
+
+/// Parses `xl list` output: the header, then one row per domain.
+pub fn parse_list(out: &str) -> Result<Vec<Row>, String> {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with("Name"));
+    let header = lines
+        .next()
+        .ok_or_else(|| format!("no `xl list` header in {out:?}"))?;
+    for column in ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)"] {
+        if !header.contains(column) {
+            return Err(format!("`xl list` header {header:?} lacks {column}"));
+        }
+    }
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let bad = || format!("`xl list` row {l:?} does not parse");
+            if f.len() != 6 {
+                return Err(bad());
+            }
+            Ok(Row {
+                name: f[0].to_string(),
+                id: f[1].parse().map_err(|_| bad())?,
+                mem: f[2].parse().map_err(|_| bad())?,
+                vcpus: f[3].parse().map_err(|_| bad())?,
+                state: f[4].to_string(),
+            })
+        })
+        .collect()
+}
+
+fn list(vm: &mut Qemu) -> Result<Vec<Row>, String> {
+    parse_list(&run(vm, "xl list")?)
+}
+
+fn row<'a>(rows: &'a [Row], name: &str) -> Result<&'a Row, String> {
+    rows.iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| format!("`xl list` has no {name}: {rows:?}"))
+}
+
+fn expect(out: &str, text: &str, what: &str) -> Result<(), String> {
+    if out.contains(text) {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected {text:?} in {out:?}"))
+    }
+}
+
+/// Three domains from configs: `xl list` shows each with its memory, vCPUs and a live state;
+/// pause and unpause change the state; destroy removes the domain.
+pub fn create_list_pause_destroy(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let out = run(&mut vm, "xl create /etc/xen/hello.cfg")?;
+    expect(&out, "Parsing config from /etc/xen/hello.cfg", "xl create")?;
+    expect(&out, "Domain hello created with id", "xl create")?;
+    let out = run(&mut vm, "xl create /etc/xen/echo.cfg")?;
+    expect(&out, "created with id", "xl create echo.cfg")?;
+    let out = run(
+        &mut vm,
+        "xl create /etc/xen/hello.cfg 'name=\"third\"' memory=24 vcpus=2",
+    )?;
+    expect(&out, "Domain third created with id", "xl create with overrides")?;
+    let rows = list(&mut vm)?;
+    let dom0 = row(&rows, "Domain-0")?;
+    if dom0.id != 0 {
+        return Err(format!("Domain-0 listed with id {}", dom0.id));
+    }
+    let hello = row(&rows, "hello")?;
+    let third = row(&rows, "third")?;
+    if (hello.mem, hello.vcpus) != (16, 1) || (third.mem, third.vcpus) != (24, 2) {
+        return Err(format!("memory or vCPUs wrong in {rows:?}"));
+    }
+    if rows.len() != 4 {
+        return Err(format!("expected dom0 and three domains: {rows:?}"));
+    }
+    for r in &rows {
+        if !(r.state.contains('r') || r.state.contains('b')) || r.state.contains('p') {
+            return Err(format!("{} is not running or blocked: {r:?}", r.name));
+        }
+    }
+    ctx.note(&format!(
+        "xl list: {}",
+        rows.iter()
+            .map(|r| format!("{} {} {}M {}", r.name, r.id, r.mem, r.state))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+
+    run(&mut vm, "xl pause third")?;
+    let paused = row(&list(&mut vm)?, "third")?.state.clone();
+    if !paused.contains('p') {
+        return Err(format!("after xl pause, third's state is {paused:?}"));
+    }
+    run(&mut vm, &format!("xl unpause {}", third.id))?;
+    let resumed = row(&list(&mut vm)?, "third")?.state.clone();
+    if resumed.contains('p') {
+        return Err(format!("after xl unpause, third's state is {resumed:?}"));
+    }
+
+    run(&mut vm, "xl destroy third")?;
+    let rows = list(&mut vm)?;
+    if rows.iter().any(|r| r.name == "third") || rows.len() != 3 {
+        return Err(format!("after xl destroy third: {rows:?}"));
+    }
+    let out = run(&mut vm, "xl destroy third")?;
+    expect(&out, "no domain named \"third\"", "destroying it again")?;
+    vm.kill();
+    Ok(())
+}
+
+/// A console round trip: attach, type a line, see the echo guest say it back, detach with
+/// Ctrl-]; output written while nobody was attached is kept and shown on attach.
+pub fn console(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    run(&mut vm, "xl create /etc/xen/hello.cfg")?;
+    // Nobody is attached while the guest prints its banner; wait until it is kept.
+    vm.send("xl console hello\r")?;
+    vm.wait_for("Ctrl-] detaches", COMMAND)?;
+    vm.wait_for_line("echo: type a line and I will say it back", COMMAND)?;
+    vm.send("round trip 42\r")?;
+    vm.wait_for_line("echo: round trip 42", COMMAND)?;
+    vm.send("\x1d")?;
+    vm.wait_for(PROMPT, COMMAND)?;
+    // The shell is back: a command works.
+    let rows = list(&mut vm)?;
+    row(&rows, "hello")?;
+    vm.kill();
+    Ok(())
+}
+
+/// A bad configuration gives the documented error (source and line) and changes nothing;
+/// so does a kernel that is not there.
+pub fn bad_config(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let before = list(&mut vm)?;
+    let out = run(&mut vm, "xl create /etc/xen/hello.cfg 'memory=\"lots\"'")?;
+    expect(
+        &out,
+        "xl: cannot create a domain from /etc/xen/hello.cfg: <command line>:1: 'memory' must be an integer",
+        "a wrong type",
+    )?;
+    expect(&out, "xl: exited with status 1", "a wrong type")?;
+    let out = run(
+        &mut vm,
+        "xl create /etc/xen/hello.cfg 'kernel=\"/boot/missing.elf\"'",
+    )?;
+    expect(&out, "/boot/missing.elf", "a missing kernel")?;
+    expect(&out, "xl: exited with status 1", "a missing kernel")?;
+    let out = run(&mut vm, "xl create /etc/xen/nonexistent.cfg")?;
+    expect(&out, "cannot read config file", "a missing config file")?;
+    let after = list(&mut vm)?;
+    if after != before {
+        return Err(format!("bad configs changed the domains: {before:?} -> {after:?}"));
+    }
+    vm.kill();
+    Ok(())
+}
+
+/// Free memory as `xl info` reports it, in MiB.
+fn free_memory(vm: &mut Qemu) -> Result<u64, String> {
+    let out = run(vm, "xl info")?;
+    out.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "free_memory").then(|| v.trim().parse().ok())?
+        })
+        .ok_or_else(|| format!("no free_memory in {out:?}"))
+}
+
+/// A domain asking for more memory than is free fails cleanly: a clear message, no
+/// domain left behind, free memory unchanged; a domain that fits still builds afterwards.
+pub fn too_much_memory(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let free = free_memory(&mut vm)?;
+    let out = run(
+        &mut vm,
+        &format!("xl create /etc/xen/hello.cfg memory={}", free + 64),
+    )?;
+    expect(&out, "but only", "too much memory")?;
+    expect(&out, "xl: exited with status 1", "too much memory")?;
+    let rows = list(&mut vm)?;
+    if rows.len() != 1 {
+        return Err(format!("a domain was left behind: {rows:?}"));
+    }
+    let after = free_memory(&mut vm)?;
+    if after != free {
+        return Err(format!("free memory went from {free} to {after} MiB"));
+    }
+    let out = run(&mut vm, "xl create /etc/xen/hello.cfg")?;
+    expect(&out, "Domain hello created", "a domain that fits")?;
+    ctx.note(&format!("free memory {free} MiB before and after the refusal"));
+    vm.kill();
+    Ok(())
+}
+
+/// Runs `xl list` until `done` accepts the rows (each run is a real command, so this waits
+/// for dom0 to act without sleeping); at most `tries` times.
+fn list_until(
+    vm: &mut Qemu,
+    tries: u32,
+    what: &str,
+    mut done: impl FnMut(&[Row]) -> bool,
+) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    for _ in 0..tries {
+        rows = list(vm)?;
+        if done(&rows) {
+            return Ok(rows);
+        }
+    }
+    Err(format!("{what}: still not so after {tries} `xl list`s: {rows:?}"))
+}
+
+/// on_poweroff, on_reboot and on_crash: the compute guest powers off and is destroyed
+/// (on_poweroff=destroy) or kept (preserve); `xl reboot` restarts a domain under its name
+/// (on_reboot=restart).
+pub fn lifecycle(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    run(&mut vm, "xl create /etc/xen/compute.cfg")?;
+    run(
+        &mut vm,
+        "xl create /etc/xen/compute.cfg 'name=\"kept\"' 'on_poweroff=\"preserve\"'",
+    )?;
+    // Both power off when done; dom0 acts on VIRQ_DOM_EXC.
+    let rows = list_until(&mut vm, 100, "compute destroyed, kept preserved", |rows| {
+        !rows.iter().any(|r| r.name == "compute")
+            && rows.iter().any(|r| r.name == "kept" && r.state.contains('s'))
+    })?;
+    ctx.note(&format!("after poweroff: {rows:?}"));
+    run(&mut vm, "xl create /etc/xen/hello.cfg")?;
+    let old = row(&list(&mut vm)?, "hello")?.id;
+    run(&mut vm, "xl reboot hello")?;
+    list_until(&mut vm, 50, "hello restarted with a new id", |rows| {
+        rows.iter().any(|r| r.name == "hello" && r.id != old)
+    })?;
+    if !vm.serial_log().contains("restarted as domain") {
+        return Err("dom0 did not say that it restarted hello".into());
+    }
+    vm.kill();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_parses() {
+        let out = "xl list\nName                                        ID   Mem VCPUs\tState\tTime(s)\n\
+                   Domain-0                                     0    64     1     r-----       0.5\n\
+                   hello                                        1    16     1     -b----       0.0\n";
+        let rows = parse_list(out).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[1],
+            Row {
+                name: "hello".into(),
+                id: 1,
+                mem: 16,
+                vcpus: 1,
+                state: "-b----".into()
+            }
+        );
+        assert!(parse_list("nothing").is_err());
+        assert!(parse_list("Name ID Mem VCPUs State Time(s)\nx y\n").is_err());
+    }
+}
