@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use guest_abi::errno::Errno;
-use guest_abi::types::{DOMID_FIRST_RESERVED, DomId};
+use guest_abi::types::DomId;
 
 use super::{Domain, Vcpu};
 use crate::arch::x86_64::layout::phys_to_virt;
@@ -22,13 +22,6 @@ use crate::mm::{Mfn, PAGE_SIZE, frames, ft, m2p};
 /// Most vCPUs a domain may have: one `vcpu_info` slot each in `shared_info` (Xen's
 /// legacy limit; more would need `VCPUOP_register_vcpu_info`).
 pub const MAX_VCPUS: u32 = guest_abi::shared_info::XEN_LEGACY_MAX_VCPUS as u32;
-
-/// The lowest domain ID in 1.. that `in_use` does not hold.
-pub fn free_domid(in_use: impl Fn(DomId) -> bool) -> Result<DomId, Errno> {
-    (1..DOMID_FIRST_RESERVED)
-        .find(|d| !in_use(*d))
-        .ok_or(Errno::ENOSPC)
-}
 
 /// A new, paused, empty domain with `nr_vcpus` offline vCPUs.
 pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {

@@ -238,3 +238,34 @@ impl Domain {
         self.vcpu_info(self.handling)
     }
 }
+
+/// The first domain ID after `last` (wrapping from the last ordinary ID to 1) that `in_use`
+/// does not hold, as Xen's `domctl createdomain` picks one.
+pub fn free_domid(last: DomId, in_use: impl Fn(DomId) -> bool) -> Result<DomId, guest_abi::Errno> {
+    let n = guest_abi::types::DOMID_FIRST_RESERVED - 1;
+    let start = last % n;
+    (0..n)
+        .map(|i| (start + i) % n + 1)
+        .find(|d| !in_use(*d))
+        .ok_or(guest_abi::Errno::ENOSPC)
+}
+
+#[cfg(test)]
+mod domid_tests {
+    use super::free_domid;
+
+    #[test]
+    fn ids_are_not_reused_at_once() {
+        let none = |_| false;
+        assert_eq!(free_domid(0, none), Ok(1));
+        assert_eq!(free_domid(1, none), Ok(2));
+        // A destroyed domain 1 is not picked again while later IDs are free.
+        assert_eq!(free_domid(5, |d| d == 3), Ok(6));
+        assert_eq!(free_domid(6, |d| d == 7), Ok(8));
+        // Wraps past the last ordinary ID back to 1, skipping IDs in use.
+        let last = guest_abi::types::DOMID_FIRST_RESERVED - 1;
+        assert_eq!(free_domid(last, |d| d == 1), Ok(2));
+        assert_eq!(free_domid(last - 1, none), Ok(last));
+        assert!(free_domid(3, |_| true).is_err());
+    }
+}

@@ -217,13 +217,14 @@ fn create(
     }
     let in_use = |d: DomId| d == dom.id || world.domains.contains_key(&d);
     let id = if wanted == 0 || wanted >= DOMID_FIRST_RESERVED {
-        lifecycle::free_domid(in_use)?
+        crate::domain::free_domid(world.last_domid, in_use)?
     } else if in_use(wanted) {
         return Err(Errno::EEXIST);
     } else {
         wanted
     };
     let mut new = lifecycle::create(id, alloc::format!("d{id}"), cfg.max_vcpus)?;
+    world.last_domid = id;
     // One grant-table frame from the start, as Xen's INITIAL_NR_GRANT_FRAMES.
     if super::grant_op::grow(&mut new, 1).is_err() {
         let _ = lifecycle::release(&mut new);

@@ -63,6 +63,9 @@ pub struct World {
     pub run_until: Option<u64>,
     /// The credit scheduler (DESIGN §5); set up before the first domain runs.
     pub sched: Option<Scheduler>,
+    /// The domain ID created last, where the search for the next free one starts (Xen's
+    /// `rover`: IDs are not reused at once, so a stale ID names no new domain).
+    pub last_domid: DomId,
 }
 
 pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
@@ -71,6 +74,7 @@ pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
     console_input: VecDeque::new(),
     run_until: None,
     sched: None,
+    last_domid: 0,
 });
 
 /// What the trap handling decided about the vCPU.

@@ -84,7 +84,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("demo_compute", demos::compute),
         Scenario::new("demo_echo", demos::echo),
         Scenario::new("default_image", demos::default_image),
-        Scenario::new("xl_create_list_pause_destroy", xl::create_list_pause_destroy),
+        Scenario::new(
+            "xl_create_list_pause_destroy",
+            xl::create_list_pause_destroy,
+        ),
         Scenario::new("xl_console", xl::console),
         Scenario::new("xl_bad_config", xl::bad_config),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),

@@ -34,11 +34,18 @@ pub fn boot(ctx: &Context) -> Result<Qemu, String> {
 /// printed in between (the echoed command line first).
 pub fn run(vm: &mut Qemu, line: &str) -> Result<String, String> {
     vm.send(&format!("{line}\r"))?;
-    vm.wait_until(&format!("the prompt after `{line}`"), COMMAND, |log, cursor| {
-        log[cursor..]
-            .find(PROMPT)
-            .map(|i| (log[cursor..cursor + i].to_string(), cursor + i + PROMPT.len()))
-    })
+    vm.wait_until(
+        &format!("the prompt after `{line}`"),
+        COMMAND,
+        |log, cursor| {
+            log[cursor..].find(PROMPT).map(|i| {
+                (
+                    log[cursor..cursor + i].to_string(),
+                    cursor + i + PROMPT.len(),
+                )
+            })
+        },
+    )
 }
 
 /// One row of `xl list`: (name, id, memory MiB, vCPUs, state).
@@ -112,7 +119,11 @@ pub fn create_list_pause_destroy(ctx: &Context) -> Result<(), String> {
         &mut vm,
         "xl create /etc/xen/hello.cfg 'name=\"third\"' memory=24 vcpus=2",
     )?;
-    expect(&out, "Domain third created with id", "xl create with overrides")?;
+    expect(
+        &out,
+        "Domain third created with id",
+        "xl create with overrides",
+    )?;
     let rows = list(&mut vm)?;
     let dom0 = row(&rows, "Domain-0")?;
     if dom0.id != 0 {
@@ -120,8 +131,16 @@ pub fn create_list_pause_destroy(ctx: &Context) -> Result<(), String> {
     }
     let hello = row(&rows, "hello")?;
     let third = row(&rows, "third")?;
-    if (hello.mem, hello.vcpus) != (16, 1) || (third.mem, third.vcpus) != (24, 2) {
+    // `VCPUs` counts the vCPUs online; a PV guest brings up all but vCPU 0 itself.
+    if (hello.mem, hello.vcpus) != (16, 1) || (third.mem, third.vcpus) != (24, 1) {
         return Err(format!("memory or vCPUs wrong in {rows:?}"));
+    }
+    let out = run(&mut vm, "xl vcpu-list third")?;
+    let vcpus = out.lines().filter(|l| l.starts_with("third ")).count();
+    if vcpus != 2 {
+        return Err(format!(
+            "xl vcpu-list third shows {vcpus} vCPUs, not 2: {out:?}"
+        ));
     }
     if rows.len() != 4 {
         return Err(format!("expected dom0 and three domains: {rows:?}"));
@@ -131,7 +150,7 @@ pub fn create_list_pause_destroy(ctx: &Context) -> Result<(), String> {
             return Err(format!("{} is not running or blocked: {r:?}", r.name));
         }
     }
-    ctx.note(&format!(
+    ctx.note(format!(
         "xl list: {}",
         rows.iter()
             .map(|r| format!("{} {} {}M {}", r.name, r.id, r.mem, r.state))
@@ -203,7 +222,9 @@ pub fn bad_config(ctx: &Context) -> Result<(), String> {
     expect(&out, "cannot read config file", "a missing config file")?;
     let after = list(&mut vm)?;
     if after != before {
-        return Err(format!("bad configs changed the domains: {before:?} -> {after:?}"));
+        return Err(format!(
+            "bad configs changed the domains: {before:?} -> {after:?}"
+        ));
     }
     vm.kill();
     Ok(())
@@ -241,7 +262,9 @@ pub fn too_much_memory(ctx: &Context) -> Result<(), String> {
     }
     let out = run(&mut vm, "xl create /etc/xen/hello.cfg")?;
     expect(&out, "Domain hello created", "a domain that fits")?;
-    ctx.note(&format!("free memory {free} MiB before and after the refusal"));
+    ctx.note(format!(
+        "free memory {free} MiB before and after the refusal"
+    ));
     vm.kill();
     Ok(())
 }
@@ -261,7 +284,9 @@ fn list_until(
             return Ok(rows);
         }
     }
-    Err(format!("{what}: still not so after {tries} `xl list`s: {rows:?}"))
+    Err(format!(
+        "{what}: still not so after {tries} `xl list`s: {rows:?}"
+    ))
 }
 
 /// on_poweroff, on_reboot and on_crash: the compute guest powers off and is destroyed
@@ -277,9 +302,11 @@ pub fn lifecycle(ctx: &Context) -> Result<(), String> {
     // Both power off when done; dom0 acts on VIRQ_DOM_EXC.
     let rows = list_until(&mut vm, 100, "compute destroyed, kept preserved", |rows| {
         !rows.iter().any(|r| r.name == "compute")
-            && rows.iter().any(|r| r.name == "kept" && r.state.contains('s'))
+            && rows
+                .iter()
+                .any(|r| r.name == "kept" && r.state.contains('s'))
     })?;
-    ctx.note(&format!("after poweroff: {rows:?}"));
+    ctx.note(format!("after poweroff: {rows:?}"));
     run(&mut vm, "xl create /etc/xen/hello.cfg")?;
     let old = row(&list(&mut vm)?, "hello")?.id;
     run(&mut vm, "xl reboot hello")?;
