@@ -53,4 +53,6 @@ pub use machine::{
     EXIT_HYPERVISOR_FATAL, EXIT_POWEROFF, Machine, QEMU, Qemu, debug_exit_status, describe_exit,
 };
 pub use runner::{Context, Outcome, Scenario, Summary, run_and_report};
-pub use workspace::{DOM0_ARTIFACT, HYPERVISOR_ARTIFACT, INITRD_ARTIFACT, Workspace};
+pub use workspace::{
+    DOM0_ARTIFACT, HYPERVISOR_ARTIFACT, INITRD_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace,
+};

@@ -12,6 +12,8 @@ pub const DOM0_ARTIFACT: &str = "dom0.elf";
 /// the domain configurations, the demo guest kernels) in the artifact directory and the
 /// ISO's `/boot/`.
 pub const INITRD_ARTIFACT: &str = "initrd.cpio";
+/// The scenarios' initrd: the default one plus the test program `/bin/probe`.
+pub const TEST_INITRD_ARTIFACT: &str = "initrd-test.cpio";
 
 /// The paths of one checkout of the workspace.
 ///

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use dom0_tools::cpio::{self, S_IFDIR, S_IFMT, S_IFREG};
 use dom0_tools::xlcfg;
-use xenia_tests::{INITRD_ARTIFACT, Workspace};
+use xenia_tests::{INITRD_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 
 /// The configurations' directory in the repository.
 pub const CONFIG_DIR: &str = "dom0-tools/etc/xen";
@@ -123,6 +123,16 @@ pub fn read_configs(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
 /// Writes `target/xenia/initrd.cpio` from the built `xl` at `xl` and the built guest
 /// kernels, unless it already holds exactly those bytes; returns its path.
 pub fn build(ws: &Workspace, xl: &Path) -> Result<PathBuf, String> {
+    build_with(ws, xl, None)
+}
+
+/// The scenarios' initrd, `target/xenia/initrd-test.cpio`: the default one plus the test
+/// program `/bin/probe`.
+pub fn build_test(ws: &Workspace, xl: &Path, probe: &Path) -> Result<PathBuf, String> {
+    build_with(ws, xl, Some(probe))
+}
+
+fn build_with(ws: &Workspace, xl: &Path, probe: Option<&Path>) -> Result<PathBuf, String> {
     let read =
         |path: &Path| fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
     let configs = read_configs(&ws.root().join(CONFIG_DIR))?;
@@ -130,14 +140,21 @@ pub fn build(ws: &Workspace, xl: &Path) -> Result<PathBuf, String> {
         .iter()
         .map(|name| Ok((name.to_string(), read(&ws.require_artifact(name)?)?)))
         .collect::<Result<Vec<_>, String>>()?;
-    let files = contents(read(xl)?, &configs, &guests);
+    let mut files = contents(read(xl)?, &configs, &guests);
     check_configs(&configs, &files)?;
+    let name = match probe {
+        Some(probe) => {
+            files.insert(2, ("bin/probe".into(), S_IFREG | 0o755, read(probe)?));
+            TEST_INITRD_ARTIFACT
+        }
+        None => INITRD_ARTIFACT,
+    };
     let bytes = archive(&files);
-    let path = ws.artifact(INITRD_ARTIFACT);
+    let path = ws.artifact(name);
     if fs::read(&path).is_ok_and(|old| old == bytes) {
         return Ok(path);
     }
-    let partial = ws.artifact(&format!("{INITRD_ARTIFACT}.partial"));
+    let partial = ws.artifact(&format!("{name}.partial"));
     fs::write(&partial, &bytes).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
     fs::rename(&partial, &path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     Ok(path)

@@ -129,6 +129,9 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
     let xl = userland::build_xl(ws)?;
     println!("building dom0's initrd...");
     initrd::build(ws, &xl)?;
+    println!("building the scenarios' initrd (with the test program probe)...");
+    let probe = userland::build_probe(ws)?;
+    initrd::build_test(ws, &xl, &probe)?;
     println!("building host crates...");
     host::run(host::cargo(ws.root()).args(["build", "--quiet", "--workspace"]))
 }

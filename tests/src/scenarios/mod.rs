@@ -3,6 +3,7 @@
 
 mod boot;
 mod demos;
+mod dom0;
 mod domains;
 
 mod guests;
@@ -84,6 +85,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("demo_compute", demos::compute),
         Scenario::new("demo_echo", demos::echo),
         Scenario::new("default_image", demos::default_image),
+        Scenario::new("dom0_programs", dom0::programs),
         Scenario::new(
             "xl_create_list_pause_destroy",
             xl::create_list_pause_destroy,

@@ -37,10 +37,20 @@ fn privcmd() -> Result<(), String> {
         .open("/dev/xen/privcmd")
         .map_err(|e| format!("cannot open /dev/xen/privcmd: {e}"))?;
     let mut version = [17u64, 0, 0, 0, 0, 0];
-    let r = syscall3(16, f.as_raw_fd() as u64, IOCTL_PRIVCMD_HYPERCALL, version.as_mut_ptr() as u64);
+    let r = syscall3(
+        16,
+        f.as_raw_fd() as u64,
+        IOCTL_PRIVCMD_HYPERCALL,
+        version.as_mut_ptr() as u64,
+    );
     println!("xen_version: {r:#x}");
     let mut mmu = [1u64, 0, 1, 0, 0x7ff0, 0];
-    let r = syscall3(16, f.as_raw_fd() as u64, IOCTL_PRIVCMD_HYPERCALL, mmu.as_mut_ptr() as u64);
+    let r = syscall3(
+        16,
+        f.as_raw_fd() as u64,
+        IOCTL_PRIVCMD_HYPERCALL,
+        mmu.as_mut_ptr() as u64,
+    );
     println!("mmu_update on dom0: {r}");
     Ok(())
 }
@@ -49,7 +59,11 @@ fn privcmd() -> Result<(), String> {
 fn recurse(depth: u64) -> u64 {
     let buf = [depth as u8; 1024];
     let sum: u64 = std::hint::black_box(&buf).iter().map(|&b| b as u64).sum();
-    if depth == 0 { sum } else { sum + recurse(depth - 1) }
+    if depth == 0 {
+        sum
+    } else {
+        sum + recurse(depth - 1)
+    }
 }
 
 fn main() {

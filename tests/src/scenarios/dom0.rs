@@ -1,0 +1,120 @@
+//! dom0's kernel seen from its shell: programs from the initrd run in ring 3 with their
+//! arguments, a non-zero exit status and a fault are reported, unknown system calls return
+//! -ENOSYS and are logged once per number, privcmd refuses what would touch dom0 itself,
+//! every program's memory comes back when it ends, and the line editor edits. The image is
+//! the default one with the test program `/bin/probe` added to the initrd.
+
+use crate::iso::DEFAULT_HV_OPTIONS;
+use crate::machine::{DEFAULT_TIMEOUT as T, Qemu};
+use crate::runner::Context;
+use crate::scenarios::xl::{PROMPT, run};
+use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+
+fn boot(ctx: &Context) -> Result<Qemu, String> {
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .boot()?;
+    vm.wait_for(PROMPT, T)?;
+    Ok(vm)
+}
+
+fn expect(out: &str, text: &str, what: &str) -> Result<(), String> {
+    if out.contains(text) {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected {text:?} in {out:?}"))
+    }
+}
+
+/// The shell and the process life cycle.
+pub fn programs(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let out = run(&mut vm, "help")?;
+    expect(&out, "  probe", "help")?;
+    expect(&out, "  xl", "help")?;
+
+    let out = run(&mut vm, "probe args one 'two words'")?;
+    expect(&out, "argc=4", "arguments")?;
+    expect(&out, "argv[0]=probe", "arguments")?;
+    expect(&out, "argv[3]=two words", "arguments")?;
+
+    let out = run(&mut vm, "probe exit 3")?;
+    expect(&out, "probe: exited with status 3", "exit status")?;
+    let out = run(&mut vm, "probe exit 0")?;
+    if out.contains("exited") {
+        return Err(format!("a zero exit status was reported: {out:?}"));
+    }
+
+    let out = run(&mut vm, "probe fault")?;
+    expect(&out, "probe: killed by page fault (vector 14)", "a fault")?;
+    expect(&out, "address 0x10", "a fault")?;
+    let out = run(&mut vm, "probe ud")?;
+    expect(&out, "probe: killed by invalid opcode (vector 6)", "#UD")?;
+
+    let out = run(&mut vm, "probe enosys")?;
+    let logged = "system call 500 is not implemented; returning -ENOSYS";
+    if out.matches(logged).count() != 1 || out.matches("system call 500 returned -38").count() != 2
+    {
+        return Err(format!("unknown system call 500 twice: {out:?}"));
+    }
+    expect(
+        &out,
+        "system call 1000000 is not implemented",
+        "a huge number",
+    )?;
+    let out = run(&mut vm, "probe enosys")?;
+    if out.contains(logged) {
+        return Err(format!("system call 500 was logged again: {out:?}"));
+    }
+
+    let out = run(&mut vm, "probe privcmd")?;
+    expect(
+        &out,
+        "mmu_update on dom0: -1",
+        "privcmd refuses dom0's own page tables (EPERM)",
+    )?;
+    expect(&out, "xen_version: 0x", "privcmd passes xen_version")?;
+
+    // dom0 has 64 MiB; two 36 MiB programs in a row fit only if the first one's memory
+    // came back.
+    for round in 1..=3 {
+        let out = run(&mut vm, "probe mem 36")?;
+        expect(&out, "touched 36 MiB", &format!("36 MiB, round {round}"))?;
+    }
+    let out = run(&mut vm, "probe stack 2000")?;
+    expect(&out, "stack sum", "a 2 MiB stack")?;
+    let out = run(&mut vm, "probe mem 200")?;
+    expect(
+        &out,
+        "probe: exited with status 134",
+        "more memory than dom0 has",
+    )?;
+
+    let out = run(&mut vm, "nosuchprogram")?;
+    expect(
+        &out,
+        "nosuchprogram: command not found",
+        "an unknown command",
+    )?;
+
+    // Line editing: backspace, Ctrl-U, Ctrl-C.
+    let out = run(&mut vm, "probe argz\x7fs x")?;
+    expect(&out, "argv[2]=x", "backspace")?;
+    expect(&out, "argv[1]=args", "backspace")?;
+    let out = run(&mut vm, "garbage\x15probe args y")?;
+    expect(&out, "argv[2]=y", "Ctrl-U")?;
+    vm.send("probe exit 9\x03")?;
+    vm.wait_for(PROMPT, T)?;
+    let out = run(&mut vm, "probe args z")?;
+    if out.contains("status 9") {
+        return Err(format!("Ctrl-C did not abandon the line: {out:?}"));
+    }
+    expect(&out, "argv[2]=z", "after Ctrl-C")?;
+    vm.kill();
+    Ok(())
+}
