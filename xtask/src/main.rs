@@ -8,11 +8,12 @@
 //!   on this terminal.
 //! - `cargo xtask test [FILTER]`: host unit tests, then the QEMU scenarios whose names contain
 //!   FILTER.
-//! - `cargo xtask bench`: benchmarks (none yet).
+//! - `cargo xtask bench [--domains N]`: benchmarks (see [`bench`]).
 //!
 //! Works from any directory: the workspace root is this package's parent directory.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod host;
 mod initrd;
 mod kernels;
@@ -48,8 +49,9 @@ enum Cmd {
     Run(RunArgs),
     /// Run the host unit tests of every crate, then the QEMU scenarios.
     Test(TestArgs),
-    /// Run the benchmarks.
-    Bench,
+    /// Run the benchmarks (virtual time under QEMU -icount): creation time of the 1st and
+    /// the Nth domain.
+    Bench(BenchArgs),
 }
 
 #[derive(Args)]
@@ -78,6 +80,13 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct BenchArgs {
+    /// Domains to create and destroy in sequence.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    domains: u32,
+}
+
+#[derive(Args)]
 struct TestArgs {
     /// Run only the scenarios whose names contain this text.
     filter: Option<String>,
@@ -94,10 +103,7 @@ fn main() -> ExitCode {
         Cmd::Iso(args) => iso(&ws, &args),
         Cmd::Run(args) => run(&ws, &args),
         Cmd::Test(args) => test(&ws, &args),
-        Cmd::Bench => {
-            println!("no benchmarks exist yet");
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Bench(args) => bench(&ws, &args),
     };
     result.unwrap_or_else(|message| {
         eprintln!("error: {message}");
@@ -174,6 +180,31 @@ fn run(ws: &Workspace, args: &RunArgs) -> Result<ExitCode, String> {
     println!("Booting Xenia in QEMU; leave with Ctrl-A X");
     let error = qemu.exec();
     Err(format!("cannot start {}: {error}", xenia_tests::QEMU))
+}
+
+/// `cargo xtask bench`.
+fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
+    host::install_toolchain(ws.root())?;
+    host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
+    build_all(ws, &BuildArgs { debug: false })?;
+    let n = args.domains.max(1);
+    println!("bench create: {n} domains created and destroyed in sequence, virtual time");
+    let s = bench::create(ws, n)?;
+    let ratio = s.last / s.first;
+    println!(
+        "bench create: 1st {:.3} ms, {n}th {:.3} ms, median {:.3} ms, slowest {:.3} ms",
+        s.first, s.last, s.median, s.max
+    );
+    println!(
+        "bench create: {n}th / 1st = {ratio:.3} (goal: at most {}; {})",
+        bench::GOAL,
+        if ratio <= bench::GOAL {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo xtask test`.

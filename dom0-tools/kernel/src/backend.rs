@@ -306,10 +306,7 @@ fn check_domains() {
                 continue;
             }
             a.handled = true;
-            (
-                a.record.name.clone(),
-                lifecycle::decide(&a.spec, reason as u32),
-            )
+            (a.record.name.clone(), lifecycle::decide(&a.spec, reason))
         };
         let now_s = now_ns() / 1_000_000_000;
         let (decision, message) = GUARDS

@@ -13,8 +13,8 @@
 //! binds the VIRQs it waits for ([`wait`]) and starts the shell.
 //!
 //! **The shell** (`init`): prompt `dom0# `, line editing (backspace, Ctrl-U, Ctrl-C), words
-//! split as a POSIX shell would for quotes; `help` lists the programs in `/bin`; anything
-//! else runs `/bin/<word>` (or the path given) with the words as arguments, and a non-zero
+//! split as a POSIX shell would for quotes; `help` lists the programs in `/bin`;
+//! `time <command>` reports how long the command took; anything else runs `/bin/<word>` (or the path given) with the words as arguments, and a non-zero
 //! exit status or a fault is reported.
 //!
 //! **Parts:** [`process`] (loading and running a program), [`uspace`] (its page tables),
@@ -148,6 +148,15 @@ mod kernel {
     }
 
     fn run_line(line: &str) {
+        // `time <command>`: how long the program took, from load to exit, in system time
+        // (QEMU's virtual time under `-icount`; `cargo xtask bench` reads it).
+        if let Some(rest) = line.trim_start().strip_prefix("time ") {
+            let start = xenia_guest_rt::time::now_ns();
+            run_line(rest);
+            let ns = xenia_guest_rt::time::now_ns() - start;
+            tprintln!("time: {}.{:06} ms", ns / 1_000_000, ns % 1_000_000);
+            return;
+        }
         let words = match shell::split_args(line) {
             Ok(w) => w,
             Err(why) => {

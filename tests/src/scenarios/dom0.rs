@@ -1,6 +1,7 @@
 //! dom0's kernel seen from its shell: programs from the initrd run in ring 3 with their
 //! arguments, a non-zero exit status and a fault are reported, unknown system calls return
 //! -ENOSYS and are logged once per number, privcmd refuses what would touch dom0 itself,
+//! evtchn delivers a bound VIRQ,
 //! every program's memory comes back when it ends, and the line editor edits. The image is
 //! the default one with the test program `/bin/probe` added to the initrd.
 
@@ -79,6 +80,26 @@ pub fn programs(ctx: &Context) -> Result<(), String> {
         "privcmd refuses dom0's own page tables (EPERM)",
     )?;
     expect(&out, "xen_version: 0x", "privcmd passes xen_version")?;
+
+    // /dev/xen/evtchn: a VIRQ bound through the device fires and is read back; a port the
+    // descriptor does not hold cannot be notified; unbinding lets a second run bind again.
+    for round in 1..=2 {
+        let out = run(&mut vm, "probe evtchn")?;
+        let port = out
+            .lines()
+            .find_map(|l| l.strip_prefix("evtchn: VIRQ_TIMER bound to port "))
+            .ok_or_else(|| format!("evtchn round {round}: no binding in {out:?}"))?
+            .trim()
+            .to_string();
+        expect(&out, "evtchn: poll returned 1, revents 1", "evtchn poll")?;
+        expect(&out, &format!("evtchn: port {port} fired"), "evtchn read")?;
+        expect(
+            &out,
+            "notify on a port not bound here: -22",
+            "evtchn notify",
+        )?;
+        expect(&out, "evtchn: unbind: 0", "evtchn unbind")?;
+    }
 
     // dom0 has 64 MiB; two 36 MiB programs in a row fit only if the first one's memory
     // came back.

@@ -181,7 +181,8 @@ pub fn create_list_pause_destroy(ctx: &Context) -> Result<(), String> {
 }
 
 /// A console round trip: attach, type a line, see the echo guest say it back, detach with
-/// Ctrl-]; output written while nobody was attached is kept and shown on attach.
+/// Ctrl-]; output written while nobody was attached is kept and shown on attach. Then
+/// `xl top` until `q`, and `xl create -c` of a guest that powers off.
 pub fn console(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
     run(&mut vm, "xl create /etc/xen/hello.cfg")?;
@@ -196,6 +197,18 @@ pub fn console(ctx: &Context) -> Result<(), String> {
     // The shell is back: a command works.
     let rows = list(&mut vm)?;
     row(&rows, "hello")?;
+    // `xl top` refreshes until `q`.
+    vm.send("xl top\r")?;
+    vm.wait_for("Domain-0", COMMAND)?;
+    vm.wait_for("q quits", COMMAND)?;
+    vm.send("q")?;
+    vm.wait_for(PROMPT, COMMAND)?;
+    // `xl create -c` attaches at once: compute's whole output, then its power-off closes
+    // the console and the prompt comes back.
+    vm.send("xl create -c /etc/xen/compute.cfg\r")?;
+    vm.wait_for("Ctrl-] detaches", COMMAND)?;
+    vm.wait_for_line("compute: 78498 primes below 1000000", T)?;
+    vm.wait_for(PROMPT, T)?;
     vm.kill();
     Ok(())
 }

@@ -9,6 +9,8 @@
 //!   (the kernel returns -ENOSYS and logs each number once);
 //! - `probe privcmd`: asks `/dev/xen/privcmd` for `mmu_update` (1) on dom0 itself, which
 //!   must be refused with EPERM, and for `xen_version` (17), which must succeed;
+//! - `probe evtchn`: binds VIRQ_TIMER through `/dev/xen/evtchn`, polls until it fires and
+//!   reads the port back;
 //! - `probe mem <MiB>`: allocates and touches that much memory, prints a checksum;
 //! - `probe stack <KiB>`: recurses to use that much stack.
 //!
@@ -55,6 +57,50 @@ fn privcmd() -> Result<(), String> {
     Ok(())
 }
 
+/// Binds VIRQ_TIMER through `/dev/xen/evtchn`, waits (bounded) for it to fire while the
+/// kernel blocks with its timer, reads the port back, and unbinds.
+fn evtchn() -> Result<(), String> {
+    use std::io::Read;
+    const BIND_VIRQ: u64 = 0x0004_4500;
+    const UNBIND: u64 = 0x0004_4503;
+    const NOTIFY: u64 = 0x0004_4504;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/xen/evtchn")
+        .map_err(|e| format!("cannot open /dev/xen/evtchn: {e}"))?;
+    let fd = f.as_raw_fd() as u64;
+    let virq: u32 = 0;
+    let port = syscall3(16, fd, BIND_VIRQ, &virq as *const u32 as u64);
+    if port < 0 {
+        return Err(format!("IOCTL_EVTCHN_BIND_VIRQ returned {port}"));
+    }
+    println!("evtchn: VIRQ_TIMER bound to port {port}");
+    // struct pollfd { int fd; short events; short revents; }
+    let mut pfd = [0u8; 8];
+    pfd[..4].copy_from_slice(&(fd as i32).to_le_bytes());
+    pfd[4..6].copy_from_slice(&1i16.to_le_bytes());
+    let ready = syscall3(7, pfd.as_mut_ptr() as u64, 1, 5000);
+    println!(
+        "evtchn: poll returned {ready}, revents {}",
+        i16::from_le_bytes([pfd[6], pfd[7]])
+    );
+    let mut buf = [0u8; 4];
+    f.read_exact(&mut buf).map_err(|e| format!("read: {e}"))?;
+    println!("evtchn: port {} fired", u32::from_le_bytes(buf));
+    let other: u32 = 1;
+    println!(
+        "evtchn: notify on a port not bound here: {}",
+        syscall3(16, fd, NOTIFY, &other as *const u32 as u64)
+    );
+    let p32 = port as u32;
+    println!(
+        "evtchn: unbind: {}",
+        syscall3(16, fd, UNBIND, &p32 as *const u32 as u64)
+    );
+    Ok(())
+}
+
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let buf = [depth as u8; 1024];
@@ -97,6 +143,12 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        Some("evtchn") => {
+            if let Err(e) = evtchn() {
+                eprintln!("probe: {e}");
+                std::process::exit(1);
+            }
+        }
         Some("mem") => {
             let mib = number(2) as usize;
             let mut v = vec![0u8; mib << 20];
@@ -108,7 +160,7 @@ fn main() {
         }
         Some("stack") => println!("stack sum {}", recurse(number(2))),
         _ => {
-            eprintln!("usage: probe args|exit N|fault|ud|enosys|privcmd|mem MiB|stack KiB");
+            eprintln!("usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB");
             std::process::exit(2);
         }
     }
