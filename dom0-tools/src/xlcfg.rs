@@ -133,6 +133,9 @@ pub struct Parsed {
     pub spec: DomainSpec,
     /// Warnings, formatted `<file>:<line>: ...`, in the order found.
     pub warnings: Vec<String>,
+    /// Where `kernel` was set, `<file>:<line>` (or `<command line>:<n>`), for messages
+    /// about the kernel file itself.
+    pub kernel_at: String,
 }
 
 /// Why a configuration was refused.
@@ -786,9 +789,14 @@ pub fn parse_domain_config(
         config.apply(COMMAND_LINE, setting, false)?;
     }
     let spec = config.spec()?;
+    let kernel_at = config
+        .get("kernel")
+        .map(|e| alloc::format!("{}:{}", e.source, e.setting.line))
+        .unwrap_or_default();
     Ok(Parsed {
         spec,
         warnings: config.warnings,
+        kernel_at,
     })
 }
 
@@ -828,6 +836,7 @@ mod tests {
             }
         );
         assert!(p.warnings.is_empty());
+        assert_eq!(p.kernel_at, "guest.cfg:2");
     }
 
     #[test]

@@ -15,22 +15,26 @@ use spin::Mutex;
 const INPUT_MAX: usize = 4096;
 
 static INPUT: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
+/// The last byte written, so that a `\r\n` a program wrote itself stays `\r\n`.
+static LAST: Mutex<u8> = Mutex::new(0);
 
 /// Writes `bytes` to the terminal.
 pub fn write(bytes: &[u8]) {
     let mut out = [0u8; 512];
     let mut n = 0;
+    let mut last = LAST.lock();
     for &b in bytes {
         if n + 2 > out.len() {
             let _ = calls::console_write_raw(&out[..n]);
             n = 0;
         }
-        if b == b'\n' {
+        if b == b'\n' && *last != b'\r' {
             out[n] = b'\r';
             n += 1;
         }
         out[n] = b;
         n += 1;
+        *last = b;
     }
     if n > 0 {
         let _ = calls::console_write_raw(&out[..n]);

@@ -45,6 +45,13 @@ fn block_once(deadline: u64) {
     events::mask();
 }
 
+/// Looks at the backends, then blocks once (until an event or `deadline`): for callers
+/// that decide themselves what to look at after each wake-up.
+pub fn once(deadline: u64) {
+    crate::service();
+    block_once(deadline);
+}
+
 /// Runs `service` and then `ready` until `ready` says yes or system time `deadline` passes
 /// (`u64::MAX`: no deadline). Returns whether `ready` said yes.
 pub fn until(deadline: u64, mut ready: impl FnMut() -> bool) -> bool {

@@ -218,6 +218,7 @@ pub fn create(
     for w in &parsed.warnings {
         let _ = writeln!(io.err, "xl: warning: {w}");
     }
+    let kernel_at = parsed.kernel_at;
     let spec = parsed.spec;
     let record = Record {
         name: spec.name.clone(),
@@ -239,9 +240,12 @@ pub fn create(
     check_memory(sys, &spec)?;
 
     let fail = |what: String| format!("cannot create \"{}\": {what}", spec.name);
-    let kernel = sys
-        .read_file(&spec.kernel)
-        .map_err(|e| fail(format!("cannot read its kernel {}: {e}", spec.kernel)))?;
+    let kernel = sys.read_file(&spec.kernel).map_err(|e| {
+        fail(format!(
+            "{kernel_at}: cannot read kernel {}: {e}",
+            spec.kernel
+        ))
+    })?;
     let ramdisk = match &spec.ramdisk {
         Some(r) => Some(
             sys.read_file(r)

@@ -229,7 +229,11 @@ pub fn bad_config(ctx: &Context) -> Result<(), String> {
         &mut vm,
         "xl create /etc/xen/hello.cfg 'kernel=\"/boot/missing.elf\"'",
     )?;
-    expect(&out, "/boot/missing.elf", "a missing kernel")?;
+    expect(
+        &out,
+        "<command line>:1: cannot read kernel /boot/missing.elf",
+        "a missing kernel",
+    )?;
     expect(&out, "xl: exited with status 1", "a missing kernel")?;
     let out = run(&mut vm, "xl create /etc/xen/nonexistent.cfg")?;
     expect(&out, "cannot read config file", "a missing config file")?;

@@ -303,8 +303,8 @@ fn create_refusals_build_nothing() {
     let (r, _, _) = create(&mut f, "web.cfg", &[], false);
     assert_eq!(
         r.unwrap_err(),
-        "cannot create \"web\": cannot read its kernel /boot/web.elf: No such file or directory \
-         (os error 2)"
+        "cannot create \"web\": /etc/xen/web.cfg:2: cannot read kernel /boot/web.elf: No such \
+         file or directory (os error 2)"
     );
     assert!(f.log.is_empty(), "{:?}", f.log);
 }
