@@ -180,12 +180,15 @@ pub struct ListEntry {
     pub dom: u32,
     /// Its name.
     pub name: String,
+    /// System time (nanoseconds since boot) when dom0's kernel took it over: when it was
+    /// created, or last restarted.
+    pub created_ns: u64,
 }
 
 impl ListEntry {
-    /// `<dom>\t<name>\n`.
+    /// `<dom>\t<name>\t<created_ns>\n`.
     pub fn encode(&self) -> String {
-        alloc::format!("{}\t{}\n", self.dom, self.name)
+        alloc::format!("{}\t{}\t{}\n", self.dom, self.name, self.created_ns)
     }
 
     /// Every entry of a [`XENIA_IOCTL_LIST`] answer; lines that do not
@@ -195,10 +198,15 @@ impl ListEntry {
             .unwrap_or("")
             .lines()
             .filter_map(|l| {
-                let (d, n) = l.split_once('\t')?;
+                let mut f = l.split('\t');
+                let (d, n, t) = (f.next()?, f.next()?, f.next()?);
+                if f.next().is_some() {
+                    return None;
+                }
                 Some(ListEntry {
                     dom: d.parse().ok()?,
                     name: n.into(),
+                    created_ns: t.parse().ok()?,
                 })
             })
             .collect()
@@ -276,15 +284,17 @@ mod tests {
             ListEntry {
                 dom: 1,
                 name: "a".into(),
+                created_ns: 0,
             },
             ListEntry {
                 dom: 12,
                 name: "b c".into(),
+                created_ns: 5_000_000_000,
             },
         ];
         let bytes: String = e.iter().map(ListEntry::encode).collect();
         assert_eq!(ListEntry::decode_all(bytes.as_bytes()), e.to_vec());
-        assert!(ListEntry::decode_all(b"x\ty\n\n3\n").is_empty());
+        assert!(ListEntry::decode_all(b"x\ty\t1\n\n3\n4\tn\n5\tn\t1\t2\n").is_empty());
     }
 
     #[test]

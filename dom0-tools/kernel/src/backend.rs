@@ -71,6 +71,8 @@ struct Adopted {
     console: Option<Console>,
     /// Its shutdown was acted upon already.
     handled: bool,
+    /// System time when it was adopted.
+    created_ns: u64,
 }
 
 static DOMS: Mutex<BTreeMap<DomId, Adopted>> = Mutex::new(BTreeMap::new());
@@ -121,6 +123,7 @@ pub fn adopt(dom: DomId, record: Record, console: Option<(u64, u32)>) -> Result<
             spec,
             console,
             handled: false,
+            created_ns: now_ns(),
         },
     );
     service();
@@ -143,6 +146,7 @@ pub fn list() -> Vec<ListEntry> {
         .map(|(&dom, a)| ListEntry {
             dom: dom.into(),
             name: a.record.name.clone(),
+            created_ns: a.created_ns,
         })
         .collect()
 }

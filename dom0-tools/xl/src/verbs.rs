@@ -697,10 +697,9 @@ pub fn mem_max(sys: &mut impl System, arg: &str, memory: &str) -> VerbResult {
     })
 }
 
-/// `xl uptime [-s] [domains...]`. The hypervisor keeps no creation time,
-/// so only dom0's uptime (time since boot) is known; other domains are
-/// left out with a note, as Xen's xl leaves out domains without a start
-/// time.
+/// `xl uptime [-s] [domains...]`: dom0 since boot, other domains since dom0's kernel
+/// took them over (created or last restarted). A domain the kernel keeps no record of has
+/// no known start and is left out, with a note on stderr.
 pub fn uptime(sys: &mut impl System, io: &mut Io<'_>, short: bool, which: &[String]) -> VerbResult {
     let all = named_domains(sys)?;
     let k = known(&all);
@@ -712,7 +711,8 @@ pub fn uptime(sys: &mut impl System, io: &mut Io<'_>, short: bool, which: &[Stri
             .map(|w| target::resolve(w, &k).map_err(|e| e.to_string()))
             .collect::<VerbResult<_>>()?
     };
-    let up = sys.now_ns() / 1_000_000_000;
+    let now = sys.now_ns();
+    let names = sys.names().unwrap_or_default();
     let wall = sys.wall_s();
     let mut out = if short {
         String::new()
@@ -721,21 +721,29 @@ pub fn uptime(sys: &mut impl System, io: &mut Io<'_>, short: bool, which: &[Stri
     };
     let mut unknown = Vec::new();
     for id in ids {
-        if id != 0 {
-            unknown.push(id.to_string());
-            continue;
-        }
-        out += &if short {
-            xlfmt::uptime_short_line(wall % 86_400, DOM0_NAME, 0, up)
+        let (name, since) = if id == 0 {
+            (DOM0_NAME.to_string(), 0)
         } else {
-            xlfmt::uptime_line(DOM0_NAME, 0, up)
+            match names.iter().find(|n| n.dom == u32::from(id)) {
+                Some(n) => (n.name.clone(), n.created_ns),
+                None => {
+                    unknown.push(id.to_string());
+                    continue;
+                }
+            }
+        };
+        let up = now.saturating_sub(since) / 1_000_000_000;
+        out += &if short {
+            xlfmt::uptime_short_line(wall % 86_400, &name, id, up)
+        } else {
+            xlfmt::uptime_line(&name, id, up)
         };
     }
     let _ = write!(io.out, "{out}");
     if !unknown.is_empty() {
         let _ = writeln!(
             io.err,
-            "xl: uptime of domain(s) {} not shown: Xenia does not record when a domain was created yet",
+            "xl: uptime of domain(s) {} not shown: dom0's kernel keeps no record of when they started",
             unknown.join(", ")
         );
     }

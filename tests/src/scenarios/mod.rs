@@ -94,6 +94,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xl_bad_config", xl::bad_config),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),
         Scenario::new("xl_lifecycle", xl::lifecycle),
+        Scenario::new("xl_verbs", xl::verbs),
     ]);
     all
 }

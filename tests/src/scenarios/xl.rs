@@ -337,6 +337,50 @@ pub fn lifecycle(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// The other verbs an operator uses: info, uptime, sched-credit (read, change, read back),
+/// mem-max (seen in `list -l`), mem-set (refused with the reason), vcpu-list, dmesg, and
+/// shutdown (the guest is stopped and, on_poweroff=destroy, removed).
+pub fn verbs(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let out = run(&mut vm, "xl info")?;
+    expect(&out, "xen_scheduler          : credit", "xl info")?;
+    run(&mut vm, "xl create /etc/xen/hello.cfg")?;
+    let out = run(&mut vm, "xl uptime")?;
+    for name in ["Domain-0", "hello"] {
+        if !out.lines().any(|l| l.starts_with(name)) {
+            return Err(format!("xl uptime lacks {name}: {out:?}"));
+        }
+    }
+    run(&mut vm, "xl sched-credit -d hello -w 512 -c 50")?;
+    let out = run(&mut vm, "xl sched-credit -d hello")?;
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("hello"))
+        .ok_or_else(|| format!("no hello in {out:?}"))?;
+    if line.split_whitespace().collect::<Vec<_>>()[2..] != ["512", "50"] {
+        return Err(format!(
+            "sched-credit did not keep weight 512, cap 50: {line:?}"
+        ));
+    }
+    run(&mut vm, "xl mem-max hello 32m")?;
+    let out = run(&mut vm, "xl list -l hello")?;
+    expect(&out, "\"max_memkb\": 32768", "mem-max in list -l")?;
+    let out = run(&mut vm, "xl mem-set hello 8m")?;
+    expect(&out, "balloon driver", "mem-set")?;
+    let out = run(&mut vm, "xl vcpu-list hello")?;
+    expect(&out, "Affinity", "vcpu-list")?;
+    let out = run(&mut vm, "xl shutdown hello")?;
+    expect(&out, "shut down: poweroff", "xl shutdown")?;
+    list_until(&mut vm, 50, "hello destroyed after its poweroff", |rows| {
+        rows.len() == 1 && rows[0].name == "Domain-0"
+    })?;
+    let out = run(&mut vm, "xl dmesg")?;
+    expect(&out, "Xenia 0.1.0", "xl dmesg")?;
+    expect(&out, "domain 1 destroyed", "xl dmesg")?;
+    vm.kill();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
