@@ -235,7 +235,7 @@ pub fn help(names: &[&str]) -> String {
     let mut sorted: Vec<&str> = names.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut out = String::from("built-in: help, time <command>\nprograms:\n");
+    let mut out = String::from("built-in: help, time <command>, poweroff, reboot\nprograms:\n");
     for n in sorted {
         out.push_str("  ");
         out.push_str(n);
@@ -372,7 +372,7 @@ mod tests {
     fn help_lists_programs_sorted() {
         assert_eq!(
             help(&["xl", "echo", "xl"]),
-            "built-in: help, time <command>\nprograms:\n  echo\n  xl\n"
+            "built-in: help, time <command>, poweroff, reboot\nprograms:\n  echo\n  xl\n"
         );
     }
 }

@@ -14,7 +14,8 @@
 //!
 //! **The shell** (`init`): prompt `dom0# `, line editing (backspace, Ctrl-U, Ctrl-C), words
 //! split as a POSIX shell would for quotes; `help` lists the programs in `/bin`;
-//! `time <command>` reports how long the command took; anything else runs `/bin/<word>` (or the path given) with the words as arguments, and a non-zero
+//! `time <command>` reports how long the command took; `poweroff` and `reboot` shut dom0
+//! down, and with it the machine (the hypervisor's rule); anything else runs `/bin/<word>` (or the path given) with the words as arguments, and a non-zero
 //! exit status or a fault is reported.
 //!
 //! **Parts:** [`process`] (loading and running a program), [`uspace`] (its page tables),
@@ -167,6 +168,18 @@ mod kernel {
         let Some(first) = words.first() else {
             return;
         };
+        match first.as_str() {
+            "poweroff" | "reboot" if words.len() == 1 => {
+                let reason = if first == "poweroff" {
+                    ShutdownReason::Poweroff
+                } else {
+                    ShutdownReason::Reboot
+                };
+                tprintln!("dom0: {first}");
+                xenia_guest_rt::check::shutdown(reason)
+            }
+            _ => {}
+        }
         if first == "help" {
             let programs = fs::programs();
             term::print(&shell::help(&programs));

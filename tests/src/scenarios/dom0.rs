@@ -6,7 +6,7 @@
 //! the default one with the test program `/bin/probe` added to the initrd.
 
 use crate::iso::DEFAULT_HV_OPTIONS;
-use crate::machine::{DEFAULT_TIMEOUT as T, Qemu};
+use crate::machine::{DEFAULT_TIMEOUT as T, EXIT_POWEROFF, Qemu};
 use crate::runner::Context;
 use crate::scenarios::xl::{PROMPT, run};
 use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
@@ -136,6 +136,7 @@ pub fn programs(ctx: &Context) -> Result<(), String> {
         return Err(format!("Ctrl-C did not abandon the line: {out:?}"));
     }
     expect(&out, "argv[2]=z", "after Ctrl-C")?;
-    vm.kill();
-    Ok(())
+    // `poweroff` shuts dom0 down, and the hypervisor the machine.
+    vm.send("poweroff\r")?;
+    vm.expect_exit(EXIT_POWEROFF, T)
 }
