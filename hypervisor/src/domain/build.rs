@@ -281,6 +281,7 @@ pub fn build_dom0(
     let dom = Domain {
         id,
         name: String::from(dom0_tools_name()),
+        handle: [0; 16],
         privileged: true,
         p2m,
         shared_info,

@@ -44,6 +44,7 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
     let dom = Domain {
         id,
         name,
+        handle: [0; 16],
         privileged: false,
         p2m: Vec::new(),
         shared_info,

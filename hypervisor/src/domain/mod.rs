@@ -190,6 +190,8 @@ impl Vcpu {
 pub struct Domain {
     pub id: DomId,
     pub name: String,
+    /// The toolstack's UUID for it (`createdomain`'s handle; zero for dom0).
+    pub handle: [u8; 16],
     pub privileged: bool,
     /// Pseudo-physical to machine frames.
     pub p2m: Vec<Mfn>,

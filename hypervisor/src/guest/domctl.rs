@@ -224,6 +224,7 @@ fn create(
         wanted
     };
     let mut new = lifecycle::create(id, alloc::format!("d{id}"), cfg.max_vcpus)?;
+    new.handle = cfg.handle;
     world.last_domid = id;
     // One grant-table frame from the start, as Xen's INITIAL_NR_GRANT_FRAMES.
     if super::grant_op::grow(&mut new, 1).is_err() {
@@ -303,6 +304,7 @@ fn domain_info(
     dc::DomctlGetdomaininfo {
         domain: d.id,
         flags,
+        handle: d.handle,
         tot_pages: d.tot_pages,
         max_pages: d.max_pages,
         shared_info_frame: d.shared_info.0,

@@ -251,38 +251,14 @@ fn console_io(dom: &Domain, input: &mut VecDeque<u8>, cmd: u64, count: u64, buf:
     use guest_abi::console as c;
     let space: AddressSpace = aspace(dom);
     match cmd as u32 {
-        c::CONSOLEIO_WRITE => {
-            if !mem::range_ok(buf, count) {
-                return Err(Errno::EFAULT);
-            }
-            let count = count.min(CONSOLE_WRITE_MAX);
-            let mut chunk = [0u8; 256];
-            let mut done = 0;
-            while done < count {
-                let n = (count - done).min(chunk.len() as u64) as usize;
-                space.read(buf + done, &mut chunk[..n])?;
-                crate::console::guest_output(dom.id, &chunk[..n]);
-                done += n as u64;
-            }
-            Ok(done)
-        }
+        c::CONSOLEIO_WRITE => write_out(&space, buf, count, |b| {
+            crate::console::guest_output(dom.id, b)
+        }),
         c::CONSOLEIO_XENIA_WRITE_RAW => {
             if !dom.privileged {
                 return Err(Errno::EPERM);
             }
-            if !mem::range_ok(buf, count) {
-                return Err(Errno::EFAULT);
-            }
-            let count = count.min(CONSOLE_WRITE_MAX);
-            let mut chunk = [0u8; 256];
-            let mut done = 0;
-            while done < count {
-                let n = (count - done).min(chunk.len() as u64) as usize;
-                space.read(buf + done, &mut chunk[..n])?;
-                crate::console::dom0_raw_output(&chunk[..n]);
-                done += n as u64;
-            }
-            Ok(done)
+            write_out(&space, buf, count, crate::console::dom0_raw_output)
         }
         c::CONSOLEIO_READ => {
             if !dom.privileged {
@@ -299,6 +275,24 @@ fn console_io(dom: &Domain, input: &mut VecDeque<u8>, cmd: u64, count: u64, buf:
         }
         _ => Err(Errno::ENOSYS),
     }
+}
+
+/// A console write: `count` bytes (at most [`CONSOLE_WRITE_MAX`]) from guest address `buf`,
+/// handed to `sink` in chunks as they are copied.
+fn write_out(space: &AddressSpace, buf: u64, count: u64, mut sink: impl FnMut(&[u8])) -> HcResult {
+    if !mem::range_ok(buf, count) {
+        return Err(Errno::EFAULT);
+    }
+    let count = count.min(CONSOLE_WRITE_MAX);
+    let mut chunk = [0u8; 256];
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(chunk.len() as u64) as usize;
+        space.read(buf + done, &mut chunk[..n])?;
+        sink(&chunk[..n]);
+        done += n as u64;
+    }
+    Ok(done)
 }
 
 /// Restores a frame the guest built on its stack (`HYPERVISOR_IRET`), and the event
