@@ -339,7 +339,7 @@ pub fn lifecycle(ctx: &Context) -> Result<(), String> {
 
 /// The other verbs an operator uses: info, uptime, sched-credit (read, change, read back),
 /// mem-max (seen in `list -l`), mem-set (refused with the reason), vcpu-list, dmesg, and
-/// shutdown (the guest is stopped and, on_poweroff=destroy, removed).
+/// shutdown (the guest is stopped and, on_poweroff=destroy, removed), `create -p`.
 pub fn verbs(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
     let out = run(&mut vm, "xl info")?;
@@ -374,6 +374,17 @@ pub fn verbs(ctx: &Context) -> Result<(), String> {
     list_until(&mut vm, 50, "hello destroyed after its poweroff", |rows| {
         rows.len() == 1 && rows[0].name == "Domain-0"
     })?;
+    // `create -p` leaves the new domain paused until `unpause`.
+    let out = run(&mut vm, "xl create -p /etc/xen/hello.cfg 'name=\"later\"'")?;
+    expect(&out, "paused", "xl create -p")?;
+    if !row(&list(&mut vm)?, "later")?.state.contains('p') {
+        return Err("xl create -p: the domain is not paused".into());
+    }
+    run(&mut vm, "xl unpause later")?;
+    if row(&list(&mut vm)?, "later")?.state.contains('p') {
+        return Err("xl unpause later: still paused".into());
+    }
+    run(&mut vm, "xl destroy later")?;
     let out = run(&mut vm, "xl dmesg")?;
     expect(&out, "Xenia 0.1.0", "xl dmesg")?;
     expect(&out, "domain 1 destroyed", "xl dmesg")?;
