@@ -12,6 +12,9 @@
 //! frames past its bootstrap mappings as the pool processes are made from ([`frames`]),
 //! binds the VIRQs it waits for ([`wait`]) and starts the shell.
 //!
+//! **Command line.** `trace=syscalls` logs every system call of every program (number,
+//! first three arguments, result), for porting programs to dom0.
+//!
 //! **The shell** (`init`): prompt `dom0# `, line editing (backspace, Ctrl-U, Ctrl-C), words
 //! split as a POSIX shell would for quotes; `help` lists the programs in `/bin`;
 //! `time <command>` reports how long the command took; `poweroff` and `reboot` shut dom0
@@ -110,6 +113,12 @@ mod kernel {
         }
         frames::init();
         process::init();
+        let raw = &start_info().cmd_line;
+        let cmdline = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+        if xenia_guest_rt::cmdline::value(cmdline, "trace") == Some(b"syscalls") {
+            crate::sys::TRACE.store(true, core::sync::atomic::Ordering::Relaxed);
+            tprintln!("dom0: tracing every system call (trace=syscalls)");
+        }
         match fs::init(initrd()) {
             Ok(n) => tprintln!("dom0: initrd with {n} entries"),
             Err(e) => tprintln!("dom0: the initrd is not a cpio newc archive ({e}); no programs"),

@@ -154,13 +154,23 @@ fn resolve_fault(e: &Entry) -> bool {
     if present || page >= USER_END {
         return false;
     }
-    match p.vm.prot_at(page) {
+    let resolved = match p.vm.prot_at(page) {
         Some(prot) if (prot.read || prot.write || prot.exec) && (!write || prot.write) => p
             .space
             .map_range(page, page + 4096, leaf_flags(prot.write, prot.exec))
             .is_ok(),
         _ => false,
+    };
+    if crate::sys::TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+        crate::tprintln!(
+            "[trace] page fault at {:#x} (rip {:#x}, error {:#x}): {}",
+            e.cr2,
+            e.regs.rip,
+            e.regs.error_code,
+            if resolved { "mapped" } else { "not resolved" }
+        );
     }
+    resolved
 }
 
 /// Installs the trap-handler hooks processes need. Call once at boot.

@@ -57,8 +57,24 @@ const POLLIN: i16 = 0x1;
 const POLLOUT: i16 = 0x4;
 const POLLNVAL: i16 = 0x20;
 
+/// Whether every system call is logged (`trace=syscalls` on dom0's command line).
+pub static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// The system-call handler (`trap::set_syscall_handler`): `false` ends the process.
 pub fn syscall(regs: &mut Regs) -> bool {
+    let trace = TRACE.load(Ordering::Relaxed);
+    let (nr, a0, a1, a2) = (regs.rax, regs.rdi, regs.rsi, regs.rdx);
+    let go_on = dispatch(regs);
+    if trace {
+        tprintln!(
+            "[trace] {nr}({a0:#x}, {a1:#x}, {a2:#x}) = {}",
+            if go_on { regs.rax as i64 } else { 0 }
+        );
+    }
+    go_on
+}
+
+fn dispatch(regs: &mut Regs) -> bool {
     let mut guard = CURRENT.lock();
     let Some(p) = guard.as_mut() else {
         return false;
@@ -668,11 +684,15 @@ fn privcmd(p: &mut Process, arg: u64) -> i64 {
 
 /// Ports the kernel itself binds, shared with evtchn descriptors rather than bound twice.
 fn kernel_virq_port(virq: u32) -> Option<u32> {
-    (virq == guest_abi::event::VIRQ_DOM_EXC).then(wait::dom_exc_port)
+    match virq {
+        guest_abi::event::VIRQ_DOM_EXC => Some(wait::dom_exc_port()),
+        guest_abi::event::VIRQ_TIMER => Some(wait::timer_port()),
+        _ => None,
+    }
 }
 
 fn unbind(port: u32) {
-    if Some(port) != kernel_virq_port(guest_abi::event::VIRQ_DOM_EXC) {
+    if port != wait::dom_exc_port() && port != wait::timer_port() {
         let _ = calls::evtchn_close(port);
     }
 }

@@ -5,7 +5,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use guest_abi::calls;
-use guest_abi::event::{VIRQ_CONSOLE, VIRQ_DOM_EXC};
+use guest_abi::event::{VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER};
 use xenia_guest_rt::events;
 use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 
@@ -13,12 +13,16 @@ use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 const TICK_NS: u64 = 100 * NS_PER_MS;
 
 static CONSOLE_PORT: AtomicU32 = AtomicU32::new(0);
+static TIMER_PORT: AtomicU32 = AtomicU32::new(0);
 static DOM_EXC_PORT: AtomicU32 = AtomicU32::new(0);
 
 /// Binds the VIRQs dom0 waits for. Events stay masked except while blocked.
 pub fn init() -> Result<(), guest_abi::Errno> {
     events::mask();
     CONSOLE_PORT.store(events::bind_virq(VIRQ_CONSOLE)?, Ordering::SeqCst);
+    // The one-shot timer of `block_once` wakes dom0 only through this port: an unbound
+    // VIRQ_TIMER is dropped, and a blocked vCPU wakes only for a pending event.
+    TIMER_PORT.store(events::bind_virq(VIRQ_TIMER)?, Ordering::SeqCst);
     DOM_EXC_PORT.store(events::bind_virq(VIRQ_DOM_EXC)?, Ordering::SeqCst);
     Ok(())
 }
@@ -26,6 +30,11 @@ pub fn init() -> Result<(), guest_abi::Errno> {
 /// The port `VIRQ_DOM_EXC` is bound to (shared with evtchn descriptors that ask for it).
 pub fn dom_exc_port() -> u32 {
     DOM_EXC_PORT.load(Ordering::SeqCst)
+}
+
+/// The port `VIRQ_TIMER` is bound to (shared likewise).
+pub fn timer_port() -> u32 {
+    TIMER_PORT.load(Ordering::SeqCst)
 }
 
 /// `VIRQ_DOM_EXC` events seen so far.

@@ -146,7 +146,7 @@ pub fn find(sys: &mut impl System, arg: &str) -> VerbResult<(String, DomainInfo)
 fn not_dom0(what: &str, d: &DomainInfo) -> VerbResult {
     if d.dom == 0 {
         return Err(format!(
-            "cannot {what} Domain-0: it runs xl itself (leave the dom0# prompt with `poweroff` or `reboot`)"
+            "cannot {what} Domain-0: it runs xl itself (to stop dom0, type `poweroff` or `reboot` at its prompt)"
         ));
     }
     Ok(())
