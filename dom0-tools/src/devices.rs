@@ -8,7 +8,7 @@
 //!   arguments are the calling process's addresses: the process's address
 //!   space is the current one while the kernel makes the call, so the
 //!   hypervisor copies straight from and to it. The kernel passes only the
-//!   calls a toolstack needs ([`privcmd_allowed`]); anything that could
+//!   calls a toolstack needs ([`privcmd_policy`]); anything that could
 //!   change dom0's own page tables or event channels under the kernel is
 //!   refused with `EPERM`. Foreign memory is reached the Xenia way (the
 //!   write-frame and read-frame domctls), not by mapping it.
@@ -32,10 +32,18 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use guest_abi::console::CONSOLEIO_WRITE;
+use guest_abi::event::{EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_STATUS};
 use guest_abi::hypercall::{
     HYPERVISOR_CONSOLE_IO, HYPERVISOR_DOMCTL, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_MEMORY_OP,
     HYPERVISOR_MMUEXT_OP, HYPERVISOR_SCHED_OP, HYPERVISOR_SYSCTL, HYPERVISOR_XEN_VERSION,
 };
+use guest_abi::memory::{
+    XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION,
+    XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP,
+};
+use guest_abi::sched::SCHEDOP_REMOTE_SHUTDOWN;
+use guest_abi::types::DOMID_SELF;
 
 /// Linux's `_IOC(dir, type, nr, size)` for `_IOC_NONE`.
 const fn ioc_none(kind: u8, nr: u8, size: usize) -> u64 {
@@ -213,32 +221,65 @@ impl ListEntry {
     }
 }
 
-/// Whether dom0's kernel passes hypercall `op` from a process
-/// (`/dev/xen/privcmd`). Control operations pass; so do the memory,
-/// MMU-extension and event-channel operations, whose sub-operations the
-/// kernel checks further with [`privcmd_foreign_only`].
-pub fn privcmd_allowed(op: u64) -> bool {
-    matches!(
-        op,
-        HYPERVISOR_DOMCTL
-            | HYPERVISOR_SYSCTL
-            | HYPERVISOR_XEN_VERSION
-            | HYPERVISOR_CONSOLE_IO
-            | HYPERVISOR_MEMORY_OP
-            | HYPERVISOR_MMUEXT_OP
-            | HYPERVISOR_EVENT_CHANNEL_OP
-            | HYPERVISOR_SCHED_OP
-    )
+/// What dom0's kernel does with a hypercall a process asks for through privcmd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Make it.
+    Allow,
+    /// Refuse it with `EPERM`.
+    Deny,
+    /// Make it only if the domain ID (a `u16`) at this address of the process names
+    /// another domain than dom0 (not 0, not `DOMID_SELF`); `EFAULT` if it cannot be read.
+    IfForeignAt(u64),
+    /// A `domctl` whose `struct xen_domctl` is at this address: make it if
+    /// [`domctl_allowed`] says so for its `cmd` (bytes 0–3) and `domain` (bytes 8–9).
+    DomctlAt(u64),
 }
 
-/// Hypercalls that a process may make only on another domain's behalf: a
-/// `memory_op`, `mmuext_op` or `event_channel_op` aimed at dom0 itself
-/// would change the kernel's memory or ports under it.
-pub fn privcmd_foreign_only(op: u64) -> bool {
-    matches!(
-        op,
-        HYPERVISOR_MEMORY_OP | HYPERVISOR_MMUEXT_OP | HYPERVISOR_EVENT_CHANNEL_OP
-    )
+/// Whether a process may issue `domctl` `cmd` on `domain`: everything but Xenia's frame
+/// copies into and out of dom0's own memory (which would let a program rewrite the
+/// kernel under it; other domains' frames are what the builder and backends copy).
+pub fn domctl_allowed(cmd: u32, domain: u16) -> bool {
+    use guest_abi::domctl::{XEN_DOMCTL_XENIA_READ_FRAME, XEN_DOMCTL_XENIA_WRITE_FRAME};
+    let frame_copy = cmd == XEN_DOMCTL_XENIA_WRITE_FRAME || cmd == XEN_DOMCTL_XENIA_READ_FRAME;
+    !(frame_copy && !is_foreign(domain.into()))
+}
+
+/// Whether `dom` names a domain other than dom0 itself.
+pub fn is_foreign(dom: u64) -> bool {
+    dom != 0 && dom != u64::from(DOMID_SELF)
+}
+
+/// The privcmd policy for `call`: control operations pass; `memory_op` reservation changes,
+/// `mmuext_op` and `alloc_unbound` only on another domain's behalf; the read-only queries
+/// pass; `sched_op` only as `remote_shutdown` (the hypervisor refuses dom0 as its target);
+/// `console_io` only to write. Everything else could change dom0's own page tables, memory
+/// or event channels under its kernel, and is refused.
+pub fn privcmd_policy(call: &PrivcmdHypercall) -> Policy {
+    let a = call.arg;
+    let allow = |yes: bool| if yes { Policy::Allow } else { Policy::Deny };
+    match call.op {
+        HYPERVISOR_DOMCTL => Policy::DomctlAt(a[0]),
+        HYPERVISOR_SYSCTL | HYPERVISOR_XEN_VERSION => Policy::Allow,
+        HYPERVISOR_MEMORY_OP => match a[0] as u32 {
+            XENMEM_INCREASE_RESERVATION | XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP => {
+                // `struct xen_memory_reservation`: domid at byte 24.
+                Policy::IfForeignAt(a[1].wrapping_add(24))
+            }
+            XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => Policy::Allow,
+            _ => Policy::Deny,
+        },
+        HYPERVISOR_MMUEXT_OP => allow(is_foreign(a[3] & 0xffff)),
+        HYPERVISOR_EVENT_CHANNEL_OP => match a[0] as u32 {
+            // `struct evtchn_alloc_unbound`: dom first.
+            EVTCHNOP_ALLOC_UNBOUND => Policy::IfForeignAt(a[1]),
+            EVTCHNOP_STATUS => Policy::Allow,
+            _ => Policy::Deny,
+        },
+        HYPERVISOR_SCHED_OP => allow(a[0] as u32 == SCHEDOP_REMOTE_SHUTDOWN),
+        HYPERVISOR_CONSOLE_IO => allow(a[0] as u32 == CONSOLEIO_WRITE),
+        _ => Policy::Deny,
+    }
 }
 
 #[cfg(test)]
@@ -297,16 +338,72 @@ mod tests {
         assert!(ListEntry::decode_all(b"x\ty\t1\n\n3\n4\tn\n5\tn\t1\t2\n").is_empty());
     }
 
+    fn call(op: u64, arg: [u64; 5]) -> Policy {
+        privcmd_policy(&PrivcmdHypercall { op, arg })
+    }
+
     #[test]
-    fn privcmd_policy() {
-        assert!(privcmd_allowed(HYPERVISOR_DOMCTL));
-        assert!(!privcmd_allowed(
-            guest_abi::hypercall::HYPERVISOR_MMU_UPDATE
-        ));
-        assert!(!privcmd_allowed(
-            guest_abi::hypercall::HYPERVISOR_SET_TRAP_TABLE
-        ));
-        assert!(privcmd_foreign_only(HYPERVISOR_MEMORY_OP));
-        assert!(!privcmd_foreign_only(HYPERVISOR_DOMCTL));
+    fn privcmd_policy_protects_dom0() {
+        use guest_abi::hypercall::{
+            HYPERVISOR_GRANT_TABLE_OP, HYPERVISOR_MMU_UPDATE, HYPERVISOR_SET_TRAP_TABLE,
+            HYPERVISOR_UPDATE_VA_MAPPING,
+        };
+        // Control operations pass; a domctl is looked at.
+        assert_eq!(
+            call(HYPERVISOR_DOMCTL, [0x1000, 0, 0, 0, 0]),
+            Policy::DomctlAt(0x1000)
+        );
+        use guest_abi::domctl::{XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_XENIA_WRITE_FRAME};
+        assert!(domctl_allowed(XEN_DOMCTL_PAUSEDOMAIN, 3));
+        assert!(domctl_allowed(XEN_DOMCTL_XENIA_WRITE_FRAME, 3));
+        assert!(!domctl_allowed(XEN_DOMCTL_XENIA_WRITE_FRAME, 0));
+        assert!(!domctl_allowed(XEN_DOMCTL_XENIA_WRITE_FRAME, DOMID_SELF));
+        assert_eq!(call(HYPERVISOR_SYSCTL, [0x1000, 0, 0, 0, 0]), Policy::Allow);
+        // dom0's own mappings, traps and grants never.
+        for op in [
+            HYPERVISOR_MMU_UPDATE,
+            HYPERVISOR_UPDATE_VA_MAPPING,
+            HYPERVISOR_SET_TRAP_TABLE,
+            HYPERVISOR_GRANT_TABLE_OP,
+            9999,
+        ] {
+            assert_eq!(call(op, [0; 5]), Policy::Deny, "op {op}");
+        }
+        // mmuext_op only with a foreign domain.
+        for (dom, want) in [
+            (0, Policy::Deny),
+            (u64::from(DOMID_SELF), Policy::Deny),
+            (3, Policy::Allow),
+        ] {
+            assert_eq!(call(HYPERVISOR_MMUEXT_OP, [0x10, 1, 0, dom, 0]), want);
+        }
+        // Reservation changes: the domid is read from the struct.
+        let populate = u64::from(XENMEM_POPULATE_PHYSMAP);
+        assert_eq!(
+            call(HYPERVISOR_MEMORY_OP, [populate, 0x1000, 0, 0, 0]),
+            Policy::IfForeignAt(0x1018)
+        );
+        let current = u64::from(XENMEM_CURRENT_RESERVATION);
+        assert_eq!(
+            call(HYPERVISOR_MEMORY_OP, [current, 0x1000, 0, 0, 0]),
+            Policy::Allow
+        );
+        assert_eq!(call(HYPERVISOR_MEMORY_OP, [12, 0, 0, 0, 0]), Policy::Deny);
+        // Event channels: alloc_unbound for another domain, status; not bind or close.
+        let alloc = u64::from(EVTCHNOP_ALLOC_UNBOUND);
+        assert_eq!(
+            call(HYPERVISOR_EVENT_CHANNEL_OP, [alloc, 0x2000, 0, 0, 0]),
+            Policy::IfForeignAt(0x2000)
+        );
+        assert_eq!(
+            call(HYPERVISOR_EVENT_CHANNEL_OP, [3, 0, 0, 0, 0]),
+            Policy::Deny
+        );
+        // sched_op: remote shutdown only; console: write only.
+        assert_eq!(call(HYPERVISOR_SCHED_OP, [4, 0, 0, 0, 0]), Policy::Allow);
+        assert_eq!(call(HYPERVISOR_SCHED_OP, [1, 0, 0, 0, 0]), Policy::Deny);
+        assert_eq!(call(HYPERVISOR_CONSOLE_IO, [0, 0, 0, 0, 0]), Policy::Allow);
+        assert_eq!(call(HYPERVISOR_CONSOLE_IO, [1, 0, 0, 0, 0]), Policy::Deny);
+        assert!(is_foreign(1) && !is_foreign(0) && !is_foreign(0x7ff0));
     }
 }

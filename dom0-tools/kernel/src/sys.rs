@@ -12,25 +12,15 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use dom0_tools::devices::{
-    self, AdoptArgs, BufferArgs, ListEntry, MAX_RECORD, PrivcmdHypercall, Record,
+    self, AdoptArgs, BufferArgs, ListEntry, MAX_RECORD, Policy, PrivcmdHypercall, Record,
 };
 use dom0_tools::files::{Device, Io, O_NONBLOCK};
 use dom0_tools::syscalls;
 use dom0_tools::vm::{Change, Prot};
 use guest_abi::Errno;
 use guest_abi::calls;
-use guest_abi::event::{EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_STATUS};
-use guest_abi::hypercall::{
-    HYPERVISOR_CONSOLE_IO, HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_MEMORY_OP, HYPERVISOR_MMUEXT_OP,
-    HYPERVISOR_SCHED_OP, hypercall5,
-};
-use guest_abi::memory::{
-    XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION,
-    XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP,
-};
-use guest_abi::sched::SCHEDOP_REMOTE_SHUTDOWN;
+use guest_abi::hypercall::hypercall5;
 use guest_abi::selectors::SEGBASE_FS;
-use guest_abi::types::DOMID_SELF;
 use xenia_guest_rt::boot::shared;
 use xenia_guest_rt::events;
 use xenia_guest_rt::time::now_ns;
@@ -629,10 +619,6 @@ fn read_u16(p: &mut Process, va: u64) -> Result<u16, i64> {
     Ok(u16::from_le_bytes([b[0], b[1]]))
 }
 
-fn foreign(dom: u64) -> bool {
-    dom != 0 && dom != u64::from(DOMID_SELF)
-}
-
 /// `IOCTL_PRIVCMD_HYPERCALL`: the hypercall, if the policy allows it.
 fn privcmd(p: &mut Process, arg: u64) -> i64 {
     let raw = match p.user_bytes(arg, 48, false) {
@@ -644,37 +630,25 @@ fn privcmd(p: &mut Process, arg: u64) -> i64 {
         op: word(0),
         arg: [word(1), word(2), word(3), word(4), word(5)],
     };
-    if !devices::privcmd_allowed(call.op) {
-        return EPERM;
-    }
-    let a = call.arg;
-    let allowed = match call.op {
-        HYPERVISOR_MEMORY_OP => match a[0] as u32 {
-            XENMEM_INCREASE_RESERVATION | XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP => {
-                match read_u16(p, a[1].wrapping_add(24)) {
-                    Ok(d) => foreign(d.into()),
-                    Err(e) => return e,
-                }
-            }
-            XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => true,
-            _ => false,
+    let allowed = match devices::privcmd_policy(&call) {
+        Policy::Allow => true,
+        Policy::Deny => false,
+        Policy::IfForeignAt(va) => match read_u16(p, va) {
+            Ok(d) => devices::is_foreign(d.into()),
+            Err(e) => return e,
         },
-        HYPERVISOR_MMUEXT_OP => foreign(a[3] & 0xffff),
-        HYPERVISOR_EVENT_CHANNEL_OP => match a[0] as u32 {
-            EVTCHNOP_ALLOC_UNBOUND => match read_u16(p, a[1]) {
-                Ok(d) => foreign(d.into()),
-                Err(e) => return e,
-            },
-            EVTCHNOP_STATUS => true,
-            _ => false,
+        Policy::DomctlAt(va) => match p.user_bytes(va, 10, false) {
+            Ok(b) => devices::domctl_allowed(
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                u16::from_le_bytes([b[8], b[9]]),
+            ),
+            Err(e) => return e,
         },
-        HYPERVISOR_SCHED_OP => a[0] as u32 == SCHEDOP_REMOTE_SHUTDOWN,
-        HYPERVISOR_CONSOLE_IO => a[0] as u32 == guest_abi::console::CONSOLEIO_WRITE,
-        _ => devices::privcmd_allowed(call.op) && !devices::privcmd_foreign_only(call.op),
     };
     if !allowed {
         return EPERM;
     }
+    let a = call.arg;
     // SAFETY: the call is one the policy lets a process make: control operations, and
     // memory, MMU and event-channel operations on other domains only, none of which can
     // change dom0's own mappings or ports. Its pointers are the process's addresses in the

@@ -80,6 +80,11 @@ pub fn programs(ctx: &Context) -> Result<(), String> {
         "privcmd refuses dom0's own page tables (EPERM)",
     )?;
     expect(&out, "xen_version: 0x", "privcmd passes xen_version")?;
+    expect(
+        &out,
+        "write-frame into dom0: -1",
+        "privcmd refuses frame copies into dom0",
+    )?;
 
     // /dev/xen/evtchn: a VIRQ bound through the device fires and is read back; a port the
     // descriptor does not hold cannot be notified; unbinding lets a second run bind again.

@@ -54,6 +54,17 @@ fn privcmd() -> Result<(), String> {
         mmu.as_mut_ptr() as u64,
     );
     println!("mmu_update on dom0: {r}");
+    // A Xenia write-frame domctl (0x5800) aimed at dom0 itself.
+    let mut domctl = [0u8; 256];
+    domctl[..4].copy_from_slice(&0x5800u32.to_le_bytes());
+    let mut write_frame = [0x24u64, domctl.as_mut_ptr() as u64, 0, 0, 0, 0];
+    let r = syscall3(
+        16,
+        f.as_raw_fd() as u64,
+        IOCTL_PRIVCMD_HYPERCALL,
+        write_frame.as_mut_ptr() as u64,
+    );
+    println!("write-frame into dom0: {r}");
     Ok(())
 }
 
