@@ -242,7 +242,7 @@ pub enum Policy {
 pub fn domctl_allowed(cmd: u32, domain: u16) -> bool {
     use guest_abi::domctl::{XEN_DOMCTL_XENIA_READ_FRAME, XEN_DOMCTL_XENIA_WRITE_FRAME};
     let frame_copy = cmd == XEN_DOMCTL_XENIA_WRITE_FRAME || cmd == XEN_DOMCTL_XENIA_READ_FRAME;
-    !(frame_copy && !is_foreign(domain.into()))
+    !frame_copy || is_foreign(domain.into())
 }
 
 /// Whether `dom` names a domain other than dom0 itself.
