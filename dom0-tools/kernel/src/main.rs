@@ -103,6 +103,7 @@ mod kernel {
 
     pub fn main() -> ! {
         heap::init();
+        trap::set_not_a_test();
         if let Err(e) = trap::register_syscall(true) {
             fatal(&alloc::format!(
                 "cannot register the system-call entry ({e:?})"

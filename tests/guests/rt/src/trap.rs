@@ -148,6 +148,19 @@ static USER_FAULTS_END_RUN: AtomicBool = AtomicBool::new(false);
 static SERVICE_COUNT: AtomicU64 = AtomicU64::new(0);
 static SYSCALL_MASKS_EVENTS: AtomicBool = AtomicBool::new(false);
 static FATAL: AtomicBool = AtomicBool::new(false);
+static NOT_A_TEST: AtomicBool = AtomicBool::new(false);
+
+/// For kernels that are not tests (dom0's): an unexpected exception or a panic is
+/// reported without the `Test result: ERROR` line.
+pub fn set_not_a_test() {
+    NOT_A_TEST.store(true, Ordering::SeqCst);
+}
+
+fn result_line() {
+    if !NOT_A_TEST.load(Ordering::SeqCst) {
+        println!("Test result: {}", TestResult::Error.word());
+    }
+}
 
 /// A set of exception vectors (below 32), for [`expect`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -590,7 +603,7 @@ pub fn vector_name(vector: u64) -> &'static str {
     }
 }
 
-/// Reports an entry the test did not expect, `Test result: ERROR`, and crashes the domain.
+/// Reports an entry the test did not expect, `Test result: ERROR` (unless [`set_not_a_test`]), and crashes the domain.
 fn fatal(regs: &Regs, entry: &Entry, why: &str) -> ! {
     if FATAL.swap(true, Ordering::SeqCst) {
         // Faulted again while reporting: say nothing more.
@@ -614,7 +627,7 @@ fn fatal(regs: &Regs, entry: &Entry, why: &str) -> ! {
         "  rax {:#x} rbx {:#x} rcx {:#x} rdx {:#x} rsi {:#x} rdi {:#x} rbp {:#x}",
         regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp
     );
-    println!("Test result: {}", TestResult::Error.word());
+    result_line();
     shutdown(ShutdownReason::Crash)
 }
 
@@ -624,7 +637,7 @@ fn fatal(regs: &Regs, entry: &Entry, why: &str) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     console::flush();
     println!("panic: {info}");
-    println!("Test result: {}", TestResult::Error.word());
+    result_line();
     shutdown(ShutdownReason::Crash)
 }
 
