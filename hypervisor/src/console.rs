@@ -144,3 +144,14 @@ pub fn read_log(from: u64, out: &mut [u8]) -> (usize, u64) {
     let r = console.ring.read_from(from, out);
     (r.copied, r.next)
 }
+
+/// Says where serial input goes now.
+pub fn announce_input(to_xen: bool) {
+    if to_xen {
+        log::info!(
+            "*** serial input to Xenia (type 'h' for the debug keys, Ctrl-A three times to switch back)"
+        );
+    } else {
+        log::info!("*** serial input to dom0 (type Ctrl-A three times to switch to Xenia)");
+    }
+}

@@ -22,6 +22,7 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod arch;
+pub mod conswitch;
 pub mod cpuinfo;
 pub mod dmesg;
 pub mod domain;

@@ -66,6 +66,10 @@ pub struct World {
     /// The domain ID created last, where the search for the next free one starts (Xen's
     /// `rover`: IDs are not reused at once, so a stale ID names no new domain).
     pub last_domid: DomId,
+    /// Serial input goes to the hypervisor's debug keys instead of dom0 (Ctrl-A three
+    /// times switches, Xen's convention), and how many Ctrl-As came in a row.
+    pub input_to_xen: bool,
+    pub ctrl_a_run: u8,
 }
 
 pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
@@ -75,6 +79,8 @@ pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
     run_until: None,
     sched: None,
     last_domid: 0,
+    input_to_xen: false,
+    ctrl_a_run: 0,
 });
 
 /// What the trap handling decided about the vCPU.
@@ -286,22 +292,71 @@ impl World {
         }
     }
 
-    /// Moves typed characters to dom0's console input and raises VIRQ_CONSOLE.
+    /// Moves typed characters to dom0's console input and raises VIRQ_CONSOLE, or, after
+    /// Ctrl-A three times, to the hypervisor's debug keys (DESIGN.md §8).
     fn poll_console(&mut self) {
-        let Some(dom0) = self.domains.get_mut(&0) else {
+        if !self.domains.contains_key(&0) {
             return;
-        };
+        }
         let serial = crate::arch::x86_64::serial::Serial::com1();
         let mut got = false;
         while let Some(b) = serial.try_read() {
+            match crate::conswitch::input_switch(&mut self.ctrl_a_run, b) {
+                crate::conswitch::Switch::Swallow => continue,
+                crate::conswitch::Switch::Toggle => {
+                    self.input_to_xen = !self.input_to_xen;
+                    crate::console::announce_input(self.input_to_xen);
+                    continue;
+                }
+                crate::conswitch::Switch::Pass => {}
+            }
+            if self.input_to_xen {
+                self.debug_key(b);
+                continue;
+            }
             // Keep a bounded backlog: 64 KiB of unread input is plenty for a console.
             if self.console_input.len() < 64 * 1024 {
                 self.console_input.push_back(b);
             }
             got = true;
         }
-        if got {
+        if got && let Some(dom0) = self.domains.get_mut(&0) {
             send_virq(dom0, 0, guest_abi::event::VIRQ_CONSOLE);
+        }
+    }
+
+    /// One debug key (Xen's names where they exist): `h` help, `q` the domains, `m` memory.
+    fn debug_key(&self, key: u8) {
+        match key {
+            b'q' => {
+                for d in self.domains.values() {
+                    let online = d.vcpus.iter().filter(|v| v.online).count();
+                    let blocked = d.vcpus.iter().filter(|v| v.online && v.blocked).count();
+                    log::info!(
+                        target: "keys",
+                        "domain {}: {} pages (max {}), vCPUs {} online / {} blocked, paused {}, {}",
+                        d.id,
+                        d.tot_pages,
+                        d.max_pages,
+                        online,
+                        blocked,
+                        d.paused,
+                        d.shutdown.map_or("running", |r| r.name())
+                    );
+                }
+            }
+            b'm' => log::info!(
+                target: "keys",
+                "memory: {} MiB free ({} frames)",
+                crate::mm::frames::free_count() / 256,
+                crate::mm::frames::free_count()
+            ),
+            b'\r' | b'\n' => {}
+            _ => log::info!(
+                target: "keys",
+                "debug keys: 'q' domains, 'm' free memory, 'h' this help; Ctrl-A three times \
+                 gives the input back to dom0"
+            ),
         }
     }
 

@@ -95,6 +95,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xl_too_much_memory", xl::too_much_memory),
         Scenario::new("xl_lifecycle", xl::lifecycle),
         Scenario::new("xl_verbs", xl::verbs),
+        Scenario::new("debug_keys", xl::debug_keys),
     ]);
     all
 }

@@ -392,6 +392,29 @@ pub fn verbs(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// Ctrl-A three times moves serial input to the hypervisor's debug keys (`q` lists the
+/// domains, `m` free memory) and three more give it back to dom0 (DESIGN.md §8).
+pub fn debug_keys(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    run(&mut vm, "xl create /etc/xen/hello.cfg")?;
+    vm.send("\x01\x01\x01")?;
+    vm.wait_for_line("*** serial input to Xenia", COMMAND)?;
+    vm.send("q")?;
+    vm.wait_for_line("domain 0: ", COMMAND)?;
+    vm.wait_for_line("domain 1: 4096 pages", COMMAND)?;
+    vm.send("m")?;
+    vm.wait_for_line("memory: ", COMMAND)?;
+    // Keys typed now are not dom0's: `x` gives the debug keys' help.
+    vm.send("x")?;
+    vm.wait_for_line("debug keys: 'q' domains", COMMAND)?;
+    vm.send("\x01\x01\x01")?;
+    vm.wait_for_line("*** serial input to dom0", COMMAND)?;
+    let rows = list(&mut vm)?;
+    row(&rows, "hello")?;
+    vm.kill();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
