@@ -31,7 +31,9 @@ use xenia_guest_rt::time::now_ns;
 
 use dom0_tools::hypervisor::Hypervisor;
 
-use crate::hv::Xenia;
+use dom0_tools::xen::Xen;
+
+use crate::direct::{Direct, xen};
 use crate::{fs, tprintln};
 
 /// Console output kept per domain.
@@ -204,7 +206,7 @@ pub fn service() {
     if DOM_EXC_SEEN.swap(exc, Ordering::SeqCst) != exc {
         check_domains();
     }
-    let mut hv = Xenia::new();
+    let mut hv = xen();
     let mut doms = DOMS.lock();
     for (&dom, a) in doms.iter_mut() {
         if let Some(c) = a.console.as_mut() {
@@ -217,7 +219,7 @@ fn read_u32(page: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([page[at], page[at + 1], page[at + 2], page[at + 3]])
 }
 
-fn service_console(hv: &mut Xenia, dom: DomId, c: &mut Console) {
+fn service_console(hv: &mut Xen<Direct>, dom: DomId, c: &mut Console) {
     if c.dead {
         return;
     }
@@ -230,7 +232,6 @@ fn service_console(hv: &mut Xenia, dom: DomId, c: &mut Console) {
     c.seen = events;
     let mut page = [0u8; RING_BYTES];
     if hv.read_frame(dom, Mfn(c.mfn), 0, &mut page).is_err() {
-        hv.clear_failure();
         c.dead = true;
         return;
     }
@@ -277,7 +278,6 @@ fn service_console(hv: &mut Xenia, dom: DomId, c: &mut Console) {
             notify = true;
         }
     }
-    hv.clear_failure();
     if notify {
         let _ = calls::evtchn_send(c.port);
     }
@@ -285,11 +285,10 @@ fn service_console(hv: &mut Xenia, dom: DomId, c: &mut Console) {
 
 /// Acts on domains that shut down; drops records of domains that are gone.
 fn check_domains() {
-    let mut hv = Xenia::new();
+    let mut hv = xen();
     let doms: Vec<DomId> = DOMS.lock().keys().copied().collect();
     for dom in doms {
         let info = hv.domain_info(dom);
-        hv.clear_failure();
         let reason = match info {
             Err(Errno::ESRCH) => {
                 let _ = forget(dom);
@@ -333,7 +332,7 @@ fn check_domains() {
 }
 
 /// Destroys `dom` and builds it again from its configuration, under the same name.
-fn restart(hv: &mut Xenia, dom: DomId, name: &str) {
+fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str) {
     let Some(old) = DOMS.lock().remove(&dom) else {
         return;
     };
@@ -367,7 +366,7 @@ fn restart(hv: &mut Xenia, dom: DomId, name: &str) {
     }
 }
 
-fn rebuild(hv: &mut Xenia, spec: &DomainSpec) -> Result<builder::Built, String> {
+fn rebuild(hv: &mut Xen<Direct>, spec: &DomainSpec) -> Result<builder::Built, String> {
     let kernel = fs::file(&spec.kernel)
         .ok_or_else(|| alloc::format!("{}: no such file in dom0's initrd", spec.kernel))?;
     let ramdisk = match &spec.ramdisk {

@@ -23,7 +23,7 @@
 //!
 //! **Parts:** [`process`] (loading and running a program), [`uspace`] (its page tables),
 //! [`sys`] (system calls and devices), [`backend`] (domU consoles and shutdown actions),
-//! [`term`] (the terminal), [`fs`] (the initrd), [`hv`] (hypercalls on other domains).
+//! [`term`] (the terminal), [`fs`] (the initrd), [`direct`] (hypercalls on other domains).
 //!
 //! It is built on `xenia-guest-rt` (entry, trap table, event callback, ring-3 entry), the
 //! runtime the test kernels share. On the build host this is an empty program.
@@ -37,15 +37,13 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod backend;
 #[cfg(target_os = "none")]
+mod direct;
+#[cfg(target_os = "none")]
 mod frames;
 #[cfg(target_os = "none")]
 mod fs;
 #[cfg(target_os = "none")]
 mod heap;
-// Shared with the test dom0 (tests/guests/dom0test), which uses more of it.
-#[cfg(target_os = "none")]
-#[allow(dead_code)]
-mod hv;
 #[cfg(target_os = "none")]
 mod process;
 #[cfg(target_os = "none")]

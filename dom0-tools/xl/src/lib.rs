@@ -1,7 +1,8 @@
 //! # xl: dom0's toolstack command
 //!
-//! The command line ([`cli`]), the hypervisor calls behind it ([`hv`],
-//! generic over how a hypercall is made, so it is tested with a fake) and
+//! The command line ([`cli`]), the hypervisor calls behind it
+//! ([`dom0_tools::xen`], generic over how a hypercall is made, so it is
+//! tested with a fake, and shared with dom0's kernel) and
 //! what each verb does ([`verbs`], over a `System` trait, likewise
 //! tested): which domain an argument names ([`target`]), memory sizes as
 //! xl reads them ([`memsize`]), `xl console`'s keys ([`console`]) and
@@ -14,7 +15,6 @@
 
 pub mod cli;
 pub mod console;
-pub mod hv;
 pub mod memsize;
 pub mod real;
 #[allow(unsafe_code)]

@@ -22,9 +22,9 @@ use guest_abi::version::{
     XENVER_CAPABILITIES, XENVER_COMMANDLINE, XENVER_EXTRAVERSION, XENVER_VERSION,
 };
 
-use crate::hv::{Raw, Xen};
 use crate::sys;
 use crate::verbs::{NewDomain, System};
+use dom0_tools::xen::{Raw, Xen};
 
 /// Hypercalls through `IOCTL_PRIVCMD_HYPERCALL`.
 pub struct Privcmd(File);

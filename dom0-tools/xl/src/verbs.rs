@@ -57,7 +57,7 @@ pub trait System {
     fn set_max_mem(&mut self, dom: DomId, kib: u64) -> Result<(), Errno>;
     /// `getvcpuinfo`.
     fn vcpu_info(&mut self, dom: DomId, vcpu: u32) -> Result<DomctlGetvcpuinfo, Errno>;
-    /// `readconsole` (see [`crate::hv::Xen::read_console`]).
+    /// `readconsole` (see [`dom0_tools::xen::Xen::read_console`]).
     fn read_console(
         &mut self,
         index: Option<u32>,

@@ -31,9 +31,7 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod heap;
-// dom0's hypercall handle is the dom0 kernel's own (one file, two kernels).
 #[cfg(target_os = "none")]
-#[path = "../../../../dom0-tools/kernel/src/hv.rs"]
 mod hv;
 #[cfg(target_os = "none")]
 mod tests;

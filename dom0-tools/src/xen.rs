@@ -1,19 +1,22 @@
-//! The hypervisor as xl reaches it: every operation is one hypercall made
-//! through a [`Raw`] call (in dom0, `IOCTL_PRIVCMD_HYPERCALL` on
-//! `/dev/xen/privcmd`; in the tests, a fake). Pointers in the arguments
-//! are this process's addresses, which the hypervisor reads and writes
-//! during the call.
+//! The hypervisor as dom0 reaches it: every operation is one hypercall
+//! made through a [`Raw`] call: in xl, `IOCTL_PRIVCMD_HYPERCALL` on
+//! `/dev/xen/privcmd`; in dom0's kernel, the hypercall itself; in the
+//! tests, a fake. Pointers in the arguments are the caller's addresses,
+//! which the hypervisor reads and writes during the call.
 //!
-//! [`Xen`] implements `dom0_tools`' [`Hypervisor`] trait (what the domain
-//! builder needs, the same calls as the test dom0's `hv.rs`) and the
-//! other queries and controls xl's verbs use.
+//! [`Xen`] implements the [`Hypervisor`] trait (what the domain builder
+//! needs) and the other queries and controls xl's verbs and the kernel's
+//! backends use.
 
-use dom0_tools::control::{self, DomainInfo};
-use dom0_tools::hypervisor::{CreateConfig, Hypervisor};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::control::{self, DomainInfo};
+use crate::hypervisor::{CreateConfig, Hypervisor};
 use guest_abi::Errno;
 use guest_abi::domctl::{
     DomctlGetdomaininfo, DomctlGetvcpuinfo, DomctlSchedCredit, DomctlXeniaWriteFrame,
-    XEN_DOMCTL_XENIA_WRITE_FRAME, XenDomctl,
+    XEN_DOMCTL_XENIA_READ_FRAME, XEN_DOMCTL_XENIA_WRITE_FRAME, XenDomctl,
 };
 use guest_abi::event::{EVTCHNOP_ALLOC_UNBOUND, EvtchnPort};
 use guest_abi::hypercall::{
@@ -162,6 +165,27 @@ impl<R: Raw> Xen<R> {
             [cmd.into(), buf.as_mut_ptr() as u64, 0, 0, 0],
         )?;
         Ok((v, buf))
+    }
+
+    /// Copies `buf.len()` bytes at `offset` of `dom`'s machine frame `mfn` into `buf`
+    /// (Xenia's read-frame domctl; `offset + buf.len()` at most 4096).
+    pub fn read_frame(
+        &mut self,
+        dom: DomId,
+        mfn: Mfn,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(), Errno> {
+        if offset + buf.len() > PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        let arg = DomctlXeniaWriteFrame {
+            mfn: mfn.0,
+            offset: offset as u32,
+            len: buf.len() as u32,
+            buffer: buf.as_mut_ptr() as u64,
+        };
+        self.domctl(&mut XenDomctl::new(XEN_DOMCTL_XENIA_READ_FRAME, dom, &arg))
     }
 }
 
@@ -458,5 +482,15 @@ mod tests {
         assert!(x.raw.calls.is_empty(), "refused before any call");
         x.write_frame(1, Mfn(1), 0, &[0; 4096]).unwrap();
         assert_eq!(x.raw.domctl_cmds, [(XEN_DOMCTL_XENIA_WRITE_FRAME, 1)]);
+        let mut buf = [0u8; 8];
+        assert_eq!(x.read_frame(1, Mfn(1), 4092, &mut buf), Err(Errno::EINVAL));
+        x.read_frame(1, Mfn(1), 4088, &mut buf).unwrap();
+        assert_eq!(
+            x.raw.domctl_cmds,
+            [
+                (XEN_DOMCTL_XENIA_WRITE_FRAME, 1),
+                (XEN_DOMCTL_XENIA_READ_FRAME, 1)
+            ]
+        );
     }
 }
