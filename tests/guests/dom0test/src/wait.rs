@@ -18,7 +18,7 @@ use guest_abi::types::DomId;
 use xenia_guest_rt::events;
 use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 
-use crate::hv::Xenia;
+use crate::hv::{Recorded, Xenia};
 
 /// How often a wait for a domain's state looks again even without `VIRQ_DOM_EXC`.
 pub const POLL_NS: u64 = 50 * NS_PER_MS;
@@ -150,7 +150,7 @@ impl ConsoleLog {
         // The ring holds 64 KiB; a reader that has not caught up after many full buffers is
         // chasing a writer faster than itself, and stops rather than loop forever.
         for _ in 0..MAX_READS {
-            let (n, next) = hv.read_console(self.index, &mut buf)?;
+            let (n, next) = hv.read_console(Some(self.index), false, &mut buf)?;
             self.index = next;
             out.extend_from_slice(&buf[..n]);
             if n < buf.len() {

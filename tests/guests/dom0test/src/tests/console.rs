@@ -28,7 +28,7 @@ use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 use xenia_guest_rt::{events, println};
 
 use super::{Ctx, Domu, Ms, Outcome};
-use crate::hv::Xenia;
+use crate::hv::{Recorded, Xenia};
 use crate::wait::{ConsoleLog, POLL_NS};
 
 /// What testguest `console_ring` writes (its `CONSOLE_GREETING`).

@@ -26,7 +26,7 @@ use xenia_guest_rt::{cmdline, print, println};
 use xenia_pvboot::layout::LayoutError;
 
 use crate::heap;
-use crate::hv::Xenia;
+use crate::hv::{Recorded, Xenia};
 use crate::wait::Waiter;
 
 /// Pages per MiB.
@@ -234,7 +234,7 @@ impl Ctx {
             .hv
             .domains()?
             .iter()
-            .map(|d| d.domain)
+            .map(|d| d.dom)
             .filter(|&d| d != 0)
             .collect())
     }
@@ -317,7 +317,7 @@ pub fn dispatch() -> ! {
         Err((what, e)) => error(format_args!("{what} failed: {e:?}")),
     };
     let mut ctx = Ctx {
-        hv: Xenia::new(),
+        hv: crate::hv::xenia(),
         wait,
         kernel,
     };

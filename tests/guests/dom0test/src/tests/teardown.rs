@@ -13,6 +13,7 @@ use xenia_guest_rt::println;
 use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 
 use super::{Ctx, Domu, Ms, Outcome, SMALLEST_MIB};
+use crate::hv::Recorded;
 
 /// Build/run/destroy cycles.
 const CYCLES: u32 = 200;
@@ -38,7 +39,7 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
     let mut problem: Option<(u32, alloc::string::String)> = None;
     let mut ids = (DomId::MAX, 0 as DomId);
     let start = now_ns();
-    let calls_before = ctx.hv.calls;
+    let calls_before = ctx.hv.calls();
     for cycle in 1..=CYCLES {
         let t0 = now_ns();
         let seen = ctx.wait.dom_exc_seen();
@@ -94,7 +95,7 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
         }
     }
     let elapsed = now_ns() - start;
-    let calls = ctx.hv.calls - calls_before;
+    let calls = ctx.hv.calls() - calls_before;
     c.check(
         format_args!("{CYCLES} cycles of build, run, shut down, destroy"),
         problem.is_none() && done == CYCLES,
