@@ -211,13 +211,21 @@ impl Uspace {
         flush_tlb();
     }
 
-    /// Switches back to the bootstrap tables and frees everything.
+    /// Switches back to the bootstrap tables and frees everything. Should the hypervisor
+    /// refuse the switch or the unpin, the frames stay out of the pool (page-table frames
+    /// still validated must never come back as a process's pages) and the loss is reported.
     pub fn destroy(self) {
         // SAFETY: back to the bootstrap space, whose upper half is the same; then the tree
         // is unpinned and no longer in use.
-        unsafe {
-            mm::new_baseptr(mm::bootstrap_l4());
-            mm::unpin(self.l4);
+        let (switched, unpinned) =
+            unsafe { (mm::new_baseptr(mm::bootstrap_l4()), mm::unpin(self.l4)) };
+        if switched < 0 || unpinned < 0 {
+            crate::tprintln!(
+                "dom0: cannot release a process's page tables ({switched}, {unpinned}); \
+                 {} frames stay unused",
+                self.pages.len() + self.tables.len() + 1
+            );
+            return;
         }
         let pages: Vec<u64> = self.pages.values().map(|&(m, _)| m).collect();
         frames::free(&pages);
