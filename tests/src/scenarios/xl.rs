@@ -307,7 +307,8 @@ fn list_until(
 }
 
 /// on_poweroff, on_reboot and on_crash: the compute guest powers off and is destroyed
-/// (on_poweroff=destroy) or kept (preserve); `xl reboot` restarts a domain under its name
+/// (on_poweroff=destroy) or kept (preserve); told to fault, it crashes and is kept as
+/// crashed (on_crash=preserve) or destroyed; `xl reboot` restarts a domain under its name
 /// (on_reboot=restart).
 pub fn lifecycle(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
@@ -324,6 +325,26 @@ pub fn lifecycle(ctx: &Context) -> Result<(), String> {
                 .any(|r| r.name == "kept" && r.state.contains('s'))
     })?;
     ctx.note(format!("after poweroff: {rows:?}"));
+    // on_crash: compute told to fault after its first step crashes; preserved, it stays
+    // listed as crashed (`c`); with the configuration's on_crash it is destroyed.
+    run(
+        &mut vm,
+        "xl create /etc/xen/compute.cfg 'name=\"boom\"' 'cmdline=\"fault=after\"' 'on_crash=\"preserve\"'",
+    )?;
+    run(
+        &mut vm,
+        "xl create /etc/xen/compute.cfg 'name=\"gone\"' 'cmdline=\"fault=after\"' 'on_crash=\"destroy\"'",
+    )?;
+    list_until(
+        &mut vm,
+        100,
+        "boom kept as crashed, gone destroyed",
+        |rows| {
+            rows.iter()
+                .any(|r| r.name == "boom" && r.state.contains('c'))
+                && !rows.iter().any(|r| r.name == "gone")
+        },
+    )?;
     run(&mut vm, "xl create /etc/xen/hello.cfg")?;
     let old = row(&list(&mut vm)?, "hello")?.id;
     run(&mut vm, "xl reboot hello")?;

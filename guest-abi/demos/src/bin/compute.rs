@@ -17,7 +17,9 @@
 //! ```
 //!
 //! Command line: `limit=<n>` (digits, or with a `k`, `M` or `G` suffix: `limit=10M`; at
-//! most 10G), and `console=hypervisor` to write to the hypervisor's log instead of the
+//! most 10G); `fault=after` to take an invalid-opcode exception after the first step
+//! instead of finishing (its trap handler reports it and crashes the domain, so the
+//! toolstack applies `on_crash`: a way to see that action at work); and `console=hypervisor` to write to the hypervisor's log instead of the
 //! console ring. Run as dom0 it writes with `console_io`, which is how `cargo xtask test`
 //! checks it.
 //!
@@ -74,6 +76,13 @@ fn demo_main(si: &StartInfo) -> ! {
             "compute: step {k}/{STEPS}: {} primes below {end}",
             sieve.count()
         );
+        if k == 1 && cmdline::value(si.cmdline_bytes(), "fault") == Some(b"after") {
+            println!("compute: fault=after: executing ud2");
+            console::flush(console::FLUSH_TIMEOUT_NS);
+            // SAFETY: ud2 raises #UD, which the trap table sends to its handler; that
+            // reports it and crashes the domain, as the command line asked.
+            unsafe { core::arch::asm!("ud2") };
+        }
     }
     let ms = (time::now_ns() - start) / time::NS_PER_MS;
     println!("compute: {} primes below {limit}", sieve.count());
