@@ -11,12 +11,21 @@
 //! | register | on entry | on return |
 //! |---|---|---|
 //! | `rax` | hypercall number (`HYPERVISOR_*`) | result: `>= 0` success, `-errno` failure ([`Errno`](crate::errno::Errno)) |
-//! | `rdi`, `rsi`, `rdx`, `r10`, `r8` | arguments 1 to 5 | preserved |
+//! | `rdi`, `rsi` | arguments 1 and 2 | **may change**: a continued batch advances them |
+//! | `rdx`, `r10`, `r8` | arguments 3 to 5 | preserved today; treat as clobbered |
 //! | every other general-purpose register | — | preserved |
 //! | `rflags` | — | status flags undefined; `IF`, `DF`, `IOPL` preserved |
 //!
-//! Unlike Xen, which clobbers the argument registers, Xenia preserves every
-//! register except `rax`. Code written for Xen's convention works unchanged.
+//! A long `mmu_update` or `mmuext_op` batch is *continued*, as in Xen: after
+//! a chunk of items the hypervisor advances `rdi` (the list pointer) and
+//! `rsi` (the items left) and moves `rip` back onto the `int 0x82`, so that
+//! the instruction runs again (events may be delivered in between). The
+//! caller therefore sees `rdi` and `rsi` changed when the call returns. No
+//! other call changes an argument register today, but like Xen's ABI this
+//! one reserves the right: a guest must treat all five argument registers as
+//! clobbered by every hypercall. The primitives below declare exactly that
+//! (`inout(...) => _`), so a compiler never keeps a value in an argument
+//! register across a hypercall.
 //!
 //! Pointer arguments are guest virtual addresses in the caller's current
 //! address space. The hypervisor never dereferences them: it translates them
@@ -317,7 +326,8 @@ pub use raw::*;
 /// typed wrappers in [`calls`](crate::calls).
 ///
 /// The `asm!` blocks tell the compiler exactly the ABI above: `rax` is
-/// replaced, the argument registers are inputs only (preserved), memory may be
+/// replaced, the argument registers are clobbered (a continued batch
+/// rewrites `rdi` and `rsi`; the others are reserved likewise), memory may be
 /// read and written (the hypervisor copies to and from the buffers the
 /// arguments point to), and the status flags are clobbered. They do not claim
 /// `nostack`: when a hypercall returns with an event pending, the hypervisor
@@ -360,7 +370,7 @@ mod raw {
         // SAFETY: the caller upholds the contract of hypercall `nr`, including
         // the validity of pointer arguments.
         unsafe {
-            asm!("int 0x82", inlateout("rax") nr as i64 => ret, in("rdi") a1);
+            asm!("int 0x82", inlateout("rax") nr as i64 => ret, inout("rdi") a1 => _);
         }
         ret
     }
@@ -379,8 +389,8 @@ mod raw {
             asm!(
                 "int 0x82",
                 inlateout("rax") nr as i64 => ret,
-                in("rdi") a1,
-                in("rsi") a2,
+                inout("rdi") a1 => _,
+                inout("rsi") a2 => _,
             );
         }
         ret
@@ -400,9 +410,9 @@ mod raw {
             asm!(
                 "int 0x82",
                 inlateout("rax") nr as i64 => ret,
-                in("rdi") a1,
-                in("rsi") a2,
-                in("rdx") a3,
+                inout("rdi") a1 => _,
+                inout("rsi") a2 => _,
+                inout("rdx") a3 => _,
             );
         }
         ret
@@ -423,10 +433,10 @@ mod raw {
             asm!(
                 "int 0x82",
                 inlateout("rax") nr as i64 => ret,
-                in("rdi") a1,
-                in("rsi") a2,
-                in("rdx") a3,
-                in("r10") a4,
+                inout("rdi") a1 => _,
+                inout("rsi") a2 => _,
+                inout("rdx") a3 => _,
+                inout("r10") a4 => _,
             );
         }
         ret
@@ -447,11 +457,11 @@ mod raw {
             asm!(
                 "int 0x82",
                 inlateout("rax") nr as i64 => ret,
-                in("rdi") a1,
-                in("rsi") a2,
-                in("rdx") a3,
-                in("r10") a4,
-                in("r8") a5,
+                inout("rdi") a1 => _,
+                inout("rsi") a2 => _,
+                inout("rdx") a3 => _,
+                inout("r10") a4 => _,
+                inout("r8") a5 => _,
             );
         }
         ret

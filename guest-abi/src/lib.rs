@@ -47,7 +47,7 @@
 //! | guest kernel ring | 3 | 1 ([`selectors`]) |
 //! | user/kernel separation | two page tables per process | one page table, U/S bit |
 //! | hypercall instruction | `syscall` | `int 0x82`, DPL 1 ([`hypercall`]) |
-//! | registers after a hypercall | argument registers clobbered | all preserved except `rax` |
+//! | registers after a hypercall | argument registers clobbered | argument registers clobbered (continuations advance `rdi`, `rsi`); the rest preserved |
 //! | GDT | guest-supplied, plus Xen's flat selectors | fixed ([`selectors`]) |
 //! | exception frame | Xen format (`rcx`, `r11` on top) | hardware format ([`trap`]) |
 //! | return to user mode | `iret` hypercall | the kernel's own `iretq`, or `iret` |
@@ -151,7 +151,8 @@
 //!
 //! `int 0x82` from ring 1, number in `rax`, arguments in `rdi`, `rsi`, `rdx`,
 //! `r10`, `r8`, result in `rax` (`>= 0` success, `-errno` failure, see
-//! [`errno::Errno`]); every other register is preserved. Call through the
+//! [`errno::Errno`]); the five argument registers are clobbered (a continued
+//! batch advances `rdi` and `rsi`), every other register is preserved. Call through the
 //! hypercall page or issue `int 0x82` directly. Details in [`hypercall`],
 //! including the [error each call returns for bad arguments](hypercall#errors);
 //! typed wrappers in [`calls`].

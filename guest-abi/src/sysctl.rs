@@ -271,6 +271,43 @@ impl_payload!(SysctlGetdomaininfolist {
     _pad2,
 });
 
+/// Xenia: the hypervisor's heap and what one domain is charged for (dom0 only, like every
+/// `sysctl`). Argument: [`SysctlXeniaHeapInfo`].
+///
+/// Hypervisor memory used on a domain's behalf (its vCPUs, event channels, grant
+/// mappings, console state) is charged to that domain against a limit set when it is
+/// created; a request past the limit fails with `ENOMEM` (or the operation's own "no
+/// space" status) instead of exhausting the heap. The heap itself grows from the frame
+/// allocator when it runs low.
+pub const XEN_SYSCTL_XENIA_HEAP_INFO: u32 = 0x5800;
+
+/// Argument of [`XEN_SYSCTL_XENIA_HEAP_INFO`] (40 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlXeniaHeapInfo {
+    /// IN: the domain whose charge to report; `DOMID_INVALID` for none (the charge fields
+    /// come back zero). `ESRCH` if there is no such domain.
+    pub domid: DomId,
+    /// Padding.
+    pub _pad: [u16; 3],
+    /// OUT: bytes under the heap allocator (it grows from free frames as needed).
+    pub heap_total: u64,
+    /// OUT: bytes of the heap in use.
+    pub heap_used: u64,
+    /// OUT: bytes charged to `domid`.
+    pub charged: u64,
+    /// OUT: the most that may be charged to `domid`.
+    pub limit: u64,
+}
+impl_payload!(SysctlXeniaHeapInfo {
+    domid,
+    _pad,
+    heap_total,
+    heap_used,
+    charged,
+    limit,
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,9 @@ pub enum ExitReason {
     Dom0Crashed,
     /// dom0 asked for a reboot.
     Dom0Reboot,
+    /// The frame table's consistency check failed when dom0 stopped: whatever dom0's
+    /// reason, the run is not clean.
+    FrameTableInconsistent,
 }
 
 impl ExitReason {
@@ -24,6 +27,7 @@ impl ExitReason {
             ExitReason::HypervisorFailure => 0x11,
             ExitReason::Dom0Crashed => 0x12,
             ExitReason::Dom0Reboot => 0x13,
+            ExitReason::FrameTableInconsistent => 0x14,
         }
     }
 
@@ -46,5 +50,6 @@ mod tests {
         assert_eq!(HypervisorFailure.qemu_status(), 35);
         assert_eq!(Dom0Crashed.qemu_status(), 37);
         assert_eq!(Dom0Reboot.qemu_status(), 39);
+        assert_eq!(FrameTableInconsistent.qemu_status(), 41);
     }
 }

@@ -416,7 +416,11 @@ fn domain_stopped(dom: &mut Domain, world: &mut World) {
         }
         return;
     }
-    let _ = mmu::check_frame_table();
+    // Every clean run ends with the frame table checked; a failed check fails the run
+    // whatever dom0's reason, with an exit code of its own.
+    if mmu::check_frame_table().is_err() {
+        power::exit(ExitReason::FrameTableInconsistent);
+    }
     let exit = match reason {
         Shutdown::PowerOff => ExitReason::PowerOff,
         Shutdown::Reboot => ExitReason::Dom0Reboot,

@@ -52,7 +52,9 @@ pub fn exit(reason: ExitReason) -> ! {
     match reason {
         ExitReason::PowerOff => acpi_power_off(),
         ExitReason::Dom0Reboot => reset(),
-        ExitReason::HypervisorFailure | ExitReason::Dom0Crashed => {}
+        ExitReason::HypervisorFailure
+        | ExitReason::Dom0Crashed
+        | ExitReason::FrameTableInconsistent => {}
     }
     crate::console::emergency_line("the machine is stopped; reset it to continue");
     halt_forever()
