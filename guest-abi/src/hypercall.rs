@@ -157,7 +157,11 @@ pub const HYPERVISOR_STACK_SWITCH: u64 = 3;
 /// `set_callbacks(event, failsafe, syscall)`: the older form of
 /// [`HYPERVISOR_CALLBACK_OP`]; three entry addresses.
 pub const HYPERVISOR_SET_CALLBACKS: u64 = 4;
-/// `fpu_taskswitch(set)`: set (non-zero) or clear `CR0.TS`.
+/// `fpu_taskswitch(set)`: set (non-zero) or clear the vCPU's virtual `CR0.TS`. While it
+/// is set the vCPU's next x87/SSE/AVX instruction raises #NM, delivered to its trap table;
+/// as on Xen, delivering that #NM clears it again, so the handler can use the FPU at once.
+/// It belongs to the vCPU: saved and restored when the vCPU is switched, never seen by
+/// another vCPU.
 pub const HYPERVISOR_FPU_TASKSWITCH: u64 = 5;
 /// Obsolete form of `sched_op`; kept for numbering.
 pub const HYPERVISOR_SCHED_OP_COMPAT: u64 = 6;

@@ -158,9 +158,12 @@
 //! typed wrappers in [`calls`].
 //!
 //! A ring-1 kernel must never execute `SYSCALL`: the CPU enters the
-//! hypervisor exactly as for a `SYSCALL` from ring 3, and the hypervisor
-//! cannot tell the two apart (it would bounce it to the syscall callback as a
-//! user system call).
+//! hypervisor exactly as for a `SYSCALL` from ring 3. The hypervisor tells
+//! the two apart by the page the instruction is on: one ring 3 cannot execute
+//! (not user-accessible) means the kernel issued it, and the kernel gets #UD
+//! at the instruction, with `KERNEL_CS`/`KERNEL_SS` in the frame. A kernel
+//! that executes user pages in ring 1 (possible only without SMEP) and issues
+//! `SYSCALL` there is seen as a user system call.
 //!
 //! # What ring 1 cannot do, and what to do instead
 //!

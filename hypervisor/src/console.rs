@@ -10,6 +10,7 @@ use spin::Mutex;
 
 use crate::arch::x86_64::serial::Serial;
 use crate::dmesg::LogRing;
+use crate::domain::ConsoleLine;
 
 /// Bytes of log kept for `xl dmesg` (Xen's default console ring is 16 KiB; boot logs
 /// with a few domains are longer).
@@ -91,30 +92,14 @@ pub fn emergency_line(text: &str) {
 }
 
 /// Output a guest wrote with `console_io`: shown line by line, each line marked with
-/// the domain it came from. A line longer than the buffer is shown in pieces, never
-/// cut short.
-pub fn guest_output(dom: guest_abi::types::DomId, bytes: &[u8]) {
-    const LINE_MAX: usize = 256;
-    static PENDING: Mutex<alloc::vec::Vec<(guest_abi::types::DomId, alloc::vec::Vec<u8>)>> =
-        Mutex::new(alloc::vec::Vec::new());
-    let mut pending = PENDING.lock();
-    let index = match pending.iter().position(|(d, _)| *d == dom) {
-        Some(i) => i,
-        None => {
-            pending.push((dom, alloc::vec::Vec::new()));
-            pending.len() - 1
-        }
-    };
-    let line = &mut pending[index].1;
+/// the domain it came from. The unfinished line is the domain's own (`line`, fixed size,
+/// freed with the domain); a line longer than it is shown in pieces, never cut short.
+/// Nothing here allocates.
+pub fn guest_output(dom: guest_abi::types::DomId, line: &mut ConsoleLine, bytes: &[u8]) {
     for &b in bytes {
-        if b == b'\n' || line.len() == LINE_MAX {
-            let text = alloc::string::String::from_utf8_lossy(line);
-            let shown: alloc::string::String = text
-                .chars()
-                .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
-                .collect();
+        if b == b'\n' || line.is_full() {
             let mut console = CONSOLE.lock();
-            let _ = writeln!(console, "(d{dom}) {shown}");
+            let _ = writeln!(console, "(d{dom}) {}", Shown(line.text()));
             line.clear();
             if b == b'\n' {
                 continue;
@@ -123,6 +108,25 @@ pub fn guest_output(dom: guest_abi::types::DomId, bytes: &[u8]) {
         if b != b'\r' {
             line.push(b);
         }
+    }
+}
+
+/// Guest text as shown on the console: invalid UTF-8 as U+FFFD, control characters but tab
+/// as `?`, so a guest cannot move the cursor or clear the operator's screen.
+struct Shown<'a>(&'a [u8]);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write as _;
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                f.write_char(if c.is_control() && c != '\t' { '?' } else { c })?;
+            }
+            if !chunk.invalid().is_empty() {
+                f.write_char(char::REPLACEMENT_CHARACTER)?;
+            }
+        }
+        Ok(())
     }
 }
 

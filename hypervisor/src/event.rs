@@ -202,6 +202,21 @@ impl EventChannels {
         }
     }
 
+    /// Heap bytes the table holds now (charged to its domain).
+    pub fn heap_bytes(&self) -> u64 {
+        (self.ports.capacity() * core::mem::size_of::<Channel>()
+            + self.virqs.capacity() * core::mem::size_of::<[u16; NR_VIRQS as usize]>())
+            as u64
+    }
+
+    /// The most [`EventChannels::heap_bytes`] can reach: every port, and a VIRQ row for
+    /// each of the most vCPUs a domain can have.
+    pub fn heap_limit(&self) -> u64 {
+        (NR_PORTS as usize * core::mem::size_of::<Channel>()
+            + guest_abi::shared_info::XEN_LEGACY_MAX_VCPUS
+                * core::mem::size_of::<[u16; NR_VIRQS as usize]>()) as u64
+    }
+
     /// Number of valid ports: the allocated groups, and at least the first one.
     fn nr_valid(&self) -> usize {
         self.ports.len().max(PORTS_PER_WORD as usize)

@@ -781,9 +781,17 @@ pub struct MapTrackEntry {
     /// The granted frame.
     pub mfn: Mfn,
     /// The host address it was mapped at (a virtual address, or a PTE's machine address with
-    /// `GNTMAP_contains_pte`), for teardown.
+    /// `GNTMAP_contains_pte`): an unmap must name it again.
     pub host_addr: u64,
+    /// Where the host PTE was written: the L1 frame (which the mapping holds as an L1,
+    /// so it stays a validated page table while the grant PTE is in it) and the index.
+    /// Unmap and teardown remove exactly this entry, whatever the mapper's page tables
+    /// look like by then.
+    pub pte: Option<HostPte>,
 }
+
+/// A grant mapping's host PTE: the L1 table frame and the entry's index.
+pub type HostPte = (Mfn, usize);
 
 impl MapTrackEntry {
     /// Mapped read-only.
@@ -853,6 +861,18 @@ impl MapTrack {
         self.len() == 0
     }
 
+    /// Heap bytes it takes now.
+    pub fn heap_bytes(&self) -> u64 {
+        (self.slots.capacity() * size_of::<Slot>()
+            + self.free.capacity() * size_of::<GrantHandle>()) as u64
+    }
+
+    /// The most [`MapTrack::heap_bytes`] can reach: its limit in slots, and room to spare
+    /// for the vector's growth.
+    pub fn heap_limit(&self) -> u64 {
+        2 * self.limit as u64 * (size_of::<Slot>() + size_of::<GrantHandle>()) as u64
+    }
+
     /// The mapping of `handle`; `GNTST_bad_handle` if there is none.
     pub fn lookup(&self, handle: GrantHandle) -> Result<&MapTrackEntry, GntError> {
         match usize::try_from(handle).ok().and_then(|i| self.slots.get(i)) {
@@ -893,6 +913,16 @@ impl MapTrack {
         }
         let host = host_addr != 0 && entry.host();
         let device = dev_bus_addr != 0 && entry.device();
+        if host && host_addr != entry.host_addr {
+            // Another address would make the unmap remove a PTE this handle did not
+            // make (XSA-224's class): the handle's own address, or nothing.
+            log::debug!(
+                target: "grant",
+                "handle {handle:#x}: mapped at {:#x}, not {host_addr:#x}",
+                entry.host_addr
+            );
+            return Err(GntError::GeneralError);
+        }
         if host {
             remove_pte(host_addr, &entry)?;
         }
@@ -995,6 +1025,8 @@ pub struct Release {
     pub device: bool,
     /// Where the host mapping was made.
     pub host_addr: u64,
+    /// The host PTE to remove at teardown (see [`MapTrackEntry::pte`]).
+    pub pte: Option<HostPte>,
 }
 
 impl Release {
@@ -1008,6 +1040,7 @@ impl Release {
             host,
             device,
             host_addr: e.host_addr,
+            pte: e.pte,
         }
     }
 
@@ -1044,6 +1077,21 @@ impl GrantTable {
             grants: Grants::new(max_frames),
             maptrack: MapTrack::new(dom, max_maptrack),
         }
+    }
+
+    /// Heap bytes the mappings it holds take now (its grant entries live in guest frames).
+    pub fn heap_bytes(&self) -> u64 {
+        self.maptrack.heap_bytes()
+            + (self.grants.frames.capacity() * size_of::<Mfn>()) as u64
+            + (self.grants.active.capacity() * size_of::<Option<ActiveGrant>>()) as u64
+    }
+
+    /// The most [`GrantTable::heap_bytes`] can reach under its limits.
+    pub fn heap_limit(&self) -> u64 {
+        let entries = self.grants.max_frames as usize * ENTRIES_PER_FRAME as usize;
+        self.maptrack.heap_limit()
+            + (self.grants.max_frames as usize * size_of::<Mfn>()) as u64
+            + (entries * size_of::<Option<ActiveGrant>>()) as u64
     }
 
     /// Empty tables for domain `dom` with Xen's default limits.
@@ -1102,7 +1150,7 @@ impl Mapping {
 ///    writable map of a `GTF_readonly` entry; or the entry kept changing under the
 ///    compare-and-swap: `GNTST_general_error`;
 /// 5. `install` fails: its error (take [`Mapping::frame_refs`] in the granter's name —
-///    [`FrameRefError`] converts — then write the PTE).
+///    [`FrameRefError`] converts — then write the PTE, returning where it wrote it).
 ///
 /// On failure nothing is left behind: pins, entry flags and the handle are as before.
 pub fn map_grant_ref(
@@ -1111,7 +1159,7 @@ pub fn map_grant_ref(
     granter: DomId,
     frames: &(impl GrantFrames + ?Sized),
     op: &GnttabMapGrantRef,
-    install: impl FnOnce(&Mapping) -> Result<(), GntError>,
+    install: impl FnOnce(&Mapping) -> Result<Option<HostPte>, GntError>,
 ) -> Result<Mapping, GntError> {
     let host = op.flags & GNTMAP_HOST_MAP != 0;
     let device = op.flags & GNTMAP_DEVICE_MAP != 0;
@@ -1147,11 +1195,14 @@ pub fn map_grant_ref(
         host_addr: op.host_addr,
         flags: op.flags,
     };
-    if let Err(e) = install(&mapping) {
-        grants.unpin(frames, op.gref, access);
-        maptrack.free_slot(handle);
-        return Err(e);
-    }
+    let pte = match install(&mapping) {
+        Ok(pte) => pte,
+        Err(e) => {
+            grants.unpin(frames, op.gref, access);
+            maptrack.free_slot(handle);
+            return Err(e);
+        }
+    };
     maptrack.set(
         handle,
         Slot::Used(MapTrackEntry {
@@ -1160,6 +1211,7 @@ pub fn map_grant_ref(
             flags: op.flags,
             mfn,
             host_addr: op.host_addr,
+            pte,
         }),
     );
     Ok(mapping)
@@ -1476,14 +1528,14 @@ mod tests {
         }
 
         fn map(&mut self, gref: GrantRef, flags: u32) -> Result<Mapping, GntError> {
-            self.map_with(gref, flags, |_| Ok(()))
+            self.map_with(gref, flags, |_| Ok(None))
         }
 
         fn map_with(
             &mut self,
             gref: GrantRef,
             flags: u32,
-            install: impl FnOnce(&Mapping) -> Result<(), GntError>,
+            install: impl FnOnce(&Mapping) -> Result<Option<HostPte>, GntError>,
         ) -> Result<Mapping, GntError> {
             let view = self.pages.view();
             map_grant_ref(
@@ -1827,7 +1879,7 @@ mod tests {
             D1,
             &EntryFrames(&view),
             &map_op(0, HOST_RO),
-            |_| Ok(()),
+            |_| Ok(None),
         );
         assert_eq!(r, Err(GntError::GeneralError));
         drop(view);
@@ -2050,7 +2102,7 @@ mod tests {
             D1,
             &EntryFrames(&view),
             &map_op(0, HOST),
-            |_| Ok(()),
+            |_| Ok(None),
         )
         .unwrap();
         assert_eq!((m.granter, m.mfn), (D1, Mfn(0x99)));
@@ -2193,7 +2245,7 @@ mod tests {
         hostile.cas_attempts.set(0);
         let before = pages.flags(0);
         let m = map_grant_ref(&mut mt, &mut grants, D1, &hostile, &map_op(0, HOST), |_| {
-            Ok(())
+            Ok(None)
         })
         .unwrap();
         assert_eq!(hostile.cas_attempts.get(), STATUS_ATTEMPTS);
@@ -2248,7 +2300,8 @@ mod tests {
                 // "already pinned" path.
                 if i % 5000 == 0 {
                     if let Some(h) = held.take() {
-                        let r = mt.unmap(h, 1, 0, |_, _| Ok(())).unwrap().unwrap();
+                        let addr = mt.lookup(h).unwrap().host_addr;
+                        let r = mt.unmap(h, addr, 0, |_, _| Ok(())).unwrap().unwrap();
                         grants.finish_unmap(&frames, &r);
                     } else {
                         held = map_grant_ref(
@@ -2257,7 +2310,7 @@ mod tests {
                             D1,
                             &frames,
                             &map_op(0, HOST_RO),
-                            |_| Ok(()),
+                            |_| Ok(None),
                         )
                         .ok()
                         .map(|m| m.handle);
@@ -2265,7 +2318,7 @@ mod tests {
                 }
                 let flags = if i % 2 == 0 { HOST } else { HOST_RO };
                 match map_grant_ref(&mut mt, &mut grants, D1, &frames, &map_op(0, flags), |_| {
-                    Ok(())
+                    Ok(None)
                 }) {
                     Ok(m) => {
                         ok += 1;
@@ -2284,7 +2337,8 @@ mod tests {
                 assert_eq!(mt.len(), usize::from(held.is_some()));
             }
             if let Some(h) = held {
-                let r = mt.unmap(h, 1, 0, |_, _| Ok(())).unwrap().unwrap();
+                let addr = mt.lookup(h).unwrap().host_addr;
+                let r = mt.unmap(h, addr, 0, |_, _| Ok(())).unwrap().unwrap();
                 grants.finish_unmap(&frames, &r);
             }
             stop.store(true, Ordering::Relaxed);
@@ -2552,7 +2606,7 @@ mod tests {
             D0,
             &EntryFrames(&d0_view),
             &map_op(0, HOST_RO),
-            |_| Ok(()),
+            |_| Ok(None),
         )
         .unwrap();
 
@@ -2721,7 +2775,7 @@ mod tests {
                         }
                     }
                 }
-                result
+                result.map(|()| None)
             })
         }
 

@@ -140,11 +140,6 @@ impl Memory<'_> {
     }
 }
 
-fn zero_frame(mfn: Mfn) {
-    // SAFETY: a frame just taken from the frame allocator, reached through the direct map.
-    unsafe { core::ptr::write_bytes(phys_to_virt(mfn.phys()) as *mut u8, 0, PAGE_SIZE as usize) };
-}
-
 /// Gives every frame in `frames` back to the allocator (a build that failed).
 fn release(frames_owned: &[Mfn], dom: DomId) {
     // The build failed before anything took references (validation rolls back), so every
@@ -190,14 +185,13 @@ pub fn build_dom0(
     }
     let mut p2m = Vec::with_capacity(nr_pages as usize);
     for _ in 0..nr_pages {
-        let Some(mfn) = frames::alloc() else {
+        let Some(mfn) = frames::alloc_zeroed() else {
             release(&p2m, id);
             return Err(BuildError::OutOfMemory {
                 wanted: nr_pages + 1,
                 free: frames::free_count(),
             });
         };
-        zero_frame(mfn);
         if ft::give(mfn, id).is_err() {
             frames::free_contiguous(mfn, 1);
             release(&p2m, id);
@@ -209,12 +203,16 @@ pub fn build_dom0(
         crate::mm::m2p::set(mfn, p2m.len() as u64);
         p2m.push(mfn);
     }
-    let Some(shared_info) = frames::alloc() else {
+    let Some(shared_info) = frames::alloc_zeroed() else {
         release(&p2m, id);
         return Err(BuildError::OutOfMemory { wanted: 1, free: 0 });
     };
-    zero_frame(shared_info);
-    if ft::give(shared_info, id).is_err() {
+    // The hypervisor writes shared_info for as long as the domain lives (event bits, time,
+    // the entry count): held writable, it can never become a page table or be freed.
+    if ft::give(shared_info, id).is_err()
+        || ft::with(|t, mem| t.hold_for_writes(mem, shared_info, id)).is_err()
+    {
+        let _ = ft::take_back(shared_info, id);
         frames::free_contiguous(shared_info, 1);
         release(&p2m, id);
         return Err(BuildError::Other(
@@ -272,6 +270,7 @@ pub fn build_dom0(
     let vcpu = match fill() {
         Ok(v) => v,
         Err(e) => {
+            let _ = ft::with(|t, mem| t.release_writes(mem, shared_info));
             release(&p2m, id);
             release(&[shared_info], id);
             return Err(e);
@@ -293,6 +292,7 @@ pub fn build_dom0(
         shutdown: None,
         handling: 0,
         paused: 0,
+        console_line: super::ConsoleLine::new(),
     };
     let info = dom.vcpu_info(0);
     info.evtchn_upcall_mask.store(1, Ordering::Release);

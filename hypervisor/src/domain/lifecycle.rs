@@ -15,7 +15,6 @@ use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
 
 use super::{Domain, Vcpu};
-use crate::arch::x86_64::layout::phys_to_virt;
 use crate::event::EventChannels;
 use crate::mm::{Mfn, PAGE_SIZE, frames, ft, m2p};
 
@@ -23,21 +22,27 @@ use crate::mm::{Mfn, PAGE_SIZE, frames, ft, m2p};
 /// legacy limit; more would need `VCPUOP_register_vcpu_info`).
 pub const MAX_VCPUS: u32 = guest_abi::shared_info::XEN_LEGACY_MAX_VCPUS as u32;
 
-/// A new, paused, empty domain with `nr_vcpus` offline vCPUs.
+/// A new, paused, empty domain with `nr_vcpus` offline vCPUs. `ENOMEM` when the machine
+/// cannot spare what it costs (its bookkeeping on the heap, its `shared_info`); nothing on
+/// this path allocates infallibly.
 pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
     if nr_vcpus == 0 || nr_vcpus > MAX_VCPUS {
         return Err(Errno::EINVAL);
     }
-    let shared_info = frames::alloc().ok_or(Errno::ENOMEM)?;
-    // SAFETY: a frame just taken from the allocator, reached through the direct map.
-    unsafe {
-        core::ptr::write_bytes(
-            phys_to_virt(shared_info.phys()) as *mut u8,
-            0,
-            PAGE_SIZE as usize,
-        )
-    };
-    if let Err(e) = ft::give(shared_info, id) {
+    let cost = (core::mem::size_of::<Domain>() + nr_vcpus as usize * core::mem::size_of::<Vcpu>())
+        as u64
+        + PAGE_SIZE;
+    if !crate::mm::heap::headroom(cost) {
+        return Err(Errno::ENOMEM);
+    }
+    let vcpus = Vcpu::try_new_set(nr_vcpus, Mfn(0))?;
+    let shared_info = frames::alloc_zeroed().ok_or(Errno::ENOMEM)?;
+    // The hypervisor writes shared_info for as long as the domain lives (event bits, time,
+    // the entry count): held writable, it can never become a page table or be freed.
+    if let Err(e) = ft::give(shared_info, id)
+        .and_then(|()| ft::with(|t, mem| t.hold_for_writes(mem, shared_info, id)))
+    {
+        let _ = ft::take_back(shared_info, id);
         frames::free_contiguous(shared_info, 1);
         return Err(e);
     }
@@ -50,12 +55,13 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         shared_info,
         tot_pages: 0,
         max_pages: 0,
-        vcpus: (0..nr_vcpus).map(|v| Vcpu::new(v, Mfn(0))).collect(),
+        vcpus,
         events: EventChannels::new(),
         grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
         handling: 0,
         paused: 1,
+        console_line: super::ConsoleLine::new(),
     };
     for v in 0..nr_vcpus as usize {
         let info = dom.vcpu_info(v);
@@ -77,6 +83,11 @@ pub fn release(dom: &mut Domain) -> Result<(), Errno> {
         v.singleshot = None;
         v.periodic = None;
         v.l4 = Mfn(0);
+    }
+    // The hypervisor stops writing shared_info (its grant frames went with the grant
+    // table's teardown, which comes first).
+    if dom.shared_info != Mfn(0) {
+        let _ = ft::with(|t, mem| t.release_writes(mem, dom.shared_info));
     }
     let released = ft::with(|t, mem| t.release_domain(mem, dom.id));
     for &mfn in &released.freed {

@@ -6,7 +6,6 @@ pub mod build;
 pub mod lifecycle;
 pub use xenia_pvboot::{elf, layout};
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -102,7 +101,7 @@ pub struct Vcpu {
     /// Machine frame of its current top-level page table.
     pub l4: Mfn,
     /// The virtual IDT (`set_trap_table`), indexed by vector; address 0 = no handler.
-    pub traps: Box<[TrapInfo; 256]>,
+    pub traps: [TrapInfo; 256],
     pub callbacks: Callbacks,
     /// Ring-1 stack for entries from ring 3 (`stack_switch`), 0 until set.
     pub kernel_sp: u64,
@@ -119,7 +118,14 @@ pub struct Vcpu {
     /// `setvcpucontext`).
     pub online: bool,
     /// x87/SSE state while the vCPU is off the pCPU (`fxsave` format).
-    pub fpu: Box<FpuState>,
+    pub fpu: FpuState,
+    /// The guest's virtual CR0.TS (`fpu_taskswitch`): loaded into CR0 when the vCPU runs, so
+    /// its next x87/SSE instruction raises #NM, delivered to it; never left set for another
+    /// vCPU or for the hypervisor's own `fxsave`.
+    pub fpu_ts: bool,
+    /// Data segment selectors (DS, ES, FS, GS) while the vCPU is off the pCPU: a guest may
+    /// load its own, and the next vCPU must not inherit them.
+    pub data_selectors: [u16; 4],
 }
 
 /// The x87/SSE register file in `fxsave` format (Intel SDM Vol. 1 §10.5.1).
@@ -130,8 +136,8 @@ pub struct FpuState(pub [u8; 512]);
 impl FpuState {
     /// The state after `fninit` with MXCSR at its reset value 0x1F80 (FCW 0x37F, all
     /// registers empty), what a new vCPU starts with.
-    pub fn reset() -> Box<FpuState> {
-        let mut s = Box::new(FpuState([0; 512]));
+    pub fn reset() -> FpuState {
+        let mut s = FpuState([0; 512]);
         s.0[0..2].copy_from_slice(&0x037Fu16.to_le_bytes()); // FCW
         s.0[24..28].copy_from_slice(&0x1F80u32.to_le_bytes()); // MXCSR
         s.0[28..32].copy_from_slice(&0xFFFFu32.to_le_bytes()); // MXCSR_MASK
@@ -145,7 +151,7 @@ impl Vcpu {
             id,
             regs: TrapFrame::default(),
             l4,
-            traps: Box::new([TrapInfo::END; 256]),
+            traps: [TrapInfo::END; 256],
             callbacks: Callbacks::default(),
             kernel_sp: 0,
             fs_base: 0,
@@ -156,7 +162,20 @@ impl Vcpu {
             continuation: None,
             online: false,
             fpu: FpuState::reset(),
+            fpu_ts: false,
+            data_selectors: [0; 4],
         }
+    }
+
+    /// `n` new vCPUs, numbered from 0, with base pointer `l4`; `ENOMEM` if the heap cannot
+    /// take them (a guest-reachable path: never an infallible allocation).
+    pub fn try_new_set(n: u32, l4: Mfn) -> Result<Vec<Vcpu>, guest_abi::Errno> {
+        let mut vcpus = Vec::new();
+        vcpus
+            .try_reserve_exact(n as usize)
+            .map_err(|_| guest_abi::Errno::ENOMEM)?;
+        vcpus.extend((0..n).map(|v| Vcpu::new(v, l4)));
+        Ok(vcpus)
     }
 
     /// Clears the timers that expired by `now` (re-arming the periodic one) and says
@@ -187,6 +206,55 @@ impl Vcpu {
     }
 }
 
+/// Longest console line a guest can leave unfinished; longer lines are shown in pieces.
+pub const CONSOLE_LINE_MAX: usize = 256;
+
+/// A guest's console output not yet ended by a newline: fixed-size, part of its domain, so
+/// a guest that never finishes a line costs nothing beyond its own domain.
+pub struct ConsoleLine {
+    bytes: [u8; CONSOLE_LINE_MAX],
+    len: usize,
+}
+
+impl ConsoleLine {
+    pub const fn new() -> ConsoleLine {
+        ConsoleLine {
+            bytes: [0; CONSOLE_LINE_MAX],
+            len: 0,
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == CONSOLE_LINE_MAX
+    }
+
+    /// Appends `b`; a full line takes nothing (the caller shows it first).
+    pub fn push(&mut self, b: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    pub fn text(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl Default for ConsoleLine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Hypervisor heap bytes a domain may cost beyond its vCPUs, event channels and grant
+/// mappings (which are bounded by their own limits): its name, its bookkeeping.
+const DOMAIN_BASE_COST: u64 = 16 * 1024;
+
 pub struct Domain {
     pub id: DomId,
     pub name: String,
@@ -209,6 +277,8 @@ pub struct Domain {
     pub handling: usize,
     /// Pause count (`XEN_DOMCTL_pausedomain`); the domain runs only at zero.
     pub paused: u32,
+    /// Console output not yet ended by a newline.
+    pub console_line: ConsoleLine,
 }
 
 impl Domain {
@@ -238,6 +308,37 @@ impl Domain {
     /// The `vcpu_info` of the vCPU being handled.
     pub fn info(&self) -> &VcpuInfo {
         self.vcpu_info(self.handling)
+    }
+
+    /// The frames the hypervisor writes on this domain's behalf: each must be held with
+    /// `FrameTable::hold_for_writes` for as long as the domain lives (docs/security.md).
+    pub fn hypervisor_written(&self) -> impl Iterator<Item = Mfn> + '_ {
+        core::iter::once(self.shared_info).chain(self.grants.grants.frames().iter().copied())
+    }
+
+    /// Hypervisor heap bytes used on this domain's behalf now.
+    pub fn charged(&self) -> u64 {
+        let vcpus = (self.vcpus.capacity() * core::mem::size_of::<Vcpu>()) as u64;
+        let p2m = (self.p2m.capacity() * core::mem::size_of::<Mfn>()) as u64;
+        core::mem::size_of::<Domain>() as u64
+            + self.name.capacity() as u64
+            + vcpus
+            + p2m
+            + self.events.heap_bytes()
+            + self.grants.heap_bytes()
+    }
+
+    /// The most that can be charged to it: every structure it can grow is bounded by a
+    /// limit set when it was created, and this is their sum.
+    pub fn charge_limit(&self) -> u64 {
+        let vcpus = (self.vcpus.len() * core::mem::size_of::<Vcpu>()) as u64;
+        let p2m = (self.p2m.len() * core::mem::size_of::<Mfn>()) as u64;
+        core::mem::size_of::<Domain>() as u64
+            + DOMAIN_BASE_COST
+            + vcpus
+            + p2m
+            + self.events.heap_limit()
+            + self.grants.heap_limit()
     }
 }
 

@@ -341,6 +341,7 @@ fn set_vcpu_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Result
         || !super::mem::is_canonical(r.rip)
         || !super::mem::is_canonical(r.rsp)
         || ctx.kernel_ss != u64::from(KERNEL_SS) && ctx.kernel_ss != 0
+        || (ctx.kernel_sp != 0 && !super::hypercall::kernel_stack_ok(ctx.kernel_sp))
         || !entry_point_ok(ctx.event_callback_eip)
         || !entry_point_ok(ctx.failsafe_callback_eip)
         || !entry_point_ok(ctx.syscall_callback_eip)
@@ -510,6 +511,22 @@ pub fn sysctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
             }
             l.num_domains = n;
             op.set_payload(&l);
+        }
+        sc::XEN_SYSCTL_XENIA_HEAP_INFO => {
+            let mut h: sc::SysctlXeniaHeapInfo = op.payload();
+            (h.charged, h.limit) = if h.domid == guest_abi::types::DOMID_INVALID {
+                (0, 0)
+            } else {
+                let d = if h.domid == dom.id {
+                    &*dom
+                } else {
+                    world.domains.get(&h.domid).ok_or(Errno::ESRCH)?
+                };
+                (d.charged(), d.charge_limit())
+            };
+            h.heap_total = crate::mm::heap::size() as u64;
+            h.heap_used = crate::mm::heap::used() as u64;
+            op.set_payload(&h);
         }
         _ => return Err(Errno::ENOSYS),
     }

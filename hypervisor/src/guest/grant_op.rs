@@ -214,29 +214,33 @@ fn setup_table(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Er
 }
 
 /// Grows `dom`'s grant table to `nr` frames: each new frame zeroed, given to the domain
-/// (so it can map it) and held by the hypervisor (so it cannot free it).
+/// (so it can map it) and held for the hypervisor's writes (`GTF_reading`/`GTF_writing`):
+/// the domain can map it writable, but never make it a page table or free it.
 pub fn grow(dom: &mut Domain, nr: u32) -> Result<(), GntError> {
     let need = dom.grants.grants.setup_table(nr)?;
-    let mut new = Vec::new();
+    let mut new: Vec<Mfn> = Vec::new();
+    if new.try_reserve_exact(need as usize).is_err()
+        || !crate::mm::heap::headroom(u64::from(need) * PAGE_SIZE)
+    {
+        return Err(GntError::GeneralError);
+    }
     for _ in 0..need {
-        let ok = frames::alloc().map(|mfn| {
-            // SAFETY: a frame just taken from the allocator, reached through the direct map.
-            unsafe {
-                core::ptr::write_bytes(phys_to_virt(mfn.phys()) as *mut u8, 0, PAGE_SIZE as usize)
-            };
+        let held = frames::alloc_zeroed().map(|mfn| {
+            let ok = ft::give(mfn, dom.id).is_ok();
             (
                 mfn,
-                ft::give(mfn, dom.id).is_ok() && ft::with(|t, _| t.get_page(mfn, dom.id)).is_ok(),
+                ok && ft::with(|t, mem| t.hold_for_writes(mem, mfn, dom.id)).is_ok(),
             )
         });
-        match ok {
+        match held {
             Some((mfn, true)) => new.push(mfn),
             other => {
                 if let Some((mfn, _)) = other {
+                    let _ = ft::take_back(mfn, dom.id);
                     frames::free_contiguous(mfn, 1);
                 }
                 for m in new {
-                    let _ = ft::with(|t, _| t.put_page(m));
+                    let _ = ft::with(|t, mem| t.release_writes(mem, m));
                     let _ = ft::take_back(m, dom.id);
                     frames::free_contiguous(m, 1);
                 }
@@ -265,19 +269,33 @@ fn map(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
         Ok(None)
     };
     let user = op.flags & g::GNTMAP_APPLICATION_MAP != 0;
-    let result = slot.and_then(|slot| {
-        let install = |m: &gt::Mapping| -> Result<(), GntError> {
+    // The maptrack may grow: only while the machine has memory to spare.
+    let room = if crate::mm::heap::headroom(MAPTRACK_GROWTH) {
+        Ok(())
+    } else {
+        Err(GntError::NoSpace)
+    };
+    let result = room.and(slot).and_then(|slot| {
+        let install = |m: &gt::Mapping| -> Result<Option<gt::HostPte>, GntError> {
             take_refs(m.mfn, m.granter, m.frame_refs())?;
-            if let Some((l1, index)) = slot {
-                let flags = 1 | if m.readonly { 0 } else { 2 } | if user { 4 } else { 0 };
-                if ft::with(|t, mem| t.install_grant_pte(mem, l1, index, mapper, m.mfn, flags))
-                    .is_err()
-                {
-                    drop_refs(m.mfn, m.frame_refs());
-                    return Err(GntError::GeneralError);
-                }
+            let Some((l1, index)) = slot else {
+                return Ok(None);
+            };
+            let flags = 1 | if m.readonly { 0 } else { 2 } | if user { 4 } else { 0 };
+            // The mapping holds its L1 as an L1 until the PTE is removed, so the PTE can
+            // always be found and removed where it was written.
+            let installed = ft::with(|t, mem| {
+                t.get_page_type(mem, l1, mapper, PageType::L1)?;
+                t.install_grant_pte(mem, l1, index, mapper, m.mfn, flags)
+                    .inspect_err(|_| {
+                        let _ = t.put_page_type(mem, l1);
+                    })
+            });
+            if installed.is_err() {
+                drop_refs(m.mfn, m.frame_refs());
+                return Err(GntError::GeneralError);
             }
-            Ok(())
+            Ok(Some((l1, index)))
         };
         if op.dom == mapper {
             let frames = entry_frames(&dom.grants.grants);
@@ -327,18 +345,13 @@ fn map(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
 fn unmap(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
     let space = aspace(dom);
     let mut op: g::GnttabUnmapGrantRef = space.read_pod(at)?;
-    let slot = if op.host_addr != 0 {
-        pte_slot(dom, op.host_addr).ok()
-    } else {
-        None
-    };
+    // The maptrack checks `host_addr` is the handle's own; the PTE removed is the one the
+    // map wrote, found where it was recorded, not through today's page tables.
     let result = dom
         .grants
         .maptrack
         .unmap(op.handle, op.host_addr, op.dev_bus_addr, |_, entry| {
-            let (l1, index) = slot.ok_or(GntError::GeneralError)?;
-            ft::with(|t, mem| t.remove_grant_pte(mem, l1, index, entry.mfn))
-                .map_err(|_| GntError::GeneralError)
+            remove_host_pte(entry.pte, entry.mfn)
         });
     op.status = match result {
         Ok(release) => {
@@ -470,16 +483,32 @@ pub fn release(victim: &mut Domain, caller: &mut Domain, others: &mut Domains) {
             others.get_mut(&d)
         }
     }
-    for r in &releases {
-        if r.host_addr != 0
-            && let Some(mapper) = find(r.mapper, victim, caller, others)
-            && let Ok((l1, index)) = pte_slot(mapper, r.host_addr)
-        {
-            let _ = ft::with(|t, mem| t.remove_grant_pte(mem, l1, index, r.mfn));
+    // A host PTE that cannot be removed keeps its frame references for good: the frame
+    // stays allocated to its owner (which then cannot be freed entirely) rather than a live
+    // mapping outliving the frame. Removal by the recorded entry of a held L1 never fails;
+    // the log says so if it ever does.
+    let mut kept = alloc::vec::Vec::new();
+    for (i, r) in releases.iter().enumerate() {
+        if r.host && remove_host_pte(r.pte, r.mfn).is_err() {
+            log::error!(
+                target: "grant",
+                "d{}: grant mapping of frame {:#x} (ref {:#x} of d{}) could not be removed; \
+                 its references are kept",
+                r.mapper,
+                r.mfn.0,
+                r.gref,
+                r.granter
+            );
+            if kept.try_reserve(1).is_ok() {
+                kept.push(i);
+            }
         }
     }
     x86_64::instructions::tlb::flush_all();
-    for r in releases {
+    for (i, r) in releases.into_iter().enumerate() {
+        if kept.contains(&i) {
+            continue;
+        }
         if let Some(granter) = find(r.granter, victim, caller, others) {
             let frames = entry_frames(&granter.grants.grants);
             granter
@@ -491,9 +520,24 @@ pub fn release(victim: &mut Domain, caller: &mut Domain, others: &mut Domains) {
     }
     if let Ok(frames) = victim.grants.grants.release() {
         for m in frames {
-            let _ = ft::with(|t, _| t.put_page(m));
+            let _ = ft::with(|t, mem| t.release_writes(mem, m));
         }
     }
+}
+
+/// Heap a map may add to the mapper's maptrack; mapping is refused ("no space") when the
+/// machine cannot spare it.
+const MAPTRACK_GROWTH: u64 = 64 * 1024;
+
+/// Removes the grant PTE a mapping of `mfn` wrote at `pte`, and drops the mapping's hold
+/// on that L1. `GNTST_general_error` (nothing changed) if the entry is not that mapping.
+fn remove_host_pte(pte: Option<gt::HostPte>, mfn: Mfn) -> Result<(), GntError> {
+    let (l1, index) = pte.ok_or(GntError::GeneralError)?;
+    ft::with(|t, mem| {
+        t.remove_grant_pte(mem, l1, index, mfn)?;
+        t.put_page_type(mem, l1)
+    })
+    .map_err(|_| GntError::GeneralError)
 }
 
 // SAFETY: repr(C) integer structures from guest-abi, only filled from guest bytes (their

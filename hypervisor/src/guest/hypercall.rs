@@ -34,7 +34,7 @@ pub fn dispatch(dom: &mut Domain, world: &mut super::World, frame: &mut TrapFram
         nr::HYPERVISOR_SET_TRAP_TABLE => set_trap_table(dom, a1),
         nr::HYPERVISOR_STACK_SWITCH => stack_switch(dom, a1, a2),
         nr::HYPERVISOR_SET_CALLBACKS => set_callbacks(dom, a1, a2, a3),
-        nr::HYPERVISOR_FPU_TASKSWITCH => fpu_taskswitch(a1),
+        nr::HYPERVISOR_FPU_TASKSWITCH => fpu_taskswitch(dom, a1),
         nr::HYPERVISOR_SET_TIMER_OP => set_timer_op(dom, a1),
         nr::HYPERVISOR_XEN_VERSION => xen_version(dom, a1, a2),
         nr::HYPERVISOR_CONSOLE_IO => console_io(dom, &mut world.console_input, a1, a2, a3),
@@ -83,7 +83,7 @@ fn valid_entry_point(address: u64) -> bool {
 
 fn set_trap_table(dom: &mut Domain, table: u64) -> HcResult {
     if table == 0 {
-        *dom.vcpu_mut().traps = [TrapInfo::END; 256];
+        dom.vcpu_mut().traps = [TrapInfo::END; 256];
         refresh_fast_trap(dom);
         return Ok(0);
     }
@@ -125,8 +125,16 @@ pub fn refresh_fast_trap(dom: &Domain) {
     trap::set_fast_trap(entry.is_fast_trap().then_some(entry.address));
 }
 
+/// Whether `sp` can be a ring-1 stack top (`stack_switch`, `setvcpucontext`'s `kernel_sp`):
+/// the bytes below it are guest addresses, and `sp` itself is canonical, since the CPU
+/// loads TSS.RSP1 as it is (a top one past the lower half would be sign-extended into the
+/// hypervisor's range).
+pub fn kernel_stack_ok(sp: u64) -> bool {
+    mem::is_canonical(sp) && mem::range_ok(sp.wrapping_sub(1), 1)
+}
+
 fn stack_switch(dom: &mut Domain, ss: u64, sp: u64) -> HcResult {
-    if ss != u64::from(KERNEL_SS) || !mem::range_ok(sp.wrapping_sub(1), 1) {
+    if ss != u64::from(KERNEL_SS) || !kernel_stack_ok(sp) {
         return Err(Errno::EINVAL);
     }
     dom.vcpu_mut().kernel_sp = sp;
@@ -184,13 +192,12 @@ fn callback_op(dom: &mut Domain, op: u64, arg: u64) -> HcResult {
     }
 }
 
-fn fpu_taskswitch(set: u64) -> HcResult {
-    use x86_64::registers::control::{Cr0, Cr0Flags};
-    // SAFETY: CR0.TS only makes the next x87/SSE instruction raise #NM, which is
-    // delivered to the guest; the hypervisor itself never uses the FPU.
-    unsafe {
-        Cr0::update(|f| f.set(Cr0Flags::TASK_SWITCHED, set != 0));
-    }
+/// `fpu_taskswitch(set)`: the guest's virtual CR0.TS, in force while its vCPU runs (saved
+/// and restored with it; the hypervisor clears it again before it touches x87/SSE state).
+fn fpu_taskswitch(dom: &mut Domain, set: u64) -> HcResult {
+    let set = set != 0;
+    dom.vcpu_mut().fpu_ts = set;
+    crate::arch::x86_64::set_task_switched(set);
     Ok(0)
 }
 
@@ -247,13 +254,23 @@ fn xen_version(dom: &Domain, cmd: u64, arg: u64) -> HcResult {
     }
 }
 
-fn console_io(dom: &Domain, input: &mut VecDeque<u8>, cmd: u64, count: u64, buf: u64) -> HcResult {
+fn console_io(
+    dom: &mut Domain,
+    input: &mut VecDeque<u8>,
+    cmd: u64,
+    count: u64,
+    buf: u64,
+) -> HcResult {
     use guest_abi::console as c;
     let space: AddressSpace = aspace(dom);
     match cmd as u32 {
-        c::CONSOLEIO_WRITE => write_out(&space, buf, count, |b| {
-            crate::console::guest_output(dom.id, b)
-        }),
+        c::CONSOLEIO_WRITE => {
+            let id = dom.id;
+            let line = &mut dom.console_line;
+            write_out(&space, buf, count, |b| {
+                crate::console::guest_output(id, line, b)
+            })
+        }
         c::CONSOLEIO_XENIA_WRITE_RAW => {
             if !dom.privileged {
                 return Err(Errno::EPERM);

@@ -347,14 +347,28 @@ pub fn memory_op(dom: &mut Domain, others: &mut Domains, cmd: u64, arg: u64) -> 
             space.write_pod(arg, &m::XeniaFrameCounts { total, by_type })?;
             Ok(0)
         }
-        m::XENMEM_XENIA_CHECK_FRAME_TABLE => check_frame_table().map(|_| 0),
+        m::XENMEM_XENIA_CHECK_FRAME_TABLE => {
+            // dom0 only: the check reads every frame (time in proportion to the machine).
+            if !dom.privileged {
+                return Err(Errno::EPERM);
+            }
+            check_frame_table(core::iter::once(&*dom).chain(others.values())).map(|_| 0)
+        }
         _ => Err(Errno::ENOSYS),
     }
 }
 
-/// Runs the frame table's consistency check and logs its outcome.
-pub fn check_frame_table() -> Result<u64, Errno> {
-    match ft::with(|t, mem| t.check_consistency(mem).map(|_| t.len())) {
+/// Runs the frame table's consistency check, and checks that every frame the hypervisor
+/// writes for `domains` (all of them) is held for those writes; logs the outcome.
+pub fn check_frame_table<'a>(domains: impl Iterator<Item = &'a Domain>) -> Result<u64, Errno> {
+    let outcome = ft::with(|t, mem| {
+        t.check_consistency(mem)?;
+        t.check_hypervisor_writes(
+            domains.flat_map(|d| d.hypervisor_written().map(move |m| (m, d.id))),
+        )?;
+        Ok::<u64, alloc::string::String>(t.len())
+    });
+    match outcome {
         Ok(frames) => {
             log::info!(target: "mm", "frame table check: consistent ({frames} frames)");
             Ok(frames)
@@ -397,15 +411,9 @@ fn populate_physmap(dom: &mut Domain, others: &mut Domains, arg: u64) -> HcResul
     while done < r.nr_extents && target.tot_pages < target.max_pages {
         let at = r.extent_start + done * 8;
         let pfn: u64 = space.read_pod(at)?;
-        let Some(mfn) = frames::alloc() else { break };
-        // SAFETY: a frame just taken from the allocator, reached through the direct map.
-        unsafe {
-            core::ptr::write_bytes(
-                crate::arch::x86_64::layout::phys_to_virt(mfn.phys()) as *mut u8,
-                0,
-                PAGE_SIZE as usize,
-            );
-        }
+        let Some(mfn) = frames::alloc_zeroed() else {
+            break;
+        };
         if let Err(e) = ft::give(mfn, target.id) {
             frames::free_contiguous(mfn, 1);
             return Err(e);

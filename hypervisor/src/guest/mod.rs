@@ -418,7 +418,7 @@ fn domain_stopped(dom: &mut Domain, world: &mut World) {
     }
     // Every clean run ends with the frame table checked; a failed check fails the run
     // whatever dom0's reason, with an exit code of its own.
-    if mmu::check_frame_table().is_err() {
+    if mmu::check_frame_table(core::iter::once(&*dom).chain(world.domains.values())).is_err() {
         power::exit(ExitReason::FrameTableInconsistent);
     }
     let exit = match reason {
@@ -481,6 +481,12 @@ fn exception(dom: &mut Domain, frame: &mut TrapFrame, vector: u8) -> Outcome {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
             dom.info().arch.cr2.store(cr2, Ordering::Release);
         }
+        t::DEVICE_NOT_AVAILABLE => {
+            // The guest's CR0.TS (`fpu_taskswitch(1)`) did its job; as Xen does, it is
+            // cleared as the #NM is delivered, so the handler may use the FPU at once.
+            dom.vcpu_mut().fpu_ts = false;
+            crate::arch::x86_64::clts();
+        }
         _ => {}
     }
     let error = t::has_error_code(vector).then_some(frame.error_code);
@@ -529,8 +535,22 @@ fn deliver_to_trap_table(
     bounce(dom, frame, error, entry.address, entry.masks_events())
 }
 
-/// SYSCALL from ring 3 goes to the registered syscall callback, or becomes #UD.
+/// Length of the `SYSCALL` instruction (0F 05).
+const SYSCALL_INSN_LEN: u64 = 2;
+
+/// SYSCALL from ring 3 goes to the registered syscall callback, or becomes #UD. The CPU
+/// does not say which ring a SYSCALL came from (the stub reports ring 3), but ring 3 can
+/// only execute user pages: a SYSCALL whose instruction is on a page ring 3 cannot reach
+/// came from the ring-1 kernel, which must never issue one (guest-abi), and it gets #UD
+/// at that instruction with its own selectors.
 fn syscall(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
+    let insn = frame.rip.wrapping_sub(SYSCALL_INSN_LEN);
+    if aspace(dom).translate(insn, false, true).is_err() {
+        frame.rip = insn;
+        frame.cs = u64::from(KERNEL_CS);
+        frame.ss = u64::from(KERNEL_SS);
+        return deliver_to_trap_table(dom, frame, guest_abi::trap::INVALID_OPCODE, None);
+    }
     let cb = dom.vcpu_mut().callbacks;
     if cb.syscall == 0 {
         return deliver_to_trap_table(dom, frame, guest_abi::trap::INVALID_OPCODE, None);

@@ -109,6 +109,10 @@ use super::Mfn;
 /// Entries in one page-table frame (Intel SDM Vol. 3A §4.5: 512 eight-byte entries).
 pub const ENTRIES: usize = 512;
 
+/// Frames whose counts [`FrameTable::check_consistency`] recomputes at once (eight bytes of
+/// scratch each: 512 KiB, whatever the machine's size).
+pub const CHECK_WINDOW: usize = 64 * 1024;
+
 /// Page-table entry bits (Intel SDM Vol. 3A §4.5, Tables 4-15 to 4-20).
 mod pte {
     pub const PRESENT: u64 = 1 << 0;
@@ -244,6 +248,11 @@ pub struct FrameInfo {
     /// Type references (each with its general reference) held by hypervisor code
     /// ([`FrameTable::get_page_type`]).
     pub ext_type_refs: u32,
+    /// `Writable` type references (each with its general reference) held because the
+    /// hypervisor itself writes the frame on its owner's behalf for as long as it holds
+    /// them: `shared_info`, grant-table frames ([`FrameTable::hold_for_writes`]). While
+    /// any is held the frame can be neither a page table nor a descriptor page nor freed.
+    pub hv_writes: u32,
 }
 
 impl FrameInfo {
@@ -258,6 +267,7 @@ impl FrameInfo {
             base_refs: 0,
             ext_refs: 0,
             ext_type_refs: 0,
+            hv_writes: 0,
         }
     }
 
@@ -269,6 +279,7 @@ impl FrameInfo {
             && self.base_refs == 0
             && self.ext_refs == 0
             && self.ext_type_refs == 0
+            && self.hv_writes == 0
     }
 
     /// The type in force: the frame's type if its type count is non-zero, else none.
@@ -745,6 +756,79 @@ impl FrameTable {
         Ok(())
     }
 
+    /// Holds `mfn`, owned by `dom`, as a frame the hypervisor writes on `dom`'s behalf
+    /// (`shared_info`, a grant-table frame): a general and a `Writable` type reference,
+    /// counted in [`FrameInfo::hv_writes`]. From then on the frame cannot become a page
+    /// table or descriptor page, nor be freed, however the guest maps, pins or returns
+    /// it; [`FrameTable::check_hypervisor_writes`] verifies that every such frame is held.
+    /// `EINVAL` if `dom` does not own it or it is in another use.
+    pub fn hold_for_writes<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        mfn: Mfn,
+        dom: DomId,
+    ) -> Result<(), Errno> {
+        self.ref_get(mfn, dom)?;
+        if let Err(e) = self.type_get(mem, mfn, PageType::Writable) {
+            self.ref_put(mfn);
+            return Err(e);
+        }
+        if let Some(f) = self.frame_mut(mfn) {
+            f.hv_writes = f.hv_writes.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Drops a hold taken with [`FrameTable::hold_for_writes`], once the hypervisor no
+    /// longer writes the frame; `EINVAL` if there is none.
+    pub fn release_writes<M: PageMemory>(&mut self, mem: &mut M, mfn: Mfn) -> Result<(), Errno> {
+        let f = self
+            .frame_mut(mfn)
+            .filter(|f| f.hv_writes > 0)
+            .ok_or(Errno::EINVAL)?;
+        f.hv_writes -= 1;
+        self.type_put(mem, mfn);
+        self.ref_put(mfn);
+        Ok(())
+    }
+
+    /// Checks that every frame in `written` — the frames the hypervisor writes, as
+    /// `(frame, the domain it writes it for)` — is that domain's and held with
+    /// [`FrameTable::hold_for_writes`] (so it is `Writable` and cannot be retyped or
+    /// freed). Returns the first problems found.
+    pub fn check_hypervisor_writes(
+        &self,
+        written: impl IntoIterator<Item = (Mfn, DomId)>,
+    ) -> Result<(), String> {
+        let mut problems = String::new();
+        let mut total = 0usize;
+        for (mfn, dom) in written {
+            let why = match self.frame(mfn) {
+                None => Some("is outside the frame table"),
+                Some(f) if f.owner != Owner::Domain(dom) => Some("is not that domain's"),
+                Some(f) if f.hv_writes == 0 => Some("is not held for the hypervisor's writes"),
+                Some(f) if f.current_type() != PageType::Writable => Some("is not writable"),
+                Some(_) => None,
+            };
+            if let Some(why) = why {
+                total += 1;
+                if total <= 16 {
+                    problems.push_str(&format!(
+                        "\n  frame {:#x}, written by the hypervisor for domain {dom}, {why}",
+                        mfn.0
+                    ));
+                }
+            }
+        }
+        if total == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{total} frames the hypervisor writes are not protected:{problems}"
+            ))
+        }
+    }
+
     // ---- Guest operations. ----
 
     /// `MMUEXT_PIN_L{1..4}_TABLE`: validates `mfn` as a `level` page table if need be and
@@ -1040,8 +1124,10 @@ impl FrameTable {
 
     /// Recomputes every frame's counts from what holds references — entries of validated
     /// page tables, pins, base pointers, hypervisor code — checks every entry again, and
-    /// compares. Returns the first discrepancies found. Costs a read of every entry of every
-    /// validated page table and eight bytes per frame of scratch memory.
+    /// compares. Returns the first discrepancies found. The counts are recomputed for a
+    /// window of [`CHECK_WINDOW`] frames at a time, so the scratch memory is bounded
+    /// whatever the machine's size (each window reads the entries of every validated page
+    /// table again); it is allocated fallibly, and a check that cannot get it says so.
     pub fn check_consistency<M: PageMemory>(&self, mem: &M) -> Result<(), String> {
         const MAX_REPORTED: usize = 16;
         let mut problems: Vec<String> = Vec::new();
@@ -1055,8 +1141,7 @@ impl FrameTable {
         if self.underflows > 0 {
             report(format!("{} puts found a count at zero", self.underflows));
         }
-        // (general, type) references each frame should have.
-        let mut expected = vec![[0u32; 2]; self.frames.len()];
+        // Flags of each frame, and every entry of every validated page table, once.
         for (i, f) in self.frames.iter().enumerate() {
             let mfn = i as u64;
             if !matches!(f.owner, Owner::Domain(_)) {
@@ -1068,13 +1153,6 @@ impl FrameTable {
                 }
                 continue;
             }
-            let held_types = u32::from(f.pinned)
-                .saturating_add(f.base_refs)
-                .saturating_add(f.ext_type_refs);
-            expected[i][0] = expected[i][0]
-                .saturating_add(held_types)
-                .saturating_add(f.ext_refs);
-            expected[i][1] = expected[i][1].saturating_add(held_types);
             if f.type_count > 0 && (f.ty == PageType::None || !f.validated) {
                 report(format!("frame {mfn:#x} has uses but no valid type"));
             }
@@ -1087,71 +1165,85 @@ impl FrameTable {
             if f.base_refs > 0 && f.current_type() != PageType::L4 {
                 report(format!("frame {mfn:#x} is a base pointer but no L4"));
             }
-            let level = f.current_type();
-            if !level.is_page_table() {
-                continue;
+            if f.hv_writes > 0 && f.current_type() != PageType::Writable {
+                report(format!(
+                    "frame {mfn:#x} is written by the hypervisor but is {:?}",
+                    f.current_type()
+                ));
             }
-            for index in 0..ENTRIES {
-                let e = mem.read_entry(Mfn(mfn), index);
-                if is_grant_pte(level, e) {
-                    // A grant mapping's references are the grant table's (held through
-                    // get_page / get_page_type, counted as the hypervisor's).
-                    continue;
-                }
-                if Self::reserved_slot(level, index) {
-                    if e != 0 {
-                        report(format!("L4 {mfn:#x} has {e:#x} in reserved slot {index}"));
-                    }
-                    continue;
-                }
-                let target = match self.check_entry(level, e) {
-                    Ok(Some(target)) => target,
-                    Ok(None) => continue,
-                    Err(err) => {
+            self.for_each_entry(mem, Mfn(mfn), |index, e, target| match target {
+                Err(why) => report(why),
+                Ok((t, needs)) => {
+                    let tf = &self.frames[t];
+                    if tf.owner != f.owner {
                         report(format!(
-                            "{level:?} {mfn:#x}[{index}] = {e:#x} is invalid ({err})"
+                            "{:?} {mfn:#x}[{index}] = {e:#x} points at a frame of {:?}",
+                            f.current_type(),
+                            tf.owner
                         ));
-                        continue;
                     }
-                };
-                let Some(t) = self.slot(target) else {
-                    report(format!(
-                        "{level:?} {mfn:#x}[{index}] points outside the table"
-                    ));
-                    continue;
-                };
-                let tf = &self.frames[t];
-                if tf.owner != f.owner {
-                    report(format!(
-                        "{level:?} {mfn:#x}[{index}] points at a frame of {:?}",
-                        tf.owner
-                    ));
-                }
-                expected[t][0] = expected[t][0].saturating_add(1);
-                let needs = match level.child() {
-                    Some(child) => Some(child),
-                    None if e & pte::RW != 0 => Some(PageType::Writable),
-                    None => None,
-                };
-                if let Some(needs) = needs {
-                    expected[t][1] = expected[t][1].saturating_add(1);
-                    if tf.current_type() != needs {
+                    if let Some(needs) = needs
+                        && tf.current_type() != needs
+                    {
                         report(format!(
-                            "{level:?} {mfn:#x}[{index}] needs {needs:?} of {:#x}, which is {:?}",
-                            target.0,
+                            "{:?} {mfn:#x}[{index}] needs {needs:?} of {t:#x}, which is {:?}",
+                            f.current_type(),
                             tf.current_type()
                         ));
                     }
                 }
-            }
+            });
         }
-        for (i, f) in self.frames.iter().enumerate() {
-            let [refs, types] = expected[i];
-            if f.ref_count != refs || f.type_count != types {
-                report(format!(
-                    "frame {i:#x}: {} references and {} type references, expected {refs} and {types}",
-                    f.ref_count, f.type_count
-                ));
+        // The counts, window by window: (general, type) references each frame should have.
+        let mut expected: Vec<[u32; 2]> = Vec::new();
+        let window = CHECK_WINDOW.min(self.frames.len());
+        if expected.try_reserve_exact(window).is_err() {
+            report(format!(
+                "no memory for the check's scratch ({window} frames)"
+            ));
+        } else {
+            let mut lo = 0;
+            while lo < self.frames.len() {
+                let hi = (lo + window).min(self.frames.len());
+                expected.clear();
+                expected.resize(hi - lo, [0, 0]);
+                for (i, f) in self.frames[lo..hi].iter().enumerate() {
+                    if matches!(f.owner, Owner::Domain(_)) {
+                        let held_types = u32::from(f.pinned)
+                            .saturating_add(f.base_refs)
+                            .saturating_add(f.ext_type_refs)
+                            .saturating_add(f.hv_writes);
+                        expected[i] = [held_types.saturating_add(f.ext_refs), held_types];
+                    }
+                }
+                for (i, f) in self.frames.iter().enumerate() {
+                    if !matches!(f.owner, Owner::Domain(_)) {
+                        continue;
+                    }
+                    self.for_each_entry(mem, Mfn(i as u64), |_, _, target| {
+                        if let Ok((t, needs)) = target
+                            && (lo..hi).contains(&t)
+                        {
+                            let x = &mut expected[t - lo];
+                            x[0] = x[0].saturating_add(1);
+                            if needs.is_some() {
+                                x[1] = x[1].saturating_add(1);
+                            }
+                        }
+                    });
+                }
+                for (i, f) in self.frames[lo..hi].iter().enumerate() {
+                    let [refs, types] = expected[i];
+                    if f.ref_count != refs || f.type_count != types {
+                        report(format!(
+                            "frame {:#x}: {} references and {} type references, expected {refs} and {types}",
+                            lo + i,
+                            f.ref_count,
+                            f.type_count
+                        ));
+                    }
+                }
+                lo = hi;
             }
         }
         if total == 0 {
@@ -1163,6 +1255,73 @@ impl FrameTable {
             msg.push_str(p);
         }
         Err(msg)
+    }
+
+    /// Calls `f(index, entry, target)` for every present entry of `table` if it is a
+    /// validated page table (grant PTEs and reserved slots excepted): `target` is the
+    /// frame's slot and the type the entry requires of it, or why the entry is wrong.
+    fn for_each_entry<M: PageMemory>(
+        &self,
+        mem: &M,
+        table: Mfn,
+        mut f: impl FnMut(usize, u64, Result<(usize, Option<PageType>), String>),
+    ) {
+        let Some(info) = self.frame(table) else {
+            return;
+        };
+        let level = info.current_type();
+        if !level.is_page_table() {
+            return;
+        }
+        let mfn = table.0;
+        for index in 0..ENTRIES {
+            let e = mem.read_entry(table, index);
+            if is_grant_pte(level, e) {
+                // A grant mapping's references are the grant table's (held through
+                // get_page / get_page_type, counted as the hypervisor's).
+                continue;
+            }
+            if Self::reserved_slot(level, index) {
+                if e != 0 {
+                    f(
+                        index,
+                        e,
+                        Err(format!("L4 {mfn:#x} has {e:#x} in reserved slot {index}")),
+                    );
+                }
+                continue;
+            }
+            let target = match self.check_entry(level, e) {
+                Ok(Some(target)) => target,
+                Ok(None) => continue,
+                Err(err) => {
+                    f(
+                        index,
+                        e,
+                        Err(format!(
+                            "{level:?} {mfn:#x}[{index}] = {e:#x} is invalid ({err})"
+                        )),
+                    );
+                    continue;
+                }
+            };
+            let Some(t) = self.slot(target) else {
+                f(
+                    index,
+                    e,
+                    Err(format!(
+                        "{level:?} {mfn:#x}[{index}] points outside the table"
+                    )),
+                );
+                continue;
+            };
+            let needs = match level.child() {
+                Some(child) => Some(child),
+                None if e & pte::RW != 0 => Some(PageType::Writable),
+                None => None,
+            };
+            f(index, e, Ok((t, needs)));
+        }
     }
 }
 
@@ -2118,6 +2277,65 @@ mod tests {
         assert!(released.still_referenced.is_empty());
         assert_eq!(ft.release_domain(&mut mem, DOM_B), Released::default());
         consistent(&ft, &mem);
+    }
+
+    /// Finding 1 of issue 10 (shared_info became the guest's own L1) and finding 4 (grant
+    /// frames pinned as page tables): a frame the hypervisor writes is held writable, so
+    /// no pin, no table entry and no return of the frame gets it.
+    #[test]
+    fn frames_the_hypervisor_writes_cannot_be_retyped_or_freed() {
+        let a: Vec<u64> = (10..22).collect();
+        let (mut ft, mut mem) = setup(32, &a, &[]);
+        hierarchy(&mut mem);
+        let shared = Mfn(20);
+        // Before the hold: the unheld frame is what the check must refuse.
+        assert!(ft.check_hypervisor_writes([(shared, DOM_A)]).is_err());
+        ft.hold_for_writes(&mut mem, shared, DOM_A).unwrap();
+        ft.check_hypervisor_writes([(shared, DOM_A)]).unwrap();
+        assert!(ft.check_hypervisor_writes([(shared, DOM_B)]).is_err());
+        for level in [PageType::L1, PageType::L2, PageType::L3, PageType::L4] {
+            assert_eq!(ft.pin(&mut mem, shared, DOM_A, level), Err(Errno::EINVAL));
+        }
+        assert_eq!(
+            ft.get_page_type(&mut mem, shared, DOM_A, PageType::Descriptor),
+            Err(Errno::EINVAL)
+        );
+        // An L2 entry asking for it as an L1 is refused; mapping it writable is fine.
+        ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L4).unwrap();
+        let before = ft.effective();
+        assert!(update(&mut ft, &mut mem, 12, 7, e(20, P | RW), DOM_A).is_err());
+        assert_eq!(ft.effective(), before);
+        update(&mut ft, &mut mem, 13, 7, e(20, P | RW), DOM_A).unwrap();
+        assert_eq!(ft.unassign(shared, DOM_A), Err(Errno::EBUSY));
+        consistent(&ft, &mem);
+        // Teardown keeps it until the hypervisor lets go.
+        let released = ft.release_domain(&mut mem, DOM_A);
+        assert_eq!(released.still_referenced, [shared]);
+        assert_eq!(counts(&ft, 20), (PageType::Writable, 1, 1));
+        ft.release_writes(&mut mem, shared).unwrap();
+        assert_eq!(ft.release_writes(&mut mem, shared), Err(Errno::EINVAL));
+        let released = ft.release_domain(&mut mem, DOM_A);
+        assert_eq!(released.freed, [shared]);
+        consistent(&ft, &mem);
+    }
+
+    /// The consistency check's windows: counts are right across a window boundary.
+    #[test]
+    fn consistency_windows_cover_every_frame() {
+        let frames = CHECK_WINDOW as u64 + 64;
+        let mut ft = FrameTable::new(frames, config());
+        let mut mem = Fake::new(frames);
+        let last = frames - 1;
+        for m in [10, last] {
+            ft.set_free(Mfn(m)).unwrap();
+            ft.assign(Mfn(m), DOM_A).unwrap();
+        }
+        mem.set(10, 0, e(last, P | RW));
+        ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L1).unwrap();
+        ft.check_consistency(&mem).unwrap();
+        ft.frames[last as usize].ref_count += 1;
+        let msg = ft.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains(&format!("frame {last:#x}")), "{msg}");
     }
 
     #[test]

@@ -40,10 +40,36 @@ pub fn alloc() -> Option<Mfn> {
     alloc_contiguous(1)
 }
 
+/// One frame filled with zeros, or `None` when memory is exhausted: what every frame handed
+/// to a guest or to a page table starts as.
+pub fn alloc_zeroed() -> Option<Mfn> {
+    let mfn = alloc()?;
+    // SAFETY: a frame just taken from the allocator, so nothing else refers to it; RAM
+    // reached through the direct map.
+    unsafe {
+        core::ptr::write_bytes(
+            crate::arch::x86_64::layout::phys_to_virt(mfn.phys()) as *mut u8,
+            0,
+            super::PAGE_SIZE as usize,
+        )
+    };
+    Some(mfn)
+}
+
 /// `count` physically contiguous frames, aligned to `count` rounded up to a power of two.
 pub fn alloc_contiguous(count: u64) -> Option<Mfn> {
     let rounded = count.checked_next_power_of_two()?;
     let mut f = FRAMES.lock();
+    let first = f.buddy.alloc(usize::try_from(count).ok()?)?;
+    f.free -= rounded;
+    Some(Mfn(first as u64))
+}
+
+/// As [`alloc_contiguous`], but `None` at once if the allocator is in use (the heap grows
+/// from here while the frame allocator itself may be allocating from the heap).
+pub fn try_alloc_contiguous(count: u64) -> Option<Mfn> {
+    let rounded = count.checked_next_power_of_two()?;
+    let mut f = FRAMES.try_lock()?;
     let first = f.buddy.alloc(usize::try_from(count).ok()?)?;
     f.free -= rounded;
     Some(Mfn(first as u64))

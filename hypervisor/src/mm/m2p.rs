@@ -30,10 +30,7 @@ struct Table {
 static TABLE: spin::Once<Table> = spin::Once::new();
 
 fn new_zeroed_frame() -> Mfn {
-    let mfn = frames::alloc().expect("no memory for the M2P table");
-    // SAFETY: a frame just taken from the allocator, reached through the direct map.
-    unsafe { core::ptr::write_bytes(phys_to_virt(mfn.phys()) as *mut u8, 0, PAGE_SIZE as usize) };
-    mfn
+    frames::alloc_zeroed().expect("no memory for the M2P table")
 }
 
 fn table_at(mfn: Mfn) -> &'static mut PageTable {

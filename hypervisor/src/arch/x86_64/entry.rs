@@ -49,23 +49,39 @@ pub const GDT_ENTRIES: usize = 16;
 pub const TSS_OFFSET_IN_PAGE: u64 = 128;
 pub const CONSTS_OFFSET_IN_PAGE: u64 = 256;
 
-/// Constants the entry stubs read (read-only to guests). Offsets are fixed in the asm.
+/// Constants the entry stubs read before they leave the guest root (read-only to guests,
+/// and readable by ring 1, as every supervisor page is): only what the switch needs. Offsets
+/// are fixed in the asm. What the stubs need once they run on the hypervisor root (the
+/// hypervisor stack, the guest root's address) lives in [`Private`], in the image, which no
+/// guest root maps: a ring-1 attacker learns nothing from this page but the one value it
+/// cannot do without.
 #[repr(C)]
 pub struct EntryConsts {
     /// The hypervisor root's CR3 value; 0 until the real page tables are in place.
     pub hv_cr3: u64,
-    /// Top of this pCPU's hypervisor stack; a guest's registers live just below it.
-    pub hv_stack_top: u64,
-    /// CR3 value of this pCPU's guest root.
-    pub guest_cr3: u64,
     /// This pCPU's number.
     pub cpu: u64,
 }
 
+/// The stubs' per-pCPU values that only the hypervisor root maps (one pCPU for now).
+#[repr(C)]
+pub struct Private {
+    /// Top of this pCPU's hypervisor stack; a guest's registers live just below it.
+    pub hv_stack_top: core::sync::atomic::AtomicU64,
+    /// CR3 value of this pCPU's guest root.
+    pub guest_cr3: core::sync::atomic::AtomicU64,
+}
+
+#[unsafe(no_mangle)]
+static XENIA_ENTRY_PRIVATE: Private = Private {
+    hv_stack_top: core::sync::atomic::AtomicU64::new(0),
+    guest_cr3: core::sync::atomic::AtomicU64::new(0),
+};
+
 const _: () = {
     assert!(offset_of!(EntryConsts, hv_cr3) == 0);
-    assert!(offset_of!(EntryConsts, hv_stack_top) == 8);
-    assert!(offset_of!(EntryConsts, guest_cr3) == 16);
+    assert!(offset_of!(Private, hv_stack_top) == 0);
+    assert!(offset_of!(Private, guest_cr3) == 8);
     assert!(CONSTS_OFFSET_IN_PAGE as usize + size_of::<EntryConsts>() <= PAGE as usize);
     assert!(TSS_OFFSET_IN_PAGE as usize + 104 <= CONSTS_OFFSET_IN_PAGE as usize);
 };
@@ -92,8 +108,6 @@ core::arch::global_asm!(
 xenia_ea_origin:
 .set EA_CONSTS, xenia_ea_origin + {cpu_page} + {consts}
 .set EA_HV_CR3, EA_CONSTS + 0
-.set EA_HV_STACK, EA_CONSTS + 8
-.set EA_GUEST_CR3, EA_CONSTS + 16
 .set EA_ENTRY_STACK_BOTTOM, xenia_ea_origin + {entry_stack}
 .set EA_ENTRY_STACK_TOP, xenia_ea_origin + {entry_stack} + {stack_bytes}
 .set EA_RETURN_FRAME, EA_ENTRY_STACK_TOP - 56
@@ -194,7 +208,9 @@ xenia_entry_from_guest:
     push rcx
     mov rax, [rip + EA_HV_CR3]
     mov cr3, rax
-    mov rax, [rip + EA_HV_STACK]
+    // Hypervisor root from here: the private values are reachable.
+    movabs rax, offset {private}
+    mov rax, [rax]
     mov rcx, [rsp + 64]
     mov [rax - 8], rcx
     mov rcx, [rsp + 56]
@@ -250,7 +266,8 @@ xenia_return_to_guest:
     mov [rcx + 16], rax
     mov rax, [rsp + 14*8]
     mov [rcx + 8], rax
-    mov rax, [rip + EA_GUEST_CR3]
+    movabs rax, offset {private}
+    mov rax, [rax + 8]
     mov [rcx], rax
     pop r15
     pop r14
@@ -269,6 +286,8 @@ xenia_return_to_guest:
     lea rsp, [rip + EA_RETURN_FRAME]
     pop rax
     mov cr3, rax
+    // The entry stack is readable by the guest: leave no machine address on it.
+    mov qword ptr [rsp - 8], 0
     pop rax
     iretq
 .balign 4096
@@ -281,6 +300,7 @@ xenia_return_to_guest:
     user_cs = const guest_abi::selectors::USER_CS as u64,
     syscall_vector = const SYSCALL_VECTOR,
     hv_dispatch = sym super::trap::trap_dispatch,
+    private = sym XENIA_ENTRY_PRIVATE,
     guest_dispatch = sym super::trap::guest_trap_dispatch,
 );
 
@@ -308,8 +328,9 @@ pub fn syscall_entry() -> u64 {
 /// The guest root must be ready for this pCPU and `frame` must be sanitized
 /// (`trap::sanitize_guest_frame`): guest selectors, canonical RIP, IF set, IOPL 0.
 pub unsafe fn enter_guest(frame: &super::trap::TrapFrame) -> ! {
-    // SAFETY: reading the constant written at pCPU setup.
-    let top = unsafe { (*consts()).hv_stack_top };
+    let top = XENIA_ENTRY_PRIVATE
+        .hv_stack_top
+        .load(core::sync::atomic::Ordering::SeqCst);
     let base = top - size_of::<super::trap::TrapFrame>() as u64;
     // SAFETY: `base..top` is the top of this pCPU's hypervisor stack. Nothing below the
     // caller's frame survives: control never returns here, and the copy is done before
@@ -458,7 +479,10 @@ pub fn install_boot() {
             .as_u64();
         let root = phys_to_virt(root) as *mut u64;
         core::ptr::write_volatile(root.add(ENTRY_AREA_SLOT as usize), hv_l3);
-        (*consts()).hv_stack_top = (&raw const super::boot_stack_high_top) as u64;
+        XENIA_ENTRY_PRIVATE.hv_stack_top.store(
+            (&raw const super::boot_stack_high_top) as u64,
+            core::sync::atomic::Ordering::SeqCst,
+        );
     }
 }
 
@@ -529,7 +553,6 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
         // SAFETY: `root` is this pCPU's guest-root frame, owned by the hypervisor.
         unsafe { core::ptr::write_volatile(dst.add(slot as usize), value) };
     }
-    // SAFETY: the constants page is this pCPU's and writable in the hypervisor root.
-    unsafe { (*consts()).guest_cr3 = root };
+    XENIA_ENTRY_PRIVATE.guest_cr3.store(root, Ordering::SeqCst);
     GUEST_ROOT_SOURCE.store(guest_l4.phys(), Ordering::SeqCst);
 }

@@ -89,26 +89,57 @@ pub fn enable_protections(features: crate::cpuinfo::Features) {
     }
 }
 
-/// Saving and restoring a vCPU's CPU state that the entry stubs do not: x87/SSE, the FS
-/// and GS bases.
+/// Saving and restoring a vCPU's CPU state that the entry stubs do not: CR0.TS, x87/SSE,
+/// the data segment selectors and the FS and GS bases. Every piece of CPU state a guest can
+/// change without a hypercall is here (docs/security.md lists them): nothing of one vCPU
+/// survives into the next, and nothing a guest set can fault the hypervisor.
 #[cfg(target_os = "none")]
 impl crate::domain::Vcpu {
     pub fn save_cpu_state(&mut self) {
+        use x86_64::registers::control::{Cr0, Cr0Flags};
+        // The guest may have left CR0.TS set (`fpu_taskswitch`): remember it as its own and
+        // clear it, or the fxsave64 below raises #NM in ring 0.
+        self.fpu_ts = Cr0::read().contains(Cr0Flags::TASK_SWITCHED);
+        clts();
         // SAFETY: `fpu` is a 512-byte, 16-aligned area owned by this vCPU; fxsave64 only
-        // writes it. The hypervisor never uses x87/SSE itself, so the registers are the
-        // guest's.
+        // writes it, and CR0.TS is clear. The hypervisor never uses x87/SSE itself, so the
+        // registers are the guest's.
         unsafe {
             core::arch::asm!("fxsave64 [{0}]", in(reg) self.fpu.0.as_mut_ptr(), options(nostack))
         };
+        let mut sel = [0u16; 4];
+        // SAFETY: reading segment registers has no side effects.
+        unsafe {
+            core::arch::asm!(
+                "mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs",
+                out(reg) sel[0], out(reg) sel[1], out(reg) sel[2], out(reg) sel[3],
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+        self.data_selectors = sel;
         self.fs_base = x86_64::registers::model_specific::FsBase::read().as_u64();
         self.gs_base = x86_64::registers::model_specific::GsBase::read().as_u64();
     }
 
     pub fn load_cpu_state(&self) {
+        clts();
         // SAFETY: the area holds a state saved by fxsave64 or `FpuState::reset` (valid
-        // reserved bits, MXCSR without reserved bits set), so fxrstor64 cannot fault.
+        // reserved bits, MXCSR without reserved bits set), so fxrstor64 cannot fault; CR0.TS
+        // is clear.
         unsafe {
             core::arch::asm!("fxrstor64 [{0}]", in(reg) self.fpu.0.as_ptr(), options(nostack))
+        };
+        let sel = self.data_selectors.map(sanitize_data_selector);
+        // SAFETY: each selector is null or one of the guest data descriptors of the fixed
+        // GDT (sanitize_data_selector), which ring 0 may load; the hypervisor does not use
+        // DS, ES, FS or GS in long mode. FS and GS bases are written after, since loading
+        // the selectors resets them.
+        unsafe {
+            core::arch::asm!(
+                "mov ds, {0:x}", "mov es, {1:x}", "mov fs, {2:x}", "mov gs, {3:x}",
+                in(reg) sel[0], in(reg) sel[1], in(reg) sel[2], in(reg) sel[3],
+                options(nostack, preserves_flags)
+            )
         };
         x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new_truncate(
             self.fs_base,
@@ -116,5 +147,37 @@ impl crate::domain::Vcpu {
         x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::new_truncate(
             self.gs_base,
         ));
+        set_task_switched(self.fpu_ts);
     }
+}
+
+/// A data selector as ring 0 may load it: a guest data descriptor of the GDT with an RPL
+/// its DPL admits (Intel SDM Vol. 3A §5.7: DPL >= max(CPL, RPL)), which is every selector
+/// the CPU let a guest load; anything else becomes null.
+#[cfg(target_os = "none")]
+fn sanitize_data_selector(sel: u16) -> u16 {
+    use guest_abi::selectors::{KERNEL_DS, USER_DS};
+    let (index, rpl) = (sel & !3, sel & 3);
+    let dpl_ok = |ds: u16| index == ds & !3 && rpl <= ds & 3;
+    if dpl_ok(KERNEL_DS) || dpl_ok(USER_DS) {
+        sel
+    } else {
+        0
+    }
+}
+
+/// Clears CR0.TS.
+#[cfg(target_os = "none")]
+pub fn clts() {
+    set_task_switched(false);
+}
+
+/// Sets or clears CR0.TS: with it set, the next x87/SSE instruction raises #NM (Intel SDM
+/// Vol. 3A §2.5). Only guest code may run with it set.
+#[cfg(target_os = "none")]
+pub fn set_task_switched(set: bool) {
+    use x86_64::registers::control::{Cr0, Cr0Flags};
+    // SAFETY: CR0.TS affects only x87/SSE instructions, which the hypervisor never
+    // executes except in save_cpu_state/load_cpu_state, which clear it first.
+    unsafe { Cr0::update(|f| f.set(Cr0Flags::TASK_SWITCHED, set)) };
 }
