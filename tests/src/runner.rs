@@ -466,7 +466,10 @@ mod tests {
             "Xenia 0.1.0\nframe table check: consistent (9 frames)\n",
             &[],
         );
-        assert_eq!(reject_failure_lines(Ok(()), std::slice::from_ref(&clean)), Ok(()));
+        assert_eq!(
+            reject_failure_lines(Ok(()), std::slice::from_ref(&clean)),
+            Ok(())
+        );
         let bad = log(
             "Xenia 0.1.0\n(d0) Test result: SUCCESS\nerror: frame table check: INCONSISTENT: x\n",
             &[],

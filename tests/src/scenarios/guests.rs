@@ -18,6 +18,11 @@ pub const ATTACKS: &str = "attacks.elf";
 /// Fewest distinct escapes the attack suite must try.
 const MIN_ATTACKS: usize = 25;
 
+/// QEMU arguments for virtual time: QEMU's instruction counter drives every clock, one
+/// nanosecond per instruction (`shift=0`), and idle time is skipped (`sleep=off`). Timings the
+/// guest measures are then the hypervisor's doing, the same on a loaded host as on an idle one.
+pub const VIRTUAL_TIME: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+
 /// Boots `artifact` as dom0 with `cmdline` under CPU `model`.
 fn boot_guest(
     ctx: &Context,
@@ -32,7 +37,42 @@ fn boot_guest(
 /// A test of the test guest passes: its checks all print `ok`, it reports
 /// `Test result: SUCCESS` and powers off.
 pub fn testguest(ctx: &Context, test: &str, model: &str) -> Result<(), String> {
-    let mut vm = boot_guest(ctx, TESTGUEST, &format!("test={test}"), model)?;
+    let vm = boot_guest(ctx, TESTGUEST, &format!("test={test}"), model)?;
+    testguest_verdict(vm, test, model)
+}
+
+/// A test of the test guest that measures time, run in virtual time ([`VIRTUAL_TIME`]); the
+/// verdict is [`testguest`]'s.
+pub fn testguest_virtual_time(ctx: &Context, test: &str, model: &str) -> Result<(), String> {
+    let kernel = ctx.workspace().require_artifact(TESTGUEST)?;
+    let vm = ctx
+        .machine()
+        .cpu(model)
+        .module(kernel, &format!("test={test}"))
+        .qemu_arg(VIRTUAL_TIME[0])
+        .qemu_arg(VIRTUAL_TIME[1])
+        .boot()?;
+    testguest_verdict(vm, test, model)
+}
+
+/// The line after which the `hypercalls` test reads console input (testguest
+/// `copyout::INPUT_PROMPT`).
+const HYPERCALLS_PROMPT: &str = "hypercalls: type the console input now";
+/// What to type then (testguest `copyout::INPUT`): longer than the test's short read buffer.
+const HYPERCALLS_INPUT: &str = "0123456789abcdefghijklmnopqrstuv";
+
+/// The test guest's `hypercalls` test, which reads typed input with `console_io` into short
+/// buffers: the scenario types when asked.
+pub fn hypercalls(ctx: &Context, model: &str) -> Result<(), String> {
+    let mut vm = boot_guest(ctx, TESTGUEST, "test=hypercalls", model)?;
+    vm.wait_for_line(&contract::guest_line(HYPERCALLS_PROMPT), T)?;
+    vm.send(HYPERCALLS_INPUT)?;
+    testguest_verdict(vm, "hypercalls", model)
+}
+
+/// The verdict of a test guest run: its checks all print `ok`, it reports
+/// `Test result: SUCCESS` and powers off.
+fn testguest_verdict(mut vm: crate::machine::Qemu, test: &str, model: &str) -> Result<(), String> {
     let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), T)?;
     vm.expect_exit(EXIT_POWEROFF, T)?;
     let log = vm.serial_log();
