@@ -24,7 +24,7 @@ use core::fmt::Display;
 
 use guest_abi::console::CONSOLEIO_READ;
 use guest_abi::domctl::DomctlGetdomaininfo;
-use guest_abi::errno::Errno::{EFAULT, EINVAL};
+use guest_abi::errno::Errno::{self, EFAULT, EINVAL};
 use guest_abi::event::VIRQ_CONSOLE;
 use guest_abi::grant::{
     GNTST_BAD_VIRT_ADDR, GNTST_OKAY, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE, GnttabQuerySize,
@@ -262,9 +262,13 @@ fn refuses(
     t: &BadTargets,
     what: &dyn Display,
     len: u64,
-    want: i64,
+    want: Refusal,
     mut attempt: impl FnMut(u64) -> (i64, bool),
 ) {
+    let (want, shown) = match want {
+        Refusal::Errno(e) => (-i64::from(e.code()), Ret::err(e)),
+        Refusal::Status(s) => (i64::from(s), Ret(i64::from(s))),
+    };
     for (target, ptr) in t.list(len) {
         t.reset();
         let (got, argument_kept) = attempt(ptr);
@@ -273,9 +277,8 @@ fn refuses(
             format_args!("{what} into {target}: refused, nothing written"),
             got == want && untouched && argument_kept,
             format_args!(
-                "returned {} (expected {}), memory around it {}, argument {}",
+                "returned {} (expected {shown}), memory around it {}, argument {}",
                 Ret(got),
-                Ret(want),
                 if untouched { "intact" } else { "WRITTEN" },
                 if argument_kept { "intact" } else { "WRITTEN" }
             ),
@@ -283,8 +286,17 @@ fn refuses(
     }
 }
 
-/// `-EFAULT` as a raw return value.
-const EFAULT_RET: i64 = -(EFAULT.code() as i64);
+/// How a call refuses a bad buffer.
+#[derive(Clone, Copy)]
+enum Refusal {
+    /// The call fails with this errno.
+    Errno(Errno),
+    /// The call succeeds and the operation's status is this (`GNTST_*`).
+    Status(i16),
+}
+
+/// The refusal of a bad buffer by a call that returns an errno.
+const REFUSED: Refusal = Refusal::Errno(EFAULT);
 
 /// The name of a `xen_version` sub-op, for messages.
 struct XenVersion<'a>(&'a str);
@@ -349,7 +361,7 @@ fn console_read(c: &mut Checks, t: &BadTargets) {
         t,
         &"console_io read",
         READ_CHUNK as u64,
-        EFAULT_RET,
+        REFUSED,
         |ptr| (console_read_into(ptr, READ_CHUNK as u64), true),
     );
 
@@ -443,14 +455,15 @@ fn readconsole(c: &mut Checks, t: &BadTargets) {
     let mut op = readconsole_op(long.ptr(), LONG as u32);
     let ret = sysctl(&mut op);
     let r: SysctlReadconsole = op.payload();
+    let intact = canary(c, "readconsole", &long);
     if !c.check(
         format_args!("readconsole of {LONG} bytes"),
         ret == 0 && r.count as usize == LONG,
         format_args!("returned {}, count {}", Ret(ret), r.count),
-    ) {
+    ) || !intact
+    {
         return;
     }
-    canary(c, "readconsole", &long);
     let mut short = Guarded::<SHORT>::new();
     let mut op = readconsole_op(short.ptr(), SHORT as u32);
     let ret = sysctl(&mut op);
@@ -474,7 +487,7 @@ fn readconsole(c: &mut Checks, t: &BadTargets) {
             core::str::from_utf8(&short.bytes()).unwrap_or("<not text>")
         ),
     );
-    refuses(c, t, &"readconsole", SHORT as u64, EFAULT_RET, |ptr| {
+    refuses(c, t, &"readconsole", SHORT as u64, REFUSED, |ptr| {
         let mut op = readconsole_op(ptr, SHORT as u32);
         let before = op;
         let ret = sysctl(&mut op);
@@ -500,7 +513,7 @@ fn xen_version_string<const N: usize>(c: &mut Checks, t: &BadTargets, name: &str
         ret == 0 && nul.is_some(),
         format_args!("returned {}, NUL at {nul:?}", Ret(ret)),
     );
-    refuses(c, t, &XenVersion(name), N as u64, EFAULT_RET, |ptr| {
+    refuses(c, t, &XenVersion(name), N as u64, REFUSED, |ptr| {
         (xen_version_into(cmd, ptr), true)
     });
 }
@@ -528,7 +541,7 @@ fn xen_version(c: &mut Checks, t: &BadTargets) {
         t,
         &XenVersion("XENVER_platform_parameters"),
         8,
-        EFAULT_RET,
+        REFUSED,
         |ptr| (xen_version_into(XENVER_PLATFORM_PARAMETERS, ptr), true),
     );
 
@@ -590,18 +603,11 @@ fn memory_map(c: &mut Checks, t: &BadTargets) {
         format_args!("returned {}, nr_entries {n}", Ret(ret)),
     );
     canary(c, "XENMEM_memory_map with room for 0 entries", &g);
-    refuses(
-        c,
-        t,
-        &"XENMEM_memory_map",
-        ENTRY as u64,
-        EFAULT_RET,
-        |ptr| {
-            let (ret, n) = memory_map_into(1, ptr);
-            // A refused call leaves nr_entries alone.
-            (ret, n == 1)
-        },
-    );
+    refuses(c, t, &"XENMEM_memory_map", ENTRY as u64, REFUSED, |ptr| {
+        let (ret, n) = memory_map_into(1, ptr);
+        // A refused call leaves nr_entries alone.
+        (ret, n == 1)
+    });
 }
 
 /// `XENMEM_XENIA_FRAME_COUNTS`: the record and nothing after it; the counts add up.
@@ -633,7 +639,7 @@ fn frame_counts(c: &mut Checks, t: &BadTargets) {
         t,
         &"XENMEM_XENIA_FRAME_COUNTS",
         RECORD as u64,
-        EFAULT_RET,
+        REFUSED,
         |ptr| (counts_into(ptr), true),
     );
 }
@@ -700,7 +706,7 @@ fn setup_table(c: &mut Checks, t: &BadTargets) {
         t,
         &"setup_table(1 frame)",
         8,
-        i64::from(GNTST_BAD_VIRT_ADDR),
+        Refusal::Status(GNTST_BAD_VIRT_ADDR),
         |ptr| {
             // The call succeeds; the operation's status says the list was bad.
             let (ret, status) = setup(1, ptr);
@@ -743,7 +749,7 @@ fn mmu_update_done(c: &mut Checks, t: &BadTargets) {
         ),
     );
     // Each bad `done` comes with an update that would move the M2P entry: it must not happen.
-    refuses(c, t, &"mmu_update's done", 4, EFAULT_RET, |ptr| {
+    refuses(c, t, &"mmu_update's done", 4, REFUSED, |ptr| {
         let ret = update(&[machphys(pfn + 1)], ptr);
         let moved = mm::m2p(mfn) != Some(pfn);
         let _ = update(&[machphys(pfn)], 0);
@@ -794,17 +800,10 @@ fn getdomaininfolist(c: &mut Checks, t: &BadTargets) {
             info.tot_pages
         ),
     );
-    refuses(
-        c,
-        t,
-        &"getdomaininfolist",
-        RECORD as u64,
-        EFAULT_RET,
-        |ptr| {
-            let mut op = list_op(1, ptr);
-            let before = op;
-            let ret = sysctl(&mut op);
-            (ret, op == before)
-        },
-    );
+    refuses(c, t, &"getdomaininfolist", RECORD as u64, REFUSED, |ptr| {
+        let mut op = list_op(1, ptr);
+        let before = op;
+        let ret = sysctl(&mut op);
+        (ret, op == before)
+    });
 }
