@@ -8,9 +8,9 @@
 //! and never late by more than [`LATE_NS`]. The measured figures are printed on `note:` lines
 //! before their checks.
 //!
-//! The scenarios run this test under QEMU `-icount shift=0,sleep=off`: time is virtual (one
-//! nanosecond per instruction, idle time skipped), so lateness measures the hypervisor's
-//! delivery path, not the host's load, and a tight bound holds. On wall time (without
+//! The scenarios run this test under QEMU `-icount shift=4,sleep=off`: time is virtual (16 ns
+//! per instruction, idle time skipped), so lateness measures the hypervisor's delivery path,
+//! not the host's load, and a tight bound holds. On wall time (without
 //! `-icount`) the bound is too tight for emulation and the test may fail.
 
 use guest_abi::calls;
@@ -22,8 +22,8 @@ use xenia_guest_rt::println;
 use xenia_guest_rt::time::{Ms, NS_PER_MS, now_ns, spin_until};
 
 /// How late a timer may fire, in virtual time: a tenth of the one-shot delay, far more than
-/// the few thousand instructions of the delivery path (microseconds at one instruction per
-/// nanosecond), far less than a timer that fired on a later tick or a wrong deadline.
+/// the few thousand instructions of the delivery path (well under a millisecond at 16 ns per
+/// instruction), far less than a timer that fired on a later tick or a wrong deadline.
 const LATE_NS: u64 = 2 * NS_PER_MS;
 /// How far ahead the one-shot deadlines are.
 const DELAY_NS: u64 = 20 * NS_PER_MS;
