@@ -37,6 +37,41 @@ pub const FATAL_EXCEPTION: &str = "fatal exception: ";
 /// Heading of the stack trace in the fatal-exception diagnostic.
 pub const CALL_TRACE: &str = "call trace:";
 
+/// What marks a serial line as a failure of the hypervisor, wherever it appears in the line
+/// (a guest's line that quotes one is as suspicious as the hypervisor's own): a panic, an
+/// exception in ring 0, and the two forms of a failed frame-table consistency check (the
+/// check's own verdict and any error the frame table logs). Every scenario rejects them
+/// unless it provokes one on purpose and says so ([`crate::Machine::tolerate`]).
+pub const REJECTED: [&str; 4] = [
+    HYPERVISOR_PANIC,
+    FATAL_EXCEPTION_MARK,
+    FRAME_TABLE_INCONSISTENT,
+    FRAME_TABLE_ERROR,
+];
+/// Start of the hypervisor's panic message (`hypervisor/src/start.rs`, the panic handler).
+pub const HYPERVISOR_PANIC: &str = "hypervisor panic";
+/// Any mention of a fatal exception ([`FATAL_EXCEPTION`] without its colon, so that a
+/// reworded diagnostic is still caught).
+pub const FATAL_EXCEPTION_MARK: &str = "fatal exception";
+/// The frame-table check's failure verdict (`frame table check: INCONSISTENT: <why>`).
+pub const FRAME_TABLE_INCONSISTENT: &str = "INCONSISTENT";
+/// An error logged by or about the frame table.
+pub const FRAME_TABLE_ERROR: &str = "error: frame table";
+
+/// The lines of `log` that contain one of [`REJECTED`] other than those in `tolerated`,
+/// with their 1-based line numbers.
+pub fn rejected_lines<'a>(log: &'a str, tolerated: &[&str]) -> Vec<(usize, &'a str)> {
+    log.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            REJECTED
+                .iter()
+                .any(|mark| !tolerated.contains(mark) && line.contains(mark))
+        })
+        .map(|(i, line)| (i + 1, line))
+        .collect()
+}
+
 /// The features the CPU line lists first, in this order.
 pub const FEATURE_ORDER: [&str; 10] = [
     "pcid", "x2apic", "smep", "smap", "umip", "fsgsbase", "nx", "1g", "svm", "vmx",
@@ -309,6 +344,40 @@ mod tests {
         assert_eq!(unescape_debug(r"\q"), None);
         assert_eq!(unescape_debug(r"\"), None);
         assert_eq!(unescape_debug(r"\u{zz}"), None);
+    }
+
+    #[test]
+    fn rejected_lines_anywhere() {
+        let log = "Xenia 0.1.0\n\
+                   memory: 255 MiB usable\n\
+                   (d0) all fine\n\
+                   \n\
+                   hypervisor panic: at src/x.rs:1\n\
+                   error: frame table: frame 5 has 2 type references\n\
+                   mm: frame table check: INCONSISTENT: frame 7\n\
+                   (d0) the guest saw a fatal exception: vector 6 (#UD)\n\
+                   frame table check: consistent (65536 frames)\n\
+                   inconsistent in lower case is a word, not the verdict";
+        let lines = |tolerated: &[&str]| {
+            rejected_lines(log, tolerated)
+                .iter()
+                .map(|&(n, _)| n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines(&[]), [5, 6, 7, 8]);
+        assert_eq!(lines(&[FATAL_EXCEPTION_MARK]), [5, 6, 7]);
+        assert_eq!(lines(&REJECTED), Vec::<usize>::new());
+        assert_eq!(
+            rejected_lines(log, &[HYPERVISOR_PANIC, FRAME_TABLE_ERROR])[0],
+            (7, "mm: frame table check: INCONSISTENT: frame 7")
+        );
+        assert!(rejected_lines("frame table check: consistent (1 frames)\n", &[]).is_empty());
+        // The exact diagnostic heading and a panic without a newline at the end count too.
+        assert_eq!(rejected_lines(&fatal_exception(14, "#PF"), &[]).len(), 1);
+        assert_eq!(
+            rejected_lines("ok\nhypervisor panic: x", &[]),
+            [(2, "hypervisor panic: x")]
+        );
     }
 
     #[test]

@@ -31,8 +31,11 @@
 //! }
 //! ```
 //!
-//! When a scenario fails, the runner prints its message and the whole normalized serial log
-//! of every machine it booted.
+//! Whatever a scenario checks, the runner fails it when the serial log of any machine it
+//! booted has a line showing a hypervisor failure ([`contract::REJECTED`]: a panic, a fatal
+//! exception, an inconsistent frame table), unless that machine declared the line as the
+//! point of the test ([`Machine::tolerate`]). When a scenario fails, the runner prints its
+//! message and the whole normalized serial log of every machine it booted.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -50,7 +53,8 @@ pub use iso::{
 };
 pub use machine::{
     DEBUG_EXIT_OPTION, DEFAULT_TIMEOUT, EXIT_ACPI_POWEROFF, EXIT_DOM0_CRASHED, EXIT_DOM0_REBOOT,
-    EXIT_HYPERVISOR_FATAL, EXIT_POWEROFF, Machine, QEMU, Qemu, debug_exit_status, describe_exit,
+    EXIT_FRAME_TABLE_INCONSISTENT, EXIT_HYPERVISOR_FATAL, EXIT_POWEROFF, Machine, QEMU, Qemu,
+    debug_exit_status, describe_exit,
 };
 pub use runner::{Context, Outcome, Scenario, Summary, run_and_report};
 pub use workspace::{

@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::contract;
 use crate::iso::{self, ImageSpec, Module};
 use crate::serial::{self, Normalizer};
 use crate::workspace::Workspace;
@@ -34,6 +35,9 @@ pub const EXIT_HYPERVISOR_FATAL: i32 = debug_exit_status(0x11);
 pub const EXIT_DOM0_CRASHED: i32 = debug_exit_status(0x12);
 /// The hypervisor wrote 0x13: dom0 asked for a reboot.
 pub const EXIT_DOM0_REBOOT: i32 = debug_exit_status(0x13);
+/// The hypervisor wrote 0x14: the frame table's consistency check failed when dom0 stopped
+/// (`hypervisor/src/power.rs`, `ExitReason::FrameTableInconsistent`), whatever dom0's reason.
+pub const EXIT_FRAME_TABLE_INCONSISTENT: i32 = debug_exit_status(0x14);
 /// QEMU's status after an ACPI power-off (the hypervisor's way out without `debug-exit`).
 pub const EXIT_ACPI_POWEROFF: i32 = 0;
 
@@ -57,6 +61,9 @@ pub fn describe_exit(code: i32) -> String {
         EXIT_HYPERVISOR_FATAL => "hypervisor panic or fatal exception".into(),
         EXIT_DOM0_CRASHED => "dom0 crashed".into(),
         EXIT_DOM0_REBOOT => "dom0 asked for a reboot".into(),
+        EXIT_FRAME_TABLE_INCONSISTENT => {
+            "the frame-table consistency check failed at dom0 shutdown".into()
+        }
         c if c > 0 && c % 2 == 1 && c < 512 => format!("isa-debug-exit value {:#x}", c >> 1),
         _ => "unexpected QEMU exit status".into(),
     }
@@ -132,6 +139,7 @@ pub struct Machine {
     debug_exit: bool,
     modules: Vec<Module>,
     qemu_args: Vec<String>,
+    tolerated: Vec<&'static str>,
     registry: Option<Registry>,
 }
 
@@ -155,6 +163,7 @@ impl Machine {
             debug_exit: true,
             modules: Vec::new(),
             qemu_args: Vec::new(),
+            tolerated: Vec::new(),
             registry: None,
         }
     }
@@ -216,6 +225,18 @@ impl Machine {
     /// Appends an argument to the QEMU command line.
     pub fn qemu_arg(mut self, arg: &str) -> Machine {
         self.qemu_args.push(arg.to_string());
+        self
+    }
+
+    /// Declares that this machine provokes serial lines containing `mark` (one of
+    /// [`contract::REJECTED`]) on purpose, so that the runner does not fail the scenario for
+    /// them. Every other machine's log is rejected for any such line.
+    pub fn tolerate(mut self, mark: &'static str) -> Machine {
+        assert!(
+            contract::REJECTED.contains(&mark),
+            "{mark:?} is not a rejected mark, so there is nothing to tolerate"
+        );
+        self.tolerated.push(mark);
         self
     }
 
@@ -305,7 +326,10 @@ impl Machine {
                 _ => format!("cannot start {QEMU}: {e}"),
             })?;
 
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            tolerated: self.tolerated.clone(),
+            ..Shared::default()
+        });
         let mut threads = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             threads.push(spawn_reader(stdout, Arc::clone(&shared), Stream::Serial));
@@ -333,6 +357,8 @@ impl Machine {
 pub(crate) struct Shared {
     console: Mutex<Console>,
     changed: Condvar,
+    /// The rejected marks this machine provokes on purpose ([`Machine::tolerate`]).
+    pub(crate) tolerated: Vec<&'static str>,
 }
 
 #[derive(Debug, Default)]
@@ -580,6 +606,55 @@ impl Qemu {
         }
     }
 
+    /// Checks that QEMU keeps running for `period` (a halted machine): fails, saying how it
+    /// ended, if its serial output closes (exit status, or a signal) or GRUB fails first.
+    /// QEMU is left running.
+    pub fn expect_running(&mut self, period: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + period;
+        let shared = Arc::clone(&self.shared);
+        let mut console = shared.lock();
+        loop {
+            if let Some(errors) = grub_failure(&console.text) {
+                return Err(format!(
+                    "{}: GRUB could not boot the image ({errors})",
+                    self.name
+                ));
+            }
+            if console.serial_closed {
+                drop(console);
+                let ended = match self.reap(Duration::from_secs(5)) {
+                    Some(code) => format!("exited with status {code} ({})", describe_exit(code)),
+                    None if self.status.is_some() => "was killed by a signal".into(),
+                    None => "closed its serial output".into(),
+                };
+                return Err(format!(
+                    "{}: QEMU {ended} within {}s; it should have kept running",
+                    self.name,
+                    period.as_secs_f32()
+                ));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            console = shared
+                .changed
+                .wait_timeout(console, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        drop(console);
+        if self.has_exited() {
+            return Err(format!(
+                "{}: QEMU ended ({:?}) within {}s; it should have kept running",
+                self.name,
+                self.status,
+                period.as_secs_f32()
+            ));
+        }
+        Ok(())
+    }
+
     /// Waits for QEMU to exit with status `expected` (see the `EXIT_*` constants).
     pub fn expect_exit(&mut self, expected: i32, timeout: Duration) -> Result<(), String> {
         let code = self.wait_exit(timeout)?;
@@ -674,6 +749,8 @@ mod tests {
         assert_eq!(EXIT_HYPERVISOR_FATAL, 35);
         assert_eq!(EXIT_DOM0_CRASHED, 37);
         assert_eq!(EXIT_DOM0_REBOOT, 39);
+        assert_eq!(EXIT_FRAME_TABLE_INCONSISTENT, 41);
+        assert!(describe_exit(41).contains("frame-table consistency check failed"));
         assert!(describe_exit(35).contains("fatal"));
         assert!(describe_exit(0x55).contains("0x2a"));
     }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::contract;
 use crate::machine::{Machine, Registry};
 use crate::workspace::Workspace;
 
@@ -98,6 +99,7 @@ impl Context {
                 machine: name.clone(),
                 serial: shared.serial_log(),
                 stderr: shared.stderr(),
+                tolerated: shared.tolerated.clone(),
             })
             .collect()
     }
@@ -112,6 +114,47 @@ pub struct MachineLog {
     pub serial: String,
     /// QEMU's standard error.
     pub stderr: String,
+    /// The rejected marks the scenario provokes on this machine on purpose.
+    pub tolerated: Vec<&'static str>,
+}
+
+impl MachineLog {
+    /// The failure message for the lines of this log that show a hypervisor failure
+    /// ([`contract::REJECTED`], less what the machine tolerates), if there are any.
+    pub fn rejection(&self) -> Option<String> {
+        let lines = contract::rejected_lines(&self.serial, &self.tolerated);
+        if lines.is_empty() {
+            return None;
+        }
+        let shown: Vec<String> = lines
+            .iter()
+            .map(|(n, line)| format!("line {n}: {line:?}"))
+            .collect();
+        Some(format!(
+            "the serial log of {} shows a hypervisor failure ({} line{} containing one of {:?}): {}",
+            self.machine,
+            lines.len(),
+            plural(lines.len()),
+            contract::REJECTED,
+            shown.join("; ")
+        ))
+    }
+}
+
+/// `result` failed as well for every machine whose log shows a hypervisor failure: whatever
+/// the scenario checked, a panic, a ring-0 exception or an inconsistent frame table anywhere
+/// fails it.
+pub fn reject_failure_lines(result: Result<(), String>, logs: &[MachineLog]) -> Result<(), String> {
+    let rejections: Vec<String> = logs.iter().filter_map(MachineLog::rejection).collect();
+    if rejections.is_empty() {
+        return result;
+    }
+    let mut message = match result {
+        Ok(()) => String::new(),
+        Err(e) => format!("{e}\n"),
+    };
+    message.push_str(&rejections.join("\n"));
+    Err(message)
 }
 
 /// The result of one scenario.
@@ -211,11 +254,12 @@ pub fn run_one(ws: &Workspace, scenario: &Scenario) -> Outcome {
             Err(format!("the scenario panicked: {what}"))
         });
     // The machines are dropped (QEMU killed) by now; their logs stay in the registry.
+    let logs = ctx.logs();
     Outcome {
         name: scenario.name,
-        result,
+        result: reject_failure_lines(result, &logs),
         elapsed: started.elapsed(),
-        logs: ctx.logs(),
+        logs,
         notes: ctx.notes.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     }
 }
@@ -384,6 +428,7 @@ mod tests {
                 machine: "s".into(),
                 serial: "one\ntwo".into(),
                 stderr: "warn\n".into(),
+                tolerated: Vec::new(),
             }],
             notes: vec!["measured 42".into()],
         };
@@ -404,6 +449,61 @@ mod tests {
             report.contains("QEMU standard error of s ----\n    | warn\n"),
             "{report}"
         );
+    }
+
+    fn log(serial: &str, tolerated: &[&'static str]) -> MachineLog {
+        MachineLog {
+            machine: "m".into(),
+            serial: serial.into(),
+            stderr: String::new(),
+            tolerated: tolerated.to_vec(),
+        }
+    }
+
+    #[test]
+    fn failure_lines_fail_a_passing_scenario() {
+        let clean = log(
+            "Xenia 0.1.0\nframe table check: consistent (9 frames)\n",
+            &[],
+        );
+        assert_eq!(
+            reject_failure_lines(Ok(()), std::slice::from_ref(&clean)),
+            Ok(())
+        );
+        let bad = log(
+            "Xenia 0.1.0\n(d0) Test result: SUCCESS\nerror: frame table check: INCONSISTENT: x\n",
+            &[],
+        );
+        let err = reject_failure_lines(Ok(()), &[clean.clone(), bad.clone()]).unwrap_err();
+        assert!(
+            err.starts_with("the serial log of m shows a hypervisor failure"),
+            "{err}"
+        );
+        assert!(
+            err.contains("line 3: \"error: frame table check: INCONSISTENT: x\""),
+            "{err}"
+        );
+        // A scenario's own failure keeps its message first.
+        let err = reject_failure_lines(Err("timed out".into()), &[bad]).unwrap_err();
+        assert!(err.starts_with("timed out\nthe serial log of m"), "{err}");
+        // A scenario that provokes a fatal exception declares it, and only that.
+        let selftest = "fatal exception: vector 6 (#UD), error code 0x0, in the hypervisor\n";
+        let tolerant = log(selftest, &[contract::FATAL_EXCEPTION_MARK]);
+        assert_eq!(reject_failure_lines(Ok(()), &[tolerant]), Ok(()));
+        assert!(reject_failure_lines(Ok(()), &[log(selftest, &[])]).is_err());
+        let panicked = log(
+            &format!("{selftest}hypervisor panic: twice\n"),
+            &[contract::FATAL_EXCEPTION_MARK],
+        );
+        assert!(reject_failure_lines(Ok(()), &[panicked]).is_err());
+    }
+
+    #[test]
+    fn tolerating_needs_a_rejected_mark() {
+        let m = Context::new(&Workspace::new("/w"), "s").machine();
+        let m = m.tolerate(contract::FATAL_EXCEPTION_MARK);
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| m.tolerate("warning: ")));
+        assert!(caught.is_err());
     }
 
     #[test]

@@ -78,19 +78,21 @@ pub fn teardown(ctx: &Context) -> Result<(), String> {
 }
 
 /// A faulting, an event-masked spinning and a hypercall-flooding domU take no more than
-/// their CPU share from dom0 and a well-behaved neighbour.
+/// their CPU share from dom0 and a well-behaved neighbour: each spinning domU within 5 points
+/// of a third of the pCPU, measured in virtual time so that the host's load does not move
+/// the shares.
 pub fn containment(ctx: &Context) -> Result<(), String> {
     dom0test(
         ctx,
         "containment",
         LONG,
         &["share ", "dom0 timer lateness"],
-        false,
+        true,
     )
 }
 
 /// How many minimal domUs run at once in 512 MiB, and the hypervisor's memory per domain
-/// (reported, not asserted).
+/// (reported); after destroying them all, every frame is free again (asserted: a leak fails).
 pub fn density(ctx: &Context) -> Result<(), String> {
     dom0test(ctx, "density", LONG, &["density: "], false)
 }
@@ -100,7 +102,8 @@ pub fn console(ctx: &Context) -> Result<(), String> {
     dom0test(ctx, "console", LONG, &["console "], false)
 }
 
-/// domctl, sysctl and operations on other domains are dom0's: a domU gets `EPERM`.
+/// domctl, sysctl and operations on other domains are dom0's: a domU gets `EPERM` with its
+/// arguments untouched, and dom0 reads back that its memory, ports and existence are too.
 pub fn privilege(ctx: &Context) -> Result<(), String> {
     dom0test(ctx, "privilege", LONG, &["privilege "], false)
 }

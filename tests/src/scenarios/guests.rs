@@ -18,6 +18,14 @@ pub const ATTACKS: &str = "attacks.elf";
 /// Fewest distinct escapes the attack suite must try.
 const MIN_ATTACKS: usize = 25;
 
+/// QEMU arguments for virtual time: QEMU's instruction counter drives every clock, a fixed
+/// 2^4 = 16 ns per instruction (`shift=4`; QEMU's `-icount` documentation), and idle time is
+/// skipped (`sleep=off`). Timings the guest measures are then the hypervisor's doing (a path
+/// of N instructions takes 16 N ns), the same on a loaded host as on an idle one. A fixed
+/// shift, unlike `auto`, does not let host speed into the figures; 16 ns keeps the tests'
+/// spin loops affordable (at `shift=0` the timers test takes a minute of host time).
+pub const VIRTUAL_TIME: [&str; 2] = ["-icount", "shift=4,sleep=off"];
+
 /// Boots `artifact` as dom0 with `cmdline` under CPU `model`.
 fn boot_guest(
     ctx: &Context,
@@ -33,6 +41,47 @@ fn boot_guest(
 /// `Test result: SUCCESS` and powers off.
 pub fn testguest(ctx: &Context, test: &str, model: &str) -> Result<(), String> {
     let mut vm = boot_guest(ctx, TESTGUEST, &format!("test={test}"), model)?;
+    testguest_verdict(&mut vm, test, model)
+}
+
+/// A test of the test guest that measures time, run in virtual time ([`VIRTUAL_TIME`]); the
+/// verdict is [`testguest`]'s, and the guest's `note:` lines (the measured figures) are shown.
+pub fn testguest_virtual_time(ctx: &Context, test: &str, model: &str) -> Result<(), String> {
+    let kernel = ctx.workspace().require_artifact(TESTGUEST)?;
+    let mut vm = ctx
+        .machine()
+        .cpu(model)
+        .module(kernel, &format!("test={test}"))
+        .qemu_arg(VIRTUAL_TIME[0])
+        .qemu_arg(VIRTUAL_TIME[1])
+        .boot()?;
+    let verdict = testguest_verdict(&mut vm, test, model);
+    for line in vm.serial_log().lines() {
+        if let Some(note) = line.strip_prefix(&contract::guest_line("note: ")) {
+            ctx.note(note);
+        }
+    }
+    verdict
+}
+
+/// The line after which the `hypercalls` test reads console input (testguest
+/// `copyout::INPUT_PROMPT`).
+const HYPERCALLS_PROMPT: &str = "hypercalls: type the console input now";
+/// What to type then (testguest `copyout::INPUT`): longer than the test's short read buffer.
+const HYPERCALLS_INPUT: &str = "0123456789abcdefghijklmnopqrstuv";
+
+/// The test guest's `hypercalls` test, which reads typed input with `console_io` into short
+/// buffers: the scenario types when asked.
+pub fn hypercalls(ctx: &Context, model: &str) -> Result<(), String> {
+    let mut vm = boot_guest(ctx, TESTGUEST, "test=hypercalls", model)?;
+    vm.wait_for_line(&contract::guest_line(HYPERCALLS_PROMPT), T)?;
+    vm.send(HYPERCALLS_INPUT)?;
+    testguest_verdict(&mut vm, "hypercalls", model)
+}
+
+/// The verdict of a test guest run: its checks all print `ok`, it reports
+/// `Test result: SUCCESS` and powers off.
+fn testguest_verdict(vm: &mut crate::machine::Qemu, test: &str, model: &str) -> Result<(), String> {
     let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), T)?;
     vm.expect_exit(EXIT_POWEROFF, T)?;
     let log = vm.serial_log();

@@ -41,18 +41,28 @@ pub fn all() -> Vec<Scenario> {
     ];
     all.extend(guest_tests!(
         "cpl",
-        "hypercalls",
         "exceptions",
         "privileged",
         "fasttrap",
         "syscall",
-        "timers",
         "events",
         "isolation",
         "pagetables",
         "grants",
     ));
     all.extend([
+        // The timers test measures lateness in virtual time, with a tight bound.
+        Scenario::new("guest_timers_max", |ctx| {
+            guests::testguest_virtual_time(ctx, "timers", "max")
+        }),
+        Scenario::new("guest_timers_qemu64", |ctx| {
+            guests::testguest_virtual_time(ctx, "timers", "qemu64")
+        }),
+        // The hypercalls test reads typed console input.
+        Scenario::new("guest_hypercalls_max", |ctx| guests::hypercalls(ctx, "max")),
+        Scenario::new("guest_hypercalls_qemu64", |ctx| {
+            guests::hypercalls(ctx, "qemu64")
+        }),
         Scenario::new("guest_console_max", |ctx| guests::console(ctx, "max")),
         Scenario::new("guest_console_qemu64", |ctx| guests::console(ctx, "qemu64")),
         Scenario::new("guest_hello_max", |ctx| guests::hello(ctx, "max")),

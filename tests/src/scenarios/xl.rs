@@ -359,8 +359,11 @@ pub fn lifecycle(ctx: &Context) -> Result<(), String> {
 }
 
 /// The other verbs an operator uses: info, uptime, sched-credit (read, change, read back),
-/// mem-max (seen in `list -l`), mem-set (refused with the reason), vcpu-list, dmesg, and
-/// shutdown (the guest is stopped and, on_poweroff=destroy, removed), `create -p`.
+/// mem-max (seen in `list -l`), mem-set (refused with the reason), vcpu-list, dmesg,
+/// shutdown and `create -p`. Shutdown is judged on xl's evidence, never on the hypervisor's
+/// own log line: `xl shutdown -w` reports the domain shut down, a domain configured to be
+/// preserved shows state `s` with reason `-` (poweroff) in `xl list`, and one configured to be
+/// destroyed is gone from it.
 pub fn verbs(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
     let out = run(&mut vm, "xl info")?;
@@ -390,11 +393,42 @@ pub fn verbs(ctx: &Context) -> Result<(), String> {
     expect(&out, "balloon driver", "mem-set")?;
     let out = run(&mut vm, "xl vcpu-list hello")?;
     expect(&out, "Affinity", "vcpu-list")?;
-    let out = run(&mut vm, "xl shutdown hello")?;
-    expect(&out, "shut down: poweroff", "xl shutdown")?;
+    let hello = row(&list(&mut vm)?, "hello")?.id;
+    let out = run(&mut vm, "xl shutdown -w hello")?;
+    expect(
+        &out,
+        &format!("Shutting down domain {hello}"),
+        "xl shutdown",
+    )?;
+    expect(
+        &out,
+        &format!("Domain {hello} has been shut down"),
+        "xl shutdown -w",
+    )?;
     list_until(&mut vm, 50, "hello destroyed after its poweroff", |rows| {
         rows.len() == 1 && rows[0].name == "Domain-0"
     })?;
+    // Preserved, the shut-down domain stays in the list with its state: `s` (shut down) and
+    // `-` (reason poweroff), as the guest's own poweroff put it, not a destroy.
+    run(
+        &mut vm,
+        "xl create /etc/xen/hello.cfg 'name=\"kept\"' 'on_poweroff=\"preserve\"'",
+    )?;
+    let kept = row(&list(&mut vm)?, "kept")?.id;
+    let out = run(&mut vm, "xl shutdown -w kept")?;
+    expect(
+        &out,
+        &format!("Domain {kept} has been shut down"),
+        "xl shutdown -w",
+    )?;
+    let state = row(&list(&mut vm)?, "kept")?.state.clone();
+    if state.get(3..5) != Some("s-") {
+        return Err(format!(
+            "after `xl shutdown kept` (on_poweroff=preserve) `xl list` shows state {state:?}; \
+             expected shut down (4th letter s) for poweroff (5th letter -)"
+        ));
+    }
+    run(&mut vm, "xl destroy kept")?;
     // `create -p` leaves the new domain paused until `unpause`.
     let out = run(&mut vm, "xl create -p /etc/xen/hello.cfg 'name=\"later\"'")?;
     expect(&out, "paused", "xl create -p")?;

@@ -67,7 +67,19 @@ fn consume(hv: &mut Xenia, dom: DomId, ring: Mfn) -> Result<Vec<u8>, Errno> {
 }
 
 pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
-    let mut log = ConsoleLog::now(&mut ctx.hv).ok();
+    let mut log = match ConsoleLog::now(&mut ctx.hv) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            // The domU's verdict is read there at the end; go on with the ring, but the
+            // test has failed.
+            c.check(
+                "sysctl readconsole (where the domU's verdict is read)",
+                false,
+                format_args!("returned -{e:?}"),
+            );
+            None
+        }
+    };
     let built = match ctx.build(&Domu {
         console: true,
         ..Domu::new("console_ring", MIB)
@@ -203,9 +215,22 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
             );
         }
     }
-    if let Some(log) = log.as_mut()
-        && let Ok(text) = log.read_new(&mut ctx.hv)
-    {
+    // The domU's verdict is in the hypervisor's console: not being able to read it is a
+    // failure, never a skipped check.
+    let text = match log.as_mut().map(|l| l.read_new(&mut ctx.hv)) {
+        Some(Ok(text)) => Some(text),
+        Some(Err(e)) => {
+            c.check(
+                format_args!("sysctl readconsole of d{dom}'s verdict"),
+                false,
+                format_args!("returned -{e:?}"),
+            );
+            None
+        }
+        // Already failed where the log was opened.
+        None => None,
+    };
+    if let Some(text) = text {
         let lines = ConsoleLog::lines_of(&text, dom);
         let verdict = lines.iter().find(|l| l.starts_with("Test result:"));
         println!(

@@ -2,7 +2,9 @@
 //! the smallest memory their start of day fits, until building fails for lack of memory;
 //! then print how many ran at once and how much the hypervisor spends per domain beyond the
 //! domain's own pages (from `physinfo.free_pages` before and after), destroy them all, and
-//! pass if at least one was built and all were destroyed cleanly.
+//! pass if at least one was built, all were destroyed cleanly, none is left in the domain
+//! list, and every frame came back (`physinfo.free_pages` where it started: a frame missing
+//! after teardown is a leak, and fails the test).
 //!
 //! Printed: `density: <n> domUs of <mib> MiB running at once with <M> MiB` (M is the
 //! machine's RAM, from `physinfo.max_mfn`).
@@ -144,16 +146,38 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
                     format_args!("still there: {left:?}"),
                 );
             }
-            Err(e) => note(format_args!("sysctl getdomaininfolist returned -{e:?}")),
+            Err(e) => {
+                c.check(
+                    "sysctl getdomaininfolist after the teardown",
+                    false,
+                    format_args!("returned -{e:?}"),
+                );
+            }
         }
     }
     match ctx.free_pages() {
-        Ok(after) => note(format_args!(
-            "free frames before: {before} with all domUs: {full} after destroying them: {after} \
-             ({} not back)",
-            before as i64 - after as i64
-        )),
-        Err(e) => note(format_args!("sysctl physinfo returned -{e:?}")),
+        Ok(after) => {
+            note(format_args!(
+                "free frames before: {before} with all domUs: {full} after destroying them: \
+                 {after} ({} not back)",
+                before as i64 - after as i64
+            ));
+            c.check(
+                "every frame is free again after destroying every domU",
+                after == before,
+                format_args!(
+                    "free frames before {before}, after {after}: {} leaked",
+                    before as i64 - after as i64
+                ),
+            );
+        }
+        Err(e) => {
+            c.check(
+                "sysctl physinfo after the teardown",
+                false,
+                format_args!("returned -{e:?}"),
+            );
+        }
     }
     Outcome::Ran
 }

@@ -227,13 +227,18 @@ fn latency(ctx: &mut Ctx, c: &mut Checks) {
     let Some(mut doms) = build_hogs(ctx, c, &hogs) else {
         return;
     };
+    // The verdict is in the domU's console output: without the console there is no
+    // verdict, which is a failure, not a pass.
     let mut log = match ConsoleLog::now(&mut ctx.hv) {
-        Ok(l) => Some(l),
+        Ok(l) => l,
         Err(e) => {
-            note(format_args!(
-                "sysctl readconsole returned -{e:?}: the latency domU's report cannot be read"
-            ));
-            None
+            c.check(
+                "sysctl readconsole (where the latency domU's verdict is read)",
+                false,
+                format_args!("returned -{e:?}"),
+            );
+            ctx.destroy_all(c, "the hogs", &doms);
+            return;
         }
     };
     let Some(lat) = build_hogs(ctx, c, &[Domu::new("latency", HOG_MIB)]) else {
@@ -274,15 +279,19 @@ fn latency(ctx: &mut Ctx, c: &mut Checks) {
             );
         }
     }
-    if let Some(log) = log.as_mut() {
+    {
         match log.read_new(&mut ctx.hv) {
             Ok(text) => {
                 let lines = ConsoleLog::lines_of(&text, lat);
                 let figures = lines.iter().find(|l| l.starts_with("latency max"));
                 let verdict = lines.iter().find(|l| l.starts_with("Test result:"));
-                match figures {
-                    Some(l) => println!("latency d{lat}: {l}"),
-                    None => println!("latency d{lat}: no figures in its console output"),
+                c.check(
+                    format_args!("latency domU d{lat} reports its figures"),
+                    figures.is_some(),
+                    format_args!("no \"latency max\" line in its console output: {lines:?}"),
+                );
+                if let Some(l) = figures {
+                    println!("latency d{lat}: {l}");
                 }
                 for l in lines.iter().filter(|l| l.starts_with("note: ")) {
                     println!("latency d{lat}: {l}");
@@ -296,7 +305,13 @@ fn latency(ctx: &mut Ctx, c: &mut Checks) {
                     ),
                 );
             }
-            Err(e) => note(format_args!("sysctl readconsole returned -{e:?}")),
+            Err(e) => {
+                c.check(
+                    format_args!("sysctl readconsole of latency domU d{lat}'s verdict"),
+                    false,
+                    format_args!("returned -{e:?}"),
+                );
+            }
         }
     }
     ctx.destroy_all(c, "the hogs and the latency domU", &doms);

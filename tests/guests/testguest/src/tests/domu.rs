@@ -323,23 +323,38 @@ pub fn unprivileged() -> ! {
     use guest_abi::memory::{MemoryReservation, XENMEM_POPULATE_PHYSMAP};
     use guest_abi::sysctl::{self as sc, XenSysctl};
 
+    // Each refused call must also leave its argument as it was: a hypervisor that answers
+    // EPERM after doing the work (or after filling the output) fails here. What the calls
+    // would have changed in dom0 (its memory, its ports, its existence) dom0 reads back.
     let mut c = Checks::new();
     let mut domctl = XenDomctl::new(
         dc::XEN_DOMCTL_GETDOMAININFO,
         0,
         &dc::DomctlGetdomaininfo::default(),
     );
+    let sent = domctl;
     // SAFETY: the hypervisor reads and may write the structure, borrowed for the call.
     let ret = unsafe { hypercall1(HYPERVISOR_DOMCTL, &raw mut domctl as u64) };
     c.errno("domctl getdomaininfo(0) from a domU", ret, Errno::EPERM);
+    c.check(
+        "the refused getdomaininfo(0) wrote nothing back",
+        domctl == sent,
+        format_args!("the structure changed: {domctl:?}"),
+    );
     let mut destroy = XenDomctl::new(dc::XEN_DOMCTL_DESTROYDOMAIN, 0, &dc::NoArgument);
     // SAFETY: as above.
     let ret = unsafe { hypercall1(HYPERVISOR_DOMCTL, &raw mut destroy as u64) };
     c.errno("domctl destroydomain(0) from a domU", ret, Errno::EPERM);
     let mut sysctl = XenSysctl::new(sc::XEN_SYSCTL_PHYSINFO, &sc::SysctlPhysinfo::default());
+    let sent = sysctl;
     // SAFETY: as above.
     let ret = unsafe { hypercall1(HYPERVISOR_SYSCTL, &raw mut sysctl as u64) };
     c.errno("sysctl physinfo from a domU", ret, Errno::EPERM);
+    c.check(
+        "the refused physinfo wrote nothing back",
+        sysctl == sent,
+        format_args!("the structure changed: {sysctl:?}"),
+    );
     let mut pfns = [0u64; 1];
     let mut reservation = MemoryReservation {
         extent_start: pfns.as_mut_ptr() as u64,
@@ -361,6 +376,14 @@ pub fn unprivileged() -> ! {
         ret,
         Errno::EPERM,
     );
+    c.check(
+        "the refused populate_physmap returned no frame",
+        pfns == [0] && reservation.nr_extents == 1,
+        format_args!(
+            "extent {:#x}, nr_extents {}",
+            pfns[0], reservation.nr_extents
+        ),
+    );
     let mut alloc = guest_abi::event::EvtchnAllocUnbound {
         dom: 0,
         remote_dom: 0,
@@ -375,7 +398,9 @@ pub fn unprivileged() -> ! {
         )
     };
     c.errno("alloc_unbound in domain 0 from a domU", ret, Errno::EPERM);
-    let mut byte = [0u8; 1];
+    c.eq("the refused alloc_unbound returned no port", alloc.port, 0);
+    const UNTOUCHED: u8 = 0xa7;
+    let mut byte = [UNTOUCHED; 1];
     // SAFETY: as above.
     let ret = unsafe {
         hypercall3(
@@ -386,5 +411,6 @@ pub fn unprivileged() -> ! {
         )
     };
     c.errno("console_io read from a domU", ret, Errno::EPERM);
+    c.eq("the refused console read wrote nothing", byte[0], UNTOUCHED);
     c.finish()
 }

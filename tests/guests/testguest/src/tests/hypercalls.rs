@@ -78,6 +78,7 @@ pub fn run() -> ! {
     event_channel_op(&mut c);
     unknown_numbers(&mut c);
     iret(&mut c);
+    super::copyout::run(&mut c);
     c.finish()
 }
 

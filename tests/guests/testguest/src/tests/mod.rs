@@ -2,6 +2,7 @@
 //! share: addresses that must fault, and the check of a delivered exception.
 
 mod console;
+mod copyout;
 mod cpl;
 mod domu;
 mod events;

@@ -3,10 +3,15 @@
 //!
 //! An event is timed when the event callback handles it (events enabled, the kernel spinning
 //! on system time), so a measurement includes the delivery latency. Pass: every timer fires,
-//! never before its deadline and at most [`LATE_NS`] after it (generous, for emulation); a
-//! cancelled or stopped timer raises nothing for [`QUIET_NS`]; the periodic timer's ticks are
-//! each a period apart or more and never late by more than [`LATE_NS`]. The measured figures
-//! are printed on `note:` lines before their checks.
+//! never before its deadline and at most [`LATE_NS`] after it; a cancelled or stopped timer
+//! raises nothing for [`QUIET_NS`]; the periodic timer's ticks are each a period apart or more
+//! and never late by more than [`LATE_NS`]. The measured figures are printed on `note:` lines
+//! before their checks.
+//!
+//! The scenarios run this test under QEMU `-icount shift=4,sleep=off`: time is virtual (16 ns
+//! per instruction, idle time skipped), so lateness measures the hypervisor's delivery path,
+//! not the host's load, and a tight bound holds. On wall time (without
+//! `-icount`) the bound is too tight for emulation and the test may fail.
 
 use guest_abi::calls;
 use guest_abi::event::{EvtchnPort, VIRQ_TIMER};
@@ -16,8 +21,10 @@ use xenia_guest_rt::events::{self, count, last_seen_ns, wait_for};
 use xenia_guest_rt::println;
 use xenia_guest_rt::time::{Ms, NS_PER_MS, now_ns, spin_until};
 
-/// How late a timer may fire under emulation.
-const LATE_NS: u64 = 50 * NS_PER_MS;
+/// How late a timer may fire, in virtual time: a tenth of the one-shot delay, far more than
+/// the few thousand instructions of the delivery path (well under a millisecond at 16 ns per
+/// instruction), far less than a timer that fired on a later tick or a wrong deadline.
+const LATE_NS: u64 = 2 * NS_PER_MS;
 /// How far ahead the one-shot deadlines are.
 const DELAY_NS: u64 = 20 * NS_PER_MS;
 /// How long a cancelled timer must stay quiet.
