@@ -365,11 +365,35 @@ pub fn mmu_update_data_frame_then_pin(env: &Env) -> Verdict {
     }
 }
 
-/// A request whose "page table" is a frame of the hypervisor's image.
-pub fn mmu_update_foreign_frame_as_table(_: &Env) -> Verdict {
+/// A request whose "page table" is a frame of the hypervisor's image, then one whose table
+/// is another domain's L4 (a domain this guest creates for it). The hypervisor's frame cannot
+/// be read back from a guest; the other domain's can, through
+/// `XEN_DOMCTL_XENIA_READ_FRAME`: its entry must still be empty.
+pub fn mmu_update_foreign_frame_as_table(env: &Env) -> Verdict {
     let req = MmuUpdate::new(MMU_NORMAL_PT_UPDATE, (HYPERVISOR_IMAGE_MFN << 12) + 8, 0);
     let (ret, _) = mmu_update(&raw const req as u64, 1);
-    expect_refusal(ret, true, format_args!("a hypervisor frame was written"))
+    let d = match crate::hv::scratch_domain() {
+        Ok(d) => d,
+        Err((step, r)) => return setup_error!("another domain: {step} {}", Errname(r)),
+    };
+    // Entry 1 of its L4, naming this guest's own L3 (which would give that domain this
+    // guest's kernel mappings).
+    const ENTRY: usize = 1;
+    let hostile = entry(env.l3, pte::PRESENT | pte::RW | pte::USER);
+    let req = MmuUpdate::new(MMU_NORMAL_PT_UPDATE, Env::entry_ma(d.l4, ENTRY), hostile);
+    let (theirs, _) = mmu_update(&raw const req as u64, 1);
+    let seen = crate::hv::read_foreign_word(d.id, d.l4, ENTRY);
+    drop(d);
+    let how = format_args!(
+        "a hypervisor frame: {}; another domain's L4: {}, its entry reads {seen:x?}",
+        Errname(ret),
+        Errname(theirs)
+    );
+    match (ret < 0 && theirs < 0, seen) {
+        (true, Ok(0)) => refused!("{how}"),
+        (_, Err(_)) => setup_error!("{how}"),
+        _ => succeeded!("{how}"),
+    }
 }
 
 /// `MMU_MACHPHYS_UPDATE` of a frame the guest does not own.
@@ -385,9 +409,21 @@ pub fn machphys_update_foreign_frame(_: &Env) -> Verdict {
     )
 }
 
-/// `MMU_MACHPHYS_UPDATE` of a frame far beyond RAM (and the M2P).
+/// `MMU_MACHPHYS_UPDATE` of a frame far beyond RAM (and the M2P). Read back: the M2P entry it
+/// names (past the table's end, so it must stay unreadable) and the one it would wrap to if
+/// the address were cut to the physical address width (frame 0) are as they were.
 pub fn machphys_update_beyond_ram(_: &Env) -> Verdict {
-    let req = MmuUpdate::new(MMU_MACHPHYS_UPDATE, 1 << 48, 5);
+    const TARGET: u64 = 1 << 48;
+    let (far, zero) = (mm::m2p(TARGET >> 12), mm::m2p(0));
+    let req = MmuUpdate::new(MMU_MACHPHYS_UPDATE, TARGET, 5);
     let (ret, _) = mmu_update(&raw const req as u64, 1);
-    expect_refusal(ret, true, format_args!("accepted"))
+    let (far_after, zero_after) = (mm::m2p(TARGET >> 12), mm::m2p(0));
+    expect_refusal(
+        ret,
+        far_after == far && zero_after == zero,
+        format_args!(
+            "M2P of {:#x} {far_after:x?} (was {far:x?}), of 0 {zero_after:x?} (was {zero:x?})",
+            TARGET >> 12
+        ),
+    )
 }

@@ -16,6 +16,10 @@ pub const DATA_SLOT: usize = 3;
 pub const SPARE_SLOT: usize = 4;
 /// A free slot of the bootstrap L4 (the guest's half, below the kernel's slot 511).
 pub const FREE_L4_SLOT: usize = 300;
+/// The first address [`FREE_L4_SLOT`] translates: slots 256 and up are the upper half, so
+/// the address is sign-extended from bit 47 (Intel SDM Vol. 1 §3.3.7.1, canonical addresses).
+pub const FREE_L4_VA: u64 = 0xFFFF_0000_0000_0000 | ((FREE_L4_SLOT as u64) << 39);
+const _: () = assert!(FREE_L4_SLOT >= 256);
 /// A free slot of the bootstrap L3 (the kernel's region is in slot 510).
 pub const FREE_L3_SLOT: usize = 5;
 /// A free slot of the bootstrap L2 (the region uses the first few).

@@ -8,6 +8,13 @@
 //! rules are Xen's direct paging as guest-abi `memory` describes, plus Xenia's: no linear
 //! page tables, no superpages, no MMIO mappings, reserved entry bits refused).
 //!
+//! The last attacks are regression attacks for the findings of issue 10 (`f1-…` to `f7-…`:
+//! `shared_info` and grant frames as page tables, grant unmaps naming the wrong address,
+//! `CR0.TS` across a vCPU switch, memory exhaustion, argument registers across continued
+//! batches, stacks and selectors); as dom0 the guest also creates throw-away domains for them
+//! (`domctl`) so that a yield really switches vCPUs. The ones that stopped the hypervisor when
+//! they were written run last, after a marker in the list.
+//!
 //! Each attack prints one line:
 //!
 //! - `attack <name>: refused (<how>)`: the hypervisor said no, with the errno (`EINVAL`) or the
@@ -30,9 +37,17 @@
 #[cfg(target_os = "none")]
 mod buffers;
 #[cfg(target_os = "none")]
+mod cpu;
+#[cfg(target_os = "none")]
 mod env;
 #[cfg(target_os = "none")]
+mod exhaust;
+#[cfg(target_os = "none")]
 mod faults;
+#[cfg(target_os = "none")]
+mod findings;
+#[cfg(target_os = "none")]
+mod hv;
 #[cfg(target_os = "none")]
 mod mappings;
 #[cfg(target_os = "none")]
@@ -56,7 +71,7 @@ mod run {
 
     use crate::env::Env;
     use crate::verdict::{Outcome, Verdict};
-    use crate::{buffers, faults, mappings, memory, tables};
+    use crate::{buffers, cpu, exhaust, faults, findings, mappings, memory, tables};
 
     /// One attack: its name on the output line and what it does.
     struct Attack {
@@ -165,6 +180,25 @@ mod run {
         "write-through-stale-global-tlb-after-pin" =>
             tables::write_through_stale_global_tlb_after_pin,
         "write-through-stale-tlb-after-free" => tables::write_through_stale_tlb_after_free,
+        // Issue 10's findings (F1 to F7), each tried for real.
+        "f6-long-batch-keeps-locals" => cpu::long_batch_keeps_locals,
+        "f7-stack-switch-first-non-canonical" => cpu::stack_switch_first_non_canonical,
+        "f7-setvcpucontext-kernel-sp-in-hypervisor" =>
+            cpu::setvcpucontext_kernel_sp_in_hypervisor,
+        "f7-data-segments-across-switch" => cpu::data_segments_across_switch,
+        "f4-pin-grant-frame" => findings::pin_grant_frame,
+        "f2-grant-unmap-wrong-address" => findings::grant_unmap_wrong_address,
+        "f2-grant-unmap-other-address-space" => findings::grant_unmap_other_address_space,
+        "f1-shared-info-as-page-table" => findings::shared_info_as_page_table,
+        "f1-shared-info-freed-while-unmapped" => findings::shared_info_freed_while_unmapped,
+        "f5-event-ports-until-refused" => exhaust::event_ports_until_refused,
+        "f5-grant-maps-until-refused" => exhaust::grant_maps_until_refused,
+        // A hypervisor that crashes the guest for this (rather than #UD) ends the run here.
+        "f7-syscall-from-ring-1" => cpu::syscall_from_ring1,
+        // ---- Marker: the attacks below stop today's hypervisor (issue 10 F5, F3); they run
+        // last so that everything above reports first. ----
+        "f5-create-domains-until-refused" => exhaust::create_domains_until_refused,
+        "f3-fpu-taskswitch-across-switch" => cpu::fpu_taskswitch_across_switch,
     };
 
     /// The kernel's main: every attack, the frame-table check, the result.

@@ -11,6 +11,7 @@ use guest_abi::memory::{
 };
 use guest_abi::types::DOMID_SELF;
 use xenia_guest_rt::boot::{VIRT_BASE, start_info};
+use xenia_guest_rt::events;
 use xenia_guest_rt::mm::{self, PAGE, Window, pte};
 
 use crate::env::{Env, HYPERVISOR_IMAGE_MFN, SPARE_SLOT};
@@ -101,17 +102,49 @@ pub fn free_page_table_in_use(env: &Env) -> Verdict {
     )
 }
 
-/// The hypervisor's image.
+/// The hypervisor's image. Read back: its M2P entry and the domain's reservation are as
+/// they were.
 pub fn free_foreign_frame(_: &Env) -> Verdict {
+    let (m2p, res) = (mm::m2p(HYPERVISOR_IMAGE_MFN), mm::current_reservation());
     let ret = free(HYPERVISOR_IMAGE_MFN);
-    verdict(ret, true, format_args!("a hypervisor frame was freed"))
+    let (m2p_after, res_after) = (mm::m2p(HYPERVISOR_IMAGE_MFN), mm::current_reservation());
+    verdict(
+        ret,
+        m2p_after == m2p && res_after == res,
+        format_args!(
+            "M2P {m2p_after:x?} (was {m2p:x?}), reservation {} (was {})",
+            Errname(res_after),
+            Errname(res)
+        ),
+    )
 }
 
+/// The word of `shared_info.evtchn_mask` for the last event port, which this guest never
+/// binds: the read-back of [`free_shared_info_frame`] toggles its top bit.
+const LAST_PORT: u32 = guest_abi::event::EVTCHN_2L_NR_CHANNELS - 1;
+
 /// The shared-info page: the hypervisor keeps writing it (time, events), so freeing it would
-/// leave the hypervisor writing a freed frame.
+/// leave the hypervisor writing a freed frame. Read back: the reservation is as it was, the
+/// frame's M2P entry too, and the page still takes a write (a mask bit set and cleared).
 pub fn free_shared_info_frame(_: &Env) -> Verdict {
-    let ret = free(start_info().shared_info >> 12);
-    verdict(ret, true, format_args!("the shared-info frame was freed"))
+    let mfn = start_info().shared_info >> 12;
+    let (m2p, res) = (mm::m2p(mfn), mm::current_reservation());
+    let ret = free(mfn);
+    let (m2p_after, res_after) = (mm::m2p(mfn), mm::current_reservation());
+    // A freed page would fault here (mapping gone) or keep the bit in some other domain's
+    // page; the guest crashing leaves no result line.
+    events::set_port_masked(LAST_PORT, true);
+    let took = events::is_port_masked(LAST_PORT);
+    events::set_port_masked(LAST_PORT, false);
+    verdict(
+        ret,
+        m2p_after == m2p && res_after == res && took && !events::is_port_masked(LAST_PORT),
+        format_args!(
+            "M2P {m2p_after:x?} (was {m2p:x?}), reservation {} (was {}), page writable {took}",
+            Errname(res_after),
+            Errname(res)
+        ),
+    )
 }
 
 /// Asks `populate_physmap` for one extent more than the maximum reservation leaves room for
@@ -147,14 +180,21 @@ pub fn populate_beyond_maximum(_: &Env) -> Verdict {
         unsafe { mm::reservation(XENMEM_DECREASE_RESERVATION, &mut extents[..got], DOMID_SELF) };
     }
     let now = mm::current_reservation();
-    if ret < 0 || (ret as u64) < want {
+    // Read back: whatever was handed out went back, and the reservation never passed the
+    // maximum.
+    if (ret < 0 || (ret as u64) < want) && now == cur && now <= max {
         refused!(
             "populated {} of {want} (room for {room}), reservation back to {}",
             Errname(ret),
             Errname(now)
         )
     } else {
-        succeeded!("populated {ret} of {want} with room for {room}")
+        succeeded!(
+            "populated {} of {want} with room for {room}; reservation {} -> {} (maximum {max})",
+            Errname(ret),
+            Errname(cur),
+            Errname(now)
+        )
     }
 }
 

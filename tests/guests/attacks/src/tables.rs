@@ -11,7 +11,7 @@ use xenia_guest_rt::mm::{self, ENTRIES, Window, pte, pte::entry};
 use xenia_guest_rt::probe;
 use xenia_guest_rt::trap::PAGE_FAULT;
 
-use crate::env::{ALIAS_SLOT, Env, HYPERVISOR_IMAGE_MFN};
+use crate::env::{ALIAS_SLOT, Env, FREE_L4_VA, HYPERVISOR_IMAGE_MFN};
 use crate::verdict::{Errname, Fault, Verdict, expect_refusal};
 use crate::{refused, setup_error, succeeded};
 
@@ -53,21 +53,33 @@ fn pin_writable_frame(level: u32) -> Verdict {
         Err(ret) => return setup_error!("mapping a fresh frame writable: {}", Errname(ret)),
     };
     w.write(0, 0);
+    let before = table_counts();
     // SAFETY: the frame holds zeros; pinning changes no mapping Rust code uses.
     let ret = unsafe { mm::pin(level, mfn) };
     // The mapping is still writable whatever happened: a pin that succeeded made a page
     // table the guest can write.
     w.write(8, 0);
     let _ = w.close();
-    if ret >= 0 {
-        // SAFETY: the table is empty and referenced by nothing.
-        unsafe { mm::unpin(mfn) };
-    }
+    // SAFETY: the table is empty and referenced by nothing: undoes a pin that got through,
+    // and must fail after one that was refused.
+    let unpin = unsafe { mm::unpin(mfn) };
+    let after = table_counts();
     expect_refusal(
         ret,
-        true,
-        format_args!("frame {mfn:#x} was pinned as an L{level} while mapped writable"),
+        unpin < 0 && after == before,
+        format_args!(
+            "frame {mfn:#x} pinned as an L{level} while mapped writable: unpin afterwards {}, \
+             L1..L4 counts {before:?} -> {after:?}",
+            Errname(unpin)
+        ),
     )
+}
+
+/// The domain's page-table counts by level (L1 to L4), from `XENMEM_XENIA_FRAME_COUNTS`:
+/// what a pin changes, read back after one that must have been refused.
+fn table_counts() -> [u64; 4] {
+    let c = mm::frame_counts().unwrap_or_default();
+    [c.by_type[1], c.by_type[2], c.by_type[3], c.by_type[4]]
 }
 
 /// As an L1.
@@ -118,26 +130,36 @@ pub fn map_pinned_table_writable(env: &Env) -> Verdict {
     )
 }
 
-/// Pins frame `mfn`, which must be refused; unpins it if that worked.
-fn pin_frame(level: u32, mfn: u64) -> Verdict {
+/// Pins frame `mfn`, which must be refused; unpins it if that worked. Reads the refusal
+/// back: the domain's table counts must not have moved, and (with `try_unpin`, for a frame
+/// that is pinned as nothing) an unpin must fail too.
+fn pin_frame(level: u32, mfn: u64, try_unpin: bool) -> Verdict {
+    let before = table_counts();
     // SAFETY: the frame is mapped nowhere; a pin that wrongly succeeds changes no mapping Rust
     // code uses (the table is hooked in nowhere).
     let ret = unsafe { mm::pin(level, mfn) };
-    if ret >= 0 {
+    let unpin = if ret >= 0 || try_unpin {
         // SAFETY: as above.
-        unsafe { mm::unpin(mfn) };
-    }
+        unsafe { mm::unpin(mfn) }
+    } else {
+        -1
+    };
+    let after = table_counts();
     expect_refusal(
         ret,
-        true,
-        format_args!("frame {mfn:#x} was pinned as an L{level}"),
+        unpin < 0 && after == before,
+        format_args!(
+            "frame {mfn:#x} pinned as an L{level}: unpin afterwards {}, L1..L4 counts \
+             {before:?} -> {after:?}",
+            Errname(unpin)
+        ),
     )
 }
 
 /// Pins a fresh frame written with `fill` as a level-`level` table.
 fn pin_hostile(level: u32, fill: impl FnOnce(&mut [u64; ENTRIES])) -> Verdict {
     match fresh(fill) {
-        Ok((_, mfn)) => pin_frame(level, mfn),
+        Ok((_, mfn)) => pin_frame(level, mfn, true),
         Err(v) => v,
     }
 }
@@ -151,7 +173,7 @@ pub fn pin_l1_mapping_itself_writable(_: &Env) -> Verdict {
     if let Err(ret) = unsafe { mm::fill_frame(mfn, |t| t[0] = entry(mfn, P | RW)) } {
         return setup_error!("writing a fresh frame: {}", Errname(ret));
     }
-    pin_frame(1, mfn)
+    pin_frame(1, mfn, true)
 }
 
 /// An L1 whose first entry maps the bootstrap L4 writable.
@@ -170,18 +192,29 @@ pub fn pin_l4_with_reserved_slot(env: &Env) -> Verdict {
     })
 }
 
-/// The bootstrap L3 pinned as an L4 (type confusion).
+/// The bootstrap L3 pinned as an L4 (type confusion). No unpin afterwards: it could not tell
+/// a pin as an L4 from one the builder made as an L3.
 pub fn pin_l3_as_l4(env: &Env) -> Verdict {
-    pin_frame(4, env.l3)
+    pin_frame(4, env.l3, false)
 }
 
 /// The hypervisor's image pinned as an L1.
 pub fn pin_foreign_frame(_: &Env) -> Verdict {
-    pin_frame(1, HYPERVISOR_IMAGE_MFN)
+    pin_frame(1, HYPERVISOR_IMAGE_MFN, true)
 }
 
 /// `MMUEXT_NEW_BASEPTR` to `mfn`, which must be refused; if it is not, switches back at once.
+/// Reads the refusal back: a page mapped (read-only, the data page) only in the bootstrap L4,
+/// in its free slot, must still read as the data page afterwards.
 fn new_baseptr(env: &Env, mfn: u64, what: &str) -> Verdict {
+    let probe_va = FREE_L4_VA;
+    // SAFETY: the free L4 slot maps nothing Rust code uses.
+    let probe = match unsafe { mm::map_page(probe_va, entry(env.data_mfn, P)) } {
+        Ok(m) => m,
+        Err((step, r)) => return setup_error!("mapping a probe page: {step} {}", Errname(r)),
+    };
+    // SAFETY: the data slot's page is mapped and used by nothing else.
+    let want = unsafe { (env.data_va as *const u64).read_volatile() };
     // SAFETY: if the hypervisor wrongly accepts, the kernel is not mapped any more and this
     // guest crashes, which the missing result line reports.
     let ret = unsafe { mm::new_baseptr(mfn) };
@@ -189,7 +222,26 @@ fn new_baseptr(env: &Env, mfn: u64, what: &str) -> Verdict {
         // SAFETY: back to the address space the kernel runs in.
         unsafe { mm::new_baseptr(env.l4) };
     }
-    expect_refusal(ret, true, format_args!("CR3 was switched to {what}"))
+    let seen = read_probe(probe_va);
+    // SAFETY: nothing uses the probe page any more.
+    let unmapped = unsafe { mm::unmap_page(&probe) };
+    if unmapped.is_err() {
+        return setup_error!("unmapping the probe page: {unmapped:?}");
+    }
+    expect_refusal(
+        ret,
+        seen == Some(want),
+        format_args!("CR3 was switched to {what}: the old L4's page reads {seen:x?}"),
+    )
+}
+
+/// A load from `va`, or `None` if it faults.
+fn read_probe(va: u64) -> Option<u64> {
+    let v: u64;
+    // SAFETY: a load; the probe resumes on #PF.
+    let p =
+        unsafe { probe!(PAGE_FAULT, "mov {v}, qword ptr [{a}]"; a = in(reg) va, v = out(reg) v) };
+    p.caught.is_none().then_some(v)
 }
 
 /// To the bootstrap L1.
