@@ -140,6 +140,7 @@ pub struct Machine {
     modules: Vec<Module>,
     qemu_args: Vec<String>,
     tolerated: Vec<&'static str>,
+    memory_file: Option<PathBuf>,
     registry: Option<Registry>,
 }
 
@@ -164,6 +165,7 @@ impl Machine {
             modules: Vec::new(),
             qemu_args: Vec::new(),
             tolerated: Vec::new(),
+            memory_file: None,
             registry: None,
         }
     }
@@ -240,6 +242,15 @@ impl Machine {
         self
     }
 
+    /// Backs the guest RAM with the file at `path` (created by QEMU, sparse: only the pages
+    /// the machine touches take disk or page-cache space), so that a machine can have more RAM
+    /// than the host: `-object memory-backend-file,…,share=on -machine memory-backend=…`.
+    /// The caller deletes the file afterwards.
+    pub fn memory_file(mut self, path: impl Into<PathBuf>) -> Machine {
+        self.memory_file = Some(path.into());
+        self
+    }
+
     /// Boots another hypervisor image than `<target>/xenia/xenia.elf`.
     pub fn hypervisor(mut self, path: impl Into<PathBuf>) -> Machine {
         self.hypervisor = path.into();
@@ -279,6 +290,19 @@ impl Machine {
             iso,
             SerialConsole::Piped,
         );
+        if let Some(path) = &self.memory_file {
+            let mut backend = OsString::from(format!(
+                "memory-backend-file,id=xenia-ram,size={}M,share=on,mem-path=",
+                self.memory_mib
+            ));
+            backend.push(path);
+            args.extend([
+                OsString::from("-object"),
+                backend,
+                OsString::from("-machine"),
+                OsString::from("memory-backend=xenia-ram"),
+            ]);
+        }
         args.extend(self.qemu_args.iter().map(OsString::from));
         args
     }
@@ -801,6 +825,23 @@ mod tests {
             run.contains(" -display none -serial mon:stdio -no-reboot "),
             "{run}"
         );
+    }
+
+    #[test]
+    fn memory_file_backs_the_ram() {
+        let ws = Workspace::new("/w");
+        let m = Machine::new(&ws, "x")
+            .memory_mib(40960)
+            .memory_file("/t/ram");
+        let args = join(m.qemu_command_args(Path::new("/i.iso")));
+        assert!(
+            args.ends_with(
+                " -object memory-backend-file,id=xenia-ram,size=40960M,share=on,mem-path=/t/ram \
+                 -machine memory-backend=xenia-ram"
+            ),
+            "{args}"
+        );
+        assert!(args.contains(" -m 40960 "), "{args}");
     }
 
     #[test]

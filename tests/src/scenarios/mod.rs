@@ -7,6 +7,7 @@ mod dom0;
 mod domains;
 
 mod guests;
+mod security;
 mod xl;
 
 /// Scenarios for each test of the test guest, under both CPU models.
@@ -106,6 +107,14 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xl_lifecycle", xl::lifecycle),
         Scenario::new("xl_verbs", xl::verbs),
         Scenario::new("debug_keys", xl::debug_keys),
+        Scenario::new("security_two_domain_max", |ctx| {
+            security::two_domain(ctx, "max")
+        }),
+        Scenario::new("security_two_domain_qemu64", |ctx| {
+            security::two_domain(ctx, "qemu64")
+        }),
+        Scenario::new("security_exhaustion", security::exhaustion),
+        Scenario::new("security_40g", security::big_machine),
     ]);
     all
 }

@@ -107,3 +107,20 @@ impl Recorded for Xenia {
         self.raw.calls
     }
 }
+
+/// `XEN_SYSCTL_XENIA_HEAP_INFO`: the hypervisor's heap (bytes under the allocator and in
+/// use) and what is charged to `dom` (`DOMID_INVALID`: nobody). `ENOSYS` from a hypervisor
+/// that does not have it.
+pub fn heap_info(
+    hv: &mut Xenia,
+    dom: guest_abi::types::DomId,
+) -> Result<guest_abi::sysctl::SysctlXeniaHeapInfo, Errno> {
+    use guest_abi::sysctl::{SysctlXeniaHeapInfo, XEN_SYSCTL_XENIA_HEAP_INFO};
+    let arg = SysctlXeniaHeapInfo {
+        domid: dom,
+        ..SysctlXeniaHeapInfo::default()
+    };
+    let mut op = XenSysctl::new(XEN_SYSCTL_XENIA_HEAP_INFO, &arg);
+    hv.sysctl(&mut op)?;
+    Ok(op.payload())
+}

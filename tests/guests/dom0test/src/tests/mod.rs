@@ -7,6 +7,7 @@ mod containment;
 mod density;
 mod privilege;
 mod sched;
+mod security;
 mod teardown;
 
 use alloc::format;
@@ -90,6 +91,16 @@ pub const TESTS: &[Test] = &[
         name: "console",
         run: console::run,
         about: "dom0 as the console backend of a domU's console ring",
+    },
+    Test {
+        name: "security",
+        run: security::two_domains,
+        about: "an attacker domU against dom0's and a victim domU's frames; findings 1 and 2",
+    },
+    Test {
+        name: "exhaustion",
+        run: security::exhaustion,
+        about: "a domU and dom0 try to exhaust hypervisor memory; errors, and it all comes back",
     },
 ];
 

@@ -9,6 +9,7 @@ mod events;
 mod exceptions;
 mod fasttrap;
 mod grants;
+mod hostile;
 mod hypercalls;
 mod isolation;
 mod pagetables;
@@ -160,6 +161,11 @@ pub const TESTS: &[Test] = &[
         name: "unprivileged",
         run: domu::unprivileged,
         about: "domain and system control and foreign operations from a domU get EPERM",
+    },
+    Test {
+        name: "hostile",
+        run: hostile::run,
+        about: "dom0test's security domUs: role=victim|attacker|exhaust|ticker|partial",
     },
     Test {
         name: "console_ring",
