@@ -578,8 +578,9 @@ fn second_l4(env: &Env, va: u64) -> Result<(u64, [u64; 3]), Verdict> {
 
 /// F2 across address spaces: the grant mapped at VA in the bootstrap L4 (handle 1) and at
 /// the same VA in a second L4 (handle 2); on the second L4, unmapping handle 1 naming VA
-/// must be refused (handle 1's mapping is in the other address space), and both mappings
-/// must survive.
+/// must either be refused with both mappings kept, or remove handle 1's own mapping (in
+/// the first L4) and leave handle 2's: never handle 2's PTE, never a PTE without its
+/// handle.
 pub fn grant_unmap_other_address_space(env: &Env) -> Verdict {
     let va = FREE_L4_VA;
     let g = match GrantSetup::new(GREF_OTHER_L4) {
@@ -675,12 +676,15 @@ pub fn grant_unmap_other_address_space(env: &Env) -> Verdict {
         Errname(ret),
         gntst(st)
     );
-    if st != GNTST_OKAY
-        && here == Some(data)
-        && there == Some(data)
-        && read_here == Some(GRANT_PATTERN)
-        && read_there == Some(GRANT_PATTERN)
-    {
+    // Two safe outcomes: the unmap is refused and both mappings stay; or it removes
+    // exactly handle 1's mapping, in the address space where handle 1 made it, and leaves
+    // handle 2's. Anything else removed a PTE the handle did not make, or left one mapped
+    // with its handle gone.
+    let second_intact = here == Some(data) && read_here == Some(GRANT_PATTERN);
+    let first_intact = there == Some(data) && read_there == Some(GRANT_PATTERN);
+    let refused_both_kept = st != GNTST_OKAY && second_intact && first_intact;
+    let removed_its_own = st == GNTST_OKAY && second_intact && there.is_none();
+    if refused_both_kept || removed_its_own {
         refused!("{how}")
     } else {
         succeeded!("{how}")

@@ -213,6 +213,20 @@ pub fn heap_used() -> Result<u64, i64> {
     Ok(op.payload::<SysctlXeniaHeapInfo>().heap_used)
 }
 
+/// Bytes under the hypervisor's heap allocator (it grows from free frames and keeps what it
+/// grew), or the sysctl's `rax`.
+pub fn heap_total() -> Result<u64, i64> {
+    let arg = SysctlXeniaHeapInfo {
+        domid: DOMID_INVALID,
+        ..Default::default()
+    };
+    let (ret, op) = sysctl_with(XEN_SYSCTL_XENIA_HEAP_INFO, &arg);
+    if ret < 0 {
+        return Err(ret);
+    }
+    Ok(op.payload::<SysctlXeniaHeapInfo>().heap_total)
+}
+
 /// `createdomain` with `vcpus` vCPUs: the new id, or `rax`.
 pub fn create_domain(vcpus: u32) -> Result<DomId, i64> {
     let cfg = DomctlCreatedomain {
