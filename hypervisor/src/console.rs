@@ -106,7 +106,7 @@ pub fn guest_output(dom: guest_abi::types::DomId, line: &mut ConsoleLine, bytes:
             }
         }
         if b != b'\r' {
-            line.push(b);
+            line.push(b); // alloc: none: a fixed-size ConsoleLine
         }
     }
 }

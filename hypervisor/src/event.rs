@@ -258,6 +258,7 @@ impl EventChannels {
         self.ports
             .try_reserve_exact(PORTS_PER_WORD as usize)
             .map_err(|_| Errno::ENOMEM)?;
+        // alloc: within the room reserved just above.
         self.ports
             .resize(len + PORTS_PER_WORD as usize, Channel::FREE);
         Ok(())
@@ -326,6 +327,7 @@ impl EventChannels {
             self.virqs
                 .try_reserve_exact(v + 1 - self.virqs.len())
                 .map_err(|_| Errno::ENOMEM)?;
+            // alloc: within the room reserved just above.
             self.virqs.resize(v + 1, [0; NR_VIRQS as usize]);
         }
         *self.channel_mut(port)? = Channel {
@@ -530,7 +532,7 @@ impl EventChannels {
         peers
             .try_reserve_exact(foreign_peers(&self.ports, own).count())
             .map_err(|_| Errno::ENOMEM)?;
-        peers.extend(foreign_peers(&self.ports, own));
+        peers.extend(foreign_peers(&self.ports, own)); // alloc: room reserved above
         self.ports.fill(Channel::FREE);
         self.virqs.fill([0; NR_VIRQS as usize]);
         Ok(peers)

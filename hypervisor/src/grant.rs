@@ -527,8 +527,9 @@ impl Grants {
             return Err(GntError::GeneralError);
         }
         self.reserve(added)?;
+        // alloc: within the capacity just reserved (both vectors).
         self.frames.extend_from_slice(mfns);
-        // Within the capacity just reserved: no allocation.
+        // alloc: as above.
         self.active.resize(self.nr_entries() as usize, None);
         Ok(())
     }
@@ -571,6 +572,7 @@ impl Grants {
                     active,
                 })
             })
+            // alloc: teardown only (dom0's destroydomain), bounded by the table's entries.
             .collect()
     }
 
@@ -961,6 +963,7 @@ impl MapTrack {
             if let Slot::Used(e) = self.slots[i]
                 && pred(&e)
             {
+                // alloc: teardown only (dom0's destroydomain), one per mapping held.
                 out.push(Release::of(self.owner, &e, e.host(), e.device()));
                 // i < limit, a u32.
                 self.free_slot(i as GrantHandle);
@@ -984,7 +987,7 @@ impl MapTrack {
         let slots = self.slots.len() + 1;
         self.slots.try_reserve(1).ok()?;
         self.free.try_reserve(slots - self.free.len()).ok()?;
-        self.slots.push(Slot::Reserved);
+        self.slots.push(Slot::Reserved); // alloc: room reserved just above
         Some(next)
     }
 
@@ -999,6 +1002,7 @@ impl MapTrack {
 
     fn free_slot(&mut self, handle: GrantHandle) {
         self.set(handle, Slot::Free);
+        // alloc: the free list has room for every slot (`reserve`).
         self.free.push_back(handle);
     }
 }

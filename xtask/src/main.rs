@@ -17,6 +17,7 @@ mod bench;
 mod host;
 mod initrd;
 mod kernels;
+mod lint;
 mod userland;
 
 use std::os::unix::process::CommandExt;
@@ -211,6 +212,8 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
 fn test(ws: &Workspace, args: &TestArgs) -> Result<ExitCode, String> {
     // Check the filter before spending minutes on building and unit tests.
     xenia_tests::runner::matching(args.filter.as_deref())?;
+    println!("checking guest-reachable hypervisor paths for infallible allocation...");
+    lint::run(ws.root())?;
     host::install_toolchain(ws.root())?;
     host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
     println!("running host unit tests...");

@@ -176,14 +176,15 @@ pub fn domctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
             if end > PAGE_SIZE {
                 return Err(Errno::EINVAL);
             }
-            let mut bytes = alloc::vec![0u8; w.len as usize];
-            space.read(w.buffer, &mut bytes)?;
+            let mut buf = [0u8; PAGE_SIZE as usize];
+            let bytes = &mut buf[..w.len as usize];
+            space.read(w.buffer, bytes)?;
             if id == dom.id {
                 return Err(Errno::EINVAL);
             }
             world.domains.get(&id).ok_or(Errno::ESRCH)?;
             super::mmu::with_writable(id, Mfn(w.mfn), |frame| {
-                frame[w.offset as usize..end as usize].copy_from_slice(&bytes);
+                frame[w.offset as usize..end as usize].copy_from_slice(bytes);
             })?;
         }
         dc::XEN_DOMCTL_XENIA_READ_FRAME => {
@@ -195,9 +196,11 @@ pub fn domctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
             world.domains.get(&id).ok_or(Errno::ESRCH)?;
             let mfn = Mfn(w.mfn);
             ft::with(|t, _| t.get_page(mfn, id))?;
-            let bytes = super::mmu::frame_bytes(mfn)[w.offset as usize..end as usize].to_vec();
+            let mut buf = [0u8; PAGE_SIZE as usize];
+            let bytes = &mut buf[..w.len as usize];
+            bytes.copy_from_slice(&super::mmu::frame_bytes(mfn)[w.offset as usize..end as usize]);
             let _ = ft::with(|t, _| t.put_page(mfn));
-            space.write(w.buffer, &bytes)?;
+            space.write(w.buffer, bytes)?;
         }
         _ => return Err(Errno::ENOSYS),
     }
@@ -223,6 +226,7 @@ fn create(
     } else {
         wanted
     };
+    // alloc: dom0 only (domctl), a few bytes, checked against the heap's reserve by create.
     let mut new = lifecycle::create(id, alloc::format!("d{id}"), cfg.max_vcpus)?;
     new.handle = cfg.handle;
     world.last_domid = id;
@@ -239,7 +243,7 @@ fn create(
         let _ = s.pause_domain(id);
     }
     log::info!(target: "domain", "domain {id} created ({} vCPUs)", cfg.max_vcpus);
-    world.domains.insert(id, new);
+    world.domains.insert(id, new); // alloc: dom0 only; one map node per domain
     Ok(id)
 }
 
@@ -276,7 +280,7 @@ fn destroy(dom: &mut Domain, world: &mut World, id: DomId) -> Result<(), Errno> 
             victim
                 .shutdown
                 .get_or_insert(crate::domain::Shutdown::Crash);
-            world.domains.insert(id, victim);
+            world.domains.insert(id, victim); // alloc: dom0 only; the node just freed
             Err(e)
         }
     }
@@ -464,6 +468,7 @@ pub fn sysctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
     match op.cmd {
         sc::XEN_SYSCTL_READCONSOLE => {
             let mut r: sc::SysctlReadconsole = op.payload();
+            // alloc: dom0 only (sysctl), at most 64 KiB, within the heap's reserve.
             let mut buf = alloc::vec![0u8; (r.count as usize).min(64 * 1024)];
             let from = if r.incremental != 0 {
                 u64::from(r.index)
@@ -497,8 +502,12 @@ pub fn sysctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
             let mut l: sc::SysctlGetdomaininfolist = op.payload();
             let record = core::mem::size_of::<dc::DomctlGetdomaininfo>() as u64;
             let mut n = 0u32;
-            let mut all: alloc::vec::Vec<&Domain> = world.domains.values().collect();
-            all.push(dom);
+            let mut all: alloc::vec::Vec<&Domain> = alloc::vec::Vec::new();
+            all.try_reserve_exact(world.domains.len() + 1)
+                .map_err(|_| Errno::ENOMEM)?;
+            // alloc: room reserved just above.
+            all.extend(world.domains.values());
+            all.push(dom); // alloc: room reserved above
             all.sort_by_key(|d| d.id);
             for d in all.into_iter().filter(|d| d.id >= l.first_domain) {
                 if n >= l.max_domains {

@@ -40,16 +40,39 @@ fn put<const N: usize>(
 /// Most operations handled in one call.
 const MAX_COUNT: u64 = 512;
 
-/// The entry frames of `grants`, as the grant logic reads them.
-fn entry_frames(grants: &Grants) -> Vec<&'static EntryFrame> {
-    grants
-        .frames()
-        .iter()
-        // SAFETY: grant frames are frames the hypervisor allocated, holds a reference on
+/// The entry frames of `grants`, as the grant logic reads them (at most
+/// [`gt::DEFAULT_MAX_FRAMES`], a fixed array: no allocation on the grant paths).
+fn entry_frames(grants: &Grants) -> EntryFrameList {
+    let mut list = EntryFrameList {
+        frames: [&EMPTY_FRAME; gt::DEFAULT_MAX_FRAMES as usize],
+        len: 0,
+    };
+    for (slot, m) in list.frames.iter_mut().zip(grants.frames()) {
+        // SAFETY: grant frames are frames the hypervisor allocated, holds for its writes
         // until teardown and reaches through the direct map; `EntryFrame` is atomics only.
-        .map(|m| unsafe { &*(phys_to_virt(m.phys()) as *const EntryFrame) })
-        .collect()
+        *slot = unsafe { &*(phys_to_virt(m.phys()) as *const EntryFrame) };
+        list.len += 1;
+    }
+    list
 }
+
+/// A grant table's entry frames, in a fixed array.
+struct EntryFrameList {
+    frames: [&'static EntryFrame; gt::DEFAULT_MAX_FRAMES as usize],
+    len: usize,
+}
+
+impl core::ops::Deref for EntryFrameList {
+    type Target = [&'static EntryFrame];
+    fn deref(&self) -> &Self::Target {
+        &self.frames[..self.len]
+    }
+}
+
+/// What unused slots of an [`EntryFrameList`] point at (never read: the list's length
+/// excludes them).
+static EMPTY_FRAME: EntryFrame =
+    [const { core::sync::atomic::AtomicU32::new(0) }; gt::WORDS_PER_FRAME];
 
 /// Takes the frame references `refs` on `mfn` in `owner`'s name, or none.
 fn take_refs(mfn: Mfn, owner: DomId, refs: FrameRefs) -> Result<(), FrameRefError> {
@@ -193,11 +216,13 @@ fn setup_table(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Er
         Err(e) => e.status(),
         Ok(target) => match grow(target, op.nr_frames) {
             Ok(()) => {
-                let bytes: Vec<u8> = target.grants.grants.frames()[..op.nr_frames as usize]
-                    .iter()
-                    .flat_map(|m| m.0.to_le_bytes())
-                    .collect();
-                match space.write(op.frame_list, &bytes) {
+                let mut buf = [0u8; 8 * gt::DEFAULT_MAX_FRAMES as usize];
+                let frames = target.grants.grants.frames();
+                let n = (op.nr_frames as usize).min(frames.len());
+                for (dst, m) in buf.chunks_exact_mut(8).zip(&frames[..n]) {
+                    dst.copy_from_slice(&m.0.to_le_bytes());
+                }
+                match space.write(op.frame_list, &buf[..8 * n]) {
                     Ok(()) => g::GNTST_OKAY,
                     Err(_) => GntError::BadVirtAddr.status(),
                 }
@@ -233,7 +258,7 @@ pub fn grow(dom: &mut Domain, nr: u32) -> Result<(), GntError> {
             )
         });
         match held {
-            Some((mfn, true)) => new.push(mfn),
+            Some((mfn, true)) => new.push(mfn), // alloc: room reserved above
             other => {
                 if let Some((mfn, _)) = other {
                     let _ = ft::take_back(mfn, dom.id);
@@ -463,10 +488,11 @@ fn copy(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
 /// references dropped so that the frame table can free them).
 pub fn release(victim: &mut Domain, caller: &mut Domain, others: &mut Domains) {
     let id = victim.id;
+    // alloc: teardown is dom0's (destroydomain); bounded by the mappings that exist.
     let mut releases = victim.grants.maptrack.release_all();
-    releases.extend(caller.grants.maptrack.revoke(id));
+    releases.extend(caller.grants.maptrack.revoke(id)); // alloc: as above
     for other in others.values_mut() {
-        releases.extend(other.grants.maptrack.revoke(id));
+        releases.extend(other.grants.maptrack.revoke(id)); // alloc: as above
     }
     // Each domain involved, by id: the victim, the caller, the rest.
     fn find<'a>(
@@ -500,7 +526,7 @@ pub fn release(victim: &mut Domain, caller: &mut Domain, others: &mut Domains) {
                 r.granter
             );
             if kept.try_reserve(1).is_ok() {
-                kept.push(i);
+                kept.push(i); // alloc: room reserved just above
             }
         }
     }

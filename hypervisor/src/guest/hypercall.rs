@@ -210,11 +210,13 @@ fn set_timer_op(dom: &mut Domain, deadline: u64) -> HcResult {
 fn xen_version(dom: &Domain, cmd: u64, arg: u64) -> HcResult {
     use guest_abi::version as v;
     let space = aspace(dom);
+    // The longest string buffer of the ABI (capabilities, command line): 1024 bytes.
     let write_str = |len: usize, text: &str| -> HcResult {
-        let mut buf = alloc::vec![0u8; len];
+        let mut buf = [0u8; 1024];
+        let buf = &mut buf[..len];
         let n = text.len().min(len - 1);
         buf[..n].copy_from_slice(&text.as_bytes()[..n]);
-        space.write(arg, &buf)?;
+        space.write(arg, buf)?;
         Ok(0)
     };
     match cmd as u32 {
@@ -284,9 +286,12 @@ fn console_io(
             if !mem::range_ok(buf, count) {
                 return Err(Errno::EFAULT);
             }
-            let n = (count as usize).min(input.len()).min(4096);
-            let bytes: alloc::vec::Vec<u8> = input.iter().take(n).copied().collect();
-            space.write(buf, &bytes)?;
+            let mut bytes = [0u8; 4096];
+            let n = (count as usize).min(input.len()).min(bytes.len());
+            for (dst, b) in bytes.iter_mut().zip(input.iter()) {
+                *dst = *b;
+            }
+            space.write(buf, &bytes[..n])?;
             input.drain(..n);
             Ok(n as u64)
         }

@@ -153,6 +153,7 @@ pub fn trap(frame: &mut TrapFrame) {
             true
         }
     };
+    // alloc: the entry removed above goes back (issue 11 ends the remove/insert pattern).
     world.domains.insert(id, dom);
     world.finish_trap(frame, reschedule);
 }
@@ -189,7 +190,7 @@ impl World {
                 Err(()) => {
                     let mut dom = self.domains.remove(&id).expect("current domain");
                     domain_stopped(&mut dom, self);
-                    self.domains.insert(id, dom);
+                    self.domains.insert(id, dom); // alloc: the entry just removed
                     reschedule = true;
                 }
             }
@@ -316,6 +317,7 @@ impl World {
             }
             // Keep a bounded backlog: 64 KiB of unread input is plenty for a console.
             if self.console_input.len() < 64 * 1024 {
+                // alloc: serial input, not a guest's, bounded at 64 KiB just above.
                 self.console_input.push_back(b);
             }
             got = true;
@@ -455,7 +457,7 @@ pub fn shut_down_other(
             send_virq(caller, 0, guest_abi::event::VIRQ_DOM_EXC);
         }
     }
-    world.domains.insert(target, dom);
+    world.domains.insert(target, dom); // alloc: the entry just removed
     Ok(())
 }
 
@@ -519,15 +521,16 @@ fn deliver_to_trap_table(
         crash(
             dom,
             format_args!(
-                "unhandled {} (vector {vector}) at rip {:#x}, error code {:#x}{}",
+                "unhandled {} (vector {vector}) at rip {:#x}, error code {:#x}{}{}",
                 trap::exception_name(u64::from(vector)),
                 frame.rip,
                 error.unwrap_or(0),
                 if vector == guest_abi::trap::PAGE_FAULT {
-                    alloc::format!(", cr2 {cr2:#x}")
+                    ", cr2 "
                 } else {
-                    alloc::string::String::new()
-                }
+                    ""
+                },
+                OptionalHex((vector == guest_abi::trap::PAGE_FAULT).then_some(cr2)),
             ),
         );
         return Outcome::Stopped;
@@ -537,6 +540,18 @@ fn deliver_to_trap_table(
 
 /// Length of the `SYSCALL` instruction (0F 05).
 const SYSCALL_INSN_LEN: u64 = 2;
+
+/// `{:#x}` of a value, or nothing.
+struct OptionalHex(Option<u64>);
+
+impl core::fmt::Display for OptionalHex {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v:#x}"),
+            None => Ok(()),
+        }
+    }
+}
 
 /// SYSCALL from ring 3 goes to the registered syscall callback, or becomes #UD. The CPU
 /// does not say which ring a SYSCALL came from (the stub reports ring 3), but ring 3 can

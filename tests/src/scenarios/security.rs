@@ -207,6 +207,10 @@ fn big_machine_run(
     let log = vm.serial_log();
     let attack = contract::guest_line("attack ");
     let lines: Vec<&str> = log.lines().filter(|l| l.starts_with(&attack)).collect();
+    // The one attack that cannot finish on 40 GiB (exhausting it takes ~10^5 domains) says
+    // SKIPPED; the small machines run it.
+    let skippable = |l: &&str| l.contains("attack f5-create-domains-until-refused: SKIPPED (");
+    let lines: Vec<&str> = lines.into_iter().filter(|l| !skippable(l)).collect();
     let refused = lines.iter().filter(|l| l.contains(": refused (")).count();
     note(format!(
         "40 GiB: {refused} of {} attacks refused; total run {:.1}s",

@@ -33,6 +33,9 @@ const MAX_DOMAINS: usize = 2048;
 /// test machine holds, exceeds it.
 const HEAP_SLACK: u64 = 64 * 1024;
 
+/// Most free frames (1 GiB) on which the domain-creation attack tries to exhaust memory.
+const EXHAUSTIBLE_FREE_PAGES: u64 = 1 << 18;
+
 /// Window slot of the grant frame (see `findings` for the others).
 const SLOT_GRANT_TABLE: usize = 9;
 /// Grant references the map flood cycles through (above Xen's reserved 0–7, within the first
@@ -77,6 +80,14 @@ fn heap_text(h: Result<u64, i64>) -> impl core::fmt::Display {
 /// back to what they were, and a new domain can still be made.
 pub fn create_domains_until_refused(_: &Env) -> Verdict {
     let (free0, heap0) = memory();
+    if free0 > EXHAUSTIBLE_FREE_PAGES {
+        // Exhausting a large machine takes hundreds of thousands of domains: the same code
+        // is exhausted on the small test machines (attacks_max, attacks_qemu64).
+        return crate::verdict::Verdict::new(
+            crate::verdict::Outcome::Skipped,
+            format_args!("{free0} free frames: too much memory to exhaust in a test"),
+        );
+    }
     let total0 = hv::heap_total();
     let mut ids: [DomId; MAX_DOMAINS] = [0; MAX_DOMAINS];
     let mut n = 0;

@@ -893,7 +893,9 @@ fn finding2(t: &mut Tally, victim: DomId, v_data: u64, port: EvtchnPort, own_pfn
     }
     t.verdict(
         "stale-grant-mapping-after-granter-destroyed",
-        !reclaimed && pin.0 < 0,
+        // Refused when the revocation removed VA1's mapping, or, if it is still live, when
+        // its frame can neither be reclaimed nor pinned.
+        !live || (!reclaimed && pin.0 < 0),
         format_args!(
             "VA1 entry {e1:#x} after the victim was destroyed (live mapping of its frame: \
              {live}, reads {read:x?}); reclaimed through populate_physmap: {reclaimed}; pin as \
