@@ -291,11 +291,35 @@
 //! when the handler returns. The first failing item ends the batch; `*done`
 //! says how many succeeded.
 //!
-//! ## Xenia's extensions
+//! ## Frames the hypervisor writes
 //!
-//! `memory_op` with `XENMEM_XENIA_FRAME_COUNTS` reports the domain's frames by
-//! type, and `XENMEM_XENIA_CHECK_FRAME_TABLE` runs the hypervisor's own
-//! consistency check of every frame's counts ([`memory`]).
+//! The hypervisor writes `shared_info` (event bits, `vcpu_info`, time) and the
+//! grant-table frames (`GTF_reading`/`GTF_writing`) for as long as the domain
+//! lives. The domain may map them, writable too, but they can never become a
+//! page table or descriptor page, nor be given back: a pin or a page-table
+//! entry asking for such a type fails with `EINVAL`, and
+//! `XENMEM_decrease_reservation` stops at them.
+//!
+//! ## Xenia's extensions, and who may call them
+//!
+//! Every operation Xenia adds to Xen's interface (numbers from `0x5800`) says
+//! who may call it and checks it:
+//!
+//! | operation | who | what |
+//! |---|---|---|
+//! | `memory_op` [`memory::XENMEM_XENIA_FRAME_COUNTS`] | any domain, about itself | its frames by type |
+//! | `memory_op` [`memory::XENMEM_XENIA_CHECK_FRAME_TABLE`] | dom0 only (`EPERM`) | the hypervisor's consistency check of every frame, and of the frames it writes |
+//! | `domctl` [`domctl::XEN_DOMCTL_XENIA_WRITE_FRAME`], [`domctl::XEN_DOMCTL_XENIA_READ_FRAME`] | dom0 only (`EPERM`), on a frame of another existing domain (`EINVAL` for itself, `ESRCH` for none) | copy into (only while the frame can be writable: never a page table) or out of one frame |
+//! | `console_io` [`console::CONSOLEIO_XENIA_WRITE_RAW`] | dom0 only (`EPERM`) | bytes to the serial line as they are |
+//! | `sysctl` [`sysctl::XEN_SYSCTL_XENIA_HEAP_INFO`] | dom0 only (`EPERM`) | the heap, and what a domain is charged |
+//!
+//! ## Hypervisor memory a domain costs
+//!
+//! What the hypervisor allocates for a domain (its vCPUs, event channels,
+//! grant mappings, its unfinished console line) is bounded by limits set when
+//! the domain is created; a request past them, or one the machine cannot
+//! spare without eating into the hypervisor's reserve, fails with `ENOMEM`,
+//! `ENOSPC` or `GNTST_no_space`, never by stopping the hypervisor.
 //!
 //! # A worked example
 //!

@@ -1968,6 +1968,56 @@ mod tests {
         assert!(p.mapper.maptrack.is_empty());
     }
 
+    /// Issue 10, finding 2: an unmap naming another address than the handle's (where another
+    /// handle maps the same frame) must change nothing, and the PTE location recorded at map
+    /// time is what the removal is given.
+    #[test]
+    fn unmap_must_name_the_handles_own_address() {
+        let mut p = Pair::new(1);
+        p.pages.grant(0, D2, 0x42, GTF_PERMIT_ACCESS);
+        let m1 = p.map_with(0, HOST, |_| Ok(Some((Mfn(0x77), 5)))).unwrap();
+        let mut op2 = map_op(0, HOST);
+        op2.host_addr += 0x10_0000;
+        let view = p.pages.view();
+        let m2 = map_grant_ref(
+            &mut p.mapper.maptrack,
+            &mut p.granter.grants,
+            D1,
+            &EntryFrames(&view),
+            &op2,
+            |_| Ok(Some((Mfn(0x77), 6))),
+        )
+        .unwrap();
+        drop(view);
+        let before = p.mapper.maptrack.clone();
+        let mut called = false;
+        let r = p
+            .mapper
+            .maptrack
+            .unmap(m1.handle, m2.host_addr, 0, |_, _| {
+                called = true;
+                Ok(())
+            });
+        assert_eq!(r, Err(GntError::GeneralError));
+        assert!(!called, "the PTE of another handle must not be touched");
+        assert_eq!(p.mapper.maptrack, before);
+        // Its own address: the removal gets the recorded PTE.
+        let r = p
+            .mapper
+            .maptrack
+            .unmap(m1.handle, m1.host_addr, 0, |_, e| {
+                assert_eq!(e.pte, Some((Mfn(0x77), 5)));
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.pte, Some((Mfn(0x77), 5)));
+        // Teardown hands out the second mapping's recorded PTE.
+        let rest = p.mapper.maptrack.release_all();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].pte, Some((Mfn(0x77), 6)));
+    }
+
     #[test]
     fn unmap_is_refused_when_the_pte_is_not_the_grants() {
         let mut p = Pair::new(1);

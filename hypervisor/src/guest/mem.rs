@@ -7,14 +7,7 @@ use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
 
 use crate::arch::x86_64::layout::phys_to_virt;
-use crate::mm::{Mfn, PAGE_SIZE, ft};
-
-const PRESENT: u64 = 1 << 0;
-const WRITABLE: u64 = 1 << 1;
-const USER: u64 = 1 << 2;
-const HUGE: u64 = 1 << 7;
-/// Bits 12..51 of an entry: the frame address (Intel SDM Vol. 3A §4.5, Table 4-15).
-const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+use crate::mm::{Mfn, ft, walk};
 
 /// A guest's view of memory: its top-level table and who it is.
 #[derive(Clone, Copy, Debug)]
@@ -23,45 +16,35 @@ pub struct AddressSpace {
     pub dom: DomId,
 }
 
-pub use crate::arch::x86_64::layout::{in_hypervisor_range, is_canonical, range_ok};
+pub use crate::arch::x86_64::layout::{is_canonical, range_ok};
 
-fn read_entry(table: Mfn, index: u64) -> u64 {
-    // SAFETY: `table` is a frame the caller checked is RAM owned by the domain, so the
-    // direct map covers it; the index is below 512. The guest may write the frame
-    // concurrently (it cannot today: page-table frames are read-only to it), so the
-    // read is volatile and its value is validated by the caller.
-    unsafe {
-        core::ptr::read_volatile((phys_to_virt(table.phys()) as *const u64).add(index as usize))
+/// Page tables as the walk reads them: through the direct map, owners from the frame table.
+struct Direct;
+
+impl walk::GuestTables for Direct {
+    fn entry(&self, table: Mfn, index: u64) -> u64 {
+        // SAFETY: the walk reads only tables it checked are RAM owned by the domain, so
+        // the direct map covers them; the index is below 512. The guest may write the
+        // frame concurrently (it cannot today: page-table frames are read-only to it), so
+        // the read is volatile and its value is validated by the walk.
+        unsafe {
+            core::ptr::read_volatile(
+                (phys_to_virt(table.phys()) as *const u64).add(index as usize),
+            )
+        }
+    }
+
+    fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool {
+        ft::owned_by(mfn, dom)
     }
 }
 
 impl AddressSpace {
     /// The machine address behind `va`, if the page is mapped for a kernel-mode access
-    /// (`write` asks for a writable mapping at every level; `user` for a user one).
+    /// (`write` asks for a writable mapping at every level; `user` for a user one). The
+    /// rules are `mm::walk`'s.
     pub fn translate(&self, va: u64, write: bool, user: bool) -> Result<u64, Errno> {
-        if !is_canonical(va) || in_hypervisor_range(va) {
-            return Err(Errno::EFAULT);
-        }
-        let mut table = self.l4;
-        for level in (0..4).rev() {
-            if !ft::owned_by(table, self.dom) {
-                return Err(Errno::EFAULT);
-            }
-            let index = (va >> (12 + 9 * level)) & 511;
-            let entry = read_entry(table, index);
-            if entry & PRESENT == 0
-                || (write && entry & WRITABLE == 0)
-                || (user && entry & USER == 0)
-                || (level > 0 && entry & HUGE != 0)
-            {
-                return Err(Errno::EFAULT);
-            }
-            table = Mfn::from_phys(entry & ADDR_MASK);
-        }
-        if !ft::owned_by(table, self.dom) {
-            return Err(Errno::EFAULT);
-        }
-        Ok(table.phys() + (va & (PAGE_SIZE - 1)))
+        walk::translate(&Direct, self.l4, self.dom, va, write, user)
     }
 
     /// Copies `out.len()` bytes from guest virtual address `va`.
@@ -69,10 +52,7 @@ impl AddressSpace {
         if !range_ok(va, out.len() as u64) {
             return Err(Errno::EFAULT);
         }
-        let mut done = 0usize;
-        while done < out.len() {
-            let at = va + done as u64;
-            let chunk = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(out.len() - done);
+        for (at, done, chunk) in walk::pieces(va, out.len()) {
             let phys = self.translate(at, false, false)?;
             // SAFETY: `phys..phys + chunk` lies in one frame owned by the domain, reached
             // through the direct map; the guest may change it meanwhile, which only
@@ -84,7 +64,6 @@ impl AddressSpace {
                     chunk,
                 );
             }
-            done += chunk;
         }
         Ok(())
     }
@@ -95,15 +74,8 @@ impl AddressSpace {
             return Err(Errno::EFAULT);
         }
         // Check every page first, so that a fault half-way does not leave a torn write.
-        let mut at = va & !(PAGE_SIZE - 1);
-        while at < va + data.len() as u64 {
-            self.translate(at.max(va), true, false)?;
-            at += PAGE_SIZE;
-        }
-        let mut done = 0usize;
-        while done < data.len() {
-            let at = va + done as u64;
-            let chunk = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(data.len() - done);
+        walk::check_writable(&Direct, self.l4, self.dom, va, data.len())?;
+        for (at, done, chunk) in walk::pieces(va, data.len()) {
             let phys = self.translate(at, true, false)?;
             // SAFETY: as in `read`, for a frame mapped writable to the guest.
             unsafe {
@@ -113,7 +85,6 @@ impl AddressSpace {
                     chunk,
                 );
             }
-            done += chunk;
         }
         Ok(())
     }

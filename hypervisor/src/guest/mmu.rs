@@ -359,13 +359,24 @@ pub fn memory_op(dom: &mut Domain, others: &mut Domains, cmd: u64, arg: u64) -> 
 }
 
 /// Runs the frame table's consistency check, and checks that every frame the hypervisor
-/// writes for `domains` (all of them) is held for those writes; logs the outcome.
-pub fn check_frame_table<'a>(domains: impl Iterator<Item = &'a Domain>) -> Result<u64, Errno> {
+/// writes for `domains` (all of them) is held for those writes and that no frame belongs to
+/// a domain not among them; logs the outcome.
+pub fn check_frame_table<'a>(
+    domains: impl Iterator<Item = &'a Domain> + Clone,
+) -> Result<u64, Errno> {
     let outcome = ft::with(|t, mem| {
         t.check_consistency(mem)?;
         t.check_hypervisor_writes(
-            domains.flat_map(|d| d.hypervisor_written().map(move |m| (m, d.id))),
+            domains
+                .clone()
+                .flat_map(|d| d.hypervisor_written().map(move |m| (m, d.id))),
         )?;
+        // Domain ids are 15-bit: a bitmap of the live ones, on the stack.
+        let mut live = [0u64; 1 << 15 >> 6];
+        for d in domains.clone() {
+            live[usize::from(d.id >> 6) % live.len()] |= 1 << (d.id & 63);
+        }
+        t.check_owners(|id| live[usize::from(id >> 6) % live.len()] & (1 << (id & 63)) != 0)?;
         Ok::<u64, alloc::string::String>(t.len())
     });
     match outcome {

@@ -829,6 +829,28 @@ impl FrameTable {
         }
     }
 
+    /// Checks that every frame a domain owns belongs to a domain that exists (`live`): a
+    /// frame owned by a destroyed domain is a frame no one will ever free.
+    pub fn check_owners(&self, live: impl Fn(DomId) -> bool) -> Result<(), String> {
+        let mut orphans = 0u64;
+        let mut first = None;
+        for (i, f) in self.frames.iter().enumerate() {
+            if let Owner::Domain(d) = f.owner
+                && !live(d)
+            {
+                orphans += 1;
+                first.get_or_insert((i, d));
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some((i, d)) => Err(format!(
+                "{orphans} frames belong to domains that do not exist (the first, {i:#x}, to \
+                 domain {d})"
+            )),
+        }
+    }
+
     // ---- Guest operations. ----
 
     /// `MMUEXT_PIN_L{1..4}_TABLE`: validates `mfn` as a `level` page table if need be and
@@ -2317,6 +2339,14 @@ mod tests {
         let released = ft.release_domain(&mut mem, DOM_A);
         assert_eq!(released.freed, [shared]);
         consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn frames_of_domains_that_are_gone_are_reported() {
+        let (ft, _) = setup(16, &[3, 4], &[5]);
+        ft.check_owners(|d| d == DOM_A || d == DOM_B).unwrap();
+        let msg = ft.check_owners(|d| d == DOM_A).unwrap_err();
+        assert!(msg.contains("1 frames") && msg.contains("domain 2"), "{msg}");
     }
 
     /// The consistency check's windows: counts are right across a window boundary.

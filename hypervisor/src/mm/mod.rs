@@ -11,6 +11,7 @@ pub mod heap;
 #[cfg(target_os = "none")]
 pub mod m2p;
 pub mod memmap;
+pub mod walk;
 
 pub use memmap::PAGE_SIZE;
 
