@@ -30,15 +30,15 @@ use core::sync::atomic::Ordering::SeqCst;
 
 use guest_abi::grant::{
     GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP, GNTMAP_READONLY,
-    GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_SUB_PAGE, GTF_WRITING, GnttabCopy,
-    GnttabCopyPtr, GnttabMapGrantRef, GrantHandle,
+    GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_SUB_PAGE, GTF_TYPE_MASK, GTF_WRITING,
+    GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GrantHandle,
 };
 use guest_abi::types::{DOMID_SELF, DomId};
 
 use crate::engine::{Input, Target};
 use crate::grant::{
     CopyEnv, EntryFrame, EntryFrames, FrameRefError, GntError, GrantFrames, GrantTable, Grants,
-    Release, WORDS_PER_FRAME, copy_one, entry_word, map_grant_ref, word_flags,
+    Release, WORDS_PER_FRAME, copy_one, entry_word, map_grant_ref, word_domid, word_flags,
 };
 use crate::mm::frame_table::{Config, ENTRIES, FrameTable, Owner, PageMemory, PageType};
 use crate::mm::{Mfn, PAGE_SIZE};
@@ -471,6 +471,17 @@ fn map(s: &mut State, input: &mut Input) {
     if let Ok(mapping) = result {
         let word = with_frames(entries, |f| f.load_word(op.gref)).expect("entry of a mapped ref");
         if before.is_none() {
+            // First use: the entry permitted it, to this mapper, as a whole page.
+            assert_eq!(
+                word_flags(word) & (GTF_TYPE_MASK | GTF_SUB_PAGE),
+                GTF_PERMIT_ACCESS,
+                "map of an entry that does not permit it"
+            );
+            assert_eq!(
+                word_domid(word),
+                mapper_id,
+                "map of an entry granted to another domain"
+            );
             assert!(
                 word_flags(word) & GTF_READING != 0,
                 "mapped grant without GTF_reading"
@@ -480,6 +491,11 @@ fn map(s: &mut State, input: &mut Input) {
             assert!(
                 word_flags(word) & GTF_WRITING != 0,
                 "writable map without GTF_writing"
+            );
+            assert_eq!(
+                word_flags(word) & GTF_READONLY,
+                0,
+                "writable map of a read-only grant"
             );
         }
     }
@@ -675,6 +691,19 @@ fn copy(s: &mut State, input: &mut Input) {
         return;
     }
     let caller = s.doms[c].id;
+    // A copy into a grant needs it writable, checked unless a writer already holds it.
+    let dest_grant = (flags & GNTCOPY_DEST_GREF != 0).then(|| {
+        let granter = if dest.domid == DOMID_SELF {
+            caller
+        } else {
+            dest.domid
+        };
+        let g = s.doms.iter().find(|d| d.id == granter && d.alive)?;
+        let active = g.gt.grants.active(dest.gref());
+        let held = active.is_some_and(|a| a.pins.has_writers());
+        let word = with_frames(&g.entries, |f| f.load_word(dest.gref()))?;
+        Some((held, active.is_some(), word))
+    });
     let State { ft, mem, doms } = s;
     let mut env = Env {
         ft,
@@ -682,8 +711,29 @@ fn copy(s: &mut State, input: &mut Input) {
         doms,
         held: 0,
     };
-    let _ = copy_one(&mut env, caller, &op);
+    let result = copy_one(&mut env, caller, &op);
     assert_eq!(env.held, 0, "a copy left frame references behind");
+    if result.is_ok()
+        && let Some(Some((false, active, word))) = dest_grant
+    {
+        if !active {
+            assert_eq!(
+                word_domid(word),
+                caller,
+                "copy into a grant made to another domain"
+            );
+        }
+        assert_eq!(
+            word_flags(word) & GTF_READONLY,
+            0,
+            "copy into a read-only grant"
+        );
+        assert_eq!(
+            word_flags(word) & GTF_TYPE_MASK,
+            GTF_PERMIT_ACCESS,
+            "copy into a grant not permitted"
+        );
+    }
 }
 
 /// A guest pins one of its frames as a page table: never one the hypervisor writes.

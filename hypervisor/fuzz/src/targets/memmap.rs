@@ -120,7 +120,7 @@ fn run(data: &[u8]) {
     // Every whole usable page outside the holes is free: nothing usable is lost.
     for u in &out.usable {
         for page in [
-            u.start.next_multiple_of(PAGE_SIZE),
+            u.start.checked_next_multiple_of(PAGE_SIZE).unwrap_or(0),
             u.end.saturating_sub(PAGE_SIZE) / PAGE_SIZE * PAGE_SIZE,
         ] {
             let Some(end) = page.checked_add(PAGE_SIZE) else {
