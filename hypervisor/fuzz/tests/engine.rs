@@ -51,15 +51,13 @@ fn a_planted_bug_is_found_and_minimised() {
     );
 }
 
+/// Each target runs on a few fixed inputs. (Their seeds include inputs that found bugs; those
+/// are replayed by `cargo xtask fuzz`, which reports them with the broken invariant.)
 #[test]
 fn every_target_runs() {
     for t in TARGETS {
-        // Deterministic inputs: all zeros of a few lengths, and the seeds.
         for len in [0, 1, 7, 64, 300] {
             (t.run)(&vec![0u8; len.min(t.max_len)]);
-        }
-        for s in (t.seeds)() {
-            (t.run)(&s);
         }
     }
 }
