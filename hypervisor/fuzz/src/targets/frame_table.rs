@@ -318,6 +318,25 @@ fn step(s: &mut State, input: &mut Input) {
                     mem.pages[table.0 as usize][index], want,
                     "update wrote another value"
                 );
+                // A translation the guest may still have cached grants more than the new
+                // entry: it was present, and the new one is absent, maps another frame, or
+                // takes away write, user or execute rights (`UpdateEffect::stale_translation`).
+                let stale = !effect.plain_write
+                    && old & P != 0
+                    && (want & P == 0
+                        || (old ^ want) & ADDR != 0
+                        || old & !want & (RW | U) != 0
+                        || want & !old & NX != 0);
+                assert_eq!(
+                    effect.stale_translation, stale,
+                    "update {old:#x} -> {want:#x}: stale translation"
+                );
+                let l4 = ft.info(table).map(|f| f.current_type()) == Some(PageType::L4);
+                assert_eq!(
+                    effect.l4_changed,
+                    (!effect.plain_write && l4 && old != want).then_some(table),
+                    "update {old:#x} -> {want:#x}: L4 change"
+                );
             }
             r.map(|_| ())
         }
