@@ -1991,13 +1991,10 @@ mod tests {
         drop(view);
         let before = p.mapper.maptrack.clone();
         let mut called = false;
-        let r = p
-            .mapper
-            .maptrack
-            .unmap(m1.handle, m2.host_addr, 0, |_, _| {
-                called = true;
-                Ok(())
-            });
+        let r = p.mapper.maptrack.unmap(m1.handle, m2.host_addr, 0, |_, _| {
+            called = true;
+            Ok(())
+        });
         assert_eq!(r, Err(GntError::GeneralError));
         assert!(!called, "the PTE of another handle must not be touched");
         assert_eq!(p.mapper.maptrack, before);

@@ -9,15 +9,21 @@
 //! - `cargo xtask test [FILTER]`: host unit tests, then the QEMU scenarios whose names contain
 //!   FILTER.
 //! - `cargo xtask bench [--domains N]`: benchmarks (see [`bench`]).
+//! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
+//!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
+//! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
+//!   grants, events and memory map with `cargo-mutants` (see [`mutants`]); not part of CI.
 //!
 //! Works from any directory: the workspace root is this package's parent directory.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod fuzz;
 mod host;
 mod initrd;
 mod kernels;
 mod lint;
+mod mutants;
 mod userland;
 
 use std::os::unix::process::CommandExt;
@@ -53,6 +59,36 @@ enum Cmd {
     /// Run the benchmarks (virtual time under QEMU -icount): creation time of the 1st and
     /// the Nth domain.
     Bench(BenchArgs),
+    /// Run the fuzz targets of the hardware-independent core (all, or one).
+    Fuzz(FuzzArgs),
+    /// Mutation testing of the frame table, grants, events and memory map (slow; not CI).
+    Mutants(MutantsArgs),
+}
+
+#[derive(Args)]
+struct FuzzArgs {
+    /// Run only this target (`frame_table`, `grant`, `event`, `memmap`, `pvboot`, `cpio`,
+    /// `xlcfg`, `abi`).
+    target: Option<String>,
+    /// Seconds per target.
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    time: f64,
+    /// Seed of the random generator.
+    #[arg(long, value_name = "N", default_value_t = 0x5EED)]
+    seed: u64,
+    /// Replay this input (a file the fuzzer wrote) on TARGET instead of fuzzing.
+    #[arg(long, value_name = "FILE", requires = "target")]
+    replay: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct MutantsArgs {
+    /// Test timeout per mutant, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    timeout: u32,
+    /// Test only shard K of N (every Nth mutant), e.g. 0/8.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
 }
 
 #[derive(Args)]
@@ -105,6 +141,17 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run(&ws, &args),
         Cmd::Test(args) => test(&ws, &args),
         Cmd::Bench(args) => bench(&ws, &args),
+        Cmd::Fuzz(args) => fuzz::run(
+            ws.root(),
+            args.target.as_deref(),
+            args.time,
+            args.seed,
+            args.replay.as_deref(),
+        )
+        .map(|()| ExitCode::SUCCESS),
+        Cmd::Mutants(args) => {
+            mutants::run(ws.root(), args.timeout, args.shard.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|message| {
         eprintln!("error: {message}");
@@ -219,6 +266,9 @@ fn test(ws: &Workspace, args: &TestArgs) -> Result<ExitCode, String> {
     println!("running host unit tests...");
     host::run(host::cargo(ws.root()).args(["test", "--quiet", "--workspace"]))
         .map_err(|e| format!("host unit tests failed ({e}); not running the QEMU scenarios"))?;
+    println!("fuzzing each target for {} s...", fuzz::CI_SECONDS);
+    fuzz::run(ws.root(), None, f64::from(fuzz::CI_SECONDS), 0x5EED, None)
+        .map_err(|e| format!("{e}; not running the QEMU scenarios"))?;
     build_all(ws, &BuildArgs { debug: false })?;
     let jobs = args
         .jobs
@@ -283,6 +333,13 @@ mod tests {
             (Some("boot_mem"), Some(1))
         );
         assert!(Cli::try_parse_from(["xtask", "build", "--debug"]).is_ok());
+        let cli = Cli::try_parse_from(["xtask", "fuzz", "grant", "--time", "5"]).unwrap();
+        let Cmd::Fuzz(args) = cli.command else {
+            panic!("not fuzz")
+        };
+        assert_eq!((args.target.as_deref(), args.time), (Some("grant"), 5.0));
+        assert!(Cli::try_parse_from(["xtask", "fuzz", "--replay", "x"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "mutants", "--shard", "0/8"]).is_ok());
         assert!(Cli::try_parse_from(["xtask", "frobnicate"]).is_err());
     }
 

@@ -28,9 +28,7 @@ impl walk::GuestTables for Direct {
         // frame concurrently (it cannot today: page-table frames are read-only to it), so
         // the read is volatile and its value is validated by the walk.
         unsafe {
-            core::ptr::read_volatile(
-                (phys_to_virt(table.phys()) as *const u64).add(index as usize),
-            )
+            core::ptr::read_volatile((phys_to_virt(table.phys()) as *const u64).add(index as usize))
         }
     }
 

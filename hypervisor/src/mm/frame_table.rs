@@ -2346,7 +2346,10 @@ mod tests {
         let (ft, _) = setup(16, &[3, 4], &[5]);
         ft.check_owners(|d| d == DOM_A || d == DOM_B).unwrap();
         let msg = ft.check_owners(|d| d == DOM_A).unwrap_err();
-        assert!(msg.contains("1 frames") && msg.contains("domain 2"), "{msg}");
+        assert!(
+            msg.contains("1 frames") && msg.contains("domain 2"),
+            "{msg}"
+        );
     }
 
     /// The consistency check's windows: counts are right across a window boundary.

@@ -42,6 +42,7 @@ pub fn alloc() -> Option<Mfn> {
 
 /// One frame filled with zeros, or `None` when memory is exhausted: what every frame handed
 /// to a guest or to a page table starts as.
+#[cfg(target_os = "none")]
 pub fn alloc_zeroed() -> Option<Mfn> {
     let mfn = alloc()?;
     // SAFETY: a frame just taken from the allocator, so nothing else refers to it; RAM

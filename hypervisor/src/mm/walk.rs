@@ -196,7 +196,11 @@ mod tests {
         assert!(translate(&f, Mfn(L4), DOM, VA + 0x1000, false, false).is_err());
         let huge = mapped(ALL | HUGE);
         assert!(translate(&huge, Mfn(L4), DOM, VA, false, false).is_err());
-        for bad in [0x0000_8000_0000_0000, 0xFFFF_8000_0000_0000, 0xFFFF_8123_4567_8000] {
+        for bad in [
+            0x0000_8000_0000_0000,
+            0xFFFF_8000_0000_0000,
+            0xFFFF_8123_4567_8000,
+        ] {
             assert_eq!(
                 translate(&f, Mfn(L4), DOM, bad, false, false),
                 Err(Errno::EFAULT)
