@@ -149,7 +149,19 @@ pub const DEFAULT_MAX_FRAMES: u32 = 32;
 
 /// Mappings a domain may hold at once unless configured otherwise: Xen's default
 /// `gnttab_max_maptrack_frames` (1024) times the 256 16-byte maptrack entries per frame.
+/// dom0's limit; see [`DEFAULT_MAX_MAPTRACK_DOMU`] for other domains.
 pub const DEFAULT_MAX_MAPTRACK: u32 = 1024 * 256;
+
+/// Maptrack entries per frame in Xen's accounting (`max_maptrack_frames` counts frames of
+/// 256 16-byte entries).
+pub const MAPTRACK_PER_FRAME: u32 = 256;
+
+/// Mappings a domain other than dom0 may hold unless its creator asks otherwise
+/// (`max_maptrack_frames`, in Xen's frames of 256): 64 frames' worth. Xenia's entries
+/// cost about 64 bytes of hypervisor heap each, four times Xen's, so Xen's default of 1024
+/// frames would let every domU take 16 MiB of it; 16384 mappings (1 MiB) are plenty for a
+/// domain's frontends and keep a hostile domU's share small.
+pub const DEFAULT_MAX_MAPTRACK_DOMU: u32 = 64 * MAPTRACK_PER_FRAME;
 
 /// Compare-and-swap attempts on a guest's entry word before the operation fails with
 /// `GNTST_general_error`. The guest can change the word faster than the hypervisor can

@@ -270,7 +270,7 @@ pub fn build_dom0(
     let vcpu = match fill() {
         Ok(v) => v,
         Err(e) => {
-            let _ = ft::with(|t, mem| t.release_writes(mem, shared_info));
+            let _ = ft::with(|t, mem| t.release_writes(mem, shared_info, id));
             release(&p2m, id);
             release(&[shared_info], id);
             return Err(e);

@@ -16,6 +16,7 @@ use guest_abi::types::DomId;
 
 use super::{Domain, Vcpu};
 use crate::event::EventChannels;
+use crate::mm::frame_table::Owner;
 use crate::mm::{Mfn, PAGE_SIZE, frames, ft, m2p};
 
 /// Most vCPUs a domain may have: one `vcpu_info` slot each in `shared_info` (Xen's
@@ -84,18 +85,32 @@ pub fn release(dom: &mut Domain) -> Result<(), Errno> {
         v.periodic = None;
         v.l4 = Mfn(0);
     }
-    // The hypervisor stops writing shared_info (its grant frames went with the grant
-    // table's teardown, which comes first).
-    if dom.shared_info != Mfn(0) {
-        let _ = ft::with(|t, mem| t.release_writes(mem, dom.shared_info));
-    }
-    let released = ft::with(|t, mem| t.release_domain(mem, dom.id));
-    for &mfn in &released.freed {
+    // Every frame nothing refers to goes straight back to the frame allocator, without a
+    // list (a domain may be most of the machine).
+    let mut freed = 0u64;
+    let mut free = |mfn: Mfn| {
         m2p::set(mfn, m2p::INVALID);
-        let _ = ft::with(|t, _| t.set_hypervisor(mfn));
         frames::free_contiguous(mfn, 1);
+        freed += 1;
+    };
+    let mut still =
+        ft::with(|t, mem| t.release_domain_with(mem, dom.id, Owner::Hypervisor, &mut free));
+    // The hypervisor writes shared_info until the domain is gone: its hold goes last, once
+    // nothing else of the domain is left (a destroy that must wait keeps a domain whose
+    // shared_info is still its own).
+    if still == [dom.shared_info] && dom.shared_info != Mfn(0) {
+        let shared_info = dom.shared_info;
+        still = ft::with(|t, mem| {
+            let _ = t.release_writes(mem, shared_info, dom.id);
+            t.release_domain_with(mem, dom.id, Owner::Hypervisor, &mut free)
+        });
+        dom.shared_info = Mfn(0);
     }
-    dom.tot_pages = dom.tot_pages.saturating_sub(released.freed.len() as u64);
+    dom.tot_pages = dom.tot_pages.saturating_sub(freed);
+    let released = crate::mm::frame_table::Released {
+        freed: Vec::new(),
+        still_referenced: still,
+    };
     if released.still_referenced.is_empty() {
         Ok(())
     } else {

@@ -174,7 +174,7 @@ impl Vcpu {
         vcpus
             .try_reserve_exact(n as usize)
             .map_err(|_| guest_abi::Errno::ENOMEM)?;
-        vcpus.extend((0..n).map(|v| Vcpu::new(v, l4)));
+        vcpus.extend((0..n).map(|v| Vcpu::new(v, l4))); // alloc: room reserved above
         Ok(vcpus)
     }
 

@@ -230,15 +230,37 @@ fn create(
     let mut new = lifecycle::create(id, alloc::format!("d{id}"), cfg.max_vcpus)?;
     new.handle = cfg.handle;
     world.last_domid = id;
+    // Its grant limits, as its creator asked (Xen's createdomain fields; negative: the
+    // default), within the hypervisor's.
+    let frames = u32::try_from(cfg.max_grant_frames)
+        .map_or(crate::grant::DEFAULT_MAX_FRAMES, |f| {
+            f.clamp(1, crate::grant::DEFAULT_MAX_FRAMES)
+        });
+    let maptrack = u32::try_from(cfg.max_maptrack_frames).map_or(
+        crate::grant::DEFAULT_MAX_MAPTRACK_DOMU,
+        |f| {
+            f.saturating_mul(crate::grant::MAPTRACK_PER_FRAME)
+                .min(crate::grant::DEFAULT_MAX_MAPTRACK)
+        },
+    );
+    new.grants = crate::grant::GrantTable::new(id, frames, maptrack);
     // One grant-table frame from the start, as Xen's INITIAL_NR_GRANT_FRAMES.
     if super::grant_op::grow(&mut new, 1).is_err() {
         let _ = lifecycle::release(&mut new);
         return Err(Errno::ENOMEM);
     }
     if let Some(s) = world.sched.as_mut() {
-        s.add_domain(id, cfg.max_vcpus, Params::default())?;
-        for v in 0..cfg.max_vcpus {
-            s.add_vcpu(VcpuId { dom: id, vcpu: v }, 0)?;
+        let added = s
+            .add_domain(id, cfg.max_vcpus, Params::default())
+            .and_then(|()| {
+                (0..cfg.max_vcpus).try_for_each(|v| s.add_vcpu(VcpuId { dom: id, vcpu: v }, 0))
+            });
+        if let Err(e) = added {
+            // Nothing of the domain may outlive the failure: its frames are held.
+            let _ = s.remove_domain(id);
+            super::grant_op::release_frames(&mut new);
+            let _ = lifecycle::release(&mut new);
+            return Err(e);
         }
         let _ = s.pause_domain(id);
     }

@@ -46,12 +46,27 @@ fn notify(dom: &mut Domain, others: &mut Others, id: DomId, port: EvtchnPort) ->
     Ok(())
 }
 
+/// Heap one growth of a port table takes, at most (a group of ports and a VIRQ row).
+const PORT_GROUP_BYTES: u64 = 4096;
+
 pub fn dispatch(dom: &mut Domain, others: &mut Others, cmd: u64, arg: u64) -> Result<u64, Errno> {
     let space = aspace(dom);
     let nr_vcpus = dom.vcpus.len() as u32;
     let port_out =
         |offset: usize, port: EvtchnPort| space.write(arg + offset as u64, &port.to_le_bytes());
-    match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
+    let cmd = u32::try_from(cmd).map_err(|_| Errno::ENOSYS)?;
+    // The commands that may grow the port table do so only while the machine can spare it.
+    if matches!(
+        cmd,
+        ev::EVTCHNOP_BIND_VIRQ
+            | ev::EVTCHNOP_BIND_IPI
+            | ev::EVTCHNOP_ALLOC_UNBOUND
+            | ev::EVTCHNOP_BIND_INTERDOMAIN
+    ) && !crate::mm::heap::headroom(PORT_GROUP_BYTES)
+    {
+        return Err(Errno::ENOMEM);
+    }
+    match cmd {
         ev::EVTCHNOP_BIND_VIRQ => {
             let a: ev::EvtchnBindVirq = space.read_pod(arg)?;
             let port = dom.events.bind_virq(a.virq, a.vcpu, nr_vcpus)?;
@@ -150,7 +165,9 @@ pub fn dispatch(dom: &mut Domain, others: &mut Others, cmd: u64, arg: u64) -> Re
                 arg + offset_of!(ev::EvtchnStatus, vcpu) as u64,
                 &out.vcpu.to_le_bytes(),
             )?;
-            let u = [out.u[0].to_le_bytes(), out.u[1].to_le_bytes()].concat();
+            let mut u = [0u8; 8];
+            u[..4].copy_from_slice(&out.u[0].to_le_bytes());
+            u[4..].copy_from_slice(&out.u[1].to_le_bytes());
             space.write(arg + offset_of!(ev::EvtchnStatus, u) as u64, &u)?;
         }
         ev::EVTCHNOP_UNMASK => {

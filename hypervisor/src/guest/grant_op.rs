@@ -265,7 +265,7 @@ pub fn grow(dom: &mut Domain, nr: u32) -> Result<(), GntError> {
                     frames::free_contiguous(mfn, 1);
                 }
                 for m in new {
-                    let _ = ft::with(|t, mem| t.release_writes(mem, m));
+                    let _ = ft::with(|t, mem| t.release_writes(mem, m, dom.id));
                     let _ = ft::take_back(m, dom.id);
                     frames::free_contiguous(m, 1);
                 }
@@ -544,9 +544,16 @@ pub fn release(victim: &mut Domain, caller: &mut Domain, others: &mut Domains) {
         }
         drop_refs(r.mfn, r.frame_refs());
     }
-    if let Ok(frames) = victim.grants.grants.release() {
+    release_frames(victim);
+}
+
+/// The last step of a grant table's teardown: its entry frames, once no grant is in use,
+/// are no longer written by the hypervisor (their holds go; the frame table frees them
+/// with the domain).
+pub fn release_frames(dom: &mut Domain) {
+    if let Ok(frames) = dom.grants.grants.release() {
         for m in frames {
-            let _ = ft::with(|t, mem| t.release_writes(mem, m));
+            let _ = ft::with(|t, mem| t.release_writes(mem, m, dom.id));
         }
     }
 }

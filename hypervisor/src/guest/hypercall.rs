@@ -126,11 +126,15 @@ pub fn refresh_fast_trap(dom: &Domain) {
 }
 
 /// Whether `sp` can be a ring-1 stack top (`stack_switch`, `setvcpucontext`'s `kernel_sp`):
-/// the bytes below it are guest addresses, and `sp` itself is canonical, since the CPU
+/// not 0 (which means "none"), the frame below it lies in guest addresses, and `sp` itself
+/// is canonical, since the CPU
 /// loads TSS.RSP1 as it is (a top one past the lower half would be sign-extended into the
 /// hypervisor's range).
 pub fn kernel_stack_ok(sp: u64) -> bool {
-    mem::is_canonical(sp) && mem::range_ok(sp.wrapping_sub(1), 1)
+    // Room below it for the largest frame the CPU or the hypervisor pushes there (error
+    // code and five words, 16-aligned: 64 bytes), all guest addresses.
+    const FRAME_BYTES: u64 = 64;
+    sp != 0 && mem::is_canonical(sp) && mem::range_ok(sp.wrapping_sub(FRAME_BYTES), FRAME_BYTES)
 }
 
 fn stack_switch(dom: &mut Domain, ss: u64, sp: u64) -> HcResult {

@@ -45,6 +45,11 @@ impl AddressSpace {
         walk::translate(&Direct, self.l4, self.dom, va, write, user)
     }
 
+    /// Whether ring 3 could run at `va` (`mm::walk::user_accessible`).
+    pub fn user_accessible(&self, va: u64) -> Option<bool> {
+        walk::user_accessible(&Direct, self.l4, self.dom, va)
+    }
+
     /// Copies `out.len()` bytes from guest virtual address `va`.
     pub fn read(&self, va: u64, out: &mut [u8]) -> Result<(), Errno> {
         if !range_ok(va, out.len() as u64) {

@@ -249,6 +249,11 @@ pub fn mmuext_op(dom: &mut Domain, others: &Domains, frame: &mut TrapFrame) -> B
                 m::MMUEXT_CLEAR_PAGE => with_writable(id, mfn, |dst| dst.fill(0)),
                 m::MMUEXT_COPY_PAGE => {
                     let src = Mfn(op.arg2);
+                    if src == mfn {
+                        // A frame copied onto itself: nothing to do, and the two views
+                        // of it must not alias.
+                        return with_writable(id, mfn, |_| ());
+                    }
                     ft::with(|t, _| t.get_page(src, id))?;
                     let result =
                         with_writable(id, mfn, |dst| dst.copy_from_slice(frame_bytes(src)));
@@ -422,6 +427,10 @@ fn populate_physmap(dom: &mut Domain, others: &mut Domains, arg: u64) -> HcResul
     while done < r.nr_extents && target.tot_pages < target.max_pages {
         let at = r.extent_start + done * 8;
         let pfn: u64 = space.read_pod(at)?;
+        // Guest memory never eats the hypervisor's reserve (mm::heap::RESERVE).
+        if !crate::mm::heap::headroom(PAGE_SIZE) {
+            break;
+        }
         let Some(mfn) = frames::alloc_zeroed() else {
             break;
         };

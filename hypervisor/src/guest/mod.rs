@@ -555,12 +555,14 @@ impl core::fmt::Display for OptionalHex {
 
 /// SYSCALL from ring 3 goes to the registered syscall callback, or becomes #UD. The CPU
 /// does not say which ring a SYSCALL came from (the stub reports ring 3), but ring 3 can
-/// only execute user pages: a SYSCALL whose instruction is on a page ring 3 cannot reach
-/// came from the ring-1 kernel, which must never issue one (guest-abi), and it gets #UD
-/// at that instruction with its own selectors.
+/// only execute user pages: a SYSCALL whose instruction is on a present page with U/S
+/// clear came from the ring-1 kernel, which must never issue one (guest-abi), and it gets
+/// #UD at that instruction with its own selectors. Only that positive evidence counts:
+/// anything the walk cannot tell is treated as ring 3, as before, so that user code can
+/// never be made to look like the kernel.
 fn syscall(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
     let insn = frame.rip.wrapping_sub(SYSCALL_INSN_LEN);
-    if aspace(dom).translate(insn, false, true).is_err() {
+    if aspace(dom).user_accessible(insn) == Some(false) {
         frame.rip = insn;
         frame.cs = u64::from(KERNEL_CS);
         frame.ss = u64::from(KERNEL_SS);

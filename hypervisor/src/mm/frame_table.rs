@@ -380,6 +380,7 @@ pub struct FrameTable {
 }
 
 impl FrameTable {
+    // alloc-block: built once at boot.
     /// A table for frames `0..frames`, all the hypervisor's. The frame allocator's frames are
     /// then handed over with [`FrameTable::set_free`].
     pub fn new(frames: u64, config: Config) -> FrameTable {
@@ -393,6 +394,7 @@ impl FrameTable {
         }
     }
 
+    // end alloc-block
     /// Number of frames in the table.
     pub fn len(&self) -> u64 {
         self.frames.len() as u64
@@ -779,12 +781,18 @@ impl FrameTable {
         Ok(())
     }
 
-    /// Drops a hold taken with [`FrameTable::hold_for_writes`], once the hypervisor no
-    /// longer writes the frame; `EINVAL` if there is none.
-    pub fn release_writes<M: PageMemory>(&mut self, mem: &mut M, mfn: Mfn) -> Result<(), Errno> {
+    /// Drops a hold taken with [`FrameTable::hold_for_writes`] for `dom`, once the
+    /// hypervisor no longer writes the frame; `EINVAL` if `dom` does not own it or there is
+    /// no hold.
+    pub fn release_writes<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        mfn: Mfn,
+        dom: DomId,
+    ) -> Result<(), Errno> {
         let f = self
             .frame_mut(mfn)
-            .filter(|f| f.hv_writes > 0)
+            .filter(|f| f.hv_writes > 0 && f.owner == Owner::Domain(dom))
             .ok_or(Errno::EINVAL)?;
         f.hv_writes -= 1;
         self.type_put(mem, mfn);
@@ -792,6 +800,7 @@ impl FrameTable {
         Ok(())
     }
 
+    // alloc-block: dom0's consistency checks, and the error text of a failed one.
     /// Checks that every frame in `written` — the frames the hypervisor writes, as
     /// `(frame, the domain it writes it for)` — is that domain's and held with
     /// [`FrameTable::hold_for_writes`] (so it is `Writable` and cannot be retyped or
@@ -851,6 +860,7 @@ impl FrameTable {
         }
     }
 
+    // end alloc-block
     // ---- Guest operations. ----
 
     /// `MMUEXT_PIN_L{1..4}_TABLE`: validates `mfn` as a `level` page table if need be and
@@ -1096,12 +1106,32 @@ impl FrameTable {
         Ok(())
     }
 
+    // alloc-block: the listing form, for tests and the fuzzer; the hypervisor uses release_domain_with.
     /// Domain destruction: drops every base pointer and pin of `dom`'s frames — which
     /// devalidates all its page tables, dropping the references their entries hold — and
     /// frees every frame nothing refers to any more. Frames that hypervisor code still holds
     /// stay with the domain and are listed; releasing again after dropping them frees them.
     /// Other domains are untouched: no domain holds references on another's frames.
     pub fn release_domain<M: PageMemory>(&mut self, mem: &mut M, dom: DomId) -> Released {
+        let mut released = Released::default();
+        let still = self.release_domain_with(mem, dom, Owner::Free, |m| released.freed.push(m));
+        released.still_referenced = still;
+        released
+    }
+
+    // end alloc-block
+    /// [`FrameTable::release_domain`] for the hypervisor: each freed frame becomes
+    /// `freed_owner`'s (the hypervisor's, for its frame allocator) and is handed to
+    /// `on_free` as it goes, so that teardown allocates nothing for the frames it frees,
+    /// however large the domain. Returns the frames still referenced (few: those hypervisor
+    /// code holds).
+    pub fn release_domain_with<M: PageMemory>(
+        &mut self,
+        mem: &mut M,
+        dom: DomId,
+        freed_owner: Owner,
+        mut on_free: impl FnMut(Mfn),
+    ) -> Vec<Mfn> {
         let owner = Owner::Domain(dom);
         for i in 0..self.frames.len() {
             let mfn = Mfn(i as u64);
@@ -1119,19 +1149,21 @@ impl FrameTable {
                 self.ref_put(mfn);
             }
         }
-        let mut released = Released::default();
+        let mut still = Vec::new();
         for (i, f) in self.frames.iter_mut().enumerate() {
             if f.owner != owner {
                 continue;
             }
             if f.unreferenced() {
-                *f = FrameInfo::new(Owner::Free);
-                released.freed.push(Mfn(i as u64));
-            } else {
-                released.still_referenced.push(Mfn(i as u64));
+                *f = FrameInfo::new(freed_owner);
+                on_free(Mfn(i as u64));
+            } else if still.try_reserve(1).is_ok() {
+                // alloc: room reserved just above; a frame that cannot be listed is still
+                // kept (it stays the domain's), only not reported.
+                still.push(Mfn(i as u64));
             }
         }
-        released
+        still
     }
 
     /// How many of `dom`'s frames are in each use, indexed by [`PageType::index`]; a frame
@@ -1144,6 +1176,7 @@ impl FrameTable {
         counts
     }
 
+    // alloc-block: dom0's consistency check (XENMEM_XENIA_CHECK_FRAME_TABLE, shutdown), error text included.
     /// Recomputes every frame's counts from what holds references — entries of validated
     /// page tables, pins, base pointers, hypervisor code — checks every entry again, and
     /// compares. Returns the first discrepancies found. The counts are recomputed for a
@@ -1345,6 +1378,7 @@ impl FrameTable {
             f(index, e, Ok((t, needs)));
         }
     }
+    // end alloc-block
 }
 
 /// Whether replacing present entry `old` with `new` can leave a translation cached that
@@ -2334,8 +2368,15 @@ mod tests {
         let released = ft.release_domain(&mut mem, DOM_A);
         assert_eq!(released.still_referenced, [shared]);
         assert_eq!(counts(&ft, 20), (PageType::Writable, 1, 1));
-        ft.release_writes(&mut mem, shared).unwrap();
-        assert_eq!(ft.release_writes(&mut mem, shared), Err(Errno::EINVAL));
+        assert_eq!(
+            ft.release_writes(&mut mem, shared, DOM_B),
+            Err(Errno::EINVAL)
+        );
+        ft.release_writes(&mut mem, shared, DOM_A).unwrap();
+        assert_eq!(
+            ft.release_writes(&mut mem, shared, DOM_A),
+            Err(Errno::EINVAL)
+        );
         let released = ft.release_domain(&mut mem, DOM_A);
         assert_eq!(released.freed, [shared]);
         consistent(&ft, &mem);

@@ -58,14 +58,14 @@ unsafe impl GlobalAlloc for GrowingHeap {
         let p = unsafe { self.heap.alloc(layout) };
         if !p.is_null() {
             if self.free() < LOW_WATER {
-                self.grow_once(GROW_STEP);
+                self.grow_once(GROW_STEP, super::PAGE_SIZE);
             }
             return p;
         }
         // Out of heap: grow enough for this request (a buddy heap serves it from one run)
         // and try once more.
         let need = (layout.size().max(layout.align()) as u64).next_power_of_two();
-        if !self.grow_once(need.max(GROW_STEP)) {
+        if !self.grow_once(need.max(GROW_STEP), need) {
             return core::ptr::null_mut();
         }
         // SAFETY: as above.
@@ -84,18 +84,25 @@ impl GrowingHeap {
         h.stats_total_bytes() - h.stats_alloc_actual()
     }
 
-    /// Adds one run of at least `bytes` (a power of two of pages) from the frame
-    /// allocator, unless a growth is already under way or the frame allocator is busy
-    /// (it is the one allocating). Says whether the heap grew.
-    fn grow_once(&self, bytes: u64) -> bool {
+    /// Adds one run of `bytes` (rounded up to a power of two of pages) from the frame
+    /// allocator, or the largest smaller run down to `min_bytes` when free memory is
+    /// fragmented, unless a growth is already under way or the frame allocator is busy (it
+    /// is the one allocating). Says whether the heap grew.
+    fn grow_once(&self, bytes: u64, min_bytes: u64) -> bool {
         if self.growing.swap(true, Ordering::Acquire) {
             return false;
         }
-        let run = bytes.div_ceil(super::PAGE_SIZE).next_power_of_two();
-        let grown = frames::try_alloc_contiguous(run).is_some_and(|first| {
-            add_frames(first, run);
-            true
-        });
+        let min = min_bytes.div_ceil(super::PAGE_SIZE).next_power_of_two();
+        let mut run = bytes.div_ceil(super::PAGE_SIZE).next_power_of_two();
+        let mut grown = false;
+        while run >= min {
+            if let Some(first) = frames::try_alloc_contiguous(run) {
+                add_frames(first, run);
+                grown = true;
+                break;
+            }
+            run /= 2;
+        }
         self.growing.store(false, Ordering::Release);
         grown
     }

@@ -67,6 +67,31 @@ pub fn translate(
     Ok(table.phys() + (va & (PAGE_SIZE - 1)))
 }
 
+/// Whether ring 3 could execute at `va`, as the CPU would walk it: `Some(false)` when the
+/// page is present but U/S is clear at some level (only the kernel could run there),
+/// `Some(true)` when it is user-accessible at every level, `None` when the walk cannot
+/// tell (not present, or a table that is not the domain's). The final frame's owner is not
+/// looked at: a user mapping of a granted frame is as executable as any other.
+pub fn user_accessible(mem: &impl GuestTables, l4: Mfn, dom: DomId, va: u64) -> Option<bool> {
+    if !is_canonical(va) || in_hypervisor_range(va) {
+        return None;
+    }
+    let mut table = l4;
+    let mut user = true;
+    for level in (0..4).rev() {
+        if !mem.owned_by(table, dom) {
+            return None;
+        }
+        let entry = mem.entry(table, (va >> (12 + 9 * level)) & 511);
+        if entry & PRESENT == 0 || (level > 0 && entry & HUGE != 0) {
+            return None;
+        }
+        user &= entry & USER != 0;
+        table = Mfn::from_phys(entry & ADDR_MASK);
+    }
+    Some(user)
+}
+
 /// The pieces of a `len`-byte copy at `va`, one per page: `(guest address, offset in the
 /// copy, length)`. The caller checked the range with `range_ok`.
 pub fn pieces(va: u64, len: usize) -> impl Iterator<Item = (u64, usize, usize)> {
@@ -206,6 +231,21 @@ mod tests {
                 Err(Errno::EFAULT)
             );
         }
+    }
+
+    #[test]
+    fn user_accessibility_ignores_the_final_frames_owner() {
+        let mut f = mapped(ALL);
+        assert_eq!(user_accessible(&f, Mfn(L4), DOM, VA), Some(true));
+        // A granted frame (another domain's) mapped for ring 3 is still ring 3's.
+        f.owners.insert(FRAME, OTHER);
+        assert_eq!(user_accessible(&f, Mfn(L4), DOM, VA), Some(true));
+        let kernel = mapped(PRESENT | WRITABLE);
+        assert_eq!(user_accessible(&kernel, Mfn(L4), DOM, VA), Some(false));
+        assert_eq!(user_accessible(&f, Mfn(L4), DOM, VA + 0x1000), None);
+        let mut foreign_table = mapped(ALL);
+        foreign_table.owners.insert(0x12, OTHER);
+        assert_eq!(user_accessible(&foreign_table, Mfn(L4), DOM, VA), None);
     }
 
     #[test]

@@ -139,6 +139,7 @@ xenia_entry_syscall:
     lea rsp, [rip + EA_ENTRY_STACK_TOP]
     push {user_ds}
     push qword ptr [rip + EA_ENTRY_STACK_BOTTOM]
+    mov qword ptr [rip + EA_ENTRY_STACK_BOTTOM], 0
     push r11
     push {user_cs}
     push rcx
@@ -228,6 +229,17 @@ xenia_entry_from_guest:
     mov rcx, [rsp + 8]
     mov [rax - 64], rcx
     mov rcx, [rsp]
+    // The entry (or IST) stack is readable by every guest on this pCPU: leave none of this
+    // guest's registers there (rcx, rax, vector, error code, rip, cs, rflags, rsp, ss).
+    mov qword ptr [rsp], 0
+    mov qword ptr [rsp + 8], 0
+    mov qword ptr [rsp + 16], 0
+    mov qword ptr [rsp + 24], 0
+    mov qword ptr [rsp + 32], 0
+    mov qword ptr [rsp + 40], 0
+    mov qword ptr [rsp + 48], 0
+    mov qword ptr [rsp + 56], 0
+    mov qword ptr [rsp + 64], 0
     lea rsp, [rax - 64]
     push rbx
     push rcx
