@@ -213,9 +213,11 @@ pub const XENMEM_ACQUIRE_RESOURCE: u32 = 28;
 /// ([`XeniaFrameCounts`]). Numbers from `0x5800` up are Xenia's own; Xen never uses
 /// them.
 pub const XENMEM_XENIA_FRAME_COUNTS: u32 = 0x5800;
-/// Xenia extension: run the hypervisor's consistency check of the whole frame table
-/// (every reference count recomputed from the page tables, pins and base pointers).
-/// Returns 0 when consistent, `-EIO` otherwise; the hypervisor logs the outcome as
+/// Xenia extension, dom0 only (`-EPERM` for any other domain): run the hypervisor's
+/// consistency check of the whole frame table (every reference count recomputed from the
+/// page tables, pins and base pointers; every frame the hypervisor writes for a domain held
+/// writable; no frame left to a domain that is gone). Returns 0 when consistent, `-EIO`
+/// otherwise; the hypervisor logs the outcome as
 /// `frame table check: consistent (<N> frames)` or `frame table check: INCONSISTENT: ...`.
 pub const XENMEM_XENIA_CHECK_FRAME_TABLE: u32 = 0x5801;
 

@@ -52,10 +52,12 @@
 //! * **`GNTTABOP_setup_table`** (`dom` must be `DOMID_SELF` unless the caller is privileged:
 //!   `GNTST_permission_denied`; unknown domain: `GNTST_bad_domain`): `need =
 //!   grants.setup_table(nr_frames)?`; allocate `need` frames, zero them, give them to the
-//!   domain in the frame table (`assign`) and take a general reference on each (`get_page`)
-//!   that the hypervisor keeps until teardown, so the guest can map them writable but never
-//!   free them while the hypervisor reads them (Xen's `share_xen_page_with_guest(SHARE_rw)`
-//!   on a Xen-heap page). If any allocation fails, undo and answer `GNTST_general_error`, as
+//!   domain in the frame table (`assign`) and hold each for the hypervisor's writes
+//!   (`hold_for_writes`: a `Writable` type reference) until teardown, so the guest can map
+//!   them writable but never make them page tables or free them while the hypervisor writes
+//!   `GTF_reading`/`GTF_writing` into them (Xen's `share_xen_page_with_guest(SHARE_rw)` on a
+//!   Xen-heap page; a general reference alone, as before issue 10, let a guest pin one as a
+//!   page table). If any allocation fails, undo and answer `GNTST_general_error`, as
 //!   Xen's `gnttab_grow_table` does; otherwise [`Grants::add_frames`] and write the first
 //!   `nr_frames` of [`Grants::frames`] to `frame_list` (`GNTST_bad_virt_addr` if that write
 //!   faults). A new domain should get one frame at build time (Xen's
