@@ -117,3 +117,59 @@ pub fn execute_nx_page(env: &Env) -> Verdict {
         None => succeeded!("the code in the NX page ran"),
     }
 }
+
+/// The entry area's guest-readable pages (the CPU page, the entry and NMI stacks), by
+/// offset and length, as the hypervisor lays them out (`arch/x86_64/entry.rs`).
+const READABLE: [(u64, u64); 3] = [(0x2000, 0x1000), (0x5000, 0x2000), (0x8000, 0x2000)];
+/// The hypervisor's own virtual slots beyond the M2P and the entry area (258–271: image,
+/// device registers, direct map): no address there may be readable by a guest.
+const PRIVATE: core::ops::Range<u64> = 0xFFFF_8100_0000_0000..0xFFFF_8800_0000_0000;
+/// What the attack leaves in RAX and RCX across a hypercall, to look for afterwards.
+const MARKER: u64 = 0x5EC2_E7F0_0D15_C105;
+
+/// F7 (issue 10): what ring 1 can read in the entry area. It makes a hypercall with a marker
+/// in RAX's neighbour RCX (and in RAX as far as the call allows), then reads the CPU page and
+/// the entry and NMI stacks: no hypervisor address (image, direct map) may be there, and no
+/// register the guest had at the entry may have stayed behind for the next domain to read.
+pub fn entry_area_disclosure(_: &Env) -> Verdict {
+    let ret: u64;
+    // SAFETY: `xen_version(XENVER_VERSION)` takes no pointer; RCX is declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "int 0x82",
+            inlateout("rax") guest_abi::hypercall::HYPERVISOR_XEN_VERSION => ret,
+            inout("rdi") u64::from(guest_abi::version::XENVER_VERSION) => _,
+            inout("rsi") 0u64 => _,
+            inout("rcx") MARKER => _,
+        );
+    }
+    let _ = ret;
+    let (mut words, mut private, mut marker, mut unreadable) = (0u64, None, None, 0u64);
+    for (offset, len) in READABLE {
+        let base = ENTRY_AREA_VIRT_START + offset;
+        for at in (base..base + len).step_by(8) {
+            match read(at) {
+                None => unreadable += 1,
+                Some(v) => {
+                    words += 1;
+                    if PRIVATE.contains(&v) && private.is_none() {
+                        private = Some((at, v));
+                    }
+                    if v == MARKER && marker.is_none() {
+                        marker = Some(at);
+                    }
+                }
+            }
+        }
+    }
+    if words == 0 {
+        return setup_error!("none of the entry area's pages could be read ({unreadable} faults)");
+    }
+    match (private, marker) {
+        (None, None) => refused!(
+            "{words} words read, {unreadable} unreadable: no hypervisor address and no stale \
+             register"
+        ),
+        (p, m) => succeeded!("hypervisor address {p:x?}, the guest's RCX left at {m:x?}"),
+    }
+}

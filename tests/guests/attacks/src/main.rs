@@ -186,6 +186,7 @@ mod run {
         "f7-setvcpucontext-kernel-sp-in-hypervisor" =>
             cpu::setvcpucontext_kernel_sp_in_hypervisor,
         "f7-data-segments-across-switch" => cpu::data_segments_across_switch,
+        "f7-entry-area-disclosure" => faults::entry_area_disclosure,
         "f4-pin-grant-frame" => findings::pin_grant_frame,
         "f2-grant-unmap-wrong-address" => findings::grant_unmap_wrong_address,
         "f2-grant-unmap-other-address-space" => findings::grant_unmap_other_address_space,
