@@ -2476,6 +2476,66 @@ mod tests {
         let mut bad_mem = mem.clone();
         bad_mem.set(10, 300, e(11, P));
         assert!(ft.check_consistency(&bad_mem).is_err());
+
+        // Each flag rule on its own (the messages say which).
+        let mut bad = ft.clone();
+        bad.frames[14].validated = false;
+        let msg = bad.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains("uses but no valid type"), "{msg}");
+        let mut bad = ft.clone();
+        bad.frames[15].validated = true;
+        let msg = bad.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains("validated without uses"), "{msg}");
+        let mut bad = ft.clone();
+        bad.frames[15].pinned = true;
+        let msg = bad.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains("pinned but no page table"), "{msg}");
+        let mut bad = ft.clone();
+        bad.frames[11].base_refs = 1;
+        let msg = bad.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains("base pointer but no L4"), "{msg}");
+        let mut bad = ft.clone();
+        bad.frames[12].hv_writes = 1;
+        let msg = bad.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains("written by the hypervisor"), "{msg}");
+        let mut bad = ft.clone();
+        bad.frames[20] = FrameInfo {
+            ref_count: 1,
+            ..FrameInfo::new(Owner::Hypervisor)
+        };
+        let msg = bad.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains("has counts or flags"), "{msg}");
+    }
+
+    /// Every way an update can leave a stale, more permissive translation, one at a time
+    /// (the flush a guest must be told about), and the ways it cannot.
+    #[test]
+    fn stale_translations_condition_by_condition() {
+        let old = e(5, P | RW | U);
+        assert!(!stale_translation(0, old), "nothing was present");
+        assert!(!stale_translation(old, old), "the same entry");
+        assert!(!stale_translation(e(5, P), old), "rights only added");
+        assert!(stale_translation(old, 0), "removed");
+        assert!(stale_translation(old, e(6, P | RW | U)), "another frame");
+        assert!(stale_translation(old, e(5, P | U)), "RW taken away");
+        assert!(stale_translation(old, e(5, P | RW)), "U taken away");
+        assert!(
+            stale_translation(old, e(5, P | RW | U | NX)),
+            "execute taken away"
+        );
+        assert!(!stale_translation(e(5, P | NX), e(5, P)), "execute given");
+    }
+
+    /// Frames at and past the end of the table are outside it, never a slot.
+    #[test]
+    fn the_last_frame_is_in_the_table_and_the_next_is_not() {
+        let (ft, _) = setup(16, &[14], &[]);
+        assert_eq!(ft.owner(Mfn(14)), Owner::Domain(DOM_A));
+        assert!(ft.info(Mfn(15)).is_some());
+        assert!(ft.info(Mfn(16)).is_none());
+        assert_eq!(ft.owner(Mfn(16)), Owner::Hypervisor);
+        assert_eq!(ft.slot(Mfn(16)), None);
+        assert_eq!(ft.slot(Mfn(15)), Some(15));
     }
 
     /// Random sequences of guest and hypervisor operations over two domains.
