@@ -1249,6 +1249,27 @@ impl FrameTable {
                 }
             });
         }
+        // The page tables whose entries hold references, listed once (few, next to the frames)
+        // so that each window reads only them; without room for the list, every window
+        // looks at every frame.
+        let nr_tables = self
+            .frames
+            .iter()
+            .filter(|f| f.current_type().is_page_table())
+            .count();
+        let mut list: Vec<u32> = Vec::new();
+        let tables = (list.try_reserve_exact(nr_tables).is_ok()
+            && u32::try_from(self.frames.len()).is_ok())
+        .then(|| {
+            list.extend(
+                self.frames
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.current_type().is_page_table())
+                    .map(|(i, _)| i as u32),
+            );
+            list
+        });
         // The counts, window by window: (general, type) references each frame should have.
         let mut expected: Vec<[u32; 2]> = Vec::new();
         let window = CHECK_WINDOW.min(self.frames.len());
@@ -1271,11 +1292,25 @@ impl FrameTable {
                         expected[i] = [held_types.saturating_add(f.ext_refs), held_types];
                     }
                 }
-                for (i, f) in self.frames.iter().enumerate() {
+                let all = 0..self.frames.len() as u64;
+                let mut all_iter;
+                let mut listed_iter;
+                let sources: &mut dyn Iterator<Item = u64> = match &tables {
+                    Some(t) => {
+                        listed_iter = t.iter().map(|&m| u64::from(m));
+                        &mut listed_iter
+                    }
+                    None => {
+                        all_iter = all.clone();
+                        &mut all_iter
+                    }
+                };
+                for i in sources {
+                    let f = &self.frames[i as usize];
                     if !matches!(f.owner, Owner::Domain(_)) {
                         continue;
                     }
-                    self.for_each_entry(mem, Mfn(i as u64), |_, _, target| {
+                    self.for_each_entry(mem, Mfn(i), |_, _, target| {
                         if let Ok((t, needs)) = target
                             && (lo..hi).contains(&t)
                         {
