@@ -6,7 +6,8 @@
 //! - `cargo xtask iso`: the default GRUB image `target/xenia/xenia.iso`.
 //! - `cargo xtask run [--mem MiB] [--cpus N] [--cpu MODEL] [-- QEMU ARGS]`: boots it in QEMU
 //!   on this terminal.
-//! - `cargo xtask test [FILTER]`: host unit tests, then the QEMU scenarios whose names contain
+//! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
+//!   clippy), host unit tests, short fuzz runs, then the QEMU scenarios whose names contain
 //!   FILTER.
 //! - `cargo xtask bench [--domains N]`: benchmarks (see [`bench`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
@@ -263,6 +264,30 @@ fn test(ws: &Workspace, args: &TestArgs) -> Result<ExitCode, String> {
     lint::run(ws.root())?;
     host::install_toolchain(ws.root())?;
     host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
+    println!("checking formatting and clippy (host crates, and the hypervisor on bare metal)...");
+    host::run(host::cargo(ws.root()).args(["fmt", "--all", "--", "--check"]))
+        .map_err(|e| format!("{e}: run `cargo fmt --all`"))?;
+    host::run(host::cargo(ws.root()).args([
+        "clippy",
+        "--quiet",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    host::run(host::cargo(ws.root()).args([
+        "clippy",
+        "--quiet",
+        "--release",
+        "-p",
+        "xenia-hypervisor",
+        "--target",
+        "x86_64-unknown-none",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     println!("running host unit tests...");
     host::run(host::cargo(ws.root()).args(["test", "--quiet", "--workspace"]))
         .map_err(|e| format!("host unit tests failed ({e}); not running the QEMU scenarios"))?;
