@@ -256,7 +256,8 @@ pub struct FrameInfo {
 }
 
 impl FrameInfo {
-    const fn new(owner: Owner) -> FrameInfo {
+    /// A frame of `owner` with no type, count or flag.
+    pub const fn new(owner: Owner) -> FrameInfo {
         FrameInfo {
             owner,
             ty: PageType::None,

@@ -133,7 +133,7 @@ fn run(data: &[u8]) {
     for m in 0..FRAMES {
         assert_eq!(
             s.ft.info(Mfn(m)),
-            Some(FrameInfo::new_free()),
+            Some(FrameInfo::new(Owner::Free)),
             "frame {m} not free after both domains were released"
         );
     }
@@ -177,28 +177,6 @@ fn setup(hierarchy: bool) -> State {
         }
     }
     s
-}
-
-trait NewFree {
-    fn new_free() -> FrameInfo;
-}
-
-impl NewFree for FrameInfo {
-    /// A free frame with every count zero (`FrameInfo::new` is private to the table).
-    fn new_free() -> FrameInfo {
-        FrameInfo {
-            owner: Owner::Free,
-            ty: PageType::None,
-            type_count: 0,
-            ref_count: 0,
-            pinned: false,
-            validated: false,
-            base_refs: 0,
-            ext_refs: 0,
-            ext_type_refs: 0,
-            hv_writes: 0,
-        }
-    }
 }
 
 fn mfn(input: &mut Input) -> Mfn {
@@ -617,7 +595,7 @@ fn release(s: &mut State, d: usize, keep_hv_writes: bool) {
     for m in owned {
         assert_eq!(
             ft.info(m),
-            Some(FrameInfo::new_free()),
+            Some(FrameInfo::new(Owner::Free)),
             "{m:?} freed with counts"
         );
     }
@@ -676,7 +654,7 @@ fn check(s: &State) {
                 },
                 FrameInfo {
                     owner: f.owner,
-                    ..FrameInfo::new_free()
+                    ..FrameInfo::new(Owner::Free)
                 },
                 "frame {i} is not a domain's but has counts"
             );

@@ -199,9 +199,10 @@ pub fn free_pages() -> Result<u64, i64> {
     Ok(op.payload::<SysctlPhysinfo>().free_pages)
 }
 
-/// Heap bytes in use, from `XEN_SYSCTL_XENIA_HEAP_INFO` (which a hypervisor without it
-/// answers with `ENOSYS`).
-pub fn heap_used() -> Result<u64, i64> {
+/// The hypervisor's heap, from `XEN_SYSCTL_XENIA_HEAP_INFO` (which a hypervisor without it
+/// answers with `ENOSYS`): bytes in use and bytes under the allocator (it grows from free
+/// frames and keeps what it grew), or the sysctl's `rax`.
+fn heap() -> Result<SysctlXeniaHeapInfo, i64> {
     let arg = SysctlXeniaHeapInfo {
         domid: DOMID_INVALID,
         ..Default::default()
@@ -210,21 +211,17 @@ pub fn heap_used() -> Result<u64, i64> {
     if ret < 0 {
         return Err(ret);
     }
-    Ok(op.payload::<SysctlXeniaHeapInfo>().heap_used)
+    Ok(op.payload())
 }
 
-/// Bytes under the hypervisor's heap allocator (it grows from free frames and keeps what it
-/// grew), or the sysctl's `rax`.
+/// Heap bytes in use (see [`heap`]).
+pub fn heap_used() -> Result<u64, i64> {
+    heap().map(|h| h.heap_used)
+}
+
+/// Heap bytes under the allocator (see [`heap`]).
 pub fn heap_total() -> Result<u64, i64> {
-    let arg = SysctlXeniaHeapInfo {
-        domid: DOMID_INVALID,
-        ..Default::default()
-    };
-    let (ret, op) = sysctl_with(XEN_SYSCTL_XENIA_HEAP_INFO, &arg);
-    if ret < 0 {
-        return Err(ret);
-    }
-    Ok(op.payload::<SysctlXeniaHeapInfo>().heap_total)
+    heap().map(|h| h.heap_total)
 }
 
 /// `createdomain` with `vcpus` vCPUs: the new id, or `rax`.
