@@ -310,6 +310,11 @@ fn map(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
             // The mapping holds its L1 as an L1 until the PTE is removed, so the PTE can
             // always be found and removed where it was written.
             let installed = ft::with(|t, mem| {
+                // Only a table already in use as an L1 (the walk found it through the
+                // mapper's validated tables): a hold must never promote a frame to an L1.
+                if t.info(l1).map(|f| f.current_type()) != Some(PageType::L1) {
+                    return Err(Errno::EINVAL);
+                }
                 t.get_page_type(mem, l1, mapper, PageType::L1)?;
                 t.install_grant_pte(mem, l1, index, mapper, m.mfn, flags)
                     .inspect_err(|_| {
