@@ -61,6 +61,11 @@ fn seeds() -> Vec<Vec<u8>> {
         // it (handle 0 still claims 0x1000). Teardown then drops handle 0's references while
         // the 0x4000 mapping lives on.
         include_bytes!("../../regressions/grant-unmap-names-another-host-addr.bin").to_vec(),
+        // Found by a long run before this glue held the mapper's L1: d1 maps d3's grant at
+        // 0x8000 and 0x1000, then unpins, rewrites and re-pins its L1, so the recorded PTE is
+        // gone while the mapping is not. The hypervisor holds the L1 as an L1 for as long as a
+        // grant PTE lives in it (guest/grant_op.rs), and so does the glue now.
+        include_bytes!("../../regressions/grant-pte-of-an-unheld-l1.bin").to_vec(),
     ]
 }
 
@@ -453,11 +458,25 @@ fn map(s: &mut State, input: &mut Input) {
             if mapping.host {
                 let pte_flags = if mapping.readonly { P | U } else { P | RW | U };
                 let slot = slot_of(mapping.host_addr);
+                // As guest/grant_op.rs does: the mapping holds its L1 as an L1 (only one
+                // already in use as such) until the PTE is removed.
+                let is_l1 = ft
+                    .info(mapper_l1)
+                    .is_some_and(|f| f.current_type() == PageType::L1);
                 if slot == 0
+                    || !is_l1
                     || ft
-                        .install_grant_pte(mem, mapper_l1, slot, mapper_id, mapping.mfn, pte_flags)
+                        .get_page_type(mem, mapper_l1, mapper_id, PageType::L1)
                         .is_err()
                 {
+                    put_refs(ft, mem, mapping.mfn, refs.general, refs.writable);
+                    return Err(GntError::BadVirtAddr);
+                }
+                if ft
+                    .install_grant_pte(mem, mapper_l1, slot, mapper_id, mapping.mfn, pte_flags)
+                    .is_err()
+                {
+                    let _ = ft.put_page_type(mem, mapper_l1);
                     put_refs(ft, mem, mapping.mfn, refs.general, refs.writable);
                     return Err(GntError::BadVirtAddr);
                 }
@@ -568,13 +587,16 @@ fn unmap(s: &mut State, input: &mut Input) {
         .gt
         .maptrack
         .unmap(handle, host_addr, dev_bus_addr, |addr, entry| {
-            // As the docs say: remove the PTE at the given address after checking that it
-            // maps the mapping's frame.
-            let slot = slot_of(addr);
-            if slot >= ENTRIES {
-                return Err(GntError::GeneralError);
-            }
-            ft.remove_grant_pte(mem, l1, slot, entry.mfn)
+            // As guest/grant_op.rs does: remove the PTE where the map recorded it (the
+            // maptrack checked `addr` is the handle's own), then drop the L1 hold.
+            let (pl1, slot) = entry.pte.ok_or(GntError::GeneralError)?;
+            assert_eq!(
+                (pl1, slot),
+                (l1, slot_of(addr)),
+                "recorded PTE and address agree"
+            );
+            ft.remove_grant_pte(mem, pl1, slot, entry.mfn)
+                .and_then(|()| ft.put_page_type(mem, pl1))
                 .map_err(|_| GntError::GeneralError)
         });
     crate::trace!(
@@ -855,8 +877,17 @@ fn clear_pte(ft: &mut FrameTable, mem: &mut Mem, l1: Mfn, r: &Release) {
     if !r.host {
         return;
     }
-    let slot = slot_of(r.host_addr);
-    if slot < ENTRIES && ft.remove_grant_pte(mem, l1, slot, r.mfn).is_ok() {
+    let (pl1, slot) = r.pte.expect("a host mapping records its PTE");
+    assert_eq!(
+        (pl1, slot),
+        (l1, slot_of(r.host_addr)),
+        "recorded PTE and address agree"
+    );
+    if ft
+        .remove_grant_pte(mem, pl1, slot, r.mfn)
+        .and_then(|()| ft.put_page_type(mem, pl1))
+        .is_ok()
+    {
         return;
     }
     assert!(
@@ -954,6 +985,11 @@ fn check(s: &State) {
             } else {
                 writable[e.mfn.0 as usize] += uses;
             }
+            // A host mapping holds its L1 as an L1 (a type reference of the hypervisor's).
+            if e.host() {
+                let (l1, _) = e.pte.expect("a host mapping records its PTE");
+                writable[l1.0 as usize] += 1;
+            }
         }
         // Live grant PTEs are accounted for.
         for (slot, target) in live_grant_ptes(ft, mem, d.l1) {
@@ -976,7 +1012,7 @@ fn check(s: &State) {
         );
         assert_eq!(
             f.ext_type_refs, writable[m],
-            "frame {m}: Writable references"
+            "frame {m}: type references (Writable for grants, L1 for the tables holding their PTEs)"
         );
     }
 }
