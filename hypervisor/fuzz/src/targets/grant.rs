@@ -62,9 +62,10 @@ fn seeds() -> Vec<Vec<u8>> {
         // the 0x4000 mapping lives on.
         include_bytes!("../../regressions/grant-unmap-names-another-host-addr.bin").to_vec(),
         // Found by a long run before this glue held the mapper's L1: d1 maps d3's grant at
-        // 0x8000 and 0x1000, then unpins, rewrites and re-pins its L1, so the recorded PTE is
-        // gone while the mapping is not. The hypervisor holds the L1 as an L1 for as long as a
-        // grant PTE lives in it (guest/grant_op.rs), and so does the glue now.
+        // 0x8000 and 0x1000; by d1's teardown the entry at 0x8000 is empty while its mapping
+        // is still recorded (the unheld L1 could lose its type, and the entry with it). The
+        // hypervisor holds the L1 as an L1 for as long as a grant PTE lives in it
+        // (guest/grant_op.rs), and so does the glue now.
         include_bytes!("../../regressions/grant-pte-of-an-unheld-l1.bin").to_vec(),
     ]
 }
