@@ -59,6 +59,7 @@ pub const CALLBACKOP_UNREGISTER: u32 = 1;
 /// 16 bytes). Written by the guest; copied by the hypervisor.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct CallbackRegister {
     /// `CALLBACKTYPE_*`.
     pub callback_type: u16,
@@ -71,6 +72,7 @@ pub struct CallbackRegister {
 /// Argument of `CALLBACKOP_UNREGISTER` (Xen's `struct callback_unregister`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct CallbackUnregister {
     /// `CALLBACKTYPE_*`.
     pub callback_type: u16,

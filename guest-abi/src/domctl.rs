@@ -200,6 +200,7 @@ pub const PAYLOAD_SIZE: usize = 128;
 /// offsets. Every bit pattern is valid.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(C, align(8))]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct PayloadBytes(pub [u8; PAYLOAD_SIZE]);
 
 impl Default for PayloadBytes {
@@ -366,6 +367,7 @@ impl Payload for NoArgument {
 /// The argument of `domctl` (Xen's `struct xen_domctl`, 144 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct XenDomctl {
     /// IN: `XEN_DOMCTL_*`.
     pub cmd: u32,

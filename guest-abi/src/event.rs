@@ -102,6 +102,7 @@ pub const EVTCHNOP_RESET_CONT: u32 = 14;
 /// `EVTCHNOP_ALLOC_UNBOUND` (Xen's `struct evtchn_alloc_unbound`, 8 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnAllocUnbound {
     /// IN: domain to allocate in; `DOMID_SELF` unless the caller is
     /// privileged.
@@ -121,6 +122,7 @@ pub struct EvtchnAllocUnbound {
 /// which makes a loopback channel.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnBindInterdomain {
     /// IN: domain owning the unbound port (may be `DOMID_SELF`).
     pub remote_dom: DomId,
@@ -133,6 +135,7 @@ pub struct EvtchnBindInterdomain {
 /// `EVTCHNOP_BIND_VIRQ` (Xen's `struct evtchn_bind_virq`, 12 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnBindVirq {
     /// IN: `VIRQ_*`.
     pub virq: u32,
@@ -160,6 +163,7 @@ pub const BIND_PIRQ_WILL_SHARE: u32 = 1;
 /// `EVTCHNOP_BIND_IPI` (Xen's `struct evtchn_bind_ipi`, 8 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnBindIpi {
     /// IN: vCPU to notify; fixed for the life of the port.
     pub vcpu: u32,
@@ -171,6 +175,7 @@ pub struct EvtchnBindIpi {
 /// interdomain channel puts the other end back in the unbound state.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnClose {
     /// IN: the caller's port.
     pub port: EvtchnPort,
@@ -180,6 +185,7 @@ pub struct EvtchnClose {
 /// (the bound VIRQ, IPI or remote port).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnSend {
     /// IN: the caller's port.
     pub port: EvtchnPort,
@@ -188,6 +194,7 @@ pub struct EvtchnSend {
 /// `EVTCHNOP_UNMASK` (Xen's `struct evtchn_unmask`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnUnmask {
     /// IN: the caller's port.
     pub port: EvtchnPort,
@@ -197,6 +204,7 @@ pub struct EvtchnUnmask {
 /// interdomain, PIRQ and global-VIRQ ports can move.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnBindVcpu {
     /// IN: the caller's port.
     pub port: EvtchnPort,
@@ -228,6 +236,7 @@ pub const EVTCHNSTAT_IPI: u32 = 5;
 /// `EVTCHNOP_STATUS` (Xen's `struct evtchn_status`, 24 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnStatus {
     /// IN: domain owning the port (`DOMID_SELF` unless privileged).
     pub dom: DomId,

@@ -138,6 +138,7 @@ pub const GNTST_NO_SPACE: i16 = -13;
 /// `GNTTABOP_MAP_GRANT_REF` (Xen's `struct gnttab_map_grant_ref`, 32 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct GnttabMapGrantRef {
     /// IN: virtual address to map at, or PTE machine address with
     /// `GNTMAP_CONTAINS_PTE`.
@@ -160,6 +161,7 @@ pub struct GnttabMapGrantRef {
 /// 24 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct GnttabUnmapGrantRef {
     /// IN: as mapped, or 0 to ignore.
     pub host_addr: u64,
@@ -174,6 +176,7 @@ pub struct GnttabUnmapGrantRef {
 /// `GNTTABOP_SETUP_TABLE` (Xen's `struct gnttab_setup_table`, 24 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct GnttabSetupTable {
     /// IN: the domain (`DOMID_SELF` unless privileged).
     pub dom: DomId,
@@ -203,6 +206,7 @@ pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
 /// ([`GnttabCopyPtr::gmfn`]: a machine frame for a paravirtual caller).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct GnttabCopyPtr {
     /// IN: grant reference (low 32 bits) or frame number, by the flags.
     pub u: u64,
@@ -249,6 +253,7 @@ impl GnttabCopyPtr {
 /// granted destination must be granted writable.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct GnttabCopy {
     /// IN: where the bytes come from.
     pub source: GnttabCopyPtr,
@@ -265,6 +270,7 @@ pub struct GnttabCopy {
 /// `GNTTABOP_QUERY_SIZE` (Xen's `struct gnttab_query_size`, 16 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct GnttabQuerySize {
     /// IN: the domain (`DOMID_SELF` unless privileged).
     pub dom: DomId,

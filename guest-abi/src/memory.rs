@@ -49,6 +49,7 @@ pub const MMU_UPDATE_CMD_MASK: u64 = 3;
 /// of requests completed, including when one fails.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct MmuUpdate {
     /// Machine address of the target, with the command in bits 0 and 1.
     pub ptr: u64,
@@ -130,6 +131,7 @@ pub const MMUEXT_UNMARK_SUPER: u32 = 20;
 /// virtual address of a vCPU bitmap, or a source frame.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct MmuextOp {
     /// `MMUEXT_*`.
     pub cmd: u32,
@@ -227,6 +229,7 @@ pub const XENIA_FRAME_TYPES: [&str; 7] = ["none", "l1", "l2", "l3", "l4", "descr
 /// Argument of [`XENMEM_XENIA_FRAME_COUNTS`] (64 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct XeniaFrameCounts {
     /// OUT: frames the domain owns.
     pub total: u64,
@@ -239,6 +242,7 @@ pub struct XeniaFrameCounts {
 /// xen_memory_reservation`, 32 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct MemoryReservation {
     /// IN/OUT: virtual address of an array of frame numbers — machine frames
     /// allocated (increase, OUT), frames to free (decrease, IN), or PFNs to
@@ -259,6 +263,7 @@ pub struct MemoryReservation {
 /// `struct xen_memory_map`, 16 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct MemoryMap {
     /// IN: capacity of the buffer in entries; OUT: entries written.
     pub nr_entries: u32,
@@ -269,6 +274,7 @@ pub struct MemoryMap {
 /// One entry of a memory map (the BIOS E820 format, 20 bytes, packed).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C, packed)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct E820Entry {
     /// First byte of the range.
     pub addr: u64,
@@ -287,6 +293,7 @@ pub const E820_RESERVED: u32 = 2;
 /// xen_machphys_mapping`, 24 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct MachphysMapping {
     /// OUT: first virtual address of the M2P.
     pub v_start: u64,

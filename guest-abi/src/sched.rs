@@ -98,6 +98,7 @@ impl TryFrom<u32> for ShutdownReason {
 /// `struct sched_shutdown`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct SchedShutdown {
     /// IN: `SHUTDOWN_*`.
     pub reason: u32,
@@ -119,6 +120,7 @@ pub struct SchedPoll {
 /// sched_remote_shutdown`, 8 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct SchedRemoteShutdown {
     /// IN: the domain to shut down.
     pub domain_id: DomId,

@@ -67,6 +67,7 @@ pub const XEN_SYSCTL_SCHEDULER_OP: u32 = 19;
 /// The argument of `sysctl` (Xen's `struct xen_sysctl`, 136 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct XenSysctl {
     /// IN: `XEN_SYSCTL_*`.
     pub cmd: u32,

@@ -166,6 +166,7 @@ pub const TI_MASK_EVENTS: u8 = 0x4;
 /// hypervisor copies the array and keeps its own table.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct TrapInfo {
     /// Vector number.
     pub vector: u8,
@@ -265,6 +266,7 @@ pub const VGCF_IN_SYSCALL: u64 = 1 << 8;
 /// return.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct IretContext {
     /// Value for `rax`.
     pub rax: u64,

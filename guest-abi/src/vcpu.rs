@@ -74,6 +74,7 @@ pub struct VcpuRegisterRunstateMemoryArea {
 /// vcpu_set_periodic_timer`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct VcpuSetPeriodicTimer {
     /// IN: period in nanoseconds; periods under one millisecond
     /// ([`VCPU_PERIODIC_MIN_NS`]) are refused with `EINVAL`. The first event
@@ -92,6 +93,7 @@ pub const VCPU_SSHOTTMR_FUTURE: u32 = 1 << 0;
 /// vcpu_set_singleshot_timer`, 16 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct VcpuSetSingleshotTimer {
     /// IN: absolute system time (ns) at which to raise `VIRQ_TIMER`.
     pub timeout_abs_ns: u64,

@@ -94,6 +94,7 @@ pub const fn xen_cr3_to_pfn(cr3: u64) -> u64 {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
 #[allow(missing_docs)] // The register names are the documentation.
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct CpuUserRegs {
     pub r15: u64,
     pub r14: u64,
@@ -140,6 +141,7 @@ pub struct CpuUserRegs {
 /// each field.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct VcpuGuestContext {
     /// FXSAVE image of the x87/SSE state. Ignored.
     pub fpu_ctxt: [u8; FPU_CTXT_SIZE],
