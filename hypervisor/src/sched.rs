@@ -323,6 +323,31 @@ impl Scheduler {
         }
     }
 
+    /// A scheduler with no pCPUs and no domains, for a `static` before boot knows the pCPUs;
+    /// [`Self::new`] makes the working one.
+    pub const fn empty() -> Self {
+        Self {
+            pcpus: Vec::new(),
+            doms: BTreeMap::new(),
+            vcpus: BTreeMap::new(),
+            active_doms: VecDeque::new(),
+            credit_balance: 0,
+            next_acct: ACCT_PERIOD_NS,
+        }
+    }
+
+    /// Whether `id` may run now: not blocked, not paused (by its domain's controller, by
+    /// being down, by a shutdown), not parked by its cap. The scheduler is the one owner of
+    /// this answer; `false` for an unknown vCPU.
+    pub fn is_runnable(&self, id: VcpuId) -> bool {
+        self.vcpus.get(&id).is_some_and(Vcpu::runnable)
+    }
+
+    /// Whether `id` waits in `SCHEDOP_block` for an event.
+    pub fn is_blocked(&self, id: VcpuId) -> bool {
+        self.vcpus.get(&id).is_some_and(|v| v.blocked)
+    }
+
     /// Number of pCPUs it schedules.
     pub fn nr_pcpus(&self) -> usize {
         self.pcpus.len()

@@ -131,6 +131,10 @@ struct TestArgs {
     /// Scenarios to run at once (default: the number of CPUs).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
+    /// Skip the lints, host tests and fuzzing: build and run the scenarios only (for
+    /// iterating on a change; CI runs everything).
+    #[arg(long)]
+    scenarios_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -260,6 +264,25 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
 fn test(ws: &Workspace, args: &TestArgs) -> Result<ExitCode, String> {
     // Check the filter before spending minutes on building and unit tests.
     xenia_tests::runner::matching(args.filter.as_deref())?;
+    if !args.scenarios_only {
+        checks(ws)?;
+    }
+    build_all(ws, &BuildArgs { debug: false })?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let summary = xenia_tests::run_and_report(ws, args.filter.as_deref(), jobs)?;
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Everything `cargo xtask test` checks before the scenarios: lints, formatting, clippy,
+/// host unit tests, short fuzz runs.
+fn checks(ws: &Workspace) -> Result<(), String> {
     println!("checking guest-reachable hypervisor paths for infallible allocation...");
     lint::run(ws.root())?;
     host::install_toolchain(ws.root())?;
@@ -294,17 +317,7 @@ fn test(ws: &Workspace, args: &TestArgs) -> Result<ExitCode, String> {
     println!("fuzzing each target for {} s...", fuzz::CI_SECONDS);
     fuzz::run(ws.root(), None, f64::from(fuzz::CI_SECONDS), 0x5EED, None)
         .map_err(|e| format!("{e}; not running the QEMU scenarios"))?;
-    build_all(ws, &BuildArgs { debug: false })?;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .max(1);
-    let summary = xenia_tests::run_and_report(ws, args.filter.as_deref(), jobs)?;
-    Ok(if summary.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(())
 }
 
 /// `path` relative to the workspace root when it is inside it, for messages.

@@ -281,7 +281,7 @@ pub fn build_dom0(
         id,
         name: String::from(dom0_tools_name()),
         handle: [0; 16],
-        privileged: true,
+        privilege: super::Privilege::Control,
         p2m,
         shared_info,
         tot_pages: nr_pages,
@@ -290,8 +290,7 @@ pub fn build_dom0(
         events: EventChannels::new(),
         grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
-        handling: 0,
-        paused: 0,
+        controller_pauses: 0,
         console_line: super::ConsoleLine::new(),
     };
     let info = dom.vcpu_info(0);

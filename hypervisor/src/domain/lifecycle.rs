@@ -51,7 +51,7 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         id,
         name,
         handle: [0; 16],
-        privileged: false,
+        privilege: super::Privilege::Guest,
         p2m: Vec::new(),
         shared_info,
         tot_pages: 0,
@@ -60,8 +60,7 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         events: EventChannels::new(),
         grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
-        handling: 0,
-        paused: 1,
+        controller_pauses: 1,
         console_line: super::ConsoleLine::new(),
     };
     for v in 0..nr_vcpus as usize {

@@ -9,12 +9,12 @@ pub use xenia_pvboot::{elf, layout};
 use alloc::string::String;
 use alloc::vec::Vec;
 
+#[cfg(target_os = "none")]
 use guest_abi::shared_info::{SharedInfo, VcpuInfo};
 use guest_abi::trap::TrapInfo;
 use guest_abi::types::DomId;
 
 use crate::arch::x86_64::frame::TrapFrame;
-use crate::arch::x86_64::layout::phys_to_virt;
 use crate::event::EventChannels;
 use crate::mm::Mfn;
 
@@ -110,12 +110,10 @@ pub struct Vcpu {
     /// One-shot timer deadline (system time, ns).
     pub singleshot: Option<u64>,
     pub periodic: Option<Periodic>,
-    /// Waiting in `SCHEDOP_block` for an event.
-    pub blocked: bool,
     /// A batch hypercall in progress.
     pub continuation: Option<Continuation>,
-    /// Has a context and may run (dom0's vCPU 0 at build, others after
-    /// `setvcpucontext`).
+    /// Has a context (dom0's vCPU 0 at build, others after `setvcpucontext`): Xen's "up".
+    /// Whether it may run is the scheduler's answer alone (`World::runnable`).
     pub online: bool,
     /// x87/SSE state while the vCPU is off the pCPU (`fxsave` format).
     pub fpu: FpuState,
@@ -158,7 +156,6 @@ impl Vcpu {
             gs_base: 0,
             singleshot: None,
             periodic: None,
-            blocked: false,
             continuation: None,
             online: false,
             fpu: FpuState::reset(),
@@ -255,12 +252,22 @@ impl Default for ConsoleLine {
 /// mappings (which are bounded by their own limits): its name, its bookkeeping.
 const DOMAIN_BASE_COST: u64 = 16 * 1024;
 
+/// What a domain may do beyond its own resources. Only the hypercall context reads it, to
+/// make the privilege token (`guest::context::Privileged`) for dom0; no handler checks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    /// The control domain (dom0): domain control, other domains' memory and ports.
+    Control,
+    /// Any other domain.
+    Guest,
+}
+
 pub struct Domain {
     pub id: DomId,
     pub name: String,
     /// The toolstack's UUID for it (`createdomain`'s handle; zero for dom0).
     pub handle: [u8; 16],
-    pub privileged: bool,
+    pub privilege: Privilege,
     /// Pseudo-physical to machine frames.
     pub p2m: Vec<Mfn>,
     pub shared_info: Mfn,
@@ -273,10 +280,10 @@ pub struct Domain {
     /// Its grant table and the grant mappings it holds.
     pub grants: crate::grant::GrantTable,
     pub shutdown: Option<Shutdown>,
-    /// Index of the vCPU whose trap is being handled (set on every entry).
-    pub handling: usize,
-    /// Pause count (`XEN_DOMCTL_pausedomain`); the domain runs only at zero.
-    pub paused: u32,
+    /// How many times the toolstack paused it (Xen's `controller_pause_count`: what
+    /// `getdomaininfo` reports and `unpausedomain` checks). Each pause is also a pause of
+    /// every vCPU in the scheduler, which alone decides whether a vCPU runs.
+    pub controller_pauses: u32,
     /// Console output not yet ended by a newline.
     pub console_line: ConsoleLine,
 }
@@ -284,30 +291,15 @@ pub struct Domain {
 impl Domain {
     /// The domain's shared-info page. All its fields are atomics: the guest writes it
     /// concurrently, by design.
+    #[cfg(target_os = "none")]
     pub fn shared(&self) -> &SharedInfo {
-        // SAFETY: `shared_info` is a frame the hypervisor allocated for this domain and
-        // keeps for its lifetime, reachable through the direct map; `SharedInfo` is made
-        // of atomics only (any bit pattern valid, concurrent guest writes fine) and fits
-        // in a page.
-        unsafe { &*(phys_to_virt(self.shared_info.phys()) as *const SharedInfo) }
+        // The frame is held for the hypervisor's writes for the domain's lifetime.
+        crate::mm::physmem::atomics(self.shared_info)
     }
 
+    #[cfg(target_os = "none")]
     pub fn vcpu_info(&self, vcpu: usize) -> &VcpuInfo {
         &self.shared().vcpu_info[vcpu]
-    }
-
-    /// The vCPU whose trap is being handled on this pCPU.
-    pub fn vcpu(&self) -> &Vcpu {
-        &self.vcpus[self.handling]
-    }
-
-    pub fn vcpu_mut(&mut self) -> &mut Vcpu {
-        &mut self.vcpus[self.handling]
-    }
-
-    /// The `vcpu_info` of the vCPU being handled.
-    pub fn info(&self) -> &VcpuInfo {
-        self.vcpu_info(self.handling)
     }
 
     /// The frames the hypervisor writes on this domain's behalf: each must be held with

@@ -1,11 +1,11 @@
 //! Domain control (`domctl`) and system control (`sysctl`): how dom0 creates, builds,
 //! runs, inspects and destroys other domains (DESIGN.md §5, §7). dom0 only: any other
-//! caller gets `EPERM`; a request of another interface version gets `EACCES`, as on Xen.
+//! caller gets `EPERM` (the handlers start by asking the context for the privilege token);
+//! a request of another interface version gets `EACCES`, as on Xen.
 //!
-//! The calling domain is out of the domain map while its trap is handled (`guest::trap`),
-//! so a command naming it works on `dom`, and any other domain is looked up in the map.
+//! Every domain, dom0 included, stays in the domain map while dom0's trap is handled, so a
+//! command names its target by id and finds it there, whoever it is.
 
-use alloc::collections::BTreeMap;
 use core::mem::offset_of;
 
 use guest_abi::domctl::{self as dc, Payload, XenDomctl};
@@ -16,93 +16,79 @@ use guest_abi::trap::{RFLAGS_IF, TrapInfo};
 use guest_abi::types::{DOMID_FIRST_RESERVED, DomId};
 use guest_abi::vcpu_context::{self as vc, VcpuGuestContext};
 
-use super::mem::{AsBytes, Pod};
-use super::{World, aspace};
+use super::World;
+use super::context::{Hc, HcResult, Privileged, Ret};
+use super::mem::{AddressSpace, GuestPtr};
 use crate::domain::{Domain, lifecycle};
-use crate::mm::{Mfn, PAGE_SIZE, frames, ft};
+use crate::mm::{Mfn, PAGE_SIZE, frames, ft, physmem};
 use crate::sched::{Params, VcpuId};
 
-type Domains = BTreeMap<DomId, Domain>;
-
-/// The domain `id`: the caller itself or one in `others`.
-fn target<'a>(
-    dom: &'a mut Domain,
-    others: &'a mut Domains,
-    id: DomId,
-) -> Result<&'a mut Domain, Errno> {
-    if id == dom.id {
-        Ok(dom)
-    } else {
-        others.get_mut(&id).ok_or(Errno::ESRCH)
-    }
+/// Domain `id` of `world`, or `ESRCH`.
+fn target(world: &mut World, id: DomId) -> Result<&mut Domain, Errno> {
+    world.domains.get_mut(&id).ok_or(Errno::ESRCH)
 }
 
 /// `domctl(arg)`.
-pub fn domctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errno> {
-    if !dom.privileged {
-        return Err(Errno::EPERM);
-    }
-    let space = aspace(dom);
-    let mut op: XenDomctl = space.read_pod(arg)?;
+pub fn domctl(cx: &mut Hc) -> HcResult {
+    let token = cx.privileged()?;
+    let arg: GuestPtr<XenDomctl> = cx.ptr(0);
+    let space = cx.space();
+    let mut op = space.read(arg)?;
     if !op.version_matches() {
         return Err(Errno::EACCES);
     }
     let now = crate::time::now_ns();
+    let me = cx.id();
     let id = op.domain;
+    let running = crate::arch::x86_64::percpu::this().current();
+    let world = cx.world(&token);
     match op.cmd {
         dc::XEN_DOMCTL_CREATEDOMAIN => {
             let cfg: dc::DomctlCreatedomain = op.payload();
-            op.domain = create(dom, world, id, &cfg)?;
+            op.domain = create(&token, world, id, &cfg)?;
         }
-        dc::XEN_DOMCTL_DESTROYDOMAIN => destroy(dom, world, id)?,
+        dc::XEN_DOMCTL_DESTROYDOMAIN => destroy(&token, world, me, id)?,
         dc::XEN_DOMCTL_PAUSEDOMAIN => {
-            if id == dom.id {
+            if id == me {
                 return Err(Errno::EINVAL);
             }
-            let d = target(dom, &mut world.domains, id)?;
-            d.paused = d.paused.checked_add(1).ok_or(Errno::EINVAL)?;
-            if let Some(s) = world.sched.as_mut() {
-                let _ = s.pause_domain(id);
-            }
+            let d = target(world, id)?;
+            d.controller_pauses = d.controller_pauses.checked_add(1).ok_or(Errno::EINVAL)?;
+            let _ = world.sched.pause_domain(id);
         }
         dc::XEN_DOMCTL_UNPAUSEDOMAIN => {
-            let d = target(dom, &mut world.domains, id)?;
-            if d.paused == 0 || d.shutdown.is_some() {
+            let d = target(world, id)?;
+            if d.controller_pauses == 0 || d.shutdown.is_some() {
                 return Err(Errno::EINVAL);
             }
-            d.paused -= 1;
-            if let Some(s) = world.sched.as_mut() {
-                let _ = s.unpause_domain(id);
-            }
+            d.controller_pauses -= 1;
+            let _ = world.sched.unpause_domain(id);
         }
         dc::XEN_DOMCTL_GETDOMAININFO => {
-            let info = domain_info(
-                target(dom, &mut world.domains, id)?,
-                world.sched.as_ref(),
-                now,
-            );
+            let d = world.domains.get(&id).ok_or(Errno::ESRCH)?;
+            let info = domain_info(d, &world.sched, now);
             op.set_payload(&info);
         }
         dc::XEN_DOMCTL_MAX_MEM => {
             let m: dc::DomctlMaxMem = op.payload();
-            target(dom, &mut world.domains, id)?.max_pages = m.max_memkb / (PAGE_SIZE / 1024);
+            target(world, id)?.max_pages = m.max_memkb / (PAGE_SIZE / 1024);
         }
         dc::XEN_DOMCTL_MAX_VCPUS => {
             let m: dc::DomctlMaxVcpus = op.payload();
-            if m.max as usize != target(dom, &mut world.domains, id)?.vcpus.len() {
+            if m.max as usize != target(world, id)?.vcpus.len() {
                 return Err(Errno::EINVAL);
             }
         }
         dc::XEN_DOMCTL_SETVCPUCONTEXT => {
             let c: dc::DomctlVcpucontext = op.payload();
-            let ctx: VcpuGuestContext = space.read_pod(c.ctxt)?;
-            if id == dom.id {
+            let ctx: VcpuGuestContext = space.read(GuestPtr::new(c.ctxt))?;
+            if id == me {
                 return Err(Errno::EINVAL);
             }
-            let d = world.domains.get_mut(&id).ok_or(Errno::ESRCH)?;
+            let d = target(world, id)?;
             let online = set_vcpu_context(d, c.vcpu, &ctx)?;
-            if online && let Some(s) = world.sched.as_mut() {
-                let _ = s.unpause(VcpuId {
+            if online {
+                let _ = world.sched.unpause(VcpuId {
                     dom: id,
                     vcpu: c.vcpu,
                 });
@@ -110,27 +96,22 @@ pub fn domctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
         }
         dc::XEN_DOMCTL_GETVCPUCONTEXT => {
             let c: dc::DomctlVcpucontext = op.payload();
-            let d = target(dom, &mut world.domains, id)?;
+            let d = target(world, id)?;
             let v = d.vcpus.get(c.vcpu as usize).ok_or(Errno::EINVAL)?;
-            write_vcpu_context(&space, c.ctxt, v)?;
+            write_vcpu_context(&space, GuestPtr::new(c.ctxt), v)?;
         }
         dc::XEN_DOMCTL_GETVCPUINFO => {
             let mut i: dc::DomctlGetvcpuinfo = op.payload();
-            let running = world.current;
-            let d = target(dom, &mut world.domains, id)?;
+            let d = target(world, id)?;
             let v = d.vcpus.get(i.vcpu as usize).ok_or(Errno::EINVAL)?;
+            let vid = VcpuId {
+                dom: id,
+                vcpu: i.vcpu,
+            };
             i.online = u8::from(v.online);
-            i.blocked = u8::from(v.blocked);
+            i.blocked = u8::from(world.sched.is_blocked(vid));
             i.running = u8::from(running == Some((id, i.vcpu as usize)));
-            i.cpu_time = world.sched.as_ref().map_or(0, |s| {
-                s.runtime(
-                    VcpuId {
-                        dom: id,
-                        vcpu: i.vcpu,
-                    },
-                    now,
-                )
-            });
+            i.cpu_time = world.sched.runtime(vid, now);
             i.cpu = 0;
             op.set_payload(&i);
         }
@@ -139,8 +120,8 @@ pub fn domctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
             if s.sched_id != dc::XEN_SCHEDULER_CREDIT {
                 return Err(Errno::EINVAL);
             }
-            target(dom, &mut world.domains, id)?;
-            let sched = world.sched.as_mut().ok_or(Errno::ENOSYS)?;
+            target(world, id)?;
+            let sched = &mut world.sched;
             let current = sched.params(id).ok_or(Errno::ESRCH)?;
             match s.cmd {
                 dc::XEN_DOMCTL_SCHEDOP_PUTINFO => {
@@ -178,39 +159,38 @@ pub fn domctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
             }
             let mut buf = [0u8; PAGE_SIZE as usize];
             let bytes = &mut buf[..w.len as usize];
-            space.read(w.buffer, bytes)?;
-            if id == dom.id {
+            space.read_bytes(GuestPtr::new(w.buffer), bytes)?;
+            if id == me {
                 return Err(Errno::EINVAL);
             }
-            world.domains.get(&id).ok_or(Errno::ESRCH)?;
-            super::mmu::with_writable(id, Mfn(w.mfn), |frame| {
-                frame[w.offset as usize..end as usize].copy_from_slice(bytes);
-            })?;
+            target(world, id)?;
+            let mfn = Mfn(w.mfn);
+            super::mmu::with_writable(id, mfn, || physmem::write(mfn, w.offset as usize, bytes))?;
         }
         dc::XEN_DOMCTL_XENIA_READ_FRAME => {
             let w: dc::DomctlXeniaWriteFrame = op.payload();
             let end = u64::from(w.offset) + u64::from(w.len);
-            if end > PAGE_SIZE || id == dom.id {
+            if end > PAGE_SIZE || id == me {
                 return Err(Errno::EINVAL);
             }
-            world.domains.get(&id).ok_or(Errno::ESRCH)?;
+            target(world, id)?;
             let mfn = Mfn(w.mfn);
             ft::with(|t, _| t.get_page(mfn, id))?;
             let mut buf = [0u8; PAGE_SIZE as usize];
             let bytes = &mut buf[..w.len as usize];
-            bytes.copy_from_slice(&super::mmu::frame_bytes(mfn)[w.offset as usize..end as usize]);
+            physmem::read(mfn, w.offset as usize, bytes);
             let _ = ft::with(|t, _| t.put_page(mfn));
-            space.write(w.buffer, bytes)?;
+            space.write_bytes(GuestPtr::new(w.buffer), bytes)?;
         }
         _ => return Err(Errno::ENOSYS),
     }
-    space.write_pod(arg, &op)?;
-    Ok(0)
+    space.write(arg, &op)?;
+    Ok(Ret::Value(0))
 }
 
 /// `XEN_DOMCTL_createdomain`: a new, paused, empty domain; returns its id.
 fn create(
-    dom: &Domain,
+    _: &Privileged,
     world: &mut World,
     wanted: DomId,
     cfg: &dc::DomctlCreatedomain,
@@ -218,7 +198,7 @@ fn create(
     if cfg.flags & dc::XEN_DOMCTL_CDF_HVM != 0 {
         return Err(Errno::EINVAL);
     }
-    let in_use = |d: DomId| d == dom.id || world.domains.contains_key(&d);
+    let in_use = |d: DomId| world.domains.contains_key(&d);
     let id = if wanted == 0 || wanted >= DOMID_FIRST_RESERVED {
         crate::domain::free_domid(world.last_domid, in_use)?
     } else if in_use(wanted) {
@@ -249,46 +229,40 @@ fn create(
         let _ = lifecycle::release(&mut new);
         return Err(Errno::ENOMEM);
     }
-    if let Some(s) = world.sched.as_mut() {
-        let added = s
-            .add_domain(id, cfg.max_vcpus, Params::default())
-            .and_then(|()| {
-                (0..cfg.max_vcpus).try_for_each(|v| s.add_vcpu(VcpuId { dom: id, vcpu: v }, 0))
-            });
-        if let Err(e) = added {
-            // Nothing of the domain may outlive the failure: its frames are held.
-            let _ = s.remove_domain(id);
-            super::grant_op::release_frames(&mut new);
-            let _ = lifecycle::release(&mut new);
-            return Err(e);
-        }
-        let _ = s.pause_domain(id);
+    let s = &mut world.sched;
+    let added = s
+        .add_domain(id, cfg.max_vcpus, Params::default())
+        .and_then(|()| {
+            (0..cfg.max_vcpus).try_for_each(|v| s.add_vcpu(VcpuId { dom: id, vcpu: v }, 0))
+        });
+    if let Err(e) = added {
+        // Nothing of the domain may outlive the failure: its frames are held.
+        let _ = s.remove_domain(id);
+        super::grant_op::release_frames(&mut new);
+        let _ = lifecycle::release(&mut new);
+        return Err(e);
     }
+    // The controller's pause a new domain starts with (`controller_pauses` is 1).
+    let _ = s.pause_domain(id);
     log::info!(target: "domain", "domain {id} created ({} vCPUs)", cfg.max_vcpus);
     world.domains.insert(id, new); // alloc: dom0 only; one map node per domain
     Ok(id)
 }
 
 /// `XEN_DOMCTL_destroydomain`: everything the domain holds goes back.
-fn destroy(dom: &mut Domain, world: &mut World, id: DomId) -> Result<(), Errno> {
-    if id == dom.id || id == 0 {
+fn destroy(_: &Privileged, world: &mut World, caller: DomId, id: DomId) -> Result<(), Errno> {
+    if id == caller || id == 0 {
         return Err(Errno::EINVAL);
     }
+    // Out of the map for its teardown: it is no one's to find any more.
     let mut victim = world.domains.remove(&id).ok_or(Errno::ESRCH)?;
-    if let Some(s) = world.sched.as_mut() {
-        let _ = s.remove_domain(id);
-    }
+    let _ = world.sched.remove_domain(id);
     // Grants: mappings it holds and mappings others hold of its grants go first.
-    super::grant_op::release(&mut victim, dom, &mut world.domains);
+    super::grant_op::release(&mut victim, &mut world.domains);
     // Event channels: the other ends become unbound again.
     if let Ok(peers) = victim.events.destroy(id) {
         for p in peers {
-            let peer = if p.remote_dom == dom.id {
-                Some(&mut *dom)
-            } else {
-                world.domains.get_mut(&p.remote_dom)
-            };
-            if let Some(peer) = peer {
+            if let Some(peer) = world.domains.get_mut(&p.remote_dom) {
                 let _ = peer.events.unbind_peer(p.remote_port, id, p.local_port);
             }
         }
@@ -309,22 +283,28 @@ fn destroy(dom: &mut Domain, world: &mut World, id: DomId) -> Result<(), Errno> 
 }
 
 /// `getdomaininfo` for `d`.
-fn domain_info(
-    d: &Domain,
-    sched: Option<&crate::sched::Scheduler>,
-    now: u64,
-) -> dc::DomctlGetdomaininfo {
+fn domain_info(d: &Domain, sched: &crate::sched::Scheduler, now: u64) -> dc::DomctlGetdomaininfo {
     let mut flags = 0;
     if let Some(reason) = d.shutdown {
         flags |= dc::XEN_DOMINF_SHUTDOWN | (reason.code() << dc::XEN_DOMINF_SHUTDOWNSHIFT);
     }
-    if d.paused > 0 {
+    if d.controller_pauses > 0 {
         flags |= dc::XEN_DOMINF_PAUSED;
     }
     let online: u32 = d.vcpus.iter().filter(|v| v.online).count() as u32;
-    if online > 0 && d.vcpus.iter().filter(|v| v.online).all(|v| v.blocked) {
+    let blocked = |v: usize| {
+        sched.is_blocked(VcpuId {
+            dom: d.id,
+            vcpu: v as u32,
+        })
+    };
+    if online > 0
+        && (0..d.vcpus.len())
+            .filter(|&v| d.vcpus[v].online)
+            .all(blocked)
+    {
         flags |= dc::XEN_DOMINF_BLOCKED;
-    } else if online > 0 && d.shutdown.is_none() && d.paused == 0 {
+    } else if online > 0 && d.shutdown.is_none() && d.controller_pauses == 0 {
         flags |= dc::XEN_DOMINF_RUNNING;
     }
     dc::DomctlGetdomaininfo {
@@ -334,7 +314,7 @@ fn domain_info(
         tot_pages: d.tot_pages,
         max_pages: d.max_pages,
         shared_info_frame: d.shared_info.0,
-        cpu_time: sched.map_or(0, |s| s.domain_runtime(d.id, now)),
+        cpu_time: sched.domain_runtime(d.id, now),
         nr_online_vcpus: online,
         max_vcpu_id: (d.vcpus.len() as u32).wrapping_sub(1),
         ..Default::default()
@@ -344,7 +324,7 @@ fn domain_info(
 /// `XEN_DOMCTL_setvcpucontext`: checks the whole context, then installs it. Returns
 /// whether the vCPU came online with it.
 fn set_vcpu_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Result<bool, Errno> {
-    if d.paused == 0 {
+    if d.controller_pauses == 0 {
         return Err(Errno::EBUSY);
     }
     if vcpu as usize >= d.vcpus.len() {
@@ -418,8 +398,8 @@ fn set_vcpu_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Result
 /// `XEN_DOMCTL_getvcpucontext`: the registers and settings Xenia keeps, in Xen's layout
 /// (other fields zero).
 fn write_vcpu_context(
-    space: &super::mem::AddressSpace,
-    at: u64,
+    space: &AddressSpace,
+    at: GuestPtr<VcpuGuestContext>,
     v: &crate::domain::Vcpu,
 ) -> Result<(), Errno> {
     let mut regs = vc::CpuUserRegs::default();
@@ -434,17 +414,16 @@ fn write_vcpu_context(
     regs.rflags = f.rflags;
     regs.cs = f.cs as u16;
     regs.ss = f.ss as u16;
-    let base = |field: usize| at + field as u64;
-    space.write(at, &[0u8; core::mem::size_of::<VcpuGuestContext>()])?;
+    space.write_bytes(
+        at.field(0),
+        &[0u8; core::mem::size_of::<VcpuGuestContext>()],
+    )?;
     let mut flags = vc::VGCF_IN_KERNEL;
     if v.online {
         flags |= vc::VGCF_ONLINE;
     }
-    space.write(
-        base(offset_of!(VcpuGuestContext, flags)),
-        &flags.to_le_bytes(),
-    )?;
-    space.write_pod(base(offset_of!(VcpuGuestContext, user_regs)), &regs)?;
+    space.write(at.field(offset_of!(VcpuGuestContext, flags)), &flags)?;
+    space.write(at.field(offset_of!(VcpuGuestContext, user_regs)), &regs)?;
     let words = [
         (
             offset_of!(VcpuGuestContext, kernel_ss),
@@ -471,22 +450,22 @@ fn write_vcpu_context(
         (offset_of!(VcpuGuestContext, gs_base_user), v.gs_base),
     ];
     for (offset, value) in words {
-        space.write(base(offset), &value.to_le_bytes())?;
+        space.write(at.field::<u64>(offset), &value)?;
     }
     Ok(())
 }
 
 /// `sysctl(arg)`.
-pub fn sysctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errno> {
-    if !dom.privileged {
-        return Err(Errno::EPERM);
-    }
-    let space = aspace(dom);
-    let mut op: XenSysctl = space.read_pod(arg)?;
+pub fn sysctl(cx: &mut Hc) -> HcResult {
+    let token = cx.privileged()?;
+    let arg: GuestPtr<XenSysctl> = cx.ptr(0);
+    let space = cx.space();
+    let mut op = space.read(arg)?;
     if !op.version_matches() {
         return Err(Errno::EACCES);
     }
     let now = crate::time::now_ns();
+    let world = cx.world(&token);
     match op.cmd {
         sc::XEN_SYSCTL_READCONSOLE => {
             let mut r: sc::SysctlReadconsole = op.payload();
@@ -498,7 +477,7 @@ pub fn sysctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
                 0
             };
             let (copied, next) = crate::console::read_log(from, &mut buf);
-            space.write(r.buffer, &buf[..copied])?;
+            space.write_bytes(GuestPtr::new(r.buffer), &buf[..copied])?;
             r.count = copied as u32;
             r.index = next as u32;
             op.set_payload(&r);
@@ -524,20 +503,17 @@ pub fn sysctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
             let mut l: sc::SysctlGetdomaininfolist = op.payload();
             let record = core::mem::size_of::<dc::DomctlGetdomaininfo>() as u64;
             let mut n = 0u32;
-            let mut all: alloc::vec::Vec<&Domain> = alloc::vec::Vec::new();
-            all.try_reserve_exact(world.domains.len() + 1)
-                .map_err(|_| Errno::ENOMEM)?;
-            // alloc: room reserved just above.
-            all.extend(world.domains.values());
-            all.push(dom); // alloc: room reserved above
-            all.sort_by_key(|d| d.id);
-            for d in all.into_iter().filter(|d| d.id >= l.first_domain) {
+            // The map is ordered by id: the list comes out sorted.
+            for d in world.domains.range(l.first_domain..) {
                 if n >= l.max_domains {
                     break;
                 }
                 let mut bytes = [0u8; 112];
-                domain_info(d, world.sched.as_ref(), now).encode_prefix(&mut bytes);
-                space.write(l.buffer + u64::from(n) * record, &bytes[..record as usize])?;
+                domain_info(d.1, &world.sched, now).encode_prefix(&mut bytes);
+                space.write_bytes(
+                    GuestPtr::new(l.buffer + u64::from(n) * record),
+                    &bytes[..record as usize],
+                )?;
                 n += 1;
             }
             l.num_domains = n;
@@ -548,11 +524,7 @@ pub fn sysctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
             (h.charged, h.limit) = if h.domid == guest_abi::types::DOMID_INVALID {
                 (0, 0)
             } else {
-                let d = if h.domid == dom.id {
-                    &*dom
-                } else {
-                    world.domains.get(&h.domid).ok_or(Errno::ESRCH)?
-                };
+                let d = world.domains.get(&h.domid).ok_or(Errno::ESRCH)?;
                 (d.charged(), d.charge_limit())
             };
             h.heap_total = crate::mm::heap::size() as u64;
@@ -561,21 +533,6 @@ pub fn sysctl(dom: &mut Domain, world: &mut World, arg: u64) -> Result<u64, Errn
         }
         _ => return Err(Errno::ENOSYS),
     }
-    space.write_pod(arg, &op)?;
-    Ok(0)
+    space.write(arg, &op)?;
+    Ok(Ret::Value(0))
 }
-
-// SAFETY: repr(C) integer structures (the union is bytes), no padding.
-unsafe impl Pod for XenDomctl {}
-// SAFETY: as above.
-unsafe impl AsBytes for XenDomctl {}
-// SAFETY: as above.
-unsafe impl Pod for XenSysctl {}
-// SAFETY: as above.
-unsafe impl AsBytes for XenSysctl {}
-// SAFETY: integers, explicit padding fields, arrays of TrapInfo (integers).
-unsafe impl Pod for VcpuGuestContext {}
-// SAFETY: integers with explicit padding fields only.
-unsafe impl Pod for vc::CpuUserRegs {}
-// SAFETY: as above.
-unsafe impl AsBytes for vc::CpuUserRegs {}

@@ -13,28 +13,27 @@ use guest_abi::errno::Errno;
 use guest_abi::grant as g;
 use guest_abi::types::{DOMID_SELF, DomId};
 
-use super::aspace;
 use core::mem::offset_of;
 
-use super::mem::{AddressSpace, Pod};
-use crate::arch::x86_64::layout::phys_to_virt;
+use super::context::{Hc, HcResult, Ret};
+use super::mem::GuestPtr;
 use crate::domain::Domain;
 use crate::grant::{
     self as gt, EntryFrame, EntryFrames, FrameRefError, FrameRefs, GntError, Grants,
 };
 use crate::mm::frame_table::PageType;
-use crate::mm::{Mfn, PAGE_SIZE, frames, ft};
+use crate::mm::{Mfn, PAGE_SIZE, frames, ft, physmem};
 
 type Domains = alloc::collections::BTreeMap<DomId, Domain>;
 
-/// Writes one OUT field of an operation back to the guest.
-fn put<const N: usize>(
-    space: &AddressSpace,
-    at: u64,
+/// Writes the OUT field at `offset` of the operation at `op` back to the guest.
+fn put<O, T: zerocopy::IntoBytes + zerocopy::Immutable>(
+    cx: &Hc,
+    op: GuestPtr<O>,
     offset: usize,
-    bytes: [u8; N],
+    value: T,
 ) -> Result<(), Errno> {
-    space.write(at + offset as u64, &bytes)
+    cx.space().write(op.field::<T>(offset), &value)
 }
 
 /// Most operations handled in one call.
@@ -48,9 +47,8 @@ fn entry_frames(grants: &Grants) -> EntryFrameList {
         len: 0,
     };
     for (slot, m) in list.frames.iter_mut().zip(grants.frames()) {
-        // SAFETY: grant frames are frames the hypervisor allocated, holds for its writes
-        // until teardown and reaches through the direct map; `EntryFrame` is atomics only.
-        *slot = unsafe { &*(phys_to_virt(m.phys()) as *const EntryFrame) };
+        // Grant frames are held for the hypervisor's writes until teardown.
+        *slot = physmem::atomics::<EntryFrame>(*m);
         list.len += 1;
     }
     list
@@ -130,13 +128,9 @@ fn drop_refs(mfn: Mfn, refs: FrameRefs) {
     });
 }
 
-pub fn dispatch(
-    dom: &mut Domain,
-    others: &mut Domains,
-    cmd: u64,
-    uops: u64,
-    count: u64,
-) -> Result<u64, Errno> {
+/// `grant_table_op(cmd, uops, count)`.
+pub fn dispatch(cx: &mut Hc) -> HcResult {
+    let (cmd, uops, count) = (cx.arg(0), cx.arg(1), cx.arg(2));
     if count > MAX_COUNT {
         return Err(Errno::EINVAL);
     }
@@ -154,65 +148,58 @@ pub fn dispatch(
     for i in 0..count {
         let at = uops + i * size;
         match cmd as u32 {
-            g::GNTTABOP_SETUP_TABLE => setup_table(dom, others, at)?,
-            g::GNTTABOP_QUERY_SIZE => {
-                let space = aspace(dom);
-                let mut q: g::GnttabQuerySize = space.read_pod(at)?;
-                match named(dom, others, q.dom) {
-                    Ok(target) => q = target.grants.grants.query_size(target.id),
-                    Err(e) => q.status = e.status(),
-                }
-                put(
-                    &space,
-                    at,
-                    offset_of!(g::GnttabQuerySize, nr_frames),
-                    q.nr_frames.to_le_bytes(),
-                )?;
-                put(
-                    &space,
-                    at,
-                    offset_of!(g::GnttabQuerySize, max_nr_frames),
-                    q.max_nr_frames.to_le_bytes(),
-                )?;
-                put(
-                    &space,
-                    at,
-                    offset_of!(g::GnttabQuerySize, status),
-                    q.status.to_le_bytes(),
-                )?;
-            }
-            g::GNTTABOP_MAP_GRANT_REF => map(dom, others, at)?,
-            g::GNTTABOP_UNMAP_GRANT_REF => unmap(dom, others, at)?,
-            g::GNTTABOP_COPY => copy(dom, others, at)?,
+            g::GNTTABOP_SETUP_TABLE => setup_table(cx, GuestPtr::new(at))?,
+            g::GNTTABOP_QUERY_SIZE => query_size(cx, GuestPtr::new(at))?,
+            g::GNTTABOP_MAP_GRANT_REF => map(cx, GuestPtr::new(at))?,
+            g::GNTTABOP_UNMAP_GRANT_REF => unmap(cx, GuestPtr::new(at))?,
+            g::GNTTABOP_COPY => copy(cx, GuestPtr::new(at))?,
             _ => return Err(Errno::ENOSYS),
         }
     }
-    Ok(0)
+    Ok(Ret::Value(0))
 }
 
-/// The domain a grant operation names: the caller (`DOMID_SELF` or its id), or, for a
-/// privileged caller, another existing domain. Xen looks the domain up first
+/// The domain a grant operation names: the caller (`DOMID_SELF` or its id), or, for the
+/// control domain, another existing domain. Xen looks the domain up first
 /// (`GNTST_bad_domain`), then checks the privilege (`GNTST_permission_denied`).
-fn named<'a>(
-    dom: &'a mut Domain,
-    others: &'a mut Domains,
-    id: DomId,
-) -> Result<&'a mut Domain, GntError> {
-    if id == DOMID_SELF || id == dom.id {
-        return Ok(dom);
+fn named<'a>(cx: &'a mut Hc, id: DomId) -> Result<&'a mut Domain, GntError> {
+    if id == DOMID_SELF || id == cx.id() {
+        return Ok(cx.me());
     }
-    let privileged = dom.privileged;
-    match others.get_mut(&id) {
-        None => Err(GntError::BadDomain),
-        Some(_) if !privileged => Err(GntError::PermissionDenied),
-        Some(d) => Ok(d),
+    if !cx.exists(id) {
+        return Err(GntError::BadDomain);
     }
+    if cx.privileged().is_err() {
+        return Err(GntError::PermissionDenied);
+    }
+    cx.domain(id).map_err(|_| GntError::BadDomain)
 }
 
-fn setup_table(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
-    let space = aspace(dom);
-    let mut op: g::GnttabSetupTable = space.read_pod(at)?;
-    op.status = match named(dom, others, op.dom) {
+fn query_size(cx: &mut Hc, at: GuestPtr<g::GnttabQuerySize>) -> Result<(), Errno> {
+    let mut q = cx.space().read(at)?;
+    match named(cx, q.dom) {
+        Ok(target) => q = target.grants.grants.query_size(target.id),
+        Err(e) => q.status = e.status(),
+    }
+    put(
+        cx,
+        at,
+        offset_of!(g::GnttabQuerySize, nr_frames),
+        q.nr_frames,
+    )?;
+    put(
+        cx,
+        at,
+        offset_of!(g::GnttabQuerySize, max_nr_frames),
+        q.max_nr_frames,
+    )?;
+    put(cx, at, offset_of!(g::GnttabQuerySize, status), q.status)
+}
+
+fn setup_table(cx: &mut Hc, at: GuestPtr<g::GnttabSetupTable>) -> Result<(), Errno> {
+    let space = cx.space();
+    let mut op = space.read(at)?;
+    op.status = match named(cx, op.dom) {
         Err(e) => e.status(),
         Ok(target) => match grow(target, op.nr_frames) {
             Ok(()) => {
@@ -222,7 +209,7 @@ fn setup_table(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Er
                 for (dst, m) in buf.chunks_exact_mut(8).zip(&frames[..n]) {
                     dst.copy_from_slice(&m.0.to_le_bytes());
                 }
-                match space.write(op.frame_list, &buf[..8 * n]) {
+                match space.write_bytes(GuestPtr::new(op.frame_list), &buf[..8 * n]) {
                     Ok(()) => g::GNTST_OKAY,
                     Err(_) => GntError::BadVirtAddr.status(),
                 }
@@ -230,12 +217,7 @@ fn setup_table(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Er
             Err(e) => e.status(),
         },
     };
-    put(
-        &space,
-        at,
-        offset_of!(g::GnttabSetupTable, status),
-        op.status.to_le_bytes(),
-    )
+    put(cx, at, offset_of!(g::GnttabSetupTable, status), op.status)
 }
 
 /// Grows `dom`'s grant table to `nr` frames: each new frame zeroed, given to the domain
@@ -277,19 +259,18 @@ pub fn grow(dom: &mut Domain, nr: u32) -> Result<(), GntError> {
 }
 
 /// The L1 and index mapping `va` in `dom`'s current address space.
-fn pte_slot(dom: &Domain, va: u64) -> Result<(Mfn, usize), GntError> {
+fn pte_slot(cx: &Hc, va: u64) -> Result<(Mfn, usize), GntError> {
     if !super::mem::range_ok(va, 1) || !va.is_multiple_of(PAGE_SIZE) {
         return Err(GntError::GeneralError);
     }
-    super::mmu::l1_slot(dom, dom.vcpu().l4, va).map_err(|_| GntError::GeneralError)
+    super::mmu::l1_slot(cx.id(), cx.vcpu_ref().l4, va).map_err(|_| GntError::GeneralError)
 }
 
-fn map(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
-    let space = aspace(dom);
-    let mut op: g::GnttabMapGrantRef = space.read_pod(at)?;
-    let mapper = dom.id;
+fn map(cx: &mut Hc, at: GuestPtr<g::GnttabMapGrantRef>) -> Result<(), Errno> {
+    let mut op = cx.space().read(at)?;
+    let mapper = cx.id();
     let slot = if op.flags & g::GNTMAP_HOST_MAP != 0 {
-        pte_slot(dom, op.host_addr).map(Some)
+        pte_slot(cx, op.host_addr).map(Some)
     } else {
         Ok(None)
     };
@@ -328,8 +309,8 @@ fn map(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
             Ok(Some((l1, index)))
         };
         if op.dom == mapper {
-            let frames = entry_frames(&dom.grants.grants);
-            let table = &mut dom.grants;
+            let table = &mut cx.me().grants;
+            let frames = entry_frames(&table.grants);
             gt::map_grant_ref(
                 &mut table.maptrack,
                 &mut table.grants,
@@ -339,7 +320,7 @@ fn map(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
                 install,
             )
         } else {
-            let granter = others.get_mut(&op.dom).ok_or(GntError::BadDomain)?;
+            let (dom, granter) = cx.pair(op.dom).map_err(|_| GntError::BadDomain)?;
             let frames = entry_frames(&granter.grants.grants);
             gt::map_grant_ref(
                 &mut dom.grants.maptrack,
@@ -352,64 +333,40 @@ fn map(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
         }
     });
     gt::write_map_result(&mut op, &result);
+    put(cx, at, offset_of!(g::GnttabMapGrantRef, status), op.status)?;
+    put(cx, at, offset_of!(g::GnttabMapGrantRef, handle), op.handle)?;
     put(
-        &space,
-        at,
-        offset_of!(g::GnttabMapGrantRef, status),
-        op.status.to_le_bytes(),
-    )?;
-    put(
-        &space,
-        at,
-        offset_of!(g::GnttabMapGrantRef, handle),
-        op.handle.to_le_bytes(),
-    )?;
-    put(
-        &space,
+        cx,
         at,
         offset_of!(g::GnttabMapGrantRef, dev_bus_addr),
-        op.dev_bus_addr.to_le_bytes(),
+        op.dev_bus_addr,
     )
 }
 
-fn unmap(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
-    let space = aspace(dom);
-    let mut op: g::GnttabUnmapGrantRef = space.read_pod(at)?;
+fn unmap(cx: &mut Hc, at: GuestPtr<g::GnttabUnmapGrantRef>) -> Result<(), Errno> {
+    let mut op = cx.space().read(at)?;
     // The maptrack checks `host_addr` is the handle's own; the PTE removed is the one the
     // map wrote, found where it was recorded, not through today's page tables.
-    let result = dom
-        .grants
-        .maptrack
-        .unmap(op.handle, op.host_addr, op.dev_bus_addr, |_, entry| {
-            remove_host_pte(entry.pte, entry.mfn)
-        });
+    let result =
+        cx.me()
+            .grants
+            .maptrack
+            .unmap(op.handle, op.host_addr, op.dev_bus_addr, |_, entry| {
+                remove_host_pte(entry.pte, entry.mfn)
+            });
     op.status = match result {
         Ok(release) => {
             // The mapping must be gone from every TLB before the granter may reuse the frame.
             x86_64::instructions::tlb::flush_all();
             if let Some(r) = release {
-                let granter: &mut Domain = if r.granter == dom.id {
-                    dom
-                } else {
-                    match others.get_mut(&r.granter) {
-                        Some(d) => d,
-                        None => {
-                            drop_refs(r.mfn, r.frame_refs());
-                            let status = g::GNTST_OKAY;
-                            return put(
-                                &space,
-                                at,
-                                offset_of!(g::GnttabUnmapGrantRef, status),
-                                status.to_le_bytes(),
-                            );
-                        }
-                    }
-                };
-                let frames = entry_frames(&granter.grants.grants);
-                granter
-                    .grants
-                    .grants
-                    .finish_unmap(&EntryFrames(&frames), &r);
+                // A granter destroyed meanwhile has nothing left to update.
+                if let Ok(granter) = cx.domain(r.granter) {
+                    let frames = entry_frames(&granter.grants.grants);
+                    granter
+                        .grants
+                        .grants
+                        .finish_unmap(&EntryFrames(&frames), &r);
+                }
                 drop_refs(r.mfn, r.frame_refs());
             }
             g::GNTST_OKAY
@@ -417,30 +374,25 @@ fn unmap(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
         Err(e) => e.status(),
     };
     put(
-        &space,
+        cx,
         at,
         offset_of!(g::GnttabUnmapGrantRef, status),
-        op.status.to_le_bytes(),
+        op.status,
     )
 }
 
-/// `GNTTABOP_copy` for one operation, over this hypercall's view of the domains.
-fn copy(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
-    struct Env<'a> {
-        caller: &'a mut Domain,
-        others: &'a mut Domains,
+/// `GNTTABOP_copy` for one operation, over the domains the context reaches.
+fn copy(cx: &mut Hc, at: GuestPtr<g::GnttabCopy>) -> Result<(), Errno> {
+    struct Env<'a, 'b> {
+        cx: &'a mut Hc<'b>,
     }
-    impl gt::CopyEnv for Env<'_> {
+    impl gt::CopyEnv for Env<'_, '_> {
         fn with_grants<R>(
             &mut self,
             d: DomId,
             f: impl FnOnce(&mut Grants, &dyn gt::GrantFrames) -> R,
         ) -> Option<R> {
-            let target = if d == self.caller.id {
-                &mut *self.caller
-            } else {
-                self.others.get_mut(&d)?
-            };
+            let target = self.cx.domain(d).ok()?;
             let frames = entry_frames(&target.grants.grants);
             Some(f(&mut target.grants.grants, &EntryFrames(&frames)))
         }
@@ -456,63 +408,33 @@ fn copy(dom: &mut Domain, others: &mut Domains, at: u64) -> Result<(), Errno> {
             drop_refs(mfn, one_use(writable));
         }
         fn copy_bytes(&mut self, src: Mfn, src_offset: u16, dest: Mfn, dest_offset: u16, len: u16) {
-            // SAFETY: both ranges lie inside frames the caller holds references on, reached
-            // through the direct map; `copy` allows overlap.
-            unsafe {
-                core::ptr::copy(
-                    (phys_to_virt(src.phys()) + u64::from(src_offset)) as *const u8,
-                    (phys_to_virt(dest.phys()) + u64::from(dest_offset)) as *mut u8,
-                    usize::from(len),
-                );
-            }
+            // Both frames are held (references taken above) for the copy.
+            physmem::copy(
+                src,
+                usize::from(src_offset),
+                dest,
+                usize::from(dest_offset),
+                usize::from(len),
+            );
         }
     }
-    let space = aspace(dom);
-    let mut op: g::GnttabCopy = space.read_pod(at)?;
-    let caller = dom.id;
-    let result = gt::copy_one(
-        &mut Env {
-            caller: dom,
-            others,
-        },
-        caller,
-        &op,
-    );
+    let mut op = cx.space().read(at)?;
+    let caller = cx.id();
+    let result = gt::copy_one(&mut Env { cx: &mut *cx }, caller, &op);
     op.status = gt::status_of(&result);
-    put(
-        &space,
-        at,
-        offset_of!(g::GnttabCopy, status),
-        op.status.to_le_bytes(),
-    )
+    put(cx, at, offset_of!(g::GnttabCopy, status), op.status)
 }
 
-/// Teardown of `victim`'s grant state before its memory goes: its mappings of grants (PTEs
-/// removed, references dropped), the mappings other domains (`caller`, dom0, and
-/// `others`) hold of its grants (revoked), then its grant frames (the hypervisor's
-/// references dropped so that the frame table can free them).
-pub fn release(victim: &mut Domain, caller: &mut Domain, others: &mut Domains) {
+/// Teardown of `victim`'s grant state before its memory goes (`victim` is already out of
+/// `domains`, which holds every other domain): its mappings of grants (PTEs removed,
+/// references dropped), the mappings other domains hold of its grants (revoked), then its
+/// grant frames (the hypervisor's references dropped so that the frame table can free them).
+pub fn release(victim: &mut Domain, domains: &mut Domains) {
     let id = victim.id;
     // alloc: teardown is dom0's (destroydomain); bounded by the mappings that exist.
     let mut releases = victim.grants.maptrack.release_all();
-    releases.extend(caller.grants.maptrack.revoke(id)); // alloc: as above
-    for other in others.values_mut() {
+    for other in domains.values_mut() {
         releases.extend(other.grants.maptrack.revoke(id)); // alloc: as above
-    }
-    // Each domain involved, by id: the victim, the caller, the rest.
-    fn find<'a>(
-        d: DomId,
-        victim: &'a mut Domain,
-        caller: &'a mut Domain,
-        others: &'a mut Domains,
-    ) -> Option<&'a mut Domain> {
-        if d == victim.id {
-            Some(victim)
-        } else if d == caller.id {
-            Some(caller)
-        } else {
-            others.get_mut(&d)
-        }
     }
     // A host PTE that cannot be removed keeps its frame references for good: the frame
     // stays allocated to its owner (which then cannot be freed entirely) rather than a live
@@ -540,7 +462,12 @@ pub fn release(victim: &mut Domain, caller: &mut Domain, others: &mut Domains) {
         if kept.contains(&i) {
             continue;
         }
-        if let Some(granter) = find(r.granter, victim, caller, others) {
+        let granter = if r.granter == id {
+            Some(&mut *victim)
+        } else {
+            domains.get_mut(&r.granter)
+        };
+        if let Some(granter) = granter {
             let frames = entry_frames(&granter.grants.grants);
             granter
                 .grants
@@ -577,15 +504,3 @@ fn remove_host_pte(pte: Option<gt::HostPte>, mfn: Mfn) -> Result<(), GntError> {
     })
     .map_err(|_| GntError::GeneralError)
 }
-
-// SAFETY: repr(C) integer structures from guest-abi, only filled from guest bytes (their
-// OUT fields are written back one by one, never the padding).
-unsafe impl Pod for g::GnttabSetupTable {}
-// SAFETY: as above.
-unsafe impl Pod for g::GnttabQuerySize {}
-// SAFETY: as above.
-unsafe impl Pod for g::GnttabMapGrantRef {}
-// SAFETY: as above.
-unsafe impl Pod for g::GnttabUnmapGrantRef {}
-// SAFETY: as above.
-unsafe impl Pod for g::GnttabCopy {}

@@ -1,79 +1,65 @@
 //! Hypercalls (`int 0x82`): number in `rax`, arguments in `rdi, rsi, rdx, r10, r8`,
 //! result in `rax`, a negative errno on failure (guest-abi's `hypercall` module).
 //!
-//! Every argument is checked before use; guest memory is reached only through
-//! [`AddressSpace`](super::mem::AddressSpace) copies. A handler returns
-//! `Result<u64, Errno>`, mapped onto `rax` in one place.
+//! [`dispatch`] picks the handler; every handler has the shape `fn(&mut Hc) -> HcResult`
+//! (`guest::context`), reads its arguments through the context's typed accessors, and reaches
+//! guest memory only through checked copies of [`GuestPtr`]s. `context::finish` maps the
+//! result onto the guest's registers, in one place.
 
-use alloc::collections::VecDeque;
 use core::sync::atomic::Ordering;
 
 use guest_abi::callback as cb;
 use guest_abi::errno::Errno;
 use guest_abi::hypercall as nr;
-use guest_abi::selectors::{KERNEL_CS, KERNEL_DS, KERNEL_SS, USER_CS, USER_DS, USER_SS};
+use guest_abi::selectors::{KERNEL_CS, KERNEL_SS, USER_CS, USER_SS};
 use guest_abi::trap::{IretContext, RFLAGS_IF, TrapInfo};
 
-use super::mem::{self, AddressSpace, Pod};
-use super::{Outcome, aspace};
-use crate::arch::x86_64::trap::TrapFrame;
+use super::context::{Hc, HcResult, Ret};
+use super::mem::{self, GuestPtr, GuestSlice};
 use crate::arch::x86_64::{gdt, trap};
-use crate::domain::{Domain, Periodic, Shutdown};
-
-type HcResult = Result<u64, Errno>;
+use crate::domain::{Periodic, Shutdown, Vcpu};
 
 /// Longest console write handled in one call; the call returns how much it wrote.
 const CONSOLE_WRITE_MAX: u64 = 64 * 1024;
 /// Shortest periodic timer (Xen refuses shorter periods too).
 const MIN_PERIOD_NS: u64 = 1_000_000;
 
-/// Handles the hypercall in `frame` and stores its result in `frame.rax`.
-pub fn dispatch(dom: &mut Domain, world: &mut super::World, frame: &mut TrapFrame) -> Outcome {
-    let (a1, a2, a3) = (frame.rdi, frame.rsi, frame.rdx);
-    let result = match frame.rax {
-        nr::HYPERVISOR_SET_TRAP_TABLE => set_trap_table(dom, a1),
-        nr::HYPERVISOR_STACK_SWITCH => stack_switch(dom, a1, a2),
-        nr::HYPERVISOR_SET_CALLBACKS => set_callbacks(dom, a1, a2, a3),
-        nr::HYPERVISOR_FPU_TASKSWITCH => fpu_taskswitch(dom, a1),
-        nr::HYPERVISOR_SET_TIMER_OP => set_timer_op(dom, a1),
-        nr::HYPERVISOR_XEN_VERSION => xen_version(dom, a1, a2),
-        nr::HYPERVISOR_CONSOLE_IO => console_io(dom, &mut world.console_input, a1, a2, a3),
-        nr::HYPERVISOR_IRET => return iret(dom, frame),
-        nr::HYPERVISOR_VCPU_OP => vcpu_op(dom, a1, a2, a3),
-        nr::HYPERVISOR_SET_SEGMENT_BASE => set_segment_base(dom, a1, a2),
-        nr::HYPERVISOR_SCHED_OP => match sched_op(dom, world, a1, a2) {
-            Ok(outcome) => {
-                frame.rax = 0;
-                return outcome;
-            }
-            Err(e) => Err(e),
-        },
-        nr::HYPERVISOR_CALLBACK_OP => callback_op(dom, a1, a2),
-        nr::HYPERVISOR_EVENT_CHANNEL_OP => {
-            super::event_op::dispatch(dom, &mut world.domains, a1, a2)
-        }
-        nr::HYPERVISOR_MMU_UPDATE | nr::HYPERVISOR_MMUEXT_OP => {
-            let batch = if frame.rax == nr::HYPERVISOR_MMU_UPDATE {
-                super::mmu::mmu_update(dom, frame)
-            } else {
-                super::mmu::mmuext_op(dom, &world.domains, frame)
-            };
-            match batch {
-                super::mmu::Batch::Done(r) => r,
-                super::mmu::Batch::Continued => return Outcome::Continue,
-            }
-        }
-        nr::HYPERVISOR_UPDATE_VA_MAPPING => super::mmu::update_va_mapping(dom, a1, a2, a3),
-        nr::HYPERVISOR_MEMORY_OP => super::mmu::memory_op(dom, &mut world.domains, a1, a2),
-        nr::HYPERVISOR_DOMCTL => super::domctl::domctl(dom, world, a1),
-        nr::HYPERVISOR_GRANT_TABLE_OP => {
-            super::grant_op::dispatch(dom, &mut world.domains, a1, a2, a3)
-        }
-        nr::HYPERVISOR_SYSCTL => super::domctl::sysctl(dom, world, a1),
-        _ => Err(Errno::ENOSYS),
-    };
-    frame.rax = Errno::encode_result(result) as u64;
-    Outcome::Continue
+/// A hypercall handler.
+type Handler = fn(&mut Hc) -> HcResult;
+
+/// The handler of hypercall `number`, if Xenia has it.
+fn handler(number: u64) -> Option<Handler> {
+    Some(match number {
+        nr::HYPERVISOR_SET_TRAP_TABLE => set_trap_table,
+        nr::HYPERVISOR_MMU_UPDATE => super::mmu::mmu_update,
+        nr::HYPERVISOR_STACK_SWITCH => stack_switch,
+        nr::HYPERVISOR_SET_CALLBACKS => set_callbacks,
+        nr::HYPERVISOR_FPU_TASKSWITCH => fpu_taskswitch,
+        nr::HYPERVISOR_SET_TIMER_OP => set_timer_op,
+        nr::HYPERVISOR_MEMORY_OP => super::mmu::memory_op,
+        nr::HYPERVISOR_UPDATE_VA_MAPPING => super::mmu::update_va_mapping,
+        nr::HYPERVISOR_XEN_VERSION => xen_version,
+        nr::HYPERVISOR_CONSOLE_IO => console_io,
+        nr::HYPERVISOR_GRANT_TABLE_OP => super::grant_op::dispatch,
+        nr::HYPERVISOR_IRET => iret,
+        nr::HYPERVISOR_VCPU_OP => vcpu_op,
+        nr::HYPERVISOR_SET_SEGMENT_BASE => set_segment_base,
+        nr::HYPERVISOR_MMUEXT_OP => super::mmu::mmuext_op,
+        nr::HYPERVISOR_SCHED_OP => sched_op,
+        nr::HYPERVISOR_CALLBACK_OP => callback_op,
+        nr::HYPERVISOR_EVENT_CHANNEL_OP => super::event_op::dispatch,
+        nr::HYPERVISOR_DOMCTL => super::domctl::domctl,
+        nr::HYPERVISOR_SYSCTL => super::domctl::sysctl,
+        _ => return None,
+    })
+}
+
+/// Runs the hypercall whose number is in `rax`.
+pub fn dispatch(cx: &mut Hc) -> HcResult {
+    match handler(cx.call_number()) {
+        Some(h) => h(cx),
+        None => Err(Errno::ENOSYS),
+    }
 }
 
 /// A handler address must be guest code: canonical and outside the hypervisor's slots.
@@ -81,18 +67,21 @@ fn valid_entry_point(address: u64) -> bool {
     address != 0 && mem::range_ok(address, 1)
 }
 
-fn set_trap_table(dom: &mut Domain, table: u64) -> HcResult {
-    if table == 0 {
-        dom.vcpu_mut().traps = [TrapInfo::END; 256];
-        refresh_fast_trap(dom);
-        return Ok(0);
+/// `set_trap_table(table)`: the virtual IDT, a list of [`TrapInfo`] ended by a zero entry.
+fn set_trap_table(cx: &mut Hc) -> HcResult {
+    let table: GuestPtr<TrapInfo> = cx.ptr(0);
+    if table.is_null() {
+        let v = cx.vcpu();
+        v.traps = [TrapInfo::END; 256];
+        refresh_fast_trap(v);
+        return Ok(Ret::Value(0));
     }
-    let space = aspace(dom);
+    let space = cx.space();
     // Read and check the whole table before changing anything.
     let mut updates = [TrapInfo::END; 256];
     let mut count = 0;
     loop {
-        let entry: TrapInfo = space.read_pod(table + 16 * count as u64)?;
+        let entry = space.read(table.offset(count as u64))?;
         if entry.is_end() {
             break;
         }
@@ -108,28 +97,27 @@ fn set_trap_table(dom: &mut Domain, table: u64) -> HcResult {
         updates[count] = entry;
         count += 1;
     }
-    let traps = &mut dom.vcpu_mut().traps;
+    let v = cx.vcpu();
     for entry in &updates[..count] {
         // NMI, #DF and #MC belong to the hypervisor: their entries are ignored.
         if !matches!(entry.vector, 2 | 8 | 18) {
-            traps[usize::from(entry.vector)] = *entry;
+            v.traps[usize::from(entry.vector)] = *entry;
         }
     }
-    refresh_fast_trap(dom);
-    Ok(0)
+    refresh_fast_trap(v);
+    Ok(Ret::Value(0))
 }
 
-/// Loads the guest's `int 0x80` handler into the real IDT when it qualifies.
-pub fn refresh_fast_trap(dom: &Domain) {
-    let entry = dom.vcpu().traps[usize::from(guest_abi::hypercall::FAST_TRAP_VECTOR)];
+/// Loads vCPU `v`'s `int 0x80` handler into the real IDT when it qualifies.
+pub fn refresh_fast_trap(v: &Vcpu) {
+    let entry = v.traps[usize::from(guest_abi::hypercall::FAST_TRAP_VECTOR)];
     trap::set_fast_trap(entry.is_fast_trap().then_some(entry.address));
 }
 
 /// Whether `sp` can be a ring-1 stack top (`stack_switch`, `setvcpucontext`'s `kernel_sp`):
 /// not 0 (which means "none"), the frame below it lies in guest addresses, and `sp` itself
-/// is canonical, since the CPU
-/// loads TSS.RSP1 as it is (a top one past the lower half would be sign-extended into the
-/// hypervisor's range).
+/// is canonical, since the CPU loads TSS.RSP1 as it is (a top one past the lower half would
+/// be sign-extended into the hypervisor's range).
 pub fn kernel_stack_ok(sp: u64) -> bool {
     // Room below it for the largest frame the CPU or the hypervisor pushes there (error
     // code and five words, 16-aligned: 64 bytes), all guest addresses.
@@ -137,39 +125,44 @@ pub fn kernel_stack_ok(sp: u64) -> bool {
     sp != 0 && mem::is_canonical(sp) && mem::range_ok(sp.wrapping_sub(FRAME_BYTES), FRAME_BYTES)
 }
 
-fn stack_switch(dom: &mut Domain, ss: u64, sp: u64) -> HcResult {
+/// `stack_switch(ss, sp)`: the ring-1 stack for entries from ring 3.
+fn stack_switch(cx: &mut Hc) -> HcResult {
+    let (ss, sp) = (cx.arg(0), cx.arg(1));
     if ss != u64::from(KERNEL_SS) || !kernel_stack_ok(sp) {
         return Err(Errno::EINVAL);
     }
-    dom.vcpu_mut().kernel_sp = sp;
+    cx.vcpu().kernel_sp = sp;
     gdt::set_ring1_stack(sp);
-    Ok(0)
+    Ok(Ret::Value(0))
 }
 
-fn set_callbacks(dom: &mut Domain, event: u64, failsafe: u64, syscall: u64) -> HcResult {
+/// `set_callbacks(event, failsafe, syscall)`.
+fn set_callbacks(cx: &mut Hc) -> HcResult {
+    let (event, failsafe, syscall) = (cx.arg(0), cx.arg(1), cx.arg(2));
     if [event, failsafe, syscall]
         .iter()
         .any(|&a| a != 0 && !valid_entry_point(a))
     {
         return Err(Errno::EINVAL);
     }
-    let c = &mut dom.vcpu_mut().callbacks;
+    let c = &mut cx.vcpu().callbacks;
     c.event = event;
     c.failsafe = failsafe;
     c.syscall = syscall;
     c.syscall_masks_events = false;
-    Ok(0)
+    Ok(Ret::Value(0))
 }
 
-fn callback_op(dom: &mut Domain, op: u64, arg: u64) -> HcResult {
-    match op as u32 {
+/// `callback_op(op, arg)`.
+fn callback_op(cx: &mut Hc) -> HcResult {
+    match cx.arg(0) as u32 {
         cb::CALLBACKOP_REGISTER => {
-            let reg: cb::CallbackRegister = aspace(dom).read_pod(arg)?;
+            let reg = cx.space().read(cx.ptr::<cb::CallbackRegister>(1))?;
             if !valid_entry_point(reg.address) {
                 return Err(Errno::EINVAL);
             }
             let masks = reg.flags & cb::CALLBACKF_MASK_EVENTS != 0;
-            let c = &mut dom.vcpu_mut().callbacks;
+            let c = &mut cx.vcpu().callbacks;
             match reg.callback_type {
                 cb::CALLBACKTYPE_EVENT => c.event = reg.address,
                 cb::CALLBACKTYPE_FAILSAFE => c.failsafe = reg.address,
@@ -180,14 +173,14 @@ fn callback_op(dom: &mut Domain, op: u64, arg: u64) -> HcResult {
                 cb::CALLBACKTYPE_NMI => c.nmi = reg.address,
                 _ => return Err(Errno::EINVAL),
             }
-            Ok(0)
+            Ok(Ret::Value(0))
         }
         cb::CALLBACKOP_UNREGISTER => {
-            let unreg: cb::CallbackUnregister = aspace(dom).read_pod(arg)?;
+            let unreg = cx.space().read(cx.ptr::<cb::CallbackUnregister>(1))?;
             match unreg.callback_type {
                 cb::CALLBACKTYPE_NMI => {
-                    dom.vcpu_mut().callbacks.nmi = 0;
-                    Ok(0)
+                    cx.vcpu().callbacks.nmi = 0;
+                    Ok(Ret::Value(0))
                 }
                 _ => Err(Errno::EINVAL),
             }
@@ -198,79 +191,78 @@ fn callback_op(dom: &mut Domain, op: u64, arg: u64) -> HcResult {
 
 /// `fpu_taskswitch(set)`: the guest's virtual CR0.TS, in force while its vCPU runs (saved
 /// and restored with it; the hypervisor clears it again before it touches x87/SSE state).
-fn fpu_taskswitch(dom: &mut Domain, set: u64) -> HcResult {
-    let set = set != 0;
-    dom.vcpu_mut().fpu_ts = set;
+fn fpu_taskswitch(cx: &mut Hc) -> HcResult {
+    let set = cx.arg(0) != 0;
+    cx.vcpu().fpu_ts = set;
     crate::arch::x86_64::set_task_switched(set);
-    Ok(0)
+    Ok(Ret::Value(0))
 }
 
-fn set_timer_op(dom: &mut Domain, deadline: u64) -> HcResult {
-    // 0 cancels; a deadline in the past fires at once (at the next timer check).
-    dom.vcpu_mut().singleshot = (deadline != 0).then_some(deadline);
-    Ok(0)
+/// `set_timer_op(deadline)`: 0 cancels; a deadline in the past fires at once (at the next
+/// timer check).
+fn set_timer_op(cx: &mut Hc) -> HcResult {
+    let deadline = cx.arg(0);
+    cx.vcpu().singleshot = (deadline != 0).then_some(deadline);
+    Ok(Ret::Value(0))
 }
 
-fn xen_version(dom: &Domain, cmd: u64, arg: u64) -> HcResult {
+/// `xen_version(cmd, arg)`.
+fn xen_version(cx: &mut Hc) -> HcResult {
     use guest_abi::version as v;
-    let space = aspace(dom);
+    let space = cx.space();
+    let arg: GuestPtr<u8> = cx.ptr(1);
     // The longest string buffer of the ABI (capabilities, command line): 1024 bytes.
     let write_str = |len: usize, text: &str| -> HcResult {
         let mut buf = [0u8; 1024];
         let buf = &mut buf[..len];
         let n = text.len().min(len - 1);
         buf[..n].copy_from_slice(&text.as_bytes()[..n]);
-        space.write(arg, buf)?;
-        Ok(0)
+        space.write_bytes(arg, buf)?;
+        Ok(Ret::Value(0))
     };
-    match cmd as u32 {
-        v::XENVER_VERSION => Ok(u64::from(v::XENIA_VERSION)),
+    match cx.arg(0) as u32 {
+        v::XENVER_VERSION => Ok(Ret::Value(u64::from(v::XENIA_VERSION))),
         v::XENVER_EXTRAVERSION => write_str(16, ".1-xenia"),
         v::XENVER_COMPILE_INFO => {
             // compiler[64], compile_by[16], compile_domain[32], compile_date[32]
             let mut buf = [0u8; 144];
             buf[..5].copy_from_slice(b"rustc");
             buf[64..69].copy_from_slice(b"xenia");
-            space.write(arg, &buf)?;
-            Ok(0)
+            space.write_bytes(arg, &buf)?;
+            Ok(Ret::Value(0))
         }
         v::XENVER_CAPABILITIES => write_str(1024, "xen-3.0-x86_64"),
         v::XENVER_CHANGESET => write_str(64, crate::VERSION),
         v::XENVER_PLATFORM_PARAMETERS => {
-            space.write_pod(arg, &crate::arch::x86_64::layout::slot_base(256))?;
-            Ok(0)
+            let start = crate::arch::x86_64::layout::slot_base(256);
+            space.write(cx.ptr::<u64>(1), &start)?;
+            Ok(Ret::Value(0))
         }
         v::XENVER_GET_FEATURES => {
-            let idx: u32 = {
-                let mut b = [0u8; 4];
-                space.read(arg, &mut b)?;
-                u32::from_le_bytes(b)
-            };
+            // { u32 submap_idx; u32 submap; }
+            let idx = space.read(cx.ptr::<u32>(1))?;
             // One feature word (Xen's XENFEAT_NR_SUBMAPS); Xenia sets no optional bits.
             if idx >= 1 {
                 return Err(Errno::EINVAL);
             }
-            space.write(arg + 4, &0u32.to_le_bytes())?;
-            Ok(0)
+            space.write(cx.ptr::<u32>(1).field::<u32>(4), &0)?;
+            Ok(Ret::Value(0))
         }
-        v::XENVER_PAGESIZE => Ok(4096),
-        v::XENVER_GUEST_HANDLE => Ok(0),
+        v::XENVER_PAGESIZE => Ok(Ret::Value(4096)),
+        v::XENVER_GUEST_HANDLE => Ok(Ret::Value(0)),
         v::XENVER_COMMANDLINE => write_str(1024, ""),
         _ => Err(Errno::ENOSYS),
     }
 }
 
-fn console_io(
-    dom: &mut Domain,
-    input: &mut VecDeque<u8>,
-    cmd: u64,
-    count: u64,
-    buf: u64,
-) -> HcResult {
+/// `console_io(cmd, count, buffer)`.
+fn console_io(cx: &mut Hc) -> HcResult {
     use guest_abi::console as c;
-    let space: AddressSpace = aspace(dom);
-    match cmd as u32 {
+    let (count, buf) = (cx.arg(1), cx.ptr::<u8>(2));
+    let space = cx.space();
+    match cx.arg(0) as u32 {
         c::CONSOLEIO_WRITE => {
+            let dom = cx.me();
             let id = dom.id;
             let line = &mut dom.console_line;
             write_out(&space, buf, count, |b| {
@@ -278,64 +270,59 @@ fn console_io(
             })
         }
         c::CONSOLEIO_XENIA_WRITE_RAW => {
-            if !dom.privileged {
-                return Err(Errno::EPERM);
-            }
+            cx.privileged()?;
             write_out(&space, buf, count, crate::console::dom0_raw_output)
         }
         c::CONSOLEIO_READ => {
-            if !dom.privileged {
-                return Err(Errno::EPERM);
-            }
-            if !mem::range_ok(buf, count) {
-                return Err(Errno::EFAULT);
-            }
+            let token = cx.privileged()?;
+            let dest = GuestSlice::<u8>::new(buf.addr(), count)?;
+            let input = &mut cx.world(&token).console_input;
             let mut bytes = [0u8; 4096];
-            let n = (count as usize).min(input.len()).min(bytes.len());
+            let n = (dest.count() as usize).min(input.len()).min(bytes.len());
             for (dst, b) in bytes.iter_mut().zip(input.iter()) {
                 *dst = *b;
             }
-            space.write(buf, &bytes[..n])?;
+            space.write_bytes(dest.start(), &bytes[..n])?;
             input.drain(..n);
-            Ok(n as u64)
+            Ok(Ret::Value(n as u64))
         }
         _ => Err(Errno::ENOSYS),
     }
 }
 
-/// A console write: `count` bytes (at most [`CONSOLE_WRITE_MAX`]) from guest address `buf`,
+/// A console write: `count` bytes (at most [`CONSOLE_WRITE_MAX`]) from the guest's `buf`,
 /// handed to `sink` in chunks as they are copied.
-fn write_out(space: &AddressSpace, buf: u64, count: u64, mut sink: impl FnMut(&[u8])) -> HcResult {
-    if !mem::range_ok(buf, count) {
-        return Err(Errno::EFAULT);
-    }
-    let count = count.min(CONSOLE_WRITE_MAX);
+fn write_out(
+    space: &mem::AddressSpace,
+    buf: GuestPtr<u8>,
+    count: u64,
+    mut sink: impl FnMut(&[u8]),
+) -> HcResult {
+    let source = GuestSlice::<u8>::new(buf.addr(), count)?;
+    let count = source.count().min(CONSOLE_WRITE_MAX);
     let mut chunk = [0u8; 256];
     let mut done = 0;
     while done < count {
         let n = (count - done).min(chunk.len() as u64) as usize;
-        space.read(buf + done, &mut chunk[..n])?;
+        space.read_bytes(buf.offset(done), &mut chunk[..n])?;
         sink(&chunk[..n]);
         done += n as u64;
     }
-    Ok(done)
+    Ok(Ret::Value(done))
 }
 
 /// Restores a frame the guest built on its stack (`HYPERVISOR_IRET`), and the event
 /// mask from its IF, in one step. A frame that cannot be used crashes the domain, as
 /// the guest has nothing left to return to.
-fn iret(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
-    let ctx: IretContext = match aspace(dom).read_pod(frame.rsp) {
+fn iret(cx: &mut Hc) -> HcResult {
+    let at = cx.regs().rsp;
+    let ctx: IretContext = match cx.space().read(GuestPtr::new(at)) {
         Ok(c) => c,
         Err(_) => {
-            super::crash(
-                dom,
-                format_args!(
-                    "iret hypercall with an unreadable frame at {:#x}",
-                    frame.rsp
-                ),
+            return super::crash_caller(
+                cx,
+                format_args!("iret hypercall with an unreadable frame at {at:#x}"),
             );
-            return Outcome::Stopped;
         }
     };
     let (cs, ss) = if ctx.flags & guest_abi::trap::VGCF_IN_SYSCALL != 0 {
@@ -345,12 +332,12 @@ fn iret(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
     };
     let pair_ok = cs <= 0xFFFF && ss <= 0xFFFF && super::selectors_ok(cs as u16, ss as u16);
     if !pair_ok || !mem::is_canonical(ctx.rip) || !mem::is_canonical(ctx.rsp) {
-        super::crash(
-            dom,
+        return super::crash_caller(
+            cx,
             format_args!("iret hypercall to cs {cs:#x} ss {ss:#x} rip {:#x}", ctx.rip),
         );
-        return Outcome::Stopped;
     }
+    let frame = cx.regs();
     frame.rax = ctx.rax;
     frame.r11 = ctx.r11;
     frame.rcx = ctx.rcx;
@@ -360,139 +347,114 @@ fn iret(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
     frame.rsp = ctx.rsp;
     frame.ss = ss;
     let mask = u8::from(ctx.rflags & RFLAGS_IF == 0);
-    dom.info().evtchn_upcall_mask.store(mask, Ordering::Release);
-    Outcome::Continue
+    cx.info().evtchn_upcall_mask.store(mask, Ordering::Release);
+    Ok(Ret::Resumed)
 }
 
-fn vcpu_op(dom: &mut Domain, cmd: u64, vcpu: u64, arg: u64) -> HcResult {
+/// `vcpu_op(cmd, vcpu, arg)`.
+fn vcpu_op(cx: &mut Hc) -> HcResult {
     use guest_abi::vcpu as v;
-    if vcpu >= dom.vcpus.len() as u64 {
+    let (cmd, vcpu) = (cx.arg(0) as u32, cx.arg(1));
+    if vcpu >= cx.me_ref().vcpus.len() as u64 {
         return Err(Errno::ENOENT);
     }
-    let space = aspace(dom);
+    let space = cx.space();
     let now = crate::time::now_ns();
-    let target = &mut dom.vcpus[vcpu as usize];
-    match cmd as u32 {
-        v::VCPUOP_IS_UP => Ok(1),
+    fn target<'c>(cx: &'c mut Hc, vcpu: u64) -> &'c mut Vcpu {
+        &mut cx.me().vcpus[vcpu as usize]
+    }
+    match cmd {
+        v::VCPUOP_IS_UP => Ok(Ret::Value(1)),
         v::VCPUOP_SET_PERIODIC_TIMER => {
-            let p: v::VcpuSetPeriodicTimer = space.read_pod(arg)?;
+            let p = space.read(cx.ptr::<v::VcpuSetPeriodicTimer>(2))?;
             if p.period_ns < MIN_PERIOD_NS {
                 return Err(Errno::EINVAL);
             }
-            target.periodic = Some(Periodic {
+            target(cx, vcpu).periodic = Some(Periodic {
                 period: p.period_ns,
                 next: now.saturating_add(p.period_ns),
             });
-            Ok(0)
+            Ok(Ret::Value(0))
         }
         v::VCPUOP_STOP_PERIODIC_TIMER => {
-            target.periodic = None;
-            Ok(0)
+            target(cx, vcpu).periodic = None;
+            Ok(Ret::Value(0))
         }
         v::VCPUOP_SET_SINGLESHOT_TIMER => {
-            let s: v::VcpuSetSingleshotTimer = space.read_pod(arg)?;
+            let s = space.read(cx.ptr::<v::VcpuSetSingleshotTimer>(2))?;
             if s.flags & v::VCPU_SSHOTTMR_FUTURE != 0 && s.timeout_abs_ns < now {
                 return Err(Errno::ETIME);
             }
-            target.singleshot = Some(s.timeout_abs_ns);
-            Ok(0)
+            target(cx, vcpu).singleshot = Some(s.timeout_abs_ns);
+            Ok(Ret::Value(0))
         }
         v::VCPUOP_STOP_SINGLESHOT_TIMER => {
-            target.singleshot = None;
-            Ok(0)
+            target(cx, vcpu).singleshot = None;
+            Ok(Ret::Value(0))
         }
         _ => Err(Errno::ENOSYS),
     }
 }
 
-fn set_segment_base(dom: &mut Domain, which: u64, base: u64) -> HcResult {
+/// `set_segment_base(which, base)`.
+fn set_segment_base(cx: &mut Hc) -> HcResult {
     use guest_abi::selectors as s;
     use x86_64::registers::model_specific::{FsBase, GsBase};
-    let vcpu = dom.vcpu_mut();
-    match which as u32 {
+    let (which, base) = (cx.arg(0) as u32, cx.arg(1));
+    let vcpu = cx.vcpu();
+    match which {
         s::SEGBASE_FS | s::SEGBASE_GS_USER => {
             if !mem::is_canonical(base) {
                 return Err(Errno::EINVAL);
             }
             let addr = x86_64::VirtAddr::new(base);
-            if which as u32 == s::SEGBASE_FS {
+            if which == s::SEGBASE_FS {
                 vcpu.fs_base = base;
                 FsBase::write(addr);
             } else {
                 vcpu.gs_base = base;
                 GsBase::write(addr);
             }
-            Ok(0)
+            Ok(Ret::Value(0))
         }
         s::SEGBASE_GS_KERNEL => Err(Errno::EOPNOTSUPP),
         s::SEGBASE_GS_USER_SEL => {
-            let sel = base as u16;
-            if base > 0xFFFF || ![0, KERNEL_DS, USER_DS].contains(&sel) {
+            if base > 0xFFFF || !crate::arch::x86_64::load_guest_gs(base as u16) {
                 return Err(Errno::EINVAL);
             }
-            // SAFETY: a null or guest data selector; loading it changes only GS, which
-            // the hypervisor does not use.
-            unsafe {
-                core::arch::asm!("mov gs, {0:x}", in(reg) sel, options(nostack, preserves_flags))
-            };
             vcpu.gs_base = 0;
-            Ok(0)
+            Ok(Ret::Value(0))
         }
         _ => Err(Errno::EINVAL),
     }
 }
 
-/// `sched_op`: on success the call returns 0, and the trap handling goes on as the
-/// returned outcome says.
-fn sched_op(
-    dom: &mut Domain,
-    world: &mut super::World,
-    cmd: u64,
-    arg: u64,
-) -> Result<Outcome, Errno> {
+/// `sched_op(cmd, arg)`.
+fn sched_op(cx: &mut Hc) -> HcResult {
     use guest_abi::sched as s;
-    match cmd as u32 {
-        s::SCHEDOP_YIELD => Ok(Outcome::Reschedule),
-        s::SCHEDOP_BLOCK => Ok(super::block(dom)),
+    match cx.arg(0) as u32 {
+        s::SCHEDOP_YIELD => Ok(Ret::Yield),
+        s::SCHEDOP_BLOCK => super::block(cx),
         s::SCHEDOP_SHUTDOWN => {
-            let req: s::SchedShutdown = aspace(dom).read_pod(arg)?;
+            let req = cx.space().read(cx.ptr::<s::SchedShutdown>(1))?;
             let reason = Shutdown::from_reason(req.reason).ok_or(Errno::EINVAL)?;
             if reason == Shutdown::Crash {
-                log::error!(target: "domain", "domain {} crashed: it asked to (SHUTDOWN_crash)", dom.id);
+                log::error!(target: "domain", "domain {} crashed: it asked to (SHUTDOWN_crash)", cx.id());
             }
-            dom.shutdown = Some(reason);
-            Ok(Outcome::Stopped)
+            cx.me().shutdown = Some(reason);
+            Ok(Ret::Stopped)
         }
         s::SCHEDOP_REMOTE_SHUTDOWN => {
-            if !dom.privileged {
-                return Err(Errno::EPERM);
-            }
-            let req: s::SchedRemoteShutdown = aspace(dom).read_pod(arg)?;
+            let token = cx.privileged()?;
+            let req = cx.space().read(cx.ptr::<s::SchedRemoteShutdown>(1))?;
             let reason = Shutdown::from_reason(req.reason).ok_or(Errno::EINVAL)?;
-            // dom0 shuts itself down with SCHEDOP_shutdown; the caller (current, so out
-            // of the table) is never the target.
-            if req.domain_id == 0 || req.domain_id == dom.id {
+            // dom0 shuts itself down with SCHEDOP_shutdown: never the target here.
+            if req.domain_id == 0 || req.domain_id == cx.id() {
                 return Err(Errno::EINVAL);
             }
-            super::shut_down_other(dom, world, req.domain_id, reason)?;
-            Ok(Outcome::Continue)
+            cx.world(&token).shut_down_other(req.domain_id, reason)?;
+            Ok(Ret::Value(0))
         }
         _ => Err(Errno::ENOSYS),
     }
 }
-
-// SAFETY: this and the impls below are repr(C) structures of integers, as laid out by
-// guest-abi (sizes checked by its tests); only ever filled from guest bytes.
-unsafe impl Pod for cb::CallbackRegister {}
-// SAFETY: as above.
-unsafe impl Pod for cb::CallbackUnregister {}
-// SAFETY: as above.
-unsafe impl Pod for IretContext {}
-// SAFETY: as above.
-unsafe impl Pod for guest_abi::vcpu::VcpuSetPeriodicTimer {}
-// SAFETY: as above (u64, u32, trailing padding).
-unsafe impl Pod for guest_abi::vcpu::VcpuSetSingleshotTimer {}
-// SAFETY: as above.
-unsafe impl Pod for guest_abi::sched::SchedShutdown {}
-// SAFETY: as above (u16, padding, u32).
-unsafe impl Pod for guest_abi::sched::SchedRemoteShutdown {}

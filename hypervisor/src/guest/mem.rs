@@ -1,13 +1,125 @@
-//! Reaching guest memory (DESIGN.md §2.5): a guest pointer is an allegation. The
-//! hypervisor walks the guest's page tables in software, checks that every table and the
-//! final frame belong to the domain and that the access is allowed, and copies through
-//! its own direct map. It never dereferences a guest address.
+//! Reaching guest memory (DESIGN.md §2.5): a guest pointer is an allegation.
+//!
+//! A hypercall argument that names guest memory becomes a [`GuestPtr<T>`] or a
+//! [`GuestSlice<T>`]: a claim that the guest has a `T` there, with no way to dereference it.
+//! The only way in or out is a checked copy through the caller's [`AddressSpace`]: the
+//! hypervisor walks the guest's page tables in software (`mm::walk`), checks that every
+//! table and the final frame belong to the domain and that the access is allowed, and copies
+//! through the direct map (`mm::physmem`). The byte views of the ABI structures are
+//! zerocopy's derives, declared once in guest-abi where the types are defined.
+
+use core::marker::PhantomData;
 
 use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use crate::arch::x86_64::layout::phys_to_virt;
-use crate::mm::{Mfn, ft, walk};
+use crate::mm::{Mfn, PAGE_SIZE, ft, physmem, walk};
+
+pub use crate::arch::x86_64::layout::{is_canonical, range_ok};
+
+/// A guest virtual address at which the guest says a `T` lies. Copy it in or out with
+/// [`AddressSpace::read`] and [`AddressSpace::write`]; nothing else can use it.
+pub struct GuestPtr<T> {
+    addr: u64,
+    _claims: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for GuestPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for GuestPtr<T> {}
+
+impl<T> core::fmt::Debug for GuestPtr<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "GuestPtr({:#x})", self.addr)
+    }
+}
+
+impl<T> GuestPtr<T> {
+    pub const fn new(addr: u64) -> Self {
+        GuestPtr {
+            addr,
+            _claims: PhantomData,
+        }
+    }
+
+    /// The address as the guest gave it (for log lines and continuations).
+    pub const fn addr(self) -> u64 {
+        self.addr
+    }
+
+    pub const fn is_null(self) -> bool {
+        self.addr == 0
+    }
+
+    /// The field of type `U` at byte `offset` of the `T` (use `offset_of!`).
+    pub const fn field<U>(self, offset: usize) -> GuestPtr<U> {
+        GuestPtr::new(self.addr.wrapping_add(offset as u64))
+    }
+
+    /// The `T` `n` places further on (array indexing; the address may wrap, which the copy
+    /// then refuses).
+    pub const fn offset(self, n: u64) -> Self {
+        GuestPtr::new(
+            self.addr
+                .wrapping_add(n.wrapping_mul(core::mem::size_of::<T>() as u64)),
+        )
+    }
+}
+
+/// `len` consecutive `T`s at a guest address: an allegation whose extent was checked to lie
+/// in guest addresses (not yet to be mapped: each copy checks that).
+pub struct GuestSlice<T> {
+    start: GuestPtr<T>,
+    len: u64,
+}
+
+impl<T> Clone for GuestSlice<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for GuestSlice<T> {}
+
+impl<T> GuestSlice<T> {
+    /// `EFAULT` when `len` elements from `addr` overflow or leave the guest's addresses.
+    pub fn new(addr: u64, len: u64) -> Result<Self, Errno> {
+        let bytes = len
+            .checked_mul(core::mem::size_of::<T>() as u64)
+            .ok_or(Errno::EFAULT)?;
+        if !range_ok(addr, bytes) {
+            return Err(Errno::EFAULT);
+        }
+        Ok(GuestSlice {
+            start: GuestPtr::new(addr),
+            len,
+        })
+    }
+
+    /// How many `T`s.
+    pub const fn count(self) -> u64 {
+        self.len
+    }
+
+    /// Element `i`, if the slice has one.
+    pub const fn get(self, i: u64) -> Option<GuestPtr<T>> {
+        if i < self.len {
+            Some(self.start.offset(i))
+        } else {
+            None
+        }
+    }
+
+    pub const fn start(self) -> GuestPtr<T> {
+        self.start
+    }
+}
+
+/// Largest structure [`AddressSpace::read`] copies in.
+const READ_MAX: usize = 8192;
 
 /// A guest's view of memory: its top-level table and who it is.
 #[derive(Clone, Copy, Debug)]
@@ -16,20 +128,14 @@ pub struct AddressSpace {
     pub dom: DomId,
 }
 
-pub use crate::arch::x86_64::layout::{is_canonical, range_ok};
-
 /// Page tables as the walk reads them: through the direct map, owners from the frame table.
 struct Direct;
 
 impl walk::GuestTables for Direct {
     fn entry(&self, table: Mfn, index: u64) -> u64 {
-        // SAFETY: the walk reads only tables it checked are RAM owned by the domain, so
-        // the direct map covers them; the index is below 512. The guest may write the
-        // frame concurrently (it cannot today: page-table frames are read-only to it), so
-        // the read is volatile and its value is validated by the walk.
-        unsafe {
-            core::ptr::read_volatile((phys_to_virt(table.phys()) as *const u64).add(index as usize))
-        }
+        // The walk reads only tables it checked belong to the domain; the value it reads once
+        // is validated by the walk.
+        physmem::read_u64(table, index as usize)
     }
 
     fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool {
@@ -50,91 +156,64 @@ impl AddressSpace {
         walk::user_accessible(&Direct, self.l4, self.dom, va)
     }
 
-    /// Copies `out.len()` bytes from guest virtual address `va`.
-    pub fn read(&self, va: u64, out: &mut [u8]) -> Result<(), Errno> {
+    /// Copies `out.len()` bytes from the guest's `at`.
+    pub fn read_bytes(&self, at: GuestPtr<u8>, out: &mut [u8]) -> Result<(), Errno> {
+        let va = at.addr();
         if !range_ok(va, out.len() as u64) {
             return Err(Errno::EFAULT);
         }
         for (at, done, chunk) in walk::pieces(va, out.len()) {
             let phys = self.translate(at, false, false)?;
-            // SAFETY: `phys..phys + chunk` lies in one frame owned by the domain, reached
-            // through the direct map; the guest may change it meanwhile, which only
-            // changes the bytes we copy.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    phys_to_virt(phys) as *const u8,
-                    out[done..].as_mut_ptr(),
-                    chunk,
-                );
-            }
+            physmem::read(
+                Mfn::from_phys(phys),
+                (phys % PAGE_SIZE) as usize,
+                &mut out[done..done + chunk],
+            );
         }
         Ok(())
     }
 
-    /// Copies `data` to guest virtual address `va`, which must be mapped writable.
-    pub fn write(&self, va: u64, data: &[u8]) -> Result<(), Errno> {
+    /// Copies `data` to the guest's `at`, which must be mapped writable. Every page is checked
+    /// first, so that a fault half-way leaves no torn write.
+    pub fn write_bytes(&self, at: GuestPtr<u8>, data: &[u8]) -> Result<(), Errno> {
+        let va = at.addr();
         if !range_ok(va, data.len() as u64) {
             return Err(Errno::EFAULT);
         }
-        // Check every page first, so that a fault half-way does not leave a torn write.
         walk::check_writable(&Direct, self.l4, self.dom, va, data.len())?;
         for (at, done, chunk) in walk::pieces(va, data.len()) {
             let phys = self.translate(at, true, false)?;
-            // SAFETY: as in `read`, for a frame mapped writable to the guest.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    data[done..].as_ptr(),
-                    phys_to_virt(phys) as *mut u8,
-                    chunk,
-                );
-            }
+            physmem::write(
+                Mfn::from_phys(phys),
+                (phys % PAGE_SIZE) as usize,
+                &data[done..done + chunk],
+            );
         }
         Ok(())
     }
 
-    /// Reads a plain-old-data value.
-    pub fn read_pod<T: Pod>(&self, va: u64) -> Result<T, Errno> {
-        let mut value = T::zeroed();
-        self.read(va, value.as_bytes_mut())?;
-        Ok(value)
+    /// Copies the `T` the guest alleges at `p` (any byte pattern is a `T`: zerocopy's
+    /// `FromBytes`, padding included).
+    pub fn read<T: FromBytes>(&self, p: GuestPtr<T>) -> Result<T, Errno> {
+        // Through a stack buffer just large enough, since a padded `T` has no byte view to
+        // copy into; the largest ABI structure (a vCPU context) is 5168 bytes.
+        match size_of::<T>() {
+            0..=64 => self.read_via::<64, T>(p),
+            65..=512 => self.read_via::<512, T>(p),
+            _ => self.read_via::<READ_MAX, T>(p),
+        }
     }
 
-    pub fn write_pod<T: AsBytes>(&self, va: u64, value: &T) -> Result<(), Errno> {
-        self.write(va, value.as_bytes())
+    fn read_via<const N: usize, T: FromBytes>(&self, p: GuestPtr<T>) -> Result<T, Errno> {
+        const { assert!(size_of::<T>() <= READ_MAX) };
+        let mut buf = [0u8; N];
+        let bytes = &mut buf[..size_of::<T>()];
+        self.read_bytes(GuestPtr::new(p.addr()), bytes)?;
+        T::read_from_bytes(bytes).map_err(|_| Errno::EFAULT)
+    }
+
+    /// Copies `value` to the guest's `p`.
+    pub fn write<T: IntoBytes + Immutable>(&self, p: GuestPtr<T>, value: &T) -> Result<(), Errno> {
+        self.write_bytes(GuestPtr::new(p.addr()), value.as_bytes())
     }
 }
-
-/// Types for which every byte pattern is a valid value, so they can be filled from
-/// guest memory (they may have padding).
-///
-/// # Safety
-/// Implement only for `repr(C)` types made of integers (and arrays of them).
-pub unsafe trait Pod: Copy {
-    fn zeroed() -> Self {
-        // SAFETY: all-zero is a valid value of a Pod type (integers only).
-        unsafe { core::mem::zeroed() }
-    }
-    fn as_bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: any byte pattern written through the slice is a valid value, padding
-        // included.
-        unsafe { core::slice::from_raw_parts_mut((self as *mut Self).cast(), size_of::<Self>()) }
-    }
-}
-
-/// [`Pod`] types without padding, whose bytes can also be copied out to a guest.
-///
-/// # Safety
-/// Implement only for `Pod` types with no padding bytes.
-pub unsafe trait AsBytes: Pod {
-    fn as_bytes(&self) -> &[u8] {
-        // SAFETY: no padding, so every byte is initialized.
-        unsafe { core::slice::from_raw_parts((self as *const Self).cast(), size_of::<Self>()) }
-    }
-}
-
-// SAFETY: an integer.
-unsafe impl Pod for u64 {}
-// SAFETY: an integer, no padding.
-unsafe impl AsBytes for u64 {}
-// SAFETY: repr(C), integer fields (u8, u8, u16, padding, u64).
-unsafe impl Pod for guest_abi::trap::TrapInfo {}

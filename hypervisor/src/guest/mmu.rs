@@ -19,125 +19,93 @@ use guest_abi::errno::Errno;
 use guest_abi::memory as m;
 use guest_abi::types::{DOMID_SELF, DomId};
 
-use super::aspace;
-use super::mem::{AsBytes, Pod};
-use crate::arch::x86_64::frame::TrapFrame;
+use super::context::{Hc, HcResult, Ret};
+use super::mem::{GuestPtr, GuestSlice};
 use crate::domain::{Continuation, Domain};
 use crate::mm::frame_table::{PageMemory, PageType};
-use crate::mm::{Mfn, PAGE_SIZE, frames, ft, m2p};
+use crate::mm::{Mfn, PAGE_SIZE, frames, ft, m2p, physmem};
 
 /// Items handled before a batch is continued.
 pub const CHUNK: u64 = 1024;
-/// Length of `int 0x82`, which a continued hypercall re-executes.
-const HYPERCALL_INSN_LEN: u64 = 2;
-/// Size of one `mmu_update` request and one `mmuext_op` operation in guest memory.
-const MMU_UPDATE_SIZE: u64 = 16;
-const MMUEXT_OP_SIZE: u64 = 24;
-
-type HcResult = Result<u64, Errno>;
-type Domains = alloc::collections::BTreeMap<DomId, Domain>;
-
-/// What a batch hypercall did.
-pub enum Batch {
-    /// Finished (or failed): the result goes to `rax`.
-    Done(HcResult),
-    /// Continued: the registers were rewritten, `rax` holds the hypercall number again.
-    Continued,
-}
-
-/// Only the calling domain may be named until domain control exists.
-fn self_domain(dom: &Domain, named: u64) -> Result<(), Errno> {
-    let named = DomId::try_from(named).map_err(|_| Errno::ESRCH)?;
-    if named == DOMID_SELF || named == dom.id {
-        Ok(())
-    } else {
-        Err(Errno::ESRCH)
-    }
-}
 
 /// Common driver of `mmu_update` and `mmuext_op`: validates the batch arguments, resumes
 /// a continued call, runs `one` on each item, records progress in `*done_ptr`, and
-/// continues the call after [`CHUNK`] items.
-fn batch(
-    dom: &mut Domain,
-    frame: &mut TrapFrame,
-    item_size: u64,
-    foreign_ok: impl Fn(DomId) -> bool,
-    mut one: impl FnMut(&mut Domain, u64, DomId) -> Result<(), Errno>,
-) -> Batch {
-    let (list, count, done_ptr, foreign) = (frame.rdi, frame.rsi, frame.rdx, frame.r10);
+/// continues the call after [`CHUNK`] items. `foreign_ok` says whether the control domain
+/// may name that domain as `foreigndom`.
+fn batch<T: zerocopy::FromBytes>(
+    cx: &mut Hc,
+    foreign_ok: impl Fn(&Hc, DomId) -> bool,
+    mut one: impl FnMut(&mut Hc, T, DomId) -> Result<(), Errno>,
+) -> HcResult {
+    let [list, count, done_ptr, foreign, _] = cx.args();
     if count > u64::from(u32::MAX) {
-        return Batch::Done(Err(Errno::EINVAL));
+        return Err(Errno::EINVAL);
     }
     // The domain the items act on: the caller, or (dom0 only, where allowed) another.
     let subject = match DomId::try_from(foreign) {
-        Ok(id) if id == DOMID_SELF || id == dom.id => dom.id,
-        Ok(id) if dom.privileged && foreign_ok(id) => id,
-        _ => return Batch::Done(Err(Errno::ESRCH)),
+        Ok(id) if id == DOMID_SELF || id == cx.id() => cx.id(),
+        Ok(id) if cx.privileged().is_ok() && foreign_ok(cx, id) => id,
+        _ => return Err(Errno::ESRCH),
     };
-    let Some(bytes) = count.checked_mul(item_size) else {
-        return Batch::Done(Err(Errno::EFAULT));
-    };
-    if !super::mem::range_ok(list, bytes) {
-        return Batch::Done(Err(Errno::EFAULT));
-    }
+    let items = GuestSlice::<T>::new(list, count)?;
+    let done_ptr = GuestPtr::<u32>::new(done_ptr);
+    let space = cx.space();
     // An unusable `done` pointer fails the call before it acts (guest-abi's errors).
-    if done_ptr != 0 {
-        let space = aspace(dom);
-        let mut current = [0u8; 4];
-        if space
-            .read(done_ptr, &mut current)
-            .and_then(|()| space.write(done_ptr, &current))
+    if !done_ptr.is_null()
+        && space
+            .read(done_ptr)
+            .and_then(|current| space.write(done_ptr, &current))
             .is_err()
-        {
-            return Batch::Done(Err(Errno::EFAULT));
-        }
+    {
+        return Err(Errno::EFAULT);
     }
-    let key = (frame.rax, list, count);
-    let mut done = match dom.vcpu_mut().continuation.take() {
+    let key = (cx.call_number(), list, count);
+    let mut done = match cx.vcpu().continuation.take() {
         Some(c) if (c.hypercall, c.next, c.remaining) == key => c.done,
         _ => 0,
     };
-    let space = aspace(dom);
     let report = |done: u64| {
-        if done_ptr != 0 {
-            let _ = space.write(done_ptr, &(done as u32).to_le_bytes());
+        if !done_ptr.is_null() {
+            let _ = space.write(done_ptr, &(done as u32));
         }
     };
     for i in 0..count {
+        let item = items.get(i).ok_or(Errno::EFAULT)?;
         if i == CHUNK {
-            let next = list + i * item_size;
             let remaining = count - i;
-            dom.vcpu_mut().continuation = Some(Continuation {
-                hypercall: frame.rax,
-                next,
+            cx.vcpu().continuation = Some(Continuation {
+                hypercall: key.0,
+                next: item.addr(),
                 remaining,
                 done,
             });
-            frame.rdi = next;
-            frame.rsi = remaining;
-            frame.rip -= HYPERCALL_INSN_LEN;
-            return Batch::Continued;
+            let [_, _, done_arg, foreign_arg, r8] = cx.args();
+            return Ok(Ret::Again([
+                item.addr(),
+                remaining,
+                done_arg,
+                foreign_arg,
+                r8,
+            ]));
         }
-        if let Err(e) = one(dom, list + i * item_size, subject) {
+        let result = space.read(item).and_then(|value| one(cx, value, subject));
+        if let Err(e) = result {
             report(done);
-            return Batch::Done(Err(e));
+            return Err(e);
         }
         done += 1;
     }
     report(done);
-    Batch::Done(Ok(0))
+    Ok(Ret::Value(0))
 }
 
 /// `mmu_update(reqs, count, done, foreigndom)`.
-pub fn mmu_update(dom: &mut Domain, frame: &mut TrapFrame) -> Batch {
+pub fn mmu_update(cx: &mut Hc) -> HcResult {
     batch(
-        dom,
-        frame,
-        MMU_UPDATE_SIZE,
-        |_| false,
-        |dom, at, _| {
-            let req: m::MmuUpdate = aspace(dom).read_pod(at)?;
+        cx,
+        |_, _| false,
+        |cx, req: m::MmuUpdate, _| {
+            let me = cx.id();
             let ptr = req.ptr & !m::MMU_UPDATE_CMD_MASK;
             match req.ptr & m::MMU_UPDATE_CMD_MASK {
                 cmd @ (m::MMU_NORMAL_PT_UPDATE | m::MMU_PT_UPDATE_PRESERVE_AD) => {
@@ -147,12 +115,13 @@ pub fn mmu_update(dom: &mut Domain, frame: &mut TrapFrame) -> Batch {
                     let table = Mfn::from_phys(ptr);
                     let index = ((ptr % PAGE_SIZE) / 8) as usize;
                     let preserve = cmd == m::MMU_PT_UPDATE_PRESERVE_AD;
-                    ft::with(|t, mem| t.update_entry(mem, table, index, req.val, dom.id, preserve))
+                    ft::with(|t, mem| t.update_entry(mem, table, index, req.val, me, preserve))
                         .map(drop)
+                        .inspect_err(|e| refused(me, "mmu_update", table, index, req.val, *e))
                 }
                 m::MMU_MACHPHYS_UPDATE => {
                     let mfn = Mfn::from_phys(ptr);
-                    if !ft::owned_by(mfn, dom.id) {
+                    if !ft::owned_by(mfn, me) {
                         return Err(Errno::EPERM);
                     }
                     m2p::set(mfn, req.val);
@@ -164,29 +133,78 @@ pub fn mmu_update(dom: &mut Domain, frame: &mut TrapFrame) -> Batch {
     )
 }
 
-/// The L1 table and index that map `va` in the address space rooted at `l4`.
-pub fn l1_slot(dom: &Domain, l4: Mfn, va: u64) -> Result<(Mfn, usize), Errno> {
+/// Logs, at debug level (`loglvl=debug`), a page-table update the frame table refused: the
+/// entry (level, index, table, new value) and the rule it broke, as the errors table of
+/// `mm/frame_table.rs` (and guest-abi's porting guide) states it, so that a porter sees why
+/// without a debugger. Never above debug: a guest could otherwise flood the log.
+fn refused(dom: DomId, call: &str, table: Mfn, index: usize, val: u64, e: Errno) {
+    if !log::log_enabled!(target: "mm", log::Level::Debug) {
+        return;
+    }
+    let kind = ft::with(|t, _| t.info(table).map(|f| f.current_type()));
+    let level = match kind {
+        Some(PageType::L1) => "L1",
+        Some(PageType::L2) => "L2",
+        Some(PageType::L3) => "L3",
+        Some(PageType::L4) => "L4",
+        _ => "non-table",
+    };
+    let rule = match (kind, e) {
+        (_, Errno::EPERM) => "an L1 entry may not map a frame outside RAM (MMIO, holes)",
+        (Some(PageType::L1), Errno::EBUSY) => {
+            "an L1 entry may only map the domain's own frames; writable only a frame that \
+             is no page table (and not read-only to the guest); reference counts must not \
+             be full"
+        }
+        (Some(PageType::L1), Errno::EINVAL) => {
+            "present L1 entries may not set cache attributes or bit 62, NX only if the CPU \
+             has it, no address bit at or above the physical width; a not-present entry may \
+             not name RAM (L1TF)"
+        }
+        (Some(PageType::L4), Errno::EINVAL) => {
+            "L4 slots 256-271 belong to the hypervisor; an L4 entry must point at the \
+             domain's own frame, which must validate as an L3"
+        }
+        (Some(_), Errno::EINVAL) => {
+            "an L2/L3 entry must point at the domain's own frame that validates as the next \
+             level down, with no PS, G or cache-attribute bits"
+        }
+        (None, _) | (Some(_), _) => {
+            "the table must be the domain's own frame, and a page table (pinned or in use) \
+             or a frame it may write"
+        }
+    };
+    log::debug!(
+        target: "mm",
+        "d{dom}: {call} refused ({e:?}): {level} entry {index} of frame {:#x} := {val:#x}: {rule}",
+        table.0,
+    );
+}
+
+/// The L1 table and index that map `va` in `dom`'s address space rooted at `l4`.
+pub fn l1_slot(dom: DomId, l4: Mfn, va: u64) -> Result<(Mfn, usize), Errno> {
     const PRESENT: u64 = 1;
-    const HUGE: u64 = 1 << 7;
-    const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
+    const PS: u64 = 1 << 7;
+    const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
     let mem = ft::DirectMem;
     let mut table = l4;
     for level in (1..4).rev() {
-        if !ft::owned_by(table, dom.id) {
+        if !ft::owned_by(table, dom) {
             return Err(Errno::EINVAL);
         }
         let entry = mem.read_entry(table, ((va >> (12 + 9 * level)) & 511) as usize);
-        if entry & PRESENT == 0 || entry & HUGE != 0 {
+        if entry & PRESENT == 0 || entry & PS != 0 {
             return Err(Errno::EINVAL);
         }
-        table = Mfn::from_phys(entry & ADDR);
+        table = Mfn::from_phys(entry & ADDR_MASK);
     }
     Ok((table, ((va >> 12) & 511) as usize))
 }
 
 /// `update_va_mapping(va, val, flags)`: sets the L1 entry that maps `va` in the current
 /// address space.
-pub fn update_va_mapping(dom: &mut Domain, va: u64, val: u64, flags: u64) -> HcResult {
+pub fn update_va_mapping(cx: &mut Hc) -> HcResult {
+    let (va, val, flags) = (cx.arg(0), cx.arg(1), cx.arg(2));
     if !super::mem::range_ok(va, 1) {
         return Err(Errno::EINVAL);
     }
@@ -194,30 +212,32 @@ pub fn update_va_mapping(dom: &mut Domain, va: u64, val: u64, flags: u64) -> HcR
     if flush == m::UVMF_FLUSHTYPE_MASK {
         return Err(Errno::EINVAL);
     }
-    let (l1, index) = l1_slot(dom, dom.vcpu().l4, va)?;
+    let me = cx.id();
+    let (l1, index) = l1_slot(me, cx.vcpu_ref().l4, va)?;
     // Only a validated L1 may be changed this way; a plain write would not map anything.
     if ft::with(|t, _| t.info(l1).map(|f| f.current_type())) != Some(PageType::L1) {
         return Err(Errno::EINVAL);
     }
-    ft::with(|t, mem| t.update_entry(mem, l1, index, val, dom.id, false))?;
-    Ok(0)
+    ft::with(|t, mem| t.update_entry(mem, l1, index, val, me, false))
+        .inspect_err(|e| refused(me, "update_va_mapping", l1, index, val, *e))?;
+    Ok(Ret::Value(0))
 }
 
 /// `mmuext_op(ops, count, done, foreigndom)`.
 /// dom0 may pin and unpin another domain's tables (the domain builder's
 /// `foreigndom`); everything else acts on the caller.
-pub fn mmuext_op(dom: &mut Domain, others: &Domains, frame: &mut TrapFrame) -> Batch {
+pub fn mmuext_op(cx: &mut Hc) -> HcResult {
     batch(
-        dom,
-        frame,
-        MMUEXT_OP_SIZE,
-        |id| others.contains_key(&id),
-        |dom, at, subject| {
-            let op: m::MmuextOp = aspace(dom).read_pod(at)?;
-            let foreign = subject != dom.id;
+        cx,
+        |cx, id| cx.exists(id),
+        |cx, op: m::MmuextOp, subject| {
+            let foreign = subject != cx.id();
             let id = subject;
             let mfn = Mfn(op.arg1);
-            let pin = |level| ft::with(|t, mem| t.pin(mem, mfn, id, level));
+            let pin = |level| {
+                ft::with(|t, mem| t.pin(mem, mfn, id, level))
+                    .inspect_err(|e| refused(id, "mmuext_op pin", mfn, 0, op.arg1, *e))
+            };
             match op.cmd {
                 m::MMUEXT_PIN_L1_TABLE => pin(PageType::L1),
                 m::MMUEXT_PIN_L2_TABLE => pin(PageType::L2),
@@ -230,9 +250,9 @@ pub fn mmuext_op(dom: &mut Domain, others: &Domains, frame: &mut TrapFrame) -> B
                     Err(Errno::EINVAL)
                 }
                 m::MMUEXT_NEW_BASEPTR => {
-                    let old = dom.vcpu_mut().l4;
+                    let old = cx.vcpu_ref().l4;
                     ft::with(|t, mem| t.set_base(mem, id, Some(old), mfn))?;
-                    dom.vcpu_mut().l4 = mfn;
+                    cx.vcpu().l4 = mfn;
                     crate::arch::x86_64::entry::load_guest_root(mfn);
                     Ok(())
                 }
@@ -246,17 +266,17 @@ pub fn mmuext_op(dom: &mut Domain, others: &Domains, frame: &mut TrapFrame) -> B
                         Err(Errno::EINVAL)
                     }
                 }
-                m::MMUEXT_CLEAR_PAGE => with_writable(id, mfn, |dst| dst.fill(0)),
+                m::MMUEXT_CLEAR_PAGE => with_writable(id, mfn, || physmem::zero(mfn)),
                 m::MMUEXT_COPY_PAGE => {
                     let src = Mfn(op.arg2);
                     if src == mfn {
-                        // A frame copied onto itself: nothing to do, and the two views
-                        // of it must not alias.
-                        return with_writable(id, mfn, |_| ());
+                        // A frame copied onto itself: nothing to do but the checks.
+                        return with_writable(id, mfn, || ());
                     }
                     ft::with(|t, _| t.get_page(src, id))?;
-                    let result =
-                        with_writable(id, mfn, |dst| dst.copy_from_slice(frame_bytes(src)));
+                    let result = with_writable(id, mfn, || {
+                        physmem::copy(src, 0, mfn, 0, PAGE_SIZE as usize)
+                    });
                     let _ = ft::with(|t, _| t.put_page(src));
                     result
                 }
@@ -267,71 +287,48 @@ pub fn mmuext_op(dom: &mut Domain, others: &Domains, frame: &mut TrapFrame) -> B
     )
 }
 
-pub fn frame_bytes(mfn: Mfn) -> &'static [u8] {
-    // SAFETY: the caller holds a reference on `mfn`, a RAM frame of the domain reached
-    // through the direct map.
-    unsafe {
-        core::slice::from_raw_parts(
-            crate::arch::x86_64::layout::phys_to_virt(mfn.phys()) as *const u8,
-            PAGE_SIZE as usize,
-        )
-    }
-}
-
-/// Runs `f` on frame `mfn` of `dom` while holding a writable type reference on it, so it
-/// cannot be a page table meanwhile.
-pub fn with_writable(dom: DomId, mfn: Mfn, f: impl FnOnce(&mut [u8])) -> Result<(), Errno> {
+/// Runs `f` while holding a writable type reference on frame `mfn` of `dom`, so that it
+/// cannot be a page table meanwhile (the bytes themselves go through `mm::physmem`).
+pub fn with_writable(dom: DomId, mfn: Mfn, f: impl FnOnce()) -> Result<(), Errno> {
     ft::with(|t, mem| t.get_page_type(mem, mfn, dom, PageType::Writable))?;
-    // SAFETY: the writable type reference makes the frame a data frame of `dom` for the
-    // duration; it is RAM reached through the direct map.
-    let bytes = unsafe {
-        core::slice::from_raw_parts_mut(
-            crate::arch::x86_64::layout::phys_to_virt(mfn.phys()) as *mut u8,
-            PAGE_SIZE as usize,
-        )
-    };
-    f(bytes);
+    f();
     ft::with(|t, mem| t.put_page_type(mem, mfn))
 }
 
 /// `memory_op(cmd, arg)`.
-pub fn memory_op(dom: &mut Domain, others: &mut Domains, cmd: u64, arg: u64) -> HcResult {
-    let space = aspace(dom);
+pub fn memory_op(cx: &mut Hc) -> HcResult {
+    let cmd = cx.arg(0);
+    let space = cx.space();
     // The domain a reservation query names (dom0 may ask about any).
-    let named_domain = |dom: &Domain, others: &Domains| -> Result<(u64, u64), Errno> {
-        let mut raw = [0u8; 2];
-        space.read(arg, &mut raw)?;
-        let id = u16::from_le_bytes(raw);
-        if id == DOMID_SELF || id == dom.id {
-            return Ok((dom.tot_pages, dom.max_pages));
+    let named_domain = |cx: &Hc| -> Result<(u64, u64), Errno> {
+        let id = space.read(cx.ptr::<DomId>(1))?;
+        if id == DOMID_SELF || id == cx.id() {
+            let d = cx.me_ref();
+            return Ok((d.tot_pages, d.max_pages));
         }
-        match others.get(&id) {
-            Some(d) if dom.privileged => Ok((d.tot_pages, d.max_pages)),
-            Some(_) => Err(Errno::EPERM),
-            None => Err(Errno::ESRCH),
-        }
+        let d = cx.domain_ref(id)?;
+        cx.privileged()?;
+        Ok((d.tot_pages, d.max_pages))
     };
-    match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
+    let value = match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
         m::XENMEM_MEMORY_MAP => {
-            let map: m::MemoryMap = space.read_pod(arg)?;
+            let arg = cx.ptr::<m::MemoryMap>(1);
+            let map = space.read(arg)?;
             if map.nr_entries < 1 {
                 return Err(Errno::EINVAL);
             }
             let entry = m::E820Entry {
                 addr: 0,
-                size: dom.max_pages * PAGE_SIZE,
+                size: cx.me_ref().max_pages * PAGE_SIZE,
                 kind: m::E820_RAM,
             };
-            space.write_pod(map.buffer, &entry)?;
-            space.write(
-                arg + offset_of!(m::MemoryMap, nr_entries) as u64,
-                &1u32.to_le_bytes(),
-            )?;
-            Ok(0)
+            space.write(GuestPtr::new(map.buffer), &entry)?;
+            space.write(arg.field::<u32>(offset_of!(m::MemoryMap, nr_entries)), &1)?;
+            0
         }
-        m::XENMEM_CURRENT_RESERVATION => Ok(named_domain(dom, others)?.0),
-        m::XENMEM_MAXIMUM_RESERVATION => Ok(named_domain(dom, others)?.1),
-        m::XENMEM_MAXIMUM_RAM_PAGE => Ok(ft::with(|t, _| t.len()).saturating_sub(1)),
+        m::XENMEM_CURRENT_RESERVATION => named_domain(cx)?.0,
+        m::XENMEM_MAXIMUM_RESERVATION => named_domain(cx)?.1,
+        m::XENMEM_MAXIMUM_RAM_PAGE => ft::with(|t, _| t.len()).saturating_sub(1),
         m::XENMEM_MACHPHYS_MAPPING => {
             let entries = ft::with(|t, _| t.len());
             let mapping = m::MachphysMapping {
@@ -339,28 +336,29 @@ pub fn memory_op(dom: &mut Domain, others: &mut Domains, cmd: u64, arg: u64) -> 
                 v_end: m2p::RO_M2P_BASE + entries * 8,
                 max_mfn: entries.saturating_sub(1),
             };
-            space.write_pod(arg, &mapping)?;
-            Ok(0)
+            space.write(cx.ptr(1), &mapping)?;
+            0
         }
-        m::XENMEM_POPULATE_PHYSMAP => populate_physmap(dom, others, arg),
-        m::XENMEM_DECREASE_RESERVATION => decrease_reservation(dom, arg),
+        m::XENMEM_POPULATE_PHYSMAP => populate_physmap(cx)?,
+        m::XENMEM_DECREASE_RESERVATION => decrease_reservation(cx)?,
         m::XENMEM_XENIA_FRAME_COUNTS => {
+            let me = cx.id();
             let (total, by_type) = ft::with(|t, _| {
-                let by_type = t.count_by_type(dom.id);
+                let by_type = t.count_by_type(me);
                 (by_type.iter().sum(), by_type)
             });
-            space.write_pod(arg, &m::XeniaFrameCounts { total, by_type })?;
-            Ok(0)
+            space.write(cx.ptr(1), &m::XeniaFrameCounts { total, by_type })?;
+            0
         }
         m::XENMEM_XENIA_CHECK_FRAME_TABLE => {
             // dom0 only: the check reads every frame (time in proportion to the machine).
-            if !dom.privileged {
-                return Err(Errno::EPERM);
-            }
-            check_frame_table(core::iter::once(&*dom).chain(others.values())).map(|_| 0)
+            let token = cx.privileged()?;
+            check_frame_table(cx.world(&token).domains.values())?;
+            0
         }
-        _ => Err(Errno::ENOSYS),
-    }
+        _ => return Err(Errno::ENOSYS),
+    };
+    Ok(Ret::Value(value))
 }
 
 /// Runs the frame table's consistency check, and checks that every frame the hypervisor
@@ -396,37 +394,31 @@ pub fn check_frame_table<'a>(
     }
 }
 
-/// Reads a reservation request for the calling domain (order-0 extents only).
-fn reservation(dom: &Domain, arg: u64) -> Result<m::MemoryReservation, Errno> {
-    let r: m::MemoryReservation = aspace(dom).read_pod(arg)?;
+/// Reads a reservation request (order-0 extents only) and its extent list.
+fn reservation(cx: &Hc) -> Result<(m::MemoryReservation, GuestSlice<u64>), Errno> {
+    let r = cx.space().read(cx.ptr::<m::MemoryReservation>(1))?;
     if r.extent_order != 0 {
         return Err(Errno::EINVAL);
     }
-    let bytes = r.nr_extents.checked_mul(8).ok_or(Errno::EFAULT)?;
-    if !super::mem::range_ok(r.extent_start, bytes) {
-        return Err(Errno::EFAULT);
-    }
-    Ok(r)
+    let extents = GuestSlice::new(r.extent_start, r.nr_extents)?;
+    Ok((r, extents))
 }
 
 /// `XENMEM_populate_physmap`: a fresh zeroed frame for each listed PFN, up to the
 /// maximum reservation; each frame's MFN is written back over its PFN (PV). Returns how
 /// many extents were populated (fewer than asked means memory or the maximum ran out).
-fn populate_physmap(dom: &mut Domain, others: &mut Domains, arg: u64) -> HcResult {
-    let r = reservation(dom, arg)?;
-    let space = aspace(dom);
+fn populate_physmap(cx: &mut Hc) -> Result<u64, Errno> {
+    let (r, extents) = reservation(cx)?;
+    let space = cx.space();
     // dom0 populates the domains it builds; everyone else only itself.
-    let target: &mut Domain = if r.domid == DOMID_SELF || r.domid == dom.id {
-        dom
-    } else if dom.privileged {
-        others.get_mut(&r.domid).ok_or(Errno::ESRCH)?
-    } else {
-        return Err(Errno::EPERM);
-    };
+    if cx.resolve(r.domid) != cx.id() {
+        cx.privileged()?;
+    }
+    let target = cx.domain(r.domid)?;
     let mut done = 0;
     while done < r.nr_extents && target.tot_pages < target.max_pages {
-        let at = r.extent_start + done * 8;
-        let pfn: u64 = space.read_pod(at)?;
+        let at = extents.get(done).ok_or(Errno::EFAULT)?;
+        let pfn = space.read(at)?;
         // Guest memory never eats the hypervisor's reserve (mm::heap::RESERVE).
         if !crate::mm::heap::headroom(PAGE_SIZE) {
             break;
@@ -440,7 +432,7 @@ fn populate_physmap(dom: &mut Domain, others: &mut Domains, arg: u64) -> HcResul
         }
         m2p::set(mfn, pfn);
         target.tot_pages += 1;
-        if let Err(e) = space.write_pod(at, &mfn.0) {
+        if let Err(e) = space.write(at, &mfn.0) {
             // The caller cannot learn the frame: take it back rather than leak it.
             let _ = ft::take_back(mfn, target.id);
             m2p::set(mfn, m2p::INVALID);
@@ -460,42 +452,25 @@ fn populate_physmap(dom: &mut Domain, others: &mut Domains, arg: u64) -> HcResul
 
 /// `XENMEM_decrease_reservation`: gives back the listed machine frames (PV guests name
 /// MFNs). A frame still mapped, pinned or otherwise referenced is not taken: the call
-/// stops there and returns how many extents were released.
-fn decrease_reservation(dom: &mut Domain, arg: u64) -> HcResult {
-    let r = reservation(dom, arg)?;
-    self_domain(dom, u64::from(r.domid))?;
-    let space = aspace(dom);
+/// stops there and returns how many extents were released. Only the caller's own.
+fn decrease_reservation(cx: &mut Hc) -> Result<u64, Errno> {
+    let (r, extents) = reservation(cx)?;
+    if cx.resolve(r.domid) != cx.id() {
+        return Err(Errno::ESRCH);
+    }
+    let space = cx.space();
+    let me = cx.id();
     let mut done = 0;
     while done < r.nr_extents {
-        let mfn = Mfn(space.read_pod::<u64>(r.extent_start + done * 8)?);
-        if ft::take_back(mfn, dom.id).is_err() {
+        let mfn = Mfn(space.read(extents.get(done).ok_or(Errno::EFAULT)?)?);
+        if ft::take_back(mfn, me).is_err() {
             break;
         }
         m2p::set(mfn, m2p::INVALID);
         frames::free_contiguous(mfn, 1);
+        let dom = cx.me();
         dom.tot_pages = dom.tot_pages.saturating_sub(1);
         done += 1;
     }
     Ok(done)
 }
-
-// SAFETY: repr(C) integer structures from guest-abi, filled from guest bytes.
-unsafe impl Pod for m::MmuUpdate {}
-// SAFETY: as above (u32, padding, u64, u64).
-unsafe impl Pod for m::MmuextOp {}
-// SAFETY: as above (u32, padding, u64).
-unsafe impl Pod for m::MemoryMap {}
-// SAFETY: as above (u64, u64, u32, u32, u16, padding).
-unsafe impl Pod for m::MemoryReservation {}
-// SAFETY: packed (u64, u64, u32): no padding.
-unsafe impl Pod for m::E820Entry {}
-// SAFETY: as above.
-unsafe impl AsBytes for m::E820Entry {}
-// SAFETY: three u64: no padding.
-unsafe impl Pod for m::MachphysMapping {}
-// SAFETY: as above.
-unsafe impl AsBytes for m::MachphysMapping {}
-// SAFETY: eight u64: no padding.
-unsafe impl Pod for m::XeniaFrameCounts {}
-// SAFETY: as above.
-unsafe impl AsBytes for m::XeniaFrameCounts {}

@@ -2,15 +2,21 @@
 //! (DESIGN.md §3).
 //!
 //! Every entry from a guest arrives in [`trap`] on the pCPU's hypervisor stack, with the
-//! guest's registers in a [`TrapFrame`]. The hypervisor handles the hypercall, exception,
-//! interrupt or SYSCALL, runs expired timers, delivers a pending event upcall, checks the
-//! frame it is about to return to, and returns. A guest's fault is the guest's: it is
-//! bounced to the guest's own handler, or the domain is crashed; never the hypervisor.
+//! guest's registers in a [`TrapFrame`]. [`trap`] builds the hypercall context
+//! ([`context::Hc`]: the calling vCPU, its domain, the world) and hands it to the one handler
+//! for the vector: a hypercall (`hypercall::dispatch`), an exception, an interrupt or a
+//! SYSCALL. Every handler has the same shape, `fn(&mut Hc) -> HcResult`. Then the trap path
+//! applies the result, runs expired timers, lets the scheduler decide, delivers a pending
+//! event upcall, checks the frame it is about to return to, and returns. A guest's fault is
+//! the guest's: it is bounced to the guest's own handler, or the domain is crashed; never the
+//! hypervisor.
 //!
-//! Standing assumptions: one pCPU, dom0 its only domain (many domains and the scheduler
-//! come with the domain-control issue); interrupts are off throughout, except while the
-//! idle loop waits.
+//! Standing assumptions: one pCPU (SMP is the next issue: per-pCPU state is already reached
+//! through the entry area, `arch::x86_64::percpu`); every domain stays in [`World::domains`]
+//! while any of its vCPUs' traps are handled; interrupts are off throughout, except while
+//! the idle loop waits.
 
+pub mod context;
 pub mod domctl;
 pub mod event_op;
 pub mod grant_op;
@@ -29,11 +35,12 @@ use guest_abi::types::DomId;
 
 use crate::arch::x86_64::entry::{self, SYSCALL_VECTOR};
 use crate::arch::x86_64::trap::{self, APIC_TIMER_VECTOR, SPURIOUS_VECTOR, TrapFrame};
-use crate::arch::x86_64::{apic, gdt};
-use crate::domain::{Domain, Shutdown, Vcpu};
+use crate::arch::x86_64::{apic, gdt, percpu};
+use crate::domain::{Domain, Shutdown};
 use crate::power::{self, ExitReason};
 use crate::sched::{Params, Scheduler, VcpuId};
-use mem::AddressSpace;
+use context::{Hc, HcResult, Next, Ret};
+use mem::GuestPtr;
 
 const RFLAGS_TF: u64 = 1 << 8;
 const RFLAGS_IOPL: u64 = 3 << 12;
@@ -46,23 +53,18 @@ const RFLAGS_FIXED: u64 = 1 << 1;
 
 /// How often the idle loop looks at the serial line for dom0's console input.
 const CONSOLE_POLL_NS: u64 = 10_000_000;
-/// This pCPU's number (one pCPU for now).
-const PCPU: usize = 0;
 
 /// A vCPU: its domain and index.
 pub type VcpuRef = (DomId, usize);
 
-/// All domains and which vCPU runs on this pCPU.
+/// All domains, the scheduler, and dom0's console input.
 pub struct World {
     pub domains: BTreeMap<DomId, Domain>,
-    /// The vCPU whose registers are at the top of this pCPU's hypervisor stack.
-    pub current: Option<VcpuRef>,
     /// Console input waiting for dom0.
     pub console_input: VecDeque<u8>,
-    /// When the scheduler wants to decide again (end of slice, accounting), if ever.
-    pub run_until: Option<u64>,
-    /// The credit scheduler (DESIGN §5); set up before the first domain runs.
-    pub sched: Option<Scheduler>,
+    /// The credit scheduler (DESIGN §5), the one owner of whether a vCPU may run; its pCPUs
+    /// are set up before the first domain runs.
+    pub sched: Scheduler,
     /// The domain ID created last, where the search for the next free one starts (Xen's
     /// `rover`: IDs are not reused at once, so a stale ID names no new domain).
     pub last_domid: DomId,
@@ -72,89 +74,78 @@ pub struct World {
     pub ctrl_a_run: u8,
 }
 
+/// The domains and the scheduler, behind one lock (the lock order: this one, then the frame
+/// table's, `mm::ft`).
 pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
     domains: BTreeMap::new(),
-    current: None,
     console_input: VecDeque::new(),
-    run_until: None,
-    sched: None,
+    sched: Scheduler::empty(),
     last_domid: 0,
     input_to_xen: false,
     ctrl_a_run: 0,
 });
 
-/// What the trap handling decided about the vCPU.
-pub enum Outcome {
-    Continue,
-    /// The domain stopped (shut down or crashed).
-    Stopped,
-    /// The vCPU blocked (`SCHEDOP_block`) or yielded: let another run.
-    Reschedule,
-}
-
 /// A trap from a guest: hypercall, exception, interrupt or SYSCALL.
 pub fn trap(frame: &mut TrapFrame) {
     let mut guard = WORLD.lock();
     let world = &mut *guard;
-    let Some((id, v)) = world.current else {
+    let cpu = percpu::this();
+    let Some((id, v)) = cpu.current() else {
         panic!(
             "trap from a guest (vector {:#x}) but no guest is running",
             frame.vector
         );
     };
-    let Some(mut dom) = world.domains.remove(&id) else {
+    let Some(dom) = world.domains.get(&id) else {
         panic!("the running domain {id} is not in the domain list");
     };
-    dom.handling = v;
-    dom.info().arch.pad.fetch_add(1, Ordering::Relaxed);
+    dom.vcpu_info(v).arch.pad.fetch_add(1, Ordering::Relaxed);
 
-    let outcome = match frame.vector {
-        v if v == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) => {
-            hypercall::dispatch(&mut dom, world, frame)
-        }
-        SYSCALL_VECTOR => syscall(&mut dom, frame),
-        v @ 0..=31 => exception(&mut dom, frame, v as u8),
-        v if v == u64::from(APIC_TIMER_VECTOR) => {
-            apic::end_of_interrupt();
-            Outcome::Continue
-        }
-        v if v == u64::from(SPURIOUS_VECTOR) => Outcome::Continue,
-        // The byte itself is read by the console poll below.
-        v if v == u64::from(trap::COM1_VECTOR) => {
-            apic::end_of_interrupt();
-            Outcome::Continue
-        }
-        v if v <= 0xFF && trap::GUEST_SOFTWARE_VECTORS.contains(&(v as u8)) => {
-            software_interrupt(&mut dom, frame, v as u8)
-        }
-        _ => {
-            apic::end_of_interrupt();
-            Outcome::Continue
-        }
-    };
-    let reschedule = match outcome {
-        Outcome::Continue => false,
-        Outcome::Reschedule => {
-            let me = VcpuId {
-                dom: id,
-                vcpu: v as u32,
-            };
-            if let Some(sched) = world.sched.as_mut() {
-                if dom.vcpus[v].blocked {
-                    let _ = sched.block(me, crate::time::now_ns());
-                } else {
-                    sched.yield_now(me);
-                }
+    let vector = frame.vector;
+    let next = {
+        let mut cx = Hc::new(world, frame, id, v);
+        let result: HcResult = match vector {
+            v if v == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) => {
+                hypercall::dispatch(&mut cx)
             }
+            SYSCALL_VECTOR => syscall(&mut cx),
+            0..=31 => exception(&mut cx),
+            v if v <= 0xFF && trap::GUEST_SOFTWARE_VECTORS.contains(&(v as u8)) => {
+                software_interrupt(&mut cx)
+            }
+            // Interrupts: the timer's work is done below; the console byte is read by the
+            // console poll; a spurious one needs no end of interrupt.
+            v if v == u64::from(SPURIOUS_VECTOR) => Ok(Ret::Resumed),
+            v if v == u64::from(APIC_TIMER_VECTOR) || v == u64::from(trap::COM1_VECTOR) => {
+                apic::end_of_interrupt();
+                Ok(Ret::Resumed)
+            }
+            _ => {
+                apic::end_of_interrupt();
+                Ok(Ret::Resumed)
+            }
+        };
+        context::finish(frame, result)
+    };
+    let me = VcpuId {
+        dom: id,
+        vcpu: v as u32,
+    };
+    let reschedule = match next {
+        Next::Continue => false,
+        Next::Yield => {
+            world.sched.yield_now(me);
             true
         }
-        Outcome::Stopped => {
-            domain_stopped(&mut dom, world);
+        Next::Block => {
+            let _ = world.sched.block(me, crate::time::now_ns());
+            true
+        }
+        Next::Stopped => {
+            world.domain_stopped(id);
             true
         }
     };
-    // alloc: the entry removed above goes back (issue 11 ends the remove/insert pattern).
-    world.domains.insert(id, dom);
     world.finish_trap(frame, reschedule);
 }
 
@@ -162,6 +153,7 @@ impl World {
     /// After a trap: timers, console input, wake-ups, the scheduling decision, event
     /// delivery and the checks on the frame we return to.
     fn finish_trap(&mut self, frame: &mut TrapFrame, mut reschedule: bool) {
+        let cpu = percpu::this();
         loop {
             self.run_timers();
             self.poll_console();
@@ -169,18 +161,20 @@ impl World {
             // the scheduler decides again, as Xen's tickle would make it.
             let woke = self.wake_blocked();
             let now = crate::time::now_ns();
-            let cur = self.current.expect("a current vCPU");
-            if reschedule || woke || !self.runnable(cur) || self.run_until.is_some_and(|t| now >= t)
+            let cur = cpu.current().expect("a current vCPU");
+            if reschedule
+                || woke
+                || !self.runnable(cur)
+                || cpu.run_until().is_some_and(|t| now >= t)
             {
                 let next = self.decide(now).unwrap_or_else(|| self.idle());
                 if next != cur {
                     self.switch(frame, cur, next);
                 }
             }
-            let (id, v) = self.current.expect("a current vCPU");
+            let (id, v) = cpu.current().expect("a current vCPU");
             let dom = self.domains.get_mut(&id).expect("current domain");
-            dom.handling = v;
-            let ok = deliver_events(dom, frame).and_then(|()| {
+            let ok = deliver_events(dom, v, frame).and_then(|()| {
                 sanitize(frame).map_err(|why| {
                     crash(dom, format_args!("cannot return to the guest: {why}"));
                 })
@@ -188,9 +182,7 @@ impl World {
             match ok {
                 Ok(()) => break,
                 Err(()) => {
-                    let mut dom = self.domains.remove(&id).expect("current domain");
-                    domain_stopped(&mut dom, self);
-                    self.domains.insert(id, dom); // alloc: the entry just removed
+                    self.domain_stopped(id);
                     reschedule = true;
                 }
             }
@@ -201,21 +193,19 @@ impl World {
     /// The scheduler's choice for this pCPU from `now` on (`None`: idle), remembering
     /// when it wants to decide again.
     fn decide(&mut self, now: u64) -> Option<VcpuRef> {
-        let sched = self.sched.as_mut()?;
-        let d = sched.schedule(PCPU, now);
-        self.run_until = d.run_until;
+        let cpu = percpu::this();
+        let d = self.sched.schedule(cpu.index(), now);
+        cpu.set_run_until(d.run_until);
         let next = d.next.map(|v| (v.dom, v.vcpu as usize))?;
-        // The scheduler tracks runnability from the same events; check anyway, so that a
-        // disagreement idles rather than running a vCPU that must not run.
-        self.runnable(next).then_some(next)
+        // The scheduler owns runnability; a vCPU it picks whose domain is gone idles instead.
+        self.domains.contains_key(&next.0).then_some(next)
     }
 
-    /// Whether vCPU `r` may run.
+    /// Whether vCPU `r` may run: the scheduler's answer.
     pub fn runnable(&self, (id, v): VcpuRef) -> bool {
-        self.domains.get(&id).is_some_and(|d| {
-            d.shutdown.is_none()
-                && d.paused == 0
-                && d.vcpus.get(v).is_some_and(|c| c.online && !c.blocked)
+        self.sched.is_runnable(VcpuId {
+            dom: id,
+            vcpu: v as u32,
         })
     }
 
@@ -240,19 +230,17 @@ impl World {
     /// Blocked vCPUs with an event pending become runnable; says whether any did.
     fn wake_blocked(&mut self) -> bool {
         let mut woke = false;
-        for d in self.domains.values_mut() {
+        for d in self.domains.values() {
             for v in 0..d.vcpus.len() {
-                if d.vcpus[v].blocked
+                let id = VcpuId {
+                    dom: d.id,
+                    vcpu: v as u32,
+                };
+                if self.sched.is_blocked(id)
                     && d.vcpu_info(v).evtchn_upcall_pending.load(Ordering::Acquire) != 0
                 {
-                    d.vcpus[v].blocked = false;
+                    let _ = self.sched.wake(id);
                     woke = true;
-                    if let Some(sched) = self.sched.as_mut() {
-                        let _ = sched.wake(VcpuId {
-                            dom: d.id,
-                            vcpu: v as u32,
-                        });
-                    }
                 }
             }
         }
@@ -268,14 +256,10 @@ impl World {
             v.save_cpu_state();
         }
         let d = self.domains.get_mut(&to.0).expect("next domain");
-        d.handling = to.1;
         let v = &mut d.vcpus[to.1];
         *frame = v.regs;
-        v.load_cpu_state();
-        entry::load_guest_root(v.l4);
-        gdt::set_ring1_stack(v.kernel_sp);
-        hypercall::refresh_fast_trap(d);
-        self.current = Some(to);
+        load_vcpu(v);
+        percpu::this().set_current(Some(to));
     }
 
     /// Raises VIRQ_TIMER for every expired timer of every vCPU.
@@ -333,7 +317,15 @@ impl World {
             b'q' => {
                 for d in self.domains.values() {
                     let online = d.vcpus.iter().filter(|v| v.online).count();
-                    let blocked = d.vcpus.iter().filter(|v| v.online && v.blocked).count();
+                    let blocked = (0..d.vcpus.len())
+                        .filter(|&v| {
+                            d.vcpus[v].online
+                                && self.sched.is_blocked(VcpuId {
+                                    dom: d.id,
+                                    vcpu: v as u32,
+                                })
+                        })
+                        .count();
                     log::info!(
                         target: "keys",
                         "domain {}: {} pages (max {}), vCPUs {} online / {} blocked, paused {}, {}",
@@ -342,7 +334,7 @@ impl World {
                         d.max_pages,
                         online,
                         blocked,
-                        d.paused,
+                        d.controller_pauses,
                         d.shutdown.map_or("running", |r| r.name())
                     );
                 }
@@ -379,7 +371,7 @@ impl World {
             // Without the I/O APIC route, dom0's console input is polled.
             earliest(now + CONSOLE_POLL_NS);
         }
-        if let Some(t) = self.run_until {
+        if let Some(t) = percpu::this().run_until() {
             earliest(t);
         }
         match deadline {
@@ -387,14 +379,66 @@ impl World {
             None => apic::disarm(),
         }
     }
+
+    /// Domain `id` stopped (its `shutdown` says why, a crash if unset): dom0 stops the
+    /// machine; another domain stays, shut down, until dom0 destroys it, and dom0 hears of
+    /// it through VIRQ_DOM_EXC.
+    fn domain_stopped(&mut self, id: DomId) {
+        let Some(dom) = self.domains.get_mut(&id) else {
+            return;
+        };
+        let reason = *dom.shutdown.get_or_insert(Shutdown::Crash);
+        log::info!(target: "domain", "domain {id} shut down: {}", reason.name());
+        let _ = self.sched.pause_domain(id);
+        if id != 0 {
+            if let Some(dom0) = self.domains.get_mut(&0) {
+                send_virq(dom0, 0, guest_abi::event::VIRQ_DOM_EXC);
+            }
+            return;
+        }
+        // Every clean run ends with the frame table checked; a failed check fails the run
+        // whatever dom0's reason, with an exit code of its own.
+        if mmu::check_frame_table(self.domains.values()).is_err() {
+            power::exit(ExitReason::FrameTableInconsistent);
+        }
+        let exit = match reason {
+            Shutdown::PowerOff => ExitReason::PowerOff,
+            Shutdown::Reboot => ExitReason::Dom0Reboot,
+            Shutdown::Crash | Shutdown::Watchdog => ExitReason::Dom0Crashed,
+            Shutdown::Suspend => {
+                log::warn!(target: "domain", "dom0 cannot be suspended; powering off");
+                ExitReason::PowerOff
+            }
+        };
+        power::exit(exit)
+    }
+
+    /// `SCHEDOP_remote_shutdown`: domain `target` (not dom0) shuts down for `reason`, through
+    /// the same path as its own `SCHEDOP_shutdown`. A domain already shut down keeps its
+    /// first reason.
+    pub fn shut_down_other(
+        &mut self,
+        target: DomId,
+        reason: Shutdown,
+    ) -> Result<(), guest_abi::errno::Errno> {
+        let dom = self
+            .domains
+            .get_mut(&target)
+            .ok_or(guest_abi::errno::Errno::ESRCH)?;
+        if dom.shutdown.is_none() {
+            dom.shutdown = Some(reason);
+            self.domain_stopped(target);
+        }
+        Ok(())
+    }
 }
 
-/// The address space of the vCPU being handled.
-pub fn aspace(dom: &Domain) -> AddressSpace {
-    AddressSpace {
-        l4: dom.vcpu().l4,
-        dom: dom.id,
-    }
+/// Loads vCPU `v`'s CPU state, root and ring-1 stack onto this pCPU.
+fn load_vcpu(v: &mut crate::domain::Vcpu) {
+    v.load_cpu_state();
+    entry::load_guest_root(v.l4);
+    gdt::set_ring1_stack(v.kernel_sp);
+    hypercall::refresh_fast_trap(v);
 }
 
 /// Logs why the domain crashed and marks it so.
@@ -403,127 +447,73 @@ pub fn crash(dom: &mut Domain, why: core::fmt::Arguments<'_>) {
     dom.shutdown = Some(Shutdown::Crash);
 }
 
-/// A domain stopped: dom0 stops the machine; another domain stays, shut down, until dom0
-/// destroys it, and dom0 hears of it through VIRQ_DOM_EXC.
-fn domain_stopped(dom: &mut Domain, world: &mut World) {
-    let reason = dom.shutdown.unwrap_or(Shutdown::Crash);
-    dom.shutdown = Some(reason);
-    log::info!(target: "domain", "domain {} shut down: {}", dom.id, reason.name());
-    if let Some(sched) = world.sched.as_mut() {
-        let _ = sched.pause_domain(dom.id);
-    }
-    if dom.id != 0 {
-        if let Some(dom0) = world.domains.get_mut(&0) {
-            send_virq(dom0, 0, guest_abi::event::VIRQ_DOM_EXC);
-        }
-        return;
-    }
-    // Every clean run ends with the frame table checked; a failed check fails the run
-    // whatever dom0's reason, with an exit code of its own.
-    if mmu::check_frame_table(core::iter::once(&*dom).chain(world.domains.values())).is_err() {
-        power::exit(ExitReason::FrameTableInconsistent);
-    }
-    let exit = match reason {
-        Shutdown::PowerOff => ExitReason::PowerOff,
-        Shutdown::Reboot => ExitReason::Dom0Reboot,
-        Shutdown::Crash | Shutdown::Watchdog => ExitReason::Dom0Crashed,
-        Shutdown::Suspend => {
-            log::warn!(target: "domain", "dom0 cannot be suspended; powering off");
-            ExitReason::PowerOff
-        }
-    };
-    power::exit(exit)
-}
-
-/// `SCHEDOP_remote_shutdown`: `caller` (privileged, being handled, so out of the domain
-/// table) shuts down domain `target` (not dom0) for `reason`, through the same path as the
-/// target's own `SCHEDOP_shutdown`. A domain already shut down keeps its first reason.
-pub fn shut_down_other(
-    caller: &mut Domain,
-    world: &mut World,
-    target: DomId,
-    reason: Shutdown,
-) -> Result<(), guest_abi::errno::Errno> {
-    let mut dom = world
-        .domains
-        .remove(&target)
-        .ok_or(guest_abi::errno::Errno::ESRCH)?;
-    if dom.shutdown.is_none() {
-        dom.shutdown = Some(reason);
-        domain_stopped(&mut dom, world);
-        // `domain_stopped` tells dom0 through the table; when dom0 is the caller it is
-        // not in it just now.
-        if caller.id == 0 {
-            send_virq(caller, 0, guest_abi::event::VIRQ_DOM_EXC);
-        }
-    }
-    world.domains.insert(target, dom); // alloc: the entry just removed
-    Ok(())
+/// The calling domain crashed for `why`.
+pub fn crash_caller(cx: &mut Hc, why: core::fmt::Arguments<'_>) -> HcResult {
+    crash(cx.me(), why);
+    Ok(Ret::Stopped)
 }
 
 /// An exception raised by guest code.
-fn exception(dom: &mut Domain, frame: &mut TrapFrame, vector: u8) -> Outcome {
+fn exception(cx: &mut Hc) -> HcResult {
     use guest_abi::trap as t;
+    let vector = cx.vector() as u8;
     match vector {
         t::NMI => {
-            log::warn!(target: "trap", "NMI while domain {} ran; ignored", dom.id);
-            return Outcome::Continue;
+            log::warn!(target: "trap", "NMI while domain {} ran; ignored", cx.id());
+            return Ok(Ret::Resumed);
         }
         t::MACHINE_CHECK | t::DOUBLE_FAULT => {
             let mut out = crate::console::emergency();
             let _ = writeln!(
                 out,
                 "fatal {} while a guest ran",
-                trap::exception_name(frame.vector)
+                trap::exception_name(u64::from(vector))
             );
             power::exit(ExitReason::HypervisorFailure);
         }
-        t::BREAKPOINT | t::OVERFLOW => return software_interrupt(dom, frame, vector),
+        t::BREAKPOINT | t::OVERFLOW => return software_interrupt(cx),
         t::PAGE_FAULT => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
-            dom.info().arch.cr2.store(cr2, Ordering::Release);
+            cx.info().arch.cr2.store(cr2, Ordering::Release);
         }
         t::DEVICE_NOT_AVAILABLE => {
             // The guest's CR0.TS (`fpu_taskswitch(1)`) did its job; as Xen does, it is
             // cleared as the #NM is delivered, so the handler may use the FPU at once.
-            dom.vcpu_mut().fpu_ts = false;
+            cx.vcpu().fpu_ts = false;
             crate::arch::x86_64::clts();
         }
         _ => {}
     }
-    let error = t::has_error_code(vector).then_some(frame.error_code);
-    deliver_to_trap_table(dom, frame, vector, error)
+    let error = t::has_error_code(vector).then_some(cx.regs().error_code);
+    deliver_to_trap_table(cx, vector, error)
 }
 
 /// `int n` from the guest on a vector whose real gate admits ring 3 (the breakpoint,
 /// overflow and fast-trap vectors): the guest's own table entry decides, as hardware
 /// would with the entry's DPL.
-fn software_interrupt(dom: &mut Domain, frame: &mut TrapFrame, vector: u8) -> Outcome {
-    let entry = dom.vcpu_mut().traps[usize::from(vector)];
-    let cpl = (frame.cs & 3) as u8;
+fn software_interrupt(cx: &mut Hc) -> HcResult {
+    let vector = cx.vector() as u8;
+    let entry = cx.vcpu_ref().traps[usize::from(vector)];
+    let cpl = (cx.regs().cs & 3) as u8;
     if entry.is_end() || entry.dpl() < cpl {
         // Error code for an IDT vector: index << 3 | IDT bit (Intel SDM Vol. 3A §6.13).
         let code = (u64::from(vector) << 3) | 2;
-        return deliver_to_trap_table(dom, frame, guest_abi::trap::GENERAL_PROTECTION, Some(code));
+        return deliver_to_trap_table(cx, guest_abi::trap::GENERAL_PROTECTION, Some(code));
     }
-    deliver_to_trap_table(dom, frame, vector, None)
+    deliver_to_trap_table(cx, vector, None)
 }
 
-fn deliver_to_trap_table(
-    dom: &mut Domain,
-    frame: &mut TrapFrame,
-    vector: u8,
-    error: Option<u64>,
-) -> Outcome {
-    let entry = dom.vcpu_mut().traps[usize::from(vector)];
+fn deliver_to_trap_table(cx: &mut Hc, vector: u8, error: Option<u64>) -> HcResult {
+    let entry = cx.vcpu_ref().traps[usize::from(vector)];
     if entry.is_end() {
-        let cr2 = dom.info().arch.cr2.load(Ordering::Relaxed);
-        crash(
-            dom,
+        let cr2 = cx.info().arch.cr2.load(Ordering::Relaxed);
+        let rip = cx.regs().rip;
+        return crash_caller(
+            cx,
             format_args!(
                 "unhandled {} (vector {vector}) at rip {:#x}, error code {:#x}{}{}",
                 trap::exception_name(u64::from(vector)),
-                frame.rip,
+                rip,
                 error.unwrap_or(0),
                 if vector == guest_abi::trap::PAGE_FAULT {
                     ", cr2 "
@@ -533,9 +523,8 @@ fn deliver_to_trap_table(
                 OptionalHex((vector == guest_abi::trap::PAGE_FAULT).then_some(cr2)),
             ),
         );
-        return Outcome::Stopped;
     }
-    bounce(dom, frame, error, entry.address, entry.masks_events())
+    bounce_caller(cx, error, entry.address, entry.masks_events())
 }
 
 /// Length of the `SYSCALL` instruction (0F 05).
@@ -560,34 +549,49 @@ impl core::fmt::Display for OptionalHex {
 /// #UD at that instruction with its own selectors. Only that positive evidence counts:
 /// anything the walk cannot tell is treated as ring 3, as before, so that user code can
 /// never be made to look like the kernel.
-fn syscall(dom: &mut Domain, frame: &mut TrapFrame) -> Outcome {
-    let insn = frame.rip.wrapping_sub(SYSCALL_INSN_LEN);
-    if aspace(dom).user_accessible(insn) == Some(false) {
-        frame.rip = insn;
-        frame.cs = u64::from(KERNEL_CS);
-        frame.ss = u64::from(KERNEL_SS);
-        return deliver_to_trap_table(dom, frame, guest_abi::trap::INVALID_OPCODE, None);
+fn syscall(cx: &mut Hc) -> HcResult {
+    let insn = cx.regs().rip.wrapping_sub(SYSCALL_INSN_LEN);
+    if cx.space().user_accessible(insn) == Some(false) {
+        let f = cx.regs();
+        f.rip = insn;
+        f.cs = u64::from(KERNEL_CS);
+        f.ss = u64::from(KERNEL_SS);
+        return deliver_to_trap_table(cx, guest_abi::trap::INVALID_OPCODE, None);
     }
-    let cb = dom.vcpu_mut().callbacks;
+    let cb = cx.vcpu_ref().callbacks;
     if cb.syscall == 0 {
-        return deliver_to_trap_table(dom, frame, guest_abi::trap::INVALID_OPCODE, None);
+        return deliver_to_trap_table(cx, guest_abi::trap::INVALID_OPCODE, None);
     }
-    bounce(dom, frame, None, cb.syscall, cb.syscall_masks_events)
+    bounce_caller(cx, None, cb.syscall, cb.syscall_masks_events)
 }
 
-/// Enters guest code at `handler` in ring 1 as the CPU would through an IDT gate: a
-/// hardware-format frame (with `error` below it, if any) on the ring-1 stack, the
-/// virtual IF in the saved RFLAGS.
-pub fn bounce(
+/// [`bounce`] for the calling vCPU.
+fn bounce_caller(cx: &mut Hc, error: Option<u64>, handler: u64, mask_events: bool) -> HcResult {
+    let v = cx.vcpu_id();
+    let (dom, frame) = cx.me_and_regs();
+    match bounce(dom, v, frame, error, handler, mask_events) {
+        Ok(()) => Ok(Ret::Resumed),
+        Err(()) => Ok(Ret::Stopped),
+    }
+}
+
+/// Enters guest code of vCPU `v` at `handler` in ring 1 as the CPU would through an IDT
+/// gate: a hardware-format frame (with `error` below it, if any) on the ring-1 stack, the
+/// virtual IF in the saved RFLAGS. `Err` when the domain crashed trying.
+fn bounce(
     dom: &mut Domain,
+    v: usize,
     frame: &mut TrapFrame,
     error: Option<u64>,
     handler: u64,
     mask_events: bool,
-) -> Outcome {
+) -> Result<(), ()> {
     let from_user = frame.cs & 3 == 3;
-    let vcpu: &Vcpu = dom.vcpu();
-    let stack = if from_user { vcpu.kernel_sp } else { frame.rsp };
+    let stack = if from_user {
+        dom.vcpus[v].kernel_sp
+    } else {
+        frame.rsp
+    };
     if from_user && stack == 0 {
         crash(
             dom,
@@ -596,9 +600,9 @@ pub fn bounce(
                 frame.rip
             ),
         );
-        return Outcome::Stopped;
+        return Err(());
     }
-    let info = dom.info();
+    let info = dom.vcpu_info(v);
     let virtual_if = if info.evtchn_upcall_mask.load(Ordering::Relaxed) == 0 {
         RFLAGS_IF
     } else {
@@ -619,13 +623,20 @@ pub fn bounce(
             dom,
             format_args!("guest stack pointer {stack:#x} is not usable"),
         );
-        return Outcome::Stopped;
+        return Err(());
     };
     let mut bytes = [0u8; 48];
     for (i, w) in words[..n].iter().enumerate() {
         bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }
-    if aspace(dom).write(sp, &bytes[..8 * n]).is_err() {
+    let space = mem::AddressSpace {
+        l4: dom.vcpus[v].l4,
+        dom: dom.id,
+    };
+    if space
+        .write_bytes(GuestPtr::new(sp), &bytes[..8 * n])
+        .is_err()
+    {
         crash(
             dom,
             format_args!(
@@ -633,7 +644,7 @@ pub fn bounce(
                 frame.rip
             ),
         );
-        return Outcome::Stopped;
+        return Err(());
     }
     frame.rip = handler;
     frame.cs = u64::from(KERNEL_CS);
@@ -641,22 +652,23 @@ pub fn bounce(
     frame.rsp = sp;
     frame.rflags &= !(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF);
     if mask_events {
-        info.evtchn_upcall_mask.store(1, Ordering::Release);
+        dom.vcpu_info(v)
+            .evtchn_upcall_mask
+            .store(1, Ordering::Release);
     }
-    Outcome::Continue
+    Ok(())
 }
 
-/// Enters the event callback if an event is pending and the guest has events unmasked.
-/// `Err` when the domain crashed trying.
-fn deliver_events(dom: &mut Domain, frame: &mut TrapFrame) -> Result<(), ()> {
-    let info = dom.info();
-    let cb = dom.vcpu().callbacks.event;
+/// Enters vCPU `v`'s event callback if an event is pending and the guest has events
+/// unmasked. `Err` when the domain crashed trying.
+fn deliver_events(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> Result<(), ()> {
+    let info = dom.vcpu_info(v);
+    let cb = dom.vcpus[v].callbacks.event;
     if cb != 0
         && info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
         && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0
-        && let Outcome::Stopped = bounce(dom, frame, None, cb, true)
     {
-        return Err(());
+        return bounce(dom, v, frame, None, cb, true);
     }
     Ok(())
 }
@@ -668,16 +680,14 @@ pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) {
     }
 }
 
-/// `SCHEDOP_block`: enables events and, unless one is already pending, marks the vCPU
-/// blocked so that the scheduler runs something else (or idles) until an event for it
-/// arrives.
-pub fn block(dom: &mut Domain) -> Outcome {
-    dom.info().evtchn_upcall_mask.store(0, Ordering::Release);
-    if dom.info().evtchn_upcall_pending.load(Ordering::Acquire) != 0 {
-        return Outcome::Continue;
+/// `SCHEDOP_block`: enables events and, unless one is already pending, blocks the vCPU so
+/// that the scheduler runs something else (or idles) until an event for it arrives.
+pub fn block(cx: &mut Hc) -> HcResult {
+    cx.info().evtchn_upcall_mask.store(0, Ordering::Release);
+    if cx.info().evtchn_upcall_pending.load(Ordering::Acquire) != 0 {
+        return Ok(Ret::Value(0));
     }
-    dom.vcpu_mut().blocked = true;
-    Outcome::Reschedule
+    Ok(Ret::Block)
 }
 
 /// Whether a guest may run with this code and stack selector: ring 1 or ring 3, never
@@ -709,23 +719,7 @@ pub fn sanitize(frame: &mut TrapFrame) -> Result<(), &'static str> {
 /// MSRs for SYSCALL from guests (Intel SDM Vol. 3B §2.2.1, Vol. 2B SYSCALL): the entry
 /// point in the entry area; IF, TF, DF, AC and NT cleared on entry.
 pub fn init_syscall_msrs() {
-    use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
-    const STAR: u32 = 0xC000_0081;
-    const LSTAR: u32 = 0xC000_0082;
-    const CSTAR: u32 = 0xC000_0083;
-    const FMASK: u32 = 0xC000_0084;
-    const MASK: u64 = (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18) | (1 << 14);
-    let star = (u64::from(guest_abi::selectors::HYPERVISOR_CS) << 32)
-        | (u64::from(guest_abi::selectors::KERNEL_DS & !3) << 48);
-    // SAFETY: the entry stub exists at that address in every root; the selectors are
-    // the hypervisor's own; enabling SCE only makes SYSCALL reach that stub.
-    unsafe {
-        Msr::new(STAR).write(star);
-        Msr::new(LSTAR).write(entry::syscall_entry());
-        Msr::new(CSTAR).write(entry::syscall_entry());
-        Msr::new(FMASK).write(MASK);
-        Efer::update(|f| *f |= EferFlags::SYSTEM_CALL_EXTENSIONS);
-    }
+    crate::arch::x86_64::enable_syscall(entry::syscall_entry());
 }
 
 /// Starts vCPU 0 of domain `id` on this pCPU. Never returns: from here on the
@@ -733,34 +727,30 @@ pub fn init_syscall_msrs() {
 pub fn run(id: DomId) -> ! {
     let frame = {
         let mut world = WORLD.lock();
-        world.current = Some((id, 0));
-        let mut sched = Scheduler::new(1);
+        let cpu = percpu::this();
+        cpu.set_current(Some((id, 0)));
+        world.sched = Scheduler::new(1);
         let me = VcpuId { dom: id, vcpu: 0 };
-        if let Err(e) = sched
+        if let Err(e) = world
+            .sched
             .add_domain(id, 1, Params::default())
-            .and_then(|()| sched.add_vcpu(me, PCPU))
+            .and_then(|()| world.sched.add_vcpu(me, cpu.index()))
         {
             panic!("cannot schedule domain {id}: {e:?}");
         }
-        let _ = sched.unpause(me);
-        let decision = sched.schedule(PCPU, crate::time::now_ns());
-        world.run_until = decision.run_until;
-        world.sched = Some(sched);
+        let _ = world.sched.unpause(me);
+        let decision = world.sched.schedule(cpu.index(), crate::time::now_ns());
+        cpu.set_run_until(decision.run_until);
         let dom = world.domains.get_mut(&id).expect("the domain to run");
-        dom.handling = 0;
-        let vcpu = dom.vcpu_mut();
+        let vcpu = &mut dom.vcpus[0];
         vcpu.online = true;
-        vcpu.load_cpu_state();
-        entry::load_guest_root(vcpu.l4);
-        gdt::set_ring1_stack(vcpu.kernel_sp);
+        load_vcpu(vcpu);
         let mut f = vcpu.regs;
-        hypercall::refresh_fast_trap(dom);
         if let Err(why) = sanitize(&mut f) {
             panic!("the builder made an unusable start frame: {why}");
         }
         world.arm_timer();
         f
     };
-    // SAFETY: the guest root was loaded for this vCPU and the frame is sanitized.
-    unsafe { entry::enter_guest(&frame) }
+    entry::enter_guest(&frame)
 }

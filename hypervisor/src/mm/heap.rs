@@ -97,8 +97,7 @@ impl GrowingHeap {
         let mut grown = false;
         while run >= min {
             if let Some(first) = frames::try_alloc_contiguous(run) {
-                add_frames(first, run);
-                grown = true;
+                grown = add_frames(first, run);
                 break;
             }
             run /= 2;
@@ -117,12 +116,20 @@ pub fn init() {
 }
 
 /// Hands `run` frames starting at `first`, just taken from the frame allocator, to the heap.
-fn add_frames(first: super::Mfn, run: u64) {
+/// `false` (the frames given back) when the direct map's record of heap runs is full.
+fn add_frames(first: super::Mfn, run: u64) -> bool {
+    // The direct map must know these frames hold Rust objects from now on, so that it never
+    // hands them out as raw memory (mm::physmem).
+    if !super::physmem::note_heap_run(first, run) {
+        frames::free_contiguous(first, run);
+        return false;
+    }
     let start = phys_to_virt(first.phys()) as usize;
     let end = start + (run * super::PAGE_SIZE) as usize;
     // SAFETY: the frames were just taken from the frame allocator, so nothing else owns
     // them, and the direct map makes them writable at `start..end`.
     unsafe { HEAP.heap.lock().add_to_heap(start, end) };
+    true
 }
 
 /// Adds `run` pages (a power of two), physically contiguous, to the heap.
@@ -130,8 +137,7 @@ fn add_run(run: u64) -> bool {
     let Some(first) = frames::alloc_contiguous(run) else {
         return false;
     };
-    add_frames(first, run);
-    true
+    add_frames(first, run)
 }
 
 /// Adds about `bytes` from the frame allocator to the heap, as a sum of power-of-two

@@ -11,6 +11,8 @@ pub mod heap;
 #[cfg(target_os = "none")]
 pub mod m2p;
 pub mod memmap;
+#[cfg(target_os = "none")]
+pub mod physmem;
 pub mod walk;
 
 pub use memmap::PAGE_SIZE;

@@ -31,7 +31,6 @@ static MMIO: AtomicU64 = AtomicU64::new(0);
 static X2APIC: AtomicBool = AtomicBool::new(false);
 /// Timer ticks per second after the divider.
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
-static TICKED: AtomicBool = AtomicBool::new(false);
 
 fn read(reg: u32) -> u32 {
     if X2APIC.load(Ordering::Relaxed) {
@@ -74,7 +73,7 @@ pub fn end_of_interrupt() {
 }
 
 pub(super) fn timer_interrupt() {
-    TICKED.store(true, Ordering::SeqCst);
+    super::percpu::this().ticked.store(true, Ordering::SeqCst);
     end_of_interrupt();
 }
 
@@ -161,12 +160,12 @@ pub fn disarm() {
 
 /// Whether the timer fired since the last call (and forgets it).
 pub fn take_tick() -> bool {
-    TICKED.swap(false, Ordering::SeqCst)
+    super::percpu::this().ticked.swap(false, Ordering::SeqCst)
 }
 
 /// Arms a 1 ms one-shot and waits, bounded, for its interrupt.
 fn check_interrupt(hz: u64) -> Result<(), &'static str> {
-    TICKED.store(false, Ordering::SeqCst);
+    super::percpu::this().ticked.store(false, Ordering::SeqCst);
     write(REG_LVT_TIMER, u32::from(trap::APIC_TIMER_VECTOR)); // one-shot, unmasked
     write(
         REG_TIMER_INITIAL,
@@ -175,7 +174,7 @@ fn check_interrupt(hz: u64) -> Result<(), &'static str> {
     // Each `hlt` ends at the next interrupt; the PIT is masked, so only the APIC timer
     // (or a stray NMI) wakes us. Bound the wait by a busy-poll count as well.
     for _ in 0..100_000 {
-        if TICKED.load(Ordering::SeqCst) {
+        if super::percpu::this().ticked.load(Ordering::SeqCst) {
             break;
         }
         x86_64::instructions::interrupts::enable_and_hlt();
@@ -185,7 +184,7 @@ fn check_interrupt(hz: u64) -> Result<(), &'static str> {
         REG_LVT_TIMER,
         LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR),
     );
-    if TICKED.load(Ordering::SeqCst) {
+    if super::percpu::this().ticked.load(Ordering::SeqCst) {
         log::debug!(target: "apic", "timer interrupt delivered");
         Ok(())
     } else {

@@ -49,39 +49,25 @@ pub const GDT_ENTRIES: usize = 16;
 pub const TSS_OFFSET_IN_PAGE: u64 = 128;
 pub const CONSTS_OFFSET_IN_PAGE: u64 = 256;
 
-/// Constants the entry stubs read before they leave the guest root (read-only to guests,
-/// and readable by ring 1, as every supervisor page is): only what the switch needs. Offsets
-/// are fixed in the asm. What the stubs need once they run on the hypervisor root (the
-/// hypervisor stack, the guest root's address) lives in [`Private`], in the image, which no
-/// guest root maps: a ring-1 attacker learns nothing from this page but the one value it
-/// cannot do without.
+/// Constants the entry stubs read (read-only to guests, and readable by ring 1, as every
+/// supervisor page is): only what the switch needs. Offsets are fixed in the asm. What the
+/// stubs need once they run on the hypervisor root (the hypervisor stack, the guest root's
+/// address) lives in this pCPU's [`PerCpu`](super::percpu::PerCpu), which no guest root maps;
+/// the pointer to it is the one hypervisor address this page shows a guest besides the
+/// root's (the image is at a fixed address anyway: DESIGN.md §2).
 #[repr(C)]
 pub struct EntryConsts {
     /// The hypervisor root's CR3 value; 0 until the real page tables are in place.
     pub hv_cr3: u64,
     /// This pCPU's number.
     pub cpu: u64,
+    /// This pCPU's `PerCpu` (DESIGN.md §10: per-pCPU state is found through this page).
+    pub percpu: u64,
 }
-
-/// The stubs' per-pCPU values that only the hypervisor root maps (one pCPU for now).
-#[repr(C)]
-pub struct Private {
-    /// Top of this pCPU's hypervisor stack; a guest's registers live just below it.
-    pub hv_stack_top: core::sync::atomic::AtomicU64,
-    /// CR3 value of this pCPU's guest root.
-    pub guest_cr3: core::sync::atomic::AtomicU64,
-}
-
-#[unsafe(no_mangle)]
-static XENIA_ENTRY_PRIVATE: Private = Private {
-    hv_stack_top: core::sync::atomic::AtomicU64::new(0),
-    guest_cr3: core::sync::atomic::AtomicU64::new(0),
-};
 
 const _: () = {
     assert!(offset_of!(EntryConsts, hv_cr3) == 0);
-    assert!(offset_of!(Private, hv_stack_top) == 0);
-    assert!(offset_of!(Private, guest_cr3) == 8);
+    assert!(offset_of!(EntryConsts, percpu) == 16);
     assert!(CONSTS_OFFSET_IN_PAGE as usize + size_of::<EntryConsts>() <= PAGE as usize);
     assert!(TSS_OFFSET_IN_PAGE as usize + 104 <= CONSTS_OFFSET_IN_PAGE as usize);
 };
@@ -108,6 +94,7 @@ core::arch::global_asm!(
 xenia_ea_origin:
 .set EA_CONSTS, xenia_ea_origin + {cpu_page} + {consts}
 .set EA_HV_CR3, EA_CONSTS + 0
+.set EA_PERCPU, EA_CONSTS + 16
 .set EA_ENTRY_STACK_BOTTOM, xenia_ea_origin + {entry_stack}
 .set EA_ENTRY_STACK_TOP, xenia_ea_origin + {entry_stack} + {stack_bytes}
 .set EA_RETURN_FRAME, EA_ENTRY_STACK_TOP - 56
@@ -209,8 +196,8 @@ xenia_entry_from_guest:
     push rcx
     mov rax, [rip + EA_HV_CR3]
     mov cr3, rax
-    // Hypervisor root from here: the private values are reachable.
-    movabs rax, offset {private}
+    // Hypervisor root from here: this pCPU's PerCpu is reachable (hv_stack_top at +0).
+    mov rax, [rip + EA_PERCPU]
     mov rax, [rax]
     mov rcx, [rsp + 64]
     mov [rax - 8], rcx
@@ -278,7 +265,8 @@ xenia_return_to_guest:
     mov [rcx + 16], rax
     mov rax, [rsp + 14*8]
     mov [rcx + 8], rax
-    movabs rax, offset {private}
+    // PerCpu.guest_cr3 (+8).
+    mov rax, [rip + EA_PERCPU]
     mov rax, [rax + 8]
     mov [rcx], rax
     pop r15
@@ -312,7 +300,6 @@ xenia_return_to_guest:
     user_cs = const guest_abi::selectors::USER_CS as u64,
     syscall_vector = const SYSCALL_VECTOR,
     hv_dispatch = sym super::trap::trap_dispatch,
-    private = sym XENIA_ENTRY_PRIVATE,
     guest_dispatch = sym super::trap::guest_trap_dispatch,
 );
 
@@ -334,19 +321,25 @@ pub fn syscall_entry() -> u64 {
     (&raw const xenia_entry_syscall) as u64
 }
 
-/// Starts running the guest whose registers are in `frame`, on a fresh hypervisor stack.
-///
-/// # Safety
-/// The guest root must be ready for this pCPU and `frame` must be sanitized
-/// (`trap::sanitize_guest_frame`): guest selectors, canonical RIP, IF set, IOPL 0.
-pub unsafe fn enter_guest(frame: &super::trap::TrapFrame) -> ! {
-    let top = XENIA_ENTRY_PRIVATE
-        .hv_stack_top
-        .load(core::sync::atomic::Ordering::SeqCst);
+/// Leaves the hypervisor for the guest whose registers are `frame`, on this pCPU's guest root
+/// (which `load_guest_root` filled). Never returns: from here on the hypervisor runs only in
+/// traps. Refuses (panics on) a frame that would not land in ring 1 or 3, or a pCPU with no
+/// guest root yet.
+pub fn enter_guest(frame: &super::trap::TrapFrame) -> ! {
+    let cpu = super::percpu::this();
+    assert!(
+        frame.cs & 3 != 0 && frame.ss & 3 != 0,
+        "a guest frame must return to ring 1 or 3"
+    );
+    assert!(
+        cpu.guest_cr3.load(core::sync::atomic::Ordering::SeqCst) != 0,
+        "no guest root loaded on this pCPU"
+    );
+    let top = cpu.hv_stack_top.load(core::sync::atomic::Ordering::SeqCst);
     let base = top - size_of::<super::trap::TrapFrame>() as u64;
     // SAFETY: `base..top` is the top of this pCPU's hypervisor stack. Nothing below the
     // caller's frame survives: control never returns here, and the copy is done before
-    // RSP moves onto it. The caller guarantees the frame is safe to return to.
+    // RSP moves onto it. The frame returns to ring 1 or 3 (checked above), on the guest root.
     unsafe {
         core::ptr::copy(frame, base as *mut super::trap::TrapFrame, 1);
         // DS and ES start as the kernel's data selector (guest-abi's entry state); the
@@ -395,10 +388,6 @@ static mut BOOT_CPU_TABLES: [PageTable; 6] = [const { PageTable::new() }; 6];
 fn image_phys<T>(p: *const T) -> u64 {
     p as u64 - IMAGE_BASE
 }
-
-/// The guest root's entry for slot 257 of this pCPU, set by `install_boot`.
-static GUEST_SLOT_ENTRY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-static HV_SLOT_ENTRY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Builds the boot CPU's entry-area tables and hangs them in the current (bootstrap) root
 /// at slot 257. Runs first thing, before the GDT and IDT are loaded.
@@ -482,8 +471,11 @@ pub fn install_boot() {
         }
         let hv_l3 = image_phys(&raw const (*tables)[0]) | (F::PRESENT | F::WRITABLE).bits();
         let guest_l3 = image_phys(&raw const (*tables)[3]) | (F::PRESENT | F::WRITABLE).bits();
-        HV_SLOT_ENTRY.store(hv_l3, core::sync::atomic::Ordering::SeqCst);
-        GUEST_SLOT_ENTRY.store(guest_l3, core::sync::atomic::Ordering::SeqCst);
+        let cpu = super::percpu::boot_cpu();
+        cpu.hv_slot_entry
+            .store(hv_l3, core::sync::atomic::Ordering::SeqCst);
+        cpu.guest_slot_entry
+            .store(guest_l3, core::sync::atomic::Ordering::SeqCst);
 
         let root = x86_64::registers::control::Cr3::read()
             .0
@@ -491,21 +483,27 @@ pub fn install_boot() {
             .as_u64();
         let root = phys_to_virt(root) as *mut u64;
         core::ptr::write_volatile(root.add(ENTRY_AREA_SLOT as usize), hv_l3);
-        XENIA_ENTRY_PRIVATE.hv_stack_top.store(
+        cpu.hv_stack_top.store(
             (&raw const super::boot_stack_high_top) as u64,
             core::sync::atomic::Ordering::SeqCst,
         );
+        // The entry area is mapped from here on: hang this pCPU's data in its CPU page.
+        core::ptr::write_volatile(&raw mut (*consts()).percpu, core::ptr::from_ref(cpu) as u64);
     }
 }
 
 /// The slot-257 entry for the hypervisor root of this pCPU.
 pub fn hypervisor_slot_entry() -> u64 {
-    HV_SLOT_ENTRY.load(core::sync::atomic::Ordering::SeqCst)
+    super::percpu::this()
+        .hv_slot_entry
+        .load(core::sync::atomic::Ordering::SeqCst)
 }
 
 /// The slot-257 entry for the guest root of this pCPU.
 pub fn guest_slot_entry() -> u64 {
-    GUEST_SLOT_ENTRY.load(core::sync::atomic::Ordering::SeqCst)
+    super::percpu::this()
+        .guest_slot_entry
+        .load(core::sync::atomic::Ordering::SeqCst)
 }
 
 /// Whether `addr` lies on one of this pCPU's entry-area stacks.
@@ -520,36 +518,35 @@ pub fn on_entry_stack(addr: u64) -> bool {
     .any(|o| (va(o)..va(o) + STACK_BYTES).contains(&addr))
 }
 
-/// This pCPU's guest root: a top-level table holding the running guest's own entries
-/// plus the entry-area slot (DESIGN.md §2.1). 0 until first used.
-static GUEST_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-/// Fills this pCPU's guest root from the guest's top-level table `guest_l4` and makes
-/// it the CR3 the exit path loads. The guest's entries in the hypervisor's reserved slots
-/// are never copied: those slots hold only the entry area and the read-only M2P.
-/// The guest L4 this pCPU's guest root copies (0: none yet).
-static GUEST_ROOT_SOURCE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-/// Recopies the guest root if it copies `l4`, whose entries just changed (the frame
+/// Recopies this pCPU's guest root if it copies `l4`, whose entries just changed (the frame
 /// table's `sync_guest_roots`). With one pCPU this is the only copy; the new contents take
 /// effect at the CR3 load on the way back to the guest, which also flushes the TLB.
 pub fn refresh_guest_root(l4: crate::mm::Mfn) {
-    if GUEST_ROOT_SOURCE.load(core::sync::atomic::Ordering::SeqCst) == l4.phys() {
+    let cpu = super::percpu::this();
+    if cpu
+        .guest_root_source
+        .load(core::sync::atomic::Ordering::SeqCst)
+        == l4.phys()
+    {
         load_guest_root(l4);
     }
 }
 
+/// Fills this pCPU's guest root (a top-level table holding the running guest's own entries
+/// plus the entry-area slot, DESIGN.md §2.1) from the guest's top-level table `guest_l4`, and
+/// makes it the CR3 the exit path loads. The guest's entries in the hypervisor's reserved
+/// slots are never copied: those slots hold only the entry area and the read-only M2P.
 pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     use super::layout::{FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT};
+    use crate::mm::{Mfn, physmem};
     use core::sync::atomic::Ordering;
-    let mut root = GUEST_ROOT.load(Ordering::SeqCst);
+    let cpu = super::percpu::this();
+    let mut root = cpu.guest_root.load(Ordering::SeqCst);
     if root == 0 {
         let frame = crate::mm::frames::alloc().expect("no memory for the guest root");
         root = frame.phys();
-        GUEST_ROOT.store(root, Ordering::SeqCst);
+        cpu.guest_root.store(root, Ordering::SeqCst);
     }
-    let dst = phys_to_virt(root) as *mut u64;
-    let src = phys_to_virt(guest_l4.phys()) as *const u64;
     for slot in 0..512u64 {
         let value = if (FIRST_RESERVED_SLOT..=LAST_RESERVED_SLOT).contains(&slot) {
             match slot {
@@ -558,13 +555,12 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
                 _ => 0,
             }
         } else {
-            // SAFETY: `guest_l4` is the domain's validated top-level table, in RAM the
-            // direct map covers; the slot index is below 512.
-            unsafe { core::ptr::read_volatile(src.add(slot as usize)) }
+            // `guest_l4` is the domain's validated top-level table.
+            physmem::read_u64(guest_l4, slot as usize)
         };
-        // SAFETY: `root` is this pCPU's guest-root frame, owned by the hypervisor.
-        unsafe { core::ptr::write_volatile(dst.add(slot as usize), value) };
+        physmem::write_u64(Mfn::from_phys(root), slot as usize, value);
     }
-    XENIA_ENTRY_PRIVATE.guest_cr3.store(root, Ordering::SeqCst);
-    GUEST_ROOT_SOURCE.store(guest_l4.phys(), Ordering::SeqCst);
+    cpu.guest_cr3.store(root, Ordering::SeqCst);
+    cpu.guest_root_source
+        .store(guest_l4.phys(), Ordering::SeqCst);
 }

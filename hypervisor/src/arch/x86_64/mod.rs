@@ -19,6 +19,8 @@ pub mod ioapic;
 #[cfg(target_os = "none")]
 pub mod paging;
 #[cfg(target_os = "none")]
+pub mod percpu;
+#[cfg(target_os = "none")]
 pub mod pit;
 #[cfg(target_os = "none")]
 pub mod power;
@@ -180,4 +182,42 @@ pub fn set_task_switched(set: bool) {
     // SAFETY: CR0.TS affects only x87/SSE instructions, which the hypervisor never
     // executes except in save_cpu_state/load_cpu_state, which clear it first.
     unsafe { Cr0::update(|f| f.set(Cr0Flags::TASK_SWITCHED, set)) };
+}
+
+/// MSRs for SYSCALL from guests (Intel SDM Vol. 3B §2.2.1, Vol. 2B SYSCALL): SYSCALL enters
+/// at `entry` (the entry area's stub) with the hypervisor's code selector; IF, TF, DF, AC and
+/// NT are cleared on entry.
+#[cfg(target_os = "none")]
+pub fn enable_syscall(entry: u64) {
+    use x86_64::registers::model_specific::{Efer, EferFlags, Msr};
+    const STAR: u32 = 0xC000_0081;
+    const LSTAR: u32 = 0xC000_0082;
+    const CSTAR: u32 = 0xC000_0083;
+    const FMASK: u32 = 0xC000_0084;
+    const MASK: u64 = (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18) | (1 << 14);
+    let star = (u64::from(guest_abi::selectors::HYPERVISOR_CS) << 32)
+        | (u64::from(guest_abi::selectors::KERNEL_DS & !3) << 48);
+    // SAFETY: `entry` is the entry stub, mapped in every root; the selectors are the
+    // hypervisor's own; enabling SCE only makes SYSCALL reach that stub.
+    unsafe {
+        Msr::new(STAR).write(star);
+        Msr::new(LSTAR).write(entry);
+        Msr::new(CSTAR).write(entry);
+        Msr::new(FMASK).write(MASK);
+        Efer::update(|f| *f |= EferFlags::SYSTEM_CALL_EXTENSIONS);
+    }
+}
+
+/// Loads guest data selector `sel` into GS (`set_segment_base(SEGBASE_GS_USER_SEL)`): null,
+/// or one of the guest data selectors, else `false` and nothing changes.
+#[cfg(target_os = "none")]
+pub fn load_guest_gs(sel: u16) -> bool {
+    use guest_abi::selectors::{KERNEL_DS, USER_DS};
+    if ![0, KERNEL_DS, USER_DS].contains(&sel) {
+        return false;
+    }
+    // SAFETY: a null or guest data selector; loading it changes only GS, which the
+    // hypervisor does not use.
+    unsafe { core::arch::asm!("mov gs, {0:x}", in(reg) sel, options(nostack, preserves_flags)) };
+    true
 }

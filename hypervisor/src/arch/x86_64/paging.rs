@@ -211,6 +211,17 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
     Ok(virt + offset)
 }
 
+/// Whether the direct map covers `[phys, phys + len)` (before the real tables exist: the low
+/// window the bootstrap tables map).
+pub fn direct_map_covers(phys: u64, len: u64) -> bool {
+    match DIRECT_CHUNKS.get() {
+        Some(chunks) => directmap::covers(chunks, phys, len),
+        None => phys
+            .checked_add(len)
+            .is_some_and(|end| end <= directmap::LOW_WINDOW),
+    }
+}
+
 /// Firmware-owned physical memory as a byte slice, if the direct map covers all of it.
 /// Used for ACPI tables; the hypervisor never reads guest memory this way.
 pub fn firmware_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {

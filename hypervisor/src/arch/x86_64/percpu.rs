@@ -1,0 +1,120 @@
+//! Per-pCPU state, found through the entry area (DESIGN.md §10).
+//!
+//! The entry area's CPU page sits at the same virtual address on every pCPU and is backed by
+//! a different frame on each; its [`EntryConsts`](super::entry::EntryConsts) hold a pointer
+//! to that pCPU's [`PerCpu`]. Entry code follows the pointer once it runs on the hypervisor
+//! root (the `PerCpu` itself is never mapped in a guest root), and Rust code reaches it with
+//! [`this`]. No `swapgs`, no GS base games, and nothing per-pCPU in a global `static`: the
+//! boot CPU's `PerCpu` lives in the image only because it must exist before the heap does,
+//! and it too is reached only through its CPU page.
+//!
+//! Standing assumption: a pCPU touches only its own `PerCpu` (fields are atomics so that a
+//! later IPI handler or a remote reader for `xl vcpu-list` can read them without a lock).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use guest_abi::types::DomId;
+
+/// The `current` and `run_until` value meaning "none".
+const NONE: u64 = u64::MAX;
+
+/// One pCPU's hypervisor data. The first two fields are read by the entry stubs at fixed
+/// offsets (asserted below).
+#[repr(C)]
+pub struct PerCpu {
+    /// Top of this pCPU's hypervisor stack; a guest's registers live just below it.
+    pub hv_stack_top: AtomicU64,
+    /// CR3 value of this pCPU's guest root (the exit path loads it).
+    pub guest_cr3: AtomicU64,
+    /// This pCPU's number (the scheduler's pCPU index).
+    index: AtomicU64,
+    /// The vCPU whose registers are at the top of this pCPU's hypervisor stack, as
+    /// `dom << 32 | vcpu`, or [`NONE`].
+    current: AtomicU64,
+    /// When the scheduler wants to decide again on this pCPU, or [`NONE`].
+    run_until: AtomicU64,
+    /// Machine address of this pCPU's guest-root frame (0 until first used).
+    pub guest_root: AtomicU64,
+    /// Machine address of the guest L4 that the guest root copies (0: none yet).
+    pub guest_root_source: AtomicU64,
+    /// The slot-257 (entry area) entries of this pCPU's hypervisor and guest roots.
+    pub hv_slot_entry: AtomicU64,
+    pub guest_slot_entry: AtomicU64,
+    /// The local APIC timer fired since the last look.
+    pub ticked: AtomicBool,
+}
+
+const _: () = {
+    assert!(core::mem::offset_of!(PerCpu, hv_stack_top) == 0);
+    assert!(core::mem::offset_of!(PerCpu, guest_cr3) == 8);
+};
+
+impl PerCpu {
+    pub const fn new(index: u64) -> PerCpu {
+        PerCpu {
+            hv_stack_top: AtomicU64::new(0),
+            guest_cr3: AtomicU64::new(0),
+            index: AtomicU64::new(index),
+            current: AtomicU64::new(NONE),
+            run_until: AtomicU64::new(NONE),
+            guest_root: AtomicU64::new(0),
+            guest_root_source: AtomicU64::new(0),
+            hv_slot_entry: AtomicU64::new(0),
+            guest_slot_entry: AtomicU64::new(0),
+            ticked: AtomicBool::new(false),
+        }
+    }
+
+    /// This pCPU's number.
+    pub fn index(&self) -> usize {
+        self.index.load(Ordering::Relaxed) as usize
+    }
+
+    /// The vCPU this pCPU runs (or last ran, while idle).
+    pub fn current(&self) -> Option<(DomId, usize)> {
+        match self.current.load(Ordering::Relaxed) {
+            NONE => None,
+            packed => Some(((packed >> 32) as DomId, (packed & 0xFFFF_FFFF) as usize)),
+        }
+    }
+
+    pub fn set_current(&self, vcpu: Option<(DomId, usize)>) {
+        let packed = vcpu.map_or(NONE, |(d, v)| (u64::from(d) << 32) | v as u64);
+        self.current.store(packed, Ordering::Relaxed);
+    }
+
+    /// When the scheduler wants to decide again, if ever.
+    pub fn run_until(&self) -> Option<u64> {
+        match self.run_until.load(Ordering::Relaxed) {
+            NONE => None,
+            t => Some(t),
+        }
+    }
+
+    pub fn set_run_until(&self, t: Option<u64>) {
+        self.run_until.store(t.unwrap_or(NONE), Ordering::Relaxed);
+    }
+}
+
+/// The boot CPU's data (see the module docs for why it is in the image).
+static BOOT_CPU: PerCpu = PerCpu::new(0);
+
+/// The boot CPU's `PerCpu`, for `entry::install_boot` to hang in its CPU page.
+pub(super) fn boot_cpu() -> &'static PerCpu {
+    &BOOT_CPU
+}
+
+/// This pCPU's data, through the pointer in its entry area's CPU page.
+pub fn this() -> &'static PerCpu {
+    let consts = super::entry::consts();
+    // SAFETY: the CPU page is mapped at this address on every pCPU from `install_boot` on
+    // (before any Rust code that calls this); the field is written once at install time.
+    let ptr = unsafe { core::ptr::read_volatile(&raw const (*consts).percpu) };
+    assert!(
+        ptr != 0,
+        "per-pCPU data used before the entry area was installed"
+    );
+    // SAFETY: the pointer was set by `install_boot` (or an AP's start-up) to a `PerCpu` that
+    // lives for the hypervisor's whole run and is only accessed through atomics.
+    unsafe { &*(ptr as *const PerCpu) }
+}

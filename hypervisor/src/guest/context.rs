@@ -1,0 +1,277 @@
+//! The hypercall context: what every hypercall and trap handler receives, and the one result
+//! type they all return (DESIGN.md §10).
+//!
+//! A handler is `fn(&mut Hc) -> HcResult`. [`Hc`] names the calling vCPU and its domain, and
+//! reaches every domain (the caller included) by id in the domain map, where all of them stay
+//! while a trap is handled; two domains at once come from [`Hc::pair`]. Arguments are read
+//! through typed accessors ([`Hc::arg`], [`Hc::ptr`]), never from the register frame. What
+//! happens next is the handler's [`Ret`]: a value for `rax`, a continuation, a reschedule, a
+//! frame the handler rewrote, or the domain stopped; an `Err(errno)` becomes `-errno` in
+//! `rax`, in one place ([`finish`]).
+//!
+//! Privileged operations take a [`Privileged`] token, which only [`Hc::privileged`] makes,
+//! and only for dom0's context.
+
+use guest_abi::errno::Errno;
+use guest_abi::shared_info::VcpuInfo;
+use guest_abi::types::{DOMID_SELF, DomId};
+
+use super::World;
+use super::mem::{AddressSpace, GuestPtr};
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::domain::{Domain, Privilege, Vcpu};
+
+/// How a handler finished (the error case is the `Err` of [`HcResult`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ret {
+    /// Return this value in `rax`.
+    Value(u64),
+    /// A continuation (Xen's `hypercall_create_continuation`): the call stopped part-way to
+    /// let events through and is re-issued by the guest with these argument registers
+    /// (`rdi, rsi, rdx, r10, r8`); `rax` keeps the hypercall number.
+    Again([u64; 5]),
+    /// Return 0, then let another vCPU run (`SCHEDOP_yield`).
+    Yield,
+    /// Return 0; the vCPU waits for an event (`SCHEDOP_block`).
+    Block,
+    /// The handler rewrote the guest's frame itself (`iret`, a bounce to a guest handler):
+    /// `rax` is left as the frame says.
+    Resumed,
+    /// The calling domain stopped (shut down or crashed).
+    Stopped,
+}
+
+/// What every handler returns.
+pub type HcResult = Result<Ret, Errno>;
+
+/// Proof that the caller is the control domain (dom0). Only [`Hc::privileged`] makes one;
+/// functions that only dom0 may reach take it as an argument.
+#[derive(Debug)]
+pub struct Privileged {
+    _only_from_context: (),
+}
+
+/// Length of `int 0x82`, which a continued hypercall re-executes.
+const HYPERCALL_INSN_LEN: u64 = 2;
+
+/// The calling vCPU, its domain, and the world it acts on, for one trap.
+pub struct Hc<'a> {
+    world: &'a mut World,
+    frame: &'a mut TrapFrame,
+    dom: DomId,
+    vcpu: usize,
+}
+
+impl<'a> Hc<'a> {
+    /// The context of vCPU `vcpu` of domain `dom`, whose registers are `frame`. The domain
+    /// must be in the map (the trap path checks it before it builds a context).
+    pub fn new(world: &'a mut World, frame: &'a mut TrapFrame, dom: DomId, vcpu: usize) -> Self {
+        Hc {
+            world,
+            frame,
+            dom,
+            vcpu,
+        }
+    }
+
+    /// The calling domain's id.
+    pub fn id(&self) -> DomId {
+        self.dom
+    }
+
+    /// The calling vCPU's index in its domain.
+    pub fn vcpu_id(&self) -> usize {
+        self.vcpu
+    }
+
+    /// The calling domain.
+    pub fn me(&mut self) -> &mut Domain {
+        self.world
+            .domains
+            .get_mut(&self.dom)
+            .expect("the calling domain stays in the map while its trap is handled")
+    }
+
+    /// The calling domain, shared.
+    pub fn me_ref(&self) -> &Domain {
+        self.world
+            .domains
+            .get(&self.dom)
+            .expect("the calling domain stays in the map while its trap is handled")
+    }
+
+    /// The calling vCPU.
+    pub fn vcpu(&mut self) -> &mut Vcpu {
+        let v = self.vcpu;
+        &mut self.me().vcpus[v]
+    }
+
+    /// The calling vCPU, shared.
+    pub fn vcpu_ref(&self) -> &Vcpu {
+        &self.me_ref().vcpus[self.vcpu]
+    }
+
+    /// The calling vCPU's `vcpu_info` in `shared_info`.
+    pub fn info(&self) -> &VcpuInfo {
+        self.me_ref().vcpu_info(self.vcpu)
+    }
+
+    /// The calling vCPU's address space, through which guest pointers are copied.
+    pub fn space(&self) -> AddressSpace {
+        AddressSpace {
+            l4: self.vcpu_ref().l4,
+            dom: self.dom,
+        }
+    }
+
+    /// Hypercall argument `n` (0-based: `rdi, rsi, rdx, r10, r8`), as the raw register.
+    pub fn arg(&self, n: usize) -> u64 {
+        self.args()[n]
+    }
+
+    /// All five argument registers.
+    pub fn args(&self) -> [u64; 5] {
+        let f = &*self.frame;
+        [f.rdi, f.rsi, f.rdx, f.r10, f.r8]
+    }
+
+    /// Hypercall argument `n` as a guest pointer to a `T` (an allegation).
+    pub fn ptr<T>(&self, n: usize) -> GuestPtr<T> {
+        GuestPtr::new(self.arg(n))
+    }
+
+    /// The hypercall number (`rax`).
+    pub fn call_number(&self) -> u64 {
+        self.frame.rax
+    }
+
+    /// The vector of the trap being handled.
+    pub fn vector(&self) -> u64 {
+        self.frame.vector
+    }
+
+    /// The guest's saved registers, for the handlers whose job is to change them (`iret`,
+    /// exception delivery): a hypercall handler reads its arguments with [`Self::arg`].
+    pub fn regs(&mut self) -> &mut TrapFrame {
+        self.frame
+    }
+
+    /// The calling domain and the guest's saved registers at once (exception delivery).
+    pub fn me_and_regs(&mut self) -> (&mut Domain, &mut TrapFrame) {
+        let dom = self
+            .world
+            .domains
+            .get_mut(&self.dom)
+            .expect("the calling domain stays in the map while its trap is handled");
+        (dom, self.frame)
+    }
+
+    /// `DOMID_SELF` resolved to the caller.
+    pub fn resolve(&self, id: DomId) -> DomId {
+        if id == DOMID_SELF { self.dom } else { id }
+    }
+
+    /// Whether domain `id` exists (`DOMID_SELF` resolved).
+    pub fn exists(&self, id: DomId) -> bool {
+        self.world.domains.contains_key(&self.resolve(id))
+    }
+
+    /// Domain `id`, the caller included (`DOMID_SELF` resolved); `ESRCH` if there is none.
+    /// Whether the caller may act on it is the handler's question.
+    pub fn domain(&mut self, id: DomId) -> Result<&mut Domain, Errno> {
+        let id = self.resolve(id);
+        self.world.domains.get_mut(&id).ok_or(Errno::ESRCH)
+    }
+
+    /// Domain `id`, shared.
+    pub fn domain_ref(&self, id: DomId) -> Result<&Domain, Errno> {
+        self.world
+            .domains
+            .get(&self.resolve(id))
+            .ok_or(Errno::ESRCH)
+    }
+
+    /// The caller and another domain at once (`ESRCH` if `other` does not exist, `EINVAL` if
+    /// it is the caller).
+    pub fn pair(&mut self, other: DomId) -> Result<(&mut Domain, &mut Domain), Errno> {
+        let other = self.resolve(other);
+        let (a, b) = two(&mut self.world.domains, self.dom, other)?;
+        Ok((a, b))
+    }
+
+    /// The privilege token, for dom0's context only; `EPERM` for everyone else.
+    pub fn privileged(&self) -> Result<Privileged, Errno> {
+        match self.me_ref().privilege {
+            Privilege::Control => Ok(Privileged {
+                _only_from_context: (),
+            }),
+            Privilege::Guest => Err(Errno::EPERM),
+        }
+    }
+
+    /// The whole world: every domain and the scheduler. For the control operations that
+    /// work on many domains at once (creation, destruction, lists), which prove with the
+    /// token that dom0 asked.
+    pub fn world(&mut self, _: &Privileged) -> &mut World {
+        self.world
+    }
+}
+
+/// Two different domains of `map` at once.
+pub fn two(
+    map: &mut alloc::collections::BTreeMap<DomId, Domain>,
+    a: DomId,
+    b: DomId,
+) -> Result<(&mut Domain, &mut Domain), Errno> {
+    if a == b {
+        return Err(Errno::EINVAL);
+    }
+    let (lo, hi) = (a.min(b), a.max(b));
+    // Both ends of one range: the first and the last entry, found in O(log n).
+    let mut range = map.range_mut(lo..=hi);
+    let first = range.next().filter(|(k, _)| **k == lo);
+    let last = range.next_back().filter(|(k, _)| **k == hi);
+    match (first, last) {
+        (Some((_, x)), Some((_, y))) => Ok(if a == lo { (x, y) } else { (y, x) }),
+        _ => Err(Errno::ESRCH),
+    }
+}
+
+/// Applies a handler's result to the guest's registers: `rax` for a value or an errno, the
+/// argument registers and RIP for a continuation. Returns what the trap path does next.
+pub fn finish(frame: &mut TrapFrame, result: HcResult) -> Next {
+    match result {
+        Err(e) => {
+            frame.rax = Errno::encode_result(Err(e)) as u64;
+            Next::Continue
+        }
+        Ok(Ret::Value(v)) => {
+            frame.rax = v;
+            Next::Continue
+        }
+        Ok(Ret::Again(args)) => {
+            [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8] = args;
+            frame.rip = frame.rip.wrapping_sub(HYPERCALL_INSN_LEN);
+            Next::Continue
+        }
+        Ok(Ret::Yield) => {
+            frame.rax = 0;
+            Next::Yield
+        }
+        Ok(Ret::Block) => {
+            frame.rax = 0;
+            Next::Block
+        }
+        Ok(Ret::Resumed) => Next::Continue,
+        Ok(Ret::Stopped) => Next::Stopped,
+    }
+}
+
+/// What the trap path does after a handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    Yield,
+    Block,
+    Stopped,
+}

@@ -1,0 +1,175 @@
+//! The direct map as the hypervisor uses it: the one module that turns a machine frame into
+//! bytes it can read or write (DESIGN.md §4). Everything else names frames by [`Mfn`] and
+//! calls these functions; no other code outside `arch/` dereferences a physical address.
+//!
+//! # What the functions guarantee, and what they leave to the caller
+//!
+//! Every function here is safe to call with any frame: it refuses (panics on) a frame the
+//! direct map does not cover, and a frame that holds the hypervisor's own Rust objects (the
+//! image, with its statics, boot heap and boot stacks, and every run of frames the heap
+//! took, which [`note_heap_run`] records). What remains is raw memory nothing in Rust
+//! borrows: guest frames, page tables, `shared_info`, grant frames, the M2P, guest roots.
+//! Bytes are only ever *copied* in or out (never handed out as `&mut [u8]`), because a
+//! guest may write the same frame at the same time; the only references handed out are to
+//! structures made of atomics ([`Atomics`]), where concurrent writes are the protocol.
+//!
+//! Whether a domain may have a frame read or written is not this module's question: the
+//! frame table answers it (ownership, type, references) before a caller comes here.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Mfn, PAGE_SIZE};
+use crate::arch::x86_64::layout::phys_to_virt;
+
+const WORDS_PER_FRAME: usize = (PAGE_SIZE / 8) as usize;
+
+/// Most runs of frames the heap may take (each at least one page; the heap grows in 2 MiB
+/// steps, so this covers 2 GiB of heap at that step). Growth beyond it is refused.
+const MAX_HEAP_RUNS: usize = 1024;
+
+/// The heap's runs, as `first_mfn << 20 | pages` (a run is at most 2^20 pages), 0 = unused.
+static HEAP_RUNS: [AtomicU64; MAX_HEAP_RUNS] = [const { AtomicU64::new(0) }; MAX_HEAP_RUNS];
+
+unsafe extern "C" {
+    static __image_phys_start: u8;
+    static __image_phys_end: u8;
+}
+
+/// Records that the heap took `pages` frames from `first` on (before it uses them). `false`
+/// when the record is full: the heap must not take the run then.
+pub fn note_heap_run(first: Mfn, pages: u64) -> bool {
+    if pages == 0 || pages >= 1 << 20 {
+        return false;
+    }
+    let packed = (first.0 << 20) | pages;
+    HEAP_RUNS.iter().any(|slot| {
+        slot.compare_exchange(0, packed, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    })
+}
+
+/// Whether `mfn` holds Rust objects of the hypervisor (the image or a heap run).
+fn hypervisor_memory(mfn: Mfn) -> bool {
+    let phys = mfn.phys();
+    let image = (&raw const __image_phys_start) as u64..(&raw const __image_phys_end) as u64;
+    // The image symbols are physical addresses (the linker script's load addresses).
+    if image.contains(&phys) {
+        return true;
+    }
+    HEAP_RUNS.iter().any(|slot| {
+        let packed = slot.load(Ordering::Acquire);
+        let (first, pages) = (packed >> 20, packed & ((1 << 20) - 1));
+        packed != 0 && (first..first + pages).contains(&mfn.0)
+    })
+}
+
+/// The direct-map address of `mfn`, after the checks every access makes.
+fn frame_va(mfn: Mfn) -> u64 {
+    assert!(
+        crate::arch::x86_64::paging::direct_map_covers(mfn.phys(), PAGE_SIZE),
+        "frame {:#x} is outside the direct map",
+        mfn.0
+    );
+    assert!(
+        !hypervisor_memory(mfn),
+        "frame {:#x} holds the hypervisor's own memory",
+        mfn.0
+    );
+    phys_to_virt(mfn.phys())
+}
+
+/// Checks that `offset..offset + len` lies inside one frame.
+fn in_frame(offset: usize, len: usize) {
+    assert!(
+        offset
+            .checked_add(len)
+            .is_some_and(|end| end <= PAGE_SIZE as usize),
+        "access of {len} bytes at offset {offset} leaves the frame"
+    );
+}
+
+/// Copies `out.len()` bytes from `mfn` at `offset`.
+pub fn read(mfn: Mfn, offset: usize, out: &mut [u8]) {
+    in_frame(offset, out.len());
+    let va = frame_va(mfn) + offset as u64;
+    // SAFETY: `va..va + len` is inside one frame the direct map covers, holding no Rust
+    // object (checked above); the bytes are copied into `out`, so a concurrent guest write
+    // can only change the copy's contents.
+    unsafe { core::ptr::copy_nonoverlapping(va as *const u8, out.as_mut_ptr(), out.len()) }
+}
+
+/// Copies `data` into `mfn` at `offset`.
+pub fn write(mfn: Mfn, offset: usize, data: &[u8]) {
+    in_frame(offset, data.len());
+    let va = frame_va(mfn) + offset as u64;
+    // SAFETY: as in `read`; no Rust reference to the frame's bytes exists to be invalidated.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), va as *mut u8, data.len()) }
+}
+
+/// Word `index` of `mfn` (a page-table entry), read once.
+pub fn read_u64(mfn: Mfn, index: usize) -> u64 {
+    assert!(index < WORDS_PER_FRAME, "word {index} is outside a frame");
+    let va = frame_va(mfn) as *const u64;
+    // SAFETY: an aligned word inside a covered frame holding no Rust object; volatile, since
+    // the value is checked after the read and must not be read twice.
+    unsafe { core::ptr::read_volatile(va.add(index)) }
+}
+
+/// Sets word `index` of `mfn` (a page-table entry) with one store.
+pub fn write_u64(mfn: Mfn, index: usize, value: u64) {
+    assert!(index < WORDS_PER_FRAME, "word {index} is outside a frame");
+    let va = frame_va(mfn) as *mut u64;
+    // SAFETY: as in `read_u64`; one aligned store, so the CPU's page walker never sees a
+    // torn entry.
+    unsafe { core::ptr::write_volatile(va.add(index), value) }
+}
+
+/// Fills `mfn` with zeroes.
+pub fn zero(mfn: Mfn) {
+    let va = frame_va(mfn);
+    // SAFETY: one whole covered frame holding no Rust object.
+    unsafe { core::ptr::write_bytes(va as *mut u8, 0, PAGE_SIZE as usize) }
+}
+
+/// Copies `len` bytes from `src` at `src_offset` to `dst` at `dst_offset`; the two ranges may
+/// be the same frame and may overlap.
+pub fn copy(src: Mfn, src_offset: usize, dst: Mfn, dst_offset: usize, len: usize) {
+    in_frame(src_offset, len);
+    in_frame(dst_offset, len);
+    let from = frame_va(src) + src_offset as u64;
+    let to = frame_va(dst) + dst_offset as u64;
+    // SAFETY: both ranges lie inside covered frames holding no Rust object; `copy` allows
+    // overlap.
+    unsafe { core::ptr::copy(from as *const u8, to as *mut u8, len) }
+}
+
+/// Structures made only of atomics, which may be viewed in place in a frame that a guest
+/// writes at the same time (`shared_info`, grant-table frames, the M2P).
+///
+/// # Safety
+/// Implement only for types of at most one page whose every field is an atomic integer
+/// (any bit pattern is a value, and concurrent access through atomics is defined) and whose
+/// alignment is at most a page's.
+pub unsafe trait Atomics {}
+
+// SAFETY: atomics only (guest-abi's layout), one page.
+unsafe impl Atomics for guest_abi::shared_info::SharedInfo {}
+// SAFETY: an array of AtomicU32 filling one page.
+unsafe impl Atomics for crate::grant::EntryFrame {}
+// SAFETY: 512 AtomicU64, one page.
+unsafe impl Atomics for [AtomicU64; WORDS_PER_FRAME] {}
+
+const _: () = {
+    assert!(size_of::<guest_abi::shared_info::SharedInfo>() <= PAGE_SIZE as usize);
+    assert!(size_of::<crate::grant::EntryFrame>() <= PAGE_SIZE as usize);
+};
+
+/// `mfn` viewed as a `T` of atomics. The reference never dangles (the direct map maps the
+/// frame for the hypervisor's whole run); the caller keeps the frame allocated to its
+/// purpose for as long as it uses the view (a `hold_for_writes`, for frames a domain owns).
+pub fn atomics<T: Atomics>(mfn: Mfn) -> &'static T {
+    let va = frame_va(mfn);
+    // SAFETY: `T` is atomics only and fits in the frame (the trait's contract), the frame is
+    // covered and holds no Rust object, and a page-aligned address suits any such `T`.
+    unsafe { &*(va as *const T) }
+}
