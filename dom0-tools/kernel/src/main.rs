@@ -24,9 +24,14 @@
 //! **Parts:** [`process`] (loading and running a program), [`uspace`] (its page tables),
 //! [`sys`] (system calls and devices), [`backend`] (domU consoles and shutdown actions),
 //! [`term`] (the terminal), [`fs`] (the initrd), [`direct`] (hypercalls on other domains).
+//! What these decide with plain, safe Rust (the initrd format, files, program layout,
+//! address-space areas, the shell's line editor) is this crate's library, `xenia_dom0`
+//! (`src/lib.rs`), tested on the build host; the domain builder and the Xen handle are the
+//! toolstack library, `dom0_tools`.
 //!
-//! It is built on `xenia-guest-rt` (entry, trap table, event callback, ring-3 entry), the
-//! runtime the test kernels share. On the build host this is an empty program.
+//! It is built on `xenia-guest-rt` (guest-abi/rt: entry, trap table, event callback, ring-3
+//! entry), the runtime every Xenia kernel starts on. On the build host this is an empty
+//! program.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -63,9 +68,9 @@ mod kernel {
     use alloc::string::String;
     use alloc::vec::Vec;
 
-    use dom0_tools::shell::{self, Input, LineEditor, PROMPT};
     use guest_abi::sched::ShutdownReason;
     use guest_abi::start_info::SIF_MOD_START_PFN;
+    use xenia_dom0::shell::{self, Input, LineEditor, PROMPT};
     use xenia_guest_rt::boot::{VIRT_BASE, start_info};
     use xenia_guest_rt::trap;
 
