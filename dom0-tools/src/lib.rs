@@ -1,18 +1,26 @@
 //! # dom0-tools: the toolstack library
 //!
-//! What dom0 uses to manage other domains, as a library that the test dom0
-//! kernel uses now and the userland toolstack (`xl`) later (DESIGN.md §7).
+//! What dom0 uses to manage other domains, as a library: `xl` (`dom0-tools/xl`, a static
+//! Linux program that dom0's kernel runs from its initrd) is built on it, and so are the
+//! dom0 kernel's console backends and the test dom0 kernel (DESIGN.md §7). dom0's own
+//! operating-system pieces (initrd, files, programs, the shell) are not here: they are the
+//! library of the kernel crate, `dom0-tools/kernel`.
 //!
+//! * [`xlcfg`] parses an xl domain configuration (Xen's xl.cfg(5) syntax) and checks it;
 //! * [`builder`] builds a paravirtual domU from a kernel image and a
-//!   [`builder::DomainConfig`]: the same ELF checks and start-of-day layout
-//!   as the hypervisor's dom0 builder (both come from `xenia-pvboot`), plus
-//!   the console ring and device page a domU gets
-//!   ([`guest_abi::device_page`]).
-//! * [`hypervisor::Hypervisor`] is everything the builder asks of the
-//!   hypervisor, as a trait: the dom0 kernel implements it with hypercalls,
-//!   the host tests with a fake that keeps frames in memory.
-//! * [`control`] encodes the `domctl`/`sysctl` requests behind that trait and
-//!   decodes their replies (`xl list`'s state column, for instance).
+//!   [`builder::DomainConfig`]: the same ELF checks and start-of-day layout as the
+//!   hypervisor's dom0 builder (both come from `xenia-pvboot`), plus the console ring and
+//!   device page a domU gets ([`guest_abi::device_page`]);
+//! * [`hypervisor::Hypervisor`] is everything the builder asks of the hypervisor, as a
+//!   trait; [`xen::Xen`] implements it over a raw hypercall interface (`privcmd` for `xl`,
+//!   direct hypercalls in a kernel), and the host tests implement it with a fake that keeps
+//!   frames in memory;
+//! * [`control`] encodes the `domctl`/`sysctl` requests behind that trait and decodes their
+//!   replies; [`xlfmt`] formats them as `xl` prints them (`xl list`'s state column, for
+//!   instance);
+//! * [`lifecycle`] decides what a domain's shutdown leads to (`on_poweroff`, `on_reboot`,
+//!   `on_crash`); [`devices`] is the interface of dom0's devices (`/dev/xen/privcmd` and
+//!   the others), shared by the kernel that serves them and the tools that use them.
 //!
 //! **What it trusts.** The hypervisor's answers (it is the one party dom0
 //! must trust) and nothing else: kernel images and configurations are
@@ -32,16 +40,9 @@ extern crate alloc;
 
 pub mod builder;
 pub mod control;
-pub mod cpio;
 pub mod devices;
-pub mod files;
 pub mod hypervisor;
 pub mod lifecycle;
-pub mod program;
-pub mod shell;
-pub mod syscalls;
-pub mod userstack;
-pub mod vm;
 pub mod xen;
 pub mod xlcfg;
 pub mod xlfmt;

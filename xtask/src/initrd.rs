@@ -1,5 +1,5 @@
-//! dom0's initrd, `target/xenia/initrd.cpio`: a cpio "newc" archive (written by dom0-tools'
-//! own `cpio::build`, read by the same module in dom0) holding
+//! dom0's initrd, `target/xenia/initrd.cpio`: a cpio "newc" archive (written by
+//! `xenia_dom0::cpio::build`, read by the same module in dom0's kernel) holding
 //!
 //! ```text
 //! /bin/xl                  the toolstack (0755)
@@ -17,8 +17,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use dom0_tools::cpio::{self, S_IFDIR, S_IFMT, S_IFREG};
 use dom0_tools::xlcfg;
+use xenia_dom0::cpio::{self, S_IFDIR, S_IFMT, S_IFREG};
 use xenia_tests::{INITRD_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 
 /// The configurations' directory in the repository.

@@ -2,8 +2,8 @@
 
 use alloc::vec::Vec;
 
-use dom0_tools::cpio::{self, Archive, CpioError};
 use spin::Once;
+use xenia_dom0::cpio::{self, Archive, CpioError};
 
 static ARCHIVE: Once<Archive<'static>> = Once::new();
 

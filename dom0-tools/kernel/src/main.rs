@@ -9,8 +9,8 @@
 //!
 //! **Boot.** GRUB's first module is this kernel, the second its initrd (a cpio newc archive,
 //! handed over by the hypervisor in `start_info.mod_start`/`mod_len`). The kernel takes the
-//! frames past its bootstrap mappings as the pool processes are made from ([`frames`]),
-//! binds the VIRQs it waits for ([`wait`]) and starts the shell.
+//! frames past its bootstrap mappings as the pool processes are made from (`frames`),
+//! binds the VIRQs it waits for (`wait`) and starts the shell.
 //!
 //! **Command line.** `trace=syscalls` logs every system call of every program (number,
 //! first three arguments, result), for porting programs to dom0.
@@ -18,15 +18,21 @@
 //! **The shell** (`init`): prompt `dom0# `, line editing (backspace, Ctrl-U, Ctrl-C), words
 //! split as a POSIX shell would for quotes; `help` lists the programs in `/bin`;
 //! `time <command>` reports how long the command took; `poweroff` and `reboot` shut dom0
-//! down, and with it the machine (the hypervisor's rule); anything else runs `/bin/<word>` (or the path given) with the words as arguments, and a non-zero
-//! exit status or a fault is reported.
+//! down, and with it the machine (the hypervisor's rule); anything else runs `/bin/<word>`
+//! (or the path given) with the words as arguments, and a non-zero exit status or a fault is
+//! reported.
 //!
-//! **Parts:** [`process`] (loading and running a program), [`uspace`] (its page tables),
-//! [`sys`] (system calls and devices), [`backend`] (domU consoles and shutdown actions),
-//! [`term`] (the terminal), [`fs`] (the initrd), [`direct`] (hypercalls on other domains).
+//! **Parts** (modules of this binary, built for the bare-metal target only): `process`
+//! (loading and running a program), `uspace` (its page tables), `sys` (system calls and
+//! devices), `backend` (domU consoles and shutdown actions), `term` (the terminal), `fs`
+//! (the initrd), `direct` (hypercalls on other domains). What these decide with plain, safe Rust (the initrd format, files, program layout,
+//! address-space areas, the shell's line editor) is this crate's library, `xenia_dom0`
+//! (`src/lib.rs`), tested on the build host; the domain builder and the Xen handle are the
+//! toolstack library, `dom0_tools`.
 //!
-//! It is built on `xenia-guest-rt` (entry, trap table, event callback, ring-3 entry), the
-//! runtime the test kernels share. On the build host this is an empty program.
+//! It is built on `xenia-guest-rt` (guest-abi/rt: entry, trap table, event callback, ring-3
+//! entry), the runtime every Xenia kernel starts on. On the build host this is an empty
+//! program.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -63,9 +69,9 @@ mod kernel {
     use alloc::string::String;
     use alloc::vec::Vec;
 
-    use dom0_tools::shell::{self, Input, LineEditor, PROMPT};
     use guest_abi::sched::ShutdownReason;
     use guest_abi::start_info::SIF_MOD_START_PFN;
+    use xenia_dom0::shell::{self, Input, LineEditor, PROMPT};
     use xenia_guest_rt::boot::{VIRT_BASE, start_info};
     use xenia_guest_rt::trap;
 

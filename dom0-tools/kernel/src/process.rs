@@ -16,13 +16,13 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use dom0_tools::files::Files;
-use dom0_tools::program::{self, USER_END};
-use dom0_tools::shell::Ended;
-use dom0_tools::userstack::{self, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM};
-use dom0_tools::vm::{AddressSpace, Change, Prot};
 use guest_abi::Errno;
 use spin::Mutex;
+use xenia_dom0::files::Files;
+use xenia_dom0::program::{self, USER_END};
+use xenia_dom0::shell::Ended;
+use xenia_dom0::userstack::{self, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM};
+use xenia_dom0::vm::{AddressSpace, Change, Prot};
 use xenia_guest_rt::trap::{self, Entry, ExitKind};
 use xenia_guest_rt::user;
 

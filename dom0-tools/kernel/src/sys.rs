@@ -14,13 +14,13 @@ use core::sync::atomic::Ordering;
 use dom0_tools::devices::{
     self, AdoptArgs, BufferArgs, ListEntry, MAX_RECORD, Policy, PrivcmdHypercall, Record,
 };
-use dom0_tools::files::{Device, Io, O_NONBLOCK};
-use dom0_tools::syscalls;
-use dom0_tools::vm::{Change, Prot};
 use guest_abi::Errno;
 use guest_abi::calls;
 use guest_abi::hypercall::hypercall5;
 use guest_abi::selectors::SEGBASE_FS;
+use xenia_dom0::files::{Device, Io, O_NONBLOCK};
+use xenia_dom0::syscalls;
+use xenia_dom0::vm::{Change, Prot};
 use xenia_guest_rt::boot::shared;
 use xenia_guest_rt::events;
 use xenia_guest_rt::time::now_ns;
@@ -281,7 +281,7 @@ fn close(p: &mut Process, fd: i64) -> i64 {
     }
 }
 
-fn put_stat(p: &mut Process, st: dom0_tools::files::Stat, out: u64) -> i64 {
+fn put_stat(p: &mut Process, st: xenia_dom0::files::Stat, out: u64) -> i64 {
     let bytes = st.to_linux_bytes();
     match p.user_bytes(out, bytes.len() as u64, true) {
         Ok(dst) => {

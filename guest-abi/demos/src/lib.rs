@@ -1,7 +1,7 @@
 //! # xenia-demos: what the demo kernels compute, testable on the build host
 //!
 //! The two demo domU kernels of Xenia's default image, `echo` and `compute` (in `src/bin/`,
-//! on the small bare-metal runtime in `src/kernel/`), keep their logic here, apart from
+//! on the guest runtime `xenia-guest-rt`), keep their logic here, apart from
 //! anything that needs a hypervisor: the line editor behind `echo`, the prime sieve behind
 //! `compute`, and the command-line words both read. This library is `no_std`, allocates
 //! nothing, has no `unsafe`, and is unit-tested by `cargo test --workspace`.

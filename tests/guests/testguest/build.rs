@@ -3,7 +3,7 @@
 
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let script = std::path::Path::new(&manifest).join("../rt/linker.ld");
+    let script = std::path::Path::new(&manifest).join("../../../guest-abi/rt/linker.ld");
     println!("cargo:rerun-if-changed={}", script.display());
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         println!("cargo:rustc-link-arg-bin=testguest=-T{}", script.display());

@@ -23,8 +23,8 @@
 //! console ring. Run as dom0 it writes with `console_io`, which is how `cargo xtask test`
 //! checks it.
 //!
-//! The sieve is `xenia_demos::primes`, unit-tested on the host; the runtime in
-//! `src/kernel/` is shared with `echo`. A CPU-bound domU needs nothing special: the
+//! The sieve is `xenia_demos::primes`, unit-tested on the host; the runtime is
+//! `xenia-guest-rt`, with `src/domu.rs` shared with `echo`. A CPU-bound domU needs nothing special: the
 //! hypervisor's scheduler preempts it, and it only blocks to let dom0's console backend
 //! catch up with its output.
 //!
@@ -34,21 +34,22 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 #[cfg(target_os = "none")]
-#[path = "../kernel/mod.rs"]
-mod kernel;
+#[path = "../domu.rs"]
+mod domu;
 
 #[cfg(target_os = "none")]
-use guest_abi::{elfnote::XEN_ELFNOTE_GUEST_OS, sched::ShutdownReason, start_info::StartInfo};
-#[cfg(target_os = "none")]
-use kernel::{console, image::StringNote, time};
+use guest_abi::sched::ShutdownReason;
 #[cfg(target_os = "none")]
 use xenia_demos::{cmdline, primes};
-
-/// The kernel's name for the tools (the one note that differs between the demos).
 #[cfg(target_os = "none")]
-#[used]
-#[unsafe(link_section = ".note.Xen")]
-static GUEST_OS: StringNote<16> = StringNote::new(XEN_ELFNOTE_GUEST_OS, b"Xenia-compute");
+use xenia_guest_rt::{check, console, println, time};
+
+/// The sieve lives on the stack: room for it and for what calls it.
+#[cfg(target_os = "none")]
+const BOOT_STACK_SIZE: usize = 256 * 1024;
+
+#[cfg(target_os = "none")]
+xenia_guest_rt::entry!(main, boot_stack = BOOT_STACK_SIZE);
 
 /// The limit without `limit=`.
 #[cfg(target_os = "none")]
@@ -57,9 +58,10 @@ const DEFAULT_LIMIT: u64 = 1_000_000;
 #[cfg(target_os = "none")]
 const STEPS: u64 = 10;
 
-/// The demo: called by the runtime once the console works, with events masked.
+/// The demo, with events masked.
 #[cfg(target_os = "none")]
-fn demo_main(si: &StartInfo) -> ! {
+fn main() -> ! {
+    let si = domu::start();
     let limit = limit(si.cmdline_bytes());
     let Ok(mut sieve) = primes::Sieve::new(limit) else {
         unreachable!("limit() keeps the limit within primes::MAX_LIMIT")
@@ -78,7 +80,7 @@ fn demo_main(si: &StartInfo) -> ! {
         );
         if k == 1 && cmdline::value(si.cmdline_bytes(), "fault") == Some(b"after") {
             println!("compute: fault=after: executing ud2");
-            console::flush(console::FLUSH_TIMEOUT_NS);
+            console::flush();
             // SAFETY: ud2 raises #UD, which the trap table sends to its handler; that
             // reports it and crashes the domain, as the command line asked.
             unsafe { core::arch::asm!("ud2") };
@@ -90,8 +92,7 @@ fn demo_main(si: &StartInfo) -> ! {
         println!("compute: the largest is {largest}");
     }
     println!("compute: done in {ms} ms; powering off");
-    console::flush(console::FLUSH_TIMEOUT_NS);
-    kernel::shut_down(ShutdownReason::Poweroff)
+    check::shutdown(ShutdownReason::Poweroff)
 }
 
 /// The `limit=` of the command line, or [`DEFAULT_LIMIT`] (saying why) when it is absent,

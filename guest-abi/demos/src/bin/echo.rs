@@ -13,10 +13,10 @@
 //! Typed characters are echoed as they arrive (backspace erases), and every line ending in
 //! CR or LF is answered with `echo: <line>`. It runs until the domain is destroyed.
 //!
-//! It is a complete PV domU kernel in a few hundred lines and a good one to copy: the
-//! runtime in `src/kernel/` (shared with `compute`) boots, installs traps and the event
-//! callback, and drives the **console ring** shared with dom0's console backend; this file
-//! is the demo proper. It sleeps in `SCHEDOP_block` whenever there is no input, so an idle
+//! It is a complete PV domU kernel and a good one to copy: the runtime (`xenia-guest-rt`)
+//! boots, installs traps and the event callback, and drives the **console ring** shared
+//! with dom0's console backend (`src/domu.rs` switches to it); this file is the demo
+//! proper. It sleeps in `SCHEDOP_block` whenever there is no input, so an idle
 //! echo costs no CPU. The line editing is `xenia_demos::line`, unit-tested on the host.
 //!
 //! Command line: `console=hypervisor` writes to the hypervisor's log (`console_io`)
@@ -30,30 +30,28 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 #[cfg(target_os = "none")]
-#[path = "../kernel/mod.rs"]
-mod kernel;
+#[path = "../domu.rs"]
+mod domu;
 
 #[cfg(target_os = "none")]
-use guest_abi::{elfnote::XEN_ELFNOTE_GUEST_OS, start_info::StartInfo};
-#[cfg(target_os = "none")]
-use kernel::{console, events, image::StringNote};
+use guest_abi::start_info::SIF_INITDOMAIN;
 #[cfg(target_os = "none")]
 use xenia_demos::line::{Edit, LineEditor};
-
-/// The kernel's name for the tools (the one note that differs between the demos).
 #[cfg(target_os = "none")]
-#[used]
-#[unsafe(link_section = ".note.Xen")]
-static GUEST_OS: StringNote<12> = StringNote::new(XEN_ELFNOTE_GUEST_OS, b"Xenia-echo");
+use xenia_guest_rt::{console, events, println};
 
-/// The demo: called by the runtime once the console works, with events masked.
 #[cfg(target_os = "none")]
-fn demo_main(_si: &StartInfo) -> ! {
+xenia_guest_rt::entry!(main);
+
+/// The demo, with events masked.
+#[cfg(target_os = "none")]
+fn main() -> ! {
+    let si = domu::start();
     println!("echo: type a line and I will say it back");
     // Echoing each character is for a terminal attached to the ring (`xl console`); the
     // hypervisor console is line-based and shows only whole lines.
-    let terminal = matches!(console::kind(), console::Kind::Ring(_));
-    if console::kind() == console::Kind::Hypervisor(false) {
+    let terminal = console::ring_port().is_some();
+    if !terminal && si.flags & SIF_INITDOMAIN == 0 {
         println!("echo: this console cannot be read (console_io is write-only for a domU)");
     }
     let mut editor = LineEditor::new();
@@ -69,12 +67,12 @@ fn demo_main(_si: &StartInfo) -> ! {
         for &byte in &buf[..n] {
             match editor.feed(byte) {
                 Edit::Nothing => {}
-                Edit::Echo(c) if terminal => console::write(&[c]),
-                Edit::Erase if terminal => console::write(b"\x08 \x08"),
+                Edit::Echo(c) if terminal => console::write_raw(&[c]),
+                Edit::Erase if terminal => console::write_raw(b"\x08 \x08"),
                 Edit::Echo(_) | Edit::Erase => {}
                 Edit::Line(text) => {
                     if terminal {
-                        console::write(b"\r\n");
+                        console::write_raw(b"\r\n");
                     }
                     // LineEditor keeps printable ASCII only, so this is always UTF-8.
                     let text = core::str::from_utf8(text).unwrap_or("?");

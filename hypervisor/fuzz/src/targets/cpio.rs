@@ -3,7 +3,7 @@
 //! damaged by mutations, and raw bytes must never panic the reader, and whatever it accepts
 //! must be self-consistent (every entry inside the archive, lookups finding what was listed).
 
-use dom0_tools::cpio::{Archive, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, build, entries};
+use xenia_dom0::cpio::{Archive, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, build, entries};
 
 use crate::engine::{Input, Target};
 

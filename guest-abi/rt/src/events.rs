@@ -189,3 +189,21 @@ pub fn wait_for(port: EvtchnPort, seen: u32, deadline_ns: u64) -> bool {
     }
     ok
 }
+
+/// Sleeps until an event arrives, or until system time `deadline_ns` if given, then masks
+/// events again: the guest's "sti; hlt; cli". `SCHEDOP_block` unmasks and sleeps as one
+/// step, so a caller that checked what it waits for with events masked cannot sleep through
+/// the event that changes it. The deadline arms the one-shot timer, which wakes the vCPU
+/// only if `VIRQ_TIMER` is bound ([`bind_virq`]). May return early (any event wakes it):
+/// callers look again.
+pub fn block_until(deadline_ns: Option<u64>) {
+    if let Some(deadline) = deadline_ns {
+        // A deadline already past raises the timer event at once; 0 would mean "no timer".
+        let _ = calls::set_timer_op(deadline.max(1));
+    }
+    if let Err(e) = calls::sched_block() {
+        crate::println!("SCHEDOP_block failed: {e:?}");
+        crate::check::shutdown(guest_abi::sched::ShutdownReason::Crash);
+    }
+    mask();
+}

@@ -72,7 +72,7 @@ pub enum Device {
     /// `/dev/xen/evtchn`: event channels.
     Evtchn,
     /// `/dev/xen/xenia`: the kernel's toolstack services (domain records,
-    /// consoles; see [`devices`](crate::devices)).
+    /// consoles; see [`devices`](dom0_tools::devices)).
     Xenia,
 }
 

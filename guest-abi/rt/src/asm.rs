@@ -6,7 +6,8 @@
 //!    which the linker script puts in a `PT_NOTE` segment).
 //! 2. The hypercall page: one page of `int3` in `.text` that the builder overwrites with
 //!    stubs (guest-abi `hypercall`), named by the `XEN_ELFNOTE_HYPERCALL_PAGE` note.
-//! 3. The stacks and the record of the entry registers.
+//! 3. The ring-1 stack for entries from ring 3 and the record of the entry registers (the
+//!    boot stack and the note naming the kernel come from [`entry!`](crate::entry)).
 //! 4. `_start`: records the registers the builder left, zeroes `.bss`, moves to the boot stack
 //!    and calls [`crate::boot`]'s `rt_start` with the `start_info` address.
 //! 5. The trap stubs: one per exception vector, plus `int 0x80`, the syscall callback and the
@@ -26,13 +27,12 @@
 use core::arch::global_asm;
 
 use guest_abi::elfnote::{
-    XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION,
-    XEN_ELFNOTE_HYPERCALL_PAGE, XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET,
-    XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
+    XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_VERSION, XEN_ELFNOTE_HYPERCALL_PAGE,
+    XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
 use guest_abi::selectors::{KERNEL_DS, USER_CS, USER_DS, USER_SS};
 
-use crate::boot::{BOOT_STACK_SIZE, ENTRY_STATE_WORDS, KERNEL_STACK_SIZE, VIRT_BASE};
+use crate::boot::{ENTRY_STATE_WORDS, KERNEL_STACK_SIZE, VIRT_BASE};
 use crate::trap::{VECTOR_EVENT, VECTOR_SYSCALL};
 
 // 1. ELF notes (System V ABI "Note Section"; types from guest-abi `elfnote`). Each note is
@@ -52,9 +52,7 @@ global_asm!(
     ".endm",
     "",
     ".pushsection .note.Xen, \"a\", @note",
-    "RT_XEN_NOTE_BEGIN {guest_os}",
-    "    .asciz \"Xenia-testguest\"",
-    "RT_XEN_NOTE_END",
+    // GUEST_OS, the kernel's name, comes from `entry!` (crate::note).
     "RT_XEN_NOTE_BEGIN {guest_version}",
     "    .asciz \"0.1\"",
     "RT_XEN_NOTE_END",
@@ -82,7 +80,6 @@ global_asm!(
     "    .quad hypercall_page",
     "RT_XEN_NOTE_END",
     ".popsection",
-    guest_os = const XEN_ELFNOTE_GUEST_OS,
     guest_version = const XEN_ELFNOTE_GUEST_VERSION,
     xen_version = const XEN_ELFNOTE_XEN_VERSION,
     loader = const XEN_ELFNOTE_LOADER,
@@ -103,11 +100,10 @@ global_asm!(
     "    .fill 4096, 1, 0xcc",
     ".popsection",
     "",
+    // The boot stack, `rt_boot_stack_top`, comes from `entry!`: its size is the kernel's
+    // choice.
     ".pushsection .bss.rt_stacks, \"aw\", @nobits",
     ".balign 16",
-    "    .skip {boot_stack_size}",
-    ".globl rt_boot_stack_top",
-    "rt_boot_stack_top:",
     "    .skip {kernel_stack_size}",
     // The ring-1 stack for entries from ring 3 (`stack_switch`).
     ".globl rt_kernel_stack_top",
@@ -125,7 +121,6 @@ global_asm!(
     "rt_entry_state:",
     "    .fill {entry_words}, 8, 0",
     ".popsection",
-    boot_stack_size = const BOOT_STACK_SIZE,
     kernel_stack_size = const KERNEL_STACK_SIZE,
     entry_words = const ENTRY_STATE_WORDS,
 );

@@ -150,8 +150,8 @@ static SYSCALL_MASKS_EVENTS: AtomicBool = AtomicBool::new(false);
 static FATAL: AtomicBool = AtomicBool::new(false);
 static NOT_A_TEST: AtomicBool = AtomicBool::new(false);
 
-/// For kernels that are not tests (dom0's): an unexpected exception or a panic is
-/// reported without the `Test result: ERROR` line.
+/// For kernels that are not tests (dom0's, `hello`, the demos): an unexpected exception or
+/// a panic is reported without the `Test result: ERROR` line.
 pub fn set_not_a_test() {
     NOT_A_TEST.store(true, Ordering::SeqCst);
 }

@@ -11,9 +11,6 @@ use crate::{println, trap};
 /// Virtual address of pseudo-physical 0, where linker.ld links the image (PML4 slot 511).
 pub const VIRT_BASE: u64 = 0xFFFF_FFFF_8000_0000;
 
-/// Size of the stack the runtime moves to in `_start`.
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
-
 /// Size of the ring-1 stack for entries from ring 3 (`stack_switch`).
 pub const KERNEL_STACK_SIZE: usize = 32 * 1024;
 

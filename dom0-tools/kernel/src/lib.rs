@@ -1,0 +1,40 @@
+//! # xenia-dom0 (library): the operating-system pieces of dom0's kernel
+//!
+//! What dom0's kernel does for its programs that can be written as plain, safe Rust and
+//! tested on the build host, apart from the kernel binary (`src/main.rs`, which holds the
+//! glue that touches memory, page tables and hypercalls):
+//!
+//! * [`cpio`] reads (and, for xtask's initrd builder, writes) the initrd, a cpio newc
+//!   archive;
+//! * [`files`] is the file system over it and the devices, behind Linux file descriptors;
+//! * [`program`] plans where a static ELF program goes in a process's address space;
+//! * [`userstack`] builds a program's start-up stack (argv, envp, auxv);
+//! * [`vm`] keeps a process's address space as its system calls see it (the `brk` heap,
+//!   the `mmap` areas and their protections);
+//! * [`syscalls`] lists the Linux system calls the kernel implements, by number;
+//! * [`shell`] is the `init` shell's line editor, word splitting and exit reports.
+//!
+//! Only the dom0 kernel uses these (xtask's initrd builder and a fuzz target use [`cpio`]);
+//! the toolstack itself (`xl`'s configuration, the domain builder, the Xen handle) is the
+//! `dom0-tools` library.
+//!
+//! **What it trusts.** Nothing it parses: the initrd, the programs in it and the system call
+//! arguments it is given are checked before they are used, and a bad one is an error
+//! returned to the caller.
+//!
+//! **What it never does.** Touch memory or hardware (the kernel binary applies what these
+//! modules decide), or use `unsafe`.
+
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod cpio;
+pub mod files;
+pub mod program;
+pub mod shell;
+pub mod syscalls;
+pub mod userstack;
+pub mod vm;
