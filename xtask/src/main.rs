@@ -359,7 +359,8 @@ mod tests {
             cli.command,
             Cmd::Test(TestArgs {
                 filter: None,
-                jobs: None
+                jobs: None,
+                scenarios_only: false
             })
         ));
         let cli = Cli::try_parse_from(["xtask", "test", "boot_mem", "-j", "1"]).unwrap();
