@@ -316,7 +316,7 @@ pub const VMASST_TYPE_WRITABLE_PAGETABLES: u32 = 2;
 pub const VMASST_TYPE_M2P_STRICT: u32 = 32;
 
 #[cfg(test)]
-mod xenia_tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -324,11 +324,6 @@ mod xenia_tests {
         assert_eq!(core::mem::size_of::<XeniaFrameCounts>(), 64);
         const { assert!(XENMEM_XENIA_FRAME_COUNTS > XENMEM_ACQUIRE_RESOURCE) };
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn numbers_match_xen() {

@@ -31,7 +31,7 @@ pub fn input_switch(run: &mut u8, b: u8) -> Switch {
 }
 
 #[cfg(test)]
-mod switch_tests {
+mod tests {
     use super::*;
 
     #[test]

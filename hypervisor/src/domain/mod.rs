@@ -346,7 +346,7 @@ pub fn free_domid(last: DomId, in_use: impl Fn(DomId) -> bool) -> Result<DomId, 
 }
 
 #[cfg(test)]
-mod domid_tests {
+mod tests {
     use super::free_domid;
 
     #[test]

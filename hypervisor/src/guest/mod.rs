@@ -1,8 +1,8 @@
 //! Running guests: what happens between a guest's trap into the hypervisor and its return
 //! (DESIGN.md §3).
 //!
-//! Every entry from a guest arrives in [`trap`] on the pCPU's hypervisor stack, with the
-//! guest's registers in a [`TrapFrame`]. [`trap`] builds the hypercall context
+//! Every entry from a guest arrives in [`trap()`] on the pCPU's hypervisor stack, with the
+//! guest's registers in a [`TrapFrame`]. [`trap()`] builds the hypercall context
 //! ([`context::Hc`]: the calling vCPU, its domain, the world) and hands it to the one handler
 //! for the vector: a hypercall (`hypercall::dispatch`), an exception, an interrupt or a
 //! SYSCALL. Every handler has the same shape, `fn(&mut Hc) -> HcResult`. Then the trap path
