@@ -13,6 +13,7 @@
 //! | 0x8000 | NMI stack (IST), 8 KiB | RW- | RW- |
 //! | 0xB000 | #DF stack (IST), 8 KiB | RW- | RW- |
 //! | 0xE000 | #MC stack (IST), 8 KiB | RW- | RW- |
+//! | 0x11000 | this pCPU's `PerCpu` (`percpu.rs`) | RW- | not mapped |
 //!
 //! with unmapped guard pages between the stacks. Every vector enters a stub here. From a
 //! guest, the stub switches CR3 to the hypervisor root and copies the hardware frame to
@@ -42,6 +43,9 @@ pub const NMI_STACK_OFFSET: u64 = 0x8000;
 pub const DF_STACK_OFFSET: u64 = 0xB000;
 pub const MC_STACK_OFFSET: u64 = 0xE000;
 pub const STACK_BYTES: u64 = 0x2000;
+/// This pCPU's `PerCpu`: same address on every pCPU, mapped in the hypervisor root only
+/// (above the #MC stack's guard page).
+pub const PERCPU_OFFSET: u64 = 0x11000;
 
 /// Layout of the CPU page: GDT, then TSS, then the constants the stubs read.
 pub const GDT_OFFSET_IN_PAGE: u64 = 0;
@@ -49,25 +53,24 @@ pub const GDT_ENTRIES: usize = 16;
 pub const TSS_OFFSET_IN_PAGE: u64 = 128;
 pub const CONSTS_OFFSET_IN_PAGE: u64 = 256;
 
-/// Constants the entry stubs read (read-only to guests, and readable by ring 1, as every
-/// supervisor page is): only what the switch needs. Offsets are fixed in the asm. What the
-/// stubs need once they run on the hypervisor root (the hypervisor stack, the guest root's
-/// address) lives in this pCPU's [`PerCpu`](super::percpu::PerCpu), which no guest root maps;
-/// the pointer to it is the one hypervisor address this page shows a guest besides the
-/// root's (the image is at a fixed address anyway: DESIGN.md §2).
+/// Constants the entry stubs read before they leave the guest root (read-only to guests,
+/// and readable by ring 1, as every supervisor page is): only what the switch needs. Offsets
+/// are fixed in the asm. What the stubs need once they run on the hypervisor root (the
+/// hypervisor stack, the guest root's address) lives in this pCPU's
+/// [`PerCpu`](super::percpu::PerCpu), at [`PERCPU_OFFSET`] in the entry area, which no guest
+/// root maps: a ring-1 attacker learns nothing from this page but the one value it cannot do
+/// without.
 #[repr(C)]
 pub struct EntryConsts {
     /// The hypervisor root's CR3 value; 0 until the real page tables are in place.
     pub hv_cr3: u64,
     /// This pCPU's number.
     pub cpu: u64,
-    /// This pCPU's `PerCpu` (DESIGN.md §10: per-pCPU state is found through this page).
-    pub percpu: u64,
 }
 
 const _: () = {
     assert!(offset_of!(EntryConsts, hv_cr3) == 0);
-    assert!(offset_of!(EntryConsts, percpu) == 16);
+    assert!(size_of::<super::percpu::PerCpu>() <= PAGE as usize);
     assert!(CONSTS_OFFSET_IN_PAGE as usize + size_of::<EntryConsts>() <= PAGE as usize);
     assert!(TSS_OFFSET_IN_PAGE as usize + 104 <= CONSTS_OFFSET_IN_PAGE as usize);
 };
@@ -94,7 +97,7 @@ core::arch::global_asm!(
 xenia_ea_origin:
 .set EA_CONSTS, xenia_ea_origin + {cpu_page} + {consts}
 .set EA_HV_CR3, EA_CONSTS + 0
-.set EA_PERCPU, EA_CONSTS + 16
+.set EA_PERCPU, xenia_ea_origin + {percpu}
 .set EA_ENTRY_STACK_BOTTOM, xenia_ea_origin + {entry_stack}
 .set EA_ENTRY_STACK_TOP, xenia_ea_origin + {entry_stack} + {stack_bytes}
 .set EA_RETURN_FRAME, EA_ENTRY_STACK_TOP - 56
@@ -196,9 +199,8 @@ xenia_entry_from_guest:
     push rcx
     mov rax, [rip + EA_HV_CR3]
     mov cr3, rax
-    // Hypervisor root from here: this pCPU's PerCpu is reachable (hv_stack_top at +0).
+    // Hypervisor root from here: this pCPU's PerCpu is mapped (hv_stack_top at +0).
     mov rax, [rip + EA_PERCPU]
-    mov rax, [rax]
     mov rcx, [rsp + 64]
     mov [rax - 8], rcx
     mov rcx, [rsp + 56]
@@ -266,8 +268,7 @@ xenia_return_to_guest:
     mov rax, [rsp + 14*8]
     mov [rcx + 8], rax
     // PerCpu.guest_cr3 (+8).
-    mov rax, [rip + EA_PERCPU]
-    mov rax, [rax + 8]
+    mov rax, [rip + EA_PERCPU + 8]
     mov [rcx], rax
     pop r15
     pop r14
@@ -293,6 +294,7 @@ xenia_return_to_guest:
 .balign 4096
 "#,
     cpu_page = const CPU_PAGE_OFFSET,
+    percpu = const PERCPU_OFFSET,
     consts = const CONSTS_OFFSET_IN_PAGE,
     entry_stack = const ENTRY_STACK_OFFSET,
     stack_bytes = const STACK_BYTES,
@@ -370,6 +372,7 @@ struct BootCpuPages {
     nmi_stack: [Page; 2],
     df_stack: [Page; 2],
     mc_stack: [Page; 2],
+    percpu: Page,
 }
 
 static mut BOOT_CPU_PAGES: BootCpuPages = BootCpuPages {
@@ -379,6 +382,7 @@ static mut BOOT_CPU_PAGES: BootCpuPages = BootCpuPages {
     nmi_stack: [const { Page([0; 4096]) }; 2],
     df_stack: [const { Page([0; 4096]) }; 2],
     mc_stack: [const { Page([0; 4096]) }; 2],
+    percpu: Page([0; 4096]),
 };
 
 /// L3, L2, L1 for the hypervisor root's view, then the same for the guest roots' view.
@@ -403,8 +407,9 @@ pub fn install_boot() {
     let page_phys = |offset_in_struct: u64| pages_phys + offset_in_struct;
 
     // (entry-area offset, physical address, writable in the hypervisor root, writable in
-    // guest roots, executable)
-    let mut plan: [(u64, u64, bool, bool, bool); 12] = [(0, 0, false, false, false); 12];
+    // guest roots, executable, mapped in guest roots)
+    let mut plan: [(u64, u64, bool, bool, bool, bool); 13] =
+        [(0, 0, false, false, false, false); 13];
     let mut n = 0;
     for i in 0..text_len.div_ceil(PAGE) {
         plan[n] = (
@@ -413,12 +418,21 @@ pub fn install_boot() {
             false,
             false,
             true,
+            true,
         );
         n += 1;
     }
-    plan[n] = (CPU_PAGE_OFFSET, page_phys(0), true, false, false);
-    plan[n + 1] = (IDT_OFFSET, page_phys(PAGE), true, false, false);
-    n += 2;
+    plan[n] = (CPU_PAGE_OFFSET, page_phys(0), true, false, false, true);
+    plan[n + 1] = (IDT_OFFSET, page_phys(PAGE), true, false, false, true);
+    plan[n + 2] = (
+        PERCPU_OFFSET,
+        page_phys(10 * PAGE),
+        true,
+        false,
+        false,
+        false,
+    );
+    n += 3;
     for (k, offset) in [
         ENTRY_STACK_OFFSET,
         NMI_STACK_OFFSET,
@@ -435,6 +449,7 @@ pub fn install_boot() {
                 true,
                 true,
                 false,
+                true,
             );
             n += 1;
         }
@@ -457,7 +472,10 @@ pub fn install_boot() {
             tables[view][0].set_addr(x86_64::PhysAddr::new(l2_phys), F::PRESENT | F::WRITABLE);
             tables[view + 1][0].set_addr(x86_64::PhysAddr::new(l1_phys), F::PRESENT | F::WRITABLE);
             let l1 = &mut tables[view + 2];
-            for &(offset, phys, hv_w, guest_w, exec) in &plan[..n] {
+            for &(offset, phys, hv_w, guest_w, exec, in_guest) in &plan[..n] {
+                if !base && !in_guest {
+                    continue;
+                }
                 let writable = if base { hv_w } else { guest_w };
                 let mut flags = F::PRESENT;
                 if writable {
@@ -471,11 +489,6 @@ pub fn install_boot() {
         }
         let hv_l3 = image_phys(&raw const (*tables)[0]) | (F::PRESENT | F::WRITABLE).bits();
         let guest_l3 = image_phys(&raw const (*tables)[3]) | (F::PRESENT | F::WRITABLE).bits();
-        let cpu = super::percpu::boot_cpu();
-        cpu.hv_slot_entry
-            .store(hv_l3, core::sync::atomic::Ordering::SeqCst);
-        cpu.guest_slot_entry
-            .store(guest_l3, core::sync::atomic::Ordering::SeqCst);
 
         let root = x86_64::registers::control::Cr3::read()
             .0
@@ -483,12 +496,18 @@ pub fn install_boot() {
             .as_u64();
         let root = phys_to_virt(root) as *mut u64;
         core::ptr::write_volatile(root.add(ENTRY_AREA_SLOT as usize), hv_l3);
+        // The entry area is mapped from here on: this pCPU's data goes in its private page.
+        let cpu = va(PERCPU_OFFSET) as *mut super::percpu::PerCpu;
+        core::ptr::write(cpu, super::percpu::PerCpu::new(0));
+        let cpu = &*cpu;
+        cpu.hv_slot_entry
+            .store(hv_l3, core::sync::atomic::Ordering::SeqCst);
+        cpu.guest_slot_entry
+            .store(guest_l3, core::sync::atomic::Ordering::SeqCst);
         cpu.hv_stack_top.store(
             (&raw const super::boot_stack_high_top) as u64,
             core::sync::atomic::Ordering::SeqCst,
         );
-        // The entry area is mapped from here on: hang this pCPU's data in its CPU page.
-        core::ptr::write_volatile(&raw mut (*consts()).percpu, core::ptr::from_ref(cpu) as u64);
     }
 }
 

@@ -1,12 +1,16 @@
 //! Per-pCPU state, found through the entry area (DESIGN.md §10).
 //!
-//! The entry area's CPU page sits at the same virtual address on every pCPU and is backed by
-//! a different frame on each; its [`EntryConsts`](super::entry::EntryConsts) hold a pointer
-//! to that pCPU's [`PerCpu`]. Entry code follows the pointer once it runs on the hypervisor
-//! root (the `PerCpu` itself is never mapped in a guest root), and Rust code reaches it with
-//! [`this`]. No `swapgs`, no GS base games, and nothing per-pCPU in a global `static`: the
-//! boot CPU's `PerCpu` lives in the image only because it must exist before the heap does,
-//! and it too is reached only through its CPU page.
+//! The entry area sits at the same virtual address on every pCPU and is backed by different
+//! frames on each. One of its pages, at `entry::PERCPU_OFFSET`, holds that pCPU's
+//! [`PerCpu`], and is mapped in the hypervisor root only: the entry stubs read it once they
+//! run on the hypervisor root, and Rust code reaches it with [`this`]. No `swapgs`, no GS
+//! base games, nothing per-pCPU in a global `static`.
+//!
+//! DESIGN.md §10 puts a pointer to this data in the read-only CPU page; Xenia keeps the data
+//! itself in a page of the entry area that guest roots do not map instead, because the CPU
+//! page is readable from ring 1 and must show a guest no hypervisor address (issue 10's
+//! finding F7, which the attack suite checks). The effect is the same: one address, a
+//! different frame per pCPU.
 //!
 //! Standing assumption: a pCPU touches only its own `PerCpu` (fields are atomics so that a
 //! later IPI handler or a remote reader for `xl vcpu-list` can read them without a lock).
@@ -96,25 +100,11 @@ impl PerCpu {
     }
 }
 
-/// The boot CPU's data (see the module docs for why it is in the image).
-static BOOT_CPU: PerCpu = PerCpu::new(0);
-
-/// The boot CPU's `PerCpu`, for `entry::install_boot` to hang in its CPU page.
-pub(super) fn boot_cpu() -> &'static PerCpu {
-    &BOOT_CPU
-}
-
-/// This pCPU's data, through the pointer in its entry area's CPU page.
+/// This pCPU's data, in its entry area.
 pub fn this() -> &'static PerCpu {
-    let consts = super::entry::consts();
-    // SAFETY: the CPU page is mapped at this address on every pCPU from `install_boot` on
-    // (before any Rust code that calls this); the field is written once at install time.
-    let ptr = unsafe { core::ptr::read_volatile(&raw const (*consts).percpu) };
-    assert!(
-        ptr != 0,
-        "per-pCPU data used before the entry area was installed"
-    );
-    // SAFETY: the pointer was set by `install_boot` (or an AP's start-up) to a `PerCpu` that
-    // lives for the hypervisor's whole run and is only accessed through atomics.
-    unsafe { &*(ptr as *const PerCpu) }
+    let at = super::entry::va(super::entry::PERCPU_OFFSET) as *const PerCpu;
+    // SAFETY: from `install_boot` on (before any code that calls this), the page at this
+    // address holds this pCPU's initialised `PerCpu`, mapped for the hypervisor's whole run;
+    // it is only accessed through atomics.
+    unsafe { &*at }
 }
