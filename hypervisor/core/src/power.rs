@@ -1,4 +1,5 @@
-//! Stopping the machine: clean power-off, failure, reboot (DESIGN.md §8).
+//! Why the machine stops: clean power-off, failure, reboot (DESIGN.md §8), and the code each
+//! reason is reported with. The hypervisor's `power` module does the stopping.
 //!
 //! With the `debug-exit` option the hypervisor reports how it stopped through QEMU's
 //! isa-debug-exit device at port 0xf4; QEMU then exits with `(code << 1) | 1`.
@@ -36,9 +37,6 @@ impl ExitReason {
         ((self.debug_exit_code() as i32) << 1) | 1
     }
 }
-
-#[cfg(target_os = "none")]
-pub use crate::arch::x86_64::power::{exit, set_debug_exit};
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,8 @@ pub mod power;
 #[cfg(target_os = "none")]
 pub mod serial;
 #[cfg(target_os = "none")]
+pub mod time;
+#[cfg(target_os = "none")]
 pub mod trap;
 
 #[cfg(target_os = "none")]
