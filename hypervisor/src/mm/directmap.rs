@@ -95,6 +95,64 @@ pub fn covers(chunks: &[Chunk], start: u64, len: u64) -> bool {
     len == 0
 }
 
+/// Words of a frame through the direct map: the one place `mm` turns a machine frame into
+/// memory (issue 11 §3). The frame-table glue (`ft.rs`), the M2P (`m2p.rs`) and the frame
+/// allocator (`frames.rs`) use these instead of dereferencing `phys_to_virt` themselves.
+///
+/// Every access is a volatile (or atomic) access through a raw pointer, never a Rust
+/// reference, so a guest writing the same frame at the same time is no data race in the
+/// hypervisor's sense; `index` is checked. What the type system does not check is that the
+/// frame is the caller's to read or write — a frame from the frame allocator, a page table
+/// the frame table validated, the M2P's own — and not hypervisor memory that Rust code holds
+/// a reference into (the image, the heap): that is the callers' standing obligation.
+#[cfg(target_os = "none")]
+mod frame_words {
+    use core::sync::atomic::AtomicU64;
+
+    use crate::arch::x86_64::layout::phys_to_virt;
+    use crate::mm::{Mfn, PAGE_SIZE};
+
+    /// 64-bit words in a frame.
+    pub const WORDS: usize = (PAGE_SIZE / 8) as usize;
+
+    fn word(mfn: Mfn, index: usize) -> *mut u64 {
+        assert!(index < WORDS, "word {index} of a frame");
+        (phys_to_virt(mfn.phys()) + 8 * index as u64) as *mut u64
+    }
+
+    /// Word `index` of frame `mfn`.
+    pub fn read_u64(mfn: Mfn, index: usize) -> u64 {
+        // SAFETY: an aligned word inside a frame the direct map covers (RAM); see the module
+        // docs for whose frame it may be.
+        unsafe { core::ptr::read_volatile(word(mfn, index)) }
+    }
+
+    /// Writes word `index` of frame `mfn`.
+    pub fn write_u64(mfn: Mfn, index: usize, value: u64) {
+        // SAFETY: as in `read_u64`.
+        unsafe { core::ptr::write_volatile(word(mfn, index), value) }
+    }
+
+    /// Word `index` of frame `mfn` as an atomic, for a table the hypervisor writes while
+    /// guests read it (the M2P).
+    pub fn atomic_u64(mfn: Mfn, index: usize) -> &'static AtomicU64 {
+        // SAFETY: as in `read_u64`; the word is only ever accessed atomically or volatilely,
+        // never through a `&mut`, so a shared `AtomicU64` over it for the rest of the run is
+        // sound while the frame stays the caller's (the M2P never frees its frames).
+        unsafe { AtomicU64::from_ptr(word(mfn, index)) }
+    }
+
+    /// Fills frame `mfn` with zeros.
+    pub fn zero_frame(mfn: Mfn) {
+        // SAFETY: a whole frame the direct map covers, written through a raw pointer; see the
+        // module docs.
+        unsafe { core::ptr::write_bytes(word(mfn, 0).cast::<u8>(), 0, PAGE_SIZE as usize) }
+    }
+}
+
+#[cfg(target_os = "none")]
+pub use frame_words::{WORDS, atomic_u64, read_u64, write_u64, zero_frame};
+
 #[cfg(test)]
 mod tests {
     use super::*;

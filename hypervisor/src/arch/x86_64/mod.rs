@@ -9,6 +9,8 @@ pub mod layout;
 #[cfg(target_os = "none")]
 pub mod apic;
 #[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod entry;
