@@ -14,6 +14,8 @@
 //!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
 //! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
 //!   grants, events and memory map with `cargo-mutants` (see [`mutants`]); not part of CI.
+//! - `cargo xtask stats [--files] [--root DIR]`: lines of code and `unsafe` per crate and for the TCB
+//!   (see [`stats`]; docs/architecture.md quotes it).
 //!
 //! Works from any directory: the workspace root is this package's parent directory.
 #![forbid(unsafe_code)]
@@ -25,6 +27,7 @@ mod initrd;
 mod kernels;
 mod lint;
 mod mutants;
+mod stats;
 mod userland;
 
 use std::os::unix::process::CommandExt;
@@ -64,6 +67,18 @@ enum Cmd {
     Fuzz(FuzzArgs),
     /// Mutation testing of the frame table, grants, events and memory map (slow; not CI).
     Mutants(MutantsArgs),
+    /// Count non-test lines of code and `unsafe` per crate and for the TCB.
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Also list every file that has `unsafe` in it.
+    #[arg(long)]
+    files: bool,
+    /// Count the workspace at DIR (another checkout, to compare) instead of this one.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -153,6 +168,8 @@ fn main() -> ExitCode {
         Cmd::Mutants(args) => {
             mutants::run(ws.root(), args.timeout, args.shard.as_deref()).map(|()| ExitCode::SUCCESS)
         }
+        Cmd::Stats(args) => stats::run(args.root.as_deref().unwrap_or(ws.root()), args.files)
+            .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|message| {
         eprintln!("error: {message}");
