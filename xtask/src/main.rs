@@ -7,9 +7,9 @@
 //! - `cargo xtask run [--mem MiB] [--cpus N] [--cpu MODEL] [-- QEMU ARGS]`: boots it in QEMU
 //!   on this terminal.
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
-//!   clippy), host unit tests, short fuzz runs, then the QEMU scenarios whose names contain
-//!   FILTER.
-//! - `cargo xtask bench [--domains N]`: benchmarks (see [`bench`]).
+//!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
+//!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER.
+//! - `cargo xtask bench [--domains N]`: benchmarks (see [`mod@bench`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
 //!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
 //! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
@@ -299,12 +299,16 @@ fn test(ws: &Workspace, args: &TestArgs) -> Result<ExitCode, String> {
         "--release",
         "-p",
         "xenia-hypervisor",
+        "-p",
+        "xenia-core",
         "--target",
         "x86_64-unknown-none",
         "--",
         "-D",
         "warnings",
     ]))?;
+    println!("checking the docs (cargo doc, warnings and broken links denied)...");
+    docs(ws)?;
     println!("running host unit tests...");
     host::run(host::cargo(ws.root()).args(["test", "--quiet", "--workspace"]))
         .map_err(|e| format!("host unit tests failed ({e}); not running the QEMU scenarios"))?;
@@ -322,6 +326,37 @@ fn test(ws: &Workspace, args: &TestArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `cargo doc --no-deps` with every rustdoc warning an error (broken and ambiguous
+/// intra-doc links above all): the host crates on the host, and the bare-metal kernels (see
+/// [`kernels::KERNELS`]) for their target, where the modules their docs link to exist.
+fn docs(ws: &Workspace) -> Result<(), String> {
+    let mut kernels: Vec<&str> = kernels::KERNELS.iter().map(|k| k.package).collect();
+    kernels.dedup();
+    let mut host_docs = host::cargo(ws.root());
+    host_docs.env("RUSTDOCFLAGS", "-D warnings").args([
+        "doc",
+        "--quiet",
+        "--no-deps",
+        "--workspace",
+    ]);
+    for k in &kernels {
+        host_docs.args(["--exclude", k]);
+    }
+    host::run(&mut host_docs).map_err(|e| format!("{e}: fix the doc warnings above"))?;
+    let mut kernel_docs = host::cargo(ws.root());
+    kernel_docs.env("RUSTDOCFLAGS", "-D warnings").args([
+        "doc",
+        "--quiet",
+        "--no-deps",
+        "--target",
+        kernels::KERNEL_TARGET,
+    ]);
+    for k in &kernels {
+        kernel_docs.args(["--package", k]);
+    }
+    host::run(&mut kernel_docs).map_err(|e| format!("{e}: fix the doc warnings above"))
 }
 
 /// `path` relative to the workspace root when it is inside it, for messages.

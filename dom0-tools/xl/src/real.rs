@@ -1,7 +1,7 @@
 //! The real [`System`]: dom0's devices (`/dev/xen/privcmd` for
 //! hypercalls, `/dev/xen/xenia` for the kernel's records and consoles) and
-//! the initrd's files. Thin glue over [`sys`](crate::sys) and
-//! [`hv`](crate::hv); the logic is in [`verbs`](crate::verbs).
+//! the initrd's files. Thin glue over [`crate::sys`] and
+//! [`dom0_tools::xen`]; the logic is in [`crate::verbs`].
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};

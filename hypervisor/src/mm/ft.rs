@@ -38,7 +38,7 @@ impl PageMemory for DirectMem {
     }
 }
 
-/// Physical address width (CPUID 8000_0008h EAX[7:0]); 36 when the CPU does not say.
+/// Physical address width (CPUID 8000_0008h `EAX[7:0]`); 36 when the CPU does not say.
 fn phys_addr_bits() -> u8 {
     use core::arch::x86_64::__cpuid;
     if __cpuid(0x8000_0000).eax >= 0x8000_0008 {

@@ -52,7 +52,7 @@ pub struct Env {
     pub foreign: u64,
     /// Whether the CPU has NX.
     pub nx: bool,
-    /// The physical address width (CPUID 8000_0008h EAX[7:0]; Intel SDM Vol. 3A §4.1.4):
+    /// The physical address width (CPUID 8000_0008h `EAX[7:0]`; Intel SDM Vol. 3A §4.1.4):
     /// address bits from here to 51 are reserved in every entry.
     pub phys_bits: u32,
 }

@@ -384,7 +384,7 @@ fn stack_switch(c: &mut Checks) {
     );
 }
 
-/// What fs:[0] / gs:[0] should read once the base points at it.
+/// What `fs:[0]` / `gs:[0]` should read once the base points at it.
 static SEGMENT_MARKER: u64 = 0x5e65_e47b_a5e0_0001;
 
 fn read_fs0() -> u64 {
