@@ -4,9 +4,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use multiboot2::{BootInformation, BootInformationHeader};
-
-use crate::arch::x86_64::layout::{DIRECTMAP_BASE, phys_to_virt};
+use crate::arch::x86_64::layout::DIRECTMAP_BASE;
 use crate::mm::memmap::{EntryKind, PhysRange, RawEntry};
 
 pub struct Module {
@@ -29,11 +27,7 @@ pub struct BootInfo {
 
 /// Reads the boot information at physical address `mbi_phys`.
 pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
-    let ptr = phys_to_virt(u64::from(mbi_phys)) as *const BootInformationHeader;
-    // SAFETY: GRUB places the boot information below 4 GiB, which the bootstrap direct
-    // map covers; `load` checks alignment, the total size and the tag sequence before
-    // anything is read through it, and nothing writes that memory while we run.
-    let info = unsafe { BootInformation::load(ptr) }.map_err(|e| {
+    let info = crate::arch::x86_64::boot::multiboot_info(mbi_phys).map_err(|e| {
         alloc::format!("the multiboot2 boot information at {mbi_phys:#x} is malformed: {e}")
     })?;
     let mut problems = Vec::new();

@@ -1,16 +1,21 @@
 //! # Xenia, the hypervisor
 //!
 //! A ring-0, `no_std` hypervisor for x86-64 PCs that GRUB boots with multiboot2. It owns
-//! the CPUs, physical memory, the interrupt controllers and COM1; guests (later issues)
-//! run in ring 1 and ring 3 and reach it only through hypercalls, traps and events.
+//! the CPUs, physical memory, the interrupt controllers and COM1; guests (dom0 and the
+//! domains it builds) run in ring 1 and ring 3 and reach it only through hypercalls, traps
+//! and events.
 //!
 //! Principles: the hypervisor trusts its own image and the boot information only after
 //! checking it; it never dereferences a guest address; a fault caused by a guest is the
 //! guest's, never a hypervisor panic. Hardware is wrapped in small safe types under
-//! `arch/`; the logic that does not need hardware (memory map, options, ACPI parsing,
-//! the dmesg ring) is host-tested.
+//! `arch/`; the logic that does not need hardware (frame table, grants, event channels,
+//! scheduler, memory map, options, ACPI parsing, the dmesg ring) is the `xenia-core` crate,
+//! which has no `unsafe` code and is host-tested. This crate is `arch/`, the entry code and
+//! the glue that gives the core's rules real memory; it re-exports the core's modules under
+//! the paths its code has always used (`crate::grant`, `crate::mm::frame_table`, ...).
 //!
-//! This crate builds for the host too (`cargo test`), where only that logic is compiled.
+//! This crate builds for the host too (`cargo test`), where only its hardware-independent
+//! remainder is compiled.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -20,19 +25,13 @@
 
 extern crate alloc;
 
-pub mod acpi;
 pub mod arch;
-pub mod conswitch;
-pub mod cpuinfo;
-pub mod dmesg;
 pub mod domain;
-pub mod event;
-pub mod grant;
 pub mod mm;
-pub mod options;
 pub mod power;
-pub mod sched;
 pub mod time;
+
+pub use xenia_core::{acpi, conswitch, cpuinfo, dmesg, event, grant, options, sched};
 
 #[cfg(target_os = "none")]
 mod boot_info;

@@ -11,15 +11,9 @@ use crate::mm::{frames, heap};
 use crate::options::{self, Console, SelfTest};
 use crate::power::{self, ExitReason};
 
-unsafe extern "C" {
-    static __image_phys_start: u8;
-    static __image_phys_end: u8;
-}
-
-/// Called by `boot/entry.s` in long mode on the bootstrap page tables, with the physical
-/// address of the multiboot2 boot information.
-#[unsafe(no_mangle)]
-extern "C" fn xenia_start64(mbi_phys: u32) -> ! {
+/// The boot path proper, from `arch::x86_64::boot`'s entry shim, with the physical address of
+/// the multiboot2 boot information.
+pub fn start(mbi_phys: u32) -> ! {
     crate::console::init();
     log::info!("Xenia {}", crate::VERSION);
     entry::install_boot();
@@ -132,10 +126,7 @@ fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Optio
 /// Usable RAM and free frames, with the image, the modules and the boot information
 /// excluded. Problems with the map are logged, not fatal.
 fn memory_layout(boot: &BootInfo) -> memmap::MemoryLayout {
-    let image = PhysRange {
-        start: (&raw const __image_phys_start) as u64,
-        end: (&raw const __image_phys_end) as u64,
-    };
+    let image = arch::boot::image_phys_range();
     let names: Vec<alloc::string::String> = (0..boot.modules.len())
         .map(|i| alloc::format!("module {i}"))
         .collect();
@@ -225,28 +216,20 @@ fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Featur
 
 fn provoke_invalid_opcode() {
     log::info!("selftest: executing ud2 in ring 0");
-    // SAFETY: deliberately raises #UD; the exception handler stops the machine.
-    unsafe { core::arch::asm!("ud2") };
+    arch::boot::raise_invalid_opcode();
 }
 
 fn provoke_page_fault() {
     const UNMAPPED: u64 = 0x0dea_dbee_f000;
     log::info!("selftest: reading unmapped address {UNMAPPED:#x}");
-    // SAFETY: deliberately raises #PF (the lower half is unmapped in the hypervisor's
-    // tables); the exception handler stops the machine.
-    let _ = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
+    arch::boot::read_unmapped(UNMAPPED);
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut out = crate::console::emergency();
     let _ = writeln!(out, "\nhypervisor panic: {info}");
-    let rbp: u64;
-    // SAFETY: reads the frame pointer register; no memory is touched.
-    unsafe {
-        core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
-    };
-    trap::write_call_trace(&mut out, 0, rbp);
+    trap::write_call_trace(&mut out, 0, arch::boot::frame_pointer());
     power::exit(ExitReason::HypervisorFailure)
 }
 

@@ -8,7 +8,7 @@
 //!    first [`FEATURE_ORDER`] in that order, possibly more after,
 //! 4. `memory: <N> MiB usable`,
 //! 5. per module `module <i>: <bytes> bytes, cmdline "<text>"`; then, with no module,
-//!    [`NO_DOM0`], else (until dom0 can be built) [`NO_DOM0_BUILDER`].
+//!    [`NO_DOM0`], else the hypervisor builds dom0 from module 0.
 //!
 //! Somewhere along the way the APIC timer calibration logs a line starting [`APIC_TIMER`].
 //! An unknown option `NAME` gives [`unknown_option_warning`]`(NAME)` and the boot goes on. A

@@ -16,12 +16,12 @@ use std::path::Path;
 /// The files whose non-test code a guest's hypercalls reach.
 pub const GUEST_PATHS: &[&str] = &[
     "hypervisor/src/guest",
-    "hypervisor/src/event.rs",
-    "hypervisor/src/grant.rs",
+    "hypervisor/core/src/event.rs",
+    "hypervisor/core/src/grant.rs",
     "hypervisor/src/domain/lifecycle.rs",
     "hypervisor/src/domain/mod.rs",
-    "hypervisor/src/mm/frame_table.rs",
-    "hypervisor/src/mm/walk.rs",
+    "hypervisor/core/src/mm/frame_table.rs",
+    "hypervisor/core/src/mm/walk.rs",
     "hypervisor/src/console.rs",
 ];
 

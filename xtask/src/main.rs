@@ -7,13 +7,15 @@
 //! - `cargo xtask run [--mem MiB] [--cpus N] [--cpu MODEL] [-- QEMU ARGS]`: boots it in QEMU
 //!   on this terminal.
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
-//!   clippy), host unit tests, short fuzz runs, then the QEMU scenarios whose names contain
-//!   FILTER.
-//! - `cargo xtask bench [--domains N]`: benchmarks (see [`bench`]).
+//!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
+//!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER.
+//! - `cargo xtask bench [--domains N]`: benchmarks (see [`mod@bench`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
 //!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
 //! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
 //!   grants, events and memory map with `cargo-mutants` (see [`mutants`]); not part of CI.
+//! - `cargo xtask stats [--files] [--root DIR]`: lines of code and `unsafe` per crate and for the TCB
+//!   (see [`stats`]; docs/architecture.md quotes it).
 //!
 //! Works from any directory: the workspace root is this package's parent directory.
 #![forbid(unsafe_code)]
@@ -25,6 +27,7 @@ mod initrd;
 mod kernels;
 mod lint;
 mod mutants;
+mod stats;
 mod userland;
 
 use std::os::unix::process::CommandExt;
@@ -64,6 +67,18 @@ enum Cmd {
     Fuzz(FuzzArgs),
     /// Mutation testing of the frame table, grants, events and memory map (slow; not CI).
     Mutants(MutantsArgs),
+    /// Count non-test lines of code and `unsafe` per crate and for the TCB.
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Also list every file that has `unsafe` in it.
+    #[arg(long)]
+    files: bool,
+    /// Count the workspace at DIR (another checkout, to compare) instead of this one.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -157,6 +172,8 @@ fn main() -> ExitCode {
         Cmd::Mutants(args) => {
             mutants::run(ws.root(), args.timeout, args.shard.as_deref()).map(|()| ExitCode::SUCCESS)
         }
+        Cmd::Stats(args) => stats::run(args.root.as_deref().unwrap_or(ws.root()), args.files)
+            .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|message| {
         eprintln!("error: {message}");
@@ -305,12 +322,16 @@ fn checks(ws: &Workspace) -> Result<(), String> {
         "--release",
         "-p",
         "xenia-hypervisor",
+        "-p",
+        "xenia-core",
         "--target",
         "x86_64-unknown-none",
         "--",
         "-D",
         "warnings",
     ]))?;
+    println!("checking the docs (cargo doc, warnings and broken links denied)...");
+    docs(ws)?;
     println!("running host unit tests...");
     host::run(host::cargo(ws.root()).args(["test", "--quiet", "--workspace"]))
         .map_err(|e| format!("host unit tests failed ({e}); not running the QEMU scenarios"))?;
@@ -318,6 +339,37 @@ fn checks(ws: &Workspace) -> Result<(), String> {
     fuzz::run(ws.root(), None, f64::from(fuzz::CI_SECONDS), 0x5EED, None)
         .map_err(|e| format!("{e}; not running the QEMU scenarios"))?;
     Ok(())
+}
+
+/// `cargo doc --no-deps` with every rustdoc warning an error (broken and ambiguous
+/// intra-doc links above all): the host crates on the host, and the bare-metal kernels (see
+/// [`kernels::KERNELS`]) for their target, where the modules their docs link to exist.
+fn docs(ws: &Workspace) -> Result<(), String> {
+    let mut kernels: Vec<&str> = kernels::KERNELS.iter().map(|k| k.package).collect();
+    kernels.dedup();
+    let mut host_docs = host::cargo(ws.root());
+    host_docs.env("RUSTDOCFLAGS", "-D warnings").args([
+        "doc",
+        "--quiet",
+        "--no-deps",
+        "--workspace",
+    ]);
+    for k in &kernels {
+        host_docs.args(["--exclude", k]);
+    }
+    host::run(&mut host_docs).map_err(|e| format!("{e}: fix the doc warnings above"))?;
+    let mut kernel_docs = host::cargo(ws.root());
+    kernel_docs.env("RUSTDOCFLAGS", "-D warnings").args([
+        "doc",
+        "--quiet",
+        "--no-deps",
+        "--target",
+        kernels::KERNEL_TARGET,
+    ]);
+    for k in &kernels {
+        kernel_docs.args(["--package", k]);
+    }
+    host::run(&mut kernel_docs).map_err(|e| format!("{e}: fix the doc warnings above"))
 }
 
 /// `path` relative to the workspace root when it is inside it, for messages.

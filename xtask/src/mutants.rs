@@ -1,10 +1,11 @@
 //! `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the hardware-
 //! independent core. Runs `cargo-mutants` (installed into the user's cargo bin with `cargo
 //! install cargo-mutants --locked` if missing) over [`FILES`], with the host tests of
-//! `xenia-hypervisor` as the test suite, one job at a time, and prints per file the share of
-//! viable mutants the tests caught (a timeout counts as caught, as cargo-mutants counts it; a
-//! mutant that does not build is not viable). Slow — every mutant rebuilds the hypervisor's
-//! test binary — and not part of CI; `--shard K/N` tests every Nth mutant (a uniform sample).
+//! `xenia-core` (where these files live) as the test suite, one job at a time, and prints per
+//! file the share of viable mutants the tests caught (a timeout counts as caught, as
+//! cargo-mutants counts it; a mutant that does not build is not viable). Slow — every mutant
+//! rebuilds the core's test binary — and not part of CI; `--shard K/N` tests every Nth mutant
+//! (a uniform sample).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,10 +16,10 @@ use crate::host;
 /// The files mutated: the frame table, grants and events at least (issue 10), and the memory
 /// map.
 pub const FILES: &[&str] = &[
-    "hypervisor/src/mm/frame_table.rs",
-    "hypervisor/src/grant.rs",
-    "hypervisor/src/event.rs",
-    "hypervisor/src/mm/memmap.rs",
+    "hypervisor/core/src/mm/frame_table.rs",
+    "hypervisor/core/src/grant.rs",
+    "hypervisor/core/src/event.rs",
+    "hypervisor/core/src/mm/memmap.rs",
 ];
 
 /// Where cargo-mutants writes its results (it adds `mutants.out/`).
@@ -40,7 +41,7 @@ pub fn run(root: &Path, timeout: u32, shard: Option<&str>) -> Result<(), String>
     cmd.args([
         "mutants",
         "--package",
-        "xenia-hypervisor",
+        "xenia-core",
         "--jobs",
         "1",
         "--no-shuffle",
@@ -108,6 +109,14 @@ fn string_field<'a>(text: &'a str, key: &str) -> Option<(&'a str, &'a str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_file_exists() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for f in FILES {
+            assert!(root.join(f).is_file(), "{f} does not exist");
+        }
+    }
 
     #[test]
     fn summary_counts_per_file() {

@@ -45,15 +45,8 @@ pub fn alloc() -> Option<Mfn> {
 #[cfg(target_os = "none")]
 pub fn alloc_zeroed() -> Option<Mfn> {
     let mfn = alloc()?;
-    // SAFETY: a frame just taken from the allocator, so nothing else refers to it; RAM
-    // reached through the direct map.
-    unsafe {
-        core::ptr::write_bytes(
-            crate::arch::x86_64::layout::phys_to_virt(mfn.phys()) as *mut u8,
-            0,
-            super::PAGE_SIZE as usize,
-        )
-    };
+    // A frame just taken from the allocator: nothing else refers to it.
+    super::physmem::zero(mfn);
     Some(mfn)
 }
 

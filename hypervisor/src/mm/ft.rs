@@ -8,9 +8,8 @@
 use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
 
-use super::Mfn;
 use super::frame_table::{Config, FrameTable, Owner, PageMemory};
-use crate::arch::x86_64::layout::phys_to_virt;
+use super::{Mfn, physmem};
 
 static TABLE: spin::Once<spin::Mutex<FrameTable>> = spin::Once::new();
 
@@ -18,18 +17,15 @@ static TABLE: spin::Once<spin::Mutex<FrameTable>> = spin::Once::new();
 pub struct DirectMem;
 
 impl PageMemory for DirectMem {
+    // The frame table reads entries only of frames it knows (RAM, covered by the direct
+    // map), with `index` below 512. Guests may write data frames concurrently; page-table
+    // frames are read-only to them. It writes only entries it has validated.
     fn read_entry(&self, mfn: Mfn, index: usize) -> u64 {
-        // SAFETY: the frame table reads entries only of frames it knows (RAM, covered by
-        // the direct map); `index` is below 512. Guests may write data frames concurrently;
-        // page-table frames are read-only to them.
-        unsafe { core::ptr::read_volatile((phys_to_virt(mfn.phys()) as *const u64).add(index)) }
+        physmem::read_u64(mfn, index)
     }
 
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
-        // SAFETY: as above; the frame table writes only entries it has validated.
-        unsafe {
-            core::ptr::write_volatile((phys_to_virt(mfn.phys()) as *mut u64).add(index), value)
-        }
+        physmem::write_u64(mfn, index, value)
     }
 
     fn flush_tlbs(&mut self) {

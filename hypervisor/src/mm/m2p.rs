@@ -7,16 +7,18 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use x86_64::structures::paging::{PageTable, PageTableFlags as F};
+use x86_64::structures::paging::PageTableFlags as F;
 
-use super::{Mfn, PAGE_SIZE, frames};
-use crate::arch::x86_64::layout::{self, phys_to_virt};
+use super::{Mfn, PAGE_SIZE, frames, physmem};
+use crate::arch::x86_64::layout;
 
 /// The M2P entry of a frame nobody described (Xen's `INVALID_M2P_ENTRY`).
 pub const INVALID: u64 = u64::MAX;
 /// Where guests see the table.
 pub const RO_M2P_BASE: u64 = layout::slot_base(layout::RO_M2P_SLOT);
 const ENTRIES_PER_FRAME: u64 = PAGE_SIZE / 8;
+/// Bits 12..51 of a page-table entry: the frame address (Intel SDM Vol. 3A §4.5, Table 4-15).
+const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
 struct Table {
     /// The frames holding the table, in order.
@@ -33,10 +35,9 @@ fn new_zeroed_frame() -> Mfn {
     frames::alloc_zeroed().expect("no memory for the M2P table")
 }
 
-fn table_at(mfn: Mfn) -> &'static mut PageTable {
-    // SAFETY: page-table frames made here are owned by this module and reached through the
-    // direct map; each is filled once, at boot, before any guest root refers to it.
-    unsafe { &mut *(phys_to_virt(mfn.phys()) as *mut PageTable) }
+/// A page-table entry mapping `to` with `flags`.
+fn entry(to: Mfn, flags: F) -> u64 {
+    to.phys() | flags.bits()
 }
 
 /// Builds the table for machine frames `0..entries`, every entry `INVALID`, and the
@@ -47,33 +48,30 @@ pub fn init(entries: u64, nx: bool) {
         let mut table_frames = Vec::with_capacity(nr_frames as usize);
         for _ in 0..nr_frames {
             let mfn = frames::alloc().expect("no memory for the M2P table");
-            // SAFETY: a frame just taken from the allocator, reached through the direct map.
-            unsafe {
-                let p = phys_to_virt(mfn.phys()) as *mut u64;
-                for i in 0..ENTRIES_PER_FRAME as usize {
-                    p.add(i).write(INVALID);
-                }
+            for i in 0..ENTRIES_PER_FRAME as usize {
+                physmem::write_u64(mfn, i, INVALID);
             }
             table_frames.push(mfn);
         }
-        // One L3 for the slot; an L2 per GiB and an L1 per 2 MiB of table.
+        // One L3 for the slot; an L2 per GiB and an L1 per 2 MiB of table. The table frames
+        // are this module's, filled once, at boot, before any guest root refers to them.
         let leaf = F::PRESENT | if nx { F::NO_EXECUTE } else { F::empty() };
         let l3 = new_zeroed_frame();
-        for (i, chunk) in table_frames.chunks(512).enumerate() {
+        for (i, chunk) in table_frames.chunks(physmem::WORDS).enumerate() {
             let l1 = new_zeroed_frame();
             for (j, mfn) in chunk.iter().enumerate() {
-                table_at(l1)[j].set_addr(x86_64::PhysAddr::new(mfn.phys()), leaf);
+                physmem::write_u64(l1, j, entry(*mfn, leaf));
             }
-            let (l3_index, l2_index) = (i / 512, i % 512);
-            let l3_entry = &mut table_at(l3)[l3_index];
-            let l2 = if l3_entry.is_unused() {
-                let l2 = new_zeroed_frame();
-                l3_entry.set_addr(x86_64::PhysAddr::new(l2.phys()), F::PRESENT);
-                l2
-            } else {
-                Mfn::from_phys(l3_entry.addr().as_u64())
+            let (l3_index, l2_index) = (i / physmem::WORDS, i % physmem::WORDS);
+            let l2 = match physmem::read_u64(l3, l3_index) {
+                0 => {
+                    let l2 = new_zeroed_frame();
+                    physmem::write_u64(l3, l3_index, entry(l2, F::PRESENT));
+                    l2
+                }
+                present => Mfn::from_phys(present & ADDR_MASK),
             };
-            table_at(l2)[l2_index].set_addr(x86_64::PhysAddr::new(l1.phys()), F::PRESENT);
+            physmem::write_u64(l2, l2_index, entry(l1, F::PRESENT));
         }
         Table {
             frames: table_frames,
@@ -89,10 +87,12 @@ fn slot(mfn: Mfn) -> Option<&'static AtomicU64> {
         return None;
     }
     let frame = t.frames[(mfn.0 / ENTRIES_PER_FRAME) as usize];
-    let at = phys_to_virt(frame.phys()) + (mfn.0 % ENTRIES_PER_FRAME) * 8;
-    // SAFETY: `at` is an aligned u64 inside a table frame owned by this module, mapped by
-    // the direct map; guests only ever read it (their mapping is read-only).
-    Some(unsafe { AtomicU64::from_ptr(at as *mut u64) })
+    // A table frame owned by this module; guests only ever read it (their mapping is
+    // read-only).
+    Some(physmem::atomic_u64(
+        frame,
+        (mfn.0 % ENTRIES_PER_FRAME) as usize,
+    ))
 }
 
 /// Records that `mfn` is pseudo-physical frame `pfn` of its owner.

@@ -9,6 +9,8 @@ pub mod layout;
 #[cfg(target_os = "none")]
 pub mod apic;
 #[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod entry;
@@ -26,6 +28,8 @@ pub mod pit;
 pub mod power;
 #[cfg(target_os = "none")]
 pub mod serial;
+#[cfg(target_os = "none")]
+pub mod time;
 #[cfg(target_os = "none")]
 pub mod trap;
 

@@ -13,7 +13,7 @@ use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
 
 use super::{Mfn, PAGE_SIZE};
-use crate::arch::x86_64::layout::{in_hypervisor_range, is_canonical};
+use crate::layout::{in_hypervisor_range, is_canonical};
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;

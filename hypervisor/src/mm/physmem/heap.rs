@@ -18,8 +18,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use buddy_system_allocator::LockedHeap;
 
-use super::frames;
 use crate::arch::x86_64::layout::phys_to_virt;
+use crate::mm::{Mfn, PAGE_SIZE, frames};
 
 /// Enough for boot-time bookkeeping (memory map, frame allocator nodes).
 const BOOT_HEAP_BYTES: usize = 2 * 1024 * 1024;
@@ -58,7 +58,7 @@ unsafe impl GlobalAlloc for GrowingHeap {
         let p = unsafe { self.heap.alloc(layout) };
         if !p.is_null() {
             if self.free() < LOW_WATER {
-                self.grow_once(GROW_STEP, super::PAGE_SIZE);
+                self.grow_once(GROW_STEP, PAGE_SIZE);
             }
             return p;
         }
@@ -92,8 +92,8 @@ impl GrowingHeap {
         if self.growing.swap(true, Ordering::Acquire) {
             return false;
         }
-        let min = min_bytes.div_ceil(super::PAGE_SIZE).next_power_of_two();
-        let mut run = bytes.div_ceil(super::PAGE_SIZE).next_power_of_two();
+        let min = min_bytes.div_ceil(PAGE_SIZE).next_power_of_two();
+        let mut run = bytes.div_ceil(PAGE_SIZE).next_power_of_two();
         let mut grown = false;
         while run >= min {
             if let Some(first) = frames::try_alloc_contiguous(run) {
@@ -117,15 +117,15 @@ pub fn init() {
 
 /// Hands `run` frames starting at `first`, just taken from the frame allocator, to the heap.
 /// `false` (the frames given back) when the direct map's record of heap runs is full.
-fn add_frames(first: super::Mfn, run: u64) -> bool {
+fn add_frames(first: Mfn, run: u64) -> bool {
     // The direct map must know these frames hold Rust objects from now on, so that it never
     // hands them out as raw memory (mm::physmem).
-    if !super::physmem::note_heap_run(first, run) {
+    if !super::note_heap_run(first, run) {
         frames::free_contiguous(first, run);
         return false;
     }
     let start = phys_to_virt(first.phys()) as usize;
-    let end = start + (run * super::PAGE_SIZE) as usize;
+    let end = start + (run * PAGE_SIZE) as usize;
     // SAFETY: the frames were just taken from the frame allocator, so nothing else owns
     // them, and the direct map makes them writable at `start..end`.
     unsafe { HEAP.heap.lock().add_to_heap(start, end) };
@@ -143,7 +143,7 @@ fn add_run(run: u64) -> bool {
 /// Adds about `bytes` from the frame allocator to the heap, as a sum of power-of-two
 /// runs (a buddy heap serves an allocation only from one run). Returns the bytes added.
 pub fn grow(bytes: u64) -> u64 {
-    let page = super::PAGE_SIZE;
+    let page = PAGE_SIZE;
     let mut remaining = bytes.div_ceil(page);
     let mut added = 0;
     while remaining > 0 {
@@ -164,12 +164,8 @@ pub fn grow(bytes: u64) -> u64 {
 /// Adds one run large enough for a single allocation of `bytes` (such as the frame
 /// table). Returns the bytes added (0 if memory is too fragmented or short).
 pub fn grow_for_allocation(bytes: u64) -> u64 {
-    let run = bytes.div_ceil(super::PAGE_SIZE).next_power_of_two();
-    if add_run(run) {
-        run * super::PAGE_SIZE
-    } else {
-        0
-    }
+    let run = bytes.div_ceil(PAGE_SIZE).next_power_of_two();
+    if add_run(run) { run * PAGE_SIZE } else { 0 }
 }
 
 /// Total bytes under the heap allocator.
@@ -185,6 +181,6 @@ pub fn used() -> usize {
 /// Whether `bytes` more can be allocated on a domain's behalf without eating into
 /// [`RESERVE`]: free heap plus free frames, less the reserve.
 pub fn headroom(bytes: u64) -> bool {
-    let free = HEAP.free() as u64 + frames::free_count() * super::PAGE_SIZE;
+    let free = HEAP.free() as u64 + frames::free_count() * PAGE_SIZE;
     free.saturating_sub(RESERVE) >= bytes
 }

@@ -1,6 +1,9 @@
-//! The direct map as the hypervisor uses it: the one module that turns a machine frame into
-//! bytes it can read or write (DESIGN.md §4). Everything else names frames by [`Mfn`] and
-//! calls these functions; no other code outside `arch/` dereferences a physical address.
+//! Physical memory as the hypervisor touches it (DESIGN.md §4): the one module outside
+//! `arch/` that turns machine frames into memory. Its functions read, write, zero or copy a
+//! frame through the direct map, or view a structure of atomics in one; its [`heap`] turns
+//! runs of frames into the Rust heap (the global allocator). Everything else names frames
+//! by [`Mfn`] and calls these functions; no other code outside `arch/` dereferences a
+//! physical address or holds an `unsafe` block.
 //!
 //! # What the functions guarantee, and what they leave to the caller
 //!
@@ -16,12 +19,16 @@
 //! Whether a domain may have a frame read or written is not this module's question: the
 //! frame table answers it (ownership, type, references) before a caller comes here.
 
+pub mod heap;
+
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Mfn, PAGE_SIZE};
 use crate::arch::x86_64::layout::phys_to_virt;
 
-const WORDS_PER_FRAME: usize = (PAGE_SIZE / 8) as usize;
+/// 64-bit words (page-table entries) in a frame.
+pub const WORDS: usize = (PAGE_SIZE / 8) as usize;
+const WORDS_PER_FRAME: usize = WORDS;
 
 /// Most runs of frames the heap may take (each at least one page; the heap grows in 2 MiB
 /// steps, so this covers 2 GiB of heap at that step). Growth beyond it is refused.
@@ -141,6 +148,16 @@ pub fn copy(src: Mfn, src_offset: usize, dst: Mfn, dst_offset: usize, len: usize
     // SAFETY: both ranges lie inside covered frames holding no Rust object; `copy` allows
     // overlap.
     unsafe { core::ptr::copy(from as *const u8, to as *mut u8, len) }
+}
+
+/// Word `index` of `mfn` as an atomic, for a table the hypervisor writes while guests read
+/// it (the M2P). The caller keeps the frame for that purpose for the rest of the run.
+pub fn atomic_u64(mfn: Mfn, index: usize) -> &'static AtomicU64 {
+    assert!(index < WORDS_PER_FRAME, "word {index} is outside a frame");
+    let va = frame_va(mfn) + 8 * index as u64;
+    // SAFETY: an aligned word inside a covered frame holding no Rust object; it is only ever
+    // accessed atomically or volatilely, never through a `&mut`.
+    unsafe { AtomicU64::from_ptr(va as *mut u64) }
 }
 
 /// Structures made only of atomics, which may be viewed in place in a frame that a guest

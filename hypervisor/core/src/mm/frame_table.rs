@@ -1,5 +1,5 @@
 //! The frame table: for every machine frame, who owns it, what it is used as and who refers
-//! to it (DESIGN.md §4). It supersedes `owner.rs`.
+//! to it (DESIGN.md §4).
 //!
 //! # The model, Xen's (`xen/arch/x86/mm.c`)
 //!

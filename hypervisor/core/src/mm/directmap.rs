@@ -1,4 +1,6 @@
-//! What the direct map covers and with which caching (DESIGN.md §4).
+//! What the direct map covers and with which caching (DESIGN.md §4): the plan the
+//! hypervisor's page-table code maps (`arch/x86_64/paging.rs`). Reaching memory through the
+//! direct map is the hypervisor's `mm::physmem`, not this module's.
 //!
 //! The direct map is the hypervisor's window on physical memory. It covers all of the
 //! first 4 GiB (firmware tables, device registers and RAM live there on PCs) and all RAM
@@ -95,6 +97,16 @@ pub fn covers(chunks: &[Chunk], start: u64, len: u64) -> bool {
     len == 0
 }
 
+/// Words of a frame through the direct map: the one place `mm` turns a machine frame into
+/// memory (issue 11 §3). The frame-table glue (`ft.rs`), the M2P (`m2p.rs`) and the frame
+/// allocator (`frames.rs`) use these instead of dereferencing `phys_to_virt` themselves.
+///
+/// Every access is a volatile (or atomic) access through a raw pointer, never a Rust
+/// reference, so a guest writing the same frame at the same time is no data race in the
+/// hypervisor's sense; `index` is checked. What the type system does not check is that the
+/// frame is the caller's to read or write — a frame from the frame allocator, a page table
+/// the frame table validated, the M2P's own — and not hypervisor memory that Rust code holds
+/// a reference into (the image, the heap): that is the callers' standing obligation.
 #[cfg(test)]
 mod tests {
     use super::*;
