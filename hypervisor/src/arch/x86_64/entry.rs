@@ -566,19 +566,19 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
         root = frame.phys();
         cpu.guest_root.store(root, Ordering::SeqCst);
     }
-    for slot in 0..512u64 {
-        let value = if (FIRST_RESERVED_SLOT..=LAST_RESERVED_SLOT).contains(&slot) {
-            match slot {
+    // `guest_l4` is the domain's validated top-level table: one copy in, one copy out.
+    let mut entries = physmem::read_table(guest_l4);
+    for (slot, value) in entries.iter_mut().enumerate() {
+        let slot = slot as u64;
+        if (FIRST_RESERVED_SLOT..=LAST_RESERVED_SLOT).contains(&slot) {
+            *value = match slot {
                 ENTRY_AREA_SLOT => guest_slot_entry(),
                 super::layout::RO_M2P_SLOT => crate::mm::m2p::guest_slot_entry(),
                 _ => 0,
-            }
-        } else {
-            // `guest_l4` is the domain's validated top-level table.
-            physmem::read_u64(guest_l4, slot as usize)
-        };
-        physmem::write_u64(Mfn::from_phys(root), slot as usize, value);
+            };
+        }
     }
+    physmem::write_table(Mfn::from_phys(root), &entries);
     cpu.guest_cr3.store(root, Ordering::SeqCst);
     cpu.guest_root_source
         .store(guest_l4.phys(), Ordering::SeqCst);

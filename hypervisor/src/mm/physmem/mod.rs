@@ -21,7 +21,7 @@
 
 pub mod heap;
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::{Mfn, PAGE_SIZE};
 use crate::arch::x86_64::layout::phys_to_virt;
@@ -42,17 +42,23 @@ unsafe extern "C" {
     static __image_phys_end: u8;
 }
 
+/// How many slots of [`HEAP_RUNS`] are taken (the check scans only those: a handful in
+/// practice, since the heap grows in large steps).
+static HEAP_RUN_COUNT: AtomicUsize = AtomicUsize::new(0);
+
 /// Records that the heap took `pages` frames from `first` on (before it uses them). `false`
 /// when the record is full: the heap must not take the run then.
 pub fn note_heap_run(first: Mfn, pages: u64) -> bool {
     if pages == 0 || pages >= 1 << 20 {
         return false;
     }
-    let packed = (first.0 << 20) | pages;
-    HEAP_RUNS.iter().any(|slot| {
-        slot.compare_exchange(0, packed, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    })
+    let slot = HEAP_RUN_COUNT.fetch_add(1, Ordering::AcqRel);
+    if slot >= MAX_HEAP_RUNS {
+        HEAP_RUN_COUNT.fetch_sub(1, Ordering::AcqRel);
+        return false;
+    }
+    HEAP_RUNS[slot].store((first.0 << 20) | pages, Ordering::Release);
+    true
 }
 
 /// Whether `mfn` holds Rust objects of the hypervisor (the image or a heap run).
@@ -63,7 +69,8 @@ fn hypervisor_memory(mfn: Mfn) -> bool {
     if image.contains(&phys) {
         return true;
     }
-    HEAP_RUNS.iter().any(|slot| {
+    let used = HEAP_RUN_COUNT.load(Ordering::Acquire).min(MAX_HEAP_RUNS);
+    HEAP_RUNS[..used].iter().any(|slot| {
         let packed = slot.load(Ordering::Acquire);
         let (first, pages) = (packed >> 20, packed & ((1 << 20) - 1));
         packed != 0 && (first..first + pages).contains(&mfn.0)
@@ -111,6 +118,20 @@ pub fn write(mfn: Mfn, offset: usize, data: &[u8]) {
     let va = frame_va(mfn) + offset as u64;
     // SAFETY: as in `read`; no Rust reference to the frame's bytes exists to be invalidated.
     unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), va as *mut u8, data.len()) }
+}
+
+/// The whole of `mfn` as 512 words (a page table), copied in one go.
+pub fn read_table(mfn: Mfn) -> [u64; WORDS] {
+    let va = frame_va(mfn) as *const [u64; WORDS];
+    // SAFETY: one whole covered frame holding no Rust object, page-aligned; copied out.
+    unsafe { core::ptr::read_volatile(va) }
+}
+
+/// Sets the whole of `mfn` from 512 words (a page table the hypervisor owns).
+pub fn write_table(mfn: Mfn, words: &[u64; WORDS]) {
+    let va = frame_va(mfn) as *mut [u64; WORDS];
+    // SAFETY: as in `read_table`; no Rust reference to the frame exists to be invalidated.
+    unsafe { core::ptr::write_volatile(va, *words) }
 }
 
 /// Word `index` of `mfn` (a page-table entry), read once.
