@@ -195,8 +195,10 @@ impl<'a> Hc<'a> {
     /// it is the caller).
     pub fn pair(&mut self, other: DomId) -> Result<(&mut Domain, &mut Domain), Errno> {
         let other = self.resolve(other);
-        let (a, b) = two(&mut self.world.domains, self.dom, other)?;
-        Ok((a, b))
+        if other == self.dom {
+            return Err(Errno::EINVAL);
+        }
+        xenia_core::maps::two_mut(&mut self.world.domains, self.dom, other).ok_or(Errno::ESRCH)
     }
 
     /// The privilege token, for dom0's context only; `EPERM` for everyone else.
@@ -214,26 +216,6 @@ impl<'a> Hc<'a> {
     /// token that dom0 asked.
     pub fn world(&mut self, _: &Privileged) -> &mut World {
         self.world
-    }
-}
-
-/// Two different domains of `map` at once.
-pub fn two(
-    map: &mut alloc::collections::BTreeMap<DomId, Domain>,
-    a: DomId,
-    b: DomId,
-) -> Result<(&mut Domain, &mut Domain), Errno> {
-    if a == b {
-        return Err(Errno::EINVAL);
-    }
-    let (lo, hi) = (a.min(b), a.max(b));
-    // Both ends of one range: the first and the last entry, found in O(log n).
-    let mut range = map.range_mut(lo..=hi);
-    let first = range.next().filter(|(k, _)| **k == lo);
-    let last = range.next_back().filter(|(k, _)| **k == hi);
-    match (first, last) {
-        (Some((_, x)), Some((_, y))) => Ok(if a == lo { (x, y) } else { (y, x) }),
-        _ => Err(Errno::ESRCH),
     }
 }
 

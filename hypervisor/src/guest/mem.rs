@@ -8,8 +8,6 @@
 //! through the direct map (`mm::physmem`). The byte views of the ABI structures are
 //! zerocopy's derives, declared once in guest-abi where the types are defined.
 
-use core::marker::PhantomData;
-
 use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -17,106 +15,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use crate::mm::{Mfn, PAGE_SIZE, ft, physmem, walk};
 
 pub use crate::arch::x86_64::layout::{is_canonical, range_ok};
-
-/// A guest virtual address at which the guest says a `T` lies. Copy it in or out with
-/// [`AddressSpace::read`] and [`AddressSpace::write`]; nothing else can use it.
-pub struct GuestPtr<T> {
-    addr: u64,
-    _claims: PhantomData<fn() -> T>,
-}
-
-impl<T> Clone for GuestPtr<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for GuestPtr<T> {}
-
-impl<T> core::fmt::Debug for GuestPtr<T> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "GuestPtr({:#x})", self.addr)
-    }
-}
-
-impl<T> GuestPtr<T> {
-    pub const fn new(addr: u64) -> Self {
-        GuestPtr {
-            addr,
-            _claims: PhantomData,
-        }
-    }
-
-    /// The address as the guest gave it (for log lines and continuations).
-    pub const fn addr(self) -> u64 {
-        self.addr
-    }
-
-    pub const fn is_null(self) -> bool {
-        self.addr == 0
-    }
-
-    /// The field of type `U` at byte `offset` of the `T` (use `offset_of!`).
-    pub const fn field<U>(self, offset: usize) -> GuestPtr<U> {
-        GuestPtr::new(self.addr.wrapping_add(offset as u64))
-    }
-
-    /// The `T` `n` places further on (array indexing; the address may wrap, which the copy
-    /// then refuses).
-    pub const fn offset(self, n: u64) -> Self {
-        GuestPtr::new(
-            self.addr
-                .wrapping_add(n.wrapping_mul(core::mem::size_of::<T>() as u64)),
-        )
-    }
-}
-
-/// `len` consecutive `T`s at a guest address: an allegation whose extent was checked to lie
-/// in guest addresses (not yet to be mapped: each copy checks that).
-pub struct GuestSlice<T> {
-    start: GuestPtr<T>,
-    len: u64,
-}
-
-impl<T> Clone for GuestSlice<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for GuestSlice<T> {}
-
-impl<T> GuestSlice<T> {
-    /// `EFAULT` when `len` elements from `addr` overflow or leave the guest's addresses.
-    pub fn new(addr: u64, len: u64) -> Result<Self, Errno> {
-        let bytes = len
-            .checked_mul(core::mem::size_of::<T>() as u64)
-            .ok_or(Errno::EFAULT)?;
-        if !range_ok(addr, bytes) {
-            return Err(Errno::EFAULT);
-        }
-        Ok(GuestSlice {
-            start: GuestPtr::new(addr),
-            len,
-        })
-    }
-
-    /// How many `T`s.
-    pub const fn count(self) -> u64 {
-        self.len
-    }
-
-    /// Element `i`, if the slice has one.
-    pub const fn get(self, i: u64) -> Option<GuestPtr<T>> {
-        if i < self.len {
-            Some(self.start.offset(i))
-        } else {
-            None
-        }
-    }
-
-    pub const fn start(self) -> GuestPtr<T> {
-        self.start
-    }
-}
+pub use xenia_core::guest_ptr::{GuestPtr, GuestSlice};
 
 /// Largest structure [`AddressSpace::read`] copies in.
 const READ_MAX: usize = 8192;
