@@ -6,8 +6,12 @@
 //! and events.
 //!
 //! Principles: the hypervisor trusts its own image and the boot information only after
-//! checking it; it never dereferences a guest address; a fault caused by a guest is the
-//! guest's, never a hypervisor panic. Hardware is wrapped in small safe types under
+//! checking it; it never dereferences a guest address (a guest pointer is a `GuestPtr`, an
+//! allegation copied in or out after a software walk of the guest's tables); a fault caused
+//! by a guest is the guest's, never a hypervisor panic. Every hypercall and trap handler has
+//! one shape, `fn(&mut guest::context::Hc) -> HcResult`, and dom0's powers are a token only
+//! its context can make. `unsafe` code lives only under `arch/` (and the entry stubs there)
+//! and in `mm::physmem`, the one module that turns machine frames into memory. Hardware is wrapped in small safe types under
 //! `arch/`; the logic that does not need hardware (frame table, grants, event channels,
 //! scheduler, memory map, options, ACPI parsing, the dmesg ring) is the `xenia-core` crate,
 //! which has no `unsafe` code and is host-tested. This crate is `arch/`, the entry code and
