@@ -11,7 +11,7 @@ use guest_abi::errno::Errno;
 use crate::layout::range_ok;
 
 /// A guest virtual address at which the guest says a `T` lies. Copy it in or out with
-/// [`AddressSpace::read`] and [`AddressSpace::write`]; nothing else can use it.
+/// `AddressSpace::read` and `AddressSpace::write`; nothing else can use it.
 pub struct GuestPtr<T> {
     addr: u64,
     _claims: PhantomData<fn() -> T>,
