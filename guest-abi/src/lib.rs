@@ -465,6 +465,8 @@ pub mod grant;
 pub mod hypercall;
 pub mod layout;
 pub mod memory;
+pub mod porting;
+pub mod pte;
 pub mod sched;
 pub mod selectors;
 pub mod shared_info;

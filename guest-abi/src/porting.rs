@@ -1,0 +1,3 @@
+//! The porting guide, continued.
+//!
+//! # Errno tables
