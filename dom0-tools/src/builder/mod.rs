@@ -539,7 +539,7 @@ fn fill<H: Hypervisor>(
         .shared_info_frame(dom)
         .map_err(BuildError::hv(Step::SharedInfoFrame))?;
     let frames = Frames {
-        p2m: &p2m,
+        p2m: p2m.as_slice(),
         shared_info,
     };
     let console_pfn = sod

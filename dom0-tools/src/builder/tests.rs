@@ -335,7 +335,7 @@ fn builds_a_domain() {
     let p2m: Vec<Mfn> = d.p2m.values().copied().collect();
     assert!(d.p2m.keys().copied().eq((0..p2m.len() as u64).map(Pfn)));
     let frames = xenia_pvboot::boot::Frames {
-        p2m: &p2m,
+        p2m: p2m.as_slice(),
         shared_info: d.shared_info,
     };
     let mut planned = 0;

@@ -45,22 +45,43 @@ pub const ENTRIES: usize = 512;
 /// `rflags` bit 1, reserved and always 1 (Intel SDM Vol. 1 §3.4.3, Figure 3-8).
 pub const RFLAGS_FIXED: u64 = 1 << 1;
 
+/// A builder's p2m list: the machine frame behind each pseudo-physical frame of the new
+/// domain. A slice of [`Mfn`]s is one; a builder that keeps frame numbers in a type of its
+/// own implements it over that.
+pub trait P2m {
+    /// The machine frame behind `pfn`, if the domain has that frame.
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn>;
+}
+
+impl P2m for [Mfn] {
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        usize::try_from(pfn.0)
+            .ok()
+            .and_then(|i| self.get(i).copied())
+    }
+}
+
 /// The machine frames a builder obtained for the new domain.
-#[derive(Clone, Copy, Debug)]
-pub struct Frames<'a> {
+#[derive(Debug)]
+pub struct Frames<'a, P: P2m + ?Sized = [Mfn]> {
     /// The p2m list: entry `pfn` is the machine frame behind pseudo-physical frame `pfn`.
-    pub p2m: &'a [Mfn],
+    pub p2m: &'a P,
     /// The hypervisor-owned `shared_info` frame.
     pub shared_info: Mfn,
 }
 
-impl Frames<'_> {
+impl<P: P2m + ?Sized> Clone for Frames<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P: P2m + ?Sized> Copy for Frames<'_, P> {}
+
+impl<P: P2m + ?Sized> Frames<'_, P> {
     /// The machine frame behind `pfn`.
     pub fn mfn(&self, pfn: Pfn) -> Result<Mfn, BootError> {
-        usize::try_from(pfn.0)
-            .ok()
-            .and_then(|i| self.p2m.get(i).copied())
-            .ok_or(BootError::BeyondMemory(pfn))
+        self.p2m.mfn(pfn).ok_or(BootError::BeyondMemory(pfn))
     }
 }
 
@@ -96,10 +117,10 @@ fn leaf_flags(sod: &StartOfDay, va: u64, writable: bool) -> u64 {
 }
 
 /// The value of bootstrap page-table entry `e` of layout `sod`.
-pub fn entry_value(
+pub fn entry_value<P: P2m + ?Sized>(
     sod: &StartOfDay,
     e: &TableEntry,
-    frames: &Frames<'_>,
+    frames: &Frames<'_, P>,
 ) -> Result<u64, BootError> {
     Ok(match e.target {
         Target::Table(child) => frames.mfn(child)?.addr() | pte::TABLE,
@@ -151,9 +172,9 @@ impl fmt::Debug for TableImage {
 /// The bootstrap page tables of `sod`, one [`TableImage`] at a time, in frame order (the L4,
 /// then the L3s, L2s and L1s): what both builders write. One table is built at a time, so
 /// the plan needs no memory proportional to the domain's size.
-pub fn page_tables<'a>(
+pub fn page_tables<'a, P: P2m + ?Sized>(
     sod: &'a StartOfDay,
-    frames: Frames<'a>,
+    frames: Frames<'a, P>,
 ) -> impl Iterator<Item = Result<TableImage, BootError>> + 'a {
     // `table_entries` lists the entries of one table together (each level in address order,
     // and a table's entries are a contiguous run of slots), so tables are cut where the
@@ -190,7 +211,10 @@ pub fn page_tables<'a>(
 }
 
 /// The frame of the bootstrap L4 (the `cr3` at entry, and the frame the builder pins).
-pub fn root_table(sod: &StartOfDay, frames: &Frames<'_>) -> Result<Mfn, BootError> {
+pub fn root_table<P: P2m + ?Sized>(
+    sod: &StartOfDay,
+    frames: &Frames<'_, P>,
+) -> Result<Mfn, BootError> {
     frames.mfn(sod.root_table())
 }
 
@@ -435,7 +459,7 @@ mod tests {
         let nr = 16 * MIB / PAGE;
         let mfns = p2m(nr);
         let frames = Frames {
-            p2m: &mfns,
+            p2m: mfns.as_slice(),
             shared_info: SHARED,
         };
         let a = plan(kernel.clone(), nr, Some(12345), DOMU_EXTRA_PAGES).unwrap();
@@ -475,7 +499,7 @@ mod tests {
         let sod = plan(0x40_0000..0x50_0000, 4096, None, 0).unwrap();
         let mfns = p2m(sod.mapped_pages() - 1);
         let frames = Frames {
-            p2m: &mfns,
+            p2m: mfns.as_slice(),
             shared_info: SHARED,
         };
         let results: Vec<_> = page_tables(&sod, frames).collect();
@@ -485,7 +509,7 @@ mod tests {
                 .any(|r| matches!(r, Err(BootError::BeyondMemory(_))))
         );
         let empty = Frames {
-            p2m: &[],
+            p2m: &[] as &[Mfn],
             shared_info: SHARED,
         };
         assert_eq!(
