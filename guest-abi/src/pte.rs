@@ -30,8 +30,8 @@
 //! * address bits at or above the machine's physical-address width are
 //!   reserved and refused.
 //!
-//! A not-present entry must be all zero (the L1TF mitigation), except that
-//! clearing an entry to zero is always allowed.
+//! A not-present entry's address field must not name RAM (the L1TF
+//! mitigation): clear an entry by writing 0.
 //!
 //! # Examples
 //!
