@@ -42,16 +42,15 @@
 //! the bare-metal target (a host build of the workspace then needs nothing):
 //!
 //! ```no_run
-//! // build.rs of a kernel crate whose binary is called `mykernel`.
-//! fn main() {
-//!     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
-//!     let script = std::path::Path::new(&dir).join("linker.ld");
-//!     println!("cargo:rerun-if-changed={}", script.display());
-//!     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
-//!         println!("cargo:rustc-link-arg-bin=mykernel=-T{}", script.display());
-//!         println!("cargo:rustc-link-arg-bin=mykernel=--no-pie");
-//!         println!("cargo:rustc-link-arg-bin=mykernel=-zmax-page-size=4096");
-//!     }
+//! // The body of `fn main` in the build.rs of a kernel crate whose binary is
+//! // called `mykernel`.
+//! let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+//! let script = std::path::Path::new(&dir).join("linker.ld");
+//! println!("cargo:rerun-if-changed={}", script.display());
+//! if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
+//!     println!("cargo:rustc-link-arg-bin=mykernel=-T{}", script.display());
+//!     println!("cargo:rustc-link-arg-bin=mykernel=--no-pie");
+//!     println!("cargo:rustc-link-arg-bin=mykernel=-zmax-page-size=4096");
 //! }
 //! ```
 //!
