@@ -64,7 +64,8 @@
 //! Three `PT_LOAD` segments (code, read-only data, data and bss) and one
 //! `PT_NOTE` segment over the Xen notes, linked at `VIRT_BASE`, each
 //! section's load (physical) address its virtual address minus `VIRT_BASE`.
-//! The complete, commented version is `guest-abi/hello/linker.ld`; its shape:
+//! The complete, commented version is the one the example guest `hello`
+//! links with (its `build.rs` names it); its shape:
 //!
 //! ```text
 //! ENTRY(_start)
