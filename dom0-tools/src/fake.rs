@@ -21,8 +21,8 @@ use guest_abi::types::{DomId, Mfn, PAGE_SIZE, Pfn};
 use guest_abi::vcpu_context::VcpuGuestContext;
 use xenia_pvboot::layout::Level;
 
-use crate::builder::image::{PTE_PRESENT, PTE_USER, PTE_WRITABLE};
 use crate::hypervisor::{CreateConfig, Hypervisor};
+use guest_abi::pte::{self, PRESENT as PTE_PRESENT, RW as PTE_WRITABLE, USER as PTE_USER};
 
 /// The operations, for the call log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +158,7 @@ impl FakeHv {
             if level == Level::L4 && is_hypervisor_l4_slot(i) {
                 return Err(Errno::EINVAL);
             }
-            let target = Mfn((e & 0x000F_FFFF_FFFF_F000) >> 12);
+            let target = pte::frame(e);
             match next {
                 Some(child) => self.validate(dom, target, child, found, leaves)?,
                 None => {
@@ -184,7 +184,7 @@ impl FakeHv {
                 return None;
             }
             user &= e & PTE_USER != 0;
-            table = Mfn((e & 0x000F_FFFF_FFFF_F000) >> 12);
+            table = pte::frame(e);
             if shift == 12 {
                 return Some((table, e & 0xFFF, user));
             }

@@ -24,8 +24,13 @@
 //! hurt by the other's stray writes.
 //!
 //! **What it never does.** Allocate, panic on data it is given, dereference an
-//! address found in a structure, or hold policy. Its only `unsafe` code is
-//! the `int 0x82` instruction in [`hypercall`]. It has no dependencies: flag
+//! address found in a structure, or hold policy. Its `unsafe` code is the
+//! hypercall instruction and the calls to it: in [`hypercall`], six
+//! `unsafe fn`s (`hypercall0` to `hypercall5`), each one `unsafe` block
+//! around the `int 0x82`; in [`calls`], 20 `unsafe` blocks, each a call of
+//! one of those, and seven `unsafe fn` wrappers whose callers vouch for the
+//! mappings, stacks or entry points the call changes. Nothing else in the
+//! crate is `unsafe`. It has no dependencies: flag
 //! fields stay raw integers with named constants, because a flag type would
 //! have to accept every bit pattern anyway.
 //!
@@ -98,7 +103,8 @@
 //!    page-table hypercalls exist: Xen leaves it unmapped. The page is the
 //!    hypervisor's frame, not one of the domain's pseudo-physical frames;
 //!    `start_info.shared_info` still holds its machine address;
-//! 6. for a domU, the console ring page;
+//! 6. for a domU, two more pages: the console ring and the device page
+//!    ([`device_page`]);
 //! 7. the bootstrap page tables (`pt_base`, `nr_pt_frames`): mapped
 //!    read-only and pinned, the L4 in CR3;
 //! 8. the bootstrap stack, one page;
@@ -142,10 +148,8 @@
 //! dom0 gets `SIF_PRIVILEGED | SIF_INITDOMAIN` in `start_info.flags` and uses
 //! `console_io` as its console: the hypervisor prints what dom0 writes on the
 //! serial line, line by line, each line prefixed with `(d0) `. A domU finds
-//! its console ring in `start_info.console`. A domU will also receive a device page describing
-//! its devices (DESIGN §7); its layout is defined together with domU
-//! support, is not part of this version of the ABI, and nothing in
-//! `start_info` refers to it yet.
+//! its console ring in `start_info.console`, and its devices on the device
+//! page ([`device_page`]).
 //!
 //! # Making hypercalls
 //!
@@ -321,15 +325,24 @@
 //! spare without eating into the hypervisor's reserve, fails with `ENOMEM`,
 //! `ENOSPC` or `GNTST_no_space`, never by stopping the hypervisor.
 //!
+//! # More in [`porting`]
+//!
+//! [`porting`] continues this guide: the build recipe (target, linker
+//! script, relocation model) and the ELF and address rules the builders
+//! enforce; the errno tables of `mmu_update`, `update_va_mapping`,
+//! `mmuext_op` and `memory_op`; building a ring-3 address space step by
+//! step (with [`pte`], the page-table-entry bits); which `foreigndom` to
+//! pass; the initial mask state of a new event channel; returning from the
+//! event upcall with the `iret` hypercall; and `SS` after a fast trap.
+//!
 //! # A worked example
 //!
-//! A minimal kernel that says hello and powers off. It is not compiled here:
-//! it needs a linker script and a `no_std` target.
+//! A minimal kernel that says hello and powers off. It is compiled with the
+//! crate's tests but not run (it needs the hypervisor); a real kernel also
+//! has `#![no_std]`, `#![no_main]`, a panic handler and the build recipe of
+//! [`porting`](crate::porting#building-a-kernel-image).
 //!
-//! ```ignore
-//! #![no_std]
-//! #![no_main]
-//!
+//! ```no_run
 //! use core::arch::global_asm;
 //! use core::sync::atomic::Ordering;
 //! use guest_abi::{calls, event, sched::ShutdownReason, selectors};
@@ -345,15 +358,15 @@
 //!     ".long 4, 8, {entry}",
 //!     ".asciz \"Xen\"",
 //!     ".balign 4",
-//!     ".quad _start",
+//!     ".quad kernel_entry",
 //!     ".popsection",
 //!     entry = const guest_abi::elfnote::XEN_ELFNOTE_ENTRY,
 //! );
 //!
 //! // rsi holds the start_info address; pass it on as the first argument.
 //! global_asm!(
-//!     ".globl _start",
-//!     "_start:",
+//!     ".globl kernel_entry",
+//!     "kernel_entry:",
 //!     "mov rdi, rsi",
 //!     "call {main}",
 //!     "ud2",
@@ -369,9 +382,23 @@
 //!     handler = sym page_fault,
 //! );
 //!
+//! // The event callback: a real one saves registers, scans the bitmaps and
+//! // returns with the `iret` hypercall (porting, "Returning from the event
+//! // upcall"). This one only returns.
+//! global_asm!(
+//!     "event_entry:",
+//!     "push 0",
+//!     "push rcx",
+//!     "push r11",
+//!     "push rax",
+//!     "mov eax, {iret}",
+//!     "int 0x82",
+//!     iret = const guest_abi::hypercall::HYPERVISOR_IRET,
+//! );
+//!
 //! unsafe extern "C" {
 //!     fn page_fault_entry();
-//!     fn event_entry(); // saves registers, scans the bitmaps, iretq
+//!     fn event_entry();
 //! }
 //!
 //! static mut SHARED: *const SharedInfo = core::ptr::null();
@@ -398,13 +425,13 @@
 //!
 //!     // Exception handlers and the event callback.
 //!     let traps = [
-//!         TrapInfo::new(trap::PAGE_FAULT, 0, true, page_fault_entry as usize as u64),
+//!         TrapInfo::new(trap::PAGE_FAULT, 0, true, page_fault_entry as *const () as u64),
 //!         TrapInfo::END,
 //!     ];
 //!     let event_cb = CallbackRegister {
 //!         callback_type: CALLBACKTYPE_EVENT,
 //!         flags: 0,
-//!         address: event_entry as usize as u64,
+//!         address: event_entry as *const () as u64,
 //!     };
 //!     // SAFETY: both entry points expect the frames documented in `trap`.
 //!     unsafe {
@@ -427,11 +454,14 @@
 //!     let _ = calls::sched_shutdown(ShutdownReason::Poweroff);
 //!     loop {}
 //! }
+//! # fn main() {}
 //! ```
 
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
+// Doc examples are part of the porting guide: they must compile without a warning.
+#![doc(test(attr(deny(warnings))))]
 
 /// Checks a type's size, alignment and field offsets against the published
 /// values.
@@ -465,6 +495,8 @@ pub mod grant;
 pub mod hypercall;
 pub mod layout;
 pub mod memory;
+pub mod porting;
+pub mod pte;
 pub mod sched;
 pub mod selectors;
 pub mod shared_info;

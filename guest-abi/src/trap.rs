@@ -262,8 +262,10 @@ pub const VGCF_IN_SYSCALL: u64 = 1 << 8;
 /// `cs`, `rflags`, `rsp`, `ss`, and sets `evtchn_upcall_mask` to the inverse
 /// of `rflags.IF`, in one step. Every other register keeps the value it had
 /// at the hypercall. `cs` must be `KERNEL_CS` or `USER_CS` and `ss` the
-/// matching data selector, else the domain is crashed. The hypercall does not
-/// return.
+/// matching data selector, or, with `KERNEL_CS`, the null selector of RPL 1
+/// (`1`) that a fast trap leaves in `SS` (see
+/// [the porting guide](crate::porting#ss-after-a-fast-trap-and-in-an-upcall-that-interrupted-one));
+/// anything else crashes the domain. The hypercall does not return.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
 #[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]

@@ -1,38 +1,26 @@
 //! The start-of-day layout of a domU: dom0's layout (`xenia_pvboot::layout`)
-//! with the console ring and the device page after `shared_info`, where
-//! guest-abi's porting guide puts them ([`guest_abi::device_page`]).
-//!
-//! `layout::plan` has no slot for extra pages, so this asks it for a layout
-//! whose initrd is two pages longer (which sizes the region, the page tables
-//! and the padding correctly) and then moves the two pages from the end of
-//! the initrd to after `shared_info`, sliding the p2m list, `start_info` and
-//! `shared_info` down by two pages. The page tables, stack and padding do
-//! not move, and the region's size is unchanged, so the table counts and
-//! every entry `StartOfDay::table_entries` lists stay right. The moves rely
-//! on `plan` placing initrd, p2m list, `start_info`, `shared_info` and page
-//! tables back to back; that is checked, and a layout that breaks it is
-//! refused rather than used.
+//! with [`DOMU_EXTRA_PAGES`] extra pages after `shared_info`, the console ring
+//! and the device page, where guest-abi's porting guide puts them
+//! ([`guest_abi::device_page`]). `layout::plan` places them and sizes the
+//! region, the page tables and the padding with them counted.
 
 use core::ops::Range;
 
 use guest_abi::device_page::{console_ring_va, device_page_va};
-use guest_abi::start_info::StartInfo;
-use xenia_pvboot::layout::{self, PAGE, Region, StartOfDay};
+use xenia_pvboot::layout::{self, PAGE, StartOfDay};
+
+pub use xenia_pvboot::layout::DOMU_EXTRA_PAGES;
 
 use super::BuildError;
-
-/// Pages a domU has at start of day that dom0 does not: the console ring and
-/// the device page.
-pub const DOMU_EXTRA_PAGES: u64 = 2;
 
 /// A domU's start-of-day layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DomuLayout {
     /// Everything `xenia_pvboot` describes: regions, table counts, entries.
     pub sod: StartOfDay,
-    /// Virtual address of the console ring page.
+    /// Virtual address of the console ring page: the first extra page.
     pub console_ring: u64,
-    /// Virtual address of the device page.
+    /// Virtual address of the device page: the second extra page.
     pub device_page: u64,
 }
 
@@ -44,47 +32,23 @@ pub fn plan(
     nr_pages: u64,
     ramdisk_len: Option<u64>,
 ) -> Result<DomuLayout, BuildError> {
-    let ramdisk_len = ramdisk_len.filter(|&len| len > 0);
-    let extra = DOMU_EXTRA_PAGES * PAGE;
-    let padded = ramdisk_len
-        .unwrap_or(0)
-        .checked_add(extra)
-        .ok_or(BuildError::Layout(layout::LayoutError::Overflow))?;
-    let grown = layout::plan(kernel, nr_pages, Some(padded)).map_err(BuildError::Layout)?;
-
-    let unexpected = || BuildError::Internal("xenia_pvboot's layout is not in the order expected");
-    let padded_initrd = grown.initrd.ok_or_else(unexpected)?;
-    let contiguous = padded_initrd.end == grown.p2m.start
-        && grown.p2m.end == grown.start_info
-        && grown.shared_info == grown.start_info + PAGE
-        && grown.page_tables.start == grown.shared_info + PAGE
-        && padded_initrd.len() >= extra;
-    if !contiguous {
-        return Err(unexpected());
-    }
-
-    let down = |va: u64| va - extra;
-    let initrd = ramdisk_len.map(|_| Region {
-        start: padded_initrd.start,
-        end: down(padded_initrd.end),
-    });
-    let sod = StartOfDay {
-        initrd,
-        p2m: Region {
-            start: down(grown.p2m.start),
-            end: down(grown.p2m.end),
-        },
-        start_info: down(grown.start_info),
-        shared_info: down(grown.shared_info),
-        ..grown
-    };
+    let sod = layout::plan(kernel, nr_pages, ramdisk_len, DOMU_EXTRA_PAGES)
+        .map_err(BuildError::Layout)?;
     let out = DomuLayout {
         sod,
-        console_ring: console_ring_va(sod.start_info),
-        device_page: device_page_va(sod.start_info),
+        console_ring: sod.extra.start,
+        device_page: sod.extra.start + PAGE,
     };
-    debug_assert_eq!(StartInfo::shared_info_va(sod.start_info), sod.shared_info);
-    debug_assert_eq!(out.device_page + PAGE, sod.page_tables.start);
+    // The guest finds both pages from `start_info`'s address (guest-abi's rule); the
+    // layout must agree with it.
+    if out.console_ring != console_ring_va(sod.start_info)
+        || out.device_page != device_page_va(sod.start_info)
+        || sod.extra.pages() != DOMU_EXTRA_PAGES
+    {
+        return Err(BuildError::Internal(
+            "the layout's extra pages are not where guest-abi puts the console ring and device page",
+        ));
+    }
     Ok(out)
 }
 
@@ -100,7 +64,7 @@ mod tests {
     #[test]
     fn extra_pages_follow_shared_info() {
         let kernel = LINUX + 0x100_0000..LINUX + 0x123_4567;
-        let dom0 = layout::plan(kernel.clone(), 16 * MIB / PAGE, None).unwrap();
+        let dom0 = layout::plan(kernel.clone(), 16 * MIB / PAGE, None, 0).unwrap();
         let domu = plan(kernel, 16 * MIB / PAGE, None).unwrap();
         let sod = domu.sod;
         assert_eq!(sod.kernel, dom0.kernel);
@@ -123,6 +87,7 @@ mod tests {
         let initrd = domu.sod.initrd.unwrap();
         assert_eq!(initrd.start, LINUX + 0x120_0000);
         assert_eq!(initrd.len(), 4 * PAGE);
+        assert_eq!(domu.sod.initrd_len, 3 * PAGE + 5);
         assert_eq!(domu.sod.p2m.start, initrd.end);
         assert_eq!(
             plan(LINUX..LINUX + PAGE, 4096, Some(0)).unwrap().sod.initrd,

@@ -2,8 +2,11 @@
 //! running paravirtual domU.
 //!
 //! It does for a domU what the hypervisor does for dom0
-//! (`hypervisor/src/domain/build.rs`), with the same checks and layout from
-//! `xenia-pvboot`, through the [`Hypervisor`] trait:
+//! (`hypervisor/src/domain/build.rs`), with the same checks, layout and
+//! start-of-day plan from `xenia-pvboot` (`layout::plan` places everything,
+//! `boot` says what the page tables, `start_info` and vCPU 0 hold), through
+//! the [`Hypervisor`] trait; what is the builder's own is only how it
+//! reaches the new domain's memory:
 //!
 //! 1. check the configuration, the kernel image (`elf::parse`) and its
 //!    required features, and plan the start-of-day layout ([`layout`]):
@@ -19,14 +22,13 @@
 //!    device page and the bootstrap page tables (frames are zero when
 //!    populated, so `.bss` and the padding need no writes);
 //! 5. pin the bootstrap L4 (which validates the tables as the domain's),
-//!    set vCPU 0's context ([`image::initial_context`]) and unpause (unless
+//!    set vCPU 0's context (`xenia_pvboot::boot::initial_context`) and unpause (unless
 //!    [`DomainConfig::start_paused`]).
 //!
 //! Any failure after the domain exists destroys it, once, so a failed build
 //! leaves nothing behind ([`BuildError::NotCleanedUp`] reports the rare case
 //! where even that fails).
 
-pub mod image;
 pub mod layout;
 
 #[cfg(test)]
@@ -43,8 +45,9 @@ use guest_abi::device_page::{DEVICE_CONSOLE, DeviceEntry, DevicePage};
 use guest_abi::domctl::{CREDIT_DEFAULT_WEIGHT, DomctlSchedCredit, XenDomainHandle};
 use guest_abi::event::EvtchnPort;
 use guest_abi::hypercall::hypercall_page_image;
-use guest_abi::start_info::{MAX_GUEST_CMDLINE, StartInfo, StartInfoConsole};
+use guest_abi::start_info::{MAX_GUEST_CMDLINE, StartInfoConsole};
 use guest_abi::types::{DomId, Mfn, PAGE_SIZE, Pfn};
+use xenia_pvboot::boot::{self, BootError, Frames};
 use xenia_pvboot::elf::{self, ElfError, KernelImage};
 use xenia_pvboot::layout::{LayoutError, Level, PAGE};
 
@@ -348,6 +351,8 @@ pub enum BuildError {
     },
     /// A consistency check of the builder's own arithmetic failed (a bug).
     Internal(&'static str),
+    /// The start-of-day plan does not fit the frames obtained (a bug).
+    Plan(BootError),
     /// The build failed and destroying the half-built domain failed too: the
     /// domain still exists.
     NotCleanedUp {
@@ -370,6 +375,12 @@ impl BuildError {
 impl From<ElfError> for BuildError {
     fn from(e: ElfError) -> Self {
         BuildError::Elf(e)
+    }
+}
+
+impl From<BootError> for BuildError {
+    fn from(e: BootError) -> Self {
+        BuildError::Plan(e)
     }
 }
 
@@ -411,6 +422,7 @@ impl fmt::Display for BuildError {
                 )
             }
             BuildError::Internal(what) => write!(f, "domain builder bug: {what}"),
+            BuildError::Plan(e) => write!(f, "domain builder bug: {e}"),
             BuildError::NotCleanedUp { dom, errno, cause } => write!(
                 f,
                 "{cause}; destroying the half-built domain {dom} failed too ({errno}), so it \
@@ -526,6 +538,10 @@ fn fill<H: Hypervisor>(
     let shared_info = hv
         .shared_info_frame(dom)
         .map_err(BuildError::hv(Step::SharedInfoFrame))?;
+    let frames = Frames {
+        p2m: p2m.as_slice(),
+        shared_info,
+    };
     let console_pfn = sod
         .pfn_of(plan.layout.console_ring)
         .ok_or(BuildError::Internal("the console ring is not mapped"))?;
@@ -537,7 +553,7 @@ fn fill<H: Hypervisor>(
             .alloc_unbound(dom, CONSOLE_BACKEND)
             .map_err(BuildError::hv(Step::AllocConsoleChannel))?;
         Some(ConsoleRing {
-            mfn: image::mfn_of(&p2m, console_pfn)?,
+            mfn: frames.mfn(console_pfn)?,
             pfn: console_pfn,
             evtchn,
         })
@@ -548,7 +564,7 @@ fn fill<H: Hypervisor>(
     let mut mem = Memory {
         hv: &mut *hv,
         dom,
-        p2m: &p2m,
+        frames,
         sod,
     };
     load_kernel(&mut mem, cfg.kernel, &plan.image)?;
@@ -556,10 +572,13 @@ fn fill<H: Hypervisor>(
         mem.write(region.start, bytes)?;
     }
     write_p2m(&mut mem, &p2m)?;
-    mem.write(
-        sod.start_info,
-        &image::start_info_bytes(&start_info(cfg, sod, shared_info, console)),
-    )?;
+    let console_field = console.map_or(StartInfoConsole::default(), |c| {
+        StartInfoConsole::domu(c.mfn, c.evtchn)
+    });
+    // Flags 0: not privileged, not the initial domain. `check` bounded the
+    // command line's length, so nothing is cut.
+    let (si, _) = boot::start_info(sod, shared_info, 0, console_field, cfg.cmdline.as_bytes());
+    mem.write(sod.start_info, &boot::start_info_bytes(&si))?;
     if console.is_some() {
         // Populated frames are zero already; the ring is zeroed explicitly
         // because its backend relies on it.
@@ -578,14 +597,15 @@ fn fill<H: Hypervisor>(
         });
     }
     mem.write(plan.layout.device_page, &devices.to_bytes())?;
-    for (table, entries) in image::page_tables(sod, &p2m, shared_info)? {
-        mem.write_frame(image::mfn_of(&p2m, table)?, &image::table_bytes(&entries))?;
+    for table in boot::page_tables(sod, frames) {
+        let table = table?;
+        mem.write_frame(table.mfn, &table.to_bytes())?;
     }
 
-    let l4 = image::mfn_of(&p2m, sod.root_table())?;
+    let l4 = boot::root_table(sod, &frames)?;
     hv.pin_table(dom, l4, Level::L4)
         .map_err(BuildError::hv(Step::PinL4))?;
-    let ctx = image::initial_context(plan.image.entry, sod, l4);
+    let ctx = boot::initial_context(plan.image.entry, sod, l4);
     hv.set_vcpu_context(dom, 0, &ctx)
         .map_err(BuildError::hv(Step::SetVcpuContext))?;
     if !cfg.start_paused {
@@ -598,7 +618,7 @@ fn fill<H: Hypervisor>(
         entry: plan.image.entry,
         start_info_va: sod.start_info,
         console,
-        device_page: image::mfn_of(&p2m, device_pfn)?,
+        device_page: frames.mfn(device_pfn)?,
         shared_info,
         layout: plan.layout,
     })
@@ -629,33 +649,6 @@ fn populate<H: Hypervisor>(hv: &mut H, dom: DomId, nr_pages: u64) -> Result<Vec<
         p2m.extend(mfns);
     }
     Ok(p2m)
-}
-
-/// The `start_info` of a domU: flags 0 (not privileged, not the initial
-/// domain), no xenstore, the console's frame and channel (or zeros).
-fn start_info(
-    cfg: &DomainConfig<'_>,
-    sod: &xenia_pvboot::layout::StartOfDay,
-    shared_info: Mfn,
-    console: Option<ConsoleRing>,
-) -> StartInfo {
-    let mut si = StartInfo::new();
-    si.nr_pages = sod.nr_pages;
-    si.shared_info = shared_info.addr();
-    si.flags = 0;
-    if let Some(c) = console {
-        si.console = StartInfoConsole::domu(c.mfn, c.evtchn);
-    }
-    si.pt_base = sod.page_tables.start;
-    si.nr_pt_frames = sod.table_counts.total();
-    si.mfn_list = sod.p2m.start;
-    if let Some(initrd) = sod.initrd {
-        si.mod_start = initrd.start;
-        si.mod_len = cfg.ramdisk.map_or(0, |r| r.len() as u64);
-    }
-    // `check` bounded the length, so nothing is cut.
-    si.set_cmdline(cfg.cmdline.as_bytes());
-    si
 }
 
 /// Copies the kernel's segments and fills its hypercall page.
@@ -705,7 +698,7 @@ fn write_p2m<H: Hypervisor>(mem: &mut Memory<'_, H>, p2m: &[Mfn]) -> Result<(), 
 struct Memory<'a, H> {
     hv: &'a mut H,
     dom: DomId,
-    p2m: &'a [Mfn],
+    frames: Frames<'a>,
     sod: &'a xenia_pvboot::layout::StartOfDay,
 }
 
@@ -721,7 +714,7 @@ impl<H: Hypervisor> Memory<'_, H> {
             let pfn = self.sod.pfn_of(at).ok_or(BuildError::Internal(
                 "a write outside the start-of-day mapping",
             ))?;
-            let mfn = image::mfn_of(self.p2m, pfn)?;
+            let mfn = self.frames.mfn(pfn)?;
             self.hv
                 .write_frame(self.dom, mfn, offset, &data[done..done + n])
                 .map_err(BuildError::hv(Step::WriteFrame))?;

@@ -17,9 +17,9 @@ use guest_abi::types::{Mfn, PAGE_SIZE, Pfn};
 use guest_abi::vcpu_context::{VGCF_IN_KERNEL, VGCF_ONLINE};
 use xenia_pvboot::layout::Level;
 
-use super::image::{PTE_PRESENT, PTE_USER, PTE_WRITABLE};
 use super::*;
 use crate::fake::{FakeHv, Op};
+use guest_abi::pte::{PRESENT as PTE_PRESENT, RW as PTE_WRITABLE, USER as PTE_USER};
 
 const BASE: u64 = 0xFFFF_FFFF_8000_0000;
 const TEXT: u64 = BASE + 0x10_0000;
@@ -329,6 +329,22 @@ fn builds_a_domain() {
     }
     assert_eq!(hv.walk(l4, sod.mapped_end), None);
     assert_eq!(hv.walk(l4, sod.virt_start() - PAGE), None);
+
+    // And they are, byte for byte, the tables `xenia_pvboot::boot` plans: the same plan the
+    // hypervisor writes for dom0 from the same layout.
+    let p2m: Vec<Mfn> = d.p2m.values().copied().collect();
+    assert!(d.p2m.keys().copied().eq((0..p2m.len() as u64).map(Pfn)));
+    let frames = xenia_pvboot::boot::Frames {
+        p2m: p2m.as_slice(),
+        shared_info: d.shared_info,
+    };
+    let mut planned = 0;
+    for t in xenia_pvboot::boot::page_tables(&sod, frames) {
+        let t = t.unwrap();
+        assert_eq!(hv.page(t.mfn), t.to_bytes(), "{t:?}");
+        planned += 1;
+    }
+    assert_eq!(planned, d.tables.len());
 
     // vCPU 0: the porting guide's entry state.
     let ctx = &d.contexts[&0];

@@ -13,10 +13,12 @@
 //! 4. the `start_info` page (its address is passed in `rsi`);
 //! 5. the `shared_info` page: *a Xenia addition*, so that a kernel can read its event and time
 //!    state before it has set up any mapping of its own (Xen leaves the guest to map it);
-//! 6. the bootstrap page tables (one L4, then the L3s, L2s and L1s, each level in address
+//! 6. the extra pages the builder asks for (none for dom0; a domU's console ring and device
+//!    page, `guest_abi::device_page`), mapped like any page of the domain's memory;
+//! 7. the bootstrap page tables (one L4, then the L3s, L2s and L1s, each level in address
 //!    order), which map the whole region with 4 KiB pages and are themselves mapped read-only;
-//! 7. the one-page bootstrap stack;
-//! 8. padding: the region ends on a 4 MiB boundary at least 512 KiB past the stack, which is
+//! 8. the one-page bootstrap stack;
+//! 9. padding: the region ends on a 4 MiB boundary at least 512 KiB past the stack, which is
 //!    what Xen guarantees (xen.h, start-of-day rules 2 and 7) and what early kernel code that
 //!    carves its first allocations out of that space relies on.
 //!
@@ -49,6 +51,11 @@ pub const BOOTSTRAP_ALIGN: u64 = 4 << 20;
 /// At least this much mapped, unused space follows the bootstrap stack (xen.h, start-of-day
 /// rule 7: "at least 512kB padding after the final bootstrap element").
 pub const MIN_PADDING: u64 = 512 << 10;
+
+/// Pages a domU has at start of day that dom0 does not: the console ring and the device page,
+/// in that order ([`guest_abi::device_page::console_ring_va`],
+/// [`guest_abi::device_page::device_page_va`]).
+pub const DOMU_EXTRA_PAGES: u64 = 2;
 
 /// Size of one p2m list entry: an MFN as a 64-bit `xen_pfn_t`.
 const P2M_ENTRY_SIZE: u64 = 8;
@@ -228,14 +235,20 @@ pub struct TableEntry {
 pub struct StartOfDay {
     /// The kernel image; its start is `virt_start`, where pseudo-physical frame 0 is mapped.
     pub kernel: Region,
-    /// The initrd, if one was given and it is not empty (`start_info.mod_start`).
+    /// The initrd, if one was given and it is not empty (`start_info.mod_start`); the region
+    /// is rounded up to whole pages.
     pub initrd: Option<Region>,
+    /// The initrd's length in bytes (`start_info.mod_len`), 0 when there is none.
+    pub initrd_len: u64,
     /// The p2m list (`start_info.mfn_list`).
     pub p2m: Region,
     /// The `start_info` page (`rsi` at entry).
     pub start_info: u64,
     /// The page that maps the domain's `shared_info` (Xenia addition).
     pub shared_info: u64,
+    /// The extra pages the builder asked [`plan`] for, right after `shared_info` (empty when
+    /// none: its start is then the start of `page_tables`).
+    pub extra: Region,
     /// The bootstrap page tables (`start_info.pt_base`, and `cr3` at its start).
     pub page_tables: Region,
     /// How many tables of each level `page_tables` holds (their sum is `nr_pt_frames`).
@@ -440,11 +453,14 @@ impl fmt::Display for LayoutError {
 
 /// Plans the start-of-day layout of a domain of `nr_pages` pages whose kernel image occupies
 /// `kernel` (rounded out to whole pages; pseudo-physical frame 0 is mapped at its first page)
-/// and that is given an initrd of `initrd_len` bytes (none when `None` or zero).
+/// and that is given an initrd of `initrd_len` bytes (none when `None` or zero), with
+/// `extra_pages` more pages right after `shared_info` for the builder's own use
+/// ([`StartOfDay::extra`]; 0 for dom0, [`DOMU_EXTRA_PAGES`] for a domU).
 pub fn plan(
     kernel: Range<u64>,
     nr_pages: u64,
     initrd_len: Option<u64>,
+    extra_pages: u64,
 ) -> Result<StartOfDay, LayoutError> {
     if kernel.is_empty() {
         return Err(LayoutError::EmptyKernel {
@@ -479,7 +495,13 @@ pub fn plan(
     };
     let start_info = p2m.end;
     let shared_info = after(start_info, PAGE)?;
-    let pt_start = after(shared_info, PAGE)?;
+    let extra_start = after(shared_info, PAGE)?;
+    let extra_len = extra_pages.checked_mul(PAGE).ok_or(LayoutError::Overflow)?;
+    let extra = Region {
+        start: extra_start,
+        end: after(extra_start, extra_len)?,
+    };
+    let pt_start = extra.end;
 
     // Least fixed point of `tables = needed(end(tables))`. `needed` is monotone, so iterating
     // from zero climbs to it; each step adds far fewer tables than the one before (512 new
@@ -529,9 +551,11 @@ pub fn plan(
     Ok(StartOfDay {
         kernel,
         initrd,
+        initrd_len: initrd.map_or(0, |_| initrd_len.unwrap_or(0)),
         p2m,
         start_info,
         shared_info,
+        extra,
         page_tables: Region {
             start: pt_start,
             end: stack.start,
@@ -602,12 +626,13 @@ mod tests {
             start: sod.shared_info,
             end: sod.shared_info + PAGE,
         });
+        regions.push(sod.extra);
         regions.push(sod.page_tables);
         regions.push(sod.stack);
         for r in &regions {
             assert_eq!(r.start % PAGE, 0, "{r:?}");
             assert_eq!(r.end % PAGE, 0, "{r:?}");
-            assert!(!r.is_empty() || *r == sod.p2m, "{r:?}");
+            assert!(!r.is_empty() || *r == sod.p2m || *r == sod.extra, "{r:?}");
         }
         for w in regions.windows(2) {
             assert_eq!(w[0].end, w[1].start, "{:?} then {:?}", w[0], w[1]);
@@ -729,6 +754,7 @@ mod tests {
             LINUX + 0x100_0000..LINUX + 0x1A3_4567,
             pages(64 * MIB),
             None,
+            0,
         )
         .unwrap();
         check(&sod);
@@ -789,7 +815,7 @@ mod tests {
 
     #[test]
     fn lower_half_kernel_with_initrd() {
-        let sod = plan(0x40_0000..0x52_0000, pages(128 * MIB), Some(3 * MIB + 1)).unwrap();
+        let sod = plan(0x40_0000..0x52_0000, pages(128 * MIB), Some(3 * MIB + 1), 0).unwrap();
         check(&sod);
         assert_eq!(
             sod.initrd,
@@ -809,16 +835,82 @@ mod tests {
     }
 
     #[test]
+    fn extra_pages_follow_shared_info() {
+        let kernel = LINUX + 0x100_0000..LINUX + 0x123_4567;
+        let dom0 = plan(kernel.clone(), pages(16 * MIB), Some(5000), 0).unwrap();
+        let domu = plan(kernel, pages(16 * MIB), Some(5000), DOMU_EXTRA_PAGES).unwrap();
+        check(&dom0);
+        check(&domu);
+        assert!(dom0.extra.is_empty());
+        assert_eq!(dom0.extra.start, dom0.page_tables.start);
+        assert_eq!(domu.initrd_len, 5000);
+        assert_eq!(domu.initrd.unwrap().len(), 2 * PAGE);
+        // Nothing before the extra pages moves; the tables follow them.
+        assert_eq!(
+            (
+                domu.kernel,
+                domu.initrd,
+                domu.p2m,
+                domu.start_info,
+                domu.shared_info
+            ),
+            (
+                dom0.kernel,
+                dom0.initrd,
+                dom0.p2m,
+                dom0.start_info,
+                dom0.shared_info
+            )
+        );
+        assert_eq!(
+            domu.extra,
+            Region {
+                start: domu.shared_info + PAGE,
+                end: domu.shared_info + 3 * PAGE
+            }
+        );
+        assert_eq!(domu.page_tables.start, dom0.page_tables.start + 2 * PAGE);
+        use guest_abi::device_page::{console_ring_va, device_page_va};
+        assert_eq!(console_ring_va(domu.start_info), domu.extra.start);
+        assert_eq!(device_page_va(domu.start_info), domu.extra.start + PAGE);
+        // The extra pages are the domain's own memory, mapped writable.
+        assert!(domu.pfn_of(domu.extra.start).is_some());
+    }
+
+    #[test]
+    fn extra_pages_count_towards_memory() {
+        let kernel = 0x40_0000..0x40_0000 + 3 * MIB;
+        let mut nr = 1;
+        let need = |nr, extra| match plan(kernel.clone(), nr, None, extra) {
+            Ok(sod) => Ok(sod.mapped_pages()),
+            Err(LayoutError::TooSmall { need_pages, .. }) => Err(need_pages),
+            Err(e) => panic!("{e}"),
+        };
+        // Find the least memory that fits with the extra pages, then check one page less
+        // does not.
+        while let Err(more) = need(nr, DOMU_EXTRA_PAGES) {
+            assert!(more > nr);
+            nr = more;
+        }
+        assert_eq!(need(nr, DOMU_EXTRA_PAGES), Ok(nr));
+        assert!(need(nr - 1, DOMU_EXTRA_PAGES).is_err());
+        assert_eq!(
+            plan(LINUX..LINUX + MIB, 4096, None, u64::MAX),
+            Err(LayoutError::Overflow)
+        );
+    }
+
+    #[test]
     fn empty_initrd_is_no_initrd() {
-        let a = plan(0x40_0000..0x50_0000, 4096, Some(0)).unwrap();
-        let b = plan(0x40_0000..0x50_0000, 4096, None).unwrap();
+        let a = plan(0x40_0000..0x50_0000, 4096, Some(0), 0).unwrap();
+        let b = plan(0x40_0000..0x50_0000, 4096, None, 0).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.p2m.start, 0x50_0000);
     }
 
     #[test]
     fn crossing_a_1_gib_boundary_needs_two_l2s() {
-        let sod = plan(GIB - 2 * MIB..GIB + MIB, pages(32 * MIB), None).unwrap();
+        let sod = plan(GIB - 2 * MIB..GIB + MIB, pages(32 * MIB), None, 0).unwrap();
         check(&sod);
         assert_eq!((sod.table_counts.l3, sod.table_counts.l2), (1, 2));
     }
@@ -826,7 +918,7 @@ mod tests {
     #[test]
     fn crossing_a_512_gib_boundary_needs_two_l3s() {
         let slot = 512 * GIB;
-        let sod = plan(slot - 2 * MIB..slot + MIB, pages(32 * MIB), None).unwrap();
+        let sod = plan(slot - 2 * MIB..slot + MIB, pages(32 * MIB), None, 0).unwrap();
         check(&sod);
         assert_eq!((sod.table_counts.l3, sod.table_counts.l2), (2, 2));
         let indices: Vec<_> = sod
@@ -837,7 +929,7 @@ mod tests {
         assert_eq!(indices, [0, 1]);
         // And in the upper half, from slot 510 into 511.
         let slot = LINUX & !(512 * GIB - 1);
-        let sod = plan(slot - MIB..slot + MIB, pages(32 * MIB), None).unwrap();
+        let sod = plan(slot - MIB..slot + MIB, pages(32 * MIB), None, 0).unwrap();
         check(&sod);
         assert_eq!(sod.table_counts.l3, 2);
     }
@@ -851,7 +943,9 @@ mod tests {
         for start in [0xFFFF_FFFF_81F0_0000, 0xFFFF_FFFF_BFE0_0000, 0x7F_FFE0_0000] {
             for kernel_pages in (1..1200).step_by(11) {
                 for nr_pages in [2048, 4096 + 3, 70_000] {
-                    let Ok(sod) = plan(start..start + kernel_pages * PAGE, nr_pages, None) else {
+                    let extra = kernel_pages % 3;
+                    let Ok(sod) = plan(start..start + kernel_pages * PAGE, nr_pages, None, extra)
+                    else {
                         continue;
                     };
                     check(&sod);
@@ -874,7 +968,7 @@ mod tests {
         let start = LINUX;
         let nr_pages = 4096; // an 8-page p2m
         let kernel_end = start + BOOTSTRAP_ALIGN - MIN_PADDING - 15 * PAGE;
-        let sod = plan(start..kernel_end, nr_pages, None).unwrap();
+        let sod = plan(start..kernel_end, nr_pages, None, 0).unwrap();
         check(&sod);
         assert_eq!(end_with(sod.page_tables.start, 4), start + BOOTSTRAP_ALIGN);
         assert_eq!(sod.mapped_end, start + 2 * BOOTSTRAP_ALIGN);
@@ -888,7 +982,7 @@ mod tests {
             }
         );
         // One page less of kernel and 5 tables fit before the limit.
-        let sod = plan(start..kernel_end - PAGE, nr_pages, None).unwrap();
+        let sod = plan(start..kernel_end - PAGE, nr_pages, None, 0).unwrap();
         check(&sod);
         assert_eq!(sod.mapped_end, start + BOOTSTRAP_ALIGN);
         assert_eq!(sod.table_counts.total(), 5);
@@ -896,14 +990,20 @@ mod tests {
 
     #[test]
     fn a_large_domain() {
-        let sod = plan(LINUX + 0x100_0000..LINUX + 0x300_0000, pages(8 * GIB), None).unwrap();
+        let sod = plan(
+            LINUX + 0x100_0000..LINUX + 0x300_0000,
+            pages(8 * GIB),
+            None,
+            0,
+        )
+        .unwrap();
         check(&sod);
         assert_eq!(sod.p2m.len(), 16 * MIB);
     }
 
     #[test]
     fn too_small() {
-        let err = plan(LINUX..LINUX + 30 * MIB, pages(16 * MIB), None).unwrap_err();
+        let err = plan(LINUX..LINUX + 30 * MIB, pages(16 * MIB), None, 0).unwrap_err();
         let LayoutError::TooSmall {
             need_pages,
             have_pages,
@@ -921,7 +1021,7 @@ mod tests {
         );
         // The boundary: a domain exactly as large as its region fits, one page less does not.
         let kernel = 0x40_0000..0x40_0000 + 5 * MIB;
-        let fits = |nr| plan(kernel.clone(), nr, None);
+        let fits = |nr| plan(kernel.clone(), nr, None, 0);
         // The need grows with the domain (its p2m list does): climb from the first answer.
         let mut nr = 1;
         let sod = loop {
@@ -938,7 +1038,7 @@ mod tests {
         );
         assert!(matches!(fits(nr - 1), Err(LayoutError::TooSmall { .. })));
         assert!(matches!(
-            plan(kernel, 0, None),
+            plan(kernel, 0, None, 0),
             Err(LayoutError::TooSmall { .. })
         ));
     }
@@ -947,20 +1047,20 @@ mod tests {
     fn overflow_near_the_top() {
         let top = 0xFFFF_FFFF_FFC0_0000;
         assert_eq!(
-            plan(top..top + MIB, pages(64 * MIB), None),
+            plan(top..top + MIB, pages(64 * MIB), None, 0),
             Err(LayoutError::Overflow)
         );
-        assert_eq!(plan(top..u64::MAX, 16, None), Err(LayoutError::Overflow));
+        assert_eq!(plan(top..u64::MAX, 16, None, 0), Err(LayoutError::Overflow));
         assert_eq!(
-            plan(LINUX..LINUX + MIB, u64::MAX, None),
-            Err(LayoutError::Overflow)
-        );
-        assert_eq!(
-            plan(LINUX..LINUX + MIB, 16, Some(u64::MAX)),
+            plan(LINUX..LINUX + MIB, u64::MAX, None, 0),
             Err(LayoutError::Overflow)
         );
         assert_eq!(
-            plan(LINUX..LINUX + MIB, 1 << 61, None),
+            plan(LINUX..LINUX + MIB, 16, Some(u64::MAX), 0),
+            Err(LayoutError::Overflow)
+        );
+        assert_eq!(
+            plan(LINUX..LINUX + MIB, 1 << 61, None, 0),
             Err(LayoutError::Overflow),
             "a p2m of 2^64 bytes"
         );
@@ -971,17 +1071,17 @@ mod tests {
         // The kernel fits below the hole, but the region's padding would not.
         let near_hole = 0x7FFF_FFC0_0000;
         assert_eq!(
-            plan(near_hole..near_hole + 0x38_0000, pages(64 * MIB), None),
+            plan(near_hole..near_hole + 0x38_0000, pages(64 * MIB), None, 0),
             Err(LayoutError::NonCanonical {
                 start: near_hole,
                 end: 0x8000_0040_0000
             })
         );
         // Ending exactly at the hole is fine.
-        check(&plan(near_hole..near_hole + 3 * MIB, pages(64 * MIB), None).unwrap());
+        check(&plan(near_hole..near_hole + 3 * MIB, pages(64 * MIB), None, 0).unwrap());
         let inside = 0x8000_0000_0000;
         assert!(matches!(
-            plan(inside..inside + MIB, 4096, None),
+            plan(inside..inside + MIB, 4096, None, 0),
             Err(LayoutError::NonCanonical { .. })
         ));
     }
@@ -990,23 +1090,31 @@ mod tests {
     fn reserved_range() {
         let start = HYPERVISOR_VIRT_START + 0x10_0000;
         assert!(matches!(
-            plan(start..start + MIB, 4096, None),
+            plan(start..start + MIB, 4096, None, 0),
             Err(LayoutError::ReservedRange { start: s, .. }) if s == start
         ));
         let start = HYPERVISOR_VIRT_END - 0x10_0000;
-        let err = plan(start..start + 0x1000, 4096, None).unwrap_err();
+        let err = plan(start..start + 0x1000, 4096, None, 0).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the start-of-day region 0xffff87fffff00000..0xffff880000000000 reaches into the \
              hypervisor's reserved range 0xffff800000000000..0xffff880000000000"
         );
-        check(&plan(HYPERVISOR_VIRT_END..HYPERVISOR_VIRT_END + MIB, 4096, None).unwrap());
+        check(
+            &plan(
+                HYPERVISOR_VIRT_END..HYPERVISOR_VIRT_END + MIB,
+                4096,
+                None,
+                0,
+            )
+            .unwrap(),
+        );
     }
 
     #[test]
     fn empty_kernel() {
         assert_eq!(
-            plan(LINUX..LINUX, 4096, None),
+            plan(LINUX..LINUX, 4096, None, 0),
             Err(LayoutError::EmptyKernel {
                 start: LINUX,
                 end: LINUX
@@ -1019,7 +1127,8 @@ mod tests {
                     end: LINUX
                 },
                 4096,
-                None
+                None,
+                0
             ),
             Err(LayoutError::EmptyKernel { .. })
         ));
@@ -1045,9 +1154,11 @@ mod tests {
                 for nr_pages in [0, 1, 4096, 1 << 40, u64::MAX] {
                     for initrd in [None, Some(0), Some(1), Some(u64::MAX)] {
                         let end = start.saturating_add(len);
-                        if let Ok(sod) = plan(start..end, nr_pages, initrd) {
-                            assert!(sod.mapped_pages() <= nr_pages);
-                            assert!(is_canonical_range(sod.virt_start(), sod.mapped_end));
+                        for extra in [0, DOMU_EXTRA_PAGES, u64::MAX / PAGE, u64::MAX] {
+                            if let Ok(sod) = plan(start..end, nr_pages, initrd, extra) {
+                                assert!(sod.mapped_pages() <= nr_pages);
+                                assert!(is_canonical_range(sod.virt_start(), sod.mapped_end));
+                            }
                         }
                     }
                 }

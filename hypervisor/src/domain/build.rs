@@ -1,23 +1,24 @@
 //! Building dom0 from the first multiboot2 module (DESIGN.md §4, "Start of day").
 //!
-//! The kernel ELF is checked by `elf::parse` and laid out by `layout::plan` (both
-//! host-tested); this file does the part that touches memory: it allocates and zeroes
-//! the domain's frames, copies the kernel and initrd in, writes the p2m list, the
-//! `start_info` page and the bootstrap page tables, fills the hypercall page, and sets
-//! up vCPU 0 to enter the kernel in ring 1 with events masked.
+//! The kernel ELF is checked by `elf::parse`, laid out by `layout::plan`, and what goes
+//! into the bootstrap page tables, `start_info` and vCPU 0 is planned by
+//! `xenia_pvboot::boot` — the same plan the toolstack's domU builder writes (all
+//! host-tested in `xenia-pvboot`). This file does only the part that touches memory: it
+//! allocates and zeroes the domain's frames, and copies in, through the direct map, the
+//! kernel, the initrd, the p2m list, the hypercall page and the planned `start_info` and
+//! page tables; then it pins the tables and installs the planned registers in vCPU 0.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use guest_abi::selectors::{KERNEL_CS, KERNEL_SS};
-use guest_abi::start_info::{SIF_INITDOMAIN, SIF_PRIVILEGED, StartInfo};
-use guest_abi::trap::RFLAGS_IF;
-use guest_abi::types::DomId;
+use guest_abi::start_info::{SIF_INITDOMAIN, SIF_PRIVILEGED, StartInfoConsole};
+use guest_abi::types::{self as abi, DomId};
+use xenia_pvboot::boot::{self, BootError, Frames, P2m};
 
 use super::elf::{self, KernelImage};
-use super::layout::{self, StartOfDay, Target};
+use super::layout::{self, StartOfDay};
 use super::{Domain, Vcpu};
 use crate::arch::x86_64::layout::phys_to_virt;
 use crate::event::EventChannels;
@@ -30,10 +31,6 @@ use crate::mm::{Mfn, PAGE_SIZE, frames};
 pub const DEFAULT_DOM0_MEM: u64 = 256 << 20;
 /// Memory the hypervisor keeps for itself when sizing dom0 from what is free.
 const HYPERVISOR_RESERVE: u64 = 16 << 20;
-
-const PTE_PRESENT: u64 = 1 << 0;
-const PTE_WRITABLE: u64 = 1 << 1;
-const PTE_USER: u64 = 1 << 2;
 
 /// A module as GRUB loaded it: its bytes (in the direct map) and command line.
 pub struct ModuleImage<'a> {
@@ -89,6 +86,24 @@ impl core::fmt::Display for BuildError {
             }
             BuildError::Other(s) => f.write_str(s),
         }
+    }
+}
+
+impl From<BootError> for BuildError {
+    fn from(e: BootError) -> Self {
+        BuildError::Other(format!(
+            "the start-of-day plan does not fit dom0's frames: {e}"
+        ))
+    }
+}
+
+/// dom0's p2m list as `xenia_pvboot::boot` reads it.
+struct Dom0P2m<'a>(&'a [Mfn]);
+
+impl P2m for Dom0P2m<'_> {
+    fn mfn(&self, pfn: abi::Pfn) -> Option<abi::Mfn> {
+        let i = usize::try_from(pfn.0).ok()?;
+        self.0.get(i).map(|m| abi::Mfn(m.0))
     }
 }
 
@@ -173,6 +188,7 @@ pub fn build_dom0(
         image.virt_start..image.virt_end,
         nr_pages,
         initrd.map(|i| i.len() as u64),
+        0,
     )
     .map_err(BuildError::Layout)?;
 
@@ -220,10 +236,14 @@ pub fn build_dom0(
         ));
     }
 
-    let fill = || -> Result<Vcpu, BuildError> {
+    let fill = || -> Result<(Vcpu, u8), BuildError> {
         let mem = Memory {
             p2m: &p2m,
             sod: &sod,
+        };
+        let frames = Frames {
+            p2m: &Dom0P2m(&p2m),
+            shared_info: abi::Mfn(shared_info.0),
         };
         elf::load_into(
             &image,
@@ -244,10 +264,18 @@ pub fn build_dom0(
         for (pfn, mfn) in p2m.iter().enumerate() {
             mem.write_u64(sod.p2m.start + 8 * pfn as u64, mfn.0)?;
         }
-        write_start_info(&mem, &sod, &image, kernel.cmdline, shared_info)?;
-        write_page_tables(&p2m, &sod, shared_info)?;
+        write_start_info(&mem, &sod, kernel.cmdline, frames.shared_info)?;
+        // The tables are frames of the bootstrap region: written like the rest of it,
+        // before they are pinned (and so before they become read-only to anyone).
+        for table in boot::page_tables(&sod, frames) {
+            let table = table?;
+            mem.write(
+                sod.virt_start() + table.pfn.0 * PAGE_SIZE,
+                &table.to_bytes(),
+            )?;
+        }
 
-        let l4 = p2m[sod.root_table().0 as usize];
+        let l4 = Mfn(boot::root_table(&sod, &frames)?.0);
         // Pinning the bootstrap L4 validates the whole hierarchy, as any guest table is
         // validated: page-table frames get their types, everything mapped writable the
         // writable type. The vCPU's base pointer holds another type reference.
@@ -258,16 +286,20 @@ pub fn build_dom0(
         .map_err(|e| {
             BuildError::Other(format!("the bootstrap page tables do not validate ({e:?})"))
         })?;
+        // The registers the toolstack would pass to `setvcpucontext`, installed as that
+        // does (only the ones it keeps: the data selectors stay null, as for a domU).
+        let ctx = boot::initial_context(image.entry, &sod, abi::Mfn(l4.0));
+        let r = &ctx.user_regs;
         let mut vcpu = Vcpu::new(0, l4);
-        vcpu.regs.rip = image.entry;
-        vcpu.regs.rsi = sod.start_info;
-        vcpu.regs.rsp = sod.stack_top();
-        vcpu.regs.cs = u64::from(KERNEL_CS);
-        vcpu.regs.ss = u64::from(KERNEL_SS);
-        vcpu.regs.rflags = RFLAGS_IF | 2;
-        Ok(vcpu)
+        vcpu.regs.rip = r.rip;
+        vcpu.regs.rsi = r.rsi;
+        vcpu.regs.rsp = r.rsp;
+        vcpu.regs.cs = u64::from(r.cs);
+        vcpu.regs.ss = u64::from(r.ss);
+        vcpu.regs.rflags = r.rflags;
+        Ok((vcpu, r.saved_upcall_mask))
     };
-    let vcpu = match fill() {
+    let (vcpu, upcall_mask) = match fill() {
         Ok(v) => v,
         Err(e) => {
             let _ = ft::with(|t, mem| t.release_writes(mem, shared_info, id));
@@ -294,7 +326,8 @@ pub fn build_dom0(
         console_line: super::ConsoleLine::new(),
     };
     let info = dom.vcpu_info(0);
-    info.evtchn_upcall_mask.store(1, Ordering::Release);
+    info.evtchn_upcall_mask
+        .store(upcall_mask, Ordering::Release);
     info.time.publish(&crate::time::snapshot());
     dom.shared().publish_wallclock(crate::time::wallclock());
     dom.shared().arch.max_pfn.store(nr_pages, Ordering::Relaxed);
@@ -318,25 +351,21 @@ fn dom0_tools_name() -> &'static str {
     "Domain-0"
 }
 
+/// Writes the planned `start_info` of dom0 (privileged, the initial domain, no console
+/// ring: dom0 uses `console_io`).
 fn write_start_info(
     mem: &Memory<'_>,
     sod: &StartOfDay,
-    image: &KernelImage,
     cmdline: &str,
-    shared_info: Mfn,
+    shared_info: abi::Mfn,
 ) -> Result<(), BuildError> {
-    let mut si = StartInfo::new();
-    si.nr_pages = sod.nr_pages;
-    si.shared_info = shared_info.phys();
-    si.flags = SIF_PRIVILEGED | SIF_INITDOMAIN;
-    si.pt_base = sod.page_tables.start;
-    si.nr_pt_frames = sod.table_counts.total();
-    si.mfn_list = sod.p2m.start;
-    if let Some(initrd) = sod.initrd {
-        si.mod_start = initrd.start;
-        si.mod_len = initrd.len();
-    }
-    let copied = si.set_cmdline(cmdline.as_bytes());
+    let (si, copied) = boot::start_info(
+        sod,
+        shared_info,
+        SIF_PRIVILEGED | SIF_INITDOMAIN,
+        StartInfoConsole::default(),
+        cmdline.as_bytes(),
+    );
     if copied < cmdline.len() {
         log::warn!(
             target: "domain",
@@ -344,39 +373,5 @@ fn write_start_info(
             cmdline.len()
         );
     }
-    let _ = image;
-    let dst = mem.host_addr(sod.start_info)?;
-    // SAFETY: the start_info page is one frame of the new domain (page aligned, so the
-    // whole structure, 1168 bytes, fits), zeroed, used by nothing else yet.
-    unsafe { core::ptr::write_unaligned(dst as *mut StartInfo, si) };
-    Ok(())
-}
-
-/// Fills the bootstrap page tables from the layout's entry list. Table frames are
-/// mapped read-only to the guest; everything below the stack's end is supervisor-only
-/// and the padding after it user-accessible (guest-abi's porting guide).
-fn write_page_tables(p2m: &[Mfn], sod: &StartOfDay, shared_info: Mfn) -> Result<(), BuildError> {
-    let mfn = |pfn: guest_abi::types::Pfn| {
-        p2m.get(pfn.0 as usize).copied().ok_or_else(|| {
-            BuildError::Other(format!("page table names pfn {} beyond memory", pfn.0))
-        })
-    };
-    for e in sod.table_entries() {
-        let value = match e.target {
-            Target::Table(child) => mfn(child)?.phys() | PTE_PRESENT | PTE_WRITABLE | PTE_USER,
-            Target::SharedInfo => shared_info.phys() | PTE_PRESENT | PTE_WRITABLE,
-            Target::Page { pfn, writable } => {
-                let va = sod.virt_start() + pfn.0 * PAGE_SIZE;
-                let user = if va >= sod.stack.end { PTE_USER } else { 0 };
-                mfn(pfn)?.phys() | PTE_PRESENT | if writable { PTE_WRITABLE } else { 0 } | user
-            }
-        };
-        let table = mfn(e.table)?;
-        // SAFETY: `table` is a page-table frame of the new domain (index < 512), reached
-        // through the direct map; nothing uses the tables yet.
-        unsafe {
-            core::ptr::write_volatile((phys_to_virt(table.phys()) as *mut u64).add(e.index), value);
-        }
-    }
-    Ok(())
+    mem.write(sod.start_info, &boot::start_info_bytes(&si))
 }

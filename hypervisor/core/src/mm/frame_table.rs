@@ -113,25 +113,15 @@ pub const ENTRIES: usize = 512;
 /// scratch each: 512 KiB, whatever the machine's size).
 pub const CHECK_WINDOW: usize = 64 * 1024;
 
-/// Page-table entry bits (Intel SDM Vol. 3A §4.5, Tables 4-15 to 4-20).
+/// Page-table entry bits: guest-abi's, the one definition (Intel SDM Vol. 3A §4.5), under
+/// the names this file uses, plus Xen's grant mark.
 mod pte {
-    pub const PRESENT: u64 = 1 << 0;
-    pub const RW: u64 = 1 << 1;
-    pub const USER: u64 = 1 << 2;
-    pub const PWT: u64 = 1 << 3;
-    pub const PCD: u64 = 1 << 4;
-    pub const ACCESSED: u64 = 1 << 5;
-    pub const DIRTY: u64 = 1 << 6;
-    /// PAT in an L1 entry, PS (a 2 MiB or 1 GiB page) in L2 and L3, reserved in L4.
-    pub const PS_PAT: u64 = 1 << 7;
-    pub const GLOBAL: u64 = 1 << 8;
+    pub use guest_abi::pte::{
+        ACCESSED, ADDR_MASK as ADDR, DIRTY, GLOBAL, NX, PCD, PRESENT, PS as PS_PAT, PWT, RW, USER,
+    };
     /// Ignored by the hardware; Xen reserves it in L1 entries to mark grant mappings
     /// (`_PAGE_GNTTAB`, `asm/x86_64/page.h`).
     pub const GNTTAB: u64 = 1 << 62;
-    /// Execute-disable; reserved unless EFER.NXE is set.
-    pub const NX: u64 = 1 << 63;
-    /// Bits 12 to 51: the frame address (bits from MAXPHYADDR up are reserved).
-    pub const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 }
 
 /// Whether `e`, an entry of a table of type `level`, is a grant mapping installed by the

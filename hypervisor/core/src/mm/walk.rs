@@ -15,12 +15,8 @@ use guest_abi::types::DomId;
 use super::{Mfn, PAGE_SIZE};
 use crate::layout::{in_hypervisor_range, is_canonical};
 
-const PRESENT: u64 = 1 << 0;
-const WRITABLE: u64 = 1 << 1;
-const USER: u64 = 1 << 2;
-const HUGE: u64 = 1 << 7;
-/// Bits 12..51 of an entry: the frame address (Intel SDM Vol. 3A §4.5, Table 4-15).
-const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+// Page-table entry bits: guest-abi's, the one definition (Intel SDM Vol. 3A §4.5).
+use guest_abi::pte::{ADDR_MASK, PRESENT, PS as HUGE, RW as WRITABLE, USER};
 
 /// What a walk reads: page-table entries and who owns a frame.
 pub trait GuestTables {

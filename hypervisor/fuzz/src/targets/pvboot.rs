@@ -239,7 +239,8 @@ fn run(data: &[u8]) {
         1 => Some(input.u64()),
         _ => Some(input.below(1 << 24)),
     };
-    if let Ok(sod) = plan(kernel.clone(), nr_pages, initrd) {
+    let extra_pages = input.below(4);
+    if let Ok(sod) = plan(kernel.clone(), nr_pages, initrd, extra_pages) {
         crate::trace!("pvboot: planned");
         let start = sod.virt_start();
         let mut regions = vec![sod.kernel];

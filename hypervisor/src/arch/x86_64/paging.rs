@@ -9,7 +9,9 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use x86_64::structures::paging::{PageTable, PageTableFlags as F};
+use x86_64::structures::paging::{PageTable, PageTableFlags};
+
+use self::flags as F;
 
 use super::layout::{self, phys_to_virt};
 use crate::mm::directmap::{self, Chunk};
@@ -17,6 +19,27 @@ use crate::mm::{Mfn, PAGE_SIZE, frames};
 
 const SIZE_2M: u64 = 2 << 20;
 const SIZE_1G: u64 = 1 << 30;
+
+/// Entry flags of the hypervisor's own tables: guest-abi's bits (`guest_abi::pte`, the one
+/// definition of page-table-entry bits, Intel SDM Vol. 3A §4.5), in the flag type the
+/// `x86_64` crate's `PageTable` takes.
+mod flags {
+    use guest_abi::pte;
+    use x86_64::structures::paging::PageTableFlags as F;
+
+    pub const PRESENT: F = F::from_bits_retain(pte::PRESENT);
+    pub const WRITABLE: F = F::from_bits_retain(pte::RW);
+    pub const WRITE_THROUGH: F = F::from_bits_retain(pte::PWT);
+    pub const NO_CACHE: F = F::from_bits_retain(pte::PCD);
+    /// `PS` in an L3 or L2 entry: a 1 GiB or 2 MiB page.
+    pub const HUGE_PAGE: F = F::from_bits_retain(pte::PS);
+    pub const NO_EXECUTE: F = F::from_bits_retain(pte::NX);
+
+    /// No flags.
+    pub const fn empty() -> F {
+        F::empty()
+    }
+}
 
 #[derive(Debug)]
 pub enum MapError {
@@ -43,7 +66,7 @@ fn new_table() -> Result<Mfn, MapError> {
     Ok(mfn)
 }
 
-fn nx() -> F {
+fn nx() -> PageTableFlags {
     if NX_SUPPORTED.load(Ordering::Relaxed) {
         F::NO_EXECUTE
     } else {
@@ -75,7 +98,7 @@ fn map(
     mut virt: u64,
     mut phys: u64,
     mut len: u64,
-    flags: F,
+    flags: PageTableFlags,
     use_1g: bool,
 ) -> Result<(), MapError> {
     let flags = flags | F::PRESENT;
