@@ -49,41 +49,8 @@ pub const ENTRIES: usize = 512;
 /// Xen's `INVALID_P2M_ENTRY`: a p2m slot with no frame behind it.
 pub const INVALID_P2M: u64 = u64::MAX;
 
-/// Page-table entry bits (Intel SDM Vol. 3A §4.5, Tables 4-15 to 4-20).
-pub mod pte {
-    /// Present.
-    pub const PRESENT: u64 = 1 << 0;
-    /// Writable.
-    pub const RW: u64 = 1 << 1;
-    /// User-accessible.
-    pub const USER: u64 = 1 << 2;
-    /// Write-through.
-    pub const PWT: u64 = 1 << 3;
-    /// Cache disable.
-    pub const PCD: u64 = 1 << 4;
-    /// Accessed (set by the CPU).
-    pub const ACCESSED: u64 = 1 << 5;
-    /// Dirty (set by the CPU, leaf entries).
-    pub const DIRTY: u64 = 1 << 6;
-    /// Page size: a 2 MiB (L2) or 1 GiB (L3) leaf.
-    pub const PS: u64 = 1 << 7;
-    /// Global (leaf entries; survives CR3 loads when `CR4.PGE` is set).
-    pub const GLOBAL: u64 = 1 << 8;
-    /// Execute disable (with `EFER.NXE`).
-    pub const NX: u64 = 1 << 63;
-    /// The frame address: bits 12 to 51.
-    pub const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
-
-    /// The machine frame an entry names.
-    pub const fn mfn(entry: u64) -> u64 {
-        (entry & ADDR_MASK) >> 12
-    }
-
-    /// An entry for machine frame `mfn` with `flags`.
-    pub const fn entry(mfn: u64, flags: u64) -> u64 {
-        (mfn << 12) | flags
-    }
-}
+/// Page-table entry bits: guest-abi's one definition (Intel SDM Vol. 3A §4.5).
+pub use guest_abi::pte;
 
 /// The index of `va` in its page table at `level` (1 = L1 … 4 = L4).
 pub const fn index(va: u64, level: u32) -> usize {

@@ -20,11 +20,10 @@ use xenia_pvboot::boot::{self, BootError, Frames, P2m};
 use super::elf::{self, KernelImage};
 use super::layout::{self, StartOfDay};
 use super::{Domain, Vcpu};
-use crate::arch::x86_64::layout::phys_to_virt;
 use crate::event::EventChannels;
 use crate::mm::frame_table::PageType;
 use crate::mm::ft;
-use crate::mm::{Mfn, PAGE_SIZE, frames};
+use crate::mm::{Mfn, PAGE_SIZE, frames, physmem};
 
 /// dom0's memory when `dom0_mem=` does not say: enough for the tools, small enough
 /// to leave room for other domains.
@@ -121,30 +120,27 @@ struct Memory<'a> {
 }
 
 impl Memory<'_> {
-    /// The direct-map address of guest virtual address `va` in the bootstrap mapping.
-    fn host_addr(&self, va: u64) -> Result<*mut u8, BuildError> {
+    /// The frame behind guest virtual address `va` in the bootstrap mapping.
+    fn frame_of(&self, va: u64) -> Result<Mfn, BuildError> {
         let pfn = self.sod.pfn_of(va).ok_or_else(|| {
             BuildError::Other(format!(
                 "address {va:#x} is outside the start-of-day mapping"
             ))
         })?;
-        let mfn = self
-            .p2m
+        self.p2m
             .get(pfn.0 as usize)
-            .ok_or_else(|| BuildError::Other(format!("pfn {} beyond memory", pfn.0)))?;
-        Ok((phys_to_virt(mfn.phys()) + (va % PAGE_SIZE)) as *mut u8)
+            .copied()
+            .ok_or_else(|| BuildError::Other(format!("pfn {} beyond memory", pfn.0)))
     }
 
-    /// Copies `data` to guest virtual `va`, page by page.
+    /// Copies `data` to guest virtual `va`, page by page, through `mm::physmem`.
     fn write(&self, va: u64, data: &[u8]) -> Result<(), BuildError> {
         let mut done = 0usize;
         while done < data.len() {
             let at = va + done as u64;
             let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(data.len() - done);
-            let dst = self.host_addr(at)?;
-            // SAFETY: `dst..dst + n` lies inside one frame of the new domain, which
-            // nobody else uses yet, reached through the direct map.
-            unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), dst, n) };
+            let mfn = self.frame_of(at)?;
+            physmem::write(mfn, (at % PAGE_SIZE) as usize, &data[done..done + n]);
             done += n;
         }
         Ok(())
@@ -251,8 +247,8 @@ pub fn build_dom0(
             |va, data| mem.write(va, data),
             |va, len| {
                 // Frames are zeroed already; only check that the range is mapped.
-                mem.host_addr(va)?;
-                mem.host_addr(va + len - 1).map(drop)
+                mem.frame_of(va)?;
+                mem.frame_of(va + len - 1).map(drop)
             },
         )?;
         if let (Some(region), Some(bytes)) = (sod.initrd, initrd) {

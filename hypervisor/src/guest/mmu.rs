@@ -183,9 +183,7 @@ fn refused(dom: DomId, call: &str, table: Mfn, index: usize, val: u64, e: Errno)
 
 /// The L1 table and index that map `va` in `dom`'s address space rooted at `l4`.
 pub fn l1_slot(dom: DomId, l4: Mfn, va: u64) -> Result<(Mfn, usize), Errno> {
-    const PRESENT: u64 = 1;
-    const PS: u64 = 1 << 7;
-    const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+    use guest_abi::pte::{ADDR_MASK, PRESENT, PS};
     let mem = ft::DirectMem;
     let mut table = l4;
     for level in (1..4).rev() {

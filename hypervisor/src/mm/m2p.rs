@@ -7,7 +7,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use x86_64::structures::paging::PageTableFlags as F;
+use guest_abi::pte;
 
 use super::{Mfn, PAGE_SIZE, frames, physmem};
 use crate::arch::x86_64::layout;
@@ -17,8 +17,6 @@ pub const INVALID: u64 = u64::MAX;
 /// Where guests see the table.
 pub const RO_M2P_BASE: u64 = layout::slot_base(layout::RO_M2P_SLOT);
 const ENTRIES_PER_FRAME: u64 = PAGE_SIZE / 8;
-/// Bits 12..51 of a page-table entry: the frame address (Intel SDM Vol. 3A §4.5, Table 4-15).
-const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
 struct Table {
     /// The frames holding the table, in order.
@@ -36,8 +34,8 @@ fn new_zeroed_frame() -> Mfn {
 }
 
 /// A page-table entry mapping `to` with `flags`.
-fn entry(to: Mfn, flags: F) -> u64 {
-    to.phys() | flags.bits()
+fn entry(to: Mfn, flags: u64) -> u64 {
+    pte::entry(to.0, flags)
 }
 
 /// Builds the table for machine frames `0..entries`, every entry `INVALID`, and the
@@ -55,7 +53,7 @@ pub fn init(entries: u64, nx: bool) {
         }
         // One L3 for the slot; an L2 per GiB and an L1 per 2 MiB of table. The table frames
         // are this module's, filled once, at boot, before any guest root refers to them.
-        let leaf = F::PRESENT | if nx { F::NO_EXECUTE } else { F::empty() };
+        let leaf = pte::PRESENT | if nx { pte::NX } else { 0 };
         let l3 = new_zeroed_frame();
         for (i, chunk) in table_frames.chunks(physmem::WORDS).enumerate() {
             let l1 = new_zeroed_frame();
@@ -66,17 +64,17 @@ pub fn init(entries: u64, nx: bool) {
             let l2 = match physmem::read_u64(l3, l3_index) {
                 0 => {
                     let l2 = new_zeroed_frame();
-                    physmem::write_u64(l3, l3_index, entry(l2, F::PRESENT));
+                    physmem::write_u64(l3, l3_index, entry(l2, pte::PRESENT));
                     l2
                 }
-                present => Mfn::from_phys(present & ADDR_MASK),
+                present => Mfn(pte::mfn(present)),
             };
-            physmem::write_u64(l2, l2_index, entry(l1, F::PRESENT));
+            physmem::write_u64(l2, l2_index, entry(l1, pte::PRESENT));
         }
         Table {
             frames: table_frames,
             entries,
-            slot_entry: l3.phys() | F::PRESENT.bits(),
+            slot_entry: entry(l3, pte::PRESENT),
         }
     });
 }

@@ -45,19 +45,14 @@ const INDICES: [usize; 6] = [0, 1, 255, 256, 271, 511];
 /// Operations per input at most.
 const MAX_OPS: usize = 48;
 
-// Page-table entry bits (Intel SDM Vol. 3A §4.5, Tables 4-15 to 4-20).
-const P: u64 = 1 << 0;
-const RW: u64 = 1 << 1;
-const U: u64 = 1 << 2;
-const PWT: u64 = 1 << 3;
-const A: u64 = 1 << 5;
-const D: u64 = 1 << 6;
-const PS: u64 = 1 << 7;
-const G: u64 = 1 << 8;
+// Page-table entry bits: guest-abi's one definition (Intel SDM Vol. 3A §4.5), under the
+// short names the generators below use.
+use guest_abi::pte::{
+    ACCESSED as A, ADDR_MASK as ADDR, DIRTY as D, GLOBAL as G, NX, PRESENT as P, PS, PWT, RW,
+    USER as U,
+};
 /// Xen's `_PAGE_GNTTAB`, the frame table's grant-PTE mark.
 const GNTTAB: u64 = 1 << 62;
-const NX: u64 = 1 << 63;
-const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 
 fn config() -> Config {
     Config {

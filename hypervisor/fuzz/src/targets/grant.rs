@@ -85,12 +85,10 @@ const GRANT_SLOTS: u64 = 8;
 const OWN_SLOTS: [usize; 4] = [9, 10, 11, 12];
 const MAX_OPS: usize = 40;
 
-// Page-table entry bits (Intel SDM Vol. 3A §4.5).
-const P: u64 = 1 << 0;
-const RW: u64 = 1 << 1;
-const U: u64 = 1 << 2;
+// Page-table entry bits: guest-abi's one definition (Intel SDM Vol. 3A §4.5).
+use guest_abi::pte::{ADDR_MASK as ADDR, PRESENT as P, RW, USER as U};
+/// Xen's `_PAGE_GNTTAB`, the frame table's grant-PTE mark.
 const GNTTAB: u64 = 1 << 62;
-const ADDR: u64 = 0x000F_FFFF_FFFF_F000;
 
 struct Mem {
     pages: Vec<[u64; ENTRIES]>,
