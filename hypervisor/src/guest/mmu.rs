@@ -117,7 +117,9 @@ pub fn mmu_update(cx: &mut Hc) -> HcResult {
                     let preserve = cmd == m::MMU_PT_UPDATE_PRESERVE_AD;
                     ft::with(|t, mem| t.update_entry(mem, table, index, req.val, me, preserve))
                         .map(drop)
-                        .inspect_err(|e| refused(me, "mmu_update", table, index, req.val, *e))
+                        .inspect_err(|e| {
+                            refused(me, "mmu_update", table, Some((index, req.val)), *e)
+                        })
                 }
                 m::MMU_MACHPHYS_UPDATE => {
                     let mfn = Mfn::from_phys(ptr);
@@ -137,7 +139,7 @@ pub fn mmu_update(cx: &mut Hc) -> HcResult {
 /// entry (level, index, table, new value) and the rule it broke, as the errors table of
 /// `mm/frame_table.rs` (and guest-abi's porting guide) states it, so that a porter sees why
 /// without a debugger. Never above debug: a guest could otherwise flood the log.
-fn refused(dom: DomId, call: &str, table: Mfn, index: usize, val: u64, e: Errno) {
+fn refused(dom: DomId, call: &str, table: Mfn, entry: Option<(usize, u64)>, e: Errno) {
     if !log::log_enabled!(target: "mm", log::Level::Debug) {
         return;
     }
@@ -174,11 +176,18 @@ fn refused(dom: DomId, call: &str, table: Mfn, index: usize, val: u64, e: Errno)
              or a frame it may write"
         }
     };
-    log::debug!(
-        target: "mm",
-        "d{dom}: {call} refused ({e:?}): {level} entry {index} of frame {:#x} := {val:#x}: {rule}",
-        table.0,
-    );
+    match entry {
+        Some((index, val)) => log::debug!(
+            target: "mm",
+            "d{dom}: {call} refused ({e:?}): {level} entry {index} of frame {:#x} := {val:#x}: {rule}",
+            table.0,
+        ),
+        None => log::debug!(
+            target: "mm",
+            "d{dom}: {call} refused ({e:?}): frame {:#x} (now {level}): {rule}",
+            table.0,
+        ),
+    }
 }
 
 /// The L1 table and index that map `va` in `dom`'s address space rooted at `l4`.
@@ -217,7 +226,7 @@ pub fn update_va_mapping(cx: &mut Hc) -> HcResult {
         return Err(Errno::EINVAL);
     }
     ft::with(|t, mem| t.update_entry(mem, l1, index, val, me, false))
-        .inspect_err(|e| refused(me, "update_va_mapping", l1, index, val, *e))?;
+        .inspect_err(|e| refused(me, "update_va_mapping", l1, Some((index, val)), *e))?;
     Ok(Ret::Value(0))
 }
 
@@ -234,7 +243,7 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
             let mfn = Mfn(op.arg1);
             let pin = |level| {
                 ft::with(|t, mem| t.pin(mem, mfn, id, level))
-                    .inspect_err(|e| refused(id, "mmuext_op pin", mfn, 0, op.arg1, *e))
+                    .inspect_err(|e| refused(id, "mmuext_op pin", mfn, None, *e))
             };
             match op.cmd {
                 m::MMUEXT_PIN_L1_TABLE => pin(PageType::L1),

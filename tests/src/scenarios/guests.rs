@@ -178,6 +178,54 @@ pub fn attacks(ctx: &Context, model: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// At `loglvl=debug` every page-table update the frame table refuses is logged with the entry
+/// and the rule it broke (the porting guide's promise), for the attack suite's refusals: a
+/// foreign frame mapped by an L1 entry, an update of L4 slot 256, a writable frame pinned as
+/// a table.
+pub fn refusal_log(ctx: &Context) -> Result<(), String> {
+    let kernel = ctx.workspace().require_artifact(ATTACKS)?;
+    let mut vm = ctx
+        .machine()
+        .cpu("max")
+        .hv_options("loglvl=debug")
+        .module(kernel, "")
+        .boot()?;
+    vm.wait_for_line_starting(&contract::guest_line("Test result: "), T)?;
+    vm.expect_exit(EXIT_POWEROFF, T)?;
+    let log = vm.serial_log();
+    let expected: [(&str, &[&str]); 3] = [
+        (
+            "an L1 entry mapping another domain's frame",
+            &[
+                "debug: d0: mmu_update refused (EBUSY): L1 entry ",
+                "an L1 entry may only map the domain's own frames",
+            ],
+        ),
+        (
+            "an update of L4 slot 256",
+            &[
+                "debug: d0: mmu_update refused (EINVAL): L4 entry 256 of frame ",
+                "L4 slots 256-271 belong to the hypervisor",
+            ],
+        ),
+        (
+            "a pin of a frame that is mapped writable",
+            &["debug: d0: mmuext_op pin refused (", "): frame "],
+        ),
+    ];
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|(_, parts)| !log.lines().any(|l| parts.iter().all(|p| l.contains(p))))
+        .map(|(what, _)| *what)
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "no debug line naming the entry and the rule for: {missing:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// The demo of `cargo xtask run`: the example guest with `interactive` echoes typed lines
 /// and powers off on `poweroff`.
 pub fn hello_interactive(ctx: &Context) -> Result<(), String> {

@@ -93,6 +93,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("domains_privilege", domains::privilege),
         Scenario::new("attacks_max", |ctx| guests::attacks(ctx, "max")),
         Scenario::new("attacks_qemu64", |ctx| guests::attacks(ctx, "qemu64")),
+        Scenario::new("attacks_refusal_log", guests::refusal_log),
         Scenario::new("demo_compute", demos::compute),
         Scenario::new("demo_echo", demos::echo),
         Scenario::new("default_image", demos::default_image),
