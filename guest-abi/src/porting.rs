@@ -148,9 +148,18 @@
 //! command `ENOSYS`; unusable guest buffer `EFAULT`, before the call acts).
 //! The tables give the rest, as the hypervisor implements it
 //! (`hypervisor/src/guest/mmu.rs` and the frame table,
-//! `hypervisor/src/mm/frame_table.rs`). For the batch calls the first
+//! `hypervisor/core/src/mm/frame_table.rs`). For the batch calls the first
 //! failing item ends the batch, earlier items stay done, and `*done` counts
 //! them.
+//!
+//! **Why was it refused?** Boot the hypervisor with `loglvl=debug` and every
+//! refused page-table update is logged with the entry and the rule it broke,
+//! for example
+//!
+//! ```text
+//! debug: d0: mmu_update refused (EINVAL): L4 entry 256 of frame 0x10c0 := 0x1487: L4 slots 256-271 belong to the hypervisor; ...
+//! debug: d0: mmuext_op pin refused (EINVAL): frame 0x484 (now non-table): the table must be ...
+//! ```
 //!
 //! ## Entry validation (all three page-table calls)
 //!
