@@ -312,6 +312,7 @@ pub fn build_dom0(
         privilege: super::Privilege::Control,
         p2m,
         shared_info,
+        shared_view: crate::mm::physmem::atomics(shared_info),
         tot_pages: nr_pages,
         max_pages,
         vcpus: alloc::vec![vcpu],

@@ -54,6 +54,7 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         privilege: super::Privilege::Guest,
         p2m: Vec::new(),
         shared_info,
+        shared_view: crate::mm::physmem::atomics(shared_info),
         tot_pages: 0,
         max_pages: 0,
         vcpus,

@@ -271,6 +271,10 @@ pub struct Domain {
     /// Pseudo-physical to machine frames.
     pub p2m: Vec<Mfn>,
     pub shared_info: Mfn,
+    /// `shared_info` as the hypervisor reads and writes it, made once when the frame was
+    /// given (`mm::physmem::atomics` checks the frame then, not on every event).
+    #[cfg(target_os = "none")]
+    pub shared_view: &'static SharedInfo,
     /// Pages the domain holds (Xen's `tot_pages`; shared_info not counted).
     pub tot_pages: u64,
     /// The most it may hold (`XENMEM_maximum_reservation`).
@@ -294,7 +298,7 @@ impl Domain {
     #[cfg(target_os = "none")]
     pub fn shared(&self) -> &SharedInfo {
         // The frame is held for the hypervisor's writes for the domain's lifetime.
-        crate::mm::physmem::atomics(self.shared_info)
+        self.shared_view
     }
 
     #[cfg(target_os = "none")]

@@ -237,6 +237,13 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
 /// Whether the direct map covers `[phys, phys + len)` (before the real tables exist: the low
 /// window the bootstrap tables map).
 pub fn direct_map_covers(phys: u64, len: u64) -> bool {
+    // The low window is always mapped, before and after the real tables.
+    if phys
+        .checked_add(len)
+        .is_some_and(|end| end <= directmap::LOW_WINDOW)
+    {
+        return true;
+    }
     match DIRECT_CHUNKS.get() {
         Some(chunks) => directmap::covers(chunks, phys, len),
         None => phys
