@@ -191,6 +191,18 @@ impl<'a> Hc<'a> {
             .ok_or(Errno::ESRCH)
     }
 
+    /// Domain `id` for an operation only the control domain may do on another domain (a
+    /// foreign `populate_physmap`, a port allocated in another domain, ...): the token proves
+    /// the caller may. `ESRCH` if there is none.
+    pub fn foreign(&mut self, id: DomId, _: &Privileged) -> Result<&mut Domain, Errno> {
+        self.domain(id)
+    }
+
+    /// [`Self::foreign`], shared.
+    pub fn foreign_ref(&self, id: DomId, _: &Privileged) -> Result<&Domain, Errno> {
+        self.domain_ref(id)
+    }
+
     /// The caller and another domain at once (`ESRCH` if `other` does not exist, `EINVAL` if
     /// it is the caller).
     pub fn pair(&mut self, other: DomId) -> Result<(&mut Domain, &mut Domain), Errno> {

@@ -76,10 +76,13 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             let a = space.read(arg)?;
             let owner = existing(cx, a.dom)?;
             let remote = existing(cx, a.remote_dom)?;
-            if owner != me {
-                cx.privileged()?;
-            }
-            let port = cx.domain(owner)?.events.alloc_unbound(remote)?;
+            let dom = if owner == me {
+                cx.me()
+            } else {
+                let token = cx.privileged()?;
+                cx.foreign(owner, &token)?
+            };
+            let port = dom.events.alloc_unbound(remote)?;
             port_out(cx, arg, offset_of!(ev::EvtchnAllocUnbound, port), port)?;
         }
         ev::EVTCHNOP_BIND_INTERDOMAIN => {
@@ -141,10 +144,13 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             let arg = cx.ptr::<ev::EvtchnStatus>(1);
             let a = space.read(arg)?;
             let owner = existing(cx, a.dom)?;
-            if owner != me {
-                cx.privileged()?;
-            }
-            let channel = cx.domain_ref(owner)?.events.status(a.port)?;
+            let dom = if owner == me {
+                cx.me_ref()
+            } else {
+                let token = cx.privileged()?;
+                cx.foreign_ref(owner, &token)?
+            };
+            let channel = dom.events.status(a.port)?;
             let mut out = a;
             channel.write_status(&mut out);
             space.write(arg.field(offset_of!(ev::EvtchnStatus, status)), &out.status)?;

@@ -169,10 +169,8 @@ fn named<'a>(cx: &'a mut Hc, id: DomId) -> Result<&'a mut Domain, GntError> {
     if !cx.exists(id) {
         return Err(GntError::BadDomain);
     }
-    if cx.privileged().is_err() {
-        return Err(GntError::PermissionDenied);
-    }
-    cx.domain(id).map_err(|_| GntError::BadDomain)
+    let token = cx.privileged().map_err(|_| GntError::PermissionDenied)?;
+    cx.foreign(id, &token).map_err(|_| GntError::BadDomain)
 }
 
 fn query_size(cx: &mut Hc, at: GuestPtr<g::GnttabQuerySize>) -> Result<(), Errno> {

@@ -313,8 +313,11 @@ pub fn memory_op(cx: &mut Hc) -> HcResult {
             let d = cx.me_ref();
             return Ok((d.tot_pages, d.max_pages));
         }
-        let d = cx.domain_ref(id)?;
-        cx.privileged()?;
+        if !cx.exists(id) {
+            return Err(Errno::ESRCH);
+        }
+        let token = cx.privileged()?;
+        let d = cx.foreign_ref(id, &token)?;
         Ok((d.tot_pages, d.max_pages))
     };
     let value = match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
@@ -418,10 +421,12 @@ fn populate_physmap(cx: &mut Hc) -> Result<u64, Errno> {
     let (r, extents) = reservation(cx)?;
     let space = cx.space();
     // dom0 populates the domains it builds; everyone else only itself.
-    if cx.resolve(r.domid) != cx.id() {
-        cx.privileged()?;
-    }
-    let target = cx.domain(r.domid)?;
+    let target = if cx.resolve(r.domid) == cx.id() {
+        cx.me()
+    } else {
+        let token = cx.privileged()?;
+        cx.foreign(r.domid, &token)?
+    };
     let mut done = 0;
     while done < r.nr_extents && target.tot_pages < target.max_pages {
         let at = extents.get(done).ok_or(Errno::EFAULT)?;
