@@ -176,7 +176,11 @@ pub const HYPERVISOR_UPDATE_DESCRIPTOR: u64 = 10;
 /// `memory_op(cmd, ptr arg)`: reservations and memory maps; `cmd` is a
 /// `XENMEM_*` value from [`memory`](crate::memory).
 pub const HYPERVISOR_MEMORY_OP: u64 = 12;
-/// `multicall(ptr calls, count)`: run a batch of hypercalls.
+/// `multicall(ptr calls, count)`: run a batch of hypercalls, an array of
+/// `count` (32 bits) [`MulticallEntry`]. Returns 0 once every entry ran, each
+/// entry's own result in its `result` field; `EFAULT` if the array cannot be
+/// read or a result cannot be written back. See [`MulticallEntry`] for what
+/// each entry may be and how a long batch is continued.
 pub const HYPERVISOR_MULTICALL: u64 = 13;
 /// `update_va_mapping(va, pte, flags)`: set the L1 entry that maps `va` in the
 /// current address space; `flags` are `UVMF_*` from [`memory`](crate::memory).
@@ -472,9 +476,51 @@ mod raw {
     }
 }
 
+/// One entry of a `multicall` batch (Xen's `struct multicall_entry`, 64 bytes).
+///
+/// Each entry is run as if the guest had issued hypercall `op` with `args[0..5]`
+/// in `rdi, rsi, rdx, r10, r8` (`args[5]` is not used on x86-64), through the
+/// same handlers, with the same checks; its return value (a negative errno on
+/// failure) is written to `result`. An entry's failure does not stop the batch.
+///
+/// - A `multicall` entry (nesting) gets `-EINVAL` and the batch goes on.
+/// - An `iret` entry ends the batch: the guest resumes at the frame it names.
+/// - An entry that yields or blocks (`SCHEDOP_yield`, `SCHEDOP_block`,
+///   `SCHEDOP_poll`) gets its result (0), then the batch is cut short as Xen's
+///   preemption check does: the vCPU yields or blocks, and when it runs again
+///   the call continues with the next entry.
+/// - An entry that is itself continued (a long `mmu_update`, say) has its
+///   advanced arguments written back into `args`, and the batch continues from
+///   that entry.
+/// - Between entries, when an event is waiting to be delivered or after
+///   [`MULTICALL_CHUNK`] entries, the call is continued: the guest's argument
+///   registers and `rip` are rewound so that `int 0x82` re-issues it on the
+///   entries not yet run. A guest sees one call that returns once all ran.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct MulticallEntry {
+    /// IN: the hypercall number.
+    pub op: u64,
+    /// OUT: its return value, a negative errno on failure.
+    pub result: i64,
+    /// IN: its arguments (`args[5]` unused on x86-64); OUT when the entry was
+    /// continued: its advanced arguments.
+    pub args: [u64; 6],
+}
+
+/// Entries a `multicall` runs before it continues itself, so that a long
+/// batch lets events and other vCPUs through.
+pub const MULTICALL_CHUNK: u64 = 64;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multicall_entry_layout() {
+        assert_layout!(MulticallEntry, 64, 8, { op: 0, result: 8, args: 16 });
+    }
 
     #[test]
     fn numbers_match_xen() {

@@ -94,6 +94,37 @@ pub struct Continuation {
     pub done: u64,
 }
 
+/// Most ports one `SCHEDOP_poll` may name (Xen's "fairly arbitrary limit" in `do_poll`).
+pub const MAX_POLL_PORTS: usize = 128;
+
+/// A vCPU waiting in `SCHEDOP_poll`: blocked until one of `ports` is pending (masked or
+/// not), an event needs delivery to it, or system time reaches `deadline`.
+#[derive(Clone, Copy, Debug)]
+pub struct Poll {
+    ports: [guest_abi::event::EvtchnPort; MAX_POLL_PORTS],
+    len: usize,
+    /// Absolute system time (ns) at which the poll gives up, if any.
+    pub deadline: Option<u64>,
+}
+
+impl Poll {
+    /// A poll of `ports` (at most [`MAX_POLL_PORTS`]; more are ignored).
+    pub fn new(ports: &[guest_abi::event::EvtchnPort], deadline: Option<u64>) -> Poll {
+        let mut p = Poll {
+            ports: [0; MAX_POLL_PORTS],
+            len: ports.len().min(MAX_POLL_PORTS),
+            deadline,
+        };
+        p.ports[..p.len].copy_from_slice(&ports[..p.len]);
+        p
+    }
+
+    /// The ports it waits on.
+    pub fn ports(&self) -> &[guest_abi::event::EvtchnPort] {
+        &self.ports[..self.len]
+    }
+}
+
 pub struct Vcpu {
     pub id: u32,
     /// Saved registers while the vCPU is not on a pCPU.
@@ -112,9 +143,15 @@ pub struct Vcpu {
     pub periodic: Option<Periodic>,
     /// A batch hypercall in progress.
     pub continuation: Option<Continuation>,
-    /// Has a context (dom0's vCPU 0 at build, others after `setvcpucontext`): Xen's "up".
-    /// Whether it may run is the scheduler's answer alone (`World::runnable`).
+    /// Has been given a context (`setvcpucontext`, `VCPUOP_initialise`; dom0's vCPU 0 at
+    /// build): Xen's `is_initialised`. `VCPUOP_initialise` refuses it again (`EEXIST`).
+    pub initialised: bool,
+    /// Up (Xen: `_VPF_down` clear): brought up by `VGCF_online` or `VCPUOP_up`, taken down
+    /// by `VCPUOP_down`. A vCPU that is down holds one pause in the scheduler; whether it
+    /// may run is the scheduler's answer alone (`World::runnable`).
     pub online: bool,
+    /// Waiting in `SCHEDOP_poll`.
+    pub poll: Option<Poll>,
     /// x87/SSE state while the vCPU is off the pCPU (`fxsave` format).
     pub fpu: FpuState,
     /// The guest's virtual CR0.TS (`fpu_taskswitch`): loaded into CR0 when the vCPU runs, so
@@ -157,7 +194,9 @@ impl Vcpu {
             singleshot: None,
             periodic: None,
             continuation: None,
+            initialised: false,
             online: false,
+            poll: None,
             fpu: FpuState::reset(),
             fpu_ts: false,
             data_selectors: [0; 4],
@@ -194,12 +233,16 @@ impl Vcpu {
         fire
     }
 
-    /// The earliest timer deadline, if any.
+    /// The earliest timer deadline (a `SCHEDOP_poll` timeout included), if any.
     pub fn next_deadline(&self) -> Option<u64> {
-        match (self.singleshot, self.periodic.map(|p| p.next)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.singleshot,
+            self.periodic.map(|p| p.next),
+            self.poll.and_then(|p| p.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 

@@ -32,8 +32,12 @@ pub enum Ret {
     Again([u64; 5]),
     /// Return 0, then let another vCPU run (`SCHEDOP_yield`).
     Yield,
-    /// Return 0; the vCPU waits for an event (`SCHEDOP_block`).
+    /// Return 0; the vCPU waits for an event (`SCHEDOP_block`, `SCHEDOP_poll`).
     Block,
+    /// A continuation, and the vCPU yields or blocks first (`Next::Yield` or `Next::Block`):
+    /// a multicall whose entry yielded or blocked is cut short there, as Xen's preemption
+    /// check after that entry does, and the rest runs when the vCPU runs again.
+    AgainAfter([u64; 5], Next),
     /// The handler rewrote the guest's frame itself (`iret`, a bounce to a guest handler):
     /// `rax` is left as the frame says.
     Resumed,
@@ -60,6 +64,10 @@ pub struct Hc<'a> {
     frame: &'a mut TrapFrame,
     dom: DomId,
     vcpu: usize,
+    /// While a multicall runs one of its entries: that entry's hypercall number and
+    /// arguments, which [`Hc::arg`] and [`Hc::call_number`] then read instead of the
+    /// registers (`guest::multicall`).
+    entry: Option<(u64, [u64; 5])>,
 }
 
 impl<'a> Hc<'a> {
@@ -71,6 +79,7 @@ impl<'a> Hc<'a> {
             frame,
             dom,
             vcpu,
+            entry: None,
         }
     }
 
@@ -129,8 +138,11 @@ impl<'a> Hc<'a> {
         self.args()[n]
     }
 
-    /// All five argument registers.
+    /// All five argument registers (or, inside a multicall, the entry's arguments).
     pub fn args(&self) -> [u64; 5] {
+        if let Some((_, args)) = self.entry {
+            return args;
+        }
         let f = &*self.frame;
         [f.rdi, f.rsi, f.rdx, f.r10, f.r8]
     }
@@ -140,9 +152,45 @@ impl<'a> Hc<'a> {
         GuestPtr::new(self.arg(n))
     }
 
-    /// The hypercall number (`rax`).
+    /// The hypercall number (`rax`, or, inside a multicall, the entry's `op`).
     pub fn call_number(&self) -> u64 {
-        self.frame.rax
+        self.entry.map_or(self.frame.rax, |(op, _)| op)
+    }
+
+    /// Whether a multicall entry is being run (a nested multicall is refused).
+    pub fn in_multicall(&self) -> bool {
+        self.entry.is_some()
+    }
+
+    /// Runs `f` with the hypercall number and arguments of one multicall entry in place of
+    /// the registers'.
+    pub fn with_entry<R>(&mut self, op: u64, args: [u64; 5], f: impl FnOnce(&mut Self) -> R) -> R {
+        let saved = self.entry.replace((op, args));
+        let r = f(self);
+        self.entry = saved;
+        r
+    }
+
+    /// Brings the caller's own vCPU `v` up in the scheduler (undoes its "down" pause), for
+    /// `VCPUOP_up`: a domain may start and stop only its own vCPUs, so this needs no token.
+    pub fn unpause_own_vcpu(&mut self, v: usize) {
+        let id = crate::sched::VcpuId {
+            dom: self.dom,
+            vcpu: v as u32,
+        };
+        // One pCPU: the trap path's scheduling decision is the kick.
+        let _ = self.world.sched.unpause(id);
+    }
+
+    /// Takes the caller's own vCPU `v` down in the scheduler (one pause), for `VCPUOP_down`.
+    pub fn pause_own_vcpu(&mut self, v: usize) {
+        let id = crate::sched::VcpuId {
+            dom: self.dom,
+            vcpu: v as u32,
+        };
+        // The pCPU that runs it (this one, on one pCPU) reschedules on the way out: the trap
+        // path asks the scheduler again whenever the current vCPU is no longer runnable.
+        let _ = self.world.sched.pause(id);
     }
 
     /// The vector of the trap being handled.
@@ -255,6 +303,11 @@ pub fn finish(frame: &mut TrapFrame, result: HcResult) -> Next {
         Ok(Ret::Block) => {
             frame.rax = 0;
             Next::Block
+        }
+        Ok(Ret::AgainAfter(args, next)) => {
+            [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8] = args;
+            frame.rip = frame.rip.wrapping_sub(HYPERCALL_INSN_LEN);
+            next
         }
         Ok(Ret::Resumed) => Next::Continue,
         Ok(Ret::Stopped) => Next::Stopped,

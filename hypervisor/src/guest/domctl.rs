@@ -321,12 +321,27 @@ fn domain_info(d: &Domain, sched: &crate::sched::Scheduler, now: u64) -> dc::Dom
     }
 }
 
-/// `XEN_DOMCTL_setvcpucontext`: checks the whole context, then installs it. Returns
-/// whether the vCPU came online with it.
+/// `XEN_DOMCTL_setvcpucontext`: only while the domain is paused (`EBUSY` otherwise), then
+/// [`install_vcpu_context`]. Returns whether the vCPU came online with it.
 fn set_vcpu_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Result<bool, Errno> {
     if d.controller_pauses == 0 {
         return Err(Errno::EBUSY);
     }
+    install_vcpu_context(d, vcpu, ctx)
+}
+
+/// Checks a whole vCPU context, then installs it in vCPU `vcpu` of `d` and marks it
+/// initialised: the one validation behind both `XEN_DOMCTL_setvcpucontext` (dom0, on a
+/// paused domain) and `VCPUOP_initialise` (a guest, on its own vCPU that was never
+/// initialised). `EINVAL` for a vCPU the domain does not have or any field Xenia cannot
+/// honour; the new root's type reference is taken through the frame table (its errno).
+/// Returns whether the vCPU came online with it (`VGCF_online`, newly): the caller
+/// unpauses it in the scheduler.
+pub fn install_vcpu_context(
+    d: &mut Domain,
+    vcpu: u32,
+    ctx: &VcpuGuestContext,
+) -> Result<bool, Errno> {
     if vcpu as usize >= d.vcpus.len() {
         return Err(Errno::EINVAL);
     }
@@ -389,6 +404,7 @@ fn set_vcpu_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Result
     let online = ctx.flags & vc::VGCF_ONLINE != 0;
     let newly_online = online && !v.online;
     v.online |= online;
+    v.initialised = true;
     d.vcpu_info(vcpu as usize)
         .evtchn_upcall_mask
         .store(1, core::sync::atomic::Ordering::Release);

@@ -17,12 +17,10 @@ use guest_abi::trap::{IretContext, RFLAGS_IF, TrapInfo};
 use super::context::{Hc, HcResult, Ret};
 use super::mem::{self, GuestPtr, GuestSlice};
 use crate::arch::x86_64::{gdt, trap};
-use crate::domain::{Periodic, Shutdown, Vcpu};
+use crate::domain::{MAX_POLL_PORTS, Poll, Shutdown, Vcpu};
 
 /// Longest console write handled in one call; the call returns how much it wrote.
 const CONSOLE_WRITE_MAX: u64 = 64 * 1024;
-/// Shortest periodic timer (Xen refuses shorter periods too).
-const MIN_PERIOD_NS: u64 = 1_000_000;
 
 /// A hypercall handler.
 type Handler = fn(&mut Hc) -> HcResult;
@@ -37,12 +35,13 @@ fn handler(number: u64) -> Option<Handler> {
         nr::HYPERVISOR_FPU_TASKSWITCH => fpu_taskswitch,
         nr::HYPERVISOR_SET_TIMER_OP => set_timer_op,
         nr::HYPERVISOR_MEMORY_OP => super::mmu::memory_op,
+        nr::HYPERVISOR_MULTICALL => super::multicall::multicall,
         nr::HYPERVISOR_UPDATE_VA_MAPPING => super::mmu::update_va_mapping,
         nr::HYPERVISOR_XEN_VERSION => xen_version,
         nr::HYPERVISOR_CONSOLE_IO => console_io,
         nr::HYPERVISOR_GRANT_TABLE_OP => super::grant_op::dispatch,
         nr::HYPERVISOR_IRET => iret,
-        nr::HYPERVISOR_VCPU_OP => vcpu_op,
+        nr::HYPERVISOR_VCPU_OP => super::vcpu_op::vcpu_op,
         nr::HYPERVISOR_SET_SEGMENT_BASE => set_segment_base,
         nr::HYPERVISOR_MMUEXT_OP => super::mmu::mmuext_op,
         nr::HYPERVISOR_SCHED_OP => sched_op,
@@ -351,51 +350,6 @@ fn iret(cx: &mut Hc) -> HcResult {
     Ok(Ret::Resumed)
 }
 
-/// `vcpu_op(cmd, vcpu, arg)`.
-fn vcpu_op(cx: &mut Hc) -> HcResult {
-    use guest_abi::vcpu as v;
-    let (cmd, vcpu) = (cx.arg(0) as u32, cx.arg(1));
-    if vcpu >= cx.me_ref().vcpus.len() as u64 {
-        return Err(Errno::ENOENT);
-    }
-    let space = cx.space();
-    let now = crate::time::now_ns();
-    fn target<'c>(cx: &'c mut Hc, vcpu: u64) -> &'c mut Vcpu {
-        &mut cx.me().vcpus[vcpu as usize]
-    }
-    match cmd {
-        v::VCPUOP_IS_UP => Ok(Ret::Value(1)),
-        v::VCPUOP_SET_PERIODIC_TIMER => {
-            let p = space.read(cx.ptr::<v::VcpuSetPeriodicTimer>(2))?;
-            if p.period_ns < MIN_PERIOD_NS {
-                return Err(Errno::EINVAL);
-            }
-            target(cx, vcpu).periodic = Some(Periodic {
-                period: p.period_ns,
-                next: now.saturating_add(p.period_ns),
-            });
-            Ok(Ret::Value(0))
-        }
-        v::VCPUOP_STOP_PERIODIC_TIMER => {
-            target(cx, vcpu).periodic = None;
-            Ok(Ret::Value(0))
-        }
-        v::VCPUOP_SET_SINGLESHOT_TIMER => {
-            let s = space.read(cx.ptr::<v::VcpuSetSingleshotTimer>(2))?;
-            if s.flags & v::VCPU_SSHOTTMR_FUTURE != 0 && s.timeout_abs_ns < now {
-                return Err(Errno::ETIME);
-            }
-            target(cx, vcpu).singleshot = Some(s.timeout_abs_ns);
-            Ok(Ret::Value(0))
-        }
-        v::VCPUOP_STOP_SINGLESHOT_TIMER => {
-            target(cx, vcpu).singleshot = None;
-            Ok(Ret::Value(0))
-        }
-        _ => Err(Errno::ENOSYS),
-    }
-}
-
 /// `set_segment_base(which, base)`.
 fn set_segment_base(cx: &mut Hc) -> HcResult {
     use guest_abi::selectors as s;
@@ -435,6 +389,7 @@ fn sched_op(cx: &mut Hc) -> HcResult {
     match cx.arg(0) as u32 {
         s::SCHEDOP_YIELD => Ok(Ret::Yield),
         s::SCHEDOP_BLOCK => super::block(cx),
+        s::SCHEDOP_POLL => poll(cx),
         s::SCHEDOP_SHUTDOWN => {
             let req = cx.space().read(cx.ptr::<s::SchedShutdown>(1))?;
             let reason = Shutdown::from_reason(req.reason).ok_or(Errno::EINVAL)?;
@@ -457,4 +412,57 @@ fn sched_op(cx: &mut Hc) -> HcResult {
         }
         _ => Err(Errno::ENOSYS),
     }
+}
+
+/// `SCHEDOP_poll(&sched_poll)`: blocks the calling vCPU until one of the listed ports is
+/// pending (masked or not: that is the point, a guest polls a port it keeps masked), an
+/// event needs delivery to it, or system time reaches `timeout` (absolute ns; 0: none; one
+/// already past wakes it at once). Returns 0 however it wakes; the guest looks again.
+/// Unlike `SCHEDOP_block` it leaves the event mask alone. Xen's `do_poll` checks, in its
+/// order: more than [`MAX_POLL_PORTS`] ports is `EINVAL`, an array not in guest memory is
+/// `EFAULT`; then it returns 0 at once if an event needs delivery or a listed port is
+/// already pending; an unreadable port is `EFAULT`, one past the 2-level limit `EINVAL`.
+///
+/// Where this differs from Xen: with several ports, Xen wakes a poller on any event sent
+/// to the domain; Xenia only on the listed ports (or a deliverable event), which is what
+/// the guest asked for, and it looks again on return either way.
+fn poll(cx: &mut Hc) -> HcResult {
+    use guest_abi::event::{EVTCHN_2L_NR_CHANNELS, EvtchnPort};
+    let space = cx.space();
+    let arg = cx.ptr::<guest_abi::sched::SchedPoll>(1);
+    let ports_at = space.read(arg.field::<u64>(core::mem::offset_of!(
+        guest_abi::sched::SchedPoll,
+        ports
+    )))?;
+    let nr = space.read(arg.field::<u32>(core::mem::offset_of!(
+        guest_abi::sched::SchedPoll,
+        nr_ports
+    )))? as usize;
+    let timeout = space.read(arg.field::<u64>(core::mem::offset_of!(
+        guest_abi::sched::SchedPoll,
+        timeout
+    )))?;
+    if nr > MAX_POLL_PORTS {
+        return Err(Errno::EINVAL);
+    }
+    let list = GuestSlice::<EvtchnPort>::new(ports_at, nr as u64)?;
+    let info = cx.info();
+    if info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
+        && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0
+    {
+        return Ok(Ret::Value(0));
+    }
+    let mut ports = [0 as EvtchnPort; MAX_POLL_PORTS];
+    for (i, slot) in ports[..nr].iter_mut().enumerate() {
+        let port = space.read(list.get(i as u64).ok_or(Errno::EFAULT)?)?;
+        if port >= EVTCHN_2L_NR_CHANNELS {
+            return Err(Errno::EINVAL);
+        }
+        if crate::event::is_pending(cx.me_ref().shared(), port) {
+            return Ok(Ret::Value(0));
+        }
+        *slot = port;
+    }
+    cx.vcpu().poll = Some(Poll::new(&ports[..nr], (timeout != 0).then_some(timeout)));
+    Ok(Ret::Block)
 }

@@ -219,6 +219,12 @@ pub fn update_va_mapping(cx: &mut Hc) -> HcResult {
     if flush == m::UVMF_FLUSHTYPE_MASK {
         return Err(Errno::EINVAL);
     }
+    // With a flush, the rest of the flags is the scope: this vCPU, all of them, or the
+    // address of a vCPU bitmap, which must be readable (Xen: `EFAULT` otherwise).
+    let scope = flags & !m::UVMF_FLUSHTYPE_MASK;
+    if flush != m::UVMF_NONE && scope != m::UVMF_LOCAL && scope != m::UVMF_ALL {
+        vcpu_mask(cx, scope)?;
+    }
     let me = cx.id();
     let (l1, index) = l1_slot(me, cx.vcpu_ref().l4, va)?;
     // Only a validated L1 may be changed this way; a plain write would not map anything.
@@ -263,15 +269,16 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
                     crate::arch::x86_64::entry::load_guest_root(mfn);
                     Ok(())
                 }
-                m::MMUEXT_TLB_FLUSH_LOCAL | m::MMUEXT_TLB_FLUSH_MULTI | m::MMUEXT_TLB_FLUSH_ALL => {
-                    Ok(())
-                }
+                m::MMUEXT_TLB_FLUSH_LOCAL | m::MMUEXT_TLB_FLUSH_ALL => Ok(()),
+                m::MMUEXT_TLB_FLUSH_MULTI => vcpu_mask(cx, op.arg2).map(drop),
                 m::MMUEXT_INVLPG_LOCAL | m::MMUEXT_INVLPG_MULTI | m::MMUEXT_INVLPG_ALL => {
-                    if super::mem::is_canonical(op.arg1) {
-                        Ok(())
-                    } else {
-                        Err(Errno::EINVAL)
+                    if !super::mem::is_canonical(op.arg1) {
+                        return Err(Errno::EINVAL);
                     }
+                    if op.cmd == m::MMUEXT_INVLPG_MULTI {
+                        vcpu_mask(cx, op.arg2)?;
+                    }
+                    Ok(())
                 }
                 m::MMUEXT_CLEAR_PAGE => with_writable(id, mfn, || physmem::zero(mfn)),
                 m::MMUEXT_COPY_PAGE => {
@@ -292,6 +299,22 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
             }
         },
     )
+}
+
+/// The vCPUs a `*_MULTI` flush names: the bitmap of `xen_ulong_t` words at guest address
+/// `at`, as Xen's `vcpumask_to_pcpumask` reads it. One word covers every vCPU a domain can
+/// have ([`lifecycle::MAX_VCPUS`](crate::domain::lifecycle::MAX_VCPUS) is 32); bits past the
+/// domain's vCPUs are ignored, as in Xen. An unreadable bitmap (a null pointer included) is
+/// `EFAULT`.
+///
+/// What the flush then needs: nothing more on one pCPU, where every return to a guest
+/// reloads its root (see the module docs), so a vCPU that is not running holds no
+/// translation at all. With several pCPUs the mask picks the pCPUs to shoot down.
+fn vcpu_mask(cx: &Hc, at: u64) -> Result<u64, Errno> {
+    const _: () = assert!(crate::domain::lifecycle::MAX_VCPUS <= u64::BITS);
+    let word = cx.space().read(GuestPtr::<u64>::new(at))?;
+    let nr = cx.me_ref().vcpus.len() as u32;
+    Ok(word & u64::MAX.checked_shl(nr).map_or(u64::MAX, |high| !high))
 }
 
 /// Runs `f` while holding a writable type reference on frame `mfn` of `dom`, so that it

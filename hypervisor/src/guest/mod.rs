@@ -23,6 +23,8 @@ pub mod grant_op;
 pub mod hypercall;
 pub mod mem;
 pub mod mmu;
+pub mod multicall;
+pub mod vcpu_op;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use core::fmt::Write;
@@ -227,18 +229,34 @@ impl World {
         }
     }
 
-    /// Blocked vCPUs with an event pending become runnable; says whether any did.
+    /// Blocked vCPUs with an event pending become runnable; says whether any did. A vCPU in
+    /// `SCHEDOP_poll` wakes when one of its ports is pending (masked or not) or an event
+    /// needs delivery to it (pending and unmasked); its timeout is `run_timers`' business.
     fn wake_blocked(&mut self) -> bool {
         let mut woke = false;
-        for d in self.domains.values() {
+        for d in self.domains.values_mut() {
             for v in 0..d.vcpus.len() {
                 let id = VcpuId {
                     dom: d.id,
                     vcpu: v as u32,
                 };
-                if self.sched.is_blocked(id)
-                    && d.vcpu_info(v).evtchn_upcall_pending.load(Ordering::Acquire) != 0
-                {
+                if !self.sched.is_blocked(id) {
+                    continue;
+                }
+                let info = d.vcpu_info(v);
+                let pending = info.evtchn_upcall_pending.load(Ordering::Acquire) != 0;
+                let wake = match &d.vcpus[v].poll {
+                    None => pending,
+                    Some(p) => {
+                        (pending && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0)
+                            || p
+                                .ports()
+                                .iter()
+                                .any(|&port| crate::event::is_pending(d.shared(), port))
+                    }
+                };
+                if wake {
+                    d.vcpus[v].poll = None;
                     let _ = self.sched.wake(id);
                     woke = true;
                 }
@@ -262,7 +280,8 @@ impl World {
         percpu::this().set_current(Some(to));
     }
 
-    /// Raises VIRQ_TIMER for every expired timer of every vCPU.
+    /// Raises VIRQ_TIMER for every expired timer of every vCPU, and ends the polls whose
+    /// timeout passed (the vCPU wakes; Xen's `poll_timer_fn`).
     fn run_timers(&mut self) {
         let now = crate::time::now_ns();
         for d in self.domains.values_mut() {
@@ -272,6 +291,17 @@ impl World {
             for v in 0..d.vcpus.len() {
                 if d.vcpus[v].expire_timers(now) {
                     send_virq(d, v as u32, VIRQ_TIMER);
+                }
+                let vcpu = &mut d.vcpus[v];
+                if vcpu
+                    .poll
+                    .is_some_and(|p| p.deadline.is_some_and(|t| t <= now))
+                {
+                    vcpu.poll = None;
+                    let _ = self.sched.wake(VcpuId {
+                        dom: d.id,
+                        vcpu: v as u32,
+                    });
                 }
             }
         }
@@ -673,10 +703,12 @@ fn deliver_events(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> Result<(
     Ok(())
 }
 
-/// Marks the port bound to `virq` on `vcpu` pending, if there is one.
+/// Marks the port bound to `virq` on `vcpu` pending, if there is one, for the vCPU it
+/// notifies: `vcpu` itself for a per-vCPU VIRQ, the one `EVTCHNOP_bind_vcpu` chose for a
+/// global VIRQ (Xen's `send_guest_vcpu_virq` / `send_guest_global_virq`).
 pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) {
-    if let Some(port) = dom.events.virq_port(vcpu, virq) {
-        let _ = crate::event::set_pending(dom.shared(), port, vcpu as usize);
+    if let Some(d) = dom.events.virq_delivery(vcpu, virq) {
+        let _ = crate::event::set_pending(dom.shared(), d.port, d.vcpu as usize);
     }
 }
 
@@ -743,6 +775,7 @@ pub fn run(id: DomId) -> ! {
         cpu.set_run_until(decision.run_until);
         let dom = world.domains.get_mut(&id).expect("the domain to run");
         let vcpu = &mut dom.vcpus[0];
+        vcpu.initialised = true;
         vcpu.online = true;
         load_vcpu(vcpu);
         let mut f = vcpu.regs;

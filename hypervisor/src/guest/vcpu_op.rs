@@ -1,0 +1,136 @@
+//! `vcpu_op(cmd, vcpu, arg)`: a domain's own vCPUs: bring-up (`initialise`, `up`), `down`,
+//! `is_up`, and the per-vCPU timers (guest-abi `vcpu`), with Xen's rules (`do_vcpu_op` in
+//! `xen/common/domain.c`).
+//!
+//! A domain names only its own vCPUs, `0..max_vcpus`; any other number is `ENOENT`, before
+//! the command is looked at. The life of a vCPU:
+//!
+//! - created *uninitialised* and *down* (`domctl createdomain`): it holds one pause in the
+//!   scheduler, which alone decides whether a vCPU runs;
+//! - *initialised* once, by `XEN_DOMCTL_setvcpucontext` (dom0's builder, vCPU 0) or by
+//!   `VCPUOP_initialise` (the guest, for its secondary vCPUs). Both check the context with
+//!   the same function (`domctl::install_vcpu_context`). A second `VCPUOP_initialise` is
+//!   `EEXIST`, whether the vCPU is up or down: as in Xen, a vCPU that went down keeps its
+//!   registers and resumes where it stopped when it comes up again;
+//! - *up* when the context carried `VGCF_online`, or after `VCPUOP_up` (`EINVAL` while it is
+//!   uninitialised): the scheduler's pause is undone;
+//! - *down* again after `VCPUOP_down` (on itself or on a sibling): paused again. Taking the
+//!   last vCPU that is up down powers the domain off, as in Xen.
+
+use guest_abi::errno::Errno;
+use guest_abi::vcpu as v;
+use guest_abi::vcpu_context::VcpuGuestContext;
+
+use super::context::{Hc, HcResult, Ret};
+use crate::domain::{Periodic, Shutdown};
+
+/// `vcpu_op(cmd, vcpu, arg)`.
+pub fn vcpu_op(cx: &mut Hc) -> HcResult {
+    let cmd = cx.arg(0) as u32;
+    // Xen's `vcpuid` is an unsigned int: the upper half of the register is not looked at,
+    // and a negative int is a large number, which no domain has.
+    let vcpu = cx.arg(1) as u32 as usize;
+    if vcpu >= cx.me_ref().vcpus.len() {
+        return Err(Errno::ENOENT);
+    }
+    let now = crate::time::now_ns();
+    match cmd {
+        v::VCPUOP_INITIALISE => initialise(cx, vcpu),
+        v::VCPUOP_UP => up(cx, vcpu),
+        v::VCPUOP_DOWN => down(cx, vcpu),
+        v::VCPUOP_IS_UP => Ok(Ret::Value(u64::from(cx.me_ref().vcpus[vcpu].online))),
+        v::VCPUOP_SET_PERIODIC_TIMER => {
+            let p = cx.space().read(cx.ptr::<v::VcpuSetPeriodicTimer>(2))?;
+            if p.period_ns < v::VCPU_PERIODIC_MIN_NS {
+                return Err(Errno::EINVAL);
+            }
+            cx.me().vcpus[vcpu].periodic = Some(Periodic {
+                period: p.period_ns,
+                next: now.saturating_add(p.period_ns),
+            });
+            Ok(Ret::Value(0))
+        }
+        v::VCPUOP_STOP_PERIODIC_TIMER => {
+            cx.me().vcpus[vcpu].periodic = None;
+            Ok(Ret::Value(0))
+        }
+        // The single-shot timer is the calling vCPU's own (Xen: `v != current` is EINVAL).
+        v::VCPUOP_SET_SINGLESHOT_TIMER => {
+            if vcpu != cx.vcpu_id() {
+                return Err(Errno::EINVAL);
+            }
+            let s = cx.space().read(cx.ptr::<v::VcpuSetSingleshotTimer>(2))?;
+            if s.flags & v::VCPU_SSHOTTMR_FUTURE != 0 && s.timeout_abs_ns < now {
+                return Err(Errno::ETIME);
+            }
+            cx.vcpu().singleshot = Some(s.timeout_abs_ns);
+            Ok(Ret::Value(0))
+        }
+        v::VCPUOP_STOP_SINGLESHOT_TIMER => {
+            if vcpu != cx.vcpu_id() {
+                return Err(Errno::EINVAL);
+            }
+            cx.vcpu().singleshot = None;
+            Ok(Ret::Value(0))
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// `VCPUOP_initialise(vcpu, ctx)`: the context is copied first (`EFAULT`), then refused on a
+/// vCPU that was initialised before (`EEXIST`), then checked and installed as
+/// `setvcpucontext` does (`EINVAL`, or the frame table's errno for the new root). With
+/// `VGCF_online` the vCPU comes up at once, as Xen's `arch_set_info_guest` clears
+/// `_VPF_down`; without it, `VCPUOP_up` brings it up.
+fn initialise(cx: &mut Hc, vcpu: usize) -> HcResult {
+    let ctx: VcpuGuestContext = cx.space().read(cx.ptr(2))?;
+    let dom = cx.me();
+    if dom.vcpus[vcpu].initialised {
+        return Err(Errno::EEXIST);
+    }
+    if super::domctl::install_vcpu_context(dom, vcpu as u32, &ctx)? {
+        cx.unpause_own_vcpu(vcpu);
+    }
+    log::debug!(target: "domain", "domain {} initialised vCPU {vcpu}", cx.id());
+    Ok(Ret::Value(0))
+}
+
+/// `VCPUOP_up(vcpu)`: `EINVAL` while it was never initialised; nothing to do if it is up.
+fn up(cx: &mut Hc, vcpu: usize) -> HcResult {
+    let v = &mut cx.me().vcpus[vcpu];
+    if !v.initialised {
+        return Err(Errno::EINVAL);
+    }
+    if !v.online {
+        v.online = true;
+        cx.unpause_own_vcpu(vcpu);
+    }
+    Ok(Ret::Value(0))
+}
+
+/// `VCPUOP_down(vcpu)`: the vCPU stops where it is (a vCPU taking itself down returns 0
+/// when it is brought up again). When no other vCPU of the domain is up, the domain powers
+/// off instead (Xen: "last vcpu going down?").
+fn down(cx: &mut Hc, vcpu: usize) -> HcResult {
+    let dom = cx.me();
+    let others_up = dom
+        .vcpus
+        .iter()
+        .enumerate()
+        .any(|(i, v)| i != vcpu && v.online);
+    if !others_up {
+        log::info!(
+            target: "domain",
+            "domain {}: its last vCPU that was up ({vcpu}) went down",
+            dom.id
+        );
+        dom.shutdown.get_or_insert(Shutdown::PowerOff);
+        return Ok(Ret::Stopped);
+    }
+    let v = &mut dom.vcpus[vcpu];
+    if v.online {
+        v.online = false;
+        cx.pause_own_vcpu(vcpu);
+    }
+    Ok(Ret::Value(0))
+}
