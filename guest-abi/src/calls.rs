@@ -13,17 +13,18 @@ use crate::callback::{CALLBACKOP_REGISTER, CallbackRegister};
 use crate::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_XENIA_WRITE_RAW};
 use crate::errno::Errno;
 use crate::event::{
-    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VIRQ,
-    EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, EvtchnAllocUnbound,
-    EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVirq, EvtchnClose, EvtchnPort, EvtchnSend,
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
+    EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq,
+    EvtchnClose, EvtchnPort, EvtchnSend,
     EvtchnStatus, EvtchnUnmask,
 };
 use crate::hypercall::{
     HYPERVISOR_CALLBACK_OP, HYPERVISOR_CONSOLE_IO, HYPERVISOR_EVENT_CHANNEL_OP,
-    HYPERVISOR_MMU_UPDATE, HYPERVISOR_MMUEXT_OP, HYPERVISOR_SCHED_OP, HYPERVISOR_SET_SEGMENT_BASE,
+    HYPERVISOR_MMU_UPDATE, HYPERVISOR_MMUEXT_OP, HYPERVISOR_MULTICALL, HYPERVISOR_SCHED_OP, HYPERVISOR_SET_SEGMENT_BASE,
     HYPERVISOR_SET_TIMER_OP, HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_STACK_SWITCH,
-    HYPERVISOR_UPDATE_VA_MAPPING, HYPERVISOR_VCPU_OP, HYPERVISOR_XEN_VERSION, hypercall1,
-    hypercall2, hypercall3, hypercall4,
+    HYPERVISOR_UPDATE_VA_MAPPING, HYPERVISOR_VCPU_OP, HYPERVISOR_XEN_VERSION, MulticallEntry,
+    hypercall1, hypercall2, hypercall3, hypercall4,
 };
 use crate::memory::{MmuUpdate, MmuextOp};
 use crate::sched::{
@@ -33,7 +34,7 @@ use crate::sched::{
 use crate::trap::TrapInfo;
 use crate::types::DomId;
 use crate::vcpu::{
-    VCPUOP_IS_UP, VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER,
+    VCPUOP_DOWN, VCPUOP_INITIALISE, VCPUOP_IS_UP, VCPUOP_UP, VCPUOP_SET_PERIODIC_TIMER, VCPUOP_SET_SINGLESHOT_TIMER,
     VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VcpuSetPeriodicTimer,
     VcpuSetSingleshotTimer,
 };
@@ -227,6 +228,12 @@ pub fn evtchn_bind_ipi(vcpu: u32) -> Result<EvtchnPort, Errno> {
     Ok(arg.port)
 }
 
+/// `EVTCHNOP_BIND_VCPU`: `port` (unbound, interdomain or a global VIRQ)
+/// notifies `vcpu` from now on.
+pub fn evtchn_bind_vcpu(port: EvtchnPort, vcpu: u32) -> Result<(), Errno> {
+    event_channel_op(EVTCHNOP_BIND_VCPU, &mut EvtchnBindVcpu { port, vcpu }).map(drop)
+}
+
 /// `EVTCHNOP_ALLOC_UNBOUND`: a port in `dom` that `remote_dom` may connect
 /// to; returns it.
 pub fn evtchn_alloc_unbound(dom: DomId, remote_dom: DomId) -> Result<EvtchnPort, Errno> {
@@ -297,6 +304,58 @@ pub fn vcpu_stop_periodic_timer(vcpu: u32) -> Result<(), Errno> {
 /// `VCPUOP_IS_UP`.
 pub fn vcpu_is_up(vcpu: u32) -> Result<bool, Errno> {
     vcpu_op(VCPUOP_IS_UP, vcpu, 0).map(|v| v != 0)
+}
+
+/// `VCPUOP_INITIALISE`: gives `vcpu` (never initialised before: `EEXIST`
+/// otherwise) the context `ctx`. It stays down unless `ctx.flags` has
+/// `VGCF_ONLINE`; [`vcpu_up`] starts it.
+///
+/// # Safety
+///
+/// Once up, the vCPU runs the caller's kernel at `ctx.user_regs.rip` on the
+/// stack `ctx.user_regs.rsp`, with the root table, trap table and callbacks
+/// the context names: all of them must be fit for that, and the stack must be
+/// used by nothing else.
+pub unsafe fn vcpu_initialise(
+    vcpu: u32,
+    ctx: &crate::vcpu_context::VcpuGuestContext,
+) -> Result<(), Errno> {
+    vcpu_op(VCPUOP_INITIALISE, vcpu, core::ptr::from_ref(ctx) as u64).map(drop)
+}
+
+/// `VCPUOP_UP`: starts an initialised vCPU (`EINVAL` if it never was); a vCPU
+/// that is up already is left alone.
+pub fn vcpu_up(vcpu: u32) -> Result<(), Errno> {
+    vcpu_op(VCPUOP_UP, vcpu, 0).map(drop)
+}
+
+/// `VCPUOP_DOWN`: stops `vcpu` where it is (itself included: the call then
+/// returns when the vCPU is brought up again). Taking the domain's last vCPU
+/// that is up down powers the domain off.
+pub fn vcpu_down(vcpu: u32) -> Result<(), Errno> {
+    vcpu_op(VCPUOP_DOWN, vcpu, 0).map(drop)
+}
+
+/// `multicall`: runs `entries` in order, each entry's result in its `result`
+/// field (see [`MulticallEntry`]). Returns the call's own result: 0, or
+/// `EFAULT` if the array could not be read or written back.
+///
+/// # Safety
+///
+/// Each entry is a hypercall with raw arguments: the caller gives each the
+/// guarantees its own wrapper asks for.
+pub unsafe fn multicall(entries: &mut [MulticallEntry]) -> Result<(), Errno> {
+    // SAFETY: the array is borrowed mutably for the call, which writes only its
+    // `result` fields and the arguments of a continued entry; the entries'
+    // own guarantees are the caller's.
+    Errno::decode_result(unsafe {
+        hypercall2(
+            HYPERVISOR_MULTICALL,
+            entries.as_mut_ptr() as u64,
+            entries.len() as u64,
+        )
+    })
+    .map(drop)
 }
 
 /// `set_trap_table`: installs `table`, whose last entry must be

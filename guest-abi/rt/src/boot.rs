@@ -148,9 +148,9 @@ pub fn shared() -> &'static SharedInfo {
     unsafe { &*BOOT.get().shared }
 }
 
-/// vCPU 0's `vcpu_info`, the only vCPU a test guest runs on.
+/// The running vCPU's `vcpu_info` (vCPU 0's unless the kernel started others, [`crate::smp`]).
 pub fn vcpu() -> &'static VcpuInfo {
-    &shared().vcpu_info[0]
+    &shared().vcpu_info[crate::smp::this_vcpu()]
 }
 
 /// The registers at entry.

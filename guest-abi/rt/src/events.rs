@@ -6,7 +6,7 @@
 //! port here means counting it and noting the system time ([`count`], [`last_seen_ns`]), which
 //! is all a test needs to see whether and when an event arrived.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use guest_abi::calls;
 use guest_abi::event::{EVTCHN_2L_NR_CHANNELS, EvtchnPort};
@@ -21,6 +21,9 @@ pub const TRACKED_PORTS: usize = 256;
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static OTHERS: AtomicU64 = AtomicU64::new(0);
 static COUNT: [AtomicU32; TRACKED_PORTS] = [const { AtomicU32::new(0) }; TRACKED_PORTS];
+/// The vCPU each tracked port notifies, as the runtime bound it (0 unless bound otherwise):
+/// a vCPU's upcall handles only its own ports, so that it never takes another vCPU's event.
+static PORT_VCPU: [AtomicU8; TRACKED_PORTS] = [const { AtomicU8::new(0) }; TRACKED_PORTS];
 static LAST_NS: [AtomicU64; TRACKED_PORTS] = [const { AtomicU64::new(0) }; TRACKED_PORTS];
 
 /// Number of times the event callback was entered.
@@ -59,8 +62,19 @@ pub fn reset(port: EvtchnPort) {
 /// events masked. `enabled` is the frame's virtual interrupt flag.
 pub(crate) fn upcall(enabled: bool) {
     UPCALLS.fetch_add(1, Ordering::SeqCst);
+    let me = crate::smp::this_vcpu();
     let v = vcpu();
     let si = shared();
+    // The ports of this word that are another vCPU's: left pending for their own upcall.
+    let others = |word: usize| {
+        (0..64).fold(0u64, |m, bit| {
+            let port = word * 64 + bit;
+            match PORT_VCPU.get(port) {
+                Some(owner) if usize::from(owner.load(Ordering::Relaxed)) != me => m | 1 << bit,
+                _ => m,
+            }
+        })
+    };
     loop {
         v.evtchn_upcall_pending.store(0, Ordering::SeqCst);
         let mut sel = v.evtchn_pending_sel.swap(0, Ordering::SeqCst);
@@ -71,7 +85,8 @@ pub(crate) fn upcall(enabled: bool) {
                 continue;
             }
             let mut bits = si.evtchn_pending[word].load(Ordering::SeqCst)
-                & !si.evtchn_mask[word].load(Ordering::SeqCst);
+                & !si.evtchn_mask[word].load(Ordering::SeqCst)
+                & !others(word);
             while bits != 0 {
                 let bit = bits.trailing_zeros();
                 bits &= bits - 1;
@@ -134,9 +149,40 @@ pub fn force_delivery() {
 
 /// Binds `virq` on vCPU 0.
 pub fn bind_virq(virq: u32) -> Result<EvtchnPort, guest_abi::Errno> {
-    let port = calls::evtchn_bind_virq(virq, 0)?;
+    bind_virq_on(virq, 0)
+}
+
+/// Binds `virq` on `vcpu` (a per-vCPU VIRQ such as `VIRQ_TIMER` then reports that vCPU's
+/// events, handled by its upcall).
+pub fn bind_virq_on(virq: u32, vcpu: u32) -> Result<EvtchnPort, guest_abi::Errno> {
+    let port = calls::evtchn_bind_virq(virq, vcpu)?;
+    owned_by(port, vcpu);
     reset(port);
     Ok(port)
+}
+
+/// Binds a new IPI port that notifies `vcpu` (`EVTCHNOP_bind_ipi`): any vCPU sends it with
+/// `EVTCHNOP_send`, and `vcpu`'s upcall handles it.
+pub fn bind_ipi(vcpu: u32) -> Result<EvtchnPort, guest_abi::Errno> {
+    let port = calls::evtchn_bind_ipi(vcpu)?;
+    owned_by(port, vcpu);
+    reset(port);
+    Ok(port)
+}
+
+/// Moves `port` (unbound, interdomain or a global VIRQ) to notify `vcpu`
+/// (`EVTCHNOP_bind_vcpu`).
+pub fn bind_vcpu(port: EvtchnPort, vcpu: u32) -> Result<(), guest_abi::Errno> {
+    calls::evtchn_bind_vcpu(port, vcpu)?;
+    owned_by(port, vcpu);
+    Ok(())
+}
+
+/// Records that `vcpu`'s upcall handles `port`.
+fn owned_by(port: EvtchnPort, vcpu: u32) {
+    if let (Some(owner), Ok(v)) = (PORT_VCPU.get(port as usize), u8::try_from(vcpu)) {
+        owner.store(v, Ordering::SeqCst);
+    }
 }
 
 fn word_bit(port: EvtchnPort) -> Option<(usize, u64)> {

@@ -14,7 +14,7 @@
 //! trusted to keep up: writes to the console ring wait for it a bounded time only.
 //!
 //! **What it never does.** Allocate (there is no heap: everything is static or on the
-//! stack), use more than vCPU 0, change the page tables it was started with (the [`mm`]
+//! stack), use more than vCPU 0 unless the kernel starts others ([`smp`]), change the page tables it was started with (the [`mm`]
 //! helpers are for a kernel that does), or let an exception pass unnoticed: an exception
 //! nobody armed a handler for is reported with the registers, and the domain crashes.
 //!
@@ -48,6 +48,8 @@
 //!   is expected to fault and records what the handler saw; a kernel's own system calls
 //!   ([`trap::set_syscall_handler`]) and ring-3 faults.
 //! - [`events`]: the event callback, per-port counters, masking, [`events::block_until`].
+//! - [`smp`]: secondary vCPUs (`VCPUOP_initialise` and `up` with a stack each), which vCPU
+//!   runs, IPIs.
 //! - [`time`]: system time from `vcpu_time_info` and the TSC.
 //! - [`user`]: running code in ring 3 until it comes back through `int 0x80`, `SYSCALL`
 //!   or a fault.
@@ -60,7 +62,8 @@
 //! All of the assembly (ELF notes, hypercall page, `_start`, trap stubs, ring-3 entry) is
 //! in one file, `src/asm.rs`.
 //!
-//! **Standing assumptions.** The kernel runs on vCPU 0 only, in ring 1, in the bootstrap
+//! **Standing assumptions.** The kernel runs on vCPU 0 (secondary vCPUs only in ring 1,
+//! see [`smp`]), in ring 1, in the bootstrap
 //! address space the builder made (see the guest-abi porting guide), or in one of its own
 //! whose upper half maps the kernel exactly as the bootstrap tables do. Handlers and the
 //! main flow share state through [`Global`], which is sound because there is one vCPU and
@@ -92,6 +95,8 @@ pub mod console;
 pub mod events;
 #[cfg(any(target_os = "none", doc))]
 pub mod mm;
+#[cfg(any(target_os = "none", doc))]
+pub mod smp;
 #[cfg(any(target_os = "none", doc))]
 pub mod time;
 #[cfg(any(target_os = "none", doc))]

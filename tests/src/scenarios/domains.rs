@@ -107,3 +107,10 @@ pub fn console(ctx: &Context) -> Result<(), String> {
 pub fn privilege(ctx: &Context) -> Result<(), String> {
     dom0test(ctx, "privilege", LONG, &["privilege "], false)
 }
+
+/// A domU with 4 vCPUs (dom0test `smp`, testguest `smp`): all come up, per-vCPU timers, an
+/// IPI token 10 000 times round the ring with none lost, a vCPU down and up again (by
+/// another and by itself), `SCHEDOP_poll`, flush masks, multicall, and the refusals.
+pub fn smp_guest_vcpus(ctx: &Context) -> Result<(), String> {
+    dom0test(ctx, "smp", LONG, &["smp figure "], false)
+}

@@ -91,6 +91,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("domains_density", domains::density),
         Scenario::new("domains_console", domains::console),
         Scenario::new("domains_privilege", domains::privilege),
+        Scenario::new("smp_guest_vcpus", domains::smp_guest_vcpus),
         Scenario::new("attacks_max", |ctx| guests::attacks(ctx, "max")),
         Scenario::new("attacks_qemu64", |ctx| guests::attacks(ctx, "qemu64")),
         Scenario::new("attacks_refusal_log", guests::refusal_log),

@@ -8,6 +8,7 @@ mod density;
 mod privilege;
 mod sched;
 mod security;
+mod smp;
 mod teardown;
 
 use alloc::format;
@@ -98,6 +99,12 @@ pub const TESTS: &[Test] = &[
         about: "an attacker domU against dom0's and a victim domU's frames; findings 1 and 2",
     },
     Test {
+        name: "smp",
+        run: smp::run,
+        about: "a domU with 4 vCPUs: bring-up, per-vCPU timers, an IPI ring, down/up, poll, \
+                multicall",
+    },
+    Test {
         name: "exhaustion",
         run: security::exhaustion,
         about: "a domU and dom0 try to exhaust hypervisor memory; errors, and it all comes back",
@@ -127,6 +134,8 @@ pub struct Domu<'a> {
     pub cap: u16,
     /// Whether it gets a console ring.
     pub console: bool,
+    /// Its vCPUs (`max_vcpus`; the builder starts vCPU 0, the guest the others).
+    pub vcpus: u32,
 }
 
 impl<'a> Domu<'a> {
@@ -138,6 +147,7 @@ impl<'a> Domu<'a> {
             weight: guest_abi::domctl::CREDIT_DEFAULT_WEIGHT,
             cap: 0,
             console: false,
+            vcpus: 1,
         }
     }
 }
@@ -151,6 +161,7 @@ impl Ctx {
         cfg.weight = domu.weight;
         cfg.cap = domu.cap;
         cfg.console = domu.console;
+        cfg.vcpus = domu.vcpus;
         self.hv.clear_failure();
         builder::build(&mut self.hv, &cfg)
     }

@@ -15,6 +15,7 @@ mod isolation;
 mod pagetables;
 mod privileged;
 mod shutdown;
+mod smp;
 mod syscall;
 mod timers;
 
@@ -100,6 +101,12 @@ pub const TESTS: &[Test] = &[
         name: "grants",
         run: grants::run,
         about: "grant tables v1: setup, map/unmap own grants, busy bits, bad refs, copy",
+    },
+    Test {
+        name: "smp",
+        run: smp::run,
+        about: "4 vCPUs: bring-up rules, per-vCPU timers, an IPI ring, down/up, poll, \
+                flush masks, multicall (a domU: dom0test's smp builds it)",
     },
     Test {
         name: "shutdown_poweroff",

@@ -1,0 +1,140 @@
+//! Secondary vCPUs (guest-abi porting guide, "SMP"): starting them, knowing which vCPU runs,
+//! and the IPIs between them.
+//!
+//! **Start-up.** [`start`] gives vCPU *n* a context with `VCPUOP_initialise` (the kernel's
+//! bootstrap address space, the runtime's trap table and event callback, a stack of its own
+//! from [`SECONDARY_STACK_SIZE`] bytes reserved in `.bss` for each possible vCPU), then
+//! `VCPUOP_up`. The vCPU enters `entry(n)` in ring 1 with events masked, as vCPU 0 entered
+//! `main`. A secondary vCPU never runs ring-3 code (it has no ring-1 stack for entries from
+//! ring 3: `kernel_sp` is 0).
+//!
+//! **Which vCPU runs.** [`this_vcpu`] tells by the stack pointer: every secondary vCPU runs
+//! on its own stack, everything else runs on vCPU 0. So a handler knows its vCPU without
+//! segment registers, and [`crate::boot::vcpu`] returns the running vCPU's `vcpu_info`,
+//! which is what the event callback and the masking helpers use.
+//!
+//! **Events.** Each vCPU's upcall handles only the ports bound to it (the runtime records
+//! the binding, [`crate::events::bind_ipi`], [`crate::events::bind_virq_on`]); a port it did
+//! not bind is vCPU 0's, as the hypervisor's default notify vCPU is 0.
+//!
+//! **What it does not do.** The console is shared without a lock: lines from different
+//! vCPUs may interleave (each line stays whole on the hypervisor console, which is written
+//! one line per hypercall). Kernels on this runtime print from vCPU 0 and let the others
+//! report through atomics.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use guest_abi::errno::Errno;
+use guest_abi::selectors::{KERNEL_CS, KERNEL_SS};
+use guest_abi::shared_info::XEN_LEGACY_MAX_VCPUS;
+use guest_abi::trap::RFLAGS_IF;
+use guest_abi::types::Mfn;
+use guest_abi::vcpu_context::{VGCF_IN_KERNEL, VcpuGuestContext};
+use guest_abi::calls;
+
+use crate::trap;
+
+/// Most vCPUs the runtime can run: one `vcpu_info` each in `shared_info` (Xen's legacy
+/// limit, which is also Xenia's per-domain limit).
+pub const MAX_VCPUS: usize = XEN_LEGACY_MAX_VCPUS;
+
+/// Stack of each secondary vCPU.
+pub const SECONDARY_STACK_SIZE: usize = 16 * 1024;
+
+/// The secondary vCPUs' stacks, vCPU *n* at index *n − 1*.
+#[repr(C, align(16))]
+struct Stacks(UnsafeCell<[[u8; SECONDARY_STACK_SIZE]; MAX_VCPUS - 1]>);
+
+// SAFETY: the runtime never reads or writes the bytes: each stack is handed to one vCPU,
+// which uses it as its stack and nothing else.
+unsafe impl Sync for Stacks {}
+
+static STACKS: Stacks = Stacks(UnsafeCell::new([[0; SECONDARY_STACK_SIZE]; MAX_VCPUS - 1]));
+
+/// What each secondary vCPU runs (a `fn(u32) -> !`, stored by [`start`] before the vCPU is
+/// initialised, read by it once).
+static ENTRIES: [AtomicPtr<()>; MAX_VCPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_VCPUS];
+
+/// `[start, end)` of the secondary stacks.
+fn stacks() -> (u64, u64) {
+    let start = STACKS.0.get() as u64;
+    (start, start + ((MAX_VCPUS - 1) * SECONDARY_STACK_SIZE) as u64)
+}
+
+/// The vCPU running this code: the one whose stack the stack pointer is in (vCPU 0 for
+/// anything that is not a secondary stack).
+pub fn this_vcpu() -> usize {
+    let sp: u64;
+    // SAFETY: reads the stack pointer, nothing else.
+    unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
+    let (start, end) = stacks();
+    if (start..end).contains(&sp) {
+        1 + ((sp - start) / SECONDARY_STACK_SIZE as u64) as usize
+    } else {
+        0
+    }
+}
+
+/// Starts vCPU `vcpu` (1 to [`MAX_VCPUS`] − 1, and below the domain's own count) at
+/// `entry(vcpu)`, in the bootstrap address space, with events masked. `EINVAL` for vCPU 0
+/// or a number past the runtime's limit; otherwise the hypervisor's answer to
+/// `VCPUOP_initialise` (`ENOENT`: the domain has no such vCPU; `EEXIST`: it was started
+/// before, see [`restart`]) or `VCPUOP_up`.
+pub fn start(vcpu: u32, entry: fn(u32) -> !) -> Result<(), Errno> {
+    let index = vcpu as usize;
+    if index == 0 || index >= MAX_VCPUS {
+        return Err(Errno::EINVAL);
+    }
+    ENTRIES[index].store(entry as *mut (), Ordering::SeqCst);
+    let ctx = context(vcpu, crate::mm::bootstrap_l4());
+    // SAFETY: the context starts the vCPU at `secondary_main` on its own stack, unused by
+    // anyone else, with the runtime's trap table and event callback, in the address space
+    // this kernel runs in.
+    unsafe { calls::vcpu_initialise(vcpu, &ctx) }?;
+    calls::vcpu_up(vcpu)
+}
+
+/// Brings a vCPU that went down ([`calls::vcpu_down`]) up again: it resumes where it
+/// stopped (Xen keeps its registers; `VCPUOP_initialise` is refused a second time).
+pub fn restart(vcpu: u32) -> Result<(), Errno> {
+    calls::vcpu_up(vcpu)
+}
+
+/// The start-up context of secondary vCPU `vcpu` whose root table is the L4 in `l4_mfn`.
+fn context(vcpu: u32, l4_mfn: u64) -> VcpuGuestContext {
+    let mut ctx = VcpuGuestContext::new();
+    ctx.flags = VGCF_IN_KERNEL;
+    let top = stacks().0 + u64::from(vcpu) * SECONDARY_STACK_SIZE as u64;
+    let r = &mut ctx.user_regs;
+    r.rip = secondary_main as *const () as u64;
+    // As if `secondary_main` had been called: the return address slot below a 16-byte
+    // aligned top (System V AMD64 ABI §3.2.2).
+    r.rsp = top - 8;
+    r.rdi = u64::from(vcpu);
+    r.cs = KERNEL_CS;
+    r.ss = KERNEL_SS;
+    r.rflags = RFLAGS_IF;
+    for t in trap::default_table().iter().filter(|t| !t.is_end()) {
+        ctx.trap_ctxt[usize::from(t.vector)] = *t;
+    }
+    ctx.event_callback_eip = trap::event_entry();
+    ctx.kernel_ss = u64::from(KERNEL_SS);
+    ctx.set_l4_mfn(Mfn(l4_mfn));
+    ctx
+}
+
+/// Where a secondary vCPU starts, on its own stack, `vcpu` in `rdi`.
+extern "C" fn secondary_main(vcpu: u64) -> ! {
+    let entry = ENTRIES
+        .get(vcpu as usize)
+        .map_or(core::ptr::null_mut(), |e| e.load(Ordering::SeqCst));
+    if entry.is_null() {
+        crate::println!("vCPU {vcpu} started with no entry point");
+        crate::check::shutdown(guest_abi::sched::ShutdownReason::Crash);
+    }
+    // SAFETY: `start` stored exactly a `fn(u32) -> !` here before it initialised the vCPU.
+    let entry: fn(u32) -> ! = unsafe { core::mem::transmute::<*mut (), fn(u32) -> !>(entry) };
+    entry(vcpu as u32)
+}

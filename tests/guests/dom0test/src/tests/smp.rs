@@ -1,0 +1,124 @@
+//! `smp`: a domU with [`VCPUS`] vCPUs. dom0 has one vCPU, so the SMP guest is a domU: dom0
+//! builds testguest `smp` with `max_vcpus` [`VCPUS`] (the builder starts vCPU 0; the guest
+//! starts the others with `VCPUOP_initialise` and `VCPUOP_up`), waits for it to power off,
+//! and finds its verdict in the hypervisor's console ring (testguest's `tests/smp.rs` says
+//! what it checks). While it runs, dom0 watches `getdomaininfo`: the domain's online vCPU
+//! count must reach [`VCPUS`] (the hypervisor's view of `VCPUOP_up`). Then dom0 destroys it
+//! and checks that every frame came back.
+
+use alloc::vec::Vec;
+
+use xenia_guest_rt::check::{Checks, note};
+use xenia_guest_rt::println;
+use xenia_guest_rt::time::{NS_PER_MS, now_ns};
+
+use super::{Ctx, Domu, Outcome};
+use crate::wait::{ConsoleLog, POLL_NS};
+
+/// vCPUs of the domU.
+pub const VCPUS: u32 = 4;
+/// Memory of the domU.
+const MIB: u64 = 16;
+/// How long dom0 waits for the domU's verdict (its ring alone is 40 000 IPIs).
+const WAIT_NS: u64 = 120_000 * NS_PER_MS;
+
+pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
+    let mut log = match ConsoleLog::now(&mut ctx.hv) {
+        Ok(l) => l,
+        Err(e) => {
+            c.check(
+                "sysctl readconsole (where the domU's verdict is read)",
+                false,
+                format_args!("returned -{e:?}"),
+            );
+            return Outcome::Ran;
+        }
+    };
+    let Some(free_before) = c.ok("sysctl physinfo before", ctx.free_pages()) else {
+        return Outcome::Ran;
+    };
+    let domu = Domu {
+        vcpus: VCPUS,
+        ..Domu::new("smp", MIB)
+    };
+    let built = match ctx.build(&domu) {
+        Ok(b) => b,
+        Err(e) => {
+            let why = ctx.explain(&e);
+            c.check(
+                format_args!("build smp with {VCPUS} vCPUs"),
+                false,
+                format_args!("{why}"),
+            );
+            return Outcome::Ran;
+        }
+    };
+    let dom = built.dom;
+    println!("built d{dom} (smp, {VCPUS} vCPUs, {MIB} MiB)");
+    // Watch the online count while it runs, until it shuts down.
+    let deadline = now_ns() + WAIT_NS;
+    let mut most_online = 0;
+    let mut done = false;
+    let mut max_vcpu_id = None;
+    while now_ns() < deadline {
+        match ctx.hv.domain_info(dom) {
+            Ok(info) => {
+                most_online = most_online.max(info.nr_online_vcpus);
+                max_vcpu_id = Some(info.max_vcpu_id);
+                if info.shutdown_reason().is_some() {
+                    done = true;
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        ctx.wait.block_until((now_ns() + POLL_NS).min(deadline));
+    }
+    c.check(
+        format_args!("d{dom} shuts down"),
+        done,
+        format_args!("still running after {} s", WAIT_NS / 1_000_000_000),
+    );
+    c.eq(
+        format_args!("d{dom}: getdomaininfo max_vcpu_id"),
+        max_vcpu_id,
+        Some(VCPUS - 1),
+    );
+    c.eq(
+        format_args!("d{dom}: most vCPUs online at once (getdomaininfo)"),
+        most_online,
+        VCPUS,
+    );
+    match log.read_new(&mut ctx.hv) {
+        Ok(text) => {
+            let lines: Vec<_> = ConsoleLog::lines_of(&text, dom);
+            for line in &lines {
+                if line.starts_with("check ") {
+                    println!("smp d{dom}: {line}");
+                } else if line.starts_with("note") {
+                    println!("smp figure d{dom}: {line}");
+                }
+            }
+            let verdict = lines.iter().find(|l| l.starts_with("Test result: "));
+            c.check(
+                format_args!("d{dom}'s SMP checks passed"),
+                verdict.is_some_and(|v| v == "Test result: SUCCESS"),
+                format_args!("its result line: {verdict:?}"),
+            );
+        }
+        Err(e) => {
+            c.check(
+                format_args!("sysctl readconsole of d{dom}'s verdict"),
+                false,
+                format_args!("returned -{e:?}"),
+            );
+        }
+    }
+    if ctx.destroy_all(c, "the smp domU", &[dom]) {
+        if let Some(free_after) = c.ok("sysctl physinfo after", ctx.free_pages()) {
+            note(format_args!("free pages: {free_before} before, {free_after} after"));
+            c.eq("free pages back as before", free_after, free_before);
+        }
+    }
+    Outcome::Ran
+}

@@ -1,0 +1,672 @@
+//! `smp`: a guest with several vCPUs (dom0test's `smp` builds it with four). Run as a domU:
+//! dom0 has one vCPU.
+//!
+//! 1. **Bring-up rules.** The vCPU count is found as a Xen guest finds it without xenstore,
+//!    by `VCPUOP_is_up` until `ENOENT`; `is_up` is truthful (only vCPU 0 is up at start);
+//!    out-of-range vCPU numbers are `ENOENT` for every command; `VCPUOP_up` on a vCPU never
+//!    initialised is `EINVAL`; `VCPUOP_initialise` with an unreadable context is `EFAULT`,
+//!    with a bad one `EINVAL`, on vCPU 0 (up) `EEXIST`; `EVTCHNOP_bind_ipi` for a vCPU the
+//!    domain does not have is `ENOENT`, `bind_vcpu` of an IPI port `EINVAL`.
+//! 2. **All come up**: every secondary vCPU is started with the runtime's `smp::start`
+//!    (`VCPUOP_initialise` + `up`, a stack each) and reports in.
+//! 3. **Per-vCPU timers**: each secondary binds `VIRQ_TIMER` on itself and takes
+//!    [`TIMER_ROUNDS`] single-shot timers of its own, each handled by its own upcall (a timer
+//!    delivered to another vCPU would leave it blocked, and the supervisor's deadline fails
+//!    the test), none early.
+//! 4. **IPI ring**: one token goes round vCPU 0 → 1 → … → n−1 → 0 [`RING_LAPS`] times, each
+//!    hop an `EVTCHNOP_send` on the next vCPU's IPI port (`bind_ipi`); every port must have
+//!    received exactly [`RING_LAPS`] events: none lost, none duplicated.
+//! 5. **Down and up**: vCPU 0 takes vCPU 2 down (`is_up` says so; an IPI sent to it is not
+//!    handled while it is down, and is once it is up again); vCPU 3 takes itself down and,
+//!    brought up again, returns from its `VCPUOP_down`. `VCPUOP_initialise` on a vCPU that
+//!    is up, or down after having run, is `EEXIST`.
+//! 6. **`SCHEDOP_poll`** wakes on a masked port another vCPU sends, times out on its
+//!    deadline, and refuses too many ports, a port out of range and an unreadable array.
+//! 7. **Flush masks**: `MMUEXT_TLB_FLUSH_MULTI` / `INVLPG_MULTI` with a good vCPU mask
+//!    succeed; with an unreadable or null one they fail with `EFAULT`, as does
+//!    `update_va_mapping` whose scope is an unreadable bitmap.
+//! 8. **Multicall**: each entry's result written back (a version, a nested multicall's
+//!    `EINVAL`, a yield's 0, an unknown command's `ENOSYS`, `is_up`), the inner list left
+//!    untouched; a batch longer than one chunk; an unreadable list is `EFAULT`.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use guest_abi::errno::Errno::{self, EEXIST, EFAULT, EINVAL, ENOENT, ENOSYS};
+use guest_abi::event::{EVTCHN_2L_NR_CHANNELS, EvtchnPort, VIRQ_TIMER};
+use guest_abi::hypercall::{
+    HYPERVISOR_MMUEXT_OP, HYPERVISOR_MULTICALL, HYPERVISOR_SCHED_OP, HYPERVISOR_UPDATE_VA_MAPPING,
+    HYPERVISOR_VCPU_OP, HYPERVISOR_XEN_VERSION, MULTICALL_CHUNK, MulticallEntry,
+};
+use guest_abi::memory::{
+    MMUEXT_INVLPG_MULTI, MMUEXT_TLB_FLUSH_MULTI, MmuextOp, UVMF_INVLPG, UVMF_TLB_FLUSH,
+};
+use guest_abi::sched::{SCHEDOP_POLL, SCHEDOP_YIELD, SchedPoll};
+use guest_abi::types::DOMID_SELF;
+use guest_abi::vcpu::{
+    VCPUOP_DOWN, VCPUOP_INITIALISE, VCPUOP_IS_UP, VCPUOP_UP, VcpuSetSingleshotTimer,
+};
+use guest_abi::vcpu_context::VcpuGuestContext;
+use guest_abi::version::XENVER_VERSION;
+use guest_abi::{calls, errno};
+use xenia_guest_rt::check::{Checks, error, note};
+use xenia_guest_rt::events::{self, count, is_pending, last_seen_ns, set_port_masked};
+use xenia_guest_rt::smp::{self, MAX_VCPUS};
+use xenia_guest_rt::time::{NS_PER_MS, now_ns};
+
+use super::UNMAPPED;
+use super::raw::call;
+
+/// Times the token goes round the ring.
+pub const RING_LAPS: u32 = 10_000;
+/// Single-shot timers each secondary vCPU takes.
+pub const TIMER_ROUNDS: u32 = 20;
+/// Delay of vCPU *v*'s timers: `v` times this (each vCPU its own rhythm).
+const TIMER_STEP_NS: u64 = NS_PER_MS;
+/// How long vCPU 0 waits for the secondaries to come up and finish their timers.
+const READY_WAIT_NS: u64 = 5_000 * NS_PER_MS;
+/// How long the whole ring may take.
+const RING_WAIT_NS: u64 = 60_000 * NS_PER_MS;
+/// How long vCPU 0 waits for one reaction of another vCPU.
+const REACT_WAIT_NS: u64 = 1_000 * NS_PER_MS;
+/// How long a vCPU that is down is given to (wrongly) handle an IPI.
+const DOWN_GRACE_NS: u64 = 30 * NS_PER_MS;
+/// The poll timeout checked in step 6.
+const POLL_TIMEOUT_NS: u64 = 20 * NS_PER_MS;
+/// More ports than `SCHEDOP_poll` takes (Xen's limit is 128).
+const TOO_MANY_PORTS: usize = 129;
+/// Entries of the long multicall: more than one chunk.
+const LONG_BATCH: usize = (MULTICALL_CHUNK as usize) * 2 + 3;
+
+/// What a secondary vCPU does with an IPI on its port.
+const MODE_ACK: u32 = 0;
+const MODE_RING: u32 = 1;
+const MODE_SELF_DOWN: u32 = 2;
+const MODE_POKE: u32 = 3;
+
+static NR: AtomicU32 = AtomicU32::new(0);
+static MODE: AtomicU32 = AtomicU32::new(MODE_ACK);
+static PORTS: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+static POKE_PORT: AtomicU32 = AtomicU32::new(0);
+static HOPS: AtomicU32 = AtomicU32::new(0);
+static READY: AtomicU32 = AtomicU32::new(0);
+static ACKS: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+static RESUMED: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+static TIMERS_DONE: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+static TIMERS_EARLY: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+static TIMER_LATE_MAX_NS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+
+fn vcpu_op(cmd: u32, vcpu: u64, arg: u64) -> i64 {
+    // SAFETY: the commands used with this are harmless or must be refused (no context this
+    // test does not mean to install reaches it).
+    unsafe { call(HYPERVISOR_VCPU_OP, [cmd.into(), vcpu, arg, 0, 0]) }
+}
+
+fn addr<T>(x: &T) -> u64 {
+    core::ptr::from_ref(x) as u64
+}
+
+/// Waits, blocking with events enabled, until `port` has been handled more than `n` times or
+/// system time passes `deadline` (then false). Needs `VIRQ_TIMER` bound on this vCPU when
+/// there is a deadline.
+fn wait_above(port: EvtchnPort, n: u32, deadline: Option<u64>) -> bool {
+    loop {
+        events::mask();
+        if count(port) > n {
+            return true;
+        }
+        if deadline.is_some_and(|d| now_ns() >= d) {
+            return false;
+        }
+        events::block_until(deadline);
+    }
+}
+
+/// Waits (vCPU 0, blocking a millisecond at a time) until `cond` or `deadline`.
+fn wait_until(deadline: u64, mut cond: impl FnMut() -> bool) -> bool {
+    loop {
+        if cond() {
+            return true;
+        }
+        let now = now_ns();
+        if now >= deadline {
+            return false;
+        }
+        events::block_until(Some((now + NS_PER_MS).min(deadline)));
+    }
+}
+
+/// A secondary vCPU: its own timers, then serving IPIs.
+fn secondary(v: u32) -> ! {
+    let i = v as usize;
+    match events::bind_virq_on(VIRQ_TIMER, v) {
+        Ok(tport) => {
+            for _ in 0..TIMER_ROUNDS {
+                let seen = count(tport);
+                let deadline = now_ns() + TIMER_STEP_NS * u64::from(v);
+                let t = VcpuSetSingleshotTimer {
+                    timeout_abs_ns: deadline,
+                    flags: 0,
+                };
+                if calls::vcpu_set_singleshot_timer(v, &t).is_err() {
+                    break;
+                }
+                // No deadline of its own: the timer under test is the only wake-up; vCPU 0
+                // gives up on it if it never comes.
+                wait_above(tport, seen, None);
+                let seen_at = last_seen_ns(tport);
+                if seen_at < deadline {
+                    TIMERS_EARLY[i].fetch_add(1, Ordering::SeqCst);
+                }
+                TIMER_LATE_MAX_NS[i].fetch_max(seen_at.saturating_sub(deadline), Ordering::SeqCst);
+                TIMERS_DONE[i].fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Err(_) => {}
+    }
+    READY.fetch_add(1, Ordering::SeqCst);
+    let nr = NR.load(Ordering::SeqCst) as usize;
+    let port = PORTS[i].load(Ordering::SeqCst);
+    let mut seen = count(port);
+    loop {
+        wait_above(port, seen, None);
+        seen = count(port);
+        match MODE.load(Ordering::SeqCst) {
+            MODE_RING => {
+                HOPS.fetch_add(1, Ordering::SeqCst);
+                let _ = calls::evtchn_send(PORTS[(i + 1) % nr].load(Ordering::SeqCst));
+            }
+            MODE_SELF_DOWN => {
+                let _ = calls::vcpu_down(v);
+                RESUMED[i].fetch_add(1, Ordering::SeqCst);
+            }
+            MODE_POKE => {
+                let _ = calls::evtchn_send(POKE_PORT.load(Ordering::SeqCst));
+            }
+            _ => {
+                ACKS[i].fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+pub fn run() -> ! {
+    let mut c = Checks::new();
+    events::mask();
+    if let Err(e) = events::bind_virq(VIRQ_TIMER) {
+        error(format_args!("EVTCHNOP_bind_virq(VIRQ_TIMER) on vCPU 0: {e:?}"));
+    }
+    let nr = bring_up_rules(&mut c);
+    if nr < 4 {
+        error(format_args!(
+            "this test needs 4 vCPUs or more; the domain has {nr}"
+        ));
+    }
+    NR.store(nr, Ordering::SeqCst);
+    ipi_ports(&mut c, nr);
+    start_all(&mut c, nr);
+    ring(&mut c, nr);
+    down_and_up(&mut c);
+    poll(&mut c);
+    flush_masks(&mut c);
+    multicall(&mut c);
+    c.finish()
+}
+
+/// Step 1; returns the vCPU count.
+fn bring_up_rules(c: &mut Checks) -> u32 {
+    let mut nr = 0u32;
+    while (nr as usize) < MAX_VCPUS + 1 {
+        match calls::vcpu_is_up(nr) {
+            Ok(_) => nr += 1,
+            Err(_) => break,
+        }
+    }
+    note(format_args!("the domain has {nr} vCPUs"));
+    c.eq("VCPUOP_is_up(0) at start", vcpu_op(VCPUOP_IS_UP, 0, 0), 1);
+    for v in 1..nr {
+        c.eq(
+            format_args!("VCPUOP_is_up({v}) at start (never initialised)"),
+            vcpu_op(VCPUOP_IS_UP, v.into(), 0),
+            0,
+        );
+    }
+    for bad in [u64::from(nr), 32, 1000, u64::from(u32::MAX), u64::MAX] {
+        for (cmd, name) in [
+            (VCPUOP_IS_UP, "is_up"),
+            (VCPUOP_UP, "up"),
+            (VCPUOP_DOWN, "down"),
+            (VCPUOP_INITIALISE, "initialise"),
+        ] {
+            c.errno(
+                format_args!("VCPUOP_{name} on vCPU {bad:#x}"),
+                vcpu_op(cmd, bad, 0),
+                ENOENT,
+            );
+        }
+    }
+    c.errno(
+        "VCPUOP_up on vCPU 1, never initialised",
+        vcpu_op(VCPUOP_UP, 1, 0),
+        EINVAL,
+    );
+    c.errno(
+        "VCPUOP_initialise on vCPU 1 from an unmapped context",
+        vcpu_op(VCPUOP_INITIALISE, 1, UNMAPPED),
+        EFAULT,
+    );
+    // A context that is readable but not acceptable: no VGCF_IN_KERNEL, selectors zero.
+    let bad = VcpuGuestContext::new();
+    c.errno(
+        "VCPUOP_initialise on vCPU 1 with an unusable context",
+        vcpu_op(VCPUOP_INITIALISE, 1, addr(&bad)),
+        EINVAL,
+    );
+    c.eq(
+        "VCPUOP_is_up(1) after the refused initialise",
+        vcpu_op(VCPUOP_IS_UP, 1, 0),
+        0,
+    );
+    c.errno(
+        "VCPUOP_initialise on vCPU 0 (up)",
+        vcpu_op(VCPUOP_INITIALISE, 0, addr(&bad)),
+        EEXIST,
+    );
+    nr
+}
+
+/// The IPI ports, one per vCPU, and the refusals around them.
+fn ipi_ports(c: &mut Checks, nr: u32) {
+    for v in 0..nr {
+        match c.ok(format_args!("EVTCHNOP_bind_ipi for vCPU {v}"), events::bind_ipi(v)) {
+            Some(p) => PORTS[v as usize].store(p, Ordering::SeqCst),
+            None => error(format_args!("no IPI port for vCPU {v}")),
+        }
+    }
+    c.fails(
+        format_args!("EVTCHNOP_bind_ipi for vCPU {nr} (none)"),
+        calls::evtchn_bind_ipi(nr),
+        ENOENT,
+    );
+    c.fails(
+        "EVTCHNOP_bind_vcpu of an IPI port (fixed to its vCPU)",
+        calls::evtchn_bind_vcpu(PORTS[1].load(Ordering::SeqCst), 2),
+        EINVAL,
+    );
+}
+
+/// Step 2 and 3.
+fn start_all(c: &mut Checks, nr: u32) {
+    for v in 1..nr {
+        c.ok(format_args!("smp::start({v})"), smp::start(v, secondary));
+        c.eq(
+            format_args!("VCPUOP_is_up({v}) once started"),
+            calls::vcpu_is_up(v),
+            Ok(true),
+        );
+    }
+    let deadline = now_ns() + READY_WAIT_NS;
+    let all = nr - 1;
+    let ready = wait_until(deadline, || READY.load(Ordering::SeqCst) == all);
+    c.check(
+        format_args!("all {all} secondary vCPUs came up and ran their timers"),
+        ready,
+        format_args!(
+            "{} reported in within {} ms",
+            READY.load(Ordering::SeqCst),
+            READY_WAIT_NS / NS_PER_MS
+        ),
+    );
+    for v in 1..nr as usize {
+        c.eq(
+            format_args!("vCPU {v}: its own single-shot timers fired"),
+            TIMERS_DONE[v].load(Ordering::SeqCst),
+            TIMER_ROUNDS,
+        );
+        c.eq(
+            format_args!("vCPU {v}: no timer early"),
+            TIMERS_EARLY[v].load(Ordering::SeqCst),
+            0,
+        );
+        note(format_args!(
+            "vCPU {v}: latest timer {} us late",
+            TIMER_LATE_MAX_NS[v].load(Ordering::SeqCst) / 1000
+        ));
+    }
+}
+
+/// Step 4.
+fn ring(c: &mut Checks, nr: u32) {
+    let before: [u32; MAX_VCPUS] =
+        core::array::from_fn(|v| count(PORTS[v].load(Ordering::SeqCst)));
+    let p0 = PORTS[0].load(Ordering::SeqCst);
+    let p1 = PORTS[1].load(Ordering::SeqCst);
+    MODE.store(MODE_RING, Ordering::SeqCst);
+    HOPS.store(0, Ordering::SeqCst);
+    let start = now_ns();
+    let deadline = start + RING_WAIT_NS;
+    let mut laps = 0;
+    HOPS.fetch_add(1, Ordering::SeqCst);
+    let mut sent = calls::evtchn_send(p1);
+    while sent.is_ok() && laps < RING_LAPS {
+        if !wait_above(p0, before[0] + laps, Some(deadline)) {
+            break;
+        }
+        laps += 1;
+        if laps < RING_LAPS {
+            HOPS.fetch_add(1, Ordering::SeqCst);
+            sent = calls::evtchn_send(p1);
+        }
+    }
+    MODE.store(MODE_ACK, Ordering::SeqCst);
+    let elapsed = now_ns() - start;
+    c.ok("EVTCHNOP_send on the IPI ports", sent);
+    c.check(
+        format_args!("the token went round the {nr} vCPUs {RING_LAPS} times"),
+        laps == RING_LAPS,
+        format_args!(
+            "{laps} laps in {} ms, {} hops",
+            elapsed / NS_PER_MS,
+            HOPS.load(Ordering::SeqCst)
+        ),
+    );
+    c.eq(
+        "hops made",
+        HOPS.load(Ordering::SeqCst),
+        RING_LAPS * nr,
+    );
+    for v in 0..nr as usize {
+        c.eq(
+            format_args!("vCPU {v}: IPIs received (none lost, none doubled)"),
+            count(PORTS[v].load(Ordering::SeqCst)) - before[v],
+            RING_LAPS,
+        );
+    }
+    note(format_args!(
+        "ring: {} hops in {} ms ({} ns per hop)",
+        RING_LAPS * nr,
+        elapsed / NS_PER_MS,
+        elapsed / u64::from((RING_LAPS * nr).max(1))
+    ));
+}
+
+/// Step 5.
+fn down_and_up(c: &mut Checks) {
+    let p2 = PORTS[2].load(Ordering::SeqCst);
+    let p3 = PORTS[3].load(Ordering::SeqCst);
+    let ctx = VcpuGuestContext::new();
+    c.errno(
+        "VCPUOP_initialise on vCPU 1 (up)",
+        vcpu_op(VCPUOP_INITIALISE, 1, addr(&ctx)),
+        EEXIST,
+    );
+    MODE.store(MODE_ACK, Ordering::SeqCst);
+    let acks = ACKS[2].load(Ordering::SeqCst);
+    c.ok("VCPUOP_down(2) from vCPU 0", calls::vcpu_down(2));
+    c.eq("VCPUOP_is_up(2) once down", calls::vcpu_is_up(2), Ok(false));
+    c.errno(
+        "VCPUOP_initialise on vCPU 2 (down, but initialised)",
+        vcpu_op(VCPUOP_INITIALISE, 2, addr(&ctx)),
+        EEXIST,
+    );
+    c.ok("an IPI to vCPU 2 while it is down", calls::evtchn_send(p2));
+    let grace = now_ns() + DOWN_GRACE_NS;
+    wait_until(grace, || false);
+    c.eq(
+        "vCPU 2 did not handle it while down",
+        ACKS[2].load(Ordering::SeqCst),
+        acks,
+    );
+    c.ok("VCPUOP_up(2)", smp::restart(2));
+    c.eq("VCPUOP_is_up(2) once up again", calls::vcpu_is_up(2), Ok(true));
+    let handled = wait_until(now_ns() + REACT_WAIT_NS, || {
+        ACKS[2].load(Ordering::SeqCst) > acks
+    });
+    c.check(
+        "vCPU 2 handled the IPI once up again",
+        handled,
+        format_args!("acks {}", ACKS[2].load(Ordering::SeqCst)),
+    );
+    c.ok("VCPUOP_up(2) again (up already)", calls::vcpu_up(2));
+
+    // vCPU 3 takes itself down; brought up, it returns from its VCPUOP_down.
+    MODE.store(MODE_SELF_DOWN, Ordering::SeqCst);
+    c.ok("an IPI asking vCPU 3 to go down", calls::evtchn_send(p3));
+    let went_down = wait_until(now_ns() + REACT_WAIT_NS, || {
+        calls::vcpu_is_up(3) == Ok(false)
+    });
+    c.check(
+        "vCPU 3 took itself down",
+        went_down,
+        format_args!("VCPUOP_is_up(3) still 1"),
+    );
+    MODE.store(MODE_ACK, Ordering::SeqCst);
+    let resumed = RESUMED[3].load(Ordering::SeqCst);
+    c.eq(
+        "vCPU 3 has not returned from VCPUOP_down while down",
+        resumed,
+        0,
+    );
+    c.ok("VCPUOP_up(3)", smp::restart(3));
+    let back = wait_until(now_ns() + REACT_WAIT_NS, || {
+        RESUMED[3].load(Ordering::SeqCst) == 1
+    });
+    c.check(
+        "vCPU 3 returned from its VCPUOP_down once up",
+        back,
+        format_args!("resumed {}", RESUMED[3].load(Ordering::SeqCst)),
+    );
+}
+
+fn sched_poll_raw(arg: &SchedPoll) -> i64 {
+    // SAFETY: SCHEDOP_poll only reads its argument and blocks for a while.
+    unsafe { call(HYPERVISOR_SCHED_OP, [SCHEDOP_POLL.into(), addr(arg), 0, 0, 0]) }
+}
+
+/// Step 6.
+fn poll(c: &mut Checks) {
+    let Some(p) = c.ok("EVTCHNOP_bind_ipi for the poll port", events::bind_ipi(0)) else {
+        return;
+    };
+    set_port_masked(p, true);
+    events::clear_pending(p);
+    POKE_PORT.store(p, Ordering::SeqCst);
+    MODE.store(MODE_POKE, Ordering::SeqCst);
+    let start = now_ns();
+    c.ok(
+        "an IPI asking vCPU 1 to send the poll port",
+        calls::evtchn_send(PORTS[1].load(Ordering::SeqCst)),
+    );
+    let mut woke = false;
+    while now_ns() < start + REACT_WAIT_NS {
+        let _ = calls::sched_poll(&[p], start + REACT_WAIT_NS);
+        if is_pending(p) {
+            woke = true;
+            break;
+        }
+    }
+    c.check(
+        "SCHEDOP_poll woke on its masked port, sent by vCPU 1",
+        woke,
+        format_args!("nothing within {} ms", REACT_WAIT_NS / NS_PER_MS),
+    );
+    note(format_args!(
+        "poll woke after {} us",
+        (now_ns() - start) / 1000
+    ));
+    MODE.store(MODE_ACK, Ordering::SeqCst);
+    events::clear_pending(p);
+
+    let start = now_ns();
+    let r = calls::sched_poll(&[p], start + POLL_TIMEOUT_NS);
+    let waited = now_ns() - start;
+    c.ok("SCHEDOP_poll with a timeout", r);
+    c.check(
+        format_args!(
+            "SCHEDOP_poll on a quiet port returns at its {} ms timeout",
+            POLL_TIMEOUT_NS / NS_PER_MS
+        ),
+        (POLL_TIMEOUT_NS..REACT_WAIT_NS).contains(&waited),
+        format_args!("returned after {} us", waited / 1000),
+    );
+    let ports = [p; TOO_MANY_PORTS];
+    let arg = |ports: u64, nr_ports: u32| SchedPoll {
+        ports,
+        nr_ports,
+        timeout: now_ns() + POLL_TIMEOUT_NS,
+    };
+    c.errno(
+        format_args!("SCHEDOP_poll on {TOO_MANY_PORTS} ports"),
+        sched_poll_raw(&arg(addr(&ports), TOO_MANY_PORTS as u32)),
+        EINVAL,
+    );
+    let out_of_range: [EvtchnPort; 1] = [EVTCHN_2L_NR_CHANNELS];
+    c.errno(
+        "SCHEDOP_poll on a port past the 2-level limit",
+        sched_poll_raw(&arg(addr(&out_of_range), 1)),
+        EINVAL,
+    );
+    c.errno(
+        "SCHEDOP_poll with an unmapped port array",
+        sched_poll_raw(&arg(UNMAPPED, 1)),
+        EFAULT,
+    );
+    c.errno(
+        "SCHEDOP_poll with an unmapped argument",
+        // SAFETY: refused before it reads anything.
+        unsafe { call(HYPERVISOR_SCHED_OP, [SCHEDOP_POLL.into(), UNMAPPED, 0, 0, 0]) },
+        EFAULT,
+    );
+}
+
+fn mmuext(cmd: u32, arg1: u64, arg2: u64) -> i64 {
+    let op = MmuextOp { cmd, arg1, arg2 };
+    // SAFETY: flushes change no mapping.
+    unsafe {
+        call(
+            HYPERVISOR_MMUEXT_OP,
+            [addr(&op), 1, 0, DOMID_SELF.into(), 0],
+        )
+    }
+}
+
+/// Step 7.
+fn flush_masks(c: &mut Checks) {
+    let all: u64 = (1 << NR.load(Ordering::SeqCst)) - 1;
+    let va = addr(&all);
+    c.eq(
+        "MMUEXT_TLB_FLUSH_MULTI on every vCPU",
+        mmuext(MMUEXT_TLB_FLUSH_MULTI, 0, addr(&all)),
+        0,
+    );
+    c.eq(
+        "MMUEXT_INVLPG_MULTI on every vCPU",
+        mmuext(MMUEXT_INVLPG_MULTI, va, addr(&all)),
+        0,
+    );
+    let beyond: u64 = u64::MAX;
+    c.eq(
+        "MMUEXT_TLB_FLUSH_MULTI with bits past the vCPUs (ignored)",
+        mmuext(MMUEXT_TLB_FLUSH_MULTI, 0, addr(&beyond)),
+        0,
+    );
+    for (what, mask) in [("an unmapped", UNMAPPED), ("a null", 0)] {
+        c.errno(
+            format_args!("MMUEXT_TLB_FLUSH_MULTI with {what} vCPU mask"),
+            mmuext(MMUEXT_TLB_FLUSH_MULTI, 0, mask),
+            EFAULT,
+        );
+        c.errno(
+            format_args!("MMUEXT_INVLPG_MULTI with {what} vCPU mask"),
+            mmuext(MMUEXT_INVLPG_MULTI, va, mask),
+            EFAULT,
+        );
+    }
+    for flush in [UVMF_TLB_FLUSH, UVMF_INVLPG] {
+        c.errno(
+            format_args!("update_va_mapping (flush {flush}) with an unmapped vCPU mask"),
+            // SAFETY: refused before the mapping is looked at.
+            unsafe { call(HYPERVISOR_UPDATE_VA_MAPPING, [UNMAPPED, 0, flush | UNMAPPED, 0, 0]) },
+            EFAULT,
+        );
+    }
+}
+
+fn entry(op: u64, args: [u64; 6]) -> MulticallEntry {
+    MulticallEntry {
+        op,
+        result: SENTINEL,
+        args,
+    }
+}
+
+/// A result no entry returns, to see which were written.
+const SENTINEL: i64 = 0x5a5a_5a5a;
+
+/// Step 8.
+fn multicall(c: &mut Checks) {
+    let expected_version = calls::xen_version().map_or(-1, i64::from);
+    let mut inner = [entry(HYPERVISOR_XEN_VERSION, [XENVER_VERSION.into(), 0, 0, 0, 0, 0])];
+    let mut batch = [
+        entry(HYPERVISOR_XEN_VERSION, [XENVER_VERSION.into(), 0, 0, 0, 0, 0]),
+        entry(
+            HYPERVISOR_MULTICALL,
+            [inner.as_mut_ptr() as u64, 1, 0, 0, 0, 0],
+        ),
+        entry(HYPERVISOR_SCHED_OP, [SCHEDOP_YIELD.into(), 0, 0, 0, 0, 0]),
+        entry(HYPERVISOR_XEN_VERSION, [0x7fff, 0, 0, 0, 0, 0]),
+        entry(HYPERVISOR_VCPU_OP, [VCPUOP_IS_UP.into(), 1, 0, 0, 0, 0]),
+    ];
+    // SAFETY: every entry is harmless (a version query, a yield, a refused nested batch).
+    c.ok("multicall of five entries", unsafe { calls::multicall(&mut batch) });
+    c.eq("multicall: xen_version's result", batch[0].result, expected_version);
+    c.eq(
+        "multicall: a nested multicall is refused",
+        batch[1].result,
+        errno_result(EINVAL),
+    );
+    c.eq(
+        "multicall: the nested list was not run",
+        inner[0].result,
+        SENTINEL,
+    );
+    c.eq("multicall: SCHEDOP_yield's result", batch[2].result, 0);
+    c.eq(
+        "multicall: an unknown xen_version command",
+        batch[3].result,
+        errno_result(ENOSYS),
+    );
+    c.eq("multicall: VCPUOP_is_up(1)", batch[4].result, 1);
+
+    let mut long = [entry(HYPERVISOR_XEN_VERSION, [XENVER_VERSION.into(), 0, 0, 0, 0, 0]);
+        LONG_BATCH];
+    // SAFETY: version queries only.
+    c.ok(
+        format_args!("multicall of {LONG_BATCH} entries (continued between chunks)"),
+        unsafe { calls::multicall(&mut long) },
+    );
+    c.check(
+        "multicall: every entry of the long batch ran",
+        long.iter().all(|e| e.result == expected_version),
+        format_args!(
+            "{} of {LONG_BATCH} results right",
+            long.iter().filter(|e| e.result == expected_version).count()
+        ),
+    );
+    c.errno(
+        "multicall of an unmapped list",
+        // SAFETY: refused before anything runs.
+        unsafe { call(HYPERVISOR_MULTICALL, [UNMAPPED, 1, 0, 0, 0]) },
+        EFAULT,
+    );
+    c.eq(
+        "multicall of no entries",
+        // SAFETY: nothing to run.
+        unsafe { call(HYPERVISOR_MULTICALL, [UNMAPPED, 0, 0, 0, 0]) },
+        0,
+    );
+}
+
+/// The `result` a failed entry carries: the negative errno.
+fn errno_result(e: Errno) -> i64 {
+    errno::Errno::encode_result(Err(e))
+}
