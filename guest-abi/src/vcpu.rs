@@ -102,10 +102,27 @@ pub struct VcpuSetSingleshotTimer {
 }
 
 /// Argument of `VCPUOP_REGISTER_VCPU_INFO` (Xen's `struct
-/// vcpu_register_vcpu_info`, 16 bytes). The structure must not cross a page
-/// boundary; the hypervisor checks that the guest owns the frame.
+/// vcpu_register_vcpu_info`, 16 bytes): moves vCPU `vcpu`'s
+/// [`VcpuInfo`](crate::shared_info::VcpuInfo) out of `shared_info` into a page
+/// of the guest's own, where the hypervisor reads and writes it from then on
+/// (its slot in `shared_info` is no longer used).
+///
+/// The hypervisor copies the current contents there, then sets
+/// `evtchn_upcall_pending` and every bit of `evtchn_pending_sel` so that no
+/// event is lost in the move (the guest's upcall looks at every word once).
+/// The frame is held for the hypervisor's writes for as long as the domain
+/// lives: it stays writable and cannot become a page table or be given back.
+///
+/// Refused with `EINVAL` (Xen's rules, plus alignment): the structure does not
+/// fit in the page at `offset` or `offset` is not a multiple of 8 (Xenia: the
+/// fields are atomics); the vCPU has registered one already (once per vCPU);
+/// the vCPU is up and is not the caller (only the caller itself or a vCPU that
+/// is down may be moved); the frame is not the caller's or cannot be held
+/// writable (a page table, a descriptor page). `EFAULT` if the argument cannot
+/// be read; `ENOENT` for a vCPU the domain does not have.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct VcpuRegisterVcpuInfo {
     /// IN: machine frame of the page to hold the `vcpu_info`.
     pub mfn: u64,

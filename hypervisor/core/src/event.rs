@@ -619,7 +619,16 @@ fn mark_word_pending(info: &VcpuInfo, word: usize) -> bool {
 /// flag, then the selector, then pending bits, so a bit set here is never lost between its scans.
 /// A port or vCPU out of range (a hypervisor bug: tables never hand those out) touches nothing.
 pub fn set_pending(shared: &SharedInfo, port: EvtchnPort, vcpu: usize) -> Notify {
-    let (Some((word, bit)), Some(info)) = (word_and_bit(port), vcpu_info(shared, vcpu)) else {
+    match vcpu_info(shared, vcpu) {
+        Some(info) => set_pending_to(shared, port, info),
+        None => Notify::NOTHING,
+    }
+}
+
+/// [`set_pending`] for a vCPU whose `vcpu_info` is `info`, wherever it lives (in
+/// `shared_info`, or where the guest moved it with `VCPUOP_register_vcpu_info`).
+pub fn set_pending_to(shared: &SharedInfo, port: EvtchnPort, info: &VcpuInfo) -> Notify {
+    let Some((word, bit)) = word_and_bit(port) else {
         return Notify::NOTHING;
     };
     if shared.evtchn_pending[word].fetch_or(bit, Ordering::SeqCst) & bit != 0 {
@@ -639,7 +648,15 @@ pub fn set_pending(shared: &SharedInfo, port: EvtchnPort, vcpu: usize) -> Notify
 /// it for it. Never reports [`Notify::newly_pending`]: pollers were woken when the port became
 /// pending. Out-of-range arguments touch nothing.
 pub fn unmask(shared: &SharedInfo, port: EvtchnPort, vcpu: usize) -> Notify {
-    let (Some((word, bit)), Some(info)) = (word_and_bit(port), vcpu_info(shared, vcpu)) else {
+    match vcpu_info(shared, vcpu) {
+        Some(info) => unmask_to(shared, port, info),
+        None => Notify::NOTHING,
+    }
+}
+
+/// [`unmask`] for a vCPU whose `vcpu_info` is `info`, wherever it lives.
+pub fn unmask_to(shared: &SharedInfo, port: EvtchnPort, info: &VcpuInfo) -> Notify {
+    let Some((word, bit)) = word_and_bit(port) else {
         return Notify::NOTHING;
     };
     let kick = shared.evtchn_mask[word].fetch_and(!bit, Ordering::SeqCst) & bit != 0

@@ -78,12 +78,18 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
 /// references (for instance mapped by dom0) cannot be freed: `EBUSY`, with the domain
 /// left in the table, dying, so that a later destroy finishes the job.
 pub fn release(dom: &mut Domain) -> Result<(), Errno> {
-    // The frame table drops the vCPUs' base pointers with everything else.
+    // The frame table drops the vCPUs' base pointers with everything else; the holds on
+    // the frames the guest moved its `vcpu_info`s to go first, as the hypervisor stops
+    // writing them now.
     for v in &mut dom.vcpus {
         v.online = false;
         v.singleshot = None;
         v.periodic = None;
+        v.poll = None;
         v.l4 = Mfn(0);
+        if let Some((mfn, _)) = v.info_area.take() {
+            let _ = ft::with(|t, mem| t.release_writes(mem, mfn, dom.id));
+        }
     }
     // Every frame nothing refers to goes straight back to the frame allocator, without a
     // list (a domain may be most of the machine).

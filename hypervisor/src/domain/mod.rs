@@ -152,6 +152,10 @@ pub struct Vcpu {
     pub online: bool,
     /// Waiting in `SCHEDOP_poll`.
     pub poll: Option<Poll>,
+    /// Where the guest moved this vCPU's `vcpu_info` (`VCPUOP_register_vcpu_info`): a frame
+    /// of its own, held with `hold_for_writes` while the domain lives, and the byte offset
+    /// in it. `None`: its slot in `shared_info`.
+    pub info_area: Option<(Mfn, usize)>,
     /// x87/SSE state while the vCPU is off the pCPU (`fxsave` format).
     pub fpu: FpuState,
     /// The guest's virtual CR0.TS (`fpu_taskswitch`): loaded into CR0 when the vCPU runs, so
@@ -197,6 +201,7 @@ impl Vcpu {
             initialised: false,
             online: false,
             poll: None,
+            info_area: None,
             fpu: FpuState::reset(),
             fpu_ts: false,
             data_selectors: [0; 4],
@@ -344,15 +349,23 @@ impl Domain {
         self.shared_view
     }
 
+    /// vCPU `vcpu`'s `vcpu_info`: where the guest registered it, or its slot in
+    /// `shared_info`.
     #[cfg(target_os = "none")]
     pub fn vcpu_info(&self, vcpu: usize) -> &VcpuInfo {
-        &self.shared().vcpu_info[vcpu]
+        self.vcpus
+            .get(vcpu)
+            .and_then(|v| v.info_area)
+            .and_then(|(mfn, offset)| crate::mm::physmem::atomics_at(mfn, offset))
+            .unwrap_or(&self.shared().vcpu_info[vcpu])
     }
 
     /// The frames the hypervisor writes on this domain's behalf: each must be held with
     /// `FrameTable::hold_for_writes` for as long as the domain lives (docs/security.md).
     pub fn hypervisor_written(&self) -> impl Iterator<Item = Mfn> + '_ {
-        core::iter::once(self.shared_info).chain(self.grants.grants.frames().iter().copied())
+        core::iter::once(self.shared_info)
+            .chain(self.grants.grants.frames().iter().copied())
+            .chain(self.vcpus.iter().filter_map(|v| v.info_area.map(|(mfn, _)| mfn)))
     }
 
     /// Hypervisor heap bytes used on this domain's behalf now.

@@ -30,7 +30,7 @@ fn existing(cx: &Hc, named: DomId) -> Result<DomId, Errno> {
 /// Marks `port` of `dom` pending for its notify vCPU.
 fn notify(dom: &mut Domain, port: EvtchnPort) -> Result<(), Errno> {
     let vcpu = dom.events.notify_vcpu(port)?;
-    let _ = event::set_pending(dom.shared(), port, vcpu as usize);
+    let _ = event::set_pending_to(dom.shared(), port, dom.vcpu_info(vcpu as usize));
     Ok(())
 }
 
@@ -119,7 +119,7 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             match cx.me().events.send(a.port)? {
                 Target::Local(d) => {
                     let dom = cx.me();
-                    let _ = event::set_pending(dom.shared(), d.port, d.vcpu as usize);
+                    let _ = event::set_pending_to(dom.shared(), d.port, dom.vcpu_info(d.vcpu as usize));
                 }
                 Target::Remote { dom: target, port } => notify(cx.domain(target)?, port)?,
                 Target::Dropped => {}
@@ -161,7 +161,7 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             let a = space.read(cx.ptr::<ev::EvtchnUnmask>(1))?;
             let dom = cx.me();
             let vcpu = dom.events.notify_vcpu(a.port)?;
-            let _ = event::unmask(dom.shared(), a.port, vcpu as usize);
+            let _ = event::unmask_to(dom.shared(), a.port, dom.vcpu_info(vcpu as usize));
         }
         ev::EVTCHNOP_BIND_VCPU => {
             let a = space.read(cx.ptr::<ev::EvtchnBindVcpu>(1))?;

@@ -708,7 +708,7 @@ fn deliver_events(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> Result<(
 /// global VIRQ (Xen's `send_guest_vcpu_virq` / `send_guest_global_virq`).
 pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) {
     if let Some(d) = dom.events.virq_delivery(vcpu, virq) {
-        let _ = crate::event::set_pending(dom.shared(), d.port, d.vcpu as usize);
+        let _ = crate::event::set_pending_to(dom.shared(), d.port, dom.vcpu_info(d.vcpu as usize));
     }
 }
 

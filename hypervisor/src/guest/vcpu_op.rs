@@ -17,12 +17,17 @@
 //! - *down* again after `VCPUOP_down` (on itself or on a sibling): paused again. Taking the
 //!   last vCPU that is up down powers the domain off, as in Xen.
 
+use core::mem::{align_of, offset_of, size_of};
+use core::sync::atomic::Ordering;
+
 use guest_abi::errno::Errno;
+use guest_abi::shared_info::{SharedInfo, VcpuInfo};
 use guest_abi::vcpu as v;
 use guest_abi::vcpu_context::VcpuGuestContext;
 
 use super::context::{Hc, HcResult, Ret};
 use crate::domain::{Periodic, Shutdown};
+use crate::mm::{Mfn, PAGE_SIZE, ft, physmem};
 
 /// `vcpu_op(cmd, vcpu, arg)`.
 pub fn vcpu_op(cx: &mut Hc) -> HcResult {
@@ -39,6 +44,7 @@ pub fn vcpu_op(cx: &mut Hc) -> HcResult {
         v::VCPUOP_UP => up(cx, vcpu),
         v::VCPUOP_DOWN => down(cx, vcpu),
         v::VCPUOP_IS_UP => Ok(Ret::Value(u64::from(cx.me_ref().vcpus[vcpu].online))),
+        v::VCPUOP_REGISTER_VCPU_INFO => register_vcpu_info(cx, vcpu),
         v::VCPUOP_SET_PERIODIC_TIMER => {
             let p = cx.space().read(cx.ptr::<v::VcpuSetPeriodicTimer>(2))?;
             if p.period_ns < v::VCPU_PERIODIC_MIN_NS {
@@ -132,5 +138,49 @@ fn down(cx: &mut Hc, vcpu: usize) -> HcResult {
         v.online = false;
         cx.pause_own_vcpu(vcpu);
     }
+    Ok(Ret::Value(0))
+}
+
+/// `VCPUOP_register_vcpu_info(vcpu, {mfn, offset})`: moves the vCPU's `vcpu_info` into a
+/// page of the guest's (Xen's `map_vcpu_info`; the rules and errnos are on guest-abi's
+/// `VcpuRegisterVcpuInfo`). The frame is held with `hold_for_writes`, like `shared_info`,
+/// and released when the domain is destroyed (`lifecycle::release`).
+fn register_vcpu_info(cx: &mut Hc, vcpu: usize) -> HcResult {
+    let arg: v::VcpuRegisterVcpuInfo = cx.space().read(cx.ptr(2))?;
+    let offset = arg.offset as usize;
+    let caller = cx.vcpu_id();
+    let dom = cx.me();
+    let target = &dom.vcpus[vcpu];
+    if target.info_area.is_some() || (vcpu != caller && target.online) {
+        return Err(Errno::EINVAL);
+    }
+    let mfn = Mfn(arg.mfn);
+    // It fits in the page at an offset its atomics can live at (checked before the frame
+    // is touched); then the frame must be the caller's and held writable.
+    let fits = offset
+        .checked_add(size_of::<VcpuInfo>())
+        .is_some_and(|end| end <= PAGE_SIZE as usize);
+    if !fits || !offset.is_multiple_of(align_of::<VcpuInfo>()) {
+        return Err(Errno::EINVAL);
+    }
+    let id = dom.id;
+    ft::with(|t, mem| t.hold_for_writes(mem, mfn, id)).map_err(|_| Errno::EINVAL)?;
+    let Some(new) = physmem::atomics_at::<VcpuInfo>(mfn, offset) else {
+        let _ = ft::with(|t, mem| t.release_writes(mem, mfn, id));
+        return Err(Errno::EINVAL);
+    };
+    // The current contents move along (no other vCPU of the domain runs during this call
+    // on one pCPU; with SMP the domain's event lock will cover it).
+    let old = offset_of!(SharedInfo, vcpu_info) + vcpu * size_of::<VcpuInfo>();
+    physmem::copy(dom.shared_info, old, mfn, offset, size_of::<VcpuInfo>());
+    dom.vcpus[vcpu].info_area = Some((mfn, offset));
+    // As Xen: everything pending, so that nothing set during the move is lost.
+    new.evtchn_pending_sel.store(u64::MAX, Ordering::SeqCst);
+    new.evtchn_upcall_pending.store(1, Ordering::SeqCst);
+    log::debug!(
+        target: "domain",
+        "domain {id}: vCPU {vcpu}'s vcpu_info moved to frame {:#x} offset {offset:#x}",
+        mfn.0
+    );
     Ok(Ret::Value(0))
 }

@@ -196,11 +196,29 @@ unsafe impl Atomics for guest_abi::shared_info::SharedInfo {}
 unsafe impl Atomics for crate::grant::EntryFrame {}
 // SAFETY: 512 AtomicU64, one page.
 unsafe impl Atomics for [AtomicU64; WORDS_PER_FRAME] {}
+// SAFETY: atomics only (guest-abi's layout), 64 bytes.
+unsafe impl Atomics for guest_abi::shared_info::VcpuInfo {}
 
 const _: () = {
     assert!(size_of::<guest_abi::shared_info::SharedInfo>() <= PAGE_SIZE as usize);
     assert!(size_of::<crate::grant::EntryFrame>() <= PAGE_SIZE as usize);
 };
+
+/// The `T` of atomics at byte `offset` of `mfn` (a `vcpu_info` the guest placed in its own
+/// page with `VCPUOP_register_vcpu_info`): `None` unless it lies wholly inside the frame at
+/// an offset aligned for `T`. As for [`atomics`], the caller keeps the frame held for as
+/// long as it uses the view.
+pub fn atomics_at<T: Atomics>(mfn: Mfn, offset: usize) -> Option<&'static T> {
+    let end = offset.checked_add(size_of::<T>())?;
+    if end > PAGE_SIZE as usize || !offset.is_multiple_of(core::mem::align_of::<T>()) {
+        return None;
+    }
+    let va = frame_va(mfn) + offset as u64;
+    // SAFETY: `T` is atomics only (the trait's contract), it fits in the covered frame at
+    // this offset and the address is aligned for it (both checked above); the frame holds no
+    // Rust object.
+    Some(unsafe { &*(va as *const T) })
+}
 
 /// `mfn` viewed as a `T` of atomics. The reference never dangles (the direct map maps the
 /// frame for the hypervisor's whole run); the caller keeps the frame allocated to its
