@@ -323,6 +323,26 @@ pub unsafe fn vcpu_initialise(
     vcpu_op(VCPUOP_INITIALISE, vcpu, core::ptr::from_ref(ctx) as u64).map(drop)
 }
 
+/// `VCPUOP_REGISTER_VCPU_INFO`: moves `vcpu`'s `vcpu_info` to byte
+/// `info.offset` of the caller's frame `info.mfn` (see
+/// [`VcpuRegisterVcpuInfo`](crate::vcpu::VcpuRegisterVcpuInfo)).
+///
+/// # Safety
+///
+/// From then on the hypervisor writes that part of the frame for as long as the
+/// domain lives: the kernel must use it for nothing but that `vcpu_info`.
+pub unsafe fn vcpu_register_vcpu_info(
+    vcpu: u32,
+    info: &crate::vcpu::VcpuRegisterVcpuInfo,
+) -> Result<(), Errno> {
+    vcpu_op(
+        crate::vcpu::VCPUOP_REGISTER_VCPU_INFO,
+        vcpu,
+        core::ptr::from_ref(info) as u64,
+    )
+    .map(drop)
+}
+
 /// `VCPUOP_UP`: starts an initialised vCPU (`EINVAL` if it never was); a vCPU
 /// that is up already is left alone.
 pub fn vcpu_up(vcpu: u32) -> Result<(), Errno> {

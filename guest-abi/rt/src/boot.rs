@@ -150,7 +150,7 @@ pub fn shared() -> &'static SharedInfo {
 
 /// The running vCPU's `vcpu_info` (vCPU 0's unless the kernel started others, [`crate::smp`]).
 pub fn vcpu() -> &'static VcpuInfo {
-    &shared().vcpu_info[crate::smp::this_vcpu()]
+    crate::smp::info_of(crate::smp::this_vcpu())
 }
 
 /// The registers at entry.

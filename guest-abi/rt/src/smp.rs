@@ -25,6 +25,10 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
+use guest_abi::shared_info::VcpuInfo;
+use guest_abi::types::PAGE_SIZE;
+use guest_abi::vcpu::VcpuRegisterVcpuInfo;
+
 use guest_abi::errno::Errno;
 use guest_abi::selectors::{KERNEL_CS, KERNEL_SS};
 use guest_abi::shared_info::XEN_LEGACY_MAX_VCPUS;
@@ -56,6 +60,68 @@ static STACKS: Stacks = Stacks(UnsafeCell::new([[0; SECONDARY_STACK_SIZE]; MAX_V
 /// initialised, read by it once).
 static ENTRIES: [AtomicPtr<()>; MAX_VCPUS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_VCPUS];
+
+/// Where each vCPU's `vcpu_info` was moved with [`register_vcpu_info`] (null: its slot in
+/// `shared_info`).
+static INFO: [AtomicPtr<VcpuInfo>; MAX_VCPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_VCPUS];
+
+/// A page of the kernel's image given to the hypervisor for `vcpu_info`s
+/// ([`register_vcpu_info`]); a `static` of the kernel, so that it stays mapped and its frame
+/// stays the kernel's.
+#[repr(C, align(4096))]
+pub struct InfoPage(UnsafeCell<[u8; PAGE_SIZE]>);
+
+// SAFETY: the runtime never touches the bytes itself; once registered, they are read and
+// written only as the atomics of a `VcpuInfo`.
+unsafe impl Sync for InfoPage {}
+
+impl InfoPage {
+    /// A zeroed page.
+    pub const fn new() -> Self {
+        Self(UnsafeCell::new([0; PAGE_SIZE]))
+    }
+}
+
+impl Default for InfoPage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// vCPU `vcpu`'s `vcpu_info`: where [`register_vcpu_info`] moved it, or its slot in
+/// `shared_info`.
+pub fn info_of(vcpu: usize) -> &'static VcpuInfo {
+    let moved = INFO.get(vcpu).map_or(core::ptr::null_mut(), |p| p.load(Ordering::SeqCst));
+    if moved.is_null() {
+        &crate::boot::shared().vcpu_info[vcpu]
+    } else {
+        // SAFETY: `register_vcpu_info` stored the address of a `VcpuInfo` inside a static
+        // `InfoPage` (aligned, in bounds: the hypervisor accepted it), all atomics.
+        unsafe { &*moved }
+    }
+}
+
+/// Moves vCPU `vcpu`'s `vcpu_info` to byte `offset` of `page` (`VCPUOP_register_vcpu_info`:
+/// the vCPU is the caller, with events masked, or is down). Returns the hypervisor's
+/// refusal, if any (guest-abi's `VcpuRegisterVcpuInfo` lists them).
+pub fn register_vcpu_info(vcpu: u32, page: &'static InfoPage, offset: usize) -> Result<(), Errno> {
+    let Some(slot) = INFO.get(vcpu as usize) else {
+        return Err(Errno::EINVAL);
+    };
+    let va = page.0.get() as u64;
+    // The image is mapped at VIRT_BASE + pfn * PAGE_SIZE (the builder's start of day).
+    let pfn = (va - crate::boot::VIRT_BASE) / PAGE_SIZE as u64;
+    let arg = VcpuRegisterVcpuInfo {
+        mfn: crate::mm::p2m(pfn),
+        offset: u32::try_from(offset).map_err(|_| Errno::EINVAL)?,
+        rsvd: 0,
+    };
+    // SAFETY: the page is a static used for nothing else (`InfoPage`).
+    unsafe { calls::vcpu_register_vcpu_info(vcpu, &arg) }?;
+    slot.store((va + offset as u64) as *mut VcpuInfo, Ordering::SeqCst);
+    Ok(())
+}
 
 /// `[start, end)` of the secondary stacks.
 fn stacks() -> (u64, u64) {

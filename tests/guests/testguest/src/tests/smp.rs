@@ -7,6 +7,11 @@
 //!    initialised is `EINVAL`; `VCPUOP_initialise` with an unreadable context is `EFAULT`,
 //!    with a bad one `EINVAL`, on vCPU 0 (up) `EEXIST`; `EVTCHNOP_bind_ipi` for a vCPU the
 //!    domain does not have is `ENOENT`, `bind_vcpu` of an IPI port `EINVAL`.
+//!    `VCPUOP_register_vcpu_info` moves vCPU 1's `vcpu_info` into a page of the guest
+//!    (once: a second time is `EINVAL`), and refuses an offset that does not fit or is
+//!    misaligned, a frame not the guest's, an unreadable argument, and (later) a vCPU that
+//!    is up and not the caller. vCPU 1 then runs everything below on the moved
+//!    `vcpu_info` (the hypervisor's per-entry counter shows where it writes).
 //! 2. **All come up**: every secondary vCPU is started with the runtime's `smp::start`
 //!    (`VCPUOP_initialise` + `up`, a stack each) and reports in.
 //! 3. **Per-vCPU timers**: each secondary binds `VIRQ_TIMER` on itself and takes
@@ -50,7 +55,8 @@ use guest_abi::version::XENVER_VERSION;
 use guest_abi::{calls, errno};
 use xenia_guest_rt::check::{Checks, error, note};
 use xenia_guest_rt::events::{self, count, is_pending, last_seen_ns, set_port_masked};
-use xenia_guest_rt::smp::{self, MAX_VCPUS};
+use xenia_guest_rt::boot::shared;
+use xenia_guest_rt::smp::{self, InfoPage, MAX_VCPUS};
 use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 
 use super::UNMAPPED;
@@ -76,6 +82,10 @@ const POLL_TIMEOUT_NS: u64 = 20 * NS_PER_MS;
 const TOO_MANY_PORTS: usize = 129;
 /// Entries of the long multicall: more than one chunk.
 const LONG_BATCH: usize = (MULTICALL_CHUNK as usize) * 2 + 3;
+
+/// The page vCPU 1's `vcpu_info` moves to, and where in it.
+static INFO_PAGE: InfoPage = InfoPage::new();
+const INFO_OFFSET: usize = 0x40;
 
 /// What a secondary vCPU does with an IPI on its port.
 const MODE_ACK: u32 = 0;
@@ -202,9 +212,11 @@ pub fn run() -> ! {
         ));
     }
     NR.store(nr, Ordering::SeqCst);
+    register_info(&mut c);
     ipi_ports(&mut c, nr);
     start_all(&mut c, nr);
     ring(&mut c, nr);
+    moved_info(&mut c);
     down_and_up(&mut c);
     poll(&mut c);
     flush_masks(&mut c);
@@ -272,6 +284,71 @@ fn bring_up_rules(c: &mut Checks) -> u32 {
         EEXIST,
     );
     nr
+}
+
+fn register_raw(vcpu: u64, mfn: u64, offset: u32) -> i64 {
+    let arg = guest_abi::vcpu::VcpuRegisterVcpuInfo {
+        mfn,
+        offset,
+        rsvd: 0,
+    };
+    vcpu_op(guest_abi::vcpu::VCPUOP_REGISTER_VCPU_INFO, vcpu, addr(&arg))
+}
+
+/// Step 1, `VCPUOP_register_vcpu_info`: vCPU 1's moves (it is down); the refusals.
+fn register_info(c: &mut Checks) {
+    c.ok(
+        "VCPUOP_register_vcpu_info for vCPU 1 (down) into a page of the guest",
+        smp::register_vcpu_info(1, &INFO_PAGE, INFO_OFFSET),
+    );
+    let mfn = xenia_guest_rt::mm::p2m(
+        (core::ptr::from_ref(&INFO_PAGE) as u64 - xenia_guest_rt::boot::VIRT_BASE)
+            / guest_abi::types::PAGE_SIZE as u64,
+    );
+    c.errno(
+        "VCPUOP_register_vcpu_info for vCPU 1 a second time",
+        register_raw(1, mfn, 0x100),
+        EINVAL,
+    );
+    let page = guest_abi::types::PAGE_SIZE as u32;
+    for (what, mfn, offset) in [
+        ("an offset where it does not fit", mfn, page - 8),
+        ("an offset past the page", mfn, page),
+        ("a misaligned offset", mfn, 0x44),
+        ("a frame that is not the guest's", 0xF_FFFF_FFFF, 0),
+    ] {
+        c.errno(
+            format_args!("VCPUOP_register_vcpu_info for vCPU 2 with {what}"),
+            register_raw(2, mfn, offset),
+            EINVAL,
+        );
+    }
+    c.errno(
+        "VCPUOP_register_vcpu_info from an unmapped argument",
+        vcpu_op(guest_abi::vcpu::VCPUOP_REGISTER_VCPU_INFO, 2, UNMAPPED),
+        EFAULT,
+    );
+}
+
+/// After the ring: vCPU 1 ran on its moved `vcpu_info`; a vCPU that is up and not the
+/// caller cannot be moved.
+fn moved_info(c: &mut Checks) {
+    let moved = smp::info_of(1).arch.pad.load(Ordering::SeqCst);
+    let slot = shared().vcpu_info[1].arch.pad.load(Ordering::SeqCst);
+    c.check(
+        "vCPU 1's hypervisor entries are counted in its moved vcpu_info, not its old slot",
+        moved > 0 && slot == 0,
+        format_args!("moved copy {moved}, shared_info slot {slot}"),
+    );
+    let mfn = xenia_guest_rt::mm::p2m(
+        (core::ptr::from_ref(&INFO_PAGE) as u64 - xenia_guest_rt::boot::VIRT_BASE)
+            / guest_abi::types::PAGE_SIZE as u64,
+    );
+    c.errno(
+        "VCPUOP_register_vcpu_info for vCPU 2 while it is up (not the caller)",
+        register_raw(2, mfn, 0x100),
+        EINVAL,
+    );
 }
 
 /// The IPI ports, one per vCPU, and the refusals around them.
