@@ -1,6 +1,6 @@
 //! The porting guide, part two: building a kernel image, the errors of the
 //! memory hypercalls, a ring-3 address space step by step, events and the
-//! `iret` hypercall, and what `SS` holds when.
+//! `iret` hypercall, what `SS` holds when, and SMP guests.
 //!
 //! The [crate docs](crate) give the overview (start of day, entry state,
 //! hypercalls, exceptions, events); this module holds the recipes a porting
@@ -206,7 +206,8 @@
 //! | `val` fails entry validation | as above |
 //!
 //! `UVMF_TLB_FLUSH` and `UVMF_INVLPG` (with `UVMF_LOCAL`, `UVMF_ALL` or a
-//! `UVMF_MULTI` bitmap) are accepted and honoured.
+//! `UVMF_MULTI` bitmap) are accepted and honoured; a `UVMF_MULTI` bitmap that
+//! cannot be read is `EFAULT`, before the mapping is looked at.
 //!
 //! ## `mmuext_op(ops, count, done, foreigndom)`
 //!
@@ -221,7 +222,8 @@
 //! | with a foreign `foreigndom` (dom0 only): any command but pin and unpin | `EINVAL` |
 //! | `MMUEXT_NEW_BASEPTR` of a frame that is not the caller's or cannot be (validated as) an L4 | `EINVAL`, or the entry's errno |
 //! | `MMUEXT_INVLPG_*` of a non-canonical address | `EINVAL` |
-//! | `MMUEXT_TLB_FLUSH_*` | 0 |
+//! | `MMUEXT_TLB_FLUSH_MULTI`, `MMUEXT_INVLPG_MULTI`: the vCPU bitmap at `arg2` unreadable (null included) | `EFAULT` |
+//! | `MMUEXT_TLB_FLUSH_*` otherwise | 0 |
 //! | `MMUEXT_CLEAR_PAGE`, `MMUEXT_COPY_PAGE`: a frame not the caller's, or a destination that cannot be writable (a page table) | `EINVAL` |
 //! | `MMUEXT_NEW_USER_BASEPTR` (Xenia has one page table per process) | `EINVAL` |
 //! | `MMUEXT_SET_LDT`, `MMUEXT_FLUSH_CACHE*`, `MMUEXT_MARK_SUPER`, `MMUEXT_UNMARK_SUPER` | `ENOSYS` |
@@ -417,3 +419,92 @@
 //! hypervisor's frame. Nothing outside that region is mapped at entry; the
 //! p2m list, `start_info`, the page tables and the stack are at the
 //! addresses `start_info` gives, not at fixed ones.
+//!
+//! # SMP guests
+//!
+//! A domain has `max_vcpus` vCPUs (`xl.cfg` `maxvcpus`, at most
+//! [`XEN_LEGACY_MAX_VCPUS`](crate::shared_info::XEN_LEGACY_MAX_VCPUS), 32:
+//! one `vcpu_info` slot each in `shared_info`). The builder starts vCPU 0;
+//! the others are *down* and *uninitialised* until the kernel starts them.
+//! The kernel finds how many it has as Xen guests do without xenstore:
+//! `VCPUOP_is_up(n)` answers 0 or 1 for every vCPU the domain has and
+//! `ENOENT` past the last. The runtime `xenia-guest-rt` does all of this in
+//! its `smp` module; the steps, for a kernel of its own:
+//!
+//! ## Starting a secondary vCPU
+//!
+//! 1. Give it a stack of its own, and a [`VcpuGuestContext`](crate::vcpu_context::VcpuGuestContext):
+//!    `flags` = `VGCF_IN_KERNEL`, `user_regs.rip`/`rsp` (as if called: `rsp`
+//!    16-byte aligned minus 8), `cs` = `KERNEL_CS`, `ss` = `KERNEL_SS`, any
+//!    argument in `rdi`; `ctrlreg[3]` the root table's machine frame
+//!    (`xen_pfn_to_cr3`), normally the one vCPU 0 runs on; `trap_ctxt` (entry
+//!    *v* for vector *v*) and `event_callback_eip`, since the trap table and
+//!    callbacks are per vCPU; `kernel_ss`/`kernel_sp` if it will run ring-3
+//!    code. The context is checked as `XEN_DOMCTL_setvcpucontext` checks
+//!    dom0's (`EINVAL` for anything Xenia cannot honour).
+//! 2. `VCPUOP_initialise(n, &ctx)`. Once per vCPU: `EEXIST` afterwards, even
+//!    after it went down. `EFAULT` if the context cannot be read, `ENOENT`
+//!    for a vCPU the domain does not have. With `VGCF_ONLINE` in `flags` it
+//!    comes up at once.
+//! 3. `VCPUOP_up(n)` (`EINVAL` if it was never initialised; 0, doing nothing,
+//!    if it is up). It starts at `rip` with events masked
+//!    (`evtchn_upcall_mask` = 1), in ring 1.
+//!
+//! `VCPUOP_down(n)` stops a vCPU where it is, the caller itself included
+//! (its call returns 0 when it is brought up again: Xen keeps its
+//! registers). Taking down the last vCPU that is up powers the domain off.
+//! `VCPUOP_is_up` says which are up.
+//!
+//! ## Per-vCPU events
+//!
+//! Each vCPU has its own `vcpu_info`: upcall flag, mask, selector word,
+//! time. The hypervisor signals a port to its *notify vCPU*: the vCPU named
+//! when binding (`EVTCHNOP_bind_virq` with a per-vCPU VIRQ such as
+//! `VIRQ_TIMER`, `EVTCHNOP_bind_ipi`), vCPU 0 for others, changed with
+//! `EVTCHNOP_bind_vcpu` (unbound, interdomain and global-VIRQ ports only;
+//! `EINVAL` for IPI and per-vCPU VIRQ ports). The pending and mask bitmaps
+//! are shared by all vCPUs, so an upcall should handle only the ports it is
+//! the notify vCPU of and leave the others pending for their own vCPU: the
+//! hypervisor sets their selector bit and upcall flag too. Timers
+//! (`set_timer_op`, `VCPUOP_set_singleshot_timer`, which only the vCPU
+//! itself may set, and the periodic timer) raise `VIRQ_TIMER` on their own
+//! vCPU. `VCPUOP_register_vcpu_info` moves a `vcpu_info` into a page of the
+//! kernel's (once; see [`VcpuRegisterVcpuInfo`](crate::vcpu::VcpuRegisterVcpuInfo));
+//! register it with events masked, before the vCPU's upcall can look.
+//!
+//! ## IPIs
+//!
+//! An IPI is an event channel: `EVTCHNOP_bind_ipi(v)` gives a port that
+//! notifies vCPU *v*; any vCPU of the domain sends it with `EVTCHNOP_send`.
+//! Sends to a port already pending merge into one event, as on Xen: a
+//! protocol that counts must not send again before the last one was seen.
+//! `SCHEDOP_poll` waits for ports without unmasking events: it returns (0)
+//! when one of the listed ports is pending, even masked, when an event
+//! needs delivery, or at its timeout (absolute system time; 0 for none);
+//! more than 128 ports or a port number of 4096 or more is `EINVAL`, an
+//! unreadable array `EFAULT`.
+//!
+//! ## TLB flushes
+//!
+//! Today every vCPU runs on one pCPU, and every return to a guest reloads
+//! its root (no PCID): when a hypercall returns, no vCPU of the domain holds
+//! a translation that the call changed or flushed. So a flush for a vCPU
+//! mask (`MMUEXT_TLB_FLUSH_MULTI`, `MMUEXT_INVLPG_MULTI`, `UVMF_MULTI`), for
+//! all (`*_ALL`) or local is complete when the call returns, and so is any
+//! page-table update. What a guest may rely on, now and with several pCPUs
+//! (the guarantee the hypervisor will keep by shooting down the pCPUs that
+//! run the named vCPUs): after `mmu_update` or `update_va_mapping` returns,
+//! the calling vCPU sees the new entry; other vCPUs see it after a flush
+//! naming them has returned. A frame never stops being writable for the
+//! hypervisor's checks while any vCPU may still write it through an old
+//! translation: that is the hypervisor's job, not the guest's. The vCPU
+//! bitmap is one 64-bit word read from guest memory (bits past the domain's
+//! vCPUs are ignored; an unreadable bitmap is `EFAULT`).
+//!
+//! ## Batches
+//!
+//! `multicall` runs an array of [`MulticallEntry`](crate::hypercall::MulticallEntry)
+//! through the same handlers as single calls: each entry's result is
+//! written to it; a nested `multicall` entry gets `-EINVAL`; an entry that
+//! yields or blocks ends the batch for now and the rest runs when the vCPU
+//! runs again (the guest sees one call).

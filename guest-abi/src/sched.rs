@@ -13,9 +13,16 @@ pub const SCHEDOP_BLOCK: u32 = 1;
 /// ([`SchedShutdown`]). Does not return, except for
 /// [`SHUTDOWN_SUSPEND`] when the domain is resumed.
 pub const SCHEDOP_SHUTDOWN: u32 = 2;
-/// Block until one of a set of ports is pending or a timeout passes
-/// ([`SchedPoll`]). Returns 0 either way.
+/// Block until one of a set of ports is pending (masked or not), an event
+/// needs delivery to this vCPU, or a timeout passes ([`SchedPoll`]). Returns 0
+/// however it wakes, at once if one of those already holds; leaves
+/// `evtchn_upcall_mask` as it is. `EINVAL` for more than [`SCHED_POLL_MAX_PORTS`]
+/// ports or a port past the 2-level limit, `EFAULT` for an unreadable argument
+/// or port array. Inside a `multicall` it ends the batch for now (the rest runs
+/// once the vCPU wakes).
 pub const SCHEDOP_POLL: u32 = 3;
+/// Most ports one `SCHEDOP_POLL` may name (Xen's limit).
+pub const SCHED_POLL_MAX_PORTS: u32 = 128;
 /// Shut down another domain (privileged; [`SchedRemoteShutdown`]).
 pub const SCHEDOP_REMOTE_SHUTDOWN: u32 = 4;
 /// Record the reason a later shutdown will report ([`SchedShutdown`]).

@@ -1,19 +1,31 @@
 //! Per-vCPU operations (`vcpu_op(cmd, vcpu, arg)`): bring-up, state and
-//! timers.
+//! timers (the porting guide's "SMP guests" section tells the whole story).
 //!
 //! Each vCPU has two timers besides `set_timer_op` (which is the single-shot
 //! timer under another name): a single-shot timer with an absolute deadline
-//! and a periodic one. Both raise `VIRQ_TIMER` on the vCPU. A guest may only
-//! name its own vCPUs; naming one the domain does not have fails with
-//! `ENOENT`.
+//! and a periodic one. Both raise `VIRQ_TIMER` on the vCPU. The single-shot
+//! timer can only be set or stopped by the vCPU itself (`EINVAL` for another,
+//! as in Xen); the periodic one of any vCPU of the domain. A guest may only
+//! name its own vCPUs, `0..max_vcpus`; any other number fails with `ENOENT`
+//! whatever the command.
 
-/// Initialise a vCPU from a register context (for secondary vCPUs).
+/// Initialise a vCPU that was never initialised from a register context
+/// (`arg`: a [`VcpuGuestContext`](crate::vcpu_context::VcpuGuestContext), checked
+/// as `XEN_DOMCTL_setvcpucontext` checks one). `EFAULT` if it cannot be read,
+/// `EEXIST` if the vCPU was initialised before (up, or down after running),
+/// `EINVAL` for a context Xenia cannot honour. The vCPU stays down unless the
+/// context has `VGCF_ONLINE`.
 pub const VCPUOP_INITIALISE: u32 = 0;
-/// Make an initialised vCPU runnable.
+/// Make an initialised vCPU runnable: it starts at its context, or resumes
+/// where it went down. `EINVAL` if it was never initialised; 0 (nothing done)
+/// if it is up. `arg` is null.
 pub const VCPUOP_UP: u32 = 1;
-/// Make a vCPU non-runnable.
+/// Make a vCPU non-runnable where it is (the caller itself included: the call
+/// returns 0 once the vCPU is up again). If no other vCPU of the domain is up,
+/// the domain powers off instead. `arg` is null.
 pub const VCPUOP_DOWN: u32 = 2;
-/// Returns 1 if the vCPU is up, 0 otherwise. `arg` is null.
+/// Returns 1 if the vCPU is up, 0 if it is down (never initialised, or taken
+/// down). `arg` is null.
 pub const VCPUOP_IS_UP: u32 = 3;
 /// Copy the vCPU's run-state accounting into a [`VcpuRunstateInfo`].
 pub const VCPUOP_GET_RUNSTATE_INFO: u32 = 4;
@@ -29,7 +41,7 @@ pub const VCPUOP_SET_SINGLESHOT_TIMER: u32 = 8;
 /// Disarm the single-shot timer. `arg` is null.
 pub const VCPUOP_STOP_SINGLESHOT_TIMER: u32 = 9;
 /// Move the vCPU's [`VcpuInfo`](crate::shared_info::VcpuInfo) into a guest
-/// page ([`VcpuRegisterVcpuInfo`]); once per vCPU.
+/// page ([`VcpuRegisterVcpuInfo`], which lists the rules); once per vCPU.
 pub const VCPUOP_REGISTER_VCPU_INFO: u32 = 10;
 /// Send an NMI to a vCPU.
 pub const VCPUOP_SEND_NMI: u32 = 11;

@@ -95,7 +95,7 @@ pub struct Continuation {
 }
 
 /// Most ports one `SCHEDOP_poll` may name (Xen's "fairly arbitrary limit" in `do_poll`).
-pub const MAX_POLL_PORTS: usize = 128;
+pub const MAX_POLL_PORTS: usize = guest_abi::sched::SCHED_POLL_MAX_PORTS as usize;
 
 /// A vCPU waiting in `SCHEDOP_poll`: blocked until one of `ports` is pending (masked or
 /// not), an event needs delivery to it, or system time reaches `deadline`.
