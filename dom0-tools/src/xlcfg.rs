@@ -112,8 +112,11 @@ pub struct DomainSpec {
     pub memory_mib: u64,
     /// `maxmem`, in MiB (`memory_mib` when not given).
     pub maxmem_mib: u64,
-    /// `vcpus`.
+    /// `vcpus`: the vCPUs up at start.
     pub vcpus: u32,
+    /// `maxvcpus`: the vCPUs the domain has (`vcpus` when not given), at
+    /// least `vcpus`.
+    pub maxvcpus: u32,
     /// `cpu_weight`.
     pub cpu_weight: u16,
     /// `cap`, percent of one pCPU; 0 for none.
@@ -495,6 +498,7 @@ const KNOWN_KEYS: &[&str] = &[
     "memory",
     "maxmem",
     "vcpus",
+    "maxvcpus",
     "cpu_weight",
     "cap",
     "on_poweroff",
@@ -712,10 +716,24 @@ impl<'a> Config<'a> {
         let vcpus = self
             .integer("vcpus", "", 1, i64::from(MAX_VCPUS))?
             .map_or(1, |v| v as u32);
+        let maxvcpus = match self.integer("maxvcpus", "", 1, i64::from(MAX_VCPUS))? {
+            None => vcpus,
+            Some(m) if (m as u32) < vcpus => {
+                let e = self.get("maxvcpus").map(|e| (e.source, e.setting.line));
+                let (source, line) = e.unwrap_or((file, 0));
+                return Err(error(
+                    source,
+                    Some(line),
+                    format!("'maxvcpus' ({m}) is less than 'vcpus' ({vcpus})"),
+                ));
+            }
+            Some(m) => m as u32,
+        };
         let cpu_weight = self
             .integer("cpu_weight", "", 1, i64::from(u16::MAX))?
             .map_or(CREDIT_DEFAULT_WEIGHT, |w| w as u16);
-        let cap_max = 100 * i64::from(vcpus);
+        // The cap is per domain, in percent of one pCPU: at most all of its vCPUs.
+        let cap_max = 100 * i64::from(maxvcpus);
         let cap = self
             .integer("cap", " (percent of a CPU)", 0, cap_max)?
             .map_or(0, |c| c as u16);
@@ -727,6 +745,7 @@ impl<'a> Config<'a> {
             memory_mib,
             maxmem_mib,
             vcpus,
+            maxvcpus,
             cpu_weight,
             cap,
             on_poweroff: self.action("on_poweroff", Action::Destroy)?,
@@ -828,6 +847,7 @@ mod tests {
                 memory_mib: 128,
                 maxmem_mib: 128,
                 vcpus: 1,
+                maxvcpus: 1,
                 cpu_weight: 256,
                 cap: 0,
                 on_poweroff: Action::Destroy,
@@ -837,6 +857,15 @@ mod tests {
         );
         assert!(p.warnings.is_empty());
         assert_eq!(p.kernel_at, "guest.cfg:2");
+    }
+
+    #[test]
+    fn maxvcpus_above_vcpus() {
+        let text = "name = 'c'\nkernel = '/boot/c'\nmemory = 16\nvcpus = 2\nmaxvcpus = 8\ncap = 800\n";
+        let p = parse_domain_config("guest.cfg", text.as_bytes(), &[]).unwrap();
+        assert_eq!((p.spec.vcpus, p.spec.maxvcpus, p.spec.cap), (2, 8, 800));
+        let p = parse_domain_config("guest.cfg", text.as_bytes(), &["vcpus=8"]).unwrap();
+        assert_eq!((p.spec.vcpus, p.spec.maxvcpus), (8, 8));
     }
 
     #[test]
@@ -864,6 +893,7 @@ mod tests {
         assert_eq!(s.ramdisk.as_deref(), Some("/boot/initrd"));
         assert_eq!(s.cmdline.as_deref(), Some("console=hvc0"));
         assert_eq!((s.memory_mib, s.maxmem_mib, s.vcpus), (256, 512, 4));
+        assert_eq!(s.maxvcpus, 4, "maxvcpus defaults to vcpus");
         assert_eq!((s.cpu_weight, s.cap), (512, 400));
         assert_eq!(
             (s.on_poweroff, s.on_reboot, s.on_crash),
@@ -991,6 +1021,14 @@ mod tests {
                 "guest.cfg:3: 'memory' must be 1 to 17592186044415, got 0",
             ),
             ("vcpus = 0\n", "guest.cfg:3: 'vcpus' must be 1 to 32, got 0"),
+            (
+                "vcpus = 4\nmaxvcpus = 2\n",
+                "guest.cfg:4: 'maxvcpus' (2) is less than 'vcpus' (4)",
+            ),
+            (
+                "maxvcpus = 33\n",
+                "guest.cfg:3: 'maxvcpus' must be 1 to 32, got 33",
+            ),
             (
                 "vcpus = 33\n",
                 "guest.cfg:3: 'vcpus' must be 1 to 32, got 33",

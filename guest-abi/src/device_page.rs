@@ -33,7 +33,8 @@
 //! writes it before the domain first runs and never again; it is plain data
 //! the guest reads. Version 1 knows one kind of device, the console
 //! ([`DEVICE_CONSOLE`]), whose ring is the page at [`console_ring_va`] and
-//! whose backend is dom0. Kinds a guest does not know must be skipped; a
+//! whose backend is dom0; [`DEVICE_VCPU`] entries name the vCPUs to bring
+//! up at start. Kinds a guest does not know must be skipped; a
 //! version it does not know means the layout changed, and the guest should
 //! fall back to `start_info.console`.
 
@@ -56,6 +57,15 @@ pub const DEVICE_NONE: u32 = 0;
 /// `backend`, dom0) binds; the guest notifies it after producing output and
 /// is notified when input arrives.
 pub const DEVICE_CONSOLE: u32 = 1;
+/// [`DeviceEntry::kind`]: a vCPU the toolstack wants up from the start
+/// (xl.cfg `vcpus`; Xen's xenstore node `cpu/<id>/availability` = `online`).
+/// `id` is the vCPU number; the other fields are zero. The domain has
+/// `max_vcpus` vCPUs (xl.cfg `maxvcpus`; `VCPUOP_is_up` answers `ENOENT`
+/// past the last): the guest brings up, with `VCPUOP_initialise` and
+/// `VCPUOP_up`, those that have an entry and leaves the others down. vCPU 0,
+/// which the builder starts, is listed too. A device page without any such
+/// entry (an older toolstack) means: vCPU 0 only.
+pub const DEVICE_VCPU: u32 = 2;
 
 /// Offset of the `shared_info` page from the `start_info` page at start of
 /// day, in pages (the porting guide's item 5).

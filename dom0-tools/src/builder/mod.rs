@@ -41,7 +41,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use guest_abi::Errno;
-use guest_abi::device_page::{DEVICE_CONSOLE, DeviceEntry, DevicePage};
+use guest_abi::device_page::{DEVICE_CONSOLE, DEVICE_VCPU, DeviceEntry, DevicePage};
 use guest_abi::domctl::{CREDIT_DEFAULT_WEIGHT, DomctlSchedCredit, XenDomainHandle};
 use guest_abi::event::EvtchnPort;
 use guest_abi::hypercall::hypercall_page_image;
@@ -84,8 +84,13 @@ pub struct DomainConfig<'a> {
     pub memory_mib: u64,
     /// Memory limit, in MiB (`maxmem`), at least `memory_mib`.
     pub max_memory_mib: u64,
-    /// Number of vCPUs (`vcpus`); only vCPU 0 starts, as on Xen.
+    /// Number of vCPUs the domain has (`maxvcpus`, or `vcpus` without it):
+    /// its `max_vcpus`. The builder starts vCPU 0, as on Xen.
     pub vcpus: u32,
+    /// How many of them the guest should bring up at start (`vcpus`), 1 to
+    /// `vcpus`: vCPUs `0..online_vcpus` are listed in the device page
+    /// ([`DEVICE_VCPU`](guest_abi::device_page::DEVICE_VCPU)).
+    pub online_vcpus: u32,
     /// Credit-scheduler weight (`cpu_weight`), 1 to 65535.
     pub weight: u16,
     /// Credit-scheduler cap in percent of a pCPU (`cap`), 0 for none, at
@@ -112,6 +117,7 @@ impl<'a> DomainConfig<'a> {
             memory_mib,
             max_memory_mib: memory_mib,
             vcpus: 1,
+            online_vcpus: 1,
             weight: CREDIT_DEFAULT_WEIGHT,
             cap: 0,
             console: true,
@@ -165,8 +171,14 @@ impl<'a> DomainConfig<'a> {
                 mib: self.max_memory_mib,
             });
         }
-        if self.vcpus == 0 {
+        if self.vcpus == 0 || self.online_vcpus == 0 {
             return Err(ConfigError::NoVcpus);
+        }
+        if self.online_vcpus > self.vcpus {
+            return Err(ConfigError::MaxVcpusBelowVcpus {
+                vcpus: self.online_vcpus,
+                max_vcpus: self.vcpus,
+            });
         }
         if self.weight == 0 {
             return Err(ConfigError::BadWeight);
@@ -228,6 +240,13 @@ pub enum ConfigError {
     },
     /// `vcpus` is 0.
     NoVcpus,
+    /// `maxvcpus` is below `vcpus`.
+    MaxVcpusBelowVcpus {
+        /// `vcpus`: online at start.
+        vcpus: u32,
+        /// `maxvcpus`.
+        max_vcpus: u32,
+    },
     /// `cpu_weight` is 0.
     BadWeight,
     /// `cap` is above 100 per vCPU.
@@ -261,6 +280,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "{mib} MiB is more than a domain can have")
             }
             ConfigError::NoVcpus => f.write_str("vcpus must be at least 1"),
+            ConfigError::MaxVcpusBelowVcpus { vcpus, max_vcpus } => {
+                write!(f, "maxvcpus ({max_vcpus}) is less than vcpus ({vcpus})")
+            }
             ConfigError::BadWeight => f.write_str("cpu_weight must be between 1 and 65535"),
             ConfigError::BadCap { cap, vcpus } => write!(
                 f,
@@ -595,6 +617,16 @@ fn fill<H: Hypervisor>(
             ring_mfn: c.mfn,
             ring_pfn: c.pfn,
         });
+    }
+    // The vCPUs to bring up at start (`vcpus`): Xen's `cpu/<n>/availability`.
+    for id in 0..cfg.online_vcpus {
+        if !devices.push(DeviceEntry {
+            kind: DEVICE_VCPU,
+            id,
+            ..DeviceEntry::default()
+        }) {
+            return Err(BuildError::Internal("the device page is full"));
+        }
     }
     mem.write(plan.layout.device_page, &devices.to_bytes())?;
     for table in boot::page_tables(sod, frames) {

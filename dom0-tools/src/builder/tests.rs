@@ -5,7 +5,7 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use guest_abi::device_page::{DEVICE_CONSOLE, DevicePage};
+use guest_abi::device_page::{DEVICE_CONSOLE, DEVICE_VCPU, DeviceEntry, DevicePage};
 use guest_abi::elfnote::{
     XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_HYPERCALL_PAGE, XEN_ELFNOTE_VIRT_BASE,
 };
@@ -143,7 +143,8 @@ fn config<'a>(kernel: &'a [u8], ramdisk: &'a [u8]) -> DomainConfig<'a> {
         ramdisk: Some(ramdisk),
         cmdline: CMDLINE,
         max_memory_mib: 32,
-        vcpus: 2,
+        vcpus: 3,
+        online_vcpus: 2,
         weight: 512,
         cap: 150,
         handle: [0x42; 16],
@@ -190,11 +191,11 @@ fn builds_a_domain() {
     let cfg = d.cfg.unwrap();
     assert_eq!(
         (cfg.handle, cfg.max_vcpus, cfg.max_evtchn_port),
-        ([0x42; 16], 2, 1023)
+        ([0x42; 16], 3, 1023)
     );
     assert_eq!(d.max_pages, 32 * 256);
     assert_eq!(d.p2m.len(), 16 * 256);
-    assert_eq!(d.vcpus, 2);
+    assert_eq!(d.vcpus, 3);
     assert_eq!(
         d.credit,
         Some(DomctlSchedCredit {
@@ -300,7 +301,13 @@ fn builds_a_domain() {
     let devices =
         DevicePage::from_bytes(&read(&hv, &built, built.layout.device_page, PAGE_SIZE)).unwrap();
     assert!(devices.is_valid());
-    assert_eq!(devices.entries().len(), 1);
+    // The console and the two vCPUs to bring up at start (of three).
+    assert_eq!(devices.entries().len(), 3);
+    for v in 0..2 {
+        let e = devices.find(DEVICE_VCPU, v).unwrap();
+        assert_eq!(*e, DeviceEntry { kind: DEVICE_VCPU, id: v, ..DeviceEntry::default() });
+    }
+    assert_eq!(devices.find(DEVICE_VCPU, 2), None);
     let c = devices.find(DEVICE_CONSOLE, 0).unwrap();
     assert_eq!((c.backend, c.evtchn), (0, console.evtchn));
     assert_eq!((c.ring_mfn, c.ring_pfn), (console.mfn, console.pfn));
@@ -391,7 +398,9 @@ fn a_domain_without_console_or_ramdisk() {
     let devices =
         DevicePage::from_bytes(&read(&hv, &built, built.layout.device_page, PAGE_SIZE)).unwrap();
     assert!(devices.is_valid());
-    assert!(devices.entries().is_empty());
+    // No console; vCPU 0, the one vCPU, to be up.
+    assert_eq!(devices.entries().len(), 1);
+    assert!(devices.find(DEVICE_VCPU, 0).is_some());
     assert_eq!(built.layout.sod.initrd, None);
     assert_eq!(
         d.credit,
@@ -578,6 +587,19 @@ fn refusals_before_creation_touch_nothing() {
                 ..DomainConfig::new("novcpu", &good, 8)
             },
             |e| *e == BuildError::Config(ConfigError::NoVcpus),
+        ),
+        (
+            DomainConfig {
+                vcpus: 2,
+                online_vcpus: 3,
+                ..DomainConfig::new("maxvcpus", &good, 8)
+            },
+            |e| {
+                *e == BuildError::Config(ConfigError::MaxVcpusBelowVcpus {
+                    vcpus: 3,
+                    max_vcpus: 2,
+                })
+            },
         ),
         (
             DomainConfig {
