@@ -69,6 +69,14 @@ impl Sieve {
         Ok(sieve)
     }
 
+    /// A sieve for the primes in `start..limit` (a share of the work of one sieve for
+    /// `0..limit`: the base primes are the same): nothing below `start` is ever counted.
+    pub fn starting_at(limit: u64, start: u64) -> Result<Self, LimitTooLarge> {
+        let mut sieve = Self::new(limit)?;
+        sieve.done = start.min(limit);
+        Ok(sieve)
+    }
+
     /// The limit: primes below it are counted.
     pub fn limit(&self) -> u64 {
         self.limit
@@ -167,6 +175,23 @@ mod tests {
         s.advance_to(limit);
         assert!(s.is_finished());
         (s.count(), s.largest())
+    }
+
+    #[test]
+    fn shares_add_up_to_the_whole() {
+        for (limit, parts) in [(1_000_000u64, 4u64), (200_000, 3), (100, 7), (5, 8)] {
+            let mut total = 0;
+            let mut largest = None;
+            for k in 0..parts {
+                let (lo, hi) = (step_end(limit, k, parts), step_end(limit, k + 1, parts));
+                let mut s = Box::new(Sieve::starting_at(limit, lo).unwrap());
+                s.advance_to(hi);
+                assert_eq!(s.done(), hi);
+                total += s.count();
+                largest = s.largest().or(largest);
+            }
+            assert_eq!((total, largest), count_below(limit), "{limit} in {parts} parts");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! report through atomics.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use guest_abi::shared_info::VcpuInfo;
 use guest_abi::types::PAGE_SIZE;
@@ -123,6 +123,38 @@ pub fn register_vcpu_info(vcpu: u32, page: &'static InfoPage, offset: usize) -> 
     Ok(())
 }
 
+/// A stack a kernel gives one secondary vCPU with [`start_on`], when
+/// [`SECONDARY_STACK_SIZE`] is too small for what it runs: a `static` of the kernel.
+#[repr(C, align(16))]
+pub struct Stack<const N: usize> {
+    claimed: AtomicBool,
+    bytes: UnsafeCell<[u8; N]>,
+}
+
+// SAFETY: the bytes are never touched by the runtime; `claimed` hands them to one vCPU,
+// which uses them as its stack and nothing else.
+unsafe impl<const N: usize> Sync for Stack<N> {}
+
+impl<const N: usize> Stack<N> {
+    /// A stack of `N` bytes, not yet given to a vCPU.
+    pub const fn new() -> Self {
+        Self {
+            claimed: AtomicBool::new(false),
+            bytes: UnsafeCell::new([0; N]),
+        }
+    }
+}
+
+impl<const N: usize> Default for Stack<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `[start, end)` of the stack each vCPU got from [`start_on`] (0, 0: none).
+static OWN_STACKS: [(AtomicU64, AtomicU64); MAX_VCPUS] =
+    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAX_VCPUS];
+
 /// `[start, end)` of the secondary stacks.
 fn stacks() -> (u64, u64) {
     let start = STACKS.0.get() as u64;
@@ -137,10 +169,12 @@ pub fn this_vcpu() -> usize {
     unsafe { core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack)) };
     let (start, end) = stacks();
     if (start..end).contains(&sp) {
-        1 + ((sp - start) / SECONDARY_STACK_SIZE as u64) as usize
-    } else {
-        0
+        return 1 + ((sp - start) / SECONDARY_STACK_SIZE as u64) as usize;
     }
+    OWN_STACKS
+        .iter()
+        .position(|(lo, hi)| (lo.load(Ordering::Relaxed)..hi.load(Ordering::Relaxed)).contains(&sp))
+        .unwrap_or(0)
 }
 
 /// Starts vCPU `vcpu` (1 to [`MAX_VCPUS`] − 1, and below the domain's own count) at
@@ -149,12 +183,80 @@ pub fn this_vcpu() -> usize {
 /// `VCPUOP_initialise` (`ENOENT`: the domain has no such vCPU; `EEXIST`: it was started
 /// before, see [`restart`]) or `VCPUOP_up`.
 pub fn start(vcpu: u32, entry: fn(u32) -> !) -> Result<(), Errno> {
+    if vcpu == 0 || vcpu as usize >= MAX_VCPUS {
+        return Err(Errno::EINVAL);
+    }
+    let top = stacks().0 + u64::from(vcpu) * SECONDARY_STACK_SIZE as u64;
+    start_at(vcpu, top, entry)
+}
+
+/// [`start`] on a stack of the kernel's own instead of the runtime's. `EBUSY` if `stack`
+/// was given to a vCPU before (a stack serves one vCPU for good).
+pub fn start_on<const N: usize>(
+    vcpu: u32,
+    stack: &'static Stack<N>,
+    entry: fn(u32) -> !,
+) -> Result<(), Errno> {
     let index = vcpu as usize;
     if index == 0 || index >= MAX_VCPUS {
         return Err(Errno::EINVAL);
     }
+    if stack.claimed.swap(true, Ordering::SeqCst) {
+        return Err(Errno::EBUSY);
+    }
+    let lo = stack.bytes.get() as u64;
+    let hi = lo + N as u64;
+    OWN_STACKS[index].0.store(lo, Ordering::SeqCst);
+    OWN_STACKS[index].1.store(hi, Ordering::SeqCst);
+    let started = start_at(vcpu, hi & !0xF, entry);
+    if started.is_err() && calls::vcpu_is_up(vcpu) != Ok(true) {
+        OWN_STACKS[index].0.store(0, Ordering::SeqCst);
+        OWN_STACKS[index].1.store(0, Ordering::SeqCst);
+    }
+    started
+}
+
+/// The number of vCPUs the domain has: `VCPUOP_is_up` answers for each, `ENOENT` past the
+/// last (how a Xen guest finds it without xenstore).
+pub fn nr_vcpus() -> u32 {
+    (0..MAX_VCPUS as u32)
+        .find(|&v| calls::vcpu_is_up(v).is_err())
+        .unwrap_or(MAX_VCPUS as u32)
+}
+
+/// How many vCPUs the toolstack wants up from the start (xl.cfg `vcpus`): the
+/// `DEVICE_VCPU` entries of a domU's device page, `0..n` (guest-abi `device_page`); 1 for
+/// dom0 or a device page without any. Never more than [`nr_vcpus`].
+pub fn vcpus_at_start() -> u32 {
+    use guest_abi::device_page::{DEVICE_VCPU, DevicePage, device_page_va};
+    use guest_abi::start_info::SIF_INITDOMAIN;
+    let si = crate::boot::start_info();
+    if si.flags & SIF_INITDOMAIN != 0 {
+        return 1;
+    }
+    // SAFETY: the builder maps a domU's device page here, supervisor and writable, for as
+    // long as the bootstrap mappings stay (guest-abi `device_page`); it is plain bytes.
+    let page = unsafe {
+        core::slice::from_raw_parts(
+            device_page_va(crate::boot::start_info_va()) as *const u8,
+            PAGE_SIZE,
+        )
+    };
+    let listed = DevicePage::from_bytes(page)
+        .filter(DevicePage::is_valid)
+        .map_or(0, |d| {
+            (0..MAX_VCPUS as u32)
+                .take_while(|&v| d.find(DEVICE_VCPU, v).is_some())
+                .count() as u32
+        });
+    listed.clamp(1, nr_vcpus().max(1))
+}
+
+/// Starts `vcpu` at `entry(vcpu)` on the stack whose top is `top`.
+fn start_at(vcpu: u32, top: u64, entry: fn(u32) -> !) -> Result<(), Errno> {
+    let index = vcpu as usize;
     ENTRIES[index].store(entry as *mut (), Ordering::SeqCst);
-    let ctx = context(vcpu, crate::mm::bootstrap_l4());
+    let ctx = context(vcpu, top, crate::mm::bootstrap_l4());
     // SAFETY: the context starts the vCPU at `secondary_main` on its own stack, unused by
     // anyone else, with the runtime's trap table and event callback, in the address space
     // this kernel runs in.
@@ -168,11 +270,11 @@ pub fn restart(vcpu: u32) -> Result<(), Errno> {
     calls::vcpu_up(vcpu)
 }
 
-/// The start-up context of secondary vCPU `vcpu` whose root table is the L4 in `l4_mfn`.
-fn context(vcpu: u32, l4_mfn: u64) -> VcpuGuestContext {
+/// The start-up context of secondary vCPU `vcpu` with its stack top at `top` (16-byte
+/// aligned) and its root table the L4 in `l4_mfn`.
+fn context(vcpu: u32, top: u64, l4_mfn: u64) -> VcpuGuestContext {
     let mut ctx = VcpuGuestContext::new();
     ctx.flags = VGCF_IN_KERNEL;
-    let top = stacks().0 + u64::from(vcpu) * SECONDARY_STACK_SIZE as u64;
     let r = &mut ctx.user_regs;
     r.rip = secondary_main as *const () as u64;
     // As if `secondary_main` had been called: the return address slot below a 16-byte

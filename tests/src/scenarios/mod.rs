@@ -104,6 +104,7 @@ pub fn all() -> Vec<Scenario> {
             xl::create_list_pause_destroy,
         ),
         Scenario::new("xl_console", xl::console),
+        Scenario::new("smp_compute_vcpus", xl::smp_compute_vcpus),
         Scenario::new("xl_bad_config", xl::bad_config),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),
         Scenario::new("xl_lifecycle", xl::lifecycle),
