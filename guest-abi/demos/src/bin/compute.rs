@@ -133,6 +133,14 @@ fn main() -> ! {
     if workers > 1 {
         split(limit, workers)
     }
+    single(si, limit)
+}
+
+/// The work on vCPU 0 alone. Its own function, like [`split`], so that the two sieves'
+/// frames are never on the boot stack at once.
+#[cfg(target_os = "none")]
+#[inline(never)]
+fn single(si: &guest_abi::start_info::StartInfo, limit: u64) -> ! {
     let Ok(mut sieve) = primes::Sieve::new(limit) else {
         unreachable!("limit() keeps the limit within primes::MAX_LIMIT")
     };
@@ -165,6 +173,13 @@ fn main() -> ! {
     check::shutdown(ShutdownReason::Poweroff)
 }
 
+/// How many sieving primes `limit` needs; its own frame, gone before the sieving starts.
+#[cfg(target_os = "none")]
+#[inline(never)]
+fn base_primes(limit: u64) -> usize {
+    primes::Sieve::new(limit).map_or(0, |s| s.base_primes())
+}
+
 /// Share `k` of `workers` of the numbers below `limit`.
 #[cfg(target_os = "none")]
 fn share_bounds(limit: u64, k: usize, workers: usize) -> (u64, u64) {
@@ -195,6 +210,7 @@ fn work(k: usize, limit: u64, steps: u64, mut after_step: impl FnMut(u64)) {
 
 /// A secondary vCPU: its share, then down.
 #[cfg(target_os = "none")]
+#[inline(never)]
 fn worker(vcpu: u32) -> ! {
     work(vcpu as usize, LIMIT.load(Ordering::SeqCst), STEPS, |_| {});
     // Done: the vCPU takes itself down (vCPU 0 stays up, so the domain goes on).
@@ -226,6 +242,7 @@ fn progress(workers: usize) {
 /// The work on `workers` vCPUs: vCPU 0 starts the others, does its own share with progress,
 /// waits for the rest, reports and powers off.
 #[cfg(target_os = "none")]
+#[inline(never)]
 fn split(limit: u64, workers: usize) -> ! {
     LIMIT.store(limit, Ordering::SeqCst);
     for k in 0..workers {
@@ -233,7 +250,7 @@ fn split(limit: u64, workers: usize) -> ! {
         SHARES[k].lo.store(lo, Ordering::SeqCst);
         SHARES[k].hi.store(hi, Ordering::SeqCst);
     }
-    let base = primes::Sieve::new(limit).map_or(0, |s| s.base_primes());
+    let base = base_primes(limit);
     println!(
         "compute: counting the primes below {limit} in {STEPS} steps on {workers} vCPUs ({base} sieving primes)"
     );
