@@ -42,9 +42,16 @@ pub fn cpus_online(n: u32) -> String {
     format!("cpus: {n} online")
 }
 
+/// What the warning for a CPU that could not be started contains (`warning: cpu with APIC ID
+/// <id>: not started: <reason>`).
+pub const CPU_NOT_STARTED: &str = ": not started: ";
+
 /// The count in a `cpus: <n> online` line, if `line` is one.
 pub fn parse_cpus_line(line: &str) -> Option<u32> {
-    line.strip_prefix(CPUS)?.strip_suffix(" online")?.parse().ok()
+    line.strip_prefix(CPUS)?
+        .strip_suffix(" online")?
+        .parse()
+        .ok()
 }
 
 /// Start of the fatal-exception diagnostic.
@@ -400,7 +407,12 @@ mod tests {
         assert_eq!(cpus_online(4), "cpus: 4 online");
         assert_eq!(parse_cpus_line("cpus: 4 online"), Some(4));
         assert_eq!(parse_cpus_line(&cpus_online(1)), Some(1));
-        for bad in ["cpus: four online", "cpus: 4", "cpu: 4 online", "cpus:  online"] {
+        for bad in [
+            "cpus: four online",
+            "cpus: 4",
+            "cpu: 4 online",
+            "cpus:  online",
+        ] {
             assert_eq!(parse_cpus_line(bad), None, "{bad}");
         }
     }

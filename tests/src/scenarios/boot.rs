@@ -154,7 +154,10 @@ pub fn log_contract_order(ctx: &Context) -> Result<(), String> {
             apic + 1
         ));
     }
-    let cpus = log.lines().nth(order[3].1).and_then(contract::parse_cpus_line);
+    let cpus = log
+        .lines()
+        .nth(order[3].1)
+        .and_then(contract::parse_cpus_line);
     if cpus != Some(1) {
         return Err(format!(
             "a one-CPU machine must say {:?}, found {cpus:?}",

@@ -44,6 +44,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_boot_2", smp::boot_2),
         Scenario::new("smp_boot_4", smp::boot_4),
         Scenario::new("smp_maxcpus", smp::maxcpus),
+        Scenario::new("smp_madt_disabled", smp::madt_disabled),
         Scenario::new("smp_xl_info_4", smp::xl_info_4),
         Scenario::new("smp_attacks_4", smp::attacks_4),
         Scenario::new("smp_testguest_4", smp::testguest_4),

@@ -501,7 +501,12 @@ pub fn low_run(
                     return None;
                 }
                 let run = PhysRange::new(at, at + bytes);
-                match avoid.iter().filter(|a| a.overlaps(&run)).map(|a| a.start).min() {
+                match avoid
+                    .iter()
+                    .filter(|a| a.overlaps(&run))
+                    .map(|a| a.start)
+                    .min()
+                {
                     None => return Some(at),
                     Some(blocked) => {
                         at = (blocked / PAGE_SIZE * PAGE_SIZE).checked_sub(bytes)?;
@@ -521,7 +526,10 @@ mod tests {
         let r = PhysRange::new;
         let usable = [r(0, 0x9_FC00), r(0x10_0000, 0x4000_0000)];
         // The highest whole pages below 0xA0000 inside RAM: 0x9F000 is cut by the end at 0x9FC00.
-        assert_eq!(low_run(&usable, &[], 0x1000, 0xA_0000, 0x4000), Some(0x9_B000));
+        assert_eq!(
+            low_run(&usable, &[], 0x1000, 0xA_0000, 0x4000),
+            Some(0x9_B000)
+        );
         // Something in the way moves it below.
         assert_eq!(
             low_run(&usable, &[r(0x9_C000, 0x9_C001)], 0x1000, 0xA_0000, 0x4000),
@@ -529,7 +537,10 @@ mod tests {
         );
         // Nothing fits: too little room above `lowest`.
         assert_eq!(low_run(&usable, &[], 0x9_C000, 0xA_0000, 0x4000), None);
-        assert_eq!(low_run(&[r(0x10_0000, 0x20_0000)], &[], 0x1000, 0xA_0000, 0x1000), None);
+        assert_eq!(
+            low_run(&[r(0x10_0000, 0x20_0000)], &[], 0x1000, 0xA_0000, 0x1000),
+            None
+        );
         assert_eq!(low_run(&[], &[], 0, 0xA_0000, 0x1000), None);
         // Every answer is inside RAM, above `lowest`, below `limit` and clear of `avoid`.
         let avoid = [r(0x8_0000, 0x9_0000), r(0x2000, 0x3000)];

@@ -240,9 +240,12 @@ pub fn start_aps(
 ) {
     let bsp = apic::id();
     let mut cpus = match madt {
-        Some(madt) => xenia_core::acpi::madt_cpus(madt, bsp, apic::x2apic_mode(), |p| {
-            log::warn!(target: "smp", "{p}")
-        }),
+        Some(madt) => xenia_core::acpi::madt_cpus(
+            madt,
+            bsp,
+            apic::x2apic_mode(),
+            |p| log::warn!(target: "smp", "{p}"),
+        ),
         None => {
             log::warn!(target: "smp", "no ACPI MADT: only the boot CPU runs");
             alloc::vec![bsp]
@@ -251,7 +254,7 @@ pub fn start_aps(
     let limit = max_cpus.map_or(MAX_CPUS, |m| (m as usize).min(MAX_CPUS));
     if cpus.len() > limit {
         if max_cpus.is_some_and(|m| m as usize <= MAX_CPUS) {
-            log::info!(target: "smp", "smp: maxcpus={limit}: {} of {} CPUs not started", cpus.len() - limit, cpus.len());
+            log::info!(target: "smp", "smp: maxcpus={limit}: starting {limit} of {} CPUs", cpus.len());
         } else {
             log::warn!(target: "smp", "{} CPUs listed; Xenia runs at most {MAX_CPUS}", cpus.len());
         }
@@ -260,12 +263,24 @@ pub fn start_aps(
     if cpus.len() > 1 {
         match prepare_trampoline(usable, avoid) {
             Some(low) => {
+                let started = crate::time::now_ns();
                 for &apic_id in &cpus[1..] {
                     let index = u64::from(online_count());
-                    if let Err(why) = start_one(low, apic_id, index) {
-                        log::warn!(target: "smp", "cpu with APIC ID {apic_id}: not started: {why}");
+                    match start_one(low, apic_id, index) {
+                        Ok(()) => {
+                            log::debug!(target: "smp", "smp: cpu {index} (APIC ID {apic_id}) online")
+                        }
+                        Err(why) => {
+                            log::warn!(target: "smp", "cpu with APIC ID {apic_id}: not started: {why}")
+                        }
                     }
                 }
+                log::debug!(
+                    target: "smp",
+                    "smp: {} APs started in {} us",
+                    cpus.len() - 1,
+                    (crate::time::now_ns() - started) / 1000
+                );
             }
             None => log::warn!(
                 target: "smp",
@@ -288,7 +303,11 @@ fn prepare_trampoline(usable: &[PhysRange], avoid: &[PhysRange]) -> Option<u64> 
     // covered by the direct map's low window; the source is the image's read-only copy.
     unsafe {
         core::ptr::write_bytes(phys_to_virt(low) as *mut u8, 0, (LOW_PAGES * PAGE) as usize);
-        core::ptr::copy_nonoverlapping(code as *const u8, phys_to_virt(low) as *mut u8, len as usize);
+        core::ptr::copy_nonoverlapping(
+            code as *const u8,
+            phys_to_virt(low) as *mut u8,
+            len as usize,
+        );
     }
     log::debug!(target: "smp", "smp: AP trampoline at {low:#x}");
     Some(low)
@@ -316,7 +335,9 @@ fn start_one(low: u64, apic_id: u32, index: u64) -> Result<(), &'static str> {
         delay_us(SIPI_DELAY_US);
     }
     let bit = 1u64 << index;
-    let called_in = wait_us(CALLIN_BOUND_US, || CALLED_IN.load(Ordering::SeqCst) == index);
+    let called_in = wait_us(CALLIN_BOUND_US, || {
+        CALLED_IN.load(Ordering::SeqCst) == index
+    });
     let online = called_in && wait_us(ONLINE_BOUND_US, || ONLINE.load(Ordering::SeqCst) & bit != 0);
     if online {
         return Ok(());
