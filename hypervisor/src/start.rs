@@ -61,6 +61,15 @@ pub fn start(mbi_phys: u32) -> ! {
     crate::arch::x86_64::power::set_acpi_power_off(crate::arch::x86_64::power::discover_acpi(
         boot.acpi_root,
     ));
+    // The other CPUs, once the boot CPU's APIC, time and page tables are in place.
+    let mut avoid: Vec<PhysRange> = boot.modules.iter().map(|m| m.range).collect();
+    avoid.push(boot.mbi);
+    arch::smp::start_aps(
+        crate::arch::x86_64::power::find_madt(boot.acpi_root),
+        opts.max_cpus,
+        &layout.usable,
+        &avoid,
+    );
 
     match opts.selftest {
         Some(SelfTest::Ud) => provoke_invalid_opcode(),

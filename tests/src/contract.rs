@@ -7,7 +7,9 @@
 //! 3. `cpu: <vendor> <brand>, features: <list>` where the list holds `+name`/`-name` items,
 //!    first [`FEATURE_ORDER`] in that order, possibly more after,
 //! 4. `memory: <N> MiB usable`,
-//! 5. per module `module <i>: <bytes> bytes, cmdline "<text>"`; then, with no module,
+//! 5. `cpus: <n> online` ([`cpus_online`]), after a warning line for each CPU that could not
+//!    be started, with the reason, and for each MADT processor entry that was skipped,
+//! 6. per module `module <i>: <bytes> bytes, cmdline "<text>"`; then, with no module,
 //!    [`NO_DOM0`], else the hypervisor builds dom0 from module 0.
 //!
 //! Somewhere along the way the APIC timer calibration logs a line starting [`APIC_TIMER`].
@@ -32,6 +34,26 @@ pub const CPU: &str = "cpu: ";
 pub const MEMORY: &str = "memory: ";
 /// Prefix of the APIC timer calibration line.
 pub const APIC_TIMER: &str = "apic: timer";
+/// Prefix of the line counting the CPUs online.
+pub const CPUS: &str = "cpus: ";
+
+/// The line saying `n` CPUs are online.
+pub fn cpus_online(n: u32) -> String {
+    format!("cpus: {n} online")
+}
+
+/// What the warning for a CPU that could not be started contains (`warning: cpu with APIC ID
+/// <id>: not started: <reason>`).
+pub const CPU_NOT_STARTED: &str = ": not started: ";
+
+/// The count in a `cpus: <n> online` line, if `line` is one.
+pub fn parse_cpus_line(line: &str) -> Option<u32> {
+    line.strip_prefix(CPUS)?
+        .strip_suffix(" online")?
+        .parse()
+        .ok()
+}
+
 /// Start of the fatal-exception diagnostic.
 pub const FATAL_EXCEPTION: &str = "fatal exception: ";
 /// Heading of the stack trace in the fatal-exception diagnostic.
@@ -378,6 +400,21 @@ mod tests {
             rejected_lines("ok\nhypervisor panic: x", &[]),
             [(2, "hypervisor panic: x")]
         );
+    }
+
+    #[test]
+    fn cpus_line() {
+        assert_eq!(cpus_online(4), "cpus: 4 online");
+        assert_eq!(parse_cpus_line("cpus: 4 online"), Some(4));
+        assert_eq!(parse_cpus_line(&cpus_online(1)), Some(1));
+        for bad in [
+            "cpus: four online",
+            "cpus: 4",
+            "cpu: 4 online",
+            "cpus:  online",
+        ] {
+            assert_eq!(parse_cpus_line(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Just enough ACPI to power the machine off: RSDP → RSDT/XSDT → FADT → DSDT's `\_S5`
-//! (ACPI 6.5 §5.2 tables, §7.4.2 sleep states, §4.8.3 PM1 control).
+//! (ACPI 6.5 §5.2 tables, §7.4.2 sleep states, §4.8.3 PM1 control), and to find the
+//! processors, the I/O APIC and the ISA overrides in the MADT (§5.2.12).
 //!
 //! Everything here is a pure function over bytes that firmware wrote, so every length,
 //! offset and checksum is checked: a broken table yields `None`, never a fault. The
@@ -188,6 +189,112 @@ pub fn isa_irq(madt: &[u8], irq: u8) -> (u32, u16) {
         .unwrap_or((u32::from(irq), 0))
 }
 
+/// MADT structure types (ACPI 6.5 Table 5.21).
+const MADT_LOCAL_APIC: u8 = 0;
+const MADT_X2APIC: u8 = 9;
+/// Length of a Processor Local APIC structure (§5.2.12.2) and a Processor Local x2APIC
+/// structure (§5.2.12.12).
+const LOCAL_APIC_LEN: usize = 8;
+const X2APIC_LEN: usize = 16;
+/// Local APIC flags bit 0, "Enabled" (Table 5.23): clear means the processor is not usable
+/// (it may be hot-added later, which Xenia does not support).
+const LAPIC_ENABLED: u32 = 1 << 0;
+/// The xAPIC broadcast destination: no processor can have this ID (Intel SDM Vol. 3A
+/// §11.6.2.1, destination 0xFF addresses every processor in xAPIC physical mode).
+pub const XAPIC_BROADCAST: u32 = 0xFF;
+/// The x2APIC broadcast destination (SDM Vol. 3A §11.12.9).
+pub const X2APIC_BROADCAST: u32 = 0xFFFF_FFFF;
+
+/// A processor entry of the MADT that is not used, and why. Each is worth one log line;
+/// none stops the boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuEntryProblem {
+    /// The entry's Enabled flag is clear.
+    Disabled { apic_id: u32 },
+    /// An earlier entry (or the boot CPU itself) already has this APIC ID.
+    Duplicate { apic_id: u32 },
+    /// No processor can have this ID: the broadcast ID, or an ID above 0xFE while the
+    /// local APICs are in xAPIC mode (which addresses 8-bit IDs only).
+    Impossible { apic_id: u32 },
+    /// A processor structure shorter than the specification says.
+    Truncated { kind: u8 },
+}
+
+impl core::fmt::Display for CpuEntryProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Disabled { apic_id } => {
+                write!(f, "MADT: CPU with APIC ID {apic_id} is disabled; skipped")
+            }
+            Self::Duplicate { apic_id } => {
+                write!(
+                    f,
+                    "MADT: APIC ID {apic_id} listed twice; the second entry is skipped"
+                )
+            }
+            Self::Impossible { apic_id } => {
+                write!(f, "MADT: impossible APIC ID {apic_id:#x}; skipped")
+            }
+            Self::Truncated { kind } => {
+                write!(
+                    f,
+                    "MADT: truncated processor structure of type {kind}; skipped"
+                )
+            }
+        }
+    }
+}
+
+/// The processors the MADT lists as usable, by APIC ID: `bsp_apic_id` (read from the boot
+/// CPU's own local APIC) first, whether or not the table lists it, then the others in the
+/// table's order (Processor Local APIC and Processor Local x2APIC structures, §5.2.12.2 and
+/// §5.2.12.12). `x2apic_mode` says whether the local APICs address 32-bit IDs. Entries that
+/// are disabled, repeat an ID or name one no processor can have are left out and reported
+/// through `report`.
+pub fn madt_cpus(
+    madt: &[u8],
+    bsp_apic_id: u32,
+    x2apic_mode: bool,
+    mut report: impl FnMut(CpuEntryProblem),
+) -> alloc::vec::Vec<u32> {
+    let mut ids = alloc::vec![bsp_apic_id];
+    let mut bsp_listed = false;
+    for (kind, e) in madt_entries(madt) {
+        let parsed = match kind {
+            MADT_LOCAL_APIC if e.len() >= LOCAL_APIC_LEN => {
+                le_u32(e, 4).map(|flags| (u32::from(e[3]), flags))
+            }
+            MADT_X2APIC if e.len() >= X2APIC_LEN => le_u32(e, 4).zip(le_u32(e, 8)),
+            MADT_LOCAL_APIC | MADT_X2APIC => None,
+            _ => continue,
+        };
+        let Some((apic_id, flags)) = parsed else {
+            report(CpuEntryProblem::Truncated { kind });
+            continue;
+        };
+        let impossible = apic_id == X2APIC_BROADCAST
+            || (kind == MADT_LOCAL_APIC && apic_id == XAPIC_BROADCAST)
+            || (!x2apic_mode && apic_id >= XAPIC_BROADCAST);
+        if flags & LAPIC_ENABLED == 0 {
+            // A disabled entry for the boot CPU would be a firmware bug, but the boot CPU is
+            // running: say nothing about it.
+            if apic_id != bsp_apic_id {
+                report(CpuEntryProblem::Disabled { apic_id });
+            }
+        } else if impossible {
+            report(CpuEntryProblem::Impossible { apic_id });
+        } else if apic_id == bsp_apic_id && !bsp_listed {
+            // The boot CPU's own entry: it is already first.
+            bsp_listed = true;
+        } else if ids.contains(&apic_id) {
+            report(CpuEntryProblem::Duplicate { apic_id });
+        } else {
+            ids.push(apic_id);
+        }
+    }
+    ids
+}
+
 /// The MADT's interrupt-controller structures as (type, bytes), stopping at a malformed one.
 fn madt_entries(madt: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     // Header (36 bytes), local APIC address (4), flags (4), then the structures.
@@ -312,6 +419,119 @@ mod tests {
         bad.extend_from_slice(&[1, 0]);
         assert_eq!(madt_ioapic(&bad), None);
         assert_eq!(madt_ioapic(&madt[..40]), None);
+    }
+
+    /// An MADT body with the given Local APIC (`(id, enabled)`) and x2APIC entries.
+    fn madt_with(lapics: &[(u8, bool)], x2apics: &[(u32, bool)]) -> Vec<u8> {
+        let mut body = vec![0u8; 8];
+        for (uid, &(id, on)) in lapics.iter().enumerate() {
+            body.extend_from_slice(&[0, 8, uid as u8, id]);
+            body.extend_from_slice(&u32::from(on).to_le_bytes());
+        }
+        body.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0xC0, 0xFE, 0, 0, 0, 0]); // an I/O APIC
+        for (uid, &(id, on)) in x2apics.iter().enumerate() {
+            body.extend_from_slice(&[9, 16, 0, 0]);
+            body.extend_from_slice(&id.to_le_bytes());
+            body.extend_from_slice(&u32::from(on).to_le_bytes());
+            body.extend_from_slice(&(uid as u32).to_le_bytes());
+        }
+        table(b"APIC", &body)
+    }
+
+    fn cpus(madt: &[u8], bsp: u32, x2apic: bool) -> (Vec<u32>, Vec<CpuEntryProblem>) {
+        let mut problems = Vec::new();
+        let ids = madt_cpus(madt, bsp, x2apic, |p| problems.push(p));
+        (ids, problems)
+    }
+
+    #[test]
+    fn madt_cpus_plain() {
+        let madt = madt_with(&[(0, true), (1, true), (2, true), (3, true)], &[]);
+        assert_eq!(cpus(&madt, 0, false), (vec![0, 1, 2, 3], vec![]));
+        // No MADT processor entries at all: the boot CPU alone.
+        assert_eq!(cpus(&madt_with(&[], &[]), 5, false), (vec![5], vec![]));
+    }
+
+    #[test]
+    fn madt_cpus_boot_cpu_first_and_order_kept() {
+        // Out of order, the boot CPU listed third: it comes first, the rest in table order.
+        let madt = madt_with(&[(6, true), (2, true), (4, true), (0, true)], &[]);
+        assert_eq!(cpus(&madt, 4, false), (vec![4, 6, 2, 0], vec![]));
+        // A boot CPU the table does not list still comes first.
+        assert_eq!(cpus(&madt, 9, false).0, vec![9, 6, 2, 4, 0]);
+    }
+
+    #[test]
+    fn madt_cpus_disabled_duplicate_impossible() {
+        use CpuEntryProblem::*;
+        let madt = madt_with(
+            &[
+                (0, true),
+                (1, false),
+                (2, true),
+                (2, true),
+                (0xFF, true),
+                (0, true),
+                (3, true),
+            ],
+            &[],
+        );
+        assert_eq!(
+            cpus(&madt, 0, false),
+            (
+                vec![0, 2, 3],
+                vec![
+                    Disabled { apic_id: 1 },
+                    Duplicate { apic_id: 2 },
+                    Impossible { apic_id: 0xFF },
+                    Duplicate { apic_id: 0 },
+                ]
+            )
+        );
+        // 0xFF is impossible in a Local APIC structure even in x2APIC mode.
+        assert_eq!(cpus(&madt, 0, true).1[2], Impossible { apic_id: 0xFF });
+        // The messages say what was skipped.
+        assert!(
+            Duplicate { apic_id: 2 }
+                .to_string()
+                .contains("APIC ID 2 listed twice")
+        );
+        assert!(Impossible { apic_id: 255 }.to_string().contains("0xff"));
+    }
+
+    #[test]
+    fn madt_cpus_x2apic_entries() {
+        use CpuEntryProblem::*;
+        let madt = madt_with(&[(0, true)], &[(0x100, true), (1, false), (u32::MAX, true)]);
+        // x2APIC mode: 32-bit IDs are fine, the broadcast ID is not.
+        assert_eq!(
+            cpus(&madt, 0, true),
+            (
+                vec![0, 0x100],
+                vec![Disabled { apic_id: 1 }, Impossible { apic_id: u32::MAX }]
+            )
+        );
+        // xAPIC mode cannot address ID 0x100.
+        assert_eq!(cpus(&madt, 0, false).0, vec![0]);
+        assert_eq!(cpus(&madt, 0, false).1[0], Impossible { apic_id: 0x100 });
+    }
+
+    #[test]
+    fn madt_cpus_truncated_and_malformed() {
+        // A Local APIC structure too short to hold its flags: reported, skipped.
+        let mut body = vec![0u8; 8];
+        body.extend_from_slice(&[0, 4, 0, 1]);
+        body.extend_from_slice(&[0, 8, 0, 2, 1, 0, 0, 0]);
+        let madt = table(b"APIC", &body);
+        assert_eq!(
+            cpus(&madt, 0, false),
+            (vec![0, 2], vec![CpuEntryProblem::Truncated { kind: 0 }])
+        );
+        // A table cut anywhere never panics and always keeps the boot CPU.
+        let full = madt_with(&[(0, true), (1, true)], &[(0x200, true)]);
+        for cut in 0..full.len() {
+            assert_eq!(cpus(&full[..cut], 7, true).0[0], 7);
+        }
     }
 
     #[test]

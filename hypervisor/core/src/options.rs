@@ -61,6 +61,9 @@ pub struct Options {
     pub selftest: Option<SelfTest>,
     /// `noreboot`: halt instead of rebooting after a crash, so the messages stay on screen.
     pub noreboot: bool,
+    /// `maxcpus=<n>`: at most this many CPUs are started, the boot CPU included (Xen's option);
+    /// `None` starts every CPU the firmware lists.
+    pub max_cpus: Option<u32>,
 }
 
 impl Default for Options {
@@ -72,6 +75,7 @@ impl Default for Options {
             debug_exit: false,
             selftest: None,
             noreboot: false,
+            max_cpus: None,
         }
     }
 }
@@ -155,6 +159,7 @@ enum Key {
     DebugExit,
     Selftest,
     Noreboot,
+    Maxcpus,
 }
 
 impl Key {
@@ -166,6 +171,7 @@ impl Key {
             "debug-exit" => Key::DebugExit,
             "selftest" => Key::Selftest,
             "noreboot" => Key::Noreboot,
+            "maxcpus" => Key::Maxcpus,
             _ => return None,
         })
     }
@@ -260,9 +266,25 @@ fn apply<'a>(
                 _ => return Err("expected ud or pf"),
             })
         }
+        Key::Maxcpus => options.max_cpus = Some(parse_max_cpus(value)?),
         Key::DebugExit | Key::Noreboot => unreachable!("booleans handled above"),
     }
     Ok(())
+}
+
+/// `maxcpus=`: a CPU count, decimal or `0x` hexadecimal as Xen's `integer_param` reads it. Zero
+/// is refused: the boot CPU always runs, so the smallest meaningful limit is 1.
+fn parse_max_cpus(value: &str) -> Result<u32, &'static str> {
+    const EXPECTED: &str = "expected a number of CPUs, at least 1";
+    let n = match value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+    {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => value.parse::<u32>(),
+    }
+    .map_err(|_| EXPECTED)?;
+    if n == 0 { Err(EXPECTED) } else { Ok(n) }
 }
 
 /// Xen's `parse_bool` (`xen/common/kernel.c`): exact, lower-case words only.
@@ -469,7 +491,8 @@ mod tests {
     #[test]
     fn a_full_line() {
         let o = quiet(
-            "console=com1 loglvl=all dom0_mem=min:512M,max:2G,1G debug-exit selftest=pf noreboot",
+            "console=com1 loglvl=all dom0_mem=min:512M,max:2G,1G debug-exit selftest=pf noreboot \
+             maxcpus=2",
         );
         assert_eq!(
             o,
@@ -484,8 +507,34 @@ mod tests {
                 debug_exit: true,
                 selftest: Some(SelfTest::Pf),
                 noreboot: true,
+                max_cpus: Some(2),
             }
         );
+    }
+
+    #[test]
+    fn maxcpus() {
+        assert_eq!(Options::default().max_cpus, None);
+        assert_eq!(quiet("maxcpus=1").max_cpus, Some(1));
+        assert_eq!(quiet("maxcpus=64").max_cpus, Some(64));
+        assert_eq!(quiet("maxcpus=0x10").max_cpus, Some(16));
+        for bad in [
+            "maxcpus=0",
+            "maxcpus=-1",
+            "maxcpus=two",
+            "maxcpus=",
+            "maxcpus=4x",
+        ] {
+            let (o, m) = run(bad);
+            assert_eq!(o.max_cpus, None, "{bad}");
+            assert_eq!(m.len(), 1, "{bad}: {m:?}");
+            assert!(m[0].contains("expected a number of CPUs"), "{bad}: {m:?}");
+        }
+        let (o, m) = run("maxcpus");
+        assert_eq!((o.max_cpus, m.len()), (None, 1));
+        // The last one wins, as for every option.
+        let (o, m) = run("maxcpus=4 maxcpus=2");
+        assert_eq!((o.max_cpus, m.len()), (Some(2), 1));
     }
 
     #[test]

@@ -502,8 +502,8 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             let info = sc::SysctlPhysinfo {
                 threads_per_core: 1,
                 cores_per_socket: 1,
-                nr_cpus: 1,
-                max_cpu_id: 0,
+                nr_cpus: crate::arch::x86_64::smp::online_count(),
+                max_cpu_id: crate::arch::x86_64::smp::max_online_index(),
                 nr_nodes: 1,
                 max_node_id: 0,
                 cpu_khz: (crate::time::tsc_hz() / 1000) as u32,

@@ -397,6 +397,8 @@ fn sched_op(cx: &mut Hc) -> HcResult {
                 log::error!(target: "domain", "domain {} crashed: it asked to (SHUTDOWN_crash)", cx.id());
             }
             cx.me().shutdown = Some(reason);
+            // The call succeeded: its saved registers (`getvcpucontext`) say 0, as on Xen.
+            cx.regs().rax = 0;
             Ok(Ret::Stopped)
         }
         s::SCHEDOP_REMOTE_SHUTDOWN => {

@@ -12,6 +12,7 @@ use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use crate::mm::frame_table::PageType;
 use crate::mm::{Mfn, PAGE_SIZE, ft, physmem, walk};
 
 pub use crate::arch::x86_64::layout::{is_canonical, range_ok};
@@ -80,6 +81,16 @@ impl AddressSpace {
             return Err(Errno::EFAULT);
         }
         walk::check_writable(&Direct, self.l4, self.dom, va, data.len())?;
+        // However the walk got there, the hypervisor never writes a frame that is a page
+        // table or a descriptor table on a guest pointer's say-so: those change only through
+        // the frame table's validated updates.
+        for (at, _, _) in walk::pieces(va, data.len()) {
+            let phys = self.translate(at, true, false)?;
+            let kind = ft::with(|t, _| t.info(Mfn::from_phys(phys)).map(|f| f.current_type()));
+            if !matches!(kind, Some(PageType::None | PageType::Writable)) {
+                return Err(Errno::EFAULT);
+            }
+        }
         for (at, done, chunk) in walk::pieces(va, data.len()) {
             let phys = self.translate(at, true, false)?;
             physmem::write(

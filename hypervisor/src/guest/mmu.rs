@@ -49,6 +49,10 @@ fn batch<T: zerocopy::FromBytes>(
     };
     let items = GuestSlice::<T>::new(list, count)?;
     let done_ptr = GuestPtr::<u32>::new(done_ptr);
+    // Guest memory is always reached through the vCPU's *current* address space: an item
+    // may switch it (`MMUEXT_NEW_BASEPTR`), and the old root may then be unpinned and
+    // rewritten by a later item, so a space taken before the loop would walk forged tables
+    // (the hypervisor would write `done` wherever they say).
     let space = cx.space();
     // An unusable `done` pointer fails the call before it acts (guest-abi's errors).
     if !done_ptr.is_null()
@@ -64,9 +68,9 @@ fn batch<T: zerocopy::FromBytes>(
         Some(c) if (c.hypercall, c.next, c.remaining) == key => c.done,
         _ => 0,
     };
-    let report = |done: u64| {
+    let report = |cx: &Hc, done: u64| {
         if !done_ptr.is_null() {
-            let _ = space.write(done_ptr, &(done as u32));
+            let _ = cx.space().write(done_ptr, &(done as u32));
         }
     };
     for i in 0..count {
@@ -88,14 +92,17 @@ fn batch<T: zerocopy::FromBytes>(
                 r8,
             ]));
         }
-        let result = space.read(item).and_then(|value| one(cx, value, subject));
+        let result = cx
+            .space()
+            .read(item)
+            .and_then(|value| one(cx, value, subject));
         if let Err(e) = result {
-            report(done);
+            report(cx, done);
             return Err(e);
         }
         done += 1;
     }
-    report(done);
+    report(cx, done);
     Ok(Ret::Value(0))
 }
 

@@ -89,8 +89,8 @@ fn check_identity(cpu: &CpuLine, brand: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The banner comes first, then the CPU line, the memory line and the no-module line, with the
-/// APIC timer calibrated in between.
+/// The banner comes first, then the CPU line, the memory line, the CPUs-online line (one CPU:
+/// `cpus: 1 online`) and the no-module line, with the APIC timer calibrated in between.
 pub fn log_contract_order(ctx: &Context) -> Result<(), String> {
     let mut vm = ctx.machine().boot()?;
     vm.wait_for_line(contract::NO_DOM0, T)?;
@@ -125,6 +125,12 @@ pub fn log_contract_order(ctx: &Context) -> Result<(), String> {
             })?,
         ),
         (
+            "cpus line",
+            find("line \"cpus: <n> online\"", &|l| {
+                contract::parse_cpus_line(l).is_some()
+            })?,
+        ),
+        (
             "no-module line",
             find("no-module line", &|l| l == contract::NO_DOM0)?,
         ),
@@ -142,10 +148,20 @@ pub fn log_contract_order(ctx: &Context) -> Result<(), String> {
     let apic = find("line starting \"apic: timer\"", &|l| {
         l.starts_with(contract::APIC_TIMER)
     })?;
-    if apic < banner || apic > order[3].1 {
+    if apic < banner || apic > order[4].1 {
         return Err(format!(
             "the APIC timer line (line {}) must come between the banner and the no-module line",
             apic + 1
+        ));
+    }
+    let cpus = log
+        .lines()
+        .nth(order[3].1)
+        .and_then(contract::parse_cpus_line);
+    if cpus != Some(1) {
+        return Err(format!(
+            "a one-CPU machine must say {:?}, found {cpus:?}",
+            contract::cpus_online(1)
         ));
     }
     let stray: Vec<&str> = log

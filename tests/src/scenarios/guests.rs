@@ -81,7 +81,11 @@ pub fn hypercalls(ctx: &Context, model: &str) -> Result<(), String> {
 
 /// The verdict of a test guest run: its checks all print `ok`, it reports
 /// `Test result: SUCCESS` and powers off.
-fn testguest_verdict(vm: &mut crate::machine::Qemu, test: &str, model: &str) -> Result<(), String> {
+pub fn testguest_verdict(
+    vm: &mut crate::machine::Qemu,
+    test: &str,
+    model: &str,
+) -> Result<(), String> {
     let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), T)?;
     vm.expect_exit(EXIT_POWEROFF, T)?;
     let log = vm.serial_log();
@@ -139,7 +143,18 @@ pub fn hello(ctx: &Context, model: &str) -> Result<(), String> {
 /// (<how>)`), none `SUCCEEDED`; the hypervisor's own frame-table check is consistent after
 /// it; the guest reports SUCCESS and the machine powers off normally.
 pub fn attacks(ctx: &Context, model: &str) -> Result<(), String> {
-    let mut vm = boot_guest(ctx, ATTACKS, "", model)?;
+    attacks_on(ctx, model, 1)
+}
+
+/// [`attacks`] on a machine with `cpus` CPUs (`-smp`).
+pub fn attacks_on(ctx: &Context, model: &str, cpus: u32) -> Result<(), String> {
+    let kernel = ctx.workspace().require_artifact(ATTACKS)?;
+    let mut vm = ctx
+        .machine()
+        .cpu(model)
+        .cpus(cpus)
+        .module(kernel, "")
+        .boot()?;
     let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), T)?;
     vm.wait_for_line_starting("frame table check: ", T)?;
     vm.expect_exit(EXIT_POWEROFF, T)?;

@@ -8,6 +8,7 @@ mod domains;
 
 mod guests;
 mod security;
+mod smp;
 mod xl;
 
 /// Scenarios for each test of the test guest, under both CPU models.
@@ -39,6 +40,14 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("selftest_pf", boot::selftest_pf),
         Scenario::new("unknown_option_warns", boot::unknown_option_warns),
         Scenario::new("acpi_poweroff", boot::acpi_poweroff),
+        Scenario::new("smp_boot_1", smp::boot_1),
+        Scenario::new("smp_boot_2", smp::boot_2),
+        Scenario::new("smp_boot_4", smp::boot_4),
+        Scenario::new("smp_maxcpus", smp::maxcpus),
+        Scenario::new("smp_madt_disabled", smp::madt_disabled),
+        Scenario::new("smp_xl_info_4", smp::xl_info_4),
+        Scenario::new("smp_attacks_4", smp::attacks_4),
+        Scenario::new("smp_testguest_4", smp::testguest_4),
     ];
     all.extend(guest_tests!(
         "cpl",

@@ -476,9 +476,83 @@ fn report_overlaps(usable: &[Claim], other: &[Claim], problems: &mut Vec<Problem
     }
 }
 
+/// The highest page-aligned run of `bytes` that lies inside one `usable` range, within
+/// `[lowest, limit)`, and touches none of `avoid`: where the AP start-up trampoline goes (it
+/// must be RAM below 1 MiB that nothing else holds). Pages below the frame allocator's low
+/// limit are never handed out, so a run found below it stays the caller's for good.
+pub fn low_run(
+    usable: &[PhysRange],
+    avoid: &[PhysRange],
+    lowest: u64,
+    limit: u64,
+    bytes: u64,
+) -> Option<u64> {
+    let bytes = bytes.checked_next_multiple_of(PAGE_SIZE)?;
+    usable
+        .iter()
+        .rev()
+        .filter_map(|r| {
+            let start = r.start.max(lowest).checked_next_multiple_of(PAGE_SIZE)?;
+            let end = r.end.min(limit) / PAGE_SIZE * PAGE_SIZE;
+            // Walk down from the top of the range, page by page, past what must be avoided.
+            let mut at = end.checked_sub(bytes)?;
+            loop {
+                if at < start {
+                    return None;
+                }
+                let run = PhysRange::new(at, at + bytes);
+                match avoid
+                    .iter()
+                    .filter(|a| a.overlaps(&run))
+                    .map(|a| a.start)
+                    .min()
+                {
+                    None => return Some(at),
+                    Some(blocked) => {
+                        at = (blocked / PAGE_SIZE * PAGE_SIZE).checked_sub(bytes)?;
+                    }
+                }
+            }
+        })
+        .next()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn low_run_for_the_trampoline() {
+        let r = PhysRange::new;
+        let usable = [r(0, 0x9_FC00), r(0x10_0000, 0x4000_0000)];
+        // The highest whole pages below 0xA0000 inside RAM: 0x9F000 is cut by the end at 0x9FC00.
+        assert_eq!(
+            low_run(&usable, &[], 0x1000, 0xA_0000, 0x4000),
+            Some(0x9_B000)
+        );
+        // Something in the way moves it below.
+        assert_eq!(
+            low_run(&usable, &[r(0x9_C000, 0x9_C001)], 0x1000, 0xA_0000, 0x4000),
+            Some(0x9_8000)
+        );
+        // Nothing fits: too little room above `lowest`.
+        assert_eq!(low_run(&usable, &[], 0x9_C000, 0xA_0000, 0x4000), None);
+        assert_eq!(
+            low_run(&[r(0x10_0000, 0x20_0000)], &[], 0x1000, 0xA_0000, 0x1000),
+            None
+        );
+        assert_eq!(low_run(&[], &[], 0, 0xA_0000, 0x1000), None);
+        // Every answer is inside RAM, above `lowest`, below `limit` and clear of `avoid`.
+        let avoid = [r(0x8_0000, 0x9_0000), r(0x2000, 0x3000)];
+        for lowest in (0..0xA_0000).step_by(0x3000) {
+            if let Some(at) = low_run(&usable, &avoid, lowest, 0xA_0000, 0x2000) {
+                let run = r(at, at + 0x2000);
+                assert!(at >= lowest && run.end <= 0xA_0000 && at % PAGE_SIZE == 0);
+                assert!(usable.iter().any(|u| u.contains_range(&run)));
+                assert!(!avoid.iter().any(|a| a.overlaps(&run)));
+            }
+        }
+    }
     use alloc::string::ToString;
     use alloc::vec;
 

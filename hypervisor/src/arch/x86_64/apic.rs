@@ -144,6 +144,95 @@ fn calibrate_with_pit() -> Result<(u64, u64), &'static str> {
     Ok((ticks * 1_000_000_000 / ns, tsc_cycles * 1_000_000_000 / ns))
 }
 
+/// Whether the local APICs run in x2APIC mode (32-bit IDs).
+pub fn x2apic_mode() -> bool {
+    X2APIC.load(Ordering::Relaxed)
+}
+
+/// Turns on an application processor's local APIC as the boot CPU's is (same mode, software
+/// enabled, spurious vector, timer divider, timer masked). The timer's frequency is the
+/// boot CPU's calibration: every local APIC timer of a machine runs from the same clock
+/// (the bus or core crystal clock, SDM Vol. 3A §11.5.4).
+pub fn init_ap() {
+    // SAFETY: IA32_APIC_BASE exists (the boot CPU checked for an APIC); only the enable
+    // bits change, the base address stays the one the boot CPU mapped.
+    unsafe {
+        let base = Msr::new(IA32_APIC_BASE).read();
+        let mut want = base | APIC_BASE_ENABLE;
+        if X2APIC.load(Ordering::Relaxed) {
+            // xAPIC→x2APIC goes through enabled xAPIC mode (SDM Vol. 3A §11.12.5).
+            if base & APIC_BASE_ENABLE == 0 {
+                Msr::new(IA32_APIC_BASE).write(want);
+            }
+            want |= APIC_BASE_X2APIC;
+        }
+        if want != base {
+            Msr::new(IA32_APIC_BASE).write(want);
+        }
+    }
+    write(
+        REG_SPURIOUS,
+        SPURIOUS_ENABLE | u32::from(trap::SPURIOUS_VECTOR),
+    );
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    write(
+        REG_LVT_TIMER,
+        LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR),
+    );
+}
+
+// The interrupt command register (SDM Vol. 3A §11.6.1, Figure 11-12).
+const REG_ICR_LOW: u32 = 0x300;
+const REG_ICR_HIGH: u32 = 0x310;
+/// x2APIC: the whole ICR is one 64-bit MSR, destination in bits 32–63 (§11.12.9).
+const MSR_X2APIC_ICR: u32 = 0x830;
+const ICR_DELIVERY_INIT: u32 = 0b101 << 8;
+const ICR_DELIVERY_STARTUP: u32 = 0b110 << 8;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+/// Delivery status: set while the IPI is still being sent (xAPIC only; §11.6.1).
+const ICR_SEND_PENDING: u32 = 1 << 12;
+/// How long the previous IPI may stay pending before we give up on the ICR.
+const ICR_IDLE_BOUND_US: u64 = 10_000;
+
+/// Sends an INIT IPI (level assert) to the processor with APIC ID `apic_id`.
+pub fn send_init(apic_id: u32) -> Result<(), &'static str> {
+    send_ipi(apic_id, ICR_DELIVERY_INIT | ICR_LEVEL_ASSERT)
+}
+
+/// Sends a start-up IPI: the processor `apic_id` starts in real mode at `vector << 12`.
+pub fn send_startup(apic_id: u32, vector: u8) -> Result<(), &'static str> {
+    send_ipi(
+        apic_id,
+        ICR_DELIVERY_STARTUP | ICR_LEVEL_ASSERT | u32::from(vector),
+    )
+}
+
+/// Writes the ICR (destination first, the low word last: writing it sends) and waits,
+/// bounded, until the local APIC has sent it.
+fn send_ipi(apic_id: u32, low: u32) -> Result<(), &'static str> {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: an INIT or start-up IPI to one processor, which is what the caller wants;
+        // the x2APIC ICR has no delivery-status bit to wait on (§11.12.9).
+        unsafe { Msr::new(MSR_X2APIC_ICR).write((u64::from(apic_id) << 32) | u64::from(low)) };
+        return Ok(());
+    }
+    wait_icr_idle()?;
+    write(REG_ICR_HIGH, apic_id << 24);
+    write(REG_ICR_LOW, low);
+    wait_icr_idle()
+}
+
+fn wait_icr_idle() -> Result<(), &'static str> {
+    let done = crate::arch::x86_64::smp::wait_us(ICR_IDLE_BOUND_US, || {
+        read(REG_ICR_LOW) & ICR_SEND_PENDING == 0
+    });
+    if done {
+        Ok(())
+    } else {
+        Err("the local APIC did not send the IPI within 10 ms")
+    }
+}
+
 /// Arms the one-shot timer to fire `ns` from now (at least one tick, at most what the
 /// 32-bit counter holds), replacing any earlier setting.
 pub fn arm_oneshot(ns: u64) {

@@ -25,7 +25,7 @@
 //!
 //! The boot CPU's entry-area pages and their page tables are statics in the image,
 //! mapped before anything else runs, so that early faults are reported through the same
-//! stubs.
+//! stubs; each application processor's come from the frame allocator (`build_ap_area`).
 
 use core::mem::{offset_of, size_of};
 
@@ -393,18 +393,34 @@ fn image_phys<T>(p: *const T) -> u64 {
     p as u64 - IMAGE_BASE
 }
 
-/// Builds the boot CPU's entry-area tables and hangs them in the current (bootstrap) root
-/// at slot 257. Runs first thing, before the GDT and IDT are loaded.
-pub fn install_boot() {
+/// Pages of one pCPU's entry area besides the shared stubs, in [`EntryFrames::pages`] order
+/// (the order of `BootCpuPages`): CPU page, IDT, then the entry, NMI, #DF and #MC stacks (two
+/// pages each), then the `PerCpu` page.
+pub const AREA_PAGES: usize = 11;
+/// Page tables of one pCPU's entry area: L3, L2, L1 of the hypervisor root's view, then the
+/// same for the guest roots' view.
+pub const AREA_TABLES: usize = 6;
+/// Index of the `PerCpu` page in [`EntryFrames::pages`].
+const PERCPU_PAGE: usize = 10;
+
+/// The frames behind one pCPU's entry area, by physical address. The tables must be zeroed.
+pub struct EntryFrames {
+    pub pages: [u64; AREA_PAGES],
+    pub tables: [u64; AREA_TABLES],
+}
+
+/// Fills the entry-area tables of `frames` (stubs shared by every pCPU, the rest
+/// `frames`' own) and returns the slot-257 entries of the hypervisor root's and the guest
+/// roots' view. Works on the bootstrap tables (frames below 4 GiB) as on the real ones: it
+/// writes only through the direct map.
+fn map_entry_area(frames: &EntryFrames) -> (u64, u64) {
     let text_phys = (&raw const __entry_text_phys) as u64;
     let text_len = (&raw const __entry_text_end) as u64 - (&raw const __entry_text_start) as u64;
     assert!(
         text_len <= TEXT_PAGES * PAGE,
         "entry stubs outgrew the entry area"
     );
-    let (pages, tables) = (&raw const BOOT_CPU_PAGES, &raw mut BOOT_CPU_TABLES);
-    let pages_phys = image_phys(pages);
-    let page_phys = |offset_in_struct: u64| pages_phys + offset_in_struct;
+    let page_phys = |index: usize| frames.pages[index];
 
     // (entry-area offset, physical address, writable in the hypervisor root, writable in
     // guest roots, executable, mapped in guest roots)
@@ -423,10 +439,10 @@ pub fn install_boot() {
         n += 1;
     }
     plan[n] = (CPU_PAGE_OFFSET, page_phys(0), true, false, false, true);
-    plan[n + 1] = (IDT_OFFSET, page_phys(PAGE), true, false, false, true);
+    plan[n + 1] = (IDT_OFFSET, page_phys(1), true, false, false, true);
     plan[n + 2] = (
         PERCPU_OFFSET,
-        page_phys(10 * PAGE),
+        page_phys(PERCPU_PAGE),
         true,
         false,
         false,
@@ -445,7 +461,7 @@ pub fn install_boot() {
         for p in 0..2 {
             plan[n] = (
                 offset + p * PAGE,
-                page_phys((2 + 2 * k as u64 + p) * PAGE),
+                page_phys(2 + 2 * k + p as usize),
                 true,
                 true,
                 false,
@@ -460,18 +476,16 @@ pub fn install_boot() {
     } else {
         F::empty()
     };
-    // SAFETY: runs once, on the boot CPU, before anything else uses these statics. The
-    // tables are used by nothing else yet; each is written through
-    // its image address (mapped by the bootstrap tables) and referred to by physical
-    // address, which is image address minus IMAGE_BASE.
+    let table = |phys: u64| phys_to_virt(phys) as *mut PageTable;
+    // SAFETY: the six tables are zeroed frames (or statics) that belong to this entry area
+    // and are used by nothing else yet; the direct map covers them (below 4 GiB at boot,
+    // anywhere afterwards).
     unsafe {
         for (view, base) in [(0usize, true), (3, false)] {
-            let tables = &mut *tables;
-            let l2_phys = image_phys(&raw const tables[view + 1]);
-            let l1_phys = image_phys(&raw const tables[view + 2]);
-            tables[view][0].set_addr(x86_64::PhysAddr::new(l2_phys), F::PRESENT | F::WRITABLE);
-            tables[view + 1][0].set_addr(x86_64::PhysAddr::new(l1_phys), F::PRESENT | F::WRITABLE);
-            let l1 = &mut tables[view + 2];
+            let [l3, l2, l1] = [0, 1, 2].map(|i| frames.tables[view + i]);
+            (&mut *table(l3))[0].set_addr(x86_64::PhysAddr::new(l2), F::PRESENT | F::WRITABLE);
+            (&mut *table(l2))[0].set_addr(x86_64::PhysAddr::new(l1), F::PRESENT | F::WRITABLE);
+            let l1 = &mut *table(l1);
             for &(offset, phys, hv_w, guest_w, exec, in_guest) in &plan[..n] {
                 if !base && !in_guest {
                     continue;
@@ -487,28 +501,105 @@ pub fn install_boot() {
                 l1[(offset / PAGE) as usize].set_addr(x86_64::PhysAddr::new(phys), flags);
             }
         }
-        let hv_l3 = image_phys(&raw const (*tables)[0]) | (F::PRESENT | F::WRITABLE).bits();
-        let guest_l3 = image_phys(&raw const (*tables)[3]) | (F::PRESENT | F::WRITABLE).bits();
+    }
+    let flags = (F::PRESENT | F::WRITABLE).bits();
+    (frames.tables[0] | flags, frames.tables[3] | flags)
+}
 
+/// Writes a fresh `PerCpu` for pCPU `index` into the page at `percpu_phys`, with its
+/// slot-257 entries and hypervisor stack.
+fn init_percpu(percpu_phys: u64, index: u64, hv_l3: u64, guest_l3: u64, stack_top: u64) {
+    use core::sync::atomic::Ordering::SeqCst;
+    let cpu = phys_to_virt(percpu_phys) as *mut super::percpu::PerCpu;
+    // SAFETY: the page belongs to this pCPU's entry area, which no CPU runs on yet (the
+    // boot CPU's: nothing reads it before this returns), and `PerCpu` fits in a page.
+    let cpu = unsafe {
+        core::ptr::write(cpu, super::percpu::PerCpu::new(index));
+        &*cpu
+    };
+    cpu.hv_slot_entry.store(hv_l3, SeqCst);
+    cpu.guest_slot_entry.store(guest_l3, SeqCst);
+    cpu.hv_stack_top.store(stack_top, SeqCst);
+}
+
+/// Builds the boot CPU's entry-area tables and hangs them in the current (bootstrap) root
+/// at slot 257. Runs first thing, before the GDT and IDT are loaded.
+pub fn install_boot() {
+    let pages_phys = image_phys(&raw const BOOT_CPU_PAGES);
+    let tables_phys = image_phys(&raw const BOOT_CPU_TABLES);
+    // Both statics are arrays of page-sized, page-aligned items.
+    let frames = EntryFrames {
+        pages: core::array::from_fn(|i| pages_phys + i as u64 * PAGE),
+        tables: core::array::from_fn(|i| tables_phys + i as u64 * PAGE),
+    };
+    let (hv_l3, guest_l3) = map_entry_area(&frames);
+    // SAFETY: runs once, on the boot CPU, before anything else uses the entry area; the
+    // value is the entry area's L3, built just above from present, correctly flagged tables.
+    unsafe {
         let root = x86_64::registers::control::Cr3::read()
             .0
             .start_address()
             .as_u64();
         let root = phys_to_virt(root) as *mut u64;
         core::ptr::write_volatile(root.add(ENTRY_AREA_SLOT as usize), hv_l3);
-        // The entry area is mapped from here on: this pCPU's data goes in its private page.
-        let cpu = va(PERCPU_OFFSET) as *mut super::percpu::PerCpu;
-        core::ptr::write(cpu, super::percpu::PerCpu::new(0));
-        let cpu = &*cpu;
-        cpu.hv_slot_entry
-            .store(hv_l3, core::sync::atomic::Ordering::SeqCst);
-        cpu.guest_slot_entry
-            .store(guest_l3, core::sync::atomic::Ordering::SeqCst);
-        cpu.hv_stack_top.store(
-            (&raw const super::boot_stack_high_top) as u64,
-            core::sync::atomic::Ordering::SeqCst,
-        );
     }
+    // The entry area is mapped from here on: this pCPU's data goes in its private page.
+    init_percpu(
+        frames.pages[PERCPU_PAGE],
+        0,
+        hv_l3,
+        guest_l3,
+        (&raw const super::boot_stack_high_top) as u64,
+    );
+}
+
+/// An application processor's entry area, built by the boot CPU.
+pub struct ApArea {
+    /// Its slot-257 entry in the hypervisor root.
+    pub hv_slot_entry: u64,
+    cpu_page: u64,
+}
+
+impl ApArea {
+    /// Records `root` (the AP's hypervisor root) where its entry stubs read it.
+    pub fn set_hv_cr3(&self, root: u64) {
+        let consts = (phys_to_virt(self.cpu_page) + CONSTS_OFFSET_IN_PAGE) as *mut EntryConsts;
+        // SAFETY: the CPU page is this AP's own, reached through the direct map; the AP does
+        // not run yet.
+        unsafe { (*consts).hv_cr3 = root };
+    }
+}
+
+/// Builds the entry area of application processor `index` from fresh frames (stubs shared,
+/// everything else its own, as for the boot CPU) and its `PerCpu`, with `stack_top` as its
+/// hypervisor stack. `None` when memory runs out (what was taken is given back).
+pub fn build_ap_area(index: u64, stack_top: u64) -> Option<ApArea> {
+    use crate::mm::{Mfn, frames};
+    let mut taken = [0u64; AREA_PAGES + AREA_TABLES];
+    for i in 0..taken.len() {
+        match frames::alloc_zeroed() {
+            Some(mfn) => taken[i] = mfn.phys(),
+            None => {
+                for &phys in &taken[..i] {
+                    frames::free_contiguous(Mfn::from_phys(phys), 1);
+                }
+                return None;
+            }
+        }
+    }
+    let frames = EntryFrames {
+        pages: core::array::from_fn(|i| taken[i]),
+        tables: core::array::from_fn(|i| taken[AREA_PAGES + i]),
+    };
+    let (hv_l3, guest_l3) = map_entry_area(&frames);
+    init_percpu(frames.pages[PERCPU_PAGE], index, hv_l3, guest_l3, stack_top);
+    let consts = (phys_to_virt(frames.pages[0]) + CONSTS_OFFSET_IN_PAGE) as *mut EntryConsts;
+    // SAFETY: as in `ApArea::set_hv_cr3`.
+    unsafe { (*consts).cpu = index };
+    Some(ApArea {
+        hv_slot_entry: hv_l3,
+        cpu_page: frames.pages[0],
+    })
 }
 
 /// The slot-257 entry for the hypervisor root of this pCPU.

@@ -1,7 +1,8 @@
 //! x86-64 PCs: boot entry, descriptor tables, traps, paging, APIC, PIT, power.
 //!
-//! Standing assumptions: everything here runs in ring 0 on the boot CPU; `init` code
-//! runs once with interrupts disabled.
+//! Standing assumptions: everything here runs in ring 0 on the boot CPU, except `smp`'s AP
+//! start-up, which runs the per-pCPU `init` code (GDT, IDT, protections, local APIC) on each
+//! application processor; `init` code runs once per pCPU with interrupts disabled.
 
 pub mod frame;
 pub mod layout;
@@ -28,6 +29,8 @@ pub mod pit;
 pub mod power;
 #[cfg(target_os = "none")]
 pub mod serial;
+#[cfg(target_os = "none")]
+pub mod smp;
 #[cfg(target_os = "none")]
 pub mod time;
 #[cfg(target_os = "none")]

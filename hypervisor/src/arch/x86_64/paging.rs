@@ -217,6 +217,26 @@ pub fn build_and_switch(
     Ok(())
 }
 
+/// A hypervisor root for an application processor: a copy of the boot CPU's root whose
+/// entry-area slot is `entry_slot` (each pCPU's entry area has its own frames). Everything
+/// below the top level is shared, so the copy must be taken once every top-level slot the
+/// hypervisor uses is populated (the image, the direct map, the M2P, the MMIO slot: all
+/// are by the time APs start; `map_mmio` only fills the MMIO slot's lower tables).
+/// Returns the new root's physical address.
+pub fn ap_root(entry_slot: u64) -> Result<u64, MapError> {
+    let boot = Mfn(ROOT.load(Ordering::SeqCst));
+    let root = frames::alloc().ok_or(MapError::OutOfFrames)?;
+    let mut entries = crate::mm::physmem::read_table(boot);
+    entries[layout::ENTRY_AREA_SLOT as usize] = entry_slot;
+    crate::mm::physmem::write_table(root, &entries);
+    Ok(root.phys())
+}
+
+/// The boot CPU's hypervisor root (physical address).
+pub fn boot_root() -> u64 {
+    Mfn(ROOT.load(Ordering::SeqCst)).phys()
+}
+
 /// Maps device registers uncached in the MMIO slot and returns their virtual address.
 pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
     let root = Mfn(ROOT.load(Ordering::SeqCst));

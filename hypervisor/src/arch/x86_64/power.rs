@@ -99,12 +99,14 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Finds the power-off registers in the ACPI tables: from the loader's RSDP copy, else
-/// by scanning the BIOS area for the RSDP (ACPI 6.5 §5.2.5.1). Returns `None`, with the
-/// reason logged, when the firmware offers no usable tables.
-pub fn discover_acpi(root_from_loader: Option<(u64, usize)>) -> Option<PowerOff> {
+/// The ACPI root table (RSDT or XSDT) and its entry size: from the loader's RSDP copy, else
+/// by scanning the BIOS area for the RSDP (ACPI 6.5 §5.2.5.1). `None` when the firmware
+/// offers no usable tables, with the reason logged if `report`.
+fn acpi_root(
+    root_from_loader: Option<(u64, usize)>,
+    report: bool,
+) -> Option<(&'static [u8], usize)> {
     use super::paging::firmware_bytes;
-
     let root = root_from_loader.or_else(|| {
         let bios = firmware_bytes(0xE0000, 0x20000)?;
         (0..bios.len() - 36)
@@ -112,19 +114,41 @@ pub fn discover_acpi(root_from_loader: Option<(u64, usize)>) -> Option<PowerOff>
             .find_map(|at| acpi::root_table(&bios[at..at + 36]))
     });
     let Some((root_addr, entry_size)) = root else {
-        log::warn!(target: "acpi", "no ACPI tables found; power-off will halt instead");
+        if report {
+            log::warn!(target: "acpi", "no ACPI tables found; power-off will halt instead");
+        }
         return None;
-    };
-    let table = |addr: u64, sig: &[u8; 4]| -> Option<&'static [u8]> {
-        let len = acpi::table_length(firmware_bytes(addr, 36)?)?;
-        let t = firmware_bytes(addr, len)?;
-        acpi::valid_table(t, sig).then_some(t)
     };
     let root_sig = if entry_size == 8 { b"XSDT" } else { b"RSDT" };
-    let Some(root_table) = table(root_addr, root_sig) else {
-        log::warn!(target: "acpi", "ACPI root table at {root_addr:#x} is invalid; power-off will halt instead");
+    let Some(root_table) = acpi_table(root_addr, root_sig) else {
+        if report {
+            log::warn!(target: "acpi", "ACPI root table at {root_addr:#x} is invalid; power-off will halt instead");
+        }
         return None;
     };
+    Some((root_table, entry_size))
+}
+
+/// The whole table at `addr` if it is mapped, carries `sig` and its checksum holds.
+fn acpi_table(addr: u64, sig: &[u8; 4]) -> Option<&'static [u8]> {
+    use super::paging::firmware_bytes;
+    let len = acpi::table_length(firmware_bytes(addr, 36)?)?;
+    let t = firmware_bytes(addr, len)?;
+    acpi::valid_table(t, sig).then_some(t)
+}
+
+/// The MADT (signature `APIC`, ACPI 6.5 §5.2.12), if the firmware has a valid one. Quiet:
+/// `discover_acpi` has already said what is missing.
+pub fn find_madt(root_from_loader: Option<(u64, usize)>) -> Option<&'static [u8]> {
+    let (root_table, entry_size) = acpi_root(root_from_loader, false)?;
+    acpi::root_entries(root_table, entry_size).find_map(|addr| acpi_table(addr, b"APIC"))
+}
+
+/// Finds the power-off registers in the ACPI tables (see [`acpi_root`]). Returns `None`,
+/// with the reason logged, when the firmware offers no usable tables.
+pub fn discover_acpi(root_from_loader: Option<(u64, usize)>) -> Option<PowerOff> {
+    let (root_table, entry_size) = acpi_root(root_from_loader, true)?;
+    let table = acpi_table;
     if let Some(madt) =
         acpi::root_entries(root_table, entry_size).find_map(|addr| table(addr, b"APIC"))
     {

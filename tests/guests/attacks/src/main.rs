@@ -200,6 +200,8 @@ mod run {
         // last so that everything above reports first. ----
         "f5-create-domains-until-refused" => exhaust::create_domains_until_refused,
         "f3-fpu-taskswitch-across-switch" => cpu::fpu_taskswitch_across_switch,
+        // Issue 11's review.
+        "r1-stale-root-done-write" => tables::stale_root_done_write,
     };
 
     /// The kernel's main: every attack, the frame-table check, the result.

