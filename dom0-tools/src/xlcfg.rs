@@ -861,7 +861,8 @@ mod tests {
 
     #[test]
     fn maxvcpus_above_vcpus() {
-        let text = "name = 'c'\nkernel = '/boot/c'\nmemory = 16\nvcpus = 2\nmaxvcpus = 8\ncap = 800\n";
+        let text =
+            "name = 'c'\nkernel = '/boot/c'\nmemory = 16\nvcpus = 2\nmaxvcpus = 8\ncap = 800\n";
         let p = parse_domain_config("guest.cfg", text.as_bytes(), &[]).unwrap();
         assert_eq!((p.spec.vcpus, p.spec.maxvcpus, p.spec.cap), (2, 8, 800));
         let p = parse_domain_config("guest.cfg", text.as_bytes(), &["vcpus=8"]).unwrap();

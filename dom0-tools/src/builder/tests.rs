@@ -305,7 +305,14 @@ fn builds_a_domain() {
     assert_eq!(devices.entries().len(), 3);
     for v in 0..2 {
         let e = devices.find(DEVICE_VCPU, v).unwrap();
-        assert_eq!(*e, DeviceEntry { kind: DEVICE_VCPU, id: v, ..DeviceEntry::default() });
+        assert_eq!(
+            *e,
+            DeviceEntry {
+                kind: DEVICE_VCPU,
+                id: v,
+                ..DeviceEntry::default()
+            }
+        );
     }
     assert_eq!(devices.find(DEVICE_VCPU, 2), None);
     let c = devices.find(DEVICE_CONSOLE, 0).unwrap();

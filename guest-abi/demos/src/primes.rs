@@ -190,7 +190,11 @@ mod tests {
                 total += s.count();
                 largest = s.largest().or(largest);
             }
-            assert_eq!((total, largest), count_below(limit), "{limit} in {parts} parts");
+            assert_eq!(
+                (total, largest),
+                count_below(limit),
+                "{limit} in {parts} parts"
+            );
         }
     }
 

@@ -29,13 +29,13 @@ use guest_abi::shared_info::VcpuInfo;
 use guest_abi::types::PAGE_SIZE;
 use guest_abi::vcpu::VcpuRegisterVcpuInfo;
 
+use guest_abi::calls;
 use guest_abi::errno::Errno;
 use guest_abi::selectors::{KERNEL_CS, KERNEL_SS};
 use guest_abi::shared_info::XEN_LEGACY_MAX_VCPUS;
 use guest_abi::trap::RFLAGS_IF;
 use guest_abi::types::Mfn;
 use guest_abi::vcpu_context::{VGCF_IN_KERNEL, VcpuGuestContext};
-use guest_abi::calls;
 
 use crate::trap;
 
@@ -92,7 +92,9 @@ impl Default for InfoPage {
 /// vCPU `vcpu`'s `vcpu_info`: where [`register_vcpu_info`] moved it, or its slot in
 /// `shared_info`.
 pub fn info_of(vcpu: usize) -> &'static VcpuInfo {
-    let moved = INFO.get(vcpu).map_or(core::ptr::null_mut(), |p| p.load(Ordering::SeqCst));
+    let moved = INFO
+        .get(vcpu)
+        .map_or(core::ptr::null_mut(), |p| p.load(Ordering::SeqCst));
     if moved.is_null() {
         &crate::boot::shared().vcpu_info[vcpu]
     } else {
@@ -158,7 +160,10 @@ static OWN_STACKS: [(AtomicU64, AtomicU64); MAX_VCPUS] =
 /// `[start, end)` of the secondary stacks.
 fn stacks() -> (u64, u64) {
     let start = STACKS.0.get() as u64;
-    (start, start + ((MAX_VCPUS - 1) * SECONDARY_STACK_SIZE) as u64)
+    (
+        start,
+        start + ((MAX_VCPUS - 1) * SECONDARY_STACK_SIZE) as u64,
+    )
 }
 
 /// The vCPU running this code: the one whose stack the stack pointer is in (vCPU 0 for

@@ -365,7 +365,11 @@ impl Domain {
     pub fn hypervisor_written(&self) -> impl Iterator<Item = Mfn> + '_ {
         core::iter::once(self.shared_info)
             .chain(self.grants.grants.frames().iter().copied())
-            .chain(self.vcpus.iter().filter_map(|v| v.info_area.map(|(mfn, _)| mfn)))
+            .chain(
+                self.vcpus
+                    .iter()
+                    .filter_map(|v| v.info_area.map(|(mfn, _)| mfn)),
+            )
     }
 
     /// Hypervisor heap bytes used on this domain's behalf now.

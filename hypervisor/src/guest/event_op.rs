@@ -119,7 +119,8 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             match cx.me().events.send(a.port)? {
                 Target::Local(d) => {
                     let dom = cx.me();
-                    let _ = event::set_pending_to(dom.shared(), d.port, dom.vcpu_info(d.vcpu as usize));
+                    let _ =
+                        event::set_pending_to(dom.shared(), d.port, dom.vcpu_info(d.vcpu as usize));
                 }
                 Target::Remote { dom: target, port } => notify(cx.domain(target)?, port)?,
                 Target::Dropped => {}

@@ -432,18 +432,13 @@ fn poll(cx: &mut Hc) -> HcResult {
     use guest_abi::event::{EVTCHN_2L_NR_CHANNELS, EvtchnPort};
     let space = cx.space();
     let arg = cx.ptr::<guest_abi::sched::SchedPoll>(1);
-    let ports_at = space.read(arg.field::<u64>(core::mem::offset_of!(
-        guest_abi::sched::SchedPoll,
-        ports
-    )))?;
-    let nr = space.read(arg.field::<u32>(core::mem::offset_of!(
-        guest_abi::sched::SchedPoll,
-        nr_ports
-    )))? as usize;
-    let timeout = space.read(arg.field::<u64>(core::mem::offset_of!(
-        guest_abi::sched::SchedPoll,
-        timeout
-    )))?;
+    let ports_at =
+        space.read(arg.field::<u64>(core::mem::offset_of!(guest_abi::sched::SchedPoll, ports)))?;
+    let nr = space
+        .read(arg.field::<u32>(core::mem::offset_of!(guest_abi::sched::SchedPoll, nr_ports)))?
+        as usize;
+    let timeout = space
+        .read(arg.field::<u64>(core::mem::offset_of!(guest_abi::sched::SchedPoll, timeout)))?;
     if nr > MAX_POLL_PORTS {
         return Err(Errno::EINVAL);
     }

@@ -249,8 +249,7 @@ impl World {
                     None => pending,
                     Some(p) => {
                         (pending && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0)
-                            || p
-                                .ports()
+                            || p.ports()
                                 .iter()
                                 .any(|&port| crate::event::is_pending(d.shared(), port))
                     }

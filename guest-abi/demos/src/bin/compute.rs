@@ -184,7 +184,10 @@ fn base_primes(limit: u64) -> usize {
 #[cfg(target_os = "none")]
 fn share_bounds(limit: u64, k: usize, workers: usize) -> (u64, u64) {
     let (k, n) = (k as u64, workers as u64);
-    (primes::step_end(limit, k, n), primes::step_end(limit, k + 1, n))
+    (
+        primes::step_end(limit, k, n),
+        primes::step_end(limit, k + 1, n),
+    )
 }
 
 /// Sieves `[lo, hi)` of `limit` for share `k`, in `steps` steps, publishing progress after
@@ -192,7 +195,10 @@ fn share_bounds(limit: u64, k: usize, workers: usize) -> (u64, u64) {
 #[cfg(target_os = "none")]
 fn work(k: usize, limit: u64, steps: u64, mut after_step: impl FnMut(u64)) {
     let share = &SHARES[k];
-    let (lo, hi) = (share.lo.load(Ordering::SeqCst), share.hi.load(Ordering::SeqCst));
+    let (lo, hi) = (
+        share.lo.load(Ordering::SeqCst),
+        share.hi.load(Ordering::SeqCst),
+    );
     let Ok(mut sieve) = primes::Sieve::starting_at(limit, lo) else {
         unreachable!("limit() keeps the limit within primes::MAX_LIMIT")
     };

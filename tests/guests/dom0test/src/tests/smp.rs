@@ -116,7 +116,9 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
     }
     if ctx.destroy_all(c, "the smp domU", &[dom]) {
         if let Some(free_after) = c.ok("sysctl physinfo after", ctx.free_pages()) {
-            note(format_args!("free pages: {free_before} before, {free_after} after"));
+            note(format_args!(
+                "free pages: {free_before} before, {free_after} after"
+            ));
             c.eq("free pages back as before", free_after, free_before);
         }
     }

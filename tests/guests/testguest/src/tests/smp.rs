@@ -53,9 +53,9 @@ use guest_abi::vcpu::{
 use guest_abi::vcpu_context::VcpuGuestContext;
 use guest_abi::version::XENVER_VERSION;
 use guest_abi::{calls, errno};
+use xenia_guest_rt::boot::shared;
 use xenia_guest_rt::check::{Checks, error, note};
 use xenia_guest_rt::events::{self, count, is_pending, last_seen_ns, set_port_masked};
-use xenia_guest_rt::boot::shared;
 use xenia_guest_rt::smp::{self, InfoPage, MAX_VCPUS};
 use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 
@@ -203,7 +203,9 @@ pub fn run() -> ! {
     let mut c = Checks::new();
     events::mask();
     if let Err(e) = events::bind_virq(VIRQ_TIMER) {
-        error(format_args!("EVTCHNOP_bind_virq(VIRQ_TIMER) on vCPU 0: {e:?}"));
+        error(format_args!(
+            "EVTCHNOP_bind_virq(VIRQ_TIMER) on vCPU 0: {e:?}"
+        ));
     }
     let nr = bring_up_rules(&mut c);
     if nr < 4 {
@@ -354,7 +356,10 @@ fn moved_info(c: &mut Checks) {
 /// The IPI ports, one per vCPU, and the refusals around them.
 fn ipi_ports(c: &mut Checks, nr: u32) {
     for v in 0..nr {
-        match c.ok(format_args!("EVTCHNOP_bind_ipi for vCPU {v}"), events::bind_ipi(v)) {
+        match c.ok(
+            format_args!("EVTCHNOP_bind_ipi for vCPU {v}"),
+            events::bind_ipi(v),
+        ) {
             Some(p) => PORTS[v as usize].store(p, Ordering::SeqCst),
             None => error(format_args!("no IPI port for vCPU {v}")),
         }
@@ -413,8 +418,7 @@ fn start_all(c: &mut Checks, nr: u32) {
 
 /// Step 4.
 fn ring(c: &mut Checks, nr: u32) {
-    let before: [u32; MAX_VCPUS] =
-        core::array::from_fn(|v| count(PORTS[v].load(Ordering::SeqCst)));
+    let before: [u32; MAX_VCPUS] = core::array::from_fn(|v| count(PORTS[v].load(Ordering::SeqCst)));
     let p0 = PORTS[0].load(Ordering::SeqCst);
     let p1 = PORTS[1].load(Ordering::SeqCst);
     MODE.store(MODE_RING, Ordering::SeqCst);
@@ -446,11 +450,7 @@ fn ring(c: &mut Checks, nr: u32) {
             HOPS.load(Ordering::SeqCst)
         ),
     );
-    c.eq(
-        "hops made",
-        HOPS.load(Ordering::SeqCst),
-        RING_LAPS * nr,
-    );
+    c.eq("hops made", HOPS.load(Ordering::SeqCst), RING_LAPS * nr);
     for v in 0..nr as usize {
         c.eq(
             format_args!("vCPU {v}: IPIs received (none lost, none doubled)"),
@@ -494,7 +494,11 @@ fn down_and_up(c: &mut Checks) {
         acks,
     );
     c.ok("VCPUOP_up(2)", smp::restart(2));
-    c.eq("VCPUOP_is_up(2) once up again", calls::vcpu_is_up(2), Ok(true));
+    c.eq(
+        "VCPUOP_is_up(2) once up again",
+        calls::vcpu_is_up(2),
+        Ok(true),
+    );
     let handled = wait_until(now_ns() + REACT_WAIT_NS, || {
         ACKS[2].load(Ordering::SeqCst) > acks
     });
@@ -536,7 +540,12 @@ fn down_and_up(c: &mut Checks) {
 
 fn sched_poll_raw(arg: &SchedPoll) -> i64 {
     // SAFETY: SCHEDOP_poll only reads its argument and blocks for a while.
-    unsafe { call(HYPERVISOR_SCHED_OP, [SCHEDOP_POLL.into(), addr(arg), 0, 0, 0]) }
+    unsafe {
+        call(
+            HYPERVISOR_SCHED_OP,
+            [SCHEDOP_POLL.into(), addr(arg), 0, 0, 0],
+        )
+    }
 }
 
 /// Step 6.
@@ -610,7 +619,12 @@ fn poll(c: &mut Checks) {
     c.errno(
         "SCHEDOP_poll with an unmapped argument",
         // SAFETY: refused before it reads anything.
-        unsafe { call(HYPERVISOR_SCHED_OP, [SCHEDOP_POLL.into(), UNMAPPED, 0, 0, 0]) },
+        unsafe {
+            call(
+                HYPERVISOR_SCHED_OP,
+                [SCHEDOP_POLL.into(), UNMAPPED, 0, 0, 0],
+            )
+        },
         EFAULT,
     );
 }
@@ -662,7 +676,12 @@ fn flush_masks(c: &mut Checks) {
         c.errno(
             format_args!("update_va_mapping (flush {flush}) with an unmapped vCPU mask"),
             // SAFETY: refused before the mapping is looked at.
-            unsafe { call(HYPERVISOR_UPDATE_VA_MAPPING, [UNMAPPED, 0, flush | UNMAPPED, 0, 0]) },
+            unsafe {
+                call(
+                    HYPERVISOR_UPDATE_VA_MAPPING,
+                    [UNMAPPED, 0, flush | UNMAPPED, 0, 0],
+                )
+            },
             EFAULT,
         );
     }
@@ -682,9 +701,15 @@ const SENTINEL: i64 = 0x5a5a_5a5a;
 /// Step 8.
 fn multicall(c: &mut Checks) {
     let expected_version = calls::xen_version().map_or(-1, i64::from);
-    let mut inner = [entry(HYPERVISOR_XEN_VERSION, [XENVER_VERSION.into(), 0, 0, 0, 0, 0])];
+    let mut inner = [entry(
+        HYPERVISOR_XEN_VERSION,
+        [XENVER_VERSION.into(), 0, 0, 0, 0, 0],
+    )];
     let mut batch = [
-        entry(HYPERVISOR_XEN_VERSION, [XENVER_VERSION.into(), 0, 0, 0, 0, 0]),
+        entry(
+            HYPERVISOR_XEN_VERSION,
+            [XENVER_VERSION.into(), 0, 0, 0, 0, 0],
+        ),
         entry(
             HYPERVISOR_MULTICALL,
             [inner.as_mut_ptr() as u64, 1, 0, 0, 0, 0],
@@ -694,8 +719,14 @@ fn multicall(c: &mut Checks) {
         entry(HYPERVISOR_VCPU_OP, [VCPUOP_IS_UP.into(), 1, 0, 0, 0, 0]),
     ];
     // SAFETY: every entry is harmless (a version query, a yield, a refused nested batch).
-    c.ok("multicall of five entries", unsafe { calls::multicall(&mut batch) });
-    c.eq("multicall: xen_version's result", batch[0].result, expected_version);
+    c.ok("multicall of five entries", unsafe {
+        calls::multicall(&mut batch)
+    });
+    c.eq(
+        "multicall: xen_version's result",
+        batch[0].result,
+        expected_version,
+    );
     c.eq(
         "multicall: a nested multicall is refused",
         batch[1].result,
@@ -714,8 +745,10 @@ fn multicall(c: &mut Checks) {
     );
     c.eq("multicall: VCPUOP_is_up(1)", batch[4].result, 1);
 
-    let mut long = [entry(HYPERVISOR_XEN_VERSION, [XENVER_VERSION.into(), 0, 0, 0, 0, 0]);
-        LONG_BATCH];
+    let mut long = [entry(
+        HYPERVISOR_XEN_VERSION,
+        [XENVER_VERSION.into(), 0, 0, 0, 0, 0],
+    ); LONG_BATCH];
     // SAFETY: version queries only.
     c.ok(
         format_args!("multicall of {LONG_BATCH} entries (continued between chunks)"),
