@@ -122,7 +122,7 @@ fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Optio
             }
             crate::guest::init_syscall_msrs();
             let id = dom.id;
-            crate::guest::WORLD.lock().domains.insert(id, dom);
+            crate::guest::lock_world().domains.insert(id, dom);
             crate::guest::run(id)
         }
         Err(e) => {

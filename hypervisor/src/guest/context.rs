@@ -178,8 +178,8 @@ impl<'a> Hc<'a> {
             dom: self.dom,
             vcpu: v as u32,
         };
-        // One pCPU: the trap path's scheduling decision is the kick.
-        let _ = self.world.sched.unpause(id);
+        // The pCPU it is queued on asks the scheduler again (this one does on the way out).
+        super::World::kick(self.world.sched.unpause(id));
     }
 
     /// Takes the caller's own vCPU `v` down in the scheduler (one pause), for `VCPUOP_down`.
@@ -188,9 +188,9 @@ impl<'a> Hc<'a> {
             dom: self.dom,
             vcpu: v as u32,
         };
-        // The pCPU that runs it (this one, on one pCPU) reschedules on the way out: the trap
-        // path asks the scheduler again whenever the current vCPU is no longer runnable.
-        let _ = self.world.sched.pause(id);
+        // The pCPU that runs it reschedules at the kick (this one, on the way out: the trap
+        // path asks the scheduler again whenever the current vCPU is no longer runnable).
+        super::World::kick(self.world.sched.pause(id));
     }
 
     /// The vector of the trap being handled.

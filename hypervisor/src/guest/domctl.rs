@@ -40,21 +40,32 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
     let now = crate::time::now_ns();
     let me = cx.id();
     let id = op.domain;
-    let running = crate::arch::x86_64::percpu::this().current();
+    let args = cx.args();
+    // An operation that needs a domain's vCPUs off every pCPU (their registers saved) while
+    // some are still on one: their pCPUs were kicked; the call is re-issued after a yield
+    // (Xen waits inside `domain_pause`; under one world lock the wait must be outside it).
+    let wait = Ok(Ret::AgainAfter(args, super::context::Next::Yield));
     let world = cx.world(&token);
     match op.cmd {
         dc::XEN_DOMCTL_CREATEDOMAIN => {
             let cfg: dc::DomctlCreatedomain = op.payload();
             op.domain = create(&token, world, id, &cfg)?;
         }
-        dc::XEN_DOMCTL_DESTROYDOMAIN => destroy(&token, world, me, id)?,
+        dc::XEN_DOMCTL_DESTROYDOMAIN => {
+            if id != me && id != 0 && world.domains.contains_key(&id) && world.domain_running(id) {
+                // Stop it everywhere first: nothing of it may be freed under a running vCPU.
+                World::kick(world.sched.pause_domain(id));
+                return wait;
+            }
+            destroy(&token, world, me, id)?
+        }
         dc::XEN_DOMCTL_PAUSEDOMAIN => {
             if id == me {
                 return Err(Errno::EINVAL);
             }
             let d = target(world, id)?;
             d.controller_pauses = d.controller_pauses.checked_add(1).ok_or(Errno::EINVAL)?;
-            let _ = world.sched.pause_domain(id);
+            World::kick(world.sched.pause_domain(id));
         }
         dc::XEN_DOMCTL_UNPAUSEDOMAIN => {
             let d = target(world, id)?;
@@ -62,7 +73,7 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
                 return Err(Errno::EINVAL);
             }
             d.controller_pauses -= 1;
-            let _ = world.sched.unpause_domain(id);
+            World::kick(world.sched.unpause_domain(id));
         }
         dc::XEN_DOMCTL_GETDOMAININFO => {
             let d = world.domains.get(&id).ok_or(Errno::ESRCH)?;
@@ -85,17 +96,32 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             if id == me {
                 return Err(Errno::EINVAL);
             }
+            // A paused domain's vCPUs may still be leaving their pCPUs (the pause kicked them).
+            if target(world, id)?.controller_pauses > 0
+                && world.running_on((id, c.vcpu as usize)).is_some()
+            {
+                return wait;
+            }
             let d = target(world, id)?;
             let online = set_vcpu_context(d, c.vcpu, &ctx)?;
             if online {
-                let _ = world.sched.unpause(VcpuId {
+                World::kick(world.sched.unpause(VcpuId {
                     dom: id,
                     vcpu: c.vcpu,
-                });
+                }));
             }
         }
         dc::XEN_DOMCTL_GETVCPUCONTEXT => {
             let c: dc::DomctlVcpucontext = op.payload();
+            // The registers of a vCPU on a pCPU are that pCPU's to save: a paused domain's
+            // are waited for; an unpaused domain must be paused first (Xen pauses the vCPU
+            // itself, synchronously, which one world lock cannot do).
+            if id != me && world.running_on((id, c.vcpu as usize)).is_some() {
+                if target(world, id)?.controller_pauses == 0 {
+                    return Err(Errno::EBUSY);
+                }
+                return wait;
+            }
             let d = target(world, id)?;
             let v = d.vcpus.get(c.vcpu as usize).ok_or(Errno::EINVAL)?;
             write_vcpu_context(&space, GuestPtr::new(c.ctxt), v)?;
@@ -110,9 +136,11 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             };
             i.online = u8::from(v.online);
             i.blocked = u8::from(world.sched.is_blocked(vid));
-            i.running = u8::from(running == Some((id, i.vcpu as usize)));
+            let on = world.running_on((id, i.vcpu as usize));
+            i.running = u8::from(on.is_some());
             i.cpu_time = world.sched.runtime(vid, now);
-            i.cpu = 0;
+            // Where it runs, or the pCPU whose queue it is on (Xen: `v->processor`).
+            i.cpu = on.or_else(|| world.sched.pcpu_of(vid)).unwrap_or(0) as u32;
             op.set_payload(&i);
         }
         dc::XEN_DOMCTL_SCHEDULER_OP => {
@@ -233,7 +261,10 @@ fn create(
     let added = s
         .add_domain(id, cfg.max_vcpus, Params::default())
         .and_then(|()| {
-            (0..cfg.max_vcpus).try_for_each(|v| s.add_vcpu(VcpuId { dom: id, vcpu: v }, 0))
+            // Spread over the pCPUs from the start; load balancing moves them after.
+            let nr = s.nr_pcpus().max(1);
+            (0..cfg.max_vcpus)
+                .try_for_each(|v| s.add_vcpu(VcpuId { dom: id, vcpu: v }, v as usize % nr))
         });
     if let Err(e) = added {
         // Nothing of the domain may outlive the failure: its frames are held.
@@ -256,6 +287,8 @@ fn destroy(_: &Privileged, world: &mut World, caller: DomId, id: DomId) -> Resul
     }
     // Out of the map for its teardown: it is no one's to find any more.
     let mut victim = world.domains.remove(&id).ok_or(Errno::ESRCH)?;
+    // Nothing of it runs anywhere (the caller waited for that): its pCPUs have nothing
+    // to drop.
     let _ = world.sched.remove_domain(id);
     // Grants: mappings it holds and mappings others hold of its grants go first.
     super::grant_op::release(&mut victim, &mut world.domains);

@@ -355,7 +355,7 @@ fn unmap(cx: &mut Hc, at: GuestPtr<g::GnttabUnmapGrantRef>) -> Result<(), Errno>
     op.status = match result {
         Ok(release) => {
             // The mapping must be gone from every TLB before the granter may reuse the frame.
-            x86_64::instructions::tlb::flush_all();
+            crate::mm::ft::flush_everywhere();
             if let Some(r) = release {
                 // A granter destroyed meanwhile has nothing left to update.
                 if let Ok(granter) = cx.domain(r.granter) {
@@ -455,7 +455,7 @@ pub fn release(victim: &mut Domain, domains: &mut Domains) {
             }
         }
     }
-    x86_64::instructions::tlb::flush_all();
+    crate::mm::ft::flush_everywhere();
     for (i, r) in releases.into_iter().enumerate() {
         if kept.contains(&i) {
             continue;

@@ -3,10 +3,12 @@
 //! page-table change.
 //!
 //! TLB flushing: a guest's root is reloaded (CR3 written) on every return to the guest,
-//! and without PCID that flushes every non-global translation, so with one pCPU a stale
-//! translation never survives a hypercall. The flush requests (`UVMF_*`, `MMUEXT_*FLUSH*`,
-//! `INVLPG`) are therefore checked and then satisfied by the return itself. With SMP,
-//! shootdowns go to the other pCPUs running the domain (the frame table's `flush_tlbs`).
+//! and without PCID that flushes every non-global translation, so the calling vCPU's own
+//! flush (`*_LOCAL`) is satisfied by the return itself. A flush of other vCPUs (`UVMF_ALL`,
+//! a vCPU mask, `MMUEXT_*_ALL`, `*_MULTI`) is a flush request to the pCPUs running those
+//! vCPUs, waited for before the call returns (`flush_vcpus`); a vCPU that is not running
+//! holds no translation at all. Safety never depends on the guest's flushes: the frame
+//! table flushes every pCPU before a frame changes use (`mm::ft`).
 //!
 //! Long batches are not refused: after [`CHUNK`] items the hypercall is continued, as
 //! Xen does: the guest's argument registers are advanced, its RIP is moved back onto the
@@ -229,9 +231,11 @@ pub fn update_va_mapping(cx: &mut Hc) -> HcResult {
     // With a flush, the rest of the flags is the scope: this vCPU, all of them, or the
     // address of a vCPU bitmap, which must be readable (Xen: `EFAULT` otherwise).
     let scope = flags & !m::UVMF_FLUSHTYPE_MASK;
-    if flush != m::UVMF_NONE && scope != m::UVMF_LOCAL && scope != m::UVMF_ALL {
-        vcpu_mask(cx, scope)?;
-    }
+    let others = match (flush, scope) {
+        (m::UVMF_NONE, _) | (_, m::UVMF_LOCAL) => 0,
+        (_, m::UVMF_ALL) => u64::MAX,
+        _ => vcpu_mask(cx, scope)?,
+    };
     let me = cx.id();
     let (l1, index) = l1_slot(me, cx.vcpu_ref().l4, va)?;
     // Only a validated L1 may be changed this way; a plain write would not map anything.
@@ -240,7 +244,24 @@ pub fn update_va_mapping(cx: &mut Hc) -> HcResult {
     }
     ft::with(|t, mem| t.update_entry(mem, l1, index, val, me, false))
         .inspect_err(|e| refused(me, "update_va_mapping", l1, Some((index, val)), *e))?;
+    flush_vcpus(cx, others);
     Ok(Ret::Value(0))
+}
+
+/// Flushes the TLBs of the caller's vCPUs in `mask` (bit per vCPU) that run on other pCPUs,
+/// and returns once they have; the caller's own is flushed by its return.
+fn flush_vcpus(cx: &Hc, mask: u64) {
+    if mask == 0 {
+        return;
+    }
+    let me = cx.id();
+    let targets = super::online_cpus()
+        .filter(|(_, c)| {
+            c.current()
+                .is_some_and(|(d, v)| d == me && v < 64 && mask & (1 << v) != 0)
+        })
+        .fold(0u64, |m, (i, _)| m | 1 << i);
+    crate::arch::x86_64::ipi::flush_others(targets);
 }
 
 /// `mmuext_op(ops, count, done, foreigndom)`.
@@ -276,15 +297,26 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
                     crate::arch::x86_64::entry::load_guest_root(mfn);
                     Ok(())
                 }
-                m::MMUEXT_TLB_FLUSH_LOCAL | m::MMUEXT_TLB_FLUSH_ALL => Ok(()),
-                m::MMUEXT_TLB_FLUSH_MULTI => vcpu_mask(cx, op.arg2).map(drop),
+                m::MMUEXT_TLB_FLUSH_LOCAL => Ok(()),
+                m::MMUEXT_TLB_FLUSH_ALL => {
+                    flush_vcpus(cx, u64::MAX);
+                    Ok(())
+                }
+                m::MMUEXT_TLB_FLUSH_MULTI => {
+                    flush_vcpus(cx, vcpu_mask(cx, op.arg2)?);
+                    Ok(())
+                }
                 m::MMUEXT_INVLPG_LOCAL | m::MMUEXT_INVLPG_MULTI | m::MMUEXT_INVLPG_ALL => {
                     if !super::mem::is_canonical(op.arg1) {
                         return Err(Errno::EINVAL);
                     }
-                    if op.cmd == m::MMUEXT_INVLPG_MULTI {
-                        vcpu_mask(cx, op.arg2)?;
-                    }
+                    // One page or all: the other pCPUs flush everything (no ranged request).
+                    let others = match op.cmd {
+                        m::MMUEXT_INVLPG_MULTI => vcpu_mask(cx, op.arg2)?,
+                        m::MMUEXT_INVLPG_ALL => u64::MAX,
+                        _ => 0,
+                    };
+                    flush_vcpus(cx, others);
                     Ok(())
                 }
                 m::MMUEXT_CLEAR_PAGE => with_writable(id, mfn, || physmem::zero(mfn)),
@@ -314,9 +346,7 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
 /// domain's vCPUs are ignored, as in Xen. An unreadable bitmap (a null pointer included) is
 /// `EFAULT`.
 ///
-/// What the flush then needs: nothing more on one pCPU, where every return to a guest
-/// reloads its root (see the module docs), so a vCPU that is not running holds no
-/// translation at all. With several pCPUs the mask picks the pCPUs to shoot down.
+/// The mask picks the pCPUs to flush (`flush_vcpus`).
 fn vcpu_mask(cx: &Hc, at: u64) -> Result<u64, Errno> {
     const _: () = assert!(crate::domain::lifecycle::MAX_VCPUS <= u64::BITS);
     let word = cx.space().read(GuestPtr::<u64>::new(at))?;
@@ -502,6 +532,13 @@ fn decrease_reservation(cx: &mut Hc) -> Result<u64, Errno> {
     }
     let space = cx.space();
     let me = cx.id();
+    // A frame given back is mapped nowhere (`take_back` refuses it otherwise), but another
+    // vCPU of the caller may still hold a translation from before it was unmapped. Every
+    // page-table change happens under the world lock, which this call holds: after this
+    // flush no pCPU can reach a frame that is unmapped now.
+    if r.nr_extents > 0 {
+        ft::flush_everywhere();
+    }
     let mut done = 0;
     while done < r.nr_extents {
         let mfn = Mfn(space.read(extents.get(done).ok_or(Errno::EFAULT)?)?);

@@ -28,7 +28,7 @@ pub mod vcpu_op;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use core::fmt::Write;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use guest_abi::event::VIRQ_TIMER;
 use guest_abi::selectors::{KERNEL_CS, KERNEL_SS, USER_CS, USER_SS};
@@ -37,7 +37,7 @@ use guest_abi::types::DomId;
 
 use crate::arch::x86_64::entry::{self, SYSCALL_VECTOR};
 use crate::arch::x86_64::trap::{self, APIC_TIMER_VECTOR, SPURIOUS_VECTOR, TrapFrame};
-use crate::arch::x86_64::{apic, gdt, percpu};
+use crate::arch::x86_64::{apic, gdt, ipi, percpu, smp};
 use crate::domain::{Domain, Shutdown};
 use crate::power::{self, ExitReason};
 use crate::sched::{Params, Scheduler, VcpuId};
@@ -59,6 +59,14 @@ const CONSOLE_POLL_NS: u64 = 10_000_000;
 /// A vCPU: its domain and index.
 pub type VcpuRef = (DomId, usize);
 
+/// The online pCPUs: index and data.
+pub fn online_cpus() -> impl Iterator<Item = (usize, &'static percpu::PerCpu)> {
+    let mask = smp::online_mask();
+    (0..smp::MAX_CPUS)
+        .filter(move |i| mask & (1 << i) != 0)
+        .filter_map(|i| Some((i, percpu::of(i)?)))
+}
+
 /// All domains, the scheduler, and dom0's console input.
 pub struct World {
     pub domains: BTreeMap<DomId, Domain>,
@@ -77,8 +85,8 @@ pub struct World {
 }
 
 /// The domains and the scheduler, behind one lock (the lock order: this one, then the frame
-/// table's, `mm::ft`).
-pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
+/// table's, `mm::ft`). Taken only through [`lock_world`].
+static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
     domains: BTreeMap::new(),
     console_input: VecDeque::new(),
     sched: Scheduler::empty(),
@@ -87,10 +95,74 @@ pub static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
     ctrl_a_run: 0,
 });
 
+/// The index of the pCPU holding the world lock, for the message if a wait runs out.
+static HOLDER: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// How long a pCPU waits for the world lock before it declares the hypervisor stuck. No
+/// path holds it for more than a hypercall's chunk of work (long operations continue), so
+/// this only ends a hang that is a bug, with a message that says where.
+const LOCK_BOUND_US: u64 = 30_000_000;
+
+/// The world, locked: dereferences to [`World`].
+pub struct WorldGuard {
+    inner: spin::MutexGuard<'static, World>,
+}
+
+impl core::ops::Deref for WorldGuard {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.inner
+    }
+}
+
+impl core::ops::DerefMut for WorldGuard {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.inner
+    }
+}
+
+impl Drop for WorldGuard {
+    fn drop(&mut self) {
+        HOLDER.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+/// Takes the world lock, answering flush requests while it waits.
+///
+/// A test-and-set lock, not a ticket lock: under emulation (and under any hypervisor below
+/// us) a pCPU's thread can be descheduled, and a ticket lock would then stall every pCPU
+/// behind the one whose turn it is. Nothing relies on fairness: a hypercall that waits for
+/// another pCPU (a continuation after a yield) returns to its guest in between, which gives
+/// the others the lock many times over.
+pub fn lock_world() -> WorldGuard {
+    let take = || WORLD.try_lock();
+    let mut got = take();
+    while got.is_none() {
+        let came = crate::arch::x86_64::smp::wait_us(LOCK_BOUND_US, || {
+            ipi::service_flush();
+            got = take();
+            got.is_some()
+        });
+        if !came {
+            panic!(
+                "cpu {} waited 30 s for the world lock (held by cpu {})",
+                percpu::this().index(),
+                HOLDER.load(Ordering::Relaxed) as i64
+            );
+        }
+    }
+    let inner = got.expect("taken above");
+    HOLDER.store(percpu::this().index() as u64, Ordering::Relaxed);
+    WorldGuard { inner }
+}
+
 /// A trap from a guest: hypercall, exception, interrupt or SYSCALL.
 pub fn trap(frame: &mut TrapFrame) {
-    let mut guard = WORLD.lock();
-    let world = &mut *guard;
+    if frame.vector == u64::from(ipi::IPI_VECTOR) {
+        apic::end_of_interrupt();
+    }
+    ipi::service_flush();
+    let mut world = lock_world();
     let cpu = percpu::this();
     let Some((id, v)) = cpu.current() else {
         panic!(
@@ -102,10 +174,15 @@ pub fn trap(frame: &mut TrapFrame) {
         panic!("the running domain {id} is not in the domain list");
     };
     dom.vcpu_info(v).arch.pad.fetch_add(1, Ordering::Relaxed);
+    if dom.shutdown.is_some() {
+        // Another vCPU of the domain stopped it while this one ran elsewhere; the scheduler
+        // paused it, and it does nothing more.
+        return finish_trap(world, frame, true);
+    }
 
     let vector = frame.vector;
     let next = {
-        let mut cx = Hc::new(world, frame, id, v);
+        let mut cx = Hc::new(&mut world, frame, id, v);
         let result: HcResult = match vector {
             v if v == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) => {
                 hypercall::dispatch(&mut cx)
@@ -116,8 +193,11 @@ pub fn trap(frame: &mut TrapFrame) {
                 software_interrupt(&mut cx)
             }
             // Interrupts: the timer's work is done below; the console byte is read by the
-            // console poll; a spurious one needs no end of interrupt.
-            v if v == u64::from(SPURIOUS_VECTOR) => Ok(Ret::Resumed),
+            // console poll; a spurious one needs no end of interrupt; the IPI was
+            // acknowledged above and its kick is taken below.
+            v if v == u64::from(SPURIOUS_VECTOR) || v == u64::from(ipi::IPI_VECTOR) => {
+                Ok(Ret::Resumed)
+            }
             v if v == u64::from(APIC_TIMER_VECTOR) || v == u64::from(trap::COM1_VECTOR) => {
                 apic::end_of_interrupt();
                 Ok(Ret::Resumed)
@@ -148,56 +228,93 @@ pub fn trap(frame: &mut TrapFrame) {
             true
         }
     };
-    world.finish_trap(frame, reschedule);
+    finish_trap(world, frame, reschedule);
 }
 
-impl World {
-    /// After a trap: timers, console input, wake-ups, the scheduling decision, event
-    /// delivery and the checks on the frame we return to.
-    fn finish_trap(&mut self, frame: &mut TrapFrame, mut reschedule: bool) {
-        let cpu = percpu::this();
-        loop {
-            self.run_timers();
-            self.poll_console();
-            // A vCPU that wakes may preempt the current one (the scheduler's BOOST), so
-            // the scheduler decides again, as Xen's tickle would make it.
-            let woke = self.wake_blocked();
-            let now = crate::time::now_ns();
-            let cur = cpu.current().expect("a current vCPU");
-            if reschedule
-                || woke
-                || !self.runnable(cur)
-                || cpu.run_until().is_some_and(|t| now >= t)
-            {
-                let next = self.decide(now).unwrap_or_else(|| self.idle());
-                if next != cur {
-                    self.switch(frame, cur, next);
-                }
-            }
-            let (id, v) = cpu.current().expect("a current vCPU");
-            let dom = self.domains.get_mut(&id).expect("current domain");
-            let ok = deliver_events(dom, v, frame).and_then(|()| {
-                sanitize(frame).map_err(|why| {
-                    crash(dom, format_args!("cannot return to the guest: {why}"));
-                })
-            });
-            match ok {
-                Ok(()) => break,
-                Err(()) => {
-                    self.domain_stopped(id);
-                    reschedule = true;
+/// After a trap (or, with no current vCPU, before a pCPU's first one): timers, console
+/// input, wake-ups, the scheduling decision (idling, with the lock released, while there is
+/// nothing to run), event delivery and the checks on the frame we return to. Leaves
+/// `frame` holding the registers of the vCPU this pCPU runs next, and releases the lock.
+fn finish_trap(mut world: WorldGuard, frame: &mut TrapFrame, mut reschedule: bool) {
+    let cpu = percpu::this();
+    loop {
+        world.run_timers();
+        world.poll_console();
+        // A vCPU that wakes may preempt the current one (the scheduler's BOOST), so
+        // the scheduler decides again, as Xen's tickle would make it.
+        let woke = world.wake_blocked();
+        reschedule |= ipi::take_kick();
+        let now = crate::time::now_ns();
+        let cur = cpu.current();
+        if reschedule
+            || woke
+            || cur.is_none_or(|c| !world.runnable(c))
+            || cpu.run_until().is_some_and(|t| now >= t)
+        {
+            match world.decide(now) {
+                Some(next) if Some(next) == cur => {}
+                Some(next) => world.switch(frame, cur, Some(next)),
+                None => {
+                    world.switch(frame, cur, None);
+                    let (w, next) = idle(world);
+                    world = w;
+                    world.switch(frame, None, Some(next));
                 }
             }
         }
-        self.arm_timer();
+        let (id, v) = cpu.current().expect("a current vCPU after the decision");
+        let dom = world.domains.get_mut(&id).expect("current domain");
+        let ok = deliver_events(dom, v, frame).and_then(|()| {
+            sanitize(frame).map_err(|why| {
+                crash(dom, format_args!("cannot return to the guest: {why}"));
+            })
+        });
+        match ok {
+            Ok(()) => break,
+            Err(()) => {
+                world.domain_stopped(id);
+                reschedule = true;
+            }
+        }
     }
+    world.kick_for_events();
+    world.arm_timer();
+}
 
+/// Nothing is runnable on this pCPU: halt, with the world lock released, until something
+/// is; return it, with the lock held again.
+fn idle(mut world: WorldGuard) -> (WorldGuard, VcpuRef) {
+    loop {
+        world.run_timers();
+        world.poll_console();
+        world.wake_blocked();
+        let _ = ipi::take_kick();
+        let now = crate::time::now_ns();
+        if let Some(next) = world.decide(now) {
+            return (world, next);
+        }
+        world.kick_for_events();
+        world.arm_timer();
+        drop(world);
+        // `sti; hlt` back to back: an interrupt between them would be lost otherwise. A
+        // kick sent since the lock was dropped is pending and ends the `hlt` at once.
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+        apic::take_tick();
+        world = lock_world();
+    }
+}
+
+impl World {
     /// The scheduler's choice for this pCPU from `now` on (`None`: idle), remembering
-    /// when it wants to decide again.
+    /// when it wants to decide again, and kicking the pCPUs the decision names.
     fn decide(&mut self, now: u64) -> Option<VcpuRef> {
         let cpu = percpu::this();
         let d = self.sched.schedule(cpu.index(), now);
         cpu.set_run_until(d.run_until);
+        for p in d.kick {
+            ipi::kick(p);
+        }
         let next = d.next.map(|v| (v.dom, v.vcpu as usize))?;
         // The scheduler owns runnability; a vCPU it picks whose domain is gone idles instead.
         self.domains.contains_key(&next.0).then_some(next)
@@ -211,21 +328,47 @@ impl World {
         })
     }
 
-    /// Nothing is runnable: halt until something is, and return it.
-    fn idle(&mut self) -> VcpuRef {
-        loop {
-            self.run_timers();
-            self.poll_console();
-            self.wake_blocked();
-            let now = crate::time::now_ns();
-            if let Some(next) = self.decide(now) {
-                return next;
+    /// The pCPU whose registers are vCPU `r`'s now (it runs it, or handles its trap), if any.
+    pub fn running_on(&self, r: VcpuRef) -> Option<usize> {
+        online_cpus()
+            .find(|&(_, c)| c.current() == Some(r))
+            .map(|(i, _)| i)
+    }
+
+    /// Whether any vCPU of domain `id` is on a pCPU now.
+    pub fn domain_running(&self, id: DomId) -> bool {
+        online_cpus().any(|(_, c)| c.current().is_some_and(|(d, _)| d == id))
+    }
+
+    /// Kicks each pCPU in `pcpus` (the scheduler's answers).
+    pub fn kick(pcpus: impl IntoIterator<Item = usize>) {
+        for p in pcpus {
+            ipi::kick(p);
+        }
+    }
+
+    /// Kicks every other pCPU whose vCPU has an event to deliver (pending and not masked):
+    /// the upcall goes in at its next return to the guest, which the kick brings about now.
+    fn kick_for_events(&self) {
+        let me = percpu::this().index();
+        for (i, c) in online_cpus() {
+            if i == me {
+                continue;
             }
-            self.arm_timer();
-            // `sti; hlt` back to back: an interrupt between them would be lost otherwise.
-            x86_64::instructions::interrupts::enable_and_hlt();
-            x86_64::instructions::interrupts::disable();
-            apic::take_tick();
+            let Some((d, v)) = c.current() else {
+                continue;
+            };
+            let Some(dom) = self.domains.get(&d) else {
+                continue;
+            };
+            if v < dom.vcpus.len() {
+                let info = dom.vcpu_info(v);
+                if info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
+                    && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0
+                {
+                    ipi::kick(i);
+                }
+            }
         }
     }
 
@@ -256,7 +399,9 @@ impl World {
                 };
                 if wake {
                     d.vcpus[v].poll = None;
-                    let _ = self.sched.wake(id);
+                    if let Some(p) = self.sched.wake(id) {
+                        ipi::kick(p);
+                    }
                     woke = true;
                 }
             }
@@ -264,19 +409,31 @@ impl World {
         woke
     }
 
-    /// Saves the registers and CPU state of `from` and loads those of `to`.
-    fn switch(&mut self, frame: &mut TrapFrame, from: VcpuRef, to: VcpuRef) {
-        if let Some(d) = self.domains.get_mut(&from.0)
+    /// Saves the registers and CPU state of `from` (if this pCPU ran one) and loads those of
+    /// `to` (`None`: this pCPU goes idle and copies no guest root).
+    fn switch(&mut self, frame: &mut TrapFrame, from: Option<VcpuRef>, to: Option<VcpuRef>) {
+        if let Some(from) = from
+            && let Some(d) = self.domains.get_mut(&from.0)
             && let Some(v) = d.vcpus.get_mut(from.1)
         {
             v.regs = *frame;
             v.save_cpu_state();
         }
+        let cpu = percpu::this();
+        let Some(to) = to else {
+            cpu.set_current(None);
+            entry::forget_guest_root();
+            return;
+        };
+        debug_assert!(
+            self.running_on(to).is_none_or(|p| p == cpu.index()),
+            "vCPU {to:?} chosen while another pCPU holds its registers"
+        );
         let d = self.domains.get_mut(&to.0).expect("next domain");
         let v = &mut d.vcpus[to.1];
         *frame = v.regs;
         load_vcpu(v);
-        percpu::this().set_current(Some(to));
+        cpu.set_current(Some(to));
     }
 
     /// Raises VIRQ_TIMER for every expired timer of every vCPU, and ends the polls whose
@@ -297,10 +454,12 @@ impl World {
                     .is_some_and(|p| p.deadline.is_some_and(|t| t <= now))
                 {
                     vcpu.poll = None;
-                    let _ = self.sched.wake(VcpuId {
+                    if let Some(p) = self.sched.wake(VcpuId {
                         dom: d.id,
                         vcpu: v as u32,
-                    });
+                    }) {
+                        ipi::kick(p);
+                    }
                 }
             }
         }
@@ -387,25 +546,46 @@ impl World {
     /// when another vCPU waits, and the console poll while dom0 lives.
     fn arm_timer(&self) {
         let now = crate::time::now_ns();
-        let mut deadline: Option<u64> = None;
-        let mut earliest = |t: u64| deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        let me = percpu::this().index();
+        // The earliest vCPU-timer deadline of each pCPU's vCPUs (those queued on it or last
+        // run by it); the expired ones are run by whichever pCPU looks first.
+        let mut per_cpu = [u64::MAX; smp::MAX_CPUS];
         for d in self.domains.values().filter(|d| d.shutdown.is_none()) {
-            for v in &d.vcpus {
-                if let Some(t) = v.next_deadline() {
-                    earliest(t);
-                }
+            for (i, v) in d.vcpus.iter().enumerate() {
+                let Some(t) = v.next_deadline() else {
+                    continue;
+                };
+                let id = VcpuId {
+                    dom: d.id,
+                    vcpu: i as u32,
+                };
+                let p = self.sched.pcpu_of(id).unwrap_or(0).min(smp::MAX_CPUS - 1);
+                per_cpu[p] = per_cpu[p].min(t);
             }
         }
-        if self.domains.contains_key(&0) && !crate::arch::x86_64::ioapic::serial_interrupts() {
+        // Another pCPU armed for later than one of its vCPUs now needs (a timer set, or a
+        // vCPU moved to it, since it last looked): it re-arms at the kick.
+        for (i, c) in online_cpus() {
+            if i != me && per_cpu[i] < c.armed.load(Ordering::Relaxed) {
+                ipi::kick(i);
+            }
+        }
+        let mut deadline = per_cpu[me];
+        if me == 0
+            && self.domains.contains_key(&0)
+            && !crate::arch::x86_64::ioapic::serial_interrupts()
+        {
             // Without the I/O APIC route, dom0's console input is polled.
-            earliest(now + CONSOLE_POLL_NS);
+            deadline = deadline.min(now + CONSOLE_POLL_NS);
         }
         if let Some(t) = percpu::this().run_until() {
-            earliest(t);
+            deadline = deadline.min(t);
         }
-        match deadline {
-            Some(d) => apic::arm_oneshot(d.saturating_sub(now).max(1)),
-            None => apic::disarm(),
+        percpu::this().armed.store(deadline, Ordering::Relaxed);
+        if deadline == u64::MAX {
+            apic::disarm();
+        } else {
+            apic::arm_oneshot(deadline.saturating_sub(now).max(1));
         }
     }
 
@@ -418,7 +598,8 @@ impl World {
         };
         let reason = *dom.shutdown.get_or_insert(Shutdown::Crash);
         log::info!(target: "domain", "domain {id} shut down: {}", reason.name());
-        let _ = self.sched.pause_domain(id);
+        // Its vCPUs running on other pCPUs stop at the kick.
+        World::kick(self.sched.pause_domain(id));
         if id != 0 {
             if let Some(dom0) = self.domains.get_mut(&0) {
                 send_virq(dom0, 0, guest_abi::event::VIRQ_DOM_EXC);
@@ -756,33 +937,30 @@ pub fn init_syscall_msrs() {
 /// Starts vCPU 0 of domain `id` on this pCPU. Never returns: from here on the
 /// hypervisor runs only in traps.
 pub fn run(id: DomId) -> ! {
-    let frame = {
-        let mut world = WORLD.lock();
-        let cpu = percpu::this();
-        cpu.set_current(Some((id, 0)));
-        world.sched = Scheduler::new(1);
-        let me = VcpuId { dom: id, vcpu: 0 };
-        if let Err(e) = world
-            .sched
-            .add_domain(id, 1, Params::default())
-            .and_then(|()| world.sched.add_vcpu(me, cpu.index()))
-        {
-            panic!("cannot schedule domain {id}: {e:?}");
-        }
-        let _ = world.sched.unpause(me);
-        let decision = world.sched.schedule(cpu.index(), crate::time::now_ns());
-        cpu.set_run_until(decision.run_until);
-        let dom = world.domains.get_mut(&id).expect("the domain to run");
-        let vcpu = &mut dom.vcpus[0];
-        vcpu.initialised = true;
-        vcpu.online = true;
-        load_vcpu(vcpu);
-        let mut f = vcpu.regs;
-        if let Err(why) = sanitize(&mut f) {
-            panic!("the builder made an unusable start frame: {why}");
-        }
-        world.arm_timer();
-        f
-    };
+    let mut frame = TrapFrame::default();
+    let mut world = lock_world();
+    world.sched = Scheduler::new(smp::online_count() as usize);
+    let me = VcpuId { dom: id, vcpu: 0 };
+    if let Err(e) = world
+        .sched
+        .add_domain(id, 1, Params::default())
+        .and_then(|()| world.sched.add_vcpu(me, percpu::this().index()))
+    {
+        panic!("cannot schedule domain {id}: {e:?}");
+    }
+    let _ = world.sched.unpause(me);
+    let dom = world.domains.get_mut(&id).expect("the domain to run");
+    let vcpu = &mut dom.vcpus[0];
+    vcpu.initialised = true;
+    vcpu.online = true;
+    finish_trap(world, &mut frame, true);
+    entry::enter_guest(&frame)
+}
+
+/// An application processor, online: idle until the scheduler gives it a vCPU, then run
+/// it. Never returns: from here on this pCPU runs in traps like the boot CPU.
+pub fn ap_run() -> ! {
+    let mut frame = TrapFrame::default();
+    finish_trap(lock_world(), &mut frame, true);
     entry::enter_guest(&frame)
 }

@@ -29,13 +29,28 @@ impl PageMemory for DirectMem {
     }
 
     fn flush_tlbs(&mut self) {
-        // One pCPU: flushing its TLB is flushing every TLB.
-        x86_64::instructions::tlb::flush_all();
+        flush_everywhere();
     }
 
     fn sync_guest_roots(&mut self, l4: Mfn) {
+        use core::sync::atomic::Ordering;
         crate::arch::x86_64::entry::refresh_guest_root(l4);
+        let copies = crate::guest::online_cpus()
+            .filter(|(_, c)| c.guest_root_source.load(Ordering::SeqCst) == l4.phys())
+            .fold(0u64, |mask, (i, _)| mask | 1 << i);
+        crate::arch::x86_64::ipi::flush_others(copies);
     }
+}
+
+/// Drops every guest translation on every pCPU (this one at once, the others that run a
+/// vCPU by a flush request, waited for). The caller holds the world lock. A pCPU with no
+/// vCPU is in the hypervisor or halted, on the hypervisor root: it holds none.
+pub fn flush_everywhere() {
+    x86_64::instructions::tlb::flush_all();
+    let running = crate::guest::online_cpus()
+        .filter(|(_, c)| c.current().is_some())
+        .fold(0u64, |mask, (i, _)| mask | 1 << i);
+    crate::arch::x86_64::ipi::flush_others(running);
 }
 
 /// Physical address width (CPUID 8000_0008h EAX bits 7:0); 36 when the CPU does not say.

@@ -24,10 +24,23 @@ pub fn dom0test(
     figures: &[&str],
     virtual_time: bool,
 ) -> Result<(), String> {
+    dom0test_on(ctx, 1, test, timeout, figures, virtual_time)
+}
+
+/// [`dom0test`] on a machine of `cpus` CPUs.
+pub fn dom0test_on(
+    ctx: &Context,
+    cpus: u32,
+    test: &str,
+    timeout: std::time::Duration,
+    figures: &[&str],
+    virtual_time: bool,
+) -> Result<(), String> {
     let dom0 = ctx.workspace().require_artifact(DOM0TEST)?;
     let domu = ctx.workspace().require_artifact(DOMU_KERNEL)?;
     let mut machine = ctx
         .machine()
+        .cpus(cpus)
         .memory_mib(MEMORY_MIB)
         .hv_options(DOM0_MEM)
         .module(dom0, &format!("test={test}"))
@@ -113,4 +126,32 @@ pub fn privilege(ctx: &Context) -> Result<(), String> {
 /// another and by itself), `SCHEDOP_poll`, flush masks, multicall, and the refusals.
 pub fn smp_guest_vcpus(ctx: &Context) -> Result<(), String> {
     dom0test(ctx, "smp", LONG, &["smp figure "], false)
+}
+
+/// The same on `-smp 4`: the guest's four vCPUs run on four pCPUs at once, so the IPI ring
+/// crosses pCPUs (every hop a kick), the timers fire on the pCPUs their vCPUs run on, and a
+/// vCPU taken down by another is running elsewhere when it is.
+pub fn smp_guest_vcpus_4(ctx: &Context) -> Result<(), String> {
+    dom0test_on(ctx, 4, "smp", LONG, &["smp figure "], false)
+}
+
+/// Create/run/destroy cycles on `-smp 4`: domains are destroyed while their vCPU may run on
+/// another pCPU (the destroy waits for it to leave), and the free-frame count ends where it
+/// started.
+pub fn smp_teardown_4(ctx: &Context) -> Result<(), String> {
+    dom0test_on(
+        ctx,
+        4,
+        "teardown",
+        LONG,
+        &["teardown: 200", "free frames "],
+        false,
+    )
+}
+
+/// dom0's privilege checks and the console backend on `-smp 4`, where dom0 and the domU run
+/// on different pCPUs and every event between them is a kick.
+pub fn smp_dom0_4(ctx: &Context) -> Result<(), String> {
+    dom0test_on(ctx, 4, "privilege", LONG, &["privilege "], false)?;
+    dom0test_on(ctx, 4, "console", LONG, &["console "], false)
 }

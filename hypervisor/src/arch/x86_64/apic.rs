@@ -116,6 +116,7 @@ pub fn init(crystal: Option<(u32, u32, u32)>) -> Result<u64, &'static str> {
         }
     };
     TIMER_HZ.store(hz, Ordering::Relaxed);
+    super::percpu::this().apic_id.store(id(), Ordering::SeqCst);
     log::info!(
         target: "apic",
         "apic: timer {} kHz (calibrated with {source}), {} mode",
@@ -179,6 +180,7 @@ pub fn init_ap() {
         REG_LVT_TIMER,
         LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR),
     );
+    super::percpu::this().apic_id.store(id(), Ordering::SeqCst);
 }
 
 // The interrupt command register (SDM Vol. 3A §11.6.1, Figure 11-12).
@@ -205,6 +207,12 @@ pub fn send_startup(apic_id: u32, vector: u8) -> Result<(), &'static str> {
         apic_id,
         ICR_DELIVERY_STARTUP | ICR_LEVEL_ASSERT | u32::from(vector),
     )
+}
+
+/// Sends interrupt `vector` (fixed delivery, physical destination) to the processor with
+/// APIC ID `apic_id`.
+pub fn send_fixed(apic_id: u32, vector: u8) -> Result<(), &'static str> {
+    send_ipi(apic_id, ICR_LEVEL_ASSERT | u32::from(vector))
 }
 
 /// Writes the ICR (destination first, the low word last: writing it sends) and waits,

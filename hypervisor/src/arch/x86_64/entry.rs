@@ -520,6 +520,7 @@ fn init_percpu(percpu_phys: u64, index: u64, hv_l3: u64, guest_l3: u64, stack_to
     cpu.hv_slot_entry.store(hv_l3, SeqCst);
     cpu.guest_slot_entry.store(guest_l3, SeqCst);
     cpu.hv_stack_top.store(stack_top, SeqCst);
+    super::percpu::register(index, phys_to_virt(percpu_phys));
 }
 
 /// Builds the boot CPU's entry-area tables and hangs them in the current (bootstrap) root
@@ -593,6 +594,18 @@ pub fn build_ap_area(index: u64, stack_top: u64) -> Option<ApArea> {
     };
     let (hv_l3, guest_l3) = map_entry_area(&frames);
     init_percpu(frames.pages[PERCPU_PAGE], index, hv_l3, guest_l3, stack_top);
+    // Its guest root now, not at its first guest: what the machine has for guests is the
+    // same before and after a domain first runs on this pCPU.
+    let Some(guest_root) = frames::alloc_zeroed() else {
+        for &phys in &taken {
+            frames::free_contiguous(Mfn::from_phys(phys), 1);
+        }
+        return None;
+    };
+    if let Some(cpu) = super::percpu::of(index as usize) {
+        cpu.guest_root
+            .store(guest_root.phys(), core::sync::atomic::Ordering::SeqCst);
+    }
     let consts = (phys_to_virt(frames.pages[0]) + CONSTS_OFFSET_IN_PAGE) as *mut EntryConsts;
     // SAFETY: as in `ApArea::set_hv_cr3`.
     unsafe { (*consts).cpu = index };
@@ -640,6 +653,26 @@ pub fn refresh_guest_root(l4: crate::mm::Mfn) {
     {
         load_guest_root(l4);
     }
+}
+
+/// Recopies this pCPU's guest root from the L4 it copies, if any (a flush request: that L4
+/// may have changed). While this pCPU is idle it copies none.
+pub fn recopy_guest_root() {
+    let source = super::percpu::this()
+        .guest_root_source
+        .load(core::sync::atomic::Ordering::SeqCst);
+    if source != 0 {
+        load_guest_root(crate::mm::Mfn::from_phys(source));
+    }
+}
+
+/// This pCPU runs no guest any more: its guest root copies nothing (so no flush request
+/// reads an L4 that may be gone), and the exit path has nowhere to go until the next
+/// `load_guest_root`.
+pub fn forget_guest_root() {
+    super::percpu::this()
+        .guest_root_source
+        .store(0, core::sync::atomic::Ordering::SeqCst);
 }
 
 /// Fills this pCPU's guest root (a top-level table holding the running guest's own entries

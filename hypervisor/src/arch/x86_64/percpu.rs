@@ -12,10 +12,12 @@
 //! finding F7, which the attack suite checks). The effect is the same: one address, a
 //! different frame per pCPU.
 //!
-//! Standing assumption: a pCPU touches only its own `PerCpu` (fields are atomics so that a
-//! later IPI handler or a remote reader for `xl vcpu-list` can read them without a lock).
+//! Another pCPU reaches a `PerCpu` through the direct map ([`of`]): to ask it for a TLB
+//! flush or a reschedule ([`PerCpu::requests`], then an IPI), or to see which vCPU it runs.
+//! Every field is an atomic, so no lock is needed for either; what a pCPU's fields mean
+//! (which vCPU's registers it holds) changes only under the world lock.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use guest_abi::types::DomId;
 
@@ -46,6 +48,44 @@ pub struct PerCpu {
     pub guest_slot_entry: AtomicU64,
     /// The local APIC timer fired since the last look.
     pub ticked: AtomicBool,
+    /// This pCPU's local APIC ID (where IPIs for it go).
+    pub apic_id: AtomicU32,
+    /// When this pCPU's timer fires next (system time, ns), `u64::MAX` if it is off: another
+    /// pCPU that finds an earlier deadline for this one's vCPUs kicks it to re-arm.
+    pub armed: AtomicU64,
+    /// What other pCPUs asked of this one ([`REQ_FLUSH`], [`REQ_KICK`]); the asker sets a
+    /// bit, then sends the IPI; this pCPU clears a bit once it has done what it asks.
+    pub requests: AtomicU32,
+}
+
+/// Request: drop every guest translation (recopy the guest root from the running vCPU's
+/// L4, flush the TLB), then clear the bit; the asker waits for that.
+pub const REQ_FLUSH: u32 = 1 << 0;
+/// Request: ask the scheduler again at the next chance (a vCPU woke for this pCPU, the one
+/// it runs was paused, or an event waits for it).
+pub const REQ_KICK: u32 = 1 << 1;
+
+/// Where each pCPU's `PerCpu` is in the direct map (0: no such pCPU), by index.
+static ALL: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
+
+/// Records where pCPU `index`'s `PerCpu` lives (its page, initialised), so that [`of`] finds
+/// it. An index out of range is ignored (`smp::MAX_CPUS` bounds the CPUs started).
+pub fn register(index: u64, at: u64) {
+    if let Some(slot) = ALL.get(index as usize) {
+        slot.store(at, Ordering::SeqCst);
+    }
+}
+
+/// pCPU `index`'s data, if it was set up.
+pub fn of(index: usize) -> Option<&'static PerCpu> {
+    let at = ALL.get(index)?.load(Ordering::SeqCst);
+    if at == 0 {
+        return None;
+    }
+    // SAFETY: `register` stored the direct-map address of an initialised `PerCpu` page that
+    // stays allocated and mapped for the hypervisor's whole run; it is only accessed through
+    // atomics.
+    Some(unsafe { &*(at as *const PerCpu) })
 }
 
 const _: () = {
@@ -66,6 +106,9 @@ impl PerCpu {
             hv_slot_entry: AtomicU64::new(0),
             guest_slot_entry: AtomicU64::new(0),
             ticked: AtomicBool::new(false),
+            apic_id: AtomicU32::new(0),
+            armed: AtomicU64::new(u64::MAX),
+            requests: AtomicU32::new(0),
         }
     }
 

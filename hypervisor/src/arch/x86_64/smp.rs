@@ -7,8 +7,8 @@
 //! stacks, `PerCpu` page; the stubs shared), its own hypervisor root (the boot CPU's with its
 //! own slot 257, `paging::ap_root`) and its own hypervisor stack. It goes 16 → 32 → 64-bit in
 //! the trampoline, switches to its root, loads its GDT, TSS and IDT, turns on the same
-//! protections as the boot CPU and its local APIC, says it is online, and parks: interrupts
-//! off, `hlt` forever. Nothing is scheduled on it yet and no IPI reaches it but NMI and INIT.
+//! protections as the boot CPU and its local APIC, says it is online, and enters the
+//! scheduler's idle loop (`guest::ap_run`): from then on it runs vCPUs like the boot CPU.
 //!
 //! APs are started one at a time: the trampoline's parameter block and its temporary page
 //! tables serve one AP, and the next is only woken once the previous one runs on its own root.
@@ -203,6 +203,11 @@ static CALLED_IN: AtomicU64 = AtomicU64::new(0);
 /// How many CPUs are online.
 pub fn online_count() -> u32 {
     ONLINE.load(Ordering::SeqCst).count_ones()
+}
+
+/// The online CPUs, a bit per index.
+pub fn online_mask() -> u64 {
+    ONLINE.load(Ordering::SeqCst)
 }
 
 /// The highest online CPU index.
@@ -423,13 +428,14 @@ extern "C" fn ap_main(index: u64) -> ! {
     super::enable_syscall(entry::syscall_entry());
     apic::init_ap();
     debug_assert_eq!(super::percpu::this().index() as u64, index);
-    if super::percpu::this().index() as u64 == index {
-        ONLINE.fetch_or(1 << index, Ordering::SeqCst);
+    if super::percpu::this().index() as u64 != index {
+        park()
     }
-    park()
+    ONLINE.fetch_or(1 << index, Ordering::SeqCst);
+    crate::guest::ap_run()
 }
 
-/// Where an AP stays until there is work for it (later: its idle vCPU and the scheduler).
+/// Where an AP that found itself confused stays: interrupts off, halted.
 fn park() -> ! {
     loop {
         x86_64::instructions::interrupts::disable();

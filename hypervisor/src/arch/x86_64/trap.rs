@@ -152,6 +152,7 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == u64::from(APIC_TIMER_VECTOR) => super::apic::timer_interrupt(),
         v if v == u64::from(SPURIOUS_VECTOR) => {}
         v if v == u64::from(COM1_VECTOR) => super::apic::end_of_interrupt(),
+        v if v == u64::from(super::ipi::IPI_VECTOR) => super::ipi::interrupt(),
         2 => log::warn!(target: "trap", "NMI received at rip {:#x}; continuing", frame.rip),
         0..=31 => fatal_exception(frame),
         v => {
