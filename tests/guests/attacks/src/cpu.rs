@@ -303,11 +303,13 @@ fn same_selector(a: u16, b: u16) -> bool {
     a == b || (a & !3 == 0 && b & !3 == 0)
 }
 
-/// Yields until `d` has run (it crashes on its first instruction), at most a few times.
+/// Yields until `d` has run (it crashes on its first instruction), a bounded number of times.
 fn yield_to(d: &Scratch) -> bool {
-    /// Yields before giving up: one is enough for the credit scheduler (a yield puts the
-    /// caller behind every runnable vCPU); the rest cover a decision already made.
-    const TRIES: usize = 4;
+    /// Yields before giving up. On one pCPU one is enough for the credit scheduler (a yield
+    /// puts the caller behind every runnable vCPU). On several, `d` may run on another pCPU
+    /// instead, which takes the world lock after this one's yields: then the check is only
+    /// that DS/ES survive the yield, and the switch on one pCPU is the `-smp 1` run's.
+    const TRIES: usize = 2000;
     for _ in 0..TRIES {
         let _ = calls::sched_yield();
         if hv::domain_info(d.id).is_ok_and(|i| i.flags & XEN_DOMINF_SHUTDOWN != 0) {
