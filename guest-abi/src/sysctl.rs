@@ -16,6 +16,7 @@
 //! | [`XEN_SYSCTL_SCHED_ID`] | [`SysctlSchedId`] (OUT) | the scheduler: [`XEN_SCHEDULER_CREDIT`](crate::domctl::XEN_SCHEDULER_CREDIT) |
 //! | [`XEN_SYSCTL_GETDOMAININFOLIST`] | [`SysctlGetdomaininfolist`] | information about every domain (`xl list`) |
 //! | [`XEN_SYSCTL_PAGE_OFFLINE_OP`] | [`SysctlPageOfflineOp`] | takes machine frames out of use, brings them back, reports (`xen-hptool mem-*`) |
+//! | [`XEN_SYSCTL_CPU_HOTPLUG`] | [`SysctlCpuHotplug`] (IN) | `EOPNOTSUPP`: CPUs are not taken offline yet (`xen-hptool cpu-*`) |
 //! | [`XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO`] | [`SysctlXeniaMemOfflineInfo`] (OUT) | Xenia: how many frames are offlined or pending (`xl info`) |
 
 use crate::domctl::{PayloadBytes, impl_payload};
@@ -49,7 +50,8 @@ pub const XEN_SYSCTL_GETCPUINFO: u32 = 8;
 pub const XEN_SYSCTL_AVAILHEAP: u32 = 9;
 /// Power-management statistics.
 pub const XEN_SYSCTL_GET_PMSTAT: u32 = 10;
-/// CPU hotplug.
+/// CPU hotplug ([`SysctlCpuHotplug`]). Xenia does not take CPUs offline yet: the call
+/// answers `EOPNOTSUPP` (dom0), `EPERM` (any other domain).
 pub const XEN_SYSCTL_CPU_HOTPLUG: u32 = 11;
 /// Power-management control.
 pub const XEN_SYSCTL_PM_OP: u32 = 12;
@@ -383,16 +385,16 @@ pub const PAGE_OFFLINE_MAX_FRAMES: u32 = 4096;
 /// bits are the `PG_OFFLINE_*` result, bits 16–31 the owner's domain id where one is
 /// reported.
 ///
-/// - [`SYSCTL_PAGE_OFFLINE`]: a free frame is taken out at once
+/// - [`SYSCTL_PAGE_OFFLINE`] — a free frame is taken out at once
 ///   ([`PG_OFFLINE_OFFLINED`]) and the allocator never hands it out again; a frame a domain
 ///   owns is marked ([`PG_OFFLINE_PENDING`] `|` [`PG_OFFLINE_OWNED`] `|` owner) and is taken
 ///   out when the domain frees it (`XENMEM_decrease_reservation`, its destruction); the
 ///   hypervisor's own frames are refused ([`PG_OFFLINE_FAILED`] `|` [`PG_OFFLINE_XENPAGE`]
 ///   `|` `DOMID_XEN` as owner) with `EPERM`. Offlining an offlined or pending frame again
 ///   answers the same state.
-/// - [`SYSCTL_PAGE_ONLINE`]: an offlined frame goes back to the allocator, a pending offline
+/// - [`SYSCTL_PAGE_ONLINE`] — an offlined frame goes back to the allocator, a pending offline
 ///   is cancelled ([`PG_ONLINE_ONLINED`] both); a frame online answers 0.
-/// - [`SYSCTL_QUERY_PAGE_OFFLINE`]: [`PG_OFFLINE_STATUS_OFFLINED`],
+/// - [`SYSCTL_QUERY_PAGE_OFFLINE`] — [`PG_OFFLINE_STATUS_OFFLINED`],
 ///   [`PG_OFFLINE_STATUS_OFFLINE_PENDING`], or 0 for a frame in use normally.
 ///
 /// Errors: `EINVAL` for `end < start`, a range of more than [`PAGE_OFFLINE_MAX_FRAMES`], an
@@ -421,6 +423,23 @@ impl_payload!(SysctlPageOfflineOp {
     _pad,
     status,
 });
+
+/// [`SysctlCpuHotplug::op`]: bring the CPU online (Xen's `XEN_SYSCTL_CPU_HOTPLUG_ONLINE`).
+pub const XEN_SYSCTL_CPU_HOTPLUG_ONLINE: u32 = 0;
+/// [`SysctlCpuHotplug::op`]: take the CPU offline (Xen's `XEN_SYSCTL_CPU_HOTPLUG_OFFLINE`).
+pub const XEN_SYSCTL_CPU_HOTPLUG_OFFLINE: u32 = 1;
+
+/// Argument of [`XEN_SYSCTL_CPU_HOTPLUG`] (Xen's `struct xen_sysctl_cpu_hotplug`, 8 bytes).
+/// All IN.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlCpuHotplug {
+    /// The CPU's index, as `xl info` and `xl vcpu-list` number them.
+    pub cpu: u32,
+    /// [`XEN_SYSCTL_CPU_HOTPLUG_ONLINE`] or [`XEN_SYSCTL_CPU_HOTPLUG_OFFLINE`].
+    pub op: u32,
+}
+impl_payload!(SysctlCpuHotplug { cpu, op });
 
 /// Xenia: how many frames are offlined and how many wait to be (dom0 only). Argument:
 /// [`SysctlXeniaMemOfflineInfo`]. Xen's `physinfo` has no such count; `xl info` shows it
@@ -498,6 +517,8 @@ mod tests {
             (PG_OFFLINE_BROKEN, 0x2000),
             (PG_ONLINE_BROKEN, 0x2000),
             (PG_OFFLINE_OWNER_SHIFT, 16),
+            (XEN_SYSCTL_CPU_HOTPLUG_ONLINE, 0),
+            (XEN_SYSCTL_CPU_HOTPLUG_OFFLINE, 1),
         ];
         for (ours, theirs) in xen {
             assert_eq!(ours, theirs);
@@ -543,6 +564,7 @@ mod tests {
             status: 16,
         });
         assert_layout!(SysctlXeniaMemOfflineInfo, 16, 8, { offlined: 0, pending: 8 });
+        assert_layout!(SysctlCpuHotplug, 8, 4, { cpu: 0, op: 4 });
         assert_layout!(SysctlGetdomaininfolist, 24, 8, {
             first_domain: 0,
             max_domains: 4,

@@ -188,7 +188,6 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
     Ok(Ret::Value(0))
 }
 
-
 /// `XEN_DOMCTL_createdomain`: a new, paused, empty domain; returns its id.
 fn create(
     _: &Privileged,
@@ -537,6 +536,9 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             // Nothing is written back: Xen copies only the status array.
             return page_offline(&space, &p).map(|()| Ret::Value(0));
         }
+        // CPU offlining is not built yet: say so with Xen's answer for a build without it,
+        // rather than `ENOSYS` (which would claim the sysctl itself is unknown).
+        sc::XEN_SYSCTL_CPU_HOTPLUG => return Err(Errno::EOPNOTSUPP),
         sc::XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO => {
             let (offlined, pending) = ft::offline_counts();
             op.set_payload(&sc::SysctlXeniaMemOfflineInfo { offlined, pending });

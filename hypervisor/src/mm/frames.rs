@@ -190,9 +190,12 @@ pub fn track(frames: u64) {
         Some(Bits(v))
     };
     let mut blocks: Vec<(usize, usize)> = Vec::new();
-    let (Some(free), Some(offline), Some(withheld), Ok(())) =
-        (bits(), bits(), bits(), blocks.try_reserve_exact(TRACK_BLOCKS))
-    else {
+    let (Some(free), Some(offline), Some(withheld), Ok(())) = (
+        bits(),
+        bits(),
+        bits(),
+        blocks.try_reserve_exact(TRACK_BLOCKS),
+    ) else {
         log::warn!(target: "mm", "no memory for the offlining bits: memory offlining disabled");
         return;
     };
@@ -390,7 +393,11 @@ mod tests {
             assert_ne!(m, victim, "offline frame handed out");
             got.push(m);
         }
-        assert_eq!(got.len() as u64, free, "every other frame still allocatable");
+        assert_eq!(
+            got.len() as u64,
+            free,
+            "every other frame still allocatable"
+        );
         assert_eq!(free_count(), 0);
         for &m in &got {
             free_contiguous(m, 1);
@@ -409,6 +416,10 @@ mod tests {
         assert_eq!(offline(held), Some(Found::Free), "withheld counts as out");
         online(held);
         assert_eq!(free_count(), before);
-        assert_eq!(alloc_contiguous(512).map(|m| m.0), Some(0x200), "all merged again");
+        assert_eq!(
+            alloc_contiguous(512).map(|m| m.0),
+            Some(0x200),
+            "all merged again"
+        );
     }
 }

@@ -542,11 +542,14 @@ impl FrameTable {
     ///
     /// Already offlined or pending: the same answer again, nothing changes.
     pub fn offline(&mut self, mfn: Mfn, free: bool) -> Result<u32, (Errno, u32)> {
-        let xen_page =
-            sc::PG_OFFLINE_FAILED | sc::PG_OFFLINE_XENPAGE | u32::from(DOMID_XEN) << sc::PG_OFFLINE_OWNER_SHIFT;
+        let xen_page = sc::PG_OFFLINE_FAILED
+            | sc::PG_OFFLINE_XENPAGE
+            | u32::from(DOMID_XEN) << sc::PG_OFFLINE_OWNER_SHIFT;
         let f = self.frame_mut(mfn).ok_or((Errno::EINVAL, 0))?;
         let pending = |d: DomId| {
-            sc::PG_OFFLINE_PENDING | sc::PG_OFFLINE_OWNED | u32::from(d) << sc::PG_OFFLINE_OWNER_SHIFT
+            sc::PG_OFFLINE_PENDING
+                | sc::PG_OFFLINE_OWNED
+                | u32::from(d) << sc::PG_OFFLINE_OWNER_SHIFT
         };
         match (f.offline, f.owner) {
             (Offline::Offlined, _) => Ok(sc::PG_OFFLINE_OFFLINED),
@@ -594,11 +597,13 @@ impl FrameTable {
 
     /// Frames offlined and frames pending, in that order.
     pub fn offline_counts(&self) -> (u64, u64) {
-        self.frames.iter().fold((0, 0), |(off, pend), f| match f.offline {
-            Offline::Online => (off, pend),
-            Offline::Pending => (off, pend + 1),
-            Offline::Offlined => (off + 1, pend),
-        })
+        self.frames
+            .iter()
+            .fold((0, 0), |(off, pend), f| match f.offline {
+                Offline::Online => (off, pend),
+                Offline::Pending => (off, pend + 1),
+                Offline::Offlined => (off + 1, pend),
+            })
     }
 
     // ---- Counting primitives. Callers above them keep ref_count >= type_count. ----
@@ -1313,7 +1318,10 @@ impl FrameTable {
         for (i, f) in self.frames.iter().enumerate() {
             let mfn = i as u64;
             if f.offline == Offline::Pending && !matches!(f.owner, Owner::Domain(_)) {
-                report(format!("frame {mfn:#x} is pending offline but {:?}", f.owner));
+                report(format!(
+                    "frame {mfn:#x} is pending offline but {:?}",
+                    f.owner
+                ));
             }
             if f.offline == Offline::Offlined && matches!(f.owner, Owner::Domain(_)) {
                 report(format!("frame {mfn:#x} is offlined but {:?}'s", f.owner));
