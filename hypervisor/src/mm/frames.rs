@@ -50,7 +50,7 @@ impl Bits {
     fn any(&self, from: usize, to: usize) -> bool {
         let mut i = from;
         while i < to {
-            if i % 64 == 0 && to - i >= 64 {
+            if i.is_multiple_of(64) && to - i >= 64 {
                 if self.0.get(i / 64).is_some_and(|&w| w != 0) {
                     return true;
                 }
