@@ -40,7 +40,7 @@ use guest_abi::hypercall::{
 };
 use guest_abi::memory::{
     XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION,
-    XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP,
+    XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP, XENMEM_XENIA_CHECK_FRAME_TABLE,
 };
 use guest_abi::sched::SCHEDOP_REMOTE_SHUTDOWN;
 use guest_abi::types::DOMID_SELF;
@@ -252,7 +252,7 @@ pub fn is_foreign(dom: u64) -> bool {
 
 /// The privcmd policy for `call`: control operations pass; `memory_op` reservation changes,
 /// `mmuext_op` and `alloc_unbound` only on another domain's behalf; the read-only queries
-/// pass; `sched_op` only as `remote_shutdown` (the hypervisor refuses dom0 as its target);
+/// (and Xenia's frame-table check) pass; `sched_op` only as `remote_shutdown` (the hypervisor refuses dom0 as its target);
 /// `console_io` only to write. Everything else could change dom0's own page tables, memory
 /// or event channels under its kernel, and is refused.
 pub fn privcmd_policy(call: &PrivcmdHypercall) -> Policy {
@@ -266,7 +266,10 @@ pub fn privcmd_policy(call: &PrivcmdHypercall) -> Policy {
                 // `struct xen_memory_reservation`: domid at byte 24.
                 Policy::IfForeignAt(a[1].wrapping_add(24))
             }
-            XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => Policy::Allow,
+            // Queries; the frame-table check only reads (and logs) the table.
+            XENMEM_CURRENT_RESERVATION
+            | XENMEM_MAXIMUM_RESERVATION
+            | XENMEM_XENIA_CHECK_FRAME_TABLE => Policy::Allow,
             _ => Policy::Deny,
         },
         HYPERVISOR_MMUEXT_OP => allow(is_foreign(a[3] & 0xffff)),
@@ -389,6 +392,11 @@ mod tests {
             Policy::Allow
         );
         assert_eq!(call(HYPERVISOR_MEMORY_OP, [12, 0, 0, 0, 0]), Policy::Deny);
+        let check = u64::from(XENMEM_XENIA_CHECK_FRAME_TABLE);
+        assert_eq!(
+            call(HYPERVISOR_MEMORY_OP, [check, 0, 0, 0, 0]),
+            Policy::Allow
+        );
         // Event channels: alloc_unbound for another domain, status; not bind or close.
         let alloc = u64::from(EVTCHNOP_ALLOC_UNBOUND);
         assert_eq!(

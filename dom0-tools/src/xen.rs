@@ -99,6 +99,51 @@ impl<R: Raw> Xen<R> {
         Ok(all)
     }
 
+    /// `page_offline_op` `cmd` (`SYSCTL_PAGE_OFFLINE`, `_ONLINE`, `SYSCTL_QUERY_PAGE_OFFLINE`)
+    /// on frame `mfn`: the hypervisor's answer and the status word it wrote
+    /// (`PG_OFFLINE_INVALID` if it wrote none), which the tools read even after an error.
+    pub fn page_offline(&mut self, cmd: u32, mfn: u32) -> (Result<(), Errno>, u32) {
+        let mut status = [guest_abi::sysctl::PG_OFFLINE_INVALID];
+        let arg = guest_abi::sysctl::SysctlPageOfflineOp {
+            cmd,
+            start: mfn,
+            end: mfn,
+            status: status.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        let mut op = XenSysctl::new(guest_abi::sysctl::XEN_SYSCTL_PAGE_OFFLINE_OP, &arg);
+        let r = self.sysctl(&mut op);
+        // The hypervisor wrote `status` through the address the call took (as `readconsole`
+        // writes its buffer).
+        (r, core::hint::black_box(&mut status)[0])
+    }
+
+    /// `XEN_SYSCTL_cpu_hotplug`: CPU `cpu` online (`online`) or offline.
+    pub fn cpu_hotplug(&mut self, cpu: u32, online: bool) -> Result<(), Errno> {
+        use guest_abi::sysctl::{
+            SysctlCpuHotplug, XEN_SYSCTL_CPU_HOTPLUG, XEN_SYSCTL_CPU_HOTPLUG_OFFLINE,
+            XEN_SYSCTL_CPU_HOTPLUG_ONLINE,
+        };
+        let op = if online {
+            XEN_SYSCTL_CPU_HOTPLUG_ONLINE
+        } else {
+            XEN_SYSCTL_CPU_HOTPLUG_OFFLINE
+        };
+        let mut op = XenSysctl::new(XEN_SYSCTL_CPU_HOTPLUG, &SysctlCpuHotplug { cpu, op });
+        self.sysctl(&mut op)
+    }
+
+    /// Frames offlined and frames pending (Xenia's `XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO`).
+    pub fn mem_offline_info(&mut self) -> Result<(u64, u64), Errno> {
+        let mut op = XenSysctl::new(
+            guest_abi::sysctl::XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO,
+            &guest_abi::sysctl::SysctlXeniaMemOfflineInfo::default(),
+        );
+        self.sysctl(&mut op)?;
+        let i: guest_abi::sysctl::SysctlXeniaMemOfflineInfo = op.payload();
+        Ok((i.offlined, i.pending))
+    }
+
     /// `physinfo`.
     pub fn physinfo(&mut self) -> Result<SysctlPhysinfo, Errno> {
         let mut op = control::physinfo();
@@ -296,7 +341,7 @@ impl<R: Raw> Hypervisor for Xen<R> {
 mod tests {
     use super::*;
     use guest_abi::domctl::{Payload, XEN_DOMCTL_GETDOMAININFO, XEN_DOMINF_BLOCKED};
-    use guest_abi::sysctl::{XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_PHYSINFO};
+    use guest_abi::sysctl::{self as sc, XEN_SYSCTL_GETDOMAININFOLIST, XEN_SYSCTL_PHYSINFO};
 
     /// A hypervisor with `n` domains that answers the list and info
     /// queries and records every call.
@@ -306,6 +351,8 @@ mod tests {
         /// Payloads seen, copied out of the callers' structures.
         remote: Vec<SchedRemoteShutdown>,
         domctl_cmds: Vec<(u32, DomId)>,
+        offline_ops: Vec<sc::SysctlPageOfflineOp>,
+        hotplug: Vec<sc::SysctlCpuHotplug>,
     }
 
     impl Raw for Fake {
@@ -365,6 +412,36 @@ mod tests {
                             free_pages: 1000,
                             ..Default::default()
                         }),
+                        sc::XEN_SYSCTL_PAGE_OFFLINE_OP => {
+                            let p: sc::SysctlPageOfflineOp = s.payload();
+                            self.offline_ops.push(p);
+                            // Frame 0x10 is the hypervisor's: refused, with a status.
+                            let (status, result) = if p.start == 0x10 {
+                                (
+                                    sc::PG_OFFLINE_FAILED | sc::PG_OFFLINE_XENPAGE,
+                                    Err(Errno::EPERM),
+                                )
+                            } else if p.start > 0xFFFF {
+                                // Beyond the machine: no status written.
+                                return Err(Errno::EINVAL);
+                            } else {
+                                (sc::PG_OFFLINE_OFFLINED, Ok(0))
+                            };
+                            // SAFETY: `page_offline` passes one live, borrowed u32.
+                            unsafe { *(p.status as *mut u32) = status };
+                            return result;
+                        }
+                        sc::XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO => {
+                            s.set_payload(&sc::SysctlXeniaMemOfflineInfo {
+                                offlined: 3,
+                                pending: 1,
+                            })
+                        }
+                        sc::XEN_SYSCTL_CPU_HOTPLUG => {
+                            let c: sc::SysctlCpuHotplug = s.payload();
+                            self.hotplug.push(c);
+                            return Err(Errno::EOPNOTSUPP);
+                        }
                         _ => return Err(Errno::ENOSYS),
                     }
                     Ok(0)
@@ -409,7 +486,52 @@ mod tests {
             calls: vec![],
             remote: vec![],
             domctl_cmds: vec![],
+            offline_ops: vec![],
+            hotplug: vec![],
         })
+    }
+
+    #[test]
+    fn page_offline_one_frame_and_its_status() {
+        let mut x = xen(1);
+        assert_eq!(
+            x.page_offline(sc::SYSCTL_PAGE_OFFLINE, 0x1234),
+            (Ok(()), sc::PG_OFFLINE_OFFLINED)
+        );
+        let op = x.raw.offline_ops[0];
+        assert_eq!(
+            (op.cmd, op.start, op.end),
+            (sc::SYSCTL_PAGE_OFFLINE, 0x1234, 0x1234),
+            "one frame, start = end"
+        );
+        // A refusal still carries the status the hypervisor wrote.
+        assert_eq!(
+            x.page_offline(sc::SYSCTL_PAGE_OFFLINE, 0x10),
+            (
+                Err(Errno::EPERM),
+                sc::PG_OFFLINE_FAILED | sc::PG_OFFLINE_XENPAGE
+            )
+        );
+        // None written: the tools see PG_OFFLINE_INVALID.
+        assert_eq!(
+            x.page_offline(sc::SYSCTL_QUERY_PAGE_OFFLINE, 0x10_0000),
+            (Err(Errno::EINVAL), sc::PG_OFFLINE_INVALID)
+        );
+        assert_eq!(x.mem_offline_info(), Ok((3, 1)));
+    }
+
+    #[test]
+    fn cpu_hotplug_encodes_xens_ops() {
+        let mut x = xen(1);
+        assert_eq!(x.cpu_hotplug(3, false), Err(Errno::EOPNOTSUPP));
+        assert_eq!(x.cpu_hotplug(2, true), Err(Errno::EOPNOTSUPP));
+        assert_eq!(
+            x.raw.hotplug,
+            [
+                sc::SysctlCpuHotplug { cpu: 3, op: 1 },
+                sc::SysctlCpuHotplug { cpu: 2, op: 0 }
+            ]
+        );
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! | [`XEN_SYSCTL_PHYSINFO`] | [`SysctlPhysinfo`] (OUT) | CPUs and memory (`xl info`) |
 //! | [`XEN_SYSCTL_SCHED_ID`] | [`SysctlSchedId`] (OUT) | the scheduler: [`XEN_SCHEDULER_CREDIT`](crate::domctl::XEN_SCHEDULER_CREDIT) |
 //! | [`XEN_SYSCTL_GETDOMAININFOLIST`] | [`SysctlGetdomaininfolist`] | information about every domain (`xl list`) |
+//! | [`XEN_SYSCTL_PAGE_OFFLINE_OP`] | [`SysctlPageOfflineOp`] | takes machine frames out of use, brings them back, reports (`xen-hptool mem-*`) |
+//! | [`XEN_SYSCTL_CPU_HOTPLUG`] | [`SysctlCpuHotplug`] (IN) | `EOPNOTSUPP`: CPUs are not taken offline yet (`xen-hptool cpu-*`) |
+//! | [`XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO`] | [`SysctlXeniaMemOfflineInfo`] (OUT) | Xenia: how many frames are offlined or pending (`xl info`) |
 
 use crate::domctl::{PayloadBytes, impl_payload};
 use crate::types::DomId;
@@ -47,11 +50,12 @@ pub const XEN_SYSCTL_GETCPUINFO: u32 = 8;
 pub const XEN_SYSCTL_AVAILHEAP: u32 = 9;
 /// Power-management statistics.
 pub const XEN_SYSCTL_GET_PMSTAT: u32 = 10;
-/// CPU hotplug.
+/// CPU hotplug ([`SysctlCpuHotplug`]). Xenia does not take CPUs offline yet: the call
+/// answers `EOPNOTSUPP` (dom0), `EPERM` (any other domain).
 pub const XEN_SYSCTL_CPU_HOTPLUG: u32 = 11;
 /// Power-management control.
 pub const XEN_SYSCTL_PM_OP: u32 = 12;
-/// Page offlining.
+/// Page offlining ([`SysctlPageOfflineOp`]).
 pub const XEN_SYSCTL_PAGE_OFFLINE_OP: u32 = 14;
 /// Lock profiling.
 pub const XEN_SYSCTL_LOCKPROF_OP: u32 = 15;
@@ -309,6 +313,150 @@ impl_payload!(SysctlXeniaHeapInfo {
     limit,
 });
 
+/// [`SysctlPageOfflineOp::cmd`]: take the frames out of use (Xen's `sysctl_page_offline`).
+pub const SYSCTL_PAGE_OFFLINE: u32 = 1;
+/// [`SysctlPageOfflineOp::cmd`]: bring offlined frames back, or cancel a pending offline
+/// (Xen's `sysctl_page_online`).
+pub const SYSCTL_PAGE_ONLINE: u32 = 2;
+/// [`SysctlPageOfflineOp::cmd`]: report each frame's state (Xen's
+/// `sysctl_query_page_offline`).
+pub const SYSCTL_QUERY_PAGE_OFFLINE: u32 = 3;
+
+/// Status word, offline/online results: the low byte (Xen's `PG_OFFLINE_STATUS_MASK`).
+pub const PG_OFFLINE_STATUS_MASK: u32 = 0xFF;
+/// Status word: not handled (what every entry holds before the hypervisor reaches it; the
+/// entries after the one that failed keep it).
+pub const PG_OFFLINE_INVALID: u32 = 1 << 0;
+/// Offline result: the frame is out of use, for good until onlined.
+pub const PG_OFFLINE_OFFLINED: u32 = 1 << 1;
+/// Offline result: the frame is in use (by [`PG_OFFLINE_OWNED`] domain); it leaves when
+/// its owner frees it.
+pub const PG_OFFLINE_PENDING: u32 = 1 << 2;
+/// Offline result: refused (the reason in the bits above the low byte).
+pub const PG_OFFLINE_FAILED: u32 = 1 << 3;
+/// Offline result: try again (Xen: a broken frame still owned). Xenia never answers it.
+pub const PG_OFFLINE_AGAIN: u32 = 1 << 4;
+/// Online result: refused.
+pub const PG_ONLINE_FAILED: u32 = PG_OFFLINE_FAILED;
+/// Online result: the frame is back in the allocator, or its pending offline cancelled.
+pub const PG_ONLINE_ONLINED: u32 = PG_OFFLINE_OFFLINED;
+/// Query result: the frame is offlined.
+pub const PG_OFFLINE_STATUS_OFFLINED: u32 = 1 << 1;
+/// Query result: online (Xen defines it but its query never sets it; neither does Xenia's:
+/// a frame online answers 0).
+pub const PG_OFFLINE_STATUS_ONLINE: u32 = 1 << 2;
+/// Query result: offline requested, waiting for the owner to free the frame.
+pub const PG_OFFLINE_STATUS_OFFLINE_PENDING: u32 = 1 << 3;
+/// Query result: marked broken by machine-check handling (never, under Xenia).
+pub const PG_OFFLINE_STATUS_BROKEN: u32 = 1 << 4;
+/// Status word: the reason bits (Xen's `PG_OFFLINE_MISC_MASK`).
+pub const PG_OFFLINE_MISC_MASK: u32 = 0xFF << 4;
+/// Reason: the hypervisor's own frame (its heap, its page tables, the M2P table, a guest
+/// root, a frame it holds to write on a domain's behalf such as `shared_info`), or a frame
+/// the allocator never had (the image, the modules). With [`PG_OFFLINE_FAILED`].
+pub const PG_OFFLINE_XENPAGE: u32 = 1 << 8;
+/// Reason: dom0's frame (Xen defines it; Xenia treats dom0 as any owner and never sets it).
+pub const PG_OFFLINE_DOM0PAGE: u32 = 1 << 9;
+/// Reason: in use but owned by no one (Xen; never under Xenia).
+pub const PG_OFFLINE_ANONYMOUS: u32 = 1 << 10;
+/// Reason: not conventional RAM (Xen; Xenia reports frames the allocator never had as
+/// [`PG_OFFLINE_XENPAGE`]).
+pub const PG_OFFLINE_NOT_CONV_RAM: u32 = 1 << 11;
+/// Reason: owned by a domain, whose id is in the bits from [`PG_OFFLINE_OWNER_SHIFT`]. With
+/// [`PG_OFFLINE_PENDING`].
+pub const PG_OFFLINE_OWNED: u32 = 1 << 12;
+/// The frame is broken (never under Xenia).
+pub const PG_OFFLINE_BROKEN: u32 = 1 << 13;
+/// Online result: broken (never under Xenia).
+pub const PG_ONLINE_BROKEN: u32 = PG_OFFLINE_BROKEN;
+/// Status word: the owner's domain id is in bits 16–31 (`DOMID_XEN` for the hypervisor).
+pub const PG_OFFLINE_OWNER_SHIFT: u32 = 16;
+
+/// The most frames one [`XEN_SYSCTL_PAGE_OFFLINE_OP`] covers (`end - start + 1`); a larger
+/// range is `EINVAL` (Xenia's bound: Xen has none, and allocates the status array whole).
+/// The tools split larger ranges.
+pub const PAGE_OFFLINE_MAX_FRAMES: u32 = 4096;
+
+/// Argument of [`XEN_SYSCTL_PAGE_OFFLINE_OP`] (Xen's `struct xen_sysctl_page_offline_op`,
+/// 24 bytes).
+///
+/// For each machine frame `start..=end`, in order, the command (`SYSCTL_*`) is applied and
+/// a status word written to `status[mfn - start]` (a `u32` array in the caller): the low
+/// bits are the `PG_OFFLINE_*` result, bits 16–31 the owner's domain id where one is
+/// reported.
+///
+/// - [`SYSCTL_PAGE_OFFLINE`] — a free frame is taken out at once
+///   ([`PG_OFFLINE_OFFLINED`]) and the allocator never hands it out again; a frame a domain
+///   owns is marked ([`PG_OFFLINE_PENDING`] `|` [`PG_OFFLINE_OWNED`] `|` owner) and is taken
+///   out when the domain frees it (`XENMEM_decrease_reservation`, its destruction); the
+///   hypervisor's own frames are refused ([`PG_OFFLINE_FAILED`] `|` [`PG_OFFLINE_XENPAGE`]
+///   `|` `DOMID_XEN` as owner) with `EPERM`. Offlining an offlined or pending frame again
+///   answers the same state.
+/// - [`SYSCTL_PAGE_ONLINE`] — an offlined frame goes back to the allocator, a pending offline
+///   is cancelled ([`PG_ONLINE_ONLINED`] both); a frame online answers 0.
+/// - [`SYSCTL_QUERY_PAGE_OFFLINE`] — [`PG_OFFLINE_STATUS_OFFLINED`],
+///   [`PG_OFFLINE_STATUS_OFFLINE_PENDING`], or 0 for a frame in use normally.
+///
+/// Errors: `EINVAL` for `end < start`, a range of more than [`PAGE_OFFLINE_MAX_FRAMES`], an
+/// unknown `cmd`, or a frame beyond the machine's last (processing stops there: that frame's
+/// status and those after it stay [`PG_OFFLINE_INVALID`]); `EPERM` when a frame is refused
+/// (processing stops after writing its status); `EFAULT` if `status` cannot be written. The
+/// status array is written in every case but `EFAULT`, as Xen does, for every entry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlPageOfflineOp {
+    /// IN: `SYSCTL_PAGE_OFFLINE`, `SYSCTL_PAGE_ONLINE` or `SYSCTL_QUERY_PAGE_OFFLINE`.
+    pub cmd: u32,
+    /// IN: first machine frame number.
+    pub start: u32,
+    /// IN: last machine frame number (inclusive).
+    pub end: u32,
+    /// Padding (Xen's handle is 8-byte aligned).
+    pub _pad: u32,
+    /// IN: virtual address, in the caller, of `end - start + 1` status words (OUT).
+    pub status: u64,
+}
+impl_payload!(SysctlPageOfflineOp {
+    cmd,
+    start,
+    end,
+    _pad,
+    status,
+});
+
+/// [`SysctlCpuHotplug::op`]: bring the CPU online (Xen's `XEN_SYSCTL_CPU_HOTPLUG_ONLINE`).
+pub const XEN_SYSCTL_CPU_HOTPLUG_ONLINE: u32 = 0;
+/// [`SysctlCpuHotplug::op`]: take the CPU offline (Xen's `XEN_SYSCTL_CPU_HOTPLUG_OFFLINE`).
+pub const XEN_SYSCTL_CPU_HOTPLUG_OFFLINE: u32 = 1;
+
+/// Argument of [`XEN_SYSCTL_CPU_HOTPLUG`] (Xen's `struct xen_sysctl_cpu_hotplug`, 8 bytes).
+/// All IN.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlCpuHotplug {
+    /// The CPU's index, as `xl info` and `xl vcpu-list` number them.
+    pub cpu: u32,
+    /// [`XEN_SYSCTL_CPU_HOTPLUG_ONLINE`] or [`XEN_SYSCTL_CPU_HOTPLUG_OFFLINE`].
+    pub op: u32,
+}
+impl_payload!(SysctlCpuHotplug { cpu, op });
+
+/// Xenia: how many frames are offlined and how many wait to be (dom0 only). Argument:
+/// [`SysctlXeniaMemOfflineInfo`]. Xen's `physinfo` has no such count; `xl info` shows it
+/// in a Xenia line of its own.
+pub const XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO: u32 = 0x5801;
+
+/// Argument of [`XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO`] (16 bytes). All OUT.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlXeniaMemOfflineInfo {
+    /// Frames offlined (out of the allocator, or to be skipped by it).
+    pub offlined: u64,
+    /// Frames still owned by a domain whose offline is pending.
+    pub pending: u64,
+}
+impl_payload!(SysctlXeniaMemOfflineInfo { offlined, pending });
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,6 +493,32 @@ mod tests {
             (XEN_SYSCTL_PHYSCAP_VPMU, 128),
             (XEN_SYSCTL_PHYSCAP_GNTTAB_V1, 256),
             (XEN_SYSCTL_PHYSCAP_GNTTAB_V2, 512),
+            (SYSCTL_PAGE_OFFLINE, 1),
+            (SYSCTL_PAGE_ONLINE, 2),
+            (SYSCTL_QUERY_PAGE_OFFLINE, 3),
+            (PG_OFFLINE_STATUS_MASK, 0xFF),
+            (PG_OFFLINE_INVALID, 0x1),
+            (PG_OFFLINE_OFFLINED, 0x2),
+            (PG_OFFLINE_PENDING, 0x4),
+            (PG_OFFLINE_FAILED, 0x8),
+            (PG_OFFLINE_AGAIN, 0x10),
+            (PG_ONLINE_FAILED, 0x8),
+            (PG_ONLINE_ONLINED, 0x2),
+            (PG_OFFLINE_STATUS_OFFLINED, 0x2),
+            (PG_OFFLINE_STATUS_ONLINE, 0x4),
+            (PG_OFFLINE_STATUS_OFFLINE_PENDING, 0x8),
+            (PG_OFFLINE_STATUS_BROKEN, 0x10),
+            (PG_OFFLINE_MISC_MASK, 0xFF0),
+            (PG_OFFLINE_XENPAGE, 0x100),
+            (PG_OFFLINE_DOM0PAGE, 0x200),
+            (PG_OFFLINE_ANONYMOUS, 0x400),
+            (PG_OFFLINE_NOT_CONV_RAM, 0x800),
+            (PG_OFFLINE_OWNED, 0x1000),
+            (PG_OFFLINE_BROKEN, 0x2000),
+            (PG_ONLINE_BROKEN, 0x2000),
+            (PG_OFFLINE_OWNER_SHIFT, 16),
+            (XEN_SYSCTL_CPU_HOTPLUG_ONLINE, 0),
+            (XEN_SYSCTL_CPU_HOTPLUG_OFFLINE, 1),
         ];
         for (ours, theirs) in xen {
             assert_eq!(ours, theirs);
@@ -383,6 +557,14 @@ mod tests {
             hw_cap: 80,
         });
         assert_layout!(SysctlSchedId, 4, 4, { sched_id: 0 });
+        assert_layout!(SysctlPageOfflineOp, 24, 8, {
+            cmd: 0,
+            start: 4,
+            end: 8,
+            status: 16,
+        });
+        assert_layout!(SysctlXeniaMemOfflineInfo, 16, 8, { offlined: 0, pending: 8 });
+        assert_layout!(SysctlCpuHotplug, 8, 4, { cpu: 0, op: 4 });
         assert_layout!(SysctlGetdomaininfolist, 24, 8, {
             first_domain: 0,
             max_domains: 4,

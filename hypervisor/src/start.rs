@@ -213,6 +213,9 @@ fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Featur
     heap::grow_for_allocation(frames_described * 32);
     heap::grow(general);
     crate::mm::ft::init(frames_described, features.contains(Features::NX));
+    // Three bits a frame for memory offlining, from the heap.
+    heap::grow_for_allocation(frames_described.div_ceil(8));
+    frames::track(frames_described);
     crate::mm::m2p::init(frames_described, features.contains(Features::NX));
     log::debug!(
         target: "mm",

@@ -30,7 +30,7 @@ pub struct DefaultModule {
 
 /// The modules of the default image, in `module2` order: the dom0 kernel (`xenia-dom0`),
 /// then its initrd, which the hypervisor hands to dom0 (`start_info.mod_start`/`mod_len`):
-/// `/bin/xl`, `/etc/xen/*.cfg` and the demo guest kernels in `/boot/` (see `cargo xtask
+/// `/bin/xl`, `/bin/xen-hptool`, `/etc/xen/*.cfg` and the demo guest kernels in `/boot/` (see `cargo xtask
 /// build`, which writes it).
 pub const DEFAULT_MODULES: &[DefaultModule] = &[
     DefaultModule {

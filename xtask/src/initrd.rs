@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! /bin/xl                  the toolstack (0755)
+//! /bin/xen-hptool          CPU and memory hot-plug (0755)
 //! /etc/xen/<name>.cfg      every file of dom0-tools/etc/xen/ (domain configurations)
 //! /boot/echo.elf           the demo guest kernels the configurations name
 //! /boot/compute.elf
@@ -25,27 +26,33 @@ use xenia_tests::{INITRD_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 pub const CONFIG_DIR: &str = "dom0-tools/etc/xen";
 /// Where configurations go in the initrd.
 const CONFIG_DEST: &str = "etc/xen";
+/// dom0's programs (built together by `userland::build_programs`) that go to `/bin/`.
+pub const PROGRAMS: &[&str] = &["xl", "xen-hptool"];
 /// The guest kernels (artifacts of `target/xenia/`) that go to `/boot/`.
 pub const GUESTS: &[&str] = &["echo.elf", "compute.elf"];
 
 /// A file of the initrd: path (relative to its root), mode, contents.
 pub type File = (String, u32, Vec<u8>);
 
-/// The initrd's entries, parents before children, from its inputs: the `xl` binary, the
+/// The initrd's entries, parents before children, from its inputs: dom0's programs, the
 /// configurations and the guest kernels (each a file name and its bytes).
 pub fn contents(
-    xl: Vec<u8>,
+    programs: &[(String, Vec<u8>)],
     configs: &[(String, Vec<u8>)],
     guests: &[(String, Vec<u8>)],
 ) -> Vec<File> {
     const DIR: u32 = S_IFDIR | 0o755;
     const PROGRAM: u32 = S_IFREG | 0o755;
     const DATA: u32 = S_IFREG | 0o644;
-    let mut files: Vec<File> = vec![
-        ("bin".into(), DIR, Vec::new()),
-        ("bin/xl".into(), PROGRAM, xl),
-        ("boot".into(), DIR, Vec::new()),
-    ];
+    let mut files: Vec<File> = vec![("bin".into(), DIR, Vec::new())];
+    let mut programs: Vec<&(String, Vec<u8>)> = programs.iter().collect();
+    programs.sort();
+    files.extend(
+        programs
+            .into_iter()
+            .map(|(name, data)| (format!("bin/{name}"), PROGRAM, data.clone())),
+    );
+    files.push(("boot".into(), DIR, Vec::new()));
     let mut guests: Vec<&(String, Vec<u8>)> = guests.iter().collect();
     guests.sort();
     files.extend(
@@ -120,19 +127,20 @@ pub fn read_configs(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
     Ok(configs)
 }
 
-/// Writes `target/xenia/initrd.cpio` from the built `xl` at `xl` and the built guest
-/// kernels, unless it already holds exactly those bytes; returns its path.
-pub fn build(ws: &Workspace, xl: &Path) -> Result<PathBuf, String> {
-    build_with(ws, xl, None)
+/// Writes `target/xenia/initrd.cpio` from dom0's built programs in `bin_dir` (each of
+/// [`PROGRAMS`]) and the built guest kernels, unless it already holds exactly those bytes;
+/// returns its path.
+pub fn build(ws: &Workspace, bin_dir: &Path) -> Result<PathBuf, String> {
+    build_with(ws, bin_dir, None)
 }
 
 /// The scenarios' initrd, `target/xenia/initrd-test.cpio`: the default one plus the test
 /// program `/bin/probe`.
-pub fn build_test(ws: &Workspace, xl: &Path, probe: &Path) -> Result<PathBuf, String> {
-    build_with(ws, xl, Some(probe))
+pub fn build_test(ws: &Workspace, bin_dir: &Path, probe: &Path) -> Result<PathBuf, String> {
+    build_with(ws, bin_dir, Some(probe))
 }
 
-fn build_with(ws: &Workspace, xl: &Path, probe: Option<&Path>) -> Result<PathBuf, String> {
+fn build_with(ws: &Workspace, bin_dir: &Path, probe: Option<&Path>) -> Result<PathBuf, String> {
     let read =
         |path: &Path| fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
     let configs = read_configs(&ws.root().join(CONFIG_DIR))?;
@@ -140,11 +148,20 @@ fn build_with(ws: &Workspace, xl: &Path, probe: Option<&Path>) -> Result<PathBuf
         .iter()
         .map(|name| Ok((name.to_string(), read(&ws.require_artifact(name)?)?)))
         .collect::<Result<Vec<_>, String>>()?;
-    let mut files = contents(read(xl)?, &configs, &guests);
+    let programs = PROGRAMS
+        .iter()
+        .map(|name| Ok((name.to_string(), read(&bin_dir.join(name))?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut files = contents(&programs, &configs, &guests);
     check_configs(&configs, &files)?;
     let name = match probe {
         Some(probe) => {
-            files.insert(2, ("bin/probe".into(), S_IFREG | 0o755, read(probe)?));
+            // After the other programs, in name order.
+            let at = 1 + files
+                .iter()
+                .filter(|(p, _, _)| p.starts_with("bin/") && p.as_str() < "bin/probe")
+                .count();
+            files.insert(at, ("bin/probe".into(), S_IFREG | 0o755, read(probe)?));
             TEST_INITRD_ARTIFACT
         }
         None => INITRD_ARTIFACT,
@@ -169,6 +186,13 @@ mod tests {
         read_configs(&root.join(CONFIG_DIR)).unwrap()
     }
 
+    fn fake_programs(xl: &[u8]) -> Vec<(String, Vec<u8>)> {
+        vec![
+            ("xl".into(), xl.to_vec()),
+            ("xen-hptool".into(), b"hptool".to_vec()),
+        ]
+    }
+
     fn fake_guests() -> Vec<(String, Vec<u8>)> {
         GUESTS
             .iter()
@@ -181,7 +205,7 @@ mod tests {
         let configs = repo_configs();
         let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["compute.cfg", "echo.cfg", "hello.cfg"]);
-        let files = contents(b"xl".to_vec(), &configs, &fake_guests());
+        let files = contents(&fake_programs(b"xl"), &configs, &fake_guests());
         check_configs(&configs, &files).unwrap();
         // The one the README walks through.
         let (_, hello) = configs.iter().find(|(n, _)| n == "hello.cfg").unwrap();
@@ -197,7 +221,7 @@ mod tests {
 
     #[test]
     fn bad_configurations_are_refused() {
-        let files = contents(b"xl".to_vec(), &[], &fake_guests());
+        let files = contents(&fake_programs(b"xl"), &[], &fake_guests());
         let check =
             |text: &str| check_configs(&[("t.cfg".into(), text.as_bytes().to_vec())], &files);
         let ok = "name = \"t\"\nkernel = \"/boot/echo.elf\"\nmemory = 16\n";
@@ -216,11 +240,21 @@ mod tests {
     #[test]
     fn layout_and_modes() {
         let configs = repo_configs();
-        let bytes = archive(&contents(b"\x7fELF xl".to_vec(), &configs, &fake_guests()));
+        let bytes = archive(&contents(
+            &fake_programs(b"\x7fELF xl"),
+            &configs,
+            &fake_guests(),
+        ));
         let initrd = cpio::Archive::parse(&bytes).unwrap();
         let xl = initrd.lookup("/bin/xl").unwrap();
         assert_eq!(xl.mode, S_IFREG | 0o755);
         assert_eq!(xl.data, b"\x7fELF xl");
+        let hptool = initrd.lookup("/bin/xen-hptool").unwrap();
+        assert_eq!(
+            (hptool.mode, hptool.data),
+            (S_IFREG | 0o755, &b"hptool"[..])
+        );
+        assert_eq!(initrd.list("/bin").unwrap(), ["xen-hptool", "xl"]);
         assert_eq!(initrd.list("/").unwrap(), ["bin", "boot", "etc"]);
         assert_eq!(initrd.list("/boot").unwrap(), ["compute.elf", "echo.elf"]);
         assert_eq!(
@@ -235,14 +269,14 @@ mod tests {
     #[test]
     fn reproducible() {
         let configs = repo_configs();
-        let a = archive(&contents(b"xl".to_vec(), &configs, &fake_guests()));
+        let a = archive(&contents(&fake_programs(b"xl"), &configs, &fake_guests()));
         let mut guests = fake_guests();
         guests.reverse();
         let mut configs_reversed = configs.clone();
         configs_reversed.reverse();
-        let b = archive(&contents(b"xl".to_vec(), &configs_reversed, &guests));
+        let b = archive(&contents(&fake_programs(b"xl"), &configs_reversed, &guests));
         assert_eq!(a, b, "input order does not matter");
-        let c = archive(&contents(b"xm".to_vec(), &configs, &fake_guests()));
+        let c = archive(&contents(&fake_programs(b"xm"), &configs, &fake_guests()));
         assert_ne!(a, c);
     }
 }

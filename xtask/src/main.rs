@@ -201,13 +201,13 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
         println!("building {}...", kernel.label);
         kernels::build(ws, kernel, !args.debug)?;
     }
-    println!("building xl ({})...", userland::USER_TARGET);
-    let xl = userland::build_xl(ws)?;
+    println!("building xl and xen-hptool ({})...", userland::USER_TARGET);
+    let programs = userland::build_programs(ws)?;
     println!("building dom0's initrd...");
-    initrd::build(ws, &xl)?;
+    initrd::build(ws, &programs)?;
     println!("building the scenarios' initrd (with the test program probe)...");
     let probe = userland::build_probe(ws)?;
-    initrd::build_test(ws, &xl, &probe)?;
+    initrd::build_test(ws, &programs, &probe)?;
     println!("building host crates...");
     host::run(host::cargo(ws.root()).args(["build", "--quiet", "--workspace"]))
 }

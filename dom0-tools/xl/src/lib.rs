@@ -8,13 +8,15 @@
 //! xl reads them ([`memsize`]), `xl console`'s keys ([`console`]) and
 //! `xl top`'s table ([`top`]). Configuration parsing and the other output
 //! formats are in `dom0-tools` ([`dom0_tools::xlcfg`],
-//! [`dom0_tools::xlfmt`]). The only `unsafe` code is the system-call
+//! [`dom0_tools::xlfmt`]). The crate also builds `xen-hptool`, Xen's CPU and memory
+//! hot-plug tool ([`hptool`]). The only `unsafe` code is the system-call
 //! layer, [`sys`].
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod console;
+pub mod hptool;
 pub mod memsize;
 pub mod real;
 #[allow(unsafe_code)]

@@ -36,6 +36,15 @@ impl Raw for Privcmd {
     }
 }
 
+impl Privcmd {
+    /// Opens `/dev/xen/privcmd`, or says why not (`who` names the program).
+    pub fn open(who: &str) -> Result<Privcmd, String> {
+        open_rw(PRIVCMD_PATH).map(Privcmd).map_err(|e| {
+            format!("cannot open {PRIVCMD_PATH} ({e}): {who} works from Xenia's dom0 only")
+        })
+    }
+}
+
 /// dom0 as xl sees it.
 pub struct Real {
     /// The hypervisor.
@@ -50,14 +59,12 @@ fn open_rw(path: &str) -> std::io::Result<File> {
 impl Real {
     /// Opens the devices, or says what is missing.
     pub fn open() -> Result<Real, String> {
-        let privcmd = open_rw(PRIVCMD_PATH).map_err(|e| {
-            format!("cannot open {PRIVCMD_PATH} ({e}): xl manages domains from Xenia's dom0 only")
-        })?;
+        let privcmd = Privcmd::open("xl")?;
         let xenia = open_rw(XENIA_PATH).map_err(|e| {
             format!("cannot open {XENIA_PATH} ({e}): this dom0 kernel does not keep domain records")
         })?;
         Ok(Real {
-            xen: Xen::new(Privcmd(privcmd)),
+            xen: Xen::new(privcmd),
             xenia,
         })
     }
@@ -176,6 +183,10 @@ impl System for Real {
         buf: &mut [u8],
     ) -> Result<(usize, u32), Errno> {
         self.xen.read_console(index, clear, buf)
+    }
+
+    fn mem_offline_info(&mut self) -> Result<(u64, u64), Errno> {
+        self.xen.mem_offline_info()
     }
 
     fn version_lines(&mut self) -> String {

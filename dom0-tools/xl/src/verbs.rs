@@ -66,6 +66,10 @@ pub trait System {
     ) -> Result<(usize, u32), Errno>;
     /// `xen_version` answers for `xl info`: lines already formatted.
     fn version_lines(&mut self) -> String;
+    /// Frames offlined and frames pending (Xenia's sysctl); `ENOSYS` where unknown.
+    fn mem_offline_info(&mut self) -> Result<(u64, u64), Errno> {
+        Err(Errno::ENOSYS)
+    }
     /// Monotonic time in nanoseconds (dom0's uptime).
     fn now_ns(&mut self) -> u64;
     /// Wall-clock seconds since 1970.
@@ -522,6 +526,10 @@ pub fn info(sys: &mut impl System, io: &mut Io<'_>) -> VerbResult {
     let mut out = xlfmt::info_line("host", "xenia-dom0");
     out += &xlfmt::physinfo_lines(&p, 4096);
     out += &sys.version_lines();
+    // Xenia's line, last so that every line before it is Xen's: xl has no offlined count.
+    if let Ok((offlined, _)) = sys.mem_offline_info() {
+        out += &xlfmt::info_line("offlined_pages", offlined);
+    }
     let _ = write!(io.out, "{out}");
     Ok(())
 }

@@ -580,8 +580,78 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             h.heap_used = crate::mm::heap::used() as u64;
             op.set_payload(&h);
         }
+        sc::XEN_SYSCTL_PAGE_OFFLINE_OP => {
+            let p: sc::SysctlPageOfflineOp = op.payload();
+            // Nothing is written back: Xen copies only the status array.
+            return page_offline(&space, &p).map(|()| Ret::Value(0));
+        }
+        // CPU offlining is not built yet: say so with Xen's answer for a build without it,
+        // rather than `ENOSYS` (which would claim the sysctl itself is unknown).
+        sc::XEN_SYSCTL_CPU_HOTPLUG => return Err(Errno::EOPNOTSUPP),
+        sc::XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO => {
+            let (offlined, pending) = ft::offline_counts();
+            op.set_payload(&sc::SysctlXeniaMemOfflineInfo { offlined, pending });
+        }
         _ => return Err(Errno::ENOSYS),
     }
     space.write(arg, &op)?;
     Ok(Ret::Value(0))
+}
+
+/// `XEN_SYSCTL_page_offline_op` (guest-abi `SysctlPageOfflineOp` has the rules): validates
+/// the range and command, fills the status array with `PG_OFFLINE_INVALID` (which also
+/// finds an unwritable array before any frame changes), then applies the command frame by
+/// frame, writing each status as it goes. Stops at the first error, as Xen does. The frame
+/// table's lock is never held across a write to the caller.
+fn page_offline(space: &AddressSpace, p: &sc::SysctlPageOfflineOp) -> Result<(), Errno> {
+    const STATUS_BYTES: u64 = core::mem::size_of::<u32>() as u64;
+    /// Status words written at once while filling the array.
+    const FILL_CHUNK: usize = 256;
+    if p.end < p.start {
+        return Err(Errno::EINVAL);
+    }
+    let frames = u64::from(p.end - p.start) + 1;
+    if frames > u64::from(sc::PAGE_OFFLINE_MAX_FRAMES) {
+        return Err(Errno::EINVAL);
+    }
+    if !matches!(
+        p.cmd,
+        sc::SYSCTL_PAGE_OFFLINE | sc::SYSCTL_PAGE_ONLINE | sc::SYSCTL_QUERY_PAGE_OFFLINE
+    ) {
+        return Err(Errno::EINVAL);
+    }
+    let at = |i: u64| p.status.checked_add(i * STATUS_BYTES).ok_or(Errno::EFAULT);
+    let mut fill = [0u8; FILL_CHUNK * 4];
+    for w in fill.chunks_exact_mut(4) {
+        w.copy_from_slice(&sc::PG_OFFLINE_INVALID.to_le_bytes());
+    }
+    let mut done = 0u64;
+    while done < frames {
+        let n = (frames - done).min(FILL_CHUNK as u64);
+        space.write_bytes(GuestPtr::new(at(done)?), &fill[..n as usize * 4])?;
+        done += n;
+    }
+    for i in 0..frames {
+        let mfn = Mfn(u64::from(p.start) + i);
+        let (status, result) = match p.cmd {
+            sc::SYSCTL_PAGE_OFFLINE => match ft::offline(mfn) {
+                Ok(s) => (Some(s), Ok(())),
+                Err((e, 0)) => (None, Err(e)),
+                Err((e, s)) => (Some(s), Err(e)),
+            },
+            sc::SYSCTL_PAGE_ONLINE => match ft::online(mfn) {
+                Ok(s) => (Some(s), Ok(())),
+                Err(e) => (None, Err(e)),
+            },
+            _ => match ft::query_offline(mfn) {
+                Ok(s) => (Some(s), Ok(())),
+                Err(e) => (None, Err(e)),
+            },
+        };
+        if let Some(s) = status {
+            space.write(GuestPtr::<u32>::new(at(i)?), &s)?;
+        }
+        result?;
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
 
 use super::frame_table::{Config, FrameTable, Owner, PageMemory};
-use super::{Mfn, physmem};
+use super::{Mfn, frames, physmem};
 
 static TABLE: spin::Once<spin::Mutex<FrameTable>> = spin::Once::new();
 
@@ -97,6 +97,48 @@ pub fn take_back(mfn: Mfn, dom: DomId) -> Result<(), Errno> {
         t.unassign(mfn, dom)?;
         t.set_hypervisor(mfn)
     })
+}
+
+/// `sysctl_page_offline` for one frame (the rules: `FrameTable::offline`). The frame
+/// allocator marks the frame first and says whether it is free; if the table refuses, the
+/// mark is undone. Both under the table's lock (table, then allocator: the order of a
+/// domain's release).
+pub fn offline(mfn: Mfn) -> Result<u32, (Errno, u32)> {
+    with(|t, _| {
+        if t.info(mfn).is_none() {
+            return Err((Errno::EINVAL, 0));
+        }
+        let free = match frames::offline(mfn) {
+            Some(found) => found == frames::Found::Free,
+            // Without the allocator's bits nothing can be withheld: refuse everything.
+            None => return Err((Errno::EOPNOTSUPP, 0)),
+        };
+        let result = t.offline(mfn, free);
+        if result.is_err() {
+            frames::online(mfn);
+        }
+        result
+    })
+}
+
+/// `sysctl_page_online` for one frame: the table's state goes back to online and the
+/// allocator takes the frame back (or forgets a pending mark).
+pub fn online(mfn: Mfn) -> Result<u32, Errno> {
+    with(|t, _| {
+        let status = t.online(mfn)?;
+        frames::online(mfn);
+        Ok(status)
+    })
+}
+
+/// `sysctl_query_page_offline` for one frame.
+pub fn query_offline(mfn: Mfn) -> Result<u32, Errno> {
+    with(|t, _| t.query_offline(mfn))
+}
+
+/// Frames offlined and frames pending.
+pub fn offline_counts() -> (u64, u64) {
+    with(|t, _| t.offline_counts())
 }
 
 pub fn owned_by(mfn: Mfn, dom: DomId) -> bool {

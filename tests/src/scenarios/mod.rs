@@ -7,6 +7,7 @@ mod dom0;
 mod domains;
 
 mod guests;
+mod mem_offline;
 mod security;
 mod smp;
 mod xl;
@@ -48,6 +49,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_xl_info_4", smp::xl_info_4),
         Scenario::new("smp_attacks_4", smp::attacks_4),
         Scenario::new("smp_testguest_4", smp::testguest_4),
+        Scenario::new("smp_mem_offline_free", mem_offline::free_frame),
+        Scenario::new("smp_mem_offline_owned", mem_offline::owned_frame),
+        Scenario::new("smp_mem_offline_refused", mem_offline::refused),
+        Scenario::new("smp_mem_offline_domu", mem_offline::domu_refused),
     ];
     all.extend(guest_tests!(
         "cpl",

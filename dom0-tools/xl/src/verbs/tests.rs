@@ -25,6 +25,8 @@ struct Fake {
     stubborn: bool,
     console: Vec<u8>,
     slept_ms: u64,
+    /// Frames offlined and pending (`None`: the hypervisor does not know the sysctl).
+    offline: Option<(u64, u64)>,
 }
 
 fn dinfo(dom: DomId, flags: u32, mib: u64) -> DomainInfo {
@@ -189,6 +191,9 @@ impl System for Fake {
     }
     fn version_lines(&mut self) -> String {
         xlfmt::info_line("xen_major", 4)
+    }
+    fn mem_offline_info(&mut self) -> Result<(u64, u64), Errno> {
+        self.offline.ok_or(Errno::ENOSYS)
     }
     fn now_ns(&mut self) -> u64 {
         3_725_000_000_000
@@ -475,6 +480,15 @@ fn info_vcpu_list_uptime() {
     r.unwrap();
     assert!(out.starts_with("host                   : xenia-dom0\nnr_cpus                : 2\n"));
     assert!(out.ends_with("xen_major              : 4\n"));
+    // With the offlining count, its line comes last, after every line Xen's xl has.
+    f.offline = Some((2, 1));
+    let (r, out, _) = run(&mut f, info);
+    r.unwrap();
+    assert!(
+        out.ends_with("xen_major              : 4\nofflined_pages         : 2\n"),
+        "{out}"
+    );
+    f.offline = None;
 
     let (r, out, _) = run(&mut f, |s, io| vcpu_list(s, io, &["hello".into()]));
     r.unwrap();

@@ -102,7 +102,8 @@ use alloc::vec::Vec;
 use guest_abi::errno::Errno;
 use guest_abi::layout::is_hypervisor_l4_slot;
 use guest_abi::memory::XENIA_FRAME_TYPES;
-use guest_abi::types::{DOMID_FIRST_RESERVED, DomId};
+use guest_abi::sysctl as sc;
+use guest_abi::types::{DOMID_FIRST_RESERVED, DOMID_XEN, DomId};
 
 use super::Mfn;
 
@@ -215,6 +216,28 @@ impl PageType {
     }
 }
 
+/// Whether a frame is taken out of use (Xen 3.4's memory offlining,
+/// `XEN_SYSCTL_page_offline_op`: a frame with correctable errors is retired before it
+/// fails).
+///
+/// The states: a free frame goes straight to `Offlined`; a frame a domain owns goes to
+/// `Pending` and becomes `Offlined` when the domain frees it ([`FrameTable::unassign`],
+/// [`FrameTable::release_domain_with`]); the hypervisor's own frames are refused. Online
+/// takes `Offlined` and `Pending` back to `Online`. An `Offlined` frame is never assigned
+/// to a domain ([`FrameTable::assign`] refuses it): the frame allocator withholds it (its
+/// own record: the table does not know which hypervisor frames are free).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum Offline {
+    /// In normal use.
+    #[default]
+    Online = 0,
+    /// Owned by a domain; leaves when freed (Xen's `PGC_state_offlining`).
+    Pending = 1,
+    /// Out of use (Xen's `PGC_state_offlined`): the hypervisor's, never handed out.
+    Offlined = 2,
+}
+
 /// Everything the table knows about one frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameInfo {
@@ -243,6 +266,8 @@ pub struct FrameInfo {
     /// them: `shared_info`, grant-table frames ([`FrameTable::hold_for_writes`]). While
     /// any is held the frame can be neither a page table nor a descriptor page nor freed.
     pub hv_writes: u32,
+    /// Offlining state ([`Offline`]); kept across changes of owner.
+    pub offline: Offline,
 }
 
 impl FrameInfo {
@@ -259,7 +284,15 @@ impl FrameInfo {
             ext_refs: 0,
             ext_type_refs: 0,
             hv_writes: 0,
+            offline: Offline::Online,
         }
+    }
+
+    /// A frame of `owner` with no type, count or flag, in offlining state `offline`.
+    const fn with_offline(owner: Owner, offline: Offline) -> FrameInfo {
+        let mut f = FrameInfo::new(owner);
+        f.offline = offline;
+        f
     }
 
     /// Nothing refers to the frame.
@@ -437,7 +470,7 @@ impl FrameTable {
         if f.owner != Owner::Hypervisor {
             return Err(Errno::EINVAL);
         }
-        *f = FrameInfo::new(Owner::Free);
+        *f = FrameInfo::with_offline(Owner::Free, f.offline);
         Ok(())
     }
 
@@ -447,7 +480,7 @@ impl FrameTable {
         if f.owner != Owner::Free {
             return Err(Errno::EBUSY);
         }
-        *f = FrameInfo::new(Owner::Hypervisor);
+        *f = FrameInfo::with_offline(Owner::Hypervisor, f.offline);
         Ok(())
     }
 
@@ -458,7 +491,9 @@ impl FrameTable {
             return Err(Errno::EINVAL);
         }
         let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
-        if f.owner != Owner::Free {
+        // An offlined frame is never a domain's again (the allocator withholds it: this is
+        // the second line).
+        if f.owner != Owner::Free || f.offline != Offline::Online {
             return Err(Errno::EBUSY);
         }
         *f = FrameInfo::new(Owner::Domain(dom));
@@ -475,8 +510,100 @@ impl FrameTable {
         if !f.unreferenced() {
             return Err(Errno::EBUSY);
         }
-        *f = FrameInfo::new(Owner::Free);
+        *f = FrameInfo::with_offline(Owner::Free, Self::freed_state(f.offline));
         Ok(())
+    }
+
+    /// The offlining state of a frame its domain just freed: a pending offline completes.
+    const fn freed_state(offline: Offline) -> Offline {
+        match offline {
+            Offline::Online => Offline::Online,
+            Offline::Pending | Offline::Offlined => Offline::Offlined,
+        }
+    }
+
+    /// Offlining state of `mfn`, if it is in the table.
+    pub fn offline_state(&self, mfn: Mfn) -> Option<Offline> {
+        self.frame(mfn).map(|f| f.offline)
+    }
+
+    /// `XEN_SYSCTL_page_offline_op`'s `sysctl_page_offline` for one frame: Xen's status word
+    /// (`PG_OFFLINE_*`), or the error and the status word of a refusal. `free` says whether
+    /// the frame allocator holds the frame (the table does not know which hypervisor frames
+    /// are free, see [`Offline`]); a [`Owner::Free`] frame is free whatever it says.
+    ///
+    /// - free: `Offlined` at once, `PG_OFFLINE_OFFLINED`;
+    /// - a domain's, nothing of the hypervisor's holding it: `Pending`,
+    ///   `PG_OFFLINE_PENDING | PG_OFFLINE_OWNED | owner`;
+    /// - the hypervisor's in use, or a domain's frame the hypervisor holds to write into it
+    ///   (`shared_info`, grant frames): refused, `EPERM`,
+    ///   `PG_OFFLINE_FAILED | PG_OFFLINE_XENPAGE | DOMID_XEN`;
+    /// - outside the table: `EINVAL`, no status.
+    ///
+    /// Already offlined or pending: the same answer again, nothing changes.
+    pub fn offline(&mut self, mfn: Mfn, free: bool) -> Result<u32, (Errno, u32)> {
+        let xen_page = sc::PG_OFFLINE_FAILED
+            | sc::PG_OFFLINE_XENPAGE
+            | u32::from(DOMID_XEN) << sc::PG_OFFLINE_OWNER_SHIFT;
+        let f = self.frame_mut(mfn).ok_or((Errno::EINVAL, 0))?;
+        let pending = |d: DomId| {
+            sc::PG_OFFLINE_PENDING
+                | sc::PG_OFFLINE_OWNED
+                | u32::from(d) << sc::PG_OFFLINE_OWNER_SHIFT
+        };
+        match (f.offline, f.owner) {
+            (Offline::Offlined, _) => Ok(sc::PG_OFFLINE_OFFLINED),
+            (Offline::Pending, Owner::Domain(d)) => Ok(pending(d)),
+            (_, Owner::Domain(_)) if f.hv_writes > 0 => Err((Errno::EPERM, xen_page)),
+            (_, Owner::Domain(d)) => {
+                f.offline = Offline::Pending;
+                Ok(pending(d))
+            }
+            (_, Owner::Free) => {
+                f.offline = Offline::Offlined;
+                Ok(sc::PG_OFFLINE_OFFLINED)
+            }
+            (_, Owner::Hypervisor) if free => {
+                f.offline = Offline::Offlined;
+                Ok(sc::PG_OFFLINE_OFFLINED)
+            }
+            (_, Owner::Hypervisor) => Err((Errno::EPERM, xen_page)),
+        }
+    }
+
+    /// `sysctl_page_online` for one frame: an offlined frame is online again (the caller
+    /// gives it back to the allocator), a pending offline is cancelled; both answer
+    /// `PG_ONLINE_ONLINED`. A frame online answers 0. `EINVAL` outside the table.
+    pub fn online(&mut self, mfn: Mfn) -> Result<u32, Errno> {
+        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
+        Ok(match f.offline {
+            Offline::Online => 0,
+            Offline::Pending | Offline::Offlined => {
+                f.offline = Offline::Online;
+                sc::PG_ONLINE_ONLINED
+            }
+        })
+    }
+
+    /// `sysctl_query_page_offline` for one frame: `PG_OFFLINE_STATUS_OFFLINED`,
+    /// `PG_OFFLINE_STATUS_OFFLINE_PENDING` or 0. `EINVAL` outside the table.
+    pub fn query_offline(&self, mfn: Mfn) -> Result<u32, Errno> {
+        Ok(match self.frame(mfn).ok_or(Errno::EINVAL)?.offline {
+            Offline::Online => 0,
+            Offline::Pending => sc::PG_OFFLINE_STATUS_OFFLINE_PENDING,
+            Offline::Offlined => sc::PG_OFFLINE_STATUS_OFFLINED,
+        })
+    }
+
+    /// Frames offlined and frames pending, in that order.
+    pub fn offline_counts(&self) -> (u64, u64) {
+        self.frames
+            .iter()
+            .fold((0, 0), |(off, pend), f| match f.offline {
+                Offline::Online => (off, pend),
+                Offline::Pending => (off, pend + 1),
+                Offline::Offlined => (off + 1, pend),
+            })
     }
 
     // ---- Counting primitives. Callers above them keep ref_count >= type_count. ----
@@ -1146,7 +1273,7 @@ impl FrameTable {
                 continue;
             }
             if f.unreferenced() {
-                *f = FrameInfo::new(freed_owner);
+                *f = FrameInfo::with_offline(freed_owner, Self::freed_state(f.offline));
                 on_free(Mfn(i as u64));
             } else if still.try_reserve(1).is_ok() {
                 // alloc: room reserved just above; a frame that cannot be listed is still
@@ -1190,8 +1317,17 @@ impl FrameTable {
         // Flags of each frame, and every entry of every validated page table, once.
         for (i, f) in self.frames.iter().enumerate() {
             let mfn = i as u64;
+            if f.offline == Offline::Pending && !matches!(f.owner, Owner::Domain(_)) {
+                report(format!(
+                    "frame {mfn:#x} is pending offline but {:?}",
+                    f.owner
+                ));
+            }
+            if f.offline == Offline::Offlined && matches!(f.owner, Owner::Domain(_)) {
+                report(format!("frame {mfn:#x} is offlined but {:?}'s", f.owner));
+            }
             if !matches!(f.owner, Owner::Domain(_)) {
-                if *f != FrameInfo::new(f.owner) {
+                if *f != FrameInfo::with_offline(f.owner, f.offline) {
                     report(format!(
                         "frame {mfn:#x} ({:?}) has counts or flags",
                         f.owner
@@ -2531,6 +2667,122 @@ mod tests {
         };
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("has counts or flags"), "{msg}");
+    }
+
+    const XEN_PAGE: u32 = sc::PG_OFFLINE_FAILED
+        | sc::PG_OFFLINE_XENPAGE
+        | (DOMID_XEN as u32) << sc::PG_OFFLINE_OWNER_SHIFT;
+
+    /// Memory offlining: a free frame leaves at once and is never assigned again, until
+    /// onlined.
+    #[test]
+    fn offline_free_frame_is_never_assigned() {
+        let (mut ft, mem) = setup(8, &[1], &[]);
+        assert_eq!(ft.offline(Mfn(3), false), Ok(sc::PG_OFFLINE_OFFLINED));
+        assert_eq!(ft.offline_state(Mfn(3)), Some(Offline::Offlined));
+        assert_eq!(ft.query_offline(Mfn(3)), Ok(sc::PG_OFFLINE_STATUS_OFFLINED));
+        assert_eq!(ft.assign(Mfn(3), DOM_A), Err(Errno::EBUSY));
+        // Through the hypervisor's give/take-back path too: the state survives owners.
+        ft.set_hypervisor(Mfn(3)).unwrap();
+        ft.set_free(Mfn(3)).unwrap();
+        assert_eq!(ft.assign(Mfn(3), DOM_B), Err(Errno::EBUSY));
+        // Again: same answer, nothing changes.
+        assert_eq!(ft.offline(Mfn(3), false), Ok(sc::PG_OFFLINE_OFFLINED));
+        assert_eq!(ft.offline_counts(), (1, 0));
+        consistent(&ft, &mem);
+        assert_eq!(ft.online(Mfn(3)), Ok(sc::PG_ONLINE_ONLINED));
+        assert_eq!(ft.query_offline(Mfn(3)), Ok(0));
+        assert_eq!(ft.online(Mfn(3)), Ok(0), "already online");
+        ft.assign(Mfn(3), DOM_B).unwrap();
+        assert_eq!(ft.offline_counts(), (0, 0));
+        consistent(&ft, &mem);
+    }
+
+    /// A hypervisor frame the allocator holds (`free`) is offlined; one in use is refused
+    /// with Xen's status, and nothing changes.
+    #[test]
+    fn offline_hypervisor_frames() {
+        let (mut ft, mem) = setup(8, &[], &[]);
+        ft.set_hypervisor(Mfn(2)).unwrap();
+        assert_eq!(ft.offline(Mfn(2), true), Ok(sc::PG_OFFLINE_OFFLINED));
+        let before = ft.clone();
+        assert_eq!(ft.offline(Mfn(7), false), Err((Errno::EPERM, XEN_PAGE)));
+        assert_eq!(ft, before);
+        assert_eq!(ft.query_offline(Mfn(7)), Ok(0));
+        assert_eq!(ft.offline(Mfn(8), true), Err((Errno::EINVAL, 0)), "outside");
+        assert_eq!(ft.online(Mfn(8)), Err(Errno::EINVAL));
+        assert_eq!(ft.query_offline(Mfn(99)), Err(Errno::EINVAL));
+        consistent(&ft, &mem);
+    }
+
+    /// A domain's frame goes pending and leaves when the domain frees it, by
+    /// `decrease_reservation` or by its destruction.
+    #[test]
+    fn offline_owned_frame_pends_until_freed() {
+        let (mut ft, mut mem) = setup(8, &[1, 2, 3], &[]);
+        let pending = sc::PG_OFFLINE_PENDING
+            | sc::PG_OFFLINE_OWNED
+            | u32::from(DOM_A) << sc::PG_OFFLINE_OWNER_SHIFT;
+        assert_eq!(ft.offline(Mfn(1), false), Ok(pending));
+        assert_eq!(ft.offline(Mfn(2), false), Ok(pending));
+        assert_eq!(ft.offline(Mfn(2), false), Ok(pending), "again");
+        assert_eq!(
+            ft.query_offline(Mfn(1)),
+            Ok(sc::PG_OFFLINE_STATUS_OFFLINE_PENDING)
+        );
+        assert_eq!(ft.owner(Mfn(1)), Owner::Domain(DOM_A), "still the domain's");
+        assert_eq!(ft.offline_counts(), (0, 2));
+        consistent(&ft, &mem);
+        // decrease_reservation.
+        ft.unassign(Mfn(1), DOM_A).unwrap();
+        assert_eq!(ft.offline_state(Mfn(1)), Some(Offline::Offlined));
+        assert_eq!(ft.assign(Mfn(1), DOM_B), Err(Errno::EBUSY));
+        // Destruction.
+        let released = ft.release_domain(&mut mem, DOM_A);
+        assert_eq!(released.freed, [Mfn(2), Mfn(3)]);
+        assert_eq!(ft.offline_state(Mfn(2)), Some(Offline::Offlined));
+        assert_eq!(ft.offline_state(Mfn(3)), Some(Offline::Online));
+        assert_eq!(ft.offline_counts(), (2, 0));
+        consistent(&ft, &mem);
+    }
+
+    /// Online cancels a pending offline: the frame stays the domain's and is freed normally.
+    #[test]
+    fn online_cancels_pending() {
+        let (mut ft, mem) = setup(8, &[1], &[]);
+        ft.offline(Mfn(1), false).unwrap();
+        assert_eq!(ft.online(Mfn(1)), Ok(sc::PG_ONLINE_ONLINED));
+        assert_eq!(ft.query_offline(Mfn(1)), Ok(0));
+        ft.unassign(Mfn(1), DOM_A).unwrap();
+        assert_eq!(ft.offline_state(Mfn(1)), Some(Offline::Online));
+        ft.assign(Mfn(1), DOM_A).unwrap();
+        consistent(&ft, &mem);
+    }
+
+    /// A domain's frame the hypervisor holds for its own writes (`shared_info`) is refused.
+    #[test]
+    fn offline_refuses_frames_held_for_hypervisor_writes() {
+        let (mut ft, mut mem) = setup(8, &[1], &[]);
+        ft.hold_for_writes(&mut mem, Mfn(1), DOM_A).unwrap();
+        let before = ft.clone();
+        assert_eq!(ft.offline(Mfn(1), false), Err((Errno::EPERM, XEN_PAGE)));
+        assert_eq!(ft, before);
+        ft.release_writes(&mut mem, Mfn(1), DOM_A).unwrap();
+        assert!(ft.offline(Mfn(1), false).is_ok(), "released: pending now");
+    }
+
+    /// The consistency check sees offlining states that cannot happen.
+    #[test]
+    fn check_sees_bad_offline_states() {
+        let (ft, mem) = setup(8, &[1], &[]);
+        let mut bad = ft.clone();
+        bad.frames[1].offline = Offline::Offlined;
+        let msg = bad.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains("offlined but"), "{msg}");
+        let mut bad = ft.clone();
+        bad.frames[4].offline = Offline::Pending;
+        let msg = bad.check_consistency(&mem).unwrap_err();
+        assert!(msg.contains("pending offline"), "{msg}");
     }
 
     /// Every way an update can leave a stale, more permissive translation, one at a time

@@ -12,7 +12,9 @@
 //! - `probe evtchn`: binds VIRQ_TIMER through `/dev/xen/evtchn`, polls until it fires and
 //!   reads the port back;
 //! - `probe mem <MiB>`: allocates and touches that much memory, prints a checksum;
-//! - `probe stack <KiB>`: recurses to use that much stack.
+//! - `probe stack <KiB>`: recurses to use that much stack;
+//! - `probe frame-check`: asks the hypervisor for its frame-table consistency check
+//!   (`XENMEM_XENIA_CHECK_FRAME_TABLE`) and prints `frame table check: <ret>` (0: consistent).
 //!
 //! On the build host it builds and runs the same way.
 
@@ -66,6 +68,32 @@ fn privcmd() -> Result<(), String> {
     );
     println!("write-frame into dom0: {r}");
     Ok(())
+}
+
+/// `memory_op(XENMEM_XENIA_CHECK_FRAME_TABLE)` through privcmd: the hypercall's result.
+fn frame_check() -> Result<i64, String> {
+    const IOCTL_PRIVCMD_HYPERCALL: u64 = 0x0030_5000;
+    const HYPERVISOR_MEMORY_OP: u64 = 12;
+    const XENMEM_XENIA_CHECK_FRAME_TABLE: u64 = 0x5801;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/xen/privcmd")
+        .map_err(|e| format!("cannot open /dev/xen/privcmd: {e}"))?;
+    let mut call = [
+        HYPERVISOR_MEMORY_OP,
+        XENMEM_XENIA_CHECK_FRAME_TABLE,
+        0,
+        0,
+        0,
+        0,
+    ];
+    Ok(syscall3(
+        16,
+        f.as_raw_fd() as u64,
+        IOCTL_PRIVCMD_HYPERCALL,
+        call.as_mut_ptr() as u64,
+    ))
 }
 
 /// Binds VIRQ_TIMER through `/dev/xen/evtchn`, waits (bounded) for it to fire while the
@@ -170,8 +198,17 @@ fn main() {
             println!("touched {mib} MiB, checksum {sum}");
         }
         Some("stack") => println!("stack sum {}", recurse(number(2))),
+        Some("frame-check") => match frame_check() {
+            Ok(r) => println!("frame table check: {r}"),
+            Err(e) => {
+                eprintln!("probe: {e}");
+                std::process::exit(1);
+            }
+        },
         _ => {
-            eprintln!("usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB");
+            eprintln!(
+                "usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB|frame-check"
+            );
             std::process::exit(2);
         }
     }

@@ -1,5 +1,6 @@
 //! `privilege`: domain control is dom0's alone. dom0 builds testguest `unprivileged`, which
-//! tries domctl (getdomaininfo and destroydomain of dom0), sysctl physinfo, populating dom0's
+//! tries domctl (getdomaininfo and destroydomain of dom0), sysctl physinfo and
+//! page_offline_op (on its own console ring), populating dom0's
 //! memory, allocating a port in dom0 and reading the console: each must fail with `EPERM`
 //! and leave its argument as it was, which the domU checks and reports. dom0 waits for it to
 //! power off and finds its verdict in the hypervisor's console ring (a console that cannot be

@@ -355,6 +355,33 @@ pub fn unprivileged() -> ! {
         sysctl == sent,
         format_args!("the structure changed: {sysctl:?}"),
     );
+    // Memory offlining is dom0's: a domU offlining its own console ring (a frame it owns,
+    // which the hypervisor would mark pending) is refused, and no status is written.
+    let ring = start_info().console.domu_mfn().0 as u32;
+    let mut status = [sc::PG_OFFLINE_INVALID; 1];
+    let mut offline = XenSysctl::new(
+        sc::XEN_SYSCTL_PAGE_OFFLINE_OP,
+        &sc::SysctlPageOfflineOp {
+            cmd: sc::SYSCTL_PAGE_OFFLINE,
+            start: ring,
+            end: ring,
+            status: status.as_mut_ptr() as u64,
+            ..Default::default()
+        },
+    );
+    let sent = offline;
+    // SAFETY: as above; `status` too is borrowed for the call.
+    let ret = unsafe { hypercall1(HYPERVISOR_SYSCTL, &raw mut offline as u64) };
+    c.errno(
+        "sysctl page_offline_op on its own frame from a domU",
+        ret,
+        Errno::EPERM,
+    );
+    c.check(
+        "the refused page_offline_op wrote no status and left its argument",
+        offline == sent && core::hint::black_box(&status)[0] == sc::PG_OFFLINE_INVALID,
+        format_args!("status {:#x}, structure {offline:?}", status[0]),
+    );
     let mut pfns = [0u64; 1];
     let mut reservation = MemoryReservation {
         extent_start: pfns.as_mut_ptr() as u64,
