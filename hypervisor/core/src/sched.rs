@@ -1446,6 +1446,25 @@ mod tests {
     }
 
     #[test]
+    fn cap_holds_with_vcpus_down() {
+        // Four vCPUs, three of them down at first (as compute's workers before they are
+        // brought up), cap 50, one pCPU: vCPU 0 gets its half, then all four share it.
+        let mut sim = Sim::new(1);
+        let hogs = [(Workload::Hog, 0); 4];
+        sim.add_domain(1, cap(50), &hogs);
+        for v in 1..4 {
+            sim.pause(VcpuId { dom: 1, vcpu: v });
+        }
+        sim.run_for(2 * S);
+        assert_near("d1 with one vCPU up", sim.share(1), 50.0, 3.0);
+        for v in 1..4 {
+            sim.unpause(VcpuId { dom: 1, vcpu: v });
+        }
+        sim.run_for(2 * S);
+        assert_near("d1 with four vCPUs up", sim.share(1), 50.0, 3.0);
+    }
+
+    #[test]
     fn cap_spans_pcpus() {
         // Cap 150 on two vCPUs: one and a half pCPUs of two, with nothing else to run.
         let mut sim = Sim::new(2);

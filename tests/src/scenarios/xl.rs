@@ -506,13 +506,19 @@ pub fn smp_compute_vcpus(ctx: &Context) -> Result<(), String> {
         vm.send(&format!("xl create -c /etc/xen/compute.cfg {args}\r"))?;
         vm.wait_for("Ctrl-] detaches", COMMAND)?;
         if vcpus > 1 {
-            vm.wait_for_line(
+            let counting = vm.wait_for_line(
                 &format!(
                     "compute: counting the primes below 1000000 in 10 steps on {vcpus} vCPUs \
                      (168 sieving primes)"
                 ),
                 T,
-            )?;
+            );
+            if let Err(e) = counting {
+                // What the hypervisor knows of the domains (debug key `q`), for the report.
+                let _ = vm.send("\x01\x01\x01q");
+                let _ = vm.wait_for_line_starting("(XEN) [keys] domain 0", COMMAND);
+                return Err(e);
+            }
             vm.wait_for_line_starting("compute: progress: vCPU 0 ", T)?;
             for v in 0..vcpus {
                 vm.wait_for_line_starting(&format!("compute: vCPU {v}: "), T)?;
