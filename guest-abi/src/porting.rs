@@ -486,20 +486,26 @@
 //!
 //! ## TLB flushes
 //!
-//! Today every vCPU runs on one pCPU, and every return to a guest reloads
-//! its root (no PCID): when a hypercall returns, no vCPU of the domain holds
-//! a translation that the call changed or flushed. So a flush for a vCPU
-//! mask (`MMUEXT_TLB_FLUSH_MULTI`, `MMUEXT_INVLPG_MULTI`, `UVMF_MULTI`), for
-//! all (`*_ALL`) or local is complete when the call returns, and so is any
-//! page-table update. What a guest may rely on, now and with several pCPUs
-//! (the guarantee the hypervisor will keep by shooting down the pCPUs that
-//! run the named vCPUs): after `mmu_update` or `update_va_mapping` returns,
-//! the calling vCPU sees the new entry; other vCPUs see it after a flush
-//! naming them has returned. A frame never stops being writable for the
-//! hypervisor's checks while any vCPU may still write it through an old
-//! translation: that is the hypervisor's job, not the guest's. The vCPU
-//! bitmap is one 64-bit word read from guest memory (bits past the domain's
-//! vCPUs are ignored; an unreadable bitmap is `EFAULT`).
+//! A domain's vCPUs run on several pCPUs at once. What a guest may rely on:
+//!
+//! - After `mmu_update` or `update_va_mapping` returns, the *calling* vCPU sees
+//!   the new entry (every return to a guest reloads its root; no PCID).
+//! - Another vCPU sees it only after a flush naming it has returned:
+//!   `UVMF_ALL`, `UVMF_MULTI` (a vCPU bitmap), `MMUEXT_TLB_FLUSH_ALL`,
+//!   `MMUEXT_TLB_FLUSH_MULTI`, `MMUEXT_INVLPG_ALL`, `MMUEXT_INVLPG_MULTI`. The
+//!   hypervisor sends a flush to each pCPU running a named vCPU and returns
+//!   only when all have flushed; a named vCPU that is not running holds no
+//!   translation. An `INVLPG_*` of other vCPUs flushes their whole TLB.
+//! - `*_LOCAL` flushes only the caller, which its return does anyway.
+//! - An L4 entry the guest changes reaches every pCPU that runs the same L4
+//!   before the call returns (their copies of it are redone).
+//! - A frame never stops being writable for the hypervisor's checks, and is
+//!   never given back (`XENMEM_decrease_reservation`) to anyone, while any vCPU
+//!   may still write it through an old translation: that is the hypervisor's
+//!   job, not the guest's, and it does not depend on the guest's flushes.
+//!
+//! The vCPU bitmap is one 64-bit word read from guest memory (bits past the
+//! domain's vCPUs are ignored; an unreadable bitmap is `EFAULT`).
 //!
 //! ## Batches
 //!

@@ -11,10 +11,11 @@
 //! the guest's: it is bounced to the guest's own handler, or the domain is crashed; never the
 //! hypervisor.
 //!
-//! Standing assumptions: one pCPU (SMP is the next issue: per-pCPU state is already reached
-//! through the entry area, `arch::x86_64::percpu`); every domain stays in [`World::domains`]
-//! while any of its vCPUs' traps are handled; interrupts are off throughout, except while
-//! the idle loop waits.
+//! Standing assumptions: every pCPU runs this code (docs/architecture.md, "Running guests on
+//! every pCPU"); the world is behind one lock ([`lock_world`]), held from the start of a
+//! trap's handling until the return to the guest, and released only while a pCPU idles;
+//! every domain stays in [`World::domains`] while any of its vCPUs' traps are handled;
+//! interrupts are off throughout, except while the idle loop halts.
 
 pub mod context;
 pub mod domctl;
