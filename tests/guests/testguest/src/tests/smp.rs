@@ -30,6 +30,15 @@
 //! 7. **Flush masks**: `MMUEXT_TLB_FLUSH_MULTI` / `INVLPG_MULTI` with a good vCPU mask
 //!    succeed; with an unreadable or null one they fail with `EFAULT`, as does
 //!    `update_va_mapping` whose scope is an unreadable bitmap.
+//! 9. **Races across pCPUs** (they race for real on `-smp 2` and more; on one pCPU they
+//!    interleave at the hypervisor's scheduling points only): vCPU 3 writes a forged L1
+//!    entry (a frame not the guest's, present and writable) through a window that vCPU 0
+//!    maps to a frame T and then maps away again flushing only itself, then pins T as an L1
+//!    table: whatever vCPU 3's TLB still holds, a pinned T never holds the forged entry (the
+//!    pin's change of use flushes every pCPU before it validates), for [`RACE_ROUNDS`]
+//!    rounds. Meanwhile vCPU 1 binds and closes an IPI port as fast as it can while vCPU 0
+//!    sends on whatever port it last saw, and vCPU 0 asks `VCPUOP_initialise` for vCPU 3
+//!    while it runs (`EEXIST` every time).
 //! 8. **Multicall**: each entry's result written back (a version, a nested multicall's
 //!    `EINVAL`, a yield's 0, an unknown command's `ENOSYS`, `is_up`), the inner list left
 //!    untouched; a batch longer than one chunk; an unreadable list is `EFAULT`.
@@ -92,6 +101,23 @@ const MODE_ACK: u32 = 0;
 const MODE_RING: u32 = 1;
 const MODE_SELF_DOWN: u32 = 2;
 const MODE_POKE: u32 = 3;
+const MODE_RACE: u32 = 4;
+
+/// Rounds of step 9's pin race.
+pub const RACE_ROUNDS: u32 = 200;
+/// A frame that is never the guest's: the hypervisor image starts at 1 MiB.
+const FORGED_MFN: u64 = 0x100;
+/// Step 9: the racers run while this is set.
+static RACE_ON: AtomicU32 = AtomicU32::new(0);
+/// Where vCPU 3 writes.
+static RACE_VA: AtomicU64 = AtomicU64::new(0);
+/// vCPU 3's writes; vCPU 1's binds; racers done.
+static RACE_WRITES: AtomicU64 = AtomicU64::new(0);
+static RACE_BINDS: AtomicU32 = AtomicU32::new(0);
+static RACE_DONE: AtomicU32 = AtomicU32::new(0);
+/// The port vCPU 1 bound last; its bind or close failures.
+static RACE_PORT: AtomicU32 = AtomicU32::new(0);
+static RACE_ODD: AtomicU32 = AtomicU32::new(0);
 
 static NR: AtomicU32 = AtomicU32::new(0);
 static MODE: AtomicU32 = AtomicU32::new(MODE_ACK);
@@ -192,6 +218,7 @@ fn secondary(v: u32) -> ! {
             MODE_POKE => {
                 let _ = calls::evtchn_send(POKE_PORT.load(Ordering::SeqCst));
             }
+            MODE_RACE => race(i),
             _ => {
                 ACKS[i].fetch_add(1, Ordering::SeqCst);
             }
@@ -223,6 +250,7 @@ pub fn run() -> ! {
     poll(&mut c);
     flush_masks(&mut c);
     multicall(&mut c);
+    races(&mut c);
     c.finish()
 }
 
@@ -779,4 +807,152 @@ fn multicall(c: &mut Checks) {
 /// The `result` a failed entry carries: the negative errno.
 fn errno_result(e: Errno) -> i64 {
     errno::Errno::encode_result(Err(e))
+}
+
+/// The forged L1 entry of step 9.
+fn forged() -> u64 {
+    guest_abi::pte::entry(FORGED_MFN, guest_abi::pte::PRESENT | guest_abi::pte::RW)
+}
+
+/// A secondary vCPU's part of step 9 (vCPU 3 writes, vCPU 1 binds and closes).
+fn race(i: usize) {
+    match i {
+        3 => {
+            let va = RACE_VA.load(Ordering::SeqCst);
+            while RACE_ON.load(Ordering::SeqCst) != 0 {
+                // SAFETY: `va` is a window slot vCPU 0 keeps mapped writable for the whole
+                // race (to T or to the padding's own frame); nothing in Rust refers into it.
+                unsafe { (va as *mut u64).write_volatile(forged()) };
+                RACE_WRITES.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        1 => {
+            while RACE_ON.load(Ordering::SeqCst) != 0 {
+                match calls::evtchn_bind_ipi(1) {
+                    Ok(p) => {
+                        RACE_PORT.store(p, Ordering::SeqCst);
+                        RACE_BINDS.fetch_add(1, Ordering::Relaxed);
+                        if calls::evtchn_close(p).is_err() {
+                            RACE_ODD.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    Err(_) => {
+                        RACE_ODD.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    RACE_DONE.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Step 9.
+fn races(c: &mut Checks) {
+    use xenia_guest_rt::mm::{self, Window};
+    let Some((_, t)) = mm::fresh_frame() else {
+        error(format_args!("step 9: no spare frame for the pin race"));
+    };
+    // Slot 0 is W: T while vCPU 0 lets vCPU 3 write, else the padding's own frame (a
+    // closed window), writable either way, so vCPU 3's writes never fault. Slots 1 and 2
+    // are this vCPU's views of T. Nothing else in this test uses them.
+    RACE_VA.store(mm::window_va(0), Ordering::SeqCst);
+    RACE_ON.store(1, Ordering::SeqCst);
+    RACE_DONE.store(0, Ordering::SeqCst);
+    MODE.store(MODE_RACE, Ordering::SeqCst);
+    for v in [1usize, 3] {
+        let _ = calls::evtchn_send(PORTS[v].load(Ordering::SeqCst));
+    }
+    let started = now_ns();
+    let mut pinned = 0;
+    let mut refused = 0;
+    let mut forged_seen = 0;
+    let mut odd = 0;
+    let mut sends = 0;
+    let mut init_not_eexist = 0;
+    let ctx = VcpuGuestContext::new();
+    for round in 0..RACE_ROUNDS {
+        // T writable at W (vCPU 3 writes into it), then W back to the padding with a flush
+        // of this vCPU only (`Window::close`): vCPU 3 may keep T in its TLB.
+        // SAFETY: slot 0 is W, this test's; no Rust reference points into it.
+        let Ok(w) = (unsafe { Window::writable(0, t) }) else {
+            odd += 1;
+            continue;
+        };
+        // Give vCPU 3 time to write through the new mapping (bounded spin).
+        let seen = RACE_WRITES.load(Ordering::Relaxed);
+        let until = now_ns() + 200_000;
+        while RACE_WRITES.load(Ordering::Relaxed) < seen + 64 && now_ns() < until {
+            core::hint::spin_loop();
+        }
+        if w.close() != 0 {
+            odd += 1;
+            continue;
+        }
+        // Entry 0 of T cleared through a window of this vCPU alone, then the pin.
+        // SAFETY: slot 1 is this test's; T is not a page table now.
+        if let Ok(zw) = unsafe { Window::writable(1, t) } {
+            zw.write(0, 0);
+            let _ = zw.close();
+        }
+        // SAFETY: T is no Rust object's memory; pinning makes it read-only, nothing else.
+        if unsafe { mm::pin(1, t) } == 0 {
+            pinned += 1;
+            // SAFETY: slot 2 is this test's; a page table may be mapped read-only.
+            match unsafe { Window::read_only(2, t) } {
+                Ok(rw) => {
+                    if rw.read(0) == forged() {
+                        forged_seen += 1;
+                    }
+                    let _ = rw.close();
+                }
+                Err(_) => odd += 1,
+            }
+            // SAFETY: T was pinned just above by this test.
+            if unsafe { mm::unpin(t) } != 0 {
+                odd += 1;
+            }
+        } else {
+            refused += 1;
+        }
+        // The events race and a VCPUOP_initialise on a running vCPU, every round.
+        let _ = calls::evtchn_send(RACE_PORT.load(Ordering::SeqCst));
+        sends += 1;
+        // SAFETY: vCPU 3 is up: the call must be refused before it reads the context.
+        if unsafe { calls::vcpu_initialise(3, &ctx) } != Err(EEXIST) {
+            init_not_eexist += 1;
+        }
+        if round % 50 == 49 && now_ns() - started > READY_WAIT_NS * 4 {
+            break;
+        }
+    }
+    RACE_ON.store(0, Ordering::SeqCst);
+    // vCPUs 1 and 3 raced.
+    let all_back = wait_until(now_ns() + REACT_WAIT_NS, || {
+        RACE_DONE.load(Ordering::SeqCst) == 2
+    });
+    MODE.store(MODE_ACK, Ordering::SeqCst);
+    c.check(
+        "step 9: the racers stopped",
+        all_back,
+        format_args!("{} of 2 back", RACE_DONE.load(Ordering::SeqCst)),
+    );
+    c.eq("a pinned T never holds the forged entry", forged_seen, 0);
+    c.eq("windows and unpins of the pin race all worked", odd, 0);
+    c.check(
+        "the pin race ran (pins both taken and refused, vCPU 3 wrote)",
+        pinned + refused > 0 && RACE_WRITES.load(Ordering::SeqCst) > 0,
+        format_args!(
+            "{pinned} pinned, {refused} refused, {} writes",
+            RACE_WRITES.load(Ordering::SeqCst)
+        ),
+    );
+    c.eq("VCPUOP_initialise on running vCPU 3: EEXIST every time", init_not_eexist, 0);
+    c.eq("vCPU 1's binds and closes all succeeded", RACE_ODD.load(Ordering::SeqCst), 0);
+    note(format_args!(
+        "races: {pinned} pins taken, {refused} refused, {} forged writes by vCPU 3, {} \
+         binds by vCPU 1 against {sends} sends",
+        RACE_WRITES.load(Ordering::SeqCst),
+        RACE_BINDS.load(Ordering::SeqCst)
+    ));
 }
