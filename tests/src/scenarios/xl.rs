@@ -490,7 +490,7 @@ pub fn smp_compute_vcpus(ctx: &Context) -> Result<(), String> {
             if let Err(e) = counting {
                 // What the hypervisor knows of the domains (debug key `q`), for the report.
                 let _ = vm.send("\x01\x01\x01q");
-                let _ = vm.wait_for_line_starting("(XEN) [keys] domain 0", COMMAND);
+                let _ = vm.wait_for_line_starting("domain 0: ", COMMAND);
                 return Err(e);
             }
             vm.wait_for_line_starting("compute: progress: vCPU 0 ", T)?;

@@ -947,8 +947,16 @@ fn races(c: &mut Checks) {
             RACE_WRITES.load(Ordering::SeqCst)
         ),
     );
-    c.eq("VCPUOP_initialise on running vCPU 3: EEXIST every time", init_not_eexist, 0);
-    c.eq("vCPU 1's binds and closes all succeeded", RACE_ODD.load(Ordering::SeqCst), 0);
+    c.eq(
+        "VCPUOP_initialise on running vCPU 3: EEXIST every time",
+        init_not_eexist,
+        0,
+    );
+    c.eq(
+        "vCPU 1's binds and closes all succeeded",
+        RACE_ODD.load(Ordering::SeqCst),
+        0,
+    );
     note(format_args!(
         "races: {pinned} pins taken, {refused} refused, {} forged writes by vCPU 3, {} \
          binds by vCPU 1 against {sends} sends",
