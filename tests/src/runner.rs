@@ -36,6 +36,8 @@ pub struct Context {
     registry: Registry,
     machines: AtomicUsize,
     notes: Mutex<Vec<String>>,
+    /// CPUs of the machines this context starts unless a scenario says otherwise.
+    cpus: AtomicUsize,
 }
 
 impl Context {
@@ -46,6 +48,7 @@ impl Context {
             name: name.to_string(),
             registry: Arc::new(Mutex::new(Vec::new())),
             machines: AtomicUsize::new(0),
+            cpus: AtomicUsize::new(1),
             notes: Mutex::new(Vec::new()),
         }
     }
@@ -78,7 +81,17 @@ impl Context {
         } else {
             format!("{}-{}", self.name, n + 1)
         };
-        Machine::new(&self.ws, &name).registered(Arc::clone(&self.registry))
+        let machine = Machine::new(&self.ws, &name).registered(Arc::clone(&self.registry));
+        match self.cpus.load(Ordering::Relaxed) {
+            1 => machine,
+            n => machine.cpus(n as u32),
+        }
+    }
+
+    /// Makes every machine started from here on have `cpus` CPUs unless the scenario sets
+    /// its own count: a scenario written for one CPU then runs unchanged on several.
+    pub fn set_default_cpus(&self, cpus: u32) {
+        self.cpus.store(cpus.max(1) as usize, Ordering::Relaxed);
     }
 
     /// Adds a line to the scenario's report, shown even when it passes: measured figures

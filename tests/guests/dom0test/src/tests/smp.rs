@@ -5,6 +5,11 @@
 //! what it checks). While it runs, dom0 watches `getdomaininfo`: the domain's online vCPU
 //! count must reach [`VCPUS`] (the hypervisor's view of `VCPUOP_up`). Then dom0 destroys it
 //! and checks that every frame came back.
+//!
+//! Then, [`SPIN_ROUNDS`] times, dom0 builds testguest `smp_spin` (every vCPU up and busy),
+//! waits until all its vCPUs are online and it has run, and destroys it while they run (on
+//! other pCPUs, on `-smp 2` and more: the destroy must wait for each to leave its pCPU).
+//! Free memory must be back where it started and the frame table consistent.
 
 use alloc::vec::Vec;
 
@@ -21,6 +26,10 @@ pub const VCPUS: u32 = 4;
 const MIB: u64 = 16;
 /// How long dom0 waits for the domU's verdict (its ring alone is 40 000 IPIs).
 const WAIT_NS: u64 = 120_000 * NS_PER_MS;
+/// Domains destroyed while all their vCPUs run.
+pub const SPIN_ROUNDS: u32 = 5;
+/// How long dom0 waits for a spinning domain's vCPUs to come up and run.
+const SPIN_WAIT_NS: u64 = 10_000 * NS_PER_MS;
 
 pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
     let mut log = match ConsoleLog::now(&mut ctx.hv) {
@@ -122,5 +131,67 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
             c.eq("free pages back as before", free_after, free_before);
         }
     }
+    destroy_running(ctx, c, free_before);
     Outcome::Ran
+}
+
+/// Builds `smp_spin` [`SPIN_ROUNDS`] times and destroys it with every vCPU running.
+fn destroy_running(ctx: &mut Ctx, c: &mut Checks, free_before: u64) {
+    let mut destroyed = 0;
+    for round in 0..SPIN_ROUNDS {
+        let domu = Domu {
+            vcpus: VCPUS,
+            ..Domu::new("smp_spin", MIB)
+        };
+        let dom = match ctx.build(&domu) {
+            Ok(b) => b.dom,
+            Err(e) => {
+                let why = ctx.explain(&e);
+                c.check(
+                    format_args!("build smp_spin round {round}"),
+                    false,
+                    format_args!("{why}"),
+                );
+                return;
+            }
+        };
+        // All vCPUs online and the domain well into running.
+        let deadline = now_ns() + SPIN_WAIT_NS;
+        let mut up = false;
+        while now_ns() < deadline {
+            match ctx.hv.domain_info(dom) {
+                Ok(info) if info.nr_online_vcpus == VCPUS && info.cpu_time > 50 * NS_PER_MS => {
+                    up = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            ctx.wait.block_until((now_ns() + POLL_NS).min(deadline));
+        }
+        c.check(
+            format_args!("smp_spin d{dom} (round {round}): all {VCPUS} vCPUs up and running"),
+            up,
+            format_args!("not within {} ms", SPIN_WAIT_NS / NS_PER_MS),
+        );
+        if ctx.destroy_all(c, "a running smp_spin domU", &[dom]) {
+            destroyed += 1;
+        }
+    }
+    note(format_args!(
+        "{destroyed} domains destroyed with {VCPUS} vCPUs running"
+    ));
+    if let Some(free_after) = c.ok("sysctl physinfo after the spinners", ctx.free_pages()) {
+        c.eq(
+            "free pages back as before the spinners",
+            free_after,
+            free_before,
+        );
+    }
+    let ret = xenia_guest_rt::mm::check_frame_table();
+    c.check(
+        "XENMEM_XENIA_CHECK_FRAME_TABLE returns 0 after the spinners",
+        ret == 0,
+        format_args!("returned {ret}"),
+    );
 }

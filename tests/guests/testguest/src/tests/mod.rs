@@ -109,6 +109,11 @@ pub const TESTS: &[Test] = &[
                 flush masks, multicall (a domU: dom0test's smp builds it)",
     },
     Test {
+        name: "smp_spin",
+        run: smp::spin,
+        about: "every vCPU up and busy until destroyed (dom0test's smp destroys it running)",
+    },
+    Test {
         name: "shutdown_poweroff",
         run: shutdown::poweroff,
         about: "SCHEDOP_shutdown(poweroff)",

@@ -964,3 +964,29 @@ fn races(c: &mut Checks) {
         RACE_BINDS.load(Ordering::SeqCst)
     ));
 }
+
+/// `smp_spin`: every vCPU up and busy for good (a hypercall now and then, so that traps
+/// come from every pCPU), for dom0test's destroy-while-running rounds. Never returns; the
+/// domain ends by being destroyed.
+pub fn spin() -> ! {
+    events::mask();
+    let nr = smp::nr_vcpus().min(MAX_VCPUS as u32);
+    for v in 1..nr {
+        if let Err(e) = smp::start(v, spin_on) {
+            error(format_args!("smp_spin: vCPU {v} did not start: {e:?}"));
+        }
+    }
+    xenia_guest_rt::println!("smp_spin: {nr} vCPUs busy");
+    spin_on(0)
+}
+
+fn spin_on(_: u32) -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = n.wrapping_add(1);
+        if n.is_multiple_of(4096) {
+            let _ = calls::xen_version();
+        }
+        core::hint::spin_loop();
+    }
+}
