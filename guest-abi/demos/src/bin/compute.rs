@@ -191,8 +191,11 @@ fn share_bounds(limit: u64, k: usize, workers: usize) -> (u64, u64) {
 }
 
 /// Sieves `[lo, hi)` of `limit` for share `k`, in `steps` steps, publishing progress after
-/// each; `after_step(step)` runs after each (vCPU 0 prints there).
+/// each; `after_step(step)` runs after each (vCPU 0 prints there). Its own function, so
+/// that its sieve is not in [`split`]'s frame: inlined there, it shared the boot stack with
+/// [`base_primes`]' sieve and overflowed it.
 #[cfg(target_os = "none")]
+#[inline(never)]
 fn work(k: usize, limit: u64, steps: u64, mut after_step: impl FnMut(u64)) {
     let share = &SHARES[k];
     let (lo, hi) = (
