@@ -898,6 +898,12 @@ fn races(c: &mut Checks) {
         // SAFETY: T is no Rust object's memory; pinning makes it read-only, nothing else.
         if unsafe { mm::pin(1, t) } == 0 {
             pinned += 1;
+            // Let vCPU 3 write on: through a translation of T it should no longer have.
+            let seen = RACE_WRITES.load(Ordering::Relaxed);
+            let until = now_ns() + 200_000;
+            while RACE_WRITES.load(Ordering::Relaxed) < seen + 64 && now_ns() < until {
+                core::hint::spin_loop();
+            }
             // SAFETY: slot 2 is this test's; a page table may be mapped read-only.
             match unsafe { Window::read_only(2, t) } {
                 Ok(rw) => {
