@@ -56,6 +56,7 @@ impl log::Log for Logger {
             log::Level::Debug => "debug: ",
             log::Level::Trace => "trace: ",
         };
+        let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
         let mut console = CONSOLE.lock();
         let _ = writeln!(console, "{prefix}{}", record.args());
     }
@@ -67,6 +68,7 @@ static LOGGER: Logger = Logger;
 
 /// Programs COM1 and installs the logger at `info`. Runs first thing on the boot CPU.
 pub fn init() {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
     CONSOLE.lock().serial.init();
     // A second call would only fail because a logger is already set, which is harmless.
     let _ = log::set_logger(&LOGGER);
@@ -75,6 +77,7 @@ pub fn init() {
 
 /// Applies the `console=` and `loglvl=` options.
 pub fn configure(serial_enabled: bool, level: log::LevelFilter) {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
     CONSOLE.lock().serial_enabled = serial_enabled;
     log::set_max_level(level);
 }
@@ -98,6 +101,7 @@ pub fn emergency_line(text: &str) {
 pub fn guest_output(dom: guest_abi::types::DomId, line: &mut ConsoleLine, bytes: &[u8]) {
     for &b in bytes {
         if b == b'\n' || line.is_full() {
+            let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
             let mut console = CONSOLE.lock();
             let _ = writeln!(console, "(d{dom}) {}", Shown(line.text()));
             line.clear();
@@ -135,6 +139,7 @@ impl fmt::Display for Shown<'_> {
 /// shows its hardware domain's console. It does not go into the dmesg ring: that is the
 /// hypervisor's log.
 pub fn dom0_raw_output(bytes: &[u8]) {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
     let console = CONSOLE.lock();
     if console.serial_enabled {
         console.serial.write_bytes(bytes);
@@ -144,6 +149,7 @@ pub fn dom0_raw_output(bytes: &[u8]) {
 /// Copies the log from position `from` (the oldest kept byte if older) into `out` for
 /// `xl dmesg`; returns the bytes copied and the position to continue from.
 pub fn read_log(from: u64, out: &mut [u8]) -> (usize, u64) {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
     let console = CONSOLE.lock();
     let r = console.ring.read_from(from, out);
     (r.copied, r.next)

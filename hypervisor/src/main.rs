@@ -43,6 +43,7 @@ mod boot_info;
 mod console;
 #[cfg(target_os = "none")]
 mod guest;
+mod lockorder;
 #[cfg(target_os = "none")]
 mod start;
 

@@ -58,5 +58,6 @@ pub use machine::{
 };
 pub use runner::{Context, Outcome, Scenario, Summary, run_and_report};
 pub use workspace::{
-    DOM0_ARTIFACT, HYPERVISOR_ARTIFACT, INITRD_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace,
+    CHECKED_HYPERVISOR_ARTIFACT, DOM0_ARTIFACT, HYPERVISOR_ARTIFACT, INITRD_ARTIFACT,
+    TEST_INITRD_ARTIFACT, Workspace,
 };

@@ -38,6 +38,8 @@ pub struct Context {
     notes: Mutex<Vec<String>>,
     /// CPUs of the machines this context starts unless a scenario says otherwise.
     cpus: AtomicUsize,
+    /// The hypervisor image of the machines this context starts, if not the default.
+    hypervisor: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Context {
@@ -49,6 +51,7 @@ impl Context {
             registry: Arc::new(Mutex::new(Vec::new())),
             machines: AtomicUsize::new(0),
             cpus: AtomicUsize::new(1),
+            hypervisor: Mutex::new(None),
             notes: Mutex::new(Vec::new()),
         }
     }
@@ -81,10 +84,20 @@ impl Context {
         } else {
             format!("{}-{}", self.name, n + 1)
         };
-        let machine = Machine::new(&self.ws, &name).registered(Arc::clone(&self.registry));
+        let mut machine = Machine::new(&self.ws, &name).registered(Arc::clone(&self.registry));
+        if let Some(image) = self.hypervisor.lock().ok().and_then(|h| h.clone()) {
+            machine = machine.hypervisor(image);
+        }
         match self.cpus.load(Ordering::Relaxed) {
             1 => machine,
             n => machine.cpus(n as u32),
+        }
+    }
+
+    /// Makes every machine started from here on boot hypervisor image `image`.
+    pub fn set_default_hypervisor(&self, image: &std::path::Path) {
+        if let Ok(mut h) = self.hypervisor.lock() {
+            *h = Some(image.to_path_buf());
         }
     }
 

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 /// File name of the hypervisor image in the artifact directory and in the ISO's `/boot/`.
 pub const HYPERVISOR_ARTIFACT: &str = "xenia.elf";
+/// The hypervisor built with debug assertions and the lock-order checks (profile `checked`).
+pub const CHECKED_HYPERVISOR_ARTIFACT: &str = "xenia-checked.elf";
 
 /// File name of the dom0 kernel (`xenia-dom0`) in the artifact directory and the ISO's `/boot/`.
 pub const DOM0_ARTIFACT: &str = "dom0.elf";

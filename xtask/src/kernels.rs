@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use xenia_tests::{DOM0_ARTIFACT, HYPERVISOR_ARTIFACT, Workspace};
+use xenia_tests::{CHECKED_HYPERVISOR_ARTIFACT, DOM0_ARTIFACT, HYPERVISOR_ARTIFACT, Workspace};
 
 use crate::host;
 
@@ -99,6 +99,39 @@ pub fn build(ws: &Workspace, kernel: &Kernel, release: bool) -> Result<(), Strin
     let artifact = ws.artifact(kernel.artifact);
     fs::create_dir_all(ws.artifact_dir())
         .map_err(|e| format!("cannot create {}: {e}", ws.artifact_dir().display()))?;
+    fs::copy(&built, &artifact).map_err(|e| {
+        format!(
+            "cannot copy {} to {}: {e}",
+            built.display(),
+            artifact.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// The hypervisor again, in the `checked` profile (release speed, debug assertions and the
+/// lock-order checks on), as [`CHECKED_HYPERVISOR_ARTIFACT`].
+pub fn build_checked_hypervisor(ws: &Workspace) -> Result<(), String> {
+    let mut cargo = host::cargo(ws.root());
+    cargo.args([
+        "build",
+        "--quiet",
+        "--package",
+        "xenia-hypervisor",
+        "--bin",
+        "xenia",
+        "--target",
+        KERNEL_TARGET,
+        "--profile",
+        "checked",
+    ]);
+    host::run(&mut cargo)?;
+    let built = ws
+        .target_dir()
+        .join(KERNEL_TARGET)
+        .join("checked")
+        .join("xenia");
+    let artifact = ws.artifact(CHECKED_HYPERVISOR_ARTIFACT);
     fs::copy(&built, &artifact).map_err(|e| {
         format!(
             "cannot copy {} to {}: {e}",

@@ -201,6 +201,8 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
         println!("building {}...", kernel.label);
         kernels::build(ws, kernel, !args.debug)?;
     }
+    println!("building the hypervisor with debug assertions and lock-order checks...");
+    kernels::build_checked_hypervisor(ws)?;
     println!("building xl and xen-hptool ({})...", userland::USER_TARGET);
     let programs = userland::build_programs(ws)?;
     println!("building dom0's initrd...");

@@ -107,6 +107,7 @@ const LOCK_BOUND_US: u64 = 30_000_000;
 /// The world, locked: dereferences to [`World`].
 pub struct WorldGuard {
     inner: spin::MutexGuard<'static, World>,
+    _held: crate::lockorder::Held,
 }
 
 impl core::ops::Deref for WorldGuard {
@@ -136,6 +137,7 @@ impl Drop for WorldGuard {
 /// another pCPU (a continuation after a yield) returns to its guest in between, which gives
 /// the others the lock many times over.
 pub fn lock_world() -> WorldGuard {
+    let held = crate::lockorder::Held::new(crate::lockorder::Level::World);
     let take = || WORLD.try_lock();
     let mut got = take();
     while got.is_none() {
@@ -154,7 +156,7 @@ pub fn lock_world() -> WorldGuard {
     }
     let inner = got.expect("taken above");
     HOLDER.store(percpu::this().index() as u64, Ordering::Relaxed);
-    WorldGuard { inner }
+    WorldGuard { inner, _held: held }
 }
 
 /// A trap from a guest: hypercall, exception, interrupt or SYSCALL.

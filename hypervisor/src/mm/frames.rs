@@ -204,6 +204,7 @@ pub fn track(frames: u64) {
         offline,
         withheld,
     };
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     let mut f = FRAMES.lock();
     // Learn which frames are free by taking every free block out, largest first (so that
     // nothing is split), and giving them all back.
@@ -237,6 +238,7 @@ pub enum Found {
 /// Marks `mfn` offline: the allocator never hands it out again (until [`online`]). Says
 /// whether it was free. `None` without the offlining bits (nothing changes).
 pub fn offline(mfn: Mfn) -> Option<Found> {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     let mut f = FRAMES.lock();
     let f = &mut *f;
     let t = f.tracking.as_mut()?;
@@ -263,6 +265,7 @@ pub fn offline(mfn: Mfn) -> Option<Found> {
 /// Undoes [`offline`]: a withheld frame goes back to the allocator; a free one counts as
 /// free again; one in use is freed normally from now on.
 pub fn online(mfn: Mfn) {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     let mut f = FRAMES.lock();
     let f = &mut *f;
     let Some(t) = f.tracking.as_mut() else {
@@ -287,6 +290,7 @@ pub fn online(mfn: Mfn) {
 
 /// Whether `mfn` is withheld or would be (offline, not in use): for checks.
 pub fn is_offline(mfn: Mfn) -> bool {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     let f = FRAMES.lock();
     let i = mfn.0 as usize;
     f.tracking.as_ref().is_some_and(|t| t.offline.get(i))
@@ -298,6 +302,7 @@ pub fn add_free(range: PhysRange) {
     if start >= end {
         return;
     }
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     let mut f = FRAMES.lock();
     f.buddy.add_frame(start as usize, end as usize);
     if let Some(t) = f.tracking.as_mut() {
@@ -326,6 +331,7 @@ pub fn alloc_zeroed() -> Option<Mfn> {
 
 /// `count` physically contiguous frames, aligned to `count` rounded up to a power of two.
 pub fn alloc_contiguous(count: u64) -> Option<Mfn> {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     FRAMES.lock().take(count)
 }
 
@@ -338,16 +344,19 @@ pub fn try_alloc_contiguous(count: u64) -> Option<Mfn> {
 /// Returns frames obtained from `alloc_contiguous(count)` (or `alloc` with count 1). Offline
 /// frames among them are withheld.
 pub fn free_contiguous(first: Mfn, count: u64) {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     FRAMES.lock().give(first, count);
 }
 
 /// Frames currently free (offline frames never count).
 pub fn free_count() -> u64 {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     FRAMES.lock().free
 }
 
 /// Frames ever handed to the allocator.
 pub fn total_count() -> u64 {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     FRAMES.lock().total
 }
 

@@ -78,6 +78,7 @@ pub fn init(frames: u64, nx: bool) {
 /// Runs `f` with the frame table locked.
 pub fn with<R>(f: impl FnOnce(&mut FrameTable, &mut DirectMem) -> R) -> R {
     let table = TABLE.get().expect("frame table used before init");
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::FrameTable);
     f(&mut table.lock(), &mut DirectMem)
 }
 

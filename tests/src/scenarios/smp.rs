@@ -194,3 +194,19 @@ pub fn testguest_qemu64_2(ctx: &Context) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// dom0test's `smp` (4-vCPU guest across pCPUs, the races, destroy while running) and
+/// `teardown` on `-smp 4` with the hypervisor built with debug assertions
+/// (`xenia-checked.elf`): a lock taken out of order (`lockorder`), a failed `debug_assert!`
+/// or an arithmetic overflow panics, and the test fails.
+pub fn lockcheck_4(ctx: &Context) -> Result<(), String> {
+    let checked = ctx
+        .workspace()
+        .require_artifact(crate::workspace::CHECKED_HYPERVISOR_ARTIFACT)?;
+    ctx.set_default_hypervisor(&checked);
+    super::domains::dom0test_on(ctx, 4, "smp", LOCKCHECK_WAIT, &["smp figure "], false)?;
+    super::domains::dom0test_on(ctx, 4, "teardown", LOCKCHECK_WAIT, &["teardown: "], false)
+}
+
+/// The checked build is slower than release (overflow checks); generous.
+const LOCKCHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);

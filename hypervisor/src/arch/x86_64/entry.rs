@@ -552,6 +552,7 @@ pub fn install_boot() {
         guest_l3,
         (&raw const super::boot_stack_high_top) as u64,
     );
+    super::percpu::set_ready();
 }
 
 /// An application processor's entry area, built by the boot CPU.

@@ -53,6 +53,8 @@ pub struct PerCpu {
     /// When this pCPU's timer fires next (system time, ns), `u64::MAX` if it is off: another
     /// pCPU that finds an earlier deadline for this one's vCPUs kicks it to re-arm.
     pub armed: AtomicU64,
+    /// The lock levels this pCPU holds (`lockorder`, debug assertions only).
+    pub locks_held: AtomicU32,
     /// What other pCPUs asked of this one ([`REQ_FLUSH`], [`REQ_KICK`]); the asker sets a
     /// bit, then sends the IPI; this pCPU clears a bit once it has done what it asks.
     pub requests: AtomicU32,
@@ -109,6 +111,7 @@ impl PerCpu {
             apic_id: AtomicU32::new(0),
             armed: AtomicU64::new(u64::MAX),
             requests: AtomicU32::new(0),
+            locks_held: AtomicU32::new(0),
         }
     }
 
@@ -141,6 +144,19 @@ impl PerCpu {
     pub fn set_run_until(&self, t: Option<u64>) {
         self.run_until.store(t.unwrap_or(NONE), Ordering::Relaxed);
     }
+}
+
+/// Set once the boot CPU's entry area (and so [`this`]) works.
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Says [`this`] works from now on (the boot CPU's `PerCpu` is initialised and mapped).
+pub fn set_ready() {
+    READY.store(true, Ordering::SeqCst);
+}
+
+/// This pCPU's data, or `None` this early in boot (for code that also runs before).
+pub fn this_if_ready() -> Option<&'static PerCpu> {
+    READY.load(Ordering::Relaxed).then(this)
 }
 
 /// This pCPU's data, in its entry area.

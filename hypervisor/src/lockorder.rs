@@ -1,0 +1,100 @@
+//! The lock order, written once, and its check in builds with debug assertions (the
+//! `checked` profile: `cargo xtask build` makes `xenia-checked.elf`, and the scenario
+//! `smp_lockcheck_4` runs dom0 and SMP guests on it).
+//!
+//! A pCPU may take a lock only while it holds none of the same or a later [`Level`]:
+//!
+//! 1. [`Level::World`]: the domains and the scheduler (`guest::lock_world`);
+//! 2. [`Level::FrameTable`]: the frame table (`mm::ft`);
+//! 3. [`Level::Frames`]: the frame allocator (`mm::frames`);
+//! 4. [`Level::Console`]: the console (`console`).
+//!
+//! The heap's lock (inside `buddy_system_allocator`) is a leaf below all of these: it takes
+//! the frame allocator only with `try_lock`, which cannot wait. Flush requests and kicks
+//! take no lock (`arch::x86_64::ipi`), which is what lets a pCPU that holds the world lock
+//! wait for the others.
+//!
+//! Each pCPU keeps the levels it holds in its `PerCpu`; taking a lock out of order panics
+//! with both levels named, at the first such acquisition, whether or not another pCPU
+//! happened to race it. Without debug assertions all of this compiles to nothing.
+
+use core::sync::atomic::Ordering;
+
+/// Lock levels, in the order they may be taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    World = 0,
+    FrameTable = 1,
+    Frames = 2,
+    Console = 3,
+}
+
+/// A level held by this pCPU until dropped (taken just before the lock itself).
+pub struct Held(Level);
+
+/// This pCPU's data once it is reachable (never in host builds, where nothing is checked).
+#[cfg(target_os = "none")]
+fn cpu() -> Option<&'static crate::arch::x86_64::percpu::PerCpu> {
+    crate::arch::x86_64::percpu::this_if_ready()
+}
+
+#[cfg(not(target_os = "none"))]
+fn cpu() -> Option<&'static HostCpu> {
+    None
+}
+
+/// What host builds stand in for a `PerCpu` with (never made).
+#[cfg(not(target_os = "none"))]
+struct HostCpu {
+    locks_held: core::sync::atomic::AtomicU32,
+}
+
+#[cfg(not(target_os = "none"))]
+impl HostCpu {
+    fn index(&self) -> usize {
+        0
+    }
+}
+
+impl Held {
+    /// Records that this pCPU takes a lock of `level`; panics (with debug assertions) if it
+    /// holds one of the same or a later level.
+    pub fn new(level: Level) -> Held {
+        if cfg!(debug_assertions)
+            && let Some(cpu) = cpu()
+        {
+            let bit = 1u32 << level as u32;
+            let held = cpu.locks_held.load(Ordering::Relaxed);
+            // Every bit at `level` or after it.
+            let later = held & !(bit - 1);
+            if later != 0 {
+                let first = later.trailing_zeros();
+                panic!(
+                    "lock order: cpu {} takes {level:?} while holding {:?} (order: World, \
+                     FrameTable, Frames, Console)",
+                    cpu.index(),
+                    [
+                        Level::World,
+                        Level::FrameTable,
+                        Level::Frames,
+                        Level::Console
+                    ]
+                    .get(first as usize)
+                );
+            }
+            cpu.locks_held.fetch_or(bit, Ordering::Relaxed);
+        }
+        Held(level)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if cfg!(debug_assertions)
+            && let Some(cpu) = cpu()
+        {
+            cpu.locks_held
+                .fetch_and(!(1u32 << self.0 as u32), Ordering::Relaxed);
+        }
+    }
+}
