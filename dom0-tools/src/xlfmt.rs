@@ -12,6 +12,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
 
 use guest_abi::domctl::DomctlGetvcpuinfo;
