@@ -358,7 +358,11 @@ pub fn refused(ctx: &Context) -> Result<(), String> {
         "cpu-offline of a CPU the machine lacks (EINVAL)",
     )?;
     let out = run(&mut vm, "xen-hptool cpu-offline 0")?;
-    expect(&out, "CPU 0 offline failed (error 16: ", "cpu-offline 0 (EBUSY)")?;
+    expect(
+        &out,
+        "CPU 0 offline failed (error 16: ",
+        "cpu-offline 0 (EBUSY)",
+    )?;
     expect(
         &out,
         "CPU 0 (the boot CPU) and the last online CPU cannot be taken offline",
