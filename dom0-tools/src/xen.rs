@@ -186,6 +186,80 @@ impl<R: Raw> Xen<R> {
         Ok(op.payload())
     }
 
+    /// `getvcpuaffinity`: the hard and soft masks of `dom`'s vCPU `vcpu`, each a bitmap of
+    /// `nr_bits` bits (bit *n* of byte *n* / 8 is pCPU *n*).
+    pub fn vcpu_affinity(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        nr_bits: u32,
+    ) -> Result<(Vec<u8>, Vec<u8>), Errno> {
+        use guest_abi::domctl::{
+            DomctlVcpuaffinity, XEN_DOMCTL_GETVCPUAFFINITY, XEN_VCPUAFFINITY_HARD,
+            XEN_VCPUAFFINITY_SOFT, XenctlBitmap,
+        };
+        let bytes = (nr_bits as usize).div_ceil(8);
+        let (mut hard, mut soft) = (vec![0u8; bytes], vec![0u8; bytes]);
+        let arg = DomctlVcpuaffinity {
+            vcpu,
+            flags: XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT,
+            cpumap_hard: XenctlBitmap {
+                bitmap: hard.as_mut_ptr() as u64,
+                nr_bits,
+                _pad: 0,
+            },
+            cpumap_soft: XenctlBitmap {
+                bitmap: soft.as_mut_ptr() as u64,
+                nr_bits,
+                _pad: 0,
+            },
+        };
+        self.domctl(&mut XenDomctl::new(XEN_DOMCTL_GETVCPUAFFINITY, dom, &arg))?;
+        // The hypervisor wrote both through the addresses the call took.
+        Ok((core::hint::black_box(hard), core::hint::black_box(soft)))
+    }
+
+    /// `setvcpuaffinity`: sets the hard and/or soft mask (`None`: left as it is; at least one
+    /// must be given) of `dom`'s vCPU `vcpu`, each a bitmap of `8 * len` bits.
+    pub fn set_vcpu_affinity(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        hard: Option<&[u8]>,
+        soft: Option<&[u8]>,
+    ) -> Result<(), Errno> {
+        use guest_abi::domctl::{
+            DomctlVcpuaffinity, XEN_DOMCTL_SETVCPUAFFINITY, XEN_VCPUAFFINITY_HARD,
+            XEN_VCPUAFFINITY_SOFT, XenctlBitmap,
+        };
+        // Copies: the hypervisor writes the effective masks back into them.
+        let (mut h, mut s) = (
+            hard.map(<[u8]>::to_vec).unwrap_or_default(),
+            soft.map(<[u8]>::to_vec).unwrap_or_default(),
+        );
+        let map = |m: &mut Vec<u8>| XenctlBitmap {
+            bitmap: m.as_mut_ptr() as u64,
+            nr_bits: u32::try_from(m.len() * 8).unwrap_or(u32::MAX),
+            _pad: 0,
+        };
+        let mut flags = 0;
+        if hard.is_some() {
+            flags |= XEN_VCPUAFFINITY_HARD;
+        }
+        if soft.is_some() {
+            flags |= XEN_VCPUAFFINITY_SOFT;
+        }
+        let arg = DomctlVcpuaffinity {
+            vcpu,
+            flags,
+            cpumap_hard: map(&mut h),
+            cpumap_soft: map(&mut s),
+        };
+        let r = self.domctl(&mut XenDomctl::new(XEN_DOMCTL_SETVCPUAFFINITY, dom, &arg));
+        core::hint::black_box((h, s));
+        r
+    }
+
     /// `SCHEDOP_remote_shutdown`: asks `dom` to stop with `reason`
     /// (`SHUTDOWN_*`).
     pub fn remote_shutdown(&mut self, dom: DomId, reason: u32) -> Result<(), Errno> {

@@ -12,6 +12,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
 
 use guest_abi::domctl::DomctlGetvcpuinfo;
@@ -121,6 +122,57 @@ pub fn cpu_bitmap(map: &[u8], nr_cpus: usize) -> String {
         out.push_str("none");
     }
     out
+}
+
+/// A CPU list in xl's syntax (`cpurange_parse`) as a bitmap of `nr_cpus` bits: items
+/// separated by commas, each `all`, a CPU `n` or a range `a-b`, and `^` before a CPU or a
+/// range removes it (`0-3,^2` is 0, 1 and 3; `^1` alone is empty). Items are applied in
+/// order; CPUs at or past `nr_cpus` are ignored, as libxl's bitmap does. The error is xl's
+/// message. NUMA forms (`node:`, `nodes:`) are not taken: Xenia's hosts have one node.
+pub fn parse_cpu_list(list: &str, nr_cpus: usize) -> Result<Vec<u8>, String> {
+    let mut map = alloc::vec![0u8; nr_cpus.div_ceil(8)];
+    for item in list.split(',').filter(|i| !i.is_empty()) {
+        let (not, range) = match item.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, item),
+        };
+        if range == "all" {
+            if not {
+                return Err(String::from("Can't combine \"^\" and \"all\"."));
+            }
+            map.iter_mut().for_each(|b| *b = 0xff);
+            continue;
+        }
+        let invalid = || format!("Invalid pcpu range: {range}.");
+        let number = |t: &str| {
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            t.parse::<usize>().map_err(|_| invalid())
+        };
+        let (a, b) = match range.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None => {
+                let n = number(range)?;
+                (n, n)
+            }
+        };
+        if b < a {
+            return Err(invalid());
+        }
+        for cpu in a..=b.min(nr_cpus.saturating_sub(1)) {
+            if cpu >= nr_cpus {
+                break;
+            }
+            let byte = &mut map[cpu / 8];
+            if not {
+                *byte &= !(1 << (cpu % 8));
+            } else {
+                *byte |= 1 << (cpu % 8);
+            }
+        }
+    }
+    Ok(map)
 }
 
 /// `xl vcpu-list`'s header line (without its newline):
@@ -326,6 +378,47 @@ mod tests {
         assert_eq!(seconds(1_250_000_000, 8), "     1.3");
         assert_eq!(seconds(123_456_789_000_000, 8), "123456.8");
         assert_eq!(seconds(u64::MAX, 8), "18446744073.7");
+    }
+
+    #[test]
+    fn cpu_lists_as_xl_parses_them() {
+        let p = |s: &str, n: usize| parse_cpu_list(s, n);
+        assert_eq!(p("all", 4), Ok(vec![0xff]));
+        assert_eq!(p("2", 4), Ok(vec![0x04]));
+        assert_eq!(p("0-2,5", 8), Ok(vec![0x27]));
+        assert_eq!(p("0-3,^2", 4), Ok(vec![0x0b]));
+        assert_eq!(p("all,^1", 4), Ok(vec![0xfd]));
+        assert_eq!(p("^1", 4), Ok(vec![0x00]), "a removal alone leaves nothing");
+        assert_eq!(p("1,^1,1", 4), Ok(vec![0x02]), "in order");
+        assert_eq!(p("7-9", 16), Ok(vec![0x80, 0x03]));
+        assert_eq!(p("3-100", 4), Ok(vec![0x08]), "past the CPUs: ignored");
+        assert_eq!(p("9", 4), Ok(vec![0x00]));
+        assert_eq!(p("", 4), Ok(vec![0x00]));
+        for bad in [
+            "x",
+            "1-",
+            "-1",
+            "3-1",
+            "1-2-3",
+            "1 ",
+            "+1",
+            "node:0",
+            "^",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(
+                p(bad, 4),
+                Err(format!(
+                    "Invalid pcpu range: {}.",
+                    bad.trim_start_matches('^')
+                )),
+                "{bad}"
+            );
+        }
+        assert_eq!(p("^all", 4), Err("Can't combine \"^\" and \"all\".".into()));
+        // What is parsed formats back the same way.
+        assert_eq!(cpu_bitmap(&p("0-3,^2", 4).unwrap(), 4), "0-1,3");
+        assert_eq!(cpu_bitmap(&p("all", 4).unwrap(), 4), "all");
     }
 
     #[test]

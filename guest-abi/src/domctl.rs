@@ -38,6 +38,7 @@
 //! | [`XEN_DOMCTL_GETVCPUINFO`] | [`DomctlGetvcpuinfo`] | one vCPU's state and time |
 //! | [`XEN_DOMCTL_MAX_VCPUS`] | [`DomctlMaxVcpus`] | allocates the vCPUs |
 //! | [`XEN_DOMCTL_SCHEDULER_OP`] | [`DomctlSchedulerOp`] | credit-scheduler weight and cap |
+//! | [`XEN_DOMCTL_SETVCPUAFFINITY`], [`XEN_DOMCTL_GETVCPUAFFINITY`] | [`DomctlVcpuaffinity`] | the pCPUs a vCPU may run on (`xl vcpu-pin`, `xl vcpu-list`) |
 //!
 //! ## `createdomain`
 //!
@@ -93,6 +94,29 @@
 //! does. With `VGCF_ONLINE` the vCPU becomes runnable, so it runs when the
 //! domain is unpaused; it enters the guest exactly as dom0's vCPU 0 does (the
 //! porting guide's entry state), with the registers given.
+//!
+//! ## `setvcpuaffinity`, `getvcpuaffinity`
+//!
+//! IN: [`DomctlVcpuaffinity`]: `vcpu` below the domain's vCPU count
+//! (`EINVAL` otherwise); `flags` [`XEN_VCPUAFFINITY_HARD`] and/or
+//! [`XEN_VCPUAFFINITY_SOFT`] (`EINVAL` if neither, or an unknown bit;
+//! [`XEN_VCPUAFFINITY_FORCE`] is accepted and means nothing, as Xenia has no
+//! `SCHEDOP_pin_override`); for each flag given, the matching
+//! [`XenctlBitmap`]: `bitmap` the address, in the caller, of `nr_bits`
+//! bits (bit *n* of byte *n* / 8 is pCPU *n*), `nr_bits` from 1 to
+//! [`XENCTL_BITMAP_MAX_BITS`] (`EINVAL` otherwise). An unreadable or
+//! unwritable bitmap is `EFAULT`.
+//!
+//! `setvcpuaffinity` reads the bitmaps (bits beyond the hypervisor's CPUs
+//! are ignored). A hard mask with no online pCPU is `EINVAL` and changes
+//! nothing; otherwise the vCPU runs and waits only on online pCPUs of its
+//! hard mask from then on (a vCPU running elsewhere is moved at once). The
+//! soft mask is recorded and reported but does not steer the scheduler
+//! (Xen's credit1 prefers soft-affine pCPUs). On success the bitmaps are
+//! written back with the effective masks, as Xen does: hard ∧ online, and
+//! soft ∧ hard ∧ online. `getvcpuaffinity` writes the masks as set (all ones
+//! for a vCPU never pinned), whatever is online. Bits past the hypervisor's
+//! CPUs are written as zero, up to `nr_bits` rounded up to whole bytes.
 //!
 //! ## Destroying
 //!
@@ -729,6 +753,61 @@ impl_payload!(DomctlGetvcpuinfo {
     _pad2,
 });
 
+/// [`DomctlVcpuaffinity::flags`]: the hard affinity, where the vCPU may run
+/// (Xen's `XEN_VCPUAFFINITY_HARD`).
+pub const XEN_VCPUAFFINITY_HARD: u32 = 1 << 0;
+/// [`DomctlVcpuaffinity::flags`]: the soft affinity, where it prefers to run
+/// (Xen's `XEN_VCPUAFFINITY_SOFT`). Recorded, not used by Xenia's scheduler.
+pub const XEN_VCPUAFFINITY_SOFT: u32 = 1 << 1;
+/// [`DomctlVcpuaffinity::flags`]: undo a `SCHEDOP_pin_override` (Xen's
+/// `XEN_VCPUAFFINITY_FORCE`); accepted and ignored.
+pub const XEN_VCPUAFFINITY_FORCE: u32 = 1 << 2;
+
+/// Most bits a [`XenctlBitmap`] may hold: one page's worth. Xen has no fixed
+/// bound; the toolstack sizes its maps by `max_cpu_id + 1`.
+pub const XENCTL_BITMAP_MAX_BITS: u32 = 4096 * 8;
+
+/// A bitmap in the caller's memory (Xen's `struct xenctl_bitmap`, 16 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct XenctlBitmap {
+    /// IN: virtual address, in the caller, of `(nr_bits + 7) / 8` bytes.
+    pub bitmap: u64,
+    /// IN: how many bits the bitmap holds.
+    pub nr_bits: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+impl_payload!(XenctlBitmap {
+    bitmap,
+    nr_bits,
+    _pad
+});
+
+/// Argument of [`XEN_DOMCTL_SETVCPUAFFINITY`] and
+/// [`XEN_DOMCTL_GETVCPUAFFINITY`] (Xen's `struct xen_domctl_vcpuaffinity`, 40
+/// bytes). The module docs have the rules.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct DomctlVcpuaffinity {
+    /// IN: the vCPU.
+    pub vcpu: u32,
+    /// IN: [`XEN_VCPUAFFINITY_HARD`], [`XEN_VCPUAFFINITY_SOFT`] (either or
+    /// both), [`XEN_VCPUAFFINITY_FORCE`].
+    pub flags: u32,
+    /// IN/OUT: the hard mask (the bitmap's contents are IN for set, OUT for
+    /// both).
+    pub cpumap_hard: XenctlBitmap,
+    /// IN/OUT: the soft mask, likewise.
+    pub cpumap_soft: XenctlBitmap,
+}
+impl_payload!(DomctlVcpuaffinity {
+    vcpu,
+    flags,
+    cpumap_hard,
+    cpumap_soft
+});
+
 /// Argument of [`XEN_DOMCTL_MAX_VCPUS`] (Xen's `struct
 /// xen_domctl_max_vcpus`, 4 bytes).
 ///
@@ -878,6 +957,38 @@ mod tests {
         for (ours, theirs) in xen {
             assert_eq!(ours, theirs);
         }
+        assert_eq!(
+            (
+                XEN_VCPUAFFINITY_HARD,
+                XEN_VCPUAFFINITY_SOFT,
+                XEN_VCPUAFFINITY_FORCE
+            ),
+            (1, 2, 4)
+        );
+        assert_eq!(core::mem::size_of::<XenctlBitmap>(), 16);
+        assert_eq!(core::mem::size_of::<DomctlVcpuaffinity>(), 40);
+        assert_eq!(core::mem::offset_of!(DomctlVcpuaffinity, cpumap_hard), 8);
+        assert_eq!(core::mem::offset_of!(DomctlVcpuaffinity, cpumap_soft), 24);
+        let a = DomctlVcpuaffinity {
+            vcpu: 3,
+            flags: 1,
+            cpumap_hard: XenctlBitmap {
+                bitmap: 0x1234,
+                nr_bits: 8,
+                _pad: 0,
+            },
+            cpumap_soft: XenctlBitmap {
+                bitmap: 0x5678,
+                nr_bits: 16,
+                _pad: 0,
+            },
+        };
+        let raw = a.encode();
+        assert_eq!(&raw[8..10], &[0x34, 0x12]);
+        assert_eq!(raw[16], 8);
+        assert_eq!(&raw[24..26], &[0x78, 0x56]);
+        assert_eq!(raw[32], 16);
+        assert_eq!(DomctlVcpuaffinity::decode(&raw), a);
         let flags = [
             (XEN_DOMCTL_CDF_HVM, 1),
             (XEN_DOMCTL_CDF_HAP, 2),

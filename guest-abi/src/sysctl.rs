@@ -16,7 +16,7 @@
 //! | [`XEN_SYSCTL_SCHED_ID`] | [`SysctlSchedId`] (OUT) | the scheduler: [`XEN_SCHEDULER_CREDIT`](crate::domctl::XEN_SCHEDULER_CREDIT) |
 //! | [`XEN_SYSCTL_GETDOMAININFOLIST`] | [`SysctlGetdomaininfolist`] | information about every domain (`xl list`) |
 //! | [`XEN_SYSCTL_PAGE_OFFLINE_OP`] | [`SysctlPageOfflineOp`] | takes machine frames out of use, brings them back, reports (`xen-hptool mem-*`) |
-//! | [`XEN_SYSCTL_CPU_HOTPLUG`] | [`SysctlCpuHotplug`] (IN) | `EOPNOTSUPP`: CPUs are not taken offline yet (`xen-hptool cpu-*`) |
+//! | [`XEN_SYSCTL_CPU_HOTPLUG`] | [`SysctlCpuHotplug`] (IN) | takes a pCPU out of scheduling and brings it back (`xen-hptool cpu-*`) |
 //! | [`XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO`] | [`SysctlXeniaMemOfflineInfo`] (OUT) | Xenia: how many frames are offlined or pending (`xl info`) |
 
 use crate::domctl::{PayloadBytes, impl_payload};
@@ -50,8 +50,19 @@ pub const XEN_SYSCTL_GETCPUINFO: u32 = 8;
 pub const XEN_SYSCTL_AVAILHEAP: u32 = 9;
 /// Power-management statistics.
 pub const XEN_SYSCTL_GET_PMSTAT: u32 = 10;
-/// CPU hotplug ([`SysctlCpuHotplug`]). Xenia does not take CPUs offline yet: the call
-/// answers `EOPNOTSUPP` (dom0), `EPERM` (any other domain).
+/// CPU hotplug ([`SysctlCpuHotplug`]): a pCPU offline or online (dom0 only, `EPERM`
+/// otherwise).
+///
+/// Offline: `EINVAL` for a CPU that was never started or is offline already, `EBUSY` for
+/// CPU 0 and for the last online CPU (Xen answers `EINVAL` for CPU 0; Xenia says "busy"
+/// because the CPU exists and works, the hypervisor needs it). Every vCPU waiting on it
+/// moves to another pCPU, and the call returns once no vCPU runs on it any more; from then
+/// on no vCPU runs there, and [`SysctlPhysinfo::nr_cpus`] counts one CPU fewer. A vCPU whose
+/// hard affinity held no other online pCPU has it reset to all pCPUs, as Xen does
+/// ("Breaking affinity", logged). The CPU stays powered, halted in the hypervisor's idle
+/// loop (it still answers TLB-flush IPIs, which costs nothing).
+///
+/// Online: `EINVAL` for a CPU never started or online already; it takes vCPUs again.
 pub const XEN_SYSCTL_CPU_HOTPLUG: u32 = 11;
 /// Power-management control.
 pub const XEN_SYSCTL_PM_OP: u32 = 12;

@@ -91,6 +91,21 @@ pub enum Command {
         /// Only these domains (all when none is given).
         domains: Vec<String>,
     },
+    /// Set the CPUs a domain's vCPUs may run on (hard) and prefer (soft), in xl's CPU-list
+    /// syntax (`all`, `2`, `0-2,5`, `0-3,^2`); `-` leaves a mask as it is.
+    #[command(name = "vcpu-pin")]
+    VcpuPin {
+        /// The domain.
+        domain: String,
+        /// A vCPU number, or `all`.
+        vcpu: String,
+        /// The hard affinity, or `-`.
+        #[arg(allow_hyphen_values = true)]
+        hard: String,
+        /// The soft affinity (recorded, not used by Xenia's scheduler), or `-`.
+        #[arg(allow_hyphen_values = true)]
+        soft: Option<String>,
+    },
     /// Show or change credit-scheduler weights and caps.
     #[command(name = "sched-credit")]
     SchedCredit {
@@ -251,6 +266,24 @@ mod tests {
         assert_eq!(cmd(&["info"]), Command::Info { numa: false });
         assert_eq!(cmd(&["dmesg", "-c"]), Command::Dmesg { clear: true });
         assert_eq!(cmd(&["vcpu-list"]), Command::VcpuList { domains: vec![] });
+        assert_eq!(
+            cmd(&["vcpu-pin", "web", "all", "0-3,^2"]),
+            Command::VcpuPin {
+                domain: "web".into(),
+                vcpu: "all".into(),
+                hard: "0-3,^2".into(),
+                soft: None,
+            }
+        );
+        assert_eq!(
+            cmd(&["vcpu-pin", "3", "1", "-", "^1"]),
+            Command::VcpuPin {
+                domain: "3".into(),
+                vcpu: "1".into(),
+                hard: "-".into(),
+                soft: Some("^1".into()),
+            }
+        );
         assert_eq!(
             cmd(&["uptime", "-s"]),
             Command::Uptime {

@@ -63,6 +63,11 @@ pub const PENDING_OWNED: &str = "offline pending, this page is DOM";
 pub const CPU_HOTPLUG_UNSUPPORTED: &str = "xen-hptool: this hypervisor cannot take CPUs offline or bring them back yet \
      (XEN_SYSCTL_cpu_hotplug is not supported); every CPU started at boot stays online";
 
+/// The line added when the hypervisor refuses to offline a CPU with `EBUSY` (Xenia's answer
+/// for CPU 0 and for the last online CPU; the hypervisor's log says which).
+pub const CPU_OFFLINE_BUSY: &str = "xen-hptool: CPU 0 (the boot CPU) and the last online CPU \
+     cannot be taken offline";
+
 /// Xen's help text (printed on standard error).
 pub const HELP: &str = "xen-hptool: Xen CPU/memory hotplug tool\n\
 Usage: xen-hptool <command> [args]\n\
@@ -331,6 +336,9 @@ fn cpu(
             if e == Errno::EOPNOTSUPP {
                 let _ = writeln!(err, "{CPU_HOTPLUG_UNSUPPORTED}");
             }
+            if e == Errno::EBUSY && !online {
+                let _ = writeln!(err, "{CPU_OFFLINE_BUSY}");
+            }
             true
         }
     }
@@ -345,6 +353,8 @@ mod tests {
         answer: (Result<(), Errno>, u32),
         calls: Vec<(u32, u32)>,
         cpu_calls: Vec<(u32, bool)>,
+        /// What `cpu_hotplug` answers.
+        cpu_answer: Result<(), Errno>,
     }
 
     impl Hotplug for Fake {
@@ -354,8 +364,7 @@ mod tests {
         }
         fn cpu_hotplug(&mut self, cpu: u32, online: bool) -> Result<(), Errno> {
             self.cpu_calls.push((cpu, online));
-            // What Xenia answers today.
-            Err(Errno::EOPNOTSUPP)
+            self.cpu_answer
         }
         fn strerror(&self, code: i32) -> String {
             super::strerror(code)
@@ -370,6 +379,7 @@ mod tests {
             answer,
             calls: Vec::new(),
             cpu_calls: Vec::new(),
+            cpu_answer: Err(Errno::EOPNOTSUPP),
         };
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -509,12 +519,59 @@ mod tests {
         );
     }
 
+    /// Runs `args` against a fake whose `cpu_hotplug` answers `answer`: status, standard
+    /// output and error, and the calls.
+    fn run_cpu(answer: Result<(), Errno>, args: &[&str]) -> (u8, String, String, Vec<(u32, bool)>) {
+        let mut hp = Fake {
+            answer: (Ok(()), 0),
+            calls: Vec::new(),
+            cpu_calls: Vec::new(),
+            cpu_answer: answer,
+        };
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = run(&mut hp, &args, &mut out, &mut err);
+        (
+            status,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+            hp.cpu_calls,
+        )
+    }
+
+    #[test]
+    fn cpu_offline_and_online_with_xens_messages() {
+        let (s, out, err, calls) = run_cpu(Ok(()), &["cpu-offline", "3"]);
+        assert_eq!((s, err.as_str()), (0, ""));
+        assert_eq!(calls, [(3, false)]);
+        assert_eq!(
+            out,
+            "Prepare to offline CPU 3\nCPU 3 offlined successfully\n"
+        );
+        let (s, out, _, calls) = run_cpu(Ok(()), &["cpu-online", "3"]);
+        assert_eq!(s, 0);
+        assert_eq!(calls, [(3, true)]);
+        assert_eq!(out, "Prepare to online CPU 3\nCPU 3 onlined successfully\n");
+
+        // CPU 0: refused, with the reason.
+        let (s, out, err, _) = run_cpu(Err(Errno::EBUSY), &["cpu-offline", "0"]);
+        assert_eq!((s, out.as_str()), (1, "Prepare to offline CPU 0\n"));
+        assert!(err.starts_with("CPU 0 offline failed (error 16: "), "{err}");
+        assert!(err.ends_with(&format!("{CPU_OFFLINE_BUSY}\n")), "{err}");
+        // A CPU that does not exist, or onlining one that is online: Xen's line alone.
+        let (s, _, err, _) = run_cpu(Err(Errno::EINVAL), &["cpu-online", "9"]);
+        assert_eq!(s, 1);
+        assert!(err.starts_with("CPU 9 online failed (error 22: "), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
     #[test]
     fn cpu_hotplug_not_supported_says_so() {
         let mut hp = Fake {
             answer: (Ok(()), 0),
             calls: Vec::new(),
             cpu_calls: Vec::new(),
+            cpu_answer: Err(Errno::EOPNOTSUPP),
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let s = run(

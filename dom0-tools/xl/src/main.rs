@@ -79,6 +79,12 @@ fn run(real: &mut Real, command: Command) -> VerbResult {
         Command::Info { numa: _ } => verbs::info(real, io),
         Command::Dmesg { clear } => verbs::dmesg(real, io, clear),
         Command::VcpuList { domains } => verbs::vcpu_list(real, io, &domains),
+        Command::VcpuPin {
+            domain,
+            vcpu,
+            hard,
+            soft,
+        } => verbs::vcpu_pin(real, &domain, &vcpu, &hard, soft.as_deref()),
         Command::SchedCredit {
             domain,
             weight,

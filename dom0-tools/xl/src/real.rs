@@ -176,6 +176,25 @@ impl System for Real {
         self.xen.vcpu_info(dom, vcpu)
     }
 
+    fn vcpu_affinity(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        nr_bits: u32,
+    ) -> Result<(Vec<u8>, Vec<u8>), Errno> {
+        self.xen.vcpu_affinity(dom, vcpu, nr_bits)
+    }
+
+    fn set_vcpu_affinity(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        hard: Option<&[u8]>,
+        soft: Option<&[u8]>,
+    ) -> Result<(), Errno> {
+        self.xen.set_vcpu_affinity(dom, vcpu, hard, soft)
+    }
+
     fn read_console(
         &mut self,
         index: Option<u32>,

@@ -57,6 +57,21 @@ pub trait System {
     fn set_max_mem(&mut self, dom: DomId, kib: u64) -> Result<(), Errno>;
     /// `getvcpuinfo`.
     fn vcpu_info(&mut self, dom: DomId, vcpu: u32) -> Result<DomctlGetvcpuinfo, Errno>;
+    /// `getvcpuaffinity`: hard and soft bitmaps of `nr_bits` bits.
+    fn vcpu_affinity(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        nr_bits: u32,
+    ) -> Result<(Vec<u8>, Vec<u8>), Errno>;
+    /// `setvcpuaffinity` with the masks given (`None`: unchanged).
+    fn set_vcpu_affinity(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        hard: Option<&[u8]>,
+        soft: Option<&[u8]>,
+    ) -> Result<(), Errno>;
     /// `readconsole` (see [`dom0_tools::xen::Xen::read_console`]).
     fn read_console(
         &mut self,
@@ -569,12 +584,12 @@ pub fn vcpu_list(sys: &mut impl System, io: &mut Io<'_>, which: &[String]) -> Ve
             .map(|w| target::resolve(w, &k).map_err(|e| e.to_string()))
             .collect::<VerbResult<_>>()?
     };
-    let nr_cpus = sys
-        .physinfo()
-        .map(|p| p.nr_cpus as usize)
-        .unwrap_or(1)
-        .max(1);
-    let every = vec![0xffu8; nr_cpus.div_ceil(8)];
+    // Maps as wide as the highest CPU id (libxl's `libxl_get_max_cpus`), printed over the
+    // CPUs online (xl's `print_bitmap(map, physinfo.nr_cpus)`).
+    let phys = sys.physinfo().unwrap_or_default();
+    let nr_cpus = (phys.nr_cpus as usize).max(1);
+    let map_bits = phys.max_cpu_id.saturating_add(1).max(phys.nr_cpus).max(1);
+    let every = vec![0xffu8; (map_bits as usize).div_ceil(8)];
     let mut out = xlfmt::vcpu_list_header();
     out.push('\n');
     for id in ids {
@@ -585,7 +600,11 @@ pub fn vcpu_list(sys: &mut impl System, io: &mut Io<'_>, which: &[String]) -> Ve
         for v in 0..xlcfg::MAX_VCPUS {
             match sys.vcpu_info(id, v) {
                 Ok(info) => {
-                    out += &xlfmt::vcpu_line(name, id, &info, &every, &every, nr_cpus);
+                    // A hypervisor without the affinity domctls runs every vCPU anywhere.
+                    let (hard, soft) = sys
+                        .vcpu_affinity(id, v, map_bits)
+                        .unwrap_or_else(|_| (every.clone(), every.clone()));
+                    out += &xlfmt::vcpu_line(name, id, &info, &hard, &soft, nr_cpus);
                     out.push('\n');
                 }
                 Err(_) => break,
@@ -593,6 +612,54 @@ pub fn vcpu_list(sys: &mut impl System, io: &mut Io<'_>, which: &[String]) -> Ve
         }
     }
     let _ = write!(io.out, "{out}");
+    Ok(())
+}
+
+/// `xl vcpu-pin <domain> <vcpu|all> <hard|-> [soft|-]` (Xen's `vcpupin`): the CPU lists in
+/// xl's syntax ([`xlfmt::parse_cpu_list`]); `-` or a missing soft list leaves that mask as it
+/// is. Prints nothing on success.
+pub fn vcpu_pin(
+    sys: &mut impl System,
+    domain: &str,
+    vcpu: &str,
+    hard: &str,
+    soft: Option<&str>,
+) -> VerbResult {
+    let (_, d) = find(sys, domain)?;
+    let vcpus: Vec<u32> = if vcpu == "all" {
+        (0..xlcfg::MAX_VCPUS)
+            .take_while(|&v| sys.vcpu_info(d.dom, v).is_ok())
+            .collect()
+    } else {
+        let n = vcpu
+            .parse::<u32>()
+            .map_err(|_| format!("Error: Invalid argument {vcpu} as VCPU."))?;
+        vec![n]
+    };
+    let phys = sys
+        .physinfo()
+        .map_err(|e| format!("cannot read the host's CPUs: the hypervisor said {e}"))?;
+    let map_bits = phys.max_cpu_id.saturating_add(1).max(phys.nr_cpus).max(1) as usize;
+    let parse = |list: Option<&str>| match list {
+        None | Some("-") => Ok(None),
+        Some(l) => xlfmt::parse_cpu_list(l, map_bits).map(Some),
+    };
+    let hard = parse(Some(hard))?;
+    let soft = parse(soft)?;
+    if hard.is_none() && soft.is_none() {
+        return Ok(());
+    }
+    for v in vcpus {
+        sys.set_vcpu_affinity(d.dom, v, hard.as_deref(), soft.as_deref())
+            .map_err(|e| {
+                let why = if e == Errno::EINVAL {
+                    " (no such vCPU, or no online CPU in the hard affinity)"
+                } else {
+                    ""
+                };
+                format!("Could not set affinity for vcpu `{v}': the hypervisor said {e}{why}.")
+            })?;
+    }
     Ok(())
 }
 

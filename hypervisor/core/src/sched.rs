@@ -47,6 +47,11 @@
 //!   pCPU has rescheduled.
 //! * `xl sched-credit` (`XEN_DOMCTL_SCHEDOP_putinfo`, `getinfo`): [`Scheduler::set_params`],
 //!   [`Scheduler::params`].
+//! * `xl vcpu-pin` (`XEN_DOMCTL_setvcpuaffinity`): [`Scheduler::set_affinity`]; kick. Its
+//!   `getvcpuaffinity`: [`Scheduler::affinity`].
+//! * `xen-hptool cpu-offline/cpu-online` (`XEN_SYSCTL_cpu_hotplug`):
+//!   [`Scheduler::set_pcpu_online`]; kick, log the broken affinities, and for an offline wait
+//!   until the pCPU runs nothing.
 //! * Domain destruction: `pause_domain` and wait, then [`Scheduler::remove_domain`] (which copes
 //!   with vCPUs still running too: it returns their pCPUs to kick).
 //! * `xl list` Time(s), `getdomaininfo.cpu_time`, `getvcpuinfo.cpu_time`:
@@ -86,8 +91,24 @@
 //!   throws away share it wanted: with Xen's rule, hogs weighted 256/512/1024/2048 on one pCPU
 //!   got 8/16/33/43 % in the test harness (`sim`) instead of the fair 7/13/27/53 % they get now (the test
 //!   `shares_follow_weights`). Blocked, paused and parked vCPUs stop earning as in Xen.
-//! * Not provided: affinity and pinning, SMT/NUMA-aware placement, the context-switch rate
-//!   limit (`sched_ratelimit_us`), migration of running vCPUs at ticks, cpupools.
+//! * Hard affinity is a 64-bit mask per vCPU (at most [`MAX_PCPUS`] pCPUs); soft affinity is
+//!   recorded for the toolstack ([`Scheduler::affinity`]) but does not steer placement (Xen's
+//!   credit1 prefers soft-affine pCPUs in `csched_runq_steal` and `__runq_tickle`).
+//! * A pCPU taken offline ([`Scheduler::set_pcpu_online`]) is one the scheduler never gives a vCPU
+//!   and that never steals; Xen removes it from its cpupool (`cpu_disable_scheduler`) and the
+//!   pCPU itself dies. A vCPU whose hard affinity held only offline pCPUs has it reset to all
+//!   pCPUs, as Xen's `cpu_disable_scheduler` does ("Breaking affinity"); the call names them.
+//! * Not provided: SMT/NUMA-aware placement, the context-switch rate limit
+//!   (`sched_ratelimit_us`), migration of running vCPUs at ticks, cpupools.
+//!
+//! # Affinity and offline pCPUs
+//!
+//! A vCPU runs, and waits in a run queue, only on a pCPU that is both in its hard affinity and
+//! online: wakes and unpauses queue it on such a pCPU, an idle pCPU steals only vCPUs that may
+//! run there, and a vCPU whose pCPU becomes forbidden (its affinity changed, the pCPU went
+//! offline) is moved at once if it waits, or leaves at its pCPU's next `schedule` (which the
+//! change asks for with a kick) if it runs. The credit distributed per period is worth the
+//! online pCPUs.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
@@ -135,6 +156,17 @@ const CREDITS_PER_TSLICE: i64 = (CREDITS_PER_MSEC * TSLICE_NS / NS_PER_MS) as i6
 /// enough for a heavy vCPU waiting behind others' slices to keep what it earned meanwhile, little
 /// enough that a long-starved vCPU cannot hold the `UNDER` class for long afterwards.
 const RUNNABLE_CREDIT_LIMIT: i64 = 2 * CREDITS_PER_TSLICE;
+
+/// Most pCPUs one scheduler serves: affinities and the online set are 64-bit masks.
+pub const MAX_PCPUS: usize = 64;
+
+/// Hard affinity of a new vCPU: every pCPU (Xen's default `cpumask_all`).
+pub const AFFINITY_ALL: u64 = u64::MAX;
+
+/// Whether `mask` has bit `p`.
+fn has(mask: u64, p: usize) -> bool {
+    p < MAX_PCPUS && mask & (1 << p) != 0
+}
 
 /// One virtual CPU, as the scheduler names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -220,6 +252,10 @@ struct Vcpu {
     charged_until: u64,
     /// Nanoseconds spent running, up to `charged_until`.
     runtime: u64,
+    /// The pCPUs it may run on (bit *p* = pCPU *p*): never queued or picked elsewhere.
+    hard: u64,
+    /// The pCPUs it prefers: recorded for `getvcpuaffinity`, not used for placement.
+    soft: u64,
 }
 
 impl Vcpu {
@@ -253,10 +289,25 @@ struct Pcpu {
     next_tick: u64,
 }
 
-/// The credit scheduler for a fixed set of pCPUs `0..nr_pcpus`.
+/// What taking a pCPU offline did ([`Scheduler::set_pcpu_online`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[must_use = "the pCPUs in `kick` must be kicked"]
+pub struct Offlined {
+    /// pCPUs to kick: the one going offline if it runs a vCPU (it must reschedule, which moves
+    /// the vCPU away), and those that got one of its waiting vCPUs.
+    pub kick: Vec<usize>,
+    /// vCPUs whose hard affinity held no other online pCPU: it is now every pCPU (Xen's
+    /// "Breaking affinity"), which the caller logs.
+    pub broken: Vec<VcpuId>,
+}
+
+/// The credit scheduler for a fixed set of pCPUs `0..nr_pcpus`, each online (for scheduling)
+/// or offline.
 #[derive(Debug)]
 pub struct Scheduler {
     pcpus: Vec<Pcpu>,
+    /// The pCPUs that take vCPUs (bit *p* = pCPU *p*); never empty once there are pCPUs.
+    online: u64,
     doms: BTreeMap<DomId, Dom>,
     /// Keyed by `(dom, vcpu)`, so a domain's vCPUs are one contiguous range.
     vcpus: BTreeMap<VcpuId, Vcpu>,
@@ -309,12 +360,20 @@ fn push_kick(kick: &mut Vec<usize>, p: usize) {
 }
 
 impl Scheduler {
-    /// A scheduler for pCPUs `0..nr_pcpus`, all idle, with no domains.
+    /// A scheduler for pCPUs `0..nr_pcpus` (at most [`MAX_PCPUS`]; more are ignored), all
+    /// online and idle, with no domains.
     pub fn new(nr_pcpus: usize) -> Self {
+        let nr_pcpus = nr_pcpus.min(MAX_PCPUS);
         let mut pcpus = Vec::with_capacity(nr_pcpus);
         pcpus.resize_with(nr_pcpus, Pcpu::default);
+        let online = if nr_pcpus == MAX_PCPUS {
+            u64::MAX
+        } else {
+            (1u64 << nr_pcpus) - 1
+        };
         Self {
             pcpus,
+            online,
             doms: BTreeMap::new(),
             vcpus: BTreeMap::new(),
             active_doms: VecDeque::new(),
@@ -328,6 +387,7 @@ impl Scheduler {
     pub const fn empty() -> Self {
         Self {
             pcpus: Vec::new(),
+            online: 0,
             doms: BTreeMap::new(),
             vcpus: BTreeMap::new(),
             active_doms: VecDeque::new(),
@@ -348,9 +408,150 @@ impl Scheduler {
         self.vcpus.get(&id).is_some_and(|v| v.blocked)
     }
 
-    /// Number of pCPUs it schedules.
+    /// Number of pCPUs it schedules, online or not.
     pub fn nr_pcpus(&self) -> usize {
         self.pcpus.len()
+    }
+
+    /// The pCPUs online for scheduling (bit *p* = pCPU *p*).
+    pub fn online_mask(&self) -> u64 {
+        self.online
+    }
+
+    /// Whether pCPU `p` takes vCPUs.
+    pub fn is_pcpu_online(&self, p: usize) -> bool {
+        has(self.online, p)
+    }
+
+    /// Takes pCPU `p` offline (`online == false`) or brings it back (Xen's `cpu_down` and
+    /// `cpu_up` as far as the scheduler sees them).
+    ///
+    /// Offline: `EINVAL` if `p` is out of range or offline already, `EBUSY` if it is the last
+    /// online pCPU. Its waiting vCPUs move to pCPUs they may run on; one it runs leaves at its
+    /// next `schedule` (it is in `kick`); vCPUs that would have nowhere to run get every pCPU
+    /// as their hard affinity (in `broken`). From then on it is never given a vCPU and never
+    /// steals, so once it has rescheduled it idles.
+    ///
+    /// Online: `EINVAL` if out of range or online already; the answer's `kick` names `p`, so it
+    /// looks for work to steal.
+    pub fn set_pcpu_online(&mut self, p: usize, online: bool) -> Result<Offlined, Errno> {
+        if p >= self.pcpus.len() || has(self.online, p) == online {
+            return Err(Errno::EINVAL);
+        }
+        let mut out = Offlined::default();
+        if online {
+            self.online |= 1 << p;
+            out.kick.push(p);
+            return Ok(out);
+        }
+        if self.online == 1 << p {
+            return Err(Errno::EBUSY);
+        }
+        self.online &= !(1 << p);
+        let ids: Vec<VcpuId> = self.vcpus.keys().copied().collect();
+        for id in ids {
+            let running = self.is_running(id);
+            let online = self.online;
+            let Some(v) = self.vcpus.get_mut(&id) else {
+                continue;
+            };
+            if v.hard & online == 0 {
+                v.hard = AFFINITY_ALL;
+                out.broken.push(id);
+            }
+            if v.pcpu != p {
+                continue;
+            }
+            if running {
+                push_kick(&mut out.kick, p);
+            } else {
+                self.rehome(id, &mut out.kick);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets the hard affinity of `id` (`XEN_DOMCTL_setvcpuaffinity`): the pCPUs it may run on,
+    /// bit *p* = pCPU *p*. Returns the pCPUs to kick: the one running it if that is now
+    /// forbidden (it reschedules, which moves the vCPU), and the one it was moved to if it was
+    /// waiting on a forbidden one.
+    ///
+    /// `ESRCH` for an unknown vCPU, `EINVAL` for a mask with no online pCPU (nothing changes).
+    pub fn set_affinity(&mut self, id: VcpuId, hard: u64) -> Result<Vec<usize>, Errno> {
+        let online = self.online;
+        let running = self.is_running(id);
+        let v = self.vcpus.get_mut(&id).ok_or(Errno::ESRCH)?;
+        if hard & online == 0 {
+            return Err(Errno::EINVAL);
+        }
+        v.hard = hard;
+        let mut kick = Vec::new();
+        if has(hard & online, v.pcpu) {
+            return Ok(kick);
+        }
+        if running {
+            kick.push(v.pcpu);
+        } else {
+            self.rehome(id, &mut kick);
+        }
+        Ok(kick)
+    }
+
+    /// Records the soft affinity of `id` (not used for placement; see the module docs).
+    /// `ESRCH` for an unknown vCPU.
+    pub fn set_soft_affinity(&mut self, id: VcpuId, soft: u64) -> Result<(), Errno> {
+        self.vcpus.get_mut(&id).ok_or(Errno::ESRCH)?.soft = soft;
+        Ok(())
+    }
+
+    /// The hard and soft affinity of `id`, as set (Xen's `getvcpuaffinity` reports them
+    /// without intersecting them with the online pCPUs).
+    pub fn affinity(&self, id: VcpuId) -> Option<(u64, u64)> {
+        self.vcpus.get(&id).map(|v| (v.hard, v.soft))
+    }
+
+    /// Whether `id` may run on `p` now: in its hard affinity and online.
+    pub fn may_run(&self, id: VcpuId, p: usize) -> bool {
+        self.vcpus
+            .get(&id)
+            .is_some_and(|v| has(v.hard & self.online, p))
+    }
+
+    /// The pCPUs `id` may run on now; the online ones should its affinity have none (which
+    /// the callers that change either keep from happening).
+    fn allowed(&self, id: VcpuId) -> u64 {
+        let hard = self.vcpus.get(&id).map_or(AFFINITY_ALL, |v| v.hard);
+        match hard & self.online {
+            0 => self.online,
+            m => m,
+        }
+    }
+
+    /// The first pCPU of `mask` at or after `from`, wrapping around.
+    fn first_in(&self, mask: u64, from: usize) -> Option<usize> {
+        let n = self.pcpus.len();
+        (from..n).chain(0..from.min(n)).find(|&q| has(mask, q))
+    }
+
+    /// Moves `id`, which does not run, off a pCPU it may no longer use: a waiting vCPU is
+    /// queued again where it may run (its pCPU added to `kick` if that should reschedule),
+    /// any other gets such a pCPU as its home.
+    fn rehome(&mut self, id: VcpuId, kick: &mut Vec<usize>) {
+        let Some(v) = self.vcpus.get(&id) else {
+            return;
+        };
+        let (home, queued) = (v.pcpu, v.queued);
+        if queued {
+            self.dequeue(id);
+            if let Some(p) = self.make_runnable(id, false) {
+                push_kick(kick, p);
+            }
+        } else if !has(self.allowed(id), home) {
+            let to = self.first_in(self.allowed(id), home).unwrap_or(home);
+            if let Some(v) = self.vcpus.get_mut(&id) {
+                v.pcpu = to;
+            }
+        }
     }
 
     /// Checks `params` for a domain of `max_vcpus` vCPUs, with libxl's limits
@@ -430,6 +631,8 @@ impl Scheduler {
     /// Adds vCPU `id` of an existing domain, queued on `pcpu` once it runs. It starts paused once
     /// ("down", as Xen's vCPUs start with `_VPF_down`): [`Self::unpause`] brings it up.
     ///
+    /// Its hard affinity is every pCPU. An offline `pcpu` is replaced by the next online one.
+    ///
     /// `ESRCH` for an unknown domain, `EINVAL` for `id.vcpu >= max_vcpus` or `pcpu` out of range,
     /// `EEXIST` if it exists already.
     pub fn add_vcpu(&mut self, id: VcpuId, pcpu: usize) -> Result<(), Errno> {
@@ -440,6 +643,7 @@ impl Scheduler {
         if self.vcpus.contains_key(&id) {
             return Err(Errno::EEXIST);
         }
+        let pcpu = self.first_in(self.online, pcpu).unwrap_or(pcpu);
         self.vcpus.insert(
             id,
             Vcpu {
@@ -455,6 +659,8 @@ impl Scheduler {
                 yielding: false,
                 charged_until: 0,
                 runtime: 0,
+                hard: AFFINITY_ALL,
+                soft: AFFINITY_ALL,
             },
         );
         Ok(())
@@ -670,7 +876,22 @@ impl Scheduler {
             self.next_acct = next_multiple(now, ACCT_PERIOD_NS);
         }
 
-        if let Some(id) = cur {
+        if let Some(id) = cur
+            && !self.may_run(id, pcpu)
+        {
+            // Its affinity changed or this pCPU went offline: it goes where it may run.
+            let v = self.vcpus.get_mut(&id).expect("current vCPU is known");
+            burn(v, now);
+            v.yielding = false;
+            self.pcpus[pcpu].current = None;
+            if let Some(p) = self.make_runnable(id, false) {
+                push_kick(&mut kick, p);
+            }
+            if !self.vcpus[&id].queued {
+                // Not runnable: it only needs a home it may use.
+                self.rehome(id, &mut kick);
+            }
+        } else if let Some(id) = cur {
             let head = self.pcpus[pcpu].runq.front().map(|h| self.vcpus[h].pri);
             let slice_end = self.pcpus[pcpu].slice_end;
             let v = self.vcpus.get_mut(&id).expect("current vCPU is known");
@@ -719,22 +940,34 @@ impl Scheduler {
         }
     }
 
-    /// Takes the vCPU `pcpu` runs next off a run queue: its own queue's head, or a peer's head of
-    /// strictly higher priority when its own best is `OVER` or absent.
+    /// Takes the vCPU `pcpu` runs next off a run queue: its own queue's head, or the best vCPU
+    /// of a peer's queue that may run here, if that is of strictly higher priority than its own
+    /// best and its own best is `OVER` or absent. An offline pCPU takes nothing.
     fn pick(&mut self, pcpu: usize) -> Option<VcpuId> {
+        if !has(self.online, pcpu) {
+            return None;
+        }
         let local = self.pcpus[pcpu].runq.front().map(|h| self.vcpus[h].pri);
         if local.is_none_or(|pri| pri <= Pri::Over) {
             let n = self.pcpus.len();
             for peer in (pcpu + 1..n).chain(0..pcpu) {
-                let Some(&head) = self.pcpus[peer].runq.front() else {
+                // Queues are in priority order: the first that may come here is its best
+                // (Xen's `csched_runq_steal` skips the ones whose affinity forbids it).
+                let Some((at, id)) = self.pcpus[peer]
+                    .runq
+                    .iter()
+                    .enumerate()
+                    .find(|(_, id)| self.may_run(**id, pcpu))
+                    .map(|(at, id)| (at, *id))
+                else {
                     continue;
                 };
-                if Some(self.vcpus[&head].pri) > local {
-                    self.pcpus[peer].runq.pop_front();
-                    let v = self.vcpus.get_mut(&head).expect("queued vCPU is known");
+                if Some(self.vcpus[&id].pri) > local {
+                    self.pcpus[peer].runq.remove(at);
+                    let v = self.vcpus.get_mut(&id).expect("queued vCPU is known");
                     v.queued = false;
                     v.pcpu = pcpu;
-                    return Some(head);
+                    return Some(id);
                 }
             }
         }
@@ -758,13 +991,20 @@ impl Scheduler {
             v.pri = Pri::Boost;
         }
         let home = v.pcpu;
-        // Its own pCPU if that idles with nothing on its way there; else any pCPU that does
-        // (Xen's `__runq_tickle` wakes an idler, which steals it); else its own queue.
+        let allowed = self.allowed(id);
+        // Its own pCPU if it may run there and that idles with nothing on its way there; else
+        // any pCPU it may run on that does (Xen's `__runq_tickle` wakes an idler, which steals
+        // it); else its own queue, or the first it may use after its own.
+        let home_ok = has(allowed, home);
         let home_free = self.pcpus[home].current.is_none() && self.pcpus[home].runq.is_empty();
-        let target = if home_free {
+        let target = if home_ok && home_free {
+            home
+        } else if let Some(q) = self.idle_peer(home, allowed) {
+            q
+        } else if home_ok {
             home
         } else {
-            self.idle_peer(home).unwrap_or(home)
+            self.first_in(allowed, home).unwrap_or(home)
         };
         let v = self.vcpus.get_mut(&id)?;
         v.pcpu = target;
@@ -777,12 +1017,13 @@ impl Scheduler {
         }
     }
 
-    /// A pCPU other than `home` that idles with nothing queued, searching upwards from `home`.
-    fn idle_peer(&self, home: usize) -> Option<usize> {
+    /// A pCPU of `allowed` other than `home` that idles with nothing queued, searching upwards
+    /// from `home`.
+    fn idle_peer(&self, home: usize, allowed: u64) -> Option<usize> {
         let n = self.pcpus.len();
-        (home + 1..n)
-            .chain(0..home)
-            .find(|&q| self.pcpus[q].current.is_none() && self.pcpus[q].runq.is_empty())
+        (home + 1..n).chain(0..home.min(n)).find(|&q| {
+            has(allowed, q) && self.pcpus[q].current.is_none() && self.pcpus[q].runq.is_empty()
+        })
     }
 
     /// Inserts `id` into `pcpu`'s queue behind every vCPU of its priority or higher (Xen's
@@ -883,7 +1124,8 @@ impl Scheduler {
             .filter_map(|d| self.doms.get(d))
             .map(|d| i64::from(d.params.weight) * i64::from(d.active_vcpus))
             .sum();
-        let mut credit_total = cpt * self.pcpus.len() as i64;
+        // Worth the online pCPUs (Xen's `prv->credit` follows the pool's pCPUs).
+        let mut credit_total = cpt * i64::from(self.online.count_ones());
         // Converge the balance towards 0 when it went negative.
         if self.credit_balance < 0 {
             credit_total -= self.credit_balance;
@@ -1112,6 +1354,9 @@ pub mod sim {
         pub migrations: u64,
         /// Calls to `schedule`, to see that idle pCPUs stay quiet.
         pub schedule_calls: Vec<u64>,
+        /// The pCPUs each vCPU has been seen running on (bit *p* = pCPU *p*), for the
+        /// affinity tests, which clear it to start a fresh observation.
+        pub ran_on: BTreeMap<VcpuId, u64>,
     }
 
     impl Sim {
@@ -1128,7 +1373,27 @@ pub mod sim {
                 latencies: BTreeMap::new(),
                 migrations: 0,
                 schedule_calls: vec![0; nr_pcpus],
+                ran_on: BTreeMap::new(),
             }
+        }
+
+        /// Sets the hard affinity of `id`, as `xl vcpu-pin` would (kicks land after
+        /// `kick_delay`).
+        pub fn set_affinity(&mut self, id: VcpuId, hard: u64) -> Result<(), Errno> {
+            for p in self.sched.set_affinity(id, hard)? {
+                self.kicks.push((self.now + self.kick_delay, p));
+            }
+            Ok(())
+        }
+
+        /// Takes pCPU `p` offline or brings it back, as `xen-hptool cpu-offline/online`
+        /// would; returns the vCPUs whose affinity was broken.
+        pub fn set_online(&mut self, p: usize, online: bool) -> Result<Vec<VcpuId>, Errno> {
+            let out = self.sched.set_pcpu_online(p, online)?;
+            for k in out.kick {
+                self.kicks.push((self.now + self.kick_delay, k));
+            }
+            Ok(out.broken)
         }
 
         /// Creates domain `dom` with one vCPU per entry of `vcpus` (workload, initial pCPU), and
@@ -1262,9 +1527,12 @@ pub mod sim {
 
         fn advance(&mut self, t: u64) {
             let elapsed = t - self.now;
-            for cpu in &self.cpus {
+            for (p, cpu) in self.cpus.iter().enumerate() {
                 if let Some(id) = cpu.running {
                     *self.given.entry(id).or_default() += elapsed;
+                    if elapsed > 0 {
+                        *self.ran_on.entry(id).or_default() |= 1 << p;
+                    }
                     if let Some(task) = self.tasks.get_mut(&id)
                         && matches!(task.workload, Workload::Timer { .. })
                     {
@@ -1340,6 +1608,10 @@ pub mod sim {
                 for (q, cpu) in self.cpus.iter().enumerate() {
                     assert!(q == p || cpu.running != Some(id), "{id:?} on two pCPUs");
                 }
+                assert!(
+                    self.sched.may_run(id, p),
+                    "{id:?} picked on pCPU {p} outside its affinity or offline"
+                );
                 let task = self.tasks.get_mut(&id).expect("scheduled vCPU exists");
                 assert!(!task.blocked, "{id:?} scheduled while blocked");
                 assert_eq!(task.paused, 0, "{id:?} scheduled while paused");
@@ -1793,6 +2065,255 @@ mod tests {
         assert!(sim.sched.domain_runtime(1, sim.now) - before >= S - ACCT_PERIOD_NS - MS);
     }
 
+    /// The vCPU of single-vCPU domain `dom`.
+    fn only(dom: DomId) -> VcpuId {
+        v(dom, 0)
+    }
+
+    #[test]
+    fn pinned_vcpu_runs_only_on_its_pcpu() {
+        // Seven hogs on four pCPUs; domain 9's is pinned to pCPU 2 while the others balance.
+        let mut sim = Sim::new(4);
+        for dom in 1..=6 {
+            sim.add_domain(
+                dom,
+                Params::default(),
+                &[(Workload::Hog, usize::from(dom) % 4)],
+            );
+        }
+        sim.add_domain(9, Params::default(), &[(Workload::Hog, 0)]);
+        sim.run_for(S);
+        sim.set_affinity(only(9), 1 << 2).unwrap();
+        assert_eq!(sim.sched.affinity(only(9)), Some((1 << 2, AFFINITY_ALL)));
+        // Once the kick has landed it is never anywhere else.
+        sim.run_for(MS);
+        assert_eq!(sim.sched.pcpu_of(only(9)), Some(2));
+        sim.ran_on.clear();
+        let start = sim.now;
+        let before: u64 = sim.given.values().sum();
+        sim.run_for(5 * S);
+        assert_eq!(sim.ran_on[&only(9)], 1 << 2, "pinned vCPU seen elsewhere");
+        // The others still use every pCPU, and no pCPU idles while one waits.
+        let mut all = 0;
+        for dom in 1..=6 {
+            all |= sim.ran_on[&only(dom)];
+        }
+        assert_eq!(all, 0b1111);
+        let used: u64 = sim.given.values().sum::<u64>() - before;
+        assert!(
+            used >= 4 * (sim.now - start) - 4 * MS,
+            "pCPUs idled: {used}"
+        );
+        let got = sim.sched.runtime(only(9), sim.now);
+        assert!(got > S, "the pinned vCPU starved: {got} ns");
+
+        // Repinned at runtime: to pCPU 1, then to all of them.
+        sim.set_affinity(only(9), 1 << 1).unwrap();
+        sim.run_for(MS);
+        sim.ran_on.clear();
+        sim.run_for(2 * S);
+        assert_eq!(sim.ran_on[&only(9)], 1 << 1);
+        sim.set_affinity(only(9), AFFINITY_ALL).unwrap();
+        sim.run_for(2 * S);
+        assert_eq!(
+            sim.sched.affinity(only(9)),
+            Some((AFFINITY_ALL, AFFINITY_ALL))
+        );
+
+        // A mask with no pCPU of this machine is refused and changes nothing.
+        assert_eq!(sim.sched.set_affinity(only(9), 1 << 4), Err(Errno::EINVAL));
+        assert_eq!(sim.sched.set_affinity(only(9), 0), Err(Errno::EINVAL));
+        assert_eq!(sim.sched.set_affinity(v(7, 0), 1), Err(Errno::ESRCH));
+        assert_eq!(
+            sim.sched.affinity(only(9)),
+            Some((AFFINITY_ALL, AFFINITY_ALL))
+        );
+        sim.sched.set_soft_affinity(only(9), 0b11).unwrap();
+        assert_eq!(sim.sched.affinity(only(9)), Some((AFFINITY_ALL, 0b11)));
+    }
+
+    #[test]
+    fn pinning_a_waiting_vcpu_moves_it_at_once() {
+        // Two hogs on pCPU 0 of 2 (the second waits), pCPU 1 busy with a third.
+        let mut s = Scheduler::new(2);
+        for dom in 1..=3 {
+            s.add_domain(dom, 1, Params::default()).unwrap();
+        }
+        s.add_vcpu(only(1), 0).unwrap();
+        s.add_vcpu(only(2), 0).unwrap();
+        s.add_vcpu(only(3), 1).unwrap();
+        let _ = s.set_affinity(only(1), 1).unwrap();
+        let _ = s.set_affinity(only(2), 1).unwrap();
+        let _ = s.set_affinity(only(3), 2).unwrap();
+        for dom in 1..=3 {
+            let _ = s.unpause(only(dom));
+        }
+        assert_eq!(s.schedule(0, 0).next, Some(only(1)));
+        assert_eq!(s.schedule(1, 0).next, Some(only(3)));
+        assert_eq!(s.pcpu_of(only(2)), Some(0));
+        // Pinned to pCPU 1: it leaves pCPU 0's queue now, and pCPU 1 is not kicked (it runs a
+        // vCPU of the same class).
+        assert_eq!(s.set_affinity(only(2), 2), Ok(vec![]));
+        assert_eq!(s.pcpu_of(only(2)), Some(1));
+        // The running one pinned away: its pCPU is kicked, and at its `schedule` it goes.
+        assert_eq!(s.set_affinity(only(1), 2), Ok(vec![0]));
+        let d = s.schedule(0, MS);
+        assert_eq!(d.next, None, "nothing may run on pCPU 0");
+        assert_eq!(s.pcpu_of(only(1)), Some(1));
+        // Pinning where it already is kicks nobody.
+        assert_eq!(s.set_affinity(only(3), 0b11), Ok(vec![]));
+    }
+
+    #[test]
+    fn weights_and_caps_hold_with_affinity() {
+        // Two pinned pairs, weights 1:3 within each pair.
+        let mut sim = Sim::new(2);
+        sim.add_domain(1, weight(256), &[(Workload::Hog, 0)]);
+        sim.add_domain(2, weight(768), &[(Workload::Hog, 0)]);
+        sim.add_domain(3, weight(256), &[(Workload::Hog, 1)]);
+        sim.add_domain(4, weight(768), &[(Workload::Hog, 1)]);
+        for (dom, p) in [(1, 0), (2, 0), (3, 1), (4, 1)] {
+            sim.set_affinity(only(dom), 1 << p).unwrap();
+        }
+        sim.run_for(10 * S);
+        for (dom, fair) in [(1, 25.0), (2, 75.0), (3, 25.0), (4, 75.0)] {
+            assert_near("pinned weighted hog", sim.share(dom), fair, 5.0);
+        }
+        // A capped domain pinned to pCPU 1 next to an unpinned hog.
+        let mut sim = Sim::new(2);
+        sim.add_domain(1, cap(20), &[(Workload::Hog, 1)]);
+        sim.set_affinity(only(1), 1 << 1).unwrap();
+        sim.add_domain(2, Params::default(), &[(Workload::Hog, 0)]);
+        sim.run_for(10 * S);
+        assert_near("pinned capped", sim.share(1), 20.0, 2.0);
+        assert_near("hog", sim.share(2), 100.0, 2.0);
+    }
+
+    #[test]
+    fn offline_pcpu_is_emptied_and_left_alone() {
+        let mut sim = Sim::new(4);
+        for dom in 1..=4 {
+            sim.add_domain(
+                dom,
+                Params::default(),
+                &[(Workload::Hog, usize::from(dom) - 1)],
+            );
+        }
+        // One pinned to pCPU 3 only, and a timer waker homed there.
+        sim.add_domain(5, Params::default(), &[(Workload::Hog, 3)]);
+        sim.set_affinity(only(5), 1 << 3).unwrap();
+        let timer = Workload::Timer {
+            period: MS,
+            phase: 123_000,
+            burst: 50_000,
+        };
+        sim.add_domain(6, Params::default(), &[(timer, 3)]);
+        sim.run_for(S);
+
+        assert_eq!(
+            sim.set_online(3, false),
+            Ok(vec![only(5)]),
+            "affinity broken"
+        );
+        assert_eq!(sim.sched.affinity(only(5)).map(|a| a.0), Some(AFFINITY_ALL));
+        assert!(!sim.sched.is_pcpu_online(3));
+        assert_eq!(sim.sched.online_mask(), 0b0111);
+        sim.run_for(MS);
+        assert_eq!(sim.sched.current(3), None);
+        let calls = sim.schedule_calls[3];
+        sim.ran_on.clear();
+        let before: u64 = sim.given.values().sum();
+        let start = sim.now;
+        sim.run_for(5 * S);
+        for (id, on) in &sim.ran_on {
+            assert_eq!(on & (1 << 3), 0, "{id:?} ran on the offline pCPU");
+        }
+        assert!(
+            sim.schedule_calls[3] <= calls,
+            "the offline pCPU keeps scheduling"
+        );
+        // The other three stay busy, and the credit is worth three pCPUs: five hogs share
+        // them evenly (no one is starved by credit the offline pCPU would have been worth).
+        let used: u64 = sim.given.values().sum::<u64>() - before;
+        assert!(used >= 3 * (sim.now - start) - 3 * MS);
+        for dom in 1..=5 {
+            let got = sim.sched.runtime(only(dom), sim.now);
+            assert!(got > 5 * S * 3 / 5 / 2, "d{dom} got {got} ns");
+        }
+        // A new vCPU meant for the offline pCPU goes to an online one.
+        sim.add_domain(7, Params::default(), &[(Workload::Hog, 3)]);
+        assert_ne!(sim.sched.pcpu_of(only(7)), Some(3));
+        // Pinning only to the offline pCPU is refused.
+        assert_eq!(sim.sched.set_affinity(only(1), 1 << 3), Err(Errno::EINVAL));
+
+        // Back online: it takes work again.
+        assert_eq!(sim.set_online(3, true), Ok(vec![]));
+        sim.run_for(MS);
+        sim.ran_on.clear();
+        sim.run_for(2 * S);
+        assert!(
+            sim.ran_on.values().any(|on| on & (1 << 3) != 0),
+            "nothing runs on the onlined pCPU"
+        );
+    }
+
+    #[test]
+    fn offlining_is_validated() {
+        let mut s = Scheduler::new(2);
+        assert_eq!(s.set_pcpu_online(2, false), Err(Errno::EINVAL), "no pCPU 2");
+        assert_eq!(
+            s.set_pcpu_online(1, true),
+            Err(Errno::EINVAL),
+            "online already"
+        );
+        assert_eq!(s.set_pcpu_online(1, false), Ok(Offlined::default()));
+        assert_eq!(
+            s.set_pcpu_online(1, false),
+            Err(Errno::EINVAL),
+            "offline already"
+        );
+        assert_eq!(
+            s.set_pcpu_online(0, false),
+            Err(Errno::EBUSY),
+            "the last one"
+        );
+        assert_eq!(s.online_mask(), 1);
+        let back = s.set_pcpu_online(1, true).unwrap();
+        assert_eq!(back.kick, [1]);
+        assert_eq!(s.online_mask(), 0b11);
+        // The running vCPU of a pCPU going offline: its pCPU is kicked and it moves at the
+        // `schedule` that follows.
+        s.add_domain(1, 1, Params::default()).unwrap();
+        s.add_vcpu(only(1), 1).unwrap();
+        let _ = s.unpause(only(1));
+        assert_eq!(s.schedule(1, 0).next, Some(only(1)));
+        let out = s.set_pcpu_online(1, false).unwrap();
+        assert_eq!(out.kick, [1]);
+        assert!(out.broken.is_empty());
+        let d = s.schedule(1, MS);
+        assert_eq!(d.next, None);
+        assert_eq!(d.run_until, None, "an offline pCPU keeps no timer");
+        assert_eq!(d.kick, [0], "the vCPU's new pCPU is kicked");
+        assert_eq!(s.schedule(0, MS).next, Some(only(1)));
+        // An empty scheduler has nothing to take offline.
+        assert_eq!(
+            Scheduler::empty().set_pcpu_online(0, false),
+            Err(Errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn weights_hold_with_a_pcpu_offline() {
+        // With pCPU 1 offline the credit is one pCPU's worth, so weights 1:3 show on pCPU 0.
+        let mut sim = Sim::new(2);
+        sim.set_online(1, false).unwrap();
+        sim.add_domain(1, weight(256), &[(Workload::Hog, 0)]);
+        sim.add_domain(2, weight(768), &[(Workload::Hog, 1)]);
+        sim.run_for(10 * S);
+        assert_near("d1 (256)", sim.share(1), 25.0, 5.0);
+        assert_near("d2 (768)", sim.share(2), 75.0, 5.0);
+    }
+
     /// Checks the bookkeeping that every operation must preserve.
     fn check_invariants(s: &Scheduler) {
         for (p, pcpu) in s.pcpus.iter().enumerate() {
@@ -1802,6 +2323,7 @@ mod tests {
                     v.queued && v.pcpu == p && v.runnable(),
                     "{id:?} queued wrongly"
                 );
+                assert!(s.may_run(*id, p), "{id:?} queued on forbidden pCPU {p}");
                 assert!(
                     !pcpu.runq.iter().skip(i + 1).any(|x| x == id),
                     "{id:?} twice"
@@ -1815,8 +2337,15 @@ mod tests {
                 assert_eq!(s.vcpus[&id].pcpu, p);
             }
         }
+        assert!(s.pcpus.is_empty() || s.online != 0, "no pCPU online");
         for (id, v) in &s.vcpus {
+            assert_ne!(v.hard & s.online, 0, "{id:?} has nowhere to run");
             let on = s.pcpus[v.pcpu].current == Some(*id);
+            // Off a forbidden pCPU unless it still runs there (until that pCPU reschedules).
+            assert!(
+                on || s.may_run(*id, v.pcpu),
+                "{id:?} homed on a forbidden pCPU"
+            );
             assert_eq!(v.queued, s.pcpus[v.pcpu].runq.contains(id));
             // A runnable vCPU is never lost: it runs or waits.
             assert!(
@@ -1855,7 +2384,7 @@ mod tests {
             let id = v(dom, rand(3) as u32);
             let pcpu = rand(nr_pcpus as u64 + 1) as usize; // sometimes out of range
             // Kicks are ignored on purpose: the scheduler must stay consistent regardless.
-            match rand(16) {
+            match rand(17) {
                 0 => {
                     let params = Params {
                         weight: rand(3) as u32 * 256,
@@ -1880,6 +2409,13 @@ mod tests {
                 }
                 11 => drop(s.pause_domain(dom)),
                 12 => drop(s.unpause_domain(dom)),
+                13 if rand(2) == 0 => drop(s.set_affinity(id, rand(16))),
+                14 if rand(8) == 0 => {
+                    let on = rand(2) == 0;
+                    if let Ok(out) = s.set_pcpu_online(pcpu, on) {
+                        assert!(on || out.kick.iter().all(|&k| k < nr_pcpus));
+                    }
+                }
                 _ => {
                     now += rand(40 * MS);
                     let d = s.schedule(pcpu, now);

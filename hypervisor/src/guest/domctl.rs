@@ -143,6 +143,11 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             i.cpu = on.or_else(|| world.sched.pcpu_of(vid)).unwrap_or(0) as u32;
             op.set_payload(&i);
         }
+        dc::XEN_DOMCTL_SETVCPUAFFINITY | dc::XEN_DOMCTL_GETVCPUAFFINITY => {
+            let a: dc::DomctlVcpuaffinity = op.payload();
+            let set = op.cmd == dc::XEN_DOMCTL_SETVCPUAFFINITY;
+            vcpu_affinity(&space, world, id, &a, set)?;
+        }
         dc::XEN_DOMCTL_SCHEDULER_OP => {
             let mut s: dc::DomctlSchedulerOp = op.payload();
             if s.sched_id != dc::XEN_SCHEDULER_CREDIT {
@@ -214,6 +219,120 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
     }
     space.write(arg, &op)?;
     Ok(Ret::Value(0))
+}
+
+/// Bytes of a CPU bitmap that can hold a set bit: the scheduler's masks are 64 bits.
+const CPUMAP_BYTES: usize = 8;
+
+/// `nr_bits` of a caller's bitmap, checked: 1 to `XENCTL_BITMAP_MAX_BITS`.
+fn cpumap_bits(b: &dc::XenctlBitmap) -> Result<u32, Errno> {
+    if b.nr_bits == 0 || b.nr_bits > dc::XENCTL_BITMAP_MAX_BITS {
+        return Err(Errno::EINVAL);
+    }
+    Ok(b.nr_bits)
+}
+
+/// The bits of `mask` below `nr_bits`.
+fn below(mask: u64, nr_bits: u32) -> u64 {
+    if nr_bits >= 64 {
+        mask
+    } else {
+        mask & ((1 << nr_bits) - 1)
+    }
+}
+
+/// Reads a caller's CPU bitmap (Xen's `xenctl_bitmap_to_cpumask`): its first bytes, up to
+/// the 64 pCPUs the scheduler knows; bits at and past `nr_bits` are ignored.
+fn read_cpumap(space: &AddressSpace, b: &dc::XenctlBitmap) -> Result<u64, Errno> {
+    let bits = cpumap_bits(b)?;
+    let mut raw = [0u8; CPUMAP_BYTES];
+    let n = (bits as usize).div_ceil(8).min(CPUMAP_BYTES);
+    space.read_bytes(GuestPtr::new(b.bitmap), &mut raw[..n])?;
+    Ok(below(u64::from_le_bytes(raw), bits))
+}
+
+/// Writes `mask` to a caller's CPU bitmap (Xen's `cpumask_to_xenctl_bitmap`): the pCPUs that
+/// exist, then zeros up to `nr_bits` rounded up to bytes.
+fn write_cpumap(space: &AddressSpace, b: &dc::XenctlBitmap, mask: u64) -> Result<(), Errno> {
+    /// Zero bytes written at once.
+    const ZERO_CHUNK: usize = 256;
+    let bits = cpumap_bits(b)?;
+    let total = (bits as usize).div_ceil(8);
+    let mask = below(mask & crate::arch::x86_64::smp::online_mask(), bits);
+    let head = total.min(CPUMAP_BYTES);
+    space.write_bytes(GuestPtr::new(b.bitmap), &mask.to_le_bytes()[..head])?;
+    let zeros = [0u8; ZERO_CHUNK];
+    let mut at = head;
+    while at < total {
+        let n = (total - at).min(ZERO_CHUNK);
+        let addr = b.bitmap.checked_add(at as u64).ok_or(Errno::EFAULT)?;
+        space.write_bytes(GuestPtr::new(addr), &zeros[..n])?;
+        at += n;
+    }
+    Ok(())
+}
+
+/// `XEN_DOMCTL_setvcpuaffinity` (`set`) and `getvcpuaffinity` (guest-abi's `domctl` docs have
+/// the rules): everything is checked and both bitmaps read before anything changes.
+fn vcpu_affinity(
+    space: &AddressSpace,
+    world: &mut World,
+    id: DomId,
+    a: &dc::DomctlVcpuaffinity,
+    set: bool,
+) -> Result<(), Errno> {
+    let known = dc::XEN_VCPUAFFINITY_HARD | dc::XEN_VCPUAFFINITY_SOFT | dc::XEN_VCPUAFFINITY_FORCE;
+    let hard = a.flags & dc::XEN_VCPUAFFINITY_HARD != 0;
+    let soft = a.flags & dc::XEN_VCPUAFFINITY_SOFT != 0;
+    if a.flags & !known != 0 || !(hard || soft) {
+        return Err(Errno::EINVAL);
+    }
+    if a.vcpu as usize >= target(world, id)?.vcpus.len() {
+        return Err(Errno::EINVAL);
+    }
+    let vid = VcpuId {
+        dom: id,
+        vcpu: a.vcpu,
+    };
+    let (old_hard, old_soft) = world.sched.affinity(vid).ok_or(Errno::EINVAL)?;
+    if hard {
+        cpumap_bits(&a.cpumap_hard)?;
+    }
+    if soft {
+        cpumap_bits(&a.cpumap_soft)?;
+    }
+    if !set {
+        if hard {
+            write_cpumap(space, &a.cpumap_hard, old_hard)?;
+        }
+        if soft {
+            write_cpumap(space, &a.cpumap_soft, old_soft)?;
+        }
+        return Ok(());
+    }
+    let new_hard = if hard {
+        read_cpumap(space, &a.cpumap_hard)?
+    } else {
+        old_hard
+    };
+    let new_soft = if soft {
+        read_cpumap(space, &a.cpumap_soft)?
+    } else {
+        old_soft
+    };
+    if hard {
+        World::kick(world.sched.set_affinity(vid, new_hard)?);
+    }
+    world.sched.set_soft_affinity(vid, new_soft)?;
+    // The effective masks go back, as Xen's `vcpu_affinity_domctl` writes them.
+    let online = world.sched.online_mask();
+    if hard {
+        write_cpumap(space, &a.cpumap_hard, new_hard & online)?;
+    }
+    if soft {
+        write_cpumap(space, &a.cpumap_soft, new_soft & new_hard & online)?;
+    }
+    Ok(())
 }
 
 /// `XEN_DOMCTL_createdomain`: a new, paused, empty domain; returns its id.
@@ -535,7 +654,8 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             let info = sc::SysctlPhysinfo {
                 threads_per_core: 1,
                 cores_per_socket: 1,
-                nr_cpus: crate::arch::x86_64::smp::online_count(),
+                // Xen's `num_online_cpus()`: CPUs taken offline do not count.
+                nr_cpus: world.sched.online_mask().count_ones(),
                 max_cpu_id: crate::arch::x86_64::smp::max_online_index(),
                 nr_nodes: 1,
                 max_node_id: 0,
@@ -585,9 +705,17 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             // Nothing is written back: Xen copies only the status array.
             return page_offline(&space, &p).map(|()| Ret::Value(0));
         }
-        // CPU offlining is not built yet: say so with Xen's answer for a build without it,
-        // rather than `ENOSYS` (which would claim the sysctl itself is unknown).
-        sc::XEN_SYSCTL_CPU_HOTPLUG => return Err(Errno::EOPNOTSUPP),
+        sc::XEN_SYSCTL_CPU_HOTPLUG => {
+            let h: sc::SysctlCpuHotplug = op.payload();
+            let done = cpu_hotplug(world, &h)?;
+            if !done {
+                // The pCPU still holds a vCPU's registers: it was kicked; ask again after a
+                // yield (as destroy waits for a domain's vCPUs).
+                return Ok(Ret::AgainAfter(cx.args(), super::context::Next::Yield));
+            }
+            // Nothing is written back: the argument is IN only.
+            return Ok(Ret::Value(0));
+        }
         sc::XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO => {
             let (offlined, pending) = ft::offline_counts();
             op.set_payload(&sc::SysctlXeniaMemOfflineInfo { offlined, pending });
@@ -596,6 +724,67 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
     }
     space.write(arg, &op)?;
     Ok(Ret::Value(0))
+}
+
+/// `XEN_SYSCTL_cpu_hotplug` (guest-abi's `XEN_SYSCTL_CPU_HOTPLUG` has the rules). Returns
+/// whether it is done: an offline returns `false` while the pCPU still holds a vCPU (it was
+/// kicked and moves it away at its next `schedule`), and the caller asks again;
+/// `World::cpus_draining` tells a repeated call from a new one.
+fn cpu_hotplug(world: &mut World, h: &sc::SysctlCpuHotplug) -> Result<bool, Errno> {
+    use crate::arch::x86_64::{percpu, smp};
+    let n = h.cpu as usize;
+    if n >= smp::MAX_CPUS || smp::online_mask() & (1 << n) == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let bit = 1u64 << n;
+    let holds_vcpu = || percpu::of(n).is_some_and(|c| c.current().is_some());
+    match h.op {
+        sc::XEN_SYSCTL_CPU_HOTPLUG_OFFLINE => {
+            if world.cpus_draining & bit != 0 {
+                if holds_vcpu() {
+                    World::kick([n]);
+                    return Ok(false);
+                }
+                world.cpus_draining &= !bit;
+                log::info!(target: "sched", "cpu {n} offline");
+                return Ok(true);
+            }
+            if !world.sched.is_pcpu_online(n) {
+                return Err(Errno::EINVAL);
+            }
+            if n == 0 {
+                log::warn!(
+                    target: "sched",
+                    "cpu 0 stays online: it is the boot CPU, which polls the console"
+                );
+                return Err(Errno::EBUSY);
+            }
+            if world.sched.online_mask() == bit {
+                log::warn!(target: "sched", "cpu {n} stays online: it is the last one");
+                return Err(Errno::EBUSY);
+            }
+            let out = world.sched.set_pcpu_online(n, false)?;
+            for v in &out.broken {
+                // Xen's words (`cpu_disable_scheduler`).
+                log::warn!(target: "sched", "Breaking affinity for d{}v{}", v.dom, v.vcpu);
+            }
+            World::kick(out.kick);
+            if holds_vcpu() {
+                world.cpus_draining |= bit;
+                return Ok(false);
+            }
+            log::info!(target: "sched", "cpu {n} offline");
+            Ok(true)
+        }
+        sc::XEN_SYSCTL_CPU_HOTPLUG_ONLINE => {
+            let out = world.sched.set_pcpu_online(n, true)?;
+            world.cpus_draining &= !bit;
+            World::kick(out.kick);
+            log::info!(target: "sched", "cpu {n} online");
+            Ok(true)
+        }
+        _ => Err(Errno::EINVAL),
+    }
 }
 
 /// `XEN_SYSCTL_page_offline_op` (guest-abi `SysctlPageOfflineOp` has the rules): validates

@@ -83,6 +83,9 @@ pub struct World {
     /// times switches, Xen's convention), and how many Ctrl-As came in a row.
     pub input_to_xen: bool,
     pub ctrl_a_run: u8,
+    /// pCPUs being taken offline whose last vCPU has not left yet (`XEN_SYSCTL_cpu_hotplug`
+    /// waits for them with a continuation).
+    pub cpus_draining: u64,
 }
 
 /// The domains and the scheduler, behind one lock (the lock order: this one, then the frame
@@ -94,6 +97,7 @@ static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
     last_domid: 0,
     input_to_xen: false,
     ctrl_a_run: 0,
+    cpus_draining: 0,
 });
 
 /// The index of the pCPU holding the world lock, for the message if a wait runs out.

@@ -319,8 +319,8 @@ pub fn owned_frame(ctx: &Context) -> Result<(), String> {
 }
 
 /// (c) The hypervisor's own frame is refused with Xen's message and the frame is unchanged;
-/// a frame beyond the machine and a bad number are refused clearly; CPU offlining says it is
-/// not supported.
+/// a frame beyond the machine and a bad number are refused clearly; on this one-CPU machine
+/// `cpu-offline` of CPU 1 (none) and CPU 0 (the boot CPU) are refused with Xen's messages.
 pub fn refused(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
     let out = run(&mut vm, &format!("xen-hptool mem-offline {XEN_FRAME:x}"))?;
@@ -350,16 +350,23 @@ pub fn refused(ctx: &Context) -> Result<(), String> {
         "'nonsense' is not a machine frame number",
         "a bad frame number",
     )?;
+    // One CPU: there is no CPU 1 (`EINVAL`), and CPU 0 stays (`EBUSY`, with the reason).
     let out = run(&mut vm, "xen-hptool cpu-offline 1")?;
     expect(
         &out,
-        "CPU 1 offline failed (error 95: ",
-        "cpu-offline (EOPNOTSUPP)",
+        "CPU 1 offline failed (error 22: ",
+        "cpu-offline of a CPU the machine lacks (EINVAL)",
+    )?;
+    let out = run(&mut vm, "xen-hptool cpu-offline 0")?;
+    expect(
+        &out,
+        "CPU 0 offline failed (error 16: ",
+        "cpu-offline 0 (EBUSY)",
     )?;
     expect(
         &out,
-        "XEN_SYSCTL_cpu_hotplug is not supported",
-        "cpu-offline",
+        "CPU 0 (the boot CPU) and the last online CPU cannot be taken offline",
+        "cpu-offline 0",
     )?;
     if info_field(&mut vm, "offlined_pages")? != 0 {
         return Err("a refusal counted as an offlined frame".into());

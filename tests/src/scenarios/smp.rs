@@ -195,6 +195,67 @@ pub fn testguest_qemu64_2(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// Samples of `xl vcpu-list` the affinity and offlining scenarios take: a fixed count, no
+/// waiting between them (each is a new xl process, so they spread over a second or so).
+const SAMPLES: usize = 20;
+
+/// The machine for the affinity and offlining scenarios: `-smp 4`, 512 MiB, the default
+/// image with the test initrd (`probe frame-check` at the end).
+fn boot_busy_4(ctx: &Context) -> Result<crate::machine::Qemu, String> {
+    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .cpus(4)
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .boot()?;
+    vm.wait_for(xl::PROMPT, T)?;
+    Ok(vm)
+}
+
+/// Starts CPU-bound domains `busy1..=busyN` (the compute demo counting to 10G, uncapped:
+/// minutes of work under emulation) and returns their ids.
+fn start_busy(vm: &mut crate::machine::Qemu, n: u32) -> Result<Vec<u32>, String> {
+    let mut ids = Vec::new();
+    for i in 1..=n {
+        let out = xl::run(
+            vm,
+            &format!(
+                "xl create /etc/xen/compute.cfg 'name=\"busy{i}\"' 'cmdline=\"limit=10G\"' cap=0"
+            ),
+        )?;
+        let id = out
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("Domain busy{i} created with id "))
+            })
+            .and_then(|id| id.trim().parse().ok())
+            .ok_or_else(|| format!("`xl create` of busy{i} failed:\n{out}"))?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Destroys `busy1..=busyN` and checks the frame table (`probe frame-check`).
+fn stop_busy(vm: &mut crate::machine::Qemu, n: u32) -> Result<(), String> {
+    for i in 1..=n {
+        xl::run(vm, &format!("xl destroy busy{i}"))?;
+    }
+    let list = xl::run(vm, "xl list")?;
+    if list.contains("busy") {
+        return Err(format!("busy domains survived `xl destroy`:\n{list}"));
+    }
+    let out = xl::run(vm, "probe frame-check")?;
+    if !out.contains("frame table check: 0") {
+        return Err(format!("frame table check: {out:?}"));
+    }
+    Ok(())
+}
+
 /// dom0test's `smp` (4-vCPU guest across pCPUs, the races, destroy while running) and
 /// `teardown` on `-smp 4` with the hypervisor built with debug assertions
 /// (`xenia-checked.elf`): a lock taken out of order (`lockorder`), a failed `debug_assert!`
@@ -210,3 +271,226 @@ pub fn lockcheck_4(ctx: &Context) -> Result<(), String> {
 
 /// The checked build is slower than release (overflow checks); generous.
 const LOCKCHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// One row of `xl vcpu-list`.
+#[derive(Debug)]
+struct VcpuRow {
+    name: String,
+    vcpu: u32,
+    /// `None` for a vCPU that is down (`-`).
+    cpu: Option<u32>,
+    /// `hard / soft`, as printed.
+    affinity: String,
+}
+
+/// Parses `xl vcpu-list`'s output (the header and the rows after the command's echo).
+fn parse_vcpu_list(out: &str) -> Result<Vec<VcpuRow>, String> {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with("Name "));
+    lines
+        .next()
+        .ok_or_else(|| format!("no `xl vcpu-list` header in {out:?}"))?;
+    let mut rows = Vec::new();
+    for line in lines {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 9 || !f.contains(&"/") {
+            // Not a row: a log line of the hypervisor's or a domain's on the same console.
+            continue;
+        }
+        let bad = || format!("bad `xl vcpu-list` row {line:?}");
+        let slash = f.iter().position(|x| *x == "/").ok_or_else(bad)?;
+        rows.push(VcpuRow {
+            name: f[0].to_string(),
+            vcpu: f[2].parse().map_err(|_| bad())?,
+            cpu: f[3].parse().ok(),
+            affinity: f[slash - 1..].join(" "),
+        });
+    }
+    Ok(rows)
+}
+
+/// `xl vcpu-list [args]`, parsed.
+fn vcpu_list(vm: &mut crate::machine::Qemu, args: &str) -> Result<Vec<VcpuRow>, String> {
+    let out = xl::run(vm, &format!("xl vcpu-list {args}"))?;
+    parse_vcpu_list(&out)
+}
+
+/// `nr_cpus` from `xl info`.
+fn nr_cpus(vm: &mut crate::machine::Qemu) -> Result<u32, String> {
+    let info = xl::run(vm, "xl info")?;
+    info.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "nr_cpus").then(|| v.trim().parse().ok())?
+        })
+        .ok_or_else(|| format!("no nr_cpus in `xl info`: {info:?}"))
+}
+
+/// `xl vcpu-pin` on `-smp 4` with three CPU-bound domains: busy1's vCPU pinned to CPU 2 is
+/// on CPU 2 in every one of [`SAMPLES`] `xl vcpu-list` samples while the others spread over
+/// the rest, its affinity shows `2 / all`; repinned to `all` it shows `all / all`; a CPU
+/// list with no CPU of the host is refused with xl's message.
+pub fn affinity_4(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_busy_4(ctx)?;
+    start_busy(&mut vm, 3)?;
+    let out = xl::run(&mut vm, "xl vcpu-pin busy1 0 2")?;
+    if out
+        .lines()
+        .skip(1)
+        .any(|l| !l.trim().is_empty() && !l.contains(xl::PROMPT))
+    {
+        return Err(format!("`xl vcpu-pin busy1 0 2` said something:\n{out}"));
+    }
+    let mut others = 0u32;
+    for i in 0..SAMPLES {
+        let rows = vcpu_list(&mut vm, "")?;
+        let busy1 = rows
+            .iter()
+            .find(|r| r.name == "busy1" && r.vcpu == 0)
+            .ok_or_else(|| format!("sample {i}: no busy1 in {rows:?}"))?;
+        if busy1.cpu != Some(2) || busy1.affinity != "2 / all" {
+            return Err(format!(
+                "sample {i}: busy1 pinned to CPU 2 seen as {busy1:?}"
+            ));
+        }
+        for r in rows.iter().filter(|r| r.name != "busy1") {
+            if let Some(c) = r.cpu {
+                others |= 1 << c;
+            }
+        }
+    }
+    ctx.note(format!("the other vCPUs were seen on CPUs {others:#06b}"));
+    let out = xl::run(&mut vm, "xl vcpu-pin busy1 all all")?;
+    if out.contains("xl:") {
+        return Err(format!("`xl vcpu-pin busy1 all all` failed:\n{out}"));
+    }
+    let rows = vcpu_list(&mut vm, "busy1")?;
+    if rows.len() != 1 || rows[0].affinity != "all / all" {
+        return Err(format!("busy1 repinned to all: {rows:?}"));
+    }
+    let out = xl::run(&mut vm, "xl vcpu-pin busy1 0 7")?;
+    if !out.contains("Could not set affinity for vcpu `0'") {
+        return Err(format!(
+            "pinning to a CPU the host lacks was not refused:\n{out}"
+        ));
+    }
+    let out = xl::run(&mut vm, "xl vcpu-pin busy1 0 ^all")?;
+    if !out.contains("Can't combine \"^\" and \"all\".") {
+        return Err(format!("`^all` was not refused:\n{out}"));
+    }
+    stop_busy(&mut vm, 3)?;
+    vm.kill();
+    Ok(())
+}
+
+/// `xen-hptool cpu-offline 3` on `-smp 4` with four CPU-bound domains (busy4 pinned to CPU 3
+/// alone): it succeeds, busy4's affinity is broken as Xen does (logged, `all / all`), no
+/// vCPU is on CPU 3 in any of [`SAMPLES`] `xl vcpu-list` samples, `xl info` says `nr_cpus
+/// : 3`; CPU 0, CPU 3 again and CPU 9 are refused with Xen's messages (and Xenia's reason for
+/// CPU 0); `cpu-online 3` brings it back (`nr_cpus : 4`, and within [`SAMPLES`] samples some
+/// vCPU runs there).
+pub fn cpu_offline_4(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_busy_4(ctx)?;
+    let ids = start_busy(&mut vm, 4)?;
+    xl::run(&mut vm, "xl vcpu-pin busy4 0 3")?;
+    let out = xl::run(&mut vm, "xen-hptool cpu-offline 3")?;
+    if !out.contains("Prepare to offline CPU 3") || !out.contains("CPU 3 offlined successfully") {
+        return Err(format!("`xen-hptool cpu-offline 3` failed:\n{out}"));
+    }
+    for i in 0..SAMPLES {
+        let rows = vcpu_list(&mut vm, "")?;
+        if let Some(r) = rows.iter().find(|r| r.cpu == Some(3)) {
+            return Err(format!("sample {i}: {r:?} on the offline CPU 3"));
+        }
+        if rows.len() < 5 {
+            return Err(format!("sample {i}: vCPUs missing: {rows:?}"));
+        }
+    }
+    let busy4 = vcpu_list(&mut vm, "busy4")?;
+    if busy4.first().map(|r| r.affinity.as_str()) != Some("all / all") {
+        return Err(format!("busy4's affinity was not broken: {busy4:?}"));
+    }
+    let dmesg = xl::run(&mut vm, "xl dmesg")?;
+    let broken = format!("Breaking affinity for d{}v0", ids[3]);
+    if !dmesg.contains(&broken) {
+        return Err(format!("no {broken:?} in the hypervisor's log"));
+    }
+    if nr_cpus(&mut vm)? != 3 {
+        return Err("`xl info` should say nr_cpus 3 with CPU 3 offline".into());
+    }
+    for (cpu, want) in [
+        (0, "CPU 0 offline failed (error 16: "),
+        (3, "CPU 3 offline failed (error 22: "),
+        (9, "CPU 9 offline failed (error 22: "),
+    ] {
+        let out = xl::run(&mut vm, &format!("xen-hptool cpu-offline {cpu}"))?;
+        if !out.contains(want) {
+            return Err(format!(
+                "`xen-hptool cpu-offline {cpu}`: expected {want:?} in\n{out}"
+            ));
+        }
+        if cpu == 0 && !out.contains("CPU 0 (the boot CPU) and the last online CPU") {
+            return Err(format!("cpu-offline 0 does not say why:\n{out}"));
+        }
+    }
+    let dmesg = xl::run(&mut vm, "xl dmesg")?;
+    if !dmesg.contains("cpu 0 stays online") {
+        return Err("the hypervisor's log does not say why CPU 0 stays online".into());
+    }
+    let out = xl::run(&mut vm, "xen-hptool cpu-online 3")?;
+    if !out.contains("CPU 3 onlined successfully") {
+        return Err(format!("`xen-hptool cpu-online 3` failed:\n{out}"));
+    }
+    if nr_cpus(&mut vm)? != 4 {
+        return Err("`xl info` should say nr_cpus 4 with CPU 3 back".into());
+    }
+    let mut back = false;
+    for _ in 0..SAMPLES {
+        if vcpu_list(&mut vm, "")?.iter().any(|r| r.cpu == Some(3)) {
+            back = true;
+            break;
+        }
+    }
+    if !back {
+        return Err(format!(
+            "no vCPU on CPU 3 in {SAMPLES} samples after cpu-online"
+        ));
+    }
+    let out = xl::run(&mut vm, "xen-hptool cpu-online 3")?;
+    if !out.contains("CPU 3 online failed (error 22: ") {
+        return Err(format!("onlining an online CPU was not refused:\n{out}"));
+    }
+    stop_busy(&mut vm, 4)?;
+    vm.kill();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vcpu_list_parses() {
+        let out = "xl vcpu-list\n\
+            Name                                ID  VCPU   CPU State   Time(s) Affinity (Hard / Soft)\n\
+            Domain-0                             0     0    0   r--       1.3  all / all\n\
+            busy1                                1     0    2   -b-       0.0  2 / 0-1,3\n\
+            busy2                                2     1    -   --p       0.0  all / all\n\
+            dom0# ";
+        let rows = parse_vcpu_list(out).unwrap();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(
+            (rows[0].cpu, rows[0].affinity.as_str()),
+            (Some(0), "all / all")
+        );
+        assert_eq!(
+            (
+                rows[1].name.as_str(),
+                rows[1].cpu,
+                rows[1].affinity.as_str()
+            ),
+            ("busy1", Some(2), "2 / 0-1,3")
+        );
+        assert_eq!((rows[2].vcpu, rows[2].cpu), (1, None));
+        assert!(parse_vcpu_list("nothing").is_err());
+    }
+}

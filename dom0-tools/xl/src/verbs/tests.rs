@@ -27,6 +27,14 @@ struct Fake {
     slept_ms: u64,
     /// Frames offlined and pending (`None`: the hypervisor does not know the sysctl).
     offline: Option<(u64, u64)>,
+    /// Host CPUs (0: 2).
+    nr_cpus: u32,
+    /// vCPUs per domain (absent: 1).
+    nr_vcpus: BTreeMap<DomId, u32>,
+    /// Hard and soft masks set (absent: all).
+    affinity: BTreeMap<(DomId, u32), (u64, u64)>,
+    /// The affinity domctls answer `ENOSYS`.
+    no_affinity: bool,
 }
 
 fn dinfo(dom: DomId, flags: u32, mib: u64) -> DomainInfo {
@@ -75,8 +83,10 @@ impl System for Fake {
         Ok(self.names.clone())
     }
     fn physinfo(&mut self) -> Result<SysctlPhysinfo, Errno> {
+        let nr_cpus = if self.nr_cpus == 0 { 2 } else { self.nr_cpus };
         Ok(SysctlPhysinfo {
-            nr_cpus: 2,
+            nr_cpus,
+            max_cpu_id: nr_cpus - 1,
             total_pages: 1024 * 256,
             free_pages: self.free_pages,
             ..Default::default()
@@ -165,7 +175,8 @@ impl System for Fake {
         Ok(())
     }
     fn vcpu_info(&mut self, dom: DomId, vcpu: u32) -> Result<DomctlGetvcpuinfo, Errno> {
-        if vcpu > 0 || !self.domains.iter().any(|d| d.dom == dom) {
+        let n = self.nr_vcpus.get(&dom).copied().unwrap_or(1);
+        if vcpu >= n || !self.domains.iter().any(|d| d.dom == dom) {
             return Err(Errno::ESRCH);
         }
         Ok(DomctlGetvcpuinfo {
@@ -174,6 +185,55 @@ impl System for Fake {
             blocked: 1,
             ..Default::default()
         })
+    }
+    fn vcpu_affinity(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        nr_bits: u32,
+    ) -> Result<(Vec<u8>, Vec<u8>), Errno> {
+        if self.no_affinity {
+            return Err(Errno::ENOSYS);
+        }
+        self.vcpu_info(dom, vcpu).map_err(|_| Errno::EINVAL)?;
+        let (h, s) = self
+            .affinity
+            .get(&(dom, vcpu))
+            .copied()
+            .unwrap_or((u64::MAX, u64::MAX));
+        let bytes = (nr_bits as usize).div_ceil(8);
+        let map = |m: u64| m.to_le_bytes()[..bytes.min(8)].to_vec();
+        Ok((map(h), map(s)))
+    }
+    fn set_vcpu_affinity(
+        &mut self,
+        dom: DomId,
+        vcpu: u32,
+        hard: Option<&[u8]>,
+        soft: Option<&[u8]>,
+    ) -> Result<(), Errno> {
+        self.vcpu_info(dom, vcpu).map_err(|_| Errno::EINVAL)?;
+        let mask = |m: &[u8]| {
+            let mut raw = [0u8; 8];
+            let n = m.len().min(8);
+            raw[..n].copy_from_slice(&m[..n]);
+            u64::from_le_bytes(raw)
+        };
+        let nr_cpus = self.physinfo()?.nr_cpus;
+        let online = (1u64 << nr_cpus) - 1;
+        let old = self
+            .affinity
+            .get(&(dom, vcpu))
+            .copied()
+            .unwrap_or((u64::MAX, u64::MAX));
+        let h = hard.map_or(old.0, mask);
+        if h & online == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let s = soft.map_or(old.1, mask);
+        self.log.push(format!("pin {dom}.{vcpu} {h:#x} {s:#x}"));
+        self.affinity.insert((dom, vcpu), (h, s));
+        Ok(())
     }
     fn read_console(
         &mut self,
@@ -505,6 +565,74 @@ fn info_vcpu_list_uptime() {
          hello                                3  0:02:05\n"
     );
     assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn vcpu_pin_and_list() {
+    let mut f = Fake::new();
+    f.nr_cpus = 4;
+    f.nr_vcpus.insert(3, 2);
+    let list = |f: &mut Fake| {
+        let (r, out, _) = run(f, |s, io| vcpu_list(s, io, &["hello".into()]));
+        r.unwrap();
+        out
+    };
+    assert_eq!(
+        list(&mut f).lines().nth(1).unwrap(),
+        "hello                                3     0    0   -b-       0.0  all / all"
+    );
+
+    // One vCPU to CPU 2; then every vCPU with Xen's syntax, soft too.
+    let (r, out, err) = run(&mut f, |s, _| vcpu_pin(s, "hello", "1", "2", None));
+    r.unwrap();
+    assert!(out.is_empty() && err.is_empty(), "{out}{err}");
+    assert_eq!(f.log.last().unwrap(), "pin 3.1 0x4 0xffffffffffffffff");
+    let out = list(&mut f);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[1].ends_with("  all / all"), "{out}");
+    assert!(lines[2].ends_with("  2 / all"), "{out}");
+
+    let (r, _, _) = run(&mut f, |s, _| vcpu_pin(s, "3", "all", "0-3,^2", Some("1")));
+    r.unwrap();
+    let out = list(&mut f);
+    for line in out.lines().skip(1) {
+        assert!(line.ends_with("  0-1,3 / 1"), "{out}");
+    }
+    // `-` leaves the hard mask, a missing soft list leaves the soft one.
+    let (r, _, _) = run(&mut f, |s, _| vcpu_pin(s, "hello", "0", "-", Some("all")));
+    r.unwrap();
+    assert_eq!(f.log.last().unwrap(), "pin 3.0 0xb 0xff");
+    let (r, _, _) = run(&mut f, |s, _| vcpu_pin(s, "hello", "0", "all", None));
+    r.unwrap();
+    assert_eq!(f.log.last().unwrap(), "pin 3.0 0xff 0xff");
+
+    // Refusals: the message says why, nothing changes.
+    let before = f.log.len();
+    for (vcpu, hard, want) in [
+        ("x", "1", "Error: Invalid argument x as VCPU."),
+        ("0", "1-", "Invalid pcpu range: 1-."),
+        ("0", "^all", "Can't combine \"^\" and \"all\"."),
+    ] {
+        let (r, _, _) = run(&mut f, |s, _| vcpu_pin(s, "hello", vcpu, hard, None));
+        assert_eq!(r.unwrap_err(), want);
+    }
+    let (r, _, _) = run(&mut f, |s, _| vcpu_pin(s, "hello", "0", "^1", None));
+    let e = r.unwrap_err();
+    assert!(e.starts_with("Could not set affinity for vcpu `0'"), "{e}");
+    let (r, _, _) = run(&mut f, |s, _| vcpu_pin(s, "hello", "5", "1", None));
+    assert!(r.unwrap_err().contains("vcpu `5'"));
+    let (r, _, _) = run(&mut f, |s, _| vcpu_pin(s, "nosuch", "0", "1", None));
+    assert!(r.is_err());
+    assert_eq!(f.log.len(), before, "a refusal changed something");
+
+    // A hypervisor without the affinity domctls: every vCPU shows `all`.
+    f.no_affinity = true;
+    let out = list(&mut f);
+    assert!(
+        out.lines().nth(2).unwrap().ends_with("  all / all"),
+        "{out}"
+    );
 }
 
 #[test]
