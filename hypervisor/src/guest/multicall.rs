@@ -54,7 +54,7 @@ pub fn multicall(cx: &mut Hc) -> HcResult {
         args.copy_from_slice(&entry.args[..REGISTER_ARGS]);
         let result = cx.with_entry(entry.op, args, super::hypercall::dispatch);
         let value = match result {
-            Err(e) => Errno::encode_result(Err(e)) as i64,
+            Err(e) => Errno::encode_result(Err(e)),
             Ok(Ret::Value(v)) => v as i64,
             Ok(Ret::Again(new_args) | Ret::AgainAfter(new_args, _)) => {
                 // The entry itself is continued: it is re-run with its advanced arguments.
