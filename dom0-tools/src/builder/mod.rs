@@ -89,7 +89,7 @@ pub struct DomainConfig<'a> {
     pub vcpus: u32,
     /// How many of them the guest should bring up at start (`vcpus`), 1 to
     /// `vcpus`: vCPUs `0..online_vcpus` are listed in the device page
-    /// ([`DEVICE_VCPU`](guest_abi::device_page::DEVICE_VCPU)).
+    /// ([`guest_abi::device_page::DEVICE_VCPU`]).
     pub online_vcpus: u32,
     /// Credit-scheduler weight (`cpu_weight`), 1 to 65535.
     pub weight: u16,

@@ -21,7 +21,7 @@ pub struct Shifts {
 /// One CPUID answer: `(eax, ebx, ecx, edx)`.
 pub type CpuidRegs = (u32, u32, u32, u32);
 
-/// CPUID leaf 0xB level type of an SMT level (SDM Vol. 2A, CPUID leaf 0BH, ECX[15:8]).
+/// CPUID leaf 0xB level type of an SMT level (SDM Vol. 2A, CPUID leaf 0BH, `ECX[15:8]`).
 const LEVEL_SMT: u32 = 1;
 /// The most leaf-0xB subleaves read (the SDM names SMT and core; later CPUs add a few).
 const MAX_LEVELS: u32 = 8;
@@ -37,11 +37,11 @@ fn bits_for(n: u32) -> u32 {
 
 /// The APIC-ID layout, read through `cpuid(leaf, subleaf)`.
 ///
-/// In order: leaf 0xB (x2APIC topology: each level's EAX[4:0] is the shift to the next
+/// In order: leaf 0xB (x2APIC topology: each level's `EAX[4:0]` is the shift to the next
 /// level's ID; the last valid level's is the package's), else leaf 1's HTT flag and
-/// EBX[23:16] (logical processors per package) with the cores per package from leaf 4
-/// EAX[31:26] + 1 (Intel) or leaf 0x8000_0008 ECX (AMD APM Vol. 3, CPUID Fn8000_0008:
-/// ApicIdSize in ECX[15:12], else NC in ECX[7:0] + 1); without HTT every CPU is a package
+/// `EBX[23:16]` (logical processors per package) with the cores per package from leaf 4
+/// `EAX[31:26]` + 1 (Intel) or leaf 0x8000_0008 ECX (AMD APM Vol. 3, CPUID Fn8000_0008:
+/// ApicIdSize in `ECX[15:12]`, else NC in `ECX[7:0]` + 1); without HTT every CPU is a package
 /// of its own.
 pub fn shifts(cpuid: impl Fn(u32, u32) -> CpuidRegs) -> Shifts {
     let max_leaf = cpuid(0, 0).0;

@@ -470,32 +470,6 @@ pub fn debug_keys(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_parses() {
-        let out = "xl list\nName                                        ID   Mem VCPUs\tState\tTime(s)\n\
-                   Domain-0                                     0    64     1     r-----       0.5\n\
-                   hello                                        1    16     1     -b----       0.0\n";
-        let rows = parse_list(out).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(
-            rows[1],
-            Row {
-                name: "hello".into(),
-                id: 1,
-                mem: 16,
-                vcpus: 1,
-                state: "-b----".into()
-            }
-        );
-        assert!(parse_list("nothing").is_err());
-        assert!(parse_list("Name ID Mem VCPUs State Time(s)\nx y\n").is_err());
-    }
-}
-
 /// The compute demo through `xl create` in the default image, on 1 vCPU, on 4, and on 2 of
 /// 4 (`vcpus=2 maxvcpus=4`: the device page lists two, the domain has four): every run
 /// finds the same count (78498 primes below 1000000); the SMP runs report each vCPU's
@@ -534,4 +508,30 @@ pub fn smp_compute_vcpus(ctx: &Context) -> Result<(), String> {
     }
     vm.kill();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_parses() {
+        let out = "xl list\nName                                        ID   Mem VCPUs\tState\tTime(s)\n\
+                   Domain-0                                     0    64     1     r-----       0.5\n\
+                   hello                                        1    16     1     -b----       0.0\n";
+        let rows = parse_list(out).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[1],
+            Row {
+                name: "hello".into(),
+                id: 1,
+                mem: 16,
+                vcpus: 1,
+                state: "-b----".into()
+            }
+        );
+        assert!(parse_list("nothing").is_err());
+        assert!(parse_list("Name ID Mem VCPUs State Time(s)\nx y\n").is_err());
+    }
 }
