@@ -245,6 +245,7 @@ pub fn compute_speedup(ws: &Workspace) -> Result<(u64, u64), String> {
         }
         *time = parse_compute_ms(&out)
             .ok_or_else(|| format!("compute vcpus={vcpus}: no `done in` line in {out:?}"))?;
+        println!("  compute with vcpus={vcpus}: done in {time} ms");
     }
     vm.kill();
     Ok((times[0], times[1]))
