@@ -494,6 +494,23 @@ mod tests {
         assert_eq!(info_select(&info, "nr_cpus"), "4\n");
         assert_eq!(info_select(&info, "cpu_"), "2400.005\n");
         assert_eq!(info_select(&info, "nope"), "");
+        // QEMU's `-smp 4` (one socket of four cores) and a TSC of 2308.05 MHz: the kHz
+        // are zero-padded to three digits, as xl's `%d.%03d`.
+        let p = SysctlPhysinfo {
+            nr_cpus: 4,
+            max_cpu_id: 3,
+            nr_nodes: 1,
+            cores_per_socket: 4,
+            threads_per_core: 1,
+            cpu_khz: 2_308_050,
+            ..Default::default()
+        };
+        let info = physinfo_lines(&p, 4096);
+        assert_eq!(info_select(&info, "cores_per_socket"), "4\n");
+        assert_eq!(info_select(&info, "threads_per_core"), "1\n");
+        assert_eq!(info_select(&info, "cpu_mhz"), "2308.050\n");
+        let p = SysctlPhysinfo { cpu_khz: 999, ..p };
+        assert_eq!(info_select(&physinfo_lines(&p, 4096), "cpu_mhz"), "0.999\n");
     }
 
     #[test]

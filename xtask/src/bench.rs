@@ -10,12 +10,28 @@
 //! dom0's kernel. Reported: the 1st, the last, the median and the slowest, and the ratio
 //! last/first, whose goal is at most 1.2 (DESIGN.md §7: no directory daemon on the creation
 //! path, so the thousandth domain costs what the first did).
+//!
+//! **SMP** (issue 12), each its own boot:
+//! - `churn`: dom0test `churn cycles=N` (1000 by default) on `-smp 4`: N create/destroy
+//!   cycles of 4-vCPU domUs, every vCPU up and running before each destroy. Reported: the
+//!   free-frame counts before and after, which must be equal (a result line, not a time).
+//! - `compute`: the `compute` demo with `vcpus=1`, then `vcpus=2`, in one boot of the
+//!   default image on `-smp 2`, without `-icount` (`-icount` runs every pCPU on one emulator
+//!   thread, so there would be nothing to gain): the speed-up is the ratio of the two times
+//!   the demo reports (its own clock, which follows the host's under TCG), goal at least
+//!   [`SPEEDUP_GOAL`]. A wall-time ratio, so the host's load moves it.
+//! - `ipi`: dom0test `smp` on `-smp 4` under `-icount shift=0`: testguest's token ring
+//!   across four vCPUs on four pCPUs; each hop is an `EVTCHNOP_send` to a vCPU blocked on
+//!   another pCPU, so the nanoseconds per hop (virtual: one instruction each) are the
+//!   event-channel wake-up latency of a blocked vCPU on another pCPU, and two hops an IPI
+//!   round trip between two vCPUs on different pCPUs.
 
 use std::time::{Duration, Instant};
 
 use xenia_tests::Workspace;
+use xenia_tests::contract;
 use xenia_tests::iso::{DEFAULT_HV_OPTIONS, DEFAULT_MODULES};
-use xenia_tests::machine::{Machine, Qemu};
+use xenia_tests::machine::{EXIT_POWEROFF, Machine, Qemu};
 
 const PROMPT: &str = "dom0# ";
 /// Bound for one command in real time (icount slows the emulator down).
@@ -110,9 +126,178 @@ pub fn create(ws: &Workspace, n: u32) -> Result<Summary, String> {
     summarize(&times).ok_or_else(|| "no creations".into())
 }
 
+/// The goal for the `compute` speed-up with two vCPUs on two pCPUs.
+pub const SPEEDUP_GOAL: f64 = 1.7;
+/// The primes the `compute` bench counts below (long enough for a stable ratio).
+const COMPUTE_LIMIT: &str = "4M";
+/// Bound for a whole dom0test run of the benches (1000 churn cycles take a while).
+const DOM0TEST_RUN: Duration = Duration::from_secs(3600);
+
+/// Boots dom0test `test` (its command line `test=<test>`) with testguest as the domUs'
+/// kernel on `-smp cpus`, with `extra` QEMU arguments; waits for its verdict, requires
+/// SUCCESS and a power-off; returns dom0's lines (without the `(d0) ` prefix).
+fn dom0test(
+    ws: &Workspace,
+    name: &str,
+    cpus: u32,
+    test: &str,
+    extra: &[&str],
+) -> Result<Vec<String>, String> {
+    let mut machine = Machine::new(ws, name)
+        .cpus(cpus)
+        .memory_mib(512)
+        .hv_options("dom0_mem=64M")
+        .module(
+            ws.require_artifact("dom0test.elf")?,
+            &format!("test={test}"),
+        )
+        .module(ws.require_artifact("testguest.elf")?, "");
+    for arg in extra {
+        machine = machine.qemu_arg(arg);
+    }
+    let mut vm = machine.boot()?;
+    let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), DOM0TEST_RUN)?;
+    vm.expect_exit(EXIT_POWEROFF, COMMAND)?;
+    let prefix = contract::guest_line("");
+    let lines: Vec<String> = vm
+        .serial_log()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        .collect();
+    if result != contract::guest_line("Test result: SUCCESS") {
+        let failed: Vec<&String> = lines.iter().filter(|l| l.contains("FAILED")).collect();
+        return Err(format!("dom0test {test}: {result}; {failed:?}"));
+    }
+    Ok(lines)
+}
+
+/// What the churn bench found.
+#[derive(Debug, PartialEq)]
+pub struct Churn {
+    /// dom0test's summary line (cycles, time per cycle).
+    pub summary: String,
+    /// Free frames before the first cycle and after the last.
+    pub before: u64,
+    pub after: u64,
+}
+
+/// The free-frame counts of a `churn free frames before: <N> after: <M>` line.
+pub fn parse_churn_frames(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("churn free frames before: ")?;
+    let (before, after) = rest.split_once(" after: ")?;
+    Some((before.trim().parse().ok()?, after.trim().parse().ok()?))
+}
+
+/// Runs `cycles` create/destroy cycles of 4-vCPU domUs on `-smp 4`.
+pub fn churn(ws: &Workspace, cycles: u32) -> Result<Churn, String> {
+    let lines = dom0test(ws, "bench-churn", 4, &format!("churn cycles={cycles}"), &[])?;
+    let summary = lines
+        .iter()
+        .find(|l| l.starts_with("churn: ") && l.contains(" cycles of "))
+        .cloned()
+        .ok_or("no churn summary line")?;
+    let (before, after) = lines
+        .iter()
+        .find_map(|l| parse_churn_frames(l))
+        .ok_or("no churn free-frames line")?;
+    Ok(Churn {
+        summary,
+        before,
+        after,
+    })
+}
+
+/// The milliseconds of compute's `compute: done in <ms> ms...` line.
+pub fn parse_compute_ms(out: &str) -> Option<u64> {
+    out.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("compute: done in ")?
+            .split_once(" ms")?
+            .0
+            .parse()
+            .ok()
+    })
+}
+
+/// `compute` with one vCPU and with two on `-smp 2`, in one boot: (ms with 1, ms with 2).
+pub fn compute_speedup(ws: &Workspace) -> Result<(u64, u64), String> {
+    let mut machine = Machine::new(ws, "bench-compute")
+        .cpus(2)
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS);
+    for m in DEFAULT_MODULES {
+        machine = machine.module(ws.require_artifact(m.artifact)?, m.cmdline);
+    }
+    let mut vm = machine.boot()?;
+    vm.wait_for(PROMPT, COMMAND)?;
+    let mut times = [0u64; 2];
+    for (vcpus, time) in [1, 2].into_iter().zip(&mut times) {
+        let out = run(
+            &mut vm,
+            &format!(
+                "xl create -c /etc/xen/compute.cfg vcpus={vcpus} 'cmdline=\"limit={COMPUTE_LIMIT}\"'"
+            ),
+        )?;
+        if vcpus > 1 && !out.contains(&format!("on {vcpus} vCPUs")) {
+            return Err(format!(
+                "compute with vcpus={vcpus} did not run on {vcpus} vCPUs: {out:?}"
+            ));
+        }
+        *time = parse_compute_ms(&out)
+            .ok_or_else(|| format!("compute vcpus={vcpus}: no `done in` line in {out:?}"))?;
+        println!("  compute with vcpus={vcpus}: done in {time} ms");
+    }
+    vm.kill();
+    Ok((times[0], times[1]))
+}
+
+/// The `(hops, ns per hop)` of testguest's `ring: <H> hops in <ms> ms (<ns> ns per hop)`.
+pub fn parse_ring(line: &str) -> Option<(u64, u64)> {
+    let rest = &line[line.find("ring: ")? + "ring: ".len()..];
+    let (hops, rest) = rest.split_once(" hops in ")?;
+    let (_, rest) = rest.split_once(" (")?;
+    let ns = rest.strip_suffix(" ns per hop)")?;
+    Some((hops.parse().ok()?, ns.parse().ok()?))
+}
+
+/// The IPI ring of a 4-vCPU domU on `-smp 4` in virtual time: `(hops, ns per hop)`.
+pub fn ipi(ws: &Workspace) -> Result<(u64, u64), String> {
+    let lines = dom0test(ws, "bench-ipi", 4, "smp", &["-icount", "shift=0,sleep=off"])?;
+    lines
+        .iter()
+        .find_map(|l| parse_ring(l))
+        .ok_or_else(|| "no `ring:` figure from the smp domU".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smp_figures_parse() {
+        assert_eq!(
+            parse_churn_frames("churn free frames before: 100 after: 99"),
+            Some((100, 99))
+        );
+        assert_eq!(
+            parse_churn_frames("churn free frames before: x after: 1"),
+            None
+        );
+        assert_eq!(
+            parse_compute_ms("x\ncompute: done in 412 ms on 2 vCPUs; powering off\n"),
+            Some(412)
+        );
+        assert_eq!(
+            parse_compute_ms("compute: done in 7 ms; powering off"),
+            Some(7)
+        );
+        assert_eq!(parse_compute_ms("compute: done soon"), None);
+        assert_eq!(
+            parse_ring("smp figure d1: note: ring: 40000 hops in 12 ms (300 ns per hop)"),
+            Some((40000, 300))
+        );
+        assert_eq!(parse_ring("ring: many hops"), None);
+    }
 
     #[test]
     fn times_parse_and_summarize() {

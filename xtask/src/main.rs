@@ -9,7 +9,8 @@
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
 //!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER.
-//! - `cargo xtask bench [--domains N]`: benchmarks (see [`mod@bench`]).
+//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...]`: benchmarks (see
+//!   [`mod@bench`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
 //!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
 //! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
@@ -60,8 +61,8 @@ enum Cmd {
     Run(RunArgs),
     /// Run the host unit tests of every crate, then the QEMU scenarios.
     Test(TestArgs),
-    /// Run the benchmarks (virtual time under QEMU -icount): creation time of the 1st and
-    /// the Nth domain.
+    /// Run the benchmarks: creation time of the 1st and the Nth domain (virtual time), SMP
+    /// churn (free frames), the compute speed-up on two vCPUs, the cross-pCPU IPI latency.
     Bench(BenchArgs),
     /// Run the fuzz targets of the hardware-independent core (all, or one).
     Fuzz(FuzzArgs),
@@ -137,7 +138,16 @@ struct BenchArgs {
     /// Domains to create and destroy in sequence.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     domains: u32,
+    /// Create/destroy cycles of 4-vCPU domains in the churn bench.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    cycles: u32,
+    /// Run only these benches (create, churn, compute, ipi); all by default.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    only: Vec<String>,
 }
+
+/// The benches, in the order they run.
+const BENCHES: [&str; 4] = ["create", "churn", "compute", "ipi"];
 
 #[derive(Args)]
 struct TestArgs {
@@ -254,12 +264,48 @@ fn run(ws: &Workspace, args: &RunArgs) -> Result<ExitCode, String> {
     Err(format!("cannot start {}: {error}", xenia_tests::QEMU))
 }
 
-/// `cargo xtask bench`.
+/// `cargo xtask bench`: each bench prints its result lines; one that cannot run says why
+/// and the others still run (the exit status says whether any failed).
 fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
+    if let Some(bad) = args.only.iter().find(|b| !BENCHES.contains(&b.as_str())) {
+        return Err(format!(
+            "unknown bench {bad:?}; the benches are {}",
+            BENCHES.join(", ")
+        ));
+    }
     host::install_toolchain(ws.root())?;
     host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
     build_all(ws, &BuildArgs { debug: false })?;
-    let n = args.domains.max(1);
+    let mut failed = Vec::new();
+    for name in BENCHES {
+        if !args.only.is_empty() && !args.only.iter().any(|b| b == name) {
+            continue;
+        }
+        let result = match name {
+            "create" => bench_create(ws, args.domains),
+            "churn" => bench_churn(ws, args.cycles),
+            "compute" => bench_compute(ws),
+            _ => bench_ipi(ws),
+        };
+        if let Err(e) = result {
+            println!("bench {name}: could not run: {e}");
+            failed.push(name);
+        }
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("benches that could not run: {}", failed.join(", "));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn bench_create(ws: &Workspace, n: u32) -> Result<(), String> {
+    let n = n.max(1);
     println!("bench create: {n} domains created and destroyed in sequence, virtual time");
     let s = bench::create(ws, n)?;
     let ratio = s.last / s.first;
@@ -270,13 +316,47 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
     println!(
         "bench create: {n}th / 1st = {ratio:.3} (goal: at most {}; {})",
         bench::GOAL,
-        if ratio <= bench::GOAL {
-            "met"
-        } else {
-            "NOT met"
-        }
+        met(ratio <= bench::GOAL)
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+fn bench_churn(ws: &Workspace, cycles: u32) -> Result<(), String> {
+    let cycles = cycles.max(1);
+    println!("bench churn: {cycles} create/destroy cycles of 4-vCPU domUs on -smp 4");
+    let c = bench::churn(ws, cycles)?;
+    println!("bench churn: {}", c.summary);
+    println!(
+        "bench churn: free frames before {} after {} (goal: equal; {})",
+        c.before,
+        c.after,
+        met(c.before == c.after)
+    );
+    Ok(())
+}
+
+fn bench_compute(ws: &Workspace) -> Result<(), String> {
+    println!("bench compute: the compute demo with vcpus=1, then vcpus=2, on -smp 2 (wall time)");
+    let (one, two) = bench::compute_speedup(ws)?;
+    let speedup = one as f64 / two.max(1) as f64;
+    println!(
+        "bench compute: vcpus=1 {one} ms, vcpus=2 {two} ms: speed-up {speedup:.2}x \
+         (goal: at least {}x; {})",
+        bench::SPEEDUP_GOAL,
+        met(speedup >= bench::SPEEDUP_GOAL)
+    );
+    Ok(())
+}
+
+fn bench_ipi(ws: &Workspace) -> Result<(), String> {
+    println!("bench ipi: a token ring over 4 vCPUs on 4 pCPUs, virtual time (-icount shift=0)");
+    let (hops, ns) = bench::ipi(ws)?;
+    println!(
+        "bench ipi: {hops} hops, {ns} ns per hop: the wake-up of a blocked vCPU on another \
+         pCPU by an event channel; IPI round trip between two vCPUs on different pCPUs {} ns",
+        2 * ns
+    );
+    Ok(())
 }
 
 /// `cargo xtask test`.

@@ -216,6 +216,27 @@ mod tests {
     }
 
     #[test]
+    fn cpu_percent_sums_vcpus_on_smp() {
+        // On 4 pCPUs a 4-vCPU domain busy on all of them used 8 s of CPU in 2 s: 400%, as
+        // xentop shows it (summed over vCPUs, not divided by the pCPUs).
+        let mut calc = dom(2, 10, 4096);
+        calc.online_vcpus = 4;
+        let mut a = sample(10, vec![(DOM0_NAME, dom(0, 1, 65536)), ("calc", calc)]);
+        a.nr_cpus = 4;
+        let mut b = a.clone();
+        b.at_ns += 2_000_000_000;
+        b.domains[1].1.cpu_time_ns += 8_000_000_000;
+        assert_eq!(cpu_per_mille(Some(&a), &b, &b.domains[1].1), 4000);
+        let s = screen(Some(&a), &b);
+        let row = s.lines().nth(4).unwrap();
+        assert_eq!(
+            row,
+            "      calc --b---         18  400.0      16384    1.5      16384       1.5     4"
+        );
+        assert!(s.lines().nth(1).unwrap().ends_with("CPUs: 4"));
+    }
+
+    #[test]
     fn screen_layout() {
         let a = sample(
             10,

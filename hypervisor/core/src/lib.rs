@@ -44,3 +44,4 @@ pub mod options;
 pub mod power;
 pub mod sched;
 pub mod time;
+pub mod topology;

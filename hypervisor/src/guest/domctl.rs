@@ -651,9 +651,12 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             op.set_payload(&r);
         }
         sc::XEN_SYSCTL_PHYSINFO => {
+            let (ids, n) = crate::arch::x86_64::smp::online_apic_ids();
+            let topology =
+                xenia_core::topology::count(&ids[..n], crate::arch::x86_64::cpu::topology_shifts());
             let info = sc::SysctlPhysinfo {
-                threads_per_core: 1,
-                cores_per_socket: 1,
+                threads_per_core: topology.threads_per_core,
+                cores_per_socket: topology.cores_per_socket,
                 // Xen's `num_online_cpus()`: CPUs taken offline do not count.
                 nr_cpus: world.sched.online_mask().count_ones(),
                 max_cpu_id: crate::arch::x86_64::smp::max_online_index(),

@@ -285,7 +285,22 @@ fn finish_trap(mut world: WorldGuard, frame: &mut TrapFrame, mut reschedule: boo
         }
     }
     world.kick_for_events();
-    world.arm_timer();
+    let timer = world.plan_timer();
+    // The local APIC timer is programmed after the lock is released: under QEMU's
+    // `-icount` (one emulator thread taking the pCPUs in turn) a write to the timer hands
+    // the thread to the next pCPU, and a lock held across it made that pCPU find the lock
+    // taken every time it ran (issue 12's shares under virtual time: the second pCPU never
+    // got the lock, 30 s, panic). Nothing here needs the lock: the timer is this pCPU's.
+    drop(world);
+    program_timer(timer);
+}
+
+/// Programs this pCPU's local APIC timer as [`World::plan_timer`] decided.
+fn program_timer(deadline_in_ns: Option<u64>) {
+    match deadline_in_ns {
+        None => apic::disarm(),
+        Some(ns) => apic::arm_oneshot(ns),
+    }
 }
 
 /// Nothing is runnable on this pCPU: halt, with the world lock released, until something
@@ -301,8 +316,9 @@ fn idle(mut world: WorldGuard) -> (WorldGuard, VcpuRef) {
             return (world, next);
         }
         world.kick_for_events();
-        world.arm_timer();
+        let timer = world.plan_timer();
         drop(world);
+        program_timer(timer);
         // `sti; hlt` back to back: an interrupt between them would be lost otherwise. A
         // kick sent since the lock was dropped is pending and ends the `hlt` at once.
         x86_64::instructions::interrupts::enable_and_hlt();
@@ -549,9 +565,11 @@ impl World {
         }
     }
 
-    /// Programs the APIC timer for the earliest timer deadline, the end of the time slice
-    /// when another vCPU waits, and the console poll while dom0 lives.
-    fn arm_timer(&self) {
+    /// When this pCPU's APIC timer must fire, in ns from now (`None`: not at all): the
+    /// earliest timer deadline, the end of the time slice when another vCPU waits, and the
+    /// console poll while dom0 lives. The caller programs it once the lock is released
+    /// ([`program_timer`]).
+    fn plan_timer(&self) -> Option<u64> {
         let now = crate::time::now_ns();
         let me = percpu::this().index();
         // The earliest vCPU-timer deadline of each pCPU's vCPUs (those queued on it or last
@@ -589,11 +607,7 @@ impl World {
             deadline = deadline.min(t);
         }
         percpu::this().armed.store(deadline, Ordering::Relaxed);
-        if deadline == u64::MAX {
-            apic::disarm();
-        } else {
-            apic::arm_oneshot(deadline.saturating_sub(now).max(1));
-        }
+        (deadline != u64::MAX).then(|| deadline.saturating_sub(now).max(1))
     }
 
     /// Domain `id` stopped (its `shutdown` says why, a crash if unset): dom0 stops the

@@ -155,3 +155,35 @@ pub fn smp_dom0_4(ctx: &Context) -> Result<(), String> {
     dom0test_on(ctx, 4, "privilege", LONG, &["privilege "], false)?;
     dom0test_on(ctx, 4, "console", LONG, &["console "], false)
 }
+
+/// Issue 12's shares across pCPUs, on `-smp 2` in virtual time: four CPU-bound domUs of
+/// weights 256/256/512/1024 get 12.5/12.5/25/50 % of the machine within 5 points, a domU
+/// capped at 30 % stays under 32 % of one pCPU (and above 25 %), and the machine does not
+/// idle while they run (dom0test `smp_shares`).
+pub fn smp_shares_2(ctx: &Context) -> Result<(), String> {
+    dom0test_on(
+        ctx,
+        2,
+        "smp_shares",
+        LONG,
+        &["smp share ", "smp cap ", "smp uncapped ", "smp idle "],
+        true,
+    )
+}
+
+/// Cycles the churn scenario runs (the full 1000 are `cargo xtask bench`'s).
+pub const CHURN_CYCLES: u32 = 50;
+
+/// Issue 12's churn, short: [`CHURN_CYCLES`] create/destroy cycles of 4-vCPU domUs on
+/// `-smp 4`, every vCPU up and running before the destroy, and the free-frame count ends
+/// where it started (dom0test `churn`).
+pub fn smp_churn_4(ctx: &Context) -> Result<(), String> {
+    dom0test_on(
+        ctx,
+        4,
+        &format!("churn cycles={CHURN_CYCLES}"),
+        LONG,
+        &["churn"],
+        false,
+    )
+}

@@ -114,6 +114,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_guest_vcpus_4", domains::smp_guest_vcpus_4),
         Scenario::new("smp_teardown_4", domains::smp_teardown_4),
         Scenario::new("smp_dom0_4", domains::smp_dom0_4),
+        Scenario::new("smp_shares_2", domains::smp_shares_2),
+        Scenario::new("smp_churn_4", domains::smp_churn_4),
         Scenario::new("attacks_max", |ctx| guests::attacks(ctx, "max")),
         Scenario::new("attacks_qemu64", |ctx| guests::attacks(ctx, "qemu64")),
         Scenario::new("attacks_refusal_log", guests::refusal_log),

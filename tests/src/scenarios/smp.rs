@@ -106,8 +106,9 @@ pub fn madt_disabled(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
-/// The default image under `-smp 4`: `xl info` says `nr_cpus : 4` and `max_cpu_id : 3`, and
-/// dom0 and a domU still work (one domain created, listed, destroyed).
+/// The default image under `-smp 4`: `xl info` says `nr_cpus : 4`, `max_cpu_id : 3`,
+/// `threads_per_core : 1`, the cores per socket QEMU's `-smp 4` means and a plausible
+/// `cpu_mhz`, and dom0 and a domU still work (one domain created, listed, destroyed).
 pub fn xl_info_4(ctx: &Context) -> Result<(), String> {
     let ws = ctx.workspace();
     let mut machine = ctx
@@ -132,6 +133,30 @@ pub fn xl_info_4(ctx: &Context) -> Result<(), String> {
             "`xl info` under -smp 4 should say nr_cpus 4 and max_cpu_id 3:\n{info}"
         ));
     }
+    // `-smp 4` alone is one thread per core; QEMU 6.2 and later make it one socket of four
+    // cores (the `pc` machine prefers cores), earlier versions four sockets of one.
+    let cores = field("cores_per_socket");
+    if field("threads_per_core").as_deref() != Some("1")
+        || !matches!(cores.as_deref(), Some("4" | "1"))
+    {
+        return Err(format!(
+            "`xl info` under -smp 4 should say threads_per_core 1 and cores_per_socket 4 \
+             (or 1 on QEMU before 6.2):\n{info}"
+        ));
+    }
+    // The calibrated TSC, as `<MHz>.<kHz>`: anything a machine of the last 30 years runs at.
+    let mhz = field("cpu_mhz")
+        .and_then(|v| v.split_once('.').and_then(|(m, _)| m.parse::<u32>().ok()))
+        .unwrap_or(0);
+    if !(100..=20_000).contains(&mhz) {
+        return Err(format!(
+            "`xl info` cpu_mhz is not a plausible TSC frequency (100-20000 MHz):\n{info}"
+        ));
+    }
+    println!(
+        "    -smp 4: cores_per_socket {}, threads_per_core 1, cpu_mhz {mhz}",
+        cores.unwrap_or_default()
+    );
     let out = xl::run(&mut vm, "xl create /etc/xen/hello.cfg")?;
     if !out.contains("Domain hello created") {
         return Err(format!("`xl create` under -smp 4 failed:\n{out}"));

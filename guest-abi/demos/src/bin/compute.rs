@@ -25,7 +25,7 @@
 //!
 //! **On several vCPUs.** With `vcpus = N` in its xl.cfg (N > 1; the toolstack lists the
 //! vCPUs to bring up in the device page), it starts vCPUs 1 to N−1 (at most
-//! [`MAX_WORKERS`] in all) and splits the numbers below the limit into N equal shares, one
+//! `MAX_WORKERS` in all) and splits the numbers below the limit into N equal shares, one
 //! per vCPU, each sieved by its own vCPU on its own stack. vCPU 0 does its share in ten steps
 //! and prints every vCPU's progress after each, then waits for the others, which take
 //! themselves down (`VCPUOP_down`) when done, and prints each share and the sum, which is

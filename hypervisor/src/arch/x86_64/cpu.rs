@@ -70,6 +70,14 @@ pub fn identify() -> CpuInfo {
     }
 }
 
+/// The APIC-ID layout of this CPU's package (`xenia_core::topology::shifts` over CPUID).
+pub fn topology_shifts() -> xenia_core::topology::Shifts {
+    xenia_core::topology::shifts(|leaf, sub| {
+        let r = __cpuid_count(leaf, sub);
+        (r.eax, r.ebx, r.ecx, r.edx)
+    })
+}
+
 /// Whether the CPU supports the execute-disable bit (before `identify` runs).
 pub fn has_nx() -> bool {
     __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).edx & (1 << 20) != 0

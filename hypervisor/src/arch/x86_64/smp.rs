@@ -19,7 +19,7 @@
 //! those pages stay the trampoline's; they are not returned after the APs are up, as a later
 //! CPU-online (issue 12's `xen-hptool cpu-online`) will need them again.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{apic, entry, gdt, layout::phys_to_virt, paging, trap};
 use crate::mm::memmap::PhysRange;
@@ -200,6 +200,23 @@ static ONLINE: AtomicU64 = AtomicU64::new(1);
 /// The index of the AP that last reached Rust code (0: none yet).
 static CALLED_IN: AtomicU64 = AtomicU64::new(0);
 
+/// The APIC ID of each CPU index that came online (for the topology `physinfo` reports).
+static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+
+/// The APIC IDs of the online CPUs, CPU 0's first, in the first `n` entries; `n`.
+pub fn online_apic_ids() -> ([u32; MAX_CPUS], usize) {
+    let online = online_mask();
+    let mut ids = [0; MAX_CPUS];
+    let mut n = 0;
+    for (i, id) in APIC_IDS.iter().enumerate() {
+        if online & (1 << i) != 0 {
+            ids[n] = id.load(Ordering::SeqCst);
+            n += 1;
+        }
+    }
+    (ids, n)
+}
+
 /// How many CPUs are online.
 pub fn online_count() -> u32 {
     ONLINE.load(Ordering::SeqCst).count_ones()
@@ -244,6 +261,7 @@ pub fn start_aps(
     avoid: &[PhysRange],
 ) {
     let bsp = apic::id();
+    APIC_IDS[0].store(bsp, Ordering::SeqCst);
     let mut cpus = match madt {
         Some(madt) => xenia_core::acpi::madt_cpus(
             madt,
@@ -271,6 +289,9 @@ pub fn start_aps(
                 let started = crate::time::now_ns();
                 for &apic_id in &cpus[1..] {
                     let index = u64::from(online_count());
+                    if let Some(slot) = APIC_IDS.get(index as usize) {
+                        slot.store(apic_id, Ordering::SeqCst);
+                    }
                     match start_one(low, apic_id, index) {
                         Ok(()) => {
                             log::debug!(target: "smp", "smp: cpu {index} (APIC ID {apic_id}) online")

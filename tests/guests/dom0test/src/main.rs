@@ -2,7 +2,7 @@
 //!
 //! A paravirtual dom0 that exercises the hypervisor's domain management from the inside: it
 //! builds domUs with the dom0-tools domain builder ([`dom0_tools::builder::build`]) over
-//! hypercalls ([`hv::Xenia`], the [`dom0_tools::hypervisor::Hypervisor`] trait), runs them,
+//! hypercalls (`hv::Xenia`, the [`dom0_tools::hypervisor::Hypervisor`] trait), runs them,
 //! watches them from outside (CPU time, shutdown reasons, free memory, the console ring) and
 //! destroys them. The test is chosen by `test=<name>` on dom0's own command line; each prints
 //! `check …` lines and measured figures, then `Test result: SUCCESS|FAILURE|ERROR|SKIP` and
@@ -18,7 +18,7 @@
 //!
 //! **What it never does.** Spin while it waits: dom0 competes for the same pCPU as the
 //! domains it measures, so every wait blocks (`SCHEDOP_block` with a timer), woken by the
-//! timer or by `VIRQ_DOM_EXC` ([`wait`]). It never leaves a domU behind on purpose: each test
+//! timer or by `VIRQ_DOM_EXC` (module `wait`). It never leaves a domU behind on purpose: each test
 //! destroys what it built, and checks that it went.
 //!
 //! On the build host this is an empty program, so that `cargo test --workspace` builds.

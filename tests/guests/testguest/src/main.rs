@@ -7,7 +7,7 @@
 //! `FAILURE`, `ERROR` or `SKIP`, and shuts the domain down; the shutdown tests instead print
 //! `about to shut down: <reason>` and shut down for that reason. A missing or unknown test
 //! name gives `Test result: ERROR` and the list of valid names. The tests are listed in
-//! [`tests::TESTS`]; the runtime they share is `xenia-guest-rt`.
+//! `tests::TESTS`; the runtime they share is `xenia-guest-rt`.
 //!
 //! Run one by hand: `module2 /boot/testguest.elf test=cpl` after the hypervisor's
 //! `multiboot2` line in grub.cfg.

@@ -2,6 +2,7 @@
 //! building a domU running one of testguest's workloads, destroying domains and making sure
 //! they went, CPU-time and memory readings.
 
+mod churn;
 mod console;
 mod containment;
 mod density;
@@ -9,6 +10,7 @@ mod privilege;
 mod sched;
 mod security;
 mod smp;
+mod smp_shares;
 mod teardown;
 
 use alloc::format;
@@ -103,6 +105,18 @@ pub const TESTS: &[Test] = &[
         run: smp::run,
         about: "a domU with 4 vCPUs: bring-up, per-vCPU timers, an IPI ring, down/up, poll, \
                 multicall",
+    },
+    Test {
+        name: "smp_shares",
+        run: smp_shares::run,
+        about: "credit scheduler across pCPUs: weights 256/256/512/1024 share the machine \
+                12.5/12.5/25/50, a 30% cap holds, no pCPU idles while a vCPU waits",
+    },
+    Test {
+        name: "churn",
+        run: churn::run,
+        about: "create/destroy cycles of 4-vCPU domUs (every vCPU running) give back every \
+                frame (cycles=<n>)",
     },
     Test {
         name: "exhaustion",

@@ -55,7 +55,7 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
 
 /// Builds a hog per entry of `specs`; on a failure records it, destroys what was built and
 /// returns `None`.
-fn build_hogs(ctx: &mut Ctx, c: &mut Checks, specs: &[Domu<'_>]) -> Option<Vec<DomId>> {
+pub(super) fn build_hogs(ctx: &mut Ctx, c: &mut Checks, specs: &[Domu<'_>]) -> Option<Vec<DomId>> {
     let mut doms = Vec::new();
     for spec in specs {
         match ctx.build(spec) {
@@ -85,7 +85,7 @@ fn build_hogs(ctx: &mut Ctx, c: &mut Checks, specs: &[Domu<'_>]) -> Option<Vec<D
 }
 
 /// Checks that the scheduler reports the parameters each domain was built with.
-fn check_params(ctx: &mut Ctx, c: &mut Checks, doms: &[DomId], specs: &[Domu<'_>]) {
+pub(super) fn check_params(ctx: &mut Ctx, c: &mut Checks, doms: &[DomId], specs: &[Domu<'_>]) {
     for (&dom, spec) in doms.iter().zip(specs) {
         let want = DomctlSchedCredit {
             weight: spec.weight,

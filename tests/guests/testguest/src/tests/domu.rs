@@ -3,6 +3,8 @@
 //! console ring). Most of them never print a result line: dom0 judges them.
 //!
 //! - `hog`: spins forever doing arithmetic, events unmasked but nothing bound; never blocks.
+//!   Built with several vCPUs, it starts every one of them (`VCPUOP_initialise` + `up`) and
+//!   each spins the same way (dom0test's `churn` builds it with four).
 //! - `spin_masked`: masks events and spins forever: the hypervisor must still take the CPU
 //!   back (its timer interrupt does not depend on the guest's event mask).
 //! - `flood`: calls `xen_version` in a loop forever: hypercalls must not starve anyone.
@@ -65,9 +67,21 @@ fn spin_forever() -> ! {
 }
 
 pub fn hog() -> ! {
-    println!("hog: spinning forever, events unmasked, never blocking");
+    let nr = xenia_guest_rt::smp::nr_vcpus();
+    println!("hog: spinning forever on {nr} vCPU(s), events unmasked, never blocking");
+    for v in 1..nr {
+        if let Err(e) = xenia_guest_rt::smp::start(v, hog_vcpu) {
+            // dom0 sees the vCPU stay down (getvcpuinfo) and says so.
+            println!("hog: vCPU {v} not started: {e:?}");
+        }
+    }
     console::flush();
     events::unmask_only();
+    spin_forever()
+}
+
+/// A secondary vCPU of `hog`: spins with events masked (nothing is bound on it).
+fn hog_vcpu(_vcpu: u32) -> ! {
     spin_forever()
 }
 
