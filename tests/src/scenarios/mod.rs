@@ -50,6 +50,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_attacks_4", smp::attacks_4),
         Scenario::new("smp_testguest_4", smp::testguest_4),
         Scenario::new("smp_xl_4", smp::xl_4),
+        Scenario::new("smp_dom0_programs_4", smp::dom0_programs_4),
         Scenario::new("smp_lockcheck_4", smp::lockcheck_4),
         Scenario::new("smp_testguest_qemu64_2", smp::testguest_qemu64_2),
         Scenario::new("smp_affinity_4", smp::affinity_4),

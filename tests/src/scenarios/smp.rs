@@ -204,6 +204,16 @@ pub fn xl_4(ctx: &Context) -> Result<(), String> {
     xl::verbs(ctx).map_err(|e| format!("-smp 4: {e}"))
 }
 
+/// The dom0 and demo scenarios written for one CPU, unchanged on `-smp 4`: dom0's programs
+/// (shell, static musl programs), the default image, and the demos.
+pub fn dom0_programs_4(ctx: &Context) -> Result<(), String> {
+    ctx.set_default_cpus(4);
+    super::dom0::programs(ctx).map_err(|e| format!("-smp 4: {e}"))?;
+    super::demos::default_image(ctx).map_err(|e| format!("-smp 4: {e}"))?;
+    super::demos::compute(ctx).map_err(|e| format!("-smp 4: {e}"))?;
+    super::demos::echo(ctx).map_err(|e| format!("-smp 4: {e}"))
+}
+
 /// The test guest's tests on a representative CPU without SMEP/SMAP/UMIP, `-cpu qemu64`,
 /// on `-smp 2`: events, isolation, page tables.
 pub fn testguest_qemu64_2(ctx: &Context) -> Result<(), String> {
