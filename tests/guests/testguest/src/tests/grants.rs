@@ -89,7 +89,7 @@ const MAGIC_WORD: u64 = 7;
 ///
 /// The operations' effect (mapping or unmapping a page, copying into a frame) must not change
 /// memory Rust code uses.
-unsafe fn gnttab_op<T>(cmd: u32, ops: &mut [T]) -> i64 {
+pub(super) unsafe fn gnttab_op<T>(cmd: u32, ops: &mut [T]) -> i64 {
     // SAFETY: the operations are borrowed for the call; the caller vouches for the effect.
     unsafe {
         hypercall3(
@@ -142,8 +142,8 @@ fn status(c: &mut Checks, what: impl core::fmt::Display, ret: i64, got: i16, wan
 }
 
 /// The grant table as mapped in its window.
-struct Table {
-    va: u64,
+pub(super) struct Table {
+    pub(super) va: u64,
 }
 
 impl Table {
@@ -153,7 +153,7 @@ impl Table {
     }
 
     /// Entry `r`'s `flags`.
-    fn flags(&self, r: GrantRef) -> u16 {
+    pub(super) fn flags(&self, r: GrantRef) -> u16 {
         // SAFETY: the table frame is mapped writable in its window for the whole test; the
         // hypervisor changes the word only with atomic operations.
         unsafe { (self.word(r) as *const u16).read_volatile() }
@@ -161,7 +161,7 @@ impl Table {
 
     /// Grants `frame` to `domid` in entry `r`: frame and domid first, a release fence, then
     /// `flags` (Xen's `gnttab_grant_foreign_access_ref`).
-    fn grant(&self, r: GrantRef, domid: DomId, frame: u64, flags: u16) {
+    pub(super) fn grant(&self, r: GrantRef, domid: DomId, frame: u64, flags: u16) {
         let w = self.word(r);
         // SAFETY: as in `flags`; the entry is not in use, so the hypervisor does not write it.
         unsafe {
@@ -176,7 +176,7 @@ impl Table {
     /// Ends grant `r` as Xen's `gnttab_end_foreign_access_ref` does for version 1: one
     /// compare-and-swap of the flags/domid word from `(flags, domid)` to 0, which fails if the
     /// hypervisor has set a busy bit. Returns the word found.
-    fn end(&self, r: GrantRef, flags: u16, domid: DomId) -> Result<u32, u32> {
+    pub(super) fn end(&self, r: GrantRef, flags: u16, domid: DomId) -> Result<u32, u32> {
         let expected = u32::from(flags) | u32::from(domid) << 16;
         // SAFETY: the word is 4-byte aligned and mapped writable for the whole test; the
         // hypervisor accesses it only atomically.
@@ -186,7 +186,12 @@ impl Table {
 }
 
 /// `GNTTABOP_map_grant_ref` of one operation; returns `rax` and the operation.
-fn map(host_addr: u64, flags: u32, gref: GrantRef, dom: DomId) -> (i64, GnttabMapGrantRef) {
+pub(super) fn map(
+    host_addr: u64,
+    flags: u32,
+    gref: GrantRef,
+    dom: DomId,
+) -> (i64, GnttabMapGrantRef) {
     let mut op = [GnttabMapGrantRef {
         host_addr,
         flags,
@@ -203,7 +208,7 @@ fn map(host_addr: u64, flags: u32, gref: GrantRef, dom: DomId) -> (i64, GnttabMa
 }
 
 /// `GNTTABOP_unmap_grant_ref` of one operation; returns `rax` and the status.
-fn unmap(host_addr: u64, handle: GrantHandle) -> (i64, i16) {
+pub(super) fn unmap(host_addr: u64, handle: GrantHandle) -> (i64, i16) {
     let mut op = [GnttabUnmapGrantRef {
         host_addr,
         dev_bus_addr: 0,

@@ -39,6 +39,11 @@
 //!    rounds. Meanwhile vCPU 1 binds and closes an IPI port as fast as it can while vCPU 0
 //!    sends on whatever port it last saw, and vCPU 0 asks `VCPUOP_initialise` for vCPU 3
 //!    while it runs (`EEXIST` every time).
+//! 10. **Grant map against end of access** across pCPUs: vCPU 2 grants a data frame to its
+//!    own domain and ends the grant with Xen's compare-and-swap, over and over, while vCPU 0
+//!    maps and unmaps it ([`GRANT_ROUNDS`] maps tried): the end never succeeds while vCPU 0
+//!    holds a mapping (the hypervisor's busy bits are set atomically with its permission
+//!    check), and a mapping that succeeded always finds the entry permitted and busy.
 //! 8. **Multicall**: each entry's result written back (a version, a nested multicall's
 //!    `EINVAL`, a yield's 0, an unknown command's `ENOSYS`, `is_up`), the inner list left
 //!    untouched; a batch longer than one chunk; an unreadable list is `EFAULT`.
@@ -107,6 +112,16 @@ const MODE_RACE: u32 = 4;
 pub const RACE_ROUNDS: u32 = 200;
 /// A frame that is never the guest's: the hypervisor image starts at 1 MiB.
 const FORGED_MFN: u64 = 0x100;
+/// Step 10's map attempts.
+pub const GRANT_ROUNDS: u32 = 500;
+/// Step 10: vCPU 0 holds a grant mapping; vCPU 2's successful ends while it did; its ends.
+static GRANT_MAPPED: AtomicU32 = AtomicU32::new(0);
+static GRANT_BAD_ENDS: AtomicU32 = AtomicU32::new(0);
+static GRANT_ENDS: AtomicU32 = AtomicU32::new(0);
+/// Step 10: the grant table's window, the data frame, the racers' domain id.
+static GRANT_TABLE_VA: AtomicU64 = AtomicU64::new(0);
+static GRANT_FRAME: AtomicU64 = AtomicU64::new(0);
+static GRANT_DOMID: AtomicU32 = AtomicU32::new(0);
 /// Step 9: the racers run while this is set.
 static RACE_ON: AtomicU32 = AtomicU32::new(0);
 /// Where vCPU 3 writes.
@@ -251,6 +266,7 @@ pub fn run() -> ! {
     flush_masks(&mut c);
     multicall(&mut c);
     races(&mut c);
+    grant_race(&mut c);
     c.finish()
 }
 
@@ -826,6 +842,7 @@ fn race(i: usize) {
                 RACE_WRITES.fetch_add(1, Ordering::Relaxed);
             }
         }
+        2 if GRANT_TABLE_VA.load(Ordering::SeqCst) != 0 => grant_racer(),
         1 => {
             while RACE_ON.load(Ordering::SeqCst) != 0 {
                 match calls::evtchn_bind_ipi(1) {
@@ -995,4 +1012,168 @@ fn spin_on(_: u32) -> ! {
         }
         core::hint::spin_loop();
     }
+}
+
+/// The grant reference step 10 races on.
+const GRANT_REF: guest_abi::grant::GrantRef = 1;
+
+/// vCPU 2's part of step 10: grant, end, grant, end, for as long as the race runs.
+fn grant_racer() {
+    use guest_abi::grant::GTF_PERMIT_ACCESS;
+    let t = super::grants::Table {
+        va: GRANT_TABLE_VA.load(Ordering::SeqCst),
+    };
+    let dom = GRANT_DOMID.load(Ordering::SeqCst) as u16;
+    let frame = GRANT_FRAME.load(Ordering::SeqCst);
+    while RACE_ON.load(Ordering::SeqCst) != 0 {
+        t.grant(GRANT_REF, dom, frame, GTF_PERMIT_ACCESS);
+        // Ends as a Xen guest does: retried while the hypervisor has the busy bits set.
+        while RACE_ON.load(Ordering::SeqCst) != 0 {
+            if t.end(GRANT_REF, GTF_PERMIT_ACCESS, dom).is_ok() {
+                GRANT_ENDS.fetch_add(1, Ordering::Relaxed);
+                // vCPU 0 sets this only after a map succeeded and clears it before it
+                // unmaps: while it is set, the busy bits are, and no end may succeed.
+                if GRANT_MAPPED.load(Ordering::SeqCst) != 0 {
+                    GRANT_BAD_ENDS.fetch_add(1, Ordering::SeqCst);
+                }
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+    // Leave the entry ended (vCPU 0 has stopped mapping).
+    let _ = t.end(GRANT_REF, GTF_PERMIT_ACCESS, dom);
+}
+
+/// Step 10.
+fn grant_race(c: &mut Checks) {
+    use guest_abi::grant::{
+        GNTMAP_HOST_MAP, GNTST_OKAY, GNTTABOP_SETUP_TABLE, GTF_PERMIT_ACCESS, GTF_READING,
+        GnttabSetupTable,
+    };
+    use xenia_guest_rt::mm::{self, Window};
+    let mut list = [u64::MAX; 1];
+    let mut s = [GnttabSetupTable {
+        dom: guest_abi::types::DOMID_SELF,
+        nr_frames: 1,
+        status: 0x7777,
+        frame_list: list.as_mut_ptr() as u64,
+    }];
+    // SAFETY: the hypervisor writes one frame number into `list`, borrowed for the call.
+    let ret = unsafe { super::grants::gnttab_op(GNTTABOP_SETUP_TABLE, &mut s) };
+    let Some((_, data)) = mm::fresh_frame() else {
+        error(format_args!("step 10: no spare frame to grant"));
+    };
+    if ret != 0 || s[0].status != GNTST_OKAY || list[0] == u64::MAX {
+        c.check(
+            "step 10: setup_table",
+            false,
+            format_args!("returned {ret}, status {}", s[0].status),
+        );
+        return;
+    }
+    // Slot 3: the grant table; slot 4: where grants are mapped (its entry not present).
+    // SAFETY: slots 3 and 4 are used by nothing else in this test.
+    let (Ok(tw), Ok(hw)) = (unsafe { Window::writable(3, list[0]) }, unsafe {
+        Window::open(4, 0)
+    }) else {
+        c.check(
+            "step 10: windows on the grant table",
+            false,
+            format_args!("cannot open them"),
+        );
+        return;
+    };
+    let t = super::grants::Table { va: tw.va() };
+    let host = hw.va();
+    // This domain's id: the one a grant to itself can be mapped for (a domU is not told it).
+    let mut me = None;
+    for dom in 1..1024u16 {
+        t.grant(GRANT_REF, dom, data, GTF_PERMIT_ACCESS);
+        let (ret, op) = super::grants::map(host, GNTMAP_HOST_MAP, GRANT_REF, dom);
+        if ret == 0 && op.status == GNTST_OKAY {
+            let _ = super::grants::unmap(host, op.handle);
+            me = Some(dom);
+            let _ = t.end(GRANT_REF, GTF_PERMIT_ACCESS, dom);
+            break;
+        }
+        let _ = t.end(GRANT_REF, GTF_PERMIT_ACCESS, dom);
+    }
+    let Some(me) = me else {
+        c.check(
+            "step 10: a grant to itself maps for some domain id",
+            false,
+            format_args!("none below 1024"),
+        );
+        return;
+    };
+    GRANT_TABLE_VA.store(t.va, Ordering::SeqCst);
+    GRANT_FRAME.store(data, Ordering::SeqCst);
+    GRANT_DOMID.store(u32::from(me), Ordering::SeqCst);
+    RACE_ON.store(1, Ordering::SeqCst);
+    RACE_DONE.store(0, Ordering::SeqCst);
+    MODE.store(MODE_RACE, Ordering::SeqCst);
+    let _ = calls::evtchn_send(PORTS[2].load(Ordering::SeqCst));
+    let mut maps = 0;
+    let mut unpermitted = 0;
+    let mut unmap_failed = 0;
+    for _ in 0..GRANT_ROUNDS {
+        let (ret, op) = super::grants::map(host, GNTMAP_HOST_MAP, GRANT_REF, me);
+        if ret != 0 || op.status != GNTST_OKAY {
+            continue;
+        }
+        GRANT_MAPPED.store(1, Ordering::SeqCst);
+        maps += 1;
+        let flags = t.flags(GRANT_REF);
+        if flags & GTF_PERMIT_ACCESS == 0 || flags & GTF_READING == 0 {
+            unpermitted += 1;
+        }
+        // Hold it a little while vCPU 2 tries to end the grant.
+        let until = now_ns() + 50_000;
+        while now_ns() < until {
+            core::hint::spin_loop();
+        }
+        GRANT_MAPPED.store(0, Ordering::SeqCst);
+        let (ret, status) = super::grants::unmap(host, op.handle);
+        if ret != 0 || status != GNTST_OKAY {
+            unmap_failed += 1;
+        }
+    }
+    RACE_ON.store(0, Ordering::SeqCst);
+    let back = wait_until(now_ns() + REACT_WAIT_NS, || {
+        RACE_DONE.load(Ordering::SeqCst) == 1
+    });
+    MODE.store(MODE_ACK, Ordering::SeqCst);
+    GRANT_TABLE_VA.store(0, Ordering::SeqCst);
+    let _ = hw.close();
+    let _ = tw.close();
+    c.check(
+        "step 10: vCPU 2 stopped",
+        back,
+        format_args!("{} back", RACE_DONE.load(Ordering::SeqCst)),
+    );
+    c.eq(
+        "no end of access succeeded while the grant was mapped",
+        GRANT_BAD_ENDS.load(Ordering::SeqCst),
+        0,
+    );
+    c.eq(
+        "every mapping found the entry permitted and busy",
+        unpermitted,
+        0,
+    );
+    c.eq(
+        "every unmap of a mapping that succeeded worked",
+        unmap_failed,
+        0,
+    );
+    c.check(
+        "the grant race ran (maps succeeded, ends succeeded)",
+        maps > 0 && GRANT_ENDS.load(Ordering::SeqCst) > 0,
+        format_args!("{maps} maps, {} ends", GRANT_ENDS.load(Ordering::SeqCst)),
+    );
+    note(format_args!(
+        "grant race: {maps} of {GRANT_ROUNDS} maps succeeded, {} ends by vCPU 2 (domain id {me})",
+        GRANT_ENDS.load(Ordering::SeqCst)
+    ));
 }
