@@ -47,6 +47,8 @@ pub const MAX_MEMORY_MIB: u64 = u64::MAX >> 20;
 /// The most vCPUs a Xenia PV domain has (the `vcpu_info` slots in
 /// `shared_info`).
 pub const MAX_VCPUS: u32 = XEN_LEGACY_MAX_VCPUS as u32;
+/// CPU numbers a CPU list may name when it is parsed (the host's limit is checked later).
+const MAX_HOST_CPUS: usize = 64;
 /// Lists nested deeper than this are refused (xl uses nesting only for
 /// vNUMA, two levels).
 const MAX_LIST_DEPTH: usize = 8;
@@ -121,12 +123,37 @@ pub struct DomainSpec {
     pub cpu_weight: u16,
     /// `cap`, percent of one pCPU; 0 for none.
     pub cap: u16,
+    /// `cpus`: the pCPUs the vCPUs may run on (hard affinity); `None`: all.
+    pub cpus: Option<CpuPlacement>,
+    /// `cpus_soft`: the pCPUs the vCPUs prefer (soft affinity); `None`: all.
+    pub cpus_soft: Option<CpuPlacement>,
     /// `on_poweroff`.
     pub on_poweroff: Action,
     /// `on_reboot`.
     pub on_reboot: Action,
     /// `on_crash`.
     pub on_crash: Action,
+}
+
+/// xl.cfg's `cpus=` / `cpus_soft=`: one CPU list for every vCPU (`cpus = "0-3,^1"`), or a
+/// list per vCPU (`cpus = ["2", "3"]`: vCPU 0 on CPU 2, vCPU 1 on CPU 3, the others
+/// unrestricted), in xl's CPU-list syntax (`dom0_tools::xlfmt::parse_cpu_list`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuPlacement {
+    /// The same list for every vCPU.
+    All(String),
+    /// List `n` for vCPU `n`; vCPUs past the end are unrestricted.
+    PerVcpu(Vec<String>),
+}
+
+impl CpuPlacement {
+    /// The CPU list for vCPU `vcpu`, if it has one.
+    pub fn for_vcpu(&self, vcpu: u32) -> Option<&str> {
+        match self {
+            CpuPlacement::All(list) => Some(list),
+            CpuPlacement::PerVcpu(lists) => lists.get(vcpu as usize).map(String::as_str),
+        }
+    }
 }
 
 /// A parsed configuration and what was odd but not wrong about it.
@@ -501,6 +528,8 @@ const KNOWN_KEYS: &[&str] = &[
     "maxvcpus",
     "cpu_weight",
     "cap",
+    "cpus",
+    "cpus_soft",
     "on_poweroff",
     "on_reboot",
     "on_crash",
@@ -637,6 +666,39 @@ impl<'a> Config<'a> {
         Ok(Some(n))
     }
 
+    /// `cpus` or `cpus_soft`: a CPU list, or a list of them (one per vCPU), each checked
+    /// with xl's parser (the host's CPUs are checked when the domain is made).
+    fn cpu_placement(&self, key: &str) -> Result<Option<CpuPlacement>, ConfigError> {
+        let Some(e) = self.get(key) else {
+            return Ok(None);
+        };
+        let at = |msg: String| error(e.source, Some(e.setting.line), msg);
+        let check = |list: &str| {
+            crate::xlfmt::parse_cpu_list(list, MAX_HOST_CPUS)
+                .map(drop)
+                .map_err(|why| at(format!("'{key}': {why}")))
+        };
+        match &e.setting.value {
+            Value::Atom(list) => {
+                check(list)?;
+                Ok(Some(CpuPlacement::All(list.clone())))
+            }
+            Value::List(items) => {
+                let mut lists = Vec::with_capacity(items.len());
+                for item in items {
+                    let Value::Atom(list) = item else {
+                        return Err(at(format!(
+                            "'{key}' must be a CPU list or a list of CPU lists, got a nested list"
+                        )));
+                    };
+                    check(list)?;
+                    lists.push(list.clone());
+                }
+                Ok(Some(CpuPlacement::PerVcpu(lists)))
+            }
+        }
+    }
+
     fn action(&self, key: &str, default: Action) -> Result<Action, ConfigError> {
         let Some((s, (source, line))) = self.string(key)? else {
             return Ok(default);
@@ -748,6 +810,8 @@ impl<'a> Config<'a> {
             maxvcpus,
             cpu_weight,
             cap,
+            cpus: self.cpu_placement("cpus")?,
+            cpus_soft: self.cpu_placement("cpus_soft")?,
             on_poweroff: self.action("on_poweroff", Action::Destroy)?,
             on_reboot: self.action("on_reboot", Action::Restart)?,
             on_crash: self.action("on_crash", Action::Destroy)?,

@@ -281,7 +281,9 @@ pub fn create(
         online_vcpus: spec.vcpus,
         weight: spec.cpu_weight,
         cap: spec.cap,
-        start_paused: paused,
+        // With `cpus=`, the vCPUs are placed before the domain first runs (libxl sets the
+        // affinity at build time too).
+        start_paused: paused || spec.cpus.is_some() || spec.cpus_soft.is_some(),
         ..DomainConfig::new(&spec.name, &kernel, spec.memory_mib)
     };
     let built = sys.build(&cfg).map_err(|e| fail(e.to_string()))?;
@@ -298,6 +300,25 @@ pub fn create(
             )),
         });
     }
+    if spec.cpus.is_some() || spec.cpus_soft.is_some() {
+        let placed = place_vcpus(sys, built.dom, &spec).and_then(|()| {
+            if paused {
+                Ok(())
+            } else {
+                sys.unpause(built.dom)
+                    .map_err(|e| format!("cannot start it: the hypervisor said {e}"))
+            }
+        });
+        if let Err(why) = placed {
+            let dom = built.dom;
+            return Err(match sys.destroy(dom) {
+                Ok(()) => fail(format!("{why}; domain {dom} was destroyed again")),
+                Err(e) => fail(format!(
+                    "{why}, and destroying domain {dom} failed ({e}): remove it with `xl destroy {dom}`"
+                )),
+            });
+        }
+    }
     if paused {
         let _ = writeln!(
             io.out,
@@ -308,6 +329,38 @@ pub fn create(
         let _ = writeln!(io.out, "Domain {} created with id {}", spec.name, built.dom);
     }
     Ok(built.dom)
+}
+
+/// Sets the hard and soft affinity of each of `dom`'s vCPUs as xl.cfg's `cpus=` and
+/// `cpus_soft=` say (a vCPU without a list keeps every CPU).
+fn place_vcpus(sys: &mut impl System, dom: DomId, spec: &DomainSpec) -> Result<(), String> {
+    let phys = sys
+        .physinfo()
+        .map_err(|e| format!("cannot read the host's CPUs: the hypervisor said {e}"))?;
+    let map_bits = phys.max_cpu_id.saturating_add(1).max(phys.nr_cpus).max(1) as usize;
+    let map = |p: &Option<xlcfg::CpuPlacement>, v: u32| -> Result<Option<Vec<u8>>, String> {
+        match p.as_ref().and_then(|p| p.for_vcpu(v)) {
+            None => Ok(None),
+            Some(list) => xlfmt::parse_cpu_list(list, map_bits).map(Some),
+        }
+    };
+    for v in 0..spec.maxvcpus {
+        let hard = map(&spec.cpus, v)?;
+        let soft = map(&spec.cpus_soft, v)?;
+        if hard.is_none() && soft.is_none() {
+            continue;
+        }
+        sys.set_vcpu_affinity(dom, v, hard.as_deref(), soft.as_deref())
+            .map_err(|e| {
+                let why = if e == Errno::EINVAL {
+                    " (no online CPU of this host in the list)"
+                } else {
+                    ""
+                };
+                format!("cannot pin vCPU {v} as cpus= says: the hypervisor said {e}{why}")
+            })?;
+    }
+    Ok(())
 }
 
 /// Refuses a domain that cannot fit the free memory.

@@ -412,6 +412,32 @@ pub fn affinity_4(ctx: &Context) -> Result<(), String> {
     if !out.contains("Can't combine \"^\" and \"all\".") {
         return Err(format!("`^all` was not refused:\n{out}"));
     }
+    // xl.cfg's `cpus=`: pinned from the start, before it first runs.
+    let out = xl::run(
+        &mut vm,
+        "xl create /etc/xen/compute.cfg 'name=\"pinned\"' 'cmdline=\"limit=10G\"' cap=0 'cpus=\"1\"'",
+    )?;
+    if !out.contains("Domain pinned created with id ") {
+        return Err(format!("`xl create ... cpus=\"1\"` failed:\n{out}"));
+    }
+    for i in 0..SAMPLES {
+        let rows = vcpu_list(&mut vm, "pinned")?;
+        if rows.len() != 1 || rows[0].affinity != "1 / all" || rows[0].cpu != Some(1) {
+            return Err(format!("sample {i}: pinned by cpus=\"1\" seen as {rows:?}"));
+        }
+    }
+    let out = xl::run(
+        &mut vm,
+        "xl create /etc/xen/compute.cfg 'name=\"nowhere\"' 'cpus=\"9\"'",
+    )?;
+    if !out.contains("cannot pin vCPU 0 as cpus= says")
+        || xl::run(&mut vm, "xl list")?.contains("nowhere")
+    {
+        return Err(format!(
+            "cpus= naming no CPU of the host was not refused cleanly:\n{out}"
+        ));
+    }
+    xl::run(&mut vm, "xl destroy pinned")?;
     stop_busy(&mut vm, 3)?;
     vm.kill();
     Ok(())

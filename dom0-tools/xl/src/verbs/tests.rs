@@ -110,7 +110,12 @@ impl System for Fake {
             return Err(e);
         }
         let dom = 7;
-        self.domains.push(dinfo(dom, 0, cfg.memory_mib));
+        let flags = if cfg.start_paused {
+            guest_abi::domctl::XEN_DOMINF_PAUSED
+        } else {
+            0
+        };
+        self.domains.push(dinfo(dom, flags, cfg.memory_mib));
         Ok(NewDomain { dom, console: None })
     }
     fn adopt(&mut self, new: &NewDomain, record: &[u8]) -> Result<(), Errno> {
@@ -332,6 +337,57 @@ fn create_paused() {
         "Domain web created with id 7, paused (`xl unpause web` starts it)\n"
     );
     assert!(f.built_cfg.unwrap().2, "start_paused");
+}
+
+#[test]
+fn create_with_cpus_places_vcpus_before_they_run() {
+    // One list for every vCPU: built paused, pinned, then started.
+    let mut f = Fake::new();
+    f.nr_vcpus.insert(7, 2);
+    let (r, out, _) = create(&mut f, "web.cfg", &["vcpus=2", "cpus=\"1\""], false);
+    assert_eq!(r, Ok(7), "{out}");
+    assert!(
+        f.built_cfg.as_ref().unwrap().2,
+        "built paused, to be pinned first"
+    );
+    assert_eq!(f.affinity[&(7, 0)].0 & 0b11, 0b10);
+    assert_eq!(f.affinity[&(7, 1)].0 & 0b11, 0b10);
+    assert_eq!(out, "Domain web created with id 7\n");
+    // A list per vCPU; a vCPU past the list keeps every CPU; cpus_soft likewise.
+    let mut f = Fake::new();
+    f.nr_vcpus.insert(7, 3);
+    let (r, _, _) = create(
+        &mut f,
+        "web.cfg",
+        &["vcpus=3", "cpus=[\"1\", \"0\"]", "cpus_soft=\"0\""],
+        true,
+    );
+    assert_eq!(r, Ok(7));
+    assert_eq!(f.affinity[&(7, 0)].0 & 0b11, 0b10);
+    assert_eq!(f.affinity[&(7, 1)].0 & 0b11, 0b01);
+    assert_eq!(f.affinity[&(7, 2)].0, u64::MAX, "no hard list for vCPU 2");
+    assert_eq!(
+        f.affinity[&(7, 2)].1 & 0b11,
+        0b01,
+        "cpus_soft for every vCPU"
+    );
+}
+
+#[test]
+fn create_with_bad_cpus_says_why() {
+    // Syntax: refused while parsing, with the line, nothing built.
+    let mut f = Fake::new();
+    let (r, _, _) = create(&mut f, "web.cfg", &["cpus=\"1-x\""], false);
+    let e = r.unwrap_err();
+    assert!(e.contains("'cpus': Invalid pcpu range: 1-x."), "{e}");
+    assert!(f.log.is_empty(), "{:?}", f.log);
+    // No CPU of this host (2 CPUs) in the list: the domain is destroyed again.
+    let mut f = Fake::new();
+    let (r, _, _) = create(&mut f, "web.cfg", &["cpus=\"5\""], false);
+    let e = r.unwrap_err();
+    assert!(e.contains("cannot pin vCPU 0 as cpus= says"), "{e}");
+    assert!(e.contains("domain 7 was destroyed again"), "{e}");
+    assert!(f.log.contains(&"destroy 7".to_string()), "{:?}", f.log);
 }
 
 #[test]
