@@ -274,6 +274,11 @@ impl<'a> Hc<'a> {
     /// The whole world: every domain and the scheduler. For the control operations that
     /// work on many domains at once (creation, destruction, lists), which prove with the
     /// token that dom0 asked.
+    /// Whether the caller's own vCPU `v` is on a pCPU now (its registers are that pCPU's).
+    pub fn own_vcpu_running(&self, v: usize) -> bool {
+        self.world.running_on((self.dom, v)).is_some()
+    }
+
     pub fn world(&mut self, _: &Privileged) -> &mut World {
         self.world
     }

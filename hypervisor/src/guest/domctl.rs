@@ -116,8 +116,10 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             // The registers of a vCPU on a pCPU are that pCPU's to save: a paused domain's
             // are waited for; an unpaused domain must be paused first (Xen pauses the vCPU
             // itself, synchronously, which one world lock cannot do).
-            if id != me && world.running_on((id, c.vcpu as usize)).is_some() {
-                if target(world, id)?.controller_pauses == 0 {
+            // dom0's own vCPUs (the caller's included: its registers are in this trap's
+            // frame, not saved) cannot be paused by dom0: `EBUSY` while on a pCPU.
+            if world.running_on((id, c.vcpu as usize)).is_some() {
+                if id == me || target(world, id)?.controller_pauses == 0 {
                     return Err(Errno::EBUSY);
                 }
                 return wait;

@@ -380,6 +380,30 @@ pub fn memory_op(cx: &mut Hc) -> HcResult {
         let d = cx.foreign_ref(id, &token)?;
         Ok((d.tot_pages, d.max_pages))
     };
+    // A reservation call carries, above `MEMOP_EXTENT_SHIFT`, the extent a continuation
+    // resumes at (Xen's encoding); Xenia's own commands (0x58xx) are matched whole.
+    let reservation_op = |c: u64| {
+        if (XENIA_MEMOPS_FIRST..=XENIA_MEMOPS_LAST).contains(&c) {
+            return None;
+        }
+        let op = (c & ((1 << MEMOP_EXTENT_SHIFT) - 1)) as u32;
+        (op == m::XENMEM_POPULATE_PHYSMAP || op == m::XENMEM_DECREASE_RESERVATION)
+            .then_some((op, c >> MEMOP_EXTENT_SHIFT))
+    };
+    if let Some((op, start)) = reservation_op(cmd) {
+        let progress = if op == m::XENMEM_POPULATE_PHYSMAP {
+            populate_physmap(cx, start)?
+        } else {
+            decrease_reservation(cx, start)?
+        };
+        return Ok(match progress {
+            Extents::Done(n) => Ret::Value(n),
+            Extents::More(next) => {
+                let [_, a1, a2, a3, a4] = cx.args();
+                Ret::Again([u64::from(op) | next << MEMOP_EXTENT_SHIFT, a1, a2, a3, a4])
+            }
+        });
+    }
     let value = match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
         m::XENMEM_MEMORY_MAP => {
             let arg = cx.ptr::<m::MemoryMap>(1);
@@ -409,8 +433,6 @@ pub fn memory_op(cx: &mut Hc) -> HcResult {
             space.write(cx.ptr(1), &mapping)?;
             0
         }
-        m::XENMEM_POPULATE_PHYSMAP => populate_physmap(cx)?,
-        m::XENMEM_DECREASE_RESERVATION => decrease_reservation(cx)?,
         m::XENMEM_XENIA_FRAME_COUNTS => {
             let me = cx.id();
             let (total, by_type) = ft::with(|t, _| {
@@ -477,7 +499,7 @@ fn reservation(cx: &Hc) -> Result<(m::MemoryReservation, GuestSlice<u64>), Errno
 /// `XENMEM_populate_physmap`: a fresh zeroed frame for each listed PFN, up to the
 /// maximum reservation; each frame's MFN is written back over its PFN (PV). Returns how
 /// many extents were populated (fewer than asked means memory or the maximum ran out).
-fn populate_physmap(cx: &mut Hc) -> Result<u64, Errno> {
+fn populate_physmap(cx: &mut Hc, start: u64) -> Result<Extents, Errno> {
     let (r, extents) = reservation(cx)?;
     let space = cx.space();
     // dom0 populates the domains it builds; everyone else only itself.
@@ -487,8 +509,9 @@ fn populate_physmap(cx: &mut Hc) -> Result<u64, Errno> {
         let token = cx.privileged()?;
         cx.foreign(r.domid, &token)?
     };
-    let mut done = 0;
-    while done < r.nr_extents && target.tot_pages < target.max_pages {
+    let mut done = start;
+    let end = chunk_end(start, r.nr_extents);
+    while done < end && target.tot_pages < target.max_pages {
         let at = extents.get(done).ok_or(Errno::EFAULT)?;
         let pfn = space.read(at)?;
         // Guest memory never eats the hypervisor's reserve (mm::heap::RESERVE).
@@ -519,31 +542,75 @@ fn populate_physmap(cx: &mut Hc) -> Result<u64, Errno> {
             .fetch_max(pfn.saturating_add(1), core::sync::atomic::Ordering::Relaxed);
         done += 1;
     }
-    Ok(done)
+    Ok(Extents::progress(done, end, r.nr_extents))
+}
+
+/// Extents a reservation call handles before it continues (Xen preempts its loop the same
+/// way): the world lock is never held for a whole large reservation.
+const MEMOP_CHUNK: u64 = 1024;
+/// Xen's `MEMOP_EXTENT_SHIFT`: a continued reservation call carries the extent to start at
+/// in the bits of `cmd` above this.
+const MEMOP_EXTENT_SHIFT: u32 = 6;
+
+/// Xenia's own `memory_op` commands (`XENMEM_XENIA_*`), never decoded as a continued
+/// reservation call.
+const XENIA_MEMOPS_FIRST: u64 = 0x5800;
+const XENIA_MEMOPS_LAST: u64 = 0x58FF;
+const _: () = assert!(
+    m::XENMEM_XENIA_FRAME_COUNTS as u64 >= XENIA_MEMOPS_FIRST
+        && m::XENMEM_XENIA_CHECK_FRAME_TABLE as u64 <= XENIA_MEMOPS_LAST
+);
+
+/// Where a reservation call that starts at extent `start` stops this time.
+fn chunk_end(start: u64, nr_extents: u64) -> u64 {
+    nr_extents.min(start.saturating_add(MEMOP_CHUNK))
+}
+
+/// How far a reservation call got.
+enum Extents {
+    /// Finished: this many extents done in all (fewer than asked: it stopped early).
+    Done(u64),
+    /// Stopped at the end of a chunk with more to do: continue at this extent.
+    More(u64),
+}
+
+impl Extents {
+    /// `done` extents reached, the chunk ended at `end`, `total` asked.
+    fn progress(done: u64, end: u64, total: u64) -> Extents {
+        if done == end && end < total {
+            Extents::More(done)
+        } else {
+            Extents::Done(done)
+        }
+    }
 }
 
 /// `XENMEM_decrease_reservation`: gives back the listed machine frames (PV guests name
 /// MFNs). A frame still mapped, pinned or otherwise referenced is not taken: the call
 /// stops there and returns how many extents were released. Only the caller's own.
-fn decrease_reservation(cx: &mut Hc) -> Result<u64, Errno> {
+fn decrease_reservation(cx: &mut Hc, start: u64) -> Result<Extents, Errno> {
     let (r, extents) = reservation(cx)?;
     if cx.resolve(r.domid) != cx.id() {
         return Err(Errno::ESRCH);
     }
     let space = cx.space();
     let me = cx.id();
-    // A frame given back is mapped nowhere (`take_back` refuses it otherwise), but another
-    // vCPU of the caller may still hold a translation from before it was unmapped. Every
-    // page-table change happens under the world lock, which this call holds: after this
-    // flush no pCPU can reach a frame that is unmapped now.
-    if r.nr_extents > 0 {
-        ft::flush_everywhere();
-    }
-    let mut done = 0;
-    while done < r.nr_extents {
+    let mut flushed = false;
+    let mut done = start;
+    let end = chunk_end(start, r.nr_extents);
+    while done < end {
         let mfn = Mfn(space.read(extents.get(done).ok_or(Errno::EFAULT)?)?);
         if ft::take_back(mfn, me).is_err() {
             break;
+        }
+        // A frame given back is mapped nowhere (`take_back` refuses it otherwise), but
+        // another vCPU of the caller may still hold a translation from before it was
+        // unmapped. Every page-table change happens under the world lock, which this call
+        // holds: after one flush, before the first frame goes back to the allocator, no pCPU
+        // can reach any frame this chunk gives back. No frame given back: no flush.
+        if !flushed {
+            ft::flush_everywhere();
+            flushed = true;
         }
         m2p::set(mfn, m2p::INVALID);
         frames::free_contiguous(mfn, 1);
@@ -551,5 +618,5 @@ fn decrease_reservation(cx: &mut Hc) -> Result<u64, Errno> {
         dom.tot_pages = dom.tot_pages.saturating_sub(1);
         done += 1;
     }
-    Ok(done)
+    Ok(Extents::progress(done, end, r.nr_extents))
 }

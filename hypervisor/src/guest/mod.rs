@@ -37,7 +37,7 @@ use guest_abi::trap::RFLAGS_IF;
 use guest_abi::types::DomId;
 
 use crate::arch::x86_64::entry::{self, SYSCALL_VECTOR};
-use crate::arch::x86_64::trap::{self, APIC_TIMER_VECTOR, SPURIOUS_VECTOR, TrapFrame};
+use crate::arch::x86_64::trap::{self, SPURIOUS_VECTOR, TrapFrame};
 use crate::arch::x86_64::{apic, gdt, ipi, percpu, smp};
 use crate::domain::{Domain, Shutdown};
 use crate::power::{self, ExitReason};
@@ -165,7 +165,11 @@ pub fn lock_world() -> WorldGuard {
 
 /// A trap from a guest: hypercall, exception, interrupt or SYSCALL.
 pub fn trap(frame: &mut TrapFrame) {
-    if frame.vector == u64::from(ipi::IPI_VECTOR) {
+    // Every hardware interrupt is acknowledged first, whatever happens to this trap next:
+    // one left in service would block its whole priority class on this pCPU (the timer, the
+    // IPI and COM1 share class 0xF) and leave it deaf to kicks and flush requests for good.
+    // A guest cannot raise these vectors itself (their gates have DPL 0).
+    if is_hardware_interrupt(frame.vector) {
         apic::end_of_interrupt();
     }
     ipi::service_flush();
@@ -199,20 +203,9 @@ pub fn trap(frame: &mut TrapFrame) {
             v if v <= 0xFF && trap::GUEST_SOFTWARE_VECTORS.contains(&(v as u8)) => {
                 software_interrupt(&mut cx)
             }
-            // Interrupts: the timer's work is done below; the console byte is read by the
-            // console poll; a spurious one needs no end of interrupt; the IPI was
-            // acknowledged above and its kick is taken below.
-            v if v == u64::from(SPURIOUS_VECTOR) || v == u64::from(ipi::IPI_VECTOR) => {
-                Ok(Ret::Resumed)
-            }
-            v if v == u64::from(APIC_TIMER_VECTOR) || v == u64::from(trap::COM1_VECTOR) => {
-                apic::end_of_interrupt();
-                Ok(Ret::Resumed)
-            }
-            _ => {
-                apic::end_of_interrupt();
-                Ok(Ret::Resumed)
-            }
+            // Interrupts, acknowledged above: the timer's work is done below; the console
+            // byte is read by the console poll; the IPI's kick is taken below.
+            _ => Ok(Ret::Resumed),
         };
         context::finish(frame, result)
     };
@@ -236,6 +229,14 @@ pub fn trap(frame: &mut TrapFrame) {
         }
     };
     finish_trap(world, frame, reschedule);
+}
+
+/// Whether `vector` is a hardware interrupt that needs an end of interrupt: the local APIC's
+/// timer and IPI, COM1, anything else above the guests' software vectors, but not the
+/// spurious vector (SDM Vol. 3A §11.9: no EOI for it) and not SYSCALL's pseudo-vector.
+fn is_hardware_interrupt(vector: u64) -> bool {
+    (u64::from(*trap::GUEST_SOFTWARE_VECTORS.end()) + 1..=0xFF).contains(&vector)
+        && vector != u64::from(SPURIOUS_VECTOR)
 }
 
 /// After a trap (or, with no current vCPU, before a pCPU's first one): timers, console
@@ -277,7 +278,15 @@ fn finish_trap(mut world: WorldGuard, frame: &mut TrapFrame, mut reschedule: boo
             })
         });
         match ok {
-            Ok(()) => break,
+            Ok(()) => {
+                // An event still waiting now could not be delivered (no callback yet): a
+                // kick would not change that, so none is sent for it until this pCPU is back.
+                let info = dom.vcpu_info(v);
+                let stuck = info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
+                    && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0;
+                cpu.entered_pending.store(stuck, Ordering::Relaxed);
+                break;
+            }
             Err(()) => {
                 world.domain_stopped(id);
                 reschedule = true;
@@ -384,7 +393,10 @@ impl World {
             let Some(dom) = self.domains.get(&d) else {
                 continue;
             };
-            if v < dom.vcpus.len() {
+            // A vCPU that entered its guest with an event it could not take (no callback)
+            // is not kicked for it: each kick would trap it for nothing, and two such
+            // vCPUs on two pCPUs would kick each other for ever.
+            if v < dom.vcpus.len() && !c.entered_pending.load(Ordering::Relaxed) {
                 let info = dom.vcpu_info(v);
                 if info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
                     && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0

@@ -149,6 +149,11 @@ fn register_vcpu_info(cx: &mut Hc, vcpu: usize) -> HcResult {
     let arg: v::VcpuRegisterVcpuInfo = cx.space().read(cx.ptr(2))?;
     let offset = arg.offset as usize;
     let caller = cx.vcpu_id();
+    // A sibling just taken down may still be on its pCPU until its kick lands, writing its
+    // old `vcpu_info`: wait until it has left (a continuation after a yield).
+    if vcpu != caller && cx.own_vcpu_running(vcpu) {
+        return Ok(Ret::AgainAfter(cx.args(), super::context::Next::Yield));
+    }
     let dom = cx.me();
     let target = &dom.vcpus[vcpu];
     if target.info_area.is_some() || (vcpu != caller && target.online) {

@@ -11,9 +11,10 @@
 //!   every target has done it. The target recopies its guest root from the running vCPU's
 //!   L4 and flushes its TLB.
 //!
-//! Why waiting cannot deadlock: a pCPU takes the world lock with a ticket and services its
-//! requests while it waits for its turn (`guest::lock_world`), and runs with interrupts on
-//! only while halted idle, where the IPI wakes it. So every target answers whether it is in
+//! Why waiting cannot deadlock: a pCPU services its requests while it spins for the world
+//! lock (`guest::lock_world`), and runs with interrupts on only while halted idle, where the
+//! IPI wakes it; every hardware interrupt a guest trap brings is acknowledged first thing
+//! (`guest::trap`), so no vector is ever left in service to block the IPI's class. So every target answers whether it is in
 //! a guest (the IPI traps it out), halted, or waiting for the lock; the requester holds the
 //! lock and takes no other lock while it waits.
 //!

@@ -53,6 +53,9 @@ pub struct PerCpu {
     /// When this pCPU's timer fires next (system time, ns), `u64::MAX` if it is off: another
     /// pCPU that finds an earlier deadline for this one's vCPUs kicks it to re-arm.
     pub armed: AtomicU64,
+    /// The vCPU this pCPU returned to had an event pending and unmasked that it could not
+    /// take (no event callback): other pCPUs do not kick it for events (`kick_for_events`).
+    pub entered_pending: AtomicBool,
     /// The lock levels this pCPU holds (`lockorder`, debug assertions only).
     pub locks_held: AtomicU32,
     /// What other pCPUs asked of this one ([`REQ_FLUSH`], [`REQ_KICK`]); the asker sets a
@@ -112,6 +115,7 @@ impl PerCpu {
             armed: AtomicU64::new(u64::MAX),
             requests: AtomicU32::new(0),
             locks_held: AtomicU32::new(0),
+            entered_pending: AtomicBool::new(false),
         }
     }
 

@@ -131,8 +131,58 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
             c.eq("free pages back as before", free_after, free_before);
         }
     }
+    crash_running(ctx, c);
     destroy_running(ctx, c, free_before);
     Outcome::Ran
+}
+
+/// Builds `smp_crash` [`SPIN_ROUNDS`] times: it crashes itself while its other vCPUs run
+/// and take timer interrupts on other pCPUs; dom0 waits for the crash and destroys it. The
+/// spinning rounds after this need every pCPU to still take interrupts.
+fn crash_running(ctx: &mut Ctx, c: &mut Checks) {
+    let mut crashed = 0;
+    for round in 0..SPIN_ROUNDS {
+        let domu = Domu {
+            vcpus: VCPUS,
+            ..Domu::new("smp_crash", MIB)
+        };
+        let dom = match ctx.build(&domu) {
+            Ok(b) => b.dom,
+            Err(e) => {
+                let why = ctx.explain(&e);
+                c.check(
+                    format_args!("build smp_crash round {round}"),
+                    false,
+                    format_args!("{why}"),
+                );
+                return;
+            }
+        };
+        let deadline = now_ns() + SPIN_WAIT_NS;
+        let mut down = false;
+        while now_ns() < deadline {
+            match ctx.hv.domain_info(dom) {
+                Ok(info) if info.shutdown_reason().is_some() => {
+                    down = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            ctx.wait.block_until((now_ns() + POLL_NS).min(deadline));
+        }
+        c.check(
+            format_args!("smp_crash d{dom} (round {round}) crashed itself"),
+            down,
+            format_args!("not within {} ms", SPIN_WAIT_NS / NS_PER_MS),
+        );
+        if ctx.destroy_all(c, "a crashed smp_crash domU", &[dom]) {
+            crashed += 1;
+        }
+    }
+    note(format_args!(
+        "{crashed} domains crashed with {VCPUS} vCPUs running, destroyed"
+    ));
 }
 
 /// Builds `smp_spin` [`SPIN_ROUNDS`] times and destroys it with every vCPU running.

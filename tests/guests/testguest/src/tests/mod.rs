@@ -109,6 +109,11 @@ pub const TESTS: &[Test] = &[
                 flush masks, multicall (a domU: dom0test's smp builds it)",
     },
     Test {
+        name: "smp_crash",
+        run: smp::crash_while_running,
+        about: "every vCPU busy with a 1 ms timer, then a crash at the end of a long multicall",
+    },
+    Test {
         name: "smp_spin",
         run: smp::spin,
         about: "every vCPU up and busy until destroyed (dom0test's smp destroys it running)",

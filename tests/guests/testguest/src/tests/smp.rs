@@ -1177,3 +1177,65 @@ fn grant_race(c: &mut Checks) {
         GRANT_ENDS.load(Ordering::SeqCst)
     ));
 }
+
+/// `smp_crash`: every vCPU up, the secondaries spinning with a 1 ms periodic timer each (so
+/// their pCPUs take timer interrupts all the time), then vCPU 0 crashes the domain at the end
+/// of a long multicall (64 flushes of every vCPU, then `SCHEDOP_shutdown(crash)`): the
+/// secondaries' pCPUs trap in during the call and find their domain shut down. dom0test's
+/// `smp` runs it and then needs every pCPU again (a pCPU left with an interrupt in service
+/// would be deaf to timers and IPIs from then on).
+pub fn crash_while_running() -> ! {
+    use guest_abi::hypercall::HYPERVISOR_SCHED_OP;
+    use guest_abi::memory::MMUEXT_TLB_FLUSH_ALL;
+    use guest_abi::sched::{SCHEDOP_SHUTDOWN, SHUTDOWN_CRASH, SchedShutdown};
+    events::mask();
+    // `wait_until` blocks on vCPU 0's timer.
+    if let Err(e) = events::bind_virq(VIRQ_TIMER) {
+        error(format_args!(
+            "smp_crash: EVTCHNOP_bind_virq(VIRQ_TIMER): {e:?}"
+        ));
+    }
+    let nr = smp::nr_vcpus().min(MAX_VCPUS as u32);
+    for v in 1..nr {
+        if let Err(e) = smp::start(v, timer_spin) {
+            error(format_args!("smp_crash: vCPU {v} did not start: {e:?}"));
+        }
+    }
+    let deadline = now_ns() + READY_WAIT_NS;
+    wait_until(deadline, || READY.load(Ordering::SeqCst) == nr - 1);
+    // Let them run and take their timers for a while.
+    let until = now_ns() + 50 * NS_PER_MS;
+    while now_ns() < until {
+        core::hint::spin_loop();
+    }
+    xenia_guest_rt::println!("smp_crash: {nr} vCPUs busy; crashing at the end of a long multicall");
+    let flush = MmuextOp {
+        cmd: MMUEXT_TLB_FLUSH_ALL,
+        ..Default::default()
+    };
+    let shutdown = SchedShutdown {
+        reason: SHUTDOWN_CRASH,
+    };
+    let mut entries = [entry(0, [0; 6]); 65];
+    for e in entries.iter_mut().take(64) {
+        *e = entry(
+            HYPERVISOR_MMUEXT_OP,
+            [addr(&flush), 1, 0, u64::from(DOMID_SELF), 0, 0],
+        );
+    }
+    entries[64] = entry(
+        HYPERVISOR_SCHED_OP,
+        [u64::from(SCHEDOP_SHUTDOWN), addr(&shutdown), 0, 0, 0, 0],
+    );
+    // SAFETY: flushes and a shutdown; nothing of this kernel's memory changes.
+    let _ = unsafe { calls::multicall(&mut entries) };
+    xenia_guest_rt::check::shutdown(guest_abi::sched::ShutdownReason::Crash)
+}
+
+fn timer_spin(v: u32) -> ! {
+    let _ = calls::vcpu_set_periodic_timer(v, NS_PER_MS);
+    READY.fetch_add(1, Ordering::SeqCst);
+    loop {
+        core::hint::spin_loop();
+    }
+}
