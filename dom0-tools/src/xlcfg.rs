@@ -914,6 +914,8 @@ mod tests {
                 maxvcpus: 1,
                 cpu_weight: 256,
                 cap: 0,
+                cpus: None,
+                cpus_soft: None,
                 on_poweroff: Action::Destroy,
                 on_reboot: Action::Restart,
                 on_crash: Action::Destroy,
@@ -921,6 +923,22 @@ mod tests {
         );
         assert!(p.warnings.is_empty());
         assert_eq!(p.kernel_at, "guest.cfg:2");
+    }
+
+    #[test]
+    fn cpus_as_xl() {
+        let p = parse(&format!(
+            "{MINIMAL}cpus = \"0-2,^1\"\ncpus_soft = [\"1\", \"all\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(p.spec.cpus, Some(CpuPlacement::All("0-2,^1".into())));
+        let soft = p.spec.cpus_soft.unwrap();
+        assert_eq!(
+            (soft.for_vcpu(0), soft.for_vcpu(1), soft.for_vcpu(2)),
+            (Some("1"), Some("all"), None)
+        );
+        assert!(err(&format!("{MINIMAL}cpus = \"3-1\"\n")).contains("'cpus': "));
+        assert!(err(&format!("{MINIMAL}cpus = [[\"1\"]]\n")).contains("nested list"));
     }
 
     #[test]
