@@ -331,13 +331,18 @@ pub fn create(
     Ok(built.dom)
 }
 
-/// Sets the hard and soft affinity of each of `dom`'s vCPUs as xl.cfg's `cpus=` and
-/// `cpus_soft=` say (a vCPU without a list keeps every CPU).
-fn place_vcpus(sys: &mut impl System, dom: DomId, spec: &DomainSpec) -> Result<(), String> {
+/// How many bits a CPU map of this host has (libxl sizes them by `max_cpu_id + 1`).
+fn cpu_map_bits(sys: &mut impl System) -> Result<usize, String> {
     let phys = sys
         .physinfo()
         .map_err(|e| format!("cannot read the host's CPUs: the hypervisor said {e}"))?;
-    let map_bits = phys.max_cpu_id.saturating_add(1).max(phys.nr_cpus).max(1) as usize;
+    Ok(phys.max_cpu_id.saturating_add(1).max(phys.nr_cpus).max(1) as usize)
+}
+
+/// Sets the hard and soft affinity of each of `dom`'s vCPUs as xl.cfg's `cpus=` and
+/// `cpus_soft=` say (a vCPU without a list keeps every CPU).
+fn place_vcpus(sys: &mut impl System, dom: DomId, spec: &DomainSpec) -> Result<(), String> {
+    let map_bits = cpu_map_bits(sys)?;
     let map = |p: &Option<xlcfg::CpuPlacement>, v: u32| -> Result<Option<Vec<u8>>, String> {
         match p.as_ref().and_then(|p| p.for_vcpu(v)) {
             None => Ok(None),
@@ -689,10 +694,7 @@ pub fn vcpu_pin(
             .map_err(|_| format!("Error: Invalid argument {vcpu} as VCPU."))?;
         vec![n]
     };
-    let phys = sys
-        .physinfo()
-        .map_err(|e| format!("cannot read the host's CPUs: the hypervisor said {e}"))?;
-    let map_bits = phys.max_cpu_id.saturating_add(1).max(phys.nr_cpus).max(1) as usize;
+    let map_bits = cpu_map_bits(sys)?;
     let parse = |list: Option<&str>| match list {
         None | Some("-") => Ok(None),
         Some(l) => xlfmt::parse_cpu_list(l, map_bits).map(Some),

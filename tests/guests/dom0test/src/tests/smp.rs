@@ -136,34 +136,40 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
     Outcome::Ran
 }
 
-/// Builds `smp_crash` [`SPIN_ROUNDS`] times: it crashes itself while its other vCPUs run
-/// and take timer interrupts on other pCPUs; dom0 waits for the crash and destroys it. The
-/// spinning rounds after this need every pCPU to still take interrupts.
-fn crash_running(ctx: &mut Ctx, c: &mut Checks) {
-    let mut crashed = 0;
+/// Builds testguest `test` with [`VCPUS`] vCPUs [`SPIN_ROUNDS`] times; each time waits,
+/// bounded, until `ready` says so of its `getdomaininfo` (check `what`), then destroys it.
+/// Returns how many were destroyed.
+fn rounds(
+    ctx: &mut Ctx,
+    c: &mut Checks,
+    test: &str,
+    what: &str,
+    ready: impl Fn(&guest_abi::domctl::DomctlGetdomaininfo) -> bool,
+) -> u32 {
+    let mut destroyed = 0;
     for round in 0..SPIN_ROUNDS {
         let domu = Domu {
             vcpus: VCPUS,
-            ..Domu::new("smp_crash", MIB)
+            ..Domu::new(test, MIB)
         };
         let dom = match ctx.build(&domu) {
             Ok(b) => b.dom,
             Err(e) => {
                 let why = ctx.explain(&e);
                 c.check(
-                    format_args!("build smp_crash round {round}"),
+                    format_args!("build {test} round {round}"),
                     false,
                     format_args!("{why}"),
                 );
-                return;
+                return destroyed;
             }
         };
         let deadline = now_ns() + SPIN_WAIT_NS;
-        let mut down = false;
+        let mut seen = false;
         while now_ns() < deadline {
             match ctx.hv.domain_info(dom) {
-                Ok(info) if info.shutdown_reason().is_some() => {
-                    down = true;
+                Ok(info) if ready(&info) => {
+                    seen = true;
                     break;
                 }
                 Ok(_) => {}
@@ -172,62 +178,35 @@ fn crash_running(ctx: &mut Ctx, c: &mut Checks) {
             ctx.wait.block_until((now_ns() + POLL_NS).min(deadline));
         }
         c.check(
-            format_args!("smp_crash d{dom} (round {round}) crashed itself"),
-            down,
+            format_args!("{test} d{dom} (round {round}): {what}"),
+            seen,
             format_args!("not within {} ms", SPIN_WAIT_NS / NS_PER_MS),
         );
-        if ctx.destroy_all(c, "a crashed smp_crash domU", &[dom]) {
-            crashed += 1;
+        if ctx.destroy_all(c, test, &[dom]) {
+            destroyed += 1;
         }
     }
+    destroyed
+}
+
+/// `smp_crash` [`SPIN_ROUNDS`] times: it crashes itself while its other vCPUs run and take
+/// timer interrupts on other pCPUs; dom0 waits for the crash and destroys it. The spinning
+/// rounds after this need every pCPU to still take interrupts.
+fn crash_running(ctx: &mut Ctx, c: &mut Checks) {
+    let crashed = rounds(ctx, c, "smp_crash", "crashed itself", |i| {
+        i.shutdown_reason().is_some()
+    });
     note(format_args!(
         "{crashed} domains crashed with {VCPUS} vCPUs running, destroyed"
     ));
 }
 
-/// Builds `smp_spin` [`SPIN_ROUNDS`] times and destroys it with every vCPU running.
+/// `smp_spin` [`SPIN_ROUNDS`] times, destroyed with every vCPU running; then memory and the
+/// frame table are checked.
 fn destroy_running(ctx: &mut Ctx, c: &mut Checks, free_before: u64) {
-    let mut destroyed = 0;
-    for round in 0..SPIN_ROUNDS {
-        let domu = Domu {
-            vcpus: VCPUS,
-            ..Domu::new("smp_spin", MIB)
-        };
-        let dom = match ctx.build(&domu) {
-            Ok(b) => b.dom,
-            Err(e) => {
-                let why = ctx.explain(&e);
-                c.check(
-                    format_args!("build smp_spin round {round}"),
-                    false,
-                    format_args!("{why}"),
-                );
-                return;
-            }
-        };
-        // All vCPUs online and the domain well into running.
-        let deadline = now_ns() + SPIN_WAIT_NS;
-        let mut up = false;
-        while now_ns() < deadline {
-            match ctx.hv.domain_info(dom) {
-                Ok(info) if info.nr_online_vcpus == VCPUS && info.cpu_time > 50 * NS_PER_MS => {
-                    up = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-            ctx.wait.block_until((now_ns() + POLL_NS).min(deadline));
-        }
-        c.check(
-            format_args!("smp_spin d{dom} (round {round}): all {VCPUS} vCPUs up and running"),
-            up,
-            format_args!("not within {} ms", SPIN_WAIT_NS / NS_PER_MS),
-        );
-        if ctx.destroy_all(c, "a running smp_spin domU", &[dom]) {
-            destroyed += 1;
-        }
-    }
+    let destroyed = rounds(ctx, c, "smp_spin", "all vCPUs up and running", |i| {
+        i.nr_online_vcpus == VCPUS && i.cpu_time > 50 * NS_PER_MS
+    });
     note(format_args!(
         "{destroyed} domains destroyed with {VCPUS} vCPUs running"
     ));

@@ -112,8 +112,10 @@ const MODE_RACE: u32 = 4;
 pub const RACE_ROUNDS: u32 = 200;
 /// A frame that is never the guest's: the hypervisor image starts at 1 MiB.
 const FORGED_MFN: u64 = 0x100;
-/// Step 10's map attempts.
+/// Step 10's map rounds.
 pub const GRANT_ROUNDS: u32 = 500;
+/// How long vCPU 2 leaves each grant in place before it ends it.
+const GRANT_HOLD_NS: u64 = 100_000;
 /// Step 10: vCPU 0 holds a grant mapping; vCPU 2's successful ends while it did; its ends.
 static GRANT_MAPPED: AtomicU32 = AtomicU32::new(0);
 static GRANT_BAD_ENDS: AtomicU32 = AtomicU32::new(0);
@@ -1027,6 +1029,11 @@ fn grant_racer() {
     let frame = GRANT_FRAME.load(Ordering::SeqCst);
     while RACE_ON.load(Ordering::SeqCst) != 0 {
         t.grant(GRANT_REF, dom, frame, GTF_PERMIT_ACCESS);
+        // Granted for a while (so that vCPU 0's maps find it often), then ended.
+        let until = now_ns() + GRANT_HOLD_NS;
+        while now_ns() < until && RACE_ON.load(Ordering::SeqCst) != 0 {
+            core::hint::spin_loop();
+        }
         // Ends as a Xen guest does: retried while the hypervisor has the busy bits set.
         while RACE_ON.load(Ordering::SeqCst) != 0 {
             if t.end(GRANT_REF, GTF_PERMIT_ACCESS, dom).is_ok() {
@@ -1118,10 +1125,20 @@ fn grant_race(c: &mut Checks) {
     let mut unpermitted = 0;
     let mut unmap_failed = 0;
     for _ in 0..GRANT_ROUNDS {
-        let (ret, op) = super::grants::map(host, GNTMAP_HOST_MAP, GRANT_REF, me);
-        if ret != 0 || op.status != GNTST_OKAY {
+        // Tries until the grant is there to map (vCPU 2 ends and renews it), bounded.
+        let until = now_ns() + 20 * GRANT_HOLD_NS;
+        let mapped = loop {
+            let (ret, op) = super::grants::map(host, GNTMAP_HOST_MAP, GRANT_REF, me);
+            if ret == 0 && op.status == GNTST_OKAY {
+                break Some(op);
+            }
+            if now_ns() >= until {
+                break None;
+            }
+        };
+        let Some(op) = mapped else {
             continue;
-        }
+        };
         GRANT_MAPPED.store(1, Ordering::SeqCst);
         maps += 1;
         let flags = t.flags(GRANT_REF);
