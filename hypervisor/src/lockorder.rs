@@ -4,10 +4,17 @@
 //!
 //! A pCPU may take a lock only while it holds none of the same or a later [`Level`]:
 //!
-//! 1. [`Level::World`]: the domains and the scheduler (`guest::lock_world`);
-//! 2. [`Level::FrameTable`]: the frame table (`mm::ft`);
-//! 3. [`Level::Frames`]: the frame allocator (`mm::frames`);
-//! 4. [`Level::Console`]: the console (`console`).
+//! 1. [`Level::World`]: the domain map, shared by every trap (`guest::read_world`) or
+//!    exclusive for the control operations that change it (`guest::lock_world`);
+//! 2. [`Level::Domain`]: one domain (`guest::locks::Domains::lock`);
+//! 3. [`Level::Domain2`]: a second domain, while the first is held: only one with a higher
+//!    id is waited for; one with a lower id is only tried, and a hypercall that finds it
+//!    taken runs again with the world exclusive (`guest::context::Hc::pair`);
+//! 4. [`Level::Sched`]: the scheduler (`World::sched`);
+//! 5. [`Level::Input`]: the console input waiting for dom0 (`World::input`);
+//! 6. [`Level::FrameTable`]: the frame table (`mm::ft`);
+//! 7. [`Level::Frames`]: the frame allocator (`mm::frames`);
+//! 8. [`Level::Console`]: the console (`console`).
 //!
 //! The heap's lock (inside `buddy_system_allocator`) is a leaf below all of these: it takes
 //! the frame allocator only with `try_lock`, which cannot wait. Flush requests and kicks
@@ -24,10 +31,26 @@ use core::sync::atomic::Ordering;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     World = 0,
-    FrameTable = 1,
-    Frames = 2,
-    Console = 3,
+    Domain = 1,
+    Domain2 = 2,
+    Sched = 3,
+    Input = 4,
+    FrameTable = 5,
+    Frames = 6,
+    Console = 7,
 }
+
+/// Every level, in order (for the message of a failed check).
+const LEVELS: [Level; 8] = [
+    Level::World,
+    Level::Domain,
+    Level::Domain2,
+    Level::Sched,
+    Level::Input,
+    Level::FrameTable,
+    Level::Frames,
+    Level::Console,
+];
 
 /// A level held by this pCPU until dropped (taken just before the lock itself).
 pub struct Held(Level);
@@ -70,16 +93,9 @@ impl Held {
             if later != 0 {
                 let first = later.trailing_zeros();
                 panic!(
-                    "lock order: cpu {} takes {level:?} while holding {:?} (order: World, \
-                     FrameTable, Frames, Console)",
+                    "lock order: cpu {} takes {level:?} while holding {:?} (order: {LEVELS:?})",
                     cpu.index(),
-                    [
-                        Level::World,
-                        Level::FrameTable,
-                        Level::Frames,
-                        Level::Console
-                    ]
-                    .get(first as usize)
+                    LEVELS.get(first as usize)
                 );
             }
             cpu.locks_held.fetch_or(bit, Ordering::Relaxed);

@@ -319,6 +319,7 @@ pub fn build_dom0(
         events: EventChannels::new(),
         grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
+        stop_announced: false,
         controller_pauses: 0,
         console_line: super::ConsoleLine::new(),
     };

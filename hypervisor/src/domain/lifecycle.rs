@@ -61,6 +61,7 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         events: EventChannels::new(),
         grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
+        stop_announced: false,
         controller_pauses: 1,
         console_line: super::ConsoleLine::new(),
     };

@@ -332,6 +332,8 @@ pub struct Domain {
     /// Its grant table and the grant mappings it holds.
     pub grants: crate::grant::GrantTable,
     pub shutdown: Option<Shutdown>,
+    /// The stop was handled (`guest::World::domain_stopped`: paused, announced), once.
+    pub stop_announced: bool,
     /// How many times the toolstack paused it (Xen's `controller_pause_count`: what
     /// `getdomaininfo` reports and `unpausedomain` checks). Each pause is also a pause of
     /// every vCPU in the scheduler, which alone decides whether a vCPU runs.
@@ -353,11 +355,19 @@ impl Domain {
     /// `shared_info`.
     #[cfg(target_os = "none")]
     pub fn vcpu_info(&self, vcpu: usize) -> &VcpuInfo {
+        self.vcpu_info_static(vcpu)
+    }
+
+    /// [`Self::vcpu_info`], not tied to a borrow of the domain: the frame is held for the
+    /// hypervisor's writes while the domain lives, and the caller uses it only for as long
+    /// as it handles a trap of the domain (which keeps the domain alive).
+    #[cfg(target_os = "none")]
+    pub fn vcpu_info_static(&self, vcpu: usize) -> &'static VcpuInfo {
         self.vcpus
             .get(vcpu)
             .and_then(|v| v.info_area)
             .and_then(|(mfn, offset)| crate::mm::physmem::atomics_at(mfn, offset))
-            .unwrap_or(&self.shared().vcpu_info[vcpu])
+            .unwrap_or(&self.shared_view.vcpu_info[vcpu])
     }
 
     /// The frames the hypervisor writes on this domain's behalf: each must be held with

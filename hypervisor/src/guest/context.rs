@@ -17,9 +17,12 @@ use guest_abi::shared_info::VcpuInfo;
 use guest_abi::types::{DOMID_SELF, DomId};
 
 use super::World;
+use super::locks::{DomainGuard, Guard};
 use super::mem::{AddressSpace, GuestPtr};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::domain::{Domain, Privilege, Vcpu};
+use crate::lockorder::Level;
+use crate::sched::Scheduler;
 
 /// How a handler finished (the error case is the `Err` of [`HcResult`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,9 +61,19 @@ pub struct Privileged {
 /// Length of `int 0x82`, which a continued hypercall re-executes.
 const HYPERCALL_INSN_LEN: u64 = 2;
 
-/// The calling vCPU, its domain, and the world it acts on, for one trap.
+/// The calling vCPU's context for one trap: its registers, its domain, and the way to the
+/// others.
+///
+/// With the world exclusive (a control operation, or anything not on the shared paths:
+/// `guest::shared_path`) every domain is reached directly. With the world shared the
+/// caller's domain is locked for the whole trap, and one other domain at a time can be
+/// locked too ([`Self::domain`], [`Self::pair`]): one with a higher id is waited for; one
+/// with a lower id only if its lock is free at once, since waiting for it could close a
+/// circle. When it is not free the handler gets `EAGAIN`, the trap path throws its result
+/// away and runs the hypercall again with the world exclusive (a shared handler changes
+/// nothing before it reaches the second domain).
 pub struct Hc<'a> {
-    world: &'a mut World,
+    access: Access<'a>,
     frame: &'a mut TrapFrame,
     dom: DomId,
     vcpu: usize,
@@ -70,16 +83,74 @@ pub struct Hc<'a> {
     entry: Option<(u64, [u64; 5])>,
 }
 
+/// How a context reaches the domains.
+enum Access<'a> {
+    /// The world, exclusive.
+    Exclusive(&'a mut World),
+    /// The world shared: the caller's domain, locked, and perhaps one other.
+    Shared {
+        world: &'a World,
+        me: DomainGuard<'a>,
+        other: Option<(DomId, DomainGuard<'a>)>,
+        /// A second domain's lock was busy and not waited for.
+        contended: bool,
+    },
+}
+
+const IN_MAP: &str = "the calling domain stays in the map while its trap is handled";
+
 impl<'a> Hc<'a> {
-    /// The context of vCPU `vcpu` of domain `dom`, whose registers are `frame`. The domain
-    /// must be in the map (the trap path checks it before it builds a context).
+    /// The context of vCPU `vcpu` of domain `dom`, whose registers are `frame`, with the
+    /// world exclusive. The domain must be in the map (the trap path checks it first).
     pub fn new(world: &'a mut World, frame: &'a mut TrapFrame, dom: DomId, vcpu: usize) -> Self {
         Hc {
-            world,
+            access: Access::Exclusive(world),
             frame,
             dom,
             vcpu,
             entry: None,
+        }
+    }
+
+    /// The same with the world shared and the caller's domain `me` locked.
+    pub fn shared(
+        world: &'a World,
+        me: DomainGuard<'a>,
+        frame: &'a mut TrapFrame,
+        dom: DomId,
+        vcpu: usize,
+    ) -> Self {
+        Hc {
+            access: Access::Shared {
+                world,
+                me,
+                other: None,
+                contended: false,
+            },
+            frame,
+            dom,
+            vcpu,
+            entry: None,
+        }
+    }
+
+    /// Whether a second domain's lock was found busy (the trap path then runs the call
+    /// again, exclusive).
+    pub fn contended(&self) -> bool {
+        matches!(
+            self.access,
+            Access::Shared {
+                contended: true,
+                ..
+            }
+        )
+    }
+
+    /// The world, read-only (its parts have their own locks).
+    fn world_ref(&self) -> &World {
+        match &self.access {
+            Access::Exclusive(w) => w,
+            Access::Shared { world, .. } => world,
         }
     }
 
@@ -95,18 +166,15 @@ impl<'a> Hc<'a> {
 
     /// The calling domain.
     pub fn me(&mut self) -> &mut Domain {
-        self.world
-            .domains
-            .get_mut(&self.dom)
-            .expect("the calling domain stays in the map while its trap is handled")
+        match &mut self.access {
+            Access::Exclusive(w) => w.domains.get_mut(&self.dom).expect(IN_MAP),
+            Access::Shared { me, .. } => me,
+        }
     }
 
-    /// The calling domain, shared.
-    pub fn me_ref(&self) -> &Domain {
-        self.world
-            .domains
-            .get(&self.dom)
-            .expect("the calling domain stays in the map while its trap is handled")
+    /// The calling domain, read-only.
+    pub fn me_ref(&mut self) -> &Domain {
+        self.me()
     }
 
     /// The calling vCPU.
@@ -115,18 +183,19 @@ impl<'a> Hc<'a> {
         &mut self.me().vcpus[v]
     }
 
-    /// The calling vCPU, shared.
-    pub fn vcpu_ref(&self) -> &Vcpu {
-        &self.me_ref().vcpus[self.vcpu]
+    /// The calling vCPU, read-only.
+    pub fn vcpu_ref(&mut self) -> &Vcpu {
+        self.vcpu()
     }
 
-    /// The calling vCPU's `vcpu_info` in `shared_info`.
-    pub fn info(&self) -> &VcpuInfo {
-        self.me_ref().vcpu_info(self.vcpu)
+    /// The calling vCPU's `vcpu_info` (in `shared_info`, or where the guest registered it).
+    pub fn info(&mut self) -> &'static VcpuInfo {
+        let v = self.vcpu;
+        self.me().vcpu_info_static(v)
     }
 
     /// The calling vCPU's address space, through which guest pointers are copied.
-    pub fn space(&self) -> AddressSpace {
+    pub fn space(&mut self) -> AddressSpace {
         AddressSpace {
             l4: self.vcpu_ref().l4,
             dom: self.dom,
@@ -179,7 +248,8 @@ impl<'a> Hc<'a> {
             vcpu: v as u32,
         };
         // The pCPU it is queued on asks the scheduler again (this one does on the way out).
-        super::World::kick(self.world.sched.unpause(id));
+        let kick = self.sched().unpause(id);
+        super::World::kick(kick);
     }
 
     /// Takes the caller's own vCPU `v` down in the scheduler (one pause), for `VCPUOP_down`.
@@ -190,7 +260,13 @@ impl<'a> Hc<'a> {
         };
         // The pCPU that runs it reschedules at the kick (this one, on the way out: the trap
         // path asks the scheduler again whenever the current vCPU is no longer runnable).
-        super::World::kick(self.world.sched.pause(id));
+        let kick = self.sched().pause(id);
+        super::World::kick(kick);
+    }
+
+    /// The scheduler, locked (after the caller's domain, in the lock order).
+    pub fn sched(&self) -> Guard<'_, Scheduler> {
+        self.world_ref().sched.lock()
     }
 
     /// The vector of the trap being handled.
@@ -206,11 +282,10 @@ impl<'a> Hc<'a> {
 
     /// The calling domain and the guest's saved registers at once (exception delivery).
     pub fn me_and_regs(&mut self) -> (&mut Domain, &mut TrapFrame) {
-        let dom = self
-            .world
-            .domains
-            .get_mut(&self.dom)
-            .expect("the calling domain stays in the map while its trap is handled");
+        let dom: &mut Domain = match &mut self.access {
+            Access::Exclusive(w) => w.domains.get_mut(&self.dom).expect(IN_MAP),
+            Access::Shared { me, .. } => me,
+        };
         (dom, self.frame)
     }
 
@@ -221,22 +296,59 @@ impl<'a> Hc<'a> {
 
     /// Whether domain `id` exists (`DOMID_SELF` resolved).
     pub fn exists(&self, id: DomId) -> bool {
-        self.world.domains.contains_key(&self.resolve(id))
+        self.world_ref().domains.contains_key(&self.resolve(id))
     }
 
     /// Domain `id`, the caller included (`DOMID_SELF` resolved); `ESRCH` if there is none.
-    /// Whether the caller may act on it is the handler's question.
+    /// Whether the caller may act on it is the handler's question. With the world shared,
+    /// `EAGAIN` when its lock cannot be waited for (the call then runs again, exclusive).
     pub fn domain(&mut self, id: DomId) -> Result<&mut Domain, Errno> {
         let id = self.resolve(id);
-        self.world.domains.get_mut(&id).ok_or(Errno::ESRCH)
+        if id == self.dom {
+            return Ok(self.me());
+        }
+        if matches!(self.access, Access::Shared { .. }) {
+            self.lock_other(id)?;
+        }
+        match &mut self.access {
+            Access::Exclusive(w) => w.domains.get_mut(&id).ok_or(Errno::ESRCH),
+            Access::Shared {
+                other: Some((_, g)),
+                ..
+            } => Ok(g),
+            Access::Shared { .. } => Err(Errno::ESRCH),
+        }
     }
 
-    /// Domain `id`, shared.
-    pub fn domain_ref(&self, id: DomId) -> Result<&Domain, Errno> {
-        self.world
-            .domains
-            .get(&self.resolve(id))
-            .ok_or(Errno::ESRCH)
+    /// With the world shared: locks domain `id` (not the caller) as the second domain,
+    /// letting go of any other second domain first.
+    fn lock_other(&mut self, id: DomId) -> Result<(), Errno> {
+        let caller = self.dom;
+        let Access::Shared {
+            world,
+            other,
+            contended,
+            ..
+        } = &mut self.access
+        else {
+            return Ok(());
+        };
+        if other.as_ref().is_some_and(|(o, _)| *o == id) {
+            return Ok(());
+        }
+        *other = None;
+        let world: &'a World = world;
+        let cell = world.domains.cell(id).ok_or(Errno::ESRCH)?;
+        let guard = if id > caller {
+            cell.lock_as(Level::Domain2)
+        } else if let Some(g) = cell.try_lock_as(Level::Domain2) {
+            g
+        } else {
+            *contended = true;
+            return Err(Errno::EAGAIN);
+        };
+        *other = Some((id, guard));
+        Ok(())
     }
 
     /// Domain `id` for an operation only the control domain may do on another domain (a
@@ -246,23 +358,34 @@ impl<'a> Hc<'a> {
         self.domain(id)
     }
 
-    /// [`Self::foreign`], shared.
-    pub fn foreign_ref(&self, id: DomId, _: &Privileged) -> Result<&Domain, Errno> {
-        self.domain_ref(id)
+    /// [`Self::foreign`], read-only.
+    pub fn foreign_ref(&mut self, id: DomId, token: &Privileged) -> Result<&Domain, Errno> {
+        self.foreign(id, token).map(|d| &*d)
     }
 
     /// The caller and another domain at once (`ESRCH` if `other` does not exist, `EINVAL` if
-    /// it is the caller).
+    /// it is the caller; with the world shared, `EAGAIN` as for [`Self::domain`]).
     pub fn pair(&mut self, other: DomId) -> Result<(&mut Domain, &mut Domain), Errno> {
         let other = self.resolve(other);
         if other == self.dom {
             return Err(Errno::EINVAL);
         }
-        xenia_core::maps::two_mut(&mut self.world.domains, self.dom, other).ok_or(Errno::ESRCH)
+        if matches!(self.access, Access::Shared { .. }) {
+            self.lock_other(other)?;
+        }
+        match &mut self.access {
+            Access::Exclusive(w) => w.domains.two_mut(self.dom, other).ok_or(Errno::ESRCH),
+            Access::Shared {
+                me,
+                other: Some((_, g)),
+                ..
+            } => Ok((&mut **me, &mut **g)),
+            Access::Shared { .. } => Err(Errno::ESRCH),
+        }
     }
 
     /// The privilege token, for dom0's context only; `EPERM` for everyone else.
-    pub fn privileged(&self) -> Result<Privileged, Errno> {
+    pub fn privileged(&mut self) -> Result<Privileged, Errno> {
         match self.me_ref().privilege {
             Privilege::Control => Ok(Privileged {
                 _only_from_context: (),
@@ -271,16 +394,24 @@ impl<'a> Hc<'a> {
         }
     }
 
-    /// The whole world: every domain and the scheduler. For the control operations that
-    /// work on many domains at once (creation, destruction, lists), which prove with the
-    /// token that dom0 asked.
     /// Whether the caller's own vCPU `v` is on a pCPU now (its registers are that pCPU's).
     pub fn own_vcpu_running(&self, v: usize) -> bool {
-        self.world.running_on((self.dom, v)).is_some()
+        super::running_on((self.dom, v)).is_some()
     }
 
+    /// The whole world: every domain and the scheduler. For the control operations that
+    /// work on many domains at once (creation, destruction, lists), which prove with the
+    /// token that dom0 asked. They never run with the world shared (`guest::shared_path`
+    /// sends none of them there): asking for it then is a bug in that list.
     pub fn world(&mut self, _: &Privileged) -> &mut World {
-        self.world
+        let call = self.call_number();
+        match &mut self.access {
+            Access::Exclusive(w) => w,
+            Access::Shared { .. } => panic!(
+                "hypercall {call} is handled with the world shared but needs it exclusive \
+                 (guest::shared_path)"
+            ),
+        }
     }
 }
 

@@ -54,7 +54,7 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
         dc::XEN_DOMCTL_DESTROYDOMAIN => {
             if id != me && id != 0 && world.domains.contains_key(&id) && world.domain_running(id) {
                 // Stop it everywhere first: nothing of it may be freed under a running vCPU.
-                World::kick(world.sched.pause_domain(id));
+                World::kick(world.sched.get_mut().pause_domain(id));
                 return wait;
             }
             destroy(&token, world, me, id)?
@@ -65,7 +65,7 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             }
             let d = target(world, id)?;
             d.controller_pauses = d.controller_pauses.checked_add(1).ok_or(Errno::EINVAL)?;
-            World::kick(world.sched.pause_domain(id));
+            World::kick(world.sched.get_mut().pause_domain(id));
         }
         dc::XEN_DOMCTL_UNPAUSEDOMAIN => {
             let d = target(world, id)?;
@@ -73,11 +73,11 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
                 return Err(Errno::EINVAL);
             }
             d.controller_pauses -= 1;
-            World::kick(world.sched.unpause_domain(id));
+            World::kick(world.sched.get_mut().unpause_domain(id));
         }
         dc::XEN_DOMCTL_GETDOMAININFO => {
-            let d = world.domains.get(&id).ok_or(Errno::ESRCH)?;
-            let info = domain_info(d, &world.sched, now);
+            let d = world.domains.get_mut(&id).ok_or(Errno::ESRCH)?;
+            let info = domain_info(d, &*world.sched.get_mut(), now);
             op.set_payload(&info);
         }
         dc::XEN_DOMCTL_MAX_MEM => {
@@ -105,7 +105,7 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             let d = target(world, id)?;
             let online = set_vcpu_context(d, c.vcpu, &ctx)?;
             if online {
-                World::kick(world.sched.unpause(VcpuId {
+                World::kick(world.sched.get_mut().unpause(VcpuId {
                     dom: id,
                     vcpu: c.vcpu,
                 }));
@@ -137,12 +137,14 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
                 vcpu: i.vcpu,
             };
             i.online = u8::from(v.online);
-            i.blocked = u8::from(world.sched.is_blocked(vid));
+            i.blocked = u8::from(world.sched.get_mut().is_blocked(vid));
             let on = world.running_on((id, i.vcpu as usize));
             i.running = u8::from(on.is_some());
-            i.cpu_time = world.sched.runtime(vid, now);
+            i.cpu_time = world.sched.get_mut().runtime(vid, now);
             // Where it runs, or the pCPU whose queue it is on (Xen: `v->processor`).
-            i.cpu = on.or_else(|| world.sched.pcpu_of(vid)).unwrap_or(0) as u32;
+            i.cpu = on
+                .or_else(|| world.sched.get_mut().pcpu_of(vid))
+                .unwrap_or(0) as u32;
             op.set_payload(&i);
         }
         dc::XEN_DOMCTL_SETVCPUAFFINITY | dc::XEN_DOMCTL_GETVCPUAFFINITY => {
@@ -156,7 +158,7 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
                 return Err(Errno::EINVAL);
             }
             target(world, id)?;
-            let sched = &mut world.sched;
+            let sched = world.sched.get_mut();
             let current = sched.params(id).ok_or(Errno::ESRCH)?;
             match s.cmd {
                 dc::XEN_DOMCTL_SCHEDOP_PUTINFO => {
@@ -296,7 +298,7 @@ fn vcpu_affinity(
         dom: id,
         vcpu: a.vcpu,
     };
-    let (old_hard, old_soft) = world.sched.affinity(vid).ok_or(Errno::EINVAL)?;
+    let (old_hard, old_soft) = world.sched.get_mut().affinity(vid).ok_or(Errno::EINVAL)?;
     if hard {
         cpumap_bits(&a.cpumap_hard)?;
     }
@@ -323,11 +325,11 @@ fn vcpu_affinity(
         old_soft
     };
     if hard {
-        World::kick(world.sched.set_affinity(vid, new_hard)?);
+        World::kick(world.sched.get_mut().set_affinity(vid, new_hard)?);
     }
-    world.sched.set_soft_affinity(vid, new_soft)?;
+    world.sched.get_mut().set_soft_affinity(vid, new_soft)?;
     // The effective masks go back, as Xen's `vcpu_affinity_domctl` writes them.
-    let online = world.sched.online_mask();
+    let online = world.sched.get_mut().online_mask();
     if hard {
         write_cpumap(space, &a.cpumap_hard, new_hard & online)?;
     }
@@ -378,7 +380,7 @@ fn create(
         let _ = lifecycle::release(&mut new);
         return Err(Errno::ENOMEM);
     }
-    let s = &mut world.sched;
+    let s = world.sched.get_mut();
     let added = s
         .add_domain(id, cfg.max_vcpus, Params::default())
         .and_then(|()| {
@@ -410,7 +412,7 @@ fn destroy(_: &Privileged, world: &mut World, caller: DomId, id: DomId) -> Resul
     let mut victim = world.domains.remove(&id).ok_or(Errno::ESRCH)?;
     // Nothing of it runs anywhere (the caller waited for that): its pCPUs have nothing
     // to drop.
-    let _ = world.sched.remove_domain(id);
+    let _ = world.sched.get_mut().remove_domain(id);
     // Grants: mappings it holds and mappings others hold of its grants go first.
     super::grant_op::release(&mut victim, &mut world.domains);
     // Event channels: the other ends become unbound again.
@@ -660,7 +662,7 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
                 threads_per_core: topology.threads_per_core,
                 cores_per_socket: topology.cores_per_socket,
                 // Xen's `num_online_cpus()`: CPUs taken offline do not count.
-                nr_cpus: world.sched.online_mask().count_ones(),
+                nr_cpus: world.sched.get_mut().online_mask().count_ones(),
                 max_cpu_id: crate::arch::x86_64::smp::max_online_index(),
                 nr_nodes: 1,
                 max_node_id: 0,
@@ -678,12 +680,12 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             let record = core::mem::size_of::<dc::DomctlGetdomaininfo>() as u64;
             let mut n = 0u32;
             // The map is ordered by id: the list comes out sorted.
-            for d in world.domains.range(l.first_domain..) {
+            for d in world.domains.range_mut(l.first_domain..) {
                 if n >= l.max_domains {
                     break;
                 }
                 let mut bytes = [0u8; 112];
-                domain_info(d.1, &world.sched, now).encode_prefix(&mut bytes);
+                domain_info(d.1, &*world.sched.get_mut(), now).encode_prefix(&mut bytes);
                 space.write_bytes(
                     GuestPtr::new(l.buffer + u64::from(n) * record),
                     &bytes[..record as usize],
@@ -698,7 +700,7 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             (h.charged, h.limit) = if h.domid == guest_abi::types::DOMID_INVALID {
                 (0, 0)
             } else {
-                let d = world.domains.get(&h.domid).ok_or(Errno::ESRCH)?;
+                let d = world.domains.get_mut(&h.domid).ok_or(Errno::ESRCH)?;
                 (d.charged(), d.charge_limit())
             };
             h.heap_total = crate::mm::heap::size() as u64;
@@ -754,7 +756,7 @@ fn cpu_hotplug(world: &mut World, h: &sc::SysctlCpuHotplug) -> Result<bool, Errn
                 log::info!(target: "sched", "cpu {n} offline");
                 return Ok(true);
             }
-            if !world.sched.is_pcpu_online(n) {
+            if !world.sched.get_mut().is_pcpu_online(n) {
                 return Err(Errno::EINVAL);
             }
             if n == 0 {
@@ -764,11 +766,11 @@ fn cpu_hotplug(world: &mut World, h: &sc::SysctlCpuHotplug) -> Result<bool, Errn
                 );
                 return Err(Errno::EBUSY);
             }
-            if world.sched.online_mask() == bit {
+            if world.sched.get_mut().online_mask() == bit {
                 log::warn!(target: "sched", "cpu {n} stays online: it is the last one");
                 return Err(Errno::EBUSY);
             }
-            let out = world.sched.set_pcpu_online(n, false)?;
+            let out = world.sched.get_mut().set_pcpu_online(n, false)?;
             for v in &out.broken {
                 // Xen's words (`cpu_disable_scheduler`).
                 log::warn!(target: "sched", "Breaking affinity for d{}v{}", v.dom, v.vcpu);
@@ -782,7 +784,7 @@ fn cpu_hotplug(world: &mut World, h: &sc::SysctlCpuHotplug) -> Result<bool, Errn
             Ok(true)
         }
         sc::XEN_SYSCTL_CPU_HOTPLUG_ONLINE => {
-            let out = world.sched.set_pcpu_online(n, true)?;
+            let out = world.sched.get_mut().set_pcpu_online(n, true)?;
             world.cpus_draining &= !bit;
             World::kick(out.kick);
             log::info!(target: "sched", "cpu {n} online");

@@ -18,7 +18,7 @@ use crate::domain::Domain;
 use crate::event::{self, Target};
 
 /// Checks that `named` is the caller or an existing domain, and resolves `DOMID_SELF`.
-fn existing(cx: &Hc, named: DomId) -> Result<DomId, Errno> {
+fn existing(cx: &mut Hc, named: DomId) -> Result<DomId, Errno> {
     let id = cx.resolve(named);
     if cx.exists(id) {
         Ok(id)
@@ -38,7 +38,12 @@ fn notify(dom: &mut Domain, port: EvtchnPort) -> Result<(), Errno> {
 const PORT_GROUP_BYTES: u64 = 4096;
 
 /// Writes one OUT port field of the argument back.
-fn port_out<T>(cx: &Hc, arg: GuestPtr<T>, offset: usize, port: EvtchnPort) -> Result<(), Errno> {
+fn port_out<T>(
+    cx: &mut Hc,
+    arg: GuestPtr<T>,
+    offset: usize,
+    port: EvtchnPort,
+) -> Result<(), Errno> {
     cx.space().write(arg.field::<EvtchnPort>(offset), &port)
 }
 

@@ -24,11 +24,11 @@ use crate::grant::{
 use crate::mm::frame_table::PageType;
 use crate::mm::{Mfn, PAGE_SIZE, frames, ft, physmem};
 
-type Domains = alloc::collections::BTreeMap<DomId, Domain>;
+use super::locks::Domains;
 
 /// Writes the OUT field at `offset` of the operation at `op` back to the guest.
 fn put<O, T: zerocopy::IntoBytes + zerocopy::Immutable>(
-    cx: &Hc,
+    cx: &mut Hc,
     op: GuestPtr<O>,
     offset: usize,
     value: T,
@@ -257,7 +257,7 @@ pub fn grow(dom: &mut Domain, nr: u32) -> Result<(), GntError> {
 }
 
 /// The L1 and index mapping `va` in `dom`'s current address space.
-fn pte_slot(cx: &Hc, va: u64) -> Result<(Mfn, usize), GntError> {
+fn pte_slot(cx: &mut Hc, va: u64) -> Result<(Mfn, usize), GntError> {
     if !super::mem::range_ok(va, 1) || !va.is_multiple_of(PAGE_SIZE) {
         return Err(GntError::GeneralError);
     }

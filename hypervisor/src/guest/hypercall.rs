@@ -275,7 +275,7 @@ fn console_io(cx: &mut Hc) -> HcResult {
         c::CONSOLEIO_READ => {
             let token = cx.privileged()?;
             let dest = GuestSlice::<u8>::new(buf.addr(), count)?;
-            let input = &mut cx.world(&token).console_input;
+            let input = &mut cx.world(&token).input.get_mut().bytes;
             let mut bytes = [0u8; 4096];
             let n = (dest.count() as usize).min(input.len()).min(bytes.len());
             for (dst, b) in bytes.iter_mut().zip(input.iter()) {

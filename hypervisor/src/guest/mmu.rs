@@ -36,7 +36,7 @@ pub const CHUNK: u64 = 1024;
 /// may name that domain as `foreigndom`.
 fn batch<T: zerocopy::FromBytes>(
     cx: &mut Hc,
-    foreign_ok: impl Fn(&Hc, DomId) -> bool,
+    foreign_ok: impl Fn(&mut Hc, DomId) -> bool,
     mut one: impl FnMut(&mut Hc, T, DomId) -> Result<(), Errno>,
 ) -> HcResult {
     let [list, count, done_ptr, foreign, _] = cx.args();
@@ -70,7 +70,7 @@ fn batch<T: zerocopy::FromBytes>(
         Some(c) if (c.hypercall, c.next, c.remaining) == key => c.done,
         _ => 0,
     };
-    let report = |cx: &Hc, done: u64| {
+    let report = |cx: &mut Hc, done: u64| {
         if !done_ptr.is_null() {
             let _ = cx.space().write(done_ptr, &(done as u32));
         }
@@ -250,7 +250,7 @@ pub fn update_va_mapping(cx: &mut Hc) -> HcResult {
 
 /// Flushes the TLBs of the caller's vCPUs in `mask` (bit per vCPU) that run on other pCPUs,
 /// and returns once they have; the caller's own is flushed by its return.
-fn flush_vcpus(cx: &Hc, mask: u64) {
+fn flush_vcpus(cx: &mut Hc, mask: u64) {
     if mask == 0 {
         return;
     }
@@ -303,7 +303,8 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
                     Ok(())
                 }
                 m::MMUEXT_TLB_FLUSH_MULTI => {
-                    flush_vcpus(cx, vcpu_mask(cx, op.arg2)?);
+                    let mask = vcpu_mask(cx, op.arg2)?;
+                    flush_vcpus(cx, mask);
                     Ok(())
                 }
                 m::MMUEXT_INVLPG_LOCAL | m::MMUEXT_INVLPG_MULTI | m::MMUEXT_INVLPG_ALL => {
@@ -347,7 +348,7 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
 /// `EFAULT`.
 ///
 /// The mask picks the pCPUs to flush (`flush_vcpus`).
-fn vcpu_mask(cx: &Hc, at: u64) -> Result<u64, Errno> {
+fn vcpu_mask(cx: &mut Hc, at: u64) -> Result<u64, Errno> {
     const _: () = assert!(crate::domain::lifecycle::MAX_VCPUS <= u64::BITS);
     let word = cx.space().read(GuestPtr::<u64>::new(at))?;
     let nr = cx.me_ref().vcpus.len() as u32;
@@ -367,7 +368,7 @@ pub fn memory_op(cx: &mut Hc) -> HcResult {
     let cmd = cx.arg(0);
     let space = cx.space();
     // The domain a reservation query names (dom0 may ask about any).
-    let named_domain = |cx: &Hc| -> Result<(u64, u64), Errno> {
+    let named_domain = |cx: &mut Hc| -> Result<(u64, u64), Errno> {
         let id = space.read(cx.ptr::<DomId>(1))?;
         if id == DOMID_SELF || id == cx.id() {
             let d = cx.me_ref();
@@ -445,7 +446,8 @@ pub fn memory_op(cx: &mut Hc) -> HcResult {
         m::XENMEM_XENIA_CHECK_FRAME_TABLE => {
             // dom0 only: the check reads every frame (time in proportion to the machine).
             let token = cx.privileged()?;
-            check_frame_table(cx.world(&token).domains.values())?;
+            let all = cx.world(&token).domains.all().ok_or(Errno::ENOMEM)?;
+            check_frame_table(all.iter().copied())?;
             0
         }
         _ => return Err(Errno::ENOSYS),
@@ -487,7 +489,7 @@ pub fn check_frame_table<'a>(
 }
 
 /// Reads a reservation request (order-0 extents only) and its extent list.
-fn reservation(cx: &Hc) -> Result<(m::MemoryReservation, GuestSlice<u64>), Errno> {
+fn reservation(cx: &mut Hc) -> Result<(m::MemoryReservation, GuestSlice<u64>), Errno> {
     let r = cx.space().read(cx.ptr::<m::MemoryReservation>(1))?;
     if r.extent_order != 0 {
         return Err(Errno::EINVAL);

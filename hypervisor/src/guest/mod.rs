@@ -22,14 +22,15 @@ pub mod domctl;
 pub mod event_op;
 pub mod grant_op;
 pub mod hypercall;
+pub mod locks;
 pub mod mem;
 pub mod mmu;
 pub mod multicall;
 pub mod vcpu_op;
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use guest_abi::event::VIRQ_TIMER;
 use guest_abi::selectors::{KERNEL_CS, KERNEL_SS, USER_CS, USER_SS};
@@ -40,9 +41,11 @@ use crate::arch::x86_64::entry::{self, SYSCALL_VECTOR};
 use crate::arch::x86_64::trap::{self, SPURIOUS_VECTOR, TrapFrame};
 use crate::arch::x86_64::{apic, gdt, ipi, percpu, smp};
 use crate::domain::{Domain, Shutdown};
+use crate::lockorder::Level;
 use crate::power::{self, ExitReason};
 use crate::sched::{Params, Scheduler, VcpuId};
 use context::{Hc, HcResult, Next, Ret};
+use locks::{Domains, Lock};
 use mem::GuestPtr;
 
 const RFLAGS_TF: u64 = 1 << 8;
@@ -70,47 +73,62 @@ pub fn online_cpus() -> impl Iterator<Item = (usize, &'static percpu::PerCpu)> {
 
 /// All domains, the scheduler, and dom0's console input.
 pub struct World {
-    pub domains: BTreeMap<DomId, Domain>,
-    /// Console input waiting for dom0.
-    pub console_input: VecDeque<u8>,
+    /// The domains, each behind its own lock (`locks`).
+    pub domains: Domains,
+    /// Console input waiting for dom0, and where serial input goes.
+    pub input: Lock<ConsoleInput>,
     /// The credit scheduler (DESIGN §5), the one owner of whether a vCPU may run; its pCPUs
     /// are set up before the first domain runs.
-    pub sched: Scheduler,
+    pub sched: Lock<Scheduler>,
     /// The domain ID created last, where the search for the next free one starts (Xen's
-    /// `rover`: IDs are not reused at once, so a stale ID names no new domain).
+    /// `rover`: IDs are not reused at once, so a stale ID names no new domain). Changed
+    /// only with the world exclusive.
     pub last_domid: DomId,
-    /// Serial input goes to the hypervisor's debug keys instead of dom0 (Ctrl-A three
-    /// times switches, Xen's convention), and how many Ctrl-As came in a row.
-    pub input_to_xen: bool,
-    pub ctrl_a_run: u8,
     /// pCPUs being taken offline whose last vCPU has not left yet (`XEN_SYSCTL_cpu_hotplug`
-    /// waits for them with a continuation).
+    /// waits for them with a continuation). Changed only with the world exclusive.
     pub cpus_draining: u64,
 }
 
-/// The domains and the scheduler, behind one lock (the lock order: this one, then the frame
-/// table's, `mm::ft`). Taken only through [`lock_world`].
-static WORLD: spin::Mutex<World> = spin::Mutex::new(World {
-    domains: BTreeMap::new(),
-    console_input: VecDeque::new(),
-    sched: Scheduler::empty(),
+/// Serial input: the bytes waiting for dom0, and the switch to the debug keys.
+pub struct ConsoleInput {
+    pub bytes: VecDeque<u8>,
+    /// Serial input goes to the hypervisor's debug keys instead of dom0 (Ctrl-A three
+    /// times switches, Xen's convention), and how many Ctrl-As came in a row.
+    pub to_xen: bool,
+    pub ctrl_a_run: u8,
+}
+
+/// The domain map, shared by every trap, exclusive for the operations that change it
+/// (`locks` says how the rest is locked). Taken only through [`read_world`] and
+/// [`lock_world`].
+static WORLD: spin::RwLock<World> = spin::RwLock::new(World {
+    domains: Domains::new(),
+    input: Lock::new(
+        Level::Input,
+        ConsoleInput {
+            bytes: VecDeque::new(),
+            to_xen: false,
+            ctrl_a_run: 0,
+        },
+    ),
+    sched: Lock::new(Level::Sched, Scheduler::empty()),
     last_domid: 0,
-    input_to_xen: false,
-    ctrl_a_run: 0,
     cpus_draining: 0,
 });
 
-/// The index of the pCPU holding the world lock, for the message if a wait runs out.
-static HOLDER: AtomicU64 = AtomicU64::new(u64::MAX);
+/// pCPUs waiting to take the world exclusive: while any does, no pCPU takes it shared, so
+/// that a stream of traps on the other pCPUs cannot keep a control operation out for ever.
+static WRITERS_WAITING: AtomicU32 = AtomicU32::new(0);
 
-/// How long a pCPU waits for the world lock before it declares the hypervisor stuck. No
-/// path holds it for more than a hypercall's chunk of work (long operations continue), so
-/// this only ends a hang that is a bug, with a message that says where.
-const LOCK_BOUND_US: u64 = 30_000_000;
-
-/// The world, locked: dereferences to [`World`].
+/// The world, exclusive: dereferences to [`World`].
 pub struct WorldGuard {
-    inner: spin::MutexGuard<'static, World>,
+    inner: spin::RwLockWriteGuard<'static, World>,
+    _held: crate::lockorder::Held,
+}
+
+/// The world, shared: dereferences to [`World`] (every domain through its own lock).
+pub struct SharedWorld {
+    inner: spin::RwLockReadGuard<'static, World>,
     _held: crate::lockorder::Held,
 }
 
@@ -127,40 +145,110 @@ impl core::ops::DerefMut for WorldGuard {
     }
 }
 
-impl Drop for WorldGuard {
-    fn drop(&mut self) {
-        HOLDER.store(u64::MAX, Ordering::Relaxed);
+impl core::ops::Deref for SharedWorld {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.inner
     }
 }
 
-/// Takes the world lock, answering flush requests while it waits.
-///
-/// A test-and-set lock, not a ticket lock: under emulation (and under any hypervisor below
-/// us) a pCPU's thread can be descheduled, and a ticket lock would then stall every pCPU
-/// behind the one whose turn it is. Nothing relies on fairness: a hypercall that waits for
-/// another pCPU (a continuation after a yield) returns to its guest in between, which gives
-/// the others the lock many times over.
-pub fn lock_world() -> WorldGuard {
-    let held = crate::lockorder::Held::new(crate::lockorder::Level::World);
-    let take = || WORLD.try_lock();
-    let mut got = take();
-    while got.is_none() {
-        let came = crate::arch::x86_64::smp::wait_us(LOCK_BOUND_US, || {
-            ipi::service_flush();
-            got = take();
-            got.is_some()
-        });
-        if !came {
-            panic!(
-                "cpu {} waited 30 s for the world lock (held by cpu {})",
-                percpu::this().index(),
-                HOLDER.load(Ordering::Relaxed) as i64
-            );
+impl WorldGuard {
+    /// Lets the other pCPUs back in, keeping the world shared (nothing can change the
+    /// domain map in between).
+    pub fn downgrade(self) -> SharedWorld {
+        let WorldGuard { inner, _held } = self;
+        SharedWorld {
+            inner: spin::RwLockWriteGuard::downgrade(inner),
+            _held,
         }
     }
-    let inner = got.expect("taken above");
-    HOLDER.store(percpu::this().index() as u64, Ordering::Relaxed);
+}
+
+/// Takes the world exclusive: waits (answering flush requests, bounded) until every other
+/// pCPU has left its trap. A test-and-set lock, not a ticket lock: under emulation a pCPU's
+/// thread can be descheduled, and a ticket lock would then stall every pCPU behind it.
+pub fn lock_world() -> WorldGuard {
+    let held = crate::lockorder::Held::new(crate::lockorder::Level::World);
+    WRITERS_WAITING.fetch_add(1, Ordering::SeqCst);
+    let inner = locks::spin_for("the world (exclusive)", || WORLD.try_write());
+    WRITERS_WAITING.fetch_sub(1, Ordering::SeqCst);
     WorldGuard { inner, _held: held }
+}
+
+/// Takes the world shared, after any pCPU waiting to take it exclusive.
+pub fn read_world() -> SharedWorld {
+    let held = crate::lockorder::Held::new(crate::lockorder::Level::World);
+    let inner = locks::spin_for("the world", || {
+        if WRITERS_WAITING.load(Ordering::SeqCst) == 0 {
+            WORLD.try_read()
+        } else {
+            None
+        }
+    });
+    SharedWorld { inner, _held: held }
+}
+
+/// Which traps are handled with the world shared (the caller's domain locked, another
+/// domain locked only as `Hc::pair` allows): the exceptions, interrupts and system calls a
+/// guest's own handlers take, and the hypercalls on the paths DESIGN §10 names (page-table
+/// updates of the caller's own tables, event send and unmask, a grant map, the timers,
+/// yield and block, the return from a bounce). Every other hypercall, and these with a
+/// foreign domain named, take the world exclusive. A shared handler never calls
+/// `Hc::world`, and has no side effect before it reaches a second domain (so that, when
+/// that domain's lock is busy, it can be run again from the start, exclusive).
+fn shared_path(frame: &TrapFrame) -> bool {
+    use guest_abi::hypercall as nr;
+    if frame.vector != u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) {
+        return true;
+    }
+    let [a0, _, a2, a3, _] = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8];
+    let own = |foreign: u64| {
+        DomId::try_from(foreign).is_ok_and(|d| {
+            d == guest_abi::types::DOMID_SELF
+                || percpu::this().current().is_some_and(|(me, _)| me == d)
+        })
+    };
+    match frame.rax {
+        nr::HYPERVISOR_SET_TIMER_OP
+        | nr::HYPERVISOR_IRET
+        | nr::HYPERVISOR_STACK_SWITCH
+        | nr::HYPERVISOR_FPU_TASKSWITCH
+        | nr::HYPERVISOR_SET_SEGMENT_BASE
+        | nr::HYPERVISOR_XEN_VERSION
+        | nr::HYPERVISOR_UPDATE_VA_MAPPING => true,
+        nr::HYPERVISOR_MMU_UPDATE | nr::HYPERVISOR_MMUEXT_OP => own(a3),
+        nr::HYPERVISOR_EVENT_CHANNEL_OP => matches!(
+            u32::try_from(a0),
+            Ok(guest_abi::event::EVTCHNOP_SEND | guest_abi::event::EVTCHNOP_UNMASK)
+        ),
+        nr::HYPERVISOR_GRANT_TABLE_OP => {
+            a0 == u64::from(guest_abi::grant::GNTTABOP_MAP_GRANT_REF) && a2 == 1
+        }
+        nr::HYPERVISOR_VCPU_OP => matches!(
+            u32::try_from(a0),
+            Ok(guest_abi::vcpu::VCPUOP_SET_SINGLESHOT_TIMER
+                | guest_abi::vcpu::VCPUOP_STOP_SINGLESHOT_TIMER
+                | guest_abi::vcpu::VCPUOP_SET_PERIODIC_TIMER
+                | guest_abi::vcpu::VCPUOP_STOP_PERIODIC_TIMER)
+        ),
+        nr::HYPERVISOR_SCHED_OP => matches!(
+            u32::try_from(a0),
+            Ok(guest_abi::sched::SCHEDOP_YIELD | guest_abi::sched::SCHEDOP_BLOCK)
+        ),
+        nr::HYPERVISOR_CONSOLE_IO => a0 == u64::from(guest_abi::console::CONSOLEIO_WRITE),
+        _ => false,
+    }
+}
+
+/// How a trap handled with the world shared ended.
+enum Shared {
+    /// Done: reschedule or not.
+    Done(bool),
+    /// The domain stopped: the rest needs the world exclusive.
+    Stopped,
+    /// A second domain's lock was busy and could not be waited for: run it again,
+    /// exclusive (the handler has changed nothing).
+    Contended,
 }
 
 /// A trap from a guest: hypercall, exception, interrupt or SYSCALL.
@@ -173,7 +261,6 @@ pub fn trap(frame: &mut TrapFrame) {
         apic::end_of_interrupt();
     }
     ipi::service_flush();
-    let mut world = lock_world();
     let cpu = percpu::this();
     let Some((id, v)) = cpu.current() else {
         panic!(
@@ -181,54 +268,104 @@ pub fn trap(frame: &mut TrapFrame) {
             frame.vector
         );
     };
-    let Some(dom) = world.domains.get(&id) else {
+    if shared_path(frame) {
+        let world = read_world();
+        match handle_shared(&world, frame, id, v) {
+            Shared::Done(reschedule) => return finish_trap(world, frame, reschedule),
+            Shared::Stopped => {
+                drop(world);
+                let mut world = lock_world();
+                world.domain_stopped(id);
+                return finish_trap(world.downgrade(), frame, true);
+            }
+            Shared::Contended => drop(world),
+        }
+    }
+    let mut world = lock_world();
+    let reschedule = handle_exclusive(&mut world, frame, id, v);
+    finish_trap(world.downgrade(), frame, reschedule);
+}
+
+/// The handler for the trap's vector.
+fn run_handler(cx: &mut Hc) -> HcResult {
+    match cx.vector() {
+        v if v == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) => hypercall::dispatch(cx),
+        SYSCALL_VECTOR => syscall(cx),
+        0..=31 => exception(cx),
+        v if v <= 0xFF && trap::GUEST_SOFTWARE_VECTORS.contains(&(v as u8)) => {
+            software_interrupt(cx)
+        }
+        // Interrupts, acknowledged above: the timer's work is done below; the console
+        // byte is read by the console poll; the IPI's kick is taken below.
+        _ => Ok(Ret::Resumed),
+    }
+}
+
+/// Applies a handler's result to the guest's registers and, for a yield or a block, to the
+/// scheduler, while the caller's domain is still held: an event sent to it is marked under
+/// that lock, and the wake-up looks for blocked vCPUs under it too, so none is lost between
+/// the handler's last look and the block.
+fn apply(cx: &mut Hc, result: HcResult) -> Next {
+    let next = context::finish(cx.regs(), result);
+    let me = VcpuId {
+        dom: cx.id(),
+        vcpu: cx.vcpu_id() as u32,
+    };
+    match next {
+        Next::Yield => cx.sched().yield_now(me),
+        Next::Block => {
+            let _ = cx.sched().block(me, crate::time::now_ns());
+        }
+        Next::Continue | Next::Stopped => {}
+    }
+    next
+}
+
+/// A trap handled with the world shared and the caller's domain locked.
+fn handle_shared(world: &World, frame: &mut TrapFrame, id: DomId, v: usize) -> Shared {
+    let Some(me) = world.domains.lock(id) else {
+        panic!("the running domain {id} is not in the domain list");
+    };
+    me.vcpu_info(v).arch.pad.fetch_add(1, Ordering::Relaxed);
+    if me.shutdown.is_some() {
+        // Another vCPU of the domain stopped it while this one ran elsewhere; the scheduler
+        // pauses it, and it does nothing more.
+        return Shared::Done(true);
+    }
+    let mut cx = Hc::shared(world, me, frame, id, v);
+    let result = run_handler(&mut cx);
+    if cx.contended() {
+        return Shared::Contended;
+    }
+    match apply(&mut cx, result) {
+        Next::Continue => Shared::Done(false),
+        Next::Yield | Next::Block => Shared::Done(true),
+        Next::Stopped => Shared::Stopped,
+    }
+}
+
+/// A trap handled with the world exclusive; says whether to reschedule.
+fn handle_exclusive(world: &mut World, frame: &mut TrapFrame, id: DomId, v: usize) -> bool {
+    let Some(dom) = world.domains.get_mut(&id) else {
         panic!("the running domain {id} is not in the domain list");
     };
     dom.vcpu_info(v).arch.pad.fetch_add(1, Ordering::Relaxed);
     if dom.shutdown.is_some() {
-        // Another vCPU of the domain stopped it while this one ran elsewhere; the scheduler
-        // paused it, and it does nothing more.
-        return finish_trap(world, frame, true);
+        return true;
     }
-
-    let vector = frame.vector;
     let next = {
-        let mut cx = Hc::new(&mut world, frame, id, v);
-        let result: HcResult = match vector {
-            v if v == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) => {
-                hypercall::dispatch(&mut cx)
-            }
-            SYSCALL_VECTOR => syscall(&mut cx),
-            0..=31 => exception(&mut cx),
-            v if v <= 0xFF && trap::GUEST_SOFTWARE_VECTORS.contains(&(v as u8)) => {
-                software_interrupt(&mut cx)
-            }
-            // Interrupts, acknowledged above: the timer's work is done below; the console
-            // byte is read by the console poll; the IPI's kick is taken below.
-            _ => Ok(Ret::Resumed),
-        };
-        context::finish(frame, result)
+        let mut cx = Hc::new(world, frame, id, v);
+        let result = run_handler(&mut cx);
+        apply(&mut cx, result)
     };
-    let me = VcpuId {
-        dom: id,
-        vcpu: v as u32,
-    };
-    let reschedule = match next {
+    match next {
         Next::Continue => false,
-        Next::Yield => {
-            world.sched.yield_now(me);
-            true
-        }
-        Next::Block => {
-            let _ = world.sched.block(me, crate::time::now_ns());
-            true
-        }
+        Next::Yield | Next::Block => true,
         Next::Stopped => {
             world.domain_stopped(id);
             true
         }
-    };
-    finish_trap(world, frame, reschedule);
+    }
 }
 
 /// Whether `vector` is a hardware interrupt that needs an end of interrupt: the local APIC's
@@ -240,10 +377,14 @@ fn is_hardware_interrupt(vector: u64) -> bool {
 }
 
 /// After a trap (or, with no current vCPU, before a pCPU's first one): timers, console
-/// input, wake-ups, the scheduling decision (idling, with the lock released, while there is
-/// nothing to run), event delivery and the checks on the frame we return to. Leaves
-/// `frame` holding the registers of the vCPU this pCPU runs next, and releases the lock.
-fn finish_trap(mut world: WorldGuard, frame: &mut TrapFrame, mut reschedule: bool) {
+/// input, wake-ups, the scheduling decision (idling, with the world released, while there
+/// is nothing to run), event delivery and the checks on the frame we return to. Leaves
+/// `frame` holding the registers of the vCPU this pCPU runs next, and releases the world.
+///
+/// Before the scheduler decides, the current vCPU's registers go back to its domain and the
+/// pCPU holds no vCPU: the decision may hand that vCPU to another pCPU at once (the world is
+/// only shared), which must find its registers saved.
+fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bool) {
     let cpu = percpu::this();
     loop {
         world.run_timers();
@@ -259,22 +400,24 @@ fn finish_trap(mut world: WorldGuard, frame: &mut TrapFrame, mut reschedule: boo
             || cur.is_none_or(|c| !world.runnable(c))
             || cpu.run_until().is_some_and(|t| now >= t)
         {
-            match world.decide(now) {
-                Some(next) if Some(next) == cur => {}
-                Some(next) => world.switch(frame, cur, Some(next)),
+            world.switch(frame, cur, None);
+            let next = match world.decide(now) {
+                Some(next) => next,
                 None => {
-                    world.switch(frame, cur, None);
                     let (w, next) = idle(world);
                     world = w;
-                    world.switch(frame, None, Some(next));
+                    next
                 }
-            }
+            };
+            world.switch(frame, None, Some(next));
         }
         let (id, v) = cpu.current().expect("a current vCPU after the decision");
-        let dom = world.domains.get_mut(&id).expect("current domain");
-        let ok = deliver_events(dom, v, frame).and_then(|()| {
+        let Some(mut dom) = world.domains.lock(id) else {
+            panic!("the current domain {id} is not in the domain list");
+        };
+        let ok = deliver_events(&mut dom, v, frame).and_then(|()| {
             sanitize(frame).map_err(|why| {
-                crash(dom, format_args!("cannot return to the guest: {why}"));
+                crash(&mut dom, format_args!("cannot return to the guest: {why}"));
             })
         });
         match ok {
@@ -288,14 +431,18 @@ fn finish_trap(mut world: WorldGuard, frame: &mut TrapFrame, mut reschedule: boo
                 break;
             }
             Err(()) => {
-                world.domain_stopped(id);
+                drop(dom);
+                drop(world);
+                let mut w = lock_world();
+                w.domain_stopped(id);
+                world = w.downgrade();
                 reschedule = true;
             }
         }
     }
     world.kick_for_events();
     let timer = world.plan_timer();
-    // The local APIC timer is programmed after the lock is released: under QEMU's
+    // The local APIC timer is programmed after the world is released: under QEMU's
     // `-icount` (one emulator thread taking the pCPUs in turn) a write to the timer hands
     // the thread to the next pCPU, and a lock held across it made that pCPU find the lock
     // taken every time it ran (issue 12's shares under virtual time: the second pCPU never
@@ -312,9 +459,9 @@ fn program_timer(deadline_in_ns: Option<u64>) {
     }
 }
 
-/// Nothing is runnable on this pCPU: halt, with the world lock released, until something
-/// is; return it, with the lock held again.
-fn idle(mut world: WorldGuard) -> (WorldGuard, VcpuRef) {
+/// Nothing is runnable on this pCPU: halt, with the world released, until something is;
+/// return it, with the world held (shared) again.
+fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
     loop {
         world.run_timers();
         world.poll_console();
@@ -333,16 +480,16 @@ fn idle(mut world: WorldGuard) -> (WorldGuard, VcpuRef) {
         x86_64::instructions::interrupts::enable_and_hlt();
         x86_64::instructions::interrupts::disable();
         apic::take_tick();
-        world = lock_world();
+        world = read_world();
     }
 }
 
 impl World {
     /// The scheduler's choice for this pCPU from `now` on (`None`: idle), remembering
     /// when it wants to decide again, and kicking the pCPUs the decision names.
-    fn decide(&mut self, now: u64) -> Option<VcpuRef> {
+    fn decide(&self, now: u64) -> Option<VcpuRef> {
         let cpu = percpu::this();
-        let d = self.sched.schedule(cpu.index(), now);
+        let d = self.sched.lock().schedule(cpu.index(), now);
         cpu.set_run_until(d.run_until);
         for p in d.kick {
             ipi::kick(p);
@@ -354,7 +501,7 @@ impl World {
 
     /// Whether vCPU `r` may run: the scheduler's answer.
     pub fn runnable(&self, (id, v): VcpuRef) -> bool {
-        self.sched.is_runnable(VcpuId {
+        self.sched.lock().is_runnable(VcpuId {
             dom: id,
             vcpu: v as u32,
         })
@@ -362,9 +509,7 @@ impl World {
 
     /// The pCPU whose registers are vCPU `r`'s now (it runs it, or handles its trap), if any.
     pub fn running_on(&self, r: VcpuRef) -> Option<usize> {
-        online_cpus()
-            .find(|&(_, c)| c.current() == Some(r))
-            .map(|(i, _)| i)
+        running_on(r)
     }
 
     /// Whether any vCPU of domain `id` is on a pCPU now.
@@ -390,13 +535,16 @@ impl World {
             let Some((d, v)) = c.current() else {
                 continue;
             };
-            let Some(dom) = self.domains.get(&d) else {
-                continue;
-            };
             // A vCPU that entered its guest with an event it could not take (no callback)
             // is not kicked for it: each kick would trap it for nothing, and two such
             // vCPUs on two pCPUs would kick each other for ever.
-            if v < dom.vcpus.len() && !c.entered_pending.load(Ordering::Relaxed) {
+            if c.entered_pending.load(Ordering::Relaxed) {
+                continue;
+            }
+            let Some(dom) = self.domains.lock(d) else {
+                continue;
+            };
+            if v < dom.vcpus.len() {
                 let info = dom.vcpu_info(v);
                 if info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
                     && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0
@@ -410,15 +558,19 @@ impl World {
     /// Blocked vCPUs with an event pending become runnable; says whether any did. A vCPU in
     /// `SCHEDOP_poll` wakes when one of its ports is pending (masked or not) or an event
     /// needs delivery to it (pending and unmasked); its timeout is `run_timers`' business.
-    fn wake_blocked(&mut self) -> bool {
+    fn wake_blocked(&self) -> bool {
         let mut woke = false;
-        for d in self.domains.values_mut() {
+        for id in self.domains.ids() {
+            let Some(mut d) = self.domains.lock(id) else {
+                continue;
+            };
+            let mut sched = self.sched.lock();
             for v in 0..d.vcpus.len() {
-                let id = VcpuId {
-                    dom: d.id,
+                let vid = VcpuId {
+                    dom: id,
                     vcpu: v as u32,
                 };
-                if !self.sched.is_blocked(id) {
+                if !sched.is_blocked(vid) {
                     continue;
                 }
                 let info = d.vcpu_info(v);
@@ -434,7 +586,7 @@ impl World {
                 };
                 if wake {
                     d.vcpus[v].poll = None;
-                    if let Some(p) = self.sched.wake(id) {
+                    if let Some(p) = sched.wake(vid) {
                         ipi::kick(p);
                     }
                     woke = true;
@@ -445,10 +597,10 @@ impl World {
     }
 
     /// Saves the registers and CPU state of `from` (if this pCPU ran one) and loads those of
-    /// `to` (`None`: this pCPU goes idle and copies no guest root).
-    fn switch(&mut self, frame: &mut TrapFrame, from: Option<VcpuRef>, to: Option<VcpuRef>) {
+    /// `to` (`None`: this pCPU holds no vCPU and copies no guest root).
+    fn switch(&self, frame: &mut TrapFrame, from: Option<VcpuRef>, to: Option<VcpuRef>) {
         if let Some(from) = from
-            && let Some(d) = self.domains.get_mut(&from.0)
+            && let Some(mut d) = self.domains.lock(from.0)
             && let Some(v) = d.vcpus.get_mut(from.1)
         {
             v.regs = *frame;
@@ -464,7 +616,7 @@ impl World {
             self.running_on(to).is_none_or(|p| p == cpu.index()),
             "vCPU {to:?} chosen while another pCPU holds its registers"
         );
-        let d = self.domains.get_mut(&to.0).expect("next domain");
+        let mut d = self.domains.lock(to.0).expect("next domain");
         let v = &mut d.vcpus[to.1];
         *frame = v.regs;
         load_vcpu(v);
@@ -473,15 +625,18 @@ impl World {
 
     /// Raises VIRQ_TIMER for every expired timer of every vCPU, and ends the polls whose
     /// timeout passed (the vCPU wakes; Xen's `poll_timer_fn`).
-    fn run_timers(&mut self) {
+    fn run_timers(&self) {
         let now = crate::time::now_ns();
-        for d in self.domains.values_mut() {
+        for id in self.domains.ids() {
+            let Some(mut d) = self.domains.lock(id) else {
+                continue;
+            };
             if d.shutdown.is_some() {
                 continue;
             }
             for v in 0..d.vcpus.len() {
                 if d.vcpus[v].expire_timers(now) {
-                    send_virq(d, v as u32, VIRQ_TIMER);
+                    send_virq(&mut d, v as u32, VIRQ_TIMER);
                 }
                 let vcpu = &mut d.vcpus[v];
                 if vcpu
@@ -489,8 +644,8 @@ impl World {
                     .is_some_and(|p| p.deadline.is_some_and(|t| t <= now))
                 {
                     vcpu.poll = None;
-                    if let Some(p) = self.sched.wake(VcpuId {
-                        dom: d.id,
+                    if let Some(p) = self.sched.lock().wake(VcpuId {
+                        dom: id,
                         vcpu: v as u32,
                     }) {
                         ipi::kick(p);
@@ -502,35 +657,47 @@ impl World {
 
     /// Moves typed characters to dom0's console input and raises VIRQ_CONSOLE, or, after
     /// Ctrl-A three times, to the hypervisor's debug keys (DESIGN.md §8).
-    fn poll_console(&mut self) {
+    fn poll_console(&self) {
         if !self.domains.contains_key(&0) {
             return;
         }
         let serial = crate::arch::x86_64::serial::Serial::com1();
         let mut got = false;
-        while let Some(b) = serial.try_read() {
-            match crate::conswitch::input_switch(&mut self.ctrl_a_run, b) {
-                crate::conswitch::Switch::Swallow => continue,
-                crate::conswitch::Switch::Toggle => {
-                    self.input_to_xen = !self.input_to_xen;
-                    crate::console::announce_input(self.input_to_xen);
+        // Debug keys are run once the input is let go (they lock the domains).
+        let mut keys = [0u8; 16];
+        let mut nkeys = 0;
+        {
+            let mut input = self.input.lock();
+            while let Some(b) = serial.try_read() {
+                match crate::conswitch::input_switch(&mut input.ctrl_a_run, b) {
+                    crate::conswitch::Switch::Swallow => continue,
+                    crate::conswitch::Switch::Toggle => {
+                        input.to_xen = !input.to_xen;
+                        crate::console::announce_input(input.to_xen);
+                        continue;
+                    }
+                    crate::conswitch::Switch::Pass => {}
+                }
+                if input.to_xen {
+                    if nkeys < keys.len() {
+                        keys[nkeys] = b;
+                        nkeys += 1;
+                    }
                     continue;
                 }
-                crate::conswitch::Switch::Pass => {}
+                // Keep a bounded backlog: 64 KiB of unread input is plenty for a console.
+                if input.bytes.len() < 64 * 1024 {
+                    // alloc: serial input, not a guest's, bounded at 64 KiB just above.
+                    input.bytes.push_back(b);
+                }
+                got = true;
             }
-            if self.input_to_xen {
-                self.debug_key(b);
-                continue;
-            }
-            // Keep a bounded backlog: 64 KiB of unread input is plenty for a console.
-            if self.console_input.len() < 64 * 1024 {
-                // alloc: serial input, not a guest's, bounded at 64 KiB just above.
-                self.console_input.push_back(b);
-            }
-            got = true;
         }
-        if got && let Some(dom0) = self.domains.get_mut(&0) {
-            send_virq(dom0, 0, guest_abi::event::VIRQ_CONSOLE);
+        for &k in &keys[..nkeys] {
+            self.debug_key(k);
+        }
+        if got && let Some(mut dom0) = self.domains.lock(0) {
+            send_virq(&mut dom0, 0, guest_abi::event::VIRQ_CONSOLE);
         }
     }
 
@@ -538,17 +705,22 @@ impl World {
     fn debug_key(&self, key: u8) {
         match key {
             b'q' => {
-                for d in self.domains.values() {
+                for id in self.domains.ids() {
+                    let Some(d) = self.domains.lock(id) else {
+                        continue;
+                    };
                     let online = d.vcpus.iter().filter(|v| v.online).count();
+                    let sched = self.sched.lock();
                     let blocked = (0..d.vcpus.len())
                         .filter(|&v| {
                             d.vcpus[v].online
-                                && self.sched.is_blocked(VcpuId {
+                                && sched.is_blocked(VcpuId {
                                     dom: d.id,
                                     vcpu: v as u32,
                                 })
                         })
                         .count();
+                    drop(sched);
                     log::info!(
                         target: "keys",
                         "domain {}: {} pages (max {}), vCPUs {} online / {} blocked, paused {}, {}",
@@ -579,7 +751,7 @@ impl World {
 
     /// When this pCPU's APIC timer must fire, in ns from now (`None`: not at all): the
     /// earliest timer deadline, the end of the time slice when another vCPU waits, and the
-    /// console poll while dom0 lives. The caller programs it once the lock is released
+    /// console poll while dom0 lives. The caller programs it once the world is released
     /// ([`program_timer`]).
     fn plan_timer(&self) -> Option<u64> {
         let now = crate::time::now_ns();
@@ -587,16 +759,24 @@ impl World {
         // The earliest vCPU-timer deadline of each pCPU's vCPUs (those queued on it or last
         // run by it); the expired ones are run by whichever pCPU looks first.
         let mut per_cpu = [u64::MAX; smp::MAX_CPUS];
-        for d in self.domains.values().filter(|d| d.shutdown.is_none()) {
+        for id in self.domains.ids() {
+            let Some(d) = self.domains.lock(id) else {
+                continue;
+            };
+            if d.shutdown.is_some() {
+                continue;
+            }
+            let mut sched = None;
             for (i, v) in d.vcpus.iter().enumerate() {
                 let Some(t) = v.next_deadline() else {
                     continue;
                 };
-                let id = VcpuId {
-                    dom: d.id,
+                let vid = VcpuId {
+                    dom: id,
                     vcpu: i as u32,
                 };
-                let p = self.sched.pcpu_of(id).unwrap_or(0).min(smp::MAX_CPUS - 1);
+                let s = sched.get_or_insert_with(|| self.sched.lock());
+                let p = s.pcpu_of(vid).unwrap_or(0).min(smp::MAX_CPUS - 1);
                 per_cpu[p] = per_cpu[p].min(t);
             }
         }
@@ -624,15 +804,19 @@ impl World {
 
     /// Domain `id` stopped (its `shutdown` says why, a crash if unset): dom0 stops the
     /// machine; another domain stays, shut down, until dom0 destroys it, and dom0 hears of
-    /// it through VIRQ_DOM_EXC.
+    /// it through VIRQ_DOM_EXC. Once per domain: two of its vCPUs may stop it at once.
     fn domain_stopped(&mut self, id: DomId) {
         let Some(dom) = self.domains.get_mut(&id) else {
             return;
         };
+        if dom.stop_announced {
+            return;
+        }
+        dom.stop_announced = true;
         let reason = *dom.shutdown.get_or_insert(Shutdown::Crash);
         log::info!(target: "domain", "domain {id} shut down: {}", reason.name());
         // Its vCPUs running on other pCPUs stop at the kick.
-        World::kick(self.sched.pause_domain(id));
+        World::kick(self.sched.get_mut().pause_domain(id));
         if id != 0 {
             if let Some(dom0) = self.domains.get_mut(&0) {
                 send_virq(dom0, 0, guest_abi::event::VIRQ_DOM_EXC);
@@ -641,7 +825,11 @@ impl World {
         }
         // Every clean run ends with the frame table checked; a failed check fails the run
         // whatever dom0's reason, with an exit code of its own.
-        if mmu::check_frame_table(self.domains.values()).is_err() {
+        if self
+            .domains
+            .all()
+            .is_none_or(|all| mmu::check_frame_table(all.iter().copied()).is_err())
+        {
             power::exit(ExitReason::FrameTableInconsistent);
         }
         let exit = match reason {
@@ -674,6 +862,13 @@ impl World {
         }
         Ok(())
     }
+}
+
+/// The pCPU whose registers are vCPU `r`'s now (it runs it, or handles its trap), if any.
+pub fn running_on(r: VcpuRef) -> Option<usize> {
+    online_cpus()
+        .find(|&(_, c)| c.current() == Some(r))
+        .map(|(i, _)| i)
 }
 
 /// Loads vCPU `v`'s CPU state, root and ring-1 stack onto this pCPU.
@@ -972,21 +1167,21 @@ pub fn init_syscall_msrs() {
 pub fn run(id: DomId) -> ! {
     let mut frame = TrapFrame::default();
     let mut world = lock_world();
-    world.sched = Scheduler::new(smp::online_count() as usize);
+    let sched = world.sched.get_mut();
+    *sched = Scheduler::new(smp::online_count() as usize);
     let me = VcpuId { dom: id, vcpu: 0 };
-    if let Err(e) = world
-        .sched
+    if let Err(e) = sched
         .add_domain(id, 1, Params::default())
-        .and_then(|()| world.sched.add_vcpu(me, percpu::this().index()))
+        .and_then(|()| sched.add_vcpu(me, percpu::this().index()))
     {
         panic!("cannot schedule domain {id}: {e:?}");
     }
-    let _ = world.sched.unpause(me);
+    let _ = sched.unpause(me);
     let dom = world.domains.get_mut(&id).expect("the domain to run");
     let vcpu = &mut dom.vcpus[0];
     vcpu.initialised = true;
     vcpu.online = true;
-    finish_trap(world, &mut frame, true);
+    finish_trap(world.downgrade(), &mut frame, true);
     entry::enter_guest(&frame)
 }
 
@@ -994,6 +1189,6 @@ pub fn run(id: DomId) -> ! {
 /// it. Never returns: from here on this pCPU runs in traps like the boot CPU.
 pub fn ap_run() -> ! {
     let mut frame = TrapFrame::default();
-    finish_trap(lock_world(), &mut frame, true);
+    finish_trap(read_world(), &mut frame, true);
     entry::enter_guest(&frame)
 }

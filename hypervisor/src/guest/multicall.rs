@@ -91,7 +91,7 @@ pub fn multicall(cx: &mut Hc) -> HcResult {
 
 /// Whether an event waits to be delivered to the calling vCPU (Xen's
 /// `local_events_need_delivery`, half of `hypercall_preempt_check`).
-fn events_need_delivery(cx: &Hc) -> bool {
+fn events_need_delivery(cx: &mut Hc) -> bool {
     let info = cx.info();
     info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
         && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0

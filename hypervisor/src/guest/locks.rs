@@ -1,0 +1,206 @@
+//! The locks inside the world: one per domain, one for the scheduler, one for dom0's console
+//! input (the order: `crate::lockorder`).
+//!
+//! The world itself is a reader-writer lock (`guest::read_world`, `guest::lock_world`).
+//! Every trap takes it shared; the domain map cannot change while any pCPU holds it, so a
+//! domain found in the map stays there until the pCPU lets go, and its lock is all a trap
+//! needs to work on it. The control operations that change the map, or act on many domains
+//! at once, take the world exclusive, which waits for every pCPU to leave its trap: with the
+//! world exclusive, nothing else holds any of these locks, and [`Domains::get_mut`] reaches a
+//! domain without locking it.
+//!
+//! Every wait answers flush requests while it spins (a pCPU holding a lock may be waiting
+//! for this one to flush) and is bounded: a lock not given up in 30 s is a bug, and the
+//! hypervisor stops saying which lock and which pCPU.
+
+use alloc::collections::BTreeMap;
+use core::ops::{Deref, DerefMut, RangeBounds};
+
+use guest_abi::types::DomId;
+
+use crate::arch::x86_64::{ipi, percpu, smp};
+use crate::domain::Domain;
+use crate::lockorder::{Held, Level};
+
+/// How long a pCPU waits for a lock before it declares the hypervisor stuck. No path holds
+/// one for more than a hypercall's chunk of work (long operations continue).
+pub const LOCK_BOUND_US: u64 = 30_000_000;
+
+/// Spins until `take` gives a value, answering flush requests meanwhile; panics, naming
+/// `what`, after [`LOCK_BOUND_US`].
+pub fn spin_for<T>(what: &str, mut take: impl FnMut() -> Option<T>) -> T {
+    if let Some(t) = take() {
+        return t;
+    }
+    let mut got = None;
+    let came = smp::wait_us(LOCK_BOUND_US, || {
+        ipi::service_flush();
+        got = take();
+        got.is_some()
+    });
+    match got {
+        Some(t) if came => t,
+        _ => panic!(
+            "cpu {} waited 30 s for the lock of {what}",
+            percpu::this().index()
+        ),
+    }
+}
+
+/// A spin lock at a level of the lock order.
+pub struct Lock<T> {
+    level: Level,
+    inner: spin::Mutex<T>,
+}
+
+/// A [`Lock`], held.
+pub struct Guard<'a, T> {
+    inner: spin::MutexGuard<'a, T>,
+    _held: Held,
+}
+
+impl<T> Deref for Guard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T> DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+}
+
+impl<T> Lock<T> {
+    pub const fn new(level: Level, value: T) -> Self {
+        Lock {
+            level,
+            inner: spin::Mutex::new(value),
+        }
+    }
+
+    /// Takes the lock, waiting (bounded) for it.
+    pub fn lock(&self) -> Guard<'_, T> {
+        self.lock_as(self.level)
+    }
+
+    /// Takes the lock as `level` (a second domain is [`Level::Domain2`]).
+    pub fn lock_as(&self, level: Level) -> Guard<'_, T> {
+        let held = Held::new(level);
+        let inner = spin_for(level_name(level), || self.inner.try_lock());
+        Guard { inner, _held: held }
+    }
+
+    /// Takes the lock as `level` if it is free now.
+    pub fn try_lock_as(&self, level: Level) -> Option<Guard<'_, T>> {
+        let held = Held::new(level);
+        self.inner
+            .try_lock()
+            .map(|inner| Guard { inner, _held: held })
+    }
+
+    /// The value, through exclusive access to the lock itself (the world held exclusive).
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.get_mut()
+    }
+
+    pub fn into_inner(self) -> T {
+        self.inner.into_inner()
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::World => "the world",
+        Level::Domain | Level::Domain2 => "a domain",
+        Level::Sched => "the scheduler",
+        Level::Input => "the console input",
+        Level::FrameTable => "the frame table",
+        Level::Frames => "the frame allocator",
+        Level::Console => "the console",
+    }
+}
+
+/// The domains by id, each behind its own lock.
+pub struct Domains(BTreeMap<DomId, Lock<Domain>>);
+
+/// One domain, locked.
+pub type DomainGuard<'a> = Guard<'a, Domain>;
+
+impl Domains {
+    pub const fn new() -> Self {
+        Domains(BTreeMap::new())
+    }
+
+    pub fn contains_key(&self, id: &DomId) -> bool {
+        self.0.contains_key(id)
+    }
+
+    /// The ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = DomId> + '_ {
+        self.0.keys().copied()
+    }
+
+    /// Domain `id`, locked (waiting for it).
+    pub fn lock(&self, id: DomId) -> Option<DomainGuard<'_>> {
+        self.0.get(&id).map(Lock::lock)
+    }
+
+    /// Domain `id`'s lock.
+    pub fn cell(&self, id: DomId) -> Option<&Lock<Domain>> {
+        self.0.get(&id)
+    }
+
+    /// Domain `id`, with the world exclusive: no lock needed.
+    pub fn get_mut(&mut self, id: &DomId) -> Option<&mut Domain> {
+        self.0.get_mut(id).map(Lock::get_mut)
+    }
+
+    /// Every domain, in id order, with the world exclusive.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Domain> {
+        self.0.values_mut().map(Lock::get_mut)
+    }
+
+    /// Every domain, in id order, with the world exclusive, as a list (for the walks that
+    /// pass over them more than once); `None` if there is no memory for the list.
+    pub fn all(&mut self) -> Option<alloc::vec::Vec<&Domain>> {
+        let mut all = alloc::vec::Vec::new();
+        all.try_reserve_exact(self.0.len()).ok()?;
+        // alloc: room reserved just above.
+        all.extend(self.0.values_mut().map(|d| &*d.get_mut()));
+        Some(all)
+    }
+
+    /// The domains whose ids are in `range`, in order, with the world exclusive.
+    pub fn range_mut(
+        &mut self,
+        range: impl RangeBounds<DomId>,
+    ) -> impl Iterator<Item = (DomId, &mut Domain)> {
+        self.0.range_mut(range).map(|(&id, d)| (id, d.get_mut()))
+    }
+
+    /// Two different domains at once, with the world exclusive.
+    pub fn two_mut(&mut self, a: DomId, b: DomId) -> Option<(&mut Domain, &mut Domain)> {
+        xenia_core::maps::two_mut(&mut self.0, a, b).map(|(x, y)| (x.get_mut(), y.get_mut()))
+    }
+
+    /// Adds a domain (the world exclusive). The map node is the only allocation.
+    pub fn insert(&mut self, id: DomId, dom: Domain) -> Option<Domain> {
+        // alloc: dom0 only (domain creation) or boot; one map node per domain.
+        self.0
+            .insert(id, Lock::new(Level::Domain, dom))
+            .map(Lock::into_inner)
+    }
+
+    /// Takes a domain out (the world exclusive).
+    pub fn remove(&mut self, id: &DomId) -> Option<Domain> {
+        self.0.remove(id).map(Lock::into_inner)
+    }
+}
+
+impl Default for Domains {
+    fn default() -> Self {
+        Self::new()
+    }
+}
