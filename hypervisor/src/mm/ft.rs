@@ -3,7 +3,7 @@
 //!
 //! Frames in the frame allocator are the hypervisor's in the table; a frame given to a
 //! domain becomes the domain's (`give`) and comes back as the hypervisor's (`take_back`).
-//! Lock order: the domain lock (`guest::WORLD`) before this one.
+//! Lock order: the world and domain locks (`guest::locks`) before this one.
 
 use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
@@ -79,7 +79,10 @@ pub fn init(frames: u64, nx: bool) {
 pub fn with<R>(f: impl FnOnce(&mut FrameTable, &mut DirectMem) -> R) -> R {
     let table = TABLE.get().expect("frame table used before init");
     let _held = crate::lockorder::Held::new(crate::lockorder::Level::FrameTable);
-    f(&mut table.lock(), &mut DirectMem)
+    // The holder may be waiting for this pCPU to flush (`DirectMem::flush_tlbs`): the wait
+    // answers flush requests.
+    let mut guard = crate::guest::locks::spin_for("the frame table", || table.try_lock());
+    f(&mut guard, &mut DirectMem)
 }
 
 /// Gives frame `mfn`, just taken from the frame allocator, to domain `dom`.

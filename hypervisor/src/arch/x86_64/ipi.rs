@@ -59,7 +59,9 @@ fn send(cpu: &percpu::PerCpu) {
 }
 
 /// Makes every pCPU in `targets` (a bit per index; this pCPU and unknown ones are skipped)
-/// drop its guest translations, and returns once each has. The caller holds the world lock.
+/// drop its guest translations, and returns once each has. Several pCPUs may flush at once
+/// (each holds only its own domains' locks): while one waits it answers the requests made
+/// of it, or two flushing pCPUs would wait for each other for ever.
 pub fn flush_others(targets: u64) {
     let me = percpu::this().index();
     let mut waiting: u64 = 0;
@@ -81,6 +83,7 @@ pub fn flush_others(targets: u64) {
             continue;
         };
         let done = super::smp::wait_us(FLUSH_BOUND_US, || {
+            service_flush();
             cpu.requests.load(Ordering::SeqCst) & REQ_FLUSH == 0
         });
         if !done {
