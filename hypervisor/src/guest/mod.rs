@@ -30,7 +30,7 @@ pub mod vcpu_op;
 
 use alloc::collections::VecDeque;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use guest_abi::event::VIRQ_TIMER;
 use guest_abi::selectors::{KERNEL_CS, KERNEL_SS, USER_CS, USER_SS};
@@ -321,8 +321,58 @@ fn apply(cx: &mut Hc, result: HcResult) -> Next {
     next
 }
 
+/// In builds with debug assertions (the checked hypervisor): how many pCPUs are inside a
+/// trap handled with the world shared now, the most there ever were, and a bit per
+/// hypercall number that was entered while another pCPU was inside one. The log says it at
+/// dom0's shutdown; `smp_lockcheck_4` checks that hypercalls did run side by side.
+static SHARED_NOW: AtomicU32 = AtomicU32::new(0);
+static SHARED_MOST: AtomicU32 = AtomicU32::new(0);
+static SHARED_OVERLAPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one trap in or out of the shared handlers (debug builds only).
+fn count_shared(frame: &TrapFrame, entering: bool) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    if !entering {
+        SHARED_NOW.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let n = SHARED_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+    SHARED_MOST.fetch_max(n, Ordering::SeqCst);
+    if n >= 2 && frame.vector == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) && frame.rax < 64
+    {
+        SHARED_OVERLAPPED.fetch_or(1 << frame.rax, Ordering::SeqCst);
+    }
+}
+
+/// The log line of [`count_shared`]'s figures (debug builds only).
+fn report_shared() {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let bits = SHARED_OVERLAPPED.load(Ordering::SeqCst);
+    let mut list = alloc::string::String::new();
+    for nr in (0..64).filter(|n| bits & (1 << n) != 0) {
+        let _ = write!(list, " {nr}");
+    }
+    log::info!(
+        target: "locks",
+        "traps handled with the world shared: up to {} pCPUs at once; hypercalls entered \
+         beside another:{list}",
+        SHARED_MOST.load(Ordering::SeqCst)
+    );
+}
+
 /// A trap handled with the world shared and the caller's domain locked.
 fn handle_shared(world: &World, frame: &mut TrapFrame, id: DomId, v: usize) -> Shared {
+    count_shared(frame, true);
+    let outcome = handle_shared_counted(world, frame, id, v);
+    count_shared(frame, false);
+    outcome
+}
+
+fn handle_shared_counted(world: &World, frame: &mut TrapFrame, id: DomId, v: usize) -> Shared {
     let Some(me) = world.domains.lock(id) else {
         panic!("the running domain {id} is not in the domain list");
     };
@@ -823,6 +873,7 @@ impl World {
             }
             return;
         }
+        report_shared();
         // Every clean run ends with the frame table checked; a failed check fails the run
         // whatever dom0's reason, with an exit code of its own.
         if self

@@ -36,6 +36,18 @@ pub fn dom0test_on(
     figures: &[&str],
     virtual_time: bool,
 ) -> Result<(), String> {
+    dom0test_log(ctx, cpus, test, timeout, figures, virtual_time).map(drop)
+}
+
+/// [`dom0test_on`], returning the serial log.
+pub fn dom0test_log(
+    ctx: &Context,
+    cpus: u32,
+    test: &str,
+    timeout: std::time::Duration,
+    figures: &[&str],
+    virtual_time: bool,
+) -> Result<String, String> {
     let dom0 = ctx.workspace().require_artifact(DOM0TEST)?;
     let domu = ctx.workspace().require_artifact(DOMU_KERNEL)?;
     let mut machine = ctx
@@ -66,7 +78,7 @@ pub fn dom0test_on(
         let failed: Vec<&str> = log.lines().filter(|l| l.contains("FAILED")).collect();
         return Err(format!("dom0test {test}: {result}; {failed:?}"));
     }
-    Ok(())
+    Ok(log)
 }
 
 /// Generous bound for the longest test (the scheduler's, about 20 s of guest time).

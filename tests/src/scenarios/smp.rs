@@ -300,8 +300,62 @@ pub fn lockcheck_4(ctx: &Context) -> Result<(), String> {
         .workspace()
         .require_artifact(crate::workspace::CHECKED_HYPERVISOR_ARTIFACT)?;
     ctx.set_default_hypervisor(&checked);
-    super::domains::dom0test_on(ctx, 4, "smp", LOCKCHECK_WAIT, &["smp figure "], false)?;
+    let log = super::domains::dom0test_log(ctx, 4, "smp", LOCKCHECK_WAIT, &["smp figure "], false)?;
+    let (most, overlapped) = shared_traps_at_once(&log)?;
+    if let Some(line) = log
+        .lines()
+        .find(|l| l.contains("traps handled with the world shared"))
+    {
+        ctx.note(line.trim());
+    }
+    if most < 2 {
+        return Err(format!(
+            "no two pCPUs were ever inside hypercall or trap handlers at once ({most}): the \
+             world is not shared"
+        ));
+    }
+    // The paths DESIGN §10 names, each seen beside another pCPU's trap: a page-table update
+    // (`mmu_update`, `update_va_mapping` or `mmuext_op`), a timer (`set_timer_op` or
+    // `vcpu_op`), a grant map (`grant_table_op`) and an event send (`event_channel_op`).
+    for (what, any) in [
+        ("a page-table update", &[1u32, 14, 26][..]),
+        ("a timer hypercall", &[15, 24]),
+        ("a grant map", &[20]),
+        ("an event send", &[32]),
+    ] {
+        if !any.iter().any(|n| overlapped.contains(n)) {
+            return Err(format!(
+                "{what} (hypercall {any:?}) never ran beside another pCPU's trap \
+                 (overlapped: {overlapped:?})"
+            ));
+        }
+    }
     super::domains::dom0test_on(ctx, 4, "teardown", LOCKCHECK_WAIT, &["teardown: "], false)
+}
+
+/// The checked hypervisor's figure at dom0's shutdown: how many pCPUs were inside traps
+/// handled with the world shared at once, at most (and which hypercalls overlapped, noted).
+fn shared_traps_at_once(log: &str) -> Result<(u32, Vec<u32>), String> {
+    const KEY: &str = "traps handled with the world shared: up to ";
+    let line = log
+        .lines()
+        .find(|l| l.contains(KEY))
+        .ok_or_else(|| format!("no {KEY:?} line in the log of the checked hypervisor"))?;
+    let rest = &line[line.find(KEY).map_or(0, |i| i + KEY.len())..];
+    let n = rest
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| format!("bad line {line:?}"))?;
+    let overlapped = rest
+        .split_once("beside another:")
+        .map(|(_, list)| {
+            list.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((n, overlapped))
 }
 
 /// The checked build is slower than release (overflow checks); generous.
