@@ -12,9 +12,12 @@
 //! hypervisor.
 //!
 //! Standing assumptions: every pCPU runs this code (docs/architecture.md, "Running guests on
-//! every pCPU"); the world is behind one lock ([`lock_world`]), held from the start of a
-//! trap's handling until the return to the guest, and released only while a pCPU idles;
-//! every domain stays in [`World::domains`] while any of its vCPUs' traps are handled;
+//! every pCPU"); the world is a reader-writer lock, held shared ([`read_world`]) from the
+//! start of a trap's handling until the return to the guest (exclusive, [`lock_world`], for
+//! the control operations: [`shared_path`] says which), and released only while a pCPU
+//! idles; each domain, the scheduler and the console input have their own locks
+//! ([`locks`]); every domain stays in [`World::domains`] while any of its vCPUs' traps are
+//! handled;
 //! interrupts are off throughout, except while the idle loop halts.
 
 pub mod context;
