@@ -92,8 +92,11 @@ enum Access<'a> {
         world: &'a World,
         me: DomainGuard<'a>,
         other: Option<(DomId, DomainGuard<'a>)>,
-        /// A second domain's lock was busy and not waited for.
-        contended: bool,
+        /// `other` was locked before the caller (a second try, in id order) and stays the
+        /// only other domain this context may reach.
+        fixed: bool,
+        /// A second domain whose lock was busy and not waited for.
+        contended: Option<DomId>,
     },
 }
 
@@ -112,10 +115,12 @@ impl<'a> Hc<'a> {
         }
     }
 
-    /// The same with the world shared and the caller's domain `me` locked.
+    /// The same with the world shared and the caller's domain `me` locked, and perhaps
+    /// another domain locked before it (a second try after [`Self::contended`]).
     pub fn shared(
         world: &'a World,
         me: DomainGuard<'a>,
+        other: Option<(DomId, DomainGuard<'a>)>,
         frame: &'a mut TrapFrame,
         dom: DomId,
         vcpu: usize,
@@ -124,8 +129,9 @@ impl<'a> Hc<'a> {
             access: Access::Shared {
                 world,
                 me,
-                other: None,
-                contended: false,
+                fixed: other.is_some(),
+                other,
+                contended: None,
             },
             frame,
             dom,
@@ -134,16 +140,13 @@ impl<'a> Hc<'a> {
         }
     }
 
-    /// Whether a second domain's lock was found busy (the trap path then runs the call
-    /// again, exclusive).
-    pub fn contended(&self) -> bool {
-        matches!(
-            self.access,
-            Access::Shared {
-                contended: true,
-                ..
-            }
-        )
+    /// The second domain whose lock was found busy, if any (the trap path then runs the
+    /// call again: shared with both locked in id order, or exclusive).
+    pub fn contended(&self) -> Option<DomId> {
+        match self.access {
+            Access::Shared { contended, .. } => contended,
+            Access::Exclusive(_) => None,
+        }
     }
 
     /// The world, read-only (its parts have their own locks).
@@ -264,6 +267,22 @@ impl<'a> Hc<'a> {
         super::World::kick(kick);
     }
 
+    /// The caller set a timer of its own vCPU `v`, which may live on another pCPU: that
+    /// pCPU is kicked to plan its timer again (its last plan may have been made just before
+    /// the change, and it may be about to halt on it).
+    pub fn timer_changed(&mut self, v: usize) {
+        let id = crate::sched::VcpuId {
+            dom: self.dom,
+            vcpu: v as u32,
+        };
+        let home = self.sched().pcpu_of(id);
+        if let Some(p) = home
+            && p != crate::arch::x86_64::percpu::this().index()
+        {
+            crate::arch::x86_64::ipi::kick(p);
+        }
+    }
+
     /// The scheduler, locked (after the caller's domain, in the lock order).
     pub fn sched(&self) -> Guard<'_, Scheduler> {
         self.world_ref().sched.lock()
@@ -327,6 +346,7 @@ impl<'a> Hc<'a> {
         let Access::Shared {
             world,
             other,
+            fixed,
             contended,
             ..
         } = &mut self.access
@@ -336,6 +356,11 @@ impl<'a> Hc<'a> {
         if other.as_ref().is_some_and(|(o, _)| *o == id) {
             return Ok(());
         }
+        if *fixed {
+            // A second try that now wants another domain than the first named: exclusive.
+            *contended = Some(id);
+            return Err(Errno::EAGAIN);
+        }
         *other = None;
         let world: &'a World = world;
         let cell = world.domains.cell(id).ok_or(Errno::ESRCH)?;
@@ -344,7 +369,7 @@ impl<'a> Hc<'a> {
         } else if let Some(g) = cell.try_lock_as(Level::Domain2) {
             g
         } else {
-            *contended = true;
+            *contended = Some(id);
             return Err(Errno::EAGAIN);
         };
         *other = Some((id, guard));

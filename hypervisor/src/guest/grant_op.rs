@@ -330,6 +330,10 @@ fn map(cx: &mut Hc, at: GuestPtr<g::GnttabMapGrantRef>) -> Result<(), Errno> {
             )
         }
     });
+    if cx.contended().is_some() {
+        // The call runs again (guest::context::Hc): nothing is written back this time.
+        return Err(Errno::EAGAIN);
+    }
     gt::write_map_result(&mut op, &result);
     put(cx, at, offset_of!(g::GnttabMapGrantRef, status), op.status)?;
     put(cx, at, offset_of!(g::GnttabMapGrantRef, handle), op.handle)?;

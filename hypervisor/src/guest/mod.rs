@@ -178,11 +178,19 @@ pub fn lock_world() -> WorldGuard {
     WorldGuard { inner, _held: held }
 }
 
-/// Takes the world shared, after any pCPU waiting to take it exclusive.
+/// How long a pCPU taking the world shared defers to pCPUs waiting to take it exclusive.
+/// After that it takes it as soon as no one holds it exclusive: two vCPUs making exclusive
+/// hypercalls back to back on two pCPUs would otherwise keep a third out for good.
+const DEFER_TO_WRITERS_US: u64 = 200;
+
+/// Takes the world shared, after any pCPU waiting to take it exclusive (for a while).
 pub fn read_world() -> SharedWorld {
     let held = crate::lockorder::Held::new(crate::lockorder::Level::World);
+    let start = crate::time::now_ns();
     let inner = locks::spin_for("the world", || {
-        if WRITERS_WAITING.load(Ordering::SeqCst) == 0 {
+        if WRITERS_WAITING.load(Ordering::SeqCst) == 0
+            || crate::time::now_ns().saturating_sub(start) > DEFER_TO_WRITERS_US * 1000
+        {
             WORLD.try_read()
         } else {
             None
@@ -285,7 +293,7 @@ pub fn trap(frame: &mut TrapFrame) {
         }
     }
     let mut world = lock_world();
-    let reschedule = handle_exclusive(&mut world, frame, id, v);
+    let reschedule = handle_exclusive(&mut world, frame, id, v, !shared_path(frame));
     finish_trap(world.downgrade(), frame, reschedule);
 }
 
@@ -331,6 +339,8 @@ fn apply(cx: &mut Hc, result: HcResult) -> Next {
 static SHARED_NOW: AtomicU32 = AtomicU32::new(0);
 static SHARED_MOST: AtomicU32 = AtomicU32::new(0);
 static SHARED_OVERLAPPED: AtomicU64 = AtomicU64::new(0);
+/// A bit per hypercall number handled to the end with the world shared.
+static SHARED_HANDLED: AtomicU64 = AtomicU64::new(0);
 
 /// Counts one trap in or out of the shared handlers (debug builds only).
 fn count_shared(frame: &TrapFrame, entering: bool) {
@@ -341,10 +351,10 @@ fn count_shared(frame: &TrapFrame, entering: bool) {
         SHARED_NOW.fetch_sub(1, Ordering::SeqCst);
         return;
     }
+    let hypercall = frame.vector == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR);
     let n = SHARED_NOW.fetch_add(1, Ordering::SeqCst) + 1;
     SHARED_MOST.fetch_max(n, Ordering::SeqCst);
-    if n >= 2 && frame.vector == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) && frame.rax < 64
-    {
+    if n >= 2 && hypercall && frame.rax < 64 {
         SHARED_OVERLAPPED.fetch_or(1 << frame.rax, Ordering::SeqCst);
     }
 }
@@ -354,24 +364,36 @@ fn report_shared() {
     if !cfg!(debug_assertions) {
         return;
     }
-    let bits = SHARED_OVERLAPPED.load(Ordering::SeqCst);
-    let mut list = alloc::string::String::new();
-    for nr in (0..64).filter(|n| bits & (1 << n) != 0) {
-        let _ = write!(list, " {nr}");
-    }
+    let list = |bits: u64| {
+        let mut list = alloc::string::String::new();
+        for nr in (0..64).filter(|n| bits & (1 << n) != 0) {
+            let _ = write!(list, " {nr}");
+        }
+        list
+    };
     log::info!(
         target: "locks",
-        "traps handled with the world shared: up to {} pCPUs at once; hypercalls entered \
-         beside another:{list}",
-        SHARED_MOST.load(Ordering::SeqCst)
+        "traps handled with the world shared: up to {} pCPUs at once; hypercalls handled \
+         shared:{}; entered beside another:{}",
+        SHARED_MOST.load(Ordering::SeqCst),
+        list(SHARED_HANDLED.load(Ordering::SeqCst)),
+        list(SHARED_OVERLAPPED.load(Ordering::SeqCst))
     );
 }
 
 /// A trap handled with the world shared and the caller's domain locked.
 fn handle_shared(world: &World, frame: &mut TrapFrame, id: DomId, v: usize) -> Shared {
+    let (vector, nr) = (frame.vector, frame.rax);
     count_shared(frame, true);
     let outcome = handle_shared_counted(world, frame, id, v);
     count_shared(frame, false);
+    if cfg!(debug_assertions)
+        && vector == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR)
+        && nr < 64
+        && !matches!(outcome, Shared::Contended)
+    {
+        SHARED_HANDLED.fetch_or(1 << nr, Ordering::SeqCst);
+    }
     outcome
 }
 
@@ -385,10 +407,28 @@ fn handle_shared_counted(world: &World, frame: &mut TrapFrame, id: DomId, v: usi
         // pauses it, and it does nothing more.
         return Shared::Done(true);
     }
-    let mut cx = Hc::shared(world, me, frame, id, v);
-    let result = run_handler(&mut cx);
-    if cx.contended() {
-        return Shared::Contended;
+    let mut cx = Hc::shared(world, me, None, frame, id, v);
+    let mut result = run_handler(&mut cx);
+    if let Some(other) = cx.contended() {
+        // A domain with a lower id was busy: let go, take both in id order, and run the
+        // call again from the start (it changed nothing). Still busy for another domain
+        // then: exclusive.
+        drop(cx);
+        let Some(first) = world.domains.cell(other) else {
+            return Shared::Contended;
+        };
+        let first = first.lock_as(Level::Domain);
+        let Some(me) = world.domains.cell(id).map(|c| c.lock_as(Level::Domain2)) else {
+            panic!("the running domain {id} is not in the domain list");
+        };
+        if me.shutdown.is_some() {
+            return Shared::Done(true);
+        }
+        cx = Hc::shared(world, me, Some((other, first)), frame, id, v);
+        result = run_handler(&mut cx);
+        if cx.contended().is_some() {
+            return Shared::Contended;
+        }
     }
     match apply(&mut cx, result) {
         Next::Continue => Shared::Done(false),
@@ -398,11 +438,20 @@ fn handle_shared_counted(world: &World, frame: &mut TrapFrame, id: DomId, v: usi
 }
 
 /// A trap handled with the world exclusive; says whether to reschedule.
-fn handle_exclusive(world: &mut World, frame: &mut TrapFrame, id: DomId, v: usize) -> bool {
+/// `count`: the trap was not counted yet (it was not first tried shared).
+fn handle_exclusive(
+    world: &mut World,
+    frame: &mut TrapFrame,
+    id: DomId,
+    v: usize,
+    count: bool,
+) -> bool {
     let Some(dom) = world.domains.get_mut(&id) else {
         panic!("the running domain {id} is not in the domain list");
     };
-    dom.vcpu_info(v).arch.pad.fetch_add(1, Ordering::Relaxed);
+    if count {
+        dom.vcpu_info(v).arch.pad.fetch_add(1, Ordering::Relaxed);
+    }
     if dom.shutdown.is_some() {
         return true;
     }

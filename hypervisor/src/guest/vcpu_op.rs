@@ -54,6 +54,7 @@ pub fn vcpu_op(cx: &mut Hc) -> HcResult {
                 period: p.period_ns,
                 next: now.saturating_add(p.period_ns),
             });
+            cx.timer_changed(vcpu);
             Ok(Ret::Value(0))
         }
         v::VCPUOP_STOP_PERIODIC_TIMER => {
