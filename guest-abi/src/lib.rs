@@ -507,5 +507,6 @@ pub mod types;
 pub mod vcpu;
 pub mod vcpu_context;
 pub mod version;
+pub mod xenstore;
 
 pub use errno::Errno;
