@@ -1,5 +1,5 @@
 //! Serving a domain's ring page (`struct xenstore_domain_interface`, guest-abi
-//! [`XenstoreDomainInterface`]).
+//! [`XenstoreDomainInterface`](guest_abi::xenstore::XenstoreDomainInterface)).
 //!
 //! The caller (dom0's kernel) copies the page in, calls [`service`], and writes back what it
 //! returns, in order: response bytes first, then the indexes, so the domain never sees an
