@@ -28,7 +28,23 @@
 //!
 //! Xenia's store does not have them yet: [`XS_TRANSACTION_START`] is
 //! refused with `ENOSYS`, and a request with a non-zero `tx_id` with
-//! `EINVAL`.
+//! `ENOENT` (no such transaction, Xen's answer to an unknown id).
+//!
+//! # What a domain may do
+//!
+//! Xen's rules: each node has an owner, who may do anything to it, and a
+//! default access (`n`one, `r`ead, `w`rite, `b`oth) for other domains, with
+//! exceptions per domain; dom0 may do anything. A new node gets its parent's
+//! permissions, with the creating domain as owner unless it is dom0. The
+//! toolstack makes a domain's home `/local/domain/<domid>` dom0's and
+//! readable by the domain, and its `data` directory the domain's own. An
+//! unprivileged domain may own at most 1000 nodes, set values of at most
+//! 2048 bytes and lists of at most 5 permissions, hold 128 watches (Xen's
+//! defaults) and 256 KiB of nodes and watches altogether (`ENOSPC` or
+//! `E2BIG` past them); replies and events it does not read pile up to 32 KiB,
+//! after which its requests wait and its watch events are dropped. A domain
+//! whose ring indexes claim more than a ring's worth gets
+//! `XENSTORE_ERROR_RINGIDX` (2) in `error` and is no longer served.
 
 use crate::types::PAGE_SIZE;
 

@@ -311,8 +311,39 @@ impl Xenbus {
     }
 
     /// Writes raw bytes into the request ring (for testing a store against malformed
-    /// messages): nothing is checked, no reply is awaited.
-    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), Errno> {
-        self.send(bytes, now_ns() + REPLY_WAIT_NS)
+    /// messages; nothing is checked) and waits for the next message that is not a watch
+    /// event, whatever its `req_id`: its type, and its payload copied into `out` (its full
+    /// length returned).
+    pub fn exchange_raw(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<(u32, usize), Errno> {
+        let deadline = now_ns() + REPLY_WAIT_NS;
+        self.send(bytes, deadline)?;
+        loop {
+            while let Some(h) = self.receive() {
+                let n = (h.len as usize).min(XENSTORE_PAYLOAD_MAX);
+                if h.msg_type == XS_WATCH_EVENT {
+                    self.keep_event(n);
+                    continue;
+                }
+                let m = n.min(out.len());
+                out[..m].copy_from_slice(&self.msg[XsdSockmsg::SIZE..XsdSockmsg::SIZE + m]);
+                return Ok((h.msg_type, n));
+            }
+            if now_ns() >= deadline {
+                return Err(Errno::ETIMEDOUT);
+            }
+            events::block_until(Some(deadline));
+        }
+    }
+
+    /// Sets the domain's own `req_prod` index to `value` and notifies the store (for testing
+    /// a store against impossible indexes: the ring is unusable afterwards).
+    pub fn corrupt_req_prod(&mut self, value: u32) -> Result<(), Errno> {
+        self.index(Iface::REQ_PROD).store(value, Ordering::Release);
+        calls::evtchn_send(self.port)
+    }
+
+    /// The ring's `error` field (`XENSTORE_ERROR_*`, written by the store).
+    pub fn ring_error(&self) -> u32 {
+        self.index(Iface::ERROR).load(Ordering::Acquire)
     }
 }

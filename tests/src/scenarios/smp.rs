@@ -236,7 +236,7 @@ const SAMPLES: usize = 20;
 
 /// The machine for the affinity and offlining scenarios: `-smp 4`, 512 MiB, the default
 /// image with the test initrd (`probe frame-check` at the end).
-fn boot_busy_4(ctx: &Context) -> Result<crate::machine::Qemu, String> {
+pub(super) fn boot_busy_4(ctx: &Context) -> Result<crate::machine::Qemu, String> {
     use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
     let ws = ctx.workspace();
     let mut vm = ctx
@@ -309,7 +309,7 @@ const LOCKCHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// One row of `xl vcpu-list`.
 #[derive(Debug)]
-struct VcpuRow {
+pub(super) struct VcpuRow {
     name: String,
     vcpu: u32,
     /// `None` for a vCPU that is down (`-`).
@@ -452,7 +452,7 @@ const VCPU_SET_SAMPLES: usize = 40;
 
 /// `xl vcpu-list <dom>` until every vCPU's online state is `want` (vCPU *n* online when
 /// `want[n]`), at most [`VCPU_SET_SAMPLES`] times; the last rows otherwise.
-fn await_vcpus(
+pub(super) fn await_vcpus(
     vm: &mut crate::machine::Qemu,
     dom: &str,
     want: &[bool],
