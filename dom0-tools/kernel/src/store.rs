@@ -140,8 +140,16 @@ pub fn service() {
             continue;
         }
         look.1 = seen;
+        // The indexes first, then the rings: the domain writes its bytes before the index
+        // that publishes them, so bytes read after the index are at least that new (one
+        // copy of the whole page could take the bytes before the domain wrote them and the
+        // index after).
         let mut page = [0u8; Iface::SIZE];
-        if hv.read_frame(dom, Mfn(mfn), 0, &mut page).is_err() {
+        let (rings, indexes) = page.split_at_mut(Iface::REQ_CONS);
+        let copied = hv
+            .read_frame(dom, Mfn(mfn), Iface::REQ_CONS, indexes)
+            .and_then(|()| hv.read_frame(dom, Mfn(mfn), 0, rings));
+        if copied.is_err() {
             // The domain is going away; `release` will follow.
             look.2 = true;
             continue;

@@ -1,8 +1,9 @@
 //! Serving a domain's ring page (`struct xenstore_domain_interface`, guest-abi
 //! [`XenstoreDomainInterface`](guest_abi::xenstore::XenstoreDomainInterface)).
 //!
-//! The caller (dom0's kernel) copies the page in, calls [`service`], and writes back what it
-//! returns, in order: response bytes first, then the indexes, so the domain never sees an
+//! The caller (dom0's kernel) copies the page in — the indexes first, then the rings, so
+//! that no byte is older than the index that published it — calls [`service`], and writes
+//! back what it returns, in order: response bytes first, then the indexes, so the domain never sees an
 //! index ahead of its bytes. The page is the domain's and may change at any time: the
 //! store keeps its own `req_cons` and `rsp_prod` and trusts the page only for the
 //! domain's two indexes, `req_prod` and `rsp_cons`. If either claims more than a ring's

@@ -32,6 +32,9 @@ use crate::xenbus::Xenbus;
 /// How long [`Hotplug::poll`] waits for a vCPU to reach its [`park_point`].
 pub const DOWN_WAIT_NS: u64 = 1_000 * NS_PER_MS;
 
+/// Rounds of events one [`Hotplug::poll`] acts on at most.
+pub const ROUNDS: usize = 16;
+
 /// The token of the runtime's watch on `cpu`.
 pub const TOKEN: &str = "xenia-rt-cpu";
 
@@ -98,15 +101,26 @@ impl Hotplug {
         &mut self.bus
     }
 
-    /// Acts on the watch events that arrived; `report` is told of every change.
-    pub fn poll(&mut self, mut report: impl FnMut(Change)) {
-        let mut fired = false;
-        while let Some(e) = self.bus.next_event() {
-            fired |= e.token() == TOKEN;
+    /// Acts on the watch events that arrived; `report` is told of every change. Events
+    /// that arrive while it reads the nodes are acted on too (their notification was taken
+    /// with the replies, so no later wake-up would bring them), for at most [`ROUNDS`]
+    /// rounds; returns whether some are still waiting (then call it again before sleeping).
+    pub fn poll(&mut self, mut report: impl FnMut(Change)) -> bool {
+        for _ in 0..ROUNDS {
+            let mut fired = false;
+            while let Some(e) = self.bus.next_event() {
+                fired |= e.token() == TOKEN;
+            }
+            if !fired {
+                return false;
+            }
+            self.reconcile(&mut report);
         }
-        if !fired {
-            return;
-        }
+        self.bus.has_events()
+    }
+
+    /// Reads every vCPU's node and takes down or brings up those that differ.
+    fn reconcile(&mut self, report: &mut impl FnMut(Change)) {
         for n in 1..self.nr_vcpus {
             let mut value = [0u8; 16];
             let Ok(len) = self.bus.read(path_of(n).as_str(), &mut value) else {

@@ -7,7 +7,9 @@
 //! [`events::block_until`] until a deadline ([`REPLY_WAIT_NS`]): a store that does not
 //! answer costs the caller that long, then `ETIMEDOUT`. Watch events that arrive meanwhile
 //! are kept (up to [`MAX_EVENTS`], each at most [`EVENT_MAX`] bytes; more are counted as
-//! lost) for [`Xenbus::next_event`].
+//! lost) for [`Xenbus::next_event`]. Their notification was taken with the reply's, so
+//! nothing wakes the kernel for them again: look at [`Xenbus::has_events`] before
+//! sleeping.
 //!
 //! It is used from one vCPU at a time (the kernel's main flow), with events masked, as the
 //! rest of the runtime; it allocates nothing (a [`Xenbus`] is about 6 KiB: keep it in a
@@ -35,6 +37,13 @@ pub const MAX_EVENTS: usize = 8;
 pub const EVENT_MAX: usize = 256;
 
 const RING: u32 = XENSTORE_RING_SIZE as u32;
+
+/// Tells the store to look at the ring. Until dom0 has bound its end (it does when the
+/// toolstack hands the domain over, just after building it) the send fails: nothing is
+/// lost, since the store reads the whole ring when it binds.
+fn notify(port: EvtchnPort) {
+    let _ = calls::evtchn_send(port);
+}
 
 /// A watch event: the path that changed and the watch's token.
 #[derive(Clone, Copy)]
@@ -147,7 +156,7 @@ impl Xenbus {
                 if now_ns() >= deadline {
                     return Err(Errno::ETIMEDOUT);
                 }
-                calls::evtchn_send(self.port)?;
+                notify(self.port);
                 self.pump();
                 events::block_until(Some(deadline));
                 continue;
@@ -164,7 +173,8 @@ impl Xenbus {
                 .store(prod.wrapping_add(n as u32), Ordering::Release);
             sent += n;
         }
-        calls::evtchn_send(self.port)
+        notify(self.port);
+        Ok(())
     }
 
     /// Takes what the response ring holds into the current message; returns a complete
@@ -198,7 +208,7 @@ impl Xenbus {
             fence(Ordering::AcqRel);
             self.index(Iface::RSP_CONS)
                 .store(cons.wrapping_add(n as u32), Ordering::Release);
-            let _ = calls::evtchn_send(self.port);
+            notify(self.port);
         }
     }
 
@@ -223,6 +233,12 @@ impl Xenbus {
                 self.keep_event((h.len as usize).min(XENSTORE_PAYLOAD_MAX));
             }
         }
+    }
+
+    /// Whether watch events wait for [`Xenbus::next_event`] (kept, or in the ring).
+    pub fn has_events(&mut self) -> bool {
+        self.pump();
+        self.nr_events > 0
     }
 
     /// The next watch event that arrived, without waiting.
@@ -337,9 +353,9 @@ impl Xenbus {
 
     /// Sets the domain's own `req_prod` index to `value` and notifies the store (for testing
     /// a store against impossible indexes: the ring is unusable afterwards).
-    pub fn corrupt_req_prod(&mut self, value: u32) -> Result<(), Errno> {
+    pub fn corrupt_req_prod(&mut self, value: u32) {
         self.index(Iface::REQ_PROD).store(value, Ordering::Release);
-        calls::evtchn_send(self.port)
+        notify(self.port);
     }
 
     /// The ring's `error` field (`XENSTORE_ERROR_*`, written by the store).

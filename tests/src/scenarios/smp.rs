@@ -465,6 +465,13 @@ pub(super) fn await_vcpus(
             return Ok(rows);
         }
     }
+    // The guest says on its console what its hot-plug handler did: show it in the log.
+    if vm.send(&format!("xl console {dom}\r")).is_ok()
+        && vm.wait_for("Ctrl-] detaches", T).is_ok()
+        && vm.send("\x1d").is_ok()
+    {
+        let _ = vm.wait_for(xl::PROMPT, T);
+    }
     Err(format!(
         "vCPUs of {dom} never became {want:?} in {VCPU_SET_SAMPLES} samples of `xl vcpu-list`; last: {rows:?}"
     ))

@@ -82,8 +82,9 @@ fn main() -> ! {
     let mut editor = LineEditor::new();
     let mut buf = [0u8; 64];
     loop {
+        let mut more = false;
         if let Some(h) = hotplug.as_mut() {
-            h.poll(|c| match c {
+            more = h.poll(|c| match c {
                 Change::Down(v) => println!("echo: vCPU {v} down"),
                 Change::Up(v) => println!("echo: vCPU {v} up"),
                 Change::Late(v) => println!("echo: vCPU {v} did not stop in time"),
@@ -94,7 +95,9 @@ fn main() -> ! {
         // and block_until returns at once instead of sleeping through it.
         let n = console::read(&mut buf);
         if n == 0 {
-            events::block_until(None);
+            if !more {
+                events::block_until(None);
+            }
             continue;
         }
         for &byte in &buf[..n] {
