@@ -16,6 +16,9 @@
 //!   an interdomain port, unbind, notify, reset). `read` returns the ports
 //!   that fired as native-endian `u32`s (and masks them); `write` of `u32`s
 //!   unmasks them again. `poll` says readable when a port fired.
+//! - **`/dev/xen/xenbus`** is xenstore, as on Linux: write whole
+//!   `xsd_sockmsg` requests (guest-abi `xenstore`), read the replies and
+//!   watch events; one store connection per descriptor, as dom0.
 //! - **`/dev/xen/xenia`** is Xenia's own: the toolstack services the dom0
 //!   kernel keeps because there is no daemon to keep them. `xl create`
 //!   hands a new domain over with [`XENIA_IOCTL_ADOPT`] (its name, its

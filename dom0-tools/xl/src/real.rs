@@ -23,7 +23,7 @@ use guest_abi::version::{
     XENVER_CAPABILITIES, XENVER_COMMANDLINE, XENVER_EXTRAVERSION, XENVER_VERSION,
 };
 use guest_abi::xenstore::{
-    XENSTORE_PAYLOAD_MAX, XS_ERROR, XS_WATCH_EVENT, XS_WRITE, XsdSockmsg, error_from,
+    XENSTORE_PAYLOAD_MAX, XS_ERROR, XS_READ, XS_WATCH_EVENT, XS_WRITE, XsdSockmsg, error_from,
 };
 
 use crate::sys;
@@ -261,6 +261,12 @@ impl System for Real {
         payload.push(0);
         payload.extend_from_slice(value.as_bytes());
         xs_call(XS_WRITE, &payload).map(drop)
+    }
+
+    fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
+        let mut payload = Vec::from(path.as_bytes());
+        payload.push(0);
+        xs_call(XS_READ, &payload)
     }
 }
 

@@ -96,6 +96,8 @@ pub trait System {
     fn random16(&mut self) -> [u8; 16];
     /// Writes a xenstore node as dom0 (`XS_WRITE` on `/dev/xen/xenbus`).
     fn xs_write(&mut self, path: &str, value: &str) -> Result<(), Errno>;
+    /// Reads a xenstore node as dom0 (`XS_READ`).
+    fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno>;
 }
 
 /// What xl keeps of a built domain.
@@ -769,8 +771,18 @@ pub fn vcpu_set(sys: &mut impl System, domain: &str, count: &str, check_host: bo
             failed(ERROR_INVAL)
         ));
     }
+    // A domain the toolstack did not hand over has no home in the store, and nobody in it
+    // would look at the nodes.
+    let home = format!("/local/domain/{}", d.dom);
+    if let Err(e) = sys.xs_read(&format!("{home}/domid")) {
+        return Err(format!(
+            "{}\n(domain {} has no xenstore home {home}: {e}; only domains made by `xl create` have one)",
+            failed(ERROR_FAIL),
+            d.dom
+        ));
+    }
     for v in 0..max {
-        let path = format!("/local/domain/{}/cpu/{v}/availability", d.dom);
+        let path = format!("{home}/cpu/{v}/availability");
         let value = if v < n { VCPU_ONLINE } else { VCPU_OFFLINE };
         sys.xs_write(&path, value).map_err(|e| {
             format!(

@@ -287,6 +287,13 @@ impl System for Fake {
         self.xs.push((path.into(), value.into()));
         Ok(())
     }
+    fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
+        // Every domain but 7 has a home.
+        if path.starts_with("/local/domain/7/") {
+            return Err(Errno::ENOENT);
+        }
+        Ok(b"3".to_vec())
+    }
 }
 
 /// Runs `f` and returns (result, stdout, stderr).
@@ -765,6 +772,12 @@ fn vcpu_set_refusals() {
         vcpu_set(&mut f, "Domain-0", "1", true)
             .unwrap_err()
             .contains("Domain-0")
+    );
+    f.add(7, "foreign", 16);
+    let e = vcpu_set(&mut f, "foreign", "1", false).unwrap_err();
+    assert!(
+        e.contains("domain 7 has no xenstore home /local/domain/7"),
+        "{e}"
     );
     f.xs_error = Some(Errno::EACCES);
     let e = vcpu_set(&mut f, "hello", "2", false).unwrap_err();
