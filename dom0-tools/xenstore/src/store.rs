@@ -1,4 +1,5 @@
-//! The node tree, permissions, watches, quotas and the message handling.
+//! The node tree, permissions and quotas; the message stream (`messages`) and watches
+//! (`watches`) are child modules working on the same `Store`.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::format;
@@ -14,6 +15,7 @@ use guest_abi::xenstore::{
 };
 
 use crate::ring::RingState;
+use messages::message;
 
 /// A domain id.
 pub type DomId = u16;
@@ -238,43 +240,6 @@ pub struct Store {
     next_local: u32,
 }
 
-type Reply = Result<Vec<u8>, Errno>;
-
-const OK: &[u8] = b"OK\0";
-
-/// The one NUL-terminated string `payload` must be (Xen's `onearg`).
-fn one_arg(payload: &[u8]) -> Result<&[u8], Errno> {
-    match payload.split_last() {
-        Some((0, s)) if !s.contains(&0) => Ok(s),
-        _ => Err(Errno::EINVAL),
-    }
-}
-
-/// `payload` as exactly `N` NUL-terminated strings.
-fn args<const N: usize>(payload: &[u8]) -> Result<[&[u8]; N], Errno> {
-    let Some((0, body)) = payload.split_last() else {
-        return Err(Errno::EINVAL);
-    };
-    let mut out = [&[][..]; N];
-    let mut parts = body.split(|&b| b == 0);
-    for slot in &mut out {
-        *slot = parts.next().ok_or(Errno::EINVAL)?;
-    }
-    if parts.next().is_some() {
-        return Err(Errno::EINVAL);
-    }
-    Ok(out)
-}
-
-fn parse_domid(s: &[u8]) -> Result<DomId, Errno> {
-    let text = core::str::from_utf8(s).map_err(|_| Errno::EINVAL)?;
-    let n: u32 = text.parse().map_err(|_| Errno::EINVAL)?;
-    if n >= DOMID_FIRST_RESERVED {
-        return Err(Errno::EINVAL);
-    }
-    Ok(n as DomId)
-}
-
 /// The parent of an absolute path other than `/`.
 fn parent_of(path: &str) -> &str {
     match path.rfind('/') {
@@ -294,21 +259,6 @@ fn is_within(path: &str, ancestor: &str) -> bool {
         || (path.len() > ancestor.len()
             && path.starts_with(ancestor)
             && path.as_bytes()[ancestor.len()] == b'/')
-}
-
-fn message(msg_type: u32, req_id: u32, payload: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(XsdSockmsg::SIZE + payload.len());
-    m.extend_from_slice(
-        &XsdSockmsg {
-            msg_type,
-            req_id,
-            tx_id: 0,
-            len: payload.len() as u32,
-        }
-        .to_bytes(),
-    );
-    m.extend_from_slice(payload);
-    m
 }
 
 impl Store {
@@ -437,178 +387,6 @@ impl Store {
     /// Watch events dropped for `id` because it did not read them.
     pub fn lost_events(&self, id: ConnId) -> u64 {
         self.conns.get(&id).map_or(0, |c| c.lost_events)
-    }
-
-    /// Takes bytes of the message stream `id` sends: every complete message is handled
-    /// and its reply queued. Returns how many bytes were taken: fewer than given when
-    /// `id`'s output is full (it must read first). A header announcing more than
-    /// [`XENSTORE_PAYLOAD_MAX`] bytes gets an `E2BIG` reply and the rest of `bytes` is
-    /// dropped, so that the stream starts again at the next write.
-    pub fn feed(&mut self, id: ConnId, bytes: &[u8]) -> usize {
-        let mut taken = 0;
-        while taken < bytes.len() {
-            let Some(c) = self.conns.get_mut(&id) else {
-                return bytes.len();
-            };
-            if c.output.len() + MESSAGE_MAX > OUTPUT_MAX {
-                break;
-            }
-            let want = if c.input.len() < XsdSockmsg::SIZE {
-                XsdSockmsg::SIZE - c.input.len()
-            } else {
-                let hdr = XsdSockmsg::from_bytes(&c.input).unwrap_or_default();
-                XsdSockmsg::SIZE + hdr.len as usize - c.input.len()
-            };
-            let n = want.min(bytes.len() - taken);
-            c.input.extend_from_slice(&bytes[taken..taken + n]);
-            taken += n;
-            let Some(hdr) = XsdSockmsg::from_bytes(&c.input) else {
-                continue;
-            };
-            if hdr.len as usize > XENSTORE_PAYLOAD_MAX {
-                c.input.clear();
-                let reply = message(XS_ERROR, hdr.req_id, b"E2BIG\0");
-                c.output.extend(reply);
-                return bytes.len();
-            }
-            if c.input.len() < XsdSockmsg::SIZE + hdr.len as usize {
-                continue;
-            }
-            let msg = core::mem::take(&mut c.input);
-            self.handle(id, hdr, &msg[XsdSockmsg::SIZE..]);
-        }
-        taken
-    }
-
-    /// Handles one complete message from `id` and queues the reply.
-    fn handle(&mut self, id: ConnId, hdr: XsdSockmsg, payload: &[u8]) {
-        let Some(dom) = self.conns.get(&id).map(|c| c.dom) else {
-            return;
-        };
-        let reply = if hdr.tx_id != 0 && hdr.msg_type != XS_TRANSACTION_START {
-            // No transaction exists, so none has this id (Xen's answer to an unknown id).
-            Err(Errno::ENOENT)
-        } else {
-            self.dispatch(id, dom, hdr.msg_type, payload)
-        };
-        let added = reply.is_ok();
-        let out = match reply {
-            Ok(body) if body.len() <= XENSTORE_PAYLOAD_MAX => {
-                message(hdr.msg_type, hdr.req_id, &body)
-            }
-            Ok(_) => message(XS_ERROR, hdr.req_id, b"E2BIG\0"),
-            Err(e) => {
-                let mut p = Vec::from(error_string(e).as_bytes());
-                p.push(0);
-                message(XS_ERROR, hdr.req_id, &p)
-            }
-        };
-        if let Some(c) = self.conns.get_mut(&id) {
-            c.output.extend(out);
-        }
-        if hdr.msg_type == XS_WATCH && added {
-            // Xen fires a new watch once at once, after the reply.
-            self.fire_initial(id);
-        }
-    }
-
-    fn dispatch(&mut self, id: ConnId, dom: DomId, msg_type: u32, p: &[u8]) -> Reply {
-        match msg_type {
-            XS_READ => self.read(dom, path_arg(one_arg(p)?)?),
-            XS_DIRECTORY => {
-                let mut out = Vec::new();
-                for name in self.directory(dom, path_arg(one_arg(p)?)?)? {
-                    out.extend_from_slice(name.as_bytes());
-                    out.push(0);
-                }
-                Ok(out)
-            }
-            XS_GET_PERMS => {
-                let mut out = Vec::new();
-                for perm in self.get_perms(dom, path_arg(one_arg(p)?)?)? {
-                    out.extend_from_slice(perm.text().as_bytes());
-                    out.push(0);
-                }
-                Ok(out)
-            }
-            XS_WRITE => {
-                let at = p.iter().position(|&b| b == 0).ok_or(Errno::EINVAL)?;
-                self.write(dom, path_arg(&p[..at])?, &p[at + 1..])
-                    .map(|()| OK.into())
-            }
-            XS_MKDIR => self.mkdir(dom, path_arg(one_arg(p)?)?).map(|()| OK.into()),
-            XS_RM => self.rm(dom, path_arg(one_arg(p)?)?).map(|()| OK.into()),
-            XS_SET_PERMS => {
-                let Some((0, body)) = p.split_last() else {
-                    return Err(Errno::EINVAL);
-                };
-                let mut parts = body.split(|&b| b == 0);
-                let path = path_arg(parts.next().ok_or(Errno::EINVAL)?)?;
-                let perms = parts
-                    .map(|s| Perm::parse(s).ok_or(Errno::EINVAL))
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.set_perms(dom, path, &perms).map(|()| OK.into())
-            }
-            XS_WATCH => {
-                let [path, token] = args::<2>(p)?;
-                self.watch(id, path_arg(path)?, token).map(|()| OK.into())
-            }
-            XS_UNWATCH => {
-                let [path, token] = args::<2>(p)?;
-                self.unwatch(id, path_arg(path)?, token).map(|()| OK.into())
-            }
-            XS_GET_DOMAIN_PATH => {
-                let d = parse_domid(one_arg(p)?)?;
-                let mut out = Vec::from(home_path(d).as_bytes());
-                out.push(0);
-                Ok(out)
-            }
-            XS_INTRODUCE => {
-                if dom != DOM0 {
-                    return Err(Errno::EACCES);
-                }
-                let [d, mfn, port] = args::<3>(p)?;
-                let d = parse_domid(d)?;
-                let num = |s: &[u8]| -> Result<u64, Errno> {
-                    core::str::from_utf8(s)
-                        .ok()
-                        .and_then(|t| t.parse().ok())
-                        .ok_or(Errno::EINVAL)
-                };
-                let (mfn, port) = (num(mfn)?, num(port)?);
-                if d == DOM0 || port > u64::from(u32::MAX) {
-                    return Err(Errno::EINVAL);
-                }
-                self.introduce(d, mfn, port as u32);
-                Ok(OK.into())
-            }
-            XS_RELEASE => {
-                if dom != DOM0 {
-                    return Err(Errno::EACCES);
-                }
-                let d = parse_domid(one_arg(p)?)?;
-                if !self.is_introduced(d) {
-                    return Err(Errno::ENOENT);
-                }
-                // The caller closes dom0's end of the channel when it sees the ring gone.
-                self.release(d);
-                Ok(OK.into())
-            }
-            XS_IS_DOMAIN_INTRODUCED => {
-                if dom != DOM0 {
-                    return Err(Errno::EACCES);
-                }
-                let d = parse_domid(one_arg(p)?)?;
-                Ok(if self.is_introduced(d) {
-                    b"T\0"
-                } else {
-                    b"F\0"
-                }
-                .into())
-            }
-            XS_TRANSACTION_START | XS_TRANSACTION_END => Err(Errno::ENOSYS),
-            _ => Err(Errno::ENOSYS),
-        }
     }
 
     /// `path` made absolute for `dom` and checked (Xen's characters: letters, digits and
@@ -874,151 +652,10 @@ impl Store {
         self.fire(&abs, false);
         Ok(())
     }
-
-    fn uncharge_watches(&mut self, dom: DomId, watches: &[Watch]) {
-        let total: usize = watches.iter().map(Watch::cost).sum();
-        let u = self.usage_mut(dom);
-        u.memory = u.memory.saturating_sub(total);
-    }
-
-    fn watch(&mut self, id: ConnId, path: &str, token: &[u8]) -> Result<(), Errno> {
-        let dom = self.conns.get(&id).ok_or(Errno::EINVAL)?.dom;
-        let (abs, relative) = if path.starts_with('@') {
-            if path.len() > XENSTORE_REL_PATH_MAX
-                || !path.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'@')
-            {
-                return Err(Errno::EINVAL);
-            }
-            (String::from(path), false)
-        } else {
-            (Self::canonical(dom, path)?, !path.starts_with('/'))
-        };
-        let w = Watch {
-            path: abs,
-            token: Vec::from(token),
-            relative,
-        };
-        let cost = w.cost();
-        let conn = self.conns.get(&id).ok_or(Errno::EINVAL)?;
-        if conn
-            .watches
-            .iter()
-            .any(|x| x.path == w.path && x.token == w.token)
-        {
-            return Err(Errno::EEXIST);
-        }
-        if dom != DOM0 && conn.watches.len() >= self.quota.watches {
-            return Err(Errno::E2BIG);
-        }
-        if !self.within_quota(dom, dom, 0, cost) {
-            return Err(Errno::ENOSPC);
-        }
-        self.usage_mut(dom).memory += cost;
-        if let Some(c) = self.conns.get_mut(&id) {
-            c.watches.push(w);
-        }
-        Ok(())
-    }
-
-    fn unwatch(&mut self, id: ConnId, path: &str, token: &[u8]) -> Result<(), Errno> {
-        let dom = self.conns.get(&id).ok_or(Errno::EINVAL)?.dom;
-        let abs = if path.starts_with('@') {
-            String::from(path)
-        } else {
-            Self::canonical(dom, path)?
-        };
-        let c = self.conns.get_mut(&id).ok_or(Errno::EINVAL)?;
-        let at = c
-            .watches
-            .iter()
-            .position(|x| x.path == abs && x.token == token)
-            .ok_or(Errno::ENOENT)?;
-        let w = c.watches.remove(at);
-        self.uncharge_watches(dom, core::slice::from_ref(&w));
-        Ok(())
-    }
-
-    /// The event a new watch fires at once: the last one `id` added.
-    fn fire_initial(&mut self, id: ConnId) {
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let Some(w) = c.watches.last() else {
-            return;
-        };
-        let event = Self::event(c.dom, w, &w.path);
-        Self::queue_event(c, event);
-    }
-
-    fn event(dom: DomId, w: &Watch, changed: &str) -> Vec<u8> {
-        let home = home_path(dom);
-        let shown = match changed.strip_prefix(home.as_str()) {
-            Some(rest) if w.relative && rest.starts_with('/') => &rest[1..],
-            _ => changed,
-        };
-        let mut p = Vec::with_capacity(shown.len() + w.token.len() + 2);
-        p.extend_from_slice(shown.as_bytes());
-        p.push(0);
-        p.extend_from_slice(&w.token);
-        p.push(0);
-        message(XS_WATCH_EVENT, 0, &p)
-    }
-
-    fn queue_event(c: &mut Conn, event: Vec<u8>) {
-        if c.output.len() + event.len() > OUTPUT_MAX {
-            c.lost_events += 1;
-        } else {
-            c.output.extend(event);
-        }
-    }
-
-    /// Fires the watches on `changed` or above it, and with `removed` those below it too,
-    /// for connections that may read the node (as it is now, or its parent once removed).
-    fn fire(&mut self, changed: &str, removed: bool) {
-        let perms = self
-            .nodes
-            .get(changed)
-            .or_else(|| self.nodes.get(parent_of(changed)))
-            .map(|n| n.perms.clone())
-            .unwrap_or_default();
-        for c in self.conns.values_mut() {
-            if !Self::access(c.dom, &perms).reads() {
-                continue;
-            }
-            let mut events = Vec::new();
-            for w in &c.watches {
-                if w.path.starts_with('@') {
-                    continue;
-                }
-                if is_within(changed, &w.path) || (removed && is_within(&w.path, changed)) {
-                    events.push(Self::event(c.dom, w, changed));
-                }
-            }
-            for e in events {
-                Self::queue_event(c, e);
-            }
-        }
-    }
-
-    fn fire_special(&mut self, name: &str) {
-        for c in self.conns.values_mut() {
-            let events: Vec<Vec<u8>> = c
-                .watches
-                .iter()
-                .filter(|w| w.path == name)
-                .map(|w| Self::event(c.dom, w, name))
-                .collect();
-            for e in events {
-                Self::queue_event(c, e);
-            }
-        }
-    }
 }
 
-/// A path argument: UTF-8 (anything else has characters xenstore refuses anyway).
-fn path_arg(s: &[u8]) -> Result<&str, Errno> {
-    core::str::from_utf8(s).map_err(|_| Errno::EINVAL)
-}
+mod messages;
+mod watches;
 
 #[cfg(test)]
 mod tests;
