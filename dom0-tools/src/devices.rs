@@ -16,6 +16,9 @@
 //!   an interdomain port, unbind, notify, reset). `read` returns the ports
 //!   that fired as native-endian `u32`s (and masks them); `write` of `u32`s
 //!   unmasks them again. `poll` says readable when a port fired.
+//! - **`/dev/xen/xenbus`** is xenstore, as on Linux: write whole
+//!   `xsd_sockmsg` requests (guest-abi `xenstore`), read the replies and
+//!   watch events; one store connection per descriptor, as dom0.
 //! - **`/dev/xen/xenia`** is Xenia's own: the toolstack services the dom0
 //!   kernel keeps because there is no daemon to keep them. `xl create`
 //!   hands a new domain over with [`XENIA_IOCTL_ADOPT`] (its name, its
@@ -96,6 +99,9 @@ pub const PRIVCMD_PATH: &str = "/dev/xen/privcmd";
 pub const EVTCHN_PATH: &str = "/dev/xen/evtchn";
 /// See [`PRIVCMD_PATH`].
 pub const XENIA_PATH: &str = "/dev/xen/xenia";
+/// xenstore, as on Linux: write whole `xsd_sockmsg` requests, read the
+/// replies and watch events (guest-abi `xenstore`).
+pub const XENBUS_PATH: &str = "/dev/xen/xenbus";
 
 /// [`XENIA_IOCTL_ADOPT`]'s argument.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -108,6 +114,13 @@ pub struct AdoptArgs {
     pub console_port: u32,
     /// Machine frame of its console ring.
     pub console_mfn: u64,
+    /// The domain's end of its xenstore channel (unbound, for dom0), or
+    /// `u32::MAX` for no store.
+    pub store_port: u32,
+    /// Padding.
+    pub _pad: u32,
+    /// Machine frame of its xenstore ring.
+    pub store_mfn: u64,
     /// Address and length of the domain's [`Record`], encoded.
     pub record: u64,
     /// See `record`.
@@ -298,8 +311,8 @@ mod tests {
         assert_eq!(IOCTL_EVTCHN_NOTIFY, 0x0004_4504);
         assert_eq!(IOCTL_EVTCHN_RESET, 0x4505);
         assert_eq!(core::mem::size_of::<PrivcmdHypercall>(), 48);
-        assert_eq!(core::mem::size_of::<AdoptArgs>(), 32);
-        assert_eq!(XENIA_IOCTL_ADOPT, 0x0020_5800);
+        assert_eq!(core::mem::size_of::<AdoptArgs>(), 48);
+        assert_eq!(XENIA_IOCTL_ADOPT, 0x0030_5800);
     }
 
     #[test]

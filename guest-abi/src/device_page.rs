@@ -1,9 +1,9 @@
 //! The device page: how a domU learns what devices it has (DESIGN.md §7).
 //!
-//! Xen guests find their devices through xenstore. Xenia has no xenstore
-//! (there is no directory daemon on the domain-creation path, so creating
-//! the thousandth domain costs what the first did); instead the toolstack
-//! writes one page at build time that lists the domain's devices, each with
+//! Xen guests find their devices through xenstore. Xenia's xenstore
+//! ([`crate::xenstore`]) is young (no daemon on the domain-creation path, so
+//! creating the thousandth domain costs what the first did); alongside it the
+//! toolstack writes one page at build time that lists the domain's devices, each with
 //! what its frontend needs to connect: the backend domain, the event
 //! channel, and the shared ring page. This is a Xenia addition with no Xen
 //! equivalent.
@@ -11,15 +11,16 @@
 //! # Where it is
 //!
 //! A domU's start-of-day region has, right after the `shared_info` page (item
-//! 5 of the [porting guide's list](crate#start-of-day-memory)), two more
+//! 5 of the [porting guide's list](crate#start-of-day-memory)), three more
 //! pages that dom0 does not get:
 //!
 //! | virtual address | page |
 //! |---|---|
 //! | `rsi + 2 * 4096` ([`console_ring_va`]) | the console ring ([`XenconsInterface`](crate::console::XenconsInterface)), zeroed; also named, Xen's way, by `start_info.console` (frame and event channel). A domain without a console still has the page, zeroed and unused, and `start_info.console` is zero |
 //! | `rsi + 3 * 4096` ([`device_page_va`]) | the device page ([`DevicePage`]) |
+//! | `rsi + 4 * 4096` ([`store_ring_va`](crate::xenstore::store_ring_va)) | the xenstore ring, zeroed; also named by `start_info.store_mfn` and `store_evtchn` (zero, and the page unused, for a domain built without a store) |
 //!
-//! where `rsi` is the `start_info` address at entry. Both are ordinary
+//! where `rsi` is the `start_info` address at entry. All are ordinary
 //! pseudo-physical frames of the domain, mapped writable and
 //! supervisor-only like the rest of items 1 to 8; the bootstrap page tables
 //! follow them. Like the rest of the start-of-day region they are the

@@ -62,7 +62,7 @@
 //! | kernel GS base | separate, switched by Xen | one GS base ([`selectors::SEGBASE_GS_USER`]) |
 //! | `MMUEXT_NEW_USER_BASEPTR` | user page table | `EINVAL` |
 //! | event channels | 2-level and FIFO | 2-level |
-//! | xenstore | yes | no: store fields are zero |
+//! | xenstore | a daemon or stub domain | served by dom0's kernel; no transactions yet ([`xenstore`]) |
 //!
 //! # Booting a kernel
 //!
@@ -103,8 +103,8 @@
 //!    page-table hypercalls exist: Xen leaves it unmapped. The page is the
 //!    hypervisor's frame, not one of the domain's pseudo-physical frames;
 //!    `start_info.shared_info` still holds its machine address;
-//! 6. for a domU, two more pages: the console ring and the device page
-//!    ([`device_page`]);
+//! 6. for a domU, three more pages: the console ring, the device page
+//!    ([`device_page`]) and the xenstore ring ([`xenstore`]);
 //! 7. the bootstrap page tables (`pt_base`, `nr_pt_frames`): mapped
 //!    read-only and pinned, the L4 in CR3;
 //! 8. the bootstrap stack, one page;
@@ -507,5 +507,6 @@ pub mod types;
 pub mod vcpu;
 pub mod vcpu_context;
 pub mod version;
+pub mod xenstore;
 
 pub use errno::Errno;

@@ -455,6 +455,30 @@
 //! registers). Taking down the last vCPU that is up powers the domain off.
 //! `VCPUOP_is_up` says which are up.
 //!
+//! ## Bringing vCPUs up and down (`xl vcpu-set`)
+//!
+//! As on Xen, the toolstack asks through xenstore ([`xenstore`](crate::xenstore)), and the
+//! guest decides when: `xl vcpu-set <dom> <n>` writes
+//! `/local/domain/<domid>/cpu/<v>/availability` = `online` for vCPUs `0..n` and `offline`
+//! for the others up to `maxvcpus` (the toolstack writes the same nodes at creation, from
+//! `vcpus`). The domain may read them, not write them. A kernel that supports hot-plug:
+//!
+//! 1. connects to its store (`start_info.store_mfn`, the page at
+//!    [`store_ring_va`](crate::xenstore::store_ring_va), the channel
+//!    `start_info.store_evtchn`) and sends `XS_WATCH` for the relative path `cpu` with a
+//!    token of its choice; the store fires the watch once at once, then whenever a node
+//!    under `cpu` changes;
+//! 2. on each event reads `cpu/<v>/availability` for its vCPUs (an event may stand for
+//!    several writes: `vcpu-set` writes one node per vCPU, without a transaction so far);
+//! 3. for `offline` and a vCPU that is up: takes it out of use (nothing of the kernel's may
+//!    wait on it any more), then has it call `VCPUOP_down` on itself (or calls it from
+//!    another vCPU once it is idle); for `online` and a vCPU that is down: `VCPUOP_up`, or
+//!    `VCPUOP_initialise` and `up` if it never ran. vCPU 0 stays up, as on Linux.
+//!
+//! `xl vcpu-list` shows a vCPU that is down with CPU `-` and state `--p`. The runtime's
+//! `hotplug` module (on its `xenbus` client) does all of this for secondary vCPUs that
+//! call its park point when idle; the echo demo uses it.
+//!
 //! ## Per-vCPU events
 //!
 //! Each vCPU has its own `vcpu_info`: upcall flag, mask, selector word,

@@ -59,10 +59,13 @@ pub struct StartInfo {
     pub shared_info: u64,
     /// `SIF_*` flags.
     pub flags: u32,
-    /// Machine frame of the xenstore ring. Xenia runs no xenstore: always
-    /// zero.
+    /// Machine frame of the xenstore ring ([`crate::xenstore`]): for a domU
+    /// built by dom0's toolstack, the page mapped at
+    /// [`store_ring_va`](crate::xenstore::store_ring_va); zero for dom0 and for
+    /// a domain built without a store.
     pub store_mfn: Mfn,
-    /// Event channel of the xenstore ring. Always zero under Xenia.
+    /// The domain's end of the xenstore ring's event channel (dom0 binds the
+    /// other end); zero without a store.
     pub store_evtchn: u32,
     /// Console information; which half applies depends on
     /// [`SIF_INITDOMAIN`].

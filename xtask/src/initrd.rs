@@ -30,6 +30,8 @@ const CONFIG_DEST: &str = "etc/xen";
 pub const PROGRAMS: &[&str] = &["xl", "xen-hptool"];
 /// The guest kernels (artifacts of `target/xenia/`) that go to `/boot/`.
 pub const GUESTS: &[&str] = &["echo.elf", "compute.elf"];
+/// Guest kernels only the scenarios' initrd has, in `/boot`.
+pub const TEST_GUESTS: &[&str] = &["testguest.elf"];
 
 /// A file of the initrd: path (relative to its root), mode, contents.
 pub type File = (String, u32, Vec<u8>);
@@ -135,7 +137,7 @@ pub fn build(ws: &Workspace, bin_dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// The scenarios' initrd, `target/xenia/initrd-test.cpio`: the default one plus the test
-/// program `/bin/probe`.
+/// program `/bin/probe` and the test guest `/boot/testguest.elf` ([`TEST_GUESTS`]).
 pub fn build_test(ws: &Workspace, bin_dir: &Path, probe: &Path) -> Result<PathBuf, String> {
     build_with(ws, bin_dir, Some(probe))
 }
@@ -144,10 +146,16 @@ fn build_with(ws: &Workspace, bin_dir: &Path, probe: Option<&Path>) -> Result<Pa
     let read =
         |path: &Path| fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
     let configs = read_configs(&ws.root().join(CONFIG_DIR))?;
-    let guests = GUESTS
+    let mut guests = GUESTS
         .iter()
         .map(|name| Ok((name.to_string(), read(&ws.require_artifact(name)?)?)))
         .collect::<Result<Vec<_>, String>>()?;
+    if probe.is_some() {
+        // The scenarios also create test guests from dom0 (`xl create ... kernel=...`).
+        for name in TEST_GUESTS {
+            guests.push((name.to_string(), read(&ws.require_artifact(name)?)?));
+        }
+    }
     let programs = PROGRAMS
         .iter()
         .map(|name| Ok((name.to_string(), read(&bin_dir.join(name))?)))

@@ -96,13 +96,21 @@ fn spec_of(record: &Record) -> Result<DomainSpec, String> {
         .map_err(|e| alloc::format!("{e}"))
 }
 
-/// `XENIA_IOCTL_ADOPT`: takes over domain `dom` with its console (`(mfn, port)` of the
-/// domU's end). Errors are negative errnos.
-pub fn adopt(dom: DomId, record: Record, console: Option<(u64, u32)>) -> Result<(), i64> {
+/// `XENIA_IOCTL_ADOPT`: takes over domain `dom` with its console and its xenstore ring
+/// (each `(mfn, port)` of the domU's end). Errors are negative errnos.
+pub fn adopt(
+    dom: DomId,
+    record: Record,
+    console: Option<(u64, u32)>,
+    store: Option<(u64, u32)>,
+) -> Result<(), i64> {
     if dom == 0 || DOMS.lock().contains_key(&dom) {
         return Err(-(Errno::EEXIST as i64));
     }
     let spec = spec_of(&record).map_err(|_| -(Errno::EINVAL as i64))?;
+    if let Some((mfn, remote)) = store {
+        crate::store::introduce(dom, mfn, remote, &spec.name, spec.vcpus, spec.maxvcpus)?;
+    }
     let console = match console {
         None => None,
         Some((mfn, remote)) => {
@@ -135,6 +143,7 @@ pub fn adopt(dom: DomId, record: Record, console: Option<(u64, u32)>) -> Result<
 /// `XENIA_IOCTL_FORGET`.
 pub fn forget(dom: DomId) -> Result<(), i64> {
     let gone = DOMS.lock().remove(&dom).ok_or(-(Errno::ESRCH as i64))?;
+    crate::store::release(dom);
     if let Some(c) = gone.console {
         let _ = calls::evtchn_close(c.port);
     }
@@ -339,12 +348,14 @@ fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str) {
     if let Some(c) = &old.console {
         let _ = calls::evtchn_close(c.port);
     }
+    crate::store::release(dom);
     let _ = hv.destroy(dom);
     match rebuild(hv, &old.spec) {
         Ok(built) => {
             let console = built.console.map(|c| (c.mfn.0, c.evtchn));
+            let store = built.store.map(|s| (s.mfn.0, s.evtchn));
             let history = old.console.map(|c| (c.history, c.total));
-            if adopt(built.dom, old.record, console).is_ok()
+            if adopt(built.dom, old.record, console, store).is_ok()
                 && let Some((h, total)) = history
                 && let Some(c) = DOMS
                     .lock()
@@ -379,7 +390,8 @@ fn rebuild(hv: &mut Xen<Direct>, spec: &DomainSpec) -> Result<builder::Built, St
     cfg.ramdisk = ramdisk;
     cfg.cmdline = spec.cmdline.as_deref().unwrap_or("");
     cfg.max_memory_mib = spec.maxmem_mib;
-    cfg.vcpus = spec.vcpus;
+    cfg.vcpus = spec.maxvcpus;
+    cfg.online_vcpus = spec.vcpus;
     cfg.weight = spec.cpu_weight;
     cfg.cap = spec.cap;
     builder::build(hv, &cfg).map_err(|e| alloc::format!("{e}"))

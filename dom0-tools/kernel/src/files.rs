@@ -74,6 +74,8 @@ pub enum Device {
     /// `/dev/xen/xenia`: the kernel's toolstack services (domain records,
     /// consoles; see [`devices`](dom0_tools::devices)).
     Xenia,
+    /// `/dev/xen/xenbus`: xenstore requests and replies.
+    Xenbus,
 }
 
 impl Device {
@@ -84,6 +86,7 @@ impl Device {
             "/dev/xen/privcmd" => Self::Privcmd,
             "/dev/xen/evtchn" => Self::Evtchn,
             "/dev/xen/xenia" => Self::Xenia,
+            "/dev/xen/xenbus" => Self::Xenbus,
             _ => return None,
         })
     }
@@ -97,6 +100,7 @@ impl Device {
             Self::Privcmd => (10, 60),
             Self::Evtchn => (10, 61),
             Self::Xenia => (10, 62),
+            Self::Xenbus => (10, 63),
         }
     }
 }

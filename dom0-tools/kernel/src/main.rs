@@ -3,7 +3,8 @@
 //! A paravirtual kernel (ring 1) that runs the toolstack: static Linux programs built for
 //! `x86_64-unknown-linux-musl` — first of all `xl` — from its initrd, in ring 3, each in an
 //! address space of its own, with the Linux system calls they use (DESIGN.md §7). It serves
-//! them the devices a toolstack needs (`/dev/xen/privcmd`, `/dev/xen/evtchn`, and
+//! them the devices a toolstack needs (`/dev/xen/privcmd`, `/dev/xen/evtchn`,
+//! `/dev/xen/xenbus` for xenstore, and
 //! `/dev/xen/xenia` for what a daemon would keep on Xen: domain names, console backends,
 //! shutdown actions) and offers a small shell on the serial console.
 //!
@@ -24,7 +25,8 @@
 //!
 //! **Parts** (modules of this binary, built for the bare-metal target only): `process`
 //! (loading and running a program), `uspace` (its page tables), `sys` (system calls and
-//! devices), `backend` (domU consoles and shutdown actions), `term` (the terminal), `fs`
+//! devices), `backend` (domU consoles and shutdown actions), `store` (xenstore on the
+//! domains' rings and `/dev/xen/xenbus`), `term` (the terminal), `fs`
 //! (the initrd), `direct` (hypercalls on other domains). What these decide with plain, safe Rust (the initrd format, files, program layout,
 //! address-space areas, the shell's line editor) is this crate's library, `xenia_dom0`
 //! (`src/lib.rs`), tested on the build host; the domain builder and the Xen handle are the
@@ -55,6 +57,8 @@ mod process;
 #[cfg(target_os = "none")]
 mod random;
 #[cfg(target_os = "none")]
+mod store;
+#[cfg(target_os = "none")]
 mod sys;
 #[cfg(target_os = "none")]
 #[macro_use]
@@ -75,13 +79,14 @@ mod kernel {
     use xenia_guest_rt::boot::{VIRT_BASE, start_info};
     use xenia_guest_rt::trap;
 
-    use crate::{backend, frames, fs, heap, process, term, wait};
+    use crate::{backend, frames, fs, heap, process, store, term, wait};
 
     /// Looks at everything that may have changed while dom0 was busy or blocked: terminal
     /// input and the domUs' backends.
     pub fn service() {
         term::pump();
         backend::service();
+        store::service();
     }
 
     /// The initrd GRUB loaded as the second module, if any.

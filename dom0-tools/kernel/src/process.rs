@@ -41,6 +41,8 @@ pub enum DevState {
     Evtchn(Vec<(u32, u32)>),
     /// A `/dev/xen/xenia` descriptor attached to a domain's console, at a read position.
     Console { dom: u16, pos: u64 },
+    /// A `/dev/xen/xenbus` descriptor: its xenstore connection.
+    Xenbus(xenia_xenstore::ConnId),
 }
 
 /// The running process.

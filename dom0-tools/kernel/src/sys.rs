@@ -27,7 +27,7 @@ use xenia_guest_rt::time::now_ns;
 use xenia_guest_rt::trap::Regs;
 
 use crate::process::{CURRENT, DevState, Process};
-use crate::{backend, fs, random, term, tprintln, wait};
+use crate::{backend, fs, random, store, term, tprintln, wait};
 
 const fn err(e: Errno) -> i64 {
     -(e as i64)
@@ -143,10 +143,14 @@ fn kill_self(p: &mut Process, signal: u64) -> bool {
 /// Closes what a finished process left open (event channels it bound).
 pub fn release(p: &Process) {
     for dev in p.devs.values() {
-        if let DevState::Evtchn(ports) = dev {
-            for &(port, _) in ports {
-                unbind(port);
+        match dev {
+            DevState::Evtchn(ports) => {
+                for &(port, _) in ports {
+                    unbind(port);
+                }
             }
+            DevState::Xenbus(id) => store::disconnect(*id),
+            DevState::Console { .. } => {}
         }
     }
 }
@@ -193,6 +197,7 @@ fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
         }
         Ok(Io::Device(Device::Evtchn)) => read_evtchn(p, fd, buf, len, nonblock),
         Ok(Io::Device(Device::Xenia)) => read_console(p, fd, buf, len, nonblock),
+        Ok(Io::Device(Device::Xenbus)) => read_xenbus(p, fd, buf, len, nonblock),
         Ok(Io::Device(Device::Privcmd)) => EINVAL,
     }
 }
@@ -224,6 +229,46 @@ fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
             _ => EINVAL,
         },
         Device::Privcmd => EINVAL,
+        Device::Xenbus => {
+            let id = xenbus_conn(p, fd);
+            let bytes = match p.user_bytes(buf, len, false) {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            match store::write(id, bytes) {
+                // Replies are waiting to be read first (Linux's device would block).
+                0 if len > 0 => EAGAIN,
+                n => n as i64,
+            }
+        }
+    }
+}
+
+/// The xenstore connection of `/dev/xen/xenbus` descriptor `fd`, made on first use.
+fn xenbus_conn(p: &mut Process, fd: i64) -> xenia_xenstore::ConnId {
+    if let Some(&DevState::Xenbus(id)) = p.devs.get(&fd) {
+        return id;
+    }
+    let id = store::connect();
+    p.devs.insert(fd, DevState::Xenbus(id));
+    id
+}
+
+fn read_xenbus(p: &mut Process, fd: i64, buf: u64, len: u64, nonblock: bool) -> i64 {
+    let id = xenbus_conn(p, fd);
+    if !store::readable(id) {
+        if nonblock {
+            return EAGAIN;
+        }
+        wait::until(u64::MAX, || store::readable(id));
+    }
+    let bytes = store::read(id, len.min(4096) as usize);
+    match p.user_bytes(buf, bytes.len() as u64, true) {
+        Ok(dst) => {
+            dst.copy_from_slice(&bytes);
+            bytes.len() as i64
+        }
+        Err(e) => e,
     }
 }
 
@@ -270,10 +315,14 @@ fn open(p: &mut Process, path: u64, flags: u32) -> i64 {
 fn close(p: &mut Process, fd: i64) -> i64 {
     match p.files.close(fd) {
         Ok(()) => {
-            if let Some(DevState::Evtchn(ports)) = p.devs.remove(&fd) {
-                for (port, _) in ports {
-                    unbind(port);
+            match p.devs.remove(&fd) {
+                Some(DevState::Evtchn(ports)) => {
+                    for (port, _) in ports {
+                        unbind(port);
+                    }
                 }
+                Some(DevState::Xenbus(id)) => store::disconnect(id),
+                _ => {}
             }
             0
         }
@@ -387,6 +436,10 @@ fn readiness(p: &mut Process, fd: i64) -> i16 {
             }
             _ => POLLOUT,
         },
+        Ok((Some(Device::Xenbus), _)) => {
+            let id = xenbus_conn(p, fd);
+            POLLOUT | if store::readable(id) { POLLIN } else { 0 }
+        }
     }
 }
 
@@ -742,7 +795,7 @@ fn evtchn_ioctl(p: &mut Process, fd: i64, req: u64, arg: u64) -> i64 {
                 .or_insert_with(|| DevState::Evtchn(Vec::new()))
             {
                 DevState::Evtchn(ports) => ports.push((port, seen)),
-                DevState::Console { .. } => return EINVAL,
+                DevState::Console { .. } | DevState::Xenbus(_) => return EINVAL,
             }
             port as i64
         }
@@ -824,12 +877,16 @@ fn xenia_ioctl(p: &mut Process, fd: i64, req: u64, arg: u64) -> i64 {
             let args = match p.user_bytes(arg, core::mem::size_of::<AdoptArgs>() as u64, false) {
                 Ok(b) => {
                     let w = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+                    let h = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
                     AdoptArgs {
-                        dom: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                        console_port: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+                        dom: h(0),
+                        console_port: h(4),
                         console_mfn: w(8),
-                        record: w(16),
-                        record_len: w(24),
+                        store_port: h(16),
+                        _pad: 0,
+                        store_mfn: w(24),
+                        record: w(32),
+                        record_len: w(40),
                     }
                 }
                 Err(e) => return e,
@@ -846,7 +903,8 @@ fn xenia_ioctl(p: &mut Process, fd: i64, req: u64, arg: u64) -> i64 {
             };
             let console =
                 (args.console_port != u32::MAX).then_some((args.console_mfn, args.console_port));
-            match backend::adopt(args.dom as u16, record, console) {
+            let store = (args.store_port != u32::MAX).then_some((args.store_mfn, args.store_port));
+            match backend::adopt(args.dom as u16, record, console, store) {
                 Ok(()) => 0,
                 Err(e) => e,
             }

@@ -1,12 +1,13 @@
 //! The start-of-day layout of a domU: dom0's layout (`xenia_pvboot::layout`)
-//! with [`DOMU_EXTRA_PAGES`] extra pages after `shared_info`, the console ring
-//! and the device page, where guest-abi's porting guide puts them
-//! ([`guest_abi::device_page`]). `layout::plan` places them and sizes the
+//! with [`DOMU_EXTRA_PAGES`] extra pages after `shared_info`, the console ring,
+//! the device page and the xenstore ring, where guest-abi's porting guide puts
+//! them ([`guest_abi::device_page`], [`guest_abi::xenstore`]). `layout::plan` places them and sizes the
 //! region, the page tables and the padding with them counted.
 
 use core::ops::Range;
 
 use guest_abi::device_page::{console_ring_va, device_page_va};
+use guest_abi::xenstore::store_ring_va;
 use xenia_pvboot::layout::{self, PAGE, StartOfDay};
 
 pub use xenia_pvboot::layout::DOMU_EXTRA_PAGES;
@@ -22,6 +23,8 @@ pub struct DomuLayout {
     pub console_ring: u64,
     /// Virtual address of the device page: the second extra page.
     pub device_page: u64,
+    /// Virtual address of the xenstore ring page: the third extra page.
+    pub store_ring: u64,
 }
 
 /// Plans the start-of-day layout of a domU of `nr_pages` pages whose kernel
@@ -38,15 +41,17 @@ pub fn plan(
         sod,
         console_ring: sod.extra.start,
         device_page: sod.extra.start + PAGE,
+        store_ring: sod.extra.start + 2 * PAGE,
     };
     // The guest finds both pages from `start_info`'s address (guest-abi's rule); the
     // layout must agree with it.
     if out.console_ring != console_ring_va(sod.start_info)
         || out.device_page != device_page_va(sod.start_info)
+        || out.store_ring != store_ring_va(sod.start_info)
         || sod.extra.pages() != DOMU_EXTRA_PAGES
     {
         return Err(BuildError::Internal(
-            "the layout's extra pages are not where guest-abi puts the console ring and device page",
+            "the layout's extra pages are not where guest-abi puts the console ring, device page and store ring",
         ));
     }
     Ok(out)
@@ -74,7 +79,8 @@ mod tests {
         assert_eq!(sod.shared_info, dom0.shared_info);
         assert_eq!(domu.console_ring, sod.shared_info + PAGE);
         assert_eq!(domu.device_page, sod.shared_info + 2 * PAGE);
-        assert_eq!(sod.page_tables.start, dom0.page_tables.start + 2 * PAGE);
+        assert_eq!(domu.store_ring, sod.shared_info + 3 * PAGE);
+        assert_eq!(sod.page_tables.start, dom0.page_tables.start + 3 * PAGE);
         assert_eq!(sod.stack.start, sod.page_tables.end);
         assert!(sod.mapped_end - sod.stack.end >= layout::MIN_PADDING);
         assert_eq!(sod.mapped_end % layout::BOOTSTRAP_ALIGN, 0);

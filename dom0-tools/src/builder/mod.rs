@@ -14,12 +14,12 @@
 //! 2. create the domain (paused), set its memory limit, vCPU count and
 //!    credit-scheduler weight and cap;
 //! 3. populate pseudo-physical frames `0..nr_pages` and learn the
-//!    `shared_info` frame; allocate the console's event channel (unbound,
-//!    for dom0);
+//!    `shared_info` frame; allocate the console's and the xenstore ring's
+//!    event channels (unbound, for dom0);
 //! 4. write, into the new frames: the kernel's segments, its hypercall page,
 //!    the ramdisk, the p2m list, `start_info` (flags 0: an unprivileged
-//!    domU; the console's frame and channel), the zeroed console ring, the
-//!    device page and the bootstrap page tables (frames are zero when
+//!    domU; the console's and the store's frames and channels), the zeroed
+//!    console and store rings, the device page and the bootstrap page tables (frames are zero when
 //!    populated, so `.bss` and the padding need no writes);
 //! 5. pin the bootstrap L4 (which validates the tables as the domain's),
 //!    set vCPU 0's context (`xenia_pvboot::boot::initial_context`) and unpause (unless
@@ -56,6 +56,8 @@ pub use layout::DomuLayout;
 
 /// The domain that runs every domU's console backend.
 pub const CONSOLE_BACKEND: DomId = 0;
+/// The domain that serves xenstore (inside its kernel, DESIGN §11).
+pub const STORE_BACKEND: DomId = 0;
 
 /// How many frames one populate request asks for: bounds the size of a
 /// hypercall argument whatever the domain's size.
@@ -98,6 +100,10 @@ pub struct DomainConfig<'a> {
     pub cap: u16,
     /// Whether the domain gets a console.
     pub console: bool,
+    /// Whether the domain gets a xenstore ring (`start_info.store_mfn` and
+    /// `store_evtchn`; served by dom0's kernel once `xl` hands the domain
+    /// over). Without, both fields are zero.
+    pub store: bool,
     /// Leave the domain paused once built (`xl create -p`): everything is
     /// in place but vCPU 0 does not run until `unpausedomain`.
     pub start_paused: bool,
@@ -121,6 +127,7 @@ impl<'a> DomainConfig<'a> {
             weight: CREDIT_DEFAULT_WEIGHT,
             cap: 0,
             console: true,
+            store: true,
             start_paused: false,
         }
     }
@@ -216,6 +223,7 @@ impl fmt::Debug for DomainConfig<'_> {
             .field("weight", &self.weight)
             .field("cap", &self.cap)
             .field("console", &self.console)
+            .field("store", &self.store)
             .field("start_paused", &self.start_paused)
             .finish()
     }
@@ -317,6 +325,8 @@ pub enum Step {
     SharedInfoFrame,
     /// `alloc_unbound` for the console.
     AllocConsoleChannel,
+    /// `alloc_unbound` for the xenstore ring.
+    AllocStoreChannel,
     /// Copying into the domain's frames.
     WriteFrame,
     /// Pinning the bootstrap L4.
@@ -337,6 +347,7 @@ impl fmt::Display for Step {
             Step::Populate => "giving it memory",
             Step::SharedInfoFrame => "looking up its shared_info frame",
             Step::AllocConsoleChannel => "allocating its console event channel",
+            Step::AllocStoreChannel => "allocating its xenstore event channel",
             Step::WriteFrame => "writing into its memory",
             Step::PinL4 => "pinning its bootstrap page tables",
             Step::SetVcpuContext => "setting vCPU 0's registers",
@@ -465,6 +476,16 @@ pub struct ConsoleRing {
     pub evtchn: EvtchnPort,
 }
 
+/// The xenstore ring of a built domain, for the store (Xen's
+/// `XS_INTRODUCE`: ring frame and the domain's end of the channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreRing {
+    /// Machine frame of the ring page.
+    pub mfn: Mfn,
+    /// The domain's end of the event channel, unbound, for dom0 to bind.
+    pub evtchn: EvtchnPort,
+}
+
 /// A domain that was built and is running.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Built {
@@ -478,6 +499,8 @@ pub struct Built {
     pub start_info_va: u64,
     /// Its console, if it has one.
     pub console: Option<ConsoleRing>,
+    /// Its xenstore ring, if it has one.
+    pub store: Option<StoreRing>,
     /// Machine frame of its device page.
     pub device_page: Mfn,
     /// Machine frame of its `shared_info` page.
@@ -582,6 +605,20 @@ fn fill<H: Hypervisor>(
     } else {
         None
     };
+    let store = if cfg.store {
+        let pfn = sod
+            .pfn_of(plan.layout.store_ring)
+            .ok_or(BuildError::Internal("the store ring is not mapped"))?;
+        let evtchn = hv
+            .alloc_unbound(dom, STORE_BACKEND)
+            .map_err(BuildError::hv(Step::AllocStoreChannel))?;
+        Some(StoreRing {
+            mfn: frames.mfn(pfn)?,
+            evtchn,
+        })
+    } else {
+        None
+    };
 
     let mut mem = Memory {
         hv: &mut *hv,
@@ -599,7 +636,13 @@ fn fill<H: Hypervisor>(
     });
     // Flags 0: not privileged, not the initial domain. `check` bounded the
     // command line's length, so nothing is cut.
-    let (si, _) = boot::start_info(sod, shared_info, 0, console_field, cfg.cmdline.as_bytes());
+    let (mut si, _) = boot::start_info(sod, shared_info, 0, console_field, cfg.cmdline.as_bytes());
+    if let Some(s) = store {
+        si.store_mfn = s.mfn;
+        si.store_evtchn = s.evtchn;
+        // Zeroed explicitly, as the console ring: the store relies on it.
+        mem.write(plan.layout.store_ring, &[0; PAGE_SIZE])?;
+    }
     mem.write(sod.start_info, &boot::start_info_bytes(&si))?;
     if console.is_some() {
         // Populated frames are zero already; the ring is zeroed explicitly
@@ -650,6 +693,7 @@ fn fill<H: Hypervisor>(
         entry: plan.image.entry,
         start_info_va: sod.start_info,
         console,
+        store,
         device_page: frames.mfn(device_pfn)?,
         shared_info,
         layout: plan.layout,

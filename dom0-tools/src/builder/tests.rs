@@ -218,7 +218,8 @@ fn builds_a_domain() {
     assert_eq!(ops[pin..], [Op::Pin, Op::SetContext, Op::Unpause]);
     assert!(!ops.contains(&Op::Destroy));
     assert!(hv.calls[1..].iter().all(|&(_, dom)| dom == built.dom));
-    assert_eq!(d.ports, [(1, 0)]);
+    // The console's channel, then the store's, both offered to dom0.
+    assert_eq!(d.ports, [(1, 0), (2, 0)]);
 
     // The kernel: segments at their addresses, bss zero, hypercall page filled.
     assert_eq!(
@@ -271,7 +272,16 @@ fn builds_a_domain() {
     assert_eq!(u64_at(&si, 32), 4096, "nr_pages");
     assert_eq!(u64_at(&si, 40), d.shared_info.addr(), "shared_info");
     assert_eq!(u32_at(&si, 48), 0, "flags: an unprivileged domU");
-    assert_eq!((u64_at(&si, 56), u32_at(&si, 64)), (0, 0), "no xenstore");
+    let store = built.store.unwrap();
+    assert_eq!(u64_at(&si, 56), store.mfn.0, "store_mfn");
+    assert_eq!(u32_at(&si, 64), store.evtchn, "store_evtchn");
+    assert_eq!(store.evtchn, 2);
+    let ring_va = guest_abi::xenstore::store_ring_va(built.start_info_va);
+    assert!(
+        read(&hv, &built, ring_va, PAGE_SIZE)
+            .iter()
+            .all(|&b| b == 0)
+    );
     assert_eq!(u64_at(&si, 72), console.mfn.0, "console.domU.mfn");
     assert_eq!(u32_at(&si, 80), console.evtchn, "console.domU.evtchn");
     assert_eq!(u64_at(&si, 88), sod.page_tables.start, "pt_base");
@@ -391,15 +401,18 @@ fn a_domain_without_console_or_ramdisk() {
     let mut hv = FakeHv::new();
     let cfg = DomainConfig {
         console: false,
+        store: false,
         ..DomainConfig::new("quiet", &k, 8)
     };
     let built = build(&mut hv, &cfg).unwrap();
     let d = &hv.domains[&built.dom];
     assert_eq!(built.console, None);
-    assert!(d.ports.is_empty(), "no console channel");
+    assert_eq!(built.store, None);
+    assert!(d.ports.is_empty(), "no console or store channel");
     assert!(!hv.calls.iter().any(|(op, _)| *op == Op::AllocUnbound));
     let si = read(&hv, &built, built.start_info_va, 1168);
     assert_eq!((u64_at(&si, 72), u64_at(&si, 80)), (0, 0), "no console");
+    assert_eq!((u64_at(&si, 56), u64_at(&si, 64)), (0, 0), "no store");
     assert_eq!((u64_at(&si, 112), u64_at(&si, 120)), (0, 0), "no ramdisk");
     assert_eq!(si[128], 0, "empty command line");
     let devices =
@@ -481,6 +494,9 @@ fn a_failure_at_any_step_destroys_the_domain_once() {
             Op::Sched => Step::SetScheduler,
             Op::Populate => Step::Populate,
             Op::SharedInfo => Step::SharedInfoFrame,
+            Op::AllocUnbound if hv.calls[..fail].iter().any(|(o, _)| *o == Op::AllocUnbound) => {
+                Step::AllocStoreChannel
+            }
             Op::AllocUnbound => Step::AllocConsoleChannel,
             Op::Write => Step::WriteFrame,
             Op::Pin => Step::PinL4,

@@ -106,6 +106,18 @@ pub enum Command {
         #[arg(allow_hyphen_values = true)]
         soft: Option<String>,
     },
+    /// Bring a running domain's vCPUs up or down to `count`, through xenstore (the guest
+    /// takes them out of use and down, or brings them up).
+    #[command(name = "vcpu-set")]
+    VcpuSet {
+        /// Allow more vCPUs than the host has CPUs.
+        #[arg(short = 'i', long = "ignore-host")]
+        ignore_host: bool,
+        /// The domain.
+        domain: String,
+        /// How many vCPUs should be online, 1 to the domain's `maxvcpus`.
+        count: String,
+    },
     /// Show or change credit-scheduler weights and caps.
     #[command(name = "sched-credit")]
     SchedCredit {
@@ -266,6 +278,14 @@ mod tests {
         assert_eq!(cmd(&["info"]), Command::Info { numa: false });
         assert_eq!(cmd(&["dmesg", "-c"]), Command::Dmesg { clear: true });
         assert_eq!(cmd(&["vcpu-list"]), Command::VcpuList { domains: vec![] });
+        assert_eq!(
+            cmd(&["vcpu-set", "-i", "guest", "3"]),
+            Command::VcpuSet {
+                ignore_host: true,
+                domain: "guest".into(),
+                count: "3".into()
+            }
+        );
         assert_eq!(
             cmd(&["vcpu-pin", "web", "all", "0-3,^2"]),
             Command::VcpuPin {

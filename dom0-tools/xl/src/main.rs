@@ -85,6 +85,11 @@ fn run(real: &mut Real, command: Command) -> VerbResult {
             hard,
             soft,
         } => verbs::vcpu_pin(real, &domain, &vcpu, &hard, soft.as_deref()),
+        Command::VcpuSet {
+            ignore_host,
+            domain,
+            count,
+        } => verbs::vcpu_set(real, &domain, &count, !ignore_host),
         Command::SchedCredit {
             domain,
             weight,

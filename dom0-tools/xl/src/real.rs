@@ -10,7 +10,8 @@ use dom0_tools::builder::{self, BuildError, DomainConfig};
 use dom0_tools::control::DomainInfo;
 use dom0_tools::devices::{
     AdoptArgs, BufferArgs, IOCTL_PRIVCMD_HYPERCALL, ListEntry, PRIVCMD_PATH, PrivcmdHypercall,
-    XENIA_IOCTL_ADOPT, XENIA_IOCTL_CONSOLE, XENIA_IOCTL_FORGET, XENIA_IOCTL_LIST, XENIA_PATH,
+    XENBUS_PATH, XENIA_IOCTL_ADOPT, XENIA_IOCTL_CONSOLE, XENIA_IOCTL_FORGET, XENIA_IOCTL_LIST,
+    XENIA_PATH,
 };
 use dom0_tools::hypervisor::Hypervisor;
 use dom0_tools::xlfmt::info_line;
@@ -20,6 +21,9 @@ use guest_abi::sysctl::SysctlPhysinfo;
 use guest_abi::types::DomId;
 use guest_abi::version::{
     XENVER_CAPABILITIES, XENVER_COMMANDLINE, XENVER_EXTRAVERSION, XENVER_VERSION,
+};
+use guest_abi::xenstore::{
+    XENSTORE_PAYLOAD_MAX, XS_ERROR, XS_READ, XS_WATCH_EVENT, XS_WRITE, XsdSockmsg, error_from,
 };
 
 use crate::sys;
@@ -126,6 +130,7 @@ impl System for Real {
         Ok(NewDomain {
             dom: b.dom,
             console: b.console,
+            store: b.store,
         })
     }
 
@@ -134,6 +139,9 @@ impl System for Real {
             dom: new.dom.into(),
             console_port: new.console.map_or(u32::MAX, |c| c.evtchn),
             console_mfn: new.console.map_or(0, |c| c.mfn.0),
+            store_port: new.store.map_or(u32::MAX, |s| s.evtchn),
+            _pad: 0,
+            store_mfn: new.store.map_or(0, |s| s.mfn.0),
             record: record.as_ptr() as u64,
             record_len: record.len() as u64,
         };
@@ -246,5 +254,51 @@ impl System for Real {
 
     fn random16(&mut self) -> [u8; 16] {
         sys::random16()
+    }
+
+    fn xs_write(&mut self, path: &str, value: &str) -> Result<(), Errno> {
+        let mut payload = Vec::from(path.as_bytes());
+        payload.push(0);
+        payload.extend_from_slice(value.as_bytes());
+        xs_call(XS_WRITE, &payload).map(drop)
+    }
+
+    fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
+        let mut payload = Vec::from(path.as_bytes());
+        payload.push(0);
+        xs_call(XS_READ, &payload)
+    }
+}
+
+/// One xenstore request on a fresh `/dev/xen/xenbus` descriptor: its reply's payload, or
+/// the errno an `XS_ERROR` reply names.
+fn xs_call(msg_type: u32, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+    use std::io::{Read, Write};
+    const REQ_ID: u32 = 1;
+    let mut bus = open_rw(XENBUS_PATH).map_err(|_| Errno::ENOENT)?;
+    let hdr = XsdSockmsg {
+        msg_type,
+        req_id: REQ_ID,
+        tx_id: 0,
+        len: u32::try_from(payload.len()).map_err(|_| Errno::E2BIG)?,
+    };
+    let mut msg = hdr.to_bytes().to_vec();
+    msg.extend_from_slice(payload);
+    bus.write_all(&msg).map_err(|_| Errno::EIO)?;
+    // Messages until the reply to this request (a new descriptor has no watches, but skip
+    // anything else all the same).
+    loop {
+        let mut h = [0u8; XsdSockmsg::SIZE];
+        bus.read_exact(&mut h).map_err(|_| Errno::EIO)?;
+        let reply = XsdSockmsg::from_bytes(&h).ok_or(Errno::EIO)?;
+        let mut body = vec![0u8; (reply.len as usize).min(XENSTORE_PAYLOAD_MAX)];
+        bus.read_exact(&mut body).map_err(|_| Errno::EIO)?;
+        if reply.req_id != REQ_ID || reply.msg_type == XS_WATCH_EVENT {
+            continue;
+        }
+        if reply.msg_type == XS_ERROR {
+            return Err(error_from(&body));
+        }
+        return Ok(body);
     }
 }

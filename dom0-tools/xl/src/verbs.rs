@@ -9,7 +9,7 @@
 
 use std::io::Write;
 
-use dom0_tools::builder::{BuildError, ConsoleRing, DomainConfig};
+use dom0_tools::builder::{BuildError, ConsoleRing, DomainConfig, StoreRing};
 use dom0_tools::control::DomainInfo;
 use dom0_tools::devices::{ListEntry, MAX_RECORD, Record};
 use dom0_tools::xlcfg::{self, DomainSpec};
@@ -19,6 +19,7 @@ use guest_abi::domctl::{CREDIT_CAP_UNCHANGED, DomctlGetvcpuinfo, DomctlSchedCred
 use guest_abi::sched::{SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
 use guest_abi::sysctl::SysctlPhysinfo;
 use guest_abi::types::DomId;
+use guest_abi::xenstore::{VCPU_OFFLINE, VCPU_ONLINE};
 
 use crate::target::{self, Known};
 
@@ -93,6 +94,10 @@ pub trait System {
     fn sleep_ms(&mut self, ms: u64);
     /// 16 random bytes (a new domain's UUID).
     fn random16(&mut self) -> [u8; 16];
+    /// Writes a xenstore node as dom0 (`XS_WRITE` on `/dev/xen/xenbus`).
+    fn xs_write(&mut self, path: &str, value: &str) -> Result<(), Errno>;
+    /// Reads a xenstore node as dom0 (`XS_READ`).
+    fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno>;
 }
 
 /// What xl keeps of a built domain.
@@ -102,6 +107,8 @@ pub struct NewDomain {
     pub dom: DomId,
     /// Its console.
     pub console: Option<ConsoleRing>,
+    /// Its xenstore ring.
+    pub store: Option<StoreRing>,
 }
 
 /// Where a verb writes.
@@ -714,6 +721,75 @@ pub fn vcpu_pin(
                 };
                 format!("Could not set affinity for vcpu `{v}': the hypervisor said {e}{why}.")
             })?;
+    }
+    Ok(())
+}
+
+/// libxl's `ERROR_FAIL` and `ERROR_INVAL`, which xl prints in its messages.
+const ERROR_FAIL: i32 = -3;
+const ERROR_INVAL: i32 = -6;
+
+/// `xl vcpu-set [-i] <domain> <count>` (Xen's `vcpuset` and libxl's
+/// `libxl_set_vcpuonline` for a PV domain): writes `cpu/<n>/availability` under the
+/// domain's home, `online` for vCPUs `0..count` and `offline` for the rest of its
+/// `maxvcpus`; the guest's xenstore watch does the rest. `count` must be 1 to `maxvcpus`,
+/// and more vCPUs than the host has CPUs are refused unless `check_host` is off (`-i`), as
+/// Xen's xl does. Xen writes the nodes in one transaction; Xenia's store has none yet, so
+/// the guest may see them change one by one (it reconciles each time).
+pub fn vcpu_set(sys: &mut impl System, domain: &str, count: &str, check_host: bool) -> VerbResult {
+    let (_, d) = find(sys, domain)?;
+    not_dom0("set the vCPUs of", &d)?;
+    let n: u32 = count
+        .parse()
+        .ok()
+        .filter(|&n: &u32| n <= i32::MAX as u32)
+        .ok_or_else(|| String::from("Error: Invalid argument."))?;
+    let max = (0..xlcfg::MAX_VCPUS)
+        .take_while(|&v| sys.vcpu_info(d.dom, v).is_ok())
+        .count() as u32;
+    let failed = |rc: i32| {
+        format!(
+            "libxl_set_vcpuonline failed domid={} max_vcpus={n}, rc: {rc}",
+            d.dom
+        )
+    };
+    if check_host {
+        let host = sys.physinfo().map(|p| p.nr_cpus).unwrap_or(0);
+        if n > d.online_vcpus && n > host {
+            return Err(format!(
+                "You are overcommmitting! You have {host} physical CPUs and want {n} vCPUs! \
+                 Aborting, use --ignore-host to continue"
+            ));
+        }
+    }
+    if n == 0 {
+        return Err(format!("Requested 0 VCPUs!\n{}", failed(ERROR_INVAL)));
+    }
+    if n > max {
+        return Err(format!(
+            "Requested {n} VCPUs, however maxcpus is {max}!\n{}",
+            failed(ERROR_INVAL)
+        ));
+    }
+    // A domain the toolstack did not hand over has no home in the store, and nobody in it
+    // would look at the nodes.
+    let home = format!("/local/domain/{}", d.dom);
+    if let Err(e) = sys.xs_read(&format!("{home}/domid")) {
+        return Err(format!(
+            "{}\n(domain {} has no xenstore home {home}: {e}; only domains made by `xl create` have one)",
+            failed(ERROR_FAIL),
+            d.dom
+        ));
+    }
+    for v in 0..max {
+        let path = format!("{home}/cpu/{v}/availability");
+        let value = if v < n { VCPU_ONLINE } else { VCPU_OFFLINE };
+        sys.xs_write(&path, value).map_err(|e| {
+            format!(
+                "{}\n(xenstore refused {path} = {value}: {e}; was the domain made by this xl?)",
+                failed(ERROR_FAIL)
+            )
+        })?;
     }
     Ok(())
 }

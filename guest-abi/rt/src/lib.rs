@@ -50,6 +50,8 @@
 //! - [`events`]: the event callback, per-port counters, masking, [`events::block_until`].
 //! - [`smp`]: secondary vCPUs (`VCPUOP_initialise` and `up` with a stack each), which vCPU
 //!   runs, IPIs.
+//! - [`xenbus`]: a xenstore client on the domain's store ring (read, write, watch);
+//!   [`hotplug`]: vCPUs brought down and up as `xl vcpu-set` asks through xenstore.
 //! - [`time`]: system time from `vcpu_time_info` and the TSC.
 //! - [`user`]: running code in ring 3 until it comes back through `int 0x80`, `SYSCALL`
 //!   or a fault.
@@ -94,6 +96,8 @@ pub mod console;
 #[cfg(any(target_os = "none", doc))]
 pub mod events;
 #[cfg(any(target_os = "none", doc))]
+pub mod hotplug;
+#[cfg(any(target_os = "none", doc))]
 pub mod mm;
 #[cfg(any(target_os = "none", doc))]
 pub mod smp;
@@ -103,6 +107,8 @@ pub mod time;
 pub mod trap;
 #[cfg(any(target_os = "none", doc))]
 pub mod user;
+#[cfg(any(target_os = "none", doc))]
+pub mod xenbus;
 
 /// Size of the stack `_start` moves to when [`entry!`] is not given one (the builder's
 /// bootstrap stack is one page, little for Rust code that formats text).

@@ -476,7 +476,10 @@ mod tests {
         let dom0 = plan(kernel, nr, Some(12345), 0).unwrap();
         assert_eq!(dom0.start_info, a.start_info);
         assert_eq!(dom0.table_counts, a.table_counts);
-        assert_eq!(a.page_tables.start, dom0.page_tables.start + 2 * PAGE);
+        assert_eq!(
+            a.page_tables.start,
+            dom0.page_tables.start + DOMU_EXTRA_PAGES * PAGE
+        );
         let t0: Vec<_> = page_tables(&dom0, frames).map(Result::unwrap).collect();
         assert_eq!(t0.len(), ta.len());
         // Same L4 slot use, and the same leaves for everything before the extra pages.

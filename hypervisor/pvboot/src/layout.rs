@@ -13,8 +13,9 @@
 //! 4. the `start_info` page (its address is passed in `rsi`);
 //! 5. the `shared_info` page: *a Xenia addition*, so that a kernel can read its event and time
 //!    state before it has set up any mapping of its own (Xen leaves the guest to map it);
-//! 6. the extra pages the builder asks for (none for dom0; a domU's console ring and device
-//!    page, `guest_abi::device_page`), mapped like any page of the domain's memory;
+//! 6. the extra pages the builder asks for (none for dom0; a domU's console ring, device
+//!    page and xenstore ring, `guest_abi::device_page`), mapped like any page of the domain's
+//!    memory;
 //! 7. the bootstrap page tables (one L4, then the L3s, L2s and L1s, each level in address
 //!    order), which map the whole region with 4 KiB pages and are themselves mapped read-only;
 //! 8. the one-page bootstrap stack;
@@ -52,10 +53,10 @@ pub const BOOTSTRAP_ALIGN: u64 = 4 << 20;
 /// rule 7: "at least 512kB padding after the final bootstrap element").
 pub const MIN_PADDING: u64 = 512 << 10;
 
-/// Pages a domU has at start of day that dom0 does not: the console ring and the device page,
-/// in that order ([`guest_abi::device_page::console_ring_va`],
-/// [`guest_abi::device_page::device_page_va`]).
-pub const DOMU_EXTRA_PAGES: u64 = 2;
+/// Pages a domU has at start of day that dom0 does not: the console ring, the device page and
+/// the xenstore ring, in that order ([`guest_abi::device_page::console_ring_va`],
+/// [`guest_abi::device_page::device_page_va`], [`guest_abi::xenstore::store_ring_va`]).
+pub const DOMU_EXTRA_PAGES: u64 = 3;
 
 /// Size of one p2m list entry: an MFN as a 64-bit `xen_pfn_t`.
 const P2M_ENTRY_SIZE: u64 = 8;
@@ -866,13 +867,17 @@ mod tests {
             domu.extra,
             Region {
                 start: domu.shared_info + PAGE,
-                end: domu.shared_info + 3 * PAGE
+                end: domu.shared_info + 4 * PAGE
             }
         );
-        assert_eq!(domu.page_tables.start, dom0.page_tables.start + 2 * PAGE);
+        assert_eq!(domu.page_tables.start, dom0.page_tables.start + 3 * PAGE);
         use guest_abi::device_page::{console_ring_va, device_page_va};
         assert_eq!(console_ring_va(domu.start_info), domu.extra.start);
         assert_eq!(device_page_va(domu.start_info), domu.extra.start + PAGE);
+        assert_eq!(
+            guest_abi::xenstore::store_ring_va(domu.start_info),
+            domu.extra.start + 2 * PAGE
+        );
         // The extra pages are the domain's own memory, mapped writable.
         assert!(domu.pfn_of(domu.extra.start).is_some());
     }

@@ -10,6 +10,7 @@ mod guests;
 mod mem_offline;
 mod security;
 mod smp;
+mod xenstore;
 mod xl;
 
 /// Scenarios for each test of the test guest, under both CPU models.
@@ -55,6 +56,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_testguest_qemu64_2", smp::testguest_qemu64_2),
         Scenario::new("smp_affinity_4", smp::affinity_4),
         Scenario::new("smp_cpu_offline_4", smp::cpu_offline_4),
+        Scenario::new("smp_vcpu_set_4", smp::vcpu_set_4),
+        Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
         Scenario::new("smp_mem_offline_free", mem_offline::free_frame),
         Scenario::new("smp_mem_offline_owned", mem_offline::owned_frame),
         Scenario::new("smp_mem_offline_refused", mem_offline::refused),

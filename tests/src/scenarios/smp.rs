@@ -236,7 +236,7 @@ const SAMPLES: usize = 20;
 
 /// The machine for the affinity and offlining scenarios: `-smp 4`, 512 MiB, the default
 /// image with the test initrd (`probe frame-check` at the end).
-fn boot_busy_4(ctx: &Context) -> Result<crate::machine::Qemu, String> {
+pub(super) fn boot_busy_4(ctx: &Context) -> Result<crate::machine::Qemu, String> {
     use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
     let ws = ctx.workspace();
     let mut vm = ctx
@@ -367,11 +367,13 @@ const LOCKCHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// One row of `xl vcpu-list`.
 #[derive(Debug)]
-struct VcpuRow {
+pub(super) struct VcpuRow {
     name: String,
     vcpu: u32,
     /// `None` for a vCPU that is down (`-`).
     cpu: Option<u32>,
+    /// The state column (`r--`, `-b-`, `--p` for a vCPU that is down).
+    state: String,
     /// `hard / soft`, as printed.
     affinity: String,
 }
@@ -395,6 +397,7 @@ fn parse_vcpu_list(out: &str) -> Result<Vec<VcpuRow>, String> {
             name: f[0].to_string(),
             vcpu: f[2].parse().map_err(|_| bad())?,
             cpu: f[3].parse().ok(),
+            state: f[4].to_string(),
             affinity: f[slash - 1..].join(" "),
         });
     }
@@ -497,6 +500,97 @@ pub fn affinity_4(ctx: &Context) -> Result<(), String> {
     }
     xl::run(&mut vm, "xl destroy pinned")?;
     stop_busy(&mut vm, 3)?;
+    vm.kill();
+    Ok(())
+}
+
+/// Samples of `xl vcpu-list` [`vcpu_set_4`] takes at most while waiting for the guest to
+/// act on `xl vcpu-set` (each a new xl process; the guest usually needs one or two).
+const VCPU_SET_SAMPLES: usize = 40;
+
+/// `xl vcpu-list <dom>` until every vCPU's online state is `want` (vCPU *n* online when
+/// `want[n]`), at most [`VCPU_SET_SAMPLES`] times; the last rows otherwise.
+pub(super) fn await_vcpus(
+    vm: &mut crate::machine::Qemu,
+    dom: &str,
+    want: &[bool],
+) -> Result<Vec<VcpuRow>, String> {
+    let mut rows = Vec::new();
+    for _ in 0..VCPU_SET_SAMPLES {
+        rows = vcpu_list(vm, dom)?;
+        let online: Vec<bool> = rows.iter().map(|r| r.cpu.is_some()).collect();
+        if online == want {
+            return Ok(rows);
+        }
+    }
+    // The guest says on its console what its hot-plug handler did: show it in the log.
+    if vm.send(&format!("xl console {dom}\r")).is_ok()
+        && vm.wait_for("Ctrl-] detaches", T).is_ok()
+        && vm.send("\x1d").is_ok()
+    {
+        let _ = vm.wait_for(xl::PROMPT, T);
+    }
+    Err(format!(
+        "vCPUs of {dom} never became {want:?} in {VCPU_SET_SAMPLES} samples of `xl vcpu-list`; last: {rows:?}"
+    ))
+}
+
+/// `xl vcpu-set` on `-smp 4` (issue 12, through xenstore as on Xen): the echo demo with
+/// `vcpus=4` has four vCPUs online; `xl vcpu-set hp 1` has its runtime take vCPUs 1–3 down
+/// (`xl vcpu-list` shows them `-` / `--p`, as Xen does); `xl vcpu-set hp 4` brings them
+/// back and they run again; counts of 0, past the host's CPUs (without `-i`) and past
+/// `maxvcpus` are refused with Xen's messages and change nothing; the frame table is consistent after `xl destroy`.
+pub fn vcpu_set_4(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_busy_4(ctx)?;
+    let out = xl::run(
+        &mut vm,
+        "xl create /etc/xen/hello.cfg 'name=\"hp\"' vcpus=4",
+    )?;
+    if !out.contains("Domain hp created with id ") {
+        return Err(format!("`xl create ... vcpus=4` failed:\n{out}"));
+    }
+    await_vcpus(&mut vm, "hp", &[true; 4])?;
+    let out = xl::run(&mut vm, "xl vcpu-set hp 1")?;
+    if out.contains("xl:") || out.contains("failed") {
+        return Err(format!("`xl vcpu-set hp 1` failed:\n{out}"));
+    }
+    let rows = await_vcpus(&mut vm, "hp", &[true, false, false, false])?;
+    if rows[1..].iter().any(|r| r.state != "--p") {
+        return Err(format!("vCPUs 1-3 down but not shown as `--p`: {rows:?}"));
+    }
+    for (args, message) in [
+        ("hp 0", "Requested 0 VCPUs!"),
+        (
+            "hp 5",
+            "You are overcommmitting! You have 4 physical CPUs and want 5 vCPUs!",
+        ),
+        ("-i hp 5", "Requested 5 VCPUs, however maxcpus is 4!"),
+    ] {
+        let out = xl::run(&mut vm, &format!("xl vcpu-set {args}"))?;
+        if !out.contains(message) {
+            return Err(format!(
+                "`xl vcpu-set {args}` did not say {message:?}:\n{out}"
+            ));
+        }
+    }
+    // Refusals change nothing.
+    await_vcpus(&mut vm, "hp", &[true, false, false, false])?;
+    let out = xl::run(&mut vm, "xl vcpu-set hp 4")?;
+    if out.contains("xl:") || out.contains("failed") {
+        return Err(format!("`xl vcpu-set hp 4` failed:\n{out}"));
+    }
+    let rows = await_vcpus(&mut vm, "hp", &[true; 4])?;
+    if rows.iter().any(|r| r.state == "--p") {
+        return Err(format!("vCPUs back up but still shown down: {rows:?}"));
+    }
+    // And down to two, to see the count is the number online, not the highest.
+    xl::run(&mut vm, "xl vcpu-set hp 2")?;
+    await_vcpus(&mut vm, "hp", &[true, true, false, false])?;
+    xl::run(&mut vm, "xl destroy hp")?;
+    let out = xl::run(&mut vm, "probe frame-check")?;
+    if !out.contains("frame table check: 0") {
+        return Err(format!("frame table check: {out:?}"));
+    }
     vm.kill();
     Ok(())
 }
@@ -610,6 +704,10 @@ mod tests {
             ("busy1", Some(2), "2 / 0-1,3")
         );
         assert_eq!((rows[2].vcpu, rows[2].cpu), (1, None));
+        assert_eq!(
+            (rows[1].state.as_str(), rows[2].state.as_str()),
+            ("-b-", "--p")
+        );
         assert!(parse_vcpu_list("nothing").is_err());
     }
 }

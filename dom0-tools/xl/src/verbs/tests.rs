@@ -35,6 +35,10 @@ struct Fake {
     affinity: BTreeMap<(DomId, u32), (u64, u64)>,
     /// The affinity domctls answer `ENOSYS`.
     no_affinity: bool,
+    /// xenstore nodes written, in order.
+    xs: Vec<(String, String)>,
+    /// xenstore writes fail with this.
+    xs_error: Option<Errno>,
 }
 
 fn dinfo(dom: DomId, flags: u32, mib: u64) -> DomainInfo {
@@ -116,7 +120,11 @@ impl System for Fake {
             0
         };
         self.domains.push(dinfo(dom, flags, cfg.memory_mib));
-        Ok(NewDomain { dom, console: None })
+        Ok(NewDomain {
+            dom,
+            console: None,
+            store: None,
+        })
     }
     fn adopt(&mut self, new: &NewDomain, record: &[u8]) -> Result<(), Errno> {
         self.log.push(format!("adopt {}", new.dom));
@@ -271,6 +279,20 @@ impl System for Fake {
     }
     fn random16(&mut self) -> [u8; 16] {
         [0xff; 16]
+    }
+    fn xs_write(&mut self, path: &str, value: &str) -> Result<(), Errno> {
+        if let Some(e) = self.xs_error {
+            return Err(e);
+        }
+        self.xs.push((path.into(), value.into()));
+        Ok(())
+    }
+    fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
+        // Every domain but 7 has a home.
+        if path.starts_with("/local/domain/7/") {
+            return Err(Errno::ENOENT);
+        }
+        Ok(b"3".to_vec())
     }
 }
 
@@ -698,4 +720,69 @@ fn helpers() {
     let u = uuid_v4([0; 16]);
     assert_eq!(uuid_string(&u), "00000000-0000-4000-8000-000000000000");
     assert_eq!(json_string("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
+}
+
+#[test]
+fn vcpu_set_writes_availability() {
+    let mut f = Fake::new();
+    f.nr_cpus = 4;
+    f.nr_vcpus.insert(3, 4);
+    vcpu_set(&mut f, "hello", "1", true).unwrap();
+    let want = |n: u32| -> Vec<(String, String)> {
+        (0..4)
+            .map(|v| {
+                (
+                    format!("/local/domain/3/cpu/{v}/availability"),
+                    (if v < n { "online" } else { "offline" }).to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(f.xs, want(1));
+    f.xs.clear();
+    vcpu_set(&mut f, "3", "4", true).unwrap();
+    assert_eq!(f.xs, want(4));
+}
+
+#[test]
+fn vcpu_set_refusals() {
+    let mut f = Fake::new();
+    f.nr_cpus = 2;
+    f.nr_vcpus.insert(3, 4);
+    let err =
+        |f: &mut Fake, count: &str, check: bool| vcpu_set(f, "hello", count, check).unwrap_err();
+    assert_eq!(err(&mut f, "x", true), "Error: Invalid argument.");
+    assert_eq!(err(&mut f, "-1", true), "Error: Invalid argument.");
+    assert_eq!(
+        err(&mut f, "0", true),
+        "Requested 0 VCPUs!\nlibxl_set_vcpuonline failed domid=3 max_vcpus=0, rc: -6"
+    );
+    assert_eq!(
+        err(&mut f, "5", false),
+        "Requested 5 VCPUs, however maxcpus is 4!\nlibxl_set_vcpuonline failed domid=3 max_vcpus=5, rc: -6"
+    );
+    assert_eq!(
+        err(&mut f, "3", true),
+        "You are overcommmitting! You have 2 physical CPUs and want 3 vCPUs! Aborting, use --ignore-host to continue"
+    );
+    assert!(f.xs.is_empty(), "nothing written: {:?}", f.xs);
+    vcpu_set(&mut f, "hello", "3", false).unwrap();
+    assert_eq!(f.xs.len(), 4);
+    assert!(
+        vcpu_set(&mut f, "Domain-0", "1", true)
+            .unwrap_err()
+            .contains("Domain-0")
+    );
+    f.add(7, "foreign", 16);
+    let e = vcpu_set(&mut f, "foreign", "1", false).unwrap_err();
+    assert!(
+        e.contains("domain 7 has no xenstore home /local/domain/7"),
+        "{e}"
+    );
+    f.xs_error = Some(Errno::EACCES);
+    let e = vcpu_set(&mut f, "hello", "2", false).unwrap_err();
+    assert!(
+        e.starts_with("libxl_set_vcpuonline failed domid=3 max_vcpus=2, rc: -3"),
+        "{e}"
+    );
 }

@@ -19,6 +19,11 @@
 //! proper. It sleeps in `SCHEDOP_block` whenever there is no input, so an idle
 //! echo costs no CPU. The line editing is `xenia_demos::line`, unit-tested on the host.
 //!
+//! **vCPUs.** With `vcpus=N` in its configuration, echo brings up vCPUs 1 to N−1 (they
+//! idle) and follows `xl vcpu-set`: the runtime's `hotplug`
+//! handler watches xenstore's `cpu/<n>/availability` and takes vCPUs down or up, and echo
+//! says so on its console (`echo: vCPU 2 down`).
+//!
 //! Command line: `console=hypervisor` writes to the hypervisor's log (`console_io`)
 //! instead of the ring; a domU cannot read that way, so echo then only prints its banner.
 //! Booted as dom0 (the first module after the hypervisor) it reads and writes the serial
@@ -38,7 +43,11 @@ use guest_abi::start_info::SIF_INITDOMAIN;
 #[cfg(target_os = "none")]
 use xenia_demos::line::{Edit, LineEditor};
 #[cfg(target_os = "none")]
-use xenia_guest_rt::{console, events, println};
+use xenia_guest_rt::hotplug::{self, Change, Hotplug};
+#[cfg(target_os = "none")]
+use xenia_guest_rt::xenbus::Xenbus;
+#[cfg(target_os = "none")]
+use xenia_guest_rt::{console, events, println, smp};
 
 #[cfg(target_os = "none")]
 xenia_guest_rt::entry!(main);
@@ -54,14 +63,41 @@ fn main() -> ! {
     if !terminal && si.flags & SIF_INITDOMAIN == 0 {
         println!("echo: this console cannot be read (console_io is write-only for a domU)");
     }
+    for v in 1..smp::vcpus_at_start() {
+        if let Err(e) = smp::start(v, hotplug::idle) {
+            println!("echo: vCPU {v} did not start ({e:?})");
+        }
+    }
+    // vCPU hot-plug needs the store; a domain built without one runs without it.
+    let mut hotplug =
+        Xenbus::connect()
+            .ok()
+            .and_then(|bus| match Hotplug::new(bus, hotplug::idle) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    println!("echo: no vCPU hot-plug (xenstore watch refused: {e:?})");
+                    None
+                }
+            });
     let mut editor = LineEditor::new();
     let mut buf = [0u8; 64];
     loop {
+        let mut more = false;
+        if let Some(h) = hotplug.as_mut() {
+            more = h.poll(|c| match c {
+                Change::Down(v) => println!("echo: vCPU {v} down"),
+                Change::Up(v) => println!("echo: vCPU {v} up"),
+                Change::Late(v) => println!("echo: vCPU {v} did not stop in time"),
+                Change::Failed(v, e) => println!("echo: vCPU {v}: {e:?}"),
+            });
+        }
         // Events are masked: input that arrives after this read leaves its event pending,
         // and block_until returns at once instead of sleeping through it.
         let n = console::read(&mut buf);
         if n == 0 {
-            events::block_until(None);
+            if !more {
+                events::block_until(None);
+            }
             continue;
         }
         for &byte in &buf[..n] {

@@ -18,6 +18,7 @@ mod shutdown;
 mod smp;
 mod syscall;
 mod timers;
+mod xenstore;
 
 use core::fmt::Write;
 
@@ -188,6 +189,11 @@ pub const TESTS: &[Test] = &[
         name: "console_ring",
         run: domu::console_ring,
         about: "writes to the domU console ring and notifies the backend in dom0",
+    },
+    Test {
+        name: "xenstore",
+        run: xenstore::run,
+        about: "a hostile domU against dom0's xenstore: permissions, quotas, malformed messages",
     },
 ];
 

@@ -1,0 +1,199 @@
+//! xenstore, served inside dom0's kernel (DESIGN §11): the store itself is
+//! `xenia_xenstore` (safe, host-tested); this module connects it to the world.
+//!
+//! **Domains.** A domU `xl create` hands over ([`introduce`], from `backend::adopt`) has a
+//! ring page in its own memory and an unbound channel for dom0 (`start_info.store_mfn`,
+//! `store_evtchn`, made by the builder). The kernel binds the channel and, like the console
+//! backend, reads and writes the ring through Xenia's frame-copy domctls: nothing of the
+//! domU is mapped. A ring is looked at when its channel fired, or when replies or watch
+//! events wait for it and its response ring was not full at the last look (the domain
+//! notifies the channel when it has read).
+//!
+//! **The toolstack's nodes.** At introduction the kernel writes what libxl writes for a PV
+//! domain: `/local/domain/<id>` (dom0's, readable by the domain), its `name` and `domid`,
+//! `cpu/<n>/availability` for each vCPU (`online` for the first `vcpus`, `offline` for the
+//! rest up to `maxvcpus`), and `data` (the domain's own, writable by it). [`release`]
+//! removes the whole home at destroy.
+//!
+//! **dom0's programs** talk to the store through `/dev/xen/xenbus` (Linux's device: write
+//! whole `xsd_sockmsg` requests, read replies and watch events), one connection per open
+//! descriptor, as dom0.
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use dom0_tools::hypervisor::Hypervisor;
+use guest_abi::calls;
+use guest_abi::types::{DomId, Mfn};
+use guest_abi::xenstore::{VCPU_OFFLINE, VCPU_ONLINE, XenstoreDomainInterface as Iface};
+use spin::Mutex;
+use xenia_guest_rt::events;
+use xenia_xenstore::{Access, ConnId, DOM0, Perm, Quota, Store, home_path, ring};
+
+use crate::direct::xen;
+use crate::tprintln;
+
+/// The store and, per domain ring, what the kernel keeps to decide when to look at it.
+struct State {
+    store: Store,
+    /// `(dom, events seen on dom0's port when last serviced, output left over because its
+    /// response ring was full)`.
+    looks: Vec<(DomId, u32, bool)>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    let mut guard = STATE.lock();
+    let state = guard.get_or_insert_with(|| State {
+        store: Store::new(Quota::DEFAULT),
+        looks: Vec::new(),
+    });
+    f(state)
+}
+
+/// Introduces domain `dom` with its ring (`mfn`, the domain's port `remote`) and writes
+/// its toolstack nodes (`name`, `vcpus` of `max_vcpus` online). Errors are negative errnos.
+pub fn introduce(
+    dom: DomId,
+    mfn: u64,
+    remote: u32,
+    name: &str,
+    vcpus: u32,
+    max_vcpus: u32,
+) -> Result<(), i64> {
+    let port = calls::evtchn_bind_interdomain(dom, remote).map_err(|e| -(e as i64))?;
+    with(|s| {
+        let st = &mut s.store;
+        st.introduce(dom, mfn, remote);
+        st.set_local_port(dom, port);
+        let home = home_path(dom);
+        // As libxl: the home is dom0's and readable by the domain; `data` is the domain's.
+        let _ = st.rm(DOM0, &home);
+        let made = st
+            .mkdir(DOM0, &home)
+            .and_then(|()| {
+                st.set_perms(
+                    DOM0,
+                    &home,
+                    &[Perm::new(DOM0, Access::None), Perm::new(dom, Access::Read)],
+                )
+            })
+            .and_then(|()| st.write(DOM0, &format!("{home}/name"), name.as_bytes()))
+            .and_then(|()| st.write(DOM0, &format!("{home}/domid"), format!("{dom}").as_bytes()))
+            .and_then(|()| {
+                (0..max_vcpus).try_for_each(|n| {
+                    let v = if n < vcpus { VCPU_ONLINE } else { VCPU_OFFLINE };
+                    st.write(DOM0, &format!("{home}/cpu/{n}/availability"), v.as_bytes())
+                })
+            })
+            .and_then(|()| st.mkdir(DOM0, &format!("{home}/data")))
+            .and_then(|()| {
+                st.set_perms(
+                    DOM0,
+                    &format!("{home}/data"),
+                    &[Perm::new(dom, Access::None)],
+                )
+            });
+        if let Err(e) = made {
+            tprintln!("dom0: xenstore: cannot write domain {dom}'s nodes ({e})");
+        }
+        s.looks.retain(|l| l.0 != dom);
+        s.looks.push((dom, u32::MAX, false));
+    });
+    service();
+    Ok(())
+}
+
+/// Forgets domain `dom`: its connection, dom0's end of its channel and its home.
+pub fn release(dom: DomId) {
+    let port = with(|s| {
+        s.looks.retain(|l| l.0 != dom);
+        let _ = s.store.rm(DOM0, &home_path(dom));
+        s.store.release(dom)
+    });
+    if let Some(p) = port {
+        let _ = calls::evtchn_close(p);
+    }
+}
+
+/// Serves every domain's ring that needs it.
+pub fn service() {
+    let mut hv = xen();
+    let mut guard = STATE.lock();
+    let Some(s) = guard.as_mut() else {
+        return;
+    };
+    for (dom, mfn, _, local) in s.store.rings() {
+        let Some(port) = local else {
+            continue;
+        };
+        let id = ConnId(u32::from(dom));
+        let Some(look) = s.looks.iter_mut().find(|l| l.0 == dom) else {
+            continue;
+        };
+        let seen = events::count(port);
+        // Ports past the runtime's counters are always looked at.
+        let fired = seen != look.1 || port as usize >= events::TRACKED_PORTS;
+        let waiting = s.store.output_len(id) > 0 && !look.2;
+        if !fired && !waiting {
+            continue;
+        }
+        look.1 = seen;
+        // The indexes first, then the rings: the domain writes its bytes before the index
+        // that publishes them, so bytes read after the index are at least that new (one
+        // copy of the whole page could take the bytes before the domain wrote them and the
+        // index after).
+        let mut page = [0u8; Iface::SIZE];
+        let (rings, indexes) = page.split_at_mut(Iface::REQ_CONS);
+        let copied = hv
+            .read_frame(dom, Mfn(mfn), Iface::REQ_CONS, indexes)
+            .and_then(|()| hv.read_frame(dom, Mfn(mfn), 0, rings));
+        if copied.is_err() {
+            // The domain is going away; `release` will follow.
+            look.2 = true;
+            continue;
+        }
+        let w = ring::service(&mut s.store, id, &page);
+        look.2 = s.store.output_len(id) > 0;
+        if let Some(why) = w.broke {
+            tprintln!("dom0: xenstore: domain {dom} broke its ring ({why}); no longer serving it");
+        }
+        let mut ok = true;
+        for (at, bytes) in &w.chunks {
+            ok &= hv.write_frame(dom, Mfn(mfn), *at, bytes).is_ok();
+        }
+        if w.notify && ok {
+            let _ = calls::evtchn_send(port);
+        }
+    }
+}
+
+/// A connection for a `/dev/xen/xenbus` descriptor.
+pub fn connect() -> ConnId {
+    with(|s| s.store.connect(DOM0))
+}
+
+/// Closes a `/dev/xen/xenbus` connection.
+pub fn disconnect(id: ConnId) {
+    with(|s| s.store.disconnect(id));
+}
+
+/// Requests written to a `/dev/xen/xenbus` descriptor: how many bytes were taken (all of
+/// them unless replies are waiting to be read).
+pub fn write(id: ConnId, bytes: &[u8]) -> usize {
+    let n = with(|s| s.store.feed(id, bytes));
+    // A write may have fired watches of domains.
+    service();
+    n
+}
+
+/// Replies and events waiting for a `/dev/xen/xenbus` descriptor, at most `max` bytes.
+pub fn read(id: ConnId, max: usize) -> Vec<u8> {
+    with(|s| s.store.take_output(id, max))
+}
+
+/// Whether something waits to be read on a `/dev/xen/xenbus` descriptor.
+pub fn readable(id: ConnId) -> bool {
+    with(|s| s.store.output_len(id) > 0)
+}
