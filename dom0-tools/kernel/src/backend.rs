@@ -114,7 +114,14 @@ pub fn adopt(
     let console = match console {
         None => None,
         Some((mfn, remote)) => {
-            let port = calls::evtchn_bind_interdomain(dom, remote).map_err(|e| -(e as i64))?;
+            let port = calls::evtchn_bind_interdomain(dom, remote).map_err(|e| {
+                // The store was introduced above: nothing of it may outlive a failed adopt
+                // (a hostile kernel can make this bind fail by closing its console port).
+                if store.is_some() {
+                    crate::store::release(dom);
+                }
+                -(e as i64)
+            })?;
             Some(Console {
                 mfn,
                 port,

@@ -62,6 +62,9 @@ pub fn introduce(
     vcpus: u32,
     max_vcpus: u32,
 ) -> Result<(), i64> {
+    // A connection left from an earlier domain of this id goes first: its ring, port and
+    // watches must not become the new domain's.
+    release(dom);
     let port = calls::evtchn_bind_interdomain(dom, remote).map_err(|e| -(e as i64))?;
     with(|s| {
         let st = &mut s.store;

@@ -519,10 +519,14 @@ impl Store {
     /// Creates `abs` (absent) with `value`, and its missing parents empty, each with its
     /// parent's permissions and, when `dom` is unprivileged, `dom` as the owner.
     fn create(&mut self, dom: DomId, abs: &str, value: &[u8]) -> Result<(), Errno> {
-        let mut missing = alloc::vec![String::from(abs)];
+        // The nearest existing ancestor, and how many nodes (and path bytes) are missing,
+        // found without allocating: the permission and quota checks come before any memory
+        // is spent on a request (a deep path of a domU's would otherwise cost megabytes).
+        let (mut count, mut path_bytes) = (1usize, abs.len());
         let mut at = parent_of(abs);
         while !self.nodes.contains_key(at) {
-            missing.push(String::from(at));
+            count += 1;
+            path_bytes += at.len();
             at = parent_of(at);
         }
         let parent = self.nodes.get(at).ok_or(Errno::ENOENT)?;
@@ -536,13 +540,15 @@ impl Store {
             first.dom = dom;
         }
         let owner = perms.first().map_or(DOM0, |p| p.dom);
-        let memory: usize = missing
-            .iter()
-            .map(|p| NODE_OVERHEAD + p.len() + 4 * perms.len())
-            .sum::<usize>()
-            + value.len();
-        if !self.within_quota(dom, owner, missing.len(), memory) {
+        let memory = count * (NODE_OVERHEAD + 4 * perms.len()) + path_bytes + value.len();
+        if !self.within_quota(dom, owner, count, memory) {
             return Err(Errno::ENOSPC);
+        }
+        let mut missing = alloc::vec![String::from(abs)];
+        let mut at = parent_of(abs);
+        while !self.nodes.contains_key(at) {
+            missing.push(String::from(at));
+            at = parent_of(at);
         }
         let u = self.usage_mut(owner);
         u.nodes += missing.len();

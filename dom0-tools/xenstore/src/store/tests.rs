@@ -546,3 +546,41 @@ mod props {
         }
     }
 }
+
+/// From the review of the slice: a deep path is refused before any memory is spent on it
+/// (no write permission at `/`; past the node quota under the domain's own `data`), a domU
+/// cannot watch domain creation and destruction, and a token too long for its events to fit
+/// one message is refused.
+#[test]
+fn hostile_paths_and_watches_are_refused_cheaply() {
+    let (mut s, a, _, d0) = with_domains();
+    let deep = |root: &str| {
+        let mut p = String::from(root);
+        while p.len() + 2 < XENSTORE_ABS_PATH_MAX {
+            p.push_str("/a");
+        }
+        p.push('\0');
+        p
+    };
+    assert_eq!(
+        reply(&mut s, a, XS_WRITE, deep("").as_bytes()),
+        err("EACCES")
+    );
+    let mine = deep("/local/domain/5/data");
+    assert_eq!(reply(&mut s, a, XS_WRITE, mine.as_bytes()), err("ENOSPC"));
+    assert_eq!(
+        reply(&mut s, a, XS_WATCH, b"@introduceDomain\0t\0"),
+        err("EACCES")
+    );
+    assert_eq!(
+        reply(&mut s, d0, XS_WATCH, b"@releaseDomain\0t\0").0,
+        XS_WATCH
+    );
+    let mut long = b"data\0".to_vec();
+    long.extend(core::iter::repeat_n(
+        b'x',
+        XENSTORE_PAYLOAD_MAX - XENSTORE_ABS_PATH_MAX,
+    ));
+    long.push(0);
+    assert_eq!(reply(&mut s, a, XS_WATCH, &long), err("E2BIG"));
+}

@@ -11,7 +11,16 @@ impl Store {
 
     pub(super) fn watch(&mut self, id: ConnId, path: &str, token: &[u8]) -> Result<(), Errno> {
         let dom = self.conns.get(&id).ok_or(Errno::EINVAL)?.dom;
+        // Every event must fit one message: the longest path, a NUL, the token, a NUL.
+        if XENSTORE_ABS_PATH_MAX + token.len() + 2 > XENSTORE_PAYLOAD_MAX {
+            return Err(Errno::E2BIG);
+        }
         let (abs, relative) = if path.starts_with('@') {
+            // Domain creation and destruction are dom0's to hear of (Xen gives the special
+            // nodes dom0-only permissions; XSA-115's class of leak otherwise).
+            if dom != DOM0 {
+                return Err(Errno::EACCES);
+            }
             if path.len() > XENSTORE_REL_PATH_MAX
                 || !path.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'@')
             {
