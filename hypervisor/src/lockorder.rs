@@ -12,9 +12,12 @@
 //!    taken runs again with the world exclusive (`guest::context::Hc::pair`);
 //! 4. [`Level::Sched`]: the scheduler (`World::sched`);
 //! 5. [`Level::Input`]: the console input waiting for dom0 (`World::input`);
-//! 6. [`Level::FrameTable`]: the frame table (`mm::ft`);
-//! 7. [`Level::Frames`]: the frame allocator (`mm::frames`);
-//! 8. [`Level::Console`]: the console (`console`).
+//! 6. [`Level::Frames`]: the frame allocator (`mm::frames`);
+//! 7. [`Level::Console`]: the console (`console`).
+//!
+//! The frame table has no lock: each frame's record is atomic words, changed only on its
+//! owner's behalf with the owner's domain lock held or the world exclusive
+//! ([`may_change_frames`] checks that at every use).
 //!
 //! The heap's lock (inside `buddy_system_allocator`) is a leaf below all of these: it takes
 //! the frame allocator only with `try_lock`, which cannot wait. Flush requests and kicks
@@ -35,19 +38,17 @@ pub enum Level {
     Domain2 = 2,
     Sched = 3,
     Input = 4,
-    FrameTable = 5,
-    Frames = 6,
-    Console = 7,
+    Frames = 5,
+    Console = 6,
 }
 
 /// Every level, in order (for the message of a failed check).
-const LEVELS: [Level; 8] = [
+const LEVELS: [Level; 7] = [
     Level::World,
     Level::Domain,
     Level::Domain2,
     Level::Sched,
     Level::Input,
-    Level::FrameTable,
     Level::Frames,
     Level::Console,
 ];
@@ -113,4 +114,39 @@ impl Drop for Held {
                 .fetch_and(!(1u32 << self.0 as u32), Ordering::Relaxed);
         }
     }
+}
+
+/// Whether the checks below apply: set once the first guest is about to run (the boot
+/// builds dom0 on one pCPU, before any guest could race it, with no lock held).
+static GUESTS_RUN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// From now on [`may_change_frames`] holds pCPUs to the frame table's rule.
+pub fn guests_run() {
+    GUESTS_RUN.store(true, Ordering::SeqCst);
+}
+
+/// Whether this pCPU may change frame-table records: it holds a domain lock, or the world
+/// exclusive (held by this pCPU while the world is write-locked: no reader can be inside
+/// then), or guests do not run yet. Always true without debug assertions (nothing is
+/// recorded) and in host builds.
+pub fn may_change_frames() -> bool {
+    if !cfg!(debug_assertions) || !GUESTS_RUN.load(Ordering::SeqCst) {
+        return true;
+    }
+    let Some(cpu) = cpu() else {
+        return true;
+    };
+    let held = cpu.locks_held.load(Ordering::Relaxed);
+    let domain = 1 << Level::Domain as u32 | 1 << Level::Domain2 as u32;
+    held & domain != 0 || (held & 1 << Level::World as u32 != 0 && world_exclusive())
+}
+
+#[cfg(target_os = "none")]
+fn world_exclusive() -> bool {
+    crate::guest::world_write_locked()
+}
+
+#[cfg(not(target_os = "none"))]
+fn world_exclusive() -> bool {
+    true
 }

@@ -123,6 +123,7 @@ fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Optio
             crate::guest::init_syscall_msrs();
             let id = dom.id;
             crate::guest::lock_world().domains.insert(id, dom);
+            crate::lockorder::guests_run();
             crate::guest::run(id)
         }
         Err(e) => {

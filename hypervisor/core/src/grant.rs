@@ -2728,7 +2728,7 @@ mod tests {
 
     impl World {
         fn new() -> World {
-            let mut ft = FrameTable::new(
+            let ft = FrameTable::new(
                 64,
                 Config {
                     phys_addr_bits: 40,

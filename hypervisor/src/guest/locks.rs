@@ -116,7 +116,6 @@ fn level_name(level: Level) -> &'static str {
         Level::Domain | Level::Domain2 => "a domain",
         Level::Sched => "the scheduler",
         Level::Input => "the console input",
-        Level::FrameTable => "the frame table",
         Level::Frames => "the frame allocator",
         Level::Console => "the console",
     }

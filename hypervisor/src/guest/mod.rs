@@ -178,6 +178,12 @@ pub fn lock_world() -> WorldGuard {
     WorldGuard { inner, _held: held }
 }
 
+/// Whether some pCPU holds the world exclusive (`lockorder::may_change_frames`: a pCPU
+/// that holds the world while it is write-locked is the writer).
+pub fn world_write_locked() -> bool {
+    WORLD.writer_count() > 0
+}
+
 /// How long a pCPU taking the world shared defers to pCPUs waiting to take it exclusive.
 /// After that it takes it as soon as no one holds it exclusive: two vCPUs making exclusive
 /// hypercalls back to back on two pCPUs would otherwise keep a third out for good.
@@ -374,10 +380,11 @@ fn report_shared() {
     log::info!(
         target: "locks",
         "traps handled with the world shared: up to {} pCPUs at once; hypercalls handled \
-         shared:{}; entered beside another:{}",
+         shared:{}; entered beside another:{}; frame table: up to {} pCPUs inside at once",
         SHARED_MOST.load(Ordering::SeqCst),
         list(SHARED_HANDLED.load(Ordering::SeqCst)),
-        list(SHARED_OVERLAPPED.load(Ordering::SeqCst))
+        list(SHARED_OVERLAPPED.load(Ordering::SeqCst)),
+        crate::mm::ft::most_inside()
     );
 }
 

@@ -1,9 +1,16 @@
-//! The hypervisor's one frame table (`frame_table.rs` holds the rules), behind one lock,
-//! and the `PageMemory` it works on: page-table contents through the direct map.
+//! The hypervisor's one frame table (`frame_table.rs` holds the rules) and the `PageMemory`
+//! it works on: page-table contents through the direct map.
 //!
 //! Frames in the frame allocator are the hypervisor's in the table; a frame given to a
 //! domain becomes the domain's (`give`) and comes back as the hypervisor's (`take_back`).
-//! Lock order: the world and domain locks (`guest::locks`) before this one.
+//!
+//! There is no lock around the table: each frame's record is atomic words, and a frame
+//! changes only on its owner's behalf, under the owner's domain lock or with the world
+//! exclusive (`FrameTable`'s concurrency rule). So `mmu_update`s of two domains on two
+//! pCPUs run through the table at the same time. Builds with debug assertions check, at
+//! every use, that the pCPU holds a domain lock or the world exclusive (`check_holder`).
+
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
@@ -11,7 +18,7 @@ use guest_abi::types::DomId;
 use super::frame_table::{Config, FrameTable, Owner, PageMemory};
 use super::{Mfn, frames, physmem};
 
-static TABLE: spin::Once<spin::Mutex<FrameTable>> = spin::Once::new();
+static TABLE: spin::Once<FrameTable> = spin::Once::new();
 
 /// The page-table contents the frame table reads and writes, and the flushes it asks for.
 pub struct DirectMem;
@@ -33,7 +40,10 @@ impl PageMemory for DirectMem {
     }
 
     fn sync_guest_roots(&mut self, l4: Mfn) {
-        use core::sync::atomic::Ordering;
+        // The entry is written; a pCPU that starts copying `l4` from here on sees it, and one
+        // that started before has published its source first (`load_guest_root`): this
+        // fence orders the write before the loads of the sources below.
+        core::sync::atomic::fence(Ordering::SeqCst);
         crate::arch::x86_64::entry::refresh_guest_root(l4);
         let copies = crate::guest::online_cpus()
             .filter(|(_, c)| c.guest_root_source.load(Ordering::SeqCst) == l4.phys())
@@ -71,18 +81,58 @@ pub fn init(frames: u64, nx: bool) {
             nx,
             l1tf_mitigation: true,
         };
-        spin::Mutex::new(FrameTable::new(frames, config))
+        FrameTable::new(frames, config)
     });
 }
 
-/// Runs `f` with the frame table locked.
-pub fn with<R>(f: impl FnOnce(&mut FrameTable, &mut DirectMem) -> R) -> R {
+/// Runs `f` on the frame table. The caller holds the lock of the domain whose frames `f`
+/// changes, or the world exclusive (checked in builds with debug assertions); reading who
+/// owns a frame needs nothing.
+pub fn with<R>(f: impl FnOnce(&FrameTable, &mut DirectMem) -> R) -> R {
     let table = TABLE.get().expect("frame table used before init");
-    let _held = crate::lockorder::Held::new(crate::lockorder::Level::FrameTable);
-    // The holder may be waiting for this pCPU to flush (`DirectMem::flush_tlbs`): the wait
-    // answers flush requests.
-    let mut guard = crate::guest::locks::spin_for("the frame table", || table.try_lock());
-    f(&mut guard, &mut DirectMem)
+    check_holder();
+    count_inside(true);
+    let r = f(table, &mut DirectMem);
+    count_inside(false);
+    r
+}
+
+/// In builds with debug assertions: pCPUs inside [`with`] now, and the most there ever were
+/// (`smp_lockcheck_4` requires two: two domains' page-table work at the same moment).
+static INSIDE_NOW: AtomicU32 = AtomicU32::new(0);
+static INSIDE_MOST: AtomicU32 = AtomicU32::new(0);
+
+fn count_inside(entering: bool) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    if entering {
+        let n = INSIDE_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+        INSIDE_MOST.fetch_max(n, Ordering::SeqCst);
+    } else {
+        INSIDE_NOW.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The most pCPUs that were inside the frame table at once (0 without debug assertions).
+pub fn most_inside() -> u32 {
+    INSIDE_MOST.load(Ordering::SeqCst)
+}
+
+/// With debug assertions: panics unless this pCPU holds a domain lock or the world
+/// exclusive, or runs before guests exist (boot). Without, nothing.
+fn check_holder() {
+    if cfg!(debug_assertions) && !crate::lockorder::may_change_frames() {
+        panic!(
+            "frame table used without a domain lock or the world exclusive (the one-writer \
+             rule of FrameTable)"
+        );
+    }
+}
+
+/// The table, once built.
+fn table() -> &'static FrameTable {
+    TABLE.get().expect("frame table used before init")
 }
 
 /// Gives frame `mfn`, just taken from the frame allocator, to domain `dom`.
@@ -145,10 +195,12 @@ pub fn offline_counts() -> (u64, u64) {
     with(|t, _| t.offline_counts())
 }
 
+/// Whether `dom` owns `mfn` (one atomic read; no lock needed).
 pub fn owned_by(mfn: Mfn, dom: DomId) -> bool {
-    with(|t, _| t.owned_by(mfn, dom))
+    table().owned_by(mfn, dom)
 }
 
+/// Who owns `mfn` (one atomic read; no lock needed).
 pub fn owner(mfn: Mfn) -> Owner {
-    with(|t, _| t.owner(mfn))
+    table().owner(mfn)
 }

@@ -293,8 +293,11 @@ fn stop_busy(vm: &mut crate::machine::Qemu, n: u32) -> Result<(), String> {
 
 /// dom0test's `smp` (4-vCPU guest across pCPUs, the races, destroy while running) and
 /// `teardown` on `-smp 4` with the hypervisor built with debug assertions
-/// (`xenia-checked.elf`): a lock taken out of order (`lockorder`), a failed `debug_assert!`
-/// or an arithmetic overflow panics, and the test fails.
+/// (`xenia-checked.elf`): a lock taken out of order (`lockorder`), a frame-table record
+/// changed without its owner's lock (`mm::ft`), a failed `debug_assert!` or an arithmetic
+/// overflow panics, and the test fails. Also required: traps handled shared on two pCPUs
+/// at once, the four paths DESIGN §10 names handled shared, and two pCPUs inside the frame
+/// table at once.
 pub fn lockcheck_4(ctx: &Context) -> Result<(), String> {
     let checked = ctx
         .workspace()
@@ -312,6 +315,15 @@ pub fn lockcheck_4(ctx: &Context) -> Result<(), String> {
         return Err(format!(
             "no two pCPUs were ever inside hypercall or trap handlers at once ({most}): the \
              world is not shared"
+        ));
+    }
+    // No lock around the frame table: two domains' page-table updates (dom0test's two
+    // `smp_spin` domains side by side) were inside it at the same moment.
+    let inside = frame_table_at_once(&log)?;
+    if inside < 2 {
+        return Err(format!(
+            "no two pCPUs were ever inside the frame table at once ({inside}), though two \
+             domains changed their page tables side by side: it behaves as one lock"
         ));
     }
     // The paths DESIGN §10 names, each handled with the world shared (no global lock): a
@@ -360,6 +372,20 @@ fn shared_traps_at_once(log: &str) -> Result<(u32, Vec<u32>), String> {
         })
         .unwrap_or_default();
     Ok((n, shared))
+}
+
+/// The checked hypervisor's other figure on that line: how many pCPUs were inside the frame
+/// table at once, at most.
+fn frame_table_at_once(log: &str) -> Result<u32, String> {
+    const KEY: &str = "frame table: up to ";
+    let line = log
+        .lines()
+        .find(|l| l.contains("traps handled with the world shared"))
+        .ok_or("no \"traps handled with the world shared\" line in the checked log")?;
+    line.split_once(KEY)
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| format!("no {KEY:?} figure in {line:?}"))
 }
 
 /// The checked build is slower than release (overflow checks); generous.

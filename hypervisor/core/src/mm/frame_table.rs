@@ -63,8 +63,9 @@
 //!   devalidate it; the caller loads the vCPU's guest root from the new L4 before it returns
 //!   to the guest.
 //!
-//! The hooks run while the caller holds the frame table (`&mut self`): a shootdown must not
-//! need it, and no pCPU may wait for the table with interrupts off.
+//! The hooks run in the middle of an operation, while the caller holds the lock of the
+//! domain whose frames change (see [`FrameTable`] on concurrency): a shootdown must need no
+//! lock, and a pCPU waiting for a domain lock must answer flush requests while it waits.
 //!
 //! # Errors (Xen's, at the hypercall boundary)
 //!
@@ -96,8 +97,9 @@
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use guest_abi::errno::Errno;
 use guest_abi::layout::is_hypervisor_l4_slot;
@@ -391,16 +393,162 @@ pub struct Released {
     pub still_referenced: Vec<Mfn>,
 }
 
-/// The frame table. Not synchronised itself: the hypervisor keeps it behind one lock.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One frame's record ([`FrameInfo`]) in four words, each read and written atomically:
+/// the owner, type and flags in the first, the counts in pairs in the others. A pCPU that
+/// checks whether a frame is a domain's reads one word, whoever is changing the frame's counts
+/// at the same moment.
+#[derive(Debug, Default)]
+struct Slot([AtomicU64; 4]);
+
+const OWNER_FREE: u64 = 0;
+const OWNER_HYPERVISOR: u64 = 1;
+const OWNER_DOMAIN: u64 = 2;
+
+impl Slot {
+    fn encode(f: &FrameInfo) -> [u64; 4] {
+        let owner = match f.owner {
+            Owner::Free => OWNER_FREE,
+            Owner::Hypervisor => OWNER_HYPERVISOR,
+            Owner::Domain(d) => OWNER_DOMAIN | u64::from(d) << 16,
+        };
+        let pair = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
+        [
+            owner
+                | (f.ty as u64) << 32
+                | u64::from(f.pinned) << 40
+                | u64::from(f.validated) << 41
+                | (f.offline as u64) << 42,
+            pair(f.type_count, f.ref_count),
+            pair(f.base_refs, f.ext_refs),
+            pair(f.ext_type_refs, f.hv_writes),
+        ]
+    }
+
+    fn decode_owner(w0: u64) -> Owner {
+        match w0 & 3 {
+            OWNER_FREE => Owner::Free,
+            OWNER_DOMAIN => Owner::Domain((w0 >> 16) as u16),
+            _ => Owner::Hypervisor,
+        }
+    }
+
+    fn decode(w: [u64; 4]) -> FrameInfo {
+        let ty = PageType::ALL
+            .get(((w[0] >> 32) & 0xFF) as usize)
+            .copied()
+            .unwrap_or(PageType::None);
+        let offline = match (w[0] >> 42) & 3 {
+            1 => Offline::Pending,
+            2 => Offline::Offlined,
+            _ => Offline::Online,
+        };
+        let lo = |x: u64| x as u32;
+        let hi = |x: u64| (x >> 32) as u32;
+        FrameInfo {
+            owner: Self::decode_owner(w[0]),
+            ty,
+            type_count: lo(w[1]),
+            ref_count: hi(w[1]),
+            pinned: w[0] & 1 << 40 != 0,
+            validated: w[0] & 1 << 41 != 0,
+            base_refs: lo(w[2]),
+            ext_refs: hi(w[2]),
+            ext_type_refs: lo(w[3]),
+            hv_writes: hi(w[3]),
+            offline,
+        }
+    }
+
+    fn new(f: &FrameInfo) -> Slot {
+        Slot(Self::encode(f).map(AtomicU64::new))
+    }
+
+    fn load(&self) -> FrameInfo {
+        Self::decode(core::array::from_fn(|i| self.0[i].load(Ordering::Acquire)))
+    }
+
+    fn owner(&self) -> Owner {
+        Self::decode_owner(self.0[0].load(Ordering::Acquire))
+    }
+
+    /// Writes the words of `f` that differ from `was`.
+    fn store(&self, was: &FrameInfo, f: &FrameInfo) {
+        let (old, new) = (Self::encode(was), Self::encode(f));
+        for i in 0..4 {
+            if old[i] != new[i] {
+                self.0[i].store(new[i], Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The frame table.
+///
+/// # Concurrency: per-frame atomic words, one writer per frame
+///
+/// Every method takes `&self`: each frame's record is its own four atomic words, and
+/// there is no lock around the table. What keeps two pCPUs from changing one frame at once
+/// is a rule the caller keeps: **a frame's record changes only on behalf of its owner, with
+/// the owner's lock held** (in the hypervisor, the domain's lock, or the world exclusive),
+/// or, for a frame no domain owns, by the one pCPU that took it from the frame allocator.
+/// The rule holds because every reference a frame carries is its owner's: a domain's page
+/// tables, pins and base pointers refer only to its own frames ([`FrameTable::get_page`]
+/// and the entry checks refuse any other), and the hypervisor's references are taken in
+/// the owner's name (a grant map holds both domains' locks). Operations on different
+/// domains' frames therefore run at the same time on different pCPUs; a reader that is not
+/// the owner looks only at the owner word (is this frame mine?), which is never torn.
+///
+/// Xen updates `count_info` and `type_info` with `cmpxchg` because two vCPUs of one domain
+/// may run `mmu_update` at once; in Xenia they serialise on their domain's lock, so a
+/// frame's words have a single writer at a time and plain atomic stores suffice (a
+/// departure written down in `docs/architecture.md`).
 pub struct FrameTable {
-    frames: Vec<FrameInfo>,
+    frames: Vec<Slot>,
     config: Config,
     /// The largest count a frame may reach; `u32::MAX` except in tests of the overflow checks.
     count_limit: u32,
     /// Puts that found a count at zero. Never expected; reported by
     /// [`FrameTable::check_consistency`] rather than panicking.
-    underflows: u64,
+    underflows: AtomicU64,
+}
+
+impl Clone for FrameTable {
+    // alloc-block: tests and the fuzzer compare whole tables.
+    fn clone(&self) -> FrameTable {
+        FrameTable {
+            frames: self.frames.iter().map(|s| Slot::new(&s.load())).collect(),
+            config: self.config,
+            count_limit: self.count_limit,
+            underflows: AtomicU64::new(self.underflows.load(Ordering::Relaxed)),
+        }
+    }
+    // end alloc-block
+}
+
+impl PartialEq for FrameTable {
+    fn eq(&self, other: &FrameTable) -> bool {
+        self.config == other.config
+            && self.count_limit == other.count_limit
+            && self.underflows.load(Ordering::Relaxed) == other.underflows.load(Ordering::Relaxed)
+            && self.frames.len() == other.frames.len()
+            && self
+                .frames
+                .iter()
+                .zip(&other.frames)
+                .all(|(a, b)| a.load() == b.load())
+    }
+}
+
+impl Eq for FrameTable {}
+
+impl core::fmt::Debug for FrameTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameTable")
+            .field("frames", &self.frames.len())
+            .field("config", &self.config)
+            .field("underflows", &self.underflows.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl FrameTable {
@@ -410,11 +558,12 @@ impl FrameTable {
     pub fn new(frames: u64, config: Config) -> FrameTable {
         // x86-64 only: usize has 64 bits, so the conversion is exact.
         let frames = usize::try_from(frames).unwrap_or(usize::MAX);
+        let hypervisor = FrameInfo::new(Owner::Hypervisor);
         FrameTable {
-            frames: vec![FrameInfo::new(Owner::Hypervisor); frames],
+            frames: (0..frames).map(|_| Slot::new(&hypervisor)).collect(),
             config,
             count_limit: u32::MAX,
-            underflows: 0,
+            underflows: AtomicU64::new(0),
         }
     }
 
@@ -438,19 +587,40 @@ impl FrameTable {
             .filter(|&i| i < self.frames.len())
     }
 
-    fn frame(&self, mfn: Mfn) -> Option<&FrameInfo> {
-        self.frames.get(self.slot(mfn)?)
+    fn frame(&self, mfn: Mfn) -> Option<FrameInfo> {
+        self.frames.get(self.slot(mfn)?).map(Slot::load)
     }
 
-    fn frame_mut(&mut self, mfn: Mfn) -> Option<&mut FrameInfo> {
-        let i = self.slot(mfn)?;
-        self.frames.get_mut(i)
+    /// Frame `i`'s record (`i` below the table's length).
+    fn at(&self, i: usize) -> FrameInfo {
+        self.frames[i].load()
+    }
+
+    /// Every frame's record, in MFN order.
+    fn records(&self) -> impl Iterator<Item = FrameInfo> + '_ {
+        self.frames.iter().map(Slot::load)
+    }
+
+    /// Changes `mfn`'s record with `change` (whatever it returns, the words it changed are
+    /// written); `None` outside the table. The caller keeps the one-writer rule (type docs).
+    fn edit<R>(&self, mfn: Mfn, change: impl FnOnce(&mut FrameInfo) -> R) -> Option<R> {
+        let slot = self.frames.get(self.slot(mfn)?)?;
+        let was = slot.load();
+        let mut f = was;
+        let r = change(&mut f);
+        slot.store(&was, &f);
+        Some(r)
+    }
+
+    fn underflow(&self) {
+        self.underflows.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Who owns `mfn`. Frames outside the table (device memory, holes) answer
     /// [`Owner::Hypervisor`]: they are never a domain's.
     pub fn owner(&self, mfn: Mfn) -> Owner {
-        self.frame(mfn).map_or(Owner::Hypervisor, |f| f.owner)
+        self.slot(mfn)
+            .map_or(Owner::Hypervisor, |i| self.frames[i].owner())
     }
 
     /// Whether `mfn` belongs to domain `dom`.
@@ -460,58 +630,66 @@ impl FrameTable {
 
     /// Everything known about `mfn`, if it is in the table.
     pub fn info(&self, mfn: Mfn) -> Option<FrameInfo> {
-        self.frame(mfn).copied()
+        self.frame(mfn)
     }
 
     /// Hands a hypervisor frame to the frame allocator (boot, or the hypervisor freeing its
     /// own memory).
-    pub fn set_free(&mut self, mfn: Mfn) -> Result<(), Errno> {
-        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
-        if f.owner != Owner::Hypervisor {
-            return Err(Errno::EINVAL);
-        }
-        *f = FrameInfo::with_offline(Owner::Free, f.offline);
-        Ok(())
+    pub fn set_free(&self, mfn: Mfn) -> Result<(), Errno> {
+        self.edit(mfn, |f| {
+            if f.owner != Owner::Hypervisor {
+                return Err(Errno::EINVAL);
+            }
+            *f = FrameInfo::with_offline(Owner::Free, f.offline);
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))
     }
 
     /// Takes a free frame for the hypervisor's own use.
-    pub fn set_hypervisor(&mut self, mfn: Mfn) -> Result<(), Errno> {
-        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
-        if f.owner != Owner::Free {
-            return Err(Errno::EBUSY);
-        }
-        *f = FrameInfo::with_offline(Owner::Hypervisor, f.offline);
-        Ok(())
+    pub fn set_hypervisor(&self, mfn: Mfn) -> Result<(), Errno> {
+        self.edit(mfn, |f| {
+            if f.owner != Owner::Free {
+                return Err(Errno::EBUSY);
+            }
+            *f = FrameInfo::with_offline(Owner::Hypervisor, f.offline);
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))
     }
 
     /// Gives free frame `mfn` to domain `dom` (a real domain ID, not one of the reserved
     /// `DOMID_*`), untyped and unreferenced.
-    pub fn assign(&mut self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+    pub fn assign(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
         if dom >= DOMID_FIRST_RESERVED {
             return Err(Errno::EINVAL);
         }
-        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
-        // An offlined frame is never a domain's again (the allocator withholds it: this is
-        // the second line).
-        if f.owner != Owner::Free || f.offline != Offline::Online {
-            return Err(Errno::EBUSY);
-        }
-        *f = FrameInfo::new(Owner::Domain(dom));
-        Ok(())
+        self.edit(mfn, |f| {
+            // An offlined frame is never a domain's again (the allocator withholds it: this
+            // is the second line).
+            if f.owner != Owner::Free || f.offline != Offline::Online {
+                return Err(Errno::EBUSY);
+            }
+            *f = FrameInfo::new(Owner::Domain(dom));
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))
     }
 
     /// Takes frame `mfn` back from domain `dom` (`XENMEM_decrease_reservation`). Refused
     /// with `EBUSY` while anything refers to it. The caller flushes before reusing it.
-    pub fn unassign(&mut self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
-        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
-        if f.owner != Owner::Domain(dom) {
-            return Err(Errno::EINVAL);
-        }
-        if !f.unreferenced() {
-            return Err(Errno::EBUSY);
-        }
-        *f = FrameInfo::with_offline(Owner::Free, Self::freed_state(f.offline));
-        Ok(())
+    pub fn unassign(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+        self.edit(mfn, |f| {
+            if f.owner != Owner::Domain(dom) {
+                return Err(Errno::EINVAL);
+            }
+            if !f.unreferenced() {
+                return Err(Errno::EBUSY);
+            }
+            *f = FrameInfo::with_offline(Owner::Free, Self::freed_state(f.offline));
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))
     }
 
     /// The offlining state of a frame its domain just freed: a pending offline completes.
@@ -541,17 +719,16 @@ impl FrameTable {
     /// - outside the table: `EINVAL`, no status.
     ///
     /// Already offlined or pending: the same answer again, nothing changes.
-    pub fn offline(&mut self, mfn: Mfn, free: bool) -> Result<u32, (Errno, u32)> {
+    pub fn offline(&self, mfn: Mfn, free: bool) -> Result<u32, (Errno, u32)> {
         let xen_page = sc::PG_OFFLINE_FAILED
             | sc::PG_OFFLINE_XENPAGE
             | u32::from(DOMID_XEN) << sc::PG_OFFLINE_OWNER_SHIFT;
-        let f = self.frame_mut(mfn).ok_or((Errno::EINVAL, 0))?;
         let pending = |d: DomId| {
             sc::PG_OFFLINE_PENDING
                 | sc::PG_OFFLINE_OWNED
                 | u32::from(d) << sc::PG_OFFLINE_OWNER_SHIFT
         };
-        match (f.offline, f.owner) {
+        self.edit(mfn, |f| match (f.offline, f.owner) {
             (Offline::Offlined, _) => Ok(sc::PG_OFFLINE_OFFLINED),
             (Offline::Pending, Owner::Domain(d)) => Ok(pending(d)),
             (_, Owner::Domain(_)) if f.hv_writes > 0 => Err((Errno::EPERM, xen_page)),
@@ -568,21 +745,22 @@ impl FrameTable {
                 Ok(sc::PG_OFFLINE_OFFLINED)
             }
             (_, Owner::Hypervisor) => Err((Errno::EPERM, xen_page)),
-        }
+        })
+        .unwrap_or(Err((Errno::EINVAL, 0)))
     }
 
     /// `sysctl_page_online` for one frame: an offlined frame is online again (the caller
     /// gives it back to the allocator), a pending offline is cancelled; both answer
     /// `PG_ONLINE_ONLINED`. A frame online answers 0. `EINVAL` outside the table.
-    pub fn online(&mut self, mfn: Mfn) -> Result<u32, Errno> {
-        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
-        Ok(match f.offline {
+    pub fn online(&self, mfn: Mfn) -> Result<u32, Errno> {
+        self.edit(mfn, |f| match f.offline {
             Offline::Online => 0,
             Offline::Pending | Offline::Offlined => {
                 f.offline = Offline::Online;
                 sc::PG_ONLINE_ONLINED
             }
         })
+        .ok_or(Errno::EINVAL)
     }
 
     /// `sysctl_query_page_offline` for one frame: `PG_OFFLINE_STATUS_OFFLINED`,
@@ -597,8 +775,7 @@ impl FrameTable {
 
     /// Frames offlined and frames pending, in that order.
     pub fn offline_counts(&self) -> (u64, u64) {
-        self.frames
-            .iter()
+        self.records()
             .fold((0, 0), |(off, pend), f| match f.offline {
                 Offline::Online => (off, pend),
                 Offline::Pending => (off, pend + 1),
@@ -610,82 +787,91 @@ impl FrameTable {
 
     /// A general reference on a frame `dom` owns. `EINVAL` otherwise, as Xen's `get_page`
     /// fails and its callers (`get_page_from_mfn`) answer.
-    fn ref_get(&mut self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+    fn ref_get(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
         let limit = self.count_limit;
-        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
-        if f.owner != Owner::Domain(dom) || f.ref_count >= limit {
-            return Err(Errno::EINVAL);
-        }
-        f.ref_count += 1;
-        Ok(())
+        self.edit(mfn, |f| {
+            if f.owner != Owner::Domain(dom) || f.ref_count >= limit {
+                return Err(Errno::EINVAL);
+            }
+            f.ref_count += 1;
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))
     }
 
-    fn ref_put(&mut self, mfn: Mfn) {
-        match self.frame_mut(mfn) {
-            Some(f) if f.ref_count > 0 => f.ref_count -= 1,
-            _ => self.underflows = self.underflows.saturating_add(1),
+    fn ref_put(&self, mfn: Mfn) {
+        let dropped = self.edit(mfn, |f| {
+            f.ref_count = f.ref_count.checked_sub(1)?;
+            Some(())
+        });
+        if dropped.flatten().is_none() {
+            self.underflow();
         }
     }
 
     /// A type reference of type `ty` on `mfn`, whose owner the caller checked (it holds a
     /// general reference). Xen's `_get_page_type`.
-    fn type_get<M: PageMemory>(
-        &mut self,
-        mem: &mut M,
-        mfn: Mfn,
-        ty: PageType,
-    ) -> Result<(), Errno> {
+    fn type_get<M: PageMemory>(&self, mem: &mut M, mfn: Mfn, ty: PageType) -> Result<(), Errno> {
         let limit = self.count_limit;
-        let f = self.frame_mut(mfn).ok_or(Errno::EINVAL)?;
-        if f.type_count > 0 {
-            // In use: only the same use may share it. A frame still being validated cannot
-            // be asked for its own type (validation asks only for lower ones); refuse anyway.
-            if f.ty != ty || !f.validated || f.type_count >= limit {
-                return Err(Errno::EINVAL);
-            }
-            f.type_count += 1;
+        // The use the frame had, if it takes a new one.
+        let step = self
+            .edit(mfn, |f| {
+                if f.type_count > 0 {
+                    // In use: only the same use may share it. A frame still being validated
+                    // cannot be asked for its own type (validation asks only for lower ones);
+                    // refuse anyway.
+                    if f.ty != ty || !f.validated || f.type_count >= limit {
+                        return Err(Errno::EINVAL);
+                    }
+                    f.type_count += 1;
+                    return Ok(None);
+                }
+                let previous = f.ty;
+                // The new type is set before validation, so that an entry pointing back at
+                // this frame sees it and fails the type check.
+                f.ty = ty;
+                f.type_count = 1;
+                f.validated = false;
+                Ok(Some(previous))
+            })
+            .unwrap_or(Err(Errno::EINVAL))?;
+        let Some(previous) = step else {
             return Ok(());
-        }
-        let previous = f.ty;
-        // The new type is set before validation, so that an entry pointing back at this
-        // frame sees it and fails the type check.
-        f.ty = ty;
-        f.type_count = 1;
-        f.validated = false;
+        };
         if previous != ty && previous != PageType::None {
             mem.flush_tlbs();
         }
         if ty.is_page_table()
             && let Err(e) = self.validate(mem, mfn, ty)
         {
-            if let Some(f) = self.frame_mut(mfn) {
-                // Untyped again, remembering the old use so that its next change of use still
-                // flushes.
+            // Untyped again, remembering the old use so that its next change of use still
+            // flushes.
+            self.edit(mfn, |f| {
                 f.ty = previous;
                 f.type_count = 0;
-            }
+            });
             return Err(e);
         }
-        if let Some(f) = self.frame_mut(mfn) {
-            f.validated = true;
-        }
+        self.edit(mfn, |f| f.validated = true);
         Ok(())
     }
 
     /// Drops a type reference; at zero a page table is devalidated. Xen's `_put_page_type`
     /// and `devalidate_page`.
-    fn type_put<M: PageMemory>(&mut self, mem: &mut M, mfn: Mfn) {
-        let Some(f) = self.frame_mut(mfn).filter(|f| f.type_count > 0) else {
-            self.underflows = self.underflows.saturating_add(1);
-            return;
-        };
-        f.type_count -= 1;
-        if f.type_count == 0 {
-            let (ty, validated) = (f.ty, f.validated);
-            f.validated = false;
-            if ty.is_page_table() && validated {
-                self.devalidate(mem, mfn, ty);
+    fn type_put<M: PageMemory>(&self, mem: &mut M, mfn: Mfn) {
+        // The use that ended, if the count fell to zero.
+        let put = self.edit(mfn, |f| {
+            f.type_count = f.type_count.checked_sub(1)?;
+            let ended = (f.type_count == 0 && f.validated).then_some(f.ty);
+            if f.type_count == 0 {
+                f.validated = false;
             }
+            Some(ended)
+        });
+        match put.flatten() {
+            None => self.underflow(),
+            Some(Some(ty)) if ty.is_page_table() => self.devalidate(mem, mfn, ty),
+            Some(_) => {}
         }
     }
 
@@ -721,7 +907,7 @@ impl FrameTable {
     /// Takes the references entry `e` of a table of type `level` owned by `dom` needs.
     /// Xen's `get_page_from_l1e` to `get_page_from_l4e`.
     fn get_entry_refs<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         level: PageType,
         e: u64,
@@ -752,7 +938,7 @@ impl FrameTable {
 
     /// Drops the references a validated entry `e` of a `level` table holds. Xen's
     /// `put_page_from_l1e` to `put_page_from_l4e`.
-    fn put_entry_refs<M: PageMemory>(&mut self, mem: &mut M, level: PageType, e: u64) {
+    fn put_entry_refs<M: PageMemory>(&self, mem: &mut M, level: PageType, e: u64) {
         if e & pte::PRESENT == 0 || is_grant_pte(level, e) {
             return;
         }
@@ -772,7 +958,7 @@ impl FrameTable {
     /// Checks every entry of `table`, newly typed `level`, and takes their references; on
     /// failure drops those taken so far. Xen's `promote_l1_table` to `promote_l4_table`.
     fn validate<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         table: Mfn,
         level: PageType,
@@ -804,7 +990,7 @@ impl FrameTable {
 
     /// Drops the references every entry of `table` holds. Xen's `demote_l1_table` to
     /// `demote_l4_table`.
-    fn devalidate<M: PageMemory>(&mut self, mem: &mut M, table: Mfn, level: PageType) {
+    fn devalidate<M: PageMemory>(&self, mem: &mut M, table: Mfn, level: PageType) {
         for i in 0..ENTRIES {
             if !Self::reserved_slot(level, i) {
                 let e = mem.read_entry(table, i);
@@ -817,22 +1003,25 @@ impl FrameTable {
 
     /// Takes a general reference on `mfn` for hypervisor code, if `dom` owns it (Xen's
     /// `get_page`; `EINVAL` as its callers answer).
-    pub fn get_page(&mut self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+    pub fn get_page(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
         self.ref_get(mfn, dom)?;
-        if let Some(f) = self.frame_mut(mfn) {
+        self.edit(mfn, |f| {
             // Below ref_count, which ref_get just kept below the limit: cannot saturate.
             f.ext_refs = f.ext_refs.saturating_add(1);
-        }
+        });
         Ok(())
     }
 
     /// Drops a reference taken with [`FrameTable::get_page`]; `EINVAL` if there is none.
-    pub fn put_page(&mut self, mfn: Mfn) -> Result<(), Errno> {
-        let f = self
-            .frame_mut(mfn)
-            .filter(|f| f.ext_refs > 0)
-            .ok_or(Errno::EINVAL)?;
-        f.ext_refs -= 1;
+    pub fn put_page(&self, mfn: Mfn) -> Result<(), Errno> {
+        self.edit(mfn, |f| {
+            if f.ext_refs == 0 {
+                return Err(Errno::EINVAL);
+            }
+            f.ext_refs -= 1;
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))?;
         self.ref_put(mfn);
         Ok(())
     }
@@ -842,7 +1031,7 @@ impl FrameTable {
     /// the new type, flushing if it had another one, and a page-table type is validated; a
     /// frame in use must already have type `ty` (else `EINVAL`). On failure nothing changed.
     pub fn get_page_type<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         mfn: Mfn,
         dom: DomId,
@@ -856,21 +1045,24 @@ impl FrameTable {
             self.ref_put(mfn);
             return Err(e);
         }
-        if let Some(f) = self.frame_mut(mfn) {
+        self.edit(mfn, |f| {
             f.ext_type_refs = f.ext_type_refs.saturating_add(1);
-        }
+        });
         Ok(())
     }
 
     /// Drops a type reference taken with [`FrameTable::get_page_type`] and its general
     /// reference (Xen's `put_page_and_type`); `EINVAL` if there is none. A page table whose
     /// type count reaches zero is devalidated: its entries' references go, recursively.
-    pub fn put_page_type<M: PageMemory>(&mut self, mem: &mut M, mfn: Mfn) -> Result<(), Errno> {
-        let f = self
-            .frame_mut(mfn)
-            .filter(|f| f.ext_type_refs > 0)
-            .ok_or(Errno::EINVAL)?;
-        f.ext_type_refs -= 1;
+    pub fn put_page_type<M: PageMemory>(&self, mem: &mut M, mfn: Mfn) -> Result<(), Errno> {
+        self.edit(mfn, |f| {
+            if f.ext_type_refs == 0 {
+                return Err(Errno::EINVAL);
+            }
+            f.ext_type_refs -= 1;
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))?;
         self.type_put(mem, mfn);
         self.ref_put(mfn);
         Ok(())
@@ -883,7 +1075,7 @@ impl FrameTable {
     /// it; [`FrameTable::check_hypervisor_writes`] verifies that every such frame is held.
     /// `EINVAL` if `dom` does not own it or it is in another use.
     pub fn hold_for_writes<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         mfn: Mfn,
         dom: DomId,
@@ -893,9 +1085,9 @@ impl FrameTable {
             self.ref_put(mfn);
             return Err(e);
         }
-        if let Some(f) = self.frame_mut(mfn) {
+        self.edit(mfn, |f| {
             f.hv_writes = f.hv_writes.saturating_add(1);
-        }
+        });
         Ok(())
     }
 
@@ -903,16 +1095,19 @@ impl FrameTable {
     /// hypervisor no longer writes the frame; `EINVAL` if `dom` does not own it or there is
     /// no hold.
     pub fn release_writes<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         mfn: Mfn,
         dom: DomId,
     ) -> Result<(), Errno> {
-        let f = self
-            .frame_mut(mfn)
-            .filter(|f| f.hv_writes > 0 && f.owner == Owner::Domain(dom))
-            .ok_or(Errno::EINVAL)?;
-        f.hv_writes -= 1;
+        self.edit(mfn, |f| {
+            if !(f.hv_writes > 0 && f.owner == Owner::Domain(dom)) {
+                return Err(Errno::EINVAL);
+            }
+            f.hv_writes -= 1;
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))?;
         self.type_put(mem, mfn);
         self.ref_put(mfn);
         Ok(())
@@ -962,7 +1157,7 @@ impl FrameTable {
         let mut orphans = 0u64;
         let mut first = None;
         for (i, f) in self.frames.iter().enumerate() {
-            if let Owner::Domain(d) = f.owner
+            if let Owner::Domain(d) = f.owner()
                 && !live(d)
             {
                 orphans += 1;
@@ -986,7 +1181,7 @@ impl FrameTable {
     /// while nothing else uses it. Pinning is not counted: a second pin is `EINVAL`
     /// ("already pinned", `do_mmuext_op`).
     pub fn pin<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         mfn: Mfn,
         dom: DomId,
@@ -1004,21 +1199,24 @@ impl FrameTable {
             self.ref_put(mfn);
             return Err(e);
         }
-        if let Some(f) = self.frame_mut(mfn) {
+        self.edit(mfn, |f| {
             f.pinned = true;
-        }
+        });
         Ok(())
     }
 
     /// `MMUEXT_UNPIN_TABLE`: drops the pin's references. A frame still in use elsewhere (an
     /// entry of a higher table, a vCPU's base pointer) keeps its type; otherwise it is
     /// devalidated. `EINVAL` if `dom` does not own it or it is not pinned.
-    pub fn unpin<M: PageMemory>(&mut self, mem: &mut M, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
-        let f = self
-            .frame_mut(mfn)
-            .filter(|f| f.owner == Owner::Domain(dom) && f.pinned)
-            .ok_or(Errno::EINVAL)?;
-        f.pinned = false;
+    pub fn unpin<M: PageMemory>(&self, mem: &mut M, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+        self.edit(mfn, |f| {
+            if !(f.owner == Owner::Domain(dom) && f.pinned) {
+                return Err(Errno::EINVAL);
+            }
+            f.pinned = false;
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))?;
         self.type_put(mem, mfn);
         self.ref_put(mfn);
         Ok(())
@@ -1031,7 +1229,7 @@ impl FrameTable {
     /// `new_guest_cr3`. `EINVAL` if `new` cannot be an L4 of `dom`'s or `old` is not a base.
     /// The caller loads the vCPU's guest root from `new` before it returns to the guest.
     pub fn set_base<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         dom: DomId,
         old: Option<Mfn>,
@@ -1048,9 +1246,9 @@ impl FrameTable {
             self.ref_put(new);
             return Err(e);
         }
-        if let Some(f) = self.frame_mut(new) {
+        self.edit(new, |f| {
             f.base_refs = f.base_refs.saturating_add(1);
-        }
+        });
         match old {
             Some(old) => self.drop_base(mem, dom, old),
             None => Ok(()),
@@ -1058,16 +1256,11 @@ impl FrameTable {
     }
 
     /// Drops the base-pointer reference a vCPU of `dom` holds on `old` (vCPU teardown).
-    pub fn drop_base<M: PageMemory>(
-        &mut self,
-        mem: &mut M,
-        dom: DomId,
-        old: Mfn,
-    ) -> Result<(), Errno> {
+    pub fn drop_base<M: PageMemory>(&self, mem: &mut M, dom: DomId, old: Mfn) -> Result<(), Errno> {
         self.check_base(old, dom)?;
-        if let Some(f) = self.frame_mut(old) {
+        self.edit(old, |f| {
             f.base_refs -= 1;
-        }
+        });
         self.type_put(mem, old);
         self.ref_put(old);
         Ok(())
@@ -1094,7 +1287,7 @@ impl FrameTable {
     /// count takes the `Writable` type, flushing if it had another use); a descriptor frame
     /// is refused with `EINVAL`.
     pub fn update_entry<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         table: Mfn,
         index: usize,
@@ -1105,7 +1298,7 @@ impl FrameTable {
         if index >= ENTRIES {
             return Err(Errno::EINVAL);
         }
-        let f = *self
+        let f = self
             .frame(table)
             .filter(|f| f.owner == Owner::Domain(dom))
             .ok_or(Errno::EINVAL)?;
@@ -1166,7 +1359,7 @@ impl FrameTable {
     /// as long as the mapping lasts. `flags` are the entry's low bits (present, RW, U/S,
     /// NX); the grant bit is added. `EINVAL` if the table or entry does not qualify.
     pub fn install_grant_pte<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         l1: Mfn,
         index: usize,
@@ -1202,7 +1395,7 @@ impl FrameTable {
     /// `replace_grant_host_mapping`); `EINVAL` if the entry is not that mapping. The caller
     /// flushes the TLBs before it drops the grant's references.
     pub fn remove_grant_pte<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         l1: Mfn,
         index: usize,
@@ -1230,7 +1423,7 @@ impl FrameTable {
     /// frees every frame nothing refers to any more. Frames that hypervisor code still holds
     /// stay with the domain and are listed; releasing again after dropping them frees them.
     /// Other domains are untouched: no domain holds references on another's frames.
-    pub fn release_domain<M: PageMemory>(&mut self, mem: &mut M, dom: DomId) -> Released {
+    pub fn release_domain<M: PageMemory>(&self, mem: &mut M, dom: DomId) -> Released {
         let mut released = Released::default();
         let still = self.release_domain_with(mem, dom, Owner::Free, |m| released.freed.push(m));
         released.still_referenced = still;
@@ -1244,7 +1437,7 @@ impl FrameTable {
     /// however large the domain. Returns the frames still referenced (few: those hypervisor
     /// code holds).
     pub fn release_domain_with<M: PageMemory>(
-        &mut self,
+        &self,
         mem: &mut M,
         dom: DomId,
         freed_owner: Owner,
@@ -1253,32 +1446,55 @@ impl FrameTable {
         let owner = Owner::Domain(dom);
         for i in 0..self.frames.len() {
             let mfn = Mfn(i as u64);
-            while self.frames[i].owner == owner && self.frames[i].base_refs > 0 {
-                self.frames[i].base_refs -= 1;
+            while self
+                .edit(mfn, |f| {
+                    let held = f.owner == owner && f.base_refs > 0;
+                    if held {
+                        f.base_refs -= 1;
+                    }
+                    held
+                })
+                .unwrap_or(false)
+            {
                 self.type_put(mem, mfn);
                 self.ref_put(mfn);
             }
         }
         for i in 0..self.frames.len() {
-            if self.frames[i].owner == owner && self.frames[i].pinned {
-                self.frames[i].pinned = false;
-                let mfn = Mfn(i as u64);
+            let mfn = Mfn(i as u64);
+            let unpinned = self.edit(mfn, |f| {
+                let pinned = f.owner == owner && f.pinned;
+                f.pinned &= !pinned;
+                pinned
+            });
+            if unpinned == Some(true) {
                 self.type_put(mem, mfn);
                 self.ref_put(mfn);
             }
         }
         let mut still = Vec::new();
-        for (i, f) in self.frames.iter_mut().enumerate() {
-            if f.owner != owner {
-                continue;
-            }
-            if f.unreferenced() {
-                *f = FrameInfo::with_offline(freed_owner, Self::freed_state(f.offline));
-                on_free(Mfn(i as u64));
-            } else if still.try_reserve(1).is_ok() {
-                // alloc: room reserved just above; a frame that cannot be listed is still
-                // kept (it stays the domain's), only not reported.
-                still.push(Mfn(i as u64));
+        for i in 0..self.frames.len() {
+            let mfn = Mfn(i as u64);
+            let freed = self.edit(mfn, |f| {
+                if f.owner != owner {
+                    return None;
+                }
+                let free = f.unreferenced();
+                if free {
+                    *f = FrameInfo::with_offline(freed_owner, Self::freed_state(f.offline));
+                }
+                Some(free)
+            });
+            match freed.flatten() {
+                None => {}
+                Some(true) => on_free(mfn),
+                // A frame that cannot be listed is still kept (it stays the domain's), only
+                // not reported.
+                Some(false) if still.try_reserve(1).is_ok() => {
+                    // alloc: room reserved just above.
+                    still.push(mfn);
+                }
+                Some(false) => {}
             }
         }
         still
@@ -1288,7 +1504,7 @@ impl FrameTable {
     /// with no type count counts as [`PageType::None`] (`XENMEM_XENIA_FRAME_COUNTS`).
     pub fn count_by_type(&self, dom: DomId) -> [u64; PageType::ALL.len()] {
         let mut counts = [0u64; PageType::ALL.len()];
-        for f in self.frames.iter().filter(|f| f.owner == Owner::Domain(dom)) {
+        for f in self.records().filter(|f| f.owner == Owner::Domain(dom)) {
             counts[f.current_type().index()] += 1;
         }
         counts
@@ -1311,11 +1527,13 @@ impl FrameTable {
                 problems.push(msg);
             }
         };
-        if self.underflows > 0 {
-            report(format!("{} puts found a count at zero", self.underflows));
+        let underflows = self.underflows.load(Ordering::Relaxed);
+        if underflows > 0 {
+            report(format!("{underflows} puts found a count at zero"));
         }
         // Flags of each frame, and every entry of every validated page table, once.
-        for (i, f) in self.frames.iter().enumerate() {
+        for (i, f) in self.records().enumerate() {
+            let f = &f;
             let mfn = i as u64;
             if f.offline == Offline::Pending && !matches!(f.owner, Owner::Domain(_)) {
                 report(format!(
@@ -1356,7 +1574,7 @@ impl FrameTable {
             self.for_each_entry(mem, Mfn(mfn), |index, e, target| match target {
                 Err(why) => report(why),
                 Ok((t, needs)) => {
-                    let tf = &self.frames[t];
+                    let tf = self.at(t);
                     if tf.owner != f.owner {
                         report(format!(
                             "{:?} {mfn:#x}[{index}] = {e:#x} points at a frame of {:?}",
@@ -1380,8 +1598,7 @@ impl FrameTable {
         // so that each window reads only them; without room for the list, every window
         // looks at every frame.
         let nr_tables = self
-            .frames
-            .iter()
+            .records()
             .filter(|f| f.current_type().is_page_table())
             .count();
         let mut list: Vec<u32> = Vec::new();
@@ -1389,8 +1606,7 @@ impl FrameTable {
             && u32::try_from(self.frames.len()).is_ok())
         .then(|| {
             list.extend(
-                self.frames
-                    .iter()
+                self.records()
                     .enumerate()
                     .filter(|(_, f)| f.current_type().is_page_table())
                     .map(|(i, _)| i as u32),
@@ -1410,7 +1626,7 @@ impl FrameTable {
                 let hi = (lo + window).min(self.frames.len());
                 expected.clear();
                 expected.resize(hi - lo, [0, 0]);
-                for (i, f) in self.frames[lo..hi].iter().enumerate() {
+                for (i, f) in (lo..hi).map(|i| self.at(i)).enumerate() {
                     if matches!(f.owner, Owner::Domain(_)) {
                         let held_types = u32::from(f.pinned)
                             .saturating_add(f.base_refs)
@@ -1433,7 +1649,7 @@ impl FrameTable {
                     }
                 };
                 for i in sources {
-                    let f = &self.frames[i as usize];
+                    let f = self.at(i as usize);
                     if !matches!(f.owner, Owner::Domain(_)) {
                         continue;
                     }
@@ -1449,7 +1665,7 @@ impl FrameTable {
                         }
                     });
                 }
-                for (i, f) in self.frames[lo..hi].iter().enumerate() {
+                for (i, f) in (lo..hi).map(|i| self.at(i)).enumerate() {
                     let [refs, types] = expected[i];
                     if f.ref_count != refs || f.type_count != types {
                         report(format!(
@@ -1571,6 +1787,122 @@ mod tests {
     const DOM_A: DomId = 1;
     const DOM_B: DomId = 2;
 
+    /// Page contents any thread may read and write (each entry atomic): two threads
+    /// changing two domains' tables through one [`FrameTable`].
+    struct SharedMem(std::sync::Arc<Vec<[AtomicU64; ENTRIES]>>);
+
+    impl PageMemory for SharedMem {
+        fn read_entry(&self, mfn: Mfn, index: usize) -> u64 {
+            self.0[mfn.0 as usize][index].load(Ordering::Relaxed)
+        }
+
+        fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
+            self.0[mfn.0 as usize][index].store(value, Ordering::Relaxed);
+        }
+
+        fn flush_tlbs(&mut self) {}
+
+        fn sync_guest_roots(&mut self, _: Mfn) {}
+    }
+
+    /// The rule of the type's docs, exercised: one thread per domain changes that domain's
+    /// frames (an L4 → L3 → L2 → L1 tree pinned and unpinned, L1 entries mapping its data
+    /// frames writable and read-only, hypervisor references) while a third reads every
+    /// frame's owner, all through one shared table with no lock. Afterwards the table is
+    /// consistent and every count is what the last state of the entries says; at no point
+    /// does the reader see a frame change hands.
+    #[test]
+    fn two_domains_change_their_frames_on_two_threads_at_once() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        const PER_DOM: u64 = 16;
+        const ROUNDS: u64 = 20_000;
+        let ft = Arc::new(FrameTable::new(2 * PER_DOM + 1, config()));
+        let pages: Arc<Vec<[AtomicU64; ENTRIES]>> = Arc::new(
+            (0..2 * PER_DOM + 1)
+                .map(|_| core::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+        );
+        let doms = [DOM_A, DOM_B];
+        for (d, &dom) in doms.iter().enumerate() {
+            let base = d as u64 * PER_DOM;
+            for m in base..base + PER_DOM {
+                ft.set_free(Mfn(m)).unwrap();
+                ft.assign(Mfn(m), dom).unwrap();
+            }
+            let mut mem = SharedMem(pages.clone());
+            // L4 (base) -> L3 (base + 1) -> L2 (base + 2) -> L1 (base + 3); data after.
+            for level in 0..3 {
+                mem.write_entry(Mfn(base + level), 0, e(base + level + 1, P | RW));
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (ft, stop) = (ft.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for m in 0..2 * PER_DOM {
+                        let want = Owner::Domain(if m < PER_DOM { DOM_A } else { DOM_B });
+                        assert_eq!(ft.owner(Mfn(m)), want, "frame {m} changed hands");
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        };
+        let workers: Vec<_> = doms
+            .iter()
+            .enumerate()
+            .map(|(d, &dom)| {
+                let (ft, mut mem) = (ft.clone(), SharedMem(pages.clone()));
+                std::thread::spawn(move || {
+                    let base = d as u64 * PER_DOM;
+                    let (l4, l1) = (Mfn(base), Mfn(base + 3));
+                    let data = |i: u64| base + 4 + i % (PER_DOM - 4);
+                    for i in 0..ROUNDS {
+                        if i % 500 == 0 {
+                            if i > 0 {
+                                ft.unpin(&mut mem, l4, dom).unwrap();
+                            }
+                            ft.pin(&mut mem, l4, dom, PageType::L4).unwrap();
+                        }
+                        let index = (i % 8) as usize;
+                        let flags = if i % 3 == 0 { P } else { P | RW };
+                        ft.update_entry(&mut mem, l1, index, e(data(i), flags), dom, false)
+                            .unwrap();
+                        if i % 7 == 0 {
+                            ft.get_page(Mfn(data(i)), dom).unwrap();
+                            ft.put_page(Mfn(data(i))).unwrap();
+                        }
+                        // Another domain's frame is refused, whatever that domain is doing.
+                        let theirs = e((1 - d as u64) * PER_DOM + 4, P);
+                        assert_eq!(
+                            ft.update_entry(&mut mem, l1, 9, theirs, dom, false),
+                            Err(Errno::EBUSY)
+                        );
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        let mem = SharedMem(pages.clone());
+        assert_eq!(ft.check_consistency(&mem), Ok(()));
+        for (d, &dom) in doms.iter().enumerate() {
+            let base = d as u64 * PER_DOM;
+            assert_eq!(info(&ft, base).current_type(), PageType::L4);
+            assert!(info(&ft, base).pinned);
+            assert_eq!(info(&ft, base + 3).current_type(), PageType::L1);
+            // Each of the eight L1 entries holds one reference on the frame it maps last.
+            let mapped: u32 = (4..PER_DOM).map(|m| info(&ft, base + m).ref_count).sum();
+            assert_eq!(mapped, 8, "domain {dom}");
+        }
+    }
+
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     enum Event {
         Read(Mfn),
@@ -1646,6 +1978,12 @@ mod tests {
     }
 
     impl FrameTable {
+        /// Changes frame `i`'s record behind the table's back (tests of the checks).
+        fn poke(&self, i: impl TryInto<u64>, change: impl FnOnce(&mut FrameInfo)) {
+            let mfn = Mfn(i.try_into().ok().expect("frame number"));
+            self.edit(mfn, change).expect("frame in the table");
+        }
+
         fn with_count_limit(mut self, limit: u32) -> FrameTable {
             self.count_limit = limit;
             self
@@ -1655,14 +1993,13 @@ mod tests {
         /// operation must leave exactly as it found.
         fn effective(&self) -> (Vec<FrameInfo>, u64) {
             let frames = self
-                .frames
-                .iter()
+                .records()
                 .map(|f| FrameInfo {
                     ty: f.current_type(),
-                    ..*f
+                    ..f
                 })
                 .collect();
-            (frames, self.underflows)
+            (frames, self.underflows.load(Ordering::Relaxed))
         }
     }
 
@@ -1677,7 +2014,7 @@ mod tests {
     /// A table of `frames` frames: the `a` ones for domain A, the `b` ones for B, the rest
     /// free except frame `frames - 1`, the hypervisor's.
     fn setup(frames: u64, a: &[u64], b: &[u64]) -> (FrameTable, Fake) {
-        let mut ft = FrameTable::new(frames, config());
+        let ft = FrameTable::new(frames, config());
         for m in 0..frames - 1 {
             ft.set_free(Mfn(m)).unwrap();
         }
@@ -1732,7 +2069,7 @@ mod tests {
 
     #[test]
     fn ownership_life_cycle() {
-        let mut ft = FrameTable::new(8, config());
+        let ft = FrameTable::new(8, config());
         assert_eq!(ft.len(), 8);
         assert_eq!(ft.owner(Mfn(0)), Owner::Hypervisor);
         assert_eq!(ft.owner(Mfn(100)), Owner::Hypervisor, "outside the table");
@@ -1764,7 +2101,7 @@ mod tests {
     fn grant_ptes_take_no_table_references_and_resist_mmu_update() {
         // Frame 0: A's L1; frame 1: B's data frame, granted to A (the grant logic holds a
         // writable reference on it in B's name).
-        let (mut ft, mut mem) = setup(8, &[0], &[1]);
+        let (ft, mut mem) = setup(8, &[0], &[1]);
         ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
         ft.get_page_type(&mut mem, Mfn(1), DOM_B, PageType::Writable)
             .unwrap();
@@ -1813,7 +2150,7 @@ mod tests {
 
     #[test]
     fn general_references_need_ownership() {
-        let (mut ft, mem) = setup(8, &[0], &[1]);
+        let (ft, mem) = setup(8, &[0], &[1]);
         ft.get_page(Mfn(0), DOM_A).unwrap();
         ft.get_page(Mfn(0), DOM_A).unwrap();
         assert_eq!(counts(&ft, 0), (PageType::None, 0, 2));
@@ -1836,7 +2173,7 @@ mod tests {
 
     #[test]
     fn type_references_round_trip() {
-        let (mut ft, mut mem) = setup(8, &[0, 1], &[]);
+        let (ft, mut mem) = setup(8, &[0, 1], &[]);
         let m = Mfn(0);
         ft.get_page_type(&mut mem, m, DOM_A, PageType::Writable)
             .unwrap();
@@ -1873,7 +2210,7 @@ mod tests {
 
     #[test]
     fn pinned_l1_holds_references_on_what_it_maps() {
-        let (mut ft, mut mem) = setup(8, &[0, 1, 2, 3], &[]);
+        let (ft, mut mem) = setup(8, &[0, 1, 2, 3], &[]);
         mem.set(0, 0, e(1, P | RW | U));
         mem.set(0, 1, e(2, P));
         mem.set(0, 2, e(2, P | U | A | D | G));
@@ -1910,7 +2247,7 @@ mod tests {
     #[test]
     fn four_levels_pins_and_base_pointers() {
         let a: Vec<u64> = (10..22).collect();
-        let (mut ft, mut mem) = setup(24, &a, &[]);
+        let (ft, mut mem) = setup(24, &a, &[]);
         hierarchy(&mut mem);
         ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L4).unwrap();
         assert_eq!(counts(&ft, 10), (PageType::L4, 1, 2), "pin + read-only map");
@@ -2217,7 +2554,7 @@ mod tests {
 
     #[test]
     fn pin_and_unpin_refusals() {
-        let (mut ft, mut mem) = setup(16, &[0, 1], &[5]);
+        let (ft, mut mem) = setup(16, &[0, 1], &[5]);
         ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
         let before = ft.clone();
         // Xen's do_mmuext_op: "already pinned", "not pinned", bad owner: all -EINVAL.
@@ -2282,7 +2619,7 @@ mod tests {
 
     #[test]
     fn failed_validation_rolls_everything_back() {
-        let (mut ft, mut mem) = setup(16, &[0, 1, 2, 3, 5, 6], &[9]);
+        let (ft, mut mem) = setup(16, &[0, 1, 2, 3, 5, 6], &[9]);
         // L2 0: entries 0 and 1 validate whole L1s, entry 2's L1 maps B's frame.
         mem.set(0, 0, e(1, P | RW));
         mem.set(0, 1, e(2, P));
@@ -2311,7 +2648,7 @@ mod tests {
 
     #[test]
     fn changes_of_use_flush_before_validation() {
-        let (mut ft, mut mem) = setup(16, &[0, 3], &[]);
+        let (ft, mut mem) = setup(16, &[0, 3], &[]);
         // A fresh frame has no stale translations.
         ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
         ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
@@ -2450,7 +2787,7 @@ mod tests {
     #[test]
     fn release_domain_frees_everything() {
         let a: Vec<u64> = (10..22).collect();
-        let (mut ft, mut mem) = setup(32, &a, &[24, 25, 26]);
+        let (ft, mut mem) = setup(32, &a, &[24, 25, 26]);
         hierarchy(&mut mem);
         ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L4).unwrap();
         ft.pin(&mut mem, Mfn(13), DOM_A, PageType::L1).unwrap();
@@ -2559,7 +2896,7 @@ mod tests {
     #[test]
     fn consistency_windows_cover_every_frame() {
         let frames = CHECK_WINDOW as u64 + 64;
-        let mut ft = FrameTable::new(frames, config());
+        let ft = FrameTable::new(frames, config());
         let mut mem = Fake::new(frames);
         let last = frames - 1;
         for m in [10, last] {
@@ -2569,7 +2906,7 @@ mod tests {
         mem.set(10, 0, e(last, P | RW));
         ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L1).unwrap();
         ft.check_consistency(&mem).unwrap();
-        ft.frames[last as usize].ref_count += 1;
+        ft.poke(last as usize, |f| f.ref_count += 1);
         let msg = ft.check_consistency(&mem).unwrap_err();
         assert!(msg.contains(&format!("frame {last:#x}")), "{msg}");
     }
@@ -2609,25 +2946,25 @@ mod tests {
     #[test]
     fn consistency_check_finds_corruption() {
         let a: Vec<u64> = (10..16).collect();
-        let (mut ft, mut mem) = setup(24, &a, &[]);
+        let (ft, mut mem) = setup(24, &a, &[]);
         hierarchy(&mut mem);
         ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L4).unwrap();
         consistent(&ft, &mem);
 
-        let mut bad = ft.clone();
-        bad.frames[14].ref_count += 1;
+        let bad = ft.clone();
+        bad.poke(14, |f| f.ref_count += 1);
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("frame 0xe"), "{msg}");
 
-        let mut bad = ft.clone();
-        bad.frames[12].type_count -= 1;
+        let bad = ft.clone();
+        bad.poke(12, |f| f.type_count -= 1);
         assert!(bad.check_consistency(&mem).is_err());
 
-        let mut bad = ft.clone();
-        bad.frames[13].ty = PageType::L2;
+        let bad = ft.clone();
+        bad.poke(13, |f| f.ty = PageType::L2);
         assert!(bad.check_consistency(&mem).is_err());
 
-        let mut bad = ft.clone();
+        let bad = ft.clone();
         bad.ref_put(Mfn(15));
         assert!(bad.check_consistency(&mem).unwrap_err().contains("at zero"));
 
@@ -2640,31 +2977,33 @@ mod tests {
         assert!(ft.check_consistency(&bad_mem).is_err());
 
         // Each flag rule on its own (the messages say which).
-        let mut bad = ft.clone();
-        bad.frames[14].validated = false;
+        let bad = ft.clone();
+        bad.poke(14, |f| f.validated = false);
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("uses but no valid type"), "{msg}");
-        let mut bad = ft.clone();
-        bad.frames[15].validated = true;
+        let bad = ft.clone();
+        bad.poke(15, |f| f.validated = true);
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("validated without uses"), "{msg}");
-        let mut bad = ft.clone();
-        bad.frames[15].pinned = true;
+        let bad = ft.clone();
+        bad.poke(15, |f| f.pinned = true);
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("pinned but no page table"), "{msg}");
-        let mut bad = ft.clone();
-        bad.frames[11].base_refs = 1;
+        let bad = ft.clone();
+        bad.poke(11, |f| f.base_refs = 1);
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("base pointer but no L4"), "{msg}");
-        let mut bad = ft.clone();
-        bad.frames[12].hv_writes = 1;
+        let bad = ft.clone();
+        bad.poke(12, |f| f.hv_writes = 1);
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("written by the hypervisor"), "{msg}");
-        let mut bad = ft.clone();
-        bad.frames[20] = FrameInfo {
-            ref_count: 1,
-            ..FrameInfo::new(Owner::Hypervisor)
-        };
+        let bad = ft.clone();
+        bad.poke(20, |f| {
+            *f = FrameInfo {
+                ref_count: 1,
+                ..FrameInfo::new(Owner::Hypervisor)
+            }
+        });
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("has counts or flags"), "{msg}");
     }
@@ -2677,7 +3016,7 @@ mod tests {
     /// onlined.
     #[test]
     fn offline_free_frame_is_never_assigned() {
-        let (mut ft, mem) = setup(8, &[1], &[]);
+        let (ft, mem) = setup(8, &[1], &[]);
         assert_eq!(ft.offline(Mfn(3), false), Ok(sc::PG_OFFLINE_OFFLINED));
         assert_eq!(ft.offline_state(Mfn(3)), Some(Offline::Offlined));
         assert_eq!(ft.query_offline(Mfn(3)), Ok(sc::PG_OFFLINE_STATUS_OFFLINED));
@@ -2702,7 +3041,7 @@ mod tests {
     /// with Xen's status, and nothing changes.
     #[test]
     fn offline_hypervisor_frames() {
-        let (mut ft, mem) = setup(8, &[], &[]);
+        let (ft, mem) = setup(8, &[], &[]);
         ft.set_hypervisor(Mfn(2)).unwrap();
         assert_eq!(ft.offline(Mfn(2), true), Ok(sc::PG_OFFLINE_OFFLINED));
         let before = ft.clone();
@@ -2719,7 +3058,7 @@ mod tests {
     /// `decrease_reservation` or by its destruction.
     #[test]
     fn offline_owned_frame_pends_until_freed() {
-        let (mut ft, mut mem) = setup(8, &[1, 2, 3], &[]);
+        let (ft, mut mem) = setup(8, &[1, 2, 3], &[]);
         let pending = sc::PG_OFFLINE_PENDING
             | sc::PG_OFFLINE_OWNED
             | u32::from(DOM_A) << sc::PG_OFFLINE_OWNER_SHIFT;
@@ -2749,7 +3088,7 @@ mod tests {
     /// Online cancels a pending offline: the frame stays the domain's and is freed normally.
     #[test]
     fn online_cancels_pending() {
-        let (mut ft, mem) = setup(8, &[1], &[]);
+        let (ft, mem) = setup(8, &[1], &[]);
         ft.offline(Mfn(1), false).unwrap();
         assert_eq!(ft.online(Mfn(1)), Ok(sc::PG_ONLINE_ONLINED));
         assert_eq!(ft.query_offline(Mfn(1)), Ok(0));
@@ -2762,7 +3101,7 @@ mod tests {
     /// A domain's frame the hypervisor holds for its own writes (`shared_info`) is refused.
     #[test]
     fn offline_refuses_frames_held_for_hypervisor_writes() {
-        let (mut ft, mut mem) = setup(8, &[1], &[]);
+        let (ft, mut mem) = setup(8, &[1], &[]);
         ft.hold_for_writes(&mut mem, Mfn(1), DOM_A).unwrap();
         let before = ft.clone();
         assert_eq!(ft.offline(Mfn(1), false), Err((Errno::EPERM, XEN_PAGE)));
@@ -2775,12 +3114,12 @@ mod tests {
     #[test]
     fn check_sees_bad_offline_states() {
         let (ft, mem) = setup(8, &[1], &[]);
-        let mut bad = ft.clone();
-        bad.frames[1].offline = Offline::Offlined;
+        let bad = ft.clone();
+        bad.poke(1, |f| f.offline = Offline::Offlined);
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("offlined but"), "{msg}");
-        let mut bad = ft.clone();
-        bad.frames[4].offline = Offline::Pending;
+        let bad = ft.clone();
+        bad.poke(4, |f| f.offline = Offline::Pending);
         let msg = bad.check_consistency(&mem).unwrap_err();
         assert!(msg.contains("pending offline"), "{msg}");
     }
@@ -2923,7 +3262,8 @@ mod tests {
         /// present entry of a page table in use points at a frame of the same domain that
         /// has the type the entry needs, so nothing is a page table and writable at once.
         fn check_safety(ft: &FrameTable, mem: &Fake) -> Result<(), TestCaseError> {
-            for (i, f) in ft.frames.iter().enumerate() {
+            for (i, f) in ft.records().enumerate() {
+                let f = &f;
                 prop_assert!(f.ref_count >= f.type_count, "frame {}: {:?}", i, f);
                 if !matches!(f.owner, Owner::Domain(_)) {
                     prop_assert_eq!(*f, FrameInfo::new(f.owner));
@@ -2977,7 +3317,8 @@ mod tests {
                 return Err(TestCaseError::fail(msg));
             }
             check_safety(ft, mem)?;
-            for (i, f) in ft.frames.iter().enumerate() {
+            for (i, f) in ft.records().enumerate() {
+                let f = &f;
                 let mfn = Mfn(i as u64);
                 let bases = model
                     .bases

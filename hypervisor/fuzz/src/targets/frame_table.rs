@@ -141,7 +141,7 @@ fn run(data: &[u8]) {
 /// table in use as vCPU 0's base (L4 at frame d, then d + 2, d + 4, d + 6, data at d + 8), so
 /// that random updates find deep hierarchies to cut, graft and unmap.
 fn setup(hierarchy: bool) -> State {
-    let mut ft = FrameTable::new(FRAMES, config());
+    let ft = FrameTable::new(FRAMES, config());
     for m in 0..FRAMES {
         ft.set_free(Mfn(m)).expect("set_free");
     }

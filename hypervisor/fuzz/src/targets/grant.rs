@@ -167,7 +167,7 @@ fn run(data: &[u8]) {
 }
 
 fn setup() -> State {
-    let mut ft = FrameTable::new(FRAMES, config());
+    let ft = FrameTable::new(FRAMES, config());
     let mut mem = Mem {
         pages: vec![[0; ENTRIES]; FRAMES as usize],
     };

@@ -691,6 +691,12 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
         root = frame.phys();
         cpu.guest_root.store(root, Ordering::SeqCst);
     }
+    // The source is published before the copy is read: a pCPU that changes an entry of
+    // `guest_l4` writes it, then looks for pCPUs copying it (`ft::DirectMem::sync_guest_roots`,
+    // with a fence between). Either it finds this one and sends a flush request, which recopies,
+    // or this copy already reads its new entry; no lock orders the two.
+    cpu.guest_root_source
+        .store(guest_l4.phys(), Ordering::SeqCst);
     // `guest_l4` is the domain's validated top-level table: one copy in, one copy out.
     let mut entries = physmem::read_table(guest_l4);
     for (slot, value) in entries.iter_mut().enumerate() {
@@ -705,6 +711,4 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     }
     physmem::write_table(Mfn::from_phys(root), &entries);
     cpu.guest_cr3.store(root, Ordering::SeqCst);
-    cpu.guest_root_source
-        .store(guest_l4.phys(), Ordering::SeqCst);
 }

@@ -6,7 +6,8 @@
 //! count must reach [`VCPUS`] (the hypervisor's view of `VCPUOP_up`). Then dom0 destroys it
 //! and checks that every frame came back.
 //!
-//! Then, [`SPIN_ROUNDS`] times, dom0 builds testguest `smp_spin` (every vCPU up and busy),
+//! Then two `smp_spin` domains run side by side, every vCPU changing its page tables, and are
+//! destroyed. Then, [`SPIN_ROUNDS`] times, dom0 builds testguest `smp_spin` (every vCPU up and busy),
 //! waits until all its vCPUs are online and it has run, and destroys it while they run (on
 //! other pCPUs, on `-smp 2` and more: the destroy must wait for each to leave its pCPU).
 //! Free memory must be back where it started and the frame table consistent.
@@ -132,8 +133,70 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
         }
     }
     crash_running(ctx, c);
+    side_by_side(ctx, c);
     destroy_running(ctx, c, free_before);
     Outcome::Ran
+}
+
+/// CPU time each side-by-side domain must have had before it is destroyed.
+const SIDE_BY_SIDE_NS: u64 = 500 * NS_PER_MS;
+
+/// Two `smp_spin` domains of two vCPUs at once, every vCPU changing its page tables: their
+/// updates go through the frame table side by side (no lock around it; the checked
+/// hypervisor counts the pCPUs inside at once, which `smp_lockcheck_4` requires to reach
+/// two). Waits, bounded, until both have had [`SIDE_BY_SIDE_NS`] of CPU time, then destroys
+/// both (`destroy_running` then checks memory and the frame table).
+fn side_by_side(ctx: &mut Ctx, c: &mut Checks) {
+    let mut doms = Vec::new();
+    for i in 0..2 {
+        let domu = Domu {
+            vcpus: 2,
+            ..Domu::new("smp_spin", MIB)
+        };
+        match ctx.build(&domu) {
+            Ok(b) => doms.push(b.dom),
+            Err(e) => {
+                let why = ctx.explain(&e);
+                c.check(
+                    format_args!("build smp_spin #{i} to run side by side"),
+                    false,
+                    format_args!("{why}"),
+                );
+            }
+        }
+    }
+    if doms.len() == 2 {
+        let deadline = now_ns() + SPIN_WAIT_NS;
+        let mut times = Vec::new();
+        while now_ns() < deadline {
+            times = doms
+                .iter()
+                .map(|&d| ctx.hv.domain_info(d).map(|i| i.cpu_time))
+                .collect();
+            if times.iter().any(|t| t.is_err())
+                || times
+                    .iter()
+                    .all(|t| t.as_ref().is_ok_and(|&ns| ns > SIDE_BY_SIDE_NS))
+            {
+                break;
+            }
+            ctx.wait.block_until((now_ns() + POLL_NS).min(deadline));
+        }
+        c.check(
+            format_args!(
+                "d{} and d{} changed their page tables side by side for {} ms of CPU each",
+                doms[0],
+                doms[1],
+                SIDE_BY_SIDE_NS / NS_PER_MS
+            ),
+            times.len() == 2
+                && times
+                    .iter()
+                    .all(|t| t.as_ref().is_ok_and(|&ns| ns > SIDE_BY_SIDE_NS)),
+            format_args!("CPU time (ns) when the wait ended: {times:?}"),
+        );
+    }
+    ctx.destroy_all(c, "the side-by-side spinners", &doms);
 }
 
 /// Builds testguest `test` with [`VCPUS`] vCPUs [`SPIN_ROUNDS`] times; each time waits,

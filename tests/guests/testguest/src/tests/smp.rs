@@ -57,7 +57,7 @@ use guest_abi::hypercall::{
     HYPERVISOR_VCPU_OP, HYPERVISOR_XEN_VERSION, MULTICALL_CHUNK, MulticallEntry,
 };
 use guest_abi::memory::{
-    MMUEXT_INVLPG_MULTI, MMUEXT_TLB_FLUSH_MULTI, MmuextOp, UVMF_INVLPG, UVMF_TLB_FLUSH,
+    MMUEXT_INVLPG_MULTI, MMUEXT_TLB_FLUSH_MULTI, MmuextOp, UVMF_INVLPG, UVMF_LOCAL, UVMF_TLB_FLUSH,
 };
 use guest_abi::sched::{SCHEDOP_POLL, SCHEDOP_YIELD, SchedPoll};
 use guest_abi::types::DOMID_SELF;
@@ -70,6 +70,7 @@ use guest_abi::{calls, errno};
 use xenia_guest_rt::boot::shared;
 use xenia_guest_rt::check::{Checks, error, note};
 use xenia_guest_rt::events::{self, count, is_pending, last_seen_ns, set_port_masked};
+use xenia_guest_rt::mm;
 use xenia_guest_rt::smp::{self, InfoPage, MAX_VCPUS};
 use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 
@@ -868,7 +869,7 @@ fn race(i: usize) {
 
 /// Step 9.
 fn races(c: &mut Checks) {
-    use xenia_guest_rt::mm::{self, Window};
+    use xenia_guest_rt::mm::Window;
     let Some((_, t)) = mm::fresh_frame() else {
         error(format_args!("step 9: no spare frame for the pin race"));
     };
@@ -990,12 +991,22 @@ fn races(c: &mut Checks) {
     ));
 }
 
-/// `smp_spin`: every vCPU up and busy for good (a hypercall now and then, so that traps
-/// come from every pCPU), for dom0test's destroy-while-running rounds. Never returns; the
-/// domain ends by being destroyed.
+/// `smp_spin`: every vCPU up and busy for good, changing its page tables all the time
+/// (each vCPU maps a frame of its own at a window slot of its own, writable then read-only,
+/// with `update_va_mapping`: frame-table work from every pCPU, and a hypercall now and then
+/// so that traps come from every pCPU), for dom0test's destroy-while-running rounds and its
+/// two domains side by side. Never returns; the domain ends by being destroyed.
 pub fn spin() -> ! {
     events::mask();
     let nr = smp::nr_vcpus().min(MAX_VCPUS as u32);
+    for (v, frame) in SPIN_FRAMES.iter().enumerate().take(nr as usize) {
+        // A vCPU past the window slots or the domain's frames only spins.
+        if v < mm::FREE_SLOTS
+            && let Some((_, mfn)) = mm::fresh_frame()
+        {
+            frame.store(mfn, Ordering::SeqCst);
+        }
+    }
     for v in 1..nr {
         if let Err(e) = smp::start(v, spin_on) {
             error(format_args!("smp_spin: vCPU {v} did not start: {e:?}"));
@@ -1005,11 +1016,38 @@ pub fn spin() -> ! {
     spin_on(0)
 }
 
-fn spin_on(_: u32) -> ! {
+/// The frame each spinning vCPU maps at its window slot (0: none).
+static SPIN_FRAMES: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+
+fn spin_on(v: u32) -> ! {
+    use guest_abi::pte;
+    let frame = SPIN_FRAMES
+        .get(v as usize)
+        .map_or(0, |f| f.load(Ordering::SeqCst));
     let mut n: u64 = 0;
     loop {
         n = n.wrapping_add(1);
-        if n.is_multiple_of(4096) {
+        if frame != 0 && n.is_multiple_of(64) {
+            let flags = if n.is_multiple_of(128) {
+                pte::PRESENT | pte::RW
+            } else {
+                pte::PRESENT
+            };
+            // SAFETY: window slot `v` is this vCPU's alone in this test (no `Window` exists
+            // here), nothing reads through it, and the frame is a fresh one of the domain.
+            let ret = unsafe {
+                mm::update_va(
+                    mm::window_va(v as usize),
+                    pte::entry(frame, flags),
+                    UVMF_INVLPG | UVMF_LOCAL,
+                )
+            };
+            if ret < 0 {
+                error(format_args!(
+                    "smp_spin: vCPU {v}: update_va_mapping returned {ret}"
+                ));
+            }
+        } else if n.is_multiple_of(4096) {
             let _ = calls::xen_version();
         }
         core::hint::spin_loop();
@@ -1058,7 +1096,7 @@ fn grant_race(c: &mut Checks) {
         GNTMAP_HOST_MAP, GNTST_OKAY, GNTTABOP_SETUP_TABLE, GTF_PERMIT_ACCESS, GTF_READING,
         GnttabSetupTable,
     };
-    use xenia_guest_rt::mm::{self, Window};
+    use xenia_guest_rt::mm::Window;
     let mut list = [u64::MAX; 1];
     let mut s = [GnttabSetupTable {
         dom: guest_abi::types::DOMID_SELF,
