@@ -267,20 +267,22 @@ impl<'a> Hc<'a> {
         super::World::kick(kick);
     }
 
-    /// The caller set a timer of its own vCPU `v`, which may live on another pCPU: that
-    /// pCPU is kicked to plan its timer again (its last plan may have been made just before
-    /// the change, and it may be about to halt on it).
-    pub fn timer_changed(&mut self, v: usize) {
-        let id = crate::sched::VcpuId {
-            dom: self.dom,
-            vcpu: v as u32,
+    /// The caller set a timer of its own domain's vCPU `v` to fall due at `deadline`. The
+    /// calling vCPU's home is this pCPU; another vCPU's is where the scheduler keeps it,
+    /// which is kicked to plan its timer again if armed for later (its last plan may have
+    /// been made just before the change, and it may be about to halt on it).
+    pub fn timer_set(&mut self, v: usize, deadline: u64) {
+        let this = crate::arch::x86_64::percpu::this().index();
+        let home = if v == self.vcpu_id() {
+            this
+        } else {
+            let id = crate::sched::VcpuId {
+                dom: self.dom,
+                vcpu: v as u32,
+            };
+            self.sched().pcpu_of(id).unwrap_or(this)
         };
-        let home = self.sched().pcpu_of(id);
-        if let Some(p) = home
-            && p != crate::arch::x86_64::percpu::this().index()
-        {
-            crate::arch::x86_64::ipi::kick(p);
-        }
+        super::timer_set(home, deadline);
     }
 
     /// The scheduler, locked (after the caller's domain, in the lock order).

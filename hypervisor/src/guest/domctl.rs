@@ -776,6 +776,9 @@ fn cpu_hotplug(world: &mut World, h: &sc::SysctlCpuHotplug) -> Result<bool, Errn
                 log::warn!(target: "sched", "Breaking affinity for d{}v{}", v.dom, v.vcpu);
             }
             World::kick(out.kick);
+            // Its vCPUs' timers are homed elsewhere now: the next trap's timer walk finds
+            // them their new homes (the pCPU going away will not fire for them).
+            super::timers_moved();
             if holds_vcpu() {
                 world.cpus_draining |= bit;
                 return Ok(false);

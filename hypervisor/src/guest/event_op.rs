@@ -30,7 +30,8 @@ fn existing(cx: &mut Hc, named: DomId) -> Result<DomId, Errno> {
 /// Marks `port` of `dom` pending for its notify vCPU.
 fn notify(dom: &mut Domain, port: EvtchnPort) -> Result<(), Errno> {
     let vcpu = dom.events.notify_vcpu(port)?;
-    let _ = event::set_pending_to(dom.shared(), port, dom.vcpu_info(vcpu as usize));
+    let n = event::set_pending_to(dom.shared(), port, dom.vcpu_info(vcpu as usize));
+    super::notified(dom.id, vcpu as usize, n);
     Ok(())
 }
 
@@ -124,8 +125,9 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             match cx.me().events.send(a.port)? {
                 Target::Local(d) => {
                     let dom = cx.me();
-                    let _ =
+                    let n =
                         event::set_pending_to(dom.shared(), d.port, dom.vcpu_info(d.vcpu as usize));
+                    super::notified(dom.id, d.vcpu as usize, n);
                 }
                 Target::Remote { dom: target, port } => notify(cx.domain(target)?, port)?,
                 Target::Dropped => {}
@@ -167,7 +169,8 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             let a = space.read(cx.ptr::<ev::EvtchnUnmask>(1))?;
             let dom = cx.me();
             let vcpu = dom.events.notify_vcpu(a.port)?;
-            let _ = event::unmask_to(dom.shared(), a.port, dom.vcpu_info(vcpu as usize));
+            let n = event::unmask_to(dom.shared(), a.port, dom.vcpu_info(vcpu as usize));
+            super::notified(dom.id, vcpu as usize, n);
         }
         ev::EVTCHNOP_BIND_VCPU => {
             let a = space.read(cx.ptr::<ev::EvtchnBindVcpu>(1))?;

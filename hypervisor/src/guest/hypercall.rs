@@ -202,6 +202,10 @@ fn fpu_taskswitch(cx: &mut Hc) -> HcResult {
 fn set_timer_op(cx: &mut Hc) -> HcResult {
     let deadline = cx.arg(0);
     cx.vcpu().singleshot = (deadline != 0).then_some(deadline);
+    if deadline != 0 {
+        let me = cx.vcpu_id();
+        cx.timer_set(me, deadline);
+    }
     Ok(Ret::Value(0))
 }
 
@@ -461,5 +465,9 @@ fn poll(cx: &mut Hc) -> HcResult {
         *slot = port;
     }
     cx.vcpu().poll = Some(Poll::new(&ports[..nr], (timeout != 0).then_some(timeout)));
+    if timeout != 0 {
+        let me = cx.vcpu_id();
+        cx.timer_set(me, timeout);
+    }
     Ok(Ret::Block)
 }

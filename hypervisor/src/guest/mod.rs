@@ -33,7 +33,7 @@ pub mod vcpu_op;
 
 use alloc::collections::VecDeque;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use guest_abi::event::VIRQ_TIMER;
 use guest_abi::selectors::{KERNEL_CS, KERNEL_SS, USER_CS, USER_SS};
@@ -549,7 +549,6 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
             }
         }
     }
-    world.kick_for_events();
     let timer = world.plan_timer();
     // The local APIC timer is programmed after the world is released: under QEMU's
     // `-icount` (one emulator thread taking the pCPUs in turn) a write to the timer hands
@@ -580,7 +579,6 @@ fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
         if let Some(next) = world.decide(now) {
             return (world, next);
         }
-        world.kick_for_events();
         let timer = world.plan_timer();
         drop(world);
         program_timer(timer);
@@ -590,6 +588,76 @@ fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
         x86_64::instructions::interrupts::disable();
         apic::take_tick();
         world = read_world();
+    }
+}
+
+/// Per pCPU: no timer of a vCPU homed there (queued on it or last run by it) falls due
+/// before this, in ns of `time::now_ns` (a lower bound: a deadline that went away may leave
+/// it early). Setters lower it ([`timer_set`]); the walk of [`World::run_timers`], which
+/// runs only once one is due, sets it anew. So a trap's end walks the domains for timers
+/// only when one is due, not every time.
+static TIMER_DUE: [AtomicU64; smp::MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; smp::MAX_CPUS];
+
+/// An event was marked for a vCPU that may be blocked since the last wake-up walk
+/// ([`notified`]): the next [`World::wake_blocked`] walks the domains; otherwise it does not.
+static WAKE_DUE: AtomicBool = AtomicBool::new(true);
+
+/// When the timer walk and the wake-up walk last ran. Each also runs when this is
+/// [`BACKSTOP_NS`] old, whatever the hints say, and the backstop wake-up walk kicks the
+/// pCPUs whose vCPU has an event waiting (`World::kick_for_events`): a bound on the delay of
+/// anything a hint missed (a guest that unmasks its events by hand, without a hypercall).
+static LAST_TIMER_WALK: AtomicU64 = AtomicU64::new(0);
+static LAST_WAKE_WALK: AtomicU64 = AtomicU64::new(0);
+const BACKSTOP_NS: u64 = 50_000_000;
+
+/// Whether a walk last run at `last` is due at `now` by the backstop; if so, records `now`.
+fn backstop(last: &AtomicU64, now: u64) -> bool {
+    let then = last.load(Ordering::Relaxed);
+    now.saturating_sub(then) >= BACKSTOP_NS
+        && last
+            .compare_exchange(then, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// A timer of a vCPU homed on pCPU `home` now falls due at `deadline`: `home`'s bound is
+/// lowered, and `home`, if it is another pCPU armed for later, is kicked to plan again. The
+/// caller holds the vCPU's domain lock (so a timer walk either sees the deadline or runs
+/// before it, and then this lowers the bound it sets).
+pub fn timer_set(home: usize, deadline: u64) {
+    let slot = &TIMER_DUE[home.min(smp::MAX_CPUS - 1)];
+    slot.fetch_min(deadline, Ordering::SeqCst);
+    if home != percpu::this().index()
+        && let Some(c) = percpu::of(home)
+        && deadline < c.armed.load(Ordering::SeqCst)
+    {
+        ipi::kick(home);
+    }
+}
+
+/// vCPUs changed home in a way that takes a pCPU away (offlining): every bound is made due,
+/// so the next trap anywhere walks the timers and sets the bounds by the new homes.
+pub fn timers_moved() {
+    for slot in &TIMER_DUE {
+        slot.store(0, Ordering::SeqCst);
+    }
+}
+
+/// An event was marked for vCPU `vcpu` of domain `id` (the marker holds the domain's lock),
+/// with outcome `n` (`event::set_pending_to`, `event::unmask_to`). Xen's
+/// `vcpu_mark_events_pending` and `evtchn_check_pollers`, done directly: a vCPU that may be
+/// blocked (in `SCHEDOP_block` or `poll`) has the wake-up walk made due, which the marker's
+/// own pCPU runs at the end of its trap; a vCPU that runs on another pCPU has that pCPU
+/// kicked, so that it takes the upcall now.
+pub fn notified(id: DomId, vcpu: usize, n: crate::event::Notify) {
+    if !n.kick && !n.newly_pending {
+        return;
+    }
+    WAKE_DUE.store(true, Ordering::SeqCst);
+    if n.kick
+        && let Some(p) = running_on((id, vcpu))
+        && p != percpu::this().index()
+    {
+        ipi::kick(p);
     }
 }
 
@@ -668,6 +736,13 @@ impl World {
     /// `SCHEDOP_poll` wakes when one of its ports is pending (masked or not) or an event
     /// needs delivery to it (pending and unmasked); its timeout is `run_timers`' business.
     fn wake_blocked(&self) -> bool {
+        let now = crate::time::now_ns();
+        let hinted = WAKE_DUE.swap(false, Ordering::SeqCst);
+        if backstop(&LAST_WAKE_WALK, now) {
+            self.kick_for_events();
+        } else if !hinted {
+            return false;
+        }
         let mut woke = false;
         for id in self.domains.ids() {
             let Some(mut d) = self.domains.lock(id) else {
@@ -733,9 +808,20 @@ impl World {
     }
 
     /// Raises VIRQ_TIMER for every expired timer of every vCPU, and ends the polls whose
-    /// timeout passed (the vCPU wakes; Xen's `poll_timer_fn`).
+    /// timeout passed (the vCPU wakes; Xen's `poll_timer_fn`). Only when a pCPU's bound
+    /// ([`TIMER_DUE`]) is reached, or by the backstop: the walk sets every bound anew from
+    /// the deadlines left, and kicks a pCPU armed for later than its new bound.
     fn run_timers(&self) {
         let now = crate::time::now_ns();
+        let due = online_cpus().any(|(i, _)| TIMER_DUE[i].load(Ordering::SeqCst) <= now);
+        if !backstop(&LAST_TIMER_WALK, now) && !due {
+            return;
+        }
+        // From here on a setter's bound lands after this reset, and so survives the walk.
+        for slot in &TIMER_DUE {
+            slot.store(u64::MAX, Ordering::SeqCst);
+        }
+        let mut per_cpu = [u64::MAX; smp::MAX_CPUS];
         for id in self.domains.ids() {
             let Some(mut d) = self.domains.lock(id) else {
                 continue;
@@ -747,19 +833,32 @@ impl World {
                 if d.vcpus[v].expire_timers(now) {
                     send_virq(&mut d, v as u32, VIRQ_TIMER);
                 }
+                let vid = VcpuId {
+                    dom: id,
+                    vcpu: v as u32,
+                };
                 let vcpu = &mut d.vcpus[v];
                 if vcpu
                     .poll
                     .is_some_and(|p| p.deadline.is_some_and(|t| t <= now))
                 {
                     vcpu.poll = None;
-                    if let Some(p) = self.sched.lock().wake(VcpuId {
-                        dom: id,
-                        vcpu: v as u32,
-                    }) {
+                    if let Some(p) = self.sched.lock().wake(vid) {
                         ipi::kick(p);
                     }
                 }
+                if let Some(t) = d.vcpus[v].next_deadline() {
+                    let home = self.sched.lock().pcpu_of(vid).unwrap_or(0);
+                    let home = home.min(smp::MAX_CPUS - 1);
+                    per_cpu[home] = per_cpu[home].min(t);
+                }
+            }
+        }
+        let me = percpu::this().index();
+        for (i, c) in online_cpus() {
+            TIMER_DUE[i].fetch_min(per_cpu[i], Ordering::SeqCst);
+            if i != me && per_cpu[i] < c.armed.load(Ordering::SeqCst) {
+                ipi::kick(i);
             }
         }
     }
@@ -859,55 +958,33 @@ impl World {
     }
 
     /// When this pCPU's APIC timer must fire, in ns from now (`None`: not at all): the
-    /// earliest timer deadline, the end of the time slice when another vCPU waits, and the
+    /// bound on the timers of the vCPUs homed here ([`TIMER_DUE`]), the end of the time slice when another vCPU waits, and the
     /// console poll while dom0 lives. The caller programs it once the world is released
     /// ([`program_timer`]).
     fn plan_timer(&self) -> Option<u64> {
         let now = crate::time::now_ns();
-        let me = percpu::this().index();
-        // The earliest vCPU-timer deadline of each pCPU's vCPUs (those queued on it or last
-        // run by it); the expired ones are run by whichever pCPU looks first.
-        let mut per_cpu = [u64::MAX; smp::MAX_CPUS];
-        for id in self.domains.ids() {
-            let Some(d) = self.domains.lock(id) else {
-                continue;
-            };
-            if d.shutdown.is_some() {
-                continue;
-            }
-            let mut sched = None;
-            for (i, v) in d.vcpus.iter().enumerate() {
-                let Some(t) = v.next_deadline() else {
-                    continue;
-                };
-                let vid = VcpuId {
-                    dom: id,
-                    vcpu: i as u32,
-                };
-                let s = sched.get_or_insert_with(|| self.sched.lock());
-                let p = s.pcpu_of(vid).unwrap_or(0).min(smp::MAX_CPUS - 1);
-                per_cpu[p] = per_cpu[p].min(t);
-            }
-        }
-        // Another pCPU armed for later than one of its vCPUs now needs (a timer set, or a
-        // vCPU moved to it, since it last looked): it re-arms at the kick.
-        for (i, c) in online_cpus() {
-            if i != me && per_cpu[i] < c.armed.load(Ordering::Relaxed) {
-                ipi::kick(i);
-            }
-        }
-        let mut deadline = per_cpu[me];
+        let cpu = percpu::this();
+        let me = cpu.index();
+        let mut fixed = cpu.run_until().unwrap_or(u64::MAX);
         if me == 0
             && self.domains.contains_key(&0)
             && !crate::arch::x86_64::ioapic::serial_interrupts()
         {
             // Without the I/O APIC route, dom0's console input is polled.
-            deadline = deadline.min(now + CONSOLE_POLL_NS);
+            fixed = fixed.min(now + CONSOLE_POLL_NS);
         }
-        if let Some(t) = percpu::this().run_until() {
-            deadline = deadline.min(t);
-        }
-        percpu::this().armed.store(deadline, Ordering::Relaxed);
+        // The bound is read again after `armed` is published: a timer walk or a setter on
+        // another pCPU lowers the bound, then reads `armed` to decide on a kick; either it
+        // sees this plan (and kicks), or this second read sees its bound.
+        let slot = &TIMER_DUE[me.min(smp::MAX_CPUS - 1)];
+        let deadline = loop {
+            let bound = slot.load(Ordering::SeqCst);
+            let deadline = bound.min(fixed);
+            cpu.armed.store(deadline, Ordering::SeqCst);
+            if slot.load(Ordering::SeqCst) >= bound {
+                break deadline;
+            }
+        };
         (deadline != u64::MAX).then(|| deadline.saturating_sub(now).max(1))
     }
 
@@ -1226,7 +1303,8 @@ fn deliver_events(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> Result<(
 /// global VIRQ (Xen's `send_guest_vcpu_virq` / `send_guest_global_virq`).
 pub fn send_virq(dom: &mut Domain, vcpu: u32, virq: u32) {
     if let Some(d) = dom.events.virq_delivery(vcpu, virq) {
-        let _ = crate::event::set_pending_to(dom.shared(), d.port, dom.vcpu_info(d.vcpu as usize));
+        let n = crate::event::set_pending_to(dom.shared(), d.port, dom.vcpu_info(d.vcpu as usize));
+        notified(dom.id, d.vcpu as usize, n);
     }
 }
 

@@ -50,11 +50,12 @@ pub fn vcpu_op(cx: &mut Hc) -> HcResult {
             if p.period_ns < v::VCPU_PERIODIC_MIN_NS {
                 return Err(Errno::EINVAL);
             }
+            let next = now.saturating_add(p.period_ns);
             cx.me().vcpus[vcpu].periodic = Some(Periodic {
                 period: p.period_ns,
-                next: now.saturating_add(p.period_ns),
+                next,
             });
-            cx.timer_changed(vcpu);
+            cx.timer_set(vcpu, next);
             Ok(Ret::Value(0))
         }
         v::VCPUOP_STOP_PERIODIC_TIMER => {
@@ -71,6 +72,7 @@ pub fn vcpu_op(cx: &mut Hc) -> HcResult {
                 return Err(Errno::ETIME);
             }
             cx.vcpu().singleshot = Some(s.timeout_abs_ns);
+            cx.timer_set(vcpu, s.timeout_abs_ns);
             Ok(Ret::Value(0))
         }
         v::VCPUOP_STOP_SINGLESHOT_TIMER => {
@@ -183,6 +185,14 @@ fn register_vcpu_info(cx: &mut Hc, vcpu: usize) -> HcResult {
     // As Xen: everything pending, so that nothing set during the move is lost.
     new.evtchn_pending_sel.store(u64::MAX, Ordering::SeqCst);
     new.evtchn_upcall_pending.store(1, Ordering::SeqCst);
+    super::notified(
+        id,
+        vcpu,
+        crate::event::Notify {
+            newly_pending: false,
+            kick: true,
+        },
+    );
     log::debug!(
         target: "domain",
         "domain {id}: vCPU {vcpu}'s vcpu_info moved to frame {:#x} offset {offset:#x}",
