@@ -148,7 +148,7 @@ pub struct Vcpu {
     pub initialised: bool,
     /// Up (Xen: `_VPF_down` clear): brought up by `VGCF_online` or `VCPUOP_up`, taken down
     /// by `VCPUOP_down`. A vCPU that is down holds one pause in the scheduler; whether it
-    /// may run is the scheduler's answer alone (`World::runnable`).
+    /// may run is the scheduler's answer alone (`Scheduler::is_runnable`).
     pub online: bool,
     /// Waiting in `SCHEDOP_poll`.
     pub poll: Option<Poll>,

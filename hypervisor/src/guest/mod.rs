@@ -504,11 +504,11 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
         reschedule |= ipi::take_kick();
         let now = crate::time::now_ns();
         let cur = cpu.current();
-        if reschedule
-            || woke
-            || cur.is_none_or(|c| !world.runnable(c))
-            || cpu.run_until().is_some_and(|t| now >= t)
-        {
+        // Whatever makes the current vCPU unable to run (a pause, a block, a vCPU going
+        // down, a change of affinity, offlining) kicks its pCPU, this one included
+        // (`ipi::kick` notes a kick to itself): the scheduler is asked only when there is
+        // something to decide, not at every trap.
+        if reschedule || woke || cur.is_none() || cpu.run_until().is_some_and(|t| now >= t) {
             world.switch(frame, cur, None);
             let next = match world.decide(now) {
                 Some(next) => next,
@@ -591,13 +591,6 @@ fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
     }
 }
 
-/// Per pCPU: no timer of a vCPU homed there (queued on it or last run by it) falls due
-/// before this, in ns of `time::now_ns` (a lower bound: a deadline that went away may leave
-/// it early). Setters lower it ([`timer_set`]); the walk of [`World::run_timers`], which
-/// runs only once one is due, sets it anew. So a trap's end walks the domains for timers
-/// only when one is due, not every time.
-static TIMER_DUE: [AtomicU64; smp::MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; smp::MAX_CPUS];
-
 /// An event was marked for a vCPU that may be blocked since the last wake-up walk
 /// ([`notified`]): the next [`World::wake_blocked`] walks the domains; otherwise it does not.
 static WAKE_DUE: AtomicBool = AtomicBool::new(true);
@@ -623,22 +616,24 @@ fn backstop(last: &AtomicU64, now: u64) -> bool {
 /// lowered, and `home`, if it is another pCPU armed for later, is kicked to plan again. The
 /// caller holds the vCPU's domain lock (so a timer walk either sees the deadline or runs
 /// before it, and then this lowers the bound it sets).
+///
+/// Each pCPU's bound (`PerCpu::timer_due`) is a lower bound on its vCPUs' deadlines (one that
+/// went away may leave it early): a trap's end walks the domains for timers only once some
+/// bound is reached, not every time.
 pub fn timer_set(home: usize, deadline: u64) {
-    let slot = &TIMER_DUE[home.min(smp::MAX_CPUS - 1)];
-    slot.fetch_min(deadline, Ordering::SeqCst);
-    if home != percpu::this().index()
-        && let Some(c) = percpu::of(home)
-        && deadline < c.armed.load(Ordering::SeqCst)
-    {
-        ipi::kick(home);
+    let this = percpu::this();
+    let cpu = percpu::of(home).unwrap_or(this);
+    cpu.timer_due.fetch_min(deadline, Ordering::SeqCst);
+    if cpu.index() != this.index() && deadline < cpu.armed.load(Ordering::SeqCst) {
+        ipi::kick(cpu.index());
     }
 }
 
 /// vCPUs changed home in a way that takes a pCPU away (offlining): every bound is made due,
 /// so the next trap anywhere walks the timers and sets the bounds by the new homes.
 pub fn timers_moved() {
-    for slot in &TIMER_DUE {
-        slot.store(0, Ordering::SeqCst);
+    for (_, c) in online_cpus() {
+        c.timer_due.store(0, Ordering::SeqCst);
     }
 }
 
@@ -674,14 +669,6 @@ impl World {
         let next = d.next.map(|v| (v.dom, v.vcpu as usize))?;
         // The scheduler owns runnability; a vCPU it picks whose domain is gone idles instead.
         self.domains.contains_key(&next.0).then_some(next)
-    }
-
-    /// Whether vCPU `r` may run: the scheduler's answer.
-    pub fn runnable(&self, (id, v): VcpuRef) -> bool {
-        self.sched.lock().is_runnable(VcpuId {
-            dom: id,
-            vcpu: v as u32,
-        })
     }
 
     /// The pCPU whose registers are vCPU `r`'s now (it runs it, or handles its trap), if any.
@@ -809,17 +796,17 @@ impl World {
 
     /// Raises VIRQ_TIMER for every expired timer of every vCPU, and ends the polls whose
     /// timeout passed (the vCPU wakes; Xen's `poll_timer_fn`). Only when a pCPU's bound
-    /// ([`TIMER_DUE`]) is reached, or by the backstop: the walk sets every bound anew from
+    /// (`PerCpu::timer_due`) is reached, or by the backstop: the walk sets every bound anew from
     /// the deadlines left, and kicks a pCPU armed for later than its new bound.
     fn run_timers(&self) {
         let now = crate::time::now_ns();
-        let due = online_cpus().any(|(i, _)| TIMER_DUE[i].load(Ordering::SeqCst) <= now);
+        let due = online_cpus().any(|(_, c)| c.timer_due.load(Ordering::SeqCst) <= now);
         if !backstop(&LAST_TIMER_WALK, now) && !due {
             return;
         }
         // From here on a setter's bound lands after this reset, and so survives the walk.
-        for slot in &TIMER_DUE {
-            slot.store(u64::MAX, Ordering::SeqCst);
+        for (_, c) in online_cpus() {
+            c.timer_due.store(u64::MAX, Ordering::SeqCst);
         }
         let mut per_cpu = [u64::MAX; smp::MAX_CPUS];
         for id in self.domains.ids() {
@@ -856,7 +843,7 @@ impl World {
         }
         let me = percpu::this().index();
         for (i, c) in online_cpus() {
-            TIMER_DUE[i].fetch_min(per_cpu[i], Ordering::SeqCst);
+            c.timer_due.fetch_min(per_cpu[i], Ordering::SeqCst);
             if i != me && per_cpu[i] < c.armed.load(Ordering::SeqCst) {
                 ipi::kick(i);
             }
@@ -866,7 +853,10 @@ impl World {
     /// Moves typed characters to dom0's console input and raises VIRQ_CONSOLE, or, after
     /// Ctrl-A three times, to the hypervisor's debug keys (DESIGN.md §8).
     fn poll_console(&self) {
-        if !self.domains.contains_key(&0) {
+        // pCPU 0's alone: COM1's interrupt is routed to it (`ioapic::route_com1`, at boot,
+        // on the boot CPU), or it polls on its timer; other pCPUs' traps never take the
+        // console input's lock.
+        if percpu::this().index() != 0 || !self.domains.contains_key(&0) {
             return;
         }
         let serial = crate::arch::x86_64::serial::Serial::com1();
@@ -958,7 +948,7 @@ impl World {
     }
 
     /// When this pCPU's APIC timer must fire, in ns from now (`None`: not at all): the
-    /// bound on the timers of the vCPUs homed here ([`TIMER_DUE`]), the end of the time slice when another vCPU waits, and the
+    /// bound on the timers of the vCPUs homed here (`PerCpu::timer_due`), the end of the time slice when another vCPU waits, and the
     /// console poll while dom0 lives. The caller programs it once the world is released
     /// ([`program_timer`]).
     fn plan_timer(&self) -> Option<u64> {
@@ -976,7 +966,7 @@ impl World {
         // The bound is read again after `armed` is published: a timer walk or a setter on
         // another pCPU lowers the bound, then reads `armed` to decide on a kick; either it
         // sees this plan (and kicks), or this second read sees its bound.
-        let slot = &TIMER_DUE[me.min(smp::MAX_CPUS - 1)];
+        let slot = &cpu.timer_due;
         let deadline = loop {
             let bound = slot.load(Ordering::SeqCst);
             let deadline = bound.min(fixed);

@@ -39,8 +39,11 @@ const FLUSH_BOUND_US: u64 = 5_000_000;
 /// Asks pCPU `index` to call the scheduler again (for this pCPU: nothing to send, the trap
 /// path asks anyway). An unknown pCPU is ignored.
 pub fn kick(index: usize) {
-    let me = percpu::this().index();
-    if index == me {
+    let this = percpu::this();
+    if index == this.index() {
+        // No IPI to itself: the request is noted, and the end of the trap it is handling
+        // takes it (`take_kick`) and asks the scheduler again.
+        this.requests.fetch_or(REQ_KICK, Ordering::SeqCst);
         return;
     }
     let Some(cpu) = percpu::of(index) else {

@@ -53,6 +53,11 @@ pub struct PerCpu {
     /// When this pCPU's timer fires next (system time, ns), `u64::MAX` if it is off: another
     /// pCPU that finds an earlier deadline for this one's vCPUs kicks it to re-arm.
     pub armed: AtomicU64,
+    /// No timer of a vCPU homed on this pCPU (queued on it or last run by it) falls due
+    /// before this (system time, ns; a lower bound). Timer setters lower it; the timer walk,
+    /// which runs only once some pCPU's bound is reached, sets it anew
+    /// (`guest::timer_set`, `World::run_timers`).
+    pub timer_due: AtomicU64,
     /// The vCPU this pCPU returned to had an event pending and unmasked that it could not
     /// take (no event callback): other pCPUs do not kick it for events (`kick_for_events`).
     pub entered_pending: AtomicBool,
@@ -113,6 +118,7 @@ impl PerCpu {
             ticked: AtomicBool::new(false),
             apic_id: AtomicU32::new(0),
             armed: AtomicU64::new(u64::MAX),
+            timer_due: AtomicU64::new(u64::MAX),
             requests: AtomicU32::new(0),
             locks_held: AtomicU32::new(0),
             entered_pending: AtomicBool::new(false),
