@@ -72,6 +72,12 @@ pub const KERNELS: &[Kernel] = &[
         bin: "dom0test",
         artifact: "dom0test.elf",
     },
+    Kernel {
+        label: "benchmark kernel (pv)",
+        package: "xenia-bench",
+        bin: "bench-pv",
+        artifact: "bench-pv.elf",
+    },
 ];
 
 /// Builds `kernel` (release profile if `release`, else dev) and copies it into `target/xenia/`.

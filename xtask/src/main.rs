@@ -30,6 +30,7 @@ mod lint;
 mod mutants;
 mod stats;
 mod userland;
+mod vbench;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -141,13 +142,13 @@ struct BenchArgs {
     /// Create/destroy cycles of 4-vCPU domains in the churn bench.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
-    /// Run only these benches (create, churn, compute, ipi); all by default.
+    /// Run only these benches (create, churn, compute, ipi, kernel); all by default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 4] = ["create", "churn", "compute", "ipi"];
+const BENCHES: [&str; 5] = ["create", "churn", "compute", "ipi", "kernel"];
 
 #[derive(Args)]
 struct TestArgs {
@@ -285,6 +286,7 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
             "create" => bench_create(ws, args.domains),
             "churn" => bench_churn(ws, args.cycles),
             "compute" => bench_compute(ws),
+            "kernel" => bench_kernel(ws),
             _ => bench_ipi(ws),
         };
         if let Err(e) = result {
@@ -298,6 +300,30 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
         println!("benches that could not run: {}", failed.join(", "));
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Issue 13's table: the benchmark kernel native and as Xenia's dom0, side by side; the
+/// table printed and written to `target/xenia/bench.json`.
+fn bench_kernel(ws: &Workspace) -> Result<(), String> {
+    println!(
+        "bench kernel: the benchmark kernel native and pv ({}), instructions under -icount shift=0",
+        vbench::KERNEL_ARGS
+    );
+    let native = match vbench::native_kernel(ws, vbench::KERNEL_ARGS) {
+        Ok(out) => vbench::parse(&out),
+        Err(e) => {
+            println!("bench kernel: native run failed: {e}");
+            Default::default()
+        }
+    };
+    let pv = vbench::parse(&vbench::pv_kernel(ws, vbench::KERNEL_ARGS)?);
+    let rows = vbench::table(&native, &pv);
+    print!("{}", vbench::render(&rows));
+    let path = ws.artifact_dir().join("bench.json");
+    std::fs::write(&path, vbench::json(&rows))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("bench kernel: written to {}", path.display());
+    Ok(())
 }
 
 fn met(ok: bool) -> &'static str {

@@ -261,8 +261,8 @@ impl<'a> Hc<'a> {
             dom: self.dom,
             vcpu: v as u32,
         };
-        // The pCPU that runs it reschedules at the kick (this one, on the way out: the trap
-        // path asks the scheduler again whenever the current vCPU is no longer runnable).
+        // The pCPU that runs it reschedules at the kick (this one on the way out: a kick to
+        // itself is noted, and the trap's end takes it and asks the scheduler again).
         let kick = self.sched().pause(id);
         super::World::kick(kick);
     }

@@ -197,13 +197,20 @@ fn fpu_taskswitch(cx: &mut Hc) -> HcResult {
     Ok(Ret::Value(0))
 }
 
-/// `set_timer_op(deadline)`: 0 cancels; a deadline in the past fires at once (at the next
-/// timer check).
+/// `set_timer_op(deadline)`: 0 cancels; a deadline now or in the past fires at once (the
+/// event is marked before the call returns).
 fn set_timer_op(cx: &mut Hc) -> HcResult {
     let deadline = cx.arg(0);
+    let me = cx.vcpu_id();
+    if deadline != 0 && deadline <= crate::time::now_ns() {
+        // Already due: the event now, as Xen's timer fires at once (and a guest that loops
+        // on a past deadline makes no timer walk run).
+        cx.vcpu().singleshot = None;
+        super::send_virq(cx.me(), me as u32, guest_abi::event::VIRQ_TIMER);
+        return Ok(Ret::Value(0));
+    }
     cx.vcpu().singleshot = (deadline != 0).then_some(deadline);
     if deadline != 0 {
-        let me = cx.vcpu_id();
         cx.timer_set(me, deadline);
     }
     Ok(Ret::Value(0))

@@ -816,6 +816,9 @@ impl World {
             if d.shutdown.is_some() {
                 continue;
             }
+            // The scheduler, locked once per domain, and only if one of its vCPUs has a
+            // timer or a poll.
+            let mut sched = None;
             for v in 0..d.vcpus.len() {
                 if d.vcpus[v].expire_timers(now) {
                     send_virq(&mut d, v as u32, VIRQ_TIMER);
@@ -830,13 +833,14 @@ impl World {
                     .is_some_and(|p| p.deadline.is_some_and(|t| t <= now))
                 {
                     vcpu.poll = None;
-                    if let Some(p) = self.sched.lock().wake(vid) {
+                    let s = sched.get_or_insert_with(|| self.sched.lock());
+                    if let Some(p) = s.wake(vid) {
                         ipi::kick(p);
                     }
                 }
                 if let Some(t) = d.vcpus[v].next_deadline() {
-                    let home = self.sched.lock().pcpu_of(vid).unwrap_or(0);
-                    let home = home.min(smp::MAX_CPUS - 1);
+                    let s = sched.get_or_insert_with(|| self.sched.lock());
+                    let home = s.pcpu_of(vid).unwrap_or(0).min(smp::MAX_CPUS - 1);
                     per_cpu[home] = per_cpu[home].min(t);
                 }
             }

@@ -71,6 +71,12 @@ pub fn vcpu_op(cx: &mut Hc) -> HcResult {
             if s.flags & v::VCPU_SSHOTTMR_FUTURE != 0 && s.timeout_abs_ns < now {
                 return Err(Errno::ETIME);
             }
+            if s.timeout_abs_ns <= now {
+                // Already due: the event now (`set_timer_op` does the same).
+                cx.vcpu().singleshot = None;
+                super::send_virq(cx.me(), vcpu as u32, guest_abi::event::VIRQ_TIMER);
+                return Ok(Ret::Value(0));
+            }
             cx.vcpu().singleshot = Some(s.timeout_abs_ns);
             cx.timer_set(vcpu, s.timeout_abs_ns);
             Ok(Ret::Value(0))

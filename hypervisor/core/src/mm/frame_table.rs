@@ -334,6 +334,11 @@ pub trait PageMemory {
     /// recopy them (and flush) before this returns, and a pCPU that loads `l4` later copies
     /// the new contents.
     fn sync_guest_roots(&mut self, l4: Mfn);
+    /// Called between two tables of a validation or devalidation, which for a large tree
+    /// takes long (every frame of a domain as an L1: half a billion entries for 4 GiB):
+    /// the hypervisor answers other pCPUs' flush requests here, so that one domain's
+    /// validation never keeps another's flush waiting. Nothing by default.
+    fn poll(&mut self) {}
 }
 
 /// Machine facts that decide which entries are valid.
@@ -966,6 +971,7 @@ impl FrameTable {
         let Owner::Domain(dom) = self.owner(table) else {
             return Err(Errno::EINVAL);
         };
+        mem.poll();
         for i in 0..ENTRIES {
             let e = mem.read_entry(table, i);
             let result = if Self::reserved_slot(level, i) {
@@ -991,6 +997,7 @@ impl FrameTable {
     /// Drops the references every entry of `table` holds. Xen's `demote_l1_table` to
     /// `demote_l4_table`.
     fn devalidate<M: PageMemory>(&self, mem: &mut M, table: Mfn, level: PageType) {
+        mem.poll();
         for i in 0..ENTRIES {
             if !Self::reserved_slot(level, i) {
                 let e = mem.read_entry(table, i);

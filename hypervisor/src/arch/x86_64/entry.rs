@@ -697,6 +697,8 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     // or this copy already reads its new entry; no lock orders the two.
     cpu.guest_root_source
         .store(guest_l4.phys(), Ordering::SeqCst);
+    // The table's reads below are plain loads: keep them after the store.
+    core::sync::atomic::fence(Ordering::SeqCst);
     // `guest_l4` is the domain's validated top-level table: one copy in, one copy out.
     let mut entries = physmem::read_table(guest_l4);
     for (slot, value) in entries.iter_mut().enumerate() {

@@ -36,8 +36,8 @@ pub const IPI_VECTOR: u8 = 0xF2;
 /// would leave a stale writable translation: the machine stops.
 const FLUSH_BOUND_US: u64 = 5_000_000;
 
-/// Asks pCPU `index` to call the scheduler again (for this pCPU: nothing to send, the trap
-/// path asks anyway). An unknown pCPU is ignored.
+/// Asks pCPU `index` to call the scheduler again (for this pCPU: nothing is sent, the
+/// request is noted for the end of the trap it handles). An unknown pCPU is ignored.
 pub fn kick(index: usize) {
     let this = percpu::this();
     if index == this.index() {

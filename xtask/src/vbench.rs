@@ -1,0 +1,268 @@
+//! `cargo xtask bench --only kernel`: the cost of virtualization (issue 13), one table.
+//!
+//! The benchmark kernel runs twice on the same emulated machine (`-cpu max`, 1 GiB,
+//! `-icount shift=0,sleep=off`, where the TSC counts instructions): `bench-native` booted by
+//! GRUB on the bare machine (ring 0; `tests/guests/bench-native`) and `bench-pv` as Xenia's
+//! dom0 (ring 1; `tests/guests/bench`). Both run the same ring-3 bodies (one assembly file,
+//! `tests/guests/bench/bodies/user.s`) and print `bench <row> <instructions per operation>`
+//! lines; this module puts them side by side with the goals of the issue, prints the table
+//! and writes it to `target/xenia/bench.json` (one object per row: `name`, `unit`,
+//! `native`, `pv`, `ratio`, `goal`, `met`). It measures; it does not judge: a missed goal is
+//! a row that says so, not a failure.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use xenia_tests::Workspace;
+use xenia_tests::contract;
+use xenia_tests::machine::{EXIT_POWEROFF, Machine};
+
+/// The command line both kernels get.
+pub const KERNEL_ARGS: &str = "iters=10000 primes=2000000 runs=5";
+
+/// Bound for one kernel's whole run (icount slows the emulator down; the primes row alone
+/// is a few billion instructions).
+const RUN: Duration = Duration::from_secs(1800);
+
+/// What a row's goal asks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Goal {
+    /// pv / native at most this.
+    Ratio(f64),
+    /// pv at most this many instructions.
+    PvAtMost(f64),
+    /// No goal (measured for the record).
+    None,
+}
+
+impl Goal {
+    fn text(self) -> String {
+        match self {
+            Goal::Ratio(r) => format!("<= {r}x"),
+            Goal::PvAtMost(n) => format!("pv <= {n}"),
+            Goal::None => "-".into(),
+        }
+    }
+}
+
+/// One row of the table: its name in the kernels' output, unit, goal, and what it is.
+pub struct Row {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub goal: Goal,
+    pub about: &'static str,
+}
+
+/// The rows, in the order printed (the issue's table; creation and density are the
+/// `create` bench and issue 13's density work).
+pub const ROWS: &[Row] = &[
+    Row {
+        name: "null_call",
+        unit: "instructions/call",
+        goal: Goal::PvAtMost(150.0),
+        about: "null trap (native int to ring 0) / null hypercall (xen_version)",
+    },
+    Row {
+        name: "int80",
+        unit: "instructions/call",
+        goal: Goal::Ratio(1.05),
+        about: "system call from ring 3 through int 0x80",
+    },
+    Row {
+        name: "syscall",
+        unit: "instructions/call",
+        goal: Goal::None,
+        about: "SYSCALL round trip from ring 3 (pv: bounced by the hypervisor)",
+    },
+    Row {
+        name: "page_fault",
+        unit: "instructions/fault",
+        goal: Goal::Ratio(1.5),
+        about: "ring-3 touch of an absent page, handler maps it, return",
+    },
+    Row {
+        name: "pt_batch",
+        unit: "instructions/batch",
+        goal: Goal::Ratio(2.0),
+        about: "512 PTE writes and a flush (pv: one mmu_update)",
+    },
+    Row {
+        name: "process_switch",
+        unit: "instructions/switch",
+        goal: Goal::Ratio(1.5),
+        about: "address-space switch through a system call (pv: MMUEXT_NEW_BASEPTR)",
+    },
+    Row {
+        name: "timer",
+        unit: "instructions/event",
+        goal: Goal::Ratio(2.0),
+        about: "timer armed to fire at once, until its handler runs (pv: VIRQ_TIMER upcall)",
+    },
+    Row {
+        name: "primes",
+        unit: "instructions/run",
+        goal: Goal::Ratio(1.01),
+        about: "primes below 2,000,000 by trial division in ring 3",
+    },
+];
+
+/// The `bench <name> <value>` figures of a kernel's output (`failed` and comment lines are
+/// left out).
+pub fn parse(out: &str) -> BTreeMap<String, u64> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("bench ")?;
+            let (name, value) = rest.split_once(' ')?;
+            Some((name.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// A row as measured.
+#[derive(Debug, PartialEq)]
+pub struct Measured {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub native: Option<u64>,
+    pub pv: Option<u64>,
+    pub goal: Goal,
+}
+
+impl Measured {
+    /// pv / native, when both exist and native is not zero.
+    pub fn ratio(&self) -> Option<f64> {
+        match (self.native, self.pv) {
+            (Some(n), Some(p)) if n > 0 => Some(p as f64 / n as f64),
+            _ => None,
+        }
+    }
+
+    /// Whether the goal is met (`None`: no goal, or a figure is missing).
+    pub fn met(&self) -> Option<bool> {
+        match self.goal {
+            Goal::Ratio(r) => self.ratio().map(|x| x <= r),
+            Goal::PvAtMost(n) => self.pv.map(|p| p as f64 <= n),
+            Goal::None => None,
+        }
+    }
+}
+
+/// The rows with both kernels' figures.
+pub fn table(native: &BTreeMap<String, u64>, pv: &BTreeMap<String, u64>) -> Vec<Measured> {
+    ROWS.iter()
+        .map(|r| Measured {
+            name: r.name,
+            unit: r.unit,
+            native: native.get(r.name).copied(),
+            pv: pv.get(r.name).copied(),
+            goal: r.goal,
+        })
+        .collect()
+}
+
+fn figure(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// The table as printed.
+pub fn render(rows: &[Measured]) -> String {
+    let mut out = format!(
+        "{:<16} {:>14} {:>14} {:>8}  {:<10} {}\n",
+        "benchmark", "native", "pv", "ratio", "goal", "met"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>14} {:>14} {:>8}  {:<10} {}",
+            r.name,
+            figure(r.native),
+            figure(r.pv),
+            r.ratio().map_or_else(|| "-".into(), |x| format!("{x:.2}")),
+            r.goal.text(),
+            match r.met() {
+                Some(true) => "met",
+                Some(false) => "NOT met",
+                None => "-",
+            }
+        );
+    }
+    out
+}
+
+/// The table as JSON: an array of `{name, unit, native, pv, ratio, goal, met}` (missing
+/// figures are `null`).
+pub fn json(rows: &[Measured]) -> String {
+    let num = |v: Option<u64>| v.map_or_else(|| "null".into(), |v| v.to_string());
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "  {{\"name\": \"{}\", \"unit\": \"{}\", \"native\": {}, \"pv\": {}, \
+                 \"ratio\": {}, \"goal\": \"{}\", \"met\": {}}}",
+                r.name,
+                r.unit,
+                num(r.native),
+                num(r.pv),
+                r.ratio()
+                    .map_or_else(|| "null".into(), |x| format!("{x:.4}")),
+                r.goal.text(),
+                r.met().map_or_else(|| "null".into(), |m| m.to_string())
+            )
+        })
+        .collect();
+    format!("[\n{}\n]\n", items.join(",\n"))
+}
+
+/// Boots `bench-native` on the bare machine (GRUB, multiboot2) under the same QEMU flags
+/// and returns its output. (Wired to the native kernel's runner once it exists.)
+pub fn native_kernel(_ws: &Workspace, _args: &str) -> Result<String, String> {
+    Err("the native benchmark kernel is not built yet".into())
+}
+
+/// Boots Xenia with `bench-pv` as dom0 under `-icount shift=0,sleep=off` and returns its
+/// lines (without the `(d0) ` prefix) once it said `bench done` and powered off.
+pub fn pv_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
+    let mut vm = Machine::new(ws, "bench-pv")
+        .memory_mib(1024)
+        .hv_options("dom0_mem=64M")
+        .module(ws.require_artifact("bench-pv.elf")?, args)
+        .qemu_arg("-icount")
+        .qemu_arg("shift=0,sleep=off")
+        .boot()?;
+    vm.wait_for_line(&contract::guest_line("bench done"), RUN)?;
+    vm.expect_exit(EXIT_POWEROFF, Duration::from_secs(120))?;
+    let prefix = contract::guest_line("");
+    Ok(vm
+        .serial_log()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_parse_and_rows_judge() {
+        let native =
+            parse("bench env native\nbench null_call 60\nbench int80 100\nbench timer failed\n");
+        let pv = parse("bench env pv\nbench null_call 900\nbench int80 104\nbench primes 7\n");
+        assert_eq!(native.get("null_call"), Some(&60));
+        assert!(!native.contains_key("timer"), "failed rows have no figure");
+        let rows = table(&native, &pv);
+        let row = |n: &str| rows.iter().find(|r| r.name == n).unwrap();
+        assert_eq!(row("null_call").met(), Some(false), "900 > 150");
+        assert_eq!(row("int80").met(), Some(true), "1.04 <= 1.05");
+        assert_eq!(row("primes").ratio(), None, "no native figure");
+        assert_eq!(row("syscall").met(), None);
+        let text = render(&rows);
+        assert!(text.contains("NOT met") && text.contains("int80"), "{text}");
+        let j = json(&rows);
+        assert!(j.contains("\"name\": \"int80\", \"unit\": \"instructions/call\", \"native\": 100, \"pv\": 104, \"ratio\": 1.0400"), "{j}");
+        assert!(j.contains("\"native\": null"), "{j}");
+        assert_eq!(j.matches("\"name\"").count(), ROWS.len());
+    }
+}
