@@ -51,6 +51,7 @@ pub struct Row {
     pub name: &'static str,
     pub unit: &'static str,
     pub goal: Goal,
+    /// Printed under the table.
     pub about: &'static str,
 }
 
@@ -187,6 +188,9 @@ pub fn render(rows: &[Measured]) -> String {
             }
         );
     }
+    for row in ROWS {
+        let _ = writeln!(out, "  {}: {} ({})", row.name, row.about, row.unit);
+    }
     out
 }
 
@@ -230,8 +234,15 @@ pub fn pv_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
         .qemu_arg("-icount")
         .qemu_arg("shift=0,sleep=off")
         .boot()?;
-    vm.wait_for_line(&contract::guest_line("bench done"), RUN)?;
-    vm.expect_exit(EXIT_POWEROFF, Duration::from_secs(120))?;
+    let done = vm
+        .wait_for_line(&contract::guest_line("bench done"), RUN)
+        .and_then(|_| vm.expect_exit(EXIT_POWEROFF, Duration::from_secs(120)));
+    if let Err(e) = done {
+        let log = vm.serial_log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!("{e}; the log's last lines:\n{}", tail.join("\n")));
+    }
     let prefix = contract::guest_line("");
     Ok(vm
         .serial_log()

@@ -91,8 +91,14 @@ pub fn run() -> ! {
     );
     let int80 = at(&raw const bench_u_int80);
     report("int80", ring3_per_op(&cfg, int80, n));
+    // SYSCALL enters the kernel with events masked, as FMASK clears IF natively.
     let sys = at(&raw const bench_u_syscall);
-    report("syscall", ring3_per_op(&cfg, sys, n));
+    report(
+        "syscall",
+        trap::register_syscall(true)
+            .ok()
+            .and_then(|()| ring3_per_op(&cfg, sys, n)),
+    );
     report(
         "page_fault",
         page_faults(&cfg, at(&raw const bench_u_touch)),
