@@ -192,11 +192,15 @@ const DEFER_TO_WRITERS_US: u64 = 200;
 /// Takes the world shared, after any pCPU waiting to take it exclusive (for a while).
 pub fn read_world() -> SharedWorld {
     let held = crate::lockorder::Held::new(crate::lockorder::Level::World);
-    let start = crate::time::now_ns();
+    // When this pCPU first found a writer waiting (the clock is read only then).
+    let mut deferring_since = None;
     let inner = locks::spin_for("the world", || {
-        if WRITERS_WAITING.load(Ordering::SeqCst) == 0
-            || crate::time::now_ns().saturating_sub(start) > DEFER_TO_WRITERS_US * 1000
-        {
+        if WRITERS_WAITING.load(Ordering::SeqCst) == 0 {
+            return WORLD.try_read();
+        }
+        let now = crate::time::now_ns();
+        let since = *deferring_since.get_or_insert(now);
+        if now.saturating_sub(since) > DEFER_TO_WRITERS_US * 1000 {
             WORLD.try_read()
         } else {
             None
@@ -497,7 +501,13 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
     let cpu = percpu::this();
     loop {
         world.run_timers();
-        world.poll_console();
+        // With COM1's interrupt routed, input is read when it interrupts (or when the pCPU
+        // idles); polled, at every trap of pCPU 0.
+        if frame.vector == u64::from(trap::COM1_VECTOR)
+            || !crate::arch::x86_64::ioapic::serial_interrupts()
+        {
+            world.poll_console();
+        }
         // A vCPU that wakes may preempt the current one (the scheduler's BOOST), so
         // the scheduler decides again, as Xen's tickle would make it.
         let woke = world.wake_blocked();
@@ -559,8 +569,16 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
     program_timer(timer);
 }
 
-/// Programs this pCPU's local APIC timer as [`World::plan_timer`] decided.
+/// Programs this pCPU's local APIC timer as [`World::plan_timer`] decided (it published the
+/// absolute deadline in `PerCpu::armed`): not at all when that is the deadline it is already
+/// programmed for and still ahead.
 fn program_timer(deadline_in_ns: Option<u64>) {
+    let cpu = percpu::this();
+    let deadline = cpu.armed.load(Ordering::Relaxed);
+    let was = cpu.programmed.swap(deadline, Ordering::Relaxed);
+    if was == deadline && (deadline == u64::MAX || deadline > crate::time::now_ns()) {
+        return;
+    }
     match deadline_in_ns {
         None => apic::disarm(),
         Some(ns) => apic::arm_oneshot(ns),

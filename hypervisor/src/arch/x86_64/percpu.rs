@@ -58,6 +58,10 @@ pub struct PerCpu {
     /// which runs only once some pCPU's bound is reached, sets it anew
     /// (`guest::timer_set`, `World::run_timers`).
     pub timer_due: AtomicU64,
+    /// The deadline this pCPU's local APIC timer was last programmed for (system time, ns;
+    /// `u64::MAX`: disarmed): a plan that arrives at the same future deadline leaves the
+    /// timer alone (`guest::program_timer`), sparing every trap two APIC writes.
+    pub programmed: AtomicU64,
     /// The vCPU this pCPU returned to had an event pending and unmasked that it could not
     /// take (no event callback): other pCPUs do not kick it for events (`kick_for_events`).
     pub entered_pending: AtomicBool,
@@ -119,6 +123,7 @@ impl PerCpu {
             apic_id: AtomicU32::new(0),
             armed: AtomicU64::new(u64::MAX),
             timer_due: AtomicU64::new(u64::MAX),
+            programmed: AtomicU64::new(u64::MAX),
             requests: AtomicU32::new(0),
             locks_held: AtomicU32::new(0),
             entered_pending: AtomicBool::new(false),
