@@ -9,8 +9,8 @@
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
 //!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER.
-//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...]`: benchmarks (see
-//!   [`mod@bench`]).
+//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...] [--native-args ARGS]`:
+//!   benchmarks (see [`mod@bench`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
 //!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
 //! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
@@ -141,13 +141,16 @@ struct BenchArgs {
     /// Create/destroy cycles of 4-vCPU domains in the churn bench.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
-    /// Run only these benches (create, churn, compute, ipi); all by default.
+    /// Run only these benches (create, churn, compute, ipi, native); all by default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
+    /// The native benchmark kernel's command line (`iters=N primes=LIMIT runs=N`).
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    native_args: String,
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 4] = ["create", "churn", "compute", "ipi"];
+const BENCHES: [&str; 5] = ["create", "churn", "compute", "ipi", "native"];
 
 #[derive(Args)]
 struct TestArgs {
@@ -285,7 +288,8 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
             "create" => bench_create(ws, args.domains),
             "churn" => bench_churn(ws, args.cycles),
             "compute" => bench_compute(ws),
-            _ => bench_ipi(ws),
+            "ipi" => bench_ipi(ws),
+            _ => bench_native(ws, &args.native_args),
         };
         if let Err(e) = result {
             println!("bench {name}: could not run: {e}");
@@ -359,6 +363,18 @@ fn bench_ipi(ws: &Workspace) -> Result<(), String> {
     Ok(())
 }
 
+fn bench_native(ws: &Workspace, args: &str) -> Result<(), String> {
+    println!("bench native: bench-native.elf on the bare machine (-icount shift=0), args {args:?}");
+    let out = bench::native_kernel(ws, args)?;
+    for line in out.lines().filter(|l| l.starts_with("bench ")) {
+        println!("  {line}");
+    }
+    if bench::bench_rows(&out).is_empty() {
+        return Err("no `bench <row> <figure>` line".into());
+    }
+    Ok(())
+}
+
 /// `cargo xtask test`.
 fn test(ws: &Workspace, args: &TestArgs) -> Result<ExitCode, String> {
     // Check the filter before spending minutes on building and unit tests.
@@ -386,7 +402,9 @@ fn checks(ws: &Workspace) -> Result<(), String> {
     lint::run(ws.root())?;
     host::install_toolchain(ws.root())?;
     host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
-    println!("checking formatting and clippy (host crates, and the hypervisor on bare metal)...");
+    println!(
+        "checking formatting and clippy (host crates, and the hypervisor and bench-native on bare metal)..."
+    );
     host::run(host::cargo(ws.root()).args(["fmt", "--all", "--", "--check"]))
         .map_err(|e| format!("{e}: run `cargo fmt --all`"))?;
     host::run(host::cargo(ws.root()).args([
@@ -406,6 +424,8 @@ fn checks(ws: &Workspace) -> Result<(), String> {
         "xenia-hypervisor",
         "-p",
         "xenia-core",
+        "-p",
+        "xenia-bench-native",
         "--target",
         "x86_64-unknown-none",
         "--",
