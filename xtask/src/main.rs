@@ -9,8 +9,8 @@
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
 //!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER.
-//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...]`: benchmarks (see
-//!   [`mod@bench`]).
+//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...] [--native-args ARGS]`:
+//!   benchmarks (see [`mod@bench`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
 //!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
 //! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
@@ -145,6 +145,10 @@ struct BenchArgs {
     /// Run only these benches (create, churn, compute, ipi, kernel); all by default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
+    /// The benchmark kernels' command line (`iters=N primes=LIMIT runs=N`) for the
+    /// `kernel` bench; the defaults when empty.
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    kernel_args: String,
 }
 
 /// The benches, in the order they run.
@@ -286,8 +290,8 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
             "create" => bench_create(ws, args.domains),
             "churn" => bench_churn(ws, args.cycles),
             "compute" => bench_compute(ws),
-            "kernel" => bench_kernel(ws),
-            _ => bench_ipi(ws),
+            "ipi" => bench_ipi(ws),
+            _ => bench_kernel(ws, &args.kernel_args),
         };
         if let Err(e) = result {
             println!("bench {name}: could not run: {e}");
@@ -304,19 +308,23 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
 
 /// Issue 13's table: the benchmark kernel native and as Xenia's dom0, side by side; the
 /// table printed and written to `target/xenia/bench.json`.
-fn bench_kernel(ws: &Workspace) -> Result<(), String> {
-    println!(
-        "bench kernel: the benchmark kernel native and pv ({}), instructions under -icount shift=0",
+fn bench_kernel(ws: &Workspace, args: &str) -> Result<(), String> {
+    let args = if args.is_empty() {
         vbench::KERNEL_ARGS
+    } else {
+        args
+    };
+    println!(
+        "bench kernel: the benchmark kernel native and pv ({args}), instructions under -icount shift=0"
     );
-    let native = match vbench::native_kernel(ws, vbench::KERNEL_ARGS) {
+    let native = match bench::native_kernel(ws, args) {
         Ok(out) => vbench::parse(&out),
         Err(e) => {
             println!("bench kernel: native run failed: {e}");
             Default::default()
         }
     };
-    let pv = vbench::parse(&vbench::pv_kernel(ws, vbench::KERNEL_ARGS)?);
+    let pv = vbench::parse(&vbench::pv_kernel(ws, args)?);
     let rows = vbench::table(&native, &pv);
     print!("{}", vbench::render(&rows));
     let path = ws.artifact_dir().join("bench.json");
@@ -412,7 +420,9 @@ fn checks(ws: &Workspace) -> Result<(), String> {
     lint::run(ws.root())?;
     host::install_toolchain(ws.root())?;
     host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
-    println!("checking formatting and clippy (host crates, and the hypervisor on bare metal)...");
+    println!(
+        "checking formatting and clippy (host crates, and the hypervisor and the benchmark kernels on bare metal)..."
+    );
     host::run(host::cargo(ws.root()).args(["fmt", "--all", "--", "--check"]))
         .map_err(|e| format!("{e}: run `cargo fmt --all`"))?;
     host::run(host::cargo(ws.root()).args([
@@ -432,6 +442,10 @@ fn checks(ws: &Workspace) -> Result<(), String> {
         "xenia-hypervisor",
         "-p",
         "xenia-core",
+        "-p",
+        "xenia-bench-native",
+        "-p",
+        "xenia-bench",
         "--target",
         "x86_64-unknown-none",
         "--",

@@ -218,12 +218,6 @@ pub fn json(rows: &[Measured]) -> String {
     format!("[\n{}\n]\n", items.join(",\n"))
 }
 
-/// Boots `bench-native` on the bare machine (GRUB, multiboot2) under the same QEMU flags
-/// and returns its output. (Wired to the native kernel's runner once it exists.)
-pub fn native_kernel(_ws: &Workspace, _args: &str) -> Result<String, String> {
-    Err("the native benchmark kernel is not built yet".into())
-}
-
 /// Boots Xenia with `bench-pv` as dom0 under `-icount shift=0,sleep=off` and returns its
 /// lines (without the `(d0) ` prefix) once it said `bench done` and powered off.
 pub fn pv_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
