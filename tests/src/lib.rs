@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod benchk;
 pub mod contract;
 pub mod grub;
 pub mod iso;

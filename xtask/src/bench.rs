@@ -38,8 +38,6 @@ use xenia_tests::contract;
 use xenia_tests::iso::{DEFAULT_HV_OPTIONS, DEFAULT_MODULES};
 use xenia_tests::machine::{EXIT_POWEROFF, Machine, Qemu};
 
-use crate::kernels::NATIVE_BENCH_ARTIFACT;
-
 const PROMPT: &str = "dom0# ";
 /// Bound for one command in real time (icount slows the emulator down).
 const COMMAND: Duration = Duration::from_secs(120);
@@ -275,26 +273,6 @@ pub fn ipi(ws: &Workspace) -> Result<(u64, u64), String> {
         .iter()
         .find_map(|l| parse_ring(l))
         .ok_or_else(|| "no `ring:` figure from the smp domU".into())
-}
-
-/// Bound for the native benchmark kernel's whole run, in real time.
-const NATIVE_RUN: Duration = Duration::from_secs(600);
-
-/// Boots the native benchmark kernel with command line `args` (e.g. `iters=10000`) in place
-/// of the hypervisor (the image's `/boot/xenia.elf` is `bench-native.elf`; the harness adds
-/// `debug-exit`, so the kernel ends through `isa-debug-exit`), waits for `bench done` and the
-/// power-off, and returns the serial output.
-pub fn native_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
-    let mut vm = Machine::new(ws, "bench-native")
-        .hypervisor(ws.require_artifact(NATIVE_BENCH_ARTIFACT)?)
-        .hv_options(args)
-        .memory_mib(1024)
-        .qemu_arg("-icount")
-        .qemu_arg("shift=0,sleep=off")
-        .boot()?;
-    vm.wait_for_line_starting("bench done", NATIVE_RUN)?;
-    vm.expect_exit(EXIT_POWEROFF, COMMAND)?;
-    Ok(vm.serial_log())
 }
 
 #[cfg(test)]

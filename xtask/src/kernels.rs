@@ -76,18 +76,15 @@ pub const KERNELS: &[Kernel] = &[
         label: "benchmark kernel (pv)",
         package: "xenia-bench",
         bin: "bench-pv",
-        artifact: "bench-pv.elf",
+        artifact: xenia_tests::benchk::PV_ARTIFACT,
     },
     Kernel {
         label: "benchmark kernel (native)",
         package: "xenia-bench-native",
         bin: "bench-native",
-        artifact: NATIVE_BENCH_ARTIFACT,
+        artifact: xenia_tests::benchk::NATIVE_ARTIFACT,
     },
 ];
-
-/// The native benchmark kernel (`tests/guests/bench-native`), booted by GRUB on its own.
-pub const NATIVE_BENCH_ARTIFACT: &str = "bench-native.elf";
 
 /// Builds `kernel` (release profile if `release`, else dev) and copies it into `target/xenia/`.
 pub fn build(ws: &Workspace, kernel: &Kernel, release: bool) -> Result<(), String> {

@@ -317,7 +317,7 @@ fn bench_kernel(ws: &Workspace, args: &str) -> Result<(), String> {
     println!(
         "bench kernel: the benchmark kernel native and pv ({args}), instructions under -icount shift=0"
     );
-    let native = match bench::native_kernel(ws, args) {
+    let native = match vbench::native_kernel(ws, args) {
         Ok(out) => vbench::parse(&out),
         Err(e) => {
             println!("bench kernel: native run failed: {e}");

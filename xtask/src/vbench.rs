@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use xenia_tests::Workspace;
-use xenia_tests::contract;
-use xenia_tests::machine::{EXIT_POWEROFF, Machine};
+use xenia_tests::benchk;
+use xenia_tests::machine::Machine;
 
 /// The command line both kernels get.
 pub const KERNEL_ARGS: &str = "iters=10000 primes=2000000 runs=5";
@@ -108,16 +108,9 @@ pub const ROWS: &[Row] = &[
     },
 ];
 
-/// The `bench <name> <value>` figures of a kernel's output (`failed` and comment lines are
-/// left out).
+/// The `bench <name> <value>` figures of a kernel's output.
 pub fn parse(out: &str) -> BTreeMap<String, u64> {
-    out.lines()
-        .filter_map(|l| {
-            let rest = l.trim().strip_prefix("bench ")?;
-            let (name, value) = rest.split_once(' ')?;
-            Some((name.to_string(), value.trim().parse().ok()?))
-        })
-        .collect()
+    xenia_tests::benchk::figures(out)
 }
 
 /// A row as measured.
@@ -218,32 +211,22 @@ pub fn json(rows: &[Measured]) -> String {
     format!("[\n{}\n]\n", items.join(",\n"))
 }
 
-/// Boots Xenia with `bench-pv` as dom0 under `-icount shift=0,sleep=off` and returns its
-/// lines (without the `(d0) ` prefix) once it said `bench done` and powered off.
-pub fn pv_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
-    let mut vm = Machine::new(ws, "bench-pv")
-        .memory_mib(1024)
-        .hv_options("dom0_mem=64M")
-        .module(ws.require_artifact("bench-pv.elf")?, args)
-        .qemu_arg("-icount")
-        .qemu_arg("shift=0,sleep=off")
-        .boot()?;
-    let done = vm
-        .wait_for_line(&contract::guest_line("bench done"), RUN)
-        .and_then(|_| vm.expect_exit(EXIT_POWEROFF, Duration::from_secs(120)));
-    if let Err(e) = done {
-        let log = vm.serial_log();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!("{e}; the log's last lines:\n{}", tail.join("\n")));
+/// The native kernel's output, `-icount shift=0,sleep=off`.
+pub fn native_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
+    let mut machine = Machine::new(ws, "bench-native");
+    for a in benchk::ICOUNT {
+        machine = machine.qemu_arg(a);
     }
-    let prefix = contract::guest_line("");
-    Ok(vm
-        .serial_log()
-        .lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .collect::<Vec<_>>()
-        .join("\n"))
+    benchk::run_native(ws, machine, args, RUN)
+}
+
+/// The pv kernel's output (dom0's lines), `-icount shift=0,sleep=off`.
+pub fn pv_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
+    let mut machine = Machine::new(ws, "bench-pv");
+    for a in benchk::ICOUNT {
+        machine = machine.qemu_arg(a);
+    }
+    benchk::run_pv(ws, machine, args, RUN)
 }
 
 #[cfg(test)]
@@ -269,5 +252,11 @@ mod tests {
         assert!(j.contains("\"name\": \"int80\", \"unit\": \"instructions/call\", \"native\": 100, \"pv\": 104, \"ratio\": 1.0400"), "{j}");
         assert!(j.contains("\"native\": null"), "{j}");
         assert_eq!(j.matches("\"name\"").count(), ROWS.len());
+    }
+
+    #[test]
+    fn the_table_has_every_row_the_kernels_print() {
+        let names: Vec<&str> = ROWS.iter().map(|r| r.name).collect();
+        assert_eq!(names, benchk::ROWS);
     }
 }

@@ -1,6 +1,7 @@
 //! The registry of QEMU scenarios. Add a scenario by writing its function in one of the
 //! modules here and listing it in [`all`].
 
+mod bench;
 mod boot;
 mod demos;
 mod dom0;
@@ -58,6 +59,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_cpu_offline_4", smp::cpu_offline_4),
         Scenario::new("smp_vcpu_set_4", smp::vcpu_set_4),
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
+        Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("smp_mem_offline_free", mem_offline::free_frame),
         Scenario::new("smp_mem_offline_owned", mem_offline::owned_frame),
         Scenario::new("smp_mem_offline_refused", mem_offline::refused),
