@@ -16,7 +16,7 @@
 //! once), so it is the cost of one operation alone.
 //!
 //! Output, one line each, then the kernel powers the machine off:
-//! `bench env pv`, `bench <row> <instructions per operation>` for the rows of [`bench`],
+//! `bench env pv`, `bench <row> <instructions per operation>` for the rows of `bench.rs`,
 //! `bench primes_count <n>`, `bench done`.
 //!
 //! Command line (dom0's module line): `iters=<n>` operations per run (default 10000),
