@@ -27,23 +27,41 @@ use crate::lockorder::{Held, Level};
 pub const LOCK_BOUND_US: u64 = 30_000_000;
 
 /// Spins until `take` gives a value, answering flush requests meanwhile; panics, naming
-/// `what`, after [`LOCK_BOUND_US`].
+/// `what`, after [`LOCK_BOUND_US`] in which no page-table validation made progress on any
+/// pCPU (`mm::ft::validation_progress`). A holder validating a large tree (a domain of many
+/// GiB pinning all its tables at once; validation is not preemptible yet) is making
+/// progress, not stuck: the waiter keeps waiting, and says so once.
 pub fn spin_for<T>(what: &str, mut take: impl FnMut() -> Option<T>) -> T {
     if let Some(t) = take() {
         return t;
     }
     let mut got = None;
-    let came = smp::wait_us(LOCK_BOUND_US, || {
-        ipi::service_flush();
-        got = take();
-        got.is_some()
-    });
-    match got {
-        Some(t) if came => t,
-        _ => panic!(
-            "cpu {} waited 30 s for the lock of {what}",
-            percpu::this().index()
-        ),
+    let mut said = false;
+    loop {
+        let progress = crate::mm::ft::validation_progress();
+        let came = smp::wait_us(LOCK_BOUND_US, || {
+            ipi::service_flush();
+            got = take();
+            got.is_some()
+        });
+        if let Some(t) = got.take().filter(|_| came) {
+            return t;
+        }
+        if crate::mm::ft::validation_progress() == progress {
+            panic!(
+                "cpu {} waited 30 s for the lock of {what}",
+                percpu::this().index()
+            );
+        }
+        if !said {
+            said = true;
+            log::warn!(
+                target: "locks",
+                "cpu {} has waited 30 s for the lock of {what}: a page-table validation is \
+                 still running; waiting on",
+                percpu::this().index()
+            );
+        }
     }
 }
 

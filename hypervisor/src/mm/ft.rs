@@ -10,7 +10,7 @@
 //! pCPUs run through the table at the same time. Builds with debug assertions check, at
 //! every use, that the pCPU holds a domain lock or the world exclusive (`check_holder`).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use guest_abi::errno::Errno;
 use guest_abi::types::DomId;
@@ -56,6 +56,7 @@ impl PageMemory for DirectMem {
     // bound is 5 s). This pCPU is on the hypervisor root, so a flush costs it nothing.
     fn poll(&mut self) {
         crate::arch::x86_64::ipi::service_flush();
+        VALIDATION_PROGRESS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -102,6 +103,15 @@ pub fn with<R>(f: impl FnOnce(&FrameTable, &mut DirectMem) -> R) -> R {
     let r = f(table, &mut DirectMem);
     count_inside(false);
     r
+}
+
+/// Tables validated or devalidated so far, on every pCPU: lock waiters tell a long
+/// validation (progress) from a stuck holder (none) by it (`guest::locks::spin_for`).
+static VALIDATION_PROGRESS: AtomicU64 = AtomicU64::new(0);
+
+/// [`VALIDATION_PROGRESS`] now.
+pub fn validation_progress() -> u64 {
+    VALIDATION_PROGRESS.load(Ordering::Relaxed)
 }
 
 /// In builds with debug assertions: pCPUs inside [`with`] now, and the most there ever were
