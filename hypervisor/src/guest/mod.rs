@@ -499,8 +499,11 @@ fn is_hardware_interrupt(vector: u64) -> bool {
 /// only shared), which must find its registers saved.
 fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bool) {
     let cpu = percpu::this();
+    // One clock reading for the whole way out (each is a TSC read and a scaling): the plan
+    // below may be late by the trap's remaining instructions, well under a microsecond.
+    let mut now = crate::time::now_ns();
     loop {
-        world.run_timers();
+        world.run_timers(now);
         // With COM1's interrupt routed, input is read when it interrupts (or when the pCPU
         // idles); polled, at every trap of pCPU 0.
         if frame.vector == u64::from(trap::COM1_VECTOR)
@@ -510,9 +513,8 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
         }
         // A vCPU that wakes may preempt the current one (the scheduler's BOOST), so
         // the scheduler decides again, as Xen's tickle would make it.
-        let woke = world.wake_blocked();
+        let woke = world.wake_blocked(now);
         reschedule |= ipi::take_kick();
-        let now = crate::time::now_ns();
         let cur = cpu.current();
         // Whatever makes the current vCPU unable to run (a pause, a block, a vCPU going
         // down, a change of affinity, offlining) kicks its pCPU, this one included
@@ -525,6 +527,8 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
                 None => {
                     let (w, next) = idle(world);
                     world = w;
+                    // It may have halted for long.
+                    now = crate::time::now_ns();
                     next
                 }
             };
@@ -556,27 +560,28 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
                 w.domain_stopped(id);
                 world = w.downgrade();
                 reschedule = true;
+                now = crate::time::now_ns();
             }
         }
     }
-    let timer = world.plan_timer();
+    let timer = world.plan_timer(now);
     // The local APIC timer is programmed after the world is released: under QEMU's
     // `-icount` (one emulator thread taking the pCPUs in turn) a write to the timer hands
     // the thread to the next pCPU, and a lock held across it made that pCPU find the lock
     // taken every time it ran (issue 12's shares under virtual time: the second pCPU never
     // got the lock, 30 s, panic). Nothing here needs the lock: the timer is this pCPU's.
     drop(world);
-    program_timer(timer);
+    program_timer(timer, now);
 }
 
 /// Programs this pCPU's local APIC timer as [`World::plan_timer`] decided (it published the
 /// absolute deadline in `PerCpu::armed`): not at all when that is the deadline it is already
 /// programmed for and still ahead.
-fn program_timer(deadline_in_ns: Option<u64>) {
+fn program_timer(deadline_in_ns: Option<u64>, now: u64) {
     let cpu = percpu::this();
     let deadline = cpu.armed.load(Ordering::Relaxed);
     let was = cpu.programmed.swap(deadline, Ordering::Relaxed);
-    if was == deadline && (deadline == u64::MAX || deadline > crate::time::now_ns()) {
+    if was == deadline && (deadline == u64::MAX || deadline > now) {
         return;
     }
     match deadline_in_ns {
@@ -589,17 +594,17 @@ fn program_timer(deadline_in_ns: Option<u64>) {
 /// return it, with the world held (shared) again.
 fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
     loop {
-        world.run_timers();
-        world.poll_console();
-        world.wake_blocked();
-        let _ = ipi::take_kick();
         let now = crate::time::now_ns();
+        world.run_timers(now);
+        world.poll_console();
+        world.wake_blocked(now);
+        let _ = ipi::take_kick();
         if let Some(next) = world.decide(now) {
             return (world, next);
         }
-        let timer = world.plan_timer();
+        let timer = world.plan_timer(now);
         drop(world);
-        program_timer(timer);
+        program_timer(timer, now);
         // `sti; hlt` back to back: an interrupt between them would be lost otherwise. A
         // kick sent since the lock was dropped is pending and ends the `hlt` at once.
         x86_64::instructions::interrupts::enable_and_hlt();
@@ -740,8 +745,7 @@ impl World {
     /// Blocked vCPUs with an event pending become runnable; says whether any did. A vCPU in
     /// `SCHEDOP_poll` wakes when one of its ports is pending (masked or not) or an event
     /// needs delivery to it (pending and unmasked); its timeout is `run_timers`' business.
-    fn wake_blocked(&self) -> bool {
-        let now = crate::time::now_ns();
+    fn wake_blocked(&self, now: u64) -> bool {
         let hinted = WAKE_DUE.swap(false, Ordering::SeqCst);
         if backstop(&LAST_WAKE_WALK, now) {
             self.kick_for_events();
@@ -816,8 +820,7 @@ impl World {
     /// timeout passed (the vCPU wakes; Xen's `poll_timer_fn`). Only when a pCPU's bound
     /// (`PerCpu::timer_due`) is reached, or by the backstop: the walk sets every bound anew from
     /// the deadlines left, and kicks a pCPU armed for later than its new bound.
-    fn run_timers(&self) {
-        let now = crate::time::now_ns();
+    fn run_timers(&self, now: u64) {
         let due = online_cpus().any(|(_, c)| c.timer_due.load(Ordering::SeqCst) <= now);
         if !backstop(&LAST_TIMER_WALK, now) && !due {
             return;
@@ -973,8 +976,7 @@ impl World {
     /// bound on the timers of the vCPUs homed here (`PerCpu::timer_due`), the end of the time slice when another vCPU waits, and the
     /// console poll while dom0 lives. The caller programs it once the world is released
     /// ([`program_timer`]).
-    fn plan_timer(&self) -> Option<u64> {
-        let now = crate::time::now_ns();
+    fn plan_timer(&self, now: u64) -> Option<u64> {
         let cpu = percpu::this();
         let me = cpu.index();
         let mut fixed = cpu.run_until().unwrap_or(u64::MAX);

@@ -468,17 +468,21 @@ impl Slot {
         Slot(Self::encode(f).map(AtomicU64::new))
     }
 
+    fn words(&self) -> [u64; 4] {
+        core::array::from_fn(|i| self.0[i].load(Ordering::Acquire))
+    }
+
     fn load(&self) -> FrameInfo {
-        Self::decode(core::array::from_fn(|i| self.0[i].load(Ordering::Acquire)))
+        Self::decode(self.words())
     }
 
     fn owner(&self) -> Owner {
         Self::decode_owner(self.0[0].load(Ordering::Acquire))
     }
 
-    /// Writes the words of `f` that differ from `was`.
-    fn store(&self, was: &FrameInfo, f: &FrameInfo) {
-        let (old, new) = (Self::encode(was), Self::encode(f));
+    /// Writes the words of `f` that differ from `old` (the words as loaded).
+    fn store(&self, old: &[u64; 4], f: &FrameInfo) {
+        let new = Self::encode(f);
         for i in 0..4 {
             if old[i] != new[i] {
                 self.0[i].store(new[i], Ordering::Release);
@@ -610,10 +614,10 @@ impl FrameTable {
     /// written); `None` outside the table. The caller keeps the one-writer rule (type docs).
     fn edit<R>(&self, mfn: Mfn, change: impl FnOnce(&mut FrameInfo) -> R) -> Option<R> {
         let slot = self.frames.get(self.slot(mfn)?)?;
-        let was = slot.load();
-        let mut f = was;
+        let old = slot.words();
+        let mut f = Slot::decode(old);
         let r = change(&mut f);
-        slot.store(&was, &f);
+        slot.store(&old, &f);
         Some(r)
     }
 
