@@ -68,10 +68,19 @@ pub type VcpuRef = (DomId, usize);
 
 /// The online pCPUs: index and data.
 pub fn online_cpus() -> impl Iterator<Item = (usize, &'static percpu::PerCpu)> {
-    let mask = smp::online_mask();
-    (0..smp::MAX_CPUS)
-        .filter(move |i| mask & (1 << i) != 0)
-        .filter_map(|i| Some((i, percpu::of(i)?)))
+    // The set bits only: every trap's end asks (the timer bounds), and a machine has far
+    // fewer pCPUs online than `MAX_CPUS`.
+    let mut mask = smp::online_mask();
+    core::iter::from_fn(move || {
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if let Some(c) = percpu::of(i) {
+                return Some((i, c));
+            }
+        }
+        None
+    })
 }
 
 /// All domains, the scheduler, and dom0's console input.
@@ -981,8 +990,8 @@ impl World {
         let me = cpu.index();
         let mut fixed = cpu.run_until().unwrap_or(u64::MAX);
         if me == 0
-            && self.domains.contains_key(&0)
             && !crate::arch::x86_64::ioapic::serial_interrupts()
+            && self.domains.contains_key(&0)
         {
             // Without the I/O APIC route, dom0's console input is polled.
             fixed = fixed.min(now + CONSOLE_POLL_NS);
