@@ -42,6 +42,19 @@ unsafe extern "C" {
     static __image_phys_end: u8;
 }
 
+/// Frames per region of [`HEAP_REGIONS`] (2 MiB).
+const REGION_FRAMES_SHIFT: u32 = 9;
+/// Regions [`HEAP_REGIONS`] covers: the first 64 GiB of physical memory (frames above are
+/// always checked against every run).
+const REGIONS: usize = 32 * 1024;
+
+/// A bit per 2 MiB region of physical memory, set once some heap run has a frame there
+/// (before the run is recorded, and never cleared: the heap does not give frames back). A
+/// frame in a region whose bit is clear is no heap frame, which every access of guest memory
+/// then learns with one load instead of a scan of the runs (11 runs, about 180 instructions
+/// per access, measured under the benchmark kernel).
+static HEAP_REGIONS: [AtomicU64; REGIONS / 64] = [const { AtomicU64::new(0) }; REGIONS / 64];
+
 /// How many slots of [`HEAP_RUNS`] are taken (the check scans only those: a handful in
 /// practice, since the heap grows in large steps).
 static HEAP_RUN_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -57,6 +70,15 @@ pub fn note_heap_run(first: Mfn, pages: u64) -> bool {
         HEAP_RUN_COUNT.fetch_sub(1, Ordering::AcqRel);
         return false;
     }
+    let last = first.0 + pages - 1;
+    for region in (first.0 >> REGION_FRAMES_SHIFT)..=(last >> REGION_FRAMES_SHIFT) {
+        if let Some(word) = usize::try_from(region)
+            .ok()
+            .and_then(|r| HEAP_REGIONS.get(r / 64))
+        {
+            word.fetch_or(1 << (region % 64), Ordering::AcqRel);
+        }
+    }
     HEAP_RUNS[slot].store((first.0 << 20) | pages, Ordering::Release);
     true
 }
@@ -68,6 +90,14 @@ fn hypervisor_memory(mfn: Mfn) -> bool {
     // The image symbols are physical addresses (the linker script's load addresses).
     if image.contains(&phys) {
         return true;
+    }
+    let region = mfn.0 >> REGION_FRAMES_SHIFT;
+    if let Some(word) = usize::try_from(region)
+        .ok()
+        .and_then(|r| HEAP_REGIONS.get(r / 64))
+        && word.load(Ordering::Acquire) & (1 << (region % 64)) == 0
+    {
+        return false;
     }
     let used = HEAP_RUN_COUNT.load(Ordering::Acquire).min(MAX_HEAP_RUNS);
     HEAP_RUNS[..used].iter().any(|slot| {
