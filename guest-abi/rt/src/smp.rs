@@ -157,6 +157,10 @@ impl<const N: usize> Default for Stack<N> {
 static OWN_STACKS: [(AtomicU64, AtomicU64); MAX_VCPUS] =
     [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAX_VCPUS];
 
+/// Whether any vCPU ever got its own stack ([`start_on`]): until one does, [`this_vcpu`]
+/// does not scan [`OWN_STACKS`] (every trap asks which vCPU it is on).
+static OWN_STACKS_USED: AtomicBool = AtomicBool::new(false);
+
 /// `[start, end)` of the secondary stacks.
 fn stacks() -> (u64, u64) {
     let start = STACKS.0.get() as u64;
@@ -175,6 +179,9 @@ pub fn this_vcpu() -> usize {
     let (start, end) = stacks();
     if (start..end).contains(&sp) {
         return 1 + ((sp - start) / SECONDARY_STACK_SIZE as u64) as usize;
+    }
+    if !OWN_STACKS_USED.load(Ordering::Relaxed) {
+        return 0;
     }
     OWN_STACKS
         .iter()
@@ -213,6 +220,7 @@ pub fn start_on<const N: usize>(
     let hi = lo + N as u64;
     OWN_STACKS[index].0.store(lo, Ordering::SeqCst);
     OWN_STACKS[index].1.store(hi, Ordering::SeqCst);
+    OWN_STACKS_USED.store(true, Ordering::SeqCst);
     let started = start_at(vcpu, hi & !0xF, entry);
     if started.is_err() && calls::vcpu_is_up(vcpu) != Ok(true) {
         OWN_STACKS[index].0.store(0, Ordering::SeqCst);

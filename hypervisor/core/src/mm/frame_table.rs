@@ -926,7 +926,7 @@ impl FrameTable {
             return Ok(());
         };
         if level == PageType::L1 {
-            if self.frame(target).is_none() {
+            if self.slot(target).is_none() {
                 return Err(Errno::EPERM);
             }
             self.ref_get(target, dom).map_err(|_| Errno::EBUSY)?;
@@ -1384,7 +1384,7 @@ impl FrameTable {
             || f.current_type() != PageType::L1
             || !f.validated
             || mem.read_entry(l1, index) != 0
-            || self.frame(target).is_none()
+            || self.slot(target).is_none()
         {
             return Err(Errno::EINVAL);
         }

@@ -699,18 +699,23 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
         .store(guest_l4.phys(), Ordering::SeqCst);
     // The table's reads below are plain loads: keep them after the store.
     core::sync::atomic::fence(Ordering::SeqCst);
-    // `guest_l4` is the domain's validated top-level table: one copy in, one copy out.
-    let mut entries = physmem::read_table(guest_l4);
-    for (slot, value) in entries.iter_mut().enumerate() {
-        let slot = slot as u64;
-        if (FIRST_RESERVED_SLOT..=LAST_RESERVED_SLOT).contains(&slot) {
-            *value = match slot {
-                ENTRY_AREA_SLOT => guest_slot_entry(),
-                super::layout::RO_M2P_SLOT => crate::mm::m2p::guest_slot_entry(),
-                _ => 0,
-            };
-        }
+    // `guest_l4` is the domain's validated top-level table: copied whole, frame to frame
+    // (one block copy: this runs at every switch of vCPU and every `MMUEXT_NEW_BASEPTR`),
+    // then the reserved slots are overwritten with the hypervisor's (the guest's own are
+    // zero there, as validation requires). This pCPU runs on the hypervisor root meanwhile:
+    // the guest root is loaded only on the way out.
+    let root_frame = Mfn::from_phys(root);
+    physmem::copy(guest_l4, 0, root_frame, 0, crate::mm::PAGE_SIZE as usize);
+    const RESERVED: usize = (LAST_RESERVED_SLOT - FIRST_RESERVED_SLOT + 1) as usize;
+    let mut reserved = [0u8; RESERVED * 8];
+    for (i, word) in reserved.chunks_exact_mut(8).enumerate() {
+        let value = match FIRST_RESERVED_SLOT + i as u64 {
+            ENTRY_AREA_SLOT => guest_slot_entry(),
+            super::layout::RO_M2P_SLOT => crate::mm::m2p::guest_slot_entry(),
+            _ => 0,
+        };
+        word.copy_from_slice(&value.to_le_bytes());
     }
-    physmem::write_table(Mfn::from_phys(root), &entries);
+    physmem::write(root_frame, FIRST_RESERVED_SLOT as usize * 8, &reserved);
     cpu.guest_cr3.store(root, Ordering::SeqCst);
 }
