@@ -289,6 +289,9 @@ pub fn trap(frame: &mut TrapFrame) {
     // A guest cannot raise these vectors itself (their gates have DPL 0).
     if is_hardware_interrupt(frame.vector) {
         apic::end_of_interrupt();
+        if frame.vector == u64::from(trap::APIC_TIMER_VECTOR) {
+            apic::timer_fired();
+        }
     }
     ipi::service_flush();
     let cpu = percpu::this();

@@ -72,8 +72,17 @@ pub fn end_of_interrupt() {
     }
 }
 
+/// The timer fired (in the hypervisor or in a guest): it is armed for nothing now, so the
+/// next plan programs it whatever deadline it had (`guest::program_timer` leaves an armed
+/// timer alone when the deadline is unchanged; one that fired a little early, by the
+/// rounding of nanoseconds to ticks, must not be taken for armed).
+pub fn timer_fired() {
+    super::percpu::this().programmed.store(0, Ordering::SeqCst);
+}
+
 pub(super) fn timer_interrupt() {
     super::percpu::this().ticked.store(true, Ordering::SeqCst);
+    timer_fired();
     end_of_interrupt();
 }
 

@@ -59,8 +59,9 @@ pub struct PerCpu {
     /// (`guest::timer_set`, `World::run_timers`).
     pub timer_due: AtomicU64,
     /// The deadline this pCPU's local APIC timer was last programmed for (system time, ns;
-    /// `u64::MAX`: disarmed): a plan that arrives at the same future deadline leaves the
-    /// timer alone (`guest::program_timer`), sparing every trap two APIC writes.
+    /// `u64::MAX`: disarmed; 0: it fired since, see `apic::timer_fired`): a plan that
+    /// arrives at the same future deadline leaves the timer alone (`guest::program_timer`),
+    /// sparing every trap two APIC writes.
     pub programmed: AtomicU64,
     /// The vCPU this pCPU returned to had an event pending and unmasked that it could not
     /// take (no event callback): other pCPUs do not kick it for events (`kick_for_events`).
