@@ -128,15 +128,9 @@ fn check_tsc() {
     }
 }
 
-/// The least TSC delta of `runs` runs of `f`.
-fn measure(runs: u32, mut f: impl FnMut()) -> u64 {
-    let mut best = u64::MAX;
-    for _ in 0..runs {
-        let t0 = cpu::rdtsc();
-        f();
-        best = best.min(cpu::rdtsc().wrapping_sub(t0));
-    }
-    best
+/// The least TSC delta of `runs` runs of `f` (the rule both kernels share).
+fn measure(runs: u32, f: impl FnMut()) -> u64 {
+    xenia_bench_native::measure(runs, cpu::rdtsc, f)
 }
 
 /// `n` null traps from ring 0: `int 0x81`, whose handler is `iretq`.

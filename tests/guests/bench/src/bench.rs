@@ -22,13 +22,14 @@ use guest_abi::memory::{
 };
 use guest_abi::pte;
 use guest_abi::sched::ShutdownReason;
+use xenia_bench_native::cmdline;
 use xenia_guest_rt::boot::{VIRT_BASE, padding, start_info};
 use xenia_guest_rt::check::shutdown;
 use xenia_guest_rt::println;
 use xenia_guest_rt::time::{NS_PER_MS, now_ns, rdtsc, spin_until_or};
 use xenia_guest_rt::trap::{self, ExitKind, Regs, SVC_ECHO, SVC_EXIT};
 use xenia_guest_rt::user::{self, Blob};
-use xenia_guest_rt::{cmdline, events, mm};
+use xenia_guest_rt::{events, mm};
 
 global_asm!(include_str!("../bodies/user.s"));
 
@@ -57,16 +58,10 @@ struct Config {
 
 fn config() -> Config {
     let line = start_info().cmdline_bytes();
-    let number = |key: &str, default: u64| {
-        cmdline::value(line, key)
-            .and_then(|v| core::str::from_utf8(v).ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(default)
-    };
     Config {
-        iters: number("iters", 10_000).max(1),
-        primes: number("primes", 2_000_000),
-        runs: number("runs", 5).clamp(1, 100) as u32,
+        iters: cmdline::number(line, "iters", 10_000).max(1),
+        primes: cmdline::number(line, "primes", 2_000_000),
+        runs: cmdline::number(line, "runs", 5).clamp(1, 100) as u32,
     }
 }
 
@@ -126,21 +121,14 @@ fn report(name: &str, figure: Option<u64>) {
     }
 }
 
-/// The least TSC delta of `runs` runs of `f`.
-fn measure(runs: u32, mut f: impl FnMut()) -> u64 {
-    let mut best = u64::MAX;
-    for _ in 0..runs {
-        let t0 = rdtsc();
-        f();
-        best = best.min(rdtsc().wrapping_sub(t0));
-    }
-    best
+/// The least TSC delta of `runs` runs of `f` (the rule both kernels share).
+fn measure(runs: u32, f: impl FnMut()) -> u64 {
+    xenia_bench_native::measure(runs, rdtsc, f)
 }
 
-/// `(total - base) / ops`, rounded to the nearest instruction.
+/// `(total - base) / ops`, rounded to the nearest instruction (both kernels' rule).
 fn per_op(total: u64, base: u64, ops: u64) -> Option<u64> {
-    let ops = ops.max(1);
-    Some((total.saturating_sub(base) + ops / 2) / ops)
+    Some(xenia_bench_native::per_op(total, base, ops))
 }
 
 fn null_calls(n: u64) {
