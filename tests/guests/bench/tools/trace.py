@@ -42,7 +42,7 @@ while not in_hv(pc()) and steps < 2_000_000:
     steps += 1
 with open("/tmp/pcs.txt", "w") as out:
     n = 0
-    while in_hv(pc()) and n < 200_000:
+    while in_hv(pc()) and n < int(os.environ.get("MAX", "200000")):
         out.write("%x\n" % pc())
         gdb.execute("stepi", to_string=True)
         n += 1
