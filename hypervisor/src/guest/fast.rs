@@ -23,8 +23,8 @@
 //!
 //! [`light`] goes further for the hypercalls that read nothing of the domain (Xen's
 //! `xen_version(XENVER_version)`, the null hypercall of the benchmarks): they are answered
-//! before the world or the domain is locked, from the vCPU's `vcpu_info` address recorded at
-//! the last full way out (`PerCpu::entered_info`). The domain cannot go away meanwhile: a
+//! before the world or the domain is locked, with the vCPU's `vcpu_info` as the last way out
+//! recorded it (`PerCpu::entered_info`). The domain cannot go away meanwhile: a
 //! domain is destroyed only once none of its vCPUs is current on any pCPU, and this pCPU's
 //! current vCPU changes only on the full way out. Events pending and unmasked, or anything
 //! above, send the call down the ordinary path instead.
@@ -36,26 +36,16 @@ use guest_abi::shared_info::VcpuInfo;
 use super::{WAKE_DUE, is_hardware_interrupt};
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::arch::x86_64::{ioapic, percpu};
-use crate::mm::{Mfn, PAGE_SIZE, physmem};
 
 /// Whether a trap of `vector` on this pCPU may return to its guest without the trap-end work
 /// (the module's list). No clock is read: what falls due in time is the APIC timer's.
+#[inline]
 pub fn may_leave_quietly(cpu: &percpu::PerCpu, vector: u64) -> bool {
     cpu.requests.load(Ordering::Acquire) == 0
         && !is_hardware_interrupt(vector)
         && !WAKE_DUE.load(Ordering::Acquire)
         && cpu.timer_due.load(Ordering::SeqCst) >= cpu.armed.load(Ordering::SeqCst)
         && (cpu.index() != 0 || ioapic::serial_interrupts())
-}
-
-/// The `vcpu_info` of the vCPU this pCPU returned to last, if the full way out recorded one.
-fn entered_info(cpu: &percpu::PerCpu) -> Option<&'static VcpuInfo> {
-    let at = cpu.entered_info.load(Ordering::Relaxed);
-    if at == 0 {
-        return None;
-    }
-    let page = PAGE_SIZE - 1;
-    physmem::atomics_at(Mfn::from_phys(at & !page), (at & page) as usize)
 }
 
 /// Whether `info` has an event waiting that the guest takes now (pending, unmasked).
@@ -66,6 +56,7 @@ pub fn event_waiting(info: &VcpuInfo) -> bool {
 
 /// Answers the hypercall in `frame` at once if it is one that reads nothing of the domain
 /// and the trap may leave quietly; `false` (nothing changed) sends it down the ordinary path.
+#[inline]
 pub fn light(frame: &mut TrapFrame) -> bool {
     use guest_abi::hypercall as nr;
     use guest_abi::version as v;
@@ -74,7 +65,7 @@ pub fn light(frame: &mut TrapFrame) -> bool {
         _ => return false,
     };
     let cpu = percpu::this();
-    let Some(info) = entered_info(cpu) else {
+    let Some(info) = cpu.entered_info.get() else {
         return false;
     };
     if event_waiting(info) || !may_leave_quietly(cpu, frame.vector) {

@@ -288,9 +288,6 @@ enum Shared {
 
 /// A trap from a guest: hypercall, exception, interrupt or SYSCALL.
 pub fn trap(frame: &mut TrapFrame) {
-    if frame.vector == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) && fast::light(frame) {
-        return;
-    }
     // Every hardware interrupt is acknowledged first, whatever happens to this trap next:
     // one left in service would block its whole priority class on this pCPU (the timer, the
     // IPI and COM1 share class 0xF) and leave it deaf to kicks and flush requests for good.
@@ -505,12 +502,13 @@ fn leave_quietly(
 /// Records, as this pCPU returns to vCPU `v` of `dom`, what the short ways out read: whether
 /// an event waits that it cannot take, and where its `vcpu_info` is.
 fn entered(cpu: &percpu::PerCpu, dom: &Domain, v: usize) {
+    let info = dom.vcpu_info_static(v);
     // An event still waiting now could not be delivered (no callback yet): a kick would not
     // change that, so none is sent for it until this pCPU is back.
-    let stuck = fast::event_waiting(dom.vcpu_info(v));
-    cpu.entered_pending.store(stuck, Ordering::Relaxed);
-    cpu.entered_info
-        .store(dom.vcpu_info_machine(v), Ordering::Relaxed);
+    cpu.entered_pending
+        .store(fast::event_waiting(info), Ordering::Relaxed);
+    // Held while the domain lives, which is longer than this pCPU runs its vCPU.
+    cpu.entered_info.set(Some(info));
 }
 
 /// A trap handled with the world exclusive; says whether to reschedule.
@@ -860,7 +858,7 @@ impl World {
             v.save_cpu_state();
         }
         let cpu = percpu::this();
-        cpu.entered_info.store(0, Ordering::Relaxed);
+        cpu.entered_info.set(None);
         let Some(to) = to else {
             cpu.set_current(None);
             entry::forget_guest_root();

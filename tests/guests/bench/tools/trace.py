@@ -30,7 +30,12 @@ def in_hv(p):
 
 gdb.execute("set pagination off")
 gdb.execute("target remote :%s" % os.environ.get("PORT", "1234"))
-gdb.execute("hbreak *0x%s" % os.environ["BRK"])
+# COND: a gdb condition for the breakpoint, e.g. '*(long*)($rdi+112) == 17' at
+# guest_trap_dispatch (the TrapFrame's rax: a xen_version hypercall).
+cond = os.environ.get("COND")
+if cond:
+    gdb.execute("set language c")
+gdb.execute("hbreak *0x%s%s" % (os.environ["BRK"], " if " + cond if cond else ""))
 gdb.execute("ignore 1 %s" % os.environ.get("IGN", "3000"))
 gdb.execute("continue")
 gdb.execute("delete")
