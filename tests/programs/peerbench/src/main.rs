@@ -88,7 +88,10 @@ fn syscall6(nr: u64, a: [u64; 6]) -> i64 {
 
 /// An anonymous private read-write mapping of `len` bytes.
 fn map(len: usize) -> Result<u64, String> {
-    let addr = syscall6(SYS_MMAP, [0, len as u64, PROT_RW, MAP_PRIVATE_ANON, u64::MAX, 0]);
+    let addr = syscall6(
+        SYS_MMAP,
+        [0, len as u64, PROT_RW, MAP_PRIVATE_ANON, u64::MAX, 0],
+    );
     if (-4095..0).contains(&addr) {
         return Err(format!("mmap of {len} bytes failed: errno {}", -addr));
     }
