@@ -184,8 +184,12 @@ pub fn render(rows: &[Measured]) -> String {
             String::new()
         }
     };
+    let goal_width = rows
+        .iter()
+        .map(|r| r.goal.text().len())
+        .fold(10, usize::max);
     let mut out = format!(
-        "{:<20} {:>14} {:>14}{} {:>8}  {:<10} {}\n",
+        "{:<20} {:>14} {:>14}{} {:>8}  {:<goal_width$} {}\n",
         "benchmark",
         "native",
         "pv",
@@ -197,7 +201,7 @@ pub fn render(rows: &[Measured]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<20} {:>14} {:>14}{} {:>8}  {:<10} {}",
+            "{:<20} {:>14} {:>14}{} {:>8}  {:<goal_width$} {}",
             r.name,
             figure(r.native),
             figure(r.pv),
