@@ -591,6 +591,32 @@ mod tests {
     }
 
     #[test]
+    fn peer_bench_options() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "--peer", "xen"]).unwrap();
+        let Cmd::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.peer.as_deref(), Some("xen"));
+        assert!(args.only.is_empty() && args.peer_args.is_empty());
+        assert!(Cli::try_parse_from(["xtask", "bench", "--peer", "kvm"]).is_err());
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "--only",
+            "kernel,peer",
+            "--peer-args",
+            "iters=10",
+        ])
+        .unwrap();
+        let Cmd::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.only, ["kernel", "peer"]);
+        assert_eq!(args.peer_args, "iters=10");
+        assert!(BENCHES.contains(&"peer"));
+    }
+
+    #[test]
     fn root_is_the_workspace() {
         assert!(workspace_root().join("Cargo.toml").is_file());
         assert!(workspace_root().join("xtask").is_dir());
