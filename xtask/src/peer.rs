@@ -293,7 +293,13 @@ pub fn packages(ws: &Workspace) -> Result<Packages, String> {
             "^linux-image-[0-9.]+-[0-9]+-amd64-unsigned$",
         ]),
         "apt-cache search",
-    )?;
+    )
+    .map_err(|e| {
+        format!(
+            "{e}: the peer bench takes Linux, Xen and busybox from Debian's archive, so it needs \
+             a Debian (bookworm) host with apt"
+        )
+    })?;
     // Without a package index, the kernel downloaded before.
     let linux = match newest_linux(&listing) {
         Some(linux) => linux,
