@@ -358,6 +358,13 @@ impl Domain {
         self.vcpu_info_static(vcpu)
     }
 
+    /// Machine address of vCPU `vcpu`'s `vcpu_info` (the one [`Self::vcpu_info`] finds: the
+    /// hypervisor reaches it through the direct map).
+    #[cfg(target_os = "none")]
+    pub fn vcpu_info_machine(&self, vcpu: usize) -> u64 {
+        core::ptr::from_ref(self.vcpu_info(vcpu)) as u64 - xenia_core::layout::DIRECTMAP_BASE
+    }
+
     /// [`Self::vcpu_info`], not tied to a borrow of the domain: the frame is held for the
     /// hypervisor's writes while the domain lives, and the caller uses it only for as long
     /// as it handles a trap of the domain (which keeps the domain alive).

@@ -76,23 +76,34 @@ impl AddressSpace {
     /// Copies `data` to the guest's `at`, which must be mapped writable. Every page is checked
     /// first, so that a fault half-way leaves no torn write.
     pub fn write_bytes(&self, at: GuestPtr<u8>, data: &[u8]) -> Result<(), Errno> {
+        /// Pages whose translation is kept from the check to the copy (a bounce frame, a
+        /// hypercall's result: almost every write is one or two pages); the pages after
+        /// these are walked again for the copy. Nothing can change between the two: the
+        /// domain's page tables change only under its lock, which the caller holds.
+        const KEPT: usize = 4;
         let va = at.addr();
         if !range_ok(va, data.len() as u64) {
             return Err(Errno::EFAULT);
         }
-        walk::check_writable(&Direct, self.l4, self.dom, va, data.len())?;
-        // However the walk got there, the hypervisor never writes a frame that is a page
-        // table or a descriptor table on a guest pointer's say-so: those change only through
-        // the frame table's validated updates.
-        for (at, _, _) in walk::pieces(va, data.len()) {
+        let mut kept = [0u64; KEPT];
+        for (i, (at, _, _)) in walk::pieces(va, data.len()).enumerate() {
             let phys = self.translate(at, true, false)?;
+            // However the walk got there, the hypervisor never writes a frame that is a page
+            // table or a descriptor table on a guest pointer's say-so: those change only
+            // through the frame table's validated updates.
             let kind = ft::with(|t, _| t.info(Mfn::from_phys(phys)).map(|f| f.current_type()));
             if !matches!(kind, Some(PageType::None | PageType::Writable)) {
                 return Err(Errno::EFAULT);
             }
+            if let Some(slot) = kept.get_mut(i) {
+                *slot = phys;
+            }
         }
-        for (at, done, chunk) in walk::pieces(va, data.len()) {
-            let phys = self.translate(at, true, false)?;
+        for (i, (at, done, chunk)) in walk::pieces(va, data.len()).enumerate() {
+            let phys = match kept.get(i) {
+                Some(&phys) => phys,
+                None => self.translate(at, true, false)?,
+            };
             physmem::write(
                 Mfn::from_phys(phys),
                 (phys % PAGE_SIZE) as usize,

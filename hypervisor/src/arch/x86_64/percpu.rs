@@ -71,6 +71,10 @@ pub struct PerCpu {
     /// What other pCPUs asked of this one ([`REQ_FLUSH`], [`REQ_KICK`]); the asker sets a
     /// bit, then sends the IPI; this pCPU clears a bit once it has done what it asks.
     pub requests: AtomicU32,
+    /// Machine address of the `vcpu_info` of the vCPU the last full way out of a trap returned
+    /// to (0: none since this pCPU last switched): what the hypercalls answered before any
+    /// lock read (`guest::fast`).
+    pub entered_info: AtomicU64,
 }
 
 /// Request: drop every guest translation (recopy the guest root from the running vCPU's
@@ -128,6 +132,7 @@ impl PerCpu {
             requests: AtomicU32::new(0),
             locks_held: AtomicU32::new(0),
             entered_pending: AtomicBool::new(false),
+            entered_info: AtomicU64::new(0),
         }
     }
 
