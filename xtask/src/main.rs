@@ -9,8 +9,9 @@
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
 //!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER.
-//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...] [--native-args ARGS]`:
-//!   benchmarks (see [`mod@bench`]).
+//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...] [--kernel-args ARGS]
+//!   [--peer xen] [--peer-args ARGS]`: benchmarks (see [`mod@bench`], [`vbench`] and
+//!   [`peer`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
 //!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
 //! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
@@ -28,6 +29,7 @@ mod initrd;
 mod kernels;
 mod lint;
 mod mutants;
+mod peer;
 mod stats;
 mod userland;
 mod vbench;
@@ -63,7 +65,8 @@ enum Cmd {
     /// Run the host unit tests of every crate, then the QEMU scenarios.
     Test(TestArgs),
     /// Run the benchmarks: creation time of the 1st and the Nth domain (virtual time), SMP
-    /// churn (free frames), the compute speed-up on two vCPUs, the cross-pCPU IPI latency.
+    /// churn (free frames), the compute speed-up on two vCPUs, the cross-pCPU IPI latency,
+    /// the benchmark kernels native and pv, and one Linux program side by side with Xen.
     Bench(BenchArgs),
     /// Run the fuzz targets of the hardware-independent core (all, or one).
     Fuzz(FuzzArgs),
@@ -142,9 +145,18 @@ struct BenchArgs {
     /// Create/destroy cycles of 4-vCPU domains in the churn bench.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
-    /// Run only these benches (create, churn, compute, ipi, kernel); all by default.
+    /// Run only these benches (create, churn, compute, ipi, kernel, peer); all by default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
+    /// Run the peer bench: the same Linux program under native Linux, Xen's PV dom0
+    /// (Debian's packages, downloaded into target/peer/) and Xenia's dom0. Same as
+    /// `--only peer`; with `--only`, in addition to those benches.
+    #[arg(long, value_name = "NAME", value_parser = ["xen"])]
+    peer: Option<String>,
+    /// The peer program's arguments (`iters=N runs=N primes=LIMIT`) in every environment;
+    /// the defaults when empty.
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    peer_args: String,
     /// The benchmark kernels' command line (`iters=N primes=LIMIT runs=N`) for the
     /// `kernel` bench; the defaults when empty.
     #[arg(long, value_name = "ARGS", default_value = "")]
@@ -152,7 +164,7 @@ struct BenchArgs {
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 5] = ["create", "churn", "compute", "ipi", "kernel"];
+const BENCHES: [&str; 6] = ["create", "churn", "compute", "ipi", "kernel", "peer"];
 
 #[derive(Args)]
 struct TestArgs {
@@ -222,9 +234,9 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
     let programs = userland::build_programs(ws)?;
     println!("building dom0's initrd...");
     initrd::build(ws, &programs)?;
-    println!("building the scenarios' initrd (with the test program probe)...");
-    let probe = userland::build_probe(ws)?;
-    initrd::build_test(ws, &programs, &probe)?;
+    println!("building the scenarios' initrd (with the test programs probe and peerbench)...");
+    let test_programs = userland::build_test_programs(ws)?;
+    initrd::build_test(ws, &programs, &test_programs)?;
     println!("building host crates...");
     host::run(host::cargo(ws.root()).args(["build", "--quiet", "--workspace"]))
 }
@@ -281,22 +293,36 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
     host::install_toolchain(ws.root())?;
     host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
     build_all(ws, &BuildArgs { debug: false })?;
+    let mut only = args.only.clone();
+    if args.peer.is_some() {
+        only.push("peer".into());
+    }
     let mut failed = Vec::new();
+    // The rows of the table benches (kernel, peer), written to one bench.json.
+    let mut rows = Vec::new();
     for name in BENCHES {
-        if !args.only.is_empty() && !args.only.iter().any(|b| b == name) {
+        if !only.is_empty() && !only.iter().any(|b| b == name) {
             continue;
         }
         let result = match name {
-            "create" => bench_create(ws, args.domains),
-            "churn" => bench_churn(ws, args.cycles),
-            "compute" => bench_compute(ws),
-            "ipi" => bench_ipi(ws),
-            _ => bench_kernel(ws, &args.kernel_args),
+            "create" => bench_create(ws, args.domains).map(|()| Vec::new()),
+            "churn" => bench_churn(ws, args.cycles).map(|()| Vec::new()),
+            "compute" => bench_compute(ws).map(|()| Vec::new()),
+            "ipi" => bench_ipi(ws).map(|()| Vec::new()),
+            "kernel" => bench_kernel(ws, &args.kernel_args),
+            _ => bench_peer(ws, &args.peer_args),
         };
-        if let Err(e) = result {
-            println!("bench {name}: could not run: {e}");
-            failed.push(name);
+        match result {
+            Ok(measured) => rows.extend(measured),
+            Err(e) => {
+                println!("bench {name}: could not run: {e}");
+                failed.push(name);
+            }
         }
+    }
+    if !rows.is_empty() {
+        let path = vbench::write_json(ws, &rows)?;
+        println!("bench: the table written to {}", display(ws, &path));
     }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -307,8 +333,8 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
 }
 
 /// Issue 13's table: the benchmark kernel native and as Xenia's dom0, side by side; the
-/// table printed and written to `target/xenia/bench.json`.
-fn bench_kernel(ws: &Workspace, args: &str) -> Result<(), String> {
+/// table printed, its rows returned for `target/xenia/bench.json`.
+fn bench_kernel(ws: &Workspace, args: &str) -> Result<Vec<vbench::Measured>, String> {
     let args = if args.is_empty() {
         vbench::KERNEL_ARGS
     } else {
@@ -327,11 +353,19 @@ fn bench_kernel(ws: &Workspace, args: &str) -> Result<(), String> {
     let pv = vbench::parse(&vbench::pv_kernel(ws, args)?);
     let rows = vbench::table(&native, &pv);
     print!("{}", vbench::render(&rows));
-    let path = ws.artifact_dir().join("bench.json");
-    std::fs::write(&path, vbench::json(&rows))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    println!("bench kernel: written to {}", path.display());
-    Ok(())
+    Ok(rows)
+}
+
+/// Issue 13's side by side with Xen: one Linux program under native Linux, Xen's PV dom0 and
+/// Xenia's dom0 (see [`peer`]); the table printed, its rows returned for `bench.json`.
+fn bench_peer(ws: &Workspace, args: &str) -> Result<Vec<vbench::Measured>, String> {
+    let args = if args.is_empty() {
+        peer::PEER_ARGS
+    } else {
+        args
+    };
+    let program = userland::build_peerbench(ws)?;
+    peer::run(ws, args, &program)
 }
 
 fn met(ok: bool) -> &'static str {
@@ -554,6 +588,32 @@ mod tests {
         assert!(Cli::try_parse_from(["xtask", "fuzz", "--replay", "x"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "mutants", "--shard", "0/8"]).is_ok());
         assert!(Cli::try_parse_from(["xtask", "frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn peer_bench_options() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "--peer", "xen"]).unwrap();
+        let Cmd::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.peer.as_deref(), Some("xen"));
+        assert!(args.only.is_empty() && args.peer_args.is_empty());
+        assert!(Cli::try_parse_from(["xtask", "bench", "--peer", "kvm"]).is_err());
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "--only",
+            "kernel,peer",
+            "--peer-args",
+            "iters=10",
+        ])
+        .unwrap();
+        let Cmd::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.only, ["kernel", "peer"]);
+        assert_eq!(args.peer_args, "iters=10");
+        assert!(BENCHES.contains(&"peer"));
     }
 
     #[test]
