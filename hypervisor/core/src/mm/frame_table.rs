@@ -501,14 +501,16 @@ impl Slot {
         Self::decode_owner(self.0[0].load(Ordering::Acquire))
     }
 
-    /// Writes the words of `f` that differ from `old` (the words as loaded).
-    fn store(&self, old: &[u64; 4], f: &FrameInfo) {
+    /// Writes the words of `f` that differ from `old` (the words as loaded); says whether
+    /// word 0 (owner, type, validation, pinning, offlining) changed.
+    fn store(&self, old: &[u64; 4], f: &FrameInfo) -> bool {
         let new = Self::encode(f);
         for i in 0..4 {
             if old[i] != new[i] {
                 self.0[i].store(new[i], Ordering::Release);
             }
         }
+        old[0] != new[0]
     }
 }
 
@@ -540,6 +542,12 @@ pub struct FrameTable {
     /// Puts that found a count at zero. Never expected; reported by
     /// [`FrameTable::check_consistency`] rather than panicking.
     underflows: AtomicU64,
+    /// Bumped whenever a frame's owner, type or validation changes, and by the caller's
+    /// [`PageMemory::write_entry`] whenever a page-table entry is written
+    /// ([`FrameTable::note_entry_write`]): a translation of a guest address found at one
+    /// value stays true while it has that value (the hypervisor's translation cache,
+    /// `guest::mem`). The reference counts alone never bump it.
+    generation: AtomicU64,
 }
 
 impl Clone for FrameTable {
@@ -550,6 +558,7 @@ impl Clone for FrameTable {
             config: self.config,
             count_limit: self.count_limit,
             underflows: AtomicU64::new(self.underflows.load(Ordering::Relaxed)),
+            generation: AtomicU64::new(self.generation.load(Ordering::Relaxed)),
         }
     }
     // end alloc-block
@@ -594,6 +603,7 @@ impl FrameTable {
             config,
             count_limit: u32::MAX,
             underflows: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -638,8 +648,22 @@ impl FrameTable {
         let old = slot.words();
         let mut f = Slot::decode(old);
         let r = change(&mut f);
-        slot.store(&old, &f);
+        if slot.store(&old, &f) {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
         Some(r)
+    }
+
+    /// The table's generation (see the field): it changes whenever a translation through
+    /// page tables may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// A page-table entry was written (called by [`PageMemory::write_entry`]'s
+    /// implementation, after the write).
+    pub fn note_entry_write(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn underflow(&self) {
@@ -656,6 +680,19 @@ impl FrameTable {
     /// Whether `mfn` belongs to domain `dom`.
     pub fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool {
         self.owner(mfn) == Owner::Domain(dom)
+    }
+
+    /// `mfn`'s current use ([`FrameInfo::current_type`]), if it is in the table: two loads,
+    /// not the whole record (every guest write the hypervisor makes asks).
+    pub fn current_type(&self, mfn: Mfn) -> Option<PageType> {
+        let [w0, w1] = &self.frames.get(self.slot(mfn)?)?.0[..2] else {
+            unreachable!("a record has four words")
+        };
+        Some(if lo(w1.load(Ordering::Acquire)) > 0 {
+            Slot::decode_type(w0.load(Ordering::Acquire))
+        } else {
+            PageType::None
+        })
     }
 
     /// Everything known about `mfn`, if it is in the table.
@@ -2312,6 +2349,53 @@ mod tests {
         let f = info(&ft, 0);
         assert!(!f.pinned && !f.validated);
         assert_eq!(ft.count_by_type(DOM_A), [4, 0, 0, 0, 0, 0, 0]);
+        consistent(&ft, &mem);
+    }
+
+    /// The word-level reads and counts agree with the decoded record, and the generation
+    /// moves at every change of use and no count-only change (the translation cache's rule).
+    #[test]
+    fn current_type_and_generation_follow_the_uses() {
+        let (ft, mut mem) = setup(8, &[0, 1, 2, 3], &[]);
+        mem.set(0, 0, e(1, P | RW | U));
+        mem.set(0, 1, e(1, P | RW | U));
+        let check = |ft: &FrameTable| {
+            for m in 0..8 {
+                assert_eq!(
+                    ft.current_type(Mfn(m)),
+                    ft.info(Mfn(m)).map(|f| f.current_type()),
+                    "frame {m}"
+                );
+            }
+            assert_eq!(ft.current_type(Mfn(100)), None);
+        };
+        check(&ft);
+        let before = ft.generation();
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        check(&ft);
+        let pinned = ft.generation();
+        assert!(pinned > before, "typing and pinning move the generation");
+        assert_eq!(counts(&ft, 1), (PageType::Writable, 2, 2));
+        // One more writable mapping of frame 1 only counts: the generation stays.
+        let mut plain = ft.generation();
+        let r = ft
+            .ref_get(Mfn(1), DOM_A)
+            .and_then(|()| ft.type_get(&mut mem, Mfn(1), PageType::Writable));
+        assert_eq!(r, Ok(()));
+        assert_eq!(ft.generation(), plain);
+        ft.type_put(&mut mem, Mfn(1));
+        ft.ref_put(Mfn(1));
+        assert_eq!(ft.generation(), plain);
+        assert_eq!(counts(&ft, 1), (PageType::Writable, 2, 2));
+        ft.note_entry_write();
+        assert_eq!(ft.generation(), plain + 1);
+        plain += 1;
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        check(&ft);
+        assert!(
+            ft.generation() > plain,
+            "the last type reference going moves it"
+        );
         consistent(&ft, &mem);
     }
 
