@@ -459,24 +459,52 @@ pub fn current_rflags() -> u64 {
 /// The plain echo is answered here, before the whole handler (whose prologue alone saves
 /// every callee-saved register).
 pub(crate) extern "C" fn rt_trap(regs: &mut Regs) -> u64 {
-    if (regs.vector == 0x80 || regs.vector == VECTOR_SYSCALL) && plain_echo(regs) {
-        return 0;
+    if (regs.vector == 0x80 || regs.vector == VECTOR_SYSCALL) && regs.from_user() {
+        if let Some(handler) = SYSCALL_HANDLER.get() {
+            return handled_call(regs, handler);
+        }
+        if plain_echo(regs) {
+            return 0;
+        }
     }
     rt_trap_recorded(regs)
 }
 
-/// Every other entry, with a record of it.
-#[inline(never)]
-fn rt_trap_recorded(regs: &mut Regs) -> u64 {
+/// The record of an entry, as the handler finds things now.
+fn record(regs: &Regs) -> Entry {
     let v = vcpu();
-    let entry = Entry {
+    Entry {
         regs: *regs,
         cr2: v.arch.cr2.load(Ordering::SeqCst),
         mask_at_entry: v.evtchn_upcall_mask.load(Ordering::SeqCst),
         handler_cs: current_cs(),
         handler_ss: current_ss(),
         handler_rflags: current_rflags(),
-    };
+    }
+}
+
+/// A system call from ring 3 to the kernel's handler ([`set_syscall_handler`]): no record is
+/// made unless the call ends the ring-3 run (a kernel's every system call comes this way).
+fn handled_call(regs: &mut Regs, handler: SyscallHandler) -> u64 {
+    let masked_on_entry =
+        regs.vector == VECTOR_SYSCALL && SYSCALL_MASKS_EVENTS.load(Ordering::SeqCst);
+    if handler(regs) {
+        if masked_on_entry {
+            restore_events(regs.interrupts_enabled());
+        }
+        return 0;
+    }
+    USER_EXIT.set(Some(UserExit {
+        kind: ExitKind::Service(regs.vector),
+        entry: record(regs),
+    }));
+    end_user_run()
+}
+
+/// Every other entry, with a record of it.
+#[inline(never)]
+fn rt_trap_recorded(regs: &mut Regs) -> u64 {
+    let entry = record(regs);
     match regs.vector {
         VECTOR_EVENT => {
             events::upcall(regs.interrupts_enabled());
@@ -509,24 +537,6 @@ fn plain_echo(regs: &mut Regs) -> bool {
 fn service(regs: &mut Regs, entry: Entry) -> u64 {
     let masked_on_entry =
         regs.vector == VECTOR_SYSCALL && SYSCALL_MASKS_EVENTS.load(Ordering::SeqCst);
-    if regs.from_user()
-        && let Some(handler) = SYSCALL_HANDLER.get()
-    {
-        if !handler(regs) {
-            USER_EXIT.set(Some(UserExit {
-                kind: ExitKind::Service(regs.vector),
-                entry: Entry {
-                    regs: *regs,
-                    ..entry
-                },
-            }));
-            return end_user_run();
-        }
-        if masked_on_entry {
-            restore_events(regs.interrupts_enabled());
-        }
-        return 0;
-    }
     match regs.rax {
         SVC_EXIT if regs.from_user() => {
             USER_EXIT.set(Some(UserExit {
