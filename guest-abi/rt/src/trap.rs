@@ -485,6 +485,7 @@ fn record(regs: &Regs) -> Entry {
 
 /// A system call from ring 3 to the kernel's handler ([`set_syscall_handler`]): no record is
 /// made unless the call ends the ring-3 run (a kernel's every system call comes this way).
+#[inline(never)]
 fn handled_call(regs: &mut Regs, handler: SyscallHandler) -> u64 {
     let masked_on_entry =
         regs.vector == VECTOR_SYSCALL && SYSCALL_MASKS_EVENTS.load(Ordering::SeqCst);
