@@ -9,7 +9,7 @@
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
 //!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER.
-//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...] [--kernel-args ARGS]
+//! - `cargo xtask bench [NAME...] [--domains N] [--cycles N] [--only NAME,...] [--kernel-args ARGS]
 //!   [--peer xen] [--peer-args ARGS]`: benchmarks (see [`mod@bench`], [`vbench`] and
 //!   [`peer`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
@@ -139,6 +139,9 @@ struct RunArgs {
 
 #[derive(Args)]
 struct BenchArgs {
+    /// The benches to run, as with `--only` (`cargo xtask bench kernel`).
+    #[arg(value_name = "NAME")]
+    names: Vec<String>,
     /// Domains to create and destroy in sequence.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     domains: u32,
@@ -284,7 +287,9 @@ fn run(ws: &Workspace, args: &RunArgs) -> Result<ExitCode, String> {
 /// `cargo xtask bench`: each bench prints its result lines; one that cannot run says why
 /// and the others still run (the exit status says whether any failed).
 fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
-    if let Some(bad) = args.only.iter().find(|b| !BENCHES.contains(&b.as_str())) {
+    let mut only = args.only.clone();
+    only.extend(args.names.iter().cloned());
+    if let Some(bad) = only.iter().find(|b| !BENCHES.contains(&b.as_str())) {
         return Err(format!(
             "unknown bench {bad:?}; the benches are {}",
             BENCHES.join(", ")
@@ -293,7 +298,6 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
     host::install_toolchain(ws.root())?;
     host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
     build_all(ws, &BuildArgs { debug: false })?;
-    let mut only = args.only.clone();
     if args.peer.is_some() {
         only.push("peer".into());
     }
@@ -614,6 +618,11 @@ mod tests {
         assert_eq!(args.only, ["kernel", "peer"]);
         assert_eq!(args.peer_args, "iters=10");
         assert!(BENCHES.contains(&"peer"));
+        let cli = Cli::try_parse_from(["xtask", "bench", "kernel"]).unwrap();
+        let Cmd::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.names, ["kernel"]);
     }
 
     #[test]
