@@ -460,11 +460,11 @@ pub fn current_rflags() -> u64 {
 /// every callee-saved register).
 pub(crate) extern "C" fn rt_trap(regs: &mut Regs) -> u64 {
     if (regs.vector == 0x80 || regs.vector == VECTOR_SYSCALL) && regs.from_user() {
-        if let Some(handler) = SYSCALL_HANDLER.get() {
-            return handled_call(regs, handler);
-        }
         if plain_echo(regs) {
             return 0;
+        }
+        if let Some(handler) = SYSCALL_HANDLER.get() {
+            return handled_call(regs, handler);
         }
     }
     rt_trap_recorded(regs)

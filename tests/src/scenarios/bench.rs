@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::benchk::{self, ROWS};
+use crate::benchk::{self, ICOUNT, ROWS};
 use crate::runner::Context;
 
 /// Few operations per row, and a small primes limit (168 primes below 1000).
@@ -55,3 +55,46 @@ pub fn kernels(ctx: &Context) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The goals the table meets today, kept (issue 13): under `-icount shift=0` (figures are
+/// instruction counts, the same from run to run), the null hypercall at most
+/// [`NULL_CALL_GOAL`] instructions, `int 0x80` (no hypervisor on the path) at most 1.05× the
+/// native kernel's, and the CPU-bound row at most 1.01×. A change that lengthens one of these
+/// paths fails here, not only in `cargo xtask bench`.
+pub fn goals(ctx: &Context) -> Result<(), String> {
+    const ARGS: &str = "iters=1000 primes=20000 runs=2";
+    let ws = ctx.workspace();
+    let icount = |m: crate::machine::Machine| m.qemu_arg(ICOUNT[0]).qemu_arg(ICOUNT[1]);
+    let native = benchk::figures(&benchk::run_native(ws, icount(ctx.machine()), ARGS, RUN)?);
+    let pv = benchk::figures(&benchk::run_pv(ws, icount(ctx.machine()), ARGS, RUN)?);
+    let get = |env: &str, figures: &std::collections::BTreeMap<String, u64>, row: &str| {
+        figures
+            .get(row)
+            .copied()
+            .ok_or_else(|| format!("{env}: no figure for {row}"))
+    };
+    let null_call = get("pv", &pv, "null_call")?;
+    let ratio = |row: &str| -> Result<f64, String> {
+        let n = get("native", &native, row)?.max(1);
+        Ok(get("pv", &pv, row)? as f64 / n as f64)
+    };
+    let (int80, primes) = (ratio("int80")?, ratio("primes")?);
+    ctx.note(format!(
+        "null hypercall {null_call} instructions; int 0x80 {int80:.3}x native; primes {primes:.4}x"
+    ));
+    if null_call > NULL_CALL_GOAL {
+        return Err(format!(
+            "null hypercall {null_call} instructions, goal at most {NULL_CALL_GOAL}"
+        ));
+    }
+    if int80 > 1.05 {
+        return Err(format!("int 0x80 {int80:.3}x native, goal at most 1.05x"));
+    }
+    if primes > 1.01 {
+        return Err(format!("primes {primes:.4}x native, goal at most 1.01x"));
+    }
+    Ok(())
+}
+
+/// Issue 13's goal for the null hypercall round trip, instructions.
+pub const NULL_CALL_GOAL: u64 = 150;
