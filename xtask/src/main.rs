@@ -142,7 +142,7 @@ struct BenchArgs {
     /// Create/destroy cycles of 4-vCPU domains in the churn bench.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
-    /// Run only these benches (create, churn, compute, ipi, kernel); all by default.
+    /// Run only these benches (create, churn, compute, ipi, density, kernel); all by default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
     /// The benchmark kernels' command line (`iters=N primes=LIMIT runs=N`) for the
@@ -152,7 +152,7 @@ struct BenchArgs {
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 5] = ["create", "churn", "compute", "ipi", "kernel"];
+const BENCHES: [&str; 6] = ["create", "churn", "compute", "ipi", "density", "kernel"];
 
 #[derive(Args)]
 struct TestArgs {
@@ -291,6 +291,7 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
             "churn" => bench_churn(ws, args.cycles),
             "compute" => bench_compute(ws),
             "ipi" => bench_ipi(ws),
+            "density" => bench_density(ws),
             _ => bench_kernel(ws, &args.kernel_args),
         };
         if let Err(e) = result {
@@ -327,10 +328,9 @@ fn bench_kernel(ws: &Workspace, args: &str) -> Result<(), String> {
     let pv = vbench::parse(&vbench::pv_kernel(ws, args)?);
     let rows = vbench::table(&native, &pv);
     print!("{}", vbench::render(&rows));
-    let path = ws.artifact_dir().join("bench.json");
-    std::fs::write(&path, vbench::json(&rows))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    println!("bench kernel: written to {}", path.display());
+    // Merged with the rows other benches wrote (`create`, `density`): one file, every row.
+    vbench::write_merged(ws, &rows)?;
+    println!("bench kernel: written to target/xenia/bench.json");
     Ok(())
 }
 
@@ -352,7 +352,47 @@ fn bench_create(ws: &Workspace, n: u32) -> Result<(), String> {
         bench::GOAL,
         met(ratio <= bench::GOAL)
     );
+    write_xenia_rows(
+        ws,
+        "create",
+        &[
+            ("create_first", (s.first * 1000.0).round() as u64),
+            ("create_ratio", (ratio * 1000.0).round() as u64),
+        ],
+    )
+}
+
+/// Issue 13's Xenia-only rows measured by one bench: printed, and merged into
+/// `target/xenia/bench.json` with the rows the other benches wrote there (each bench
+/// replaces only its own rows, so separate runs and one run of all leave the same file).
+fn write_xenia_rows(ws: &Workspace, bench: &str, figures: &[(&str, u64)]) -> Result<(), String> {
+    let rows = vbench::xenia_table(&figures.iter().copied().collect());
+    print!("{}", vbench::render_xenia(&rows));
+    vbench::write_merged(ws, &rows)?;
+    println!("bench {bench}: rows written to target/xenia/bench.json");
     Ok(())
+}
+
+fn bench_density(ws: &Workspace) -> Result<(), String> {
+    println!(
+        "bench density: dom0test density on a {} MiB machine: minimal domUs until memory runs out",
+        bench::DENSITY_MEMORY_MIB
+    );
+    let d = bench::density(ws)?;
+    println!(
+        "bench density: {} domUs of {} KiB at once; hypervisor memory per domain {:.1} KiB",
+        d.domains, d.smallest_kib, d.hv_kib
+    );
+    write_xenia_rows(
+        ws,
+        "density",
+        &[
+            ("density_domains", d.domains),
+            // Rounded up: the goal is a bound.
+            ("hv_per_domain", d.hv_kib.ceil() as u64),
+            ("smallest_domain", d.smallest_kib),
+        ],
+    )
 }
 
 fn bench_churn(ws: &Workspace, cycles: u32) -> Result<(), String> {

@@ -32,6 +32,8 @@ pub enum Goal {
     Ratio(f64),
     /// pv at most this many instructions.
     PvAtMost(f64),
+    /// pv at least this (a count that should be high: density).
+    PvAtLeast(f64),
     /// No goal (measured for the record).
     None,
 }
@@ -41,6 +43,7 @@ impl Goal {
         match self {
             Goal::Ratio(r) => format!("<= {r}x"),
             Goal::PvAtMost(n) => format!("pv <= {n}"),
+            Goal::PvAtLeast(n) => format!("pv >= {n}"),
             Goal::None => "-".into(),
         }
     }
@@ -137,6 +140,7 @@ impl Measured {
         match self.goal {
             Goal::Ratio(r) => self.ratio().map(|x| x <= r),
             Goal::PvAtMost(n) => self.pv.map(|p| p as f64 <= n),
+            Goal::PvAtLeast(n) => self.pv.map(|p| p as f64 >= n),
             Goal::None => None,
         }
     }
@@ -229,6 +233,126 @@ pub fn pv_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
     benchk::run_pv(ws, machine, args, RUN)
 }
 
+// ---- Xenia-only rows: domain creation (the `create` bench) and density (`density`). ----
+
+/// Rows only Xenia has (no native column), each filled by its own bench: `create_*` by
+/// `create`, the rest by `density`. Their figures are integers like the kernel rows', so
+/// creation is in microseconds of virtual time (one instruction a nanosecond) and the ratio
+/// in thousandths.
+pub const XENIA_ROWS: &[Row] = &[
+    Row {
+        name: "create_first",
+        unit: "us virtual",
+        goal: Goal::PvAtMost(5000.0),
+        about: "`time xl create` of the 1st 8 MiB hello domain (goal: 5 ms)",
+    },
+    Row {
+        name: "create_ratio",
+        unit: "thousandths",
+        goal: Goal::PvAtMost(1200.0),
+        about: "`xl create` of the 1000th domain over the 1st, x1000 (goal: 1.2)",
+    },
+    Row {
+        name: "density_domains",
+        unit: "domains in 1 GiB",
+        goal: Goal::PvAtLeast(1000.0),
+        about: "minimal domUs (testguest idle) running at once in a 1 GiB machine",
+    },
+    Row {
+        name: "hv_per_domain",
+        unit: "KiB",
+        goal: Goal::PvAtMost(16.0),
+        about: "hypervisor memory per minimal domain beyond its own pages (heap and frames)",
+    },
+    Row {
+        name: "smallest_domain",
+        unit: "KiB",
+        goal: Goal::None,
+        about: "the least memory a minimal domU (testguest idle) boots in",
+    },
+];
+
+/// The Xenia-only rows whose figures `pv` holds (the others left out).
+pub fn xenia_table(pv: &BTreeMap<&str, u64>) -> Vec<Measured> {
+    XENIA_ROWS
+        .iter()
+        .filter_map(|r| {
+            pv.get(r.name).map(|&v| Measured {
+                name: r.name,
+                unit: r.unit,
+                native: None,
+                pv: Some(v),
+                goal: r.goal,
+            })
+        })
+        .collect()
+}
+
+/// The `"name"` of one object line of [`json`]'s output.
+fn json_name(line: &str) -> Option<&str> {
+    let rest = line.trim_start().strip_prefix("{\"name\": \"")?;
+    rest.split_once('"').map(|(name, _)| name)
+}
+
+/// `target/xenia/bench.json` after a bench: the rows `new` (in [`json`]'s format) replace
+/// the rows of the same name in `old` (the file as it was, possibly written by another
+/// bench, possibly with more columns), and every other row of `old` stays as it was; rows
+/// in the order of [`ROWS`] then [`XENIA_ROWS`], rows of other names after them. So the
+/// benches, run separately or together, leave one file with every row measured.
+pub fn merge_json(old: &str, new: &str) -> String {
+    let mut rows: BTreeMap<String, String> = BTreeMap::new();
+    for text in [old, new] {
+        for line in text.lines() {
+            if let Some(name) = json_name(line) {
+                rows.insert(
+                    name.to_string(),
+                    line.trim_end().trim_end_matches(',').to_string(),
+                );
+            }
+        }
+    }
+    let order = |name: &str| {
+        ROWS.iter()
+            .chain(XENIA_ROWS)
+            .position(|r| r.name == name)
+            .unwrap_or(usize::MAX)
+    };
+    let mut lines: Vec<(usize, String, String)> = rows
+        .into_iter()
+        .map(|(name, line)| (order(&name), name, line))
+        .collect();
+    lines.sort();
+    let items: Vec<String> = lines.into_iter().map(|(_, _, line)| line).collect();
+    format!("[\n{}\n]\n", items.join(",\n"))
+}
+
+/// Writes `rows` into `target/xenia/bench.json`, keeping the rows other benches wrote
+/// ([`merge_json`]).
+pub fn write_merged(ws: &Workspace, rows: &[Measured]) -> Result<(), String> {
+    let path = ws.artifact_dir().join("bench.json");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, merge_json(&old, &json(rows)))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The Xenia-only rows as printed (the table and what each row is).
+pub fn render_xenia(rows: &[Measured]) -> String {
+    let table = render(rows);
+    // `render` explains the kernel rows; these rows get their own lines.
+    let mut out: String = table
+        .lines()
+        .take(rows.len() + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for row in XENIA_ROWS
+        .iter()
+        .filter(|r| rows.iter().any(|m| m.name == r.name))
+    {
+        let _ = writeln!(out, "  {}: {} ({})", row.name, row.about, row.unit);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +382,78 @@ mod tests {
     fn the_table_has_every_row_the_kernels_print() {
         let names: Vec<&str> = ROWS.iter().map(|r| r.name).collect();
         assert_eq!(names, benchk::ROWS);
+    }
+
+    #[test]
+    fn xenia_rows_judge_and_merge() {
+        let pv = BTreeMap::from([
+            ("create_first", 4200),
+            ("create_ratio", 1010),
+            ("density_domains", 1130),
+            ("hv_per_domain", 9),
+            ("smallest_domain", 792),
+        ]);
+        let rows = xenia_table(&pv);
+        assert_eq!(rows.len(), XENIA_ROWS.len());
+        assert!(
+            rows.iter()
+                .all(|r| r.native.is_none() && r.ratio().is_none())
+        );
+        let met = |n: &str| rows.iter().find(|r| r.name == n).unwrap().met();
+        assert_eq!(met("create_first"), Some(true));
+        assert_eq!(met("density_domains"), Some(true));
+        assert_eq!(met("smallest_domain"), None);
+        let few = xenia_table(&BTreeMap::from([("density_domains", 999)]));
+        assert_eq!(few.len(), 1, "rows without a figure are left out");
+        assert_eq!(few[0].met(), Some(false), "999 < 1000");
+        assert_eq!(Goal::PvAtLeast(1000.0).text(), "pv >= 1000");
+        let text = render_xenia(&rows);
+        assert!(
+            text.contains("density_domains") && text.contains("domains in 1 GiB"),
+            "{text}"
+        );
+        assert!(!text.contains("null_call"), "{text}");
+
+        // The kernel bench's file, then density's rows, then create's: every row kept.
+        let kernel = json(&table(
+            &parse("bench null_call 4\nbench int80 75\n"),
+            &parse("bench null_call 782\nbench int80 283\n"),
+        ));
+        let density = json(&xenia_table(&BTreeMap::from([("density_domains", 1130)])));
+        let merged = merge_json(&kernel, &density);
+        assert_eq!(
+            merged.matches("\"name\"").count(),
+            ROWS.len() + 1,
+            "{merged}"
+        );
+        let create = json(&xenia_table(&BTreeMap::from([
+            ("create_first", 4200),
+            ("density_domains", 1200),
+        ])));
+        let merged = merge_json(&merged, &create);
+        assert_eq!(
+            merged.matches("\"name\"").count(),
+            ROWS.len() + 2,
+            "{merged}"
+        );
+        assert!(merged.contains("\"pv\": 1200") && !merged.contains("\"pv\": 1130"));
+        assert!(
+            merged.contains("\"pv\": 782"),
+            "the kernel rows stay: {merged}"
+        );
+        // Kernel rows first, in their order, then Xenia's; valid JSON punctuation.
+        let null_call = merged.find("null_call").unwrap();
+        let first = merged.find("create_first").unwrap();
+        let dens_at = merged.find("density_domains").unwrap();
+        assert!(null_call < first && first < dens_at, "{merged}");
+        assert!(
+            merged.starts_with("[\n  {") && merged.ends_with("}\n]\n"),
+            "{merged}"
+        );
+        assert_eq!(merged.matches("},\n").count(), ROWS.len() + 1);
+        // Columns another bench added stay as written.
+        let other = "[\n  {\"name\": \"int80\", \"xen\": 7}\n]\n";
+        assert!(merge_json(other, &density).contains("\"xen\": 7"));
+        assert_eq!(merge_json("", ""), "[\n\n]\n");
     }
 }
