@@ -564,16 +564,31 @@ fn populate_physmap(cx: &mut Hc, start: u64) -> Result<Extents, Errno> {
         for (pfn, b) in pfns.iter_mut().zip(bytes.chunks_exact(8)) {
             *pfn = u64::from_le_bytes(b.try_into().map_err(|_| Errno::EFAULT)?);
         }
-        // Frames for the group; a failure gives back this group's frames, whose MFNs the
-        // caller would never learn.
+        // Frames for the group, zeroed: one run from the allocator when it has one (one
+        // buddy operation instead of 64; the frames go back one by one, and merge again).
+        // A failure gives back this group's frames, whose MFNs the caller would never learn.
+        let run = if n == POPULATE_AHEAD {
+            frames::alloc_contiguous(n as u64)
+        } else {
+            None
+        };
         let mut got = 0;
         let mut failed = None;
         while got < n {
-            let Some(mfn) = frames::alloc_zeroed() else {
+            let next = match run {
+                Some(first) => Some(Mfn(first.0 + got as u64)),
+                None => frames::alloc(),
+            };
+            let Some(mfn) = next else {
                 break;
             };
+            // A frame just taken from the allocator: nothing else refers to it.
+            physmem::zero(mfn);
             if let Err(e) = ft::give(mfn, target.id) {
-                frames::free_contiguous(mfn, 1);
+                // A run's frames not given go back below; a single frame now.
+                if run.is_none() {
+                    frames::free_contiguous(mfn, 1);
+                }
                 failed = Some(e);
                 break;
             }
@@ -582,6 +597,12 @@ fn populate_physmap(cx: &mut Hc, start: u64) -> Result<Extents, Errno> {
             got += 1;
         }
         target.tot_pages += got as u64;
+        // The run's frames not given to the domain go back (on a failed `give`, that one too).
+        if let Some(first) = run {
+            for i in got as u64..n as u64 {
+                frames::free_contiguous(Mfn(first.0 + i), 1);
+            }
+        }
         let mut out = [0u8; POPULATE_AHEAD * 8];
         for (o, m) in out.chunks_exact_mut(8).zip(&mfns[..got]) {
             o.copy_from_slice(&m.to_le_bytes());
