@@ -124,7 +124,7 @@ impl Uspace {
         self.map_missing(start, end, flags, true).map(drop)
     }
 
-    /// [`AddressSpace::map_range`] with frames that are not zeroed: returns the pages it
+    /// [`Self::map_range`] with frames that are not zeroed: returns the pages it
     /// mapped, every byte of which the caller must write (the loader: file bytes and zeros)
     /// before the process runs. Saves the hypervisor's clear of each page a file fills.
     pub fn map_range_unzeroed(

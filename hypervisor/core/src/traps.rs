@@ -160,7 +160,7 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 let vector = (x >> 8) as u8;
-                let address = if x % 5 == 0 { 0 } else { x >> 16 };
+                let address = if x.is_multiple_of(5) { 0 } else { x >> 16 };
                 batch.push(entry(vector, address));
             }
             for e in &batch {
