@@ -68,6 +68,18 @@ impl TrapTable {
     /// Makes room for [`TrapTable::set_all`]`(updates)`, which then cannot fail: for a caller
     /// that must not fail after it changed something else.
     pub fn reserve_for(&mut self, updates: &[TrapInfo]) -> Result<(), NoMemory> {
+        let more = self.room_needed(updates);
+        self.entries.try_reserve_exact(more).map_err(|_| NoMemory)
+    }
+
+    /// Heap bytes [`TrapTable::set_all`]`(updates)` may add (for a check against the heap's
+    /// reserve before it).
+    pub fn bytes_needed(&self, updates: &[TrapInfo]) -> u64 {
+        (self.room_needed(updates) * size_of::<TrapInfo>()) as u64
+    }
+
+    /// Entries of room beyond the current length that `updates` may need.
+    fn room_needed(&self, updates: &[TrapInfo]) -> usize {
         let added = updates
             .iter()
             .filter(|u| !u.is_end())
@@ -80,9 +92,7 @@ impl TrapTable {
         // Room for every new vector first (duplicates in `updates` only overestimate), never
         // beyond one entry per vector.
         let room = (self.entries.len() + added).min(VECTORS);
-        self.entries
-            .try_reserve_exact(room.saturating_sub(self.entries.len()))
-            .map_err(|_| NoMemory)
+        room.saturating_sub(self.entries.len())
     }
 
     /// The entries set, by vector.
@@ -115,6 +125,11 @@ mod tests {
         assert!(t.get(14).is_end());
         t.set_all(&[entry(14, 0x1000), entry(3, 0x2000), entry(0x80, 0x3000)])
             .unwrap();
+        assert_eq!(
+            t.bytes_needed(&[entry(14, 1), entry(15, 2)]),
+            16,
+            "one new vector"
+        );
         assert_eq!(t.get(14).address, 0x1000);
         assert_eq!(t.get(3).address, 0x2000);
         assert_eq!(t.get(0x80).address, 0x3000);

@@ -105,7 +105,11 @@ fn set_trap_table(cx: &mut Hc) -> HcResult {
         }
     }
     let v = cx.vcpu();
-    // At most one entry per vector, bounded by the domain's charge limit.
+    // At most one entry per vector, bounded by the domain's charge limit, and never from the
+    // heap's reserve.
+    if !crate::mm::heap::headroom(v.traps.bytes_needed(&updates[..kept])) {
+        return Err(Errno::ENOMEM);
+    }
     v.traps
         .set_all(&updates[..kept])
         .map_err(|_| Errno::ENOMEM)?;
