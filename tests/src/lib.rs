@@ -44,6 +44,7 @@ pub mod contract;
 pub mod grub;
 pub mod iso;
 pub mod machine;
+pub mod peer;
 pub mod runner;
 pub mod scenarios;
 pub mod serial;

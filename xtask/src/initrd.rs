@@ -137,12 +137,21 @@ pub fn build(ws: &Workspace, bin_dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// The scenarios' initrd, `target/xenia/initrd-test.cpio`: the default one plus the test
-/// program `/bin/probe` and the test guest `/boot/testguest.elf` ([`TEST_GUESTS`]).
-pub fn build_test(ws: &Workspace, bin_dir: &Path, probe: &Path) -> Result<PathBuf, String> {
-    build_with(ws, bin_dir, Some(probe))
+/// programs (`/bin/probe`, `/bin/peerbench`: each file of `test_programs` under its own
+/// name) and the test guest `/boot/testguest.elf` ([`TEST_GUESTS`]).
+pub fn build_test(
+    ws: &Workspace,
+    bin_dir: &Path,
+    test_programs: &[PathBuf],
+) -> Result<PathBuf, String> {
+    build_with(ws, bin_dir, Some(test_programs))
 }
 
-fn build_with(ws: &Workspace, bin_dir: &Path, probe: Option<&Path>) -> Result<PathBuf, String> {
+fn build_with(
+    ws: &Workspace,
+    bin_dir: &Path,
+    test_programs: Option<&[PathBuf]>,
+) -> Result<PathBuf, String> {
     let read =
         |path: &Path| fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
     let configs = read_configs(&ws.root().join(CONFIG_DIR))?;
@@ -157,7 +166,7 @@ fn build_with(ws: &Workspace, bin_dir: &Path, probe: Option<&Path>) -> Result<Pa
         .iter()
         .map(|name| Ok((name.to_string(), guest(name)?)))
         .collect::<Result<Vec<_>, String>>()?;
-    if probe.is_some() {
+    if test_programs.is_some() {
         // The scenarios also create test guests from dom0 (`xl create ... kernel=...`).
         for name in TEST_GUESTS {
             guests.push((name.to_string(), guest(name)?));
@@ -169,14 +178,21 @@ fn build_with(ws: &Workspace, bin_dir: &Path, probe: Option<&Path>) -> Result<Pa
         .collect::<Result<Vec<_>, String>>()?;
     let mut files = contents(&programs, &configs, &guests);
     check_configs(&configs, &files)?;
-    let name = match probe {
-        Some(probe) => {
-            // After the other programs, in name order.
-            let at = 1 + files
-                .iter()
-                .filter(|(p, _, _)| p.starts_with("bin/") && p.as_str() < "bin/probe")
-                .count();
-            files.insert(at, ("bin/probe".into(), S_IFREG | 0o755, read(probe)?));
+    let name = match test_programs {
+        Some(test_programs) => {
+            for program in test_programs {
+                let file_name = program
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| format!("{}: not a program's file", program.display()))?;
+                let path = format!("bin/{file_name}");
+                // Among the other programs, in name order.
+                let at = 1 + files
+                    .iter()
+                    .filter(|(p, _, _)| p.starts_with("bin/") && *p < path)
+                    .count();
+                files.insert(at, (path, S_IFREG | 0o755, read(program)?));
+            }
             TEST_INITRD_ARTIFACT
         }
         None => INITRD_ARTIFACT,

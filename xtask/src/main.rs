@@ -9,8 +9,9 @@
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
 //!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER.
-//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...] [--native-args ARGS]`:
-//!   benchmarks (see [`mod@bench`]).
+//! - `cargo xtask bench [--domains N] [--cycles N] [--only NAME,...] [--kernel-args ARGS]
+//!   [--peer xen] [--peer-args ARGS]`: benchmarks (see [`mod@bench`], [`vbench`] and
+//!   [`peer`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
 //!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
 //! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
@@ -28,6 +29,7 @@ mod initrd;
 mod kernels;
 mod lint;
 mod mutants;
+mod peer;
 mod stats;
 mod userland;
 mod vbench;
@@ -63,7 +65,8 @@ enum Cmd {
     /// Run the host unit tests of every crate, then the QEMU scenarios.
     Test(TestArgs),
     /// Run the benchmarks: creation time of the 1st and the Nth domain (virtual time), SMP
-    /// churn (free frames), the compute speed-up on two vCPUs, the cross-pCPU IPI latency.
+    /// churn (free frames), the compute speed-up on two vCPUs, the cross-pCPU IPI latency,
+    /// the benchmark kernels native and pv, and one Linux program side by side with Xen.
     Bench(BenchArgs),
     /// Run the fuzz targets of the hardware-independent core (all, or one).
     Fuzz(FuzzArgs),
@@ -142,9 +145,19 @@ struct BenchArgs {
     /// Create/destroy cycles of 4-vCPU domains in the churn bench.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
-    /// Run only these benches (create, churn, compute, ipi, density, kernel); all by default.
+    /// Run only these benches (create, churn, compute, ipi, density, kernel, peer); all by
+    /// default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
+    /// Run the peer bench: the same Linux program under native Linux, Xen's PV dom0
+    /// (Debian's packages, downloaded into target/peer/) and Xenia's dom0. Same as
+    /// `--only peer`; with `--only`, in addition to those benches.
+    #[arg(long, value_name = "NAME", value_parser = ["xen"])]
+    peer: Option<String>,
+    /// The peer program's arguments (`iters=N runs=N primes=LIMIT`) in every environment;
+    /// the defaults when empty.
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    peer_args: String,
     /// The benchmark kernels' command line (`iters=N primes=LIMIT runs=N`) for the
     /// `kernel` bench; the defaults when empty.
     #[arg(long, value_name = "ARGS", default_value = "")]
@@ -152,7 +165,9 @@ struct BenchArgs {
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 6] = ["create", "churn", "compute", "ipi", "density", "kernel"];
+const BENCHES: [&str; 7] = [
+    "create", "churn", "compute", "ipi", "density", "kernel", "peer",
+];
 
 #[derive(Args)]
 struct TestArgs {
@@ -222,9 +237,9 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
     let programs = userland::build_programs(ws)?;
     println!("building dom0's initrd...");
     initrd::build(ws, &programs)?;
-    println!("building the scenarios' initrd (with the test program probe)...");
-    let probe = userland::build_probe(ws)?;
-    initrd::build_test(ws, &programs, &probe)?;
+    println!("building the scenarios' initrd (with the test programs probe and peerbench)...");
+    let test_programs = userland::build_test_programs(ws)?;
+    initrd::build_test(ws, &programs, &test_programs)?;
     println!("building host crates...");
     host::run(host::cargo(ws.root()).args(["build", "--quiet", "--workspace"]))
 }
@@ -281,23 +296,37 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
     host::install_toolchain(ws.root())?;
     host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
     build_all(ws, &BuildArgs { debug: false })?;
+    let mut only = args.only.clone();
+    if args.peer.is_some() {
+        only.push("peer".into());
+    }
     let mut failed = Vec::new();
+    // The rows of the table benches (kernel, peer), written to one bench.json.
+    let mut rows = Vec::new();
     for name in BENCHES {
-        if !args.only.is_empty() && !args.only.iter().any(|b| b == name) {
+        if !only.is_empty() && !only.iter().any(|b| b == name) {
             continue;
         }
         let result = match name {
             "create" => bench_create(ws, args.domains),
-            "churn" => bench_churn(ws, args.cycles),
-            "compute" => bench_compute(ws),
-            "ipi" => bench_ipi(ws),
+            "churn" => bench_churn(ws, args.cycles).map(|()| Vec::new()),
+            "compute" => bench_compute(ws).map(|()| Vec::new()),
+            "ipi" => bench_ipi(ws).map(|()| Vec::new()),
             "density" => bench_density(ws),
-            _ => bench_kernel(ws, &args.kernel_args),
+            "kernel" => bench_kernel(ws, &args.kernel_args),
+            _ => bench_peer(ws, &args.peer_args),
         };
-        if let Err(e) = result {
-            println!("bench {name}: could not run: {e}");
-            failed.push(name);
+        match result {
+            Ok(measured) => rows.extend(measured),
+            Err(e) => {
+                println!("bench {name}: could not run: {e}");
+                failed.push(name);
+            }
         }
+    }
+    if !rows.is_empty() {
+        let path = vbench::write_json(ws, &rows)?;
+        println!("bench: the table written to {}", display(ws, &path));
     }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -308,8 +337,8 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
 }
 
 /// Issue 13's table: the benchmark kernel native and as Xenia's dom0, side by side; the
-/// table printed and written to `target/xenia/bench.json`.
-fn bench_kernel(ws: &Workspace, args: &str) -> Result<(), String> {
+/// table printed, its rows returned for `target/xenia/bench.json`.
+fn bench_kernel(ws: &Workspace, args: &str) -> Result<Vec<vbench::Measured>, String> {
     let args = if args.is_empty() {
         vbench::KERNEL_ARGS
     } else {
@@ -328,17 +357,26 @@ fn bench_kernel(ws: &Workspace, args: &str) -> Result<(), String> {
     let pv = vbench::parse(&vbench::pv_kernel(ws, args)?);
     let rows = vbench::table(&native, &pv);
     print!("{}", vbench::render(&rows));
-    // Merged with the rows other benches wrote (`create`, `density`): one file, every row.
-    vbench::write_merged(ws, &rows)?;
-    println!("bench kernel: written to target/xenia/bench.json");
-    Ok(())
+    Ok(rows)
+}
+
+/// Issue 13's side by side with Xen: one Linux program under native Linux, Xen's PV dom0 and
+/// Xenia's dom0 (see [`peer`]); the table printed, its rows returned for `bench.json`.
+fn bench_peer(ws: &Workspace, args: &str) -> Result<Vec<vbench::Measured>, String> {
+    let args = if args.is_empty() {
+        peer::PEER_ARGS
+    } else {
+        args
+    };
+    let program = userland::build_peerbench(ws)?;
+    peer::run(ws, args, &program)
 }
 
 fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
-fn bench_create(ws: &Workspace, n: u32) -> Result<(), String> {
+fn bench_create(ws: &Workspace, n: u32) -> Result<Vec<vbench::Measured>, String> {
     let n = n.max(1);
     println!("bench create: {n} domains created and destroyed in sequence, virtual time");
     let s = bench::create(ws, n)?;
@@ -352,28 +390,21 @@ fn bench_create(ws: &Workspace, n: u32) -> Result<(), String> {
         bench::GOAL,
         met(ratio <= bench::GOAL)
     );
-    write_xenia_rows(
-        ws,
-        "create",
-        &[
-            ("create_first", (s.first * 1000.0).round() as u64),
-            ("create_ratio", (ratio * 1000.0).round() as u64),
-        ],
-    )
+    Ok(xenia_rows(&[
+        ("create_first", (s.first * 1000.0).round() as u64),
+        ("create_ratio", (ratio * 1000.0).round() as u64),
+    ]))
 }
 
-/// Issue 13's Xenia-only rows measured by one bench: printed, and merged into
-/// `target/xenia/bench.json` with the rows the other benches wrote there (each bench
-/// replaces only its own rows, so separate runs and one run of all leave the same file).
-fn write_xenia_rows(ws: &Workspace, bench: &str, figures: &[(&str, u64)]) -> Result<(), String> {
+/// Issue 13's Xenia-only rows measured by one bench, printed; `bench` writes them to
+/// `target/xenia/bench.json` with every other bench's rows.
+fn xenia_rows(figures: &[(&str, u64)]) -> Vec<vbench::Measured> {
     let rows = vbench::xenia_table(&figures.iter().copied().collect());
     print!("{}", vbench::render_xenia(&rows));
-    vbench::write_merged(ws, &rows)?;
-    println!("bench {bench}: rows written to target/xenia/bench.json");
-    Ok(())
+    rows
 }
 
-fn bench_density(ws: &Workspace) -> Result<(), String> {
+fn bench_density(ws: &Workspace) -> Result<Vec<vbench::Measured>, String> {
     println!(
         "bench density: dom0test density on a {} MiB machine: minimal domUs until memory runs out",
         bench::DENSITY_MEMORY_MIB
@@ -383,16 +414,12 @@ fn bench_density(ws: &Workspace) -> Result<(), String> {
         "bench density: {} domUs of {} KiB at once; hypervisor memory per domain {:.1} KiB",
         d.domains, d.smallest_kib, d.hv_kib
     );
-    write_xenia_rows(
-        ws,
-        "density",
-        &[
-            ("density_domains", d.domains),
-            // Rounded up: the goal is a bound.
-            ("hv_per_domain", d.hv_kib.ceil() as u64),
-            ("smallest_domain", d.smallest_kib),
-        ],
-    )
+    Ok(xenia_rows(&[
+        ("density_domains", d.domains),
+        // Rounded up: the goal is a bound.
+        ("hv_per_domain", d.hv_kib.ceil() as u64),
+        ("smallest_domain", d.smallest_kib),
+    ]))
 }
 
 fn bench_churn(ws: &Workspace, cycles: u32) -> Result<(), String> {
@@ -594,6 +621,32 @@ mod tests {
         assert!(Cli::try_parse_from(["xtask", "fuzz", "--replay", "x"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "mutants", "--shard", "0/8"]).is_ok());
         assert!(Cli::try_parse_from(["xtask", "frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn peer_bench_options() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "--peer", "xen"]).unwrap();
+        let Cmd::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.peer.as_deref(), Some("xen"));
+        assert!(args.only.is_empty() && args.peer_args.is_empty());
+        assert!(Cli::try_parse_from(["xtask", "bench", "--peer", "kvm"]).is_err());
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "--only",
+            "kernel,peer",
+            "--peer-args",
+            "iters=10",
+        ])
+        .unwrap();
+        let Cmd::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.only, ["kernel", "peer"]);
+        assert_eq!(args.peer_args, "iters=10");
+        assert!(BENCHES.contains(&"peer"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! dom0's programs: static Linux binaries for `x86_64-unknown-linux-musl`, which dom0's kernel
 //! runs in ring 3 (DESIGN.md §7): `xl` and `xen-hptool`, and for the scenarios the test
-//! program `probe`.
+//! program `probe` and the peer benchmark `peerbench` (which `cargo xtask bench --peer xen`
+//! also runs under Linux and Xen).
 
 use std::path::PathBuf;
 
@@ -20,10 +21,19 @@ pub fn build_programs(ws: &Workspace) -> Result<PathBuf, String> {
     Ok(bin_dir(ws))
 }
 
-/// Builds the test program `probe` (tests/programs/probe) the same way.
-pub fn build_probe(ws: &Workspace) -> Result<PathBuf, String> {
+/// Builds the scenarios' programs the same way, the test program `probe`
+/// (tests/programs/probe) and the peer benchmark `peerbench` (tests/programs/peerbench),
+/// and returns their paths.
+pub fn build_test_programs(ws: &Workspace) -> Result<Vec<PathBuf>, String> {
     build_program(ws, "xenia-probe", &["probe"])?;
-    Ok(bin_dir(ws).join("probe"))
+    Ok(vec![bin_dir(ws).join("probe"), build_peerbench(ws)?])
+}
+
+/// Builds `peerbench` (tests/programs/peerbench) and returns its path: the one binary the
+/// peer bench runs in every environment.
+pub fn build_peerbench(ws: &Workspace) -> Result<PathBuf, String> {
+    build_program(ws, "xenia-peerbench", &["peerbench"])?;
+    Ok(bin_dir(ws).join("peerbench"))
 }
 
 /// Where the programs are built.

@@ -34,6 +34,9 @@ pub enum Goal {
     PvAtMost(f64),
     /// pv at least this (a count that should be high: density).
     PvAtLeast(f64),
+    /// pv at most Xen's figure (the `xen` column) and, when given, pv / native at most this
+    /// (the peer rows of `cargo xtask bench --peer xen`).
+    AtMostXen(Option<f64>),
     /// No goal (measured for the record).
     None,
 }
@@ -44,6 +47,8 @@ impl Goal {
             Goal::Ratio(r) => format!("<= {r}x"),
             Goal::PvAtMost(n) => format!("pv <= {n}"),
             Goal::PvAtLeast(n) => format!("pv >= {n}"),
+            Goal::AtMostXen(None) => "pv <= xen".into(),
+            Goal::AtMostXen(Some(r)) => format!("pv <= xen, <= {r}x"),
             Goal::None => "-".into(),
         }
     }
@@ -123,6 +128,8 @@ pub struct Measured {
     pub unit: &'static str,
     pub native: Option<u64>,
     pub pv: Option<u64>,
+    /// Xen's figure, for the rows measured under Xen too (the peer rows).
+    pub xen: Option<u64>,
     pub goal: Goal,
 }
 
@@ -141,6 +148,13 @@ impl Measured {
             Goal::Ratio(r) => self.ratio().map(|x| x <= r),
             Goal::PvAtMost(n) => self.pv.map(|p| p as f64 <= n),
             Goal::PvAtLeast(n) => self.pv.map(|p| p as f64 >= n),
+            Goal::AtMostXen(ratio) => {
+                let below_xen = self.pv? <= self.xen?;
+                match ratio {
+                    Some(r) => Some(below_xen && self.ratio()? <= r),
+                    None => Some(below_xen),
+                }
+            }
             Goal::None => None,
         }
     }
@@ -154,6 +168,7 @@ pub fn table(native: &BTreeMap<String, u64>, pv: &BTreeMap<String, u64>) -> Vec<
             unit: r.unit,
             native: native.get(r.name).copied(),
             pv: pv.get(r.name).copied(),
+            xen: None,
             goal: r.goal,
         })
         .collect()
@@ -163,19 +178,38 @@ fn figure(v: Option<u64>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-/// The table as printed.
+/// The table as printed; with a `xen` column when a row has Xen's figure.
 pub fn render(rows: &[Measured]) -> String {
+    let with_xen = rows.iter().any(|r| r.xen.is_some());
+    let xen = |v: &str| {
+        if with_xen {
+            format!(" {v:>14}")
+        } else {
+            String::new()
+        }
+    };
+    let goal_width = rows
+        .iter()
+        .map(|r| r.goal.text().len())
+        .fold(10, usize::max);
     let mut out = format!(
-        "{:<16} {:>14} {:>14} {:>8}  {:<10} {}\n",
-        "benchmark", "native", "pv", "ratio", "goal", "met"
+        "{:<20} {:>14} {:>14}{} {:>8}  {:<goal_width$} {}\n",
+        "benchmark",
+        "native",
+        "pv",
+        xen("xen"),
+        "ratio",
+        "goal",
+        "met"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<16} {:>14} {:>14} {:>8}  {:<10} {}",
+            "{:<20} {:>14} {:>14}{} {:>8}  {:<goal_width$} {}",
             r.name,
             figure(r.native),
             figure(r.pv),
+            xen(&figure(r.xen)),
             r.ratio().map_or_else(|| "-".into(), |x| format!("{x:.2}")),
             r.goal.text(),
             match r.met() {
@@ -185,34 +219,84 @@ pub fn render(rows: &[Measured]) -> String {
             }
         );
     }
-    for row in ROWS {
+    for row in ROWS
+        .iter()
+        .filter(|row| rows.iter().any(|r| r.name == row.name))
+    {
         let _ = writeln!(out, "  {}: {} ({})", row.name, row.about, row.unit);
     }
     out
 }
 
 /// The table as JSON: an array of `{name, unit, native, pv, ratio, goal, met}` (missing
-/// figures are `null`).
+/// figures are `null`), with `xen` after `pv` in the rows that have Xen's figure.
 pub fn json(rows: &[Measured]) -> String {
+    merge_json("", rows)
+}
+
+/// One row's JSON object, on one line.
+fn json_item(r: &Measured) -> String {
     let num = |v: Option<u64>| v.map_or_else(|| "null".into(), |v| v.to_string());
-    let items: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            format!(
-                "  {{\"name\": \"{}\", \"unit\": \"{}\", \"native\": {}, \"pv\": {}, \
-                 \"ratio\": {}, \"goal\": \"{}\", \"met\": {}}}",
-                r.name,
-                r.unit,
-                num(r.native),
-                num(r.pv),
-                r.ratio()
-                    .map_or_else(|| "null".into(), |x| format!("{x:.4}")),
-                r.goal.text(),
-                r.met().map_or_else(|| "null".into(), |m| m.to_string())
-            )
+    let xen = r
+        .xen
+        .map_or_else(String::new, |x| format!(" \"xen\": {x},"));
+    format!(
+        "  {{\"name\": \"{}\", \"unit\": \"{}\", \"native\": {}, \"pv\": {},{xen} \
+         \"ratio\": {}, \"goal\": \"{}\", \"met\": {}}}",
+        r.name,
+        r.unit,
+        num(r.native),
+        num(r.pv),
+        r.ratio()
+            .map_or_else(|| "null".into(), |x| format!("{x:.4}")),
+        r.goal.text(),
+        r.met().map_or_else(|| "null".into(), |m| m.to_string())
+    )
+}
+
+/// `rows` merged into `old`, a table [`json`] wrote (one row an object a line): a row
+/// measured now replaces the old row of its name, in its place; the old rows not measured
+/// now stay; new rows follow. So benches run one at a time build up one `bench.json`.
+pub fn merge_json(old: &str, rows: &[Measured]) -> String {
+    const NAME: &str = "{\"name\": \"";
+    let mut items: Vec<(String, String)> = old
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix(NAME)?;
+            let name = &rest[..rest.find('"')?];
+            Some((
+                name.to_string(),
+                l.trim_end().trim_end_matches(',').to_string(),
+            ))
         })
         .collect();
+    for r in rows {
+        let item = json_item(r);
+        match items.iter_mut().find(|(name, _)| name == r.name) {
+            Some(old) => old.1 = item,
+            None => items.push((r.name.to_string(), item)),
+        }
+    }
+    let items: Vec<String> = items.into_iter().map(|(_, item)| item).collect();
     format!("[\n{}\n]\n", items.join(",\n"))
+}
+
+/// Writes `rows` into `target/xenia/bench.json`, merged with the rows already there (see
+/// [`merge_json`]); returns its path.
+pub fn write_json(ws: &Workspace, rows: &[Measured]) -> Result<std::path::PathBuf, String> {
+    let path = ws.artifact_dir().join("bench.json");
+    let old = match std::fs::read_to_string(&path) {
+        Ok(old) => old,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let text = if old.is_empty() {
+        json(rows)
+    } else {
+        merge_json(&old, rows)
+    };
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// The native kernel's output, `-icount shift=0,sleep=off`.
@@ -236,7 +320,8 @@ pub fn pv_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
 // ---- Xenia-only rows: domain creation (the `create` bench) and density (`density`). ----
 
 /// Rows only Xenia has (no native column), each filled by its own bench: `create_*` by
-/// `create`, the rest by `density`. Their figures are integers like the kernel rows', so
+/// `create`, the rest by `density`; like every bench's rows they go to `bench.json` through
+/// [`write_json`], merged with the rows already there. Their figures are integers like the kernel rows', so
 /// creation is in microseconds of virtual time (one instruction a nanosecond) and the ratio
 /// in thousandths.
 pub const XENIA_ROWS: &[Row] = &[
@@ -282,57 +367,11 @@ pub fn xenia_table(pv: &BTreeMap<&str, u64>) -> Vec<Measured> {
                 unit: r.unit,
                 native: None,
                 pv: Some(v),
+                xen: None,
                 goal: r.goal,
             })
         })
         .collect()
-}
-
-/// The `"name"` of one object line of [`json`]'s output.
-fn json_name(line: &str) -> Option<&str> {
-    let rest = line.trim_start().strip_prefix("{\"name\": \"")?;
-    rest.split_once('"').map(|(name, _)| name)
-}
-
-/// `target/xenia/bench.json` after a bench: the rows `new` (in [`json`]'s format) replace
-/// the rows of the same name in `old` (the file as it was, possibly written by another
-/// bench, possibly with more columns), and every other row of `old` stays as it was; rows
-/// in the order of [`ROWS`] then [`XENIA_ROWS`], rows of other names after them. So the
-/// benches, run separately or together, leave one file with every row measured.
-pub fn merge_json(old: &str, new: &str) -> String {
-    let mut rows: BTreeMap<String, String> = BTreeMap::new();
-    for text in [old, new] {
-        for line in text.lines() {
-            if let Some(name) = json_name(line) {
-                rows.insert(
-                    name.to_string(),
-                    line.trim_end().trim_end_matches(',').to_string(),
-                );
-            }
-        }
-    }
-    let order = |name: &str| {
-        ROWS.iter()
-            .chain(XENIA_ROWS)
-            .position(|r| r.name == name)
-            .unwrap_or(usize::MAX)
-    };
-    let mut lines: Vec<(usize, String, String)> = rows
-        .into_iter()
-        .map(|(name, line)| (order(&name), name, line))
-        .collect();
-    lines.sort();
-    let items: Vec<String> = lines.into_iter().map(|(_, _, line)| line).collect();
-    format!("[\n{}\n]\n", items.join(",\n"))
-}
-
-/// Writes `rows` into `target/xenia/bench.json`, keeping the rows other benches wrote
-/// ([`merge_json`]).
-pub fn write_merged(ws: &Workspace, rows: &[Measured]) -> Result<(), String> {
-    let path = ws.artifact_dir().join("bench.json");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, merge_json(&old, &json(rows)))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The Xenia-only rows as printed (the table and what each row is).
@@ -378,6 +417,85 @@ mod tests {
         assert_eq!(j.matches("\"name\"").count(), ROWS.len());
     }
 
+    fn xen_row(name: &'static str, native: u64, pv: u64, xen: Option<u64>, goal: Goal) -> Measured {
+        Measured {
+            name,
+            unit: "instructions/call",
+            native: Some(native),
+            pv: Some(pv),
+            xen,
+            goal,
+        }
+    }
+
+    #[test]
+    fn xen_column_and_goal() {
+        let rows = [
+            xen_row("a", 300, 400, Some(900), Goal::AtMostXen(Some(1.5))),
+            xen_row("b", 300, 1000, Some(900), Goal::AtMostXen(None)),
+            xen_row("c", 300, 400, None, Goal::AtMostXen(None)),
+        ];
+        assert_eq!(rows[0].met(), Some(true), "400 <= 900 and 1.33x <= 1.5x");
+        assert_eq!(rows[1].met(), Some(false), "1000 > 900");
+        assert_eq!(rows[2].met(), None, "no xen figure");
+        let five = xen_row("d", 300, 500, Some(900), Goal::AtMostXen(Some(1.5)));
+        assert_eq!(five.met(), Some(false), "1.67x native");
+        let text = render(&rows);
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.contains(" xen ") && header.contains(" pv "),
+            "{text}"
+        );
+        assert!(text.contains("pv <= xen, <= 1.5x"), "{text}");
+        let a = text.lines().find(|l| l.starts_with("a ")).unwrap();
+        assert_eq!(
+            a.split_whitespace().collect::<Vec<_>>()[..5],
+            ["a", "300", "400", "900", "1.33"]
+        );
+        let j = json(&rows);
+        assert!(
+            j.contains("\"pv\": 400, \"xen\": 900, \"ratio\": 1.3333"),
+            "{j}"
+        );
+        assert!(
+            j.contains("\"met\": true") && j.contains("\"met\": false"),
+            "{j}"
+        );
+        assert_eq!(j.matches("\"xen\"").count(), 2, "only where measured: {j}");
+        // Without a Xen figure anywhere, no xen column.
+        assert!(!render(&rows[2..]).lines().next().unwrap().contains("xen"));
+    }
+
+    #[test]
+    fn json_merges_with_the_rows_already_written() {
+        let kernel = [xen_row("int80", 100, 104, None, Goal::Ratio(1.05))];
+        let peer = [
+            xen_row("peer_a", 1, 2, Some(3), Goal::AtMostXen(None)),
+            xen_row("peer_b", 1, 2, Some(3), Goal::AtMostXen(None)),
+        ];
+        let old = json(&kernel);
+        let merged = merge_json(&old, &peer);
+        let names: Vec<&str> = merged.lines().filter_map(|l| l.split('"').nth(3)).collect();
+        assert_eq!(names, ["int80", "peer_a", "peer_b"], "{merged}");
+        assert!(
+            merged.starts_with("[\n") && merged.ends_with("\n]\n"),
+            "{merged}"
+        );
+        assert_eq!(merged.matches("},\n").count(), 2, "{merged}");
+        // Measured again: replaced in place, the others kept.
+        let again = merge_json(
+            &merged,
+            &[xen_row("int80", 100, 99, None, Goal::Ratio(1.05))],
+        );
+        let names: Vec<&str> = again.lines().filter_map(|l| l.split('"').nth(3)).collect();
+        assert_eq!(names, ["int80", "peer_a", "peer_b"], "{again}");
+        assert!(
+            again.contains("\"pv\": 99,") && !again.contains("\"pv\": 104,"),
+            "{again}"
+        );
+        assert_eq!(merge_json("", &kernel), json(&kernel));
+    }
+
     #[test]
     fn the_table_has_every_row_the_kernels_print() {
         let names: Vec<&str> = ROWS.iter().map(|r| r.name).collect();
@@ -414,46 +532,20 @@ mod tests {
         );
         assert!(!text.contains("null_call"), "{text}");
 
-        // The kernel bench's file, then density's rows, then create's: every row kept.
+        // Merged into the file the kernel bench wrote, after its rows.
         let kernel = json(&table(
             &parse("bench null_call 4\nbench int80 75\n"),
             &parse("bench null_call 782\nbench int80 283\n"),
         ));
-        let density = json(&xenia_table(&BTreeMap::from([("density_domains", 1130)])));
-        let merged = merge_json(&kernel, &density);
-        assert_eq!(
-            merged.matches("\"name\"").count(),
-            ROWS.len() + 1,
-            "{merged}"
+        let merged = merge_json(
+            &kernel,
+            &xenia_table(&BTreeMap::from([("density_domains", 1130)])),
         );
-        let create = json(&xenia_table(&BTreeMap::from([
-            ("create_first", 4200),
-            ("density_domains", 1200),
-        ])));
-        let merged = merge_json(&merged, &create);
-        assert_eq!(
-            merged.matches("\"name\"").count(),
-            ROWS.len() + 2,
-            "{merged}"
+        let merged = merge_json(
+            &merged,
+            &xenia_table(&BTreeMap::from([("density_domains", 1200)])),
         );
         assert!(merged.contains("\"pv\": 1200") && !merged.contains("\"pv\": 1130"));
-        assert!(
-            merged.contains("\"pv\": 782"),
-            "the kernel rows stay: {merged}"
-        );
-        // Kernel rows first, in their order, then Xenia's; valid JSON punctuation.
-        let null_call = merged.find("null_call").unwrap();
-        let first = merged.find("create_first").unwrap();
-        let dens_at = merged.find("density_domains").unwrap();
-        assert!(null_call < first && first < dens_at, "{merged}");
-        assert!(
-            merged.starts_with("[\n  {") && merged.ends_with("}\n]\n"),
-            "{merged}"
-        );
-        assert_eq!(merged.matches("},\n").count(), ROWS.len() + 1);
-        // Columns another bench added stay as written.
-        let other = "[\n  {\"name\": \"int80\", \"xen\": 7}\n]\n";
-        assert!(merge_json(other, &density).contains("\"xen\": 7"));
-        assert_eq!(merge_json("", ""), "[\n\n]\n");
+        assert!(merged.find("null_call").unwrap() < merged.find("density_domains").unwrap());
     }
 }

@@ -156,6 +156,9 @@ pub struct Vcpu {
     /// of its own, held with `hold_for_writes` while the domain lives, and the byte offset
     /// in it. `None`: its slot in `shared_info`.
     pub info_area: Option<(Mfn, usize)>,
+    /// `info_area` as the hypervisor reads and writes it, made once when it was registered
+    /// (every trap reads the `vcpu_info` several times).
+    pub info_view: Option<&'static guest_abi::shared_info::VcpuInfo>,
     /// x87/SSE state while the vCPU is off the pCPU (`fxsave` format).
     pub fpu: FpuState,
     /// The guest's virtual CR0.TS (`fpu_taskswitch`): loaded into CR0 when the vCPU runs, so
@@ -202,6 +205,7 @@ impl Vcpu {
             online: false,
             poll: None,
             info_area: None,
+            info_view: None,
             fpu: FpuState::reset(),
             fpu_ts: false,
             data_selectors: [0; 4],
@@ -365,8 +369,7 @@ impl Domain {
     pub fn vcpu_info_static(&self, vcpu: usize) -> &'static VcpuInfo {
         self.vcpus
             .get(vcpu)
-            .and_then(|v| v.info_area)
-            .and_then(|(mfn, offset)| crate::mm::physmem::atomics_at(mfn, offset))
+            .and_then(|v| v.info_view)
             .unwrap_or(&self.shared_view.vcpu_info[vcpu])
     }
 

@@ -290,6 +290,16 @@ impl<'a> Hc<'a> {
         self.world_ref().sched.lock()
     }
 
+    /// The caller's domain, still locked, and its registers, once its trap is handled (a
+    /// context with the world shared; any other domain it locked is let go): the trap's end
+    /// delivers events with them.
+    pub fn into_caller(self) -> (Option<DomainGuard<'a>>, &'a mut TrapFrame) {
+        match self.access {
+            Access::Shared { me, .. } => (Some(me), self.frame),
+            Access::Exclusive(_) => (None, self.frame),
+        }
+    }
+
     /// The vector of the trap being handled.
     pub fn vector(&self) -> u64 {
         self.frame.vector

@@ -43,17 +43,106 @@ impl walk::GuestTables for Direct {
     }
 }
 
+/// The last few walks' answers, per pCPU (a software TLB): a bounce writes its frame to the
+/// same kernel stack page time after time, and every `SYSCALL` asks whether the same code
+/// page is user-accessible, each a four-level walk with an ownership check per table
+/// (about 250 instructions). An answer is kept with the frame table's generation
+/// (`ft::generation`), which moves at every page-table entry write and every change of a
+/// frame's owner, type or validation anywhere: while it has not moved, no table of any
+/// walk and no frame it ended on can have changed, so the answer is still the walk's. Only
+/// successful walks are kept; the caller's checks that are not the walk's (a written
+/// frame's type) are made at every use. Each pCPU touches only its own ways.
+mod tlb {
+    use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
+
+    const WAYS: usize = 4;
+    /// A way: the key (page | kind | valid), the top-level table, the domain, the answer,
+    /// the generation it was found at.
+    struct Way([AtomicU64; 5]);
+
+    struct Ways {
+        ways: [Way; WAYS],
+        next: AtomicU64,
+    }
+
+    static CACHE: [Ways; MAX_CPUS] = [const {
+        Ways {
+            ways: [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS],
+            next: AtomicU64::new(0),
+        }
+    }; MAX_CPUS];
+
+    pub const VALID: u64 = 1 << 11;
+
+    fn mine() -> &'static Ways {
+        &CACHE[percpu::this().index() % MAX_CPUS]
+    }
+
+    pub fn get(key: u64, l4: u64, dom: u64, generation: u64) -> Option<u64> {
+        mine().ways.iter().find_map(|w| {
+            let [k, t, d, answer, g] = &w.0;
+            (k.load(Relaxed) == key
+                && t.load(Relaxed) == l4
+                && d.load(Relaxed) == dom
+                && g.load(Relaxed) == generation)
+                .then(|| answer.load(Relaxed))
+        })
+    }
+
+    pub fn put(key: u64, l4: u64, dom: u64, answer: u64, generation: u64) {
+        let me = mine();
+        let i = me.next.fetch_add(1, Relaxed) as usize % WAYS;
+        let [k, t, d, a, g] = &me.ways[i].0;
+        // Invalid while it is rewritten (a pCPU's own ways: nothing else reads them).
+        k.store(0, Relaxed);
+        t.store(l4, Relaxed);
+        d.store(dom, Relaxed);
+        a.store(answer, Relaxed);
+        g.store(generation, Relaxed);
+        k.store(key, Relaxed);
+    }
+}
+
+/// What a cached answer was asked: a translation for writing, for a user access, or
+/// whether ring 3 could run there.
+const ASK_WRITE: u64 = 1;
+const ASK_USER: u64 = 2;
+const ASK_EXEC: u64 = 4;
+
 impl AddressSpace {
     /// The machine address behind `va`, if the page is mapped for a kernel-mode access
     /// (`write` asks for a writable mapping at every level; `user` for a user one). The
     /// rules are `mm::walk`'s.
     pub fn translate(&self, va: u64, write: bool, user: bool) -> Result<u64, Errno> {
-        walk::translate(&Direct, self.l4, self.dom, va, write, user)
+        let kind = if write { ASK_WRITE } else { 0 } | if user { ASK_USER } else { 0 };
+        let key = (va & !(PAGE_SIZE - 1)) | kind | tlb::VALID;
+        let generation = ft::generation();
+        let (l4, dom) = (self.l4.phys(), u64::from(self.dom));
+        if is_canonical(va)
+            && let Some(page) = tlb::get(key, l4, dom, generation)
+        {
+            return Ok(page | (va & (PAGE_SIZE - 1)));
+        }
+        let phys = walk::translate(&Direct, self.l4, self.dom, va, write, user)?;
+        tlb::put(key, l4, dom, phys & !(PAGE_SIZE - 1), generation);
+        Ok(phys)
     }
 
     /// Whether ring 3 could run at `va` (`mm::walk::user_accessible`).
     pub fn user_accessible(&self, va: u64) -> Option<bool> {
-        walk::user_accessible(&Direct, self.l4, self.dom, va)
+        let key = (va & !(PAGE_SIZE - 1)) | ASK_EXEC | tlb::VALID;
+        let generation = ft::generation();
+        let (l4, dom) = (self.l4.phys(), u64::from(self.dom));
+        if is_canonical(va)
+            && let Some(answer) = tlb::get(key, l4, dom, generation)
+        {
+            return Some(answer != 0);
+        }
+        let answer = walk::user_accessible(&Direct, self.l4, self.dom, va)?;
+        tlb::put(key, l4, dom, u64::from(answer), generation);
+        Some(answer)
     }
 
     /// Copies `out.len()` bytes from the guest's `at`.
@@ -76,23 +165,34 @@ impl AddressSpace {
     /// Copies `data` to the guest's `at`, which must be mapped writable. Every page is checked
     /// first, so that a fault half-way leaves no torn write.
     pub fn write_bytes(&self, at: GuestPtr<u8>, data: &[u8]) -> Result<(), Errno> {
+        /// Pages whose translation is kept from the check to the copy (a bounce frame, a
+        /// hypercall's result: almost every write is one or two pages); the pages after
+        /// these are walked again for the copy. Nothing can change between the two: the
+        /// domain's page tables change only under its lock, which the caller holds.
+        const KEPT: usize = 4;
         let va = at.addr();
         if !range_ok(va, data.len() as u64) {
             return Err(Errno::EFAULT);
         }
-        walk::check_writable(&Direct, self.l4, self.dom, va, data.len())?;
-        // However the walk got there, the hypervisor never writes a frame that is a page
-        // table or a descriptor table on a guest pointer's say-so: those change only through
-        // the frame table's validated updates.
-        for (at, _, _) in walk::pieces(va, data.len()) {
+        let mut kept = [0u64; KEPT];
+        for (i, (at, _, _)) in walk::pieces(va, data.len()).enumerate() {
             let phys = self.translate(at, true, false)?;
-            let kind = ft::with(|t, _| t.info(Mfn::from_phys(phys)).map(|f| f.current_type()));
+            // However the walk got there, the hypervisor never writes a frame that is a page
+            // table or a descriptor table on a guest pointer's say-so: those change only
+            // through the frame table's validated updates.
+            let kind = ft::with(|t, _| t.current_type(Mfn::from_phys(phys)));
             if !matches!(kind, Some(PageType::None | PageType::Writable)) {
                 return Err(Errno::EFAULT);
             }
+            if let Some(slot) = kept.get_mut(i) {
+                *slot = phys;
+            }
         }
-        for (at, done, chunk) in walk::pieces(va, data.len()) {
-            let phys = self.translate(at, true, false)?;
+        for (i, (at, done, chunk)) in walk::pieces(va, data.len()).enumerate() {
+            let phys = match kept.get(i) {
+                Some(&phys) => phys,
+                None => self.translate(at, true, false)?,
+            };
             physmem::write(
                 Mfn::from_phys(phys),
                 (phys % PAGE_SIZE) as usize,

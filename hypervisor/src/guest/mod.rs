@@ -23,6 +23,7 @@
 pub mod context;
 pub mod domctl;
 pub mod event_op;
+pub mod fast;
 pub mod grant_op;
 pub mod hypercall;
 pub mod locks;
@@ -274,6 +275,10 @@ fn shared_path(frame: &TrapFrame) -> bool {
 enum Shared {
     /// Done: reschedule or not.
     Done(bool),
+    /// Done, and the guest's frame is ready to return to: nothing was due at the trap's end
+    /// (`fast::may_leave_quietly`), so events were delivered and the frame checked with the
+    /// domain still locked.
+    Left,
     /// The domain stopped: the rest needs the world exclusive.
     Stopped,
     /// A second domain's lock was busy and could not be waited for: run it again,
@@ -305,6 +310,7 @@ pub fn trap(frame: &mut TrapFrame) {
         let world = read_world();
         match handle_shared(&world, frame, id, v) {
             Shared::Done(reschedule) => return finish_trap(world, frame, reschedule),
+            Shared::Left => return,
             Shared::Stopped => {
                 drop(world);
                 let mut world = lock_world();
@@ -454,10 +460,55 @@ fn handle_shared_counted(world: &World, frame: &mut TrapFrame, id: DomId, v: usi
         }
     }
     match apply(&mut cx, result) {
-        Next::Continue => Shared::Done(false),
+        Next::Continue => {
+            let vector = cx.vector();
+            match cx.into_caller() {
+                (Some(me), frame) => leave_quietly(me, v, frame, vector),
+                (None, _) => Shared::Done(false),
+            }
+        }
         Next::Yield | Next::Block => Shared::Done(true),
         Next::Stopped => Shared::Stopped,
     }
+}
+
+/// The end of a trap handled with the world shared that needs none of the trap-end work
+/// (`fast::may_leave_quietly`): events delivered and the frame checked with the caller's
+/// domain `me` still locked, as [`finish_trap`] would, then straight back to the guest.
+fn leave_quietly(
+    mut me: locks::DomainGuard<'_>,
+    v: usize,
+    frame: &mut TrapFrame,
+    vector: u64,
+) -> Shared {
+    let cpu = percpu::this();
+    if !fast::may_leave_quietly(cpu, vector) {
+        return Shared::Done(false);
+    }
+    let ok = deliver_events(&mut me, v, frame).and_then(|()| {
+        sanitize(frame).map_err(|why| {
+            crash(&mut me, format_args!("cannot return to the guest: {why}"));
+        })
+    });
+    match ok {
+        Ok(()) => {
+            entered(cpu, &me, v);
+            Shared::Left
+        }
+        Err(()) => Shared::Stopped,
+    }
+}
+
+/// Records, as this pCPU returns to vCPU `v` of `dom`, what the short ways out read: whether
+/// an event waits that it cannot take, and where its `vcpu_info` is.
+fn entered(cpu: &percpu::PerCpu, dom: &Domain, v: usize) {
+    let info = dom.vcpu_info_static(v);
+    // An event still waiting now could not be delivered (no callback yet): a kick would not
+    // change that, so none is sent for it until this pCPU is back.
+    cpu.entered_pending
+        .store(fast::event_waiting(info), Ordering::Relaxed);
+    // Held while the domain lives, which is longer than this pCPU runs its vCPU.
+    cpu.entered_info.set(Some(info));
 }
 
 /// A trap handled with the world exclusive; says whether to reschedule.
@@ -557,12 +608,7 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
         });
         match ok {
             Ok(()) => {
-                // An event still waiting now could not be delivered (no callback yet): a
-                // kick would not change that, so none is sent for it until this pCPU is back.
-                let info = dom.vcpu_info(v);
-                let stuck = info.evtchn_upcall_pending.load(Ordering::Acquire) != 0
-                    && info.evtchn_upcall_mask.load(Ordering::Acquire) == 0;
-                cpu.entered_pending.store(stuck, Ordering::Relaxed);
+                entered(cpu, &dom, v);
                 break;
             }
             Err(()) => {
@@ -576,7 +622,7 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
             }
         }
     }
-    let timer = world.plan_timer(now);
+    let timer = world.plan_timer(now, true);
     // The local APIC timer is programmed after the world is released: under QEMU's
     // `-icount` (one emulator thread taking the pCPUs in turn) a write to the timer hands
     // the thread to the next pCPU, and a lock held across it made that pCPU find the lock
@@ -614,7 +660,7 @@ fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
         if let Some(next) = world.decide(now) {
             return (world, next);
         }
-        let timer = world.plan_timer(now);
+        let timer = world.plan_timer(now, false);
         drop(world);
         program_timer(timer, now);
         // `sti; hlt` back to back: an interrupt between them would be lost otherwise. A
@@ -812,6 +858,7 @@ impl World {
             v.save_cpu_state();
         }
         let cpu = percpu::this();
+        cpu.entered_info.set(None);
         let Some(to) = to else {
             cpu.set_current(None);
             entry::forget_guest_root();
@@ -985,13 +1032,21 @@ impl World {
     }
 
     /// When this pCPU's APIC timer must fire, in ns from now (`None`: not at all): the
-    /// bound on the timers of the vCPUs homed here (`PerCpu::timer_due`), the end of the time slice when another vCPU waits, and the
-    /// console poll while dom0 lives. The caller programs it once the world is released
-    /// ([`program_timer`]).
-    fn plan_timer(&self, now: u64) -> Option<u64> {
+    /// bound on the timers of the vCPUs homed here (`PerCpu::timer_due`), the end of the time
+    /// slice when another vCPU waits, the console poll while dom0 lives, and, while a guest
+    /// runs (`running`), the next backstop walk (traps that leave quietly skip the walks, so
+    /// a guest making only those would otherwise put them off for good). The caller programs
+    /// it once the world is released ([`program_timer`]).
+    fn plan_timer(&self, now: u64, running: bool) -> Option<u64> {
         let cpu = percpu::this();
         let me = cpu.index();
         let mut fixed = cpu.run_until().unwrap_or(u64::MAX);
+        if running {
+            let last = LAST_TIMER_WALK
+                .load(Ordering::Relaxed)
+                .min(LAST_WAKE_WALK.load(Ordering::Relaxed));
+            fixed = fixed.min(last.saturating_add(BACKSTOP_NS).max(now));
+        }
         if me == 0
             && !crate::arch::x86_64::ioapic::serial_interrupts()
             && self.domains.contains_key(&0)

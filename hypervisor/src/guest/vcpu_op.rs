@@ -188,6 +188,7 @@ fn register_vcpu_info(cx: &mut Hc, vcpu: usize) -> HcResult {
     let old = offset_of!(SharedInfo, vcpu_info) + vcpu * size_of::<VcpuInfo>();
     physmem::copy(dom.shared_info, old, mfn, offset, size_of::<VcpuInfo>());
     dom.vcpus[vcpu].info_area = Some((mfn, offset));
+    dom.vcpus[vcpu].info_view = Some(new);
     // As Xen: everything pending, so that nothing set during the move is lost.
     new.evtchn_pending_sel.store(u64::MAX, Ordering::SeqCst);
     new.evtchn_upcall_pending.store(1, Ordering::SeqCst);

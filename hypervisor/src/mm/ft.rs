@@ -32,7 +32,9 @@ impl PageMemory for DirectMem {
     }
 
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
-        physmem::write_u64(mfn, index, value)
+        physmem::write_u64(mfn, index, value);
+        // Translations through this table may have changed (`guest::mem`'s cache).
+        table().note_entry_write();
     }
 
     fn flush_tlbs(&mut self) {
@@ -103,6 +105,12 @@ pub fn with<R>(f: impl FnOnce(&FrameTable, &mut DirectMem) -> R) -> R {
     let r = f(table, &mut DirectMem);
     count_inside(false);
     r
+}
+
+/// The frame table's generation: a translation of a guest address made at one value holds
+/// while it keeps that value (`FrameTable::generation`). Reading it needs nothing.
+pub fn generation() -> u64 {
+    table().generation()
 }
 
 /// Tables validated or devalidated so far, on every pCPU: lock waiters tell a long

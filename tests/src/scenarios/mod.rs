@@ -9,6 +9,7 @@ mod domains;
 
 mod guests;
 mod mem_offline;
+mod peer;
 mod security;
 mod smp;
 mod xenstore;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_vcpu_set_4", smp::vcpu_set_4),
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
         Scenario::new("bench_kernels", bench::kernels),
+        Scenario::new("peer_program_in_dom0", peer::program_in_dom0),
         Scenario::new("smp_mem_offline_free", mem_offline::free_frame),
         Scenario::new("smp_mem_offline_owned", mem_offline::owned_frame),
         Scenario::new("smp_mem_offline_refused", mem_offline::refused),

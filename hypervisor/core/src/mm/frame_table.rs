@@ -409,19 +409,38 @@ const OWNER_FREE: u64 = 0;
 const OWNER_HYPERVISOR: u64 = 1;
 const OWNER_DOMAIN: u64 = 2;
 
+/// Word 0's owner bits (kind and domain), and its `validated` bit.
+const W0_OWNER_MASK: u64 = 0xFFFF_0003;
+const W0_VALIDATED: u64 = 1 << 41;
+/// One general reference in word 1 (`ref_count` is its high half, `type_count` its low).
+const REF_ONE: u64 = 1 << 32;
+
+const fn lo(x: u64) -> u32 {
+    x as u32
+}
+
+const fn hi(x: u64) -> u32 {
+    (x >> 32) as u32
+}
+
 impl Slot {
-    fn encode(f: &FrameInfo) -> [u64; 4] {
-        let owner = match f.owner {
+    /// Word 0's owner bits for `owner`.
+    const fn owner_bits(owner: Owner) -> u64 {
+        match owner {
             Owner::Free => OWNER_FREE,
             Owner::Hypervisor => OWNER_HYPERVISOR,
-            Owner::Domain(d) => OWNER_DOMAIN | u64::from(d) << 16,
-        };
+            Owner::Domain(d) => OWNER_DOMAIN | (d as u64) << 16,
+        }
+    }
+
+    fn encode(f: &FrameInfo) -> [u64; 4] {
+        let owner = Self::owner_bits(f.owner);
         let pair = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
         [
             owner
                 | (f.ty as u64) << 32
                 | u64::from(f.pinned) << 40
-                | u64::from(f.validated) << 41
+                | if f.validated { W0_VALIDATED } else { 0 }
                 | (f.offline as u64) << 42,
             pair(f.type_count, f.ref_count),
             pair(f.base_refs, f.ext_refs),
@@ -437,18 +456,20 @@ impl Slot {
         }
     }
 
-    fn decode(w: [u64; 4]) -> FrameInfo {
-        let ty = PageType::ALL
-            .get(((w[0] >> 32) & 0xFF) as usize)
+    fn decode_type(w0: u64) -> PageType {
+        PageType::ALL
+            .get(((w0 >> 32) & 0xFF) as usize)
             .copied()
-            .unwrap_or(PageType::None);
+            .unwrap_or(PageType::None)
+    }
+
+    fn decode(w: [u64; 4]) -> FrameInfo {
+        let ty = Self::decode_type(w[0]);
         let offline = match (w[0] >> 42) & 3 {
             1 => Offline::Pending,
             2 => Offline::Offlined,
             _ => Offline::Online,
         };
-        let lo = |x: u64| x as u32;
-        let hi = |x: u64| (x >> 32) as u32;
         FrameInfo {
             owner: Self::decode_owner(w[0]),
             ty,
@@ -480,14 +501,16 @@ impl Slot {
         Self::decode_owner(self.0[0].load(Ordering::Acquire))
     }
 
-    /// Writes the words of `f` that differ from `old` (the words as loaded).
-    fn store(&self, old: &[u64; 4], f: &FrameInfo) {
+    /// Writes the words of `f` that differ from `old` (the words as loaded); says whether
+    /// word 0 (owner, type, validation, pinning, offlining) changed.
+    fn store(&self, old: &[u64; 4], f: &FrameInfo) -> bool {
         let new = Self::encode(f);
         for i in 0..4 {
             if old[i] != new[i] {
                 self.0[i].store(new[i], Ordering::Release);
             }
         }
+        old[0] != new[0]
     }
 }
 
@@ -519,6 +542,12 @@ pub struct FrameTable {
     /// Puts that found a count at zero. Never expected; reported by
     /// [`FrameTable::check_consistency`] rather than panicking.
     underflows: AtomicU64,
+    /// Bumped whenever a frame's owner, type or validation changes, and by the caller's
+    /// [`PageMemory::write_entry`] whenever a page-table entry is written
+    /// ([`FrameTable::note_entry_write`]): a translation of a guest address found at one
+    /// value stays true while it has that value (the hypervisor's translation cache,
+    /// `guest::mem`). The reference counts alone never bump it.
+    generation: AtomicU64,
 }
 
 impl Clone for FrameTable {
@@ -529,6 +558,7 @@ impl Clone for FrameTable {
             config: self.config,
             count_limit: self.count_limit,
             underflows: AtomicU64::new(self.underflows.load(Ordering::Relaxed)),
+            generation: AtomicU64::new(self.generation.load(Ordering::Relaxed)),
         }
     }
     // end alloc-block
@@ -573,6 +603,7 @@ impl FrameTable {
             config,
             count_limit: u32::MAX,
             underflows: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -617,8 +648,22 @@ impl FrameTable {
         let old = slot.words();
         let mut f = Slot::decode(old);
         let r = change(&mut f);
-        slot.store(&old, &f);
+        if slot.store(&old, &f) {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
         Some(r)
+    }
+
+    /// The table's generation (see the field): it changes whenever a translation through
+    /// page tables may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// A page-table entry was written (called by [`PageMemory::write_entry`]'s
+    /// implementation, after the write).
+    pub fn note_entry_write(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn underflow(&self) {
@@ -635,6 +680,19 @@ impl FrameTable {
     /// Whether `mfn` belongs to domain `dom`.
     pub fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool {
         self.owner(mfn) == Owner::Domain(dom)
+    }
+
+    /// `mfn`'s current use ([`FrameInfo::current_type`]), if it is in the table: two loads,
+    /// not the whole record (every guest write the hypervisor makes asks).
+    pub fn current_type(&self, mfn: Mfn) -> Option<PageType> {
+        let [w0, w1] = &self.frames.get(self.slot(mfn)?)?.0[..2] else {
+            unreachable!("a record has four words")
+        };
+        Some(if lo(w1.load(Ordering::Acquire)) > 0 {
+            Slot::decode_type(w0.load(Ordering::Acquire))
+        } else {
+            PageType::None
+        })
     }
 
     /// Everything known about `mfn`, if it is in the table.
@@ -796,32 +854,60 @@ impl FrameTable {
 
     /// A general reference on a frame `dom` owns. `EINVAL` otherwise, as Xen's `get_page`
     /// fails and its callers (`get_page_from_mfn`) answer.
+    ///
+    /// The counting primitives work on the record's words, not the decoded record: they run
+    /// for every entry of every page-table update (a 512-entry `mmu_update` makes thousands
+    /// of them), and a decode and encode of all four words cost more than the change.
     fn ref_get(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
-        let limit = self.count_limit;
-        self.edit(mfn, |f| {
-            if f.owner != Owner::Domain(dom) || f.ref_count >= limit {
-                return Err(Errno::EINVAL);
-            }
-            f.ref_count += 1;
-            Ok(())
-        })
-        .unwrap_or(Err(Errno::EINVAL))
+        let slot = self.slot(mfn).ok_or(Errno::EINVAL)?;
+        let [w0, w1] = &self.frames[slot].0[..2] else {
+            unreachable!("a record has four words")
+        };
+        let counts = w1.load(Ordering::Acquire);
+        if w0.load(Ordering::Acquire) & W0_OWNER_MASK != Slot::owner_bits(Owner::Domain(dom))
+            || hi(counts) >= self.count_limit
+        {
+            return Err(Errno::EINVAL);
+        }
+        w1.store(counts + REF_ONE, Ordering::Release);
+        Ok(())
     }
 
     fn ref_put(&self, mfn: Mfn) {
-        let dropped = self.edit(mfn, |f| {
-            f.ref_count = f.ref_count.checked_sub(1)?;
-            Some(())
-        });
-        if dropped.flatten().is_none() {
-            self.underflow();
+        let Some(slot) = self.slot(mfn) else {
+            return self.underflow();
+        };
+        let w1 = &self.frames[slot].0[1];
+        let counts = w1.load(Ordering::Acquire);
+        if hi(counts) == 0 {
+            return self.underflow();
         }
+        w1.store(counts - REF_ONE, Ordering::Release);
     }
 
     /// A type reference of type `ty` on `mfn`, whose owner the caller checked (it holds a
     /// general reference). Xen's `_get_page_type`.
     fn type_get<M: PageMemory>(&self, mem: &mut M, mfn: Mfn, ty: PageType) -> Result<(), Errno> {
         let limit = self.count_limit;
+        // Already in use as `ty` (the common case: a writable mapping of a data page that
+        // has others): one more type reference, on the words.
+        if let Some(slot) = self.slot(mfn) {
+            let [w0, w1] = &self.frames[slot].0[..2] else {
+                unreachable!("a record has four words")
+            };
+            let counts = w1.load(Ordering::Acquire);
+            if lo(counts) > 0 {
+                let head = w0.load(Ordering::Acquire);
+                if (head >> 32) & 0xFF != ty as u64
+                    || head & W0_VALIDATED == 0
+                    || lo(counts) >= limit
+                {
+                    return Err(Errno::EINVAL);
+                }
+                w1.store(counts + 1, Ordering::Release);
+                return Ok(());
+            }
+        }
         // The use the frame had, if it takes a new one.
         let step = self
             .edit(mfn, |f| {
@@ -868,6 +954,15 @@ impl FrameTable {
     /// Drops a type reference; at zero a page table is devalidated. Xen's `_put_page_type`
     /// and `devalidate_page`.
     fn type_put<M: PageMemory>(&self, mem: &mut M, mfn: Mfn) {
+        // Others keep the type: one fewer, on the words.
+        if let Some(slot) = self.slot(mfn) {
+            let w1 = &self.frames[slot].0[1];
+            let counts = w1.load(Ordering::Acquire);
+            if lo(counts) > 1 {
+                w1.store(counts - 1, Ordering::Release);
+                return;
+            }
+        }
         // The use that ended, if the count fell to zero.
         let put = self.edit(mfn, |f| {
             f.type_count = f.type_count.checked_sub(1)?;
@@ -1309,17 +1404,29 @@ impl FrameTable {
         if index >= ENTRIES {
             return Err(Errno::EINVAL);
         }
-        let f = self
-            .frame(table)
-            .filter(|f| f.owner == Owner::Domain(dom))
-            .ok_or(Errno::EINVAL)?;
+        // Owner, type and validation only (word 0 and the type count), not the whole record:
+        // this runs once per entry of every update.
+        let slot = self.slot(table).ok_or(Errno::EINVAL)?;
+        let [w0, w1] = &self.frames[slot].0[..2] else {
+            unreachable!("a record has four words")
+        };
+        let head = w0.load(Ordering::Acquire);
+        if head & W0_OWNER_MASK != Slot::owner_bits(Owner::Domain(dom)) {
+            return Err(Errno::EINVAL);
+        }
+        let current_type = if lo(w1.load(Ordering::Acquire)) > 0 {
+            Slot::decode_type(head)
+        } else {
+            PageType::None
+        };
+        let validated = head & W0_VALIDATED != 0;
         let plain = UpdateEffect {
             plain_write: true,
             ..UpdateEffect::default()
         };
-        match f.current_type() {
+        match current_type {
             level if level.is_page_table() => {
-                if !f.validated || Self::reserved_slot(level, index) {
+                if !validated || Self::reserved_slot(level, index) {
                     return Err(Errno::EINVAL);
                 }
                 let old = mem.read_entry(table, index);
@@ -2242,6 +2349,53 @@ mod tests {
         let f = info(&ft, 0);
         assert!(!f.pinned && !f.validated);
         assert_eq!(ft.count_by_type(DOM_A), [4, 0, 0, 0, 0, 0, 0]);
+        consistent(&ft, &mem);
+    }
+
+    /// The word-level reads and counts agree with the decoded record, and the generation
+    /// moves at every change of use and no count-only change (the translation cache's rule).
+    #[test]
+    fn current_type_and_generation_follow_the_uses() {
+        let (ft, mut mem) = setup(8, &[0, 1, 2, 3], &[]);
+        mem.set(0, 0, e(1, P | RW | U));
+        mem.set(0, 1, e(1, P | RW | U));
+        let check = |ft: &FrameTable| {
+            for m in 0..8 {
+                assert_eq!(
+                    ft.current_type(Mfn(m)),
+                    ft.info(Mfn(m)).map(|f| f.current_type()),
+                    "frame {m}"
+                );
+            }
+            assert_eq!(ft.current_type(Mfn(100)), None);
+        };
+        check(&ft);
+        let before = ft.generation();
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        check(&ft);
+        let pinned = ft.generation();
+        assert!(pinned > before, "typing and pinning move the generation");
+        assert_eq!(counts(&ft, 1), (PageType::Writable, 2, 2));
+        // One more writable mapping of frame 1 only counts: the generation stays.
+        let mut plain = ft.generation();
+        let r = ft
+            .ref_get(Mfn(1), DOM_A)
+            .and_then(|()| ft.type_get(&mut mem, Mfn(1), PageType::Writable));
+        assert_eq!(r, Ok(()));
+        assert_eq!(ft.generation(), plain);
+        ft.type_put(&mut mem, Mfn(1));
+        ft.ref_put(Mfn(1));
+        assert_eq!(ft.generation(), plain);
+        assert_eq!(counts(&ft, 1), (PageType::Writable, 2, 2));
+        ft.note_entry_write();
+        assert_eq!(ft.generation(), plain + 1);
+        plain += 1;
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        check(&ft);
+        assert!(
+            ft.generation() > plain,
+            "the last type reference going moves it"
+        );
         consistent(&ft, &mem);
     }
 

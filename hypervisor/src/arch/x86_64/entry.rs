@@ -606,6 +606,7 @@ pub fn build_ap_area(index: u64, stack_top: u64) -> Option<ApArea> {
     if let Some(cpu) = super::percpu::of(index as usize) {
         cpu.guest_root
             .store(guest_root.phys(), core::sync::atomic::Ordering::SeqCst);
+        take_root_frames(cpu);
     }
     let consts = (phys_to_virt(frames.pages[0]) + CONSTS_OFFSET_IN_PAGE) as *mut EntryConsts;
     // SAFETY: as in `ApArea::set_hv_cr3`.
@@ -676,34 +677,73 @@ pub fn forget_guest_root() {
         .store(0, core::sync::atomic::Ordering::SeqCst);
 }
 
-/// Fills this pCPU's guest root (a top-level table holding the running guest's own entries
-/// plus the entry-area slot, DESIGN.md §2.1) from the guest's top-level table `guest_l4`, and
-/// makes it the CR3 the exit path loads. The guest's entries in the hypervisor's reserved
-/// slots are never copied: those slots hold only the entry area and the read-only M2P.
+/// Gives `cpu` its guest-root frames: slot 0 is `guest_root`, the others are taken now if
+/// memory allows (a slot without a frame is not used). Once per pCPU, before its first guest,
+/// so that what the machine has for guests does not change when a domain first runs.
+fn take_root_frames(cpu: &super::percpu::PerCpu) {
+    use core::sync::atomic::Ordering::SeqCst;
+    cpu.root_frames[0].store(cpu.guest_root.load(SeqCst), SeqCst);
+    for slot in &cpu.root_frames[1..] {
+        if slot.load(SeqCst) == 0
+            && let Some(frame) = crate::mm::frames::alloc_zeroed()
+        {
+            slot.store(frame.phys(), SeqCst);
+        }
+    }
+}
+
+/// Makes this pCPU's guest root (a top-level table holding the running guest's own entries
+/// plus the entry-area slot, DESIGN.md §2.1) a copy of the guest's top-level table
+/// `guest_l4`, and the CR3 the exit path loads. The guest's entries in the hypervisor's
+/// reserved slots are never copied: those slots hold only the entry area and the read-only
+/// M2P.
+///
+/// The pCPU keeps [`super::percpu::ROOT_SLOTS`] copies: a slot that copies `guest_l4` and
+/// was copied at the frame table's current generation (no page-table entry written and no
+/// frame's use changed anywhere since, `mm::ft::generation`) is still a true copy, and is
+/// loaded as it is (two address spaces switching back and forth copy nothing).
 pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     use super::layout::{FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT};
     use crate::mm::{Mfn, physmem};
     use core::sync::atomic::Ordering;
     let cpu = super::percpu::this();
-    let mut root = cpu.guest_root.load(Ordering::SeqCst);
-    if root == 0 {
+    if cpu.guest_root.load(Ordering::SeqCst) == 0 {
         let frame = crate::mm::frames::alloc().expect("no memory for the guest root");
-        root = frame.phys();
-        cpu.guest_root.store(root, Ordering::SeqCst);
+        cpu.guest_root.store(frame.phys(), Ordering::SeqCst);
+        take_root_frames(cpu);
     }
-    // The source is published before the copy is read: a pCPU that changes an entry of
-    // `guest_l4` writes it, then looks for pCPUs copying it (`ft::DirectMem::sync_guest_roots`,
-    // with a fence between). Either it finds this one and sends a flush request, which recopies,
-    // or this copy already reads its new entry; no lock orders the two.
+    // The source is published before the copy is read (and before the generation is): a
+    // pCPU that changes an entry of `guest_l4` writes it, bumps the generation, then looks
+    // for pCPUs copying it (`ft::DirectMem::sync_guest_roots`, with a fence between). Either
+    // it finds this one and sends a flush request, which recopies, or this pCPU sees the new
+    // generation (no copy is reused) and its copy reads the new entry; no lock orders the two.
     cpu.guest_root_source
         .store(guest_l4.phys(), Ordering::SeqCst);
     // The table's reads below are plain loads: keep them after the store.
     core::sync::atomic::fence(Ordering::SeqCst);
+    let generation = crate::mm::ft::generation();
+    let usable = |i: usize| cpu.root_frames[i].load(Ordering::SeqCst) != 0;
+    let kept = (0..super::percpu::ROOT_SLOTS).find(|&i| {
+        usable(i)
+            && cpu.root_sources[i].load(Ordering::SeqCst) == guest_l4.phys()
+            && cpu.root_generations[i].load(Ordering::SeqCst) == generation
+    });
+    if let Some(i) = kept {
+        cpu.guest_cr3
+            .store(cpu.root_frames[i].load(Ordering::SeqCst), Ordering::SeqCst);
+        return;
+    }
+    let slot = (0..super::percpu::ROOT_SLOTS)
+        .map(|_| cpu.root_next.fetch_add(1, Ordering::Relaxed) as usize % super::percpu::ROOT_SLOTS)
+        .find(|&i| usable(i))
+        .unwrap_or(0);
+    let root = cpu.root_frames[slot].load(Ordering::SeqCst);
+    // Invalid while it is rewritten.
+    cpu.root_sources[slot].store(0, Ordering::SeqCst);
     // `guest_l4` is the domain's validated top-level table: copied whole, frame to frame
-    // (one block copy: this runs at every switch of vCPU and every `MMUEXT_NEW_BASEPTR`),
-    // then the reserved slots are overwritten with the hypervisor's (the guest's own are
-    // zero there, as validation requires). This pCPU runs on the hypervisor root meanwhile:
-    // the guest root is loaded only on the way out.
+    // (one block copy), then the reserved slots are overwritten with the hypervisor's (the
+    // guest's own are zero there, as validation requires). This pCPU runs on the
+    // hypervisor root meanwhile: the guest root is loaded only on the way out.
     let root_frame = Mfn::from_phys(root);
     physmem::copy(guest_l4, 0, root_frame, 0, crate::mm::PAGE_SIZE as usize);
     const RESERVED: usize = (LAST_RESERVED_SLOT - FIRST_RESERVED_SLOT + 1) as usize;
@@ -717,5 +757,7 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
         word.copy_from_slice(&value.to_le_bytes());
     }
     physmem::write(root_frame, FIRST_RESERVED_SLOT as usize * 8, &reserved);
+    cpu.root_generations[slot].store(generation, Ordering::SeqCst);
+    cpu.root_sources[slot].store(guest_l4.phys(), Ordering::SeqCst);
     cpu.guest_cr3.store(root, Ordering::SeqCst);
 }

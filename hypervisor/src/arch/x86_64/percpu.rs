@@ -24,6 +24,10 @@ use guest_abi::types::DomId;
 /// The `current` and `run_until` value meaning "none".
 const NONE: u64 = u64::MAX;
 
+/// Guest roots a pCPU keeps copied (two address spaces ping-ponging, or two vCPUs sharing
+/// the pCPU, switch without a copy).
+pub const ROOT_SLOTS: usize = 3;
+
 /// One pCPU's hypervisor data. The first two fields are read by the entry stubs at fixed
 /// offsets (asserted below).
 #[repr(C)]
@@ -43,6 +47,14 @@ pub struct PerCpu {
     pub guest_root: AtomicU64,
     /// Machine address of the guest L4 that the guest root copies (0: none yet).
     pub guest_root_source: AtomicU64,
+    /// The guest roots this pCPU keeps (`entry::load_guest_root`): slot 0's frame is
+    /// `guest_root`, the others' are here (0: none); for each slot, the L4 it copies (0:
+    /// none) and the frame table's generation when it was copied.
+    pub root_frames: [AtomicU64; ROOT_SLOTS],
+    pub root_sources: [AtomicU64; ROOT_SLOTS],
+    pub root_generations: [AtomicU64; ROOT_SLOTS],
+    /// The slot the next copy goes to.
+    pub root_next: AtomicU64,
     /// The slot-257 (entry area) entries of this pCPU's hypervisor and guest roots.
     pub hv_slot_entry: AtomicU64,
     pub guest_slot_entry: AtomicU64,
@@ -71,6 +83,10 @@ pub struct PerCpu {
     /// What other pCPUs asked of this one ([`REQ_FLUSH`], [`REQ_KICK`]); the asker sets a
     /// bit, then sends the IPI; this pCPU clears a bit once it has done what it asks.
     pub requests: AtomicU32,
+    /// The `vcpu_info` of the vCPU the last way out of a trap returned to (none since this
+    /// pCPU last let go of a vCPU): what the hypercalls answered before any lock read
+    /// (`guest::fast`).
+    pub entered_info: crate::mm::physmem::ViewCell<guest_abi::shared_info::VcpuInfo>,
 }
 
 /// Request: drop every guest translation (recopy the guest root from the running vCPU's
@@ -118,6 +134,10 @@ impl PerCpu {
             run_until: AtomicU64::new(NONE),
             guest_root: AtomicU64::new(0),
             guest_root_source: AtomicU64::new(0),
+            root_frames: [const { AtomicU64::new(0) }; ROOT_SLOTS],
+            root_sources: [const { AtomicU64::new(0) }; ROOT_SLOTS],
+            root_generations: [const { AtomicU64::new(0) }; ROOT_SLOTS],
+            root_next: AtomicU64::new(0),
             hv_slot_entry: AtomicU64::new(0),
             guest_slot_entry: AtomicU64::new(0),
             ticked: AtomicBool::new(false),
@@ -128,6 +148,7 @@ impl PerCpu {
             requests: AtomicU32::new(0),
             locks_held: AtomicU32::new(0),
             entered_pending: AtomicBool::new(false),
+            entered_info: crate::mm::physmem::ViewCell::new(),
         }
     }
 

@@ -250,6 +250,43 @@ pub fn atomics_at<T: Atomics>(mfn: Mfn, offset: usize) -> Option<&'static T> {
     Some(unsafe { &*(va as *const T) })
 }
 
+/// A view this module made ([`atomics`], [`atomics_at`]), kept for later: the fast trap path
+/// reads the running vCPU's `vcpu_info` through one without the checks again
+/// (`guest::fast`). The only way in is [`ViewCell::set`] with a `&'static T` (which only this
+/// module's checked views make of raw memory); whoever sets it keeps the frame held for as
+/// long as it is set, as for the view itself.
+pub struct ViewCell<T: Atomics + 'static> {
+    at: AtomicU64,
+    _view: core::marker::PhantomData<&'static T>,
+}
+
+impl<T: Atomics + 'static> ViewCell<T> {
+    pub const fn new() -> ViewCell<T> {
+        ViewCell {
+            at: AtomicU64::new(0),
+            _view: core::marker::PhantomData,
+        }
+    }
+
+    pub fn set(&self, view: Option<&'static T>) {
+        let at = view.map_or(0, |v| core::ptr::from_ref(v) as u64);
+        self.at.store(at, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<&'static T> {
+        let at = self.at.load(Ordering::Relaxed);
+        // SAFETY: a non-zero value was stored by `set` from a `&'static T`, which stays valid
+        // (the direct map never unmaps; `T` is atomics only, so shared access is defined).
+        (at != 0).then(|| unsafe { &*(at as *const T) })
+    }
+}
+
+impl<T: Atomics + 'static> Default for ViewCell<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// `mfn` viewed as a `T` of atomics. The reference never dangles (the direct map maps the
 /// frame for the hypervisor's whole run); the caller keeps the frame allocated to its
 /// purpose for as long as it uses the view (a `hold_for_writes`, for frames a domain owns).

@@ -11,7 +11,8 @@
 # BRK: the address to stop at (a hardware breakpoint); IGN: hits to let pass first (to be in
 # the benchmark's loop rather than at boot). From there it steps until the guest runs again
 # (a PC below the hypervisor's range), then through the guest to the next hypervisor entry,
-# and records every PC of that whole hypervisor visit in /tmp/pcs.txt.
+# and records every PC of that whole hypervisor visit in /tmp/pcs.txt (HERE=1: the rest of
+# the visit that hit the breakpoint instead; MAX=N: at most N instructions).
 import os
 
 import gdb
@@ -29,20 +30,27 @@ def in_hv(p):
 
 gdb.execute("set pagination off")
 gdb.execute("target remote :%s" % os.environ.get("PORT", "1234"))
-gdb.execute("hbreak *0x%s" % os.environ["BRK"])
+# COND: a gdb condition for the breakpoint, e.g. '*(long*)($rdi+112) == 17' at
+# guest_trap_dispatch (the TrapFrame's rax: a xen_version hypercall).
+cond = os.environ.get("COND")
+if cond:
+    gdb.execute("set language c")
+gdb.execute("hbreak *0x%s%s" % (os.environ["BRK"], " if " + cond if cond else ""))
 gdb.execute("ignore 1 %s" % os.environ.get("IGN", "3000"))
 gdb.execute("continue")
 gdb.execute("delete")
 steps = 0
-while in_hv(pc()) and steps < 1_000_000:
-    gdb.execute("stepi", to_string=True)
-    steps += 1
-while not in_hv(pc()) and steps < 2_000_000:
-    gdb.execute("stepi", to_string=True)
-    steps += 1
+# HERE=1: record the rest of the visit that hit the breakpoint instead of the next one.
+if not os.environ.get("HERE"):
+    while in_hv(pc()) and steps < 1_000_000:
+        gdb.execute("stepi", to_string=True)
+        steps += 1
+    while not in_hv(pc()) and steps < 2_000_000:
+        gdb.execute("stepi", to_string=True)
+        steps += 1
 with open("/tmp/pcs.txt", "w") as out:
     n = 0
-    while in_hv(pc()) and n < 200_000:
+    while in_hv(pc()) and n < int(os.environ.get("MAX", "200000")):
         out.write("%x\n" % pc())
         gdb.execute("stepi", to_string=True)
         n += 1
