@@ -204,6 +204,24 @@ impl StartInfo {
         (min_end + BOOTSTRAP_REGION_ALIGN - 1) & !(BOOTSTRAP_REGION_ALIGN - 1)
     }
 
+    /// [`StartInfo::padding_end`] for a kernel whose pseudo-physical frame 0
+    /// is mapped at `virt_start`, on Xenia: a domU with less memory than
+    /// Xen's region may be built with its region cut at the end of its
+    /// memory (`nr_pages` pages from `virt_start`; the builder's
+    /// `Padding::UpToMemory`), so the padding ends at whichever comes first,
+    /// and may be empty. Never before [`StartInfo::padding_start`].
+    pub const fn padding_end_within(&self, virt_start: u64) -> u64 {
+        let xen = self.padding_end();
+        let memory_end =
+            virt_start.saturating_add(self.nr_pages.saturating_mul(crate::types::PAGE_SIZE as u64));
+        let end = if memory_end < xen { memory_end } else { xen };
+        if end < self.padding_start() {
+            self.padding_start()
+        } else {
+            end
+        }
+    }
+
     /// Whether this is dom0's page.
     pub const fn is_initial_domain(&self) -> bool {
         self.flags & SIF_INITDOMAIN != 0
@@ -299,6 +317,18 @@ mod tests {
         si.pt_base = 0xFFFF_FFFF_803F_0000;
         assert_eq!(si.padding_end(), 0xFFFF_FFFF_8080_0000, "512 KiB at least");
         si.pt_base = 0xFFFF_FFFF_8010_0000;
+        // Cut at the end of a small domain's memory, never before the stack's end.
+        let base = 0xFFFF_FFFF_8000_0000;
+        si.nr_pages = 1024;
+        assert_eq!(si.padding_end_within(base), si.padding_end());
+        si.nr_pages = 0x108;
+        assert_eq!(si.padding_end_within(base), 0xFFFF_FFFF_8010_8000);
+        si.nr_pages = 0x105;
+        assert_eq!(si.padding_end_within(base), si.padding_start());
+        si.nr_pages = 0x10;
+        assert_eq!(si.padding_end_within(base), si.padding_start());
+        si.nr_pages = u64::MAX;
+        assert_eq!(si.padding_end_within(base), si.padding_end());
         assert_eq!(
             StartInfo::shared_info_va(0xFFFF_FFFF_8008_0000),
             0xFFFF_FFFF_8008_1000

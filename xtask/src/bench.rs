@@ -149,10 +149,21 @@ fn dom0test(
     test: &str,
     extra: &[&str],
 ) -> Result<Vec<String>, String> {
+    dom0test_on(ws, name, (cpus, 512, "dom0_mem=64M"), test, extra)
+}
+
+/// [`dom0test`] on a machine of (CPUs, MiB, hypervisor options).
+fn dom0test_on(
+    ws: &Workspace,
+    name: &str,
+    (cpus, memory_mib, hv_options): (u32, u32, &str),
+    test: &str,
+    extra: &[&str],
+) -> Result<Vec<String>, String> {
     let mut machine = Machine::new(ws, name)
         .cpus(cpus)
-        .memory_mib(512)
-        .hv_options("dom0_mem=64M")
+        .memory_mib(memory_mib)
+        .hv_options(hv_options)
         .module(
             ws.require_artifact("dom0test.elf")?,
             &format!("test={test}"),
@@ -211,6 +222,61 @@ pub fn churn(ws: &Workspace, cycles: u32) -> Result<Churn, String> {
         before,
         after,
     })
+}
+
+/// The machine of the `density` bench (issue 13: "in 1 GiB of RAM").
+pub const DENSITY_MEMORY_MIB: u32 = 1024;
+/// dom0's share of it: dom0test and the builder need little.
+const DENSITY_DOM0_MEM: &str = "dom0_mem=32M";
+
+/// What the density bench found (dom0test `density`'s lines).
+#[derive(Debug, PartialEq)]
+pub struct Density {
+    /// Minimal domUs running (booted and blocked) at once.
+    pub domains: u64,
+    /// The memory of each, the least that boots.
+    pub smallest_kib: u64,
+    /// Hypervisor memory per domain beyond its own pages.
+    pub hv_kib: f64,
+}
+
+/// The figures of dom0test density's `density: ...` lines.
+pub fn parse_density<S: AsRef<str>>(lines: &[S]) -> Option<Density> {
+    let mut domains = None;
+    let mut smallest_kib = None;
+    let mut hv_kib = None;
+    for l in lines {
+        let Some(rest) = l.as_ref().trim().strip_prefix("density: ") else {
+            continue;
+        };
+        if let Some(r) = rest.strip_prefix("smallest domain ") {
+            smallest_kib = r.split_once(" KiB").and_then(|(k, _)| k.parse().ok());
+        } else if let Some(r) = rest.strip_prefix("hypervisor memory per domain: ") {
+            hv_kib = r.split_once(" KiB").and_then(|(k, _)| k.parse().ok());
+        } else if rest.contains(" running at once with ") {
+            domains = rest
+                .split_once(" domUs of ")
+                .and_then(|(n, _)| n.parse().ok());
+        }
+    }
+    Some(Density {
+        domains: domains?,
+        smallest_kib: smallest_kib?,
+        hv_kib: hv_kib?,
+    })
+}
+
+/// Runs dom0test `density` on a [`DENSITY_MEMORY_MIB`] machine (not under `-icount`: it
+/// counts domains and bytes, not time).
+pub fn density(ws: &Workspace) -> Result<Density, String> {
+    let lines = dom0test_on(
+        ws,
+        "bench-density",
+        (1, DENSITY_MEMORY_MIB, DENSITY_DOM0_MEM),
+        "density",
+        &[],
+    )?;
+    parse_density(&lines).ok_or_else(|| "no density figures in dom0test's output".into())
 }
 
 /// The milliseconds of compute's `compute: done in <ms> ms...` line.
@@ -278,6 +344,29 @@ pub fn ipi(ws: &Workspace) -> Result<(u64, u64), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn density_figures_parse() {
+        let lines = [
+            "note: 1 pCPU(s)",
+            "density: smallest domain 792 KiB (198 pages)",
+            "density: 100 domUs built",
+            "density: 1130 domUs of 792 KiB running at once with 1024 MiB",
+            "density: hypervisor memory per domain: 9.0 KiB (4096 bytes of frames and 5175 \
+             bytes of heap each) beyond its own 198 pages (1 frames taken for 2 domUs, 0 of \
+             them by the heap's growth)",
+        ];
+        assert_eq!(
+            parse_density(&lines),
+            Some(Density {
+                domains: 1130,
+                smallest_kib: 792,
+                hv_kib: 9.0
+            })
+        );
+        assert_eq!(parse_density(&lines[..3]), None, "a figure missing");
+        assert_eq!(parse_density::<&str>(&[]), None);
+    }
 
     #[test]
     fn smp_figures_parse() {

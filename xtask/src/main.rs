@@ -148,7 +148,8 @@ struct BenchArgs {
     /// Create/destroy cycles of 4-vCPU domains in the churn bench.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
-    /// Run only these benches (create, churn, compute, ipi, kernel, peer); all by default.
+    /// Run only these benches (create, churn, compute, ipi, density, kernel, peer); all by
+    /// default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
     /// Run the peer bench: the same Linux program under native Linux, Xen's PV dom0
@@ -167,7 +168,9 @@ struct BenchArgs {
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 6] = ["create", "churn", "compute", "ipi", "kernel", "peer"];
+const BENCHES: [&str; 7] = [
+    "create", "churn", "compute", "ipi", "density", "kernel", "peer",
+];
 
 #[derive(Args)]
 struct TestArgs {
@@ -309,10 +312,11 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
             continue;
         }
         let result = match name {
-            "create" => bench_create(ws, args.domains).map(|()| Vec::new()),
+            "create" => bench_create(ws, args.domains),
             "churn" => bench_churn(ws, args.cycles).map(|()| Vec::new()),
             "compute" => bench_compute(ws).map(|()| Vec::new()),
             "ipi" => bench_ipi(ws).map(|()| Vec::new()),
+            "density" => bench_density(ws),
             "kernel" => bench_kernel(ws, &args.kernel_args),
             _ => bench_peer(ws, &args.peer_args),
         };
@@ -376,7 +380,7 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
-fn bench_create(ws: &Workspace, n: u32) -> Result<(), String> {
+fn bench_create(ws: &Workspace, n: u32) -> Result<Vec<vbench::Measured>, String> {
     let n = n.max(1);
     println!("bench create: {n} domains created and destroyed in sequence, virtual time");
     let s = bench::create(ws, n)?;
@@ -390,7 +394,36 @@ fn bench_create(ws: &Workspace, n: u32) -> Result<(), String> {
         bench::GOAL,
         met(ratio <= bench::GOAL)
     );
-    Ok(())
+    Ok(xenia_rows(&[
+        ("create_first", (s.first * 1000.0).round() as u64),
+        ("create_ratio", (ratio * 1000.0).round() as u64),
+    ]))
+}
+
+/// Issue 13's Xenia-only rows measured by one bench, printed; `bench` writes them to
+/// `target/xenia/bench.json` with every other bench's rows.
+fn xenia_rows(figures: &[(&str, u64)]) -> Vec<vbench::Measured> {
+    let rows = vbench::xenia_table(&figures.iter().copied().collect());
+    print!("{}", vbench::render_xenia(&rows));
+    rows
+}
+
+fn bench_density(ws: &Workspace) -> Result<Vec<vbench::Measured>, String> {
+    println!(
+        "bench density: dom0test density on a {} MiB machine: minimal domUs until memory runs out",
+        bench::DENSITY_MEMORY_MIB
+    );
+    let d = bench::density(ws)?;
+    println!(
+        "bench density: {} domUs of {} KiB at once; hypervisor memory per domain {:.1} KiB",
+        d.domains, d.smallest_kib, d.hv_kib
+    );
+    Ok(xenia_rows(&[
+        ("density_domains", d.domains),
+        // Rounded up: the goal is a bound.
+        ("hv_per_domain", d.hv_kib.ceil() as u64),
+        ("smallest_domain", d.smallest_kib),
+    ]))
 }
 
 fn bench_churn(ws: &Workspace, cycles: u32) -> Result<(), String> {

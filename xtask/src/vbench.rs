@@ -32,6 +32,8 @@ pub enum Goal {
     Ratio(f64),
     /// pv at most this many instructions.
     PvAtMost(f64),
+    /// pv at least this (a count that should be high: density).
+    PvAtLeast(f64),
     /// pv at most Xen's figure (the `xen` column) and, when given, pv / native at most this
     /// (the peer rows of `cargo xtask bench --peer xen`).
     AtMostXen(Option<f64>),
@@ -44,6 +46,7 @@ impl Goal {
         match self {
             Goal::Ratio(r) => format!("<= {r}x"),
             Goal::PvAtMost(n) => format!("pv <= {n}"),
+            Goal::PvAtLeast(n) => format!("pv >= {n}"),
             Goal::AtMostXen(None) => "pv <= xen".into(),
             Goal::AtMostXen(Some(r)) => format!("pv <= xen, <= {r}x"),
             Goal::None => "-".into(),
@@ -144,6 +147,7 @@ impl Measured {
         match self.goal {
             Goal::Ratio(r) => self.ratio().map(|x| x <= r),
             Goal::PvAtMost(n) => self.pv.map(|p| p as f64 <= n),
+            Goal::PvAtLeast(n) => self.pv.map(|p| p as f64 >= n),
             Goal::AtMostXen(ratio) => {
                 let below_xen = self.pv? <= self.xen?;
                 match ratio {
@@ -313,6 +317,81 @@ pub fn pv_kernel(ws: &Workspace, args: &str) -> Result<String, String> {
     benchk::run_pv(ws, machine, args, RUN)
 }
 
+// ---- Xenia-only rows: domain creation (the `create` bench) and density (`density`). ----
+
+/// Rows only Xenia has (no native column), each filled by its own bench: `create_*` by
+/// `create`, the rest by `density`; like every bench's rows they go to `bench.json` through
+/// [`write_json`], merged with the rows already there. Their figures are integers like the kernel rows', so
+/// creation is in microseconds of virtual time (one instruction a nanosecond) and the ratio
+/// in thousandths.
+pub const XENIA_ROWS: &[Row] = &[
+    Row {
+        name: "create_first",
+        unit: "us virtual",
+        goal: Goal::PvAtMost(5000.0),
+        about: "`time xl create` of the 1st 8 MiB hello domain (goal: 5 ms)",
+    },
+    Row {
+        name: "create_ratio",
+        unit: "thousandths",
+        goal: Goal::PvAtMost(1200.0),
+        about: "`xl create` of the 1000th domain over the 1st, x1000 (goal: 1.2)",
+    },
+    Row {
+        name: "density_domains",
+        unit: "domains in 1 GiB",
+        goal: Goal::PvAtLeast(1000.0),
+        about: "minimal domUs (testguest idle) running at once in a 1 GiB machine",
+    },
+    Row {
+        name: "hv_per_domain",
+        unit: "KiB",
+        goal: Goal::PvAtMost(16.0),
+        about: "hypervisor memory per minimal domain beyond its own pages (heap and frames)",
+    },
+    Row {
+        name: "smallest_domain",
+        unit: "KiB",
+        goal: Goal::None,
+        about: "the least memory a minimal domU (testguest idle) boots in",
+    },
+];
+
+/// The Xenia-only rows whose figures `pv` holds (the others left out).
+pub fn xenia_table(pv: &BTreeMap<&str, u64>) -> Vec<Measured> {
+    XENIA_ROWS
+        .iter()
+        .filter_map(|r| {
+            pv.get(r.name).map(|&v| Measured {
+                name: r.name,
+                unit: r.unit,
+                native: None,
+                pv: Some(v),
+                xen: None,
+                goal: r.goal,
+            })
+        })
+        .collect()
+}
+
+/// The Xenia-only rows as printed (the table and what each row is).
+pub fn render_xenia(rows: &[Measured]) -> String {
+    let table = render(rows);
+    // `render` explains the kernel rows; these rows get their own lines.
+    let mut out: String = table
+        .lines()
+        .take(rows.len() + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for row in XENIA_ROWS
+        .iter()
+        .filter(|r| rows.iter().any(|m| m.name == r.name))
+    {
+        let _ = writeln!(out, "  {}: {} ({})", row.name, row.about, row.unit);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +500,52 @@ mod tests {
     fn the_table_has_every_row_the_kernels_print() {
         let names: Vec<&str> = ROWS.iter().map(|r| r.name).collect();
         assert_eq!(names, benchk::ROWS);
+    }
+
+    #[test]
+    fn xenia_rows_judge_and_merge() {
+        let pv = BTreeMap::from([
+            ("create_first", 4200),
+            ("create_ratio", 1010),
+            ("density_domains", 1130),
+            ("hv_per_domain", 9),
+            ("smallest_domain", 792),
+        ]);
+        let rows = xenia_table(&pv);
+        assert_eq!(rows.len(), XENIA_ROWS.len());
+        assert!(
+            rows.iter()
+                .all(|r| r.native.is_none() && r.ratio().is_none())
+        );
+        let met = |n: &str| rows.iter().find(|r| r.name == n).unwrap().met();
+        assert_eq!(met("create_first"), Some(true));
+        assert_eq!(met("density_domains"), Some(true));
+        assert_eq!(met("smallest_domain"), None);
+        let few = xenia_table(&BTreeMap::from([("density_domains", 999)]));
+        assert_eq!(few.len(), 1, "rows without a figure are left out");
+        assert_eq!(few[0].met(), Some(false), "999 < 1000");
+        assert_eq!(Goal::PvAtLeast(1000.0).text(), "pv >= 1000");
+        let text = render_xenia(&rows);
+        assert!(
+            text.contains("density_domains") && text.contains("domains in 1 GiB"),
+            "{text}"
+        );
+        assert!(!text.contains("null_call"), "{text}");
+
+        // Merged into the file the kernel bench wrote, after its rows.
+        let kernel = json(&table(
+            &parse("bench null_call 4\nbench int80 75\n"),
+            &parse("bench null_call 782\nbench int80 283\n"),
+        ));
+        let merged = merge_json(
+            &kernel,
+            &xenia_table(&BTreeMap::from([("density_domains", 1130)])),
+        );
+        let merged = merge_json(
+            &merged,
+            &xenia_table(&BTreeMap::from([("density_domains", 1200)])),
+        );
+        assert!(merged.contains("\"pv\": 1200") && !merged.contains("\"pv\": 1130"));
+        assert!(merged.find("null_call").unwrap() < merged.find("density_domains").unwrap());
     }
 }

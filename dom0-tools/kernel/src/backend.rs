@@ -396,7 +396,7 @@ fn rebuild(hv: &mut Xen<Direct>, spec: &DomainSpec) -> Result<builder::Built, St
     let mut cfg = DomainConfig::new(&spec.name, kernel, spec.memory_mib);
     cfg.ramdisk = ramdisk;
     cfg.cmdline = spec.cmdline.as_deref().unwrap_or("");
-    cfg.max_memory_mib = spec.maxmem_mib;
+    cfg.max_memory_kib = spec.maxmem_mib.saturating_mul(1024);
     cfg.vcpus = spec.maxvcpus;
     cfg.online_vcpus = spec.vcpus;
     cfg.weight = spec.cpu_weight;

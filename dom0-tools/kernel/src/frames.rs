@@ -34,14 +34,7 @@ pub fn counts() -> (usize, usize) {
 
 /// `n` zeroed frames, or `None` (and nothing taken) when the pool has fewer.
 pub fn alloc_zeroed(n: usize) -> Option<Vec<u64>> {
-    let frames = {
-        let mut pool = POOL.lock();
-        if pool.len() < n {
-            return None;
-        }
-        let at = pool.len() - n;
-        pool.split_off(at)
-    };
+    let frames = alloc_unzeroed(n)?;
     for chunk in frames.chunks(64) {
         let mut ops = [MmuextOp {
             cmd: MMUEXT_CLEAR_PAGE,
@@ -62,6 +55,17 @@ pub fn alloc_zeroed(n: usize) -> Option<Vec<u64>> {
         }
     }
     Some(frames)
+}
+
+/// `n` frames of the pool as they are: holding whatever dom0 last kept in them. For a caller
+/// that writes every byte of each before anything else can read it (the program loader).
+pub fn alloc_unzeroed(n: usize) -> Option<Vec<u64>> {
+    let mut pool = POOL.lock();
+    if pool.len() < n {
+        return None;
+    }
+    let at = pool.len() - n;
+    Some(pool.split_off(at))
 }
 
 /// One zeroed frame.

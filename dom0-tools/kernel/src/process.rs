@@ -235,9 +235,26 @@ fn load(
     let oom = |e: MapError| alloc::format!("out of memory while loading ({e:?})");
     for s in &plan.segments {
         let (start, end) = s.pages();
-        p.space
-            .map_range(start, end, leaf_flags(true, false))
+        // Pages new to this segment come unzeroed: every byte of them is written below,
+        // file bytes or zeros, before the process runs (a page an earlier segment mapped
+        // keeps its contents and gets only this segment's file bytes).
+        let fresh = p
+            .space
+            .map_range_unzeroed(start, end, leaf_flags(true, false))
             .map_err(oom)?;
+        let file_end = s.vaddr + s.file_size;
+        for page in fresh {
+            let (lo, hi) = (
+                s.vaddr.clamp(page, page + 4096),
+                file_end.clamp(page, page + 4096),
+            );
+            // SAFETY: the page was just mapped writable in the current (this process's)
+            // space; nothing else refers to it.
+            let bytes = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, 4096) };
+            let (lo, hi) = ((lo - page) as usize, (hi - page) as usize);
+            bytes[..lo].fill(0);
+            bytes[hi.max(lo)..].fill(0);
+        }
         let src = &file[s.file_offset as usize..(s.file_offset + s.file_size) as usize];
         // SAFETY: the pages were just mapped writable in the current (this process's) space;
         // the plan keeps the segment inside them.

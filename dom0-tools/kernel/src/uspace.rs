@@ -121,12 +121,39 @@ impl Uspace {
     /// Maps fresh zeroed pages at every unmapped page of `[start, end)` (page-aligned user
     /// addresses) with `flags`. Pages already mapped are left alone.
     pub fn map_range(&mut self, start: u64, end: u64, flags: u64) -> Result<(), MapError> {
+        self.map_missing(start, end, flags, true).map(drop)
+    }
+
+    /// [`Self::map_range`] with frames that are not zeroed: returns the pages it
+    /// mapped, every byte of which the caller must write (the loader: file bytes and zeros)
+    /// before the process runs. Saves the hypervisor's clear of each page a file fills.
+    pub fn map_range_unzeroed(
+        &mut self,
+        start: u64,
+        end: u64,
+        flags: u64,
+    ) -> Result<Vec<u64>, MapError> {
+        self.map_missing(start, end, flags, false)
+    }
+
+    fn map_missing(
+        &mut self,
+        start: u64,
+        end: u64,
+        flags: u64,
+        zeroed: bool,
+    ) -> Result<Vec<u64>, MapError> {
         let missing: Vec<u64> = (start..end)
             .step_by(4096)
             .filter(|va| !self.is_mapped(*va))
             .collect();
         for batch in missing.chunks(64) {
-            let frames = frames::alloc_zeroed(batch.len()).ok_or(MapError::NoMemory)?;
+            let frames = if zeroed {
+                frames::alloc_zeroed(batch.len())
+            } else {
+                frames::alloc_unzeroed(batch.len())
+            }
+            .ok_or(MapError::NoMemory)?;
             let mut reqs = Vec::with_capacity(batch.len());
             for &va in batch {
                 let l1 = match self.l1_for(va) {
@@ -152,7 +179,7 @@ impl Uspace {
                 return Err(MapError::Refused(ret));
             }
         }
-        Ok(())
+        Ok(missing)
     }
 
     /// Unmaps the pages of `[start, end)` and frees their frames.

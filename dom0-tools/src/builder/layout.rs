@@ -1,14 +1,16 @@
 //! The start-of-day layout of a domU: dom0's layout (`xenia_pvboot::layout`)
 //! with [`DOMU_EXTRA_PAGES`] extra pages after `shared_info`, the console ring,
 //! the device page and the xenstore ring, where guest-abi's porting guide puts
-//! them ([`guest_abi::device_page`], [`guest_abi::xenstore`]). `layout::plan` places them and sizes the
-//! region, the page tables and the padding with them counted.
+//! them ([`guest_abi::device_page`], [`guest_abi::xenstore`]). `layout::plan_with` places them and sizes the
+//! region, the page tables and the padding with them counted. The padding is Xen's when the
+//! domain's memory reaches that far, else what of its memory follows the stack
+//! ([`Padding::UpToMemory`]): a minimal domU needs no more memory than its start of day.
 
 use core::ops::Range;
 
 use guest_abi::device_page::{console_ring_va, device_page_va};
 use guest_abi::xenstore::store_ring_va;
-use xenia_pvboot::layout::{self, PAGE, StartOfDay};
+use xenia_pvboot::layout::{self, PAGE, Padding, StartOfDay};
 
 pub use xenia_pvboot::layout::DOMU_EXTRA_PAGES;
 
@@ -35,8 +37,14 @@ pub fn plan(
     nr_pages: u64,
     ramdisk_len: Option<u64>,
 ) -> Result<DomuLayout, BuildError> {
-    let sod = layout::plan(kernel, nr_pages, ramdisk_len, DOMU_EXTRA_PAGES)
-        .map_err(BuildError::Layout)?;
+    let sod = layout::plan_with(
+        kernel,
+        nr_pages,
+        ramdisk_len,
+        DOMU_EXTRA_PAGES,
+        Padding::UpToMemory,
+    )
+    .map_err(BuildError::Layout)?;
     let out = DomuLayout {
         sod,
         console_ring: sod.extra.start,

@@ -63,8 +63,8 @@ pub const STORE_BACKEND: DomId = 0;
 /// hypercall argument whatever the domain's size.
 pub const POPULATE_BATCH: usize = 1024;
 
-/// Pages per MiB.
-const PAGES_PER_MIB: u64 = (1 << 20) / PAGE;
+/// KiB per page.
+const KIB_PER_PAGE: u64 = PAGE / 1024;
 
 /// A domU to build: xl's configuration keys, already parsed.
 #[derive(Clone, Copy)]
@@ -82,10 +82,11 @@ pub struct DomainConfig<'a> {
     /// The kernel command line (`cmdline`/`extra`), at most 1023 bytes and
     /// without NUL.
     pub cmdline: &'a str,
-    /// Memory at start, in MiB (`memory`).
-    pub memory_mib: u64,
-    /// Memory limit, in MiB (`maxmem`), at least `memory_mib`.
-    pub max_memory_mib: u64,
+    /// Memory at start, in KiB (xl's `memory` is in MiB; the builder takes any whole
+    /// number of pages, so that minimal domains need not be a MiB apart).
+    pub memory_kib: u64,
+    /// Memory limit, in KiB (xl's `maxmem`), at least `memory_kib`: what `max_mem` gets.
+    pub max_memory_kib: u64,
     /// Number of vCPUs the domain has (`maxvcpus`, or `vcpus` without it):
     /// its `max_vcpus`. The builder starts vCPU 0, as on Xen.
     pub vcpus: u32,
@@ -110,18 +111,25 @@ pub struct DomainConfig<'a> {
 }
 
 impl<'a> DomainConfig<'a> {
-    /// A domain named `name` running `kernel` in `memory_mib` MiB, with
-    /// xl's defaults for the rest: one vCPU, weight 256, no cap, a console,
-    /// no ramdisk, an empty command line, `maxmem` equal to `memory`.
+    /// A domain named `name` running `kernel` in `memory_mib` MiB (xl's
+    /// unit), with xl's defaults for the rest: one vCPU, weight 256, no cap,
+    /// a console, no ramdisk, an empty command line, `maxmem` equal to
+    /// `memory`.
     pub fn new(name: &'a str, kernel: &'a [u8], memory_mib: u64) -> Self {
+        Self::in_kib(name, kernel, memory_mib.saturating_mul(1024))
+    }
+
+    /// [`DomainConfig::new`] with the memory in KiB (a whole number of
+    /// pages, or [`DomainConfig::check`] refuses it).
+    pub fn in_kib(name: &'a str, kernel: &'a [u8], memory_kib: u64) -> Self {
         Self {
             name,
             handle: [0; 16],
             kernel,
             ramdisk: None,
             cmdline: "",
-            memory_mib,
-            max_memory_mib: memory_mib,
+            memory_kib,
+            max_memory_kib: memory_kib,
             vcpus: 1,
             online_vcpus: 1,
             weight: CREDIT_DEFAULT_WEIGHT,
@@ -133,13 +141,13 @@ impl<'a> DomainConfig<'a> {
     }
 
     /// The domain's memory in pages.
-    pub fn nr_pages(&self) -> Option<u64> {
-        self.memory_mib.checked_mul(PAGES_PER_MIB)
+    pub fn nr_pages(&self) -> u64 {
+        self.memory_kib / KIB_PER_PAGE
     }
 
     /// The `max_mem` limit in KiB.
-    pub fn max_mem_kib(&self) -> Option<u64> {
-        self.max_memory_mib.checked_mul(1024)
+    pub fn max_mem_kib(&self) -> u64 {
+        self.max_memory_kib
     }
 
     /// What `createdomain` gets from this configuration.
@@ -158,24 +166,27 @@ impl<'a> DomainConfig<'a> {
     /// Checks everything about the configuration that does not need the
     /// kernel image.
     pub fn check(&self) -> Result<(), ConfigError> {
-        if self.memory_mib == 0 {
+        if self.memory_kib == 0 {
             return Err(ConfigError::NoMemory);
         }
-        if self.max_memory_mib < self.memory_mib {
+        for kib in [self.memory_kib, self.max_memory_kib] {
+            if !kib.is_multiple_of(KIB_PER_PAGE) {
+                return Err(ConfigError::NotWholePages { kib });
+            }
+        }
+        if self.max_memory_kib < self.memory_kib {
             return Err(ConfigError::MaxMemBelowMemory {
-                memory_mib: self.memory_mib,
-                max_memory_mib: self.max_memory_mib,
+                memory_kib: self.memory_kib,
+                max_memory_kib: self.max_memory_kib,
             });
         }
         // The p2m list alone (8 bytes a page) must fit the address space.
-        let fits = |mib: u64| {
-            mib.checked_mul(PAGES_PER_MIB)
-                .and_then(|pages| pages.checked_mul(8))
-                .is_some()
-        };
-        if !fits(self.max_memory_mib) {
+        if (self.max_memory_kib / KIB_PER_PAGE)
+            .checked_mul(8)
+            .is_none()
+        {
             return Err(ConfigError::TooMuchMemory {
-                mib: self.max_memory_mib,
+                kib: self.max_memory_kib,
             });
         }
         if self.vcpus == 0 || self.online_vcpus == 0 {
@@ -217,8 +228,8 @@ impl fmt::Debug for DomainConfig<'_> {
             .field("kernel_len", &self.kernel.len())
             .field("ramdisk_len", &self.ramdisk.map(<[u8]>::len))
             .field("cmdline", &self.cmdline)
-            .field("memory_mib", &self.memory_mib)
-            .field("max_memory_mib", &self.max_memory_mib)
+            .field("memory_kib", &self.memory_kib)
+            .field("max_memory_kib", &self.max_memory_kib)
             .field("vcpus", &self.vcpus)
             .field("weight", &self.weight)
             .field("cap", &self.cap)
@@ -229,22 +240,41 @@ impl fmt::Debug for DomainConfig<'_> {
     }
 }
 
+/// A memory size for messages: whole MiB as xl writes them, else KiB.
+#[derive(Clone, Copy, Debug)]
+pub struct Kib(pub u64);
+
+impl fmt::Display for Kib {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_multiple_of(1024) {
+            write!(f, "{} MiB", self.0 / 1024)
+        } else {
+            write!(f, "{} KiB", self.0)
+        }
+    }
+}
+
 /// What is wrong with a [`DomainConfig`]: the configuration's fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// `memory` is 0.
     NoMemory,
+    /// A memory size that is not a whole number of pages.
+    NotWholePages {
+        /// The size, in KiB.
+        kib: u64,
+    },
     /// `maxmem` is below `memory`.
     MaxMemBelowMemory {
-        /// `memory`.
-        memory_mib: u64,
-        /// `maxmem`.
-        max_memory_mib: u64,
+        /// `memory`, in KiB.
+        memory_kib: u64,
+        /// `maxmem`, in KiB.
+        max_memory_kib: u64,
     },
     /// More memory than any domain could have.
     TooMuchMemory {
-        /// The amount asked for.
-        mib: u64,
+        /// The amount asked for, in KiB.
+        kib: u64,
     },
     /// `vcpus` is 0.
     NoVcpus,
@@ -277,15 +307,21 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ConfigError::NoMemory => f.write_str("memory must be at least 1 MiB"),
+            ConfigError::NotWholePages { kib } => write!(
+                f,
+                "{kib} KiB is not a whole number of {KIB_PER_PAGE} KiB pages"
+            ),
             ConfigError::MaxMemBelowMemory {
-                memory_mib,
-                max_memory_mib,
+                memory_kib,
+                max_memory_kib,
             } => write!(
                 f,
-                "maxmem ({max_memory_mib} MiB) is below memory ({memory_mib} MiB)"
+                "maxmem ({}) is below memory ({})",
+                Kib(max_memory_kib),
+                Kib(memory_kib)
             ),
-            ConfigError::TooMuchMemory { mib } => {
-                write!(f, "{mib} MiB is more than a domain can have")
+            ConfigError::TooMuchMemory { kib } => {
+                write!(f, "{} is more than a domain can have", Kib(kib))
             }
             ConfigError::NoVcpus => f.write_str("vcpus must be at least 1"),
             ConfigError::MaxVcpusBelowVcpus { vcpus, max_vcpus } => {
@@ -439,10 +475,10 @@ impl fmt::Display for BuildError {
                 ..
             }) => write!(
                 f,
-                "memory of {} MiB is too small for this kernel and ramdisk: the start-of-day \
-                 region needs {} MiB ({need_pages} pages)",
-                have_pages / PAGES_PER_MIB,
-                need_pages.div_ceil(PAGES_PER_MIB)
+                "memory of {} is too small for this kernel and ramdisk: the start-of-day \
+                 region needs {} ({need_pages} pages)",
+                Kib(have_pages * KIB_PER_PAGE),
+                Kib(need_pages * KIB_PER_PAGE)
             ),
             BuildError::Layout(e) => write!(f, "{e}"),
             BuildError::Hypervisor { step, errno } => {
@@ -520,12 +556,8 @@ struct Plan {
 /// Checks `cfg` and its kernel and plans the layout. Touches nothing.
 fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
     cfg.check()?;
-    let nr_pages = cfg.nr_pages().ok_or(ConfigError::TooMuchMemory {
-        mib: cfg.memory_mib,
-    })?;
-    let max_mem_kib = cfg.max_mem_kib().ok_or(ConfigError::TooMuchMemory {
-        mib: cfg.max_memory_mib,
-    })?;
+    let nr_pages = cfg.nr_pages();
+    let max_mem_kib = cfg.max_mem_kib();
     let image = elf::parse(cfg.kernel)?;
     let missing =
         xenia_pvboot::features::missing_required(image.notes.features.as_deref().unwrap_or(""));

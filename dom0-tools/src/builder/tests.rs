@@ -142,7 +142,7 @@ fn config<'a>(kernel: &'a [u8], ramdisk: &'a [u8]) -> DomainConfig<'a> {
     DomainConfig {
         ramdisk: Some(ramdisk),
         cmdline: CMDLINE,
-        max_memory_mib: 32,
+        max_memory_kib: 32 * 1024,
         vcpus: 3,
         online_vcpus: 2,
         weight: 512,
@@ -597,9 +597,19 @@ fn refusals_before_creation_touch_nothing() {
         (DomainConfig::new("none", &good, 0), |e| {
             *e == BuildError::Config(ConfigError::NoMemory)
         }),
+        (DomainConfig::in_kib("odd", &good, 8 * 1024 + 2), |e| {
+            *e == BuildError::Config(ConfigError::NotWholePages { kib: 8 * 1024 + 2 })
+        }),
         (
             DomainConfig {
-                max_memory_mib: 4,
+                max_memory_kib: 8 * 1024 + 1,
+                ..DomainConfig::new("oddmax", &good, 8)
+            },
+            |e| *e == BuildError::Config(ConfigError::NotWholePages { kib: 8 * 1024 + 1 }),
+        ),
+        (
+            DomainConfig {
+                max_memory_kib: 4 * 1024,
                 ..DomainConfig::new("max", &good, 8)
             },
             |e| matches!(e, BuildError::Config(ConfigError::MaxMemBelowMemory { .. })),
@@ -659,7 +669,7 @@ fn refusals_before_creation_touch_nothing() {
         ),
         (
             DomainConfig {
-                max_memory_mib: u64::MAX,
+                max_memory_kib: u64::MAX - 3,
                 ..DomainConfig::new("huge", &good, 8)
             },
             |e| matches!(e, BuildError::Config(ConfigError::TooMuchMemory { .. })),
@@ -693,6 +703,70 @@ fn a_1023_byte_command_line_fits() {
 }
 
 #[test]
+fn a_domain_as_small_as_its_start_of_day() {
+    // Climb from one page to the least memory the layout fits, as dom0test's density does.
+    let k = kernel("");
+    let mut pages = 1u64;
+    let built = loop {
+        let mut hv = FakeHv::new();
+        let cfg = DomainConfig {
+            console: false,
+            store: false,
+            ..DomainConfig::in_kib("small", &k, pages * 4)
+        };
+        match build(&mut hv, &cfg) {
+            Ok(b) => break (b, hv),
+            Err(BuildError::Layout(LayoutError::TooSmall { need_pages, .. })) => {
+                assert!(hv.calls.is_empty(), "refused before anything exists");
+                assert!(need_pages > pages);
+                pages = need_pages;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (built, hv) = built;
+    let sod = &built.layout.sod;
+    assert!(
+        pages < 1024,
+        "{pages} pages: under 4 MiB, Xen's least region"
+    );
+    assert_eq!(built.nr_pages, pages);
+    assert_eq!(
+        sod.mapped_pages(),
+        pages,
+        "every page is in the start of day"
+    );
+    assert_eq!(sod.mapped_end, sod.stack.end, "no padding left");
+    let d = &hv.domains[&built.dom];
+    assert_eq!(
+        d.max_pages, pages,
+        "max_mem in KiB is the memory to the page"
+    );
+    assert_eq!(d.p2m.len() as u64, pages);
+    let si = read(&hv, &built, built.start_info_va, 1168);
+    let parsed = StartInfo {
+        pt_base: u64_at(&si, 88),
+        nr_pt_frames: u64_at(&si, 96),
+        nr_pages: u64_at(&si, 32),
+        ..StartInfo::new()
+    };
+    assert_eq!(parsed.nr_pages, pages);
+    assert_eq!(parsed.padding_start(), sod.stack.end);
+    assert_eq!(parsed.padding_end_within(sod.virt_start()), sod.mapped_end);
+    // One page less does not fit.
+    let mut hv = FakeHv::new();
+    let cfg = DomainConfig {
+        console: false,
+        store: false,
+        ..DomainConfig::in_kib("smaller", &k, (pages - 1) * 4)
+    };
+    assert!(matches!(
+        build(&mut hv, &cfg),
+        Err(BuildError::Layout(LayoutError::TooSmall { .. }))
+    ));
+}
+
+#[test]
 fn messages_name_the_culprit() {
     let e = BuildError::Layout(LayoutError::TooSmall {
         need_pages: 1030,
@@ -702,7 +776,15 @@ fn messages_name_the_culprit() {
     assert_eq!(
         e.to_string(),
         "memory of 1 MiB is too small for this kernel and ramdisk: the start-of-day region \
-         needs 5 MiB (1030 pages)"
+         needs 4120 KiB (1030 pages)"
+    );
+    let e = BuildError::Config(ConfigError::MaxMemBelowMemory {
+        memory_kib: 8192,
+        max_memory_kib: 1000,
+    });
+    assert_eq!(
+        e.to_string(),
+        "bad configuration: maxmem (1000 KiB) is below memory (8 MiB)"
     );
     let e = BuildError::Hypervisor {
         step: Step::PinL4,

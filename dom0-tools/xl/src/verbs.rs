@@ -283,7 +283,7 @@ pub fn create(
         handle: uuid_v4(sys.random16()),
         ramdisk: ramdisk.as_deref(),
         cmdline: spec.cmdline.as_deref().unwrap_or(""),
-        max_memory_mib: spec.maxmem_mib,
+        max_memory_kib: spec.maxmem_mib.saturating_mul(1024),
         vcpus: spec.maxvcpus,
         online_vcpus: spec.vcpus,
         weight: spec.cpu_weight,

@@ -175,7 +175,7 @@ pub fn image() -> (u64, u64) {
 /// The user-accessible start-of-day padding, `[start, end)`, as `start_info` describes it.
 pub fn padding() -> (u64, u64) {
     let si = start_info();
-    (si.padding_start(), si.padding_end())
+    (si.padding_start(), si.padding_end_within(VIRT_BASE))
 }
 
 unsafe extern "Rust" {

@@ -401,7 +401,14 @@ static ORIGINAL: Global<[u64; WINDOW_SLOTS]> = Global::new([0; WINDOW_SLOTS]);
 /// padding.
 pub fn window_va(slot: usize) -> u64 {
     assert!(slot < WINDOW_SLOTS);
-    padding().1 - (slot as u64 + 1) * PAGE
+    let (start, end) = padding();
+    // A domU built with no more memory than its start of day has little or no padding
+    // (`StartInfo::padding_end_within`): no window then, rather than one over the stack.
+    assert!(
+        end - start >= (WINDOW_SLOTS as u64) * PAGE,
+        "the start-of-day padding is too small for the window slots"
+    );
+    end - (slot as u64 + 1) * PAGE
 }
 
 /// A window slot mapped to some frame; [`Window::close`] puts the padding's own frame back.

@@ -3,8 +3,11 @@
 //!
 //! **Start-up.** [`start`] gives vCPU *n* a context with `VCPUOP_initialise` (the kernel's
 //! bootstrap address space, the runtime's trap table and event callback, a stack of its own
-//! from [`SECONDARY_STACK_SIZE`] bytes reserved in `.bss` for each possible vCPU), then
-//! `VCPUOP_up`. The vCPU enters `entry(n)` in ring 1 with events masked, as vCPU 0 entered
+//! from [`SECONDARY_STACK_SIZE`] bytes reserved in `.bss` for each of vCPUs 1 to
+//! [`RUNTIME_STACKS`]), then `VCPUOP_up`. A kernel that runs more vCPUs gives the others
+//! stacks of its own ([`start_on`]): every page of `.bss` is memory every domain on the
+//! runtime must have from its first instruction, so it holds stacks for the common case only
+//! (31 of them were half of a minimal domain's memory). The vCPU enters `entry(n)` in ring 1 with events masked, as vCPU 0 entered
 //! `main`. A secondary vCPU never runs ring-3 code (it has no ring-1 stack for entries from
 //! ring 3: `kernel_sp` is 0).
 //!
@@ -46,15 +49,18 @@ pub const MAX_VCPUS: usize = XEN_LEGACY_MAX_VCPUS;
 /// Stack of each secondary vCPU.
 pub const SECONDARY_STACK_SIZE: usize = 16 * 1024;
 
+/// How many secondary vCPUs (1 to this) [`start`] gives a stack of the runtime's own.
+pub const RUNTIME_STACKS: usize = 7;
+
 /// The secondary vCPUs' stacks, vCPU *n* at index *n − 1*.
 #[repr(C, align(16))]
-struct Stacks(UnsafeCell<[[u8; SECONDARY_STACK_SIZE]; MAX_VCPUS - 1]>);
+struct Stacks(UnsafeCell<[[u8; SECONDARY_STACK_SIZE]; RUNTIME_STACKS]>);
 
 // SAFETY: the runtime never reads or writes the bytes: each stack is handed to one vCPU,
 // which uses it as its stack and nothing else.
 unsafe impl Sync for Stacks {}
 
-static STACKS: Stacks = Stacks(UnsafeCell::new([[0; SECONDARY_STACK_SIZE]; MAX_VCPUS - 1]));
+static STACKS: Stacks = Stacks(UnsafeCell::new([[0; SECONDARY_STACK_SIZE]; RUNTIME_STACKS]));
 
 /// What each secondary vCPU runs (a `fn(u32) -> !`, stored by [`start`] before the vCPU is
 /// initialised, read by it once).
@@ -166,7 +172,7 @@ fn stacks() -> (u64, u64) {
     let start = STACKS.0.get() as u64;
     (
         start,
-        start + ((MAX_VCPUS - 1) * SECONDARY_STACK_SIZE) as u64,
+        start + (RUNTIME_STACKS * SECONDARY_STACK_SIZE) as u64,
     )
 }
 
@@ -189,13 +195,13 @@ pub fn this_vcpu() -> usize {
         .unwrap_or(0)
 }
 
-/// Starts vCPU `vcpu` (1 to [`MAX_VCPUS`] − 1, and below the domain's own count) at
+/// Starts vCPU `vcpu` (1 to [`RUNTIME_STACKS`], and below the domain's own count) at
 /// `entry(vcpu)`, in the bootstrap address space, with events masked. `EINVAL` for vCPU 0
-/// or a number past the runtime's limit; otherwise the hypervisor's answer to
+/// or a number past the runtime's stacks (give it one of the kernel's with [`start_on`]); otherwise the hypervisor's answer to
 /// `VCPUOP_initialise` (`ENOENT`: the domain has no such vCPU; `EEXIST`: it was started
 /// before, see [`restart`]) or `VCPUOP_up`.
 pub fn start(vcpu: u32, entry: fn(u32) -> !) -> Result<(), Errno> {
-    if vcpu == 0 || vcpu as usize >= MAX_VCPUS {
+    if vcpu == 0 || vcpu as usize > RUNTIME_STACKS {
         return Err(Errno::EINVAL);
     }
     let top = stacks().0 + u64::from(vcpu) * SECONDARY_STACK_SIZE as u64;

@@ -100,6 +100,12 @@ pub fn load(blob: &Blob) -> u64 {
     let len = blob.len();
     assert!(len > 0 && len <= CODE_MAX, "ring-3 code of {len} bytes");
     let base = code_base();
+    let (start, end) = padding();
+    // A domU built with no more memory than its start of day may have no padding at all.
+    assert!(
+        end - start >= STACK_TOP_OFFSET,
+        "the start-of-day padding is too small for ring-3 code"
+    );
     // SAFETY: the source is the blob's code in the image; the destination is the start of the
     // padding, mapped writable, at least CODE_MAX bytes, used only for ring-3 code and not
     // running while it is replaced. The regions cannot overlap (image vs padding).

@@ -45,3 +45,4 @@ pub mod power;
 pub mod sched;
 pub mod time;
 pub mod topology;
+pub mod traps;

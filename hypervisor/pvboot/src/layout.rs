@@ -21,7 +21,10 @@
 //! 8. the one-page bootstrap stack;
 //! 9. padding: the region ends on a 4 MiB boundary at least 512 KiB past the stack, which is
 //!    what Xen guarantees (xen.h, start-of-day rules 2 and 7) and what early kernel code that
-//!    carves its first allocations out of that space relies on.
+//!    carves its first allocations out of that space relies on. A domU smaller than that
+//!    region may be built with [`Padding::UpToMemory`] instead (a Xenia departure, for dense
+//!    minimal domains): the padding is then whatever of its memory follows the stack, possibly
+//!    none, and `start_info` says so ([`guest_abi::start_info::StartInfo::padding_end_within`]).
 //!
 //! Virtual page `v` of the region maps pseudo-physical frame `(v - virt_start) / 4096`, so the
 //! region's size is also the memory it needs; the one exception is the `shared_info` page, which
@@ -52,6 +55,18 @@ pub const BOOTSTRAP_ALIGN: u64 = 4 << 20;
 /// At least this much mapped, unused space follows the bootstrap stack (xen.h, start-of-day
 /// rule 7: "at least 512kB padding after the final bootstrap element").
 pub const MIN_PADDING: u64 = 512 << 10;
+
+/// How the bootstrap region ends after the stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Padding {
+    /// Xen's rule: on a [`BOOTSTRAP_ALIGN`] boundary at least [`MIN_PADDING`] past the stack;
+    /// a domain with less memory than that does not fit ([`LayoutError::TooSmall`]).
+    Xen,
+    /// Xen's rule when the domain's memory reaches that far; otherwise the region is all of the
+    /// domain's memory, whatever follows the stack being the padding (none when the stack ends
+    /// on the last page). A domain whose memory ends before its stack does not fit.
+    UpToMemory,
+}
 
 /// Pages a domU has at start of day that dom0 does not: the console ring, the device page and
 /// the xenstore ring, in that order ([`guest_abi::device_page::console_ring_va`],
@@ -463,6 +478,17 @@ pub fn plan(
     initrd_len: Option<u64>,
     extra_pages: u64,
 ) -> Result<StartOfDay, LayoutError> {
+    plan_with(kernel, nr_pages, initrd_len, extra_pages, Padding::Xen)
+}
+
+/// [`plan`] with the region's end chosen by `padding`.
+pub fn plan_with(
+    kernel: Range<u64>,
+    nr_pages: u64,
+    initrd_len: Option<u64>,
+    extra_pages: u64,
+    padding: Padding,
+) -> Result<StartOfDay, LayoutError> {
     if kernel.is_empty() {
         return Err(LayoutError::EmptyKernel {
             start: kernel.start,
@@ -503,6 +529,12 @@ pub fn plan(
         end: after(extra_start, extra_len)?,
     };
     let pt_start = extra.end;
+    // The end of the domain's memory in the region (saturating: a size past the address space
+    // is only compared with, and the region's own checks refuse what cannot be mapped).
+    let memory_end = nr_pages
+        .checked_mul(PAGE)
+        .and_then(|len| start.checked_add(len))
+        .unwrap_or(u64::MAX);
 
     // Least fixed point of `tables = needed(end(tables))`. `needed` is monotone, so iterating
     // from zero climbs to it; each step adds far fewer tables than the one before (512 new
@@ -521,6 +553,10 @@ pub fn plan(
             end = end
                 .checked_add(BOOTSTRAP_ALIGN)
                 .ok_or(LayoutError::Overflow)?;
+        }
+        if padding == Padding::UpToMemory && end > memory_end {
+            // Monotone in the stack's end as well, so the fixed point stays the least one.
+            end = memory_end.max(stack.end);
         }
         let counts = TableCounts::covering(start, end);
         if counts.total() <= tables {
@@ -1049,6 +1085,80 @@ mod tests {
     }
 
     #[test]
+    fn up_to_memory_is_xen_when_memory_allows() {
+        let kernel = LINUX + 0x100_0000..LINUX + 0x123_4567;
+        for mib in [16, 64, 1024] {
+            let xen = plan(kernel.clone(), pages(mib * MIB), None, DOMU_EXTRA_PAGES).unwrap();
+            let up = plan_with(
+                kernel.clone(),
+                pages(mib * MIB),
+                None,
+                DOMU_EXTRA_PAGES,
+                Padding::UpToMemory,
+            )
+            .unwrap();
+            assert_eq!(xen, up);
+        }
+    }
+
+    #[test]
+    fn up_to_memory_fits_a_small_domain_to_the_page() {
+        // A 600 KiB kernel: Xen's rule needs 4 MiB; without it, a little more than the kernel.
+        let kernel = LINUX..LINUX + 600 * 1024;
+        let fits = |nr| {
+            plan_with(
+                kernel.clone(),
+                nr,
+                None,
+                DOMU_EXTRA_PAGES,
+                Padding::UpToMemory,
+            )
+        };
+        let mut nr = 1;
+        let sod = loop {
+            match fits(nr) {
+                Ok(sod) => break sod,
+                Err(LayoutError::TooSmall { need_pages, .. }) => {
+                    assert!(need_pages > nr);
+                    nr = need_pages;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        // Kernel, p2m, start_info, shared_info, 3 extra, L4/L3/L2/L1, stack: no padding.
+        assert_eq!(nr, 150 + 1 + 1 + 1 + DOMU_EXTRA_PAGES + 4 + 1);
+        assert_eq!(sod.mapped_pages(), nr);
+        assert_eq!(
+            sod.mapped_end, sod.stack.end,
+            "no padding at the least size"
+        );
+        assert!(matches!(fits(nr - 1), Err(LayoutError::TooSmall { .. })));
+        assert_eq!(sod.table_counts, brute_force_tables(LINUX, sod.mapped_end));
+        // More memory is padding, up to Xen's region.
+        let more = fits(nr + 5).unwrap();
+        assert_eq!(more.mapped_end, more.stack.end + 5 * PAGE);
+        assert_eq!(more.mapped_pages(), nr + 5);
+        let mut leaves = 0;
+        for e in more.table_entries() {
+            if matches!(e.target, Target::Page { .. } | Target::SharedInfo) {
+                leaves += 1;
+            }
+        }
+        assert_eq!(
+            leaves,
+            more.mapped_pages(),
+            "every page of the region is mapped"
+        );
+        let xen = plan(kernel.clone(), 4096, None, DOMU_EXTRA_PAGES).unwrap();
+        assert_eq!(fits(4096).unwrap(), xen);
+        // Xen's rule itself refuses the small domain.
+        assert!(matches!(
+            plan(kernel.clone(), nr + 5, None, DOMU_EXTRA_PAGES),
+            Err(LayoutError::TooSmall { .. })
+        ));
+    }
+
+    #[test]
     fn overflow_near_the_top() {
         let top = 0xFFFF_FFFF_FFC0_0000;
         assert_eq!(
@@ -1160,9 +1270,13 @@ mod tests {
                     for initrd in [None, Some(0), Some(1), Some(u64::MAX)] {
                         let end = start.saturating_add(len);
                         for extra in [0, DOMU_EXTRA_PAGES, u64::MAX / PAGE, u64::MAX] {
-                            if let Ok(sod) = plan(start..end, nr_pages, initrd, extra) {
-                                assert!(sod.mapped_pages() <= nr_pages);
-                                assert!(is_canonical_range(sod.virt_start(), sod.mapped_end));
+                            for padding in [Padding::Xen, Padding::UpToMemory] {
+                                if let Ok(sod) =
+                                    plan_with(start..end, nr_pages, initrd, extra, padding)
+                                {
+                                    assert!(sod.mapped_pages() <= nr_pages);
+                                    assert!(is_canonical_range(sod.virt_start(), sod.mapped_end));
+                                }
                             }
                         }
                     }

@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 
 #[cfg(target_os = "none")]
 use guest_abi::shared_info::{SharedInfo, VcpuInfo};
-use guest_abi::trap::TrapInfo;
 use guest_abi::types::DomId;
+use xenia_core::traps::TrapTable;
 
 use crate::arch::x86_64::frame::TrapFrame;
 use crate::event::EventChannels;
@@ -131,8 +131,8 @@ pub struct Vcpu {
     pub regs: TrapFrame,
     /// Machine frame of its current top-level page table.
     pub l4: Mfn,
-    /// The virtual IDT (`set_trap_table`), indexed by vector; address 0 = no handler.
-    pub traps: [TrapInfo; 256],
+    /// The virtual IDT (`set_trap_table`): the entries set, by vector.
+    pub traps: TrapTable,
     pub callbacks: Callbacks,
     /// Ring-1 stack for entries from ring 3 (`stack_switch`), 0 until set.
     pub kernel_sp: u64,
@@ -193,7 +193,7 @@ impl Vcpu {
             id,
             regs: TrapFrame::default(),
             l4,
-            traps: [TrapInfo::END; 256],
+            traps: TrapTable::new(),
             callbacks: Callbacks::default(),
             kernel_sp: 0,
             fs_base: 0,
@@ -387,7 +387,8 @@ impl Domain {
 
     /// Hypervisor heap bytes used on this domain's behalf now.
     pub fn charged(&self) -> u64 {
-        let vcpus = (self.vcpus.capacity() * core::mem::size_of::<Vcpu>()) as u64;
+        let vcpus = (self.vcpus.capacity() * core::mem::size_of::<Vcpu>()) as u64
+            + self.vcpus.iter().map(|v| v.traps.heap_bytes()).sum::<u64>();
         let p2m = (self.p2m.capacity() * core::mem::size_of::<Mfn>()) as u64;
         core::mem::size_of::<Domain>() as u64
             + self.name.capacity() as u64
@@ -400,7 +401,9 @@ impl Domain {
     /// The most that can be charged to it: every structure it can grow is bounded by a
     /// limit set when it was created, and this is their sum.
     pub fn charge_limit(&self) -> u64 {
-        let vcpus = (self.vcpus.len() * core::mem::size_of::<Vcpu>()) as u64;
+        let vcpus = (self.vcpus.len()
+            * (core::mem::size_of::<Vcpu>() + xenia_core::traps::MAX_BYTES))
+            as u64;
         let p2m = (self.p2m.len() * core::mem::size_of::<Mfn>()) as u64;
         core::mem::size_of::<Domain>() as u64
             + DOMAIN_BASE_COST

@@ -374,12 +374,11 @@ fn create(
                 .min(crate::grant::DEFAULT_MAX_MAPTRACK)
         },
     );
+    // No grant-table frame yet: Xen gives every domain INITIAL_NR_GRANT_FRAMES (one frame,
+    // and a page of active entries) at creation; Xenia gives a domU its first at its first
+    // `GNTTABOP_setup_table`, which every granting kernel calls before it grants anything,
+    // so a domain that never grants costs the hypervisor 16 KiB less (issue 13's density).
     new.grants = crate::grant::GrantTable::new(id, frames, maptrack);
-    // One grant-table frame from the start, as Xen's INITIAL_NR_GRANT_FRAMES.
-    if super::grant_op::grow(&mut new, 1).is_err() {
-        let _ = lifecycle::release(&mut new);
-        return Err(Errno::ENOMEM);
-    }
     let s = world.sched.get_mut();
     let added = s
         .add_domain(id, cfg.max_vcpus, Params::default())
@@ -531,6 +530,21 @@ pub fn install_vcpu_context(
     {
         return Err(Errno::EINVAL);
     }
+    // The trap table's new entries (NMI, #DF and #MC belong to the hypervisor), with room
+    // for them made before anything changes.
+    let mut traps = [TrapInfo::END; 256];
+    let mut nr_traps = 0;
+    for t in ctx.trap_ctxt.iter().filter(|t| !t.is_end()) {
+        if !matches!(t.vector, 2 | 8 | 18) {
+            traps[nr_traps] = *t;
+            nr_traps += 1;
+        }
+    }
+    let traps = &traps[..nr_traps];
+    d.vcpus[vcpu as usize]
+        .traps
+        .reserve_for(traps)
+        .map_err(|_| Errno::ENOMEM)?;
     let l4 = Mfn(ctx.l4_mfn().0);
     let old = d.vcpus[vcpu as usize].l4;
     ft::with(|t, mem| t.set_base(mem, d.id, (old != Mfn(0)).then_some(old), l4))?;
@@ -550,11 +564,8 @@ pub fn install_vcpu_context(
     v.callbacks.failsafe = ctx.failsafe_callback_eip;
     v.callbacks.syscall = ctx.syscall_callback_eip;
     v.callbacks.syscall_masks_events = ctx.flags & vc::VGCF_SYSCALL_DISABLES_EVENTS != 0;
-    for t in ctx.trap_ctxt.iter().filter(|t| !t.is_end()) {
-        if !matches!(t.vector, 2 | 8 | 18) {
-            v.traps[usize::from(t.vector)] = *t;
-        }
-    }
+    // Cannot fail: room was made above.
+    v.traps.set_all(traps).map_err(|_| Errno::ENOMEM)?;
     v.fs_base = ctx.fs_base;
     v.gs_base = ctx.gs_base_user;
     let online = ctx.flags & vc::VGCF_ONLINE != 0;

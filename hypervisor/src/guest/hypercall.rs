@@ -71,7 +71,7 @@ fn set_trap_table(cx: &mut Hc) -> HcResult {
     let table: GuestPtr<TrapInfo> = cx.ptr(0);
     if table.is_null() {
         let v = cx.vcpu();
-        v.traps = [TrapInfo::END; 256];
+        v.traps.clear();
         refresh_fast_trap(v);
         return Ok(Ret::Value(0));
     }
@@ -96,20 +96,30 @@ fn set_trap_table(cx: &mut Hc) -> HcResult {
         updates[count] = entry;
         count += 1;
     }
-    let v = cx.vcpu();
-    for entry in &updates[..count] {
-        // NMI, #DF and #MC belong to the hypervisor: their entries are ignored.
-        if !matches!(entry.vector, 2 | 8 | 18) {
-            v.traps[usize::from(entry.vector)] = *entry;
+    // NMI, #DF and #MC belong to the hypervisor: their entries are ignored.
+    let mut kept = 0;
+    for i in 0..count {
+        if !matches!(updates[i].vector, 2 | 8 | 18) {
+            updates[kept] = updates[i];
+            kept += 1;
         }
     }
+    let v = cx.vcpu();
+    // At most one entry per vector, bounded by the domain's charge limit, and never from the
+    // heap's reserve.
+    if !crate::mm::heap::headroom(v.traps.bytes_needed(&updates[..kept])) {
+        return Err(Errno::ENOMEM);
+    }
+    v.traps
+        .set_all(&updates[..kept])
+        .map_err(|_| Errno::ENOMEM)?;
     refresh_fast_trap(v);
     Ok(Ret::Value(0))
 }
 
 /// Loads vCPU `v`'s `int 0x80` handler into the real IDT when it qualifies.
 pub fn refresh_fast_trap(v: &Vcpu) {
-    let entry = v.traps[usize::from(guest_abi::hypercall::FAST_TRAP_VECTOR)];
+    let entry = v.traps.get(guest_abi::hypercall::FAST_TRAP_VECTOR);
     trap::set_fast_trap(entry.is_fast_trap().then_some(entry.address));
 }
 

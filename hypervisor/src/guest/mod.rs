@@ -1199,7 +1199,7 @@ fn exception(cx: &mut Hc) -> HcResult {
 /// would with the entry's DPL.
 fn software_interrupt(cx: &mut Hc) -> HcResult {
     let vector = cx.vector() as u8;
-    let entry = cx.vcpu_ref().traps[usize::from(vector)];
+    let entry = cx.vcpu_ref().traps.get(vector);
     let cpl = (cx.regs().cs & 3) as u8;
     if entry.is_end() || entry.dpl() < cpl {
         // Error code for an IDT vector: index << 3 | IDT bit (Intel SDM Vol. 3A §6.13).
@@ -1210,7 +1210,7 @@ fn software_interrupt(cx: &mut Hc) -> HcResult {
 }
 
 fn deliver_to_trap_table(cx: &mut Hc, vector: u8, error: Option<u64>) -> HcResult {
-    let entry = cx.vcpu_ref().traps[usize::from(vector)];
+    let entry = cx.vcpu_ref().traps.get(vector);
     if entry.is_end() {
         let cr2 = cx.info().arch.cr2.load(Ordering::Relaxed);
         let rip = cx.regs().rip;

@@ -106,7 +106,7 @@ impl System for Fake {
         self.log.push("build".into());
         self.built_cfg = Some((
             cfg.name.into(),
-            cfg.memory_mib,
+            cfg.memory_kib / 1024,
             cfg.start_paused,
             cfg.cmdline.into(),
         ));
@@ -119,7 +119,7 @@ impl System for Fake {
         } else {
             0
         };
-        self.domains.push(dinfo(dom, flags, cfg.memory_mib));
+        self.domains.push(dinfo(dom, flags, cfg.memory_kib / 1024));
         Ok(NewDomain {
             dom,
             console: None,

@@ -35,9 +35,11 @@ use crate::wait::Waiter;
 
 /// Pages per MiB.
 pub const PAGES_PER_MIB: u64 = (1 << 20) / PAGE_SIZE as u64;
-/// The memory a domU is first tried with when the test wants the smallest that boots: the
-/// start-of-day region of a domU ends on a 4 MiB boundary, so nothing smaller can fit.
+/// The memory a domU is first tried with when a test wants the smallest whole-MiB domain
+/// that boots with Xen's start of day (whose region ends on a 4 MiB boundary).
 pub const SMALLEST_MIB: u64 = 4;
+/// KiB per page.
+pub const KIB_PER_PAGE: u64 = PAGE_SIZE as u64 / 1024;
 /// The largest memory [`Ctx::build_smallest`] tries.
 const LARGEST_TRY_MIB: u64 = 64;
 /// How long a destroyed domain may take to disappear.
@@ -140,8 +142,8 @@ pub struct Ctx {
 pub struct Domu<'a> {
     /// testguest's test (`test=<name>` on the domU's command line).
     pub test: &'a str,
-    /// Memory in MiB.
-    pub mib: u64,
+    /// Memory in KiB (a whole number of pages).
+    pub kib: u64,
     /// Credit weight.
     pub weight: u16,
     /// Credit cap in percent of a pCPU (0: none).
@@ -155,9 +157,14 @@ pub struct Domu<'a> {
 impl<'a> Domu<'a> {
     /// testguest's `test` in `mib` MiB, default weight, no cap, no console.
     pub const fn new(test: &'a str, mib: u64) -> Self {
+        Self::in_kib(test, mib * 1024)
+    }
+
+    /// [`Domu::new`] with the memory in KiB.
+    pub const fn in_kib(test: &'a str, kib: u64) -> Self {
         Self {
             test,
-            mib,
+            kib,
             weight: guest_abi::domctl::CREDIT_DEFAULT_WEIGHT,
             cap: 0,
             console: false,
@@ -170,7 +177,7 @@ impl Ctx {
     /// Builds and starts `domu` with the dom0-tools builder.
     pub fn build(&mut self, domu: &Domu<'_>) -> Result<Built, BuildError> {
         let cmdline = format!("test={}", domu.test);
-        let mut cfg = DomainConfig::new(domu.test, self.kernel, domu.mib);
+        let mut cfg = DomainConfig::in_kib(domu.test, self.kernel, domu.kib);
         cfg.cmdline = &cmdline;
         cfg.weight = domu.weight;
         cfg.cap = domu.cap;
@@ -183,9 +190,12 @@ impl Ctx {
     /// Builds `domu` with the least memory its start-of-day layout fits, starting from
     /// `domu.mib`; returns the domain and the memory used.
     pub fn build_smallest(&mut self, domu: &Domu<'_>) -> Result<(Built, u64), BuildError> {
-        let mut mib = domu.mib;
+        let mut mib = domu.kib / 1024;
         loop {
-            match self.build(&Domu { mib, ..*domu }) {
+            match self.build(&Domu {
+                kib: mib * 1024,
+                ..*domu
+            }) {
                 Ok(b) => return Ok((b, mib)),
                 Err(BuildError::Layout(LayoutError::TooSmall { need_pages, .. }))
                     if mib < LARGEST_TRY_MIB =>
@@ -197,6 +207,27 @@ impl Ctx {
                         mib
                     ));
                     mib = need.max(mib + 1);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Builds `domu` with the least memory, to the page, its start-of-day layout fits
+    /// (the builder cuts the region at the end of a small domain's memory), climbing from
+    /// `domu.kib`; returns the domain and the pages used.
+    pub fn build_smallest_pages(&mut self, domu: &Domu<'_>) -> Result<(Built, u64), BuildError> {
+        let mut pages = (domu.kib / KIB_PER_PAGE).max(1);
+        loop {
+            match self.build(&Domu {
+                kib: pages * KIB_PER_PAGE,
+                ..*domu
+            }) {
+                Ok(b) => return Ok((b, pages)),
+                Err(BuildError::Layout(LayoutError::TooSmall { need_pages, .. }))
+                    if pages < LARGEST_TRY_MIB * PAGES_PER_MIB =>
+                {
+                    pages = need_pages.max(pages + 1);
                 }
                 Err(e) => return Err(e),
             }

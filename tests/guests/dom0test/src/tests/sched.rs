@@ -62,7 +62,11 @@ pub(super) fn build_hogs(ctx: &mut Ctx, c: &mut Checks, specs: &[Domu<'_>]) -> O
             Ok(b) => {
                 println!(
                     "built d{} ({}, {} MiB, weight {}, cap {})",
-                    b.dom, spec.test, spec.mib, spec.weight, spec.cap
+                    b.dom,
+                    spec.test,
+                    spec.kib / 1024,
+                    spec.weight,
+                    spec.cap
                 );
                 doms.push(b.dom);
             }
