@@ -291,7 +291,7 @@ fn map(cx: &mut Hc, at: GuestPtr<g::GnttabMapGrantRef>) -> Result<(), Errno> {
             let installed = ft::with(|t, mem| {
                 // Only a table already in use as an L1 (the walk found it through the
                 // mapper's validated tables): a hold must never promote a frame to an L1.
-                if t.info(l1).map(|f| f.current_type()) != Some(PageType::L1) {
+                if t.current_type(l1) != Some(PageType::L1) {
                     return Err(Errno::EINVAL);
                 }
                 t.get_page_type(mem, l1, mapper, PageType::L1)?;

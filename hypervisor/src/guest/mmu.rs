@@ -181,7 +181,7 @@ fn refused(dom: DomId, call: &str, table: Mfn, entry: Option<(usize, u64)>, e: E
     if !log::log_enabled!(target: "mm", log::Level::Debug) {
         return;
     }
-    let kind = ft::with(|t, _| t.info(table).map(|f| f.current_type()));
+    let kind = ft::with(|t, _| t.current_type(table));
     let level = match kind {
         Some(PageType::L1) => "L1",
         Some(PageType::L2) => "L2",
@@ -268,7 +268,7 @@ pub fn update_va_mapping(cx: &mut Hc) -> HcResult {
     let me = cx.id();
     let (l1, index) = l1_slot(me, cx.vcpu_ref().l4, va)?;
     // Only a validated L1 may be changed this way; a plain write would not map anything.
-    if ft::with(|t, _| t.info(l1).map(|f| f.current_type())) != Some(PageType::L1) {
+    if ft::with(|t, _| t.current_type(l1)) != Some(PageType::L1) {
         return Err(Errno::EINVAL);
     }
     ft::with(|t, mem| t.update_entry(mem, l1, index, val, me, false))
