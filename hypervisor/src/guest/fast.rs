@@ -26,8 +26,10 @@
 //! before the world or the domain is locked, with the vCPU's `vcpu_info` as the last way out
 //! recorded it (`PerCpu::entered_info`). The domain cannot go away meanwhile: a
 //! domain is destroyed only once none of its vCPUs is current on any pCPU, and this pCPU's
-//! current vCPU changes only on the full way out. Events pending and unmasked, or anything
-//! above, send the call down the ordinary path instead.
+//! current vCPU changes only on the full way out. Events pending and unmasked, anything
+//! above, or a frame the ordinary way out would refuse (`sanitize`: a non-canonical return
+//! address, which `iretq` turns into a #GP in ring 0) send the call down the ordinary path
+//! instead.
 
 use core::sync::atomic::Ordering;
 
@@ -69,6 +71,14 @@ pub fn light(frame: &mut TrapFrame) -> bool {
         return false;
     };
     if event_waiting(info) || !may_leave_quietly(cpu, frame.vector) {
+        return false;
+    }
+    // The frame goes back as the CPU saved it, but not unchecked: an `int 0x82` in the last
+    // two bytes of the lower canonical half saved a non-canonical return address (and ring 1
+    // may make the call with any `rsp`), which `iretq` refuses with a #GP in ring 0 on Intel
+    // CPUs, on the exit path: the hypervisor's fatal exception. The ordinary path's check
+    // (`sanitize`) crashes the domain instead.
+    if super::sanitize(frame).is_err() {
         return false;
     }
     // The entry count of the ABI (`ArchVcpuInfo::entry_count`), as every entry counts.

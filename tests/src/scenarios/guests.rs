@@ -293,6 +293,21 @@ pub fn unhandled_fault(ctx: &Context, model: &str) -> Result<(), String> {
     vm.expect_exit(EXIT_DOM0_CRASHED, T)
 }
 
+/// A hypercall whose saved return address is the first non-canonical one (an `int 0x82` in
+/// the last two bytes of the lower half): the hypervisor crashes dom0 rather than `iretq` to
+/// it (a #GP in ring 0 on Intel CPUs), on the lock-free way for `xen_version` too.
+pub fn hypercall_at_canonical_end(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_guest(ctx, TESTGUEST, "test=hypercall_at_canonical_end", "max")?;
+    let line = vm.wait_for_line_starting(&contract::domain_crashed(0), T)?;
+    if !line.contains("cannot return to the guest") {
+        return Err(format!(
+            "the crash line {line:?} does not say the frame could not be returned to"
+        ));
+    }
+    vm.wait_for_line(&contract::domain_shut_down(0, "crash"), T)?;
+    vm.expect_exit(EXIT_DOM0_CRASHED, T)
+}
+
 /// A module that is not an ELF kernel: the builder names the problem and the machine
 /// stops with the dom0-crash status.
 pub fn bad_kernel(ctx: &Context) -> Result<(), String> {

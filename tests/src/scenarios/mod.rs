@@ -103,6 +103,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("guest_unhandled_fault_qemu64", |ctx| {
             guests::unhandled_fault(ctx, "qemu64")
         }),
+        Scenario::new(
+            "guest_hypercall_at_canonical_end",
+            guests::hypercall_at_canonical_end,
+        ),
         Scenario::new("guest_shutdown_poweroff", |ctx| {
             guests::shutdown(ctx, "poweroff", EXIT_POWEROFF, "max")
         }),

@@ -2032,6 +2032,9 @@ mod tests {
     #[derive(Clone, Debug)]
     struct Fake {
         pages: Vec<[u64; ENTRIES]>,
+        /// Entries written so far (the hypervisor's `DirectMem` moves the table's generation
+        /// at each: `FrameTable::note_entry_write`).
+        writes: u64,
         /// Whether reads are logged too (flushes and syncs always are).
         log_reads: bool,
         log: RefCell<Vec<Event>>,
@@ -2041,6 +2044,7 @@ mod tests {
         fn new(frames: u64) -> Fake {
             Fake {
                 pages: vec![[0; ENTRIES]; frames as usize],
+                writes: 0,
                 log_reads: false,
                 log: RefCell::new(Vec::new()),
             }
@@ -2084,6 +2088,7 @@ mod tests {
 
         fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
             self.pages[mfn.0 as usize][index] = value;
+            self.writes += 1;
         }
 
         fn flush_tlbs(&mut self) {
@@ -3499,6 +3504,57 @@ mod tests {
             Ok(())
         }
 
+        /// Page tables as the hypervisor's walk reads them (`guest::mem::Direct`).
+        struct Walked<'a>(&'a FrameTable, &'a Fake);
+
+        impl crate::mm::walk::GuestTables for Walked<'_> {
+            fn entry(&self, table: Mfn, index: u64) -> u64 {
+                self.1.pages[table.0 as usize][index as usize]
+            }
+
+            fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool {
+                self.0.owned_by(mfn, dom)
+            }
+        }
+
+        /// What every walk the hypervisor could cache answers now: from each frame in use as
+        /// an L4, as its owner, at addresses through the indices the updates use, for a
+        /// kernel read, a kernel write, a user write and ring 3's execute question.
+        fn walks(ft: &FrameTable, mem: &Fake) -> Vec<(Result<u64, Errno>, Option<bool>)> {
+            use crate::mm::walk;
+            let tables = Walked(ft, mem);
+            let mut out = Vec::new();
+            for l4 in 0..FRAMES {
+                let Some(f) = ft.info(Mfn(l4)) else { continue };
+                let Owner::Domain(dom) = f.owner else {
+                    continue;
+                };
+                if f.current_type() != PageType::L4 {
+                    continue;
+                }
+                for i4 in INDICES {
+                    for (i3, i2, i1) in [(0, 0, 0), (0, 0, 1), (1, 0, 0), (0, 511, 0), (0, 0, 511)]
+                    {
+                        let low = (i4 as u64) << 39 | i3 << 30 | i2 << 21 | i1 << 12 | 8;
+                        let va = if i4 >= 256 {
+                            low | 0xFFFF_0000_0000_0000
+                        } else {
+                            low
+                        };
+                        for (write, user) in [(false, false), (true, false), (true, true)] {
+                            let r = walk::translate(&tables, Mfn(l4), dom, va, write, user);
+                            out.push((r, None));
+                        }
+                        out.push((
+                            Err(Errno::EINVAL),
+                            walk::user_accessible(&tables, Mfn(l4), dom, va),
+                        ));
+                    }
+                }
+            }
+            out
+        }
+
         fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             let mut ft = FrameTable::new(FRAMES, config());
             for m in 0..FRAMES {
@@ -3527,6 +3583,9 @@ mod tests {
             check(&ft, &mem, &model)?;
             for op in ops {
                 let before = (ft.effective(), mem.pages.clone());
+                // The translation cache's rule (`guest::mem::tlb`): while the generation has
+                // not moved and no entry was written, every walk answers as before.
+                let (generation, writes, walked) = (ft.generation(), mem.writes, walks(&ft, &mem));
                 let result: Result<(), Errno> = match op {
                     Op::Assign(m, d) => ft.assign(Mfn(m), DOMS[d]),
                     Op::Unassign(m, d) => ft.unassign(Mfn(m), DOMS[d]),
@@ -3606,6 +3665,13 @@ mod tests {
                         Ok(())
                     }
                 };
+                if ft.generation() == generation && mem.writes == writes {
+                    prop_assert!(
+                        walks(&ft, &mem) == walked,
+                        "{:?} changed a walk without moving the generation",
+                        result
+                    );
+                }
                 if result.is_err() {
                     // A refused operation changes nothing.
                     prop_assert!(ft.effective() == before.0, "{:?} changed the table", result);

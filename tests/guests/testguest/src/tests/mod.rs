@@ -139,6 +139,11 @@ pub const TESTS: &[Test] = &[
         run: shutdown::unhandled_fault,
         about: "a fault with no trap table crashes the domain",
     },
+    Test {
+        name: "hypercall_at_canonical_end",
+        run: shutdown::hypercall_at_canonical_end,
+        about: "a hypercall whose return address is non-canonical crashes the domain",
+    },
     // The domU side of the test dom0 (xenia-dom0test), which builds these and judges them.
     Test {
         name: "hog",

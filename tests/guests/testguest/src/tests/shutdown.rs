@@ -9,11 +9,19 @@
 //!   `about to fault with no trap table: reading <addr>`, and reads an unmapped address. The
 //!   hypervisor must crash the domain, logging the vector (14) and `rip` (exit status 37). If
 //!   the read returns, the test prints `Test result: FAILURE`.
+//! - `hypercall_at_canonical_end`: maps the last page of the lower canonical half, puts an
+//!   `int 0x82` (`xen_version(XENVER_version)`, a call answered before any lock) in its last
+//!   two bytes and runs it, so that the saved return address is the first non-canonical one.
+//!   The hypervisor must not `iretq` to it (on Intel CPUs that is a #GP in ring 0, on the
+//!   exit path): it crashes the domain, `cannot return to the guest` (exit status 37). If the
+//!   guest runs on, the test prints `Test result: FAILURE`.
 
 use guest_abi::calls;
-use guest_abi::hypercall::HYPERVISOR_SET_TRAP_TABLE;
+use guest_abi::hypercall::{HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_XEN_VERSION};
 use guest_abi::sched::ShutdownReason;
+use guest_abi::version::XENVER_VERSION;
 use xenia_guest_rt::check::{Ret, TestResult, error, report};
+use xenia_guest_rt::mm::{self, pte, pte::entry};
 use xenia_guest_rt::{console, println};
 
 use super::{UNMAPPED, raw};
@@ -64,5 +72,48 @@ pub fn unhandled_fault() -> ! {
     // crashes the domain. Nothing is read.
     let value = unsafe { core::ptr::read_volatile(UNMAPPED as *const u64) };
     println!("the read of unmapped {UNMAPPED:#x} returned {value:#x}: the domain was not crashed");
+    report(TestResult::Failure)
+}
+
+/// The last page of the lower canonical half, and the last two bytes of it.
+const LAST_LOWER_PAGE: u64 = 0x7FFF_FFFF_F000;
+const LAST_TWO_BYTES: u64 = 0x7FFF_FFFF_FFFE;
+
+pub fn hypercall_at_canonical_end() -> ! {
+    let Some((_, mfn)) = mm::fresh_frame() else {
+        error(format_args!(
+            "no fresh frame to map at {LAST_LOWER_PAGE:#x}"
+        ))
+    };
+    // SAFETY: the page is outside everything Rust code uses.
+    if let Err((step, ret)) =
+        unsafe { mm::map_page(LAST_LOWER_PAGE, entry(mfn, pte::PRESENT | pte::RW)) }
+    {
+        error(format_args!(
+            "mapping {LAST_LOWER_PAGE:#x}: {step}: {}",
+            Ret(ret)
+        ))
+    }
+    // SAFETY: the page was just mapped writable (and executable) for this test.
+    unsafe { core::ptr::write_volatile(LAST_TWO_BYTES as *mut [u8; 2], [0xCD, 0x82]) };
+    println!(
+        "about to make xen_version(XENVER_version) with int 0x82 at {LAST_TWO_BYTES:#x}: \
+         the hypervisor must crash the domain rather than return to the non-canonical \
+         {:#x}",
+        LAST_TWO_BYTES + 2
+    );
+    console::flush();
+    // SAFETY: the call lands on `int 0x82` followed by the end of the canonical half; there
+    // is no way back here, which is the point (the domain is crashed).
+    unsafe {
+        core::arch::asm!(
+            "call {target}",
+            target = in(reg) LAST_TWO_BYTES,
+            in("rax") HYPERVISOR_XEN_VERSION,
+            in("rdi") u64::from(XENVER_VERSION),
+            clobber_abi("C"),
+        )
+    };
+    println!("the hypercall at {LAST_TWO_BYTES:#x} came back: the domain was not crashed");
     report(TestResult::Failure)
 }
