@@ -1403,6 +1403,7 @@ pub fn block(cx: &mut Hc) -> HcResult {
 /// the hypervisor's. A ring-1 handler entered by the fast trap runs on a null SS with
 /// RPL 1: that is what the CPU loads on a privilege change in 64-bit mode (Intel SDM
 /// Vol. 3A §6.14.4).
+#[inline]
 pub fn selectors_ok(cs: u16, ss: u16) -> bool {
     const NULL_SS_RPL1: u16 = 1;
     (cs == KERNEL_CS && (ss == KERNEL_SS || ss == NULL_SS_RPL1)) || (cs == USER_CS && ss == USER_SS)
@@ -1410,6 +1411,7 @@ pub fn selectors_ok(cs: u16, ss: u16) -> bool {
 
 /// Checks the frame the hypervisor is about to `iretq` to: guest selectors only,
 /// a canonical RIP, IF set, IOPL 0.
+#[inline]
 pub fn sanitize(frame: &mut TrapFrame) -> Result<(), &'static str> {
     let (cs, ss) = (frame.cs as u16, frame.ss as u16);
     if frame.cs > 0xFFFF || frame.ss > 0xFFFF || !selectors_ok(cs, ss) {
