@@ -29,7 +29,9 @@ use spin::Mutex;
 use xenia_dom0::files::Files;
 use xenia_dom0::program::{self, USER_END};
 use xenia_dom0::shell::Ended;
-use xenia_dom0::userstack::{self, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM};
+use xenia_dom0::userstack::{
+    self, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM, AT_SYSINFO_EHDR,
+};
 use xenia_dom0::vm::{AddressSpace, Change, Prot};
 use xenia_guest_rt::trap::{self, Entry, ExitKind};
 use xenia_guest_rt::user;
@@ -306,13 +308,16 @@ fn load(
         .map_err(oom)?;
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
     let env: [&[u8]; 3] = [b"PATH=/bin", b"HOME=/", b"TERM=vt100"];
-    let aux = [
+    let mut aux = alloc::vec![
         (AT_PHDR, plan.phdr),
         (AT_PHENT, 56),
         (AT_PHNUM, plan.phnum),
         (AT_PAGESZ, 4096),
         (AT_ENTRY, plan.entry),
     ];
+    if let Some(vdso) = crate::vdso::map(&mut p.space) {
+        aux.push((AT_SYSINFO_EHDR, vdso));
+    }
     let image = userstack::build(STACK_TOP - 16, &args, &env, &aux, random::bytes16())
         .map_err(|e| alloc::format!("arguments too large for the stack ({e:?})"))?;
     let dst = p

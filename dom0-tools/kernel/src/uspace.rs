@@ -155,6 +155,20 @@ impl Uspace {
         Ok(())
     }
 
+    /// Maps a frame this space does not own at page `va` (an unmapped user page) with
+    /// `flags`: it is not one of the process's pages, so no unmap or protection change of
+    /// the process reaches it and it is not freed with the space.
+    pub fn map_foreign(&mut self, va: u64, mfn: u64, flags: u64) -> Result<(), MapError> {
+        let l1 = self.l1_for(va)?;
+        let ma = (l1 << 12) + 8 * mm::index(va, 1) as u64;
+        // SAFETY: a user-half entry that was empty (the caller's page is unmapped); no Rust
+        // reference points there.
+        match unsafe { mm::set_entry(ma, pte::entry(mfn, flags)) } {
+            r if r < 0 => Err(MapError::Refused(r)),
+            _ => Ok(()),
+        }
+    }
+
     /// Unmaps the pages of `[start, end)` and frees their frames.
     pub fn unmap_range(&mut self, start: u64, end: u64) {
         let gone: Vec<(u64, u64)> = self

@@ -2,7 +2,7 @@
 //! arguments, a non-zero exit status and a fault are reported, unknown system calls return
 //! -ENOSYS and are logged once per number, privcmd refuses what would touch dom0 itself,
 //! evtchn delivers a bound VIRQ, anonymous memory is demand-zero (mapped on first touch,
-//! given back exactly at munmap), every program's memory comes back when it ends, and the line editor edits. The image is
+//! given back exactly at munmap), the clocks are read through the vDSO, every program's memory comes back when it ends, and the line editor edits. The image is
 //! the default one with the test program `/bin/probe` added to the initrd.
 
 use crate::iso::DEFAULT_HV_OPTIONS;
@@ -154,6 +154,14 @@ pub fn programs(ctx: &Context) -> Result<(), String> {
     if out.contains("it read") {
         return Err(format!("a PROT_NONE page was readable: {out:?}"));
     }
+
+    // The vDSO: musl's clock_gettime reads the hypervisor's clock in ring 3, agrees with the
+    // system call and is faster than it.
+    let out = run(&mut vm, "probe vdso")?;
+    expect(&out, "vdso: AT_SYSINFO_EHDR 0x7fff00000000", "the vDSO")?;
+    expect(&out, "vdso: monotonic in order: true", "the vDSO")?;
+    expect(&out, "vdso: realtime agrees: true", "the vDSO")?;
+    expect(&out, "vdso: faster than the system call: true", "the vDSO")?;
 
     let out = run(&mut vm, "probe stack 2000")?;
     expect(&out, "stack sum", "a 2 MiB stack")?;

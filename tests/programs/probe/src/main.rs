@@ -20,6 +20,11 @@
 //!   per check and ends by writing to the unmapped area (a page fault the kernel reports);
 //! - `probe free`: prints the free memory `sysinfo` reports, in pages;
 //! - `probe lazy-none`: reads a `PROT_NONE` page (a page fault the kernel reports);
+//! - `probe vdso`: whether the kernel offers a vDSO (`AT_SYSINFO_EHDR`), whether musl's
+//!   `clock_gettime` (which uses it) agrees with the system call for `CLOCK_MONOTONIC`
+//!   (in order) and `CLOCK_REALTIME` (within a second), and whether it is faster than the
+//!   system call (a ring-3 read against a kernel entry: tens against thousands of
+//!   instructions, so the comparison holds with or without `-icount`);
 //! - `probe frame-check`: asks the hypervisor for its frame-table consistency check
 //!   (`XENMEM_XENIA_CHECK_FRAME_TABLE`) and prints `frame table check: <ret>` (0: consistent).
 //!
@@ -229,6 +234,85 @@ fn lazy() {
     println!("lazy: the write to the unmapped area went through");
 }
 
+/// `struct timespec`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+impl Timespec {
+    fn ns(self) -> i128 {
+        i128::from(self.sec) * 1_000_000_000 + i128::from(self.nsec)
+    }
+}
+
+unsafe extern "C" {
+    /// musl's `clock_gettime` (the vDSO when the kernel offers one, else the system call).
+    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    /// musl's `getauxval`.
+    fn getauxval(kind: u64) -> u64;
+}
+
+fn libc_time(clock: i32) -> Timespec {
+    let mut ts = Timespec::default();
+    // SAFETY: `ts` is a live timespec the call writes.
+    let r = unsafe { clock_gettime(clock, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime({clock})");
+    ts
+}
+
+fn syscall_time(clock: i32) -> Timespec {
+    let mut ts = Timespec::default();
+    let r = syscall3(228, clock as u64, &mut ts as *mut Timespec as u64, 0);
+    assert_eq!(r, 0, "system call clock_gettime({clock})");
+    ts
+}
+
+fn tsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC reads a counter and writes only EAX and EDX.
+    unsafe {
+        std::arch::asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi, options(nostack, nomem))
+    };
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// `probe vdso`: see the module docs.
+fn vdso() {
+    const CLOCK_REALTIME: i32 = 0;
+    const CLOCK_MONOTONIC: i32 = 1;
+    const AT_SYSINFO_EHDR: u64 = 33;
+    // SAFETY: getauxval reads the auxiliary vector musl saved.
+    let ehdr = unsafe { getauxval(AT_SYSINFO_EHDR) };
+    println!("vdso: AT_SYSINFO_EHDR {ehdr:#x}");
+    let a = libc_time(CLOCK_MONOTONIC);
+    let b = syscall_time(CLOCK_MONOTONIC);
+    let c = libc_time(CLOCK_MONOTONIC);
+    println!(
+        "vdso: monotonic in order: {}",
+        a.ns() <= b.ns() && b.ns() <= c.ns()
+    );
+    let real = libc_time(CLOCK_REALTIME).ns() - syscall_time(CLOCK_REALTIME).ns();
+    println!("vdso: realtime agrees: {}", real.abs() < 1_000_000_000);
+    const N: u64 = 200;
+    let t0 = tsc();
+    for _ in 0..N {
+        std::hint::black_box(libc_time(CLOCK_MONOTONIC));
+    }
+    let t1 = tsc();
+    for _ in 0..N {
+        std::hint::black_box(syscall_time(CLOCK_MONOTONIC));
+    }
+    let t2 = tsc();
+    let (lib, sys) = ((t1 - t0) / N, (t2 - t1) / N);
+    println!(
+        "vdso: faster than the system call: {} ({lib} against {sys} ticks)",
+        lib * 4 < sys
+    );
+}
+
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let buf = [depth as u8; 1024];
@@ -296,6 +380,7 @@ fn main() {
             let v = unsafe { std::ptr::read_volatile((area + 4096) as *const u64) };
             println!("lazy-none: it read {v}");
         }
+        Some("vdso") => vdso(),
         Some("stack") => println!("stack sum {}", recurse(number(2))),
         Some("frame-check") => match frame_check() {
             Ok(r) => println!("frame table check: {r}"),
@@ -306,7 +391,7 @@ fn main() {
         },
         _ => {
             eprintln!(
-                "usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB|lazy|lazy-none|free|frame-check"
+                "usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB|lazy|lazy-none|free|vdso|frame-check"
             );
             std::process::exit(2);
         }
