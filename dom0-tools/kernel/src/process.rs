@@ -98,7 +98,7 @@ impl Process {
             }
             if !self.space.is_mapped(page) {
                 self.space
-                    .map_range(page, page + 4096, leaf_flags(prot.write, prot.exec))
+                    .map_page(page, leaf_flags(prot.write, prot.exec))
                     .map_err(|_| EFAULT)?;
             }
             page += 4096;
@@ -195,7 +195,7 @@ fn resolve_fault(e: &Entry) -> bool {
     }
     let resolved = match p.vm.prot_at(page) {
         Some(prot) if accessible(prot) && (!write || prot.write) => {
-            match p.space.map_range(page, page + 4096, prot_flags(prot)) {
+            match p.space.map_page(page, prot_flags(prot)) {
                 Ok(()) => true,
                 Err(why) => {
                     crate::tprintln!(
