@@ -492,15 +492,16 @@ fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64) -> i64 {
         return EINVAL;
     }
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    // Before the page-by-page scan below, which the check bounds by the pool's size.
+    if !fits(len) {
+        return err(Errno::ENOMEM);
+    }
     if flags & MAP_FIXED_NOREPLACE != 0
         && (addr..addr.saturating_add(len))
             .step_by(4096)
             .any(|va| p.vm.prot_at(va).is_some())
     {
         return err(Errno::EEXIST);
-    }
-    if !fits(len) {
-        return err(Errno::ENOMEM);
     }
     let populate = p.eager || flags & (MAP_POPULATE | MAP_LOCKED) != 0;
     let mut changes = Vec::new();
