@@ -68,9 +68,22 @@ pub fn alloc_unzeroed(n: usize) -> Option<Vec<u64>> {
     Some(pool.split_off(at))
 }
 
-/// One zeroed frame.
+/// One zeroed frame (the page-fault path: no list, one clear).
 pub fn alloc_one() -> Option<u64> {
-    alloc_zeroed(1).map(|v| v[0])
+    let mfn = POOL.lock().pop()?;
+    let clear = [MmuextOp {
+        cmd: MMUEXT_CLEAR_PAGE,
+        arg1: mfn,
+        arg2: 0,
+    }];
+    // SAFETY: the frame is the pool's, mapped nowhere; clearing it changes no memory Rust
+    // code uses.
+    let (ret, _) = unsafe { mm::mmuext(&clear) };
+    if ret < 0 {
+        free(&[mfn]);
+        return None;
+    }
+    Some(mfn)
 }
 
 /// Returns frames to the pool. They must be mapped nowhere and be no page table.

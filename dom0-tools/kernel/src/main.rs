@@ -25,7 +25,7 @@
 //!
 //! **Parts** (modules of this binary, built for the bare-metal target only): `process`
 //! (loading and running a program), `uspace` (its page tables), `sys` (system calls and
-//! devices), `backend` (domU consoles and shutdown actions), `store` (xenstore on the
+//! devices), `vdso` (the clocks in ring 3), `backend` (domU consoles and shutdown actions), `store` (xenstore on the
 //! domains' rings and `/dev/xen/xenbus`), `term` (the terminal), `fs`
 //! (the initrd), `direct` (hypercalls on other domains). What these decide with plain, safe Rust (the initrd format, files, program layout,
 //! address-space areas, the shell's line editor) is this crate's library, `xenia_dom0`
@@ -66,6 +66,8 @@ mod term;
 #[cfg(target_os = "none")]
 mod uspace;
 #[cfg(target_os = "none")]
+mod vdso;
+#[cfg(target_os = "none")]
 mod wait;
 
 #[cfg(target_os = "none")]
@@ -79,7 +81,7 @@ mod kernel {
     use xenia_guest_rt::boot::{VIRT_BASE, start_info};
     use xenia_guest_rt::trap;
 
-    use crate::{backend, frames, fs, heap, process, store, term, wait};
+    use crate::{backend, frames, fs, heap, process, store, term, vdso, wait};
 
     /// Looks at everything that may have changed while dom0 was busy or blocked: terminal
     /// input and the domUs' backends.
@@ -122,6 +124,7 @@ mod kernel {
             fatal(&alloc::format!("cannot bind its VIRQs ({e:?})"));
         }
         frames::init();
+        vdso::init();
         process::init();
         let raw = &start_info().cmd_line;
         let cmdline = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];

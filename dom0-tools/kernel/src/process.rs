@@ -6,11 +6,19 @@
 //! find it: both run in the trap handler while the main flow waits in
 //! [`xenia_guest_rt::user::run_at`], so they are the only users of the lock then.
 //!
-//! Memory: the program's segments and the top of its stack are mapped when it starts; the
-//! rest of the stack, the heap (`brk`) and anonymous `mmap`s are mapped on first touch,
-//! by the process (a page fault the resolver fixes) or by the kernel copying to or from
-//! it ([`Process::user_bytes`]). A fault outside the process's areas, or against their
-//! protection, ends the process.
+//! Memory is demand-zero, as in Linux: the program's segments and the top of its stack are
+//! mapped when it starts (the kernel writes them before the program runs); the rest of the
+//! stack, the heap (`brk`) and anonymous `mmap`s are only recorded as areas
+//! ([`AddressSpace`]) and each page gets a fresh zeroed frame on first touch, by the process
+//! (a page fault the resolver fixes) or by the kernel copying to or from it
+//! ([`Process::user_bytes`]). Unmapping frees exactly the pages that were touched. A fault
+//! outside the process's areas, or against their protection, ends the process; so does a
+//! touch the frame pool cannot back (with a message saying so).
+//!
+//! Two exceptions map at once: `MAP_POPULATE`, and every process that has made a privcmd
+//! hypercall ([`Process::populate`]), since the hypervisor reads and writes a hypercall's
+//! buffers without faulting pages in (Linux's libxencall locks its buffers for the same
+//! reason).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -21,7 +29,9 @@ use spin::Mutex;
 use xenia_dom0::files::Files;
 use xenia_dom0::program::{self, USER_END};
 use xenia_dom0::shell::Ended;
-use xenia_dom0::userstack::{self, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM};
+use xenia_dom0::userstack::{
+    self, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM, AT_SYSINFO_EHDR,
+};
 use xenia_dom0::vm::{AddressSpace, Change, Prot};
 use xenia_guest_rt::trap::{self, Entry, ExitKind};
 use xenia_guest_rt::user;
@@ -59,6 +69,9 @@ pub struct Process {
     pub devs: BTreeMap<i64, DevState>,
     /// Set by `exit_group`.
     pub exit: Option<i32>,
+    /// Whether its anonymous memory is mapped when made rather than on first touch: set by
+    /// its first privcmd hypercall ([`Process::populate`]).
+    pub eager: bool,
 }
 
 /// The process that is running, if any.
@@ -85,7 +98,7 @@ impl Process {
             }
             if !self.space.is_mapped(page) {
                 self.space
-                    .map_range(page, page + 4096, leaf_flags(prot.write, prot.exec))
+                    .map_page(page, leaf_flags(prot.write, prot.exec))
                     .map_err(|_| EFAULT)?;
             }
             page += 4096;
@@ -118,6 +131,22 @@ impl Process {
         String::from_utf8(out).map_err(|_| -(Errno::ENOENT as i64))
     }
 
+    /// Maps every page not yet touched of the areas outside the stack (whose top is mapped
+    /// and whose rest stays demand-zero), and maps later anonymous memory when it is made: a
+    /// hypercall's buffers must be present, the hypervisor does not fault pages in.
+    pub fn populate(&mut self) -> Result<(), MapError> {
+        self.eager = true;
+        let areas: Vec<(u64, u64, Prot)> = self
+            .vm
+            .areas()
+            .filter(|&(s, _, p)| s < STACK_TOP - STACK_SIZE && accessible(p))
+            .collect();
+        for (s, e, p) in areas {
+            self.space.map_range(s, e, prot_flags(p))?;
+        }
+        Ok(())
+    }
+
     /// Carries out what the area bookkeeping decided.
     pub fn apply(&mut self, changes: &[Change]) -> Result<(), MapError> {
         for &c in changes {
@@ -132,17 +161,25 @@ impl Process {
     }
 }
 
+/// Whether ring 3 may touch an area with protection `p` at all.
+const fn accessible(p: Prot) -> bool {
+    p.read || p.write || p.exec
+}
+
 /// Leaf flags for an area's protection; an inaccessible area keeps its pages as supervisor
 /// pages (ring 3 cannot touch them, their contents stay).
 fn prot_flags(p: Prot) -> u64 {
-    if p.read || p.write || p.exec {
+    if accessible(p) {
         leaf_flags(p.write, p.exec)
     } else {
         leaf_flags(false, false) & !xenia_guest_rt::mm::pte::USER
     }
 }
 
-/// Resolves a ring-3 page fault inside the process's areas by mapping the page.
+/// Resolves a ring-3 page fault inside the process's areas by mapping a fresh zeroed page
+/// with the area's protection. A page already present (a protection fault), an address
+/// outside every area, or a write to an area without write permission is not resolved and
+/// ends the process; so does an empty frame pool, with a message.
 fn resolve_fault(e: &Entry) -> bool {
     let Some(mut guard) = CURRENT.try_lock() else {
         return false;
@@ -157,10 +194,19 @@ fn resolve_fault(e: &Entry) -> bool {
         return false;
     }
     let resolved = match p.vm.prot_at(page) {
-        Some(prot) if (prot.read || prot.write || prot.exec) && (!write || prot.write) => p
-            .space
-            .map_range(page, page + 4096, leaf_flags(prot.write, prot.exec))
-            .is_ok(),
+        Some(prot) if accessible(prot) && (!write || prot.write) => {
+            match p.space.map_page(page, prot_flags(prot)) {
+                Ok(()) => true,
+                Err(why) => {
+                    crate::tprintln!(
+                        "dom0: {}: no memory for its page at {:#x} ({why:?}); ending it",
+                        p.name,
+                        e.cr2
+                    );
+                    false
+                }
+            }
+        }
         _ => false,
     };
     if crate::sys::TRACE.load(core::sync::atomic::Ordering::Relaxed) {
@@ -201,6 +247,7 @@ pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
         files: Files::with_console(),
         devs: BTreeMap::new(),
         exit: None,
+        eager: false,
     };
     let start = match load(&mut p, file, &plan, argv) {
         Ok(s) => s,
@@ -278,13 +325,16 @@ fn load(
         .map_err(oom)?;
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
     let env: [&[u8]; 3] = [b"PATH=/bin", b"HOME=/", b"TERM=vt100"];
-    let aux = [
+    let mut aux = alloc::vec![
         (AT_PHDR, plan.phdr),
         (AT_PHENT, 56),
         (AT_PHNUM, plan.phnum),
         (AT_PAGESZ, 4096),
         (AT_ENTRY, plan.entry),
     ];
+    if let Some(vdso) = crate::vdso::map(&mut p.space) {
+        aux.push((AT_SYSINFO_EHDR, vdso));
+    }
     let image = userstack::build(STACK_TOP - 16, &args, &env, &aux, random::bytes16())
         .map_err(|e| alloc::format!("arguments too large for the stack ({e:?})"))?;
     let dst = p

@@ -110,6 +110,7 @@ fn dispatch(regs: &mut Regs) -> bool {
             .files
             .fcntl(a[0] as i64, a[1] as u32, a[2])
             .unwrap_or_else(|e| e),
+        99 => sysinfo(p, a[0]),
         131 => sigaltstack(p, a[1]),
         158 => arch_prctl(p, a[0], a[1]),
         202 => futex(a[1]),
@@ -443,27 +444,34 @@ fn readiness(p: &mut Process, fd: i64) -> i16 {
     }
 }
 
-fn apply(p: &mut Process, changes: &[Change], ok: i64) -> i64 {
-    let mut eager = Vec::new();
-    for c in changes {
-        if let Change::Map(s, e, prot) = *c {
-            eager.push((s, e, prot));
-        }
-    }
+/// Carries out an area change. New anonymous memory is demand-zero (mapped by the
+/// page-fault resolver on first touch) unless `populate` asks for it at once.
+fn apply(p: &mut Process, changes: &[Change], ok: i64, populate: bool) -> i64 {
     if p.apply(changes).is_err() {
         return err(Errno::ENOMEM);
     }
-    // Anonymous memory is mapped at once: a program may hand it to the hypervisor
-    // (privcmd) before touching it, and the hypervisor does not fault pages in.
-    for (s, e, prot) in eager {
-        if prot.read || prot.write || prot.exec {
-            let flags = crate::uspace::leaf_flags(prot.write, prot.exec);
-            if p.space.map_range(s, e, flags).is_err() {
-                return err(Errno::ENOMEM);
+    if populate {
+        for c in changes {
+            if let Change::Map(s, e, prot) | Change::Protect(s, e, prot) = *c
+                && (prot.read || prot.write || prot.exec)
+            {
+                let flags = crate::uspace::leaf_flags(prot.write, prot.exec);
+                if p.space.map_range(s, e, flags).is_err() {
+                    return err(Errno::ENOMEM);
+                }
             }
         }
     }
     ok
+}
+
+/// Whether `len` bytes of new memory could be backed at all: Linux's heuristic overcommit
+/// refuses a request larger than the memory there is, and so does this kernel, against the
+/// frames free now (a program asking for more than dom0 has gets `ENOMEM` at the call, as
+/// it did when memory was mapped at once, rather than dying at some later touch).
+fn fits(len: u64) -> bool {
+    let (free, _) = crate::frames::counts();
+    len.div_ceil(4096) <= free as u64
 }
 
 fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64) -> i64 {
@@ -471,6 +479,8 @@ fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64) -> i64 {
     const MAP_FIXED: u64 = 0x10;
     const MAP_ANONYMOUS: u64 = 0x20;
     const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+    const MAP_LOCKED: u64 = 0x2000;
+    const MAP_POPULATE: u64 = 0x8000;
     let Some(prot) = Prot::from_linux(prot) else {
         return EINVAL;
     };
@@ -482,6 +492,10 @@ fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64) -> i64 {
         return EINVAL;
     }
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
+    // Before the page-by-page scan below, which the check bounds by the pool's size.
+    if !fits(len) {
+        return err(Errno::ENOMEM);
+    }
     if flags & MAP_FIXED_NOREPLACE != 0
         && (addr..addr.saturating_add(len))
             .step_by(4096)
@@ -489,9 +503,10 @@ fn mmap(p: &mut Process, addr: u64, len: u64, prot: u64, flags: u64) -> i64 {
     {
         return err(Errno::EEXIST);
     }
+    let populate = p.eager || flags & (MAP_POPULATE | MAP_LOCKED) != 0;
     let mut changes = Vec::new();
     match p.vm.mmap(addr, len, prot, fixed, &mut changes) {
-        Ok(at) => apply(p, &changes, at as i64),
+        Ok(at) => apply(p, &changes, at as i64, populate),
         Err(e) => e.errno(),
     }
 }
@@ -502,7 +517,10 @@ fn mprotect(p: &mut Process, addr: u64, len: u64, prot: u64) -> i64 {
     };
     let mut changes = Vec::new();
     match p.vm.mprotect(addr, len, prot, &mut changes) {
-        Ok(()) => apply(p, &changes, 0),
+        Ok(()) => {
+            let eager = p.eager;
+            apply(p, &changes, 0, eager)
+        }
         Err(e) => e.errno(),
     }
 }
@@ -510,15 +528,19 @@ fn mprotect(p: &mut Process, addr: u64, len: u64, prot: u64) -> i64 {
 fn munmap(p: &mut Process, addr: u64, len: u64) -> i64 {
     let mut changes = Vec::new();
     match p.vm.munmap(addr, len, &mut changes) {
-        Ok(()) => apply(p, &changes, 0),
+        Ok(()) => apply(p, &changes, 0, false),
         Err(e) => e.errno(),
     }
 }
 
 fn brk(p: &mut Process, new: u64) -> i64 {
+    if !fits(new.saturating_sub(p.vm.current_brk())) {
+        return p.vm.current_brk() as i64;
+    }
     let mut changes = Vec::new();
     let got = p.vm.brk(new, &mut changes);
-    let r = apply(p, &changes, got as i64);
+    let eager = p.eager;
+    let r = apply(p, &changes, got as i64, eager);
     if r < 0 {
         // No memory behind the new break: undo it, as Linux leaves the break unchanged.
         let mut undo = Vec::new();
@@ -580,6 +602,27 @@ fn arch_prctl(p: &mut Process, code: u64, addr: u64) -> i64 {
         }
         _ => EINVAL,
     }
+}
+
+/// `sysinfo`: the uptime, one process, and memory as the frame pool counts it (in bytes,
+/// `mem_unit` 1): total is what programs may have, free what no process holds now. No
+/// swap, no load averages.
+fn sysinfo(p: &mut Process, out: u64) -> i64 {
+    // struct sysinfo (Linux include/uapi/linux/sysinfo.h), x86-64 offsets.
+    const SIZE: u64 = 112;
+    let (free, total) = crate::frames::counts();
+    let b = match p.user_bytes(out, SIZE, true) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    b.fill(0);
+    let mut put = |at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(0, now_ns() / 1_000_000_000);
+    put(32, total as u64 * 4096);
+    put(40, free as u64 * 4096);
+    b[80..82].copy_from_slice(&1u16.to_le_bytes());
+    b[104..108].copy_from_slice(&1u32.to_le_bytes());
+    0
 }
 
 /// `futex` for one thread: a wake wakes nobody, a wait would wait forever and is refused.
@@ -674,6 +717,11 @@ fn read_u16(p: &mut Process, va: u64) -> Result<u16, i64> {
 
 /// `IOCTL_PRIVCMD_HYPERCALL`: the hypercall, if the policy allows it.
 fn privcmd(p: &mut Process, arg: u64) -> i64 {
+    // The hypervisor reads and writes the call's buffers without faulting pages in: from
+    // the first call on, the process's memory is all mapped.
+    if !p.eager && p.populate().is_err() {
+        return err(Errno::ENOMEM);
+    }
     let raw = match p.user_bytes(arg, 48, false) {
         Ok(b) => b,
         Err(e) => return e,

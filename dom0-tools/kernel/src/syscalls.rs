@@ -30,6 +30,7 @@ pub const IMPLEMENTED: &[(u64, &str)] = &[
     (60, "exit"),
     (62, "kill"),
     (72, "fcntl"),
+    (99, "sysinfo"),
     (131, "sigaltstack"),
     (158, "arch_prctl"),
     (186, "gettid"),

@@ -38,6 +38,8 @@ pub const AT_EGID: u64 = 14;
 pub const AT_SECURE: u64 = 23;
 /// Address of 16 random bytes.
 pub const AT_RANDOM: u64 = 25;
+/// The address of the vDSO's ELF header (Linux `AT_SYSINFO_EHDR`).
+pub const AT_SYSINFO_EHDR: u64 = 33;
 
 /// Most bytes the arguments, environment and vector may take together, as
 /// Linux's default `ARG_MAX` (a quarter of an 8 MiB stack).

@@ -92,6 +92,9 @@ impl Uspace {
 
     /// The machine frame of the L1 table covering `va`, creating missing tables.
     fn l1_for(&mut self, va: u64) -> Result<u64, MapError> {
+        if let Some(&l1) = self.tables.get(&table_key(1, va)) {
+            return Ok(l1);
+        }
         let mut parent = self.l4;
         for level in (1..=3).rev() {
             let key = table_key(level, va);
@@ -116,6 +119,27 @@ impl Uspace {
     /// Whether page `va` is mapped.
     pub fn is_mapped(&self, va: u64) -> bool {
         self.pages.contains_key(&(va >> 12))
+    }
+
+    /// Maps a fresh zeroed page at page `va` (a user address) with `flags`, unless it is
+    /// mapped already: one page, without [`map_range`](Self::map_range)'s lists (the
+    /// page-fault path).
+    pub fn map_page(&mut self, va: u64, flags: u64) -> Result<(), MapError> {
+        if self.is_mapped(va) {
+            return Ok(());
+        }
+        let l1 = self.l1_for(va)?;
+        let mfn = frames::alloc_one().ok_or(MapError::NoMemory)?;
+        let ma = (l1 << 12) + 8 * mm::index(va, 1) as u64;
+        // SAFETY: a user-half entry that was empty (the page is not mapped); no Rust
+        // reference points there.
+        let ret = unsafe { mm::set_entry(ma, pte::entry(mfn, flags)) };
+        if ret < 0 {
+            frames::free(&[mfn]);
+            return Err(MapError::Refused(ret));
+        }
+        self.pages.insert(va >> 12, (mfn, flags));
+        Ok(())
     }
 
     /// Maps fresh zeroed pages at every unmapped page of `[start, end)` (page-aligned user
@@ -182,6 +206,20 @@ impl Uspace {
         Ok(missing)
     }
 
+    /// Maps a frame this space does not own at page `va` (an unmapped user page) with
+    /// `flags`: it is not one of the process's pages, so no unmap or protection change of
+    /// the process reaches it and it is not freed with the space.
+    pub fn map_foreign(&mut self, va: u64, mfn: u64, flags: u64) -> Result<(), MapError> {
+        let l1 = self.l1_for(va)?;
+        let ma = (l1 << 12) + 8 * mm::index(va, 1) as u64;
+        // SAFETY: a user-half entry that was empty (the caller's page is unmapped); no Rust
+        // reference points there.
+        match unsafe { mm::set_entry(ma, pte::entry(mfn, flags)) } {
+            r if r < 0 => Err(MapError::Refused(r)),
+            _ => Ok(()),
+        }
+    }
+
     /// Unmaps the pages of `[start, end)` and frees their frames.
     pub fn unmap_range(&mut self, start: u64, end: u64) {
         let gone: Vec<(u64, u64)> = self
@@ -204,10 +242,12 @@ impl Uspace {
             // SAFETY: the process's own pages, which it gave up; the kernel holds no
             // reference into them.
             let (_, done) = unsafe { mm::mmu_update(reqs) };
-            for &(vpn, mfn) in &chunk[..done as usize] {
+            let mut freed = [0u64; 64];
+            for (slot, &(vpn, mfn)) in freed.iter_mut().zip(&chunk[..done as usize]) {
                 self.pages.remove(&vpn);
-                frames::free(&[mfn]);
+                *slot = mfn;
             }
+            frames::free(&freed[..done as usize]);
         }
         flush_tlb();
     }

@@ -1,8 +1,8 @@
 //! dom0's kernel seen from its shell: programs from the initrd run in ring 3 with their
 //! arguments, a non-zero exit status and a fault are reported, unknown system calls return
 //! -ENOSYS and are logged once per number, privcmd refuses what would touch dom0 itself,
-//! evtchn delivers a bound VIRQ,
-//! every program's memory comes back when it ends, and the line editor edits. The image is
+//! evtchn delivers a bound VIRQ, anonymous memory is demand-zero (mapped on first touch,
+//! given back exactly at munmap), the clocks are read through the vDSO, every program's memory comes back when it ends, and the line editor edits. The image is
 //! the default one with the test program `/bin/probe` added to the initrd.
 
 use crate::iso::DEFAULT_HV_OPTIONS;
@@ -112,6 +112,57 @@ pub fn programs(ctx: &Context) -> Result<(), String> {
         let out = run(&mut vm, "probe mem 36")?;
         expect(&out, "touched 36 MiB", &format!("36 MiB, round {round}"))?;
     }
+    // Demand-zero memory: an mmap takes no frame, a touch takes one (and its page tables),
+    // munmap gives back exactly those touched, a touch outside every area ends the program.
+    // Twice: the second run sees the same free memory, so the first one's came back.
+    let mut free_lines = Vec::new();
+    for round in 1..=2 {
+        let out = run(&mut vm, "probe lazy")?;
+        let what = format!("demand paging, round {round}");
+        expect(&out, "lazy: mmap of 16 MiB took 0 pages", &what)?;
+        expect(&out, "lazy: touching 3 pages took 3 to 6", &what)?;
+        expect(
+            &out,
+            "lazy: an untouched page reads 0, which took 1 to 3",
+            &what,
+        )?;
+        expect(
+            &out,
+            "lazy: mprotect of an untouched page 0, it reads 0",
+            &what,
+        )?;
+        expect(&out, "lazy: munmap 0 gave back 5 pages", &what)?;
+        expect(&out, "probe: killed by page fault (vector 14)", &what)?;
+        if out.contains("went through") {
+            return Err(format!(
+                "{what}: a write to an unmapped area went through: {out:?}"
+            ));
+        }
+        free_lines.push(run(&mut vm, "probe free")?);
+    }
+    if free_lines[0] != free_lines[1] {
+        return Err(format!(
+            "memory leaked by a demand-paged program: {free_lines:?}"
+        ));
+    }
+    let out = run(&mut vm, "probe lazy-none")?;
+    expect(
+        &out,
+        "probe: killed by page fault (vector 14)",
+        "a PROT_NONE page",
+    )?;
+    if out.contains("it read") {
+        return Err(format!("a PROT_NONE page was readable: {out:?}"));
+    }
+
+    // The vDSO: musl's clock_gettime reads the hypervisor's clock in ring 3, agrees with the
+    // system call and is faster than it.
+    let out = run(&mut vm, "probe vdso")?;
+    expect(&out, "vdso: AT_SYSINFO_EHDR 0x7fff00000000", "the vDSO")?;
+    expect(&out, "vdso: monotonic in order: true", "the vDSO")?;
+    expect(&out, "vdso: realtime agrees: true", "the vDSO")?;
+    expect(&out, "vdso: faster than the system call: true", "the vDSO")?;
+
     let out = run(&mut vm, "probe stack 2000")?;
     expect(&out, "stack sum", "a 2 MiB stack")?;
     let out = run(&mut vm, "probe mem 200")?;

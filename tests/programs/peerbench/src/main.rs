@@ -13,10 +13,9 @@
 //! - `null_syscall`: `getpid` through a raw `syscall` instruction;
 //! - `write_null`: a 1-byte `write` to `/dev/null` (raw `syscall`);
 //! - `page_fault`: a 4 MiB anonymous private mapping, one write to each page, `munmap`,
-//!   per page (Linux faults each page in at its first write; Xenia's dom0 maps them all at
-//!   `mmap`: the row is the cost of a fresh page either way);
-//! - `mmap_64k`: `mmap` of 64 KiB and `munmap`, untouched (Linux maps nothing until a
-//!   page is touched; Xenia's dom0 maps and zeroes the 16 pages at `mmap`);
+//!   per page (both kernels fault each page in at its first write);
+//! - `mmap_64k`: `mmap` of 64 KiB and `munmap`, untouched (both kernels map nothing until
+//!   a page is touched: the row is the cost of recording and dropping the area);
 //! - `clock_gettime`: `clock_gettime(CLOCK_MONOTONIC)` through musl (which uses the vDSO
 //!   where the kernel offers one);
 //! - `cpu_loop`: the primes below `primes` by trial division, per run;

@@ -13,6 +13,18 @@
 //!   reads the port back;
 //! - `probe mem <MiB>`: allocates and touches that much memory, prints a checksum;
 //! - `probe stack <KiB>`: recurses to use that much stack;
+//! - `probe lazy`: demand-zero memory seen through `sysinfo`'s free memory: an anonymous
+//!   16 MiB `mmap` takes no frame, touching three of its pages takes three (and the page
+//!   tables under them), their `munmap` gives back exactly three; untouched pages read as
+//!   zero; an `mprotect`ed page not yet touched gets the new protection; prints one line
+//!   per check and ends by writing to the unmapped area (a page fault the kernel reports);
+//! - `probe free`: prints the free memory `sysinfo` reports, in pages;
+//! - `probe lazy-none`: reads a `PROT_NONE` page (a page fault the kernel reports);
+//! - `probe vdso`: whether the kernel offers a vDSO (`AT_SYSINFO_EHDR`), whether musl's
+//!   `clock_gettime` (which uses it) agrees with the system call for `CLOCK_MONOTONIC`
+//!   (in order) and `CLOCK_REALTIME` (within a second), and whether it is faster than the
+//!   system call (a ring-3 read against a kernel entry: tens against thousands of
+//!   instructions, so the comparison holds with or without `-icount`);
 //! - `probe frame-check`: asks the hypervisor for its frame-table consistency check
 //!   (`XENMEM_XENIA_CHECK_FRAME_TABLE`) and prints `frame table check: <ret>` (0: consistent).
 //!
@@ -140,6 +152,167 @@ fn evtchn() -> Result<(), String> {
     Ok(())
 }
 
+/// A raw Linux system call with up to six arguments.
+fn syscall6(nr: u64, a: [u64; 6]) -> i64 {
+    let ret: i64;
+    // SAFETY: used for mmap, munmap, mprotect and sysinfo on memory this program owns and
+    // does not otherwise use.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") nr as i64 => ret, in("rdi") a[0],
+            in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+/// Free memory in pages, as `sysinfo` reports it.
+fn free_pages() -> u64 {
+    let mut info = [0u64; 14];
+    let r = syscall3(99, info.as_mut_ptr() as u64, 0, 0);
+    assert_eq!(r, 0, "sysinfo");
+    info[5] * u64::from(info[13] as u32) / 4096
+}
+
+const PROT_READ: u64 = 1;
+const PROT_WRITE: u64 = 2;
+const MAP_PRIVATE_ANON: u64 = 0x22;
+
+fn mmap_anon(len: u64, prot: u64) -> u64 {
+    let at = syscall6(9, [0, len, prot, MAP_PRIVATE_ANON, u64::MAX, 0]);
+    assert!(at > 0, "mmap: {at}");
+    at as u64
+}
+
+/// `probe lazy`: see the module docs. Ends with a fault.
+fn lazy() {
+    const LEN: u64 = 16 << 20;
+    let before = free_pages();
+    let area = mmap_anon(LEN, PROT_READ | PROT_WRITE);
+    println!("lazy: mmap of 16 MiB took {} pages", before - free_pages());
+    let before_touch = free_pages();
+    for page in [0, 1000, 4000] {
+        // SAFETY: inside the area just mapped read-write.
+        unsafe { std::ptr::write_volatile((area + page * 4096) as *mut u64, page + 1) };
+    }
+    let after_touch = free_pages();
+    let taken = before_touch - after_touch;
+    println!(
+        "lazy: touching 3 pages took {} (3 pages and {} page tables)",
+        if (3..=6).contains(&taken) {
+            "3 to 6"
+        } else {
+            "a wrong number of"
+        },
+        taken.saturating_sub(3)
+    );
+    let before_read = free_pages();
+    // SAFETY: inside the area; never written.
+    let zero = unsafe { std::ptr::read_volatile((area + 2000 * 4096) as *const u64) };
+    let read_taken = before_read - free_pages();
+    println!(
+        "lazy: an untouched page reads {zero}, which took {} (1 page and {} page tables)",
+        if (1..=3).contains(&read_taken) {
+            "1 to 3"
+        } else {
+            "a wrong number of"
+        },
+        read_taken.saturating_sub(1)
+    );
+    let r = syscall6(10, [area + 8 * 4096, 4096, PROT_READ, 0, 0, 0]);
+    // SAFETY: inside the area, now read-only: a read is allowed.
+    let ro = unsafe { std::ptr::read_volatile((area + 8 * 4096) as *const u64) };
+    println!("lazy: mprotect of an untouched page {r}, it reads {ro}");
+    let before_unmap = free_pages();
+    let r = syscall6(11, [area, LEN, 0, 0, 0, 0]);
+    println!(
+        "lazy: munmap {r} gave back {} pages",
+        free_pages() - before_unmap
+    );
+    println!("lazy: now touching the unmapped area");
+    // SAFETY: deliberately not safe: the area is gone and the kernel ends the program.
+    unsafe { std::ptr::write_volatile((area + 4096) as *mut u64, 1) };
+    println!("lazy: the write to the unmapped area went through");
+}
+
+/// `struct timespec`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+impl Timespec {
+    fn ns(self) -> i128 {
+        i128::from(self.sec) * 1_000_000_000 + i128::from(self.nsec)
+    }
+}
+
+unsafe extern "C" {
+    /// musl's `clock_gettime` (the vDSO when the kernel offers one, else the system call).
+    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    /// musl's `getauxval`.
+    fn getauxval(kind: u64) -> u64;
+}
+
+fn libc_time(clock: i32) -> Timespec {
+    let mut ts = Timespec::default();
+    // SAFETY: `ts` is a live timespec the call writes.
+    let r = unsafe { clock_gettime(clock, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime({clock})");
+    ts
+}
+
+fn syscall_time(clock: i32) -> Timespec {
+    let mut ts = Timespec::default();
+    let r = syscall3(228, clock as u64, &mut ts as *mut Timespec as u64, 0);
+    assert_eq!(r, 0, "system call clock_gettime({clock})");
+    ts
+}
+
+fn tsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC reads a counter and writes only EAX and EDX.
+    unsafe {
+        std::arch::asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi, options(nostack, nomem))
+    };
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// `probe vdso`: see the module docs.
+fn vdso() {
+    const CLOCK_REALTIME: i32 = 0;
+    const CLOCK_MONOTONIC: i32 = 1;
+    const AT_SYSINFO_EHDR: u64 = 33;
+    // SAFETY: getauxval reads the auxiliary vector musl saved.
+    let ehdr = unsafe { getauxval(AT_SYSINFO_EHDR) };
+    println!("vdso: AT_SYSINFO_EHDR {ehdr:#x}");
+    let a = libc_time(CLOCK_MONOTONIC);
+    let b = syscall_time(CLOCK_MONOTONIC);
+    let c = libc_time(CLOCK_MONOTONIC);
+    println!(
+        "vdso: monotonic in order: {}",
+        a.ns() <= b.ns() && b.ns() <= c.ns()
+    );
+    let real = libc_time(CLOCK_REALTIME).ns() - syscall_time(CLOCK_REALTIME).ns();
+    println!("vdso: realtime agrees: {}", real.abs() < 1_000_000_000);
+    const N: u64 = 200;
+    let t0 = tsc();
+    for _ in 0..N {
+        std::hint::black_box(libc_time(CLOCK_MONOTONIC));
+    }
+    let t1 = tsc();
+    for _ in 0..N {
+        std::hint::black_box(syscall_time(CLOCK_MONOTONIC));
+    }
+    let t2 = tsc();
+    let (lib, sys) = ((t1 - t0) / N, (t2 - t1) / N);
+    println!(
+        "vdso: faster than the system call: {} ({lib} against {sys} ticks)",
+        lib * 4 < sys
+    );
+}
+
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let buf = [depth as u8; 1024];
@@ -197,6 +370,17 @@ fn main() {
             let sum: u64 = v.iter().step_by(4096).map(|&b| b as u64).sum();
             println!("touched {mib} MiB, checksum {sum}");
         }
+        Some("lazy") => lazy(),
+        Some("free") => println!("free: {} pages", free_pages()),
+        Some("lazy-none") => {
+            let area = mmap_anon(1 << 20, 0);
+            println!("lazy-none: reading a PROT_NONE page");
+            // SAFETY: deliberately not safe: the page is inaccessible; the kernel ends
+            // the program.
+            let v = unsafe { std::ptr::read_volatile((area + 4096) as *const u64) };
+            println!("lazy-none: it read {v}");
+        }
+        Some("vdso") => vdso(),
         Some("stack") => println!("stack sum {}", recurse(number(2))),
         Some("frame-check") => match frame_check() {
             Ok(r) => println!("frame table check: {r}"),
@@ -207,7 +391,7 @@ fn main() {
         },
         _ => {
             eprintln!(
-                "usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB|frame-check"
+                "usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB|lazy|lazy-none|free|vdso|frame-check"
             );
             std::process::exit(2);
         }
