@@ -73,6 +73,11 @@ enum Offlined {
 /// `xen-hptool mem-offline <mfn>`, which must succeed one way or the other.
 fn mem_offline(vm: &mut Qemu, mfn: u32) -> Result<Offlined, String> {
     let out = run(vm, &format!("xen-hptool mem-offline {mfn:x}"))?;
+    offline_result(&out, mfn)
+}
+
+/// What `xen-hptool mem-offline <mfn>` said it did (`out`), which must be one or the other.
+fn offline_result(out: &str, mfn: u32) -> Result<Offlined, String> {
     if out.contains(&format!(
         "Memory mfn {mfn:x} offlined successfully, current state is [PG_OFFLINE_OFFLINED]"
     )) {
@@ -196,9 +201,16 @@ pub fn free_frame(ctx: &Context) -> Result<(), String> {
     if mem_offline(&mut vm, mfn)? != Offlined::Now {
         return Err(format!("the offlined frame {mfn:x} was handed to a domain"));
     }
-    // Its neighbours were handed out (a note: the allocator's choice, not a requirement).
+    // Its neighbours were handed out (a note: the allocator's choice, not a requirement). A
+    // neighbour may also be the hypervisor's (a guest root, a heap run): refused, as Xen
+    // refuses a `XEN_PAGE`, and noted.
     for n in [mfn - 1, mfn + 1] {
-        match mem_offline(&mut vm, n)? {
+        let out = run(&mut vm, &format!("xen-hptool mem-offline {n:x}"))?;
+        if out.contains("XEN_PAGE is not permitted be offlined") {
+            ctx.note(format!("neighbour {n:#x} is the hypervisor's"));
+            continue;
+        }
+        match offline_result(&out, n)? {
             Offlined::Pending(dom) => {
                 ctx.note(format!("neighbour {n:#x} belongs to domain {dom}"));
                 mem_online(&mut vm, n)?;
