@@ -151,6 +151,11 @@ impl AddressSpace {
         if !range_ok(va, out.len() as u64) {
             return Err(Errno::EFAULT);
         }
+        if (va % PAGE_SIZE) as usize + out.len() <= PAGE_SIZE as usize {
+            let phys = self.translate(va, false, false)?;
+            physmem::read(Mfn::from_phys(phys), (phys % PAGE_SIZE) as usize, out);
+            return Ok(());
+        }
         for (at, done, chunk) in walk::pieces(va, out.len()) {
             let phys = self.translate(at, false, false)?;
             physmem::read(
@@ -168,11 +173,28 @@ impl AddressSpace {
         /// Pages whose translation is kept from the check to the copy (a bounce frame, a
         /// hypercall's result: almost every write is one or two pages); the pages after
         /// these are walked again for the copy. Nothing can change between the two: the
-        /// domain's page tables change only under its lock, which the caller holds.
+        /// domain's page tables change only under its lock, which the caller holds, and a
+        /// frame changes use only once every pCPU running a guest has flushed, which this
+        /// one (interrupts off, answering no flush request here) has not (`guest::fast`
+        /// writes a SYSCALL's frame without the lock on that second rule).
         const KEPT: usize = 4;
         let va = at.addr();
         if !range_ok(va, data.len() as u64) {
             return Err(Errno::EFAULT);
+        }
+        if (va % PAGE_SIZE) as usize + data.len() <= PAGE_SIZE as usize {
+            // One page, the common case (a bounce frame, a hypercall's result): one
+            // translation, the check, the copy.
+            let phys = self.translate(va, true, false)?;
+            let mfn = Mfn::from_phys(phys);
+            if !matches!(
+                ft::current_type(mfn),
+                Some(PageType::None | PageType::Writable)
+            ) {
+                return Err(Errno::EFAULT);
+            }
+            physmem::write(mfn, (phys % PAGE_SIZE) as usize, data);
+            return Ok(());
         }
         let mut kept = [0u64; KEPT];
         for (i, (at, _, _)) in walk::pieces(va, data.len()).enumerate() {
@@ -180,7 +202,7 @@ impl AddressSpace {
             // However the walk got there, the hypervisor never writes a frame that is a page
             // table or a descriptor table on a guest pointer's say-so: those change only
             // through the frame table's validated updates.
-            let kind = ft::with(|t, _| t.current_type(Mfn::from_phys(phys)));
+            let kind = ft::current_type(Mfn::from_phys(phys));
             if !matches!(kind, Some(PageType::None | PageType::Writable)) {
                 return Err(Errno::EFAULT);
             }

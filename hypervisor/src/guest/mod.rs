@@ -500,9 +500,18 @@ fn leave_quietly(
 }
 
 /// Records, as this pCPU returns to vCPU `v` of `dom`, what the short ways out read: whether
-/// an event waits that it cannot take, and where its `vcpu_info` is.
+/// an event waits that it cannot take, where its `vcpu_info` is, and what a SYSCALL needs.
 fn entered(cpu: &percpu::PerCpu, dom: &Domain, v: usize) {
     let info = dom.vcpu_info_static(v);
+    if let Some(vcpu) = dom.vcpus.get(v) {
+        cpu.entered_syscall
+            .store(vcpu.callbacks.syscall, Ordering::Relaxed);
+        cpu.entered_syscall_masks
+            .store(vcpu.callbacks.syscall_masks_events, Ordering::Relaxed);
+        cpu.entered_kernel_sp
+            .store(vcpu.kernel_sp, Ordering::Relaxed);
+        cpu.entered_l4.store(vcpu.l4.phys(), Ordering::Relaxed);
+    }
     // An event still waiting now could not be delivered (no callback yet): a kick would not
     // change that, so none is sent for it until this pCPU is back.
     cpu.entered_pending
@@ -1308,13 +1317,59 @@ fn bounce(
         );
         return Err(());
     }
-    let info = dom.vcpu_info(v);
-    let virtual_if = if info.evtchn_upcall_mask.load(Ordering::Relaxed) == 0 {
-        RFLAGS_IF
-    } else {
-        0
+    let virtual_if = dom.vcpu_info(v).evtchn_upcall_mask.load(Ordering::Relaxed) == 0;
+    let space = mem::AddressSpace {
+        l4: dom.vcpus[v].l4,
+        dom: dom.id,
     };
-    let rflags = (frame.rflags & !RFLAGS_IF) | virtual_if;
+    let sp = match push_bounce_frame(&space, frame, error, stack, virtual_if) {
+        Ok(sp) => sp,
+        Err(PushError::Stack) => {
+            crash(
+                dom,
+                format_args!("guest stack pointer {stack:#x} is not usable"),
+            );
+            return Err(());
+        }
+        Err(PushError::Write(sp)) => {
+            crash(
+                dom,
+                format_args!(
+                    "cannot write an exception frame at {sp:#x} (rip {:#x})",
+                    frame.rip
+                ),
+            );
+            return Err(());
+        }
+    };
+    enter_handler(frame, handler, sp);
+    if mask_events {
+        dom.vcpu_info(v)
+            .evtchn_upcall_mask
+            .store(1, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Why [`push_bounce_frame`] pushed nothing.
+enum PushError {
+    /// The stack pointer leaves no room below it.
+    Stack,
+    /// The frame's place (this address) is not mapped writable, or is not plain memory.
+    Write(u64),
+}
+
+/// Writes the frame a bounce leaves on the ring-1 stack, as an IDT gate would: `error` if
+/// any, then `frame`'s rip, cs, rflags (with IF as `virtual_if`), rsp and ss, below `stack`
+/// aligned down to 16 bytes; returns the new stack pointer. Nothing is written when it fails.
+fn push_bounce_frame(
+    space: &mem::AddressSpace,
+    frame: &TrapFrame,
+    error: Option<u64>,
+    stack: u64,
+    virtual_if: bool,
+) -> Result<u64, PushError> {
+    let rflags = (frame.rflags & !RFLAGS_IF) | if virtual_if { RFLAGS_IF } else { 0 };
     let mut words = [0u64; 6];
     let mut n = 0;
     if let Some(code) = error {
@@ -1324,45 +1379,24 @@ fn bounce(
     words[n..n + 5].copy_from_slice(&[frame.rip, frame.cs, rflags, frame.rsp, frame.ss]);
     n += 5;
     let top = stack & !0xF;
-    let Some(sp) = top.checked_sub(8 * n as u64) else {
-        crash(
-            dom,
-            format_args!("guest stack pointer {stack:#x} is not usable"),
-        );
-        return Err(());
-    };
-    let mut bytes = [0u8; 48];
-    for (i, w) in words[..n].iter().enumerate() {
-        bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-    }
-    let space = mem::AddressSpace {
-        l4: dom.vcpus[v].l4,
-        dom: dom.id,
-    };
-    if space
-        .write_bytes(GuestPtr::new(sp), &bytes[..8 * n])
-        .is_err()
-    {
-        crash(
-            dom,
-            format_args!(
-                "cannot write an exception frame at {sp:#x} (rip {:#x})",
-                frame.rip
-            ),
-        );
-        return Err(());
-    }
+    let sp = top.checked_sub(8 * n as u64).ok_or(PushError::Stack)?;
+    space
+        .write_bytes(
+            GuestPtr::new(sp),
+            zerocopy::IntoBytes::as_bytes(&words[..n]),
+        )
+        .map_err(|_| PushError::Write(sp))?;
+    Ok(sp)
+}
+
+/// The rest of a bounce, once its frame is pushed: `frame` resumes at `handler` in ring 1 on
+/// stack `sp`, with the flags an IDT gate clears cleared.
+fn enter_handler(frame: &mut TrapFrame, handler: u64, sp: u64) {
     frame.rip = handler;
     frame.cs = u64::from(KERNEL_CS);
     frame.ss = u64::from(KERNEL_SS);
     frame.rsp = sp;
     frame.rflags &= !(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF);
-    if mask_events {
-        dom.vcpu_info(v)
-            .evtchn_upcall_mask
-            .store(1, Ordering::Release);
-    }
-    Ok(())
 }
 
 /// Enters vCPU `v`'s event callback if an event is pending and the guest has events
@@ -1420,11 +1454,16 @@ pub fn sanitize(frame: &mut TrapFrame) -> Result<(), &'static str> {
     if !mem::is_canonical(frame.rip) || !mem::is_canonical(frame.rsp) {
         return Err("non-canonical rip or rsp");
     }
-    frame.rflags =
-        (frame.rflags & 0x003F_FFFF & !(RFLAGS_IOPL | RFLAGS_NT | RFLAGS_VM | RFLAGS_VIF_VIP))
-            | RFLAGS_IF
-            | RFLAGS_FIXED;
+    frame.rflags = clean_flags(frame.rflags);
     Ok(())
+}
+
+/// The flags a guest may run with: IF set, IOPL 0, no NT, VM, VIF or VIP, nothing reserved.
+#[inline]
+fn clean_flags(rflags: u64) -> u64 {
+    (rflags & 0x003F_FFFF & !(RFLAGS_IOPL | RFLAGS_NT | RFLAGS_VM | RFLAGS_VIF_VIP))
+        | RFLAGS_IF
+        | RFLAGS_FIXED
 }
 
 /// MSRs for SYSCALL from guests (Intel SDM Vol. 3B §2.2.1, Vol. 2B SYSCALL): the entry

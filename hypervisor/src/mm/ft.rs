@@ -225,6 +225,14 @@ pub fn owned_by(mfn: Mfn, dom: DomId) -> bool {
     table().owned_by(mfn, dom)
 }
 
+/// `mfn`'s current use (`FrameTable::current_type`): two atomic reads, no lock needed. What it
+/// says holds until the frame changes use, which waits for every pCPU running a guest to
+/// flush (the frame table's rule): a pCPU that asks with interrupts off, as a trap does, and
+/// answers no flush request meanwhile, can act on the answer until it answers one.
+pub fn current_type(mfn: Mfn) -> Option<super::frame_table::PageType> {
+    table().current_type(mfn)
+}
+
 /// Who owns `mfn` (one atomic read; no lock needed).
 pub fn owner(mfn: Mfn) -> Owner {
     table().owner(mfn)

@@ -308,6 +308,23 @@ pub fn hypercall_at_canonical_end(ctx: &Context) -> Result<(), String> {
     vm.expect_exit(EXIT_DOM0_CRASHED, T)
 }
 
+/// A SYSCALL from ring 3 whose kernel stack is a page table (mapped read-only): the bounce
+/// writes nothing there and the hypervisor crashes dom0, on the way that answers SYSCALLs
+/// without a lock (the guest's earlier hypercalls recorded its stack there) as on the
+/// ordinary one.
+pub fn syscall_stack_on_page_table(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_guest(ctx, TESTGUEST, "test=syscall_stack_on_page_table", "max")?;
+    vm.wait_for_line("(d0) about to SYSCALL from ring 3", T)?;
+    let line = vm.wait_for_line_starting(&contract::domain_crashed(0), T)?;
+    if !line.contains("cannot write an exception frame") {
+        return Err(format!(
+            "the crash line {line:?} does not say the frame could not be written"
+        ));
+    }
+    vm.wait_for_line(&contract::domain_shut_down(0, "crash"), T)?;
+    vm.expect_exit(EXIT_DOM0_CRASHED, T)
+}
+
 /// A module that is not an ELF kernel: the builder names the problem and the machine
 /// stops with the dom0-crash status.
 pub fn bad_kernel(ctx: &Context) -> Result<(), String> {

@@ -107,6 +107,10 @@ pub fn all() -> Vec<Scenario> {
             "guest_hypercall_at_canonical_end",
             guests::hypercall_at_canonical_end,
         ),
+        Scenario::new(
+            "guest_syscall_stack_on_page_table",
+            guests::syscall_stack_on_page_table,
+        ),
         Scenario::new("guest_shutdown_poweroff", |ctx| {
             guests::shutdown(ctx, "poweroff", EXIT_POWEROFF, "max")
         }),

@@ -87,6 +87,15 @@ pub struct PerCpu {
     /// pCPU last let go of a vCPU): what the hypercalls answered before any lock read
     /// (`guest::fast`).
     pub entered_info: crate::mm::physmem::ViewCell<guest_abi::shared_info::VcpuInfo>,
+    /// What a SYSCALL answered before any lock needs of that vCPU (`guest::fast::light_syscall`),
+    /// as the last way out found it (valid while `entered_info` is set): its syscall callback
+    /// (0: none), whether entering it masks events, its ring-1 stack for entries from ring 3
+    /// (0: none), and its top-level table. Only that vCPU's own hypercalls change them, and
+    /// each of those ends in a way out that records them again.
+    pub entered_syscall: AtomicU64,
+    pub entered_syscall_masks: AtomicBool,
+    pub entered_kernel_sp: AtomicU64,
+    pub entered_l4: AtomicU64,
 }
 
 /// Request: drop every guest translation (recopy the guest root from the running vCPU's
@@ -149,6 +158,10 @@ impl PerCpu {
             locks_held: AtomicU32::new(0),
             entered_pending: AtomicBool::new(false),
             entered_info: crate::mm::physmem::ViewCell::new(),
+            entered_syscall: AtomicU64::new(0),
+            entered_syscall_masks: AtomicBool::new(false),
+            entered_kernel_sp: AtomicU64::new(0),
+            entered_l4: AtomicU64::new(0),
         }
     }
 

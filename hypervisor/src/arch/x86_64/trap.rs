@@ -246,12 +246,16 @@ fn on_hypervisor_stack(addr: u64) -> bool {
 }
 
 /// Traps from a guest (called by the entry stubs, on the hypervisor stack, with the
-/// guest's registers in `frame`). The hypercalls answered without a lock are tried here,
+/// guest's registers in `frame`). The hypercalls answered and the SYSCALLs bounced without a
+/// lock are tried here,
 /// before the whole trap path (its prologue alone saves six registers).
 pub(super) extern "C" fn guest_trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR)
         && crate::guest::fast::light(frame)
     {
+        return;
+    }
+    if frame.vector == entry::SYSCALL_VECTOR && crate::guest::fast::light_syscall(frame) {
         return;
     }
     crate::guest::trap(frame);

@@ -233,6 +233,23 @@ pub fn write_u64(mfn: Mfn, index: usize, value: u64) {
     unsafe { core::ptr::write_volatile(va.add(index), value) }
 }
 
+/// Writes `words` into `mfn` from word `index` on (a bounce frame: a few aligned stores, no
+/// byte copy).
+#[inline]
+pub fn write_u64s<const N: usize>(mfn: Mfn, index: usize, words: &[u64; N]) {
+    assert!(
+        index
+            .checked_add(N)
+            .is_some_and(|end| end <= WORDS_PER_FRAME),
+        "words {index}..+{N} leave the frame"
+    );
+    let va = frame_va(mfn) as *mut u64;
+    for (i, &w) in words.iter().enumerate() {
+        // SAFETY: as in `write_u64`; `index + i` is below `WORDS_PER_FRAME` (checked above).
+        unsafe { core::ptr::write_volatile(va.add(index + i), w) }
+    }
+}
+
 /// Fills `mfn` with zeroes.
 pub fn zero(mfn: Mfn) {
     let va = frame_va(mfn);

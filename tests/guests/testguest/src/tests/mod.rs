@@ -144,6 +144,11 @@ pub const TESTS: &[Test] = &[
         run: shutdown::hypercall_at_canonical_end,
         about: "a hypercall whose return address is non-canonical crashes the domain",
     },
+    Test {
+        name: "syscall_stack_on_page_table",
+        run: shutdown::syscall_stack_on_page_table,
+        about: "a SYSCALL whose kernel stack is a page table crashes the domain, unwritten",
+    },
     // The domU side of the test dom0 (xenia-dom0test), which builds these and judges them.
     Test {
         name: "hog",

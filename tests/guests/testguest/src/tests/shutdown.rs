@@ -15,6 +15,13 @@
 //!   The hypervisor must not `iretq` to it (on Intel CPUs that is a #GP in ring 0, on the
 //!   exit path): it crashes the domain, `cannot return to the guest` (exit status 37). If the
 //!   guest runs on, the test prints `Test result: FAILURE`.
+//! - `syscall_stack_on_page_table`: pins a fresh frame as an (empty) L1, maps it read-only,
+//!   points the ring-1 stack for entries from ring 3 at its top (`stack_switch` checks only
+//!   the range) and makes a `SYSCALL` from ring 3. The bounce must not write its frame there:
+//!   the hypervisor crashes the domain, `cannot write an exception frame` (exit status 37),
+//!   on the way answered without a lock (`guest::fast::light_syscall`) as on the ordinary
+//!   one. If the callback runs, or the SYSCALL comes back, the test prints
+//!   `Test result: FAILURE`.
 
 use guest_abi::calls;
 use guest_abi::hypercall::{HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_XEN_VERSION};
@@ -115,5 +122,65 @@ pub fn hypercall_at_canonical_end() -> ! {
         )
     };
     println!("the hypercall at {LAST_TWO_BYTES:#x} came back: the domain was not crashed");
+    report(TestResult::Failure)
+}
+
+pub fn syscall_stack_on_page_table() -> ! {
+    use guest_abi::selectors::KERNEL_SS;
+    use xenia_guest_rt::mm::Window;
+    use xenia_guest_rt::trap::register_syscall;
+    use xenia_guest_rt::user;
+
+    let Some((_, mfn)) = mm::fresh_frame() else {
+        error(format_args!("no fresh frame to make a page table of"))
+    };
+    // SAFETY: a fresh frame, used by nothing; an all-zero frame is a valid, empty L1.
+    if let Err(ret) = unsafe { mm::fill_frame(mfn, |_| {}) } {
+        error(format_args!("zeroing frame {mfn:#x}: {}", Ret(ret)))
+    }
+    // SAFETY: the frame is empty and mapped nowhere; pinning it changes no mapping.
+    let ret = unsafe { mm::pin(1, mfn) };
+    if ret != 0 {
+        error(format_args!(
+            "pinning frame {mfn:#x} as an L1: {}",
+            Ret(ret)
+        ))
+    }
+    // SAFETY: slot 0 is this test's alone; a page table may be mapped read-only.
+    let window = match unsafe { Window::read_only(0, mfn) } {
+        Ok(w) => w,
+        Err(ret) => error(format_args!(
+            "mapping the L1 {mfn:#x} read-only: {}",
+            Ret(ret)
+        )),
+    };
+    let top = window.va() + guest_abi::types::PAGE_SIZE as u64;
+    if let Err(e) = register_syscall(true) {
+        error(format_args!(
+            "registering the syscall callback: {}",
+            e.name()
+        ))
+    }
+    let prog = crate::ring3::syscall();
+    let base = user::load(&prog.blob);
+    // SAFETY: from here on an entry from ring 3 finds no usable stack, which is the point:
+    // the next one is the SYSCALL below, which must end the domain.
+    if let Err(e) = unsafe { calls::stack_switch(KERNEL_SS, top) } {
+        error(format_args!(
+            "stack_switch to {top:#x}: {} (it checks only the range)",
+            e.name()
+        ))
+    }
+    println!(
+        "about to SYSCALL from ring 3 with the kernel stack at {top:#x}, the top of the L1 \
+         {mfn:#x} mapped read-only: the hypervisor must crash the domain rather than write \
+         the frame there"
+    );
+    console::flush();
+    let exit = user::run(base, user::data(), 0);
+    println!(
+        "the ring-3 program came back ({:?}): the SYSCALL's frame was written on a page table",
+        exit.kind
+    );
     report(TestResult::Failure)
 }
