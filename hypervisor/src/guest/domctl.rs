@@ -412,6 +412,7 @@ fn destroy(_: &Privileged, world: &mut World, caller: DomId, id: DomId) -> Resul
     // Nothing of it runs anywhere (the caller waited for that): its pCPUs have nothing
     // to drop.
     let _ = world.sched.get_mut().remove_domain(id);
+    super::forget_entry_stacks(id);
     // Grants: mappings it holds and mappings others hold of its grants go first.
     super::grant_op::release(&mut victim, &mut world.domains);
     // Event channels: the other ends become unbound again.

@@ -15,7 +15,8 @@
 //!   (or this one) set `REQ_KICK` in `PerCpu::requests`, with an IPI that is pending while
 //!   interrupts are off;
 //! - a flush is asked: `REQ_FLUSH`, the same way;
-//! - polled console input (no I/O APIC route for COM1): pCPU 0 takes the whole way out.
+//! - polled console input (no I/O APIC route for COM1): pCPU 0 takes the whole way out
+//!   (`REQ_POLL`, a standing bit in its `requests`).
 //!
 //! When none holds, [`may_leave_quietly`] says so, and the trap returns after delivering
 //! events and checking its frame, without the world's walks: Xen's `test_all_events`, which
@@ -50,8 +51,8 @@ use guest_abi::shared_info::VcpuInfo;
 use guest_abi::trap::RFLAGS_IF;
 
 use super::{SYSCALL_INSN_LEN, WAKE_DUE, is_hardware_interrupt, mem};
+use crate::arch::x86_64::percpu;
 use crate::arch::x86_64::trap::TrapFrame;
-use crate::arch::x86_64::{ioapic, percpu};
 use crate::mm::frame_table::PageType;
 use crate::mm::{Mfn, PAGE_SIZE};
 
@@ -115,7 +116,6 @@ pub fn may_leave_quietly(cpu: &percpu::PerCpu, vector: u64) -> bool {
         && !is_hardware_interrupt(vector)
         && !WAKE_DUE.load(Ordering::Acquire)
         && cpu.timer_due.load(Ordering::SeqCst) >= cpu.armed.load(Ordering::SeqCst)
-        && (cpu.index() != 0 || ioapic::serial_interrupts())
 }
 
 /// Whether `info` has an event waiting that the guest takes now (pending, unmasked).

@@ -561,6 +561,19 @@ fn is_hardware_interrupt(vector: u64) -> bool {
         && vector != u64::from(SPURIOUS_VECTOR)
 }
 
+/// Domain `id` is gone: no pCPU's entry stacks are its any more (`World::switch` then wipes
+/// them before any domain runs there, whatever its id).
+pub fn forget_entry_stacks(id: DomId) {
+    for (_, cpu) in online_cpus() {
+        let _ = cpu.stacks_of.compare_exchange(
+            u32::from(id) + 1,
+            u32::MAX,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+}
+
 /// After a trap (or, with no current vCPU, before a pCPU's first one): timers, console
 /// input, wake-ups, the scheduling decision (idling, with the world released, while there
 /// is nothing to run), event delivery and the checks on the frame we return to. Leaves
@@ -868,6 +881,14 @@ impl World {
         }
         let cpu = percpu::this();
         cpu.entered_info.set(None);
+        // The entry stacks may hold the registers of the domain that ran here last: wiped
+        // before another domain's vCPU runs here (a destroyed domain's id is forgotten at
+        // once, `forget_entry_stacks`, so that a later domain with its id is another).
+        if let Some((d, _)) = to
+            && cpu.stacks_of.swap(u32::from(d) + 1, Ordering::Relaxed) != u32::from(d) + 1
+        {
+            entry::scrub_entry_stacks();
+        }
         let Some(to) = to else {
             cpu.set_current(None);
             entry::forget_guest_root();

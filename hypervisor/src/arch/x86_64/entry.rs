@@ -218,17 +218,9 @@ xenia_entry_from_guest:
     mov rcx, [rsp + 8]
     mov [rax - 64], rcx
     mov rcx, [rsp]
-    // The entry (or IST) stack is readable by every guest on this pCPU: leave none of this
-    // guest's registers there (rcx, rax, vector, error code, rip, cs, rflags, rsp, ss).
-    mov qword ptr [rsp], 0
-    mov qword ptr [rsp + 8], 0
-    mov qword ptr [rsp + 16], 0
-    mov qword ptr [rsp + 24], 0
-    mov qword ptr [rsp + 32], 0
-    mov qword ptr [rsp + 40], 0
-    mov qword ptr [rsp + 48], 0
-    mov qword ptr [rsp + 56], 0
-    mov qword ptr [rsp + 64], 0
+    // The entry (or IST) stack is readable by every guest on this pCPU; what this entry
+    // left there (rcx, rax, vector, error code, rip, cs, rflags, rsp, ss) is this guest's
+    // own, and is wiped before a vCPU of another domain runs here (`scrub_entry_stacks`).
     lea rsp, [rax - 64]
     push rbx
     push rcx
@@ -666,6 +658,38 @@ pub fn recopy_guest_root() {
     if source != 0 {
         load_guest_root(crate::mm::Mfn::from_phys(source));
     }
+}
+
+/// Words at the top of each stack a guest can enter on (the entry stack, the IST stacks)
+/// that the stubs write: from a guest, the hardware frame, the error code and vector, rax and
+/// rcx (9 words; the return frame, 7 words, lies within them); an NMI, #DF or #MC taken in
+/// the hypervisor, on its IST stack, the same plus all fifteen registers (22 words).
+const ENTRY_WORDS: usize = 22;
+
+/// Zeroes what the entry stubs leave on this pCPU's entry and IST stacks (and the SYSCALL
+/// stub's scratch word at the entry stack's bottom), which every guest that runs on this
+/// pCPU can read (supervisor pages, mapped in every guest root): a guest's registers, or the
+/// hypervisor's at an NMI. The scheduler calls this before a vCPU of another domain runs
+/// here, so that a guest sees no registers but its own domain's.
+pub fn scrub_entry_stacks() {
+    for bottom in [
+        ENTRY_STACK_OFFSET,
+        NMI_STACK_OFFSET,
+        DF_STACK_OFFSET,
+        MC_STACK_OFFSET,
+    ] {
+        let top = va(bottom + STACK_BYTES) as *mut u64;
+        // SAFETY: the top `ENTRY_WORDS` words of one of this pCPU's entry-area stacks, mapped
+        // writable in the hypervisor root; nothing runs on these stacks outside the entry
+        // stubs, and this runs in a trap's Rust code, on the hypervisor stack, interrupts off.
+        unsafe {
+            for i in 1..=ENTRY_WORDS {
+                core::ptr::write_volatile(top.sub(i), 0);
+            }
+        }
+    }
+    // SAFETY: the entry stack's bottom word (the SYSCALL stub's scratch), as above.
+    unsafe { core::ptr::write_volatile(va(ENTRY_STACK_OFFSET) as *mut u64, 0) };
 }
 
 /// This pCPU runs no guest any more: its guest root copies nothing (so no flush request

@@ -70,5 +70,9 @@ pub fn route_com1(madt: &[u8]) -> Result<(), &'static str> {
     write(redirection(pin), low);
     crate::arch::x86_64::serial::Serial::com1().enable_receive_interrupt();
     SERIAL_IRQ.store(true, Ordering::Relaxed);
+    if let Some(cpu) = super::percpu::of(0) {
+        cpu.requests
+            .fetch_and(!super::percpu::REQ_POLL, Ordering::SeqCst);
+    }
     Ok(())
 }

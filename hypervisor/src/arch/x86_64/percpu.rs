@@ -96,6 +96,10 @@ pub struct PerCpu {
     pub entered_syscall_masks: AtomicBool,
     pub entered_kernel_sp: AtomicU64,
     pub entered_l4: AtomicU64,
+    /// The domain whose registers the entry stubs may have left on this pCPU's entry-area
+    /// stacks, plus one (0: none): `entry::scrub_entry_stacks` runs before another domain's
+    /// vCPU runs here.
+    pub stacks_of: AtomicU32,
 }
 
 /// Request: drop every guest translation (recopy the guest root from the running vCPU's
@@ -104,6 +108,10 @@ pub const REQ_FLUSH: u32 = 1 << 0;
 /// Request: ask the scheduler again at the next chance (a vCPU woke for this pCPU, the one
 /// it runs was paused, or an event waits for it).
 pub const REQ_KICK: u32 = 1 << 1;
+/// Not a request but a standing state, kept in the same word so that one look sees it:
+/// pCPU 0 polls the console at every trap (COM1's interrupt is not routed), so none of its
+/// traps leaves quietly (`guest::fast`). Cleared once the interrupt is routed.
+pub const REQ_POLL: u32 = 1 << 2;
 
 /// Where each pCPU's `PerCpu` is in the direct map (0: no such pCPU), by index.
 static ALL: [AtomicU64; super::smp::MAX_CPUS] = [const { AtomicU64::new(0) }; super::smp::MAX_CPUS];
@@ -154,7 +162,8 @@ impl PerCpu {
             armed: AtomicU64::new(u64::MAX),
             timer_due: AtomicU64::new(u64::MAX),
             programmed: AtomicU64::new(u64::MAX),
-            requests: AtomicU32::new(0),
+            // Polled until COM1's interrupt is routed (`ioapic::route_com1`).
+            requests: AtomicU32::new(if index == 0 { REQ_POLL } else { 0 }),
             locks_held: AtomicU32::new(0),
             entered_pending: AtomicBool::new(false),
             entered_info: crate::mm::physmem::ViewCell::new(),
@@ -162,6 +171,7 @@ impl PerCpu {
             entered_syscall_masks: AtomicBool::new(false),
             entered_kernel_sp: AtomicU64::new(0),
             entered_l4: AtomicU64::new(0),
+            stacks_of: AtomicU32::new(0),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Attacks answered by a fault: writing the read-only hypervisor pages every guest sees (the
 //! entry area and the M2P), and executing a page mapped NX.
 
+use guest_abi::calls;
+use guest_abi::domctl::XEN_DOMINF_SHUTDOWN;
 use guest_abi::layout::{ENTRY_AREA_VIRT_START, MACH2PHYS_VIRT_START};
 use xenia_guest_rt::mm::{self, Window, pte, pte::entry};
 use xenia_guest_rt::probe;
@@ -127,23 +129,51 @@ const PRIVATE: core::ops::Range<u64> = 0xFFFF_8100_0000_0000..0xFFFF_8800_0000_0
 /// What the attack leaves in RAX and RCX across a hypercall, to look for afterwards.
 const MARKER: u64 = 0x5EC2_E7F0_0D15_C105;
 
-/// F7 (issue 10): what ring 1 can read in the entry area. It makes a hypercall with a marker
-/// in RAX's neighbour RCX (and in RAX as far as the call allows), then reads the CPU page and
-/// the entry and NMI stacks: no hypervisor address (image, direct map) may be there, and no
-/// register the guest had at the entry may have stayed behind for the next domain to read.
+/// F7 (issue 10): what ring 1 can read in the entry area. A scratch domain starts with a
+/// marker in RAX and RCX and faults on its first instruction, on this pCPU (the entry stub
+/// leaves both on the entry stack); right after the yield that ran it, before any trap of its
+/// own, this guest reads the top of its entry stack: another domain's registers must not be
+/// there (the stacks are wiped when a vCPU of another domain runs, `scrub_entry_stacks`; this
+/// guest's own may be). Then it reads the CPU page and the entry and NMI stacks: no
+/// hypervisor address (image, direct map) may be there, nor the marker. On several pCPUs the
+/// scratch domain may run elsewhere, where this guest cannot look: the `-smp 1` run checks.
 pub fn entry_area_disclosure(_: &Env) -> Verdict {
-    let ret: u64;
-    // SAFETY: `xen_version(XENVER_VERSION)` takes no pointer; RCX is declared clobbered.
-    unsafe {
-        core::arch::asm!(
-            "int 0x82",
-            inlateout("rax") guest_abi::hypercall::HYPERVISOR_XEN_VERSION => ret,
-            inout("rdi") u64::from(guest_abi::version::XENVER_VERSION) => _,
-            inout("rsi") 0u64 => _,
-            inout("rcx") MARKER => _,
-        );
+    /// Yields before giving up (one is enough on one pCPU).
+    const TRIES: usize = 2000;
+    /// The entry stack's top words, where an entry leaves RAX and RCX.
+    const STACK_TOP: u64 = ENTRY_AREA_VIRT_START + 0x5000 + 0x2000;
+    let d = match crate::hv::runnable_domain_with(|ctx| {
+        ctx.user_regs.rax = MARKER;
+        ctx.user_regs.rcx = MARKER;
+    }) {
+        Ok(d) => d,
+        Err((what, r)) => return setup_error!("runnable domain: {what} {}", Errname(r)),
+    };
+    // Nothing between a hypercall's return (the unpause, which may switch to the scratch
+    // domain at once, or a yield) and these loads enters the hypervisor (the words are
+    // readable: no fault), so what an entry of another domain left is still there to see.
+    let look = || {
+        (1..=9u64)
+            .map(|i| STACK_TOP - 8 * i)
+            .find(|&at| read(at) == Some(MARKER))
+    };
+    let mut ran = false;
+    for _ in 0..TRIES {
+        if let Some(at) = look() {
+            return succeeded!(
+                "the scratch domain's RAX/RCX marker read at {at:#x}, at the top of the entry \
+                 stack, after it ran"
+            );
+        }
+        if crate::hv::domain_info(d.id).is_ok_and(|i| i.flags & XEN_DOMINF_SHUTDOWN != 0) {
+            ran = true;
+            break;
+        }
+        let _ = calls::sched_yield();
     }
-    let _ = ret;
+    if !ran {
+        return setup_error!("the scratch domain did not run in {TRIES} yields");
+    }
     let (mut words, mut private, mut marker, mut unreadable) = (0u64, None, None, 0u64);
     for (offset, len) in READABLE {
         let base = ENTRY_AREA_VIRT_START + offset;
@@ -167,9 +197,9 @@ pub fn entry_area_disclosure(_: &Env) -> Verdict {
     }
     match (private, marker) {
         (None, None) => refused!(
-            "{words} words read, {unreadable} unreadable: no hypervisor address and no stale \
-             register"
+            "{words} words read, {unreadable} unreadable: no hypervisor address and no other \
+             domain's register"
         ),
-        (p, m) => succeeded!("hypervisor address {p:x?}, the guest's RCX left at {m:x?}"),
+        (p, m) => succeeded!("hypervisor address {p:x?}, the scratch domain's marker at {m:x?}"),
     }
 }

@@ -372,8 +372,16 @@ pub fn scratch_context(l4: u64, flags: u64) -> VcpuGuestContext {
 /// A scratch domain whose vCPU is online and unpaused: the next `sched_op(yield)` of this
 /// guest switches to it (it then faults on its first instruction and is crashed).
 pub fn runnable_domain() -> Result<Scratch, (&'static str, i64)> {
+    runnable_domain_with(|_| {})
+}
+
+/// [`runnable_domain`] with its context changed by `edit` first (registers to look for).
+pub fn runnable_domain_with(
+    edit: impl FnOnce(&mut VcpuGuestContext),
+) -> Result<Scratch, (&'static str, i64)> {
     let d = scratch_domain()?;
-    let ctx = scratch_context(d.l4, VGCF_ONLINE);
+    let mut ctx = scratch_context(d.l4, VGCF_ONLINE);
+    edit(&mut ctx);
     let ret = set_vcpu_context(d.id, &ctx);
     if ret < 0 {
         return Err(("setvcpucontext", ret));
