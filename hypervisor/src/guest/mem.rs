@@ -151,7 +151,7 @@ impl AddressSpace {
         if !range_ok(va, out.len() as u64) {
             return Err(Errno::EFAULT);
         }
-        if (va % PAGE_SIZE) as usize + out.len() <= PAGE_SIZE as usize {
+        if !out.is_empty() && (va % PAGE_SIZE) as usize + out.len() <= PAGE_SIZE as usize {
             let phys = self.translate(va, false, false)?;
             physmem::read(Mfn::from_phys(phys), (phys % PAGE_SIZE) as usize, out);
             return Ok(());
@@ -182,9 +182,10 @@ impl AddressSpace {
         if !range_ok(va, data.len() as u64) {
             return Err(Errno::EFAULT);
         }
-        if (va % PAGE_SIZE) as usize + data.len() <= PAGE_SIZE as usize {
+        if !data.is_empty() && (va % PAGE_SIZE) as usize + data.len() <= PAGE_SIZE as usize {
             // One page, the common case (a bounce frame, a hypercall's result): one
-            // translation, the check, the copy.
+            // translation, the check, the copy. (Nothing to copy reaches no page at all,
+            // below: a zero-length buffer may be a null pointer.)
             let phys = self.translate(va, true, false)?;
             let mfn = Mfn::from_phys(phys);
             if !matches!(

@@ -119,6 +119,23 @@ fn console_io(c: &mut Checks) {
         write(16, UNMAPPED),
         EFAULT,
     );
+    // Nothing to copy touches no memory (Xen's copies of zero bytes check nothing): a
+    // zero-length buffer may be a null or unmapped pointer.
+    c.eq(
+        "console_io write of 0 bytes from an unmapped buffer returns 0",
+        write(0, UNMAPPED),
+        0,
+    );
+    if start_info().flags & SIF_INITDOMAIN != 0 {
+        c.eq(
+            "console_io read of 0 bytes into an unmapped buffer returns 0",
+            call(
+                HYPERVISOR_CONSOLE_IO,
+                [CONSOLEIO_READ.into(), 0, UNMAPPED, 0, 0],
+            ),
+            0,
+        );
+    }
     c.errno(
         "console_io write from a non-canonical buffer",
         write(16, NON_CANONICAL),
