@@ -63,6 +63,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("peer_program_in_dom0", peer::program_in_dom0),
+        Scenario::new("peer_goals_icount", peer::goals_icount),
         Scenario::new("smp_mem_offline_free", mem_offline::free_frame),
         Scenario::new("smp_mem_offline_owned", mem_offline::owned_frame),
         Scenario::new("smp_mem_offline_refused", mem_offline::refused),
