@@ -44,7 +44,11 @@
 //!   vCPU on another pCPU could rewrite the frame through a stale writable entry between
 //!   validation and the flush. Xen flushes at the same point (`_get_page_type`:
 //!   `flush_tlb_mask` of the owner's dirty CPUs, filtered by the frame's TLB-flush
-//!   timestamp; an implementation may filter likewise).
+//!   timestamp). The hypervisor's implementation must not filter: it asks every pCPU that
+//!   runs a guest, whatever the frame's owner, and waits for each, because the SYSCALL
+//!   bounce answered without a lock (`guest::fast::light_syscall`) relies on that wait to
+//!   finish its write to a frame it found as plain memory, which may be another domain's
+//!   granted frame (docs/security.md §3.10).
 //! - **L4 changes.** Each pCPU's guest root holds a copy of the running guest's L4 entries
 //!   (DESIGN.md §2, point 1). After a new L4 entry is written and *before* the old entry's
 //!   references are dropped, the table calls [`PageMemory::sync_guest_roots`]: otherwise a
