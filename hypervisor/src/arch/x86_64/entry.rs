@@ -191,6 +191,26 @@ xenia_entry_common:
     pop rbx
     pop rax
     add rsp, 16
+    // An NMI's stack (IST) is readable by the guest running on this pCPU: leave none of the
+    // hypervisor's registers there, nor the vector and error code (17 words below the
+    // hardware frame; on the hypervisor stack this is dead space, with no red zone).
+    mov qword ptr [rsp - 8], 0
+    mov qword ptr [rsp - 16], 0
+    mov qword ptr [rsp - 24], 0
+    mov qword ptr [rsp - 32], 0
+    mov qword ptr [rsp - 40], 0
+    mov qword ptr [rsp - 48], 0
+    mov qword ptr [rsp - 56], 0
+    mov qword ptr [rsp - 64], 0
+    mov qword ptr [rsp - 72], 0
+    mov qword ptr [rsp - 80], 0
+    mov qword ptr [rsp - 88], 0
+    mov qword ptr [rsp - 96], 0
+    mov qword ptr [rsp - 104], 0
+    mov qword ptr [rsp - 112], 0
+    mov qword ptr [rsp - 120], 0
+    mov qword ptr [rsp - 128], 0
+    mov qword ptr [rsp - 136], 0
     iretq
 
 xenia_entry_from_guest:
