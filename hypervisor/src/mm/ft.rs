@@ -31,6 +31,10 @@ impl PageMemory for DirectMem {
         physmem::read_u64(mfn, index)
     }
 
+    fn read_entries(&self, mfn: Mfn, first: usize, out: &mut [u64]) {
+        physmem::read_u64s(mfn, first, out);
+    }
+
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
         physmem::write_u64(mfn, index, value);
         // Translations through this table may have changed (`guest::mem`'s cache).
@@ -162,12 +166,7 @@ fn table() -> &'static FrameTable {
 
 /// Gives frame `mfn`, just taken from the frame allocator, to domain `dom`.
 pub fn give(mfn: Mfn, dom: DomId) -> Result<(), Errno> {
-    with(|t, _| {
-        t.set_free(mfn)?;
-        t.assign(mfn, dom).inspect_err(|_| {
-            let _ = t.set_hypervisor(mfn);
-        })
-    })
+    with(|t, _| t.give_from_hypervisor(mfn, dom))
 }
 
 /// Takes frame `mfn` back from `dom` for the frame allocator; `EBUSY` while referenced.

@@ -116,6 +116,10 @@ use super::Mfn;
 /// Entries in one page-table frame (Intel SDM Vol. 3A §4.5: 512 eight-byte entries).
 pub const ENTRIES: usize = 512;
 
+/// Entries a table scan (validation, devalidation) reads at a time, onto the stack.
+const SCAN_CHUNK: usize = 64;
+const _: () = assert!(ENTRIES.is_multiple_of(SCAN_CHUNK));
+
 /// Frames whose counts [`FrameTable::check_consistency`] recomputes at once (eight bytes of
 /// scratch each: 512 KiB, whatever the machine's size).
 pub const CHECK_WINDOW: usize = 64 * 1024;
@@ -328,6 +332,14 @@ impl FrameInfo {
 pub trait PageMemory {
     /// Entry `index` (below [`ENTRIES`]) of frame `mfn`.
     fn read_entry(&self, mfn: Mfn, index: usize) -> u64;
+    /// Entries `first..first + out.len()` of frame `mfn` (inside the frame), into `out`: what
+    /// [`read_entry`](Self::read_entry) gives for each, read in one go (a validation reads
+    /// all 512 entries of a table).
+    fn read_entries(&self, mfn: Mfn, first: usize, out: &mut [u64]) {
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = self.read_entry(mfn, first + k);
+        }
+    }
     /// Writes entry `index` of frame `mfn`. Only called for frames owned by the domain the
     /// operation is for.
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64);
@@ -747,6 +759,28 @@ impl FrameTable {
         .unwrap_or(Err(Errno::EINVAL))
     }
 
+    /// Gives frame `mfn`, which the hypervisor holds (just taken from the frame allocator),
+    /// to domain `dom`, untyped and unreferenced: [`FrameTable::set_free`] then
+    /// [`FrameTable::assign`] in one change of the record (every populated frame takes
+    /// this). `EBUSY` for an offline frame, `EINVAL` for one the hypervisor does not hold;
+    /// nothing changes then.
+    pub fn give_from_hypervisor(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
+        if dom >= DOMID_FIRST_RESERVED {
+            return Err(Errno::EINVAL);
+        }
+        self.edit(mfn, |f| {
+            if f.owner != Owner::Hypervisor {
+                return Err(Errno::EINVAL);
+            }
+            if f.offline != Offline::Online {
+                return Err(Errno::EBUSY);
+            }
+            *f = FrameInfo::new(Owner::Domain(dom));
+            Ok(())
+        })
+        .unwrap_or(Err(Errno::EINVAL))
+    }
+
     /// Takes frame `mfn` back from domain `dom` (`XENMEM_decrease_reservation`). Refused
     /// with `EBUSY` while anything refers to it. The caller flushes before reusing it.
     pub fn unassign(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
@@ -1075,23 +1109,32 @@ impl FrameTable {
             return Err(Errno::EINVAL);
         };
         mem.poll();
-        for i in 0..ENTRIES {
-            let e = mem.read_entry(table, i);
-            let result = if Self::reserved_slot(level, i) {
-                if e == 0 { Ok(()) } else { Err(Errno::EINVAL) }
-            } else {
-                self.get_entry_refs(mem, level, e, dom)
-            };
-            if let Err(err) = result {
-                // The frame is typed, so nothing but the hardware's accessed and dirty bits
-                // can have changed in the entries read so far.
-                for j in (0..i).rev() {
-                    if !Self::reserved_slot(level, j) {
-                        let e = mem.read_entry(table, j);
-                        self.put_entry_refs(mem, level, e);
-                    }
+        let mut chunk = [0u64; SCAN_CHUNK];
+        for base in (0..ENTRIES).step_by(SCAN_CHUNK) {
+            mem.read_entries(table, base, &mut chunk);
+            for (k, &e) in chunk.iter().enumerate() {
+                // An empty entry takes no reference and is allowed in every slot (most of a
+                // new table: checked in a few instructions rather than a call).
+                if e == 0 {
+                    continue;
                 }
-                return Err(err);
+                let i = base + k;
+                let result = if Self::reserved_slot(level, i) {
+                    Err(Errno::EINVAL)
+                } else {
+                    self.get_entry_refs(mem, level, e, dom)
+                };
+                if let Err(err) = result {
+                    // The frame is typed, so nothing but the hardware's accessed and dirty
+                    // bits can have changed in the entries read so far.
+                    for j in (0..i).rev() {
+                        if !Self::reserved_slot(level, j) {
+                            let e = mem.read_entry(table, j);
+                            self.put_entry_refs(mem, level, e);
+                        }
+                    }
+                    return Err(err);
+                }
             }
         }
         Ok(())
@@ -1101,10 +1144,13 @@ impl FrameTable {
     /// `demote_l4_table`.
     fn devalidate<M: PageMemory>(&self, mem: &mut M, table: Mfn, level: PageType) {
         mem.poll();
-        for i in 0..ENTRIES {
-            if !Self::reserved_slot(level, i) {
-                let e = mem.read_entry(table, i);
-                self.put_entry_refs(mem, level, e);
+        let mut chunk = [0u64; SCAN_CHUNK];
+        for base in (0..ENTRIES).step_by(SCAN_CHUNK) {
+            mem.read_entries(table, base, &mut chunk);
+            for (k, &e) in chunk.iter().enumerate() {
+                if e != 0 && !Self::reserved_slot(level, base + k) {
+                    self.put_entry_refs(mem, level, e);
+                }
             }
         }
     }
@@ -3224,6 +3270,49 @@ mod tests {
         assert_eq!(ft.online(Mfn(3)), Ok(0), "already online");
         ft.assign(Mfn(3), DOM_B).unwrap();
         assert_eq!(ft.offline_counts(), (0, 0));
+        consistent(&ft, &mem);
+    }
+
+    /// `give_from_hypervisor` is `set_free` then `assign` in one change: the same record
+    /// for a held frame, and the same refusals (with nothing changed) for a free, owned or
+    /// offline one, or a reserved domain ID.
+    #[test]
+    fn give_from_hypervisor_is_free_then_assign() {
+        let (ft, mem) = setup(8, &[1], &[]);
+        let (twin, _) = setup(8, &[1], &[]);
+        for t in [&ft, &twin] {
+            t.set_hypervisor(Mfn(3)).unwrap();
+            t.set_hypervisor(Mfn(4)).unwrap();
+        }
+        ft.give_from_hypervisor(Mfn(3), DOM_A).unwrap();
+        twin.set_free(Mfn(3)).unwrap();
+        twin.assign(Mfn(3), DOM_A).unwrap();
+        assert_eq!(ft.info(Mfn(3)), twin.info(Mfn(3)));
+        let before = ft.clone();
+        assert_eq!(
+            ft.give_from_hypervisor(Mfn(3), DOM_B),
+            Err(Errno::EINVAL),
+            "owned"
+        );
+        assert_eq!(
+            ft.give_from_hypervisor(Mfn(5), DOM_B),
+            Err(Errno::EINVAL),
+            "free"
+        );
+        assert_eq!(
+            ft.give_from_hypervisor(Mfn(4), DOMID_XEN),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(ft.give_from_hypervisor(Mfn(99), DOM_B), Err(Errno::EINVAL));
+        assert_eq!(ft, before);
+        assert_eq!(ft.offline(Mfn(4), true), Ok(sc::PG_OFFLINE_OFFLINED));
+        let before = ft.clone();
+        assert_eq!(
+            ft.give_from_hypervisor(Mfn(4), DOM_B),
+            Err(Errno::EBUSY),
+            "offline"
+        );
+        assert_eq!(ft, before);
         consistent(&ft, &mem);
     }
 

@@ -250,6 +250,23 @@ pub fn write_u64s<const N: usize>(mfn: Mfn, index: usize, words: &[u64; N]) {
     }
 }
 
+/// Words `index..index + out.len()` of `mfn` (page-table entries), each read once: one
+/// direct-map check for the lot (a table's validation reads all 512).
+pub fn read_u64s(mfn: Mfn, index: usize, out: &mut [u64]) {
+    assert!(
+        index
+            .checked_add(out.len())
+            .is_some_and(|end| end <= WORDS_PER_FRAME),
+        "words {index}..+{} leave the frame",
+        out.len()
+    );
+    let va = frame_va(mfn) as *const u64;
+    for (i, o) in out.iter_mut().enumerate() {
+        // SAFETY: as in `read_u64`; `index + i` is below `WORDS_PER_FRAME` (checked above).
+        *o = unsafe { core::ptr::read_volatile(va.add(index + i)) };
+    }
+}
+
 /// Fills `mfn` with zeroes.
 pub fn zero(mfn: Mfn) {
     let va = frame_va(mfn);
