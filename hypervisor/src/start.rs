@@ -121,6 +121,13 @@ fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Optio
                 log::warn!(target: "grant", "dom0: no memory for its first grant-table frame");
             }
             crate::guest::init_syscall_msrs();
+            if opts.bootscrub {
+                // After dom0's build, as Xen does (`heap_init_late`): the rest of free
+                // memory, so that domains built later take frames already zero.
+                log::info!(target: "mm", "Scrubbing Free RAM ({} MiB)...", frames::free_count() >> 8);
+                let n = frames::scrub_free();
+                log::info!(target: "mm", "Scrubbing Free RAM: done, {n} frames");
+            }
             let id = dom.id;
             crate::guest::lock_world().domains.insert(id, dom);
             crate::lockorder::guests_run();

@@ -64,6 +64,10 @@ pub struct Options {
     /// `maxcpus=<n>`: at most this many CPUs are started, the boot CPU included (Xen's option);
     /// `None` starts every CPU the firmware lists.
     pub max_cpus: Option<u32>,
+    /// `bootscrub=<bool>` (Xen's, default on): zero every free frame once at boot, so that
+    /// memory handed to domains later need not be cleared then (`bootscrub=idle` is read as
+    /// on, with a note: Xenia has no idle scrubbing).
+    pub bootscrub: bool,
 }
 
 impl Default for Options {
@@ -76,6 +80,7 @@ impl Default for Options {
             selftest: None,
             noreboot: false,
             max_cpus: None,
+            bootscrub: true,
         }
     }
 }
@@ -160,6 +165,7 @@ enum Key {
     Selftest,
     Noreboot,
     Maxcpus,
+    Bootscrub,
 }
 
 impl Key {
@@ -172,12 +178,13 @@ impl Key {
             "selftest" => Key::Selftest,
             "noreboot" => Key::Noreboot,
             "maxcpus" => Key::Maxcpus,
+            "bootscrub" => Key::Bootscrub,
             _ => return None,
         })
     }
 
     fn is_boolean(self) -> bool {
-        matches!(self, Key::DebugExit | Key::Noreboot)
+        matches!(self, Key::DebugExit | Key::Noreboot | Key::Bootscrub)
     }
 
     fn bit(self) -> u8 {
@@ -239,6 +246,15 @@ fn apply<'a>(
     name: &'a str,
     report: &mut impl FnMut(Diagnostic<'a>),
 ) -> Result<(), &'static str> {
+    if matches!(key, Key::Bootscrub) && !negated && value == Some("idle") {
+        report(Diagnostic::Unsupported {
+            key: name,
+            value: "idle",
+            reason: "free memory is scrubbed at boot instead",
+        });
+        options.bootscrub = true;
+        return Ok(());
+    }
     if key.is_boolean() {
         let on = match (negated, value) {
             // Xen reads a bare flag and an empty value (`flag=`) alike, as "on".
@@ -250,6 +266,7 @@ fn apply<'a>(
         };
         match key {
             Key::DebugExit => options.debug_exit = on,
+            Key::Bootscrub => options.bootscrub = on,
             _ => options.noreboot = on,
         }
         return Ok(());
@@ -267,7 +284,9 @@ fn apply<'a>(
             })
         }
         Key::Maxcpus => options.max_cpus = Some(parse_max_cpus(value)?),
-        Key::DebugExit | Key::Noreboot => unreachable!("booleans handled above"),
+        Key::DebugExit | Key::Noreboot | Key::Bootscrub => {
+            unreachable!("booleans handled above")
+        }
     }
     Ok(())
 }
@@ -485,14 +504,33 @@ mod tests {
         assert_eq!(d.loglvl, LevelFilter::Info);
         assert_eq!(d.dom0_mem, None);
         assert!(!d.debug_exit && !d.noreboot);
+        assert!(d.bootscrub, "Xen's default");
         assert_eq!(d.selftest, None);
+    }
+
+    /// `bootscrub`: a Xen boolean; `idle`, which Xenia lacks, is read as on and said so.
+    #[test]
+    fn bootscrub() {
+        assert!(!quiet("bootscrub=off").bootscrub);
+        assert!(!quiet("no-bootscrub").bootscrub);
+        assert!(
+            run("bootscrub=no bootscrub").0.bootscrub,
+            "the last one wins"
+        );
+        let (o, m) = run("bootscrub=idle");
+        assert!(o.bootscrub);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].contains("idle") && m[0].contains("scrubbed at boot"),
+            "{m:?}"
+        );
     }
 
     #[test]
     fn a_full_line() {
         let o = quiet(
             "console=com1 loglvl=all dom0_mem=min:512M,max:2G,1G debug-exit selftest=pf noreboot \
-             maxcpus=2",
+             maxcpus=2 bootscrub=0",
         );
         assert_eq!(
             o,
@@ -508,6 +546,7 @@ mod tests {
                 selftest: Some(SelfTest::Pf),
                 noreboot: true,
                 max_cpus: Some(2),
+                bootscrub: false,
             }
         );
     }
@@ -981,6 +1020,8 @@ mod tests {
             "debug-exit",
             "noreboot",
             "selftest",
+            "bootscrub",
+            "idle",
             "no-",
             "=",
             "=",

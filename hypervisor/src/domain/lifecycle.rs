@@ -94,11 +94,14 @@ pub fn release(dom: &mut Domain) -> Result<(), Errno> {
         }
     }
     // Every frame nothing refers to goes straight back to the frame allocator, without a
-    // list (a domain may be most of the machine).
+    // list (a domain may be most of the machine), wiped first (Xen's scrub on free): the
+    // next domain's populate then takes it as it is (`frames::free_zeroed`).
     let mut freed = 0u64;
     let mut free = |mfn: Mfn| {
         m2p::set(mfn, m2p::INVALID);
-        frames::free_contiguous(mfn, 1);
+        // Released: no mapping, no reference, no owner but the hypervisor.
+        crate::mm::physmem::scrub(mfn);
+        frames::free_zeroed(mfn, 1);
         freed += 1;
     };
     let mut still =

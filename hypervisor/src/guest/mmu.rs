@@ -564,11 +564,12 @@ fn populate_physmap(cx: &mut Hc, start: u64) -> Result<Extents, Errno> {
         for (pfn, b) in pfns.iter_mut().zip(bytes.chunks_exact(8)) {
             *pfn = u64::from_le_bytes(b.try_into().map_err(|_| Errno::EFAULT)?);
         }
-        // Frames for the group, zeroed: one run from the allocator when it has one (one
-        // buddy operation instead of 64; the frames go back one by one, and merge again).
+        // Frames for the group, zeroed (only those not scrubbed ahead: `frames`): one run
+        // from the allocator when it has one (one buddy operation instead of 64; the frames
+        // go back one by one, and merge again).
         // A failure gives back this group's frames, whose MFNs the caller would never learn.
         let run = if n == POPULATE_AHEAD {
-            frames::alloc_contiguous(n as u64)
+            frames::alloc_contiguous_zeroed(n as u64)
         } else {
             None
         };
@@ -577,13 +578,11 @@ fn populate_physmap(cx: &mut Hc, start: u64) -> Result<Extents, Errno> {
         while got < n {
             let next = match run {
                 Some(first) => Some(Mfn(first.0 + got as u64)),
-                None => frames::alloc(),
+                None => frames::alloc_zeroed(),
             };
             let Some(mfn) = next else {
                 break;
             };
-            // A frame just taken from the allocator: nothing else refers to it.
-            physmem::zero(mfn);
             if let Err(e) = ft::give(mfn, target.id) {
                 // A run's frames not given go back below; a single frame now.
                 if run.is_none() {

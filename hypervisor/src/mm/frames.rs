@@ -11,6 +11,15 @@
 //! withheld when an allocation would hand it out: the run that contains it is given back
 //! without it and the allocation retried. A frame freed while offline (a pending offline
 //! completing) is withheld at once. Offline frames do not count as free.
+//!
+//! **Scrubbing ahead** (issue 13's creation time). With the bits, the allocator also keeps
+//! a `clean` bit a frame: the frame is free and known to hold zeros. Only two things set
+//! it: [`scrub_free`] (Xen's `bootscrub`, once at boot, after dom0 is built), which zeroes
+//! every free frame, and [`free_zeroed`], whose caller has just zeroed frames nothing else
+//! can reach (a destroyed domain's memory, wiped as it is released: Xen's scrub on free).
+//! A frame leaving the allocator loses its bit, and a plain free never sets it. The zeroing
+//! allocations ([`alloc_zeroed`], [`alloc_contiguous_zeroed`]) clear only the frames whose
+//! bit was not set, so that a domain built on scrubbed memory costs no zeroing.
 
 use alloc::vec::Vec;
 
@@ -71,6 +80,8 @@ struct Tracking {
     free: Bits,
     offline: Bits,
     withheld: Bits,
+    /// Free and known to be zero (module docs).
+    clean: Bits,
 }
 
 struct Frames {
@@ -90,6 +101,12 @@ static FRAMES: Mutex<Frames> = Mutex::new(Frames {
 impl Frames {
     /// Takes `count` frames out of the buddy allocator, withholding offline frames.
     fn take(&mut self, count: u64) -> Option<Mfn> {
+        self.take_noting_clean(count).map(|(first, _)| first)
+    }
+
+    /// [`Frames::take`], also saying which of the first 64 frames taken were known to be
+    /// zero (bit `k`: frame `first + k`). Every frame taken loses its clean bit.
+    fn take_noting_clean(&mut self, count: u64) -> Option<(Mfn, u64)> {
         let rounded = count.checked_next_power_of_two()?;
         let n = usize::try_from(count).ok()?;
         let r = usize::try_from(rounded).ok()?;
@@ -98,14 +115,19 @@ impl Frames {
             let first = self.buddy.alloc(n)?;
             let Some(t) = self.tracking.as_mut() else {
                 self.free -= rounded;
-                return Some(Mfn(first as u64));
+                return Some((Mfn(first as u64), 0));
             };
             if !t.offline.any(first, first + r) {
+                let mut clean = 0u64;
                 for i in first..first + r {
                     t.free.set(i, false);
+                    if t.clean.get(i) && i - first < 64 {
+                        clean |= 1 << (i - first);
+                    }
+                    t.clean.set(i, false);
                 }
                 self.free -= rounded;
-                return Some(Mfn(first as u64));
+                return Some((Mfn(first as u64), clean));
             }
             // Give the run back without its offline frames (which already do not count
             // as free), and try again.
@@ -115,6 +137,7 @@ impl Frames {
                     dealloc_range(&mut self.buddy, from, i);
                     if i < first + r {
                         t.free.set(i, false);
+                        t.clean.set(i, false);
                         t.withheld.set(i, true);
                     }
                     from = i + 1;
@@ -123,8 +146,9 @@ impl Frames {
         }
     }
 
-    /// Gives back `count` frames from [`Frames::take`], withholding offline ones.
-    fn give(&mut self, first: Mfn, count: u64) {
+    /// Gives back `count` frames from [`Frames::take`], withholding offline ones. `zeroed`:
+    /// the caller has just zeroed every one of them (they are marked clean).
+    fn give(&mut self, first: Mfn, count: u64, zeroed: bool) {
         let rounded = count.next_power_of_two();
         let (f, r) = (first.0 as usize, rounded as usize);
         let Some(t) = self.tracking.as_mut() else {
@@ -132,6 +156,11 @@ impl Frames {
             self.free += rounded;
             return;
         };
+        // Only the frames the caller zeroed: `count`, not the rounded run.
+        for i in f..f + r {
+            t.clean
+                .set(i, zeroed && i < f + count as usize && !t.offline.get(i));
+        }
         if !t.offline.any(f, f + r) {
             for i in f..f + r {
                 t.free.set(i, true);
@@ -190,7 +219,8 @@ pub fn track(frames: u64) {
         Some(Bits(v))
     };
     let mut blocks: Vec<(usize, usize)> = Vec::new();
-    let (Some(free), Some(offline), Some(withheld), Ok(())) = (
+    let (Some(free), Some(offline), Some(withheld), Some(clean), Ok(())) = (
+        bits(),
         bits(),
         bits(),
         bits(),
@@ -203,6 +233,7 @@ pub fn track(frames: u64) {
         free,
         offline,
         withheld,
+        clean,
     };
     let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
     let mut f = FRAMES.lock();
@@ -323,10 +354,67 @@ pub fn alloc() -> Option<Mfn> {
 /// to a guest or to a page table starts as.
 #[cfg(target_os = "none")]
 pub fn alloc_zeroed() -> Option<Mfn> {
-    let mfn = alloc()?;
-    // A frame just taken from the allocator: nothing else refers to it.
-    super::physmem::zero(mfn);
-    Some(mfn)
+    alloc_contiguous_zeroed(1)
+}
+
+/// [`alloc_contiguous`] with every frame zero: those not known clean are zeroed here,
+/// outside the allocator's lock (nothing else refers to a frame just taken).
+#[cfg(target_os = "none")]
+pub fn alloc_contiguous_zeroed(count: u64) -> Option<Mfn> {
+    let (first, clean) = {
+        let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
+        FRAMES.lock().take_noting_clean(count)?
+    };
+    for k in 0..count {
+        if k >= 64 || clean & (1 << k) == 0 {
+            super::physmem::zero(Mfn(first.0 + k));
+        }
+    }
+    Some(first)
+}
+
+/// Returns `count` frames from [`alloc_contiguous`] that the caller has just zeroed, and
+/// that nothing else can reach (no mapping, no reference): the next zeroing allocation
+/// need not clear them again.
+pub fn free_zeroed(first: Mfn, count: u64) {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
+    FRAMES.lock().give(first, count, true);
+}
+
+/// Zeroes every free frame not yet known to be zero (Xen's `bootscrub`), a run of 64
+/// frames at a time under the allocator's lock; says how many frames it zeroed. Without
+/// the tracking bits there is nothing to remember the work in, and it does nothing.
+#[cfg(target_os = "none")]
+pub fn scrub_free() -> u64 {
+    const RUN: usize = 64;
+    let frames = {
+        let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
+        FRAMES
+            .lock()
+            .tracking
+            .as_ref()
+            .map_or(0, |t| t.free.0.len() * 64)
+    };
+    let mut scrubbed = 0;
+    for base in (0..frames).step_by(RUN) {
+        let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
+        let mut f = FRAMES.lock();
+        let Some(t) = f.tracking.as_mut() else {
+            return scrubbed;
+        };
+        if t.free.0.get(base / 64).is_none_or(|&w| w == 0) {
+            continue;
+        }
+        for i in base..base + RUN {
+            if t.free.get(i) && !t.clean.get(i) && !t.offline.get(i) {
+                // A free frame (under the lock, it stays free): nothing refers to it.
+                super::physmem::scrub(Mfn(i as u64));
+                t.clean.set(i, true);
+                scrubbed += 1;
+            }
+        }
+    }
+    scrubbed
 }
 
 /// `count` physically contiguous frames, aligned to `count` rounded up to a power of two.
@@ -345,7 +433,7 @@ pub fn try_alloc_contiguous(count: u64) -> Option<Mfn> {
 /// frames among them are withheld.
 pub fn free_contiguous(first: Mfn, count: u64) {
     let _held = crate::lockorder::Held::new(crate::lockorder::Level::Frames);
-    FRAMES.lock().give(first, count);
+    FRAMES.lock().give(first, count, false);
 }
 
 /// Frames currently free (offline frames never count).
@@ -430,5 +518,46 @@ mod tests {
             Some(0x200),
             "all merged again"
         );
+        free_contiguous(Mfn(0x200), 512);
+
+        // Clean bits: set only by a zeroed free, for the frames given; cleared by taking,
+        // by a plain free, and never set on an offline frame.
+        let take = |n| FRAMES.lock().take_noting_clean(n).unwrap();
+        let (a, clean) = take(4);
+        assert_eq!(clean, 0, "boot memory is not known clean");
+        free_zeroed(a, 3);
+        let (b, clean) = take(4);
+        assert_eq!(
+            (b, clean),
+            (a, 0b0111),
+            "the three zeroed, not the rounded fourth"
+        );
+        let (c, clean) = take(4);
+        assert_ne!(c, a);
+        assert_eq!(clean, 0);
+        free_contiguous(b, 4);
+        let (d, clean) = take(4);
+        assert_eq!((d, clean), (a, 0), "taking cleared the bits");
+        free_zeroed(d, 4);
+        let (e, clean) = take(4);
+        assert_eq!((e, clean), (a, 0b1111));
+        free_zeroed(e, 4);
+        // A plain free of the same frames (after taking them) forgets.
+        let (f, _) = take(4);
+        free_contiguous(f, 4);
+        assert_eq!(take(4), (a, 0));
+        // Offline: never clean.
+        assert_eq!(offline(Mfn(a.0 + 1)), Some(Found::InUse));
+        free_zeroed(a, 4);
+        online(Mfn(a.0 + 1));
+        let (g, clean) = take(4);
+        assert_eq!(g, a);
+        assert_eq!(
+            clean & 0b0010,
+            0,
+            "the offlined frame was withheld, not clean"
+        );
+        free_contiguous(g, 4);
+        free_contiguous(c, 4);
     }
 }
