@@ -142,7 +142,7 @@ pub fn dom0_raw_output(bytes: &[u8]) {
     let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
     let console = CONSOLE.lock();
     if console.serial_enabled {
-        console.serial.write_bytes(bytes);
+        console.serial.write_raw(bytes);
     }
 }
 

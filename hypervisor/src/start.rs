@@ -30,6 +30,7 @@ pub fn start(mbi_phys: u32) -> ! {
             power::exit(ExitReason::HypervisorFailure)
         }
     };
+    crate::boot_info::set_command_line(&boot.cmdline);
     let opts = options::parse(&boot.cmdline, |d| log::warn!("{d}"));
     power::set_debug_exit(opts.debug_exit);
     crate::console::configure(opts.console == Console::Com1, opts.loglvl);

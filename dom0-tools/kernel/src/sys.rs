@@ -106,6 +106,7 @@ fn dispatch(regs: &mut Regs) -> bool {
         62 | 200 if a[0] == 1 => return kill_self(p, a[1]),
         234 if a[1] == 1 => return kill_self(p, a[2]),
         62 | 200 | 234 => ESRCH,
+        63 => uname(p, a[0]),
         72 => p
             .files
             .fcntl(a[0] as i64, a[1] as u32, a[2])
@@ -622,6 +623,33 @@ fn sysinfo(p: &mut Process, out: u64) -> i64 {
     put(40, free as u64 * 4096);
     b[80..82].copy_from_slice(&1u16.to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes());
+    0
+}
+
+/// `uname`: `struct utsname`, six NUL-terminated fields of 65 bytes. The ABI is Linux's, so
+/// the system is named `Linux` (what programs test for); the release says what it really is.
+fn uname(p: &mut Process, out: u64) -> i64 {
+    const FIELD: usize = 65;
+    let b = match p.user_bytes(out, 6 * FIELD as u64, true) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    b.fill(0);
+    let release = alloc::format!("{}-xenia-dom0", env!("CARGO_PKG_VERSION"));
+    for (i, text) in [
+        "Linux",
+        xenia_dom0::HOSTNAME,
+        release.as_str(),
+        "#1 Xenia dom0 kernel",
+        "x86_64",
+        "(none)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let n = text.len().min(FIELD - 1);
+        b[i * FIELD..i * FIELD + n].copy_from_slice(&text.as_bytes()[..n]);
+    }
     0
 }
 

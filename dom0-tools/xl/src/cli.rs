@@ -78,6 +78,8 @@ pub enum Command {
         /// Also print the NUMA and CPU topology.
         #[arg(short = 'n', long = "numa")]
         numa: bool,
+        /// Print only the value of this field (of the fields whose name starts with it).
+        field: Option<String>,
     },
     /// The hypervisor's log.
     Dmesg {
@@ -275,7 +277,20 @@ mod tests {
 
     #[test]
     fn host_verbs() {
-        assert_eq!(cmd(&["info"]), Command::Info { numa: false });
+        assert_eq!(
+            cmd(&["info"]),
+            Command::Info {
+                numa: false,
+                field: None
+            }
+        );
+        assert_eq!(
+            cmd(&["info", "-n", "free_memory"]),
+            Command::Info {
+                numa: true,
+                field: Some("free_memory".into())
+            }
+        );
         assert_eq!(cmd(&["dmesg", "-c"]), Command::Dmesg { clear: true });
         assert_eq!(cmd(&["vcpu-list"]), Command::VcpuList { domains: vec![] });
         assert_eq!(

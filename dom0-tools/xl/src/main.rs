@@ -76,7 +76,7 @@ fn run(real: &mut Real, command: Command) -> VerbResult {
         Command::Pause { domain } => verbs::pause(real, &domain, true),
         Command::Unpause { domain } => verbs::pause(real, &domain, false),
         Command::Console { domain } => attach(real, &domain),
-        Command::Info { numa: _ } => verbs::info(real, io),
+        Command::Info { numa, field } => verbs::info(real, io, numa, field.as_deref()),
         Command::Dmesg { clear } => verbs::dmesg(real, io, clear),
         Command::VcpuList { domains } => verbs::vcpu_list(real, io, &domains),
         Command::VcpuPin {
