@@ -137,13 +137,11 @@ impl fmt::Display for Shown<'_> {
 /// Output dom0 wrote with `CONSOLEIO_XENIA_WRITE_RAW`: its own terminal, straight to the
 /// serial line, byte for byte (prompts without a newline, echo, escape sequences), as Xen
 /// shows its hardware domain's console. It does not go into the dmesg ring: that is the
-/// hypervisor's log.
+/// hypervisor's log, and `console=none` does not silence it: that option is about the
+/// hypervisor's log only, and dom0's console is the operator's way in.
 pub fn dom0_raw_output(bytes: &[u8]) {
     let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
-    let console = CONSOLE.lock();
-    if console.serial_enabled {
-        console.serial.write_raw(bytes);
-    }
+    CONSOLE.lock().serial.write_raw(bytes);
 }
 
 /// Copies the log from position `from` (the oldest kept byte if older) into `out` for
@@ -153,6 +151,12 @@ pub fn read_log(from: u64, out: &mut [u8]) -> (usize, u64) {
     let console = CONSOLE.lock();
     let r = console.ring.read_from(from, out);
     (r.copied, r.next)
+}
+
+/// Empties the log (`xl dmesg -c`): later reads see only what is written from now on.
+pub fn clear_log() {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
+    CONSOLE.lock().ring.clear();
 }
 
 /// Says where serial input goes now.

@@ -33,6 +33,7 @@ pub fn start(mbi_phys: u32) -> ! {
     crate::boot_info::set_command_line(&boot.cmdline);
     let opts = options::parse(&boot.cmdline, |d| log::warn!("{d}"));
     power::set_debug_exit(opts.debug_exit);
+    power::set_noreboot(opts.noreboot);
     crate::console::configure(opts.console == Console::Com1, opts.loglvl);
     for p in &boot.problems {
         log::warn!(target: "boot", "{p}");
@@ -84,6 +85,9 @@ pub fn start(mbi_phys: u32) -> ! {
             m.range.len(),
             Printable(&m.cmdline)
         );
+        if i >= 2 {
+            log::warn!("module {i} is not used: module 0 is dom0's kernel and module 1 its initrd");
+        }
     }
     let Some(kernel) = boot.modules.first() else {
         log::info!("no dom0 module given; powering off");
