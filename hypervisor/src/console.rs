@@ -159,13 +159,22 @@ pub fn clear_log() {
     CONSOLE.lock().ring.clear();
 }
 
-/// Says where serial input goes now.
-pub fn announce_input(to_xen: bool) {
-    if to_xen {
-        log::info!(
-            "*** serial input to Xenia (type 'h' for the debug keys, Ctrl-A three times to switch back)"
-        );
-    } else {
-        log::info!("*** serial input to dom0 (type Ctrl-A three times to switch to Xenia)");
+/// Says where serial input goes now, and how to switch (Xen's wording: the switch
+/// character as `CTRL-<letter>`; none when switching is off).
+pub fn announce_input(to_xen: bool, code: Option<u8>) {
+    let target = if to_xen { "Xenia" } else { "DOM0" };
+    match code {
+        Some(c) => {
+            let letter = char::from(b'a' + c.saturating_sub(1) % 26);
+            log::info!(
+                "*** Serial input to {target} (type 'CTRL-{letter}' three times to switch input{})",
+                if to_xen {
+                    "; 'h' for the debug keys"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => log::info!("*** Serial input to {target}"),
     }
 }

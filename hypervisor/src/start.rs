@@ -134,6 +134,9 @@ fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Optio
                 log::info!(target: "mm", "Scrubbing Free RAM: done, {n} frames");
             }
             let id = dom.id;
+            let (code, start_with_xen) = opts.conswitch;
+            crate::guest::configure_input(code, start_with_xen);
+            crate::console::announce_input(start_with_xen, code);
             crate::guest::lock_world().domains.insert(id, dom);
             crate::lockorder::guests_run();
             crate::guest::run(id)

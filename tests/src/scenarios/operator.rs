@@ -286,3 +286,45 @@ pub fn fatal_reboot(ctx: &Context) -> Result<(), String> {
     vm.kill();
     Ok(())
 }
+
+/// Serial input as Xen's `serial_rx` treats it: a single Ctrl-A (a line editor's "start of
+/// line") reaches dom0, held only while it might become the third of a switch; the test
+/// guest as dom0 reads a typed line with `console_io` and prints it, control characters
+/// shown as `?`. With `conswitch=bx` (Xen's option) input starts with the hypervisor's debug
+/// keys and Ctrl-B three times gives it to dom0.
+pub fn serial_switch(ctx: &Context) -> Result<(), String> {
+    use crate::contract;
+    use crate::machine::DEFAULT_TIMEOUT as T;
+    let kernel = ctx
+        .workspace()
+        .require_artifact(crate::scenarios::guests::TESTGUEST)?;
+    let mut vm = ctx.machine().module(kernel, "test=console").boot()?;
+    vm.wait_for_line(&contract::guest_line("console: type a line"), T)?;
+    vm.send("a\x01b\x01\x01c\r")?;
+    vm.wait_for_line(&contract::guest_line("console: got \"a?b??c\""), T)?;
+    vm.kill();
+
+    let ws = ctx.workspace();
+    let mut machine = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(&format!("{} conswitch=bx", crate::iso::DEFAULT_HV_OPTIONS));
+    for module in crate::iso::DEFAULT_MODULES {
+        machine = machine.module(ws.require_artifact(module.artifact)?, module.cmdline);
+    }
+    let mut vm = machine.boot()?;
+    vm.wait_for_line("*** Serial input to Xenia (type 'CTRL-b' three times", T)?;
+    vm.wait_for(PROMPT, T)?;
+    vm.send("m")?;
+    vm.wait_for_line("memory: ", T)?;
+    vm.send("\x02\x02\x02")?;
+    vm.wait_for_line("*** Serial input to DOM0 (type 'CTRL-b' three times", T)?;
+    let listed = run(&mut vm, "xl list")?;
+    vm.kill();
+    if !listed.contains("Domain-0") {
+        return Err(format!(
+            "after switching to dom0, `xl list` said {listed:?}"
+        ));
+    }
+    Ok(())
+}
