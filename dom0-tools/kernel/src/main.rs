@@ -53,6 +53,8 @@ mod fs;
 #[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
+mod pipe;
+#[cfg(target_os = "none")]
 mod process;
 #[cfg(target_os = "none")]
 mod random;

@@ -328,3 +328,34 @@ pub fn serial_switch(ctx: &Context) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Several processes in dom0 (issue 14: what a shell needs from the kernel), seen by
+/// `probe processes` from the scenarios' initrd: fork, getppid, pipes to end of file, dup2
+/// onto standard output and execve, twenty children collected by `wait4(-1)`, `ECHILD`, kill
+/// of a child blocked on a pipe, `EPIPE`, and a sleeping process letting others run. Then a
+/// plain program still runs and the prompt comes back.
+pub fn processes(ctx: &Context) -> Result<(), String> {
+    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(crate::iso::DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .boot()?;
+    vm.wait_for(PROMPT, crate::machine::DEFAULT_TIMEOUT)?;
+    let out = run(&mut vm, "probe processes")?;
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAILED")).collect();
+    if !failed.is_empty() || !out.contains("processes: done, 0 failed") {
+        return Err(format!("probe processes: {failed:?} in {out:?}"));
+    }
+    let checks = out.lines().filter(|l| l.ends_with(": ok")).count();
+    let again = run(&mut vm, "probe args a")?;
+    vm.kill();
+    if !again.contains("argc=3") {
+        return Err(format!("a program after them: {again:?}"));
+    }
+    ctx.note(format!("{checks} checks passed"));
+    Ok(())
+}
