@@ -353,6 +353,34 @@ impl<'a> Files<'a> {
         Ok(closed)
     }
 
+    /// `getdents64` on descriptor `fd`: the records that fit in `room` bytes, from where the
+    /// last call stopped (the descriptor's offset counts entries).
+    pub fn getdents(&mut self, fs: &Archive<'a>, fd: i64, room: usize) -> Result<Vec<u8>, i64> {
+        let f = self.get(fd)?;
+        let Node::Entry(dir) = f.node else {
+            return Err(-ENOTDIR);
+        };
+        if !dir.is_dir() {
+            return Err(-ENOTDIR);
+        }
+        let (records, next) = dirents(fs, &dir, f.offset, room)?;
+        f.offset = next;
+        Ok(records)
+    }
+
+    /// The absolute path of the file or directory descriptor `fd` is open on (`None` for a
+    /// device or a pipe): for the `*at` calls.
+    pub fn path_of(&self, fd: i64) -> Option<String> {
+        let open = usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get(i))?
+            .as_ref()?;
+        match open.node {
+            Node::Entry(e) => Some(alloc::format!("/{}", e.name)),
+            _ => None,
+        }
+    }
+
     /// The pipe end descriptor `fd` holds, if it holds one.
     pub fn pipe_end(&self, fd: i64) -> Option<PipeEnd> {
         let open = usize::try_from(fd)
@@ -537,11 +565,123 @@ impl<'a> Files<'a> {
     }
 }
 
+/// The root directory, for an archive that has no `.` entry of its own.
+const ROOT: cpio::Entry<'static> = cpio::Entry {
+    name: "",
+    mode: cpio::S_IFDIR | 0o755,
+    ino: 0,
+    uid: 0,
+    gid: 0,
+    nlink: 2,
+    mtime: 0,
+    dev_major: 0,
+    dev_minor: 0,
+    rdev_major: 0,
+    rdev_minor: 0,
+    data: &[],
+    offset: 0,
+};
+
+/// The entry at `path` without following a final symbolic link; the root always exists.
+pub fn lookup<'a>(fs: &Archive<'a>, path: &str) -> Option<cpio::Entry<'a>> {
+    match fs.lookup(path) {
+        Some(e) => Some(*e),
+        None if normalize("/", path) == "/" => Some(ROOT),
+        None => None,
+    }
+}
+
+/// `path` made absolute against directory `cwd` and normalised lexically: no `.`, `..`
+/// or repeated slashes (`..` at the root stays there), no trailing slash but for `/`.
+pub fn normalize(cwd: &str, path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let full = if path.starts_with('/') { "" } else { cwd };
+    for part in full.split('/').chain(path.split('/')) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = String::new();
+    for p in parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// `getdents64` records (Linux's `struct linux_dirent64`) of directory `dir` from entry
+/// number `from` (`.` and `..` first, then the names in order), as many as fit in `room`
+/// bytes; with the number of the next entry. `EINVAL` if not even one fits.
+pub fn dirents(
+    fs: &Archive<'_>,
+    dir: &cpio::Entry<'_>,
+    from: u64,
+    room: usize,
+) -> Result<(Vec<u8>, u64), i64> {
+    let names = fs.list(&alloc::format!("/{}", dir.name)).ok_or(-ENOTDIR)?;
+    let parent = dir.name.rsplit_once('/').map_or("", |(p, _)| p);
+    let parent_ino = lookup(fs, &alloc::format!("/{parent}")).map_or(0, |e| e.ino);
+    let mut out = Vec::new();
+    let mut at = from;
+    while let Ok(i) = usize::try_from(at) {
+        let (name, ino, mode) = match i {
+            0 => (".", dir.ino, cpio::S_IFDIR),
+            1 => ("..", parent_ino, cpio::S_IFDIR),
+            _ => {
+                let Some(name) = names.get(i - 2) else {
+                    break;
+                };
+                let path = if dir.name.is_empty() {
+                    alloc::format!("/{name}")
+                } else {
+                    alloc::format!("/{}/{name}", dir.name)
+                };
+                let e = lookup(fs, &path).unwrap_or(ROOT);
+                (*name, e.ino, e.mode)
+            }
+        };
+        let reclen = (19 + name.len() + 1).next_multiple_of(8);
+        if out.len() + reclen > room {
+            if out.is_empty() {
+                return Err(-EINVAL);
+            }
+            break;
+        }
+        let d_type: u8 = match mode & cpio::S_IFMT {
+            cpio::S_IFDIR => 4,
+            cpio::S_IFREG => 8,
+            cpio::S_IFLNK => 10,
+            cpio::S_IFCHR => 2,
+            cpio::S_IFBLK => 6,
+            cpio::S_IFIFO => 1,
+            cpio::S_IFSOCK => 12,
+            _ => 0,
+        };
+        let start = out.len();
+        out.resize(start + reclen, 0);
+        let rec = &mut out[start..];
+        rec[..8].copy_from_slice(&u64::from(ino).to_le_bytes());
+        rec[8..16].copy_from_slice(&(at + 1).to_le_bytes());
+        rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+        rec[18] = d_type;
+        rec[19..19 + name.len()].copy_from_slice(name.as_bytes());
+        at += 1;
+    }
+    Ok((out, at))
+}
+
 /// The entry at `path`, following symbolic links (at most 8).
 fn resolve<'a>(fs: &Archive<'a>, path: &str) -> Result<cpio::Entry<'a>, i64> {
     let mut path = String::from(path);
     for _ in 0..=MAX_LINKS {
-        let entry = *fs.lookup(&path).ok_or(-ENOENT)?;
+        let entry = lookup(fs, &path).ok_or(-ENOENT)?;
         let Some(target) = entry.link_target() else {
             return Ok(entry);
         };
@@ -731,5 +871,66 @@ mod tests {
         assert_eq!(f.close(1), Ok(Some(PipeEnd { id: 7, write: true })));
         assert!(f.pipe_ends().is_empty());
         assert_eq!(f.close(1), Err(-EBADF));
+    }
+
+    #[test]
+    fn paths_normalise_against_the_working_directory() {
+        assert_eq!(normalize("/", "etc/xen"), "/etc/xen");
+        assert_eq!(
+            normalize("/etc", "xen/../xen/./hello.cfg"),
+            "/etc/xen/hello.cfg"
+        );
+        assert_eq!(normalize("/etc/xen", "/bin//xl/"), "/bin/xl");
+        assert_eq!(normalize("/", "../../.."), "/");
+        assert_eq!(normalize("/a", ".."), "/");
+    }
+
+    /// `getdents64` records: `.`, `..`, then the names in order, resumable from any entry,
+    /// `EINVAL` when not one fits; the root exists without a `.` entry.
+    #[test]
+    fn directory_records() {
+        let bytes = cpio::build(&[
+            ("etc", cpio::S_IFDIR | 0o755, b""),
+            ("etc/a.cfg", cpio::S_IFREG | 0o644, b"x"),
+            ("etc/b", cpio::S_IFLNK | 0o777, b"a.cfg"),
+        ]);
+        let fs = Archive::parse(&bytes).unwrap();
+        let root = lookup(&fs, "/").unwrap();
+        assert!(root.is_dir());
+        let etc = lookup(&fs, "/etc").unwrap();
+        let parse = |recs: &[u8]| {
+            let mut names = Vec::new();
+            let mut at = 0;
+            while at < recs.len() {
+                let len = u16::from_le_bytes([recs[at + 16], recs[at + 17]]) as usize;
+                assert_eq!(len % 8, 0);
+                let name = &recs[at + 19..at + len];
+                let end = name.iter().position(|&b| b == 0).unwrap();
+                names.push((
+                    String::from_utf8(name[..end].to_vec()).unwrap(),
+                    recs[at + 18],
+                ));
+                at += len;
+            }
+            names
+        };
+        let (all, next) = dirents(&fs, &etc, 0, 4096).unwrap();
+        assert_eq!(
+            parse(&all),
+            [
+                (String::from("."), 4),
+                (String::from(".."), 4),
+                (String::from("a.cfg"), 8),
+                (String::from("b"), 10)
+            ]
+        );
+        assert_eq!(next, 4);
+        // One record at a time, resumed.
+        let (one, next) = dirents(&fs, &etc, 2, 32).unwrap();
+        assert_eq!((parse(&one).len(), next), (1, 3));
+        assert_eq!(dirents(&fs, &etc, 0, 8), Err(-EINVAL));
+        assert_eq!(dirents(&fs, &etc, 4, 4096), Ok((Vec::new(), 4)));
+        let names = parse(&dirents(&fs, &root, 0, 4096).unwrap().0);
+        assert_eq!(names.len(), 3, "{names:?}");
     }
 }

@@ -185,6 +185,10 @@ pub struct Process {
     pub fs_base: u64,
     /// What it waits for, if it is blocked.
     pub blocked: Option<Blocked>,
+    /// Its working directory (absolute, normalised).
+    pub cwd: String,
+    /// Its file-mode creation mask (`umask`).
+    pub umask: u32,
 }
 
 /// The process that is running, if any.
@@ -512,15 +516,40 @@ fn pick(regs: &mut Regs) -> bool {
 
 /// `fork` (and `vfork`, and `clone` as `fork` does it): a copy of the caller whose registers
 /// are the caller's with 0 in rax; returns the child's ID (or the negative errno).
-pub fn fork(p: &mut Process, regs: &Regs) -> i64 {
+/// `child_tid`: where the child finds its own ID (`CLONE_CHILD_SETTID`, as glibc's fork
+/// asks), `parent_tid`: where the parent does (`CLONE_PARENT_SETTID`).
+pub fn fork(p: &mut Process, regs: &Regs, child_tid: Option<u64>, parent_tid: Option<u64>) -> i64 {
     if OTHERS.lock().len() + 1 >= MAX_PROCESSES {
         return -(Errno::EAGAIN as i64);
     }
-    let space = match p.space.fork() {
-        Ok(s) => s,
-        Err(_) => return -(Errno::ENOMEM as i64),
-    };
     let pid = new_pid(Some(p.pid));
+    // The child's copy of `child_tid` holds its ID: written in the parent just before the
+    // copy, and the parent's old value put back just after.
+    let saved = match child_tid {
+        Some(at) => match p.user_bytes(at, 4, true) {
+            Ok(b) => {
+                let old: [u8; 4] = b.try_into().unwrap_or([0; 4]);
+                b.copy_from_slice(&pid.to_le_bytes());
+                Some((at, old))
+            }
+            Err(e) => return e,
+        },
+        None => None,
+    };
+    let space = p.space.fork();
+    if let Some((at, old)) = saved
+        && let Ok(b) = p.user_bytes(at, 4, true)
+    {
+        b.copy_from_slice(&old);
+    }
+    let Ok(space) = space else {
+        return -(Errno::ENOMEM as i64);
+    };
+    if let Some(at) = parent_tid
+        && let Ok(b) = p.user_bytes(at, 4, true)
+    {
+        b.copy_from_slice(&pid.to_le_bytes());
+    }
     let mut child_regs = *regs;
     child_regs.rax = 0;
     for end in p.files.pipe_ends() {
@@ -541,6 +570,8 @@ pub fn fork(p: &mut Process, regs: &Regs) -> i64 {
         regs: child_regs,
         fs_base: p.fs_base,
         blocked: None,
+        cwd: p.cwd.clone(),
+        umask: p.umask,
     };
     OTHERS.lock().insert(pid, child);
     i64::from(pid)
@@ -649,6 +680,8 @@ pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
         regs: Regs::default(),
         fs_base: 0,
         blocked: None,
+        cwd: String::from("/"),
+        umask: 0o022,
     };
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
     let start = match load(&mut p, file, &plan, &args, &ENV) {

@@ -124,6 +124,7 @@ fn dispatch(regs: &mut Regs) -> Action {
             Err(e) => e,
         },
         39 => i64::from(p.pid),
+        21 | 269 => access(p, nr, a),
         186 => i64::from(p.pid),
         110 => i64::from(p.ppid),
         111 => i64::from(p.pgid),
@@ -139,11 +140,39 @@ fn dispatch(regs: &mut Regs) -> Action {
             i64::from(p.pid)
         }
         124 => i64::from(p.pgid),
-        // SIGCHLD as the exit signal and nothing shared: a fork; anything sharing memory,
-        // files or threads is not offered.
-        56 if a[0] & !0xff == 0 && a[1] == 0 => crate::process::fork(p, regs),
+        // A new process sharing nothing (its exit signal and where its ID goes, as glibc's
+        // and musl's fork ask): a fork; anything sharing memory, files or threads is not
+        // offered.
+        56 if a[0] & !CLONE_FORK_FLAGS == 0 && a[1] == 0 => crate::process::fork(
+            p,
+            regs,
+            (a[0] & CLONE_CHILD_SETTID != 0).then_some(a[3]),
+            (a[0] & CLONE_PARENT_SETTID != 0).then_some(a[2]),
+        ),
         56 => syscalls::ENOSYS,
-        57 | 58 => crate::process::fork(p, regs),
+        57 | 58 => crate::process::fork(p, regs, None, None),
+        79 => getcwd(p, a[0], a[1]),
+        80 => chdir(p, a[0]),
+        81 => match p.files.path_of(a[0] as i64) {
+            Some(dir) => chdir_to(p, &dir),
+            None => -20, // ENOTDIR
+        },
+        89 => readlink(p, a[0], a[1], a[2]),
+        267 if a[0] as i32 as i64 == AT_FDCWD || is_absolute(p, a[1]) => {
+            readlink(p, a[1], a[2], a[3])
+        }
+        267 => EINVAL,
+        95 => core::mem::replace(&mut p.umask, (a[0] & 0o777) as u32).into(),
+        97 | 302 => rlimit(p, nr, a),
+        102 | 104 | 107 | 108 => 0,
+        105 | 106 | 113 | 114 | 117 | 119 if a[0] == 0 || a[0] == u64::MAX => 0,
+        105 | 106 | 113 | 114 | 117 | 119 => EPERM,
+        115 => 0,
+        118 | 120 => res_ids(p, a),
+        157 => 0,
+        201 => time(p, a[0]),
+        217 => getdents(p, a[0] as i64, a[1], a[2]),
+        273 => 0,
         59 => execve(p, regs, a[0], a[1], a[2]),
         61 => match crate::process::wait4(p, a[0] as i32 as i64, a[1], a[2]) {
             (_, Action::Retry(b)) => return Action::Retry(b),
@@ -170,16 +199,19 @@ fn dispatch(regs: &mut Regs) -> Action {
         131 => sigaltstack(p, a[1]),
         158 => arch_prctl(p, a[0], a[1]),
         202 => futex(a[1]),
-        218 => 1,
+        218 => i64::from(p.pid),
         228 => clock_gettime(p, a[0], a[1]),
         230 => match nanosleep(p, a[2], a[1] & 1 != 0) {
             Ok(deadline) => return Action::Sleep(deadline),
             Err(e) => e,
         },
-        257 if a[0] as i64 == -100 || is_absolute(p, a[1]) => open(p, a[1], a[2] as u32),
-        257 => EINVAL,
+        257 if a[0] as i32 as i64 == AT_FDCWD || is_absolute(p, a[1]) => open(p, a[1], a[2] as u32),
+        257 => openat(p, a[0] as i32 as i64, a[1], a[2] as u32),
         262 if a[3] & 0x1000 != 0 => fstat(p, a[0] as i64, a[2]),
-        262 => stat_path(p, a[1], a[2]),
+        262 => match at_path(p, a[0] as i32 as i64, a[1]) {
+            Ok(path) => stat_abs(p, &path, a[2]),
+            Err(e) => e,
+        },
         318 => getrandom(p, a[0], a[1]),
         _ => {
             if let Some(line) = UNKNOWN.lock().first_time(nr, &p.name) {
@@ -190,6 +222,190 @@ fn dispatch(regs: &mut Regs) -> Action {
     };
     regs.rax = ret as u64;
     Action::Done
+}
+
+/// `clone` flags a fork may carry: the exit signal and where the new ID goes.
+const CLONE_FORK_FLAGS: u64 =
+    0xff | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_PARENT_SETTID;
+const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
+const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
+const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
+/// `AT_FDCWD`.
+const AT_FDCWD: i64 = -100;
+
+/// `path` (a string in the process) made absolute against its working directory.
+fn abs_path(p: &mut Process, path: u64) -> Result<String, i64> {
+    let path = p.user_cstr(path, 4096)?;
+    if path.is_empty() {
+        return Err(ENOENT);
+    }
+    Ok(xenia_dom0::files::normalize(&p.cwd, &path))
+}
+
+/// A path of an `*at` call: absolute, or relative to `AT_FDCWD` or to directory `dirfd`.
+fn at_path(p: &mut Process, dirfd: i64, path: u64) -> Result<String, i64> {
+    let raw = p.user_cstr(path, 4096)?;
+    if raw.is_empty() {
+        return Err(ENOENT);
+    }
+    let base = if raw.starts_with('/') || dirfd == AT_FDCWD {
+        p.cwd.clone()
+    } else {
+        p.files.path_of(dirfd).ok_or(err(Errno::EBADF))?
+    };
+    Ok(xenia_dom0::files::normalize(&base, &raw))
+}
+
+fn getcwd(p: &mut Process, buf: u64, size: u64) -> i64 {
+    let cwd = p.cwd.clone();
+    if size < cwd.len() as u64 + 1 {
+        return ERANGE;
+    }
+    match p.user_bytes(buf, cwd.len() as u64 + 1, true) {
+        Ok(dst) => {
+            dst[..cwd.len()].copy_from_slice(cwd.as_bytes());
+            dst[cwd.len()] = 0;
+            cwd.len() as i64 + 1
+        }
+        Err(e) => e,
+    }
+}
+
+fn chdir(p: &mut Process, path: u64) -> i64 {
+    match abs_path(p, path) {
+        Ok(dir) => chdir_to(p, &dir),
+        Err(e) => e,
+    }
+}
+
+fn chdir_to(p: &mut Process, dir: &str) -> i64 {
+    match p
+        .files
+        .open(fs::archive(), dir, xenia_dom0::files::O_DIRECTORY)
+    {
+        Ok(fd) => {
+            let _ = p.files.close(fd);
+            p.cwd = String::from(dir);
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+fn readlink(p: &mut Process, path: u64, buf: u64, size: u64) -> i64 {
+    let path = match abs_path(p, path) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let Some(entry) = xenia_dom0::files::lookup(fs::archive(), &path) else {
+        return ENOENT;
+    };
+    let Some(target) = entry.link_target() else {
+        return EINVAL;
+    };
+    let n = target.len().min(size as usize);
+    match p.user_bytes(buf, n as u64, true) {
+        Ok(dst) => {
+            dst.copy_from_slice(&target.as_bytes()[..n]);
+            n as i64
+        }
+        Err(e) => e,
+    }
+}
+
+/// `access` and `faccessat`: the file exists (and, for `X_OK`, is a directory or has an
+/// execute bit; everything else is allowed to root, which every dom0 process is).
+fn access(p: &mut Process, nr: u64, a: [u64; 6]) -> i64 {
+    let (path, mode) = if nr == 21 {
+        (abs_path(p, a[0]), a[1])
+    } else {
+        (at_path(p, a[0] as i32 as i64, a[1]), a[2])
+    };
+    let path = match path {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let fd = match p.files.open(fs::archive(), &path, 0) {
+        Ok(fd) => fd,
+        Err(e) => return e,
+    };
+    let st = p.files.fstat(fd);
+    let _ = p.files.close(fd);
+    match st {
+        Ok(st) if mode & 1 != 0 && st.mode & 0o040000 == 0 && st.mode & 0o111 == 0 => {
+            err(Errno::EACCES)
+        }
+        Ok(_) => 0,
+        Err(e) => e,
+    }
+}
+
+/// `getrlimit` / `prlimit64` for the caller: no limit, but for the stack (8 MiB) and open
+/// descriptors; setting is accepted and changes nothing.
+fn rlimit(p: &mut Process, nr: u64, a: [u64; 6]) -> i64 {
+    let (resource, old) = if nr == 97 {
+        (a[0], a[1])
+    } else {
+        if a[0] != 0 && a[0] != u64::from(p.pid) {
+            return ESRCH;
+        }
+        (a[1], a[3])
+    };
+    if old == 0 {
+        return 0;
+    }
+    let limit = match resource {
+        3 => 8 << 20,                              // RLIMIT_STACK
+        7 => xenia_dom0::files::MAX_FDS as u64,    // RLIMIT_NOFILE
+        6 => crate::process::MAX_PROCESSES as u64, // RLIMIT_NPROC
+        0..=15 => u64::MAX,
+        _ => return EINVAL,
+    };
+    match p.user_bytes(old, 16, true) {
+        Ok(b) => {
+            b[..8].copy_from_slice(&limit.to_le_bytes());
+            b[8..].copy_from_slice(&limit.to_le_bytes());
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+/// `getresuid` / `getresgid`: root, all three.
+fn res_ids(p: &mut Process, a: [u64; 6]) -> i64 {
+    for at in &a[..3] {
+        match p.user_bytes(*at, 4, true) {
+            Ok(b) => b.copy_from_slice(&0u32.to_le_bytes()),
+            Err(e) => return e,
+        }
+    }
+    0
+}
+
+/// `time(t)`: seconds since 1970, also stored at `t` unless null.
+fn time(p: &mut Process, t: u64) -> i64 {
+    let secs = (wallclock_ns() / 1_000_000_000) as i64;
+    if t != 0 {
+        match p.user_bytes(t, 8, true) {
+            Ok(b) => b.copy_from_slice(&secs.to_le_bytes()),
+            Err(e) => return e,
+        }
+    }
+    secs
+}
+
+fn getdents(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
+    let room = len.min(64 * 1024) as usize;
+    match p.files.getdents(fs::archive(), fd, room) {
+        Ok(records) => match p.user_bytes(buf, records.len() as u64, true) {
+            Ok(dst) => {
+                dst.copy_from_slice(&records);
+                records.len() as i64
+            }
+            Err(e) => e,
+        },
+        Err(e) => e,
+    }
 }
 
 /// A new descriptor `fd` holds what it names: one more pipe end, if a pipe.
@@ -270,7 +486,7 @@ fn string_array(p: &mut Process, at: u64, budget: &mut usize) -> Result<Vec<Vec<
 }
 
 fn execve(p: &mut Process, regs: &mut Regs, path: u64, argv: u64, envp: u64) -> i64 {
-    let path = match p.user_cstr(path, 4096) {
+    let path = match abs_path(p, path) {
         Ok(s) => s,
         Err(e) => return e,
     };
@@ -504,13 +720,29 @@ fn writev(p: &mut Process, fd: i64, iov: u64, count: u64) -> Result<i64, Blocked
 }
 
 fn open(p: &mut Process, path: u64, flags: u32) -> i64 {
-    let path = match p.user_cstr(path, 4096) {
+    let raw = match p.user_cstr(path, 4096) {
         Ok(s) => s,
         Err(e) => return e,
+    };
+    // Devices by their own names; everything else absolute against the working directory.
+    let path = if raw.starts_with("/dev/") || raw.is_empty() {
+        raw
+    } else {
+        xenia_dom0::files::normalize(&p.cwd, &raw)
     };
     p.files
         .open(fs::archive(), &path, flags)
         .unwrap_or_else(|e| e)
+}
+
+fn openat(p: &mut Process, dirfd: i64, path: u64, flags: u32) -> i64 {
+    match at_path(p, dirfd, path) {
+        Ok(path) => p
+            .files
+            .open(fs::archive(), &path, flags)
+            .unwrap_or_else(|e| e),
+        Err(e) => e,
+    }
 }
 
 fn close(p: &mut Process, fd: i64) -> i64 {
@@ -553,10 +785,14 @@ fn fstat(p: &mut Process, fd: i64, out: u64) -> i64 {
 }
 
 fn stat_path(p: &mut Process, path: u64, out: u64) -> i64 {
-    let path = match p.user_cstr(path, 4096) {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
+    match abs_path(p, path) {
+        Ok(path) => stat_abs(p, &path, out),
+        Err(e) => e,
+    }
+}
+
+fn stat_abs(p: &mut Process, path: &str, out: u64) -> i64 {
+    let path = String::from(path);
     // Through a descriptor of its own, closed again.
     let fd = match p.files.open(fs::archive(), &path, 0) {
         Ok(fd) => fd,
