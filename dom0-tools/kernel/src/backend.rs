@@ -11,7 +11,9 @@
 //!
 //! **Shutdowns.** On `VIRQ_DOM_EXC` every record's domain is looked at: a domain that
 //! shut down gets its `on_poweroff` / `on_reboot` / `on_crash` action (dom0-tools
-//! `lifecycle`, with its restart-loop guard); a domain that is gone loses its record.
+//! `lifecycle`, with its restart-loop guard); a domain that is gone loses its record. The
+//! event is taken at the next [`service`], whether or not dom0 blocked in between (see
+//! there), so the action is applied before the shell reads its next command.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
@@ -217,7 +219,17 @@ pub fn send_input(dom: DomId, bytes: &[u8]) -> Option<usize> {
 }
 
 /// Looks at every backend: shutdowns first if `VIRQ_DOM_EXC` fired, then the consoles.
+///
+/// The order is what makes every shutdown acted upon: pending events are counted first
+/// ([`crate::wait::take_events`]: an event still pending in `shared_info` has not moved
+/// any counter, and dom0 would otherwise count it only when it next blocks), then the
+/// counter is read and remembered, then the domains are scanned. A shutdown announced
+/// during the scan moves the counter past the value remembered, so the next call scans
+/// again; one announced before it is visible to the scan (the hypervisor records the
+/// shutdown before it raises `VIRQ_DOM_EXC`). Events that coalesce into one count are one
+/// scan of every domain, which is all they need.
 pub fn service() {
+    crate::wait::take_events();
     let exc = crate::wait::dom_exc_events();
     if DOM_EXC_SEEN.swap(exc, Ordering::SeqCst) != exc {
         check_domains();

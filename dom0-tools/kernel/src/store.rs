@@ -122,6 +122,8 @@ pub fn release(dom: DomId) {
 
 /// Serves every domain's ring that needs it.
 pub fn service() {
+    // The counters compared below move only when pending events are taken.
+    crate::wait::take_events();
     let mut hv = xen();
     let mut guard = STATE.lock();
     let Some(s) = guard.as_mut() else {

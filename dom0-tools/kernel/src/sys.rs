@@ -1349,6 +1349,8 @@ fn read_evtchn(p: &mut Process, fd: i64, buf: u64, len: u64, nonblock: bool) -> 
     if len < 4 {
         return EINVAL;
     }
+    // An event still pending has not moved its port's counter yet.
+    wait::take_events();
     if !evtchn_fired(p, fd) {
         if nonblock {
             return EAGAIN;

@@ -1,6 +1,13 @@
 //! Waiting: dom0 never spins. Every wait blocks in the hypervisor (`SCHEDOP_block` with a
 //! one-shot timer), wakes on any event (console input, a domU's console, a domain's
 //! shutdown, the timer) and looks again, until its condition holds or its deadline passes.
+//!
+//! dom0 runs with events masked, so an event that arrives while it works only sets bits in
+//! `shared_info`; the callback that counts it ([`events::count`], which the backends and the
+//! evtchn descriptors compare) runs when dom0 next unmasks. Blocking unmasks; so does
+//! [`take_events`], which everything that reads those counters calls first, so that a busy
+//! dom0 (a queued command line, a script) sees an event as soon as it looks, not only the
+//! next time it has nothing to do.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -35,6 +42,20 @@ pub fn dom_exc_port() -> u32 {
 /// The port `VIRQ_TIMER` is bound to (shared likewise).
 pub fn timer_port() -> u32 {
     TIMER_PORT.load(Ordering::SeqCst)
+}
+
+/// Runs the event callback for whatever is pending now, with events masked again on
+/// return: the guest's "sti; cli". Without it an event is counted only when dom0 next blocks,
+/// and a dom0 that always has more to do never does: `xl shutdown -w hello` followed by a
+/// queued `xl list` ran with `VIRQ_DOM_EXC` pending but uncounted, so `backend::service` saw
+/// its counter unchanged and left the domain shut down, not destroyed, until dom0 next
+/// waited for input. The callback only counts (no locks), so any caller may take it.
+pub fn take_events() {
+    if events::masked() {
+        // One look at `evtchn_upcall_pending` when nothing is pending: no hypercall.
+        events::unmask_and_deliver();
+        events::mask();
+    }
 }
 
 /// `VIRQ_DOM_EXC` events seen so far.

@@ -76,6 +76,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_mem_offline_owned", mem_offline::owned_frame),
         Scenario::new("smp_mem_offline_refused", mem_offline::refused),
         Scenario::new("smp_mem_offline_domu", mem_offline::domu_refused),
+        Scenario::new("operator_poweroff_repeated", operator::poweroff_repeated),
     ];
     all.extend(guest_tests!(
         "cpl",

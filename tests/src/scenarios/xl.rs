@@ -34,6 +34,12 @@ pub fn boot(ctx: &Context) -> Result<Qemu, String> {
 /// printed in between (the echoed command line first).
 pub fn run(vm: &mut Qemu, line: &str) -> Result<String, String> {
     vm.send(&format!("{line}\r"))?;
+    until_prompt(vm, line)
+}
+
+/// Waits for the next prompt (after `line`, which was typed already) and returns what was
+/// printed before it.
+pub fn until_prompt(vm: &mut Qemu, line: &str) -> Result<String, String> {
     vm.wait_until(
         &format!("the prompt after `{line}`"),
         COMMAND,
