@@ -15,22 +15,42 @@ use crate::cpio::{self, Archive};
 
 /// Linux errno values the calls here return (negated on return).
 pub mod errno {
+    /// Operation not permitted.
+    pub const EPERM: i64 = 1;
     /// No such file or directory.
     pub const ENOENT: i64 = 2;
     /// Bad file descriptor.
     pub const EBADF: i64 = 9;
+    /// Out of memory.
+    pub const ENOMEM: i64 = 12;
+    /// Device or resource busy.
+    pub const EBUSY: i64 = 16;
+    /// File exists.
+    pub const EEXIST: i64 = 17;
     /// Not a directory.
     pub const ENOTDIR: i64 = 20;
     /// Is a directory.
     pub const EISDIR: i64 = 21;
     /// Invalid argument.
     pub const EINVAL: i64 = 22;
+    /// Too many open files in the system.
+    pub const ENFILE: i64 = 23;
     /// Too many open files.
     pub const EMFILE: i64 = 24;
+    /// File too large.
+    pub const EFBIG: i64 = 27;
+    /// No space left on device.
+    pub const ENOSPC: i64 = 28;
     /// Illegal seek.
     pub const ESPIPE: i64 = 29;
     /// Read-only file system.
     pub const EROFS: i64 = 30;
+    /// Too many links.
+    pub const EMLINK: i64 = 31;
+    /// File name too long.
+    pub const ENAMETOOLONG: i64 = 36;
+    /// Directory not empty.
+    pub const ENOTEMPTY: i64 = 39;
     /// Too many levels of symbolic links.
     pub const ELOOP: i64 = 40;
 }
@@ -42,6 +62,8 @@ pub const O_WRONLY: u32 = 0o1;
 pub const O_RDWR: u32 = 0o2;
 /// `O_CREAT`.
 pub const O_CREAT: u32 = 0o100;
+/// `O_EXCL`.
+pub const O_EXCL: u32 = 0o200;
 /// `O_TRUNC`.
 pub const O_TRUNC: u32 = 0o1000;
 /// `O_APPEND`.
@@ -50,6 +72,8 @@ pub const O_APPEND: u32 = 0o2000;
 pub const O_NONBLOCK: u32 = 0o4000;
 /// `O_DIRECTORY`.
 pub const O_DIRECTORY: u32 = 0o200000;
+/// `O_NOFOLLOW`.
+pub const O_NOFOLLOW: u32 = 0o400000;
 /// `O_CLOEXEC`.
 pub const O_CLOEXEC: u32 = 0o2000000;
 /// `FD_CLOEXEC`.

@@ -7,6 +7,8 @@
 //! * [`cpio`] reads (and, for xtask's initrd builder, writes) the initrd, a cpio newc
 //!   archive;
 //! * [`files`] is the file system over it and the devices, behind Linux file descriptors;
+//! * [`tmpfs`] is dom0's writable root: a file system in memory, seeded from the initrd,
+//!   with the operations behind Linux's file system calls (not yet behind the calls);
 //! * [`program`] plans where a static ELF program goes in a process's address space;
 //! * [`userstack`] builds a program's start-up stack (argv, envp, auxv);
 //! * [`vm`] keeps a process's address space as its system calls see it (the `brk` heap,
@@ -36,6 +38,7 @@ pub mod files;
 pub mod program;
 pub mod shell;
 pub mod syscalls;
+pub mod tmpfs;
 pub mod userstack;
 pub mod vm;
 
