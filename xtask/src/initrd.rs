@@ -138,20 +138,32 @@ pub fn build(ws: &Workspace, bin_dir: &Path) -> Result<PathBuf, String> {
 
 /// The scenarios' initrd, `target/xenia/initrd-test.cpio`: the default one plus the test
 /// programs (`/bin/probe`, `/bin/peerbench`: each file of `test_programs` under its own
-/// name) and the test guest `/boot/testguest.elf` ([`TEST_GUESTS`]).
+/// name), the test guest `/boot/testguest.elf` ([`TEST_GUESTS`]) and, when `busybox` is
+/// given, Debian's static busybox as `/bin/busybox` with its applets [`BUSYBOX_APPLETS`] as
+/// links to it in `/bin` (issue 14's userland, on its way to the default image).
 pub fn build_test(
     ws: &Workspace,
     bin_dir: &Path,
     test_programs: &[PathBuf],
+    busybox: Option<&Path>,
 ) -> Result<PathBuf, String> {
-    build_with(ws, bin_dir, Some(test_programs))
+    build_with(ws, bin_dir, Some((test_programs, busybox)))
 }
+
+/// The busybox applets the scenarios' initrd links in `/bin` (the issue's list and what a
+/// shell script needs).
+pub const BUSYBOX_APPLETS: &[&str] = &[
+    "cat", "cp", "cut", "date", "dmesg", "echo", "env", "expr", "false", "find", "free", "grep",
+    "head", "less", "ls", "mkdir", "more", "mv", "ps", "pwd", "rm", "sed", "seq", "sh", "sleep",
+    "sort", "tail", "test", "tr", "true", "uname", "uniq", "uptime", "vi", "watch", "wc", "yes",
+];
 
 fn build_with(
     ws: &Workspace,
     bin_dir: &Path,
-    test_programs: Option<&[PathBuf]>,
+    test: Option<(&[PathBuf], Option<&Path>)>,
 ) -> Result<PathBuf, String> {
+    let test_programs = test.map(|(programs, _)| programs);
     let read =
         |path: &Path| fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
     let configs = read_configs(&ws.root().join(CONFIG_DIR))?;
@@ -192,6 +204,22 @@ fn build_with(
                     .filter(|(p, _, _)| p.starts_with("bin/") && *p < path)
                     .count();
                 files.insert(at, (path, S_IFREG | 0o755, read(program)?));
+            }
+            if let Some((_, Some(busybox))) = test {
+                let mut extra = vec![("bin/busybox".to_string(), S_IFREG | 0o755, read(busybox)?)];
+                for applet in BUSYBOX_APPLETS {
+                    let path = format!("bin/{applet}");
+                    if !files.iter().any(|(p, _, _)| *p == path) {
+                        extra.push((path, cpio::S_IFLNK | 0o777, b"busybox".to_vec()));
+                    }
+                }
+                for entry in extra {
+                    let at = 1 + files
+                        .iter()
+                        .filter(|(p, _, _)| p.starts_with("bin/") && *p < entry.0)
+                        .count();
+                    files.insert(at, entry);
+                }
             }
             TEST_INITRD_ARTIFACT
         }

@@ -269,6 +269,23 @@ fn find_file(dir: &Path, prefix: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no {prefix}* in {}", dir.display()))
 }
 
+/// Debian's static busybox (`busybox-static`, downloaded once and unpacked under
+/// `target/peer/`): its path. dom0's scenarios' initrd carries it too.
+pub fn busybox(ws: &Workspace) -> Result<PathBuf, String> {
+    let dir = ws.target_dir().join("peer");
+    let debs = dir.join("debs");
+    fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
+    let deb = download(&debs, BUSYBOX_PACKAGE)?;
+    let dest = dir.join("root").join(BUSYBOX_PACKAGE);
+    extract(&deb, &dest)?;
+    let busybox = dest.join("bin/busybox");
+    if busybox.is_file() {
+        Ok(busybox)
+    } else {
+        Err(format!("{} is missing", busybox.display()))
+    }
+}
+
 /// The unpacked inputs of the Linux and Xen runs.
 pub struct Packages {
     /// Linux's bzImage.

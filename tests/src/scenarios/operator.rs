@@ -481,6 +481,67 @@ fn free_memory(vm: &mut Qemu) -> Result<u64, String> {
         .ok_or_else(|| format!("no free_memory in `xl info`: {out:?}"))
 }
 
+/// Debian's busybox in dom0 (the scenarios' initrd carries it, `cargo xtask` fetches it):
+/// its shell runs pipelines, lists, loops, background jobs and `cd`; `ls`, `cat`, `grep`,
+/// `wc`, `head`, `tail`, `find` and `uname` work on dom0's files; `xl` runs inside a
+/// pipeline (`xl list | grep`); an exit status comes back to dom0's shell.
+pub fn busybox(ctx: &Context) -> Result<(), String> {
+    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(crate::iso::DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .boot()?;
+    vm.wait_for(PROMPT, crate::machine::DEFAULT_TIMEOUT)?;
+    let help = run(&mut vm, "help")?;
+    if !help.contains("busybox") {
+        return Err(format!(
+            "no busybox among dom0's programs (did `cargo xtask` fetch busybox-static? see \
+             its warning): {help:?}"
+        ));
+    }
+    // (command, a line the output must have)
+    let cases: &[(&str, &str)] = &[
+        ("busybox sh -c 'echo a b c | wc -w'", "3"),
+        ("sh -c 'ls /etc/xen | grep -c cfg'", "3"),
+        ("sh -c 'cd /etc/xen && pwd && ls'", "/etc/xen"),
+        ("sh -c 'cd /etc/xen && pwd && ls'", "hello.cfg"),
+        (
+            "sh -c 'cat /etc/xen/hello.cfg | head -1'",
+            "# /etc/xen/hello.cfg: your first domain.",
+        ),
+        ("sh -c 'for i in 1 2 3; do echo n$i; done | tail -1'", "n3"),
+        ("sh -c \"find /etc -name '*.cfg' | wc -l\"", "3"),
+        (
+            "sh -c 'sleep 1 & echo started; wait; echo waited'",
+            "waited",
+        ),
+        ("sh -c 'false || echo fallback'", "fallback"),
+        ("sh -c 'xl list | grep -c Domain-0'", "1"),
+        ("uname -a", "Linux xenia-dom0 0.1.0-xenia-dom0"),
+        ("sh -c 'exit 3'", "sh: exited with status 3"),
+    ];
+    let mut failed = Vec::new();
+    for (command, want) in cases {
+        let out = run(&mut vm, command)?;
+        if !out
+            .lines()
+            .any(|l| l.trim_end() == *want || l.starts_with(want))
+        {
+            failed.push(format!("`{command}`: no line {want:?} in {out:?}"));
+        }
+    }
+    vm.kill();
+    if !failed.is_empty() {
+        return Err(failed.join("; "));
+    }
+    ctx.note(format!("{} busybox commands", cases.len()));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
