@@ -135,6 +135,10 @@ pub enum Action {
     Retry(Blocked),
     /// The caller sleeps until system time `ns`; its call returns 0 then.
     Sleep(u64),
+    /// The caller waits for a child to end, and its call then returns `EINTR`: what
+    /// `sigsuspend` comes to while the only signal a process can wait for is `SIGCHLD`,
+    /// whose handler (a shell's) would interrupt it.
+    Suspend,
     /// The caller ends with this wait status (Linux's encoding: `code << 8`, or the signal).
     Exit(i32),
 }
@@ -425,6 +429,10 @@ pub fn after(regs: &mut Regs, action: Action) -> bool {
         Action::Sleep(until) => {
             regs.rax = 0;
             block(regs, Blocked::Until(until));
+        }
+        Action::Suspend => {
+            regs.rax = (-(Errno::EINTR as i64)) as u64;
+            block(regs, Blocked::Child);
         }
         Action::Exit(status) => {
             let Some(p) = CURRENT.lock().take() else {

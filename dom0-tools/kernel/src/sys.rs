@@ -125,6 +125,8 @@ fn dispatch(regs: &mut Regs) -> Action {
         },
         39 => i64::from(p.pid),
         21 | 269 => access(p, nr, a),
+        // `sigsuspend` and `pause`: until a child ends (see `Action::Suspend`).
+        130 | 34 => return Action::Suspend,
         186 => i64::from(p.pid),
         110 => i64::from(p.ppid),
         111 => i64::from(p.pgid),
