@@ -1014,7 +1014,10 @@ impl World {
     }
 
     /// One debug key (Xen's names where they exist): `h` help, `q` the domains, `m` memory.
-    fn debug_key(&self, key: u8) {
+    /// Typed after the Ctrl-A switch, or sent by `xl debug-keys` (`XEN_SYSCTL_debug_keys`);
+    /// either way it takes the domains' locks and the scheduler's, none of which the caller
+    /// may hold.
+    pub(crate) fn debug_key(&self, key: u8) {
         match key {
             b'q' => {
                 for id in self.domains.ids() {
