@@ -130,8 +130,8 @@ pub struct ConfigView {
     pub uuid: Option<String>,
     /// `b_info.max_vcpus`.
     pub max_vcpus: u32,
-    /// vCPUs online: `b_info.avail_vcpus` is `0..online_vcpus`.
-    pub online_vcpus: u32,
+    /// `b_info.avail_vcpus`: the vCPUs online.
+    pub avail_vcpus: Vec<u32>,
     /// `b_info.max_memkb`.
     pub max_memkb: u64,
     /// `b_info.target_memkb`.
@@ -166,8 +166,9 @@ pub fn domain_config(v: &ConfigView) -> Json {
         (
             String::from("avail_vcpus"),
             Json::Array(
-                (0..v.online_vcpus)
-                    .map(|i| Json::Int(i64::from(i)))
+                v.avail_vcpus
+                    .iter()
+                    .map(|&i| Json::Int(i64::from(i)))
                     .collect(),
             ),
         ),
@@ -256,7 +257,7 @@ mod tests {
             name: "web".into(),
             uuid: Some("00000000-0000-0000-0000-000000000001".into()),
             max_vcpus: 2,
-            online_vcpus: 2,
+            avail_vcpus: vec![0, 1],
             max_memkb: 32768,
             target_memkb: 16384,
             sched: Some((256, 0)),

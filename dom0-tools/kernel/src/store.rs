@@ -114,7 +114,9 @@ pub fn set_name(dom: DomId, name: &str) {
     let home = home_path(dom);
     with(|s| {
         if s.store.read(DOM0, &home).is_ok() {
-            let _ = s.store.write(DOM0, &format!("{home}/name"), name.as_bytes());
+            let _ = s
+                .store
+                .write(DOM0, &format!("{home}/name"), name.as_bytes());
         }
     });
     // A watch on the name may have fired.
