@@ -2,7 +2,7 @@
 //! `xl_utils.c`'s `def_getopt` and each verb's `main_*`): the global options, the verb
 //! (which may be shortened to any prefix that names one verb only), its options and
 //! operands, and every message and exit status on the way: help on stdout with status 0,
-//! `option `x' not supported.` and `'xl <verb>' requires at least N arguments.` with
+//! ``option `x' not supported.`` and `'xl <verb>' requires at least N arguments.` with
 //! status 2, `command not implemented` for a word that is no xl verb. A verb of Xen's that
 //! Xenia lacks answers `xl: '<verb>' is not implemented by Xenia` with status 1.
 //!

@@ -13,9 +13,9 @@
 //! `vm-list`), [`listing`] (`list` and its columns and JSON) and [`keys`] (`sysrq`,
 //! `debug-keys`).
 
-mod keys;
-mod listing;
-mod names;
+pub mod keys;
+pub mod listing;
+pub mod names;
 
 pub use keys::{debug_keys, sysrq};
 pub use listing::{ListOpts, list};
