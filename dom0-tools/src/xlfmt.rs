@@ -328,7 +328,7 @@ pub fn info_line(key: &str, value: impl core::fmt::Display) -> String {
 
 /// The host lines of `xl info` that `physinfo` answers, in xl's order
 /// (`output_physinfo`): CPUs, topology, clock, and memory in MiB.
-pub fn physinfo_lines(p: &SysctlPhysinfo, page_size: u64) -> String {
+pub fn physinfo_lines(p: &SysctlPhysinfo, page_size: u64, free_cpus: u32) -> String {
     let per_mib = ((1u64 << 20) / page_size.max(1)).max(1);
     let caps = p.hw_cap.map(|w| format!("{w:08x}")).join(":");
     let mut out = String::new();
@@ -342,10 +342,80 @@ pub fn physinfo_lines(p: &SysctlPhysinfo, page_size: u64) -> String {
         format!("{}.{:03}", p.cpu_khz / 1000, p.cpu_khz % 1000),
     );
     out += &info_line("hw_caps", caps);
+    out += &virt_caps_line(p.capabilities);
     out += &info_line("total_memory", p.total_pages / per_mib);
     let free = p.free_pages.saturating_sub(p.outstanding_pages);
     out += &info_line("free_memory", free / per_mib);
+    // No page sharing in Xenia (nor in a Xen without it configured): zero, as Xen prints.
+    out += &info_line("sharing_freed_memory", 0);
+    out += &info_line("sharing_used_memory", 0);
     out += &info_line("outstanding_claims", p.outstanding_pages / per_mib);
+    out += &info_line("free_cpus", free_cpus);
+    out
+}
+
+/// `virt_caps`, as Xen 4.17's xl builds it: no space after the colon, then ` <name>` for each
+/// capability bit set, in xl's order (`XEN_SYSCTL_PHYSCAP_*`; the two directio names depend
+/// on hvm/pv as xl's do).
+pub fn virt_caps_line(caps: u32) -> String {
+    use guest_abi::sysctl as sc;
+    let has = |bit: u32| caps & bit != 0;
+    let names = [
+        (has(sc::XEN_SYSCTL_PHYSCAP_PV), " pv"),
+        (has(sc::XEN_SYSCTL_PHYSCAP_HVM), " hvm"),
+        (
+            has(sc::XEN_SYSCTL_PHYSCAP_HVM) && has(sc::XEN_SYSCTL_PHYSCAP_DIRECTIO),
+            " hvm_directio",
+        ),
+        (
+            has(sc::XEN_SYSCTL_PHYSCAP_PV) && has(sc::XEN_SYSCTL_PHYSCAP_DIRECTIO),
+            " pv_directio",
+        ),
+        (has(sc::XEN_SYSCTL_PHYSCAP_HAP), " hap"),
+        (has(sc::XEN_SYSCTL_PHYSCAP_SHADOW), " shadow"),
+        (
+            has(sc::XEN_SYSCTL_PHYSCAP_IOMMU_HAP_PT_SHARE),
+            " iommu_hap_pt_share",
+        ),
+        (has(sc::XEN_SYSCTL_PHYSCAP_VMTRACE), " vmtrace"),
+        (has(sc::XEN_SYSCTL_PHYSCAP_VPMU), " vpmu"),
+        (has(sc::XEN_SYSCTL_PHYSCAP_GNTTAB_V1), " gnttab-v1"),
+        (has(sc::XEN_SYSCTL_PHYSCAP_GNTTAB_V2), " gnttab-v2"),
+    ];
+    let mut out = String::from("virt_caps              :");
+    for (on, name) in names {
+        if on {
+            out.push_str(name);
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// `xl info`'s first four lines (xl's `output_nodeinfo`, from `uname`).
+pub fn node_lines(host: &str, release: &str, version: &str, machine: &str) -> String {
+    let mut out = info_line("host", host);
+    out += &info_line("release", release);
+    out += &info_line("version", version);
+    out += &info_line("machine", machine);
+    out
+}
+
+/// `xl info -n`'s topology and NUMA sections (xl's `output_topologyinfo` and
+/// `output_numainfo`) for a host of `nr_cpus` CPUs, one socket, one core each and one node of
+/// `total_mib`/`free_mib`, and no PCI devices known: what Xenia's hypervisor describes.
+pub fn numa_lines(nr_cpus: u32, total_mib: u64, free_mib: u64) -> String {
+    let mut out = String::from("cpu_topology           :\ncpu:    core    socket     node\n");
+    for cpu in 0..nr_cpus {
+        out += &format!("{cpu:>3}:    {cpu:>4}     {:>4}     {:>4}\n", 0, 0);
+    }
+    out += "device topology        :\ndevice           node\n";
+    out += "No device topology data available\n";
+    out += "numa_info              :\nnode:    memsize    memfree    distances\n";
+    out += &format!(
+        "{:>4}:    {total_mib:>6}     {free_mib:>6}      {}\n",
+        0, 10
+    );
     out
 }
 
@@ -633,9 +703,11 @@ mod tests {
             total_pages: 4 << 18,
             free_pages: 3 << 18,
             hw_cap: [0xbfebfbff, 0x7ffafbff, 0, 0, 0, 0, 0, 0],
+            capabilities: guest_abi::sysctl::XEN_SYSCTL_PHYSCAP_PV
+                | guest_abi::sysctl::XEN_SYSCTL_PHYSCAP_GNTTAB_V1,
             ..Default::default()
         };
-        let info = physinfo_lines(&p, 4096);
+        let info = physinfo_lines(&p, 4096, 0);
         assert_eq!(
             info,
             "nr_cpus                : 4\n\
@@ -645,9 +717,13 @@ mod tests {
              threads_per_core       : 2\n\
              cpu_mhz                : 2400.005\n\
              hw_caps                : bfebfbff:7ffafbff:00000000:00000000:00000000:00000000:00000000:00000000\n\
+             virt_caps              : pv gnttab-v1\n\
              total_memory           : 4096\n\
              free_memory            : 3072\n\
-             outstanding_claims     : 0\n"
+             sharing_freed_memory   : 0\n\
+             sharing_used_memory    : 0\n\
+             outstanding_claims     : 0\n\
+             free_cpus              : 0\n"
         );
         assert_eq!(info_select(&info, "nr_cpus"), "4\n");
         assert_eq!(info_select(&info, "cpu_"), "2400.005\n");
@@ -663,12 +739,41 @@ mod tests {
             cpu_khz: 2_308_050,
             ..Default::default()
         };
-        let info = physinfo_lines(&p, 4096);
+        let info = physinfo_lines(&p, 4096, 0);
         assert_eq!(info_select(&info, "cores_per_socket"), "4\n");
         assert_eq!(info_select(&info, "threads_per_core"), "1\n");
         assert_eq!(info_select(&info, "cpu_mhz"), "2308.050\n");
         let p = SysctlPhysinfo { cpu_khz: 999, ..p };
-        assert_eq!(info_select(&physinfo_lines(&p, 4096), "cpu_mhz"), "0.999\n");
+        assert_eq!(
+            info_select(&physinfo_lines(&p, 4096, 0), "cpu_mhz"),
+            "0.999\n"
+        );
+        // Every capability: xl's order and names, the directio names by pv/hvm.
+        assert_eq!(virt_caps_line(0), "virt_caps              :\n");
+        assert_eq!(
+            virt_caps_line(u32::MAX),
+            "virt_caps              : pv hvm hvm_directio pv_directio hap shadow \
+             iommu_hap_pt_share vmtrace vpmu gnttab-v1 gnttab-v2\n"
+        );
+    }
+
+    /// `xl info`'s uname lines and `-n`'s sections, against xl's format strings
+    /// (`"%3d:    %4d     %4d     %4d"`, `"%4d:    %6lu     %6lu      %d"`).
+    #[test]
+    fn xl_info_node_and_numa() {
+        assert_eq!(
+            node_lines("h", "r", "v", "x86_64"),
+            "host                   : h\nrelease                : r\n\
+             version                : v\nmachine                : x86_64\n"
+        );
+        assert_eq!(
+            numa_lines(2, 512, 300),
+            "cpu_topology           :\ncpu:    core    socket     node\n  \
+             0:       0        0        0\n  1:       1        0        0\n\
+             device topology        :\ndevice           node\nNo device topology data available\n\
+             numa_info              :\nnode:    memsize    memfree    distances\n   \
+             0:       512        300      10\n"
+        );
     }
 
     #[test]

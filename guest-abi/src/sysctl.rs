@@ -219,7 +219,8 @@ pub struct SysctlPhysinfo {
     pub total_pages: u64,
     /// Frames free.
     pub free_pages: u64,
-    /// Frames waiting to be scrubbed: 0 (Xenia zeroes on allocation).
+    /// Frames waiting to be scrubbed: 0 (Xenia scrubs free memory at boot and a domain's frames
+    /// as they are freed, before they count as free).
     pub scrub_pages: u64,
     /// Frames claimed but not allocated: 0.
     pub outstanding_pages: u64,

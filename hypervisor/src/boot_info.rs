@@ -25,6 +25,30 @@ pub struct BootInfo {
     pub problems: Vec<String>,
 }
 
+/// The hypervisor's command line as booted, without the image's path that GRUB puts first
+/// (Xen's `cmdline_cook`): what `xen_version(XENVER_commandline)` and `xl info` report.
+static COMMAND_LINE: spin::Once<String> = spin::Once::new();
+
+/// Records the command line (once, at boot).
+pub fn set_command_line(raw: &str) {
+    COMMAND_LINE.call_once(|| cooked_command_line(raw).to_string());
+}
+
+/// The command line recorded at boot (empty before).
+pub fn command_line() -> &'static str {
+    COMMAND_LINE.get().map_or("", String::as_str)
+}
+
+/// `raw` without a leading image path (a first word starting with `/`) and outer blanks.
+fn cooked_command_line(raw: &str) -> &str {
+    let raw = raw.trim();
+    match raw.split_once(char::is_whitespace) {
+        Some((first, rest)) if first.starts_with('/') => rest.trim_start(),
+        None if raw.starts_with('/') => "",
+        _ => raw,
+    }
+}
+
 /// Reads the boot information at physical address `mbi_phys`.
 pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
     let info = crate::arch::x86_64::boot::multiboot_info(mbi_phys).map_err(|e| {
@@ -103,4 +127,27 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         acpi_root,
         problems,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cooked_command_line;
+
+    #[test]
+    fn command_line_loses_the_image_path() {
+        assert_eq!(
+            cooked_command_line("/boot/xenia.elf console=com1 dom0_mem=64M"),
+            "console=com1 dom0_mem=64M"
+        );
+        assert_eq!(
+            cooked_command_line("  /boot/xenia.elf  noreboot "),
+            "noreboot"
+        );
+        assert_eq!(cooked_command_line("/boot/xenia.elf"), "");
+        assert_eq!(
+            cooked_command_line("noreboot loglvl=all"),
+            "noreboot loglvl=all"
+        );
+        assert_eq!(cooked_command_line(""), "");
+    }
 }

@@ -137,13 +137,11 @@ impl fmt::Display for Shown<'_> {
 /// Output dom0 wrote with `CONSOLEIO_XENIA_WRITE_RAW`: its own terminal, straight to the
 /// serial line, byte for byte (prompts without a newline, echo, escape sequences), as Xen
 /// shows its hardware domain's console. It does not go into the dmesg ring: that is the
-/// hypervisor's log.
+/// hypervisor's log, and `console=none` does not silence it: that option is about the
+/// hypervisor's log only, and dom0's console is the operator's way in.
 pub fn dom0_raw_output(bytes: &[u8]) {
     let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
-    let console = CONSOLE.lock();
-    if console.serial_enabled {
-        console.serial.write_bytes(bytes);
-    }
+    CONSOLE.lock().serial.write_raw(bytes);
 }
 
 /// Copies the log from position `from` (the oldest kept byte if older) into `out` for
@@ -155,13 +153,28 @@ pub fn read_log(from: u64, out: &mut [u8]) -> (usize, u64) {
     (r.copied, r.next)
 }
 
-/// Says where serial input goes now.
-pub fn announce_input(to_xen: bool) {
-    if to_xen {
-        log::info!(
-            "*** serial input to Xenia (type 'h' for the debug keys, Ctrl-A three times to switch back)"
-        );
-    } else {
-        log::info!("*** serial input to dom0 (type Ctrl-A three times to switch to Xenia)");
+/// Empties the log (`xl dmesg -c`): later reads see only what is written from now on.
+pub fn clear_log() {
+    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
+    CONSOLE.lock().ring.clear();
+}
+
+/// Says where serial input goes now, and how to switch (Xen's wording: the switch
+/// character as `CTRL-<letter>`; none when switching is off).
+pub fn announce_input(to_xen: bool, code: Option<u8>) {
+    let target = if to_xen { "Xenia" } else { "DOM0" };
+    match code {
+        Some(c) => {
+            let letter = char::from(b'a' + c.saturating_sub(1) % 26);
+            log::info!(
+                "*** Serial input to {target} (type 'CTRL-{letter}' three times to switch input{})",
+                if to_xen {
+                    "; 'h' for the debug keys"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => log::info!("*** Serial input to {target}"),
     }
 }

@@ -47,8 +47,45 @@ mod lockorder;
 #[cfg(target_os = "none")]
 mod start;
 
-/// Version printed in the first boot-log line.
+/// Version printed in the first boot-log line, and everywhere else: `xen_version` answers
+/// its major and minor (`XENVER_version`, which must be `guest_abi::version::XENIA_VERSION`)
+/// and the rest (`XENVER_extraversion`, [`VERSION_EXTRA`]), so that `xl info`'s
+/// `xen_version` line reads the same as the banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// `VERSION` past `major.minor`: Xen's `xen_extra` (".3-pre" of "4.17.3-pre").
+pub const VERSION_EXTRA: &str = {
+    let v = VERSION.as_bytes();
+    let (mut i, mut dots) = (0, 0);
+    while i < v.len() {
+        if v[i] == b'.' {
+            dots += 1;
+            if dots == 2 {
+                break;
+            }
+        }
+        i += 1;
+    }
+    match VERSION.split_at_checked(i) {
+        Some((_, rest)) => rest,
+        None => "",
+    }
+};
+
+/// A decimal number of the version, at compile time.
+const fn version_number(text: &str) -> u32 {
+    let (b, mut i, mut n) = (text.as_bytes(), 0, 0u32);
+    while i < b.len() {
+        n = n * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    n
+}
+const _: () = assert!(
+    guest_abi::version::XENIA_VERSION
+        == version_number(env!("CARGO_PKG_VERSION_MAJOR")) << 16
+            | version_number(env!("CARGO_PKG_VERSION_MINOR")),
+    "XENVER_version and the package version disagree"
+);
 
 #[cfg(not(target_os = "none"))]
 fn main() {
@@ -56,4 +93,19 @@ fn main() {
         "the Xenia hypervisor runs on bare metal: build it with `cargo xtask build` and boot it with `cargo xtask run`"
     );
     std::process::exit(1);
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::{VERSION, VERSION_EXTRA};
+
+    /// `xl info` puts the version together from its parts: it must read as the banner does.
+    #[test]
+    fn parts_make_the_banner_version() {
+        let v = guest_abi::version::XENIA_VERSION;
+        assert_eq!(
+            format!("{}.{}{}", v >> 16, v & 0xffff, VERSION_EXTRA),
+            VERSION
+        );
+    }
 }

@@ -3,5 +3,5 @@
 //! `arch::x86_64::power`.
 
 #[cfg(target_os = "none")]
-pub use crate::arch::x86_64::power::{exit, set_debug_exit};
+pub use crate::arch::x86_64::power::{exit, set_debug_exit, set_noreboot};
 pub use xenia_core::power::*;

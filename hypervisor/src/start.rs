@@ -30,8 +30,10 @@ pub fn start(mbi_phys: u32) -> ! {
             power::exit(ExitReason::HypervisorFailure)
         }
     };
+    crate::boot_info::set_command_line(&boot.cmdline);
     let opts = options::parse(&boot.cmdline, |d| log::warn!("{d}"));
     power::set_debug_exit(opts.debug_exit);
+    power::set_noreboot(opts.noreboot);
     crate::console::configure(opts.console == Console::Com1, opts.loglvl);
     for p in &boot.problems {
         log::warn!(target: "boot", "{p}");
@@ -83,6 +85,9 @@ pub fn start(mbi_phys: u32) -> ! {
             m.range.len(),
             Printable(&m.cmdline)
         );
+        if i >= 2 {
+            log::warn!("module {i} is not used: module 0 is dom0's kernel and module 1 its initrd");
+        }
     }
     let Some(kernel) = boot.modules.first() else {
         log::info!("no dom0 module given; powering off");
@@ -129,6 +134,9 @@ fn start_dom0(boot: &BootInfo, kernel: &boot_info::Module, opts: &options::Optio
                 log::info!(target: "mm", "Scrubbing Free RAM: done, {n} frames");
             }
             let id = dom.id;
+            let (code, start_with_xen) = opts.conswitch;
+            crate::guest::configure_input(code, start_with_xen);
+            crate::console::announce_input(start_with_xen, code);
             crate::guest::lock_world().domains.insert(id, dom);
             crate::lockorder::guests_run();
             crate::guest::run(id)

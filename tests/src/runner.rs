@@ -245,8 +245,9 @@ impl Outcome {
 
 /// The scenarios of `all` whose names contain `filter` (all of them for `None`).
 pub fn select(all: Vec<Scenario>, filter: Option<&str>) -> Vec<Scenario> {
+    // Several filters separated by commas: a scenario matching any of them.
     all.into_iter()
-        .filter(|s| filter.is_none_or(|f| s.name.contains(f)))
+        .filter(|s| filter.is_none_or(|f| f.split(',').any(|f| s.name.contains(f))))
         .collect()
 }
 
@@ -400,6 +401,7 @@ mod tests {
         };
         assert_eq!(names(None), ["boot_a", "boot_b", "x"]);
         assert_eq!(names(Some("boot")), ["boot_a", "boot_b"]);
+        assert_eq!(names(Some("_a,x")), ["boot_a", "x"]);
         assert!(names(Some("nothing")).is_empty());
     }
 

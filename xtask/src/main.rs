@@ -8,7 +8,7 @@
 //!   on this terminal.
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
-//!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER.
+//!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER (or, with commas, any of its parts).
 //! - `cargo xtask bench [NAME...] [--domains N] [--cycles N] [--only NAME,...] [--kernel-args ARGS]
 //!   [--peer xen] [--peer-args ARGS]`: benchmarks (see [`mod@bench`], [`vbench`] and
 //!   [`peer`]).
@@ -174,7 +174,8 @@ const BENCHES: [&str; 7] = [
 
 #[derive(Args)]
 struct TestArgs {
-    /// Run only the scenarios whose names contain this text.
+    /// Run only the scenarios whose names contain this text (several, separated by commas:
+    /// those that contain any of them).
     filter: Option<String>,
     /// Scenarios to run at once (default: the number of CPUs).
     #[arg(short, long, value_name = "N")]

@@ -36,8 +36,10 @@
 //!
 //! **Where it is stricter than Linux**, which trusts its initramfs: unknown
 //! file types, data on directories or devices, oversized names or symlink
-//! targets, and entries whose parent directory is missing are refused rather
-//! than skipped. Archives concatenated after the trailer (as Linux accepts for
+//! targets, and entries whose parent directory is nowhere in the archive are
+//! refused rather than skipped. Where it is more lenient: the order of the
+//! entries does not matter (cpio(1)'s `find . -depth | cpio -o` puts a
+//! directory after its contents, which Linux would unpack only in part). Archives concatenated after the trailer (as Linux accepts for
 //! early microcode) are not read: bytes after the trailer are ignored.
 
 use alloc::collections::BTreeMap;
@@ -224,8 +226,8 @@ pub enum CpioError {
         /// The start of the header.
         offset: usize,
     },
-    /// An entry's parent directory is not (yet) in the archive, or is not a
-    /// directory.
+    /// An entry's parent directory is not in the archive (anywhere), or is
+    /// not a directory.
     MissingParent {
         /// The start of the header.
         offset: usize,
@@ -236,6 +238,55 @@ pub enum CpioError {
         /// The start of the header.
         offset: usize,
     },
+}
+
+impl CpioError {
+    /// The byte offset the error is at.
+    pub fn offset(&self) -> usize {
+        match *self {
+            CpioError::Truncated { offset, .. }
+            | CpioError::MissingTrailer { offset }
+            | CpioError::BadMagic { offset }
+            | CpioError::BadField { offset, .. }
+            | CpioError::EmptyName { offset }
+            | CpioError::NameTooLong { offset, .. }
+            | CpioError::NameNotTerminated { offset }
+            | CpioError::NameNotUtf8 { offset }
+            | CpioError::BadMode { offset, .. }
+            | CpioError::UnexpectedData { offset }
+            | CpioError::BadSymlink { offset }
+            | CpioError::ChecksumMismatch { offset, .. }
+            | CpioError::TooManyEntries { offset }
+            | CpioError::PathEscapesRoot { offset }
+            | CpioError::RootNotDirectory { offset }
+            | CpioError::MissingParent { offset }
+            | CpioError::ReplacesNonEmptyDirectory { offset } => offset,
+        }
+    }
+}
+
+/// Which entry `error` (found in `archive`) is about, for a person: `the entry
+/// "<name>"` when its header reads, else `after the entry "<name>"` (the last
+/// entry read before the fault), else `in the first entry`.
+pub fn where_in(archive: &[u8], error: &CpioError) -> String {
+    let at = error.offset();
+    let mut before = None;
+    for entry in entries(archive) {
+        let Ok(entry) = entry else {
+            break;
+        };
+        if entry.offset == at {
+            return alloc::format!("the entry \"{}\"", entry.name);
+        }
+        if entry.offset > at {
+            break;
+        }
+        before = Some(entry.name);
+    }
+    match before {
+        Some(name) => alloc::format!("after the entry \"{name}\""),
+        None => String::from("in the first entry"),
+    }
 }
 
 impl fmt::Display for CpioError {
@@ -317,7 +368,7 @@ impl fmt::Display for CpioError {
             CpioError::MissingParent { offset } => write!(
                 f,
                 "cpio: the parent of the entry at offset {offset:#x} is not a directory \
-                 earlier in the archive"
+                 in the archive"
             ),
             CpioError::ReplacesNonEmptyDirectory { offset } => write!(
                 f,
@@ -670,9 +721,10 @@ fn parent(path: &str) -> &str {
 ///   non-empty data into the shared inode. So every member here reads the
 ///   data of the group's last member that has any (the rest of its header,
 ///   mode and owner included, stays its own).
-/// * **Parents:** an entry's parent must be a directory already in the view
-///   (the root always is), as Linux creates each path in archive order and
-///   never creates missing parents or follows symlinks for them.
+/// * **Parents:** an entry's parent must be a directory of the view once the
+///   whole archive is read (the root always is), wherever it comes in the
+///   archive: `find . -depth` lists a directory after its contents. Missing
+///   parents are not made up, and symlinks are not followed for them.
 #[derive(Clone, Debug)]
 pub struct Archive<'a> {
     /// The live entries, in order of first appearance; a later duplicate
@@ -698,6 +750,22 @@ impl<'a> Archive<'a> {
             }
             archive.insert(entry)?;
         }
+        // Parents, now that every directory is known: the first entry (in
+        // archive order) whose parent is not a directory is the one named.
+        let orphan = archive
+            .index
+            .iter()
+            .filter(|(path, _)| {
+                let parent = parent(path);
+                !path.is_empty()
+                    && !parent.is_empty()
+                    && !archive.get(parent).is_some_and(|dir| dir.is_dir())
+            })
+            .filter_map(|(_, &i)| archive.entries.get(i).map(|e| e.offset))
+            .min();
+        if let Some(offset) = orphan {
+            return Err(CpioError::MissingParent { offset });
+        }
         for entry in archive.entries.iter_mut().filter(|e| is_linked(e)) {
             if let Some(data) = link_data.get(&link_key(entry)) {
                 entry.data = data;
@@ -709,17 +777,8 @@ impl<'a> Archive<'a> {
     fn insert(&mut self, entry: Entry<'a>) -> Result<(), CpioError> {
         let offset = entry.offset;
         let path = canonical(entry.name, false).ok_or(CpioError::PathEscapesRoot { offset })?;
-        if path.is_empty() {
-            if !entry.is_dir() {
-                return Err(CpioError::RootNotDirectory { offset });
-            }
-        } else {
-            let parent = parent(&path);
-            let parent_is_dir =
-                parent.is_empty() || self.get(parent).is_some_and(|dir| dir.is_dir());
-            if !parent_is_dir {
-                return Err(CpioError::MissingParent { offset });
-            }
+        if path.is_empty() && !entry.is_dir() {
+            return Err(CpioError::RootNotDirectory { offset });
         }
         match self.index.get(&path) {
             Some(&i) => {
@@ -822,6 +881,22 @@ pub fn find<'a>(archive: &'a [u8], path: &str) -> Result<Option<Entry<'a>>, Cpio
     Ok(Archive::parse(archive)?.lookup(path).copied())
 }
 
+/// The name of the entry whose header starts at `offset` in `archive`, if
+/// the archive reads well up to it: to name the entry an error is about
+/// (errors themselves give offsets, which an operator cannot look up).
+pub fn name_at(archive: &[u8], offset: usize) -> Option<&str> {
+    for entry in entries(archive) {
+        let entry = entry.ok()?;
+        if entry.offset == offset {
+            return Some(entry.name);
+        }
+        if entry.offset > offset {
+            return None;
+        }
+    }
+    None
+}
+
 /// The header values the writer sets.
 #[derive(Clone, Copy, Debug, Default)]
 struct Header {
@@ -836,7 +911,7 @@ struct Header {
 /// with the target as data) and its data, in the order given, then the
 /// trailer. Everything else is fixed so the output is reproducible: inode
 /// numbers count from 1, owner and times are 0, a directory has 2 links and
-/// everything else 1. Parents must come before their children for
+/// everything else 1. Every parent must be in `files` (anywhere) for
 /// [`Archive`] to accept the result.
 ///
 /// # Panics
@@ -1300,12 +1375,12 @@ mod tests {
     }
 
     #[test]
-    fn parents_must_be_directories_already_there() {
+    fn parents_must_be_directories() {
         for files in [
             &[("a/b", FILE, &b""[..])][..],
             &[("a", FILE, b""), ("a/b", FILE, b"")],
             &[("d", DIR, b""), ("a", LINK, b"d"), ("a/b", FILE, b"")],
-            &[("a/b", FILE, b""), ("a", DIR, b"")],
+            &[("a/b", FILE, b""), ("a", FILE, b"")],
         ] {
             let archive = build(files);
             let offset = all(&archive)
@@ -1333,6 +1408,40 @@ mod tests {
         let view = Archive::parse(&archive).unwrap();
         assert_eq!(view.lookup(".").unwrap().mode, S_IFDIR | 0o700);
         assert_eq!(view.len(), 1);
+    }
+
+    /// `find . -depth | cpio -o -H newc` (cpio(1)'s own example) lists a
+    /// directory after everything in it: the same view as parents first.
+    #[test]
+    fn any_order_reads_the_same() {
+        let depth_first = build(&[
+            ("etc/xen/hello.cfg", FILE, b"name=1"),
+            ("etc/xen", DIR, b""),
+            ("bin/xl", FILE, b"\x7fELF"),
+            ("bin", DIR, b""),
+            ("etc", DIR, b""),
+            (".", DIR, b""),
+        ]);
+        let view = Archive::parse(&depth_first).unwrap();
+        assert_eq!(view.lookup("/etc/xen/hello.cfg").unwrap().data, b"name=1");
+        assert_eq!(view.list("/").unwrap(), ["bin", "etc"]);
+        assert_eq!(view.list("etc").unwrap(), ["xen"]);
+        assert_eq!(view.len(), 6);
+        // The entry an error names, by its offset.
+        let entries = all(&depth_first).unwrap();
+        assert_eq!(name_at(&depth_first, entries[2].offset), Some("bin/xl"));
+        assert_eq!(name_at(&depth_first, entries[2].offset + 1), None);
+        let orphan = build(&[("etc/xen/x.cfg", FILE, b""), ("etc", DIR, b"")]);
+        let Err(CpioError::MissingParent { offset }) = Archive::parse(&orphan) else {
+            panic!("a parent nowhere in the archive");
+        };
+        assert_eq!(name_at(&orphan, offset), Some("etc/xen/x.cfg"));
+        let e = Archive::parse(&orphan).unwrap_err();
+        assert_eq!(where_in(&orphan, &e), "the entry \"etc/xen/x.cfg\"");
+        // A header that does not read: the entry before it is named.
+        let bad = with_field(&depth_first, entries[3].offset, 1, b"0000000g");
+        let e = Archive::parse(&bad).unwrap_err();
+        assert_eq!(where_in(&bad, &e), "after the entry \"bin/xl\"", "{e}");
     }
 
     #[test]

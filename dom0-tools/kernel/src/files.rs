@@ -105,10 +105,21 @@ impl Device {
     }
 }
 
+/// One end of a pipe: the kernel's pipe table holds the buffer, by `id`; descriptors hold
+/// ends, and the kernel counts them (every end a table gains or loses is reported to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipeEnd {
+    /// The pipe, in the kernel's table.
+    pub id: u32,
+    /// The writing end (else the reading end).
+    pub write: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Node<'a> {
     Entry(cpio::Entry<'a>),
     Device(Device),
+    Pipe(PipeEnd),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +137,17 @@ pub enum Io<'a> {
     Data(&'a [u8]),
     /// A device, for the kernel to serve.
     Device(Device),
+    /// The reading end of pipe `id`, for the kernel to serve.
+    Pipe(u32),
+}
+
+/// Where a `write` on a descriptor goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    /// A device, for the kernel to serve.
+    Device(Device),
+    /// The writing end of pipe `id`.
+    Pipe(u32),
 }
 
 /// `struct stat` for x86-64 Linux, the fields dom0 fills.
@@ -262,16 +284,126 @@ impl<'a> Files<'a> {
         let f = self.get(fd)?;
         let device = match f.node {
             Node::Device(d) => Some(d),
-            Node::Entry(_) => None,
+            Node::Entry(_) | Node::Pipe(_) => None,
         };
         Ok((device, f.status))
     }
 
-    /// `close(fd)`.
-    pub fn close(&mut self, fd: i64) -> Result<(), i64> {
-        self.get(fd)?;
+    /// `close(fd)`: the pipe end it held, if any, for the kernel's count.
+    pub fn close(&mut self, fd: i64) -> Result<Option<PipeEnd>, i64> {
+        let node = self.get(fd)?.node;
         self.fds[fd as usize] = None;
-        Ok(())
+        Ok(match node {
+            Node::Pipe(end) => Some(end),
+            _ => None,
+        })
+    }
+
+    /// `pipe2`: descriptors for the two ends of pipe `id` (`O_CLOEXEC` and `O_NONBLOCK`
+    /// of `flags` apply to both); `(read, write)`. `EMFILE` with nothing installed if two
+    /// descriptors are not free.
+    pub fn open_pipe(&mut self, id: u32, flags: u32) -> Result<(i64, i64), i64> {
+        if flags & !(O_CLOEXEC | O_NONBLOCK) != 0 {
+            return Err(-EINVAL);
+        }
+        let end = |write: bool| Open {
+            node: Node::Pipe(PipeEnd { id, write }),
+            offset: 0,
+            status: (if write { O_WRONLY } else { 0 }) | (flags & O_NONBLOCK),
+            cloexec: flags & O_CLOEXEC != 0,
+        };
+        let read = self.install(end(false), 0)?;
+        match self.install(end(true), 0) {
+            Ok(write) => Ok((read, write)),
+            Err(e) => {
+                self.fds[read as usize] = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// `dup3(old, new, flags)` (and `dup2` with `flags` 0; `old == new` is the caller's
+    /// case): `new` is closed first if open, and its pipe end returned for the kernel's
+    /// count. Only `O_CLOEXEC` may be in `flags`.
+    pub fn dup3(&mut self, old: i64, new: i64, flags: u32) -> Result<Option<PipeEnd>, i64> {
+        if flags & !O_CLOEXEC != 0 || old == new {
+            return Err(-EINVAL);
+        }
+        let open = *self.get(old)?;
+        let slot = usize::try_from(new)
+            .ok()
+            .filter(|&n| n < MAX_FDS)
+            .ok_or(-EBADF)?;
+        let closed = self
+            .fds
+            .get(slot)
+            .copied()
+            .flatten()
+            .and_then(|o| match o.node {
+                Node::Pipe(end) => Some(end),
+                _ => None,
+            });
+        if slot >= self.fds.len() {
+            self.fds.resize(slot + 1, None);
+        }
+        self.fds[slot] = Some(Open {
+            cloexec: flags & O_CLOEXEC != 0,
+            ..open
+        });
+        Ok(closed)
+    }
+
+    /// The pipe end descriptor `fd` holds, if it holds one.
+    pub fn pipe_end(&self, fd: i64) -> Option<PipeEnd> {
+        let open = usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get(i))?
+            .as_ref()?;
+        match open.node {
+            Node::Pipe(end) => Some(end),
+            _ => None,
+        }
+    }
+
+    /// `dup(old)`: the lowest free descriptor.
+    pub fn dup(&mut self, old: i64) -> Result<i64, i64> {
+        let open = *self.get(old)?;
+        self.install(
+            Open {
+                cloexec: false,
+                ..open
+            },
+            0,
+        )
+    }
+
+    /// Every pipe end the table holds (one per descriptor): what a copy of the table (a
+    /// fork) adds to the kernel's counts, and what dropping it takes away.
+    pub fn pipe_ends(&self) -> Vec<PipeEnd> {
+        self.fds
+            .iter()
+            .flatten()
+            .filter_map(|o| match o.node {
+                Node::Pipe(end) => Some(end),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Closes the descriptors marked close-on-exec (`execve`); the pipe ends they held.
+    pub fn close_on_exec(&mut self) -> Vec<PipeEnd> {
+        let mut ends = Vec::new();
+        for slot in &mut self.fds {
+            if let Some(o) = slot
+                && o.cloexec
+            {
+                if let Node::Pipe(end) = o.node {
+                    ends.push(end);
+                }
+                *slot = None;
+            }
+        }
+        ends
     }
 
     /// `read(fd, _, len)`: the bytes to copy (and the offset moves past
@@ -283,6 +415,7 @@ impl<'a> Files<'a> {
         }
         match f.node {
             Node::Device(d) => Ok(Io::Device(d)),
+            Node::Pipe(end) => Ok(Io::Pipe(end.id)),
             Node::Entry(e) if e.is_dir() => Err(-EISDIR),
             Node::Entry(e) => {
                 let start = usize::try_from(f.offset)
@@ -297,12 +430,13 @@ impl<'a> Files<'a> {
         }
     }
 
-    /// `write(fd, ..)`: only devices take writes (files are read-only and
-    /// were refused at open).
-    pub fn write(&mut self, fd: i64) -> Result<Device, i64> {
+    /// `write(fd, ..)`: only devices and pipes take writes (files are read-only
+    /// and were refused at open).
+    pub fn write(&mut self, fd: i64) -> Result<Sink, i64> {
         let f = self.get(fd)?;
         match f.node {
-            Node::Device(d) if f.status & 3 != 0 => Ok(d),
+            Node::Device(d) if f.status & 3 != 0 => Ok(Sink::Device(d)),
+            Node::Pipe(end) if end.write => Ok(Sink::Pipe(end.id)),
             _ => Err(-EBADF),
         }
     }
@@ -313,7 +447,7 @@ impl<'a> Files<'a> {
         let size = match f.node {
             Node::Entry(e) => e.data.len() as u64,
             Node::Device(Device::Null) => 0,
-            Node::Device(_) => return Err(-ESPIPE),
+            Node::Device(_) | Node::Pipe(_) => return Err(-ESPIPE),
         };
         let base = match whence {
             0 => 0,
@@ -347,6 +481,12 @@ impl<'a> Files<'a> {
                 nlink: 1,
                 mode: cpio::S_IFCHR | 0o620,
                 rdev: d.rdev(),
+                ..Stat::default()
+            },
+            Node::Pipe(end) => Stat {
+                ino: 0x10_0000 + u64::from(end.id),
+                nlink: 1,
+                mode: cpio::S_IFIFO | 0o600,
                 ..Stat::default()
             },
         })
@@ -438,7 +578,7 @@ mod tests {
         let mut f = Files::with_console();
         assert_eq!(f.open_count(), 3);
         for fd in 0..3 {
-            assert_eq!(f.write(fd), Ok(Device::Console));
+            assert_eq!(f.write(fd), Ok(Sink::Device(Device::Console)));
             assert_eq!(f.read(fd, 10), Ok(Io::Device(Device::Console)));
         }
         assert_eq!(f.lseek(1, 0, 0), Err(-ESPIPE));
@@ -510,7 +650,7 @@ mod tests {
         assert_eq!(f.read(fd, 4), Ok(Io::Data(b"name")));
         assert_eq!(f.open(&fs, "/loop", 0), Err(-ELOOP));
         let p = f.open(&fs, "/dev/xen/privcmd", O_RDWR | O_CLOEXEC).unwrap();
-        assert_eq!(f.write(p), Ok(Device::Privcmd));
+        assert_eq!(f.write(p), Ok(Sink::Device(Device::Privcmd)));
         assert_eq!(f.fcntl(p, 1, 0), Ok(1), "O_CLOEXEC shows as FD_CLOEXEC");
         let e = f.open(&fs, "/dev/xen/evtchn", O_RDWR).unwrap();
         assert_eq!(f.read(e, 8), Ok(Io::Device(Device::Evtchn)));
@@ -549,5 +689,47 @@ mod tests {
         assert_eq!(makedev(5, 1), 0x501);
         assert_eq!(makedev(10, 300), 0x10_0a2c);
         assert_eq!(makedev(0x1234, 0), 0x1000_0002_3400);
+    }
+
+    /// Pipes: two ends, writes only on the writing one, reads only on the reading one;
+    /// `dup3` and `dup` copy ends (reported for the kernel's counts), `close` gives the end
+    /// back, close-on-exec drops the marked ones.
+    #[test]
+    fn pipe_ends_are_counted_through_dup_and_close() {
+        let mut f = Files::with_console();
+        let (r, w) = f.open_pipe(7, O_CLOEXEC).unwrap();
+        assert_eq!((r, w), (3, 4));
+        assert_eq!(f.write(w), Ok(Sink::Pipe(7)));
+        assert_eq!(f.write(r), Err(-EBADF));
+        assert_eq!(f.read(r, 1), Ok(Io::Pipe(7)));
+        assert_eq!(f.read(w, 1), Err(-EBADF));
+        assert_eq!(f.lseek(r, 0, 0), Err(-ESPIPE));
+        assert_eq!(f.fstat(r).unwrap().mode & cpio::S_IFMT, cpio::S_IFIFO);
+        assert_eq!(f.open_pipe(8, 0x1), Err(-EINVAL), "unknown flag");
+        // stdout onto the writing end: the console end it replaces is no pipe end.
+        assert_eq!(f.dup3(w, 1, 0), Ok(None));
+        assert_eq!(f.write(1), Ok(Sink::Pipe(7)));
+        assert_eq!(f.dup3(w, w, 0), Err(-EINVAL));
+        assert_eq!(f.dup3(99, 1, 0), Err(-EBADF));
+        let d = f.dup(r).unwrap();
+        assert_eq!(d, 0.max(5));
+        let mut ends = f.pipe_ends();
+        ends.sort_by_key(|e| (e.id, e.write, 0));
+        assert_eq!(ends.len(), 4);
+        // dup2 over a pipe end reports it.
+        assert_eq!(
+            f.dup3(0, d, 0),
+            Ok(Some(PipeEnd {
+                id: 7,
+                write: false
+            }))
+        );
+        // exec drops the close-on-exec pair (3 and 4), not the copies made without the flag.
+        let dropped = f.close_on_exec();
+        assert_eq!(dropped.len(), 2);
+        assert_eq!(f.pipe_ends(), [PipeEnd { id: 7, write: true }]);
+        assert_eq!(f.close(1), Ok(Some(PipeEnd { id: 7, write: true })));
+        assert!(f.pipe_ends().is_empty());
+        assert_eq!(f.close(1), Err(-EBADF));
     }
 }

@@ -28,10 +28,23 @@ pub fn archive() -> &'static Archive<'static> {
     ARCHIVE.call_once(empty)
 }
 
-/// The contents of regular file `path`.
+/// The contents of regular file `path`, following symbolic links (at most 8: busybox's
+/// applets are links to it).
 pub fn file(path: &str) -> Option<&'static [u8]> {
-    let e = archive().lookup(path)?;
-    e.is_file().then_some(e.data)
+    let mut path = alloc::string::String::from(path);
+    for _ in 0..=8 {
+        let e = archive().lookup(&path)?;
+        let Some(target) = e.link_target() else {
+            return e.is_file().then_some(e.data);
+        };
+        path = if target.starts_with('/') {
+            target.into()
+        } else {
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            alloc::format!("{dir}/{target}")
+        };
+    }
+    None
 }
 
 /// The programs in `/bin`.

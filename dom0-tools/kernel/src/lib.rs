@@ -38,3 +38,6 @@ pub mod shell;
 pub mod syscalls;
 pub mod userstack;
 pub mod vm;
+
+/// dom0's host name (`uname`'s nodename, `xl info`'s `host`).
+pub const HOSTNAME: &str = "xenia-dom0";

@@ -53,6 +53,8 @@ mod fs;
 #[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
+mod pipe;
+#[cfg(target_os = "none")]
 mod process;
 #[cfg(target_os = "none")]
 mod random;
@@ -134,7 +136,10 @@ mod kernel {
         }
         match fs::init(initrd()) {
             Ok(n) => tprintln!("dom0: initrd with {n} entries"),
-            Err(e) => tprintln!("dom0: the initrd is not a cpio newc archive ({e}); no programs"),
+            Err(e) => tprintln!(
+                "dom0: the initrd is not a cpio newc archive ({e}, {}); no programs",
+                xenia_dom0::cpio::where_in(initrd(), &e)
+            ),
         }
         let (free, _) = frames::counts();
         tprintln!(

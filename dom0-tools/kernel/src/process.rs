@@ -1,10 +1,23 @@
-//! Processes: a static Linux program from the initrd, loaded into an address space of its
-//! own and run in ring 3 until it exits or faults.
+//! Processes: static Linux programs from the initrd, each loaded into an address space of its
+//! own and run in ring 3.
 //!
-//! One process runs at a time (the shell waits for it). Its state lives in [`CURRENT`]
-//! while it runs, where the system-call handler ([`crate::sys`]) and the page-fault resolver
-//! find it: both run in the trap handler while the main flow waits in
-//! [`xenia_guest_rt::user::run_at`], so they are the only users of the lock then.
+//! The built-in shell starts one program (the *root*) and waits in
+//! [`xenia_guest_rt::user::run_at`] until it and every process it started (`fork`) have
+//! ended. The running process lives in [`CURRENT`], where the system-call handler
+//! ([`crate::sys`]) and the page-fault resolver find it (both run in the trap handler, so they
+//! are the only users of the lock then); the others wait in [`OTHERS`], ready or blocked.
+//!
+//! **Switching, on one kernel stack.** A process gives up the CPU only in a system call (the
+//! kernel never preempts ring 3 yet): one that must wait (a read from an empty pipe or the
+//! terminal, `wait4` with no child ended, `nanosleep`) is *blocked* with its registers saved
+//! — rewound onto the `syscall` instruction for the calls that are simply made again when the
+//! process runs next, or with the call's result for `nanosleep` — and another process's
+//! registers go into the trap frame, its address space and FS base are loaded, and the trap
+//! returns into it. With nothing ready the kernel waits for an event (input, a timer, a
+//! domain's console) in [`crate::wait`] and looks again. A process that ends (`exit_group`,
+//! an unresolved fault, a signal from `kill`) becomes a *zombie* until its parent's `wait4`
+//! collects its status (orphans are collected at once); its descriptors are closed and its
+//! memory freed when it ends.
 //!
 //! Memory is demand-zero, as in Linux: the program's segments and the top of its stack are
 //! mapped when it starts (the kernel writes them before the program runs); the rest of the
@@ -23,8 +36,11 @@
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use guest_abi::Errno;
+use guest_abi::calls;
+use guest_abi::selectors::SEGBASE_FS;
 use spin::Mutex;
 use xenia_dom0::files::Files;
 use xenia_dom0::program::{self, USER_END};
@@ -33,7 +49,7 @@ use xenia_dom0::userstack::{
     self, AT_ENTRY, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM, AT_SYSINFO_EHDR,
 };
 use xenia_dom0::vm::{AddressSpace, Change, Prot};
-use xenia_guest_rt::trap::{self, Entry, ExitKind};
+use xenia_guest_rt::trap::{self, Entry, ExitKind, Regs};
 use xenia_guest_rt::user;
 
 use crate::uspace::{MapError, Uspace, leaf_flags};
@@ -55,8 +71,99 @@ pub enum DevState {
     Xenbus(xenia_xenstore::ConnId),
 }
 
-/// The running process.
+/// A process ID.
+pub type Pid = u32;
+
+/// Processes alive at once (the root included); `fork` beyond it is `EAGAIN`.
+pub const MAX_PROCESSES: usize = 128;
+
+/// What a blocked process waits for (its system call is made again, or completed, when it
+/// holds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// Input on the terminal.
+    Console,
+    /// Bytes in pipe `id`, or no writer left.
+    PipeRead(u32),
+    /// Room in pipe `id`, or no reader left.
+    PipeWrite(u32),
+    /// A child to end (or none left).
+    Child,
+    /// System time `ns` (`nanosleep`; the call's result is already in its registers).
+    Until(u64),
+}
+
+impl Blocked {
+    /// Whether it holds for process `pid`, given every waiting process's (ID, parent).
+    fn holds(self, pid: Pid, waiting: &[(Pid, Pid, Option<Blocked>)]) -> bool {
+        match self {
+            Blocked::Console => crate::term::has_input(),
+            Blocked::PipeRead(id) => crate::pipe::readable(id),
+            Blocked::PipeWrite(id) => crate::pipe::writable(id),
+            Blocked::Child => {
+                ZOMBIES.lock().iter().any(|z| z.ppid == pid)
+                    || !waiting.iter().any(|&(_, ppid, _)| ppid == pid)
+            }
+            Blocked::Until(ns) => xenia_guest_rt::time::now_ns() >= ns,
+        }
+    }
+}
+
+/// Every waiting process's (ID, parent, what it waits for), in ID order.
+fn waiting() -> Vec<(Pid, Pid, Option<Blocked>)> {
+    OTHERS
+        .lock()
+        .values()
+        .map(|o| (o.pid, o.ppid, o.blocked))
+        .collect()
+}
+
+/// The first waiting process that may run now.
+fn first_ready() -> Option<Pid> {
+    let all = waiting();
+    all.iter()
+        .find(|&&(pid, _, b)| b.is_none_or(|b| b.holds(pid, &all)))
+        .map(|&(pid, _, _)| pid)
+}
+
+/// What a system call leaves for the scheduler to do once it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Go back to the caller.
+    Done,
+    /// The caller waits for this; its call is made again then (the registers are rewound).
+    Retry(Blocked),
+    /// The caller sleeps until system time `ns`; its call returns 0 then.
+    Sleep(u64),
+    /// The caller ends with this wait status (Linux's encoding: `code << 8`, or the signal).
+    Exit(i32),
+}
+
+/// A process that ended and whose parent has not collected it (`wait4`).
+struct Zombie {
+    pid: Pid,
+    ppid: Pid,
+    status: i32,
+}
+
+/// The wait status of `exit(code)`.
+pub const fn exited(code: i32) -> i32 {
+    (code & 0xff) << 8
+}
+
+/// The wait status of a death by `signal`.
+pub const fn signaled(signal: i32) -> i32 {
+    signal & 0x7f
+}
+
+/// A process.
 pub struct Process {
+    /// Its ID.
+    pub pid: Pid,
+    /// Its parent's (0: none, its zombie is collected at once).
+    pub ppid: Pid,
+    /// Its process group (Linux's `setpgid`).
+    pub pgid: Pid,
     /// Its name, for messages.
     pub name: String,
     /// Its page tables and pages.
@@ -72,10 +179,39 @@ pub struct Process {
     /// Whether its anonymous memory is mapped when made rather than on first touch: set by
     /// its first privcmd hypercall ([`Process::populate`]).
     pub eager: bool,
+    /// Its ring-3 registers while it does not run.
+    pub regs: Regs,
+    /// Its FS base (`arch_prctl(ARCH_SET_FS)`), loaded when it runs.
+    pub fs_base: u64,
+    /// What it waits for, if it is blocked.
+    pub blocked: Option<Blocked>,
 }
 
 /// The process that is running, if any.
 pub static CURRENT: Mutex<Option<Process>> = Mutex::new(None);
+/// The processes that do not run now: ready (`blocked` is `None`) or blocked.
+static OTHERS: Mutex<BTreeMap<Pid, Process>> = Mutex::new(BTreeMap::new());
+/// Ended processes not yet collected.
+static ZOMBIES: Mutex<Vec<Zombie>> = Mutex::new(Vec::new());
+/// The root of the run in progress and how it ended, once it has.
+static ROOT: Mutex<Option<(Pid, Option<Ended>)>> = Mutex::new(None);
+/// The next process ID (Linux starts at 1; IDs are not reused until they wrap).
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+
+/// A process ID in use by no process (`running`: the running one's, whose lock the caller
+/// may hold).
+fn new_pid(running: Option<Pid>) -> Pid {
+    loop {
+        let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed) % 0x40_0000;
+        let taken = pid == 0
+            || Some(pid) == running
+            || OTHERS.lock().contains_key(&pid)
+            || ZOMBIES.lock().iter().any(|z| z.pid == pid);
+        if !taken {
+            return pid;
+        }
+    }
+}
 
 impl Process {
     /// Maps (lazily created) pages of `[va, va + len)` and returns them as a slice, if the
@@ -225,10 +361,268 @@ fn resolve_fault(e: &Entry) -> bool {
 pub fn init() {
     trap::set_user_fault_resolver(Some(resolve_fault));
     trap::set_user_faults_end_run(true);
+    trap::set_user_fault_handler(Some(user_fault));
     trap::set_syscall_handler(Some(crate::sys::syscall));
 }
 
-/// Loads the program at `path` with `argv` and runs it to its end.
+/// The signal Linux sends for exception `vector` from ring 3.
+fn signal_of(vector: u8) -> i32 {
+    match vector {
+        0 | 16 | 19 => 8, // SIGFPE
+        1 | 3 => 5,       // SIGTRAP
+        6 => 4,           // SIGILL
+        17 => 7,          // SIGBUS
+        _ => 11,          // SIGSEGV
+    }
+}
+
+/// A process faulted and no resolver helped: with other processes alive it ends alone (its
+/// parent learns the signal) and another runs; the last one's fault ends the run instead,
+/// which the shell reports.
+fn user_fault(regs: &mut Regs, e: &Entry) -> bool {
+    if OTHERS.lock().is_empty() {
+        return false;
+    }
+    let Some(p) = CURRENT.lock().take() else {
+        return false;
+    };
+    let vector = e.regs.vector as u8;
+    let ended = Ended::Fault {
+        vector,
+        rip: e.regs.rip,
+        addr: (vector == 14).then_some(e.cr2),
+    };
+    if let Some(msg) = xenia_dom0::shell::report(&p.name, ended) {
+        crate::tprintln!("{msg}");
+    }
+    finish(p, signaled(signal_of(vector)), Some(ended), None);
+    pick(regs)
+}
+
+/// Carries out what a system call left to do ([`Action`]); `false` ends the run (no process
+/// is left).
+pub fn after(regs: &mut Regs, action: Action) -> bool {
+    let block = |regs: &mut Regs, blocked: Blocked| {
+        let Some(mut p) = CURRENT.lock().take() else {
+            return;
+        };
+        p.regs = *regs;
+        p.blocked = Some(blocked);
+        OTHERS.lock().insert(p.pid, p);
+    };
+    match action {
+        Action::Done => return true,
+        Action::Retry(blocked) => {
+            // The call is made again: back onto the two-byte `syscall` (or `int 0x80`),
+            // with its number in rax again.
+            regs.rip = regs.rip.wrapping_sub(2);
+            block(regs, blocked);
+        }
+        Action::Sleep(until) => {
+            regs.rax = 0;
+            block(regs, Blocked::Until(until));
+        }
+        Action::Exit(status) => {
+            let Some(p) = CURRENT.lock().take() else {
+                return false;
+            };
+            // The shell's convention for a death by signal: 128 + the signal.
+            let code = match status & 0x7f {
+                0 => (status >> 8) & 0xff,
+                signal => 128 + signal,
+            };
+            finish(p, status, Some(Ended::Exited(code)), None);
+        }
+    }
+    pick(regs)
+}
+
+/// Ends process `p` (not running any more): its descriptors are closed, its memory freed,
+/// its children orphaned, and its status kept for its parent (or, for the root, for the
+/// shell: `ended`). `running`: the running process's ID when the caller holds its lock.
+fn finish(mut p: Process, status: i32, ended: Option<Ended>, running: Option<Pid>) {
+    crate::sys::release(&p);
+    for end in p.files.pipe_ends() {
+        crate::pipe::drop_end(end);
+    }
+    p.files = Files::with_console();
+    for o in OTHERS.lock().values_mut() {
+        if o.ppid == p.pid {
+            o.ppid = 0;
+        }
+    }
+    ZOMBIES.lock().retain(|z| z.ppid != p.pid);
+    if let Some((root, end)) = ROOT.lock().as_mut()
+        && *root == p.pid
+    {
+        *end = ended;
+    }
+    let parent_alive = p.ppid != 0
+        && (OTHERS.lock().contains_key(&p.ppid)
+            || Some(p.ppid) == running
+            || running.is_none() && CURRENT.lock().as_ref().is_some_and(|c| c.pid == p.ppid));
+    if parent_alive {
+        // alloc: at most MAX_PROCESSES zombies (each was a process).
+        ZOMBIES.lock().push(Zombie {
+            pid: p.pid,
+            ppid: p.ppid,
+            status,
+        });
+    }
+    p.space.destroy();
+}
+
+/// Runs the next ready process (lowest ID first after the last one run), waiting for an
+/// event while none is; `false` when no process is left.
+fn pick(regs: &mut Regs) -> bool {
+    loop {
+        if OTHERS.lock().is_empty() {
+            return false;
+        }
+        let next = first_ready().and_then(|pid| OTHERS.lock().remove(&pid));
+        if let Some(mut next) = next {
+            next.blocked = None;
+            if let Err(e) = next.space.activate() {
+                crate::tprintln!(
+                    "dom0: {}: cannot switch to its address space ({e:?}); ending it",
+                    next.name
+                );
+                finish(next, signaled(9), None, None);
+                continue;
+            }
+            // SAFETY: FS is the process's; the kernel does not use it.
+            let _ = unsafe { calls::set_segment_base(SEGBASE_FS, next.fs_base) };
+            *regs = next.regs;
+            *CURRENT.lock() = Some(next);
+            return true;
+        }
+        // Nothing ready: wait for whatever may make one so (input, a timer, an event).
+        let deadline = OTHERS
+            .lock()
+            .values()
+            .filter_map(|o| match o.blocked {
+                Some(Blocked::Until(ns)) => Some(ns),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(u64::MAX);
+        crate::wait::until(deadline, || first_ready().is_some());
+    }
+}
+
+/// `fork` (and `vfork`, and `clone` as `fork` does it): a copy of the caller whose registers
+/// are the caller's with 0 in rax; returns the child's ID (or the negative errno).
+pub fn fork(p: &mut Process, regs: &Regs) -> i64 {
+    if OTHERS.lock().len() + 1 >= MAX_PROCESSES {
+        return -(Errno::EAGAIN as i64);
+    }
+    let space = match p.space.fork() {
+        Ok(s) => s,
+        Err(_) => return -(Errno::ENOMEM as i64),
+    };
+    let pid = new_pid(Some(p.pid));
+    let mut child_regs = *regs;
+    child_regs.rax = 0;
+    for end in p.files.pipe_ends() {
+        crate::pipe::add(end);
+    }
+    let child = Process {
+        pid,
+        ppid: p.pid,
+        pgid: p.pgid,
+        name: p.name.clone(),
+        space,
+        vm: p.vm.clone(),
+        files: p.files.clone(),
+        // Device state (event channels, xenstore connections) stays the parent's.
+        devs: BTreeMap::new(),
+        exit: None,
+        eager: p.eager,
+        regs: child_regs,
+        fs_base: p.fs_base,
+        blocked: None,
+    };
+    OTHERS.lock().insert(pid, child);
+    i64::from(pid)
+}
+
+/// `wait4(pid, status, options)`: a child that ended, its status written; 0 with `WNOHANG`
+/// and none yet; `ECHILD` with no child at all; else the caller waits.
+pub fn wait4(p: &mut Process, pid: i64, status: u64, options: u64) -> (i64, Action) {
+    const WNOHANG: u64 = 1;
+    let matches = |child: Pid, pgid: Pid| match pid {
+        -1 => true,
+        0 => pgid == p.pgid,
+        n if n < -1 => i64::from(pgid) == -n,
+        n => i64::from(child) == n,
+    };
+    let found = {
+        let mut zombies = ZOMBIES.lock();
+        let at = zombies
+            .iter()
+            .position(|z| z.ppid == p.pid && matches(z.pid, p.pgid));
+        at.map(|i| zombies.remove(i))
+    };
+    if let Some(z) = found {
+        if status != 0 {
+            match p.user_bytes(status, 4, true) {
+                Ok(b) => b.copy_from_slice(&z.status.to_le_bytes()),
+                Err(e) => return (e, Action::Done),
+            }
+        }
+        return (i64::from(z.pid), Action::Done);
+    }
+    let children = OTHERS
+        .lock()
+        .values()
+        .any(|o| o.ppid == p.pid && matches(o.pid, o.pgid));
+    if !children {
+        return (-(Errno::ECHILD as i64), Action::Done);
+    }
+    if options & WNOHANG != 0 {
+        return (0, Action::Done);
+    }
+    (0, Action::Retry(Blocked::Child))
+}
+
+/// `kill(pid, signal)` to another process than the caller: the default action of the
+/// terminating signals (no handlers run yet); 0 only checks that the target exists.
+pub fn kill_other(pid: i64, signal: i64, caller: Pid) -> i64 {
+    if !(0..=64).contains(&signal) {
+        return -(Errno::EINVAL as i64);
+    }
+    let targets: Vec<Pid> = OTHERS
+        .lock()
+        .values()
+        .filter(|o| match pid {
+            n if n > 0 => i64::from(o.pid) == n,
+            -1 => o.pid != 1,
+            n => i64::from(o.pgid) == -n,
+        })
+        .map(|o| o.pid)
+        .filter(|&t| t != caller)
+        .collect();
+    if targets.is_empty() {
+        return -(Errno::ESRCH as i64);
+    }
+    // SIGCHLD, SIGCONT, SIGURG and SIGWINCH are ignored by default; the rest end the process.
+    if signal == 0 || matches!(signal, 17 | 18 | 23 | 28) {
+        return 0;
+    }
+    for t in targets {
+        let victim = OTHERS.lock().remove(&t);
+        if let Some(victim) = victim {
+            finish(victim, signaled(signal as i32), None, Some(caller));
+        }
+    }
+    0
+}
+
+/// The environment the shell gives the programs it starts.
+const ENV: [&[u8]; 3] = [b"PATH=/bin", b"HOME=/", b"TERM=vt100"];
+
+/// Loads the program at `path` with `argv` and runs it, and every process it starts, to
+/// their end; says how it (the root) ended.
 pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
     let file = fs::file(path).ok_or_else(|| alloc::format!("{path}: not found"))?;
     let plan = program::plan(file).map_err(|e| alloc::format!("{path}: {e}"))?;
@@ -240,7 +634,11 @@ pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
             "{path}: cannot switch to its address space: {e:?}"
         ));
     }
+    let pid = new_pid(None);
     let mut p = Process {
+        pid,
+        ppid: 0,
+        pgid: pid,
         name: argv.first().cloned().unwrap_or_default(),
         space,
         vm: AddressSpace::new(plan.brk),
@@ -248,28 +646,107 @@ pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
         devs: BTreeMap::new(),
         exit: None,
         eager: false,
+        regs: Regs::default(),
+        fs_base: 0,
+        blocked: None,
     };
-    let start = match load(&mut p, file, &plan, argv) {
+    let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+    let start = match load(&mut p, file, &plan, &args, &ENV) {
         Ok(s) => s,
         Err(e) => {
             p.space.destroy();
             return Err(alloc::format!("{path}: {e}"));
         }
     };
+    *ROOT.lock() = Some((pid, None));
     *CURRENT.lock() = Some(p);
     let exit = user::run_at(plan.entry, start, 0, 0);
-    let p = CURRENT.lock().take().expect("the process is still there");
-    crate::sys::release(&p);
-    let ended = match exit.kind {
-        ExitKind::Service(_) => Ended::Exited(p.exit.unwrap_or(0)),
-        ExitKind::Fault(vector) => Ended::Fault {
-            vector,
-            rip: exit.entry.regs.rip,
-            addr: (vector == 14).then_some(exit.entry.cr2),
-        },
+    // The run ends when no process is left, or when the last one faults (it is still
+    // current then).
+    let last = CURRENT.lock().take();
+    if let Some(p) = last {
+        let ended = match exit.kind {
+            ExitKind::Service(_) => Ended::Exited(p.exit.unwrap_or(0)),
+            ExitKind::Fault(vector) => Ended::Fault {
+                vector,
+                rip: exit.entry.regs.rip,
+                addr: (vector == 14).then_some(exit.entry.cr2),
+            },
+        };
+        let status = match ended {
+            Ended::Fault { vector, .. } => signaled(signal_of(vector)),
+            Ended::Exited(code) => exited(code),
+        };
+        finish(p, status, Some(ended), None);
+    }
+    // Nothing can be left (the run ends only then); anything that is, ends here.
+    let left: Vec<Process> = core::mem::take(&mut *OTHERS.lock()).into_values().collect();
+    for p in left {
+        finish(p, signaled(9), None, None);
+    }
+    ZOMBIES.lock().clear();
+    let root = ROOT.lock().take();
+    Ok(root.and_then(|(_, end)| end).unwrap_or(Ended::Exited(0)))
+}
+
+/// `execve(path, argv, envp)` for process `p`: its image replaced by the program at `path`
+/// (descriptors kept but those marked close-on-exec, ID and parent kept), `regs` set to the
+/// new program's entry. The old image goes only once the new one is in place: on an error the
+/// caller goes on as it was.
+pub fn execve(
+    p: &mut Process,
+    regs: &mut Regs,
+    path: &str,
+    args: &[Vec<u8>],
+    env: &[Vec<u8>],
+) -> i64 {
+    let Some(file) = fs::file(path) else {
+        return -(Errno::ENOENT as i64);
     };
-    p.space.destroy();
-    Ok(ended)
+    let Ok(plan) = program::plan(file) else {
+        return -(Errno::ENOEXEC as i64);
+    };
+    let Ok(space) = Uspace::new() else {
+        return -(Errno::ENOMEM as i64);
+    };
+    let old_space = core::mem::replace(&mut p.space, space);
+    let old_vm = core::mem::replace(&mut p.vm, AddressSpace::new(plan.brk));
+    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    let env: Vec<&[u8]> = env.iter().map(Vec::as_slice).collect();
+    let loaded = match p.space.activate() {
+        Ok(()) => load(p, file, &plan, &args, &env).map_err(|_| -(Errno::ENOMEM as i64)),
+        Err(_) => Err(-(Errno::ENOMEM as i64)),
+    };
+    let start = match loaded {
+        Ok(s) => s,
+        Err(e) => {
+            let new = core::mem::replace(&mut p.space, old_space);
+            p.vm = old_vm;
+            let _ = p.space.activate();
+            new.destroy();
+            return e;
+        }
+    };
+    old_space.destroy();
+    for end in p.files.close_on_exec() {
+        crate::pipe::drop_end(end);
+    }
+    p.name = String::from_utf8_lossy(args.first().copied().unwrap_or(path.as_bytes())).into();
+    p.eager = false;
+    p.fs_base = 0;
+    // SAFETY: FS is the process's; the kernel does not use it.
+    let _ = unsafe { calls::set_segment_base(SEGBASE_FS, 0) };
+    let (cs, ss) = (regs.cs, regs.ss);
+    *regs = Regs {
+        rip: plan.entry,
+        rsp: start,
+        rflags: user::USER_RFLAGS,
+        cs,
+        ss,
+        vector: regs.vector,
+        ..Regs::default()
+    };
+    0
 }
 
 /// Maps and fills the segments and the stack; returns the initial stack pointer.
@@ -277,7 +754,8 @@ fn load(
     p: &mut Process,
     file: &[u8],
     plan: &program::Plan,
-    argv: &[String],
+    args: &[&[u8]],
+    env: &[&[u8]],
 ) -> Result<u64, String> {
     let oom = |e: MapError| alloc::format!("out of memory while loading ({e:?})");
     for s in &plan.segments {
@@ -323,8 +801,6 @@ fn load(
     p.space
         .map_range(STACK_TOP - STACK_EAGER, STACK_TOP, leaf_flags(true, false))
         .map_err(oom)?;
-    let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
-    let env: [&[u8]; 3] = [b"PATH=/bin", b"HOME=/", b"TERM=vt100"];
     let mut aux = alloc::vec![
         (AT_PHDR, plan.phdr),
         (AT_PHENT, 56),
@@ -335,7 +811,7 @@ fn load(
     if let Some(vdso) = crate::vdso::map(&mut p.space) {
         aux.push((AT_SYSINFO_EHDR, vdso));
     }
-    let image = userstack::build(STACK_TOP - 16, &args, &env, &aux, random::bytes16())
+    let image = userstack::build(STACK_TOP - 16, args, env, &aux, random::bytes16())
         .map_err(|e| alloc::format!("arguments too large for the stack ({e:?})"))?;
     let dst = p
         .user_bytes(image.rsp, image.bytes.len() as u64, true)

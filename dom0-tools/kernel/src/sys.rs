@@ -19,7 +19,7 @@ use guest_abi::Errno;
 use guest_abi::calls;
 use guest_abi::hypercall::hypercall5;
 use guest_abi::selectors::SEGBASE_FS;
-use xenia_dom0::files::{Device, Io, O_NONBLOCK};
+use xenia_dom0::files::{Device, Io, O_NONBLOCK, Sink};
 use xenia_dom0::syscalls;
 use xenia_dom0::vm::{Change, Prot};
 use xenia_guest_rt::boot::shared;
@@ -27,7 +27,7 @@ use xenia_guest_rt::events;
 use xenia_guest_rt::time::now_ns;
 use xenia_guest_rt::trap::Regs;
 
-use crate::process::{CURRENT, DevState, Process};
+use crate::process::{Action, Blocked, CURRENT, DevState, Process};
 use crate::{backend, fs, random, store, term, tprintln, wait};
 
 const fn err(e: Errno) -> i64 {
@@ -42,6 +42,8 @@ const ENODEV: i64 = err(Errno::ENODEV);
 const ERANGE: i64 = 34;
 const ESRCH: i64 = err(Errno::ESRCH);
 const ENOENT: i64 = err(Errno::ENOENT);
+/// Linux's EPIPE (guest-abi's errno list has no use for it).
+const EPIPE: i64 = -32;
 
 /// `poll` event bits.
 const POLLIN: i16 = 0x1;
@@ -51,30 +53,38 @@ const POLLNVAL: i16 = 0x20;
 /// Whether every system call is logged (`trace=syscalls` on dom0's command line).
 pub static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// The system-call handler (`trap::set_syscall_handler`): `false` ends the process.
+/// The system-call handler (`trap::set_syscall_handler`): `false` ends the run (no process
+/// is left). A call that blocks, forks or ends its process leaves the rest to the scheduler
+/// ([`crate::process::after`]), which may return into another process.
 pub fn syscall(regs: &mut Regs) -> bool {
     let trace = TRACE.load(Ordering::Relaxed);
     let (nr, a0, a1, a2) = (regs.rax, regs.rdi, regs.rsi, regs.rdx);
-    let go_on = dispatch(regs);
+    let action = dispatch(regs);
     if trace {
         tprintln!(
-            "[trace] {nr}({a0:#x}, {a1:#x}, {a2:#x}) = {}",
-            if go_on { regs.rax as i64 } else { 0 }
+            "[trace] {nr}({a0:#x}, {a1:#x}, {a2:#x}) = {} {action:?}",
+            regs.rax as i64
         );
     }
-    go_on
+    crate::process::after(regs, action)
 }
 
-fn dispatch(regs: &mut Regs) -> bool {
+fn dispatch(regs: &mut Regs) -> Action {
     let mut guard = CURRENT.lock();
     let Some(p) = guard.as_mut() else {
-        return false;
+        return Action::Exit(0);
     };
     let nr = regs.rax;
     let a = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
     let ret = match nr {
-        0 => read(p, a[0] as i64, a[1], a[2]),
-        1 => write(p, a[0] as i64, a[1], a[2]),
+        0 => match read(p, a[0] as i64, a[1], a[2]) {
+            Ok(n) => n,
+            Err(blocked) => return Action::Retry(blocked),
+        },
+        1 => match write(p, a[0] as i64, a[1], a[2]) {
+            Ok(n) => n,
+            Err(blocked) => return Action::Retry(blocked),
+        },
         2 => open(p, a[0], a[1] as u32),
         3 => close(p, a[0] as i64),
         4 | 6 => stat_path(p, a[0], a[1]),
@@ -91,22 +101,68 @@ fn dispatch(regs: &mut Regs) -> bool {
         13 => sigaction(p, a[2], a[3]),
         14 => sigprocmask(p, a[2], a[3]),
         16 => ioctl(p, a[0] as i64, a[1], a[2]),
-        20 => writev(p, a[0] as i64, a[1], a[2]),
+        20 => match writev(p, a[0] as i64, a[1], a[2]) {
+            Ok(n) => n,
+            Err(blocked) => return Action::Retry(blocked),
+        },
+        22 => pipe2(p, a[0], 0),
+        293 => pipe2(p, a[0], a[1] as u32),
+        32 => p
+            .files
+            .dup(a[0] as i64)
+            .inspect(|&fd| add_end(p, fd))
+            .unwrap_or_else(|e| e),
+        33 if a[0] == a[1] => p
+            .files
+            .describe(a[0] as i64)
+            .map_or_else(|e| e, |_| a[1] as i64),
+        33 => dup3(p, a[0] as i64, a[1] as i64, 0),
+        292 => dup3(p, a[0] as i64, a[1] as i64, a[2] as u32),
         24 => 0,
         28 => 0,
-        35 => nanosleep(p, a[0], false),
-        39 | 186 => 1,
+        35 => match nanosleep(p, a[0], false) {
+            Ok(deadline) => return Action::Sleep(deadline),
+            Err(e) => e,
+        },
+        39 => i64::from(p.pid),
+        186 => i64::from(p.pid),
+        110 => i64::from(p.ppid),
+        111 => i64::from(p.pgid),
+        121 if a[0] == 0 || a[0] == u64::from(p.pid) => i64::from(p.pgid),
+        121 => ESRCH,
+        109 if (a[0] == 0 || a[0] == u64::from(p.pid)) && (a[1] as i64) >= 0 => {
+            p.pgid = if a[1] == 0 { p.pid } else { a[1] as u32 };
+            0
+        }
+        109 => EPERM,
+        112 => {
+            p.pgid = p.pid;
+            i64::from(p.pid)
+        }
+        124 => i64::from(p.pgid),
+        // SIGCHLD as the exit signal and nothing shared: a fork; anything sharing memory,
+        // files or threads is not offered.
+        56 if a[0] & !0xff == 0 && a[1] == 0 => crate::process::fork(p, regs),
+        56 => syscalls::ENOSYS,
+        57 | 58 => crate::process::fork(p, regs),
+        59 => execve(p, regs, a[0], a[1], a[2]),
+        61 => match crate::process::wait4(p, a[0] as i32 as i64, a[1], a[2]) {
+            (_, Action::Retry(b)) => return Action::Retry(b),
+            (ret, _) => ret,
+        },
         60 | 231 => {
             p.exit = Some((a[0] & 0xff) as i32);
-            return false;
+            return Action::Exit(crate::process::exited((a[0] & 0xff) as i32));
         }
         // A signal to itself (abort() raises SIGABRT): no handlers run here, so the
         // process ends as a Linux shell reports a death by signal, status 128 + signal.
-        62 | 200 if a[0] == 1 && a[1] == 0 => 0,
-        234 if a[1] == 1 && a[2] == 0 => 0,
-        62 | 200 if a[0] == 1 => return kill_self(p, a[1]),
-        234 if a[1] == 1 => return kill_self(p, a[2]),
-        62 | 200 | 234 => ESRCH,
+        62 | 200 if a[0] == u64::from(p.pid) && a[1] == 0 => 0,
+        234 if a[1] == u64::from(p.pid) && a[2] == 0 => 0,
+        62 | 200 if a[0] == u64::from(p.pid) => return kill_self(p, a[1]),
+        234 if a[1] == u64::from(p.pid) => return kill_self(p, a[2]),
+        62 => crate::process::kill_other(a[0] as i32 as i64, a[1] as i64, p.pid),
+        200 | 234 => ESRCH,
+        63 => uname(p, a[0]),
         72 => p
             .files
             .fcntl(a[0] as i64, a[1] as u32, a[2])
@@ -117,7 +173,10 @@ fn dispatch(regs: &mut Regs) -> bool {
         202 => futex(a[1]),
         218 => 1,
         228 => clock_gettime(p, a[0], a[1]),
-        230 => nanosleep(p, a[2], a[1] & 1 != 0),
+        230 => match nanosleep(p, a[2], a[1] & 1 != 0) {
+            Ok(deadline) => return Action::Sleep(deadline),
+            Err(e) => e,
+        },
         257 if a[0] as i64 == -100 || is_absolute(p, a[1]) => open(p, a[1], a[2] as u32),
         257 => EINVAL,
         262 if a[3] & 0x1000 != 0 => fstat(p, a[0] as i64, a[2]),
@@ -131,15 +190,122 @@ fn dispatch(regs: &mut Regs) -> bool {
         }
     };
     regs.rax = ret as u64;
-    true
+    Action::Done
+}
+
+/// A new descriptor `fd` holds what it names: one more pipe end, if a pipe.
+fn add_end(p: &mut Process, fd: i64) {
+    if let Some(end) = p.files.pipe_end(fd) {
+        crate::pipe::add(end);
+    }
+}
+
+fn dup3(p: &mut Process, old: i64, new: i64, flags: u32) -> i64 {
+    match p.files.dup3(old, new, flags) {
+        Ok(closed) => {
+            if let Some(end) = closed {
+                crate::pipe::drop_end(end);
+            }
+            p.devs.remove(&new);
+            add_end(p, new);
+            new
+        }
+        Err(e) => e,
+    }
+}
+
+fn pipe2(p: &mut Process, fds: u64, flags: u32) -> i64 {
+    let Some(id) = crate::pipe::create() else {
+        return err(Errno::ENFILE);
+    };
+    let (r, w) = match p.files.open_pipe(id, flags) {
+        Ok(pair) => pair,
+        Err(e) => {
+            crate::pipe::drop_end(xenia_dom0::files::PipeEnd { id, write: false });
+            crate::pipe::drop_end(xenia_dom0::files::PipeEnd { id, write: true });
+            return e;
+        }
+    };
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&(r as i32).to_le_bytes());
+    out[4..].copy_from_slice(&(w as i32).to_le_bytes());
+    match p.user_bytes(fds, 8, true) {
+        Ok(dst) => {
+            dst.copy_from_slice(&out);
+            0
+        }
+        Err(e) => {
+            for fd in [r, w] {
+                if let Ok(Some(end)) = p.files.close(fd) {
+                    crate::pipe::drop_end(end);
+                }
+            }
+            e
+        }
+    }
+}
+
+/// Most bytes of arguments and environment `execve` takes (Linux's `ARG_MAX` is 2 MiB; the
+/// stack the loader builds them on is smaller).
+const EXEC_ARGS_MAX: usize = 128 * 1024;
+
+/// A NULL-terminated array of string pointers at `at` (`argv`, `envp`), copied in.
+fn string_array(p: &mut Process, at: u64, budget: &mut usize) -> Result<Vec<Vec<u8>>, i64> {
+    let mut out = Vec::new();
+    if at == 0 {
+        return Ok(out);
+    }
+    for i in 0..4096u64 {
+        let ptr = match p.user_bytes(at + 8 * i, 8, false) {
+            Ok(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+            Err(e) => return Err(e),
+        };
+        if ptr == 0 {
+            return Ok(out);
+        }
+        let s = p.user_cstr(ptr, 4096)?;
+        *budget = budget.checked_sub(s.len() + 1).ok_or(err(Errno::E2BIG))?;
+        out.push(s.into_bytes());
+    }
+    Err(err(Errno::E2BIG))
+}
+
+fn execve(p: &mut Process, regs: &mut Regs, path: u64, argv: u64, envp: u64) -> i64 {
+    let path = match p.user_cstr(path, 4096) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let mut budget = EXEC_ARGS_MAX;
+    let args = match string_array(p, argv, &mut budget) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let env = match string_array(p, envp, &mut budget) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    // Through the file system's lookup (symbolic links followed), as open does.
+    let fd = match p.files.open(fs::archive(), &path, 0) {
+        Ok(fd) => fd,
+        Err(e) => return e,
+    };
+    let st = p.files.fstat(fd);
+    let _ = p.files.close(fd);
+    match st {
+        Ok(st) if st.mode & 0o170000 == 0o100000 && st.mode & 0o111 != 0 => {}
+        Ok(st) if st.mode & 0o170000 == 0o040000 => return err(Errno::EACCES),
+        Ok(_) => return err(Errno::EACCES),
+        Err(e) => return e,
+    }
+    crate::process::execve(p, regs, &path, &args, &env)
 }
 
 /// Unknown system calls already logged, for every process: each number is logged once.
 static UNKNOWN: spin::Mutex<syscalls::Unknown> = spin::Mutex::new(syscalls::Unknown::new());
 
-fn kill_self(p: &mut Process, signal: u64) -> bool {
+fn kill_self(p: &mut Process, signal: u64) -> Action {
     p.exit = Some(128 + (signal & 0x7f) as i32);
-    false
+    Action::Exit(crate::process::signaled((signal & 0x7f) as i32))
 }
 
 /// Closes what a finished process left open (event channels it bound).
@@ -161,13 +327,14 @@ fn is_absolute(p: &mut Process, path: u64) -> bool {
     p.user_bytes(path, 1, false).is_ok_and(|b| b[0] == b'/')
 }
 
-fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
+/// `read`; `Err` when the caller must wait (its call is made again then).
+fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
     let (_, status) = match p.files.describe(fd) {
         Ok(d) => d,
-        Err(e) => return e,
+        Err(e) => return Ok(e),
     };
     let nonblock = status & O_NONBLOCK != 0;
-    match p.files.read(fd, len) {
+    Ok(match p.files.read(fd, len) {
         Err(e) => e,
         Ok(Io::Data(bytes)) => match p.user_bytes(buf, bytes.len() as u64, true) {
             Ok(dst) => {
@@ -179,41 +346,65 @@ fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
         Ok(Io::Device(Device::Null)) => 0,
         Ok(Io::Device(Device::Console)) => {
             if len == 0 {
-                return 0;
+                return Ok(0);
             }
             if !term::has_input() {
-                if nonblock {
-                    crate::service();
-                    if !term::has_input() {
-                        return EAGAIN;
+                crate::service();
+                if !term::has_input() {
+                    if nonblock {
+                        return Ok(EAGAIN);
                     }
-                } else {
-                    wait::until(u64::MAX, term::has_input);
+                    return Err(Blocked::Console);
                 }
             }
             let dst = match p.user_bytes(buf, len.min(4096), true) {
                 Ok(d) => d,
-                Err(e) => return e,
+                Err(e) => return Ok(e),
             };
             term::take(dst) as i64
+        }
+        Ok(Io::Pipe(id)) => {
+            let dst = match p.user_bytes(buf, len.min(crate::pipe::CAPACITY as u64), true) {
+                Ok(d) => d,
+                Err(e) => return Ok(e),
+            };
+            match crate::pipe::read(id, dst) {
+                crate::pipe::Outcome::Done(n) => n as i64,
+                crate::pipe::Outcome::Wait if nonblock => EAGAIN,
+                crate::pipe::Outcome::Wait => return Err(Blocked::PipeRead(id)),
+                crate::pipe::Outcome::Broken => 0,
+            }
         }
         Ok(Io::Device(Device::Evtchn)) => read_evtchn(p, fd, buf, len, nonblock),
         Ok(Io::Device(Device::Xenia)) => read_console(p, fd, buf, len, nonblock),
         Ok(Io::Device(Device::Xenbus)) => read_xenbus(p, fd, buf, len, nonblock),
         Ok(Io::Device(Device::Privcmd)) => EINVAL,
-    }
+    })
 }
 
-fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
-    let device = match p.files.write(fd) {
+/// `write`; `Err` when the caller must wait (its call is made again then).
+fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
+    let sink = match p.files.write(fd) {
         Ok(d) => d,
-        Err(e) => return e,
+        Err(e) => return Ok(e),
     };
     let bytes = match p.user_bytes(buf, len, false) {
         Ok(b) => b,
-        Err(e) => return e,
+        Err(e) => return Ok(e),
     };
-    match device {
+    let device = match sink {
+        Sink::Device(d) => d,
+        Sink::Pipe(id) => {
+            let nonblock = p.files.describe(fd).is_ok_and(|(_, s)| s & O_NONBLOCK != 0);
+            return match crate::pipe::write(id, bytes) {
+                crate::pipe::Outcome::Done(n) => Ok(n as i64),
+                crate::pipe::Outcome::Wait if nonblock => Ok(EAGAIN),
+                crate::pipe::Outcome::Wait => Err(Blocked::PipeWrite(id)),
+                crate::pipe::Outcome::Broken => Ok(EPIPE),
+            };
+        }
+    };
+    Ok(match device {
         Device::Console => {
             term::write(bytes);
             len as i64
@@ -235,7 +426,7 @@ fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
             let id = xenbus_conn(p, fd);
             let bytes = match p.user_bytes(buf, len, false) {
                 Ok(b) => b,
-                Err(e) => return e,
+                Err(e) => return Ok(e),
             };
             match store::write(id, bytes) {
                 // Replies are waiting to be read first (Linux's device would block).
@@ -243,7 +434,7 @@ fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
                 n => n as i64,
             }
         }
-    }
+    })
 }
 
 /// The xenstore connection of `/dev/xen/xenbus` descriptor `fd`, made on first use.
@@ -274,9 +465,11 @@ fn read_xenbus(p: &mut Process, fd: i64, buf: u64, len: u64, nonblock: bool) -> 
     }
 }
 
-fn writev(p: &mut Process, fd: i64, iov: u64, count: u64) -> i64 {
+/// `writev`; `Err` when the caller must wait before writing anything (a partial write is
+/// returned as one).
+fn writev(p: &mut Process, fd: i64, iov: u64, count: u64) -> Result<i64, Blocked> {
     if count > 1024 {
-        return EINVAL;
+        return Ok(EINVAL);
     }
     let vecs: Vec<(u64, u64)> = match p.user_bytes(iov, count * 16, false) {
         Ok(b) => b
@@ -288,20 +481,27 @@ fn writev(p: &mut Process, fd: i64, iov: u64, count: u64) -> i64 {
                 )
             })
             .collect(),
-        Err(e) => return e,
+        Err(e) => return Ok(e),
     };
     let mut total = 0i64;
     for (base, len) in vecs {
         if len == 0 {
             continue;
         }
-        let n = write(p, fd, base, len);
+        let n = match write(p, fd, base, len) {
+            Ok(n) => n,
+            Err(blocked) if total == 0 => return Err(blocked),
+            Err(_) => return Ok(total),
+        };
         if n < 0 {
-            return if total > 0 { total } else { n };
+            return Ok(if total > 0 { total } else { n });
         }
         total += n;
+        if (n as u64) < len {
+            break;
+        }
     }
-    total
+    Ok(total)
 }
 
 fn open(p: &mut Process, path: u64, flags: u32) -> i64 {
@@ -316,7 +516,10 @@ fn open(p: &mut Process, path: u64, flags: u32) -> i64 {
 
 fn close(p: &mut Process, fd: i64) -> i64 {
     match p.files.close(fd) {
-        Ok(()) => {
+        Ok(end) => {
+            if let Some(end) = end {
+                crate::pipe::drop_end(end);
+            }
             match p.devs.remove(&fd) {
                 Some(DevState::Evtchn(ports)) => {
                     for (port, _) in ports {
@@ -421,6 +624,24 @@ fn poll(p: &mut Process, fds: u64, nfds: u64, timeout_ms: i64) -> i64 {
 
 /// What `poll` would report for `fd` right now.
 fn readiness(p: &mut Process, fd: i64) -> i16 {
+    if let Some(end) = p.files.pipe_end(fd) {
+        return match (end.write, end.write && crate::pipe::writable(end.id)) {
+            (true, ready) => {
+                if ready {
+                    POLLOUT
+                } else {
+                    0
+                }
+            }
+            (false, _) => {
+                if crate::pipe::readable(end.id) {
+                    POLLIN
+                } else {
+                    0
+                }
+            }
+        };
+    }
     match p.files.describe(fd) {
         Err(_) => POLLNVAL,
         Ok((None, _)) | Ok((Some(Device::Null), _)) => POLLIN | POLLOUT,
@@ -597,7 +818,10 @@ fn arch_prctl(p: &mut Process, code: u64, addr: u64) -> i64 {
             }
             // SAFETY: FS is the process's; the kernel does not use it.
             match unsafe { calls::set_segment_base(SEGBASE_FS, addr) } {
-                Ok(()) => 0,
+                Ok(()) => {
+                    p.fs_base = addr;
+                    0
+                }
                 Err(e) => err(e),
             }
         }
@@ -623,6 +847,33 @@ fn sysinfo(p: &mut Process, out: u64) -> i64 {
     put(40, free as u64 * 4096);
     b[80..82].copy_from_slice(&1u16.to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes());
+    0
+}
+
+/// `uname`: `struct utsname`, six NUL-terminated fields of 65 bytes. The ABI is Linux's, so
+/// the system is named `Linux` (what programs test for); the release says what it really is.
+fn uname(p: &mut Process, out: u64) -> i64 {
+    const FIELD: usize = 65;
+    let b = match p.user_bytes(out, 6 * FIELD as u64, true) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    b.fill(0);
+    let release = alloc::format!("{}-xenia-dom0", env!("CARGO_PKG_VERSION"));
+    for (i, text) in [
+        "Linux",
+        xenia_dom0::HOSTNAME,
+        release.as_str(),
+        "#1 Xenia dom0 kernel",
+        "x86_64",
+        "(none)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let n = text.len().min(FIELD - 1);
+        b[i * FIELD..i * FIELD + n].copy_from_slice(&text.as_bytes()[..n]);
+    }
     0
 }
 
@@ -659,25 +910,25 @@ fn wallclock_ns() -> u64 {
     sec * 1_000_000_000 + nsec + now_ns()
 }
 
-fn nanosleep(p: &mut Process, req: u64, absolute: bool) -> i64 {
+/// `nanosleep` / `clock_nanosleep`: the system time to sleep until (the scheduler runs others
+/// meanwhile).
+fn nanosleep(p: &mut Process, req: u64, absolute: bool) -> Result<u64, i64> {
     let t = match p.user_bytes(req, 16, false) {
         Ok(b) => (
             i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])),
             i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8])),
         ),
-        Err(e) => return e,
+        Err(e) => return Err(e),
     };
     if t.0 < 0 || !(0..1_000_000_000).contains(&t.1) {
-        return EINVAL;
+        return Err(EINVAL);
     }
     let ns = (t.0 as u64).saturating_mul(1_000_000_000) + t.1 as u64;
-    let deadline = if absolute {
+    Ok(if absolute {
         ns
     } else {
         now_ns().saturating_add(ns)
-    };
-    wait::until(deadline, || false);
-    0
+    })
 }
 
 fn getrandom(p: &mut Process, buf: u64, len: u64) -> i64 {

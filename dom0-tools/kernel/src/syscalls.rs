@@ -29,6 +29,7 @@ pub const IMPLEMENTED: &[(u64, &str)] = &[
     (39, "getpid"),
     (60, "exit"),
     (62, "kill"),
+    (63, "uname"),
     (72, "fcntl"),
     (99, "sysinfo"),
     (131, "sigaltstack"),

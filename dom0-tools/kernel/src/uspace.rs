@@ -9,8 +9,11 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use guest_abi::memory::{MMU_NORMAL_PT_UPDATE, MMUEXT_TLB_FLUSH_LOCAL, MmuUpdate};
+use guest_abi::memory::{
+    MMU_NORMAL_PT_UPDATE, MMUEXT_COPY_PAGE, MMUEXT_TLB_FLUSH_LOCAL, MmuUpdate, MmuextOp,
+};
 use xenia_guest_rt::mm::{self, ENTRIES, pte};
 
 use crate::frames;
@@ -35,6 +38,9 @@ pub struct Uspace {
     /// Mapped pages: virtual page number → (machine frame, leaf flags).
     pages: BTreeMap<u64, (u64, u64)>,
 }
+
+/// The L4 of the space made active last (0: the bootstrap tables).
+static ACTIVE: AtomicU64 = AtomicU64::new(0);
 
 /// The key of the table at `level` (3, 2 or 1) that covers `va`.
 const fn table_key(level: u32, va: u64) -> u64 {
@@ -86,8 +92,82 @@ impl Uspace {
         // nothing Rust code uses changes.
         match unsafe { mm::new_baseptr(self.l4) } {
             r if r < 0 => Err(MapError::Refused(r)),
-            _ => Ok(()),
+            _ => {
+                ACTIVE.store(self.l4, Ordering::Relaxed);
+                Ok(())
+            }
         }
+    }
+
+    /// Whether this is the active space.
+    pub fn is_active(&self) -> bool {
+        ACTIVE.load(Ordering::Relaxed) == self.l4
+    }
+
+    /// A copy of this space for a forked process: the same pages at the same addresses with
+    /// the same flags, each in a frame of its own holding a copy (`MMUEXT_COPY_PAGE`, 64 at a
+    /// time), in tables of its own. Not active. On failure nothing is left behind.
+    pub fn fork(&self) -> Result<Self, MapError> {
+        let mut child = Uspace::new()?;
+        let pages: Vec<(u64, u64, u64)> = self
+            .pages
+            .iter()
+            .map(|(&vpn, &(mfn, flags))| (vpn << 12, mfn, flags))
+            .collect();
+        for batch in pages.chunks(64) {
+            if let Err(e) = child.copy_in(batch) {
+                child.destroy();
+                return Err(e);
+            }
+        }
+        Ok(child)
+    }
+
+    /// Maps copies of `batch`'s pages (address, source frame, flags) into this space.
+    fn copy_in(&mut self, batch: &[(u64, u64, u64)]) -> Result<(), MapError> {
+        let copies = frames::alloc_unzeroed(batch.len()).ok_or(MapError::NoMemory)?;
+        let mut ops = [MmuextOp {
+            cmd: MMUEXT_COPY_PAGE,
+            arg1: 0,
+            arg2: 0,
+        }; 64];
+        for (op, (&(_, src, _), &dst)) in ops.iter_mut().zip(batch.iter().zip(&copies)) {
+            op.arg1 = dst;
+            op.arg2 = src;
+        }
+        // SAFETY: the destinations are pool frames mapped nowhere; the sources are this
+        // process's own pages, only read.
+        let (ret, _) = unsafe { mm::mmuext(&ops[..batch.len()]) };
+        if ret < 0 {
+            frames::free(&copies);
+            return Err(MapError::Refused(ret));
+        }
+        let mut reqs = Vec::with_capacity(batch.len());
+        for (&(va, _, flags), &dst) in batch.iter().zip(&copies) {
+            let l1 = match self.l1_for(va) {
+                Ok(l1) => l1,
+                Err(e) => {
+                    frames::free(&copies);
+                    return Err(e);
+                }
+            };
+            let ma = (l1 << 12) + 8 * mm::index(va, 1) as u64;
+            reqs.push(MmuUpdate::new(
+                MMU_NORMAL_PT_UPDATE,
+                ma,
+                pte::entry(dst, flags),
+            ));
+        }
+        // SAFETY: user-half entries of a space nobody runs, empty until now.
+        let (ret, done) = unsafe { mm::mmu_update(&reqs) };
+        for (&(va, _, flags), &dst) in batch.iter().zip(&copies).take(done as usize) {
+            self.pages.insert(va >> 12, (dst, flags));
+        }
+        if ret < 0 {
+            frames::free(&copies[done as usize..]);
+            return Err(MapError::Refused(ret));
+        }
+        Ok(())
     }
 
     /// The machine frame of the L1 table covering `va`, creating missing tables.
@@ -282,10 +362,17 @@ impl Uspace {
     /// refuse the switch or the unpin, the frames stay out of the pool (page-table frames
     /// still validated must never come back as a process's pages) and the loss is reported.
     pub fn destroy(self) {
-        // SAFETY: back to the bootstrap space, whose upper half is the same; then the tree
-        // is unpinned and no longer in use.
-        let (switched, unpinned) =
-            unsafe { (mm::new_baseptr(mm::bootstrap_l4()), mm::unpin(self.l4)) };
+        // Back to the bootstrap space first if this one is active (its upper half is the
+        // same, so nothing Rust code uses changes).
+        let switched = if self.is_active() {
+            ACTIVE.store(0, Ordering::Relaxed);
+            // SAFETY: as above.
+            unsafe { mm::new_baseptr(mm::bootstrap_l4()) }
+        } else {
+            0
+        };
+        // SAFETY: the tree is no longer in use (not active).
+        let unpinned = unsafe { mm::unpin(self.l4) };
         if switched < 0 || unpinned < 0 {
             crate::tprintln!(
                 "dom0: cannot release a process's page tables ({switched}, {unpinned}); \

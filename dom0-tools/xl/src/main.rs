@@ -99,8 +99,7 @@ fn run(real: &mut Real, invocation: Invocation) -> VerbResult {
         Command::Console { kind, num, domain } => {
             attach(real, &domain, kind.as_deref(), num.as_deref())
         }
-        // `-n` (NUMA) adds nothing yet: Xenia's hosts have one node.
-        Command::Info { numa: _, field } => verbs::info(real, io, field.as_deref()),
+        Command::Info { numa, field } => verbs::info(real, io, numa, field.as_deref()),
         Command::Dmesg { clear } => verbs::dmesg(real, io, clear),
         Command::VcpuList { domains } => verbs::vcpu_list(real, io, &domains),
         Command::VcpuPin {

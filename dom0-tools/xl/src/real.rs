@@ -21,7 +21,8 @@ use guest_abi::domctl::{DomctlGetvcpuinfo, DomctlSchedCredit};
 use guest_abi::sysctl::SysctlPhysinfo;
 use guest_abi::types::DomId;
 use guest_abi::version::{
-    XENVER_CAPABILITIES, XENVER_COMMANDLINE, XENVER_EXTRAVERSION, XENVER_VERSION,
+    XENVER_CAPABILITIES, XENVER_CHANGESET, XENVER_COMMANDLINE, XENVER_COMPILE_INFO,
+    XENVER_EXTRAVERSION, XENVER_PLATFORM_PARAMETERS, XENVER_VERSION,
 };
 use guest_abi::xenstore::{
     XENSTORE_PAYLOAD_MAX, XS_ERROR, XS_READ, XS_WATCH_EVENT, XS_WRITE, XsdSockmsg, error_from,
@@ -235,10 +236,31 @@ impl System for Real {
         }
         out += &info_line("xen_scheduler", "credit");
         out += &info_line("xen_pagesize", 4096);
+        if let Ok((_, params)) = self.xen.xen_version::<8>(XENVER_PLATFORM_PARAMETERS) {
+            let start = u64::from_le_bytes(params);
+            out += &info_line("platform_params", format!("virt_start={start:#x}"));
+        }
+        if let Ok((_, changeset)) = self.xen.xen_version::<64>(XENVER_CHANGESET) {
+            out += &info_line("xen_changeset", c_string(&changeset));
+        }
         if let Ok((_, cmd)) = self.xen.xen_version::<1024>(XENVER_COMMANDLINE) {
             out += &info_line("xen_commandline", c_string(&cmd));
         }
+        // compiler[64], compile_by[16], compile_domain[32], compile_date[32].
+        if let Ok((_, c)) = self.xen.xen_version::<144>(XENVER_COMPILE_INFO) {
+            out += &info_line("cc_compiler", c_string(&c[..64]));
+            out += &info_line("cc_compile_by", c_string(&c[64..80]));
+            out += &info_line("cc_compile_domain", c_string(&c[80..112]));
+            out += &info_line("cc_compile_date", c_string(&c[112..]));
+        }
+        // libxl prints an empty build ID when the hypervisor has none (Xenia's has none).
+        out += &info_line("build_id", "");
         out
+    }
+
+    fn node_lines(&mut self) -> String {
+        let u = sys::uname();
+        dom0_tools::xlfmt::node_lines(&u.nodename, &u.release, &u.version, &u.machine)
     }
 
     fn now_ns(&mut self) -> u64 {

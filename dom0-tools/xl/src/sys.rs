@@ -144,3 +144,41 @@ pub fn random16() -> [u8; 16] {
     let _ = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
     b
 }
+
+/// What `uname` says of the system, as strings (`unknown` for a field the kernel refused).
+pub struct Uname {
+    /// The host name.
+    pub nodename: String,
+    /// The kernel's release.
+    pub release: String,
+    /// The kernel's version (build) string.
+    pub version: String,
+    /// The hardware name (`x86_64`).
+    pub machine: String,
+}
+
+/// `uname`.
+pub fn uname() -> Uname {
+    // SAFETY: `utsname` is plain bytes; all zeros is a valid value.
+    let mut u: libc::utsname = unsafe { core::mem::zeroed() };
+    // SAFETY: `u` is a live utsname borrowed exclusively for the call; the kernel writes
+    // only it.
+    let ok = unsafe { libc::uname(&mut u) } == 0;
+    let field = |f: &[libc::c_char]| {
+        if !ok {
+            return String::from("unknown");
+        }
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Uname {
+        nodename: field(&u.nodename),
+        release: field(&u.release),
+        version: field(&u.version),
+        machine: field(&u.machine),
+    }
+}

@@ -98,6 +98,8 @@ pub trait System {
     ) -> Result<(usize, u32), Errno>;
     /// `xen_version` answers for `xl info`: lines already formatted.
     fn version_lines(&mut self) -> String;
+    /// `xl info`'s `host`, `release`, `version` and `machine` lines (from `uname`).
+    fn node_lines(&mut self) -> String;
     /// Frames offlined and frames pending (Xenia's sysctl); `ENOSYS` where unknown.
     fn mem_offline_info(&mut self) -> Result<(u64, u64), Errno> {
         Err(Errno::ENOSYS)
@@ -716,22 +718,31 @@ fn request_shutdown(
 
 // --- host information ---
 
-/// `xl info [field]`: every line, or (as Xen's `maybe_printf`) only the values of the
-/// lines whose key starts with `field`.
-pub fn info(sys: &mut impl System, io: &mut Io<'_>, field: Option<&str>) -> VerbResult {
+/// `xl info [-n] [field]`: Xen's lines in Xen's order (xl's `print_info`); with `field`, the
+/// values of the lines whose key starts with it (xl's `maybe_printf`), and with `-n` the
+/// topology and NUMA sections, which xl prints whatever the field.
+pub fn info(sys: &mut impl System, io: &mut Io<'_>, numa: bool, field: Option<&str>) -> VerbResult {
     let p = sys
         .physinfo()
         .map_err(|e| format!("cannot read the host's information: the hypervisor said {e}"))?;
-    let mut out = xlfmt::info_line("host", "xenia-dom0");
-    out += &xlfmt::physinfo_lines(&p, 4096);
-    out += &sys.version_lines();
+    let select = |lines: String| match field {
+        Some(f) => xlfmt::info_select(&lines, f),
+        None => lines,
+    };
+    let mut out = select(sys.node_lines());
+    // Every CPU is in Pool-0, the one cpupool: none is free.
+    out += &select(xlfmt::physinfo_lines(&p, 4096, 0));
+    if numa {
+        let mib = |pages: u64| (pages * 4096) >> 20;
+        out += &xlfmt::numa_lines(p.nr_cpus, mib(p.total_pages), mib(p.free_pages));
+    }
+    let mut tail = sys.version_lines();
+    tail += &xlfmt::info_line("xend_config_format", 4);
     // Xenia's line, last so that every line before it is Xen's: xl has no offlined count.
     if let Ok((offlined, _)) = sys.mem_offline_info() {
-        out += &xlfmt::info_line("offlined_pages", offlined);
+        tail += &xlfmt::info_line("offlined_pages", offlined);
     }
-    if let Some(f) = field {
-        out = xlfmt::info_select(&out, f);
-    }
+    out += &select(tail);
     let _ = write!(io.out, "{out}");
     Ok(())
 }

@@ -286,6 +286,18 @@ pub fn set_syscall_handler(handler: Option<SyscallHandler>) {
     SYSCALL_HANDLER.set(handler);
 }
 
+/// A kernel's say on a ring-3 exception that would end the ring-3 run
+/// ([`set_user_faults_end_run`]): `true` when it dealt with it (ended that program and put
+/// another's registers in `regs`, say), so that ring 3 goes on with `regs`.
+pub type UserFaultHandler = fn(&mut Regs, &Entry) -> bool;
+
+static USER_FAULT_HANDLER: Global<Option<UserFaultHandler>> = Global::new(None);
+
+/// Installs (or with `None` removes) the [`UserFaultHandler`].
+pub fn set_user_fault_handler(handler: Option<UserFaultHandler>) {
+    USER_FAULT_HANDLER.set(handler);
+}
+
 /// With `on`, every exception from ring 3 that no resolver handles ends the ring-3 run with
 /// [`ExitKind::Fault`] (a kernel's processes may fault; the kernel reports it and goes on),
 /// instead of being fatal when not expected.
@@ -577,6 +589,12 @@ fn exception(regs: &mut Regs, entry: Entry) -> u64 {
         return 0;
     }
     if regs.from_user() && USER_FAULTS_END_RUN.load(Ordering::SeqCst) {
+        if let Some(handle) = USER_FAULT_HANDLER.get()
+            && handle(regs, &entry)
+        {
+            restore_events(regs.interrupts_enabled());
+            return 0;
+        }
         USER_EXIT.set(Some(UserExit {
             kind: ExitKind::Fault(regs.vector as u8),
             entry,

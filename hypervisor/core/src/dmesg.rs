@@ -29,6 +29,8 @@ pub struct LogRing<const N: usize> {
     buf: [u8; N],
     /// Position one past the newest byte, i.e. the total number of bytes ever written.
     head: u64,
+    /// Bytes before this position were cleared ([`LogRing::clear`], `xl dmesg -c`).
+    cleared: u64,
 }
 
 impl<const N: usize> LogRing<N> {
@@ -42,6 +44,7 @@ impl<const N: usize> LogRing<N> {
         Self {
             buf: [0; N],
             head: 0,
+            cleared: 0,
         }
     }
 
@@ -67,7 +70,13 @@ impl<const N: usize> LogRing<N> {
     /// Number of bytes currently kept (at most `N`).
     pub fn len(&self) -> usize {
         // Bounded by N, so the conversion cannot truncate.
-        self.head.min(Self::CAP) as usize
+        (self.head - self.oldest()) as usize
+    }
+
+    /// Forgets every byte kept (Xen's `XEN_SYSCTL_readconsole` with `clear`): readers see
+    /// only what is written from now on. Positions keep counting.
+    pub fn clear(&mut self) {
+        self.cleared = self.head;
     }
 
     /// Whether nothing has been written yet.
@@ -82,7 +91,7 @@ impl<const N: usize> LogRing<N> {
 
     /// Position of the oldest byte still kept.
     pub fn oldest(&self) -> u64 {
-        self.head.saturating_sub(Self::CAP)
+        self.head.saturating_sub(Self::CAP).max(self.cleared)
     }
 
     /// Position the next written byte will get (total bytes written so far).
@@ -419,5 +428,26 @@ mod tests {
             run::<7>(seed);
             run::<64>(seed);
         }
+    }
+
+    #[test]
+    fn clear_forgets_what_was_kept() {
+        let mut r = LogRing::<8>::new();
+        r.write(b"abcdef");
+        r.clear();
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.as_slices(), (&b""[..], &b""[..]));
+        let mut out = [0u8; 8];
+        let got = r.read_from(0, &mut out);
+        assert_eq!((got.copied, got.next, got.skipped), (0, 6, 6));
+        r.write(b"gh");
+        let got = r.read_from(0, &mut out);
+        assert_eq!(&out[..got.copied], b"gh");
+        assert_eq!(r.len(), 2);
+        // Wrapping past the cleared point: the ring's own limit rules again.
+        r.write(b"ijklmnopq");
+        assert_eq!(r.len(), 8);
+        let got = r.read_from(0, &mut out);
+        assert_eq!(&out[..got.copied], b"jklmnopq");
     }
 }

@@ -68,6 +68,10 @@ pub struct Options {
     /// memory handed to domains later need not be cleared then (`bootscrub=idle` is read as
     /// on, with a note: Xenia has no idle scrubbing).
     pub bootscrub: bool,
+    /// `conswitch=<char>[x]` (Xen's): the serial-input switch character (Ctrl-`<char>`, Ctrl-A
+    /// by default; `None` with `` ` ``: no switching), and whether input starts with the
+    /// hypervisor (`x`) rather than dom0.
+    pub conswitch: (Option<u8>, bool),
 }
 
 impl Default for Options {
@@ -81,6 +85,7 @@ impl Default for Options {
             noreboot: false,
             max_cpus: None,
             bootscrub: true,
+            conswitch: (Some(crate::conswitch::CTRL_A), false),
         }
     }
 }
@@ -166,6 +171,7 @@ enum Key {
     Noreboot,
     Maxcpus,
     Bootscrub,
+    Conswitch,
 }
 
 impl Key {
@@ -179,6 +185,7 @@ impl Key {
             "noreboot" => Key::Noreboot,
             "maxcpus" => Key::Maxcpus,
             "bootscrub" => Key::Bootscrub,
+            "conswitch" => Key::Conswitch,
             _ => return None,
         })
     }
@@ -187,7 +194,7 @@ impl Key {
         matches!(self, Key::DebugExit | Key::Noreboot | Key::Bootscrub)
     }
 
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << self as u8
     }
 }
@@ -196,7 +203,7 @@ impl Key {
 /// cannot be understood keeps its default.
 pub fn parse<'a>(cmdline: &'a str, mut report: impl FnMut(Diagnostic<'a>)) -> Options {
     let mut options = Options::default();
-    let mut seen = 0u8;
+    let mut seen = 0u16;
     for (position, (token, terminated)) in Tokens(cmdline).enumerate() {
         // GRUB 2 leaves the image path out of the multiboot2 line, but other loaders (and GRUB's
         // multiboot1 path) put it first; no option starts with '/', so skip it quietly.
@@ -284,6 +291,10 @@ fn apply<'a>(
             })
         }
         Key::Maxcpus => options.max_cpus = Some(parse_max_cpus(value)?),
+        Key::Conswitch => {
+            options.conswitch = crate::conswitch::parse_conswitch(value)
+                .ok_or("expected a letter (or `), optionally followed by x")?
+        }
         Key::DebugExit | Key::Noreboot | Key::Bootscrub => {
             unreachable!("booleans handled above")
         }
@@ -530,7 +541,7 @@ mod tests {
     fn a_full_line() {
         let o = quiet(
             "console=com1 loglvl=all dom0_mem=min:512M,max:2G,1G debug-exit selftest=pf noreboot \
-             maxcpus=2 bootscrub=0",
+             maxcpus=2 bootscrub=0 conswitch=bx",
         );
         assert_eq!(
             o,
@@ -547,6 +558,7 @@ mod tests {
                 noreboot: true,
                 max_cpus: Some(2),
                 bootscrub: false,
+                conswitch: (Some(2), true),
             }
         );
     }
@@ -1022,6 +1034,7 @@ mod tests {
             "selftest",
             "bootscrub",
             "idle",
+            "conswitch",
             "no-",
             "=",
             "=",

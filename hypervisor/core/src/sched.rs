@@ -691,6 +691,14 @@ impl Scheduler {
         self.vcpus.get(&id).map(|v| v.pcpu)
     }
 
+    /// The vCPUs waiting in `pcpu`'s run queue, in the order they will run (debug key `r`).
+    pub fn queued(&self, pcpu: usize) -> impl Iterator<Item = VcpuId> + '_ {
+        self.pcpus
+            .get(pcpu)
+            .into_iter()
+            .flat_map(|p| p.runq.iter().copied())
+    }
+
     /// The vCPU `pcpu` runs according to the last [`Self::schedule`] (`None`: idle).
     pub fn current(&self, pcpu: usize) -> Option<VcpuId> {
         self.pcpus.get(pcpu).and_then(|p| p.current)

@@ -662,6 +662,10 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             };
             let (copied, next) = crate::console::read_log(from, &mut buf);
             space.write_bytes(GuestPtr::new(r.buffer), &buf[..copied])?;
+            if r.clear != 0 {
+                // Xen's `clear`: the ring is emptied once the copy is made.
+                crate::console::clear_log();
+            }
             r.count = copied as u32;
             r.index = next as u32;
             op.set_payload(&r);
@@ -679,7 +683,7 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
                 nr_nodes: 1,
                 max_node_id: 0,
                 cpu_khz: (crate::time::tsc_hz() / 1000) as u32,
-                capabilities: sc::XEN_SYSCTL_PHYSCAP_PV,
+                capabilities: sc::XEN_SYSCTL_PHYSCAP_PV | sc::XEN_SYSCTL_PHYSCAP_GNTTAB_V1,
                 total_pages: frames::total_count(),
                 free_pages: frames::free_count(),
                 max_mfn: ft::with(|t, _| t.len()).saturating_sub(1),

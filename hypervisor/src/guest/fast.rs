@@ -126,8 +126,14 @@ pub fn event_waiting(info: &VcpuInfo) -> bool {
 
 /// Answers the hypercall in `frame` at once if it is one that reads nothing of the domain
 /// and the trap may leave quietly; `false` (nothing changed) sends it down the ordinary path.
+/// For a trap through the hypercall vector only (the caller checks): the vector is taken as
+/// that constant, not read from the frame again, so that the compiler drops the
+/// hardware-interrupt test of `may_leave_quietly` (it did not always see that the frame's
+/// vector was the one just compared: four instructions of the null hypercall).
 #[inline]
 pub fn light(frame: &mut TrapFrame) -> bool {
+    const VECTOR: u64 = guest_abi::hypercall::HYPERCALL_VECTOR as u64;
+    debug_assert_eq!(frame.vector, VECTOR);
     use guest_abi::hypercall as nr;
     use guest_abi::version as v;
     let value = match (frame.rax, frame.rdi as u32) {
@@ -138,7 +144,7 @@ pub fn light(frame: &mut TrapFrame) -> bool {
     let Some(info) = cpu.entered_info.get() else {
         return false;
     };
-    if event_waiting(info) || !may_leave_quietly(cpu, frame.vector) {
+    if event_waiting(info) || !may_leave_quietly(cpu, VECTOR) {
         return false;
     }
     // The frame goes back as the CPU saved it, but not unchecked: an `int 0x82` in the last

@@ -242,17 +242,25 @@ fn xen_version(cx: &mut Hc) -> HcResult {
     };
     match cx.arg(0) as u32 {
         v::XENVER_VERSION => Ok(Ret::Value(u64::from(v::XENIA_VERSION))),
-        v::XENVER_EXTRAVERSION => write_str(16, ".1-xenia"),
+        v::XENVER_EXTRAVERSION => write_str(16, crate::VERSION_EXTRA),
         v::XENVER_COMPILE_INFO => {
-            // compiler[64], compile_by[16], compile_domain[32], compile_date[32]
+            // compiler[64], compile_by[16], compile_domain[32], compile_date[32], each
+            // NUL-terminated inside its field (cut if longer).
             let mut buf = [0u8; 144];
-            buf[..5].copy_from_slice(b"rustc");
-            buf[64..69].copy_from_slice(b"xenia");
+            for (at, len, text) in [
+                (0, 64, env!("XENIA_CC_COMPILER")),
+                (64, 16, env!("XENIA_CC_COMPILE_BY")),
+                (80, 32, env!("XENIA_CC_COMPILE_DOMAIN")),
+                (112, 32, env!("XENIA_CC_COMPILE_DATE")),
+            ] {
+                let n = text.len().min(len - 1);
+                buf[at..at + n].copy_from_slice(&text.as_bytes()[..n]);
+            }
             space.write_bytes(arg, &buf)?;
             Ok(Ret::Value(0))
         }
         v::XENVER_CAPABILITIES => write_str(1024, "xen-3.0-x86_64"),
-        v::XENVER_CHANGESET => write_str(64, crate::VERSION),
+        v::XENVER_CHANGESET => write_str(64, env!("XENIA_CHANGESET")),
         v::XENVER_PLATFORM_PARAMETERS => {
             let start = crate::arch::x86_64::layout::slot_base(256);
             space.write(cx.ptr::<u64>(1), &start)?;
@@ -270,7 +278,7 @@ fn xen_version(cx: &mut Hc) -> HcResult {
         }
         v::XENVER_PAGESIZE => Ok(Ret::Value(4096)),
         v::XENVER_GUEST_HANDLE => Ok(Ret::Value(0)),
-        v::XENVER_COMMANDLINE => write_str(1024, ""),
+        v::XENVER_COMMANDLINE => write_str(1024, crate::boot_info::command_line()),
         _ => Err(Errno::ENOSYS),
     }
 }

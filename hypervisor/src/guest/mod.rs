@@ -105,10 +105,19 @@ pub struct World {
 /// Serial input: the bytes waiting for dom0, and the switch to the debug keys.
 pub struct ConsoleInput {
     pub bytes: VecDeque<u8>,
-    /// Serial input goes to the hypervisor's debug keys instead of dom0 (Ctrl-A three
-    /// times switches, Xen's convention), and how many Ctrl-As came in a row.
+    /// Serial input goes to the hypervisor's debug keys instead of dom0 (the switch
+    /// character three times switches, Xen's convention: `conswitch`).
     pub to_xen: bool,
-    pub ctrl_a_run: u8,
+    pub switch: crate::conswitch::InputSwitch,
+}
+
+/// Applies `conswitch=` at boot: the switch character (`None`: no switching) and whether
+/// serial input starts with the hypervisor rather than dom0.
+pub fn configure_input(code: Option<u8>, start_with_xen: bool) {
+    let world = read_world();
+    let mut input = world.input.lock();
+    input.switch = crate::conswitch::InputSwitch::new(code);
+    input.to_xen = start_with_xen;
 }
 
 /// The domain map, shared by every trap, exclusive for the operations that change it
@@ -121,7 +130,7 @@ static WORLD: spin::RwLock<World> = spin::RwLock::new(World {
         ConsoleInput {
             bytes: VecDeque::new(),
             to_xen: false,
-            ctrl_a_run: 0,
+            switch: crate::conswitch::InputSwitch::new(Some(crate::conswitch::CTRL_A)),
         },
     ),
     sched: Lock::new(Level::Sched, Scheduler::empty()),
@@ -981,28 +990,33 @@ impl World {
         {
             let mut input = self.input.lock();
             while let Some(b) = serial.try_read() {
-                match crate::conswitch::input_switch(&mut input.ctrl_a_run, b) {
+                let held = match input.switch.feed(b) {
                     crate::conswitch::Switch::Swallow => continue,
                     crate::conswitch::Switch::Toggle => {
                         input.to_xen = !input.to_xen;
-                        crate::console::announce_input(input.to_xen);
+                        crate::console::announce_input(input.to_xen, input.switch.code());
                         continue;
                     }
-                    crate::conswitch::Switch::Pass => {}
-                }
-                if input.to_xen {
-                    if nkeys < keys.len() {
-                        keys[nkeys] = b;
-                        nkeys += 1;
+                    crate::conswitch::Switch::Pass { held } => held,
+                };
+                // A run of switch characters cut short goes on first, as Xen passes it.
+                let code = input.switch.code().unwrap_or(b);
+                let run = core::iter::repeat_n(code, usize::from(held));
+                for byte in run.chain(core::iter::once(b)) {
+                    if input.to_xen {
+                        if nkeys < keys.len() {
+                            keys[nkeys] = byte;
+                            nkeys += 1;
+                        }
+                        continue;
                     }
-                    continue;
+                    // Keep a bounded backlog: 64 KiB of unread input is plenty for a console.
+                    if input.bytes.len() < 64 * 1024 {
+                        // alloc: serial input, not a guest's, bounded at 64 KiB just above.
+                        input.bytes.push_back(byte);
+                    }
+                    got = true;
                 }
-                // Keep a bounded backlog: 64 KiB of unread input is plenty for a console.
-                if input.bytes.len() < 64 * 1024 {
-                    // alloc: serial input, not a guest's, bounded at 64 KiB just above.
-                    input.bytes.push_back(b);
-                }
-                got = true;
             }
         }
         for &k in &keys[..nkeys] {
@@ -1013,7 +1027,8 @@ impl World {
         }
     }
 
-    /// One debug key (Xen's names where they exist): `h` help, `q` the domains, `m` memory.
+    /// One debug key (Xen's letters): `h` help, `q` the domains, `m` memory, `d` every vCPU's
+    /// registers (`0`: dom0's), `r` the run queues, `e` the event channels, `R` reboot.
     /// Typed after the Ctrl-A switch, or sent by `xl debug-keys` (`XEN_SYSCTL_debug_keys`);
     /// either way it takes the domains' locks and the scheduler's, none of which the caller
     /// may hold.
@@ -1049,6 +1064,55 @@ impl World {
                     );
                 }
             }
+            b'd' | b'0' => {
+                for id in self.domains.ids().filter(|&id| key == b'd' || id == 0) {
+                    let Some(d) = self.domains.lock(id) else {
+                        continue;
+                    };
+                    for v in d.vcpus.iter().filter(|v| v.online) {
+                        let r = &v.regs;
+                        log::info!(
+                            target: "keys",
+                            "d{}v{} (saved at its last entry): rip {:#x} rsp {:#x} rflags {:#x} \
+                             cs {:#x} ss {:#x} rax {:#x} rbx {:#x} rcx {:#x} rdx {:#x} rsi {:#x} \
+                             rdi {:#x} rbp {:#x} l4 {:#x}",
+                            d.id, v.id, r.rip, r.rsp, r.rflags, r.cs, r.ss, r.rax, r.rbx,
+                            r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, v.l4.0
+                        );
+                    }
+                }
+            }
+            // alloc-block: a debug key typed on the serial line or sent by dom0 (`xl debug-keys`,
+            // a privileged sysctl), never a domU's.
+            b'r' => {
+                let sched = self.sched.lock();
+                for (p, _) in online_cpus() {
+                    let name = |v: VcpuId| alloc::format!("d{}v{}", v.dom, v.vcpu);
+                    let queue: alloc::vec::Vec<alloc::string::String> =
+                        sched.queued(p).map(name).collect();
+                    log::info!(
+                        target: "keys",
+                        "CPU{p}: running {}; run queue [{}]",
+                        sched.current(p).map_or("idle".into(), name),
+                        queue.join(" ")
+                    );
+                }
+            }
+            // end alloc-block
+            b'e' => {
+                for id in self.domains.ids() {
+                    let Some(d) = self.domains.lock(id) else {
+                        continue;
+                    };
+                    for (port, channel) in d.events.iter_bound() {
+                        log::info!(target: "keys", "d{} port {port}: {channel:?}", d.id);
+                    }
+                }
+            }
+            b'R' => {
+                log::info!(target: "keys", "'R' pressed -> rebooting machine");
+                crate::power::exit(crate::power::ExitReason::Dom0Reboot);
+            }
             b'm' => log::info!(
                 target: "keys",
                 "memory: {} MiB free ({} frames)",
@@ -1058,8 +1122,9 @@ impl World {
             b'\r' | b'\n' => {}
             _ => log::info!(
                 target: "keys",
-                "debug keys: 'q' domains, 'm' free memory, 'h' this help; Ctrl-A three times \
-                 gives the input back to dom0"
+                "debug keys: 'q' domains, 'm' free memory, 'd' vCPU registers, '0' dom0's vCPU \
+                 registers, 'r' run queues, 'e' event channels, 'R' reboot, 'h' this help; the \
+                 switch character three times gives the input back to dom0"
             ),
         }
     }

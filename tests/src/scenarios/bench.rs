@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use crate::benchk::{self, ICOUNT, ROWS};
+use crate::iso::{DEFAULT_HV_OPTIONS, DEFAULT_MODULES};
 use crate::runner::Context;
+use crate::scenarios::xl::{PROMPT, run};
 
 /// Few operations per row, and a small primes limit (168 primes below 1000).
 const ARGS: &str = "iters=200 primes=1000 runs=2";
@@ -112,3 +114,70 @@ pub const NULL_CALL_BOUND: u64 = 150;
 /// Xen side by side (`cargo xtask bench --peer xen`) measures what it is for: dom0's null
 /// system call within 1.5x native Linux's.
 pub const SYSCALL_BOUND: u64 = 420;
+
+/// Issue 13's creation goals, briefly (`cargo xtask bench create` does 1000): on the default
+/// image under `-icount shift=0`, `time xl create` of the 8 MiB hello domain (loading `xl`,
+/// parsing, building, handing over: virtual time, one nanosecond an instruction) takes at
+/// most [`CREATE_FIRST_GOAL_MS`], and after [`CREATE_CYCLES`] create/destroy cycles the last
+/// creation at most 1.2× the first. Memory is scrubbed ahead (`bootscrub`, and a destroyed
+/// domain's frames as they are freed), so neither the first nor a later one clears frames.
+pub fn create_goal(ctx: &Context) -> Result<(), String> {
+    let ws = ctx.workspace();
+    let mut machine = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .qemu_arg(ICOUNT[0])
+        .qemu_arg(ICOUNT[1]);
+    for m in DEFAULT_MODULES {
+        machine = machine.module(ws.require_artifact(m.artifact)?, m.cmdline);
+    }
+    let mut vm = machine.boot()?;
+    vm.wait_for(PROMPT, RUN)?;
+    let mut times = Vec::new();
+    for i in 1..=CREATE_CYCLES {
+        let out = run(
+            &mut vm,
+            "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8",
+        )?;
+        if !out.contains("Domain bench created") {
+            return Err(format!("creation {i} failed: {out:?}"));
+        }
+        let ms = out
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("time: ")?
+                    .strip_suffix(" ms")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .ok_or_else(|| format!("no `time:` line after creation {i}: {out:?}"))?;
+        times.push(ms);
+        let out = run(&mut vm, "xl destroy bench")?;
+        if out.contains("xl:") {
+            return Err(format!("destroy {i} failed: {out:?}"));
+        }
+    }
+    vm.kill();
+    let (first, last) = (times[0], times[times.len() - 1]);
+    ctx.note(format!(
+        "xl create: 1st {first:.3} ms, {CREATE_CYCLES}th {last:.3} ms (virtual)"
+    ));
+    if first > CREATE_FIRST_GOAL_MS {
+        return Err(format!(
+            "the 1st creation took {first:.3} ms, goal at most {CREATE_FIRST_GOAL_MS} ms"
+        ));
+    }
+    if last > first * 1.2 {
+        return Err(format!(
+            "creation {CREATE_CYCLES} took {last:.3} ms, more than 1.2x the 1st ({first:.3} ms)"
+        ));
+    }
+    Ok(())
+}
+
+/// Issue 13's goal for the first `xl create`, virtual milliseconds (today 4.86).
+pub const CREATE_FIRST_GOAL_MS: f64 = 5.0;
+/// Create/destroy cycles [`create_goal`] runs.
+const CREATE_CYCLES: u32 = 4;

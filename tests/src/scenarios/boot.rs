@@ -178,13 +178,18 @@ pub fn log_contract_order(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
-/// Two modules: their sizes and command lines (one quoted word, `$` and `;` that GRUB must
-/// leave alone, and an empty one) come through, then the boot stops because the first
-/// module is no kernel.
+/// Three modules: their sizes and command lines (one quoted word, `$` and `;` that GRUB must
+/// leave alone, and an empty one) come through, the third is reported as unused (issue 14:
+/// nothing given is ignored silently), then the boot stops because the first module is no
+/// kernel.
 pub fn module_line(ctx: &Context) -> Result<(), String> {
     const CMDLINE: &str = r#"console=hvc0 "foo=a b" dollar=$root semi=a;b"#;
     let dir = ctx.work_dir()?;
-    let modules = [("module.bin", 1234, CMDLINE), ("second.bin", 4097, "")];
+    let modules = [
+        ("module.bin", 1234, CMDLINE),
+        ("second.bin", 4097, ""),
+        ("third.bin", 10, "extra"),
+    ];
     let mut machine = ctx.machine();
     for (name, size, cmdline) in modules {
         let path = dir.join(name);
@@ -204,6 +209,8 @@ pub fn module_line(ctx: &Context) -> Result<(), String> {
             ));
         }
     }
+    let unused = format!("{}module 2 is not used", contract::WARNING);
+    vm.wait_for_line_starting(&unused, T)?;
     // The first module is not a kernel: the builder says so and the machine stops.
     vm.wait_for_line_starting(contract::DOM0_ERROR, T)?;
     vm.expect_exit(EXIT_DOM0_CRASHED, T)?;

@@ -130,6 +130,13 @@ pub fn console(ctx: &Context) -> Result<(), String> {
     dom0test(ctx, "console", LONG, &["console "], false)
 }
 
+/// Memory a destroyed domain held reaches the next domain as zeros: frames wiped when freed
+/// and marked clean are not cleared again, so a wrong clean bit would leak (dom0test
+/// `scrub`, which also checks that the second domain really got the first one's frames).
+pub fn scrub(ctx: &Context) -> Result<(), String> {
+    dom0test(ctx, "scrub", LONG, &["scrub: "], false)
+}
+
 /// domctl, sysctl and operations on other domains are dom0's: a domU gets `EPERM` with its
 /// arguments untouched, and dom0 reads back that its memory, ports and existence are too.
 pub fn privilege(ctx: &Context) -> Result<(), String> {

@@ -9,6 +9,7 @@ mod domains;
 
 mod guests;
 mod mem_offline;
+mod operator;
 mod operator_xl;
 mod peer;
 mod security;
@@ -63,6 +64,13 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
+        Scenario::new("bench_create_icount", bench::create_goal),
+        Scenario::new("operator_serial_crlf", operator::serial_crlf),
+        Scenario::new("operator_xl_info", operator::xl_info),
+        Scenario::new("operator_console_none", operator::console_none),
+        Scenario::new("operator_fatal_reboot", operator::fatal_reboot),
+        Scenario::new("operator_serial_switch", operator::serial_switch),
+        Scenario::new("operator_processes", operator::processes),
         Scenario::new("peer_program_in_dom0", peer::program_in_dom0),
         Scenario::new("peer_goals_icount", peer::goals_icount),
         Scenario::new("smp_mem_offline_free", mem_offline::free_frame),
@@ -129,6 +137,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("domains_density", domains::density),
         Scenario::new("domains_console", domains::console),
         Scenario::new("domains_privilege", domains::privilege),
+        Scenario::new("domains_scrub", domains::scrub),
         Scenario::new("smp_guest_vcpus", domains::smp_guest_vcpus),
         Scenario::new("smp_guest_vcpus_4", domains::smp_guest_vcpus_4),
         Scenario::new("smp_teardown_4", domains::smp_teardown_4),

@@ -449,22 +449,37 @@ pub fn verbs(ctx: &Context) -> Result<(), String> {
 }
 
 /// Ctrl-A three times moves serial input to the hypervisor's debug keys (`q` lists the
-/// domains, `m` free memory) and three more give it back to dom0 (DESIGN.md §8).
+/// domains, `m` free memory, `d`/`0` vCPU registers, `r` the run queues, `e` the event
+/// channels) and three more give it back to dom0 (DESIGN.md §8, Xen's keys).
 pub fn debug_keys(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
     run(&mut vm, "xl create /etc/xen/hello.cfg")?;
     vm.send("\x01\x01\x01")?;
-    vm.wait_for_line("*** serial input to Xenia", COMMAND)?;
+    vm.wait_for_line(
+        "*** Serial input to Xenia (type 'CTRL-a' three times",
+        COMMAND,
+    )?;
     vm.send("q")?;
     vm.wait_for_line("domain 0: ", COMMAND)?;
     vm.wait_for_line("domain 1: 4096 pages", COMMAND)?;
     vm.send("m")?;
     vm.wait_for_line("memory: ", COMMAND)?;
+    vm.send("d")?;
+    vm.wait_for_line("d1v0 (saved at its last entry): rip ", COMMAND)?;
+    vm.send("0")?;
+    vm.wait_for_line("d0v0 (saved at its last entry): rip ", COMMAND)?;
+    vm.send("r")?;
+    vm.wait_for_line("CPU0: running ", COMMAND)?;
+    vm.send("e")?;
+    vm.wait_for_line("d1 port ", COMMAND)?;
     // Keys typed now are not dom0's: `x` gives the debug keys' help.
     vm.send("x")?;
     vm.wait_for_line("debug keys: 'q' domains", COMMAND)?;
     vm.send("\x01\x01\x01")?;
-    vm.wait_for_line("*** serial input to dom0", COMMAND)?;
+    vm.wait_for_line(
+        "*** Serial input to DOM0 (type 'CTRL-a' three times",
+        COMMAND,
+    )?;
     let rows = list(&mut vm)?;
     row(&rows, "hello")?;
     vm.kill();

@@ -287,6 +287,9 @@ impl System for Fake {
     fn version_lines(&mut self) -> String {
         xlfmt::info_line("xen_major", 4)
     }
+    fn node_lines(&mut self) -> String {
+        xlfmt::node_lines("fake", "0.1.0-xenia-dom0", "#1", "x86_64")
+    }
     fn mem_offline_info(&mut self) -> Result<(u64, u64), Errno> {
         self.offline.ok_or(Errno::ENOSYS)
     }
@@ -871,20 +874,64 @@ fn dmesg_reads_everything_then_clears() {
 #[test]
 fn info_vcpu_list_uptime() {
     let mut f = Fake::new();
-    let (r, out, _) = run(&mut f, |s, io| info(s, io, None));
+    let (r, out, _) = run(&mut f, |s, io| info(s, io, false, None));
     r.unwrap();
-    assert!(out.starts_with("host                   : xenia-dom0\nnr_cpus                : 2\n"));
-    assert!(out.ends_with("xen_major              : 4\n"));
-    // One field, as Xen's `maybe_printf` selects it.
-    let (r, out, _) = run(&mut f, |s, io| info(s, io, Some("nr_cpus")));
+    // xl's order: uname's lines, physinfo's, xen_version's, xend_config_format.
+    let keys: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(':').next().unwrap_or("").trim_end())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "host",
+            "release",
+            "version",
+            "machine",
+            "nr_cpus",
+            "max_cpu_id",
+            "nr_nodes",
+            "cores_per_socket",
+            "threads_per_core",
+            "cpu_mhz",
+            "hw_caps",
+            "virt_caps",
+            "total_memory",
+            "free_memory",
+            "sharing_freed_memory",
+            "sharing_used_memory",
+            "outstanding_claims",
+            "free_cpus",
+            "xen_major",
+            "xend_config_format",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.starts_with(
+            "host                   : fake\nrelease                : 0.1.0-xenia-dom0\n"
+        )
+    );
+    assert!(out.ends_with("xen_major              : 4\nxend_config_format     : 4\n"));
+    // One field, by prefix: its value only.
+    let (r, out, _) = run(&mut f, |s, io| info(s, io, false, Some("nr_cpus")));
     r.unwrap();
     assert_eq!(out, "2\n");
+    let (r, out, _) = run(&mut f, |s, io| info(s, io, false, Some("xend")));
+    r.unwrap();
+    assert_eq!(out, "4\n");
+    // -n: the topology and NUMA sections after free_cpus, before the Xen lines.
+    let (r, out, _) = run(&mut f, |s, io| info(s, io, true, None));
+    r.unwrap();
+    let topo = out.find("cpu_topology").unwrap();
+    assert!(out.find("free_cpus").unwrap() < topo && topo < out.find("xen_major").unwrap());
+    assert!(out.contains("numa_info              :\n"), "{out}");
     // With the offlining count, its line comes last, after every line Xen's xl has.
     f.offline = Some((2, 1));
-    let (r, out, _) = run(&mut f, |s, io| info(s, io, None));
+    let (r, out, _) = run(&mut f, |s, io| info(s, io, false, None));
     r.unwrap();
     assert!(
-        out.ends_with("xen_major              : 4\nofflined_pages         : 2\n"),
+        out.ends_with("xend_config_format     : 4\nofflined_pages         : 2\n"),
         "{out}"
     );
     f.offline = None;

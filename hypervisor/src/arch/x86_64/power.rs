@@ -52,12 +52,30 @@ pub fn exit(reason: ExitReason) -> ! {
     match reason {
         ExitReason::PowerOff => acpi_power_off(),
         ExitReason::Dom0Reboot => reset(),
+        // As Xen after a panic or a crash of dom0: the machine restarts by itself after a
+        // while, unless `noreboot` keeps it stopped with the messages on screen.
         ExitReason::HypervisorFailure
         | ExitReason::Dom0Crashed
-        | ExitReason::FrameTableInconsistent => {}
+        | ExitReason::FrameTableInconsistent => {
+            if NOREBOOT.load(Ordering::SeqCst) {
+                crate::console::emergency_line("Manual reset required ('noreboot' specified)");
+            } else {
+                crate::console::emergency_line("Reboot in five seconds...");
+                super::time::spin_seconds(5);
+                reset();
+            }
+        }
     }
     crate::console::emergency_line("the machine is stopped; reset it to continue");
     halt_forever()
+}
+
+/// `noreboot`: a failure leaves the machine stopped instead of restarting it.
+static NOREBOOT: AtomicBool = AtomicBool::new(false);
+
+/// Records the `noreboot` option.
+pub fn set_noreboot(on: bool) {
+    NOREBOOT.store(on, Ordering::SeqCst);
 }
 
 fn acpi_power_off() {

@@ -76,6 +76,14 @@ impl Serial {
         }
     }
 
+    /// Writes `bytes` as they are: a guest terminal's output, whose line ends its own
+    /// driver already made `\r\n` (translating again would send `\r\r\n`).
+    pub fn write_raw(&self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_byte(b);
+        }
+    }
+
     /// A received byte, if one is waiting.
     pub fn try_read(&self) -> Option<u8> {
         (self.inb(5) & LSR_DATA_READY != 0).then(|| self.inb(0))

@@ -46,6 +46,32 @@ pub fn snapshot() -> TimeSnapshot {
     SCALE.get().copied().unwrap_or_default()
 }
 
+/// Waits about `seconds` seconds, spinning: by the TSC once its rate is known, else by the
+/// RTC's seconds register (bounded, in case the clock does not tick). For the fatal path,
+/// where no timer interrupt may be trusted.
+pub fn spin_seconds(seconds: u64) {
+    let hz = TSC_HZ.load(Ordering::Relaxed);
+    if hz != 0 {
+        let end = rdtsc().saturating_add(hz.saturating_mul(seconds));
+        while rdtsc() < end {
+            core::hint::spin_loop();
+        }
+        return;
+    }
+    let (mut last, mut ticks) = (cmos(0), 0);
+    for _ in 0..4_000_000_000u64 {
+        if ticks >= seconds {
+            return;
+        }
+        let now = cmos(0);
+        if now != last {
+            ticks += 1;
+            last = now;
+        }
+        core::hint::spin_loop();
+    }
+}
+
 /// Nanoseconds since boot.
 pub fn now_ns() -> u64 {
     snapshot().system_time_at(rdtsc())

@@ -27,6 +27,16 @@
 //!   instructions, so the comparison holds with or without `-icount`);
 //! - `probe frame-check`: asks the hypervisor for its frame-table consistency check
 //!   (`XENMEM_XENIA_CHECK_FRAME_TABLE`) and prints `frame table check: <ret>` (0: consistent).
+//! - `probe processes`: the kernel's processes through raw system calls, one `processes:`
+//!   line per check (`ok` or `FAILED`), then `processes: done, <n> failed`: a child made by
+//!   `fork` sees its parent as `getppid` and its own ID, writes into a pipe the parent reads
+//!   to the end (end of file once the child exits), exits with status 7 that `wait4` reports;
+//!   a child whose standard output is the pipe (`dup2`) `execve`s `/bin/probe args x y` and the
+//!   parent reads that program's lines; 20 children at once each exit with their number and
+//!   `wait4(-1)` collects all of them (the sum of statuses checked); `wait4` with no child
+//!   left says `ECHILD`; `kill` ends a child blocked reading an empty pipe (`SIGTERM`, seen by
+//!   `wait4`); a write to a pipe with no reader fails with `EPIPE`; a sleeping child does not
+//!   hold the parent up (`nanosleep` lets another process run).
 //!
 //! On the build host it builds and runs the same way.
 
@@ -43,6 +53,200 @@ fn syscall3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
             in("rdx") a2, lateout("rcx") _, lateout("r11") _, options(nostack));
     }
     ret
+}
+
+/// A raw Linux system call with up to four arguments.
+fn syscall4(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: the calls made by `processes` (fork, pipe, dup2, execve, wait4, kill, read,
+    // write, close, nanosleep, exit) pass pointers to live locals or null; a forked child
+    // runs in a copy of the memory and ends with `exit_group` before returning anywhere.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") nr as i64 => ret, in("rdi") a0, in("rsi") a1,
+            in("rdx") a2, in("r10") a3, lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+const SYS_READ: u64 = 0;
+const SYS_WRITE: u64 = 1;
+const SYS_CLOSE: u64 = 3;
+const SYS_PIPE: u64 = 22;
+const SYS_NANOSLEEP: u64 = 35;
+const SYS_DUP2: u64 = 33;
+const SYS_GETPID: u64 = 39;
+const SYS_FORK: u64 = 57;
+const SYS_EXECVE: u64 = 59;
+const SYS_EXIT_GROUP: u64 = 231;
+const SYS_WAIT4: u64 = 61;
+const SYS_KILL: u64 = 62;
+const SYS_GETPPID: u64 = 110;
+
+fn exit_now(code: u64) -> ! {
+    syscall4(SYS_EXIT_GROUP, code, 0, 0, 0);
+    unreachable!("exit_group returned")
+}
+
+fn pipe() -> (u64, u64) {
+    let mut fds = [0i32; 2];
+    let r = syscall4(SYS_PIPE, fds.as_mut_ptr() as u64, 0, 0, 0);
+    assert_eq!(r, 0, "pipe");
+    (fds[0] as u64, fds[1] as u64)
+}
+
+/// Everything readable from `fd` until end of file (at most 64 KiB).
+fn read_all(fd: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    while out.len() < 65536 {
+        let n = syscall4(SYS_READ, fd, buf.as_mut_ptr() as u64, buf.len() as u64, 0);
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    out
+}
+
+/// `wait4(pid)`: (the ID collected, the status).
+fn wait(pid: i64) -> (i64, i32) {
+    let mut status = 0i32;
+    let r = syscall4(SYS_WAIT4, pid as u64, &mut status as *mut i32 as u64, 0, 0);
+    (r, status)
+}
+
+fn processes() -> u32 {
+    let mut failed = 0;
+    let mut check = |what: &str, ok: bool, detail: String| {
+        println!(
+            "processes: {what}: {}",
+            if ok {
+                "ok".to_string()
+            } else {
+                format!("FAILED ({detail})")
+            }
+        );
+        failed += u32::from(!ok);
+    };
+    let me = syscall4(SYS_GETPID, 0, 0, 0, 0);
+
+    // fork, getppid, a pipe to the end, the exit status.
+    let (r, w) = pipe();
+    let child = syscall4(SYS_FORK, 0, 0, 0, 0);
+    if child == 0 {
+        syscall4(SYS_CLOSE, r, 0, 0, 0);
+        let line = format!(
+            "child {} of {}\n",
+            syscall4(SYS_GETPID, 0, 0, 0, 0),
+            syscall4(SYS_GETPPID, 0, 0, 0, 0)
+        );
+        syscall4(SYS_WRITE, w, line.as_ptr() as u64, line.len() as u64, 0);
+        exit_now(7);
+    }
+    syscall4(SYS_CLOSE, w, 0, 0, 0);
+    let got = String::from_utf8_lossy(&read_all(r)).into_owned();
+    syscall4(SYS_CLOSE, r, 0, 0, 0);
+    check(
+        "fork returns a child ID",
+        child > 0 && child != me,
+        format!("{child}"),
+    );
+    check(
+        "the child sees its ID and its parent",
+        got == format!("child {child} of {me}\n"),
+        format!("{got:?}"),
+    );
+    let (pid, status) = wait(child);
+    check(
+        "wait4 reports exit status 7",
+        pid == child && status == 7 << 8,
+        format!("{pid} {status:#x}"),
+    );
+
+    // dup2 onto standard output, then execve.
+    let (r, w) = pipe();
+    let child = syscall4(SYS_FORK, 0, 0, 0, 0);
+    if child == 0 {
+        syscall4(SYS_DUP2, w, 1, 0, 0);
+        syscall4(SYS_CLOSE, w, 0, 0, 0);
+        syscall4(SYS_CLOSE, r, 0, 0, 0);
+        let path = b"/bin/probe\0";
+        let argv: [&[u8]; 4] = [b"probe\0", b"args\0", b"x\0", b"y\0"];
+        let ptrs: Vec<u64> = argv.iter().map(|a| a.as_ptr() as u64).chain([0]).collect();
+        let env: [u64; 1] = [0];
+        let e = syscall4(
+            SYS_EXECVE,
+            path.as_ptr() as u64,
+            ptrs.as_ptr() as u64,
+            env.as_ptr() as u64,
+            0,
+        );
+        exit_now(100 + (-e) as u64);
+    }
+    syscall4(SYS_CLOSE, w, 0, 0, 0);
+    let got = String::from_utf8_lossy(&read_all(r)).into_owned();
+    syscall4(SYS_CLOSE, r, 0, 0, 0);
+    let (pid, status) = wait(child);
+    check(
+        "execve's program writes into the pipe",
+        got == "argc=4\nargv[0]=probe\nargv[1]=args\nargv[2]=x\nargv[3]=y\n",
+        format!("{got:?}"),
+    );
+    check(
+        "and exits with 0",
+        pid == child && status == 0,
+        format!("{pid} {status:#x}"),
+    );
+
+    // Twenty children at once.
+    let mut children = Vec::new();
+    for i in 1..=20u64 {
+        let c = syscall4(SYS_FORK, 0, 0, 0, 0);
+        if c == 0 {
+            exit_now(i);
+        }
+        children.push(c);
+    }
+    let mut sum = 0;
+    let mut seen = 0;
+    for _ in 0..20 {
+        let (pid, status) = wait(-1);
+        if children.contains(&pid) {
+            seen += 1;
+            sum += status >> 8;
+        }
+    }
+    check(
+        "20 children collected",
+        seen == 20 && sum == 210,
+        format!("{seen} children, sum {sum}"),
+    );
+    let (pid, _) = wait(-1);
+    check("then wait4 says ECHILD", pid == -10, format!("{pid}"));
+
+    // kill a child blocked on a pipe; EPIPE without a reader.
+    let (r, w) = pipe();
+    let child = syscall4(SYS_FORK, 0, 0, 0, 0);
+    if child == 0 {
+        let mut b = [0u8; 1];
+        syscall4(SYS_READ, r, b.as_mut_ptr() as u64, 1, 0);
+        exit_now(1);
+    }
+    // Let the child block first (a sleep of 10 ms lets it run).
+    let ts = [0u64, 10_000_000];
+    syscall4(SYS_NANOSLEEP, ts.as_ptr() as u64, 0, 0, 0);
+    let k = syscall4(SYS_KILL, child as u64, 15, 0, 0);
+    let (pid, status) = wait(child);
+    check(
+        "kill ends a blocked child with SIGTERM",
+        k == 0 && pid == child && status == 15,
+        format!("{k} {pid} {status:#x}"),
+    );
+    syscall4(SYS_CLOSE, r, 0, 0, 0);
+    let e = syscall4(SYS_WRITE, w, b"x".as_ptr() as u64, 1, 0);
+    check("a write with no reader is EPIPE", e == -32, format!("{e}"));
+    syscall4(SYS_CLOSE, w, 0, 0, 0);
+    failed
 }
 
 fn privcmd() -> Result<(), String> {
@@ -335,6 +539,10 @@ fn main() {
             }
         }
         Some("exit") => std::process::exit(number(2) as i32),
+        Some("processes") => {
+            let failed = processes();
+            println!("processes: done, {failed} failed");
+        }
         Some("fault") => {
             // SAFETY: deliberately not safe: the write faults and the kernel ends the
             // program, which is what the scenario checks.

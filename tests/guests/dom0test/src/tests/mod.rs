@@ -8,6 +8,7 @@ mod containment;
 mod density;
 mod privilege;
 mod sched;
+mod scrub;
 mod security;
 mod smp;
 mod smp_shares;
@@ -119,6 +120,11 @@ pub const TESTS: &[Test] = &[
         run: churn::run,
         about: "create/destroy cycles of 4-vCPU domUs (every vCPU running) give back every \
                 frame (cycles=<n>)",
+    },
+    Test {
+        name: "scrub",
+        run: scrub::run,
+        about: "a destroyed domain's frames reach the next domain as zeros (scrubbed ahead)",
     },
     Test {
         name: "exhaustion",

@@ -1,0 +1,361 @@
+//! Issue 14, the operator's dom0: what an operator at the `dom0# ` prompt of the default image
+//! sees on the serial line. Every scenario here is named `operator_*`
+//! (`cargo xtask test operator_` runs them all).
+
+use crate::runner::Context;
+use crate::scenarios::xl::{PROMPT, boot, run};
+
+/// dom0's output reaches the serial line with `\r\n` line ends, never `\r\r\n` (dom0's
+/// terminal driver makes `\r\n` of a program's `\n`; the hypervisor passes dom0's terminal
+/// output on byte for byte), and the hypervisor's own log lines end in `\r\n` too.
+pub fn serial_crlf(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let listed = run(&mut vm, "xl list")?;
+    if !listed.contains("Domain-0") {
+        return Err(format!("`xl list` said {listed:?}"));
+    }
+    run(&mut vm, "help")?;
+    let raw = vm.raw_serial();
+    vm.kill();
+    let text = String::from_utf8_lossy(&raw);
+    // From dom0's first prompt (before it, GRUB and the boot log).
+    let Some(from) = text.find(PROMPT) else {
+        return Err("no prompt in the raw serial output".into());
+    };
+    let dom0 = &text[from..];
+    if let Some(at) = dom0.find("\r\r\n") {
+        let start = at.saturating_sub(60);
+        return Err(format!(
+            "`\\r\\r\\n` on the serial line: {:?}",
+            &dom0[start..(at + 3).min(dom0.len())]
+        ));
+    }
+    let bare = dom0
+        .char_indices()
+        .filter(|&(i, c)| c == '\n' && !dom0[..i].ends_with('\r'))
+        .count();
+    if bare > 0 {
+        return Err(format!(
+            "{bare} line ends after dom0's prompt without `\\r`: {:?}",
+            &dom0[..dom0.len().min(400)]
+        ));
+    }
+    let lines = dom0.matches("\r\n").count();
+    if lines < 5 {
+        return Err(format!("only {lines} lines after the prompt: {dom0:?}"));
+    }
+    ctx.note(format!(
+        "{lines} lines after dom0's prompt, every one ending in \\r\\n"
+    ));
+    Ok(())
+}
+
+/// Xen 4.17's `xl info` keys, in xl's order (`print_info`: `output_nodeinfo`,
+/// `output_physinfo`, `output_xeninfo`, then `xend_config_format`).
+const XL_INFO_KEYS: &[&str] = &[
+    "host",
+    "release",
+    "version",
+    "machine",
+    "nr_cpus",
+    "max_cpu_id",
+    "nr_nodes",
+    "cores_per_socket",
+    "threads_per_core",
+    "cpu_mhz",
+    "hw_caps",
+    "virt_caps",
+    "total_memory",
+    "free_memory",
+    "sharing_freed_memory",
+    "sharing_used_memory",
+    "outstanding_claims",
+    "free_cpus",
+    "xen_major",
+    "xen_minor",
+    "xen_extra",
+    "xen_version",
+    "xen_caps",
+    "xen_scheduler",
+    "xen_pagesize",
+    "platform_params",
+    "xen_changeset",
+    "xen_commandline",
+    "cc_compiler",
+    "cc_compile_by",
+    "cc_compile_domain",
+    "cc_compile_date",
+    "build_id",
+    "xend_config_format",
+];
+
+/// `xl info` as Xen's: every key of Xen 4.17's in its order, each line rendered with xl's
+/// `"%-23s: %s"` (so re-rendering a line from its key and value gives it back byte for
+/// byte), Xenia's one extra line (`offlined_pages`) only after them; real values: the
+/// version the banner printed, the command line the hypervisor booted with, `hw_caps` as
+/// eight words, `virt_caps` ` pv gnttab-v1`, `xen_major.xen_minor xen_extra` = `xen_version`;
+/// `xl info <field>` prints the value alone; `xl info -n` adds the topology and NUMA
+/// sections.
+pub fn xl_info(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let banner = vm
+        .serial_log()
+        .lines()
+        .find_map(|l| l.strip_prefix("Xenia ").map(str::to_string))
+        .ok_or("no `Xenia <version>` banner in the boot log")?;
+    let out = run(&mut vm, "xl info")?;
+    let lines: Vec<&str> = out.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    let mut fields = Vec::new();
+    for line in &lines {
+        let (key, value) = line
+            .split_once(": ")
+            .map(|(k, v)| (k.trim_end(), v))
+            .or_else(|| line.strip_suffix(':').map(|k| (k.trim_end(), "")))
+            .ok_or_else(|| format!("`xl info` line without `: `: {line:?}"))?;
+        let rendered = format!("{key:<23}: {value}");
+        if rendered.trim_end() != line.trim_end() {
+            return Err(format!("{line:?} is not xl's \"%-23s: %s\" ({rendered:?})"));
+        }
+        fields.push((key.to_string(), value.to_string()));
+    }
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    let expected_with_ours: Vec<&str> = XL_INFO_KEYS
+        .iter()
+        .copied()
+        .chain(["offlined_pages"])
+        .collect();
+    if keys != XL_INFO_KEYS && keys != expected_with_ours {
+        return Err(format!(
+            "`xl info` keys {keys:?}, Xen's are {XL_INFO_KEYS:?}"
+        ));
+    }
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let checks: [(&str, bool); 8] = [
+        ("xen_version is the banner's", get("xen_version") == banner),
+        (
+            "xen_major.xen_minor + xen_extra is xen_version",
+            format!(
+                "{}.{}{}",
+                get("xen_major"),
+                get("xen_minor"),
+                get("xen_extra")
+            ) == get("xen_version"),
+        ),
+        (
+            "xen_commandline is the booted one",
+            get("xen_commandline").contains(crate::iso::DEFAULT_HV_OPTIONS),
+        ),
+        (
+            "virt_caps",
+            get("virt_caps") == " pv gnttab-v1" || get("virt_caps") == "pv gnttab-v1",
+        ),
+        (
+            "hw_caps is eight words",
+            get("hw_caps").split(':').count() == 8
+                && get("hw_caps")
+                    .split(':')
+                    .all(|w| w.len() == 8 && w.chars().all(|c| c.is_ascii_hexdigit())),
+        ),
+        ("machine", get("machine") == "x86_64"),
+        ("xend_config_format", get("xend_config_format") == "4"),
+        (
+            "cc_compiler names rustc",
+            get("cc_compiler").starts_with("rustc "),
+        ),
+    ];
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(w, _)| *w)
+        .collect();
+    if !failed.is_empty() {
+        return Err(format!("`xl info`: {failed:?} wrong in {out:?}"));
+    }
+    let one = run(&mut vm, "xl info xen_version")?;
+    let values: Vec<&str> = one.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    if values != [banner.as_str()] {
+        return Err(format!(
+            "`xl info xen_version` said {one:?}, not {banner:?}"
+        ));
+    }
+    let numa = run(&mut vm, "xl info -n")?;
+    for section in ["cpu_topology           :", "numa_info              :"] {
+        if !numa.contains(section) {
+            return Err(format!("`xl info -n` lacks {section:?}: {numa:?}"));
+        }
+    }
+    vm.kill();
+    ctx.note(format!(
+        "{} lines in Xen's order; xen_version {banner}",
+        fields.len()
+    ));
+    Ok(())
+}
+
+/// `console=none` silences the hypervisor's log on the serial line, not dom0's console: the
+/// prompt comes, `xl` works at it, a domain's creation is not logged on the line (the
+/// hypervisor's `domain <id> created` line), and `xl dmesg` still shows that line from the
+/// ring; `xl dmesg -c` shows it once more and empties the ring (Xen's readconsole `clear`).
+pub fn console_none(ctx: &Context) -> Result<(), String> {
+    let ws = ctx.workspace();
+    let mut machine = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(&format!("{} console=none", crate::iso::DEFAULT_HV_OPTIONS));
+    for module in crate::iso::DEFAULT_MODULES {
+        machine = machine.module(ws.require_artifact(module.artifact)?, module.cmdline);
+    }
+    let mut vm = machine.boot()?;
+    vm.wait_for(PROMPT, crate::machine::DEFAULT_TIMEOUT)?;
+    let out = run(&mut vm, "xl create /etc/xen/hello.cfg")?;
+    let id = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Domain hello created with id "))
+        .ok_or_else(|| format!("`xl create` said {out:?}"))?
+        .trim()
+        .to_string();
+    let created = format!("domain {id} created");
+    let listed = run(&mut vm, "xl list")?;
+    if !listed.lines().any(|l| l.starts_with("hello")) {
+        return Err(format!("`xl list` lacks hello: {listed:?}"));
+    }
+    if vm.serial_log().contains(&created) {
+        return Err(format!(
+            "with console=none the hypervisor's `{created}` reached the serial line"
+        ));
+    }
+    let dmesg = run(&mut vm, "xl dmesg")?;
+    if !dmesg.contains(&created) {
+        return Err(format!("`xl dmesg` lacks `{created}`: {dmesg:?}"));
+    }
+    // `xl dmesg -c` prints the ring and empties it: the line is gone from the next read.
+    let cleared = run(&mut vm, "xl dmesg -c")?;
+    if !cleared.contains(&created) {
+        return Err(format!("`xl dmesg -c` lacks `{created}`: {cleared:?}"));
+    }
+    let after = run(&mut vm, "xl dmesg")?;
+    vm.kill();
+    if after.contains(&created) {
+        return Err(format!(
+            "`xl dmesg` after `-c` still has `{created}`: {after:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// A fatal boot error restarts the machine after a delay, as Xen does, and says so; with
+/// `noreboot` the machine stays stopped and says that. Booted without `debug-exit` (which
+/// would end QEMU at once) and with a first module that is no kernel (dom0 cannot be built);
+/// QEMU runs with `-no-reboot`, so the restart ends it (status 0).
+pub fn fatal_reboot(ctx: &Context) -> Result<(), String> {
+    use std::time::Duration;
+    let dir = ctx.work_dir()?;
+    let bogus = dir.join("not-a-kernel.bin");
+    std::fs::write(&bogus, [0x5a; 4096])
+        .map_err(|e| format!("cannot write {}: {e}", bogus.display()))?;
+    let boot = |options: &str| {
+        ctx.machine()
+            .debug_exit(false)
+            .hv_options(options)
+            .module(bogus.clone(), "")
+            .boot()
+    };
+    let mut vm = boot("")?;
+    vm.wait_for_line_starting(crate::contract::DOM0_ERROR, crate::machine::DEFAULT_TIMEOUT)?;
+    vm.wait_for_line("Reboot in five seconds...", crate::machine::DEFAULT_TIMEOUT)?;
+    // Five seconds of the guest's clock, and then some for a loaded host.
+    vm.expect_exit(0, Duration::from_secs(60))?;
+    let mut vm = boot("noreboot")?;
+    vm.wait_for_line(
+        "Manual reset required ('noreboot' specified)",
+        crate::machine::DEFAULT_TIMEOUT,
+    )?;
+    vm.wait_for_line(
+        "the machine is stopped; reset it to continue",
+        crate::machine::DEFAULT_TIMEOUT,
+    )?;
+    if vm.serial_log().contains("Reboot in five seconds") {
+        return Err("with noreboot the hypervisor still announced a reboot".into());
+    }
+    vm.kill();
+    Ok(())
+}
+
+/// Serial input as Xen's `serial_rx` treats it: a single Ctrl-A (a line editor's "start of
+/// line") reaches dom0, held only while it might become the third of a switch; the test
+/// guest as dom0 reads a typed line with `console_io` and prints it, control characters
+/// shown as `?`. With `conswitch=bx` (Xen's option) input starts with the hypervisor's debug
+/// keys and Ctrl-B three times gives it to dom0.
+pub fn serial_switch(ctx: &Context) -> Result<(), String> {
+    use crate::contract;
+    use crate::machine::DEFAULT_TIMEOUT as T;
+    let kernel = ctx
+        .workspace()
+        .require_artifact(crate::scenarios::guests::TESTGUEST)?;
+    let mut vm = ctx.machine().module(kernel, "test=console").boot()?;
+    vm.wait_for_line(&contract::guest_line("console: type a line"), T)?;
+    vm.send("a\x01b\x01\x01c\r")?;
+    vm.wait_for_line(&contract::guest_line("console: got \"a?b??c\""), T)?;
+    vm.kill();
+
+    let ws = ctx.workspace();
+    let mut machine = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(&format!("{} conswitch=bx", crate::iso::DEFAULT_HV_OPTIONS));
+    for module in crate::iso::DEFAULT_MODULES {
+        machine = machine.module(ws.require_artifact(module.artifact)?, module.cmdline);
+    }
+    let mut vm = machine.boot()?;
+    vm.wait_for_line("*** Serial input to Xenia (type 'CTRL-b' three times", T)?;
+    vm.wait_for(PROMPT, T)?;
+    vm.send("m")?;
+    vm.wait_for_line("memory: ", T)?;
+    vm.send("\x02\x02\x02")?;
+    vm.wait_for_line("*** Serial input to DOM0 (type 'CTRL-b' three times", T)?;
+    let listed = run(&mut vm, "xl list")?;
+    vm.kill();
+    if !listed.contains("Domain-0") {
+        return Err(format!(
+            "after switching to dom0, `xl list` said {listed:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Several processes in dom0 (issue 14: what a shell needs from the kernel), seen by
+/// `probe processes` from the scenarios' initrd: fork, getppid, pipes to end of file, dup2
+/// onto standard output and execve, twenty children collected by `wait4(-1)`, `ECHILD`, kill
+/// of a child blocked on a pipe, `EPIPE`, and a sleeping process letting others run. Then a
+/// plain program still runs and the prompt comes back.
+pub fn processes(ctx: &Context) -> Result<(), String> {
+    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(crate::iso::DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .boot()?;
+    vm.wait_for(PROMPT, crate::machine::DEFAULT_TIMEOUT)?;
+    let out = run(&mut vm, "probe processes")?;
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAILED")).collect();
+    if !failed.is_empty() || !out.contains("processes: done, 0 failed") {
+        return Err(format!("probe processes: {failed:?} in {out:?}"));
+    }
+    let checks = out.lines().filter(|l| l.ends_with(": ok")).count();
+    let again = run(&mut vm, "probe args a")?;
+    vm.kill();
+    if !again.contains("argc=3") {
+        return Err(format!("a program after them: {again:?}"));
+    }
+    ctx.note(format!("{checks} checks passed"));
+    Ok(())
+}
