@@ -444,3 +444,45 @@ fn small_verbs() {
         }
     );
 }
+
+#[test]
+fn odd_input_never_panics() {
+    // Every verb Xenia implements, and one it lacks, with awkward arguments: each parse
+    // ends in a command or an exit, never a panic.
+    let odd = [
+        "",
+        "-",
+        "--",
+        "-é",
+        "--é",
+        "é",
+        "-d",
+        "--domain",
+        "--=",
+        "-:",
+        "-h",
+        "=",
+        "a=b",
+        "-ww",
+        "-0",
+        "\u{0}",
+        "--help=x",
+        "99999999999999999999",
+        "-t",
+        "all",
+    ];
+    let verbs: Vec<&str> = table::VERBS
+        .iter()
+        .filter(|v| v.xenia)
+        .map(|v| v.name)
+        .chain(["restore", "help", "zz", "-N", "-x", "--help"])
+        .collect();
+    for verb in verbs {
+        for a in odd {
+            for b in odd {
+                let _ = parsed(&[verb, a, b]);
+                let _ = parsed(&[a, verb, b]);
+            }
+        }
+    }
+}

@@ -47,8 +47,12 @@ pub fn list(
         return Ok(());
     }
     let cols = opts.columns;
-    // One NUMA node (`physinfo` says how many), which every domain may use.
-    let nodes = sys.physinfo().map_or(1, |p| p.nr_nodes.max(1)) as usize;
+    // One NUMA node (`physinfo` says how many; Xen's MAX_NUMNODES bounds it), which every
+    // domain may use.
+    const MAX_NUMNODES: u32 = 64;
+    let nodes = sys
+        .physinfo()
+        .map_or(1, |p| p.nr_nodes.clamp(1, MAX_NUMNODES)) as usize;
     let node_affinity = xlfmt::cpu_bitmap(&vec![0xff; nodes.div_ceil(8)], nodes);
     let mut out = xlfmt::list_header_with(cols);
     out.push('\n');
