@@ -26,8 +26,9 @@
 //!   console); from then on the kernel runs the domain's console backend
 //!   (keeping its recent output whether or not anyone is attached) and
 //!   carries out the actions when the domain shuts down.
-//!   [`XENIA_IOCTL_LIST`] reads the records back; [`XENIA_IOCTL_FORGET`]
-//!   drops one (after `xl destroy`); [`XENIA_IOCTL_CONSOLE`] turns the
+//!   [`XENIA_IOCTL_LIST`] reads the names back and [`XENIA_IOCTL_RECORD`] one
+//!   whole record (`xl list -l`); [`XENIA_IOCTL_RENAME`] renames a domain
+//!   (`xl rename`); [`XENIA_IOCTL_FORGET`] drops a record (after `xl destroy`); [`XENIA_IOCTL_CONSOLE`] turns the
 //!   descriptor into a console: `read` returns the domain's output (first
 //!   what was kept), `write` sends it input, `poll` says readable when
 //!   output is waiting.
@@ -93,6 +94,16 @@ pub const XENIA_IOCTL_FORGET: u64 = ioc_none(b'X', 2, 0);
 /// console for it.
 pub const XENIA_IOCTL_CONSOLE: u64 = ioc_none(b'X', 3, 0);
 
+/// `/dev/xen/xenia`: rename the domain a record is kept for ([`RenameArgs`]). `ESRCH`
+/// when the kernel keeps no record of it, `EINVAL` for a name [`name_problem`] refuses,
+/// `EEXIST` when another domain (or dom0) has the name. The kernel changes its record (a
+/// restart keeps the new name) and the domain's `name` node in xenstore.
+pub const XENIA_IOCTL_RENAME: u64 = ioc_none(b'X', 4, core::mem::size_of::<RenameArgs>());
+/// `/dev/xen/xenia`: read the [`Record`] kept for a domain ([`RecordArgs`]); returns the
+/// number of bytes written ([`Record::encode`]). `ESRCH` when there is none, `ERANGE`
+/// when the buffer is too small.
+pub const XENIA_IOCTL_RECORD: u64 = ioc_none(b'X', 5, core::mem::size_of::<RecordArgs>());
+
 /// The path of each device.
 pub const PRIVCMD_PATH: &str = "/dev/xen/privcmd";
 /// See [`PRIVCMD_PATH`].
@@ -125,6 +136,69 @@ pub struct AdoptArgs {
     pub record: u64,
     /// See `record`.
     pub record_len: u64,
+}
+
+/// [`XENIA_IOCTL_RENAME`]'s argument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct RenameArgs {
+    /// The domain.
+    pub dom: u32,
+    /// Padding.
+    pub _pad: u32,
+    /// Address and length of the new name (UTF-8, no terminator).
+    pub name: u64,
+    /// See `name`; at most [`MAX_NAME`].
+    pub name_len: u64,
+}
+
+/// [`XENIA_IOCTL_RECORD`]'s argument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct RecordArgs {
+    /// The domain.
+    pub dom: u32,
+    /// Padding.
+    pub _pad: u32,
+    /// Address and length of the buffer for the encoded record.
+    pub buf: u64,
+    /// See `buf`.
+    pub len: u64,
+}
+
+/// Longest domain name, in bytes.
+pub const MAX_NAME: usize = 64;
+
+/// Why a domain name is refused: names are what xl prints in its columns and what its
+/// arguments match, so they are printable ASCII without blanks or `/`, not all digits
+/// (that would read as an id), and at most [`MAX_NAME`] bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameProblem {
+    /// Empty.
+    Empty,
+    /// Longer than [`MAX_NAME`] bytes.
+    TooLong,
+    /// All digits.
+    AllDigits,
+    /// This character is not allowed.
+    Char(char),
+}
+
+/// What is wrong with `name` as a domain name, if anything. Whether it is taken is the
+/// caller's question.
+pub fn name_problem(name: &str) -> Option<NameProblem> {
+    if name.is_empty() {
+        return Some(NameProblem::Empty);
+    }
+    if name.len() > MAX_NAME {
+        return Some(NameProblem::TooLong);
+    }
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(NameProblem::AllDigits);
+    }
+    name.chars()
+        .find(|c| !c.is_ascii_graphic() || *c == '/')
+        .map(NameProblem::Char)
 }
 
 /// A user buffer: address and length.
@@ -313,6 +387,26 @@ mod tests {
         assert_eq!(core::mem::size_of::<PrivcmdHypercall>(), 48);
         assert_eq!(core::mem::size_of::<AdoptArgs>(), 48);
         assert_eq!(XENIA_IOCTL_ADOPT, 0x0030_5800);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(name_problem("web-01.a_b"), None);
+        assert_eq!(name_problem(""), Some(NameProblem::Empty));
+        assert_eq!(name_problem("42"), Some(NameProblem::AllDigits));
+        assert_eq!(name_problem("4x"), None);
+        assert_eq!(name_problem("a b"), Some(NameProblem::Char(' ')));
+        assert_eq!(name_problem("a/b"), Some(NameProblem::Char('/')));
+        assert_eq!(name_problem("a\tb"), Some(NameProblem::Char('\t')));
+        assert_eq!(name_problem("é"), Some(NameProblem::Char('é')));
+        assert_eq!(name_problem(&"x".repeat(MAX_NAME)), None);
+        assert_eq!(
+            name_problem(&"x".repeat(MAX_NAME + 1)),
+            Some(NameProblem::TooLong)
+        );
+        assert_eq!(core::mem::size_of::<RenameArgs>(), 24);
+        assert_eq!(core::mem::size_of::<RecordArgs>(), 24);
+        assert_ne!(XENIA_IOCTL_RENAME, XENIA_IOCTL_RECORD);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //!   frames in memory;
 //! * [`control`] encodes the `domctl`/`sysctl` requests behind that trait and decodes their
 //!   replies; [`xlfmt`] formats them as `xl` prints them (`xl list`'s state column, for
-//!   instance);
+//!   instance), and [`json`] a domain's configuration as `xl list -l` prints it;
 //! * [`lifecycle`] decides what a domain's shutdown leads to (`on_poweroff`, `on_reboot`,
 //!   `on_crash`); [`devices`] is the interface of dom0's devices (`/dev/xen/privcmd` and
 //!   the others), shared by the kernel that serves them and the tools that use them.
@@ -42,6 +42,7 @@ pub mod builder;
 pub mod control;
 pub mod devices;
 pub mod hypervisor;
+pub mod json;
 pub mod lifecycle;
 pub mod xen;
 pub mod xlcfg;

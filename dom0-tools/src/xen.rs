@@ -144,6 +144,47 @@ impl<R: Raw> Xen<R> {
         Ok((i.offlined, i.pending))
     }
 
+    /// `XEN_SYSCTL_debug_keys`: the hypervisor handles `keys` as if typed at its console
+    /// (their output goes to its log). `EINVAL` for more than
+    /// [`DEBUG_KEYS_MAX`](guest_abi::sysctl::DEBUG_KEYS_MAX), before any call.
+    pub fn debug_keys(&mut self, keys: &[u8]) -> Result<(), Errno> {
+        use guest_abi::sysctl::{DEBUG_KEYS_MAX, SysctlDebugKeys, XEN_SYSCTL_DEBUG_KEYS};
+        let nr_keys = u32::try_from(keys.len())
+            .ok()
+            .filter(|&n| n <= DEBUG_KEYS_MAX)
+            .ok_or(Errno::EINVAL)?;
+        let mut op = XenSysctl::new(
+            XEN_SYSCTL_DEBUG_KEYS,
+            &SysctlDebugKeys {
+                keys: keys.as_ptr() as u64,
+                nr_keys,
+                _pad: 0,
+            },
+        );
+        self.sysctl(&mut op)
+    }
+
+    /// `XEN_SYSCTL_scheduler_op` getinfo for the credit scheduler of cpupool `pool`:
+    /// `(tslice_ms, ratelimit_us, vcpu_migr_delay_us)`.
+    pub fn sched_credit_params(&mut self, pool: u32) -> Result<(u32, u32, u32), Errno> {
+        use guest_abi::domctl::XEN_SCHEDULER_CREDIT;
+        use guest_abi::sysctl::{
+            SysctlSchedulerOp, XEN_SYSCTL_SCHEDOP_GETINFO, XEN_SYSCTL_SCHEDULER_OP,
+        };
+        let mut op = XenSysctl::new(
+            XEN_SYSCTL_SCHEDULER_OP,
+            &SysctlSchedulerOp {
+                cpupool_id: pool,
+                sched_id: XEN_SCHEDULER_CREDIT,
+                cmd: XEN_SYSCTL_SCHEDOP_GETINFO,
+                ..Default::default()
+            },
+        );
+        self.sysctl(&mut op)?;
+        let s: SysctlSchedulerOp = op.payload();
+        Ok((s.tslice_ms, s.ratelimit_us, s.vcpu_migr_delay_us))
+    }
+
     /// `physinfo`.
     pub fn physinfo(&mut self) -> Result<SysctlPhysinfo, Errno> {
         let mut op = control::physinfo();
@@ -427,6 +468,8 @@ mod tests {
         domctl_cmds: Vec<(u32, DomId)>,
         offline_ops: Vec<sc::SysctlPageOfflineOp>,
         hotplug: Vec<sc::SysctlCpuHotplug>,
+        /// Debug keys received.
+        keys: Vec<u8>,
     }
 
     impl Raw for Fake {
@@ -516,6 +559,23 @@ mod tests {
                             self.hotplug.push(c);
                             return Err(Errno::EOPNOTSUPP);
                         }
+                        sc::XEN_SYSCTL_DEBUG_KEYS => {
+                            let k: sc::SysctlDebugKeys = s.payload();
+                            // SAFETY: `debug_keys` passes a live, borrowed slice of
+                            // `nr_keys` bytes.
+                            let keys = unsafe {
+                                core::slice::from_raw_parts(k.keys as *const u8, k.nr_keys as usize)
+                            };
+                            self.keys.extend_from_slice(keys);
+                        }
+                        sc::XEN_SYSCTL_SCHEDULER_OP => {
+                            let mut o: sc::SysctlSchedulerOp = s.payload();
+                            if o.cpupool_id != 0 {
+                                return Err(Errno::ESRCH);
+                            }
+                            (o.tslice_ms, o.ratelimit_us, o.vcpu_migr_delay_us) = (30, 0, 0);
+                            s.set_payload(&o);
+                        }
                         _ => return Err(Errno::ENOSYS),
                     }
                     Ok(0)
@@ -562,7 +622,21 @@ mod tests {
             domctl_cmds: vec![],
             offline_ops: vec![],
             hotplug: vec![],
+            keys: vec![],
         })
+    }
+
+    #[test]
+    fn debug_keys_and_scheduler_params() {
+        let mut x = xen(1);
+        x.debug_keys(b"qm").unwrap();
+        assert_eq!(x.raw.keys, b"qm");
+        let too_many = vec![b'q'; guest_abi::sysctl::DEBUG_KEYS_MAX as usize + 1];
+        let calls = x.raw.calls.len();
+        assert_eq!(x.debug_keys(&too_many), Err(Errno::EINVAL));
+        assert_eq!(x.raw.calls.len(), calls, "refused before any call");
+        assert_eq!(x.sched_credit_params(0), Ok((30, 0, 0)));
+        assert_eq!(x.sched_credit_params(1), Err(Errno::ESRCH));
     }
 
     #[test]

@@ -91,6 +91,104 @@ pub fn list<'a>(domains: impl IntoIterator<Item = (&'a str, &'a DomainInfo)>) ->
     out
 }
 
+/// The columns `xl list -v`, `-Z`, `-c` and `-n` add (Xen's `list_domains`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListColumns {
+    /// `-v`: UUID, shutdown reason code, security label.
+    pub verbose: bool,
+    /// `-Z`: security label.
+    pub context: bool,
+    /// `-c`: cpupool.
+    pub cpupool: bool,
+    /// `-n`: NUMA node affinity.
+    pub numa: bool,
+}
+
+/// What the extra columns of one `xl list` row show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListExtras<'a> {
+    /// The domain's UUID (`-v`), formatted.
+    pub uuid: &'a str,
+    /// Its security label (`-v`, `-Z`): `-` without an XSM policy, as under Xenia.
+    pub label: &'a str,
+    /// Its cpupool's name (`-c`).
+    pub pool: &'a str,
+    /// Its node affinity as [`cpu_bitmap`] writes a map (`-n`).
+    pub node_affinity: &'a str,
+}
+
+/// `xl list`'s header with the columns `cols` adds (without its newline).
+pub fn list_header_with(cols: ListColumns) -> String {
+    let mut out = String::from(LIST_HEADER);
+    if cols.verbose {
+        out.push_str("   UUID                            Reason-Code\tSecurity Label");
+    }
+    if cols.context && !cols.verbose {
+        out.push_str("   Security Label");
+    }
+    if cols.cpupool {
+        out.push_str("         Cpupool");
+    }
+    if cols.numa {
+        out.push_str(" NODE Affinity");
+    }
+    out
+}
+
+/// One `xl list` row with the columns `cols` adds (without its newline): after the
+/// usual row, `" %s"` UUID and `" %8x"` shutdown reason (`" %8s"` `-` while running) for
+/// `-v`; `" %16s"` label for `-v` or `-Z`; `"%16s"` pool for `-c`; `' '` and the node
+/// map for `-n`.
+pub fn list_line_with(
+    name: &str,
+    info: &DomainInfo,
+    cols: ListColumns,
+    x: ListExtras<'_>,
+) -> String {
+    let mut out = list_line(name, info);
+    if cols.verbose {
+        let _ = write!(out, " {}", x.uuid);
+        match info.shutdown {
+            Some(reason) => {
+                let _ = write!(out, " {reason:8x}");
+            }
+            None => {
+                let _ = write!(out, " {:>8}", "-");
+            }
+        }
+    }
+    if cols.verbose || cols.context {
+        let _ = write!(out, " {:>16}", x.label);
+    }
+    if cols.cpupool {
+        let _ = write!(out, "{:>16}", x.pool);
+    }
+    if cols.numa {
+        let _ = write!(out, " {}", x.node_affinity);
+    }
+    out
+}
+
+/// `xl vm-list`'s header (with its newline).
+pub const VM_LIST_HEADER: &str = "UUID                                  ID    name\n";
+
+/// One `xl vm-list` row (with its newline): `UUID "  %d    %-30s\n"`.
+pub fn vm_list_line(uuid: &str, dom: DomId, name: &str) -> String {
+    format!("{uuid}  {dom}    {:<30}\n", display_name(dom, name))
+}
+
+/// The line `xl sched-credit` prints for a cpupool (with its newline): its credit
+/// parameters, or that they could not be read.
+pub fn sched_credit_pool_line(pool: &str, params: Option<(u32, u32, u32)>) -> String {
+    match params {
+        Some((tslice_ms, ratelimit_us, migr_delay_us)) => format!(
+            "Cpupool {pool}: tslice={tslice_ms}ms ratelimit={ratelimit_us}us \
+             migration-delay={migr_delay_us}us\n"
+        ),
+        None => format!("Cpupool {pool}: [sched params unavailable]\n"),
+    }
+}
+
 /// A CPU bitmap as xl's `print_bitmap` writes it: `all` when every one of
 /// the `nr_cpus` bits is set, `none` when none is, else ranges such as
 /// `0-3,6`. Bytes missing from `map` count as clear.
@@ -426,6 +524,66 @@ mod tests {
             "Name                                        ID   Mem VCPUs\tState\tTime(s)\n\
              Domain-0                                     0  1024     4     r-----      12.3\n\
              web                                          7    64     1     --pscd       0.1\n"
+        );
+    }
+
+    #[test]
+    fn xl_list_columns_exact() {
+        // Expected lines rendered from Xen's format strings by C's printf.
+        let d0 = dom(0, XEN_DOMINF_RUNNING, 1024, 4, 12_340_000_000);
+        let web = dom(7, shutdown(SHUTDOWN_CRASH), 64, 1, 50_000_000);
+        let all = ListColumns {
+            verbose: true,
+            context: true,
+            cpupool: true,
+            numa: true,
+        };
+        assert_eq!(
+            list_header_with(all),
+            "Name                                        ID   Mem VCPUs\tState\tTime(s)   \
+             UUID                            Reason-Code\tSecurity Label         Cpupool NODE Affinity"
+        );
+        let x = ListExtras {
+            uuid: "00000000-0000-0000-0000-000000000000",
+            label: "-",
+            pool: "Pool-0",
+            node_affinity: "all",
+        };
+        assert_eq!(
+            list_line_with("x", &d0, all, x),
+            "Domain-0                                     0  1024     4     r-----      12.3 \
+             00000000-0000-0000-0000-000000000000        -                -          Pool-0 all"
+        );
+        let v = ListColumns {
+            verbose: true,
+            ..ListColumns::default()
+        };
+        assert_eq!(
+            list_line_with("web", &web, v, x),
+            "web                                          7    64     1     ---sc-       0.1 \
+             00000000-0000-0000-0000-000000000000        3                -"
+        );
+        let z = ListColumns {
+            context: true,
+            ..ListColumns::default()
+        };
+        assert_eq!(
+            list_header_with(z),
+            "Name                                        ID   Mem VCPUs\tState\tTime(s)   Security Label"
+        );
+        assert!(list_line_with("web", &web, z, x).ends_with("       0.1                -"));
+        assert_eq!(list_header_with(ListColumns::default()), LIST_HEADER);
+        assert_eq!(
+            vm_list_line("00000000-0000-0000-0000-000000000007", 7, "web"),
+            "00000000-0000-0000-0000-000000000007  7    web                           \n"
+        );
+        assert_eq!(
+            sched_credit_pool_line("Pool-0", Some((30, 1000, 0))),
+            "Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us\n"
+        );
+        assert_eq!(
+            sched_credit_pool_line("Pool-0", None),
+            "Cpupool Pool-0: [sched params unavailable]\n"
         );
     }
 

@@ -17,6 +17,8 @@
 //! | [`XEN_SYSCTL_GETDOMAININFOLIST`] | [`SysctlGetdomaininfolist`] | information about every domain (`xl list`) |
 //! | [`XEN_SYSCTL_PAGE_OFFLINE_OP`] | [`SysctlPageOfflineOp`] | takes machine frames out of use, brings them back, reports (`xen-hptool mem-*`) |
 //! | [`XEN_SYSCTL_CPU_HOTPLUG`] | [`SysctlCpuHotplug`] (IN) | takes a pCPU out of scheduling and brings it back (`xen-hptool cpu-*`) |
+//! | [`XEN_SYSCTL_DEBUG_KEYS`] | [`SysctlDebugKeys`] (IN) | runs debug keys, as typed on the console (`xl debug-keys`) |
+//! | [`XEN_SYSCTL_SCHEDULER_OP`] | [`SysctlSchedulerOp`] | the cpupool's credit parameters (`xl sched-credit -s`) |
 //! | [`XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO`] | [`SysctlXeniaMemOfflineInfo`] (OUT) | Xenia: how many frames are offlined or pending (`xl info`) |
 
 use crate::domctl::{PayloadBytes, impl_payload};
@@ -42,7 +44,9 @@ pub const XEN_SYSCTL_SCHED_ID: u32 = 4;
 pub const XEN_SYSCTL_PERFC_OP: u32 = 5;
 /// Information about a range of domains ([`SysctlGetdomaininfolist`]).
 pub const XEN_SYSCTL_GETDOMAININFOLIST: u32 = 6;
-/// Inject debug keys.
+/// Inject debug keys ([`SysctlDebugKeys`]): each key is handled as if typed on the
+/// hypervisor's console after the Ctrl-A switch (`xl debug-keys`); what the keys print goes
+/// to the hypervisor's log (`xl dmesg`).
 pub const XEN_SYSCTL_DEBUG_KEYS: u32 = 7;
 /// Per-pCPU idle time.
 pub const XEN_SYSCTL_GETCPUINFO: u32 = 8;
@@ -76,7 +80,7 @@ pub const XEN_SYSCTL_CPUTOPOINFO: u32 = 16;
 pub const XEN_SYSCTL_NUMAINFO: u32 = 17;
 /// CPU pools.
 pub const XEN_SYSCTL_CPUPOOL_OP: u32 = 18;
-/// System-wide scheduler parameters.
+/// A cpupool's scheduler parameters ([`SysctlSchedulerOp`]; `xl sched-credit -s`).
 pub const XEN_SYSCTL_SCHEDULER_OP: u32 = 19;
 
 /// The argument of `sysctl` (Xen's `struct xen_sysctl`, 136 bytes).
@@ -285,6 +289,79 @@ impl_payload!(SysctlGetdomaininfolist {
     max_domains,
     buffer,
     num_domains,
+    _pad2,
+});
+
+/// The most keys one [`XEN_SYSCTL_DEBUG_KEYS`] takes; more is `EINVAL` (Xenia's bound: Xen
+/// has none, but every key runs with the domains locked, so a call stays short).
+pub const DEBUG_KEYS_MAX: u32 = 256;
+
+/// Argument of [`XEN_SYSCTL_DEBUG_KEYS`] (Xen's `struct xen_sysctl_debug_keys`, 16 bytes).
+/// All IN.
+///
+/// The keys are read from the caller (`EFAULT` if they cannot be) and handled in order;
+/// unknown keys print the debug keys' help, as typed ones do. Nothing is written back.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlDebugKeys {
+    /// Virtual address, in the caller, of the keys (bytes).
+    pub keys: u64,
+    /// How many, at most [`DEBUG_KEYS_MAX`].
+    pub nr_keys: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+impl_payload!(SysctlDebugKeys {
+    keys,
+    nr_keys,
+    _pad
+});
+
+/// [`SysctlSchedulerOp::cmd`]: set the parameters (Xen's `XEN_SYSCTL_SCHEDOP_putinfo`).
+pub const XEN_SYSCTL_SCHEDOP_PUTINFO: u32 = 0;
+/// [`SysctlSchedulerOp::cmd`]: read them (Xen's `XEN_SYSCTL_SCHEDOP_getinfo`).
+pub const XEN_SYSCTL_SCHEDOP_GETINFO: u32 = 1;
+
+/// Argument of [`XEN_SYSCTL_SCHEDULER_OP`] (Xen's `struct xen_sysctl_scheduler_op` with
+/// its credit member, `struct xen_sysctl_credit_schedule`; 32 bytes).
+///
+/// Xenia has one cpupool, id 0 (`Pool-0` in xl), run by the credit scheduler: another
+/// `cpupool_id` is `ESRCH`, another `sched_id` than
+/// [`XEN_SCHEDULER_CREDIT`](crate::domctl::XEN_SCHEDULER_CREDIT) `EINVAL` (Xen's answers).
+/// [`XEN_SYSCTL_SCHEDOP_GETINFO`] fills the three credit fields: the time slice (30 ms,
+/// Xen's default), and 0 for the rate limit and the migration delay, which Xenia's
+/// scheduler does not have (0 is what Xen reports when they are off).
+/// [`XEN_SYSCTL_SCHEDOP_PUTINFO`] is `EOPNOTSUPP`: the slice is fixed when the hypervisor
+/// is built. Other commands are `EINVAL`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlSchedulerOp {
+    /// IN: the cpupool (0).
+    pub cpupool_id: u32,
+    /// IN: `XEN_SCHEDULER_*`.
+    pub sched_id: u32,
+    /// IN: `XEN_SYSCTL_SCHEDOP_*`.
+    pub cmd: u32,
+    /// Padding (Xen's union is 8-byte aligned).
+    pub _pad: u32,
+    /// IN (putinfo) / OUT (getinfo): the time slice, in milliseconds.
+    pub tslice_ms: u32,
+    /// IN / OUT: the least time a vCPU runs before it may be preempted, in microseconds
+    /// (0: no rate limit).
+    pub ratelimit_us: u32,
+    /// IN / OUT: how long a vCPU stays cache-hot on the pCPU it ran on, in microseconds.
+    pub vcpu_migr_delay_us: u32,
+    /// Padding (the rest of Xen's union).
+    pub _pad2: u32,
+}
+impl_payload!(SysctlSchedulerOp {
+    cpupool_id,
+    sched_id,
+    cmd,
+    _pad,
+    tslice_ms,
+    ratelimit_us,
+    vcpu_migr_delay_us,
     _pad2,
 });
 
@@ -531,6 +608,8 @@ mod tests {
             (PG_OFFLINE_OWNER_SHIFT, 16),
             (XEN_SYSCTL_CPU_HOTPLUG_ONLINE, 0),
             (XEN_SYSCTL_CPU_HOTPLUG_OFFLINE, 1),
+            (XEN_SYSCTL_SCHEDOP_PUTINFO, 0),
+            (XEN_SYSCTL_SCHEDOP_GETINFO, 1),
         ];
         for (ours, theirs) in xen {
             assert_eq!(ours, theirs);
@@ -577,6 +656,15 @@ mod tests {
         });
         assert_layout!(SysctlXeniaMemOfflineInfo, 16, 8, { offlined: 0, pending: 8 });
         assert_layout!(SysctlCpuHotplug, 8, 4, { cpu: 0, op: 4 });
+        assert_layout!(SysctlDebugKeys, 16, 8, { keys: 0, nr_keys: 8 });
+        assert_layout!(SysctlSchedulerOp, 32, 4, {
+            cpupool_id: 0,
+            sched_id: 4,
+            cmd: 8,
+            tslice_ms: 16,
+            ratelimit_us: 20,
+            vcpu_migr_delay_us: 24,
+        });
         assert_layout!(SysctlGetdomaininfolist, 24, 8, {
             first_domain: 0,
             max_domains: 4,

@@ -109,7 +109,10 @@ pub fn adopt(
     if dom == 0 || DOMS.lock().contains_key(&dom) {
         return Err(-(Errno::EEXIST as i64));
     }
-    let spec = spec_of(&record).map_err(|_| -(Errno::EINVAL as i64))?;
+    let mut spec = spec_of(&record).map_err(|_| -(Errno::EINVAL as i64))?;
+    // The record's name wins over the file's: a domain renamed by `xl rename` keeps its
+    // new name when it is restarted.
+    spec.name.clone_from(&record.name);
     if let Some((mfn, remote)) = store {
         crate::store::introduce(dom, mfn, remote, &spec.name, spec.vcpus, spec.maxvcpus)?;
     }
@@ -157,6 +160,36 @@ pub fn forget(dom: DomId) -> Result<(), i64> {
         let _ = calls::evtchn_close(c.port);
     }
     Ok(())
+}
+
+/// `XENIA_IOCTL_RENAME`: domain `dom` is called `name` from now on (its record, hence `xl
+/// list` and restarts, and its xenstore `name`). Errors are negative errnos: `EINVAL` for a
+/// name `devices::name_problem` refuses, `EEXIST` for dom0's or another domain's name,
+/// `ESRCH` for a domain without a record.
+pub fn rename(dom: DomId, name: &str) -> Result<(), i64> {
+    if dom0_tools::devices::name_problem(name).is_some() {
+        return Err(-(Errno::EINVAL as i64));
+    }
+    {
+        let mut doms = DOMS.lock();
+        if name == dom0_tools::DOM0_NAME
+            || doms
+                .iter()
+                .any(|(&other, a)| other != dom && a.record.name == name)
+        {
+            return Err(-(Errno::EEXIST as i64));
+        }
+        let a = doms.get_mut(&dom).ok_or(-(Errno::ESRCH as i64))?;
+        a.record.name = name.into();
+        a.spec.name = name.into();
+    }
+    crate::store::set_name(dom, name);
+    Ok(())
+}
+
+/// `XENIA_IOCTL_RECORD`: the record kept for `dom`, encoded.
+pub fn record(dom: DomId) -> Option<Vec<u8>> {
+    DOMS.lock().get(&dom).map(|a| a.record.encode())
 }
 
 /// `XENIA_IOCTL_LIST`.

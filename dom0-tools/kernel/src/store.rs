@@ -108,6 +108,21 @@ pub fn introduce(
     Ok(())
 }
 
+/// Writes domain `dom`'s `name` node, as libxl's rename does (nothing when it has no home:
+/// a domain introduced without a store ring).
+pub fn set_name(dom: DomId, name: &str) {
+    let home = home_path(dom);
+    with(|s| {
+        if s.store.read(DOM0, &home).is_ok() {
+            let _ = s
+                .store
+                .write(DOM0, &format!("{home}/name"), name.as_bytes());
+        }
+    });
+    // A watch on the name may have fired.
+    service();
+}
+
 /// Forgets domain `dom`: its connection, dom0's end of its channel and its home.
 pub fn release(dom: DomId) {
     let port = with(|s| {

@@ -13,6 +13,7 @@ use core::sync::atomic::Ordering;
 
 use dom0_tools::devices::{
     self, AdoptArgs, BufferArgs, ListEntry, MAX_RECORD, Policy, PrivcmdHypercall, Record,
+    RecordArgs, RenameArgs,
 };
 use guest_abi::Errno;
 use guest_abi::calls;
@@ -1464,6 +1465,55 @@ fn xenia_ioctl(p: &mut Process, fd: i64, req: u64, arg: u64) -> i64 {
                 Ok(dst) => {
                     dst.copy_from_slice(text.as_bytes());
                     text.len() as i64
+                }
+                Err(e) => e,
+            }
+        }
+        devices::XENIA_IOCTL_RENAME => {
+            let a = match p.user_bytes(arg, core::mem::size_of::<RenameArgs>() as u64, false) {
+                Ok(b) => RenameArgs {
+                    dom: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    _pad: 0,
+                    name: u64::from_le_bytes(b[8..16].try_into().unwrap_or([0; 8])),
+                    name_len: u64::from_le_bytes(b[16..24].try_into().unwrap_or([0; 8])),
+                },
+                Err(e) => return e,
+            };
+            if a.dom == 0 || a.dom > 0x7fef || a.name_len > devices::MAX_NAME as u64 {
+                return EINVAL;
+            }
+            let name = match p.user_bytes(a.name, a.name_len, false) {
+                Ok(b) => match core::str::from_utf8(b) {
+                    Ok(s) => String::from(s),
+                    Err(_) => return EINVAL,
+                },
+                Err(e) => return e,
+            };
+            backend::rename(a.dom as u16, &name).map_or_else(|e| e, |()| 0)
+        }
+        devices::XENIA_IOCTL_RECORD => {
+            let a = match p.user_bytes(arg, core::mem::size_of::<RecordArgs>() as u64, false) {
+                Ok(b) => RecordArgs {
+                    dom: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    _pad: 0,
+                    buf: u64::from_le_bytes(b[8..16].try_into().unwrap_or([0; 8])),
+                    len: u64::from_le_bytes(b[16..24].try_into().unwrap_or([0; 8])),
+                },
+                Err(e) => return e,
+            };
+            if a.dom > 0x7fef {
+                return EINVAL;
+            }
+            let Some(bytes) = backend::record(a.dom as u16) else {
+                return ESRCH;
+            };
+            if bytes.len() as u64 > a.len {
+                return ERANGE;
+            }
+            match p.user_bytes(a.buf, bytes.len() as u64, true) {
+                Ok(dst) => {
+                    dst.copy_from_slice(&bytes);
+                    bytes.len() as i64
                 }
                 Err(e) => e,
             }

@@ -11,26 +11,27 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
+use dom0_tools::xlfmt::ListColumns;
 use guest_abi::Errno;
-use xl::cli::Command;
+use xl::cli::{Command, Invocation, Parsed};
 use xl::console::{self, End};
 use xl::real::Real;
 use xl::sys;
 use xl::top::{self, Key, Sample};
-use xl::verbs::{self, Io, System, VerbResult};
+use xl::verbs::{self, CreateOpts, Io, ListOpts, PinOpts, System, VerbResult};
 
 const PRIVCMD: &str = "/dev/xen/privcmd";
 const STDIN: i32 = 0;
 const STDOUT: i32 = 1;
 
 fn main() -> ExitCode {
-    let cli = match xl::cli::parse(std::env::args_os()) {
-        Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help and version to stdout (status 0) and usage
-            // errors to stderr (status 2).
-            let _ = e.print();
-            return ExitCode::from(e.exit_code() as u8);
+    let invocation = match xl::cli::parse(std::env::args_os()) {
+        Parsed::Run(i) => i,
+        Parsed::Exit(exit) => {
+            // Xen's xl prints its complaint on stderr, then the help on stdout.
+            eprint!("{}", exit.stderr);
+            print!("{}", exit.stdout);
+            return ExitCode::from(exit.status);
         }
     };
     if !std::path::Path::new(PRIVCMD).exists() {
@@ -40,74 +41,119 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let result = Real::open().and_then(|mut real| run(&mut real, cli.command));
+    let result = Real::open().and_then(|mut real| run(&mut real, invocation));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
-            eprintln!("xl: {msg}");
+            // An empty message: the verb printed Xen's own words already.
+            if !msg.is_empty() {
+                eprintln!("xl: {msg}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(real: &mut Real, command: Command) -> VerbResult {
+fn run(real: &mut Real, invocation: Invocation) -> VerbResult {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let io = &mut Io {
         out: &mut out,
         err: &mut err,
     };
-    match command {
-        Command::Create {
-            console,
-            paused,
-            config,
-            overrides,
-        } => {
-            let dom = verbs::create(real, io, &config, &overrides, paused)?;
-            if console {
-                attach(real, &dom.to_string())?;
+    match invocation.command {
+        Command::Create(c) => {
+            let config = c.config;
+            if c.dry_run {
+                return verbs::create_dry_run(real, io, &config, &c.overrides, c.quiet);
+            }
+            let opts = CreateOpts {
+                paused: c.paused,
+                quiet: c.quiet,
+                debug: c.debug,
+            };
+            let dom = verbs::create(real, io, &config, &c.overrides, opts)?;
+            if c.console {
+                attach(real, &dom.to_string(), None, None)?;
             }
             Ok(())
         }
-        Command::List { long, domains } => verbs::list(real, io, long, &domains),
-        Command::Destroy { domain } => verbs::destroy(real, io, &domain),
-        Command::Shutdown { wait, domain } => verbs::shutdown(real, io, &domain, false, wait),
-        Command::Reboot { wait, domain } => verbs::shutdown(real, io, &domain, true, wait),
+        Command::List(l) => {
+            let opts = ListOpts {
+                long: l.long,
+                columns: ListColumns {
+                    verbose: l.verbose,
+                    context: l.context,
+                    cpupool: l.cpupool,
+                    numa: l.numa,
+                },
+            };
+            verbs::list(real, io, opts, l.domain.as_deref())
+        }
+        Command::VmList => verbs::vm_list(real, io),
+        Command::Destroy { force, domain } => verbs::destroy(real, io, &domain, force),
+        // `-F` falls back to an ACPI event for HVM guests without PV drivers; Xenia's
+        // domains are all PV, so there is never anything to fall back from.
+        Command::Shutdown(s) => verbs::shutdown(real, io, s.domain.as_deref(), s.reboot, s.wait),
         Command::Pause { domain } => verbs::pause(real, &domain, true),
         Command::Unpause { domain } => verbs::pause(real, &domain, false),
-        Command::Console { domain } => attach(real, &domain),
+        Command::Console { kind, num, domain } => {
+            attach(real, &domain, kind.as_deref(), num.as_deref())
+        }
         Command::Info { numa, field } => verbs::info(real, io, numa, field.as_deref()),
         Command::Dmesg { clear } => verbs::dmesg(real, io, clear),
         Command::VcpuList { domains } => verbs::vcpu_list(real, io, &domains),
         Command::VcpuPin {
+            force,
             domain,
             vcpu,
             hard,
             soft,
-        } => verbs::vcpu_pin(real, &domain, &vcpu, &hard, soft.as_deref()),
+        } => {
+            let opts = PinOpts {
+                force,
+                dry_run: invocation.dry_run,
+            };
+            verbs::vcpu_pin_with(real, Some(io), &domain, &vcpu, &hard, soft.as_deref(), opts)
+        }
         Command::VcpuSet {
             ignore_host,
             domain,
             count,
         } => verbs::vcpu_set(real, &domain, &count, !ignore_host),
-        Command::SchedCredit {
-            domain,
-            weight,
-            cap,
-        } => verbs::sched_credit(real, io, domain.as_deref(), weight, cap),
+        Command::SchedCredit(s) => verbs::sched_credit(real, io, &s),
         Command::MemSet { domain, memory } => verbs::mem_set(real, &domain, &memory),
         Command::MemMax { domain, memory } => verbs::mem_max(real, &domain, &memory),
         Command::Uptime { short, domains } => verbs::uptime(real, io, short, &domains),
         Command::Top { delay } => top_loop(real, delay),
+        Command::Domid { name } => verbs::domid(real, io, &name),
+        Command::Domname { id } => verbs::domname(real, io, &id),
+        Command::Rename { domain, new_name } => verbs::rename(real, io, &domain, &new_name),
+        Command::Sysrq { domain, key } => verbs::sysrq(real, &domain, key),
+        Command::DebugKeys { keys } => verbs::debug_keys(real, io, &keys),
     }
 }
 
-/// `xl console`: copies the domain's output to the terminal and the keys
-/// typed to the domain until Ctrl-] (or the domain goes away).
-fn attach(real: &mut Real, arg: &str) -> VerbResult {
+/// `xl console [-t type] [-n num]`: copies the domain's output to the terminal and the
+/// keys typed to the domain until Ctrl-] (or the domain goes away). A Xenia domain has one
+/// console, the PV console 0.
+fn attach(real: &mut Real, arg: &str, kind: Option<&str>, num: Option<&str>) -> VerbResult {
     let (name, d) = verbs::find(real, arg)?;
     if d.dom == 0 {
         return Err("this is Domain-0's console already".into());
+    }
+    if let Some(k @ ("serial" | "vuart")) = kind {
+        return Err(format!(
+            "domain {} ({name}) has no {k} console: Xenia's domains have one PV console",
+            d.dom
+        ));
+    }
+    if let Some(n) = num
+        && xl::cli::getopt::strtol(n) != Some(0)
+    {
+        return Err(format!(
+            "domain {} ({name}) has no console {n}: Xenia's domains have one, number 0",
+            d.dom
+        ));
     }
     let con: File = real.open_console(d.dom).map_err(|e| match e {
         Errno::ESRCH => format!(

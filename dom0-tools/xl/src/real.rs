@@ -9,9 +9,10 @@ use std::os::fd::{AsRawFd, RawFd};
 use dom0_tools::builder::{self, BuildError, DomainConfig};
 use dom0_tools::control::DomainInfo;
 use dom0_tools::devices::{
-    AdoptArgs, BufferArgs, IOCTL_PRIVCMD_HYPERCALL, ListEntry, PRIVCMD_PATH, PrivcmdHypercall,
-    XENBUS_PATH, XENIA_IOCTL_ADOPT, XENIA_IOCTL_CONSOLE, XENIA_IOCTL_FORGET, XENIA_IOCTL_LIST,
-    XENIA_PATH,
+    AdoptArgs, BufferArgs, IOCTL_PRIVCMD_HYPERCALL, ListEntry, MAX_RECORD, PRIVCMD_PATH,
+    PrivcmdHypercall, Record, RecordArgs, RenameArgs, XENBUS_PATH, XENIA_IOCTL_ADOPT,
+    XENIA_IOCTL_CONSOLE, XENIA_IOCTL_FORGET, XENIA_IOCTL_LIST, XENIA_IOCTL_RECORD,
+    XENIA_IOCTL_RENAME, XENIA_PATH,
 };
 use dom0_tools::hypervisor::Hypervisor;
 use dom0_tools::xlfmt::info_line;
@@ -289,6 +290,36 @@ impl System for Real {
         let mut payload = Vec::from(path.as_bytes());
         payload.push(0);
         xs_call(XS_READ, &payload)
+    }
+
+    fn record(&mut self, dom: DomId) -> Result<Record, Errno> {
+        let mut buf = vec![0u8; MAX_RECORD];
+        let mut args = RecordArgs {
+            dom: dom.into(),
+            _pad: 0,
+            buf: buf.as_mut_ptr() as u64,
+            len: buf.len() as u64,
+        };
+        let n = sys::ioctl_ref(self.xenia_fd(), XENIA_IOCTL_RECORD, &mut args)? as usize;
+        Record::decode(&buf[..n.min(buf.len())]).ok_or(Errno::EIO)
+    }
+
+    fn rename(&mut self, dom: DomId, name: &str) -> Result<(), Errno> {
+        let mut args = RenameArgs {
+            dom: dom.into(),
+            _pad: 0,
+            name: name.as_ptr() as u64,
+            name_len: name.len() as u64,
+        };
+        sys::ioctl_ref(self.xenia_fd(), XENIA_IOCTL_RENAME, &mut args).map(drop)
+    }
+
+    fn debug_keys(&mut self, keys: &[u8]) -> Result<(), Errno> {
+        self.xen.debug_keys(keys)
+    }
+
+    fn sched_credit_params(&mut self, pool: u32) -> Result<(u32, u32, u32), Errno> {
+        self.xen.sched_credit_params(pool)
     }
 }
 

@@ -5,7 +5,23 @@
 //!
 //! A verb writes its output to `io.out`, warnings to `io.err`, and returns
 //! `Err(message)` when it fails: `main` prints `xl: <message>` on stderr
-//! and exits with status 1.
+//! and exits with status 1. Where Xen's xl has its own words for a failure, the verb
+//! prints them itself and returns [`reported`]'s empty message, which `main` does not
+//! print again.
+//!
+//! The verbs added for Xen's table are in [`names`] (`domid`, `domname`, `rename`,
+//! `vm-list`), [`listing`] (`list` and its columns and JSON), [`keys`] (`sysrq`,
+//! `debug-keys`) and [`sched`] (`sched-credit` with its cpupool).
+
+pub mod keys;
+pub mod listing;
+pub mod names;
+pub mod sched;
+
+pub use keys::{debug_keys, sysrq};
+pub use listing::{ListOpts, list};
+pub use names::{domid, domname, rename, vm_list};
+pub use sched::{sched_credit, sched_line};
 
 use std::io::Write;
 
@@ -13,9 +29,9 @@ use dom0_tools::builder::{BuildError, ConsoleRing, DomainConfig, StoreRing};
 use dom0_tools::control::DomainInfo;
 use dom0_tools::devices::{ListEntry, MAX_RECORD, Record};
 use dom0_tools::xlcfg::{self, DomainSpec};
-use dom0_tools::{DOM0_NAME, xlfmt};
+use dom0_tools::{DOM0_NAME, json, xlfmt};
 use guest_abi::Errno;
-use guest_abi::domctl::{CREDIT_CAP_UNCHANGED, DomctlGetvcpuinfo, DomctlSchedCredit};
+use guest_abi::domctl::{DomctlGetvcpuinfo, DomctlSchedCredit};
 use guest_abi::sched::{SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
 use guest_abi::sysctl::SysctlPhysinfo;
 use guest_abi::types::DomId;
@@ -100,6 +116,16 @@ pub trait System {
     fn xs_write(&mut self, path: &str, value: &str) -> Result<(), Errno>;
     /// Reads a xenstore node as dom0 (`XS_READ`).
     fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno>;
+    /// The record the dom0 kernel keeps for `dom` (`XENIA_IOCTL_RECORD`); `ESRCH` when
+    /// it keeps none.
+    fn record(&mut self, dom: DomId) -> Result<Record, Errno>;
+    /// Renames `dom` in the dom0 kernel's record and xenstore (`XENIA_IOCTL_RENAME`).
+    fn rename(&mut self, dom: DomId, name: &str) -> Result<(), Errno>;
+    /// `XEN_SYSCTL_debug_keys`.
+    fn debug_keys(&mut self, keys: &[u8]) -> Result<(), Errno>;
+    /// The credit scheduler's parameters of cpupool `pool`: `(tslice_ms, ratelimit_us,
+    /// vcpu_migr_delay_us)` (`XEN_SYSCTL_scheduler_op`).
+    fn sched_credit_params(&mut self, pool: u32) -> Result<(u32, u32, u32), Errno>;
 }
 
 /// What xl keeps of a built domain.
@@ -121,8 +147,19 @@ pub struct Io<'a> {
     pub err: &'a mut dyn Write,
 }
 
-/// A verb's result: `Err` is the message `main` prints after `xl: `.
+/// A verb's result: `Err` is the message `main` prints after `xl: `, or empty when the
+/// verb printed Xen's words itself ([`reported`]).
 pub type VerbResult<T = ()> = Result<T, String>;
+
+/// Prints `text` on stderr as it is (Xen's xl's own words for a failure, with their
+/// newlines) and returns the empty message that tells `main` the failure was reported.
+pub fn reported(io: &mut Io<'_>, text: &str) -> String {
+    let _ = write!(io.err, "{text}");
+    String::new()
+}
+
+/// The name xl gives Xenia's one cpupool.
+pub const POOL_0: &str = "Pool-0";
 
 /// The name of a domain the kernel keeps no record of.
 pub const UNNAMED: &str = "(unnamed)";
@@ -199,14 +236,26 @@ fn pages_mib(pages: u64) -> u64 {
     pages / 256
 }
 
-/// `xl create`: returns the new domain's id.
-pub fn create(
+/// How `xl create` goes about it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CreateOpts {
+    /// `-p`: leave the domain paused.
+    pub paused: bool,
+    /// `-q`: say nothing on success (neither `Parsing config from` nor `created`).
+    pub quiet: bool,
+    /// `-d`: print the configuration (as `create -n` does) on stderr before creating.
+    pub debug: bool,
+}
+
+/// Reads and parses the config file and settings, saying `Parsing config from` unless
+/// `quiet`, and printing the parser's warnings: the path it was found at and the result.
+fn read_config(
     sys: &mut impl System,
     io: &mut Io<'_>,
     config: &str,
     overrides: &[String],
-    paused: bool,
-) -> VerbResult<DomId> {
+    quiet: bool,
+) -> VerbResult<(String, xlcfg::Parsed)> {
     if config.contains(['\t', '\n']) {
         return Err(format!(
             "the config path {config:?} contains a tab or newline; rename the file"
@@ -234,7 +283,9 @@ pub fn create(
             candidates.join(" and ")
         ));
     };
-    let _ = writeln!(io.err, "Parsing config from {path}");
+    if !quiet {
+        let _ = writeln!(io.err, "Parsing config from {path}");
+    }
     if let Some(o) = overrides.iter().find(|o| o.contains(['\t', '\n'])) {
         return Err(format!(
             "the setting {o:?} contains a tab or newline, which settings may not"
@@ -246,6 +297,55 @@ pub fn create(
     for w in &parsed.warnings {
         let _ = writeln!(io.err, "xl: warning: {w}");
     }
+    Ok((path, parsed))
+}
+
+/// The configuration a new domain gets, as `xl create -n` prints it.
+fn spec_view(spec: &DomainSpec, uuid: &[u8; 16]) -> json::ConfigView {
+    json::ConfigView {
+        name: spec.name.clone(),
+        uuid: Some(uuid_string(uuid)),
+        max_vcpus: spec.maxvcpus,
+        avail_vcpus: (0..spec.vcpus).collect(),
+        max_memkb: spec.maxmem_mib.saturating_mul(1024),
+        target_memkb: spec.memory_mib.saturating_mul(1024),
+        sched: Some((u32::from(spec.cpu_weight), u32::from(spec.cap))),
+        kernel: Some(spec.kernel.clone()),
+        cmdline: spec.cmdline.clone(),
+        ramdisk: spec.ramdisk.clone(),
+        actions: Some([spec.on_poweroff, spec.on_reboot, spec.on_crash]),
+    }
+}
+
+/// `xl create -n` (or `xl -N create`): parses the configuration and prints it as libxl's
+/// JSON on stdout, as Xen's dry run does; creates nothing.
+pub fn create_dry_run(
+    sys: &mut impl System,
+    io: &mut Io<'_>,
+    config: &str,
+    overrides: &[String],
+    quiet: bool,
+) -> VerbResult {
+    let (_, parsed) = read_config(sys, io, config, overrides, quiet)?;
+    let uuid = uuid_v4(sys.random16());
+    let _ = write!(
+        io.out,
+        "{}",
+        json::render(&json::domain_config(&spec_view(&parsed.spec, &uuid)))
+    );
+    Ok(())
+}
+
+/// `xl create`: returns the new domain's id.
+pub fn create(
+    sys: &mut impl System,
+    io: &mut Io<'_>,
+    config: &str,
+    overrides: &[String],
+    opts: CreateOpts,
+) -> VerbResult<DomId> {
+    let paused = opts.paused;
+    let (path, parsed) = read_config(sys, io, config, overrides, opts.quiet)?;
     let kernel_at = parsed.kernel_at;
     let spec = parsed.spec;
     let record = Record {
@@ -281,8 +381,16 @@ pub fn create(
         ),
         None => None,
     };
+    let handle = uuid_v4(sys.random16());
+    if opts.debug {
+        let _ = write!(
+            io.err,
+            "{}",
+            json::render(&json::domain_config(&spec_view(&spec, &handle)))
+        );
+    }
     let cfg = DomainConfig {
-        handle: uuid_v4(sys.random16()),
+        handle,
         ramdisk: ramdisk.as_deref(),
         cmdline: spec.cmdline.as_deref().unwrap_or(""),
         max_memory_kib: spec.maxmem_mib.saturating_mul(1024),
@@ -328,14 +436,17 @@ pub fn create(
             });
         }
     }
-    if paused {
+    if !opts.quiet {
+        let how = if paused {
+            format!(", paused (`xl unpause {}` starts it)", spec.name)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             io.out,
-            "Domain {} created with id {}, paused (`xl unpause {}` starts it)",
-            spec.name, built.dom, spec.name
+            "Domain {} created with id {}{how}",
+            spec.name, built.dom
         );
-    } else {
-        let _ = writeln!(io.out, "Domain {} created with id {}", spec.name, built.dom);
     }
     Ok(built.dom)
 }
@@ -413,80 +524,28 @@ pub fn uuid_string(u: &[u8; 16]) -> String {
     )
 }
 
-// --- list ---
-
-/// `xl list [-l] [domains...]`.
-pub fn list(sys: &mut impl System, io: &mut Io<'_>, long: bool, which: &[String]) -> VerbResult {
-    let all = named_domains(sys)?;
-    let chosen: Vec<&(String, DomainInfo)> = if which.is_empty() {
-        all.iter().collect()
-    } else {
-        let k = known(&all);
-        let mut v = Vec::new();
-        for w in which {
-            let id = target::resolve(w, &k).map_err(|e| e.to_string())?;
-            v.extend(all.iter().filter(|(_, d)| d.dom == id));
-        }
-        v
-    };
-    if !long {
-        let _ = write!(
-            io.out,
-            "{}",
-            xlfmt::list(chosen.iter().map(|(n, d)| (n.as_str(), d)))
-        );
-        return Ok(());
-    }
-    let mut out = String::from("[\n");
-    for (i, (name, d)) in chosen.iter().enumerate() {
-        let credit = sys.sched_get(d.dom).ok();
-        out += &format!(
-            "    {{\n        \"domid\": {},\n        \"config\": {{\n            \"c_info\": {{\n                \"type\": \"pv\",\n                \"name\": {},\n                \"uuid\": \"{}\"\n            }},\n            \"b_info\": {{\n                \"max_vcpus\": {},\n                \"max_memkb\": {},\n                \"target_memkb\": {}",
-            d.dom,
-            json_string(xlfmt::display_name(d.dom, name)),
-            uuid_string(&d.handle),
-            d.online_vcpus,
-            d.max_pages.saturating_mul(4),
-            d.tot_pages.saturating_mul(4),
-        );
-        if let Some(c) = credit {
-            out += &format!(
-                ",\n                \"sched_params\": {{\n                    \"sched\": \"credit\",\n                    \"weight\": {},\n                    \"cap\": {}\n                }}",
-                c.weight, c.cap
-            );
-        }
-        out += "\n            }\n        }\n    }";
-        out += if i + 1 < chosen.len() { ",\n" } else { "\n" };
-    }
-    out += "]\n";
-    let _ = write!(io.out, "{out}");
-    Ok(())
-}
-
-/// `s` as a JSON string literal.
-pub fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out += "\\\"",
-            '\\' => out += "\\\\",
-            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 // --- domain controls ---
 
-/// `xl destroy`.
-pub fn destroy(sys: &mut impl System, io: &mut Io<'_>, arg: &str) -> VerbResult {
+/// `xl destroy [-f]`. Without `-f` dom0 is refused in Xen's words; with it the
+/// hypervisor is asked, and refuses (Xenia's dom0 is both the hardware domain and the
+/// toolstack, the case Xen's `-f` is not for).
+pub fn destroy(sys: &mut impl System, io: &mut Io<'_>, arg: &str, force: bool) -> VerbResult {
     let (name, d) = find(sys, arg)?;
-    not_dom0("destroy", &d)?;
+    if d.dom == 0 && !force {
+        return Err(reported(
+            io,
+            "Not destroying domain 0; use -f to force.\n\
+             This can only be done when using a disaggregated hardware domain and toolstack.\n\n",
+        ));
+    }
     sys.destroy(d.dom).map_err(|e| {
+        let why = if d.dom == 0 {
+            ": Xenia's dom0 is its hardware domain and runs this toolstack"
+        } else {
+            ""
+        };
         format!(
-            "cannot destroy domain {} ({name}): the hypervisor said {e}",
+            "cannot destroy domain {} ({name}): the hypervisor said {e}{why}",
             d.dom
         )
     })?;
@@ -532,22 +591,118 @@ pub fn pause(sys: &mut impl System, arg: &str, pause: bool) -> VerbResult {
 pub const WAIT_LIMIT_MS: u64 = 60_000;
 const WAIT_STEP_MS: u64 = 100;
 
-/// `xl shutdown` / `xl reboot`.
+/// `xl shutdown` / `xl reboot` (Xen's `main_shutdown_or_reboot`): one domain, or with
+/// `all` every domain but dom0; `wait` 1 waits until each has shut down (or is gone), 2
+/// until each is gone, as `-w` and `-ww` do. Messages on stderr, in Xen's words.
 pub fn shutdown(
     sys: &mut impl System,
     io: &mut Io<'_>,
-    arg: &str,
+    which: Option<&str>,
     reboot: bool,
-    wait: bool,
+    wait: u8,
 ) -> VerbResult {
-    let (name, d) = find(sys, arg)?;
+    let targets: Vec<(String, DomainInfo)> = match which {
+        Some(arg) => {
+            let (name, d) = find(sys, arg)?;
+            let verb = if reboot { "reboot" } else { "shut down" };
+            not_dom0(verb, &d)?;
+            vec![(name, d)]
+        }
+        None => named_domains(sys)?
+            .into_iter()
+            .filter(|(_, d)| d.dom != 0)
+            .collect(),
+    };
+    for (name, d) in &targets {
+        request_shutdown(sys, io, name, d, reboot)?;
+    }
+    if wait == 0 {
+        return Ok(());
+    }
+    let _ = writeln!(io.err, "Waiting for {} domains", targets.len());
+    // Each domain still waited for, and whether its shutdown was seen already (with `-ww`,
+    // the wait goes on until it is gone).
+    let mut pending: Vec<(&DomainInfo, bool)> = targets.iter().map(|(_, d)| (d, false)).collect();
+    let mut waited = 0;
+    while !pending.is_empty() {
+        let now = sys
+            .domains()
+            .map_err(|e| format!("cannot list the domains: {e}"))?;
+        pending.retain_mut(|(d, seen)| {
+            // Gone, or (after a reboot the kernel carried out) a new domain in its place.
+            let live = now
+                .iter()
+                .find(|x| x.dom == d.dom && x.handle == d.handle && !x.dying);
+            match live {
+                // Gone before its shutdown was seen, when only the shutdown was waited for:
+                // dom0's kernel destroyed it at once (on_poweroff=destroy), which Xen's xl
+                // would have seen as a shutdown first.
+                None if !*seen && wait == 1 => {
+                    let _ = writeln!(io.err, "Domain {} has been shut down, reason code 0", d.dom);
+                    false
+                }
+                None => {
+                    let _ = writeln!(io.err, "Domain {} has been destroyed", d.dom);
+                    false
+                }
+                Some(x) => match x.shutdown {
+                    Some(reason) if !*seen => {
+                        let _ = writeln!(
+                            io.err,
+                            "Domain {} has been shut down, reason code {reason}",
+                            d.dom
+                        );
+                        if wait == 1 {
+                            return false;
+                        }
+                        let _ = writeln!(io.err, "Domain {} continue waiting for death", d.dom);
+                        *seen = true;
+                        true
+                    }
+                    _ => true,
+                },
+            }
+        });
+        if pending.is_empty() {
+            break;
+        }
+        if waited >= WAIT_LIMIT_MS {
+            let ids: Vec<String> = pending.iter().map(|(d, _)| d.dom.to_string()).collect();
+            let first = &ids[0];
+            return Err(format!(
+                "domain(s) {} not {} after {} s; a kernel may ignore the request: `xl destroy \
+                 {first}` stops a domain at once",
+                ids.join(", "),
+                if wait == 1 { "shut down" } else { "gone" },
+                WAIT_LIMIT_MS / 1000,
+            ));
+        }
+        sys.sleep_ms(WAIT_STEP_MS);
+        waited += WAIT_STEP_MS;
+    }
+    Ok(())
+}
+
+/// Asks domain `d` to shut down or reboot (`SCHEDOP_remote_shutdown`), saying so first.
+fn request_shutdown(
+    sys: &mut impl System,
+    io: &mut Io<'_>,
+    name: &str,
+    d: &DomainInfo,
+    reboot: bool,
+) -> VerbResult {
     let verb = if reboot { "reboot" } else { "shut down" };
-    not_dom0(verb, &d)?;
     let reason = if reboot {
         SHUTDOWN_REBOOT
     } else {
         SHUTDOWN_POWEROFF
     };
+    let _ = writeln!(
+        io.err,
+        "{} domain {}",
+        if reboot { "Rebooting" } else { "Shutting down" },
+        d.dom
+    );
     sys.remote_shutdown(d.dom, reason).map_err(|e| match e {
         Errno::ENOSYS => format!(
             "cannot {verb} domain {} ({name}): this hypervisor does not implement \
@@ -558,44 +713,7 @@ pub fn shutdown(
             "cannot {verb} domain {} ({name}): the hypervisor said {e}",
             d.dom
         ),
-    })?;
-    let _ = writeln!(
-        io.err,
-        "{} domain {}",
-        if reboot { "Rebooting" } else { "Shutting down" },
-        d.dom
-    );
-    if !wait {
-        return Ok(());
-    }
-    let _ = writeln!(io.err, "Waiting for 1 domains");
-    let mut waited = 0;
-    loop {
-        let now = sys
-            .domains()
-            .map_err(|e| format!("cannot list the domains: {e}"))?;
-        // Gone, shut down, or (after a reboot the kernel carried out) a
-        // new domain in its place with another UUID.
-        let done = match now.iter().find(|x| x.dom == d.dom) {
-            None => true,
-            Some(x) => x.shutdown.is_some() || x.dying || x.handle != d.handle,
-        };
-        if done {
-            let _ = writeln!(io.err, "Domain {} has been shut down, reason code 0", d.dom);
-            return Ok(());
-        }
-        if waited >= WAIT_LIMIT_MS {
-            return Err(format!(
-                "domain {} ({name}) has not shut down after {} s; its kernel may ignore the \
-                 request: `xl destroy {}` stops it at once",
-                d.dom,
-                WAIT_LIMIT_MS / 1000,
-                d.dom
-            ));
-        }
-        sys.sleep_ms(WAIT_STEP_MS);
-        waited += WAIT_STEP_MS;
-    }
+    })
 }
 
 // --- host information ---
@@ -705,16 +823,38 @@ pub fn vcpu_pin(
     hard: &str,
     soft: Option<&str>,
 ) -> VerbResult {
+    vcpu_pin_with(sys, None, domain, vcpu, hard, soft, PinOpts::default())
+}
+
+/// `xl vcpu-pin`'s options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PinOpts {
+    /// `-f`: Xen undoes a pinning the guest's kernel overrode; Xenia's kernels override
+    /// none, so it pins as without, but refuses `all` as Xen does.
+    pub force: bool,
+    /// The global `-N`: print the maps (`cpumap: <hard|->[ <soft>]`), change nothing.
+    pub dry_run: bool,
+}
+
+/// [`vcpu_pin`] with its options; `io` is needed for the dry run's output.
+pub fn vcpu_pin_with(
+    sys: &mut impl System,
+    io: Option<&mut Io<'_>>,
+    domain: &str,
+    vcpu: &str,
+    hard: &str,
+    soft: Option<&str>,
+    opts: PinOpts,
+) -> VerbResult {
     let (_, d) = find(sys, domain)?;
-    let vcpus: Vec<u32> = if vcpu == "all" {
-        (0..xlcfg::MAX_VCPUS)
+    // Xen reads the vCPU with strtol: a number first, else `all`.
+    let vcpus: Vec<u32> = match crate::cli::getopt::strtol(vcpu) {
+        Some(n) if n >= 0 => vec![u32::try_from(n).unwrap_or(u32::MAX)],
+        _ if vcpu != "all" => return Err(format!("Error: Invalid argument {vcpu} as VCPU.")),
+        _ if opts.force => return Err("Error: --force and 'all' as VCPU not allowed.".into()),
+        _ => (0..xlcfg::MAX_VCPUS)
             .take_while(|&v| sys.vcpu_info(d.dom, v).is_ok())
-            .collect()
-    } else {
-        let n = vcpu
-            .parse::<u32>()
-            .map_err(|_| format!("Error: Invalid argument {vcpu} as VCPU."))?;
-        vec![n]
+            .collect(),
     };
     let map_bits = cpu_map_bits(sys)?;
     let parse = |list: Option<&str>| match list {
@@ -723,6 +863,17 @@ pub fn vcpu_pin(
     };
     let hard = parse(Some(hard))?;
     let soft = parse(soft)?;
+    if opts.dry_run {
+        let show = |m: &Option<Vec<u8>>| m.as_ref().map(|m| xlfmt::cpu_bitmap(m, map_bits));
+        let mut line = format!("cpumap: {}", show(&hard).unwrap_or_else(|| "-".into()));
+        if let Some(s) = show(&soft) {
+            line = format!("{line} {s}");
+        }
+        if let Some(io) = io {
+            let _ = writeln!(io.out, "{line}");
+        }
+        return Ok(());
+    }
     if hard.is_none() && soft.is_none() {
         return Ok(());
     }
@@ -807,76 +958,6 @@ pub fn vcpu_set(sys: &mut impl System, domain: &str, count: &str, check_host: bo
         })?;
     }
     Ok(())
-}
-
-/// One `xl sched-credit` row: `"%-33s %4d %6d %4d"`.
-pub fn sched_line(name: &str, dom: DomId, c: DomctlSchedCredit) -> String {
-    format!(
-        "{:<33} {:>4} {:>6} {:>4}\n",
-        xlfmt::display_name(dom, name),
-        dom,
-        c.weight,
-        c.cap
-    )
-}
-
-/// `xl sched-credit [-d dom [-w weight] [-c cap]]`.
-pub fn sched_credit(
-    sys: &mut impl System,
-    io: &mut Io<'_>,
-    domain: Option<&str>,
-    weight: Option<u16>,
-    cap: Option<u16>,
-) -> VerbResult {
-    let header = format!("{:<33} {:>4} {:>6} {:>4}\n", "Name", "ID", "Weight", "Cap");
-    let Some(arg) = domain else {
-        if weight.is_some() || cap.is_some() {
-            return Err("-w and -c change one domain: name it with -d <domain>".into());
-        }
-        let mut out = header;
-        for (name, d) in named_domains(sys)? {
-            if let Ok(c) = sys.sched_get(d.dom) {
-                out += &sched_line(&name, d.dom, c);
-            }
-        }
-        let _ = write!(io.out, "{out}");
-        return Ok(());
-    };
-    let (name, d) = find(sys, arg)?;
-    if weight.is_none() && cap.is_none() {
-        let c = sys.sched_get(d.dom).map_err(|e| {
-            format!(
-                "cannot read the scheduler parameters of domain {}: {e}",
-                d.dom
-            )
-        })?;
-        let _ = write!(io.out, "{header}{}", sched_line(&name, d.dom, c));
-        return Ok(());
-    }
-    if cap == Some(CREDIT_CAP_UNCHANGED) {
-        return Err(format!("a cap of {CREDIT_CAP_UNCHANGED} is not allowed"));
-    }
-    let old = sys.sched_get(d.dom).map_err(|e| {
-        format!(
-            "cannot read the scheduler parameters of domain {}: {e}",
-            d.dom
-        )
-    })?;
-    let new = DomctlSchedCredit {
-        weight: weight.unwrap_or(old.weight),
-        cap: cap.unwrap_or(old.cap),
-    };
-    sys.sched_put(d.dom, new).map_err(|e| match e {
-        Errno::EINVAL => format!(
-            "the hypervisor refused weight {} cap {} for domain {} ({name}): the cap must be at \
-             most 100 per vCPU ({} vCPUs)",
-            new.weight, new.cap, d.dom, d.online_vcpus
-        ),
-        e => format!(
-            "cannot set the scheduler parameters of domain {} ({name}): {e}",
-            d.dom
-        ),
-    })
 }
 
 /// `xl mem-set`: needs a balloon driver, which Xenia's guests do not have.

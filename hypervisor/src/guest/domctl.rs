@@ -743,10 +743,54 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             let (offlined, pending) = ft::offline_counts();
             op.set_payload(&sc::SysctlXeniaMemOfflineInfo { offlined, pending });
         }
+        sc::XEN_SYSCTL_DEBUG_KEYS => {
+            let k: sc::SysctlDebugKeys = op.payload();
+            if k.nr_keys > sc::DEBUG_KEYS_MAX {
+                return Err(Errno::EINVAL);
+            }
+            let mut keys = [0u8; sc::DEBUG_KEYS_MAX as usize];
+            let keys = &mut keys[..k.nr_keys as usize];
+            space.read_bytes(GuestPtr::new(k.keys), keys)?;
+            for &key in keys.iter() {
+                world.debug_key(key);
+            }
+            // Nothing is written back: the argument is IN only.
+            return Ok(Ret::Value(0));
+        }
+        sc::XEN_SYSCTL_SCHEDULER_OP => {
+            let mut s: sc::SysctlSchedulerOp = op.payload();
+            scheduler_op(&mut s)?;
+            op.set_payload(&s);
+        }
         _ => return Err(Errno::ENOSYS),
     }
     space.write(arg, &op)?;
     Ok(Ret::Value(0))
+}
+
+/// `XEN_SYSCTL_scheduler_op` (guest-abi's `SysctlSchedulerOp` has the rules): the one
+/// cpupool's credit parameters, read only.
+fn scheduler_op(s: &mut sc::SysctlSchedulerOp) -> Result<(), Errno> {
+    /// Xenia's only cpupool (xl's `Pool-0`).
+    const POOL_0: u32 = 0;
+    if s.cpupool_id != POOL_0 {
+        return Err(Errno::ESRCH);
+    }
+    if s.sched_id != dc::XEN_SCHEDULER_CREDIT {
+        return Err(Errno::EINVAL);
+    }
+    match s.cmd {
+        sc::XEN_SYSCTL_SCHEDOP_GETINFO => {
+            s.tslice_ms = (xenia_core::sched::TSLICE_NS / 1_000_000) as u32;
+            // Neither a context-switch rate limit nor a migration delay exists in Xenia's
+            // credit scheduler (xenia_core::sched, "Not provided"): both are off.
+            s.ratelimit_us = 0;
+            s.vcpu_migr_delay_us = 0;
+            Ok(())
+        }
+        sc::XEN_SYSCTL_SCHEDOP_PUTINFO => Err(Errno::EOPNOTSUPP),
+        _ => Err(Errno::EINVAL),
+    }
 }
 
 /// `XEN_SYSCTL_cpu_hotplug` (guest-abi's `XEN_SYSCTL_CPU_HOTPLUG` has the rules). Returns

@@ -1029,7 +1029,10 @@ impl World {
 
     /// One debug key (Xen's letters): `h` help, `q` the domains, `m` memory, `d` every vCPU's
     /// registers (`0`: dom0's), `r` the run queues, `e` the event channels, `R` reboot.
-    fn debug_key(&self, key: u8) {
+    /// Typed after the Ctrl-A switch, or sent by `xl debug-keys` (`XEN_SYSCTL_debug_keys`);
+    /// either way it takes the domains' locks and the scheduler's, none of which the caller
+    /// may hold.
+    pub(crate) fn debug_key(&self, key: u8) {
         match key {
             b'q' => {
                 for id in self.domains.ids() {
@@ -1079,7 +1082,8 @@ impl World {
                     }
                 }
             }
-            // alloc-block: a debug key the operator typed on the serial line, not a guest's.
+            // alloc-block: a debug key typed on the serial line or sent by dom0 (`xl debug-keys`,
+            // a privileged sysctl), never a domU's.
             b'r' => {
                 let sched = self.sched.lock();
                 for (p, _) in online_cpus() {

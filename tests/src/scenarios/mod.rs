@@ -10,6 +10,7 @@ mod domains;
 mod guests;
 mod mem_offline;
 mod operator;
+mod operator_xl;
 mod peer;
 mod security;
 mod smp;
@@ -162,6 +163,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xl_too_much_memory", xl::too_much_memory),
         Scenario::new("xl_lifecycle", xl::lifecycle),
         Scenario::new("xl_verbs", xl::verbs),
+        Scenario::new("operator_xl_verbs", operator_xl::verbs),
         Scenario::new("debug_keys", xl::debug_keys),
         Scenario::new("security_two_domain_max", |ctx| {
             security::two_domain(ctx, "max")

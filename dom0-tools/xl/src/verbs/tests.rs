@@ -6,6 +6,7 @@ use dom0_tools::builder::Step;
 use guest_abi::domctl::{DomctlGetdomaininfo, XEN_DOMINF_BLOCKED, XEN_DOMINF_PAUSED};
 
 use super::*;
+use dom0_tools::DOM0_NAME;
 
 #[derive(Default)]
 struct Fake {
@@ -39,6 +40,12 @@ struct Fake {
     xs: Vec<(String, String)>,
     /// xenstore writes fail with this.
     xs_error: Option<Errno>,
+    /// dom0's kernel's records, by domain.
+    records: BTreeMap<DomId, Record>,
+    /// The hypervisor refuses debug keys with this.
+    keys_error: Option<Errno>,
+    /// The cpupool's parameters cannot be read.
+    no_pool_params: bool,
 }
 
 fn dinfo(dom: DomId, flags: u32, mib: u64) -> DomainInfo {
@@ -61,6 +68,20 @@ impl Fake {
         };
         f.domains.push(dinfo(0, XEN_DOMINF_BLOCKED, 256));
         f.add(3, "hello", 32);
+        f.records.insert(
+            3,
+            Record {
+                name: "hello".into(),
+                config: "/etc/xen/hello.cfg".into(),
+                overrides: vec!["cmdline=\"x=1\"".into()],
+            },
+        );
+        f.files.insert(
+            "/etc/xen/hello.cfg".into(),
+            b"name = \"hello\"\nkernel = \"/boot/echo.elf\"\nmemory = 32\n\
+              on_crash = \"preserve\"\n"
+                .to_vec(),
+        );
         f.files.insert(
             "/etc/xen/web.cfg".into(),
             b"name = \"web\"\nkernel = \"/boot/web.elf\"\nmemory = 64\nbogus = 1\n".to_vec(),
@@ -137,6 +158,7 @@ impl System for Fake {
             name: r.name.clone(),
             created_ns: 0,
         });
+        self.records.insert(new.dom, r.clone());
         self.adopted.push(r);
         Ok(())
     }
@@ -297,6 +319,43 @@ impl System for Fake {
         }
         Ok(b"3".to_vec())
     }
+    fn record(&mut self, dom: DomId) -> Result<Record, Errno> {
+        self.records.get(&dom).cloned().ok_or(Errno::ESRCH)
+    }
+    fn rename(&mut self, dom: DomId, name: &str) -> Result<(), Errno> {
+        if name == DOM0_NAME
+            || self
+                .names
+                .iter()
+                .any(|n| n.name == name && n.dom != u32::from(dom))
+        {
+            return Err(Errno::EEXIST);
+        }
+        let r = self.records.get_mut(&dom).ok_or(Errno::ESRCH)?;
+        r.name = name.into();
+        for n in self.names.iter_mut().filter(|n| n.dom == u32::from(dom)) {
+            n.name = name.into();
+        }
+        self.log.push(format!("rename {dom} {name}"));
+        Ok(())
+    }
+    fn debug_keys(&mut self, keys: &[u8]) -> Result<(), Errno> {
+        if let Some(e) = self.keys_error {
+            return Err(e);
+        }
+        self.log
+            .push(format!("keys {}", String::from_utf8_lossy(keys)));
+        Ok(())
+    }
+    fn sched_credit_params(&mut self, pool: u32) -> Result<(u32, u32, u32), Errno> {
+        if pool != 0 {
+            return Err(Errno::ESRCH);
+        }
+        if self.no_pool_params {
+            return Err(Errno::ENOSYS);
+        }
+        Ok((30, 0, 0))
+    }
 }
 
 /// Runs `f` and returns (result, stdout, stderr).
@@ -326,7 +385,11 @@ fn create(
     paused: bool,
 ) -> (VerbResult<DomId>, String, String) {
     let over: Vec<String> = over.iter().map(|s| s.to_string()).collect();
-    run(sys, |s, io| super::create(s, io, cfg, &over, paused))
+    let opts = CreateOpts {
+        paused,
+        ..CreateOpts::default()
+    };
+    run(sys, |s, io| super::create(s, io, cfg, &over, opts))
 }
 
 #[test]
@@ -486,11 +549,15 @@ fn a_refused_adoption_destroys_the_domain() {
     assert!(!f.domains.iter().any(|d| d.dom == 7));
 }
 
+fn list_of(f: &mut Fake, opts: ListOpts, which: Option<&str>) -> (VerbResult, String, String) {
+    run(f, |s, io| list(s, io, opts, which))
+}
+
 #[test]
 fn list_names_domains() {
     let mut f = Fake::new();
     f.domains.push(dinfo(9, XEN_DOMINF_PAUSED, 16));
-    let (r, out, _) = run(&mut f, |s, io| list(s, io, false, &[]));
+    let (r, out, _) = list_of(&mut f, ListOpts::default(), None);
     r.unwrap();
     assert_eq!(
         out,
@@ -499,35 +566,132 @@ fn list_names_domains() {
          hello                                        3    32     1     -b----       0.0\n\
          (unnamed)                                    9    16     1     --p---       0.0\n"
     );
-    let (r, out, _) = run(&mut f, |s, io| list(s, io, false, &["hello".into()]));
+    let (r, out, _) = list_of(&mut f, ListOpts::default(), Some("hello"));
     r.unwrap();
     assert_eq!(out.lines().count(), 2);
-    let (r, _, _) = run(&mut f, |s, io| list(s, io, false, &["web".into()]));
+    let (r, _, _) = list_of(&mut f, ListOpts::default(), Some("web"));
     assert_eq!(r.unwrap_err(), "no domain named \"web\"; see `xl list`");
-    let (r, out, _) = run(&mut f, |s, io| list(s, io, true, &["3".into()]));
+}
+
+#[test]
+fn list_columns() {
+    let mut f = Fake::new();
+    let every = ListOpts {
+        long: false,
+        columns: dom0_tools::xlfmt::ListColumns {
+            verbose: true,
+            context: true,
+            cpupool: true,
+            numa: true,
+        },
+    };
+    let (r, out, _) = list_of(&mut f, every, Some("hello"));
     r.unwrap();
-    assert!(out.contains("\"name\": \"hello\""), "{out}");
-    assert!(out.contains("\"uuid\": \"03030303-0303-0303-0303-030303030303\""));
-    assert!(out.contains("\"weight\": 256"));
+    // Rendered by C's printf from Xen's formats (see xlfmt's tests).
+    let header = concat!(
+        "Name                                        ID   Mem VCPUs\tState\tTime(s)",
+        "   UUID                            Reason-Code\tSecurity Label",
+        "         Cpupool NODE Affinity\n"
+    );
+    let row = concat!(
+        "hello                                        3    32     1     -b----       0.0 ",
+        "03030303-0303-0303-0303-030303030303        -                -          Pool-0 all\n"
+    );
+    assert_eq!(out, format!("{header}{row}"));
+}
+
+#[test]
+fn list_long_shows_the_configuration() {
+    let mut f = Fake::new();
+    f.nr_vcpus.insert(3, 2);
+    let long = ListOpts {
+        long: true,
+        ..ListOpts::default()
+    };
+    let (r, out, err) = list_of(&mut f, long, Some("3"));
+    r.unwrap();
+    assert_eq!(err, "");
+    assert_eq!(
+        out,
+        r#"[
+    {
+        "domid": 3,
+        "config": {
+            "c_info": {
+                "type": "pv",
+                "name": "hello",
+                "uuid": "03030303-0303-0303-0303-030303030303"
+            },
+            "b_info": {
+                "max_vcpus": 2,
+                "avail_vcpus": [
+                    0,
+                    1
+                ],
+                "max_memkb": 32768,
+                "target_memkb": 32768,
+                "sched_params": {
+                    "sched": "credit",
+                    "weight": 256,
+                    "cap": 0
+                },
+                "kernel": "/boot/echo.elf",
+                "cmdline": "x=1",
+                "type.pv": {
+
+                },
+                "arch_arm": {
+
+                },
+                "arch_x86": {
+
+                }
+            },
+            "on_reboot": "restart",
+            "on_crash": "preserve",
+            "on_soft_reset": "restart"
+        }
+    }
+]
+
+"#
+    );
+    // dom0: the hypervisor's facts only; a record whose file went away: a warning.
+    f.files.remove("/etc/xen/hello.cfg");
+    let (r, out, err) = list_of(&mut f, long, None);
+    r.unwrap();
+    assert!(out.contains("\"name\": \"Domain-0\""), "{out}");
+    assert!(!out.contains("kernel"), "{out}");
+    assert!(
+        err.starts_with("xl: warning: domain 3 was made from /etc/xen/hello.cfg, which cannot"),
+        "{err}"
+    );
 }
 
 #[test]
 fn destroy_forgets_and_refuses_dom0() {
     let mut f = Fake::new();
-    let (r, _, err) = run(&mut f, |s, io| destroy(s, io, "hello"));
+    let (r, _, err) = run(&mut f, |s, io| destroy(s, io, "hello", false));
     r.unwrap();
     assert_eq!(err, "");
     assert_eq!(f.log, ["destroy 3", "forget 3"]);
-    let (r, _, _) = run(&mut f, |s, io| destroy(s, io, "0"));
-    assert!(r.unwrap_err().starts_with("cannot destroy Domain-0"));
-    let (r, _, _) = run(&mut f, |s, io| destroy(s, io, "3"));
+    // dom0 without -f: Xen's words, reported (main adds nothing), no call.
+    let (r, _, err) = run(&mut f, |s, io| destroy(s, io, "0", false));
+    assert_eq!(r.unwrap_err(), "");
+    assert_eq!(
+        err,
+        "Not destroying domain 0; use -f to force.\nThis can only be done when using a \
+         disaggregated hardware domain and toolstack.\n\n"
+    );
+    assert_eq!(f.log.len(), 2);
+    let (r, _, _) = run(&mut f, |s, io| destroy(s, io, "3", true));
     assert_eq!(r.unwrap_err(), "no domain with id 3; see `xl list`");
 }
 
 #[test]
 fn shutdown_and_wait() {
     let mut f = Fake::new();
-    let (r, _, err) = run(&mut f, |s, io| shutdown(s, io, "hello", false, true));
+    let (r, _, err) = run(&mut f, |s, io| shutdown(s, io, Some("hello"), false, 1));
     r.unwrap();
     assert_eq!(
         err,
@@ -537,10 +701,49 @@ fn shutdown_and_wait() {
 
     let mut f = Fake::new();
     f.stubborn = true;
-    let (r, _, _) = run(&mut f, |s, io| shutdown(s, io, "3", true, true));
-    assert!(r.unwrap_err().contains("has not shut down after 60 s"));
+    let (r, _, _) = run(&mut f, |s, io| shutdown(s, io, Some("3"), true, 1));
+    assert!(r.unwrap_err().contains("not shut down after 60 s"));
     assert_eq!(f.slept_ms, WAIT_LIMIT_MS, "bounded");
     assert_eq!(f.log, ["shutdown 3 1"]);
+
+    // dom0 is refused by name; -a passes it by.
+    let mut f = Fake::new();
+    assert!(
+        run(&mut f, |s, io| shutdown(s, io, Some("0"), false, 0))
+            .0
+            .is_err()
+    );
+    f.add(5, "web", 16);
+    let (r, _, err) = run(&mut f, |s, io| shutdown(s, io, None, false, 2));
+    r.unwrap();
+    assert_eq!(f.log, ["shutdown 3 0", "shutdown 5 0"]);
+    assert_eq!(
+        err,
+        "Shutting down domain 3\nShutting down domain 5\nWaiting for 2 domains\n\
+         Domain 3 has been destroyed\nDomain 5 has been destroyed\n"
+    );
+}
+
+#[test]
+fn shutdown_wait_sees_the_reason() {
+    // A domain left shut down (on_poweroff=preserve): -w reports its reason, -ww keeps
+    // waiting for it to go.
+    let mut f = Fake::new();
+    f.stubborn = true;
+    let i = f.domains.iter().position(|d| d.dom == 3).unwrap();
+    f.domains[i].shutdown = Some(guest_abi::sched::SHUTDOWN_REBOOT);
+    let (r, _, err) = run(&mut f, |s, io| shutdown(s, io, Some("hello"), true, 1));
+    r.unwrap();
+    assert!(
+        err.ends_with("Domain 3 has been shut down, reason code 1\n"),
+        "{err}"
+    );
+    let (r, _, err) = run(&mut f, |s, io| shutdown(s, io, Some("hello"), true, 2));
+    assert!(r.unwrap_err().contains("not gone after 60 s"));
+    assert!(
+        err.contains("reason code 1\nDomain 3 continue waiting for death\n"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -554,20 +757,57 @@ fn unpause_says_why() {
     assert!(pause(&mut f, "Domain-0", true).is_err());
 }
 
+fn credit(f: &mut Fake, args: &[&str]) -> (VerbResult, String, String) {
+    let mut all = vec!["xl", "sched-credit"];
+    all.extend_from_slice(args);
+    let crate::cli::Parsed::Run(i) = crate::cli::parse(all) else {
+        panic!("{args:?}")
+    };
+    let crate::cli::Command::SchedCredit(o) = i.command else {
+        panic!()
+    };
+    run(f, |s, io| sched_credit(s, io, &o))
+}
+
 #[test]
 fn sched_credit_show_and_set() {
     let mut f = Fake::new();
-    let (r, out, _) = run(&mut f, |s, io| sched_credit(s, io, None, None, None));
+    let (r, out, _) = credit(&mut f, &[]);
     r.unwrap();
     assert_eq!(
         out,
-        "Name                                ID Weight  Cap\n\
+        "Cpupool Pool-0: tslice=30ms ratelimit=0us migration-delay=0us\n\
+         Name                                ID Weight  Cap\n\
          Domain-0                             0    256    0\n\
          hello                                3    256    0\n"
     );
-    let (r, _, _) = run(&mut f, |s, io| {
-        sched_credit(s, io, Some("hello"), Some(512), None)
-    });
+    let (r, out, _) = credit(&mut f, &["-s"]);
+    r.unwrap();
+    assert_eq!(
+        out,
+        "Cpupool Pool-0: tslice=30ms ratelimit=0us migration-delay=0us\n"
+    );
+    let (r, out, _) = credit(&mut f, &["-s", "-p", "0"]);
+    r.unwrap();
+    assert!(out.starts_with("Cpupool Pool-0: "));
+    let (r, _, err) = credit(&mut f, &["-s", "-p", "Pool-1"]);
+    assert_eq!(
+        (r.unwrap_err().as_str(), err.as_str()),
+        ("", "unknown cpupool 'Pool-1'\n")
+    );
+    let (r, _, err) = credit(&mut f, &["-s", "-t", "10"]);
+    assert_eq!(r.unwrap_err(), "");
+    assert!(
+        err.ends_with("\nlibxl_sched_credit_params_set failed.\n"),
+        "{err}"
+    );
+    f.no_pool_params = true;
+    let (r, out, err) = credit(&mut f, &["-s"]);
+    r.unwrap();
+    assert_eq!(out, "Cpupool Pool-0: [sched params unavailable]\n");
+    assert_eq!(err, "libxl_sched_credit_params_get failed.\n");
+
+    let (r, _, _) = credit(&mut f, &["-d", "hello", "-w", "512"]);
     r.unwrap();
     assert_eq!(
         f.credit[&3],
@@ -576,12 +816,29 @@ fn sched_credit_show_and_set() {
             cap: 0
         }
     );
-    let (r, _, _) = run(&mut f, |s, io| {
-        sched_credit(s, io, Some("hello"), None, Some(150))
-    });
-    assert!(r.unwrap_err().contains("at most 100 per vCPU"));
-    let (r, _, _) = run(&mut f, |s, io| sched_credit(s, io, None, Some(5), None));
-    assert!(r.unwrap_err().contains("-d <domain>"));
+    let (r, out, _) = credit(&mut f, &["-d", "hello"]);
+    r.unwrap();
+    assert_eq!(
+        out,
+        "Name                                ID Weight  Cap\n\
+         hello                                3    512    0\n"
+    );
+    let (r, _, _) = credit(&mut f, &["-d", "hello", "-c", "150"]);
+    let e = r.unwrap_err();
+    assert!(e.contains("at most 100 per vCPU"), "{e}");
+    assert!(
+        e.ends_with("\nlibxl_domain_sched_params_set failed."),
+        "{e}"
+    );
+    for bad in ["0", "x", "70000"] {
+        let (r, _, _) = credit(&mut f, &["-d", "hello", "-w", bad]);
+        assert!(
+            r.unwrap_err().contains("the weight must be 1 to 65535"),
+            "{bad}"
+        );
+    }
+    let (r, _, _) = credit(&mut f, &["-d", "hello", "-c", "-1"]);
+    assert!(r.unwrap_err().contains("the cap must be"));
 }
 
 #[test]
@@ -770,7 +1027,6 @@ fn helpers() {
     assert_eq!(config_candidates("./b.cfg"), ["/b.cfg", "/etc/xen/b.cfg"]);
     let u = uuid_v4([0; 16]);
     assert_eq!(uuid_string(&u), "00000000-0000-4000-8000-000000000000");
-    assert_eq!(json_string("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
 }
 
 #[test]
@@ -836,4 +1092,241 @@ fn vcpu_set_refusals() {
         e.starts_with("libxl_set_vcpuonline failed domid=3 max_vcpus=2, rc: -3"),
         "{e}"
     );
+}
+
+#[test]
+fn create_quiet_dry_run_and_debug() {
+    // Quiet: nothing said on success; the domain is made.
+    let mut f = Fake::new();
+    let over = vec!["memory=48".to_string()];
+    let quiet = CreateOpts {
+        quiet: true,
+        ..CreateOpts::default()
+    };
+    let (r, out, err) = run(&mut f, |s, io| {
+        super::create(s, io, "web.cfg", &over, quiet)
+    });
+    assert_eq!(r, Ok(7));
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "xl: warning: /etc/xen/web.cfg:4: unknown key 'bogus' ignored\n"
+    );
+
+    // Dry run: the configuration as libxl's JSON, nothing built or handed over.
+    let mut f = Fake::new();
+    let (r, out, err) = run(&mut f, |s, io| {
+        create_dry_run(s, io, "web.cfg", &over, false)
+    });
+    r.unwrap();
+    assert!(f.log.is_empty(), "{:?}", f.log);
+    assert!(
+        err.starts_with("Parsing config from /etc/xen/web.cfg\n"),
+        "{err}"
+    );
+    assert!(
+        out.starts_with(
+            "{\n    \"c_info\": {\n        \"type\": \"pv\",\n        \"name\": \"web\",\n        \
+             \"uuid\": \"ffffffff-ffff-4fff-bfff-ffffffffffff\"\n    },\n    \"b_info\": {\n        \
+             \"max_vcpus\": 1,\n        \"avail_vcpus\": [\n            0\n        ],\n        \
+             \"max_memkb\": 49152,\n        \"target_memkb\": 49152,\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("        \"kernel\": \"/boot/web.elf\",\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(
+            "    },\n    \"on_reboot\": \"restart\",\n    \"on_soft_reset\": \"restart\"\n}\n"
+        ),
+        "{out}"
+    );
+    // A refused configuration is refused by the dry run too.
+    let (r, _, _) = run(&mut f, |s, io| {
+        create_dry_run(s, io, "web.cfg", &["memory=x".into()], true)
+    });
+    let e = r.unwrap_err();
+    assert!(
+        e.starts_with("cannot create a domain from /etc/xen/web.cfg: <command line>:1:"),
+        "{e}"
+    );
+
+    // Debug: the same JSON on stderr, then the domain is made.
+    let mut f = Fake::new();
+    let debug = CreateOpts {
+        debug: true,
+        ..CreateOpts::default()
+    };
+    let (r, _, err) = run(&mut f, |s, io| super::create(s, io, "web.cfg", &[], debug));
+    assert_eq!(r, Ok(7));
+    assert!(err.contains("\"c_info\": {\n"), "{err}");
+    assert_eq!(f.log, ["build", "adopt 7"]);
+}
+
+#[test]
+fn domid_domname_vm_list() {
+    let mut f = Fake::new();
+    f.domains.push(dinfo(9, 0, 16));
+    let (r, out, _) = run(&mut f, |s, io| domid(s, io, "hello"));
+    r.unwrap();
+    assert_eq!(out, "3\n");
+    let (r, out, _) = run(&mut f, |s, io| domid(s, io, "Domain-0"));
+    r.unwrap();
+    assert_eq!(out, "0\n");
+    for name in ["nope", "(unnamed)"] {
+        let (r, out, err) = run(&mut f, |s, io| domid(s, io, name));
+        assert_eq!((r.unwrap_err().as_str(), out.as_str()), ("", ""));
+        assert_eq!(
+            err,
+            format!("Can't get domid of domain name '{name}', maybe this domain does not exist.\n")
+        );
+    }
+    for (id, want) in [("3", "hello\n"), ("0", "Domain-0\n"), (" 3x", "hello\n")] {
+        let (r, out, _) = run(&mut f, |s, io| domname(s, io, id));
+        r.unwrap();
+        assert_eq!(out, want, "{id:?}");
+    }
+    let (r, _, err) = run(&mut f, |s, io| domname(s, io, "x"));
+    assert_eq!(
+        (r.unwrap_err().as_str(), err.as_str()),
+        ("", "Invalid domain id.\n\n")
+    );
+    // A domain without a name (not made by xl), and ids past uint32_t, as C converts them.
+    for (id, shown) in [("9", "9"), ("4294967299", "3")] {
+        let (r, out, err) = run(&mut f, |s, io| domname(s, io, id));
+        if shown == "3" {
+            r.unwrap();
+            assert_eq!(out, "hello\n");
+            continue;
+        }
+        assert_eq!(r.unwrap_err(), "");
+        assert_eq!(
+            err,
+            format!(
+                "Can't get domain name of domain id '{shown}', maybe this domain does not exist.\n"
+            )
+        );
+    }
+    let (r, out, _) = run(&mut f, vm_list);
+    r.unwrap();
+    assert_eq!(
+        out,
+        "UUID                                  ID    name\n\
+         00000000-0000-0000-0000-000000000000  0    Domain-0                      \n\
+         03030303-0303-0303-0303-030303030303  3    hello                         \n\
+         09090909-0909-0909-0909-090909090909  9    (unnamed)                     \n"
+    );
+}
+
+#[test]
+fn rename_through_dom0s_kernel() {
+    let mut f = Fake::new();
+    f.add(5, "web", 16);
+    let (r, _, err) = run(&mut f, |s, io| rename(s, io, "hello", "echo1"));
+    r.unwrap();
+    assert_eq!(err, "");
+    assert_eq!(f.log, ["rename 3 echo1"]);
+    assert_eq!(f.records[&3].name, "echo1");
+    let (r, out, _) = run(&mut f, |s, io| domid(s, io, "echo1"));
+    r.unwrap();
+    assert_eq!(out, "3\n");
+    // Refusals: Xenia's reason, then Xen's line; nothing changes.
+    for (dom, new, why) in [
+        (
+            "echo1",
+            "web",
+            "xl: a domain named \"web\" already exists\n",
+        ),
+        (
+            "echo1",
+            "Domain-0",
+            "xl: a domain named \"Domain-0\" already exists\n",
+        ),
+        (
+            "echo1",
+            "12",
+            "xl: \"12\" is all digits and would read as a domain id\n",
+        ),
+        (
+            "echo1",
+            "a b",
+            "xl: \"a b\" contains ' ', which names may not\n",
+        ),
+        ("echo1", "", "xl: a domain name cannot be empty\n"),
+        ("0", "dom0", "xl: dom0 is always Domain-0 under Xenia\n"),
+        (
+            "web",
+            "w2",
+            "xl: dom0's kernel keeps no record of domain 5 (xl did not create it), so it has no name to change\n",
+        ),
+    ] {
+        let (r, _, err) = run(&mut f, |s, io| rename(s, io, dom, new));
+        assert_eq!(r.unwrap_err(), "", "{new}");
+        assert_eq!(err, format!("{why}Can't rename domain '{dom}'.\n"));
+    }
+    assert_eq!(f.log, ["rename 3 echo1"]);
+    let (r, _, _) = run(&mut f, |s, io| rename(s, io, "nope", "x"));
+    assert_eq!(r.unwrap_err(), "no domain named \"nope\"; see `xl list`");
+}
+
+#[test]
+fn sysrq_and_debug_keys() {
+    let mut f = Fake::new();
+    sysrq(&mut f, "hello", 's').unwrap();
+    assert_eq!(
+        f.xs,
+        [("/local/domain/3/control/sysrq".to_string(), "s".to_string())]
+    );
+    f.xs_error = Some(Errno::EACCES);
+    assert!(
+        sysrq(&mut f, "hello", 's')
+            .unwrap_err()
+            .contains("xenstore refused")
+    );
+    let (r, _, _) = run(&mut f, |s, io| debug_keys(s, io, "qm"));
+    r.unwrap();
+    assert_eq!(f.log, ["keys qm"]);
+    f.keys_error = Some(Errno::EINVAL);
+    let (r, _, err) = run(&mut f, |s, io| debug_keys(s, io, "q"));
+    assert_eq!(r.unwrap_err(), "");
+    assert_eq!(
+        err,
+        "xl: the hypervisor said EINVAL (22)\ncannot send debug keys: q\n"
+    );
+}
+
+#[test]
+fn vcpu_pin_force_and_dry_run() {
+    let mut f = Fake::new();
+    f.nr_cpus = 4;
+    f.nr_vcpus.insert(3, 2);
+    let force = PinOpts {
+        force: true,
+        dry_run: false,
+    };
+    assert_eq!(
+        vcpu_pin_with(&mut f, None, "hello", "all", "1", None, force).unwrap_err(),
+        "Error: --force and 'all' as VCPU not allowed."
+    );
+    vcpu_pin_with(&mut f, None, "hello", "1", "1", None, force).unwrap();
+    assert_eq!(f.log.last().unwrap(), "pin 3.1 0x2 0xffffffffffffffff");
+    let dry = PinOpts {
+        force: false,
+        dry_run: true,
+    };
+    let before = f.log.len();
+    for (hard, soft, want) in [
+        ("0-1", None, "cpumap: 0-1\n"),
+        ("-", Some("2"), "cpumap: - 2\n"),
+        ("all", Some("-"), "cpumap: all\n"),
+    ] {
+        let (r, out, _) = run(&mut f, |s, io| {
+            vcpu_pin_with(s, Some(io), "hello", "0", hard, soft, dry)
+        });
+        r.unwrap();
+        assert_eq!(out, want);
+    }
+    assert_eq!(f.log.len(), before, "a dry run changed something");
 }
