@@ -86,12 +86,19 @@ static DOM_EXC_SEEN: AtomicU32 = AtomicU32::new(0);
 /// The configuration a record names, parsed again from the initrd (which is read-only, so
 /// it is the one `xl create` used).
 fn spec_of(record: &Record) -> Result<DomainSpec, String> {
-    let text = fs::file(&record.config).ok_or_else(|| {
-        alloc::format!(
-            "{}: no such file in dom0's initrd (restart needs it)",
-            record.config
-        )
-    })?;
+    // As `xl create` read it: `//` and `..` resolved, and `/dev/null` empty (a configuration
+    // made only of key=value overrides, as on Xen).
+    let path = xenia_dom0::files::normalize("/", &record.config);
+    let text: &[u8] = if path == "/dev/null" {
+        &[]
+    } else {
+        fs::file(&path).ok_or_else(|| {
+            alloc::format!(
+                "{}: no such file in dom0's initrd (restart needs it)",
+                record.config
+            )
+        })?
+    };
     let overrides: Vec<&str> = record.overrides.iter().map(String::as_str).collect();
     xlcfg::parse_domain_config(&record.config, text, &overrides)
         .map(|p| p.spec)
@@ -109,7 +116,14 @@ pub fn adopt(
     if dom == 0 || DOMS.lock().contains_key(&dom) {
         return Err(-(Errno::EEXIST as i64));
     }
-    let mut spec = spec_of(&record).map_err(|_| -(Errno::EINVAL as i64))?;
+    // The reason goes to the operator's terminal: xl only learns EINVAL.
+    let mut spec = spec_of(&record).map_err(|why| {
+        crate::tprintln!(
+            "dom0: cannot take over domain {dom} ({}): {why}",
+            record.name
+        );
+        -(Errno::EINVAL as i64)
+    })?;
     // The record's name wins over the file's: a domain renamed by `xl rename` keeps its
     // new name when it is restarted.
     spec.name.clone_from(&record.name);

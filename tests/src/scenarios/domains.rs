@@ -121,8 +121,37 @@ pub fn containment(ctx: &Context) -> Result<(), String> {
 /// built boots and blocks, that the hypervisor's memory per domain is at most 16 KiB (issue
 /// 13), and that after destroying them all every frame and heap byte is free again (a leak
 /// fails).
+///
+/// Issue 13's density goal is at least 1000 in 1 GiB; on this 512 MiB machine the same
+/// density is at least 1000 per GiB of the machine's RAM, which is checked here from the
+/// `density: <n> domUs of <kib> KiB running at once with <M> MiB` line (`cargo xtask bench
+/// density` measures the 1 GiB machine itself).
 pub fn density(ctx: &Context) -> Result<(), String> {
-    dom0test(ctx, "density", LONG, &["density: "], false)
+    let log = dom0test_log(ctx, 1, "density", LONG, &["density: "], false)?;
+    let prefix = crate::contract::guest_line("density: ");
+    let (n, mib) = log
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .find_map(|l| {
+            let (n, rest) = l.split_once(" domUs of ")?;
+            let mib = rest
+                .split_once(" running at once with ")?
+                .1
+                .strip_suffix(" MiB")?;
+            Some((n.parse::<u64>().ok()?, mib.parse::<u64>().ok()?))
+        })
+        .ok_or("no `density: <n> domUs ... with <M> MiB` line")?;
+    let goal = 1000 * mib / 1024;
+    if n < goal {
+        return Err(format!(
+            "{n} minimal domUs at once with {mib} MiB: issue 13's density (1000 per GiB) \
+             asks for at least {goal}"
+        ));
+    }
+    ctx.note(format!(
+        "{n} domUs in {mib} MiB (goal at this size: {goal})"
+    ));
+    Ok(())
 }
 
 /// dom0 as the console backend of a domU's console ring (Xen's `io/console.h` layout).

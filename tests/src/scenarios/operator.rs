@@ -542,6 +542,35 @@ pub fn busybox(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// `xl create` with any readable configuration, as on Xen: `/dev/null` and the whole domain
+/// in key=value overrides; a path with `//` and `..`; both domains are then listed (dom0's
+/// kernel re-reads the configuration it records, and refused these before).
+pub fn create_any_config(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let out = run(
+        &mut vm,
+        "xl create /dev/null 'name=\"nullcfg\"' 'kernel=\"/boot/echo.elf\"' memory=16",
+    )?;
+    if !out.contains("Domain nullcfg created") {
+        return Err(format!("`xl create /dev/null ...`: {out:?}"));
+    }
+    let out = run(
+        &mut vm,
+        "xl create //etc/xen/../xen/hello.cfg 'name=\"dots\"'",
+    )?;
+    if !out.contains("Domain dots created") {
+        return Err(format!("`xl create //etc/xen/../xen/hello.cfg`: {out:?}"));
+    }
+    let listed = run(&mut vm, "xl list")?;
+    vm.kill();
+    for name in ["nullcfg", "dots"] {
+        if !listed.lines().any(|l| l.starts_with(name)) {
+            return Err(format!("`xl list` lacks {name}: {listed:?}"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
