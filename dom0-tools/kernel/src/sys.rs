@@ -474,7 +474,10 @@ fn string_array(p: &mut Process, at: u64, budget: &mut usize) -> Result<Vec<Vec<
         return Ok(out);
     }
     for i in 0..4096u64 {
-        let ptr = match p.user_bytes(at + 8 * i, 8, false) {
+        let Some(slot) = at.checked_add(8 * i) else {
+            return Err(err(Errno::EFAULT));
+        };
+        let ptr = match p.user_bytes(slot, 8, false) {
             Ok(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
             Err(e) => return Err(e),
         };
