@@ -80,6 +80,13 @@ struct Adopted {
 }
 
 static DOMS: Mutex<BTreeMap<DomId, Adopted>> = Mutex::new(BTreeMap::new());
+/// The kept output of the last domains that went ([`GRAVE_MAX`]), with its end position: an
+/// attached `xl console` reads what a domain printed last even if it powered off and was
+/// destroyed first (`xl create -c` of a short-lived domain). Domain IDs are not reused soon
+/// (the hypervisor's rover), so an ID here is the domain that went.
+static GRAVE: Mutex<VecDeque<(DomId, VecDeque<u8>, u64)>> = Mutex::new(VecDeque::new());
+/// Gone domains whose output is kept.
+const GRAVE_MAX: usize = 4;
 static GUARDS: Mutex<BTreeMap<String, RestartGuard>> = Mutex::new(BTreeMap::new());
 static DOM_EXC_SEEN: AtomicU32 = AtomicU32::new(0);
 
@@ -172,6 +179,12 @@ pub fn forget(dom: DomId) -> Result<(), i64> {
     crate::store::release(dom);
     if let Some(c) = gone.console {
         let _ = calls::evtchn_close(c.port);
+        let mut grave = GRAVE.lock();
+        if grave.len() == GRAVE_MAX {
+            grave.pop_front();
+        }
+        // alloc: at most GRAVE_MAX histories of HISTORY_MAX bytes.
+        grave.push_back((dom, c.history, c.total));
     }
     Ok(())
 }
@@ -227,7 +240,23 @@ pub fn has_console(dom: DomId) -> bool {
 /// the position after them. `None` when there is no such console.
 pub fn output_since(dom: DomId, from: u64, max: usize) -> Option<(Vec<u8>, u64)> {
     let doms = DOMS.lock();
-    let c = doms.get(&dom)?.console.as_ref()?;
+    let Some(c) = doms.get(&dom).and_then(|a| a.console.as_ref()) else {
+        // Gone: what it printed last, then end of file.
+        let grave = GRAVE.lock();
+        let (_, history, total) = grave.iter().find(|(d, _, _)| *d == dom)?;
+        let start = total - history.len() as u64;
+        let from = from.clamp(start, *total);
+        if from == *total {
+            return None;
+        }
+        let bytes: Vec<u8> = history
+            .iter()
+            .skip((from - start) as usize)
+            .take(max)
+            .copied()
+            .collect();
+        return Some((bytes.clone(), from + bytes.len() as u64));
+    };
     let start = c.total - c.history.len() as u64;
     let from = from.clamp(start, c.total);
     let skip = (from - start) as usize;
@@ -239,8 +268,17 @@ pub fn output_since(dom: DomId, from: u64, max: usize) -> Option<(Vec<u8>, u64)>
 /// Where the kept output of `dom` starts (what an attaching reader sees first).
 pub fn history_start(dom: DomId) -> Option<u64> {
     let doms = DOMS.lock();
-    let c = doms.get(&dom)?.console.as_ref()?;
-    Some(c.total - c.history.len() as u64)
+    match doms.get(&dom) {
+        Some(a) => {
+            let c = a.console.as_ref()?;
+            Some(c.total - c.history.len() as u64)
+        }
+        None => GRAVE
+            .lock()
+            .iter()
+            .find(|(d, _, _)| *d == dom)
+            .map(|(_, h, total)| total - h.len() as u64),
+    }
 }
 
 /// Whether output past `from` is waiting for `dom` (or the console is gone, which a reader
@@ -278,15 +316,19 @@ pub fn send_input(dom: DomId, bytes: &[u8]) -> Option<usize> {
 pub fn service() {
     crate::wait::take_events();
     let exc = crate::wait::dom_exc_events();
+    // The consoles first: a domain that printed and powered off has its last output kept
+    // before its shutdown action may destroy it.
+    {
+        let mut hv = xen();
+        let mut doms = DOMS.lock();
+        for (&dom, a) in doms.iter_mut() {
+            if let Some(c) = a.console.as_mut() {
+                service_console(&mut hv, dom, c);
+            }
+        }
+    }
     if DOM_EXC_SEEN.swap(exc, Ordering::SeqCst) != exc {
         check_domains();
-    }
-    let mut hv = xen();
-    let mut doms = DOMS.lock();
-    for (&dom, a) in doms.iter_mut() {
-        if let Some(c) = a.console.as_mut() {
-            service_console(&mut hv, dom, c);
-        }
     }
 }
 

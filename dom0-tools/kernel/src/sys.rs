@@ -57,15 +57,26 @@ pub static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBoo
 /// is left). A call that blocks, forks or ends its process leaves the rest to the scheduler
 /// ([`crate::process::after`]), which may return into another process.
 pub fn syscall(regs: &mut Regs) -> bool {
-    let trace = TRACE.load(Ordering::Relaxed);
+    if TRACE.load(Ordering::Relaxed) {
+        return traced(regs);
+    }
+    // Most calls return to their caller: no scheduler call on that path (issue 13's null
+    // system call counts every instruction).
+    match dispatch(regs) {
+        Action::Done => true,
+        action => crate::process::after(regs, action),
+    }
+}
+
+/// [`syscall`] with a trace line.
+#[inline(never)]
+fn traced(regs: &mut Regs) -> bool {
     let (nr, a0, a1, a2) = (regs.rax, regs.rdi, regs.rsi, regs.rdx);
     let action = dispatch(regs);
-    if trace {
-        tprintln!(
-            "[trace] {nr}({a0:#x}, {a1:#x}, {a2:#x}) = {} {action:?}",
-            regs.rax as i64
-        );
-    }
+    tprintln!(
+        "[trace] {nr}({a0:#x}, {a1:#x}, {a2:#x}) = {} {action:?}",
+        regs.rax as i64
+    );
     crate::process::after(regs, action)
 }
 

@@ -66,14 +66,19 @@ fn run(real: &mut Real, invocation: Invocation) -> VerbResult {
             if c.dry_run {
                 return verbs::create_dry_run(real, io, &config, &c.overrides, c.quiet);
             }
+            // With `-c` the domain starts only once its console is attached (xl's own order
+            // is the same: the console client before the unpause), so that a domain that
+            // prints and powers off at once is seen whole.
+            let hold = c.console && !c.paused;
             let opts = CreateOpts {
                 paused: c.paused,
                 quiet: c.quiet,
                 debug: c.debug,
+                hold,
             };
             let dom = verbs::create(real, io, &config, &c.overrides, opts)?;
             if c.console {
-                attach(real, &dom.to_string(), None, None)?;
+                attach(real, &dom.to_string(), None, None, hold)?;
             }
             Ok(())
         }
@@ -97,7 +102,7 @@ fn run(real: &mut Real, invocation: Invocation) -> VerbResult {
         Command::Pause { domain } => verbs::pause(real, &domain, true),
         Command::Unpause { domain } => verbs::pause(real, &domain, false),
         Command::Console { kind, num, domain } => {
-            attach(real, &domain, kind.as_deref(), num.as_deref())
+            attach(real, &domain, kind.as_deref(), num.as_deref(), false)
         }
         Command::Info { numa, field } => verbs::info(real, io, numa, field.as_deref()),
         Command::Dmesg { clear } => verbs::dmesg(real, io, clear),
@@ -136,7 +141,15 @@ fn run(real: &mut Real, invocation: Invocation) -> VerbResult {
 /// `xl console [-t type] [-n num]`: copies the domain's output to the terminal and the
 /// keys typed to the domain until Ctrl-] (or the domain goes away). A Xenia domain has one
 /// console, the PV console 0.
-fn attach(real: &mut Real, arg: &str, kind: Option<&str>, num: Option<&str>) -> VerbResult {
+/// `start`: the domain was built paused for this attach, and is started once the console
+/// is open.
+fn attach(
+    real: &mut Real,
+    arg: &str,
+    kind: Option<&str>,
+    num: Option<&str>,
+    start: bool,
+) -> VerbResult {
     let (name, d) = verbs::find(real, arg)?;
     if d.dom == 0 {
         return Err("this is Domain-0's console already".into());
@@ -164,6 +177,14 @@ fn attach(real: &mut Real, arg: &str, kind: Option<&str>, num: Option<&str>) -> 
         e => format!("cannot attach to the console of domain {}: {e}", d.dom),
     })?;
     eprint!("{}", console::attach_banner(d.dom, &name));
+    if start {
+        verbs::System::unpause(real, d.dom).map_err(|e| {
+            format!(
+                "cannot start domain {} ({name}): the hypervisor said {e}",
+                d.dom
+            )
+        })?;
+    }
     let end = copy_loop(real, &con, d.dom, d.handle)?;
     print_out(&console::end_message(end, d.dom));
     Ok(())

@@ -245,6 +245,9 @@ pub struct CreateOpts {
     pub quiet: bool,
     /// `-d`: print the configuration (as `create -n` does) on stderr before creating.
     pub debug: bool,
+    /// Build it paused without saying so: the caller starts it (`create -c` attaches the
+    /// console first, so that nothing the domain prints is missed).
+    pub hold: bool,
 }
 
 /// Reads and parses the config file and settings, saying `Parsing config from` unless
@@ -400,7 +403,7 @@ pub fn create(
         cap: spec.cap,
         // With `cpus=`, the vCPUs are placed before the domain first runs (libxl sets the
         // affinity at build time too).
-        start_paused: paused || spec.cpus.is_some() || spec.cpus_soft.is_some(),
+        start_paused: paused || opts.hold || spec.cpus.is_some() || spec.cpus_soft.is_some(),
         ..DomainConfig::new(&spec.name, &kernel, spec.memory_mib)
     };
     let built = sys.build(&cfg).map_err(|e| fail(e.to_string()))?;
@@ -419,7 +422,7 @@ pub fn create(
     }
     if spec.cpus.is_some() || spec.cpus_soft.is_some() {
         let placed = place_vcpus(sys, built.dom, &spec).and_then(|()| {
-            if paused {
+            if paused || opts.hold {
                 Ok(())
             } else {
                 sys.unpause(built.dom)

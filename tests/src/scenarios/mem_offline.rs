@@ -15,8 +15,9 @@ use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
 
 /// The machine: dom0's 64 MiB and room for domUs.
 const MEMORY_MIB: u32 = 512;
-/// Candidate frames, high memory first (the 512 MiB machine ends at frame 0x20000): where
-/// dom0, the image and the modules are not, and where a domU's memory comes from.
+/// Candidate frames, high memory first (the 512 MiB machine ends at frame 0x20000): where a
+/// domU's memory comes from; those the hypervisor holds (GRUB may put the modules there) are
+/// skipped.
 const CANDIDATES: [u32; 16] = [
     0x1f800, 0x1f000, 0x1e000, 0x1d000, 0x1c000, 0x1b000, 0x1a000, 0x19000, 0x18000, 0x17000,
     0x16000, 0x15000, 0x14000, 0x13000, 0x12000, 0x11000,
@@ -99,6 +100,17 @@ fn offline_result(out: &str, mfn: u32) -> Result<Offlined, String> {
     Err(format!("`xen-hptool mem-offline {mfn:x}` said {out:?}"))
 }
 
+/// [`mem_offline`] of a candidate frame, `None` when the hypervisor holds it (its image, a
+/// module GRUB loaded there, a heap run: refused as Xen refuses a `XEN_PAGE`), so that the
+/// next candidate is tried: where GRUB puts the modules depends on their sizes.
+fn offline_candidate(vm: &mut Qemu, mfn: u32) -> Result<Option<Offlined>, String> {
+    let out = run(vm, &format!("xen-hptool mem-offline {mfn:x}"))?;
+    if out.contains("XEN_PAGE is not permitted be offlined") {
+        return Ok(None);
+    }
+    offline_result(&out, mfn).map(Some)
+}
+
 /// `xen-hptool mem-online <mfn>` of an offlined or pending frame.
 fn mem_online(vm: &mut Qemu, mfn: u32) -> Result<(), String> {
     let out = run(vm, &format!("xen-hptool mem-online {mfn:x}"))?;
@@ -132,9 +144,10 @@ fn frame_check(vm: &mut Qemu, when: &str) -> Result<(), String> {
 /// domain owns are put back online (their pending offline cancelled).
 fn offline_a_free_frame(vm: &mut Qemu) -> Result<u32, String> {
     for mfn in CANDIDATES {
-        match mem_offline(vm, mfn)? {
-            Offlined::Now => return Ok(mfn),
-            Offlined::Pending(_) => mem_online(vm, mfn)?,
+        match offline_candidate(vm, mfn)? {
+            Some(Offlined::Now) => return Ok(mfn),
+            Some(Offlined::Pending(_)) => mem_online(vm, mfn)?,
+            None => {}
         }
     }
     Err(format!("none of the frames {CANDIDATES:x?} was free"))
@@ -271,12 +284,13 @@ pub fn owned_frame(ctx: &Context) -> Result<(), String> {
         .ok_or_else(|| format!("no domain id in {out:?}"))?;
     let mut owned = None;
     for mfn in CANDIDATES {
-        match mem_offline(&mut vm, mfn)? {
-            Offlined::Pending(d) if d == dom => {
+        match offline_candidate(&mut vm, mfn)? {
+            Some(Offlined::Pending(d)) if d == dom => {
                 owned = Some(mfn);
                 break;
             }
-            _ => mem_online(&mut vm, mfn)?,
+            Some(_) => mem_online(&mut vm, mfn)?,
+            None => {}
         }
     }
     let mfn = owned.ok_or_else(|| {

@@ -1153,6 +1153,19 @@ fn create_quiet_dry_run_and_debug() {
         "{e}"
     );
 
+    // Held (`create -c`): built paused, announced as created (not as paused): the caller
+    // starts it once the console is attached.
+    let mut f = Fake::new();
+    let hold = CreateOpts {
+        hold: true,
+        ..CreateOpts::default()
+    };
+    let (r, out, _) = run(&mut f, |s, io| super::create(s, io, "web.cfg", &[], hold));
+    let dom = r.unwrap();
+    assert!(out.contains(&format!("created with id {dom}\n")), "{out}");
+    assert!(!out.contains("paused"), "{out}");
+    let held = f.domains.iter().find(|d| d.dom == dom).unwrap();
+    assert!(held.paused, "{held:?}");
     // Debug: the same JSON on stderr, then the domain is made.
     let mut f = Fake::new();
     let debug = CreateOpts {
