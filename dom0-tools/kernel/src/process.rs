@@ -109,12 +109,20 @@ impl Blocked {
     }
 }
 
-/// Every waiting process's (ID, parent, what it waits for), in ID order.
+/// Every waiting process's (ID, parent, what it waits for), in ID order; one with a signal
+/// to take waits for nothing.
 fn waiting() -> Vec<(Pid, Pid, Option<Blocked>)> {
     OTHERS
         .lock()
         .values()
-        .map(|o| (o.pid, o.ppid, o.blocked))
+        .map(|o| {
+            let blocked = if o.deliverable().is_some() {
+                None
+            } else {
+                o.blocked
+            };
+            (o.pid, o.ppid, blocked)
+        })
         .collect()
 }
 
@@ -160,6 +168,39 @@ pub const fn signaled(signal: i32) -> i32 {
     signal & 0x7f
 }
 
+/// A signal's disposition (`rt_sigaction`'s `struct k_sigaction`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SigAction {
+    /// `SIG_DFL` (0), `SIG_IGN` (1) or the handler's address.
+    pub handler: u64,
+    /// `SA_*`.
+    pub flags: u64,
+    /// Where the handler returns (`SA_RESTORER`: the C library's `rt_sigreturn` stub).
+    pub restorer: u64,
+    /// Signals blocked while the handler runs.
+    pub mask: u64,
+}
+
+/// `SA_RESTORER`.
+pub const SA_RESTORER: u64 = 0x0400_0000;
+/// `SA_RESTART`.
+pub const SA_RESTART: u64 = 0x1000_0000;
+/// `SA_NODEFER`.
+pub const SA_NODEFER: u64 = 0x4000_0000;
+/// `SIGCHLD`.
+pub const SIGCHLD: u32 = 17;
+
+/// The bit of signal `sig` (1 to 64) in a mask.
+pub const fn sig_bit(sig: u32) -> u64 {
+    1u64 << ((sig - 1) & 63)
+}
+
+/// Signals whose default action is to be ignored (`SIGCHLD`, `SIGCONT`, `SIGURG`,
+/// `SIGWINCH`).
+pub const fn ignored_by_default(sig: u32) -> bool {
+    matches!(sig, 17 | 18 | 23 | 28)
+}
+
 /// A process.
 pub struct Process {
     /// Its ID.
@@ -193,6 +234,163 @@ pub struct Process {
     pub cwd: String,
     /// Its file-mode creation mask (`umask`).
     pub umask: u32,
+    /// What each signal does (index: signal − 1).
+    pub actions: [SigAction; 64],
+    /// Signals blocked.
+    pub sigmask: u64,
+    /// Caught signals raised and not yet delivered.
+    pub pending: u64,
+    /// The mask `sigsuspend` replaced, put back when it returns.
+    pub saved_mask: Option<u64>,
+    /// Its blocked call was rewound to be made again (else its result is in `rax`).
+    pub retry: bool,
+}
+
+impl Process {
+    /// The lowest caught signal pending and not blocked.
+    pub fn deliverable(&self) -> Option<u32> {
+        let ready = self.pending & !self.sigmask;
+        (ready != 0).then(|| ready.trailing_zeros() + 1)
+    }
+
+    /// Raises `sig` for this process: caught, it waits to be delivered; ignored, nothing;
+    /// else its default action, which for most signals ends the process (`true`: the caller
+    /// ends it with status `signaled(sig)`).
+    pub fn raise(&mut self, sig: u32) -> bool {
+        let Some(action) = self.actions.get((sig as usize).wrapping_sub(1)).copied() else {
+            return false;
+        };
+        match action.handler {
+            0 => !ignored_by_default(sig),
+            1 => false,
+            _ => {
+                self.pending |= sig_bit(sig);
+                false
+            }
+        }
+    }
+
+    /// Delivers signal `sig` to this process, whose ring-3 registers are `regs`: Linux's
+    /// `rt_sigframe` on its stack (return address: the restorer; `ucontext` with the
+    /// registers and the mask to return to; `siginfo`), and `regs` set to run the handler
+    /// (`rdi` the signal, `rsi` the siginfo, `rdx` the ucontext). `false` when the frame
+    /// cannot be written or there is no restorer (the caller ends the process).
+    pub fn deliver(&mut self, regs: &mut Regs, sig: u32) -> bool {
+        const UC: u64 = 8;
+        const SIGINFO: u64 = UC + 304;
+        const FRAME: u64 = SIGINFO + 128;
+        let action = self.actions[(sig - 1) as usize];
+        self.pending &= !sig_bit(sig);
+        if action.flags & SA_RESTORER == 0 || action.restorer == 0 {
+            return false;
+        }
+        let old_mask = self.saved_mask.take().unwrap_or(self.sigmask);
+        // Below the red zone, the frame's start 8 short of a 16-byte boundary (as after a
+        // call).
+        let top = regs.rsp.wrapping_sub(128);
+        let at = (top.wrapping_sub(FRAME) & !15).wrapping_sub(8);
+        let mut frame = [0u8; FRAME as usize];
+        let mut put = |off: u64, v: u64| {
+            frame[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
+        };
+        put(0, action.restorer);
+        // uc_flags, uc_link, uc_stack (disabled): zero but ss_flags.
+        put(UC + 16 + 8, 2);
+        let mc = UC + 40;
+        let gregs = [
+            regs.r8,
+            regs.r9,
+            regs.r10,
+            regs.r11,
+            regs.r12,
+            regs.r13,
+            regs.r14,
+            regs.r15,
+            regs.rdi,
+            regs.rsi,
+            regs.rbp,
+            regs.rbx,
+            regs.rdx,
+            regs.rax,
+            regs.rcx,
+            regs.rsp,
+            regs.rip,
+            regs.rflags,
+        ];
+        for (i, v) in gregs.iter().enumerate() {
+            put(mc + 8 * i as u64, *v);
+        }
+        put(mc + 144, regs.cs | regs.ss << 48);
+        put(mc + 176, old_mask); // oldmask
+        put(UC + 296, old_mask); // uc_sigmask
+        // siginfo: si_signo, si_errno, si_code (SI_USER 0).
+        frame[SIGINFO as usize..SIGINFO as usize + 4].copy_from_slice(&sig.to_le_bytes());
+        match self.user_bytes(at, FRAME, true) {
+            Ok(dst) => dst.copy_from_slice(&frame),
+            Err(_) => return false,
+        }
+        self.sigmask = old_mask | action.mask;
+        if action.flags & SA_NODEFER == 0 {
+            self.sigmask |= sig_bit(sig);
+        }
+        regs.rsp = at;
+        regs.rip = action.handler;
+        regs.rdi = u64::from(sig);
+        regs.rsi = at + SIGINFO;
+        regs.rdx = at + UC;
+        regs.rax = 0;
+        true
+    }
+
+    /// `rt_sigreturn`: the registers and mask the frame at `regs.rsp` (just past its return
+    /// address) holds. Selectors stay the process's, and only the arithmetic, direction and
+    /// trap flags come from the frame (interrupts stay on). Returns the `rax` to go back with.
+    pub fn sigreturn(&mut self, regs: &mut Regs) -> Result<u64, i64> {
+        let uc = regs.rsp;
+        let bytes = self.user_bytes(uc, 304, false)?;
+        let word =
+            |off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap_or([0; 8]));
+        let g = |i: usize| word(40 + 8 * i);
+        let (r8, r9, r10, r11, r12, r13, r14, r15) =
+            (g(0), g(1), g(2), g(3), g(4), g(5), g(6), g(7));
+        let (rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, flags) = (
+            g(8),
+            g(9),
+            g(10),
+            g(11),
+            g(12),
+            g(13),
+            g(14),
+            g(15),
+            g(16),
+            g(17),
+        );
+        let mask = word(296);
+        const USER_FLAGS: u64 = 0xCD5 | 0x100 | 0x400;
+        *regs = Regs {
+            r8,
+            r9,
+            r10,
+            r11,
+            r12,
+            r13,
+            r14,
+            r15,
+            rdi,
+            rsi,
+            rbp,
+            rbx,
+            rdx,
+            rax,
+            rcx,
+            rsp,
+            rip,
+            rflags: (flags & USER_FLAGS) | 0x202,
+            ..*regs
+        };
+        self.sigmask = mask & !(sig_bit(9) | sig_bit(19));
+        Ok(rax)
+    }
 }
 
 /// The process that is running, if any.
@@ -410,12 +608,13 @@ fn user_fault(regs: &mut Regs, e: &Entry) -> bool {
 /// Carries out what a system call left to do ([`Action`]); `false` ends the run (no process
 /// is left).
 pub fn after(regs: &mut Regs, action: Action) -> bool {
-    let block = |regs: &mut Regs, blocked: Blocked| {
+    let block = |regs: &mut Regs, blocked: Blocked, retry: bool| {
         let Some(mut p) = CURRENT.lock().take() else {
             return;
         };
         p.regs = *regs;
         p.blocked = Some(blocked);
+        p.retry = retry;
         OTHERS.lock().insert(p.pid, p);
     };
     match action {
@@ -424,15 +623,15 @@ pub fn after(regs: &mut Regs, action: Action) -> bool {
             // The call is made again: back onto the two-byte `syscall` (or `int 0x80`),
             // with its number in rax again.
             regs.rip = regs.rip.wrapping_sub(2);
-            block(regs, blocked);
+            block(regs, blocked, true);
         }
         Action::Sleep(until) => {
             regs.rax = 0;
-            block(regs, Blocked::Until(until));
+            block(regs, Blocked::Until(until), false);
         }
         Action::Suspend => {
             regs.rax = (-(Errno::EINTR as i64)) as u64;
-            block(regs, Blocked::Child);
+            block(regs, Blocked::Child, false);
         }
         Action::Exit(status) => {
             let Some(p) = CURRENT.lock().take() else {
@@ -473,6 +672,9 @@ fn finish(mut p: Process, status: i32, ended: Option<Ended>, running: Option<Pid
         && (OTHERS.lock().contains_key(&p.ppid)
             || Some(p.ppid) == running
             || running.is_none() && CURRENT.lock().as_ref().is_some_and(|c| c.pid == p.ppid));
+    if let Some(parent) = OTHERS.lock().get_mut(&p.ppid) {
+        parent.raise(SIGCHLD);
+    }
     if parent_alive {
         // alloc: at most MAX_PROCESSES zombies (each was a process).
         ZOMBIES.lock().push(Zombie {
@@ -493,7 +695,21 @@ fn pick(regs: &mut Regs) -> bool {
         }
         let next = first_ready().and_then(|pid| OTHERS.lock().remove(&pid));
         if let Some(mut next) = next {
-            next.blocked = None;
+            let was = next.blocked.take();
+            if let Some(sig) = next.deliverable() {
+                // A blocked call a caught signal interrupts: made again afterwards with
+                // SA_RESTART, else it returns EINTR (a sleep too).
+                let restart = next.actions[(sig - 1) as usize].flags & SA_RESTART != 0;
+                if was.is_some() && (!restart || !next.retry) {
+                    if next.retry {
+                        next.regs.rip = next.regs.rip.wrapping_add(2);
+                    }
+                    next.regs.rax = (-(Errno::EINTR as i64)) as u64;
+                }
+            } else if let Some(mask) = next.saved_mask.take() {
+                next.sigmask = mask;
+            }
+            next.retry = false;
             if let Err(e) = next.space.activate() {
                 crate::tprintln!(
                     "dom0: {}: cannot switch to its address space ({e:?}); ending it",
@@ -505,6 +721,12 @@ fn pick(regs: &mut Regs) -> bool {
             // SAFETY: FS is the process's; the kernel does not use it.
             let _ = unsafe { calls::set_segment_base(SEGBASE_FS, next.fs_base) };
             *regs = next.regs;
+            if let Some(sig) = next.deliverable()
+                && !next.deliver(regs, sig)
+            {
+                finish(next, signaled(11), None, None);
+                continue;
+            }
             *CURRENT.lock() = Some(next);
             return true;
         }
@@ -580,6 +802,11 @@ pub fn fork(p: &mut Process, regs: &Regs, child_tid: Option<u64>, parent_tid: Op
         blocked: None,
         cwd: p.cwd.clone(),
         umask: p.umask,
+        actions: p.actions,
+        sigmask: p.sigmask,
+        pending: 0,
+        saved_mask: None,
+        retry: false,
     };
     OTHERS.lock().insert(pid, child);
     i64::from(pid)
@@ -644,14 +871,19 @@ pub fn kill_other(pid: i64, signal: i64, caller: Pid) -> i64 {
     if targets.is_empty() {
         return -(Errno::ESRCH as i64);
     }
-    // SIGCHLD, SIGCONT, SIGURG and SIGWINCH are ignored by default; the rest end the process.
-    if signal == 0 || matches!(signal, 17 | 18 | 23 | 28) {
+    if signal == 0 {
         return 0;
     }
     for t in targets {
-        let victim = OTHERS.lock().remove(&t);
-        if let Some(victim) = victim {
-            finish(victim, signaled(signal as i32), None, Some(caller));
+        let ends = OTHERS
+            .lock()
+            .get_mut(&t)
+            .is_some_and(|o| o.raise(signal as u32));
+        if ends {
+            let victim = OTHERS.lock().remove(&t);
+            if let Some(victim) = victim {
+                finish(victim, signaled(signal as i32), None, Some(caller));
+            }
         }
     }
     0
@@ -690,6 +922,11 @@ pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
         blocked: None,
         cwd: String::from("/"),
         umask: 0o022,
+        actions: [SigAction::default(); 64],
+        sigmask: 0,
+        pending: 0,
+        saved_mask: None,
+        retry: false,
     };
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
     let start = match load(&mut p, file, &plan, &args, &ENV) {
@@ -775,6 +1012,12 @@ pub fn execve(
     p.name = String::from_utf8_lossy(args.first().copied().unwrap_or(path.as_bytes())).into();
     p.eager = false;
     p.fs_base = 0;
+    // Caught signals go back to their default action; ignored ones stay ignored.
+    for a in &mut p.actions {
+        if a.handler > 1 {
+            *a = SigAction::default();
+        }
+    }
     // SAFETY: FS is the process's; the kernel does not use it.
     let _ = unsafe { calls::set_segment_base(SEGBASE_FS, 0) };
     let (cs, ss) = (regs.cs, regs.ss);

@@ -109,8 +109,12 @@ fn dispatch(regs: &mut Regs) -> Action {
         10 => mprotect(p, a[0], a[1], a[2]),
         11 => munmap(p, a[0], a[1]),
         12 => brk(p, a[0]),
-        13 => sigaction(p, a[2], a[3]),
-        14 => sigprocmask(p, a[2], a[3]),
+        13 => sigaction(p, a[0], a[1], a[2]),
+        14 => sigprocmask(p, a[0], a[1], a[2]),
+        15 => match p.sigreturn(regs) {
+            Ok(rax) => rax as i64,
+            Err(_) => return Action::Exit(crate::process::signaled(11)),
+        },
         16 => ioctl(p, a[0] as i64, a[1], a[2]),
         20 => match writev(p, a[0] as i64, a[1], a[2]) {
             Ok(n) => n,
@@ -138,7 +142,19 @@ fn dispatch(regs: &mut Regs) -> Action {
         39 => i64::from(p.pid),
         21 | 269 => access(p, nr, a),
         // `sigsuspend` and `pause`: until a child ends (see `Action::Suspend`).
-        130 | 34 => return Action::Suspend,
+        130 => {
+            let mask = match p.user_bytes(a[0], 8, false) {
+                Ok(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+                Err(e) => {
+                    regs.rax = e as u64;
+                    return Action::Done;
+                }
+            };
+            p.saved_mask = Some(p.sigmask);
+            p.sigmask = mask & !UNBLOCKABLE;
+            return Action::Suspend;
+        }
+        34 => return Action::Suspend,
         186 => i64::from(p.pid),
         110 => i64::from(p.ppid),
         111 => i64::from(p.pgid),
@@ -200,8 +216,14 @@ fn dispatch(regs: &mut Regs) -> Action {
         // process ends as a Linux shell reports a death by signal, status 128 + signal.
         62 | 200 if a[0] == u64::from(p.pid) && a[1] == 0 => 0,
         234 if a[1] == u64::from(p.pid) && a[2] == 0 => 0,
-        62 | 200 if a[0] == u64::from(p.pid) => return kill_self(p, a[1]),
-        234 if a[1] == u64::from(p.pid) => return kill_self(p, a[2]),
+        62 | 200 if a[0] == u64::from(p.pid) => match kill_self(p, a[1]) {
+            Action::Done => 0,
+            end => return end,
+        },
+        234 if a[1] == u64::from(p.pid) => match kill_self(p, a[2]) {
+            Action::Done => 0,
+            end => return end,
+        },
         62 => crate::process::kill_other(a[0] as i32 as i64, a[1] as i64, p.pid),
         200 | 234 => ESRCH,
         63 => uname(p, a[0]),
@@ -235,6 +257,14 @@ fn dispatch(regs: &mut Regs) -> Action {
         }
     };
     regs.rax = ret as u64;
+    // A caught signal raised meanwhile (by itself, or pending and now unblocked): its
+    // handler runs on the way back (one load and a test when there is none).
+    if p.pending & !p.sigmask != 0
+        && let Some(sig) = p.deliverable()
+        && !p.deliver(regs, sig)
+    {
+        return Action::Exit(crate::process::signaled(11));
+    }
     Action::Done
 }
 
@@ -535,7 +565,16 @@ fn execve(p: &mut Process, regs: &mut Regs, path: u64, argv: u64, envp: u64) -> 
 /// Unknown system calls already logged, for every process: each number is logged once.
 static UNKNOWN: spin::Mutex<syscalls::Unknown> = spin::Mutex::new(syscalls::Unknown::new());
 
+/// A signal to the caller itself: `Done` when it goes on (the signal caught, delivered on
+/// the way out of this call, or ignored), else its end.
 fn kill_self(p: &mut Process, signal: u64) -> Action {
+    if !(1..=64).contains(&signal) {
+        return Action::Done;
+    }
+    if !p.raise(signal as u32) {
+        // Caught (delivered on the way out of this call) or ignored.
+        return Action::Done;
+    }
     p.exit = Some(128 + (signal & 0x7f) as i32);
     Action::Exit(crate::process::signaled((signal & 0x7f) as i32))
 }
@@ -1027,22 +1066,72 @@ fn brk(p: &mut Process, new: u64) -> i64 {
 
 /// `rt_sigaction`: no signals are ever delivered, so handlers are accepted and forgotten;
 /// the old action reads as the default.
-fn sigaction(p: &mut Process, old: u64, size: u64) -> i64 {
+/// SIGKILL and SIGSTOP: never caught, ignored or blocked.
+const UNBLOCKABLE: u64 = (1 << 8) | (1 << 18);
+
+/// `rt_sigaction(sig, act, oldact)`: `struct k_sigaction` (handler, flags, restorer, mask).
+fn sigaction(p: &mut Process, sig: u64, new: u64, old: u64) -> i64 {
+    if !(1..=64).contains(&sig) {
+        return EINVAL;
+    }
+    let i = (sig - 1) as usize;
     if old != 0 {
-        match p.user_bytes(old, 24 + size.min(128), true) {
-            Ok(b) => b.fill(0),
+        let a = p.actions[i];
+        match p.user_bytes(old, 32, true) {
+            Ok(b) => {
+                for (k, v) in [a.handler, a.flags, a.restorer, a.mask].iter().enumerate() {
+                    b[8 * k..8 * k + 8].copy_from_slice(&v.to_le_bytes());
+                }
+            }
             Err(e) => return e,
+        }
+    }
+    if new != 0 {
+        if sig == 9 || sig == 19 {
+            return EINVAL;
+        }
+        let w = match p.user_bytes(new, 32, false) {
+            Ok(b) => {
+                let w =
+                    |k: usize| u64::from_le_bytes(b[8 * k..8 * k + 8].try_into().unwrap_or([0; 8]));
+                [w(0), w(1), w(2), w(3)]
+            }
+            Err(e) => return e,
+        };
+        p.actions[i] = crate::process::SigAction {
+            handler: w[0],
+            flags: w[1],
+            restorer: w[2],
+            mask: w[3] & !UNBLOCKABLE,
+        };
+        if w[0] <= 1 {
+            // Ignored or back to the default: a pending one is dropped, as Linux does.
+            p.pending &= !crate::process::sig_bit(sig as u32);
         }
     }
     0
 }
 
-fn sigprocmask(p: &mut Process, old: u64, size: u64) -> i64 {
+/// `rt_sigprocmask(how, set, oldset)`.
+fn sigprocmask(p: &mut Process, how: u64, set: u64, old: u64) -> i64 {
     if old != 0 {
-        match p.user_bytes(old, size.min(128), true) {
-            Ok(b) => b.fill(0),
+        let mask = p.sigmask;
+        match p.user_bytes(old, 8, true) {
+            Ok(b) => b.copy_from_slice(&mask.to_le_bytes()),
             Err(e) => return e,
         }
+    }
+    if set != 0 {
+        let new = match p.user_bytes(set, 8, false) {
+            Ok(b) => u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+            Err(e) => return e,
+        };
+        p.sigmask = match how {
+            0 => p.sigmask | new,
+            1 => p.sigmask & !new,
+            2 => new,
+            _ => return EINVAL,
+        } & !UNBLOCKABLE;
     }
     0
 }

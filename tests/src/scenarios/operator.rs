@@ -482,7 +482,8 @@ fn free_memory(vm: &mut Qemu) -> Result<u64, String> {
 }
 
 /// Debian's busybox in dom0 (the scenarios' initrd carries it, `cargo xtask` fetches it):
-/// its shell runs pipelines, lists, loops, a background job and `cd`; `ls`, `cat`, `grep`,
+/// its shell runs pipelines, lists, loops, background jobs with `wait` and `kill`, a `trap`
+/// handler, and `cd`; `ls`, `cat`, `grep`,
 /// `wc`, `head`, `tail`, `find` and `uname` work on dom0's files; `xl` runs inside a
 /// pipeline (`xl list | grep`); an exit status comes back to dom0's shell.
 pub fn busybox(ctx: &Context) -> Result<(), String> {
@@ -515,9 +516,17 @@ pub fn busybox(ctx: &Context) -> Result<(), String> {
         ),
         ("sh -c 'for i in 1 2 3; do echo n$i; done | tail -1'", "n3"),
         ("sh -c \"find /etc -name '*.cfg' | wc -l\"", "3"),
-        // A background job outlives its shell (ash's `wait` needs a SIGCHLD handler to run,
-        // which dom0's kernel does not deliver yet); the run ends when the job does.
-        ("sh -c 'sleep 1 & echo started'", "started"),
+        // A background job and ash's `wait`, which waits for its SIGCHLD handler to run.
+        (
+            "sh -c 'sleep 1 & echo started; wait; echo waited'",
+            "waited",
+        ),
+        // A signal handler (`trap`) runs and the shell goes on; `kill %1` ends a job.
+        (
+            "sh -c 'trap \"echo caught\" USR1; kill -USR1 $$; echo after'",
+            "caught",
+        ),
+        ("sh -c 'sleep 5 & kill %1; wait; echo killed'", "killed"),
         ("sh -c 'false || echo fallback'", "fallback"),
         ("sh -c 'xl list | grep -c Domain-0'", "1"),
         ("uname -a", "Linux xenia-dom0 0.1.0-xenia-dom0"),
