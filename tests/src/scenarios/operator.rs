@@ -8,6 +8,39 @@ use crate::machine::Qemu;
 use crate::runner::Context;
 use crate::scenarios::xl::{PROMPT, Row, boot, parse_list, run, until_prompt};
 
+/// Which initrd an operator scenario's dom0 gets.
+#[derive(Clone, Copy)]
+enum Initrd {
+    /// The default image's.
+    Default,
+    /// The scenarios' one (the test programs, busybox).
+    Test,
+}
+
+/// Boots dom0 (512 MiB, `dom0_mem=64M` and `extra` hypervisor options) with `initrd`, and
+/// waits for its first prompt.
+fn boot_with(ctx: &Context, extra: &str, initrd: Initrd) -> Result<Qemu, String> {
+    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+    let ws = ctx.workspace();
+    let options = format!("{} {extra}", crate::iso::DEFAULT_HV_OPTIONS);
+    let mut machine = ctx.machine().memory_mib(512).hv_options(options.trim());
+    match initrd {
+        Initrd::Default => {
+            for module in crate::iso::DEFAULT_MODULES {
+                machine = machine.module(ws.require_artifact(module.artifact)?, module.cmdline);
+            }
+        }
+        Initrd::Test => {
+            machine = machine
+                .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+                .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "");
+        }
+    }
+    let mut vm = machine.boot()?;
+    vm.wait_for(PROMPT, crate::machine::DEFAULT_TIMEOUT)?;
+    Ok(vm)
+}
+
 /// dom0's output reaches the serial line with `\r\n` line ends, never `\r\r\n` (dom0's
 /// terminal driver makes `\r\n` of a program's `\n`; the hypervisor passes dom0's terminal
 /// output on byte for byte), and the hypervisor's own log lines end in `\r\n` too.
@@ -206,16 +239,7 @@ pub fn xl_info(ctx: &Context) -> Result<(), String> {
 /// hypervisor's `domain <id> created` line), and `xl dmesg` still shows that line from the
 /// ring; `xl dmesg -c` shows it once more and empties the ring (Xen's readconsole `clear`).
 pub fn console_none(ctx: &Context) -> Result<(), String> {
-    let ws = ctx.workspace();
-    let mut machine = ctx
-        .machine()
-        .memory_mib(512)
-        .hv_options(&format!("{} console=none", crate::iso::DEFAULT_HV_OPTIONS));
-    for module in crate::iso::DEFAULT_MODULES {
-        machine = machine.module(ws.require_artifact(module.artifact)?, module.cmdline);
-    }
-    let mut vm = machine.boot()?;
-    vm.wait_for(PROMPT, crate::machine::DEFAULT_TIMEOUT)?;
+    let mut vm = boot_with(ctx, "console=none", Initrd::Default)?;
     let out = run(&mut vm, "xl create /etc/xen/hello.cfg")?;
     let id = out
         .lines()
@@ -307,17 +331,14 @@ pub fn serial_switch(ctx: &Context) -> Result<(), String> {
     vm.wait_for_line(&contract::guest_line("console: got \"a?b??c\""), T)?;
     vm.kill();
 
-    let ws = ctx.workspace();
-    let mut machine = ctx
-        .machine()
-        .memory_mib(512)
-        .hv_options(&format!("{} conswitch=bx", crate::iso::DEFAULT_HV_OPTIONS));
-    for module in crate::iso::DEFAULT_MODULES {
-        machine = machine.module(ws.require_artifact(module.artifact)?, module.cmdline);
+    // The announcement comes before the prompt `boot_with` waits for.
+    let mut vm = boot_with(ctx, "conswitch=bx", Initrd::Default)?;
+    if !vm
+        .serial_log()
+        .contains("*** Serial input to Xenia (type 'CTRL-b' three times")
+    {
+        return Err("with conswitch=bx, input was not announced as the hypervisor's".into());
     }
-    let mut vm = machine.boot()?;
-    vm.wait_for_line("*** Serial input to Xenia (type 'CTRL-b' three times", T)?;
-    vm.wait_for(PROMPT, T)?;
     vm.send("m")?;
     vm.wait_for_line("memory: ", T)?;
     vm.send("\x02\x02\x02")?;
@@ -338,16 +359,7 @@ pub fn serial_switch(ctx: &Context) -> Result<(), String> {
 /// of a child blocked on a pipe, `EPIPE`, and a sleeping process letting others run. Then a
 /// plain program still runs and the prompt comes back.
 pub fn processes(ctx: &Context) -> Result<(), String> {
-    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
-    let ws = ctx.workspace();
-    let mut vm = ctx
-        .machine()
-        .memory_mib(512)
-        .hv_options(crate::iso::DEFAULT_HV_OPTIONS)
-        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
-        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
-        .boot()?;
-    vm.wait_for(PROMPT, crate::machine::DEFAULT_TIMEOUT)?;
+    let mut vm = boot_with(ctx, "", Initrd::Test)?;
     let out = run(&mut vm, "probe processes")?;
     let failed: Vec<&str> = out.lines().filter(|l| l.contains("FAILED")).collect();
     if !failed.is_empty() || !out.contains("processes: done, 0 failed") {
@@ -487,16 +499,7 @@ fn free_memory(vm: &mut Qemu) -> Result<u64, String> {
 /// `wc`, `head`, `tail`, `find` and `uname` work on dom0's files; `xl` runs inside a
 /// pipeline (`xl list | grep`); an exit status comes back to dom0's shell.
 pub fn busybox(ctx: &Context) -> Result<(), String> {
-    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
-    let ws = ctx.workspace();
-    let mut vm = ctx
-        .machine()
-        .memory_mib(512)
-        .hv_options(crate::iso::DEFAULT_HV_OPTIONS)
-        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
-        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
-        .boot()?;
-    vm.wait_for(PROMPT, crate::machine::DEFAULT_TIMEOUT)?;
+    let mut vm = boot_with(ctx, "", Initrd::Test)?;
     let help = run(&mut vm, "help")?;
     if !help.contains("busybox") {
         return Err(format!(
