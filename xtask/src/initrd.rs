@@ -71,6 +71,10 @@ pub fn contents(
             .into_iter()
             .map(|(name, data)| (format!("{CONFIG_DEST}/{name}"), DATA, data.clone())),
     );
+    // Mount points as a Linux root has them: `/proc` (dom0's kernel serves it) and a
+    // world-writable, sticky `/tmp`.
+    files.push(("proc".into(), S_IFDIR | 0o555, Vec::new()));
+    files.push(("tmp".into(), S_IFDIR | 0o1777, Vec::new()));
     files
 }
 
@@ -153,9 +157,67 @@ pub fn build_test(
 /// The busybox applets the scenarios' initrd links in `/bin` (the list and what a
 /// shell script needs).
 pub const BUSYBOX_APPLETS: &[&str] = &[
-    "cat", "cp", "cut", "date", "dmesg", "echo", "env", "expr", "false", "find", "free", "grep",
-    "head", "less", "ls", "mkdir", "more", "mv", "ps", "pwd", "rm", "sed", "seq", "sh", "sleep",
-    "sort", "tail", "test", "tr", "true", "uname", "uniq", "uptime", "vi", "watch", "wc", "yes",
+    "awk",
+    "basename",
+    "cat",
+    "chmod",
+    "clear",
+    "cmp",
+    "cp",
+    "cut",
+    "date",
+    "df",
+    "diff",
+    "dirname",
+    "dmesg",
+    "du",
+    "echo",
+    "env",
+    "expr",
+    "false",
+    "find",
+    "free",
+    "grep",
+    "head",
+    "hostname",
+    "id",
+    "kill",
+    "less",
+    "ln",
+    "ls",
+    "md5sum",
+    "mkdir",
+    "more",
+    "mv",
+    "od",
+    "printf",
+    "ps",
+    "pwd",
+    "readlink",
+    "rm",
+    "rmdir",
+    "sed",
+    "seq",
+    "sh",
+    "sha256sum",
+    "sleep",
+    "sort",
+    "stat",
+    "tail",
+    "tee",
+    "test",
+    "top",
+    "touch",
+    "tr",
+    "true",
+    "uname",
+    "uniq",
+    "uptime",
+    "vi",
+    "watch",
+    "wc",
+    "xargs",
+    "yes",
 ];
 
 fn build_with(
@@ -392,7 +454,11 @@ mod tests {
             (S_IFREG | 0o755, &b"hptool"[..])
         );
         assert_eq!(initrd.list("/bin").unwrap(), ["xen-hptool", "xl"]);
-        assert_eq!(initrd.list("/").unwrap(), ["bin", "boot", "etc"]);
+        assert_eq!(
+            initrd.list("/").unwrap(),
+            ["bin", "boot", "etc", "proc", "tmp"]
+        );
+        assert_eq!(initrd.lookup("/tmp").unwrap().mode, S_IFDIR | 0o1777);
         assert_eq!(initrd.list("/boot").unwrap(), ["compute.elf", "echo.elf"]);
         assert_eq!(
             initrd.list("/etc/xen").unwrap(),

@@ -96,18 +96,18 @@ fn spec_of(record: &Record) -> Result<DomainSpec, String> {
     // As `xl create` read it: `//` and `..` resolved, and `/dev/null` empty (a configuration
     // made only of key=value overrides, as on Xen).
     let path = xenia_dom0::files::normalize("/", &record.config);
-    let text: &[u8] = if path == "/dev/null" {
-        &[]
+    let text = if path == "/dev/null" {
+        alloc::borrow::Cow::Borrowed(&[][..])
     } else {
         fs::file(&path).ok_or_else(|| {
             alloc::format!(
-                "{}: no such file in dom0's initrd (restart needs it)",
+                "{}: no such file in dom0's root (restart needs it)",
                 record.config
             )
         })?
     };
     let overrides: Vec<&str> = record.overrides.iter().map(String::as_str).collect();
-    xlcfg::parse_domain_config(&record.config, text, &overrides)
+    xlcfg::parse_domain_config(&record.config, &text, &overrides)
         .map(|p| p.spec)
         .map_err(|e| alloc::format!("{e}"))
 }
@@ -487,15 +487,15 @@ fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str) {
 
 fn rebuild(hv: &mut Xen<Direct>, spec: &DomainSpec) -> Result<builder::Built, String> {
     let kernel = fs::file(&spec.kernel)
-        .ok_or_else(|| alloc::format!("{}: no such file in dom0's initrd", spec.kernel))?;
+        .ok_or_else(|| alloc::format!("{}: no such file in dom0's root", spec.kernel))?;
     let ramdisk = match &spec.ramdisk {
         Some(p) => {
-            Some(fs::file(p).ok_or_else(|| alloc::format!("{p}: no such file in dom0's initrd"))?)
+            Some(fs::file(p).ok_or_else(|| alloc::format!("{p}: no such file in dom0's root"))?)
         }
         None => None,
     };
-    let mut cfg = DomainConfig::new(&spec.name, kernel, spec.memory_mib);
-    cfg.ramdisk = ramdisk;
+    let mut cfg = DomainConfig::new(&spec.name, &kernel, spec.memory_mib);
+    cfg.ramdisk = ramdisk.as_deref();
     cfg.cmdline = spec.cmdline.as_deref().unwrap_or("");
     cfg.max_memory_kib = spec.maxmem_mib.saturating_mul(1024);
     cfg.vcpus = spec.maxvcpus;

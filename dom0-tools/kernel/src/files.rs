@@ -1,17 +1,26 @@
-//! A process's open files in dom0 (DESIGN.md §7): the read-only files of
-//! the initrd and the kernel's devices, behind Linux's file descriptors.
+//! A process's open files in dom0 (DESIGN.md §7): the files of dom0's root (a
+//! [`Tmpfs`], writable, seeded from the initrd), the kernel's devices, pipes and the
+//! kernel's generated files (`/proc`), behind Linux's file descriptors.
 //!
-//! The file system is the initrd's directory view ([`cpio::Archive`]),
-//! read-only: opening for writing, creating or truncating gives `EROFS`.
-//! The devices — the console, `/dev/null`, `/dev/xen/privcmd` and
-//! `/dev/xen/evtchn` — are known by path and handed back to the kernel as
-//! a [`Device`] for it to serve. Descriptors 0, 1 and 2 start on the
-//! console. Everything returns the negative errno Linux would.
+//! * Descriptors name **open file descriptions**, shared as Linux shares them: a `dup`ed
+//!   descriptor, and the copy a forked child inherits, move one file offset together, so
+//!   that `{ echo a; xl list; } > f` keeps both outputs.
+//! * A descriptor on a file **holds** its inode ([`Tmpfs::retain`]): a file unlinked while
+//!   open keeps its contents until its last descriptor closes. Every method that makes or
+//!   drops a descriptor takes the file system to keep that count.
+//! * The devices — the console, `/dev/null`, `/dev/zero`, `/dev/xen/*` — are known by path
+//!   and handed back to the kernel as a [`Device`] for it to serve; pipe ends, as a
+//!   [`PipeEnd`] the kernel counts.
+//! * Descriptors 0, 1 and 2 start on the console. Everything returns the negative errno
+//!   Linux would.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::cpio::{self, Archive};
+use crate::cpio;
+use crate::tmpfs::{Follow, Ino, Tmpfs};
 
 /// Linux errno values the calls here return (negated on return).
 pub mod errno {
@@ -41,6 +50,8 @@ pub mod errno {
     pub const EFBIG: i64 = 27;
     /// No space left on device.
     pub const ENOSPC: i64 = 28;
+    /// Permission denied.
+    pub const EACCES: i64 = 13;
     /// Illegal seek.
     pub const ESPIPE: i64 = 29;
     /// Read-only file system.
@@ -81,8 +92,6 @@ pub const FD_CLOEXEC: u64 = 1;
 
 /// Most descriptors a process may hold open.
 pub const MAX_FDS: usize = 256;
-/// Symbolic links followed in one lookup before `ELOOP`.
-const MAX_LINKS: usize = 8;
 
 /// A device the kernel serves itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +100,8 @@ pub enum Device {
     Console,
     /// `/dev/null`.
     Null,
+    /// `/dev/zero`.
+    Zero,
     /// `/dev/xen/privcmd`: hypercalls and foreign mappings.
     Privcmd,
     /// `/dev/xen/evtchn`: event channels.
@@ -107,6 +118,7 @@ impl Device {
         Some(match path {
             "/dev/console" | "/dev/tty" => Self::Console,
             "/dev/null" => Self::Null,
+            "/dev/zero" => Self::Zero,
             "/dev/xen/privcmd" => Self::Privcmd,
             "/dev/xen/evtchn" => Self::Evtchn,
             "/dev/xen/xenia" => Self::Xenia,
@@ -120,6 +132,7 @@ impl Device {
         match self {
             Self::Console => (5, 1),
             Self::Null => (1, 3),
+            Self::Zero => (1, 5),
             // misc devices; the minors are dynamic on Linux.
             Self::Privcmd => (10, 60),
             Self::Evtchn => (10, 61),
@@ -139,26 +152,73 @@ pub struct PipeEnd {
     pub write: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Node<'a> {
-    Entry(cpio::Entry<'a>),
-    Device(Device),
-    Pipe(PipeEnd),
+/// A file the kernel generated as it was opened (`/proc`'s): read-only, its contents fixed
+/// for as long as it is open, as a `seq_file` read in one go is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Snapshot {
+    /// A file's bytes.
+    File {
+        /// Its inode number, for `fstat`.
+        ino: u64,
+        /// Its contents.
+        bytes: Vec<u8>,
+    },
+    /// A directory's entries.
+    Dir {
+        /// Its inode number.
+        ino: u64,
+        /// Its parent's inode number (for `..`).
+        parent: u64,
+        /// Name, inode number and `d_type` of each entry, in listing order.
+        entries: Vec<(String, u64, u8)>,
+    },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Open<'a> {
-    node: Node<'a>,
-    offset: u64,
+#[derive(Clone, Debug)]
+enum Node {
+    File(Ino),
+    Device(Device),
+    Pipe(PipeEnd),
+    Generated(Arc<Snapshot>),
+}
+
+/// What an open file description shares between the descriptors naming it.
+#[derive(Debug, Default)]
+struct Shared {
+    offset: AtomicU64,
+}
+
+#[derive(Clone, Debug)]
+struct Open {
+    node: Node,
+    shared: Arc<Shared>,
     status: u32,
     cloexec: bool,
 }
 
-/// What a `read` or `write` on a descriptor comes to.
+impl Open {
+    fn offset(&self) -> u64 {
+        self.shared.offset.load(Ordering::Relaxed)
+    }
+
+    fn set_offset(&self, at: u64) {
+        self.shared.offset.store(at, Ordering::Relaxed);
+    }
+
+    fn readable(&self) -> bool {
+        self.status & 3 != O_WRONLY
+    }
+
+    fn writable(&self) -> bool {
+        self.status & 3 != 0
+    }
+}
+
+/// What a `read` on a descriptor comes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Io<'a> {
-    /// These bytes of a file, to copy to the caller (empty at the end).
-    Data(&'a [u8]),
+pub enum Io {
+    /// A file: read it with [`Files::read_file`].
+    File,
     /// A device, for the kernel to serve.
     Device(Device),
     /// The reading end of pipe `id`, for the kernel to serve.
@@ -168,6 +228,8 @@ pub enum Io<'a> {
 /// Where a `write` on a descriptor goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sink {
+    /// A file: write it with [`Files::write_file`].
+    File,
     /// A device, for the kernel to serve.
     Device(Device),
     /// The writing end of pipe `id`.
@@ -202,14 +264,21 @@ const fn makedev(major: u32, minor: u32) -> u64 {
 }
 
 impl Stat {
-    /// Size of `struct stat` on x86-64 Linux.
+    /// Size of `struct stat` on x86-64.
     pub const SIZE: usize = 144;
 
-    /// The bytes of `struct stat`, as `fstat` copies them out.
+    /// The structure as Linux lays it out on x86-64.
     pub fn to_linux_bytes(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
         let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
-        put(0, &1u64.to_le_bytes()); // st_dev: the initrd
+        // st_dev: `/proc`'s files are on a file system of their own (as `df` and `find
+        // -xdev` tell them apart), everything else on the root.
+        let dev: u64 = if self.ino >= crate::procfs::FIRST_INO {
+            4
+        } else {
+            1
+        };
+        put(0, &dev.to_le_bytes());
         put(8, &self.ino.to_le_bytes());
         put(16, &self.nlink.to_le_bytes());
         put(24, &self.mode.to_le_bytes());
@@ -226,18 +295,35 @@ impl Stat {
     }
 }
 
-/// A process's descriptor table.
-#[derive(Clone, Debug)]
-pub struct Files<'a> {
-    fds: Vec<Option<Open<'a>>>,
+/// A device's `stat`.
+fn device_stat(d: Device) -> Stat {
+    Stat {
+        ino: 0x1000 + u64::from(d.rdev().0) * 256 + u64::from(d.rdev().1),
+        nlink: 1,
+        mode: cpio::S_IFCHR | if d == Device::Console { 0o620 } else { 0o666 },
+        rdev: d.rdev(),
+        ..Stat::default()
+    }
 }
 
-impl<'a> Files<'a> {
-    /// A table with descriptors 0, 1 and 2 open on the console.
+/// The device an absolute, normalised path names, if any, with its `stat`.
+pub fn device_at(path: &str) -> Option<(Device, Stat)> {
+    Device::by_path(path).map(|d| (d, device_stat(d)))
+}
+
+/// A process's descriptor table. Cloning it (for a fork) shares every open file
+/// description; the clone's holds on files are taken with [`Files::retain_all`].
+#[derive(Clone, Debug)]
+pub struct Files {
+    fds: Vec<Option<Open>>,
+}
+
+impl Files {
+    /// Descriptors 0, 1 and 2 on the console, read-write, sharing one description.
     pub fn with_console() -> Self {
         let console = Open {
             node: Node::Device(Device::Console),
-            offset: 0,
+            shared: Arc::new(Shared::default()),
             status: O_RDWR,
             cloexec: false,
         };
@@ -246,7 +332,7 @@ impl<'a> Files<'a> {
         }
     }
 
-    fn get(&mut self, fd: i64) -> Result<&mut Open<'a>, i64> {
+    fn get(&mut self, fd: i64) -> Result<&mut Open, i64> {
         usize::try_from(fd)
             .ok()
             .and_then(|i| self.fds.get_mut(i))
@@ -254,7 +340,15 @@ impl<'a> Files<'a> {
             .ok_or(-EBADF)
     }
 
-    fn install(&mut self, open: Open<'a>, min: usize) -> Result<i64, i64> {
+    fn peek(&self, fd: i64) -> Option<&Open> {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.fds.get(i))?
+            .as_ref()
+    }
+
+    /// Puts `open` at the lowest free descriptor at or above `min`.
+    fn install(&mut self, open: Open, min: usize) -> Result<i64, i64> {
         let free = (min..MAX_FDS)
             .find(|&i| self.fds.get(i).is_none_or(Option::is_none))
             .ok_or(-EMFILE)?;
@@ -265,74 +359,123 @@ impl<'a> Files<'a> {
         Ok(free as i64)
     }
 
-    /// `open(path, flags)`, relative paths from `/`.
-    pub fn open(&mut self, fs: &Archive<'a>, path: &str, flags: u32) -> Result<i64, i64> {
+    /// Installs a copy of `open` (a `dup`), holding its file once more.
+    fn install_copy(&mut self, fs: &mut Tmpfs<'_>, open: Open, min: usize) -> Result<i64, i64> {
+        if let Node::File(ino) = open.node {
+            fs.retain(ino)?;
+        }
+        self.install(open.clone(), min).inspect_err(|_| {
+            if let Node::File(ino) = open.node {
+                let _ = fs.release(ino);
+            }
+        })
+    }
+
+    /// Lets go of what a dropped descriptor held: its file (released here) or its pipe end
+    /// (returned, for the kernel to count).
+    fn drop_open(fs: &mut Tmpfs<'_>, open: Open) -> Option<PipeEnd> {
+        match open.node {
+            Node::File(ino) => {
+                let _ = fs.release(ino);
+                None
+            }
+            Node::Pipe(end) => Some(end),
+            Node::Device(_) | Node::Generated(_) => None,
+        }
+    }
+
+    /// `openat(at, path, flags, mode)`: a device by its path (`abs` is `path` made absolute
+    /// and normalised, for that), else the file system's file. `mode` is applied as given
+    /// (the caller takes its umask off).
+    pub fn open(
+        &mut self,
+        fs: &mut Tmpfs<'_>,
+        at: Ino,
+        path: &[u8],
+        abs: &str,
+        flags: u32,
+        mode: u32,
+    ) -> Result<i64, i64> {
         if path.is_empty() {
             return Err(-ENOENT);
         }
-        let writing = flags & 3 != 0 || flags & (O_CREAT | O_TRUNC) != 0;
-        let node = match Device::by_path(path) {
-            Some(d) => Node::Device(d),
-            None => {
-                let entry = resolve(fs, path).map_err(|e| {
-                    if e == -ENOENT && flags & O_CREAT != 0 {
-                        -EROFS
-                    } else {
-                        e
-                    }
-                })?;
-                if writing {
-                    return Err(if entry.is_dir() { -EISDIR } else { -EROFS });
-                }
-                if flags & O_DIRECTORY != 0 && !entry.is_dir() {
-                    return Err(-ENOTDIR);
-                }
-                Node::Entry(entry)
-            }
-        };
         let status = flags & (3 | O_APPEND | O_NONBLOCK);
+        let cloexec = flags & O_CLOEXEC != 0;
+        if let Some(d) = Device::by_path(abs) {
+            if flags & O_DIRECTORY != 0 {
+                return Err(-ENOTDIR);
+            }
+            return self.install(
+                Open {
+                    node: Node::Device(d),
+                    shared: Arc::default(),
+                    status,
+                    cloexec,
+                },
+                0,
+            );
+        }
+        if flags & 3 == 3 {
+            return Err(-EINVAL);
+        }
+        let ino = fs.open(at, path, flags, mode)?;
+        fs.retain(ino)?;
+        let open = Open {
+            node: Node::File(ino),
+            shared: Arc::default(),
+            status,
+            cloexec,
+        };
+        self.install(open, 0).inspect_err(|_| {
+            let _ = fs.release(ino);
+        })
+    }
+
+    /// A descriptor on a generated file (read-only: opening it to write is `EACCES`).
+    pub fn open_generated(&mut self, snapshot: Snapshot, flags: u32) -> Result<i64, i64> {
+        if flags & 3 != 0 || flags & (O_CREAT | O_TRUNC) != 0 {
+            return Err(-EACCES);
+        }
+        if flags & O_DIRECTORY != 0 && !matches!(snapshot, Snapshot::Dir { .. }) {
+            return Err(-ENOTDIR);
+        }
         self.install(
             Open {
-                node,
-                offset: 0,
-                status,
+                node: Node::Generated(Arc::new(snapshot)),
+                shared: Arc::default(),
+                status: flags & O_NONBLOCK,
                 cloexec: flags & O_CLOEXEC != 0,
             },
             0,
         )
     }
 
-    /// What descriptor `fd` is: the device it names (`None` for a file)
-    /// and its status flags (`O_ACCMODE`, `O_APPEND`, `O_NONBLOCK`).
+    /// The device `fd` is on (if it is one) and its status flags (`O_NONBLOCK`, ...).
     pub fn describe(&mut self, fd: i64) -> Result<(Option<Device>, u32), i64> {
         let f = self.get(fd)?;
         let device = match f.node {
             Node::Device(d) => Some(d),
-            Node::Entry(_) | Node::Pipe(_) => None,
+            _ => None,
         };
         Ok((device, f.status))
     }
 
-    /// `close(fd)`: the pipe end it held, if any, for the kernel's count.
-    pub fn close(&mut self, fd: i64) -> Result<Option<PipeEnd>, i64> {
-        let node = self.get(fd)?.node;
-        self.fds[fd as usize] = None;
-        Ok(match node {
-            Node::Pipe(end) => Some(end),
-            _ => None,
-        })
+    /// `close`: the pipe end it held, if any, for the kernel to count.
+    pub fn close(&mut self, fs: &mut Tmpfs<'_>, fd: i64) -> Result<Option<PipeEnd>, i64> {
+        self.get(fd)?;
+        let open = self.fds[fd as usize].take().ok_or(-EBADF)?;
+        Ok(Self::drop_open(fs, open))
     }
 
-    /// `pipe2`: descriptors for the two ends of pipe `id` (`O_CLOEXEC` and `O_NONBLOCK`
-    /// of `flags` apply to both); `(read, write)`. `EMFILE` with nothing installed if two
-    /// descriptors are not free.
+    /// `pipe2`: descriptors on the two ends of the kernel's pipe `id` (reading end first).
+    /// Flags: `O_CLOEXEC`, `O_NONBLOCK`.
     pub fn open_pipe(&mut self, id: u32, flags: u32) -> Result<(i64, i64), i64> {
         if flags & !(O_CLOEXEC | O_NONBLOCK) != 0 {
             return Err(-EINVAL);
         }
         let end = |write: bool| Open {
             node: Node::Pipe(PipeEnd { id, write }),
-            offset: 0,
+            shared: Arc::default(),
             status: (if write { O_WRONLY } else { 0 }) | (flags & O_NONBLOCK),
             cloexec: flags & O_CLOEXEC != 0,
         };
@@ -346,91 +489,128 @@ impl<'a> Files<'a> {
         }
     }
 
-    /// `dup3(old, new, flags)` (and `dup2` with `flags` 0; `old == new` is the caller's
-    /// case): `new` is closed first if open, and its pipe end returned for the kernel's
-    /// count. Only `O_CLOEXEC` may be in `flags`.
-    pub fn dup3(&mut self, old: i64, new: i64, flags: u32) -> Result<Option<PipeEnd>, i64> {
+    /// `dup3(old, new, flags)` (`flags`: `O_CLOEXEC`): `new` names what `old` names,
+    /// closing what it named before; that pipe end, if one, is returned.
+    pub fn dup3(
+        &mut self,
+        fs: &mut Tmpfs<'_>,
+        old: i64,
+        new: i64,
+        flags: u32,
+    ) -> Result<Option<PipeEnd>, i64> {
         if flags & !O_CLOEXEC != 0 || old == new {
             return Err(-EINVAL);
         }
-        let open = *self.get(old)?;
+        let open = self.get(old)?.clone();
         let slot = usize::try_from(new)
             .ok()
             .filter(|&n| n < MAX_FDS)
             .ok_or(-EBADF)?;
-        let closed = self
-            .fds
-            .get(slot)
-            .copied()
-            .flatten()
-            .and_then(|o| match o.node {
-                Node::Pipe(end) => Some(end),
-                _ => None,
-            });
+        if let Node::File(ino) = open.node {
+            fs.retain(ino)?;
+        }
         if slot >= self.fds.len() {
             self.fds.resize(slot + 1, None);
         }
-        self.fds[slot] = Some(Open {
+        let replaced = self.fds[slot].replace(Open {
             cloexec: flags & O_CLOEXEC != 0,
             ..open
         });
-        Ok(closed)
+        Ok(replaced.and_then(|o| Self::drop_open(fs, o)))
     }
 
-    /// `getdents64` on descriptor `fd`: the records that fit in `room` bytes, from where the
-    /// last call stopped (the descriptor's offset counts entries).
-    pub fn getdents(&mut self, fs: &Archive<'a>, fd: i64, room: usize) -> Result<Vec<u8>, i64> {
-        let f = self.get(fd)?;
-        let Node::Entry(dir) = f.node else {
-            return Err(-ENOTDIR);
+    /// `dup(old)`: the lowest free descriptor, naming what `old` names (close-on-exec off).
+    pub fn dup(&mut self, fs: &mut Tmpfs<'_>, old: i64) -> Result<i64, i64> {
+        let open = Open {
+            cloexec: false,
+            ..self.get(old)?.clone()
         };
-        if !dir.is_dir() {
-            return Err(-ENOTDIR);
-        }
-        let (records, next) = dirents(fs, &dir, f.offset, room)?;
-        f.offset = next;
-        Ok(records)
+        self.install_copy(fs, open, 0)
     }
 
-    /// The absolute path of the file or directory descriptor `fd` is open on (`None` for a
-    /// device or a pipe): for the `*at` calls.
-    pub fn path_of(&self, fd: i64) -> Option<String> {
-        let open = usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.fds.get(i))?
-            .as_ref()?;
-        match open.node {
-            Node::Entry(e) => Some(alloc::format!("/{}", e.name)),
-            _ => None,
+    /// The directory `fd` is open on, for the `*at` calls and `fchdir` (`ENOTDIR` for
+    /// anything else).
+    pub fn dir_of(&self, fs: &Tmpfs<'_>, fd: i64) -> Result<Ino, i64> {
+        match self.peek(fd).ok_or(-EBADF)?.node {
+            Node::File(ino) if fs.stat(ino)?.mode & cpio::S_IFMT == cpio::S_IFDIR => Ok(ino),
+            _ => Err(-ENOTDIR),
         }
     }
 
-    /// The pipe end descriptor `fd` holds, if it holds one.
+    /// The file `fd` is open on (`EBADF`; `EINVAL` for a device, pipe or generated file).
+    pub fn file_of(&self, fd: i64) -> Result<Ino, i64> {
+        match self.peek(fd).ok_or(-EBADF)?.node {
+            Node::File(ino) => Ok(ino),
+            _ => Err(-EINVAL),
+        }
+    }
+
+    /// `getdents64` on `fd`: records for at most `room` bytes, from where the last call
+    /// ended (empty at the end). `ENOTDIR` unless `fd` is a directory, `EINVAL` if even one
+    /// record does not fit.
+    pub fn getdents(&mut self, fs: &Tmpfs<'_>, fd: i64, room: usize) -> Result<Vec<u8>, i64> {
+        let f = self.get(fd)?;
+        match &f.node {
+            Node::File(ino) => {
+                let mut out = alloc::vec![0u8; room];
+                let (n, next) = fs.getdents(*ino, f.offset(), &mut out)?;
+                out.truncate(n);
+                f.set_offset(next);
+                Ok(out)
+            }
+            Node::Generated(snapshot) => {
+                let Snapshot::Dir {
+                    ino,
+                    parent,
+                    entries,
+                } = &**snapshot
+                else {
+                    return Err(-ENOTDIR);
+                };
+                let mut out = Vec::new();
+                let mut at = f.offset();
+                loop {
+                    let (name, ino, d_type) = match at {
+                        0 => (".", *ino, 4),
+                        1 => ("..", *parent, 4),
+                        i => match usize::try_from(i - 2).ok().and_then(|i| entries.get(i)) {
+                            Some((name, ino, t)) => (name.as_str(), *ino, *t),
+                            None => break,
+                        },
+                    };
+                    let reclen = (19 + name.len() + 1).next_multiple_of(8);
+                    if out.len() + reclen > room {
+                        if out.is_empty() {
+                            return Err(-EINVAL);
+                        }
+                        break;
+                    }
+                    let start = out.len();
+                    out.resize(start + reclen, 0);
+                    let rec = &mut out[start..];
+                    rec[..8].copy_from_slice(&ino.to_le_bytes());
+                    rec[8..16].copy_from_slice(&(at + 1).to_le_bytes());
+                    rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
+                    rec[18] = d_type;
+                    rec[19..19 + name.len()].copy_from_slice(name.as_bytes());
+                    at += 1;
+                }
+                f.set_offset(at);
+                Ok(out)
+            }
+            Node::Device(_) | Node::Pipe(_) => Err(-ENOTDIR),
+        }
+    }
+
+    /// The pipe end `fd` is, if it is one.
     pub fn pipe_end(&self, fd: i64) -> Option<PipeEnd> {
-        let open = usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.fds.get(i))?
-            .as_ref()?;
-        match open.node {
+        match self.peek(fd)?.node {
             Node::Pipe(end) => Some(end),
             _ => None,
         }
     }
 
-    /// `dup(old)`: the lowest free descriptor.
-    pub fn dup(&mut self, old: i64) -> Result<i64, i64> {
-        let open = *self.get(old)?;
-        self.install(
-            Open {
-                cloexec: false,
-                ..open
-            },
-            0,
-        )
-    }
-
-    /// Every pipe end the table holds (one per descriptor): what a copy of the table (a
-    /// fork) adds to the kernel's counts, and what dropping it takes away.
+    /// Every pipe end the table holds, one per descriptor (a fork's child adds them).
     pub fn pipe_ends(&self) -> Vec<PipeEnd> {
         self.fds
             .iter()
@@ -442,68 +622,174 @@ impl<'a> Files<'a> {
             .collect()
     }
 
-    /// Closes the descriptors marked close-on-exec (`execve`); the pipe ends they held.
-    pub fn close_on_exec(&mut self) -> Vec<PipeEnd> {
+    /// Takes a hold on every file the table names: after cloning it for a fork. Files that
+    /// cannot be held any more (a hold count at its limit) are closed in this table.
+    pub fn retain_all(&mut self, fs: &mut Tmpfs<'_>) {
+        for slot in &mut self.fds {
+            if let Some(Open {
+                node: Node::File(ino),
+                ..
+            }) = slot
+                && fs.retain(*ino).is_err()
+            {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Closes every descriptor (the process ended): the pipe ends they held, to count.
+    pub fn close_all(&mut self, fs: &mut Tmpfs<'_>) -> Vec<PipeEnd> {
         let mut ends = Vec::new();
         for slot in &mut self.fds {
-            if let Some(o) = slot
-                && o.cloexec
-            {
-                if let Node::Pipe(end) = o.node {
-                    ends.push(end);
-                }
-                *slot = None;
+            if let Some(open) = slot.take() {
+                ends.extend(Self::drop_open(fs, open));
             }
         }
         ends
     }
 
-    /// `read(fd, _, len)`: the bytes to copy (and the offset moves past
-    /// them), or the device to read from.
-    pub fn read(&mut self, fd: i64, len: u64) -> Result<Io<'a>, i64> {
+    /// `execve`'s part: closes the descriptors marked close-on-exec; the pipe ends they
+    /// held are returned for the kernel to count.
+    pub fn close_on_exec(&mut self, fs: &mut Tmpfs<'_>) -> Vec<PipeEnd> {
+        let mut ends = Vec::new();
+        for slot in &mut self.fds {
+            if slot.as_ref().is_some_and(|o| o.cloexec)
+                && let Some(open) = slot.take()
+            {
+                ends.extend(Self::drop_open(fs, open));
+            }
+        }
+        ends
+    }
+
+    /// `read(fd, ...)`: what the read comes to (`EBADF` if not open for reading, `EISDIR`
+    /// for a directory).
+    pub fn read(&mut self, fs: &Tmpfs<'_>, fd: i64) -> Result<Io, i64> {
         let f = self.get(fd)?;
-        if f.status & 3 == O_WRONLY {
+        if !f.readable() {
             return Err(-EBADF);
         }
-        match f.node {
-            Node::Device(d) => Ok(Io::Device(d)),
+        match &f.node {
+            Node::Device(d) => Ok(Io::Device(*d)),
             Node::Pipe(end) => Ok(Io::Pipe(end.id)),
-            Node::Entry(e) if e.is_dir() => Err(-EISDIR),
-            Node::Entry(e) => {
-                let start = usize::try_from(f.offset)
-                    .unwrap_or(usize::MAX)
-                    .min(e.data.len());
-                let n = usize::try_from(len)
-                    .unwrap_or(usize::MAX)
-                    .min(e.data.len() - start);
-                f.offset += n as u64;
-                Ok(Io::Data(&e.data[start..start + n]))
-            }
+            Node::Generated(s) if matches!(**s, Snapshot::Dir { .. }) => Err(-EISDIR),
+            Node::Generated(_) => Ok(Io::File),
+            Node::File(ino) if is_dir(fs, *ino) => Err(-EISDIR),
+            Node::File(_) => Ok(Io::File),
         }
     }
 
-    /// `write(fd, ..)`: only devices and pipes take writes (files are read-only
-    /// and were refused at open).
+    /// Reads file `fd` at its offset into `buf`, moving the offset: the bytes read (0 at
+    /// the end).
+    pub fn read_file(&mut self, fs: &Tmpfs<'_>, fd: i64, buf: &mut [u8]) -> Result<usize, i64> {
+        let f = self.get(fd)?;
+        if !f.readable() {
+            return Err(-EBADF);
+        }
+        let at = f.offset();
+        let n = read_node(fs, &f.node, at, buf)?;
+        f.set_offset(at + n as u64);
+        Ok(n)
+    }
+
+    /// `pread64`: reads file `fd` at `offset`, leaving its offset.
+    pub fn pread(
+        &mut self,
+        fs: &Tmpfs<'_>,
+        fd: i64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, i64> {
+        let f = self.get(fd)?;
+        if !f.readable() {
+            return Err(-EBADF);
+        }
+        if matches!(f.node, Node::Pipe(_) | Node::Device(_)) {
+            return Err(-ESPIPE);
+        }
+        read_node(fs, &f.node, offset, buf)
+    }
+
+    /// `write(fd, ...)`: where the write goes (`EBADF` if not open for writing).
     pub fn write(&mut self, fd: i64) -> Result<Sink, i64> {
         let f = self.get(fd)?;
         match f.node {
-            Node::Device(d) if f.status & 3 != 0 => Ok(Sink::Device(d)),
+            Node::Device(d) if f.writable() => Ok(Sink::Device(d)),
             Node::Pipe(end) if end.write => Ok(Sink::Pipe(end.id)),
+            Node::File(_) if f.writable() => Ok(Sink::File),
             _ => Err(-EBADF),
         }
     }
 
-    /// `lseek(fd, offset, whence)`.
-    pub fn lseek(&mut self, fd: i64, offset: i64, whence: u32) -> Result<u64, i64> {
+    /// Writes `data` into file `fd` at its offset (at the end with `O_APPEND`), moving the
+    /// offset: the bytes written, fewer when the file system fills part-way (`ENOSPC` when
+    /// none fit).
+    pub fn write_file(&mut self, fs: &mut Tmpfs<'_>, fd: i64, data: &[u8]) -> Result<usize, i64> {
         let f = self.get(fd)?;
-        let size = match f.node {
-            Node::Entry(e) => e.data.len() as u64,
-            Node::Device(Device::Null) => 0,
+        let Node::File(ino) = f.node else {
+            return Err(-EBADF);
+        };
+        if !f.writable() {
+            return Err(-EBADF);
+        }
+        if f.status & O_APPEND != 0 {
+            let (n, end) = fs.append(ino, data)?;
+            f.set_offset(end);
+            return Ok(n);
+        }
+        let at = f.offset();
+        let n = fs.write_at(ino, at, data)?;
+        f.set_offset(at + n as u64);
+        Ok(n)
+    }
+
+    /// `pwrite64`: writes file `fd` at `offset`, leaving its offset (Linux writes at the
+    /// end with `O_APPEND`, whatever `offset` says, and so does this).
+    pub fn pwrite(
+        &mut self,
+        fs: &mut Tmpfs<'_>,
+        fd: i64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<usize, i64> {
+        let f = self.get(fd)?;
+        match f.node {
+            Node::File(ino) if f.writable() && f.status & O_APPEND != 0 => {
+                fs.append(ino, data).map(|(n, _)| n)
+            }
+            Node::File(ino) if f.writable() => fs.write_at(ino, offset, data),
+            Node::Pipe(_) | Node::Device(_) => Err(-ESPIPE),
+            _ => Err(-EBADF),
+        }
+    }
+
+    /// `ftruncate`: `EINVAL` unless `fd` is a regular file open for writing.
+    pub fn ftruncate(&mut self, fs: &mut Tmpfs<'_>, fd: i64, size: u64) -> Result<(), i64> {
+        let f = self.get(fd)?;
+        match f.node {
+            Node::File(ino) if f.writable() => fs.truncate(ino, size),
+            Node::File(_) => Err(-EINVAL),
+            _ => Err(-EINVAL),
+        }
+    }
+
+    /// `lseek`: `whence` 0 (`SEEK_SET`), 1 (`SEEK_CUR`) or 2 (`SEEK_END`). Directories keep
+    /// a listing position, which only `SEEK_SET` to a position given before (or 0) means
+    /// anything for.
+    pub fn lseek(&mut self, fs: &Tmpfs<'_>, fd: i64, offset: i64, whence: u32) -> Result<u64, i64> {
+        let f = self.get(fd)?;
+        let size = match &f.node {
+            Node::File(ino) => fs.stat(*ino)?.size,
+            Node::Generated(s) => match &**s {
+                Snapshot::File { bytes, .. } => bytes.len() as u64,
+                Snapshot::Dir { .. } => 0,
+            },
+            Node::Device(Device::Null | Device::Zero) => 0,
             Node::Device(_) | Node::Pipe(_) => return Err(-ESPIPE),
         };
         let base = match whence {
             0 => 0,
-            1 => f.offset,
+            1 => f.offset(),
             2 => size,
             _ => return Err(-EINVAL),
         };
@@ -511,44 +797,28 @@ impl<'a> Files<'a> {
             .checked_add_signed(offset)
             .filter(|&n| n <= i64::MAX as u64)
             .ok_or(-EINVAL)?;
-        f.offset = new;
+        f.set_offset(new);
         Ok(new)
     }
 
-    /// `fstat(fd)`.
-    pub fn fstat(&mut self, fd: i64) -> Result<Stat, i64> {
-        Ok(match self.get(fd)?.node {
-            Node::Entry(e) => Stat {
-                ino: e.ino.into(),
-                nlink: e.nlink.max(1).into(),
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                rdev: (e.rdev_major, e.rdev_minor),
-                size: if e.is_dir() { 0 } else { e.data.len() as u64 },
-                mtime: e.mtime.into(),
-            },
-            Node::Device(d) => Stat {
-                ino: 0x1000 + d.rdev().1 as u64,
-                nlink: 1,
-                mode: cpio::S_IFCHR | 0o620,
-                rdev: d.rdev(),
-                ..Stat::default()
-            },
+    /// `fstat`.
+    pub fn fstat(&mut self, fs: &Tmpfs<'_>, fd: i64) -> Result<Stat, i64> {
+        Ok(match &self.get(fd)?.node {
+            Node::File(ino) => fs.stat(*ino)?,
+            Node::Device(d) => device_stat(*d),
             Node::Pipe(end) => Stat {
                 ino: 0x10_0000 + u64::from(end.id),
                 nlink: 1,
                 mode: cpio::S_IFIFO | 0o600,
                 ..Stat::default()
             },
+            Node::Generated(s) => generated_stat(s),
         })
     }
 
-    /// `fcntl(fd, cmd, arg)` for the commands programs use: duplicate
-    /// (`F_DUPFD`, `F_DUPFD_CLOEXEC`), descriptor flags (`F_GETFD`,
-    /// `F_SETFD`) and status flags (`F_GETFL`, `F_SETFL`, of which only
-    /// `O_APPEND` and `O_NONBLOCK` change).
-    pub fn fcntl(&mut self, fd: i64, cmd: u32, arg: u64) -> Result<i64, i64> {
+    /// `fcntl`: `F_DUPFD`, `F_DUPFD_CLOEXEC`, `F_GETFD`, `F_SETFD`, `F_GETFL`, `F_SETFL`
+    /// (`O_APPEND` and `O_NONBLOCK` change; the access mode stays); `EINVAL` for others.
+    pub fn fcntl(&mut self, fs: &mut Tmpfs<'_>, fd: i64, cmd: u32, arg: u64) -> Result<i64, i64> {
         const F_DUPFD: u32 = 0;
         const F_GETFD: u32 = 1;
         const F_SETFD: u32 = 2;
@@ -564,9 +834,9 @@ impl<'a> Files<'a> {
                     .ok_or(-EINVAL)?;
                 let dup = Open {
                     cloexec: cmd == F_DUPFD_CLOEXEC,
-                    ..*f
+                    ..f.clone()
                 };
-                self.install(dup, min)
+                self.install_copy(fs, dup, min)
             }
             F_GETFD => Ok(if f.cloexec { FD_CLOEXEC as i64 } else { 0 }),
             F_SETFD => {
@@ -583,40 +853,51 @@ impl<'a> Files<'a> {
         }
     }
 
-    /// Descriptors open now, for tests and `/proc`-like listings.
+    /// Descriptors open.
     pub fn open_count(&self) -> usize {
         self.fds.iter().flatten().count()
     }
 }
 
-/// The root directory, for an archive that has no `.` entry of its own.
-const ROOT: cpio::Entry<'static> = cpio::Entry {
-    name: "",
-    mode: cpio::S_IFDIR | 0o755,
-    ino: 0,
-    uid: 0,
-    gid: 0,
-    nlink: 2,
-    mtime: 0,
-    dev_major: 0,
-    dev_minor: 0,
-    rdev_major: 0,
-    rdev_minor: 0,
-    data: &[],
-    offset: 0,
-};
+/// Reads a file or generated file at `at`.
+fn read_node(fs: &Tmpfs<'_>, node: &Node, at: u64, buf: &mut [u8]) -> Result<usize, i64> {
+    match node {
+        Node::File(ino) => fs.read_at(*ino, at, buf),
+        Node::Generated(s) => match &**s {
+            Snapshot::File { bytes, .. } => {
+                let start = usize::try_from(at).unwrap_or(usize::MAX).min(bytes.len());
+                let n = buf.len().min(bytes.len() - start);
+                buf[..n].copy_from_slice(&bytes[start..start + n]);
+                Ok(n)
+            }
+            Snapshot::Dir { .. } => Err(-EISDIR),
+        },
+        Node::Device(_) | Node::Pipe(_) => Err(-EINVAL),
+    }
+}
 
-/// The entry at `path` without following a final symbolic link; the root always exists.
-pub fn lookup<'a>(fs: &Archive<'a>, path: &str) -> Option<cpio::Entry<'a>> {
-    match fs.lookup(path) {
-        Some(e) => Some(*e),
-        None if normalize("/", path) == "/" => Some(ROOT),
-        None => None,
+/// A generated file's `stat`: read-only, owned by root, as `/proc`'s are.
+pub fn generated_stat(s: &Snapshot) -> Stat {
+    match s {
+        Snapshot::File { ino, bytes } => Stat {
+            ino: *ino,
+            nlink: 1,
+            mode: cpio::S_IFREG | 0o444,
+            size: bytes.len() as u64,
+            ..Stat::default()
+        },
+        Snapshot::Dir { ino, entries, .. } => Stat {
+            ino: *ino,
+            nlink: 2 + entries.iter().filter(|e| e.2 == 4).count() as u64,
+            mode: cpio::S_IFDIR | 0o555,
+            ..Stat::default()
+        },
     }
 }
 
 /// `path` made absolute against directory `cwd` and normalised lexically: no `.`, `..`
-/// or repeated slashes (`..` at the root stays there), no trailing slash but for `/`.
+/// or repeated slashes (`..` at the root stays at the root). For matching device paths;
+/// the file system resolves paths itself, links and all.
 pub fn normalize(cwd: &str, path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     let full = if path.starts_with('/') { "" } else { cwd };
@@ -640,90 +921,38 @@ pub fn normalize(cwd: &str, path: &str) -> String {
     out
 }
 
-/// `getdents64` records (Linux's `struct linux_dirent64`) of directory `dir` from entry
-/// number `from` (`.` and `..` first, then the names in order), as many as fit in `room`
-/// bytes; with the number of the next entry. `EINVAL` if not even one fits.
-pub fn dirents(
-    fs: &Archive<'_>,
-    dir: &cpio::Entry<'_>,
-    from: u64,
-    room: usize,
-) -> Result<(Vec<u8>, u64), i64> {
-    let names = fs.list(&alloc::format!("/{}", dir.name)).ok_or(-ENOTDIR)?;
-    let parent = dir.name.rsplit_once('/').map_or("", |(p, _)| p);
-    let parent_ino = lookup(fs, &alloc::format!("/{parent}")).map_or(0, |e| e.ino);
-    let mut out = Vec::new();
-    let mut at = from;
-    while let Ok(i) = usize::try_from(at) {
-        let (name, ino, mode) = match i {
-            0 => (".", dir.ino, cpio::S_IFDIR),
-            1 => ("..", parent_ino, cpio::S_IFDIR),
-            _ => {
-                let Some(name) = names.get(i - 2) else {
-                    break;
-                };
-                let path = if dir.name.is_empty() {
-                    alloc::format!("/{name}")
-                } else {
-                    alloc::format!("/{}/{name}", dir.name)
-                };
-                let e = lookup(fs, &path).unwrap_or(ROOT);
-                (*name, e.ino, e.mode)
-            }
-        };
-        let reclen = (19 + name.len() + 1).next_multiple_of(8);
-        if out.len() + reclen > room {
-            if out.is_empty() {
-                return Err(-EINVAL);
-            }
-            break;
-        }
-        let d_type: u8 = match mode & cpio::S_IFMT {
-            cpio::S_IFDIR => 4,
-            cpio::S_IFREG => 8,
-            cpio::S_IFLNK => 10,
-            cpio::S_IFCHR => 2,
-            cpio::S_IFBLK => 6,
-            cpio::S_IFIFO => 1,
-            cpio::S_IFSOCK => 12,
-            _ => 0,
-        };
-        let start = out.len();
-        out.resize(start + reclen, 0);
-        let rec = &mut out[start..];
-        rec[..8].copy_from_slice(&u64::from(ino).to_le_bytes());
-        rec[8..16].copy_from_slice(&(at + 1).to_le_bytes());
-        rec[16..18].copy_from_slice(&(reclen as u16).to_le_bytes());
-        rec[18] = d_type;
-        rec[19..19 + name.len()].copy_from_slice(name.as_bytes());
-        at += 1;
-    }
-    Ok((out, at))
+/// Whether `ino` names a directory.
+pub fn is_dir(fs: &Tmpfs<'_>, ino: Ino) -> bool {
+    fs.stat(ino)
+        .is_ok_and(|s| s.mode & cpio::S_IFMT == cpio::S_IFDIR)
 }
 
-/// The entry at `path`, following symbolic links (at most 8).
-fn resolve<'a>(fs: &Archive<'a>, path: &str) -> Result<cpio::Entry<'a>, i64> {
-    let mut path = String::from(path);
-    for _ in 0..=MAX_LINKS {
-        let entry = lookup(fs, &path).ok_or(-ENOENT)?;
-        let Some(target) = entry.link_target() else {
-            return Ok(entry);
-        };
-        path = if target.starts_with('/') {
-            String::from(target)
-        } else {
-            // Relative to the link's directory.
-            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-            alloc::format!("{dir}/{target}")
-        };
+/// `stat(path)` / `lstat(path)` on the file system, devices by their path first.
+pub fn stat_path(
+    fs: &Tmpfs<'_>,
+    at: Ino,
+    path: &[u8],
+    abs: &str,
+    follow: Follow,
+) -> Result<Stat, i64> {
+    if let Some((_, st)) = device_at(abs) {
+        return Ok(st);
     }
-    Err(-ELOOP)
+    if path.is_empty() {
+        return Err(-ENOENT);
+    }
+    fs.stat(fs.lookup(at, path, follow)?)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpio::{S_IFDIR, S_IFLNK, S_IFREG, build};
+    use crate::cpio::{Archive, S_IFDIR, S_IFLNK, S_IFREG, build};
+    use crate::tmpfs::Limits;
+
+    const LIMITS: Limits = Limits {
+        bytes: 1 << 20,
+        inodes: 100,
+    };
 
     fn initrd() -> Vec<u8> {
         build(&[
@@ -737,42 +966,67 @@ mod tests {
         ])
     }
 
+    fn open(f: &mut Files, fs: &mut Tmpfs<'_>, path: &str, flags: u32) -> Result<i64, i64> {
+        let root = fs.root();
+        f.open(
+            fs,
+            root,
+            path.as_bytes(),
+            &normalize("/", path),
+            flags,
+            0o644,
+        )
+    }
+
+    fn read_all(f: &mut Files, fs: &Tmpfs<'_>, fd: i64, n: usize) -> Vec<u8> {
+        assert_eq!(f.read(fs, fd), Ok(Io::File));
+        let mut buf = alloc::vec![0; n];
+        let got = f.read_file(fs, fd, &mut buf).unwrap();
+        buf.truncate(got);
+        buf
+    }
+
     #[test]
     fn console_descriptors_at_start() {
+        let fs = Tmpfs::new(LIMITS);
         let mut f = Files::with_console();
         assert_eq!(f.open_count(), 3);
         for fd in 0..3 {
             assert_eq!(f.write(fd), Ok(Sink::Device(Device::Console)));
-            assert_eq!(f.read(fd, 10), Ok(Io::Device(Device::Console)));
+            assert_eq!(f.read(&fs, fd), Ok(Io::Device(Device::Console)));
         }
-        assert_eq!(f.lseek(1, 0, 0), Err(-ESPIPE));
+        assert_eq!(f.lseek(&fs, 1, 0, 0), Err(-ESPIPE));
         assert_eq!(f.write(3), Err(-EBADF));
         assert_eq!(f.write(-1), Err(-EBADF));
-        assert_eq!(f.fstat(1).unwrap().mode, cpio::S_IFCHR | 0o620);
+        assert_eq!(f.fstat(&fs, 1).unwrap().mode, cpio::S_IFCHR | 0o620);
     }
 
     #[test]
     fn reading_a_file() {
         let bytes = initrd();
-        let fs = Archive::parse(&bytes).unwrap();
+        let archive = Archive::parse(&bytes).unwrap();
+        let mut fs = Tmpfs::from_archive(&archive, LIMITS).unwrap();
         let mut f = Files::with_console();
-        let fd = f.open(&fs, "/etc/xen/hello.cfg", 0).unwrap();
+        let fd = open(&mut f, &mut fs, "/etc/xen/hello.cfg", 0).unwrap();
         assert_eq!(fd, 3);
-        assert_eq!(f.read(fd, 4), Ok(Io::Data(b"name")));
-        assert_eq!(f.read(fd, 100), Ok(Io::Data(b" = \"hello\"\n")));
-        assert_eq!(f.read(fd, 100), Ok(Io::Data(b"")));
-        assert_eq!(f.lseek(fd, -7, 2), Ok(8));
-        assert_eq!(f.read(fd, 5), Ok(Io::Data(b"hello")));
-        assert_eq!(f.lseek(fd, 5, 1), Ok(18));
+        assert_eq!(read_all(&mut f, &fs, fd, 4), b"name");
+        assert_eq!(read_all(&mut f, &fs, fd, 100), b" = \"hello\"\n");
+        assert_eq!(read_all(&mut f, &fs, fd, 100), b"");
+        assert_eq!(f.lseek(&fs, fd, -7, 2), Ok(8));
+        assert_eq!(read_all(&mut f, &fs, fd, 5), b"hello");
+        assert_eq!(f.lseek(&fs, fd, 5, 1), Ok(18));
         assert_eq!(
-            f.read(fd, 5),
-            Ok(Io::Data(b"")),
+            read_all(&mut f, &fs, fd, 5),
+            b"",
             "past the end reads nothing"
         );
-        assert_eq!(f.lseek(fd, -1, 0), Err(-EINVAL));
-        assert_eq!(f.lseek(fd, 0, 3), Err(-EINVAL));
-        assert_eq!(f.lseek(fd, i64::MAX, 1), Err(-EINVAL));
-        let st = f.fstat(fd).unwrap();
+        assert_eq!(f.lseek(&fs, fd, -1, 0), Err(-EINVAL));
+        assert_eq!(f.lseek(&fs, fd, 0, 3), Err(-EINVAL));
+        assert_eq!(f.lseek(&fs, fd, i64::MAX, 1), Err(-EINVAL));
+        let mut two = [0; 2];
+        assert_eq!(f.pread(&fs, fd, 1, &mut two), Ok(2));
+        assert_eq!(&two, b"am");
+        let st = f.fstat(&fs, fd).unwrap();
         assert_eq!((st.size, st.mode), (15, S_IFREG | 0o644));
         let raw = st.to_linux_bytes();
         assert_eq!(
@@ -780,72 +1034,245 @@ mod tests {
             S_IFREG | 0o644
         );
         assert_eq!(u64::from_le_bytes(raw[48..56].try_into().unwrap()), 15);
-        assert_eq!(f.write(fd), Err(-EBADF));
-        f.close(fd).unwrap();
-        assert_eq!(f.close(fd), Err(-EBADF));
-        // The lowest free descriptor is reused.
-        assert_eq!(f.open(&fs, "bin/xl", 0), Ok(3));
+        assert_eq!(f.write(fd), Err(-EBADF), "opened for reading only");
+        f.close(&mut fs, fd).unwrap();
+        assert_eq!(f.close(&mut fs, fd), Err(-EBADF));
+        // The lowest free descriptor is reused; relative paths start at the given directory.
+        let etc = fs.lookup(fs.root(), b"/etc", Follow::Yes).unwrap();
+        assert_eq!(
+            f.open(
+                &mut fs,
+                etc,
+                b"xen/default.cfg",
+                "/etc/xen/default.cfg",
+                0,
+                0
+            ),
+            Ok(3)
+        );
+        assert_eq!(read_all(&mut f, &fs, 3, 4), b"name", "through the link");
     }
 
     #[test]
-    fn read_only_and_missing() {
+    fn writing_creating_and_errors() {
         let bytes = initrd();
-        let fs = Archive::parse(&bytes).unwrap();
+        let archive = Archive::parse(&bytes).unwrap();
+        let mut fs = Tmpfs::from_archive(&archive, LIMITS).unwrap();
         let mut f = Files::with_console();
-        assert_eq!(f.open(&fs, "/bin/xl", O_WRONLY), Err(-EROFS));
-        assert_eq!(f.open(&fs, "/bin/xl", O_RDWR), Err(-EROFS));
-        assert_eq!(f.open(&fs, "/bin/xl", O_TRUNC), Err(-EROFS));
-        assert_eq!(f.open(&fs, "/bin/new", O_CREAT | O_WRONLY), Err(-EROFS));
-        assert_eq!(f.open(&fs, "/bin/new", 0), Err(-ENOENT));
-        assert_eq!(f.open(&fs, "", 0), Err(-ENOENT));
-        assert_eq!(f.open(&fs, "/bin", O_WRONLY), Err(-EISDIR));
-        assert_eq!(f.open(&fs, "/bin/xl", O_DIRECTORY), Err(-ENOTDIR));
-        let d = f.open(&fs, "/bin", O_DIRECTORY).unwrap();
-        assert_eq!(f.read(d, 1), Err(-EISDIR));
+        assert_eq!(open(&mut f, &mut fs, "/bin/new", 0), Err(-ENOENT));
+        assert_eq!(open(&mut f, &mut fs, "", 0), Err(-ENOENT));
+        assert_eq!(open(&mut f, &mut fs, "/bin", O_WRONLY), Err(-EISDIR));
+        assert_eq!(open(&mut f, &mut fs, "/bin/xl", O_DIRECTORY), Err(-ENOTDIR));
+        assert_eq!(open(&mut f, &mut fs, "/loop", 0), Err(-ELOOP));
+        assert_eq!(open(&mut f, &mut fs, "/bin/xl", 3), Err(-EINVAL));
+        let d = open(&mut f, &mut fs, "/bin", O_DIRECTORY).unwrap();
+        assert_eq!(f.read(&fs, d), Err(-EISDIR));
         assert_eq!(f.open_count(), 4, "failed opens leave nothing behind");
+        f.close(&mut fs, d).unwrap();
+
+        let w = open(&mut f, &mut fs, "/etc/xen/mine.cfg", O_WRONLY | O_CREAT).unwrap();
+        assert_eq!(f.write(w), Ok(Sink::File));
+        assert_eq!(f.write_file(&mut fs, w, b"name = \"mine\"\n"), Ok(14));
+        assert_eq!(f.read(&fs, w), Err(-EBADF), "opened for writing only");
+        // Appending moves the shared offset to the end, whatever it was.
+        let a = open(&mut f, &mut fs, "/etc/xen/mine.cfg", O_WRONLY | O_APPEND).unwrap();
+        assert_eq!(f.write_file(&mut fs, a, b"memory = 8\n"), Ok(11));
+        assert_eq!(f.lseek(&fs, a, 0, 1), Ok(25));
+        let r = open(&mut f, &mut fs, "/etc/xen/mine.cfg", 0).unwrap();
+        assert_eq!(
+            read_all(&mut f, &fs, r, 100),
+            b"name = \"mine\"\nmemory = 8\n"
+        );
+        assert_eq!(
+            open(&mut f, &mut fs, "/etc/xen/mine.cfg", O_CREAT | O_EXCL),
+            Err(-EEXIST)
+        );
+        // Truncating at open, and through the descriptor.
+        let t = open(&mut f, &mut fs, "/etc/xen/hello.cfg", O_RDWR | O_TRUNC).unwrap();
+        assert_eq!(f.fstat(&fs, t).unwrap().size, 0);
+        assert_eq!(f.pwrite(&mut fs, t, 3, b"x"), Ok(1));
+        assert_eq!(f.fstat(&fs, t).unwrap().size, 4, "a gap reads as zeros");
+        assert_eq!(f.ftruncate(&mut fs, t, 1), Ok(()));
+        assert_eq!(
+            f.ftruncate(&mut fs, r, 1),
+            Err(-EINVAL),
+            "not open for writing"
+        );
+        assert_eq!(f.fstat(&fs, t).unwrap().size, 1);
     }
 
     #[test]
-    fn links_and_devices() {
-        let bytes = initrd();
-        let fs = Archive::parse(&bytes).unwrap();
+    fn descriptions_are_shared_by_dup_and_fork() {
+        let mut fs = Tmpfs::new(LIMITS);
         let mut f = Files::with_console();
-        let fd = f.open(&fs, "/etc/xen/default.cfg", 0).unwrap();
-        assert_eq!(f.read(fd, 4), Ok(Io::Data(b"name")));
-        assert_eq!(f.open(&fs, "/loop", 0), Err(-ELOOP));
-        let p = f.open(&fs, "/dev/xen/privcmd", O_RDWR | O_CLOEXEC).unwrap();
+        let fd = open(&mut f, &mut fs, "/log", O_WRONLY | O_CREAT).unwrap();
+        let copy = f.dup(&mut fs, fd).unwrap();
+        let mut child = f.clone();
+        child.retain_all(&mut fs);
+        assert_eq!(f.write_file(&mut fs, fd, b"parent\n"), Ok(7));
+        assert_eq!(child.write_file(&mut fs, fd, b"child\n"), Ok(6));
+        assert_eq!(f.write_file(&mut fs, copy, b"again\n"), Ok(6));
+        assert_eq!(child.close_all(&mut fs), Vec::new());
+        f.close(&mut fs, copy).unwrap();
+        let r = open(&mut f, &mut fs, "/log", 0).unwrap();
+        assert_eq!(read_all(&mut f, &fs, r, 100), b"parent\nchild\nagain\n");
+    }
+
+    #[test]
+    fn an_unlinked_file_lives_while_open() {
+        let mut fs = Tmpfs::new(LIMITS);
+        let mut f = Files::with_console();
+        let fd = open(&mut f, &mut fs, "/tmpfile", O_RDWR | O_CREAT).unwrap();
+        assert_eq!(f.write_file(&mut fs, fd, b"kept"), Ok(4));
+        let inodes = fs.usage().inodes;
+        fs.unlink(fs.root(), b"/tmpfile").unwrap();
+        let copy = f.dup(&mut fs, fd).unwrap();
+        f.close(&mut fs, fd).unwrap();
+        let mut buf = [0; 8];
+        assert_eq!(f.pread(&fs, copy, 0, &mut buf), Ok(4));
+        assert_eq!(fs.usage().inodes, inodes);
+        let ends = f.close_on_exec(&mut fs);
+        assert!(ends.is_empty());
+        assert_eq!(f.fcntl(&mut fs, copy, 2, FD_CLOEXEC), Ok(0));
+        f.close_on_exec(&mut fs);
+        assert_eq!(
+            fs.usage().inodes,
+            inodes - 1,
+            "freed with its last descriptor"
+        );
+        assert_eq!(f.pread(&fs, copy, 0, &mut buf), Err(-EBADF));
+    }
+
+    #[test]
+    fn devices_and_generated_files() {
+        let mut fs = Tmpfs::new(LIMITS);
+        let mut f = Files::with_console();
+        let p = open(&mut f, &mut fs, "/dev/xen/privcmd", O_RDWR | O_CLOEXEC).unwrap();
         assert_eq!(f.write(p), Ok(Sink::Device(Device::Privcmd)));
-        assert_eq!(f.fcntl(p, 1, 0), Ok(1), "O_CLOEXEC shows as FD_CLOEXEC");
-        let e = f.open(&fs, "/dev/xen/evtchn", O_RDWR).unwrap();
-        assert_eq!(f.read(e, 8), Ok(Io::Device(Device::Evtchn)));
-        assert_eq!(f.fstat(e).unwrap().rdev, (10, 61));
+        assert_eq!(
+            f.fcntl(&mut fs, p, 1, 0),
+            Ok(1),
+            "O_CLOEXEC shows as FD_CLOEXEC"
+        );
+        let e = open(&mut f, &mut fs, "/dev/xen/evtchn", O_RDWR).unwrap();
+        assert_eq!(f.read(&fs, e), Ok(Io::Device(Device::Evtchn)));
+        assert_eq!(f.fstat(&fs, e).unwrap().rdev, (10, 61));
         assert_eq!(f.describe(p), Ok((Some(Device::Privcmd), O_RDWR)));
-        let n = f.open(&fs, "/dev/null", O_RDWR).unwrap();
-        assert_eq!(f.lseek(n, 0, 0), Ok(0));
+        let n = open(&mut f, &mut fs, "/dev/../dev/null", O_RDWR).unwrap();
+        assert_eq!(f.lseek(&fs, n, 0, 0), Ok(0));
+        assert_eq!(f.read(&fs, n), Ok(Io::Device(Device::Null)));
+        let z = open(&mut f, &mut fs, "/dev/zero", 0).unwrap();
+        assert_eq!(f.read(&fs, z), Ok(Io::Device(Device::Zero)));
+        assert_eq!(
+            stat_path(&fs, fs.root(), b"/dev/zero", "/dev/zero", Follow::Yes).map(|s| s.rdev),
+            Ok((1, 5))
+        );
+
+        let snap = Snapshot::File {
+            ino: 9,
+            bytes: b"MemTotal: 1 kB\n".to_vec(),
+        };
+        assert_eq!(
+            f.open_generated(
+                Snapshot::File {
+                    ino: 9,
+                    bytes: Vec::new()
+                },
+                O_WRONLY
+            ),
+            Err(-EACCES)
+        );
+        let m = f.open_generated(snap, 0).unwrap();
+        assert_eq!(read_all(&mut f, &fs, m, 3), b"Mem");
+        assert_eq!(f.lseek(&fs, m, 0, 2), Ok(15));
+        assert_eq!(f.write(m), Err(-EBADF));
+        assert_eq!(f.fstat(&fs, m).unwrap().mode, cpio::S_IFREG | 0o444);
+        let dir = Snapshot::Dir {
+            ino: 1,
+            parent: 1,
+            entries: alloc::vec![(String::from("self"), 2, 10), (String::from("1"), 3, 4)],
+        };
+        let d = f.open_generated(dir, O_DIRECTORY).unwrap();
+        let recs = f.getdents(&fs, d, 4096).unwrap();
+        assert_eq!(names(&recs), [".", "..", "self", "1"]);
+        assert_eq!(f.getdents(&fs, d, 4096), Ok(Vec::new()));
+    }
+
+    fn names(recs: &[u8]) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut at = 0;
+        while at < recs.len() {
+            let len = u16::from_le_bytes([recs[at + 16], recs[at + 17]]) as usize;
+            assert_eq!(len % 8, 0);
+            let name = &recs[at + 19..at + len];
+            let end = name.iter().position(|&b| b == 0).unwrap();
+            names.push(String::from_utf8(name[..end].to_vec()).unwrap());
+            at += len;
+        }
+        names
+    }
+
+    #[test]
+    fn listing_a_directory() {
+        let bytes = initrd();
+        let archive = Archive::parse(&bytes).unwrap();
+        let mut fs = Tmpfs::from_archive(&archive, LIMITS).unwrap();
+        let mut f = Files::with_console();
+        let d = open(&mut f, &mut fs, "/etc/xen", O_DIRECTORY).unwrap();
+        assert_eq!(
+            f.dir_of(&fs, d),
+            fs.lookup(fs.root(), b"/etc/xen", Follow::Yes)
+        );
+        assert_eq!(f.dir_of(&fs, 0), Err(-ENOTDIR));
+        let all = f.getdents(&fs, d, 4096).unwrap();
+        let mut got = names(&all);
+        got.sort();
+        assert_eq!(got, [".", "..", "default.cfg", "hello.cfg"]);
+        assert_eq!(f.getdents(&fs, d, 4096), Ok(Vec::new()));
+        assert_eq!(f.lseek(&fs, d, 0, 0), Ok(0));
+        assert_eq!(f.getdents(&fs, d, 8), Err(-EINVAL));
+        assert_eq!(f.getdents(&fs, 1, 4096), Err(-ENOTDIR));
     }
 
     #[test]
     fn fcntl_and_limits() {
+        let mut fs = Tmpfs::new(LIMITS);
         let mut f = Files::with_console();
-        assert_eq!(f.fcntl(1, 0, 10), Ok(10), "F_DUPFD at or above 10");
-        assert_eq!(f.fcntl(1, 1030, 0), Ok(3));
-        assert_eq!(f.fcntl(3, 1, 0), Ok(1));
-        assert_eq!(f.fcntl(3, 2, 0), Ok(0));
-        assert_eq!(f.fcntl(3, 1, 0), Ok(0));
-        assert_eq!(f.fcntl(3, 3, 0), Ok(i64::from(O_RDWR)));
-        assert_eq!(f.fcntl(3, 4, u64::from(O_NONBLOCK | O_WRONLY)), Ok(0));
+        assert_eq!(f.fcntl(&mut fs, 1, 0, 10), Ok(10), "F_DUPFD at or above 10");
+        assert_eq!(f.fcntl(&mut fs, 1, 1030, 0), Ok(3));
+        assert_eq!(f.fcntl(&mut fs, 3, 1, 0), Ok(1));
+        assert_eq!(f.fcntl(&mut fs, 3, 2, 0), Ok(0));
+        assert_eq!(f.fcntl(&mut fs, 3, 1, 0), Ok(0));
+        assert_eq!(f.fcntl(&mut fs, 3, 3, 0), Ok(i64::from(O_RDWR)));
         assert_eq!(
-            f.fcntl(3, 3, 0),
+            f.fcntl(&mut fs, 3, 4, u64::from(O_NONBLOCK | O_WRONLY)),
+            Ok(0)
+        );
+        assert_eq!(
+            f.fcntl(&mut fs, 3, 3, 0),
             Ok(i64::from(O_RDWR | O_NONBLOCK)),
             "access mode unchanged"
         );
-        assert_eq!(f.fcntl(3, 99, 0), Err(-EINVAL));
-        assert_eq!(f.fcntl(3, 0, MAX_FDS as u64), Err(-EINVAL));
-        assert_eq!(f.fcntl(42, 1, 0), Err(-EBADF));
+        assert_eq!(f.fcntl(&mut fs, 3, 99, 0), Err(-EINVAL));
+        assert_eq!(f.fcntl(&mut fs, 3, 0, MAX_FDS as u64), Err(-EINVAL));
+        assert_eq!(f.fcntl(&mut fs, 42, 1, 0), Err(-EBADF));
         while f.open_count() < MAX_FDS {
-            f.fcntl(0, 0, 0).unwrap();
+            f.fcntl(&mut fs, 0, 0, 0).unwrap();
         }
-        assert_eq!(f.fcntl(0, 0, 0), Err(-EMFILE));
+        assert_eq!(f.fcntl(&mut fs, 0, 0, 0), Err(-EMFILE));
+        // A file that cannot get a descriptor is not held.
+        let before = fs.usage();
+        assert_eq!(
+            open(&mut f, &mut fs, "/x", O_CREAT | O_WRONLY),
+            Err(-EMFILE)
+        );
+        assert_eq!(
+            fs.usage().inodes,
+            before.inodes + 1,
+            "created, then not held"
+        );
+        fs.unlink(fs.root(), b"/x").unwrap();
+        assert_eq!(fs.usage(), before);
     }
 
     #[test]
@@ -855,46 +1282,45 @@ mod tests {
         assert_eq!(makedev(0x1234, 0), 0x1000_0002_3400);
     }
 
-    /// Pipes: two ends, writes only on the writing one, reads only on the reading one;
-    /// `dup3` and `dup` copy ends (reported for the kernel's counts), `close` gives the end
-    /// back, close-on-exec drops the marked ones.
     #[test]
     fn pipe_ends_are_counted_through_dup_and_close() {
+        let mut fs = Tmpfs::new(LIMITS);
         let mut f = Files::with_console();
         let (r, w) = f.open_pipe(7, O_CLOEXEC).unwrap();
         assert_eq!((r, w), (3, 4));
         assert_eq!(f.write(w), Ok(Sink::Pipe(7)));
         assert_eq!(f.write(r), Err(-EBADF));
-        assert_eq!(f.read(r, 1), Ok(Io::Pipe(7)));
-        assert_eq!(f.read(w, 1), Err(-EBADF));
-        assert_eq!(f.lseek(r, 0, 0), Err(-ESPIPE));
-        assert_eq!(f.fstat(r).unwrap().mode & cpio::S_IFMT, cpio::S_IFIFO);
+        assert_eq!(f.read(&fs, r), Ok(Io::Pipe(7)));
+        assert_eq!(f.read(&fs, w), Err(-EBADF));
+        assert_eq!(f.lseek(&fs, r, 0, 0), Err(-ESPIPE));
+        assert_eq!(f.fstat(&fs, r).unwrap().mode & cpio::S_IFMT, cpio::S_IFIFO);
         assert_eq!(f.open_pipe(8, 0x1), Err(-EINVAL), "unknown flag");
         // stdout onto the writing end: the console end it replaces is no pipe end.
-        assert_eq!(f.dup3(w, 1, 0), Ok(None));
+        assert_eq!(f.dup3(&mut fs, w, 1, 0), Ok(None));
         assert_eq!(f.write(1), Ok(Sink::Pipe(7)));
-        assert_eq!(f.dup3(w, w, 0), Err(-EINVAL));
-        assert_eq!(f.dup3(99, 1, 0), Err(-EBADF));
-        let d = f.dup(r).unwrap();
+        assert_eq!(f.dup3(&mut fs, w, w, 0), Err(-EINVAL));
+        assert_eq!(f.dup3(&mut fs, 99, 1, 0), Err(-EBADF));
+        let d = f.dup(&mut fs, r).unwrap();
         assert_eq!(d, 5);
-        let mut ends = f.pipe_ends();
-        ends.sort_by_key(|e| (e.id, e.write, 0));
-        assert_eq!(ends.len(), 4);
+        assert_eq!(f.pipe_ends().len(), 4);
         // dup2 over a pipe end reports it.
         assert_eq!(
-            f.dup3(0, d, 0),
+            f.dup3(&mut fs, 0, d, 0),
             Ok(Some(PipeEnd {
                 id: 7,
                 write: false
             }))
         );
         // exec drops the close-on-exec pair (3 and 4), not the copies made without the flag.
-        let dropped = f.close_on_exec();
+        let dropped = f.close_on_exec(&mut fs);
         assert_eq!(dropped.len(), 2);
         assert_eq!(f.pipe_ends(), [PipeEnd { id: 7, write: true }]);
-        assert_eq!(f.close(1), Ok(Some(PipeEnd { id: 7, write: true })));
+        assert_eq!(
+            f.close(&mut fs, 1),
+            Ok(Some(PipeEnd { id: 7, write: true }))
+        );
         assert!(f.pipe_ends().is_empty());
-        assert_eq!(f.close(1), Err(-EBADF));
+        assert_eq!(f.close(&mut fs, 1), Err(-EBADF));
     }
 
     #[test]
@@ -907,54 +1333,5 @@ mod tests {
         assert_eq!(normalize("/etc/xen", "/bin//xl/"), "/bin/xl");
         assert_eq!(normalize("/", "../../.."), "/");
         assert_eq!(normalize("/a", ".."), "/");
-    }
-
-    /// `getdents64` records: `.`, `..`, then the names in order, resumable from any entry,
-    /// `EINVAL` when not one fits; the root exists without a `.` entry.
-    #[test]
-    fn directory_records() {
-        let bytes = cpio::build(&[
-            ("etc", cpio::S_IFDIR | 0o755, b""),
-            ("etc/a.cfg", cpio::S_IFREG | 0o644, b"x"),
-            ("etc/b", cpio::S_IFLNK | 0o777, b"a.cfg"),
-        ]);
-        let fs = Archive::parse(&bytes).unwrap();
-        let root = lookup(&fs, "/").unwrap();
-        assert!(root.is_dir());
-        let etc = lookup(&fs, "/etc").unwrap();
-        let parse = |recs: &[u8]| {
-            let mut names = Vec::new();
-            let mut at = 0;
-            while at < recs.len() {
-                let len = u16::from_le_bytes([recs[at + 16], recs[at + 17]]) as usize;
-                assert_eq!(len % 8, 0);
-                let name = &recs[at + 19..at + len];
-                let end = name.iter().position(|&b| b == 0).unwrap();
-                names.push((
-                    String::from_utf8(name[..end].to_vec()).unwrap(),
-                    recs[at + 18],
-                ));
-                at += len;
-            }
-            names
-        };
-        let (all, next) = dirents(&fs, &etc, 0, 4096).unwrap();
-        assert_eq!(
-            parse(&all),
-            [
-                (String::from("."), 4),
-                (String::from(".."), 4),
-                (String::from("a.cfg"), 8),
-                (String::from("b"), 10)
-            ]
-        );
-        assert_eq!(next, 4);
-        // One record at a time, resumed.
-        let (one, next) = dirents(&fs, &etc, 2, 32).unwrap();
-        assert_eq!((parse(&one).len(), next), (1, 3));
-        assert_eq!(dirents(&fs, &etc, 0, 8), Err(-EINVAL));
-        assert_eq!(dirents(&fs, &etc, 4, 4096), Ok((Vec::new(), 4)));
-        let names = parse(&dirents(&fs, &root, 0, 4096).unwrap().0);
-        assert_eq!(names.len(), 3, "{names:?}");
     }
 }

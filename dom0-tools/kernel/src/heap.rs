@@ -9,8 +9,9 @@ use core::cell::UnsafeCell;
 use buddy_system_allocator::LockedHeap;
 
 /// Size of the arena: domain records, console history (16 KiB a domain), the
-/// descriptor tables and the builder's temporary p2m lists.
-pub const HEAP_BYTES: usize = 8 << 20;
+/// descriptor tables, the builder's temporary p2m lists, and dom0's root file system's
+/// changes (at most [`crate::fs::ROOT_BYTES`]).
+pub const HEAP_BYTES: usize = 12 << 20;
 
 #[repr(C, align(4096))]
 struct Arena(UnsafeCell<[u8; HEAP_BYTES]>);

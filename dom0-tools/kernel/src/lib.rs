@@ -6,9 +6,10 @@
 //!
 //! * [`cpio`] reads (and, for xtask's initrd builder, writes) the initrd, a cpio newc
 //!   archive;
-//! * [`files`] is the file system over it and the devices, behind Linux file descriptors;
+//! * [`files`] is a process's descriptors on files, devices, pipes and `/proc`;
 //! * [`tmpfs`] is dom0's writable root: a file system in memory, seeded from the initrd,
-//!   with the operations behind Linux's file system calls (not yet behind the calls);
+//!   with the operations behind Linux's file system calls;
+//! * [`procfs`] lays out `/proc` from a snapshot of the processes and the memory;
 //! * [`program`] plans where a static ELF program goes in a process's address space;
 //! * [`userstack`] builds a program's start-up stack (argv, envp, auxv);
 //! * [`vm`] keeps a process's address space as its system calls see it (the `brk` heap,
@@ -35,6 +36,7 @@ extern crate alloc;
 
 pub mod cpio;
 pub mod files;
+pub mod procfs;
 pub mod program;
 pub mod shell;
 pub mod syscalls;

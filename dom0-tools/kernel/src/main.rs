@@ -51,6 +51,8 @@ mod frames;
 #[cfg(target_os = "none")]
 mod fs;
 #[cfg(target_os = "none")]
+mod fscalls;
+#[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
 mod pipe;
@@ -135,10 +137,20 @@ mod kernel {
             tprintln!("dom0: tracing every system call (trace=syscalls)");
         }
         match fs::init(initrd()) {
-            Ok(n) => tprintln!("dom0: initrd with {n} entries"),
-            Err(e) => tprintln!(
+            Ok(n) => tprintln!(
+                "dom0: initrd with {n} entries, in a root in memory (tmpfs, {} KiB for changes)",
+                fs::ROOT_BYTES / 1024
+            ),
+            Err(fs::InitError::Archive(e)) => tprintln!(
                 "dom0: the initrd is not a cpio newc archive ({e}, {}); no programs",
                 xenia_dom0::cpio::where_in(initrd(), &e)
+            ),
+            Err(fs::InitError::TooBig(e)) => tprintln!(
+                "dom0: the initrd does not fit dom0's root ({} inodes, {} KiB of metadata; \
+                 errno {}); no programs",
+                fs::ROOT_INODES,
+                fs::ROOT_BYTES / 1024,
+                -e
             ),
         }
         let (free, _) = frames::counts();
@@ -209,6 +221,7 @@ mod kernel {
         }
         if first == "help" {
             let programs = fs::programs();
+            let programs: Vec<&str> = programs.iter().map(String::as_str).collect();
             term::print(&shell::help(&programs));
             return;
         }
@@ -217,7 +230,7 @@ mod kernel {
         } else {
             alloc::format!("/bin/{first}")
         };
-        if fs::file(&path).is_none() {
+        if !fs::exists(&path) {
             tprintln!("dom0: {first}: command not found (type `help` for the list)");
             return;
         }

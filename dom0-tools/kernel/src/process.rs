@@ -211,12 +211,16 @@ pub struct Process {
     pub pgid: Pid,
     /// Its name, for messages.
     pub name: String,
+    /// Its arguments as `execve` got them, each ended by a NUL (`/proc/<pid>/cmdline`).
+    pub cmdline: Vec<u8>,
+    /// When it started (system time, ns), for `/proc/<pid>/stat`.
+    pub started: u64,
     /// Its page tables and pages.
     pub space: Uspace,
     /// Its areas.
     pub vm: AddressSpace,
     /// Its descriptors.
-    pub files: Files<'static>,
+    pub files: Files,
     /// Device state by descriptor.
     pub devs: BTreeMap<i64, DevState>,
     /// Set by `exit_group`.
@@ -653,7 +657,7 @@ pub fn after(regs: &mut Regs, action: Action) -> bool {
 /// shell: `ended`). `running`: the running process's ID when the caller holds its lock.
 fn finish(mut p: Process, status: i32, ended: Option<Ended>, running: Option<Pid>) {
     crate::sys::release(&p);
-    for end in p.files.pipe_ends() {
+    for end in p.files.close_all(&mut fs::lock()) {
         crate::pipe::drop_end(end);
     }
     p.files = Files::with_console();
@@ -785,14 +789,18 @@ pub fn fork(p: &mut Process, regs: &Regs, child_tid: Option<u64>, parent_tid: Op
     for end in p.files.pipe_ends() {
         crate::pipe::add(end);
     }
+    let mut files = p.files.clone();
+    files.retain_all(&mut fs::lock());
     let child = Process {
         pid,
         ppid: p.pid,
         pgid: p.pgid,
         name: p.name.clone(),
+        cmdline: p.cmdline.clone(),
+        started: xenia_guest_rt::time::now_ns(),
         space,
         vm: p.vm.clone(),
-        files: p.files.clone(),
+        files,
         // Device state (event channels, xenstore connections) stays the parent's.
         devs: BTreeMap::new(),
         exit: None,
@@ -896,6 +904,7 @@ const ENV: [&[u8]; 3] = [b"PATH=/bin", b"HOME=/", b"TERM=vt100"];
 /// their end; says how it (the root) ended.
 pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
     let file = fs::file(path).ok_or_else(|| alloc::format!("{path}: not found"))?;
+    let file: &[u8] = &file;
     let plan = program::plan(file).map_err(|e| alloc::format!("{path}: {e}"))?;
     let space = Uspace::new()
         .map_err(|e| alloc::format!("{path}: cannot make its address space: {e:?}"))?;
@@ -911,6 +920,8 @@ pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
         ppid: 0,
         pgid: pid,
         name: argv.first().cloned().unwrap_or_default(),
+        cmdline: argv.iter().flat_map(|a| a.bytes().chain([0])).collect(),
+        started: xenia_guest_rt::time::now_ns(),
         space,
         vm: AddressSpace::new(plan.brk),
         files: Files::with_console(),
@@ -975,12 +986,10 @@ pub fn execve(
     p: &mut Process,
     regs: &mut Regs,
     path: &str,
+    file: &[u8],
     args: &[Vec<u8>],
     env: &[Vec<u8>],
 ) -> i64 {
-    let Some(file) = fs::file(path) else {
-        return -(Errno::ENOENT as i64);
-    };
     let Ok(plan) = program::plan(file) else {
         return -(Errno::ENOEXEC as i64);
     };
@@ -1006,10 +1015,14 @@ pub fn execve(
         }
     };
     old_space.destroy();
-    for end in p.files.close_on_exec() {
+    for end in p.files.close_on_exec(&mut fs::lock()) {
         crate::pipe::drop_end(end);
     }
     p.name = String::from_utf8_lossy(args.first().copied().unwrap_or(path.as_bytes())).into();
+    p.cmdline = args
+        .iter()
+        .flat_map(|a| a.iter().copied().chain([0]))
+        .collect();
     p.eager = false;
     p.fs_base = 0;
     // Caught signals go back to their default action; ignored ones stay ignored.
@@ -1102,4 +1115,69 @@ fn load(
         .map_err(|_| String::from("arguments too large for the stack"))?;
     dst.copy_from_slice(&image.bytes);
     Ok(image.rsp)
+}
+
+/// What `/proc` shows of a process.
+pub struct ProcInfo {
+    /// Its ID, its parent's and its group's.
+    pub pid: Pid,
+    /// Its parent's ID (0: none).
+    pub ppid: Pid,
+    /// Its process group.
+    pub pgid: Pid,
+    /// `R` (running or ready), `S` (blocked) or `Z` (ended, not collected).
+    pub state: char,
+    /// Its name (the last part of `argv[0]`, at most 15 bytes, as Linux's `comm`).
+    pub comm: String,
+    /// Its arguments, NUL-ended.
+    pub cmdline: Vec<u8>,
+    /// When it started (system time, ns).
+    pub started: u64,
+    /// Bytes of its areas.
+    pub vsize: u64,
+    /// Pages mapped.
+    pub rss: u64,
+    /// Its working directory.
+    pub cwd: String,
+}
+
+fn info(p: &Process, state: char) -> ProcInfo {
+    let base = p.name.rsplit('/').next().unwrap_or("");
+    ProcInfo {
+        pid: p.pid,
+        ppid: p.ppid,
+        pgid: p.pgid,
+        state,
+        comm: base.chars().take(15).collect(),
+        cmdline: p.cmdline.clone(),
+        started: p.started,
+        vsize: p.vm.areas().map(|(s, e, _)| e - s).sum(),
+        rss: p.space.resident() as u64,
+        cwd: p.cwd.clone(),
+    }
+}
+
+/// Every process, by ID: `me` (the caller, whose lock the caller holds) included as
+/// running. Zombies show with state `Z` and nothing else known of them.
+pub fn list(me: &Process) -> Vec<ProcInfo> {
+    let mut all = alloc::vec![info(me, 'R')];
+    for o in OTHERS.lock().values() {
+        all.push(info(o, if o.blocked.is_some() { 'S' } else { 'R' }));
+    }
+    for z in ZOMBIES.lock().iter() {
+        all.push(ProcInfo {
+            pid: z.pid,
+            ppid: z.ppid,
+            pgid: z.pid,
+            state: 'Z',
+            comm: String::new(),
+            cmdline: Vec::new(),
+            started: 0,
+            vsize: 0,
+            rss: 0,
+            cwd: String::from("/"),
+        });
+    }
+    all.sort_by_key(|i| i.pid);
+    all
 }

@@ -28,7 +28,7 @@ use xenia_guest_rt::time::now_ns;
 use xenia_guest_rt::trap::Regs;
 
 use crate::process::{Action, Blocked, CURRENT, DevState, Process};
-use crate::{backend, fs, random, store, term, tprintln, wait};
+use crate::{backend, fs, fscalls, random, store, term, tprintln, wait};
 
 const fn err(e: Errno) -> i64 {
     -(e as i64)
@@ -96,15 +96,60 @@ fn dispatch(regs: &mut Regs) -> Action {
             Ok(n) => n,
             Err(blocked) => return Action::Retry(blocked),
         },
-        2 => open(p, a[0], a[1] as u32),
+        2 => fscalls::openat(p, AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
+        85 => fscalls::creat(p, a[0], a[1] as u32),
+        17 => pread(p, a[0] as i64, a[1], a[2], a[3] as i64),
+        18 => pwrite(p, a[0] as i64, a[1], a[2], a[3] as i64),
+        19 => match readv(p, a[0] as i64, a[1], a[2]) {
+            Ok(n) => n,
+            Err(blocked) => return Action::Retry(blocked),
+        },
+        40 => EINVAL, // sendfile: busybox copies with read and write then
+        74 | 75 => fscalls::fsync(p, a[0] as i64),
+        162 => 0,
+        76 => fscalls::truncate(p, -1, a[0], a[1] as i64),
+        77 => fscalls::truncate(p, a[0] as i64, 0, a[1] as i64),
+        82 => fscalls::renameat(p, AT_FDCWD, a[0], AT_FDCWD, a[1], 0),
+        264 => fscalls::renameat(p, a[0] as i32 as i64, a[1], a[2] as i32 as i64, a[3], 0),
+        316 => fscalls::renameat(
+            p,
+            a[0] as i32 as i64,
+            a[1],
+            a[2] as i32 as i64,
+            a[3],
+            a[4] as u32,
+        ),
+        83 => fscalls::mkdirat(p, AT_FDCWD, a[0], a[1] as u32),
+        258 => fscalls::mkdirat(p, a[0] as i32 as i64, a[1], a[2] as u32),
+        84 => fscalls::unlinkat(p, AT_FDCWD, a[0], 0x200),
+        87 => fscalls::unlinkat(p, AT_FDCWD, a[0], 0),
+        263 => fscalls::unlinkat(p, a[0] as i32 as i64, a[1], a[2]),
+        86 => fscalls::linkat(p, AT_FDCWD, a[0], AT_FDCWD, a[1], 0),
+        265 => fscalls::linkat(p, a[0] as i32 as i64, a[1], a[2] as i32 as i64, a[3], a[4]),
+        88 => fscalls::symlinkat(p, a[0], AT_FDCWD, a[1]),
+        266 => fscalls::symlinkat(p, a[0], a[1] as i32 as i64, a[2]),
+        90 => fscalls::chmodat(p, AT_FDCWD, a[0], a[1] as u32),
+        91 => fscalls::chmodat(p, a[0] as i64, 0, a[1] as u32),
+        268 => fscalls::chmodat(p, a[0] as i32 as i64, a[1], a[2] as u32),
+        92 => fscalls::chownat(p, AT_FDCWD, a[0], a[1], a[2], 0),
+        94 => fscalls::chownat(p, AT_FDCWD, a[0], a[1], a[2], 0x100),
+        93 => fscalls::chownat(p, a[0] as i64, 0, a[1], a[2], 0),
+        260 => fscalls::chownat(p, a[0] as i32 as i64, a[1], a[2], a[3], a[4]),
+        280 if a[1] == 0 => fscalls::utimensat(p, a[0] as i32 as i64, 0, a[2], a[3]),
+        280 => fscalls::utimensat(p, a[0] as i32 as i64, a[1], a[2], a[3]),
+        137 => fscalls::statfs(p, -1, a[0], a[1]),
+        138 => fscalls::statfs(p, a[0] as i64, 0, a[1]),
         3 => close(p, a[0] as i64),
-        4 | 6 => stat_path(p, a[0], a[1]),
-        5 => fstat(p, a[0] as i64, a[1]),
+        4 => fscalls::fstatat(p, AT_FDCWD, a[0], a[1], 0),
+        6 => fscalls::fstatat(p, AT_FDCWD, a[0], a[1], 0x100),
+        5 => fscalls::fstat(p, a[0] as i64, a[1]),
         7 => poll(p, a[0], a[1], a[2] as i32 as i64),
-        8 => p
-            .files
-            .lseek(a[0] as i64, a[1] as i64, a[2] as u32)
-            .map_or_else(|e| e, |o| o as i64),
+        8 => {
+            let fs = fs::lock();
+            p.files
+                .lseek(&fs, a[0] as i64, a[1] as i64, a[2] as u32)
+                .map_or_else(|e| e, |o| o as i64)
+        }
         9 => mmap(p, a[0], a[1], a[2], a[3]),
         10 => mprotect(p, a[0], a[1], a[2]),
         11 => munmap(p, a[0], a[1]),
@@ -122,11 +167,10 @@ fn dispatch(regs: &mut Regs) -> Action {
         },
         22 => pipe2(p, a[0], 0),
         293 => pipe2(p, a[0], a[1] as u32),
-        32 => p
-            .files
-            .dup(a[0] as i64)
-            .inspect(|&fd| add_end(p, fd))
-            .unwrap_or_else(|e| e),
+        32 => {
+            let dup = p.files.dup(&mut fs::lock(), a[0] as i64);
+            dup.inspect(|&fd| add_end(p, fd)).unwrap_or_else(|e| e)
+        }
         33 if a[0] == a[1] => p
             .files
             .describe(a[0] as i64)
@@ -140,7 +184,14 @@ fn dispatch(regs: &mut Regs) -> Action {
             Err(e) => e,
         },
         39 => i64::from(p.pid),
-        21 | 269 => access(p, nr, a),
+        21 => fscalls::faccessat(p, AT_FDCWD, a[0], a[1], 0),
+        269 | 439 => fscalls::faccessat(
+            p,
+            a[0] as i32 as i64,
+            a[1],
+            a[2],
+            if nr == 439 { a[3] } else { 0 },
+        ),
         // `sigsuspend` and `pause`: until a child ends (see `Action::Suspend`).
         130 => {
             let mask = match p.user_bytes(a[0], 8, false) {
@@ -181,17 +232,11 @@ fn dispatch(regs: &mut Regs) -> Action {
         ),
         56 => syscalls::ENOSYS,
         57 | 58 => crate::process::fork(p, regs, None, None),
-        79 => getcwd(p, a[0], a[1]),
-        80 => chdir(p, a[0]),
-        81 => match p.files.path_of(a[0] as i64) {
-            Some(dir) => chdir_to(p, &dir),
-            None => -20, // ENOTDIR
-        },
-        89 => readlink(p, a[0], a[1], a[2]),
-        267 if a[0] as i32 as i64 == AT_FDCWD || is_absolute(p, a[1]) => {
-            readlink(p, a[1], a[2], a[3])
-        }
-        267 => EINVAL,
+        79 => fscalls::getcwd(p, a[0], a[1]),
+        80 => fscalls::chdir(p, -1, a[0]),
+        81 => fscalls::chdir(p, a[0] as i64, 0),
+        89 => fscalls::readlinkat(p, AT_FDCWD, a[0], a[1], a[2]),
+        267 => fscalls::readlinkat(p, a[0] as i32 as i64, a[1], a[2], a[3]),
         95 => core::mem::replace(&mut p.umask, (a[0] & 0o777) as u32).into(),
         97 | 302 => rlimit(p, nr, a),
         102 | 104 | 107 | 108 => 0,
@@ -201,7 +246,7 @@ fn dispatch(regs: &mut Regs) -> Action {
         118 | 120 => res_ids(p, a),
         157 => 0,
         201 => time(p, a[0]),
-        217 => getdents(p, a[0] as i64, a[1], a[2]),
+        217 => fscalls::getdents(p, a[0] as i64, a[1], a[2]),
         273 => 0,
         59 => execve(p, regs, a[0], a[1], a[2]),
         61 => match crate::process::wait4(p, a[0] as i32 as i64, a[1], a[2]) {
@@ -227,10 +272,16 @@ fn dispatch(regs: &mut Regs) -> Action {
         62 => crate::process::kill_other(a[0] as i32 as i64, a[1] as i64, p.pid),
         200 | 234 => ESRCH,
         63 => uname(p, a[0]),
-        72 => p
-            .files
-            .fcntl(a[0] as i64, a[1] as u32, a[2])
-            .unwrap_or_else(|e| e),
+        72 => {
+            let r = p
+                .files
+                .fcntl(&mut fs::lock(), a[0] as i64, a[1] as u32, a[2]);
+            if matches!(a[1], 0 | 1030) {
+                r.inspect(|&fd| add_end(p, fd)).unwrap_or_else(|e| e)
+            } else {
+                r.unwrap_or_else(|e| e)
+            }
+        }
         99 => sysinfo(p, a[0]),
         131 => sigaltstack(p, a[1]),
         158 => arch_prctl(p, a[0], a[1]),
@@ -241,13 +292,8 @@ fn dispatch(regs: &mut Regs) -> Action {
             Ok(deadline) => return Action::Sleep(deadline),
             Err(e) => e,
         },
-        257 if a[0] as i32 as i64 == AT_FDCWD || is_absolute(p, a[1]) => open(p, a[1], a[2] as u32),
-        257 => openat(p, a[0] as i32 as i64, a[1], a[2] as u32),
-        262 if a[3] & 0x1000 != 0 => fstat(p, a[0] as i64, a[2]),
-        262 => match at_path(p, a[0] as i32 as i64, a[1]) {
-            Ok(path) => stat_abs(p, &path, a[2]),
-            Err(e) => e,
-        },
+        257 => fscalls::openat(p, a[0] as i32 as i64, a[1], a[2] as u32, a[3] as u32),
+        262 => fscalls::fstatat(p, a[0] as i32 as i64, a[1], a[2], a[3]),
         318 => getrandom(p, a[0], a[1]),
         _ => {
             if let Some(line) = UNKNOWN.lock().first_time(nr, &p.name) {
@@ -274,115 +320,7 @@ const CLONE_FORK_FLAGS: u64 =
 const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
 const CLONE_CHILD_CLEARTID: u64 = 0x0020_0000;
 const CLONE_CHILD_SETTID: u64 = 0x0100_0000;
-/// `AT_FDCWD`.
-const AT_FDCWD: i64 = -100;
-
-/// `path` (a string in the process) made absolute against its working directory.
-fn abs_path(p: &mut Process, path: u64) -> Result<String, i64> {
-    let path = p.user_cstr(path, 4096)?;
-    if path.is_empty() {
-        return Err(ENOENT);
-    }
-    Ok(xenia_dom0::files::normalize(&p.cwd, &path))
-}
-
-/// A path of an `*at` call: absolute, or relative to `AT_FDCWD` or to directory `dirfd`.
-fn at_path(p: &mut Process, dirfd: i64, path: u64) -> Result<String, i64> {
-    let raw = p.user_cstr(path, 4096)?;
-    if raw.is_empty() {
-        return Err(ENOENT);
-    }
-    let base = if raw.starts_with('/') || dirfd == AT_FDCWD {
-        p.cwd.clone()
-    } else {
-        p.files.path_of(dirfd).ok_or(err(Errno::EBADF))?
-    };
-    Ok(xenia_dom0::files::normalize(&base, &raw))
-}
-
-fn getcwd(p: &mut Process, buf: u64, size: u64) -> i64 {
-    let cwd = p.cwd.clone();
-    if size < cwd.len() as u64 + 1 {
-        return ERANGE;
-    }
-    match p.user_bytes(buf, cwd.len() as u64 + 1, true) {
-        Ok(dst) => {
-            dst[..cwd.len()].copy_from_slice(cwd.as_bytes());
-            dst[cwd.len()] = 0;
-            cwd.len() as i64 + 1
-        }
-        Err(e) => e,
-    }
-}
-
-fn chdir(p: &mut Process, path: u64) -> i64 {
-    match abs_path(p, path) {
-        Ok(dir) => chdir_to(p, &dir),
-        Err(e) => e,
-    }
-}
-
-fn chdir_to(p: &mut Process, dir: &str) -> i64 {
-    match p
-        .files
-        .open(fs::archive(), dir, xenia_dom0::files::O_DIRECTORY)
-    {
-        Ok(fd) => {
-            let _ = p.files.close(fd);
-            p.cwd = String::from(dir);
-            0
-        }
-        Err(e) => e,
-    }
-}
-
-fn readlink(p: &mut Process, path: u64, buf: u64, size: u64) -> i64 {
-    let path = match abs_path(p, path) {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
-    let Some(entry) = xenia_dom0::files::lookup(fs::archive(), &path) else {
-        return ENOENT;
-    };
-    let Some(target) = entry.link_target() else {
-        return EINVAL;
-    };
-    let n = target.len().min(size as usize);
-    match p.user_bytes(buf, n as u64, true) {
-        Ok(dst) => {
-            dst.copy_from_slice(&target.as_bytes()[..n]);
-            n as i64
-        }
-        Err(e) => e,
-    }
-}
-
-/// `access` and `faccessat`: the file exists (and, for `X_OK`, is a directory or has an
-/// execute bit; everything else is allowed to root, which every dom0 process is).
-fn access(p: &mut Process, nr: u64, a: [u64; 6]) -> i64 {
-    let (path, mode) = if nr == 21 {
-        (abs_path(p, a[0]), a[1])
-    } else {
-        (at_path(p, a[0] as i32 as i64, a[1]), a[2])
-    };
-    let path = match path {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
-    let fd = match p.files.open(fs::archive(), &path, 0) {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
-    let st = p.files.fstat(fd);
-    let _ = p.files.close(fd);
-    match st {
-        Ok(st) if mode & 1 != 0 && st.mode & 0o040000 == 0 && st.mode & 0o111 == 0 => {
-            err(Errno::EACCES)
-        }
-        Ok(_) => 0,
-        Err(e) => e,
-    }
-}
+use crate::fscalls::AT_FDCWD;
 
 /// `getrlimit` / `prlimit64` for the caller: no limit, but for the stack (8 MiB) and open
 /// descriptors; setting is accepted and changes nothing.
@@ -438,20 +376,6 @@ fn time(p: &mut Process, t: u64) -> i64 {
     secs
 }
 
-fn getdents(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
-    let room = len.min(64 * 1024) as usize;
-    match p.files.getdents(fs::archive(), fd, room) {
-        Ok(records) => match p.user_bytes(buf, records.len() as u64, true) {
-            Ok(dst) => {
-                dst.copy_from_slice(&records);
-                records.len() as i64
-            }
-            Err(e) => e,
-        },
-        Err(e) => e,
-    }
-}
-
 /// A new descriptor `fd` holds what it names: one more pipe end, if a pipe.
 fn add_end(p: &mut Process, fd: i64) {
     if let Some(end) = p.files.pipe_end(fd) {
@@ -460,7 +384,8 @@ fn add_end(p: &mut Process, fd: i64) {
 }
 
 fn dup3(p: &mut Process, old: i64, new: i64, flags: u32) -> i64 {
-    match p.files.dup3(old, new, flags) {
+    let dup = p.files.dup3(&mut fs::lock(), old, new, flags);
+    match dup {
         Ok(closed) => {
             if let Some(end) = closed {
                 crate::pipe::drop_end(end);
@@ -495,7 +420,8 @@ fn pipe2(p: &mut Process, fds: u64, flags: u32) -> i64 {
         }
         Err(e) => {
             for fd in [r, w] {
-                if let Ok(Some(end)) = p.files.close(fd) {
+                let closed = p.files.close(&mut fs::lock(), fd);
+                if let Ok(Some(end)) = closed {
                     crate::pipe::drop_end(end);
                 }
             }
@@ -533,8 +459,8 @@ fn string_array(p: &mut Process, at: u64, budget: &mut usize) -> Result<Vec<Vec<
 }
 
 fn execve(p: &mut Process, regs: &mut Regs, path: u64, argv: u64, envp: u64) -> i64 {
-    let path = match abs_path(p, path) {
-        Ok(s) => s,
+    let arg = match fscalls::path_arg(p, AT_FDCWD, path, false) {
+        Ok(a) => a,
         Err(e) => return e,
     };
     let mut budget = EXEC_ARGS_MAX;
@@ -547,19 +473,23 @@ fn execve(p: &mut Process, regs: &mut Regs, path: u64, argv: u64, envp: u64) -> 
         Err(e) => return e,
     };
     // Through the file system's lookup (symbolic links followed), as open does.
-    let fd = match p.files.open(fs::archive(), &path, 0) {
-        Ok(fd) => fd,
-        Err(e) => return e,
+    let file = {
+        let fs = fs::lock();
+        let st = fs
+            .lookup(arg.at, &arg.raw, xenia_dom0::tmpfs::Follow::Yes)
+            .and_then(|ino| Ok((ino, fs.stat(ino)?)));
+        match st {
+            Ok((ino, st)) if st.mode & 0o170000 == 0o100000 && st.mode & 0o111 != 0 => {
+                fs::contents(&fs, ino)
+            }
+            Ok(_) => return err(Errno::EACCES),
+            Err(e) => return e,
+        }
     };
-    let st = p.files.fstat(fd);
-    let _ = p.files.close(fd);
-    match st {
-        Ok(st) if st.mode & 0o170000 == 0o100000 && st.mode & 0o111 != 0 => {}
-        Ok(st) if st.mode & 0o170000 == 0o040000 => return err(Errno::EACCES),
-        Ok(_) => return err(Errno::EACCES),
-        Err(e) => return e,
-    }
-    crate::process::execve(p, regs, &path, &args, &env)
+    let Some(file) = file else {
+        return err(Errno::ENOMEM);
+    };
+    crate::process::execve(p, regs, &arg.abs, &file, &args, &env)
 }
 
 /// Unknown system calls already logged, for every process: each number is logged once.
@@ -594,10 +524,6 @@ pub fn release(p: &Process) {
     }
 }
 
-fn is_absolute(p: &mut Process, path: u64) -> bool {
-    p.user_bytes(path, 1, false).is_ok_and(|b| b[0] == b'/')
-}
-
 /// `read`; `Err` when the caller must wait (its call is made again then).
 fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
     let (_, status) = match p.files.describe(fd) {
@@ -605,16 +531,24 @@ fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
         Err(e) => return Ok(e),
     };
     let nonblock = status & O_NONBLOCK != 0;
-    Ok(match p.files.read(fd, len) {
+    let io = p.files.read(&fs::lock(), fd);
+    Ok(match io {
         Err(e) => e,
-        Ok(Io::Data(bytes)) => match p.user_bytes(buf, bytes.len() as u64, true) {
+        Ok(Io::File) => match p.user_bytes(buf, len.min(FILE_CHUNK), true) {
             Ok(dst) => {
-                dst.copy_from_slice(bytes);
-                bytes.len() as i64
+                let n = p.files.read_file(&fs::lock(), fd, dst);
+                n.map_or_else(|e| e, |n| n as i64)
             }
             Err(e) => e,
         },
         Ok(Io::Device(Device::Null)) => 0,
+        Ok(Io::Device(Device::Zero)) => match p.user_bytes(buf, len.min(FILE_CHUNK), true) {
+            Ok(dst) => {
+                dst.fill(0);
+                dst.len() as i64
+            }
+            Err(e) => e,
+        },
         Ok(Io::Device(Device::Console)) => {
             if len == 0 {
                 return Ok(0);
@@ -664,6 +598,14 @@ fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
         Err(e) => return Ok(e),
     };
     let device = match sink {
+        Sink::File => {
+            let mut fs = fs::lock();
+            fs.set_time(wallclock_ns() / 1_000_000_000);
+            return Ok(p
+                .files
+                .write_file(&mut fs, fd, bytes)
+                .map_or_else(|e| e, |n| n as i64));
+        }
         Sink::Device(d) => d,
         Sink::Pipe(id) => {
             let nonblock = p.files.describe(fd).is_ok_and(|(_, s)| s & O_NONBLOCK != 0);
@@ -680,7 +622,7 @@ fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
             term::write(bytes);
             len as i64
         }
-        Device::Null => len as i64,
+        Device::Null | Device::Zero => len as i64,
         Device::Evtchn => {
             // Writing ports unmasks them: they are never masked here (reads consume counts).
             (len & !3) as i64
@@ -736,22 +678,89 @@ fn read_xenbus(p: &mut Process, fd: i64, buf: u64, len: u64, nonblock: bool) -> 
     }
 }
 
+/// Most bytes one `read` of a file moves (a larger read returns this many; the caller
+/// reads again, as after any short read).
+const FILE_CHUNK: u64 = 1 << 20;
+
+/// `pread64`.
+fn pread(p: &mut Process, fd: i64, buf: u64, len: u64, offset: i64) -> i64 {
+    if offset < 0 {
+        return EINVAL;
+    }
+    match p.user_bytes(buf, len.min(FILE_CHUNK), true) {
+        Ok(dst) => {
+            let n = p.files.pread(&fs::lock(), fd, offset as u64, dst);
+            n.map_or_else(|e| e, |n| n as i64)
+        }
+        Err(e) => e,
+    }
+}
+
+/// `pwrite64`.
+fn pwrite(p: &mut Process, fd: i64, buf: u64, len: u64, offset: i64) -> i64 {
+    if offset < 0 {
+        return EINVAL;
+    }
+    match p.user_bytes(buf, len.min(FILE_CHUNK), false) {
+        Ok(src) => {
+            let mut fs = fs::lock();
+            fs.set_time(wallclock_ns() / 1_000_000_000);
+            let n = p.files.pwrite(&mut fs, fd, offset as u64, src);
+            n.map_or_else(|e| e, |n| n as i64)
+        }
+        Err(e) => e,
+    }
+}
+
+/// `readv`: the buffers filled in turn, until one is not filled whole; `Err` when the
+/// caller must wait before anything was read.
+fn readv(p: &mut Process, fd: i64, iov: u64, count: u64) -> Result<i64, Blocked> {
+    let vecs = match iovecs(p, iov, count) {
+        Ok(v) => v,
+        Err(e) => return Ok(e),
+    };
+    let mut total = 0i64;
+    for (base, len) in vecs {
+        if len == 0 {
+            continue;
+        }
+        let n = match read(p, fd, base, len) {
+            Ok(n) => n,
+            Err(blocked) if total == 0 => return Err(blocked),
+            Err(_) => return Ok(total),
+        };
+        if n < 0 {
+            return Ok(if total > 0 { total } else { n });
+        }
+        total += n;
+        if (n as u64) < len {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// An `iovec` array: (base, length) pairs, at most 1024 (`UIO_MAXIOV`).
+fn iovecs(p: &mut Process, iov: u64, count: u64) -> Result<Vec<(u64, u64)>, i64> {
+    if count > 1024 {
+        return Err(EINVAL);
+    }
+    Ok(p.user_bytes(iov, count * 16, false)?
+        .chunks(16)
+        .map(|c| {
+            (
+                u64::from_le_bytes(c[..8].try_into().unwrap_or([0; 8])),
+                u64::from_le_bytes(c[8..].try_into().unwrap_or([0; 8])),
+            )
+        })
+        .collect())
+}
+
 /// `writev`; `Err` when the caller must wait before writing anything (a partial write is
 /// returned as one).
 fn writev(p: &mut Process, fd: i64, iov: u64, count: u64) -> Result<i64, Blocked> {
-    if count > 1024 {
-        return Ok(EINVAL);
-    }
-    let vecs: Vec<(u64, u64)> = match p.user_bytes(iov, count * 16, false) {
-        Ok(b) => b
-            .chunks(16)
-            .map(|c| {
-                (
-                    u64::from_le_bytes(c[..8].try_into().unwrap_or([0; 8])),
-                    u64::from_le_bytes(c[8..].try_into().unwrap_or([0; 8])),
-                )
-            })
-            .collect(),
+    let vecs = match iovecs(p, iov, count) {
+        Ok(v) => v,
         Err(e) => return Ok(e),
     };
     let mut total = 0i64;
@@ -775,34 +784,9 @@ fn writev(p: &mut Process, fd: i64, iov: u64, count: u64) -> Result<i64, Blocked
     Ok(total)
 }
 
-fn open(p: &mut Process, path: u64, flags: u32) -> i64 {
-    let raw = match p.user_cstr(path, 4096) {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
-    // Devices by their own names; everything else absolute against the working directory.
-    let path = if raw.starts_with("/dev/") || raw.is_empty() {
-        raw
-    } else {
-        xenia_dom0::files::normalize(&p.cwd, &raw)
-    };
-    p.files
-        .open(fs::archive(), &path, flags)
-        .unwrap_or_else(|e| e)
-}
-
-fn openat(p: &mut Process, dirfd: i64, path: u64, flags: u32) -> i64 {
-    match at_path(p, dirfd, path) {
-        Ok(path) => p
-            .files
-            .open(fs::archive(), &path, flags)
-            .unwrap_or_else(|e| e),
-        Err(e) => e,
-    }
-}
-
 fn close(p: &mut Process, fd: i64) -> i64 {
-    match p.files.close(fd) {
+    let closed = p.files.close(&mut fs::lock(), fd);
+    match closed {
         Ok(end) => {
             if let Some(end) = end {
                 crate::pipe::drop_end(end);
@@ -820,43 +804,6 @@ fn close(p: &mut Process, fd: i64) -> i64 {
         }
         Err(e) => e,
     }
-}
-
-fn put_stat(p: &mut Process, st: xenia_dom0::files::Stat, out: u64) -> i64 {
-    let bytes = st.to_linux_bytes();
-    match p.user_bytes(out, bytes.len() as u64, true) {
-        Ok(dst) => {
-            dst.copy_from_slice(&bytes);
-            0
-        }
-        Err(e) => e,
-    }
-}
-
-fn fstat(p: &mut Process, fd: i64, out: u64) -> i64 {
-    match p.files.fstat(fd) {
-        Ok(st) => put_stat(p, st, out),
-        Err(e) => e,
-    }
-}
-
-fn stat_path(p: &mut Process, path: u64, out: u64) -> i64 {
-    match abs_path(p, path) {
-        Ok(path) => stat_abs(p, &path, out),
-        Err(e) => e,
-    }
-}
-
-fn stat_abs(p: &mut Process, path: &str, out: u64) -> i64 {
-    let path = String::from(path);
-    // Through a descriptor of its own, closed again.
-    let fd = match p.files.open(fs::archive(), &path, 0) {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
-    let r = fstat(p, fd, out);
-    let _ = p.files.close(fd);
-    r
 }
 
 fn poll(p: &mut Process, fds: u64, nfds: u64, timeout_ms: i64) -> i64 {
@@ -935,7 +882,7 @@ fn readiness(p: &mut Process, fd: i64) -> i16 {
     }
     match p.files.describe(fd) {
         Err(_) => POLLNVAL,
-        Ok((None, _)) | Ok((Some(Device::Null), _)) => POLLIN | POLLOUT,
+        Ok((None, _)) | Ok((Some(Device::Null | Device::Zero), _)) => POLLIN | POLLOUT,
         Ok((Some(Device::Console), _)) => POLLOUT | if term::has_input() { POLLIN } else { 0 },
         Ok((Some(Device::Privcmd), _)) => POLLOUT,
         Ok((Some(Device::Evtchn), _)) => POLLOUT | if evtchn_fired(p, fd) { POLLIN } else { 0 },
@@ -1191,6 +1138,9 @@ fn sysinfo(p: &mut Process, out: u64) -> i64 {
     0
 }
 
+/// `uname -r`: dom0's kernel release.
+pub const RELEASE: &str = concat!(env!("CARGO_PKG_VERSION"), "-xenia-dom0");
+
 /// `uname`: `struct utsname`, six NUL-terminated fields of 65 bytes. The ABI is Linux's, so
 /// the system is named `Linux` (what programs test for); the release says what it really is.
 fn uname(p: &mut Process, out: u64) -> i64 {
@@ -1200,7 +1150,7 @@ fn uname(p: &mut Process, out: u64) -> i64 {
         Err(e) => return e,
     };
     b.fill(0);
-    let release = alloc::format!("{}-xenia-dom0", env!("CARGO_PKG_VERSION"));
+    let release = String::from(RELEASE);
     for (i, text) in [
         "Linux",
         xenia_dom0::HOSTNAME,
@@ -1243,7 +1193,7 @@ fn clock_gettime(p: &mut Process, clock: u64, out: u64) -> i64 {
 }
 
 /// Wall-clock time: the hypervisor's boot-time wall clock plus system time.
-fn wallclock_ns() -> u64 {
+pub fn wallclock_ns() -> u64 {
     let s = shared();
     let sec = u64::from(s.wc_sec.load(Ordering::Acquire))
         | (u64::from(s.wc_sec_hi.load(Ordering::Acquire)) << 32);

@@ -99,6 +99,11 @@ impl Uspace {
         }
     }
 
+    /// Pages mapped (the process's resident set).
+    pub fn resident(&self) -> usize {
+        self.pages.len()
+    }
+
     /// Whether this is the active space.
     pub fn is_active(&self) -> bool {
         ACTIVE.load(Ordering::Relaxed) == self.l4

@@ -553,6 +553,92 @@ pub fn busybox(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// dom0's root is writable (a tmpfs seeded from the initrd): a configuration written with
+/// the shell is created by `xl`, found by `xl list | grep`, and restarted from (dom0's
+/// kernel re-reads it); files are made, appended to, copied, moved, linked, listed and
+/// removed; a file unlinked while open keeps its contents; `df` shows the tmpfs and `/proc`
+/// feeds `ps`, `free` and `uptime`. Everything written is gone at the next boot (said in the
+/// README), so nothing here can leak between scenarios.
+pub fn files(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_with(ctx, "", Initrd::Test)?;
+    let help = run(&mut vm, "help")?;
+    if !help.contains("busybox") {
+        return Err(format!(
+            "no busybox among dom0's programs (did `cargo xtask` fetch busybox-static? see \
+             its warning): {help:?}"
+        ));
+    }
+    // (command, a line the output must have)
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"sh -c 'printf "name = \"mine\"\nkernel = \"/boot/echo.elf\"\nmemory = 16\n" > /etc/xen/mine.cfg && echo written'"#,
+            "written",
+        ),
+        ("cat /etc/xen/mine.cfg", "name = \"mine\""),
+        ("xl create /etc/xen/mine.cfg", "Domain mine created"),
+        ("sh -c 'xl list | grep -c ^mine'", "1"),
+        ("sh -c 'ls /etc/xen | grep mine'", "mine.cfg"),
+        // Appending, and a compound command whose parts share one open file.
+        (
+            "sh -c '{ echo one; uname -s; echo three; } > /tmp/log; cat /tmp/log | tr \"\\n\" ,'",
+            "one,Linux,three,",
+        ),
+        ("sh -c 'echo four >> /tmp/log; wc -l < /tmp/log'", "4"),
+        (
+            "sh -c 'mkdir -p /tmp/a/b && cp /etc/xen/mine.cfg /tmp/a/b/ && mv /tmp/a/b/mine.cfg /tmp/a/moved.cfg && ls /tmp/a'",
+            "moved.cfg",
+        ),
+        (
+            "sh -c 'ln -s /tmp/a/moved.cfg /tmp/link && readlink /tmp/link && grep -c memory /tmp/link'",
+            "/tmp/a/moved.cfg",
+        ),
+        (
+            "sh -c 'rm -r /tmp/a && ls /tmp/a 2>&1; test -e /tmp/a || echo gone'",
+            "gone",
+        ),
+        ("sh -c 'touch /tmp/empty && ls -l /tmp/empty'", "-rw-r--r--"),
+        // A file unlinked while open lives until closed.
+        (
+            "sh -c 'echo kept > /tmp/u; exec 3< /tmp/u; rm /tmp/u; cat <&3'",
+            "kept",
+        ),
+        ("sh -c 'cd /etc/xen && cd .. && pwd'", "/etc"),
+        ("df /", "tmpfs"),
+        ("sh -c 'echo x > /proc/meminfo || echo refused'", "refused"),
+        ("sh -c 'ps | grep -c \"[p]s$\"'", "1"),
+        ("free", "Mem:"),
+        ("uptime", "load average: 0.00, 0.00, 0.00"),
+        ("sh -c 'cat /proc/self/stat | cut -d\" \" -f2'", "(cat)"),
+    ];
+    let mut failed = Vec::new();
+    for (command, want) in cases {
+        let out = run(&mut vm, command)?;
+        if !out
+            .lines()
+            .any(|l| l.trim_end() == *want || l.trim_start().starts_with(want) || l.contains(want))
+        {
+            failed.push(format!("`{command}`: no line {want:?} in {out:?}"));
+        }
+    }
+    // dom0's kernel re-reads the configuration it recorded when the domain restarts.
+    let out = run(&mut vm, "xl reboot mine")?;
+    let listed = run(&mut vm, "xl list")?;
+    vm.kill();
+    if !listed.lines().any(|l| l.starts_with("mine")) {
+        failed.push(format!(
+            "after `xl reboot mine` ({out:?}), `xl list` lacks it: {listed:?}"
+        ));
+    }
+    if !failed.is_empty() {
+        return Err(failed.join("; "));
+    }
+    ctx.note(format!(
+        "{} commands on dom0's writable root",
+        cases.len() + 1
+    ));
+    Ok(())
+}
+
 /// `xl create` with any readable configuration, as on Xen: `/dev/null` and the whole domain
 /// in key=value overrides; a path with `//` and `..`; both domains are then listed (dom0's
 /// kernel re-reads the configuration it records, and refused these before).
