@@ -15,7 +15,8 @@
 //! * [`vm`] keeps a process's address space as its system calls see it (the `brk` heap,
 //!   the `mmap` areas and their protections);
 //! * [`syscalls`] lists the Linux system calls the kernel implements, by number;
-//! * [`shell`] is the `init` shell's line editor, word splitting and exit reports.
+//! * [`shell`] is the `init` shell's line editor, word splitting and exit reports;
+//! * [`tty`] is the terminal's line discipline (`n_tty`'s canonical mode, echo, signals).
 //!
 //! Only the dom0 kernel uses these (xtask's initrd builder and a fuzz target use [`cpio`]);
 //! the toolstack itself (`xl`'s configuration, the domain builder, the Xen handle) is the
@@ -41,6 +42,7 @@ pub mod program;
 pub mod shell;
 pub mod syscalls;
 pub mod tmpfs;
+pub mod tty;
 pub mod userstack;
 pub mod vm;
 

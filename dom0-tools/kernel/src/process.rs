@@ -97,7 +97,7 @@ impl Blocked {
     /// Whether it holds for process `pid`, given every waiting process's (ID, parent).
     fn holds(self, pid: Pid, waiting: &[(Pid, Pid, Option<Blocked>)]) -> bool {
         match self {
-            Blocked::Console => crate::term::has_input(),
+            Blocked::Console => crate::term::readable(),
             Blocked::PipeRead(id) => crate::pipe::readable(id),
             Blocked::PipeWrite(id) => crate::pipe::writable(id),
             Blocked::Child => {
@@ -694,6 +694,7 @@ fn finish(mut p: Process, status: i32, ended: Option<Ended>, running: Option<Pid
 /// event while none is; `false` when no process is left.
 fn pick(regs: &mut Regs) -> bool {
     loop {
+        terminal_signals();
         if OTHERS.lock().is_empty() {
             return false;
         }
@@ -744,7 +745,39 @@ fn pick(regs: &mut Regs) -> bool {
             })
             .min()
             .unwrap_or(u64::MAX);
-        crate::wait::until(deadline, || first_ready().is_some());
+        crate::wait::until(deadline, || {
+            first_ready().is_some() || crate::term::signals_pending()
+        });
+    }
+}
+
+/// Sends what was typed at the terminal (Ctrl-C: `SIGINT`, ...) to the foreground process
+/// group, among the processes that do not run now (the scheduler's caller has put the one
+/// that ran among them).
+fn terminal_signals() {
+    let signals = crate::term::take_signals();
+    if signals == 0 {
+        return;
+    }
+    let fg = crate::term::with_tty(|t| t.foreground);
+    for sig in 1..=64u32 {
+        // Ctrl-Z's SIGTSTP would stop the group, and nothing here stops a process (no job
+        // control): it is dropped.
+        if signals & sig_bit(sig) == 0 || sig == 20 {
+            continue;
+        }
+        let targets: Vec<Pid> = OTHERS
+            .lock()
+            .values()
+            .filter(|o| o.pgid == fg)
+            .map(|o| o.pid)
+            .collect();
+        for t in targets {
+            let ends = OTHERS.lock().get_mut(&t).is_some_and(|o| o.raise(sig));
+            if ends && let Some(victim) = OTHERS.lock().remove(&t) {
+                finish(victim, signaled(sig as i32), None, None);
+            }
+        }
     }
 }
 
@@ -949,7 +982,9 @@ pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
     };
     *ROOT.lock() = Some((pid, None));
     *CURRENT.lock() = Some(p);
+    crate::term::begin_programs(pid);
     let exit = user::run_at(plan.entry, start, 0, 0);
+    crate::term::end_programs();
     // The run ends when no process is left, or when the last one faults (it is still
     // current then).
     let last = CURRENT.lock().take();

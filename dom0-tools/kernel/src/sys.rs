@@ -553,9 +553,9 @@ fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
             if len == 0 {
                 return Ok(0);
             }
-            if !term::has_input() {
+            if !term::readable() {
                 crate::service();
-                if !term::has_input() {
+                if !term::readable() {
                     if nonblock {
                         return Ok(EAGAIN);
                     }
@@ -566,7 +566,7 @@ fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
                 Ok(d) => d,
                 Err(e) => return Ok(e),
             };
-            term::take(dst) as i64
+            term::read(dst).map_or(EAGAIN, |n| n as i64)
         }
         Ok(Io::Pipe(id)) => {
             let dst = match p.user_bytes(buf, len.min(crate::pipe::CAPACITY as u64), true) {
@@ -619,7 +619,7 @@ fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
     };
     Ok(match device {
         Device::Console => {
-            term::write(bytes);
+            term::write_program(bytes);
             len as i64
         }
         Device::Null | Device::Zero => len as i64,
@@ -883,7 +883,7 @@ fn readiness(p: &mut Process, fd: i64) -> i16 {
     match p.files.describe(fd) {
         Err(_) => POLLNVAL,
         Ok((None, _)) | Ok((Some(Device::Null | Device::Zero), _)) => POLLIN | POLLOUT,
-        Ok((Some(Device::Console), _)) => POLLOUT | if term::has_input() { POLLIN } else { 0 },
+        Ok((Some(Device::Console), _)) => POLLOUT | if term::readable() { POLLIN } else { 0 },
         Ok((Some(Device::Privcmd), _)) => POLLOUT,
         Ok((Some(Device::Evtchn), _)) => POLLOUT | if evtchn_fired(p, fd) { POLLIN } else { 0 },
         Ok((Some(Device::Xenia), _)) => match p.devs.get(&fd) {
@@ -1237,19 +1237,105 @@ fn getrandom(p: &mut Process, buf: u64, len: u64) -> i64 {
 // ioctl and the devices.
 
 fn ioctl(p: &mut Process, fd: i64, req: u64, arg: u64) -> i64 {
-    const TCGETS: u64 = 0x5401;
-    const TIOCGWINSZ: u64 = 0x5413;
     let device = match p.files.describe(fd) {
         Ok((d, _)) => d,
         Err(e) => return e,
     };
     match (device, req) {
-        (Some(Device::Console), TCGETS | TIOCGWINSZ) => ENOTTY,
+        (Some(Device::Console), _) => tty_ioctl(p, req, arg),
         (Some(Device::Privcmd), devices::IOCTL_PRIVCMD_HYPERCALL) => privcmd(p, arg),
         (Some(Device::Evtchn), _) => evtchn_ioctl(p, fd, req, arg),
         (Some(Device::Xenia), _) => xenia_ioctl(p, fd, req, arg),
         (Some(_), _) => ENOTTY,
         (None, _) => ENOTTY,
+    }
+}
+
+/// The terminal's ioctls (`tty_ioctl(4)`): settings, the foreground process group, the
+/// window size, pending input. Anything else is `ENOTTY`, as for a request a terminal
+/// driver does not know.
+fn tty_ioctl(p: &mut Process, req: u64, arg: u64) -> i64 {
+    use xenia_dom0::tty::Termios;
+    const TCGETS: u64 = 0x5401;
+    const TCSETS: u64 = 0x5402;
+    const TCSETSW: u64 = 0x5403;
+    const TCSETSF: u64 = 0x5404;
+    const TCSBRK: u64 = 0x5409;
+    const TCXONC: u64 = 0x540a;
+    const TCFLSH: u64 = 0x540b;
+    const TIOCSCTTY: u64 = 0x540e;
+    const TIOCGPGRP: u64 = 0x540f;
+    const TIOCSPGRP: u64 = 0x5410;
+    const TIOCGWINSZ: u64 = 0x5413;
+    const TIOCSWINSZ: u64 = 0x5414;
+    const FIONREAD: u64 = 0x541b;
+    const TIOCNOTTY: u64 = 0x5422;
+    const TIOCGSID: u64 = 0x5429;
+    let put = |p: &mut Process, bytes: &[u8]| match p.user_bytes(arg, bytes.len() as u64, true) {
+        Ok(dst) => {
+            dst.copy_from_slice(bytes);
+            0
+        }
+        Err(e) => e,
+    };
+    match req {
+        TCGETS => put(p, &term::termios().to_bytes()),
+        TCSETS | TCSETSW | TCSETSF => match p.user_bytes(arg, Termios::SIZE as u64, false) {
+            Ok(b) => {
+                let mut raw = [0u8; Termios::SIZE];
+                raw.copy_from_slice(b);
+                term::with_tty(|t| t.set(Termios::from_bytes(&raw), req == TCSETSF));
+                0
+            }
+            Err(e) => e,
+        },
+        TIOCGPGRP => {
+            let fg = term::with_tty(|t| t.foreground);
+            put(p, &fg.to_le_bytes())
+        }
+        TIOCSPGRP => match p.user_bytes(arg, 4, false) {
+            Ok(b) => {
+                let pgrp = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                if pgrp as i32 <= 0 {
+                    return EINVAL;
+                }
+                term::with_tty(|t| t.foreground = pgrp);
+                0
+            }
+            Err(e) => e,
+        },
+        TIOCGSID => put(p, &p.pgid.to_le_bytes()),
+        TIOCGWINSZ => {
+            let (rows, cols) = term::with_tty(|t| t.winsize);
+            let mut ws = [0u8; 8];
+            ws[..2].copy_from_slice(&rows.to_le_bytes());
+            ws[2..4].copy_from_slice(&cols.to_le_bytes());
+            put(p, &ws)
+        }
+        TIOCSWINSZ => match p.user_bytes(arg, 8, false) {
+            Ok(b) => {
+                let size = (
+                    u16::from_le_bytes([b[0], b[1]]),
+                    u16::from_le_bytes([b[2], b[3]]),
+                );
+                term::with_tty(|t| t.winsize = size);
+                0
+            }
+            Err(e) => e,
+        },
+        FIONREAD => {
+            let n = term::with_tty(|t| t.pending()) as u32;
+            put(p, &n.to_le_bytes())
+        }
+        TCFLSH => {
+            // TCIFLUSH (0) and TCIOFLUSH (2) drop typed input; output is never held.
+            if arg == 0 || arg == 2 {
+                term::with_tty(|t| t.flush());
+            }
+            if arg > 2 { EINVAL } else { 0 }
+        }
+        TCSBRK | TCXONC | TIOCSCTTY | TIOCNOTTY => 0,
+        _ => ENOTTY,
     }
 }
 

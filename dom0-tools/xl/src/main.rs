@@ -195,6 +195,7 @@ fn print_out(s: &str) {
 }
 
 fn copy_loop(real: &mut Real, con: &File, dom: u16, handle: [u8; 16]) -> VerbResult<End> {
+    let _raw = sys::RawInput::new(STDIN);
     let cfd = con.as_raw_fd();
     let mut buf = vec![0u8; 4096];
     let fail = |what: &str, e: Errno| format!("console of domain {dom}: {what} failed ({e})");
@@ -228,6 +229,7 @@ fn copy_loop(real: &mut Real, con: &File, dom: u16, handle: [u8; 16]) -> VerbRes
 
 /// `xl top`: redraws the table every `delay` seconds until `q`.
 fn top_loop(real: &mut Real, delay: u32) -> VerbResult {
+    let _raw = sys::RawInput::new(STDIN);
     let mut prev: Option<Sample> = None;
     let mut keys = [0u8; 64];
     loop {

@@ -182,3 +182,51 @@ pub fn uname() -> Uname {
         machine: field(&u.machine),
     }
 }
+
+/// Terminal `fd` with input made raw until this is dropped, as xenconsole and xentop set
+/// theirs: keys reach xl as typed (Ctrl-C and Ctrl-] included) and are not echoed. Output
+/// keeps `\n` → `\r\n`, so what a domain prints looks as it does outside `xl console`. On
+/// anything but a terminal it does nothing.
+pub struct RawInput {
+    fd: RawFd,
+    saved: Option<libc::termios>,
+}
+
+impl RawInput {
+    /// Makes `fd`'s input raw (if it is a terminal).
+    pub fn new(fd: RawFd) -> Self {
+        // SAFETY: an all-zero `termios` is a valid value of the plain C struct.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `t` is a live, exclusively borrowed termios the call fills.
+        if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
+            return Self { fd, saved: None };
+        }
+        let saved = t;
+        t.c_iflag &= !(libc::IGNBRK
+            | libc::BRKINT
+            | libc::PARMRK
+            | libc::ISTRIP
+            | libc::INLCR
+            | libc::IGNCR
+            | libc::ICRNL
+            | libc::IXON);
+        t.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::ISIG | libc::IEXTEN);
+        t.c_cc[libc::VMIN] = 1;
+        t.c_cc[libc::VTIME] = 0;
+        // SAFETY: `t` is a valid termios the call only reads.
+        let set = unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) };
+        Self {
+            fd,
+            saved: (set == 0).then_some(saved),
+        }
+    }
+}
+
+impl Drop for RawInput {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            // SAFETY: `saved` is the valid termios read in `new`; the call only reads it.
+            unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, saved) };
+        }
+    }
+}

@@ -512,7 +512,7 @@ pub fn busybox(ctx: &Context) -> Result<(), String> {
         ("busybox sh -c 'echo a b c | wc -w'", "3"),
         ("sh -c 'ls /etc/xen | grep -c cfg'", "3"),
         ("sh -c 'cd /etc/xen && pwd && ls'", "/etc/xen"),
-        ("sh -c 'cd /etc/xen && pwd && ls'", "hello.cfg"),
+        ("sh -c 'cd /etc/xen && pwd && ls -1'", "hello.cfg"),
         (
             "sh -c 'cat /etc/xen/hello.cfg | head -1'",
             "# /etc/xen/hello.cfg: your first domain.",
