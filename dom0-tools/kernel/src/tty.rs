@@ -674,8 +674,10 @@ mod tests {
         let mut out = Vec::new();
         t.output(b"a\nb", &mut out);
         assert_eq!(out, b"a\r\nb");
-        let mut raw = Termios::default();
-        raw.oflag = 0;
+        let raw = Termios {
+            oflag: 0,
+            ..Termios::default()
+        };
         t.set(raw, false);
         out.clear();
         t.output(b"a\nb", &mut out);
