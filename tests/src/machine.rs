@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::contract;
 use crate::iso::{self, ImageSpec, Module};
 use crate::serial::{self, Normalizer};
+use crate::workspace::DOM0_ARTIFACT;
 use crate::workspace::Workspace;
 
 /// The time a scenario should give any single wait. TCG reaches the hypervisor in well under
@@ -138,6 +139,7 @@ pub struct Machine {
     hv_options: String,
     debug_exit: bool,
     modules: Vec<Module>,
+    console_shell: bool,
     qemu_args: Vec<String>,
     tolerated: Vec<&'static str>,
     memory_file: Option<PathBuf>,
@@ -163,6 +165,7 @@ impl Machine {
             hv_options: String::new(),
             debug_exit: true,
             modules: Vec::new(),
+            console_shell: false,
             qemu_args: Vec::new(),
             tolerated: Vec::new(),
             memory_file: None,
@@ -224,6 +227,15 @@ impl Machine {
         self
     }
 
+    /// Lets dom0 start its console shell (busybox's ash, when the initrd has `/bin/sh`), as
+    /// the default image does. Without this, dom0's kernel module is given `shell=builtin`:
+    /// the scenarios type at the kernel's built-in shell, whose messages (`sh: exited with
+    /// status 3`, `time:`) they read.
+    pub fn console_shell(mut self) -> Machine {
+        self.console_shell = true;
+        self
+    }
+
     /// Appends an argument to the QEMU command line.
     pub fn qemu_arg(mut self, arg: &str) -> Machine {
         self.qemu_args.push(arg.to_string());
@@ -272,7 +284,19 @@ impl Machine {
         ImageSpec {
             hypervisor: self.hypervisor.clone(),
             hv_options: self.hv_cmdline(),
-            modules: self.modules.clone(),
+            modules: self
+                .modules
+                .iter()
+                .map(|m| {
+                    let dom0 = m.path.file_name().is_some_and(|n| n == DOM0_ARTIFACT);
+                    if dom0 && !self.console_shell && !m.cmdline.contains("shell=") {
+                        let cmdline = format!("{} shell=builtin", m.cmdline);
+                        Module::new(m.path.clone(), cmdline.trim())
+                    } else {
+                        m.clone()
+                    }
+                })
+                .collect(),
         }
     }
 

@@ -134,28 +134,38 @@ pub fn read_configs(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
 }
 
 /// Writes `target/xenia/initrd.cpio` from dom0's built programs in `bin_dir` (each of
-/// [`PROGRAMS`]) and the built guest kernels, unless it already holds exactly those bytes;
-/// returns its path.
-pub fn build(ws: &Workspace, bin_dir: &Path) -> Result<PathBuf, String> {
-    build_with(ws, bin_dir, None)
+/// [`PROGRAMS`]), the built guest kernels and, when `busybox` is given, Debian's static
+/// busybox as `/bin/busybox` with its applets [`BUSYBOX_APPLETS`] as links to it in `/bin`
+/// and the login shell's `/etc/profile` ([`PROFILE`]), unless it already holds exactly those
+/// bytes; returns its path.
+pub fn build(ws: &Workspace, bin_dir: &Path, busybox: Option<&Path>) -> Result<PathBuf, String> {
+    build_with(ws, bin_dir, None, busybox)
 }
 
-/// The scenarios' initrd, `target/xenia/initrd-test.cpio`: the default one plus the test
-/// programs (`/bin/probe`, `/bin/peerbench`: each file of `test_programs` under its own
-/// name), the test guest `/boot/testguest.elf` ([`TEST_GUESTS`]) and, when `busybox` is
-/// given, Debian's static busybox as `/bin/busybox` with its applets [`BUSYBOX_APPLETS`] as
-/// links to it in `/bin` (issue 14's userland, on its way to the default image).
+/// `/etc/profile`, which dom0's console shell (busybox's ash, a login shell) reads first.
+pub const PROFILE: &str = "\
+# /etc/profile: read by dom0's console shell (busybox ash) as it starts.
+# dom0's root is a tmpfs in memory: what is written here is lost at the next boot.
+export PS1='dom0# '
+# Without -f, busybox's poweroff and reboot ask an init to do it, and dom0 has none.
+alias poweroff='poweroff -f' reboot='reboot -f' halt='halt -f'
+";
+
+/// The scenarios' initrd, `target/xenia/initrd-test.cpio`: the default one (busybox too,
+/// when given) plus the test programs (`/bin/probe`, `/bin/peerbench`: each file of
+/// `test_programs` under its own name) and the test guest `/boot/testguest.elf`
+/// ([`TEST_GUESTS`]).
 pub fn build_test(
     ws: &Workspace,
     bin_dir: &Path,
     test_programs: &[PathBuf],
     busybox: Option<&Path>,
 ) -> Result<PathBuf, String> {
-    build_with(ws, bin_dir, Some((test_programs, busybox)))
+    build_with(ws, bin_dir, Some(test_programs), busybox)
 }
 
-/// The busybox applets the scenarios' initrd links in `/bin` (the issue's list and what a
-/// shell script needs).
+/// The busybox applets the initrds link in `/bin` (issue 14's list, what a shell script
+/// needs, and `poweroff`/`reboot`/`halt`).
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "awk",
     "basename",
@@ -178,6 +188,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "find",
     "free",
     "grep",
+    "halt",
     "head",
     "hostname",
     "id",
@@ -190,10 +201,12 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "more",
     "mv",
     "od",
+    "poweroff",
     "printf",
     "ps",
     "pwd",
     "readlink",
+    "reboot",
     "rm",
     "rmdir",
     "sed",
@@ -223,9 +236,9 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
 fn build_with(
     ws: &Workspace,
     bin_dir: &Path,
-    test: Option<(&[PathBuf], Option<&Path>)>,
+    test_programs: Option<&[PathBuf]>,
+    busybox: Option<&Path>,
 ) -> Result<PathBuf, String> {
-    let test_programs = test.map(|(programs, _)| programs);
     let read =
         |path: &Path| fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
     let configs = read_configs(&ws.root().join(CONFIG_DIR))?;
@@ -267,26 +280,39 @@ fn build_with(
                     .count();
                 files.insert(at, (path, S_IFREG | 0o755, read(program)?));
             }
-            if let Some((_, Some(busybox))) = test {
-                let mut extra = vec![("bin/busybox".to_string(), S_IFREG | 0o755, read(busybox)?)];
-                for applet in BUSYBOX_APPLETS {
-                    let path = format!("bin/{applet}");
-                    if !files.iter().any(|(p, _, _)| *p == path) {
-                        extra.push((path, cpio::S_IFLNK | 0o777, b"busybox".to_vec()));
-                    }
-                }
-                for entry in extra {
-                    let at = 1 + files
-                        .iter()
-                        .filter(|(p, _, _)| p.starts_with("bin/") && *p < entry.0)
-                        .count();
-                    files.insert(at, entry);
-                }
-            }
             TEST_INITRD_ARTIFACT
         }
         None => INITRD_ARTIFACT,
     };
+    if let Some(busybox) = busybox {
+        let mut extra = vec![("bin/busybox".to_string(), S_IFREG | 0o755, read(busybox)?)];
+        for applet in BUSYBOX_APPLETS {
+            let path = format!("bin/{applet}");
+            if !files.iter().any(|(p, _, _)| *p == path) {
+                extra.push((path, cpio::S_IFLNK | 0o777, b"busybox".to_vec()));
+            }
+        }
+        for entry in extra {
+            let at = 1 + files
+                .iter()
+                .filter(|(p, _, _)| p.starts_with("bin/") && *p < entry.0)
+                .count();
+            files.insert(at, entry);
+        }
+        let at = files
+            .iter()
+            .position(|(p, _, _)| p == "etc")
+            .map_or(files.len(), |i| i + 1);
+        // Who root is, for `ps`, `ls -l` and `id` (dom0's programs all run as root).
+        let etc = [
+            ("etc/group", "root:x:0:\n"),
+            ("etc/passwd", "root:x:0:0:root:/:/bin/sh\n"),
+            ("etc/profile", PROFILE),
+        ];
+        for (name, text) in etc.into_iter().rev() {
+            files.insert(at, (name.into(), S_IFREG | 0o644, text.as_bytes().to_vec()));
+        }
+    }
     let bytes = archive(&files);
     let path = ws.artifact(name);
     if fs::read(&path).is_ok_and(|old| old == bytes) {

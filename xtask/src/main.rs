@@ -239,19 +239,23 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
     kernels::build_checked_hypervisor(ws)?;
     println!("building xl and xen-hptool ({})...", userland::USER_TARGET);
     let programs = userland::build_programs(ws)?;
-    println!("building dom0's initrd...");
-    initrd::build(ws, &programs)?;
-    println!("building the scenarios' initrd (with the test programs probe and peerbench)...");
-    let test_programs = userland::build_test_programs(ws)?;
-    // Debian's busybox for the scenarios' dom0 (issue 14): without it (no apt, no network)
-    // everything else still builds, and the scenarios that need it say why they fail.
+    // Debian's busybox, dom0's userland (issue 14): without it (no apt, no network)
+    // everything else still builds, dom0 falls back to its built-in shell, and the
+    // scenarios that need busybox say why they fail.
     let busybox = match peer::busybox(ws) {
         Ok(path) => Some(path),
         Err(e) => {
-            println!("warning: no busybox in the scenarios' initrd: {e}");
+            println!(
+                "warning: no busybox in dom0's initrd ({e}); dom0 will offer its built-in \
+                 shell only"
+            );
             None
         }
     };
+    println!("building dom0's initrd...");
+    initrd::build(ws, &programs, busybox.as_deref())?;
+    println!("building the scenarios' initrd (with the test programs probe and peerbench)...");
+    let test_programs = userland::build_test_programs(ws)?;
     initrd::build_test(ws, &programs, &test_programs, busybox.as_deref())?;
     println!("building host crates...");
     host::run(host::cargo(ws.root()).args(["build", "--quiet", "--workspace"]))

@@ -154,10 +154,72 @@ mod kernel {
             ),
         }
         let (free, _) = frames::counts();
-        tprintln!(
-            "dom0: {} MiB for programs; type `help` for the programs, `xl list` to begin",
-            free / 256
-        );
+        let builtin = xenia_guest_rt::cmdline::value(cmdline, "shell") == Some(b"builtin");
+        if !builtin && fs::exists(CONSOLE_SHELL) {
+            tprintln!(
+                "dom0: {} MiB for programs; {CONSOLE_SHELL} (busybox ash) on the console, \
+                 `xl list` to begin",
+                free / 256
+            );
+            console_shell();
+        } else {
+            tprintln!(
+                "dom0: {} MiB for programs; type `help` for the programs, `xl list` to begin",
+                free / 256
+            );
+        }
+        builtin_shell()
+    }
+
+    /// The console's shell when the initrd has one (Debian's busybox ash, as a login
+    /// shell): started again whenever it ends, as a getty would; the built-in shell takes
+    /// over if it cannot be run, or ends at once three times in a row.
+    const CONSOLE_SHELL: &str = "/bin/sh";
+
+    /// What the console shell starts with: `PS1` also comes from `/etc/profile`, which a
+    /// user may edit.
+    const CONSOLE_ENV: &[&[u8]] = &[
+        b"PATH=/bin:/sbin:/usr/bin:/usr/sbin",
+        b"HOME=/",
+        b"TERM=vt100",
+        b"SHELL=/bin/sh",
+        b"USER=root",
+        b"LOGNAME=root",
+        b"PS1=dom0# ",
+    ];
+
+    fn console_shell() {
+        let argv = [String::from("-sh")];
+        let mut quick = 0;
+        loop {
+            let start = xenia_guest_rt::time::now_ns();
+            match process::run(CONSOLE_SHELL, &argv, CONSOLE_ENV) {
+                Ok(ended) => {
+                    let why = shell::report("sh", ended)
+                        .unwrap_or_else(|| String::from("sh: exited with status 0"));
+                    let short = xenia_guest_rt::time::now_ns() - start < 1_000_000_000;
+                    quick = if short { quick + 1 } else { 0 };
+                    if quick == 3 {
+                        tprintln!(
+                            "dom0: the console shell ended three times at once ({why}); \
+                             the built-in shell takes over"
+                        );
+                        return;
+                    }
+                    tprintln!("dom0: the console shell ended ({why}); starting it again");
+                }
+                Err(e) => {
+                    tprintln!(
+                        "dom0: cannot run {CONSOLE_SHELL} ({e}); the built-in shell takes over"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The kernel's own shell: one program per line, `help`, `poweroff`, `reboot`, `time`.
+    fn builtin_shell() -> ! {
         let mut editor = LineEditor::new();
         loop {
             term::print(PROMPT);
@@ -234,7 +296,7 @@ mod kernel {
             tprintln!("dom0: {first}: command not found (type `help` for the list)");
             return;
         }
-        match process::run(&path, &words) {
+        match process::run(&path, &words, process::ENV) {
             Ok(ended) => {
                 if let Some(msg) = shell::report(first, ended) {
                     tprintln!("{msg}");

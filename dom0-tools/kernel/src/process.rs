@@ -774,7 +774,9 @@ fn terminal_signals() {
             .collect();
         for t in targets {
             let ends = OTHERS.lock().get_mut(&t).is_some_and(|o| o.raise(sig));
-            if ends && let Some(victim) = OTHERS.lock().remove(&t) {
+            // Taken out first: `finish` locks the table itself.
+            let victim = if ends { OTHERS.lock().remove(&t) } else { None };
+            if let Some(victim) = victim {
                 finish(victim, signaled(sig as i32), None, None);
             }
         }
@@ -930,12 +932,12 @@ pub fn kill_other(pid: i64, signal: i64, caller: Pid) -> i64 {
     0
 }
 
-/// The environment the shell gives the programs it starts.
-const ENV: [&[u8]; 3] = [b"PATH=/bin", b"HOME=/", b"TERM=vt100"];
+/// The environment the built-in shell gives the programs it starts.
+pub const ENV: &[&[u8]] = &[b"PATH=/bin", b"HOME=/", b"TERM=vt100"];
 
 /// Loads the program at `path` with `argv` and runs it, and every process it starts, to
 /// their end; says how it (the root) ended.
-pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
+pub fn run(path: &str, argv: &[String], env: &[&[u8]]) -> Result<Ended, String> {
     let file = fs::file(path).ok_or_else(|| alloc::format!("{path}: not found"))?;
     let file: &[u8] = &file;
     let plan = program::plan(file).map_err(|e| alloc::format!("{path}: {e}"))?;
@@ -973,7 +975,7 @@ pub fn run(path: &str, argv: &[String]) -> Result<Ended, String> {
         retry: false,
     };
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
-    let start = match load(&mut p, file, &plan, &args, &ENV) {
+    let start = match load(&mut p, file, &plan, &args, env) {
         Ok(s) => s,
         Err(e) => {
             p.space.destroy();

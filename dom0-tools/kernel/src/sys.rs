@@ -98,6 +98,10 @@ fn dispatch(regs: &mut Regs) -> Action {
         },
         2 => fscalls::openat(p, AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
         85 => fscalls::creat(p, a[0], a[1] as u32),
+        169 => reboot(a[0], a[1], a[2]),
+        // rseq: glibc registers a restartable-sequence area when the kernel offers one, and
+        // goes on without it (quietly: not worth the one-time log line).
+        334 => syscalls::ENOSYS,
         17 => pread(p, a[0] as i64, a[1], a[2], a[3] as i64),
         18 => pwrite(p, a[0] as i64, a[1], a[2], a[3] as i64),
         19 => match readv(p, a[0] as i64, a[1], a[2]) {
@@ -1136,6 +1140,27 @@ fn sysinfo(p: &mut Process, out: u64) -> i64 {
     b[80..82].copy_from_slice(&1u16.to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes());
     0
+}
+
+/// `reboot(2)` (busybox's `poweroff -f`, `reboot -f`, `halt -f`): dom0 shuts down, and the
+/// hypervisor with it, as dom0's `poweroff` and `reboot` do. Linux's magic numbers are
+/// checked as Linux checks them; Ctrl-Alt-Del settings are accepted and mean nothing.
+fn reboot(magic1: u64, magic2: u64, cmd: u64) -> i64 {
+    use guest_abi::sched::ShutdownReason;
+    const MAGIC1: u32 = 0xfee1_dead;
+    const MAGIC2: [u32; 4] = [672_274_793, 85_072_278, 369_367_448, 537_993_216];
+    if magic1 as u32 != MAGIC1 || !MAGIC2.contains(&(magic2 as u32)) {
+        return EINVAL;
+    }
+    let (reason, word) = match cmd as u32 {
+        0x0123_4567 | 0xa1b2_c3d4 => (ShutdownReason::Reboot, "reboot"),
+        0x4321_fedc => (ShutdownReason::Poweroff, "poweroff"),
+        0xcdef_0123 => (ShutdownReason::Poweroff, "halt"),
+        0x89ab_cdef | 0 => return 0,
+        _ => return EINVAL,
+    };
+    tprintln!("dom0: {word}");
+    xenia_guest_rt::check::shutdown(reason)
 }
 
 /// `uname -r`: dom0's kernel release.

@@ -95,6 +95,7 @@ pub const IMPLEMENTED: &[(u64, &str)] = &[
     (157, "prctl"),
     (158, "arch_prctl"),
     (162, "sync"),
+    (169, "reboot"),
     (186, "gettid"),
     (200, "tkill"),
     (201, "time"),

@@ -73,6 +73,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("operator_processes", operator::processes),
         Scenario::new("operator_busybox", operator::busybox),
         Scenario::new("operator_files", operator::files),
+        Scenario::new("operator_shell", operator::shell),
         Scenario::new("operator_create_any_config", operator::create_any_config),
         Scenario::new("peer_program_in_dom0", peer::program_in_dom0),
         Scenario::new("peer_goals_icount", peer::goals_icount),

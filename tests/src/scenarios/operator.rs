@@ -20,10 +20,19 @@ enum Initrd {
 /// Boots dom0 (512 MiB, `dom0_mem=64M` and `extra` hypervisor options) with `initrd`, and
 /// waits for its first prompt.
 fn boot_with(ctx: &Context, extra: &str, initrd: Initrd) -> Result<Qemu, String> {
+    boot_machine(ctx, extra, initrd, false)
+}
+
+/// [`boot_with`], and with the console shell (busybox's ash) when `ash`, as the default
+/// image has it.
+fn boot_machine(ctx: &Context, extra: &str, initrd: Initrd, ash: bool) -> Result<Qemu, String> {
     use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
     let ws = ctx.workspace();
     let options = format!("{} {extra}", crate::iso::DEFAULT_HV_OPTIONS);
     let mut machine = ctx.machine().memory_mib(512).hv_options(options.trim());
+    if ash {
+        machine = machine.console_shell();
+    }
     match initrd {
         Initrd::Default => {
             for module in crate::iso::DEFAULT_MODULES {
@@ -635,6 +644,80 @@ pub fn files(ctx: &Context) -> Result<(), String> {
     ctx.note(format!(
         "{} commands on dom0's writable root",
         cases.len() + 1
+    ));
+    Ok(())
+}
+
+/// The default image's console shell is busybox's ash, with `dom0# ` as its prompt (issue
+/// 14's scenario, typed as an operator types it): a configuration written with a here-document
+/// is created by `xl create` and found by `xl list | grep`; `ls`, `ps`, `free` and a
+/// pipeline of three commands work; Ctrl-C ends a running `sleep 100` (the line discipline
+/// sends SIGINT to the foreground job) and the shell reports status 130.
+pub fn shell(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_machine(ctx, "", Initrd::Default, true)?;
+    let log = vm.serial_log();
+    if !log.contains("/bin/sh (busybox ash) on the console") {
+        return Err(format!(
+            "dom0 did not start busybox's ash on the console (is busybox in the default initrd? \
+             see `cargo xtask build`'s warning); its last lines: {:?}",
+            log.lines().rev().take(5).collect::<Vec<_>>()
+        ));
+    }
+    // A configuration written at the prompt with a here-document.
+    for line in [
+        "cat > /etc/xen/mine.cfg <<EOF",
+        "name = \"mine\"",
+        "kernel = \"/boot/echo.elf\"",
+        "memory = 16",
+    ] {
+        vm.send(&format!("{line}\r"))?;
+    }
+    run(&mut vm, "EOF")?;
+    let mut failed = Vec::new();
+    // (command, a line the output must have)
+    let cases: &[(&str, &str)] = &[
+        ("cat /etc/xen/mine.cfg", "memory = 16"),
+        ("xl create /etc/xen/mine.cfg", "Domain mine created"),
+        ("xl list | grep mine", "mine "),
+        ("ls /etc/xen", "mine.cfg"),
+        ("ps", "PID"),
+        ("free", "Mem:"),
+        ("cat /etc/xen/mine.cfg | grep -v memory | wc -l", "2"),
+        ("echo $PS1", "dom0#"),
+    ];
+    for (command, want) in cases {
+        let out = run(&mut vm, command)?;
+        if !out.lines().skip(1).any(|l| l.contains(want)) {
+            failed.push(format!("`{command}`: no line with {want:?} in {out:?}"));
+        }
+    }
+    // Ctrl-C while `sleep 100` runs. "started" is printed just before the sleep starts; a
+    // Ctrl-C that comes before the shell has made the sleep its foreground job interrupts
+    // the shell's command list instead: either way the sleep does not run its 100 s, "after"
+    // is never printed and the status is 130.
+    vm.send("echo started; sleep 100; echo after\r")?;
+    vm.wait_for_line_starting("started", crate::machine::DEFAULT_TIMEOUT)?;
+    let sent = Instant::now();
+    vm.send("\x03")?;
+    let out = until_prompt(&mut vm, "Ctrl-C")?;
+    let took = sent.elapsed();
+    if out.contains("after") || took.as_secs() >= 60 {
+        failed.push(format!(
+            "Ctrl-C did not interrupt `sleep 100` (back after {took:?}): {out:?}"
+        ));
+    }
+    let status = run(&mut vm, "echo status=$?")?;
+    if !status.contains("status=130") {
+        failed.push(format!("after Ctrl-C, `echo status=$?` gave {status:?}"));
+    }
+    vm.kill();
+    if !failed.is_empty() {
+        return Err(failed.join("; "));
+    }
+    ctx.note(format!(
+        "{} commands at ash's prompt; Ctrl-C ended `sleep 100` in {:.1} s",
+        cases.len() + 2,
+        took.as_secs_f64()
     ));
     Ok(())
 }
