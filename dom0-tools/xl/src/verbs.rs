@@ -330,7 +330,7 @@ pub fn create_dry_run(
     quiet: bool,
 ) -> VerbResult {
     let (_, parsed) = read_config(sys, io, config, overrides, quiet)?;
-    let uuid = uuid_v4(sys.random16());
+    let uuid = new_handle(sys, &parsed.spec);
     let _ = write!(
         io.out,
         "{}",
@@ -384,7 +384,7 @@ pub fn create(
         ),
         None => None,
     };
-    let handle = uuid_v4(sys.random16());
+    let handle = new_handle(sys, &spec);
     if opts.debug {
         let _ = write!(
             io.err,
@@ -505,6 +505,12 @@ fn check_memory(sys: &mut impl System, spec: &DomainSpec) -> VerbResult {
         ));
     }
     Ok(())
+}
+
+/// The handle (UUID) a new domain gets: `uuid=` when the configuration gives one (as
+/// xl's `parse_config_data`), otherwise a random one.
+fn new_handle(sys: &mut impl System, spec: &DomainSpec) -> [u8; 16] {
+    spec.uuid.unwrap_or_else(|| uuid_v4(sys.random16()))
 }
 
 /// A random (version 4, RFC 4122 variant) UUID from 16 random bytes.
