@@ -11,6 +11,7 @@
 use crate::machine::Qemu;
 use crate::runner::Context;
 
+use super::operator::{Initrd, boot_with};
 use super::xl::{Row, boot, parse_list, run};
 
 /// What the shell says after a failing program.
@@ -511,13 +512,13 @@ fn dom0_config(max_memkb: u64, target_memkb: u64) -> String {
     )
 }
 
-/// `operator_xl_config_keys`: a configuration written at the prompt with `uuid=`, a `disk=`
-/// line and a typo. `xl create` warns about the disk with what it means and about the typo
+/// `operator_xl_config_keys`: a configuration written at the prompt (busybox's `sh`, from
+/// the scenarios' initrd) with `uuid=`, a `disk=` line and a typo. `xl create` warns about the disk with what it means and about the typo
 /// as an unknown key; the domain has the UUID given (`xl list -v`, `xl vm-list`, `xl list
 /// -l`, lowercase as libxl prints it); `xl list -l` is libxl's JSON for it and for
 /// Domain-0; `builder="hvm"` and a malformed UUID are refused with the line named.
 pub fn config_keys(ctx: &Context) -> Result<(), String> {
-    let mut vm = boot(ctx)?;
+    let mut vm = boot_with(ctx, "", Initrd::Test)?;
     let vm = &mut vm;
     let written = run(
         vm,
