@@ -310,6 +310,14 @@ pub struct ConfigView {
     pub max_vcpus: u32,
     /// `b_info.avail_vcpus`: the vCPUs online (none: not printed).
     pub avail_vcpus: Vec<u32>,
+    /// `b_info.vcpu_hard_affinity`: per vCPU, the CPUs of its `cpus=` map (none: not
+    /// printed).
+    pub vcpu_hard_affinity: Vec<Vec<u32>>,
+    /// `b_info.vcpu_soft_affinity`, from `cpus_soft=` likewise.
+    pub vcpu_soft_affinity: Vec<Vec<u32>>,
+    /// `b_info.numa_placement` when xl set it (`Some(false)`: a `cpus=` list per vCPU or
+    /// any `cpus_soft=` turns automatic placement off), printed as libxl's defbool.
+    pub numa_placement: Option<bool>,
     /// `b_info.max_memkb`.
     pub max_memkb: u64,
     /// `b_info.target_memkb`.
@@ -346,6 +354,22 @@ pub fn domain_config(v: &ConfigView) -> Json {
     if !v.avail_vcpus.is_empty() {
         let online = v.avail_vcpus.iter().map(|&i| Json::Int(i64::from(i)));
         b_info.push((String::from("avail_vcpus"), Json::Array(online.collect())));
+    }
+    let int = |n: &u32| Json::Int(i64::from(*n));
+    for (key, maps) in [
+        ("vcpu_hard_affinity", &v.vcpu_hard_affinity),
+        ("vcpu_soft_affinity", &v.vcpu_soft_affinity),
+    ] {
+        if !maps.is_empty() {
+            let maps = maps
+                .iter()
+                .map(|m| Json::Array(m.iter().map(int).collect()));
+            b_info.push((String::from(key), Json::Array(maps.collect())));
+        }
+    }
+    if let Some(on) = v.numa_placement {
+        let defbool = if on { "True" } else { "False" };
+        b_info.push((String::from("numa_placement"), Json::str(defbool)));
     }
     for (key, kib) in [("max_memkb", v.max_memkb), ("target_memkb", v.target_memkb)] {
         b_info.push((
@@ -459,6 +483,9 @@ mod tests {
             uuid: Some("00000000-0000-0000-0000-000000000001".into()),
             max_vcpus: 2,
             avail_vcpus: vec![0, 1],
+            vcpu_hard_affinity: Vec::new(),
+            vcpu_soft_affinity: vec![vec![1], vec![]],
+            numa_placement: Some(false),
             max_memkb: 32768,
             target_memkb: 16384,
             sched: Some((256, 0)),
@@ -481,6 +508,15 @@ mod tests {
             0,
             1
         ],
+        "vcpu_soft_affinity": [
+            [
+                1
+            ],
+            [
+
+            ]
+        ],
+        "numa_placement": "False",
         "max_memkb": 32768,
         "target_memkb": 16384,
         "sched_params": {

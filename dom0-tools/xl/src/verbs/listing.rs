@@ -11,7 +11,10 @@ use dom0_tools::xlcfg;
 use dom0_tools::xlfmt::{self, ListColumns, ListExtras};
 use guest_abi::Errno;
 
-use super::{Io, POOL_0, System, VerbResult, find, named_domains, uuid_string};
+use super::{
+    Io, POOL_0, System, VerbResult, cpu_map_bits, find, named_domains, set_affinity_view,
+    uuid_string,
+};
 
 /// `xl list`'s options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -130,6 +133,9 @@ fn view(sys: &mut impl System, io: &mut Io<'_>, name: &str, d: &DomainInfo) -> C
     });
     match spec {
         Ok(spec) => {
+            if let Ok(bits) = cpu_map_bits(sys) {
+                set_affinity_view(&mut view, &spec, bits);
+            }
             view.kernel = Some(spec.kernel);
             view.cmdline = spec.cmdline;
             view.ramdisk = spec.ramdisk;

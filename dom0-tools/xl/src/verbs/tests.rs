@@ -1494,3 +1494,70 @@ fn create_with_uuid_and_a_disk_then_list_it() {
     );
     assert_eq!(f.log, ["build", "adopt 7"], "nothing more built");
 }
+
+#[test]
+fn json_has_the_vcpu_affinities_xl_would_store() {
+    let mut f = Fake::new();
+    f.files.insert(
+        "/etc/xen/pin.cfg".into(),
+        b"name = \"pin\"\nkernel = \"/boot/web.elf\"\nmemory = 16\nvcpus = 2\nmaxvcpus = 3\n\
+          cpus = \"1\"\ncpus_soft = [ \"0\", \"all\", \"^0\", \"1\" ]\n"
+            .to_vec(),
+    );
+    let (r, out, _) = run(&mut f, |s, io| create_dry_run(s, io, "pin.cfg", &[], true));
+    r.unwrap();
+    let config = json::parse(&out).unwrap();
+    let b_info = config.get("b_info").unwrap();
+    assert_eq!(
+        b_info.keys()[..6],
+        [
+            "max_vcpus",
+            "avail_vcpus",
+            "vcpu_hard_affinity",
+            "vcpu_soft_affinity",
+            "numa_placement",
+            "max_memkb"
+        ]
+    );
+    let maps = |cpus: &[&[i64]]| {
+        json::Json::Array(
+            cpus.iter()
+                .map(|c| json::Json::Array(c.iter().map(|&n| json::Json::Int(n)).collect()))
+                .collect(),
+        )
+    };
+    // Every vCPU up to maxvcpus gets the one list; a list per vCPU stops at maxvcpus; the
+    // host's 2 CPUs make one-byte maps, all of whose bits `all` sets, as libxl's.
+    assert_eq!(
+        b_info.get("vcpu_hard_affinity"),
+        Some(&maps(&[&[1], &[1], &[1]]))
+    );
+    assert_eq!(
+        b_info.get("vcpu_soft_affinity"),
+        Some(&maps(&[&[0], &[0, 1, 2, 3, 4, 5, 6, 7], &[]]))
+    );
+    assert_eq!(
+        b_info.get("numa_placement"),
+        Some(&json::Json::str("False"))
+    );
+    // Any cpus_soft=, even an empty list, turns the placement off.
+    let (r, out, _) = run(&mut f, |s, io| {
+        create_dry_run(s, io, "pin.cfg", &["cpus_soft=\"\"".into()], true)
+    });
+    r.unwrap();
+    let config = json::parse(&out).unwrap();
+    let b_info = config.get("b_info").unwrap();
+    assert_eq!(
+        b_info.get("numa_placement"),
+        Some(&json::Json::str("False"))
+    );
+    // One list for all in cpus= alone leaves the placement to libxl.
+    let (r, out, _) = run(&mut f, |s, io| {
+        create_dry_run(s, io, "web.cfg", &["cpus=\"0\"".into()], true)
+    });
+    r.unwrap();
+    let b_info = json::parse(&out).unwrap().get("b_info").cloned().unwrap();
+    assert_eq!(b_info.get("vcpu_hard_affinity"), Some(&maps(&[&[0]])));
+    assert_eq!(b_info.get("vcpu_soft_affinity"), None);
+    assert_eq!(b_info.get("numa_placement"), None);
+}
