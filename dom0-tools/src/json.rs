@@ -10,10 +10,12 @@
 //!
 //! libxl prints a field only when it differs from its default (`gentypes.py`'s
 //! `get_default_expr`), and structures always. Xenia's configuration has fewer fields
-//! than libxl's: the ones it has are printed where libxl puts them; `max_vcpus`,
-//! `avail_vcpus`, the memory sizes and the scheduler's weight and cap are always known
-//! and always printed (libxl's stored configuration has them too, once it has filled in
-//! its defaults).
+//! than libxl's: the ones it has are printed where libxl puts them, under the same rule:
+//! a nil UUID, `max_vcpus` 0 and an empty `avail_vcpus` are libxl's defaults and left
+//! out (that is how Xen shows Domain-0, whose stored configuration is the stub
+//! `xen-init-dom0` writes: type and UUID only, the rest filled in from the hypervisor's
+//! memory and scheduler figures). The memory sizes and the scheduler's weight and cap are
+//! always known and always printed.
 
 use alloc::format;
 use alloc::string::String;
@@ -38,6 +40,182 @@ impl Json {
     /// A string value.
     pub fn str(s: &str) -> Json {
         Json::Str(String::from(s))
+    }
+
+    /// The value of `key` in a map (the first, should it be there twice).
+    pub fn get(&self, key: &str) -> Option<&Json> {
+        match self {
+            Json::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The keys of a map, in order (none for other values).
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Json::Map(entries) => entries.iter().map(|(k, _)| k.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Reads back what [`render`] writes (and any JSON made only of objects, arrays, strings
+/// and integers): the check that xl's output is JSON, and the way to look inside it.
+/// Anything else (`true`, `null`, fractions, trailing text) is an error saying where.
+pub fn parse(text: &str) -> Result<Json, String> {
+    let mut p = Parser {
+        src: text.as_bytes(),
+        pos: 0,
+    };
+    let value = p.value(0)?;
+    p.blank();
+    if p.pos != p.src.len() {
+        return Err(format!("text after the value at byte {}", p.pos));
+    }
+    Ok(value)
+}
+
+/// Nesting [`parse`] accepts (xl's JSON is six levels deep).
+const MAX_PARSE_DEPTH: usize = 32;
+
+struct Parser<'a> {
+    src: &'a [u8],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn blank(&mut self) {
+        while self
+            .src
+            .get(self.pos)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, b: u8) -> Result<(), String> {
+        self.blank();
+        if self.src.get(self.pos) != Some(&b) {
+            return Err(format!("expected '{}' at byte {}", char::from(b), self.pos));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Whether the next byte (after blanks) is `b`; consumed if so.
+    fn eat(&mut self, b: u8) -> bool {
+        self.blank();
+        let yes = self.src.get(self.pos) == Some(&b);
+        if yes {
+            self.pos += 1;
+        }
+        yes
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Json, String> {
+        if depth > MAX_PARSE_DEPTH {
+            return Err(format!(
+                "nested deeper than {MAX_PARSE_DEPTH} at byte {}",
+                self.pos
+            ));
+        }
+        self.blank();
+        match self.src.get(self.pos) {
+            Some(b'{') => {
+                self.pos += 1;
+                let mut entries = Vec::new();
+                if !self.eat(b'}') {
+                    loop {
+                        self.blank();
+                        let key = self.string()?;
+                        self.expect(b':')?;
+                        entries.push((key, self.value(depth + 1)?));
+                        if self.eat(b'}') {
+                            break;
+                        }
+                        self.expect(b',')?;
+                    }
+                }
+                Ok(Json::Map(entries))
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                if !self.eat(b']') {
+                    loop {
+                        items.push(self.value(depth + 1)?);
+                        if self.eat(b']') {
+                            break;
+                        }
+                        self.expect(b',')?;
+                    }
+                }
+                Ok(Json::Array(items))
+            }
+            Some(b'"') => self.string().map(Json::Str),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                self.pos += 1;
+                while self.src.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                    self.pos += 1;
+                }
+                core::str::from_utf8(&self.src[start..self.pos])
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .map(Json::Int)
+                    .ok_or_else(|| format!("bad integer at byte {start}"))
+            }
+            _ => Err(format!("expected a value at byte {}", self.pos)),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let start = self.pos;
+        if self.src.get(self.pos) != Some(&b'"') {
+            return Err(format!("expected a string at byte {start}"));
+        }
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            let Some(&b) = self.src.get(self.pos) else {
+                return Err(format!("unterminated string from byte {start}"));
+            };
+            self.pos += 1;
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let esc = self.src.get(self.pos).copied();
+                    self.pos += 1;
+                    let c = match esc {
+                        Some(b'"') => '"',
+                        Some(b'\\') => '\\',
+                        Some(b'/') => '/',
+                        Some(b'n') => '\n',
+                        Some(b'r') => '\r',
+                        Some(b't') => '\t',
+                        Some(b'f') => '\x0c',
+                        Some(b'b') => '\x08',
+                        Some(b'u') => {
+                            let hex = self.src.get(self.pos..self.pos + 4);
+                            self.pos += 4;
+                            hex.and_then(|h| core::str::from_utf8(h).ok())
+                                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                .and_then(char::from_u32)
+                                .ok_or_else(|| {
+                                    format!("bad \\u escape in string at byte {start}")
+                                })?
+                        }
+                        _ => return Err(format!("bad escape in string at byte {start}")),
+                    };
+                    let mut buf = [0; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                b if b < 0x20 => return Err(format!("control byte in string at byte {start}")),
+                b => out.push(b),
+            }
+        }
+        String::from_utf8(out).map_err(|_| format!("string at byte {start} is not UTF-8"))
     }
 }
 
@@ -126,12 +304,20 @@ pub fn action_name(a: Action) -> &'static str {
 pub struct ConfigView {
     /// `c_info.name`.
     pub name: String,
-    /// `c_info.uuid`, formatted (`None`: not printed).
+    /// `c_info.uuid`, formatted (`None`: the nil UUID, not printed).
     pub uuid: Option<String>,
-    /// `b_info.max_vcpus`.
+    /// `b_info.max_vcpus` (0: not known, not printed).
     pub max_vcpus: u32,
-    /// `b_info.avail_vcpus`: the vCPUs online.
+    /// `b_info.avail_vcpus`: the vCPUs online (none: not printed).
     pub avail_vcpus: Vec<u32>,
+    /// `b_info.vcpu_hard_affinity`: per vCPU, the CPUs of its `cpus=` map (none: not
+    /// printed).
+    pub vcpu_hard_affinity: Vec<Vec<u32>>,
+    /// `b_info.vcpu_soft_affinity`, from `cpus_soft=` likewise.
+    pub vcpu_soft_affinity: Vec<Vec<u32>>,
+    /// `b_info.numa_placement` when xl set it (`Some(false)`: a `cpus=` list per vCPU or
+    /// any `cpus_soft=` turns automatic placement off), printed as libxl's defbool.
+    pub numa_placement: Option<bool>,
     /// `b_info.max_memkb`.
     pub max_memkb: u64,
     /// `b_info.target_memkb`.
@@ -161,26 +347,36 @@ pub fn domain_config(v: &ConfigView) -> Json {
     if let Some(u) = &v.uuid {
         c_info.push((String::from("uuid"), Json::str(u)));
     }
-    let mut b_info = alloc::vec![
-        (String::from("max_vcpus"), Json::Int(i64::from(v.max_vcpus))),
-        (
-            String::from("avail_vcpus"),
-            Json::Array(
-                v.avail_vcpus
-                    .iter()
-                    .map(|&i| Json::Int(i64::from(i)))
-                    .collect(),
-            ),
-        ),
-        (
-            String::from("max_memkb"),
-            Json::Int(v.max_memkb.min(i64::MAX as u64) as i64),
-        ),
-        (
-            String::from("target_memkb"),
-            Json::Int(v.target_memkb.min(i64::MAX as u64) as i64),
-        ),
-    ];
+    let mut b_info = Vec::new();
+    if v.max_vcpus != 0 {
+        b_info.push((String::from("max_vcpus"), Json::Int(i64::from(v.max_vcpus))));
+    }
+    if !v.avail_vcpus.is_empty() {
+        let online = v.avail_vcpus.iter().map(|&i| Json::Int(i64::from(i)));
+        b_info.push((String::from("avail_vcpus"), Json::Array(online.collect())));
+    }
+    let int = |n: &u32| Json::Int(i64::from(*n));
+    for (key, maps) in [
+        ("vcpu_hard_affinity", &v.vcpu_hard_affinity),
+        ("vcpu_soft_affinity", &v.vcpu_soft_affinity),
+    ] {
+        if !maps.is_empty() {
+            let maps = maps
+                .iter()
+                .map(|m| Json::Array(m.iter().map(int).collect()));
+            b_info.push((String::from(key), Json::Array(maps.collect())));
+        }
+    }
+    if let Some(on) = v.numa_placement {
+        let defbool = if on { "True" } else { "False" };
+        b_info.push((String::from("numa_placement"), Json::str(defbool)));
+    }
+    for (key, kib) in [("max_memkb", v.max_memkb), ("target_memkb", v.target_memkb)] {
+        b_info.push((
+            String::from(key),
+            Json::Int(kib.min(i64::MAX as u64) as i64),
+        ));
+    }
     let sched = match v.sched {
         Some((weight, cap)) => alloc::vec![
             (String::from("sched"), Json::str("credit")),
@@ -252,12 +448,44 @@ mod tests {
     }
 
     #[test]
+    fn parsed_back() {
+        let v = Json::Map(vec![
+            ("a".into(), Json::Int(-12)),
+            (
+                "b".into(),
+                Json::Array(vec![Json::Map(vec![]), Json::Array(vec![])]),
+            ),
+            ("s".into(), Json::str("x\"y\\z\n\t\u{1}é")),
+        ]);
+        assert_eq!(parse(&render(&v)), Ok(v.clone()));
+        assert_eq!(v.get("a"), Some(&Json::Int(-12)));
+        assert_eq!(v.keys(), ["a", "b", "s"]);
+        assert_eq!(parse("\"\\u0041\\/\""), Ok(Json::str("A/")));
+        for bad in [
+            "",
+            "true",
+            "1.5",
+            "{\"a\" 1}",
+            "[1,]",
+            "[1] x",
+            "\"open",
+            "{1: 2}",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(parse(&"[".repeat(40)).is_err());
+    }
+
+    #[test]
     fn domain_config_in_libxl_order() {
         let v = ConfigView {
             name: "web".into(),
             uuid: Some("00000000-0000-0000-0000-000000000001".into()),
             max_vcpus: 2,
             avail_vcpus: vec![0, 1],
+            vcpu_hard_affinity: Vec::new(),
+            vcpu_soft_affinity: vec![vec![1], vec![]],
+            numa_placement: Some(false),
             max_memkb: 32768,
             target_memkb: 16384,
             sched: Some((256, 0)),
@@ -280,6 +508,15 @@ mod tests {
             0,
             1
         ],
+        "vcpu_soft_affinity": [
+            [
+                1
+            ],
+            [
+
+            ]
+        ],
+        "numa_placement": "False",
         "max_memkb": 32768,
         "target_memkb": 16384,
         "sched_params": {
@@ -305,15 +542,41 @@ mod tests {
 }
 "#
         );
-        // Nothing known beyond the hypervisor's facts: no actions, no paths.
-        let bare = render(&domain_config(&ConfigView {
+        // Domain-0 as Xen shows it: the stub configuration, with memory and scheduler.
+        let dom0 = render(&domain_config(&ConfigView {
             name: "Domain-0".into(),
+            max_memkb: 65536,
+            target_memkb: 65536,
+            sched: Some((256, 0)),
             ..ConfigView::default()
         }));
-        assert!(bare.contains("\"avail_vcpus\": [\n\n        ],"), "{bare}");
-        assert!(
-            bare.ends_with("    }\n}\n") && !bare.contains("on_"),
-            "{bare}"
+        assert_eq!(
+            dom0,
+            r#"{
+    "c_info": {
+        "type": "pv",
+        "name": "Domain-0"
+    },
+    "b_info": {
+        "max_memkb": 65536,
+        "target_memkb": 65536,
+        "sched_params": {
+            "sched": "credit",
+            "weight": 256,
+            "cap": 0
+        },
+        "type.pv": {
+
+        },
+        "arch_arm": {
+
+        },
+        "arch_x86": {
+
+        }
+    }
+}
+"#
         );
     }
 }

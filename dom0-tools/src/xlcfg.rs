@@ -24,6 +24,14 @@
 //!   `<extra>`.
 //! * Unknown keys are warnings (`<file>:<line>: unknown key 'foo'
 //!   ignored`); everything else wrong is an error naming the file and line.
+//! * Keys of xl.cfg(5) that Xenia does not implement are warnings too, but
+//!   they say so and what it means for the domain (`<file>:<line>: 'disk'
+//!   is not implemented by Xenia (ignored): the domain will have no disks
+//!   ...`), so that a real setting left out is not mistaken for a typo
+//!   ([`not_implemented`]).
+//! * `uuid` must be in libuuid's form (`uuid_parse`, which xl uses: 32 hex
+//!   digits grouped 8-4-4-4-12); `builder` is the deprecated spelling of
+//!   `type` (`"generic"` is PV, `"hvm"` is refused as `type = "hvm"` is).
 //! * `on_*` actions xl knows but Xenia does not implement
 //!   (`rename-restart`, `coredump-*`, `soft-reset`) are errors that say so.
 //!
@@ -133,6 +141,8 @@ pub struct DomainSpec {
     pub on_reboot: Action,
     /// `on_crash`.
     pub on_crash: Action,
+    /// `uuid`: the domain's handle; `None`: a random one is made when it is created.
+    pub uuid: Option<[u8; 16]>,
 }
 
 /// xl.cfg's `cpus=` / `cpus_soft=`: one CPU list for every vCPU (`cpus = "0-3,^1"`), or a
@@ -512,11 +522,13 @@ pub fn parse_integer(text: &str) -> Option<i64> {
     i64::try_from(value).ok()
 }
 
-/// The keys [`DomainSpec`] reads (plus `root` and `type`, which xl
-/// also reads for a PV guest).
+/// The keys [`DomainSpec`] reads (plus `root`, `type` and `builder`, which
+/// xl also reads for a PV guest).
 const KNOWN_KEYS: &[&str] = &[
     "name",
     "type",
+    "builder",
+    "uuid",
     "kernel",
     "ramdisk",
     "cmdline",
@@ -534,6 +546,261 @@ const KNOWN_KEYS: &[&str] = &[
     "on_reboot",
     "on_crash",
 ];
+
+/// The other keys of xl.cfg(5) (Xen's `docs/man/xl.cfg.5.pod.in`), grouped by what it
+/// means for the domain that Xenia does not implement them. Keys that only appear inside
+/// another key's value (a `disk` spec's `backend=`, `smbios`' `bios_vendor=`) are not
+/// keys of the file and are not listed.
+const NOT_IMPLEMENTED: &[(&[&str], &str)] = &[
+    (
+        &["disk"],
+        "the domain will have no disks (Xenia has no block backend yet)",
+    ),
+    (
+        &["vif"],
+        "the domain will have no network interfaces (Xenia has no network backend yet)",
+    ),
+    (
+        &[
+            "pci",
+            "pci_permissive",
+            "pci_msitranslate",
+            "pci_seize",
+            "pci_power_mgmt",
+            "gfx_passthru",
+            "rdm",
+            "rdm_mem_boundary",
+            "dtdev",
+            "ioports",
+            "iomem",
+            "irqs",
+            "passthrough",
+            "e820_host",
+        ],
+        "the domain will have no passthrough devices and no direct access to hardware",
+    ),
+    (
+        &[
+            "vfb",
+            "vnc",
+            "vnclisten",
+            "vncdisplay",
+            "vncunused",
+            "vncpasswd",
+            "sdl",
+            "display",
+            "xauthority",
+            "keymap",
+        ],
+        "the domain will have no framebuffer, only its text console",
+    ),
+    (
+        &["vkb"],
+        "the domain will have no virtual keyboard or pointer",
+    ),
+    (&["vtpm"], "the domain will have no virtual TPM"),
+    (&["p9"], "the domain will have no 9pfs shares"),
+    (&["pvcalls"], "the domain will have no PV calls backend"),
+    (
+        &["channel"],
+        "the domain will have no channels, only its console",
+    ),
+    (
+        &["usbctrl", "usbdev"],
+        "the domain will have no USB controllers or devices",
+    ),
+    (&["vdispl"], "the domain will have no virtual displays"),
+    (&["vsnd"], "the domain will have no virtual sound cards"),
+    (&["virtio"], "the domain will have no virtio devices"),
+    (
+        &[
+            "bootloader",
+            "bootloader_args",
+            "bootloader_restrict",
+            "bootloader_user",
+            "firmware",
+        ],
+        "the domain boots the kernel= given, directly (no bootloader or firmware)",
+    ),
+    (&["pool"], "the domain runs in Pool-0, Xenia's only cpupool"),
+    (&["vnuma"], "the domain will see no virtual NUMA topology"),
+    (&["on_watchdog"], "a watchdog timeout destroys the domain"),
+    (&["on_soft_reset"], "a soft reset does what on_reboot says"),
+    (
+        &[
+            "seclabel",
+            "init_seclabel",
+            "device_model_stubdomain_seclabel",
+        ],
+        "Xenia has no XSM/FLASK, so the domain runs without a security label",
+    ),
+    (
+        &[
+            "max_grant_frames",
+            "max_maptrack_frames",
+            "max_grant_version",
+            "max_event_channels",
+        ],
+        "the domain gets Xenia's default grant-table and event-channel limits",
+    ),
+    (
+        &["xenstore_feature_mask", "xenstore_quota"],
+        "the domain gets Xenia's default xenstore features and quotas",
+    ),
+    (
+        &["nomigrate", "xend_suspend_evtchn_compat"],
+        "Xenia neither saves, restores nor migrates domains",
+    ),
+    (
+        &["driver_domain"],
+        "the domain will not be set up to serve devices to other domains",
+    ),
+    (
+        &[
+            "cpuid",
+            "msr_relaxed",
+            "tsc_mode",
+            "rtc_timeoffset",
+            "localtime",
+        ],
+        "the domain gets Xenia's default CPUID, MSR and time settings",
+    ),
+    (&["vpmu"], "the domain will have no virtual PMU"),
+    (
+        &["vmtrace_buf_kb"],
+        "the domain will have no processor trace buffers",
+    ),
+    (
+        &[
+            "device_model_version",
+            "device_model_override",
+            "device_model_user",
+            "device_model_args",
+            "device_model_args_pv",
+            "device_model_args_hvm",
+            "device_model_stubdomain_override",
+            "stubdomain_kernel",
+            "stubdomain_cmdline",
+            "stubdomain_ramdisk",
+            "stubdomain_memory",
+            "dm_restrict",
+        ],
+        "Xenia runs no device model (QEMU) for the domain",
+    ),
+    (
+        &[
+            "boot",
+            "hdtype",
+            "hap",
+            "oos",
+            "shadow_memory",
+            "bios",
+            "bios_path_override",
+            "pae",
+            "acpi",
+            "acpi_s3",
+            "acpi_s4",
+            "acpi_laptop_slate",
+            "apic",
+            "nx",
+            "hpet",
+            "altp2m",
+            "altp2mhvm",
+            "altp2m_count",
+            "nestedhvm",
+            "cpu_hotplug",
+            "acpi_firmware",
+            "smbios_firmware",
+            "smbios",
+            "ms_vm_genid",
+            "vpt_align",
+            "timer_mode",
+            "mmio_hole",
+            "xen_platform_pci",
+            "xen_platform_pci_bar_uc",
+            "viridian",
+            "hvm_pirq",
+            "videoram",
+            "stdvga",
+            "vga",
+            "nographic",
+            "spice",
+            "spicehost",
+            "spiceport",
+            "spicetls_port",
+            "spicedisable_ticketing",
+            "spicepasswd",
+            "spiceagent_mouse",
+            "spicevdagent",
+            "spice_clipboard_sharing",
+            "spiceusbredirection",
+            "spice_image_compression",
+            "spice_streaming_video",
+            "serial",
+            "soundhw",
+            "vkb_device",
+            "usb",
+            "usbversion",
+            "usbdevice",
+            "vendor_device",
+            "mca_caps",
+            "pvshim",
+            "pvshim_path",
+            "pvshim_cmdline",
+            "pvshim_extra",
+        ],
+        "it is for HVM and PVH guests, and Xenia runs PV guests only",
+    ),
+    (
+        &[
+            "gic_version",
+            "vuart",
+            "sve",
+            "llc_colors",
+            "nr_spis",
+            "trap_unmapped_accesses",
+            "arm_sci",
+            "tee",
+            "device_tree",
+        ],
+        "it is for Arm guests, and Xenia runs on x86-64",
+    ),
+];
+
+/// What it means for the domain that Xenia does not implement xl.cfg key `key`; `None`
+/// when `key` is not one of xl.cfg(5)'s (or is one Xenia implements).
+pub fn not_implemented(key: &str) -> Option<&'static str> {
+    NOT_IMPLEMENTED
+        .iter()
+        .find(|(keys, _)| keys.contains(&key))
+        .map(|&(_, meaning)| meaning)
+}
+
+/// `text` as libuuid's `uuid_parse` (which xl's `libxl_uuid_from_string` calls) reads
+/// a UUID: exactly 36 characters, `-` at offsets 8, 13, 18 and 23 and hex digits (either
+/// case) everywhere else; the bytes in the order written.
+pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let b = text.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut digits = b
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !matches!(i, 8 | 13 | 18 | 23));
+    if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    for byte in &mut out {
+        let (_, &hi) = digits.next()?;
+        let (_, &lo) = digits.next()?;
+        let hi = char::from(hi).to_digit(16)?;
+        let lo = char::from(lo).to_digit(16)?;
+        *byte = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
 
 /// Where a setting was made: source and line.
 type Place<'a> = (&'a str, u32);
@@ -560,10 +827,17 @@ impl<'a> Config<'a> {
         warn_duplicate: bool,
     ) -> Result<(), ConfigError> {
         if !KNOWN_KEYS.contains(&setting.key.as_str()) {
-            self.warnings.push(format!(
-                "{source}:{}: unknown key '{}' ignored",
-                setting.line, setting.key
-            ));
+            let warning = match not_implemented(&setting.key) {
+                Some(meaning) => format!(
+                    "{source}:{}: '{}' is not implemented by Xenia (ignored): {meaning}",
+                    setting.line, setting.key
+                ),
+                None => format!(
+                    "{source}:{}: unknown key '{}' ignored",
+                    setting.line, setting.key
+                ),
+            };
+            self.warnings.push(warning);
             return Ok(());
         }
         let Some(entry) = self
@@ -735,6 +1009,38 @@ impl<'a> Config<'a> {
                 ),
             ));
         }
+        // Deprecated since Xen 4.10 in favour of `type`, and still read by xl.
+        if let Some((builder, (source, line))) = self.string("builder")? {
+            let at = |msg: String| error(source, Some(line), msg);
+            match builder.as_str() {
+                "generic" => {}
+                "hvm" => {
+                    return Err(at(
+                        "builder = \"hvm\" is not supported by Xenia (only \"pv\", which builder = \"generic\" selects)".to_string(),
+                    ));
+                }
+                other => {
+                    return Err(at(format!(
+                        "'builder' must be \"generic\" or \"hvm\", got \"{}\"",
+                        other.escape_debug()
+                    )));
+                }
+            }
+        }
+        let uuid = match self.string("uuid")? {
+            None => None,
+            Some((text, (source, line))) => Some(parse_uuid(&text).ok_or_else(|| {
+                error(
+                    source,
+                    Some(line),
+                    format!(
+                        "'uuid' must be 32 hex digits grouped 8-4-4-4-12 \
+                         (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got \"{}\"",
+                        text.escape_debug()
+                    ),
+                )
+            })?),
+        };
         let name = match self.string("name")? {
             None => return Err(error(file, None, "no 'name' given".to_string())),
             Some((n, (source, line))) if n.is_empty() || n.chars().any(char::is_control) => {
@@ -815,6 +1121,7 @@ impl<'a> Config<'a> {
             on_poweroff: self.action("on_poweroff", Action::Destroy)?,
             on_reboot: self.action("on_reboot", Action::Restart)?,
             on_crash: self.action("on_crash", Action::Destroy)?,
+            uuid,
         })
     }
 
@@ -919,6 +1226,7 @@ mod tests {
                 on_poweroff: Action::Destroy,
                 on_reboot: Action::Restart,
                 on_crash: Action::Destroy,
+                uuid: None,
             }
         );
         assert!(p.warnings.is_empty());
@@ -982,7 +1290,118 @@ mod tests {
             (s.on_poweroff, s.on_reboot, s.on_crash),
             (Action::Preserve, Action::Destroy, Action::Restart)
         );
-        assert_eq!(p.warnings, ["guest.cfg:15: unknown key 'disk' ignored"]);
+        assert_eq!(
+            p.warnings,
+            [
+                "guest.cfg:15: 'disk' is not implemented by Xenia (ignored): the domain will \
+              have no disks (Xenia has no block backend yet)"
+            ]
+        );
+    }
+
+    #[test]
+    fn typos_versus_keys_xenia_does_not_implement() {
+        let p = parse(&format!(
+            "{MINIMAL}memroy = 64
+disk = [ 'phy:/dev/vg/a,xvda,w' ]
+vif = [ '' ]
+             pci = [ '01:00.0' ]
+vfb = [ 'vnc=1' ]
+vkb = [ '' ]
+acpi = 1
+             gic_version = 'v3'
+bootloader = 'pygrub'
+Disk = 1
+"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.warnings,
+            [
+                "guest.cfg:3: unknown key 'memroy' ignored",
+                "guest.cfg:4: 'disk' is not implemented by Xenia (ignored): the domain will \
+                 have no disks (Xenia has no block backend yet)",
+                "guest.cfg:5: 'vif' is not implemented by Xenia (ignored): the domain will \
+                 have no network interfaces (Xenia has no network backend yet)",
+                "guest.cfg:6: 'pci' is not implemented by Xenia (ignored): the domain will \
+                 have no passthrough devices and no direct access to hardware",
+                "guest.cfg:7: 'vfb' is not implemented by Xenia (ignored): the domain will \
+                 have no framebuffer, only its text console",
+                "guest.cfg:8: 'vkb' is not implemented by Xenia (ignored): the domain will \
+                 have no virtual keyboard or pointer",
+                "guest.cfg:9: 'acpi' is not implemented by Xenia (ignored): it is for HVM \
+                 and PVH guests, and Xenia runs PV guests only",
+                "guest.cfg:10: 'gic_version' is not implemented by Xenia (ignored): it is for \
+                 Arm guests, and Xenia runs on x86-64",
+                "guest.cfg:11: 'bootloader' is not implemented by Xenia (ignored): the domain \
+                 boots the kernel= given, directly (no bootloader or firmware)",
+                "guest.cfg:12: unknown key 'Disk' ignored",
+            ]
+        );
+        // A command-line setting is placed as such.
+        let p = parse_domain_config("guest.cfg", MINIMAL.as_bytes(), &["vif=['']"]).unwrap();
+        assert_eq!(
+            p.warnings,
+            [
+                "<command line>:1: 'vif' is not implemented by Xenia (ignored): the domain will \
+              have no network interfaces (Xenia has no network backend yet)"
+            ]
+        );
+        // No key is both implemented and listed as not, and none is listed twice.
+        let mut seen = Vec::new();
+        for (keys, _) in NOT_IMPLEMENTED {
+            for key in *keys {
+                assert!(!KNOWN_KEYS.contains(key), "{key}");
+                assert!(!seen.contains(key), "{key} twice");
+                seen.push(*key);
+            }
+        }
+    }
+
+    #[test]
+    fn uuid_and_builder() {
+        let p = parse(&format!(
+            "{MINIMAL}uuid = \"6F9619FF-8b86-d011-b42d-00c04fc964ff\"\nbuilder = \"generic\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.spec.uuid,
+            Some([
+                0x6f, 0x96, 0x19, 0xff, 0x8b, 0x86, 0xd0, 0x11, 0xb4, 0x2d, 0x00, 0xc0, 0x4f, 0xc9,
+                0x64, 0xff
+            ])
+        );
+        assert!(p.warnings.is_empty());
+        for bad in [
+            "",
+            "6f9619ff8b86d011b42d00c04fc964ff",
+            "6f9619ff-8b86-d011-b42d-00c04fc964f",
+            "6f9619ff-8b86-d011-b42d-00c04fc964fff",
+            "6f9619ff-8b86-d011-b42d_00c04fc964ff",
+            "6f9619ff-8b86-d011-b42d-00c04fc964fg",
+            "{6f9619ff-8b86-d011-b42d-00c04fc964f}",
+            "+f9619ff-8b86-d011-b42d-00c04fc964ff",
+        ] {
+            assert_eq!(parse_uuid(bad), None, "{bad}");
+        }
+        assert_eq!(
+            err(&format!("{MINIMAL}uuid = \"6f9619ff-8b86-d011-b42d\"\n")),
+            "guest.cfg:3: 'uuid' must be 32 hex digits grouped 8-4-4-4-12 \
+             (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got \"6f9619ff-8b86-d011-b42d\""
+        );
+        assert_eq!(
+            err(&format!("{MINIMAL}uuid = [ 1 ]\n")),
+            "guest.cfg:3: 'uuid' must be a string, got a list"
+        );
+        assert_eq!(
+            err(&format!("{MINIMAL}builder = \"hvm\"\n")),
+            "guest.cfg:3: builder = \"hvm\" is not supported by Xenia (only \"pv\", which \
+             builder = \"generic\" selects)"
+        );
+        assert_eq!(
+            err(&format!("{MINIMAL}builder = \"linux\"\n")),
+            "guest.cfg:3: 'builder' must be \"generic\" or \"hvm\", got \"linux\""
+        );
     }
 
     #[test]

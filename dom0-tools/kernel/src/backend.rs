@@ -406,14 +406,14 @@ fn check_domains() {
     let doms: Vec<DomId> = DOMS.lock().keys().copied().collect();
     for dom in doms {
         let info = hv.domain_info(dom);
-        let reason = match info {
+        let (reason, handle) = match info {
             Err(Errno::ESRCH) => {
                 let _ = forget(dom);
                 continue;
             }
             Err(_) => continue,
             Ok(info) => match info.shutdown_reason() {
-                Some(r) => r,
+                Some(r) => (r, info.handle),
                 None => continue,
             },
         };
@@ -443,13 +443,15 @@ fn check_domains() {
                 let _ = hv.destroy(dom);
                 let _ = forget(dom);
             }
-            Decision::Act(Action::Restart) => restart(&mut hv, dom, &name),
+            Decision::Act(Action::Restart) => restart(&mut hv, dom, &name, handle),
         }
     }
 }
 
-/// Destroys `dom` and builds it again from its configuration, under the same name.
-fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str) {
+/// Destroys `dom` and builds it again from its configuration, under the same name and
+/// with the same `handle` (UUID): xl restarts a domain from its stored configuration,
+/// whose `c_info.uuid` is the one the domain was made with (`uuid=` or a random one).
+fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str, handle: [u8; 16]) {
     let Some(old) = DOMS.lock().remove(&dom) else {
         return;
     };
@@ -458,7 +460,7 @@ fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str) {
     }
     crate::store::release(dom);
     let _ = hv.destroy(dom);
-    match rebuild(hv, &old.spec) {
+    match rebuild(hv, &old.spec, handle) {
         Ok(built) => {
             let console = built.console.map(|c| (c.mfn.0, c.evtchn));
             let store = built.store.map(|s| (s.mfn.0, s.evtchn));
@@ -485,7 +487,11 @@ fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str) {
     }
 }
 
-fn rebuild(hv: &mut Xen<Direct>, spec: &DomainSpec) -> Result<builder::Built, String> {
+fn rebuild(
+    hv: &mut Xen<Direct>,
+    spec: &DomainSpec,
+    handle: [u8; 16],
+) -> Result<builder::Built, String> {
     let kernel = fs::file(&spec.kernel)
         .ok_or_else(|| alloc::format!("{}: no such file in dom0's root", spec.kernel))?;
     let ramdisk = match &spec.ramdisk {
@@ -495,6 +501,7 @@ fn rebuild(hv: &mut Xen<Direct>, spec: &DomainSpec) -> Result<builder::Built, St
         None => None,
     };
     let mut cfg = DomainConfig::new(&spec.name, &kernel, spec.memory_mib);
+    cfg.handle = handle;
     cfg.ramdisk = ramdisk.as_deref();
     cfg.cmdline = spec.cmdline.as_deref().unwrap_or("");
     cfg.max_memory_kib = spec.maxmem_mib.saturating_mul(1024);

@@ -303,9 +303,10 @@ fn read_config(
     Ok((path, parsed))
 }
 
-/// The configuration a new domain gets, as `xl create -n` prints it.
-fn spec_view(spec: &DomainSpec, uuid: &[u8; 16]) -> json::ConfigView {
-    json::ConfigView {
+/// The configuration a new domain gets, as `xl create -n` prints it; `map_bits` is the
+/// size of the host's CPU maps (`None`: unknown, and the affinities left out).
+fn spec_view(spec: &DomainSpec, uuid: &[u8; 16], map_bits: Option<usize>) -> json::ConfigView {
+    let mut view = json::ConfigView {
         name: spec.name.clone(),
         uuid: Some(uuid_string(uuid)),
         max_vcpus: spec.maxvcpus,
@@ -317,6 +318,47 @@ fn spec_view(spec: &DomainSpec, uuid: &[u8; 16]) -> json::ConfigView {
         cmdline: spec.cmdline.clone(),
         ramdisk: spec.ramdisk.clone(),
         actions: Some([spec.on_poweroff, spec.on_reboot, spec.on_crash]),
+        ..json::ConfigView::default()
+    };
+    if let Some(bits) = map_bits {
+        set_affinity_view(&mut view, spec, bits);
+    }
+    view
+}
+
+/// `b_info.vcpu_hard_affinity`, `vcpu_soft_affinity` and `numa_placement` as xl's
+/// `parse_vcpu_affinity` fills them from `cpus=` and `cpus_soft=`: one CPU list gives every
+/// vCPU (up to `maxvcpus`) the same map, a list of lists one map per entry (at most
+/// `maxvcpus`); each map has `map_bits` bits rounded up to a byte, as libxl's (so `all`
+/// sets the whole byte). A list per vCPU in `cpus=`, or any `cpus_soft=`, turns xl's
+/// automatic NUMA placement off.
+pub(crate) fn set_affinity_view(view: &mut json::ConfigView, spec: &DomainSpec, map_bits: usize) {
+    let maps = |p: &Option<xlcfg::CpuPlacement>| -> Vec<Vec<u32>> {
+        let lists: Vec<&str> = match p {
+            None => Vec::new(),
+            Some(xlcfg::CpuPlacement::All(list)) => vec![list.as_str(); spec.maxvcpus as usize],
+            Some(xlcfg::CpuPlacement::PerVcpu(lists)) => lists
+                .iter()
+                .take(spec.maxvcpus as usize)
+                .map(String::as_str)
+                .collect(),
+        };
+        lists
+            .iter()
+            .map(|list| {
+                let map = xlfmt::parse_cpu_list(list, map_bits).unwrap_or_default();
+                (0..map.len() * 8)
+                    .filter(|&cpu| map[cpu / 8] & (1 << (cpu % 8)) != 0)
+                    .map(|cpu| cpu as u32)
+                    .collect()
+            })
+            .collect()
+    };
+    view.vcpu_hard_affinity = maps(&spec.cpus);
+    view.vcpu_soft_affinity = maps(&spec.cpus_soft);
+    let per_vcpu = matches!(spec.cpus, Some(xlcfg::CpuPlacement::PerVcpu(_)));
+    if per_vcpu || spec.cpus_soft.is_some() {
+        view.numa_placement = Some(false);
     }
 }
 
@@ -330,11 +372,12 @@ pub fn create_dry_run(
     quiet: bool,
 ) -> VerbResult {
     let (_, parsed) = read_config(sys, io, config, overrides, quiet)?;
-    let uuid = uuid_v4(sys.random16());
+    let uuid = new_handle(sys, &parsed.spec);
+    let bits = cpu_map_bits(sys).ok();
     let _ = write!(
         io.out,
         "{}",
-        json::render(&json::domain_config(&spec_view(&parsed.spec, &uuid)))
+        json::render(&json::domain_config(&spec_view(&parsed.spec, &uuid, bits)))
     );
     Ok(())
 }
@@ -384,12 +427,13 @@ pub fn create(
         ),
         None => None,
     };
-    let handle = uuid_v4(sys.random16());
+    let handle = new_handle(sys, &spec);
     if opts.debug {
+        let bits = cpu_map_bits(sys).ok();
         let _ = write!(
             io.err,
             "{}",
-            json::render(&json::domain_config(&spec_view(&spec, &handle)))
+            json::render(&json::domain_config(&spec_view(&spec, &handle, bits)))
         );
     }
     let cfg = DomainConfig {
@@ -455,7 +499,7 @@ pub fn create(
 }
 
 /// How many bits a CPU map of this host has (libxl sizes them by `max_cpu_id + 1`).
-fn cpu_map_bits(sys: &mut impl System) -> Result<usize, String> {
+pub(crate) fn cpu_map_bits(sys: &mut impl System) -> Result<usize, String> {
     let phys = sys
         .physinfo()
         .map_err(|e| format!("cannot read the host's CPUs: the hypervisor said {e}"))?;
@@ -505,6 +549,12 @@ fn check_memory(sys: &mut impl System, spec: &DomainSpec) -> VerbResult {
         ));
     }
     Ok(())
+}
+
+/// The handle (UUID) a new domain gets: `uuid=` when the configuration gives one (as
+/// xl's `parse_config_data`), otherwise a random one.
+fn new_handle(sys: &mut impl System, spec: &DomainSpec) -> [u8; 16] {
+    spec.uuid.unwrap_or_else(|| uuid_v4(sys.random16()))
 }
 
 /// A random (version 4, RFC 4122 variant) UUID from 16 random bytes.

@@ -10,7 +10,7 @@ use crate::scenarios::xl::{PROMPT, Row, boot, parse_list, run, until_prompt};
 
 /// Which initrd an operator scenario's dom0 gets.
 #[derive(Clone, Copy)]
-enum Initrd {
+pub(super) enum Initrd {
     /// The default image's.
     Default,
     /// The scenarios' one (the test programs, busybox).
@@ -19,7 +19,7 @@ enum Initrd {
 
 /// Boots dom0 (512 MiB, `dom0_mem=64M` and `extra` hypervisor options) with `initrd`, and
 /// waits for its first prompt.
-fn boot_with(ctx: &Context, extra: &str, initrd: Initrd) -> Result<Qemu, String> {
+pub(super) fn boot_with(ctx: &Context, extra: &str, initrd: Initrd) -> Result<Qemu, String> {
     boot_machine(ctx, extra, initrd, false)
 }
 

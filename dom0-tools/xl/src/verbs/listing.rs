@@ -11,7 +11,10 @@ use dom0_tools::xlcfg;
 use dom0_tools::xlfmt::{self, ListColumns, ListExtras};
 use guest_abi::Errno;
 
-use super::{Io, POOL_0, System, VerbResult, find, named_domains, uuid_string};
+use super::{
+    Io, POOL_0, System, VerbResult, cpu_map_bits, find, named_domains, set_affinity_view,
+    uuid_string,
+};
 
 /// `xl list`'s options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,10 +77,16 @@ pub fn list(
 /// What is known of domain `d`'s configuration. A domain whose configuration cannot be
 /// read again (its file changed or went away) is shown with the hypervisor's facts only,
 /// and a warning says so.
+///
+/// Domain-0 is shown as Xen shows it: Xen's stored configuration of dom0 is the stub
+/// `xen-init-dom0` writes (its type and UUID), which `libxl_retrieve_domain_configuration`
+/// completes with the name, memory and scheduler parameters but not its vCPUs (it sizes
+/// `avail_vcpus` by the stub's `max_vcpus`, 0): so no vCPU fields.
 fn view(sys: &mut impl System, io: &mut Io<'_>, name: &str, d: &DomainInfo) -> ConfigView {
     let mut max_vcpus = 0;
     let mut avail_vcpus = Vec::new();
-    for v in 0..xlcfg::MAX_VCPUS {
+    let vcpus_shown = if d.dom == 0 { 0 } else { xlcfg::MAX_VCPUS };
+    for v in 0..vcpus_shown {
         match sys.vcpu_info(d.dom, v) {
             Ok(info) => {
                 max_vcpus += 1;
@@ -90,7 +99,8 @@ fn view(sys: &mut impl System, io: &mut Io<'_>, name: &str, d: &DomainInfo) -> C
     }
     let mut view = ConfigView {
         name: xlfmt::display_name(d.dom, name).to_string(),
-        uuid: Some(uuid_string(&d.handle)),
+        // The nil UUID is libxl's default, which its JSON leaves out.
+        uuid: (d.handle != [0; 16]).then(|| uuid_string(&d.handle)),
         max_vcpus,
         avail_vcpus,
         max_memkb: d.max_pages.saturating_mul(4),
@@ -123,6 +133,9 @@ fn view(sys: &mut impl System, io: &mut Io<'_>, name: &str, d: &DomainInfo) -> C
     });
     match spec {
         Ok(spec) => {
+            if let Ok(bits) = cpu_map_bits(sys) {
+                set_affinity_view(&mut view, &spec, bits);
+            }
             view.kernel = Some(spec.kernel);
             view.cmdline = spec.cmdline;
             view.ramdisk = spec.ramdisk;

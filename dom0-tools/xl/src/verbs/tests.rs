@@ -140,7 +140,9 @@ impl System for Fake {
         } else {
             0
         };
-        self.domains.push(dinfo(dom, flags, cfg.memory_kib / 1024));
+        let mut info = dinfo(dom, flags, cfg.memory_kib / 1024);
+        info.handle = cfg.handle;
+        self.domains.push(info);
         Ok(NewDomain {
             dom,
             console: None,
@@ -1342,4 +1344,220 @@ fn vcpu_pin_force_and_dry_run() {
         assert_eq!(out, want);
     }
     assert_eq!(f.log.len(), before, "a dry run changed something");
+}
+
+#[test]
+fn create_with_uuid_and_a_disk_then_list_it() {
+    let mut f = Fake::new();
+    f.files.insert(
+        "/etc/xen/uu.cfg".into(),
+        b"name = \"uu\"\nkernel = \"/boot/web.elf\"\nmemory = 16\n\
+          uuid = \"6F9619FF-8B86-D011-B42D-00C04FC964FF\"\n\
+          disk = [ \"phy:/dev/vg/uu,xvda,w\" ]\nmemroy = 16\n"
+            .to_vec(),
+    );
+    let (r, out, err) = create(&mut f, "uu.cfg", &[], false);
+    assert_eq!(r, Ok(7));
+    assert_eq!(out, "Domain uu created with id 7\n");
+    assert_eq!(
+        err,
+        "Parsing config from /etc/xen/uu.cfg\n\
+         xl: warning: /etc/xen/uu.cfg:5: 'disk' is not implemented by Xenia (ignored): \
+         the domain will have no disks (Xenia has no block backend yet)\n\
+         xl: warning: /etc/xen/uu.cfg:6: unknown key 'memroy' ignored\n"
+    );
+    let uuid = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+    let built = f.domains.iter().find(|d| d.dom == 7).unwrap();
+    assert_eq!(uuid_string(&built.handle), uuid);
+    f.records.insert(7, f.adopted[0].clone());
+
+    // list -v: the UUID column.
+    let verbose = ListOpts {
+        long: false,
+        columns: dom0_tools::xlfmt::ListColumns {
+            verbose: true,
+            ..Default::default()
+        },
+    };
+    let (r, out, _) = list_of(&mut f, verbose, Some("uu"));
+    r.unwrap();
+    assert!(
+        out.lines()
+            .nth(1)
+            .unwrap()
+            .contains(&format!(" {uuid}        -")),
+        "{out}"
+    );
+
+    // list -l: libxl's JSON, read back.
+    let long = ListOpts {
+        long: true,
+        ..ListOpts::default()
+    };
+    let (r, out, err) = list_of(&mut f, long, None);
+    r.unwrap();
+    assert_eq!(err, "");
+    let all = json::parse(&out).expect("xl list -l prints JSON");
+    let json::Json::Array(domains) = &all else {
+        panic!("not an array: {out}");
+    };
+    let ids: Vec<_> = domains.iter().map(|d| d.get("domid").cloned()).collect();
+    assert_eq!(
+        ids,
+        [0, 3, 7].map(|i| Some(json::Json::Int(i))),
+        "one object per domain"
+    );
+    let uu = domains[2].get("config").unwrap();
+    assert_eq!(
+        uu.keys(),
+        ["c_info", "b_info", "on_reboot", "on_soft_reset"]
+    );
+    let c_info = uu.get("c_info").unwrap();
+    assert_eq!(c_info.keys(), ["type", "name", "uuid"]);
+    assert_eq!(c_info.get("type"), Some(&json::Json::str("pv")));
+    assert_eq!(c_info.get("name"), Some(&json::Json::str("uu")));
+    assert_eq!(c_info.get("uuid"), Some(&json::Json::str(uuid)));
+    let b_info = uu.get("b_info").unwrap();
+    assert_eq!(
+        b_info.keys(),
+        [
+            "max_vcpus",
+            "avail_vcpus",
+            "max_memkb",
+            "target_memkb",
+            "sched_params",
+            "kernel",
+            "type.pv",
+            "arch_arm",
+            "arch_x86"
+        ]
+    );
+    assert_eq!(b_info.get("max_vcpus"), Some(&json::Json::Int(1)));
+    assert_eq!(
+        b_info.get("avail_vcpus"),
+        Some(&json::Json::Array(vec![json::Json::Int(0)]))
+    );
+    assert_eq!(b_info.get("max_memkb"), Some(&json::Json::Int(16384)));
+    assert_eq!(b_info.get("target_memkb"), Some(&json::Json::Int(16384)));
+    assert_eq!(
+        b_info.get("kernel"),
+        Some(&json::Json::str("/boot/web.elf"))
+    );
+    assert_eq!(uu.get("on_reboot"), Some(&json::Json::str("restart")));
+
+    // Domain-0 as Xen shows it: its stub configuration (no UUID while it is nil, no vCPU
+    // fields), with its memory and scheduler parameters.
+    let dom0 = domains[0].get("config").unwrap();
+    assert_eq!(dom0.keys(), ["c_info", "b_info"]);
+    assert_eq!(dom0.get("c_info").unwrap().keys(), ["type", "name"]);
+    assert_eq!(
+        dom0.get("c_info").unwrap().get("name"),
+        Some(&json::Json::str("Domain-0"))
+    );
+    let b_info = dom0.get("b_info").unwrap();
+    assert_eq!(
+        b_info.keys(),
+        [
+            "max_memkb",
+            "target_memkb",
+            "sched_params",
+            "type.pv",
+            "arch_arm",
+            "arch_x86"
+        ]
+    );
+    assert_eq!(b_info.get("max_memkb"), Some(&json::Json::Int(256 * 1024)));
+
+    // The dry run shows the UUID the domain would get; builder="hvm" is refused as
+    // type="hvm" is, and a bad UUID names its line.
+    let (r, out, _) = run(&mut f, |s, io| {
+        create_dry_run(s, io, "uu.cfg", &["name=\"vv\"".into()], true)
+    });
+    r.unwrap();
+    assert!(out.contains(&format!("\"uuid\": \"{uuid}\"")), "{out}");
+    let (r, _, _) = create(&mut f, "uu.cfg", &["builder=\"hvm\""], false);
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot create a domain from /etc/xen/uu.cfg: <command line>:1: builder = \"hvm\" \
+         is not supported by Xenia (only \"pv\", which builder = \"generic\" selects)"
+    );
+    let (r, _, _) = create(
+        &mut f,
+        "uu.cfg",
+        &["name=\"vv\"", "uuid=\"6f9619ff\""],
+        false,
+    );
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot create a domain from /etc/xen/uu.cfg: <command line>:2: 'uuid' must be 32 hex \
+         digits grouped 8-4-4-4-12 (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), got \"6f9619ff\""
+    );
+    assert_eq!(f.log, ["build", "adopt 7"], "nothing more built");
+}
+
+#[test]
+fn json_has_the_vcpu_affinities_xl_would_store() {
+    let mut f = Fake::new();
+    f.files.insert(
+        "/etc/xen/pin.cfg".into(),
+        b"name = \"pin\"\nkernel = \"/boot/web.elf\"\nmemory = 16\nvcpus = 2\nmaxvcpus = 3\n\
+          cpus = \"1\"\ncpus_soft = [ \"0\", \"all\", \"^0\", \"1\" ]\n"
+            .to_vec(),
+    );
+    let (r, out, _) = run(&mut f, |s, io| create_dry_run(s, io, "pin.cfg", &[], true));
+    r.unwrap();
+    let config = json::parse(&out).unwrap();
+    let b_info = config.get("b_info").unwrap();
+    assert_eq!(
+        b_info.keys()[..6],
+        [
+            "max_vcpus",
+            "avail_vcpus",
+            "vcpu_hard_affinity",
+            "vcpu_soft_affinity",
+            "numa_placement",
+            "max_memkb"
+        ]
+    );
+    let maps = |cpus: &[&[i64]]| {
+        json::Json::Array(
+            cpus.iter()
+                .map(|c| json::Json::Array(c.iter().map(|&n| json::Json::Int(n)).collect()))
+                .collect(),
+        )
+    };
+    // Every vCPU up to maxvcpus gets the one list; a list per vCPU stops at maxvcpus; the
+    // host's 2 CPUs make one-byte maps, all of whose bits `all` sets, as libxl's.
+    assert_eq!(
+        b_info.get("vcpu_hard_affinity"),
+        Some(&maps(&[&[1], &[1], &[1]]))
+    );
+    assert_eq!(
+        b_info.get("vcpu_soft_affinity"),
+        Some(&maps(&[&[0], &[0, 1, 2, 3, 4, 5, 6, 7], &[]]))
+    );
+    assert_eq!(
+        b_info.get("numa_placement"),
+        Some(&json::Json::str("False"))
+    );
+    // Any cpus_soft=, even an empty list, turns the placement off.
+    let (r, out, _) = run(&mut f, |s, io| {
+        create_dry_run(s, io, "pin.cfg", &["cpus_soft=\"\"".into()], true)
+    });
+    r.unwrap();
+    let config = json::parse(&out).unwrap();
+    let b_info = config.get("b_info").unwrap();
+    assert_eq!(
+        b_info.get("numa_placement"),
+        Some(&json::Json::str("False"))
+    );
+    // One list for all in cpus= alone leaves the placement to libxl.
+    let (r, out, _) = run(&mut f, |s, io| {
+        create_dry_run(s, io, "web.cfg", &["cpus=\"0\"".into()], true)
+    });
+    r.unwrap();
+    let b_info = json::parse(&out).unwrap().get("b_info").cloned().unwrap();
+    assert_eq!(b_info.get("vcpu_hard_affinity"), Some(&maps(&[&[0]])));
+    assert_eq!(b_info.get("vcpu_soft_affinity"), None);
+    assert_eq!(b_info.get("numa_placement"), None);
 }
