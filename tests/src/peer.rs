@@ -16,12 +16,14 @@ use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 pub const PROGRAM: &str = "peerbench";
 
 /// The rows the program prints, in order (the peer rows of `cargo xtask bench`).
-pub const ROWS: [&str; 6] = [
+pub const ROWS: [&str; 8] = [
     "null_syscall",
     "write_null",
     "page_fault",
     "mmap_64k",
     "clock_gettime",
+    "fork_exit_wait",
+    "pipe_pingpong",
     "cpu_loop",
 ];
 

@@ -105,6 +105,20 @@ pub const PEER_ROWS: &[PeerRow] = &[
         about: "clock_gettime(CLOCK_MONOTONIC) through musl (vDSO where the kernel has one)",
     },
     PeerRow {
+        name: "peer_fork_exit_wait",
+        row: "fork_exit_wait",
+        unit: "instructions/fork",
+        goal: Goal::AtMostXen(None),
+        about: "fork, the child's exit_group(0), the parent's wait4",
+    },
+    PeerRow {
+        name: "peer_pipe_pingpong",
+        row: "pipe_pingpong",
+        unit: "instructions/round trip",
+        goal: Goal::AtMostXen(None),
+        about: "a byte to a child through a pipe and back through another",
+    },
+    PeerRow {
         name: "peer_cpu_loop",
         row: "cpu_loop",
         unit: "instructions/run",

@@ -134,6 +134,7 @@ mod kernel {
         let cmdline = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
         if xenia_guest_rt::cmdline::value(cmdline, "trace") == Some(b"syscalls") {
             crate::sys::TRACE.store(true, core::sync::atomic::Ordering::Relaxed);
+            trap::set_syscall_handler(Some(crate::sys::traced));
             tprintln!("dom0: tracing every system call (trace=syscalls)");
         }
         match fs::init(initrd()) {

@@ -57,9 +57,6 @@ pub static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBoo
 /// is left). A call that blocks, forks or ends its process leaves the rest to the scheduler
 /// ([`crate::process::after`]), which may return into another process.
 pub fn syscall(regs: &mut Regs) -> bool {
-    if TRACE.load(Ordering::Relaxed) {
-        return traced(regs);
-    }
     // Most calls return to their caller: no scheduler call on that path (issue 13's null
     // system call counts every instruction).
     match dispatch(regs) {
@@ -68,9 +65,10 @@ pub fn syscall(regs: &mut Regs) -> bool {
     }
 }
 
-/// [`syscall`] with a trace line.
+/// [`syscall`] with a trace line: the handler instead of it with `trace=syscalls` (so that
+/// the untraced path does not even test for tracing).
 #[inline(never)]
-fn traced(regs: &mut Regs) -> bool {
+pub fn traced(regs: &mut Regs) -> bool {
     let (nr, a0, a1, a2) = (regs.rax, regs.rdi, regs.rsi, regs.rdx);
     let action = dispatch(regs);
     tprintln!(

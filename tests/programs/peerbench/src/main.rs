@@ -18,11 +18,15 @@
 //!   a page is touched: the row is the cost of recording and dropping the area);
 //! - `clock_gettime`: `clock_gettime(CLOCK_MONOTONIC)` through musl (which uses the vDSO
 //!   where the kernel offers one);
+//! - `fork_exit_wait`: `fork`, the child's `exit_group(0)` at once, the parent's `wait4`;
+//! - `pipe_pingpong`: one byte to a child through a pipe and back through another, per
+//!   round trip (the child is forked once, before the runs);
 //! - `cpu_loop`: the primes below `primes` by trial division, per run;
 //!
 //! then `peer primes_count <n>` (a check of the CPU-bound row's work) and `peer done`.
-//! `iters` (default 10000) is the operations per run of the system-call rows and ten times
-//! those of `mmap_64k`; `runs` defaults to 5 and `primes` to 100000.
+//! `iters` (default 10000) is the operations per run of the system-call rows, ten times
+//! those of `mmap_64k` and `pipe_pingpong` and a hundred times those of `fork_exit_wait`;
+//! `runs` defaults to 5 and `primes` to 100000.
 
 use std::arch::asm;
 use std::fs::OpenOptions;
@@ -34,6 +38,12 @@ const SYS_WRITE: u64 = 1;
 const SYS_MMAP: u64 = 9;
 const SYS_MUNMAP: u64 = 11;
 const SYS_GETPID: u64 = 39;
+const SYS_READ: u64 = 0;
+const SYS_CLOSE: u64 = 3;
+const SYS_FORK: u64 = 57;
+const SYS_WAIT4: u64 = 61;
+const SYS_EXIT_GROUP: u64 = 231;
+const SYS_PIPE2: u64 = 293;
 /// `PROT_READ | PROT_WRITE`.
 const PROT_RW: u64 = 3;
 /// `MAP_PRIVATE | MAP_ANONYMOUS`.
@@ -129,6 +139,66 @@ fn measure(
         best = best.min(rdtsc().wrapping_sub(start));
     }
     Ok((best + ops / 2) / ops.max(1))
+}
+
+/// `fork`: the child's ID in the parent, 0 in the child.
+fn fork() -> Result<u64, String> {
+    let pid = syscall6(SYS_FORK, [0; 6]);
+    if pid < 0 {
+        return Err(format!("fork returned {pid}"));
+    }
+    Ok(pid as u64)
+}
+
+/// Waits for child `pid` and checks it exited with status 0.
+fn reap(pid: u64) -> Result<(), String> {
+    let mut status = 0i32;
+    let r = syscall6(SYS_WAIT4, [pid, &mut status as *mut i32 as u64, 0, 0, 0, 0]);
+    if r != pid as i64 || status != 0 {
+        return Err(format!("wait4({pid}) returned {r}, status {status:#x}"));
+    }
+    Ok(())
+}
+
+/// A pipe: (reading end, writing end).
+fn pipe() -> Result<(u64, u64), String> {
+    let mut fds = [0i32; 2];
+    let r = syscall6(SYS_PIPE2, [fds.as_mut_ptr() as u64, 0, 0, 0, 0, 0]);
+    if r != 0 {
+        return Err(format!("pipe2 returned {r}"));
+    }
+    Ok((fds[0] as u64, fds[1] as u64))
+}
+
+/// One byte through `fd`, each way: `Err` unless exactly one moved.
+fn write_byte(fd: u64) -> Result<(), i64> {
+    let b = [7u8; 1];
+    match syscall6(SYS_WRITE, [fd, b.as_ptr() as u64, 1, 0, 0, 0]) {
+        1 => Ok(()),
+        r => Err(r),
+    }
+}
+
+fn read_byte(fd: u64) -> Result<(), i64> {
+    let mut b = [0u8; 1];
+    match syscall6(SYS_READ, [fd, b.as_mut_ptr() as u64, 1, 0, 0, 0]) {
+        1 => Ok(()),
+        r => Err(r),
+    }
+}
+
+/// The child of the ping-pong row: echoes `count` bytes from `input` to `output`, then
+/// exits (raw system calls only: it shares the parent's copied memory and nothing else).
+fn echo_child(input: u64, output: u64, count: u64) -> ! {
+    let mut code = 0;
+    for _ in 0..count {
+        if read_byte(input).is_err() || write_byte(output).is_err() {
+            code = 1;
+            break;
+        }
+    }
+    syscall6(SYS_EXIT_GROUP, [code, 0, 0, 0, 0, 0]);
+    unreachable!("exit_group returned")
 }
 
 /// The primes below `limit`, by trial division.
@@ -259,6 +329,48 @@ fn bench(s: &Settings) -> Result<(), String> {
             Ok(())
         })?,
     );
+
+    let forks = (iters / 100).max(1);
+    row(
+        "fork_exit_wait",
+        measure(runs, forks, || {
+            for _ in 0..forks {
+                match fork()? {
+                    0 => {
+                        syscall6(SYS_EXIT_GROUP, [0; 6]);
+                        unreachable!("exit_group returned");
+                    }
+                    pid => reap(pid)?,
+                }
+            }
+            Ok(())
+        })?,
+    );
+
+    let trips = (iters / 10).max(1);
+    let (to_child, from_parent) = pipe()?;
+    let (to_parent, from_child) = pipe()?;
+    let child = match fork()? {
+        0 => echo_child(to_child, from_child, trips * runs),
+        pid => pid,
+    };
+    for fd in [to_child, from_child] {
+        syscall6(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+    }
+    row(
+        "pipe_pingpong",
+        measure(runs, trips, || {
+            for _ in 0..trips {
+                write_byte(from_parent).map_err(|e| format!("write to the child: {e}"))?;
+                read_byte(to_parent).map_err(|e| format!("read from the child: {e}"))?;
+            }
+            Ok(())
+        })?,
+    );
+    reap(child)?;
+    for fd in [from_parent, to_parent] {
+        syscall6(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+    }
 
     let mut primes = 0;
     row(
