@@ -1,16 +1,27 @@
 //! The hypervisor's console: the `log` backend writing to COM1 and to the dmesg ring
 //! that `xl dmesg` reads (DESIGN.md §8).
 //!
-//! Line format: info lines are plain text (the boot-log contract depends on this),
-//! other levels carry a `warning: `, `error: `, `debug: ` or `trace: ` prefix.
+//! Line format, as Xen's: every line the hypervisor writes starts with `(XEN) `, then the
+//! stamp `console_timestamps=` asks for (none by default), then the text: info lines plain
+//! (the boot-log contract reads the text after `(XEN) `), other levels after a `warning: `,
+//! `error: `, `debug: ` or `trace: ` prefix. Guests' lines carry `(d<id>) ` instead, and dom0's
+//! own terminal output goes out as it wrote it.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use spin::Mutex;
 
 use crate::arch::x86_64::serial::Serial;
 use crate::dmesg::LogRing;
 use crate::domain::ConsoleLine;
+use crate::time::Stamps;
+
+/// `console_timestamps=`, as a [`Stamps`] number.
+static STAMPS: AtomicU8 = AtomicU8::new(Stamps::None as u8);
+
+/// What each of the hypervisor's lines starts with.
+const PREFIX: &str = "(XEN) ";
 
 /// Bytes of log kept for `xl dmesg` (Xen's default console ring is 16 KiB; boot logs
 /// with a few domains are longer).
@@ -38,6 +49,32 @@ impl Write for Console {
     }
 }
 
+/// Writes a record's text with `(XEN) ` and the stamp at the start of each of its lines.
+struct Lines<'a> {
+    console: &'a mut Console,
+    at_start: bool,
+}
+
+impl Write for Lines<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for piece in s.split_inclusive('\n') {
+            if self.at_start {
+                self.console.write_str(PREFIX)?;
+                let stamps = Stamps::from_u8(STAMPS.load(Ordering::Relaxed)).unwrap_or_default();
+                if stamps != Stamps::None {
+                    use crate::time;
+                    let boot = time::now_ns();
+                    let wall = time::wallclock().sec.saturating_mul(1_000_000_000) + boot;
+                    stamps.write(self.console, boot, wall, time::rdtsc())?;
+                }
+            }
+            self.console.write_str(piece)?;
+            self.at_start = piece.ends_with('\n');
+        }
+        Ok(())
+    }
+}
+
 struct Logger;
 
 impl log::Log for Logger {
@@ -58,7 +95,11 @@ impl log::Log for Logger {
         };
         let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
         let mut console = CONSOLE.lock();
-        let _ = writeln!(console, "{prefix}{}", record.args());
+        let mut lines = Lines {
+            console: &mut console,
+            at_start: true,
+        };
+        let _ = writeln!(lines, "{prefix}{}", record.args());
     }
 
     fn flush(&self) {}
@@ -75,10 +116,11 @@ pub fn init() {
     log::set_max_level(log::LevelFilter::Info);
 }
 
-/// Applies the `console=` and `loglvl=` options.
-pub fn configure(serial_enabled: bool, level: log::LevelFilter) {
+/// Applies the `console=`, `loglvl=` and `console_timestamps=` options.
+pub fn configure(serial_enabled: bool, level: log::LevelFilter, stamps: Stamps) {
     let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
     CONSOLE.lock().serial_enabled = serial_enabled;
+    STAMPS.store(stamps as u8, Ordering::Relaxed);
     log::set_max_level(level);
 }
 
@@ -91,7 +133,7 @@ pub fn emergency() -> Serial {
 /// Writes one line on the fatal path (see [`emergency`]).
 pub fn emergency_line(text: &str) {
     let mut out = emergency();
-    let _ = writeln!(out, "{text}");
+    let _ = writeln!(out, "{PREFIX}{text}");
 }
 
 /// Output a guest wrote with `console_io`: shown line by line, each line marked with

@@ -34,7 +34,11 @@ pub fn start(mbi_phys: u32) -> ! {
     let opts = options::parse(&boot.cmdline, |d| log::warn!("{d}"));
     power::set_debug_exit(opts.debug_exit);
     power::set_noreboot(opts.noreboot);
-    crate::console::configure(opts.console == Console::Com1, opts.loglvl);
+    crate::console::configure(
+        opts.console == Console::Com1,
+        opts.loglvl,
+        opts.console_timestamps,
+    );
     for p in &boot.problems {
         log::warn!(target: "boot", "{p}");
     }

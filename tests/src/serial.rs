@@ -3,7 +3,9 @@
 //! What comes out of COM1 is GRUB's terminal output (VT100 escape sequences for colours,
 //! cursor movement and clearing the screen, `\r\n` line ends) followed by the hypervisor's log.
 //! The *normalized* view drops escape sequences, carriage returns and other control characters
-//! (keeping `\n` and `\t`) and decodes UTF-8 (invalid bytes become U+FFFD). It is built
+//! (keeping `\n` and `\t`) and decodes UTF-8 (invalid bytes become U+FFFD). It also drops the
+//! `(XEN) ` that the hypervisor, as Xen does, puts before each of its own lines, so that
+//! assertions read the lines' text (the raw view, `Qemu::raw_serial`, keeps it). It is built
 //! incrementally and only ever grows at the end, so positions in it stay valid.
 
 /// Incremental normalizer; feed it bytes as they arrive.
@@ -12,7 +14,14 @@ pub struct Normalizer {
     state: State,
     /// Printable bytes not yet decoded (an incomplete UTF-8 sequence at the end).
     pending: Vec<u8>,
+    /// Within a line (else at the start of one, where `(XEN) ` is dropped).
+    mid_line: bool,
+    /// The start of a line held back while it may still become `(XEN) `.
+    head: Vec<u8>,
 }
+
+/// What the hypervisor puts before each of its console lines.
+const XEN_PREFIX: &[u8] = b"(XEN) ";
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum State {
@@ -49,7 +58,26 @@ impl Normalizer {
 
     /// Ends the stream: an incomplete UTF-8 sequence left over becomes U+FFFD.
     pub fn finish(&mut self, out: &mut String) {
+        self.pending.append(&mut self.head);
         self.decode(out, true);
+    }
+
+    /// A byte of text (or `\n`): held while a line's start may still be `(XEN) `, which
+    /// is dropped whole.
+    fn text(&mut self, b: u8) {
+        if self.mid_line {
+            self.pending.push(b);
+            self.mid_line = b != b'\n';
+            return;
+        }
+        self.head.push(b);
+        if self.head == XEN_PREFIX {
+            self.head.clear();
+            self.mid_line = true;
+        } else if !XEN_PREFIX.starts_with(&self.head) {
+            self.pending.append(&mut self.head);
+            self.mid_line = b != b'\n';
+        }
     }
 
     fn byte(&mut self, b: u8) {
@@ -58,12 +86,12 @@ impl Normalizer {
             Ground => match b {
                 ESC => Escape,
                 b'\n' | b'\t' => {
-                    self.pending.push(b);
+                    self.text(b);
                     Ground
                 }
                 0x00..=0x1f | 0x7f => Ground,
                 _ => {
-                    self.pending.push(b);
+                    self.text(b);
                     Ground
                 }
             },
@@ -204,6 +232,25 @@ mod tests {
             normalize(raw),
             "Booting `Xenia'\n\nXenia 0.1.0\nwarning: x\n"
         );
+    }
+
+    #[test]
+    fn xen_prefixes_are_dropped_at_line_starts_only() {
+        let raw = b"(XEN) Xenia 0.1.0\r\n(XEN) (XEN) twice\r\n(d1) hello (XEN) \n(XE\n(XEN)x\n(X";
+        assert_eq!(
+            normalize(raw),
+            "Xenia 0.1.0\n(XEN) twice\n(d1) hello (XEN) \n(XE\n(XEN)x\n(X"
+        );
+        // Split anywhere, the same.
+        let whole = normalize(raw);
+        for split in 0..=raw.len() {
+            let mut n = Normalizer::new();
+            let mut out = String::new();
+            n.push(&raw[..split], &mut out);
+            n.push(&raw[split..], &mut out);
+            n.finish(&mut out);
+            assert_eq!(out, whole, "split at {split}");
+        }
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct Options {
     /// by default; `None` with `` ` ``: no switching), and whether input starts with the
     /// hypervisor (`x`) rather than dom0.
     pub conswitch: (Option<u8>, bool),
+    /// `console_timestamps=none|date|datems|boot|raw` (Xen's; a boolean says `date` or
+    /// `none`, a bare flag `date`): how the hypervisor's console lines are stamped.
+    pub console_timestamps: crate::time::Stamps,
 }
 
 impl Default for Options {
@@ -86,6 +89,7 @@ impl Default for Options {
             max_cpus: None,
             bootscrub: true,
             conswitch: (Some(crate::conswitch::CTRL_A), false),
+            console_timestamps: crate::time::Stamps::None,
         }
     }
 }
@@ -172,6 +176,7 @@ enum Key {
     Maxcpus,
     Bootscrub,
     Conswitch,
+    ConsoleTimestamps,
 }
 
 impl Key {
@@ -186,6 +191,7 @@ impl Key {
             "maxcpus" => Key::Maxcpus,
             "bootscrub" => Key::Bootscrub,
             "conswitch" => Key::Conswitch,
+            "console_timestamps" => Key::ConsoleTimestamps,
             _ => return None,
         })
     }
@@ -262,6 +268,22 @@ fn apply<'a>(
         options.bootscrub = true;
         return Ok(());
     }
+    if matches!(key, Key::ConsoleTimestamps) {
+        use crate::time::Stamps;
+        options.console_timestamps = match value {
+            None | Some("") | Some("date") => Stamps::Date,
+            Some("datems") => Stamps::DateMs,
+            Some("boot") => Stamps::Boot,
+            Some("raw") => Stamps::Raw,
+            Some("none") => Stamps::None,
+            Some(v) => match parse_bool(v) {
+                Some(true) => Stamps::Date,
+                Some(false) => Stamps::None,
+                None => return Err("expected none, date, datems, boot or raw"),
+            },
+        };
+        return Ok(());
+    }
     if key.is_boolean() {
         let on = match (negated, value) {
             // Xen reads a bare flag and an empty value (`flag=`) alike, as "on".
@@ -295,8 +317,8 @@ fn apply<'a>(
             options.conswitch = crate::conswitch::parse_conswitch(value)
                 .ok_or("expected a letter (or `), optionally followed by x")?
         }
-        Key::DebugExit | Key::Noreboot | Key::Bootscrub => {
-            unreachable!("booleans handled above")
+        Key::DebugExit | Key::Noreboot | Key::Bootscrub | Key::ConsoleTimestamps => {
+            unreachable!("handled above")
         }
     }
     Ok(())
@@ -519,6 +541,28 @@ mod tests {
         assert_eq!(d.selftest, None);
     }
 
+    /// `console_timestamps`: Xen's values, a boolean, or a bare flag for `date`.
+    #[test]
+    fn console_timestamps_as_xen_reads_them() {
+        use crate::time::Stamps;
+        for (line, want) in [
+            ("console_timestamps", Stamps::Date),
+            ("console_timestamps=date", Stamps::Date),
+            ("console_timestamps=datems", Stamps::DateMs),
+            ("console_timestamps=boot", Stamps::Boot),
+            ("console_timestamps=raw", Stamps::Raw),
+            ("console_timestamps=none", Stamps::None),
+            ("console_timestamps=yes", Stamps::Date),
+            ("console_timestamps=0", Stamps::None),
+        ] {
+            assert_eq!(quiet(line).console_timestamps, want, "{line}");
+        }
+        let (o, messages) = run("console_timestamps=weekly");
+        assert_eq!(o.console_timestamps, Stamps::None);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert_eq!(Options::default().console_timestamps, Stamps::None);
+    }
+
     /// `bootscrub`: a Xen boolean; `idle`, which Xenia lacks, is read as on and said so.
     #[test]
     fn bootscrub() {
@@ -541,7 +585,7 @@ mod tests {
     fn a_full_line() {
         let o = quiet(
             "console=com1 loglvl=all dom0_mem=min:512M,max:2G,1G debug-exit selftest=pf noreboot \
-             maxcpus=2 bootscrub=0 conswitch=bx",
+             maxcpus=2 bootscrub=0 conswitch=bx console_timestamps=boot",
         );
         assert_eq!(
             o,
@@ -559,6 +603,7 @@ mod tests {
                 max_cpus: Some(2),
                 bootscrub: false,
                 conswitch: (Some(2), true),
+                console_timestamps: crate::time::Stamps::Boot,
             }
         );
     }

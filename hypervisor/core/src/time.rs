@@ -114,3 +114,129 @@ mod tests {
         assert_eq!(decode_rtc([0, 0, 0x12, 1, 1, 0x26, 0x20], 0).hour, 0);
     }
 }
+
+/// `year-month-day` of the day `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`,
+/// the inverse of [`days_from_civil`]).
+pub const fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    (year, month, day)
+}
+
+/// How the hypervisor's console lines are stamped (`console_timestamps=`, Xen's option and
+/// values; `none` by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stamps {
+    /// No stamp.
+    #[default]
+    None,
+    /// The wall-clock date and time, `[YYYY-MM-DD HH:MM:SS] `.
+    Date,
+    /// The same with milliseconds, `[YYYY-MM-DD HH:MM:SS.mmm] `.
+    DateMs,
+    /// Seconds since boot, as Linux stamps its log: `[    s.uuuuuu] `.
+    Boot,
+    /// The raw cycle counter (the TSC), `[0123456789abcdef] `.
+    Raw,
+}
+
+impl Stamps {
+    /// The mode for its number (as kept in an atomic), `None` for an unknown one.
+    pub const fn from_u8(n: u8) -> Option<Self> {
+        Some(match n {
+            0 => Self::None,
+            1 => Self::Date,
+            2 => Self::DateMs,
+            3 => Self::Boot,
+            4 => Self::Raw,
+            _ => return None,
+        })
+    }
+
+    /// Writes the stamp for a line written now: `boot_ns` since boot, `wall_ns` since the
+    /// Unix epoch, `cycles` the TSC. Writes nothing for [`Stamps::None`].
+    pub fn write(
+        self,
+        out: &mut impl core::fmt::Write,
+        boot_ns: u64,
+        wall_ns: u64,
+        cycles: u64,
+    ) -> core::fmt::Result {
+        let (secs, ns) = (wall_ns / 1_000_000_000, wall_ns % 1_000_000_000);
+        let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+        let (h, m, s) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
+        match self {
+            Self::None => Ok(()),
+            Self::Date => write!(out, "[{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}] "),
+            Self::DateMs => write!(
+                out,
+                "[{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{:03}] ",
+                ns / 1_000_000
+            ),
+            Self::Boot => write!(
+                out,
+                "[{:5}.{:06}] ",
+                boot_ns / 1_000_000_000,
+                boot_ns % 1_000_000_000 / 1000
+            ),
+            Self::Raw => write!(out, "[{cycles:016x}] "),
+        }
+    }
+}
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::*;
+
+    fn stamp(mode: Stamps) -> std::string::String {
+        let mut s = std::string::String::new();
+        // 2026-12-05 17:50:01.234 UTC, 12.3456789 s after boot.
+        let wall = (days_from_civil(2026, 12, 5) as u64 * 86_400 + 17 * 3600 + 50 * 60 + 1)
+            * 1_000_000_000
+            + 234_000_000;
+        mode.write(&mut s, 12_345_678_900, wall, 0xabc).unwrap();
+        s
+    }
+
+    #[test]
+    fn stamps_as_xen_prints_them() {
+        assert_eq!(stamp(Stamps::None), "");
+        assert_eq!(stamp(Stamps::Date), "[2026-12-05 17:50:01] ");
+        assert_eq!(stamp(Stamps::DateMs), "[2026-12-05 17:50:01.234] ");
+        assert_eq!(stamp(Stamps::Boot), "[   12.345678] ");
+        assert_eq!(stamp(Stamps::Raw), "[0000000000000abc] ");
+        for n in 0..5 {
+            assert_eq!(Stamps::from_u8(n).map(|m| m as u8), Some(n));
+        }
+        assert_eq!(Stamps::from_u8(5), None);
+    }
+
+    #[test]
+    fn civil_days_round_trip() {
+        for days in [
+            -800_000i64,
+            -1,
+            0,
+            1,
+            59,
+            60,
+            365,
+            10_957,
+            20_792,
+            2_000_000,
+        ] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29)), (2024, 2, 29));
+    }
+}

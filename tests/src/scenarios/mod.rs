@@ -66,6 +66,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),
         Scenario::new("operator_serial_crlf", operator::serial_crlf),
+        Scenario::new("operator_xen_prefix", operator::xen_prefix),
         Scenario::new("operator_xl_info", operator::xl_info),
         Scenario::new("operator_console_none", operator::console_none),
         Scenario::new("operator_fatal_reboot", operator::fatal_reboot),

@@ -50,6 +50,70 @@ fn boot_machine(ctx: &Context, extra: &str, initrd: Initrd, ash: bool) -> Result
     Ok(vm)
 }
 
+/// The hypervisor's lines carry Xen's `(XEN) ` prefix on the serial line and in `xl dmesg`,
+/// with the stamp `console_timestamps=boot` asks for (`[    s.uuuuuu] `, Xen's format) once the
+/// option is read; guests' lines carry `(d<id>) ` and dom0's terminal nothing.
+pub fn xen_prefix(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_with(ctx, "console_timestamps=boot", Initrd::Default)?;
+    let created = run(&mut vm, "xl create /etc/xen/echo.cfg")?;
+    let dmesg_start = vm.raw_serial().len();
+    run(&mut vm, "xl dmesg")?;
+    let raw = vm.raw_serial();
+    vm.kill();
+    let text = String::from_utf8_lossy(&raw);
+    let boot_log = &text[..text
+        .find(PROMPT)
+        .ok_or("no prompt in the raw serial output")?];
+    let stamped = |l: &str| {
+        l.strip_prefix("(XEN) [")
+            .and_then(|r| r.split_once("] "))
+            .is_some_and(|(t, _)| {
+                t.trim_start().split_once('.').is_some_and(|(s, us)| {
+                    s.bytes().all(|b| b.is_ascii_digit())
+                        && us.len() == 6
+                        && us.bytes().all(|b| b.is_ascii_digit())
+                }) && t.len() >= 12
+            })
+    };
+    let mut failed = Vec::new();
+    for want in ["module 0:", "dom0: 64 MiB"] {
+        match boot_log.lines().find(|l| l.contains(want)) {
+            Some(l) if l.starts_with("(XEN) ") => {}
+            other => failed.push(format!("the boot log's {want:?} line: {other:?}")),
+        }
+    }
+    // Once the options are read, every hypervisor line has its stamp.
+    match boot_log.lines().find(|l| l.contains("dom0: 64 MiB")) {
+        Some(l) if stamped(l.trim_end()) => {}
+        other => failed.push(format!("no boot stamp on {other:?}")),
+    }
+    let dmesg = &text[dmesg_start..];
+    let ring: Vec<&str> = dmesg
+        .lines()
+        .filter(|l| l.contains("domain 1 created"))
+        .collect();
+    if ring.is_empty() || !ring.iter().all(|l| stamped(l.trim_end())) {
+        failed.push(format!(
+            "`xl dmesg` shows `domain 1 created` without `(XEN) [stamp] `: {ring:?} (create said \
+             {created:?})"
+        ));
+    }
+    if let Some(l) = text
+        .lines()
+        .find(|l| l.contains("(d1)") && l.contains("(XEN)"))
+    {
+        failed.push(format!("a guest's line carries (XEN): {l:?}"));
+    }
+    if text.lines().any(|l| l.starts_with("(XEN) dom0# ")) {
+        failed.push("dom0's prompt carries (XEN)".into());
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
 /// dom0's output reaches the serial line with `\r\n` line ends, never `\r\r\n` (dom0's
 /// terminal driver makes `\r\n` of a program's `\n`; the hypervisor passes dom0's terminal
 /// output on byte for byte), and the hypervisor's own log lines end in `\r\n` too.
