@@ -44,6 +44,9 @@ const ESRCH: i64 = err(Errno::ESRCH);
 const ENOENT: i64 = err(Errno::ENOENT);
 /// Linux's EPIPE (guest-abi's errno list has no use for it).
 const EPIPE: i64 = -32;
+/// A write to a pipe nobody reads raises it (its default ends the writer, as `yes | head -1`
+/// needs); caught or ignored, the write returns `EPIPE`.
+const SIGPIPE: u32 = 13;
 
 /// `poll` event bits.
 const POLLIN: i16 = 0x1;
@@ -91,6 +94,7 @@ fn dispatch(regs: &mut Regs) -> Action {
             Err(blocked) => return Action::Retry(blocked),
         },
         1 => match write(p, a[0] as i64, a[1], a[2]) {
+            Ok(EPIPE) if p.raise(SIGPIPE) => return Action::Exit(crate::process::signaled(13)),
             Ok(n) => n,
             Err(blocked) => return Action::Retry(blocked),
         },
@@ -164,6 +168,7 @@ fn dispatch(regs: &mut Regs) -> Action {
         },
         16 => ioctl(p, a[0] as i64, a[1], a[2]),
         20 => match writev(p, a[0] as i64, a[1], a[2]) {
+            Ok(EPIPE) if p.raise(SIGPIPE) => return Action::Exit(crate::process::signaled(13)),
             Ok(n) => n,
             Err(blocked) => return Action::Retry(blocked),
         },

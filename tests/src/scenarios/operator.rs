@@ -604,6 +604,11 @@ pub fn busybox(ctx: &Context) -> Result<(), String> {
         ),
         ("sh -c 'sleep 5 & kill %1; wait; echo killed'", "killed"),
         ("sh -c 'false || echo fallback'", "fallback"),
+        // SIGPIPE: `yes` writing into a pipe whose reader has gone is ended by it (128+13).
+        (
+            "sh -c '(yes; echo \"yes ended $?\" >&2) | head -1'",
+            "yes ended 141",
+        ),
         ("sh -c 'xl list | grep -c Domain-0'", "1"),
         ("uname -a", "Linux xenia-dom0 0.1.0-xenia-dom0"),
         ("sh -c 'exit 3'", "sh: exited with status 3"),
