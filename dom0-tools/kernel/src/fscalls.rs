@@ -53,6 +53,32 @@ impl PathArg {
     fn in_proc(&self) -> bool {
         self.abs == "/proc" || self.abs.starts_with("/proc/")
     }
+
+    /// Follows `/proc`'s links into the root: `/proc/<pid>/cwd` when more of the path
+    /// comes after it, or when `follow` (the last component's link is followed). The path
+    /// then names the target in the root, resolved from `/`.
+    fn through_proc_links(&mut self, p: &Process, follow: bool) -> Result<(), i64> {
+        let Some(rest) = self.abs.strip_prefix("/proc/") else {
+            return Ok(());
+        };
+        let mut parts = rest.splitn(3, '/');
+        let (Some(pid), Some("cwd")) = (parts.next(), parts.next()) else {
+            return Ok(());
+        };
+        let after = parts.next();
+        if after.is_none() && !follow {
+            return Ok(());
+        }
+        let target = procfs::readlink(p, &alloc::format!("/proc/{pid}/cwd"))?;
+        let abs = match after {
+            Some(after) => files::normalize(&target, after),
+            None => target,
+        };
+        self.at = fs::lock().root();
+        self.raw = abs.clone().into_bytes();
+        self.abs = abs;
+        Ok(())
+    }
 }
 
 /// The inode of process `p`'s working directory (the root if it went away).
@@ -105,10 +131,13 @@ fn fs_now() -> spin::MutexGuard<'static, Tmpfs<'static>> {
 
 /// `open`, `openat`, `creat`.
 pub fn openat(p: &mut Process, dirfd: i64, path: u64, flags: u32, mode: u32) -> i64 {
-    let arg = match path_arg(p, dirfd, path, false) {
+    let mut arg = match path_arg(p, dirfd, path, false) {
         Ok(a) => a,
         Err(e) => return e,
     };
+    if let Err(e) = arg.through_proc_links(p, flags & files::O_NOFOLLOW == 0) {
+        return e;
+    }
     if arg.in_proc() {
         return match procfs::open(p, &arg.abs) {
             Ok(snapshot) => p
@@ -136,21 +165,34 @@ pub fn fstatat(p: &mut Process, dirfd: i64, path: u64, out: u64, flags: u64) -> 
         return EINVAL;
     }
     let empty_ok = flags & AT_EMPTY_PATH != 0;
-    let arg = match path_arg(p, dirfd, path, empty_ok) {
+    let mut arg = match path_arg(p, dirfd, path, empty_ok) {
         Ok(a) => a,
         Err(e) => return e,
     };
+    // A trailing slash follows the last link whatever the flags say, as on Linux.
+    let nofollow = flags & AT_SYMLINK_NOFOLLOW != 0 && !arg.raw.ends_with(b"/");
+    if let Err(e) = arg.through_proc_links(p, !nofollow) {
+        return e;
+    }
     let st = if arg.raw.is_empty() {
         let fs = fs::lock();
         p.files.fstat(&fs, dirfd)
+    } else if arg.in_proc()
+        && nofollow
+        && let Ok(target) = procfs::readlink(p, &arg.abs)
+    {
+        // `lstat` of `/proc/self` or `/proc/<pid>/cwd`: the link itself.
+        Ok(Stat {
+            ino: procfs::FIRST_INO + 1,
+            nlink: 1,
+            mode: xenia_dom0::cpio::S_IFLNK | 0o777,
+            size: target.len() as u64,
+            ..Stat::default()
+        })
     } else if arg.in_proc() {
         procfs::open(p, &arg.abs).map(|s| files::generated_stat(&s))
     } else {
-        let follow = if flags & AT_SYMLINK_NOFOLLOW != 0 {
-            Follow::No
-        } else {
-            Follow::Yes
-        };
+        let follow = if nofollow { Follow::No } else { Follow::Yes };
         let fs = fs::lock();
         files::stat_path(&fs, arg.at, &arg.raw, &arg.abs, follow)
     };
@@ -190,10 +232,13 @@ pub fn faccessat(p: &mut Process, dirfd: i64, path: u64, mode: u64, flags: u64) 
     if mode & !7 != 0 {
         return EINVAL;
     }
-    let arg = match path_arg(p, dirfd, path, flags & AT_EMPTY_PATH != 0) {
+    let mut arg = match path_arg(p, dirfd, path, flags & AT_EMPTY_PATH != 0) {
         Ok(a) => a,
         Err(e) => return e,
     };
+    if let Err(e) = arg.through_proc_links(p, flags & AT_SYMLINK_NOFOLLOW == 0) {
+        return e;
+    }
     let st = if arg.in_proc() {
         match procfs::open(p, &arg.abs) {
             Ok(s) if mode & 2 != 0 => {
@@ -532,7 +577,9 @@ pub fn getdents(p: &mut Process, fd: i64, buf: u64, len: u64) -> i64 {
 
 /// `getcwd`: the working directory's path (`ENOENT` once it is removed, as on Linux).
 pub fn getcwd(p: &mut Process, buf: u64, size: u64) -> i64 {
-    let cwd = {
+    let cwd = if p.cwd == "/proc" || p.cwd.starts_with("/proc/") {
+        p.cwd.clone().into_bytes()
+    } else {
         let fs = fs::lock();
         let ino = fs.lookup(fs.root(), p.cwd.as_bytes(), Follow::Yes);
         match ino.and_then(|i| fs.path_of(i)) {
@@ -561,8 +608,22 @@ pub fn chdir(p: &mut Process, fd: i64, path: u64) -> i64 {
             let fs = fs::lock();
             p.files.dir_of(&fs, fd).and_then(|d| fs.path_of(d))
         } else {
-            match path_arg(p, AT_FDCWD, path, false) {
-                Ok(arg) if arg.in_proc() => Err(ENOTDIR),
+            match path_arg(p, AT_FDCWD, path, false).and_then(|mut arg| {
+                arg.through_proc_links(p, true)?;
+                Ok(arg)
+            }) {
+                // `/proc` and its directories: the working directory is their path.
+                Ok(arg) if arg.in_proc() => match procfs::open(p, &arg.abs) {
+                    // `self` resolved, as the kernel resolves the link.
+                    Ok(xenia_dom0::files::Snapshot::Dir { .. }) => {
+                        Ok(match arg.abs.strip_prefix("/proc/self") {
+                            Some(rest) => alloc::format!("/proc/{}{rest}", p.pid).into_bytes(),
+                            None => arg.abs.into_bytes(),
+                        })
+                    }
+                    Ok(_) => Err(ENOTDIR),
+                    Err(e) => Err(e),
+                },
                 Ok(arg) => {
                     let fs = fs::lock();
                     fs.lookup(arg.at, &arg.raw, Follow::Yes).and_then(|ino| {

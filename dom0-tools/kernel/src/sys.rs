@@ -101,6 +101,7 @@ fn dispatch(regs: &mut Regs) -> Action {
         2 => fscalls::openat(p, AT_FDCWD, a[0], a[1] as u32, a[2] as u32),
         85 => fscalls::creat(p, a[0], a[1] as u32),
         169 => reboot(a[0], a[1], a[2]),
+        103 => syslog(p, a[0], a[1], a[2] as i64),
         // rseq: glibc registers a restartable-sequence area when the kernel offers one, and
         // goes on without it (quietly: not worth the one-time log line).
         334 => syscalls::ENOSYS,
@@ -1143,6 +1144,40 @@ fn sysinfo(p: &mut Process, out: u64) -> i64 {
     b[80..82].copy_from_slice(&1u16.to_le_bytes());
     b[104..108].copy_from_slice(&1u32.to_le_bytes());
     0
+}
+
+/// `syslog(2)` (`klogctl`, busybox's `dmesg`): dom0's kernel log ([`term::kernel_log`]).
+/// Reading is the `READ_ALL` kind for every read action (nothing waits); consoles' levels
+/// are accepted and change nothing.
+fn syslog(p: &mut Process, action: u64, buf: u64, len: i64) -> i64 {
+    match action {
+        // READ, READ_ALL, READ_CLEAR
+        2..=4 => {
+            if len < 0 {
+                return EINVAL;
+            }
+            let log = term::kernel_log(len as usize);
+            let n = match p.user_bytes(buf, log.len() as u64, true) {
+                Ok(dst) => {
+                    dst.copy_from_slice(&log);
+                    log.len() as i64
+                }
+                Err(e) => return e,
+            };
+            if action == 4 {
+                term::clear_kernel_log();
+            }
+            n
+        }
+        5 => {
+            term::clear_kernel_log();
+            0
+        }
+        0 | 1 | 6..=8 => 0,
+        9 => term::kernel_log_len() as i64,
+        10 => term::KLOG_BYTES as i64,
+        _ => EINVAL,
+    }
 }
 
 /// `reboot(2)` (busybox's `poweroff -f`, `reboot -f`, `halt -f`): dom0 shuts down, and the

@@ -70,6 +70,7 @@ pub const IMPLEMENTED: &[(u64, &str)] = &[
     (97, "getrlimit"),
     (99, "sysinfo"),
     (102, "getuid"),
+    (103, "syslog"),
     (104, "getgid"),
     (105, "setuid"),
     (106, "setgid"),

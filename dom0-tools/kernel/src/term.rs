@@ -197,9 +197,58 @@ macro_rules! tprint {
     ($($arg:tt)*) => ($crate::term::print(&alloc::format!($($arg)*)));
 }
 
-/// Formatted output to the terminal with a newline, like `println!`.
+/// Formatted output to the terminal with a newline, like `println!`; the line is kept in
+/// the kernel's log too (`dmesg`).
 #[macro_export]
 macro_rules! tprintln {
     () => ($crate::term::print("\n"));
-    ($($arg:tt)*) => ($crate::term::print(&alloc::format!("{}\n", format_args!($($arg)*))));
+    ($($arg:tt)*) => ($crate::term::kernel_line(&alloc::format!("{}\n", format_args!($($arg)*))));
+}
+
+/// Bytes of the kernel's own log kept for `dmesg` (`syslog(2)`); the oldest lines go first.
+pub const KLOG_BYTES: usize = 16 * 1024;
+
+/// The kernel's log, as `syslog(2)` reads it: `<6>[seconds.micros] text` lines.
+static KLOG: Mutex<VecDeque<u8>> = Mutex::new(VecDeque::new());
+
+/// Prints a kernel line (ending in `\n`) and keeps it in the kernel's log.
+pub fn kernel_line(line: &str) {
+    print(line);
+    let ns = xenia_guest_rt::time::now_ns();
+    let stamp = alloc::format!(
+        "<6>[{:5}.{:06}] ",
+        ns / 1_000_000_000,
+        ns % 1_000_000_000 / 1000
+    );
+    let mut log = KLOG.lock();
+    for &b in stamp.as_bytes().iter().chain(line.as_bytes()) {
+        if log.len() == KLOG_BYTES {
+            // Whole lines go: up to and including the oldest newline.
+            while log.pop_front().is_some_and(|c| c != b'\n') {}
+        }
+        log.push_back(b);
+    }
+}
+
+/// The kernel's log: its last `max` bytes, from a line's start.
+pub fn kernel_log(max: usize) -> Vec<u8> {
+    let log = KLOG.lock();
+    let skip = log.len().saturating_sub(max);
+    let mut out: Vec<u8> = log.iter().skip(skip).copied().collect();
+    if skip > 0
+        && let Some(nl) = out.iter().position(|&b| b == b'\n')
+    {
+        out.drain(..=nl);
+    }
+    out
+}
+
+/// Empties the kernel's log (`dmesg -c`).
+pub fn clear_kernel_log() {
+    KLOG.lock().clear();
+}
+
+/// Bytes in the kernel's log.
+pub fn kernel_log_len() -> usize {
+    KLOG.lock().len()
 }
