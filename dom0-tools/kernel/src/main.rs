@@ -119,7 +119,10 @@ mod kernel {
     pub fn main() -> ! {
         heap::init();
         trap::set_not_a_test();
-        if let Err(e) = trap::register_syscall(true) {
+        // Events stay unmasked while dom0's kernel serves a program's system call (the
+        // callback only counts them), so that a program's ring 3 keeps them unmasked
+        // through its calls and an event can interrupt it (Ctrl-C; `process::user_event`).
+        if let Err(e) = trap::register_syscall(false) {
             fatal(&alloc::format!(
                 "cannot register the system-call entry ({e:?})"
             ));

@@ -573,6 +573,58 @@ pub fn init() {
     trap::set_user_faults_end_run(true);
     trap::set_user_fault_handler(Some(user_fault));
     trap::set_syscall_handler(Some(crate::sys::syscall));
+    trap::set_user_event_handler(Some(user_event));
+}
+
+/// How often a running program is interrupted to look at typed input (the periodic timer,
+/// on while programs run).
+const TICK_NS: u64 = 50_000_000;
+
+/// An event that interrupted a running program (`trap::set_user_event_handler`): typed input
+/// is taken in, so that Ctrl-C reaches a program that computes without ever making a system
+/// call. Only the running process is dealt with here, and only to end it: a signal its
+/// default action ends it with, if it is in the foreground group; it is then finished and
+/// the scheduler picks the next process, which resumes at a system call as always. A signal
+/// it catches waits for its next system call; the other processes get theirs when the
+/// scheduler next runs. (No process is switched out mid-computation, so no FPU state needs
+/// keeping.)
+fn user_event(regs: &mut Regs) -> bool {
+    crate::term::pump();
+    if !crate::term::signals_pending() {
+        return true;
+    }
+    let fg = crate::term::with_tty(|t| t.foreground);
+    let signals = {
+        let mut current = CURRENT.lock();
+        let Some(p) = current.as_mut().filter(|p| p.pgid == fg) else {
+            return true;
+        };
+        let signals = crate::term::take_signals();
+        let mut ends = None;
+        for sig in 1..=64u32 {
+            if signals & sig_bit(sig) != 0 && sig != 20 && p.raise(sig) && ends.is_none() {
+                ends = Some(sig);
+            }
+        }
+        let Some(sig) = ends else {
+            // Caught or ignored by the running process: the rest of the group still gets
+            // the signals when the scheduler next runs.
+            crate::term::put_back_signals(signals);
+            return true;
+        };
+        let mut p = current.take().expect("checked above");
+        p.regs = *regs;
+        (signals, p, sig)
+    };
+    let (signals, p, sig) = signals;
+    finish(
+        p,
+        signaled(sig as i32),
+        Some(Ended::Exited(128 + sig as i32)),
+        None,
+    );
+    crate::term::put_back_signals(signals);
+    pick(regs)
 }
 
 /// The signal Linux sends for exception `vector` from ring 3.
@@ -932,6 +984,18 @@ pub fn kill_other(pid: i64, signal: i64, caller: Pid) -> i64 {
     0
 }
 
+/// `setpgid(pid, pgid)` by process `parent` for another process: only its child
+/// (`ESRCH` otherwise); `pgid` 0 means the child's own ID.
+pub fn set_child_pgid(parent: Pid, pid: Pid, pgid: Pid) -> i64 {
+    match OTHERS.lock().get_mut(&pid) {
+        Some(child) if child.ppid == parent => {
+            child.pgid = if pgid == 0 { pid } else { pgid };
+            0
+        }
+        _ => -(Errno::ESRCH as i64),
+    }
+}
+
 /// The environment the built-in shell gives the programs it starts.
 pub const ENV: &[&[u8]] = &[b"PATH=/bin", b"HOME=/", b"TERM=vt100"];
 
@@ -985,7 +1049,11 @@ pub fn run(path: &str, argv: &[String], env: &[&[u8]]) -> Result<Ended, String> 
     *ROOT.lock() = Some((pid, None));
     *CURRENT.lock() = Some(p);
     crate::term::begin_programs(pid);
+    // While programs run, a periodic tick interrupts them now and then (events reach ring
+    // 3; `user_event`), so that Ctrl-C reaches one that computes without a system call.
+    let _ = calls::vcpu_set_periodic_timer(0, TICK_NS);
     let exit = user::run_at(plan.entry, start, 0, 0);
+    let _ = calls::vcpu_stop_periodic_timer(0);
     crate::term::end_programs();
     // The run ends when no process is left, or when the last one faults (it is still
     // current then).

@@ -223,7 +223,12 @@ fn dispatch(regs: &mut Regs) -> Action {
             p.pgid = if a[1] == 0 { p.pid } else { a[1] as u32 };
             0
         }
-        109 => EPERM,
+        // A child's group, as a shell sets its jobs' (before the child has run to set its
+        // own: a Ctrl-C in between must reach it too).
+        109 if (a[1] as i64) >= 0 => {
+            crate::process::set_child_pgid(p.pid, a[0] as u32, a[1] as u32)
+        }
+        109 => EINVAL,
         112 => {
             p.pgid = p.pid;
             i64::from(p.pid)

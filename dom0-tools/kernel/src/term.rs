@@ -146,6 +146,11 @@ pub fn take_signals() -> u64 {
     SIGNALS.swap(0, Ordering::Relaxed)
 }
 
+/// Puts signals taken with [`take_signals`] back, for the scheduler to send.
+pub fn put_back_signals(signals: u64) {
+    SIGNALS.fetch_or(signals, Ordering::Relaxed);
+}
+
 /// Whether a typed signal waits to be sent.
 pub fn signals_pending() -> bool {
     SIGNALS.load(Ordering::Relaxed) != 0

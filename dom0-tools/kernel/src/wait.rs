@@ -64,15 +64,19 @@ pub fn dom_exc_events() -> u32 {
 }
 
 /// Blocks once: until an event arrives or system time `deadline` (at most [`TICK_NS`]
-/// from now), with events masked again on return.
+/// from now), with events masked again on return if they were before (blocking unmasks;
+/// a program's system call runs unmasked and stays so).
 fn block_once(deadline: u64) {
     let now = now_ns();
     if now >= deadline {
         return;
     }
+    let masked = events::masked();
     let _ = calls::set_timer_op(deadline.min(now + TICK_NS));
     let _ = calls::sched_block();
-    events::mask();
+    if masked {
+        events::mask();
+    }
 }
 
 /// Looks at the backends, then blocks once (until an event or `deadline`): for callers

@@ -293,6 +293,27 @@ pub type UserFaultHandler = fn(&mut Regs, &Entry) -> bool;
 
 static USER_FAULT_HANDLER: Global<Option<UserFaultHandler>> = Global::new(None);
 
+/// A kernel's look at an event that interrupted ring 3, after the event callback counted it
+/// (events still masked): called with the ring-3 registers, which it may replace with
+/// another program's; `true` resumes ring 3 with them, `false` ends the ring-3 run (an
+/// [`ExitKind::Service`] exit with [`VECTOR_EVENT`]). Like a [`SyscallHandler`], it runs on
+/// the ring-1 stack and may block. Without one, ring 3 simply resumes.
+pub type UserEventHandler = fn(&mut Regs) -> bool;
+
+static USER_EVENT_HANDLER: Global<Option<UserEventHandler>> = Global::new(None);
+
+/// Installs (or with `None` removes) the [`UserEventHandler`]. With one, ring 3 runs with
+/// events unmasked when its flags say so (as a Linux PV guest's user mode does): the run
+/// starts so ([`crate::user::run_at`]), and every return from a system call restores it.
+pub fn set_user_event_handler(handler: Option<UserEventHandler>) {
+    USER_EVENT_HANDLER.set(handler);
+}
+
+/// Whether ring 3 is entered with events unmasked ([`set_user_event_handler`]).
+pub(crate) fn user_events() -> bool {
+    USER_EVENT_HANDLER.get().is_some()
+}
+
 /// Installs (or with `None` removes) the [`UserFaultHandler`].
 pub fn set_user_fault_handler(handler: Option<UserFaultHandler>) {
     USER_FAULT_HANDLER.set(handler);
@@ -519,10 +540,24 @@ fn handled_call(regs: &mut Regs, handler: SyscallHandler) -> u64 {
 fn rt_trap_recorded(regs: &mut Regs) -> u64 {
     let entry = record(regs);
     match regs.vector {
-        VECTOR_EVENT => {
-            events::upcall(regs.interrupts_enabled());
-            0
-        }
+        VECTOR_EVENT => match USER_EVENT_HANDLER.get().filter(|_| regs.from_user()) {
+            Some(handler) => {
+                events::upcall(false);
+                if !handler(regs) {
+                    USER_EXIT.set(Some(UserExit {
+                        kind: ExitKind::Service(VECTOR_EVENT),
+                        entry,
+                    }));
+                    return end_user_run();
+                }
+                restore_events(regs.interrupts_enabled());
+                0
+            }
+            None => {
+                events::upcall(regs.interrupts_enabled());
+                0
+            }
+        },
         0x80 | VECTOR_SYSCALL => service(regs, entry),
         _ => exception(regs, entry),
     }

@@ -137,6 +137,11 @@ pub fn run_at(rip: u64, rsp: u64, arg0: u64, arg1: u64) -> UserExit {
 
 fn enter(rip: u64, rsp: u64, arg0: u64, arg1: u64, rflags: u64) -> UserExit {
     trap::set_kernel_mask(vcpu().evtchn_upcall_mask.load(Ordering::SeqCst));
+    if trap::user_events() {
+        // `iretq` in ring 1 does not unmask: ring 3 starts with events as its flags say, and
+        // the frames of its system calls carry that on (`trap::restore_events`).
+        trap::restore_events(rflags & guest_abi::trap::RFLAGS_IF != 0);
+    }
     // SAFETY: rt_enter_user saves the callee-saved registers and the stack pointer and
     // returns only through rt_exit_to_kernel, which restores them; ring-3 code can reach
     // ring 1 only through the trap table, whose handlers end the run or return to ring 3.
