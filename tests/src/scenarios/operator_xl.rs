@@ -901,6 +901,9 @@ pub fn xentop(ctx: &Context) -> Result<(), String> {
     if rest.contains("exited with status") {
         return Err(format!("`xl top` did not exit 0: {rest:?}"));
     }
+    ctx.note(format!(
+        "2 batch samples as xentop's; summary {first:?}, {nr_cpus} CPUs @ {mhz}MHz; d, q"
+    ));
     vm.kill();
     Ok(())
 }
