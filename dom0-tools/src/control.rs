@@ -245,6 +245,13 @@ pub struct DomainInfo {
     pub max_pages: u64,
     /// vCPUs up.
     pub online_vcpus: u32,
+    /// Highest vCPU id ([`XEN_INVALID_MAX_VCPU_ID`] with none): xentop counts the vCPUs
+    /// as this plus one.
+    ///
+    /// [`XEN_INVALID_MAX_VCPU_ID`]: guest_abi::domctl::XEN_INVALID_MAX_VCPU_ID
+    pub max_vcpu_id: u32,
+    /// XSM label (xentop's SSID column): 0 under Xenia.
+    pub ssidref: u32,
     /// CPU time consumed, in nanoseconds.
     pub cpu_time_ns: u64,
     /// Its `shared_info` frame.
@@ -264,6 +271,8 @@ pub fn domain_info(info: &DomctlGetdomaininfo) -> DomainInfo {
         tot_pages: info.tot_pages,
         max_pages: info.max_pages,
         online_vcpus: info.nr_online_vcpus,
+        max_vcpu_id: info.max_vcpu_id,
+        ssidref: info.ssidref,
         cpu_time_ns: info.cpu_time,
         shared_info: Mfn(info.shared_info_frame),
     }

@@ -4,6 +4,7 @@
 //! ```text
 //! /bin/xl                  the toolstack (0755)
 //! /bin/xen-hptool          CPU and memory hot-plug (0755)
+//! /bin/xentop              the table of domains, as `xl top` shows it (0755)
 //! /etc/xen/<name>.cfg      every file of dom0-tools/etc/xen/ (domain configurations)
 //! /boot/echo.elf           the demo guest kernels the configurations name
 //! /boot/compute.elf
@@ -27,7 +28,7 @@ pub const CONFIG_DIR: &str = "dom0-tools/etc/xen";
 /// Where configurations go in the initrd.
 const CONFIG_DEST: &str = "etc/xen";
 /// dom0's programs (built together by `userland::build_programs`) that go to `/bin/`.
-pub const PROGRAMS: &[&str] = &["xl", "xen-hptool"];
+pub const PROGRAMS: &[&str] = &["xl", "xen-hptool", "xentop"];
 /// The guest kernels (artifacts of `target/xenia/`) that go to `/boot/`.
 pub const GUESTS: &[&str] = &["echo.elf", "compute.elf"];
 /// Guest kernels only the scenarios' initrd has, in `/boot`.
@@ -415,6 +416,7 @@ mod tests {
         vec![
             ("xl".into(), xl.to_vec()),
             ("xen-hptool".into(), b"hptool".to_vec()),
+            ("xentop".into(), b"xentop".to_vec()),
         ]
     }
 
@@ -479,7 +481,12 @@ mod tests {
             (hptool.mode, hptool.data),
             (S_IFREG | 0o755, &b"hptool"[..])
         );
-        assert_eq!(initrd.list("/bin").unwrap(), ["xen-hptool", "xl"]);
+        let xentop = initrd.lookup("/bin/xentop").unwrap();
+        assert_eq!(
+            (xentop.mode, xentop.data),
+            (S_IFREG | 0o755, &b"xentop"[..])
+        );
+        assert_eq!(initrd.list("/bin").unwrap(), ["xen-hptool", "xentop", "xl"]);
         assert_eq!(
             initrd.list("/").unwrap(),
             ["bin", "boot", "etc", "proc", "tmp"]

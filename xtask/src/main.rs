@@ -237,7 +237,10 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
     }
     println!("building the hypervisor with debug assertions and lock-order checks...");
     kernels::build_checked_hypervisor(ws)?;
-    println!("building xl and xen-hptool ({})...", userland::USER_TARGET);
+    println!(
+        "building xl, xen-hptool and xentop ({})...",
+        userland::USER_TARGET
+    );
     let programs = userland::build_programs(ws)?;
     // Debian's busybox, dom0's userland (issue 14): without it (no apt, no network)
     // everything else still builds, dom0 falls back to its built-in shell, and the

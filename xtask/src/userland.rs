@@ -1,5 +1,5 @@
 //! dom0's programs: static Linux binaries for `x86_64-unknown-linux-musl`, which dom0's kernel
-//! runs in ring 3 (DESIGN.md §7): `xl` and `xen-hptool`, and for the scenarios the test
+//! runs in ring 3 (DESIGN.md §7): `xl`, `xen-hptool` and `xentop`, and for the scenarios the test
 //! program `probe` and the peer benchmark `peerbench` (which `cargo xtask bench --peer xen`
 //! also runs under Linux and Xen).
 
@@ -12,12 +12,12 @@ use crate::host;
 /// The target dom0's programs are built for.
 pub const USER_TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// Builds dom0's programs, the `xl` package's binaries `xl` and `xen-hptool` (release,
+/// Builds dom0's programs, the `xl` package's binaries `xl`, `xen-hptool` and `xentop` (release,
 /// optimized for size, without debug information: they go into the initrd, which dom0
 /// holds in memory and copies from at each exec), and
 /// returns the directory that holds them.
 pub fn build_programs(ws: &Workspace) -> Result<PathBuf, String> {
-    build_program(ws, "xl", &["xl", "xen-hptool"])?;
+    build_program(ws, "xl", &["xl", "xen-hptool", "xentop"])?;
     Ok(bin_dir(ws))
 }
 

@@ -308,9 +308,9 @@ pub enum Command {
         /// The domains (all when none is given).
         domains: Vec<String>,
     },
-    /// A refreshing table of the domains; `q` quits.
+    /// xentop: a refreshing table of the domains; `q` quits.
     Top {
-        /// Seconds between refreshes (Xenia's `-d`, as xentop's).
+        /// Seconds between refreshes (Xenia's `-d`, as xentop's; 3 by default).
         delay: u32,
     },
     /// The id of the domain with this name.
@@ -706,11 +706,11 @@ fn parse_verb(verb: &Verb, args: &[String], global: Global) -> Result<Command, E
             }
         }
         "top" => {
-            // Xen's `xl top` runs xentop and takes no option; Xenia's draws the table
-            // itself and takes xentop's `-d SECONDS`.
+            // Xen's `xl top` runs xentop with no option; Xenia's runs the same code and
+            // also takes xentop's `-d SECONDS`, its default being xentop's.
             let p = options(verb, args, "d:", &[valued("delay", 'd')], 0)?;
             let delay = match value(&p, 'd') {
-                None => 1,
+                None => crate::top::args::Options::default().delay,
                 Some(d) => getopt::strtol(&d)
                     .filter(|d| (1..=3600).contains(d))
                     .ok_or_else(|| {

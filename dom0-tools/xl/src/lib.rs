@@ -6,10 +6,10 @@
 //! what each verb does ([`verbs`], over a `System` trait, likewise
 //! tested): which domain an argument names ([`target`]), memory sizes as
 //! xl reads them ([`memsize`]), `xl console`'s keys ([`console`]) and
-//! `xl top`'s table ([`top`]). Configuration parsing and the other output
+//! xentop ([`top`]), which `xl top` runs. Configuration parsing and the other output
 //! formats are in `dom0-tools` ([`dom0_tools::xlcfg`],
 //! [`dom0_tools::xlfmt`]). The crate also builds `xen-hptool`, Xen's CPU and memory
-//! hot-plug tool ([`hptool`]). The only `unsafe` code is the system-call
+//! hot-plug tool ([`hptool`]), and `xentop`. The only `unsafe` code is the system-call
 //! layer, [`sys`].
 #![deny(unsafe_code)]
 #![deny(missing_docs)]

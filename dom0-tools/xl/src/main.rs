@@ -1,8 +1,8 @@
 //! `xl`: dom0's toolstack command.
 //!
 //! Parses the command line, opens dom0's devices and runs the verb
-//! ([`xl::verbs`]); the two interactive verbs, `console` and `top`, loop
-//! here on `poll`. Anywhere but Xenia's dom0 (the build host, a kernel
+//! ([`xl::verbs`]); `console` loops here on `poll`, and `top` runs xentop's loop
+//! ([`xl::top::live`]). Anywhere but Xenia's dom0 (the build host, a kernel
 //! without the devices) xl says so and exits with status 1 rather than
 //! pretending.
 #![deny(unsafe_code)]
@@ -17,8 +17,8 @@ use xl::cli::{Command, Invocation, Parsed};
 use xl::console::{self, End};
 use xl::real::Real;
 use xl::sys;
-use xl::top::{self, Key, Sample};
-use xl::verbs::{self, CreateOpts, Io, ListOpts, PinOpts, System, VerbResult};
+use xl::top::{args::Options, live};
+use xl::verbs::{self, CreateOpts, Io, ListOpts, PinOpts, VerbResult};
 
 const PRIVCMD: &str = "/dev/xen/privcmd";
 const STDIN: i32 = 0;
@@ -129,7 +129,17 @@ fn run(real: &mut Real, invocation: Invocation) -> VerbResult {
         Command::MemSet { domain, memory } => verbs::mem_set(real, &domain, &memory),
         Command::MemMax { domain, memory } => verbs::mem_max(real, &domain, &memory),
         Command::Uptime { short, domains } => verbs::uptime(real, io, short, &domains),
-        Command::Top { delay } => top_loop(real, delay),
+        // Xen's `xl top` runs `xentop`; so does Xenia's, in this process.
+        Command::Top { delay } => {
+            let options = Options {
+                delay,
+                ..Options::default()
+            };
+            live::run(real, &options).map_err(|msg| {
+                eprint!("{msg}");
+                String::new()
+            })
+        }
         Command::Domid { name } => verbs::domid(real, io, &name),
         Command::Domname { id } => verbs::domname(real, io, &id),
         Command::Rename { domain, new_name } => verbs::rename(real, io, &domain, &new_name),
@@ -222,55 +232,6 @@ fn copy_loop(real: &mut Real, con: &File, dom: u16, handle: [u8; 16]) -> VerbRes
             match real.xen.domain_info(dom) {
                 Ok(i) if i.handle == handle => {}
                 _ => return Ok(End::DomainGone),
-            }
-        }
-    }
-}
-
-/// `xl top`: redraws the table every `delay` seconds until `q`.
-fn top_loop(real: &mut Real, delay: u32) -> VerbResult {
-    let _raw = sys::RawInput::new(STDIN);
-    let mut prev: Option<Sample> = None;
-    let mut keys = [0u8; 64];
-    loop {
-        let p = real
-            .physinfo()
-            .map_err(|e| format!("cannot read the host's memory: {e}"))?;
-        let now = Sample {
-            at_ns: real.now_ns(),
-            host_kib: p.total_pages.saturating_mul(4),
-            free_kib: p.free_pages.saturating_mul(4),
-            nr_cpus: p.nr_cpus,
-            domains: verbs::named_domains(real)?,
-        };
-        // Home, clear the screen, draw.
-        print_out(&format!(
-            "\x1b[H\x1b[2J{}\nq quits, space refreshes\n",
-            top::screen(prev.as_ref(), &now)
-        ));
-        prev = Some(now);
-        let deadline = real.now_ns() + u64::from(delay) * 1_000_000_000;
-        'wait: loop {
-            let left_ms = deadline.saturating_sub(real.now_ns()) / 1_000_000;
-            if left_ms == 0 {
-                break;
-            }
-            let ready = sys::poll_readable(&[STDIN], left_ms.min(60_000) as i32)
-                .map_err(|e| format!("xl top: waiting for a key failed ({e})"))?;
-            if !ready[0] {
-                continue;
-            }
-            let n = sys::read(STDIN, &mut keys)
-                .map_err(|e| format!("xl top: reading the keyboard failed ({e})"))?;
-            for &k in &keys[..n] {
-                match top::key(k) {
-                    Key::Quit => {
-                        print_out("\n");
-                        return Ok(());
-                    }
-                    Key::Refresh => break 'wait,
-                    Key::Ignore => {}
-                }
             }
         }
     }

@@ -63,9 +63,14 @@ fn open_rw(path: &str) -> std::io::Result<File> {
 }
 
 impl Real {
-    /// Opens the devices, or says what is missing.
+    /// Opens the devices for xl, or says what is missing.
     pub fn open() -> Result<Real, String> {
-        let privcmd = Privcmd::open("xl")?;
+        Real::open_as("xl")
+    }
+
+    /// Opens the devices for the program `who`, or says what is missing.
+    pub fn open_as(who: &str) -> Result<Real, String> {
+        let privcmd = Privcmd::open(who)?;
         let xenia = open_rw(XENIA_PATH).map_err(|e| {
             format!("cannot open {XENIA_PATH} ({e}): this dom0 kernel does not keep domain records")
         })?;
@@ -84,6 +89,27 @@ impl Real {
         })?;
         sys::ioctl_val(f.as_raw_fd(), XENIA_IOCTL_CONSOLE, dom.into())?;
         Ok(f)
+    }
+
+    /// `XENVER_version` and `XENVER_extraversion`: the version number (major in the high
+    /// 16 bits) and the extra string; `None` when the hypervisor does not answer.
+    fn version_and_extra(&mut self) -> Option<(u64, String)> {
+        let (v, _) = self.xen.xen_version::<0>(XENVER_VERSION).ok()?;
+        let extra = self
+            .xen
+            .xen_version::<16>(XENVER_EXTRAVERSION)
+            .map(|(_, b)| c_string(&b))
+            .unwrap_or_default();
+        Some((v, extra))
+    }
+
+    /// The hypervisor's version as `xl info`'s `xen_version` and xentop's header show it
+    /// (`major.minor` and the extra string, libxenstat's `"%ld.%ld%s"`); empty when the
+    /// hypervisor does not answer.
+    pub fn version_string(&mut self) -> String {
+        self.version_and_extra()
+            .map(|(v, extra)| format!("{}.{}{extra}", v >> 16, v & 0xffff))
+            .unwrap_or_default()
     }
 
     fn xenia_fd(&self) -> RawFd {
@@ -220,12 +246,7 @@ impl System for Real {
 
     fn version_lines(&mut self) -> String {
         let mut out = String::new();
-        if let Ok((v, _)) = self.xen.xen_version::<0>(XENVER_VERSION) {
-            let extra = self
-                .xen
-                .xen_version::<16>(XENVER_EXTRAVERSION)
-                .map(|(_, b)| c_string(&b))
-                .unwrap_or_default();
+        if let Some((v, extra)) = self.version_and_extra() {
             out += &info_line("xen_major", v >> 16);
             out += &info_line("xen_minor", v & 0xffff);
             out += &info_line("xen_extra", &extra);

@@ -169,6 +169,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xl_verbs", xl::verbs),
         Scenario::new("operator_xl_verbs", operator_xl::verbs),
         Scenario::new("operator_xl_config_keys", operator_xl::config_keys),
+        Scenario::new("operator_xentop", operator_xl::xentop),
         Scenario::new("debug_keys", xl::debug_keys),
         Scenario::new("security_two_domain_max", |ctx| {
             security::two_domain(ctx, "max")

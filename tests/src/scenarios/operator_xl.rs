@@ -12,7 +12,7 @@ use crate::machine::Qemu;
 use crate::runner::Context;
 
 use super::operator::{Initrd, boot_with};
-use super::xl::{Row, boot, parse_list, run};
+use super::xl::{COMMAND, Row, boot, parse_list, run, until_prompt};
 
 /// What the shell says after a failing program.
 fn status(n: u8) -> String {
@@ -38,7 +38,12 @@ fn log_line(line: &str) -> bool {
 /// them, the shell's status line included), without the echoed command, carriage returns
 /// and log lines of others.
 fn xl(vm: &mut Qemu, args: &str) -> Result<String, String> {
-    let raw = run(vm, &format!("xl {args}"))?.replace('\r', "");
+    shell(vm, &format!("xl {args}"))
+}
+
+/// Runs `line` at the prompt: what the program printed, as [`xl`] returns it.
+fn shell(vm: &mut Qemu, line: &str) -> Result<String, String> {
+    let raw = run(vm, line)?.replace('\r', "");
     let mut lines = raw.split_inclusive('\n');
     lines.next(); // The command, echoed.
     Ok(lines
@@ -623,6 +628,281 @@ pub fn config_keys(ctx: &Context) -> Result<(), String> {
     exact(vm, "destroy uu", "")?;
     ctx.note(format!(
         "domain {dom} made with uuid {uuid}; warnings, list -v, vm-list and list -l as Xen's"
+    ));
+    vm.kill();
+    Ok(())
+}
+
+/// xentop's columns with their default widths (`fields[]` in Xen 4.17's
+/// `tools/xentop/xentop.c`).
+const XENTOP_FIELDS: [(&str, usize); 19] = [
+    ("NAME", 10),
+    ("STATE", 6),
+    ("CPU(sec)", 10),
+    ("CPU(%)", 6),
+    ("MEM(k)", 10),
+    ("MEM(%)", 6),
+    ("MAXMEM(k)", 10),
+    ("MAXMEM(%)", 9),
+    ("VCPUS", 5),
+    ("NETS", 4),
+    ("NETTX(k)", 8),
+    ("NETRX(k)", 8),
+    ("VBDS", 4),
+    ("VBD_OO", 8),
+    ("VBD_RD", 8),
+    ("VBD_WR", 8),
+    ("VBD_RSECT", 10),
+    ("VBD_WSECT", 10),
+    ("SSID", 4),
+];
+
+/// xentop's header (`do_header`: `"%*s"` per column, one space between).
+fn xentop_header() -> String {
+    XENTOP_FIELDS
+        .iter()
+        .map(|&(h, w)| format!("{h:>w$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A xentop row re-rendered from its own fields with each column's `print_*` format
+/// (`%10.10s`, the six state letters, `%10llu`, `%6.1f`, `%10llu`, `%6.1f`, `%10llu`,
+/// `%9.1f`, `%5u`, `%4u`, `%8llu` twice, `%4u`, `%8llu` three times, `%10llu` twice, `%4u`);
+/// also checks that each field has its conversion's form. Returns the fields.
+fn rerender_xentop_row(line: &str) -> Result<Vec<String>, String> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let bad = |why: &str| Err(format!("xentop row {line:?}: {why}"));
+    if f.len() != XENTOP_FIELDS.len() {
+        return bad("not 19 fields");
+    }
+    let state_ok = f[1].len() == 6
+        && f[1]
+            .chars()
+            .zip("dsbcpr".chars())
+            .all(|(c, l)| c == l || c == '-');
+    if !state_ok {
+        return bad("STATE is not xentop's six flags");
+    }
+    let one_decimal = |s: &str| {
+        s.split_once('.').is_some_and(|(i, d)| {
+            !i.is_empty()
+                && i.bytes().all(|b| b.is_ascii_digit())
+                && d.len() == 1
+                && d.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    for (i, v) in f.iter().enumerate().skip(2) {
+        let ok = if [3, 5, 7].contains(&i) {
+            one_decimal(v)
+        } else {
+            v.parse::<u64>().is_ok()
+        };
+        if !ok {
+            return bad(&format!("{} is {v:?}", XENTOP_FIELDS[i].0));
+        }
+    }
+    let again = f
+        .iter()
+        .zip(XENTOP_FIELDS)
+        .map(|(v, (_, w))| format!("{v:>w$}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if again != line {
+        return bad(&format!("re-rendered as {again:?}"));
+    }
+    Ok(f.iter().map(|s| s.to_string()).collect())
+}
+
+/// Removes the terminal's escape sequences (CSI: ESC `[`, parameters, a final letter).
+fn strip_csi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for n in chars.by_ref() {
+                if n.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `xl info <field>`'s value.
+fn info(vm: &mut Qemu, field: &str) -> Result<String, String> {
+    Ok(xl(vm, &format!("info {field}"))?.trim().to_string())
+}
+
+/// `operator_xentop`: `xentop -b -i 2 -d 1` prints two samples of xentop's header and
+/// Domain-0's row (batch mode has no summary, as Xen's since 2007), each line re-rendered
+/// from xentop's formats, and exits 0 after the second; `-h`, `-V` and a bad option give
+/// xentop's texts and status. `xl top` draws xentop's summary (time, version, domain
+/// counts, memory and CPUs with the MHz of `xl info`), opens the delay prompt on `d` and
+/// quits on `q`.
+pub fn xentop(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let vm = &mut vm;
+    let dom0 = parse_list(&xl(vm, "list")?)?
+        .into_iter()
+        .find(|r| r.id == 0)
+        .ok_or("no Domain-0 in `xl list`")?;
+
+    let out = shell(vm, "xentop -b -i 2 -d 1")?;
+    let header = xentop_header();
+    let lines: Vec<&str> = out.lines().collect();
+    if lines.len() != 4 || lines.iter().any(|l| l.contains('\x1b')) {
+        return Err(format!(
+            "`xentop -b -i 2 -d 1`: expected two headers and two rows, no escapes, got {out:?}"
+        ));
+    }
+    for sample in lines.chunks(2) {
+        if sample[0] != header {
+            return Err(format!(
+                "xentop's header differs\nexpected {header:?}\ngot      {:?}",
+                sample[0]
+            ));
+        }
+        let f = rerender_xentop_row(sample[1])?;
+        let want_mem = (dom0.mem * 1024).to_string();
+        let checks = [
+            ("NAME", f[0].as_str(), "Domain-0"),
+            ("MEM(k)", &f[4], &want_mem),
+            ("VCPUS", &f[8], &dom0.vcpus.to_string()),
+            ("NETS", &f[9], "0"),
+            ("VBDS", &f[12], "0"),
+            ("SSID", &f[18], "0"),
+        ];
+        for (col, got, want) in checks {
+            if got != want {
+                return Err(format!(
+                    "Domain-0's {col} is {got:?}, not {want:?}: {:?}",
+                    sample[1]
+                ));
+            }
+        }
+    }
+
+    // Help, version and a bad option: xentop's texts, status 0 (no status line).
+    let usage = "Usage: xentop [OPTION]\n\
+                 Displays ongoing information about xen vm resources \n\n\
+                 -h, --help           display this help and exit\n\
+                 -V, --version        output version information and exit\n\
+                 -d, --delay=SECONDS  seconds between updates (default 3)\n\
+                 -n, --networks       output vif network data\n\
+                 -x, --vbds           output vbd block device data\n\
+                 -r, --repeat-header  repeat table header before each domain\n\
+                 -v, --vcpus          output vcpu data\n\
+                 -b, --batch\t     output in batch mode, no user input accepted\n\
+                 -i, --iterations     number of iterations before exiting\n\
+                 -f, --full-name      output the full domain name (not truncated)\n\
+                 \n\
+                 Report bugs to <xen-devel@lists.xen.org>.\n";
+    let exact_shell = |vm: &mut Qemu, line: &str, want: &str| -> Result<(), String> {
+        let got = shell(vm, line)?;
+        if got != want {
+            return Err(format!("`{line}`\nexpected {want:?}\ngot      {got:?}"));
+        }
+        Ok(())
+    };
+    exact_shell(vm, "xentop -h", usage)?;
+    exact_shell(
+        vm,
+        "xentop -k",
+        &format!("xentop: invalid option -- 'k'\n{usage}"),
+    )?;
+    exact_shell(
+        vm,
+        "xentop -V",
+        "xentop 1.0\nWritten by Judy Fischbach, David Hendricks, Josh Triplett\n\n\
+         Copyright (C) 2005  International Business Machines  Corp\n\
+         This is free software; see the source for copying conditions.There is NO\n\
+         warranty; not even for MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.\n",
+    )?;
+
+    // `xl top`: the summary, re-rendered with `xl info`'s values.
+    let version = info(vm, "xen_version")?;
+    let nr_cpus = info(vm, "nr_cpus")?;
+    let mhz = info(vm, "cpu_mhz")?;
+    let mhz = mhz.split('.').next().unwrap_or_default().to_string();
+    let total_mib: u64 = info(vm, "total_memory")?
+        .parse()
+        .map_err(|_| "`xl info total_memory` is not a number")?;
+    let start = vm.cursor();
+    vm.send("xl top\r")?;
+    vm.wait_for("ort order", COMMAND)?;
+    let screen = strip_csi(&vm.serial_log()[start..]).replace('\r', "");
+    let summary: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("xentop - "))
+        .take(3)
+        .collect();
+    let [first, counts, mem] = summary[..] else {
+        return Err(format!("no xentop summary in {screen:?}"));
+    };
+    let time = first
+        .strip_prefix("xentop - ")
+        .and_then(|r| r.split_once("   "))
+        .map(|(t, _)| t)
+        .unwrap_or_default();
+    let hms = time.split(':').collect::<Vec<_>>();
+    if hms.len() != 3 || hms.iter().any(|p| p.len() != 2 || p.parse::<u8>().is_err()) {
+        return Err(format!("xentop's time is not HH:MM:SS: {first:?}"));
+    }
+    let want = format!("xentop - {time}   Xen {version}");
+    if first != want {
+        return Err(format!(
+            "xentop's first line\nexpected {want:?}\ngot      {first:?}"
+        ));
+    }
+    let n: Vec<u64> = counts
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [all, run_, block, pause, crash, dying, shut] = n[..] else {
+        return Err(format!("xentop's counts line {counts:?}"));
+    };
+    let want = format!(
+        "{all} domains: {run_} running, {block} blocked, {pause} paused, {crash} crashed, \
+         {dying} dying, {shut} shutdown "
+    );
+    if counts != want || all != 1 || run_ + block != 1 {
+        return Err(format!(
+            "xentop's counts\nexpected {want:?} (dom0 alone)\ngot      {counts:?}"
+        ));
+    }
+    let k: Vec<u64> = mem
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [total, used, free, ..] = k[..] else {
+        return Err(format!("xentop's memory line {mem:?}"));
+    };
+    let want =
+        format!("Mem: {total}k total, {used}k used, {free}k free    CPUs: {nr_cpus} @ {mhz}MHz");
+    if mem != want || total != used + free || total / 1024 != total_mib {
+        return Err(format!(
+            "xentop's memory line\nexpected {want:?} ({total_mib} MiB in all)\ngot      {mem:?}"
+        ));
+    }
+    if !screen.contains(&header) {
+        return Err(format!("no xentop header in {screen:?}"));
+    }
+    // `d` opens the delay prompt, Escape closes it, `q` quits.
+    vm.send("d")?;
+    vm.wait_for("Delay(sec): ", COMMAND)?;
+    vm.send("\x1b")?;
+    vm.wait_for("ort order", COMMAND)?;
+    vm.send("q")?;
+    let rest = until_prompt(vm, "xl top")?;
+    if rest.contains("exited with status") {
+        return Err(format!("`xl top` did not exit 0: {rest:?}"));
+    }
+    ctx.note(format!(
+        "2 batch samples as xentop's; summary {first:?}, {nr_cpus} CPUs @ {mhz}MHz; d, q"
     ));
     vm.kill();
     Ok(())

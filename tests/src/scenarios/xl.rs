@@ -13,7 +13,7 @@ pub const PROMPT: &str = "dom0# ";
 /// The machine: room for dom0's 64 MiB and a few domUs.
 const MEMORY_MIB: u32 = 512;
 /// Bound for one xl command (loading xl and a domain build take well under a second).
-const COMMAND: Duration = Duration::from_secs(30);
+pub const COMMAND: Duration = Duration::from_secs(30);
 
 /// Boots the default image and waits for the first prompt.
 pub fn boot(ctx: &Context) -> Result<Qemu, String> {
@@ -207,7 +207,7 @@ pub fn console(ctx: &Context) -> Result<(), String> {
     // `xl top` refreshes until `q`.
     vm.send("xl top\r")?;
     vm.wait_for("Domain-0", COMMAND)?;
-    vm.wait_for("q quits", COMMAND)?;
+    vm.wait_for("ort order", COMMAND)?;
     vm.send("q")?;
     vm.wait_for(PROMPT, COMMAND)?;
     // `xl create -c` attaches at once: compute's whole output, then its power-off closes

@@ -35,6 +35,26 @@ pub struct Parsed {
     pub operands: Vec<String>,
     /// Where reading stopped, if it did not reach the end.
     pub stopped: Option<Unknown>,
+    /// Why, in the terms of glibc's own complaint (for programs that leave `opterr` on).
+    pub fault: Option<Fault>,
+}
+
+/// What was wrong with the option where reading stopped, as glibc tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A short option not in the option string (`invalid option -- 'k'`).
+    Invalid(char),
+    /// A short option without its value (`option requires an argument -- 'd'`).
+    NeedsValue(char),
+    /// A long option no name starts with; the argument as given.
+    UnrecognizedLong(String),
+    /// A prefix of several long options: the argument as given, and their names in the
+    /// table's order.
+    AmbiguousLong(String, Vec<&'static str>),
+    /// A value given to a long option that takes none (its full name).
+    LongTakesNoValue(&'static str),
+    /// A long option without its value (its full name).
+    LongNeedsValue(&'static str),
 }
 
 /// Why reading stopped: getopt's `'?'` with its `optopt`, the option letter at fault
@@ -46,13 +66,19 @@ pub struct Unknown(pub Option<char>);
 /// option string: each letter, followed by `:` when it takes a value) and `long`.
 pub fn getopt(args: &[String], short: &str, long: &[LongOpt]) -> Parsed {
     let mut out = Parsed::default();
-    if let Err(e) = read(args, short, long, &mut out) {
+    if let Err((e, fault)) = read(args, short, long, &mut out) {
         out.stopped = Some(e);
+        out.fault = Some(fault);
     }
     out
 }
 
-fn read(args: &[String], short: &str, long: &[LongOpt], out: &mut Parsed) -> Result<(), Unknown> {
+fn read(
+    args: &[String],
+    short: &str,
+    long: &[LongOpt],
+    out: &mut Parsed,
+) -> Result<(), (Unknown, Fault)> {
     let takes_value = |c: char| -> Option<bool> {
         let at = short.char_indices().find(|&(_, x)| x == c && x != ':')?.0;
         Some(short[at + c.len_utf8()..].starts_with(':'))
@@ -70,23 +96,27 @@ fn read(args: &[String], short: &str, long: &[LongOpt], out: &mut Parsed) -> Res
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (body, None),
             };
-            let opt = long
-                .iter()
-                .find(|o| o.name == name)
-                .or_else(|| {
-                    let mut prefixed = long.iter().filter(|o| o.name.starts_with(name));
-                    match (prefixed.next(), prefixed.next()) {
-                        (Some(one), None) => Some(one),
-                        _ => None,
-                    }
-                })
-                .ok_or(Unknown(None))?;
+            let prefixed: Vec<&LongOpt> =
+                long.iter().filter(|o| o.name.starts_with(name)).collect();
+            let opt = match (long.iter().find(|o| o.name == name), &prefixed[..]) {
+                (Some(exact), _) => exact,
+                (None, [one]) => one,
+                (None, []) => return Err((Unknown(None), Fault::UnrecognizedLong(arg.clone()))),
+                (None, many) => {
+                    let names = many.iter().map(|o| o.name).collect();
+                    return Err((Unknown(None), Fault::AmbiguousLong(arg.clone(), names)));
+                }
+            };
             let value = match (opt.has_arg, value) {
-                (HasArg::No, Some(_)) => return Err(Unknown(Some(opt.val))),
+                (HasArg::No, Some(_)) => {
+                    return Err((Unknown(Some(opt.val)), Fault::LongTakesNoValue(opt.name)));
+                }
                 (HasArg::No, None) => None,
                 (HasArg::Required, Some(v)) => Some(v),
                 (HasArg::Required, None) => {
-                    let v = args.get(i).ok_or(Unknown(Some(opt.val)))?;
+                    let v = args
+                        .get(i)
+                        .ok_or((Unknown(Some(opt.val)), Fault::LongNeedsValue(opt.name)))?;
                     i += 1;
                     Some(v.clone())
                 }
@@ -100,12 +130,14 @@ fn read(args: &[String], short: &str, long: &[LongOpt], out: &mut Parsed) -> Res
         };
         for (at, c) in cluster.char_indices() {
             match takes_value(c) {
-                None => return Err(Unknown(Some(c))),
+                None => return Err((Unknown(Some(c)), Fault::Invalid(c))),
                 Some(false) => out.options.push((c, None)),
                 Some(true) => {
                     let rest = &cluster[at + c.len_utf8()..];
                     let value = if rest.is_empty() {
-                        let v = args.get(i).ok_or(Unknown(Some(c)))?;
+                        let v = args
+                            .get(i)
+                            .ok_or((Unknown(Some(c)), Fault::NeedsValue(c)))?;
                         i += 1;
                         v.clone()
                     } else {

@@ -425,7 +425,7 @@ fn small_verbs() {
             domains: vec!["a".into(), "b".into()]
         }
     );
-    assert_eq!(cmd(&["top"]), Command::Top { delay: 1 });
+    assert_eq!(cmd(&["top"]), Command::Top { delay: 3 });
     assert_eq!(cmd(&["top", "-d", "2"]), Command::Top { delay: 2 });
     assert_eq!(exit(&["top", "-d", "0"]).status, 1);
     assert_eq!(
