@@ -33,6 +33,7 @@
 //! buffers without faulting pages in (Linux's libxencall locks its buffers for the same
 //! reason).
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -94,44 +95,30 @@ pub enum Blocked {
 }
 
 impl Blocked {
-    /// Whether it holds for process `pid`, given every waiting process's (ID, parent).
-    fn holds(self, pid: Pid, waiting: &[(Pid, Pid, Option<Blocked>)]) -> bool {
+    /// Whether it holds for process `pid`, given every waiting process.
+    fn holds(self, pid: Pid, waiting: &BTreeMap<Pid, Process>) -> bool {
         match self {
             Blocked::Console => crate::term::readable(),
             Blocked::PipeRead(id) => crate::pipe::readable(id),
             Blocked::PipeWrite(id) => crate::pipe::writable(id),
             Blocked::Child => {
                 ZOMBIES.lock().iter().any(|z| z.ppid == pid)
-                    || !waiting.iter().any(|&(_, ppid, _)| ppid == pid)
+                    || !waiting.values().any(|o| o.ppid == pid)
             }
             Blocked::Until(ns) => xenia_guest_rt::time::now_ns() >= ns,
         }
     }
 }
 
-/// Every waiting process's (ID, parent, what it waits for), in ID order; one with a signal
-/// to take waits for nothing.
-fn waiting() -> Vec<(Pid, Pid, Option<Blocked>)> {
-    OTHERS
-        .lock()
-        .values()
-        .map(|o| {
-            let blocked = if o.deliverable().is_some() {
-                None
-            } else {
-                o.blocked
-            };
-            (o.pid, o.ppid, blocked)
-        })
-        .collect()
-}
-
-/// The first waiting process that may run now.
+/// The first waiting process that may run now, in ID order: one that waits for nothing, or
+/// for what has come, or has a signal to take. (No copy of the table: this runs at every
+/// switch.)
 fn first_ready() -> Option<Pid> {
-    let all = waiting();
-    all.iter()
-        .find(|&&(pid, _, b)| b.is_none_or(|b| b.holds(pid, &all)))
-        .map(|&(pid, _, _)| pid)
+    let others = OTHERS.lock();
+    others
+        .values()
+        .find(|o| o.deliverable().is_some() || o.blocked.is_none_or(|b| b.holds(o.pid, &others)))
+        .map(|o| o.pid)
 }
 
 /// What a system call leaves for the scheduler to do once it returns.
@@ -239,7 +226,7 @@ pub struct Process {
     /// Its file-mode creation mask (`umask`).
     pub umask: u32,
     /// What each signal does (index: signal − 1).
-    pub actions: [SigAction; 64],
+    pub actions: Box<[SigAction; 64]>,
     /// Signals blocked.
     pub sigmask: u64,
     /// Caught signals raised and not yet delivered.
@@ -576,6 +563,25 @@ pub fn init() {
     trap::set_user_event_handler(Some(user_event));
 }
 
+/// The FS base last loaded for a process (a forked child shares its parent's, and a switch
+/// between the two need not load it again). Only the kernel changes FS: ring 3 cannot
+/// (`wrfsbase` needs CR4.FSGSBASE, which the hypervisor leaves off).
+static FS_BASE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Loads FS base `base` for the process about to run, unless it is loaded already; `Err`
+/// with the hypervisor's refusal.
+pub fn set_fs_base(base: u64) -> Result<(), i64> {
+    if FS_BASE.load(Ordering::Relaxed) == base {
+        return Ok(());
+    }
+    // SAFETY: FS is the process's; the kernel does not use it.
+    let r = unsafe { calls::set_segment_base(SEGBASE_FS, base) };
+    if r.is_ok() {
+        FS_BASE.store(base, Ordering::Relaxed);
+    }
+    r.map_err(|e| -(e as i64))
+}
+
 /// How often a running program is interrupted to look at typed input (the periodic timer,
 /// on while programs run).
 const TICK_NS: u64 = 50_000_000;
@@ -775,8 +781,7 @@ fn pick(regs: &mut Regs) -> bool {
                 finish(next, signaled(9), None, None);
                 continue;
             }
-            // SAFETY: FS is the process's; the kernel does not use it.
-            let _ = unsafe { calls::set_segment_base(SEGBASE_FS, next.fs_base) };
+            let _ = set_fs_base(next.fs_base);
             *regs = next.regs;
             if let Some(sig) = next.deliverable()
                 && !next.deliver(regs, sig)
@@ -897,7 +902,7 @@ pub fn fork(p: &mut Process, regs: &Regs, child_tid: Option<u64>, parent_tid: Op
         blocked: None,
         cwd: p.cwd.clone(),
         umask: p.umask,
-        actions: p.actions,
+        actions: p.actions.clone(),
         sigmask: p.sigmask,
         pending: 0,
         saved_mask: None,
@@ -1032,7 +1037,7 @@ pub fn run(path: &str, argv: &[String], env: &[&[u8]]) -> Result<Ended, String> 
         blocked: None,
         cwd: String::from("/"),
         umask: 0o022,
-        actions: [SigAction::default(); 64],
+        actions: Box::new([SigAction::default(); 64]),
         sigmask: 0,
         pending: 0,
         saved_mask: None,
@@ -1131,13 +1136,12 @@ pub fn execve(
     p.eager = false;
     p.fs_base = 0;
     // Caught signals go back to their default action; ignored ones stay ignored.
-    for a in &mut p.actions {
+    for a in p.actions.iter_mut() {
         if a.handler > 1 {
             *a = SigAction::default();
         }
     }
-    // SAFETY: FS is the process's; the kernel does not use it.
-    let _ = unsafe { calls::set_segment_base(SEGBASE_FS, 0) };
+    let _ = set_fs_base(0);
     let (cs, ss) = (regs.cs, regs.ss);
     *regs = Regs {
         rip: plan.entry,

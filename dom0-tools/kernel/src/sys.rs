@@ -18,7 +18,6 @@ use dom0_tools::devices::{
 use guest_abi::Errno;
 use guest_abi::calls;
 use guest_abi::hypercall::hypercall5;
-use guest_abi::selectors::SEGBASE_FS;
 use xenia_dom0::files::{Device, Io, O_NONBLOCK, Sink};
 use xenia_dom0::syscalls;
 use xenia_dom0::vm::{Change, Prot};
@@ -1117,13 +1116,12 @@ fn arch_prctl(p: &mut Process, code: u64, addr: u64) -> i64 {
             if p.vm.prot_at(addr & !0xfff).is_none() && addr != 0 {
                 return EPERM;
             }
-            // SAFETY: FS is the process's; the kernel does not use it.
-            match unsafe { calls::set_segment_base(SEGBASE_FS, addr) } {
+            match crate::process::set_fs_base(addr) {
                 Ok(()) => {
                     p.fs_base = addr;
                     0
                 }
-                Err(e) => err(e),
+                Err(e) => e,
             }
         }
         _ => EINVAL,

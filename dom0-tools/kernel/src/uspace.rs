@@ -119,17 +119,28 @@ impl Uspace {
             .iter()
             .map(|(&vpn, &(mfn, flags))| (vpn << 12, mfn, flags))
             .collect();
+        // The child's page records, in address order: built at once at the end (a bulk
+        // build from sorted records, not one search and insertion per page).
+        let mut copied = Vec::with_capacity(pages.len());
         for batch in pages.chunks(64) {
-            if let Err(e) = child.copy_in(batch) {
+            let result = child.copy_in(batch, &mut copied);
+            if let Err(e) = result {
+                child.pages.extend(copied);
                 child.destroy();
                 return Err(e);
             }
         }
+        child.pages = copied.into_iter().collect();
         Ok(child)
     }
 
-    /// Maps copies of `batch`'s pages (address, source frame, flags) into this space.
-    fn copy_in(&mut self, batch: &[(u64, u64, u64)]) -> Result<(), MapError> {
+    /// Maps copies of `batch`'s pages (address, source frame, flags) into this space,
+    /// recording each page mapped in `copied` (virtual page number, frame, flags).
+    fn copy_in(
+        &mut self,
+        batch: &[(u64, u64, u64)],
+        copied: &mut Vec<(u64, (u64, u64))>,
+    ) -> Result<(), MapError> {
         let copies = frames::alloc_unzeroed(batch.len()).ok_or(MapError::NoMemory)?;
         let mut ops = [MmuextOp {
             cmd: MMUEXT_COPY_PAGE,
@@ -166,7 +177,7 @@ impl Uspace {
         // SAFETY: user-half entries of a space nobody runs, empty until now.
         let (ret, done) = unsafe { mm::mmu_update(&reqs) };
         for (&(va, _, flags), &dst) in batch.iter().zip(&copies).take(done as usize) {
-            self.pages.insert(va >> 12, (dst, flags));
+            copied.push((va >> 12, (dst, flags)));
         }
         if ret < 0 {
             frames::free(&copies[done as usize..]);

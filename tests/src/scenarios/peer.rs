@@ -58,14 +58,20 @@ const NATIVE_NULL_SYSCALL: u64 = 316;
 const XEN_NULL_SYSCALL: u64 = 974;
 const XEN_WRITE_NULL: u64 = 1_248;
 const XEN_CLOCK_GETTIME: u64 = 82;
+/// Xen's dom0 (Linux 6.1, PV): `fork`, the child's `exit_group`, `wait4` (issue 14's row,
+/// `cargo xtask bench --peer xen` on 2026-12-05).
+const XEN_FORK_EXIT_WAIT: u64 = 734_553;
+/// Xen's dom0: a byte to a child and back through two pipes.
+const XEN_PIPE_PINGPONG: u64 = 20_937;
 /// Fewer operations than the benchmark's, enough for a stable minimum.
 const GOAL_ARGS: &str = "iters=500 runs=3 primes=1000";
 
 /// Issue 13's goals for dom0's system calls, kept: under `-icount shift=0` (the TSC counts
 /// instructions, so figures are path lengths, the same from run to run), Xenia's dom0 runs
 /// the peer program at its prompt; its null system call must be within 1.5x native Linux's
-/// and at or below Xen's, its `write` to `/dev/null` and `clock_gettime` at or below Xen's
-/// (the recorded figures above). A change that lengthens the `SYSCALL` bounce or dom0's
+/// and at or below Xen's, its `write` to `/dev/null` and `clock_gettime` at or below Xen's,
+/// and (issue 14) `fork`+`exit`+`wait` and a pipe round trip between two processes at or
+/// below Xen's (the recorded figures above). A change that lengthens the `SYSCALL` bounce or dom0's
 /// system-call path fails here, not only in `cargo xtask bench --peer xen`.
 pub fn goals_icount(ctx: &Context) -> Result<(), String> {
     let ws = ctx.workspace();
@@ -95,14 +101,13 @@ pub fn goals_icount(ctx: &Context) -> Result<(), String> {
         get("write_null")?,
         get("clock_gettime")?,
     );
+    let (fork, pipe) = (get("fork_exit_wait")?, get("pipe_pingpong")?);
     ctx.note(format!(
         "dom0 null system call {null} instructions ({:.2}x native Linux's {NATIVE_NULL_SYSCALL}, \
          Xen's {XEN_NULL_SYSCALL}); write to /dev/null {write} (Xen's {XEN_WRITE_NULL}); \
-         clock_gettime {clock} (Xen's {XEN_CLOCK_GETTIME}); fork+exit+wait {}, pipe round trip \
-         {} (issue 14's rows, no goal yet)",
+         clock_gettime {clock} (Xen's {XEN_CLOCK_GETTIME}); fork+exit+wait {fork} (Xen's \
+         {XEN_FORK_EXIT_WAIT}); pipe round trip {pipe} (Xen's {XEN_PIPE_PINGPONG})",
         null as f64 / NATIVE_NULL_SYSCALL as f64,
-        get("fork_exit_wait")?,
-        get("pipe_pingpong")?
     ));
     let mut missed = Vec::new();
     if null * 2 > NATIVE_NULL_SYSCALL * 3 || null > XEN_NULL_SYSCALL {
@@ -120,6 +125,16 @@ pub fn goals_icount(ctx: &Context) -> Result<(), String> {
     if clock > XEN_CLOCK_GETTIME {
         missed.push(format!(
             "clock_gettime {clock}: goal at most Xen's ({XEN_CLOCK_GETTIME})"
+        ));
+    }
+    if fork > XEN_FORK_EXIT_WAIT {
+        missed.push(format!(
+            "fork+exit+wait {fork}: goal at most Xen's ({XEN_FORK_EXIT_WAIT})"
+        ));
+    }
+    if pipe > XEN_PIPE_PINGPONG {
+        missed.push(format!(
+            "pipe round trip {pipe}: goal at most Xen's ({XEN_PIPE_PINGPONG})"
         ));
     }
     if missed.is_empty() {
