@@ -723,7 +723,7 @@ pub fn files(ctx: &Context) -> Result<(), String> {
 
 /// The default image's console shell is busybox's ash, with `dom0# ` as its prompt (issue
 /// 14's scenario, typed as an operator types it): a configuration written with a here-document
-/// is created by `xl create` and found by `xl list | grep`; `ls`, `ps`, `free` and a
+/// is created by `xl create` and found by `xl list | grep`; `vi` writes a file; `ls`, `ps`, `free` and a
 /// pipeline of three commands work; Ctrl-C ends a running `sleep 100`, a computation that
 /// makes no system call, and a pipeline (the line discipline sends SIGINT to the foreground
 /// job) and the shell reports status 130.
@@ -765,18 +765,34 @@ pub fn shell(ctx: &Context) -> Result<(), String> {
             failed.push(format!("`{command}`: no line with {want:?} in {out:?}"));
         }
     }
+    // A file written with `vi`, driven by keys as an operator types them; each key waits
+    // for what vi shows in answer (its status line), so nothing depends on timing.
+    vm.send("vi /tmp/notes\r")?;
+    vm.wait_for("/tmp/notes", crate::machine::DEFAULT_TIMEOUT)?;
+    vm.send("ivm = \"from vi\"")?;
+    vm.wait_for("from vi", crate::machine::DEFAULT_TIMEOUT)?;
+    vm.send("\x1b")?;
+    vm.wait_for("[Modified]", crate::machine::DEFAULT_TIMEOUT)?;
+    vm.send(":wq\r")?;
+    until_prompt(&mut vm, "vi's :wq")?;
+    let written = run(&mut vm, "cat /tmp/notes")?;
+    if !written.lines().any(|l| l.trim_end() == "vm = \"from vi\"") {
+        failed.push(format!(
+            "vi did not write /tmp/notes: `cat` gave {written:?}"
+        ));
+    }
     // Ctrl-C while a program runs: one that sleeps, one that computes without a system
-    // call, and a pipeline that moves bytes as fast as it can. "started" is printed just
-    // before the command starts; a Ctrl-C that comes before the shell has made it its
-    // foreground job interrupts the shell's command list instead: either way "after" is
-    // never printed and the status is 130 (128 + SIGINT).
+    // call, and a pipeline that moves bytes as fast as it can. Each job prints "started"
+    // itself, so the Ctrl-C comes once it is the terminal's foreground job (as a person's
+    // would; one typed before that reaches the shell instead, on Linux too). "after" must
+    // never be printed and the status must be 130 (128 + SIGINT).
     let mut took = Vec::new();
     for command in [
-        "sleep 100",
-        "awk 'BEGIN { while (1) {} }'",
-        "cat /dev/zero | wc -c",
+        "sh -c 'echo started; exec sleep 100'",
+        "awk 'BEGIN { print \"started\"; fflush(); while (1) {} }'",
+        "{ echo started >&2; cat /dev/zero; } | wc -c",
     ] {
-        vm.send(&format!("echo started; {command}; echo after\r"))?;
+        vm.send(&format!("{command}; echo after\r"))?;
         vm.wait_for_line_starting("started", crate::machine::DEFAULT_TIMEOUT)?;
         let sent = Instant::now();
         vm.send("\x03")?;
