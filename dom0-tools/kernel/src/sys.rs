@@ -727,6 +727,19 @@ fn pwrite(p: &mut Process, fd: i64, buf: u64, len: u64, offset: i64) -> i64 {
 /// `readv`: the buffers filled in turn, until one is not filled whole; `Err` when the
 /// caller must wait before anything was read.
 fn readv(p: &mut Process, fd: i64, iov: u64, count: u64) -> Result<i64, Blocked> {
+    vectored(p, fd, iov, count, read)
+}
+
+/// `readv` and `writev`: `each` (`read` or `write`) on the buffers in turn, until one is
+/// not done whole; `Err` when the caller must wait before anything was moved (a partial
+/// transfer is returned as one).
+fn vectored(
+    p: &mut Process,
+    fd: i64,
+    iov: u64,
+    count: u64,
+    each: fn(&mut Process, i64, u64, u64) -> Result<i64, Blocked>,
+) -> Result<i64, Blocked> {
     let vecs = match iovecs(p, iov, count) {
         Ok(v) => v,
         Err(e) => return Ok(e),
@@ -736,7 +749,7 @@ fn readv(p: &mut Process, fd: i64, iov: u64, count: u64) -> Result<i64, Blocked>
         if len == 0 {
             continue;
         }
-        let n = match read(p, fd, base, len) {
+        let n = match each(p, fd, base, len) {
             Ok(n) => n,
             Err(blocked) if total == 0 => return Err(blocked),
             Err(_) => return Ok(total),
@@ -771,29 +784,7 @@ fn iovecs(p: &mut Process, iov: u64, count: u64) -> Result<Vec<(u64, u64)>, i64>
 /// `writev`; `Err` when the caller must wait before writing anything (a partial write is
 /// returned as one).
 fn writev(p: &mut Process, fd: i64, iov: u64, count: u64) -> Result<i64, Blocked> {
-    let vecs = match iovecs(p, iov, count) {
-        Ok(v) => v,
-        Err(e) => return Ok(e),
-    };
-    let mut total = 0i64;
-    for (base, len) in vecs {
-        if len == 0 {
-            continue;
-        }
-        let n = match write(p, fd, base, len) {
-            Ok(n) => n,
-            Err(blocked) if total == 0 => return Err(blocked),
-            Err(_) => return Ok(total),
-        };
-        if n < 0 {
-            return Ok(if total > 0 { total } else { n });
-        }
-        total += n;
-        if (n as u64) < len {
-            break;
-        }
-    }
-    Ok(total)
+    vectored(p, fd, iov, count, write)
 }
 
 fn close(p: &mut Process, fd: i64) -> i64 {

@@ -566,12 +566,9 @@ fn free_memory(vm: &mut Qemu) -> Result<u64, String> {
         .ok_or_else(|| format!("no free_memory in `xl info`: {out:?}"))
 }
 
-/// Debian's busybox in dom0 (the scenarios' initrd carries it, `cargo xtask` fetches it):
-/// its shell runs pipelines, lists, loops, background jobs with `wait` and `kill`, a `trap`
-/// handler, and `cd`; `ls`, `cat`, `grep`,
-/// `wc`, `head`, `tail`, `find` and `uname` work on dom0's files; `xl` runs inside a
-/// pipeline (`xl list | grep`); an exit status comes back to dom0's shell.
-pub fn busybox(ctx: &Context) -> Result<(), String> {
+/// Boots the scenarios' initrd at the built-in shell and checks that busybox is among its
+/// programs (`cargo xtask` fetches it; without a network it warns and leaves it out).
+fn boot_with_busybox(ctx: &Context) -> Result<Qemu, String> {
     let mut vm = boot_with(ctx, "", Initrd::Test)?;
     let help = run(&mut vm, "help")?;
     if !help.contains("busybox") {
@@ -580,6 +577,16 @@ pub fn busybox(ctx: &Context) -> Result<(), String> {
              its warning): {help:?}"
         ));
     }
+    Ok(vm)
+}
+
+/// Debian's busybox in dom0 (the scenarios' initrd carries it, `cargo xtask` fetches it):
+/// its shell runs pipelines, lists, loops, background jobs with `wait` and `kill`, a `trap`
+/// handler, and `cd`; `ls`, `cat`, `grep`,
+/// `wc`, `head`, `tail`, `find` and `uname` work on dom0's files; `xl` runs inside a
+/// pipeline (`xl list | grep`); an exit status comes back to dom0's shell.
+pub fn busybox(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_with_busybox(ctx)?;
     // (command, a line the output must have)
     let cases: &[(&str, &str)] = &[
         ("busybox sh -c 'echo a b c | wc -w'", "3"),
@@ -638,14 +645,7 @@ pub fn busybox(ctx: &Context) -> Result<(), String> {
 /// feeds `ps`, `free` and `uptime`. Everything written is gone at the next boot (said in the
 /// README), so nothing here can leak between scenarios.
 pub fn files(ctx: &Context) -> Result<(), String> {
-    let mut vm = boot_with(ctx, "", Initrd::Test)?;
-    let help = run(&mut vm, "help")?;
-    if !help.contains("busybox") {
-        return Err(format!(
-            "no busybox among dom0's programs (did `cargo xtask` fetch busybox-static? see \
-             its warning): {help:?}"
-        ));
-    }
+    let mut vm = boot_with_busybox(ctx)?;
     // (command, a line the output must have)
     let cases: &[(&str, &str)] = &[
         (
