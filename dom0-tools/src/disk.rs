@@ -852,6 +852,27 @@ pub fn target_path(target: &str) -> String {
     }
 }
 
+/// Whether a disk on `target` with access `readwrite` may not be given while another
+/// holds it with access `held_rw` (Xen's block script's `check_sharing`: a read-only user
+/// may share with read-only ones, a writer with nobody). Targets are compared by the path
+/// in dom0 ([`target_path`]).
+pub fn conflicts(target: &str, readwrite: bool, held_target: &str, held_rw: bool) -> bool {
+    target_path(target) == target_path(held_target) && (readwrite || held_rw)
+}
+
+/// Xen's words for a refused share (the block script's `do_ebusy` for a guest's use).
+pub fn in_use_message(target: &str, readwrite: bool) -> String {
+    let path = target_path(target);
+    if readwrite {
+        format!("Device {path} is mounted in a guest domain,\nand so cannot be mounted now.")
+    } else {
+        format!(
+            "Device {path} is mounted read-write in a guest domain,\nand so cannot be mounted \
+             read-only now."
+        )
+    }
+}
+
 /// `XenbusStateInitialising`.
 pub const STATE_INITIALISING: u32 = 1;
 /// `XenbusStateConnected`.
