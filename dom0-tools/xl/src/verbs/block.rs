@@ -11,20 +11,18 @@
 //! **Sharing.** Xen's block hotplug script refuses a device that a guest already uses
 //! read-write, or read-write when a guest uses it at all, scanning every backend. A scan
 //! costs the thousandth creation a thousand reads, so xl keeps an index instead, under
-//! [`INDEX`]: a node `<target>/<domid>-<devid>` per use (`r` or `w`) and
+//! [`disk::INDEX`]: a node `<target>/<domid>-<devid>` per use (`r` or `w`) and
 //! `<target>/writer` naming the writer. An entry whose backend is gone (a domain
 //! destroyed, a disk detached) is stale: found when it is looked at, it is removed. A
 //! read-only attach reads one node; a writable one lists the target's users, who are at
 //! most one writer or the readers that will refuse it.
 
-use dom0_tools::disk::{self, Disk, XsOp};
+use dom0_tools::disk::{self, Disk, XsOp, index_dir, index_ops};
 use guest_abi::Errno;
 use guest_abi::types::DomId;
 
 use super::{Io, System, VerbResult, find, reported};
 
-/// Where xl keeps which domain uses which target (Xenia's; Xen scans the backends).
-pub const INDEX: &str = "/tool/xenia/disks";
 /// How many times an attach is made again when its transaction conflicts.
 pub const TX_ATTEMPTS: u32 = 16;
 /// How often `block-detach` looks at the backend's state while it waits.
@@ -56,37 +54,6 @@ impl From<Errno> for Refusal {
     fn from(e: Errno) -> Self {
         Refusal::Store(e)
     }
-}
-
-/// The index directory of a target: its absolute path, empty components dropped, every
-/// byte outside xenstore's name characters (and `@`, the escape) written `@xx`
-/// (`/images/a.img` is `<INDEX>/images/a@2eimg`).
-pub fn index_dir(target: &str) -> String {
-    let path = disk::target_path(target);
-    let mut out = String::from(INDEX);
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        out.push('/');
-        for b in part.bytes() {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                out.push(char::from(b));
-            } else {
-                out += &format!("@{b:02x}");
-            }
-        }
-    }
-    out
-}
-
-/// The index operations for a new use (appended to [`disk::add_ops`]).
-fn index_ops(domid: DomId, devid: u32, d: &Disk) -> Vec<XsOp> {
-    let dir = index_dir(d.pdev_path.as_deref().unwrap_or(""));
-    let user = format!("{domid}-{devid}");
-    let mode = if d.readwrite { "w" } else { "r" };
-    let mut ops = vec![XsOp::Write(format!("{dir}/{user}"), mode.into())];
-    if d.readwrite {
-        ops.push(XsOp::Write(format!("{dir}/writer"), user));
-    }
-    ops
 }
 
 /// Applies `ops` as dom0 (a missing node to remove is no error).
@@ -277,7 +244,7 @@ pub fn disks_of(sys: &mut impl System, dom: DomId) -> Vec<(u32, Disk)> {
 
 /// `xl block-list <Domain(s)>`: xl's columns (`Vdev BE handle state evt-ch ring-ref
 /// BE-path`) for each disk of each domain, the state, event channel and ring reference
-/// being the frontend's (-1 until the frontend writes them). A bad domain is reported and
+/// being the frontend's (-1 until the frontend writes them). The backend is always dom0. A bad domain is reported and
 /// skipped, as xl does.
 pub fn block_list(sys: &mut impl System, io: &mut Io<'_>, domains: &[String]) -> VerbResult {
     let _ = writeln!(
@@ -300,16 +267,14 @@ pub fn block_list(sys: &mut impl System, io: &mut Io<'_>, domains: &[String]) ->
         ids.sort_unstable();
         for devid in ids {
             let fe = format!("{fe_dir}/{devid}");
-            let Ok(be) = sys.xs_read(&format!("{fe}/backend")) else {
+            // The backend's path as the toolstack made it, not as the frontend's `backend`
+            // node says (the domain may write there what it likes); dom0's `frontend` node
+            // shows the backend is there.
+            let be = disk::backend_path(d.dom, devid);
+            if sys.xs_read(&format!("{be}/frontend")).is_err() {
                 continue;
-            };
-            let be = String::from_utf8_lossy(&be).into_owned();
-            // libxl__backendpath_parse_domid: /local/domain/<id>/...
-            let be_id: i64 = be
-                .strip_prefix("/local/domain/")
-                .and_then(|r| r.split('/').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(-1);
+            }
+            let be_id = 0;
             let mut num = |key: &str| -> i64 {
                 sys.xs_read(&format!("{fe}/{key}"))
                     .ok()
