@@ -413,14 +413,19 @@ pub fn block_detach(
     }
     if !force {
         let closed = format!("{}", disk::STATE_CLOSED);
-        let mut waited = 0;
-        loop {
+        // Bounded by dom0's clock (a sleep may last longer than asked) and by a count of
+        // looks, should the clock not move.
+        let start = sys.now_ns();
+        for look in 0.. {
             match sys.xs_read(&state_path) {
                 Ok(s) if s == closed.as_bytes() => break,
                 Err(Errno::ENOENT) => break,
                 _ => {}
             }
-            if waited >= disk::DESTROY_TIMEOUT_MS {
+            let waited_ms = sys.now_ns().saturating_sub(start) / 1_000_000;
+            if waited_ms >= disk::DESTROY_TIMEOUT_MS
+                || look >= 4 * disk::DESTROY_TIMEOUT_MS / POLL_MS
+            {
                 return Err(failed(
                     io,
                     format!(
@@ -431,7 +436,6 @@ pub fn block_detach(
                 ));
             }
             sys.sleep_ms(POLL_MS);
-            waited += POLL_MS;
         }
     }
     // The index entry goes with the backend (were it left, the next look would find it
