@@ -589,4 +589,6 @@ mod tree;
 mod watches;
 
 #[cfg(test)]
+mod model;
+#[cfg(test)]
 mod tests;

@@ -29,6 +29,8 @@ pub(crate) struct Tx {
     pub(super) fire: BTreeSet<(String, bool)>,
     /// Bytes counted for it.
     pub(super) cost: usize,
+    /// A node it looked at changed before it looked again: it will not commit.
+    pub(super) stale: bool,
 }
 
 impl Store {
@@ -75,6 +77,9 @@ impl Store {
         self.total = self.total.saturating_sub(tx.cost);
         if !commit {
             return Ok(());
+        }
+        if tx.stale {
+            return Err(Errno::EAGAIN);
         }
         for (path, &generation) in &tx.seen {
             if self.nodes.get(path).map_or(0, |n| n.generation) != generation {
@@ -154,7 +159,9 @@ impl Store {
             if self.total > self.quota.total {
                 return Err(Errno::ENOMEM);
             }
-            if used + extra > self.quota.memory {
+            if used + extra > self.quota.memory
+                || tx.seen.len() + tx.changed.len() >= self.quota.transaction_nodes
+            {
                 return Err(Errno::ENOSPC);
             }
         }

@@ -85,14 +85,23 @@ impl<'a> View<'a> {
 
     /// Notes that a transaction looked at `p` (the generation it had then, 0 if missing).
     fn note(&mut self, p: &str) {
-        if let Some(tx) = self.tx.as_deref_mut()
-            && !tx.seen.contains_key(p)
-            && !tx.changed.contains_key(p)
-        {
-            let generation = self.nodes.get(p).map_or(0, |n| n.generation);
-            tx.seen.insert(String::from(p), generation);
-            tx.cost += SEEN_COST + p.len();
-            *self.total += SEEN_COST + p.len();
+        let Some(tx) = self.tx.as_deref_mut() else {
+            return;
+        };
+        if tx.changed.contains_key(p) {
+            return;
+        }
+        let generation = self.nodes.get(p).map_or(0, |n| n.generation);
+        match tx.seen.get(p) {
+            // It changed since the transaction first looked: whatever it reads now is not
+            // what it read then, so it cannot commit (even if the node changes back).
+            Some(&g) if g != generation => tx.stale = true,
+            Some(_) => {}
+            None => {
+                tx.seen.insert(String::from(p), generation);
+                tx.cost += SEEN_COST + p.len();
+                *self.total += SEEN_COST + p.len();
+            }
         }
     }
 
