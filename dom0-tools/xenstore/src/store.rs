@@ -154,9 +154,10 @@ pub struct Quota {
     /// Replies not yet taken by the domain before its further requests wait in its ring
     /// (Xen's `outstanding`, 20).
     pub outstanding: usize,
-    /// Bytes of everything unprivileged domains make the store hold, all domains together
-    /// (Xen has no such limit: its store has a process of its own). Past it, what they ask
-    /// that needs more memory gets `ENOMEM`; dom0 is not limited.
+    /// Bytes of everything unprivileged domains make the store hold (their nodes, watches
+    /// and transactions), all domains together (Xen has no such limit: its store has a
+    /// process of its own). Past it, what they ask that needs more memory gets `ENOMEM`;
+    /// dom0 is not limited, and what it owns (the toolstack's nodes) is not counted.
     pub total: usize,
 }
 
@@ -304,7 +305,8 @@ pub struct Store {
     next_local: u32,
     /// Bumped at each change of a node (Xen's global generation count).
     generation: u64,
-    /// Bytes counted for every node, watch and transaction (what [`Quota::total`] bounds).
+    /// Bytes counted for the nodes and watches of unprivileged domains and for every
+    /// open transaction (what [`Quota::total`] bounds).
     total: usize,
 }
 
@@ -426,8 +428,7 @@ impl Store {
         self.usage.get(&dom).map_or(0, |u| u.memory)
     }
 
-    /// Bytes counted for everything the store holds (what [`Quota::total`] bounds for
-    /// unprivileged domains).
+    /// Bytes counted towards [`Quota::total`].
     pub fn memory_total(&self) -> usize {
         self.total
     }

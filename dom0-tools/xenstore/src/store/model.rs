@@ -205,12 +205,10 @@ proptest! {
                     prop_assert_eq!(got, m.share(d, &abs), "share {} as {}", abs, d);
                     epoch += u64::from(got);
                 }
-                Op::TxStart(t) => {
-                    if txs[t as usize].is_none() {
-                        let r = send(&mut s, conns[&5], 0, XS_TRANSACTION_START, b"\0");
-                        let id: u32 = core::str::from_utf8(&r.unwrap()).unwrap().trim_end_matches('\0').parse().unwrap();
-                        txs[t as usize] = Some((id, Vec::new(), epoch));
-                    }
+                Op::TxStart(t) if txs[t as usize].is_none() => {
+                    let r = send(&mut s, conns[&5], 0, XS_TRANSACTION_START, b"\0");
+                    let id: u32 = core::str::from_utf8(&r.unwrap()).unwrap().trim_end_matches('\0').parse().unwrap();
+                    txs[t as usize] = Some((id, Vec::new(), epoch));
                 }
                 Op::TxWrite(t, p, _) | Op::TxRm(t, p) if txs[t as usize].is_some() => {
                     let Some((id, log, _)) = txs[t as usize].as_mut() else { continue };

@@ -884,3 +884,46 @@ fn outstanding_requests_and_bounded_feeds() {
     let (taken, handled) = s.feed_some(a, &many, 5);
     assert_eq!((taken, handled), (5 * one.len(), 5));
 }
+
+/// A domain that keeps its ring full of requests gets [`ring::REQUESTS_PER_SERVICE`]
+/// served per turn, and another domain served in the same turns gets its one request
+/// answered at its first turn.
+#[test]
+fn a_flooding_ring_is_served_in_turns() {
+    let (mut s, a, b, _) = with_domains();
+    let (mut ga, mut gb) = (Guest::new(), Guest::new());
+    let one = message(XS_READ, 9, b"domid\0");
+    let mut served_a = 0;
+    for turn in 0..20 {
+        // Domain 5 refills its ring to the brim at every turn.
+        let room = 1024
+            - ga.idx(Iface::REQ_PROD)
+                .wrapping_sub(ga.idx(Iface::REQ_CONS)) as usize;
+        for _ in 0..room / one.len() {
+            ga.send(&one);
+        }
+        if turn == 5 {
+            gb.send(&message(XS_READ, 1, b"name\0"));
+        }
+        let wa = ring::service(&mut s, a, &ga.page);
+        ring::apply(&mut ga.page, &wa);
+        assert!(wa.more, "turn {turn}: the flood is left in its ring");
+        let got = split(&ga.receive());
+        assert!(
+            got.len() <= ring::REQUESTS_PER_SERVICE,
+            "turn {turn}: {}",
+            got.len()
+        );
+        served_a += got.len();
+        let wb = ring::service(&mut s, b, &gb.page);
+        ring::apply(&mut gb.page, &wb);
+        let got = split(&gb.receive());
+        if turn == 5 {
+            assert_eq!(got, vec![(XS_READ, 1, b"6".to_vec())]);
+            assert!(!wb.more);
+        } else {
+            assert!(got.is_empty());
+        }
+    }
+    assert_eq!(served_a, 20 * ring::REQUESTS_PER_SERVICE);
+}

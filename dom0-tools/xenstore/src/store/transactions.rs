@@ -125,7 +125,11 @@ impl Store {
                 d.1 += new.cost(path) as isize;
             }
         }
-        let growth: isize = delta.values().map(|d| d.1).sum();
+        let growth: isize = delta
+            .iter()
+            .filter(|&(&owner, _)| owner != DOM0)
+            .map(|(_, d)| d.1)
+            .sum();
         if self.total.saturating_add_signed(growth) > self.quota.total {
             return Err(Errno::ENOMEM);
         }

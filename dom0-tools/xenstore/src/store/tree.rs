@@ -125,7 +125,9 @@ impl<'a> View<'a> {
         let u = self.usage.entry(owner).or_default();
         u.nodes = u.nodes.saturating_add_signed(nodes);
         u.memory = u.memory.saturating_add_signed(cost);
-        *self.total = self.total.saturating_add_signed(cost);
+        if owner != DOM0 {
+            *self.total = self.total.saturating_add_signed(cost);
+        }
     }
 
     /// Sets `p` to `n` (present) or removes it (`None`), with the accounting.

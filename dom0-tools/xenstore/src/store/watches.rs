@@ -7,7 +7,9 @@ impl Store {
         let total: usize = watches.iter().map(Watch::cost).sum();
         let u = self.usage.entry(dom).or_default();
         u.memory = u.memory.saturating_sub(total);
-        self.total = self.total.saturating_sub(total);
+        if dom != DOM0 {
+            self.total = self.total.saturating_sub(total);
+        }
     }
 
     pub(super) fn watch(&mut self, id: ConnId, path: &str, token: &[u8]) -> Result<(), Errno> {
@@ -59,7 +61,9 @@ impl Store {
             }
         }
         self.usage.entry(dom).or_default().memory += cost;
-        self.total += cost;
+        if dom != DOM0 {
+            self.total += cost;
+        }
         if let Some(c) = self.conns.get_mut(&id) {
             c.watches.push(w);
         }
