@@ -170,6 +170,7 @@ pub fn build_test(
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "awk",
     "basename",
+    "blockdev",
     "cat",
     "chmod",
     "clear",
@@ -177,6 +178,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "cp",
     "cut",
     "date",
+    "dd",
     "df",
     "diff",
     "dirname",
@@ -191,6 +193,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "grep",
     "halt",
     "head",
+    "hexdump",
     "hostname",
     "id",
     "kill",
@@ -217,9 +220,11 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "sleep",
     "sort",
     "stat",
+    "sync",
     "tail",
     "tee",
     "test",
+    "time",
     "top",
     "touch",
     "tr",
@@ -231,6 +236,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "watch",
     "wc",
     "xargs",
+    "xxd",
     "yes",
 ];
 

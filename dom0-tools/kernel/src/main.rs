@@ -47,6 +47,8 @@ mod backend;
 #[cfg(target_os = "none")]
 mod blockdev;
 #[cfg(target_os = "none")]
+mod blockfile;
+#[cfg(target_os = "none")]
 mod direct;
 #[cfg(target_os = "none")]
 mod dma;
@@ -133,6 +135,7 @@ mod kernel {
             crate::virtio_blk::POLL.store(true, core::sync::atomic::Ordering::Relaxed);
         }
         crate::virtio_blk::init();
+        crate::blockfile::register_nodes();
     }
 
     /// The initrd GRUB loaded as the second module, if any.

@@ -2,6 +2,7 @@
 //! modules here and listing it in [`all`].
 
 mod bench;
+mod block;
 mod boot;
 mod demos;
 mod dom0;
@@ -62,6 +63,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_cpu_offline_4", smp::cpu_offline_4),
         Scenario::new("smp_vcpu_set_4", smp::vcpu_set_4),
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
+        Scenario::new("block_dom0_probe", block::probe),
+        Scenario::new("block_dom0_write_pattern", block::write_pattern),
+        Scenario::new("block_dom0_read_tables", block::read_tables),
+        Scenario::new("block_dom0_out_of_range", block::out_of_range),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),
