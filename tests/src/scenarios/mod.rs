@@ -2,6 +2,7 @@
 //! modules here and listing it in [`all`].
 
 mod bench;
+mod block;
 mod boot;
 mod demos;
 mod dom0;
@@ -143,6 +144,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("domains_density", domains::density),
         Scenario::new("domains_console", domains::console),
         Scenario::new("domains_privilege", domains::privilege),
+        Scenario::new("block_dev_access_dom0", block::dom0),
+        Scenario::new("block_dev_access_domu_eperm", block::domu_eperm),
         Scenario::new("domains_scrub", domains::scrub),
         Scenario::new("smp_guest_vcpus", domains::smp_guest_vcpus),
         Scenario::new("smp_guest_vcpus_4", domains::smp_guest_vcpus_4),
