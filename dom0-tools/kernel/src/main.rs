@@ -106,7 +106,8 @@ mod kernel {
     }
 
     /// PCI, the DMA pool and the virtio-blk disks, before any process runs (`virtio_blk=poll`
-    /// on the command line: no interrupts).
+    /// on the command line: no interrupts; `dma=exchange`: the pool made by `XENMEM_exchange`
+    /// even when dom0's frames are contiguous already).
     fn disks(cmdline: &[u8]) {
         crate::pcibus::init();
         if !crate::pcibus::functions()
@@ -115,7 +116,8 @@ mod kernel {
         {
             return;
         }
-        match crate::dma::init() {
+        let exchange = xenia_guest_rt::cmdline::value(cmdline, "dma") == Some(b"exchange");
+        match crate::dma::init(exchange) {
             Ok(crate::dma::Made::Contiguous(mfn)) => tprintln!(
                 "dom0: DMA pool: {} KiB at machine {:#x} (machine-contiguous already)",
                 crate::dma::POOL_PAGES * 4,
