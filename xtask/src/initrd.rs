@@ -195,6 +195,7 @@ pub fn build_test(
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "awk",
     "basename",
+    "blockdev",
     "cat",
     "chmod",
     "clear",
@@ -202,6 +203,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "cp",
     "cut",
     "date",
+    "dd",
     "df",
     "diff",
     "dirname",
@@ -216,6 +218,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "grep",
     "halt",
     "head",
+    "hexdump",
     "hostname",
     "id",
     "kill",
@@ -242,9 +245,11 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "sleep",
     "sort",
     "stat",
+    "sync",
     "tail",
     "tee",
     "test",
+    "time",
     "top",
     "touch",
     "tr",
@@ -256,6 +261,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "watch",
     "wc",
     "xargs",
+    "xxd",
     "yes",
 ];
 

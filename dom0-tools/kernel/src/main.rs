@@ -45,7 +45,13 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod backend;
 #[cfg(target_os = "none")]
+mod blockdev;
+#[cfg(target_os = "none")]
+mod blockfile;
+#[cfg(target_os = "none")]
 mod direct;
+#[cfg(target_os = "none")]
+mod dma;
 #[cfg(target_os = "none")]
 mod frames;
 #[cfg(target_os = "none")]
@@ -54,6 +60,8 @@ mod fs;
 mod fscalls;
 #[cfg(target_os = "none")]
 mod heap;
+#[cfg(target_os = "none")]
+mod pcibus;
 #[cfg(target_os = "none")]
 mod pipe;
 #[cfg(target_os = "none")]
@@ -71,6 +79,8 @@ mod term;
 mod uspace;
 #[cfg(target_os = "none")]
 mod vdso;
+#[cfg(target_os = "none")]
+mod virtio_blk;
 #[cfg(target_os = "none")]
 mod wait;
 
@@ -93,6 +103,41 @@ mod kernel {
         term::pump();
         backend::service();
         store::service();
+    }
+
+    /// PCI, the DMA pool and the virtio-blk disks, before any process runs (`virtio_blk=poll`
+    /// on the command line: no interrupts; `dma=exchange`: the pool made by `XENMEM_exchange`
+    /// even when dom0's frames are contiguous already).
+    fn disks(cmdline: &[u8]) {
+        crate::pcibus::init();
+        if !crate::pcibus::functions()
+            .iter()
+            .any(|f| f.vendor == 0x1af4)
+        {
+            return;
+        }
+        let exchange = xenia_guest_rt::cmdline::value(cmdline, "dma") == Some(b"exchange");
+        match crate::dma::init(exchange) {
+            Ok(crate::dma::Made::Contiguous(mfn)) => tprintln!(
+                "dom0: DMA pool: {} KiB at machine {:#x} (machine-contiguous already)",
+                crate::dma::POOL_PAGES * 4,
+                mfn << 12
+            ),
+            Ok(crate::dma::Made::Exchanged(mfn)) => tprintln!(
+                "dom0: DMA pool: {} KiB at machine {:#x} (made contiguous by XENMEM_exchange)",
+                crate::dma::POOL_PAGES * 4,
+                mfn << 12
+            ),
+            Err(why) => {
+                tprintln!("dom0: no DMA pool ({why}); no disks");
+                return;
+            }
+        }
+        if xenia_guest_rt::cmdline::value(cmdline, "virtio_blk") == Some(b"poll") {
+            crate::virtio_blk::POLL.store(true, core::sync::atomic::Ordering::Relaxed);
+        }
+        crate::virtio_blk::init();
+        crate::blockfile::register_nodes();
     }
 
     /// The initrd GRUB loaded as the second module, if any.
@@ -140,6 +185,7 @@ mod kernel {
             trap::set_syscall_handler(Some(crate::sys::traced));
             tprintln!("dom0: tracing every system call (trace=syscalls)");
         }
+        disks(cmdline);
         match fs::init(initrd()) {
             Ok(n) => tprintln!(
                 "dom0: initrd with {n} entries, in a root in memory (tmpfs, {} KiB for changes)",
