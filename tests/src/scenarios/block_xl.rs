@@ -240,3 +240,100 @@ fn steps(vm: &mut Qemu) -> Result<(), String> {
     )?;
     Ok(())
 }
+
+/// `block_xl_dom0_disks`: dom0 has two virtio disks (`/dev/vda`, `/dev/vdb`, from the
+/// dom0-blk work); `xl create` gives a domain `/dev/vdb` in the issue's spelling, and the
+/// nodes are libxl's, read with `xenstore-ls -p`/`xenstore-read`: the frontend directory
+/// the domain's and readable by dom0, the backend's dom0's and readable by the domain. The
+/// device refused to a second domain under another spelling (`vdb`), and `/dev/vdz`
+/// refused as missing. Destroyed, the domain's frontend and backend directories are gone.
+pub fn dom0_disks(ctx: &Context) -> Result<(), String> {
+    use crate::machine::DiskImage;
+    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+    let ws = ctx.workspace();
+    let dir = ws.scenario_dir(ctx.name());
+    let images = [
+        DiskImage::create(dir.join("vda.img"), 8 << 20)?,
+        DiskImage::create(dir.join("vdb.img"), 8 << 20)?,
+    ];
+    let mut machine = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(crate::iso::DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "");
+    for d in &images {
+        machine = machine.disk(d.path());
+    }
+    let mut vm = machine.boot()?;
+    vm.wait_for(super::xl::PROMPT, crate::machine::DEFAULT_TIMEOUT)?;
+    let r = dom0_disk_steps(&mut vm);
+    vm.kill();
+    r
+}
+
+fn dom0_disk_steps(vm: &mut Qemu) -> Result<(), String> {
+    expect(vm, "sh -c 'ls -l /dev/vdb'", "/dev/vdb")?;
+    expect(
+        vm,
+        &create_line("bz", "/dev/vdz,raw,xvda,rw"),
+        "disk xvda: /dev/vdz does not exist.\n",
+    )?;
+    let id = created(
+        vm,
+        &create_line("bv", "format=raw, vdev=xvda, access=rw, target=/dev/vdb"),
+    )?;
+    let be = format!("/local/domain/0/backend/vbd/{id}/51712");
+    let fe = format!("/local/domain/{id}/device/vbd/51712");
+    let out = shell(vm, &format!("xenstore-ls -p {be}"))?;
+    for want in [
+        format!("frontend = \"{fe}\""),
+        format!("frontend-id = \"{id}\""),
+        "params = \"/dev/vdb\"".to_string(),
+        "mode = \"w\"".to_string(),
+        "type = \"phy\"".to_string(),
+        "online = \"1\"".to_string(),
+        "removable = \"0\"".to_string(),
+        "bootable = \"1\"".to_string(),
+        "dev = \"xvda\"".to_string(),
+        "device-type = \"disk\"".to_string(),
+        "state = \"1\"".to_string(),
+        format!("(n0,r{id})"),
+    ] {
+        if !out.contains(&want) {
+            return Err(format!("`xenstore-ls -p {be}` lacks {want:?}:\n{out}"));
+        }
+    }
+    let out = shell(vm, &format!("xenstore-ls -p {fe}"))?;
+    for want in [
+        format!("backend = \"{be}\""),
+        "backend-id = \"0\"".to_string(),
+        "state = \"1\"".to_string(),
+        "virtual-device = \"51712\"".to_string(),
+        "device-type = \"disk\"".to_string(),
+        format!("(n{id},r0)"),
+    ] {
+        if !out.contains(&want) {
+            return Err(format!("`xenstore-ls -p {fe}` lacks {want:?}:\n{out}"));
+        }
+    }
+    // The same device under another spelling, read-only: refused all the same.
+    expect(
+        vm,
+        &create_line("bw", "vdb,raw,xvda,ro"),
+        "Device /dev/vdb is mounted read-write in a guest domain,\nand so cannot be mounted \
+         read-only now.",
+    )?;
+    // Destroyed: both directories go (dom0's kernel removes them at release).
+    shell(vm, "xl destroy bv")?;
+    let out = shell(
+        vm,
+        &format!("sh -c 'xenstore-read {be}/params {fe}/state; echo rc=$?'"),
+    )?;
+    if !out.contains("rc=1") {
+        return Err(format!("after destroy the nodes are still there: {out}"));
+    }
+    // And the device may be given again.
+    created(vm, &create_line("bw", "vdb,raw,xvda,ro"))?;
+    Ok(())
+}
