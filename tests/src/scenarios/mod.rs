@@ -67,6 +67,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
         Scenario::new("block_xl_without_backend", block_xl::without_backend),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
+        Scenario::new("block_xl_create_icount", block_xl::create_flat_icount),
         Scenario::new("xenstore_messages", xenstore::messages),
         Scenario::new("xenstore_flood", xenstore::flood),
         Scenario::new("xenstore_commands", xenstore::commands),
