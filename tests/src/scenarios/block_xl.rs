@@ -246,7 +246,8 @@ fn steps(vm: &mut Qemu) -> Result<(), String> {
 /// nodes are libxl's, read with `xenstore-ls -p`/`xenstore-read`: the frontend directory
 /// the domain's and readable by dom0, the backend's dom0's and readable by the domain. The
 /// device refused to a second domain under another spelling (`vdb`), and `/dev/vdz`
-/// refused as missing. Destroyed, the domain's frontend and backend directories are gone.
+/// refused as missing. Destroyed, the domain's frontend and backend directories are gone,
+/// and its entries in the sharing index.
 pub fn dom0_disks(ctx: &Context) -> Result<(), String> {
     use crate::machine::DiskImage;
     use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
@@ -324,14 +325,26 @@ fn dom0_disk_steps(vm: &mut Qemu) -> Result<(), String> {
         "Device /dev/vdb is mounted read-write in a guest domain,\nand so cannot be mounted \
          read-only now.",
     )?;
-    // Destroyed: both directories go (dom0's kernel removes them at release).
-    shell(vm, "xl destroy bv")?;
-    let out = shell(
+    // The sharing index names the writer.
+    let index = "/tool/xenia/disks/dev/vdb";
+    expect(
         vm,
-        &format!("sh -c 'xenstore-read {be}/params {fe}/state; echo rc=$?'"),
+        &format!("xenstore-read {index}/writer"),
+        &format!("{id}-51712"),
     )?;
-    if !out.contains("rc=1") {
-        return Err(format!("after destroy the nodes are still there: {out}"));
+    // Destroyed: both directories go, and the index entries (dom0's kernel removes them
+    // at release).
+    shell(vm, "xl destroy bv")?;
+    for path in [
+        format!("{be}/params"),
+        format!("{fe}/state"),
+        format!("{index}/writer"),
+        format!("{index}/{id}-51712"),
+    ] {
+        let out = shell(vm, &format!("sh -c 'xenstore-read {path}; echo rc=$?'"))?;
+        if !out.contains("rc=1") {
+            return Err(format!("after destroy {path} is still there: {out}"));
+        }
     }
     // And the device may be given again.
     created(vm, &create_line("bw", "vdb,raw,xvda,ro"))?;
