@@ -174,9 +174,9 @@ fn messages() -> ! {
         ),
     );
     c.fails(
-        "XS_SET_PERMS giving it away (Xen's EPERM, sent as EINVAL)",
+        "XS_SET_PERMS giving it away: EPERM",
         bus.request(XS_SET_PERMS, &[b"data/m/a\0", b"n0\0"], &mut []),
-        Errno::EINVAL,
+        Errno::EPERM,
     );
     c.fails(
         "XS_SET_PERMS on dom0's name",
