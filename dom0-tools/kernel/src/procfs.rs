@@ -62,6 +62,8 @@ pub struct System {
     pub release: String,
     /// The block devices for `/proc/partitions`: major, minor, 512-byte sectors, name.
     pub partitions: Vec<(u32, u32, u64, String)>,
+    /// The device interrupts for `/proc/interrupts`: GSI, count, device name.
+    pub interrupts: Vec<(u32, u64, String)>,
 }
 
 /// What a path under `/proc` names.
@@ -72,7 +74,7 @@ enum Place<'p> {
     PidFile(&'p Process, &'static str),
 }
 
-const TOP_FILES: [&str; 7] = [
+const TOP_FILES: [&str; 8] = [
     "meminfo",
     "uptime",
     "loadavg",
@@ -80,6 +82,7 @@ const TOP_FILES: [&str; 7] = [
     "version",
     "stat",
     "partitions",
+    "interrupts",
 ];
 const PID_FILES: [&str; 4] = ["stat", "status", "cmdline", "comm"];
 
@@ -240,6 +243,16 @@ impl System {
                     self.processes.iter().filter(|p| p.state == 'R').count()
                 )
             }
+            // Linux's layout for a Xen PV dom0's PIRQs, one CPU.
+            "interrupts" => {
+                let mut s = String::from("           CPU0       \n");
+                for (gsi, count, name) in &self.interrupts {
+                    s.push_str(&format!(
+                        "{gsi:>4}: {count:>10}  xen-pirq    -ioapic-level  {name}\n"
+                    ));
+                }
+                s
+            }
             "partitions" => {
                 let mut s = String::from(crate::block::PROC_PARTITIONS_HEADER);
                 for (major, minor, sectors, name) in &self.partitions {
@@ -339,6 +352,7 @@ mod tests {
                 (253, 0, 131072, String::from("vda")),
                 (253, 1, 2048, String::from("vda1")),
             ],
+            interrupts: alloc::vec![(11, 42, String::from("virtio0"))],
         }
     }
 
@@ -367,7 +381,8 @@ mod tests {
                 "mounts",
                 "version",
                 "stat",
-                "partitions"
+                "partitions",
+                "interrupts"
             ]
         );
         assert_eq!(entries[0].2, DT_DIR);
@@ -388,6 +403,10 @@ mod tests {
             "0.00 0.00 0.00 1/2 7\n"
         );
         assert!(text(s.open("/proc/mounts").unwrap()).starts_with("tmpfs / tmpfs rw"));
+        assert_eq!(
+            text(s.open("/proc/interrupts").unwrap()),
+            "           CPU0       \n  11:         42  xen-pirq    -ioapic-level  virtio0\n"
+        );
         assert_eq!(
             text(s.open("/proc/partitions").unwrap()),
             "major minor  #blocks  name\n\n 253        0      65536 vda\n 253        1       1024 vda1\n"

@@ -51,8 +51,18 @@ const CHUNK: usize = 64 << 10;
 /// Whether the drivers poll instead of waiting for interrupts (`virtio_blk=poll`).
 pub static POLL: AtomicBool = AtomicBool::new(false);
 
-/// Interrupts taken, over all disks.
-pub static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+/// The disks' interrupts: GSI, device name, and the count taken, for `/proc/interrupts`.
+static INTERRUPTS: spin::Mutex<alloc::vec::Vec<(u32, String, &'static AtomicU64)>> =
+    spin::Mutex::new(alloc::vec::Vec::new());
+
+/// `/proc/interrupts`' rows: GSI, count, device.
+pub fn interrupts() -> alloc::vec::Vec<(u32, u64, String)> {
+    INTERRUPTS
+        .lock()
+        .iter()
+        .map(|(gsi, name, count)| (*gsi, count.load(Ordering::Relaxed), name.clone()))
+        .collect()
+}
 
 /// A disk's interrupt: its PIRQ and event channel.
 #[derive(Clone, Copy)]
@@ -61,6 +71,8 @@ struct Irq {
     port: u32,
     /// The event count already handled.
     seen: u32,
+    /// Interrupts taken.
+    taken: &'static AtomicU64,
 }
 
 /// One virtio-blk disk.
@@ -118,7 +130,7 @@ impl VirtioDisk {
         if count != irq.seen {
             irq.seen = count;
             let pirq = irq.pirq;
-            INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+            irq.taken.fetch_add(1, Ordering::Relaxed);
             let _ = self.blk.ack_interrupt();
             let _ = guest_abi::calls::physdev_eoi(pirq);
         }
@@ -229,6 +241,11 @@ impl Disk for VirtioDisk {
     }
 }
 
+/// The GSI `f`'s interrupt line names.
+fn gsi_of(f: &Function) -> u32 {
+    u32::from(f.interrupt_line)
+}
+
 /// Sets up the interrupt of `f`: a PIRQ for its GSI, bound to an event channel.
 fn setup_irq(f: &Function) -> Result<Irq, String> {
     let gsi = u32::from(f.interrupt_line);
@@ -251,6 +268,7 @@ fn setup_irq(f: &Function) -> Result<Irq, String> {
         pirq,
         port,
         seen: events::count(port),
+        taken: Box::leak(Box::new(AtomicU64::new(0))),
     })
 }
 
@@ -287,6 +305,9 @@ fn probe(f: &Function, index: usize) -> Result<(), String> {
         match setup_irq(f) {
             Ok(irq) => {
                 blk.enable_interrupts();
+                INTERRUPTS
+                    .lock()
+                    .push((gsi_of(f), format!("virtio{index}"), irq.taken));
                 crate::tprintln!(
                     "virtio_blk virtio{index}: GSI {} -> pirq {} -> event channel {}",
                     f.interrupt_line,
