@@ -693,6 +693,7 @@ mod procfs {
             release: String::from(crate::sys::RELEASE),
             partitions: crate::blockfile::partitions(),
             interrupts: crate::virtio_blk::interrupts(),
+            pci_devices: crate::pcibus::proc_devices(),
         }
     }
 

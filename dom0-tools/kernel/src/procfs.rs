@@ -64,6 +64,8 @@ pub struct System {
     pub partitions: Vec<(u32, u32, u64, String)>,
     /// The device interrupts for `/proc/interrupts`: GSI, count, device name.
     pub interrupts: Vec<(u32, u64, String)>,
+    /// `/proc/bus/pci/devices`, as the kernel made it (one line per PCI function).
+    pub pci_devices: String,
 }
 
 /// What a path under `/proc` names.
@@ -106,6 +108,7 @@ impl System {
         let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         match parts[..] {
             [] => Ok(Place::Root),
+            ["bus", "pci", "devices"] => Ok(Place::Top("bus/pci/devices")),
             [name] => match TOP_FILES.iter().find(|f| **f == name) {
                 Some(f) => Ok(Place::Top(f)),
                 None => self.process(name).map(Place::Pid),
@@ -154,6 +157,10 @@ impl System {
                     entries,
                 }
             }
+            Place::Top("bus/pci/devices") => Snapshot::File {
+                ino: FIRST_INO + 2 + TOP_FILES.len() as u64,
+                bytes: self.pci_devices.clone().into_bytes(),
+            },
             Place::Top(f) => Snapshot::File {
                 ino: FIRST_INO + 2 + TOP_FILES.iter().position(|t| *t == f).unwrap_or(0) as u64,
                 bytes: self.top_file(f).into_bytes(),
@@ -353,6 +360,7 @@ mod tests {
                 (253, 1, 2048, String::from("vda1")),
             ],
             interrupts: alloc::vec![(11, 42, String::from("virtio0"))],
+            pci_devices: String::from("0020\t1af41001\tb\n"),
         }
     }
 
@@ -403,6 +411,11 @@ mod tests {
             "0.00 0.00 0.00 1/2 7\n"
         );
         assert!(text(s.open("/proc/mounts").unwrap()).starts_with("tmpfs / tmpfs rw"));
+        assert_eq!(
+            text(s.open("/proc/bus/pci/devices").unwrap()),
+            "0020\t1af41001\tb\n"
+        );
+        assert_eq!(s.open("/proc/bus/pci").unwrap_err(), -ENOENT);
         assert_eq!(
             text(s.open("/proc/interrupts").unwrap()),
             "           CPU0       \n  11:         42  xen-pirq    -ioapic-level  virtio0\n"

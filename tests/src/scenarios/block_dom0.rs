@@ -50,7 +50,8 @@ fn pattern(tag: &str, i: u64) -> Vec<u8> {
 
 /// dom0 enumerates PCI and finds the disk: Linux's lines for the function and its BARs,
 /// `virtio_blk virtio0: [vda] ... 512-byte logical blocks (33.6 MB/32.0 MiB)`, its interrupt
-/// as an event channel, and no partitions (` vda:`) on a blank image.
+/// as an event channel, and no partitions (` vda:`) on a blank image; `/proc/bus/pci/devices`
+/// lists it and `/proc/interrupts` its interrupt.
 ///
 /// With `dma=exchange` dom0 makes its DMA pool with `XENMEM_exchange` (its frames are
 /// contiguous already otherwise), and the disk still reads and writes.
@@ -62,6 +63,12 @@ pub fn probe(ctx: &Context) -> Result<(), String> {
         "echo xenia | dd of=/dev/vda bs=512 seek=3 conv=sync 2>/dev/null; \
          dd if=/dev/vda bs=512 skip=3 count=1 2>/dev/null | head -c 5; echo",
     )?;
+    let proc = sh(&mut vm, "cat /proc/bus/pci/devices /proc/interrupts")?;
+    if !proc.contains("\t1af41001\t") || !proc.contains("-ioapic-level  virtio0") {
+        return Err(format!(
+            "/proc/bus/pci/devices and /proc/interrupts: {proc:?}"
+        ));
+    }
     let log = vm.serial_log();
     vm.kill();
     let mut missing = Vec::new();
