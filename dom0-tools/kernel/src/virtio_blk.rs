@@ -1,6 +1,6 @@
 //! dom0's virtio-blk driver: `virtio-drivers`' `VirtIOBlk` over its PCI transport (the
-//! modern capabilities, in a memory BAR mapped with [`dma::map_mmio`]), with configuration
-//! space through ports ([`pcibus::Ports`]) and DMA through [`dma::XenHal`].
+//! modern capabilities, in a memory BAR mapped with [`crate::dma::map_mmio`]), with configuration
+//! space through ports ([`crate::pcibus::Ports`]) and DMA through [`crate::dma::XenHal`].
 //!
 //! **Interrupts.** The device's INTx pin, routed by the firmware to the GSI in its interrupt
 //! line register (level-triggered, active high on QEMU's PC, as its MADT says), becomes a
