@@ -181,6 +181,8 @@ impl Disk for VirtioDisk {
         for (i, chunk) in buf.chunks_mut(CHUNK).enumerate() {
             let at = sector + (i * CHUNK / SECTOR) as u64;
             let data = &mut self.data()[..chunk.len()];
+            // A device that leaves the status alone must not look successful.
+            self.resp = BlkResp::default();
             // SAFETY: `req`, `data` and `resp` are the disk's own and not touched until the
             // request completes below; after a timeout the disk is broken and they are never
             // used again, so a late answer writes only there.
@@ -208,6 +210,7 @@ impl Disk for VirtioDisk {
             let at = sector + (i * CHUNK / SECTOR) as u64;
             self.data()[..chunk.len()].copy_from_slice(chunk);
             let data = &self.data()[..chunk.len()];
+            self.resp = BlkResp::default();
             // SAFETY: as for `read`.
             let token = unsafe {
                 self.blk

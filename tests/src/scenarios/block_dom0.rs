@@ -276,7 +276,9 @@ fn gpt(disk: &DiskImage, parts: &[(usize, u64, u64)]) -> Result<(), String> {
 /// and end of each partition. dom0 logs ` vda: vda1 vda2 vda5 vda6` and ` vdb: vdb1 vdb3`,
 /// `/proc/partitions` gives every size in KiB, `blockdev --getsize64` the bytes (the
 /// `BLKGETSIZE64` ioctl), and `dd` of a partition's first and last sectors gives the host's
-/// bytes (`cmp` against a copy read through the whole disk agrees).
+/// bytes (`cmp` against a copy read through the whole disk agrees). dom0 runs with
+/// `dma=bounce`: every request header and status byte (outside the DMA pool) is bounced
+/// through pool pages, and the statuses still come back.
 pub fn read_tables(ctx: &Context) -> Result<(), String> {
     let vda = image(ctx, "mbr", DISK_BYTES)?;
     mbr_entry(&vda, 0, 0, 0x83, 2048, 8192)?;
@@ -298,9 +300,14 @@ pub fn read_tables(ctx: &Context) -> Result<(), String> {
         disk.write_at(first * 512, &pattern(name, 0))?;
         disk.write_at((first + count - 1) * 512, &pattern(name, count - 1))?;
     }
-    let mut vm = boot(ctx, &[&vda, &vdb], "")?;
+    let mut vm = boot(ctx, &[&vda, &vdb], "dma=bounce")?;
     let log = vm.serial_log();
     let mut wrong = Vec::new();
+    if !log.contains("dma: bouncing a 16-byte buffer") {
+        wrong.push(String::from(
+            "dma=bounce did not bounce the request headers",
+        ));
+    }
     for want in [" vda: vda1 vda2 vda5 vda6", " vdb: vdb1 vdb3"] {
         if !log.lines().any(|l| l.trim_end() == want) {
             wrong.push(format!("no boot line {want:?}"));
