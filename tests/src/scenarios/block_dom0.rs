@@ -536,3 +536,57 @@ pub fn throughput(ctx: &Context) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A read-only disk (QEMU's `readonly=on`: the device offers `VIRTIO_BLK_F_RO`): dom0 says so
+/// at boot (`(read-only)`), `blockdev --getro` gives 1 (`BLKROGET`), a write fails with
+/// `Operation not permitted` (Linux's `EPERM`) and never reaches the device (the host's image
+/// is unchanged), and reads work.
+pub fn read_only(ctx: &Context) -> Result<(), String> {
+    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+    let vda = image(ctx, "ro", DISK_BYTES)?;
+    vda.write_at(100 * 512, &pattern("ro", 100))?;
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(crate::iso::DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .disk_read_only(vda.path())
+        .boot()?;
+    vm.wait_for(PROMPT, T)?;
+    let mut wrong = Vec::new();
+    if !vm
+        .serial_log()
+        .contains("[vda] 65536 512-byte logical blocks (33.6 MB/32.0 MiB) (read-only)")
+    {
+        wrong.push(String::from("no `(read-only)` at boot"));
+    }
+    let cases: &[(&str, &str)] = &[
+        ("blockdev --getro /dev/vda", "1"),
+        (
+            "dd if=/dev/zero of=/dev/vda bs=512 seek=100 count=1 conv=notrunc 2>&1",
+            "Operation not permitted",
+        ),
+        (
+            "dd if=/dev/vda bs=512 skip=100 count=1 2>/dev/null | head -c 12; echo",
+            "ro:00000100:",
+        ),
+    ];
+    for (command, want) in cases {
+        let out = sh(&mut vm, command)?;
+        if !out.lines().any(|l| l.contains(want)) {
+            wrong.push(format!("`{command}`: {out:?}, want {want:?}"));
+        }
+    }
+    power_off(&mut vm)?;
+    drop(vm);
+    if vda.read_at(100 * 512, 512)? != pattern("ro", 100) {
+        wrong.push("the read-only image changed".into());
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }
+}
