@@ -75,6 +75,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_dom0_write_pattern", block_dom0::write_pattern),
         Scenario::new("block_dom0_read_tables", block_dom0::read_tables),
         Scenario::new("block_dom0_out_of_range", block_dom0::out_of_range),
+        Scenario::new("block_dom0_throughput", block_dom0::throughput),
+        Scenario::new("block_dom0_read_only", block_dom0::read_only),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),
