@@ -40,7 +40,8 @@ pub const PHYSDEVOP_SET_IOBITMAP: u32 = 7;
 pub const PHYSDEVOP_MAP_PIRQ: u32 = 13;
 /// `PHYSDEVOP_unmap_pirq` ([`PhysdevUnmapPirq`]).
 pub const PHYSDEVOP_UNMAP_PIRQ: u32 = 14;
-/// `PHYSDEVOP_setup_gsi` ([`PhysdevSetupGsi`]).
+/// `PHYSDEVOP_setup_gsi` ([`PhysdevSetupGsi`]): a GSI's trigger mode and polarity, before
+/// it is mapped or while its PIRQ is not bound; `EEXIST` once bound.
 pub const PHYSDEVOP_SETUP_GSI: u32 = 21;
 /// `PHYSDEVOP_get_free_pirq` (Xen; not implemented by Xenia: `ENOSYS`).
 pub const PHYSDEVOP_GET_FREE_PIRQ: u32 = 23;

@@ -117,18 +117,31 @@ impl PirqTable {
         *self.modes.get(gsi as usize)?
     }
 
-    /// `PHYSDEVOP_setup_gsi`: records `gsi`'s mode for when it is mapped. `EINVAL` for a GSI
-    /// beyond `nr_gsis`, `EEXIST` while it is mapped (its pin is programmed; Xen refuses a
-    /// change then too).
-    pub fn setup_gsi(&mut self, gsi: u32, mode: GsiMode, nr_gsis: u32) -> Result<(), Errno> {
+    /// `PHYSDEVOP_setup_gsi`: records `gsi`'s mode. Before the GSI is mapped, for when it
+    /// is; mapped but not bound (Linux's dom0 maps first, then sets the GSI up), the pin is
+    /// reprogrammed (returned: its slot, for the caller to program masked). `EINVAL` for a
+    /// GSI beyond `nr_gsis`; `EEXIST` once it is bound (its interrupts flow; Linux takes
+    /// `EEXIST` as "already set up").
+    pub fn setup_gsi(
+        &mut self,
+        gsi: u32,
+        mode: GsiMode,
+        nr_gsis: u32,
+    ) -> Result<Option<usize>, Errno> {
         if gsi >= nr_gsis.min(MAX_GSIS as u32) {
             return Err(Errno::EINVAL);
         }
-        if self.slots.iter().flatten().any(|p| p.gsi == gsi) {
+        let mapped = self
+            .slots
+            .iter()
+            .position(|s| s.is_some_and(|p| p.gsi == gsi));
+        if let Some(slot) = mapped
+            && self.slots[slot].is_some_and(|p| p.port.is_some())
+        {
             return Err(Errno::EEXIST);
         }
         self.modes[gsi as usize] = Some(mode);
-        Ok(())
+        Ok(mapped)
     }
 
     /// `PHYSDEVOP_map_pirq` (GSI): a PIRQ for `gsi`, `want` if given, else `gsi` itself if
@@ -294,7 +307,7 @@ mod tests {
     #[test]
     fn map_bind_interrupt_eoi_unmap() {
         let mut t = PirqTable::new();
-        t.setup_gsi(11, LEVEL, 24).unwrap();
+        assert_eq!(t.setup_gsi(11, LEVEL, 24), Ok(None));
         assert_eq!(t.mode(11), Some(LEVEL));
         assert_eq!(t.setup_gsi(24, LEVEL, 24), Err(Errno::EINVAL));
         let (pirq, slot, new) = t.map_gsi(11, None, 24).unwrap();
@@ -302,12 +315,14 @@ mod tests {
         // Mapping again is idempotent; naming another PIRQ for it is not.
         assert_eq!(t.map_gsi(11, None, 24), Ok((11, slot, false)));
         assert_eq!(t.map_gsi(11, Some(40), 24), Err(Errno::EEXIST));
-        assert_eq!(t.setup_gsi(11, LEVEL, 24), Err(Errno::EEXIST));
+        // Mapped, not bound: set up again (Linux's order), the pin to be reprogrammed.
+        assert_eq!(t.setup_gsi(11, LEVEL, 24), Ok(Some(slot)));
         // Not bound: an interrupt raises nothing, but the pin waits for an EOI.
         assert_eq!(t.interrupt(slot), None);
         assert_eq!(t.eoi(11), Ok(Pin::Keep));
         assert_eq!(t.bind(11, 5), Ok(Pin::Unmask { gsi: 11, slot }));
         assert_eq!(t.bind(11, 6), Err(Errno::EEXIST));
+        assert_eq!(t.setup_gsi(11, LEVEL, 24), Err(Errno::EEXIST));
         assert_eq!(t.bindable(11), Err(Errno::EEXIST));
         assert_eq!(t.status(11), Ok(XENIRQSTAT_NEEDS_EOI));
         // A storm: each interrupt needs an EOI before the pin is unmasked again; EOIs

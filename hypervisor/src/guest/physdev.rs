@@ -66,7 +66,12 @@ pub fn physdev_op(cx: &mut Hc) -> HcResult {
             let a = space.read(cx.ptr::<pd::PhysdevSetupGsi>(1))?;
             let gsi = gsi_arg(a.gsi)?;
             let mode = GsiMode::from_abi(a.triggering, a.polarity)?;
-            cx.me().pirqs.setup_gsi(gsi, mode, ioapic::nr_gsis())?;
+            if let Some(slot) = cx.me().pirqs.setup_gsi(gsi, mode, ioapic::nr_gsis())? {
+                // Mapped, not bound yet: its pin, still masked, takes the new mode.
+                if !ioapic::program(gsi, slot, mode) {
+                    return Err(Errno::EINVAL);
+                }
+            }
         }
         pd::PHYSDEVOP_MAP_PIRQ => {
             let arg = cx.ptr::<pd::PhysdevMapPirq>(1);

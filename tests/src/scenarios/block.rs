@@ -5,7 +5,7 @@
 
 use crate::runner::Context;
 
-use super::domains::dom0test;
+use super::domains::{dom0test, dom0test_on};
 
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(240);
 
@@ -15,6 +15,12 @@ const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(240);
 /// frames for one machine-contiguous order-4 extent; the hypervisor's ports fault.
 pub fn dom0(ctx: &Context) -> Result<(), String> {
     dom0test(ctx, "devaccess", TIMEOUT, &["devaccess: "], false)
+}
+
+/// The same on `-smp 4`: every pCPU's TSS points at the one bitmap, and a device interrupt
+/// taken on the boot CPU reaches dom0 wherever its vCPU runs.
+pub fn dom0_smp4(ctx: &Context) -> Result<(), String> {
+    dom0test_on(ctx, 4, "devaccess", TIMEOUT, &["devaccess: "], false)
 }
 
 /// A domU's `physdev_op`, `EVTCHNOP_bind_pirq`, `DOMID_IO` mappings and exchange of dom0's

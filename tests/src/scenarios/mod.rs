@@ -159,6 +159,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("domains_console", domains::console),
         Scenario::new("domains_privilege", domains::privilege),
         Scenario::new("block_dev_access_dom0", block::dom0),
+        Scenario::new("block_dev_access_dom0_smp4", block::dom0_smp4),
         Scenario::new("block_dev_access_domu_eperm", block::domu_eperm),
         Scenario::new("domains_scrub", domains::scrub),
         Scenario::new("smp_guest_vcpus", domains::smp_guest_vcpus),
