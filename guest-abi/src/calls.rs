@@ -13,25 +13,32 @@ use crate::callback::{CALLBACKOP_REGISTER, CallbackRegister};
 use crate::console::{CONSOLEIO_READ, CONSOLEIO_WRITE, CONSOLEIO_XENIA_WRITE_RAW};
 use crate::errno::Errno;
 use crate::event::{
-    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
-    EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
-    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq,
-    EvtchnClose, EvtchnPort, EvtchnSend, EvtchnStatus, EvtchnUnmask,
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_PIRQ,
+    EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS,
+    EVTCHNOP_UNMASK, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindPirq,
+    EvtchnBindVcpu, EvtchnBindVirq, EvtchnClose, EvtchnPort, EvtchnSend, EvtchnStatus,
+    EvtchnUnmask,
 };
 use crate::hypercall::{
     HYPERVISOR_CALLBACK_OP, HYPERVISOR_CONSOLE_IO, HYPERVISOR_EVENT_CHANNEL_OP,
-    HYPERVISOR_MMU_UPDATE, HYPERVISOR_MMUEXT_OP, HYPERVISOR_MULTICALL, HYPERVISOR_SCHED_OP,
-    HYPERVISOR_SET_SEGMENT_BASE, HYPERVISOR_SET_TIMER_OP, HYPERVISOR_SET_TRAP_TABLE,
-    HYPERVISOR_STACK_SWITCH, HYPERVISOR_UPDATE_VA_MAPPING, HYPERVISOR_VCPU_OP,
-    HYPERVISOR_XEN_VERSION, MulticallEntry, hypercall1, hypercall2, hypercall3, hypercall4,
+    HYPERVISOR_MEMORY_OP, HYPERVISOR_MMU_UPDATE, HYPERVISOR_MMUEXT_OP, HYPERVISOR_MULTICALL,
+    HYPERVISOR_PHYSDEV_OP, HYPERVISOR_SCHED_OP, HYPERVISOR_SET_SEGMENT_BASE,
+    HYPERVISOR_SET_TIMER_OP, HYPERVISOR_SET_TRAP_TABLE, HYPERVISOR_STACK_SWITCH,
+    HYPERVISOR_UPDATE_VA_MAPPING, HYPERVISOR_VCPU_OP, HYPERVISOR_XEN_VERSION, MulticallEntry,
+    hypercall1, hypercall2, hypercall3, hypercall4,
 };
-use crate::memory::{MmuUpdate, MmuextOp};
+use crate::memory::{MemoryExchange, MmuUpdate, MmuextOp, XENMEM_EXCHANGE};
+use crate::physdev::{
+    MAP_PIRQ_TYPE_GSI, PHYSDEVOP_EOI, PHYSDEVOP_IRQ_STATUS_QUERY, PHYSDEVOP_MAP_PIRQ,
+    PHYSDEVOP_SETUP_GSI, PHYSDEVOP_UNMAP_PIRQ, PhysdevEoi, PhysdevIrqStatusQuery, PhysdevMapPirq,
+    PhysdevSetupGsi, PhysdevUnmapPirq,
+};
 use crate::sched::{
     SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedPoll, SchedShutdown,
     ShutdownReason,
 };
 use crate::trap::TrapInfo;
-use crate::types::DomId;
+use crate::types::{DOMID_SELF, DomId};
 use crate::vcpu::{
     VCPUOP_DOWN, VCPUOP_INITIALISE, VCPUOP_IS_UP, VCPUOP_SET_PERIODIC_TIMER,
     VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
@@ -539,4 +546,94 @@ pub unsafe fn grant_copy(ops: &mut [crate::grant::GnttabCopy]) -> Result<(), Err
         )
     })
     .map(drop)
+}
+
+/// `EVTCHNOP_BIND_PIRQ` (dom0): a port for PIRQ `pirq`, notifying vCPU 0;
+/// returns it. `flags` is 0 or `BIND_PIRQ_WILL_SHARE`.
+pub fn evtchn_bind_pirq(pirq: u32, flags: u32) -> Result<EvtchnPort, Errno> {
+    let mut arg = EvtchnBindPirq {
+        pirq,
+        flags,
+        port: 0,
+    };
+    event_channel_op(EVTCHNOP_BIND_PIRQ, &mut arg)?;
+    Ok(arg.port)
+}
+
+fn physdev_op<T>(cmd: u32, arg: &mut T) -> Result<u64, Errno> {
+    // SAFETY: every caller passes the structure that `cmd` takes; the
+    // hypervisor reads and writes only that structure, borrowed for the call.
+    Errno::decode_result(unsafe { hypercall2(HYPERVISOR_PHYSDEV_OP, cmd.into(), ptr_mut(arg)) })
+}
+
+/// `PHYSDEVOP_setup_gsi` (dom0): set `gsi`'s trigger mode
+/// (`GSI_TRIGGER_*`) and polarity (`GSI_POLARITY_*`).
+pub fn physdev_setup_gsi(gsi: u32, triggering: u8, polarity: u8) -> Result<(), Errno> {
+    let mut arg = PhysdevSetupGsi {
+        gsi: gsi as i32,
+        triggering,
+        polarity,
+        _pad0: 0,
+    };
+    physdev_op(PHYSDEVOP_SETUP_GSI, &mut arg).map(drop)
+}
+
+/// `PHYSDEVOP_map_pirq` with `MAP_PIRQ_TYPE_GSI` (dom0): a PIRQ for `gsi`,
+/// `pirq` if given, else one the hypervisor chooses; returns it.
+pub fn physdev_map_pirq_gsi(gsi: u32, pirq: Option<u32>) -> Result<u32, Errno> {
+    let mut arg = PhysdevMapPirq {
+        domid: DOMID_SELF,
+        kind: MAP_PIRQ_TYPE_GSI,
+        index: gsi as i32,
+        pirq: pirq.map_or(-1, |p| p as i32),
+        ..Default::default()
+    };
+    physdev_op(PHYSDEVOP_MAP_PIRQ, &mut arg)?;
+    Ok(arg.pirq as u32)
+}
+
+/// `PHYSDEVOP_unmap_pirq` (dom0): give PIRQ `pirq` back (closing its port
+/// first is the caller's business; an open port is closed with it).
+pub fn physdev_unmap_pirq(pirq: u32) -> Result<(), Errno> {
+    let mut arg = PhysdevUnmapPirq {
+        domid: DOMID_SELF,
+        _pad0: 0,
+        pirq: pirq as i32,
+    };
+    physdev_op(PHYSDEVOP_UNMAP_PIRQ, &mut arg).map(drop)
+}
+
+/// `PHYSDEVOP_eoi` (dom0): PIRQ `pirq` is serviced; unmask its pin.
+pub fn physdev_eoi(pirq: u32) -> Result<(), Errno> {
+    physdev_op(PHYSDEVOP_EOI, &mut PhysdevEoi { irq: pirq }).map(drop)
+}
+
+/// `PHYSDEVOP_irq_status_query` (dom0): the `XENIRQSTAT_*` flags of PIRQ
+/// `pirq`.
+pub fn physdev_irq_status_query(pirq: u32) -> Result<u32, Errno> {
+    let mut arg = PhysdevIrqStatusQuery {
+        irq: pirq,
+        flags: 0,
+    };
+    physdev_op(PHYSDEVOP_IRQ_STATUS_QUERY, &mut arg)?;
+    Ok(arg.flags)
+}
+
+/// `memory_op(XENMEM_exchange)`: give the extents in `exch.input`, get those
+/// described by `exch.output` ([`MemoryExchange`]). On return
+/// `exch.nr_exchanged` says how many input extents were exchanged, also on
+/// failure.
+///
+/// # Safety
+///
+/// The frames given must not be mapped or used by the caller any more (the
+/// hypervisor refuses frames that are still mapped or typed, but the
+/// caller's own bookkeeping, such as its p2m, is its business), and the two
+/// `extent_start` arrays must be valid for the call.
+pub unsafe fn memory_exchange(exch: &mut MemoryExchange) -> Result<(), Errno> {
+    // SAFETY: the hypervisor reads `exch` and the arrays it names, writes
+    // `exch.nr_exchanged` and the output array; the caller vouches for the
+    // frames given away.
+    let ret = unsafe { hypercall2(HYPERVISOR_MEMORY_OP, XENMEM_EXCHANGE.into(), ptr_mut(exch)) };
+    Errno::decode_result(ret).map(drop)
 }

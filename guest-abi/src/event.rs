@@ -148,8 +148,10 @@ pub struct EvtchnBindVirq {
 /// `EVTCHNOP_BIND_PIRQ` (Xen's `struct evtchn_bind_pirq`, 12 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
 pub struct EvtchnBindPirq {
-    /// IN: physical IRQ.
+    /// IN: physical IRQ: a PIRQ from `PHYSDEVOP_map_pirq`
+    /// ([`physdev`](crate::physdev)); dom0 only. The port notifies vCPU 0.
     pub pirq: u32,
     /// IN: [`BIND_PIRQ_WILL_SHARE`] or 0.
     pub flags: u32,

@@ -27,8 +27,8 @@
 //! address found in a structure, or hold policy. Its `unsafe` code is the
 //! hypercall instruction and the calls to it: in [`hypercall`], six
 //! `unsafe fn`s (`hypercall0` to `hypercall5`), each one `unsafe` block
-//! around the `int 0x82`; in [`calls`], 20 `unsafe` blocks, each a call of
-//! one of those, and seven `unsafe fn` wrappers whose callers vouch for the
+//! around the `int 0x82`; in [`calls`], 22 `unsafe` blocks, each a call of
+//! one of those, and eight `unsafe fn` wrappers whose callers vouch for the
 //! mappings, stacks or entry points the call changes. Nothing else in the
 //! crate is `unsafe`. It has no dependencies: flag
 //! fields stay raw integers with named constants, because a flag type would
@@ -62,6 +62,7 @@
 //! | kernel GS base | separate, switched by Xen | one GS base ([`selectors::SEGBASE_GS_USER`]) |
 //! | `MMUEXT_NEW_USER_BASEPTR` | user page table | `EINVAL` |
 //! | event channels | 2-level and FIFO | 2-level |
+//! | I/O ports for dom0 | IOPL or `set_iobitmap` | fixed TSS I/O bitmap ([`physdev`]) |
 //! | xenstore | a daemon or stub domain | served by dom0's kernel; no transactions yet ([`xenstore`]) |
 //!
 //! # Booting a kernel
@@ -496,6 +497,7 @@ pub mod grant;
 pub mod hypercall;
 pub mod layout;
 pub mod memory;
+pub mod physdev;
 pub mod porting;
 pub mod pte;
 pub mod sched;

@@ -259,6 +259,56 @@ pub struct MemoryReservation {
     pub domid: DomId,
 }
 
+/// [`MemoryReservation::mem_flags`]: allocated frames must lie below
+/// `2^bits` bytes (Xen's `XENMEMF_address_bits`; 0 means no limit).
+pub const fn xenmemf_address_bits(bits: u32) -> u32 {
+    bits & 0xFF
+}
+
+/// The address-width limit carried by [`MemoryReservation::mem_flags`]
+/// (Xen's `XENMEMF_get_address_bits`).
+pub const fn xenmemf_get_address_bits(flags: u32) -> u32 {
+    flags & 0xFF
+}
+
+/// Argument of [`XENMEM_EXCHANGE`] (Xen's `struct xen_memory_exchange`, 72
+/// bytes): give back `in` extents, get `out` extents of another order, for
+/// example 16 order-0 frames for one machine-contiguous order-4 extent (a
+/// DMA buffer).
+///
+/// As in Xen for PV guests: `in.extent_start` lists the machine frames given
+/// (each the first of an extent of order `in.extent_order`, owned by the
+/// caller and not in use: no page-table type, no other reference);
+/// `out.extent_start` lists, on entry, the PFNs where the new extents go,
+/// and is overwritten with the first machine frame of each new extent, whose
+/// frames are machine-contiguous and below `2^address_bits` bytes if
+/// `out.mem_flags` says so. The hypervisor points the M2P of the new frames
+/// at those PFNs; the guest updates its p2m and its mappings. `in.domid`
+/// and `out.domid` must both be `DOMID_SELF` (or the caller's id), and
+/// `in.nr_extents << in.extent_order` must equal
+/// `out.nr_extents << out.extent_order`.
+///
+/// The exchange proceeds in chunks of the larger order; the first
+/// `nr_exchanged` input extents were exchanged (their frames are gone and
+/// the matching output entries are valid), the rest are untouched. Any
+/// failure returns a negative errno with `nr_exchanged` saying how far it
+/// got. The caller must set `nr_exchanged` to zero.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct MemoryExchange {
+    /// IN: the extents given.
+    pub input: MemoryReservation,
+    /// IN/OUT: the extents wanted (see above).
+    pub output: MemoryReservation,
+    /// IN: zero; OUT: number of input extents exchanged.
+    pub nr_exchanged: u64,
+}
+
+/// Byte offset of [`MemoryExchange::nr_exchanged`], the one field the
+/// hypervisor writes back.
+pub const MEMORY_EXCHANGE_NR_EXCHANGED_OFFSET: usize = 64;
+
 /// Argument of `XENMEM_MEMORY_MAP` and `XENMEM_MACHINE_MEMORY_MAP` (Xen's
 /// `struct xen_memory_map`, 16 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -420,6 +470,15 @@ mod tests {
             domid: 24,
         });
         assert_layout!(MemoryMap, 16, 8, { nr_entries: 0, buffer: 8 });
+        assert_layout!(MemoryExchange, 72, 8, { input: 0, output: 32, nr_exchanged: 64 });
+        assert_eq!(
+            core::mem::offset_of!(MemoryExchange, nr_exchanged),
+            MEMORY_EXCHANGE_NR_EXCHANGED_OFFSET
+        );
+        assert_eq!(
+            xenmemf_get_address_bits(xenmemf_address_bits(32) | 0x100),
+            32
+        );
         assert_layout!(MachphysMapping, 24, 8, { v_start: 0, v_end: 8, max_mfn: 16 });
         assert_layout!(E820Entry, 20, 1, { addr: 0, size: 8, kind: 16 });
     }

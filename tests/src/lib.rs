@@ -54,9 +54,9 @@ pub use iso::{
     DEFAULT_HV_OPTIONS, DEFAULT_MODULES, DefaultModule, Image, ImageSpec, Module, build_image,
 };
 pub use machine::{
-    DEBUG_EXIT_OPTION, DEFAULT_TIMEOUT, EXIT_ACPI_POWEROFF, EXIT_DOM0_CRASHED, EXIT_DOM0_REBOOT,
-    EXIT_FRAME_TABLE_INCONSISTENT, EXIT_HYPERVISOR_FATAL, EXIT_POWEROFF, Machine, QEMU, Qemu,
-    debug_exit_status, describe_exit,
+    DEBUG_EXIT_OPTION, DEFAULT_TIMEOUT, DiskImage, EXIT_ACPI_POWEROFF, EXIT_DOM0_CRASHED,
+    EXIT_DOM0_REBOOT, EXIT_FRAME_TABLE_INCONSISTENT, EXIT_HYPERVISOR_FATAL, EXIT_POWEROFF, Machine,
+    QEMU, Qemu, debug_exit_status, describe_exit, disk_args,
 };
 pub use runner::{Context, Outcome, Scenario, Summary, run_and_report};
 pub use workspace::{

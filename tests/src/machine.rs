@@ -126,6 +126,90 @@ pub fn qemu_args(
     args
 }
 
+/// The QEMU arguments that attach the raw image at `path` as virtio-blk PCI disk number
+/// `index` (0 is dom0's `/dev/vda`): `-drive file=…,format=raw,if=none,id=disk<index>
+/// -device virtio-blk-pci,drive=disk<index>`. Shared by the harness and `cargo xtask run`.
+pub fn disk_args(path: &Path, index: usize) -> Vec<OsString> {
+    let mut drive = OsString::from("file=");
+    // QEMU's option syntax doubles a comma inside a value.
+    drive.push(path.as_os_str().to_string_lossy().replace(',', ",,"));
+    drive.push(format!(",format=raw,if=none,id=disk{index}"));
+    vec![
+        OsString::from("-drive"),
+        drive,
+        OsString::from("-device"),
+        OsString::from(format!("virtio-blk-pci,drive=disk{index}")),
+    ]
+}
+
+/// A raw disk image on the host, for a machine's [`Machine::disk`]: made (sparse) before the
+/// boot, inspected after QEMU exits.
+#[derive(Clone, Debug)]
+pub struct DiskImage {
+    path: PathBuf,
+}
+
+impl DiskImage {
+    /// Creates (or truncates) a sparse image of `size` bytes, zero-filled, at `path`, making
+    /// its directory if needed.
+    pub fn create(path: impl Into<PathBuf>, size: u64) -> Result<DiskImage, String> {
+        let path = path.into();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let file = std::fs::File::create(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        file.set_len(size)
+            .map_err(|e| format!("cannot size {}: {e}", path.display()))?;
+        Ok(DiskImage { path })
+    }
+
+    /// An existing image.
+    pub fn open(path: impl Into<PathBuf>) -> DiskImage {
+        DiskImage { path: path.into() }
+    }
+
+    /// Its path, for [`Machine::disk`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> Result<u64, String> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| format!("cannot stat {}: {e}", self.path.display()))
+    }
+
+    /// Writes `data` at byte `offset` (the image grows if it ends before).
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        file.write_all_at(data, offset)
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    /// Reads `len` bytes at byte `offset`; fails if the image ends before.
+    pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, String> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(&self.path)
+            .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        let mut buf = vec![0; len];
+        file.read_exact_at(&mut buf, offset).map_err(|e| {
+            format!(
+                "cannot read {} bytes at {offset} of {}: {e}",
+                len,
+                self.path.display()
+            )
+        })?;
+        Ok(buf)
+    }
+}
+
 /// A virtual PC to boot: a builder. Defaults: 256 MiB, 1 CPU, `-cpu max`, no hypervisor
 /// options, `debug-exit` on, no modules.
 #[derive(Clone, Debug)]
@@ -143,6 +227,7 @@ pub struct Machine {
     qemu_args: Vec<String>,
     tolerated: Vec<&'static str>,
     memory_file: Option<PathBuf>,
+    disks: Vec<PathBuf>,
     registry: Option<Registry>,
 }
 
@@ -169,6 +254,7 @@ impl Machine {
             qemu_args: Vec::new(),
             tolerated: Vec::new(),
             memory_file: None,
+            disks: Vec::new(),
             registry: None,
         }
     }
@@ -263,6 +349,16 @@ impl Machine {
         self
     }
 
+    /// Attaches the raw disk image at `path` as a virtio-blk PCI device (`-drive
+    /// file=…,format=raw,if=none,id=diskN -device virtio-blk-pci,drive=diskN`). The first disk
+    /// attached is dom0's `/dev/vda`, the second `/dev/vdb`, and so on. The image must exist
+    /// (see [`DiskImage`]); after QEMU exits the harness reads it back with
+    /// [`DiskImage::read_at`].
+    pub fn disk(mut self, path: impl Into<PathBuf>) -> Machine {
+        self.disks.push(path.into());
+        self
+    }
+
     /// Boots another hypervisor image than `<target>/xenia/xenia.elf`.
     pub fn hypervisor(mut self, path: impl Into<PathBuf>) -> Machine {
         self.hypervisor = path.into();
@@ -327,6 +423,9 @@ impl Machine {
                 OsString::from("memory-backend=xenia-ram"),
             ]);
         }
+        for (i, disk) in self.disks.iter().enumerate() {
+            args.extend(disk_args(disk, i));
+        }
         args.extend(self.qemu_args.iter().map(OsString::from));
         args
     }
@@ -348,6 +447,13 @@ impl Machine {
             return Err(format!(
                 "machine {}: memory and CPU count must be non-zero",
                 self.name
+            ));
+        }
+        if let Some(missing) = self.disks.iter().find(|d| !d.is_file()) {
+            return Err(format!(
+                "machine {}: the disk image {} does not exist",
+                self.name,
+                missing.display()
             ));
         }
         if !self.hypervisor.is_file() {
@@ -866,6 +972,36 @@ mod tests {
             "{args}"
         );
         assert!(args.contains(" -m 40960 "), "{args}");
+    }
+
+    #[test]
+    fn disks_are_virtio_blk_pci_devices() {
+        let ws = Workspace::new("/w");
+        let m = Machine::new(&ws, "x")
+            .disk("/t/a.img")
+            .disk("/t/b,c.img")
+            .qemu_arg("-s");
+        let args = join(m.qemu_command_args(Path::new("/i.iso")));
+        assert!(
+            args.ends_with(
+                " -drive file=/t/a.img,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0 \
+                 -drive file=/t/b,,c.img,format=raw,if=none,id=disk1 -device virtio-blk-pci,drive=disk1 -s"
+            ),
+            "{args}"
+        );
+        let err = Machine::new(&ws, "x").disk("/nonexistent.img").boot().err();
+        assert!(err.unwrap().contains("does not exist"));
+    }
+
+    #[test]
+    fn disk_images_are_written_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("xenia-disk-test-{}", std::process::id()));
+        let image = DiskImage::create(dir.join("d.img"), 1 << 20).unwrap();
+        assert_eq!(image.size().unwrap(), 1 << 20);
+        image.write_at(4096, b"xenia").unwrap();
+        assert_eq!(image.read_at(4095, 7).unwrap(), b"\0xenia\0");
+        assert!(image.read_at((1 << 20) - 2, 4).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

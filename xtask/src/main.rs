@@ -4,8 +4,8 @@
 //!   `target/xenia/`, `xl` for `x86_64-unknown-linux-musl`, dom0's initrd
 //!   `target/xenia/initrd.cpio` (see [`initrd`]), and every host crate.
 //! - `cargo xtask iso`: the default GRUB image `target/xenia/xenia.iso`.
-//! - `cargo xtask run [--mem MiB] [--cpus N] [--cpu MODEL] [-- QEMU ARGS]`: boots it in QEMU
-//!   on this terminal.
+//! - `cargo xtask run [--mem MiB] [--cpus N] [--cpu MODEL] [--disk FILE] [-- QEMU ARGS]`: boots
+//!   it in QEMU on this terminal, with a data disk as dom0's `/dev/vda`.
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
 //!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER (or, with commas, any of its parts).
@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use xenia_tests::machine::{SerialConsole, qemu_args};
+use xenia_tests::machine::{DiskImage, SerialConsole, disk_args, qemu_args};
 use xenia_tests::{ImageSpec, Workspace};
 
 #[derive(Parser)]
@@ -132,6 +132,10 @@ struct RunArgs {
     /// QEMU CPU model (e.g. max, qemu64).
     #[arg(long, value_name = "MODEL", default_value = "max")]
     cpu: String,
+    /// A raw disk image to attach as dom0's `/dev/vda` instead of the data disk
+    /// `target/xenia/disk.img` (made, 64 MiB sparse, on the first run and kept).
+    #[arg(long, value_name = "FILE")]
+    disk: Option<PathBuf>,
     /// Extra QEMU arguments (after `--`).
     #[arg(last = true, value_name = "QEMU ARGS")]
     qemu_args: Vec<String>,
@@ -290,6 +294,7 @@ fn run(ws: &Workspace, args: &RunArgs) -> Result<ExitCode, String> {
     host::install_toolchain(ws.root())?;
     host::ensure_tools(&[host::IMAGE_TOOLS, host::QEMU_TOOLS])?;
     let iso = build_image(ws, &args.build)?;
+    let disk = data_disk(ws, args.disk.as_deref())?;
     let mut qemu = Command::new(xenia_tests::QEMU);
     qemu.args(qemu_args(
         &args.cpu,
@@ -298,10 +303,45 @@ fn run(ws: &Workspace, args: &RunArgs) -> Result<ExitCode, String> {
         &iso,
         SerialConsole::Terminal,
     ))
+    .args(disk_args(&disk, 0))
     .args(&args.qemu_args);
     println!("Booting Xenia in QEMU; leave with Ctrl-A X");
     let error = qemu.exec();
     Err(format!("cannot start {}: {error}", xenia_tests::QEMU))
+}
+
+/// The size of the data disk `cargo xtask run` makes on its first run.
+const DATA_DISK_BYTES: u64 = 64 << 20;
+
+/// The disk image `cargo xtask run` attaches as dom0's `/dev/vda`: `given` (which must
+/// exist), or `target/xenia/disk.img`, made sparse on the first run and kept between runs.
+fn data_disk(ws: &Workspace, given: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = given {
+        if !path.is_file() {
+            return Err(format!(
+                "--disk {}: no such file (make one with `truncate -s 64M {}`)",
+                path.display(),
+                path.display()
+            ));
+        }
+        println!("Disk: {} is dom0's /dev/vda", path.display());
+        return Ok(path.to_path_buf());
+    }
+    let path = ws.artifact_dir().join("disk.img");
+    if path.is_file() {
+        println!(
+            "Disk: {} is dom0's /dev/vda (kept between runs; delete it for a blank one)",
+            path.display()
+        );
+    } else {
+        DiskImage::create(&path, DATA_DISK_BYTES)?;
+        println!(
+            "Disk: made {} ({} MiB, sparse), dom0's /dev/vda; it is kept between runs",
+            path.display(),
+            DATA_DISK_BYTES >> 20
+        );
+    }
+    Ok(path)
 }
 
 /// `cargo xtask bench`: each bench prints its result lines; one that cannot run says why
@@ -612,6 +652,15 @@ mod tests {
         assert_eq!((args.mem, args.cpus, args.cpu.as_str()), (512, 1, "qemu64"));
         assert_eq!(args.qemu_args, ["-d", "int"]);
         assert!(!args.build.debug);
+        assert!(args.disk.is_none());
+        let cli = Cli::try_parse_from(["xtask", "run", "--disk", "/t/d.img"]).unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.disk.as_deref(), Some(Path::new("/t/d.img")));
+        let ws = Workspace::new("/nonexistent");
+        let err = data_disk(&ws, Some(Path::new("/nonexistent/d.img"))).unwrap_err();
+        assert!(err.contains("no such file"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! tested on the build host, apart from the kernel binary (`src/main.rs`, which holds the
 //! glue that touches memory, page tables and hypercalls):
 //!
+//! * [`block`] is what the block devices share apart from their driver: errors, the
+//!   bounds of an access to a disk or partition, Linux's names and size lines;
 //! * [`cpio`] reads (and, for xtask's initrd builder, writes) the initrd, a cpio newc
 //!   archive;
 //! * [`files`] is a process's descriptors on files, devices, pipes and `/proc`;
@@ -36,6 +38,7 @@
 
 extern crate alloc;
 
+pub mod block;
 pub mod cpio;
 pub mod files;
 pub mod procfs;

@@ -45,6 +45,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod backend;
 #[cfg(target_os = "none")]
+mod blockdev;
+#[cfg(target_os = "none")]
 mod direct;
 #[cfg(target_os = "none")]
 mod frames;
