@@ -204,17 +204,32 @@ fn ring_word(at: usize) -> &'static AtomicU32 {
 impl Blkfront {
     /// Connects to device `devid` (`device/vbd/<devid>`), as described above.
     pub fn connect(xs: &mut Xenbus, devid: u32) -> Result<Blkfront, Error> {
+        Self::connect_with_early(xs, devid, &[])
+    }
+
+    /// [`Blkfront::connect`], putting `early` in the ring before the frontend says
+    /// Initialised (what a hostile frontend might do: the backend answers them with errors,
+    /// first thing once connected).
+    pub fn connect_with_early(
+        xs: &mut Xenbus,
+        devid: u32,
+        early: &[[u8; BLKIF_ENTRY_SIZE]],
+    ) -> Result<Blkfront, Error> {
         if IN_USE.swap(true, Ordering::SeqCst) {
             return Err(Error::NoDevice);
         }
-        let r = Self::handshake(xs, devid);
+        let r = Self::handshake(xs, devid, early);
         if r.is_err() {
             IN_USE.store(false, Ordering::SeqCst);
         }
         r
     }
 
-    fn handshake(xs: &mut Xenbus, devid: u32) -> Result<Blkfront, Error> {
+    fn handshake(
+        xs: &mut Xenbus,
+        devid: u32,
+        early: &[[u8; BLKIF_ENTRY_SIZE]],
+    ) -> Result<Blkfront, Error> {
         let mut nb = [0u8; 20];
         let dev = Text::new(&["device/vbd/", num(devid.into(), &mut nb)]).ok_or(Error::NoDevice)?;
         let dev = dev.as_str();
@@ -254,6 +269,9 @@ impl Blkfront {
         }
         f.port =
             calls::evtchn_alloc_unbound(DOMID_SELF, backend_id).map_err(|_| Error::Hypervisor)?;
+        for e in early {
+            f.push_raw(e);
+        }
         let mut rb = [0u8; 20];
         let mut pb = [0u8; 20];
         write_node(xs, &[dev, "/ring-ref"], num(RING_REF.into(), &mut rb))?;
