@@ -8,6 +8,7 @@
 //! /etc/xen/<name>.cfg      every file of dom0-tools/etc/xen/ (domain configurations)
 //! /boot/echo.elf           the demo guest kernels the configurations name
 //! /boot/compute.elf
+//! /boot/kv.elf
 //! ```
 //!
 //! The archive is reproducible (fixed inode numbers, owners and times, files in a fixed
@@ -30,7 +31,7 @@ const CONFIG_DEST: &str = "etc/xen";
 /// dom0's programs (built together by `userland::build_programs`) that go to `/bin/`.
 pub const PROGRAMS: &[&str] = &["xl", "xen-hptool", "xentop"];
 /// The guest kernels (artifacts of `target/xenia/`) that go to `/boot/`.
-pub const GUESTS: &[&str] = &["echo.elf", "compute.elf"];
+pub const GUESTS: &[&str] = &["echo.elf", "compute.elf", "kv.elf"];
 /// Guest kernels only the scenarios' initrd has, in `/boot`.
 pub const TEST_GUESTS: &[&str] = &["testguest.elf"];
 
@@ -492,7 +493,10 @@ mod tests {
             ["bin", "boot", "etc", "proc", "tmp"]
         );
         assert_eq!(initrd.lookup("/tmp").unwrap().mode, S_IFDIR | 0o1777);
-        assert_eq!(initrd.list("/boot").unwrap(), ["compute.elf", "echo.elf"]);
+        assert_eq!(
+            initrd.list("/boot").unwrap(),
+            ["compute.elf", "echo.elf", "kv.elf"]
+        );
         assert_eq!(
             initrd.list("/etc/xen").unwrap(),
             ["compute.cfg", "echo.cfg", "hello.cfg"]
