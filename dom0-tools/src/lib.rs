@@ -41,6 +41,7 @@ extern crate alloc;
 pub mod builder;
 pub mod control;
 pub mod devices;
+pub mod disk;
 pub mod hypervisor;
 pub mod json;
 pub mod lifecycle;

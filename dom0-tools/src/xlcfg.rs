@@ -25,9 +25,9 @@
 //! * Unknown keys are warnings (`<file>:<line>: unknown key 'foo'
 //!   ignored`); everything else wrong is an error naming the file and line.
 //! * Keys of xl.cfg(5) that Xenia does not implement are warnings too, but
-//!   they say so and what it means for the domain (`<file>:<line>: 'disk'
-//!   is not implemented by Xenia (ignored): the domain will have no disks
-//!   ...`), so that a real setting left out is not mistaken for a typo
+//!   they say so and what it means for the domain (`<file>:<line>: 'vif'
+//!   is not implemented by Xenia (ignored): the domain will have no network
+//!   interfaces ...`), so that a real setting left out is not mistaken for a typo
 //!   ([`not_implemented`]).
 //! * `uuid` must be in libuuid's form (`uuid_parse`, which xl uses: 32 hex
 //!   digits grouped 8-4-4-4-12); `builder` is the deprecated spelling of
@@ -143,6 +143,9 @@ pub struct DomainSpec {
     pub on_crash: Action,
     /// `uuid`: the domain's handle; `None`: a random one is made when it is created.
     pub uuid: Option<[u8; 16]>,
+    /// `disk`: the disks, each a spec Xenia's backend can serve ([`crate::disk`]), with
+    /// distinct device numbers, in the order given.
+    pub disks: Vec<crate::disk::Disk>,
 }
 
 /// xl.cfg's `cpus=` / `cpus_soft=`: one CPU list for every vCPU (`cpus = "0-3,^1"`), or a
@@ -545,6 +548,7 @@ const KNOWN_KEYS: &[&str] = &[
     "on_poweroff",
     "on_reboot",
     "on_crash",
+    "disk",
 ];
 
 /// The other keys of xl.cfg(5) (Xen's `docs/man/xl.cfg.5.pod.in`), grouped by what it
@@ -552,10 +556,6 @@ const KNOWN_KEYS: &[&str] = &[
 /// another key's value (a `disk` spec's `backend=`, `smbios`' `bios_vendor=`) are not
 /// keys of the file and are not listed.
 const NOT_IMPLEMENTED: &[(&[&str], &str)] = &[
-    (
-        &["disk"],
-        "the domain will have no disks (Xenia has no block backend yet)",
-    ),
     (
         &["vif"],
         "the domain will have no network interfaces (Xenia has no network backend yet)",
@@ -1122,7 +1122,64 @@ impl<'a> Config<'a> {
             on_reboot: self.action("on_reboot", Action::Restart)?,
             on_crash: self.action("on_crash", Action::Destroy)?,
             uuid,
+            disks: self.disks()?,
         })
+    }
+
+    /// `disk = [ 'spec', ... ]`: each spec read as xl's `parse_disk_config` does, with its
+    /// words for a bad spec; then what Xenia cannot serve, a device given twice, and one
+    /// target given twice where either is writable (Xen's block script refuses the second).
+    fn disks(&self) -> Result<Vec<crate::disk::Disk>, ConfigError> {
+        use crate::disk;
+        let Some(e) = self.get("disk") else {
+            return Ok(Vec::new());
+        };
+        let at = |msg: String| error(e.source, Some(e.setting.line), msg);
+        let Value::List(items) = &e.setting.value else {
+            return Err(at(format!(
+                "'disk' must be a list of disk specifications, got {}",
+                e.setting.value
+            )));
+        };
+        let mut disks: Vec<disk::Disk> = Vec::with_capacity(items.len());
+        let mut devids: Vec<u32> = Vec::with_capacity(items.len());
+        for item in items {
+            let Value::Atom(spec) = item else {
+                return Err(at(
+                    "'disk' must be a list of disk specifications, got a nested list".to_string(),
+                ));
+            };
+            let d = disk::parse(&[spec]).map_err(|lines| at(lines.join("\n")))?;
+            let vdev = d.vdev.clone().unwrap_or_default();
+            if let Some(why) = disk::xenia_problem(&d) {
+                return Err(at(format!("cannot attach disk {vdev}: {why}")));
+            }
+            let devid = disk::dev_number(&vdev).unwrap_or(0);
+            if let Some(i) = devids.iter().position(|&n| n == devid) {
+                let other = disks[i].vdev.as_deref().unwrap_or("");
+                return Err(at(format!(
+                    "disk {vdev} and disk {other} are the same device ({devid}): each disk needs \
+                     a vdev of its own"
+                )));
+            }
+            let target = d.pdev_path.as_deref().unwrap_or("");
+            if disks.iter().any(|o| {
+                disk::conflicts(
+                    target,
+                    d.readwrite,
+                    o.pdev_path.as_deref().unwrap_or(""),
+                    o.readwrite,
+                )
+            }) {
+                return Err(at(format!(
+                    "disk {vdev}: {}",
+                    disk::in_use_message(target, d.readwrite)
+                )));
+            }
+            devids.push(devid);
+            disks.push(d);
+        }
+        Ok(disks)
     }
 
     /// xl's `parse_cmdline`.
@@ -1227,6 +1284,7 @@ mod tests {
                 on_reboot: Action::Restart,
                 on_crash: Action::Destroy,
                 uuid: None,
+                disks: Vec::new(),
             }
         );
         assert!(p.warnings.is_empty());
@@ -1290,13 +1348,86 @@ mod tests {
             (s.on_poweroff, s.on_reboot, s.on_crash),
             (Action::Preserve, Action::Destroy, Action::Restart)
         );
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        let disks: Vec<(&str, &str, bool)> = s
+            .disks
+            .iter()
+            .map(|d| {
+                let t = d.pdev_path.as_deref().unwrap_or("");
+                (t, d.vdev.as_deref().unwrap_or(""), d.readwrite)
+            })
+            .collect();
         assert_eq!(
-            p.warnings,
-            [
-                "guest.cfg:15: 'disk' is not implemented by Xenia (ignored): the domain will \
-              have no disks (Xenia has no block backend yet)"
-            ]
+            disks,
+            [("/dev/vg/web", "xvda", true), ("/x", "xvdb", false)]
         );
+    }
+
+    #[test]
+    fn disks_as_xl_reads_them() {
+        let p = parse(&format!(
+            "{MINIMAL}disk = [ 'format=raw, vdev=xvda, access=rw, target=/dev/vdb',\n\
+             '/dev/vdc,raw,xvdb,ro', 'vdev=xvdc, access=r, target=/dev/vdc' ]\n"
+        ))
+        .unwrap();
+        assert_eq!(p.spec.disks.len(), 3);
+        assert!(p.spec.disks[0].readwrite && !p.spec.disks[1].readwrite);
+        // Xen's words for a bad spec, placed at the key.
+        assert_eq!(
+            err(&format!("{MINIMAL}disk = [ '/dev/vdb,qcow9,xvda' ]\n")),
+            "guest.cfg:3: config parsing error in disk specification: unknown value for format: \
+             near `qcow9' in `/dev/vdb,qcow9,xvda'"
+        );
+        assert_eq!(
+            err(&format!("{MINIMAL}disk = [ 'target=/dev/vdb' ]\n")),
+            "guest.cfg:3: config parsing error in disk specification: no vdev specified in \
+             `target=/dev/vdb'"
+        );
+        // What Xenia cannot serve is refused, saying what it can.
+        assert_eq!(
+            err(&format!("{MINIMAL}disk = [ '/img.qcow2,qcow2,xvda' ]\n")),
+            "guest.cfg:3: cannot attach disk xvda: format=qcow2 is not supported by Xenia: its \
+             block backend serves raw devices and images only (format=raw)"
+        );
+        assert!(
+            err(&format!("{MINIMAL}disk = [ '/x,,xvd' ]\n"))
+                .ends_with("Invalid or unsupported virtual disk identifier xvd")
+        );
+        // One device twice, whatever the spelling.
+        assert!(
+            err(&format!("{MINIMAL}disk = [ '/a,,xvda', '/b,,d0p0' ]\n"))
+                .contains("disk d0p0 and disk xvda are the same device (51712)")
+        );
+        // One target twice: only read-only with read-only.
+        assert_eq!(
+            err(&format!(
+                "{MINIMAL}disk = [ '/dev/vdb,,xvda', 'vdb,,xvdb,ro' ]\n"
+            )),
+            "guest.cfg:3: disk xvdb: Device /dev/vdb is mounted read-write in a guest domain,\n\
+             and so cannot be mounted read-only now."
+        );
+        assert!(
+            err(&format!(
+                "{MINIMAL}disk = [ '/dev/vdb,,xvda,ro', '/dev/vdb,,xvdb' ]\n"
+            ))
+            .contains("Device /dev/vdb is mounted in a guest domain,")
+        );
+        assert!(
+            parse(&format!(
+                "{MINIMAL}disk = [ '/dev/vdb,,xvda,ro', '/dev/vdb,,xvdb,ro' ]\n"
+            ))
+            .is_ok()
+        );
+        assert!(err(&format!("{MINIMAL}disk = '/dev/vdb,,xvda'\n")).contains("must be a list"));
+        // An override replaces the file's disks, as for any key.
+        let p = parse_domain_config(
+            "guest.cfg",
+            format!("{MINIMAL}disk = [ '/dev/vdb,,xvda' ]\n").as_bytes(),
+            &["disk=['/dev/vdc,,xvdb']"],
+        )
+        .unwrap();
+        assert_eq!(p.spec.disks.len(), 1);
+        assert_eq!(p.spec.disks[0].vdev.as_deref(), Some("xvdb"));
     }
 
     #[test]
@@ -1319,8 +1450,6 @@ Disk = 1
             p.warnings,
             [
                 "guest.cfg:3: unknown key 'memroy' ignored",
-                "guest.cfg:4: 'disk' is not implemented by Xenia (ignored): the domain will \
-                 have no disks (Xenia has no block backend yet)",
                 "guest.cfg:5: 'vif' is not implemented by Xenia (ignored): the domain will \
                  have no network interfaces (Xenia has no network backend yet)",
                 "guest.cfg:6: 'pci' is not implemented by Xenia (ignored): the domain will \
