@@ -432,7 +432,7 @@ mod tests {
     fn shipped_configurations_parse_without_warnings() {
         let configs = repo_configs();
         let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["compute.cfg", "echo.cfg", "hello.cfg"]);
+        assert_eq!(names, ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg"]);
         let files = contents(&fake_programs(b"xl"), &configs, &fake_guests());
         check_configs(&configs, &files).unwrap();
         // The one the README walks through.
@@ -499,7 +499,7 @@ mod tests {
         );
         assert_eq!(
             initrd.list("/etc/xen").unwrap(),
-            ["compute.cfg", "echo.cfg", "hello.cfg"]
+            ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg"]
         );
         let hello = initrd.lookup("/etc/xen/hello.cfg").unwrap();
         assert_eq!(hello.mode, S_IFREG | 0o644);
