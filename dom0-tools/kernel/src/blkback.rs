@@ -175,6 +175,7 @@ struct Ring {
 
 struct Device {
     dom: DomId,
+    devid: u32,
     be: String,
     fe: String,
     dev: DevId,
@@ -298,19 +299,24 @@ impl Backend {
             .collect();
         for k in gone {
             if let Some(mut d) = self.devices.remove(&k) {
-                disconnect(&mut d);
+                disconnect(&mut d, "backend nodes removed");
             }
         }
         let mut hv = xen();
+        let mut removed: Vec<DomId> = Vec::new();
         for (dom, devid) in listed {
             // A domain that is gone: its devices end and its backend directory goes.
             if hv.domain_info(dom) == Err(Errno::ESRCH) {
                 if let Some(mut d) = self.devices.remove(&(dom, devid)) {
-                    disconnect(&mut d);
+                    disconnect(&mut d, "domain gone");
                 }
-                let _ = self
-                    .xs
-                    .request(XS_RM, &[format!("{BACKEND_ROOT}/{dom}").as_bytes(), b"\0"]);
+                if !removed.contains(&dom) {
+                    removed.push(dom);
+                    let _ = self
+                        .xs
+                        .request(XS_RM, &[format!("{BACKEND_ROOT}/{dom}").as_bytes(), b"\0"]);
+                    tprintln!("dom0: blkback: domain {dom} gone: its backend nodes removed");
+                }
                 continue;
             }
             if !self.devices.contains_key(&(dom, devid)) {
@@ -385,6 +391,7 @@ impl Backend {
         let _ = xs.write(&format!("{be}/state"), XenbusState::InitWait.as_str());
         let mut d = Device {
             dom,
+            devid,
             be,
             fe,
             dev,
@@ -438,15 +445,11 @@ fn step(xs: &mut Xs, d: &mut Device, page: &mut [u8], mfn: u64) {
         || be_state == XenbusState::Closing;
     if closing {
         if d.phase != Phase::Closed {
-            disconnect(d);
-            let _ = xs.write(&format!("{}/state", d.be), XenbusState::Closed.as_str());
-            tprintln!(
-                "dom0: blkback: d{} {}: closed ({} requests served, {} refused)",
-                d.dom,
-                d.be,
-                d.served,
-                d.refused
-            );
+            disconnect(d, "closed");
+            // Not when the toolstack removed the directory: a write would make it again.
+            if be_state != XenbusState::Unknown {
+                let _ = xs.write(&format!("{}/state", d.be), XenbusState::Closed.as_str());
+            }
         }
         return;
     }
@@ -499,10 +502,20 @@ fn connect(xs: &mut Xs, d: &Device, page: &mut [u8], mfn: u64) -> Result<Ring, &
     })
 }
 
-/// Lets go of a device's ring: nothing of the frontend is held but the channel.
-fn disconnect(d: &mut Device) {
+/// Lets go of a device's ring (nothing of the frontend is held but the channel) and says
+/// so once.
+fn disconnect(d: &mut Device, why: &str) {
     if let Some(r) = d.ring.take() {
         let _ = calls::evtchn_close(r.port);
+    }
+    if d.phase != Phase::Closed {
+        tprintln!(
+            "dom0: blkback: d{} device {} released ({why}; {} requests served, {} refused)",
+            d.dom,
+            d.devid,
+            d.served,
+            d.refused
+        );
     }
     d.phase = Phase::Closed;
 }

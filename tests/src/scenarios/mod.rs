@@ -2,6 +2,7 @@
 //! modules here and listing it in [`all`].
 
 mod bench;
+mod block;
 mod boot;
 mod demos;
 mod dom0;
@@ -62,6 +63,11 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_cpu_offline_4", smp::cpu_offline_4),
         Scenario::new("smp_vcpu_set_4", smp::vcpu_set_4),
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
+        Scenario::new("block_persist", block::persist),
+        Scenario::new("block_destroy_midstream", block::destroy_midstream),
+        Scenario::new("block_readonly", block::readonly),
+        Scenario::new("block_hostile_frontend", block::hostile_frontend),
+        Scenario::new("block_kv", block::kv),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),
