@@ -67,6 +67,8 @@ pub fn start(mbi_phys: u32) -> ! {
     crate::arch::x86_64::power::set_acpi_power_off(crate::arch::x86_64::power::discover_acpi(
         boot.acpi_root,
     ));
+    // Dom0's ports: all but the hypervisor's, the ACPI ones just found among them.
+    crate::arch::x86_64::ioport::init(crate::arch::x86_64::power::acpi_power_off_info().as_ref());
     // The other CPUs, once the boot CPU's APIC, time and page tables are in place.
     let mut avoid: Vec<PhysRange> = boot.modules.iter().map(|m| m.range).collect();
     avoid.push(boot.mbi);
@@ -233,6 +235,21 @@ fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Featur
     heap::grow_for_allocation(frames_described * 32);
     heap::grow(general);
     crate::mm::ft::init(frames_described, features.contains(Features::NX));
+    // RAM the table does not describe is never I/O memory for dom0.
+    for e in boot.memory.iter().filter(|e| {
+        matches!(
+            e.kind,
+            EntryKind::Usable
+                | EntryKind::AcpiReclaimable
+                | EntryKind::AcpiNvs
+                | EntryKind::Defective
+        )
+    }) {
+        let end = e.base.saturating_add(e.len);
+        if end > frames_described * crate::mm::PAGE_SIZE {
+            crate::mm::iomem::deny(e.base, end, "RAM above the frame table");
+        }
+    }
     // Three bits a frame for memory offlining, from the heap.
     heap::grow_for_allocation(frames_described.div_ceil(8));
     frames::track(frames_described);

@@ -8,6 +8,9 @@
 //!   bounds of an access to a disk or partition, Linux's names and size lines;
 //! * [`cpio`] reads (and, for xtask's initrd builder, writes) the initrd, a cpio newc
 //!   archive;
+//! * [`partition`] reads MBR and GPT partition tables as Linux does;
+//! * [`pci`] enumerates PCI functions (identity, BARs and their sizes, interrupt, capabilities)
+//!   over any way to configuration space, and prints them as Linux does;
 //! * [`files`] is a process's descriptors on files, devices, pipes and `/proc`;
 //! * [`tmpfs`] is dom0's writable root: a file system in memory, seeded from the initrd,
 //!   with the operations behind Linux's file system calls;
@@ -41,6 +44,8 @@ extern crate alloc;
 pub mod block;
 pub mod cpio;
 pub mod files;
+pub mod partition;
+pub mod pci;
 pub mod procfs;
 pub mod program;
 pub mod shell;

@@ -51,6 +51,8 @@ mod blockdev;
 #[cfg(target_os = "none")]
 mod direct;
 #[cfg(target_os = "none")]
+mod dma;
+#[cfg(target_os = "none")]
 mod frames;
 #[cfg(target_os = "none")]
 mod fs;
@@ -58,6 +60,8 @@ mod fs;
 mod fscalls;
 #[cfg(target_os = "none")]
 mod heap;
+#[cfg(target_os = "none")]
+mod pcibus;
 #[cfg(target_os = "none")]
 mod pipe;
 #[cfg(target_os = "none")]
@@ -75,6 +79,8 @@ mod term;
 mod uspace;
 #[cfg(target_os = "none")]
 mod vdso;
+#[cfg(target_os = "none")]
+mod virtio_blk;
 #[cfg(target_os = "none")]
 mod wait;
 
@@ -98,6 +104,38 @@ mod kernel {
         backend::service();
         store::service();
         blkback::service();
+    }
+
+    /// PCI, the DMA pool and the virtio-blk disks, before any process runs (`virtio_blk=poll`
+    /// on the command line: no interrupts).
+    fn disks(cmdline: &[u8]) {
+        crate::pcibus::init();
+        if !crate::pcibus::functions()
+            .iter()
+            .any(|f| f.vendor == 0x1af4)
+        {
+            return;
+        }
+        match crate::dma::init() {
+            Ok(crate::dma::Made::Contiguous(mfn)) => tprintln!(
+                "dom0: DMA pool: {} KiB at machine {:#x} (machine-contiguous already)",
+                crate::dma::POOL_PAGES * 4,
+                mfn << 12
+            ),
+            Ok(crate::dma::Made::Exchanged(mfn)) => tprintln!(
+                "dom0: DMA pool: {} KiB at machine {:#x} (made contiguous by XENMEM_exchange)",
+                crate::dma::POOL_PAGES * 4,
+                mfn << 12
+            ),
+            Err(why) => {
+                tprintln!("dom0: no DMA pool ({why}); no disks");
+                return;
+            }
+        }
+        if xenia_guest_rt::cmdline::value(cmdline, "virtio_blk") == Some(b"poll") {
+            crate::virtio_blk::POLL.store(true, core::sync::atomic::Ordering::Relaxed);
+        }
+        crate::virtio_blk::init();
     }
 
     /// The initrd GRUB loaded as the second module, if any.
@@ -145,6 +183,7 @@ mod kernel {
             trap::set_syscall_handler(Some(crate::sys::traced));
             tprintln!("dom0: tracing every system call (trace=syscalls)");
         }
+        disks(cmdline);
         match fs::init(initrd()) {
             Ok(n) => tprintln!(
                 "dom0: initrd with {n} entries, in a root in memory (tmpfs, {} KiB for changes)",

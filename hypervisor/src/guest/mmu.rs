@@ -19,7 +19,7 @@ use core::mem::offset_of;
 
 use guest_abi::errno::Errno;
 use guest_abi::memory as m;
-use guest_abi::types::{DOMID_SELF, DomId};
+use guest_abi::types::{DOMID_IO, DOMID_SELF, DomId};
 
 use super::context::{Hc, HcResult, Ret};
 use super::mem::{GuestPtr, GuestSlice};
@@ -137,18 +137,32 @@ fn batch<T: zerocopy::FromBytes>(
 }
 
 /// `mmu_update(reqs, count, done, foreigndom)`.
+///
+/// With `foreigndom = DOMID_IO` (dom0 only; `EPERM` for anyone else, as Xen's
+/// `iomem_access_permitted` answers) every present entry written must map I/O memory: a
+/// frame outside the frame table that `mm::iomem` allows (`EPERM` otherwise: RAM, the
+/// hypervisor's devices). Not-present entries (unmapping) are accepted as with `DOMID_SELF`.
 pub fn mmu_update(cx: &mut Hc) -> HcResult {
+    if cx.arg(3) == u64::from(DOMID_IO) {
+        cx.privileged()?;
+    }
     batch(
         cx,
         true,
-        |_, _| false,
-        |cx, req: m::MmuUpdate, _| {
+        |_, id| id == DOMID_IO,
+        |cx, req: m::MmuUpdate, subject| {
             let me = cx.id();
             let ptr = req.ptr & !m::MMU_UPDATE_CMD_MASK;
             match req.ptr & m::MMU_UPDATE_CMD_MASK {
                 cmd @ (m::MMU_NORMAL_PT_UPDATE | m::MMU_PT_UPDATE_PRESERVE_AD) => {
                     if !ptr.is_multiple_of(8) {
                         return Err(Errno::EINVAL);
+                    }
+                    if subject == DOMID_IO
+                        && req.val & guest_abi::pte::PRESENT != 0
+                        && !io_target_ok(req.val, me)
+                    {
+                        return Err(Errno::EPERM);
                     }
                     let table = Mfn::from_phys(ptr);
                     let index = ((ptr % PAGE_SIZE) / 8) as usize;
@@ -171,6 +185,13 @@ pub fn mmu_update(cx: &mut Hc) -> HcResult {
             }
         },
     )
+}
+
+/// Whether present entry `val` maps a frame `dom` may map as I/O memory (`mm::iomem`): not
+/// RAM the frame table describes, not the hypervisor's.
+fn io_target_ok(val: u64, dom: DomId) -> bool {
+    let mfn = Mfn((val & guest_abi::pte::ADDR_MASK) >> 12);
+    ft::with(|t, _| t.is_io_frame(mfn)) && crate::mm::iomem::allowed(mfn, dom)
 }
 
 /// Logs, at debug level (`loglvl=debug`), a page-table update the frame table refused: the

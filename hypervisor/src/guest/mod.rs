@@ -908,6 +908,8 @@ impl World {
             "vCPU {to:?} chosen while another pCPU holds its registers"
         );
         let mut d = self.domains.lock(to.0).expect("next domain");
+        // Dom0's ports for dom0's vCPUs, none for anyone else.
+        gdt::set_io_ports(d.privilege == crate::domain::Privilege::Control);
         let v = &mut d.vcpus[to.1];
         *frame = v.regs;
         load_vcpu(v);

@@ -64,6 +64,10 @@ impl PageMemory for DirectMem {
         crate::arch::x86_64::ipi::service_flush();
         VALIDATION_PROGRESS.fetch_add(1, Ordering::Relaxed);
     }
+
+    fn io_frame_allowed(&self, mfn: Mfn, dom: DomId) -> bool {
+        super::iomem::allowed(mfn, dom)
+    }
 }
 
 /// Drops every guest translation on every pCPU (this one at once, the others that run a

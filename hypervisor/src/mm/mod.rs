@@ -7,6 +7,8 @@ pub mod frames;
 #[cfg(target_os = "none")]
 pub mod ft;
 #[cfg(target_os = "none")]
+pub mod iomem;
+#[cfg(target_os = "none")]
 pub mod m2p;
 #[cfg(target_os = "none")]
 pub mod physmem;

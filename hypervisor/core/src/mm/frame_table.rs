@@ -77,7 +77,7 @@
 //! |---|---|---|
 //! | present entry with a disallowed bit: cache attributes, PS, G above L1, bit 62 in L1, NX without NX, an address bit at or above the physical width | `EINVAL` | `get_page_from_lNe`, `mod_lN_entry`: "Bad L%u flags" |
 //! | L1 entry mapping a frame the domain does not own (another domain's, the hypervisor's, a free one), mapping writable a frame that cannot be `Writable`, or a reference count that is full | `EBUSY` | `get_page_from_l1e`: `could_not_pin` |
-//! | L1 entry mapping a frame outside the table (MMIO, holes) | `EPERM` | `get_page_from_l1e`: "non-privileged attempt to map MMIO space" |
+//! | L1 entry mapping a frame outside the table (MMIO) that the hypervisor does not allow the domain ([`PageMemory::io_frame_allowed`]: only dom0, never RAM or the hypervisor's devices) | `EPERM` | `get_page_from_l1e`: "non-privileged attempt to map MMIO space" |
 //! | L2–L4 entry pointing at a frame the domain does not own, or whose type is wrong | `EINVAL` | `get_page_and_type_from_mfn`, `_get_page_type` |
 //! | update of L4 slots 256–271; L4 with anything in them | `EINVAL` | `mod_l4_entry`: "L4 update in Xen-private area" |
 //! | pin, unpin, base pointer or updated table not owned; pinned twice; unpinned when not pinned; type mismatch; type count full | `EINVAL` | `do_mmuext_op`, `do_mmu_update`, `_get_page_type` |
@@ -91,8 +91,11 @@
 //! - Xen silently overwrites the hypervisor slots of an L4 it validates
 //!   (`init_xen_l4_slots`); Xenia's guest L4s are never loaded as they are (the per-pCPU guest
 //!   root copies them), so their reserved slots must simply be zero.
-//! - No linear page tables, no superpages, no foreign or I/O mappings, no cache attributes
-//!   (Xen lifts `PAGE_CACHE_ATTRS` for domains with I/O capabilities): none exists yet.
+//! - No linear page tables, no superpages, no foreign mappings. I/O mappings (frames above the
+//!   table, for dom0) are L1 entries that hold no reference, as Xen's; they may carry PCD and
+//!   PWT (never PAT). I/O memory *inside* the table's range (holes below the top of RAM: the
+//!   legacy VGA window, a PCI hole below 4 GiB on machines with RAM above it) is not mappable
+//!   yet: such frames are the hypervisor's in the table.
 //! - No preemption: validating a table is bounded by four levels of 512 entries each.
 //! - A normal update of a frame that is no page table writes it as Xen does, taking the
 //!   `Writable` type for the duration (`do_mmu_update`: `PGT_writable_page` case).
@@ -355,6 +358,14 @@ pub trait PageMemory {
     /// the hypervisor answers other pCPUs' flush requests here, so that one domain's
     /// validation never keeps another's flush waiting. Nothing by default.
     fn poll(&mut self) {}
+    /// Whether domain `dom` may map frame `mfn`, which lies outside the table (no RAM the
+    /// table describes), as I/O memory: Xen's `iomem_access_permitted`. The hypervisor says
+    /// yes only for the hardware domain and only for frames that are neither RAM nor its
+    /// own (local and I/O APICs, HPET, MSI range, whatever it mapped). No by default.
+    fn io_frame_allowed(&self, mfn: Mfn, dom: DomId) -> bool {
+        let _ = (mfn, dom);
+        false
+    }
 }
 
 /// Machine facts that decide which entries are valid.
@@ -1032,7 +1043,12 @@ impl FrameTable {
             }
             return Ok(None);
         }
-        let mut disallowed = if level == PageType::L1 {
+        let target = Mfn((e & pte::ADDR) >> 12);
+        let mut disallowed = if level == PageType::L1 && self.is_io_frame(target) {
+            // I/O memory may be mapped uncached (Xen lifts `PAGE_CACHE_ATTRS` for domains
+            // with I/O memory); the PAT bit stays refused, as do PCD/PWT on RAM.
+            L1_DISALLOW & !(pte::PWT | pte::PCD)
+        } else if level == PageType::L1 {
             L1_DISALLOW
         } else {
             UPPER_DISALLOW
@@ -1043,7 +1059,16 @@ impl FrameTable {
         if e & disallowed != 0 {
             return Err(Errno::EINVAL);
         }
-        Ok(Some(Mfn((e & pte::ADDR) >> 12)))
+        Ok(Some(target))
+    }
+
+    /// Whether `mfn` is I/O memory as far as the table is concerned: a frame it does not
+    /// describe (above the highest RAM frame). Such a frame is never reference-counted and
+    /// never typed: an L1 entry mapping it holds no reference, and only an L1 entry may
+    /// point at it (an upper-level entry needs a page table the domain owns). Xen's
+    /// `!mfn_valid(mfn)` case of `get_page_from_l1e`.
+    pub fn is_io_frame(&self, mfn: Mfn) -> bool {
+        self.slot(mfn).is_none()
     }
 
     /// Takes the references entry `e` of a table of type `level` owned by `dom` needs.
@@ -1059,8 +1084,13 @@ impl FrameTable {
             return Ok(());
         };
         if level == PageType::L1 {
-            if self.slot(target).is_none() {
-                return Err(Errno::EPERM);
+            if self.is_io_frame(target) {
+                // I/O memory: no reference, no type; only where the hypervisor allows it.
+                return if mem.io_frame_allowed(target, dom) {
+                    Ok(())
+                } else {
+                    Err(Errno::EPERM)
+                };
             }
             self.ref_get(target, dom).map_err(|_| Errno::EBUSY)?;
             if e & pte::RW != 0 && self.type_get(mem, target, PageType::Writable).is_err() {
@@ -1085,6 +1115,10 @@ impl FrameTable {
             return;
         }
         let target = Mfn((e & pte::ADDR) >> 12);
+        if level == PageType::L1 && self.is_io_frame(target) {
+            // An I/O mapping took nothing (`get_entry_refs`).
+            return;
+        }
         if level != PageType::L1 || e & pte::RW != 0 {
             self.type_put(mem, target);
         }
@@ -1922,6 +1956,10 @@ impl FrameTable {
                     continue;
                 }
             };
+            if level == PageType::L1 && self.is_io_frame(target) {
+                // An I/O mapping: it holds no reference (allowed when it was made).
+                continue;
+            }
             let Some(t) = self.slot(target) else {
                 f(
                     index,
@@ -2109,6 +2147,8 @@ mod tests {
         /// Whether reads are logged too (flushes and syncs always are).
         log_reads: bool,
         log: RefCell<Vec<Event>>,
+        /// The domain allowed I/O memory and the frames it may map (`io_frame_allowed`).
+        io: Option<(DomId, core::ops::Range<u64>)>,
     }
 
     impl Fake {
@@ -2118,6 +2158,7 @@ mod tests {
                 writes: 0,
                 log_reads: false,
                 log: RefCell::new(Vec::new()),
+                io: None,
             }
         }
 
@@ -2168,6 +2209,12 @@ mod tests {
 
         fn sync_guest_roots(&mut self, l4: Mfn) {
             self.log.get_mut().push(Event::Sync(l4));
+        }
+
+        fn io_frame_allowed(&self, mfn: Mfn, dom: DomId) -> bool {
+            self.io
+                .as_ref()
+                .is_some_and(|(d, r)| *d == dom && r.contains(&mfn.0))
         }
     }
 
@@ -2570,6 +2617,78 @@ mod tests {
         assert_eq!(counts(&ft, 2), (PageType::None, 0, 0));
         assert_eq!(counts(&ft, 5), (PageType::None, 0, 0));
         consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn io_frames_map_without_references_and_only_where_allowed() {
+        // Frames 0..16 are RAM; 0x1000.. is device memory, of which domain A may map
+        // 0x1000..0x1010 (the hypervisor's answer); B may map none.
+        let (mut ft, mut mem) = setup(16, &[0, 1, 2], &[5]);
+        mem.io = Some((DOM_A, 0x1000..0x1010));
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        ft.pin(&mut mem, Mfn(1), DOM_A, PageType::L2).unwrap();
+        let before = ft.effective();
+        // Allowed device frames, writable and uncached too: no record changes.
+        for (i, value) in [
+            e(0x1000, P),
+            e(0x1001, P | RW),
+            e(0x100F, P | RW | pte::PCD | pte::PWT),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            update(&mut ft, &mut mem, 0, i, value, DOM_A).unwrap();
+            assert_eq!(mem.get(0, i), value);
+        }
+        assert_eq!(ft.effective(), before);
+        consistent(&ft, &mem);
+        // Refused: a device frame not allowed, the PAT bit, cache attributes on RAM, an
+        // upper-level entry at a device frame; each changes nothing.
+        for (table, value, err) in [
+            (0, e(0x1010, P), Errno::EPERM),
+            (0, e(0x2000, P | RW), Errno::EPERM),
+            (0, e(0x1002, P | pte::PS_PAT), Errno::EINVAL),
+            (0, e(2, P | pte::PCD), Errno::EINVAL),
+            (1, e(0x1000, P), Errno::EINVAL),
+        ] {
+            assert_eq!(
+                update(&mut ft, &mut mem, table, 10, value, DOM_A),
+                Err(err),
+                "{value:#x}"
+            );
+        }
+        assert_eq!(ft.effective(), before);
+        // B is allowed none of them.
+        ft.pin(&mut mem, Mfn(5), DOM_B, PageType::L1).unwrap();
+        assert_eq!(
+            update(&mut ft, &mut mem, 5, 0, e(0x1000, P), DOM_B),
+            Err(Errno::EPERM)
+        );
+        // Replacing and clearing I/O entries drops nothing; RAM may follow in the same slot.
+        update(&mut ft, &mut mem, 0, 0, e(2, P), DOM_A).unwrap();
+        assert_eq!(counts(&ft, 2), (PageType::None, 0, 1));
+        update(&mut ft, &mut mem, 0, 0, 0, DOM_A).unwrap();
+        assert_eq!(counts(&ft, 2), (PageType::None, 0, 0));
+        consistent(&ft, &mem);
+        // Unpinning devalidates the table with its I/O entries; pinning again revalidates it
+        // (still allowed), and fails cleanly once the hypervisor no longer allows them.
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        consistent(&ft, &mem);
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        mem.io = None;
+        assert_eq!(
+            ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1),
+            Err(Errno::EPERM)
+        );
+        assert_eq!(counts(&ft, 0), (PageType::None, 0, 0));
+        consistent(&ft, &mem);
+        // A domain whose tables hold I/O entries is released cleanly.
+        mem.io = Some((DOM_A, 0x1000..0x1010));
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
+        ft.release_domain(&mut mem, DOM_A);
+        consistent(&ft, &mem);
+        assert_eq!(ft.underflows.load(Ordering::Relaxed), 0);
     }
 
     #[test]

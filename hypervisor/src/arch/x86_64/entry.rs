@@ -9,13 +9,16 @@
 //! | 0x0000 | entry stubs (`.entry_text`) | R-X | R-X |
 //! | 0x2000 | GDT, TSS, entry constants | RW- | R-- |
 //! | 0x3000 | IDT | RW- | R-- |
-//! | 0x5000 | entry stack (TSS.RSP0), 8 KiB | RW- | RW- |
-//! | 0x8000 | NMI stack (IST), 8 KiB | RW- | RW- |
-//! | 0xB000 | #DF stack (IST), 8 KiB | RW- | RW- |
-//! | 0xE000 | #MC stack (IST), 8 KiB | RW- | RW- |
-//! | 0x11000 | this pCPU's `PerCpu` (`percpu.rs`) | RW- | not mapped |
+//! | 0x4000 | dom0's I/O permission bitmap, 8 KiB + the 0xFF end byte (`ioport.rs`; the same frames on every pCPU) | R-- | R-- |
+//! | 0x8000 | entry stack (TSS.RSP0), 8 KiB | RW- | RW- |
+//! | 0xB000 | NMI stack (IST), 8 KiB | RW- | RW- |
+//! | 0xE000 | #DF stack (IST), 8 KiB | RW- | RW- |
+//! | 0x11000 | #MC stack (IST), 8 KiB | RW- | RW- |
+//! | 0x14000 | this pCPU's `PerCpu` (`percpu.rs`) | RW- | not mapped |
 //!
-//! with unmapped guard pages between the stacks. Every vector enters a stub here. From a
+//! with unmapped guard pages between the stacks. The I/O bitmap lies within 16 KiB of the
+//! TSS, so that an `iomap_base` of 0xFFFF points past the TSS limit (no port for anyone)
+//! and the bitmap's own offset gives dom0 its ports (`gdt::set_io_ports`). Every vector enters a stub here. From a
 //! guest, the stub switches CR3 to the hypervisor root and copies the hardware frame to
 //! the pCPU's hypervisor stack, which is not mapped in the guest root, before any Rust
 //! code runs; the way back copies the return frame to the entry stack, loads the guest
@@ -38,14 +41,18 @@ pub const TEXT_OFFSET: u64 = 0x0000;
 pub const TEXT_PAGES: u64 = 2;
 pub const CPU_PAGE_OFFSET: u64 = 0x2000;
 pub const IDT_OFFSET: u64 = 0x3000;
-pub const ENTRY_STACK_OFFSET: u64 = 0x5000;
-pub const NMI_STACK_OFFSET: u64 = 0x8000;
-pub const DF_STACK_OFFSET: u64 = 0xB000;
-pub const MC_STACK_OFFSET: u64 = 0xE000;
+/// Dom0's I/O permission bitmap (three pages: 8 KiB of bitmap, then the end byte).
+pub const IO_BITMAP_OFFSET: u64 = 0x4000;
+/// Pages of the I/O bitmap.
+pub const IO_BITMAP_PAGES: usize = 3;
+pub const ENTRY_STACK_OFFSET: u64 = 0x8000;
+pub const NMI_STACK_OFFSET: u64 = 0xB000;
+pub const DF_STACK_OFFSET: u64 = 0xE000;
+pub const MC_STACK_OFFSET: u64 = 0x11000;
 pub const STACK_BYTES: u64 = 0x2000;
 /// This pCPU's `PerCpu`: same address on every pCPU, mapped in the hypervisor root only
 /// (above the #MC stack's guard page).
-pub const PERCPU_OFFSET: u64 = 0x11000;
+pub const PERCPU_OFFSET: u64 = 0x14000;
 
 /// Layout of the CPU page: GDT, then TSS, then the constants the stubs read.
 pub const GDT_OFFSET_IN_PAGE: u64 = 0;
@@ -73,6 +80,13 @@ const _: () = {
     assert!(size_of::<super::percpu::PerCpu>() <= PAGE as usize);
     assert!(CONSTS_OFFSET_IN_PAGE as usize + size_of::<EntryConsts>() <= PAGE as usize);
     assert!(TSS_OFFSET_IN_PAGE as usize + 104 <= CONSTS_OFFSET_IN_PAGE as usize);
+    // The bitmap and its end byte end below TSS offset 0xFFFF (`gdt::NO_IO_PORTS`), and
+    // leave a guard page below the entry stack.
+    assert!(
+        IO_BITMAP_OFFSET + IO_BITMAP_PAGES as u64 * PAGE - CPU_PAGE_OFFSET - TSS_OFFSET_IN_PAGE
+            < 0xFFFF
+    );
+    assert!(IO_BITMAP_OFFSET + (IO_BITMAP_PAGES as u64 + 1) * PAGE <= ENTRY_STACK_OFFSET);
 };
 
 /// Pseudo-vector under which a SYSCALL from a guest reaches `guest_trap_dispatch`.
@@ -397,6 +411,21 @@ static mut BOOT_CPU_PAGES: BootCpuPages = BootCpuPages {
     percpu: Page([0; 4096]),
 };
 
+/// Dom0's I/O permission bitmap, one copy for every pCPU (`ioport::init` fills it, before
+/// any guest runs; it never changes afterwards and is mapped read-only in the entry area).
+static mut IO_BITMAP: [Page; IO_BITMAP_PAGES] = [const { Page([0xFF; 4096]) }; IO_BITMAP_PAGES];
+
+/// The I/O bitmap's bytes, for `ioport::init` to fill.
+///
+/// # Safety
+/// Only before any guest runs and before the application processors start (nothing reads
+/// the bitmap then), and by one caller at a time.
+pub unsafe fn io_bitmap_mut() -> &'static mut [u8; IO_BITMAP_PAGES * PAGE as usize] {
+    // SAFETY: `Page` is `repr(C)` and `[Page; 3]` is 3 pages of bytes without padding; the
+    // caller guarantees exclusive access.
+    unsafe { &mut *((&raw mut IO_BITMAP) as *mut [u8; IO_BITMAP_PAGES * PAGE as usize]) }
+}
+
 /// L3, L2, L1 for the hypervisor root's view, then the same for the guest roots' view.
 static mut BOOT_CPU_TABLES: [PageTable; 6] = [const { PageTable::new() }; 6];
 
@@ -436,8 +465,8 @@ fn map_entry_area(frames: &EntryFrames) -> (u64, u64) {
 
     // (entry-area offset, physical address, writable in the hypervisor root, writable in
     // guest roots, executable, mapped in guest roots)
-    let mut plan: [(u64, u64, bool, bool, bool, bool); 13] =
-        [(0, 0, false, false, false, false); 13];
+    let mut plan: [(u64, u64, bool, bool, bool, bool); 16] =
+        [(0, 0, false, false, false, false); 16];
     let mut n = 0;
     for i in 0..text_len.div_ceil(PAGE) {
         plan[n] = (
@@ -461,6 +490,18 @@ fn map_entry_area(frames: &EntryFrames) -> (u64, u64) {
         false,
     );
     n += 3;
+    let bitmap_phys = image_phys(&raw const IO_BITMAP);
+    for p in 0..IO_BITMAP_PAGES as u64 {
+        plan[n] = (
+            IO_BITMAP_OFFSET + p * PAGE,
+            bitmap_phys + p * PAGE,
+            false,
+            false,
+            false,
+            true,
+        );
+        n += 1;
+    }
     for (k, offset) in [
         ENTRY_STACK_OFFSET,
         NMI_STACK_OFFSET,

@@ -66,12 +66,14 @@ pub fn init() {
     t.interrupt_stack_table[usize::from(IST_NMI - 1)] = top(entry::NMI_STACK_OFFSET);
     t.interrupt_stack_table[usize::from(IST_DOUBLE_FAULT - 1)] = top(entry::DF_STACK_OFFSET);
     t.interrupt_stack_table[usize::from(IST_MACHINE_CHECK - 1)] = top(entry::MC_STACK_OFFSET);
-    // No I/O permission bitmap: the base points past the TSS limit, so ring 1 and 3 get
-    // #GP on every port.
-    t.iomap_base = size_of::<TaskStateSegment>() as u16;
+    // No port for anyone until dom0 runs here: the base points past the TSS limit, so ring
+    // 1 and 3 get #GP on every port.
+    t.iomap_base = NO_IO_PORTS;
 
     let base = tss() as u64;
-    let limit = (size_of::<TaskStateSegment>() - 1) as u64;
+    // The limit covers dom0's I/O bitmap and its end byte (SDM Vol. 1 §19.5.2: the CPU reads
+    // two bytes of the bitmap, so the byte after it must be there, all ones).
+    let limit = u64::from(DOM0_IO_PORTS) + IO_BITMAP_BYTES;
     // 64-bit available TSS descriptor, type 9 (SDM Vol. 3A §8.2.3, Figure 8-4).
     let tss_low = (limit & 0xFFFF)
         | ((base & 0xFF_FFFF) << 16)
@@ -104,6 +106,32 @@ pub fn init() {
             TSS_SELECTOR,
         ));
     }
+}
+
+/// Bytes of an I/O permission bitmap covering every port (one bit each).
+pub const IO_BITMAP_BYTES: u64 = 65536 / 8;
+/// `iomap_base` for dom0's vCPUs: the offset of the entry area's I/O bitmap from the TSS.
+pub const DOM0_IO_PORTS: u16 =
+    (entry::IO_BITMAP_OFFSET - entry::CPU_PAGE_OFFSET - TSS_OFFSET_IN_PAGE) as u16;
+/// `iomap_base` for every other vCPU: past the TSS limit, so every `in`/`out` from ring 1
+/// or 3 raises #GP (SDM Vol. 1 §19.5.2).
+pub const NO_IO_PORTS: u16 = 0xFFFF;
+const _: () = assert!(DOM0_IO_PORTS as u64 + IO_BITMAP_BYTES < NO_IO_PORTS as u64);
+
+/// Gives the vCPU about to run on this pCPU dom0's I/O ports (`true`) or none: one 16-bit
+/// store into the TSS, read by the CPU at each `in`/`out` from ring 1 or 3.
+pub fn set_io_ports(dom0: bool) {
+    let base = if dom0 { DOM0_IO_PORTS } else { NO_IO_PORTS };
+    // SAFETY: the TSS belongs to this pCPU and is mapped writable in the hypervisor root;
+    // the CPU reads `iomap_base` only at a port access from ring 1 or 3, which cannot
+    // happen while we run.
+    unsafe { (&raw mut (*tss()).iomap_base).write_volatile(base) };
+}
+
+/// The `iomap_base` in force on this pCPU (for the switch path's checks and the tests).
+pub fn io_ports() -> u16 {
+    // SAFETY: as above, reading.
+    unsafe { (&raw const (*tss()).iomap_base).read_volatile() }
 }
 
 /// Sets the ring-1 stack that a ring-3 `int 0x80` (the fast trap) switches to.

@@ -20,6 +20,8 @@ pub mod gdt;
 #[cfg(target_os = "none")]
 pub mod ioapic;
 #[cfg(target_os = "none")]
+pub mod ioport;
+#[cfg(target_os = "none")]
 pub mod ipi;
 #[cfg(target_os = "none")]
 pub mod paging;

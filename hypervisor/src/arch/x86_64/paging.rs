@@ -242,6 +242,8 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<u64, MapError> {
     let root = Mfn(ROOT.load(Ordering::SeqCst));
     let offset = phys % PAGE_SIZE;
     let pages = (offset + len).div_ceil(PAGE_SIZE);
+    // Never dom0's I/O memory from now on.
+    crate::mm::iomem::deny(phys - offset, phys - offset + pages * PAGE_SIZE, "map_mmio");
     let virt = MMIO_NEXT.fetch_add(pages * PAGE_SIZE, Ordering::SeqCst);
     map(
         root,

@@ -22,6 +22,11 @@ pub fn set_debug_exit(enabled: bool) {
     DEBUG_EXIT.store(enabled, Ordering::SeqCst);
 }
 
+/// How the machine powers off through ACPI, if it can (its ports are the hypervisor's).
+pub fn acpi_power_off_info() -> Option<PowerOff> {
+    ACPI_POWER_OFF.get().copied().flatten()
+}
+
 /// Records how to power off, found in the ACPI tables at boot.
 pub fn set_acpi_power_off(info: Option<PowerOff>) {
     ACPI_POWER_OFF.call_once(|| info);
