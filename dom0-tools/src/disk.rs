@@ -873,6 +873,45 @@ pub fn in_use_message(target: &str, readwrite: bool) -> String {
     }
 }
 
+/// Where the toolstack keeps which domain uses which target, so that the sharing check
+/// reads a node or two rather than every backend (Xenia's; Xen's block script scans the
+/// backends): `<INDEX>/<target>/<domid>-<devid>` = `r` or `w` per use, and
+/// `<INDEX>/<target>/writer` = `<domid>-<devid>` for the writer. Entries outlive their
+/// backends (a destroyed domain's are not removed); a user whose backend is gone is stale.
+pub const INDEX: &str = "/tool/xenia/disks";
+
+/// The index directory of a target: its absolute path, empty components dropped, every
+/// byte outside xenstore's name characters (and `@`, the escape) written `@xx`
+/// (`/images/a.img` is `<INDEX>/images/a@2eimg`).
+pub fn index_dir(target: &str) -> String {
+    let path = target_path(target);
+    let mut out = String::from(INDEX);
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        out.push('/');
+        for b in part.bytes() {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                out.push(char::from(b));
+            } else {
+                out += &format!("@{b:02x}");
+            }
+        }
+    }
+    out
+}
+
+/// The index operations for a new use of `d` by `domid`'s device `devid` (written with
+/// [`add_ops`]).
+pub fn index_ops(domid: u16, devid: u32, d: &Disk) -> Vec<XsOp> {
+    let dir = index_dir(d.pdev_path.as_deref().unwrap_or(""));
+    let user = format!("{domid}-{devid}");
+    let mode = if d.readwrite { "w" } else { "r" };
+    let mut ops = alloc::vec![XsOp::Write(format!("{dir}/{user}"), mode.into())];
+    if d.readwrite {
+        ops.push(XsOp::Write(format!("{dir}/writer"), user));
+    }
+    ops
+}
+
 /// `XenbusStateInitialising`.
 pub const STATE_INITIALISING: u32 = 1;
 /// `XenbusStateConnected`.

@@ -332,6 +332,9 @@ pub struct ConfigView {
     pub ramdisk: Option<String>,
     /// `on_poweroff`, `on_reboot`, `on_crash` (`None`: not known, not printed).
     pub actions: Option<[Action; 3]>,
+    /// `disks`: each `libxl_device_disk` already as JSON ([`crate::disk::to_json`]); none:
+    /// not printed.
+    pub disks: Vec<Json>,
 }
 
 /// `libxl_domain_config` for `v`, as libxl's JSON generator orders it: `c_info`, `b_info`
@@ -402,6 +405,9 @@ pub fn domain_config(v: &ConfigView) -> Json {
         (String::from("c_info"), Json::Map(c_info)),
         (String::from("b_info"), Json::Map(b_info)),
     ];
+    if !v.disks.is_empty() {
+        config.push((String::from("disks"), Json::Array(v.disks.clone())));
+    }
     if let Some([poweroff, reboot, crash]) = v.actions {
         for (key, a) in [
             ("on_poweroff", poweroff),
@@ -493,6 +499,7 @@ mod tests {
             cmdline: Some("quiet".into()),
             ramdisk: None,
             actions: Some([Action::Destroy, Action::Restart, Action::Preserve]),
+            disks: Vec::new(),
         };
         assert_eq!(
             render(&domain_config(&v)),

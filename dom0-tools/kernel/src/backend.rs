@@ -460,12 +460,20 @@ fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str, handle: [u8; 16]) {
     }
     crate::store::release(dom);
     let _ = hv.destroy(dom);
+    let disks = old.spec.disks.clone();
     match rebuild(hv, &old.spec, handle) {
         Ok(built) => {
             let console = built.console.map(|c| (c.mfn.0, c.evtchn));
             let store = built.store.map(|s| (s.mfn.0, s.evtchn));
             let history = old.console.map(|c| (c.history, c.total));
-            if adopt(built.dom, old.record, console, store).is_ok()
+            let adopted = adopt(built.dom, old.record, console, store).is_ok();
+            // Its disks again, as `xl create` gave them (built paused for this), then start
+            // it. The old domain's backends went with its release above.
+            if !disks.is_empty() {
+                give_disks(built.dom, &disks, name);
+                let _ = hv.unpause(built.dom);
+            }
+            if adopted
                 && let Some((h, total)) = history
                 && let Some(c) = DOMS
                     .lock()
@@ -509,5 +517,24 @@ fn rebuild(
     cfg.online_vcpus = spec.vcpus;
     cfg.weight = spec.cpu_weight;
     cfg.cap = spec.cap;
+    // Started once its disks' nodes are written.
+    cfg.start_paused = !spec.disks.is_empty();
     builder::build(hv, &cfg).map_err(|e| alloc::format!("{e}"))
+}
+
+/// Writes the xenstore nodes of restarted domain `dom`'s disks (those of its
+/// configuration; `xl block-attach`'s are not in it and are not given again).
+fn give_disks(dom: DomId, disks: &[dom0_tools::disk::Disk], name: &str) {
+    use dom0_tools::disk;
+    for d in disks {
+        let vdev = d.vdev.as_deref().unwrap_or("");
+        let Some(devid) = disk::dev_number(vdev) else {
+            continue;
+        };
+        let mut ops = disk::add_ops(dom, devid, d);
+        ops.extend(disk::index_ops(dom, devid, d));
+        if let Err(e) = crate::store::apply(&ops) {
+            tprintln!("dom0: restarted domain \"{name}\" gets no disk {vdev} (xenstore: {e})");
+        }
+    }
 }

@@ -13,7 +13,8 @@
 //! domain: `/local/domain/<id>` (dom0's, readable by the domain), its `name` and `domid`,
 //! `cpu/<n>/availability` for each vCPU (`online` for the first `vcpus`, `offline` for the
 //! rest up to `maxvcpus`), and `data` (the domain's own, writable by it). [`release`]
-//! removes the whole home at destroy.
+//! removes the whole home at destroy, and the domain's backend directories under dom0's
+//! `backend/`. [`apply`] makes toolstack operations (a restarted domain's disks).
 //!
 //! **dom0's programs** talk to the store through `/dev/xen/xenbus` (Linux's device: write
 //! whole `xsd_sockmsg` requests, read replies and watch events), one connection per open
@@ -22,7 +23,9 @@
 use alloc::format;
 use alloc::vec::Vec;
 
+use dom0_tools::disk::XsOp;
 use dom0_tools::hypervisor::Hypervisor;
+use guest_abi::Errno;
 use guest_abi::calls;
 use guest_abi::types::{DomId, Mfn};
 use guest_abi::xenstore::{VCPU_OFFLINE, VCPU_ONLINE, XenstoreDomainInterface as Iface};
@@ -123,16 +126,54 @@ pub fn set_name(dom: DomId, name: &str) {
     service();
 }
 
-/// Forgets domain `dom`: its connection, dom0's end of its channel and its home.
+/// Where dom0's backends have a directory per device kind (`vbd`, ...).
+const BACKENDS: &str = "/local/domain/0/backend";
+
+/// Forgets domain `dom`: its connection, dom0's end of its channel, its home (with its
+/// frontends) and its devices' backend directories (`backend/<kind>/<dom>`, as libxl
+/// removes them at destroy; the backends see them go through their watches).
 pub fn release(dom: DomId) {
     let port = with(|s| {
         s.looks.retain(|l| l.0 != dom);
         let _ = s.store.rm(DOM0, &home_path(dom));
+        for kind in s.store.directory(DOM0, BACKENDS).unwrap_or_default() {
+            let _ = s.store.rm(DOM0, &format!("{BACKENDS}/{kind}/{dom}"));
+        }
         s.store.release(dom)
     });
     if let Some(p) = port {
         let _ = calls::evtchn_close(p);
     }
+}
+
+/// Makes toolstack operations as dom0 (a restarted domain's disks,
+/// `dom0_tools::disk::add_ops`); stops at the first refused, whose errno it returns.
+pub fn apply(ops: &[XsOp]) -> Result<(), Errno> {
+    let r = with(|s| {
+        for op in ops {
+            match op {
+                XsOp::Rm(p) => match s.store.rm(DOM0, p) {
+                    Ok(()) | Err(Errno::ENOENT) => {}
+                    Err(e) => return Err(e),
+                },
+                XsOp::Mkdir(p) => s.store.mkdir(DOM0, p)?,
+                XsOp::SetPerms(p, perms) => {
+                    let perms: Vec<Perm> = perms
+                        .iter()
+                        .filter_map(|&(dom, access)| {
+                            Perm::parse(format!("{}{dom}", char::from(access)).as_bytes())
+                        })
+                        .collect();
+                    s.store.set_perms(DOM0, p, &perms)?;
+                }
+                XsOp::Write(p, v) => s.store.write(DOM0, p, v.as_bytes())?,
+            }
+        }
+        Ok(())
+    });
+    // Watches (a backend's on `backend/vbd`) may have fired.
+    service();
+    r
 }
 
 /// Serves every domain's ring that needs it.

@@ -342,6 +342,27 @@ pub enum Command {
         /// The keys.
         keys: String,
     },
+    /// Give a running domain a disk.
+    BlockAttach {
+        /// The domain.
+        domain: String,
+        /// The disk spec, in one or more components.
+        spec: Vec<String>,
+    },
+    /// List domains' disks.
+    BlockList {
+        /// The domains.
+        domains: Vec<String>,
+    },
+    /// Take a disk away from a domain.
+    BlockDetach {
+        /// `-f`: do not wait for the backend to close.
+        force: bool,
+        /// The domain.
+        domain: String,
+        /// The device: a vdev (`xvda`) or its number.
+        device: String,
+    },
 }
 
 /// The global options before the verb (Xen's `getopt(argc, argv, "+vftTN")`).
@@ -758,6 +779,27 @@ fn parse_verb(verb: &Verb, args: &[String], global: Global) -> Result<Command, E
         "debug-keys" => {
             let p = options(verb, args, "", &[], 1)?;
             Command::DebugKeys { keys: op(&p, 0) }
+        }
+        "block-attach" => {
+            let p = options(verb, args, "", &[], 2)?;
+            Command::BlockAttach {
+                domain: op(&p, 0),
+                spec: p.operands[1..].to_vec(),
+            }
+        }
+        "block-list" => {
+            let p = options(verb, args, "", &[], 1)?;
+            Command::BlockList {
+                domains: p.operands.clone(),
+            }
+        }
+        "block-detach" => {
+            let p = options(verb, args, "f", &[flag("force", 'f')], 2)?;
+            Command::BlockDetach {
+                force: has(&p, 'f'),
+                domain: op(&p, 0),
+                device: op(&p, 1),
+            }
         }
         // A verb the table marks as Xenia's but this match does not know: a bug here,
         // reported rather than hidden.

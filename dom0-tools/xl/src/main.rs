@@ -145,6 +145,15 @@ fn run(real: &mut Real, invocation: Invocation) -> VerbResult {
         Command::Rename { domain, new_name } => verbs::rename(real, io, &domain, &new_name),
         Command::Sysrq { domain, key } => verbs::sysrq(real, &domain, key),
         Command::DebugKeys { keys } => verbs::debug_keys(real, io, &keys),
+        Command::BlockAttach { domain, spec } => {
+            verbs::block_attach(real, io, &domain, &spec, invocation.dry_run)
+        }
+        Command::BlockList { domains } => verbs::block_list(real, io, &domains),
+        Command::BlockDetach {
+            force,
+            domain,
+            device,
+        } => verbs::block_detach(real, io, &domain, &device, force),
     }
 }
 

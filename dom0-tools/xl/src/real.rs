@@ -25,11 +25,12 @@ use guest_abi::version::{
     XENVER_EXTRAVERSION, XENVER_PLATFORM_PARAMETERS, XENVER_VERSION,
 };
 use guest_abi::xenstore::{
-    XENSTORE_PAYLOAD_MAX, XS_ERROR, XS_READ, XS_WATCH_EVENT, XS_WRITE, XsdSockmsg, error_from,
+    XENSTORE_PAYLOAD_MAX, XS_DIRECTORY, XS_ERROR, XS_MKDIR, XS_READ, XS_RM, XS_SET_PERMS,
+    XS_TRANSACTION_END, XS_TRANSACTION_START, XS_WATCH_EVENT, XS_WRITE, XsdSockmsg, error_from,
 };
 
 use crate::sys;
-use crate::verbs::{NewDomain, System};
+use crate::verbs::{NewDomain, System, TargetKind};
 use dom0_tools::xen::{Raw, Xen};
 
 /// Hypercalls through `IOCTL_PRIVCMD_HYPERCALL`.
@@ -56,6 +57,10 @@ pub struct Real {
     /// The hypervisor.
     pub xen: Xen<Privcmd>,
     xenia: File,
+    /// xl's connection to xenstore, opened at its first request.
+    bus: Option<File>,
+    /// The transaction the requests are part of (0: none).
+    tx: u32,
 }
 
 fn open_rw(path: &str) -> std::io::Result<File> {
@@ -77,6 +82,8 @@ impl Real {
         Ok(Real {
             xen: Xen::new(privcmd),
             xenia,
+            bus: None,
+            tx: 0,
         })
     }
 
@@ -304,13 +311,68 @@ impl System for Real {
         let mut payload = Vec::from(path.as_bytes());
         payload.push(0);
         payload.extend_from_slice(value.as_bytes());
-        xs_call(XS_WRITE, &payload).map(drop)
+        self.xs_call(XS_WRITE, &payload).map(drop)
     }
 
     fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
-        let mut payload = Vec::from(path.as_bytes());
-        payload.push(0);
-        xs_call(XS_READ, &payload)
+        self.xs_call(XS_READ, &nul_terminated(path))
+    }
+
+    fn xs_directory(&mut self, path: &str) -> Result<Vec<String>, Errno> {
+        let body = self.xs_call(XS_DIRECTORY, &nul_terminated(path))?;
+        Ok(body
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect())
+    }
+
+    fn xs_rm(&mut self, path: &str) -> Result<(), Errno> {
+        self.xs_call(XS_RM, &nul_terminated(path)).map(drop)
+    }
+
+    fn xs_mkdir(&mut self, path: &str) -> Result<(), Errno> {
+        self.xs_call(XS_MKDIR, &nul_terminated(path)).map(drop)
+    }
+
+    fn xs_set_perms(&mut self, path: &str, perms: &[String]) -> Result<(), Errno> {
+        let mut payload = nul_terminated(path);
+        for p in perms {
+            payload.extend_from_slice(p.as_bytes());
+            payload.push(0);
+        }
+        self.xs_call(XS_SET_PERMS, &payload).map(drop)
+    }
+
+    fn xs_begin(&mut self) -> Result<(), Errno> {
+        self.tx = 0;
+        let body = self.xs_call(XS_TRANSACTION_START, b"\0")?;
+        let id = String::from_utf8_lossy(&body);
+        self.tx = id.trim_end_matches('\0').parse().map_err(|_| Errno::EIO)?;
+        Ok(())
+    }
+
+    fn xs_end(&mut self, commit: bool) -> Result<(), Errno> {
+        let r = self.xs_call(XS_TRANSACTION_END, if commit { b"T\0" } else { b"F\0" });
+        self.tx = 0;
+        r.map(drop)
+    }
+
+    fn stat_target(&mut self, path: &str) -> Result<TargetKind, Errno> {
+        use std::os::unix::fs::FileTypeExt;
+        let m = std::fs::metadata(path).map_err(|e| {
+            e.raw_os_error()
+                .and_then(Errno::from_code)
+                .unwrap_or(Errno::EIO)
+        })?;
+        let t = m.file_type();
+        Ok(if t.is_block_device() {
+            TargetKind::Block
+        } else if t.is_file() {
+            TargetKind::File
+        } else {
+            TargetKind::Other
+        })
     }
 
     fn record(&mut self, dom: DomId) -> Result<Record, Errno> {
@@ -344,35 +406,47 @@ impl System for Real {
     }
 }
 
-/// One xenstore request on a fresh `/dev/xen/xenbus` descriptor: its reply's payload, or
-/// the errno an `XS_ERROR` reply names.
-fn xs_call(msg_type: u32, payload: &[u8]) -> Result<Vec<u8>, Errno> {
-    use std::io::{Read, Write};
-    const REQ_ID: u32 = 1;
-    let mut bus = open_rw(XENBUS_PATH).map_err(|_| Errno::ENOENT)?;
-    let hdr = XsdSockmsg {
-        msg_type,
-        req_id: REQ_ID,
-        tx_id: 0,
-        len: u32::try_from(payload.len()).map_err(|_| Errno::E2BIG)?,
-    };
-    let mut msg = hdr.to_bytes().to_vec();
-    msg.extend_from_slice(payload);
-    bus.write_all(&msg).map_err(|_| Errno::EIO)?;
-    // Messages until the reply to this request (a new descriptor has no watches, but skip
-    // anything else all the same).
-    loop {
-        let mut h = [0u8; XsdSockmsg::SIZE];
-        bus.read_exact(&mut h).map_err(|_| Errno::EIO)?;
-        let reply = XsdSockmsg::from_bytes(&h).ok_or(Errno::EIO)?;
-        let mut body = vec![0u8; (reply.len as usize).min(XENSTORE_PAYLOAD_MAX)];
-        bus.read_exact(&mut body).map_err(|_| Errno::EIO)?;
-        if reply.req_id != REQ_ID || reply.msg_type == XS_WATCH_EVENT {
-            continue;
+fn nul_terminated(path: &str) -> Vec<u8> {
+    let mut payload = Vec::from(path.as_bytes());
+    payload.push(0);
+    payload
+}
+
+impl Real {
+    /// One xenstore request on xl's `/dev/xen/xenbus` connection, in the current
+    /// transaction: its reply's payload, or the errno an `XS_ERROR` reply names.
+    fn xs_call(&mut self, msg_type: u32, payload: &[u8]) -> Result<Vec<u8>, Errno> {
+        use std::io::{Read, Write};
+        const REQ_ID: u32 = 1;
+        if self.bus.is_none() {
+            self.bus = Some(open_rw(XENBUS_PATH).map_err(|_| Errno::ENOENT)?);
         }
-        if reply.msg_type == XS_ERROR {
-            return Err(error_from(&body));
+        let tx_id = self.tx;
+        let bus = self.bus.as_mut().ok_or(Errno::ENOENT)?;
+        let hdr = XsdSockmsg {
+            msg_type,
+            req_id: REQ_ID,
+            tx_id,
+            len: u32::try_from(payload.len()).map_err(|_| Errno::E2BIG)?,
+        };
+        let mut msg = hdr.to_bytes().to_vec();
+        msg.extend_from_slice(payload);
+        bus.write_all(&msg).map_err(|_| Errno::EIO)?;
+        // Messages until the reply to this request (xl sets no watches, but skip anything
+        // else all the same).
+        loop {
+            let mut h = [0u8; XsdSockmsg::SIZE];
+            bus.read_exact(&mut h).map_err(|_| Errno::EIO)?;
+            let reply = XsdSockmsg::from_bytes(&h).ok_or(Errno::EIO)?;
+            let mut body = vec![0u8; (reply.len as usize).min(XENSTORE_PAYLOAD_MAX)];
+            bus.read_exact(&mut body).map_err(|_| Errno::EIO)?;
+            if reply.req_id != REQ_ID || reply.msg_type == XS_WATCH_EVENT {
+                continue;
+            }
+            if reply.msg_type == XS_ERROR {
+                return Err(error_from(&body));
+            }
+            return Ok(body);
         }
-        return Ok(body);
     }
 }

@@ -13,11 +13,13 @@
 //! `vm-list`), [`listing`] (`list` and its columns and JSON), [`keys`] (`sysrq`,
 //! `debug-keys`) and [`sched`] (`sched-credit` with its cpupool).
 
+pub mod block;
 pub mod keys;
 pub mod listing;
 pub mod names;
 pub mod sched;
 
+pub use block::{TargetKind, block_attach, block_detach, block_list};
 pub use keys::{debug_keys, sysrq};
 pub use listing::{ListOpts, list};
 pub use names::{domid, domname, rename, vm_list};
@@ -116,6 +118,23 @@ pub trait System {
     fn xs_write(&mut self, path: &str, value: &str) -> Result<(), Errno>;
     /// Reads a xenstore node as dom0 (`XS_READ`).
     fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno>;
+    /// The children of a xenstore node (`XS_DIRECTORY`).
+    fn xs_directory(&mut self, path: &str) -> Result<Vec<String>, Errno>;
+    /// Removes a xenstore node and everything below it (`XS_RM`).
+    fn xs_rm(&mut self, path: &str) -> Result<(), Errno>;
+    /// Makes a xenstore node (`XS_MKDIR`).
+    fn xs_mkdir(&mut self, path: &str) -> Result<(), Errno>;
+    /// Sets a node's permissions (`XS_SET_PERMS`), each as `xs_wire` writes it (`n5`,
+    /// `r0`: access letter, then domain; the first is the owner's).
+    fn xs_set_perms(&mut self, path: &str, perms: &[String]) -> Result<(), Errno>;
+    /// Starts a xenstore transaction that the `xs_*` calls until [`System::xs_end`] are
+    /// part of (`XS_TRANSACTION_START`); `ENOSYS` when the store has none.
+    fn xs_begin(&mut self) -> Result<(), Errno>;
+    /// Ends it (`XS_TRANSACTION_END`), committing or not; `EAGAIN` when it conflicted with
+    /// another and nothing of it was kept.
+    fn xs_end(&mut self, commit: bool) -> Result<(), Errno>;
+    /// What is at `path` in dom0 (a disk's target), following links.
+    fn stat_target(&mut self, path: &str) -> Result<TargetKind, Errno>;
     /// The record the dom0 kernel keeps for `dom` (`XENIA_IOCTL_RECORD`); `ESRCH` when
     /// it keeps none.
     fn record(&mut self, dom: DomId) -> Result<Record, Errno>;
@@ -318,6 +337,11 @@ fn spec_view(spec: &DomainSpec, uuid: &[u8; 16], map_bits: Option<usize>) -> jso
         cmdline: spec.cmdline.clone(),
         ramdisk: spec.ramdisk.clone(),
         actions: Some([spec.on_poweroff, spec.on_reboot, spec.on_crash]),
+        disks: spec
+            .disks
+            .iter()
+            .map(|d| dom0_tools::disk::to_json(d, false))
+            .collect(),
         ..json::ConfigView::default()
     };
     if let Some(bits) = map_bits {
@@ -427,6 +451,18 @@ pub fn create(
         ),
         None => None,
     };
+    // Targets first: a missing one is told before anything is built.
+    for d in &spec.disks {
+        let path = dom0_tools::disk::target_path(d.pdev_path.as_deref().unwrap_or(""));
+        let vdev = d.vdev.as_deref().unwrap_or("");
+        match sys.stat_target(&path) {
+            Ok(TargetKind::Block | TargetKind::File) => {}
+            Ok(TargetKind::Other) => {
+                return Err(fail(format!("disk {vdev}: {path} is not a block device.")));
+            }
+            Err(_) => return Err(fail(format!("disk {vdev}: {path} does not exist."))),
+        }
+    }
     let handle = new_handle(sys, &spec);
     if opts.debug {
         let bits = cpu_map_bits(sys).ok();
@@ -447,7 +483,13 @@ pub fn create(
         cap: spec.cap,
         // With `cpus=`, the vCPUs are placed before the domain first runs (libxl sets the
         // affinity at build time too).
-        start_paused: paused || opts.hold || spec.cpus.is_some() || spec.cpus_soft.is_some(),
+        // Disks too: their nodes are there before the domain's kernel first looks (libxl
+        // adds devices before it unpauses).
+        start_paused: paused
+            || opts.hold
+            || spec.cpus.is_some()
+            || spec.cpus_soft.is_some()
+            || !spec.disks.is_empty(),
         ..DomainConfig::new(&spec.name, &kernel, spec.memory_mib)
     };
     let built = sys.build(&cfg).map_err(|e| fail(e.to_string()))?;
@@ -464,8 +506,12 @@ pub fn create(
             )),
         });
     }
-    if spec.cpus.is_some() || spec.cpus_soft.is_some() {
+    if spec.cpus.is_some() || spec.cpus_soft.is_some() || !spec.disks.is_empty() {
         let placed = place_vcpus(sys, built.dom, &spec).and_then(|()| {
+            for d in &spec.disks {
+                block::attach(sys, built.dom, d)
+                    .map_err(|why| format!("disk {}: {why}", d.vdev.as_deref().unwrap_or("")))?;
+            }
             if paused || opts.hold {
                 Ok(())
             } else {
@@ -475,7 +521,13 @@ pub fn create(
         });
         if let Err(why) = placed {
             let dom = built.dom;
-            return Err(match sys.destroy(dom) {
+            let destroyed = sys.destroy(dom);
+            if destroyed.is_ok() {
+                // Its record, and with it the nodes written so far (dom0's kernel removes
+                // them when it forgets a domain).
+                let _ = sys.forget(dom);
+            }
+            return Err(match destroyed {
                 Ok(()) => fail(format!("{why}; domain {dom} was destroyed again")),
                 Err(e) => fail(format!(
                     "{why}, and destroying domain {dom} failed ({e}): remove it with `xl destroy {dom}`"

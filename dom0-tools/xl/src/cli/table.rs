@@ -478,7 +478,7 @@ pub const VERBS: &[Verb] = &[
         desc: "Create a new virtual block device",
         usage: "<Domain> <disk-spec-component(s)>...",
         options: None,
-        xenia: false,
+        xenia: true,
     },
     Verb {
         name: "block-list",
@@ -487,7 +487,7 @@ pub const VERBS: &[Verb] = &[
         desc: "List virtual block devices for a domain",
         usage: "<Domain(s)>",
         options: None,
-        xenia: false,
+        xenia: true,
     },
     Verb {
         name: "block-detach",
@@ -496,7 +496,7 @@ pub const VERBS: &[Verb] = &[
         desc: "Destroy a domain's virtual block device",
         usage: "[option] <Domain> <DevId>",
         options: Some("-f, --force        do not wait for the domain to release the device"),
-        xenia: false,
+        xenia: true,
     },
     Verb {
         name: "vtpm-attach",

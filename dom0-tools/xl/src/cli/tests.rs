@@ -35,7 +35,7 @@ fn table_is_xens() {
         .filter(|v| v.xenia)
         .map(|v| v.name)
         .collect();
-    assert_eq!(xenia.len(), 24, "{xenia:?}");
+    assert_eq!(xenia.len(), 27, "{xenia:?}");
     // Every verb the table marks as Xenia's parses (with enough arguments).
     for v in table::VERBS.iter().filter(|v| v.xenia) {
         let args = ["x", "y", "z", "w"].map(String::from);
@@ -109,7 +109,7 @@ fn verbs_xenia_lacks_and_unknown_words() {
         ("restore", "restore"),
         ("save", "save"),
         ("migrate", "migrate"),
-        ("block-attach", "block-attach"),
+        ("network-attach", "network-attach"),
         ("cpupool-list", "cpupool-list"),
         ("rest", "restore"),
     ] {
@@ -485,4 +485,48 @@ fn odd_input_never_panics() {
             }
         }
     }
+}
+
+#[test]
+fn block_verbs_as_xens() {
+    let run = |args: &[&str]| match parse(std::iter::once("xl").chain(args.iter().copied())) {
+        Parsed::Run(i) => i,
+        Parsed::Exit(e) => panic!("{args:?}: {e:?}"),
+    };
+    let i = run(&[
+        "-N",
+        "block-attach",
+        "0",
+        "format=raw",
+        "vdev=hda",
+        "target=/x",
+    ]);
+    assert!(i.dry_run);
+    assert_eq!(
+        i.command,
+        Command::BlockAttach {
+            domain: "0".into(),
+            spec: vec!["format=raw".into(), "vdev=hda".into(), "target=/x".into()],
+        }
+    );
+    assert_eq!(
+        run(&["block-list", "a", "b"]).command,
+        Command::BlockList {
+            domains: vec!["a".into(), "b".into()]
+        }
+    );
+    assert_eq!(
+        run(&["block-detach", "--force", "a", "xvda"]).command,
+        Command::BlockDetach {
+            force: true,
+            domain: "a".into(),
+            device: "xvda".into(),
+        }
+    );
+    assert_eq!(
+        exit(&["block-attach", "a"]).stderr,
+        "'xl block-attach' requires at least 2 arguments.\n\n"
+    );
+    // block-list and block-detach take no -N.
+    assert_eq!(exit(&["-N", "block-list", "a"]).status, 1);
 }

@@ -111,6 +111,12 @@ fn view(sys: &mut impl System, io: &mut Io<'_>, name: &str, d: &DomainInfo) -> C
             .map(|c| (u32::from(c.weight), u32::from(c.cap))),
         ..ConfigView::default()
     };
+    // The disks as xenstore has them (libxl's stored configuration follows attaches and
+    // detaches too), with the defaults libxl stores.
+    view.disks = super::block::disks_of(sys, d.dom)
+        .iter()
+        .map(|(_, disk)| dom0_tools::disk::to_json(disk, true))
+        .collect();
     let record = match sys.record(d.dom) {
         Ok(r) => r,
         // No record: a domain xl did not create (or dom0); nothing more is known.

@@ -46,6 +46,27 @@ struct Fake {
     keys_error: Option<Errno>,
     /// The cpupool's parameters cannot be read.
     no_pool_params: bool,
+    /// The xenstore nodes of devices (`/device/`, `/backend/`, `/tool/`), by path.
+    tree: BTreeMap<String, String>,
+    /// Permissions set, by path.
+    perms: BTreeMap<String, Vec<String>>,
+    /// The store has transactions.
+    tx_support: bool,
+    /// This many commits conflict (`EAGAIN`) before one succeeds.
+    tx_conflicts: u32,
+    /// The tree when the open transaction began (restored by an abort or a conflict).
+    tx_snapshot: Option<BTreeMap<String, String>>,
+    /// Commits that succeeded.
+    tx_commits: u32,
+    /// A backend told to close (state 5) closes (state 6) when next looked at.
+    backend_closes: bool,
+    /// What dom0 has at each path disks may name.
+    targets: BTreeMap<String, TargetKind>,
+}
+
+/// Whether `path` is one of the device nodes the fake keeps in its tree.
+fn device_node(path: &str) -> bool {
+    path.contains("/device/") || path.contains("/backend/") || path.starts_with("/tool/")
 }
 
 fn dinfo(dom: DomId, flags: u32, mib: u64) -> DomainInfo {
@@ -87,6 +108,14 @@ impl Fake {
             b"name = \"web\"\nkernel = \"/boot/web.elf\"\nmemory = 64\nbogus = 1\n".to_vec(),
         );
         f.files.insert("/boot/web.elf".into(), b"ELF".to_vec());
+        for (path, kind) in [
+            ("/dev/vdb", TargetKind::Block),
+            ("/dev/vdc", TargetKind::Block),
+            ("/images/a.img", TargetKind::File),
+            ("/dev", TargetKind::Other),
+        ] {
+            f.targets.insert(path.into(), kind);
+        }
         f
     }
 
@@ -312,14 +341,79 @@ impl System for Fake {
             return Err(e);
         }
         self.xs.push((path.into(), value.into()));
+        if device_node(path) {
+            self.tree.insert(path.into(), value.into());
+        }
         Ok(())
     }
     fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
+        if device_node(path) {
+            let v = self.tree.get(path).ok_or(Errno::ENOENT)?;
+            if self.backend_closes && path.ends_with("/state") && v == "5" {
+                self.tree.insert(path.into(), "6".into());
+                return Ok(b"6".to_vec());
+            }
+            return Ok(v.clone().into_bytes());
+        }
         // Every domain but 7 has a home.
         if path.starts_with("/local/domain/7/") {
             return Err(Errno::ENOENT);
         }
         Ok(b"3".to_vec())
+    }
+    fn xs_directory(&mut self, path: &str) -> Result<Vec<String>, Errno> {
+        let prefix = format!("{path}/");
+        let mut names: Vec<String> = self
+            .tree
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(|rest| rest.split('/').next().unwrap_or("").to_string())
+            .collect();
+        names.dedup();
+        if names.is_empty() && !self.tree.contains_key(path) {
+            return Err(Errno::ENOENT);
+        }
+        Ok(names)
+    }
+    fn xs_rm(&mut self, path: &str) -> Result<(), Errno> {
+        self.log.push(format!("rm {path}"));
+        let prefix = format!("{path}/");
+        self.tree
+            .retain(|k, _| k != path && !k.starts_with(&prefix));
+        Ok(())
+    }
+    fn xs_mkdir(&mut self, path: &str) -> Result<(), Errno> {
+        self.tree.entry(path.into()).or_default();
+        Ok(())
+    }
+    fn xs_set_perms(&mut self, path: &str, perms: &[String]) -> Result<(), Errno> {
+        self.perms.insert(path.into(), perms.to_vec());
+        Ok(())
+    }
+    fn xs_begin(&mut self) -> Result<(), Errno> {
+        if !self.tx_support {
+            return Err(Errno::ENOSYS);
+        }
+        assert!(self.tx_snapshot.is_none(), "transactions nested");
+        self.tx_snapshot = Some(self.tree.clone());
+        Ok(())
+    }
+    fn xs_end(&mut self, commit: bool) -> Result<(), Errno> {
+        let snapshot = self.tx_snapshot.take().expect("no transaction open");
+        if !commit {
+            self.tree = snapshot;
+            return Ok(());
+        }
+        if self.tx_conflicts > 0 {
+            self.tx_conflicts -= 1;
+            self.tree = snapshot;
+            return Err(Errno::EAGAIN);
+        }
+        self.tx_commits += 1;
+        Ok(())
+    }
+    fn stat_target(&mut self, path: &str) -> Result<TargetKind, Errno> {
+        self.targets.get(path).copied().ok_or(Errno::ENOENT)
     }
     fn record(&mut self, dom: DomId) -> Result<Record, Errno> {
         self.records.get(&dom).cloned().ok_or(Errno::ESRCH)
@@ -1353,7 +1447,7 @@ fn create_with_uuid_and_a_disk_then_list_it() {
         "/etc/xen/uu.cfg".into(),
         b"name = \"uu\"\nkernel = \"/boot/web.elf\"\nmemory = 16\n\
           uuid = \"6F9619FF-8B86-D011-B42D-00C04FC964FF\"\n\
-          disk = [ \"phy:/dev/vg/uu,xvda,w\" ]\nmemroy = 16\n"
+          vif = [ \"bridge=xenbr0\" ]\nmemroy = 16\n"
             .to_vec(),
     );
     let (r, out, err) = create(&mut f, "uu.cfg", &[], false);
@@ -1362,8 +1456,8 @@ fn create_with_uuid_and_a_disk_then_list_it() {
     assert_eq!(
         err,
         "Parsing config from /etc/xen/uu.cfg\n\
-         xl: warning: /etc/xen/uu.cfg:5: 'disk' is not implemented by Xenia (ignored): \
-         the domain will have no disks (Xenia has no block backend yet)\n\
+         xl: warning: /etc/xen/uu.cfg:5: 'vif' is not implemented by Xenia (ignored): \
+         the domain will have no network interfaces (Xenia has no network backend yet)\n\
          xl: warning: /etc/xen/uu.cfg:6: unknown key 'memroy' ignored\n"
     );
     let uuid = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
@@ -1561,3 +1655,5 @@ fn json_has_the_vcpu_affinities_xl_would_store() {
     assert_eq!(b_info.get("vcpu_soft_affinity"), None);
     assert_eq!(b_info.get("numa_placement"), None);
 }
+
+mod block;
