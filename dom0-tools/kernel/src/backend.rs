@@ -135,7 +135,15 @@ pub fn adopt(
     // new name when it is restarted.
     spec.name.clone_from(&record.name);
     if let Some((mfn, remote)) = store {
-        crate::store::introduce(dom, mfn, remote, &spec.name, spec.vcpus, spec.maxvcpus)?;
+        let facts = crate::store::DomainFacts {
+            name: &spec.name,
+            vcpus: spec.vcpus,
+            max_vcpus: spec.maxvcpus,
+            target_kib: spec.memory_mib.saturating_mul(1024),
+            static_max_kib: spec.maxmem_mib.saturating_mul(1024),
+            console,
+        };
+        crate::store::introduce(dom, mfn, remote, &facts)?;
     }
     let console = match console {
         None => None,

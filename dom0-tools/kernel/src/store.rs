@@ -10,11 +10,18 @@
 //! notifies the channel when it has read).
 //!
 //! **The toolstack's nodes.** At introduction the kernel writes what libxl writes for a PV
-//! domain: `/local/domain/<id>` (dom0's, readable by the domain), its `name` and `domid`,
-//! `cpu/<n>/availability` for each vCPU (`online` for the first `vcpus`, `offline` for the
-//! rest up to `maxvcpus`), and `data` (the domain's own, writable by it). [`release`]
-//! removes the whole home at destroy, and the domain's backend directories under dom0's
-//! `backend/`. [`apply`] makes toolstack operations (a restarted domain's disks).
+//! domain (`xenia_xenstore::NewDomain`): its home `/local/domain/<id>` (dom0's, readable by
+//! the domain) with `vm`, `name`, `domid`, `memory/{target,static-max,videoram}`,
+//! `cpu/<n>/availability`, `store/*`, `console/*`, `control/*` and the domain's own `data`,
+//! `device/suspend/event-channel`, `control/shutdown`, ..., and `/vm/<uuid>`. [`release`]
+//! removes the home, `/vm/<uuid>` and `/local/domain/0/backend/*/<id>` at destroy. All of it
+//! is in-memory writes: nothing waits. [`apply`] makes toolstack operations (a restarted
+//! domain's disks).
+//!
+//! **Fair service.** Each look at a ring handles at most `ring::REQUESTS_PER_SERVICE`
+//! requests, and every ring is looked at in turn; a ring with requests left is looked at
+//! again at the next turn ([`busy`] keeps dom0 from sleeping meanwhile). A domain flooding
+//! its ring gets its share and no more.
 //!
 //! **dom0's programs** talk to the store through `/dev/xen/xenbus` (Linux's device: write
 //! whole `xsd_sockmsg` requests, read replies and watch events), one connection per open
@@ -28,20 +35,29 @@ use dom0_tools::hypervisor::Hypervisor;
 use guest_abi::Errno;
 use guest_abi::calls;
 use guest_abi::types::{DomId, Mfn};
-use guest_abi::xenstore::{VCPU_OFFLINE, VCPU_ONLINE, XenstoreDomainInterface as Iface};
+use guest_abi::xenstore::XenstoreDomainInterface as Iface;
 use spin::Mutex;
 use xenia_guest_rt::events;
-use xenia_xenstore::{Access, ConnId, DOM0, Perm, Quota, Store, home_path, ring};
+use xenia_xenstore::{ConnId, DOM0, NewDomain, Perm, Quota, Store, home_path, ring};
 
 use crate::direct::xen;
 use crate::tprintln;
 
+/// What the kernel keeps, per domain ring, to decide when to look at it.
+struct Look {
+    dom: DomId,
+    /// Events seen on dom0's port when last serviced.
+    seen: u32,
+    /// Output was left over because its response ring was full.
+    waiting: bool,
+    /// Requests were left in its ring by the per-turn budget.
+    more: bool,
+}
+
 /// The store and, per domain ring, what the kernel keeps to decide when to look at it.
 struct State {
     store: Store,
-    /// `(dom, events seen on dom0's port when last serviced, output left over because its
-    /// response ring was full)`.
-    looks: Vec<(DomId, u32, bool)>,
+    looks: Vec<Look>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -55,64 +71,65 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     f(state)
 }
 
+/// What [`introduce`] needs to know of a domain besides its id and store ring.
+pub struct DomainFacts<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// vCPUs online at start, and at most.
+    pub vcpus: u32,
+    /// See `vcpus`.
+    pub max_vcpus: u32,
+    /// `memory` and `maxmem`, in KiB.
+    pub target_kib: u64,
+    /// See `target_kib`.
+    pub static_max_kib: u64,
+    /// Its console ring (machine frame, the domain's end of the channel), if any.
+    pub console: Option<(u64, u32)>,
+}
+
 /// Introduces domain `dom` with its ring (`mfn`, the domain's port `remote`) and writes
-/// its toolstack nodes (`name`, `vcpus` of `max_vcpus` online). Errors are negative errnos.
-pub fn introduce(
-    dom: DomId,
-    mfn: u64,
-    remote: u32,
-    name: &str,
-    vcpus: u32,
-    max_vcpus: u32,
-) -> Result<(), i64> {
+/// its toolstack nodes as libxl does (`xenia_xenstore::NewDomain`: home, `/vm/<uuid>`,
+/// memory, cpu, control, console, ...). Errors are negative errnos.
+pub fn introduce(dom: DomId, mfn: u64, remote: u32, facts: &DomainFacts) -> Result<(), i64> {
     // A connection left from an earlier domain of this id goes first: its ring, port and
     // watches must not become the new domain's.
     release(dom);
     let port = calls::evtchn_bind_interdomain(dom, remote).map_err(|e| -(e as i64))?;
+    let uuid = xen().domain_info(dom).map(|i| i.handle).unwrap_or_default();
+    let start_time = xenia_guest_rt::time::now_ns() / 1_000_000_000;
     with(|s| {
         let st = &mut s.store;
         st.introduce(dom, mfn, remote);
         st.set_local_port(dom, port);
-        let home = home_path(dom);
-        // As libxl: the home is dom0's and readable by the domain; `data` is the domain's.
-        let _ = st.rm(DOM0, &home);
-        let made = st
-            .mkdir(DOM0, &home)
-            .and_then(|()| {
-                st.set_perms(
-                    DOM0,
-                    &home,
-                    &[Perm::new(DOM0, Access::None), Perm::new(dom, Access::Read)],
-                )
-            })
-            .and_then(|()| st.write(DOM0, &format!("{home}/name"), name.as_bytes()))
-            .and_then(|()| st.write(DOM0, &format!("{home}/domid"), format!("{dom}").as_bytes()))
-            .and_then(|()| {
-                (0..max_vcpus).try_for_each(|n| {
-                    let v = if n < vcpus { VCPU_ONLINE } else { VCPU_OFFLINE };
-                    st.write(DOM0, &format!("{home}/cpu/{n}/availability"), v.as_bytes())
-                })
-            })
-            .and_then(|()| st.mkdir(DOM0, &format!("{home}/data")))
-            .and_then(|()| {
-                st.set_perms(
-                    DOM0,
-                    &format!("{home}/data"),
-                    &[Perm::new(dom, Access::None)],
-                )
-            });
+        let made = st.write_domain(&NewDomain {
+            dom,
+            name: facts.name,
+            uuid,
+            vcpus: facts.vcpus,
+            max_vcpus: facts.max_vcpus,
+            target_kib: facts.target_kib,
+            static_max_kib: facts.static_max_kib,
+            store: (mfn, remote),
+            console: facts.console,
+            start_time,
+        });
         if let Err(e) = made {
             tprintln!("dom0: xenstore: cannot write domain {dom}'s nodes ({e})");
         }
-        s.looks.retain(|l| l.0 != dom);
-        s.looks.push((dom, u32::MAX, false));
+        s.looks.retain(|l| l.dom != dom);
+        s.looks.push(Look {
+            dom,
+            seen: u32::MAX,
+            waiting: false,
+            more: false,
+        });
     });
     service();
     Ok(())
 }
 
-/// Writes domain `dom`'s `name` node, as libxl's rename does (nothing when it has no home:
-/// a domain introduced without a store ring).
+/// Writes domain `dom`'s `name` nodes (its home's and its `/vm/<uuid>`'s), as libxl's
+/// rename does (nothing when it has no home: a domain introduced without a store ring).
 pub fn set_name(dom: DomId, name: &str) {
     let home = home_path(dom);
     with(|s| {
@@ -120,25 +137,23 @@ pub fn set_name(dom: DomId, name: &str) {
             let _ = s
                 .store
                 .write(DOM0, &format!("{home}/name"), name.as_bytes());
+            if let Ok(vm) = s.store.read(DOM0, &format!("{home}/vm"))
+                && let Ok(vm) = core::str::from_utf8(&vm)
+            {
+                let _ = s.store.write(DOM0, &format!("{vm}/name"), name.as_bytes());
+            }
         }
     });
     // A watch on the name may have fired.
     service();
 }
 
-/// Where dom0's backends have a directory per device kind (`vbd`, ...).
-const BACKENDS: &str = "/local/domain/0/backend";
-
-/// Forgets domain `dom`: its connection, dom0's end of its channel, its home (with its
-/// frontends) and its devices' backend directories (`backend/<kind>/<dom>`, as libxl
-/// removes them at destroy; the backends see them go through their watches).
+/// Forgets domain `dom`: its connection, dom0's end of its channel, its home, its
+/// `/vm/<uuid>` and its backends' directories.
 pub fn release(dom: DomId) {
     let port = with(|s| {
-        s.looks.retain(|l| l.0 != dom);
-        let _ = s.store.rm(DOM0, &home_path(dom));
-        for kind in s.store.directory(DOM0, BACKENDS).unwrap_or_default() {
-            let _ = s.store.rm(DOM0, &format!("{BACKENDS}/{kind}/{dom}"));
-        }
+        s.looks.retain(|l| l.dom != dom);
+        s.store.remove_domain(dom);
         s.store.release(dom)
     });
     if let Some(p) = port {
@@ -190,17 +205,17 @@ pub fn service() {
             continue;
         };
         let id = ConnId(u32::from(dom));
-        let Some(look) = s.looks.iter_mut().find(|l| l.0 == dom) else {
+        let Some(look) = s.looks.iter_mut().find(|l| l.dom == dom) else {
             continue;
         };
         let seen = events::count(port);
         // Ports past the runtime's counters are always looked at.
-        let fired = seen != look.1 || port as usize >= events::TRACKED_PORTS;
-        let waiting = s.store.output_len(id) > 0 && !look.2;
-        if !fired && !waiting {
+        let fired = seen != look.seen || port as usize >= events::TRACKED_PORTS;
+        let waiting = s.store.output_len(id) > 0 && !look.waiting;
+        if !fired && !waiting && !look.more {
             continue;
         }
-        look.1 = seen;
+        look.seen = seen;
         // The indexes first, then the rings: the domain writes its bytes before the index
         // that publishes them, so bytes read after the index are at least that new (one
         // copy of the whole page could take the bytes before the domain wrote them and the
@@ -212,11 +227,15 @@ pub fn service() {
             .and_then(|()| hv.read_frame(dom, Mfn(mfn), 0, rings));
         if copied.is_err() {
             // The domain is going away; `release` will follow.
-            look.2 = true;
+            look.waiting = true;
+            look.more = false;
             continue;
         }
+        // At most `ring::REQUESTS_PER_SERVICE` requests of each ring per turn, every ring
+        // in turn: a domain flooding its ring is served like the others, not before them.
         let w = ring::service(&mut s.store, id, &page);
-        look.2 = s.store.output_len(id) > 0;
+        look.waiting = s.store.output_len(id) > 0;
+        look.more = w.more;
         if let Some(why) = w.broke {
             tprintln!("dom0: xenstore: domain {dom} broke its ring ({why}); no longer serving it");
         }
@@ -228,6 +247,15 @@ pub fn service() {
             let _ = calls::evtchn_send(port);
         }
     }
+}
+
+/// Whether a ring has requests left by the per-turn budget: dom0 must not block before
+/// serving it again.
+pub fn busy() -> bool {
+    STATE
+        .lock()
+        .as_ref()
+        .is_some_and(|s| s.looks.iter().any(|l| l.more))
 }
 
 /// A connection for a `/dev/xen/xenbus` descriptor.

@@ -14,18 +14,24 @@
 //!
 //! **Bounded.** What an unprivileged domain can make the store hold is limited by
 //! [`Quota`] (Xen's defaults: 1000 nodes, 128 watches, 2048-byte values, 5 permissions a
-//! node; and a memory total smaller than Xen's, because dom0's kernel heap is 8 MiB), and
-//! what waits to be delivered to it by [`OUTPUT_MAX`]: a domain that does not read its
-//! replies stops being served (its requests wait in its ring) and loses watch events, and
-//! nobody else notices.
+//! node, 10 open transactions of at most 1024 nodes each, 20 outstanding requests; and a
+//! memory quota smaller than Xen's, because dom0's kernel heap is 12 MiB), what all of them
+//! together can by [`Quota::total`] (3 MiB), and what waits to be delivered to one by
+//! [`OUTPUT_MAX`]: a domain that does not read its replies stops being served (its requests
+//! wait in its ring) and loses watch events, and nobody else notices. A ring is served a
+//! bounded number of requests per turn ([`ring::REQUESTS_PER_SERVICE`]).
 //!
-//! **Not yet** (issue 15): transactions ([`XS_TRANSACTION_START`] answers `ENOSYS`),
-//! `XS_DIRECTORY_PART`, `XS_RESET_WATCHES`, watch depths, `XS_SET_TARGET`. Operations cost
-//! O(log n) in the number of nodes (a `BTreeMap` by path), O(children) for a listing and
-//! O(watches) per change.
+//! **Transactions** use Xen's generation counts: a transaction that looked at a node
+//! someone else changed meanwhile ends with `EAGAIN`; a commit applies all of its changes at
+//! once and fires their watches then.
+//!
+//! **Not served**: `XS_CONTROL`, `XS_RESUME`, `XS_SET_TARGET` and watch depths (`ENOSYS`, as
+//! Xen answers any type it does not know). Operations cost O(log n) in the number of nodes
+//! (a `BTreeMap` by path), O(children) for a listing and O(watches) per change.
+//!
+//! [`toolstack`](NewDomain) has the nodes the toolstack writes for a domain.
 //!
 //! [`XS_ERROR`]: guest_abi::xenstore::XS_ERROR
-//! [`XS_TRANSACTION_START`]: guest_abi::xenstore::XS_TRANSACTION_START
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -34,5 +40,7 @@ extern crate alloc;
 
 pub mod ring;
 mod store;
+mod toolstack;
 
 pub use store::{Access, ConnId, DOM0, DomId, OUTPUT_MAX, Perm, Quota, Store, home_path};
+pub use toolstack::{NewDomain, uuid_text};

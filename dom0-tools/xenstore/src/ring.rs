@@ -22,6 +22,11 @@ pub const XENSTORE_ERROR_RINGIDX: u32 = 2;
 /// Rounds of "take requests, give replies" one [`service`] call makes at most.
 const ROUNDS: usize = 4;
 
+/// Requests one [`service`] call handles at most: the caller serves every ring in turn,
+/// so a domain that floods its ring gets this many served per turn, like every other
+/// (the rest wait in its ring, [`Writes::more`]).
+pub const REQUESTS_PER_SERVICE: usize = 8;
+
 const RING: u32 = XENSTORE_RING_SIZE as u32;
 
 /// The store's side of a ring.
@@ -62,6 +67,8 @@ pub struct Writes {
     pub notify: bool,
     /// The ring was found broken by this call (the reason).
     pub broke: Option<&'static str>,
+    /// Requests are left in the ring: serve it again soon.
+    pub more: bool,
 }
 
 fn u32_at(page: &[u8], at: usize) -> u32 {
@@ -100,17 +107,20 @@ pub fn service(store: &mut Store, id: ConnId, page: &[u8]) -> Writes {
         return w;
     }
     let mut req_bytes = Vec::new();
+    let mut budget = REQUESTS_PER_SERVICE;
     for _ in 0..ROUNDS {
         let mut progress = false;
         // Requests.
         let avail = req_prod.wrapping_sub(st.req_cons);
-        if avail > 0 {
+        if avail > 0 && budget > 0 {
             req_bytes.clear();
             req_bytes.extend((0..avail).map(|i| {
                 let at = Iface::REQ + (st.req_cons.wrapping_add(i) % RING) as usize;
                 page.get(at).copied().unwrap_or(0)
             }));
-            let taken = store.feed(id, &req_bytes) as u32;
+            let (taken, handled) = store.feed_some(id, &req_bytes, budget);
+            budget -= handled.min(budget);
+            let taken = taken as u32;
             if taken > 0 {
                 st.req_cons = st.req_cons.wrapping_add(taken);
                 progress = true;
@@ -136,6 +146,9 @@ pub fn service(store: &mut Store, id: ConnId, page: &[u8]) -> Writes {
             break;
         }
     }
+    // Left over by the budget (not by a full output: the domain must read first, and it
+    // notifies when it has).
+    w.more = budget == 0 && req_prod != st.req_cons;
     let old = store
         .conns
         .get(&id)

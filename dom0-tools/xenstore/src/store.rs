@@ -1,5 +1,7 @@
-//! The node tree, permissions and quotas; the message stream (`messages`) and watches
-//! (`watches`) are child modules working on the same `Store`.
+//! The node tree, permissions and quotas; the operations on it (`tree`, through a view
+//! that is either the store itself or a transaction), transactions (`transactions`), the
+//! message stream (`messages`) and watches (`watches`) are child modules working on the
+//! same `Store`.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::format;
@@ -8,10 +10,11 @@ use alloc::vec::Vec;
 
 use guest_abi::Errno;
 use guest_abi::xenstore::{
-    XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX, XS_DIRECTORY, XS_ERROR,
-    XS_GET_DOMAIN_PATH, XS_GET_PERMS, XS_INTRODUCE, XS_IS_DOMAIN_INTRODUCED, XS_MKDIR, XS_READ,
-    XS_RELEASE, XS_RM, XS_SET_PERMS, XS_TRANSACTION_END, XS_TRANSACTION_START, XS_UNWATCH,
-    XS_WATCH, XS_WATCH_EVENT, XS_WRITE, XsdSockmsg, error_string,
+    XENSTORE_ABS_PATH_MAX, XENSTORE_PAYLOAD_MAX, XENSTORE_REL_PATH_MAX, XS_DIRECTORY,
+    XS_DIRECTORY_PART, XS_ERROR, XS_GET_DOMAIN_PATH, XS_GET_PERMS, XS_INTRODUCE,
+    XS_IS_DOMAIN_INTRODUCED, XS_MKDIR, XS_READ, XS_RELEASE, XS_RESET_WATCHES, XS_RM, XS_SET_PERMS,
+    XS_TRANSACTION_END, XS_TRANSACTION_START, XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT, XS_WRITE,
+    XsdSockmsg, error_string,
 };
 
 use crate::ring::RingState;
@@ -29,9 +32,10 @@ pub const OUTPUT_MAX: usize = 32 * 1024;
 /// Bytes of one complete message at most.
 const MESSAGE_MAX: usize = XsdSockmsg::SIZE + XENSTORE_PAYLOAD_MAX;
 
-/// What a node costs its owner beyond its path, value and permissions (a rough figure for
-/// the tree's own bookkeeping; quota arithmetic only).
-const NODE_OVERHEAD: usize = 64;
+/// What a node costs beyond its path, name, value and permissions: the map entry, the
+/// node's three vectors, its name in its parent's set and the maps' slack, rounded up
+/// (quota and budget arithmetic; close to what the heap really spends).
+const NODE_OVERHEAD: usize = 192;
 /// What a watch costs beyond its path and token (quota arithmetic only).
 const WATCH_OVERHEAD: usize = 64;
 
@@ -127,7 +131,8 @@ impl Perm {
     }
 }
 
-/// Limits on what an unprivileged domain can make the store hold.
+/// Limits on what an unprivileged domain can make the store hold, and on what all of them
+/// together can.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quota {
     /// Nodes it owns (Xen's `quota-nb-entry-per-domain`, 1000).
@@ -138,19 +143,38 @@ pub struct Quota {
     pub value_max: usize,
     /// Entries of a permission list it sets (Xen's `quota-max-perms`, 5).
     pub perms: usize,
-    /// Bytes of nodes and watches it owns altogether (Xen's `quota-memory-per-domain` is
-    /// 2.5 MiB; Xenia's store lives in dom0's 8 MiB kernel heap, so 256 KiB).
+    /// Bytes of nodes, watches and open transactions it owns altogether (Xen's
+    /// `quota-memory-per-domain` is 2.5 MiB; Xenia's store lives in dom0's 12 MiB kernel
+    /// heap, so 256 KiB).
     pub memory: usize,
+    /// Transactions open at once (Xen's `quota-max-transaction`, 10).
+    pub transactions: usize,
+    /// Nodes one transaction may read or change (Xen's `transaction-nodes`, 1024).
+    pub transaction_nodes: usize,
+    /// Replies not yet taken by the domain before its further requests wait in its ring
+    /// (Xen's `outstanding`, 20).
+    pub outstanding: usize,
+    /// Bytes of everything unprivileged domains make the store hold (their nodes, watches
+    /// and transactions), all domains together (Xen has no such limit: its store has a
+    /// process of its own). Past it, what they ask that needs more memory gets `ENOMEM`;
+    /// dom0 is not limited, and what it owns (the toolstack's nodes) is not counted.
+    pub total: usize,
 }
 
 impl Quota {
-    /// Xen's defaults (memory aside, see [`Quota::memory`]).
+    /// Xen's defaults (memory aside, see [`Quota::memory`]), and a total of 3 MiB: a
+    /// quarter of dom0's kernel heap, so that the store's real cost (within 1.5 times what
+    /// it counts) stays well below the heap whatever domUs do.
     pub const DEFAULT: Quota = Quota {
         nodes: 1000,
         watches: 128,
         value_max: 2048,
         perms: 5,
         memory: 256 * 1024,
+        transactions: 10,
+        transaction_nodes: 1024,
+        outstanding: 20,
+        total: 3 * 1024 * 1024,
     };
 }
 
@@ -170,6 +194,14 @@ struct Node {
     value: Vec<u8>,
     perms: Vec<Perm>,
     children: BTreeSet<String>,
+    /// The store's generation when the node was last changed (never 0: 0 stands for a
+    /// missing node in a transaction's record).
+    generation: u64,
+}
+
+/// What a node at `path` with a value of `value` bytes and `perms` permissions costs.
+fn node_cost(path: &str, value: usize, perms: usize) -> usize {
+    NODE_OVERHEAD + path.len() + base_name(path).len() + value + 4 * perms
 }
 
 impl Node {
@@ -178,7 +210,7 @@ impl Node {
     }
 
     fn cost(&self, path: &str) -> usize {
-        NODE_OVERHEAD + path.len() + self.value.len() + 4 * self.perms.len()
+        node_cost(path, self.value.len(), self.perms.len())
     }
 }
 
@@ -204,11 +236,20 @@ pub(crate) struct Conn {
     input: Vec<u8>,
     /// Replies and events not delivered yet.
     pub(crate) output: VecDeque<u8>,
+    /// Bytes ever queued in `output`, and ever taken from it.
+    queued: u64,
+    taken: u64,
+    /// Where each reply not yet wholly taken ends (in `queued` terms): the requests
+    /// outstanding.
+    reply_ends: VecDeque<u64>,
     watches: Vec<Watch>,
     /// Watch events dropped because `output` was full.
     lost_events: u64,
     /// The ring, for a domain's connection.
     pub(crate) ring: Option<RingState>,
+    /// Open transactions by id.
+    txs: BTreeMap<u32, transactions::Tx>,
+    next_tx: u32,
 }
 
 impl Conn {
@@ -217,10 +258,34 @@ impl Conn {
             dom,
             input: Vec::new(),
             output: VecDeque::new(),
+            queued: 0,
+            taken: 0,
+            reply_ends: VecDeque::new(),
             watches: Vec::new(),
             lost_events: 0,
             ring,
+            txs: BTreeMap::new(),
+            next_tx: 1,
         }
+    }
+
+    /// Queues a message; `reply` counts it as a request's answer (outstanding until
+    /// taken).
+    fn queue(&mut self, msg: &[u8], reply: bool) {
+        self.output.extend(msg.iter().copied());
+        self.queued += msg.len() as u64;
+        if reply {
+            self.reply_ends.push_back(self.queued);
+        }
+    }
+
+    fn take(&mut self, max: usize) -> Vec<u8> {
+        let n = max.min(self.output.len());
+        self.taken += n as u64;
+        while self.reply_ends.front().is_some_and(|&e| e <= self.taken) {
+            self.reply_ends.pop_front();
+        }
+        self.output.drain(..n).collect()
     }
 }
 
@@ -238,6 +303,11 @@ pub struct Store {
     usage: BTreeMap<DomId, Usage>,
     quota: Quota,
     next_local: u32,
+    /// Bumped at each change of a node (Xen's global generation count).
+    generation: u64,
+    /// Bytes counted for the nodes and watches of unprivileged domains and for every
+    /// open transaction (what [`Quota::total`] bounds).
+    total: usize,
 }
 
 /// The parent of an absolute path other than `/`.
@@ -252,6 +322,15 @@ fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or("")
 }
 
+/// `child` named in `parent`.
+fn child_path(parent: &str, child: &str) -> String {
+    if parent == "/" {
+        format!("/{child}")
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
 /// Whether `path` is `ancestor` or below it.
 fn is_within(path: &str, ancestor: &str) -> bool {
     path == ancestor
@@ -259,6 +338,47 @@ fn is_within(path: &str, ancestor: &str) -> bool {
         || (path.len() > ancestor.len()
             && path.starts_with(ancestor)
             && path.as_bytes()[ancestor.len()] == b'/')
+}
+
+/// `path` made absolute for `dom` and checked (Xen's characters: letters, digits and
+/// `-/_@`; no empty component; length within Xen's limits).
+fn canonical(dom: DomId, path: &str) -> Result<String, Errno> {
+    let abs = if path.starts_with('/') {
+        if path.len() > XENSTORE_ABS_PATH_MAX {
+            return Err(Errno::EINVAL);
+        }
+        String::from(path)
+    } else {
+        if path.is_empty() || path.len() > XENSTORE_REL_PATH_MAX {
+            return Err(Errno::EINVAL);
+        }
+        format!("{}/{path}", home_path(dom))
+    };
+    let ok_chars = abs
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-/_@".contains(&b));
+    if !ok_chars || (abs != "/" && (abs.ends_with('/') || abs.contains("//"))) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(abs)
+}
+
+/// What `dom` may do to a node with `perms` (Xen's `perm_for_conn`).
+fn access(dom: DomId, perms: &[Perm]) -> Access {
+    let Some(first) = perms.first() else {
+        return if dom == DOM0 {
+            Access::Both
+        } else {
+            Access::None
+        };
+    };
+    if dom == DOM0 || first.dom == dom {
+        return Access::Both;
+    }
+    perms[1..]
+        .iter()
+        .find(|p| p.dom == dom)
+        .map_or(first.access, |p| p.access)
 }
 
 impl Store {
@@ -271,6 +391,8 @@ impl Store {
             usage: BTreeMap::new(),
             quota,
             next_local: 0,
+            generation: 1,
+            total: 0,
         };
         s.nodes.insert(
             String::from("/"),
@@ -278,6 +400,7 @@ impl Store {
                 value: Vec::new(),
                 perms: alloc::vec![Perm::new(DOM0, Access::None)],
                 children: BTreeSet::new(),
+                generation: 1,
             },
         );
         let _ = s.mkdir(DOM0, DOMAIN_ROOT);
@@ -299,6 +422,17 @@ impl Store {
         self.usage.get(&dom).map_or(0, |u| u.nodes)
     }
 
+    /// Bytes counted against `dom`'s memory quota (its nodes and watches; its open
+    /// transactions are counted on top when it asks for more).
+    pub fn memory_of(&self, dom: DomId) -> usize {
+        self.usage.get(&dom).map_or(0, |u| u.memory)
+    }
+
+    /// Bytes counted towards [`Quota::total`].
+    pub fn memory_total(&self) -> usize {
+        self.total
+    }
+
     /// A connection for one of dom0's programs (`/dev/xen/xenbus`), as domain `dom`.
     pub fn connect(&mut self, dom: DomId) -> ConnId {
         loop {
@@ -311,10 +445,18 @@ impl Store {
         }
     }
 
-    /// Drops a connection and its watches.
+    /// What a connection held that is counted: its watches and transactions.
+    fn forget_conn(&mut self, c: &Conn) {
+        self.uncharge_watches(c.dom, &c.watches);
+        for tx in c.txs.values() {
+            self.total = self.total.saturating_sub(tx.cost);
+        }
+    }
+
+    /// Drops a connection, its watches and its transactions.
     pub fn disconnect(&mut self, id: ConnId) {
         if let Some(c) = self.conns.remove(&id) {
-            self.uncharge_watches(c.dom, &c.watches);
+            self.forget_conn(&c);
         }
     }
 
@@ -340,7 +482,7 @@ impl Store {
     pub fn release(&mut self, dom: DomId) -> Option<u32> {
         let id = ConnId(u32::from(dom));
         let c = self.conns.remove(&id)?;
-        self.uncharge_watches(c.dom, &c.watches);
+        self.forget_conn(&c);
         self.fire_special("@releaseDomain");
         c.ring.and_then(|r| r.local_port)
     }
@@ -376,10 +518,7 @@ impl Store {
     /// Takes up to `max` bytes of what waits for `id`.
     pub fn take_output(&mut self, id: ConnId, max: usize) -> Vec<u8> {
         match self.conns.get_mut(&id) {
-            Some(c) => {
-                let n = max.min(c.output.len());
-                c.output.drain(..n).collect()
-            }
+            Some(c) => c.take(max),
             None => Vec::new(),
         }
     }
@@ -389,279 +528,68 @@ impl Store {
         self.conns.get(&id).map_or(0, |c| c.lost_events)
     }
 
-    /// `path` made absolute for `dom` and checked (Xen's characters: letters, digits and
-    /// `-/_@`; no empty component; length within Xen's limits).
-    fn canonical(dom: DomId, path: &str) -> Result<String, Errno> {
-        let abs = if path.starts_with('/') {
-            if path.len() > XENSTORE_ABS_PATH_MAX {
-                return Err(Errno::EINVAL);
-            }
-            String::from(path)
-        } else {
-            if path.is_empty() || path.len() > XENSTORE_REL_PATH_MAX {
-                return Err(Errno::EINVAL);
-            }
-            format!("{}/{path}", home_path(dom))
-        };
-        let ok_chars = abs
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-/_@".contains(&b));
-        if !ok_chars || (abs != "/" && (abs.ends_with('/') || abs.contains("//"))) {
-            return Err(Errno::EINVAL);
-        }
-        Ok(abs)
+    /// Transactions open on `id`.
+    pub fn transactions_of(&self, id: ConnId) -> usize {
+        self.conns.get(&id).map_or(0, |c| c.txs.len())
     }
 
-    /// What `dom` may do to a node with `perms` (Xen's `perm_for_conn`).
-    fn access(dom: DomId, perms: &[Perm]) -> Access {
-        let Some(first) = perms.first() else {
-            return if dom == DOM0 {
-                Access::Both
-            } else {
-                Access::None
-            };
-        };
-        if dom == DOM0 || first.dom == dom {
-            return Access::Both;
+    /// Runs `f` on the tree as `dom` sees it outside any transaction, then fires the
+    /// watches of what changed.
+    fn on_tree<R>(&mut self, dom: DomId, f: impl FnOnce(&mut tree::View) -> R) -> R {
+        let mut v = tree::View::new(self, dom);
+        let r = f(&mut v);
+        let changed = v.into_fired();
+        for (path, removed) in changed {
+            self.fire(&path, removed);
         }
-        perms[1..]
-            .iter()
-            .find(|p| p.dom == dom)
-            .map_or(first.access, |p| p.access)
-    }
-
-    fn node_for(&self, dom: DomId, path: &str, write: bool) -> Result<(String, &Node), Errno> {
-        let abs = Self::canonical(dom, path)?;
-        let node = self.nodes.get(&abs).ok_or(Errno::ENOENT)?;
-        let a = Self::access(dom, &node.perms);
-        if (write && !a.writes()) || (!write && !a.reads()) {
-            return Err(Errno::EACCES);
-        }
-        Ok((abs, node))
+        r
     }
 
     /// `XS_READ` as `dom`.
-    pub fn read(&self, dom: DomId, path: &str) -> Result<Vec<u8>, Errno> {
-        self.node_for(dom, path, false)
-            .map(|(_, n)| n.value.clone())
+    pub fn read(&mut self, dom: DomId, path: &str) -> Result<Vec<u8>, Errno> {
+        self.on_tree(dom, |v| v.read(path))
     }
 
     /// `XS_DIRECTORY` as `dom`: the children's names.
-    pub fn directory(&self, dom: DomId, path: &str) -> Result<Vec<String>, Errno> {
-        self.node_for(dom, path, false)
-            .map(|(_, n)| n.children.iter().cloned().collect())
+    pub fn directory(&mut self, dom: DomId, path: &str) -> Result<Vec<String>, Errno> {
+        self.on_tree(dom, |v| v.directory(path).map(|(_, c)| c))
     }
 
     /// `XS_GET_PERMS` as `dom`.
-    pub fn get_perms(&self, dom: DomId, path: &str) -> Result<Vec<Perm>, Errno> {
-        self.node_for(dom, path, false)
-            .map(|(_, n)| n.perms.clone())
-    }
-
-    fn usage_mut(&mut self, dom: DomId) -> &mut Usage {
-        self.usage.entry(dom).or_default()
-    }
-
-    /// Whether `actor` may make `dom` own `nodes` more nodes and `memory` more bytes: dom0
-    /// and what dom0 owns are not limited (Xen checks the quota of the domain asking).
-    fn within_quota(&self, actor: DomId, dom: DomId, nodes: usize, memory: usize) -> bool {
-        if actor == DOM0 || dom == DOM0 {
-            return true;
-        }
-        let u = self.usage.get(&dom).copied().unwrap_or_default();
-        u.nodes + nodes <= self.quota.nodes && u.memory + memory <= self.quota.memory
+    pub fn get_perms(&mut self, dom: DomId, path: &str) -> Result<Vec<Perm>, Errno> {
+        self.on_tree(dom, |v| v.get_perms(path))
     }
 
     /// `XS_WRITE` as `dom`: sets the value, creating the node and missing parents.
     pub fn write(&mut self, dom: DomId, path: &str, value: &[u8]) -> Result<(), Errno> {
-        if dom != DOM0 && value.len() > self.quota.value_max {
-            return Err(Errno::ENOSPC);
-        }
-        let abs = Self::canonical(dom, path)?;
-        match self.nodes.get(&abs) {
-            Some(node) => {
-                if !Self::access(dom, &node.perms).writes() {
-                    return Err(Errno::EACCES);
-                }
-                let owner = node.owner();
-                let (old, new) = (node.value.len(), value.len());
-                if new > old && !self.within_quota(dom, owner, 0, new - old) {
-                    return Err(Errno::ENOSPC);
-                }
-                let u = self.usage_mut(owner);
-                u.memory = (u.memory + new).saturating_sub(old);
-                if let Some(node) = self.nodes.get_mut(&abs) {
-                    node.value = Vec::from(value);
-                }
-            }
-            None => self.create(dom, &abs, value)?,
-        }
-        self.fire(&abs, false);
-        Ok(())
+        self.on_tree(dom, |v| v.write(path, value))
     }
 
     /// `XS_MKDIR` as `dom`: creates the node (empty) and missing parents; an existing
     /// node is left as it is.
     pub fn mkdir(&mut self, dom: DomId, path: &str) -> Result<(), Errno> {
-        let abs = Self::canonical(dom, path)?;
-        if let Some(node) = self.nodes.get(&abs) {
-            return if Self::access(dom, &node.perms).writes() {
-                Ok(())
-            } else {
-                Err(Errno::EACCES)
-            };
-        }
-        self.create(dom, &abs, &[])?;
-        self.fire(&abs, false);
-        Ok(())
-    }
-
-    /// Creates `abs` (absent) with `value`, and its missing parents empty, each with its
-    /// parent's permissions and, when `dom` is unprivileged, `dom` as the owner.
-    fn create(&mut self, dom: DomId, abs: &str, value: &[u8]) -> Result<(), Errno> {
-        // The nearest existing ancestor, and how many nodes (and path bytes) are missing,
-        // found without allocating: the permission and quota checks come before any memory
-        // is spent on a request (a deep path of a domU's would otherwise cost megabytes).
-        let (mut count, mut path_bytes) = (1usize, abs.len());
-        let mut at = parent_of(abs);
-        while !self.nodes.contains_key(at) {
-            count += 1;
-            path_bytes += at.len();
-            at = parent_of(at);
-        }
-        let parent = self.nodes.get(at).ok_or(Errno::ENOENT)?;
-        if !Self::access(dom, &parent.perms).writes() {
-            return Err(Errno::EACCES);
-        }
-        let mut perms = parent.perms.clone();
-        if dom != DOM0
-            && let Some(first) = perms.first_mut()
-        {
-            first.dom = dom;
-        }
-        let owner = perms.first().map_or(DOM0, |p| p.dom);
-        let memory = count * (NODE_OVERHEAD + 4 * perms.len()) + path_bytes + value.len();
-        if !self.within_quota(dom, owner, count, memory) {
-            return Err(Errno::ENOSPC);
-        }
-        let mut missing = alloc::vec![String::from(abs)];
-        let mut at = parent_of(abs);
-        while !self.nodes.contains_key(at) {
-            missing.push(String::from(at));
-            at = parent_of(at);
-        }
-        let u = self.usage_mut(owner);
-        u.nodes += missing.len();
-        u.memory += memory;
-        // Parents first, so each child is named in an existing parent.
-        for path in missing.iter().rev() {
-            let name = String::from(base_name(path));
-            if let Some(p) = self.nodes.get_mut(parent_of(path)) {
-                p.children.insert(name);
-            }
-            let v = if path == abs {
-                Vec::from(value)
-            } else {
-                Vec::new()
-            };
-            self.nodes.insert(
-                path.clone(),
-                Node {
-                    value: v,
-                    perms: perms.clone(),
-                    children: BTreeSet::new(),
-                },
-            );
-        }
-        Ok(())
+        self.on_tree(dom, |v| v.mkdir(path))
     }
 
     /// `XS_RM` as `dom`: removes the node and everything below it. A node that does not
     /// exist under an existing parent is not an error (Xen's rule).
     pub fn rm(&mut self, dom: DomId, path: &str) -> Result<(), Errno> {
-        let abs = Self::canonical(dom, path)?;
-        if abs == "/" {
-            return Err(Errno::EINVAL);
-        }
-        let Some(node) = self.nodes.get(&abs) else {
-            let parent = self.nodes.get(parent_of(&abs)).ok_or(Errno::ENOENT)?;
-            return if Self::access(dom, &parent.perms).reads() {
-                Ok(())
-            } else {
-                Err(Errno::EACCES)
-            };
-        };
-        if !Self::access(dom, &node.perms).writes() {
-            return Err(Errno::EACCES);
-        }
-        let mut stack = alloc::vec![abs.clone()];
-        while let Some(p) = stack.pop() {
-            if let Some(n) = self.nodes.remove(&p) {
-                let cost = n.cost(&p);
-                let u = self.usage_mut(n.owner());
-                u.nodes = u.nodes.saturating_sub(1);
-                u.memory = u.memory.saturating_sub(cost);
-                for child in &n.children {
-                    stack.push(if p == "/" {
-                        format!("/{child}")
-                    } else {
-                        format!("{p}/{child}")
-                    });
-                }
-            }
-        }
-        if let Some(parent) = self.nodes.get_mut(parent_of(&abs)) {
-            parent.children.remove(base_name(&abs));
-        }
-        self.fire(&abs, true);
-        Ok(())
+        self.on_tree(dom, |v| v.rm(path))
     }
 
     /// `XS_SET_PERMS` as `dom`: only the owner (or dom0) may, and only dom0 may give a
     /// node to another owner.
     pub fn set_perms(&mut self, dom: DomId, path: &str, perms: &[Perm]) -> Result<(), Errno> {
-        let abs = Self::canonical(dom, path)?;
-        let node = self.nodes.get(&abs).ok_or(Errno::ENOENT)?;
-        let first = *perms.first().ok_or(Errno::EINVAL)?;
-        let old_owner = node.owner();
-        if dom != DOM0 {
-            if old_owner != dom {
-                return Err(Errno::EACCES);
-            }
-            if perms.len() > self.quota.perms {
-                return Err(Errno::ENOSPC);
-            }
-            if first.dom != dom {
-                return Err(Errno::EACCES);
-            }
-        }
-        let old_cost = node.cost(&abs);
-        let new_cost = old_cost - 4 * node.perms.len() + 4 * perms.len();
-        let extra_nodes = usize::from(first.dom != old_owner);
-        let extra_mem = if first.dom != old_owner {
-            new_cost
-        } else {
-            new_cost.saturating_sub(old_cost)
-        };
-        if !self.within_quota(dom, first.dom, extra_nodes, extra_mem) {
-            return Err(Errno::ENOSPC);
-        }
-        let u = self.usage_mut(old_owner);
-        u.nodes = u.nodes.saturating_sub(1);
-        u.memory = u.memory.saturating_sub(old_cost);
-        let u = self.usage_mut(first.dom);
-        u.nodes += 1;
-        u.memory += new_cost;
-        if let Some(node) = self.nodes.get_mut(&abs) {
-            node.perms = Vec::from(perms);
-        }
-        self.fire(&abs, false);
-        Ok(())
+        self.on_tree(dom, |v| v.set_perms(path, perms))
     }
 }
 
 mod messages;
+mod transactions;
+mod tree;
 mod watches;
 
+#[cfg(test)]
+mod model;
 #[cfg(test)]
 mod tests;

@@ -5,8 +5,11 @@ use super::*;
 impl Store {
     pub(super) fn uncharge_watches(&mut self, dom: DomId, watches: &[Watch]) {
         let total: usize = watches.iter().map(Watch::cost).sum();
-        let u = self.usage_mut(dom);
+        let u = self.usage.entry(dom).or_default();
         u.memory = u.memory.saturating_sub(total);
+        if dom != DOM0 {
+            self.total = self.total.saturating_sub(total);
+        }
     }
 
     pub(super) fn watch(&mut self, id: ConnId, path: &str, token: &[u8]) -> Result<(), Errno> {
@@ -28,7 +31,7 @@ impl Store {
             }
             (String::from(path), false)
         } else {
-            (Self::canonical(dom, path)?, !path.starts_with('/'))
+            (canonical(dom, path)?, !path.starts_with('/'))
         };
         let w = Watch {
             path: abs,
@@ -44,13 +47,23 @@ impl Store {
         {
             return Err(Errno::EEXIST);
         }
-        if dom != DOM0 && conn.watches.len() >= self.quota.watches {
-            return Err(Errno::E2BIG);
+        if dom != DOM0 {
+            // Xen's answer past the watch quota (older versions answered `E2BIG`).
+            if conn.watches.len() >= self.quota.watches {
+                return Err(Errno::ENOSPC);
+            }
+            if self.total + cost > self.quota.total {
+                return Err(Errno::ENOMEM);
+            }
+            let extra: usize = conn.txs.values().map(|t| t.cost).sum();
+            if self.memory_of(dom) + extra + cost > self.quota.memory {
+                return Err(Errno::ENOSPC);
+            }
         }
-        if !self.within_quota(dom, dom, 0, cost) {
-            return Err(Errno::ENOSPC);
+        self.usage.entry(dom).or_default().memory += cost;
+        if dom != DOM0 {
+            self.total += cost;
         }
-        self.usage_mut(dom).memory += cost;
         if let Some(c) = self.conns.get_mut(&id) {
             c.watches.push(w);
         }
@@ -62,7 +75,7 @@ impl Store {
         let abs = if path.starts_with('@') {
             String::from(path)
         } else {
-            Self::canonical(dom, path)?
+            canonical(dom, path)?
         };
         let c = self.conns.get_mut(&id).ok_or(Errno::EINVAL)?;
         let at = c
@@ -75,38 +88,57 @@ impl Store {
         Ok(())
     }
 
+    /// `XS_RESET_WATCHES`: drops every watch of `id`.
+    pub(super) fn reset_watches(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            let watches = core::mem::take(&mut c.watches);
+            let dom = c.dom;
+            self.uncharge_watches(dom, &watches);
+        }
+    }
+
     /// The event a new watch fires at once: the last one `id` added.
     pub(super) fn fire_initial(&mut self, id: ConnId) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        let Some(w) = c.watches.last() else {
-            return;
-        };
-        let event = Self::event(c.dom, w, &w.path);
-        Self::queue_event(c, event);
+        if let Some(at) = c.watches.len().checked_sub(1) {
+            let path = c.watches[at].path.clone();
+            Self::deliver(c, at, &path);
+        }
     }
 
-    pub(super) fn event(dom: DomId, w: &Watch, changed: &str) -> Vec<u8> {
+    /// How `changed` is shown to the watcher of `w` (relative for a relative watch).
+    fn shown<'p>(dom: DomId, w: &Watch, changed: &'p str) -> &'p str {
+        if !w.relative {
+            return changed;
+        }
         let home = home_path(dom);
-        let shown = match changed.strip_prefix(home.as_str()) {
-            Some(rest) if w.relative && rest.starts_with('/') => &rest[1..],
+        match changed.strip_prefix(home.as_str()) {
+            Some(rest) if rest.starts_with('/') => &changed[home.len() + 1..],
             _ => changed,
+        }
+    }
+
+    /// Queues the event of `c`'s watch number `at` for `changed`, if its output has room
+    /// for it (measured before anything is built); otherwise counts it lost.
+    fn deliver(c: &mut Conn, at: usize, changed: &str) {
+        let Some(w) = c.watches.get(at) else {
+            return;
         };
-        let mut p = Vec::with_capacity(shown.len() + w.token.len() + 2);
+        let shown = Self::shown(c.dom, w, changed);
+        let len = shown.len() + w.token.len() + 2;
+        if c.output.len() + XsdSockmsg::SIZE + len > OUTPUT_MAX {
+            c.lost_events += 1;
+            return;
+        }
+        let mut p = Vec::with_capacity(len);
         p.extend_from_slice(shown.as_bytes());
         p.push(0);
         p.extend_from_slice(&w.token);
         p.push(0);
-        message(XS_WATCH_EVENT, 0, &p)
-    }
-
-    pub(super) fn queue_event(c: &mut Conn, event: Vec<u8>) {
-        if c.output.len() + event.len() > OUTPUT_MAX {
-            c.lost_events += 1;
-        } else {
-            c.output.extend(event);
-        }
+        let event = message(XS_WATCH_EVENT, 0, &p);
+        c.queue(&event, false);
     }
 
     /// Fires the watches on `changed` or above it, and with `removed` those below it too,
@@ -119,34 +151,27 @@ impl Store {
             .map(|n| n.perms.clone())
             .unwrap_or_default();
         for c in self.conns.values_mut() {
-            if !Self::access(c.dom, &perms).reads() {
+            if !access(c.dom, &perms).reads() {
                 continue;
             }
-            let mut events = Vec::new();
-            for w in &c.watches {
+            for at in 0..c.watches.len() {
+                let w = &c.watches[at];
                 if w.path.starts_with('@') {
                     continue;
                 }
                 if is_within(changed, &w.path) || (removed && is_within(&w.path, changed)) {
-                    events.push(Self::event(c.dom, w, changed));
+                    Self::deliver(c, at, changed);
                 }
-            }
-            for e in events {
-                Self::queue_event(c, e);
             }
         }
     }
 
     pub(super) fn fire_special(&mut self, name: &str) {
         for c in self.conns.values_mut() {
-            let events: Vec<Vec<u8>> = c
-                .watches
-                .iter()
-                .filter(|w| w.path == name)
-                .map(|w| Self::event(c.dom, w, name))
-                .collect();
-            for e in events {
-                Self::queue_event(c, e);
+            for at in 0..c.watches.len() {
+                if c.watches[at].path == name {
+                    Self::deliver(c, at, name);
+                }
             }
         }
     }
