@@ -129,17 +129,24 @@ pub fn qemu_args(
 /// The QEMU arguments that attach the raw image at `path` as virtio-blk PCI disk number
 /// `index` (0 is dom0's `/dev/vda`): `-drive file=…,format=raw,if=none,id=disk<index>
 /// -device virtio-blk-pci,drive=disk<index>`. Shared by the harness and `cargo xtask run`.
+/// The first disk also brings `-boot order=d`: SeaBIOS would otherwise boot a disk whose
+/// sector 0 ends in 0x55AA (any partitioned image) instead of GRUB's CD.
 pub fn disk_args(path: &Path, index: usize) -> Vec<OsString> {
+    let mut args = Vec::new();
+    if index == 0 {
+        args.extend([OsString::from("-boot"), OsString::from("order=d")]);
+    }
     let mut drive = OsString::from("file=");
     // QEMU's option syntax doubles a comma inside a value.
     drive.push(path.as_os_str().to_string_lossy().replace(',', ",,"));
     drive.push(format!(",format=raw,if=none,id=disk{index}"));
-    vec![
+    args.extend([
         OsString::from("-drive"),
         drive,
         OsString::from("-device"),
         OsString::from(format!("virtio-blk-pci,drive=disk{index}")),
-    ]
+    ]);
+    args
 }
 
 /// A raw disk image on the host, for a machine's [`Machine::disk`]: made (sparse) before the
@@ -984,7 +991,7 @@ mod tests {
         let args = join(m.qemu_command_args(Path::new("/i.iso")));
         assert!(
             args.ends_with(
-                " -drive file=/t/a.img,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0 \
+                " -boot order=d -drive file=/t/a.img,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0 \
                  -drive file=/t/b,,c.img,format=raw,if=none,id=disk1 -device virtio-blk-pci,drive=disk1 -s"
             ),
             "{args}"

@@ -171,6 +171,7 @@ pub fn build_test(
 pub const BUSYBOX_APPLETS: &[&str] = &[
     "awk",
     "basename",
+    "blockdev",
     "cat",
     "chmod",
     "clear",
@@ -178,6 +179,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "cp",
     "cut",
     "date",
+    "dd",
     "df",
     "diff",
     "dirname",
@@ -192,6 +194,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "grep",
     "halt",
     "head",
+    "hexdump",
     "hostname",
     "id",
     "kill",
@@ -218,9 +221,11 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "sleep",
     "sort",
     "stat",
+    "sync",
     "tail",
     "tee",
     "test",
+    "time",
     "top",
     "touch",
     "tr",
@@ -232,6 +237,7 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
     "watch",
     "wc",
     "xargs",
+    "xxd",
     "yes",
 ];
 

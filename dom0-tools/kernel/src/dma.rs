@@ -82,13 +82,15 @@ pub enum Made {
     Exchanged(u64),
 }
 
-/// Makes the DMA pool. Boot only, before any process runs.
-pub fn init() -> Result<Made, &'static str> {
+/// Makes the DMA pool; `force_exchange` trades the frames even if they are contiguous
+/// already (dom0's `dma=exchange`, to exercise the exchange). Boot only, before any process
+/// runs.
+pub fn init(force_exchange: bool) -> Result<Made, &'static str> {
     let va = reserve(POOL_PAGES).ok_or("no room in the start-of-day padding")?;
     let pfns: Vec<u64> = (0..POOL_PAGES as u64).map(|i| pfn_of(va) + i).collect();
     let mfns: Vec<u64> = pfns.iter().map(|&p| mm::p2m(p)).collect();
     let contiguous = mfns.windows(2).all(|w| w[1] == w[0] + 1);
-    let made = if contiguous {
+    let made = if contiguous && !force_exchange {
         Made::Contiguous(mfns[0])
     } else {
         Made::Exchanged(exchange(va, &pfns, &mfns)?)

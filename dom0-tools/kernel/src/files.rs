@@ -111,6 +111,37 @@ pub enum Device {
     Xenia,
     /// `/dev/xen/xenbus`: xenstore requests and replies.
     Xenbus,
+    /// A block device (`/dev/vda`, `/dev/vda1`): entry `n` of [`block_devices`].
+    Block(u16),
+}
+
+/// A block device node, as the kernel registered it at boot ([`set_block_devices`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockNode {
+    /// Its name under `/dev` (`vda1`).
+    pub name: String,
+    /// Its major and minor numbers.
+    pub rdev: (u32, u32),
+    /// Its size in bytes (`lseek(SEEK_END)`, `BLKGETSIZE64`).
+    pub bytes: u64,
+}
+
+/// The block device nodes, by [`Device::Block`] index.
+static BLOCKS: spin::Mutex<Vec<BlockNode>> = spin::Mutex::new(Vec::new());
+
+/// Sets the block devices `/dev` shows (entry `n` is [`Device::Block`]`(n)`). Boot only.
+pub fn set_block_devices(nodes: Vec<BlockNode>) {
+    *BLOCKS.lock() = nodes;
+}
+
+/// The block devices `/dev` shows.
+pub fn block_devices() -> Vec<BlockNode> {
+    BLOCKS.lock().clone()
+}
+
+/// Block device `n`.
+pub fn block_device(n: u16) -> Option<BlockNode> {
+    BLOCKS.lock().get(usize::from(n)).cloned()
 }
 
 impl Device {
@@ -123,12 +154,16 @@ impl Device {
             "/dev/xen/evtchn" => Self::Evtchn,
             "/dev/xen/xenia" => Self::Xenia,
             "/dev/xen/xenbus" => Self::Xenbus,
-            _ => return None,
+            _ => {
+                let name = path.strip_prefix("/dev/")?;
+                let at = BLOCKS.lock().iter().position(|b| b.name == name)?;
+                Self::Block(u16::try_from(at).ok()?)
+            }
         })
     }
 
     /// Major and minor numbers as Linux gives them (for `fstat`).
-    const fn rdev(self) -> (u32, u32) {
+    fn rdev(self) -> (u32, u32) {
         match self {
             Self::Console => (5, 1),
             Self::Null => (1, 3),
@@ -138,6 +173,7 @@ impl Device {
             Self::Evtchn => (10, 61),
             Self::Xenia => (10, 62),
             Self::Xenbus => (10, 63),
+            Self::Block(n) => block_device(n).map_or((0, 0), |b| b.rdev),
         }
     }
 }
@@ -300,7 +336,12 @@ fn device_stat(d: Device) -> Stat {
     Stat {
         ino: 0x1000 + u64::from(d.rdev().0) * 256 + u64::from(d.rdev().1),
         nlink: 1,
-        mode: cpio::S_IFCHR | if d == Device::Console { 0o620 } else { 0o666 },
+        mode: match d {
+            Device::Console => cpio::S_IFCHR | 0o620,
+            // Linux's block device nodes: root's disk group, and `st_size` 0.
+            Device::Block(_) => cpio::S_IFBLK | 0o660,
+            _ => cpio::S_IFCHR | 0o666,
+        },
         rdev: d.rdev(),
         ..Stat::default()
     }
@@ -692,6 +733,17 @@ impl Files {
         Ok(n)
     }
 
+    /// The file offset of `fd` (for a device the kernel reads at an offset: a block device).
+    pub fn offset(&mut self, fd: i64) -> Result<u64, i64> {
+        Ok(self.get(fd)?.offset())
+    }
+
+    /// Moves the file offset of `fd` to `at`.
+    pub fn set_offset(&mut self, fd: i64, at: u64) -> Result<(), i64> {
+        self.get(fd)?.set_offset(at);
+        Ok(())
+    }
+
     /// `pread64`: reads file `fd` at `offset`, leaving its offset.
     pub fn pread(
         &mut self,
@@ -785,6 +837,7 @@ impl Files {
                 Snapshot::Dir { .. } => 0,
             },
             Node::Device(Device::Null | Device::Zero) => 0,
+            Node::Device(Device::Block(n)) => block_device(*n).map_or(0, |b| b.bytes),
             Node::Device(_) | Node::Pipe(_) => return Err(-ESPIPE),
         };
         let base = match whence {
@@ -1141,6 +1194,39 @@ mod tests {
             "freed with its last descriptor"
         );
         assert_eq!(f.pread(&fs, copy, 0, &mut buf), Err(-EBADF));
+    }
+
+    #[test]
+    fn block_devices_are_nodes_with_sizes() {
+        let mut fs = Tmpfs::new(LIMITS);
+        let mut f = Files::with_console();
+        set_block_devices(alloc::vec![
+            BlockNode {
+                name: String::from("vdq"),
+                rdev: (253, 0),
+                bytes: 1 << 20,
+            },
+            BlockNode {
+                name: String::from("vdq1"),
+                rdev: (253, 1),
+                bytes: 4096,
+            },
+        ]);
+        let d = open(&mut f, &mut fs, "/dev/vdq1", O_RDWR).unwrap();
+        assert_eq!(f.read(&fs, d), Ok(Io::Device(Device::Block(1))));
+        assert_eq!(f.write(d), Ok(Sink::Device(Device::Block(1))));
+        let st = f.fstat(&fs, d).unwrap();
+        assert_eq!(
+            (st.mode, st.rdev, st.size),
+            (cpio::S_IFBLK | 0o660, (253, 1), 0)
+        );
+        assert_eq!(f.lseek(&fs, d, -512, 2), Ok(4096 - 512));
+        assert_eq!(f.offset(d), Ok(3584));
+        f.set_offset(d, 7).unwrap();
+        assert_eq!(f.lseek(&fs, d, 1, 1), Ok(8));
+        assert!(device_at("/dev/vdq").is_some());
+        assert!(device_at("/dev/vdq2").is_none());
+        assert!(device_at("/dev/vdqq").is_none());
     }
 
     #[test]

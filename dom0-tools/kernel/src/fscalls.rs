@@ -647,10 +647,14 @@ pub fn chdir(p: &mut Process, fd: i64, path: u64) -> i64 {
     }
 }
 
-/// `fsync`, `fdatasync`: nothing to write back (the root is memory), but the descriptor
-/// must be open.
+/// `fsync`, `fdatasync`: nothing to write back for a file (the root is memory), but the
+/// descriptor must be open; a block device's cache is flushed.
 pub fn fsync(p: &mut Process, fd: i64) -> i64 {
-    p.files.describe(fd).map_or_else(|e| e, |_| 0)
+    match p.files.describe(fd) {
+        Ok((Some(xenia_dom0::files::Device::Block(n)), _)) => crate::blockfile::flush(n),
+        Ok(_) => 0,
+        Err(e) => e,
+    }
 }
 
 /// `/proc`, made from the processes and memory as they are when a file is opened.
@@ -687,6 +691,7 @@ mod procfs {
                 .collect(),
             caller: p.pid,
             release: String::from(crate::sys::RELEASE),
+            partitions: crate::blockfile::partitions(),
         }
     }
 

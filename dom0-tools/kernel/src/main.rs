@@ -49,6 +49,8 @@ mod blkback;
 #[cfg(target_os = "none")]
 mod blockdev;
 #[cfg(target_os = "none")]
+mod blockfile;
+#[cfg(target_os = "none")]
 mod direct;
 #[cfg(target_os = "none")]
 mod dma;
@@ -107,7 +109,8 @@ mod kernel {
     }
 
     /// PCI, the DMA pool and the virtio-blk disks, before any process runs (`virtio_blk=poll`
-    /// on the command line: no interrupts).
+    /// on the command line: no interrupts; `dma=exchange`: the pool made by `XENMEM_exchange`
+    /// even when dom0's frames are contiguous already).
     fn disks(cmdline: &[u8]) {
         crate::pcibus::init();
         if !crate::pcibus::functions()
@@ -116,7 +119,8 @@ mod kernel {
         {
             return;
         }
-        match crate::dma::init() {
+        let exchange = xenia_guest_rt::cmdline::value(cmdline, "dma") == Some(b"exchange");
+        match crate::dma::init(exchange) {
             Ok(crate::dma::Made::Contiguous(mfn)) => tprintln!(
                 "dom0: DMA pool: {} KiB at machine {:#x} (machine-contiguous already)",
                 crate::dma::POOL_PAGES * 4,
@@ -136,6 +140,7 @@ mod kernel {
             crate::virtio_blk::POLL.store(true, core::sync::atomic::Ordering::Relaxed);
         }
         crate::virtio_blk::init();
+        crate::blockfile::register_nodes();
     }
 
     /// The initrd GRUB loaded as the second module, if any.

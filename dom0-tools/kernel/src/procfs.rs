@@ -60,6 +60,8 @@ pub struct System {
     pub caller: u32,
     /// `uname -r`.
     pub release: String,
+    /// The block devices for `/proc/partitions`: major, minor, 512-byte sectors, name.
+    pub partitions: Vec<(u32, u32, u64, String)>,
 }
 
 /// What a path under `/proc` names.
@@ -70,7 +72,15 @@ enum Place<'p> {
     PidFile(&'p Process, &'static str),
 }
 
-const TOP_FILES: [&str; 6] = ["meminfo", "uptime", "loadavg", "mounts", "version", "stat"];
+const TOP_FILES: [&str; 7] = [
+    "meminfo",
+    "uptime",
+    "loadavg",
+    "mounts",
+    "version",
+    "stat",
+    "partitions",
+];
 const PID_FILES: [&str; 4] = ["stat", "status", "cmdline", "comm"];
 
 /// `d_type`s.
@@ -230,6 +240,15 @@ impl System {
                     self.processes.iter().filter(|p| p.state == 'R').count()
                 )
             }
+            "partitions" => {
+                let mut s = String::from(crate::block::PROC_PARTITIONS_HEADER);
+                for (major, minor, sectors, name) in &self.partitions {
+                    s.push_str(&crate::block::proc_partitions_line(
+                        *major, *minor, *sectors, name,
+                    ));
+                }
+                s
+            }
             _ => String::new(),
         }
     }
@@ -316,6 +335,10 @@ mod tests {
             ],
             caller: 7,
             release: String::from("4.17.0-xenia"),
+            partitions: alloc::vec![
+                (253, 0, 131072, String::from("vda")),
+                (253, 1, 2048, String::from("vda1")),
+            ],
         }
     }
 
@@ -335,7 +358,16 @@ mod tests {
         assert_eq!(
             names,
             [
-                "1", "7", "self", "meminfo", "uptime", "loadavg", "mounts", "version", "stat"
+                "1",
+                "7",
+                "self",
+                "meminfo",
+                "uptime",
+                "loadavg",
+                "mounts",
+                "version",
+                "stat",
+                "partitions"
             ]
         );
         assert_eq!(entries[0].2, DT_DIR);
@@ -356,6 +388,10 @@ mod tests {
             "0.00 0.00 0.00 1/2 7\n"
         );
         assert!(text(s.open("/proc/mounts").unwrap()).starts_with("tmpfs / tmpfs rw"));
+        assert_eq!(
+            text(s.open("/proc/partitions").unwrap()),
+            "major minor  #blocks  name\n\n 253        0      65536 vda\n 253        1       1024 vda1\n"
+        );
     }
 
     #[test]

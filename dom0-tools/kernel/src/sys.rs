@@ -112,7 +112,10 @@ fn dispatch(regs: &mut Regs) -> Action {
         },
         40 => EINVAL, // sendfile: busybox copies with read and write then
         74 | 75 => fscalls::fsync(p, a[0] as i64),
-        162 => 0,
+        162 => {
+            crate::blockfile::sync_all();
+            0
+        }
         76 => fscalls::truncate(p, -1, a[0], a[1] as i64),
         77 => fscalls::truncate(p, a[0] as i64, 0, a[1] as i64),
         82 => fscalls::renameat(p, AT_FDCWD, a[0], AT_FDCWD, a[1], 0),
@@ -596,6 +599,7 @@ fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
         Ok(Io::Device(Device::Xenia)) => read_console(p, fd, buf, len, nonblock),
         Ok(Io::Device(Device::Xenbus)) => read_xenbus(p, fd, buf, len, nonblock),
         Ok(Io::Device(Device::Privcmd)) => EINVAL,
+        Ok(Io::Device(Device::Block(n))) => crate::blockfile::read(p, fd, n, buf, len, None),
     })
 }
 
@@ -647,6 +651,7 @@ fn write(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
             _ => EINVAL,
         },
         Device::Privcmd => EINVAL,
+        Device::Block(n) => crate::blockfile::write(p, fd, n, bytes, None),
         Device::Xenbus => {
             let id = xenbus_conn(p, fd);
             let bytes = match p.user_bytes(buf, len, false) {
@@ -699,6 +704,9 @@ fn pread(p: &mut Process, fd: i64, buf: u64, len: u64, offset: i64) -> i64 {
     if offset < 0 {
         return EINVAL;
     }
+    if let Ok((Some(Device::Block(n)), _)) = p.files.describe(fd) {
+        return crate::blockfile::read(p, fd, n, buf, len, Some(offset as u64));
+    }
     match p.user_bytes(buf, len.min(FILE_CHUNK), true) {
         Ok(dst) => {
             let n = p.files.pread(&fs::lock(), fd, offset as u64, dst);
@@ -712,6 +720,15 @@ fn pread(p: &mut Process, fd: i64, buf: u64, len: u64, offset: i64) -> i64 {
 fn pwrite(p: &mut Process, fd: i64, buf: u64, len: u64, offset: i64) -> i64 {
     if offset < 0 {
         return EINVAL;
+    }
+    if let Ok((Some(Device::Block(n)), status)) = p.files.describe(fd) {
+        if status & 3 == 0 {
+            return err(Errno::EBADF);
+        }
+        return match p.user_bytes(buf, len.min(FILE_CHUNK), false) {
+            Ok(src) => crate::blockfile::write(p, fd, n, src, Some(offset as u64)),
+            Err(e) => e,
+        };
     }
     match p.user_bytes(buf, len.min(FILE_CHUNK), false) {
         Ok(src) => {
@@ -885,7 +902,9 @@ fn readiness(p: &mut Process, fd: i64) -> i16 {
     }
     match p.files.describe(fd) {
         Err(_) => POLLNVAL,
-        Ok((None, _)) | Ok((Some(Device::Null | Device::Zero), _)) => POLLIN | POLLOUT,
+        Ok((None, _)) | Ok((Some(Device::Null | Device::Zero | Device::Block(_)), _)) => {
+            POLLIN | POLLOUT
+        }
         Ok((Some(Device::Console), _)) => POLLOUT | if term::readable() { POLLIN } else { 0 },
         Ok((Some(Device::Privcmd), _)) => POLLOUT,
         Ok((Some(Device::Evtchn), _)) => POLLOUT | if evtchn_fired(p, fd) { POLLIN } else { 0 },
@@ -1303,6 +1322,7 @@ fn ioctl(p: &mut Process, fd: i64, req: u64, arg: u64) -> i64 {
         (Some(Device::Privcmd), devices::IOCTL_PRIVCMD_HYPERCALL) => privcmd(p, arg),
         (Some(Device::Evtchn), _) => evtchn_ioctl(p, fd, req, arg),
         (Some(Device::Xenia), _) => xenia_ioctl(p, fd, req, arg),
+        (Some(Device::Block(n)), _) => crate::blockfile::ioctl(p, n, req, arg),
         (Some(_), _) => ENOTTY,
         (None, _) => ENOTTY,
     }

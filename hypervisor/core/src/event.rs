@@ -43,8 +43,8 @@ use core::sync::atomic::Ordering;
 use guest_abi::errno::Errno;
 use guest_abi::event::{
     EVTCHN_2L_NR_CHANNELS, EVTCHNSTAT_CLOSED, EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_IPI,
-    EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ, EvtchnPort, EvtchnStatus, NR_VIRQS, VIRQ_DEBUG,
-    VIRQ_TIMER, VIRQ_XENOPROF, VIRQ_XENPMU,
+    EVTCHNSTAT_PIRQ, EVTCHNSTAT_UNBOUND, EVTCHNSTAT_VIRQ, EvtchnPort, EvtchnStatus, NR_VIRQS,
+    VIRQ_DEBUG, VIRQ_TIMER, VIRQ_XENOPROF, VIRQ_XENPMU,
 };
 use guest_abi::shared_info::{EVTCHN_WORDS, SharedInfo, VcpuInfo};
 use guest_abi::types::DomId;
@@ -91,6 +91,11 @@ pub enum ChannelState {
         /// The vCPU notified; fixed for the life of the port.
         vcpu: u32,
     },
+    /// Bound to a physical IRQ of the hardware domain (`ECS_PIRQ`, `EVTCHNOP_bind_pirq`).
+    Pirq {
+        /// The PIRQ (`crate::pirq`).
+        pirq: u32,
+    },
 }
 
 /// One port: its binding and the vCPU it notifies.
@@ -122,6 +127,7 @@ impl Channel {
             } => (EVTCHNSTAT_INTERDOMAIN, [u32::from(remote_dom), remote_port]),
             ChannelState::Virq { virq, .. } => (EVTCHNSTAT_VIRQ, [virq, 0]),
             ChannelState::Ipi { .. } => (EVTCHNSTAT_IPI, [0, 0]),
+            ChannelState::Pirq { pirq } => (EVTCHNSTAT_PIRQ, [pirq, 0]),
         };
         out.status = status;
         out.vcpu = self.notify_vcpu;
@@ -350,6 +356,28 @@ impl EventChannels {
         })
     }
 
+    /// `EVTCHNOP_bind_pirq`: a port for PIRQ `pirq`, notifying vCPU 0 (Xen's
+    /// `evtchn_bind_pirq` binds to vCPU 0 too; `EVTCHNOP_bind_vcpu` may move it). Whether
+    /// the PIRQ exists and is free is the caller's check (`crate::pirq`); then
+    /// [`Self::get_free_port`]'s errors.
+    pub fn bind_pirq(&mut self, pirq: u32) -> Result<EvtchnPort, Errno> {
+        self.claim(Channel {
+            state: ChannelState::Pirq { pirq },
+            notify_vcpu: 0,
+        })
+    }
+
+    /// Where an interrupt of PIRQ `pirq`, which the PIRQ table says is bound to `port`, goes:
+    /// `None` unless `port` is still bound to exactly that PIRQ (a reset or a close may have
+    /// freed or reused it since).
+    pub fn pirq_delivery(&self, port: EvtchnPort, pirq: u32) -> Option<Delivery> {
+        let c = self.channel(port).ok()?;
+        (c.state == ChannelState::Pirq { pirq }).then_some(Delivery {
+            port,
+            vcpu: c.notify_vcpu,
+        })
+    }
+
     /// The port bound to `virq` on `vcpu`, if any (Xen's `virq_to_evtchn` lookup). Out-of-range
     /// arguments simply have none.
     pub fn virq_port(&self, vcpu: u32, virq: u32) -> Option<EvtchnPort> {
@@ -389,7 +417,9 @@ impl EventChannels {
             return Err(Errno::ENOENT);
         }
         match self.channel(port)?.state {
-            ChannelState::Unbound { .. } | ChannelState::Interdomain { .. } => {}
+            ChannelState::Unbound { .. }
+            | ChannelState::Interdomain { .. }
+            | ChannelState::Pirq { .. } => {}
             ChannelState::Virq { virq, .. } if virq_is_global(virq) => {}
             ChannelState::Free | ChannelState::Virq { .. } | ChannelState::Ipi { .. } => {
                 return Err(Errno::EINVAL);
@@ -443,7 +473,9 @@ impl EventChannels {
     pub fn close(&mut self, port: EvtchnPort) -> Result<Option<Peer>, Errno> {
         let peer = match self.channel(port)?.state {
             ChannelState::Free => return Err(Errno::EINVAL),
-            ChannelState::Unbound { .. } | ChannelState::Ipi { .. } => None,
+            ChannelState::Unbound { .. } | ChannelState::Ipi { .. } | ChannelState::Pirq { .. } => {
+                None
+            }
             ChannelState::Virq { virq, vcpu } => {
                 if let Some(slot) = self
                     .virqs
@@ -508,7 +540,9 @@ impl EventChannels {
                 vcpu: channel.notify_vcpu,
             })),
             ChannelState::Unbound { .. } => Ok(Target::Dropped),
-            ChannelState::Free | ChannelState::Virq { .. } => Err(Errno::EINVAL),
+            ChannelState::Free | ChannelState::Virq { .. } | ChannelState::Pirq { .. } => {
+                Err(Errno::EINVAL)
+            }
         }
     }
 
@@ -1363,6 +1397,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn pirq_ports_report_deliver_only_while_bound_and_refuse_send() {
+        let mut d = EventChannels::new();
+        let port = d.bind_pirq(11).unwrap();
+        let mut st = EvtchnStatus::default();
+        d.status(port).unwrap().write_status(&mut st);
+        assert_eq!((st.status, st.vcpu, st.u), (EVTCHNSTAT_PIRQ, 0, [11, 0]));
+        assert_eq!(d.pirq_delivery(port, 11), Some(Delivery { port, vcpu: 0 }));
+        assert_eq!(d.pirq_delivery(port, 12), None);
+        assert_eq!(d.send(port), Err(Errno::EINVAL));
+        assert_eq!(d.close(port), Ok(None));
+        assert_eq!(d.pirq_delivery(port, 11), None);
+    }
+
     fn check_invariants(doms: &[EventChannels; 2]) {
         for (i, d) in doms.iter().enumerate() {
             let me = IDS[i];
@@ -1374,7 +1422,7 @@ mod tests {
                 assert!(c.notify_vcpu < NR_VCPUS);
                 match c.state {
                     ChannelState::Free => assert_eq!(c.notify_vcpu, 0),
-                    ChannelState::Unbound { .. } => {}
+                    ChannelState::Unbound { .. } | ChannelState::Pirq { .. } => {}
                     ChannelState::Ipi { vcpu } => assert_eq!(c.notify_vcpu, vcpu),
                     ChannelState::Virq { virq, vcpu } => {
                         assert!(virq < NR_VIRQS);

@@ -41,6 +41,7 @@ pub mod layout;
 pub mod maps;
 pub mod mm;
 pub mod options;
+pub mod pirq;
 pub mod power;
 pub mod sched;
 pub mod time;

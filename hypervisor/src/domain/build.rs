@@ -317,6 +317,7 @@ pub fn build_dom0(
         max_pages,
         vcpus: alloc::vec![vcpu],
         events: EventChannels::new(),
+        pirqs: crate::pirq::PirqTable::new(),
         grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
         stop_announced: false,

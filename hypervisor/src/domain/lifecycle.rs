@@ -59,6 +59,7 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         max_pages: 0,
         vcpus,
         events: EventChannels::new(),
+        pirqs: crate::pirq::PirqTable::new(),
         grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
         stop_announced: false,

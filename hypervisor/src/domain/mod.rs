@@ -333,6 +333,8 @@ pub struct Domain {
     pub max_pages: u64,
     pub vcpus: Vec<Vcpu>,
     pub events: EventChannels,
+    /// Its physical IRQs (the hardware domain's only: `guest::physdev`).
+    pub pirqs: crate::pirq::PirqTable,
     /// Its grant table and the grant mappings it holds.
     pub grants: crate::grant::GrantTable,
     pub shutdown: Option<Shutdown>,

@@ -57,6 +57,7 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
     if matches!(
         cmd,
         ev::EVTCHNOP_BIND_VIRQ
+            | ev::EVTCHNOP_BIND_PIRQ
             | ev::EVTCHNOP_BIND_IPI
             | ev::EVTCHNOP_ALLOC_UNBOUND
             | ev::EVTCHNOP_BIND_INTERDOMAIN
@@ -70,6 +71,18 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             let a = space.read(arg)?;
             let port = cx.me().events.bind_virq(a.virq, a.vcpu, nr_vcpus)?;
             port_out(cx, arg, offset_of!(ev::EvtchnBindVirq, port), port)?;
+        }
+        ev::EVTCHNOP_BIND_PIRQ => {
+            // The hardware domain's alone (`guest::physdev`).
+            cx.privileged()?;
+            let arg = cx.ptr::<ev::EvtchnBindPirq>(1);
+            let a = space.read(arg)?;
+            let dom = cx.me();
+            dom.pirqs.bindable(a.pirq)?;
+            let port = dom.events.bind_pirq(a.pirq)?;
+            let pin = dom.pirqs.bind(a.pirq, port)?;
+            super::physdev::apply(pin);
+            port_out(cx, arg, offset_of!(ev::EvtchnBindPirq, port), port)?;
         }
         ev::EVTCHNOP_BIND_IPI => {
             let arg = cx.ptr::<ev::EvtchnBindIpi>(1);
@@ -136,8 +149,13 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
         ev::EVTCHNOP_CLOSE => {
             let a = space.read(cx.ptr::<ev::EvtchnClose>(1))?;
             let dom = cx.me();
+            let was = dom.events.status(a.port).map(|c| c.state);
             let peer = dom.events.close(a.port)?;
             event::clear_pending(dom.shared(), a.port);
+            if let Ok(event::ChannelState::Pirq { pirq }) = was {
+                // Its pin is masked until the PIRQ is bound again.
+                super::physdev::apply(dom.pirqs.unbind(pirq));
+            }
             if let Some(p) = peer {
                 if p.remote_dom == me {
                     cx.me()

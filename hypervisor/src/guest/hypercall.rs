@@ -47,6 +47,7 @@ fn handler(number: u64) -> Option<Handler> {
         nr::HYPERVISOR_SCHED_OP => sched_op,
         nr::HYPERVISOR_CALLBACK_OP => callback_op,
         nr::HYPERVISOR_EVENT_CHANNEL_OP => super::event_op::dispatch,
+        nr::HYPERVISOR_PHYSDEV_OP => super::physdev::physdev_op,
         nr::HYPERVISOR_DOMCTL => super::domctl::domctl,
         nr::HYPERVISOR_SYSCTL => super::domctl::sysctl,
         _ => return None,

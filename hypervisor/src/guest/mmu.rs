@@ -457,6 +457,7 @@ pub fn memory_op(cx: &mut Hc) -> HcResult {
         });
     }
     let value = match u32::try_from(cmd).map_err(|_| Errno::ENOSYS)? {
+        m::XENMEM_EXCHANGE => exchange(cx)?,
         m::XENMEM_MEMORY_MAP => {
             let arg = cx.ptr::<m::MemoryMap>(1);
             let map = space.read(arg)?;
@@ -547,6 +548,150 @@ fn reservation(cx: &mut Hc) -> Result<(m::MemoryReservation, GuestSlice<u64>), E
     }
     let extents = GuestSlice::new(r.extent_start, r.nr_extents)?;
     Ok((r, extents))
+}
+
+/// `XENMEM_exchange` ([`m::MemoryExchange`]): the caller gives extents of its own frames
+/// and gets machine-contiguous extents of another order in exchange, chunk by chunk
+/// (`xenia_core::mm::exchange`), each chunk whole or not at all. A given frame must be the
+/// caller's and unused (no mapping, no type, no reference: `ft::take_back`, else `EBUSY`);
+/// new frames are zeroed, below `2^address_bits` bytes when `out.mem_flags` asks, and their
+/// M2P entries point at the PFNs the caller listed. `nr_exchanged` is written back at every
+/// chunk, also on failure; the reservation does not change. Only the caller's own memory:
+/// `EPERM` for another domain (Xen lets a privileged caller name one; nothing needs it).
+fn exchange(cx: &mut Hc) -> Result<u64, Errno> {
+    use xenia_core::mm::exchange::plan;
+    let space = cx.space();
+    let arg = cx.ptr::<m::MemoryExchange>(1);
+    let x = space.read(arg)?;
+    let me = cx.id();
+    if cx.resolve(x.input.domid) != me || cx.resolve(x.output.domid) != me {
+        return Err(Errno::EPERM);
+    }
+    let p = plan(
+        x.input.extent_order,
+        x.input.nr_extents,
+        x.output.extent_order,
+        x.output.nr_extents,
+        x.nr_exchanged,
+    )?;
+    let inputs = GuestSlice::<u64>::new(x.input.extent_start, x.input.nr_extents)?;
+    let outputs = GuestSlice::<u64>::new(x.output.extent_start, x.output.nr_extents)?;
+    let (in_order, out_order) = (x.input.extent_order, x.output.extent_order);
+    let bits = m::xenmemf_get_address_bits(x.output.mem_flags);
+    let done_at = arg.field::<u64>(m::MEMORY_EXCHANGE_NR_EXCHANGED_OFFSET);
+    let chunk_frames = (p.in_per_chunk << in_order) as usize;
+    // One chunk's frames, given and taken (at most 2^MAX_ORDER each way).
+    let mut given = [Mfn(0); 1 << xenia_core::mm::exchange::MAX_ORDER];
+    let mut got = [Mfn(0); 1 << xenia_core::mm::exchange::MAX_ORDER];
+    for chunk in p.first_chunk..p.chunks {
+        // The chunk's input frames: each listed extent's frames, taken back from the caller.
+        let mut n = 0;
+        let mut failed = None;
+        'input: for k in 0..p.in_per_chunk {
+            let at = inputs
+                .get(chunk * p.in_per_chunk + k)
+                .ok_or(Errno::EFAULT)?;
+            let first = match space.read(at) {
+                Ok(v) => v,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            for j in 0..1u64 << in_order {
+                let mfn = Mfn(first.wrapping_add(j));
+                if let Err(e) = ft::take_back(mfn, me) {
+                    failed = Some(e);
+                    break 'input;
+                }
+                given[n] = mfn;
+                n += 1;
+            }
+        }
+        // The chunk's output extents, contiguous and below the limit.
+        let mut m_count = 0;
+        if failed.is_none() {
+            if !crate::mm::heap::headroom(chunk_frames as u64 * PAGE_SIZE) {
+                failed = Some(Errno::ENOMEM);
+            }
+            for _ in 0..p.out_per_chunk {
+                if failed.is_some() {
+                    break;
+                }
+                match alloc_below(out_order, bits) {
+                    Some(first) => {
+                        for j in 0..1u64 << out_order {
+                            got[m_count] = Mfn(first.0 + j);
+                            m_count += 1;
+                        }
+                    }
+                    None => failed = Some(Errno::ENOMEM),
+                }
+            }
+        }
+        if let Some(e) = failed {
+            // Undo: the input frames go back to the caller as they were (their M2P entries
+            // were not touched), the new ones back to the allocator.
+            for &mfn in &given[..n] {
+                let _ = ft::give(mfn, me);
+            }
+            for &mfn in &got[..m_count] {
+                frames::free_contiguous(mfn, 1);
+            }
+            let _ = space.write(done_at, &(chunk * p.in_per_chunk));
+            return Err(e);
+        }
+        // The given frames are mapped nowhere (`take_back` refused them otherwise), but a
+        // vCPU of the caller may still hold a stale translation: flushed before they go.
+        ft::flush_everywhere();
+        for &mfn in &given[..n] {
+            m2p::set(mfn, m2p::INVALID);
+            frames::free_contiguous(mfn, 1);
+        }
+        for k in 0..p.out_per_chunk {
+            let at = outputs
+                .get(chunk * p.out_per_chunk + k)
+                .ok_or(Errno::EFAULT)?;
+            let first = got[(k << out_order) as usize];
+            let pfn = space.read(at).unwrap_or(m2p::INVALID);
+            for j in 0..1u64 << out_order {
+                let mfn = Mfn(first.0 + j);
+                // A fresh frame from the allocator: the hypervisor's, so `give` holds.
+                let _ = ft::give(mfn, me);
+                m2p::set(mfn, pfn.wrapping_add(j));
+            }
+            let _ = space.write(at, &first.0);
+        }
+        space.write(done_at, &((chunk + 1) * p.in_per_chunk))?;
+    }
+    Ok(0)
+}
+
+/// `2^order` contiguous zeroed frames below `2^address_bits` bytes (0: anywhere). The
+/// allocator has no address preference, so a few runs are tried and the ones above the
+/// limit given back.
+fn alloc_below(order: u32, address_bits: u32) -> Option<Mfn> {
+    use xenia_core::mm::exchange::below_address_limit;
+    const TRIES: usize = 8;
+    let count = 1u64 << order;
+    let mut rejected = [Mfn(0); TRIES];
+    let mut found = None;
+    let mut r = 0;
+    while r < TRIES {
+        let Some(first) = frames::alloc_contiguous_zeroed(count) else {
+            break;
+        };
+        if below_address_limit(first.0, order, address_bits) {
+            found = Some(first);
+            break;
+        }
+        rejected[r] = first;
+        r += 1;
+    }
+    for &first in &rejected[..r] {
+        frames::free_contiguous(first, count);
+    }
+    found
 }
 
 /// `XENMEM_populate_physmap`: a fresh zeroed frame for each listed PFN, up to the

@@ -30,6 +30,7 @@ pub mod locks;
 pub mod mem;
 pub mod mmu;
 pub mod multicall;
+pub mod physdev;
 pub mod vcpu_op;
 
 use alloc::collections::VecDeque;
@@ -302,6 +303,13 @@ pub fn trap(frame: &mut TrapFrame) {
     // IPI and COM1 share class 0xF) and leave it deaf to kicks and flush requests for good.
     // A guest cannot raise these vectors itself (their gates have DPL 0).
     if is_hardware_interrupt(frame.vector) {
+        // A device interrupt of dom0's: its pin is masked before the EOI (a level-triggered
+        // line still asserted would otherwise come straight back).
+        if let Ok(v) = u8::try_from(frame.vector)
+            && crate::arch::x86_64::ioapic::DEVICE_VECTORS.contains(&v)
+        {
+            crate::arch::x86_64::ioapic::device_interrupt(v);
+        }
         apic::end_of_interrupt();
         if frame.vector == u64::from(trap::APIC_TIMER_VECTOR) {
             apic::timer_fired();
@@ -605,6 +613,7 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
         {
             world.poll_console();
         }
+        world.deliver_pirqs();
         // A vCPU that wakes may preempt the current one (the scheduler's BOOST), so
         // the scheduler decides again, as Xen's tickle would make it.
         let woke = world.wake_blocked(now);
@@ -686,6 +695,7 @@ fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
         let now = crate::time::now_ns();
         world.run_timers(now);
         world.poll_console();
+        world.deliver_pirqs();
         world.wake_blocked(now);
         let _ = ipi::take_kick();
         if let Some(next) = world.decide(now) {
@@ -1026,6 +1036,32 @@ impl World {
         }
         if got && let Some(mut dom0) = self.domains.lock(0) {
             send_virq(&mut dom0, 0, guest_abi::event::VIRQ_CONSOLE);
+        }
+    }
+
+    /// Hands the device interrupts that came since the last call to dom0: each marks its
+    /// PIRQ waiting for `PHYSDEVOP_eoi` (the pin stays masked until then) and raises the
+    /// port the PIRQ is bound to, if that port is still bound to it.
+    fn deliver_pirqs(&self) {
+        let pending = crate::arch::x86_64::ioapic::take_pending();
+        if pending == 0 {
+            return;
+        }
+        let Some(mut dom0) = self.domains.lock(crate::mm::iomem::HARDWARE_DOMAIN) else {
+            return;
+        };
+        for slot in (0..crate::pirq::SLOTS).filter(|s| pending & (1 << s) != 0) {
+            let Some((pirq, port)) = dom0.pirqs.interrupt(slot) else {
+                continue;
+            };
+            if let Some(d) = dom0.events.pirq_delivery(port, pirq) {
+                let n = crate::event::set_pending_to(
+                    dom0.shared(),
+                    d.port,
+                    dom0.vcpu_info(d.vcpu as usize),
+                );
+                notified(dom0.id, d.vcpu as usize, n);
+            }
         }
     }
 

@@ -2,7 +2,9 @@
 //! modules here and listing it in [`all`].
 
 mod bench;
+mod blkif;
 mod block;
+mod block_dom0;
 mod boot;
 mod demos;
 mod dom0;
@@ -63,11 +65,15 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_cpu_offline_4", smp::cpu_offline_4),
         Scenario::new("smp_vcpu_set_4", smp::vcpu_set_4),
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
-        Scenario::new("block_persist", block::persist),
-        Scenario::new("block_destroy_midstream", block::destroy_midstream),
-        Scenario::new("block_readonly", block::readonly),
-        Scenario::new("block_hostile_frontend", block::hostile_frontend),
-        Scenario::new("block_kv", block::kv),
+        Scenario::new("block_persist", blkif::persist),
+        Scenario::new("block_destroy_midstream", blkif::destroy_midstream),
+        Scenario::new("block_readonly", blkif::readonly),
+        Scenario::new("block_hostile_frontend", blkif::hostile_frontend),
+        Scenario::new("block_kv", blkif::kv),
+        Scenario::new("block_dom0_probe", block_dom0::probe),
+        Scenario::new("block_dom0_write_pattern", block_dom0::write_pattern),
+        Scenario::new("block_dom0_read_tables", block_dom0::read_tables),
+        Scenario::new("block_dom0_out_of_range", block_dom0::out_of_range),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),
@@ -149,6 +155,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("domains_density", domains::density),
         Scenario::new("domains_console", domains::console),
         Scenario::new("domains_privilege", domains::privilege),
+        Scenario::new("block_dev_access_dom0", block::dom0),
+        Scenario::new("block_dev_access_domu_eperm", block::domu_eperm),
         Scenario::new("domains_scrub", domains::scrub),
         Scenario::new("smp_guest_vcpus", domains::smp_guest_vcpus),
         Scenario::new("smp_guest_vcpus_4", domains::smp_guest_vcpus_4),

@@ -153,6 +153,12 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == u64::from(SPURIOUS_VECTOR) => {}
         v if v == u64::from(COM1_VECTOR) => super::apic::end_of_interrupt(),
         v if v == u64::from(super::ipi::IPI_VECTOR) => super::ipi::interrupt(),
+        // A device interrupt of dom0's: its pin is masked before the EOI (a level-triggered
+        // line still asserted would otherwise come straight back).
+        v if v <= 0xFF && super::ioapic::DEVICE_VECTORS.contains(&(v as u8)) => {
+            super::ioapic::device_interrupt(v as u8);
+            super::apic::end_of_interrupt();
+        }
         2 => log::warn!(target: "trap", "NMI received at rip {:#x}; continuing", frame.rip),
         0..=31 => fatal_exception(frame),
         v => {

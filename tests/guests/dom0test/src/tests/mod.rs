@@ -6,6 +6,7 @@ mod churn;
 mod console;
 mod containment;
 mod density;
+mod devaccess;
 mod privilege;
 mod sched;
 mod scrub;
@@ -87,6 +88,17 @@ pub const TESTS: &[Test] = &[
         name: "density",
         run: density::run,
         about: "as many minimal domUs as memory allows, then all destroyed",
+    },
+    Test {
+        name: "devaccess",
+        run: devaccess::run,
+        about: "dom0 drives devices: PCI config ports, DOMID_IO mappings of BARs (RAM and the \
+                hypervisor's refused), a PIRQ's interrupts as events with EOI, XENMEM_exchange",
+    },
+    Test {
+        name: "devaccess_domu",
+        run: devaccess::domu,
+        about: "a domU's device accesses (physdev_op, bind_pirq, DOMID_IO, ports) are refused",
     },
     Test {
         name: "privilege",

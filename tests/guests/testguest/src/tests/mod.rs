@@ -14,6 +14,7 @@ mod hostile;
 mod hypercalls;
 mod isolation;
 mod pagetables;
+mod physdev;
 mod privileged;
 mod shutdown;
 mod smp;
@@ -190,6 +191,12 @@ pub const TESTS: &[Test] = &[
         name: "unprivileged",
         run: domu::unprivileged,
         about: "domain and system control and foreign operations from a domU get EPERM",
+    },
+    Test {
+        name: "physdev_domu",
+        run: physdev::run,
+        about: "device access from a domU: physdev_op, bind_pirq, DOMID_IO mappings and an \
+                exchange of dom0's memory get EPERM; PCI and keyboard ports raise #GP",
     },
     Test {
         name: "hostile",
