@@ -5,6 +5,8 @@
 //! /bin/xl                  the toolstack (0755)
 //! /bin/xen-hptool          CPU and memory hot-plug (0755)
 //! /bin/xentop              the table of domains, as `xl top` shows it (0755)
+//! /bin/xenstore            Xen's xenstore client, and its names as links to it:
+//! /bin/xenstore-ls, -read, -write, -rm, -list, -exists, -watch, -chmod
 //! /etc/xen/<name>.cfg      every file of dom0-tools/etc/xen/ (domain configurations)
 //! /boot/echo.elf           the demo guest kernels the configurations name
 //! /boot/compute.elf
@@ -29,7 +31,19 @@ pub const CONFIG_DIR: &str = "dom0-tools/etc/xen";
 /// Where configurations go in the initrd.
 const CONFIG_DEST: &str = "etc/xen";
 /// dom0's programs (built together by `userland::build_programs`) that go to `/bin/`.
-pub const PROGRAMS: &[&str] = &["xl", "xen-hptool", "xentop"];
+pub const PROGRAMS: &[&str] = &["xl", "xen-hptool", "xentop", "xenstore"];
+/// The names Xen's xenstore client is run under, each a link to `/bin/xenstore` (it
+/// looks at the name it was run under, as Xen's does).
+pub const XENSTORE_LINKS: &[&str] = &[
+    "xenstore-chmod",
+    "xenstore-exists",
+    "xenstore-list",
+    "xenstore-ls",
+    "xenstore-read",
+    "xenstore-rm",
+    "xenstore-watch",
+    "xenstore-write",
+];
 /// The guest kernels (artifacts of `target/xenia/`) that go to `/boot/`.
 pub const GUESTS: &[&str] = &["echo.elf", "compute.elf", "kv.elf"];
 /// Guest kernels only the scenarios' initrd has, in `/boot`.
@@ -51,11 +65,22 @@ pub fn contents(
     let mut files: Vec<File> = vec![("bin".into(), DIR, Vec::new())];
     let mut programs: Vec<&(String, Vec<u8>)> = programs.iter().collect();
     programs.sort();
-    files.extend(
-        programs
-            .into_iter()
-            .map(|(name, data)| (format!("bin/{name}"), PROGRAM, data.clone())),
-    );
+    let has_xenstore = programs.iter().any(|(name, _)| name == "xenstore");
+    let mut bin: Vec<File> = programs
+        .into_iter()
+        .map(|(name, data)| (format!("bin/{name}"), PROGRAM, data.clone()))
+        .collect();
+    if has_xenstore {
+        bin.extend(XENSTORE_LINKS.iter().map(|name| {
+            (
+                format!("bin/{name}"),
+                cpio::S_IFLNK | 0o777,
+                b"xenstore".to_vec(),
+            )
+        }));
+        bin.sort();
+    }
+    files.extend(bin);
     files.push(("boot".into(), DIR, Vec::new()));
     let mut guests: Vec<&(String, Vec<u8>)> = guests.iter().collect();
     guests.sort();
@@ -425,6 +450,29 @@ mod tests {
             ("xen-hptool".into(), b"hptool".to_vec()),
             ("xentop".into(), b"xentop".to_vec()),
         ]
+    }
+
+    #[test]
+    fn xenstore_names_link_to_one_program() {
+        let mut programs = fake_programs(b"xl");
+        programs.push(("xenstore".into(), b"xs".to_vec()));
+        let files = contents(&programs, &[], &fake_guests());
+        for name in XENSTORE_LINKS {
+            let path = format!("bin/{name}");
+            assert!(
+                files
+                    .iter()
+                    .any(|(p, m, d)| *p == path && m & S_IFMT == cpio::S_IFLNK && d == b"xenstore"),
+                "{name}"
+            );
+        }
+        let bins: Vec<&str> = files
+            .iter()
+            .filter_map(|(p, _, _)| p.strip_prefix("bin/"))
+            .collect();
+        let mut sorted = bins.clone();
+        sorted.sort();
+        assert_eq!(bins, sorted);
     }
 
     fn fake_guests() -> Vec<(String, Vec<u8>)> {

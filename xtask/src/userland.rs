@@ -1,5 +1,5 @@
 //! dom0's programs: static Linux binaries for `x86_64-unknown-linux-musl`, which dom0's kernel
-//! runs in ring 3 (DESIGN.md §7): `xl`, `xen-hptool` and `xentop`, and for the scenarios the test
+//! runs in ring 3 (DESIGN.md §7): `xl`, `xen-hptool`, `xentop` and `xenstore`, and for the scenarios the test
 //! program `probe` and the peer benchmark `peerbench` (which `cargo xtask bench --peer xen`
 //! also runs under Linux and Xen).
 
@@ -18,6 +18,7 @@ pub const USER_TARGET: &str = "x86_64-unknown-linux-musl";
 /// returns the directory that holds them.
 pub fn build_programs(ws: &Workspace) -> Result<PathBuf, String> {
     build_program(ws, "xl", &["xl", "xen-hptool", "xentop"])?;
+    build_program(ws, "xenstore-cli", &["xenstore"])?;
     Ok(bin_dir(ws))
 }
 

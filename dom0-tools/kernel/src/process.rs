@@ -92,6 +92,8 @@ pub enum Blocked {
     Child,
     /// System time `ns` (`nanosleep`; the call's result is already in its registers).
     Until(u64),
+    /// A reply or watch event on a `/dev/xen/xenbus` connection.
+    Xenbus(xenia_xenstore::ConnId),
 }
 
 impl Blocked {
@@ -106,6 +108,7 @@ impl Blocked {
                     || !waiting.values().any(|o| o.ppid == pid)
             }
             Blocked::Until(ns) => xenia_guest_rt::time::now_ns() >= ns,
+            Blocked::Xenbus(id) => crate::store::readable(id),
         }
     }
 }

@@ -597,7 +597,7 @@ fn read(p: &mut Process, fd: i64, buf: u64, len: u64) -> Result<i64, Blocked> {
         }
         Ok(Io::Device(Device::Evtchn)) => read_evtchn(p, fd, buf, len, nonblock),
         Ok(Io::Device(Device::Xenia)) => read_console(p, fd, buf, len, nonblock),
-        Ok(Io::Device(Device::Xenbus)) => read_xenbus(p, fd, buf, len, nonblock),
+        Ok(Io::Device(Device::Xenbus)) => return read_xenbus(p, fd, buf, len, nonblock),
         Ok(Io::Device(Device::Privcmd)) => EINVAL,
         Ok(Io::Device(Device::Block(n))) => crate::blockfile::read(p, fd, n, buf, len, None),
     })
@@ -677,22 +677,34 @@ fn xenbus_conn(p: &mut Process, fd: i64) -> xenia_xenstore::ConnId {
     id
 }
 
-fn read_xenbus(p: &mut Process, fd: i64, buf: u64, len: u64, nonblock: bool) -> i64 {
+/// `read` of a `/dev/xen/xenbus` descriptor: what waits for its connection, or (blocking)
+/// the process waits for it like a pipe's reader, other processes running meanwhile
+/// (`xenstore-watch` in the background).
+fn read_xenbus(
+    p: &mut Process,
+    fd: i64,
+    buf: u64,
+    len: u64,
+    nonblock: bool,
+) -> Result<i64, Blocked> {
     let id = xenbus_conn(p, fd);
     if !store::readable(id) {
-        if nonblock {
-            return EAGAIN;
+        crate::service();
+        if !store::readable(id) {
+            if nonblock {
+                return Ok(EAGAIN);
+            }
+            return Err(Blocked::Xenbus(id));
         }
-        wait::until(u64::MAX, || store::readable(id));
     }
     let bytes = store::read(id, len.min(4096) as usize);
-    match p.user_bytes(buf, bytes.len() as u64, true) {
+    Ok(match p.user_bytes(buf, bytes.len() as u64, true) {
         Ok(dst) => {
             dst.copy_from_slice(&bytes);
             bytes.len() as i64
         }
         Err(e) => e,
-    }
+    })
 }
 
 /// Most bytes one `read` of a file moves (a larger read returns this many; the caller

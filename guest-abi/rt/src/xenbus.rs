@@ -22,8 +22,9 @@ use guest_abi::calls;
 use guest_abi::event::{EvtchnPort, VIRQ_TIMER};
 use guest_abi::types::PAGE_SIZE;
 use guest_abi::xenstore::{
-    XENSTORE_PAYLOAD_MAX, XENSTORE_RING_SIZE, XS_ERROR, XS_READ, XS_WATCH, XS_WATCH_EVENT,
-    XS_WRITE, XenstoreDomainInterface as Iface, XsdSockmsg, error_from, store_ring_va,
+    XENSTORE_PAYLOAD_MAX, XENSTORE_RING_SIZE, XS_DIRECTORY, XS_ERROR, XS_MKDIR, XS_READ, XS_RM,
+    XS_TRANSACTION_END, XS_TRANSACTION_START, XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT, XS_WRITE,
+    XenstoreDomainInterface as Iface, XsdSockmsg, error_from, store_ring_va,
 };
 
 use crate::events;
@@ -262,6 +263,17 @@ impl Xenbus {
         parts: &[&[u8]],
         out: &mut [u8],
     ) -> Result<usize, Errno> {
+        self.request_in(0, msg_type, parts, out)
+    }
+
+    /// [`Xenbus::request`] in transaction `tx` (0: none).
+    pub fn request_in(
+        &mut self,
+        tx: u32,
+        msg_type: u32,
+        parts: &[&[u8]],
+        out: &mut [u8],
+    ) -> Result<usize, Errno> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len > XENSTORE_PAYLOAD_MAX {
             return Err(Errno::E2BIG);
@@ -271,7 +283,7 @@ impl Xenbus {
         let hdr = XsdSockmsg {
             msg_type,
             req_id,
-            tx_id: 0,
+            tx_id: tx,
             len: len as u32,
         };
         let deadline = now_ns() + REPLY_WAIT_NS;
@@ -324,6 +336,103 @@ impl Xenbus {
             &mut [],
         )
         .map(drop)
+    }
+
+    /// `XS_READ` in transaction `tx`.
+    pub fn read_in(&mut self, tx: u32, path: &str, out: &mut [u8]) -> Result<usize, Errno> {
+        self.request_in(tx, XS_READ, &[path.as_bytes(), b"\0"], out)
+    }
+
+    /// `XS_WRITE` in transaction `tx`.
+    pub fn write_in(&mut self, tx: u32, path: &str, value: &[u8]) -> Result<(), Errno> {
+        self.request_in(tx, XS_WRITE, &[path.as_bytes(), b"\0", value], &mut [])
+            .map(drop)
+    }
+
+    /// `XS_MKDIR`.
+    pub fn mkdir(&mut self, path: &str) -> Result<(), Errno> {
+        self.request(XS_MKDIR, &[path.as_bytes(), b"\0"], &mut [])
+            .map(drop)
+    }
+
+    /// `XS_RM`.
+    pub fn rm(&mut self, path: &str) -> Result<(), Errno> {
+        self.request(XS_RM, &[path.as_bytes(), b"\0"], &mut [])
+            .map(drop)
+    }
+
+    /// `XS_DIRECTORY`: the children's names, each NUL-terminated, into `out`; the full
+    /// length.
+    pub fn directory(&mut self, path: &str, out: &mut [u8]) -> Result<usize, Errno> {
+        self.request(XS_DIRECTORY, &[path.as_bytes(), b"\0"], out)
+    }
+
+    /// `XS_UNWATCH`.
+    pub fn unwatch(&mut self, path: &str, token: &str) -> Result<(), Errno> {
+        self.request(
+            XS_UNWATCH,
+            &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"],
+            &mut [],
+        )
+        .map(drop)
+    }
+
+    /// `XS_TRANSACTION_START`: the new transaction's id.
+    pub fn transaction_start(&mut self) -> Result<u32, Errno> {
+        let mut id = [0u8; 16];
+        let n = self.request(XS_TRANSACTION_START, &[b"\0"], &mut id)?;
+        let text = id[..n.min(16)].split(|&b| b == 0).next().unwrap_or(&[]);
+        core::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or(Errno::EIO)
+    }
+
+    /// `XS_TRANSACTION_END`: commits transaction `tx` (`EAGAIN`: it conflicted, nothing
+    /// of it applied; start again) or, without `commit`, drops it.
+    pub fn transaction_end(&mut self, tx: u32, commit: bool) -> Result<(), Errno> {
+        let arg: &[u8] = if commit { b"T\0" } else { b"F\0" };
+        self.request_in(tx, XS_TRANSACTION_END, &[arg], &mut [])
+            .map(drop)
+    }
+
+    /// Copies as many copies of the whole message `msg` as the request ring has room for,
+    /// without waiting for replies, and notifies the store: how many (for flooding a store
+    /// in tests).
+    pub fn send_nowait(&mut self, msg: &[u8]) -> usize {
+        let cons = self.index(Iface::REQ_CONS).load(Ordering::Acquire);
+        let prod = self.index(Iface::REQ_PROD).load(Ordering::Relaxed);
+        let room = RING.saturating_sub(prod.wrapping_sub(cons)) as usize;
+        let copies = if msg.is_empty() { 0 } else { room / msg.len() };
+        let mut at = prod;
+        for _ in 0..copies {
+            for &b in msg {
+                let off = Iface::REQ + (at % RING) as usize;
+                // SAFETY: inside the request ring of the mapped page (see `index`).
+                unsafe { self.byte(off).write_volatile(b) };
+                at = at.wrapping_add(1);
+            }
+        }
+        if copies > 0 {
+            fence(Ordering::Release);
+            self.index(Iface::REQ_PROD).store(at, Ordering::Release);
+            notify(self.port);
+        }
+        copies
+    }
+
+    /// Takes every whole message waiting in the response ring: watch events are kept,
+    /// replies dropped. How many replies were dropped.
+    pub fn drop_replies(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(h) = self.receive() {
+            if h.msg_type == XS_WATCH_EVENT {
+                self.keep_event((h.len as usize).min(XENSTORE_PAYLOAD_MAX));
+            } else {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Writes raw bytes into the request ring (for testing a store against malformed

@@ -5,6 +5,7 @@ mod bench;
 mod blkif;
 mod block;
 mod block_dom0;
+mod block_xl;
 mod boot;
 mod demos;
 mod dom0;
@@ -74,6 +75,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_dom0_write_pattern", block_dom0::write_pattern),
         Scenario::new("block_dom0_read_tables", block_dom0::read_tables),
         Scenario::new("block_dom0_out_of_range", block_dom0::out_of_range),
+        Scenario::new("block_xl_without_backend", block_xl::without_backend),
+        Scenario::new("xenstore_messages", xenstore::messages),
+        Scenario::new("xenstore_flood", xenstore::flood),
+        Scenario::new("xenstore_commands", xenstore::commands),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),

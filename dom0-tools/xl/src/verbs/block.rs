@@ -207,7 +207,8 @@ pub fn attach(sys: &mut impl System, dom: DomId, d: &Disk) -> Result<(), String>
 /// The disks of domain `dom`, read back from its backends as libxl's
 /// `libxl__disk_from_xenstore` does (target, vdev, mode), with their device numbers.
 pub fn disks_of(sys: &mut impl System, dom: DomId) -> Vec<(u32, Disk)> {
-    let dir = format!("/local/domain/{dom}/device/vbd");
+    // dom0's directory, not the domain's: a domain may remove its frontends.
+    let dir = format!("/local/domain/0/backend/vbd/{dom}");
     let mut ids: Vec<u32> = sys
         .xs_directory(&dir)
         .unwrap_or_default()
@@ -257,16 +258,18 @@ pub fn block_list(sys: &mut impl System, io: &mut Io<'_>, domains: &[String]) ->
             let _ = writeln!(io.err, "{arg} is an invalid domain identifier");
             continue;
         };
-        let fe_dir = format!("/local/domain/{}/device/vbd", d.dom);
+        // The devices dom0 serves the domain (its own directory could be emptied by the
+        // domain), each with its frontend's state.
+        let be_dir = format!("/local/domain/0/backend/vbd/{}", d.dom);
         let mut ids: Vec<u32> = sys
-            .xs_directory(&fe_dir)
+            .xs_directory(&be_dir)
             .unwrap_or_default()
             .iter()
             .filter_map(|s| s.parse().ok())
             .collect();
         ids.sort_unstable();
         for devid in ids {
-            let fe = format!("{fe_dir}/{devid}");
+            let fe = disk::frontend_path(d.dom, devid);
             // The backend's path as the toolstack made it, not as the frontend's `backend`
             // node says (the domain may write there what it likes); dom0's `frontend` node
             // shows the backend is there.
@@ -360,10 +363,11 @@ pub fn block_detach(
     force: bool,
 ) -> VerbResult {
     let (_, dom) = find(sys, domain)?;
+    // Known by dom0's nodes (the frontend's the domain may have removed).
     let fe_exists = |sys: &mut _, devid| {
         System::xs_read(
             sys,
-            &format!("{}/backend", disk::frontend_path(dom.dom, devid)),
+            &format!("{}/frontend", disk::backend_path(dom.dom, devid)),
         )
         .is_ok()
     };
@@ -413,14 +417,19 @@ pub fn block_detach(
     }
     if !force {
         let closed = format!("{}", disk::STATE_CLOSED);
-        let mut waited = 0;
-        loop {
+        // Bounded by dom0's clock (a sleep may last longer than asked) and by a count of
+        // looks, should the clock not move.
+        let start = sys.now_ns();
+        for look in 0.. {
             match sys.xs_read(&state_path) {
                 Ok(s) if s == closed.as_bytes() => break,
                 Err(Errno::ENOENT) => break,
                 _ => {}
             }
-            if waited >= disk::DESTROY_TIMEOUT_MS {
+            let waited_ms = sys.now_ns().saturating_sub(start) / 1_000_000;
+            if waited_ms >= disk::DESTROY_TIMEOUT_MS
+                || look >= 4 * disk::DESTROY_TIMEOUT_MS / POLL_MS
+            {
                 return Err(failed(
                     io,
                     format!(
@@ -431,7 +440,6 @@ pub fn block_detach(
                 ));
             }
             sys.sleep_ms(POLL_MS);
-            waited += POLL_MS;
         }
     }
     // The index entry goes with the backend (were it left, the next look would find it

@@ -325,7 +325,8 @@ impl System for Fake {
         self.offline.ok_or(Errno::ENOSYS)
     }
     fn now_ns(&mut self) -> u64 {
-        3_725_000_000_000
+        // Time passes only while xl sleeps.
+        3_725_000_000_000 + self.slept_ms * 1_000_000
     }
     fn wall_s(&mut self) -> u64 {
         13 * 3600

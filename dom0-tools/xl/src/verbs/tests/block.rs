@@ -376,3 +376,33 @@ fn list_long_shows_the_disks_as_libxl_stores_them() {
         "{out}"
     );
 }
+
+/// The domain owns its frontend directory and may write there what it likes, or remove
+/// it: xl goes by dom0's nodes.
+#[test]
+fn a_hostile_frontend_does_not_mislead_xl() {
+    let mut f = Fake::new();
+    assert_eq!(attach(&mut f, "hello", &["/dev/vdb,raw,xvda,rw"]).0, Ok(()));
+    let fe = "/local/domain/3/device/vbd/51712";
+    let be = "/local/domain/0/backend/vbd/3/51712";
+    f.tree.insert(
+        format!("{fe}/backend"),
+        "/local/domain/0/backend/vbd/9/1".into(),
+    );
+    f.tree
+        .insert(format!("{fe}/state"), "99999999999999999999".into());
+    f.tree.insert(format!("{fe}/ring-ref"), "-5".into());
+    let doms = vec!["hello".to_string()];
+    let (_, out, _) = run(&mut f, |s, io| block_list(s, io, &doms));
+    assert!(
+        out.ends_with(&format!("51712 0   3      -1    -1     -1       {be}\n")),
+        "{out}"
+    );
+    // The frontend directory gone: the disk is still listed, and detached.
+    f.tree.retain(|k, _| !k.starts_with(fe));
+    let (_, out, _) = run(&mut f, |s, io| block_list(s, io, &doms));
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (r, _, err) = run(&mut f, |s, io| block_detach(s, io, "hello", "xvda", true));
+    assert_eq!(r, Ok(()), "{err}");
+    assert!(!f.tree.keys().any(|k| k.starts_with(be)));
+}
