@@ -161,7 +161,7 @@ pub fn destroy_midstream(ctx: &Context) -> Result<(), String> {
     let disk = "format=raw, vdev=xvda, access=rw, target=/dev/vdb";
     let before = free_memory(&mut vm)?;
     let id = create(&mut vm, "streamer", "block_stream", disk)?;
-    vm.wait_for_line(&format!("(d{id}) block: streamed 64 requests"), JOB)?;
+    vm.wait_for_line(&format!("(d{id}) note: block: streamed 64 requests"), JOB)?;
     xl::run(&mut vm, "xl destroy streamer")?;
     gone(&mut vm, "streamer")?;
     vm.wait_for_line(&format!("dom0: blkback: d{id} device 51712 released"), T)?;
@@ -199,9 +199,9 @@ pub fn readonly(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
-/// A hostile frontend on `/dev/vdb` (requests during the handshake, bad segment counts and
+/// A hostile frontend on `/dev/vdc` (requests during the handshake, bad segment counts and
 /// bounds, sectors past the end, grants it does not own, an indirect request, a producer
-/// index far ahead) gets its errors, while a second domain streams writes to `/dev/vdc`
+/// index far ahead) gets its errors, while a second domain streams writes to `/dev/vdb`
 /// and keeps being served; afterwards that disk still reads back whole.
 pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
     let (mut vm, images) = boot(ctx)?;
@@ -209,14 +209,14 @@ pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
         &mut vm,
         "victim",
         "block_stream",
-        "format=raw, vdev=xvda, access=rw, target=/dev/vdc",
+        "format=raw, vdev=xvda, access=rw, target=/dev/vdb",
     )?;
-    vm.wait_for_line(&format!("(d{victim}) block: streaming"), JOB)?;
+    vm.wait_for_line(&format!("(d{victim}) note: block: streaming"), JOB)?;
     let attacker = create(
         &mut vm,
         "attacker",
         "block_hostile",
-        "format=raw, vdev=xvda, access=rw, target=/dev/vdb",
+        "format=raw, vdev=xvda, access=rw, target=/dev/vdc",
     )?;
     passes(&mut vm, attacker, JOB)?;
     let log = vm.serial_log();
@@ -235,12 +235,12 @@ pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
     // The victim is still served after the attack.
     let mark = log
         .lines()
-        .filter(|l| l.starts_with(&format!("(d{victim}) block: streamed ")))
+        .filter(|l| l.starts_with(&format!("(d{victim}) note: block: streamed ")))
         .count();
     vm.wait_until("the victim streaming on", JOB, |log, cursor| {
         let n = log
             .lines()
-            .filter(|l| l.starts_with(&format!("(d{victim}) block: streamed ")))
+            .filter(|l| l.starts_with(&format!("(d{victim}) note: block: streamed ")))
             .count();
         (n > mark + 1).then_some(((), cursor))
     })?;
@@ -249,13 +249,13 @@ pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
     gone(&mut vm, "victim")?;
     gone(&mut vm, "attacker")?;
     // The victim's disk, written by a well-behaved domain, reads back.
-    let disk = "format=raw, vdev=xvda, access=rw, target=/dev/vdc";
+    let disk = "format=raw, vdev=xvda, access=rw, target=/dev/vdb";
     let id = create(&mut vm, "writer", "block_write", disk)?;
     passes(&mut vm, id, JOB)?;
     frame_check(&mut vm)?;
     vm.send("poweroff\r")?;
     vm.expect_exit(EXIT_POWEROFF, T)?;
-    pattern_on_host(&images[2], DISK_BYTES / 512)?;
+    pattern_on_host(&images[1], DISK_BYTES / 512)?;
     Ok(())
 }
 
