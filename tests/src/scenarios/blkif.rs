@@ -163,8 +163,17 @@ pub fn destroy_midstream(ctx: &Context) -> Result<(), String> {
     let id = create(&mut vm, "streamer", "block_stream", disk)?;
     vm.wait_for_line(&format!("(d{id}) note: block: streamed 64 requests"), JOB)?;
     xl::run(&mut vm, "xl destroy streamer")?;
+    if !vm
+        .serial_log()
+        .contains(&format!("dom0: blkback: d{id} device 51712 released"))
+    {
+        vm.wait_for_line(&format!("dom0: blkback: d{id} device 51712 released"), T)?;
+    }
     gone(&mut vm, "streamer")?;
-    vm.wait_for_line(&format!("dom0: blkback: d{id} device 51712 released"), T)?;
+    let out = xl::run(&mut vm, "xenstore-ls /local/domain/0/backend")?;
+    if out.contains(&format!("{id} =")) || out.contains("params") {
+        return Err(format!("backend nodes left after the domain: {out}"));
+    }
     let after = free_memory(&mut vm)?;
     if after != before {
         return Err(format!(
