@@ -130,6 +130,27 @@ fn free_memory(vm: &mut Qemu) -> Result<u64, String> {
         .ok_or_else(|| format!("no free_memory in {out:?}"))
 }
 
+/// Notes the domain's `block: pattern <how> <n> sectors in <ms> ms` line as KiB/s
+/// (virtual time under TCG: a figure to compare runs, not hardware).
+fn note_speed(ctx: &Context, vm: &Qemu, id: u32, how: &str) {
+    let prefix = format!("(d{id}) note: block: pattern {how} ");
+    let log = vm.serial_log();
+    let Some(line) = log.lines().find(|l| l.starts_with(&prefix)) else {
+        return;
+    };
+    let words: Vec<&str> = line[prefix.len()..].split_whitespace().collect();
+    if let (Some(sectors), Some(ms)) = (
+        words.first().and_then(|w| w.parse::<u64>().ok()),
+        words.get(3).and_then(|w| w.parse::<u64>().ok()),
+    ) {
+        let kib_s = sectors / 2 * 1000 / ms.max(1);
+        ctx.note(format!(
+            "domU through blkfront/blkback: {} KiB {how} the disk in {ms} ms ({kib_s} KiB/s)",
+            sectors / 2
+        ));
+    }
+}
+
 /// A domU writes the pattern over its disk, flushes and powers off (destroyed); a second
 /// domU reads the whole pattern back and disconnects; dom0 powers the machine off and the
 /// harness finds the pattern in the image file at the right offsets.
@@ -138,9 +159,11 @@ pub fn persist(ctx: &Context) -> Result<(), String> {
     let disk = "format=raw, vdev=xvda, access=rw, target=/dev/vdb";
     let id = create(&mut vm, "writer", "block_write", disk)?;
     passes(&mut vm, id, JOB)?;
+    note_speed(ctx, &vm, id, "written to");
     gone(&mut vm, "writer")?;
     let id = create(&mut vm, "reader", "block_read", disk)?;
     passes(&mut vm, id, JOB)?;
+    note_speed(ctx, &vm, id, "read from");
     gone(&mut vm, "reader")?;
     frame_check(&mut vm)?;
     vm.send("poweroff\r")?;

@@ -141,6 +141,7 @@ pub fn read() -> ! {
     let per = (MAX_IO / 512) as u64;
     let mut s = 0;
     let mut bad = None;
+    let start = now_ns();
     while s < sectors {
         let n = per.min(sectors - s);
         let chunk = &mut b[..(n * 512) as usize];
@@ -159,6 +160,10 @@ pub fn read() -> ! {
         }
         s += n;
     }
+    let ms = (now_ns() - start) / NS_PER_MS;
+    note(format_args!(
+        "block: pattern read from {sectors} sectors in {ms} ms"
+    ));
     c.check(
         format_args!("the pattern reads back from {sectors} sectors"),
         bad.is_none(),
