@@ -37,7 +37,8 @@ use guest_abi::grant::{
 };
 use guest_abi::types::DomId;
 use guest_abi::xenstore::{
-    XS_DIRECTORY, XS_ERROR, XS_READ, XS_RM, XS_WATCH, XS_WATCH_EVENT, XS_WRITE, XsdSockmsg,
+    XS_DIRECTORY, XS_ERROR, XS_READ, XS_RM, XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT, XS_WRITE,
+    XsdSockmsg,
 };
 use guest_abi::{Errno, xenstore::error_from};
 use spin::Mutex;
@@ -140,6 +141,16 @@ impl Xs {
             .filter(|s| !s.is_empty())
             .filter_map(|s| core::str::from_utf8(s).ok().map(String::from))
             .collect()
+    }
+
+    /// Drops the watch on a device's frontend `state` (set when it was announced), so that
+    /// dom0's watches do not pile up with the domains that went.
+    fn unwatch_frontend(&mut self, d: &Device) {
+        let path = format!("{}/state", d.fe);
+        let _ = self.request(
+            XS_UNWATCH,
+            &[path.as_bytes(), b"\0", TOKEN_FE.as_bytes(), b"\0"],
+        );
     }
 
     fn watch(&mut self, path: &str, token: &str) -> Result<(), Errno> {
@@ -300,6 +311,7 @@ impl Backend {
         for k in gone {
             if let Some(mut d) = self.devices.remove(&k) {
                 disconnect(&mut d, "backend nodes removed");
+                self.xs.unwatch_frontend(&d);
             }
         }
         let mut hv = xen();
@@ -309,6 +321,7 @@ impl Backend {
             if hv.domain_info(dom) == Err(Errno::ESRCH) {
                 if let Some(mut d) = self.devices.remove(&(dom, devid)) {
                     disconnect(&mut d, "domain gone");
+                    self.xs.unwatch_frontend(&d);
                 }
                 if !removed.contains(&dom) {
                     removed.push(dom);
