@@ -234,7 +234,8 @@ pub struct Machine {
     qemu_args: Vec<String>,
     tolerated: Vec<&'static str>,
     memory_file: Option<PathBuf>,
-    disks: Vec<PathBuf>,
+    /// Disk images and whether each is read-only.
+    disks: Vec<(PathBuf, bool)>,
     registry: Option<Registry>,
 }
 
@@ -362,7 +363,15 @@ impl Machine {
     /// (see [`DiskImage`]); after QEMU exits the harness reads it back with
     /// [`DiskImage::read_at`].
     pub fn disk(mut self, path: impl Into<PathBuf>) -> Machine {
-        self.disks.push(path.into());
+        self.disks.push((path.into(), false));
+        self
+    }
+
+    /// Attaches the raw image at `path` as a read-only virtio-blk disk (`readonly=on`: the
+    /// device offers `VIRTIO_BLK_F_RO` and QEMU refuses writes), next in order after the
+    /// disks attached before.
+    pub fn disk_read_only(mut self, path: impl Into<PathBuf>) -> Machine {
+        self.disks.push((path.into(), true));
         self
     }
 
@@ -430,8 +439,11 @@ impl Machine {
                 OsString::from("memory-backend=xenia-ram"),
             ]);
         }
-        for (i, disk) in self.disks.iter().enumerate() {
+        for (i, (disk, read_only)) in self.disks.iter().enumerate() {
             args.extend(disk_args(disk, i));
+            if *read_only && let Some(drive) = args.iter_mut().rev().nth(2) {
+                drive.push(",readonly=on");
+            }
         }
         args.extend(self.qemu_args.iter().map(OsString::from));
         args
@@ -456,7 +468,7 @@ impl Machine {
                 self.name
             ));
         }
-        if let Some(missing) = self.disks.iter().find(|d| !d.is_file()) {
+        if let Some((missing, _)) = self.disks.iter().find(|(d, _)| !d.is_file()) {
             return Err(format!(
                 "machine {}: the disk image {} does not exist",
                 self.name,
@@ -987,12 +999,14 @@ mod tests {
         let m = Machine::new(&ws, "x")
             .disk("/t/a.img")
             .disk("/t/b,c.img")
+            .disk_read_only("/t/r.img")
             .qemu_arg("-s");
         let args = join(m.qemu_command_args(Path::new("/i.iso")));
         assert!(
             args.ends_with(
                 " -boot order=d -drive file=/t/a.img,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0 \
-                 -drive file=/t/b,,c.img,format=raw,if=none,id=disk1 -device virtio-blk-pci,drive=disk1 -s"
+                 -drive file=/t/b,,c.img,format=raw,if=none,id=disk1 -device virtio-blk-pci,drive=disk1 \
+                 -drive file=/t/r.img,format=raw,if=none,id=disk2,readonly=on -device virtio-blk-pci,drive=disk2 -s"
             ),
             "{args}"
         );

@@ -22,6 +22,10 @@ pub const GUEST_PATHS: &[&str] = &[
     "hypervisor/src/domain/mod.rs",
     "hypervisor/core/src/mm/frame_table.rs",
     "hypervisor/core/src/mm/walk.rs",
+    "hypervisor/core/src/mm/exchange.rs",
+    "hypervisor/core/src/pirq.rs",
+    "hypervisor/src/mm/iomem.rs",
+    "hypervisor/src/arch/x86_64/ioapic.rs",
     "hypervisor/src/console.rs",
 ];
 

@@ -54,7 +54,7 @@ pub fn register_nodes() {
             Some(BlockNode {
                 name: info.name,
                 rdev,
-                bytes: info.sectors * SECTOR as u64,
+                bytes: info.sectors.saturating_mul(SECTOR as u64),
             })
         })
         .collect();
@@ -79,7 +79,7 @@ fn errno(e: BlockError) -> i64 {
 /// Size in bytes of device `dev`.
 fn size(dev: DevId) -> Result<u64, i64> {
     blockdev::info(dev)
-        .map(|i| i.sectors * SECTOR as u64)
+        .map(|i| i.sectors.saturating_mul(SECTOR as u64))
         .ok_or(BlockError::NoDevice.errno())
 }
 
@@ -185,7 +185,7 @@ pub fn ioctl(p: &mut Process, n: u16, req: u64, arg: u64) -> i64 {
     let Some(info) = blockdev::info(dev) else {
         return BlockError::NoDevice.errno();
     };
-    let bytes = info.sectors * SECTOR as u64;
+    let bytes = info.sectors.saturating_mul(SECTOR as u64);
     match req {
         BLKGETSIZE64 => put(p, arg, &bytes.to_le_bytes()),
         BLKGETSIZE => put(p, arg, &info.sectors.to_le_bytes()),

@@ -21,7 +21,7 @@
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use guest_abi::memory::{MMU_NORMAL_PT_UPDATE, MemoryExchange, MemoryReservation, MmuUpdate};
 use guest_abi::types::{DOMID_IO, DOMID_SELF};
@@ -215,10 +215,17 @@ fn mfn_at(va: u64) -> Option<u64> {
     leaf.present().then(|| pte::mfn(leaf.entry))
 }
 
+/// Whether `share` bounces every buffer outside the pool (dom0's `dma=bounce`, to exercise
+/// the bounce path: the driver's own buffers are pool buffers, which never need it).
+pub static FORCE_BOUNCE: AtomicBool = AtomicBool::new(false);
+
 /// The machine address of `[va, va + len)` if its pages are machine-contiguous.
 fn contiguous_ma(va: u64, len: usize) -> Option<u64> {
     if let Some(ma) = pool_ma(va, len) {
         return Some(ma);
+    }
+    if FORCE_BOUNCE.load(Ordering::Relaxed) {
+        return None;
     }
     let first = va & !(PAGE - 1);
     let last = (va + len.max(1) as u64 - 1) & !(PAGE - 1);
@@ -330,7 +337,11 @@ unsafe impl Hal for XenHal {
             // SAFETY: the caller's buffer is valid for `len` bytes; the bounce pages are ours.
             unsafe { core::ptr::copy_nonoverlapping(va as *const u8, bounce as *mut u8, len) };
         }
-        BOUNCED.fetch_add(1, Ordering::Relaxed);
+        if BOUNCED.fetch_add(1, Ordering::Relaxed) == 0 {
+            crate::tprintln!(
+                "dma: bouncing a {len}-byte buffer that is not machine-contiguous (first of its kind)"
+            );
+        }
         BOUNCES.lock().push((ma, bounce, pages));
         ma
     }

@@ -692,6 +692,8 @@ mod procfs {
             caller: p.pid,
             release: String::from(crate::sys::RELEASE),
             partitions: crate::blockfile::partitions(),
+            interrupts: crate::virtio_blk::interrupts(),
+            pci_devices: crate::pcibus::proc_devices(),
         }
     }
 

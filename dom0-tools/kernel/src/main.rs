@@ -110,7 +110,8 @@ mod kernel {
 
     /// PCI, the DMA pool and the virtio-blk disks, before any process runs (`virtio_blk=poll`
     /// on the command line: no interrupts; `dma=exchange`: the pool made by `XENMEM_exchange`
-    /// even when dom0's frames are contiguous already).
+    /// even when dom0's frames are contiguous already; `dma=bounce`: every buffer outside the
+    /// pool bounced).
     fn disks(cmdline: &[u8]) {
         crate::pcibus::init();
         if !crate::pcibus::functions()
@@ -119,7 +120,11 @@ mod kernel {
         {
             return;
         }
-        let exchange = xenia_guest_rt::cmdline::value(cmdline, "dma") == Some(b"exchange");
+        let dma = xenia_guest_rt::cmdline::value(cmdline, "dma");
+        let exchange = dma == Some(b"exchange");
+        if dma == Some(b"bounce") {
+            crate::dma::FORCE_BOUNCE.store(true, core::sync::atomic::Ordering::Relaxed);
+        }
         match crate::dma::init(exchange) {
             Ok(crate::dma::Made::Contiguous(mfn)) => tprintln!(
                 "dom0: DMA pool: {} KiB at machine {:#x} (machine-contiguous already)",

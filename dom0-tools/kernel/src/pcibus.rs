@@ -114,7 +114,6 @@ pub fn functions() -> Vec<Function> {
 }
 
 /// `/proc/bus/pci/devices`: one line per function.
-#[allow(dead_code)] // until /proc serves it
 pub fn proc_devices() -> String {
     let mut text = String::new();
     for f in FOUND.lock().iter() {

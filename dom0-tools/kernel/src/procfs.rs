@@ -62,6 +62,10 @@ pub struct System {
     pub release: String,
     /// The block devices for `/proc/partitions`: major, minor, 512-byte sectors, name.
     pub partitions: Vec<(u32, u32, u64, String)>,
+    /// The device interrupts for `/proc/interrupts`: GSI, count, device name.
+    pub interrupts: Vec<(u32, u64, String)>,
+    /// `/proc/bus/pci/devices`, as the kernel made it (one line per PCI function).
+    pub pci_devices: String,
 }
 
 /// What a path under `/proc` names.
@@ -72,7 +76,7 @@ enum Place<'p> {
     PidFile(&'p Process, &'static str),
 }
 
-const TOP_FILES: [&str; 7] = [
+const TOP_FILES: [&str; 8] = [
     "meminfo",
     "uptime",
     "loadavg",
@@ -80,6 +84,7 @@ const TOP_FILES: [&str; 7] = [
     "version",
     "stat",
     "partitions",
+    "interrupts",
 ];
 const PID_FILES: [&str; 4] = ["stat", "status", "cmdline", "comm"];
 
@@ -103,6 +108,7 @@ impl System {
         let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         match parts[..] {
             [] => Ok(Place::Root),
+            ["bus", "pci", "devices"] => Ok(Place::Top("bus/pci/devices")),
             [name] => match TOP_FILES.iter().find(|f| **f == name) {
                 Some(f) => Ok(Place::Top(f)),
                 None => self.process(name).map(Place::Pid),
@@ -151,6 +157,10 @@ impl System {
                     entries,
                 }
             }
+            Place::Top("bus/pci/devices") => Snapshot::File {
+                ino: FIRST_INO + 2 + TOP_FILES.len() as u64,
+                bytes: self.pci_devices.clone().into_bytes(),
+            },
             Place::Top(f) => Snapshot::File {
                 ino: FIRST_INO + 2 + TOP_FILES.iter().position(|t| *t == f).unwrap_or(0) as u64,
                 bytes: self.top_file(f).into_bytes(),
@@ -239,6 +249,16 @@ impl System {
                     self.processes.len(),
                     self.processes.iter().filter(|p| p.state == 'R').count()
                 )
+            }
+            // Linux's layout for a Xen PV dom0's PIRQs, one CPU.
+            "interrupts" => {
+                let mut s = String::from("           CPU0       \n");
+                for (gsi, count, name) in &self.interrupts {
+                    s.push_str(&format!(
+                        "{gsi:>4}: {count:>10}  xen-pirq    -ioapic-level  {name}\n"
+                    ));
+                }
+                s
             }
             "partitions" => {
                 let mut s = String::from(crate::block::PROC_PARTITIONS_HEADER);
@@ -339,6 +359,8 @@ mod tests {
                 (253, 0, 131072, String::from("vda")),
                 (253, 1, 2048, String::from("vda1")),
             ],
+            interrupts: alloc::vec![(11, 42, String::from("virtio0"))],
+            pci_devices: String::from("0020\t1af41001\tb\n"),
         }
     }
 
@@ -367,7 +389,8 @@ mod tests {
                 "mounts",
                 "version",
                 "stat",
-                "partitions"
+                "partitions",
+                "interrupts"
             ]
         );
         assert_eq!(entries[0].2, DT_DIR);
@@ -388,6 +411,15 @@ mod tests {
             "0.00 0.00 0.00 1/2 7\n"
         );
         assert!(text(s.open("/proc/mounts").unwrap()).starts_with("tmpfs / tmpfs rw"));
+        assert_eq!(
+            text(s.open("/proc/bus/pci/devices").unwrap()),
+            "0020\t1af41001\tb\n"
+        );
+        assert_eq!(s.open("/proc/bus/pci").unwrap_err(), -ENOENT);
+        assert_eq!(
+            text(s.open("/proc/interrupts").unwrap()),
+            "           CPU0       \n  11:         42  xen-pirq    -ioapic-level  virtio0\n"
+        );
         assert_eq!(
             text(s.open("/proc/partitions").unwrap()),
             "major minor  #blocks  name\n\n 253        0      65536 vda\n 253        1       1024 vda1\n"

@@ -1,6 +1,6 @@
 //! dom0's virtio-blk driver: `virtio-drivers`' `VirtIOBlk` over its PCI transport (the
-//! modern capabilities, in a memory BAR mapped with [`dma::map_mmio`]), with configuration
-//! space through ports ([`pcibus::Ports`]) and DMA through [`dma::XenHal`].
+//! modern capabilities, in a memory BAR mapped with [`crate::dma::map_mmio`]), with configuration
+//! space through ports ([`crate::pcibus::Ports`]) and DMA through [`crate::dma::XenHal`].
 //!
 //! **Interrupts.** The device's INTx pin, routed by the firmware to the GSI in its interrupt
 //! line register (level-triggered, active high on QEMU's PC, as its MADT says), becomes a
@@ -51,8 +51,18 @@ const CHUNK: usize = 64 << 10;
 /// Whether the drivers poll instead of waiting for interrupts (`virtio_blk=poll`).
 pub static POLL: AtomicBool = AtomicBool::new(false);
 
-/// Interrupts taken, over all disks.
-pub static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+/// The disks' interrupts: GSI, device name, and the count taken, for `/proc/interrupts`.
+static INTERRUPTS: spin::Mutex<alloc::vec::Vec<(u32, String, &'static AtomicU64)>> =
+    spin::Mutex::new(alloc::vec::Vec::new());
+
+/// `/proc/interrupts`' rows: GSI, count, device.
+pub fn interrupts() -> alloc::vec::Vec<(u32, u64, String)> {
+    INTERRUPTS
+        .lock()
+        .iter()
+        .map(|(gsi, name, count)| (*gsi, count.load(Ordering::Relaxed), name.clone()))
+        .collect()
+}
 
 /// A disk's interrupt: its PIRQ and event channel.
 #[derive(Clone, Copy)]
@@ -61,6 +71,8 @@ struct Irq {
     port: u32,
     /// The event count already handled.
     seen: u32,
+    /// Interrupts taken.
+    taken: &'static AtomicU64,
 }
 
 /// One virtio-blk disk.
@@ -118,7 +130,7 @@ impl VirtioDisk {
         if count != irq.seen {
             irq.seen = count;
             let pirq = irq.pirq;
-            INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+            irq.taken.fetch_add(1, Ordering::Relaxed);
             let _ = self.blk.ack_interrupt();
             let _ = guest_abi::calls::physdev_eoi(pirq);
         }
@@ -169,6 +181,8 @@ impl Disk for VirtioDisk {
         for (i, chunk) in buf.chunks_mut(CHUNK).enumerate() {
             let at = sector + (i * CHUNK / SECTOR) as u64;
             let data = &mut self.data()[..chunk.len()];
+            // A device that leaves the status alone must not look successful.
+            self.resp = BlkResp::default();
             // SAFETY: `req`, `data` and `resp` are the disk's own and not touched until the
             // request completes below; after a timeout the disk is broken and they are never
             // used again, so a late answer writes only there.
@@ -196,6 +210,7 @@ impl Disk for VirtioDisk {
             let at = sector + (i * CHUNK / SECTOR) as u64;
             self.data()[..chunk.len()].copy_from_slice(chunk);
             let data = &self.data()[..chunk.len()];
+            self.resp = BlkResp::default();
             // SAFETY: as for `read`.
             let token = unsafe {
                 self.blk
@@ -229,6 +244,11 @@ impl Disk for VirtioDisk {
     }
 }
 
+/// The GSI `f`'s interrupt line names.
+fn gsi_of(f: &Function) -> u32 {
+    u32::from(f.interrupt_line)
+}
+
 /// Sets up the interrupt of `f`: a PIRQ for its GSI, bound to an event channel.
 fn setup_irq(f: &Function) -> Result<Irq, String> {
     let gsi = u32::from(f.interrupt_line);
@@ -251,6 +271,7 @@ fn setup_irq(f: &Function) -> Result<Irq, String> {
         pirq,
         port,
         seen: events::count(port),
+        taken: Box::leak(Box::new(AtomicU64::new(0))),
     })
 }
 
@@ -287,6 +308,9 @@ fn probe(f: &Function, index: usize) -> Result<(), String> {
         match setup_irq(f) {
             Ok(irq) => {
                 blk.enable_interrupts();
+                INTERRUPTS
+                    .lock()
+                    .push((gsi_of(f), format!("virtio{index}"), irq.taken));
                 crate::tprintln!(
                     "virtio_blk virtio{index}: GSI {} -> pirq {} -> event channel {}",
                     f.interrupt_line,

@@ -50,7 +50,8 @@ fn pattern(tag: &str, i: u64) -> Vec<u8> {
 
 /// dom0 enumerates PCI and finds the disk: Linux's lines for the function and its BARs,
 /// `virtio_blk virtio0: [vda] ... 512-byte logical blocks (33.6 MB/32.0 MiB)`, its interrupt
-/// as an event channel, and no partitions (` vda:`) on a blank image.
+/// as an event channel, and no partitions (` vda:`) on a blank image; `/proc/bus/pci/devices`
+/// lists it and `/proc/interrupts` its interrupt.
 ///
 /// With `dma=exchange` dom0 makes its DMA pool with `XENMEM_exchange` (its frames are
 /// contiguous already otherwise), and the disk still reads and writes.
@@ -62,6 +63,12 @@ pub fn probe(ctx: &Context) -> Result<(), String> {
         "echo xenia | dd of=/dev/vda bs=512 seek=3 conv=sync 2>/dev/null; \
          dd if=/dev/vda bs=512 skip=3 count=1 2>/dev/null | head -c 5; echo",
     )?;
+    let proc = sh(&mut vm, "cat /proc/bus/pci/devices /proc/interrupts")?;
+    if !proc.contains("\t1af41001\t") || !proc.contains("-ioapic-level  virtio0") {
+        return Err(format!(
+            "/proc/bus/pci/devices and /proc/interrupts: {proc:?}"
+        ));
+    }
     let log = vm.serial_log();
     vm.kill();
     let mut missing = Vec::new();
@@ -269,7 +276,9 @@ fn gpt(disk: &DiskImage, parts: &[(usize, u64, u64)]) -> Result<(), String> {
 /// and end of each partition. dom0 logs ` vda: vda1 vda2 vda5 vda6` and ` vdb: vdb1 vdb3`,
 /// `/proc/partitions` gives every size in KiB, `blockdev --getsize64` the bytes (the
 /// `BLKGETSIZE64` ioctl), and `dd` of a partition's first and last sectors gives the host's
-/// bytes (`cmp` against a copy read through the whole disk agrees).
+/// bytes (`cmp` against a copy read through the whole disk agrees). dom0 runs with
+/// `dma=bounce`: every request header and status byte (outside the DMA pool) is bounced
+/// through pool pages, and the statuses still come back.
 pub fn read_tables(ctx: &Context) -> Result<(), String> {
     let vda = image(ctx, "mbr", DISK_BYTES)?;
     mbr_entry(&vda, 0, 0, 0x83, 2048, 8192)?;
@@ -291,9 +300,14 @@ pub fn read_tables(ctx: &Context) -> Result<(), String> {
         disk.write_at(first * 512, &pattern(name, 0))?;
         disk.write_at((first + count - 1) * 512, &pattern(name, count - 1))?;
     }
-    let mut vm = boot(ctx, &[&vda, &vdb], "")?;
+    let mut vm = boot(ctx, &[&vda, &vdb], "dma=bounce")?;
     let log = vm.serial_log();
     let mut wrong = Vec::new();
+    if !log.contains("dma: bouncing a 16-byte buffer") {
+        wrong.push(String::from(
+            "dma=bounce did not bounce the request headers",
+        ));
+    }
     for want in [" vda: vda1 vda2 vda5 vda6", " vdb: vdb1 vdb3"] {
         if !log.lines().any(|l| l.trim_end() == want) {
             wrong.push(format!("no boot line {want:?}"));
@@ -416,6 +430,159 @@ pub fn out_of_range(ctx: &Context) -> Result<(), String> {
     }
     if vda.read_at(2144 * 512, 2048)?.iter().any(|&b| b != 0) {
         wrong.push("vda1's last sectors are not the zeros written".into());
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
+/// The milliseconds in the built-in shell's `time: <ms>.<us> ms` line of `out`.
+fn millis(out: &str) -> Result<f64, String> {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("time: "))
+        .and_then(|t| t.strip_suffix(" ms"))
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| format!("no `time:` line in {out:?}"))
+}
+
+/// The interrupts `/proc/interrupts` counts for virtio1 (`/dev/vdb`).
+fn interrupts(vm: &mut Qemu) -> Result<u64, String> {
+    let out = sh(vm, "cat /proc/interrupts")?;
+    Ok(out
+        .lines()
+        .find(|l| l.ends_with("virtio1"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Sequential throughput of dom0 on its disk, interrupt-driven and polling (dom0's
+/// `virtio_blk=poll`), in one run: `dd` of 16 MiB in 1 MiB blocks to `/dev/vdb` (with
+/// `conv=fsync`: the cache flushed at the end), and back, each timed by the built-in shell's `time` (dom0's system time: QEMU's virtual clock,
+/// which without `-icount` follows the host's wall clock). Reported as notes; the checks: every
+/// transfer completes with the right count, the interrupt-driven run takes interrupts (at
+/// least one per 64 KiB request), the polling run none, and the data written is read back
+/// (`md5sum` of the device's first 16 MiB equals that of what was written).
+pub fn throughput(ctx: &Context) -> Result<(), String> {
+    const MIB: u64 = 16;
+    let mut notes = Vec::new();
+    for mode in ["irq", "poll"] {
+        let vda = image(ctx, &format!("{mode}-a"), 1 << 20)?;
+        let vdb = image(ctx, &format!("{mode}-b"), DISK_BYTES)?;
+        let args = if mode == "poll" {
+            "virtio_blk=poll"
+        } else {
+            ""
+        };
+        let mut vm = boot(ctx, &[&vda, &vdb], args)?;
+        let before = interrupts(&mut vm)?;
+        let write = run(
+            &mut vm,
+            &format!("time dd if=/dev/zero of=/dev/vdb bs=1M count={MIB} conv=fsync"),
+        )?;
+        let write_ms = millis(&write)?;
+        if !write.contains(&format!("{MIB}+0 records out")) {
+            return Err(format!("{mode}: the write: {write:?}"));
+        }
+        let read = run(
+            &mut vm,
+            &format!("time dd if=/dev/vdb of=/dev/null bs=1M count={MIB}"),
+        )?;
+        let read_ms = millis(&read)?;
+        if !read.contains(&format!("{MIB}+0 records in")) {
+            return Err(format!("{mode}: the read: {read:?}"));
+        }
+        let taken = interrupts(&mut vm)? - before;
+        let requests = 2 * MIB * 16;
+        match mode {
+            "irq" if taken < requests => {
+                return Err(format!(
+                    "{mode}: {taken} interrupts for {requests} requests of 64 KiB"
+                ));
+            }
+            "poll" if taken != 0 => return Err(format!("{mode}: {taken} interrupts")),
+            _ => {}
+        }
+        // What was written is what is read: 1 MiB of `yes` output, written 16 times over
+        // the zeros, read back whole.
+        let sums = sh(
+            &mut vm,
+            &format!(
+                "yes xenia-block | head -c 1048576 > /tmp/mib; \
+                 for i in $(seq 0 {}); do dd if=/tmp/mib of=/dev/vdb bs=1M seek=$i 2>/dev/null; done; \
+                 dd if=/dev/vdb bs=1M count={MIB} 2>/dev/null | md5sum; \
+                 for i in $(seq 1 {MIB}); do cat /tmp/mib; done | md5sum",
+                MIB - 1
+            ),
+        )?;
+        let sums: Vec<&str> = sums.lines().filter(|l| l.ends_with("  -")).collect();
+        if sums.len() != 2 || sums[0] != sums[1] {
+            return Err(format!(
+                "{mode}: the device does not hold what was written: {sums:?}"
+            ));
+        }
+        power_off(&mut vm)?;
+        let mb_s = |ms: f64| MIB as f64 * 1.048_576 / (ms / 1000.0);
+        notes.push(format!(
+            "{mode}: write {MIB} MiB + fsync {write_ms:.0} ms ({:.1} MB/s), read {read_ms:.0} ms ({:.1} MB/s), {taken} interrupts",
+            mb_s(write_ms),
+            mb_s(read_ms)
+        ));
+    }
+    for n in notes {
+        ctx.note(n);
+    }
+    Ok(())
+}
+
+/// A read-only disk (QEMU's `readonly=on`: the device offers `VIRTIO_BLK_F_RO`): dom0 says so
+/// at boot (`(read-only)`), `blockdev --getro` gives 1 (`BLKROGET`), a write fails with
+/// `Operation not permitted` (Linux's `EPERM`) and never reaches the device (the host's image
+/// is unchanged), and reads work.
+pub fn read_only(ctx: &Context) -> Result<(), String> {
+    use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+    let vda = image(ctx, "ro", DISK_BYTES)?;
+    vda.write_at(100 * 512, &pattern("ro", 100))?;
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(crate::iso::DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .disk_read_only(vda.path())
+        .boot()?;
+    vm.wait_for(PROMPT, T)?;
+    let mut wrong = Vec::new();
+    if !vm
+        .serial_log()
+        .contains("[vda] 65536 512-byte logical blocks (33.6 MB/32.0 MiB) (read-only)")
+    {
+        wrong.push(String::from("no `(read-only)` at boot"));
+    }
+    let cases: &[(&str, &str)] = &[
+        ("blockdev --getro /dev/vda", "1"),
+        (
+            "dd if=/dev/zero of=/dev/vda bs=512 seek=100 count=1 conv=notrunc 2>&1",
+            "Operation not permitted",
+        ),
+        (
+            "dd if=/dev/vda bs=512 skip=100 count=1 2>/dev/null | head -c 12; echo",
+            "ro:00000100:",
+        ),
+    ];
+    for (command, want) in cases {
+        let out = sh(&mut vm, command)?;
+        if !out.lines().any(|l| l.contains(want)) {
+            wrong.push(format!("`{command}`: {out:?}, want {want:?}"));
+        }
+    }
+    power_off(&mut vm)?;
+    drop(vm);
+    if vda.read_at(100 * 512, 512)? != pattern("ro", 100) {
+        wrong.push("the read-only image changed".into());
     }
     if wrong.is_empty() {
         Ok(())

@@ -79,6 +79,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xenstore_messages", xenstore::messages),
         Scenario::new("xenstore_flood", xenstore::flood),
         Scenario::new("xenstore_commands", xenstore::commands),
+        Scenario::new("block_dom0_throughput", block_dom0::throughput),
+        Scenario::new("block_dom0_read_only", block_dom0::read_only),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),
