@@ -912,6 +912,39 @@ pub fn index_ops(domid: u16, devid: u32, d: &Disk) -> Vec<XsOp> {
     ops
 }
 
+/// Reading a store as dom0, for [`index_release_ops`].
+pub trait ReadStore {
+    /// The children of `path`, or `None`.
+    fn directory(&mut self, path: &str) -> Option<Vec<String>>;
+    /// The value of `path`, or `None`.
+    fn read(&mut self, path: &str) -> Option<Vec<u8>>;
+}
+
+/// The index entries of domain `domid`'s disks, to remove with its backends when it is
+/// destroyed: for each device under `backend/vbd/<domid>`, the use entry of the target its
+/// `params` names, and `writer` when it names
+/// this device. Without this, a target used read-only by many short-lived domains would
+/// gather entries that only a writable attach prunes.
+pub fn index_release_ops(domid: u16, store: &mut impl ReadStore) -> Vec<XsOp> {
+    let mut ops = Vec::new();
+    let dir = format!("/local/domain/0/backend/vbd/{domid}");
+    for devid in store.directory(&dir).unwrap_or_default() {
+        let Some(params) = store.read(&format!("{dir}/{devid}/params")) else {
+            continue;
+        };
+        let Ok(params) = core::str::from_utf8(&params) else {
+            continue;
+        };
+        let index = index_dir(params);
+        let user = format!("{domid}-{devid}");
+        if store.read(&format!("{index}/writer")).as_deref() == Some(user.as_bytes()) {
+            ops.push(XsOp::Rm(format!("{index}/writer")));
+        }
+        ops.push(XsOp::Rm(format!("{index}/{user}")));
+    }
+    ops
+}
+
 /// `XenbusStateInitialising`.
 pub const STATE_INITIALISING: u32 = 1;
 /// `XenbusStateConnected`.

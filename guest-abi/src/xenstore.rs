@@ -26,9 +26,16 @@
 //!
 //! # Transactions
 //!
-//! Xenia's store does not have them yet: [`XS_TRANSACTION_START`] is
-//! refused with `ENOSYS`, and a request with a non-zero `tx_id` with
-//! `ENOENT` (no such transaction, Xen's answer to an unknown id).
+//! [`XS_TRANSACTION_START`] (payload: an empty string) answers the new
+//! transaction's id as a decimal string; requests that carry it in `tx_id`
+//! (read, write, mkdir, rm, directory, directory part, get/set perms) see
+//! the transaction's own changes and nobody else sees them.
+//! [`XS_TRANSACTION_END`] with `T` commits (all changes at once, watches
+//! fire then) or, with `EAGAIN`, fails because a node the transaction looked
+//! at was changed meanwhile (nothing is applied: start again); with `F` it
+//! aborts. An unknown `tx_id` gets `ENOENT`, a start inside a transaction
+//! `EBUSY`. An unprivileged domain may hold 10 open at once, each looking at
+//! 1024 nodes at most (Xen's defaults, `ENOSPC` past them).
 //!
 //! # What a domain may do
 //!
@@ -40,10 +47,14 @@
 //! readable by the domain, and its `data` directory the domain's own. An
 //! unprivileged domain may own at most 1000 nodes, set values of at most
 //! 2048 bytes and lists of at most 5 permissions, hold 128 watches (Xen's
-//! defaults) and 256 KiB of nodes and watches altogether (`ENOSPC` or
-//! `E2BIG` past them); replies and events it does not read pile up to 32 KiB,
-//! after which its requests wait and its watch events are dropped. A domain
-//! whose ring indexes claim more than a ring's worth gets
+//! defaults) and 256 KiB of nodes, watches and transactions altogether
+//! (`ENOSPC` past them); all unprivileged domains together 3 MiB (`ENOMEM`
+//! past it). A missing node where the domain may not look answers `EACCES`,
+//! as an existing one does. At most 20 replies wait for a domain (Xen's
+//! outstanding-request quota) and at most 32 KiB of replies and events:
+//! past them its requests wait in its ring and its watch events are dropped.
+//! The store serves each ring at most 8 requests per turn, every ring in
+//! turn. A domain whose ring indexes claim more than a ring's worth gets
 //! `XENSTORE_ERROR_RINGIDX` (2) in `error` and is no longer served.
 
 use crate::types::PAGE_SIZE;

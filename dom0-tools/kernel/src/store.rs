@@ -153,11 +153,30 @@ pub fn set_name(dom: DomId, name: &str) {
 pub fn release(dom: DomId) {
     let port = with(|s| {
         s.looks.retain(|l| l.dom != dom);
+        // The toolstack's index of who uses which disk loses this domain's entries.
+        let ops = dom0_tools::disk::index_release_ops(dom, &mut AsDom0(&mut s.store));
+        for op in ops {
+            if let XsOp::Rm(p) = op {
+                let _ = s.store.rm(DOM0, &p);
+            }
+        }
         s.store.remove_domain(dom);
         s.store.release(dom)
     });
     if let Some(p) = port {
         let _ = calls::evtchn_close(p);
+    }
+}
+
+/// The store read as dom0, for `dom0_tools::disk`.
+struct AsDom0<'a>(&'a mut Store);
+
+impl dom0_tools::disk::ReadStore for AsDom0<'_> {
+    fn directory(&mut self, path: &str) -> Option<Vec<alloc::string::String>> {
+        self.0.directory(DOM0, path).ok()
+    }
+    fn read(&mut self, path: &str) -> Option<Vec<u8>> {
+        self.0.read(DOM0, path).ok()
     }
 }
 

@@ -440,3 +440,54 @@ fn never_panics() {
         }
     }
 }
+
+#[test]
+fn a_released_domains_index_entries_go() {
+    let d = parse(&["/images/a.img,raw,xvda,rw"]).unwrap();
+    let r = parse(&["/dev/vdc,raw,xvdb,ro"]).unwrap();
+    // A store of the nodes a domain with both disks has.
+    let mut nodes: alloc::collections::BTreeMap<String, String> = Default::default();
+    for (devid, disk) in [(51712, &d), (51728, &r)] {
+        for op in add_ops(5, devid, disk)
+            .into_iter()
+            .chain(index_ops(5, devid, disk))
+        {
+            if let XsOp::Write(p, v) = op {
+                nodes.insert(p, v);
+            }
+        }
+    }
+    assert_eq!(
+        nodes
+            .get("/tool/xenia/disks/images/a@2eimg/writer")
+            .map(String::as_str),
+        Some("5-51712")
+    );
+    struct Nodes(alloc::collections::BTreeMap<String, String>);
+    impl ReadStore for Nodes {
+        fn directory(&mut self, p: &str) -> Option<Vec<String>> {
+            let prefix = format!("{p}/");
+            let mut names: Vec<String> = self
+                .0
+                .keys()
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .map(|r| r.split('/').next().unwrap_or("").to_string())
+                .collect();
+            names.dedup();
+            Some(names)
+        }
+        fn read(&mut self, p: &str) -> Option<Vec<u8>> {
+            self.0.get(p).map(|v| v.clone().into_bytes())
+        }
+    }
+    let ops = index_release_ops(5, &mut Nodes(nodes));
+    assert_eq!(
+        ops,
+        vec![
+            XsOp::Rm("/tool/xenia/disks/images/a@2eimg/writer".into()),
+            XsOp::Rm("/tool/xenia/disks/images/a@2eimg/5-51712".into()),
+            XsOp::Rm("/tool/xenia/disks/dev/vdc/5-51728".into()),
+        ]
+    );
+    assert!(index_release_ops(6, &mut Nodes(Default::default())).is_empty());
+}

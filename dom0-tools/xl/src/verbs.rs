@@ -11,7 +11,8 @@
 //!
 //! The verbs added for Xen's table are in [`names`] (`domid`, `domname`, `rename`,
 //! `vm-list`), [`listing`] (`list` and its columns and JSON), [`keys`] (`sysrq`,
-//! `debug-keys`) and [`sched`] (`sched-credit` with its cpupool).
+//! `debug-keys`), [`sched`] (`sched-credit` with its cpupool) and [`block`] (disks: `disk=`
+//! at create, `block-list`, `block-attach`, `block-detach`).
 
 pub mod block;
 pub mod keys;

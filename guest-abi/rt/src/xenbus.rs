@@ -1,5 +1,8 @@
 //! A xenbus client: xenstore requests over the domain's store ring (guest-abi
-//! [`xenstore`](guest_abi::xenstore), porting guide "xenstore").
+//! [`xenstore`](guest_abi::xenstore), porting guide "xenstore"): read, write, mkdir, rm,
+//! directory, watch and unwatch, and transactions ([`Xenbus::transaction_start`],
+//! [`Xenbus::read_in`], [`Xenbus::write_in`], [`Xenbus::transaction_end`]: `EAGAIN` at the
+//! end means start again); any other message with [`Xenbus::request_in`].
 //!
 //! [`Xenbus::connect`] finds the ring `start_info.store_mfn` names at its start-of-day
 //! address (checked against the p2m) and the channel `store_evtchn`. Each request is written
