@@ -124,6 +124,7 @@ pub const XSD_ERRORS: &[(crate::Errno, &str)] = &[
     (crate::Errno::EAGAIN, "EAGAIN"),
     (crate::Errno::EISCONN, "EISCONN"),
     (crate::Errno::E2BIG, "E2BIG"),
+    (crate::Errno::EPERM, "EPERM"),
 ];
 
 /// The string [`XS_ERROR`] carries for `e` (`EINVAL` for an errno xenstore has no name for).
@@ -274,7 +275,8 @@ mod tests {
     fn error_strings() {
         assert_eq!(error_string(Errno::ENOENT), "ENOENT");
         assert_eq!(error_string(Errno::E2BIG), "E2BIG");
-        assert_eq!(error_string(Errno::EPERM), "EINVAL");
+        assert_eq!(error_string(Errno::EPERM), "EPERM");
+        assert_eq!(error_string(Errno::ESRCH), "EINVAL");
         assert_eq!(error_from(b"EACCES\0"), Errno::EACCES);
         assert_eq!(error_from(b"garbage"), Errno::EINVAL);
     }

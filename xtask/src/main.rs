@@ -242,7 +242,7 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
     println!("building the hypervisor with debug assertions and lock-order checks...");
     kernels::build_checked_hypervisor(ws)?;
     println!(
-        "building xl, xen-hptool and xentop ({})...",
+        "building xl, xen-hptool, xentop and xenstore ({})...",
         userland::USER_TARGET
     );
     let programs = userland::build_programs(ws)?;

@@ -44,6 +44,7 @@ pub fn strerror(e: Errno) -> &'static str {
         Errno::EISCONN => "Transport endpoint is already connected",
         Errno::E2BIG => "Argument list too long",
         Errno::ETIMEDOUT => "Connection timed out",
+        Errno::EPERM => "Operation not permitted",
         _ => "Unknown error",
     }
 }

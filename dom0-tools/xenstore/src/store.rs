@@ -360,7 +360,26 @@ fn canonical(dom: DomId, path: &str) -> Result<String, Errno> {
     if !ok_chars || (abs != "/" && (abs.ends_with('/') || abs.contains("//"))) {
         return Err(Errno::EINVAL);
     }
+    // Xen's path-length quota for unprivileged domains: what follows a domain's home
+    // (`/local/domain/<id>/`) is at most a relative path's length.
+    if dom != DOM0 && abs.len() - home_prefix_len(&abs) > XENSTORE_REL_PATH_MAX {
+        return Err(Errno::EINVAL);
+    }
     Ok(abs)
+}
+
+/// The length of `/local/domain/<id>/` at the start of `abs` (at most five digits, as
+/// Xen's `sscanf("/local/domain/%5u/")`), 0 if it does not start so.
+fn home_prefix_len(abs: &str) -> usize {
+    let Some(rest) = abs.strip_prefix("/local/domain/") else {
+        return 0;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if (1..=5).contains(&digits) && rest.as_bytes().get(digits) == Some(&b'/') {
+        "/local/domain/".len() + digits + 1
+    } else {
+        0
+    }
 }
 
 /// What `dom` may do to a node with `perms` (Xen's `perm_for_conn`).

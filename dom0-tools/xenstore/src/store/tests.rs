@@ -160,10 +160,10 @@ fn domains_cannot_reach_each_other() {
     assert_eq!(reply(&mut s, a, XS_READ, b"/\0"), err("EACCES"));
     // It may not give its node to someone else, nor introduce or release domains.
     reply(&mut s, a, XS_WRITE, b"data/mine\0x");
-    // Xen answers EPERM, which is not in xsd_errors: it goes out as EINVAL.
+    // Xen's EPERM (the last entry of xsd_errors).
     assert_eq!(
         reply(&mut s, a, XS_SET_PERMS, b"data/mine\0n6\0"),
-        err("EINVAL")
+        err("EPERM")
     );
     assert_eq!(
         reply(&mut s, a, XS_SET_PERMS, b"data/mine\0n5\0r6\0"),
@@ -514,7 +514,7 @@ mod props {
         /// 5 never reads domain 6's secret.
         #[test]
         fn hostile_streams(ops in proptest::collection::vec(op(), 1..60)) {
-            let quota = Quota { nodes: 20, watches: 4, value_max: 32, perms: 3, memory: 8192, ..Quota::DEFAULT };
+            let quota = Quota { nodes: 20, watches: 4, value_max: 32, perms: 3, memory: 8192, total: 12288, ..Quota::DEFAULT };
             let mut s = Store::new(quota);
             for d in [5u16, 6] {
                 s.mkdir(DOM0, &format!("/local/domain/{d}/data")).unwrap();
@@ -538,6 +538,8 @@ mod props {
                 for c in conns {
                     prop_assert!(s.output_len(c) <= OUTPUT_MAX);
                 }
+                // The total holds, but for what one transaction operation may add past it.
+                prop_assert!(s.memory_total() <= quota.total + 4096, "{}", s.memory_total());
                 let out = s.take_output(conns[0], usize::MAX);
                 prop_assert!(!out.windows(6).any(|w| w == b"SECRET"));
             }
@@ -557,7 +559,13 @@ fn hostile_paths_and_watches_are_refused_cheaply() {
     let (mut s, a, _, d0) = with_domains();
     let deep = |root: &str| {
         let mut p = String::from(root);
-        while p.len() + 2 < XENSTORE_ABS_PATH_MAX {
+        // As deep as an unprivileged domain may go (2048 bytes past its home).
+        let home = if root.is_empty() {
+            0
+        } else {
+            "/local/domain/5/".len()
+        };
+        while p.len() + 2 <= home + XENSTORE_REL_PATH_MAX {
             p.push_str("/a");
         }
         p.push('\0');
@@ -926,4 +934,18 @@ fn a_flooding_ring_is_served_in_turns() {
         }
     }
     assert_eq!(served_a, 20 * ring::REQUESTS_PER_SERVICE);
+}
+
+/// Xen's path-length quota: past a domain's home, an unprivileged domain's path is at most
+/// 2048 bytes (dom0's up to 3072).
+#[test]
+fn unprivileged_paths_are_shorter() {
+    let (mut s, a, _, d0) = with_domains();
+    let tail = |n: usize| "x".repeat(n);
+    let ok = format!("/local/domain/5/data/{}\0v", tail(2048 - 5));
+    assert_eq!(reply(&mut s, a, XS_WRITE, ok.as_bytes()).0, XS_WRITE);
+    let long = format!("/local/domain/5/data/{}\0v", tail(2048 - 4));
+    assert_eq!(reply(&mut s, a, XS_WRITE, long.as_bytes()), err("EINVAL"));
+    let dom0 = format!("/tool/{}\0v", tail(2900));
+    assert_eq!(reply(&mut s, d0, XS_WRITE, dom0.as_bytes()).0, XS_WRITE);
 }

@@ -422,7 +422,7 @@ impl<'a> View<'a> {
     }
 
     /// `XS_SET_PERMS`: only the owner (or dom0) may, and only dom0 may give a node to
-    /// another owner (Xen answers `EPERM`, which goes out as `EINVAL`).
+    /// another owner (`EPERM`, as Xen).
     pub(super) fn set_perms(&mut self, path: &str, perms: &[Perm]) -> Result<(), Errno> {
         let first = *perms.first().ok_or(Errno::EINVAL)?;
         if self.dom != DOM0 && perms.len() > self.quota.perms {

@@ -1,5 +1,8 @@
-//! `xenstore`: a hostile domU against the store in dom0's kernel (run as a domU made by
-//! `xl create`, scenario `xenstore_hostile_domu`). Through the runtime's xenbus client it
+//! `xenstore`: domUs against the store in dom0's kernel, each made by `xl create`. With
+//! `role=messages` (scenarios `xenstore_messages`, `xenstore_flood`) every message type,
+//! transactions and quotas (see [`messages`]); with `role=flood` (`xenstore_flood`) a ring
+//! kept full of requests (see [`flood`]). Without a role, a hostile domU (scenario
+//! `xenstore_hostile_domu`). Through the runtime's xenbus client it
 //! checks what it may do (read its home, write its `data`), what it may not (write its
 //! `name` or `cpu` nodes, read another domain's nodes, introduce domains, exceed its
 //! watch and value quotas), then sends malformed messages (a header announcing 5000 bytes,
@@ -174,9 +177,9 @@ fn messages() -> ! {
         ),
     );
     c.fails(
-        "XS_SET_PERMS giving it away (Xen's EPERM, sent as EINVAL)",
+        "XS_SET_PERMS giving it away: EPERM",
         bus.request(XS_SET_PERMS, &[b"data/m/a\0", b"n0\0"], &mut []),
-        Errno::EINVAL,
+        Errno::EPERM,
     );
     c.fails(
         "XS_SET_PERMS on dom0's name",
