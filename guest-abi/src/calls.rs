@@ -502,6 +502,52 @@ pub unsafe fn mmuext_op(ops: &[MmuextOp], foreigndom: DomId) -> Result<u32, Errn
     Errno::decode_result(ret).map(|_| done)
 }
 
+/// `grant_table_op(GNTTABOP_SETUP_TABLE)` for the caller's own table: grows it to
+/// `frames.len()` frames and writes their machine frames into `frames`. Returns the
+/// operation's `GNTST_*` status (the call's own error if it could not run).
+pub fn grant_setup_table(frames: &mut [u64]) -> Result<i16, Errno> {
+    let nr_frames = u32::try_from(frames.len()).map_err(|_| Errno::EINVAL)?;
+    let mut op = crate::grant::GnttabSetupTable {
+        dom: crate::types::DOMID_SELF,
+        nr_frames,
+        status: 0,
+        frame_list: frames.as_mut_ptr() as u64,
+    };
+    // SAFETY: the hypervisor reads `op` and writes its status and at most `nr_frames`
+    // entries of `frames`, all borrowed for the call; no mapping changes.
+    Errno::decode_result(unsafe {
+        hypercall3(
+            crate::hypercall::HYPERVISOR_GRANT_TABLE_OP,
+            crate::grant::GNTTABOP_SETUP_TABLE.into(),
+            ptr_mut(&mut op),
+            1,
+        )
+    })?;
+    Ok(op.status)
+}
+
+/// `grant_table_op(GNTTABOP_COPY)` on `ops`: each operation's `status` says how it went
+/// (the call's own error if the array could not be read).
+///
+/// # Safety
+///
+/// Every frame of the caller an operation writes (a destination given as a frame, not a
+/// grant) must be memory nothing else uses while the call runs: the hypervisor writes it
+/// behind the compiler's back.
+pub unsafe fn grant_copy(ops: &mut [crate::grant::GnttabCopy]) -> Result<(), Errno> {
+    // SAFETY: the array is borrowed for the call (the hypervisor writes only the statuses);
+    // the caller vouches for the frames written.
+    Errno::decode_result(unsafe {
+        hypercall3(
+            crate::hypercall::HYPERVISOR_GRANT_TABLE_OP,
+            crate::grant::GNTTABOP_COPY.into(),
+            ops.as_mut_ptr() as u64,
+            ops.len() as u64,
+        )
+    })
+    .map(drop)
+}
+
 /// `EVTCHNOP_BIND_PIRQ` (dom0): a port for PIRQ `pirq`, notifying vCPU 0;
 /// returns it. `flags` is 0 or `BIND_PIRQ_WILL_SHARE`.
 pub fn evtchn_bind_pirq(pirq: u32, flags: u32) -> Result<EvtchnPort, Errno> {

@@ -483,6 +483,7 @@ macro_rules! assert_layout {
     }};
 }
 
+pub mod blkif;
 pub mod callback;
 #[cfg(target_arch = "x86_64")]
 pub mod calls;

@@ -1,6 +1,6 @@
 //! The porting guide, part two: building a kernel image, the errors of the
 //! memory hypercalls, a ring-3 address space step by step, events and the
-//! `iret` hypercall, what `SS` holds when, and SMP guests.
+//! `iret` hypercall, what `SS` holds when, SMP guests, and disks.
 //!
 //! The [crate docs](crate) give the overview (start of day, entry state,
 //! hypercalls, exceptions, events); this module holds the recipes a porting
@@ -538,3 +538,45 @@
 //! written to it; a nested `multicall` entry gets `-EINVAL`; an entry that
 //! yields or blocks ends the batch for now and the rest runs when the vCPU
 //! runs again (the guest sees one call).
+//!
+//! # Disks
+//!
+//! A domain's disks are Xen's virtual block devices: the toolstack (`xl create` with
+//! `disk = [ 'format=raw, vdev=xvda, access=rw, target=/dev/vdb' ]`) writes a frontend
+//! directory `device/vbd/<devid>` in the domain's home (`backend`, `backend-id`,
+//! `virtual-device`, `state` = 1) and a backend directory under dom0's; dom0's kernel
+//! (blkback) announces the disk there (`sectors`, `sector-size`, `info`, features,
+//! `state` = 2). The protocol is Xen's `blkif` ([`blkif`](crate::blkif)): one shared page
+//! of 32 request/response slots, segments as grant references, an event channel each way.
+//!
+//! With the guest runtime, a kernel gets a disk in four calls (`xenia_guest_rt::blkfront`):
+//!
+//! ```ignore
+//! let mut bus = Xenbus::connect()?;                  // the store ring start_info names
+//! let mut ids = [0u32; 4];
+//! let n = blkfront::probe(&mut bus, &mut ids);       // device/vbd/<devid>, e.g. 51712 (xvda)
+//! let mut disk = Blkfront::connect(&mut bus, ids[0])?; // handshake, bounded wait for state 4
+//! disk.write(0, &sector_bytes)?;                     // whole 512-byte sectors
+//! disk.flush()?;                                     // durable from here on
+//! disk.read(0, &mut buf)?;
+//! disk.disconnect(&mut bus);                         // Closing, then the backend's Closed
+//! ```
+//!
+//! What `connect` does, for a kernel that writes its own frontend: grow the grant table to
+//! one frame (`GNTTABOP_setup_table`) and map it; grant the backend domain (`backend-id`)
+//! the ring page and the data pages (`GTF_permit_access`, frame and domid written before
+//! the flags); allocate an unbound event channel for it (`EVTCHNOP_alloc_unbound`); write
+//! `ring-ref`, `event-channel`, `protocol` = `x86_64-abi` and `state` = 3 in the frontend
+//! directory; wait for the backend's `state` = 4 (the runtime waits at most 10 s), then read
+//! `sectors` (always in 512-byte units), `sector-size` and `info` (`VDISK_READONLY`). A
+//! request is put at `req_prod % 32` and published by advancing `req_prod` after a write
+//! barrier; notify the channel; the response comes at `rsp_prod` with the same `id`.
+//!
+//! What Xenia's backend does differently from Linux's: segment data moves by
+//! `GNTTABOP_copy` (nothing of the domain is mapped in dom0, so its grants are never
+//! busy), there are no indirect descriptors (`BLKIF_OP_INDIRECT` gets
+//! `BLKIF_RSP_EOPNOTSUPP`) and one ring page only (`max-ring-page-order` = 0). Requests
+//! put in the ring before the frontend said Initialised are answered with
+//! `BLKIF_RSP_ERROR`; a `req_prod` more than 32 ahead of the responses stops the ring for
+//! good, as on Xen. A read-only disk (`access=ro`) has `info` = 4 and refuses writes and
+//! discards with `BLKIF_RSP_ERROR`.

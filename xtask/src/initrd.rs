@@ -10,6 +10,7 @@
 //! /etc/xen/<name>.cfg      every file of dom0-tools/etc/xen/ (domain configurations)
 //! /boot/echo.elf           the demo guest kernels the configurations name
 //! /boot/compute.elf
+//! /boot/kv.elf
 //! ```
 //!
 //! The archive is reproducible (fixed inode numbers, owners and times, files in a fixed
@@ -44,7 +45,7 @@ pub const XENSTORE_LINKS: &[&str] = &[
     "xenstore-write",
 ];
 /// The guest kernels (artifacts of `target/xenia/`) that go to `/boot/`.
-pub const GUESTS: &[&str] = &["echo.elf", "compute.elf"];
+pub const GUESTS: &[&str] = &["echo.elf", "compute.elf", "kv.elf"];
 /// Guest kernels only the scenarios' initrd has, in `/boot`.
 pub const TEST_GUESTS: &[&str] = &["testguest.elf"];
 
@@ -485,7 +486,7 @@ mod tests {
     fn shipped_configurations_parse_without_warnings() {
         let configs = repo_configs();
         let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["compute.cfg", "echo.cfg", "hello.cfg"]);
+        assert_eq!(names, ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg"]);
         let files = contents(&fake_programs(b"xl"), &configs, &fake_guests());
         check_configs(&configs, &files).unwrap();
         // The one the README walks through.
@@ -546,10 +547,13 @@ mod tests {
             ["bin", "boot", "etc", "proc", "tmp"]
         );
         assert_eq!(initrd.lookup("/tmp").unwrap().mode, S_IFDIR | 0o1777);
-        assert_eq!(initrd.list("/boot").unwrap(), ["compute.elf", "echo.elf"]);
+        assert_eq!(
+            initrd.list("/boot").unwrap(),
+            ["compute.elf", "echo.elf", "kv.elf"]
+        );
         assert_eq!(
             initrd.list("/etc/xen").unwrap(),
-            ["compute.cfg", "echo.cfg", "hello.cfg"]
+            ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg"]
         );
         let hello = initrd.lookup("/etc/xen/hello.cfg").unwrap();
         assert_eq!(hello.mode, S_IFREG | 0o644);

@@ -49,6 +49,12 @@ pub const KERNELS: &[Kernel] = &[
         artifact: "compute.elf",
     },
     Kernel {
+        label: "kv demo guest",
+        package: "xenia-demos",
+        bin: "kv",
+        artifact: "kv.elf",
+    },
+    Kernel {
         label: "example guest",
         package: "xenia-hello",
         bin: "hello",

@@ -21,7 +21,8 @@
 //!   the `mmap` areas and their protections);
 //! * [`syscalls`] lists the Linux system calls the kernel implements, by number;
 //! * [`shell`] is the `init` shell's line editor, word splitting and exit reports;
-//! * [`tty`] is the terminal's line discipline (`n_tty`'s canonical mode, echo, signals).
+//! * [`tty`] is the terminal's line discipline (`n_tty`'s canonical mode, echo, signals);
+//! * [`vbd`] is blkback's checking of block requests, ring indexes and xenstore paths.
 //!
 //! Only the dom0 kernel uses these (xtask's initrd builder and a fuzz target use [`cpio`]);
 //! the toolstack itself (`xl`'s configuration, the domain builder, the Xen handle) is the
@@ -52,6 +53,7 @@ pub mod syscalls;
 pub mod tmpfs;
 pub mod tty;
 pub mod userstack;
+pub mod vbd;
 pub mod vm;
 
 /// dom0's host name (`uname`'s nodename, `xl info`'s `host`).

@@ -45,6 +45,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod backend;
 #[cfg(target_os = "none")]
+mod blkback;
+#[cfg(target_os = "none")]
 mod blockdev;
 #[cfg(target_os = "none")]
 mod blockfile;
@@ -95,7 +97,7 @@ mod kernel {
     use xenia_guest_rt::boot::{VIRT_BASE, start_info};
     use xenia_guest_rt::trap;
 
-    use crate::{backend, frames, fs, heap, process, store, term, vdso, wait};
+    use crate::{backend, blkback, frames, fs, heap, process, store, term, vdso, wait};
 
     /// Looks at everything that may have changed while dom0 was busy or blocked: terminal
     /// input and the domUs' backends.
@@ -103,6 +105,7 @@ mod kernel {
         term::pump();
         backend::service();
         store::service();
+        blkback::service();
     }
 
     /// PCI, the DMA pool and the virtio-blk disks, before any process runs (`virtio_blk=poll`

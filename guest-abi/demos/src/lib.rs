@@ -1,10 +1,11 @@
 //! # xenia-demos: what the demo kernels compute, testable on the build host
 //!
-//! The two demo domU kernels of Xenia's default image, `echo` and `compute` (in `src/bin/`,
-//! on the guest runtime `xenia-guest-rt`), keep their logic here, apart from
+//! The demo domU kernels of Xenia's default image, `echo`, `compute` and `kv` (in
+//! `src/bin/`, on the guest runtime `xenia-guest-rt`), keep their logic here, apart from
 //! anything that needs a hypervisor: the line editor behind `echo`, the prime sieve behind
-//! `compute`, and the command-line words both read. This library is `no_std`, allocates
-//! nothing, has no `unsafe`, and is unit-tested by `cargo test --workspace`.
+//! `compute`, the disk format and commands of `kv`, and the command-line words they read.
+//! This library is `no_std`, allocates nothing, has no `unsafe`, and is unit-tested by
+//! `cargo test --workspace`.
 //!
 //! Porters: this split is worth copying. A PV kernel's hard-to-test parts (entry, traps,
 //! events, rings) are small and the same in every kernel; what it *does* can usually be
@@ -17,5 +18,6 @@
 extern crate std;
 
 pub mod cmdline;
+pub mod kv;
 pub mod line;
 pub mod primes;

@@ -51,7 +51,8 @@
 //! - [`smp`]: secondary vCPUs (`VCPUOP_initialise` and `up` with a stack each), which vCPU
 //!   runs, IPIs.
 //! - [`xenbus`]: a xenstore client on the domain's store ring (read, write, watch);
-//!   [`hotplug`]: vCPUs brought down and up as `xl vcpu-set` asks through xenstore.
+//!   [`hotplug`]: vCPUs brought down and up as `xl vcpu-set` asks through xenstore;
+//!   [`blkfront`]: a virtual disk served by dom0's blkback (Xen's `blkif`).
 //! - [`time`]: system time from `vcpu_time_info` and the TSC.
 //! - [`user`]: running code in ring 3 until it comes back through `int 0x80`, `SYSCALL`
 //!   or a fault.
@@ -87,6 +88,8 @@ pub use global::Global;
 
 #[cfg(any(target_os = "none", doc))]
 mod asm;
+#[cfg(any(target_os = "none", doc))]
+pub mod blkfront;
 #[cfg(any(target_os = "none", doc))]
 pub mod boot;
 #[cfg(any(target_os = "none", doc))]

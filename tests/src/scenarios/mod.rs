@@ -2,6 +2,7 @@
 //! modules here and listing it in [`all`].
 
 mod bench;
+mod blkif;
 mod block;
 mod block_dom0;
 mod block_xl;
@@ -65,6 +66,11 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_cpu_offline_4", smp::cpu_offline_4),
         Scenario::new("smp_vcpu_set_4", smp::vcpu_set_4),
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
+        Scenario::new("block_persist", blkif::persist),
+        Scenario::new("block_destroy_midstream", blkif::destroy_midstream),
+        Scenario::new("block_readonly", blkif::readonly),
+        Scenario::new("block_hostile_frontend", blkif::hostile_frontend),
+        Scenario::new("block_kv", blkif::kv),
         Scenario::new("block_xl_without_backend", block_xl::without_backend),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
         Scenario::new("block_xl_create_icount", block_xl::create_flat_icount),

@@ -1,6 +1,7 @@
 //! The tests, the dispatcher that picks one from the command line, and what several tests
 //! share: addresses that must fault, and the check of a delivered exception.
 
+mod block;
 mod console;
 mod copyout;
 mod cpl;
@@ -211,6 +212,31 @@ pub const TESTS: &[Test] = &[
         name: "xenstore",
         run: xenstore::run,
         about: "a hostile domU against dom0's xenstore: permissions, quotas, malformed messages",
+    },
+    Test {
+        name: "block_write",
+        run: block::write,
+        about: "writes a pattern over its disk (blkfront), flushes, reads some back",
+    },
+    Test {
+        name: "block_read",
+        run: block::read,
+        about: "reads the pattern back from its whole disk, then disconnects",
+    },
+    Test {
+        name: "block_stream",
+        run: block::stream,
+        about: "writes to its disk until destroyed",
+    },
+    Test {
+        name: "block_readonly",
+        run: block::readonly,
+        about: "a read-only disk: writes refused by the backend, reads served",
+    },
+    Test {
+        name: "block_hostile",
+        run: block::hostile,
+        about: "a hostile blkfront: bad requests get errors, an impossible producer stops the ring",
     },
 ];
 

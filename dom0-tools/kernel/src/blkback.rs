@@ -1,0 +1,861 @@
+//! blkback: Xen's block backend, served inside dom0's kernel (DESIGN §11; guest-abi
+//! [`blkif`](guest_abi::blkif) describes the protocol).
+//!
+//! **Finding devices.** The kernel is a xenstore client of its own store (`store::connect`,
+//! Xen's `xs_wire` messages) and watches `/local/domain/0/backend/vbd` and
+//! `@releaseDomain`. After any event it looks at every device the toolstack described: a new
+//! one whose `params` names a block device (`blockdev::lookup`) gets `sectors`,
+//! `sector-size`, `physical-sector-size`, `info`, the features and `state` = InitWait; a
+//! device whose frontend says Initialised gets its ring (`ring-ref`, `event-channel`,
+//! `protocol` must be `x86_64-abi` if present) and goes Connected; a frontend Closing or
+//! Closed, or a toolstack setting `online` = 0, ends it (Closed); a domain that is gone loses
+//! its devices and its backend directory.
+//!
+//! **Serving.** Nothing of a frontend is mapped in dom0: the ring's indexes and requests are
+//! read, and responses written, with `GNTTABOP_copy` on the frontend's `ring-ref`, and
+//! segment data moves the same way between the frontend's grants and pages of dom0's heap
+//! (no indirect descriptors). Each request is checked whole first (`xenia_dom0::vbd`); a
+//! refused one gets `BLKIF_RSP_ERROR` or `BLKIF_RSP_EOPNOTSUPP` and one log line (at most one
+//! a second per device). Requests already in the ring when the backend connects are
+//! refused. A `req_prod` claiming more than a ring's worth marks the ring broken: it is no
+//! longer served (Xen's blkback does the same). Each round serves at most one ring's worth
+//! (32 requests) of each device, so one domain cannot starve another.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use guest_abi::blkif::{
+    BLKIF_ENTRY_SIZE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_RING_SIZE, BLKIF_RSP_EOPNOTSUPP,
+    BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifResponse, SRING_REQ_EVENT, SRING_REQ_PROD,
+    VDISK_READONLY, XEN_IO_PROTO_ABI_X86_64, XenbusState, entry_offset,
+};
+use guest_abi::calls;
+use guest_abi::grant::{
+    GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTST_OKAY, GnttabCopy, GnttabCopyPtr,
+};
+use guest_abi::types::DomId;
+use guest_abi::xenstore::{
+    XS_DIRECTORY, XS_ERROR, XS_READ, XS_RM, XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT, XS_WRITE,
+    XsdSockmsg,
+};
+use guest_abi::{Errno, xenstore::error_from};
+use spin::Mutex;
+use xenia_dom0::vbd::{self, Action, BACKEND_ROOT, Geometry, LogLimit, Segment};
+use xenia_guest_rt::boot::VIRT_BASE;
+use xenia_guest_rt::time::now_ns;
+use xenia_guest_rt::{events, mm};
+use xenia_xenstore::ConnId;
+
+use crate::blockdev::{self, BlockError, DevId};
+use crate::direct::xen;
+use crate::{store, tprintln};
+
+const PAGE: usize = 4096;
+/// Scratch pages: the ring's copy, then one page per segment.
+const SCRATCH_PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
+const TOKEN_VBD: &str = "blkback-vbd";
+const TOKEN_FE: &str = "blkback-fe";
+const TOKEN_REL: &str = "blkback-rel";
+
+/// dom0's client of its own store.
+struct Xs {
+    conn: ConnId,
+    next_id: u32,
+    /// Output of the store not yet parsed.
+    pending: Vec<u8>,
+    /// A watch fired since the devices were last looked at.
+    fired: bool,
+}
+
+impl Xs {
+    /// Takes what the store wrote for the connection; watch events set `fired`, and the
+    /// reply to `want` (if any) is returned as `(type, payload)`.
+    fn pump(&mut self, want: Option<u32>) -> Option<(u32, Vec<u8>)> {
+        let more = store::read(self.conn, 64 * 1024);
+        self.pending.extend_from_slice(&more);
+        let mut found = None;
+        while let Some(h) = XsdSockmsg::from_bytes(&self.pending) {
+            let total = XsdSockmsg::SIZE + h.len as usize;
+            if self.pending.len() < total {
+                break;
+            }
+            let body: Vec<u8> = self.pending[XsdSockmsg::SIZE..total].to_vec();
+            self.pending.drain(..total);
+            if h.msg_type == XS_WATCH_EVENT {
+                self.fired = true;
+            } else if Some(h.req_id) == want && found.is_none() {
+                found = Some((h.msg_type, body));
+            }
+        }
+        found
+    }
+
+    fn request(&mut self, msg_type: u32, parts: &[&[u8]]) -> Result<Vec<u8>, Errno> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let req_id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let hdr = XsdSockmsg {
+            msg_type,
+            req_id,
+            tx_id: 0,
+            len: len as u32,
+        };
+        let mut msg = Vec::new();
+        msg.try_reserve(XsdSockmsg::SIZE + len)
+            .map_err(|_| Errno::ENOMEM)?;
+        msg.extend_from_slice(&hdr.to_bytes());
+        for p in parts {
+            msg.extend_from_slice(p);
+        }
+        // The store answers dom0's own connection at once; its output is taken before each
+        // request so a reply always has room.
+        self.pump(None);
+        let taken = store::write(self.conn, &msg);
+        if taken != msg.len() {
+            return Err(Errno::EAGAIN);
+        }
+        match self.pump(Some(req_id)) {
+            Some((XS_ERROR, body)) => Err(error_from(&body)),
+            Some((_, body)) => Ok(body),
+            None => Err(Errno::EIO),
+        }
+    }
+
+    fn read(&mut self, path: &str) -> Option<String> {
+        let v = self.request(XS_READ, &[path.as_bytes(), b"\0"]).ok()?;
+        String::from_utf8(v).ok()
+    }
+
+    fn write(&mut self, path: &str, value: &str) -> Result<(), Errno> {
+        self.request(XS_WRITE, &[path.as_bytes(), b"\0", value.as_bytes()])
+            .map(drop)
+    }
+
+    fn directory(&mut self, path: &str) -> Vec<String> {
+        let Ok(v) = self.request(XS_DIRECTORY, &[path.as_bytes(), b"\0"]) else {
+            return Vec::new();
+        };
+        v.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| core::str::from_utf8(s).ok().map(String::from))
+            .collect()
+    }
+
+    /// Drops the watch on a device's frontend `state` (set when it was announced), so that
+    /// dom0's watches do not pile up with the domains that went.
+    fn unwatch_frontend(&mut self, d: &Device) {
+        let path = format!("{}/state", d.fe);
+        let _ = self.request(
+            XS_UNWATCH,
+            &[path.as_bytes(), b"\0", TOKEN_FE.as_bytes(), b"\0"],
+        );
+    }
+
+    fn watch(&mut self, path: &str, token: &str) -> Result<(), Errno> {
+        self.request(XS_WATCH, &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"])
+            .map(drop)
+    }
+}
+
+/// Where a device is in its life.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Waiting for the frontend (`InitWait` written).
+    InitWait,
+    /// Serving its ring.
+    Connected,
+    /// Done (`Closed` written, or it could not be set up).
+    Closed,
+}
+
+/// A connected ring.
+struct Ring {
+    gref: u32,
+    /// dom0's end of the channel.
+    port: u32,
+    /// Events seen on `port` when last serviced.
+    seen: u32,
+    req_cons: u32,
+    rsp_prod: u32,
+    /// Requests before this index were in the ring before the backend connected.
+    first_served: u32,
+    broken: bool,
+}
+
+struct Device {
+    dom: DomId,
+    devid: u32,
+    be: String,
+    fe: String,
+    dev: DevId,
+    geo: Geometry,
+    phase: Phase,
+    ring: Option<Ring>,
+    log: LogLimit,
+    /// Requests served and refused, for the log.
+    served: u64,
+    refused: u64,
+}
+
+struct Backend {
+    xs: Xs,
+    devices: BTreeMap<(DomId, u32), Device>,
+    /// Page-aligned scratch: `SCRATCH_PAGES` pages starting at `base` in `buf`.
+    buf: Vec<u8>,
+    base: usize,
+    /// Their machine frames.
+    mfns: [u64; SCRATCH_PAGES],
+}
+
+static BACKEND: Mutex<Option<Backend>> = Mutex::new(None);
+/// Device setup failed for good (no scratch memory): not tried again.
+static BROKEN: Mutex<bool> = Mutex::new(false);
+
+fn make() -> Option<Backend> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact((SCRATCH_PAGES + 1) * PAGE).ok()?;
+    buf.resize((SCRATCH_PAGES + 1) * PAGE, 0);
+    let base = (PAGE - buf.as_ptr() as usize % PAGE) % PAGE;
+    let mut mfns = [0u64; SCRATCH_PAGES];
+    for (i, m) in mfns.iter_mut().enumerate() {
+        let va = (buf.as_ptr() as u64) + (base + i * PAGE) as u64;
+        let pfn = va.checked_sub(VIRT_BASE)? / PAGE as u64;
+        let mfn = mm::p2m(pfn);
+        // The heap is in the kernel's bootstrap region: its pages are where the p2m says.
+        if mm::region_va(mfn) != Some(va) {
+            return None;
+        }
+        *m = mfn;
+    }
+    let conn = store::connect();
+    let mut xs = Xs {
+        conn,
+        next_id: 1,
+        pending: Vec::new(),
+        fired: true,
+    };
+    // The root may not exist yet: the watch fires when it is made.
+    xs.watch(BACKEND_ROOT, TOKEN_VBD).ok()?;
+    xs.watch("@releaseDomain", TOKEN_REL).ok()?;
+    Some(Backend {
+        xs,
+        devices: BTreeMap::new(),
+        buf,
+        base,
+        mfns,
+    })
+}
+
+/// Looks at the devices if xenstore changed, then serves every connected ring once.
+pub fn service() {
+    // Re-entered from a wait inside a driver: the round in progress finishes the work.
+    let Some(mut guard) = BACKEND.try_lock() else {
+        return;
+    };
+    if guard.is_none() {
+        let mut broken = BROKEN.lock();
+        if *broken {
+            return;
+        }
+        *guard = make();
+        if guard.is_none() {
+            *broken = true;
+            tprintln!("dom0: blkback: cannot start (no memory or no store)");
+            return;
+        }
+    }
+    let Some(b) = guard.as_mut() else {
+        return;
+    };
+    b.xs.pump(None);
+    if core::mem::take(&mut b.xs.fired) {
+        b.reconcile();
+    }
+    b.serve_all();
+}
+
+fn log(d: &mut Device, what: core::fmt::Arguments) {
+    if let Some(held) = d.log.allow(now_ns()) {
+        if held > 0 {
+            tprintln!(
+                "dom0: blkback: d{} {}: {what} ({held} more not shown)",
+                d.dom,
+                d.be
+            );
+        } else {
+            tprintln!("dom0: blkback: d{} {}: {what}", d.dom, d.be);
+        }
+    }
+}
+
+impl Backend {
+    /// Brings every device in line with xenstore.
+    fn reconcile(&mut self) {
+        let mut listed = Vec::new();
+        for dom in self.xs.directory(BACKEND_ROOT) {
+            for dev in self.xs.directory(&format!("{BACKEND_ROOT}/{dom}")) {
+                if let Some(key) = vbd::device_of(&format!("{BACKEND_ROOT}/{dom}/{dev}")) {
+                    listed.push(key);
+                }
+            }
+        }
+        // Devices whose backend directory went: let go, write nothing.
+        let gone: Vec<(DomId, u32)> = self
+            .devices
+            .keys()
+            .filter(|k| !listed.contains(k))
+            .copied()
+            .collect();
+        for k in gone {
+            if let Some(mut d) = self.devices.remove(&k) {
+                disconnect(&mut d, "backend nodes removed");
+                self.xs.unwatch_frontend(&d);
+            }
+        }
+        let mut hv = xen();
+        let mut removed: Vec<DomId> = Vec::new();
+        for (dom, devid) in listed {
+            // A domain that is gone: its devices end and its backend directory goes.
+            if hv.domain_info(dom) == Err(Errno::ESRCH) {
+                if let Some(mut d) = self.devices.remove(&(dom, devid)) {
+                    disconnect(&mut d, "domain gone");
+                    self.xs.unwatch_frontend(&d);
+                }
+                if !removed.contains(&dom) {
+                    removed.push(dom);
+                    let _ = self
+                        .xs
+                        .request(XS_RM, &[format!("{BACKEND_ROOT}/{dom}").as_bytes(), b"\0"]);
+                    tprintln!("dom0: blkback: domain {dom} gone: its backend nodes removed");
+                }
+                continue;
+            }
+            if !self.devices.contains_key(&(dom, devid)) {
+                if let Some(d) = self.probe(dom, devid) {
+                    self.devices.insert((dom, devid), d);
+                }
+                continue;
+            }
+            let Some(d) = self.devices.get_mut(&(dom, devid)) else {
+                continue;
+            };
+            let page = &mut self.buf[self.base..self.base + PAGE];
+            step(&mut self.xs, d, page, self.mfns[0]);
+        }
+    }
+
+    /// A device the toolstack described: opened and announced (InitWait), or `None` while
+    /// its nodes are incomplete or when its target cannot be used (then `Closed`).
+    fn probe(&mut self, dom: DomId, devid: u32) -> Option<Device> {
+        let be = vbd::backend_path(dom, devid);
+        let xs = &mut self.xs;
+        let state = XenbusState::parse(xs.read(&format!("{be}/state"))?.as_bytes());
+        if state != XenbusState::Initialising {
+            return None;
+        }
+        let params = xs.read(&format!("{be}/params"))?;
+        let mode = xs.read(&format!("{be}/mode"))?;
+        let fe = xs
+            .read(&format!("{be}/frontend"))
+            .unwrap_or_else(|| vbd::frontend_path(dom, devid));
+        let fail = |xs: &mut Xs, why: &str| {
+            tprintln!("dom0: blkback: d{dom} {be}: {why}");
+            let _ = xs.write(&format!("{be}/hotplug-error"), why);
+            let _ = xs.write(&format!("{be}/state"), XenbusState::Closed.as_str());
+            None
+        };
+        // The frontend must be the domain's own.
+        if !fe.starts_with(&format!("/local/domain/{dom}/")) {
+            return fail(xs, "frontend is not under the domain's home");
+        }
+        let Some(writable) = vbd::mode_writable(mode.as_bytes()) else {
+            return fail(xs, "mode is neither r nor w");
+        };
+        let Some(dev) = blockdev::lookup(&params) else {
+            return fail(xs, &format!("{params}: no such block device"));
+        };
+        let Some(info) = blockdev::info(dev) else {
+            return fail(xs, &format!("{params}: no such block device"));
+        };
+        let read_only = !writable || info.read_only;
+        let keys: [(&str, String); 10] = [
+            ("sectors", format!("{}", info.sectors)),
+            ("sector-size", format!("{}", info.sector_size)),
+            ("physical-sector-size", format!("{}", info.sector_size)),
+            (
+                "info",
+                format!("{}", if read_only { VDISK_READONLY } else { 0 }),
+            ),
+            ("feature-flush-cache", "1".into()),
+            ("feature-barrier", "1".into()),
+            ("feature-discard", "1".into()),
+            ("discard-granularity", format!("{}", info.sector_size)),
+            ("discard-alignment", "0".into()),
+            ("max-ring-page-order", "0".into()),
+        ];
+        for (k, v) in keys {
+            if xs.write(&format!("{be}/{k}"), &v).is_err() {
+                return fail(xs, "cannot write the device's nodes");
+            }
+        }
+        let _ = xs.watch(&format!("{fe}/state"), TOKEN_FE);
+        let _ = xs.write(&format!("{be}/state"), XenbusState::InitWait.as_str());
+        let mut d = Device {
+            dom,
+            devid,
+            be,
+            fe,
+            dev,
+            geo: Geometry {
+                sectors: info.sectors,
+                read_only,
+            },
+            phase: Phase::InitWait,
+            ring: None,
+            log: LogLimit::default(),
+            served: 0,
+            refused: 0,
+        };
+        // The frontend may be waiting already.
+        let page = &mut self.buf[self.base..self.base + PAGE];
+        step(xs, &mut d, page, self.mfns[0]);
+        Some(d)
+    }
+
+    fn serve_all(&mut self) {
+        crate::wait::take_events();
+        let Backend {
+            devices,
+            buf,
+            base,
+            mfns,
+            ..
+        } = self;
+        let scratch = &mut buf[*base..*base + SCRATCH_PAGES * PAGE];
+        for d in devices.values_mut() {
+            if d.phase == Phase::Connected {
+                serve(d, scratch, mfns);
+            }
+        }
+    }
+}
+
+/// One step of a known device's handshake, from what xenstore says now.
+fn step(xs: &mut Xs, d: &mut Device, page: &mut [u8], mfn: u64) {
+    let be_state = xs
+        .read(&format!("{}/state", d.be))
+        .map(|s| XenbusState::parse(s.as_bytes()))
+        .unwrap_or(XenbusState::Unknown);
+    let online = xs.read(&format!("{}/online", d.be));
+    let fe_state = xs
+        .read(&format!("{}/state", d.fe))
+        .map(|s| XenbusState::parse(s.as_bytes()))
+        .unwrap_or(XenbusState::Unknown);
+    let closing = matches!(fe_state, XenbusState::Closing | XenbusState::Closed)
+        || online.as_deref() == Some("0")
+        || be_state == XenbusState::Closing;
+    if closing {
+        if d.phase != Phase::Closed {
+            disconnect(d, "closed");
+            // Not when the toolstack removed the directory: a write would make it again.
+            if be_state != XenbusState::Unknown {
+                let _ = xs.write(&format!("{}/state", d.be), XenbusState::Closed.as_str());
+            }
+        }
+        return;
+    }
+    if d.phase == Phase::InitWait
+        && matches!(fe_state, XenbusState::Initialised | XenbusState::Connected)
+    {
+        match connect(xs, d, page, mfn) {
+            Ok(ring) => {
+                d.ring = Some(ring);
+                d.phase = Phase::Connected;
+                let _ = xs.write(&format!("{}/state", d.be), XenbusState::Connected.as_str());
+            }
+            Err(why) => {
+                log(d, format_args!("cannot connect: {why}"));
+                d.phase = Phase::Closed;
+                let _ = xs.write(&format!("{}/state", d.be), XenbusState::Closed.as_str());
+            }
+        }
+    }
+}
+
+fn connect(xs: &mut Xs, d: &Device, page: &mut [u8], mfn: u64) -> Result<Ring, &'static str> {
+    let gref: u32 = xs
+        .read(&format!("{}/ring-ref", d.fe))
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or("no ring-ref")?;
+    let remote: u32 = xs
+        .read(&format!("{}/event-channel", d.fe))
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or("no event-channel")?;
+    if let Some(p) = xs.read(&format!("{}/protocol", d.fe))
+        && p != XEN_IO_PROTO_ABI_X86_64
+    {
+        return Err("protocol is not x86_64-abi");
+    }
+    // The producer now: what is in the ring before the backend serves it is answered
+    // with an error.
+    let req_prod = ring_index(d.dom, gref, SRING_REQ_PROD, page, mfn)
+        .map_err(|_| "ring-ref is not granted to dom0")?;
+    let port = calls::evtchn_bind_interdomain(d.dom, remote)
+        .map_err(|_| "cannot bind the event channel")?;
+    Ok(Ring {
+        gref,
+        port,
+        seen: u32::MAX,
+        req_cons: 0,
+        rsp_prod: 0,
+        first_served: req_prod,
+        broken: false,
+    })
+}
+
+/// Lets go of a device's ring (nothing of the frontend is held but the channel) and says
+/// so once.
+fn disconnect(d: &mut Device, why: &str) {
+    if let Some(r) = d.ring.take() {
+        let _ = calls::evtchn_close(r.port);
+    }
+    if d.phase != Phase::Closed {
+        tprintln!(
+            "dom0: blkback: d{} device {} released ({why}; {} requests served, {} refused)",
+            d.dom,
+            d.devid,
+            d.served,
+            d.refused
+        );
+    }
+    d.phase = Phase::Closed;
+}
+
+/// Runs grant copies; `Err` with the first bad status.
+fn copy(ops: &mut [GnttabCopy]) -> Result<(), i16> {
+    // SAFETY: every local end of these operations is a page of the backend's scratch
+    // buffer, which the caller holds exclusively (`&mut`) and reads only after the call.
+    unsafe { calls::grant_copy(ops) }.map_err(|_| guest_abi::grant::GNTST_GENERAL_ERROR)?;
+    match ops.iter().find(|o| o.status != GNTST_OKAY) {
+        Some(o) => Err(o.status),
+        None => Ok(()),
+    }
+}
+
+fn from_gref(
+    dom: DomId,
+    gref: u32,
+    offset: u16,
+    mfn: u64,
+    local_offset: u16,
+    len: u16,
+) -> GnttabCopy {
+    GnttabCopy {
+        source: GnttabCopyPtr::from_gref(gref, dom, offset),
+        dest: GnttabCopyPtr::from_gmfn(mfn, local_offset),
+        len,
+        flags: GNTCOPY_SOURCE_GREF,
+        status: 0,
+    }
+}
+
+fn to_gref(
+    dom: DomId,
+    gref: u32,
+    offset: u16,
+    mfn: u64,
+    local_offset: u16,
+    len: u16,
+) -> GnttabCopy {
+    GnttabCopy {
+        source: GnttabCopyPtr::from_gmfn(mfn, local_offset),
+        dest: GnttabCopyPtr::from_gref(gref, dom, offset),
+        len,
+        flags: GNTCOPY_DEST_GREF,
+        status: 0,
+    }
+}
+
+/// The index at `at` of the ring, copied through the ring's scratch page (frame `mfn`).
+fn ring_index(dom: DomId, gref: u32, at: usize, page: &mut [u8], mfn: u64) -> Result<u32, i16> {
+    let mut ops = [from_gref(dom, gref, at as u16, mfn, at as u16, 4)];
+    copy(&mut ops)?;
+    Ok(u32::from_le_bytes([
+        page[at],
+        page[at + 1],
+        page[at + 2],
+        page[at + 3],
+    ]))
+}
+
+/// Serves one device's ring: at most a ring's worth of requests.
+fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
+    let Some(ring) = d.ring.as_mut() else {
+        return;
+    };
+    if ring.broken {
+        return;
+    }
+    let count = events::count(ring.port);
+    if count == ring.seen && (ring.port as usize) < events::TRACKED_PORTS {
+        return;
+    }
+    ring.seen = count;
+    let dom = d.dom;
+    let gref = ring.gref;
+    let (ring_page, data) = scratch.split_at_mut(PAGE);
+    // The producer index, then the entries it publishes (one hypercall, in order).
+    let Ok(req_prod) = ring_index(dom, gref, SRING_REQ_PROD, ring_page, mfns[0]) else {
+        ring.broken = true;
+        tprintln!(
+            "dom0: blkback: d{} {}: ring no longer granted; not serving it",
+            d.dom,
+            d.be
+        );
+        return;
+    };
+    let Some(new) = vbd::new_requests(req_prod, ring.req_cons, ring.rsp_prod) else {
+        ring.broken = true;
+        tprintln!(
+            "dom0: blkback: d{} {}: req_prod {req_prod} is more than a ring ahead of rsp_prod {}; not serving it",
+            d.dom,
+            d.be,
+            ring.rsp_prod
+        );
+        return;
+    };
+    if new == 0 {
+        return;
+    }
+    let n = new.min(BLKIF_RING_SIZE);
+    let mut entry_ops: Vec<GnttabCopy> = Vec::new();
+    if entry_ops.try_reserve(n as usize).is_err() {
+        ring.seen = u32::MAX;
+        return;
+    }
+    for i in 0..n {
+        let idx = ring.req_cons.wrapping_add(i);
+        let at = entry_offset(idx);
+        entry_ops.push(from_gref(
+            dom,
+            gref,
+            at as u16,
+            mfns[0],
+            at as u16,
+            BLKIF_ENTRY_SIZE as u16,
+        ));
+    }
+    if copy(&mut entry_ops).is_err() {
+        ring.broken = true;
+        tprintln!(
+            "dom0: blkback: d{} {}: ring no longer granted; not serving it",
+            d.dom,
+            d.be
+        );
+        return;
+    }
+    // Entries are taken out of the scratch page before any data copy reuses pages.
+    let mut entries: Vec<[u8; BLKIF_ENTRY_SIZE]> = Vec::new();
+    if entries.try_reserve(n as usize).is_err() {
+        ring.seen = u32::MAX;
+        return;
+    }
+    for i in 0..n {
+        let at = entry_offset(ring.req_cons.wrapping_add(i));
+        let mut e = [0u8; BLKIF_ENTRY_SIZE];
+        e.copy_from_slice(&ring_page[at..at + BLKIF_ENTRY_SIZE]);
+        entries.push(e);
+    }
+    let first_served = ring.first_served;
+    let mut req_cons = ring.req_cons;
+    let mut responses: Vec<(u32, BlkifResponse)> = Vec::new();
+    if responses.try_reserve(n as usize).is_err() {
+        ring.seen = u32::MAX;
+        return;
+    }
+    for e in &entries {
+        let idx = req_cons;
+        req_cons = req_cons.wrapping_add(1);
+        let id = u64::from_le_bytes([e[8], e[9], e[10], e[11], e[12], e[13], e[14], e[15]]);
+        let operation = e[0];
+        // Requests that were in the ring before the backend connected (wrapping compare).
+        let early = (idx.wrapping_sub(first_served) as i32) < 0;
+        let status = if early {
+            d.refused += 1;
+            log(
+                d,
+                format_args!("request {id:#x} sent before the backend connected"),
+            );
+            BLKIF_RSP_ERROR
+        } else {
+            match vbd::check(e, d.geo) {
+                Err(r) => {
+                    d.refused += 1;
+                    log(d, format_args!("request {id:#x} refused: {r}"));
+                    r.status()
+                }
+                Ok(action) => match execute(dom, d.dev, &action, data, &mfns[1..]) {
+                    Ok(()) => {
+                        d.served += 1;
+                        BLKIF_RSP_OKAY
+                    }
+                    Err(why) => {
+                        d.refused += 1;
+                        log(d, format_args!("request {id:#x} failed: {why}"));
+                        if why == "not supported by the device" {
+                            BLKIF_RSP_EOPNOTSUPP
+                        } else {
+                            BLKIF_RSP_ERROR
+                        }
+                    }
+                },
+            }
+        };
+        responses.push((
+            idx,
+            BlkifResponse {
+                id,
+                operation,
+                status,
+            },
+        ));
+    }
+    let Some(ring) = d.ring.as_mut() else {
+        return;
+    };
+    ring.req_cons = req_cons;
+    // Responses, then `req_event` and `rsp_prod` (one copy of 8 bytes: they are adjacent).
+    let mut out_ops: Vec<GnttabCopy> = Vec::new();
+    if out_ops.try_reserve(responses.len() + 1).is_err() {
+        return;
+    }
+    let mut rsp_prod = ring.rsp_prod;
+    for (_, r) in &responses {
+        let at = entry_offset(rsp_prod);
+        ring_page[at..at + BlkifResponse::SIZE].copy_from_slice(&r.to_bytes());
+        out_ops.push(to_gref(
+            dom,
+            gref,
+            at as u16,
+            mfns[0],
+            at as u16,
+            BlkifResponse::SIZE as u16,
+        ));
+        rsp_prod = rsp_prod.wrapping_add(1);
+    }
+    ring_page[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
+        .copy_from_slice(&req_cons.wrapping_add(1).to_le_bytes());
+    ring_page[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&rsp_prod.to_le_bytes());
+    out_ops.push(to_gref(
+        dom,
+        gref,
+        SRING_REQ_EVENT as u16,
+        mfns[0],
+        SRING_REQ_EVENT as u16,
+        8,
+    ));
+    ring.rsp_prod = rsp_prod;
+    if copy(&mut out_ops).is_err() {
+        ring.broken = true;
+        return;
+    }
+    let _ = calls::evtchn_send(ring.port);
+    // More may have arrived meanwhile: look again next round.
+    if new > n {
+        ring.seen = u32::MAX;
+    }
+}
+
+fn block_error(e: BlockError) -> &'static str {
+    match e {
+        BlockError::Unsupported => "not supported by the device",
+        BlockError::OutOfRange => "out of range",
+        BlockError::ReadOnly => "device is read-only",
+        BlockError::Timeout => "device timed out",
+        BlockError::NoMemory => "no memory",
+        _ => "device error",
+    }
+}
+
+fn grant_error(s: i16) -> &'static str {
+    match s {
+        guest_abi::grant::GNTST_BAD_GNTREF => "bad grant reference",
+        guest_abi::grant::GNTST_PERMISSION_DENIED => "grant does not allow it",
+        guest_abi::grant::GNTST_BAD_DOMAIN => "domain gone",
+        _ => "grant copy failed",
+    }
+}
+
+/// Where segment `i`'s bytes sit in the data pages: at its own offset in page `i`.
+fn place(i: usize, s: &Segment) -> core::ops::Range<usize> {
+    let start = i * PAGE + usize::from(s.offset);
+    start..start + usize::from(s.len)
+}
+
+/// Runs of segments that are contiguous in the data pages (a whole-page segment followed
+/// by one starting at its page's beginning), each done as one device access.
+fn runs(segs: &[Segment]) -> Vec<(usize, core::ops::Range<usize>)> {
+    let mut out: Vec<(usize, core::ops::Range<usize>)> = Vec::new();
+    let mut sectors_before = 0usize;
+    for (i, s) in segs.iter().enumerate() {
+        let r = place(i, s);
+        match out.last_mut() {
+            Some((_, last)) if last.end == r.start => last.end = r.end,
+            _ => out.push((sectors_before, r.clone())),
+        }
+        sectors_before += usize::from(s.len) / 512;
+    }
+    out
+}
+
+fn execute(
+    dom: DomId,
+    dev: DevId,
+    action: &Action,
+    data: &mut [u8],
+    mfns: &[u64],
+) -> Result<(), &'static str> {
+    match *action {
+        Action::Flush => blockdev::flush(dev).map_err(block_error),
+        Action::Discard { sector, count } => {
+            blockdev::discard(dev, sector, count).map_err(block_error)
+        }
+        Action::Read { sector, segs, nr } => {
+            let segs = &segs[..nr];
+            for (before, r) in runs(segs) {
+                blockdev::read(dev, sector + before as u64, &mut data[r]).map_err(block_error)?;
+            }
+            let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
+            for (i, s) in segs.iter().enumerate() {
+                ops[i] = to_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
+            }
+            copy(&mut ops[..nr]).map_err(grant_error)
+        }
+        Action::Write {
+            sector,
+            segs,
+            nr,
+            flush,
+        } => {
+            let segs = &segs[..nr];
+            let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
+            for (i, s) in segs.iter().enumerate() {
+                ops[i] = from_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
+            }
+            // Every segment is copied before anything is written: a bad grant writes nothing.
+            copy(&mut ops[..nr]).map_err(grant_error)?;
+            if flush {
+                blockdev::flush(dev).map_err(block_error)?;
+            }
+            for (before, r) in runs(segs) {
+                blockdev::write(dev, sector + before as u64, &data[r]).map_err(block_error)?;
+            }
+            if flush {
+                blockdev::flush(dev).map_err(block_error)?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,555 @@
+//! blkfront: a virtual disk from dom0's blkback (guest-abi [`blkif`](guest_abi::blkif),
+//! porting guide "Disks").
+//!
+//! [`probe`] lists the domain's `device/vbd` nodes; [`Blkfront::connect`] does the frontend's
+//! half of Xen's handshake on one of them: it grows the grant table to one frame and maps it
+//! at window slot [`TABLE_SLOT`], grants dom0 the ring page (ref [`RING_REF`]) and the
+//! [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] data pages (refs after it), allocates an unbound
+//! channel for the backend, writes `ring-ref`, `event-channel`, `protocol` and `state` = 3
+//! (Initialised), and waits (at most [`CONNECT_WAIT_NS`]) for the backend's `state` = 4 and
+//! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`]
+//! and [`Blkfront::flush`] then put one request at a time in the ring and wait for its
+//! response (at most [`IO_WAIT_NS`]); data moves through the granted pages, 44 KiB a request.
+//! [`Blkfront::disconnect`] writes Closing, waits (bounded) for the backend's Closed, ends
+//! the grants and closes the channel.
+//!
+//! The ring and data pages are static (in `.bss`), so there is one frontend at a time; it
+//! allocates nothing.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
+
+use guest_abi::Errno;
+use guest_abi::blkif::{
+    BLKIF_ENTRY_SIZE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
+    BLKIF_OP_WRITE, BLKIF_RING_SIZE, BLKIF_RSP_OKAY, BlkifRequest, BlkifRequestSegment,
+    BlkifResponse, SECTOR_SIZE, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD,
+    VDISK_READONLY, XEN_IO_PROTO_ABI_X86_64, XenbusState, entry_offset,
+};
+use guest_abi::calls;
+use guest_abi::event::EvtchnPort;
+use guest_abi::grant::{GNTST_OKAY, GTF_PERMIT_ACCESS, GrantRef};
+use guest_abi::types::{DOMID_SELF, DomId};
+use guest_abi::xenstore::XS_DIRECTORY;
+
+use crate::boot::VIRT_BASE;
+use crate::mm::{self, Window};
+use crate::time::{NS_PER_MS, now_ns};
+use crate::xenbus::Xenbus;
+use crate::{events, println};
+
+/// The window slot the grant table is mapped at while a frontend is connected.
+pub const TABLE_SLOT: usize = mm::FREE_SLOTS - 1;
+/// The grant reference of the ring page (the first one past Xen's reserved entries).
+pub const RING_REF: GrantRef = guest_abi::grant::GNTTAB_NR_RESERVED_ENTRIES;
+/// How long the handshake waits for the backend.
+pub const CONNECT_WAIT_NS: u64 = 10_000 * NS_PER_MS;
+/// How long a request waits for its response.
+pub const IO_WAIT_NS: u64 = 10_000 * NS_PER_MS;
+/// Bytes a request moves at most.
+pub const MAX_IO: usize = BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE;
+
+const PAGE: usize = 4096;
+const PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
+
+#[repr(C, align(4096))]
+struct Pages(UnsafeCell<[u8; PAGES * PAGE]>);
+
+// SAFETY: the pages are used only by the one connected frontend (`IN_USE`), from the main
+// flow; the backend writes them through grant copies, which the frontend reads with
+// volatile accesses after the response that announces them.
+unsafe impl Sync for Pages {}
+
+/// The ring page, then the data pages.
+static PAGES_AREA: Pages = Pages(UnsafeCell::new([0; PAGES * PAGE]));
+static IN_USE: AtomicBool = AtomicBool::new(false);
+
+/// Why a disk operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No such device, or another frontend is connected.
+    NoDevice,
+    /// A xenstore request failed.
+    Store(Errno),
+    /// The backend did not answer in time (handshake or request).
+    Timeout,
+    /// The backend answered with this `BLKIF_RSP_*` status.
+    Status(i16),
+    /// The backend closed or failed the device.
+    Closed,
+    /// The hypervisor refused a grant or channel operation.
+    Hypervisor,
+    /// Sectors beyond the disk, or a buffer not a whole number of sectors.
+    Range,
+    /// The disk is read-only.
+    ReadOnly,
+}
+
+/// A short path or value kept without allocating.
+#[derive(Clone, Copy)]
+struct Text {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl Text {
+    fn new(parts: &[&str]) -> Option<Text> {
+        let mut t = Text {
+            bytes: [0; 96],
+            len: 0,
+        };
+        for p in parts {
+            let b = p.as_bytes();
+            if t.len + b.len() > t.bytes.len() {
+                return None;
+            }
+            t.bytes[t.len..t.len + b.len()].copy_from_slice(b);
+            t.len += b.len();
+        }
+        Some(t)
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+/// A decimal number without allocating.
+fn num(v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    core::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+fn read_node(xs: &mut Xenbus, parts: &[&str]) -> Result<Text, Error> {
+    let path = Text::new(parts).ok_or(Error::Store(Errno::E2BIG))?;
+    let mut out = [0u8; 96];
+    let n = xs.read(path.as_str(), &mut out).map_err(Error::Store)?;
+    let s = core::str::from_utf8(&out[..n.min(out.len())]).map_err(|_| Error::Closed)?;
+    Text::new(&[s]).ok_or(Error::Store(Errno::E2BIG))
+}
+
+fn read_u64(xs: &mut Xenbus, parts: &[&str]) -> Result<u64, Error> {
+    read_node(xs, parts)?
+        .as_str()
+        .trim()
+        .parse()
+        .map_err(|_| Error::Closed)
+}
+
+fn write_node(xs: &mut Xenbus, parts: &[&str], value: &str) -> Result<(), Error> {
+    let path = Text::new(parts).ok_or(Error::Store(Errno::E2BIG))?;
+    xs.write(path.as_str(), value.as_bytes())
+        .map_err(Error::Store)
+}
+
+/// The domain's virtual block devices (`device/vbd/<devid>`): their numbers, into `out`;
+/// how many there are.
+pub fn probe(xs: &mut Xenbus, out: &mut [u32]) -> usize {
+    let mut list = [0u8; 512];
+    let Ok(n) = xs.request(XS_DIRECTORY, &[b"device/vbd\0"], &mut list) else {
+        return 0;
+    };
+    let mut found = 0;
+    for name in list[..n.min(list.len())].split(|&b| b == 0) {
+        let Some(id) = core::str::from_utf8(name).ok().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if found < out.len() {
+            out[found] = id;
+        }
+        found += 1;
+    }
+    found
+}
+
+/// A connected virtual disk.
+pub struct Blkfront {
+    devid: u32,
+    backend: Text,
+    backend_id: DomId,
+    port: EvtchnPort,
+    table: Option<Window>,
+    sectors: u64,
+    sector_size: u32,
+    read_only: bool,
+    req_prod: u32,
+    rsp_cons: u32,
+    next_id: u64,
+}
+
+fn area() -> *mut u8 {
+    PAGES_AREA.0.get() as *mut u8
+}
+
+fn page_mfn(i: usize) -> u64 {
+    let va = area() as u64 + (i * PAGE) as u64;
+    mm::p2m((va - VIRT_BASE) / PAGE as u64)
+}
+
+fn ring_word(at: usize) -> &'static AtomicU32 {
+    // SAFETY: `at` is one of the ring header's 4-aligned index offsets, inside the ring page
+    // (page 0 of the static area); the backend writes it concurrently, hence atomic.
+    unsafe { &*(area().add(at) as *const AtomicU32) }
+}
+
+impl Blkfront {
+    /// Connects to device `devid` (`device/vbd/<devid>`), as described above.
+    pub fn connect(xs: &mut Xenbus, devid: u32) -> Result<Blkfront, Error> {
+        Self::connect_with_early(xs, devid, &[])
+    }
+
+    /// [`Blkfront::connect`], putting `early` in the ring before the frontend says
+    /// Initialised (what a hostile frontend might do: the backend answers them with errors,
+    /// first thing once connected).
+    pub fn connect_with_early(
+        xs: &mut Xenbus,
+        devid: u32,
+        early: &[[u8; BLKIF_ENTRY_SIZE]],
+    ) -> Result<Blkfront, Error> {
+        if IN_USE.swap(true, Ordering::SeqCst) {
+            return Err(Error::NoDevice);
+        }
+        let r = Self::handshake(xs, devid, early);
+        if r.is_err() {
+            IN_USE.store(false, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn handshake(
+        xs: &mut Xenbus,
+        devid: u32,
+        early: &[[u8; BLKIF_ENTRY_SIZE]],
+    ) -> Result<Blkfront, Error> {
+        let mut nb = [0u8; 20];
+        let dev = Text::new(&["device/vbd/", num(devid.into(), &mut nb)]).ok_or(Error::NoDevice)?;
+        let dev = dev.as_str();
+        let backend = read_node(xs, &[dev, "/backend"]).map_err(|_| Error::NoDevice)?;
+        let backend_id = read_u64(xs, &[dev, "/backend-id"]).unwrap_or(0) as DomId;
+        let mut f = Blkfront {
+            devid,
+            backend,
+            backend_id,
+            port: 0,
+            table: None,
+            sectors: 0,
+            sector_size: 512,
+            read_only: false,
+            req_prod: 0,
+            rsp_cons: 0,
+            next_id: 1,
+        };
+        // The grant table's first frame, mapped for the frontend's life.
+        let mut frames = [0u64; 1];
+        if calls::grant_setup_table(&mut frames) != Ok(GNTST_OKAY) {
+            return Err(Error::Hypervisor);
+        }
+        // SAFETY: TABLE_SLOT is the frontend's alone (one frontend at a time, `IN_USE`).
+        f.table = Some(
+            unsafe { Window::writable(TABLE_SLOT, frames[0]) }.map_err(|_| Error::Hypervisor)?,
+        );
+        // A fresh ring: indexes 0, events wanted from the first response on.
+        for b in 0..PAGE {
+            // SAFETY: inside the static area, which nothing else uses now.
+            unsafe { area().add(b).write_volatile(0) };
+        }
+        ring_word(SRING_REQ_EVENT).store(1, Ordering::Relaxed);
+        ring_word(SRING_RSP_EVENT).store(1, Ordering::Relaxed);
+        for i in 0..PAGES {
+            f.grant(RING_REF + i as u32, page_mfn(i));
+        }
+        f.port =
+            calls::evtchn_alloc_unbound(DOMID_SELF, backend_id).map_err(|_| Error::Hypervisor)?;
+        for e in early {
+            f.push_raw(e);
+        }
+        let mut rb = [0u8; 20];
+        let mut pb = [0u8; 20];
+        write_node(xs, &[dev, "/ring-ref"], num(RING_REF.into(), &mut rb))?;
+        write_node(xs, &[dev, "/event-channel"], num(f.port.into(), &mut pb))?;
+        write_node(xs, &[dev, "/protocol"], XEN_IO_PROTO_ABI_X86_64)?;
+        write_node(xs, &[dev, "/state"], XenbusState::Initialised.as_str())?;
+        let be = f.backend;
+        let deadline = now_ns() + CONNECT_WAIT_NS;
+        loop {
+            let state = read_node(xs, &[be.as_str(), "/state"])
+                .map(|t| XenbusState::parse(t.as_str().as_bytes()))
+                .unwrap_or(XenbusState::Unknown);
+            match state {
+                XenbusState::Connected => break,
+                XenbusState::Closing | XenbusState::Closed => {
+                    f.release();
+                    return Err(Error::Closed);
+                }
+                _ => {}
+            }
+            if now_ns() >= deadline {
+                f.release();
+                return Err(Error::Timeout);
+            }
+            // Woken by any event (the store's, the timer's); looks again.
+            events::block_until(Some((now_ns() + 10 * NS_PER_MS).min(deadline)));
+        }
+        f.sectors = read_u64(xs, &[be.as_str(), "/sectors"])?;
+        f.sector_size = read_u64(xs, &[be.as_str(), "/sector-size"]).unwrap_or(512) as u32;
+        let info = read_u64(xs, &[be.as_str(), "/info"]).unwrap_or(0);
+        f.read_only = info & u64::from(VDISK_READONLY) != 0;
+        write_node(xs, &[dev, "/state"], XenbusState::Connected.as_str())?;
+        Ok(f)
+    }
+
+    /// Grants page `mfn` to the backend in entry `r` (frame and domid first, then flags,
+    /// as Xen's `gnttab_grant_foreign_access_ref`).
+    fn grant(&self, r: GrantRef, mfn: u64) {
+        let Some(t) = &self.table else { return };
+        let w = (t.va() + 8 * u64::from(r)) as *mut u32;
+        // SAFETY: the table frame is mapped writable in its window while the frontend lives;
+        // `r` is below 512 (one frame); the entry is not in use, so the hypervisor does not
+        // write it.
+        unsafe {
+            w.add(1).write_volatile(mfn as u32);
+            (w as *mut u16).add(1).write_volatile(self.backend_id);
+        }
+        fence(Ordering::Release);
+        // SAFETY: as above.
+        unsafe { (w as *mut u16).write_volatile(GTF_PERMIT_ACCESS) };
+    }
+
+    /// Ends grant `r` (compare-and-swap of the flags/domid word to 0; a busy grant stays).
+    fn end_grant(&self, r: GrantRef) -> bool {
+        let Some(t) = &self.table else { return false };
+        let expected = u32::from(GTF_PERMIT_ACCESS) | u32::from(self.backend_id) << 16;
+        // SAFETY: the word is 4-aligned in the mapped table frame; the hypervisor accesses it
+        // only atomically.
+        let word = unsafe { AtomicU32::from_ptr((t.va() + 8 * u64::from(r)) as *mut u32) };
+        word.compare_exchange(expected, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    fn release(&mut self) {
+        for i in 0..PAGES {
+            self.end_grant(RING_REF + i as u32);
+        }
+        if self.port != 0 {
+            let _ = calls::evtchn_close(self.port);
+            self.port = 0;
+        }
+        if let Some(t) = self.table.take() {
+            let _ = t.close();
+        }
+        IN_USE.store(false, Ordering::SeqCst);
+    }
+
+    /// The disk's length in 512-byte sectors.
+    pub fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    /// The disk's logical block size in bytes.
+    pub fn sector_size(&self) -> u32 {
+        self.sector_size
+    }
+
+    /// Whether the backend said the disk is read-only.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The device number (`virtual-device`).
+    pub fn devid(&self) -> u32 {
+        self.devid
+    }
+
+    /// The grant reference of data page `i` (for tests that build requests themselves).
+    pub fn data_ref(i: usize) -> GrantRef {
+        RING_REF + 1 + i as u32
+    }
+
+    /// Puts `entry` in the ring as the next request and notifies the backend; its index.
+    /// Nothing is checked: tests use it to send what a hostile frontend would.
+    pub fn push_raw(&mut self, entry: &[u8; BLKIF_ENTRY_SIZE]) -> u32 {
+        let idx = self.req_prod;
+        let at = entry_offset(idx);
+        for (i, &b) in entry.iter().enumerate() {
+            // SAFETY: an entry of the ring page, inside the static area.
+            unsafe { area().add(at + i).write_volatile(b) };
+        }
+        fence(Ordering::Release);
+        self.req_prod = idx.wrapping_add(1);
+        ring_word(SRING_REQ_PROD).store(self.req_prod, Ordering::Release);
+        let _ = calls::evtchn_send(self.port);
+        idx
+    }
+
+    /// Sets the ring's `req_prod` to `value` without writing entries, and notifies (a
+    /// hostile frontend's claim; the ring is unusable afterwards).
+    pub fn set_req_prod_raw(&mut self, value: u32) {
+        ring_word(SRING_REQ_PROD).store(value, Ordering::Release);
+        let _ = calls::evtchn_send(self.port);
+    }
+
+    /// Waits (at most [`IO_WAIT_NS`]) for the next response and takes it.
+    pub fn next_response(&mut self) -> Result<BlkifResponse, Error> {
+        let deadline = now_ns() + IO_WAIT_NS;
+        loop {
+            let prod = ring_word(SRING_RSP_PROD).load(Ordering::Acquire);
+            if prod != self.rsp_cons {
+                let at = entry_offset(self.rsp_cons);
+                let mut b = [0u8; BlkifResponse::SIZE];
+                for (i, v) in b.iter_mut().enumerate() {
+                    // SAFETY: an entry of the ring page, inside the static area.
+                    *v = unsafe { area().add(at + i).read_volatile() };
+                }
+                self.rsp_cons = self.rsp_cons.wrapping_add(1);
+                ring_word(SRING_RSP_EVENT).store(self.rsp_cons.wrapping_add(1), Ordering::Release);
+                return Ok(BlkifResponse::from_bytes(&b));
+            }
+            if now_ns() >= deadline {
+                return Err(Error::Timeout);
+            }
+            events::block_until(Some(deadline));
+        }
+    }
+
+    /// Sends one request for `nr` data pages (whole pages) and waits for its response.
+    fn request(&mut self, op: u8, sector: u64, bytes: usize) -> Result<(), Error> {
+        let mut r = BlkifRequest {
+            operation: op,
+            nr_segments: 0,
+            handle: self.devid as u16,
+            id: self.next_id,
+            sector_number: sector,
+            ..Default::default()
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        let mut left = bytes;
+        let mut i = 0;
+        while left > 0 {
+            let n = left.min(PAGE);
+            r.seg[i] = BlkifRequestSegment {
+                gref: Self::data_ref(i),
+                first_sect: 0,
+                last_sect: (n / SECTOR_SIZE as usize - 1) as u8,
+                _pad: 0,
+            };
+            left -= n;
+            i += 1;
+        }
+        r.nr_segments = i as u8;
+        let id = r.id;
+        self.push_raw(&r.to_bytes());
+        let rsp = self.next_response()?;
+        if rsp.id != id {
+            return Err(Error::Closed);
+        }
+        if rsp.status != BLKIF_RSP_OKAY {
+            return Err(Error::Status(rsp.status));
+        }
+        Ok(())
+    }
+
+    fn check_range(&self, sector: u64, len: usize) -> Result<(), Error> {
+        if !len.is_multiple_of(SECTOR_SIZE as usize) {
+            return Err(Error::Range);
+        }
+        let end = sector.checked_add((len / SECTOR_SIZE as usize) as u64);
+        match end {
+            Some(e) if e <= self.sectors => Ok(()),
+            _ => Err(Error::Range),
+        }
+    }
+
+    /// Reads `buf.len()` bytes (whole 512-byte sectors) from sector `sector` on.
+    pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.check_range(sector, buf.len())?;
+        for (k, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
+            let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
+            self.request(BLKIF_OP_READ, s, chunk.len())?;
+            for (i, v) in chunk.iter_mut().enumerate() {
+                // SAFETY: data pages start at page 1 of the static area; `i` < MAX_IO.
+                *v = unsafe { area().add(PAGE + i).read_volatile() };
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `buf` (whole 512-byte sectors) from sector `sector` on; done when the backend
+    /// answered (durable after [`Blkfront::flush`]).
+    pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.write_unchecked(sector, buf)
+    }
+
+    /// [`Blkfront::write`] without the read-only check (for testing the backend's).
+    pub fn write_unchecked(&mut self, sector: u64, buf: &[u8]) -> Result<(), Error> {
+        self.check_range(sector, buf.len())?;
+        for (k, chunk) in buf.chunks(MAX_IO).enumerate() {
+            let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
+            for (i, &v) in chunk.iter().enumerate() {
+                // SAFETY: as in `read`.
+                unsafe { area().add(PAGE + i).write_volatile(v) };
+            }
+            fence(Ordering::Release);
+            self.request(BLKIF_OP_WRITE, s, chunk.len())?;
+        }
+        Ok(())
+    }
+
+    /// Makes every answered write durable (`BLKIF_OP_FLUSH_DISKCACHE`).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let r = BlkifRequest {
+            operation: BLKIF_OP_FLUSH_DISKCACHE,
+            handle: self.devid as u16,
+            id: self.next_id,
+            ..Default::default()
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        self.push_raw(&r.to_bytes());
+        let rsp = self.next_response()?;
+        if rsp.status != BLKIF_RSP_OKAY {
+            return Err(Error::Status(rsp.status));
+        }
+        Ok(())
+    }
+
+    /// Closes the device: `state` = Closing, then (bounded) the backend's Closed, then the
+    /// grants end and the channel closes.
+    pub fn disconnect(mut self, xs: &mut Xenbus) {
+        let mut nb = [0u8; 20];
+        let dev = Text::new(&["device/vbd/", num(self.devid.into(), &mut nb)]);
+        if let Some(dev) = dev {
+            let _ = write_node(xs, &[dev.as_str(), "/state"], XenbusState::Closing.as_str());
+            let be = self.backend;
+            let deadline = now_ns() + CONNECT_WAIT_NS;
+            loop {
+                let state = read_node(xs, &[be.as_str(), "/state"])
+                    .map(|t| XenbusState::parse(t.as_str().as_bytes()))
+                    .unwrap_or(XenbusState::Unknown);
+                if matches!(state, XenbusState::Closed | XenbusState::Unknown) {
+                    break;
+                }
+                if now_ns() >= deadline {
+                    println!("blkfront: the backend did not close in time");
+                    break;
+                }
+                events::block_until(Some((now_ns() + 10 * NS_PER_MS).min(deadline)));
+            }
+            let _ = write_node(xs, &[dev.as_str(), "/state"], XenbusState::Closed.as_str());
+        }
+        self.release();
+    }
+
+    /// Requests in flight allowed by the ring (for tests).
+    pub const RING_SIZE: u32 = BLKIF_RING_SIZE;
+}

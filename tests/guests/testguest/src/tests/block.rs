@@ -1,0 +1,369 @@
+//! `block_*`: a domU's virtual disk through the runtime's blkfront and dom0's blkback (run as
+//! domUs made by `xl create` with a `disk = [...]`, scenarios `block_*`).
+//!
+//! The pattern: the 8-byte little-endian word at byte offset `o` of the disk is
+//! `PATTERN ^ (o / 8)`, so any offset can be checked on its own (the scenario checks the
+//! image file on the host with the same rule).
+//!
+//! * `block_write`: writes the pattern over the whole disk (at most [`MAX_SECTORS`]), flushes,
+//!   reads a few places back, and powers off without closing the device (the backend finds
+//!   the domain gone).
+//! * `block_read`: reads the whole disk and checks the pattern, then disconnects (Closing,
+//!   Closed).
+//! * `block_stream`: writes for ever (until destroyed), saying how far it got.
+//! * `block_readonly`: the backend says read-only; a write the frontend sends anyway gets
+//!   `BLKIF_RSP_ERROR`; reads work.
+//! * `block_hostile`: requests put in the ring during the handshake, bad segment counts,
+//!   bad sector bounds, sectors past the end, grant references not granted to dom0, an
+//!   indirect request: each gets its error, and a good request after them is served; last
+//!   it claims a producer index far ahead and the backend stops serving it (no response).
+
+use guest_abi::blkif::{
+    BLKIF_ENTRY_SIZE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP,
+    BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifRequest, BlkifRequestSegment,
+};
+use xenia_guest_rt::blkfront::{Blkfront, Error, MAX_IO, probe};
+use xenia_guest_rt::check::{Checks, note};
+use xenia_guest_rt::println;
+use xenia_guest_rt::time::{NS_PER_MS, now_ns};
+use xenia_guest_rt::xenbus::Xenbus;
+
+/// The pattern's constant ("XENIABLK").
+pub const PATTERN: u64 = 0x584E_4941_424C_4B00;
+/// Sectors written or read at most.
+pub const MAX_SECTORS: u64 = 16 * 1024;
+
+fn fill(buf: &mut [u8], at: u64) {
+    for (i, w) in buf.chunks_exact_mut(8).enumerate() {
+        w.copy_from_slice(&(PATTERN ^ (at / 8 + i as u64)).to_le_bytes());
+    }
+}
+
+fn matches(buf: &[u8], at: u64) -> Option<u64> {
+    for (i, w) in buf.chunks_exact(8).enumerate() {
+        let want = PATTERN ^ (at / 8 + i as u64);
+        if u64::from_le_bytes(w.try_into().unwrap_or([0; 8])) != want {
+            return Some(at + 8 * i as u64);
+        }
+    }
+    None
+}
+
+/// The store and the first disk, or the failed check's result.
+fn open(c: &mut Checks) -> (Xenbus, Blkfront) {
+    let mut bus = match Xenbus::connect() {
+        Ok(b) => b,
+        Err(e) => {
+            c.check("Xenbus::connect", false, format_args!("{e:?}"));
+            core::mem::take(c).finish()
+        }
+    };
+    let mut ids = [0u32; 4];
+    let n = probe(&mut bus, &mut ids);
+    if !c.check("a vbd is listed", n >= 1, format_args!("{n} devices")) {
+        core::mem::take(c).finish()
+    }
+    match Blkfront::connect(&mut bus, ids[0]) {
+        Ok(f) => {
+            c.check("blkfront connects", true, format_args!(""));
+            note(format_args!(
+                "block: device {} connected, {} sectors of {} bytes{}",
+                f.devid(),
+                f.sectors(),
+                f.sector_size(),
+                if f.read_only() { ", read-only" } else { "" }
+            ));
+            (bus, f)
+        }
+        Err(e) => {
+            c.check("blkfront connects", false, format_args!("{e:?}"));
+            core::mem::take(c).finish()
+        }
+    }
+}
+
+static mut BUF: [u8; MAX_IO] = [0; MAX_IO];
+
+fn buf() -> &'static mut [u8; MAX_IO] {
+    // SAFETY: the tests run on one vCPU from the main flow only; each takes the buffer once
+    // at a time (no two references live together).
+    unsafe { &mut *core::ptr::addr_of_mut!(BUF) }
+}
+
+/// `block_write`.
+pub fn write() -> ! {
+    let mut c = Checks::new();
+    let (_bus, mut f) = open(&mut c);
+    let sectors = f.sectors().min(MAX_SECTORS);
+    let b = buf();
+    let per = (MAX_IO / 512) as u64;
+    let mut s = 0;
+    let start = now_ns();
+    let mut failed = None;
+    while s < sectors {
+        let n = per.min(sectors - s);
+        let chunk = &mut b[..(n * 512) as usize];
+        fill(chunk, s * 512);
+        if let Err(e) = f.write(s, chunk) {
+            failed = Some((s, e));
+            break;
+        }
+        s += n;
+    }
+    c.check(
+        "the pattern is written",
+        failed.is_none(),
+        format_args!("{failed:?}"),
+    );
+    let ms = (now_ns() - start) / NS_PER_MS;
+    c.eq("flush", f.flush(), Ok(()));
+    note(format_args!(
+        "block: pattern written to {sectors} sectors in {ms} ms"
+    ));
+    for at in [0, sectors / 2, sectors - 8] {
+        let chunk = &mut b[..4096];
+        let r = f.read(at, chunk);
+        c.check(
+            format_args!("sector {at} reads back"),
+            r.is_ok() && matches(chunk, at * 512).is_none(),
+            format_args!("{r:?}"),
+        );
+    }
+    c.finish()
+}
+
+/// `block_read`.
+pub fn read() -> ! {
+    let mut c = Checks::new();
+    let (mut bus, mut f) = open(&mut c);
+    let sectors = f.sectors().min(MAX_SECTORS);
+    let b = buf();
+    let per = (MAX_IO / 512) as u64;
+    let mut s = 0;
+    let mut bad = None;
+    let start = now_ns();
+    while s < sectors {
+        let n = per.min(sectors - s);
+        let chunk = &mut b[..(n * 512) as usize];
+        match f.read(s, chunk) {
+            Ok(()) => {
+                if let Some(o) = matches(chunk, s * 512) {
+                    bad = Some(o);
+                    break;
+                }
+            }
+            Err(e) => {
+                println!("block: read at sector {s} failed: {e:?}");
+                bad = Some(s * 512);
+                break;
+            }
+        }
+        s += n;
+    }
+    let ms = (now_ns() - start) / NS_PER_MS;
+    note(format_args!(
+        "block: pattern read from {sectors} sectors in {ms} ms"
+    ));
+    c.check(
+        format_args!("the pattern reads back from {sectors} sectors"),
+        bad.is_none(),
+        format_args!("first difference at byte {bad:?}"),
+    );
+    f.disconnect(&mut bus);
+    c.check("disconnected", true, format_args!(""));
+    c.finish()
+}
+
+/// `block_stream`.
+pub fn stream() -> ! {
+    let mut c = Checks::new();
+    let (_bus, mut f) = open(&mut c);
+    let sectors = f.sectors().min(MAX_SECTORS);
+    let b = buf();
+    let per = (MAX_IO / 512) as u64;
+    let mut s = 0;
+    let mut n_req: u64 = 0;
+    note(format_args!("block: streaming"));
+    loop {
+        let n = per.min(sectors - s);
+        let chunk = &mut b[..(n * 512) as usize];
+        fill(chunk, s * 512);
+        if let Err(e) = f.write(s, chunk) {
+            c.check("streamed write", false, format_args!("{e:?} at sector {s}"));
+            c.finish()
+        }
+        n_req += 1;
+        if n_req.is_multiple_of(64) {
+            note(format_args!("block: streamed {n_req} requests"));
+        }
+        s = (s + n) % sectors;
+    }
+}
+
+/// `block_readonly`.
+pub fn readonly() -> ! {
+    let mut c = Checks::new();
+    let (_bus, mut f) = open(&mut c);
+    c.check(
+        "the backend says read-only",
+        f.read_only(),
+        format_args!("info has no VDISK_READONLY"),
+    );
+    let b = buf();
+    let chunk = &mut b[..4096];
+    c.eq("a read works", f.read(0, chunk), Ok(()));
+    let before = [chunk[0], chunk[1], chunk[2], chunk[3]];
+    chunk.fill(0xEE);
+    c.eq(
+        "a write is refused by the frontend",
+        f.write(0, &chunk[..512]),
+        Err(Error::ReadOnly),
+    );
+    c.eq(
+        "a write sent anyway gets BLKIF_RSP_ERROR",
+        f.write_unchecked(0, &chunk[..512]),
+        Err(Error::Status(BLKIF_RSP_ERROR)),
+    );
+    let chunk = &mut b[..4096];
+    c.eq("reading again works", f.read(0, chunk), Ok(()));
+    c.eq(
+        "the disk is unchanged",
+        [chunk[0], chunk[1], chunk[2], chunk[3]],
+        before,
+    );
+    c.eq("a flush works", f.flush(), Ok(()));
+    c.finish()
+}
+
+fn raw(op: u8, sector: u64, segs: &[(u32, u8, u8)], nr: u8, id: u64) -> [u8; BLKIF_ENTRY_SIZE] {
+    let mut r = BlkifRequest {
+        operation: op,
+        nr_segments: nr,
+        handle: 0,
+        id,
+        sector_number: sector,
+        ..Default::default()
+    };
+    for (i, &(gref, first_sect, last_sect)) in segs.iter().enumerate().take(11) {
+        r.seg[i] = BlkifRequestSegment {
+            gref,
+            first_sect,
+            last_sect,
+            _pad: 0,
+        };
+    }
+    r.to_bytes()
+}
+
+/// `block_hostile`.
+pub fn hostile() -> ! {
+    let mut c = Checks::new();
+    let mut bus = match Xenbus::connect() {
+        Ok(b) => b,
+        Err(e) => {
+            c.check("Xenbus::connect", false, format_args!("{e:?}"));
+            c.finish()
+        }
+    };
+    let mut ids = [0u32; 4];
+    if probe(&mut bus, &mut ids) == 0 {
+        c.check("a vbd is listed", false, format_args!("none"));
+        c.finish()
+    }
+    let page = Blkfront::data_ref(0);
+    // Two reads put in the ring before the frontend says Initialised.
+    let early = [
+        raw(BLKIF_OP_READ, 0, &[(page, 0, 7)], 1, 0xE1),
+        raw(BLKIF_OP_READ, 0, &[(page, 0, 7)], 1, 0xE2),
+    ];
+    let mut f = match Blkfront::connect_with_early(&mut bus, ids[0], &early) {
+        Ok(f) => f,
+        Err(e) => {
+            c.check("blkfront connects", false, format_args!("{e:?}"));
+            c.finish()
+        }
+    };
+    for id in [0xE1, 0xE2] {
+        let r = f.next_response();
+        c.check(
+            format_args!("request {id:#x} from the handshake gets BLKIF_RSP_ERROR"),
+            r.is_ok_and(|r| r.id == id && r.status == BLKIF_RSP_ERROR),
+            format_args!("{r:?}"),
+        );
+    }
+    let end = f.sectors();
+    let cases: [(&str, [u8; BLKIF_ENTRY_SIZE], i16); 9] = [
+        (
+            "0 segments",
+            raw(BLKIF_OP_READ, 0, &[(page, 0, 7)], 0, 1),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "12 segments",
+            raw(BLKIF_OP_READ, 0, &[(page, 0, 0); 11], 12, 2),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "255 segments",
+            raw(BLKIF_OP_WRITE, 0, &[(page, 0, 0); 11], 255, 3),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "last_sect 8",
+            raw(BLKIF_OP_READ, 0, &[(page, 0, 8)], 1, 4),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "first_sect after last_sect",
+            raw(BLKIF_OP_READ, 0, &[(page, 5, 2)], 1, 5),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "sectors past the end",
+            raw(BLKIF_OP_READ, end - 4, &[(page, 0, 7)], 1, 6),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "a grant reference never granted",
+            raw(BLKIF_OP_READ, 0, &[(300, 0, 7)], 1, 7),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "a grant reference past the table",
+            raw(BLKIF_OP_WRITE, 0, &[(100_000, 0, 7)], 1, 8),
+            BLKIF_RSP_ERROR,
+        ),
+        (
+            "an indirect request",
+            raw(BLKIF_OP_INDIRECT, 0, &[(page, 0, 7)], 1, 9),
+            BLKIF_RSP_EOPNOTSUPP,
+        ),
+    ];
+    for (what, entry, want) in cases {
+        f.push_raw(&entry);
+        let r = f.next_response();
+        c.check(
+            format_args!("{what}: status {want}"),
+            r.is_ok_and(|r| r.status == want),
+            format_args!("{r:?}"),
+        );
+    }
+    // A good request is still served.
+    f.push_raw(&raw(BLKIF_OP_READ, 0, &[(page, 0, 7)], 1, 10));
+    let r = f.next_response();
+    c.check(
+        "a good read after them: BLKIF_RSP_OKAY",
+        r.is_ok_and(|r| r.id == 10 && r.status == BLKIF_RSP_OKAY),
+        format_args!("{r:?}"),
+    );
+    // A producer a thousand requests ahead: the backend stops serving the ring.
+    f.set_req_prod_raw(0x4000_0000);
+    note(format_args!("block: producer index set far ahead"));
+    let r = f.next_response();
+    c.check(
+        "no response to the impossible producer index",
+        matches!(r, Err(Error::Timeout)),
+        format_args!("{r:?}"),
+    );
+    c.finish()
+}
