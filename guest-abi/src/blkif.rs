@@ -10,7 +10,7 @@
 //! (`backend`, `backend-id`, `state` = 1, `virtual-device`). The backend (dom0's kernel)
 //! opens the device and writes `sectors`, `sector-size`, `physical-sector-size`, `info`
 //! ([`VDISK_READONLY`] for `mode = r`), `feature-flush-cache`, `feature-barrier`,
-//! `feature-discard` and `max-ring-page-order` = 0, then `state` =
+//! `feature-discard` where the device discards, and `max-ring-page-order` = 0, then `state` =
 //! [`XenbusState::InitWait`]. The frontend grants one page ([`BLKIF_RING_SIZE`] entries,
 //! header [`SRING_HEADER`]) to the backend, allocates an unbound event channel for it, writes
 //! `ring-ref`, `event-channel`, `protocol` = [`XEN_IO_PROTO_ABI_X86_64`] and `state` =

@@ -64,6 +64,10 @@ pub fn interrupts() -> alloc::vec::Vec<(u32, u64, String)> {
         .collect()
 }
 
+/// The GSIs bound so far: GSI, PIRQ, event channel (disks on one GSI share them).
+static BOUND: spin::Mutex<alloc::vec::Vec<(u32, u32, u32)>> =
+    spin::Mutex::new(alloc::vec::Vec::new());
+
 /// A disk's interrupt: its PIRQ and event channel.
 #[derive(Clone, Copy)]
 struct Irq {
@@ -255,6 +259,19 @@ fn setup_irq(f: &Function) -> Result<Irq, String> {
     if f.interrupt_pin == 0 || gsi == 0 || gsi >= 0xff {
         return Err(String::from("no interrupt routed"));
     }
+    // PCI INTx lines are shared (QEMU's `pc` machine routes four of them to IRQs 10 and
+    // 11): a second disk on a GSI already bound uses its PIRQ and port. Requests are served
+    // one at a time, so only the disk waiting has anything to say when the event comes; each
+    // disk acknowledges its own device, and an EOI the other disk's handler already made is
+    // harmless.
+    if let Some(&(_, pirq, port)) = BOUND.lock().iter().find(|(g, _, _)| *g == gsi) {
+        return Ok(Irq {
+            pirq,
+            port,
+            seen: events::count(port),
+            taken: Box::leak(Box::new(AtomicU64::new(0))),
+        });
+    }
     guest_abi::calls::physdev_setup_gsi(gsi, GSI_TRIGGER_LEVEL, GSI_POLARITY_HIGH)
         .map_err(|e| format!("PHYSDEVOP_setup_gsi({gsi}): {e:?}"))?;
     let pirq = guest_abi::calls::physdev_map_pirq_gsi(gsi, None)
@@ -265,6 +282,7 @@ fn setup_irq(f: &Function) -> Result<Irq, String> {
     if port as usize >= events::TRACKED_PORTS {
         return Err(format!("event channel {port} beyond the counted ones"));
     }
+    BOUND.lock().push((gsi, pirq, port));
     // A pin masked since before dom0 was here waits for an EOI.
     let _ = guest_abi::calls::physdev_eoi(pirq);
     Ok(Irq {

@@ -146,7 +146,13 @@ pub fn messages(ctx: &Context) -> Result<(), String> {
         &format!("test=xenstore role=messages peer={other}"),
     )?;
     let vm_dir = xl::run(&mut vm, &format!("xenstore-read /local/domain/{id}/vm"))?;
-    let vm_dir = vm_dir.lines().last().unwrap_or("").trim().to_string();
+    // The test guest's console lines share the serial line with the command's output.
+    let vm_dir = vm_dir
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("/vm/"))
+        .unwrap_or("")
+        .to_string();
     if !vm_dir.starts_with("/vm/") {
         return Err(format!("no vm node for domain {id}: {vm_dir:?}"));
     }
@@ -277,7 +283,13 @@ pub fn commands(ctx: &Context) -> Result<(), String> {
         expect(&ls, "xenstore-ls -p", want)?;
     }
     let vm_dir = xl::run(&mut vm, &format!("xenstore-read {home}/vm"))?;
-    let vm_dir = vm_dir.lines().last().unwrap_or("").trim().to_string();
+    // The test guest's console lines share the serial line with the command's output.
+    let vm_dir = vm_dir
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("/vm/"))
+        .unwrap_or("")
+        .to_string();
     let out = xl::run(
         &mut vm,
         &format!("xenstore-read {vm_dir}/name {vm_dir}/uuid"),
