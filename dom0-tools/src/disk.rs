@@ -8,7 +8,7 @@
 //! ..., `target=` which eats the rest), the flags (`cdrom`, `discard`, `trusted`, ...), the
 //! positional `target, format, vdev, access`, and the deprecated `[<format>:]<target>,
 //! <vdev>[:<devtype>],<access>`. Every message is Xen's (`config parsing error in disk
-//! specification: <why>: near `<text>' in `<spec>'`), and, as in Xen, scanning goes on
+//! specification: WHY: near `TEXT' in `SPEC'`), and, as in Xen, scanning goes on
 //! after an error, so one spec may give several lines.
 //!
 //! [`dev_number`] is libxl's `libxl__device_disk_dev_number` (xvd, hd, sd, `d<n>p<m>` and
@@ -784,7 +784,7 @@ fn is_dom0_name(name: &str) -> bool {
 
 /// Why Xenia cannot serve `disk` (its backend is blkback in dom0's kernel, serving raw
 /// devices and images), or why libxl would refuse it; `None` when it can. The text
-/// completes "cannot attach disk <vdev>: ".
+/// completes `cannot attach disk VDEV: `.
 pub fn xenia_problem(disk: &Disk) -> Option<String> {
     let vdev = disk.vdev.as_deref().unwrap_or("");
     if dev_number(vdev).is_none() {
