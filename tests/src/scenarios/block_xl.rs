@@ -383,6 +383,49 @@ fn steps(vm: &mut Qemu) -> Result<(), String> {
         &create_line("bd", "/dev/vdb,raw,xvda,ro"),
         "Device /dev/vdb is mounted read-write in a guest domain,",
     )?;
+
+    // A domain with blkfront (the kv demo, on /dev/vdc): blkback connects (4), and
+    // block-list shows the frontend Connected with its event channel and ring.
+    let k = created(
+        vm,
+        "xl create /etc/xen/kv.cfg 'disk=[\"/dev/vdc,raw,xvda,rw\"]'",
+    )?;
+    let be_k = format!("/local/domain/0/backend/vbd/{k}/51712");
+    await_node(vm, &format!("{be_k}/state"), Some("4"))?;
+    await_node(
+        vm,
+        &format!("/local/domain/{k}/device/vbd/51712/state"),
+        Some("4"),
+    )?;
+    let out = shell(vm, "xl block-list kv")?;
+    let cols: Vec<&str> = out
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let k_text = k.to_string();
+    let connected = cols.len() == 7
+        && cols[..4] == ["51712", "0", k_text.as_str(), "4"]
+        && cols[4].parse::<u32>().is_ok()
+        && cols[5].parse::<u32>().is_ok()
+        && cols[6] == be_k;
+    if !connected {
+        return Err(format!("`xl block-list kv` printed {out:?}"));
+    }
+    // Connected, detached without -f all the same: blkback lets the ring go and closes.
+    let out = shell(vm, "xl block-detach kv xvda")?;
+    if !out.is_empty() {
+        return Err(format!("`xl block-detach kv xvda` printed {out:?}"));
+    }
+    let out = shell(vm, "xl block-list kv")?;
+    if out != HEADER {
+        return Err(format!(
+            "after the detach `xl block-list kv` printed {out:?}"
+        ));
+    }
+    await_node(vm, &format!("{be_k}/state"), None)?;
+    shell(vm, "xl destroy kv")?;
     Ok(())
 }
 
