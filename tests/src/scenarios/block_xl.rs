@@ -6,6 +6,8 @@
 //! blkfront: its frontend stays `XenbusStateInitialising` (1, which `block-list` shows, as
 //! xl shows the frontend's state) while the backend, having published the disk, waits in
 //! `InitWait` (2); `block-detach` without `-f` succeeds because blkback answers `Closed`.
+//! Last, the kv demo (which has blkfront) on `/dev/vdc`: Connected (4), its event channel
+//! and ring reference in `block-list`, detached without `-f` while connected.
 
 use std::time::Duration;
 
