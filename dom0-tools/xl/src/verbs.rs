@@ -456,12 +456,8 @@ pub fn create(
     for d in &spec.disks {
         let path = dom0_tools::disk::target_path(d.pdev_path.as_deref().unwrap_or(""));
         let vdev = d.vdev.as_deref().unwrap_or("");
-        match sys.stat_target(&path) {
-            Ok(TargetKind::Block | TargetKind::File) => {}
-            Ok(TargetKind::Other) => {
-                return Err(fail(format!("disk {vdev}: {path} is not a block device.")));
-            }
-            Err(_) => return Err(fail(format!("disk {vdev}: {path} does not exist."))),
+        if let Some(why) = block::target_problem(&path, sys.stat_target(&path)) {
+            return Err(fail(format!("disk {vdev}: {why}")));
         }
     }
     let handle = new_handle(sys, &spec);

@@ -159,9 +159,25 @@ fn check_sharing(sys: &mut impl System, d: &Disk) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// What is wrong with `path` as a disk's target, given what dom0 found there: Xen's block
+/// script's `does not exist` and `is not a block device`. An image file is refused too:
+/// Xen's script would put a loop device over it, and Xenia's dom0 has none (its root lives
+/// in RAM, so an image there would not outlive the machine anyway); blkback serves dom0's
+/// own disks. `None` for a block device.
+pub fn target_problem(path: &str, found: Result<TargetKind, Errno>) -> Option<String> {
+    match found {
+        Ok(TargetKind::Block) => None,
+        Ok(TargetKind::File | TargetKind::Other) => Some(format!(
+            "{path} is not a block device: Xenia's block backend serves dom0's disks \
+             (/dev/vd*); see /proc/partitions"
+        )),
+        Err(Errno::ENOENT) => Some(format!("{path} does not exist.")),
+        Err(e) => Some(format!("{path}: cannot be looked at ({e})")),
+    }
+}
+
 /// Gives domain `dom` the disk `d` (which `xenia_problem` accepted): checks its target in
-/// dom0 (Xen's block script's `does not exist` and `is not a block device`, an image file
-/// being as good as a device), then, in one transaction, that the device is new to the
+/// dom0 ([`target_problem`]), then, in one transaction, that the device is new to the
 /// domain (libxl's `device already exists in xenstore`) and that sharing allows it, and
 /// writes the nodes. The error is what xl prints.
 pub fn attach(sys: &mut impl System, dom: DomId, d: &Disk) -> Result<(), String> {
@@ -176,11 +192,8 @@ pub fn attach(sys: &mut impl System, dom: DomId, d: &Disk) -> Result<(), String>
             &path[..path.floor_char_boundary(40)]
         ));
     }
-    match sys.stat_target(&path) {
-        Ok(TargetKind::Block | TargetKind::File) => {}
-        Ok(TargetKind::Other) => return Err(format!("{path} is not a block device.")),
-        Err(Errno::ENOENT) => return Err(format!("{path} does not exist.")),
-        Err(e) => return Err(format!("{path}: cannot be looked at ({e})")),
+    if let Some(why) = target_problem(&path, sys.stat_target(&path)) {
+        return Err(why);
     }
     let fe = disk::frontend_path(dom, devid);
     let mut ops = disk::add_ops(dom, devid, d);

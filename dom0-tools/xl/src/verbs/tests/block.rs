@@ -3,6 +3,8 @@
 use super::*;
 use dom0_tools::json::Json;
 
+use super::super::block::target_problem;
+
 const FE7: &str = "/local/domain/7/device/vbd/51712";
 const BE7: &str = "/local/domain/0/backend/vbd/7/51712";
 
@@ -99,12 +101,62 @@ fn create_refuses_a_missing_target_before_building() {
     let (r, _, _) = create(&mut f, "d.cfg", &[], false);
     assert_eq!(
         r.unwrap_err(),
-        "cannot create \"d\": disk xvda: /dev is not a block device."
+        "cannot create \"d\": disk xvda: /dev is not a block device: Xenia's block backend \
+         serves dom0's disks (/dev/vd*); see /proc/partitions"
     );
-    // A target without a slash is under /dev; an image file is as good as a device.
-    with_disk_cfg(&mut f, "d", "'vdb,,xvda', '/images/a.img,,xvdb'");
+    assert!(f.log.is_empty(), "{:?}", f.log);
+    // A target without a slash is under /dev.
+    with_disk_cfg(&mut f, "d", "'vdb,,xvda', 'vdc,,xvdb'");
     let (r, _, _) = create(&mut f, "d.cfg", &[], false);
     assert_eq!(r, Ok(7));
+}
+
+#[test]
+fn an_image_file_is_refused_before_anything_is_built() {
+    // At create: nothing built, nothing written.
+    let mut f = Fake::new();
+    with_disk_cfg(&mut f, "d", "'/dev/vdb,,xvda', '/images/a.img,,xvdb'");
+    let (r, _, _) = create(&mut f, "d.cfg", &[], false);
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot create \"d\": disk xvdb: /images/a.img is not a block device: Xenia's block \
+         backend serves dom0's disks (/dev/vd*); see /proc/partitions"
+    );
+    assert!(f.log.is_empty(), "{:?}", f.log);
+    assert!(!f.tree.keys().any(|k| k.contains("/vbd/")), "{:?}", f.tree);
+    assert!(!f.tree.keys().any(|k| k.starts_with("/tool/xenia/disks")));
+    // At block-attach: refused, nothing written.
+    let (r, _, err) = attach(&mut f, "hello", &["/images/a.img,raw,xvda,ro"]);
+    assert_eq!(r, Err(String::new()));
+    assert_eq!(
+        err,
+        "libxl: error: libxl_device.c: Domain 3:/images/a.img is not a block device: Xenia's \
+         block backend serves dom0's disks (/dev/vd*); see /proc/partitions\n\
+         libxl_device_disk_add failed.\n"
+    );
+    assert!(!f.tree.keys().any(|k| k.contains("/vbd/")), "{:?}", f.tree);
+    assert!(!f.tree.keys().any(|k| k.starts_with("/tool/xenia/disks")));
+}
+
+#[test]
+fn target_problem_says_what_dom0_found() {
+    assert_eq!(target_problem("/dev/vdb", Ok(TargetKind::Block)), None);
+    for kind in [TargetKind::File, TargetKind::Other] {
+        let why = target_problem("/srv/d.img", Ok(kind)).unwrap();
+        assert!(
+            why.starts_with("/srv/d.img is not a block device: "),
+            "{why}"
+        );
+        assert!(why.contains("/proc/partitions"), "{why}");
+    }
+    assert_eq!(
+        target_problem("/dev/vdz", Err(Errno::ENOENT)).as_deref(),
+        Some("/dev/vdz does not exist.")
+    );
+    assert_eq!(
+        target_problem("/dev/vdb", Err(Errno::EACCES)).as_deref(),
+        Some("/dev/vdb: cannot be looked at (EACCES (13))")
+    );
 }
 
 #[test]
