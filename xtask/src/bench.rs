@@ -34,9 +34,10 @@
 use std::time::{Duration, Instant};
 
 use xenia_tests::Workspace;
+use xenia_tests::blockbench::{self, Round};
 use xenia_tests::contract;
 use xenia_tests::iso::{DEFAULT_HV_OPTIONS, DEFAULT_MODULES};
-use xenia_tests::machine::{EXIT_POWEROFF, Machine, Qemu};
+use xenia_tests::machine::{DiskImage, EXIT_POWEROFF, Machine, Qemu};
 
 const PROMPT: &str = "dom0# ";
 /// Bound for one command in real time (icount slows the emulator down).
@@ -92,9 +93,18 @@ pub fn summarize(times: &[f64]) -> Option<Summary> {
     })
 }
 
-/// Runs the creation benchmark with `n` domains.
-pub fn create(ws: &Workspace, n: u32) -> Result<Summary, String> {
-    let mut machine = Machine::new(ws, "bench-create")
+/// The disk `create-disk` gives each domain (dom0's second virtio disk, Xen's spec syntax).
+pub const CREATE_DISK: &str = "format=raw, vdev=xvda, access=rw, target=/dev/vdb";
+
+/// Runs the creation benchmark with `n` domains, each given [`CREATE_DISK`] if `disk` (the
+/// machine then has two small disk images, `/dev/vda` and `/dev/vdb`).
+pub fn create(ws: &Workspace, n: u32, disk: bool) -> Result<Summary, String> {
+    let name = if disk {
+        "bench-create-disk"
+    } else {
+        "bench-create"
+    };
+    let mut machine = Machine::new(ws, name)
         .memory_mib(512)
         .hv_options(DEFAULT_HV_OPTIONS)
         .qemu_arg("-icount")
@@ -102,15 +112,29 @@ pub fn create(ws: &Workspace, n: u32) -> Result<Summary, String> {
     for m in DEFAULT_MODULES {
         machine = machine.module(ws.require_artifact(m.artifact)?, m.cmdline);
     }
+    let mut images = Vec::new();
+    if disk {
+        let dir = ws.scenario_dir(name);
+        for (file, size) in [("vda.img", 1u64 << 20), ("vdb.img", 4 << 20)] {
+            images.push(DiskImage::create(dir.join(file), size)?);
+        }
+        for img in &images {
+            machine = machine.disk(img.path());
+        }
+    }
+    let line = if disk {
+        format!(
+            "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8 \"disk=['{CREATE_DISK}']\""
+        )
+    } else {
+        "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8".to_string()
+    };
     let mut vm = machine.boot()?;
     vm.wait_for(PROMPT, COMMAND)?;
     let started = Instant::now();
     let mut times = Vec::with_capacity(n as usize);
     for i in 1..=n {
-        let out = run(
-            &mut vm,
-            "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8",
-        )?;
+        let out = run(&mut vm, &line)?;
         if !out.contains("Domain bench created") {
             return Err(format!("creation {i} failed: {out:?}"));
         }
@@ -129,6 +153,59 @@ pub fn create(ws: &Workspace, n: u32) -> Result<Summary, String> {
     }
     vm.kill();
     summarize(&times).ok_or_else(|| "no creations".into())
+}
+
+/// The size of the `block` bench's `/dev/vdb`.
+pub const BLOCK_DISK_BYTES: u64 = 16 << 20;
+/// The `block` bench's requests: as many of [`blockbench::REQUEST`] bytes as fit in
+/// [`BLOCK_DISK_BYTES`] (372, 16,760,832 bytes).
+pub const BLOCK_REQUESTS: u64 = BLOCK_DISK_BYTES / blockbench::REQUEST;
+/// Rounds of the wall-time `block` run (the best of each figure is kept).
+pub const BLOCK_WALL_ROUNDS: u32 = 3;
+
+/// The `block` bench: one boot, under `-icount` if `icount` (one round: virtual time is
+/// deterministic up to interrupt timing) or not ([`BLOCK_WALL_ROUNDS`] rounds, the best of
+/// each figure kept); each round dom0's `dd` then the domU on the same `/dev/vdb`
+/// ([`blockbench::round`]).
+pub fn block(ws: &Workspace, icount: bool) -> Result<Round, String> {
+    let name = if icount {
+        "bench-block-icount"
+    } else {
+        "bench-block-wall"
+    };
+    let dir = ws.scenario_dir(name);
+    let vda = DiskImage::create(dir.join("vda.img"), 1 << 20)?;
+    let vdb = DiskImage::create(dir.join("vdb.img"), BLOCK_DISK_BYTES)?;
+    let mut machine = Machine::new(ws, name)
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS);
+    if icount {
+        machine = machine.qemu_arg("-icount").qemu_arg("shift=0,sleep=off");
+    }
+    let machine = blockbench::machine(ws, machine, &[vda.path(), vdb.path()])?;
+    let mut vm = machine.boot()?;
+    vm.wait_for(PROMPT, Duration::from_secs(300))?;
+    let rounds = if icount { 1 } else { BLOCK_WALL_ROUNDS };
+    let mut all = Vec::new();
+    for i in 1..=rounds {
+        match blockbench::round(&mut vm, &format!("bench{i}"), BLOCK_REQUESTS) {
+            Ok(r) => {
+                if !icount {
+                    let [dw, dr, uw, ur] = r.throughputs();
+                    println!(
+                        "  round {i}: dom0 write {dw:.1} read {dr:.1} MB/s, domU write {uw:.1} read {ur:.1} MB/s"
+                    );
+                }
+                all.push(r);
+            }
+            Err(e) => {
+                vm.kill();
+                return Err(e);
+            }
+        }
+    }
+    vm.kill();
+    blockbench::best(&all).ok_or_else(|| "no rounds".into())
 }
 
 /// The goal for the `compute` speed-up with two vCPUs on two pCPUs.

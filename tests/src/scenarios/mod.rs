@@ -4,6 +4,7 @@
 mod bench;
 mod blkif;
 mod block;
+mod block_bench;
 mod block_dom0;
 mod block_xl;
 mod boot;
@@ -71,6 +72,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_readonly", blkif::readonly),
         Scenario::new("block_hostile_frontend", blkif::hostile_frontend),
         Scenario::new("block_kv", blkif::kv),
+        Scenario::new("block_bench_short", block_bench::short),
         Scenario::new("block_xl_without_backend", block_xl::without_backend),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
         Scenario::new("block_xl_create_icount", block_xl::create_flat_icount),
