@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use crate::machine::{Machine, Qemu};
+use crate::machine::{DiskImage, Machine, Qemu};
 use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 
 /// Bytes of one request on both sides: `BLKIF_MAX_SEGMENTS_PER_REQUEST` (11) pages.
@@ -125,6 +125,20 @@ pub fn machine(
         m = m.disk(*d);
     }
     Ok(m)
+}
+
+/// A zero-filled image of `bytes` at `path` with every block allocated on the host (a sparse
+/// one would make the first side to write pay for the host's allocation).
+pub fn image(path: std::path::PathBuf, bytes: u64) -> Result<DiskImage, String> {
+    let img = DiskImage::create(path, bytes)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        let n = (bytes - at).min(zeros.len() as u64);
+        img.write_at(at, &zeros[..n as usize])?;
+        at += n;
+    }
+    Ok(img)
 }
 
 fn run(vm: &mut Qemu, line: &str) -> Result<String, String> {

@@ -161,7 +161,7 @@ pub const BLOCK_DISK_BYTES: u64 = 16 << 20;
 /// [`BLOCK_DISK_BYTES`] (372, 16,760,832 bytes).
 pub const BLOCK_REQUESTS: u64 = BLOCK_DISK_BYTES / blockbench::REQUEST;
 /// Rounds of the wall-time `block` run (the best of each figure is kept).
-pub const BLOCK_WALL_ROUNDS: u32 = 3;
+pub const BLOCK_WALL_ROUNDS: u32 = 5;
 
 /// The `block` bench: one boot, under `-icount` if `icount` (one round: virtual time is
 /// deterministic up to interrupt timing) or not ([`BLOCK_WALL_ROUNDS`] rounds, the best of
@@ -175,7 +175,7 @@ pub fn block(ws: &Workspace, icount: bool) -> Result<Round, String> {
     };
     let dir = ws.scenario_dir(name);
     let vda = DiskImage::create(dir.join("vda.img"), 1 << 20)?;
-    let vdb = DiskImage::create(dir.join("vdb.img"), BLOCK_DISK_BYTES)?;
+    let vdb = blockbench::image(dir.join("vdb.img"), BLOCK_DISK_BYTES)?;
     let mut machine = Machine::new(ws, name)
         .memory_mib(512)
         .hv_options(DEFAULT_HV_OPTIONS);

@@ -474,9 +474,12 @@ impl Blkfront {
         for (k, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
             self.request(BLKIF_OP_READ, s, chunk.len())?;
-            for (i, v) in chunk.iter_mut().enumerate() {
-                // SAFETY: data pages start at page 1 of the static area; `i` < MAX_IO.
-                *v = unsafe { area().add(PAGE + i).read_volatile() };
+            // A word at a time (the length is whole sectors, so whole words).
+            for (i, w) in chunk.chunks_exact_mut(8).enumerate() {
+                // SAFETY: data pages start at page 1 of the page-aligned static area, so the
+                // word is aligned; 8 * i + 8 <= chunk.len() <= MAX_IO.
+                let v = unsafe { area().add(PAGE).cast::<u64>().add(i).read_volatile() };
+                w.copy_from_slice(&v.to_ne_bytes());
             }
         }
         Ok(())
@@ -496,9 +499,10 @@ impl Blkfront {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
-            for (i, &v) in chunk.iter().enumerate() {
+            for (i, w) in chunk.chunks_exact(8).enumerate() {
+                let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
                 // SAFETY: as in `read`.
-                unsafe { area().add(PAGE + i).write_volatile(v) };
+                unsafe { area().add(PAGE).cast::<u64>().add(i).write_volatile(v) };
             }
             fence(Ordering::Release);
             self.request(BLKIF_OP_WRITE, s, chunk.len())?;

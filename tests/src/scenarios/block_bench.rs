@@ -1,10 +1,11 @@
 //! `block_bench_short`: the bounded version of `cargo xtask bench --only block`
-//! ([`crate::blockbench`]): one round over 2 MiB under `-icount` (virtual time), dom0 on
-//! `/dev/vdb` directly, then a domU through blkfront/blkback on the same device.
+//! ([`crate::blockbench`]): one round over 2 MiB in wall time (QEMU's clock following the
+//! host's), dom0 on `/dev/vdb` directly, then a domU through blkfront/blkback on the same
+//! device. The ratio against the goal is a note, not a check: wall time on a shared host is
+//! noisy, and `-icount` gives no throughput (see [`crate::blockbench`]).
 
 use std::time::Duration;
 
-use crate::benchk::ICOUNT;
 use crate::blockbench::{self, REQUEST};
 use crate::iso::DEFAULT_HV_OPTIONS;
 use crate::machine::DiskImage;
@@ -18,13 +19,8 @@ const REQUESTS: u64 = (2 << 20) / REQUEST;
 pub fn short(ctx: &Context) -> Result<(), String> {
     let dir = ctx.work_dir()?;
     let vda = DiskImage::create(dir.join("vda.img"), 1 << 20)?;
-    let vdb = DiskImage::create(dir.join("vdb.img"), 4 << 20)?;
-    let machine = ctx
-        .machine()
-        .memory_mib(512)
-        .hv_options(DEFAULT_HV_OPTIONS)
-        .qemu_arg(ICOUNT[0])
-        .qemu_arg(ICOUNT[1]);
+    let vdb = blockbench::image(dir.join("vdb.img"), 4 << 20)?;
+    let machine = ctx.machine().memory_mib(512).hv_options(DEFAULT_HV_OPTIONS);
     let machine = blockbench::machine(ctx.workspace(), machine, &[vda.path(), vdb.path()])?;
     let mut vm = machine.boot()?;
     vm.wait_for("dom0# ", Duration::from_secs(180))?;
@@ -41,7 +37,7 @@ pub fn short(ctx: &Context) -> Result<(), String> {
     {
         return Err(format!("a figure is zero: {r:?}"));
     }
-    for line in blockbench::report(&r, "virtual time") {
+    for line in blockbench::report(&r, "wall time") {
         ctx.note(line);
     }
     Ok(())
