@@ -9,7 +9,10 @@
 //! `now_ns`), which is QEMU's virtual clock: under `-icount` one nanosecond per instruction
 //! with the I/O done by QEMU's threads costing nothing (so the figure is the CPU path:
 //! drivers, copies, hypercalls, event channels, dom0's scheduling), without it the host's wall
-//! clock (the whole path, host disk and host load included).
+//! clock (the whole path, host disk and host load included). Under `-icount ...,sleep=off`
+//! a halted vCPU makes virtual time jump to the next timer deadline, so a driver that waits
+//! for an interrupt is charged the distance to that deadline, not the I/O: the icount
+//! figures of an I/O path are not throughputs, and wall time is the measure to judge.
 
 use std::time::Duration;
 

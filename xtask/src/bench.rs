@@ -11,6 +11,24 @@
 //! last/first, whose goal is at most 1.2 (DESIGN.md §7: no directory daemon on the creation
 //! path, so the thousandth domain costs what the first did).
 //!
+//! **Creation with a disk** (`create-disk`, issue 15): the same with
+//! `disk=['format=raw, vdev=xvda, access=rw, target=/dev/vdb']` on a machine with two small
+//! images, so each creation also writes the backend and frontend directories and blkback
+//! opens, announces and (at destroy) releases the device. Same figures and goal.
+//!
+//! **Block throughput** (`block`, issue 15; [`xenia_tests::blockbench`]): dom0's `time dd`
+//! on `/dev/vdb` (write with `conv=fsync`, then read) against testguest `block_bench`
+//! (write, flush, read) through blkfront/blkback on the same device and the same bytes
+//! (372 requests of 44 KiB, about 16 MiB, on a host image allocated beforehand), in one
+//! boot; goal: the domU at least 0.8 of dom0. Run twice: under `-icount` and in wall time
+//! (best of [`BLOCK_WALL_ROUNDS`] rounds, each figure its fastest). **The wall-time figure
+//! is the one to judge**: under `-icount shift=0,sleep=off` QEMU's I/O threads cost no
+//! virtual time, but a vCPU that halts waiting for the device's interrupt (dom0's driver,
+//! or the hypervisor idle while blkback waits) makes virtual time jump to the next timer
+//! deadline, so each blocking wait is charged whatever the timers say, not the I/O, and
+//! the figures change from run to run by several times (one run: dom0 write 45.6 MB/s,
+//! the next 6.2). The icount line is printed for completeness, marked as such.
+//!
 //! **SMP** (issue 12), each its own boot:
 //! - `churn`: dom0test `churn cycles=N` (1000 by default) on `-smp 4`: N create/destroy
 //!   cycles of 4-vCPU domUs, every vCPU up and running before each destroy. Reported: the

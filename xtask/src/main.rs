@@ -491,7 +491,8 @@ fn bench_block(ws: &Workspace) -> Result<(), String> {
         bench::BLOCK_DISK_BYTES >> 20
     );
     let r = bench::block(ws, true)?;
-    for l in xenia_tests::blockbench::report(&r, "virtual time (-icount shift=0)") {
+    let how = "virtual time (-icount shift=0; idle waits jump to the next timer: not a throughput)";
+    for l in xenia_tests::blockbench::report(&r, how) {
         println!("bench block: {l}");
     }
     let r = bench::block(ws, false)?;
