@@ -114,15 +114,16 @@ pub fn parse_time_ns(out: &str) -> Option<u64> {
     })
 }
 
-/// `machine` (memory and options still to be set by the caller is fine) with dom0, the
+/// `machine` with dom0 (its command line `dom0_args`), the
 /// scenarios' initrd (testguest in `/boot/`) and `disks` (the second is `/dev/vdb`).
 pub fn machine(
     ws: &Workspace,
     machine: Machine,
+    dom0_args: &str,
     disks: &[&std::path::Path],
 ) -> Result<Machine, String> {
     let mut m = machine
-        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, dom0_args)
         .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "");
     for d in disks {
         m = m.disk(*d);

@@ -200,7 +200,8 @@ pub fn block(ws: &Workspace, icount: bool) -> Result<Round, String> {
     if icount {
         machine = machine.qemu_arg("-icount").qemu_arg("shift=0,sleep=off");
     }
-    let machine = blockbench::machine(ws, machine, &[vda.path(), vdb.path()])?;
+    let dom0_args = if icount { "virtio_blk=poll" } else { "" };
+    let machine = blockbench::machine(ws, machine, dom0_args, &[vda.path(), vdb.path()])?;
     let mut vm = machine.boot()?;
     vm.wait_for(PROMPT, Duration::from_secs(300))?;
     let rounds = if icount { 1 } else { BLOCK_WALL_ROUNDS };

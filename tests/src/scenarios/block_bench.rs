@@ -21,7 +21,7 @@ pub fn short(ctx: &Context) -> Result<(), String> {
     let vda = DiskImage::create(dir.join("vda.img"), 1 << 20)?;
     let vdb = blockbench::image(dir.join("vdb.img"), 4 << 20)?;
     let machine = ctx.machine().memory_mib(512).hv_options(DEFAULT_HV_OPTIONS);
-    let machine = blockbench::machine(ctx.workspace(), machine, &[vda.path(), vdb.path()])?;
+    let machine = blockbench::machine(ctx.workspace(), machine, "", &[vda.path(), vdb.path()])?;
     let mut vm = machine.boot()?;
     vm.wait_for("dom0# ", Duration::from_secs(180))?;
     let r = blockbench::round(&mut vm, "bench", REQUESTS);
