@@ -7,12 +7,11 @@
 //!
 //! Both sides time themselves with their own system time (dom0's shell `time`, the domU's
 //! `now_ns`), which is QEMU's virtual clock: under `-icount` one nanosecond per instruction
-//! with the I/O done by QEMU's threads costing nothing (so the figure is the CPU path:
-//! drivers, copies, hypercalls, event channels, dom0's scheduling), without it the host's wall
-//! clock (the whole path, host disk and host load included). Under `-icount ...,sleep=off`
-//! a halted vCPU makes virtual time jump to the next timer deadline, so a driver that waits
-//! for an interrupt is charged the distance to that deadline, not the I/O: the icount
-//! figures of an I/O path are not throughputs, and wall time is the measure to judge.
+//! with the I/O done by QEMU's threads costing nothing, without it the host's wall clock.
+//! Under `-icount ...,sleep=off` a halted vCPU makes virtual time jump to the next timer
+//! deadline, so a driver waiting for an interrupt is charged the distance to that deadline,
+//! not the I/O: give dom0 `virtio_blk=poll` ([`machine`]'s `dom0_args`) for a virtual-time
+//! figure (`cargo xtask bench --only block` does).
 
 use std::time::Duration;
 

@@ -481,8 +481,8 @@ fn bench_create(ws: &Workspace, n: u32, disk: bool) -> Result<Vec<vbench::Measur
 }
 
 /// Issue 15's throughput bench: dom0 on `/dev/vdb` directly against a domU through
-/// blkfront/blkback on the same device, first in virtual time (`-icount`), then in wall time
-/// (best of [`bench::BLOCK_WALL_ROUNDS`]); see [`xenia_tests::blockbench`].
+/// blkfront/blkback on the same device, first in virtual time (`-icount`, dom0 polling),
+/// then in wall time, each the best of [`bench::BLOCK_ROUNDS`]; see [`mod@bench`].
 fn bench_block(ws: &Workspace) -> Result<(), String> {
     println!(
         "bench block: {} requests of {} bytes on a {} MiB /dev/vdb, dom0 directly then a domU",
@@ -491,12 +491,15 @@ fn bench_block(ws: &Workspace) -> Result<(), String> {
         bench::BLOCK_DISK_BYTES >> 20
     );
     let r = bench::block(ws, true)?;
-    let how = "virtual time (-icount shift=0; idle waits jump to the next timer: not a throughput)";
-    for l in xenia_tests::blockbench::report(&r, how) {
+    let how = format!(
+        "virtual time (-icount shift=0, dom0 virtio_blk=poll, best of {} rounds)",
+        bench::BLOCK_ROUNDS
+    );
+    for l in xenia_tests::blockbench::report(&r, &how) {
         println!("bench block: {l}");
     }
     let r = bench::block(ws, false)?;
-    let how = format!("wall time (best of {} rounds)", bench::BLOCK_WALL_ROUNDS);
+    let how = format!("wall time (best of {} rounds)", bench::BLOCK_ROUNDS);
     for l in xenia_tests::blockbench::report(&r, &how) {
         println!("bench block: {l}");
     }
