@@ -56,8 +56,8 @@ const PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
 struct Pages(UnsafeCell<[u8; PAGES * PAGE]>);
 
 // SAFETY: the pages are used only by the one connected frontend (`IN_USE`), from the main
-// flow; the backend writes them through grant copies, which the frontend reads with
-// volatile accesses after the response that announces them.
+// flow; the backend writes them through grant copies, which the frontend copies out (after
+// an acquire fence) only once the response that announces them has arrived.
 unsafe impl Sync for Pages {}
 
 /// The ring page, then the data pages.
@@ -474,13 +474,15 @@ impl Blkfront {
         for (k, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
             self.request(BLKIF_OP_READ, s, chunk.len())?;
-            // A word at a time (the length is whole sectors, so whole words).
-            for (i, w) in chunk.chunks_exact_mut(8).enumerate() {
-                // SAFETY: data pages start at page 1 of the page-aligned static area, so the
-                // word is aligned; 8 * i + 8 <= chunk.len() <= MAX_IO.
-                let v = unsafe { area().add(PAGE).cast::<u64>().add(i).read_volatile() };
-                w.copy_from_slice(&v.to_ne_bytes());
-            }
+            // The response said the backend is done with the pages (its grant copies
+            // happened before it); one block copy (`rep movs`), not a loop of accesses.
+            fence(Ordering::Acquire);
+            // SAFETY: data pages start at page 1 of the static area and `chunk.len()` <=
+            // MAX_IO bytes of them; `chunk` is the caller's buffer, which cannot overlap the
+            // area (the area is private to this module and never lent out).
+            unsafe {
+                core::ptr::copy_nonoverlapping(area().add(PAGE), chunk.as_mut_ptr(), chunk.len())
+            };
         }
         Ok(())
     }
@@ -499,11 +501,11 @@ impl Blkfront {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
-            for (i, w) in chunk.chunks_exact(8).enumerate() {
-                let v = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-                // SAFETY: as in `read`.
-                unsafe { area().add(PAGE).cast::<u64>().add(i).write_volatile(v) };
-            }
+            // SAFETY: as in `read`; no request is in flight, so the backend is not copying
+            // from the pages.
+            unsafe {
+                core::ptr::copy_nonoverlapping(chunk.as_ptr(), area().add(PAGE), chunk.len())
+            };
             fence(Ordering::Release);
             self.request(BLKIF_OP_WRITE, s, chunk.len())?;
         }
