@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod benchk;
+pub mod blockbench;
 pub mod contract;
 pub mod grub;
 pub mod iso;

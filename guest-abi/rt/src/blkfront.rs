@@ -56,8 +56,8 @@ const PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
 struct Pages(UnsafeCell<[u8; PAGES * PAGE]>);
 
 // SAFETY: the pages are used only by the one connected frontend (`IN_USE`), from the main
-// flow; the backend writes them through grant copies, which the frontend reads with
-// volatile accesses after the response that announces them.
+// flow; the backend writes them through grant copies, which the frontend copies out (after
+// an acquire fence) only once the response that announces them has arrived.
 unsafe impl Sync for Pages {}
 
 /// The ring page, then the data pages.
@@ -474,10 +474,15 @@ impl Blkfront {
         for (k, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
             self.request(BLKIF_OP_READ, s, chunk.len())?;
-            for (i, v) in chunk.iter_mut().enumerate() {
-                // SAFETY: data pages start at page 1 of the static area; `i` < MAX_IO.
-                *v = unsafe { area().add(PAGE + i).read_volatile() };
-            }
+            // The response said the backend is done with the pages (its grant copies
+            // happened before it); one block copy (`rep movs`), not a loop of accesses.
+            fence(Ordering::Acquire);
+            // SAFETY: data pages start at page 1 of the static area and `chunk.len()` <=
+            // MAX_IO bytes of them; `chunk` is the caller's buffer, which cannot overlap the
+            // area (the area is private to this module and never lent out).
+            unsafe {
+                core::ptr::copy_nonoverlapping(area().add(PAGE), chunk.as_mut_ptr(), chunk.len())
+            };
         }
         Ok(())
     }
@@ -496,10 +501,11 @@ impl Blkfront {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
-            for (i, &v) in chunk.iter().enumerate() {
-                // SAFETY: as in `read`.
-                unsafe { area().add(PAGE + i).write_volatile(v) };
-            }
+            // SAFETY: as in `read`; no request is in flight, so the backend is not copying
+            // from the pages.
+            unsafe {
+                core::ptr::copy_nonoverlapping(chunk.as_ptr(), area().add(PAGE), chunk.len())
+            };
             fence(Ordering::Release);
             self.request(BLKIF_OP_WRITE, s, chunk.len())?;
         }

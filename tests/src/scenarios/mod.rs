@@ -4,6 +4,7 @@
 mod bench;
 mod blkif;
 mod block;
+mod block_bench;
 mod block_dom0;
 mod block_xl;
 mod boot;
@@ -72,6 +73,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_hostile_frontend", blkif::hostile_frontend),
         Scenario::new("block_kv", blkif::kv),
         Scenario::new("block_xl_verbs", block_xl::verbs),
+        Scenario::new("block_bench_short", block_bench::short),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
         Scenario::new("block_xl_create_icount", block_xl::create_flat_icount),
         Scenario::new("xenstore_messages", xenstore::messages),

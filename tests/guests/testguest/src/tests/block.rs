@@ -13,6 +13,11 @@
 //! * `block_stream`: writes for ever (until destroyed), saying how far it got.
 //! * `block_readonly`: the backend says read-only; a write the frontend sends anyway gets
 //!   `BLKIF_RSP_ERROR`; reads work.
+//! * `block_bench`: sequential throughput (`requests=N` requests of [`MAX_IO`] bytes, the
+//!   largest blkfront makes; 372 by default, about 16 MiB): writes them from sector 0 on,
+//!   flushes, then reads them back, timed with the domain's system time; prints
+//!   `block bench bytes=<B> request=<R> write_ns=<W> read_ns=<N>` (the write's time includes
+//!   the flush, as `dd conv=fsync` does) and checks the first word of every request read.
 //! * `block_hostile`: requests put in the ring during the handshake, bad segment counts,
 //!   bad sector bounds, sectors past the end, grant references not granted to dom0, an
 //!   indirect request: each gets its error, and a good request after them is served; last
@@ -23,7 +28,9 @@ use guest_abi::blkif::{
     BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifRequest, BlkifRequestSegment,
 };
 use xenia_guest_rt::blkfront::{Blkfront, Error, MAX_IO, probe};
+use xenia_guest_rt::boot::start_info;
 use xenia_guest_rt::check::{Checks, note};
+use xenia_guest_rt::cmdline;
 use xenia_guest_rt::println;
 use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 use xenia_guest_rt::xenbus::Xenbus;
@@ -198,6 +205,69 @@ pub fn stream() -> ! {
         }
         s = (s + n) % sectors;
     }
+}
+
+/// Requests [`bench`] makes when the command line does not say (`requests=N`).
+const BENCH_REQUESTS: u64 = 372;
+
+/// `block_bench`.
+pub fn bench() -> ! {
+    let mut c = Checks::new();
+    let requests = cmdline::value(start_info().cmdline_bytes(), "requests")
+        .and_then(|v| core::str::from_utf8(v).ok()?.parse::<u64>().ok())
+        .unwrap_or(BENCH_REQUESTS);
+    let (_bus, mut f) = open(&mut c);
+    let per = (MAX_IO / 512) as u64;
+    if !c.check(
+        format_args!("{requests} requests fit on the disk"),
+        requests > 0 && requests.saturating_mul(per) <= f.sectors(),
+        format_args!("{} sectors", f.sectors()),
+    ) {
+        c.finish()
+    }
+    let b = buf();
+    // The same bytes in every request (as `dd if=/dev/zero`), so the loop's only work is the
+    // I/O; each request's first word says where it belongs.
+    fill(b, 0);
+    let start = now_ns();
+    let mut failed = None;
+    for k in 0..requests {
+        b[..8].copy_from_slice(&k.to_le_bytes());
+        if let Err(e) = f.write(k * per, &b[..]) {
+            failed = Some((k, e));
+            break;
+        }
+    }
+    let flushed = f.flush();
+    let write_ns = now_ns() - start;
+    c.check(
+        "the writes are answered",
+        failed.is_none(),
+        format_args!("{failed:?}"),
+    );
+    c.eq("flush", flushed, Ok(()));
+    let start = now_ns();
+    let mut bad = None;
+    for k in 0..requests {
+        match f.read(k * per, &mut b[..]) {
+            Ok(()) if b[..8] == k.to_le_bytes() => {}
+            r => {
+                bad = Some((k, r));
+                break;
+            }
+        }
+    }
+    let read_ns = now_ns() - start;
+    c.check(
+        "every request reads back what was written",
+        bad.is_none(),
+        format_args!("first bad: {bad:?}"),
+    );
+    println!(
+        "block bench bytes={} request={MAX_IO} write_ns={write_ns} read_ns={read_ns}",
+        requests * MAX_IO as u64
+    );
+    c.finish()
 }
 
 /// `block_readonly`.

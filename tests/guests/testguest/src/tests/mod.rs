@@ -229,6 +229,11 @@ pub const TESTS: &[Test] = &[
         about: "writes to its disk until destroyed",
     },
     Test {
+        name: "block_bench",
+        run: block::bench,
+        about: "sequential write, flush and read of requests=N requests of 44 KiB, timed",
+    },
+    Test {
         name: "block_readonly",
         run: block::readonly,
         about: "a read-only disk: writes refused by the backend, reads served",

@@ -1,0 +1,303 @@
+//! Issue 15's throughput comparison, shared by `cargo xtask bench --only block` and the
+//! scenario `block_bench_short`: on one machine, dom0 writes (`dd ... conv=fsync`) and reads
+//! its virtio disk `/dev/vdb` directly, then a domU (testguest `block_bench`) writes, flushes
+//! and reads the same bytes of the same device through blkfront and dom0's blkback, with the
+//! same request size: [`REQUEST`] bytes, the most one blkif request carries without indirect
+//! descriptors (11 segments of a page).
+//!
+//! Both sides time themselves with their own system time (dom0's shell `time`, the domU's
+//! `now_ns`), which is QEMU's virtual clock: under `-icount` one nanosecond per instruction
+//! with the I/O done by QEMU's threads costing nothing, without it the host's wall clock.
+//! Under `-icount ...,sleep=off` a halted vCPU makes virtual time jump to the next timer
+//! deadline, so a driver waiting for an interrupt is charged the distance to that deadline,
+//! not the I/O: give dom0 `virtio_blk=poll` ([`machine`]'s `dom0_args`) for a virtual-time
+//! figure (`cargo xtask bench --only block` does).
+
+use std::time::Duration;
+
+use crate::machine::{DiskImage, Machine, Qemu};
+use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
+
+/// Bytes of one request on both sides: `BLKIF_MAX_SEGMENTS_PER_REQUEST` (11) pages.
+pub const REQUEST: u64 = 11 * 4096;
+/// The goal: the domU at least this fraction of dom0's throughput.
+pub const GOAL: f64 = 0.8;
+/// dom0's prompt.
+const PROMPT: &str = "dom0# ";
+/// Bound for one dom0 command in real time (`-icount` slows the emulator down).
+const COMMAND: Duration = Duration::from_secs(300);
+/// Bound for the domU's whole run.
+const JOB: Duration = Duration::from_secs(600);
+/// The domU's figures line (after the `(dN) ` prefix).
+const DOMU_LINE: &str = "block bench ";
+
+/// One round's figures, in nanoseconds of each side's system time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Round {
+    /// Bytes written, then read, by each side.
+    pub bytes: u64,
+    /// dom0's `dd` to `/dev/vdb` with `conv=fsync`.
+    pub dom0_write_ns: u64,
+    /// dom0's `dd` from `/dev/vdb`.
+    pub dom0_read_ns: u64,
+    /// The domU's writes and its flush.
+    pub domu_write_ns: u64,
+    /// The domU's reads.
+    pub domu_read_ns: u64,
+}
+
+/// MB/s (10^6 bytes a second) of `bytes` in `ns`.
+pub fn mb_s(bytes: u64, ns: u64) -> f64 {
+    bytes as f64 * 1000.0 / ns.max(1) as f64
+}
+
+impl Round {
+    /// (dom0's write, dom0's read, domU's write, domU's read) in MB/s.
+    pub fn throughputs(&self) -> [f64; 4] {
+        [
+            self.dom0_write_ns,
+            self.dom0_read_ns,
+            self.domu_write_ns,
+            self.domu_read_ns,
+        ]
+        .map(|ns| mb_s(self.bytes, ns))
+    }
+
+    /// The domU's throughput over dom0's: (write, read).
+    pub fn ratios(&self) -> (f64, f64) {
+        (
+            self.dom0_write_ns as f64 / self.domu_write_ns.max(1) as f64,
+            self.dom0_read_ns as f64 / self.domu_read_ns.max(1) as f64,
+        )
+    }
+}
+
+/// The best of several rounds: each figure the fastest seen (for wall-time runs, where the
+/// host's load only ever slows a round down).
+pub fn best(rounds: &[Round]) -> Option<Round> {
+    let first = *rounds.first()?;
+    Some(rounds.iter().fold(first, |b, r| Round {
+        bytes: b.bytes,
+        dom0_write_ns: b.dom0_write_ns.min(r.dom0_write_ns),
+        dom0_read_ns: b.dom0_read_ns.min(r.dom0_read_ns),
+        domu_write_ns: b.domu_write_ns.min(r.domu_write_ns),
+        domu_read_ns: b.domu_read_ns.min(r.domu_read_ns),
+    }))
+}
+
+/// `(bytes, request, write_ns, read_ns)` of testguest's
+/// `block bench bytes=<B> request=<R> write_ns=<W> read_ns=<N>` (any prefix before it).
+pub fn parse_domu(line: &str) -> Option<(u64, u64, u64, u64)> {
+    let rest = &line[line.find(DOMU_LINE)? + DOMU_LINE.len()..];
+    let mut fields = [None; 4];
+    for word in rest.split_whitespace() {
+        let (k, v) = word.split_once('=')?;
+        let i = ["bytes", "request", "write_ns", "read_ns"]
+            .iter()
+            .position(|&n| n == k)?;
+        fields[i] = Some(v.parse().ok()?);
+    }
+    Some((fields[0]?, fields[1]?, fields[2]?, fields[3]?))
+}
+
+/// The nanoseconds of dom0's `time: <ms> ms` line.
+pub fn parse_time_ns(out: &str) -> Option<u64> {
+    out.lines().find_map(|l| {
+        let ms: f64 = l
+            .trim()
+            .strip_prefix("time: ")?
+            .strip_suffix(" ms")?
+            .parse()
+            .ok()?;
+        Some((ms * 1e6).round() as u64)
+    })
+}
+
+/// `machine` with dom0 (its command line `dom0_args`), the
+/// scenarios' initrd (testguest in `/boot/`) and `disks` (the second is `/dev/vdb`).
+pub fn machine(
+    ws: &Workspace,
+    machine: Machine,
+    dom0_args: &str,
+    disks: &[&std::path::Path],
+) -> Result<Machine, String> {
+    let mut m = machine
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, dom0_args)
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "");
+    for d in disks {
+        m = m.disk(*d);
+    }
+    Ok(m)
+}
+
+/// A zero-filled image of `bytes` at `path` with every block allocated on the host (a sparse
+/// one would make the first side to write pay for the host's allocation).
+pub fn image(path: std::path::PathBuf, bytes: u64) -> Result<DiskImage, String> {
+    let img = DiskImage::create(path, bytes)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < bytes {
+        let n = (bytes - at).min(zeros.len() as u64);
+        img.write_at(at, &zeros[..n as usize])?;
+        at += n;
+    }
+    Ok(img)
+}
+
+fn run(vm: &mut Qemu, line: &str) -> Result<String, String> {
+    vm.send(&format!("{line}\r"))?;
+    vm.wait_until(
+        &format!("the prompt after `{line}`"),
+        COMMAND,
+        |log, cursor| {
+            log[cursor..].find(PROMPT).map(|i| {
+                (
+                    log[cursor..cursor + i].to_string(),
+                    cursor + i + PROMPT.len(),
+                )
+            })
+        },
+    )
+}
+
+/// A timed dd of `requests` requests; requires the whole count.
+fn dd(vm: &mut Qemu, args: &str, requests: u64, what: &str) -> Result<u64, String> {
+    let line = format!("time dd {args} bs={REQUEST} count={requests}");
+    let out = run(vm, &line)?;
+    if !out.contains(&format!("{requests}+0 records {what}")) {
+        return Err(format!("`{line}`: {out:?}"));
+    }
+    parse_time_ns(&out).ok_or_else(|| format!("no time from `{line}`: {out:?}"))
+}
+
+/// One round at dom0's prompt: dom0's write (`conv=fsync`) and read of `requests` requests on
+/// `/dev/vdb`, then domain `name` (testguest `block_bench`) on the same device, which must
+/// pass; waits until it is gone.
+pub fn round(vm: &mut Qemu, name: &str, requests: u64) -> Result<Round, String> {
+    let dom0_write_ns = dd(vm, "if=/dev/zero of=/dev/vdb conv=fsync", requests, "out")?;
+    let dom0_read_ns = dd(vm, "if=/dev/vdb of=/dev/null", requests, "in")?;
+    let line = format!(
+        "xl create /etc/xen/hello.cfg 'name=\"{name}\"' 'kernel=\"/boot/testguest.elf\"' \
+         'cmdline=\"test=block_bench requests={requests}\"' \
+         \"disk=['format=raw, vdev=xvda, access=rw, target=/dev/vdb']\""
+    );
+    let out = run(vm, &line)?;
+    let id: u32 = out
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("Domain {name} created with id "))
+        })
+        .and_then(|id| id.trim().parse().ok())
+        .ok_or_else(|| format!("`xl create` of {name} failed:\n{out}"))?;
+    let prefix = format!("(d{id}) ");
+    let result = vm.wait_for_line_starting(&format!("{prefix}Test result: "), JOB)?;
+    let log = vm.serial_log();
+    if result != format!("{prefix}Test result: SUCCESS") {
+        let failed: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with(&format!("{prefix}check ")) && !l.ends_with(": ok"))
+            .collect();
+        return Err(format!("{name}: {result}; failed checks: {failed:?}"));
+    }
+    let (bytes, request, domu_write_ns, domu_read_ns) = log
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .find_map(parse_domu)
+        .ok_or_else(|| format!("no `block bench` line from d{id}"))?;
+    if request != REQUEST || bytes != requests * REQUEST {
+        return Err(format!(
+            "d{id} moved {bytes} bytes in requests of {request}, not {requests} of {REQUEST}"
+        ));
+    }
+    // The domain powers off after its result; wait (bounded) until xl no longer lists it.
+    let mut listed = true;
+    for _ in 0..50 {
+        let list = run(vm, "xl list")?;
+        listed = list
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(name));
+        if !listed {
+            break;
+        }
+    }
+    if listed {
+        return Err(format!("domain {name} is still listed"));
+    }
+    Ok(Round {
+        bytes,
+        dom0_write_ns,
+        dom0_read_ns,
+        domu_write_ns,
+        domu_read_ns,
+    })
+}
+
+/// The report lines of `r` (`how`: "virtual time" or the like).
+pub fn report(r: &Round, how: &str) -> Vec<String> {
+    let [dw, dr, uw, ur] = r.throughputs();
+    let (rw, rr) = r.ratios();
+    let verdict = |x: f64| if x >= GOAL { "met" } else { "NOT met" };
+    vec![
+        format!(
+            "{how}: {} KiB in requests of {REQUEST} bytes: dom0 on /dev/vdb write+fsync {dw:.1} MB/s, read {dr:.1} MB/s; domU through blkfront/blkback write+flush {uw:.1} MB/s, read {ur:.1} MB/s",
+            r.bytes / 1024
+        ),
+        format!(
+            "{how}: domU/dom0 write {rw:.2}, read {rr:.2} (goal: at least {GOAL}; write {}, read {})",
+            verdict(rw),
+            verdict(rr)
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domu_line_parses() {
+        assert_eq!(
+            parse_domu("(d3) block bench bytes=90112 request=45056 write_ns=100 read_ns=50"),
+            Some((90112, 45056, 100, 50))
+        );
+        assert_eq!(
+            parse_domu("block bench read_ns=5 write_ns=6 request=1 bytes=2"),
+            Some((2, 1, 6, 5))
+        );
+        assert_eq!(parse_domu("block bench bytes=1 request=2 write_ns=3"), None);
+        assert_eq!(
+            parse_domu("block bench bytes=x request=2 write_ns=3 read_ns=4"),
+            None
+        );
+        assert_eq!(parse_domu("block: pattern written"), None);
+    }
+
+    #[test]
+    fn dom0_time_parses() {
+        assert_eq!(parse_time_ns("x\ntime: 12.500000 ms\n"), Some(12_500_000));
+        assert_eq!(parse_time_ns("time: soon"), None);
+    }
+
+    #[test]
+    fn ratios_and_best() {
+        let a = Round {
+            bytes: 1_000_000,
+            dom0_write_ns: 1_000_000,
+            dom0_read_ns: 500_000,
+            domu_write_ns: 2_000_000,
+            domu_read_ns: 500_000,
+        };
+        assert_eq!(a.throughputs(), [1000.0, 2000.0, 500.0, 2000.0]);
+        assert_eq!(a.ratios(), (0.5, 1.0));
+        let b = Round {
+            dom0_write_ns: 900_000,
+            domu_read_ns: 600_000,
+            ..a
+        };
+        let m = best(&[a, b]).unwrap();
+        assert_eq!((m.dom0_write_ns, m.domu_read_ns), (900_000, 500_000));
+        assert!(best(&[]).is_none());
+        assert!(report(&a, "virtual time")[1].contains("write NOT met, read met"));
+    }
+}
