@@ -5,6 +5,12 @@
 //! exchange naming another domain with `EPERM`, and `in`/`out` on PCI configuration ports,
 //! the keyboard controller and a PCI I/O BAR's range with #GP at the instruction.
 //!
+//! `XENMEM_exchange` of its own memory is every domain's (the red team's attacks, issue 15):
+//! a pinned page table, a mapped frame, one frame listed twice in a chunk, a frame that is not
+//! the domain's, and a chunk whose second extent is bad are refused with nothing exchanged
+//! and every frame still where it was; a good exchange hands back zeroed frames, and the
+//! frames given up can no longer be mapped.
+//!
 //! Run by dom0test's `devaccess_domu` as an unprivileged domU; its verdict is read from the
 //! hypervisor's console ring.
 
@@ -197,6 +203,8 @@ pub fn run() -> ! {
         0,
     );
 
+    own_exchanges(&mut c);
+
     // Ports: dom0's bitmap is not in force for a domU.
     // SAFETY: (every probe) in a domU's ring 1 these raise #GP before any effect.
     let probes = unsafe {
@@ -236,4 +244,178 @@ pub fn run() -> ! {
         );
     }
     c.finish()
+}
+
+/// `XENMEM_exchange` of `ins` (order `in_order`) for `outs.len()` extents of `out_order`;
+/// returns `rax` and `nr_exchanged`.
+fn exchange(ins: &mut [u64], in_order: u32, outs: &mut [u64], out_order: u32) -> (i64, u64) {
+    let mut x = MemoryExchange {
+        input: MemoryReservation {
+            extent_start: ins.as_mut_ptr() as u64,
+            nr_extents: ins.len() as u64,
+            extent_order: in_order,
+            mem_flags: 0,
+            domid: DOMID_SELF,
+        },
+        output: MemoryReservation {
+            extent_start: outs.as_mut_ptr() as u64,
+            nr_extents: outs.len() as u64,
+            extent_order: out_order,
+            mem_flags: 0,
+            domid: DOMID_SELF,
+        },
+        nr_exchanged: 0,
+    };
+    // SAFETY: the hypervisor reads the structure and the arrays and writes them back, all
+    // borrowed for the call; the frames named are this test's fresh frames (or ones it must
+    // refuse), which no Rust reference uses.
+    let ret = unsafe {
+        hypercall2(
+            HYPERVISOR_MEMORY_OP,
+            XENMEM_EXCHANGE.into(),
+            &raw mut x as u64,
+        )
+    };
+    (ret, x.nr_exchanged)
+}
+
+/// Whether frame `mfn` can be mapped (read-only) by this domain now: its own, not gone.
+fn mappable(mfn: u64) -> bool {
+    // SAFETY: slot 1 is this test's; a window is closed at once.
+    match unsafe { Window::read_only(1, mfn) } {
+        Ok(w) => {
+            let _ = w.close();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Attacks on `XENMEM_exchange` with the domain's own memory (see the module's text).
+fn own_exchanges(c: &mut Checks) {
+    let mut fresh = [0u64; 4];
+    for f in &mut fresh {
+        match mm::fresh_frame() {
+            Some((_, mfn)) => *f = mfn,
+            None => {
+                c.check("four fresh frames", false, format_args!("ran out"));
+                return;
+            }
+        }
+    }
+    let [a, b, t, d] = fresh;
+
+    // A pinned page table (an empty L1).
+    // SAFETY: `t` is a fresh frame nothing maps; pinned, it is read-only to us.
+    let pinned = unsafe { mm::zero_frame(t) }.is_ok() && unsafe { mm::pin(1, t) } == 0;
+    c.check(
+        "pin a fresh frame as an L1",
+        pinned,
+        format_args!("refused"),
+    );
+    let (ret, done) = exchange(&mut [t], 0, &mut [0], 0);
+    c.errno("exchange of a pinned L1", ret, Errno::EBUSY);
+    c.eq("nothing exchanged (pinned L1)", done, 0);
+    // SAFETY: as above; unpinning an empty L1 changes no mapping.
+    c.eq(
+        "the L1 is still pinned (unpin works)",
+        unsafe { mm::unpin(t) },
+        0,
+    );
+
+    // A frame the domain maps (its first bootstrap page).
+    let mapped = mm::p2m(0);
+    let (ret, done) = exchange(&mut [mapped], 0, &mut [0], 0);
+    c.errno("exchange of a mapped frame", ret, Errno::EBUSY);
+    c.eq("nothing exchanged (mapped)", done, 0);
+
+    // One frame listed twice in one chunk (two order-0 extents for one order-1 extent).
+    let (ret, done) = exchange(&mut [a, a], 0, &mut [0], 1);
+    c.check(
+        "exchange listing a frame twice in a chunk is refused",
+        ret < 0,
+        format_args!("returned {ret}"),
+    );
+    c.eq("nothing exchanged (frame twice)", done, 0);
+    c.check(
+        "the frame listed twice is still ours",
+        mappable(a),
+        format_args!("not mappable"),
+    );
+
+    // An order-1 input extent whose second frame is not the domain's: the frame past the
+    // domain's last fresh one is some other owner's (or nobody's) as often as not, so the
+    // local APIC's frame stands in as the certainly foreign one.
+    let (ret, done) = exchange(&mut [a, LAPIC_MFN], 0, &mut [0], 1);
+    c.check(
+        "exchange including a frame that is not ours is refused",
+        ret < 0,
+        format_args!("returned {ret}"),
+    );
+    c.eq("nothing exchanged (foreign frame)", done, 0);
+    c.check(
+        "the good frame of that chunk is still ours",
+        mappable(a),
+        format_args!("not mappable"),
+    );
+
+    // A two-chunk exchange whose second chunk is bad: the first is done and reported.
+    // The frames get a pattern first: what comes back must be zero.
+    for &f in &[a, b] {
+        // SAFETY: fresh frames nothing else maps.
+        let _ = unsafe { mm::fill_frame(f, |p| p.fill(0x5EC2_E7D0_0D0F_0000 | f)) };
+    }
+    let mut outs = [0u64; 2];
+    let (ret, done) = exchange(&mut [a, b], 0, &mut outs, 0);
+    // Chunks are one frame each here, so the failure needs a bad second frame: see below.
+    c.eq("exchange of two fresh frames", ret, 0);
+    c.eq("nr_exchanged after a good exchange", done, 2);
+    // A frame given up in the first chunk may come straight back as the second chunk's new
+    // frame (the allocator reuses what was freed last): then it is ours again, and zeroed.
+    for (what, g) in [("first", a), ("second", b)] {
+        c.eq(
+            format_args!(
+                "the {what} frame given up ({g:#x}, new {outs:x?}) is mappable only if handed back"
+            ),
+            mappable(g),
+            outs.contains(&g),
+        );
+    }
+    for (i, &n) in outs.iter().enumerate() {
+        let mut zero = true;
+        // SAFETY: slot 1 is this test's; the new frame is ours and nothing else maps it.
+        match unsafe { Window::read_only(1, n) } {
+            Ok(w) => {
+                for off in (0..4096).step_by(8) {
+                    zero &= w.read(off) == 0;
+                }
+                let _ = w.close();
+            }
+            Err(e) => {
+                c.check(
+                    format_args!("map new frame {i}"),
+                    false,
+                    format_args!("returned {e}"),
+                );
+                continue;
+            }
+        }
+        c.check(
+            format_args!("new frame {i} ({n:#x}) is zero"),
+            zero,
+            format_args!("old data"),
+        );
+    }
+    let (ret, done) = exchange(&mut [d, LAPIC_MFN], 0, &mut [0, 0], 0);
+    c.check(
+        "a two-chunk exchange whose second chunk is bad fails",
+        ret < 0,
+        format_args!("returned {ret}"),
+    );
+    c.eq("nr_exchanged reports the first chunk", done, 1);
+    c.check(
+        "the first chunk's frame was given up",
+        !mappable(d),
+        format_args!("still mappable"),
+    );
 }
