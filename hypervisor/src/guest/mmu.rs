@@ -674,14 +674,23 @@ fn alloc_below(order: u32, address_bits: u32) -> Option<Mfn> {
     use xenia_core::mm::exchange::below_address_limit;
     const TRIES: usize = 8;
     let count = 1u64 << order;
+    if below_address_limit(u64::MAX - count, order, address_bits) {
+        // No limit: any run will do.
+        return frames::alloc_contiguous_zeroed(count);
+    }
     let mut rejected = [Mfn(0); TRIES];
     let mut found = None;
     let mut r = 0;
     while r < TRIES {
-        let Some(first) = frames::alloc_contiguous_zeroed(count) else {
+        // Runs are taken unzeroed and only the one kept is cleared: a limit no run meets
+        // would otherwise cost TRIES zeroed extents (16 MiB) a call, with the world held.
+        let Some(first) = frames::alloc_contiguous(count) else {
             break;
         };
         if below_address_limit(first.0, order, address_bits) {
+            for k in 0..count {
+                physmem::zero(Mfn(first.0 + k));
+            }
             found = Some(first);
             break;
         }

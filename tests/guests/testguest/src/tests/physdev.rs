@@ -249,6 +249,17 @@ pub fn run() -> ! {
 /// `XENMEM_exchange` of `ins` (order `in_order`) for `outs.len()` extents of `out_order`;
 /// returns `rax` and `nr_exchanged`.
 fn exchange(ins: &mut [u64], in_order: u32, outs: &mut [u64], out_order: u32) -> (i64, u64) {
+    exchange_below(ins, in_order, outs, out_order, 0)
+}
+
+/// [`exchange`] with the new extents asked below `2^bits` bytes (`XENMEMF_address_bits`).
+fn exchange_below(
+    ins: &mut [u64],
+    in_order: u32,
+    outs: &mut [u64],
+    out_order: u32,
+    bits: u32,
+) -> (i64, u64) {
     let mut x = MemoryExchange {
         input: MemoryReservation {
             extent_start: ins.as_mut_ptr() as u64,
@@ -261,7 +272,7 @@ fn exchange(ins: &mut [u64], in_order: u32, outs: &mut [u64], out_order: u32) ->
             extent_start: outs.as_mut_ptr() as u64,
             nr_extents: outs.len() as u64,
             extent_order: out_order,
-            mem_flags: 0,
+            mem_flags: bits,
             domid: DOMID_SELF,
         },
         nr_exchanged: 0,
@@ -417,5 +428,53 @@ fn own_exchanges(c: &mut Checks) {
         "the first chunk's frame was given up",
         !mappable(d),
         format_args!("still mappable"),
+    );
+    unsatisfiable_limit(c);
+}
+
+/// Calls of [`unsatisfiable_limit`]'s exchange timed.
+const LIMIT_CALLS: u64 = 8;
+
+/// 512 frames for one 2 MiB extent below 8 KiB, which no extent can be: `ENOMEM`, nothing
+/// exchanged, the frames still ours, and the time each refusal holds the hypervisor (the
+/// call runs with every domain's hypercalls held off) printed.
+fn unsatisfiable_limit(c: &mut Checks) {
+    const N: usize = 512;
+    static mut INS: [u64; N] = [0; N];
+    // SAFETY: the test's main flow is the only user of this buffer.
+    let ins = unsafe { &mut *(&raw mut INS) };
+    for f in ins.iter_mut() {
+        match mm::fresh_frame() {
+            Some((_, mfn)) => *f = mfn,
+            None => {
+                c.check("512 fresh frames", false, format_args!("ran out"));
+                return;
+            }
+        }
+    }
+    let start = xenia_guest_rt::time::now_ns();
+    let mut all = true;
+    for _ in 0..LIMIT_CALLS {
+        let (ret, done) = exchange_below(ins, 0, &mut [0], 9, 13);
+        all &= ret == -(Errno::ENOMEM as i64) && done == 0;
+    }
+    let per_call = (xenia_guest_rt::time::now_ns() - start) / LIMIT_CALLS;
+    c.check(
+        "a 2 MiB extent below 8 KiB: ENOMEM, nothing exchanged",
+        all,
+        format_args!("some call differed"),
+    );
+    c.check(
+        "the frames of the refused exchange are still ours",
+        mappable(ins[0]) && mappable(ins[N - 1]),
+        format_args!("not mappable"),
+    );
+    // The figure is the point; the bound only catches a refusal that costs whole ticks.
+    c.check(
+        format_args!(
+            "an unsatisfiable 2 MiB exchange is refused in {per_call} ns a call (< 100 ms)"
+        ),
+        per_call < 100_000_000,
+        format_args!("too slow"),
     );
 }
