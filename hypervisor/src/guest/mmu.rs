@@ -583,6 +583,7 @@ fn exchange(cx: &mut Hc) -> Result<u64, Errno> {
     // One chunk's frames, given and taken (at most 2^MAX_ORDER each way).
     let mut given = [Mfn(0); 1 << xenia_core::mm::exchange::MAX_ORDER];
     let mut got = [Mfn(0); 1 << xenia_core::mm::exchange::MAX_ORDER];
+    let mut flushed = false;
     for chunk in p.first_chunk..p.chunks {
         // The chunk's input frames: each listed extent's frames, taken back from the caller.
         let mut n = 0;
@@ -643,7 +644,14 @@ fn exchange(cx: &mut Hc) -> Result<u64, Errno> {
         }
         // The given frames are mapped nowhere (`take_back` refused them otherwise), but a
         // vCPU of the caller may still hold a stale translation: flushed before they go.
-        ft::flush_everywhere();
+        // Once a call is enough (as in `decrease_reservation`): the call holds the world, so
+        // no page table changes during it, and every frame a later chunk gives was unmapped
+        // before the call began. A flush per chunk would be 2048 waits on every pCPU that
+        // runs a vCPU, for one order-0 exchange, with the world held.
+        if !flushed {
+            ft::flush_everywhere();
+            flushed = true;
+        }
         for &mfn in &given[..n] {
             m2p::set(mfn, m2p::INVALID);
             frames::free_contiguous(mfn, 1);

@@ -469,6 +469,16 @@ fn unsatisfiable_limit(c: &mut Checks) {
         mappable(ins[0]) && mappable(ins[N - 1]),
         format_args!("not mappable"),
     );
+    // The same 512 frames for 512 others, one chunk each.
+    let mut outs = [0u64; N];
+    let start = xenia_guest_rt::time::now_ns();
+    let (ret, done) = exchange(ins, 0, &mut outs, 0);
+    let took = xenia_guest_rt::time::now_ns() - start;
+    c.check(
+        format_args!("512 order-0 frames exchanged in one call ({took} ns)"),
+        ret == 0 && done == N as u64,
+        format_args!("returned {ret}, nr_exchanged {done}"),
+    );
     // The figure is the point; the bound only catches a refusal that costs whole ticks.
     c.check(
         format_args!(
