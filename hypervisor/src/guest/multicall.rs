@@ -15,8 +15,9 @@
 //! - `iret` ends the batch (Xen's `mc_exit`); a shutdown or crash ends it too;
 //! - a nested multicall is `EINVAL` in its entry's result.
 //!
-//! Between entries the call continues itself when an event waits for delivery or after
-//! `MULTICALL_CHUNK` entries, so a long batch never holds the pCPU for long.
+//! Between entries the call continues itself when an event waits for delivery, after
+//! `MULTICALL_CHUNK` entries, or after an exchange (`XENMEM_exchange`, up to 2 MiB of frames
+//! zeroed), so a long batch never holds the pCPU for long.
 
 use core::mem::offset_of;
 use core::sync::atomic::Ordering;
@@ -69,6 +70,15 @@ pub fn multicall(cx: &mut Hc) -> HcResult {
             Ok(r @ (Ret::Resumed | Ret::Stopped)) => return Ok(r),
         };
         space.write(at.field::<i64>(offset_of!(MulticallEntry, result)), &value)?;
+        // An exchange does up to its largest chunk of memory work (`mmu::exchange`, which
+        // continues itself past that): the batch is continued after one, so that a
+        // multicall of exchanges does not hold the world for each in turn.
+        let exchange = entry.op == guest_abi::hypercall::HYPERVISOR_MEMORY_OP
+            && entry.args[0] == u64::from(guest_abi::memory::XENMEM_EXCHANGE);
+        if exchange && i + 1 < count {
+            let after = entries.get(i + 1).ok_or(Errno::EFAULT)?;
+            return Ok(Ret::Again(rest(after, count - i - 1)));
+        }
         let pause = match result {
             Ok(Ret::Yield) => Some(Next::Yield),
             Ok(Ret::Block) => Some(Next::Block),
