@@ -207,7 +207,7 @@ pub fn stream() -> ! {
     }
 }
 
-/// Requests [`bench`] makes when the command line does not say (`requests=N`).
+/// Requests [`bench()`] makes when the command line does not say (`requests=N`).
 const BENCH_REQUESTS: u64 = 372;
 
 /// `block_bench`.
