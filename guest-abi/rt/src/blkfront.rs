@@ -8,7 +8,7 @@
 //! channel for the backend, writes `ring-ref`, `event-channel`, `protocol` and `state` = 3
 //! (Initialised), and waits (at most [`CONNECT_WAIT_NS`]) for the backend's `state` = 4 and
 //! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`]
-//! and [`Blkfront::flush`] then put one request at a time in the ring and wait for its
+//! [`Blkfront::flush`] and [`Blkfront::discard`] then put one request at a time in the ring and wait for its
 //! response (at most [`IO_WAIT_NS`]); data moves through the granted pages, 44 KiB a request.
 //! [`Blkfront::disconnect`] writes Closing, waits (bounded) for the backend's Closed, ends
 //! the grants and closes the channel.
@@ -21,10 +21,11 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 
 use guest_abi::Errno;
 use guest_abi::blkif::{
-    BLKIF_ENTRY_SIZE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
-    BLKIF_OP_WRITE, BLKIF_RING_SIZE, BLKIF_RSP_OKAY, BlkifRequest, BlkifRequestSegment,
-    BlkifResponse, SECTOR_SIZE, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD,
-    VDISK_READONLY, XEN_IO_PROTO_ABI_X86_64, XenbusState, entry_offset,
+    BLKIF_ENTRY_SIZE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE,
+    BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RING_SIZE, BLKIF_RSP_OKAY, BlkifRequest,
+    BlkifRequestDiscard, BlkifRequestSegment, BlkifResponse, SECTOR_SIZE, SRING_REQ_EVENT,
+    SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD, VDISK_READONLY, XEN_IO_PROTO_ABI_X86_64,
+    XenbusState, entry_offset,
 };
 use guest_abi::calls;
 use guest_abi::event::EvtchnPort;
@@ -181,6 +182,7 @@ pub struct Blkfront {
     sectors: u64,
     sector_size: u32,
     read_only: bool,
+    discard: bool,
     req_prod: u32,
     rsp_cons: u32,
     next_id: u64,
@@ -244,6 +246,7 @@ impl Blkfront {
             sectors: 0,
             sector_size: 512,
             read_only: false,
+            discard: false,
             req_prod: 0,
             rsp_cons: 0,
             next_id: 1,
@@ -303,6 +306,7 @@ impl Blkfront {
         f.sector_size = read_u64(xs, &[be.as_str(), "/sector-size"]).unwrap_or(512) as u32;
         let info = read_u64(xs, &[be.as_str(), "/info"]).unwrap_or(0);
         f.read_only = info & u64::from(VDISK_READONLY) != 0;
+        f.discard = read_u64(xs, &[be.as_str(), "/feature-discard"]).unwrap_or(0) == 1;
         write_node(xs, &[dev, "/state"], XenbusState::Connected.as_str())?;
         Ok(f)
     }
@@ -362,6 +366,11 @@ impl Blkfront {
     /// Whether the backend said the disk is read-only.
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether the backend offers discard (`feature-discard`).
+    pub fn can_discard(&self) -> bool {
+        self.discard
     }
 
     /// The device number (`virtual-device`).
@@ -508,6 +517,45 @@ impl Blkfront {
             };
             fence(Ordering::Release);
             self.request(BLKIF_OP_WRITE, s, chunk.len())?;
+        }
+        Ok(())
+    }
+
+    /// Tells the disk that `count` sectors at `sector` are unused (`BLKIF_OP_DISCARD`, a
+    /// hint: they read back undefined afterwards).
+    pub fn discard(&mut self, sector: u64, count: u64) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if !self.discard {
+            return Err(Error::Status(guest_abi::blkif::BLKIF_RSP_EOPNOTSUPP));
+        }
+        match sector.checked_add(count) {
+            Some(e) if e <= self.sectors => {}
+            _ => return Err(Error::Range),
+        }
+        self.discard_unchecked(sector, count)
+    }
+
+    /// [`Blkfront::discard`] without the frontend's checks (for testing the backend's).
+    pub fn discard_unchecked(&mut self, sector: u64, count: u64) -> Result<(), Error> {
+        let r = BlkifRequestDiscard {
+            operation: BLKIF_OP_DISCARD,
+            flag: 0,
+            handle: self.devid as u16,
+            id: self.next_id,
+            sector_number: sector,
+            nr_sectors: count,
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = r.id;
+        self.push_raw(&r.to_bytes());
+        let rsp = self.next_response()?;
+        if rsp.id != id {
+            return Err(Error::Closed);
+        }
+        if rsp.status != BLKIF_RSP_OKAY {
+            return Err(Error::Status(rsp.status));
         }
         Ok(())
     }

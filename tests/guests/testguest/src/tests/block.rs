@@ -6,13 +6,14 @@
 //! image file on the host with the same rule).
 //!
 //! * `block_write`: writes the pattern over the whole disk (at most [`MAX_SECTORS`]), flushes,
-//!   reads a few places back, and powers off without closing the device (the backend finds
+//!   reads a few places back (a discard inside the disk first: OKAY; one past the end:
+//!   `BLKIF_RSP_ERROR`), and powers off without closing the device (the backend finds
 //!   the domain gone).
 //! * `block_read`: reads the whole disk and checks the pattern, then disconnects (Closing,
 //!   Closed).
 //! * `block_stream`: writes for ever (until destroyed), saying how far it got.
 //! * `block_readonly`: the backend says read-only; a write the frontend sends anyway gets
-//!   `BLKIF_RSP_ERROR`; reads work.
+//!   `BLKIF_RSP_ERROR`, and so does a discard; reads work.
 //! * `block_bench`: sequential throughput (`requests=N` requests of [`MAX_IO`] bytes, the
 //!   largest blkfront makes; 372 by default, about 16 MiB): writes them from sector 0 on,
 //!   flushes, then reads them back, timed with the domain's system time; prints
@@ -104,6 +105,19 @@ pub fn write() -> ! {
     let sectors = f.sectors().min(MAX_SECTORS);
     let b = buf();
     let per = (MAX_IO / 512) as u64;
+    // Discard: offered; a range inside the disk is answered OKAY (a hint: the pattern
+    // written next covers it), one past the end gets BLKIF_RSP_ERROR from the backend.
+    c.check(
+        "the backend offers feature-discard",
+        f.can_discard(),
+        format_args!(""),
+    );
+    c.eq("a discard inside the disk", f.discard(0, 64), Ok(()));
+    c.eq(
+        "a discard past the end gets BLKIF_RSP_ERROR",
+        f.discard_unchecked(f.sectors() - 4, 8),
+        Err(Error::Status(BLKIF_RSP_ERROR)),
+    );
     let mut s = 0;
     let start = now_ns();
     let mut failed = None;
@@ -292,6 +306,16 @@ pub fn readonly() -> ! {
     c.eq(
         "a write sent anyway gets BLKIF_RSP_ERROR",
         f.write_unchecked(0, &chunk[..512]),
+        Err(Error::Status(BLKIF_RSP_ERROR)),
+    );
+    c.eq(
+        "a discard is refused by the frontend",
+        f.discard(0, 8),
+        Err(Error::ReadOnly),
+    );
+    c.eq(
+        "a discard sent anyway gets BLKIF_RSP_ERROR",
+        f.discard_unchecked(0, 8),
         Err(Error::Status(BLKIF_RSP_ERROR)),
     );
     let chunk = &mut b[..4096];
