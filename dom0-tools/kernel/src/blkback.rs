@@ -541,7 +541,9 @@ fn disconnect(d: &mut Device, why: &str) {
 /// Runs grant copies; `Err` with the first bad status.
 fn copy(ops: &mut [GnttabCopy]) -> Result<(), i16> {
     // SAFETY: every local end of these operations is a page of the backend's scratch
-    // buffer, which the caller holds exclusively (`&mut`) and reads only after the call.
+    // buffer, which the caller holds exclusively (`&mut`) and reads only after the call, or
+    // of a disk's transfer buffer lent by its driver under the disk's lock, with no request
+    // of the device on it (`blockdev::read_direct`, `blockdev::write_direct`).
     unsafe { calls::grant_copy(ops) }.map_err(|_| guest_abi::grant::GNTST_GENERAL_ERROR)?;
     match ops.iter().find(|o| o.status != GNTST_OKAY) {
         Some(o) => Err(o.status),
@@ -815,6 +817,40 @@ fn runs(segs: &[Segment]) -> Vec<(usize, core::ops::Range<usize>)> {
     out
 }
 
+/// Grant copies between the segments and a machine-contiguous buffer starting at frame
+/// `first`, the segments packed one after the other in it (the device's order); a piece of
+/// a segment that crosses a page of the buffer is split. `into_buffer`: from the frontend's
+/// grants into the buffer, else from the buffer to them. How many of `ops` are used.
+fn packed(
+    dom: DomId,
+    segs: &[Segment],
+    first: u64,
+    into_buffer: bool,
+    ops: &mut [GnttabCopy; 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST],
+) -> usize {
+    let mut n = 0;
+    let mut at = 0usize;
+    for s in segs {
+        let mut left = usize::from(s.len);
+        let mut remote = s.offset;
+        while left > 0 && n < ops.len() {
+            let off = at % PAGE;
+            let piece = left.min(PAGE - off);
+            let frame = first + (at / PAGE) as u64;
+            ops[n] = if into_buffer {
+                from_gref(dom, s.gref, remote, frame, off as u16, piece as u16)
+            } else {
+                to_gref(dom, s.gref, remote, frame, off as u16, piece as u16)
+            };
+            n += 1;
+            at += piece;
+            remote += piece as u16;
+            left -= piece;
+        }
+    }
+    n
+}
+
 fn execute(
     dom: DomId,
     dev: DevId,
@@ -829,6 +865,24 @@ fn execute(
         Action::Discard { .. } => Ok(()),
         Action::Read { sector, segs, nr } => {
             let segs = &segs[..nr];
+            // Straight from the driver's transfer buffer to the frontend's pages.
+            let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+            let mut status = GNTST_OKAY;
+            let mut lent = false;
+            let r = blockdev::read_direct(dev, sector, total, &mut |first| {
+                lent = true;
+                let mut ops = [GnttabCopy::default(); 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST];
+                let n = packed(dom, segs, first, false, &mut ops);
+                copy(&mut ops[..n]).map_err(|s| {
+                    status = s;
+                    BlockError::Io
+                })
+            });
+            match r {
+                Err(BlockError::Unsupported) if !lent => {}
+                Err(_) if status != GNTST_OKAY => return Err(grant_error(status)),
+                r => return r.map_err(block_error),
+            }
             for (before, r) in runs(segs) {
                 blockdev::read(dev, sector + before as u64, &mut data[r]).map_err(block_error)?;
             }
@@ -845,17 +899,37 @@ fn execute(
             flush,
         } => {
             let segs = &segs[..nr];
-            let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
-            for (i, s) in segs.iter().enumerate() {
-                ops[i] = from_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
-            }
-            // Every segment is copied before anything is written: a bad grant writes nothing.
-            copy(&mut ops[..nr]).map_err(grant_error)?;
             if flush {
                 blockdev::flush(dev).map_err(block_error)?;
             }
-            for (before, r) in runs(segs) {
-                blockdev::write(dev, sector + before as u64, &data[r]).map_err(block_error)?;
+            // Straight from the frontend's pages into the driver's transfer buffer: every
+            // segment is copied before anything is written, so a bad grant writes nothing.
+            let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+            let mut status = GNTST_OKAY;
+            let mut lent = false;
+            let r = blockdev::write_direct(dev, sector, total, &mut |first| {
+                lent = true;
+                let mut ops = [GnttabCopy::default(); 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST];
+                let n = packed(dom, segs, first, true, &mut ops);
+                copy(&mut ops[..n]).map_err(|s| {
+                    status = s;
+                    BlockError::Io
+                })
+            });
+            match r {
+                Err(BlockError::Unsupported) if !lent => {
+                    let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
+                    for (i, s) in segs.iter().enumerate() {
+                        ops[i] = from_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
+                    }
+                    copy(&mut ops[..nr]).map_err(grant_error)?;
+                    for (before, r) in runs(segs) {
+                        blockdev::write(dev, sector + before as u64, &data[r])
+                            .map_err(block_error)?;
+                    }
+                }
+                Err(_) if status != GNTST_OKAY => return Err(grant_error(status)),
+                r => r.map_err(block_error)?,
             }
             if flush {
                 blockdev::flush(dev).map_err(block_error)?;
