@@ -613,8 +613,27 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
     let dom = d.dom;
     let gref = ring.gref;
     let (ring_page, data) = scratch.split_at_mut(PAGE);
-    // The producer index, then the entries it publishes (one hypercall, in order).
-    let Ok(req_prod) = ring_index(dom, gref, SRING_REQ_PROD, ring_page, mfns[0]) else {
+    // The producer index and the entry at `req_cons` in one batch (the usual case is one
+    // new request: one hypercall); the entry is used only if the index publishes it.
+    let mut head = [
+        from_gref(
+            dom,
+            gref,
+            SRING_REQ_PROD as u16,
+            mfns[0],
+            SRING_REQ_PROD as u16,
+            4,
+        ),
+        from_gref(
+            dom,
+            gref,
+            entry_offset(ring.req_cons) as u16,
+            mfns[0],
+            entry_offset(ring.req_cons) as u16,
+            BLKIF_ENTRY_SIZE as u16,
+        ),
+    ];
+    if copy(&mut head).is_err() {
         ring.broken = true;
         tprintln!(
             "dom0: blkback: d{} {}: ring no longer granted; not serving it",
@@ -622,7 +641,13 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
             d.be
         );
         return;
-    };
+    }
+    let req_prod = u32::from_le_bytes([
+        ring_page[SRING_REQ_PROD],
+        ring_page[SRING_REQ_PROD + 1],
+        ring_page[SRING_REQ_PROD + 2],
+        ring_page[SRING_REQ_PROD + 3],
+    ]);
     let Some(new) = vbd::new_requests(req_prod, ring.req_cons, ring.rsp_prod) else {
         ring.broken = true;
         tprintln!(
@@ -637,24 +662,20 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
         return;
     }
     let n = new.min(BLKIF_RING_SIZE);
-    let mut entry_ops: Vec<GnttabCopy> = Vec::new();
-    if entry_ops.try_reserve(n as usize).is_err() {
-        ring.seen = u32::MAX;
-        return;
-    }
-    for i in 0..n {
-        let idx = ring.req_cons.wrapping_add(i);
-        let at = entry_offset(idx);
-        entry_ops.push(from_gref(
+    // The other entries the index publishes (one hypercall, in order).
+    let mut entry_ops = [GnttabCopy::default(); BLKIF_RING_SIZE as usize];
+    for i in 1..n {
+        let at = entry_offset(ring.req_cons.wrapping_add(i));
+        entry_ops[i as usize] = from_gref(
             dom,
             gref,
             at as u16,
             mfns[0],
             at as u16,
             BLKIF_ENTRY_SIZE as u16,
-        ));
+        );
     }
-    if copy(&mut entry_ops).is_err() {
+    if n > 1 && copy(&mut entry_ops[1..n as usize]).is_err() {
         ring.broken = true;
         tprintln!(
             "dom0: blkback: d{} {}: ring no longer granted; not serving it",
