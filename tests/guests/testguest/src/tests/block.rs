@@ -90,12 +90,16 @@ fn open(c: &mut Checks) -> (Xenbus, Blkfront) {
     }
 }
 
-static mut BUF: [u8; MAX_IO] = [0; MAX_IO];
+/// Page-aligned, so that blkfront can lend its pages to the backend for writes.
+#[repr(C, align(4096))]
+struct Buf([u8; MAX_IO]);
+
+static mut BUF: Buf = Buf([0; MAX_IO]);
 
 fn buf() -> &'static mut [u8; MAX_IO] {
     // SAFETY: the tests run on one vCPU from the main flow only; each takes the buffer once
     // at a time (no two references live together).
-    unsafe { &mut *core::ptr::addr_of_mut!(BUF) }
+    unsafe { &mut (*core::ptr::addr_of_mut!(BUF)).0 }
 }
 
 /// `block_write`.
