@@ -7,7 +7,7 @@
 //! [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] data pages (refs after it), allocates an unbound
 //! channel for the backend, writes `ring-ref`, `event-channel`, `protocol` and `state` = 3
 //! (Initialised), and waits (at most [`CONNECT_WAIT_NS`]) for the backend's `state` = 4 and
-//! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`]
+//! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`],
 //! [`Blkfront::flush`] and [`Blkfront::discard`] then put one request at a time in the ring and wait for its
 //! response (at most [`IO_WAIT_NS`]); data moves through the granted pages, 44 KiB a request
 //! (a write from a sector-aligned buffer in the bootstrap mappings lends its own pages
