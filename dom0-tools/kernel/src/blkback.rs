@@ -380,10 +380,12 @@ impl Backend {
             return fail(xs, &format!("{params}: no such block device"));
         };
         let read_only = !writable || info.read_only;
-        // No `feature-discard`: dom0's virtio-blk driver (virtio-drivers) negotiates neither
-        // DISCARD nor WRITE_ZEROES, so a discard could only fail; a frontend that sends one
-        // anyway gets `BLKIF_RSP_EOPNOTSUPP`.
-        let keys: [(&str, String); 7] = [
+        // `feature-discard`: a discard is a hint, and the sectors it names read back
+        // undefined (no `discard-zeroes-data`). dom0's virtio-blk driver (virtio-drivers)
+        // negotiates neither DISCARD nor WRITE_ZEROES, so a checked discard (inside the
+        // device, not on a read-only disk) is answered OKAY without telling the device: no
+        // space is reclaimed until the driver negotiates VIRTIO_BLK_F_DISCARD.
+        let keys: [(&str, String); 10] = [
             ("sectors", format!("{}", info.sectors)),
             ("sector-size", format!("{}", info.sector_size)),
             ("physical-sector-size", format!("{}", info.sector_size)),
@@ -393,6 +395,9 @@ impl Backend {
             ),
             ("feature-flush-cache", "1".into()),
             ("feature-barrier", "1".into()),
+            ("feature-discard", "1".into()),
+            ("discard-granularity", format!("{}", info.sector_size)),
+            ("discard-alignment", "0".into()),
             ("max-ring-page-order", "0".into()),
         ];
         for (k, v) in keys {
@@ -536,7 +541,9 @@ fn disconnect(d: &mut Device, why: &str) {
 /// Runs grant copies; `Err` with the first bad status.
 fn copy(ops: &mut [GnttabCopy]) -> Result<(), i16> {
     // SAFETY: every local end of these operations is a page of the backend's scratch
-    // buffer, which the caller holds exclusively (`&mut`) and reads only after the call.
+    // buffer, which the caller holds exclusively (`&mut`) and reads only after the call, or
+    // of a disk's transfer buffer lent by its driver under the disk's lock, with no request
+    // of the device on it (`blockdev::read_direct`, `blockdev::write_direct`).
     unsafe { calls::grant_copy(ops) }.map_err(|_| guest_abi::grant::GNTST_GENERAL_ERROR)?;
     match ops.iter().find(|o| o.status != GNTST_OKAY) {
         Some(o) => Err(o.status),
@@ -606,8 +613,27 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
     let dom = d.dom;
     let gref = ring.gref;
     let (ring_page, data) = scratch.split_at_mut(PAGE);
-    // The producer index, then the entries it publishes (one hypercall, in order).
-    let Ok(req_prod) = ring_index(dom, gref, SRING_REQ_PROD, ring_page, mfns[0]) else {
+    // The producer index and the entry at `req_cons` in one batch (the usual case is one
+    // new request: one hypercall); the entry is used only if the index publishes it.
+    let mut head = [
+        from_gref(
+            dom,
+            gref,
+            SRING_REQ_PROD as u16,
+            mfns[0],
+            SRING_REQ_PROD as u16,
+            4,
+        ),
+        from_gref(
+            dom,
+            gref,
+            entry_offset(ring.req_cons) as u16,
+            mfns[0],
+            entry_offset(ring.req_cons) as u16,
+            BLKIF_ENTRY_SIZE as u16,
+        ),
+    ];
+    if copy(&mut head).is_err() {
         ring.broken = true;
         tprintln!(
             "dom0: blkback: d{} {}: ring no longer granted; not serving it",
@@ -615,7 +641,13 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
             d.be
         );
         return;
-    };
+    }
+    let req_prod = u32::from_le_bytes([
+        ring_page[SRING_REQ_PROD],
+        ring_page[SRING_REQ_PROD + 1],
+        ring_page[SRING_REQ_PROD + 2],
+        ring_page[SRING_REQ_PROD + 3],
+    ]);
     let Some(new) = vbd::new_requests(req_prod, ring.req_cons, ring.rsp_prod) else {
         ring.broken = true;
         tprintln!(
@@ -630,24 +662,20 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
         return;
     }
     let n = new.min(BLKIF_RING_SIZE);
-    let mut entry_ops: Vec<GnttabCopy> = Vec::new();
-    if entry_ops.try_reserve(n as usize).is_err() {
-        ring.seen = u32::MAX;
-        return;
-    }
-    for i in 0..n {
-        let idx = ring.req_cons.wrapping_add(i);
-        let at = entry_offset(idx);
-        entry_ops.push(from_gref(
+    // The other entries the index publishes (one hypercall, in order).
+    let mut entry_ops = [GnttabCopy::default(); BLKIF_RING_SIZE as usize];
+    for i in 1..n {
+        let at = entry_offset(ring.req_cons.wrapping_add(i));
+        entry_ops[i as usize] = from_gref(
             dom,
             gref,
             at as u16,
             mfns[0],
             at as u16,
             BLKIF_ENTRY_SIZE as u16,
-        ));
+        );
     }
-    if copy(&mut entry_ops).is_err() {
+    if n > 1 && copy(&mut entry_ops[1..n as usize]).is_err() {
         ring.broken = true;
         tprintln!(
             "dom0: blkback: d{} {}: ring no longer granted; not serving it",
@@ -810,6 +838,40 @@ fn runs(segs: &[Segment]) -> Vec<(usize, core::ops::Range<usize>)> {
     out
 }
 
+/// Grant copies between the segments and a machine-contiguous buffer starting at frame
+/// `first`, the segments packed one after the other in it (the device's order); a piece of
+/// a segment that crosses a page of the buffer is split. `into_buffer`: from the frontend's
+/// grants into the buffer, else from the buffer to them. How many of `ops` are used.
+fn packed(
+    dom: DomId,
+    segs: &[Segment],
+    first: u64,
+    into_buffer: bool,
+    ops: &mut [GnttabCopy; 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST],
+) -> usize {
+    let mut n = 0;
+    let mut at = 0usize;
+    for s in segs {
+        let mut left = usize::from(s.len);
+        let mut remote = s.offset;
+        while left > 0 && n < ops.len() {
+            let off = at % PAGE;
+            let piece = left.min(PAGE - off);
+            let frame = first + (at / PAGE) as u64;
+            ops[n] = if into_buffer {
+                from_gref(dom, s.gref, remote, frame, off as u16, piece as u16)
+            } else {
+                to_gref(dom, s.gref, remote, frame, off as u16, piece as u16)
+            };
+            n += 1;
+            at += piece;
+            remote += piece as u16;
+            left -= piece;
+        }
+    }
+    n
+}
+
 fn execute(
     dom: DomId,
     dev: DevId,
@@ -819,11 +881,29 @@ fn execute(
 ) -> Result<(), &'static str> {
     match *action {
         Action::Flush => blockdev::flush(dev).map_err(block_error),
-        Action::Discard { sector, count } => {
-            blockdev::discard(dev, sector, count).map_err(block_error)
-        }
+        // Checked by `vbd::check` (inside the device, not read-only); a hint the device is
+        // not told of (see `feature-discard` in `Backend::probe`).
+        Action::Discard { .. } => Ok(()),
         Action::Read { sector, segs, nr } => {
             let segs = &segs[..nr];
+            // Straight from the driver's transfer buffer to the frontend's pages.
+            let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+            let mut status = GNTST_OKAY;
+            let mut lent = false;
+            let r = blockdev::read_direct(dev, sector, total, &mut |first| {
+                lent = true;
+                let mut ops = [GnttabCopy::default(); 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST];
+                let n = packed(dom, segs, first, false, &mut ops);
+                copy(&mut ops[..n]).map_err(|s| {
+                    status = s;
+                    BlockError::Io
+                })
+            });
+            match r {
+                Err(BlockError::Unsupported) if !lent => {}
+                Err(_) if status != GNTST_OKAY => return Err(grant_error(status)),
+                r => return r.map_err(block_error),
+            }
             for (before, r) in runs(segs) {
                 blockdev::read(dev, sector + before as u64, &mut data[r]).map_err(block_error)?;
             }
@@ -840,17 +920,37 @@ fn execute(
             flush,
         } => {
             let segs = &segs[..nr];
-            let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
-            for (i, s) in segs.iter().enumerate() {
-                ops[i] = from_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
-            }
-            // Every segment is copied before anything is written: a bad grant writes nothing.
-            copy(&mut ops[..nr]).map_err(grant_error)?;
             if flush {
                 blockdev::flush(dev).map_err(block_error)?;
             }
-            for (before, r) in runs(segs) {
-                blockdev::write(dev, sector + before as u64, &data[r]).map_err(block_error)?;
+            // Straight from the frontend's pages into the driver's transfer buffer: every
+            // segment is copied before anything is written, so a bad grant writes nothing.
+            let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+            let mut status = GNTST_OKAY;
+            let mut lent = false;
+            let r = blockdev::write_direct(dev, sector, total, &mut |first| {
+                lent = true;
+                let mut ops = [GnttabCopy::default(); 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST];
+                let n = packed(dom, segs, first, true, &mut ops);
+                copy(&mut ops[..n]).map_err(|s| {
+                    status = s;
+                    BlockError::Io
+                })
+            });
+            match r {
+                Err(BlockError::Unsupported) if !lent => {
+                    let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
+                    for (i, s) in segs.iter().enumerate() {
+                        ops[i] = from_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
+                    }
+                    copy(&mut ops[..nr]).map_err(grant_error)?;
+                    for (before, r) in runs(segs) {
+                        blockdev::write(dev, sector + before as u64, &data[r])
+                            .map_err(block_error)?;
+                    }
+                }
+                Err(_) if status != GNTST_OKAY => return Err(grant_error(status)),
+                r => r.map_err(block_error)?,
             }
             if flush {
                 blockdev::flush(dev).map_err(block_error)?;

@@ -54,6 +54,30 @@ pub trait Disk: Send {
     fn flush(&mut self) -> Result<(), BlockError>;
     /// Tells the device that `count` sectors at `sector` are unused.
     fn discard(&mut self, sector: u64, count: u64) -> Result<(), BlockError>;
+    /// Reads `len` bytes (whole sectors) at `sector` into the driver's own transfer buffer,
+    /// then lends it to `drain` (given the buffer's first machine frame; the buffer is
+    /// machine-contiguous and `len` bytes of it hold the data) to copy them out with the
+    /// hypervisor, saving a copy. [`BlockError::Unsupported`], before anything is done, if the
+    /// driver has no such buffer.
+    fn read_direct(
+        &mut self,
+        _sector: u64,
+        _len: usize,
+        _drain: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+    ) -> Result<(), BlockError> {
+        Err(BlockError::Unsupported)
+    }
+    /// Lends the driver's transfer buffer to `fill` (as for [`Disk::read_direct`]), which
+    /// writes `len` bytes into it, then writes them at `sector`; nothing is written if `fill`
+    /// fails.
+    fn write_direct(
+        &mut self,
+        _sector: u64,
+        _len: usize,
+        _fill: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+    ) -> Result<(), BlockError> {
+        Err(BlockError::Unsupported)
+    }
 }
 
 /// A device of the registry.
@@ -190,6 +214,40 @@ pub fn write(dev: DevId, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
         return Ok(());
     }
     disk.write(at, buf)
+}
+
+/// [`read`] of `len` bytes through the driver's transfer buffer, lent to `drain` (see
+/// [`Disk::read_direct`]); checked against `dev`'s window as `read` is.
+pub fn read_direct(
+    dev: DevId,
+    sector: u64,
+    len: usize,
+    drain: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+) -> Result<(), BlockError> {
+    let (disk, at) = place(dev, sector, Ok(len))?;
+    if len == 0 {
+        return Ok(());
+    }
+    disk.lock().read_direct(at, len, drain)
+}
+
+/// [`write`] of `len` bytes that `fill` puts in the driver's transfer buffer (see
+/// [`Disk::write_direct`]); checked as `write` is.
+pub fn write_direct(
+    dev: DevId,
+    sector: u64,
+    len: usize,
+    fill: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+) -> Result<(), BlockError> {
+    let (disk, at) = place(dev, sector, Ok(len))?;
+    let mut disk = disk.lock();
+    if disk.read_only() {
+        return Err(BlockError::ReadOnly);
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    disk.write_direct(at, len, fill)
 }
 
 /// Flushes the device's write cache (the whole disk's, for a partition).

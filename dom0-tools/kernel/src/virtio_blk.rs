@@ -47,6 +47,7 @@ const TICK_NS: u64 = 5 * NS_PER_MS;
 /// The largest transfer in one request (virtio-drivers takes one buffer per request; the
 /// pool bounces at most this much).
 const CHUNK: usize = 64 << 10;
+const PAGE: u64 = 4096;
 
 /// Whether the drivers poll instead of waiting for interrupts (`virtio_blk=poll`).
 pub static POLL: AtomicBool = AtomicBool::new(false);
@@ -88,6 +89,8 @@ struct VirtioDisk {
     broken: bool,
     /// Kernel address of the transfer buffer (see [`VirtioDisk::data`]).
     data: u64,
+    /// Its machine address (the buffer is machine-contiguous).
+    data_ma: u64,
     req: BlkReq,
     resp: BlkResp,
 }
@@ -149,6 +152,51 @@ impl VirtioDisk {
         unsafe { core::slice::from_raw_parts_mut(self.data as *mut u8, CHUNK) }
     }
 
+    /// Reads `len` bytes (at most [`CHUNK`], whole sectors) at `sector` into the transfer
+    /// buffer.
+    fn read_dma(&mut self, sector: u64, len: usize) -> Result<(), BlockError> {
+        let data = &mut self.data()[..len];
+        // A device that leaves the status alone must not look successful.
+        self.resp = BlkResp::default();
+        // SAFETY: `req`, `data` and `resp` are the disk's own and not touched until the
+        // request completes below; after a timeout the disk is broken and they are never
+        // used again, so a late answer writes only there.
+        let token = unsafe {
+            self.blk
+                .read_blocks_nb(sector as usize, &mut self.req, data, &mut self.resp)
+        }
+        .map_err(|_| BlockError::Io)?;
+        self.wait_used()?;
+        let data = &mut self.data()[..len];
+        // SAFETY: the same buffers as queued above.
+        let done = unsafe {
+            self.blk
+                .complete_read_blocks(token, &self.req, data, &mut self.resp)
+        };
+        status(done, &self.resp)
+    }
+
+    /// Writes the transfer buffer's first `len` bytes (at most [`CHUNK`], whole sectors) at
+    /// `sector`.
+    fn write_dma(&mut self, sector: u64, len: usize) -> Result<(), BlockError> {
+        let data = &self.data()[..len];
+        self.resp = BlkResp::default();
+        // SAFETY: as for `read_dma`.
+        let token = unsafe {
+            self.blk
+                .write_blocks_nb(sector as usize, &mut self.req, data, &mut self.resp)
+        }
+        .map_err(|_| BlockError::Io)?;
+        self.wait_used()?;
+        let data = &self.data()[..len];
+        // SAFETY: the same buffers as queued above.
+        let done = unsafe {
+            self.blk
+                .complete_write_blocks(token, &self.req, data, &mut self.resp)
+        };
+        status(done, &self.resp)
+    }
+
     fn usable(&self) -> Result<(), BlockError> {
         if self.broken {
             Err(BlockError::Io)
@@ -184,25 +232,7 @@ impl Disk for VirtioDisk {
         self.usable()?;
         for (i, chunk) in buf.chunks_mut(CHUNK).enumerate() {
             let at = sector + (i * CHUNK / SECTOR) as u64;
-            let data = &mut self.data()[..chunk.len()];
-            // A device that leaves the status alone must not look successful.
-            self.resp = BlkResp::default();
-            // SAFETY: `req`, `data` and `resp` are the disk's own and not touched until the
-            // request completes below; after a timeout the disk is broken and they are never
-            // used again, so a late answer writes only there.
-            let token = unsafe {
-                self.blk
-                    .read_blocks_nb(at as usize, &mut self.req, data, &mut self.resp)
-            }
-            .map_err(|_| BlockError::Io)?;
-            self.wait_used()?;
-            let data = &mut self.data()[..chunk.len()];
-            // SAFETY: the same buffers as queued above.
-            let done = unsafe {
-                self.blk
-                    .complete_read_blocks(token, &self.req, data, &mut self.resp)
-            };
-            status(done, &self.resp)?;
+            self.read_dma(at, chunk.len())?;
             chunk.copy_from_slice(&self.data()[..chunk.len()]);
         }
         Ok(())
@@ -213,24 +243,37 @@ impl Disk for VirtioDisk {
         for (i, chunk) in buf.chunks(CHUNK).enumerate() {
             let at = sector + (i * CHUNK / SECTOR) as u64;
             self.data()[..chunk.len()].copy_from_slice(chunk);
-            let data = &self.data()[..chunk.len()];
-            self.resp = BlkResp::default();
-            // SAFETY: as for `read`.
-            let token = unsafe {
-                self.blk
-                    .write_blocks_nb(at as usize, &mut self.req, data, &mut self.resp)
-            }
-            .map_err(|_| BlockError::Io)?;
-            self.wait_used()?;
-            let data = &self.data()[..chunk.len()];
-            // SAFETY: the same buffers as queued above.
-            let done = unsafe {
-                self.blk
-                    .complete_write_blocks(token, &self.req, data, &mut self.resp)
-            };
-            status(done, &self.resp)?;
+            self.write_dma(at, chunk.len())?;
         }
         Ok(())
+    }
+
+    fn read_direct(
+        &mut self,
+        sector: u64,
+        len: usize,
+        drain: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+    ) -> Result<(), BlockError> {
+        self.usable()?;
+        if len > CHUNK || !len.is_multiple_of(SECTOR) {
+            return Err(BlockError::OutOfRange);
+        }
+        self.read_dma(sector, len)?;
+        drain(self.data_ma / PAGE)
+    }
+
+    fn write_direct(
+        &mut self,
+        sector: u64,
+        len: usize,
+        fill: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+    ) -> Result<(), BlockError> {
+        self.usable()?;
+        if len > CHUNK || !len.is_multiple_of(SECTOR) {
+            return Err(BlockError::OutOfRange);
+        }
+        fill(self.data_ma / PAGE)?;
+        self.write_dma(sector, len)
     }
 
     fn flush(&mut self) -> Result<(), BlockError> {
@@ -314,7 +357,8 @@ fn probe(f: &Function, index: usize) -> Result<(), String> {
     };
     let transport = PciTransport::new::<XenHal, Ports>(&mut root, df)
         .map_err(|e| format!("virtio transport: {e}"))?;
-    let (_, data) = crate::dma::alloc(CHUNK / 4096).ok_or("no DMA pool pages for its buffer")?;
+    let (data_ma, data) =
+        crate::dma::alloc(CHUNK / PAGE as usize).ok_or("no DMA pool pages for its buffer")?;
     let mut blk = VirtIOBlk::<XenHal, _>::new(transport).map_err(|e| format!("{e}"))?;
     let sectors = blk.capacity();
     let read_only = blk.readonly();
@@ -358,6 +402,7 @@ fn probe(f: &Function, index: usize) -> Result<(), String> {
         read_only,
         broken: false,
         data,
+        data_ma,
         req: BlkReq::default(),
         resp: BlkResp::default(),
     };

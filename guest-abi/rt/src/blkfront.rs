@@ -7,9 +7,11 @@
 //! [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] data pages (refs after it), allocates an unbound
 //! channel for the backend, writes `ring-ref`, `event-channel`, `protocol` and `state` = 3
 //! (Initialised), and waits (at most [`CONNECT_WAIT_NS`]) for the backend's `state` = 4 and
-//! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`]
-//! and [`Blkfront::flush`] then put one request at a time in the ring and wait for its
-//! response (at most [`IO_WAIT_NS`]); data moves through the granted pages, 44 KiB a request.
+//! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`],
+//! [`Blkfront::flush`] and [`Blkfront::discard`] then put one request at a time in the ring and wait for its
+//! response (at most [`IO_WAIT_NS`]); data moves through the granted pages, 44 KiB a request
+//! (a write from a sector-aligned buffer in the bootstrap mappings lends its own pages
+//! read-only instead, refs from `LEND_REF`).
 //! [`Blkfront::disconnect`] writes Closing, waits (bounded) for the backend's Closed, ends
 //! the grants and closes the channel.
 //!
@@ -21,14 +23,15 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 
 use guest_abi::Errno;
 use guest_abi::blkif::{
-    BLKIF_ENTRY_SIZE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_READ,
-    BLKIF_OP_WRITE, BLKIF_RING_SIZE, BLKIF_RSP_OKAY, BlkifRequest, BlkifRequestSegment,
-    BlkifResponse, SECTOR_SIZE, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD,
-    VDISK_READONLY, XEN_IO_PROTO_ABI_X86_64, XenbusState, entry_offset,
+    BLKIF_ENTRY_SIZE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE,
+    BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RING_SIZE, BLKIF_RSP_OKAY, BlkifRequest,
+    BlkifRequestDiscard, BlkifRequestSegment, BlkifResponse, SECTOR_SIZE, SRING_REQ_EVENT,
+    SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD, VDISK_READONLY, XEN_IO_PROTO_ABI_X86_64,
+    XenbusState, entry_offset,
 };
 use guest_abi::calls;
 use guest_abi::event::EvtchnPort;
-use guest_abi::grant::{GNTST_OKAY, GTF_PERMIT_ACCESS, GrantRef};
+use guest_abi::grant::{GNTST_OKAY, GTF_PERMIT_ACCESS, GTF_READONLY, GrantRef};
 use guest_abi::types::{DOMID_SELF, DomId};
 use guest_abi::xenstore::XS_DIRECTORY;
 
@@ -51,6 +54,8 @@ pub const MAX_IO: usize = BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE;
 
 const PAGE: usize = 4096;
 const PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
+/// The first of the references that lend a write's own pages (read-only) to the backend.
+const LEND_REF: GrantRef = RING_REF + PAGES as u32;
 
 #[repr(C, align(4096))]
 struct Pages(UnsafeCell<[u8; PAGES * PAGE]>);
@@ -181,6 +186,7 @@ pub struct Blkfront {
     sectors: u64,
     sector_size: u32,
     read_only: bool,
+    discard: bool,
     req_prod: u32,
     rsp_cons: u32,
     next_id: u64,
@@ -244,6 +250,7 @@ impl Blkfront {
             sectors: 0,
             sector_size: 512,
             read_only: false,
+            discard: false,
             req_prod: 0,
             rsp_cons: 0,
             next_id: 1,
@@ -303,6 +310,7 @@ impl Blkfront {
         f.sector_size = read_u64(xs, &[be.as_str(), "/sector-size"]).unwrap_or(512) as u32;
         let info = read_u64(xs, &[be.as_str(), "/info"]).unwrap_or(0);
         f.read_only = info & u64::from(VDISK_READONLY) != 0;
+        f.discard = read_u64(xs, &[be.as_str(), "/feature-discard"]).unwrap_or(0) == 1;
         write_node(xs, &[dev, "/state"], XenbusState::Connected.as_str())?;
         Ok(f)
     }
@@ -310,6 +318,10 @@ impl Blkfront {
     /// Grants page `mfn` to the backend in entry `r` (frame and domid first, then flags,
     /// as Xen's `gnttab_grant_foreign_access_ref`).
     fn grant(&self, r: GrantRef, mfn: u64) {
+        self.grant_flags(r, mfn, GTF_PERMIT_ACCESS);
+    }
+
+    fn grant_flags(&self, r: GrantRef, mfn: u64, flags: u16) {
         let Some(t) = &self.table else { return };
         let w = (t.va() + 8 * u64::from(r)) as *mut u32;
         // SAFETY: the table frame is mapped writable in its window while the frontend lives;
@@ -321,13 +333,17 @@ impl Blkfront {
         }
         fence(Ordering::Release);
         // SAFETY: as above.
-        unsafe { (w as *mut u16).write_volatile(GTF_PERMIT_ACCESS) };
+        unsafe { (w as *mut u16).write_volatile(flags) };
     }
 
     /// Ends grant `r` (compare-and-swap of the flags/domid word to 0; a busy grant stays).
     fn end_grant(&self, r: GrantRef) -> bool {
+        self.end_grant_flags(r, GTF_PERMIT_ACCESS)
+    }
+
+    fn end_grant_flags(&self, r: GrantRef, flags: u16) -> bool {
         let Some(t) = &self.table else { return false };
-        let expected = u32::from(GTF_PERMIT_ACCESS) | u32::from(self.backend_id) << 16;
+        let expected = u32::from(flags) | u32::from(self.backend_id) << 16;
         // SAFETY: the word is 4-aligned in the mapped table frame; the hypervisor accesses it
         // only atomically.
         let word = unsafe { AtomicU32::from_ptr((t.va() + 8 * u64::from(r)) as *mut u32) };
@@ -338,6 +354,9 @@ impl Blkfront {
     fn release(&mut self) {
         for i in 0..PAGES {
             self.end_grant(RING_REF + i as u32);
+        }
+        for i in 0..BLKIF_MAX_SEGMENTS_PER_REQUEST {
+            self.end_grant_flags(LEND_REF + i as u32, GTF_PERMIT_ACCESS | GTF_READONLY);
         }
         if self.port != 0 {
             let _ = calls::evtchn_close(self.port);
@@ -362,6 +381,11 @@ impl Blkfront {
     /// Whether the backend said the disk is read-only.
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether the backend offers discard (`feature-discard`).
+    pub fn can_discard(&self) -> bool {
+        self.discard
     }
 
     /// The device number (`virtual-device`).
@@ -422,6 +446,25 @@ impl Blkfront {
 
     /// Sends one request for `nr` data pages (whole pages) and waits for its response.
     fn request(&mut self, op: u8, sector: u64, bytes: usize) -> Result<(), Error> {
+        let mut segs = [BlkifRequestSegment::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
+        let mut left = bytes;
+        let mut i = 0;
+        while left > 0 {
+            let n = left.min(PAGE);
+            segs[i] = BlkifRequestSegment {
+                gref: Self::data_ref(i),
+                first_sect: 0,
+                last_sect: (n / SECTOR_SIZE as usize - 1) as u8,
+                _pad: 0,
+            };
+            left -= n;
+            i += 1;
+        }
+        self.send(op, sector, &segs[..i])
+    }
+
+    /// Sends one request with segments `segs` and waits for its response.
+    fn send(&mut self, op: u8, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), Error> {
         let mut r = BlkifRequest {
             operation: op,
             nr_segments: 0,
@@ -431,20 +474,8 @@ impl Blkfront {
             ..Default::default()
         };
         self.next_id = self.next_id.wrapping_add(1);
-        let mut left = bytes;
-        let mut i = 0;
-        while left > 0 {
-            let n = left.min(PAGE);
-            r.seg[i] = BlkifRequestSegment {
-                gref: Self::data_ref(i),
-                first_sect: 0,
-                last_sect: (n / SECTOR_SIZE as usize - 1) as u8,
-                _pad: 0,
-            };
-            left -= n;
-            i += 1;
-        }
-        r.nr_segments = i as u8;
+        r.seg[..segs.len()].copy_from_slice(segs);
+        r.nr_segments = segs.len() as u8;
         let id = r.id;
         self.push_raw(&r.to_bytes());
         let rsp = self.next_response()?;
@@ -501,6 +532,16 @@ impl Blkfront {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
+            if let Some((segs, nr)) = self.lend(chunk) {
+                let r = self.send(BLKIF_OP_WRITE, s, &segs[..nr]);
+                for i in 0..nr {
+                    // A grant still busy (after a timeout) stays: read-only, on the
+                    // domain's own page, for the backend only.
+                    self.end_grant_flags(LEND_REF + i as u32, GTF_PERMIT_ACCESS | GTF_READONLY);
+                }
+                r?;
+                continue;
+            }
             // SAFETY: as in `read`; no request is in flight, so the backend is not copying
             // from the pages.
             unsafe {
@@ -510,6 +551,90 @@ impl Blkfront {
             self.request(BLKIF_OP_WRITE, s, chunk.len())?;
         }
         Ok(())
+    }
+
+    /// Tells the disk that `count` sectors at `sector` are unused (`BLKIF_OP_DISCARD`, a
+    /// hint: they read back undefined afterwards).
+    pub fn discard(&mut self, sector: u64, count: u64) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if !self.discard {
+            return Err(Error::Status(guest_abi::blkif::BLKIF_RSP_EOPNOTSUPP));
+        }
+        match sector.checked_add(count) {
+            Some(e) if e <= self.sectors => {}
+            _ => return Err(Error::Range),
+        }
+        self.discard_unchecked(sector, count)
+    }
+
+    /// [`Blkfront::discard`] without the frontend's checks (for testing the backend's).
+    pub fn discard_unchecked(&mut self, sector: u64, count: u64) -> Result<(), Error> {
+        let r = BlkifRequestDiscard {
+            operation: BLKIF_OP_DISCARD,
+            flag: 0,
+            handle: self.devid as u16,
+            id: self.next_id,
+            sector_number: sector,
+            nr_sectors: count,
+        };
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = r.id;
+        self.push_raw(&r.to_bytes());
+        let rsp = self.next_response()?;
+        if rsp.id != id {
+            return Err(Error::Closed);
+        }
+        if rsp.status != BLKIF_RSP_OKAY {
+            return Err(Error::Status(rsp.status));
+        }
+        Ok(())
+    }
+
+    /// Grants the backend read-only access to the pages of `chunk` (a write's data) when it
+    /// lies in the bootstrap mappings (where the p2m gives its frames), starts on a sector
+    /// boundary and takes at most [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] segments: the segments,
+    /// and saves the copy into the data pages. `None`: nothing granted, copy instead.
+    fn lend(
+        &self,
+        chunk: &[u8],
+    ) -> Option<([BlkifRequestSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST], usize)> {
+        let va = chunk.as_ptr() as u64;
+        let end = va.checked_add(chunk.len() as u64)?;
+        let top = VIRT_BASE + mm::mapped_pages().min(mm::nr_pages()) * PAGE as u64;
+        if va < VIRT_BASE
+            || end > top
+            || chunk.is_empty()
+            || !va.is_multiple_of(SECTOR_SIZE)
+            || !(chunk.len() as u64).is_multiple_of(SECTOR_SIZE)
+        {
+            return None;
+        }
+        let mut segs = [BlkifRequestSegment::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
+        let mut mfns = [0u64; BLKIF_MAX_SEGMENTS_PER_REQUEST];
+        let mut at = va;
+        let mut i = 0;
+        while at < end {
+            if i == BLKIF_MAX_SEGMENTS_PER_REQUEST {
+                return None;
+            }
+            let page = at & !(PAGE as u64 - 1);
+            let stop = end.min(page + PAGE as u64);
+            mfns[i] = mm::p2m((page - VIRT_BASE) / PAGE as u64);
+            segs[i] = BlkifRequestSegment {
+                gref: LEND_REF + i as u32,
+                first_sect: ((at - page) / SECTOR_SIZE) as u8,
+                last_sect: ((stop - page) / SECTOR_SIZE - 1) as u8,
+                _pad: 0,
+            };
+            at = stop;
+            i += 1;
+        }
+        for (k, &mfn) in mfns[..i].iter().enumerate() {
+            self.grant_flags(LEND_REF + k as u32, mfn, GTF_PERMIT_ACCESS | GTF_READONLY);
+        }
+        Some((segs, i))
     }
 
     /// Makes every answered write durable (`BLKIF_OP_FLUSH_DISKCACHE`).

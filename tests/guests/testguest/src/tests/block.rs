@@ -6,13 +6,14 @@
 //! image file on the host with the same rule).
 //!
 //! * `block_write`: writes the pattern over the whole disk (at most [`MAX_SECTORS`]), flushes,
-//!   reads a few places back, and powers off without closing the device (the backend finds
+//!   reads a few places back (a discard inside the disk first: OKAY; one past the end:
+//!   `BLKIF_RSP_ERROR`), and powers off without closing the device (the backend finds
 //!   the domain gone).
 //! * `block_read`: reads the whole disk and checks the pattern, then disconnects (Closing,
 //!   Closed).
 //! * `block_stream`: writes for ever (until destroyed), saying how far it got.
 //! * `block_readonly`: the backend says read-only; a write the frontend sends anyway gets
-//!   `BLKIF_RSP_ERROR`; reads work.
+//!   `BLKIF_RSP_ERROR`, and so does a discard; reads work.
 //! * `block_bench`: sequential throughput (`requests=N` requests of [`MAX_IO`] bytes, the
 //!   largest blkfront makes; 372 by default, about 16 MiB): writes them from sector 0 on,
 //!   flushes, then reads them back, timed with the domain's system time; prints
@@ -89,12 +90,16 @@ fn open(c: &mut Checks) -> (Xenbus, Blkfront) {
     }
 }
 
-static mut BUF: [u8; MAX_IO] = [0; MAX_IO];
+/// Page-aligned, so that blkfront can lend its pages to the backend for writes.
+#[repr(C, align(4096))]
+struct Buf([u8; MAX_IO]);
+
+static mut BUF: Buf = Buf([0; MAX_IO]);
 
 fn buf() -> &'static mut [u8; MAX_IO] {
     // SAFETY: the tests run on one vCPU from the main flow only; each takes the buffer once
     // at a time (no two references live together).
-    unsafe { &mut *core::ptr::addr_of_mut!(BUF) }
+    unsafe { &mut (*core::ptr::addr_of_mut!(BUF)).0 }
 }
 
 /// `block_write`.
@@ -104,6 +109,19 @@ pub fn write() -> ! {
     let sectors = f.sectors().min(MAX_SECTORS);
     let b = buf();
     let per = (MAX_IO / 512) as u64;
+    // Discard: offered; a range inside the disk is answered OKAY (a hint: the pattern
+    // written next covers it), one past the end gets BLKIF_RSP_ERROR from the backend.
+    c.check(
+        "the backend offers feature-discard",
+        f.can_discard(),
+        format_args!(""),
+    );
+    c.eq("a discard inside the disk", f.discard(0, 64), Ok(()));
+    c.eq(
+        "a discard past the end gets BLKIF_RSP_ERROR",
+        f.discard_unchecked(f.sectors() - 4, 8),
+        Err(Error::Status(BLKIF_RSP_ERROR)),
+    );
     let mut s = 0;
     let start = now_ns();
     let mut failed = None;
@@ -292,6 +310,16 @@ pub fn readonly() -> ! {
     c.eq(
         "a write sent anyway gets BLKIF_RSP_ERROR",
         f.write_unchecked(0, &chunk[..512]),
+        Err(Error::Status(BLKIF_RSP_ERROR)),
+    );
+    c.eq(
+        "a discard is refused by the frontend",
+        f.discard(0, 8),
+        Err(Error::ReadOnly),
+    );
+    c.eq(
+        "a discard sent anyway gets BLKIF_RSP_ERROR",
+        f.discard_unchecked(0, 8),
         Err(Error::Status(BLKIF_RSP_ERROR)),
     );
     let chunk = &mut b[..4096];
