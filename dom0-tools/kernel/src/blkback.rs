@@ -67,7 +67,16 @@ struct Xs {
     pending: Vec<u8>,
     /// A watch fired since the devices were last looked at.
     fired: bool,
+    /// The paths those watches named (at most [`FIRED_PATHS`]), so that only the devices
+    /// they concern are looked at: a creation then costs the same however many disks
+    /// other domains have.
+    fired_paths: Vec<String>,
+    /// More fired than were kept, or one could not be read: look at every device.
+    fired_all: bool,
 }
+
+/// Fired paths kept between two looks at the devices.
+const FIRED_PATHS: usize = 32;
 
 impl Xs {
     /// Takes what the store wrote for the connection; watch events set `fired`, and the
@@ -85,6 +94,19 @@ impl Xs {
             self.pending.drain(..total);
             if h.msg_type == XS_WATCH_EVENT {
                 self.fired = true;
+                let path = body.split(|&b| b == 0).next().unwrap_or(&[]);
+                match core::str::from_utf8(path) {
+                    Ok(p) if self.fired_paths.len() < FIRED_PATHS => {
+                        let mut kept = String::new();
+                        if kept.try_reserve(p.len()).is_ok() {
+                            kept.push_str(p);
+                            self.fired_paths.push(kept);
+                        } else {
+                            self.fired_all = true;
+                        }
+                    }
+                    _ => self.fired_all = true,
+                }
             } else if Some(h.req_id) == want && found.is_none() {
                 found = Some((h.msg_type, body));
             }
@@ -235,6 +257,8 @@ fn make() -> Option<Backend> {
         next_id: 1,
         pending: Vec::new(),
         fired: true,
+        fired_paths: Vec::new(),
+        fired_all: true,
     };
     // The root may not exist yet: the watch fires when it is made.
     xs.watch(BACKEND_ROOT, TOKEN_VBD).ok()?;
@@ -271,7 +295,12 @@ pub fn service() {
     };
     b.xs.pump(None);
     if core::mem::take(&mut b.xs.fired) {
-        b.reconcile();
+        let paths = core::mem::take(&mut b.xs.fired_paths);
+        if core::mem::take(&mut b.xs.fired_all) {
+            b.reconcile();
+        } else {
+            b.reconcile_paths(&paths);
+        }
     }
     b.serve_all();
 }
@@ -314,36 +343,76 @@ impl Backend {
                 self.xs.unwatch_frontend(&d);
             }
         }
-        let mut hv = xen();
         let mut removed: Vec<DomId> = Vec::new();
         for (dom, devid) in listed {
-            // A domain that is gone: its devices end and its backend directory goes.
-            if hv.domain_info(dom) == Err(Errno::ESRCH) {
+            self.settle(dom, devid, &mut removed);
+        }
+    }
+
+    /// Looks only at the devices the fired `paths` concern (a backend directory, or a
+    /// frontend's `state` this backend watches); anything else (the root, a domain's
+    /// directory, `@releaseDomain`) is a look at every device.
+    fn reconcile_paths(&mut self, paths: &[String]) {
+        let mut keys: Vec<(DomId, u32)> = Vec::new();
+        for p in paths {
+            let key = vbd::device_of(p).or_else(|| {
+                self.devices
+                    .iter()
+                    .find(|(_, d)| {
+                        p.strip_prefix(d.fe.as_str())
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                    })
+                    .map(|(k, _)| *k)
+            });
+            match key {
+                Some(k) if !keys.contains(&k) => keys.push(k),
+                Some(_) => {}
+                None => return self.reconcile(),
+            }
+        }
+        let mut removed: Vec<DomId> = Vec::new();
+        for (dom, devid) in keys {
+            if self.xs.read(&vbd::backend_path(dom, devid)).is_none() {
+                // Its backend directory went: let go, write nothing.
                 if let Some(mut d) = self.devices.remove(&(dom, devid)) {
-                    disconnect(&mut d, "domain gone");
+                    disconnect(&mut d, "backend nodes removed");
                     self.xs.unwatch_frontend(&d);
                 }
-                if !removed.contains(&dom) {
-                    removed.push(dom);
-                    let _ = self
-                        .xs
-                        .request(XS_RM, &[format!("{BACKEND_ROOT}/{dom}").as_bytes(), b"\0"]);
-                    tprintln!("dom0: blkback: domain {dom} gone: its backend nodes removed");
-                }
                 continue;
             }
-            if !self.devices.contains_key(&(dom, devid)) {
-                if let Some(d) = self.probe(dom, devid) {
-                    self.devices.insert((dom, devid), d);
-                }
-                continue;
-            }
-            let Some(d) = self.devices.get_mut(&(dom, devid)) else {
-                continue;
-            };
-            let page = &mut self.buf[self.base..self.base + PAGE];
-            step(&mut self.xs, d, page, self.mfns[0]);
+            self.settle(dom, devid, &mut removed);
         }
+    }
+
+    /// Brings device `devid` of `dom`, whose backend directory exists, in line with
+    /// xenstore: ended if the domain is gone, opened if new, else moved a step.
+    fn settle(&mut self, dom: DomId, devid: u32, removed: &mut Vec<DomId>) {
+        // A domain that is gone: its devices end and its backend directory goes.
+        if xen().domain_info(dom) == Err(Errno::ESRCH) {
+            if let Some(mut d) = self.devices.remove(&(dom, devid)) {
+                disconnect(&mut d, "domain gone");
+                self.xs.unwatch_frontend(&d);
+            }
+            if !removed.contains(&dom) {
+                removed.push(dom);
+                let _ = self
+                    .xs
+                    .request(XS_RM, &[format!("{BACKEND_ROOT}/{dom}").as_bytes(), b"\0"]);
+                tprintln!("dom0: blkback: domain {dom} gone: its backend nodes removed");
+            }
+            return;
+        }
+        if !self.devices.contains_key(&(dom, devid)) {
+            if let Some(d) = self.probe(dom, devid) {
+                self.devices.insert((dom, devid), d);
+            }
+            return;
+        }
+        let Some(d) = self.devices.get_mut(&(dom, devid)) else {
+            return;
+        };
+        let page = &mut self.buf[self.base..self.base + PAGE];
+        step(&mut self.xs, d, page, self.mfns[0]);
     }
 
     /// A device the toolstack described: opened and announced (InitWait), or `None` while

@@ -231,7 +231,7 @@ pub fn read_direct(
     disk.lock().read_direct(at, len, drain)
 }
 
-/// [`write`] of `len` bytes that `fill` puts in the driver's transfer buffer (see
+/// [`write()`] of `len` bytes that `fill` puts in the driver's transfer buffer (see
 /// [`Disk::write_direct`]); checked as `write` is.
 pub fn write_direct(
     dev: DevId,

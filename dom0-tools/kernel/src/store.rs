@@ -27,6 +27,7 @@
 //! whole `xsd_sockmsg` requests, read replies and watch events), one connection per open
 //! descriptor, as dom0.
 
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
 
@@ -45,7 +46,6 @@ use crate::tprintln;
 
 /// What the kernel keeps, per domain ring, to decide when to look at it.
 struct Look {
-    dom: DomId,
     /// Events seen on dom0's port when last serviced.
     seen: u32,
     /// Output was left over because its response ring was full.
@@ -57,7 +57,9 @@ struct Look {
 /// The store and, per domain ring, what the kernel keeps to decide when to look at it.
 struct State {
     store: Store,
-    looks: Vec<Look>,
+    /// By domain: `service` looks one up for every ring it passes, so a creation among n
+    /// live domains must not cost n² comparisons per request.
+    looks: BTreeMap<DomId, Look>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -66,7 +68,7 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     let mut guard = STATE.lock();
     let state = guard.get_or_insert_with(|| State {
         store: Store::new(Quota::DEFAULT),
-        looks: Vec::new(),
+        looks: BTreeMap::new(),
     });
     f(state)
 }
@@ -116,13 +118,14 @@ pub fn introduce(dom: DomId, mfn: u64, remote: u32, facts: &DomainFacts) -> Resu
         if let Err(e) = made {
             tprintln!("dom0: xenstore: cannot write domain {dom}'s nodes ({e})");
         }
-        s.looks.retain(|l| l.dom != dom);
-        s.looks.push(Look {
+        s.looks.insert(
             dom,
-            seen: u32::MAX,
-            waiting: false,
-            more: false,
-        });
+            Look {
+                seen: u32::MAX,
+                waiting: false,
+                more: false,
+            },
+        );
     });
     service();
     Ok(())
@@ -152,7 +155,7 @@ pub fn set_name(dom: DomId, name: &str) {
 /// `/vm/<uuid>` and its backends' directories.
 pub fn release(dom: DomId) {
     let port = with(|s| {
-        s.looks.retain(|l| l.dom != dom);
+        s.looks.remove(&dom);
         // The toolstack's index of who uses which disk loses this domain's entries.
         let ops = dom0_tools::disk::index_release_ops(dom, &mut AsDom0(&mut s.store));
         for op in ops {
@@ -224,7 +227,7 @@ pub fn service() {
             continue;
         };
         let id = ConnId(u32::from(dom));
-        let Some(look) = s.looks.iter_mut().find(|l| l.dom == dom) else {
+        let Some(look) = s.looks.get_mut(&dom) else {
             continue;
         };
         let seen = events::count(port);
@@ -274,7 +277,7 @@ pub fn busy() -> bool {
     STATE
         .lock()
         .as_ref()
-        .is_some_and(|s| s.looks.iter().any(|l| l.more))
+        .is_some_and(|s| s.looks.values().any(|l| l.more))
 }
 
 /// A connection for a `/dev/xen/xenbus` descriptor.
