@@ -497,6 +497,7 @@ pub mod grant;
 pub mod hypercall;
 pub mod layout;
 pub mod memory;
+pub mod netif;
 pub mod physdev;
 pub mod porting;
 pub mod pte;
