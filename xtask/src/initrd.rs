@@ -11,6 +11,7 @@
 //! /boot/echo.elf           the demo guest kernels the configurations name
 //! /boot/compute.elf
 //! /boot/kv.elf
+//! /boot/web.elf
 //! ```
 //!
 //! The archive is reproducible (fixed inode numbers, owners and times, files in a fixed
@@ -45,7 +46,7 @@ pub const XENSTORE_LINKS: &[&str] = &[
     "xenstore-write",
 ];
 /// The guest kernels (artifacts of `target/xenia/`) that go to `/boot/`.
-pub const GUESTS: &[&str] = &["echo.elf", "compute.elf", "kv.elf"];
+pub const GUESTS: &[&str] = &["echo.elf", "compute.elf", "kv.elf", "web.elf"];
 /// Guest kernels only the scenarios' initrd has, in `/boot`.
 pub const TEST_GUESTS: &[&str] = &["testguest.elf"];
 
@@ -486,7 +487,10 @@ mod tests {
     fn shipped_configurations_parse_without_warnings() {
         let configs = repo_configs();
         let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg"]);
+        assert_eq!(
+            names,
+            ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg", "web.cfg"]
+        );
         let files = contents(&fake_programs(b"xl"), &configs, &fake_guests());
         check_configs(&configs, &files).unwrap();
         // The one the README walks through.
@@ -549,11 +553,11 @@ mod tests {
         assert_eq!(initrd.lookup("/tmp").unwrap().mode, S_IFDIR | 0o1777);
         assert_eq!(
             initrd.list("/boot").unwrap(),
-            ["compute.elf", "echo.elf", "kv.elf"]
+            ["compute.elf", "echo.elf", "kv.elf", "web.elf"]
         );
         assert_eq!(
             initrd.list("/etc/xen").unwrap(),
-            ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg"]
+            ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg", "web.cfg"]
         );
         let hello = initrd.lookup("/etc/xen/hello.cfg").unwrap();
         assert_eq!(hello.mode, S_IFREG | 0o644);
