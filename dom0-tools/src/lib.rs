@@ -45,6 +45,7 @@ pub mod disk;
 pub mod hypervisor;
 pub mod json;
 pub mod lifecycle;
+pub mod vif;
 pub mod xen;
 pub mod xlcfg;
 pub mod xlfmt;
