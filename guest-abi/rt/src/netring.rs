@@ -25,7 +25,7 @@
 //! * Transmit slots are named by `id`: one of [`TX_SLOTS`] half-page buffers. A response
 //!   frees the slot its `id` names only if that slot is in flight; unknown or repeated ids
 //!   are counted and ignored, so a backend can at worst keep slots busy (then `send` says
-//!   [`Busy`]).
+//!   [`SendError::Busy`]).
 //!
 //! Frames are single-slot both ways (`feature-sg` is not asked for): a receive response
 //! with `NETRXF_MORE_DATA` or `NETRXF_EXTRA_INFO` is dropped with the slots that follow it
