@@ -10,7 +10,10 @@
 //!   throughput sink).
 //! - Character generator (RFC 864) on TCP port [`CHARGEN_PORT`]: sends its 72-character
 //!   lines until the peer closes (a throughput source).
-//! - Echo replies to ping: smoltcp's interface answers ICMP echo requests itself.
+//! - Echo replies to ping: smoltcp's interface answers ICMP echo requests itself; and, when
+//!   given a target ([`Web::ping`]), an echo request to it every [`PING_EVERY`].
+//! - A count of the frames that arrived for another unicast address ([`Adapter::foreign`]):
+//!   a bridge should never deliver one.
 //!
 //! Every socket buffer is in [`Buffers`], which the caller keeps (on its stack: a domU has
 //! no heap).
@@ -19,9 +22,12 @@ use core::fmt::Write as _;
 
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::socket::{dhcpv4, tcp};
+use smoltcp::socket::{dhcpv4, icmp, tcp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, Ipv4Address,
+    Ipv4Cidr,
+};
 
 /// The HTTP port.
 pub const HTTP_PORT: u16 = 80;
@@ -37,7 +43,11 @@ pub const FRAME: usize = 1514;
 pub const REQUEST_MAX: usize = 1024;
 const HTTP_TX: usize = 2048;
 const BULK: usize = 64 * 1024;
-const SOCKETS: usize = HTTP_SOCKETS + 3;
+const SOCKETS: usize = HTTP_SOCKETS + 4;
+/// The ICMP identifier of the demo's pings.
+pub const PING_IDENT: u16 = 0x5845;
+/// How often a ping goes out.
+pub const PING_EVERY: Duration = Duration::from_millis(1000);
 
 /// A network interface that moves whole Ethernet frames (netfront in the demo).
 pub trait Link {
@@ -57,16 +67,21 @@ pub struct Adapter<L> {
     tx: [u8; FRAME],
     /// Frames smoltcp wanted to send that the link refused.
     pub tx_dropped: u64,
+    /// Frames received for another unicast address than `mac`.
+    pub foreign: u64,
+    mac: [u8; 6],
 }
 
 impl<L: Link> Adapter<L> {
-    /// Wraps `link`.
-    pub fn new(link: L) -> Self {
+    /// Wraps `link`, whose address is `mac`.
+    pub fn new(link: L, mac: [u8; 6]) -> Self {
         Adapter {
             link,
             rx: [0; FRAME],
             tx: [0; FRAME],
             tx_dropped: 0,
+            foreign: 0,
+            mac,
         }
     }
 }
@@ -110,6 +125,10 @@ impl<L: Link> Device for Adapter<L> {
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_, L>)> {
         let n = self.link.recv(&mut self.rx)?;
+        // Multicast and broadcast have the group bit (the first byte's lowest) set.
+        if n >= 6 && self.rx[0] & 1 == 0 && self.rx[..6] != self.mac {
+            self.foreign += 1;
+        }
         Some((
             RxToken(&self.rx[..n]),
             TxToken {
@@ -148,6 +167,10 @@ pub struct Buffers<'a> {
     discard_tx: [u8; 64],
     chargen_rx: [u8; 512],
     chargen_tx: [u8; BULK],
+    icmp_rx_meta: [icmp::PacketMetadata; 4],
+    icmp_rx: [u8; 1024],
+    icmp_tx_meta: [icmp::PacketMetadata; 4],
+    icmp_tx: [u8; 1024],
 }
 
 impl Default for Buffers<'_> {
@@ -160,6 +183,10 @@ impl Default for Buffers<'_> {
             discard_tx: [0; 64],
             chargen_rx: [0; 512],
             chargen_tx: [0; BULK],
+            icmp_rx_meta: [icmp::PacketMetadata::EMPTY; 4],
+            icmp_rx: [0; 1024],
+            icmp_tx_meta: [icmp::PacketMetadata::EMPTY; 4],
+            icmp_tx: [0; 1024],
         }
     }
 }
@@ -291,6 +318,9 @@ pub fn chargen(at: u64, buf: &mut [u8]) -> u64 {
 pub struct Events {
     /// The address DHCP gave (or `Some` once for a fixed one).
     pub configured: Option<Ipv4Cidr>,
+    /// An echo reply to the demo's ping: its sequence number and round trip in
+    /// microseconds.
+    pub pong: Option<(u16, i64)>,
     /// DHCP took the address away.
     pub deconfigured: bool,
     /// HTTP requests answered in this poll.
@@ -307,6 +337,11 @@ pub struct Web<'a> {
     discard: SocketHandle,
     chargen: SocketHandle,
     chargen_at: u64,
+    pinger: SocketHandle,
+    ping: Option<Ipv4Address>,
+    ping_seq: u16,
+    ping_next: Instant,
+    ping_sent: [Instant; 8],
     fixed: Option<Ipv4Cidr>,
     started: Instant,
     name: [u8; 64],
@@ -348,6 +383,10 @@ impl<'a> Web<'a> {
             discard_tx,
             chargen_rx,
             chargen_tx,
+            icmp_rx_meta,
+            icmp_rx,
+            icmp_tx_meta,
+            icmp_tx,
         } = bufs;
         let mut set = SocketSet::new(&mut sockets[..]);
         let mut http_rx = http_rx.iter_mut();
@@ -371,6 +410,10 @@ impl<'a> Web<'a> {
             tcp::SocketBuffer::new(&mut chargen_rx[..]),
             tcp::SocketBuffer::new(&mut chargen_tx[..]),
         ));
+        let pinger = set.add(icmp::Socket::new(
+            icmp::PacketBuffer::new(&mut icmp_rx_meta[..], &mut icmp_rx[..]),
+            icmp::PacketBuffer::new(&mut icmp_tx_meta[..], &mut icmp_tx[..]),
+        ));
         let dhcp = fixed.is_none().then(|| set.add(dhcpv4::Socket::new()));
         let mut n = [0u8; 64];
         let name_len = name.len().min(n.len());
@@ -388,6 +431,11 @@ impl<'a> Web<'a> {
             discard,
             chargen,
             chargen_at: 0,
+            pinger,
+            ping: None,
+            ping_seq: 0,
+            ping_next: now,
+            ping_sent: [now; 8],
             fixed: fixed.map(|(c, _)| c),
             started: now,
             name: n,
@@ -399,9 +447,23 @@ impl<'a> Web<'a> {
 
     /// The interface's IPv4 address, once it has one.
     pub fn address(&self) -> Option<Ipv4Cidr> {
-        self.iface.ip_addrs().iter().find_map(|a| match a {
-            IpCidr::Ipv4(c) => Some(*c),
-        })
+        self.iface
+            .ip_addrs()
+            .iter()
+            .map(|a| match a {
+                IpCidr::Ipv4(c) => *c,
+            })
+            .next()
+    }
+
+    /// Pings `target` every [`PING_EVERY`] from now on (once the interface has an address);
+    /// replies come as [`Events::pong`].
+    pub fn ping(&mut self, target: Ipv4Address) {
+        self.ping = Some(target);
+        let s = self.sockets.get_mut::<icmp::Socket>(self.pinger);
+        if !s.is_open() {
+            let _ = s.bind(icmp::Endpoint::Ident(PING_IDENT));
+        }
     }
 
     /// The interface, for callers that add sockets of their own.
@@ -419,7 +481,7 @@ impl<'a> Web<'a> {
         for _ in 0..64 {
             let moved = self.iface.poll(now, device, &mut self.sockets) != PollResult::None;
             self.dhcp_events(&mut ev);
-            let served = self.serve(now, &mut ev);
+            let served = self.serve(now, &mut ev) | self.pinging(now, &mut ev);
             if !moved && !served {
                 break;
             }
@@ -460,6 +522,49 @@ impl<'a> Web<'a> {
                 ev.deconfigured = true;
             }
         }
+    }
+
+    /// Sends the next echo request when due, takes replies; whether anything was done.
+    fn pinging(&mut self, now: Instant, ev: &mut Events) -> bool {
+        let Some(target) = self.ping else {
+            return false;
+        };
+        let caps = smoltcp::phy::ChecksumCapabilities::default();
+        let mut did = false;
+        let have_address = self.address().is_some();
+        let s = self.sockets.get_mut::<icmp::Socket>(self.pinger);
+        if have_address && now >= self.ping_next && s.can_send() {
+            let seq = self.ping_seq;
+            let repr = Icmpv4Repr::EchoRequest {
+                ident: PING_IDENT,
+                seq_no: seq,
+                data: b"xenia-web-ping",
+            };
+            if let Ok(buf) = s.send(repr.buffer_len(), IpAddress::Ipv4(target)) {
+                repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
+                self.ping_sent[usize::from(seq) % 8] = now;
+                self.ping_seq = seq.wrapping_add(1);
+                self.ping_next = now + PING_EVERY;
+                did = true;
+            }
+        }
+        while let Ok((data, from)) = s.recv() {
+            did = true;
+            if from != IpAddress::Ipv4(target) {
+                continue;
+            }
+            let Ok(p) = Icmpv4Packet::new_checked(data) else {
+                continue;
+            };
+            if let Ok(Icmpv4Repr::EchoReply { ident, seq_no, .. }) = Icmpv4Repr::parse(&p, &caps)
+                && ident == PING_IDENT
+                && (1..=8).contains(&self.ping_seq.wrapping_sub(seq_no))
+            {
+                let rtt = now - self.ping_sent[usize::from(seq_no) % 8];
+                ev.pong = Some((seq_no, rtt.total_micros() as i64));
+            }
+        }
+        did
     }
 
     /// Serves every TCP socket once; whether anything was done.
@@ -665,7 +770,7 @@ mod tests {
     const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 
     fn client(end: End) -> Client {
-        let mut dev = Adapter::new(end);
+        let mut dev = Adapter::new(end, [2, 0, 0, 0, 0, 2]);
         let config = Config::new(HardwareAddress::Ethernet(EthernetAddress([
             2, 0, 0, 0, 0, 2,
         ])));
@@ -748,13 +853,14 @@ mod tests {
     #[test]
     fn http_discard_and_chargen_over_a_wire() {
         let (a, b) = wire();
-        let mut wdev = Adapter::new(a);
+        let mac = [0, 0x16, 0x3e, 1, 2, 3];
+        let mut wdev = Adapter::new(a, mac);
         let mut bufs = std::boxed::Box::new(Buffers::default());
         let mut t = Instant::from_secs(100);
         let mut web = Web::new(
             &mut bufs,
             &mut wdev,
-            [0, 0x16, 0x3e, 1, 2, 3],
+            mac,
             "web",
             Some((Ipv4Cidr::new(SERVER, 24), CLIENT)),
             1,
@@ -840,5 +946,42 @@ mod tests {
         let mut want = std::vec![0u8; got.len()];
         chargen(0, &mut want);
         assert_eq!(got, want);
+
+        // Ping the client: its interface answers.
+        web.ping(CLIENT);
+        let mut pongs = Vec::new();
+        let mut none = [SocketStorage::EMPTY; 1];
+        let mut cs = SocketSet::new(&mut none[..]);
+        for _ in 0..500 {
+            t += Duration::from_millis(10);
+            if let Some(p) = web.poll(t, &mut wdev).pong {
+                pongs.push(p.0);
+            }
+            c.iface.poll(t, &mut c.dev, &mut cs);
+        }
+        assert!(pongs.len() >= 3 && pongs[..3] == [0, 1, 2], "{pongs:?}");
+        assert_eq!(wdev.foreign, 0);
+        assert_eq!(wdev.tx_dropped, 0);
+    }
+
+    #[test]
+    fn frames_for_another_unicast_address_are_counted() {
+        let (a, b) = wire();
+        let mut dev = Adapter::new(a, [0, 0x16, 0x3e, 1, 2, 3]);
+        let mut other = b;
+        let mut frame = [0u8; 60];
+        for dst in [
+            [0xff; 6],
+            [0x01, 0, 0x5e, 0, 0, 1],
+            [0, 0x16, 0x3e, 1, 2, 3],
+            [0, 0x16, 0x3e, 1, 2, 4],
+        ] {
+            frame[..6].copy_from_slice(&dst);
+            assert!(other.send(&frame));
+        }
+        while let Some((rx, _)) = dev.receive(Instant::ZERO) {
+            phy::RxToken::consume(rx, |_| ());
+        }
+        assert_eq!(dev.foreign, 1);
     }
 }

@@ -13,8 +13,13 @@
 //! - runs the discard (TCP 9) and character generator (TCP 19) services, for throughput
 //!   measurements.
 //!
+//! With `ping=<address>` on its command line (`extra=` in the configuration) it also pings
+//! that address every second and prints each reply with the number of frames it received
+//! that were for another unicast address (a bridge delivers none).
+//!
 //! Console lines (tests wait for them): `web: netfront up, mac 00:16:3e:..`,
-//! `web: address 10.0.2.20/24`, `web: serving http on port 80`, `web: request <n>`.
+//! `web: address 10.0.2.20/24`, `web: serving http on port 80`, `web: request <n>`,
+//! `web: ping reply from <address> seq <n> in <t> us (foreign frames: <n>)`.
 //! The services are `xenia_demos::web`, unit-tested on the host.
 //!
 //! On the build host (`cargo test --workspace`) this is an empty program.
@@ -61,7 +66,11 @@ mod kernel {
 
     /// The demo, with events masked.
     pub fn main() -> ! {
-        super::domu::start();
+        let si = super::domu::start();
+        // `ping=<address>`: ping that address every second once the interface has one.
+        let ping = xenia_demos::cmdline::value(si.cmdline_bytes(), "ping")
+            .and_then(|v| core::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<core::net::Ipv4Addr>().ok());
         let mut bus = match Xenbus::connect() {
             Ok(b) => b,
             Err(e) => give_up(format_args!("no xenstore ({e:?})")),
@@ -84,9 +93,12 @@ mod kernel {
             "web: netfront up, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
             mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
         );
-        let mut dev = Adapter::new(Vif(nic));
+        let mut dev = Adapter::new(Vif(nic), mac);
         let mut bufs = Buffers::default();
         let mut web = Web::new(&mut bufs, &mut dev, mac, name, None, rdtsc(), instant());
+        if let Some(target) = ping {
+            web.ping(target);
+        }
         let mut serving = false;
         loop {
             let now = instant();
@@ -97,6 +109,12 @@ mod kernel {
                     println!("web: serving http on port {HTTP_PORT}");
                     serving = true;
                 }
+            }
+            if let (Some((seq, us)), Some(target)) = (ev.pong, ping) {
+                println!(
+                    "web: ping reply from {target} seq {seq} in {us} us (foreign frames: {})",
+                    dev.foreign
+                );
             }
             if ev.deconfigured {
                 println!("web: address lost");
