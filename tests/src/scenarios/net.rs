@@ -1,0 +1,152 @@
+//! Networking for domains (issue 16, scenarios `net_*` of this module): the `web` demo domU
+//! (netfront and smoltcp in the guest) behind netback, dom0's bridge `xenbr0` and the
+//! machine's virtio-net card on QEMU's user network (10.0.2.0/24, DHCP from 10.0.2.20 on),
+//! with a host port forwarded to the first domU's port 80.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::iso::DEFAULT_HV_OPTIONS;
+use crate::machine::{DEFAULT_TIMEOUT as T, Qemu};
+use crate::runner::Context;
+use crate::scenarios::xl::{self, PROMPT};
+use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+
+/// How long a domU may take from `xl create` to its DHCP address under emulation.
+const UP: Duration = Duration::from_secs(180);
+/// How long one HTTP exchange may take.
+const HTTP: Duration = Duration::from_secs(30);
+
+/// A TCP port on the host's loopback that is free now (the kernel picks it).
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("local_addr: {e}"))
+}
+
+/// Boots the test image with a virtio-net card on QEMU's user network; host port `port`
+/// forwards to 10.0.2.20:80 (the first domU to ask DHCP).
+fn boot(ctx: &Context, port: u16) -> Result<Qemu, String> {
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .qemu_arg("-netdev")
+        .qemu_arg(&format!(
+            "user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.20,\
+             hostfwd=tcp:127.0.0.1:{port}-10.0.2.20:80"
+        ))
+        .qemu_arg("-device")
+        .qemu_arg("virtio-net-pci,netdev=net0")
+        .boot()?;
+    vm.wait_for(PROMPT, T)?;
+    Ok(vm)
+}
+
+/// `xl create /etc/xen/web.cfg` as domain `name` with `cmdline` (its console on the
+/// hypervisor's log, so that its lines come as `(d<id>) web: ...`): the domain's id.
+fn create_web(vm: &mut Qemu, name: &str, cmdline: &str) -> Result<u32, String> {
+    let out = xl::run(
+        vm,
+        &format!(
+            "xl create /etc/xen/web.cfg 'name=\"{name}\"' \
+             'cmdline=\"console=hypervisor {cmdline}\"'"
+        ),
+    )?;
+    out.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("Domain {name} created with id "))
+        })
+        .and_then(|id| id.trim().parse().ok())
+        .ok_or_else(|| format!("`xl create` of {name} failed:\n{out}"))
+}
+
+/// Waits for domain `id` to say it has address `addr` and serves HTTP.
+fn wait_up(vm: &mut Qemu, id: u32, addr: &str) -> Result<(), String> {
+    vm.wait_for_line(&format!("(d{id}) web: netfront up, mac 00:16:3e:"), UP)?;
+    vm.wait_for_line(&format!("(d{id}) web: address {addr}"), UP)?;
+    Ok(())
+}
+
+/// One `GET /` through the forward at host port `port`: the whole response. A connection
+/// the forward drops (QEMU accepts before the guest does) is tried again, until `HTTP`
+/// has passed.
+fn http_get(port: u16) -> Result<String, String> {
+    let deadline = Instant::now() + HTTP;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let attempt = || -> Result<String, String> {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+                .map_err(|e| format!("write: {e}"))?;
+            let mut body = Vec::new();
+            s.read_to_end(&mut body).map_err(|e| format!("read: {e}"))?;
+            String::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))
+        };
+        match attempt() {
+            Ok(r) if r.starts_with("HTTP/1.0 200 OK") => return Ok(r),
+            Ok(r) => last = format!("response {r:?}"),
+            Err(e) => last = e,
+        }
+    }
+    Err(format!(
+        "no HTTP answer through the port forward in {HTTP:?}: {last}"
+    ))
+}
+
+/// `net_web_http`: the harness's own HTTP GET, through QEMU's port forward, the machine's
+/// NIC, dom0's bridge and netback, reaches the web domU; the page names the domain and its
+/// counter moves on a second GET.
+pub fn web_http(ctx: &Context) -> Result<(), String> {
+    let port = free_port()?;
+    let mut vm = boot(ctx, port)?;
+    let id = create_web(&mut vm, "web", "")?;
+    wait_up(&mut vm, id, "10.0.2.20/24")?;
+    let first = http_get(port)?;
+    vm.wait_for_line(&format!("(d{id}) web: request 1"), HTTP)?;
+    let second = http_get(port)?;
+    vm.wait_for_line(&format!("(d{id}) web: request 2"), HTTP)?;
+    for (page, n) in [(&first, 1), (&second, 2)] {
+        if !page.contains("domain: web") || !page.contains(&format!("request: {n}")) {
+            return Err(format!("GET {n}: not the web domU's page:\n{page}"));
+        }
+    }
+    xl::run(&mut vm, "xl destroy web")?;
+    vm.kill();
+    Ok(())
+}
+
+/// `net_ping_domus`: two web domUs ping each other across the bridge; each gets replies,
+/// and neither receives a frame addressed to another unicast address.
+pub fn ping_domus(ctx: &Context) -> Result<(), String> {
+    let port = free_port()?;
+    let mut vm = boot(ctx, port)?;
+    let a = create_web(&mut vm, "web", "ping=10.0.2.21")?;
+    wait_up(&mut vm, a, "10.0.2.20/24")?;
+    let b = create_web(&mut vm, "web2", "ping=10.0.2.20")?;
+    wait_up(&mut vm, b, "10.0.2.21/24")?;
+    for (id, peer) in [(a, "10.0.2.21"), (b, "10.0.2.20")] {
+        // A few replies each (the first echo may wait for ARP).
+        for _ in 0..3 {
+            let line =
+                vm.wait_for_line(&format!("(d{id}) web: ping reply from {peer} seq "), UP)?;
+            if !line.ends_with("(foreign frames: 0)") {
+                return Err(format!("d{id} received frames meant for others: {line}"));
+            }
+        }
+    }
+    xl::run(&mut vm, "xl destroy web")?;
+    xl::run(&mut vm, "xl destroy web2")?;
+    vm.kill();
+    Ok(())
+}
