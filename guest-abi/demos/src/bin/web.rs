@@ -126,13 +126,13 @@ mod kernel {
                 );
             }
             // Sleep until smoltcp has something to do, a frame arrives or a second passes.
+            // No delay after a full poll means frames wait for room in the transmit ring:
+            // a transmit completion (an event) or a millisecond ends that sleep.
             let delay_ns = web
                 .poll_delay(now)
                 .map_or(1000 * NS_PER_MS, |d| d.total_micros() * 1000)
-                .min(1000 * NS_PER_MS);
-            if delay_ns > 0 {
-                dev.link.0.wait(now_ns() + delay_ns);
-            }
+                .clamp(NS_PER_MS, 1000 * NS_PER_MS);
+            dev.link.0.wait(now_ns() + delay_ns);
         }
     }
 }
