@@ -14,7 +14,7 @@ mod domains;
 
 mod guests;
 mod mem_offline;
-mod net;
+mod net_web;
 mod operator;
 mod operator_xl;
 mod peer;
@@ -73,8 +73,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_readonly", blkif::readonly),
         Scenario::new("block_hostile_frontend", blkif::hostile_frontend),
         Scenario::new("block_kv", blkif::kv),
-        Scenario::new("net_web_http", net::web_http),
-        Scenario::new("net_ping_domus", net::ping_domus),
+        Scenario::new("net_web_http", net_web::web_http),
+        Scenario::new("net_ping_domus", net_web::ping_domus),
         Scenario::new("block_xl_verbs", block_xl::verbs),
         Scenario::new("block_bench_short", block_bench::short),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
