@@ -407,7 +407,9 @@ pub fn xenia_problem(nic: &Nic) -> Option<String> {
             || n.len() > IFNAME_MAX
             || n == "."
             || n == ".."
-            || !n.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':'))
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':'))
     {
         return Some(format!(
             "vifname={n}: an interface name is 1 to {IFNAME_MAX} printable characters, \
@@ -447,14 +449,7 @@ pub fn generated_mac(name: &str, devid: u32) -> [u8; 6] {
             .chain(devid.to_le_bytes()),
     )
     .to_le_bytes();
-    [
-        XEN_OUI[0],
-        XEN_OUI[1],
-        XEN_OUI[2],
-        h[0] & 0x7f,
-        h[1],
-        h[2],
-    ]
+    [XEN_OUI[0], XEN_OUI[1], XEN_OUI[2], h[0] & 0x7f, h[1], h[2]]
 }
 
 /// `nic` with libxl's defaults (`libxl__device_nic_setdefault`) as device `devid` of the
@@ -492,7 +487,8 @@ pub fn frontend_path(domid: u16, devid: u32) -> String {
 pub fn devids(children: &[String]) -> Vec<u32> {
     let mut ids: Vec<u32> = children
         .iter()
-        .filter(|s| !s.starts_with('+') && !(s.len() > 1 && s.starts_with('0')))
+        // Canonical decimal only: no sign, no leading zero.
+        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()) && (*s == "0" || !s.starts_with('0')))
         .filter_map(|s| s.parse().ok())
         .filter(|&d| d <= DEVID_MAX)
         .collect();
@@ -535,7 +531,12 @@ pub fn add_ops(domid: u16, devid: u32, nic: &Nic) -> Vec<XsOp> {
         w(
             &fe,
             "trusted",
-            if nic.trusted.unwrap_or(true) { "1" } else { "0" }.to_string()
+            if nic.trusted.unwrap_or(true) {
+                "1"
+            } else {
+                "0"
+            }
+            .to_string()
         ),
         w(&fe, "mtu", format!("{mtu}")),
         XsOp::SetPerms(format!("{fe}/mtu"), alloc::vec![(0, b'n'), (domid, b'r')]),
@@ -602,7 +603,11 @@ pub fn to_json(nic: &Nic) -> Json {
     int(&mut m, "mtu", nic.mtu.map(u64::from));
     s(&mut m, "vlan", &nic.vlan);
     s(&mut m, "model", &nic.model);
-    s(&mut m, "mac", &nic.mac.filter(|m| *m != [0; 6]).map(|m| mac_text(&m)));
+    s(
+        &mut m,
+        "mac",
+        &nic.mac.filter(|m| *m != [0; 6]).map(|m| mac_text(&m)),
+    );
     s(&mut m, "ip", &nic.ip);
     s(&mut m, "bridge", &nic.bridge);
     s(&mut m, "ifname", &nic.ifname);

@@ -1211,7 +1211,11 @@ impl<'a> Config<'a> {
                 ));
             };
             let p = vif::parse(source, &[spec]).map_err(at)?;
-            warnings.extend(p.warnings.into_iter().map(|w| format!("{source}:{line}: {w}")));
+            warnings.extend(
+                p.warnings
+                    .into_iter()
+                    .map(|w| format!("{source}:{line}: {w}")),
+            );
             nics.push(p.nic);
         }
         let mut last: Option<u32> = None;
@@ -1581,8 +1585,10 @@ Disk = 1
         let p = parse_domain_config("guest.cfg", MINIMAL.as_bytes(), &["vtpm=['']"]).unwrap();
         assert_eq!(
             p.warnings,
-            ["<command line>:1: 'vtpm' is not implemented by Xenia (ignored): the domain will \
-              have no virtual TPM"]
+            [
+                "<command line>:1: 'vtpm' is not implemented by Xenia (ignored): the domain will \
+              have no virtual TPM"
+            ]
         );
         // No key is both implemented and listed as not, and none is listed twice.
         let mut seen = Vec::new();

@@ -100,19 +100,28 @@ fn xens_rate_cases() {
         }
     }
     assert_eq!(json_of(&["trusted"]), "{\n    \"trusted\": \"True\"\n}\n");
-    assert_eq!(json_of(&["untrusted"]), "{\n    \"trusted\": \"False\"\n}\n");
+    assert_eq!(
+        json_of(&["untrusted"]),
+        "{\n    \"trusted\": \"False\"\n}\n"
+    );
 }
 
 #[test]
 fn xens_words_for_bad_specs() {
     assert_eq!(error(&["foo"]), "unrecognized argument `foo'");
-    assert_eq!(error(&["mac=00:16:3e:zz:00:01"]), "Invalid parameter `mac'.");
+    assert_eq!(
+        error(&["mac=00:16:3e:zz:00:01"]),
+        "Invalid parameter `mac'."
+    );
     assert_eq!(error(&["mac=00:16:3e:00:01"]), "Invalid parameter `mac'.");
     assert_eq!(
         error(&["mac=00:16:3e:00:01:02:03"]),
         "Invalid parameter `mac'."
     );
-    assert_eq!(error(&["mac=100:16:3e:00:01:02"]), "Invalid parameter `mac'.");
+    assert_eq!(
+        error(&["mac=100:16:3e:00:01:02"]),
+        "Invalid parameter `mac'."
+    );
     assert_eq!(error(&["type=tap"]), "Invalid parameter `type'.");
     assert_eq!(
         error(&["mtu=big"]),
@@ -182,7 +191,10 @@ fn every_key_of_the_man_page() {
 #[test]
 fn what_xenia_cannot_serve_is_refused_with_the_reason() {
     let problem = |spec: &str| xenia_problem(&nic(&[spec])).unwrap_or_default();
-    assert!(problem("type=ioemu").starts_with("trying to create PV or PVH guest with an emulated interface"));
+    assert!(
+        problem("type=ioemu")
+            .starts_with("trying to create PV or PVH guest with an emulated interface")
+    );
     assert!(problem("model=e1000").starts_with("model=e1000 is not supported by Xenia"));
     assert!(problem("script=vif-route").starts_with("script=vif-route is not supported by Xenia"));
     assert_eq!(problem("script=/etc/xen/scripts/vif-bridge"), "");
@@ -312,7 +324,10 @@ fn to_json_as_libxl_prints_it() {
              \"nictype\": \"vif\",\n    \"trusted\": \"True\"\n}}\n"
         )
     );
-    assert_eq!(render(&to_json(&nic(&[""]))), render(&Json::Map(Vec::new())));
+    assert_eq!(
+        render(&to_json(&nic(&[""]))),
+        render(&Json::Map(Vec::new()))
+    );
 }
 
 /// Hostile text: long, odd bytes, many pieces; no panic, one pass.
