@@ -556,7 +556,10 @@ fn give_nics(dom: DomId, nics: &[dom0_tools::vif::Nic], name: &str) {
     use dom0_tools::vif;
     for n in nics {
         let devid = n.devid.unwrap_or(0);
-        let ops = vif::add_ops(dom, devid, &vif::resolve(n, name, devid));
+        let n = vif::resolve(n, name, devid);
+        let mut ops = vif::add_ops(dom, devid, &n);
+        // The old domain's index entries went with its release.
+        ops.extend(vif::index_ops(dom, devid, &n));
         if let Err(e) = crate::store::apply(&ops) {
             tprintln!("dom0: restarted domain \"{name}\" gets no vif {devid} (xenstore: {e})");
         }

@@ -256,6 +256,15 @@ fn steps(vm: &mut Qemu) -> Result<(), String> {
     if mac_of(vm, c, 0)? == mac0 {
         return Err("two names, one MAC".into());
     }
+    // A MAC a live vif holds is refused to another (the bridge would misdeliver).
+    let out = expect(
+        vm,
+        &format!("xl network-attach nb mac={mac0}"),
+        &format!("mac={mac0} is in use by domain {b}'s vif 0"),
+    )?;
+    if !out.ends_with(FAILED) {
+        return Err(format!("a MAC in use: {out:?}"));
+    }
 
     // Rebooted, the domain gets its vifs again from its configuration, same MACs.
     let said = run(vm, "xl reboot na")?.replace('\r', "");

@@ -45,12 +45,30 @@ pub fn attach(sys: &mut impl System, dom: DomId, name: &str, nic: &Nic) -> Resul
     }
     let fe = vif::frontend_path(dom, devid);
     let be = vif::backend_path(dom, devid);
-    let ops = vif::add_ops(dom, devid, &nic);
+    let mut ops = vif::add_ops(dom, devid, &nic);
+    ops.extend(vif::index_ops(dom, devid, &nic));
+    let mac = nic.mac.unwrap_or_default();
+    let index = vif::mac_index_path(&mac);
     let r = in_transaction(sys, |sys| {
         if sys.xs_read(&be).is_ok() || sys.xs_read(&fe).is_ok() {
             return Err(Refusal::Said(
                 "device already exists in xenstore".to_string(),
             ));
+        }
+        // A live vif with this MAC (its backend still holds it) refuses it; a stale
+        // entry is overwritten with the nodes.
+        if let Some((d, n)) = sys
+            .xs_read(&index)
+            .ok()
+            .as_deref()
+            .and_then(vif::parse_holder)
+            && (d, n) != (dom, devid)
+            && holds(sys, d, n, &mac)
+        {
+            return Err(Refusal::Said(format!(
+                "mac={} is in use by domain {d}'s vif {n}: give this vif another mac=",
+                vif::mac_text(&mac)
+            )));
         }
         apply(sys, &ops)?;
         Ok(())
@@ -62,6 +80,17 @@ pub fn attach(sys: &mut impl System, dom: DomId, name: &str, nic: &Nic) -> Resul
             "xenstore refused the nodes of vif {devid} ({e}): is this Xenia's dom0?"
         )),
     }
+}
+
+/// Whether domain `dom`'s vif `devid` holds `mac` (dom0's backend node says so).
+fn holds(sys: &mut impl System, dom: DomId, devid: u32, mac: &[u8; 6]) -> bool {
+    let path = format!("{}/mac", vif::backend_path(dom, devid));
+    let read = sys.xs_read(&path).ok();
+    read.as_deref()
+        .and_then(|m| core::str::from_utf8(m).ok())
+        .and_then(vif::parse_mac)
+        .as_ref()
+        == Some(mac)
 }
 
 /// The vifs of domain `dom`, read back from dom0's backend nodes as libxl's
@@ -290,7 +319,24 @@ pub fn network_detach(
             sys.sleep_ms(POLL_MS);
         }
     }
-    let ops = vif::remove_ops(dom.dom, devid);
+    // The MAC's index entry goes with the backend (were it left, it would be stale).
+    let mut ops = vif::remove_ops(dom.dom, devid);
+    if let Some(mac) = nics
+        .iter()
+        .find(|n| n.devid == Some(devid))
+        .and_then(|n| n.mac)
+    {
+        let index = vif::mac_index_path(&mac);
+        if sys
+            .xs_read(&index)
+            .ok()
+            .as_deref()
+            .and_then(vif::parse_holder)
+            == Some((dom.dom, devid))
+        {
+            ops.push(dom0_tools::disk::XsOp::Rm(index));
+        }
+    }
     in_transaction(sys, |sys| apply(sys, &ops).map_err(Refusal::Store))
         .map_err(|_| failed(io, format!("unable to remove {fe} and {be}")))
 }

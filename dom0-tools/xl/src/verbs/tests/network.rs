@@ -362,3 +362,54 @@ fn a_hostile_frontend_does_not_mislead_xl() {
     assert_eq!(r, Ok(()), "{err}");
     assert!(!f.tree.keys().any(|k| k.starts_with(be)));
 }
+
+/// Two live vifs never share a MAC (the bridge would deliver one's frames to the other);
+/// a MAC whose holder is gone is free again.
+#[test]
+fn a_mac_in_use_is_refused_and_freed_with_its_vif() {
+    let mut f = Fake::new();
+    f.add(4, "other", 16);
+    assert_eq!(
+        attach(&mut f, "hello", &["mac=00:16:3e:00:00:42"]).0,
+        Ok(())
+    );
+    assert_eq!(
+        node(&f, "/tool/xenia/macs/00163e000042").as_deref(),
+        Some("3-0")
+    );
+    let (r, _, err) = attach(&mut f, "other", &["mac=00:16:3e:00:00:42"]);
+    assert_eq!(r, Err(String::new()));
+    assert!(
+        err.contains("mac=00:16:3e:00:00:42 is in use by domain 3's vif 0"),
+        "{err}"
+    );
+    assert!(!f.tree.keys().any(|k| k.contains("/vif/4/")));
+    // Twice in one configuration: the second is refused, the domain destroyed again.
+    with_vif_cfg(
+        &mut f,
+        "d",
+        "'mac=00:16:3e:00:00:07', 'mac=00:16:3e:00:00:07'",
+    );
+    let e = create(&mut f, "d.cfg", &[], false).0.unwrap_err();
+    assert!(e.contains("is in use by domain 7's vif 0"), "{e}");
+    assert!(f.log.contains(&"destroy 7".to_string()));
+    // Detached, its entry goes, and the MAC may be given again.
+    let (r, _, _) = detach(&mut f, "hello", "0", true);
+    assert_eq!(r, Ok(()));
+    assert_eq!(node(&f, "/tool/xenia/macs/00163e000042"), None);
+    assert_eq!(
+        attach(&mut f, "other", &["mac=00:16:3e:00:00:42"]).0,
+        Ok(())
+    );
+    // A stale entry (its domain's backends gone) does not refuse.
+    f.tree
+        .retain(|k, _| !k.starts_with("/local/domain/0/backend/vif/4"));
+    assert_eq!(
+        attach(&mut f, "hello", &["mac=00:16:3e:00:00:42"]).0,
+        Ok(())
+    );
+    assert_eq!(
+        node(&f, "/tool/xenia/macs/00163e000042").as_deref(),
+        Some("3-0")
+    );
+}
