@@ -487,7 +487,8 @@ pub fn frontend_path(domid: u16, devid: u32) -> String {
 pub fn devids(children: &[String]) -> Vec<u32> {
     let mut ids: Vec<u32> = children
         .iter()
-        .filter(|s| !s.starts_with('+') && !(s.len() > 1 && s.starts_with('0')))
+        // Canonical decimal only: no sign, no leading zero.
+        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()) && (*s == "0" || !s.starts_with('0')))
         .filter_map(|s| s.parse().ok())
         .filter(|&d| d <= DEVID_MAX)
         .collect();
@@ -571,6 +572,61 @@ pub fn add_ops(domid: u16, devid: u32, nic: &Nic) -> Vec<XsOp> {
     ops.push(w(&be, "handle", format!("{devid}")));
     ops.push(w(&be, "type", NicType::Vif.name().to_string()));
     ops.push(w(&be, "hotplug-status", HOTPLUG_CONNECTED.to_string()));
+    ops
+}
+
+/// Where the toolstack keeps which vif holds which MAC, so that two live vifs never share
+/// one (the bridge learns a MAC on one port: a second holder would get none of its frames,
+/// or the first's) without reading every domain's vifs at each creation (Xenia's; Xen does
+/// not check): `<MAC_INDEX>/<12 hex digits>` = `<domid>-<devid>`, dom0's only. An entry
+/// whose vif is gone, or holds another MAC now, is stale: overwritten when met.
+pub const MAC_INDEX: &str = "/tool/xenia/macs";
+
+/// The index node of `mac`.
+pub fn mac_index_path(mac: &[u8; 6]) -> String {
+    let mut out = String::from(MAC_INDEX);
+    out.push('/');
+    for b in mac {
+        out += &format!("{b:02x}");
+    }
+    out
+}
+
+/// The holder an index entry names: `(domid, devid)`.
+pub fn parse_holder(text: &[u8]) -> Option<(u16, u32)> {
+    let (d, n) = core::str::from_utf8(text).ok()?.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(d) && digits(n)).then_some(())?;
+    Some((d.parse().ok()?, n.parse().ok()?))
+}
+
+/// The index operation that records device `devid` of `domid` as the holder of `nic`'s MAC
+/// (written with [`add_ops`], after the check that no live vif holds it).
+pub fn index_ops(domid: u16, devid: u32, nic: &Nic) -> Vec<XsOp> {
+    alloc::vec![XsOp::Write(
+        mac_index_path(&nic.mac.unwrap_or([0; 6])),
+        format!("{domid}-{devid}")
+    )]
+}
+
+/// The index entries of domain `domid`'s vifs, to remove with its backends when it is
+/// destroyed: for each device under `backend/vif/<domid>`, the entry of the MAC its `mac`
+/// names, when that entry names this device.
+pub fn index_release_ops(domid: u16, store: &mut impl crate::disk::ReadStore) -> Vec<XsOp> {
+    let mut ops = Vec::new();
+    let dir = format!("/local/domain/0/backend/vif/{domid}");
+    for devid in devids(&store.directory(&dir).unwrap_or_default()) {
+        let mac = store
+            .read(&format!("{dir}/{devid}/mac"))
+            .and_then(|m| parse_mac(core::str::from_utf8(&m).ok()?));
+        let Some(mac) = mac else {
+            continue;
+        };
+        let path = mac_index_path(&mac);
+        if store.read(&path).as_deref().and_then(parse_holder) == Some((domid, devid)) {
+            ops.push(XsOp::Rm(path));
+        }
+    }
     ops
 }
 

@@ -358,3 +358,59 @@ fn hostile_specs_do_not_panic() {
     }
     assert!(parse("command line", &[&many]).is_ok());
 }
+
+#[test]
+fn the_mac_index_names_holders_and_is_released_with_the_domain() {
+    let mac = [0x00, 0x16, 0x3e, 0x00, 0x00, 0x42];
+    assert_eq!(mac_index_path(&mac), "/tool/xenia/macs/00163e000042");
+    assert_eq!(parse_holder(b"5-1"), Some((5, 1)));
+    for bad in [
+        &b"5"[..],
+        b"-1",
+        b"5-",
+        b"x-1",
+        b"5-+1",
+        b"70000-1",
+        b"\xff-1",
+    ] {
+        assert_eq!(parse_holder(bad), None, "{bad:?}");
+    }
+    let n = resolve(&nic(&["mac=00:16:3e:00:00:42"]), "web", 1);
+    assert_eq!(
+        index_ops(5, 1, &n),
+        vec![XsOp::Write(
+            "/tool/xenia/macs/00163e000042".into(),
+            "5-1".into()
+        )]
+    );
+    struct Nodes(alloc::collections::BTreeMap<String, String>);
+    impl crate::disk::ReadStore for Nodes {
+        fn directory(&mut self, path: &str) -> Option<Vec<String>> {
+            let prefix = format!("{path}/");
+            let mut v: Vec<String> = self
+                .0
+                .keys()
+                .filter_map(|k| k.strip_prefix(&prefix))
+                .map(|r| r.split('/').next().unwrap_or("").to_string())
+                .collect();
+            v.dedup();
+            Some(v)
+        }
+        fn read(&mut self, path: &str) -> Option<Vec<u8>> {
+            self.0.get(path).map(|v| v.clone().into_bytes())
+        }
+    }
+    let mut nodes = alloc::collections::BTreeMap::new();
+    let be = "/local/domain/0/backend/vif/5";
+    nodes.insert(format!("{be}/0/mac"), "00:16:3e:00:00:01".to_string());
+    nodes.insert(format!("{be}/1/mac"), "00:16:3e:00:00:42".to_string());
+    nodes.insert(format!("{be}/2/mac"), "garbage".to_string());
+    nodes.insert("/tool/xenia/macs/00163e000001".into(), "5-0".into());
+    // Another domain holds this one now: not ours to remove.
+    nodes.insert("/tool/xenia/macs/00163e000042".into(), "6-0".into());
+    assert_eq!(
+        index_release_ops(5, &mut Nodes(nodes)),
+        vec![XsOp::Rm("/tool/xenia/macs/00163e000001".into())]
+    );
+    assert!(index_release_ops(7, &mut Nodes(Default::default())).is_empty());
+}

@@ -15,6 +15,7 @@ mod domains;
 mod guests;
 mod mem_offline;
 mod net_web;
+mod net_xl;
 mod operator;
 mod operator_xl;
 mod peer;
@@ -79,6 +80,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_bench_short", block_bench::short),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
         Scenario::new("block_xl_create_icount", block_xl::create_flat_icount),
+        Scenario::new("net_xl_verbs", net_xl::verbs),
+        Scenario::new("net_xl_create_icount", net_xl::create_flat_icount),
         Scenario::new("xenstore_messages", xenstore::messages),
         Scenario::new("xenstore_flood", xenstore::flood),
         Scenario::new("xenstore_commands", xenstore::commands),
