@@ -85,6 +85,8 @@ mod vdso;
 mod virtio_blk;
 #[cfg(target_os = "none")]
 mod wait;
+#[cfg(target_os = "none")]
+mod xsclient;
 
 #[cfg(target_os = "none")]
 mod kernel {
