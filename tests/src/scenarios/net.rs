@@ -44,7 +44,14 @@ fn boot(ctx: &Context) -> Result<Qemu, String> {
 /// xenstore-chmod say nothing when they succeed).
 fn quiet(vm: &mut Qemu, line: &str) -> Result<(), String> {
     let out = xl::run(vm, line)?;
-    if out.trim().is_empty() {
+    // What the terminal echoed of the line is not output.
+    let out = out.trim_start().strip_prefix(line).unwrap_or(&out);
+    // Lines of the domUs' consoles and of dom0's kernel come in between.
+    let own: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with("(d") && !l.starts_with("dom0: ") && !l.trim().is_empty())
+        .collect();
+    if own.is_empty() {
         Ok(())
     } else {
         Err(format!("`{line}`: {out}"))
@@ -86,7 +93,8 @@ fn create(vm: &mut Qemu, name: &str, cmdline: &str, vifs: &[&str]) -> Result<u32
              'cmdline=\"{cmdline}\"'"
         ),
     )?;
-    let id = created_id(&out, name)?;
+    // "Domain <name> created with id <n>, paused (...)".
+    let id = created_id(&out.replace(", paused", "\n"), name)?;
     for (devid, mac) in vifs.iter().enumerate() {
         add_vif(vm, id, devid as u32, mac)?;
     }
