@@ -23,6 +23,7 @@
 //! * [`shell`] is the `init` shell's line editor, word splitting and exit reports;
 //! * [`tty`] is the terminal's line discipline (`n_tty`'s canonical mode, echo, signals);
 //! * [`vbd`] is blkback's checking of block requests, ring indexes and xenstore paths.
+//! * [`vif`] is netback's checking of transmitted frames, ring indexes and xenstore paths.
 //!
 //! Only the dom0 kernel uses these (xtask's initrd builder and a fuzz target use [`cpio`]);
 //! the toolstack itself (`xl`'s configuration, the domain builder, the Xen handle) is the
@@ -54,6 +55,7 @@ pub mod tmpfs;
 pub mod tty;
 pub mod userstack;
 pub mod vbd;
+pub mod vif;
 pub mod vm;
 
 /// dom0's host name (`uname`'s nodename, `xl info`'s `host`).

@@ -51,6 +51,8 @@ mod blockdev;
 #[cfg(target_os = "none")]
 mod blockfile;
 #[cfg(target_os = "none")]
+mod bridge;
+#[cfg(target_os = "none")]
 mod direct;
 #[cfg(target_os = "none")]
 mod dma;
@@ -62,6 +64,8 @@ mod fs;
 mod fscalls;
 #[cfg(target_os = "none")]
 mod heap;
+#[cfg(target_os = "none")]
+mod netback;
 #[cfg(target_os = "none")]
 mod pcibus;
 #[cfg(target_os = "none")]
@@ -85,6 +89,8 @@ mod vdso;
 mod virtio_blk;
 #[cfg(target_os = "none")]
 mod wait;
+#[cfg(target_os = "none")]
+mod xsclient;
 
 #[cfg(target_os = "none")]
 mod kernel {
@@ -97,7 +103,7 @@ mod kernel {
     use xenia_guest_rt::boot::{VIRT_BASE, start_info};
     use xenia_guest_rt::trap;
 
-    use crate::{backend, blkback, frames, fs, heap, process, store, term, vdso, wait};
+    use crate::{backend, blkback, frames, fs, heap, netback, process, store, term, vdso, wait};
 
     /// Looks at everything that may have changed while dom0 was busy or blocked: terminal
     /// input and the domUs' backends.
@@ -106,6 +112,7 @@ mod kernel {
         backend::service();
         store::service();
         blkback::service();
+        netback::service();
     }
 
     /// PCI, the DMA pool and the virtio-blk disks, before any process runs (`virtio_blk=poll`

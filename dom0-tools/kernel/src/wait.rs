@@ -71,9 +71,9 @@ fn block_once(deadline: u64) {
     if now >= deadline {
         return;
     }
-    if crate::store::busy() {
-        // A domain's ring still holds requests (served a bounded number per turn): look
-        // again at once rather than sleep on them.
+    if crate::store::busy() || crate::bridge::busy() || crate::netback::busy() {
+        // A domain's ring still holds requests, or frames wait in the bridge (served a
+        // bounded number per turn): look again at once rather than sleep on them.
         return;
     }
     let masked = events::masked();

@@ -14,6 +14,7 @@ mod domains;
 
 mod guests;
 mod mem_offline;
+mod net;
 mod net_web;
 mod net_xl;
 mod operator;
@@ -69,6 +70,9 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_cpu_offline_4", smp::cpu_offline_4),
         Scenario::new("smp_vcpu_set_4", smp::vcpu_set_4),
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
+        Scenario::new("net_netback_frames", net::frames),
+        Scenario::new("net_hostile_frontend", net::hostile_frontend),
+        Scenario::new("net_destroy_midstream", net::destroy_midstream),
         Scenario::new("block_persist", blkif::persist),
         Scenario::new("block_destroy_midstream", blkif::destroy_midstream),
         Scenario::new("block_readonly", blkif::readonly),
