@@ -135,8 +135,10 @@ impl Stack {
         for (i, &(handle, service)) in self.served.iter().enumerate() {
             let s = self.sockets.get_mut::<tcp::Socket>(handle);
             if !s.is_open() {
-                // The connection ended (or the socket is new): listen again.
+                // The connection ended (or the socket is new): listen again; chargen's next
+                // connection starts the pattern from its beginning.
                 s.abort();
+                self.chargen_pos[i] = 0;
                 let port = match service {
                     Service::Discard => DISCARD_PORT,
                     Service::Chargen => CHARGEN_PORT,
