@@ -177,6 +177,10 @@ pub const PROFILE: &str = "\
 export PS1='dom0# '
 # Without -f, busybox's poweroff and reboot ask an init to do it, and dom0 has none.
 alias poweroff='poweroff -f' reboot='reboot -f' halt='halt -f'
+# brctl and ip as far as dom0 has them (busybox's need sockets and /sys): the bridge xenbr0
+# and dom0's address, as dom0's kernel writes them in /proc/net.
+brctl() { if [ $# = 0 ] || [ \"$1\" = show ]; then cat /proc/net/bridge; else echo \"brctl: only 'brctl show' here\" >&2; return 1; fi; }
+ip() { case \"$1\" in a|addr|address) cat /proc/net/addr;; *) echo \"ip: only 'ip addr' here\" >&2; return 1;; esac; }
 ";
 
 /// The scenarios' initrd, `target/xenia/initrd-test.cpio`: the default one (busybox too,

@@ -1,110 +1,89 @@
-//! The bridge (`xenbr0`) joining dom0's ports: a stand-in with the interface of helper
-//! "nic"'s learning bridge, so that netback can be built and tested on its own branch. It
-//! floods every frame to every other port (no MAC learning), with bounded queues; the
-//! learning bridge replaces it at merge.
+//! `xenbr0`, dom0's learning bridge (DESIGN §11): the NIC (`eth0`), dom0's own IP stack
+//! (`xenbr0`) and every vif (`vif<domid>.<devid>`, netback's) are its ports. The forwarding
+//! itself is the library's [`xenia_dom0::bridging::Bridge`]; this module holds the one bridge
+//! under a lock and gives it the time.
+//!
+//! **Pull model.** Nothing calls into a port while the bridge's lock is held: a port's owner
+//! pushes what it received with [`input`] and, in its own `service()` (run from
+//! `kernel::service()`), pops what the bridge queued for it with [`pop`]. `kernel::service()`
+//! runs the services again, a bounded number of times, while [`busy`] says a frame waits.
 
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use spin::Mutex;
+use xenia_dom0::bridging::{Bridge, PortInfo};
+
+/// The bridge's name.
+pub const NAME: &str = "xenbr0";
 
 /// A port of the bridge.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortId(pub u32);
 
-/// Ports at most.
-const PORTS: usize = 64;
-/// Frames queued per port at most.
-const QUEUE: usize = 256;
-const MIN_FRAME: usize = 14;
-const MAX_FRAME: usize = 1514;
+static BRIDGE: Mutex<Bridge> = Mutex::new(Bridge::new());
 
-struct Port {
-    id: u32,
-    _name: String,
-    queue: VecDeque<Vec<u8>>,
-    dropped: u64,
-}
+/// The MAC address the bridge is known by (`brctl show`'s bridge id): dom0's own, the NIC's.
+static MAC: Mutex<[u8; 6]> = Mutex::new([0; 6]);
 
-struct Bridge {
-    ports: Vec<Port>,
-    next: u32,
-    bad: u64,
-}
-
-static BRIDGE: Mutex<Bridge> = Mutex::new(Bridge {
-    ports: Vec::new(),
-    next: 1,
-    bad: 0,
-});
-
-/// Adds a port named `name`; `None` when the bridge has no room for another.
+/// Adds the port `name` (`"vif<domid>.<devid>"`, `"eth0"`, `"xenbr0"` for dom0's own); `None`
+/// when the bridge has no room for another port.
 pub fn attach(name: &str) -> Option<PortId> {
-    let mut b = BRIDGE.lock();
-    if b.ports.len() >= PORTS || b.ports.try_reserve(1).is_err() {
-        return None;
+    let id = BRIDGE.lock().attach(name).map(PortId);
+    if id.is_none() {
+        crate::tprintln!("{NAME}: no room for port {name}");
     }
-    let mut n = String::new();
-    n.try_reserve(name.len()).ok()?;
-    n.push_str(name);
-    let id = b.next;
-    b.next = b.next.wrapping_add(1).max(1);
-    b.ports.push(Port {
-        id,
-        _name: n,
-        queue: VecDeque::new(),
-        dropped: 0,
-    });
-    Some(PortId(id))
+    id
 }
 
-/// Forgets port `id` and its queued frames.
+/// Forgets the port, its queued frames and every MAC learned on it.
+#[allow(dead_code)] // netback's (a vif going away)
 pub fn detach(id: PortId) {
-    BRIDGE.lock().ports.retain(|p| p.id != id.0);
+    BRIDGE.lock().detach(id.0);
 }
 
-/// A frame arrived on `from`: queued for every other port.
+/// A frame arrived on `from`: learns its source MAC and queues it for its destination (or
+/// floods it), never back to `from`. Frames shorter than 14 bytes or longer than 1514 are
+/// dropped and counted.
 pub fn input(from: PortId, frame: &[u8]) {
-    let mut b = BRIDGE.lock();
-    if !(MIN_FRAME..=MAX_FRAME).contains(&frame.len()) {
-        b.bad += 1;
-        return;
-    }
-    for p in b.ports.iter_mut().filter(|p| p.id != from.0) {
-        let mut f = Vec::new();
-        if p.queue.len() >= QUEUE
-            || f.try_reserve_exact(frame.len()).is_err()
-            || p.queue.try_reserve(1).is_err()
-        {
-            p.dropped += 1;
-            continue;
-        }
-        f.extend_from_slice(frame);
-        p.queue.push_back(f);
-    }
+    let now = xenia_guest_rt::time::now_ns();
+    BRIDGE.lock().input(from.0, frame, now);
 }
 
-/// The next frame queued for `id`, copied into `buf` (cut to its length); its length.
+/// The next frame queued for `id`, copied into `buf` (per-port queue of at most 256 frames; a
+/// full queue drops the new frame and counts it).
 pub fn pop(id: PortId, buf: &mut [u8]) -> Option<usize> {
-    let mut b = BRIDGE.lock();
-    let p = b.ports.iter_mut().find(|p| p.id == id.0)?;
-    let f = p.queue.pop_front()?;
-    let n = f.len().min(buf.len());
-    buf[..n].copy_from_slice(&f[..n]);
-    Some(n)
+    BRIDGE.lock().pop(id.0, buf)
 }
 
 /// Whether a frame waits for `id`.
+#[allow(dead_code)] // netback's (whether to look at a frontend's rx ring)
 pub fn pending(id: PortId) -> bool {
-    BRIDGE
-        .lock()
-        .ports
-        .iter()
-        .any(|p| p.id == id.0 && !p.queue.is_empty())
+    BRIDGE.lock().pending(id.0)
 }
 
-/// Whether some port has a frame waiting.
+/// Whether some port has a frame waiting: dom0's service loop runs the services again before
+/// blocking.
 pub fn busy() -> bool {
-    BRIDGE.lock().ports.iter().any(|p| !p.queue.is_empty())
+    BRIDGE.lock().busy()
+}
+
+/// The ports and their counters.
+pub fn ports() -> Vec<PortInfo> {
+    BRIDGE.lock().ports()
+}
+
+/// Records the bridge's MAC (the NIC's, as Linux takes the lowest port's).
+pub fn set_mac(mac: [u8; 6]) {
+    *MAC.lock() = mac;
+}
+
+/// The bridge's MAC.
+pub fn mac() -> [u8; 6] {
+    *MAC.lock()
+}
+
+/// `brctl show`'s text.
+pub fn brctl_show() -> String {
+    xenia_dom0::bridging::brctl_show(NAME, &mac(), &ports())
 }

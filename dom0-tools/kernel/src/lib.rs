@@ -4,6 +4,8 @@
 //! tested on the build host, apart from the kernel binary (`src/main.rs`, which holds the
 //! glue that touches memory, page tables and hypercalls):
 //!
+//! * [`bridging`] is the learning bridge's forwarding, ageing and bounded queues, and the
+//!   layouts of `brctl show` and `/proc/net/dev`;
 //! * [`block`] is what the block devices share apart from their driver: errors, the
 //!   bounds of an access to a disk or partition, Linux's names and size lines;
 //! * [`cpio`] reads (and, for xtask's initrd builder, writes) the initrd, a cpio newc
@@ -11,6 +13,7 @@
 //! * [`partition`] reads MBR and GPT partition tables as Linux does;
 //! * [`pci`] enumerates PCI functions (identity, BARs and their sizes, interrupt, capabilities)
 //!   over any way to configuration space, and prints them as Linux does;
+//! * [`netconf`] is dom0's own IPv4 address on `xenbr0` and the command line that sets it;
 //! * [`files`] is a process's descriptors on files, devices, pipes and `/proc`;
 //! * [`tmpfs`] is dom0's writable root: a file system in memory, seeded from the initrd,
 //!   with the operations behind Linux's file system calls;
@@ -43,8 +46,10 @@
 extern crate alloc;
 
 pub mod block;
+pub mod bridging;
 pub mod cpio;
 pub mod files;
+pub mod netconf;
 pub mod partition;
 pub mod pci;
 pub mod procfs;

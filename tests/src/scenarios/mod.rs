@@ -17,6 +17,7 @@ mod mem_offline;
 mod net;
 mod net_web;
 mod net_xl;
+mod net_dom0;
 mod operator;
 mod operator_xl;
 mod peer;
@@ -95,6 +96,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_dom0_out_of_range", block_dom0::out_of_range),
         Scenario::new("block_dom0_throughput", block_dom0::throughput),
         Scenario::new("block_dom0_read_only", block_dom0::read_only),
+        Scenario::new("net_dom0_nic", net_dom0::nic),
+        Scenario::new("net_dom0_poll", net_dom0::poll),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),
