@@ -4,7 +4,7 @@
 //! with a host port forwarded to the first domU's port 80.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::iso::DEFAULT_HV_OPTIONS;
@@ -18,34 +18,26 @@ const UP: Duration = Duration::from_secs(180);
 /// How long one HTTP exchange may take.
 const HTTP: Duration = Duration::from_secs(30);
 
-/// A TCP port on the host's loopback that is free now (the kernel picks it).
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("local_addr: {e}"))
-}
+/// The first domU's address (QEMU's DHCP starts there).
+const WEB_IP: &str = "10.0.2.20";
 
-/// Boots the test image with a virtio-net card on QEMU's user network; host port `port`
-/// forwards to 10.0.2.20:80 (the first domU to ask DHCP).
-fn boot(ctx: &Context, port: u16) -> Result<Qemu, String> {
+/// Boots the test image with a virtio-net card on QEMU's user network, a free host port
+/// forwarded to 10.0.2.20:80 (the first domU to ask DHCP); the machine and that port.
+fn boot(ctx: &Context) -> Result<(Qemu, u16), String> {
     let ws = ctx.workspace();
-    let mut vm = ctx
+    let vm = ctx
         .machine()
         .memory_mib(512)
         .hv_options(DEFAULT_HV_OPTIONS)
         .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
         .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
-        .qemu_arg("-netdev")
-        .qemu_arg(&format!(
-            "user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.20,\
-             hostfwd=tcp:127.0.0.1:{port}-10.0.2.20:80"
-        ))
-        .qemu_arg("-device")
-        .qemu_arg("virtio-net-pci,netdev=net0")
-        .boot()?;
+        .nic(&[(WEB_IP, 80)])?;
+    let mut vm = vm.boot()?;
+    let port = vm
+        .host_port(WEB_IP, 80)
+        .ok_or("the machine has no forward to 10.0.2.20:80")?;
     vm.wait_for(PROMPT, T)?;
-    Ok(vm)
+    Ok((vm, port))
 }
 
 /// `xl create /etc/xen/web.cfg` as domain `name` with `cmdline` (its console on the
@@ -108,8 +100,7 @@ fn http_get(port: u16) -> Result<String, String> {
 /// NIC, dom0's bridge and netback, reaches the web domU; the page names the domain and its
 /// counter moves on a second GET.
 pub fn web_http(ctx: &Context) -> Result<(), String> {
-    let port = free_port()?;
-    let mut vm = boot(ctx, port)?;
+    let (mut vm, port) = boot(ctx)?;
     let id = create_web(&mut vm, "web", "")?;
     wait_up(&mut vm, id, "10.0.2.20/24")?;
     let first = http_get(port)?;
@@ -129,8 +120,7 @@ pub fn web_http(ctx: &Context) -> Result<(), String> {
 /// `net_ping_domus`: two web domUs ping each other across the bridge; each gets replies,
 /// and neither receives a frame addressed to another unicast address.
 pub fn ping_domus(ctx: &Context) -> Result<(), String> {
-    let port = free_port()?;
-    let mut vm = boot(ctx, port)?;
+    let (mut vm, _) = boot(ctx)?;
     let a = create_web(&mut vm, "web", "ping=10.0.2.21")?;
     wait_up(&mut vm, a, "10.0.2.20/24")?;
     let b = create_web(&mut vm, "web2", "ping=10.0.2.20")?;
