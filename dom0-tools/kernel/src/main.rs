@@ -130,7 +130,7 @@ mod kernel {
         for _ in 0..NET_ROUNDS {
             crate::virtio_net::service();
             crate::netstack::service();
-            crate::netback::service();
+            netback::service();
             if !crate::bridge::busy() {
                 break;
             }

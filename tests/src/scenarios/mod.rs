@@ -81,6 +81,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_kv", blkif::kv),
         Scenario::new("net_web_http", net_web::web_http),
         Scenario::new("net_ping_domus", net_web::ping_domus),
+        Scenario::new("net_web_throughput", net_web::web_throughput),
         Scenario::new("block_xl_verbs", block_xl::verbs),
         Scenario::new("block_bench_short", block_bench::short),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
