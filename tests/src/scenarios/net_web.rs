@@ -192,16 +192,33 @@ pub fn ping_domus(ctx: &Context) -> Result<(), String> {
     wait_up(&mut vm, a, "10.0.2.20/24")?;
     let b = create_web(&mut vm, "web2", "ping=10.0.2.20")?;
     wait_up(&mut vm, b, "10.0.2.21/24")?;
+    let mut rtts = Vec::new();
     for (id, peer) in [(a, "10.0.2.21"), (b, "10.0.2.20")] {
-        // A few replies each (the first echo may wait for ARP).
-        for _ in 0..3 {
-            let line =
-                vm.wait_for_line(&format!("(d{id}) web: ping reply from {peer} seq "), UP)?;
+        // Five replies each (the first echo may wait for ARP).
+        for _ in 0..5 {
+            let prefix = format!("(d{id}) web: ping reply from {peer} seq ");
+            let line = vm.wait_for_line(&prefix, UP)?;
             if !line.ends_with("(foreign frames: 0)") {
                 return Err(format!("d{id} received frames meant for others: {line}"));
             }
+            let us = line
+                .split(" in ")
+                .nth(1)
+                .and_then(|t| t.split(' ').next())
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| format!("no round trip in {line:?}"))?;
+            rtts.push(us);
         }
     }
+    rtts.sort_unstable();
+    ctx.note(format!(
+        "domU -> domU ping round trip across xenbr0 (TCG, system time): median {} us, \
+         min {} us, max {} us ({} replies)",
+        rtts[rtts.len() / 2],
+        rtts[0],
+        rtts[rtts.len() - 1],
+        rtts.len()
+    ));
     xl::run(&mut vm, "xl destroy web")?;
     xl::run(&mut vm, "xl destroy web2")?;
     vm.kill();
