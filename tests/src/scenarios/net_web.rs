@@ -224,3 +224,43 @@ pub fn ping_domus(ctx: &Context) -> Result<(), String> {
     vm.kill();
     Ok(())
 }
+
+/// `net_web_hostile_neighbour`: while the web domU serves, testguest's `net_hostile` (bad
+/// grant references, oversized frames, a flood of transmit requests, a producer far ahead,
+/// an interface without `request-rx-copy`) runs in another domain on the same bridge; it
+/// must end with SUCCESS (each attack refused), the web domU must still answer HTTP through
+/// the port forward with its counter moving on, and dom0 keep its prompt.
+pub fn web_hostile_neighbour(ctx: &Context) -> Result<(), String> {
+    let (mut vm, port) = boot(ctx)?;
+    let id = create_web(&mut vm, "web", "")?;
+    wait_up(&mut vm, id, "10.0.2.20/24")?;
+    let first = http_get(port)?;
+    let out = xl::run(
+        &mut vm,
+        "xl create /etc/xen/hello.cfg 'name=\"attacker\"' 'kernel=\"/boot/testguest.elf\"' \
+         'cmdline=\"test=net_hostile\"' \
+         \"vif=['mac=00:16:3e:00:00:0d','mac=00:16:3e:00:00:1d']\"",
+    )?;
+    let h: u32 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Domain attacker created with id "))
+        .and_then(|id| id.trim().parse().ok())
+        .ok_or_else(|| format!("`xl create` of the attacker failed:\n{out}"))?;
+    let result = vm.wait_for_line_starting(&format!("(d{h}) Test result: "), UP)?;
+    if result != format!("(d{h}) Test result: SUCCESS") {
+        return Err(format!("the attacker's test: {result}"));
+    }
+    let second = http_get(port)?;
+    for (page, n) in [(&first, 1), (&second, 2)] {
+        if !page.contains("domain: web") || !page.contains(&format!("request: {n}")) {
+            return Err(format!("GET {n}: not the web domU's page:\n{page}"));
+        }
+    }
+    let list = xl::run(&mut vm, "xl list")?;
+    if !list.lines().any(|l| l.starts_with("web ")) {
+        return Err(format!("the web domU is gone:\n{list}"));
+    }
+    xl::run(&mut vm, "xl destroy web")?;
+    vm.kill();
+    Ok(())
+}
