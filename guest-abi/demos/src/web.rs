@@ -402,10 +402,14 @@ impl<'a> Web<'a> {
             );
             set.add(s)
         });
-        let discard = set.add(tcp::Socket::new(
+        let mut d = tcp::Socket::new(
             tcp::SocketBuffer::new(&mut discard_rx[..]),
             tcp::SocketBuffer::new(&mut discard_tx[..]),
-        ));
+        );
+        // A sink for throughput runs: every segment acknowledged at once (smoltcp delays
+        // ACKs 10 ms by default).
+        d.set_ack_delay(None);
+        let discard = set.add(d);
         let chargen = set.add(tcp::Socket::new(
             tcp::SocketBuffer::new(&mut chargen_rx[..]),
             tcp::SocketBuffer::new(&mut chargen_tx[..]),

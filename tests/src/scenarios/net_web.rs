@@ -123,6 +123,8 @@ const PUSH_BYTES: usize = 4 << 20;
 const PULL_BYTES: usize = 1 << 20;
 /// Bound on one transfer (TCG on a shared host).
 const TRANSFER: Duration = Duration::from_secs(180);
+/// Rounds of [`throughput`] for each side.
+const ROUNDS: usize = 3;
 /// dom0's address on xenbr0.
 const DOM0_IP: &str = "10.0.2.15";
 
@@ -153,8 +155,9 @@ fn throughput(vm: &Qemu, ip: &str) -> Result<(f64, f64), String> {
 
 /// `net_web_throughput`: TCP through the same NIC in the same run, host to the web domU
 /// (bridge, netback, netfront, smoltcp) and host to dom0 (bridge, dom0's own smoltcp):
-/// 4 MiB into discard, 1 MiB out of chargen, each way's MB/s and the domU's share of
-/// dom0's noted (issue 16's goal: at least 70%). Fails only if a transfer fails.
+/// 4 MiB into discard, 1 MiB out of chargen, three rounds alternating dom0 and the domU,
+/// each way's best MB/s and the domU's share of dom0's noted (issue 16's goal: at least
+/// 70%), with the domU's counters. Fails only if a transfer fails.
 pub fn web_throughput(ctx: &Context) -> Result<(), String> {
     let ws = ctx.workspace();
     let mut vm = ctx
@@ -166,14 +169,38 @@ pub fn web_throughput(ctx: &Context) -> Result<(), String> {
         .nic(&[(WEB_IP, 9), (WEB_IP, 19), (DOM0_IP, 9), (DOM0_IP, 19)])?
         .boot()?;
     vm.wait_for(PROMPT, T)?;
-    let id = create_web(&mut vm, "web", "")?;
+    let id = create_web(&mut vm, "web", "stats=1")?;
     wait_up(&mut vm, id, "10.0.2.20/24")?;
-    let (dom0_in, dom0_out) = throughput(&vm, DOM0_IP)?;
-    let (domu_in, domu_out) = throughput(&vm, WEB_IP)?;
+    // Rounds alternating the two, each figure its best (the host is shared: noisy).
+    let (mut dom0_in, mut dom0_out, mut domu_in, mut domu_out) = (0f64, 0f64, 0f64, 0f64);
+    for _ in 0..ROUNDS {
+        let (i, o) = throughput(&vm, DOM0_IP)?;
+        (dom0_in, dom0_out) = (dom0_in.max(i), dom0_out.max(o));
+        let (i, o) = throughput(&vm, WEB_IP)?;
+        (domu_in, domu_out) = (domu_in.max(i), domu_out.max(o));
+    }
+    let dev = xl::run(&mut vm, "cat /proc/net/dev")?;
+    for l in dev
+        .lines()
+        .filter(|l| l.contains(':') && !l.contains("cat "))
+    {
+        ctx.note(format!("dom0 /proc/net/dev {}", l.trim()));
+    }
+    // The domU's counters (printed every 5 s while they move): the last line.
+    let prefix = format!("(d{id}) web: stats: ");
+    vm.wait_for_line(&prefix, HTTP)?;
+    let log = vm.serial_log();
+    if let Some(last) = log
+        .lines()
+        .rev()
+        .find_map(|l| l.find(&prefix).map(|i| &l[i..]))
+    {
+        ctx.note(last.to_string());
+    }
     ctx.note(format!(
         "TCP host -> dom0 {dom0_in:.1} MB/s, dom0 -> host {dom0_out:.1} MB/s; host -> domU \
          {domu_in:.1} MB/s, domU -> host {domu_out:.1} MB/s; domU/dom0 {:.2} in, {:.2} out \
-         (TCG, wall time, {} MiB in, {} MiB out)",
+         (TCG, wall time, best of {ROUNDS} rounds of {} MiB in, {} MiB out)",
         domu_in / dom0_in,
         domu_out / dom0_out,
         PUSH_BYTES >> 20,

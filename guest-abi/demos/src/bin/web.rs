@@ -17,6 +17,9 @@
 //! that address every second and prints each reply with the number of frames it received
 //! that were for another unicast address (a bridge delivers none).
 //!
+//! With `stats=1` it prints netfront's and the services' counters every 5 s while they
+//! change.
+//!
 //! Console lines (tests wait for them): `web: netfront up, mac 00:16:3e:..`,
 //! `web: address 10.0.2.20/24`, `web: serving http on port 80`, `web: request <n>`,
 //! `web: ping reply from <address> seq <n> in <t> us (foreign frames: <n>)`.
@@ -39,6 +42,9 @@ mod kernel {
     use xenia_guest_rt::time::{NS_PER_MS, now_ns, rdtsc};
     use xenia_guest_rt::xenbus::Xenbus;
     use xenia_guest_rt::{check, println};
+
+    /// How often `stats=1` prints the counters.
+    const STATS_EVERY_NS: u64 = 5_000 * NS_PER_MS;
 
     /// netfront as the services' link.
     struct Vif(NetFront);
@@ -99,6 +105,10 @@ mod kernel {
         if let Some(target) = ping {
             web.ping(target);
         }
+        // `stats=1`: the frontend's and the TCP services' counters every 5 s while they move.
+        let stats = xenia_demos::cmdline::value(si.cmdline_bytes(), "stats") == Some(b"1");
+        let mut next_stats = now_ns() + STATS_EVERY_NS;
+        let mut last = dev.link.0.stats();
         let mut serving = false;
         loop {
             let now = instant();
@@ -124,6 +134,27 @@ mod kernel {
                     "web: request {}",
                     web.requests - u64::from(ev.answered - 1 - k)
                 );
+            }
+            if stats && now_ns() >= next_stats {
+                next_stats = now_ns() + STATS_EVERY_NS;
+                let s = dev.link.0.stats();
+                if s != last {
+                    last = s;
+                    println!(
+                        "web: stats: tx {} (errors {}), rx {} (dropped {}), bad responses {}, \
+                         link refused {}, foreign {}, discarded {} bytes, events {}, upcalls {}",
+                        s.tx_frames,
+                        s.tx_errors,
+                        s.rx_frames,
+                        s.rx_dropped,
+                        s.bad,
+                        dev.tx_dropped,
+                        dev.foreign,
+                        web.discarded,
+                        xenia_guest_rt::events::count(dev.link.0.port()),
+                        xenia_guest_rt::events::upcalls()
+                    );
+                }
             }
             // Sleep until smoltcp has something to do, a frame arrives or a second passes.
             // No delay after a full poll means frames wait for room in the transmit ring:
