@@ -342,6 +342,7 @@ pub struct Web<'a> {
     ping_seq: u16,
     ping_next: Instant,
     ping_sent: [Instant; 8],
+    clock: Option<fn() -> Instant>,
     fixed: Option<Ipv4Cidr>,
     started: Instant,
     name: [u8; 64],
@@ -440,6 +441,7 @@ impl<'a> Web<'a> {
             ping_seq: 0,
             ping_next: now,
             ping_sent: [now; 8],
+            clock: None,
             fixed: fixed.map(|(c, _)| c),
             started: now,
             name: n,
@@ -468,6 +470,12 @@ impl<'a> Web<'a> {
         if !s.is_open() {
             let _ = s.bind(icmp::Endpoint::Ident(PING_IDENT));
         }
+    }
+
+    /// Times pings with `clock` (read when each echo is sent and each reply taken) rather
+    /// than the `now` a poll was given, which a whole poll shares.
+    pub fn set_clock(&mut self, clock: fn() -> Instant) {
+        self.clock = Some(clock);
     }
 
     /// The interface, for callers that add sockets of their own.
@@ -546,7 +554,7 @@ impl<'a> Web<'a> {
             };
             if let Ok(buf) = s.send(repr.buffer_len(), IpAddress::Ipv4(target)) {
                 repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps);
-                self.ping_sent[usize::from(seq) % 8] = now;
+                self.ping_sent[usize::from(seq) % 8] = self.clock.map_or(now, |c| c());
                 self.ping_seq = seq.wrapping_add(1);
                 self.ping_next = now + PING_EVERY;
                 did = true;
@@ -564,7 +572,7 @@ impl<'a> Web<'a> {
                 && ident == PING_IDENT
                 && (1..=8).contains(&self.ping_seq.wrapping_sub(seq_no))
             {
-                let rtt = now - self.ping_sent[usize::from(seq_no) % 8];
+                let rtt = self.clock.map_or(now, |c| c()) - self.ping_sent[usize::from(seq_no) % 8];
                 ev.pong = Some((seq_no, rtt.total_micros() as i64));
             }
         }

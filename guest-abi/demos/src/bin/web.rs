@@ -102,6 +102,7 @@ mod kernel {
         let mut dev = Adapter::new(Vif(nic), mac);
         let mut bufs = Buffers::default();
         let mut web = Web::new(&mut bufs, &mut dev, mac, name, None, rdtsc(), instant());
+        web.set_clock(instant);
         if let Some(target) = ping {
             web.ping(target);
         }
