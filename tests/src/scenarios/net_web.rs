@@ -180,10 +180,13 @@ pub fn web_throughput(ctx: &Context) -> Result<(), String> {
         (domu_in, domu_out) = (domu_in.max(i), domu_out.max(o));
     }
     let dev = xl::run(&mut vm, "cat /proc/net/dev")?;
-    for l in dev
-        .lines()
-        .filter(|l| l.contains(':') && !l.contains("cat "))
-    {
+    // Interface lines only (the domUs' console lines come in between).
+    let interface = |l: &&str| {
+        l.trim_start().split_once(':').is_some_and(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+        })
+    };
+    for l in dev.lines().filter(interface) {
         ctx.note(format!("dom0 /proc/net/dev {}", l.trim()));
     }
     // The domU's counters (printed every 5 s while they move): the last line.
