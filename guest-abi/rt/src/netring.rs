@@ -663,6 +663,75 @@ mod tests {
         );
     }
 
+    /// A backend that writes random bytes over both rings' entries and indexes between the
+    /// frontend's calls: the frontend never panics, never reads outside a page (the test
+    /// memory would panic), keeps every receive buffer posted and never hands out a
+    /// transmit slot twice.
+    #[test]
+    fn a_random_backend_breaks_nothing() {
+        let m = Mem::new();
+        let mut r = Rings::new(&m, REF0);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut buf = [0u8; 1514];
+        for round in 0..20_000 {
+            // Scribble: an index, or some entry bytes, of either ring.
+            let ring = if rand() % 2 == 0 { TX_RING } else { RX_RING };
+            match rand() % 4 {
+                0 => m.put_u32(ring, SRING_RSP_PROD, rand() as u32),
+                1 => {
+                    let cons = if ring == TX_RING {
+                        r.tx_rsp_cons
+                    } else {
+                        r.rx_rsp_cons
+                    };
+                    m.put_u32(
+                        ring,
+                        SRING_RSP_PROD,
+                        cons.wrapping_add((rand() % 300) as u32),
+                    );
+                }
+                _ => {
+                    let at = 64 + (rand() as usize % (PAGE - 64 - 8));
+                    m.put(ring, at, &rand().to_le_bytes());
+                }
+            }
+            match rand() % 3 {
+                0 => {
+                    let n = 14 + rand() as usize % 1501;
+                    let _ = r.send(&frame(n, round as u8));
+                }
+                1 => {
+                    if let Some(n) = r.recv(&mut buf) {
+                        assert!((ETH_HEADER..=1514).contains(&n));
+                    }
+                }
+                _ => {
+                    r.reclaim();
+                }
+            }
+            assert_eq!(
+                r.rx_req_prod.wrapping_sub(r.rx_rsp_cons),
+                RX_BUFS as u32,
+                "every receive buffer posted"
+            );
+            assert_eq!(m.u32_at(RX_RING, SRING_REQ_PROD), r.rx_req_prod);
+            let in_flight = r.tx_in_flight.iter().filter(|&&b| b).count();
+            assert_eq!(in_flight + r.tx_nr_free, TX_SLOTS);
+            let mut free: Vec<u16> = r.tx_free[..r.tx_nr_free].to_vec();
+            free.sort_unstable();
+            free.dedup();
+            assert_eq!(free.len(), r.tx_nr_free, "a slot free twice");
+            assert!(free.iter().all(|&i| !r.tx_in_flight[usize::from(i)]));
+        }
+        assert!(r.stats().bad > 0);
+    }
+
     #[test]
     fn macs_parse() {
         assert_eq!(
