@@ -83,6 +83,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("net_ping_domus", net_web::ping_domus),
         Scenario::new("net_web_throughput", net_web::web_throughput),
         Scenario::new("net_web_hostile_neighbour", net_web::web_hostile_neighbour),
+        Scenario::new("net_web_destroy_midstream", net_web::web_destroy_midstream),
         Scenario::new("block_xl_verbs", block_xl::verbs),
         Scenario::new("block_bench_short", block_bench::short),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),

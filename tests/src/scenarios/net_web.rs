@@ -294,3 +294,48 @@ pub fn web_hostile_neighbour(ctx: &Context) -> Result<(), String> {
     vm.kill();
     Ok(())
 }
+
+/// `net_web_destroy_midstream`: web2 pings the serving web domU every second; web2 is
+/// destroyed while it does. netback releases its interface (the bridge forgets the port),
+/// its backend nodes go, free memory returns to what it was before web2, and web still
+/// answers HTTP through the forward. web2 created again (same name, so the same MAC, on a
+/// new port) gets its pings answered again.
+pub fn web_destroy_midstream(ctx: &Context) -> Result<(), String> {
+    let (mut vm, port) = boot(ctx)?;
+    let a = create_web(&mut vm, "web", "")?;
+    wait_up(&mut vm, a, "10.0.2.20/24")?;
+    let before = super::blkif::free_memory(&mut vm)?;
+    let b = create_web(&mut vm, "web2", "ping=10.0.2.20")?;
+    vm.wait_for_line(&format!("(d{b}) web: ping reply from 10.0.2.20 seq "), UP)?;
+    xl::run(&mut vm, "xl destroy web2")?;
+    vm.wait_for_line(&format!("dom0: netback: d{b} vif{b}.0 released"), T)?;
+    super::blkif::gone(&mut vm, "web2")?;
+    let out = xl::run(&mut vm, "xenstore-ls /local/domain/0/backend/vif")?;
+    if out
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{b} =")))
+    {
+        return Err(format!("backend nodes left after web2: {out}"));
+    }
+    let after = super::blkif::free_memory(&mut vm)?;
+    if after != before {
+        return Err(format!(
+            "free memory {after} MiB after web2, {before} MiB before"
+        ));
+    }
+    let page = http_get(port)?;
+    if !page.contains("domain: web") || !page.contains("request: 1") {
+        return Err(format!("not the web domU's page:\n{page}"));
+    }
+    let c = create_web(&mut vm, "web2", "ping=10.0.2.20")?;
+    let line = vm.wait_for_line(&format!("(d{c}) web: ping reply from 10.0.2.20 seq "), UP)?;
+    if !line.ends_with("(foreign frames: 0)") {
+        return Err(format!(
+            "web2 again received frames meant for others: {line}"
+        ));
+    }
+    xl::run(&mut vm, "xl destroy web2")?;
+    xl::run(&mut vm, "xl destroy web")?;
+    vm.kill();
+    Ok(())
+}
