@@ -173,12 +173,15 @@ pub fn web_throughput(ctx: &Context) -> Result<(), String> {
     wait_up(&mut vm, id, "10.0.2.20/24")?;
     // Rounds alternating the two, each figure its best (the host is shared: noisy).
     let (mut dom0_in, mut dom0_out, mut domu_in, mut domu_out) = (0f64, 0f64, 0f64, 0f64);
+    let mut rounds = String::new();
     for _ in 0..ROUNDS {
         let (i, o) = throughput(&vm, DOM0_IP)?;
         (dom0_in, dom0_out) = (dom0_in.max(i), dom0_out.max(o));
-        let (i, o) = throughput(&vm, WEB_IP)?;
-        (domu_in, domu_out) = (domu_in.max(i), domu_out.max(o));
+        let (j, p) = throughput(&vm, WEB_IP)?;
+        (domu_in, domu_out) = (domu_in.max(j), domu_out.max(p));
+        rounds.push_str(&format!(" [{i:.1} {o:.1} | {j:.1} {p:.1}]"));
     }
+    ctx.note(format!("rounds (MB/s, dom0 in out | domU in out):{rounds}"));
     let dev = xl::run(&mut vm, "cat /proc/net/dev")?;
     // Interface lines only (the domUs' console lines come in between).
     let interface = |l: &&str| {
