@@ -164,7 +164,7 @@ pub fn web_throughput(ctx: &Context) -> Result<(), String> {
         .machine()
         .memory_mib(512)
         .hv_options(DEFAULT_HV_OPTIONS)
-        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "virtio_net=poll")
         .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
         .nic(&[(WEB_IP, 9), (WEB_IP, 19), (DOM0_IP, 9), (DOM0_IP, 19)])?
         .boot()?;
