@@ -172,7 +172,7 @@ mod kernel {
 #[cfg(target_os = "none")]
 use kernel::main;
 #[cfg(target_os = "none")]
-xenia_guest_rt::entry!(main, boot_stack = 1024 * 1024);
+xenia_guest_rt::entry!(main, boot_stack = 2048 * 1024);
 
 #[cfg(not(target_os = "none"))]
 fn main() {}
