@@ -335,6 +335,9 @@ pub struct ConfigView {
     /// `disks`: each `libxl_device_disk` already as JSON ([`crate::disk::to_json`]); none:
     /// not printed.
     pub disks: Vec<Json>,
+    /// `nics`: each `libxl_device_nic` already as JSON ([`crate::vif::to_json`]); none:
+    /// not printed.
+    pub nics: Vec<Json>,
 }
 
 /// `libxl_domain_config` for `v`, as libxl's JSON generator orders it: `c_info`, `b_info`
@@ -407,6 +410,9 @@ pub fn domain_config(v: &ConfigView) -> Json {
     ];
     if !v.disks.is_empty() {
         config.push((String::from("disks"), Json::Array(v.disks.clone())));
+    }
+    if !v.nics.is_empty() {
+        config.push((String::from("nics"), Json::Array(v.nics.clone())));
     }
     if let Some([poweroff, reboot, crash]) = v.actions {
         for (key, a) in [
@@ -500,6 +506,7 @@ mod tests {
             ramdisk: None,
             actions: Some([Action::Destroy, Action::Restart, Action::Preserve]),
             disks: Vec::new(),
+            nics: Vec::new(),
         };
         assert_eq!(
             render(&domain_config(&v)),

@@ -18,6 +18,8 @@
 //! * [`control`] encodes the `domctl`/`sysctl` requests behind that trait and decodes their
 //!   replies; [`xlfmt`] formats them as `xl` prints them (`xl list`'s state column, for
 //!   instance), and [`json`] a domain's configuration as `xl list -l` prints it;
+//! * [`disk`] and [`vif`] read Xen's disk and vif specifications and make the xenstore
+//!   nodes libxl makes for a domain's disks and network interfaces;
 //! * [`lifecycle`] decides what a domain's shutdown leads to (`on_poweroff`, `on_reboot`,
 //!   `on_crash`); [`devices`] is the interface of dom0's devices (`/dev/xen/privcmd` and
 //!   the others), shared by the kernel that serves them and the tools that use them.
@@ -45,6 +47,7 @@ pub mod disk;
 pub mod hypervisor;
 pub mod json;
 pub mod lifecycle;
+pub mod vif;
 pub mod xen;
 pub mod xlcfg;
 pub mod xlfmt;

@@ -146,6 +146,10 @@ pub struct DomainSpec {
     /// `disk`: the disks, each a spec Xenia's backend can serve ([`crate::disk`]), with
     /// distinct device numbers, in the order given.
     pub disks: Vec<crate::disk::Disk>,
+    /// `vif`: the network interfaces, each a spec Xenia's backend can serve
+    /// ([`crate::vif`]), in the order given, each with its device id (`devid=`, or the
+    /// next after the highest so far, as libxl numbers them).
+    pub nics: Vec<crate::vif::Nic>,
 }
 
 /// xl.cfg's `cpus=` / `cpus_soft=`: one CPU list for every vCPU (`cpus = "0-3,^1"`), or a
@@ -549,6 +553,7 @@ const KNOWN_KEYS: &[&str] = &[
     "on_reboot",
     "on_crash",
     "disk",
+    "vif",
 ];
 
 /// The other keys of xl.cfg(5) (Xen's `docs/man/xl.cfg.5.pod.in`), grouped by what it
@@ -556,10 +561,6 @@ const KNOWN_KEYS: &[&str] = &[
 /// another key's value (a `disk` spec's `backend=`, `smbios`' `bios_vendor=`) are not
 /// keys of the file and are not listed.
 const NOT_IMPLEMENTED: &[(&[&str], &str)] = &[
-    (
-        &["vif"],
-        "the domain will have no network interfaces (Xenia has no network backend yet)",
-    ),
     (
         &[
             "pci",
@@ -1123,6 +1124,7 @@ impl<'a> Config<'a> {
             on_crash: self.action("on_crash", Action::Destroy)?,
             uuid,
             disks: self.disks()?,
+            nics: self.nics()?,
         })
     }
 
@@ -1180,6 +1182,74 @@ impl<'a> Config<'a> {
             disks.push(d);
         }
         Ok(disks)
+    }
+
+    /// `vif = [ 'spec', ... ]`: each spec read as xl's `parse_nic_config` reads it (with its
+    /// words for a bad one; xl itself would go on without the bad piece, Xenia refuses the
+    /// configuration), then what Xenia cannot serve; device ids as libxl's
+    /// `libxl__device_nic_set_devids` gives them (a `devid=` is kept, the others numbered
+    /// after the highest before them), and one id given twice refused.
+    fn nics(&mut self) -> Result<Vec<crate::vif::Nic>, ConfigError> {
+        use crate::vif;
+        let Some(e) = self.get("vif") else {
+            return Ok(Vec::new());
+        };
+        let (source, line) = (e.source, e.setting.line);
+        let at = |msg: String| error(source, Some(line), msg);
+        let Value::List(items) = &e.setting.value else {
+            return Err(at(format!(
+                "'vif' must be a list of vif specifications, got {}",
+                e.setting.value
+            )));
+        };
+        let mut nics: Vec<vif::Nic> = Vec::with_capacity(items.len());
+        let mut warnings = Vec::new();
+        for item in items {
+            let Value::Atom(spec) = item else {
+                return Err(at(
+                    "'vif' must be a list of vif specifications, got a nested list".to_string(),
+                ));
+            };
+            let p = vif::parse(source, &[spec]).map_err(at)?;
+            warnings.extend(
+                p.warnings
+                    .into_iter()
+                    .map(|w| format!("{source}:{line}: {w}")),
+            );
+            nics.push(p.nic);
+        }
+        let mut last: Option<u32> = None;
+        for n in &nics {
+            if let Some(d) = n.devid {
+                last = Some(last.map_or(d, |l| l.max(d)));
+            }
+        }
+        let mut given: Vec<u32> = Vec::with_capacity(nics.len());
+        for n in &mut nics {
+            let devid = match n.devid {
+                Some(d) => d,
+                None => {
+                    let next = last.map_or(Some(0), |l| l.checked_add(1));
+                    let Some(next) = next.filter(|&d| d <= vif::DEVID_MAX) else {
+                        return Err(at("no device id is left for a vif".to_string()));
+                    };
+                    last = Some(next);
+                    next
+                }
+            };
+            n.devid = Some(devid);
+            if let Some(why) = vif::xenia_problem(n) {
+                return Err(at(format!("cannot attach vif {devid}: {why}")));
+            }
+            if given.contains(&devid) {
+                return Err(at(format!(
+                    "vif {devid} is given twice: each vif needs a devid of its own"
+                )));
+            }
+            given.push(devid);
+        }
+        self.warnings.extend(warnings);
+        Ok(nics)
     }
 
     /// xl's `parse_cmdline`.
@@ -1285,6 +1355,7 @@ mod tests {
                 on_crash: Action::Destroy,
                 uuid: None,
                 disks: Vec::new(),
+                nics: Vec::new(),
             }
         );
         assert!(p.warnings.is_empty());
@@ -1431,11 +1502,54 @@ mod tests {
     }
 
     #[test]
+    fn vifs_as_xl_reads_them() {
+        let p = parse(&format!(
+            "{MINIMAL}vif = [ 'bridge=xenbr0', 'mac=00:16:3e:00:00:01, devid=5', '' ]\n"
+        ))
+        .unwrap();
+        let ids: Vec<Option<u32>> = p.spec.nics.iter().map(|n| n.devid).collect();
+        assert_eq!(ids, [Some(6), Some(5), Some(7)], "libxl's numbering");
+        let p = parse(&format!("{MINIMAL}vif = [ '', 'mac=00:16:3e:00:00:01' ]\n")).unwrap();
+        let ids: Vec<Option<u32>> = p.spec.nics.iter().map(|n| n.devid).collect();
+        assert_eq!(ids, [Some(0), Some(1)]);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        // Xen's words, placed at the key.
+        assert_eq!(
+            err(&format!("{MINIMAL}vif = [ 'mac=nope' ]\n")),
+            "guest.cfg:3: Invalid parameter `mac'."
+        );
+        assert_eq!(
+            err(&format!("{MINIMAL}vif = [ 'rate=10MB' ]\n")),
+            "guest.cfg:3: guest.cfg: config parsing error in vif: invalid rate in `10MB'"
+        );
+        assert_eq!(
+            err(&format!("{MINIMAL}vif = [ 'bridge=br1' ]\n")),
+            "guest.cfg:3: cannot attach vif 0: bridge=br1 is not supported by Xenia: dom0 \
+             has one bridge, xenbr0"
+        );
+        assert!(
+            err(&format!("{MINIMAL}vif = [ 'devid=1', 'devid=1' ]\n"))
+                .contains("vif 1 is given twice")
+        );
+        assert!(err(&format!("{MINIMAL}vif = 'bridge=xenbr0'\n")).contains("must be a list"));
+        let p = parse(&format!("{MINIMAL}vif = [ 'netdev=eth0' ]\n")).unwrap();
+        assert_eq!(
+            p.warnings,
+            ["guest.cfg:3: the netdev parameter is deprecated, please use gatewaydev instead"]
+        );
+        // The last id taken: no next one.
+        assert!(
+            err(&format!("{MINIMAL}vif = [ 'devid=2147483647', '' ]\n"))
+                .contains("no device id is left")
+        );
+    }
+
+    #[test]
     fn typos_versus_keys_xenia_does_not_implement() {
         let p = parse(&format!(
             "{MINIMAL}memroy = 64
 disk = [ 'phy:/dev/vg/a,xvda,w' ]
-vif = [ '' ]
+vtpm = [ '' ]
              pci = [ '01:00.0' ]
 vfb = [ 'vnc=1' ]
 vkb = [ '' ]
@@ -1450,8 +1564,8 @@ Disk = 1
             p.warnings,
             [
                 "guest.cfg:3: unknown key 'memroy' ignored",
-                "guest.cfg:5: 'vif' is not implemented by Xenia (ignored): the domain will \
-                 have no network interfaces (Xenia has no network backend yet)",
+                "guest.cfg:5: 'vtpm' is not implemented by Xenia (ignored): the domain will \
+                 have no virtual TPM",
                 "guest.cfg:6: 'pci' is not implemented by Xenia (ignored): the domain will \
                  have no passthrough devices and no direct access to hardware",
                 "guest.cfg:7: 'vfb' is not implemented by Xenia (ignored): the domain will \
@@ -1468,12 +1582,12 @@ Disk = 1
             ]
         );
         // A command-line setting is placed as such.
-        let p = parse_domain_config("guest.cfg", MINIMAL.as_bytes(), &["vif=['']"]).unwrap();
+        let p = parse_domain_config("guest.cfg", MINIMAL.as_bytes(), &["vtpm=['']"]).unwrap();
         assert_eq!(
             p.warnings,
             [
-                "<command line>:1: 'vif' is not implemented by Xenia (ignored): the domain will \
-              have no network interfaces (Xenia has no network backend yet)"
+                "<command line>:1: 'vtpm' is not implemented by Xenia (ignored): the domain will \
+              have no virtual TPM"
             ]
         );
         // No key is both implemented and listed as not, and none is listed twice.

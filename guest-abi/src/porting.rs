@@ -580,3 +580,53 @@
 //! `BLKIF_RSP_ERROR`; a `req_prod` more than 32 ahead of the responses stops the ring for
 //! good, as on Xen. A read-only disk (`access=ro`) has `info` = 4 and refuses writes and
 //! discards with `BLKIF_RSP_ERROR`.
+//!
+//! # Network
+//!
+//! A domain's network interfaces are Xen's vifs: the toolstack (`xl create` with `vif = [
+//! 'bridge=xenbr0' ]`) writes a frontend directory `device/vif/<devid>` in the domain's home
+//! (`backend`, `backend-id`, `handle`, `mac`, `state` = 1) and a backend directory under
+//! dom0's; dom0's kernel (netback) offers `feature-rx-copy` there and says `state` = 2. The
+//! protocol is Xen's `netif` ([`netif`](crate::netif)): a transmit ring and a receive ring
+//! of 256 slots each, one page each, one event channel for both, Ethernet frames (at most
+//! 1514 bytes, no FCS) in granted pages. netback joins the interface to dom0's bridge as
+//! port `vif<domid>.<devid>`.
+//!
+//! With the guest runtime (`xenia_guest_rt::netfront`):
+//!
+//! ```ignore
+//! let mut bus = Xenbus::connect()?;
+//! let mut ids = [0u32; 4];
+//! let n = netfront::probe(&mut bus, &mut ids);        // device/vif/<devid>, e.g. 0
+//! let mut nic = NetFront::connect(&mut bus, ids[0])?; // handshake, bounded wait for state 4
+//! let mac: [u8; 6] = nic.mac();                       // the `mac` the toolstack chose
+//! nic.send(&frame)?;                                  // copied; Err(Busy) when all 256 are out
+//! let mut buf = [0u8; 1514];
+//! if let Some(n) = nic.recv(&mut buf) { /* buf[..n] is one frame */ }
+//! nic.wait(deadline_ns);                              // sleep until a frame or the deadline
+//! nic.disconnect(&mut bus);                           // Closing, then the backend's Closed
+//! ```
+//!
+//! A TCP/IP stack goes on top: the `web` demo (`guest-abi/demos`) runs `smoltcp` on it
+//! through a 60-line `smoltcp::phy::Device` adapter (`xenia_demos::web::Adapter`).
+//!
+//! What `connect` does, for a kernel that writes its own frontend: read `backend`,
+//! `backend-id` and `mac`; grow the grant table to one frame and map it; grant the backend
+//! the two ring pages and the buffers (receive buffers writable, transmit buffers
+//! read-only); post a receive request (`id`, `gref` of an empty page) in every receive slot
+//! and advance the receive `req_prod` to 256; allocate an unbound event channel for the
+//! backend; write `tx-ring-ref`, `rx-ring-ref`, `event-channel`, `request-rx-copy` = 1,
+//! `feature-rx-notify` = 1 and `state` = 3; wait for the backend's `state` = 4, then write
+//! `state` = 4. To send, put a transmit request (`gref`, `offset`, `size` = the frame's
+//! length, `id` = your buffer's number, `flags` = 0) at `req_prod % 256`, advance
+//! `req_prod` after a write barrier, notify if the backend's `req_event` asks
+//! (`RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`); the response carries the same `id`. A received
+//! frame comes as a receive response: `id` of the buffer, `offset` of the data in it and
+//! `status` = its length (negative: an error); repost the buffer once its bytes are copied.
+//!
+//! Trust nothing the backend writes: the runtime's frontend (`xenia_guest_rt::netring`)
+//! clamps `rsp_prod` to the requests outstanding, ties receive buffers to ring
+//! positions (so a response cannot name a buffer twice or one not posted), checks every
+//! `id`, `offset + status` against the page and the flags (no multi-slot frames are asked
+//! for, so `NETRXF_more_data`/`NETRXF_extra_info` are protocol errors and dropped), and frees
+//! a transmit buffer only when its `id` is in flight.

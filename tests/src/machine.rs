@@ -149,6 +149,58 @@ pub fn disk_args(path: &Path, index: usize) -> Vec<OsString> {
     args
 }
 
+/// A TCP port forward of QEMU's user-mode network: the host's `127.0.0.1:host_port` reaches
+/// `guest:guest_port` on the machine's network (`hostfwd=tcp:...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The port on the host's loopback.
+    pub host_port: u16,
+    /// The address on the machine's network (`10.0.2.15` is dom0, `10.0.2.20` the first
+    /// domU that asks QEMU's DHCP server).
+    pub guest: String,
+    /// The port there.
+    pub guest_port: u16,
+}
+
+/// The QEMU arguments that give the machine a network card on QEMU's user-mode network, as
+/// the addressing plan says (`10.0.2.0/24`, gateway and DHCP server `10.0.2.2`, DHCP from
+/// `10.0.2.20`), with `forwards` from the host: `-netdev user,id=net0,net=10.0.2.0/24,
+/// dhcpstart=10.0.2.20,hostfwd=tcp:127.0.0.1:H-G:P,... -device virtio-net-pci,netdev=net0`.
+/// The card has no option ROM (`romfile=`: nothing boots from the network, and Debian's
+/// QEMU may lack the file). Shared by the harness and `cargo xtask run`.
+pub fn nic_args(forwards: &[Forward]) -> Vec<OsString> {
+    let mut netdev = String::from("user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.20");
+    for f in forwards {
+        netdev.push_str(&format!(
+            ",hostfwd=tcp:127.0.0.1:{}-{}:{}",
+            f.host_port, f.guest, f.guest_port
+        ));
+    }
+    [
+        "-netdev",
+        &netdev,
+        "-device",
+        "virtio-net-pci,netdev=net0,romfile=",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect()
+}
+
+/// `n` TCP ports free on the host's loopback now (each bound once by the system's choice and
+/// released; QEMU binds them a moment later).
+pub fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot find a free TCP port on 127.0.0.1: {e}"))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot find a free TCP port on 127.0.0.1: {e}"))
+}
+
 /// A raw disk image on the host, for a machine's [`Machine::disk`]: made (sparse) before the
 /// boot, inspected after QEMU exits.
 #[derive(Clone, Debug)]
@@ -236,6 +288,8 @@ pub struct Machine {
     memory_file: Option<PathBuf>,
     /// Disk images and whether each is read-only.
     disks: Vec<(PathBuf, bool)>,
+    /// The network card's port forwards, if the machine has a card.
+    nic: Option<Vec<Forward>>,
     registry: Option<Registry>,
 }
 
@@ -263,6 +317,7 @@ impl Machine {
             tolerated: Vec::new(),
             memory_file: None,
             disks: Vec::new(),
+            nic: None,
             registry: None,
         }
     }
@@ -357,6 +412,25 @@ impl Machine {
         self
     }
 
+    /// Gives the machine a virtio-net card on QEMU's user-mode network ([`nic_args`]) with a
+    /// TCP port forward from a free port of the host's loopback to each `(address, port)` of
+    /// `forwards`; [`Qemu::host_port`] says which host port reaches which.
+    pub fn nic(mut self, forwards: &[(&str, u16)]) -> Result<Machine, String> {
+        let ports = free_ports(forwards.len())?;
+        self.nic = Some(
+            forwards
+                .iter()
+                .zip(ports)
+                .map(|(&(guest, guest_port), host_port)| Forward {
+                    host_port,
+                    guest: guest.to_string(),
+                    guest_port,
+                })
+                .collect(),
+        );
+        Ok(self)
+    }
+
     /// Attaches the raw disk image at `path` as a virtio-blk PCI device (`-drive
     /// file=…,format=raw,if=none,id=diskN -device virtio-blk-pci,drive=diskN`). The first disk
     /// attached is dom0's `/dev/vda`, the second `/dev/vdb`, and so on. The image must exist
@@ -445,6 +519,9 @@ impl Machine {
                 drive.push(",readonly=on");
             }
         }
+        if let Some(forwards) = &self.nic {
+            args.extend(nic_args(forwards));
+        }
         args.extend(self.qemu_args.iter().map(OsString::from));
         args
     }
@@ -514,6 +591,7 @@ impl Machine {
             lock(registry).push((self.name.clone(), Arc::clone(&shared)));
         }
         Ok(Qemu {
+            forwards: self.nic.clone().unwrap_or_default(),
             name: self.name,
             stdin: child.stdin.take(),
             child,
@@ -608,6 +686,8 @@ fn spawn_reader(
 /// A running QEMU. Dropping it kills QEMU.
 pub struct Qemu {
     name: String,
+    /// The network card's port forwards.
+    forwards: Vec<Forward>,
     child: Child,
     stdin: Option<ChildStdin>,
     shared: Arc<Shared>,
@@ -617,6 +697,15 @@ pub struct Qemu {
 }
 
 impl Qemu {
+    /// The host port (on 127.0.0.1) that QEMU forwards to `guest:guest_port`, if the machine
+    /// was given that forward ([`Machine::nic`]).
+    pub fn host_port(&self, guest: &str, guest_port: u16) -> Option<u16> {
+        self.forwards
+            .iter()
+            .find(|f| f.guest == guest && f.guest_port == guest_port)
+            .map(|f| f.host_port)
+    }
+
     /// The machine's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -991,6 +1080,26 @@ mod tests {
             "{args}"
         );
         assert!(args.contains(" -m 40960 "), "{args}");
+    }
+
+    #[test]
+    fn the_network_card_forwards_free_host_ports() {
+        let ws = Workspace::new("/w");
+        let m = Machine::new(&ws, "x")
+            .nic(&[("10.0.2.15", 9), ("10.0.2.20", 80)])
+            .unwrap();
+        let args = join(m.qemu_command_args(Path::new("/i.iso")));
+        let forwards = m.nic.clone().unwrap();
+        let (a, b) = (forwards[0].host_port, forwards[1].host_port);
+        assert_ne!(a, b);
+        assert!(
+            args.ends_with(&format!(
+                " -netdev user,id=net0,net=10.0.2.0/24,dhcpstart=10.0.2.20,\
+                 hostfwd=tcp:127.0.0.1:{a}-10.0.2.15:9,hostfwd=tcp:127.0.0.1:{b}-10.0.2.20:80 \
+                 -device virtio-net-pci,netdev=net0,romfile="
+            )),
+            "{args}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! /boot/echo.elf           the demo guest kernels the configurations name
 //! /boot/compute.elf
 //! /boot/kv.elf
+//! /boot/web.elf
 //! ```
 //!
 //! The archive is reproducible (fixed inode numbers, owners and times, files in a fixed
@@ -45,7 +46,7 @@ pub const XENSTORE_LINKS: &[&str] = &[
     "xenstore-write",
 ];
 /// The guest kernels (artifacts of `target/xenia/`) that go to `/boot/`.
-pub const GUESTS: &[&str] = &["echo.elf", "compute.elf", "kv.elf"];
+pub const GUESTS: &[&str] = &["echo.elf", "compute.elf", "kv.elf", "web.elf"];
 /// Guest kernels only the scenarios' initrd has, in `/boot`.
 pub const TEST_GUESTS: &[&str] = &["testguest.elf"];
 
@@ -176,6 +177,10 @@ pub const PROFILE: &str = "\
 export PS1='dom0# '
 # Without -f, busybox's poweroff and reboot ask an init to do it, and dom0 has none.
 alias poweroff='poweroff -f' reboot='reboot -f' halt='halt -f'
+# brctl and ip as far as dom0 has them (busybox's need sockets and /sys): the bridge xenbr0
+# and dom0's address, as dom0's kernel writes them in /proc/net.
+brctl() { if [ $# = 0 ] || [ \"$1\" = show ]; then cat /proc/net/bridge; else echo \"brctl: only 'brctl show' here\" >&2; return 1; fi; }
+ip() { case \"$1\" in a|addr|address) cat /proc/net/addr;; *) echo \"ip: only 'ip addr' here\" >&2; return 1;; esac; }
 ";
 
 /// The scenarios' initrd, `target/xenia/initrd-test.cpio`: the default one (busybox too,
@@ -486,7 +491,10 @@ mod tests {
     fn shipped_configurations_parse_without_warnings() {
         let configs = repo_configs();
         let names: Vec<&str> = configs.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg"]);
+        assert_eq!(
+            names,
+            ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg", "web.cfg"]
+        );
         let files = contents(&fake_programs(b"xl"), &configs, &fake_guests());
         check_configs(&configs, &files).unwrap();
         // The one the README walks through.
@@ -549,11 +557,11 @@ mod tests {
         assert_eq!(initrd.lookup("/tmp").unwrap().mode, S_IFDIR | 0o1777);
         assert_eq!(
             initrd.list("/boot").unwrap(),
-            ["compute.elf", "echo.elf", "kv.elf"]
+            ["compute.elf", "echo.elf", "kv.elf", "web.elf"]
         );
         assert_eq!(
             initrd.list("/etc/xen").unwrap(),
-            ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg"]
+            ["compute.cfg", "echo.cfg", "hello.cfg", "kv.cfg", "web.cfg"]
         );
         let hello = initrd.lookup("/etc/xen/hello.cfg").unwrap();
         assert_eq!(hello.mode, S_IFREG | 0o644);

@@ -55,6 +55,12 @@ pub const KERNELS: &[Kernel] = &[
         artifact: "kv.elf",
     },
     Kernel {
+        label: "web demo guest",
+        package: "xenia-demos",
+        bin: "web",
+        artifact: "web.elf",
+    },
+    Kernel {
         label: "example guest",
         package: "xenia-hello",
         bin: "hello",

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use xenia_tests::machine::{DiskImage, SerialConsole, disk_args, qemu_args};
+use xenia_tests::machine::{DiskImage, Forward, SerialConsole, disk_args, nic_args, qemu_args};
 use xenia_tests::{ImageSpec, Workspace};
 
 #[derive(Parser)]
@@ -313,10 +313,29 @@ fn run(ws: &Workspace, args: &RunArgs) -> Result<ExitCode, String> {
         SerialConsole::Terminal,
     ))
     .args(disk_args(&disk, 0))
+    .args(nic_args(&run_forwards()))
     .args(&args.qemu_args);
     println!("Booting Xenia in QEMU; leave with Ctrl-A X");
     let error = qemu.exec();
     Err(format!("cannot start {}: {error}", xenia_tests::QEMU))
+}
+
+/// The port forwards of `cargo xtask run`'s network card (README, "Networking"): the host's
+/// 127.0.0.1:8080 reaches the web domU's HTTP (10.0.2.20:80, the first address QEMU's DHCP
+/// server gives), 127.0.0.1:8009 dom0's discard service (10.0.2.15:9).
+fn run_forwards() -> [Forward; 2] {
+    [
+        Forward {
+            host_port: 8080,
+            guest: "10.0.2.20".into(),
+            guest_port: 80,
+        },
+        Forward {
+            host_port: 8009,
+            guest: "10.0.2.15".into(),
+            guest_port: 9,
+        },
+    ]
 }
 
 /// The size of the data disk `cargo xtask run` makes on its first run.

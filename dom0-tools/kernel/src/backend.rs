@@ -469,16 +469,18 @@ fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str, handle: [u8; 16]) {
     crate::store::release(dom);
     let _ = hv.destroy(dom);
     let disks = old.spec.disks.clone();
+    let nics = old.spec.nics.clone();
     match rebuild(hv, &old.spec, handle) {
         Ok(built) => {
             let console = built.console.map(|c| (c.mfn.0, c.evtchn));
             let store = built.store.map(|s| (s.mfn.0, s.evtchn));
             let history = old.console.map(|c| (c.history, c.total));
             let adopted = adopt(built.dom, old.record, console, store).is_ok();
-            // Its disks again, as `xl create` gave them (built paused for this), then start
-            // it. The old domain's backends went with its release above.
-            if !disks.is_empty() {
+            // Its disks and vifs again, as `xl create` gave them (built paused for this),
+            // then start it. The old domain's backends went with its release above.
+            if !disks.is_empty() || !nics.is_empty() {
                 give_disks(built.dom, &disks, name);
+                give_nics(built.dom, &nics, name);
                 let _ = hv.unpause(built.dom);
             }
             if adopted
@@ -525,8 +527,8 @@ fn rebuild(
     cfg.online_vcpus = spec.vcpus;
     cfg.weight = spec.cpu_weight;
     cfg.cap = spec.cap;
-    // Started once its disks' nodes are written.
-    cfg.start_paused = !spec.disks.is_empty();
+    // Started once its disks' and vifs' nodes are written.
+    cfg.start_paused = !spec.disks.is_empty() || !spec.nics.is_empty();
     builder::build(hv, &cfg).map_err(|e| alloc::format!("{e}"))
 }
 
@@ -543,6 +545,23 @@ fn give_disks(dom: DomId, disks: &[dom0_tools::disk::Disk], name: &str) {
         ops.extend(disk::index_ops(dom, devid, d));
         if let Err(e) = crate::store::apply(&ops) {
             tprintln!("dom0: restarted domain \"{name}\" gets no disk {vdev} (xenstore: {e})");
+        }
+    }
+}
+
+/// Writes the xenstore nodes of restarted domain `dom`'s vifs (those of its configuration,
+/// with the ids `xl create` gave them and, their MACs being made from the domain's name,
+/// the same addresses; `xl network-attach`'s are not in it and are not given again).
+fn give_nics(dom: DomId, nics: &[dom0_tools::vif::Nic], name: &str) {
+    use dom0_tools::vif;
+    for n in nics {
+        let devid = n.devid.unwrap_or(0);
+        let n = vif::resolve(n, name, devid);
+        let mut ops = vif::add_ops(dom, devid, &n);
+        // The old domain's index entries went with its release.
+        ops.extend(vif::index_ops(dom, devid, &n));
+        if let Err(e) = crate::store::apply(&ops) {
+            tprintln!("dom0: restarted domain \"{name}\" gets no vif {devid} (xenstore: {e})");
         }
     }
 }

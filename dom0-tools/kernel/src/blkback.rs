@@ -26,6 +26,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use guest_abi::Errno;
 use guest_abi::blkif::{
     BLKIF_ENTRY_SIZE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_RING_SIZE, BLKIF_RSP_EOPNOTSUPP,
     BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifResponse, SRING_REQ_EVENT, SRING_REQ_PROD,
@@ -36,20 +37,16 @@ use guest_abi::grant::{
     GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTST_OKAY, GnttabCopy, GnttabCopyPtr,
 };
 use guest_abi::types::DomId;
-use guest_abi::xenstore::{
-    XS_DIRECTORY, XS_ERROR, XS_READ, XS_RM, XS_UNWATCH, XS_WATCH, XS_WATCH_EVENT, XS_WRITE,
-    XsdSockmsg,
-};
-use guest_abi::{Errno, xenstore::error_from};
+use guest_abi::xenstore::XS_RM;
 use spin::Mutex;
 use xenia_dom0::vbd::{self, Action, BACKEND_ROOT, Geometry, LogLimit, Segment};
 use xenia_guest_rt::boot::VIRT_BASE;
 use xenia_guest_rt::time::now_ns;
 use xenia_guest_rt::{events, mm};
-use xenia_xenstore::ConnId;
 
 use crate::blockdev::{self, BlockError, DevId};
 use crate::direct::xen;
+use crate::xsclient::Xs;
 use crate::{store, tprintln};
 
 const PAGE: usize = 4096;
@@ -58,128 +55,6 @@ const SCRATCH_PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
 const TOKEN_VBD: &str = "blkback-vbd";
 const TOKEN_FE: &str = "blkback-fe";
 const TOKEN_REL: &str = "blkback-rel";
-
-/// dom0's client of its own store.
-struct Xs {
-    conn: ConnId,
-    next_id: u32,
-    /// Output of the store not yet parsed.
-    pending: Vec<u8>,
-    /// A watch fired since the devices were last looked at.
-    fired: bool,
-    /// The paths those watches named (at most [`FIRED_PATHS`]), so that only the devices
-    /// they concern are looked at: a creation then costs the same however many disks
-    /// other domains have.
-    fired_paths: Vec<String>,
-    /// More fired than were kept, or one could not be read: look at every device.
-    fired_all: bool,
-}
-
-/// Fired paths kept between two looks at the devices.
-const FIRED_PATHS: usize = 32;
-
-impl Xs {
-    /// Takes what the store wrote for the connection; watch events set `fired`, and the
-    /// reply to `want` (if any) is returned as `(type, payload)`.
-    fn pump(&mut self, want: Option<u32>) -> Option<(u32, Vec<u8>)> {
-        let more = store::read(self.conn, 64 * 1024);
-        self.pending.extend_from_slice(&more);
-        let mut found = None;
-        while let Some(h) = XsdSockmsg::from_bytes(&self.pending) {
-            let total = XsdSockmsg::SIZE + h.len as usize;
-            if self.pending.len() < total {
-                break;
-            }
-            let body: Vec<u8> = self.pending[XsdSockmsg::SIZE..total].to_vec();
-            self.pending.drain(..total);
-            if h.msg_type == XS_WATCH_EVENT {
-                self.fired = true;
-                let path = body.split(|&b| b == 0).next().unwrap_or(&[]);
-                match core::str::from_utf8(path) {
-                    Ok(p) if self.fired_paths.len() < FIRED_PATHS => {
-                        let mut kept = String::new();
-                        if kept.try_reserve(p.len()).is_ok() {
-                            kept.push_str(p);
-                            self.fired_paths.push(kept);
-                        } else {
-                            self.fired_all = true;
-                        }
-                    }
-                    _ => self.fired_all = true,
-                }
-            } else if Some(h.req_id) == want && found.is_none() {
-                found = Some((h.msg_type, body));
-            }
-        }
-        found
-    }
-
-    fn request(&mut self, msg_type: u32, parts: &[&[u8]]) -> Result<Vec<u8>, Errno> {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let req_id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        let hdr = XsdSockmsg {
-            msg_type,
-            req_id,
-            tx_id: 0,
-            len: len as u32,
-        };
-        let mut msg = Vec::new();
-        msg.try_reserve(XsdSockmsg::SIZE + len)
-            .map_err(|_| Errno::ENOMEM)?;
-        msg.extend_from_slice(&hdr.to_bytes());
-        for p in parts {
-            msg.extend_from_slice(p);
-        }
-        // The store answers dom0's own connection at once; its output is taken before each
-        // request so a reply always has room.
-        self.pump(None);
-        let taken = store::write(self.conn, &msg);
-        if taken != msg.len() {
-            return Err(Errno::EAGAIN);
-        }
-        match self.pump(Some(req_id)) {
-            Some((XS_ERROR, body)) => Err(error_from(&body)),
-            Some((_, body)) => Ok(body),
-            None => Err(Errno::EIO),
-        }
-    }
-
-    fn read(&mut self, path: &str) -> Option<String> {
-        let v = self.request(XS_READ, &[path.as_bytes(), b"\0"]).ok()?;
-        String::from_utf8(v).ok()
-    }
-
-    fn write(&mut self, path: &str, value: &str) -> Result<(), Errno> {
-        self.request(XS_WRITE, &[path.as_bytes(), b"\0", value.as_bytes()])
-            .map(drop)
-    }
-
-    fn directory(&mut self, path: &str) -> Vec<String> {
-        let Ok(v) = self.request(XS_DIRECTORY, &[path.as_bytes(), b"\0"]) else {
-            return Vec::new();
-        };
-        v.split(|&b| b == 0)
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| core::str::from_utf8(s).ok().map(String::from))
-            .collect()
-    }
-
-    /// Drops the watch on a device's frontend `state` (set when it was announced), so that
-    /// dom0's watches do not pile up with the domains that went.
-    fn unwatch_frontend(&mut self, d: &Device) {
-        let path = format!("{}/state", d.fe);
-        let _ = self.request(
-            XS_UNWATCH,
-            &[path.as_bytes(), b"\0", TOKEN_FE.as_bytes(), b"\0"],
-        );
-    }
-
-    fn watch(&mut self, path: &str, token: &str) -> Result<(), Errno> {
-        self.request(XS_WATCH, &[path.as_bytes(), b"\0", token.as_bytes(), b"\0"])
-            .map(drop)
-    }
-}
 
 /// Where a device is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -252,14 +127,7 @@ fn make() -> Option<Backend> {
         *m = mfn;
     }
     let conn = store::connect();
-    let mut xs = Xs {
-        conn,
-        next_id: 1,
-        pending: Vec::new(),
-        fired: true,
-        fired_paths: Vec::new(),
-        fired_all: true,
-    };
+    let mut xs = Xs::new(conn);
     // The root may not exist yet: the watch fires when it is made.
     xs.watch(BACKEND_ROOT, TOKEN_VBD).ok()?;
     xs.watch("@releaseDomain", TOKEN_REL).ok()?;
@@ -340,7 +208,7 @@ impl Backend {
         for k in gone {
             if let Some(mut d) = self.devices.remove(&k) {
                 disconnect(&mut d, "backend nodes removed");
-                self.xs.unwatch_frontend(&d);
+                self.xs.unwatch(&format!("{}/state", d.fe), TOKEN_FE);
             }
         }
         let mut removed: Vec<DomId> = Vec::new();
@@ -376,7 +244,7 @@ impl Backend {
                 // Its backend directory went: let go, write nothing.
                 if let Some(mut d) = self.devices.remove(&(dom, devid)) {
                     disconnect(&mut d, "backend nodes removed");
-                    self.xs.unwatch_frontend(&d);
+                    self.xs.unwatch(&format!("{}/state", d.fe), TOKEN_FE);
                 }
                 continue;
             }
@@ -391,7 +259,7 @@ impl Backend {
         if xen().domain_info(dom) == Err(Errno::ESRCH) {
             if let Some(mut d) = self.devices.remove(&(dom, devid)) {
                 disconnect(&mut d, "domain gone");
-                self.xs.unwatch_frontend(&d);
+                self.xs.unwatch(&format!("{}/state", d.fe), TOKEN_FE);
             }
             if !removed.contains(&dom) {
                 removed.push(dom);

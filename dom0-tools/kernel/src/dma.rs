@@ -172,6 +172,11 @@ fn exchange(va: u64, pfns: &[u64], mfns: &[u64]) -> Result<u64, &'static str> {
     Ok(first)
 }
 
+/// Whether the pool was made ([`init`] succeeded).
+pub fn ready() -> bool {
+    POOL.lock().is_some()
+}
+
 /// `pages` zeroed pages of the pool: (machine address, kernel address).
 pub fn alloc(pages: usize) -> Option<(u64, u64)> {
     let mut pool = POOL.lock();

@@ -694,6 +694,7 @@ mod procfs {
             partitions: crate::blockfile::partitions(),
             interrupts: crate::virtio_blk::interrupts(),
             pci_devices: crate::pcibus::proc_devices(),
+            net: crate::netstack::proc_net(),
         }
     }
 

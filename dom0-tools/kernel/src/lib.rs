@@ -4,6 +4,8 @@
 //! tested on the build host, apart from the kernel binary (`src/main.rs`, which holds the
 //! glue that touches memory, page tables and hypercalls):
 //!
+//! * [`bridging`] is the learning bridge's forwarding, ageing and bounded queues, and the
+//!   layouts of `brctl show` and `/proc/net/dev`;
 //! * [`block`] is what the block devices share apart from their driver: errors, the
 //!   bounds of an access to a disk or partition, Linux's names and size lines;
 //! * [`cpio`] reads (and, for xtask's initrd builder, writes) the initrd, a cpio newc
@@ -11,6 +13,7 @@
 //! * [`partition`] reads MBR and GPT partition tables as Linux does;
 //! * [`pci`] enumerates PCI functions (identity, BARs and their sizes, interrupt, capabilities)
 //!   over any way to configuration space, and prints them as Linux does;
+//! * [`netconf`] is dom0's own IPv4 address on `xenbr0` and the command line that sets it;
 //! * [`files`] is a process's descriptors on files, devices, pipes and `/proc`;
 //! * [`tmpfs`] is dom0's writable root: a file system in memory, seeded from the initrd,
 //!   with the operations behind Linux's file system calls;
@@ -23,6 +26,7 @@
 //! * [`shell`] is the `init` shell's line editor, word splitting and exit reports;
 //! * [`tty`] is the terminal's line discipline (`n_tty`'s canonical mode, echo, signals);
 //! * [`vbd`] is blkback's checking of block requests, ring indexes and xenstore paths.
+//! * [`vif`] is netback's checking of transmitted frames, ring indexes and xenstore paths.
 //!
 //! Only the dom0 kernel uses these (xtask's initrd builder and a fuzz target use [`cpio`]);
 //! the toolstack itself (`xl`'s configuration, the domain builder, the Xen handle) is the
@@ -42,8 +46,10 @@
 extern crate alloc;
 
 pub mod block;
+pub mod bridging;
 pub mod cpio;
 pub mod files;
+pub mod netconf;
 pub mod partition;
 pub mod pci;
 pub mod procfs;
@@ -54,6 +60,7 @@ pub mod tmpfs;
 pub mod tty;
 pub mod userstack;
 pub mod vbd;
+pub mod vif;
 pub mod vm;
 
 /// dom0's host name (`uname`'s nodename, `xl info`'s `host`).

@@ -51,6 +51,8 @@ mod blockdev;
 #[cfg(target_os = "none")]
 mod blockfile;
 #[cfg(target_os = "none")]
+mod bridge;
+#[cfg(target_os = "none")]
 mod direct;
 #[cfg(target_os = "none")]
 mod dma;
@@ -62,6 +64,10 @@ mod fs;
 mod fscalls;
 #[cfg(target_os = "none")]
 mod heap;
+#[cfg(target_os = "none")]
+mod netback;
+#[cfg(target_os = "none")]
+mod netstack;
 #[cfg(target_os = "none")]
 mod pcibus;
 #[cfg(target_os = "none")]
@@ -84,7 +90,11 @@ mod vdso;
 #[cfg(target_os = "none")]
 mod virtio_blk;
 #[cfg(target_os = "none")]
+mod virtio_net;
+#[cfg(target_os = "none")]
 mod wait;
+#[cfg(target_os = "none")]
+mod xsclient;
 
 #[cfg(target_os = "none")]
 mod kernel {
@@ -97,7 +107,7 @@ mod kernel {
     use xenia_guest_rt::boot::{VIRT_BASE, start_info};
     use xenia_guest_rt::trap;
 
-    use crate::{backend, blkback, frames, fs, heap, process, store, term, vdso, wait};
+    use crate::{backend, blkback, frames, fs, heap, netback, process, store, term, vdso, wait};
 
     /// Looks at everything that may have changed while dom0 was busy or blocked: terminal
     /// input and the domUs' backends.
@@ -106,6 +116,53 @@ mod kernel {
         backend::service();
         store::service();
         blkback::service();
+        net();
+    }
+
+    /// Rounds of the network's services per [`service`] at most while the bridge still holds
+    /// frames (a port whose owner cannot take its frames now must not keep dom0 from
+    /// blocking).
+    const NET_ROUNDS: usize = 8;
+
+    /// The bridge's ports, each popping what the bridge queued for it: the NIC and dom0's
+    /// own stack; again while frames wait, within [`NET_ROUNDS`].
+    fn net() {
+        for _ in 0..NET_ROUNDS {
+            crate::virtio_net::service();
+            crate::netstack::service();
+            netback::service();
+            if !crate::bridge::busy() {
+                break;
+            }
+        }
+    }
+
+    /// dom0's network: the NIC (`virtio_net=poll` on the command line: no interrupts), the
+    /// bridge `xenbr0` and dom0's own address on it (`ip=A.B.C.D/N,gw=E.F.G.H`; by default
+    /// the plan's 10.0.2.15/24 via 10.0.2.2).
+    fn network(cmdline: &[u8]) {
+        if xenia_guest_rt::cmdline::value(cmdline, "virtio_net") == Some(b"poll") {
+            crate::virtio_net::POLL.store(true, core::sync::atomic::Ordering::Relaxed);
+        }
+        if crate::dma::ready() {
+            crate::virtio_net::init();
+        }
+        let config = match xenia_guest_rt::cmdline::value(cmdline, "ip") {
+            None => xenia_dom0::netconf::DEFAULT,
+            Some(text) => match core::str::from_utf8(text)
+                .ok()
+                .and_then(xenia_dom0::netconf::parse)
+            {
+                Some(c) => c,
+                None => {
+                    tprintln!(
+                        "dom0: ip=: expected A.B.C.D/N or A.B.C.D/N,gw=E.F.G.H; using the default"
+                    );
+                    xenia_dom0::netconf::DEFAULT
+                }
+            },
+        };
+        crate::netstack::init(config);
     }
 
     /// PCI, the DMA pool and the virtio-blk disks, before any process runs (`virtio_blk=poll`
@@ -194,6 +251,7 @@ mod kernel {
             tprintln!("dom0: tracing every system call (trace=syscalls)");
         }
         disks(cmdline);
+        network(cmdline);
         match fs::init(initrd()) {
             Ok(n) => tprintln!(
                 "dom0: initrd with {n} entries, in a root in memory (tmpfs, {} KiB for changes)",

@@ -66,12 +66,17 @@ pub struct System {
     pub interrupts: Vec<(u32, u64, String)>,
     /// `/proc/bus/pci/devices`, as the kernel made it (one line per PCI function).
     pub pci_devices: String,
+    /// The files of `/proc/net` (`dev` in Linux's layout, and Xenia's `bridge`, `addr`,
+    /// `services`), as the kernel made them: name and contents.
+    pub net: Vec<(&'static str, String)>,
 }
 
 /// What a path under `/proc` names.
 enum Place<'p> {
     Root,
     Top(&'static str),
+    NetDir,
+    Net(usize),
     Pid(&'p Process),
     PidFile(&'p Process, &'static str),
 }
@@ -86,6 +91,8 @@ const TOP_FILES: [&str; 8] = [
     "partitions",
     "interrupts",
 ];
+/// `/proc/net`'s inode number (its files follow).
+const NET_INO: u64 = FIRST_INO + 64;
 const PID_FILES: [&str; 4] = ["stat", "status", "cmdline", "comm"];
 
 /// `d_type`s.
@@ -109,6 +116,13 @@ impl System {
         match parts[..] {
             [] => Ok(Place::Root),
             ["bus", "pci", "devices"] => Ok(Place::Top("bus/pci/devices")),
+            ["net"] => Ok(Place::NetDir),
+            ["net", name] => self
+                .net
+                .iter()
+                .position(|(n, _)| *n == name)
+                .map(Place::Net)
+                .ok_or(-ENOENT),
             [name] => match TOP_FILES.iter().find(|f| **f == name) {
                 Some(f) => Ok(Place::Top(f)),
                 None => self.process(name).map(Place::Pid),
@@ -151,6 +165,7 @@ impl System {
                 for (i, f) in TOP_FILES.iter().enumerate() {
                     entries.push((String::from(*f), FIRST_INO + 2 + i as u64, DT_REG));
                 }
+                entries.push((String::from("net"), NET_INO, DT_DIR));
                 Snapshot::Dir {
                     ino: FIRST_INO,
                     parent: 1,
@@ -160,6 +175,20 @@ impl System {
             Place::Top("bus/pci/devices") => Snapshot::File {
                 ino: FIRST_INO + 2 + TOP_FILES.len() as u64,
                 bytes: self.pci_devices.clone().into_bytes(),
+            },
+            Place::NetDir => Snapshot::Dir {
+                ino: NET_INO,
+                parent: FIRST_INO,
+                entries: self
+                    .net
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| (String::from(*n), NET_INO + 1 + i as u64, DT_REG))
+                    .collect(),
+            },
+            Place::Net(i) => Snapshot::File {
+                ino: NET_INO + 1 + i as u64,
+                bytes: self.net[i].1.clone().into_bytes(),
             },
             Place::Top(f) => Snapshot::File {
                 ino: FIRST_INO + 2 + TOP_FILES.iter().position(|t| *t == f).unwrap_or(0) as u64,
@@ -361,6 +390,7 @@ mod tests {
             ],
             interrupts: alloc::vec![(11, 42, String::from("virtio0"))],
             pci_devices: String::from("0020\t1af41001\tb\n"),
+            net: alloc::vec![("dev", String::from("eth0: 1 2\n"))],
         }
     }
 
@@ -390,7 +420,8 @@ mod tests {
                 "version",
                 "stat",
                 "partitions",
-                "interrupts"
+                "interrupts",
+                "net"
             ]
         );
         assert_eq!(entries[0].2, DT_DIR);
@@ -416,6 +447,12 @@ mod tests {
             "0020\t1af41001\tb\n"
         );
         assert_eq!(s.open("/proc/bus/pci").unwrap_err(), -ENOENT);
+        assert_eq!(text(s.open("/proc/net/dev").unwrap()), "eth0: 1 2\n");
+        assert_eq!(s.open("/proc/net/nothing").unwrap_err(), -ENOENT);
+        let Snapshot::Dir { entries, .. } = s.open("/proc/net").unwrap() else {
+            panic!("/proc/net is a directory")
+        };
+        assert_eq!(entries[0].0, "dev");
         assert_eq!(
             text(s.open("/proc/interrupts").unwrap()),
             "           CPU0       \n  11:         42  xen-pirq    -ioapic-level  virtio0\n"

@@ -157,7 +157,12 @@ pub fn release(dom: DomId) {
     let port = with(|s| {
         s.looks.remove(&dom);
         // The toolstack's index of who uses which disk loses this domain's entries.
-        let ops = dom0_tools::disk::index_release_ops(dom, &mut AsDom0(&mut s.store));
+        let mut ops = dom0_tools::disk::index_release_ops(dom, &mut AsDom0(&mut s.store));
+        // And of which vif holds which MAC.
+        ops.extend(dom0_tools::vif::index_release_ops(
+            dom,
+            &mut AsDom0(&mut s.store),
+        ));
         for op in ops {
             if let XsOp::Rm(p) = op {
                 let _ = s.store.rm(DOM0, &p);

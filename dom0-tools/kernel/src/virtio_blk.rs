@@ -298,22 +298,29 @@ fn gsi_of(f: &Function) -> u32 {
 
 /// Sets up the interrupt of `f`: a PIRQ for its GSI, bound to an event channel.
 fn setup_irq(f: &Function) -> Result<Irq, String> {
+    let (pirq, port) = bind_gsi(f)?;
+    Ok(Irq {
+        pirq,
+        port,
+        seen: events::count(port),
+        taken: Box::leak(Box::new(AtomicU64::new(0))),
+    })
+}
+
+/// The PIRQ and event channel of `f`'s GSI, bound on the first call for that GSI (a PCI
+/// function of any driver: virtio-net shares these with the disks).
+pub fn bind_gsi(f: &Function) -> Result<(u32, u32), String> {
     let gsi = u32::from(f.interrupt_line);
     if f.interrupt_pin == 0 || gsi == 0 || gsi >= 0xff {
         return Err(String::from("no interrupt routed"));
     }
     // PCI INTx lines are shared (QEMU's `pc` machine routes four of them to IRQs 10 and
-    // 11): a second disk on a GSI already bound uses its PIRQ and port. Requests are served
-    // one at a time, so only the disk waiting has anything to say when the event comes; each
-    // disk acknowledges its own device, and an EOI the other disk's handler already made is
-    // harmless.
+    // 11): a second device on a GSI already bound uses its PIRQ and port. Disk requests are
+    // served one at a time, so only the disk waiting has anything to say when the event
+    // comes; each device acknowledges its own, and an EOI another device's handler already
+    // made is harmless.
     if let Some(&(_, pirq, port)) = BOUND.lock().iter().find(|(g, _, _)| *g == gsi) {
-        return Ok(Irq {
-            pirq,
-            port,
-            seen: events::count(port),
-            taken: Box::leak(Box::new(AtomicU64::new(0))),
-        });
+        return Ok((pirq, port));
     }
     guest_abi::calls::physdev_setup_gsi(gsi, GSI_TRIGGER_LEVEL, GSI_POLARITY_HIGH)
         .map_err(|e| format!("PHYSDEVOP_setup_gsi({gsi}): {e:?}"))?;
@@ -328,12 +335,12 @@ fn setup_irq(f: &Function) -> Result<Irq, String> {
     BOUND.lock().push((gsi, pirq, port));
     // A pin masked since before dom0 was here waits for an EOI.
     let _ = guest_abi::calls::physdev_eoi(pirq);
-    Ok(Irq {
-        pirq,
-        port,
-        seen: events::count(port),
-        taken: Box::leak(Box::new(AtomicU64::new(0))),
-    })
+    Ok((pirq, port))
+}
+
+/// Adds a device's row to `/proc/interrupts`: its GSI, name and the count it keeps.
+pub fn count_interrupts(gsi: u32, name: String, taken: &'static AtomicU64) {
+    INTERRUPTS.lock().push((gsi, name, taken));
 }
 
 /// Starts the driver on `f`, a virtio-blk function, as disk `index`.

@@ -19,6 +19,9 @@ use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 /// The longest dom0 blocks without looking at its backends.
 const TICK_NS: u64 = 100 * NS_PER_MS;
 
+/// The shortest block dom0's TCP/IP stack's timers ask for.
+const NET_MIN_BLOCK_NS: u64 = NS_PER_MS / 5;
+
 static CONSOLE_PORT: AtomicU32 = AtomicU32::new(0);
 static TIMER_PORT: AtomicU32 = AtomicU32::new(0);
 static DOM_EXC_PORT: AtomicU32 = AtomicU32::new(0);
@@ -71,13 +74,25 @@ fn block_once(deadline: u64) {
     if now >= deadline {
         return;
     }
-    if crate::store::busy() {
-        // A domain's ring still holds requests (served a bounded number per turn): look
-        // again at once rather than sleep on them.
+    if crate::store::busy() || crate::bridge::busy() || crate::netback::busy() {
+        // A domain's ring still holds requests, or frames wait in the bridge (served a
+        // bounded number per turn): look again at once rather than sleep on them.
         return;
     }
+    // A polled NIC is looked at every POLL_TICK_NS; dom0's TCP/IP stack wakes for its own
+    // timers (a retransmission), at least a little in the future so that a stack that wants
+    // to run "now" cannot make dom0 spin.
+    let tick = if crate::virtio_net::polling() {
+        crate::virtio_net::POLL_TICK_NS
+    } else {
+        TICK_NS
+    };
+    let mut wake = deadline.min(now + tick);
+    if let Some(at) = crate::netstack::poll_at_ns() {
+        wake = wake.min(at.max(now + NET_MIN_BLOCK_NS));
+    }
     let masked = events::masked();
-    let _ = calls::set_timer_op(deadline.min(now + TICK_NS));
+    let _ = calls::set_timer_op(wake);
     let _ = calls::sched_block();
     if masked {
         events::mask();

@@ -222,6 +222,8 @@ mod tests {
             .unwrap();
         s.write(DOM0, "/local/domain/0/backend/console/7/0/state", b"4")
             .unwrap();
+        s.write(DOM0, "/local/domain/0/backend/vif/7/0/state", b"4")
+            .unwrap();
         let before = s.node_count();
         s.remove_domain(7);
         for p in [
@@ -229,6 +231,7 @@ mod tests {
             vm,
             "/local/domain/0/backend/vbd/7",
             "/local/domain/0/backend/console/7",
+            "/local/domain/0/backend/vif/7",
         ] {
             assert_eq!(s.read(DOM0, p), Err(Errno::ENOENT), "{p}");
         }

@@ -363,6 +363,27 @@ pub enum Command {
         /// The device: a vdev (`xvda`) or its number.
         device: String,
     },
+    /// Give a running domain a network interface.
+    NetworkAttach {
+        /// The domain.
+        domain: String,
+        /// The vif spec, in one or more components.
+        spec: Vec<String>,
+    },
+    /// List domains' network interfaces.
+    NetworkList {
+        /// The domains.
+        domains: Vec<String>,
+    },
+    /// Take a network interface away from a domain.
+    NetworkDetach {
+        /// `-f`: do not wait for the backend to close.
+        force: bool,
+        /// The domain.
+        domain: String,
+        /// The device: its id or its MAC.
+        device: String,
+    },
 }
 
 /// The global options before the verb (Xen's `getopt(argc, argv, "+vftTN")`).
@@ -796,6 +817,27 @@ fn parse_verb(verb: &Verb, args: &[String], global: Global) -> Result<Command, E
         "block-detach" => {
             let p = options(verb, args, "f", &[flag("force", 'f')], 2)?;
             Command::BlockDetach {
+                force: has(&p, 'f'),
+                domain: op(&p, 0),
+                device: op(&p, 1),
+            }
+        }
+        "network-attach" => {
+            let p = options(verb, args, "", &[], 1)?;
+            Command::NetworkAttach {
+                domain: op(&p, 0),
+                spec: p.operands[1..].to_vec(),
+            }
+        }
+        "network-list" => {
+            let p = options(verb, args, "", &[], 1)?;
+            Command::NetworkList {
+                domains: p.operands.clone(),
+            }
+        }
+        "network-detach" => {
+            let p = options(verb, args, "f", &[flag("force", 'f')], 2)?;
+            Command::NetworkDetach {
                 force: has(&p, 'f'),
                 domain: op(&p, 0),
                 device: op(&p, 1),

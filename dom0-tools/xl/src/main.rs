@@ -154,6 +154,15 @@ fn run(real: &mut Real, invocation: Invocation) -> VerbResult {
             domain,
             device,
         } => verbs::block_detach(real, io, &domain, &device, force),
+        Command::NetworkAttach { domain, spec } => {
+            verbs::network_attach(real, io, &domain, &spec, invocation.dry_run)
+        }
+        Command::NetworkList { domains } => verbs::network_list(real, io, &domains),
+        Command::NetworkDetach {
+            force,
+            domain,
+            device,
+        } => verbs::network_detach(real, io, &domain, &device, force),
     }
 }
 

@@ -11,19 +11,22 @@
 //!
 //! The verbs added for Xen's table are in [`names`] (`domid`, `domname`, `rename`,
 //! `vm-list`), [`listing`] (`list` and its columns and JSON), [`keys`] (`sysrq`,
-//! `debug-keys`), [`sched`] (`sched-credit` with its cpupool) and [`block`] (disks: `disk=`
-//! at create, `block-list`, `block-attach`, `block-detach`).
+//! `debug-keys`), [`sched`] (`sched-credit` with its cpupool), [`block`] (disks: `disk=`
+//! at create, `block-list`, `block-attach`, `block-detach`) and [`network`] (vifs: `vif=` at
+//! create, `network-list`, `network-attach`, `network-detach`).
 
 pub mod block;
 pub mod keys;
 pub mod listing;
 pub mod names;
+pub mod network;
 pub mod sched;
 
 pub use block::{TargetKind, block_attach, block_detach, block_list};
 pub use keys::{debug_keys, sysrq};
 pub use listing::{ListOpts, list};
 pub use names::{domid, domname, rename, vm_list};
+pub use network::{network_attach, network_detach, network_list};
 pub use sched::{sched_credit, sched_line};
 
 use std::io::Write;
@@ -343,6 +346,7 @@ fn spec_view(spec: &DomainSpec, uuid: &[u8; 16], map_bits: Option<usize>) -> jso
             .iter()
             .map(|d| dom0_tools::disk::to_json(d, false))
             .collect(),
+        nics: spec.nics.iter().map(dom0_tools::vif::to_json).collect(),
         ..json::ConfigView::default()
     };
     if let Some(bits) = map_bits {
@@ -480,13 +484,14 @@ pub fn create(
         cap: spec.cap,
         // With `cpus=`, the vCPUs are placed before the domain first runs (libxl sets the
         // affinity at build time too).
-        // Disks too: their nodes are there before the domain's kernel first looks (libxl
-        // adds devices before it unpauses).
+        // Disks and vifs too: their nodes are there before the domain's kernel first looks
+        // (libxl adds devices before it unpauses).
         start_paused: paused
             || opts.hold
             || spec.cpus.is_some()
             || spec.cpus_soft.is_some()
-            || !spec.disks.is_empty(),
+            || !spec.disks.is_empty()
+            || !spec.nics.is_empty(),
         ..DomainConfig::new(&spec.name, &kernel, spec.memory_mib)
     };
     let built = sys.build(&cfg).map_err(|e| fail(e.to_string()))?;
@@ -503,11 +508,19 @@ pub fn create(
             )),
         });
     }
-    if spec.cpus.is_some() || spec.cpus_soft.is_some() || !spec.disks.is_empty() {
+    if spec.cpus.is_some()
+        || spec.cpus_soft.is_some()
+        || !spec.disks.is_empty()
+        || !spec.nics.is_empty()
+    {
         let placed = place_vcpus(sys, built.dom, &spec).and_then(|()| {
             for d in &spec.disks {
                 block::attach(sys, built.dom, d)
                     .map_err(|why| format!("disk {}: {why}", d.vdev.as_deref().unwrap_or("")))?;
+            }
+            for n in &spec.nics {
+                network::attach(sys, built.dom, &spec.name, n)
+                    .map_err(|why| format!("vif {}: {why}", n.devid.unwrap_or_default()))?;
             }
             if paused || opts.hold {
                 Ok(())

@@ -21,3 +21,4 @@ pub mod cmdline;
 pub mod kv;
 pub mod line;
 pub mod primes;
+pub mod web;

@@ -52,7 +52,9 @@
 //!   runs, IPIs.
 //! - [`xenbus`]: a xenstore client on the domain's store ring (read, write, watch);
 //!   [`hotplug`]: vCPUs brought down and up as `xl vcpu-set` asks through xenstore;
-//!   [`blkfront`]: a virtual disk served by dom0's blkback (Xen's `blkif`).
+//!   [`blkfront`]: a virtual disk served by dom0's blkback (Xen's `blkif`); [`netfront`]: a
+//!   network interface served by dom0's netback (Xen's `netif`), its ring logic in
+//!   [`netring`] (host-tested).
 //! - [`time`]: system time from `vcpu_time_info` and the TSC.
 //! - [`user`]: running code in ring 3 until it comes back through `int 0x80`, `SYSCALL`
 //!   or a fault.
@@ -72,7 +74,7 @@
 //! main flow share state through [`Global`], which is sound because there is one vCPU and
 //! each piece of shared state has one writer at a time (documented where it is used).
 //!
-//! Everything except [`cmdline`], [`note`] and [`Global`] exists only on the bare-metal
+//! Everything except [`cmdline`], [`netring`], [`note`] and [`Global`] exists only on the bare-metal
 //! target (`target_os = "none"`, and in the documentation), so the workspace's host build
 //! and tests are unaffected.
 
@@ -83,6 +85,7 @@
 mod global;
 
 pub mod cmdline;
+pub mod netring;
 pub mod note;
 pub use global::Global;
 
@@ -102,6 +105,8 @@ pub mod events;
 pub mod hotplug;
 #[cfg(any(target_os = "none", doc))]
 pub mod mm;
+#[cfg(any(target_os = "none", doc))]
+pub mod netfront;
 #[cfg(any(target_os = "none", doc))]
 pub mod smp;
 #[cfg(any(target_os = "none", doc))]

@@ -51,7 +51,7 @@ fn create(vm: &mut Qemu, name: &str, test: &str, disk: &str) -> Result<u32, Stri
     created_id(&out, name)
 }
 
-fn created_id(out: &str, name: &str) -> Result<u32, String> {
+pub(super) fn created_id(out: &str, name: &str) -> Result<u32, String> {
     out.lines()
         .find_map(|l| {
             l.trim()
@@ -62,7 +62,7 @@ fn created_id(out: &str, name: &str) -> Result<u32, String> {
 }
 
 /// Waits for domain `id`'s `Test result:` line and requires SUCCESS with no failed check.
-fn passes(vm: &mut Qemu, id: u32, timeout: Duration) -> Result<(), String> {
+pub(super) fn passes(vm: &mut Qemu, id: u32, timeout: Duration) -> Result<(), String> {
     let prefix = format!("(d{id}) ");
     let result = vm.wait_for_line_starting(&format!("{prefix}Test result: "), timeout)?;
     let log = vm.serial_log();
@@ -77,7 +77,7 @@ fn passes(vm: &mut Qemu, id: u32, timeout: Duration) -> Result<(), String> {
 }
 
 /// Waits (at most 50 `xl list`s) until `xl list` no longer shows `name`.
-fn gone(vm: &mut Qemu, name: &str) -> Result<(), String> {
+pub(super) fn gone(vm: &mut Qemu, name: &str) -> Result<(), String> {
     for _ in 0..50 {
         let list = xl::run(vm, "xl list")?;
         if !list
@@ -111,7 +111,7 @@ fn pattern_on_host(img: &DiskImage, sectors: u64) -> Result<(), String> {
 }
 
 /// The frame table is consistent and dom0 reported nothing wrong.
-fn frame_check(vm: &mut Qemu) -> Result<(), String> {
+pub(super) fn frame_check(vm: &mut Qemu) -> Result<(), String> {
     let out = xl::run(vm, "probe frame-check")?;
     if !out.contains("frame table check: 0") {
         return Err(format!("frame table check: {out:?}"));
@@ -120,7 +120,7 @@ fn frame_check(vm: &mut Qemu) -> Result<(), String> {
 }
 
 /// `free_memory` of `xl info`, in MiB.
-fn free_memory(vm: &mut Qemu) -> Result<u64, String> {
+pub(super) fn free_memory(vm: &mut Qemu) -> Result<u64, String> {
     let out = xl::run(vm, "xl info")?;
     out.lines()
         .find_map(|l| {

@@ -48,12 +48,12 @@ fn printed(raw: &str, line: &str) -> String {
 }
 
 /// `line` at the prompt: what it printed, without the echoed command and others' logs.
-fn shell(vm: &mut Qemu, line: &str) -> Result<String, String> {
+pub(super) fn shell(vm: &mut Qemu, line: &str) -> Result<String, String> {
     Ok(printed(&run(vm, line)?, line))
 }
 
 /// `want` must be in what `line` printed.
-fn expect(vm: &mut Qemu, line: &str, want: &str) -> Result<String, String> {
+pub(super) fn expect(vm: &mut Qemu, line: &str, want: &str) -> Result<String, String> {
     let out = shell(vm, line)?;
     if out.contains(want) {
         Ok(out)
@@ -63,7 +63,7 @@ fn expect(vm: &mut Qemu, line: &str, want: &str) -> Result<String, String> {
 }
 
 /// The id in `Domain <name> created with id <n>`.
-fn created(vm: &mut Qemu, line: &str) -> Result<u32, String> {
+pub(super) fn created(vm: &mut Qemu, line: &str) -> Result<u32, String> {
     let out = shell(vm, line)?;
     out.lines()
         .find_map(|l| l.split_once(" created with id ").map(|(_, id)| id.trim()))
@@ -73,7 +73,7 @@ fn created(vm: &mut Qemu, line: &str) -> Result<u32, String> {
 
 /// Reads `path` with `xenstore-read` until it holds `want` (at most 50 looks: blkback
 /// answers after xl's command is done). `want` `None`: until the node is gone.
-fn await_node(vm: &mut Qemu, path: &str, want: Option<&str>) -> Result<(), String> {
+pub(super) fn await_node(vm: &mut Qemu, path: &str, want: Option<&str>) -> Result<(), String> {
     let line = format!("sh -c 'xenstore-read {path}; echo rc=$?'");
     let mut last = String::new();
     for _ in 0..50 {
@@ -90,7 +90,7 @@ fn await_node(vm: &mut Qemu, path: &str, want: Option<&str>) -> Result<(), Strin
 }
 
 /// dom0's xenstore-ls -p of `dir` must hold each of `want`.
-fn nodes_hold(vm: &mut Qemu, dir: &str, want: &[String]) -> Result<(), String> {
+pub(super) fn nodes_hold(vm: &mut Qemu, dir: &str, want: &[String]) -> Result<(), String> {
     let out = shell(vm, &format!("xenstore-ls -p {dir}"))?;
     for w in want {
         if !out.contains(w.as_str()) {
@@ -101,7 +101,7 @@ fn nodes_hold(vm: &mut Qemu, dir: &str, want: &[String]) -> Result<(), String> {
 }
 
 const HEADER: &str = "Vdev  BE  handle state evt-ch ring-ref BE-path                       \n";
-const FAILED: &str = "xl: exited with status 1\n";
+pub(super) const FAILED: &str = "xl: exited with status 1\n";
 /// Each of the machine's disk images.
 const DISK_BYTES: u64 = 4 << 20;
 /// xl's refusal of an image file (and anything that is not a block device).
@@ -113,7 +113,7 @@ fn create_line(name: &str, disk: &str) -> String {
 }
 
 /// Boots the test image with fresh disk images `names` (dom0's `/dev/vda`, ...).
-fn boot_with_disks(ctx: &Context, names: &[&str], icount: bool) -> Result<Qemu, String> {
+pub(super) fn boot_with_disks(ctx: &Context, names: &[&str], icount: bool) -> Result<Qemu, String> {
     let ws = ctx.workspace();
     let dir = ctx.work_dir()?;
     let mut machine = ctx
@@ -537,7 +537,7 @@ const FLAT_DOMAINS: u32 = 40;
 const SAMPLES: u32 = 3;
 
 /// The time `time <command>` reports, in ms.
-fn timed_ms(out: &str) -> Option<f64> {
+pub(super) fn timed_ms(out: &str) -> Option<f64> {
     out.lines().find_map(|l| {
         l.trim()
             .strip_prefix("time: ")?

@@ -14,6 +14,10 @@ mod domains;
 
 mod guests;
 mod mem_offline;
+mod net;
+mod net_dom0;
+mod net_web;
+mod net_xl;
 mod operator;
 mod operator_xl;
 mod peer;
@@ -67,15 +71,25 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_cpu_offline_4", smp::cpu_offline_4),
         Scenario::new("smp_vcpu_set_4", smp::vcpu_set_4),
         Scenario::new("xenstore_hostile_domu", xenstore::hostile_domu),
+        Scenario::new("net_netback_frames", net::frames),
+        Scenario::new("net_hostile_frontend", net::hostile_frontend),
+        Scenario::new("net_destroy_midstream", net::destroy_midstream),
         Scenario::new("block_persist", blkif::persist),
         Scenario::new("block_destroy_midstream", blkif::destroy_midstream),
         Scenario::new("block_readonly", blkif::readonly),
         Scenario::new("block_hostile_frontend", blkif::hostile_frontend),
         Scenario::new("block_kv", blkif::kv),
+        Scenario::new("net_web_http", net_web::web_http),
+        Scenario::new("net_ping_domus", net_web::ping_domus),
+        Scenario::new("net_web_throughput", net_web::web_throughput),
+        Scenario::new("net_web_hostile_neighbour", net_web::web_hostile_neighbour),
+        Scenario::new("net_web_destroy_midstream", net_web::web_destroy_midstream),
         Scenario::new("block_xl_verbs", block_xl::verbs),
         Scenario::new("block_bench_short", block_bench::short),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
         Scenario::new("block_xl_create_icount", block_xl::create_flat_icount),
+        Scenario::new("net_xl_verbs", net_xl::verbs),
+        Scenario::new("net_xl_create_icount", net_xl::create_flat_icount),
         Scenario::new("xenstore_messages", xenstore::messages),
         Scenario::new("xenstore_flood", xenstore::flood),
         Scenario::new("xenstore_commands", xenstore::commands),
@@ -85,6 +99,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_dom0_out_of_range", block_dom0::out_of_range),
         Scenario::new("block_dom0_throughput", block_dom0::throughput),
         Scenario::new("block_dom0_read_only", block_dom0::read_only),
+        Scenario::new("net_dom0_nic", net_dom0::nic),
+        Scenario::new("net_dom0_poll", net_dom0::poll),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),

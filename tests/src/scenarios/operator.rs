@@ -590,8 +590,8 @@ pub fn busybox(ctx: &Context) -> Result<(), String> {
     // (command, a line the output must have)
     let cases: &[(&str, &str)] = &[
         ("busybox sh -c 'echo a b c | wc -w'", "3"),
-        // The configurations in dom0-tools/etc/xen: hello, echo, compute, kv.
-        ("sh -c 'ls /etc/xen | grep -c cfg'", "4"),
+        // The configurations in dom0-tools/etc/xen: hello, echo, compute, kv, web.
+        ("sh -c 'ls /etc/xen | grep -c cfg'", "5"),
         ("sh -c 'cd /etc/xen && pwd && ls'", "/etc/xen"),
         ("sh -c 'cd /etc/xen && pwd && ls -1'", "hello.cfg"),
         (
@@ -599,7 +599,7 @@ pub fn busybox(ctx: &Context) -> Result<(), String> {
             "# /etc/xen/hello.cfg: your first domain.",
         ),
         ("sh -c 'for i in 1 2 3; do echo n$i; done | tail -1'", "n3"),
-        ("sh -c \"find /etc -name '*.cfg' | wc -l\"", "4"),
+        ("sh -c \"find /etc -name '*.cfg' | wc -l\"", "5"),
         // A background job and ash's `wait`, which waits for its SIGCHLD handler to run.
         (
             "sh -c 'sleep 1 & echo started; wait; echo waited'",

@@ -518,7 +518,7 @@ fn dom0_config(max_memkb: u64, target_memkb: u64) -> String {
 }
 
 /// `operator_xl_config_keys`: a configuration written at the prompt (busybox's `sh`, from
-/// the scenarios' initrd) with `uuid=`, a `vif=` line and a typo. `xl create` warns about the vif with what it means and about the typo
+/// the scenarios' initrd) with `uuid=`, a `vtpm=` line and a typo. `xl create` warns about the vtpm with what it means and about the typo
 /// as an unknown key; the domain has the UUID given (`xl list -v`, `xl vm-list`, `xl list
 /// -l`, lowercase as libxl prints it); `xl list -l` is libxl's JSON for it and for
 /// Domain-0; `builder="hvm"` and a malformed UUID are refused with the line named.
@@ -527,15 +527,15 @@ pub fn config_keys(ctx: &Context) -> Result<(), String> {
     let vm = &mut vm;
     let written = run(
         vm,
-        r#"sh -c 'printf "name = \"uu\"\nkernel = \"/boot/echo.elf\"\nmemory = 16\nuuid = \"6F9619FF-8B86-D011-B42D-00C04FC964FF\"\nvif = [ \"bridge=xenbr0\" ]\nmemroy = 16\n" > /etc/xen/uu.cfg && echo written'"#,
+        r#"sh -c 'printf "name = \"uu\"\nkernel = \"/boot/echo.elf\"\nmemory = 16\nuuid = \"6F9619FF-8B86-D011-B42D-00C04FC964FF\"\nvtpm = [ \"backend=0\" ]\nmemroy = 16\n" > /etc/xen/uu.cfg && echo written'"#,
     )?;
     if !written.contains("\nwritten") {
         return Err(format!("writing /etc/xen/uu.cfg: {written:?}"));
     }
     let out = xl(vm, "create /etc/xen/uu.cfg")?;
     let warnings = "Parsing config from /etc/xen/uu.cfg\n\
-         xl: warning: /etc/xen/uu.cfg:5: 'vif' is not implemented by Xenia (ignored): the \
-         domain will have no network interfaces (Xenia has no network backend yet)\n\
+         xl: warning: /etc/xen/uu.cfg:5: 'vtpm' is not implemented by Xenia (ignored): the \
+         domain will have no virtual TPM\n\
          xl: warning: /etc/xen/uu.cfg:6: unknown key 'memroy' ignored\n\
          Domain uu created with id ";
     let dom: u32 = out

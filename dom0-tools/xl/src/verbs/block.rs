@@ -43,7 +43,7 @@ pub enum TargetKind {
 
 /// Why an attach did not happen.
 #[derive(Debug)]
-enum Refusal {
+pub(super) enum Refusal {
     /// xenstore said this.
     Store(Errno),
     /// libxl's or the block script's words.
@@ -57,7 +57,7 @@ impl From<Errno> for Refusal {
 }
 
 /// Applies `ops` as dom0 (a missing node to remove is no error).
-fn apply(sys: &mut impl System, ops: &[XsOp]) -> Result<(), Errno> {
+pub(super) fn apply(sys: &mut impl System, ops: &[XsOp]) -> Result<(), Errno> {
     for op in ops {
         match op {
             XsOp::Rm(p) => match sys.xs_rm(p) {
@@ -80,7 +80,7 @@ fn apply(sys: &mut impl System, ops: &[XsOp]) -> Result<(), Errno> {
 
 /// Runs `f` in a xenstore transaction (made again when it conflicts), or without one when
 /// the store has none.
-fn in_transaction<S: System>(
+pub(super) fn in_transaction<S: System>(
     sys: &mut S,
     mut f: impl FnMut(&mut S) -> Result<(), Refusal>,
 ) -> Result<(), Refusal> {

@@ -117,6 +117,11 @@ fn view(sys: &mut impl System, io: &mut Io<'_>, name: &str, d: &DomainInfo) -> C
         .iter()
         .map(|(_, disk)| dom0_tools::disk::to_json(disk, true))
         .collect();
+    // The vifs likewise, from dom0's backend nodes.
+    view.nics = super::network::nics_of(sys, d.dom)
+        .iter()
+        .map(dom0_tools::vif::to_json)
+        .collect();
     let record = match sys.record(d.dom) {
         Ok(r) => r,
         // No record: a domain xl did not create (or dom0); nothing more is known.

@@ -1448,7 +1448,7 @@ fn create_with_uuid_and_a_disk_then_list_it() {
         "/etc/xen/uu.cfg".into(),
         b"name = \"uu\"\nkernel = \"/boot/web.elf\"\nmemory = 16\n\
           uuid = \"6F9619FF-8B86-D011-B42D-00C04FC964FF\"\n\
-          vif = [ \"bridge=xenbr0\" ]\nmemroy = 16\n"
+          vtpm = [ \"backend=0\" ]\nmemroy = 16\n"
             .to_vec(),
     );
     let (r, out, err) = create(&mut f, "uu.cfg", &[], false);
@@ -1457,8 +1457,8 @@ fn create_with_uuid_and_a_disk_then_list_it() {
     assert_eq!(
         err,
         "Parsing config from /etc/xen/uu.cfg\n\
-         xl: warning: /etc/xen/uu.cfg:5: 'vif' is not implemented by Xenia (ignored): \
-         the domain will have no network interfaces (Xenia has no network backend yet)\n\
+         xl: warning: /etc/xen/uu.cfg:5: 'vtpm' is not implemented by Xenia (ignored): \
+         the domain will have no virtual TPM\n\
          xl: warning: /etc/xen/uu.cfg:6: unknown key 'memroy' ignored\n"
     );
     let uuid = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
@@ -1658,3 +1658,4 @@ fn json_has_the_vcpu_affinities_xl_would_store() {
 }
 
 mod block;
+mod network;

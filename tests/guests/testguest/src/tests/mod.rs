@@ -13,6 +13,7 @@ mod grants;
 mod hostile;
 mod hypercalls;
 mod isolation;
+mod net;
 mod pagetables;
 mod physdev;
 mod privileged;
@@ -212,6 +213,26 @@ pub const TESTS: &[Test] = &[
         name: "xenstore",
         run: xenstore::run,
         about: "a hostile domU against dom0's xenstore: permissions, quotas, malformed messages",
+    },
+    Test {
+        name: "net_echo",
+        run: net::echo,
+        about: "answers pings on its vif (netback), counts what it receives, ends at done",
+    },
+    Test {
+        name: "net_ping",
+        run: net::ping,
+        about: "pings peer=<mac> count=N times through netback and the bridge",
+    },
+    Test {
+        name: "net_stream",
+        run: net::stream,
+        about: "sends frames to peer=<mac> until destroyed",
+    },
+    Test {
+        name: "net_hostile",
+        run: net::hostile,
+        about: "a hostile netif frontend: bad grants, oversized frames, 19 slots, a flood, a producer far ahead",
     },
     Test {
         name: "block_write",

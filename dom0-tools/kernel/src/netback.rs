@@ -1,0 +1,976 @@
+//! netback: Xen's network backend, served inside dom0's kernel (DESIGN §11; guest-abi
+//! [`netif`](guest_abi::netif) describes the protocol, `xenia_dom0::vif` the checks).
+//!
+//! **Finding interfaces.** As blkback: a client of dom0's own store (`xsclient`) watching
+//! `/local/domain/0/backend/vif` and `@releaseDomain`. A new interface (backend `state` =
+//! 1, `frontend` under the domain's home, `bridge` absent or `xenbr0`) gets
+//! `feature-rx-copy` = 1, `feature-rx-flip` = 0, `feature-sg` = 1 and `state` = InitWait; a
+//! frontend at Initialised gives `tx-ring-ref`, `rx-ring-ref`, `event-channel` and must say
+//! `request-rx-copy` = 1 (else Xen's `xenbus_dev_fatal`: `error/backend/vif/<d>/<n>/error`
+//! under dom0's home, a log line, backend Closing); the channel is bound, the interface
+//! joins the bridge as port `vif<d>.<n>` and goes Connected. A frontend Closing or Closed,
+//! `online` = 0, a removed backend directory or a domain that is gone ends it: channel
+//! closed, port detached (its queued frames and learned MACs go with it), state forgotten.
+//!
+//! **Serving.** Nothing of a frontend is mapped in dom0: both rings and all data move with
+//! `GNTTABOP_copy` (transmit is grant copy, as Linux's netback does for the header; receive
+//! is grant copy, `feature-rx-copy`). Transmit: the ring is copied, each frame's slots are
+//! checked whole (`vif::check_tx`), the accepted frames' bytes are copied into dom0's
+//! scratch in one batch and handed to `bridge::input`; every slot is answered (`OKAY`,
+//! `ERROR`, `NULL` for extra-info slots). Receive: frames the bridge queued for the port
+//! are copied each into the next buffer the frontend posted, answered with offset 0 and
+//! the length; with no buffer posted the frame is dropped and counted. Refusals get one log
+//! line a second per interface (`vbd::LogLimit`); what Linux's netback treats as fatal
+//! (`xenvif_fatal_tx_err`: a producer more than a ring ahead, a slot crossing its page,
+//! [`vif::FATAL_SLOTS`] slots, a frame running past the producer, a bad extra) stops
+//! serving the interface and detaches its port. Each turn serves at most [`TX_BUDGET`]
+//! transmit slots and [`RX_BUDGET`] received frames per interface; left-over work makes
+//! [`busy`] true so dom0 looks again before it blocks.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use guest_abi::Errno;
+use guest_abi::blkif::{
+    SRING_HEADER, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, XenbusState, need_notify,
+};
+use guest_abi::calls;
+use guest_abi::event::EvtchnPort;
+use guest_abi::grant::{
+    GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTST_OKAY, GnttabCopy, GnttabCopyPtr,
+};
+use guest_abi::netif::{
+    EVENT_CHANNEL, FEATURE_RX_COPY, FEATURE_RX_FLIP, FEATURE_SG, NET_RX_ENTRY_SIZE,
+    NET_RX_RING_SIZE, NET_TX_ENTRY_SIZE, NET_TX_RING_SIZE, NETIF_RSP_ERROR, NETIF_RSP_NULL,
+    NETIF_RSP_OKAY, NetifRxRequest, NetifRxResponse, NetifTxRequest, NetifTxResponse,
+    REQUEST_RX_COPY, RX_RING_REF, TX_RING_REF, rx_entry_offset, tx_entry_offset,
+};
+use guest_abi::types::DomId;
+use guest_abi::xenstore::XS_RM;
+use spin::Mutex;
+use xenia_dom0::vbd::LogLimit;
+use xenia_dom0::vif::{self, BACKEND_ROOT, Role, TxFrame};
+use xenia_guest_rt::boot::VIRT_BASE;
+use xenia_guest_rt::time::now_ns;
+use xenia_guest_rt::{events, mm};
+
+use crate::bridge::{self, PortId};
+use crate::direct::xen;
+use crate::xsclient::Xs;
+use crate::{store, tprintln};
+
+const PAGE: usize = 4096;
+/// Transmit slots served per interface and turn.
+pub const TX_BUDGET: u32 = 64;
+/// Received frames served per interface and turn.
+pub const RX_BUDGET: usize = 64;
+/// Scratch bytes per frame (an Ethernet frame fits; two to a page, so none crosses one).
+const FRAME_ROOM: usize = 2048;
+/// Frames in flight in one turn: a turn stops taking frames once it took [`TX_BUDGET`]
+/// slots, and each frame has at least one.
+const FRAMES: usize = TX_BUDGET as usize;
+const DATA_PAGES: usize = FRAMES * FRAME_ROOM / PAGE;
+/// Scratch pages: the transmit ring's copy, the receive ring's, then the frames.
+const SCRATCH_PAGES: usize = 2 + DATA_PAGES;
+/// Where, in a ring's scratch copy, the header is read back after the backend's writes
+/// (bytes the backend never copies out: the header's padding).
+const REREAD: usize = 16;
+const TOKEN_VIF: &str = "netback-vif";
+const TOKEN_FE: &str = "netback-fe";
+const TOKEN_REL: &str = "netback-rel";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    InitWait,
+    Connected,
+    Closed,
+}
+
+/// A connected interface's rings.
+struct Rings {
+    tx_gref: u32,
+    rx_gref: u32,
+    /// dom0's end of the channel (both rings).
+    port: EvtchnPort,
+    /// Events seen on `port` when last serviced.
+    seen: u32,
+    /// Its port on the bridge (until detached).
+    bridge: Option<PortId>,
+    tx_cons: u32,
+    tx_rsp: u32,
+    /// Receive requests are answered as they are taken: one index for both.
+    rx_cons: u32,
+    /// Transmit requests were left for the next turn.
+    more: bool,
+    /// Stopped for good (a fatal error of the frontend's).
+    broken: bool,
+}
+
+struct Vif {
+    dom: DomId,
+    devid: u32,
+    be: String,
+    fe: String,
+    phase: Phase,
+    rings: Option<Rings>,
+    log: LogLimit,
+    sent: u64,
+    refused: u64,
+    received: u64,
+    dropped: u64,
+}
+
+struct Backend {
+    xs: Xs,
+    vifs: BTreeMap<(DomId, u32), Vif>,
+    buf: Vec<u8>,
+    base: usize,
+    mfns: [u64; SCRATCH_PAGES],
+}
+
+static BACKEND: Mutex<Option<Backend>> = Mutex::new(None);
+static BROKEN: Mutex<bool> = Mutex::new(false);
+
+fn make() -> Option<Backend> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact((SCRATCH_PAGES + 1) * PAGE).ok()?;
+    buf.resize((SCRATCH_PAGES + 1) * PAGE, 0);
+    let base = (PAGE - buf.as_ptr() as usize % PAGE) % PAGE;
+    let mut mfns = [0u64; SCRATCH_PAGES];
+    for (i, m) in mfns.iter_mut().enumerate() {
+        let va = (buf.as_ptr() as u64) + (base + i * PAGE) as u64;
+        let pfn = va.checked_sub(VIRT_BASE)? / PAGE as u64;
+        let mfn = mm::p2m(pfn);
+        // The heap is in the kernel's bootstrap region: its pages are where the p2m says.
+        if mm::region_va(mfn) != Some(va) {
+            return None;
+        }
+        *m = mfn;
+    }
+    let mut xs = Xs::new(store::connect());
+    xs.watch(BACKEND_ROOT, TOKEN_VIF).ok()?;
+    xs.watch("@releaseDomain", TOKEN_REL).ok()?;
+    Some(Backend {
+        xs,
+        vifs: BTreeMap::new(),
+        buf,
+        base,
+        mfns,
+    })
+}
+
+/// Looks at the interfaces if xenstore changed, then serves every connected one once.
+pub fn service() {
+    let Some(mut guard) = BACKEND.try_lock() else {
+        return;
+    };
+    if guard.is_none() {
+        let mut broken = BROKEN.lock();
+        if *broken {
+            return;
+        }
+        *guard = make();
+        if guard.is_none() {
+            *broken = true;
+            tprintln!("dom0: netback: cannot start (no memory or no store)");
+            return;
+        }
+    }
+    let Some(b) = guard.as_mut() else {
+        return;
+    };
+    b.xs.pump(None);
+    if core::mem::take(&mut b.xs.fired) {
+        let paths = core::mem::take(&mut b.xs.fired_paths);
+        if core::mem::take(&mut b.xs.fired_all) {
+            b.reconcile();
+        } else {
+            b.reconcile_paths(&paths);
+        }
+    }
+    b.serve_all();
+}
+
+/// Whether an interface has transmit requests left from the last turn (dom0 looks again
+/// before it blocks).
+pub fn busy() -> bool {
+    BACKEND.try_lock().is_some_and(|g| {
+        g.as_ref().is_some_and(|b| {
+            b.vifs
+                .values()
+                .any(|v| v.rings.as_ref().is_some_and(|r| r.more && !r.broken))
+        })
+    })
+}
+
+fn log(v: &mut Vif, what: core::fmt::Arguments) {
+    if let Some(held) = v.log.allow(now_ns()) {
+        if held > 0 {
+            tprintln!(
+                "dom0: netback: d{} vif{}.{}: {what} ({held} more not shown)",
+                v.dom,
+                v.dom,
+                v.devid
+            );
+        } else {
+            tprintln!("dom0: netback: d{} vif{}.{}: {what}", v.dom, v.dom, v.devid);
+        }
+    }
+}
+
+impl Backend {
+    fn reconcile(&mut self) {
+        let mut listed = Vec::new();
+        for dom in self.xs.directory(BACKEND_ROOT) {
+            for dev in self.xs.directory(&format!("{BACKEND_ROOT}/{dom}")) {
+                if let Some(key) = vif::device_of(&format!("{BACKEND_ROOT}/{dom}/{dev}")) {
+                    listed.push(key);
+                }
+            }
+        }
+        let gone: Vec<(DomId, u32)> = self
+            .vifs
+            .keys()
+            .filter(|k| !listed.contains(k))
+            .copied()
+            .collect();
+        for k in gone {
+            self.forget(k, "backend nodes removed");
+        }
+        let mut removed: Vec<DomId> = Vec::new();
+        for (dom, devid) in listed {
+            self.settle(dom, devid, &mut removed);
+        }
+        // Domains that went with their backend directory already removed.
+        let dead: Vec<(DomId, u32)> = self
+            .vifs
+            .keys()
+            .filter(|(d, _)| xen().domain_info(*d) == Err(Errno::ESRCH))
+            .copied()
+            .collect();
+        for k in dead {
+            self.forget(k, "domain gone");
+            let _ = self
+                .xs
+                .request(XS_RM, &[vif::error_root(k.0).as_bytes(), b"\0"]);
+        }
+    }
+
+    fn reconcile_paths(&mut self, paths: &[String]) {
+        let mut keys: Vec<(DomId, u32)> = Vec::new();
+        for p in paths {
+            let key = vif::device_of(p).or_else(|| {
+                self.vifs
+                    .iter()
+                    .find(|(_, v)| {
+                        p.strip_prefix(v.fe.as_str())
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                    })
+                    .map(|(k, _)| *k)
+            });
+            match key {
+                Some(k) if !keys.contains(&k) => keys.push(k),
+                Some(_) => {}
+                None => return self.reconcile(),
+            }
+        }
+        let mut removed: Vec<DomId> = Vec::new();
+        for (dom, devid) in keys {
+            if self.xs.read(&vif::backend_path(dom, devid)).is_none() {
+                self.forget((dom, devid), "backend nodes removed");
+                continue;
+            }
+            self.settle(dom, devid, &mut removed);
+        }
+    }
+
+    /// Ends interface `k` (if known) and drops what dom0 keeps of it.
+    fn forget(&mut self, k: (DomId, u32), why: &str) {
+        if let Some(mut v) = self.vifs.remove(&k) {
+            disconnect(&mut v, why);
+            self.xs.unwatch(&format!("{}/state", v.fe), TOKEN_FE);
+        }
+    }
+
+    fn settle(&mut self, dom: DomId, devid: u32, removed: &mut Vec<DomId>) {
+        if xen().domain_info(dom) == Err(Errno::ESRCH) {
+            self.forget((dom, devid), "domain gone");
+            if !removed.contains(&dom) {
+                removed.push(dom);
+                let _ = self
+                    .xs
+                    .request(XS_RM, &[format!("{BACKEND_ROOT}/{dom}").as_bytes(), b"\0"]);
+                let _ = self
+                    .xs
+                    .request(XS_RM, &[vif::error_root(dom).as_bytes(), b"\0"]);
+                tprintln!("dom0: netback: domain {dom} gone: its backend nodes removed");
+            }
+            return;
+        }
+        if !self.vifs.contains_key(&(dom, devid)) {
+            if let Some(v) = self.probe(dom, devid) {
+                self.vifs.insert((dom, devid), v);
+            }
+            return;
+        }
+        if let Some(v) = self.vifs.get_mut(&(dom, devid)) {
+            step(&mut self.xs, v, self.mfns[0]);
+        }
+    }
+
+    /// A new interface the toolstack described: announced (InitWait), or `None` while its
+    /// nodes are incomplete or when it cannot be served (then `Closed`).
+    fn probe(&mut self, dom: DomId, devid: u32) -> Option<Vif> {
+        let be = vif::backend_path(dom, devid);
+        let xs = &mut self.xs;
+        let state = XenbusState::parse(xs.read(&format!("{be}/state"))?.as_bytes());
+        if state != XenbusState::Initialising {
+            return None;
+        }
+        let fe = xs
+            .read(&format!("{be}/frontend"))
+            .unwrap_or_else(|| vif::frontend_path(dom, devid));
+        let fail = |xs: &mut Xs, why: &str| {
+            tprintln!("dom0: netback: d{dom} {be}: {why}");
+            let _ = xs.write(&format!("{be}/hotplug-error"), why);
+            let _ = xs.write(&format!("{be}/state"), XenbusState::Closed.as_str());
+            None
+        };
+        if !fe.starts_with(&format!("/local/domain/{dom}/")) {
+            return fail(xs, "frontend is not under the domain's home");
+        }
+        if let Some(br) = xs.read(&format!("{be}/bridge"))
+            && br != vif::BRIDGE
+        {
+            return fail(xs, &format!("bridge {br} does not exist (dom0 has xenbr0)"));
+        }
+        for (k, v) in [
+            (FEATURE_RX_COPY, "1"),
+            (FEATURE_RX_FLIP, "0"),
+            (FEATURE_SG, "1"),
+        ] {
+            if xs.write(&format!("{be}/{k}"), v).is_err() {
+                return fail(xs, "cannot write the interface's nodes");
+            }
+        }
+        let _ = xs.watch(&format!("{fe}/state"), TOKEN_FE);
+        let _ = xs.write(&format!("{be}/state"), XenbusState::InitWait.as_str());
+        let mut v = Vif {
+            dom,
+            devid,
+            be,
+            fe,
+            phase: Phase::InitWait,
+            rings: None,
+            log: LogLimit::default(),
+            sent: 0,
+            refused: 0,
+            received: 0,
+            dropped: 0,
+        };
+        step(xs, &mut v, self.mfns[0]);
+        Some(v)
+    }
+
+    fn serve_all(&mut self) {
+        crate::wait::take_events();
+        let Backend {
+            vifs,
+            buf,
+            base,
+            mfns,
+            ..
+        } = self;
+        let scratch = &mut buf[*base..*base + SCRATCH_PAGES * PAGE];
+        for v in vifs.values_mut() {
+            if v.phase == Phase::Connected {
+                serve(v, scratch, mfns);
+            }
+        }
+    }
+}
+
+/// One step of a known interface's handshake, from what xenstore says now.
+fn step(xs: &mut Xs, v: &mut Vif, mfn: u64) {
+    let be_state = xs
+        .read(&format!("{}/state", v.be))
+        .map(|s| XenbusState::parse(s.as_bytes()))
+        .unwrap_or(XenbusState::Unknown);
+    let online = xs.read(&format!("{}/online", v.be));
+    let fe_state = xs
+        .read(&format!("{}/state", v.fe))
+        .map(|s| XenbusState::parse(s.as_bytes()))
+        .unwrap_or(XenbusState::Unknown);
+    let closing = matches!(fe_state, XenbusState::Closing | XenbusState::Closed)
+        || online.as_deref() == Some("0")
+        || be_state == XenbusState::Closing;
+    if closing {
+        disconnect(v, "closed");
+        // Not when the toolstack removed the directory: a write would make it again.
+        if !matches!(be_state, XenbusState::Unknown | XenbusState::Closed) {
+            let _ = xs.write(&format!("{}/state", v.be), XenbusState::Closed.as_str());
+        }
+        return;
+    }
+    if v.phase == Phase::InitWait
+        && matches!(fe_state, XenbusState::Initialised | XenbusState::Connected)
+    {
+        match connect(xs, v, mfn) {
+            Ok(r) => {
+                v.rings = Some(r);
+                v.phase = Phase::Connected;
+                let _ = xs.write(&format!("{}/state", v.be), XenbusState::Connected.as_str());
+                tprintln!(
+                    "dom0: netback: d{} vif{}.{} connected to {}",
+                    v.dom,
+                    v.dom,
+                    v.devid,
+                    vif::BRIDGE
+                );
+            }
+            Err((errno, why)) => {
+                // Xen's `xenbus_dev_fatal`: the error under dom0's `error/<backend path>`,
+                // then Closing.
+                tprintln!(
+                    "dom0: netback: d{} vif{}.{}: cannot connect: {why}",
+                    v.dom,
+                    v.dom,
+                    v.devid
+                );
+                let _ = xs.write(
+                    &format!("{}/error", vif::error_dir(v.dom, v.devid)),
+                    &format!("{} {why}", errno as i32),
+                );
+                v.phase = Phase::Closed;
+                let _ = xs.write(&format!("{}/state", v.be), XenbusState::Closing.as_str());
+            }
+        }
+    }
+}
+
+fn read_num(xs: &mut Xs, path: &str) -> Option<u32> {
+    xs.read(path).and_then(|s| s.trim().parse().ok())
+}
+
+fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
+    let fe = &v.fe;
+    let missing = |k: &str| (Errno::ENOENT, format!("reading {fe}/{k}"));
+    let tx_gref =
+        read_num(xs, &format!("{fe}/{TX_RING_REF}")).ok_or_else(|| missing(TX_RING_REF))?;
+    let rx_gref =
+        read_num(xs, &format!("{fe}/{RX_RING_REF}")).ok_or_else(|| missing(RX_RING_REF))?;
+    let remote =
+        read_num(xs, &format!("{fe}/{EVENT_CHANNEL}")).ok_or_else(|| missing(EVENT_CHANNEL))?;
+    // Linux's netback serves copying receivers only, and so does Xenia's.
+    if read_num(xs, &format!("{fe}/{REQUEST_RX_COPY}")) != Some(1) {
+        return Err((
+            Errno::EOPNOTSUPP,
+            format!("{fe}/{REQUEST_RX_COPY} is not 1: only copying receive is served"),
+        ));
+    }
+    for (gref, which) in [(tx_gref, TX_RING_REF), (rx_gref, RX_RING_REF)] {
+        let mut ops = [from_gref(v.dom, gref, 0, mfn, 0, 4)];
+        if copy(&mut ops).is_err() {
+            return Err((
+                Errno::EINVAL,
+                format!("{which} {gref} is not granted to dom0"),
+            ));
+        }
+    }
+    let port = calls::evtchn_bind_interdomain(v.dom, remote)
+        .map_err(|e| (e, format!("cannot bind event channel {remote}")))?;
+    let Some(bp) = bridge::attach(&vif::port_name(v.dom, v.devid)) else {
+        let _ = calls::evtchn_close(port);
+        return Err((
+            Errno::ENOSPC,
+            format!("{} has no room for another port", vif::BRIDGE),
+        ));
+    };
+    Ok(Rings {
+        tx_gref,
+        rx_gref,
+        port,
+        seen: u32::MAX,
+        bridge: Some(bp),
+        tx_cons: 0,
+        tx_rsp: 0,
+        rx_cons: 0,
+        more: false,
+        broken: false,
+    })
+}
+
+/// Lets go of an interface: its channel and its bridge port; says so once.
+fn disconnect(v: &mut Vif, why: &str) {
+    if let Some(mut r) = v.rings.take() {
+        let _ = calls::evtchn_close(r.port);
+        if let Some(p) = r.bridge.take() {
+            bridge::detach(p);
+        }
+    }
+    if v.phase != Phase::Closed {
+        tprintln!(
+            "dom0: netback: d{} vif{}.{} released ({why}; {} frames sent, {} refused, {} received, {} dropped)",
+            v.dom,
+            v.dom,
+            v.devid,
+            v.sent,
+            v.refused,
+            v.received,
+            v.dropped
+        );
+    }
+    v.phase = Phase::Closed;
+}
+
+/// Stops serving an interface for good (Linux's `xenvif_fatal_tx_err`): its port leaves
+/// the bridge, so nothing is queued for it any more; the channel stays until it closes.
+fn fatal(v: &mut Vif, why: core::fmt::Arguments) {
+    if let Some(r) = v.rings.as_mut() {
+        r.broken = true;
+        r.more = false;
+        if let Some(p) = r.bridge.take() {
+            bridge::detach(p);
+        }
+    }
+    tprintln!(
+        "dom0: netback: d{} vif{}.{}: {why}; not serving it",
+        v.dom,
+        v.dom,
+        v.devid
+    );
+}
+
+/// Runs grant copies; `Err` with the first bad status.
+fn copy(ops: &mut [GnttabCopy]) -> Result<(), i16> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: every local end of these operations is a page of the backend's scratch
+    // buffer, which the caller holds exclusively (`&mut`) and reads only after the call.
+    unsafe { calls::grant_copy(ops) }.map_err(|_| guest_abi::grant::GNTST_GENERAL_ERROR)?;
+    match ops.iter().find(|o| o.status != GNTST_OKAY) {
+        Some(o) => Err(o.status),
+        None => Ok(()),
+    }
+}
+
+fn from_gref(dom: DomId, gref: u32, offset: u16, mfn: u64, local: u16, len: u16) -> GnttabCopy {
+    GnttabCopy {
+        source: GnttabCopyPtr::from_gref(gref, dom, offset),
+        dest: GnttabCopyPtr::from_gmfn(mfn, local),
+        len,
+        flags: GNTCOPY_SOURCE_GREF,
+        status: 0,
+    }
+}
+
+fn to_gref(dom: DomId, gref: u32, offset: u16, mfn: u64, local: u16, len: u16) -> GnttabCopy {
+    GnttabCopy {
+        source: GnttabCopyPtr::from_gmfn(mfn, local),
+        dest: GnttabCopyPtr::from_gref(gref, dom, offset),
+        len,
+        flags: GNTCOPY_DEST_GREF,
+        status: 0,
+    }
+}
+
+fn word(page: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([page[at], page[at + 1], page[at + 2], page[at + 3]])
+}
+
+/// Copies a ring's header and entries (in that order: entries the index publishes are
+/// written before it) into its scratch page.
+fn read_ring(dom: DomId, gref: u32, entries: usize, mfn: u64) -> Result<(), i16> {
+    let mut ops = [
+        from_gref(dom, gref, 0, mfn, 0, 16),
+        from_gref(
+            dom,
+            gref,
+            SRING_HEADER as u16,
+            mfn,
+            SRING_HEADER as u16,
+            entries as u16,
+        ),
+    ];
+    copy(&mut ops)
+}
+
+/// Operations that write entries `from..to` (free-running indexes, at most a ring's worth)
+/// of a ring of `size` entries of `entry` bytes back from its scratch page, then the
+/// header's `req_event` and `rsp_prod`, then read the header back into [`REREAD`].
+fn write_back(
+    dom: DomId,
+    gref: u32,
+    mfn: u64,
+    (from, to): (u32, u32),
+    size: u32,
+    entry: usize,
+    ops: &mut Vec<GnttabCopy>,
+) {
+    let mut i = from;
+    while i != to {
+        let slot = i % size;
+        let run = (size - slot).min(to.wrapping_sub(i));
+        let at = (SRING_HEADER + slot as usize * entry) as u16;
+        ops.push(to_gref(
+            dom,
+            gref,
+            at,
+            mfn,
+            at,
+            (run as usize * entry) as u16,
+        ));
+        i = i.wrapping_add(run);
+    }
+    ops.push(to_gref(
+        dom,
+        gref,
+        SRING_REQ_EVENT as u16,
+        mfn,
+        SRING_REQ_EVENT as u16,
+        8,
+    ));
+    ops.push(from_gref(dom, gref, 0, mfn, REREAD as u16, 16));
+}
+
+/// Serves one interface: transmit if its channel fired (or work was left), receive if the
+/// bridge queued frames for it; then one notification if either ring wants one.
+fn serve(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
+    let Some(r) = v.rings.as_mut() else {
+        return;
+    };
+    if r.broken {
+        return;
+    }
+    let count = events::count(r.port);
+    let fresh = count != r.seen || r.more || r.port as usize >= events::TRACKED_PORTS;
+    let mut notify = false;
+    if fresh {
+        r.seen = count;
+        notify |= serve_tx(v, scratch, mfns);
+    }
+    let pending = v
+        .rings
+        .as_ref()
+        .and_then(|r| r.bridge)
+        .is_some_and(bridge::pending);
+    if pending {
+        notify |= serve_rx(v, scratch, mfns);
+    }
+    if notify && let Some(r) = v.rings.as_ref() {
+        let _ = calls::evtchn_send(r.port);
+    }
+}
+
+/// The transmit ring: frames checked, copied, handed to the bridge, every slot answered.
+/// Whether the frontend wants to hear of the responses.
+fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> bool {
+    let dom = v.dom;
+    let Some(r) = v.rings.as_mut() else {
+        return false;
+    };
+    let gref = r.tx_gref;
+    let ring_bytes = NET_TX_RING_SIZE as usize * NET_TX_ENTRY_SIZE;
+    if read_ring(dom, gref, ring_bytes, mfns[0]).is_err() {
+        fatal(v, format_args!("transmit ring no longer granted"));
+        return false;
+    }
+    let (ring, rest) = scratch.split_at_mut(PAGE);
+    let data = &mut rest[PAGE..];
+    let req_prod = word(ring, SRING_REQ_PROD);
+    let new = match vif::new_requests(req_prod, r.tx_cons, r.tx_rsp, NET_TX_RING_SIZE) {
+        Ok(n) => n,
+        Err(f) => {
+            fatal(v, format_args!("{f}"));
+            return false;
+        }
+    };
+    r.more = false;
+    if new == 0 {
+        return false;
+    }
+    let entry = |i: u32| -> NetifTxRequest {
+        let at = tx_entry_offset(i);
+        let mut b = [0u8; NetifTxRequest::SIZE];
+        b.copy_from_slice(&ring[at..at + NetifTxRequest::SIZE]);
+        NetifTxRequest::from_bytes(&b)
+    };
+    // Frames, whole, until the budget is spent.
+    let mut frames: Vec<(u32, TxFrame)> = Vec::new();
+    if frames.try_reserve(FRAMES).is_err() {
+        r.more = true;
+        return false;
+    }
+    let cons = r.tx_cons;
+    let mut taken = 0u32;
+    while taken < new && taken < TX_BUDGET {
+        let start = cons.wrapping_add(taken);
+        match vif::check_tx(|i| entry(start.wrapping_add(i)), new - taken) {
+            Ok(f) => {
+                taken += f.slots as u32;
+                frames.push((start, f));
+            }
+            Err(f) => {
+                fatal(v, format_args!("{f}"));
+                return false;
+            }
+        }
+    }
+    // The accepted frames' bytes, each in its own room of the scratch, in one batch.
+    let mut ops: Vec<GnttabCopy> = Vec::new();
+    if ops.try_reserve(taken as usize + 3).is_err() {
+        r.more = true;
+        return false;
+    }
+    let mut spans: Vec<core::ops::Range<usize>> = Vec::new();
+    if spans.try_reserve(frames.len()).is_err() {
+        r.more = true;
+        return false;
+    }
+    for (k, (_, f)) in frames.iter().enumerate() {
+        let first = ops.len();
+        if let Ok(p) = &f.verdict {
+            let mut at = k * FRAME_ROOM;
+            for piece in &p.pieces[..p.nr] {
+                if piece.len > 0 {
+                    ops.push(from_gref(
+                        dom,
+                        piece.gref,
+                        piece.offset,
+                        mfns[2 + at / PAGE],
+                        (at % PAGE) as u16,
+                        piece.len,
+                    ));
+                }
+                at += usize::from(piece.len);
+            }
+        }
+        spans.push(first..ops.len());
+    }
+    // Statuses are per operation; the call itself fails only for bad arguments.
+    // SAFETY: the local ends are pages of the scratch (`data`), held exclusively here.
+    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
+    let mut statuses: Vec<i16> = Vec::new();
+    if statuses.try_reserve(frames.len()).is_err() {
+        r.more = true;
+        return false;
+    }
+    for (k, (start, f)) in frames.iter().enumerate() {
+        let status = match &f.verdict {
+            Err(why) => {
+                v.refused += 1;
+                log(v, format_args!("frame at slot {start}: {why}"));
+                NETIF_RSP_ERROR
+            }
+            Ok(p) => match ops[spans[k].clone()]
+                .iter()
+                .find(|o| o.status != GNTST_OKAY)
+            {
+                Some(o) if called => {
+                    let s = o.status;
+                    v.refused += 1;
+                    log(
+                        v,
+                        format_args!("frame at slot {start}: grant copy failed ({s})"),
+                    );
+                    NETIF_RSP_ERROR
+                }
+                None if called => {
+                    let room = k * FRAME_ROOM;
+                    if let Some(bp) = v.rings.as_ref().and_then(|r| r.bridge) {
+                        bridge::input(bp, &data[room..room + p.len]);
+                    }
+                    v.sent += 1;
+                    NETIF_RSP_OKAY
+                }
+                _ => {
+                    v.refused += 1;
+                    NETIF_RSP_ERROR
+                }
+            },
+        };
+        statuses.push(status);
+    }
+    // Every slot answered, in order, in the ring's copy; then written back.
+    let Some(r) = v.rings.as_mut() else {
+        return false;
+    };
+    let old_rsp = r.tx_rsp;
+    let mut rsp = old_rsp;
+    for ((start, f), &status) in frames.iter().zip(&statuses) {
+        for (j, role) in f.roles[..f.slots].iter().enumerate() {
+            let id = entry_id_tx(ring, start.wrapping_add(j as u32));
+            let s = match role {
+                Role::Extra => NETIF_RSP_NULL,
+                Role::Data => status,
+            };
+            let at = tx_entry_offset(rsp);
+            ring[at..at + NetifTxResponse::SIZE]
+                .copy_from_slice(&NetifTxResponse { id, status: s }.to_bytes());
+            rsp = rsp.wrapping_add(1);
+        }
+    }
+    r.tx_cons = cons.wrapping_add(taken);
+    r.tx_rsp = rsp;
+    ring[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
+        .copy_from_slice(&r.tx_cons.wrapping_add(1).to_le_bytes());
+    ring[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&rsp.to_le_bytes());
+    ops.clear();
+    write_back(
+        dom,
+        gref,
+        mfns[0],
+        (old_rsp, rsp),
+        NET_TX_RING_SIZE,
+        NET_TX_ENTRY_SIZE,
+        &mut ops,
+    );
+    if copy(&mut ops).is_err() {
+        fatal(v, format_args!("transmit ring no longer granted"));
+        return false;
+    }
+    let Some(r) = v.rings.as_mut() else {
+        return false;
+    };
+    // Requests that came meanwhile (published before the new `req_event`) are served at
+    // the next turn; so are those the budget left.
+    let prod_now = word(ring, REREAD + SRING_REQ_PROD);
+    r.more = prod_now != r.tx_cons;
+    need_notify(old_rsp, rsp, word(ring, REREAD + SRING_RSP_EVENT))
+}
+
+fn entry_id_tx(ring: &[u8], idx: u32) -> u16 {
+    let at = tx_entry_offset(idx) + 8;
+    u16::from_le_bytes([ring[at], ring[at + 1]])
+}
+
+/// The receive ring: frames the bridge queued, each into the next posted buffer; frames
+/// without a buffer dropped and counted. Whether the frontend wants to hear of them.
+fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> bool {
+    let dom = v.dom;
+    let Some(r) = v.rings.as_mut() else {
+        return false;
+    };
+    let Some(bp) = r.bridge else {
+        return false;
+    };
+    let gref = r.rx_gref;
+    let ring_bytes = NET_RX_RING_SIZE as usize * NET_RX_ENTRY_SIZE;
+    if read_ring(dom, gref, ring_bytes, mfns[1]).is_err() {
+        fatal(v, format_args!("receive ring no longer granted"));
+        return false;
+    }
+    let (_, rest) = scratch.split_at_mut(PAGE);
+    let (ring, data) = rest.split_at_mut(PAGE);
+    let req_prod = word(ring, SRING_REQ_PROD);
+    let posted = match vif::new_requests(req_prod, r.rx_cons, r.rx_cons, NET_RX_RING_SIZE) {
+        Ok(n) => n as usize,
+        Err(f) => {
+            fatal(v, format_args!("receive ring: {f}"));
+            return false;
+        }
+    };
+    // Frames in, each in its room; those past the posted buffers are dropped.
+    let mut lens = [0usize; RX_BUDGET];
+    let mut n = 0;
+    while n < RX_BUDGET {
+        let room = &mut data[n * FRAME_ROOM..(n + 1) * FRAME_ROOM];
+        let Some(len) = bridge::pop(bp, room) else {
+            break;
+        };
+        if n < posted {
+            lens[n] = len;
+            n += 1;
+        } else {
+            v.dropped += 1;
+            if !bridge::pending(bp) {
+                break;
+            }
+        }
+    }
+    if n == 0 {
+        return false;
+    }
+    let cons = r.rx_cons;
+    let mut ops: Vec<GnttabCopy> = Vec::new();
+    if ops.try_reserve(n + 3).is_err() {
+        v.dropped += n as u64;
+        return false;
+    }
+    let mut reqs = [NetifRxRequest::default(); RX_BUDGET];
+    for (k, &len) in lens[..n].iter().enumerate() {
+        let at = rx_entry_offset(cons.wrapping_add(k as u32));
+        let mut b = [0u8; NetifRxRequest::SIZE];
+        b.copy_from_slice(&ring[at..at + NetifRxRequest::SIZE]);
+        reqs[k] = NetifRxRequest::from_bytes(&b);
+        let room = k * FRAME_ROOM;
+        ops.push(to_gref(
+            dom,
+            reqs[k].gref,
+            0,
+            mfns[2 + room / PAGE],
+            (room % PAGE) as u16,
+            len as u16,
+        ));
+    }
+    // SAFETY: the local ends are pages of the scratch (`data`), held exclusively here.
+    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
+    let mut bad = 0u64;
+    let mut bad_status = 0i16;
+    for k in 0..n {
+        let ok = called && ops[k].status == GNTST_OKAY;
+        let status = if ok {
+            v.received += 1;
+            lens[k] as i16
+        } else {
+            bad += 1;
+            bad_status = ops[k].status;
+            NETIF_RSP_ERROR
+        };
+        let at = rx_entry_offset(cons.wrapping_add(k as u32));
+        ring[at..at + NetifRxResponse::SIZE].copy_from_slice(
+            &NetifRxResponse {
+                id: reqs[k].id,
+                offset: 0,
+                flags: 0,
+                status,
+            }
+            .to_bytes(),
+        );
+    }
+    if bad > 0 {
+        v.dropped += bad;
+        log(
+            v,
+            format_args!(
+                "{bad} received frames lost: a posted buffer's grant copy failed ({bad_status})"
+            ),
+        );
+    }
+    let Some(r) = v.rings.as_mut() else {
+        return false;
+    };
+    let new_cons = cons.wrapping_add(n as u32);
+    r.rx_cons = new_cons;
+    ring[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
+        .copy_from_slice(&new_cons.wrapping_add(1).to_le_bytes());
+    ring[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&new_cons.to_le_bytes());
+    ops.clear();
+    write_back(
+        dom,
+        gref,
+        mfns[1],
+        (cons, new_cons),
+        NET_RX_RING_SIZE,
+        NET_RX_ENTRY_SIZE,
+        &mut ops,
+    );
+    if copy(&mut ops).is_err() {
+        fatal(v, format_args!("receive ring no longer granted"));
+        return false;
+    }
+    need_notify(cons, new_cons, word(ring, REREAD + SRING_RSP_EVENT))
+}

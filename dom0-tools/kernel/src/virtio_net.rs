@@ -1,0 +1,330 @@
+//! dom0's network card: `virtio-drivers`' `VirtIONetRaw` over its PCI transport (as
+//! [`crate::virtio_blk`]), as port `eth0` of the bridge ([`crate::bridge`]).
+//!
+//! **Buffers.** Every receive and transmit buffer is a half page of the DMA pool
+//! ([`crate::dma::alloc`]), so the device only ever writes there and nothing is bounced: up
+//! to [`RX_BUFS`] receive buffers stay posted, up to [`TX_BUFS`] frames are in flight. A
+//! buffer holds the virtio-net header (12 bytes, `VIRTIO_F_VERSION_1`) and one frame of at
+//! most 1514 bytes (no offloads are negotiated: no GSO, no checksum offload, no merged
+//! buffers; the crate's feature set).
+//!
+//! **Interrupts** take the disks' path: the function's INTx GSI becomes a PIRQ bound to an
+//! event channel ([`crate::virtio_blk::bind_gsi`], shared when a disk has the same GSI). dom0
+//! blocks in its usual wait; the event wakes it, `kernel::service()` runs [`service`], which
+//! acknowledges the interrupt (ISR read, then `PHYSDEVOP_eoi`), takes every received frame
+//! to the bridge and gives the device the frames the bridge queued for `eth0`. dom0's
+//! `virtio_net=poll` (or a failed interrupt setup) leaves interrupts off: the rings are
+//! looked at whenever dom0 services its devices, and dom0 blocks at most
+//! [`POLL_TICK_NS`] at a time.
+//!
+//! **What it trusts.** The device (it is QEMU, or hardware dom0 owns): a length it reports is
+//! still checked against the buffer before a frame is handed on.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
+use xenia_dom0::pci::{BarKind, COMMAND_MASTER, COMMAND_MEMORY, ConfigSpace, Function, reg};
+use xenia_guest_rt::events;
+use xenia_guest_rt::time::NS_PER_MS;
+
+use crate::bridge::{self, PortId};
+use crate::dma::XenHal;
+use crate::pcibus::Ports;
+
+/// virtio-net: transitional (0x1000) and modern (0x1041) device IDs.
+const NET_DEVICES: [u16; 2] = [0x1000, 0x1041];
+/// Red Hat's PCI vendor ID, virtio's.
+const VIRTIO_VENDOR: u16 = 0x1af4;
+/// Descriptors per virtqueue.
+const QUEUE: usize = 64;
+/// Receive buffers kept posted.
+pub const RX_BUFS: usize = 32;
+/// Frames in flight to the device at most.
+pub const TX_BUFS: usize = 16;
+/// One buffer: a half page (the header and a 1514-byte frame fit; the crate wants at least
+/// 1526 bytes for a receive buffer).
+const BUF: usize = 2048;
+/// The virtio-net header with `VIRTIO_F_VERSION_1` (`struct virtio_net_hdr`, 12 bytes,
+/// virtio 1.2 §5.1.6).
+const HDR: usize = 12;
+const PAGE: usize = 4096;
+/// The longest dom0 blocks between two looks at the rings when polling.
+pub const POLL_TICK_NS: u64 = NS_PER_MS;
+
+/// Whether the driver polls instead of taking interrupts (`virtio_net=poll`).
+pub static POLL: AtomicBool = AtomicBool::new(false);
+/// Whether a card polls now (asked for, or its interrupt could not be set up).
+static POLLING: AtomicBool = AtomicBool::new(false);
+
+/// Whether dom0 must wake often to look at a polled card.
+pub fn polling() -> bool {
+    POLLING.load(Ordering::Relaxed)
+}
+
+/// A DMA buffer: kernel address and whether the device holds it (its token).
+#[derive(Clone, Copy)]
+struct Slot {
+    va: u64,
+    token: Option<u16>,
+}
+
+impl Slot {
+    /// The buffer's bytes.
+    fn bytes(&self) -> &'static mut [u8] {
+        // SAFETY: `va` is BUF bytes of the DMA pool given to this driver alone at probe and
+        // never freed; the driver (under its lock) makes one slice of a slot at a time and
+        // never while the device holds it (token set) except to hand the same buffer back to
+        // the crate, which only reads its address and length.
+        unsafe { core::slice::from_raw_parts_mut(self.va as *mut u8, BUF) }
+    }
+}
+
+struct Irq {
+    pirq: u32,
+    port: u32,
+    seen: u32,
+    taken: &'static AtomicU64,
+}
+
+struct Nic {
+    net: VirtIONetRaw<XenHal, PciTransport, QUEUE>,
+    irq: Option<Irq>,
+    port: PortId,
+    rx: [Slot; RX_BUFS],
+    tx: [Slot; TX_BUFS],
+    /// Frames the device reported with a length that does not fit (dropped).
+    bad: u64,
+}
+
+static NIC: spin::Mutex<Option<Nic>> = spin::Mutex::new(None);
+
+impl Nic {
+    fn take_interrupt(&mut self) {
+        let Some(irq) = self.irq.as_mut() else {
+            return;
+        };
+        let count = events::count(irq.port);
+        if count != irq.seen {
+            irq.seen = count;
+            irq.taken.fetch_add(1, Ordering::Relaxed);
+            let _ = self.net.ack_interrupt();
+            let _ = guest_abi::calls::physdev_eoi(irq.pirq);
+        }
+    }
+
+    /// Gives every free receive buffer to the device.
+    fn post_rx(&mut self) {
+        for slot in self.rx.iter_mut().filter(|s| s.token.is_none()) {
+            // SAFETY: the buffer is the slot's own pool memory and not touched again until the
+            // device gives it back (`receive_complete` with the same buffer).
+            match unsafe { self.net.receive_begin(slot.bytes()) } {
+                Ok(token) => slot.token = Some(token),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Takes the frames the device received to the bridge (at most one ring's worth).
+    fn receive(&mut self) {
+        for _ in 0..RX_BUFS {
+            let Some(token) = self.net.poll_receive() else {
+                break;
+            };
+            let Some(slot) = self.rx.iter_mut().find(|s| s.token == Some(token)) else {
+                // Not a token of ours: the device is confused; stop looking this turn.
+                break;
+            };
+            let buf = slot.bytes();
+            // SAFETY: the same buffer was given with this token in `post_rx`.
+            let done = unsafe { self.net.receive_complete(token, buf) };
+            slot.token = None;
+            match done {
+                Ok((hdr, len)) if hdr.checked_add(len).is_some_and(|end| end <= BUF) => {
+                    bridge::input(self.port, &buf[hdr..hdr + len]);
+                }
+                _ => self.bad += 1,
+            }
+        }
+        self.post_rx();
+    }
+
+    /// Reaps the frames the device has sent.
+    fn reap_tx(&mut self) {
+        while let Some(token) = self.net.poll_transmit() {
+            let Some(slot) = self.tx.iter_mut().find(|s| s.token == Some(token)) else {
+                break;
+            };
+            // SAFETY: the same buffer was given with this token in `transmit`.
+            let _ = unsafe { self.net.transmit_complete(token, slot.bytes()) };
+            slot.token = None;
+        }
+    }
+
+    /// Gives the device the frames the bridge queued for `eth0`, as many as there are free
+    /// buffers.
+    fn transmit(&mut self) {
+        for i in 0..TX_BUFS {
+            if self.tx[i].token.is_some() {
+                continue;
+            }
+            let buf = self.tx[i].bytes();
+            let Some(len) = bridge::pop(self.port, &mut buf[HDR..]) else {
+                return;
+            };
+            if self.net.fill_buffer_header(buf).is_err() {
+                return;
+            }
+            // SAFETY: the slot's buffer is not touched again until `reap_tx` gives it back.
+            match unsafe { self.net.transmit_begin(&buf[..HDR + len]) } {
+                Ok(token) => self.tx[i].token = Some(token),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Looks at the card: its interrupt, the frames it received, the frames the bridge has for
+/// it. Called from `kernel::service()`; a call that finds the driver busy (a nested service)
+/// returns at once.
+pub fn service() {
+    let Some(mut guard) = NIC.try_lock() else {
+        return;
+    };
+    let Some(nic) = guard.as_mut() else {
+        return;
+    };
+    crate::wait::take_events();
+    nic.take_interrupt();
+    nic.reap_tx();
+    nic.receive();
+    nic.transmit();
+}
+
+/// The card's MAC address, if there is a card.
+pub fn mac() -> Option<[u8; 6]> {
+    NIC.lock().as_ref().map(|n| n.net.mac_address())
+}
+
+/// Half-page buffers from the DMA pool: `n` of them, two a page.
+fn buffers<const N: usize>() -> Option<[Slot; N]> {
+    let (_, va) = crate::dma::alloc((N * BUF).div_ceil(PAGE))?;
+    Some(core::array::from_fn(|i| Slot {
+        va: va + (i * BUF) as u64,
+        token: None,
+    }))
+}
+
+fn setup_irq(f: &Function) -> Result<Irq, String> {
+    let (pirq, port) = crate::virtio_blk::bind_gsi(f)?;
+    Ok(Irq {
+        pirq,
+        port,
+        seen: events::count(port),
+        taken: Box::leak(Box::new(AtomicU64::new(0))),
+    })
+}
+
+fn probe(f: &Function) -> Result<(), String> {
+    for bar in f.bars.iter().filter(|b| b.kind != BarKind::Io) {
+        crate::dma::map_mmio(bar.address, bar.size)
+            .map_err(|e| format!("cannot map BAR {} ({e})", bar.index))?;
+    }
+    let mut cfg = Ports;
+    let command = cfg.read32(f.bdf, reg::COMMAND) & 0xffff;
+    cfg.write32(
+        f.bdf,
+        reg::COMMAND,
+        command | u32::from(COMMAND_MEMORY | COMMAND_MASTER),
+    );
+    let mut root = PciRoot::new(Ports);
+    let df = DeviceFunction {
+        bus: f.bdf.bus,
+        device: f.bdf.device,
+        function: f.bdf.function,
+    };
+    let transport = PciTransport::new::<XenHal, Ports>(&mut root, df)
+        .map_err(|e| format!("virtio transport: {e}"))?;
+    let mut net = VirtIONetRaw::<XenHal, _, QUEUE>::new(transport).map_err(|e| format!("{e}"))?;
+    let rx = buffers::<RX_BUFS>().ok_or("no DMA pool pages for its receive buffers")?;
+    let tx = buffers::<TX_BUFS>().ok_or("no DMA pool pages for its transmit buffers")?;
+    let mac = net.mac_address();
+    let irq = if POLL.load(Ordering::Relaxed) {
+        crate::tprintln!("virtio_net eth0: polling (virtio_net=poll)");
+        None
+    } else {
+        match setup_irq(f) {
+            Ok(irq) => {
+                crate::virtio_blk::count_interrupts(
+                    u32::from(f.interrupt_line),
+                    String::from("eth0"),
+                    irq.taken,
+                );
+                crate::tprintln!(
+                    "virtio_net eth0: GSI {} -> pirq {} -> event channel {}",
+                    f.interrupt_line,
+                    irq.pirq,
+                    irq.port
+                );
+                Some(irq)
+            }
+            Err(why) => {
+                crate::tprintln!("virtio_net eth0: no interrupt ({why}); polling");
+                None
+            }
+        }
+    };
+    if irq.is_some() {
+        net.enable_interrupts();
+    } else {
+        net.disable_interrupts();
+        POLLING.store(true, Ordering::Relaxed);
+    }
+    let port = bridge::attach("eth0").ok_or("the bridge has no room")?;
+    bridge::set_mac(mac);
+    crate::tprintln!(
+        "virtio_net {}: eth0: {} ({} receive buffers, {} in flight); port of {}",
+        f.bdf,
+        mac_text(&mac),
+        RX_BUFS,
+        TX_BUFS,
+        bridge::NAME
+    );
+    let mut nic = Nic {
+        net,
+        irq,
+        port,
+        rx,
+        tx,
+        bad: 0,
+    };
+    nic.post_rx();
+    *NIC.lock() = Some(nic);
+    Ok(())
+}
+
+/// `52:54:00:12:34:56`.
+pub fn mac_text(mac: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+    )
+}
+
+/// Finds the first virtio-net function and starts the driver on it as `eth0`. Boot only,
+/// after [`crate::pcibus::init`] and [`crate::dma::init`].
+pub fn init() {
+    for f in crate::pcibus::functions() {
+        if f.vendor != VIRTIO_VENDOR || !NET_DEVICES.contains(&f.device) {
+            continue;
+        }
+        match probe(&f) {
+            Ok(()) => return,
+            Err(why) => crate::tprintln!("virtio_net {}: not started: {why}", f.bdf),
+        }
+    }
+}

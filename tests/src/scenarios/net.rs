@@ -1,0 +1,348 @@
+//! Xen's split network device, dom0's side (issue 16, scenarios `net_*` of this module):
+//! netback in dom0's kernel and the bridge `xenbr0`, exercised by testguest domUs
+//! (`test=net_*`, testguest `src/tests/net.rs`, a raw netif frontend of its own). The
+//! toolstack's nodes are written from dom0's prompt with `xenstore-write` and
+//! `xenstore-chmod`, as libxl writes them, while the domain is paused (`xl create -p`),
+//! then the domain is unpaused.
+
+use std::time::Duration;
+
+use crate::iso::DEFAULT_HV_OPTIONS;
+use crate::machine::{DEFAULT_TIMEOUT as T, Qemu};
+use crate::runner::Context;
+use crate::scenarios::blkif::{created_id, frame_check, free_memory, gone, passes};
+use crate::scenarios::xl::{self, PROMPT};
+use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+
+/// How long a domU's job may take under emulation.
+const JOB: Duration = Duration::from_secs(300);
+/// Whether the bridge is the learning one (helper nic's `bridge.rs`): a bystander then sees
+/// no frame addressed to another domain. With netback's stand-in bridge, which floods every
+/// frame, it sees them all, and the scenario only notes how many.
+const LEARNING_BRIDGE: bool = false;
+
+const MAC_A: &str = "00:16:3e:00:00:0a";
+const MAC_B: &str = "00:16:3e:00:00:0b";
+const MAC_C: &str = "00:16:3e:00:00:0c";
+const MAC_H: &str = "00:16:3e:00:00:0d";
+const MAC_H1: &str = "00:16:3e:00:00:1d";
+
+fn boot(ctx: &Context) -> Result<Qemu, String> {
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .boot()?;
+    vm.wait_for(PROMPT, T)?;
+    Ok(vm)
+}
+
+/// Runs `line` at dom0's prompt and requires it to print nothing (xenstore-write and
+/// xenstore-chmod say nothing when they succeed).
+fn quiet(vm: &mut Qemu, line: &str) -> Result<(), String> {
+    let out = xl::run(vm, line)?;
+    // What the terminal echoed of the line is not output.
+    let out = out.trim_start().strip_prefix(line).unwrap_or(&out);
+    // Lines of the domUs' consoles and of dom0's kernel come in between.
+    let own: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with("(d") && !l.starts_with("dom0: ") && !l.trim().is_empty())
+        .collect();
+    if own.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("`{line}`: {out}"))
+    }
+}
+
+/// Writes interface `devid` of domain `dom` with `mac` as libxl does: the frontend's
+/// directory (the domain's, dom0 reads), the backend's (dom0's, the domain reads), the
+/// backend's `state` = 1 last.
+fn add_vif(vm: &mut Qemu, dom: u32, devid: u32, mac: &str) -> Result<(), String> {
+    let fe = format!("/local/domain/{dom}/device/vif/{devid}");
+    let be = format!("/local/domain/0/backend/vif/{dom}/{devid}");
+    quiet(
+        vm,
+        &format!(
+            "xenstore-write {fe}/backend {be} {fe}/backend-id 0 {fe}/handle {devid} \
+             {fe}/mac {mac} {fe}/state 1"
+        ),
+    )?;
+    quiet(vm, &format!("xenstore-chmod -r {fe} n{dom} r0"))?;
+    quiet(
+        vm,
+        &format!(
+            "xenstore-write {be}/frontend {fe} {be}/frontend-id {dom} {be}/online 1 \
+             {be}/mac {mac} {be}/bridge xenbr0 {be}/handle {devid} {be}/type vif"
+        ),
+    )?;
+    quiet(vm, &format!("xenstore-chmod -r {be} n0 r{dom}"))?;
+    quiet(vm, &format!("xenstore-write {be}/state 1"))
+}
+
+/// `xl create -p` of testguest running `cmdline` as `name`, its vifs written, unpaused;
+/// returns the domain's id.
+fn create(vm: &mut Qemu, name: &str, cmdline: &str, vifs: &[&str]) -> Result<u32, String> {
+    let out = xl::run(
+        vm,
+        &format!(
+            "xl create -p /etc/xen/hello.cfg 'name=\"{name}\"' 'kernel=\"/boot/testguest.elf\"' \
+             'cmdline=\"{cmdline}\"'"
+        ),
+    )?;
+    // "Domain <name> created with id <n>, paused (...)".
+    let id = created_id(&out.replace(", paused", "\n"), name)?;
+    for (devid, mac) in vifs.iter().enumerate() {
+        add_vif(vm, id, devid as u32, mac)?;
+    }
+    quiet(vm, &format!("xl unpause {name}"))?;
+    Ok(id)
+}
+
+/// Requires a line containing `text`, printed already or within `timeout`.
+fn seen(vm: &mut Qemu, text: &str, timeout: Duration) -> Result<(), String> {
+    if vm.serial_log().contains(text) {
+        return Ok(());
+    }
+    vm.wait_for_line(text, timeout).map(drop)
+}
+
+/// The numbers of domain `id`'s `net: received <mine> frames for me, <b> broadcast, <o> for
+/// others; ...` line.
+fn received(vm: &Qemu, id: u32) -> Result<(u64, u64, u64), String> {
+    let prefix = format!("(d{id}) note: net: received ");
+    let log = vm.serial_log();
+    let line = log
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .ok_or_else(|| format!("no `{prefix}` line"))?;
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match nums[..] {
+        [mine, bcast, others, ..] => Ok((mine, bcast, others)),
+        _ => Err(format!("cannot read {line:?}")),
+    }
+}
+
+fn note_round_trip(ctx: &Context, vm: &Qemu, id: u32) {
+    let prefix = format!("(d{id}) note: net: ");
+    if let Some(l) = vm
+        .serial_log()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .find(|l| l.contains("round trip"))
+    {
+        ctx.note(format!("domU to domU through netback and the bridge: {l}"));
+    }
+}
+
+/// Two domUs exchange frames through netback and the bridge: A (echo) answers B's pings;
+/// a bystander C receives the broadcasts. Both ends close their interfaces cleanly and
+/// netback says how many frames each sent and received.
+pub fn frames(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let c = create(&mut vm, "bystander", "test=net_echo idle=20", &[MAC_C])?;
+    seen(&mut vm, &format!("(d{c}) note: net: echo ready"), JOB)?;
+    let a = create(&mut vm, "echo", "test=net_echo", &[MAC_A])?;
+    seen(&mut vm, &format!("(d{a}) note: net: echo ready"), JOB)?;
+    let b = create(
+        &mut vm,
+        "pinger",
+        &format!("test=net_ping peer={MAC_A} count=50"),
+        &[MAC_B],
+    )?;
+    passes(&mut vm, b, JOB)?;
+    passes(&mut vm, a, JOB)?;
+    passes(&mut vm, c, JOB)?;
+    note_round_trip(ctx, &vm, b);
+    let log = vm.serial_log();
+    for d in [a, b, c] {
+        for what in ["connected to xenbr0", "released (closed;"] {
+            let line = format!("dom0: netback: d{d} vif{d}.0 {what}");
+            if !log.contains(&line) {
+                return Err(format!("no `{line}` line"));
+            }
+        }
+    }
+    // A got the pings (at least 50 and done) and the broadcasts of B and C.
+    let (mine, bcast, _) = received(&vm, a)?;
+    if mine < 51 || bcast < 1 {
+        return Err(format!(
+            "echo received {mine} frames for it and {bcast} broadcasts"
+        ));
+    }
+    let (mine, bcast, others) = received(&vm, c)?;
+    ctx.note(format!(
+        "bystander: {mine} frames for it, {bcast} broadcasts, {others} for others"
+    ));
+    if mine != 0 || bcast < 2 {
+        return Err(format!(
+            "bystander received {mine} frames for it and {bcast} broadcasts"
+        ));
+    }
+    if LEARNING_BRIDGE && others != 0 {
+        return Err(format!(
+            "bystander received {others} frames meant for other domains"
+        ));
+    }
+    for name in ["echo", "pinger", "bystander"] {
+        gone(&mut vm, name)?;
+    }
+    let out = xl::run(&mut vm, "xenstore-ls /local/domain/0/backend")?;
+    if out.contains("vif") && out.contains("frontend") {
+        return Err(format!("backend nodes left after the domains: {out}"));
+    }
+    frame_check(&mut vm)?;
+    vm.kill();
+    Ok(())
+}
+
+/// The `(dH) note: net: <n> pongs` lines of the victim's pinger so far.
+fn pongs(vm: &Qemu, id: u32) -> usize {
+    let prefix = format!("(d{id}) note: net: ");
+    vm.serial_log()
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(&prefix)
+                .is_some_and(|r| r.ends_with(" pongs"))
+        })
+        .count()
+}
+
+/// A hostile frontend (testguest `net_hostile`: `vif 1` without `request-rx-copy`, a bad
+/// grant reference, a frame over the MTU, 19 slots, a short frame, floods, a producer far
+/// ahead) gets its errors and log lines (rate-limited), while two other domUs keep
+/// exchanging frames and dom0's prompt answers.
+pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let a = create(&mut vm, "echo", "test=net_echo count=0", &[MAC_A])?;
+    seen(&mut vm, &format!("(d{a}) note: net: echo ready"), JOB)?;
+    let b = create(
+        &mut vm,
+        "pinger",
+        &format!("test=net_ping peer={MAC_A} count=0"),
+        &[MAC_B],
+    )?;
+    seen(&mut vm, &format!("(d{b}) note: net: 50 pongs"), JOB)?;
+    let h = create(&mut vm, "attacker", "test=net_hostile", &[MAC_H, MAC_H1])?;
+    passes(&mut vm, h, JOB)?;
+    let log = vm.serial_log();
+    let refused = format!("dom0: netback: d{h} vif{h}.1: cannot connect: ");
+    if !log
+        .lines()
+        .any(|l| l.starts_with(&refused) && l.contains("request-rx-copy"))
+    {
+        return Err("dom0 did not refuse the interface without request-rx-copy".into());
+    }
+    let err = xl::run(
+        &mut vm,
+        &format!("xenstore-read /local/domain/0/error/backend/vif/{h}/1/error"),
+    )?;
+    if !err.trim().starts_with("95 ") {
+        return Err(format!("xenbus error node: {err:?}"));
+    }
+    let fatal = format!("dom0: netback: d{h} vif{h}.0: req_prod ");
+    if !log
+        .lines()
+        .any(|l| l.starts_with(&fatal) && l.ends_with("; not serving it"))
+    {
+        return Err("dom0 did not report the producer far ahead".into());
+    }
+    let lines = log
+        .lines()
+        .filter(|l| l.starts_with(&format!("dom0: netback: d{h} ")))
+        .count();
+    ctx.note(format!("{lines} log lines about the attacker"));
+    if lines > 24 {
+        return Err(format!(
+            "{lines} log lines about the attacker: not rate-limited"
+        ));
+    }
+    if !log.contains("more not shown)") {
+        return Err("the flood's refusals were not counted as held back".into());
+    }
+    // dom0 answers, and the victims go on exchanging frames.
+    xl::run(&mut vm, "xl list")?;
+    let mark = pongs(&vm, b);
+    vm.wait_until("the victims exchanging on", JOB, |log, cursor| {
+        let prefix = format!("(d{b}) note: net: ");
+        let n = log
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(&prefix)
+                    .is_some_and(|r| r.ends_with(" pongs"))
+            })
+            .count();
+        (n >= mark + 2).then_some(((), cursor))
+    })?;
+    for name in ["attacker", "pinger", "echo"] {
+        xl::run(&mut vm, &format!("xl destroy {name}"))?;
+        gone(&mut vm, name)?;
+    }
+    let out = xl::run(&mut vm, "xenstore-ls /local/domain/0")?;
+    if out.contains("vif") {
+        return Err(format!("nodes left after the domains: {out}"));
+    }
+    frame_check(&mut vm)?;
+    vm.kill();
+    Ok(())
+}
+
+/// A domU destroyed while it streams frames to another: netback releases its interface
+/// (channel, bridge port), its backend nodes go, free memory comes back to the figure
+/// before it, and the other domU goes on answering a new one.
+pub fn destroy_midstream(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let a = create(&mut vm, "echo", "test=net_echo count=0", &[MAC_A])?;
+    seen(&mut vm, &format!("(d{a}) note: net: echo ready"), JOB)?;
+    let before = free_memory(&mut vm)?;
+    let s = create(
+        &mut vm,
+        "streamer",
+        &format!("test=net_stream peer={MAC_A}"),
+        &[MAC_B],
+    )?;
+    seen(
+        &mut vm,
+        &format!("(d{s}) note: net: streamed 512 frames"),
+        JOB,
+    )?;
+    xl::run(&mut vm, "xl destroy streamer")?;
+    seen(
+        &mut vm,
+        &format!("dom0: netback: d{s} vif{s}.0 released"),
+        T,
+    )?;
+    gone(&mut vm, "streamer")?;
+    let out = xl::run(&mut vm, "xenstore-ls /local/domain/0/backend/vif")?;
+    if out
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{s} =")))
+    {
+        return Err(format!("backend nodes left after the domain: {out}"));
+    }
+    let after = free_memory(&mut vm)?;
+    if after != before {
+        return Err(format!(
+            "free memory {after} MiB after the domain, {before} MiB before"
+        ));
+    }
+    let c = create(
+        &mut vm,
+        "pinger",
+        &format!("test=net_ping peer={MAC_A} count=20"),
+        &[MAC_C],
+    )?;
+    passes(&mut vm, c, JOB)?;
+    note_round_trip(ctx, &vm, c);
+    xl::run(&mut vm, "xl destroy echo")?;
+    gone(&mut vm, "echo")?;
+    frame_check(&mut vm)?;
+    vm.kill();
+    Ok(())
+}
