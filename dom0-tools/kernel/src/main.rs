@@ -396,6 +396,23 @@ mod kernel {
             }
             _ => {}
         }
+        // The network's listings, as the console shell's `/etc/profile` defines them.
+        match (first.as_str(), words.get(1).map(String::as_str)) {
+            ("brctl", None | Some("show")) => {
+                term::print(&crate::bridge::brctl_show());
+                return;
+            }
+            ("ip", Some("a" | "addr" | "address")) => {
+                if let Some((_, addr)) = crate::netstack::proc_net()
+                    .into_iter()
+                    .find(|(n, _)| *n == "addr")
+                {
+                    term::print(&addr);
+                }
+                return;
+            }
+            _ => {}
+        }
         if first == "help" {
             let programs = fs::programs();
             let programs: Vec<&str> = programs.iter().map(String::as_str).collect();

@@ -31,8 +31,11 @@ pub const DISCARD_PORT: u16 = 9;
 pub const CHARGEN_PORT: u16 = 19;
 /// Sockets per service.
 const SOCKETS: usize = 2;
-/// Each socket's receive and send buffer.
+/// The buffer of the direction a service moves its bytes in (discard's receive, chargen's
+/// send): 64 KiB, the largest window without scaling.
 const BUFFER: usize = 64 << 10;
+/// The other direction's buffer.
+const IDLE_BUFFER: usize = 1 << 10;
 /// The MAC dom0's stack takes when there is no NIC to take it from (locally administered).
 const NO_NIC_MAC: [u8; 6] = [0x02, 0x16, 0x3e, 0x00, 0x00, 0x00];
 
@@ -224,9 +227,15 @@ pub fn init(config: IpConfig) {
     let mut served = Vec::new();
     for service in [Service::Discard, Service::Chargen] {
         for _ in 0..SOCKETS {
+            // The direction a service does not use gets a token buffer: discard never sends,
+            // and chargen drops what it reads.
+            let (rx, tx) = match service {
+                Service::Discard => (BUFFER, IDLE_BUFFER),
+                Service::Chargen => (IDLE_BUFFER, BUFFER),
+            };
             let mut s = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; BUFFER]),
-                tcp::SocketBuffer::new(vec![0; BUFFER]),
+                tcp::SocketBuffer::new(vec![0; rx]),
+                tcp::SocketBuffer::new(vec![0; tx]),
             );
             // Acknowledge at once: the bench measures the link, not smoltcp's delayed ACK
             // against dom0's wake-ups.
@@ -257,8 +266,11 @@ pub fn init(config: IpConfig) {
     *STACK.lock() = Some(stack);
 }
 
-/// Runs the stack: what the bridge queued for `xenbr0`, the services, what they send. A
-/// nested call (from a service run inside this one) returns at once.
+/// Runs the stack: what the bridge queued for `xenbr0`, the services, what they send. It does
+/// nothing (one look at the bridge) unless a frame waits for `xenbr0` or one of smoltcp's
+/// timers is due: dom0 services its devices at every wait, and most of those waits have
+/// nothing for the network. A nested call (from a service run inside this one) returns at
+/// once.
 pub fn service() {
     let Some(mut guard) = STACK.try_lock() else {
         return;
@@ -266,6 +278,10 @@ pub fn service() {
     let Some(st) = guard.as_mut() else {
         return;
     };
+    let now_ns = xenia_guest_rt::time::now_ns();
+    if !bridge::pending(st.dev.0) && now_ns < NEXT_POLL_NS.load(Ordering::Relaxed) {
+        return;
+    }
     let t = now();
     let Stack {
         iface,
@@ -285,18 +301,27 @@ pub fn service() {
         ..
     } = st;
     iface.poll(t, dev, sockets);
+    // A connection the last poll ended listens again now, not when the next frame comes.
+    st.serve();
+    let next = st
+        .iface
+        .poll_at(now(), &st.sockets)
+        .map_or(u64::MAX, |at| at.total_micros().max(0) as u64 * 1000);
+    NEXT_POLL_NS.store(next, Ordering::Relaxed);
 }
+
+/// System time (ns) at which smoltcp next wants to run without a frame arriving (a
+/// retransmission, a segment the window held back); `u64::MAX`: never.
+static NEXT_POLL_NS: AtomicU64 = AtomicU64::new(0);
 
 /// System time (ns) by which the stack wants to run again (a retransmission, a delayed
 /// segment), if any.
 pub fn poll_at_ns() -> Option<u64> {
-    let mut guard = STACK.try_lock()?;
-    let st = guard.as_mut()?;
-    let at = st.iface.poll_at(now(), &st.sockets)?;
-    Some(at.total_micros().max(0) as u64 * 1000)
+    let at = NEXT_POLL_NS.load(Ordering::Relaxed);
+    (at != u64::MAX).then_some(at)
 }
 
-/// dom0's address, for `/proc/net/xenia` and `ip`-like listings.
+/// dom0's address, for `/proc/net/addr`.
 pub fn config() -> Option<IpConfig> {
     STACK.lock().as_ref().map(|s| s.config)
 }
