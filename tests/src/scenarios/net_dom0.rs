@@ -22,7 +22,7 @@ const TRANSFER: Duration = Duration::from_secs(120);
 /// Boots the scenarios' initrd with busybox's ash on the console (or dom0's built-in shell
 /// when `console` is false), a network card forwarding two free host ports to dom0's discard
 /// and chargen services, and `dom0_args` on dom0's command line; waits for the prompt.
-fn boot(ctx: &Context, dom0_args: &str, console: bool) -> Result<Qemu, String> {
+fn boot(ctx: &Context, dom0_args: &str, console: bool, ip: &str) -> Result<Qemu, String> {
     use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
     let ws = ctx.workspace();
     let mut machine = ctx.machine();
@@ -34,7 +34,7 @@ fn boot(ctx: &Context, dom0_args: &str, console: bool) -> Result<Qemu, String> {
         .hv_options(crate::iso::DEFAULT_HV_OPTIONS)
         .module(ws.require_artifact(DOM0_ARTIFACT)?, dom0_args)
         .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
-        .nic(&[(DOM0_IP, 9), (DOM0_IP, 19)])?
+        .nic(&[(ip, 9), (ip, 19)])?
         .boot()?;
     vm.wait_for(PROMPT, T)?;
     Ok(vm)
@@ -70,11 +70,11 @@ fn chargen_head(n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Pushes [`PUSH_BYTES`] to dom0's discard service and pulls [`PULL_BYTES`] from its chargen
-/// service; returns the two times.
-fn transfer(vm: &Qemu) -> Result<(Duration, Duration), String> {
-    let discard = vm.host_port(DOM0_IP, 9).ok_or("no forward to discard")?;
-    let chargen = vm.host_port(DOM0_IP, 19).ok_or("no forward to chargen")?;
+/// Pushes [`PUSH_BYTES`] to dom0's discard service at `ip` and pulls [`PULL_BYTES`] from its
+/// chargen service; returns the two times.
+fn transfer(vm: &Qemu, ip: &str) -> Result<(Duration, Duration), String> {
+    let discard = vm.host_port(ip, 9).ok_or("no forward to discard")?;
+    let chargen = vm.host_port(ip, 19).ok_or("no forward to chargen")?;
     let pushed = netbench::push(discard, PUSH_BYTES, TRANSFER)?;
     let (pulled, head) = netbench::pull(chargen, PULL_BYTES, TRANSFER)?;
     if head != chargen_head(head.len()) || head.is_empty() {
@@ -94,7 +94,7 @@ fn transfer(vm: &Qemu) -> Result<(Duration, Duration), String> {
 /// pushed received, `/proc/net/services` counts exactly the bytes pushed, `brctl show` lists
 /// xenbr0 with eth0, and `ip addr` shows the address.
 pub fn nic(ctx: &Context) -> Result<(), String> {
-    let mut vm = boot(ctx, "", true)?;
+    let mut vm = boot(ctx, "", true, DOM0_IP)?;
     let log = vm.serial_log();
     for want in [
         "virtio_net eth0: GSI ",
@@ -105,7 +105,7 @@ pub fn nic(ctx: &Context) -> Result<(), String> {
             return Err(format!("missing from the boot log: {want:?}"));
         }
     }
-    let (pushed, pulled) = transfer(&vm)?;
+    let (pushed, pulled) = transfer(&vm, DOM0_IP)?;
     ctx.note(format!(
         "host -> dom0 discard: {} MiB in {:.2} s ({:.1} MB/s); dom0 chargen -> host: {} MiB in \
          {:.2} s ({:.1} MB/s) (interrupts)",
@@ -163,7 +163,7 @@ pub fn nic(ctx: &Context) -> Result<(), String> {
         dev_field(&dev, "eth0", 10).unwrap_or(0)
     ));
     // A second connection to each service after the first closed: they listen again.
-    transfer(&vm)?;
+    transfer(&vm, DOM0_IP)?;
     let services = run(&mut vm, "cat /proc/net/services")?;
     if service_bytes(&services, "discard") != Some(2 * PUSH_BYTES as u64) {
         return Err(format!("a second push: {services:?}"));
@@ -174,16 +174,24 @@ pub fn nic(ctx: &Context) -> Result<(), String> {
 
 /// The same transfers with the card polled (`virtio_net=poll` on dom0's command line): the
 /// fallback works, counts no interrupt, and its throughput is noted beside the interrupt-driven
-/// one. dom0's built-in shell here: its `brctl show` and `ip addr` are the kernel's.
+/// one. dom0's address comes from its command line (`ip=10.0.2.16/24,gw=10.0.2.2`), and the
+/// forwards reach it there. dom0's built-in shell here: its `brctl show` and `ip addr` are the
+/// kernel's.
 pub fn poll(ctx: &Context) -> Result<(), String> {
-    let mut vm = boot(ctx, "virtio_net=poll", false)?;
+    let ip = "10.0.2.16";
+    let mut vm = boot(
+        ctx,
+        &format!("virtio_net=poll ip={ip}/24,gw=10.0.2.2"),
+        false,
+        ip,
+    )?;
     if !vm
         .serial_log()
         .contains("virtio_net eth0: polling (virtio_net=poll)")
     {
         return Err("no `virtio_net eth0: polling` line at boot".into());
     }
-    let (pushed, pulled) = transfer(&vm)?;
+    let (pushed, pulled) = transfer(&vm, ip)?;
     ctx.note(format!(
         "host -> dom0 discard: {} MiB in {:.2} s ({:.1} MB/s); dom0 chargen -> host: {} MiB in \
          {:.2} s ({:.1} MB/s) (polling)",
