@@ -680,9 +680,19 @@ pub fn stream() -> ! {
     }
 }
 
+/// Waits a little over a second: the backend logs one refusal a second per interface, so
+/// that each kind of refusal that follows gets its own line.
+fn pause() {
+    let until = now_ns() + 1100 * NS_PER_MS;
+    while now_ns() < until {
+        events::block_until(Some(until));
+    }
+}
+
 /// Sends the raw `slots` and checks every response is `want`.
 fn expect_all(c: &mut Checks, f: &mut Netif, what: &str, slots: &[NetifTxRequest], want: i16) {
     let mut out = [0i16; 32];
+    pause();
     f.push_raw(slots);
     let r = f.tx_wait(&mut out, WAIT_NS);
     let n = slots.len();
@@ -831,6 +841,16 @@ pub fn hostile() -> ! {
             bad,
             0,
         );
+        if want == NETIF_RSP_ERROR {
+            // The next refusal's line counts the flood's, held back.
+            expect_all(
+                &mut c,
+                &mut f,
+                "a short frame after the flood gets NETIF_RSP_ERROR",
+                &[one(TX_REF, 12)],
+                NETIF_RSP_ERROR,
+            );
+        }
     }
     // Last: a producer index far ahead. The backend stops serving the ring.
     let before = f.tx_prod;
