@@ -26,6 +26,7 @@ const MAC_B: &str = "00:16:3e:00:00:0b";
 const MAC_C: &str = "00:16:3e:00:00:0c";
 const MAC_H: &str = "00:16:3e:00:00:0d";
 const MAC_H1: &str = "00:16:3e:00:00:1d";
+const MAC_H2: &str = "00:16:3e:00:00:2d";
 
 fn boot(ctx: &Context) -> Result<Qemu, String> {
     let ws = ctx.workspace();
@@ -214,7 +215,8 @@ fn pongs(vm: &Qemu, id: u32) -> usize {
         .count()
 }
 
-/// A hostile frontend (testguest `net_hostile`: `vif 1` without `request-rx-copy`, a bad
+/// A hostile frontend (testguest `net_hostile`: `vif 1` without `request-rx-copy`, `vif 2`
+/// whose ring grant it ends, then on `vif 0` a bad
 /// grant reference, a frame over the MTU, 19 slots, a short frame, floods, a producer far
 /// ahead) gets its errors and log lines (rate-limited), while two other domUs keep
 /// exchanging frames and dom0's prompt answers.
@@ -229,7 +231,12 @@ pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
         &[MAC_B],
     )?;
     seen(&mut vm, &format!("(d{b}) note: net: 50 pongs"), JOB)?;
-    let h = create(&mut vm, "attacker", "test=net_hostile", &[MAC_H, MAC_H1])?;
+    let h = create(
+        &mut vm,
+        "attacker",
+        "test=net_hostile",
+        &[MAC_H, MAC_H1, MAC_H2],
+    )?;
     // While the attacker lives: the refused interface's error node (Xen's
     // `xenbus_dev_fatal`: `error/<backend path>/error` = "<errno> <message>") and its
     // backend at Closing.
@@ -264,6 +271,7 @@ pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
     // counted, and the end of the ring.
     for what in [
         "1: cannot connect: /local/domain",
+        "2: transmit ring no longer granted; not serving it",
         "request-rx-copy is not 1",
         "grant copy failed",
         "frame of 2000 bytes, longer than 1514",
