@@ -16,6 +16,11 @@
 //! images, so each creation also writes the backend and frontend directories and blkback
 //! opens, announces and (at destroy) releases the device. Same figures and goal.
 //!
+//! **Creation with a vif** (`create-vif`, issue 16): the same with `vif=['bridge=xenbr0']`,
+//! so each creation also writes the vif's backend and frontend directories and its MAC's
+//! index entry (the MAC made from the name, the same each time), and netback, where there
+//! is one, announces and (at destroy) releases the interface. Same figures and goal.
+//!
 //! **Block throughput** (`block`, issue 15; [`xenia_tests::blockbench`]): dom0's `time dd`
 //! on `/dev/vdb` (write with `conv=fsync`, then read) against testguest `block_bench`
 //! (write, flush, read) through blkfront/blkback on the same device and the same bytes
@@ -117,14 +122,37 @@ pub fn summarize(times: &[f64]) -> Option<Summary> {
 /// The disk `create-disk` gives each domain (dom0's second virtio disk, Xen's spec syntax).
 pub const CREATE_DISK: &str = "format=raw, vdev=xvda, access=rw, target=/dev/vdb";
 
-/// Runs the creation benchmark with `n` domains, each given [`CREATE_DISK`] if `disk` (the
-/// machine then has two small disk images, `/dev/vda` and `/dev/vdb`).
-pub fn create(ws: &Workspace, n: u32, disk: bool) -> Result<Summary, String> {
-    let name = if disk {
-        "bench-create-disk"
-    } else {
-        "bench-create"
-    };
+/// The vif `create-vif` gives each domain (Xen's vif spec syntax).
+pub const CREATE_VIF: &str = "bridge=xenbr0";
+
+/// What each domain of the creation benchmark is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateWith {
+    /// Nothing but its console (`create`).
+    Nothing,
+    /// [`CREATE_DISK`] (`create-disk`).
+    Disk,
+    /// [`CREATE_VIF`] (`create-vif`).
+    Vif,
+}
+
+impl CreateWith {
+    /// The bench's name.
+    pub fn bench(self) -> &'static str {
+        match self {
+            CreateWith::Nothing => "create",
+            CreateWith::Disk => "create-disk",
+            CreateWith::Vif => "create-vif",
+        }
+    }
+}
+
+/// Runs the creation benchmark with `n` domains, each given what `with` says (with a disk,
+/// the machine has two small disk images, `/dev/vda` and `/dev/vdb`).
+pub fn create(ws: &Workspace, n: u32, with: CreateWith) -> Result<Summary, String> {
+    let disk = with == CreateWith::Disk;
+    let name = format!("bench-{}", with.bench());
+    let name = name.as_str();
     let mut machine = Machine::new(ws, name)
         .memory_mib(512)
         .hv_options(DEFAULT_HV_OPTIONS)
@@ -143,12 +171,16 @@ pub fn create(ws: &Workspace, n: u32, disk: bool) -> Result<Summary, String> {
             machine = machine.disk(img.path());
         }
     }
-    let line = if disk {
-        format!(
+    let line = match with {
+        CreateWith::Disk => format!(
             "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8 \"disk=['{CREATE_DISK}']\""
-        )
-    } else {
-        "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8".to_string()
+        ),
+        CreateWith::Vif => format!(
+            "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8 \"vif=['{CREATE_VIF}']\""
+        ),
+        CreateWith::Nothing => {
+            "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8".to_string()
+        }
     };
     let mut vm = machine.boot()?;
     vm.wait_for(PROMPT, COMMAND)?;

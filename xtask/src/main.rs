@@ -146,13 +146,14 @@ struct BenchArgs {
     /// The benches to run, as with `--only` (`cargo xtask bench kernel`).
     #[arg(value_name = "NAME")]
     names: Vec<String>,
-    /// Domains to create and destroy in sequence (`create`, `create-disk`).
+    /// Domains to create and destroy in sequence (`create`, `create-disk`, `create-vif`).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     domains: u32,
     /// Create/destroy cycles of 4-vCPU domains in the churn bench.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
-    /// Run only these benches (create, create-disk, block, churn, compute, ipi, density,
+    /// Run only these benches (create, create-disk, create-vif, block, churn, compute, ipi,
+    /// density,
     /// kernel, peer); all by
     /// default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
@@ -173,9 +174,10 @@ struct BenchArgs {
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 9] = [
+const BENCHES: [&str; 10] = [
     "create",
     "create-disk",
+    "create-vif",
     "block",
     "churn",
     "compute",
@@ -397,8 +399,9 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
             continue;
         }
         let result = match name {
-            "create" => bench_create(ws, args.domains, false),
-            "create-disk" => bench_create(ws, args.domains, true),
+            "create" => bench_create(ws, args.domains, bench::CreateWith::Nothing),
+            "create-disk" => bench_create(ws, args.domains, bench::CreateWith::Disk),
+            "create-vif" => bench_create(ws, args.domains, bench::CreateWith::Vif),
             "block" => bench_block(ws).map(|()| Vec::new()),
             "churn" => bench_churn(ws, args.cycles).map(|()| Vec::new()),
             "compute" => bench_compute(ws).map(|()| Vec::new()),
@@ -467,18 +470,27 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
-fn bench_create(ws: &Workspace, n: u32, disk: bool) -> Result<Vec<vbench::Measured>, String> {
+fn bench_create(
+    ws: &Workspace,
+    n: u32,
+    with: bench::CreateWith,
+) -> Result<Vec<vbench::Measured>, String> {
     let n = n.max(1);
-    let bench = if disk { "create-disk" } else { "create" };
-    if disk {
-        println!(
+    let bench = with.bench();
+    match with {
+        bench::CreateWith::Disk => println!(
             "bench {bench}: {n} domains with disk=['{}'] created and destroyed in sequence, virtual time",
             bench::CREATE_DISK
-        );
-    } else {
-        println!("bench {bench}: {n} domains created and destroyed in sequence, virtual time");
+        ),
+        bench::CreateWith::Vif => println!(
+            "bench {bench}: {n} domains with vif=['{}'] created and destroyed in sequence, virtual time",
+            bench::CREATE_VIF
+        ),
+        bench::CreateWith::Nothing => {
+            println!("bench {bench}: {n} domains created and destroyed in sequence, virtual time")
+        }
     }
-    let s = bench::create(ws, n, disk)?;
+    let s = bench::create(ws, n, with)?;
     let ratio = s.last / s.first;
     println!(
         "bench {bench}: 1st {:.3} ms, {n}th {:.3} ms, median {:.3} ms, slowest {:.3} ms",
@@ -489,8 +501,8 @@ fn bench_create(ws: &Workspace, n: u32, disk: bool) -> Result<Vec<vbench::Measur
         bench::GOAL,
         met(ratio <= bench::GOAL)
     );
-    if disk {
-        // Issue 13's table has no row for it; the figures are the lines above.
+    if with != bench::CreateWith::Nothing {
+        // Issue 13's table has no row for these; the figures are the lines above.
         return Ok(Vec::new());
     }
     Ok(xenia_rows(&[
