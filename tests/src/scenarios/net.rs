@@ -19,7 +19,7 @@ const JOB: Duration = Duration::from_secs(300);
 /// Whether the bridge is the learning one (helper nic's `bridge.rs`): a bystander then sees
 /// no frame addressed to another domain. With netback's stand-in bridge, which floods every
 /// frame, it sees them all, and the scenario only notes how many.
-const LEARNING_BRIDGE: bool = false;
+const LEARNING_BRIDGE: bool = true;
 
 const MAC_A: &str = "00:16:3e:00:00:0a";
 const MAC_B: &str = "00:16:3e:00:00:0b";
