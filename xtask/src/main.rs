@@ -179,6 +179,7 @@ const BENCHES: [&str; 10] = [
     "create-disk",
     "create-vif",
     "block",
+    "net",
     "churn",
     "compute",
     "ipi",
@@ -403,6 +404,7 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
             "create-disk" => bench_create(ws, args.domains, bench::CreateWith::Disk),
             "create-vif" => bench_create(ws, args.domains, bench::CreateWith::Vif),
             "block" => bench_block(ws).map(|()| Vec::new()),
+            "net" => bench_net(ws).map(|()| Vec::new()),
             "churn" => bench_churn(ws, args.cycles).map(|()| Vec::new()),
             "compute" => bench_compute(ws).map(|()| Vec::new()),
             "ipi" => bench_ipi(ws).map(|()| Vec::new()),
@@ -533,6 +535,49 @@ fn bench_block(ws: &Workspace) -> Result<(), String> {
     let how = format!("wall time (best of {} rounds)", bench::BLOCK_ROUNDS);
     for l in xenia_tests::blockbench::report(&r, &how) {
         println!("bench block: {l}");
+    }
+    Ok(())
+}
+
+/// Issue 16's network bench: TCP from and to the host through QEMU's user network and the
+/// machine's virtio-net card, dom0's own address against a domU behind netback and the
+/// bridge, in wall time (the host's TCP is on the path), best of [`bench::NET_ROUNDS`];
+/// then a domU's ping of another domU across the bridge.
+fn bench_net(ws: &Workspace) -> Result<(), String> {
+    println!(
+        "bench net: {} MiB pushed to and pulled from dom0 (10.0.2.15) and a web domU (10.0.2.20) through QEMU's port forwards, {} rounds",
+        bench::NET_BYTES >> 20,
+        bench::NET_ROUNDS
+    );
+    let n = bench::net(ws)?;
+    let (push, pull) = n.ratios();
+    let verdict = |x: f64| {
+        if x >= bench::NET_GOAL {
+            "met"
+        } else {
+            "NOT met"
+        }
+    };
+    println!(
+        "bench net: wall time, best of {} rounds: host->dom0 {:.1} MB/s, host->domU {:.1} MB/s; dom0->host {:.1} MB/s, domU->host {:.1} MB/s",
+        bench::NET_ROUNDS,
+        n.dom0_push,
+        n.domu_push,
+        n.dom0_pull,
+        n.domu_pull
+    );
+    println!(
+        "bench net: domU/dom0 host->guest {push:.2} ({}), guest->host {pull:.2} ({}) (goal: at least {})",
+        verdict(push),
+        verdict(pull),
+        bench::NET_GOAL
+    );
+    match n.ping_median() {
+        Some(us) => println!(
+            "bench net: domU->domU ping across xenbr0: median {us} us over {} replies",
+            n.ping_us.len()
+        ),
+        None => println!("bench net: domU->domU ping: no replies"),
     }
     Ok(())
 }
