@@ -152,10 +152,8 @@ struct BenchArgs {
     /// Create/destroy cycles of 4-vCPU domains in the churn bench.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
-    /// Run only these benches (create, create-disk, create-vif, block, churn, compute, ipi,
-    /// density,
-    /// kernel, peer); all by
-    /// default.
+    /// Run only these benches (create, create-disk, create-vif, block, net, churn, compute,
+    /// ipi, density, kernel, peer); all by default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
     /// Run the peer bench: the same Linux program under native Linux, Xen's PV dom0
@@ -174,7 +172,7 @@ struct BenchArgs {
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 10] = [
+const BENCHES: [&str; 11] = [
     "create",
     "create-disk",
     "create-vif",
