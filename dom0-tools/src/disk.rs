@@ -778,7 +778,7 @@ pub fn devid_to_vdev(devid: u32) -> String {
 }
 
 /// The names dom0 answers to as a backend domain (`backend=`).
-fn is_dom0_name(name: &str) -> bool {
+pub fn is_dom0_name(name: &str) -> bool {
     matches!(name, "0" | "" | crate::DOM0_NAME)
 }
 

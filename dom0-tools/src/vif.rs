@@ -311,11 +311,6 @@ pub fn parse(source: &str, specs: &[&str]) -> Result<Parsed, String> {
     Ok(p)
 }
 
-/// The names dom0 answers to as a backend domain (`backend=`).
-fn is_dom0_name(name: &str) -> bool {
-    matches!(name, "0" | "" | crate::DOM0_NAME)
-}
-
 /// Whether `script` names the `vif-bridge` script (by name, or its path under
 /// [`SCRIPT_DIR`]).
 fn is_vif_bridge(script: &str) -> bool {
@@ -366,7 +361,7 @@ pub fn xenia_problem(nic: &Nic) -> Option<String> {
         return Some(format!("{k}=: COLO is not supported by Xenia"));
     }
     if let Some(b) = &nic.backend_domname
-        && !is_dom0_name(b)
+        && !crate::disk::is_dom0_name(b)
     {
         return Some(format!(
             "backend={b} is not supported by Xenia: vifs are served by Domain-0 only"

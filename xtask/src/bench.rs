@@ -16,6 +16,11 @@
 //! images, so each creation also writes the backend and frontend directories and blkback
 //! opens, announces and (at destroy) releases the device. Same figures and goal.
 //!
+//! **Creation with a vif** (`create-vif`, issue 16): the same with `vif=['bridge=xenbr0']`,
+//! so each creation also writes the vif's backend and frontend directories and its MAC's
+//! index entry (the MAC made from the name, the same each time), and netback, where there
+//! is one, announces and (at destroy) releases the interface. Same figures and goal.
+//!
 //! **Block throughput** (`block`, issue 15; [`xenia_tests::blockbench`]): dom0's `time dd`
 //! on `/dev/vdb` (write with `conv=fsync`, then read) against testguest `block_bench`
 //! (write, flush, read) through blkfront/blkback on the same device and the same bytes
@@ -31,6 +36,15 @@
 //!   which follows the host's speed; the best round has the least spin.
 //! - **wall time**: interrupt-driven, QEMU's clock following the host's: the whole path,
 //!   host disk and host load included (noisy on a shared build host).
+//!
+//! **Network throughput** (`net`, issue 16; [`xenia_tests::netbench`]): one boot with a
+//! virtio-net card on QEMU's user network; the host pushes [`NET_BYTES`] into dom0's discard
+//! service (10.0.2.15:9, dom0's own address on `xenbr0`) and into a web domU's (10.0.2.20:9,
+//! behind netback and the bridge), and pulls as many from their chargen services (port 19),
+//! through QEMU's port forwards, alternating dom0 and the domU, [`NET_ROUNDS`] rounds, each
+//! figure the best of its rounds; goal: the domU at least [`NET_GOAL`] of dom0 each way. Wall
+//! time: the host's TCP and QEMU's user network are on the path, which `-icount` does not
+//! count. Then a second web domU pings the first across the bridge: the median round trip.
 //!
 //! **SMP** (issue 12), each its own boot:
 //! - `churn`: dom0test `churn cycles=N` (1000 by default) on `-smp 4`: N create/destroy
@@ -117,14 +131,37 @@ pub fn summarize(times: &[f64]) -> Option<Summary> {
 /// The disk `create-disk` gives each domain (dom0's second virtio disk, Xen's spec syntax).
 pub const CREATE_DISK: &str = "format=raw, vdev=xvda, access=rw, target=/dev/vdb";
 
-/// Runs the creation benchmark with `n` domains, each given [`CREATE_DISK`] if `disk` (the
-/// machine then has two small disk images, `/dev/vda` and `/dev/vdb`).
-pub fn create(ws: &Workspace, n: u32, disk: bool) -> Result<Summary, String> {
-    let name = if disk {
-        "bench-create-disk"
-    } else {
-        "bench-create"
-    };
+/// The vif `create-vif` gives each domain (Xen's vif spec syntax).
+pub const CREATE_VIF: &str = "bridge=xenbr0";
+
+/// What each domain of the creation benchmark is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateWith {
+    /// Nothing but its console (`create`).
+    Nothing,
+    /// [`CREATE_DISK`] (`create-disk`).
+    Disk,
+    /// [`CREATE_VIF`] (`create-vif`).
+    Vif,
+}
+
+impl CreateWith {
+    /// The bench's name.
+    pub fn bench(self) -> &'static str {
+        match self {
+            CreateWith::Nothing => "create",
+            CreateWith::Disk => "create-disk",
+            CreateWith::Vif => "create-vif",
+        }
+    }
+}
+
+/// Runs the creation benchmark with `n` domains, each given what `with` says (with a disk,
+/// the machine has two small disk images, `/dev/vda` and `/dev/vdb`).
+pub fn create(ws: &Workspace, n: u32, with: CreateWith) -> Result<Summary, String> {
+    let disk = with == CreateWith::Disk;
+    let name = format!("bench-{}", with.bench());
+    let name = name.as_str();
     let mut machine = Machine::new(ws, name)
         .memory_mib(512)
         .hv_options(DEFAULT_HV_OPTIONS)
@@ -143,12 +180,16 @@ pub fn create(ws: &Workspace, n: u32, disk: bool) -> Result<Summary, String> {
             machine = machine.disk(img.path());
         }
     }
-    let line = if disk {
-        format!(
+    let line = match with {
+        CreateWith::Disk => format!(
             "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8 \"disk=['{CREATE_DISK}']\""
-        )
-    } else {
-        "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8".to_string()
+        ),
+        CreateWith::Vif => format!(
+            "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8 \"vif=['{CREATE_VIF}']\""
+        ),
+        CreateWith::Nothing => {
+            "time xl create /etc/xen/hello.cfg 'name=\"bench\"' memory=8".to_string()
+        }
     };
     let mut vm = machine.boot()?;
     vm.wait_for(PROMPT, COMMAND)?;
@@ -505,4 +546,134 @@ mod tests {
         );
         assert!(summarize(&[]).is_none());
     }
+}
+
+/// Bytes of each transfer of the `net` bench.
+pub const NET_BYTES: usize = 8 << 20;
+/// Rounds of the `net` bench (the best of each figure is kept: the host's load only ever
+/// slows a round down).
+pub const NET_ROUNDS: u32 = 3;
+/// The `net` bench's throughput goal: the domU at least this fraction of dom0's.
+pub const NET_GOAL: f64 = 0.7;
+/// The first domU's address on QEMU's user network (its DHCP starts there).
+const NET_DOMU_IP: &str = "10.0.2.20";
+/// dom0's address on `xenbr0`.
+const NET_DOM0_IP: &str = "10.0.2.15";
+/// Bound for one transfer.
+const NET_TRANSFER: Duration = Duration::from_secs(300);
+/// Bound for a domU's address.
+const NET_UP: Duration = Duration::from_secs(300);
+
+/// The `net` bench's figures: MB/s (wall time, best of [`NET_ROUNDS`]) of the host's writes
+/// to (`push`) and reads from (`pull`) dom0's and the web domU's discard and chargen
+/// services, and the median round trip of a domU's ping of another domU across the bridge.
+#[derive(Debug, Default)]
+pub struct Net {
+    /// Host to dom0, dom0 to host.
+    pub dom0_push: f64,
+    pub dom0_pull: f64,
+    /// Host to the domU, the domU to host.
+    pub domu_push: f64,
+    pub domu_pull: f64,
+    /// Round trips of domU-to-domU pings, in microseconds (the domU's clock).
+    pub ping_us: Vec<u64>,
+}
+
+impl Net {
+    /// The domU's throughput over dom0's: (push, pull).
+    pub fn ratios(&self) -> (f64, f64) {
+        (
+            self.domu_push / self.dom0_push.max(1e-9),
+            self.domu_pull / self.dom0_pull.max(1e-9),
+        )
+    }
+
+    /// The median ping round trip, if any.
+    pub fn ping_median(&self) -> Option<u64> {
+        let mut v = self.ping_us.clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
+    }
+}
+
+/// `<t>` of a web domU's `web: ping reply from <a> seq <n> in <t> us ...` line.
+pub fn parse_ping_us(line: &str) -> Option<u64> {
+    let rest = &line[line.find(" in ")? + 4..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// `xl create /etc/xen/web.cfg` as `name` with `extra` on its command line; its domain id.
+fn create_web(vm: &mut Qemu, name: &str, extra: &str) -> Result<u32, String> {
+    let out = run(
+        vm,
+        &format!(
+            "xl create /etc/xen/web.cfg 'name=\"{name}\"' \
+             'cmdline=\"console=hypervisor {extra}\"'"
+        ),
+    )?;
+    out.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("Domain {name} created with id "))
+        })
+        .and_then(|id| id.trim().parse().ok())
+        .ok_or_else(|| format!("`xl create` of {name} failed:\n{out}"))
+}
+
+/// The `net` bench: one boot with a virtio-net card on QEMU's user network; a web domU
+/// (10.0.2.20); [`NET_ROUNDS`] rounds of the host pushing [`NET_BYTES`] to dom0's and the
+/// domU's discard services and pulling as many from their chargen services, through QEMU's
+/// port forwards, alternating dom0 and the domU; then a second web domU pinging the first
+/// across the bridge.
+pub fn net(ws: &Workspace) -> Result<Net, String> {
+    use xenia_tests::netbench::{mb_per_s, pull, push};
+    let forwards = [
+        (NET_DOM0_IP, 9),
+        (NET_DOM0_IP, 19),
+        (NET_DOMU_IP, 9),
+        (NET_DOMU_IP, 19),
+    ];
+    let machine = Machine::new(ws, "bench-net")
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(xenia_tests::DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(xenia_tests::TEST_INITRD_ARTIFACT)?, "")
+        .nic(&forwards)?;
+    let mut vm = machine.boot()?;
+    let port = |vm: &Qemu, ip: &str, p: u16| {
+        vm.host_port(ip, p)
+            .ok_or_else(|| format!("no forward to {ip}:{p}"))
+    };
+    let (d0_push, d0_pull) = (port(&vm, NET_DOM0_IP, 9)?, port(&vm, NET_DOM0_IP, 19)?);
+    let (du_push, du_pull) = (port(&vm, NET_DOMU_IP, 9)?, port(&vm, NET_DOMU_IP, 19)?);
+    let result = (|| {
+        vm.wait_for(PROMPT, Duration::from_secs(300))?;
+        let web = create_web(&mut vm, "web", "")?;
+        vm.wait_for_line(&format!("(d{web}) web: address {NET_DOMU_IP}/"), NET_UP)?;
+        let mut n = Net::default();
+        for i in 1..=NET_ROUNDS {
+            let dp = mb_per_s(NET_BYTES, push(d0_push, NET_BYTES, NET_TRANSFER)?);
+            let up = mb_per_s(NET_BYTES, push(du_push, NET_BYTES, NET_TRANSFER)?);
+            let dl = mb_per_s(NET_BYTES, pull(d0_pull, NET_BYTES, NET_TRANSFER)?.0);
+            let ul = mb_per_s(NET_BYTES, pull(du_pull, NET_BYTES, NET_TRANSFER)?.0);
+            println!(
+                "  round {i}: host->dom0 {dp:.1} host->domU {up:.1} dom0->host {dl:.1} domU->host {ul:.1} MB/s"
+            );
+            n.dom0_push = n.dom0_push.max(dp);
+            n.domu_push = n.domu_push.max(up);
+            n.dom0_pull = n.dom0_pull.max(dl);
+            n.domu_pull = n.domu_pull.max(ul);
+        }
+        let pinger = create_web(&mut vm, "web2", &format!("ping={NET_DOMU_IP}"))?;
+        for _ in 0..10 {
+            let line = vm.wait_for_line(
+                &format!("(d{pinger}) web: ping reply from {NET_DOMU_IP} seq "),
+                NET_UP,
+            )?;
+            n.ping_us.extend(parse_ping_us(&line));
+        }
+        Ok(n)
+    })();
+    vm.kill();
+    result
 }

@@ -146,15 +146,14 @@ struct BenchArgs {
     /// The benches to run, as with `--only` (`cargo xtask bench kernel`).
     #[arg(value_name = "NAME")]
     names: Vec<String>,
-    /// Domains to create and destroy in sequence (`create`, `create-disk`).
+    /// Domains to create and destroy in sequence (`create`, `create-disk`, `create-vif`).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     domains: u32,
     /// Create/destroy cycles of 4-vCPU domains in the churn bench.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
-    /// Run only these benches (create, create-disk, block, churn, compute, ipi, density,
-    /// kernel, peer); all by
-    /// default.
+    /// Run only these benches (create, create-disk, create-vif, block, net, churn, compute,
+    /// ipi, density, kernel, peer); all by default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
     /// Run the peer bench: the same Linux program under native Linux, Xen's PV dom0
@@ -173,10 +172,12 @@ struct BenchArgs {
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 9] = [
+const BENCHES: [&str; 11] = [
     "create",
     "create-disk",
+    "create-vif",
     "block",
+    "net",
     "churn",
     "compute",
     "ipi",
@@ -397,9 +398,11 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
             continue;
         }
         let result = match name {
-            "create" => bench_create(ws, args.domains, false),
-            "create-disk" => bench_create(ws, args.domains, true),
+            "create" => bench_create(ws, args.domains, bench::CreateWith::Nothing),
+            "create-disk" => bench_create(ws, args.domains, bench::CreateWith::Disk),
+            "create-vif" => bench_create(ws, args.domains, bench::CreateWith::Vif),
             "block" => bench_block(ws).map(|()| Vec::new()),
+            "net" => bench_net(ws).map(|()| Vec::new()),
             "churn" => bench_churn(ws, args.cycles).map(|()| Vec::new()),
             "compute" => bench_compute(ws).map(|()| Vec::new()),
             "ipi" => bench_ipi(ws).map(|()| Vec::new()),
@@ -467,18 +470,27 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
-fn bench_create(ws: &Workspace, n: u32, disk: bool) -> Result<Vec<vbench::Measured>, String> {
+fn bench_create(
+    ws: &Workspace,
+    n: u32,
+    with: bench::CreateWith,
+) -> Result<Vec<vbench::Measured>, String> {
     let n = n.max(1);
-    let bench = if disk { "create-disk" } else { "create" };
-    if disk {
-        println!(
+    let bench = with.bench();
+    match with {
+        bench::CreateWith::Disk => println!(
             "bench {bench}: {n} domains with disk=['{}'] created and destroyed in sequence, virtual time",
             bench::CREATE_DISK
-        );
-    } else {
-        println!("bench {bench}: {n} domains created and destroyed in sequence, virtual time");
+        ),
+        bench::CreateWith::Vif => println!(
+            "bench {bench}: {n} domains with vif=['{}'] created and destroyed in sequence, virtual time",
+            bench::CREATE_VIF
+        ),
+        bench::CreateWith::Nothing => {
+            println!("bench {bench}: {n} domains created and destroyed in sequence, virtual time")
+        }
     }
-    let s = bench::create(ws, n, disk)?;
+    let s = bench::create(ws, n, with)?;
     let ratio = s.last / s.first;
     println!(
         "bench {bench}: 1st {:.3} ms, {n}th {:.3} ms, median {:.3} ms, slowest {:.3} ms",
@@ -489,8 +501,8 @@ fn bench_create(ws: &Workspace, n: u32, disk: bool) -> Result<Vec<vbench::Measur
         bench::GOAL,
         met(ratio <= bench::GOAL)
     );
-    if disk {
-        // Issue 13's table has no row for it; the figures are the lines above.
+    if with != bench::CreateWith::Nothing {
+        // Issue 13's table has no row for these; the figures are the lines above.
         return Ok(Vec::new());
     }
     Ok(xenia_rows(&[
@@ -521,6 +533,49 @@ fn bench_block(ws: &Workspace) -> Result<(), String> {
     let how = format!("wall time (best of {} rounds)", bench::BLOCK_ROUNDS);
     for l in xenia_tests::blockbench::report(&r, &how) {
         println!("bench block: {l}");
+    }
+    Ok(())
+}
+
+/// Issue 16's network bench: TCP from and to the host through QEMU's user network and the
+/// machine's virtio-net card, dom0's own address against a domU behind netback and the
+/// bridge, in wall time (the host's TCP is on the path), best of [`bench::NET_ROUNDS`];
+/// then a domU's ping of another domU across the bridge.
+fn bench_net(ws: &Workspace) -> Result<(), String> {
+    println!(
+        "bench net: {} MiB pushed to and pulled from dom0 (10.0.2.15) and a web domU (10.0.2.20) through QEMU's port forwards, {} rounds",
+        bench::NET_BYTES >> 20,
+        bench::NET_ROUNDS
+    );
+    let n = bench::net(ws)?;
+    let (push, pull) = n.ratios();
+    let verdict = |x: f64| {
+        if x >= bench::NET_GOAL {
+            "met"
+        } else {
+            "NOT met"
+        }
+    };
+    println!(
+        "bench net: wall time, best of {} rounds: host->dom0 {:.1} MB/s, host->domU {:.1} MB/s; dom0->host {:.1} MB/s, domU->host {:.1} MB/s",
+        bench::NET_ROUNDS,
+        n.dom0_push,
+        n.domu_push,
+        n.dom0_pull,
+        n.domu_pull
+    );
+    println!(
+        "bench net: domU/dom0 host->guest {push:.2} ({}), guest->host {pull:.2} ({}) (goal: at least {})",
+        verdict(push),
+        verdict(pull),
+        bench::NET_GOAL
+    );
+    match n.ping_median() {
+        Some(us) => println!(
+            "bench net: domU->domU ping across xenbr0: median {us} us over {} replies",
+            n.ping_us.len()
+        ),
+        None => println!("bench net: domU->domU ping: no replies"),
     }
     Ok(())
 }

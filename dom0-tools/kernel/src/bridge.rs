@@ -57,7 +57,6 @@ pub fn pop(id: PortId, buf: &mut [u8]) -> Option<usize> {
 }
 
 /// Whether a frame waits for `id`.
-#[allow(dead_code)] // netback's (whether to look at a frontend's rx ring)
 pub fn pending(id: PortId) -> bool {
     BRIDGE.lock().pending(id.0)
 }

@@ -121,6 +121,25 @@ fn is_link_local(mac: &Mac) -> bool {
     mac[..5] == [0x01, 0x80, 0xc2, 0x00, 0x00] && mac[5] & 0xf0 == 0
 }
 
+/// Queues a copy of `frame` for `port` within the bounds, or drops it and counts it; `frames`
+/// and `bytes` are the bridge's totals. Every allocation here is fallible.
+fn enqueue(port: &mut Port, frames: &mut usize, bytes: &mut usize, frame: &[u8]) {
+    let cost = charge(frame.len());
+    if port.queue.len() >= QUEUE_FRAMES || *bytes + cost > QUEUED_BYTES {
+        port.stats.tx_dropped += 1;
+        return;
+    }
+    let mut copy = Vec::new();
+    if copy.try_reserve_exact(frame.len()).is_err() || port.queue.try_reserve(1).is_err() {
+        port.stats.tx_dropped += 1;
+        return;
+    }
+    copy.extend_from_slice(frame);
+    port.queue.push_back(copy);
+    *frames += 1;
+    *bytes += cost;
+}
+
 impl Bridge {
     /// An empty bridge.
     pub const fn new() -> Bridge {
@@ -201,9 +220,8 @@ impl Bridge {
             }
             return;
         }
-        let targets: Vec<u32> = self.ports.keys().copied().filter(|&p| p != from).collect();
-        for to in targets {
-            self.enqueue(to, frame);
+        for (_, port) in self.ports.iter_mut().filter(|(id, _)| **id != from) {
+            enqueue(port, &mut self.queued_frames, &mut self.queued_bytes, frame);
         }
     }
 
@@ -212,6 +230,7 @@ impl Bridge {
             l.port = port;
             l.seen_ns = now_ns;
         } else if self.fdb.len() < MAX_MACS {
+            // alloc: a B-tree node at most now and then; the table is bounded by MAX_MACS.
             self.fdb.insert(
                 src,
                 Learned {
@@ -244,23 +263,9 @@ impl Bridge {
     }
 
     fn enqueue(&mut self, to: u32, frame: &[u8]) {
-        let Some(port) = self.ports.get_mut(&to) else {
-            return;
-        };
-        let cost = charge(frame.len());
-        if port.queue.len() >= QUEUE_FRAMES || self.queued_bytes + cost > QUEUED_BYTES {
-            port.stats.tx_dropped += 1;
-            return;
+        if let Some(port) = self.ports.get_mut(&to) {
+            enqueue(port, &mut self.queued_frames, &mut self.queued_bytes, frame);
         }
-        let mut copy = Vec::new();
-        if copy.try_reserve_exact(frame.len()).is_err() || port.queue.try_reserve(1).is_err() {
-            port.stats.tx_dropped += 1;
-            return;
-        }
-        copy.extend_from_slice(frame);
-        port.queue.push_back(copy);
-        self.queued_frames += 1;
-        self.queued_bytes += cost;
     }
 
     /// Takes the next frame queued for `id` into `buf`; its length. A frame longer than `buf`
@@ -650,5 +655,88 @@ mod tests {
         assert_eq!(fields[2], "2900");
         assert_eq!(fields[12], "3");
         assert_eq!(fields.len(), 17);
+    }
+
+    use proptest::prelude::*;
+
+    /// What a random run does: input a frame (from port index, to MAC index, length), pop
+    /// for a port, detach and re-attach a port, or let time pass.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Input(usize, usize, usize),
+        Pop(usize),
+        Replace(usize),
+        Wait(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..4usize, 0..6usize, 0..1600usize).prop_map(|(p, m, l)| Op::Input(p, m, l)),
+            3 => (0..4usize).prop_map(Op::Pop),
+            1 => (0..4usize).prop_map(Op::Replace),
+            1 => (0..400u64).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the ports send: a frame never comes back to the port it came from, a
+        /// frame to a unicast MAC last heard on another port (within the ageing time) reaches
+        /// only that port, and the queue accounting always matches the queues.
+        #[test]
+        fn forwarding_invariants(ops in proptest::collection::vec(op(), 1..200)) {
+            // MAC i is station i on port i % 4; index 5 is broadcast.
+            let station = |i: usize| -> Mac {
+                if i == 5 { BCAST } else { [0x00, 0x16, 0x3e, 0, 1, i as u8] }
+            };
+            let mut b = Bridge::new();
+            let mut ports: Vec<u32> = (0..4).map(|i| b.attach(&alloc::format!("p{i}")).unwrap()).collect();
+            let mut now = 0u64;
+            let mut buf = [0u8; MAX_FRAME];
+            for op in ops {
+                match op {
+                    Op::Input(p, m, len) => {
+                        let src = station(p);
+                        let dst = station(m);
+                        let expect = (m != 5).then(|| b.port_of(&dst, now)).flatten();
+                        let before: Vec<usize> = b.ports().iter().map(|i| i.queued).collect();
+                        let mut f = if len < MIN_FRAME { alloc::vec![0xffu8; len] } else { frame(dst, src, len) };
+                        if f.len() > 15 {
+                            f[14] = p as u8;
+                        }
+                        b.input(ports[p], &f, now);
+                        let after: Vec<usize> = b.ports().iter().map(|i| i.queued).collect();
+                        let id_of: Vec<u32> = b.ports().iter().map(|i| i.id).collect();
+                        for (k, id) in id_of.iter().enumerate() {
+                            let grew = after[k] > before[k];
+                            if *id == ports[p] {
+                                prop_assert!(!grew, "a frame went back to its source");
+                            }
+                            if let Some(to) = expect && *id != to {
+                                prop_assert!(!grew, "a unicast frame reached a port it was not for");
+                            }
+                        }
+                    }
+                    Op::Pop(p) => {
+                        if let Some(n) = b.pop(ports[p], &mut buf) && n > 15 {
+                            prop_assert_ne!(buf[14] as usize, p, "popped on its own source port");
+                        }
+                    }
+                    Op::Replace(p) => {
+                        b.detach(ports[p]);
+                        prop_assert_eq!(b.port_of(&station(p), now), None);
+                        ports[p] = b.attach(&alloc::format!("p{p}")).unwrap();
+                    }
+                    Op::Wait(s) => now += s * SEC,
+                }
+                let queued: usize = b.ports().iter().map(|i| i.queued).sum();
+                prop_assert_eq!(b.queued().0, queued);
+                prop_assert_eq!(b.busy(), queued > 0);
+                prop_assert!(b.queued().1 <= QUEUED_BYTES);
+            }
+            for &p in &ports {
+                while b.pop(p, &mut buf).is_some() {}
+            }
+            prop_assert_eq!(b.queued(), (0, 0));
+        }
     }
 }

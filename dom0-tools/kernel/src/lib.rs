@@ -14,6 +14,7 @@
 //! * [`pci`] enumerates PCI functions (identity, BARs and their sizes, interrupt, capabilities)
 //!   over any way to configuration space, and prints them as Linux does;
 //! * [`netconf`] is dom0's own IPv4 address on `xenbr0` and the command line that sets it;
+//! * [`netservices`] is dom0's IP endpoint there (`smoltcp`): ping, discard and chargen;
 //! * [`files`] is a process's descriptors on files, devices, pipes and `/proc`;
 //! * [`tmpfs`] is dom0's writable root: a file system in memory, seeded from the initrd,
 //!   with the operations behind Linux's file system calls;
@@ -50,6 +51,7 @@ pub mod bridging;
 pub mod cpio;
 pub mod files;
 pub mod netconf;
+pub mod netservices;
 pub mod partition;
 pub mod pci;
 pub mod procfs;

@@ -14,7 +14,9 @@
 //! binds the VIRQs it waits for (`wait`) and starts the shell.
 //!
 //! **Command line.** `trace=syscalls` logs every system call of every program (number,
-//! first three arguments, result), for porting programs to dom0.
+//! first three arguments, result), for porting programs to dom0. `virtio_net=poll` polls the
+//! network card instead of taking its interrupt; `ip=A.B.C.D/N,gw=E.F.G.H` sets dom0's
+//! address on the bridge `xenbr0` (default `10.0.2.15/24` via `10.0.2.2`).
 //!
 //! **The shell** (`init`): prompt `dom0# `, line editing (backspace, Ctrl-U, Ctrl-C), words
 //! split as a POSIX shell would for quotes; `help` lists the programs in `/bin`;
@@ -27,7 +29,9 @@
 //! (loading and running a program), `uspace` (its page tables), `sys` (system calls and
 //! devices), `vdso` (the clocks in ring 3), `backend` (domU consoles and shutdown actions), `store` (xenstore on the
 //! domains' rings and `/dev/xen/xenbus`), `term` (the terminal), `fs`
-//! (the initrd), `direct` (hypercalls on other domains). What these decide with plain, safe Rust (the initrd format, files, program layout,
+//! (the initrd), `direct` (hypercalls on other domains), `virtio_net` (the network card,
+//! port `eth0`), `bridge` (the learning bridge `xenbr0`), `netstack` (dom0's own address on
+//! it, with `smoltcp`). What these decide with plain, safe Rust (the initrd format, files, program layout,
 //! address-space areas, the shell's line editor) is this crate's library, `xenia_dom0`
 //! (`src/lib.rs`), tested on the build host; the domain builder and the Xen handle are the
 //! toolstack library, `dom0_tools`.
@@ -394,6 +398,23 @@ mod kernel {
                 };
                 tprintln!("dom0: {first}");
                 xenia_guest_rt::check::shutdown(reason)
+            }
+            _ => {}
+        }
+        // The network's listings, as the console shell's `/etc/profile` defines them.
+        match (first.as_str(), words.get(1).map(String::as_str)) {
+            ("brctl", None | Some("show")) => {
+                term::print(&crate::bridge::brctl_show());
+                return;
+            }
+            ("ip", Some("a" | "addr" | "address")) => {
+                if let Some((_, addr)) = crate::netstack::proc_net()
+                    .into_iter()
+                    .find(|(n, _)| *n == "addr")
+                {
+                    term::print(&addr);
+                }
+                return;
             }
             _ => {}
         }

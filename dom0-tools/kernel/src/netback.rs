@@ -252,9 +252,6 @@ impl Backend {
             .collect();
         for k in dead {
             self.forget(k, "domain gone");
-            let _ = self
-                .xs
-                .request(XS_RM, &[vif::error_root(k.0).as_bytes(), b"\0"]);
         }
     }
 
@@ -286,11 +283,20 @@ impl Backend {
         }
     }
 
-    /// Ends interface `k` (if known) and drops what dom0 keeps of it.
+    /// Ends interface `k` (if known) and drops what dom0 keeps of it, its error node (a
+    /// `xenbus_dev_fatal`'s) included, and the domain's error directory once it is gone.
     fn forget(&mut self, k: (DomId, u32), why: &str) {
         if let Some(mut v) = self.vifs.remove(&k) {
             disconnect(&mut v, why);
             self.xs.unwatch(&format!("{}/state", v.fe), TOKEN_FE);
+            let _ = self
+                .xs
+                .request(XS_RM, &[vif::error_dir(k.0, k.1).as_bytes(), b"\0"]);
+            if xen().domain_info(k.0) == Err(Errno::ESRCH) {
+                let _ = self
+                    .xs
+                    .request(XS_RM, &[vif::error_root(k.0).as_bytes(), b"\0"]);
+            }
         }
     }
 

@@ -1,47 +1,25 @@
-//! dom0's own address: a `smoltcp` interface that is the bridge's port `xenbr0` (Linux's
-//! bridge device: it carries the NIC's MAC), with the address of [`xenia_dom0::netconf`]
-//! (`10.0.2.15/24` via `10.0.2.2`, or dom0's `ip=A.B.C.D/N,gw=E.F.G.H`). It answers ping
-//! (smoltcp's echo replies) and serves two of the standard TCP services, for the throughput
-//! bench: **discard** (port 9, RFC 863: reads and drops everything) and **chargen** (port
-//! 19, RFC 864: sends lines of characters until the peer closes). Each has [`SOCKETS`]
-//! sockets, so that a new connection is taken while an old one closes; a socket whose
-//! connection ended listens again.
+//! dom0's own address: [`xenia_dom0::netservices`] (a `smoltcp` interface with ping, discard
+//! on TCP 9 and chargen on TCP 19) on the bridge's port `xenbr0` (Linux's bridge device: it
+//! carries the NIC's MAC), with the address of [`xenia_dom0::netconf`] (`10.0.2.15/24` via
+//! `10.0.2.2`, or dom0's `ip=A.B.C.D/N,gw=E.F.G.H`).
 //!
 //! Frames move by the bridge's pull model: [`service`] pops what the bridge queued for
 //! `xenbr0` (smoltcp's receive) and hands what smoltcp sends to [`crate::bridge::input`].
 
-use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
-use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address};
 use spin::Mutex;
 use xenia_dom0::bridging::MAX_FRAME;
 use xenia_dom0::netconf::{self, IpConfig};
+use xenia_dom0::netservices::{CHARGEN_PORT, Counters, DISCARD_PORT, Services};
 
 use crate::bridge::{self, PortId};
 
-/// The discard service's port (RFC 863).
-pub const DISCARD_PORT: u16 = 9;
-/// The character generator's port (RFC 864).
-pub const CHARGEN_PORT: u16 = 19;
-/// Sockets per service.
-const SOCKETS: usize = 2;
-/// Each socket's receive and send buffer.
-const BUFFER: usize = 64 << 10;
 /// The MAC dom0's stack takes when there is no NIC to take it from (locally administered).
 const NO_NIC_MAC: [u8; 6] = [0x02, 0x16, 0x3e, 0x00, 0x00, 0x00];
-
-/// Bytes the discard service dropped, over all connections.
-pub static DISCARDED: AtomicU64 = AtomicU64::new(0);
-/// Bytes the chargen service sent.
-pub static GENERATED: AtomicU64 = AtomicU64::new(0);
-/// Connections each service accepted: discard, chargen.
-pub static ACCEPTED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
 /// The bridge port as smoltcp's device.
 struct Port(PortId);
@@ -95,21 +73,9 @@ impl Device for Port {
     }
 }
 
-/// What a socket serves.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Service {
-    Discard,
-    Chargen,
-}
-
 struct Stack {
-    iface: Interface,
+    services: Services,
     dev: Port,
-    sockets: SocketSet<'static>,
-    served: Vec<(SocketHandle, Service)>,
-    /// Per chargen socket, the next byte's position in the pattern.
-    chargen_pos: Vec<u64>,
-    config: IpConfig,
 }
 
 static STACK: Mutex<Option<Stack>> = Mutex::new(None);
@@ -117,80 +83,6 @@ static STACK: Mutex<Option<Stack>> = Mutex::new(None);
 fn now() -> Instant {
     Instant::from_micros((xenia_guest_rt::time::now_ns() / 1000) as i64)
 }
-
-/// Byte `pos` of RFC 864's pattern: lines of 72 printable characters, each starting one
-/// character further along the 95 printable ones, ended by CR LF.
-fn chargen_byte(pos: u64) -> u8 {
-    let (line, col) = (pos / 74, pos % 74);
-    match col {
-        72 => b'\r',
-        73 => b'\n',
-        _ => b' ' + ((line + col) % 95) as u8,
-    }
-}
-
-impl Stack {
-    /// Accepts, reads and writes on the services' sockets.
-    fn serve(&mut self) {
-        for (i, &(handle, service)) in self.served.iter().enumerate() {
-            let s = self.sockets.get_mut::<tcp::Socket>(handle);
-            if !s.is_open() {
-                // The connection ended (or the socket is new): listen again; chargen's next
-                // connection starts the pattern from its beginning.
-                s.abort();
-                self.chargen_pos[i] = 0;
-                let port = match service {
-                    Service::Discard => DISCARD_PORT,
-                    Service::Chargen => CHARGEN_PORT,
-                };
-                let _ = s.listen(port);
-                continue;
-            }
-            // Whatever arrives is dropped (chargen ignores it too, as RFC 864 says).
-            while s.can_recv() {
-                match s.recv(|b| (b.len(), b.len())) {
-                    Ok(n) if n > 0 => {
-                        if service == Service::Discard {
-                            DISCARDED.fetch_add(n as u64, Ordering::Relaxed);
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            if service == Service::Chargen && s.can_send() {
-                let pos = &mut self.chargen_pos[i];
-                if let Ok(n) = s.send(|b| {
-                    for (k, byte) in b.iter_mut().enumerate() {
-                        *byte = chargen_byte(*pos + k as u64);
-                    }
-                    (b.len(), b.len())
-                }) {
-                    *pos += n as u64;
-                    GENERATED.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            }
-            // The peer closed its side: close ours (chargen stops sending).
-            if s.state() == tcp::State::CloseWait {
-                s.close();
-            }
-        }
-    }
-
-    /// Counts connections that became established since the last look.
-    fn count_accepts(&mut self, was: &mut [bool]) {
-        for (i, &(handle, service)) in self.served.iter().enumerate() {
-            let s = self.sockets.get::<tcp::Socket>(handle);
-            let up = s.is_active();
-            if up && !was[i] {
-                ACCEPTED[service as usize].fetch_add(1, Ordering::Relaxed);
-            }
-            was[i] = up;
-        }
-    }
-}
-
-/// Whether each served socket had a connection at the last look.
-static ACTIVE: Mutex<[bool; 2 * SOCKETS]> = Mutex::new([false; 2 * SOCKETS]);
 
 /// Starts dom0's stack on the bridge's port `xenbr0` with `config`. Boot only, after the NIC
 /// (whose MAC it takes).
@@ -203,37 +95,9 @@ pub fn init(config: IpConfig) {
         bridge::set_mac(mac);
     }
     let mut dev = Port(port);
-    let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
     let mut seed = [0u8; 8];
     crate::random::fill(&mut seed);
-    cfg.random_seed = u64::from_le_bytes(seed);
-    let mut iface = Interface::new(cfg, &mut dev, now());
-    let [a, b, c, d] = config.addr;
-    iface.update_ip_addrs(|addrs| {
-        let _ = addrs.push(IpCidr::new(
-            Ipv4Address::new(a, b, c, d).into(),
-            config.prefix,
-        ));
-    });
-    if let Some([a, b, c, d]) = config.gateway {
-        let _ = iface
-            .routes_mut()
-            .add_default_ipv4_route(Ipv4Address::new(a, b, c, d));
-    }
-    let mut sockets = SocketSet::new(Vec::new());
-    let mut served = Vec::new();
-    for service in [Service::Discard, Service::Chargen] {
-        for _ in 0..SOCKETS {
-            let mut s = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; BUFFER]),
-                tcp::SocketBuffer::new(vec![0; BUFFER]),
-            );
-            // Acknowledge at once: the bench measures the link, not smoltcp's delayed ACK
-            // against dom0's wake-ups.
-            s.set_ack_delay(None);
-            served.push((sockets.add(s), service));
-        }
-    }
+    let services = Services::new(config, mac, u64::from_le_bytes(seed), &mut dev, now());
     crate::tprintln!(
         "{}: {}/{} via {} ({}); discard on TCP port {DISCARD_PORT}, chargen on {CHARGEN_PORT}",
         bridge::NAME,
@@ -245,20 +109,14 @@ pub fn init(config: IpConfig) {
         ),
         crate::virtio_net::mac_text(&mac),
     );
-    let mut stack = Stack {
-        iface,
-        dev,
-        sockets,
-        served,
-        chargen_pos: vec![0; 2 * SOCKETS],
-        config,
-    };
-    stack.serve();
-    *STACK.lock() = Some(stack);
+    *STACK.lock() = Some(Stack { services, dev });
 }
 
-/// Runs the stack: what the bridge queued for `xenbr0`, the services, what they send. A
-/// nested call (from a service run inside this one) returns at once.
+/// Runs the stack: what the bridge queued for `xenbr0`, the services, what they send. It does
+/// nothing (one look at the bridge) unless a frame waits for `xenbr0` or one of smoltcp's
+/// timers is due: dom0 services its devices at every wait, and most of those waits have
+/// nothing for the network. A nested call (from a service run inside this one) returns at
+/// once.
 pub fn service() {
     let Some(mut guard) = STACK.try_lock() else {
         return;
@@ -266,39 +124,40 @@ pub fn service() {
     let Some(st) = guard.as_mut() else {
         return;
     };
-    let t = now();
-    let Stack {
-        iface,
-        dev,
-        sockets,
-        ..
-    } = st;
-    iface.poll(t, dev, sockets);
-    if let Some(mut active) = ACTIVE.try_lock() {
-        st.count_accepts(&mut active[..]);
+    let now_ns = xenia_guest_rt::time::now_ns();
+    if !bridge::pending(st.dev.0) && now_ns < NEXT_POLL_NS.load(Ordering::Relaxed) {
+        return;
     }
-    st.serve();
-    let Stack {
-        iface,
-        dev,
-        sockets,
-        ..
-    } = st;
-    iface.poll(t, dev, sockets);
+    let next = st
+        .services
+        .poll(now(), &mut st.dev)
+        .map_or(u64::MAX, |at| at.total_micros().max(0) as u64 * 1000);
+    NEXT_POLL_NS.store(next, Ordering::Relaxed);
 }
+
+/// System time (ns) at which smoltcp next wants to run without a frame arriving (a
+/// retransmission, a segment the window held back); `u64::MAX`: never.
+static NEXT_POLL_NS: AtomicU64 = AtomicU64::new(0);
 
 /// System time (ns) by which the stack wants to run again (a retransmission, a delayed
 /// segment), if any.
 pub fn poll_at_ns() -> Option<u64> {
-    let mut guard = STACK.try_lock()?;
-    let st = guard.as_mut()?;
-    let at = st.iface.poll_at(now(), &st.sockets)?;
-    Some(at.total_micros().max(0) as u64 * 1000)
+    let at = NEXT_POLL_NS.load(Ordering::Relaxed);
+    (at != u64::MAX).then_some(at)
 }
 
-/// dom0's address, for `/proc/net/xenia` and `ip`-like listings.
+/// dom0's address, for `/proc/net/addr`.
 pub fn config() -> Option<IpConfig> {
-    STACK.lock().as_ref().map(|s| s.config)
+    STACK.lock().as_ref().map(|s| s.services.config())
+}
+
+/// What the services did so far.
+fn counters() -> Counters {
+    STACK
+        .lock()
+        .as_ref()
+        .map(|s| s.services.counters())
+        .unwrap_or_default()
 }
 
 /// The files of `/proc/net`: `dev` (Linux's layout: every port of the bridge as an interface,
@@ -359,12 +218,10 @@ pub fn proc_net() -> Vec<(&'static str, alloc::string::String)> {
             bridge::NAME
         ));
     }
+    let c = counters();
     let services = format!(
         "service port connections bytes\ndiscard {DISCARD_PORT} {} {}\nchargen {CHARGEN_PORT} {} {}\n",
-        ACCEPTED[0].load(Ordering::Relaxed),
-        DISCARDED.load(Ordering::Relaxed),
-        ACCEPTED[1].load(Ordering::Relaxed),
-        GENERATED.load(Ordering::Relaxed),
+        c.discard_connections, c.discarded, c.chargen_connections, c.generated,
     );
     alloc::vec![
         ("dev", xenia_dom0::bridging::proc_net_dev(&rows)),

@@ -590,8 +590,7 @@ mod tests {
         ) {
             let slots: Vec<NetifTxRequest> = raw.iter().map(NetifTxRequest::from_bytes).collect();
             let published = published.min(slots.len() as u32);
-            match check_tx(|i| slots[i as usize], published) {
-                Ok(f) => {
+            if let Ok(f) = check_tx(|i| slots[i as usize], published) {
                     prop_assert!(f.slots >= 1 && f.slots as u32 <= published);
                     prop_assert!(f.slots <= MAX_FRAME_SLOTS);
                     if let Ok(p) = f.verdict {
@@ -604,8 +603,6 @@ mod tests {
                         }
                         prop_assert_eq!(sum, p.len);
                     }
-                }
-                Err(_) => {}
             }
         }
     }

@@ -139,6 +139,9 @@ impl VirtioDisk {
             let pirq = irq.pirq;
             irq.taken.fetch_add(1, Ordering::Relaxed);
             let _ = self.blk.ack_interrupt();
+            // A network card on the same line is lowered too, or the EOI brings the interrupt
+            // straight back while its frames wait for dom0's next service.
+            crate::virtio_net::ack_shared(pirq);
             let _ = guest_abi::calls::physdev_eoi(pirq);
         }
     }

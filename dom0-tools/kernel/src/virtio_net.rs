@@ -61,6 +61,24 @@ pub static POLL: AtomicBool = AtomicBool::new(false);
 /// Whether a card polls now (asked for, or its interrupt could not be set up).
 static POLLING: AtomicBool = AtomicBool::new(false);
 
+/// The card's PIRQ (0: none), for a disk that shares its GSI.
+static PIRQ: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Lowers the card's interrupt line if it is on `pirq` (a disk's, shared): called by the
+/// disk's wait before its EOI, so that frames arriving during a disk request do not bring the
+/// shared interrupt straight back after each EOI. The frames stay in the ring for
+/// [`service`], which looks at the rings whatever the interrupt says.
+pub fn ack_shared(pirq: u32) {
+    if pirq == 0 || PIRQ.load(Ordering::Relaxed) != pirq {
+        return;
+    }
+    if let Some(mut guard) = NIC.try_lock()
+        && let Some(nic) = guard.as_mut()
+    {
+        let _ = nic.net.ack_interrupt();
+    }
+}
+
 /// Whether dom0 must wake often to look at a polled card.
 pub fn polling() -> bool {
     POLLING.load(Ordering::Relaxed)
@@ -278,7 +296,8 @@ fn probe(f: &Function) -> Result<(), String> {
             }
         }
     };
-    if irq.is_some() {
+    if let Some(irq) = &irq {
+        PIRQ.store(irq.pirq, Ordering::Relaxed);
         net.enable_interrupts();
     } else {
         net.disable_interrupts();

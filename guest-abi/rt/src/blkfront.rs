@@ -10,8 +10,9 @@
 //! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`],
 //! [`Blkfront::flush`] and [`Blkfront::discard`] then put one request at a time in the ring and wait for its
 //! response (at most [`IO_WAIT_NS`]); data moves through the granted pages, 44 KiB a request
-//! (a write from a sector-aligned buffer in the bootstrap mappings lends its own pages
-//! read-only instead, refs from `LEND_REF`).
+//! (a buffer that is sector-aligned and in the bootstrap mappings lends its own pages
+//! instead, refs from `LEND_REF`: read-only for a write, writable for a read, ended as
+//! soon as the response arrives).
 //! [`Blkfront::disconnect`] writes Closing, waits (bounded) for the backend's Closed, ends
 //! the grants and closes the channel.
 //!
@@ -356,7 +357,10 @@ impl Blkfront {
             self.end_grant(RING_REF + i as u32);
         }
         for i in 0..BLKIF_MAX_SEGMENTS_PER_REQUEST {
-            self.end_grant_flags(LEND_REF + i as u32, GTF_PERMIT_ACCESS | GTF_READONLY);
+            // Lent read-only (a write) or writable (a read); a grant already ended is 0.
+            if !self.end_grant_flags(LEND_REF + i as u32, GTF_PERMIT_ACCESS | GTF_READONLY) {
+                self.end_grant_flags(LEND_REF + i as u32, GTF_PERMIT_ACCESS);
+            }
         }
         if self.port != 0 {
             let _ = calls::evtchn_close(self.port);
@@ -499,11 +503,25 @@ impl Blkfront {
         }
     }
 
-    /// Reads `buf.len()` bytes (whole 512-byte sectors) from sector `sector` on.
+    /// Reads `buf.len()` bytes (whole 512-byte sectors) from sector `sector` on. Where the
+    /// buffer allows it (see [`Blkfront::write`]), its pages are lent to the backend, which
+    /// copies straight into them; otherwise through the data pages and one copy.
     pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), Error> {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
+            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS) {
+                let r = self.send(BLKIF_OP_READ, s, &segs[..nr]);
+                for i in 0..nr {
+                    // A grant still busy (after a timeout) stays: on the caller's page,
+                    // for the backend only; the caller gets the error.
+                    self.end_grant_flags(LEND_REF + i as u32, GTF_PERMIT_ACCESS);
+                }
+                // The backend's grant copies happened before its response.
+                fence(Ordering::Acquire);
+                r?;
+                continue;
+            }
             self.request(BLKIF_OP_READ, s, chunk.len())?;
             // The response said the backend is done with the pages (its grant copies
             // happened before it); one block copy (`rep movs`), not a loop of accesses.
@@ -532,7 +550,7 @@ impl Blkfront {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
-            if let Some((segs, nr)) = self.lend(chunk) {
+            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS | GTF_READONLY) {
                 let r = self.send(BLKIF_OP_WRITE, s, &segs[..nr]);
                 for i in 0..nr {
                     // A grant still busy (after a timeout) stays: read-only, on the
@@ -592,13 +610,15 @@ impl Blkfront {
         Ok(())
     }
 
-    /// Grants the backend read-only access to the pages of `chunk` (a write's data) when it
-    /// lies in the bootstrap mappings (where the p2m gives its frames), starts on a sector
-    /// boundary and takes at most [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] segments: the segments,
-    /// and saves the copy into the data pages. `None`: nothing granted, copy instead.
+    /// Grants the backend access (`flags`: read-only for a write's data, writable for a
+    /// read's) to the pages of `chunk` when it lies in the bootstrap mappings (where the p2m
+    /// gives its frames), starts on a sector boundary and takes at most
+    /// [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] segments: the segments, and saves the copy through
+    /// the data pages. `None`: nothing granted, copy instead.
     fn lend(
         &self,
         chunk: &[u8],
+        flags: u16,
     ) -> Option<([BlkifRequestSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST], usize)> {
         let va = chunk.as_ptr() as u64;
         let end = va.checked_add(chunk.len() as u64)?;
@@ -632,7 +652,7 @@ impl Blkfront {
             i += 1;
         }
         for (k, &mfn) in mfns[..i].iter().enumerate() {
-            self.grant_flags(LEND_REF + k as u32, mfn, GTF_PERMIT_ACCESS | GTF_READONLY);
+            self.grant_flags(LEND_REF + k as u32, mfn, flags);
         }
         Some((segs, i))
     }

@@ -25,7 +25,8 @@ use super::{Io, System, VerbResult, find, reported};
 
 /// How many times an attach is made again when its transaction conflicts.
 pub const TX_ATTEMPTS: u32 = 16;
-/// How often `block-detach` looks at the backend's state while it waits.
+/// How often `block-detach` and `network-detach` look at the backend's state while they
+/// wait.
 const POLL_MS: u64 = 50;
 /// The longest target path xl accepts (the index node must fit xenstore's path limit).
 const TARGET_MAX: usize = 1024;
@@ -361,6 +362,68 @@ pub fn block_attach(
     attach(sys, dom.dom, &d).map_err(|why| failed(io, &why))
 }
 
+/// libxl's device removal up to the point where the directories may go: the backend at
+/// `be` is told to go offline and close (`online` 0, `state` 5 unless it is 6 already, in
+/// one transaction; with `force` the frontend's directory `fe` is removed first), then,
+/// without `force`, xl waits for `state` 6 (or the backend gone) up to libxl's 10 s by
+/// dom0's clock, and by a count of looks should the clock not move. The error is libxl's
+/// words (`rc -9` on time-out, naming `verb -f`).
+pub(super) fn close_backend(
+    sys: &mut impl System,
+    fe: &str,
+    be: &str,
+    force: bool,
+    verb: &str,
+) -> Result<(), String> {
+    let state_path = format!("{be}/state");
+    let closing = format!("{}", disk::STATE_CLOSING);
+    let closed = format!("{}", disk::STATE_CLOSED);
+    let r = in_transaction(sys, |sys| {
+        if force {
+            match sys.xs_rm(fe) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(Refusal::Store(e)),
+            }
+        }
+        let Ok(state) = sys.xs_read(&state_path) else {
+            // The backend is gone already: only the frontend is left to clean.
+            return Ok(());
+        };
+        sys.xs_write(&format!("{be}/online"), "0")?;
+        if state != closed.as_bytes() {
+            sys.xs_write(&state_path, &closing)?;
+        }
+        Ok(())
+    });
+    if let Err(r) = r {
+        return Err(match r {
+            Refusal::Said(s) => s,
+            Refusal::Store(e) => format!("unable to write to xenstore path {state_path} ({e})"),
+        });
+    }
+    if force {
+        return Ok(());
+    }
+    let start = sys.now_ns();
+    for look in 0.. {
+        match sys.xs_read(&state_path) {
+            Ok(s) if s == closed.as_bytes() => break,
+            Err(Errno::ENOENT) => break,
+            _ => {}
+        }
+        let waited_ms = sys.now_ns().saturating_sub(start) / 1_000_000;
+        if waited_ms >= disk::DESTROY_TIMEOUT_MS || look >= 4 * disk::DESTROY_TIMEOUT_MS / POLL_MS {
+            return Err(format!(
+                "unable to remove device with path {be} - rc -9 (the backend did not close \
+                 within {} s; `xl {verb} -f` removes it anyway)",
+                disk::DESTROY_TIMEOUT_MS / 1000
+            ));
+        }
+        sys.sleep_ms(POLL_MS);
+    }
+    Ok(())
+}
+
 /// `xl block-detach [-f] <Domain> <VirtualDevice>` (libxl's `safe_remove`, or `destroy`
 /// with `-f`). Without `-f`: the backend is told to go offline and close (`online` 0,
 /// `state` 5, in one transaction), and xl waits up to libxl's 10 s for it to reach
@@ -402,58 +465,8 @@ pub fn block_detach(
     };
     let fe = disk::frontend_path(dom.dom, devid);
     let be = disk::backend_path(dom.dom, devid);
-    let state_path = format!("{be}/state");
-    let closing = format!("{}", disk::STATE_CLOSING);
-    let r = in_transaction(sys, |sys| {
-        if force {
-            match sys.xs_rm(&fe) {
-                Ok(()) | Err(Errno::ENOENT) => {}
-                Err(e) => return Err(Refusal::Store(e)),
-            }
-        }
-        let Ok(state) = sys.xs_read(&state_path) else {
-            // The backend is gone already: only the frontend is left to clean.
-            return Ok(());
-        };
-        sys.xs_write(&format!("{be}/online"), "0")?;
-        if state != format!("{}", disk::STATE_CLOSED).as_bytes() {
-            sys.xs_write(&state_path, &closing)?;
-        }
-        Ok(())
-    });
-    if let Err(r) = r {
-        let why = match r {
-            Refusal::Said(s) => s,
-            Refusal::Store(e) => format!("unable to write to xenstore path {state_path} ({e})"),
-        };
+    if let Err(why) = close_backend(sys, &fe, &be, force, "block-detach") {
         return Err(failed(io, why));
-    }
-    if !force {
-        let closed = format!("{}", disk::STATE_CLOSED);
-        // Bounded by dom0's clock (a sleep may last longer than asked) and by a count of
-        // looks, should the clock not move.
-        let start = sys.now_ns();
-        for look in 0.. {
-            match sys.xs_read(&state_path) {
-                Ok(s) if s == closed.as_bytes() => break,
-                Err(Errno::ENOENT) => break,
-                _ => {}
-            }
-            let waited_ms = sys.now_ns().saturating_sub(start) / 1_000_000;
-            if waited_ms >= disk::DESTROY_TIMEOUT_MS
-                || look >= 4 * disk::DESTROY_TIMEOUT_MS / POLL_MS
-            {
-                return Err(failed(
-                    io,
-                    format!(
-                        "unable to remove device with path {be} - rc -9 (the backend did not \
-                         close within {} s; `xl block-detach -f` removes it anyway)",
-                        disk::DESTROY_TIMEOUT_MS / 1000
-                    ),
-                ));
-            }
-            sys.sleep_ms(POLL_MS);
-        }
     }
     // The index entry goes with the backend (were it left, the next look would find it
     // stale and remove it).

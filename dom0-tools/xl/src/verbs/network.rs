@@ -9,14 +9,10 @@
 //! vifs a domain has and what they are: the frontend's directory is the domain's to write.
 
 use dom0_tools::vif::{self, Nic};
-use guest_abi::Errno;
 use guest_abi::types::DomId;
 
-use super::block::{Refusal, apply, in_transaction};
+use super::block::{Refusal, apply, close_backend, in_transaction};
 use super::{Io, System, VerbResult, find, reported};
-
-/// How often `network-detach` looks at the backend's state while it waits.
-const POLL_MS: u64 = 50;
 
 /// The device ids of domain `dom`'s vifs, from dom0's backend directory.
 fn devids_of(sys: &mut impl System, dom: DomId) -> Vec<u32> {
@@ -243,19 +239,21 @@ pub fn network_detach(
 ) -> VerbResult {
     let (_, dom) = find(sys, domain)?;
     let nics = nics_of(sys, dom.dom);
-    let found = if device.contains(':') {
-        let mac = vif::parse_mac(device);
-        nics.iter()
-            .find(|n| mac.is_some() && n.mac == mac)
-            .and_then(|n| n.devid)
-    } else {
-        let id = device.parse::<u32>().ok();
-        let digits = !device.is_empty() && device.bytes().all(|b| b.is_ascii_digit());
-        nics.iter()
-            .find(|n| digits && id.is_some() && n.devid == id)
-            .and_then(|n| n.devid)
+    // A colon makes it a MAC (Xen's test), else a device id, in canonical decimal.
+    let mac = vif::parse_mac(device);
+    let id = vif::devids(&[device.to_string()]).first().copied();
+    let wanted = |n: &&Nic| {
+        if device.contains(':') {
+            mac.is_some() && n.mac == mac
+        } else {
+            id.is_some() && n.devid == id
+        }
     };
-    let Some(devid) = found else {
+    let Some((devid, mac)) = nics
+        .iter()
+        .find(wanted)
+        .map(|n| (n.devid.unwrap_or(0), n.mac))
+    else {
         return Err(reported(io, &format!("Unknown device {device}.\n")));
     };
     let failed = |io: &mut Io<'_>, why: String| {
@@ -269,63 +267,12 @@ pub fn network_detach(
     };
     let fe = vif::frontend_path(dom.dom, devid);
     let be = vif::backend_path(dom.dom, devid);
-    let state_path = format!("{be}/state");
-    let closing = format!("{}", dom0_tools::disk::STATE_CLOSING);
-    let closed = format!("{}", dom0_tools::disk::STATE_CLOSED);
-    let r = in_transaction(sys, |sys| {
-        if force {
-            match sys.xs_rm(&fe) {
-                Ok(()) | Err(Errno::ENOENT) => {}
-                Err(e) => return Err(Refusal::Store(e)),
-            }
-        }
-        let Ok(state) = sys.xs_read(&state_path) else {
-            return Ok(());
-        };
-        sys.xs_write(&format!("{be}/online"), "0")?;
-        if state != closed.as_bytes() {
-            sys.xs_write(&state_path, &closing)?;
-        }
-        Ok(())
-    });
-    if let Err(r) = r {
-        let why = match r {
-            Refusal::Said(s) => s,
-            Refusal::Store(e) => format!("unable to write to xenstore path {state_path} ({e})"),
-        };
+    if let Err(why) = close_backend(sys, &fe, &be, force, "network-detach") {
         return Err(failed(io, why));
-    }
-    if !force {
-        let timeout = dom0_tools::disk::DESTROY_TIMEOUT_MS;
-        // Bounded by dom0's clock and by a count of looks, should the clock not move.
-        let start = sys.now_ns();
-        for look in 0.. {
-            match sys.xs_read(&state_path) {
-                Ok(s) if s == closed.as_bytes() => break,
-                Err(Errno::ENOENT) => break,
-                _ => {}
-            }
-            let waited_ms = sys.now_ns().saturating_sub(start) / 1_000_000;
-            if waited_ms >= timeout || look >= 4 * timeout / POLL_MS {
-                return Err(failed(
-                    io,
-                    format!(
-                        "unable to remove device with path {be} - rc -9 (the backend did not \
-                         close within {} s; `xl network-detach -f` removes it anyway)",
-                        timeout / 1000
-                    ),
-                ));
-            }
-            sys.sleep_ms(POLL_MS);
-        }
     }
     // The MAC's index entry goes with the backend (were it left, it would be stale).
     let mut ops = vif::remove_ops(dom.dom, devid);
-    if let Some(mac) = nics
-        .iter()
-        .find(|n| n.devid == Some(devid))
-        .and_then(|n| n.mac)
-    {
+    if let Some(mac) = mac {
         let index = vif::mac_index_path(&mac);
         if sys
             .xs_read(&index)

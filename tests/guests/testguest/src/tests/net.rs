@@ -23,7 +23,8 @@
 //! * `net_stream peer=<mac>`: sends frames to `peer` without waiting, until destroyed,
 //!   noting `net: streamed <n> frames` every 256.
 //! * `net_hostile`: first `vif 1` without `request-rx-copy` (the backend refuses it and
-//!   closes); then on `vif 0`: a bad grant reference, a frame longer than the MTU, one of
+//!   closes), `vif 2` whose transmit ring's grant it ends once connected (the backend stops
+//!   serving it); then on `vif 0`: a bad grant reference, a frame longer than the MTU, one of
 //!   19 slots, one shorter than a header, each answered `NETIF_RSP_ERROR`, a good frame
 //!   after them `NETIF_RSP_OKAY`; a flood of refused and of accepted frames, all answered;
 //!   last a producer index far ahead, after which the backend answers nothing more.
@@ -680,9 +681,19 @@ pub fn stream() -> ! {
     }
 }
 
+/// Waits a little over a second: the backend logs one refusal a second per interface, so
+/// that each kind of refusal that follows gets its own line.
+fn pause() {
+    let until = now_ns() + 1100 * NS_PER_MS;
+    while now_ns() < until {
+        events::block_until(Some(until));
+    }
+}
+
 /// Sends the raw `slots` and checks every response is `want`.
 fn expect_all(c: &mut Checks, f: &mut Netif, what: &str, slots: &[NetifTxRequest], want: i16) {
     let mut out = [0i16; 32];
+    pause();
     f.push_raw(slots);
     let r = f.tx_wait(&mut out, WAIT_NS);
     let n = slots.len();
@@ -725,7 +736,30 @@ pub fn hostile() -> ! {
             f.release();
         }
     }
-    // The refused interface's windows and grants are given back before vif 0 takes them.
+    // vif 2: the transmit ring's grant ended under the backend's feet. The backend stops
+    // serving it (and answers nothing); the windows and grants go back before vif 0.
+    match Netif::connect(&mut bus, 2, true) {
+        Ok(mut f) => {
+            if let Some(t) = &f.table {
+                t.write(8 * u64::from(RING_TX_REF), 0);
+            }
+            f.push_raw(&[NetifTxRequest {
+                gref: TX_REF,
+                offset: 0,
+                flags: 0,
+                id: 1,
+                size: FRAME as u16,
+            }]);
+            pause();
+            let rsp = f.word(0, SRING_RSP_PROD).load(Ordering::Acquire);
+            c.eq("vif 2 with its ring's grant ended gets no response", rsp, 0);
+            f.release();
+        }
+        Err(e) => {
+            c.check("vif 2 connects", false, format_args!("{e}"));
+        }
+    }
+    // The refused interfaces' windows and grants are given back before vif 0 takes them.
     let mut f = match Netif::connect(&mut bus, 0, true) {
         Ok(f) => f,
         Err(e) => {
@@ -831,6 +865,16 @@ pub fn hostile() -> ! {
             bad,
             0,
         );
+        if want == NETIF_RSP_ERROR {
+            // The next refusal's line counts the flood's, held back.
+            expect_all(
+                &mut c,
+                &mut f,
+                "a short frame after the flood gets NETIF_RSP_ERROR",
+                &[one(TX_REF, 12)],
+                NETIF_RSP_ERROR,
+            );
+        }
     }
     // Last: a producer index far ahead. The backend stops serving the ring.
     let before = f.tx_prod;
