@@ -116,6 +116,7 @@ mod kernel {
     /// Looks at everything that may have changed while dom0 was busy or blocked: terminal
     /// input and the domUs' backends.
     pub fn service() {
+        crate::wait::servicing();
         term::pump();
         backend::service();
         store::service();

@@ -9,7 +9,7 @@
 //! dom0 (a queued command line, a script) sees an event as soon as it looks, not only the
 //! next time it has nothing to do.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use guest_abi::calls;
 use guest_abi::event::{VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER};
@@ -61,6 +61,15 @@ pub fn take_events() {
     }
 }
 
+/// Events the callback had handled when [`crate::service`] last began (see `block_once`).
+static SERVICED: AtomicU64 = AtomicU64::new(0);
+
+/// Notes, as [`crate::service`] begins, the events handled so far: any handled later are
+/// looked at by another round before dom0 blocks.
+pub fn servicing() {
+    SERVICED.store(events::handled_total(), Ordering::SeqCst);
+}
+
 /// `VIRQ_DOM_EXC` events seen so far.
 pub fn dom_exc_events() -> u32 {
     events::count(DOM_EXC_PORT.load(Ordering::SeqCst))
@@ -72,6 +81,14 @@ pub fn dom_exc_events() -> u32 {
 fn block_once(deadline: u64) {
     let now = now_ns();
     if now >= deadline {
+        return;
+    }
+    if events::handled_total() != SERVICED.load(Ordering::SeqCst) {
+        // An event was taken (its count moved, its pending bit cleared) after the services
+        // last began looking, perhaps after the one it was for had looked (a later
+        // service's `take_events`, or a check of the caller's): blocking would not end for
+        // it, and a device whose interrupt waits for that service's EOI would stay silent
+        // until the tick. Look again.
         return;
     }
     if crate::store::busy() || crate::bridge::busy() || crate::netback::busy() {

@@ -20,6 +20,7 @@ pub const TRACKED_PORTS: usize = 256;
 
 static UPCALLS: AtomicU64 = AtomicU64::new(0);
 static OTHERS: AtomicU64 = AtomicU64::new(0);
+static HANDLED: AtomicU64 = AtomicU64::new(0);
 static COUNT: [AtomicU32; TRACKED_PORTS] = [const { AtomicU32::new(0) }; TRACKED_PORTS];
 /// The vCPU each tracked port notifies, as the runtime bound it (0 unless bound otherwise):
 /// a vCPU's upcall handles only its own ports, so that it never takes another vCPU's event.
@@ -43,6 +44,13 @@ pub fn last_seen_ns(port: EvtchnPort) -> u64 {
     LAST_NS
         .get(port as usize)
         .map_or(0, |t| t.load(Ordering::SeqCst))
+}
+
+/// Events the callback handled on every port so far: a caller that notes it before looking
+/// at its ports and finds it moved before it blocks has events it has not looked at (their
+/// counts moved, and their pending bits are clear, so blocking would not end for them).
+pub fn handled_total() -> u64 {
+    HANDLED.load(Ordering::SeqCst)
 }
 
 /// Events handled on ports of [`TRACKED_PORTS`] and above.
@@ -108,6 +116,7 @@ pub(crate) fn upcall(enabled: bool) {
 }
 
 fn handled(port: u32) {
+    HANDLED.fetch_add(1, Ordering::SeqCst);
     match COUNT.get(port as usize) {
         Some(c) => {
             c.fetch_add(1, Ordering::SeqCst);
