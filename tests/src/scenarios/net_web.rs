@@ -157,16 +157,15 @@ fn throughput(vm: &Qemu, ip: &str) -> Result<(f64, f64), String> {
 /// (bridge, netback, netfront, smoltcp) and host to dom0 (bridge, dom0's own smoltcp):
 /// 4 MiB into discard, 1 MiB out of chargen, three rounds alternating dom0 and the domU,
 /// each way's best MB/s and the domU's share of dom0's noted (issue 16's goal: at least
-/// 70%), with the domU's counters. dom0's card is polled (`virtio_net=poll`): with its
-/// interrupt, rounds on either side sometimes fall to one TCP window per dom0 tick (a missed
-/// wake-up in the card's driver; docs/architecture.md). Fails only if a transfer fails.
+/// 70%), with the domU's counters. dom0's card interrupt-driven, as by default. Fails only
+/// if a transfer fails.
 pub fn web_throughput(ctx: &Context) -> Result<(), String> {
     let ws = ctx.workspace();
     let mut vm = ctx
         .machine()
         .memory_mib(512)
         .hv_options(DEFAULT_HV_OPTIONS)
-        .module(ws.require_artifact(DOM0_ARTIFACT)?, "virtio_net=poll")
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
         .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
         .nic(&[(WEB_IP, 9), (WEB_IP, 19), (DOM0_IP, 9), (DOM0_IP, 19)])?
         .boot()?;
