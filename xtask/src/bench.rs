@@ -44,7 +44,8 @@
 //! through QEMU's port forwards, alternating dom0 and the domU, [`NET_ROUNDS`] rounds, each
 //! figure the best of its rounds; goal: the domU at least [`NET_GOAL`] of dom0 each way. Wall
 //! time: the host's TCP and QEMU's user network are on the path, which `-icount` does not
-//! count. Then a second web domU pings the first across the bridge: the median round trip.
+//! count. Then a second web domU pushes [`NET_BYTES`] into the first's discard service across
+//! the bridge (`push=`, timed by the pushing domU's clock) and pings it: the median round trip.
 //!
 //! **SMP** (issue 12), each its own boot:
 //! - `churn`: dom0test `churn cycles=N` (1000 by default) on `-smp 4`: N create/destroy
@@ -482,6 +483,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pushed_and_ping_lines() {
+        assert_eq!(
+            parse_pushed("(d2) web: pushed 8388608 bytes to 10.0.2.20 in 812345 us (10 MB/s)"),
+            Some((8_388_608, 812_345))
+        );
+        assert_eq!(
+            parse_pushed("(d2) web: push to 10.0.2.20 failed after 5 us"),
+            None
+        );
+        assert_eq!(
+            parse_ping_us(
+                "(d3) web: ping reply from 10.0.2.20 seq 4 in 1580 us (foreign frames: 0)"
+            ),
+            Some(1580)
+        );
+    }
+
+    #[test]
     fn density_figures_parse() {
         let lines = [
             "note: 1 pCPU(s)",
@@ -577,6 +596,9 @@ pub struct Net {
     pub domu_pull: f64,
     /// Round trips of domU-to-domU pings, in microseconds (the domU's clock).
     pub ping_us: Vec<u64>,
+    /// A second domU's push of [`NET_BYTES`] into the first's discard service across the
+    /// bridge: MB/s (the pushing domU's clock).
+    pub domu_domu: f64,
 }
 
 impl Net {
@@ -594,6 +616,15 @@ impl Net {
         v.sort_unstable();
         v.get(v.len() / 2).copied()
     }
+}
+
+/// `(<n>, <t>)` of a web domU's `web: pushed <n> bytes to <a> in <t> us ...` line.
+pub fn parse_pushed(line: &str) -> Option<(u64, u64)> {
+    let rest = &line[line.find("web: pushed ")? + 12..];
+    let mut w = rest.split_whitespace();
+    let bytes = w.next()?.parse().ok()?;
+    let us = w.nth(4)?.parse().ok()?;
+    Some((bytes, us))
 }
 
 /// `<t>` of a web domU's `web: ping reply from <a> seq <n> in <t> us ...` line.
@@ -623,8 +654,8 @@ fn create_web(vm: &mut Qemu, name: &str, extra: &str) -> Result<u32, String> {
 /// The `net` bench: one boot with a virtio-net card on QEMU's user network; a web domU
 /// (10.0.2.20); [`NET_ROUNDS`] rounds of the host pushing [`NET_BYTES`] to dom0's and the
 /// domU's discard services and pulling as many from their chargen services, through QEMU's
-/// port forwards, alternating dom0 and the domU; then a second web domU pinging the first
-/// across the bridge.
+/// port forwards, alternating dom0 and the domU; then a second web domU pushing
+/// [`NET_BYTES`] into the first's discard service and pinging it, across the bridge.
 pub fn net(ws: &Workspace) -> Result<Net, String> {
     use xenia_tests::netbench::{mb_per_s, pull, push};
     let forwards = [
@@ -664,7 +695,18 @@ pub fn net(ws: &Workspace) -> Result<Net, String> {
             n.dom0_pull = n.dom0_pull.max(dl);
             n.domu_pull = n.domu_pull.max(ul);
         }
-        let pinger = create_web(&mut vm, "web2", &format!("ping={NET_DOMU_IP}"))?;
+        let pinger = create_web(
+            &mut vm,
+            "web2",
+            &format!("ping={NET_DOMU_IP} push={NET_DOMU_IP} push_bytes={NET_BYTES}"),
+        )?;
+        let line = vm.wait_for_line(&format!("(d{pinger}) web: push"), NET_TRANSFER)?;
+        let (bytes, us) =
+            parse_pushed(&line).ok_or_else(|| format!("domU to domU push: {line:?}"))?;
+        if bytes != NET_BYTES as u64 {
+            return Err(format!("domU to domU push moved {bytes} bytes: {line:?}"));
+        }
+        n.domu_domu = bytes as f64 / us.max(1) as f64;
         for _ in 0..10 {
             let line = vm.wait_for_line(
                 &format!("(d{pinger}) web: ping reply from {NET_DOMU_IP} seq "),

@@ -46,7 +46,9 @@ const HTTP_TX: usize = 2048;
 /// that TCP window scaling lets more be in flight (the path through dom0 is latency-bound:
 /// 256 KiB took the domU from 10..13 to 16..23 MB/s in and 8..14 to 12..16 MB/s out).
 const BULK: usize = 256 * 1024;
-const SOCKETS: usize = HTTP_SOCKETS + 4;
+const SOCKETS: usize = HTTP_SOCKETS + 5;
+/// The local TCP port of [`Web::push`]'s connection.
+pub const PUSH_LOCAL_PORT: u16 = 40_009;
 /// The ICMP identifier of the demo's pings.
 pub const PING_IDENT: u16 = 0x5845;
 /// How often a ping goes out.
@@ -170,6 +172,8 @@ pub struct Buffers<'a> {
     discard_tx: [u8; 64],
     chargen_rx: [u8; 512],
     chargen_tx: [u8; BULK],
+    push_rx: [u8; 512],
+    push_tx: [u8; BULK],
     icmp_rx_meta: [icmp::PacketMetadata; 4],
     icmp_rx: [u8; 1024],
     icmp_tx_meta: [icmp::PacketMetadata; 4],
@@ -186,6 +190,8 @@ impl Default for Buffers<'_> {
             discard_tx: [0; 64],
             chargen_rx: [0; 512],
             chargen_tx: [0; BULK],
+            push_rx: [0; 512],
+            push_tx: [0; BULK],
             icmp_rx_meta: [icmp::PacketMetadata::EMPTY; 4],
             icmp_rx: [0; 1024],
             icmp_tx_meta: [icmp::PacketMetadata::EMPTY; 4],
@@ -328,6 +334,20 @@ pub struct Events {
     pub deconfigured: bool,
     /// HTTP requests answered in this poll.
     pub answered: u32,
+    /// The push ([`Web::push`]) ended: the bytes the peer acknowledged and the time from the
+    /// connection's start in microseconds, or `None` in `bytes`' place if it failed.
+    pub pushed: Option<(Option<u64>, i64)>,
+}
+
+/// A push to another host's discard service ([`Web::push`]).
+#[derive(Clone, Copy, Debug)]
+struct Push {
+    target: Ipv4Address,
+    bytes: u64,
+    sent: u64,
+    started: Option<Instant>,
+    closing: bool,
+    done: bool,
 }
 
 /// The demo's interface and services.
@@ -341,6 +361,8 @@ pub struct Web<'a> {
     chargen: SocketHandle,
     chargen_at: u64,
     pinger: SocketHandle,
+    pusher: SocketHandle,
+    push: Option<Push>,
     ping: Option<Ipv4Address>,
     ping_seq: u16,
     ping_next: Instant,
@@ -387,6 +409,8 @@ impl<'a> Web<'a> {
             discard_tx,
             chargen_rx,
             chargen_tx,
+            push_rx,
+            push_tx,
             icmp_rx_meta,
             icmp_rx,
             icmp_tx_meta,
@@ -418,6 +442,10 @@ impl<'a> Web<'a> {
             tcp::SocketBuffer::new(&mut chargen_rx[..]),
             tcp::SocketBuffer::new(&mut chargen_tx[..]),
         ));
+        let pusher = set.add(tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut push_rx[..]),
+            tcp::SocketBuffer::new(&mut push_tx[..]),
+        ));
         let pinger = set.add(icmp::Socket::new(
             icmp::PacketBuffer::new(&mut icmp_rx_meta[..], &mut icmp_rx[..]),
             icmp::PacketBuffer::new(&mut icmp_tx_meta[..], &mut icmp_tx[..]),
@@ -440,6 +468,8 @@ impl<'a> Web<'a> {
             chargen,
             chargen_at: 0,
             pinger,
+            pusher,
+            push: None,
             ping: None,
             ping_seq: 0,
             ping_next: now,
@@ -475,6 +505,21 @@ impl<'a> Web<'a> {
         }
     }
 
+    /// Once the interface has an address, connects to `target`'s discard service (TCP port
+    /// [`DISCARD_PORT`]), sends `bytes` of the character generator's stream and closes; the
+    /// end comes as [`Events::pushed`] once the peer acknowledged everything (domU-to-domU
+    /// throughput across the bridge).
+    pub fn push(&mut self, target: Ipv4Address, bytes: u64) {
+        self.push = Some(Push {
+            target,
+            bytes,
+            sent: 0,
+            started: None,
+            closing: false,
+            done: false,
+        });
+    }
+
     /// Times pings with `clock` (read when each echo is sent and each reply taken) rather
     /// than the `now` a poll was given, which a whole poll shares.
     pub fn set_clock(&mut self, clock: fn() -> Instant) {
@@ -496,7 +541,8 @@ impl<'a> Web<'a> {
         for _ in 0..64 {
             let moved = self.iface.poll(now, device, &mut self.sockets) != PollResult::None;
             self.dhcp_events(&mut ev);
-            let served = self.serve(now, &mut ev) | self.pinging(now, &mut ev);
+            let served =
+                self.serve(now, &mut ev) | self.pinging(now, &mut ev) | self.pushing(now, &mut ev);
             if !moved && !served {
                 break;
             }
@@ -537,6 +583,79 @@ impl<'a> Web<'a> {
                 ev.deconfigured = true;
             }
         }
+    }
+
+    /// Moves the push along: connects, fills the send buffer, closes, notes the end;
+    /// whether anything was done.
+    fn pushing(&mut self, now: Instant, ev: &mut Events) -> bool {
+        let Some(mut p) = self.push else {
+            return false;
+        };
+        if p.done || self.address().is_none() {
+            return false;
+        }
+        let clock = self.clock.map_or(now, |c| c());
+        let s = self.sockets.get_mut::<tcp::Socket>(self.pusher);
+        let mut did = false;
+        match p.started {
+            None => {
+                if s.connect(
+                    self.iface.context(),
+                    (p.target, DISCARD_PORT),
+                    PUSH_LOCAL_PORT,
+                )
+                .is_err()
+                {
+                    p.done = true;
+                    ev.pushed = Some((None, 0));
+                } else {
+                    p.started = Some(clock);
+                }
+                did = true;
+            }
+            Some(started) => {
+                while p.sent < p.bytes && s.can_send() {
+                    let at = p.sent;
+                    let left = p.bytes - at;
+                    let n = s
+                        .send(|b| {
+                            let n = b.len().min(left as usize);
+                            chargen(at, &mut b[..n]);
+                            (n, n)
+                        })
+                        .unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    p.sent += n as u64;
+                    did = true;
+                }
+                if p.sent == p.bytes && !p.closing {
+                    s.close();
+                    p.closing = true;
+                    did = true;
+                }
+                let state = s.state();
+                if p.closing
+                    && matches!(
+                        state,
+                        tcp::State::FinWait2 | tcp::State::TimeWait | tcp::State::Closed
+                    )
+                {
+                    // Our FIN was acknowledged, so was every byte before it.
+                    p.done = true;
+                    ev.pushed = Some((Some(p.sent), (clock - started).total_micros() as i64));
+                    did = true;
+                } else if state == tcp::State::Closed && !p.closing {
+                    // Refused or reset.
+                    p.done = true;
+                    ev.pushed = Some((None, (clock - started).total_micros() as i64));
+                    did = true;
+                }
+            }
+        }
+        self.push = Some(p);
+        did
     }
 
     /// Sends the next echo request when due, takes replies; whether anything was done.
@@ -863,6 +982,93 @@ mod tests {
             t,
         );
         std::string::String::from_utf8(got).unwrap()
+    }
+
+    /// Runs `f` on a thread with a stack big enough for two [`Web`]s.
+    fn big_stack(f: fn()) {
+        std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_push_reaches_another_webs_discard() {
+        big_stack(push_reaches_discard);
+    }
+
+    fn push_reaches_discard() {
+        let (a, b) = wire();
+        let (ma, mb) = ([0, 0x16, 0x3e, 0, 0, 1], [0, 0x16, 0x3e, 0, 0, 2]);
+        let (mut da, mut db) = (Adapter::new(a, ma), Adapter::new(b, mb));
+        let mut ba = std::boxed::Box::new(Buffers::default());
+        let mut bb = std::boxed::Box::new(Buffers::default());
+        let mut t = Instant::from_secs(100);
+        let cidr = |a| Some((Ipv4Cidr::new(a, 24), SERVER));
+        let mut wa = Web::new(&mut ba, &mut da, ma, "a", cidr(CLIENT), 1, t);
+        let mut wb = Web::new(&mut bb, &mut db, mb, "b", cidr(SERVER), 2, t);
+        const BYTES: u64 = 300_000;
+        wa.push(SERVER, BYTES);
+        let mut pushed = None;
+        for _ in 0..20_000 {
+            t += Duration::from_millis(1);
+            pushed = pushed.or(wa.poll(t, &mut da).pushed);
+            wb.poll(t, &mut db);
+            if pushed.is_some() && wb.discarded == BYTES {
+                break;
+            }
+        }
+        let (bytes, us) = pushed.expect("the push ended");
+        assert_eq!(bytes, Some(BYTES));
+        assert!(us > 0);
+        assert_eq!(wb.discarded, BYTES);
+        // Once: no second push.
+        for _ in 0..100 {
+            t += Duration::from_millis(1);
+            assert_eq!(wa.poll(t, &mut da).pushed, None);
+        }
+    }
+
+    #[test]
+    fn a_push_to_nobody_fails() {
+        big_stack(push_refused);
+    }
+
+    fn push_refused() {
+        let (a, b) = wire();
+        let (ma, mb) = ([0, 0x16, 0x3e, 0, 0, 1], [0, 0x16, 0x3e, 0, 0, 2]);
+        let (mut da, mut db) = (Adapter::new(a, ma), Adapter::new(b, mb));
+        let mut ba = std::boxed::Box::new(Buffers::default());
+        let mut t = Instant::from_secs(100);
+        let mut wa = Web::new(
+            &mut ba,
+            &mut da,
+            ma,
+            "a",
+            Some((Ipv4Cidr::new(CLIENT, 24), SERVER)),
+            1,
+            t,
+        );
+        // The peer answers with a plain smoltcp interface without a discard service: RST.
+        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mb)));
+        let mut iface = Interface::new(config, &mut db, t);
+        iface.update_ip_addrs(|x| {
+            let _ = x.push(IpCidr::new(SERVER.into(), 24));
+        });
+        let mut storage = [SocketStorage::EMPTY; 1];
+        let mut none = SocketSet::new(&mut storage[..]);
+        wa.push(SERVER, 1000);
+        for _ in 0..20_000 {
+            t += Duration::from_millis(1);
+            if let Some((bytes, _)) = wa.poll(t, &mut da).pushed {
+                assert_eq!(bytes, None);
+                return;
+            }
+            iface.poll(t, &mut db, &mut none);
+        }
+        panic!("the refused push never ended");
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! that address every second and prints each reply with the number of frames it received
 //! that were for another unicast address (a bridge delivers none).
 //!
+//! With `push=<address>` it connects once to that address's discard service (TCP 9), sends
+//! `push_bytes=` bytes (8 MiB by default) and prints `web: pushed <n> bytes to <address> in
+//! <t> us`: domU-to-domU throughput across the bridge.
+//!
 //! With `stats=1` it prints netfront's and the services' counters every 5 s while they
 //! change.
 //!
@@ -45,6 +49,8 @@ mod kernel {
 
     /// How often `stats=1` prints the counters.
     const STATS_EVERY_NS: u64 = 5_000 * NS_PER_MS;
+    /// Bytes a `push=` sends unless `push_bytes=` says otherwise.
+    const PUSH_BYTES: u64 = 8 << 20;
 
     /// netfront as the services' link.
     struct Vif(NetFront);
@@ -106,6 +112,19 @@ mod kernel {
         if let Some(target) = ping {
             web.ping(target);
         }
+        // `push=<address>`: send `push_bytes=` (8 MiB by default) to that address's discard
+        // service once, and say how long it took.
+        let value = |key| {
+            xenia_demos::cmdline::value(si.cmdline_bytes(), key)
+                .and_then(|v| core::str::from_utf8(v).ok())
+        };
+        let push = value("push").and_then(|v| v.parse::<core::net::Ipv4Addr>().ok());
+        if let Some(target) = push {
+            let bytes = value("push_bytes")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(PUSH_BYTES);
+            web.push(target, bytes);
+        }
         // `stats=1`: the frontend's and the TCP services' counters every 5 s while they move.
         let stats = xenia_demos::cmdline::value(si.cmdline_bytes(), "stats") == Some(b"1");
         let mut next_stats = now_ns() + STATS_EVERY_NS;
@@ -126,6 +145,16 @@ mod kernel {
                     "web: ping reply from {target} seq {seq} in {us} us (foreign frames: {})",
                     dev.foreign
                 );
+            }
+            match (ev.pushed, push) {
+                (Some((Some(bytes), us)), Some(target)) => println!(
+                    "web: pushed {bytes} bytes to {target} in {us} us ({} MB/s)",
+                    bytes / (us.max(1) as u64)
+                ),
+                (Some((None, us)), Some(target)) => {
+                    println!("web: push to {target} failed after {us} us")
+                }
+                _ => {}
             }
             if ev.deconfigured {
                 println!("web: address lost");
