@@ -41,6 +41,38 @@ fn boot(ctx: &Context) -> Result<Qemu, String> {
     Ok(vm)
 }
 
+/// Waits until every domain of `ids` printed its test result, whatever their order (a wait
+/// for one line moves past the lines before it), then requires each to be SUCCESS with no
+/// failed check.
+fn all_pass(vm: &mut Qemu, ids: &[u32], timeout: Duration) -> Result<(), String> {
+    let results: Vec<String> = ids
+        .iter()
+        .map(|d| format!("(d{d}) Test result: "))
+        .collect();
+    vm.wait_until("every domain's test result", timeout, |log, cursor| {
+        results
+            .iter()
+            .all(|r| log.lines().any(|l| l.starts_with(r.as_str())))
+            .then_some(((), cursor))
+    })?;
+    let log = vm.serial_log();
+    for (id, r) in ids.iter().zip(&results) {
+        let prefix = format!("(d{id}) ");
+        let result = log
+            .lines()
+            .find(|l| l.starts_with(r.as_str()))
+            .unwrap_or("");
+        let failed: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with(&format!("{prefix}check ")) && !l.ends_with(": ok"))
+            .collect();
+        if result != format!("{prefix}Test result: SUCCESS") || !failed.is_empty() {
+            return Err(format!("{result}; failed checks: {failed:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `line` at dom0's prompt and requires it to print nothing (xenstore-write and
 /// xenstore-chmod say nothing when they succeed).
 fn quiet(vm: &mut Qemu, line: &str) -> Result<(), String> {
@@ -157,9 +189,8 @@ pub fn frames(ctx: &Context) -> Result<(), String> {
         &format!("test=net_ping peer={MAC_A} count=50"),
         &[MAC_B],
     )?;
-    passes(&mut vm, b, JOB)?;
-    passes(&mut vm, a, JOB)?;
-    passes(&mut vm, c, JOB)?;
+    // Their results come in any order: each looked for in the whole log.
+    all_pass(&mut vm, &[b, a, c], JOB)?;
     note_round_trip(ctx, &vm, b);
     let log = vm.serial_log();
     for d in [a, b, c] {
