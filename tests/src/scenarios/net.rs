@@ -399,3 +399,59 @@ pub fn destroy_midstream(ctx: &Context) -> Result<(), String> {
     vm.kill();
     Ok(())
 }
+
+/// Red team: MAC spoofing on the bridge. A domU (testguest `net_spoof`) sends frames with
+/// the echo domain's MAC, and a made-up one, as source: netback refuses them
+/// (`NETIF_RSP_ERROR`, a rate-limited log line) and accepts its own; it then keeps
+/// claiming the echo's MAC every 200 ms while a pinger pings the echo, whose traffic must
+/// still reach it (a bridge that learned the spoofed source would send it to the spoofer).
+pub fn redteam_spoof(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let a = create(&mut vm, "echo", "test=net_echo", &[MAC_A])?;
+    seen(&mut vm, &format!("(d{a}) note: net: echo ready"), JOB)?;
+    let s = create(
+        &mut vm,
+        "spoofer",
+        &format!("test=net_spoof victim={MAC_A}"),
+        &[MAC_H],
+    )?;
+    let done = format!("(d{s}) note: net: spoof checks done, ");
+    seen(&mut vm, &done, JOB)?;
+    if !vm.serial_log().contains(&format!("{done}0 failed")) {
+        return Err("the spoofer's frames were not refused (see its check lines)".into());
+    }
+    let b = create(
+        &mut vm,
+        "pinger",
+        &format!("test=net_ping peer={MAC_A} count=10"),
+        &[MAC_B],
+    )?;
+    passes(&mut vm, b, JOB)?;
+    passes(&mut vm, a, JOB)?;
+    note_round_trip(ctx, &vm, b);
+    let log = vm.serial_log();
+    let refusal = format!("is not the vif's mac {MAC_H}");
+    let lines = log
+        .lines()
+        .filter(|l| l.starts_with(&format!("dom0: netback: d{s} vif{s}.0: frame at slot ")))
+        .filter(|l| l.contains(&refusal))
+        .count();
+    if lines == 0 {
+        return Err(format!(
+            "dom0 said nothing of the spoofed frames ({refusal:?})"
+        ));
+    }
+    ctx.note(format!(
+        "{lines} rate-limited log lines about spoofed frames"
+    ));
+    xl::run(&mut vm, "xl destroy spoofer")?;
+    gone(&mut vm, "spoofer")?;
+    let released = format!("dom0: netback: d{s} vif{s}.0 released (");
+    seen(&mut vm, &released, T)?;
+    for name in ["echo", "pinger"] {
+        gone(&mut vm, name)?;
+    }
+    frame_check(&mut vm)?;
+    vm.kill();
+    Ok(())
+}
