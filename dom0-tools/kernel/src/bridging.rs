@@ -102,6 +102,9 @@ fn unlearn(ports: &mut BTreeMap<u32, Port>, port: u32) {
 struct Learned {
     port: u32,
     seen_ns: u64,
+    /// Pinned to its port ([`Bridge::pin`], Linux's `static sticky` entry): never aged,
+    /// never moved by a frame from another port carrying it as source.
+    sticky: bool,
 }
 
 /// The bridge: its ports, its forwarding database and its queues.
@@ -251,6 +254,12 @@ impl Bridge {
                 l.seen_ns = now_ns;
                 return;
             }
+            if l.sticky {
+                // Another port claims a pinned address (a host on eth0's network taking a
+                // domain's MAC): not learned; the frame is still forwarded, as Linux does.
+                self.not_learned += 1;
+                return;
+            }
             // Moved: learned on its new port if that port has room, else forgotten (its
             // traffic floods) rather than kept on a port it left.
             let old = l.port;
@@ -275,6 +284,7 @@ impl Bridge {
                 Learned {
                     port,
                     seen_ns: now_ns,
+                    sticky: false,
                 },
             );
         } else {
@@ -284,7 +294,7 @@ impl Bridge {
 
     fn lookup(&mut self, dst: &Mac, now_ns: u64) -> Option<u32> {
         let l = self.fdb.get(dst)?;
-        if now_ns.saturating_sub(l.seen_ns) >= AGEING_NS {
+        if !l.sticky && now_ns.saturating_sub(l.seen_ns) >= AGEING_NS {
             let port = l.port;
             self.fdb.remove(dst);
             unlearn(&mut self.ports, port);
@@ -301,7 +311,7 @@ impl Bridge {
         self.last_sweep_ns = now_ns;
         let ports = &mut self.ports;
         self.fdb.retain(|_, l| {
-            let keep = now_ns.saturating_sub(l.seen_ns) < AGEING_NS;
+            let keep = l.sticky || now_ns.saturating_sub(l.seen_ns) < AGEING_NS;
             if !keep {
                 unlearn(ports, l.port);
             }
@@ -366,13 +376,53 @@ impl Bridge {
     pub fn port_of(&self, mac: &Mac, now_ns: u64) -> Option<u32> {
         self.fdb
             .get(mac)
-            .filter(|l| now_ns.saturating_sub(l.seen_ns) < AGEING_NS)
+            .filter(|l| l.sticky || now_ns.saturating_sub(l.seen_ns) < AGEING_NS)
             .map(|l| l.port)
     }
 
     /// Addresses learned.
     pub fn macs(&self) -> usize {
         self.fdb.len()
+    }
+
+    /// Pins `mac` to port `id` (Linux's `bridge fdb add <mac> dev <port> master static
+    /// sticky`): unicast to it goes to that port from now on, before any frame from it; it
+    /// never ages, and a frame from another port with it as source does not move it. netback
+    /// pins a vif's configured MAC (the only source it lets the domain send), so that neither
+    /// another domain nor a host on the physical network can take a domain's traffic. `false`
+    /// (nothing changed) when the port is unknown, the address is multicast or zero, it is
+    /// pinned to another port already, or the table has no room.
+    pub fn pin(&mut self, id: u32, mac: Mac) -> bool {
+        if !self.ports.contains_key(&id) || is_multicast(&mac) || mac == [0; 6] {
+            return false;
+        }
+        match self.fdb.get_mut(&mac) {
+            Some(l) if l.sticky => return l.port == id,
+            Some(l) => {
+                let old = l.port;
+                l.port = id;
+                l.sticky = true;
+                unlearn(&mut self.ports, old);
+            }
+            None => {
+                if self.fdb.len() >= MAX_MACS {
+                    return false;
+                }
+                // alloc: a B-tree node at most now and then; the table is bounded by MAX_MACS.
+                self.fdb.insert(
+                    mac,
+                    Learned {
+                        port: id,
+                        seen_ns: 0,
+                        sticky: true,
+                    },
+                );
+            }
+        }
+        if let Some(p) = self.ports.get_mut(&id) {
+            p.learned += 1;
+        }
+        true
     }
 
     /// Addresses learned on port `id`.
@@ -708,6 +758,39 @@ mod tests {
         assert_eq!(b.learned_on(p1), 1);
         b.detach(p1);
         assert_eq!(b.macs(), 2);
+    }
+
+    /// Red team: a pinned address (a vif's MAC) is not taken by a frame from another port
+    /// with it as source (a host on eth0's network spoofing a domain): unicast to it still
+    /// goes to its vif only, at any age; detach forgets it.
+    #[test]
+    fn a_pinned_address_stays_on_its_port() {
+        let (mut b, p1, p2, p3) = three();
+        assert!(b.pin(p2, A));
+        // Known before A sent anything.
+        b.input(p3, &frame(A, C, 60), 0);
+        assert_eq!(drain(&mut b, p2).len(), 1);
+        assert!(drain(&mut b, p1).is_empty());
+        // eth0 claims A: not moved, the claim still forwarded (flooded broadcast).
+        b.input(p1, &frame(BCAST, A, 60), SEC);
+        assert_eq!(b.port_of(&A, SEC), Some(p2));
+        drain(&mut b, p2);
+        drain(&mut b, p3);
+        let late = 10 * AGEING_NS;
+        b.input(p3, &frame(A, C, 60), late);
+        assert_eq!(drain(&mut b, p2).len(), 1);
+        assert!(drain(&mut b, p1).is_empty());
+        // Pinned once only; bad addresses refused; a learned entry is taken over.
+        assert!(!b.pin(p3, A));
+        assert!(b.pin(p2, A));
+        assert!(!b.pin(p2, BCAST));
+        assert!(!b.pin(p2, [0; 6]));
+        assert!(!b.pin(99, B));
+        b.input(p1, &frame(BCAST, B, 60), late);
+        assert!(b.pin(p3, B));
+        assert_eq!((b.learned_on(p1), b.learned_on(p3)), (0, 2));
+        b.detach(p2);
+        assert_eq!(b.port_of(&A, late), None);
     }
 
     /// An address moving to a port that holds its bound is forgotten, not left on the port

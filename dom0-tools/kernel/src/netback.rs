@@ -22,7 +22,9 @@
 //! the length; with no buffer posted the frame is dropped and counted. A frame whose source
 //! MAC is not the interface's (the backend's `mac` node, required at connect as Linux's
 //! netback requires it) is refused (`ERROR`) before the bridge sees it: antispoofing, so a
-//! domain can neither take another's address nor fill the bridge's table. Refusals get one log
+//! domain can neither take another's address nor fill the bridge's table; and the MAC is
+//! pinned to the vif's port (`bridge::pin`), so no other port can take it either (a second
+//! live vif with the same MAC is refused at connect). Refusals get one log
 //! line a second per interface (`vbd::LogLimit`); what Linux's netback treats as fatal
 //! (`xenvif_fatal_tx_err`: a producer more than a ring ahead, a slot crossing its page,
 //! [`vif::FATAL_SLOTS`] slots, a frame running past the producer, a bad extra) stops
@@ -506,6 +508,21 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
             format!("{} has no room for another port", vif::BRIDGE),
         ));
     };
+    // The vif's MAC is pinned to its port: its traffic goes there from the start, and no
+    // other port (another domain's, or eth0's network) can take it over by sending with it.
+    // Two live vifs with one MAC cannot both have it: the second is refused.
+    if !bridge::pin(bp, mac) {
+        bridge::detach(bp);
+        let _ = calls::evtchn_close(port);
+        return Err((
+            Errno::EEXIST,
+            format!(
+                "mac {} is another interface's on {}",
+                MacText(&mac),
+                vif::BRIDGE
+            ),
+        ));
+    }
     Ok(Rings {
         tx_gref,
         rx_gref,
