@@ -894,9 +894,10 @@ pub fn hostile() -> ! {
 
 /// `net_spoof victim=<mac>`: frames whose source is not the interface's own MAC (the
 /// victim's, then a made-up one) must be refused (`NETIF_RSP_ERROR`), a frame with its own
-/// MAC accepted; it notes `net: spoof checks done, <n> failed`, then keeps sending a frame
-/// with the victim's MAC as source every 200 ms until destroyed (at most 600 s), so that a
-/// bridge that learned from such frames would send the victim's traffic here.
+/// MAC accepted; it notes `net: spoof checks done, <n> failed`, waits for another domain's
+/// hello, then keeps sending a frame with the victim's MAC as source every 200 ms until
+/// destroyed (at most 600 s), so that a bridge that learned from such frames would send the
+/// victim's traffic here.
 pub fn spoof() -> ! {
     let mut c = Checks::new();
     let (mut bus, mut f) = open(&mut c, 0);
@@ -931,7 +932,20 @@ pub fn spoof() -> ! {
         "net: spoof checks done, {} failed",
         c.failures()
     ));
+    // Quiet until another domain says hello (the pinger): then the victim's MAC is claimed
+    // while that domain talks to the victim.
     let end = now_ns() + 600_000 * NS_PER_MS;
+    let mut buf = [0u8; 2048];
+    while let Some(r) = f.recv(&mut buf, end) {
+        if let Ok(n) = r
+            && let Some((_, src, b'H', _)) = parse(&buf[..n])
+            && src != victim
+            && src != me
+        {
+            break;
+        }
+    }
+    note(format_args!("net: claiming the victim's mac"));
     let mut seq = 0u32;
     while now_ns() < end {
         let _ = f.send(&frame(BROADCAST, victim, b'H', seq), 0);
