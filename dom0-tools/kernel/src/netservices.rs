@@ -199,6 +199,7 @@ impl Services {
                 // Nothing moved for too long: a reset, and the socket listens again below
                 // at the next look.
                 s.abort();
+                served.active = false;
                 self.counters.idle_resets += 1;
                 continue;
             }
