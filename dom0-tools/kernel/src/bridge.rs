@@ -50,6 +50,13 @@ pub fn input(from: PortId, frame: &[u8]) {
     BRIDGE.lock().input(from.0, frame, now);
 }
 
+/// Pins `mac` to port `id` (a static, sticky entry: never aged, never moved by another
+/// port's frames; [`xenia_dom0::bridging::Bridge::pin`]); netback's, with a vif's MAC.
+/// `false` when it could not.
+pub fn pin(id: PortId, mac: [u8; 6]) -> bool {
+    BRIDGE.lock().pin(id.0, mac)
+}
+
 /// The next frame queued for `id`, copied into `buf` (per-port queue of at most 256 frames; a
 /// full queue drops the new frame and counts it).
 pub fn pop(id: PortId, buf: &mut [u8]) -> Option<usize> {

@@ -41,6 +41,12 @@ pub const QUEUED_BYTES: usize = 2 << 20;
 pub const MAX_PORTS: usize = 1024;
 /// Learned addresses at most.
 pub const MAX_MACS: usize = 4096;
+/// Learned addresses one port may hold at most: half the table, so that no single port (a
+/// hostile host on `eth0`'s network sending made-up sources) can fill it, after which
+/// nothing new is learned and every other station's unicast is flooded to every port, the
+/// hostile one included. With netback's antispoofing a vif holds one address; `eth0` holds at
+/// most this many, and the others (at most [`MAX_PORTS`] - 1 ports) fit in the rest.
+pub const MAX_MACS_PER_PORT: usize = MAX_MACS / 2;
 /// A learned address is forgotten after this long without a frame from it (Linux's default
 /// `ageing_time`, 300 s).
 pub const AGEING_NS: u64 = 300_000_000_000;
@@ -82,11 +88,23 @@ struct Port {
     name: String,
     queue: VecDeque<Vec<u8>>,
     stats: PortStats,
+    /// Addresses learned on it (entries of the table naming it).
+    learned: usize,
+}
+
+/// One address fewer learned on `port`.
+fn unlearn(ports: &mut BTreeMap<u32, Port>, port: u32) {
+    if let Some(p) = ports.get_mut(&port) {
+        p.learned = p.learned.saturating_sub(1);
+    }
 }
 
 struct Learned {
     port: u32,
     seen_ns: u64,
+    /// Pinned to its port ([`Bridge::pin`], Linux's `static sticky` entry): never aged,
+    /// never moved by a frame from another port carrying it as source.
+    sticky: bool,
 }
 
 /// The bridge: its ports, its forwarding database and its queues.
@@ -171,6 +189,7 @@ impl Bridge {
                 name: owned,
                 queue: VecDeque::new(),
                 stats: PortStats::default(),
+                learned: 0,
             },
         );
         Some(id)
@@ -226,16 +245,46 @@ impl Bridge {
     }
 
     fn learn(&mut self, src: Mac, port: u32, now_ns: u64) {
+        let room = self
+            .ports
+            .get(&port)
+            .is_some_and(|p| p.learned < MAX_MACS_PER_PORT);
         if let Some(l) = self.fdb.get_mut(&src) {
-            l.port = port;
-            l.seen_ns = now_ns;
-        } else if self.fdb.len() < MAX_MACS {
+            if l.port == port {
+                l.seen_ns = now_ns;
+                return;
+            }
+            if l.sticky {
+                // Another port claims a pinned address (a host on eth0's network taking a
+                // domain's MAC): not learned; the frame is still forwarded, as Linux does.
+                self.not_learned += 1;
+                return;
+            }
+            // Moved: learned on its new port if that port has room, else forgotten (its
+            // traffic floods) rather than kept on a port it left.
+            let old = l.port;
+            if room {
+                l.port = port;
+                l.seen_ns = now_ns;
+                if let Some(p) = self.ports.get_mut(&port) {
+                    p.learned += 1;
+                }
+            } else {
+                self.fdb.remove(&src);
+                self.not_learned += 1;
+            }
+            unlearn(&mut self.ports, old);
+        } else if self.fdb.len() < MAX_MACS && room {
+            if let Some(p) = self.ports.get_mut(&port) {
+                p.learned += 1;
+            }
             // alloc: a B-tree node at most now and then; the table is bounded by MAX_MACS.
             self.fdb.insert(
                 src,
                 Learned {
                     port,
                     seen_ns: now_ns,
+                    sticky: false,
                 },
             );
         } else {
@@ -245,8 +294,10 @@ impl Bridge {
 
     fn lookup(&mut self, dst: &Mac, now_ns: u64) -> Option<u32> {
         let l = self.fdb.get(dst)?;
-        if now_ns.saturating_sub(l.seen_ns) >= AGEING_NS {
+        if !l.sticky && now_ns.saturating_sub(l.seen_ns) >= AGEING_NS {
+            let port = l.port;
             self.fdb.remove(dst);
+            unlearn(&mut self.ports, port);
             return None;
         }
         Some(l.port)
@@ -258,8 +309,14 @@ impl Bridge {
             return;
         }
         self.last_sweep_ns = now_ns;
-        self.fdb
-            .retain(|_, l| now_ns.saturating_sub(l.seen_ns) < AGEING_NS);
+        let ports = &mut self.ports;
+        self.fdb.retain(|_, l| {
+            let keep = l.sticky || now_ns.saturating_sub(l.seen_ns) < AGEING_NS;
+            if !keep {
+                unlearn(ports, l.port);
+            }
+            keep
+        });
     }
 
     fn enqueue(&mut self, to: u32, frame: &[u8]) {
@@ -319,13 +376,58 @@ impl Bridge {
     pub fn port_of(&self, mac: &Mac, now_ns: u64) -> Option<u32> {
         self.fdb
             .get(mac)
-            .filter(|l| now_ns.saturating_sub(l.seen_ns) < AGEING_NS)
+            .filter(|l| l.sticky || now_ns.saturating_sub(l.seen_ns) < AGEING_NS)
             .map(|l| l.port)
     }
 
     /// Addresses learned.
     pub fn macs(&self) -> usize {
         self.fdb.len()
+    }
+
+    /// Pins `mac` to port `id` (Linux's `bridge fdb add <mac> dev <port> master static
+    /// sticky`): unicast to it goes to that port from now on, before any frame from it; it
+    /// never ages, and a frame from another port with it as source does not move it. netback
+    /// pins a vif's configured MAC (the only source it lets the domain send), so that neither
+    /// another domain nor a host on the physical network can take a domain's traffic. `false`
+    /// (nothing changed) when the port is unknown, the address is multicast or zero, it is
+    /// pinned to another port already, or the table has no room.
+    pub fn pin(&mut self, id: u32, mac: Mac) -> bool {
+        if !self.ports.contains_key(&id) || is_multicast(&mac) || mac == [0; 6] {
+            return false;
+        }
+        match self.fdb.get_mut(&mac) {
+            Some(l) if l.sticky => return l.port == id,
+            Some(l) => {
+                let old = l.port;
+                l.port = id;
+                l.sticky = true;
+                unlearn(&mut self.ports, old);
+            }
+            None => {
+                if self.fdb.len() >= MAX_MACS {
+                    return false;
+                }
+                // alloc: a B-tree node at most now and then; the table is bounded by MAX_MACS.
+                self.fdb.insert(
+                    mac,
+                    Learned {
+                        port: id,
+                        seen_ns: 0,
+                        sticky: true,
+                    },
+                );
+            }
+        }
+        if let Some(p) = self.ports.get_mut(&id) {
+            p.learned += 1;
+        }
+        true
+    }
+
+    /// Addresses learned on port `id`.
+    pub fn learned_on(&self, id: u32) -> usize {
+        self.ports.get(&id).map_or(0, |p| p.learned)
     }
 }
 
@@ -606,12 +708,107 @@ mod tests {
         let (mut b, p1, p2, p3) = three();
         for i in 0..MAX_MACS + 5 {
             let src = [0x02, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-            b.input(p1, &frame(BCAST, src, 60), 0);
+            // Two ports, each up to its own bound, fill the table.
+            let from = if i % 2 == 0 { p1 } else { p2 };
+            b.input(from, &frame(BCAST, src, 60), 0);
+            drain(&mut b, p1);
             drain(&mut b, p2);
             drain(&mut b, p3);
         }
         assert_eq!(b.macs(), MAX_MACS);
         assert_eq!(b.not_learned, 5);
+        assert_eq!(b.learned_on(p1) + b.learned_on(p2), MAX_MACS);
+    }
+
+    /// Red team: a port sending from ever new sources (a hostile network on eth0; a domain
+    /// is held to its own MAC by netback) cannot fill the table: a station that arrives
+    /// afterwards, or whose entry aged meanwhile, is still learned, so unicast to it is not
+    /// flooded to the attacker's port. Before the per-port bound, the attacker's 4096 sources
+    /// filled the table and C's traffic went to every port.
+    #[test]
+    fn one_port_cannot_fill_the_table() {
+        let (mut b, p1, p2, p3) = three();
+        b.input(p2, &frame(BCAST, B, 60), 0);
+        for i in 0..MAX_MACS + 100 {
+            let src = [0x02, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+            b.input(p1, &frame(BCAST, src, 60), SEC);
+            drain(&mut b, p2);
+            drain(&mut b, p3);
+        }
+        assert_eq!(b.learned_on(p1), MAX_MACS_PER_PORT);
+        assert_eq!(b.not_learned as usize, MAX_MACS + 100 - MAX_MACS_PER_PORT);
+        // A newcomer on p3 is learned; B's entry ages and is learned again.
+        let later = AGEING_NS + 2 * SEC;
+        b.input(p3, &frame(BCAST, C, 60), later);
+        b.input(p2, &frame(BCAST, B, 60), later);
+        drain(&mut b, p1);
+        drain(&mut b, p2);
+        drain(&mut b, p3);
+        assert_eq!(b.port_of(&C, later), Some(p3));
+        assert_eq!(b.port_of(&B, later), Some(p2));
+        // Unicast between them reaches only its port: nothing for the attacker.
+        b.input(p2, &frame(C, B, 60), later);
+        b.input(p3, &frame(B, C, 60), later);
+        assert!(drain(&mut b, p1).is_empty());
+        assert_eq!(drain(&mut b, p3).len(), 1);
+        assert_eq!(drain(&mut b, p2).len(), 1);
+        // Ageing and detaching give the attacker's addresses back.
+        assert_eq!(b.learned_on(p1), 0);
+        b.input(p1, &frame(BCAST, A, 60), later);
+        assert_eq!(b.learned_on(p1), 1);
+        b.detach(p1);
+        assert_eq!(b.macs(), 2);
+    }
+
+    /// Red team: a pinned address (a vif's MAC) is not taken by a frame from another port
+    /// with it as source (a host on eth0's network spoofing a domain): unicast to it still
+    /// goes to its vif only, at any age; detach forgets it.
+    #[test]
+    fn a_pinned_address_stays_on_its_port() {
+        let (mut b, p1, p2, p3) = three();
+        assert!(b.pin(p2, A));
+        // Known before A sent anything.
+        b.input(p3, &frame(A, C, 60), 0);
+        assert_eq!(drain(&mut b, p2).len(), 1);
+        assert!(drain(&mut b, p1).is_empty());
+        // eth0 claims A: not moved, the claim still forwarded (flooded broadcast).
+        b.input(p1, &frame(BCAST, A, 60), SEC);
+        assert_eq!(b.port_of(&A, SEC), Some(p2));
+        drain(&mut b, p2);
+        drain(&mut b, p3);
+        let late = 10 * AGEING_NS;
+        b.input(p3, &frame(A, C, 60), late);
+        assert_eq!(drain(&mut b, p2).len(), 1);
+        assert!(drain(&mut b, p1).is_empty());
+        // Pinned once only; bad addresses refused; a learned entry is taken over.
+        assert!(!b.pin(p3, A));
+        assert!(b.pin(p2, A));
+        assert!(!b.pin(p2, BCAST));
+        assert!(!b.pin(p2, [0; 6]));
+        assert!(!b.pin(99, B));
+        b.input(p1, &frame(BCAST, B, 60), late);
+        assert!(b.pin(p3, B));
+        assert_eq!((b.learned_on(p1), b.learned_on(p3)), (0, 2));
+        b.detach(p2);
+        assert_eq!(b.port_of(&A, late), None);
+    }
+
+    /// An address moving to a port that holds its bound is forgotten, not left on the port
+    /// it left; the counts follow moves.
+    #[test]
+    fn a_move_to_a_full_port_forgets_the_address() {
+        let (mut b, p1, p2, p3) = three();
+        for i in 0..MAX_MACS_PER_PORT {
+            let src = [0x02, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+            b.input(p1, &frame(BCAST, src, 60), 0);
+        }
+        b.input(p2, &frame(BCAST, A, 60), 0);
+        b.input(p3, &frame(BCAST, B, 60), 0);
+        b.input(p3, &frame(BCAST, A, 60), 0);
+        assert_eq!((b.learned_on(p2), b.learned_on(p3)), (0, 2));
+        b.input(p1, &frame(BCAST, A, 60), 0);
+        assert_eq!(b.port_of(&A, 0), None);
+        assert_eq!((b.learned_on(p1), b.learned_on(p3)), (MAX_MACS_PER_PORT, 1));
     }
 
     #[test]
@@ -728,6 +925,8 @@ mod tests {
                     }
                     Op::Wait(s) => now += s * SEC,
                 }
+                let learned: usize = ports.iter().map(|&p| b.learned_on(p)).sum();
+                prop_assert_eq!(learned, b.macs());
                 let queued: usize = b.ports().iter().map(|i| i.queued).sum();
                 prop_assert_eq!(b.queued().0, queued);
                 prop_assert_eq!(b.busy(), queued > 0);

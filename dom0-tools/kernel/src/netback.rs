@@ -19,7 +19,12 @@
 //! scratch in one batch and handed to `bridge::input`; every slot is answered (`OKAY`,
 //! `ERROR`, `NULL` for extra-info slots). Receive: frames the bridge queued for the port
 //! are copied each into the next buffer the frontend posted, answered with offset 0 and
-//! the length; with no buffer posted the frame is dropped and counted. Refusals get one log
+//! the length; with no buffer posted the frame is dropped and counted. A frame whose source
+//! MAC is not the interface's (the backend's `mac` node, required at connect as Linux's
+//! netback requires it) is refused (`ERROR`) before the bridge sees it: antispoofing, so a
+//! domain can neither take another's address nor fill the bridge's table; and the MAC is
+//! pinned to the vif's port (`bridge::pin`), so no other port can take it either (a second
+//! live vif with the same MAC is refused at connect). Refusals get one log
 //! line a second per interface (`vbd::LogLimit`); what Linux's netback treats as fatal
 //! (`xenvif_fatal_tx_err`: a producer more than a ring ahead, a slot crossing its page,
 //! [`vif::FATAL_SLOTS`] slots, a frame running past the producer, a bad extra) stops
@@ -106,6 +111,8 @@ struct Rings {
     more: bool,
     /// Stopped for good (a fatal error of the frontend's).
     broken: bool,
+    /// The interface's MAC (the backend's `mac` node): the only source its frames may have.
+    mac: [u8; 6],
 }
 
 struct Vif {
@@ -476,6 +483,13 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
             format!("{fe}/{REQUEST_RX_COPY} is not 1: only copying receive is served"),
         ));
     }
+    // Linux's netback reads the MAC at connect and fails the device without one
+    // (`parsing <backend>/mac`); here it is also the only source the domain's frames may have.
+    let mac_node = format!("{}/mac", v.be);
+    let mac = match xs.read(&mac_node) {
+        None => return Err((Errno::ENOENT, format!("parsing {mac_node}"))),
+        Some(t) => vif::backend_mac(&t).ok_or((Errno::EINVAL, format!("parsing {mac_node}")))?,
+    };
     for (gref, which) in [(tx_gref, TX_RING_REF), (rx_gref, RX_RING_REF)] {
         let mut ops = [from_gref(v.dom, gref, 0, mfn, 0, 4)];
         if copy(&mut ops).is_err() {
@@ -494,6 +508,21 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
             format!("{} has no room for another port", vif::BRIDGE),
         ));
     };
+    // The vif's MAC is pinned to its port: its traffic goes there from the start, and no
+    // other port (another domain's, or eth0's network) can take it over by sending with it.
+    // Two live vifs with one MAC cannot both have it: the second is refused.
+    if !bridge::pin(bp, mac) {
+        bridge::detach(bp);
+        let _ = calls::evtchn_close(port);
+        return Err((
+            Errno::EEXIST,
+            format!(
+                "mac {} is another interface's on {}",
+                MacText(&mac),
+                vif::BRIDGE
+            ),
+        ));
+    }
     Ok(Rings {
         tx_gref,
         rx_gref,
@@ -505,6 +534,7 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
         rx_cons: 0,
         more: false,
         broken: false,
+        mac,
     })
 }
 
@@ -679,6 +709,7 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         return false;
     };
     let gref = r.tx_gref;
+    let mac = r.mac;
     let ring_bytes = NET_TX_RING_SIZE as usize * NET_TX_ENTRY_SIZE;
     if read_ring(dom, gref, ring_bytes, mfns[0]).is_err() {
         fatal(v, format_args!("transmit ring no longer granted"));
@@ -786,11 +817,26 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
                 }
                 None if called => {
                     let room = k * FRAME_ROOM;
-                    if let Some(bp) = v.rings.as_ref().and_then(|r| r.bridge) {
-                        bridge::input(bp, &data[room..room + p.len]);
+                    let frame = &data[room..room + p.len];
+                    if vif::source_allowed(frame, &mac) {
+                        if let Some(bp) = v.rings.as_ref().and_then(|r| r.bridge) {
+                            bridge::input(bp, frame);
+                        }
+                        v.sent += 1;
+                        NETIF_RSP_OKAY
+                    } else {
+                        // Antispoofing: never reaches the bridge, which would learn it.
+                        v.refused += 1;
+                        log(
+                            v,
+                            format_args!(
+                                "frame at slot {start}: source {} is not the vif's mac {}",
+                                MacText(&frame[6..12]),
+                                MacText(&mac)
+                            ),
+                        );
+                        NETIF_RSP_ERROR
                     }
-                    v.sent += 1;
-                    NETIF_RSP_OKAY
                 }
                 _ => {
                     v.refused += 1;
@@ -846,6 +892,21 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
     let prod_now = word(ring, REREAD + SRING_REQ_PROD);
     r.more = prod_now != r.tx_cons;
     need_notify(old_rsp, rsp, word(ring, REREAD + SRING_RSP_EVENT))
+}
+
+/// A MAC as `xx:xx:xx:xx:xx:xx`, without allocating (log lines).
+struct MacText<'a>(&'a [u8]);
+
+impl core::fmt::Display for MacText<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
 }
 
 fn entry_id_tx(ring: &[u8], idx: u32) -> u16 {

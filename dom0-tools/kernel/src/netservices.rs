@@ -8,7 +8,9 @@
 //! **Bounds.** [`SOCKETS`] sockets a service, each with 64 KiB in the direction the service
 //! moves bytes and 1 KiB in the other (260 KiB in all): at most four connections exist, a
 //! fifth SYN gets a reset. A socket whose connection ended listens again, and chargen's next
-//! connection starts the pattern from its beginning. ACKs are not delayed: the bench
+//! connection starts the pattern from its beginning. A connection that moves no byte for
+//! [`IDLE`] (a peer that connects and sends nothing, or never opens its window to chargen)
+//! is reset, so that nobody on the network keeps the four connections for ever. ACKs are not delayed: the bench
 //! measures the link, not smoltcp's delayed ACK against dom0's wake-ups.
 
 use alloc::vec;
@@ -33,6 +35,8 @@ pub const SOCKETS: usize = 2;
 const BUFFER: usize = 64 << 10;
 /// The other direction's buffer.
 const IDLE_BUFFER: usize = 1 << 10;
+/// A connection that moved no byte for this long is reset.
+pub const IDLE: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(60);
 
 /// What the services did so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,6 +49,8 @@ pub struct Counters {
     pub chargen_connections: u64,
     /// Bytes it queued for sending.
     pub generated: u64,
+    /// Connections reset after [`IDLE`] without a byte moved.
+    pub idle_resets: u64,
 }
 
 /// What a socket serves.
@@ -62,6 +68,8 @@ struct Served {
     pos: u64,
     /// Whether it had a connection at the last look.
     active: bool,
+    /// When its connection last moved a byte (or began).
+    last: Instant,
 }
 
 /// dom0's interface and its services.
@@ -127,6 +135,7 @@ impl Services {
                     service,
                     pos: 0,
                     active: false,
+                    last: now,
                 });
             }
         }
@@ -137,7 +146,7 @@ impl Services {
             config,
             counters: Counters::default(),
         };
-        services.serve();
+        services.serve(now);
         services
     }
 
@@ -156,25 +165,44 @@ impl Services {
     /// window held back), if ever.
     pub fn poll(&mut self, now: Instant, device: &mut impl Device) -> Option<Instant> {
         self.iface.poll(now, device, &mut self.sockets);
-        self.serve();
+        self.serve(now);
         self.iface.poll(now, device, &mut self.sockets);
         // A connection the last poll ended listens again now, not when the next frame comes.
-        self.serve();
-        self.iface.poll_at(now, &self.sockets)
+        self.serve(now);
+        // Woken when an idle connection is due to be reset, too.
+        let idle = self
+            .served
+            .iter()
+            .filter(|s| s.active)
+            .map(|s| s.last + IDLE)
+            .min();
+        match (self.iface.poll_at(now, &self.sockets), idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Accepts, reads and writes on the services' sockets.
-    fn serve(&mut self) {
+    /// Accepts, reads and writes on the services' sockets; resets idle connections.
+    fn serve(&mut self, now: Instant) {
         for served in &mut self.served {
             let s = self.sockets.get_mut::<tcp::Socket>(served.handle);
             let up = s.is_active();
             if up && !served.active {
+                served.last = now;
                 match served.service {
                     Service::Discard => self.counters.discard_connections += 1,
                     Service::Chargen => self.counters.chargen_connections += 1,
                 }
             }
             served.active = up;
+            if up && s.is_open() && now >= served.last + IDLE {
+                // Nothing moved for too long: a reset, and the socket listens again below
+                // at the next look.
+                s.abort();
+                served.active = false;
+                self.counters.idle_resets += 1;
+                continue;
+            }
             if !s.is_open() {
                 // The connection ended (or the socket is new): listen again.
                 s.abort();
@@ -190,6 +218,7 @@ impl Services {
             while s.can_recv() {
                 match s.recv(|b| (b.len(), b.len())) {
                     Ok(n) if n > 0 => {
+                        served.last = now;
                         if served.service == Service::Discard {
                             self.counters.discarded += n as u64;
                         }
@@ -205,6 +234,9 @@ impl Services {
                     }
                     (b.len(), b.len())
                 }) {
+                    if n > 0 {
+                        served.last = now;
+                    }
                     served.pos += n as u64;
                     self.counters.generated += n as u64;
                 }
@@ -439,6 +471,61 @@ mod tests {
             net.sockets.remove(h);
         }
         assert_eq!(net.dom0.counters().chargen_connections, 2);
+    }
+
+    /// Red team: a peer that opens all four connections and then sends nothing (or never
+    /// reads chargen's bytes) holds them only for [`IDLE`]: then they are reset and the
+    /// services take new connections. Before the idle reset they were held for ever.
+    #[test]
+    fn idle_connections_are_reset() {
+        let mut net = Net::new();
+        let hogs: Vec<_> = (0..2)
+            .flat_map(|i| {
+                [
+                    net.connect(DISCARD_PORT, 45000 + i),
+                    net.connect(CHARGEN_PORT, 46000 + i),
+                ]
+            })
+            .collect();
+        net.pump();
+        // The hogs never read: chargen fills their window and then moves nothing.
+        for _ in 0..5 {
+            net.pump();
+        }
+        let busy = net.connect(DISCARD_PORT, 47000);
+        net.pump();
+        assert!(
+            !net.sockets.get::<tcp::Socket>(busy).is_open(),
+            "refused while held"
+        );
+        net.sockets.remove(busy);
+        // dom0 asks to be woken when the first idle deadline comes.
+        let due = net
+            .dom0
+            .poll(net.now, &mut net.dom0_end)
+            .expect("a wake-up for the idle deadline");
+        assert!(due <= net.now + IDLE, "{due} after {}", net.now + IDLE);
+        net.now += IDLE;
+        net.pump();
+        assert_eq!(net.dom0.counters().idle_resets, 4);
+        // dom0 let them go (the hogs' ends may ignore a reset outside their window) and
+        // takes four new connections.
+        drop(hogs);
+        let fresh: Vec<_> = (0..2)
+            .flat_map(|i| {
+                [
+                    net.connect(DISCARD_PORT, 48000 + i),
+                    net.connect(CHARGEN_PORT, 49000 + i),
+                ]
+            })
+            .collect();
+        net.pump();
+        for h in fresh {
+            assert_eq!(
+                net.sockets.get::<tcp::Socket>(h).state(),
+                tcp::State::Established
+            );
+        }
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub fn init(config: IpConfig) {
     if crate::virtio_net::mac().is_none() {
         bridge::set_mac(mac);
     }
+    // Linux's bridge keeps its own address as a local entry no frame moves: a host on the
+    // network sending with dom0's MAC as source does not take dom0's traffic.
+    let _ = bridge::pin(port, mac);
     let mut dev = Port(port);
     let mut seed = [0u8; 8];
     crate::random::fill(&mut seed);

@@ -365,6 +365,23 @@ pub fn port_name(dom: u16, devid: u32) -> String {
     format!("vif{dom}.{devid}")
 }
 
+/// The interface's MAC from its backend directory's `mac` node (the toolstack's, which the
+/// domain cannot write), as Linux's netback reads it (`xen_net_read_mac`): six groups of one
+/// or two hex digits; a multicast or all-zero address is refused as well, since no frame may
+/// come from one.
+pub fn backend_mac(text: &str) -> Option<[u8; 6]> {
+    let mac = dom0_tools::vif::parse_mac(text.trim())?;
+    (mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
+}
+
+/// Antispoofing (what Xen's `vif-bridge` script sets up with `ebtables` when asked to, done
+/// here always): a frame a domain sends may carry only its interface's own MAC as source,
+/// so that it can neither take over another domain's address on the bridge (the bridge
+/// learns sources) nor fill the bridge's address table with made-up ones.
+pub fn source_allowed(frame: &[u8], mac: &[u8; 6]) -> bool {
+    frame.get(6..12) == Some(&mac[..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,6 +594,37 @@ mod tests {
         assert_eq!(frontend_path(3, 1), "/local/domain/3/device/vif/1");
         assert_eq!(port_name(3, 1), "vif3.1");
         assert_eq!(error_dir(3, 1), "/local/domain/0/error/backend/vif/3/1");
+    }
+
+    #[test]
+    fn antispoofing() {
+        let mac = [0x00, 0x16, 0x3e, 0x01, 0x02, 0x03];
+        assert_eq!(backend_mac("00:16:3e:01:02:03"), Some(mac));
+        assert_eq!(backend_mac("0:16:3e:1:2:3\n"), Some(mac));
+        for bad in [
+            "",
+            "00:16:3e:01:02",
+            "00:16:3e:01:02:03:04",
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+            "00:16:3e:01:02:0g",
+            "00:16:3e:01:02:003",
+        ] {
+            assert_eq!(backend_mac(bad), None, "{bad:?}");
+        }
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&[0xff; 6]);
+        frame[6..12].copy_from_slice(&mac);
+        assert!(source_allowed(&frame, &mac));
+        // Another domain's address, or one made up, as source.
+        frame[11] ^= 1;
+        assert!(!source_allowed(&frame, &mac));
+        frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        assert!(!source_allowed(&frame, &mac));
+        // Too short to carry a source at all.
+        assert!(!source_allowed(&frame[..11], &mac));
+        assert!(source_allowed(&[&[0xffu8; 6][..], &mac[..]].concat(), &mac));
     }
 
     proptest! {

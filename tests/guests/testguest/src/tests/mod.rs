@@ -235,6 +235,11 @@ pub const TESTS: &[Test] = &[
         about: "a hostile netif frontend: bad grants, oversized frames, 19 slots, a flood, a producer far ahead",
     },
     Test {
+        name: "net_spoof",
+        run: net::spoof,
+        about: "sends frames with another domain's MAC (victim=<mac>) as source: refused; keeps trying until destroyed",
+    },
+    Test {
         name: "block_write",
         run: block::write,
         about: "writes a pattern over its disk (blkfront), flushes, reads some back",

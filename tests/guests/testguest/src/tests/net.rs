@@ -28,6 +28,8 @@
 //!   19 slots, one shorter than a header, each answered `NETIF_RSP_ERROR`, a good frame
 //!   after them `NETIF_RSP_OKAY`; a flood of refused and of accepted frames, all answered;
 //!   last a producer index far ahead, after which the backend answers nothing more.
+//! * `net_spoof victim=<mac>`: frames with another source MAC than its own are refused;
+//!   then keeps sending the victim's MAC as source until destroyed (netback's antispoofing).
 
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
@@ -887,5 +889,72 @@ pub fn hostile() -> ! {
     }
     let rsp = f.word(0, SRING_RSP_PROD).load(Ordering::Acquire);
     c.eq("no response after a producer far ahead", rsp, before);
+    c.finish()
+}
+
+/// `net_spoof victim=<mac>`: frames whose source is not the interface's own MAC (the
+/// victim's, then a made-up one) must be refused (`NETIF_RSP_ERROR`), a frame with its own
+/// MAC accepted; it notes `net: spoof checks done, <n> failed`, waits for another domain's
+/// hello, then keeps sending a frame with the victim's MAC as source every 200 ms until
+/// destroyed (at most 600 s), so that a bridge that learned from such frames would send the
+/// victim's traffic here.
+pub fn spoof() -> ! {
+    let mut c = Checks::new();
+    let (mut bus, mut f) = open(&mut c, 0);
+    let Some(victim) = arg("victim").and_then(parse_mac) else {
+        c.check("victim=<mac> on the command line", false, format_args!(""));
+        c.finish()
+    };
+    let me = f.mac;
+    let made_up = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+    for (what, src, want) in [
+        (
+            "a frame with another domain's MAC as source gets NETIF_RSP_ERROR",
+            victim,
+            NETIF_RSP_ERROR,
+        ),
+        (
+            "a frame with a made-up source MAC gets NETIF_RSP_ERROR",
+            made_up,
+            NETIF_RSP_ERROR,
+        ),
+        (
+            "a frame with its own MAC as source gets NETIF_RSP_OKAY",
+            me,
+            NETIF_RSP_OKAY,
+        ),
+    ] {
+        pause();
+        let got = f.send(&frame(BROADCAST, src, b'H', 0), 0);
+        c.eq(what, got, Ok(want));
+    }
+    note(format_args!(
+        "net: spoof checks done, {} failed",
+        c.failures()
+    ));
+    // Quiet until another domain says hello (the pinger): then the victim's MAC is claimed
+    // while that domain talks to the victim.
+    let end = now_ns() + 600_000 * NS_PER_MS;
+    let mut buf = [0u8; 2048];
+    while let Some(r) = f.recv(&mut buf, end) {
+        if let Ok(n) = r
+            && let Some((_, src, b'H', _)) = parse(&buf[..n])
+            && src != victim
+            && src != me
+        {
+            break;
+        }
+    }
+    note(format_args!("net: claiming the victim's mac"));
+    let mut seq = 0u32;
+    while now_ns() < end {
+        let _ = f.send(&frame(BROADCAST, victim, b'H', seq), 0);
+        seq = seq.wrapping_add(1);
+        let until = now_ns() + 200 * NS_PER_MS;
+        while now_ns() < until {
+            events::block_until(Some(until));
+        }
+    }
+    f.close(&mut bus);
     c.finish()
 }
