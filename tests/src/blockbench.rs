@@ -144,6 +144,25 @@ pub fn image(path: std::path::PathBuf, bytes: u64) -> Result<DiskImage, String> 
     Ok(img)
 }
 
+/// A profiling aid, never set by the suite: with `XENIA_PROFILE_MARK=<path>`, creates that
+/// file as the domU phase starts and ends (a QEMU plugin counting instructions snapshots its
+/// counts when the file appears, then removes it), waiting (bounded) until it is taken.
+fn profile_mark() {
+    let Some(path) = std::env::var_os("XENIA_PROFILE_MARK") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    if std::fs::write(&path, b"").is_err() {
+        return;
+    }
+    for _ in 0..200 {
+        if !path.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn run(vm: &mut Qemu, line: &str) -> Result<String, String> {
     vm.send(&format!("{line}\r"))?;
     vm.wait_until(
@@ -181,6 +200,7 @@ pub fn round(vm: &mut Qemu, name: &str, requests: u64) -> Result<Round, String> 
          'cmdline=\"test=block_bench requests={requests}\"' \
          \"disk=['format=raw, vdev=xvda, access=rw, target=/dev/vdb']\""
     );
+    profile_mark();
     let out = run(vm, &line)?;
     let id: u32 = out
         .lines()
@@ -192,6 +212,7 @@ pub fn round(vm: &mut Qemu, name: &str, requests: u64) -> Result<Round, String> 
         .ok_or_else(|| format!("`xl create` of {name} failed:\n{out}"))?;
     let prefix = format!("(d{id}) ");
     let result = vm.wait_for_line_starting(&format!("{prefix}Test result: "), JOB)?;
+    profile_mark();
     let log = vm.serial_log();
     if result != format!("{prefix}Test result: SUCCESS") {
         let failed: Vec<&str> = log

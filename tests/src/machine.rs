@@ -523,6 +523,16 @@ impl Machine {
             args.extend(nic_args(forwards));
         }
         args.extend(self.qemu_args.iter().map(OsString::from));
+        // A profiling aid, never set by the suite: extra QEMU arguments for every machine
+        // (e.g. `-plugin path/libhot.so`), split at blanks.
+        if let Some(extra) = std::env::var_os("XENIA_QEMU_EXTRA") {
+            args.extend(
+                extra
+                    .to_string_lossy()
+                    .split_whitespace()
+                    .map(OsString::from),
+            );
+        }
         args
     }
 

@@ -84,17 +84,21 @@ fn take_refs(mfn: Mfn, owner: DomId, refs: FrameRefs) -> Result<(), FrameRefErro
             }
         }
         for i in 0..refs.writable {
-            if let Err(e) = t.get_page_type(mem, mfn, owner, PageType::Writable) {
+            if t.get_page_type(mem, mfn, owner, PageType::Writable)
+                .is_err()
+            {
                 for _ in 0..i {
                     let _ = t.put_page_type(mem, mfn);
                 }
                 for _ in 0..refs.general {
                     let _ = t.put_page(mfn);
                 }
-                return Err(if e == Errno::EINVAL {
-                    FrameRefError::NotOwned
-                } else {
+                // Not the owner's (`GNTST_bad_page`), or in another use (Xen's
+                // `gnttab_copy_claim_buf`: `GNTST_general_error`).
+                return Err(if t.owned_by(mfn, owner) {
                     FrameRefError::NotWritable
+                } else {
+                    FrameRefError::NotOwned
                 });
             }
         }
@@ -145,6 +149,10 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
     if !super::mem::range_ok(uops, count * size) {
         return Err(Errno::EFAULT);
     }
+    if cmd == u64::from(g::GNTTABOP_COPY) {
+        copy_batch(cx, uops, count)?;
+        return Ok(Ret::Value(0));
+    }
     for i in 0..count {
         let at = uops + i * size;
         match cmd as u32 {
@@ -152,7 +160,6 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             g::GNTTABOP_QUERY_SIZE => query_size(cx, GuestPtr::new(at))?,
             g::GNTTABOP_MAP_GRANT_REF => map(cx, GuestPtr::new(at))?,
             g::GNTTABOP_UNMAP_GRANT_REF => unmap(cx, GuestPtr::new(at))?,
-            g::GNTTABOP_COPY => copy(cx, GuestPtr::new(at))?,
             _ => return Err(Errno::ENOSYS),
         }
     }
@@ -383,48 +390,136 @@ fn unmap(cx: &mut Hc, at: GuestPtr<g::GnttabUnmapGrantRef>) -> Result<(), Errno>
     )
 }
 
-/// `GNTTABOP_copy` for one operation, over the domains the context reaches.
-fn copy(cx: &mut Hc, at: GuestPtr<g::GnttabCopy>) -> Result<(), Errno> {
-    struct Env<'a, 'b> {
-        cx: &'a mut Hc<'b>,
+/// `GNTTABOP_copy` operations read, done and written back at a time.
+const COPY_CHUNK: usize = 16;
+
+/// What a grant copy needs from the hypervisor ([`gt::CopyEnv`]), with what it keeps from
+/// one operation to the next of a call: the entry frames of the granter last named, and
+/// whether the operation's frames need references.
+struct CopyCx<'a, 'b> {
+    cx: &'a mut Hc<'b>,
+    /// The granter last named, its grant frames, and their views (rebuilt whenever the
+    /// domain's frames differ, so a list is never used for frames it was not made from).
+    cached: Option<(
+        DomId,
+        [Mfn; gt::DEFAULT_MAX_FRAMES as usize],
+        EntryFrameList,
+    )>,
+    /// Whether the current operation holds both its domains' locks from start to end, so
+    /// that its frames may be used without references (`usable_while_locked`).
+    locked_throughout: bool,
+    /// For each end held (source, then destination), whether references were taken.
+    took: [bool; 2],
+    depth: usize,
+}
+
+impl CopyCx<'_, '_> {
+    /// Whether `op` keeps both its domains locked from start to end: it names at most one
+    /// domain besides the caller (the context keeps the caller and one other locked; a
+    /// second other would let go of the first).
+    fn one_other(op: &g::GnttabCopy, caller: DomId) -> bool {
+        let other = |p: &g::GnttabCopyPtr, flag: u16| {
+            (op.flags & flag != 0 && p.domid != DOMID_SELF && p.domid != caller).then_some(p.domid)
+        };
+        match (
+            other(&op.source, g::GNTCOPY_SOURCE_GREF),
+            other(&op.dest, g::GNTCOPY_DEST_GREF),
+        ) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
     }
-    impl gt::CopyEnv for Env<'_, '_> {
-        fn with_grants<R>(
-            &mut self,
-            d: DomId,
-            f: impl FnOnce(&mut Grants, &dyn gt::GrantFrames) -> R,
-        ) -> Option<R> {
-            let target = self.cx.domain(d).ok()?;
-            let frames = entry_frames(&target.grants.grants);
-            Some(f(&mut target.grants.grants, &EntryFrames(&frames)))
+}
+
+impl gt::CopyEnv for CopyCx<'_, '_> {
+    fn with_grants<R>(
+        &mut self,
+        d: DomId,
+        f: impl FnOnce(&mut Grants, &dyn gt::GrantFrames) -> R,
+    ) -> Option<R> {
+        let target = self.cx.domain(d).ok()?;
+        let grants = &mut target.grants.grants;
+        let fresh = match &self.cached {
+            Some((dom, mfns, list)) => *dom != d || grants.frames() != &mfns[..list.len],
+            None => true,
+        };
+        if fresh {
+            let mut mfns = [Mfn(0); gt::DEFAULT_MAX_FRAMES as usize];
+            for (slot, m) in mfns.iter_mut().zip(grants.frames()) {
+                *slot = *m;
+            }
+            self.cached = Some((d, mfns, entry_frames(grants)));
         }
-        fn get_frame(
-            &mut self,
-            mfn: Mfn,
-            owner: DomId,
-            writable: bool,
-        ) -> Result<(), FrameRefError> {
-            take_refs(mfn, owner, one_use(writable))
+        let (_, _, list) = self.cached.as_ref()?;
+        Some(f(grants, &EntryFrames(list)))
+    }
+    fn get_frame(&mut self, mfn: Mfn, owner: DomId, writable: bool) -> Result<(), FrameRefError> {
+        let free = self.locked_throughout
+            && ft::with(|t, _| t.usable_while_locked(mfn, owner, writable))
+                .map_err(|_| FrameRefError::NotOwned)?;
+        if !free {
+            take_refs(mfn, owner, one_use(writable))?;
         }
-        fn put_frame(&mut self, mfn: Mfn, writable: bool) {
+        if let Some(slot) = self.took.get_mut(self.depth) {
+            *slot = !free;
+            self.depth += 1;
+        }
+        Ok(())
+    }
+    fn put_frame(&mut self, mfn: Mfn, writable: bool) {
+        self.depth = self.depth.saturating_sub(1);
+        if self.took.get(self.depth).copied().unwrap_or(true) {
             drop_refs(mfn, one_use(writable));
         }
-        fn copy_bytes(&mut self, src: Mfn, src_offset: u16, dest: Mfn, dest_offset: u16, len: u16) {
-            // Both frames are held (references taken above) for the copy.
-            physmem::copy(
-                src,
-                usize::from(src_offset),
-                dest,
-                usize::from(dest_offset),
-                usize::from(len),
-            );
-        }
     }
-    let mut op = cx.space().read(at)?;
+    fn copy_bytes(&mut self, src: Mfn, src_offset: u16, dest: Mfn, dest_offset: u16, len: u16) {
+        // Both frames are held (references taken, or their owners locked throughout).
+        physmem::copy(
+            src,
+            usize::from(src_offset),
+            dest,
+            usize::from(dest_offset),
+            usize::from(len),
+        );
+    }
+}
+
+/// `GNTTABOP_copy` for the `count` operations at `uops` (checked to lie in guest space),
+/// [`COPY_CHUNK`] at a time: read, done, and written back with their statuses. A frame of
+/// a domain that stays locked for the whole operation is used without references (two
+/// atomic reads instead of four reference changes); any other takes them.
+fn copy_batch(cx: &mut Hc, uops: u64, count: u64) -> Result<(), Errno> {
+    use zerocopy::FromBytes;
+    const SIZE: usize = size_of::<g::GnttabCopy>();
+    const STATUS: usize = offset_of!(g::GnttabCopy, status);
     let caller = cx.id();
-    let result = gt::copy_one(&mut Env { cx: &mut *cx }, caller, &op);
-    op.status = gt::status_of(&result);
-    put(cx, at, offset_of!(g::GnttabCopy, status), op.status)
+    let mut env = CopyCx {
+        cx,
+        cached: None,
+        locked_throughout: false,
+        took: [false; 2],
+        depth: 0,
+    };
+    let mut done = 0u64;
+    // The operations as the guest laid them out, padding included: written back as read,
+    // but for the statuses.
+    let mut raw = [0u8; COPY_CHUNK * SIZE];
+    while done < count {
+        let n = (count - done).min(COPY_CHUNK as u64) as usize;
+        let at = uops + done * SIZE as u64;
+        let raw = &mut raw[..n * SIZE];
+        env.cx.space().read_bytes(GuestPtr::new(at), raw)?;
+        for bytes in raw.chunks_exact_mut(SIZE) {
+            let op = g::GnttabCopy::read_from_bytes(bytes).map_err(|_| Errno::EFAULT)?;
+            env.locked_throughout = CopyCx::one_other(&op, caller);
+            env.depth = 0;
+            let result = gt::copy_one(&mut env, caller, &op);
+            bytes[STATUS..STATUS + 2].copy_from_slice(&gt::status_of(&result).to_le_bytes());
+        }
+        env.cx.space().write_bytes(GuestPtr::new(at), raw)?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// Teardown of `victim`'s grant state before its memory goes (`victim` is already out of

@@ -1202,6 +1202,35 @@ impl FrameTable {
         Ok(())
     }
 
+    /// Whether hypervisor code that holds `dom`'s lock may read `mfn`, or write it if
+    /// `writable`, until it lets go of that lock, without taking references (a grant copy
+    /// that holds both domains for the whole operation). The one-writer rule (type docs)
+    /// makes this sound: nothing changes the record of a frame `dom` owns while `dom`'s lock
+    /// is held, so the frame can neither be freed nor change use meanwhile. `EINVAL` if `dom`
+    /// does not own `mfn` (as [`FrameTable::get_page`]); `Ok(false)` if a write needs the
+    /// frame to take the `Writable` type first (unused, but last typed as something else:
+    /// only [`FrameTable::get_page_type`] may retype it, flushing the TLBs); `Ok(true)`
+    /// otherwise. Two atomic reads, nothing written.
+    pub fn usable_while_locked(&self, mfn: Mfn, dom: DomId, writable: bool) -> Result<bool, Errno> {
+        let slot = self.slot(mfn).ok_or(Errno::EINVAL)?;
+        let [w0, w1] = &self.frames[slot].0[..2] else {
+            unreachable!("a record has four words")
+        };
+        let head = w0.load(Ordering::Acquire);
+        if head & W0_OWNER_MASK != Slot::owner_bits(Owner::Domain(dom)) {
+            return Err(Errno::EINVAL);
+        }
+        if !writable {
+            return Ok(true);
+        }
+        let in_use = lo(w1.load(Ordering::Acquire)) > 0;
+        Ok(match Slot::decode_type(head) {
+            PageType::None => !in_use,
+            PageType::Writable => !in_use || head & W0_VALIDATED != 0,
+            _ => false,
+        })
+    }
+
     /// Drops a reference taken with [`FrameTable::get_page`]; `EINVAL` if there is none.
     pub fn put_page(&self, mfn: Mfn) -> Result<(), Errno> {
         self.edit(mfn, |f| {
@@ -2446,6 +2475,62 @@ mod tests {
         ft.get_page_type(&mut mem, Mfn(1), DOM_A, PageType::Writable)
             .unwrap();
         assert_eq!(ft.put_page(Mfn(1)), Err(Errno::EINVAL));
+        consistent(&ft, &mem);
+    }
+
+    #[test]
+    fn usable_while_locked_needs_ownership_and_a_writable_use() {
+        let (ft, mut mem) = setup(8, &[0, 1, 2], &[4]);
+        for w in [false, true] {
+            assert_eq!(
+                ft.usable_while_locked(Mfn(0), DOM_A, w),
+                Ok(true),
+                "untyped"
+            );
+            assert_eq!(
+                ft.usable_while_locked(Mfn(4), DOM_A, w),
+                Err(Errno::EINVAL),
+                "B's"
+            );
+            assert_eq!(
+                ft.usable_while_locked(Mfn(7), DOM_A, w),
+                Err(Errno::EINVAL),
+                "hv's"
+            );
+            assert_eq!(
+                ft.usable_while_locked(Mfn(3), DOM_A, w),
+                Err(Errno::EINVAL),
+                "free"
+            );
+            assert_eq!(
+                ft.usable_while_locked(Mfn(99), DOM_A, w),
+                Err(Errno::EINVAL),
+                "outside"
+            );
+        }
+        ft.get_page_type(&mut mem, Mfn(1), DOM_A, PageType::Writable)
+            .unwrap();
+        assert_eq!(
+            ft.usable_while_locked(Mfn(1), DOM_A, true),
+            Ok(true),
+            "writable"
+        );
+        ft.pin(&mut mem, Mfn(2), DOM_A, PageType::L1).unwrap();
+        assert_eq!(ft.usable_while_locked(Mfn(2), DOM_A, false), Ok(true));
+        assert_eq!(
+            ft.usable_while_locked(Mfn(2), DOM_A, true),
+            Ok(false),
+            "a page table"
+        );
+        ft.unpin(&mut mem, Mfn(2), DOM_A).unwrap();
+        // Unused now, but last an L1: writing it needs the retype and its flush.
+        assert_eq!(info(&ft, 2).ty, PageType::L1);
+        assert_eq!(
+            ft.usable_while_locked(Mfn(2), DOM_A, true),
+            Ok(false),
+            "was a page table"
+        );
+        assert_eq!(ft.usable_while_locked(Mfn(2), DOM_A, false), Ok(true));
         consistent(&ft, &mem);
     }
 

@@ -967,6 +967,61 @@ pub fn run() -> ! {
         w0 == PATTERN && f2 == GTF_PERMIT_ACCESS | GTF_READONLY,
         format_args!("data word 0 {w0:#x}, entry 2 flags {f2:#x}"),
     );
+    // A copy names frames, not only grants: the caller's own page tables are never a
+    // destination, in a call of many operations as of one (the hypervisor skips references
+    // for a domain it keeps locked, and must still check the frame's use), and the refusal
+    // leaves the call's other operations done.
+    let l4 = mm::bootstrap_l4();
+    let mut ops = [
+        GnttabCopy {
+            source: GnttabCopyPtr::from_gref(REF_RW, SELF_ID, 0),
+            dest: GnttabCopyPtr::from_gmfn(dest_mfn, 1024),
+            len: 8,
+            flags: GNTCOPY_SOURCE_GREF,
+            status: 0x7777,
+        },
+        GnttabCopy {
+            source: GnttabCopyPtr::from_gref(REF_RW, SELF_ID, 0),
+            // An unused slot of the L4 (entry 300): an accepted copy would make it present.
+            dest: GnttabCopyPtr::from_gmfn(l4, 8 * 300),
+            len: 8,
+            flags: GNTCOPY_SOURCE_GREF,
+            status: 0x7777,
+        },
+        GnttabCopy {
+            // Entry 511, which maps the kernel: present, so not zero.
+            source: GnttabCopyPtr::from_gmfn(l4, 8 * 511),
+            dest: GnttabCopyPtr::from_gmfn(dest_mfn, 1032),
+            len: 8,
+            flags: 0,
+            status: 0x7777,
+        },
+    ];
+    // SAFETY: the frames written are the test's destination frame (or, if the hypervisor
+    // were wrong, an unused L4 slot, which this check reports).
+    let ret = unsafe { gnttab_op(GNTTABOP_COPY, &mut ops) };
+    let st3 = [ops[0].status, ops[1].status, ops[2].status];
+    let (got, l4_copy) = (cw.read(1024), cw.read(1032));
+    c.check(
+        "three copies in one call: into own frame ok, into own L4 general_error, out of own L4 ok",
+        ret == 0
+            && st3 == [GNTST_OKAY, GNTST_GENERAL_ERROR, GNTST_OKAY]
+            && got == PATTERN
+            && l4_copy != 0,
+        format_args!(
+            "returned {}, statuses {st3:?}, words copied {got:#x} {l4_copy:#x}",
+            Ret(ret)
+        ),
+    );
+    cw.write(1024, 0);
+    cw.write(1032, 0);
+    check_flags(
+        &mut c,
+        "the call left entry 1 without busy bits",
+        &table,
+        REF_RW,
+        GTF_PERMIT_ACCESS,
+    );
     let r = table.end(REF_RO, GTF_PERMIT_ACCESS | GTF_READONLY, SELF_ID);
     c.check(
         "ending grant 2 again succeeds",
