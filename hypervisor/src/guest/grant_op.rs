@@ -431,6 +431,90 @@ impl CopyCx<'_, '_> {
     }
 }
 
+/// The entry frames of `d`'s `grants`, from `cache` if it holds that domain's list for the
+/// same frames, else made and kept there.
+fn cached_frames<'c>(
+    cache: &'c mut Option<(
+        DomId,
+        [Mfn; gt::DEFAULT_MAX_FRAMES as usize],
+        EntryFrameList,
+    )>,
+    d: DomId,
+    grants: &Grants,
+) -> &'c EntryFrameList {
+    let fresh = match cache {
+        Some((dom, mfns, list)) => *dom != d || grants.frames() != &mfns[..list.len],
+        None => true,
+    };
+    if fresh {
+        let mut mfns = [Mfn(0); gt::DEFAULT_MAX_FRAMES as usize];
+        for (slot, m) in mfns.iter_mut().zip(grants.frames()) {
+            *slot = *m;
+        }
+        *cache = Some((d, mfns, entry_frames(grants)));
+    }
+    match cache {
+        Some((_, _, list)) => list,
+        None => unreachable!("filled just above"),
+    }
+}
+
+impl CopyCx<'_, '_> {
+    /// The common operation done the short way: a copy between a grant and a frame of the
+    /// caller's, which succeeds. One lookup of the granter, its grant pinned for the copy as
+    /// always, and no frame references: the caller and the granter stay locked from start to
+    /// end, and both frames are checked for it (`usable_while_locked`). `false` if the
+    /// operation is of another kind or anything on the way would fail: nothing is left
+    /// changed then, and [`gt::copy_one`] does it again and answers with the right status.
+    fn quick(&mut self, op: &g::GnttabCopy, caller: DomId) -> bool {
+        use gt::CopyTarget::{Frame, Grant};
+        let Ok(args) = gt::check_copy(op, caller) else {
+            return false;
+        };
+        let (granter, gref, frame, to_grant) = match (args.source.target, args.dest.target) {
+            (Grant { granter, gref }, Frame(m)) => (granter, gref, m, false),
+            (Frame(m), Grant { granter, gref }) => (granter, gref, m, true),
+            _ => return false,
+        };
+        let usable = |mfn, owner, writable| {
+            matches!(
+                ft::with(|t, _| t.usable_while_locked(mfn, owner, writable)),
+                Ok(true)
+            )
+        };
+        if !usable(frame, caller, !to_grant) {
+            return false;
+        }
+        let Ok(target) = self.cx.domain(granter) else {
+            return false;
+        };
+        let grants = &mut target.grants.grants;
+        let frames = EntryFrames(cached_frames(&mut self.cached, granter, grants));
+        let Ok(mfn) = grants.acquire_for_copy(&frames, caller, gref, to_grant) else {
+            return false;
+        };
+        if usable(mfn, granter, to_grant) {
+            let ((src, so), (dst, dof)) = if to_grant {
+                ((frame, args.source.offset), (mfn, args.dest.offset))
+            } else {
+                ((mfn, args.source.offset), (frame, args.dest.offset))
+            };
+            // Both frames are their owners', who stay locked (checked just above).
+            physmem::copy(
+                src,
+                usize::from(so),
+                dst,
+                usize::from(dof),
+                usize::from(args.len),
+            );
+            grants.release_for_copy(&frames, gref, to_grant);
+            return true;
+        }
+        grants.release_for_copy(&frames, gref, to_grant);
+        false
+    }
+}
+
 impl gt::CopyEnv for CopyCx<'_, '_> {
     fn with_grants<R>(
         &mut self,
@@ -439,18 +523,7 @@ impl gt::CopyEnv for CopyCx<'_, '_> {
     ) -> Option<R> {
         let target = self.cx.domain(d).ok()?;
         let grants = &mut target.grants.grants;
-        let fresh = match &self.cached {
-            Some((dom, mfns, list)) => *dom != d || grants.frames() != &mfns[..list.len],
-            None => true,
-        };
-        if fresh {
-            let mut mfns = [Mfn(0); gt::DEFAULT_MAX_FRAMES as usize];
-            for (slot, m) in mfns.iter_mut().zip(grants.frames()) {
-                *slot = *m;
-            }
-            self.cached = Some((d, mfns, entry_frames(grants)));
-        }
-        let (_, _, list) = self.cached.as_ref()?;
+        let list = cached_frames(&mut self.cached, d, grants);
         Some(f(grants, &EntryFrames(list)))
     }
     fn get_frame(&mut self, mfn: Mfn, owner: DomId, writable: bool) -> Result<(), FrameRefError> {
@@ -511,10 +584,14 @@ fn copy_batch(cx: &mut Hc, uops: u64, count: u64) -> Result<(), Errno> {
         env.cx.space().read_bytes(GuestPtr::new(at), raw)?;
         for bytes in raw.chunks_exact_mut(SIZE) {
             let op = g::GnttabCopy::read_from_bytes(bytes).map_err(|_| Errno::EFAULT)?;
-            env.locked_throughout = CopyCx::one_other(&op, caller);
-            env.depth = 0;
-            let result = gt::copy_one(&mut env, caller, &op);
-            bytes[STATUS..STATUS + 2].copy_from_slice(&gt::status_of(&result).to_le_bytes());
+            let status = if env.quick(&op, caller) {
+                g::GNTST_OKAY
+            } else {
+                env.locked_throughout = CopyCx::one_other(&op, caller);
+                env.depth = 0;
+                gt::status_of(&gt::copy_one(&mut env, caller, &op))
+            };
+            bytes[STATUS..STATUS + 2].copy_from_slice(&status.to_le_bytes());
         }
         env.cx.space().write_bytes(GuestPtr::new(at), raw)?;
         done += n as u64;
