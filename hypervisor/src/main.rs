@@ -35,7 +35,7 @@ pub mod mm;
 pub mod power;
 pub mod time;
 
-pub use xenia_core::{acpi, conswitch, cpuinfo, dmesg, event, grant, options, pirq, sched};
+pub use xenia_core::{acpi, conswitch, cpuinfo, dmesg, event, grant, options, pirq, ptwr, sched};
 
 #[cfg(target_os = "none")]
 mod boot_info;

@@ -43,6 +43,7 @@ pub mod mm;
 pub mod options;
 pub mod pirq;
 pub mod power;
+pub mod ptwr;
 pub mod sched;
 pub mod time;
 pub mod topology;

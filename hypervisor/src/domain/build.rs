@@ -321,6 +321,7 @@ pub fn build_dom0(
         grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
         stop_announced: false,
+        vm_assist: 0,
         controller_pauses: 0,
         console_line: super::ConsoleLine::new(),
     };

@@ -63,6 +63,7 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         grants: crate::grant::GrantTable::with_defaults(id),
         shutdown: None,
         stop_announced: false,
+        vm_assist: 0,
         controller_pauses: 1,
         console_line: super::ConsoleLine::new(),
     };

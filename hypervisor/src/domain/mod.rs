@@ -320,6 +320,8 @@ pub struct Domain {
     /// The toolstack's UUID for it (`createdomain`'s handle; zero for dom0).
     pub handle: [u8; 16],
     pub privilege: Privilege,
+    /// `VMASST_TYPE_*` assists turned on (`vm_assist`; a bitmap, as Xen's `d->vm_assist`).
+    pub vm_assist: u64,
     /// Pseudo-physical to machine frames.
     pub p2m: Vec<Mfn>,
     pub shared_info: Mfn,

@@ -50,6 +50,7 @@ fn handler(number: u64) -> Option<Handler> {
         nr::HYPERVISOR_PHYSDEV_OP => super::physdev::physdev_op,
         nr::HYPERVISOR_DOMCTL => super::domctl::domctl,
         nr::HYPERVISOR_SYSCTL => super::domctl::sysctl,
+        nr::HYPERVISOR_VM_ASSIST => super::ptwr::vm_assist,
         _ => return None,
     })
 }

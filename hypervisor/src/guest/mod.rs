@@ -31,6 +31,7 @@ pub mod mem;
 pub mod mmu;
 pub mod multicall;
 pub mod physdev;
+pub mod ptwr;
 pub mod vcpu_op;
 
 use alloc::collections::VecDeque;
@@ -1316,6 +1317,9 @@ fn exception(cx: &mut Hc) -> HcResult {
         t::BREAKPOINT | t::OVERFLOW => return software_interrupt(cx),
         t::PAGE_FAULT => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
+            if self::ptwr::emulate(cx, cr2) {
+                return Ok(Ret::Resumed);
+            }
             cx.info().arch.cr2.store(cr2, Ordering::Release);
         }
         t::DEVICE_NOT_AVAILABLE => {

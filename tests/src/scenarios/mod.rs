@@ -135,6 +135,7 @@ pub fn all() -> Vec<Scenario> {
         "isolation",
         "pagetables",
         "grants",
+        "wrpt",
     ));
     all.extend([
         // The timers test measures lateness in virtual time, with a tight bound.

@@ -21,6 +21,7 @@ mod shutdown;
 mod smp;
 mod syscall;
 mod timers;
+mod wrpt;
 mod xenstore;
 
 use core::fmt::Write;
@@ -100,6 +101,11 @@ pub const TESTS: &[Test] = &[
         name: "pagetables",
         run: pagetables::run,
         about: "a small OS: builds, pins and switches to a process address space, demand-pages it",
+    },
+    Test {
+        name: "wrpt",
+        run: wrpt::run,
+        about: "writable page tables: vm_assist, L1 writes emulated (mov, xchg, cmpxchg), refusals",
     },
     Test {
         name: "grants",
