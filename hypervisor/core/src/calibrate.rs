@@ -124,6 +124,27 @@ pub fn rate_hz(count: u64, ns: u64) -> u64 {
     u64::try_from(hz).unwrap_or(u64::MAX)
 }
 
+/// The slowest TSC accepted from a measurement: no x86-64 processor runs its TSC below
+/// 200 MHz, so a lower result means the reference clock misbehaved.
+pub const MIN_TSC_HZ: u64 = 200_000_000;
+/// The fastest accepted.
+pub const MAX_TSC_HZ: u64 = 20_000_000_000;
+/// The slowest local APIC timer accepted after the divide-by-16: the slowest input clock
+/// in use is a 19.2 MHz crystal (1.2 MHz after the divider).
+pub const MIN_APIC_TIMER_HZ: u64 = 500_000;
+
+/// Whether measured rates are believable (a clock that answers but does not run at its
+/// stated rate, like a missing PIT's port reading all ones, gives absurd ones).
+pub fn plausible(apic_timer_hz: u64, tsc_hz: u64) -> Result<(), &'static str> {
+    if !(MIN_TSC_HZ..=MAX_TSC_HZ).contains(&tsc_hz) {
+        return Err("the TSC rate measured is impossible (below 200 MHz or above 20 GHz)");
+    }
+    if apic_timer_hz < MIN_APIC_TIMER_HZ {
+        return Err("the APIC timer rate measured is impossible (below 500 kHz)");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +220,16 @@ mod tests {
         assert_eq!(hpet_period_fs(u64::MAX), None);
         assert_eq!(hpet_period_fs((HPET_MAX_PERIOD_FS + 1) << 32), None);
         assert_eq!(hpet_ticks_for_ns(0, 10), 1);
+    }
+
+    #[test]
+    fn plausibility() {
+        // QEMU TCG: APIC timer 62.5 MHz, TSC about 2.3 GHz.
+        assert_eq!(plausible(62_500_000, 2_300_000_000), Ok(()));
+        // What a missing PIT gave: 100 kHz and 3 MHz.
+        assert!(plausible(100_000, 3_000_000).is_err());
+        assert!(plausible(62_500_000, 30_000_000_000).is_err());
+        assert!(plausible(100_000, 2_300_000_000).is_err());
     }
 
     #[test]

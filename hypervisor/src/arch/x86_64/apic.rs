@@ -222,10 +222,12 @@ fn count_during(
         return Err("the APIC timer did not count");
     }
     let ns = elapsed.as_nanos().max(1) as u64;
-    Ok((
+    let (apic_hz, tsc_hz) = (
         calibrate::rate_hz(ticks, ns),
         calibrate::rate_hz(tsc_cycles, ns),
-    ))
+    );
+    calibrate::plausible(apic_hz, tsc_hz)?;
+    Ok((apic_hz, tsc_hz))
 }
 
 /// Whether the local APICs run in x2APIC mode (32-bit IDs).
