@@ -61,6 +61,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("realpc_no_pit", realpc_firmware::no_pit),
         Scenario::new("realpc_no_hpet", realpc_firmware::no_hpet),
         Scenario::new("realpc_no_clock", realpc_firmware::no_clock),
+        Scenario::new("realpc_madt_gaps", realpc_firmware::madt_gaps),
         Scenario::new("smp_boot_1", smp::boot_1),
         Scenario::new("smp_boot_2", smp::boot_2),
         Scenario::new("smp_boot_4", smp::boot_4),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::contract;
 use crate::iso::{DEFAULT_HV_OPTIONS, DEFAULT_MODULES};
-use crate::machine::{DEFAULT_TIMEOUT as T, EXIT_HYPERVISOR_FATAL, Machine, Qemu};
+use crate::machine::{DEFAULT_TIMEOUT as T, EXIT_HYPERVISOR_FATAL, EXIT_POWEROFF, Machine, Qemu};
 use crate::runner::Context;
 use crate::scenarios::xl::{PROMPT, parse_list, run};
 
@@ -85,6 +85,38 @@ pub fn no_clock(ctx: &Context) -> Result<(), String> {
         return Err(format!("the no-clock line is not an error: {line:?}"));
     }
     vm.expect_exit(EXIT_HYPERVISOR_FATAL, T)
+}
+
+/// `-smp 6,sockets=2,cores=3`: QEMU numbers the cores of a socket in a 2-bit field, so the
+/// APIC IDs are 0, 1, 2, 4, 5, 6. The gap gets one info line, and all six CPUs come online.
+pub fn madt_gaps(ctx: &Context) -> Result<(), String> {
+    let mut vm = ctx
+        .machine()
+        .qemu_arg("-smp")
+        .qemu_arg("6,sockets=2,cores=3")
+        .boot()?;
+    let note = vm.wait_for_line_matching("the MADT's gap line", T, |l| {
+        l.starts_with("MADT: APIC IDs of the 6 usable CPUs are not contiguous (highest 6)")
+    })?;
+    let line = vm.wait_for_line_starting(contract::CPUS, T)?;
+    vm.wait_for_line(contract::NO_DOM0, T)?;
+    vm.expect_exit(EXIT_POWEROFF, T)?;
+    if contract::parse_cpus_line(&line) != Some(6) {
+        return Err(format!(
+            "with APIC IDs 0-2 and 4-6 the hypervisor says {line:?}; expected six online"
+        ));
+    }
+    let failed: Vec<String> = vm
+        .serial_log()
+        .lines()
+        .filter(|l| l.contains(contract::CPU_NOT_STARTED) || l.contains("skipped"))
+        .map(str::to_string)
+        .collect();
+    if !failed.is_empty() {
+        return Err(format!("CPUs skipped or failed to start: {failed:?}"));
+    }
+    ctx.note(note);
+    Ok(())
 }
 
 /// Host memory QEMU is given (`-m 6144`): on QEMU 7.2's `pc` machine 3 GiB lie below 4 GiB
