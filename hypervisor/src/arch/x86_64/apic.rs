@@ -5,11 +5,9 @@
 //! x2APIC and TSC-deadline are optional: QEMU's TCG CPUs have neither.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-use x86_64::registers::model_specific::Msr;
-
 use core::time::Duration;
 
+use x86_64::registers::model_specific::Msr;
 use xenia_core::calibrate::{self, CpuidClock};
 
 use super::{paging, pit, trap};
