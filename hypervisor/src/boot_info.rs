@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::arch::x86_64::layout::DIRECTMAP_BASE;
-use crate::mm::memmap::{EntryKind, PhysRange, RawEntry};
+use crate::mm::memmap::{EntryKind, PhysRange, RawEntry, module_range};
 
 pub struct Module {
     pub range: PhysRange,
@@ -69,13 +69,14 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
 
     let mut modules = Vec::new();
     for (i, m) in info.module_tags().enumerate() {
-        let (start, end) = (u64::from(m.start_address()), u64::from(m.end_address()));
-        if end < start {
+        let Some(range) = module_range(m.start_address(), m.end_address()) else {
             problems.push(alloc::format!(
-                "module {i}: ends ({end:#x}) before it starts ({start:#x}); ignored"
+                "module {i}: ends ({:#x}) before it starts ({:#x}); ignored",
+                m.end_address(),
+                m.start_address()
             ));
             continue;
-        }
+        };
         let cmdline = match m.cmdline() {
             Ok(s) => s.to_string(),
             Err(e) => {
@@ -85,10 +86,7 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
                 String::new()
             }
         };
-        modules.push(Module {
-            range: PhysRange { start, end },
-            cmdline,
-        });
+        modules.push(Module { range, cmdline });
     }
 
     let memory = match info.memory_map_tag() {

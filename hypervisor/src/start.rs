@@ -56,7 +56,10 @@ pub fn start(mbi_phys: u32) -> ! {
     setup_memory(&boot, &layout, cpu.features);
     arch::enable_protections(cpu.features);
     pit::disable_legacy_pic();
-    match apic::init(cpu.crystal) {
+    // The HPET, a calibration source, is found through the ACPI tables: this first look at
+    // them also logs what is wrong with them.
+    let hpet = crate::arch::x86_64::power::find_hpet(boot.acpi_root);
+    match apic::init(cpu.clock, hpet) {
         Ok(tsc_hz) => crate::time::init(tsc_hz),
         Err(why) => {
             log::error!(target: "apic", "apic: {why}; guests need a timer, stopping");

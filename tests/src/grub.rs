@@ -87,6 +87,26 @@ pub fn render(
     Ok(out)
 }
 
+/// `cfg` with `lines` inserted before its `multiboot2` line, with that line's indentation
+/// (`cfg` unchanged when there are none).
+pub fn insert_before_multiboot2(cfg: &str, lines: &[String]) -> String {
+    let mut out =
+        String::with_capacity(cfg.len() + lines.iter().map(|l| l.len() + 8).sum::<usize>());
+    for line in cfg.lines() {
+        if line.trim_start().starts_with("multiboot2 ") {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            for extra in lines {
+                out.push_str(indent);
+                out.push_str(extra);
+                out.push('\n');
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// `prefix` followed by `words` (if any), separated by a space.
 fn join_words(prefix: &str, words: &str) -> String {
     if words.is_empty() {
@@ -239,6 +259,17 @@ pub fn loader_cmdline(args: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_go_before_multiboot2() {
+        let cfg = "a\nmenuentry x {\n    multiboot2 /boot/xenia.elf\n    boot\n}\n";
+        let out = insert_before_multiboot2(cfg, &["acpi /boot/t.aml".to_string()]);
+        assert_eq!(
+            out,
+            "a\nmenuentry x {\n    acpi /boot/t.aml\n    multiboot2 /boot/xenia.elf\n    boot\n}\n"
+        );
+        assert_eq!(insert_before_multiboot2(cfg, &[]), cfg);
+    }
 
     /// A model of how GRUB's script parser splits a command's arguments into words: blanks
     /// separate words, '...' is literal, "..." and bare text honour backslash escapes, `$name`

@@ -79,6 +79,16 @@ impl Module {
     }
 }
 
+/// The file name `path` has in the image's `/boot/`.
+fn boot_file_name(path: &Path) -> Result<&str, String> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{} has no usable file name", path.display()))?;
+    grub::check_boot_file_name(name)?;
+    Ok(name)
+}
+
 /// What goes into an image.
 #[derive(Clone, Debug)]
 pub struct ImageSpec {
@@ -88,6 +98,11 @@ pub struct ImageSpec {
     pub hv_options: String,
     /// Modules in `module2` order.
     pub modules: Vec<Module>,
+    /// ACPI tables GRUB's `acpi` command adds to the firmware's before the hypervisor is
+    /// loaded (each staged as `/boot/<file name>`). GRUB copies the firmware's tables and
+    /// these, as they are (no checksum is corrected), into new RSDT/XSDT and a new RSDP that
+    /// the multiboot2 ACPI tags then give. Empty for every real image.
+    pub acpi_tables: Vec<PathBuf>,
 }
 
 impl ImageSpec {
@@ -103,6 +118,7 @@ impl ImageSpec {
             hypervisor,
             hv_options: DEFAULT_HV_OPTIONS.to_string(),
             modules,
+            acpi_tables: Vec::new(),
         })
     }
 
@@ -115,7 +131,12 @@ impl ImageSpec {
                 cmdline: &module.cmdline,
             });
         }
-        grub::render(grub::TEMPLATE, &self.hv_options, &entries)
+        let cfg = grub::render(grub::TEMPLATE, &self.hv_options, &entries)?;
+        let mut acpi = Vec::with_capacity(self.acpi_tables.len());
+        for table in &self.acpi_tables {
+            acpi.push(format!("acpi /boot/{}", boot_file_name(table)?));
+        }
+        Ok(grub::insert_before_multiboot2(&cfg, &acpi))
     }
 
     /// The staged files (path relative to the staging root, contents), reading the inputs.
@@ -139,6 +160,12 @@ impl ImageSpec {
                 self.grub_cfg()?.into_bytes(),
             ),
         ];
+        for table in &self.acpi_tables {
+            files.push((
+                format!("boot/{}", boot_file_name(table)?),
+                read(table, "ACPI table")?,
+            ));
+        }
         for module in &self.modules {
             let dest = format!("boot/{}", module.file_name()?);
             if files.iter().any(|(d, _)| *d == dest) {
@@ -287,6 +314,7 @@ mod tests {
             hypervisor: PathBuf::from("/nonexistent/xenia.elf"),
             hv_options: String::new(),
             modules: vec![],
+            acpi_tables: vec![],
         };
         let err = build_image(
             &spec,
@@ -325,6 +353,7 @@ mod tests {
                 .iter()
                 .map(|m| Module::new(format!("/x/{}", m.artifact), m.cmdline))
                 .collect(),
+            acpi_tables: vec![],
         };
         let cfg = spec.grub_cfg().unwrap();
         let lines: Vec<&str> = cfg.lines().map(str::trim).collect();

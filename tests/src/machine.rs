@@ -288,6 +288,8 @@ pub struct Machine {
     memory_file: Option<PathBuf>,
     /// Disk images and whether each is read-only.
     disks: Vec<(PathBuf, bool)>,
+    /// ACPI tables GRUB adds ([`ImageSpec::acpi_tables`]).
+    acpi_tables: Vec<PathBuf>,
     /// The network card's port forwards, if the machine has a card.
     nic: Option<Vec<Forward>>,
     registry: Option<Registry>,
@@ -317,6 +319,7 @@ impl Machine {
             tolerated: Vec::new(),
             memory_file: None,
             disks: Vec::new(),
+            acpi_tables: Vec::new(),
             nic: None,
             registry: None,
         }
@@ -449,6 +452,14 @@ impl Machine {
         self
     }
 
+    /// Has GRUB add the ACPI table in the file at `path` to the firmware's (its `acpi`
+    /// command), as it is: the way to give the hypervisor a table with a bad checksum, which
+    /// QEMU's `-acpitable` would correct.
+    pub fn grub_acpi_table(mut self, path: impl Into<PathBuf>) -> Machine {
+        self.acpi_tables.push(path.into());
+        self
+    }
+
     /// Boots another hypervisor image than `<target>/xenia/xenia.elf`.
     pub fn hypervisor(mut self, path: impl Into<PathBuf>) -> Machine {
         self.hypervisor = path.into();
@@ -483,6 +494,7 @@ impl Machine {
                     }
                 })
                 .collect(),
+            acpi_tables: self.acpi_tables.clone(),
         }
     }
 

@@ -75,6 +75,97 @@ pub fn valid_table(table: &[u8], signature: &[u8; 4]) -> bool {
         && checksum_ok(table)
 }
 
+/// What is wrong with a table's header or checksum (ACPI 6.5 §5.2.6: the whole table,
+/// `length` bytes, must sum to zero).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableProblem {
+    /// The header's length is shorter than a header, or runs past what could be read.
+    BadLength { length: u32 },
+    /// The bytes do not sum to zero: the stored checksum byte and the one that would fit.
+    BadChecksum { stored: u8, expected: u8 },
+}
+
+/// A table found wrong, with where it is: one log line each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableReport {
+    pub signature: [u8; 4],
+    pub address: u64,
+    pub problem: TableProblem,
+}
+
+impl core::fmt::Display for TableReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let sig = Signature(self.signature);
+        let at = self.address;
+        match self.problem {
+            TableProblem::BadLength { length } => write!(
+                f,
+                "ACPI: table {sig} at {at:#x} claims a length of {length} bytes; skipped"
+            ),
+            TableProblem::BadChecksum { stored, expected } => write!(
+                f,
+                "ACPI: table {sig} at {at:#x} has a bad checksum ({stored:#04x}, should be \
+                 {expected:#04x}); skipped"
+            ),
+        }
+    }
+}
+
+/// A table signature as text: printable ASCII as is, anything else as `?` (the bytes are
+/// firmware's, or a corrupted table's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signature(pub [u8; 4]);
+
+impl core::fmt::Display for Signature {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use core::fmt::Write;
+        for b in self.0 {
+            f.write_char(if b.is_ascii_graphic() || b == b' ' {
+                char::from(b)
+            } else {
+                '?'
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The signature of a table (its first four bytes, `????` when shorter).
+pub fn signature(table: &[u8]) -> [u8; 4] {
+    table
+        .get(0..4)
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or(*b"????")
+}
+
+/// Checks a whole table (`table` holds the `length` bytes its header claims, or fewer if
+/// they could not be read): `None` when its length and checksum hold.
+pub fn table_problem(table: &[u8]) -> Option<TableProblem> {
+    let length = le_u32(table, 4).unwrap_or(0);
+    if (length as usize) < SDT_HEADER_LEN || table.len() != length as usize {
+        return Some(TableProblem::BadLength { length });
+    }
+    let sum = table.iter().fold(0u8, |sum, b| sum.wrapping_add(*b));
+    (sum != 0).then(|| TableProblem::BadChecksum {
+        stored: table[9],
+        expected: table[9].wrapping_sub(sum),
+    })
+}
+
+/// The HPET's register block from the ACPI `HPET` table (IA-PC HPET specification 1.0a,
+/// Table 3 "HPET Description Table"): the Base Address generic address structure at offset
+/// 40, whose address (offset 44) must be in system memory (space ID 0) and page aligned
+/// (the registers take 1 KiB at the start of a page).
+pub fn hpet_base(hpet: &[u8]) -> Option<u64> {
+    const BASE_ADDRESS: usize = 40;
+    const SYSTEM_MEMORY: u8 = 0;
+    if *hpet.get(BASE_ADDRESS)? != SYSTEM_MEMORY {
+        return None;
+    }
+    let address = le_u64(hpet, BASE_ADDRESS + 4)?;
+    (address != 0 && address % 4096 == 0).then_some(address)
+}
+
 /// The physical addresses listed by an RSDT (`entry_size` 4) or XSDT (8).
 pub fn root_entries(root: &[u8], entry_size: usize) -> impl Iterator<Item = u64> + '_ {
     root.get(SDT_HEADER_LEN..)
@@ -216,8 +307,24 @@ pub enum CpuEntryProblem {
     /// No processor can have this ID: the broadcast ID, or an ID above 0xFE while the
     /// local APICs are in xAPIC mode (which addresses 8-bit IDs only).
     Impossible { apic_id: u32 },
+    /// An ID above 0xFE while the local APICs are in xAPIC mode, which addresses 8-bit IDs
+    /// only: the processor needs x2APIC mode, which Xenia does not turn on.
+    NeedsX2apic { apic_id: u32 },
     /// A processor structure shorter than the specification says.
     Truncated { kind: u8 },
+    /// Not a problem, worth a line: the table lists an ID lower than the one before it.
+    /// CPUs are numbered in table order (the boot CPU first), as Xen numbers them.
+    OutOfOrder { apic_id: u32, after: u32 },
+    /// Not a problem, worth a line: the IDs of the usable CPUs are not 0..n (normal with
+    /// SMT off or cores fused off).
+    Gaps { cpus: u32, highest: u32 },
+}
+
+impl CpuEntryProblem {
+    /// Whether this is a remark about a usable table rather than an entry skipped.
+    pub fn is_note(&self) -> bool {
+        matches!(self, Self::OutOfOrder { .. } | Self::Gaps { .. })
+    }
 }
 
 impl core::fmt::Display for CpuEntryProblem {
@@ -233,8 +340,26 @@ impl core::fmt::Display for CpuEntryProblem {
                 )
             }
             Self::Impossible { apic_id } => {
-                write!(f, "MADT: impossible APIC ID {apic_id:#x}; skipped")
+                write!(
+                    f,
+                    "MADT: impossible APIC ID {apic_id:#x} (a broadcast ID); skipped"
+                )
             }
+            Self::NeedsX2apic { apic_id } => write!(
+                f,
+                "MADT: CPU with APIC ID {apic_id:#x} needs x2APIC mode, which Xenia does not \
+                 support (the firmware left the local APICs in xAPIC mode); skipped"
+            ),
+            Self::OutOfOrder { apic_id, after } => write!(
+                f,
+                "MADT: APIC IDs out of order ({apic_id} listed after {after}); CPUs are \
+                 numbered in table order"
+            ),
+            Self::Gaps { cpus, highest } => write!(
+                f,
+                "MADT: APIC IDs of the {cpus} usable CPUs are not contiguous (highest \
+                 {highest}); normal with SMT or cores turned off"
+            ),
             Self::Truncated { kind } => {
                 write!(
                     f,
@@ -259,6 +384,8 @@ pub fn madt_cpus(
 ) -> alloc::vec::Vec<u32> {
     let mut ids = alloc::vec![bsp_apic_id];
     let mut bsp_listed = false;
+    let mut previous: Option<u32> = None;
+    let mut disorder_told = false;
     for (kind, e) in madt_entries(madt) {
         let parsed = match kind {
             MADT_LOCAL_APIC if e.len() >= LOCAL_APIC_LEN => {
@@ -272,9 +399,19 @@ pub fn madt_cpus(
             report(CpuEntryProblem::Truncated { kind });
             continue;
         };
-        let impossible = apic_id == X2APIC_BROADCAST
-            || (kind == MADT_LOCAL_APIC && apic_id == XAPIC_BROADCAST)
-            || (!x2apic_mode && apic_id >= XAPIC_BROADCAST);
+        let impossible =
+            apic_id == X2APIC_BROADCAST || (kind == MADT_LOCAL_APIC && apic_id == XAPIC_BROADCAST);
+        let needs_x2apic = !x2apic_mode && apic_id >= XAPIC_BROADCAST;
+        if flags & LAPIC_ENABLED != 0 && !impossible && !needs_x2apic {
+            if let Some(after) = previous
+                && apic_id < after
+                && !disorder_told
+            {
+                disorder_told = true;
+                report(CpuEntryProblem::OutOfOrder { apic_id, after });
+            }
+            previous = Some(apic_id);
+        }
         if flags & LAPIC_ENABLED == 0 {
             // A disabled entry for the boot CPU would be a firmware bug, but the boot CPU is
             // running: say nothing about it.
@@ -283,6 +420,8 @@ pub fn madt_cpus(
             }
         } else if impossible {
             report(CpuEntryProblem::Impossible { apic_id });
+        } else if needs_x2apic {
+            report(CpuEntryProblem::NeedsX2apic { apic_id });
         } else if apic_id == bsp_apic_id && !bsp_listed {
             // The boot CPU's own entry: it is already first.
             bsp_listed = true;
@@ -291,6 +430,13 @@ pub fn madt_cpus(
         } else {
             ids.push(apic_id);
         }
+    }
+    let highest = ids.iter().copied().max().unwrap_or(0);
+    if ids.len() > 1 && u64::from(highest) + 1 != ids.len() as u64 {
+        report(CpuEntryProblem::Gaps {
+            cpus: ids.len() as u32,
+            highest,
+        });
     }
     ids
 }
@@ -444,6 +590,11 @@ mod tests {
         (ids, problems)
     }
 
+    /// Only the entries skipped, without the notes.
+    fn skipped(problems: &[CpuEntryProblem]) -> Vec<CpuEntryProblem> {
+        problems.iter().copied().filter(|p| !p.is_note()).collect()
+    }
+
     #[test]
     fn madt_cpus_plain() {
         let madt = madt_with(&[(0, true), (1, true), (2, true), (3, true)], &[]);
@@ -454,11 +605,59 @@ mod tests {
 
     #[test]
     fn madt_cpus_boot_cpu_first_and_order_kept() {
-        // Out of order, the boot CPU listed third: it comes first, the rest in table order.
+        use CpuEntryProblem::*;
+        // Out of order, the boot CPU listed third: it comes first, the rest in table order;
+        // the disorder is told once, and so are the gaps (IDs 0, 2, 4, 6).
         let madt = madt_with(&[(6, true), (2, true), (4, true), (0, true)], &[]);
-        assert_eq!(cpus(&madt, 4, false), (vec![4, 6, 2, 0], vec![]));
+        assert_eq!(
+            cpus(&madt, 4, false),
+            (
+                vec![4, 6, 2, 0],
+                vec![
+                    OutOfOrder {
+                        apic_id: 2,
+                        after: 6
+                    },
+                    Gaps {
+                        cpus: 4,
+                        highest: 6
+                    }
+                ]
+            )
+        );
         // A boot CPU the table does not list still comes first.
         assert_eq!(cpus(&madt, 9, false).0, vec![9, 6, 2, 4, 0]);
+        // Notes are not skipped entries, and say what they mean.
+        assert!(
+            OutOfOrder {
+                apic_id: 2,
+                after: 6
+            }
+            .is_note()
+        );
+        assert!(
+            Gaps {
+                cpus: 4,
+                highest: 6
+            }
+            .to_string()
+            .contains("not contiguous")
+        );
+    }
+
+    #[test]
+    fn madt_cpus_gaps_only() {
+        // SMT off: even IDs only, in order. One note, nothing skipped.
+        let madt = madt_with(&[(0, true), (2, true), (4, true), (6, true)], &[]);
+        let (ids, problems) = cpus(&madt, 0, false);
+        assert_eq!(ids, vec![0, 2, 4, 6]);
+        assert_eq!(
+            problems,
+            vec![CpuEntryProblem::Gaps {
+                cpus: 4,
+                highest: 6
+            }]
+        );
     }
 
     #[test]
@@ -476,20 +675,22 @@ mod tests {
             ],
             &[],
         );
+        let (ids, problems) = cpus(&madt, 0, false);
+        assert_eq!(ids, vec![0, 2, 3]);
         assert_eq!(
-            cpus(&madt, 0, false),
-            (
-                vec![0, 2, 3],
-                vec![
-                    Disabled { apic_id: 1 },
-                    Duplicate { apic_id: 2 },
-                    Impossible { apic_id: 0xFF },
-                    Duplicate { apic_id: 0 },
-                ]
-            )
+            skipped(&problems),
+            vec![
+                Disabled { apic_id: 1 },
+                Duplicate { apic_id: 2 },
+                Impossible { apic_id: 0xFF },
+                Duplicate { apic_id: 0 },
+            ]
         );
         // 0xFF is impossible in a Local APIC structure even in x2APIC mode.
-        assert_eq!(cpus(&madt, 0, true).1[2], Impossible { apic_id: 0xFF });
+        assert_eq!(
+            skipped(&cpus(&madt, 0, true).1)[2],
+            Impossible { apic_id: 0xFF }
+        );
         // The messages say what was skipped.
         assert!(
             Duplicate { apic_id: 2 }
@@ -497,6 +698,11 @@ mod tests {
                 .contains("APIC ID 2 listed twice")
         );
         assert!(Impossible { apic_id: 255 }.to_string().contains("0xff"));
+        assert!(
+            Disabled { apic_id: 1 }
+                .to_string()
+                .contains("disabled; skipped")
+        );
     }
 
     #[test]
@@ -504,16 +710,24 @@ mod tests {
         use CpuEntryProblem::*;
         let madt = madt_with(&[(0, true)], &[(0x100, true), (1, false), (u32::MAX, true)]);
         // x2APIC mode: 32-bit IDs are fine, the broadcast ID is not.
+        let (ids, problems) = cpus(&madt, 0, true);
+        assert_eq!(ids, vec![0, 0x100]);
         assert_eq!(
-            cpus(&madt, 0, true),
-            (
-                vec![0, 0x100],
-                vec![Disabled { apic_id: 1 }, Impossible { apic_id: u32::MAX }]
-            )
+            skipped(&problems),
+            vec![Disabled { apic_id: 1 }, Impossible { apic_id: u32::MAX }]
         );
-        // xAPIC mode cannot address ID 0x100.
-        assert_eq!(cpus(&madt, 0, false).0, vec![0]);
-        assert_eq!(cpus(&madt, 0, false).1[0], Impossible { apic_id: 0x100 });
+        // xAPIC mode cannot address ID 0x100: skipped, saying x2APIC mode is not supported.
+        let (ids, problems) = cpus(&madt, 0, false);
+        assert_eq!(ids, vec![0]);
+        assert_eq!(skipped(&problems)[0], NeedsX2apic { apic_id: 0x100 });
+        let line = NeedsX2apic { apic_id: 0x100 }.to_string();
+        assert!(line.contains("x2APIC mode") && line.contains("not") && line.contains("skipped"));
+        // An x2APIC structure with a small ID is an ordinary CPU in xAPIC mode.
+        let low = madt_with(&[(0, true)], &[(1, true)]);
+        assert_eq!(cpus(&low, 0, false), (vec![0, 1], vec![]));
+        // A Local APIC structure can only hold 8 bits: 0xFE is the highest real ID.
+        let high = madt_with(&[(0, true), (0xFE, true)], &[]);
+        assert_eq!(cpus(&high, 0, false).0, vec![0, 0xFE]);
     }
 
     #[test]
@@ -523,15 +737,86 @@ mod tests {
         body.extend_from_slice(&[0, 4, 0, 1]);
         body.extend_from_slice(&[0, 8, 0, 2, 1, 0, 0, 0]);
         let madt = table(b"APIC", &body);
+        let (ids, problems) = cpus(&madt, 0, false);
+        assert_eq!(ids, vec![0, 2]);
         assert_eq!(
-            cpus(&madt, 0, false),
-            (vec![0, 2], vec![CpuEntryProblem::Truncated { kind: 0 }])
+            skipped(&problems),
+            vec![CpuEntryProblem::Truncated { kind: 0 }]
         );
         // A table cut anywhere never panics and always keeps the boot CPU.
         let full = madt_with(&[(0, true), (1, true)], &[(0x200, true)]);
         for cut in 0..full.len() {
             assert_eq!(cpus(&full[..cut], 7, true).0[0], 7);
         }
+    }
+
+    #[test]
+    fn table_checksums_reported() {
+        let good = table(b"SSDT", &[0xA3]); // AML: NoopOp
+        assert_eq!(table_problem(&good), None);
+        let mut bad = good.clone();
+        bad[9] = bad[9].wrapping_add(0x11);
+        let problem = table_problem(&bad).unwrap();
+        assert_eq!(
+            problem,
+            TableProblem::BadChecksum {
+                stored: bad[9],
+                expected: good[9]
+            }
+        );
+        let report = TableReport {
+            signature: signature(&bad),
+            address: 0x7ffe_1000,
+            problem,
+        };
+        let line = report.to_string();
+        assert!(
+            line.contains("SSDT") && line.contains("0x7ffe1000"),
+            "{line}"
+        );
+        assert!(
+            line.contains("bad checksum") && line.ends_with("skipped"),
+            "{line}"
+        );
+        // Lengths: shorter than a header, or more than was read.
+        let mut short = good.clone();
+        short[4..8].copy_from_slice(&20u32.to_le_bytes());
+        assert_eq!(
+            table_problem(&short),
+            Some(TableProblem::BadLength { length: 20 })
+        );
+        assert_eq!(
+            table_problem(&good[..30]),
+            Some(TableProblem::BadLength {
+                length: good.len() as u32
+            })
+        );
+        assert_eq!(
+            table_problem(&[]),
+            Some(TableProblem::BadLength { length: 0 })
+        );
+        // A signature of garbage prints as question marks, never as control characters.
+        assert_eq!(Signature([b'S', 0, 0x1b, b'T']).to_string(), "S??T");
+        assert_eq!(signature(&[1, 2]), *b"????");
+    }
+
+    #[test]
+    fn hpet_table() {
+        // QEMU's HPET table: block ID, then Base Address {0, 0, 0, 0, 0xFED00000}.
+        let mut body = vec![0u8; 56 - SDT_HEADER_LEN];
+        body[0..4].copy_from_slice(&0x8086_a201u32.to_le_bytes());
+        body[8..16].copy_from_slice(&0xFED0_0000u64.to_le_bytes());
+        let hpet = table(b"HPET", &body);
+        assert_eq!(hpet_base(&hpet), Some(0xFED0_0000));
+        // In I/O space, unaligned, zero or cut short: not usable.
+        let mut io = hpet.clone();
+        io[40] = 1;
+        assert_eq!(hpet_base(&io), None);
+        let mut odd = hpet.clone();
+        odd[44] = 0x10;
+        assert_eq!(hpet_base(&odd), None);
+        assert_eq!(hpet_base(&table(b"HPET", &[0u8; 20])), None);
+        assert_eq!(hpet_base(&hpet[..48]), None);
     }
 
     #[test]

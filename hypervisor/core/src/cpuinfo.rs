@@ -48,8 +48,9 @@ pub struct CpuInfo {
     /// CPUID 8000_0002h–8000_0004h brand string, NUL padded.
     pub brand: [u8; 48],
     pub features: Features,
-    /// CPUID 15h as (crystal Hz, TSC numerator, TSC denominator), when fully reported.
-    pub crystal: Option<(u32, u32, u32)>,
+    /// The TSC (and crystal) frequency CPUID leaves 15h/16h name, if they name one
+    /// (`crate::calibrate::cpuid_clock`).
+    pub clock: Option<crate::calibrate::CpuidClock>,
 }
 
 /// Printable text of a CPUID string: stops at NUL, trims spaces, replaces anything
@@ -108,7 +109,7 @@ mod tests {
             vendor: *b"GenuineIntel",
             brand,
             features,
-            crystal: None,
+            clock: None,
         }
     }
 

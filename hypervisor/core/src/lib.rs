@@ -31,6 +31,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod calibrate;
 pub mod conswitch;
 pub mod cpuinfo;
 pub mod dmesg;

@@ -21,6 +21,7 @@ mod net_xl;
 mod operator;
 mod operator_xl;
 mod peer;
+mod realpc_firmware;
 mod security;
 mod smp;
 mod xenstore;
@@ -55,6 +56,12 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("selftest_pf", boot::selftest_pf),
         Scenario::new("unknown_option_warns", boot::unknown_option_warns),
         Scenario::new("acpi_poweroff", boot::acpi_poweroff),
+        Scenario::new("realpc_mem_6g", realpc_firmware::mem_6g),
+        Scenario::new("realpc_bad_acpi_table", realpc_firmware::bad_acpi_table),
+        Scenario::new("realpc_no_pit", realpc_firmware::no_pit),
+        Scenario::new("realpc_no_hpet", realpc_firmware::no_hpet),
+        Scenario::new("realpc_no_clock", realpc_firmware::no_clock),
+        Scenario::new("realpc_madt_gaps", realpc_firmware::madt_gaps),
         Scenario::new("smp_boot_1", smp::boot_1),
         Scenario::new("smp_boot_2", smp::boot_2),
         Scenario::new("smp_boot_4", smp::boot_4),

@@ -517,9 +517,46 @@ pub fn low_run(
         .next()
 }
 
+/// The physical range of a module from its multiboot2 tag's `mod_start` and `mod_end`.
+///
+/// Both are 32-bit (Multiboot2 specification §3.6.6), so no module can lie above 4 GiB:
+/// GRUB's `module2` allocates every module below it (`grub_cmd_module` asks its relocator
+/// for a chunk ending at most at `0xffffffff`). GRUB computes `mod_end` as `mod_start +
+/// size` in 32 bits, so a module that ends exactly at 4 GiB arrives with `mod_end` 0: read
+/// as ending at 4 GiB. Any other end before the start is refused (`None`).
+pub fn module_range(mod_start: u32, mod_end: u32) -> Option<PhysRange> {
+    const FOUR_GIB: u64 = 1 << 32;
+    let start = u64::from(mod_start);
+    let end = match mod_end {
+        0 if mod_start != 0 => FOUR_GIB,
+        e if e < mod_start => return None,
+        e => u64::from(e),
+    };
+    Some(PhysRange { start, end })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_ranges_near_4_gib() {
+        let r = |start, end| Some(PhysRange { start, end });
+        assert_eq!(module_range(0x10_0000, 0x20_0000), r(0x10_0000, 0x20_0000));
+        // The highest module GRUB can place: its last byte at 0xffff_fffe.
+        assert_eq!(
+            module_range(0xFFFF_F000, 0xFFFF_FFFF),
+            r(0xFFFF_F000, 0xFFFF_FFFF)
+        );
+        // Ending exactly at 4 GiB: GRUB's 32-bit `mod_end` wrapped to 0.
+        assert_eq!(module_range(0xFFFF_F000, 0), r(0xFFFF_F000, 1 << 32));
+        // An empty module, anywhere (GRUB gives 0, 0 for an empty file).
+        assert_eq!(module_range(0, 0), r(0, 0));
+        assert_eq!(module_range(0x5000, 0x5000), r(0x5000, 0x5000));
+        // Any other end before the start: refused.
+        assert_eq!(module_range(0x20_0000, 0x10_0000), None);
+        assert_eq!(module_range(0xFFFF_F000, 0x1000), None);
+    }
 
     #[test]
     fn low_run_for_the_trampoline() {

@@ -5,8 +5,10 @@
 //! x2APIC and TSC-deadline are optional: QEMU's TCG CPUs have neither.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
 
 use x86_64::registers::model_specific::Msr;
+use xenia_core::calibrate::{self, CpuidClock};
 
 use super::{paging, pit, trap};
 
@@ -86,10 +88,11 @@ pub(super) fn timer_interrupt() {
     end_of_interrupt();
 }
 
-/// Enables this CPU's local APIC, calibrates its timer and the TSC (CPUID 15h when the
-/// CPU reports its crystal clock, else against the PIT) and checks that a timer
-/// interrupt arrives. Returns the TSC frequency in Hz.
-pub fn init(crystal: Option<(u32, u32, u32)>) -> Result<u64, &'static str> {
+/// Enables this CPU's local APIC, calibrates its timer and the TSC from the best clock
+/// there is (`xenia_core::calibrate`: CPUID 15h/16h, then the HPET at `hpet` from the ACPI
+/// tables, then the PIT) and checks that a timer interrupt arrives. Logs one line naming
+/// the source and the frequencies. Returns the TSC frequency in Hz.
+pub fn init(clock: Option<CpuidClock>, hpet: Option<u64>) -> Result<u64, &'static str> {
     // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (checked by the caller).
     let base_msr = unsafe { Msr::new(IA32_APIC_BASE).read() };
     if base_msr & APIC_BASE_X2APIC != 0 {
@@ -113,33 +116,99 @@ pub fn init(crystal: Option<(u32, u32, u32)>) -> Result<u64, &'static str> {
         LVT_MASKED | u32::from(trap::APIC_TIMER_VECTOR),
     );
 
-    let (hz, tsc_hz, source) = match crystal {
-        Some((crystal, num, den)) => (
-            u64::from(crystal) / TIMER_DIVISOR,
-            u64::from(crystal) * u64::from(num) / u64::from(den).max(1),
-            "CPUID leaf 0x15",
-        ),
-        None => {
-            let (apic, tsc) = calibrate_with_pit()?;
-            (apic, tsc, "the PIT")
-        }
-    };
+    let (hz, tsc_hz, source) = calibrate(clock, hpet)?;
     TIMER_HZ.store(hz, Ordering::Relaxed);
     super::percpu::this().apic_id.store(id(), Ordering::SeqCst);
     log::info!(
         target: "apic",
-        "apic: timer {} kHz (calibrated with {source}), {} mode",
+        "apic: timer {} kHz, TSC {} MHz (calibrated with {source}), {} mode",
         hz / 1000,
+        tsc_hz / 1_000_000,
         if X2APIC.load(Ordering::Relaxed) { "x2APIC" } else { "xAPIC" }
     );
     check_interrupt(hz)?;
     Ok(tsc_hz)
 }
 
-/// Counts APIC timer ticks and TSC cycles during a PIT-timed interval.
-fn calibrate_with_pit() -> Result<(u64, u64), &'static str> {
+/// The source named in the log line: static text, or the HPET with its frequency.
+enum Source {
+    Named(&'static str),
+    Hpet(u64),
+}
+
+impl core::fmt::Display for Source {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Source::Named(s) => f.write_str(s),
+            Source::Hpet(hz) => write!(f, "the HPET at {} kHz", hz / 1000),
+        }
+    }
+}
+
+/// (APIC timer Hz, TSC Hz, source), from the first source that works, in the order of trust
+/// of `xenia_core::calibrate`. A source that is there but fails is logged and the next one
+/// tried; with none, the error names them all.
+fn calibrate(
+    clock: Option<CpuidClock>,
+    hpet: Option<u64>,
+) -> Result<(u64, u64, Source), &'static str> {
+    if let Some(c) = clock {
+        if let Some(crystal) = c.crystal_hz {
+            return Ok((crystal / TIMER_DIVISOR, c.tsc_hz, Source::Named(c.source)));
+        }
+        // The TSC's rate is known; the APIC timer's is counted over a TSC-timed interval.
+        match count_during(|start| tsc_interval(c.tsc_hz, start)) {
+            Ok((apic, _)) => return Ok((apic, c.tsc_hz, Source::Named(c.source))),
+            Err(why) => log::warn!(target: "apic", "apic: calibration with {}: {why}", c.source),
+        }
+    }
+    match hpet.map(super::hpet::Hpet::open) {
+        Some(Ok(h)) => match count_during(|start| h.time_interval(start)) {
+            Ok((apic, tsc)) => return Ok((apic, tsc, Source::Hpet(h.hz()))),
+            Err(why) => {
+                log::warn!(target: "apic", "apic: calibration with the HPET: {why}; trying the PIT")
+            }
+        },
+        Some(Err(why)) => log::warn!(target: "apic", "apic: {why}; trying the PIT"),
+        None => {
+            log::info!(target: "apic", "apic: no HPET in the ACPI tables; calibrating with the PIT")
+        }
+    }
+    match count_during(|start| pit::time_interval(start)) {
+        Ok((apic, tsc)) => Ok((apic, tsc, Source::Named("the PIT"))),
+        Err(why) => {
+            log::error!(
+                target: "apic",
+                "apic: calibration with the PIT: {why}; CPUID names no TSC frequency (leaves \
+                 0x15/0x16) and there is no usable HPET: no clock to calibrate the timers with"
+            );
+            Err("no clock to calibrate the APIC timer and the TSC with")
+        }
+    }
+}
+
+/// Times a 10 ms interval that begins right after `start` with the TSC running at `tsc_hz`.
+fn tsc_interval(tsc_hz: u64, start: impl FnOnce()) -> Result<Duration, &'static str> {
+    let cycles = tsc_hz / 100;
+    let first = crate::time::rdtsc();
+    start();
+    loop {
+        let now = crate::time::rdtsc().wrapping_sub(first);
+        if now >= cycles {
+            let ns = u128::from(now) * 1_000_000_000 / u128::from(tsc_hz.max(1));
+            return Ok(Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)));
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Counts APIC timer ticks and TSC cycles during an interval that `time` measures, started
+/// by the closure it is given. Returns (APIC timer Hz, TSC Hz).
+fn count_during(
+    time: impl FnOnce(&mut dyn FnMut()) -> Result<Duration, &'static str>,
+) -> Result<(u64, u64), &'static str> {
     let mut tsc_start = 0;
-    let elapsed = pit::time_interval(|| {
+    let elapsed = time(&mut || {
         write(REG_TIMER_INITIAL, u32::MAX);
         tsc_start = crate::time::rdtsc();
     })?;
@@ -151,7 +220,12 @@ fn calibrate_with_pit() -> Result<(u64, u64), &'static str> {
         return Err("the APIC timer did not count");
     }
     let ns = elapsed.as_nanos().max(1) as u64;
-    Ok((ticks * 1_000_000_000 / ns, tsc_cycles * 1_000_000_000 / ns))
+    let (apic_hz, tsc_hz) = (
+        calibrate::rate_hz(ticks, ns),
+        calibrate::rate_hz(tsc_cycles, ns),
+    );
+    calibrate::plausible(apic_hz, tsc_hz)?;
+    Ok((apic_hz, tsc_hz))
 }
 
 /// Whether the local APICs run in x2APIC mode (32-bit IDs).

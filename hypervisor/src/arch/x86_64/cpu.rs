@@ -53,20 +53,43 @@ pub fn identify() -> CpuInfo {
         );
     }
 
-    // CPUID.15h: TSC / core crystal clock ratio and, when reported, the crystal's
-    // frequency, which is also the local APIC timer's input (SDM Vol. 3B §18.7.3).
-    let crystal_hz = if max_leaf >= 0x15 {
-        let l15 = __cpuid(0x15);
-        (l15.eax != 0 && l15.ebx != 0 && l15.ecx != 0).then_some((l15.ecx, l15.ebx, l15.eax))
-    } else {
-        None
-    };
+    // CPUID 15h (TSC / core crystal clock ratio and, when reported, the crystal's frequency,
+    // which is also the local APIC timer's input: SDM Vol. 3B §18.7.3) and 16h (base MHz).
+    let leaf15 = (max_leaf >= 0x15).then(|| {
+        let l = __cpuid(0x15);
+        (l.eax, l.ebx, l.ecx)
+    });
+    let base_mhz = (max_leaf >= 0x16).then(|| __cpuid(0x16).eax & 0xffff);
+    let intel_model = (&vendor == b"GenuineIntel").then(|| {
+        // Display family and model (SDM Vol. 2A, CPUID leaf 01H, Figure 3-6).
+        let eax = l1.eax;
+        let family = (eax >> 8) & 0xf;
+        let model = (eax >> 4) & 0xf;
+        let ext_model = (eax >> 16) & 0xf;
+        let ext_family = (eax >> 20) & 0xff;
+        let display_family = if family == 0xf {
+            family + ext_family
+        } else {
+            family
+        };
+        let display_model = if family == 0x6 || family == 0xf {
+            (ext_model << 4) | model
+        } else {
+            model
+        };
+        (display_family, display_model)
+    });
+    let clock = xenia_core::calibrate::cpuid_clock(&xenia_core::calibrate::CpuidLeaves {
+        leaf15,
+        base_mhz,
+        intel_model,
+    });
 
     CpuInfo {
         vendor,
         brand,
         features: f,
-        crystal: crystal_hz,
+        clock,
     }
 }
 

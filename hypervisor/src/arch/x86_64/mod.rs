@@ -18,6 +18,8 @@ pub mod entry;
 #[cfg(target_os = "none")]
 pub mod gdt;
 #[cfg(target_os = "none")]
+pub mod hpet;
+#[cfg(target_os = "none")]
 pub mod ioapic;
 #[cfg(target_os = "none")]
 pub mod ioport;

@@ -49,6 +49,13 @@ pub fn time_interval(start: impl FnOnce()) -> Result<Duration, &'static str> {
     outb(COMMAND, 0b1011_0000); // channel 2, lobyte/hibyte, mode 0, binary
     outb(CHANNEL2_DATA, INTERVAL_TICKS as u8);
     outb(CHANNEL2_DATA, (INTERVAL_TICKS >> 8) as u8);
+    // Mode 0 drives OUT2 low as soon as the mode is set (Intel 8254 data sheet, "Mode 0:
+    // interrupt on terminal count"). High here means no PIT answers: QEMU's `pit=off`, or a
+    // machine without the legacy timer, where port 0x61 reads all ones.
+    if inb(GATE_PORT) & OUT2 != 0 {
+        outb(GATE_PORT, gate);
+        return Err("there is no PIT (its channel 2 output does not follow the count)");
+    }
     start();
     outb(GATE_PORT, (gate & !SPEAKER) | GATE_ENABLE);
     // OUT2 rises when the count reaches zero. Bound the wait: a machine without a PIT

@@ -122,14 +122,22 @@ pub fn halt_forever() -> ! {
     }
 }
 
+/// Whether the ACPI tables' problems were logged already (they are logged once, by the
+/// first look that asks for it).
+static TABLES_REPORTED: AtomicBool = AtomicBool::new(false);
+
 /// The ACPI root table (RSDT or XSDT) and its entry size: from the loader's RSDP copy, else
 /// by scanning the BIOS area for the RSDP (ACPI 6.5 §5.2.5.1). `None` when the firmware
-/// offers no usable tables, with the reason logged if `report`.
+/// offers no usable tables. The first call with `report` logs what is wrong: no tables, a
+/// root table with a bad checksum (used anyway, as Xen's ACPICA does: each table it lists
+/// is checked on its own), and each listed table that is unreadable or whose checksum does
+/// not hold (skipped by every lookup).
 fn acpi_root(
     root_from_loader: Option<(u64, usize)>,
     report: bool,
 ) -> Option<(&'static [u8], usize)> {
     use super::paging::firmware_bytes;
+    let report = report && !TABLES_REPORTED.swap(true, Ordering::SeqCst);
     let root = root_from_loader.or_else(|| {
         let bios = firmware_bytes(0xE0000, 0x20000)?;
         (0..bios.len() - 36)
@@ -143,13 +151,63 @@ fn acpi_root(
         return None;
     };
     let root_sig = if entry_size == 8 { b"XSDT" } else { b"RSDT" };
-    let Some(root_table) = acpi_table(root_addr, root_sig) else {
+    let root_table = firmware_bytes(root_addr, 36)
+        .and_then(acpi::table_length)
+        .and_then(|len| firmware_bytes(root_addr, len))
+        .filter(|t| t.get(0..4) == Some(&root_sig[..]));
+    let Some(root_table) = root_table else {
         if report {
             log::warn!(target: "acpi", "ACPI root table at {root_addr:#x} is invalid; power-off will halt instead");
         }
         return None;
     };
+    if report {
+        report_tables(root_addr, root_table, entry_size);
+    }
     Some((root_table, entry_size))
+}
+
+/// Logs the root table's own checksum problem and every listed table that lookups skip.
+fn report_tables(root_addr: u64, root_table: &[u8], entry_size: usize) {
+    use super::paging::firmware_bytes;
+    if let Some(acpi::TableProblem::BadChecksum { stored, expected }) =
+        acpi::table_problem(root_table)
+    {
+        log::warn!(
+            target: "acpi",
+            "ACPI: root table {} at {root_addr:#x} has a bad checksum ({stored:#04x}, should be \
+             {expected:#04x}); using it anyway, as Xen does (each table it lists is checked on \
+             its own)",
+            acpi::Signature(acpi::signature(root_table))
+        );
+    }
+    let mut names = alloc::string::String::new();
+    for addr in acpi::root_entries(root_table, entry_size) {
+        let Some(header) = firmware_bytes(addr, 36) else {
+            log::warn!(target: "acpi", "ACPI: table at {addr:#x} lies outside the memory map's RAM and ACPI areas; skipped");
+            continue;
+        };
+        let signature = acpi::signature(header);
+        let table = acpi::table_length(header).and_then(|len| firmware_bytes(addr, len));
+        let problem = match table {
+            Some(t) => acpi::table_problem(t),
+            None => Some(acpi::TableProblem::BadLength {
+                length: u32::from_le_bytes([header[4], header[5], header[6], header[7]]),
+            }),
+        };
+        match problem {
+            Some(problem) => log::warn!(target: "acpi", "{}", acpi::TableReport {
+                signature,
+                address: addr,
+                problem
+            }),
+            None => {
+                use core::fmt::Write;
+                let _ = write!(names, " {}", acpi::Signature(signature));
+            }
+        }
+    }
+    log::info!(target: "acpi", "acpi: {} at {root_addr:#x} lists{names}", acpi::Signature(acpi::signature(root_table)));
 }
 
 /// The whole table at `addr` if it is mapped, carries `sig` and its checksum holds.
@@ -165,6 +223,19 @@ fn acpi_table(addr: u64, sig: &[u8; 4]) -> Option<&'static [u8]> {
 pub fn find_madt(root_from_loader: Option<(u64, usize)>) -> Option<&'static [u8]> {
     let (root_table, entry_size) = acpi_root(root_from_loader, false)?;
     acpi::root_entries(root_table, entry_size).find_map(|addr| acpi_table(addr, b"APIC"))
+}
+
+/// The HPET's register block from a valid ACPI `HPET` table, if there is one. The first
+/// look at the ACPI tables: it logs what is wrong with them (see [`acpi_root`]).
+pub fn find_hpet(root_from_loader: Option<(u64, usize)>) -> Option<u64> {
+    let (root_table, entry_size) = acpi_root(root_from_loader, true)?;
+    let table =
+        acpi::root_entries(root_table, entry_size).find_map(|addr| acpi_table(addr, b"HPET"))?;
+    let base = acpi::hpet_base(table);
+    if base.is_none() {
+        log::warn!(target: "acpi", "ACPI: the HPET table gives no usable register address; HPET not used");
+    }
+    base
 }
 
 /// Finds the power-off registers in the ACPI tables (see [`acpi_root`]). Returns `None`,
@@ -186,12 +257,24 @@ pub fn discover_acpi(root_from_loader: Option<(u64, usize)>) -> Option<PowerOff>
         log::warn!(target: "acpi", "no usable ACPI FADT; power-off will halt instead");
         return None;
     };
-    let (slp_typ_a, slp_typ_b) = table(dsdt_addr, b"DSDT")
-        .and_then(acpi::find_s5)
-        .unwrap_or_else(|| {
-            log::warn!(target: "acpi", "no \\_S5 sleep state in the DSDT; trying SLP_TYP 0");
-            (0, 0)
-        });
+    let dsdt = table(dsdt_addr, b"DSDT");
+    if dsdt.is_none()
+        && let Some(header) = super::paging::firmware_bytes(dsdt_addr, 36)
+    {
+        let whole = acpi::table_length(header)
+            .and_then(|len| super::paging::firmware_bytes(dsdt_addr, len));
+        if let Some(problem) = whole.and_then(acpi::table_problem) {
+            log::warn!(target: "acpi", "{}", acpi::TableReport {
+                signature: acpi::signature(header),
+                address: dsdt_addr,
+                problem
+            });
+        }
+    }
+    let (slp_typ_a, slp_typ_b) = dsdt.and_then(acpi::find_s5).unwrap_or_else(|| {
+        log::warn!(target: "acpi", "no \\_S5 sleep state in the DSDT; trying SLP_TYP 0");
+        (0, 0)
+    });
     Some(PowerOff {
         pm1a_control: pm1a,
         pm1b_control: pm1b,

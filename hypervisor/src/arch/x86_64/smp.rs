@@ -263,12 +263,13 @@ pub fn start_aps(
     let bsp = apic::id();
     APIC_IDS[0].store(bsp, Ordering::SeqCst);
     let mut cpus = match madt {
-        Some(madt) => xenia_core::acpi::madt_cpus(
-            madt,
-            bsp,
-            apic::x2apic_mode(),
-            |p| log::warn!(target: "smp", "{p}"),
-        ),
+        Some(madt) => xenia_core::acpi::madt_cpus(madt, bsp, apic::x2apic_mode(), |p| {
+            if p.is_note() {
+                log::info!(target: "smp", "{p}")
+            } else {
+                log::warn!(target: "smp", "{p}")
+            }
+        }),
         None => {
             log::warn!(target: "smp", "no ACPI MADT: only the boot CPU runs");
             alloc::vec![bsp]
