@@ -35,7 +35,9 @@ pub mod mm;
 pub mod power;
 pub mod time;
 
-pub use xenia_core::{acpi, conswitch, cpuinfo, dmesg, event, grant, options, pirq, ptwr, sched};
+pub use xenia_core::{
+    acpi, conswitch, cpuid, cpuinfo, dmesg, event, grant, options, pirq, ptwr, sched,
+};
 
 #[cfg(target_os = "none")]
 mod boot_info;

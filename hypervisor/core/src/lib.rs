@@ -33,6 +33,7 @@ extern crate alloc;
 pub mod acpi;
 pub mod calibrate;
 pub mod conswitch;
+pub mod cpuid;
 pub mod cpuinfo;
 pub mod dmesg;
 pub mod event;

@@ -24,6 +24,7 @@ pub mod context;
 pub mod domctl;
 pub mod event_op;
 pub mod fast;
+pub mod forced;
 pub mod grant_op;
 pub mod hypercall;
 pub mod locks;
@@ -1315,6 +1316,7 @@ fn exception(cx: &mut Hc) -> HcResult {
             power::exit(ExitReason::HypervisorFailure);
         }
         t::BREAKPOINT | t::OVERFLOW => return software_interrupt(cx),
+        t::INVALID_OPCODE if self::forced::emulate(cx) => return Ok(Ret::Resumed),
         t::PAGE_FAULT => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
             if self::ptwr::emulate(cx, cr2) {

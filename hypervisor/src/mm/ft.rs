@@ -223,6 +223,11 @@ pub fn offline_counts() -> (u64, u64) {
     with(|t, _| t.offline_counts())
 }
 
+/// Frames the table describes: RAM's highest frame plus one.
+pub fn frames() -> u64 {
+    table().len()
+}
+
 /// Whether `dom` owns `mfn` (one atomic read; no lock needed).
 pub fn owned_by(mfn: Mfn, dom: DomId) -> bool {
     table().owned_by(mfn, dom)

@@ -143,6 +143,7 @@ pub fn all() -> Vec<Scenario> {
         "pagetables",
         "grants",
         "wrpt",
+        "fep",
     ));
     all.extend([
         // The timers test measures lateness in virtual time, with a tight bound.

@@ -9,6 +9,7 @@ mod domu;
 mod events;
 mod exceptions;
 mod fasttrap;
+mod fep;
 mod grants;
 mod hostile;
 mod hypercalls;
@@ -101,6 +102,11 @@ pub const TESTS: &[Test] = &[
         name: "pagetables",
         run: pagetables::run,
         about: "a small OS: builds, pins and switches to a process address space, demand-pages it",
+    },
+    Test {
+        name: "fep",
+        run: fep::run,
+        about: "Xen's forced-emulation prefix: cpuid answered with the PV policy and Xen's leaves",
     },
     Test {
         name: "wrpt",
