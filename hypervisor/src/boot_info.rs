@@ -4,7 +4,10 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use multiboot2::TagType;
+
 use crate::arch::x86_64::layout::DIRECTMAP_BASE;
+use crate::mm::efimap::{self, MapSource};
 use crate::mm::memmap::{EntryKind, PhysRange, RawEntry};
 
 pub struct Module {
@@ -12,10 +15,59 @@ pub struct Module {
     pub cmdline: String,
 }
 
+/// The firmware that started the loader, as the multiboot2 tags tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// No EFI tag: a PC BIOS (or a loader that says nothing of EFI). The legacy areas (the
+    /// BIOS ROM at 0xE0000 where the RSDP may be found, VGA memory) may be assumed.
+    Bios,
+    /// GRUB ran as a UEFI application: it passes the EFI system table (tag 12, or tag 11 for
+    /// 32-bit firmware) and the EFI memory map (tag 17). No legacy BIOS area is assumed.
+    Uefi {
+        /// Physical address of the EFI system table, if the loader gave it.
+        system_table: Option<u64>,
+        /// Whether the firmware's boot services are still running (multiboot2 tag 18: only
+        /// when the kernel's header asks for it, which Xenia's does not).
+        boot_services: bool,
+    },
+}
+
+impl Firmware {
+    /// Whether the legacy BIOS areas below 1 MiB may be assumed.
+    pub fn has_legacy_bios(self) -> bool {
+        self == Firmware::Bios
+    }
+}
+
+impl core::fmt::Display for Firmware {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Firmware::Bios => f.write_str("BIOS (no EFI tags from the loader)"),
+            Firmware::Uefi {
+                system_table,
+                boot_services,
+            } => {
+                f.write_str("UEFI")?;
+                if let Some(at) = system_table {
+                    write!(f, ", system table at {at:#x}")?;
+                }
+                if *boot_services {
+                    f.write_str(", boot services NOT exited")?;
+                }
+                f.write_str("; no legacy BIOS areas assumed")
+            }
+        }
+    }
+}
+
 pub struct BootInfo {
     pub cmdline: String,
     pub modules: Vec<Module>,
     pub memory: Vec<RawEntry>,
+    /// Which map `memory` comes from.
+    pub memory_source: MapSource,
+    /// What started the loader.
+    pub firmware: Firmware,
     /// Where the boot information itself lies (kept out of the frame allocator until
     /// it has been copied, which is now: it is excluded anyway, to be safe).
     pub mbi: PhysRange,
@@ -91,21 +143,46 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         });
     }
 
-    let memory = match info.memory_map_tag() {
-        Some(tag) => tag
-            .memory_areas()
+    let multiboot2_map = info.memory_map_tag().map(|tag| {
+        tag.memory_areas()
             .iter()
             .map(|a| RawEntry {
                 base: a.start_address(),
                 len: a.size(),
                 kind: EntryKind::from_multiboot2(a.typ().val()),
             })
-            .collect(),
-        None => {
-            problems.push("no memory map from the loader".to_string());
-            Vec::new()
+            .collect::<Vec<_>>()
+    });
+    // The EFI map's payload, read as bytes (the `multiboot2` crate's own iterator asserts on a
+    // malformed tag; `efimap` checks it instead).
+    let efi_map = info
+        .tags()
+        .find(|t| t.header().typ.get() == TagType::EfiMmap.val())
+        .map(|t| t.payload());
+    let boot_services = info.efi_bs_not_exited_tag().is_some();
+    let system_table = info
+        .efi_sdt64_tag()
+        .map(|t| t.sdt_address() as u64)
+        .or_else(|| info.efi_sdt32_tag().map(|t| t.sdt_address() as u64));
+    let firmware = if system_table.is_some() || efi_map.is_some() || boot_services {
+        Firmware::Uefi {
+            system_table,
+            boot_services,
         }
+    } else {
+        Firmware::Bios
     };
+    // With boot services running the EFI map is stale as soon as the firmware allocates.
+    let efi_map = efi_map.filter(|_| !boot_services);
+    let (memory, memory_source, map_problems) = efimap::choose(multiboot2_map, efi_map);
+    problems.extend(
+        map_problems
+            .into_iter()
+            .map(|p| alloc::format!("memory map: {p}")),
+    );
+    if memory_source == MapSource::None {
+        problems.push("no memory map from the loader".to_string());
+    }
 
     let acpi_root = match (info.rsdp_v2_tag(), info.rsdp_v1_tag()) {
         (Some(v2), _) if v2.checksum_is_valid() && v2.xsdt_address() != 0 => {
@@ -123,6 +200,8 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         cmdline,
         modules,
         memory,
+        memory_source,
+        firmware,
         mbi,
         acpi_root,
         problems,

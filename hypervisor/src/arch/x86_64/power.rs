@@ -15,6 +15,14 @@ const RESET_CONTROL_PORT: u16 = 0xCF9;
 const KBD_COMMAND_PORT: u16 = 0x64;
 
 static DEBUG_EXIT: AtomicBool = AtomicBool::new(false);
+/// Whether the legacy BIOS areas may be assumed (false on UEFI; see [`set_legacy_bios`]).
+static LEGACY_BIOS: AtomicBool = AtomicBool::new(true);
+
+/// Records whether the machine booted through a PC BIOS, whose ROM area (0xE0000–0xFFFFF)
+/// may hold the RSDP. On UEFI it does not exist: the RSDP comes from the loader only.
+pub fn set_legacy_bios(present: bool) {
+    LEGACY_BIOS.store(present, Ordering::SeqCst);
+}
 static ACPI_POWER_OFF: spin::Once<Option<PowerOff>> = spin::Once::new();
 
 /// Turns on the isa-debug-exit reporting (the `debug-exit` option).
@@ -123,14 +131,21 @@ pub fn halt_forever() -> ! {
 }
 
 /// The ACPI root table (RSDT or XSDT) and its entry size: from the loader's RSDP copy, else
-/// by scanning the BIOS area for the RSDP (ACPI 6.5 §5.2.5.1). `None` when the firmware
-/// offers no usable tables, with the reason logged if `report`.
+/// (on BIOS machines only) by scanning the BIOS area for the RSDP (ACPI 6.5 §5.2.5.1). `None`
+/// when the firmware offers no usable tables, with the reason logged if `report`.
 fn acpi_root(
     root_from_loader: Option<(u64, usize)>,
     report: bool,
 ) -> Option<(&'static [u8], usize)> {
     use super::paging::firmware_bytes;
+    let legacy = LEGACY_BIOS.load(Ordering::SeqCst);
+    if root_from_loader.is_none() && !legacy && report {
+        log::warn!(target: "acpi", "acpi: the loader gave no ACPI RSDP tag, and a UEFI machine has no BIOS area to scan for it");
+    }
     let root = root_from_loader.or_else(|| {
+        if !legacy {
+            return None;
+        }
         let bios = firmware_bytes(0xE0000, 0x20000)?;
         (0..bios.len() - 36)
             .step_by(16)
