@@ -77,6 +77,20 @@ pub struct BootInfo {
     pub problems: Vec<String>,
 }
 
+/// The firmware found at boot (see [`set_firmware`]).
+static FIRMWARE: spin::Once<Firmware> = spin::Once::new();
+
+/// Records the firmware (once, at boot), for the code that must know whether legacy BIOS
+/// areas exist (the RSDP scan; a screen console choosing VGA text or a framebuffer).
+pub fn set_firmware(firmware: Firmware) {
+    FIRMWARE.call_once(|| firmware);
+}
+
+/// The firmware recorded at boot; [`Firmware::Bios`] before.
+pub fn firmware() -> Firmware {
+    FIRMWARE.get().copied().unwrap_or(Firmware::Bios)
+}
+
 /// The hypervisor's command line as booted, without the image's path that GRUB puts first
 /// (Xen's `cmdline_cook`): what `xen_version(XENVER_commandline)` and `xl info` report.
 static COMMAND_LINE: spin::Once<String> = spin::Once::new();
@@ -173,6 +187,14 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         Firmware::Bios
     };
     // With boot services running the EFI map is stale as soon as the firmware allocates.
+    if boot_services {
+        problems.push(
+            "the loader left UEFI boot services running (multiboot2 tag 18), which Xenia's \
+             header does not ask for; the EFI memory map is not used and the firmware may still \
+             own memory the multiboot2 map calls free"
+                .to_string(),
+        );
+    }
     let efi_map = efi_map.filter(|_| !boot_services);
     let (memory, memory_source, map_problems) = efimap::choose(multiboot2_map, efi_map);
     problems.extend(

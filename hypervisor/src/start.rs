@@ -52,8 +52,7 @@ pub fn start(mbi_phys: u32) -> ! {
     }
 
     log::info!("firmware: {}", boot.firmware);
-    // On UEFI there is no BIOS ROM to scan for the RSDP: only the loader's copy counts.
-    crate::arch::x86_64::power::set_legacy_bios(boot.firmware.has_legacy_bios());
+    boot_info::set_firmware(boot.firmware);
     let map_source = match boot.memory_source {
         efimap::MapSource::Efi => "the EFI memory map (multiboot2 tag 17)",
         efimap::MapSource::Multiboot2 => "the multiboot2 memory map (tag 6)",

@@ -169,6 +169,10 @@ pub enum MapSource {
 /// (on firmware whose map GRUB reads right, the two agree). The multiboot2 map is the
 /// fallback when the EFI one is missing, malformed or empty. Returns the entries, their
 /// source and the problems found (to be logged).
+///
+/// When both are given and their usable totals differ by more than 1/64 (a few MiB on a
+/// small machine: more than GRUB's own allocations explain), that is reported too: on a real
+/// PC it points at firmware or a GRUB build that reads the map wrong.
 pub fn choose(
     multiboot2: Option<Vec<RawEntry>>,
     efi_payload: Option<&[u8]>,
@@ -183,6 +187,17 @@ pub fn choose(
                     .any(|e| e.kind == EntryKind::Usable && e.len > 0) =>
             {
                 problems.extend(map.problems);
+                if let Some(basic) = &multiboot2 {
+                    let (efi, mb2) = (usable_total(&map.entries), usable_total(basic));
+                    if efi.abs_diff(mb2) > efi.max(mb2) / 64 {
+                        problems.push(format!(
+                            "the EFI memory map names {} MiB usable and the multiboot2 map {} \
+                             MiB; the EFI one is used",
+                            efi >> 20,
+                            mb2 >> 20
+                        ));
+                    }
+                }
                 return (map.entries, MapSource::Efi, problems);
             }
             Ok(map) => {
@@ -196,6 +211,14 @@ pub fn choose(
         Some(entries) => (entries, MapSource::Multiboot2, problems),
         None => (Vec::new(), MapSource::None, problems),
     }
+}
+
+/// The bytes `entries` call usable, overlaps counted twice (only for comparing two maps).
+fn usable_total(entries: &[RawEntry]) -> u64 {
+    entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Usable)
+        .fold(0u64, |sum, e| sum.saturating_add(e.len))
 }
 
 #[cfg(test)]
@@ -326,12 +349,31 @@ mod tests {
 
     #[test]
     fn efi_map_preferred_then_multiboot2() {
-        let basic = vec![usable(0, 0x9_fc00), usable(0x10_0000, 0x3ff0_0000)];
-        let efi = payload(48, 1, &[desc(48, 7, 0x10_0000, 0x100)]);
+        // GRUB's translation, with the low 640 KiB as one entry where the firmware has two.
+        let basic = vec![usable(0, 0xa_0000), usable(0x10_0000, 0x10_0000)];
+        let efi = payload(
+            48,
+            1,
+            &[
+                desc(48, 3, 0, 0x10),
+                desc(48, 7, 0x1_0000, 0x90),
+                desc(48, 7, 0x10_0000, 0x100),
+            ],
+        );
         let (entries, source, problems) = choose(Some(basic.clone()), Some(&efi));
         assert_eq!(source, MapSource::Efi);
-        assert_eq!(entries, vec![usable(0x10_0000, 0x10_0000)]);
-        assert!(problems.is_empty());
+        assert_eq!(entries[2], usable(0x10_0000, 0x10_0000));
+        assert!(problems.is_empty(), "{problems:?}");
+
+        // Maps that disagree by more than 1/64: the EFI one, and a report.
+        let small = vec![usable(0x10_0000, 0x8_0000)];
+        let (_, source, problems) = choose(Some(small), Some(&efi));
+        assert_eq!(source, MapSource::Efi);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains("names 1 MiB usable and the multiboot2 map 0 MiB"),
+            "{problems:?}"
+        );
 
         // Only the EFI map: used.
         let (_, source, _) = choose(None, Some(&efi));

@@ -15,14 +15,7 @@ const RESET_CONTROL_PORT: u16 = 0xCF9;
 const KBD_COMMAND_PORT: u16 = 0x64;
 
 static DEBUG_EXIT: AtomicBool = AtomicBool::new(false);
-/// Whether the legacy BIOS areas may be assumed (false on UEFI; see [`set_legacy_bios`]).
-static LEGACY_BIOS: AtomicBool = AtomicBool::new(true);
 
-/// Records whether the machine booted through a PC BIOS, whose ROM area (0xE0000–0xFFFFF)
-/// may hold the RSDP. On UEFI it does not exist: the RSDP comes from the loader only.
-pub fn set_legacy_bios(present: bool) {
-    LEGACY_BIOS.store(present, Ordering::SeqCst);
-}
 static ACPI_POWER_OFF: spin::Once<Option<PowerOff>> = spin::Once::new();
 
 /// Turns on the isa-debug-exit reporting (the `debug-exit` option).
@@ -138,7 +131,9 @@ fn acpi_root(
     report: bool,
 ) -> Option<(&'static [u8], usize)> {
     use super::paging::firmware_bytes;
-    let legacy = LEGACY_BIOS.load(Ordering::SeqCst);
+    // On UEFI there is no BIOS ROM area (0xE0000–0xFFFFF) to scan: only the loader's copy of
+    // the RSDP counts.
+    let legacy = crate::boot_info::firmware().has_legacy_bios();
     if root_from_loader.is_none() && !legacy && report {
         log::warn!(target: "acpi", "acpi: the loader gave no ACPI RSDP tag, and a UEFI machine has no BIOS area to scan for it");
     }
