@@ -92,8 +92,8 @@ struct StatsArgs {
 
 #[derive(Args)]
 struct FuzzArgs {
-    /// Run only this target (`frame_table`, `grant`, `event`, `memmap`, `pvboot`, `cpio`,
-    /// `xlcfg`, `abi`).
+    /// Run only this target (`frame_table`, `grant`, `event`, `memmap`, `efimap`, `pvboot`,
+    /// `cpio`, `xlcfg`, `abi`).
     target: Option<String>,
     /// Seconds per target.
     #[arg(long, value_name = "S", default_value_t = 60.0)]
