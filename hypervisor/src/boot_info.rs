@@ -214,6 +214,28 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         _ => None,
     };
 
+    // GRUB passes the RSDP whenever the firmware has ACPI; another loader on UEFI may pass
+    // only the system table, whose configuration table names the RSDP too.
+    let acpi_root = match (acpi_root, system_table) {
+        (None, Some(table)) => match rsdp_from_efi(table) {
+            Ok(root) => {
+                problems.push(
+                    "acpi: the loader gave no ACPI RSDP tag; the RSDP came from the EFI system \
+                     table"
+                        .to_string(),
+                );
+                Some(root)
+            }
+            Err(why) => {
+                problems.push(alloc::format!(
+                    "acpi: the loader gave no ACPI RSDP tag, and {why}"
+                ));
+                None
+            }
+        },
+        (root, _) => root,
+    };
+
     let mbi = PhysRange {
         start: info.start_address() as u64 - DIRECTMAP_BASE,
         end: info.end_address() as u64 - DIRECTMAP_BASE,
@@ -228,6 +250,25 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         acpi_root,
         problems,
     })
+}
+
+/// The ACPI root table named by the RSDP that the EFI configuration table points at, through
+/// the system table at `table`. Runs before the hypervisor's page tables, while the bootstrap
+/// direct map covers the first 4 GiB (where firmware puts these tables).
+fn rsdp_from_efi(table: u64) -> Result<(u64, usize), String> {
+    use crate::arch::x86_64::paging::firmware_bytes;
+    use xenia_core::efi;
+    let system = firmware_bytes(table, efi::SYSTEM_TABLE_LEN)
+        .ok_or_else(|| alloc::format!("the EFI system table at {table:#x} is not mapped"))?;
+    let (config, len) = efi::configuration_table(system)?;
+    let config = firmware_bytes(config, len).ok_or_else(|| {
+        alloc::format!("the EFI configuration table at {config:#x} is not mapped")
+    })?;
+    let rsdp = efi::acpi_rsdp(config)
+        .ok_or_else(|| "the EFI configuration table names no ACPI RSDP".to_string())?;
+    firmware_bytes(rsdp, 36)
+        .and_then(crate::acpi::root_table)
+        .ok_or_else(|| alloc::format!("the RSDP at {rsdp:#x} named by EFI is invalid"))
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod acpi;
 pub mod conswitch;
 pub mod cpuinfo;
 pub mod dmesg;
+pub mod efi;
 pub mod event;
 pub mod grant;
 pub mod guest_ptr;
