@@ -15,7 +15,6 @@ const RESET_CONTROL_PORT: u16 = 0xCF9;
 const KBD_COMMAND_PORT: u16 = 0x64;
 
 static DEBUG_EXIT: AtomicBool = AtomicBool::new(false);
-
 static ACPI_POWER_OFF: spin::Once<Option<PowerOff>> = spin::Once::new();
 
 /// Turns on the isa-debug-exit reporting (the `debug-exit` option).
@@ -131,12 +130,9 @@ fn acpi_root(
     report: bool,
 ) -> Option<(&'static [u8], usize)> {
     use super::paging::firmware_bytes;
-    // On UEFI there is no BIOS ROM area (0xE0000–0xFFFFF) to scan: only the loader's copy of
-    // the RSDP counts.
+    // On UEFI there is no BIOS ROM area (0xE0000–0xFFFFF) to scan: only the loader's RSDP, or
+    // the one the EFI system table names (`boot_info`, which says why neither was found).
     let legacy = crate::boot_info::firmware().has_legacy_bios();
-    if root_from_loader.is_none() && !legacy && report {
-        log::warn!(target: "acpi", "acpi: the loader gave no ACPI RSDP tag, and a UEFI machine has no BIOS area to scan for it");
-    }
     let root = root_from_loader.or_else(|| {
         if !legacy {
             return None;
