@@ -46,7 +46,7 @@ pub fn check_grub_platforms() -> Result<(), String> {
          iso` (it installs the host tools) or `sudo apt-get install -y {}`",
         missing.join(" and "),
         if missing.len() == 2 {
-            "BIOS nor UEFI"
+            "BIOS or UEFI"
         } else if missing[0] == "grub-pc-bin" {
             "BIOS"
         } else {
