@@ -4,7 +4,10 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use multiboot2::TagType;
+
 use crate::arch::x86_64::layout::DIRECTMAP_BASE;
+use crate::mm::efimap::{self, MapSource};
 use crate::mm::memmap::{EntryKind, PhysRange, RawEntry, module_range};
 
 pub struct Module {
@@ -12,10 +15,59 @@ pub struct Module {
     pub cmdline: String,
 }
 
+/// The firmware that started the loader, as the multiboot2 tags tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// No EFI tag: a PC BIOS (or a loader that says nothing of EFI). The legacy areas (the
+    /// BIOS ROM at 0xE0000 where the RSDP may be found, VGA memory) may be assumed.
+    Bios,
+    /// GRUB ran as a UEFI application: it passes the EFI system table (tag 12, or tag 11 for
+    /// 32-bit firmware) and the EFI memory map (tag 17). No legacy BIOS area is assumed.
+    Uefi {
+        /// Physical address of the EFI system table, if the loader gave it.
+        system_table: Option<u64>,
+        /// Whether the firmware's boot services are still running (multiboot2 tag 18: only
+        /// when the kernel's header asks for it, which Xenia's does not).
+        boot_services: bool,
+    },
+}
+
+impl Firmware {
+    /// Whether the legacy BIOS areas below 1 MiB may be assumed.
+    pub fn has_legacy_bios(self) -> bool {
+        self == Firmware::Bios
+    }
+}
+
+impl core::fmt::Display for Firmware {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Firmware::Bios => f.write_str("BIOS (no EFI tags from the loader)"),
+            Firmware::Uefi {
+                system_table,
+                boot_services,
+            } => {
+                f.write_str("UEFI")?;
+                if let Some(at) = system_table {
+                    write!(f, ", system table at {at:#x}")?;
+                }
+                if *boot_services {
+                    f.write_str(", boot services NOT exited")?;
+                }
+                f.write_str("; no legacy BIOS areas assumed")
+            }
+        }
+    }
+}
+
 pub struct BootInfo {
     pub cmdline: String,
     pub modules: Vec<Module>,
     pub memory: Vec<RawEntry>,
+    /// Which map `memory` comes from.
+    pub memory_source: MapSource,
+    /// What started the loader.
+    pub firmware: Firmware,
     /// Where the boot information itself lies (kept out of the frame allocator until
     /// it has been copied, which is now: it is excluded anyway, to be safe).
     pub mbi: PhysRange,
@@ -23,6 +75,20 @@ pub struct BootInfo {
     pub acpi_root: Option<(u64, usize)>,
     /// Problems found on the way, for the caller to log once logging is configured.
     pub problems: Vec<String>,
+}
+
+/// The firmware found at boot (see [`set_firmware`]).
+static FIRMWARE: spin::Once<Firmware> = spin::Once::new();
+
+/// Records the firmware (once, at boot), for the code that must know whether legacy BIOS
+/// areas exist (the RSDP scan; a screen console choosing VGA text or a framebuffer).
+pub fn set_firmware(firmware: Firmware) {
+    FIRMWARE.call_once(|| firmware);
+}
+
+/// The firmware recorded at boot; [`Firmware::Bios`] before.
+pub fn firmware() -> Firmware {
+    FIRMWARE.get().copied().unwrap_or(Firmware::Bios)
 }
 
 /// The hypervisor's command line as booted, without the image's path that GRUB puts first
@@ -89,21 +155,54 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         modules.push(Module { range, cmdline });
     }
 
-    let memory = match info.memory_map_tag() {
-        Some(tag) => tag
-            .memory_areas()
+    let multiboot2_map = info.memory_map_tag().map(|tag| {
+        tag.memory_areas()
             .iter()
             .map(|a| RawEntry {
                 base: a.start_address(),
                 len: a.size(),
                 kind: EntryKind::from_multiboot2(a.typ().val()),
             })
-            .collect(),
-        None => {
-            problems.push("no memory map from the loader".to_string());
-            Vec::new()
+            .collect::<Vec<_>>()
+    });
+    // The EFI map's payload, read as bytes (the `multiboot2` crate's own iterator asserts on a
+    // malformed tag; `efimap` checks it instead).
+    let efi_map = info
+        .tags()
+        .find(|t| t.header().typ.get() == TagType::EfiMmap.val())
+        .map(|t| t.payload());
+    let boot_services = info.efi_bs_not_exited_tag().is_some();
+    let system_table = info
+        .efi_sdt64_tag()
+        .map(|t| t.sdt_address() as u64)
+        .or_else(|| info.efi_sdt32_tag().map(|t| t.sdt_address() as u64));
+    let firmware = if system_table.is_some() || efi_map.is_some() || boot_services {
+        Firmware::Uefi {
+            system_table,
+            boot_services,
         }
+    } else {
+        Firmware::Bios
     };
+    // With boot services running the EFI map is stale as soon as the firmware allocates.
+    if boot_services {
+        problems.push(
+            "the loader left UEFI boot services running (multiboot2 tag 18), which Xenia's \
+             header does not ask for; the EFI memory map is not used and the firmware may still \
+             own memory the multiboot2 map calls free"
+                .to_string(),
+        );
+    }
+    let efi_map = efi_map.filter(|_| !boot_services);
+    let (memory, memory_source, map_problems) = efimap::choose(multiboot2_map, efi_map);
+    problems.extend(
+        map_problems
+            .into_iter()
+            .map(|p| alloc::format!("memory map: {p}")),
+    );
+    if memory_source == MapSource::None {
+        problems.push("no memory map from the loader".to_string());
+    }
 
     let acpi_root = match (info.rsdp_v2_tag(), info.rsdp_v1_tag()) {
         (Some(v2), _) if v2.checksum_is_valid() && v2.xsdt_address() != 0 => {
@@ -111,6 +210,28 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         }
         (_, Some(v1)) if v1.checksum_is_valid() => Some((v1.rsdt_address() as u64, 4)),
         _ => None,
+    };
+
+    // GRUB passes the RSDP whenever the firmware has ACPI; another loader on UEFI may pass
+    // only the system table, whose configuration table names the RSDP too.
+    let acpi_root = match (acpi_root, system_table) {
+        (None, Some(table)) => match rsdp_from_efi(table) {
+            Ok(root) => {
+                problems.push(
+                    "acpi: the loader gave no ACPI RSDP tag; the RSDP came from the EFI system \
+                     table"
+                        .to_string(),
+                );
+                Some(root)
+            }
+            Err(why) => {
+                problems.push(alloc::format!(
+                    "acpi: the loader gave no ACPI RSDP tag, and {why}"
+                ));
+                None
+            }
+        },
+        (root, _) => root,
     };
 
     let mbi = PhysRange {
@@ -121,10 +242,31 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         cmdline,
         modules,
         memory,
+        memory_source,
+        firmware,
         mbi,
         acpi_root,
         problems,
     })
+}
+
+/// The ACPI root table named by the RSDP that the EFI configuration table points at, through
+/// the system table at `table`. Runs before the hypervisor's page tables, while the bootstrap
+/// direct map covers the first 4 GiB (where firmware puts these tables).
+fn rsdp_from_efi(table: u64) -> Result<(u64, usize), String> {
+    use crate::arch::x86_64::paging::firmware_bytes;
+    use xenia_core::efi;
+    let system = firmware_bytes(table, efi::SYSTEM_TABLE_LEN)
+        .ok_or_else(|| alloc::format!("the EFI system table at {table:#x} is not mapped"))?;
+    let (config, len) = efi::configuration_table(system)?;
+    let config = firmware_bytes(config, len).ok_or_else(|| {
+        alloc::format!("the EFI configuration table at {config:#x} is not mapped")
+    })?;
+    let rsdp = efi::acpi_rsdp(config)
+        .ok_or_else(|| "the EFI configuration table names no ACPI RSDP".to_string())?;
+    firmware_bytes(rsdp, 36)
+        .and_then(crate::acpi::root_table)
+        .ok_or_else(|| alloc::format!("the RSDP at {rsdp:#x} named by EFI is invalid"))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use core::fmt::Write;
 use crate::arch::x86_64::{self as arch, apic, cpu, entry, gdt, layout, paging, pit, trap};
 use crate::boot_info::{self, BootInfo};
 use crate::cpuinfo::Features;
+use crate::mm::efimap;
 use crate::mm::memmap::{self, EntryKind, Exclusion, PhysRange};
 use crate::mm::{frames, heap};
 use crate::options::{self, Console, SelfTest};
@@ -50,6 +51,14 @@ pub fn start(mbi_phys: u32) -> ! {
         power::exit(ExitReason::HypervisorFailure);
     }
 
+    log::info!("firmware: {}", boot.firmware);
+    boot_info::set_firmware(boot.firmware);
+    let map_source = match boot.memory_source {
+        efimap::MapSource::Efi => "the EFI memory map (multiboot2 tag 17)",
+        efimap::MapSource::Multiboot2 => "the multiboot2 memory map (tag 6)",
+        efimap::MapSource::None => "the loader (none given)",
+    };
+    log::info!(target: "mm", "memory map: {} entries from {map_source}", boot.memory.len());
     let layout = memory_layout(&boot);
     log::info!("memory: {} MiB usable", layout.usable_bytes() >> 20);
 

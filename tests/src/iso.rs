@@ -1,5 +1,8 @@
 //! Building bootable images: a staging tree (`boot/xenia.elf`, `boot/grub/grub.cfg`, the
-//! modules in `boot/`) turned into a BIOS-bootable ISO by `grub-mkrescue`.
+//! modules in `boot/`) turned into an ISO by `grub-mkrescue` that boots on BIOS and on UEFI:
+//! `grub-mkrescue` puts in GRUB for every platform installed under `/usr/lib/grub/`, and
+//! [`GRUB_PLATFORMS`] must both be there (Debian's `grub-pc-bin` and `grub-efi-amd64-bin`).
+//! The one `grub.cfg` serves both (see `boot/grub.cfg.in`).
 //!
 //! `grub-mkrescue` takes about a second, so images are cached: next to `<image>.iso` lies
 //! `<image>.iso.inputs`, a manifest with the size and FNV-1a hash of every staged file
@@ -18,6 +21,40 @@ use crate::workspace::{DOM0_ARTIFACT, HYPERVISOR_ARTIFACT, INITRD_ARTIFACT, Work
 /// fixed 64 MiB (its tools and initrd need far less), so the rest of the machine is free for
 /// the domains `xl` creates.
 pub const DEFAULT_HV_OPTIONS: &str = "dom0_mem=64M";
+
+/// The GRUB platforms every image carries: the directory `grub-mkrescue` takes each from and
+/// the Debian package that installs it. `i386-pc` boots from a PC BIOS (El Torito), and
+/// `x86_64-efi` from UEFI firmware (the ISO's EFI system partition image).
+pub const GRUB_PLATFORMS: [(&str, &str); 2] = [
+    ("/usr/lib/grub/i386-pc", "grub-pc-bin"),
+    ("/usr/lib/grub/x86_64-efi", "grub-efi-amd64-bin"),
+];
+
+/// Fails, saying what to install, when a platform of [`GRUB_PLATFORMS`] is missing: an
+/// image without it would not boot on that firmware.
+pub fn check_grub_platforms() -> Result<(), String> {
+    let missing: Vec<&str> = GRUB_PLATFORMS
+        .iter()
+        .filter(|(dir, _)| !Path::new(dir).is_dir())
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "GRUB's files for {} are missing, so the image would not boot on {}: run `cargo xtask \
+         iso` (it installs the host tools) or `sudo apt-get install -y {}`",
+        missing.join(" and "),
+        if missing.len() == 2 {
+            "BIOS or UEFI"
+        } else if missing[0] == "grub-pc-bin" {
+            "BIOS"
+        } else {
+            "UEFI"
+        },
+        missing.join(" ")
+    ))
+}
 
 /// A module of the default image, taken from the artifact directory.
 #[derive(Clone, Copy, Debug)]
@@ -223,6 +260,7 @@ pub fn build_image(spec: &ImageSpec, staging: &Path, iso: &Path) -> Result<Image
         fs::write(&path, contents).map_err(|e| io("write", &path, e))?;
     }
 
+    check_grub_platforms()?;
     let partial = with_suffix(iso, ".partial");
     let started = Instant::now();
     let output = Command::new("grub-mkrescue")
@@ -231,9 +269,12 @@ pub fn build_image(spec: &ImageSpec, staging: &Path, iso: &Path) -> Result<Image
         .arg(staging)
         .output()
         .map_err(|e| match e.kind() {
-            ErrorKind::NotFound => "grub-mkrescue is not installed: run `cargo xtask iso` (it installs \
-                 the host tools) or `sudo apt-get install -y grub-common grub-pc-bin xorriso mtools`"
-                .to_string(),
+            ErrorKind::NotFound => {
+                "grub-mkrescue is not installed: run `cargo xtask iso` (it installs \
+                 the host tools) or `sudo apt-get install -y grub-common grub-pc-bin \
+                 grub-efi-amd64-bin xorriso mtools`"
+                    .to_string()
+            }
             _ => format!("cannot run grub-mkrescue: {e}"),
         })?;
     let mkrescue_time = started.elapsed();
@@ -270,7 +311,11 @@ fn manifest(files: &[(String, Vec<u8>)]) -> String {
         .map(|(rel, data)| format!("{:016x} {:>10} {rel}\n", fnv1a64(data), data.len()))
         .collect();
     lines.sort();
-    let mut out = String::from("xenia image inputs v1\n");
+    // v2: images carry GRUB for UEFI too; a v1 (BIOS-only) image is rebuilt.
+    let mut out = String::from("xenia image inputs v2\n");
+    for (dir, _) in GRUB_PLATFORMS {
+        out.push_str(&format!("platform {dir}\n"));
+    }
     out.extend(lines);
     out
 }

@@ -85,6 +85,31 @@ fn grub_failure(log: &str) -> Option<String> {
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
 
+/// The UEFI firmware a [`Machine::uefi`] machine boots: Debian's `ovmf` package's combined
+/// image (code and a variable store in one file, without Secure Boot), given to QEMU as
+/// `-bios`. QEMU 7.2 maps it read-only as the system ROM and OVMF keeps its variables in RAM,
+/// so every boot starts from the same firmware state and no per-run copy of a variable file
+/// is needed (the split `OVMF_CODE_4M.fd` + `OVMF_VARS_4M.fd` pair works only as two
+/// `-drive if=pflash` devices, the second a writable copy).
+pub const OVMF_FIRMWARE: &str = "/usr/share/ovmf/OVMF.fd";
+
+/// The QEMU arguments that make a PC boot UEFI firmware (OVMF) instead of SeaBIOS.
+pub fn uefi_args() -> Vec<OsString> {
+    vec![OsString::from("-bios"), OsString::from(OVMF_FIRMWARE)]
+}
+
+/// Fails, saying what to install, when OVMF is missing.
+pub fn check_uefi_firmware() -> Result<(), String> {
+    if Path::new(OVMF_FIRMWARE).is_file() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the UEFI firmware {OVMF_FIRMWARE} is missing: run `cargo xtask test` (it installs \
+             the host tools) or `sudo apt-get install -y ovmf`"
+        ))
+    }
+}
+
 /// Where COM1 goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SerialConsole {
@@ -292,6 +317,8 @@ pub struct Machine {
     acpi_tables: Vec<PathBuf>,
     /// The network card's port forwards, if the machine has a card.
     nic: Option<Vec<Forward>>,
+    /// Boot UEFI firmware (OVMF) instead of SeaBIOS.
+    uefi: bool,
     registry: Option<Registry>,
 }
 
@@ -321,6 +348,7 @@ impl Machine {
             disks: Vec::new(),
             acpi_tables: Vec::new(),
             nic: None,
+            uefi: false,
             registry: None,
         }
     }
@@ -460,6 +488,13 @@ impl Machine {
         self
     }
 
+    /// Boots the machine with UEFI firmware (OVMF, [`OVMF_FIRMWARE`]) instead of SeaBIOS
+    /// when `on`. The image is the same: it carries GRUB for both.
+    pub fn uefi(mut self, on: bool) -> Machine {
+        self.uefi = on;
+        self
+    }
+
     /// Boots another hypervisor image than `<target>/xenia/xenia.elf`.
     pub fn hypervisor(mut self, path: impl Into<PathBuf>) -> Machine {
         self.hypervisor = path.into();
@@ -512,6 +547,9 @@ impl Machine {
             iso,
             SerialConsole::Piped,
         );
+        if self.uefi {
+            args.extend(uefi_args());
+        }
         if let Some(path) = &self.memory_file {
             let mut backend = OsString::from(format!(
                 "memory-backend-file,id=xenia-ram,size={}M,share=on,mem-path=",
@@ -579,6 +617,9 @@ impl Machine {
                 "the hypervisor image {} does not exist: run `cargo xtask build` first",
                 self.hypervisor.display()
             ));
+        }
+        if self.uefi {
+            check_uefi_firmware()?;
         }
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
@@ -1084,6 +1125,23 @@ mod tests {
         assert!(
             run.contains(" -display none -serial mon:stdio -no-reboot "),
             "{run}"
+        );
+    }
+
+    #[test]
+    fn uefi_machines_boot_ovmf() {
+        let ws = Workspace::new("/w");
+        let m = Machine::new(&ws, "x");
+        let bios = join(m.qemu_command_args(Path::new("/i.iso")));
+        assert!(!bios.contains("-bios"), "{bios}");
+        let uefi = join(
+            m.uefi(true)
+                .qemu_arg("-s")
+                .qemu_command_args(Path::new("/i.iso")),
+        );
+        assert!(
+            uefi.ends_with(&format!(" -bios {OVMF_FIRMWARE} -s")),
+            "{uefi}"
         );
     }
 

@@ -8,22 +8,28 @@ use std::process::{Command, Output};
 
 /// A host tool and the Debian packages that provide it.
 pub struct Tool {
-    /// What to look for: a command on `PATH`, or an absolute path to a directory.
+    /// What to look for: a command on `PATH`, or an absolute path to a file or directory.
     pub what: &'static str,
     /// The packages that provide it.
     pub packages: &'static [&'static str],
 }
 
-/// What `grub-mkrescue` needs to build a BIOS-bootable ISO.
+/// What `grub-mkrescue` needs to build an ISO that boots on BIOS and on UEFI.
 pub const IMAGE_TOOLS: &[Tool] = &[
     Tool {
         what: "grub-mkrescue",
-        packages: &["grub-common", "grub-pc-bin"],
+        packages: &["grub-common", "grub-pc-bin", "grub-efi-amd64-bin"],
     },
     // GRUB's BIOS platform files; grub-common alone gives grub-mkrescue without them.
     Tool {
         what: "/usr/lib/grub/i386-pc",
         packages: &["grub-pc-bin"],
+    },
+    // GRUB's UEFI platform files (the image's EFI system partition; see
+    // xenia_tests::iso::GRUB_PLATFORMS).
+    Tool {
+        what: "/usr/lib/grub/x86_64-efi",
+        packages: &["grub-efi-amd64-bin"],
     },
     Tool {
         what: "xorriso",
@@ -35,11 +41,18 @@ pub const IMAGE_TOOLS: &[Tool] = &[
     },
 ];
 
-/// QEMU, to boot images.
-pub const QEMU_TOOLS: &[Tool] = &[Tool {
-    what: "qemu-system-x86_64",
-    packages: &["qemu-system-x86"],
-}];
+/// QEMU, to boot images, and OVMF, the UEFI firmware it boots with `run --uefi` and in the
+/// `realpc_uefi_*` scenarios.
+pub const QEMU_TOOLS: &[Tool] = &[
+    Tool {
+        what: "qemu-system-x86_64",
+        packages: &["qemu-system-x86"],
+    },
+    Tool {
+        what: xenia_tests::machine::OVMF_FIRMWARE,
+        packages: &["ovmf"],
+    },
+];
 
 /// A `cargo` command (the one running xtask) in the workspace root.
 pub fn cargo(root: &Path) -> Command {
@@ -192,7 +205,7 @@ fn missing_packages(tools: &[&Tool]) -> BTreeSet<&'static str> {
         .iter()
         .filter(|tool| {
             if tool.what.starts_with('/') {
-                !Path::new(tool.what).is_dir()
+                !Path::new(tool.what).exists()
             } else {
                 which(tool.what).is_none()
             }

@@ -3,9 +3,11 @@
 //! - `cargo xtask build [--debug]`: the bare-metal kernels (see [`kernels::KERNELS`]) into
 //!   `target/xenia/`, `xl` for `x86_64-unknown-linux-musl`, dom0's initrd
 //!   `target/xenia/initrd.cpio` (see [`initrd`]), and every host crate.
-//! - `cargo xtask iso`: the default GRUB image `target/xenia/xenia.iso`.
-//! - `cargo xtask run [--mem MiB] [--cpus N] [--cpu MODEL] [--disk FILE] [-- QEMU ARGS]`: boots
-//!   it in QEMU on this terminal, with a data disk as dom0's `/dev/vda`.
+//! - `cargo xtask iso`: the default GRUB image `target/xenia/xenia.iso`, bootable on BIOS and
+//!   UEFI.
+//! - `cargo xtask run [--mem MiB] [--cpus N] [--cpu MODEL] [--uefi] [--disk FILE] [-- QEMU ARGS]`:
+//!   boots it in QEMU on this terminal (BIOS, or UEFI with OVMF), with a data disk as dom0's
+//!   `/dev/vda`.
 //! - `cargo xtask test [FILTER]`: lints (no infallible allocation on guest paths, rustfmt,
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
 //!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER (or, with commas, any of its parts).
@@ -39,7 +41,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Args, Parser, Subcommand};
-use xenia_tests::machine::{DiskImage, Forward, SerialConsole, disk_args, nic_args, qemu_args};
+use xenia_tests::machine::{
+    DiskImage, Forward, SerialConsole, disk_args, nic_args, qemu_args, uefi_args,
+};
 use xenia_tests::{ImageSpec, Workspace};
 
 #[derive(Parser)]
@@ -58,7 +62,7 @@ struct Cli {
 enum Cmd {
     /// Build the bare-metal kernels and dom0's initrd into target/xenia/, and every host crate.
     Build(BuildArgs),
-    /// Build, then make the default GRUB image target/xenia/xenia.iso.
+    /// Build, then make the default GRUB image target/xenia/xenia.iso (boots on BIOS and UEFI).
     Iso(BuildArgs),
     /// Build the default image and boot it in QEMU on this terminal.
     Run(RunArgs),
@@ -88,8 +92,8 @@ struct StatsArgs {
 
 #[derive(Args)]
 struct FuzzArgs {
-    /// Run only this target (`frame_table`, `grant`, `event`, `memmap`, `pvboot`, `cpio`,
-    /// `xlcfg`, `abi`).
+    /// Run only this target (`frame_table`, `grant`, `event`, `memmap`, `efimap`, `pvboot`,
+    /// `cpio`, `xlcfg`, `abi`).
     target: Option<String>,
     /// Seconds per target.
     #[arg(long, value_name = "S", default_value_t = 60.0)]
@@ -132,6 +136,10 @@ struct RunArgs {
     /// QEMU CPU model (e.g. max, qemu64).
     #[arg(long, value_name = "MODEL", default_value = "max")]
     cpu: String,
+    /// Boot UEFI firmware (OVMF, Debian's `ovmf` package) instead of SeaBIOS; the image is
+    /// the same.
+    #[arg(long)]
+    uefi: bool,
     /// A raw disk image to attach as dom0's `/dev/vda` instead of the data disk
     /// `target/xenia/disk.img` (made, 64 MiB sparse, on the first run and kept).
     #[arg(long, value_name = "FILE")]
@@ -314,9 +322,17 @@ fn run(ws: &Workspace, args: &RunArgs) -> Result<ExitCode, String> {
         SerialConsole::Terminal,
     ))
     .args(disk_args(&disk, 0))
-    .args(nic_args(&run_forwards()))
-    .args(&args.qemu_args);
-    println!("Booting Xenia in QEMU; leave with Ctrl-A X");
+    .args(nic_args(&run_forwards()));
+    if args.uefi {
+        qemu.args(uefi_args());
+    }
+    qemu.args(&args.qemu_args);
+    let firmware = if args.uefi {
+        "UEFI (OVMF; the firmware's own screens come first, about 10 s under TCG)"
+    } else {
+        "BIOS (SeaBIOS)"
+    };
+    println!("Booting Xenia in QEMU with {firmware}; leave with Ctrl-A X");
     let error = qemu.exec();
     Err(format!("cannot start {}: {error}", xenia_tests::QEMU))
 }
@@ -781,6 +797,13 @@ mod tests {
         assert_eq!(args.qemu_args, ["-d", "int"]);
         assert!(!args.build.debug);
         assert!(args.disk.is_none());
+        assert!(!args.uefi);
+        let cli = Cli::try_parse_from(["xtask", "run", "--uefi", "--mem", "4096"]).unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.uefi);
+        assert_eq!(args.mem, 4096);
         let cli = Cli::try_parse_from(["xtask", "run", "--disk", "/t/d.img"]).unwrap();
         let Cmd::Run(args) = cli.command else {
             panic!("not run")

@@ -36,6 +36,7 @@ pub mod conswitch;
 pub mod cpuid;
 pub mod cpuinfo;
 pub mod dmesg;
+pub mod efi;
 pub mod event;
 pub mod grant;
 pub mod guest_ptr;

@@ -15,4 +15,4 @@ pub mod physmem;
 #[cfg(target_os = "none")]
 pub use physmem::heap;
 
-pub use xenia_core::mm::{Mfn, PAGE_SIZE, Pfn, directmap, frame_table, memmap, walk};
+pub use xenia_core::mm::{Mfn, PAGE_SIZE, Pfn, directmap, efimap, frame_table, memmap, walk};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::contract::{self, CpuLine};
 use crate::machine::{
     DEFAULT_TIMEOUT as T, EXIT_ACPI_POWEROFF, EXIT_DOM0_CRASHED, EXIT_HYPERVISOR_FATAL,
-    EXIT_POWEROFF,
+    EXIT_POWEROFF, Qemu,
 };
 use crate::runner::Context;
 use crate::serial;
@@ -17,7 +17,15 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `-m mib`: the memory line is within 3% of `mib`, and the boot ends in a clean power-off.
 pub fn memory(ctx: &Context, mib: u32) -> Result<(), String> {
     let mut vm = ctx.machine().memory_mib(mib).boot()?;
-    let line = vm.wait_for_line_starting(contract::MEMORY, T)?;
+    expect_memory_line(&mut vm, mib, T)?;
+    vm.wait_for_line(contract::NO_DOM0, T)?;
+    vm.expect_exit(EXIT_POWEROFF, T)
+}
+
+/// Waits (at most `timeout`) for the memory line of a machine booted with `-m mib` and checks
+/// that it reports within 3% of `mib` usable.
+pub(super) fn expect_memory_line(vm: &mut Qemu, mib: u32, timeout: Duration) -> Result<(), String> {
+    let line = vm.wait_for_line_starting(contract::MEMORY, timeout)?;
     let usable = contract::parse_memory_line(&line)?;
     let (lo, hi) = (f64::from(mib) * 0.97, f64::from(mib) * 1.03);
     if !(lo..=hi).contains(&(usable as f64)) {
@@ -26,8 +34,7 @@ pub fn memory(ctx: &Context, mib: u32) -> Result<(), String> {
              (within 3%)"
         ));
     }
-    vm.wait_for_line(contract::NO_DOM0, T)?;
-    vm.expect_exit(EXIT_POWEROFF, T)
+    Ok(())
 }
 
 /// Boots with `-cpu model` and returns the parsed CPU line after a clean power-off.

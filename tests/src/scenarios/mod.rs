@@ -22,6 +22,7 @@ mod operator;
 mod operator_xl;
 mod peer;
 mod realpc_firmware;
+mod realpc_uefi;
 mod security;
 mod smp;
 mod xenstore;
@@ -45,6 +46,11 @@ pub fn all() -> Vec<Scenario> {
     let mut all = vec![
         // Slowest first, so that two workers finish at about the same time.
         Scenario::new("no_long_mode", boot::no_long_mode),
+        // UEFI (OVMF) boots are the slowest to start.
+        Scenario::new("realpc_uefi_boot", realpc_uefi::boot),
+        Scenario::new("realpc_uefi_mem_4096", |ctx| realpc_uefi::memory(ctx, 4096)),
+        Scenario::new("realpc_uefi_mem_1024", |ctx| realpc_uefi::memory(ctx, 1024)),
+        Scenario::new("realpc_uefi_poweroff", realpc_uefi::poweroff),
         Scenario::new("boot_mem_3072", |ctx| boot::memory(ctx, 3072)),
         Scenario::new("boot_mem_256", |ctx| boot::memory(ctx, 256)),
         Scenario::new("boot_mem_1024", |ctx| boot::memory(ctx, 1024)),

@@ -4,6 +4,7 @@
 //! re-exports this module's contents under the same names).
 
 pub mod directmap;
+pub mod efimap;
 pub mod exchange;
 pub mod frame_table;
 pub mod memmap;

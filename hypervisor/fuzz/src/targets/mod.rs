@@ -2,6 +2,7 @@
 
 pub mod abi;
 pub mod cpio;
+pub mod efimap;
 pub mod event;
 pub mod frame_table;
 pub mod grant;
@@ -17,6 +18,7 @@ pub const TARGETS: &[Target] = &[
     grant::TARGET,
     event::TARGET,
     memmap::TARGET,
+    efimap::TARGET,
     pvboot::TARGET,
     cpio::TARGET,
     xlcfg::TARGET,

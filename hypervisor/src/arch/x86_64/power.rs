@@ -127,18 +127,24 @@ pub fn halt_forever() -> ! {
 static TABLES_REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// The ACPI root table (RSDT or XSDT) and its entry size: from the loader's RSDP copy, else
-/// by scanning the BIOS area for the RSDP (ACPI 6.5 §5.2.5.1). `None` when the firmware
-/// offers no usable tables. The first call with `report` logs what is wrong: no tables, a
-/// root table with a bad checksum (used anyway, as Xen's ACPICA does: each table it lists
-/// is checked on its own), and each listed table that is unreadable or whose checksum does
-/// not hold (skipped by every lookup).
+/// (on BIOS machines only) by scanning the BIOS area for the RSDP (ACPI 6.5 §5.2.5.1). `None`
+/// when the firmware offers no usable tables. The first call with `report` logs what is
+/// wrong: no tables, a root table with a bad checksum (used anyway, as Xen's ACPICA does:
+/// each table it lists is checked on its own), and each listed table that is unreadable or
+/// whose checksum does not hold (skipped by every lookup).
 fn acpi_root(
     root_from_loader: Option<(u64, usize)>,
     report: bool,
 ) -> Option<(&'static [u8], usize)> {
     use super::paging::firmware_bytes;
     let report = report && !TABLES_REPORTED.swap(true, Ordering::SeqCst);
+    // On UEFI there is no BIOS ROM area (0xE0000–0xFFFFF) to scan: only the loader's RSDP, or
+    // the one the EFI system table names (`boot_info`, which says why neither was found).
+    let legacy = crate::boot_info::firmware().has_legacy_bios();
     let root = root_from_loader.or_else(|| {
+        if !legacy {
+            return None;
+        }
         let bios = firmware_bytes(0xE0000, 0x20000)?;
         (0..bios.len() - 36)
             .step_by(16)
