@@ -94,6 +94,7 @@ pub fn start(mbi_phys: u32) -> ! {
     match opts.selftest {
         Some(SelfTest::Ud) => provoke_invalid_opcode(),
         Some(SelfTest::Pf) => provoke_page_fault(),
+        Some(SelfTest::Db) => provoke_debug_trap(),
         None => {}
     }
 
@@ -278,6 +279,15 @@ fn setup_memory(boot: &BootInfo, layout: &memmap::MemoryLayout, features: Featur
 fn provoke_invalid_opcode() {
     log::info!("selftest: executing ud2 in ring 0");
     arch::boot::raise_invalid_opcode();
+}
+
+fn provoke_debug_trap() {
+    const UNMAPPED: u64 = 0x0dea_dbee_f000;
+    log::info!("selftest: single-stepping in ring 0 with rsp at unmapped {UNMAPPED:#x}");
+    let before = trap::DEBUG_DROPPED.load(core::sync::atomic::Ordering::Relaxed);
+    arch::boot::single_step_on_unusable_stack(UNMAPPED);
+    let dropped = trap::DEBUG_DROPPED.load(core::sync::atomic::Ordering::Relaxed) - before;
+    log::info!("selftest: {dropped} #DB taken on its own stack and dropped; going on");
 }
 
 fn provoke_page_fault() {

@@ -42,6 +42,8 @@ pub enum SelfTest {
     Ud,
     /// Touch an unmapped address (page fault, #PF).
     Pf,
+    /// Single-step one instruction with an unusable stack (#DB, dropped on its own stack).
+    Db,
 }
 
 /// Everything the command line can set. `Default` is what an empty line means.
@@ -57,7 +59,7 @@ pub struct Options {
     /// `debug-exit`: leave through the ISA debug-exit device instead of halting, so that a test
     /// run under QEMU ends with a status.
     pub debug_exit: bool,
-    /// `selftest=ud|pf`.
+    /// `selftest=ud|pf|db`.
     pub selftest: Option<SelfTest>,
     /// `noreboot`: halt instead of rebooting after a crash, so the messages stay on screen.
     pub noreboot: bool,
@@ -309,7 +311,8 @@ fn apply<'a>(
             options.selftest = Some(match value {
                 "ud" => SelfTest::Ud,
                 "pf" => SelfTest::Pf,
-                _ => return Err("expected ud or pf"),
+                "db" => SelfTest::Db,
+                _ => return Err("expected ud, pf or db"),
             })
         }
         Key::Maxcpus => options.max_cpus = Some(parse_max_cpus(value)?),
@@ -823,12 +826,13 @@ mod tests {
     fn selftest_values() {
         assert_eq!(quiet("selftest=ud").selftest, Some(SelfTest::Ud));
         assert_eq!(quiet("selftest=pf").selftest, Some(SelfTest::Pf));
+        assert_eq!(quiet("selftest=db").selftest, Some(SelfTest::Db));
         let (o, m) = run("selftest=gp selftest");
         assert_eq!(o.selftest, None);
         assert_eq!(
             m,
             [
-                "bad value 'gp' for option 'selftest': expected ud or pf; keeping the default",
+                "bad value 'gp' for option 'selftest': expected ud, pf or db; keeping the default",
                 "hypervisor option 'selftest' given more than once; the last one wins",
                 "bad value '' for option 'selftest': a value is required; keeping the default",
             ]

@@ -268,6 +268,19 @@ pub fn selftest_pf(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// `selftest=db`: a single-step trap in ring 0 with `rsp` unmapped (the shape of a guest's
+/// `mov ss` + SYSCALL with TF set) is taken on the #DB's own stack and dropped; the boot goes
+/// on. Without that stack the CPU's push faults and the #DF stops the machine.
+pub fn selftest_db(ctx: &Context) -> Result<(), String> {
+    let mut vm = ctx.machine().hv_options("selftest=db").boot()?;
+    vm.wait_for_line(
+        "selftest: 1 #DB taken on its own stack and dropped; going on",
+        T,
+    )?;
+    vm.wait_for_line(contract::NO_DOM0, T)?;
+    vm.expect_exit(EXIT_POWEROFF, T)
+}
+
 /// An unknown option is named in a warning and the boot goes on; a known one is not.
 pub fn unknown_option_warns(ctx: &Context) -> Result<(), String> {
     let mut vm = ctx

@@ -60,6 +60,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("module_line", boot::module_line),
         Scenario::new("selftest_ud", boot::selftest_ud),
         Scenario::new("selftest_pf", boot::selftest_pf),
+        Scenario::new("selftest_db", boot::selftest_db),
         Scenario::new("unknown_option_warns", boot::unknown_option_warns),
         Scenario::new("acpi_poweroff", boot::acpi_poweroff),
         Scenario::new("realpc_mem_6g", realpc_firmware::mem_6g),

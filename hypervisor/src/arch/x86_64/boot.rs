@@ -44,6 +44,31 @@ pub fn raise_invalid_opcode() {
     unsafe { core::arch::asm!("ud2") };
 }
 
+/// `selftest=db`: single-steps one instruction in ring 0 with `rsp` pointing at `addr`, which
+/// the caller knows is unmapped: the #DB comes with a stack the CPU cannot push to, as a
+/// guest's `mov ss` + SYSCALL with TF set would bring it on the guest's stack (CVE-2018-8897's
+/// shape). The #DB handler runs on its IST stack, drops the step and clears TF; the next
+/// instruction puts the stack back. Without the IST stack the push faults, and the #DF stops
+/// the machine.
+pub fn single_step_on_unusable_stack(addr: u64) {
+    // SAFETY: TF is set by `popfq` (the trap comes after the instruction following it, which
+    // moves rsp to `addr`); the handler clears TF and returns to the next instruction, which
+    // restores rsp before anything uses the stack. Interrupts are off (boot), so nothing
+    // else is pushed meanwhile; rbx is saved and restored around the sequence.
+    unsafe {
+        core::arch::asm!(
+            "mov {saved}, rsp",
+            "pushfq",
+            "or qword ptr [rsp], 0x100",
+            "popfq",
+            "mov rsp, {bad}",
+            "mov rsp, {saved}",
+            saved = out(reg) _,
+            bad = in(reg) addr,
+        )
+    };
+}
+
 /// `selftest=pf`: reads `addr`, which the caller knows is unmapped in the hypervisor's
 /// tables; the exception handler stops the machine.
 pub fn read_unmapped(addr: u64) {

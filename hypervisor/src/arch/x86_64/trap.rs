@@ -102,6 +102,10 @@ pub fn init() {
             2 => gdt::IST_NMI,
             8 => gdt::IST_DOUBLE_FAULT,
             18 => gdt::IST_MACHINE_CHECK,
+            // #DB can come due on the first instruction of the SYSCALL entry, on the guest's
+            // stack (TF or a breakpoint held back by `mov ss`): it must not be pushed there.
+            // It shares #MC's stack: an #MC stops the machine, so the two never nest.
+            1 => gdt::IST_MACHINE_CHECK,
             _ => 0,
         };
         *gate = Gate::interrupt(entry::stub(vector), HYPERVISOR_CS, ist, vector_dpl(vector));
@@ -160,6 +164,7 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             super::apic::end_of_interrupt();
         }
         2 => log::warn!(target: "trap", "NMI received at rip {:#x}; continuing", frame.rip),
+        1 => debug_in_hypervisor(frame),
         0..=31 => fatal_exception(frame),
         v => {
             log::warn!(target: "trap", "unexpected interrupt vector {v}; ignored");
@@ -167,6 +172,23 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
     }
 }
+
+/// A #DB taken in the hypervisor: the hypervisor neither single-steps itself nor sets
+/// breakpoints, so it is a guest's step or breakpoint held back by `mov ss` until the first
+/// instruction of an entry (Xen drops these too). DR6 is reset, TF cleared, and the entry
+/// goes on. Silent: a guest could otherwise fill the log.
+fn debug_in_hypervisor(frame: &mut TrapFrame) {
+    const DR6_DEFAULT: u64 = 0xFFFF_0FF0;
+    const RFLAGS_TF: u64 = 1 << 8;
+    // SAFETY: DR6 only reports debug conditions; writing its architectural default changes
+    // nothing else.
+    unsafe { core::arch::asm!("mov dr6, {v}", v = in(reg) DR6_DEFAULT) };
+    frame.rflags &= !RFLAGS_TF;
+    DEBUG_DROPPED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// #DBs taken in the hypervisor and dropped ([`debug_in_hypervisor`]).
+pub static DEBUG_DROPPED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Prints everything known about an exception taken in the hypervisor and stops the
 /// machine as a failure.

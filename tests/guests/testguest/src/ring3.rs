@@ -133,11 +133,32 @@ global_asm!(
     "    ud2",
     ".globl ring3_ac_end",
     "ring3_ac_end:",
+    "",
+    // movss: sets rflags.TF, then `mov ss` (which holds the single-step trap back for one
+    // instruction) and SYSCALL with SVC_EXIT: the #DB is due on the hypervisor's first
+    // instruction of the SYSCALL entry, in ring 0, on the user's stack (CVE-2018-8897's
+    // shape). Result 0x600d if the program gets to exit.
+    ".globl ring3_movss_start",
+    "ring3_movss_start:",
+    "    mov r8d, ss",
+    "    pushfq",
+    "    or qword ptr [rsp], {tf}",
+    "    mov eax, {exit}",
+    "    mov edi, 0x600d",
+    "    popfq",
+    "    mov ss, r8d",
+    ".globl ring3_movss_insn",
+    "ring3_movss_insn:",
+    "    syscall",
+    "    ud2",
+    ".globl ring3_movss_end",
+    "ring3_movss_end:",
     ".popsection",
     exit = const SVC_EXIT,
     count = const SVC_COUNT,
     echo = const SVC_ECHO,
     ac = const xenia_guest_rt::trap::RFLAGS_AC,
+    tf = const 0x100,
 );
 
 unsafe extern "C" {
@@ -162,6 +183,9 @@ unsafe extern "C" {
     static ring3_ac_start: u8;
     static ring3_ac_insn: u8;
     static ring3_ac_end: u8;
+    static ring3_movss_start: u8;
+    static ring3_movss_insn: u8;
+    static ring3_movss_end: u8;
 }
 
 /// A ring-3 program and the offset of its labelled instruction.
@@ -213,4 +237,9 @@ pub fn store() -> Program {
 /// Sets AC and reads misaligned; mark: the read.
 pub fn alignment_check() -> Program {
     program!(ring3_ac_start, ring3_ac_insn, ring3_ac_end)
+}
+
+/// TF, `mov ss`, SYSCALL (SVC_EXIT, result 0x600d); mark: the SYSCALL.
+pub fn movss_syscall() -> Program {
+    program!(ring3_movss_start, ring3_movss_insn, ring3_movss_end)
 }

@@ -121,5 +121,19 @@ pub fn run() -> ! {
             KERNEL_CS.into(),
         );
     }
+
+    // CVE-2018-8897's shape: TF set, `mov ss` holding the single-step trap back, SYSCALL. The
+    // #DB comes due on the hypervisor's first instruction in ring 0, on the user's stack, with
+    // the user's GS; the hypervisor must take it on a stack of its own, drop it, and carry on.
+    let prog = ring3::movss_syscall();
+    let base = user::load(&prog.blob);
+    events::unmask_and_deliver();
+    let exit = user::run(base, user::data(), 0);
+    events::mask();
+    c.check(
+        "TF + mov ss + SYSCALL: the hypervisor survives and the SYSCALL is served",
+        exit.kind == ExitKind::Service(VECTOR_SYSCALL) && exit.entry.regs.rdi == 0x600d,
+        format_args!("{:?}, result {:#x}", exit.kind, exit.entry.regs.rdi),
+    );
     c.finish()
 }
