@@ -36,7 +36,7 @@ pub mod power;
 pub mod time;
 
 pub use xenia_core::{
-    acpi, conswitch, cpuid, cpuinfo, dmesg, event, grant, options, pirq, ptwr, sched,
+    acpi, conswitch, cpuid, cpuinfo, debugreg, dmesg, event, grant, options, pirq, ptwr, sched,
 };
 
 #[cfg(target_os = "none")]

@@ -35,6 +35,7 @@ pub mod calibrate;
 pub mod conswitch;
 pub mod cpuid;
 pub mod cpuinfo;
+pub mod debugreg;
 pub mod dmesg;
 pub mod efi;
 pub mod event;

@@ -164,6 +164,11 @@ pub struct Vcpu {
     /// The guest's virtual CR0.TS (`fpu_taskswitch`): loaded into CR0 when the vCPU runs, so
     /// its next x87/SSE instruction raises #NM, delivered to it; never left set for another
     /// vCPU or for the hypervisor's own `fxsave`.
+    /// Debug registers as `set_debugreg` left them (`xenia_core::debugreg`): DR0–DR3, DR6,
+    /// DR7. Loaded into the CPU only while the vCPU runs with a breakpoint armed.
+    pub dr: [u64; 4],
+    pub dr6: u64,
+    pub dr7: u64,
     pub fpu_ts: bool,
     /// Data segment selectors (DS, ES, FS, GS) while the vCPU is off the pCPU: a guest may
     /// load its own, and the next vCPU must not inherit them.
@@ -208,6 +213,9 @@ impl Vcpu {
             info_view: None,
             fpu: FpuState::reset(),
             fpu_ts: false,
+            dr: [0; 4],
+            dr6: crate::debugreg::DR6_DEFAULT,
+            dr7: crate::debugreg::DR7_DEFAULT,
             data_selectors: [0; 4],
         }
     }

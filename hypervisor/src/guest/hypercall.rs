@@ -51,6 +51,8 @@ fn handler(number: u64) -> Option<Handler> {
         nr::HYPERVISOR_DOMCTL => super::domctl::domctl,
         nr::HYPERVISOR_SYSCTL => super::domctl::sysctl,
         nr::HYPERVISOR_VM_ASSIST => super::ptwr::vm_assist,
+        nr::HYPERVISOR_SET_DEBUGREG => set_debugreg,
+        nr::HYPERVISOR_GET_DEBUGREG => get_debugreg,
         _ => return None,
     })
 }
@@ -382,6 +384,33 @@ fn iret(cx: &mut Hc) -> HcResult {
 }
 
 /// `set_segment_base(which, base)`.
+/// `set_debugreg(reg, value)` (`xenia_core::debugreg::check` says what is refused); the value
+/// takes effect at once for the calling vCPU.
+fn set_debugreg(cx: &mut Hc) -> HcResult {
+    use crate::debugreg::{self as dr, Target};
+    let (target, value) = dr::check(cx.arg(0), cx.arg(1), |va| super::mem::range_ok(va, 8))?;
+    let v = cx.vcpu();
+    match target {
+        Target::Address(n) => v.dr[n] = value,
+        Target::Status => v.dr6 = value,
+        Target::Control => v.dr7 = value,
+    }
+    v.load_debugregs();
+    Ok(Ret::Value(0))
+}
+
+/// `get_debugreg(reg)`: the value kept (DR6 with what breakpoints reported since).
+fn get_debugreg(cx: &mut Hc) -> HcResult {
+    use crate::debugreg::{self as dr, Target};
+    let target = dr::source(cx.arg(0)).ok_or(Errno::EINVAL)?;
+    let v = cx.vcpu_ref();
+    Ok(Ret::Value(match target {
+        Target::Address(n) => v.dr[n],
+        Target::Status => v.dr6,
+        Target::Control => v.dr7,
+    }))
+}
+
 fn set_segment_base(cx: &mut Hc) -> HcResult {
     use guest_abi::selectors as s;
     use x86_64::registers::model_specific::{FsBase, GsBase};

@@ -1316,6 +1316,14 @@ fn exception(cx: &mut Hc) -> HcResult {
             power::exit(ExitReason::HypervisorFailure);
         }
         t::BREAKPOINT | t::OVERFLOW => return software_interrupt(cx),
+        t::DEBUG => {
+            // What the breakpoint or step reported, kept for `get_debugreg(6)` (sticky, as
+            // the hardware's), and the CPU's DR6 reset for the next one.
+            let hw = crate::arch::x86_64::read_dr6();
+            let v = cx.vcpu();
+            v.dr6 |= hw & crate::debugreg::DR6_STATUS;
+            crate::arch::x86_64::write_debugreg(6, crate::debugreg::DR6_DEFAULT);
+        }
         t::INVALID_OPCODE if self::forced::emulate(cx) => return Ok(Ret::Resumed),
         t::PAGE_FAULT => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();

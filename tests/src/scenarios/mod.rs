@@ -151,6 +151,7 @@ pub fn all() -> Vec<Scenario> {
         "grants",
         "wrpt",
         "fep",
+        "debugreg",
     ));
     all.extend([
         // The timers test measures lateness in virtual time, with a tight bound.

@@ -134,6 +134,12 @@ impl crate::domain::Vcpu {
         self.data_selectors = sel;
         self.fs_base = x86_64::registers::model_specific::FsBase::read().as_u64();
         self.gs_base = x86_64::registers::model_specific::GsBase::read().as_u64();
+        if self.dr7 & crate::debugreg::DR7_ENABLES != 0 {
+            self.dr6 |= read_dr6() & crate::debugreg::DR6_STATUS;
+            // Disarmed before anything else runs here.
+            write_debugreg(7, crate::debugreg::DR7_DEFAULT);
+            write_debugreg(6, crate::debugreg::DR6_DEFAULT);
+        }
     }
 
     pub fn load_cpu_state(&self) {
@@ -163,7 +169,52 @@ impl crate::domain::Vcpu {
             self.gs_base,
         ));
         set_task_switched(self.fpu_ts);
+        self.load_debugregs();
     }
+
+    /// Puts this vCPU's debug registers in the CPU if it has a breakpoint armed, else makes
+    /// sure none is (DR7 as at reset).
+    pub fn load_debugregs(&self) {
+        if self.dr7 & crate::debugreg::DR7_ENABLES == 0 {
+            write_debugreg(7, crate::debugreg::DR7_DEFAULT);
+            return;
+        }
+        for (n, &v) in self.dr.iter().enumerate() {
+            write_debugreg(n as u8, v);
+        }
+        write_debugreg(6, self.dr6);
+        write_debugreg(7, self.dr7);
+    }
+}
+
+/// Writes debug register `n` (0–3, 6 or 7).
+#[cfg(target_os = "none")]
+pub fn write_debugreg(n: u8, value: u64) {
+    // SAFETY: DR0–DR3 hold addresses checked to be the guest's (`xenia_core::debugreg::check`,
+    // so no breakpoint lies on the hypervisor's own addresses); DR6 and DR7 values are
+    // normalised there (no GD, no I/O breakpoints, reserved bits as required); a #DB the
+    // hypervisor takes from a guest's breakpoint is dropped on its own stack
+    // (`trap::debug_in_hypervisor`).
+    unsafe {
+        match n {
+            0 => core::arch::asm!("mov dr0, {}", in(reg) value, options(nostack)),
+            1 => core::arch::asm!("mov dr1, {}", in(reg) value, options(nostack)),
+            2 => core::arch::asm!("mov dr2, {}", in(reg) value, options(nostack)),
+            3 => core::arch::asm!("mov dr3, {}", in(reg) value, options(nostack)),
+            6 => core::arch::asm!("mov dr6, {}", in(reg) value, options(nostack)),
+            7 => core::arch::asm!("mov dr7, {}", in(reg) value, options(nostack)),
+            _ => {}
+        }
+    }
+}
+
+/// Reads DR6.
+#[cfg(target_os = "none")]
+pub fn read_dr6() -> u64 {
+    let v: u64;
+    // SAFETY: reading DR6 has no side effects (DR7.GD is never set).
+    unsafe { core::arch::asm!("mov {}, dr6", out(reg) v, options(nostack, nomem)) };
+    v
 }
 
 /// A data selector as ring 0 may load it: a guest data descriptor of the GDT with an RPL

@@ -5,6 +5,7 @@ mod block;
 mod console;
 mod copyout;
 mod cpl;
+mod debugreg;
 mod domu;
 mod events;
 mod exceptions;
@@ -102,6 +103,11 @@ pub const TESTS: &[Test] = &[
         name: "pagetables",
         run: pagetables::run,
         about: "a small OS: builds, pins and switches to a process address space, demand-pages it",
+    },
+    Test {
+        name: "debugreg",
+        run: debugreg::run,
+        about: "set_debugreg/get_debugreg: Xen's refusals, a data breakpoint raising #DB",
     },
     Test {
         name: "fep",
