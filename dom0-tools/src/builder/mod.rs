@@ -29,7 +29,9 @@
 //! leaves nothing behind ([`BuildError::NotCleanedUp`] reports the rare case
 //! where even that fails).
 
+pub mod bzimage;
 pub mod layout;
+pub mod xenpv;
 
 #[cfg(test)]
 mod tests;
@@ -401,6 +403,18 @@ pub enum BuildError {
     Elf(ElfError),
     /// The kernel requires features Xenia does not provide.
     MissingFeatures(Vec<String>),
+    /// The kernel is a bzImage that could not be unpacked.
+    BzImage(bzimage::BzImageError),
+    /// The kernel requires a Xen feature that neither Xen nor Xenia knows.
+    UnknownFeature(xenpv::UnknownFeature),
+    /// The kernel was built for Xen's x86-64 PV ABI, which Xenia does not run yet
+    /// (DESIGN.md §12).
+    XenPvKernel {
+        /// What it is (`Linux 6.1.0-48-cloud-amd64, an lz4-compressed bzImage`).
+        kernel: String,
+        /// The features it requires that Xenia lacks, by Xen's names.
+        missing: Vec<String>,
+    },
     /// The start-of-day layout does not fit (most often: too little memory
     /// for the kernel and ramdisk).
     Layout(LayoutError),
@@ -468,6 +482,15 @@ impl fmt::Display for BuildError {
                 f,
                 "the kernel requires features Xenia does not provide: {}",
                 list.join(", ")
+            ),
+            BuildError::BzImage(e) => write!(f, "the kernel image is not usable: {e}"),
+            BuildError::UnknownFeature(e) => write!(f, "{e}"),
+            BuildError::XenPvKernel { kernel, missing } => write!(
+                f,
+                "a Xen PV kernel ({kernel}) that requires features Xenia does not provide: {}; \
+                 the Xen PV guest mode (DESIGN.md §12) is not implemented yet, so Xenia runs \
+                 only kernels built for its own ring-1 ABI",
+                missing.join(", ")
             ),
             BuildError::Layout(LayoutError::TooSmall {
                 need_pages,
@@ -547,6 +570,8 @@ pub struct Built {
 
 /// Everything decided before the domain exists.
 struct Plan {
+    /// The ELF image unpacked from a bzImage (`None`: the configuration's bytes are ELF).
+    unpacked: Option<Vec<u8>>,
     image: KernelImage,
     layout: DomuLayout,
     nr_pages: u64,
@@ -558,25 +583,54 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
     cfg.check()?;
     let nr_pages = cfg.nr_pages();
     let max_mem_kib = cfg.max_mem_kib();
-    let image = elf::parse(cfg.kernel)?;
-    let missing =
-        xenia_pvboot::features::missing_required(image.notes.features.as_deref().unwrap_or(""));
-    if !missing.is_empty() {
-        return Err(BuildError::MissingFeatures(
-            missing.into_iter().map(String::from).collect(),
-        ));
+    let (unpacked, info) = inspect(cfg.kernel)?;
+    let missing = info.features.missing();
+    if missing != 0 {
+        let missing = xenpv::feature_names(missing);
+        return Err(match info.abi() {
+            xenpv::GuestAbi::XenPv => BuildError::XenPvKernel {
+                kernel: info.to_string(),
+                missing,
+            },
+            xenpv::GuestAbi::Xenia => BuildError::MissingFeatures(missing),
+        });
     }
+    let image = elf::parse(unpacked.as_deref().unwrap_or(cfg.kernel))?;
     let layout = layout::plan(
         image.virt_start..image.virt_end,
         nr_pages,
         cfg.ramdisk.map(|r| r.len() as u64),
     )?;
     Ok(Plan {
+        unpacked,
         image,
         layout,
         nr_pages,
         max_mem_kib,
     })
+}
+
+/// Reads what the builder needs to know of `kernel` before loading it: a bzImage is unpacked
+/// (the ELF image is returned), and the Xen notes and features are read. Touches nothing.
+pub fn inspect(kernel: &[u8]) -> Result<(Option<Vec<u8>>, xenpv::KernelInfo), BuildError> {
+    let (unpacked, packed, release) = if bzimage::is_bzimage(kernel) {
+        let bz = bzimage::parse(kernel).map_err(BuildError::BzImage)?;
+        let elf = bzimage::decompress(bz.compression, bz.payload).map_err(BuildError::BzImage)?;
+        (Some(elf), Some(bz.compression), bz.release)
+    } else {
+        (None, None, None)
+    };
+    let notes = elf::notes(unpacked.as_deref().unwrap_or(kernel))?;
+    let features = xenpv::features(&notes).map_err(BuildError::UnknownFeature)?;
+    Ok((
+        unpacked,
+        xenpv::KernelInfo {
+            packed,
+            release,
+            notes,
+            features,
+        },
+    ))
 }
 
 /// Builds and starts the domain `cfg` describes. On error nothing is left
@@ -658,7 +712,11 @@ fn fill<H: Hypervisor>(
         frames,
         sod,
     };
-    load_kernel(&mut mem, cfg.kernel, &plan.image)?;
+    load_kernel(
+        &mut mem,
+        plan.unpacked.as_deref().unwrap_or(cfg.kernel),
+        &plan.image,
+    )?;
     if let (Some(region), Some(bytes)) = (sod.initrd, cfg.ramdisk) {
         mem.write(region.start, bytes)?;
     }

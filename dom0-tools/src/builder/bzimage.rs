@@ -1,0 +1,525 @@
+//! Unpacking a Linux bzImage into the ELF image inside it, as libxc's
+//! `xg_dom_bzimageloader.c` does.
+//!
+//! A bzImage (Linux's `Documentation/arch/x86/boot.rst`, "The Real-Mode Kernel Header") starts
+//! with a real-mode setup part of `setup_sects + 1` sectors whose header, at offset `0x1F1`,
+//! says where the protected-mode part keeps the compressed kernel: `payload_offset` bytes into
+//! it, `payload_length` bytes long (boot protocol 2.08 and later). The payload is the kernel's
+//! `vmlinux` ELF image compressed with one of gzip, bzip2, lzma, xz, lzo, lz4 or zstd, followed
+//! (Linux's `size_append`) by its uncompressed size as a 32-bit little-endian number.
+//!
+//! The image is hostile input, as every kernel image is: every offset and size is checked,
+//! the output is bounded by [`MAX_UNPACKED`] and allocated fallibly before decompressing into
+//! it, and the decompressed size must be exactly the one the trailer announced. Decompression is
+//! done by well-kept pure-Rust crates that build without `std` (dom0's kernel links this crate
+//! too): `miniz_oxide` (gzip's deflate), `xz4rust` (xz, with the x86 BCJ filter Linux uses),
+//! `lzma-rust2` (lzma), `ruzstd` (zstd) and `lz4_flex` (lz4 blocks, in Linux's legacy framing).
+//! bzip2 and lzo payloads are recognised and refused by name: no kernel Debian ships uses them.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Offset of the setup header's `setup_sects` byte.
+const SETUP_SECTS: usize = 0x1F1;
+/// Offset of the `HdrS` magic.
+const HEADER: usize = 0x202;
+/// The magic at [`HEADER`].
+const HDR_MAGIC: &[u8; 4] = b"HdrS";
+/// Offset of the boot protocol version.
+const VERSION: usize = 0x206;
+/// Offset of `kernel_version`: where the version string is, minus 0x200.
+const KERNEL_VERSION: usize = 0x20E;
+/// Offset of `payload_offset` (protocol 2.08+).
+const PAYLOAD_OFFSET: usize = 0x248;
+/// Offset of `payload_length`.
+const PAYLOAD_LENGTH: usize = 0x24C;
+/// The oldest boot protocol with `payload_offset` (2.08), as libxc requires.
+const MIN_VERSION: u16 = 0x0208;
+/// Bytes of a setup sector.
+const SECTOR: u64 = 512;
+/// The longest version string read from the setup part.
+const MAX_VERSION_STRING: usize = 256;
+
+/// Largest unpacked kernel accepted. Debian's cloud kernel unpacks to 51 MiB; libxc's
+/// default limit is 1 GiB, which dom0's memory could not hold.
+pub const MAX_UNPACKED: usize = 256 << 20;
+
+/// Magic of Linux's legacy LZ4 framing (`lz4 -l`), little-endian.
+const LZ4_LEGACY_MAGIC: u32 = 0x184C_2102;
+/// Largest uncompressed chunk in that framing (Linux's `LZ4_DEFAULT_UNCOMPRESSED_CHUNK_SIZE`).
+const LZ4_CHUNK: usize = 8 << 20;
+/// Largest dictionary the xz decoder may grow to (Linux's kernels use 32 MiB).
+const XZ_MAX_DICT: usize = 64 << 20;
+
+/// The compression of a bzImage's payload, told by its first bytes (libxc's order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// `1F 8B`.
+    Gzip,
+    /// `BZh`.
+    Bzip2,
+    /// `FD 37 7A 58 5A 00` (`.xz`).
+    Xz,
+    /// `28 B5 2F FD`.
+    Zstd,
+    /// `5D 00` (`.lzma`, "alone" format).
+    Lzma,
+    /// `89 4C 5A 4F` (lzop).
+    Lzo,
+    /// `02 21 4C 18` (LZ4 legacy framing).
+    Lz4,
+    /// `7F 45 4C 46`: an uncompressed ELF image (`CONFIG_KERNEL_UNCOMPRESSED`).
+    None,
+}
+
+impl Compression {
+    /// The compression of `payload`, if its magic is one of the known ones.
+    pub fn detect(payload: &[u8]) -> Option<Compression> {
+        const MAGICS: [(&[u8], Compression); 8] = [
+            (b"\x1f\x8b", Compression::Gzip),
+            (b"BZh", Compression::Bzip2),
+            (b"\xfd7zXZ\0", Compression::Xz),
+            (b"\x28\xb5\x2f\xfd", Compression::Zstd),
+            (b"\x5d\x00", Compression::Lzma),
+            (b"\x89LZO", Compression::Lzo),
+            (b"\x02\x21\x4c\x18", Compression::Lz4),
+            (b"\x7fELF", Compression::None),
+        ];
+        MAGICS
+            .iter()
+            .find(|(magic, _)| payload.starts_with(magic))
+            .map(|&(_, c)| c)
+    }
+
+    /// Its name, as Linux's `CONFIG_KERNEL_*` spells it in lower case.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::Lzma => "lzma",
+            Compression::Lzo => "lzo",
+            Compression::Lz4 => "lz4",
+            Compression::None => "uncompressed",
+        }
+    }
+}
+
+/// Why a bzImage could not be unpacked. Every variant is the image's fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BzImageError {
+    /// Shorter than its setup header.
+    TooShort,
+    /// The boot protocol is older than 2.08 (no `payload_offset`).
+    OldProtocol(u16),
+    /// The payload lies outside the file.
+    PayloadOutside {
+        /// Its offset in the file.
+        offset: u64,
+        /// Its length.
+        length: u64,
+        /// The file's length.
+        file: u64,
+    },
+    /// The payload's first bytes are no known compression's magic.
+    UnknownCompression([u8; 4]),
+    /// A compression Xenia's builder does not decompress.
+    Unsupported(Compression),
+    /// The announced uncompressed size is above [`MAX_UNPACKED`].
+    TooLarge(u64),
+    /// dom0 has not the memory for the uncompressed image.
+    OutOfMemory(u64),
+    /// The decompressor failed.
+    Corrupt {
+        /// The compression.
+        compression: Compression,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The payload decompressed to another size than its trailer announced.
+    SizeMismatch {
+        /// The compression.
+        compression: Compression,
+        /// The trailer's size.
+        expected: u64,
+        /// What came out.
+        got: u64,
+    },
+}
+
+impl fmt::Display for BzImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BzImageError::TooShort => f.write_str("bzImage shorter than its setup header"),
+            BzImageError::OldProtocol(v) => write!(
+                f,
+                "bzImage boot protocol {}.{:02} is older than 2.08 (no payload_offset)",
+                v >> 8,
+                v & 0xFF
+            ),
+            BzImageError::PayloadOutside {
+                offset,
+                length,
+                file,
+            } => write!(
+                f,
+                "bzImage payload ({length} bytes at {offset:#x}) lies outside the {file}-byte file"
+            ),
+            BzImageError::UnknownCompression(m) => write!(
+                f,
+                "bzImage payload starts with {:02x} {:02x} {:02x} {:02x}: no known compression",
+                m[0], m[1], m[2], m[3]
+            ),
+            BzImageError::Unsupported(c) => write!(
+                f,
+                "bzImage payload is {}-compressed; Xenia's builder unpacks gzip, xz, lzma, zstd \
+                 and lz4 (rebuild the kernel with one of those)",
+                c.name()
+            ),
+            BzImageError::TooLarge(n) => write!(
+                f,
+                "bzImage payload unpacks to {n} bytes, more than the {MAX_UNPACKED} accepted"
+            ),
+            BzImageError::OutOfMemory(n) => write!(
+                f,
+                "dom0 has not the {n} bytes of memory to unpack the bzImage (give dom0 more \
+                 memory, or use an uncompressed vmlinux)"
+            ),
+            BzImageError::Corrupt {
+                compression,
+                detail,
+            } => write!(
+                f,
+                "bzImage payload is not valid {} data: {detail}",
+                compression.name()
+            ),
+            BzImageError::SizeMismatch {
+                compression,
+                expected,
+                got,
+            } => write!(
+                f,
+                "bzImage payload ({}) unpacked to {got} bytes, not the {expected} its trailer says",
+                compression.name()
+            ),
+        }
+    }
+}
+
+/// A bzImage's header, read and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BzImage<'a> {
+    /// The boot protocol version (`0x020F` is 2.15).
+    pub protocol: u16,
+    /// The kernel's release (`6.1.0-48-cloud-amd64`): the first word of the version string
+    /// the setup header points at, if it has one.
+    pub release: Option<String>,
+    /// The compression of the payload.
+    pub compression: Compression,
+    /// The payload, with its size trailer.
+    pub payload: &'a [u8],
+}
+
+/// Whether `bytes` is a bzImage (it has the `HdrS` magic of the boot protocol).
+pub fn is_bzimage(bytes: &[u8]) -> bool {
+    bytes.get(HEADER..HEADER + 4) == Some(HDR_MAGIC.as_slice())
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Reads and checks the setup header of the bzImage `bytes`.
+pub fn parse(bytes: &[u8]) -> Result<BzImage<'_>, BzImageError> {
+    let (Some(&setup_sects), Some(protocol), Some(payload_offset), Some(payload_length)) = (
+        bytes.get(SETUP_SECTS),
+        u16_at(bytes, VERSION),
+        u32_at(bytes, PAYLOAD_OFFSET),
+        u32_at(bytes, PAYLOAD_LENGTH),
+    ) else {
+        return Err(BzImageError::TooShort);
+    };
+    if !is_bzimage(bytes) {
+        return Err(BzImageError::TooShort);
+    }
+    if protocol < MIN_VERSION {
+        return Err(BzImageError::OldProtocol(protocol));
+    }
+    // As libxc: the protected-mode part starts after the setup sectors and the boot sector.
+    let offset = (u64::from(setup_sects) + 1) * SECTOR + u64::from(payload_offset);
+    let length = u64::from(payload_length);
+    let file = bytes.len() as u64;
+    let payload = usize::try_from(offset)
+        .ok()
+        .zip(usize::try_from(offset + length).ok())
+        .and_then(|(start, end)| bytes.get(start..end))
+        .filter(|p| !p.is_empty())
+        .ok_or(BzImageError::PayloadOutside {
+            offset,
+            length,
+            file,
+        })?;
+    let compression = Compression::detect(payload).ok_or_else(|| {
+        let mut magic = [0; 4];
+        let n = payload.len().min(4);
+        magic[..n].copy_from_slice(&payload[..n]);
+        BzImageError::UnknownCompression(magic)
+    })?;
+    Ok(BzImage {
+        protocol,
+        release: release(bytes),
+        compression,
+        payload,
+    })
+}
+
+/// The first word of the version string `kernel_version` points at (0 means none).
+fn release(bytes: &[u8]) -> Option<String> {
+    let pointer = u16_at(bytes, KERNEL_VERSION)?;
+    if pointer == 0 {
+        return None;
+    }
+    let start = usize::from(pointer) + 0x200;
+    let tail = bytes.get(start..)?;
+    let text = &tail[..tail.len().min(MAX_VERSION_STRING)];
+    let word = text
+        .split(|&b| b == 0 || b == b' ')
+        .next()
+        .filter(|w| !w.is_empty())?;
+    word.iter()
+        .all(|b| b.is_ascii_graphic())
+        .then(|| String::from_utf8_lossy(word).into_owned())
+}
+
+/// The ELF image inside the bzImage `bytes`, decompressed.
+pub fn unpack(bytes: &[u8]) -> Result<Vec<u8>, BzImageError> {
+    let image = parse(bytes)?;
+    decompress(image.compression, image.payload)
+}
+
+/// Decompresses a payload (with Linux's size trailer) of `compression`.
+pub fn decompress(compression: Compression, payload: &[u8]) -> Result<Vec<u8>, BzImageError> {
+    if compression == Compression::None {
+        return copy(payload);
+    }
+    let corrupt = |detail: String| BzImageError::Corrupt {
+        compression,
+        detail,
+    };
+    let split = payload
+        .len()
+        .checked_sub(4)
+        .ok_or_else(|| corrupt("shorter than its size trailer".into()))?;
+    let (data, trailer) = payload.split_at(split);
+    let size = u32::from_le_bytes(trailer.try_into().unwrap_or_default());
+    let expected = u64::from(size);
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&s| s <= MAX_UNPACKED)
+        .ok_or(BzImageError::TooLarge(expected))?;
+    let mut out = Vec::new();
+    out.try_reserve_exact(size)
+        .map_err(|_| BzImageError::OutOfMemory(expected))?;
+    out.resize(size, 0);
+    let got = match compression {
+        Compression::Gzip => gunzip(data, &mut out),
+        Compression::Xz => unxz(data, &mut out),
+        Compression::Lzma => unlzma(data, &mut out),
+        Compression::Zstd => unzstd(data, &mut out),
+        Compression::Lz4 => unlz4(data, &mut out),
+        Compression::Bzip2 | Compression::Lzo | Compression::None => {
+            return Err(BzImageError::Unsupported(compression));
+        }
+    }
+    .map_err(corrupt)?;
+    if got != size {
+        return Err(BzImageError::SizeMismatch {
+            compression,
+            expected,
+            got: got as u64,
+        });
+    }
+    Ok(out)
+}
+
+/// An uncompressed payload, copied (it has no trailer: `CONFIG_KERNEL_UNCOMPRESSED` appends
+/// none).
+fn copy(payload: &[u8]) -> Result<Vec<u8>, BzImageError> {
+    if payload.len() > MAX_UNPACKED {
+        return Err(BzImageError::TooLarge(payload.len() as u64));
+    }
+    let mut out = Vec::new();
+    out.try_reserve_exact(payload.len())
+        .map_err(|_| BzImageError::OutOfMemory(payload.len() as u64))?;
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+/// gzip (RFC 1952): the header, the deflate stream, and the CRC-32 and size trailer.
+fn gunzip(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    const FHCRC: u8 = 1 << 1;
+    const FEXTRA: u8 = 1 << 2;
+    const FNAME: u8 = 1 << 3;
+    const FCOMMENT: u8 = 1 << 4;
+    let short = || String::from("truncated gzip header");
+    let header = data.get(..10).ok_or_else(short)?;
+    if header[2] != 8 {
+        return Err(alloc::format!(
+            "compression method {} is not deflate",
+            header[2]
+        ));
+    }
+    let flags = header[3];
+    let mut at = 10;
+    if flags & FEXTRA != 0 {
+        let len = u16_at(data, at).ok_or_else(short)?;
+        at += 2 + usize::from(len);
+    }
+    for flag in [FNAME, FCOMMENT] {
+        if flags & flag != 0 {
+            let end = data
+                .get(at..)
+                .and_then(|rest| rest.iter().position(|&b| b == 0))
+                .ok_or_else(short)?;
+            at += end + 1;
+        }
+    }
+    if flags & FHCRC != 0 {
+        at += 2;
+    }
+    let body = data.get(at..).ok_or_else(short)?;
+    let stream = body
+        .len()
+        .checked_sub(8)
+        .map(|n| &body[..n])
+        .ok_or_else(|| String::from("truncated gzip trailer"))?;
+    let trailer = &body[stream.len()..];
+    let n = miniz_oxide::inflate::decompress_slice_iter_to_slice(
+        out,
+        core::iter::once(stream),
+        false,
+        true,
+    )
+    .map_err(|status| alloc::format!("deflate: {status:?}"))?;
+    let crc = u32_at(trailer, 0).unwrap_or_default();
+    let isize = u32_at(trailer, 4).unwrap_or_default();
+    if crc32(&out[..n]) != crc {
+        return Err("CRC-32 mismatch".into());
+    }
+    if isize != n as u32 {
+        return Err(alloc::format!("gzip trailer says {isize} bytes, got {n}"));
+    }
+    Ok(n)
+}
+
+/// CRC-32 (IEEE 802.3, reflected), as gzip checks it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut table = [0u32; 256];
+    for (i, entry) in table.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        *entry = c;
+    }
+    !data.iter().fold(!0u32, |c, &b| {
+        table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
+    })
+}
+
+/// xz, with the filters Linux's `xz_wrap.sh` uses (x86 BCJ, LZMA2) and its CRC-32 check.
+fn unxz(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    let mut decoder = xz4rust::XzDecoder::in_heap_with_alloc_dict_size(1 << 20, XZ_MAX_DICT);
+    let (mut input, mut produced) = (0, 0);
+    loop {
+        let result = decoder
+            .decode(&data[input..], &mut out[produced..])
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        input += result.input_consumed();
+        produced += result.output_produced();
+        match result {
+            xz4rust::XzNextBlockResult::EndOfStream(..) => return Ok(produced),
+            xz4rust::XzNextBlockResult::NeedMoreData(consumed, made) => {
+                if consumed == 0 && made == 0 {
+                    return Err(if produced == out.len() {
+                        "more data than the size trailer announced".into()
+                    } else {
+                        "truncated xz stream".into()
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// lzma ("alone" format: properties, dictionary size, 64-bit size, then the stream).
+fn unlzma(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    use lzma_rust2::Read as _;
+    let mut reader = lzma_rust2::LzmaReader::new_mem_limit(data, u32::MAX, None)
+        .map_err(|e| alloc::format!("{e:?}"))?;
+    let mut produced = 0;
+    while produced < out.len() {
+        let n = reader
+            .read(&mut out[produced..])
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        if n == 0 {
+            break;
+        }
+        produced += n;
+    }
+    // Nothing may follow what the trailer announced.
+    let mut extra = [0u8; 1];
+    if produced == out.len()
+        && reader
+            .read(&mut extra)
+            .map_err(|e| alloc::format!("{e:?}"))?
+            > 0
+    {
+        return Err("more data than the size trailer announced".into());
+    }
+    Ok(produced)
+}
+
+/// zstd: one or more frames.
+fn unzstd(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    ruzstd::decoding::FrameDecoder::new()
+        .decode_all(data, out)
+        .map_err(|e| alloc::format!("{e}"))
+}
+
+/// LZ4 in Linux's legacy framing: the magic, then chunks of a 32-bit compressed size and an
+/// LZ4 block of at most 8 MiB uncompressed; a repeated magic is skipped (libxc's
+/// `xc_try_lz4_decode`).
+fn unlz4(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    if u32_at(data, 0) != Some(LZ4_LEGACY_MAGIC) {
+        return Err("not LZ4's legacy framing".into());
+    }
+    let (mut at, mut produced) = (4, 0);
+    while at < data.len() {
+        let chunk = u32_at(data, at).ok_or_else(|| String::from("truncated chunk header"))?;
+        at += 4;
+        if chunk == LZ4_LEGACY_MAGIC {
+            continue;
+        }
+        let block = usize::try_from(chunk)
+            .ok()
+            .and_then(|len| data.get(at..at.checked_add(len)?))
+            .ok_or_else(|| String::from("chunk past the end of the payload"))?;
+        at += block.len();
+        let room = out.len() - produced;
+        let dest = &mut out[produced..produced + room.min(LZ4_CHUNK)];
+        produced +=
+            lz4_flex::block::decompress_into(block, dest).map_err(|e| alloc::format!("{e}"))?;
+    }
+    Ok(produced)
+}
