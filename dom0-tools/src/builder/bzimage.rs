@@ -523,3 +523,232 @@ fn unlz4(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
     }
     Ok(produced)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// A bzImage around `payload` (with its trailer already): two setup sectors, protocol
+    /// 2.15, a version string.
+    pub(crate) fn bzimage(payload: &[u8]) -> Vec<u8> {
+        let mut image = vec![0u8; 1024];
+        image[SETUP_SECTS] = 1;
+        image[HEADER..HEADER + 4].copy_from_slice(HDR_MAGIC);
+        image[VERSION..VERSION + 2].copy_from_slice(&0x020Fu16.to_le_bytes());
+        image[KERNEL_VERSION..KERNEL_VERSION + 2].copy_from_slice(&0x100u16.to_le_bytes());
+        let version = b"6.1.0-99-test-amd64 (someone@example) #1 SMP\0";
+        image[0x300..0x300 + version.len()].copy_from_slice(version);
+        image[PAYLOAD_OFFSET..PAYLOAD_OFFSET + 4].copy_from_slice(&0u32.to_le_bytes());
+        image[PAYLOAD_LENGTH..PAYLOAD_LENGTH + 4]
+            .copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        image.extend_from_slice(payload);
+        image
+    }
+
+    /// Something that looks like a kernel to a compressor: text with repeats, then noise.
+    fn kernel_like(len: usize) -> Vec<u8> {
+        let mut out = b"\x7fELF\x02\x01\x01".to_vec();
+        let mut x = 0x1234_5678u32;
+        while out.len() < len {
+            if out.len() % 4096 < 2048 {
+                out.extend_from_slice(b"mov %rax, %rbx; call xen_hypercall; ");
+            } else {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                out.push(x as u8);
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn with_size(mut compressed: Vec<u8>, original: &[u8]) -> Vec<u8> {
+        compressed.extend_from_slice(&(original.len() as u32).to_le_bytes());
+        compressed
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x1f, 0x8b, 8, 1 << 3, 0, 0, 0, 0, 0, 3];
+        out.extend_from_slice(b"vmlinux.bin\0");
+        out.extend(miniz_oxide::deflate::compress_to_vec(data, 6));
+        out.extend_from_slice(&crc32(data).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out
+    }
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        use lzma_rust2::Write as _;
+        // As Linux's scripts/xz_wrap.sh: CRC-32 check, the x86 BCJ filter, then LZMA2.
+        let mut options = lzma_rust2::XzOptions::with_preset(6);
+        options.set_check_sum_type(lzma_rust2::CheckType::Crc32);
+        options.prepend_pre_filter(lzma_rust2::FilterType::BcjX86, 0);
+        let mut w = lzma_rust2::XzWriter::new(Vec::new(), options).unwrap();
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn lzma(data: &[u8]) -> Vec<u8> {
+        use lzma_rust2::Write as _;
+        let options = lzma_rust2::LzmaOptions::with_preset(6);
+        // Size unknown, end marker: what `lzma -9` writes from a pipe, as Linux's build does.
+        let mut w = lzma_rust2::LzmaWriter::new_use_header(Vec::new(), &options, None).unwrap();
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    /// Linux's legacy LZ4 framing (`lz4 -l`): 8 MiB chunks.
+    fn lz4(data: &[u8]) -> Vec<u8> {
+        let mut out = LZ4_LEGACY_MAGIC.to_le_bytes().to_vec();
+        for chunk in data.chunks(LZ4_CHUNK) {
+            let block = lz4_flex::block::compress(chunk);
+            out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+            out.extend(block);
+        }
+        out
+    }
+
+    #[test]
+    fn every_supported_compression_unpacks() {
+        let data = kernel_like(300_000);
+        let cases: [(Compression, fn(&[u8]) -> Vec<u8>); 5] = [
+            (Compression::Gzip, gzip),
+            (Compression::Xz, xz),
+            (Compression::Lzma, lzma),
+            (Compression::Zstd, zstd),
+            (Compression::Lz4, lz4),
+        ];
+        for (compression, compress) in cases {
+            let image = bzimage(&with_size(compress(&data), &data));
+            let parsed = parse(&image).unwrap();
+            assert_eq!(parsed.compression, compression);
+            assert_eq!(parsed.release.as_deref(), Some("6.1.0-99-test-amd64"));
+            assert_eq!(parsed.protocol, 0x020F);
+            let out = unpack(&image).unwrap_or_else(|e| panic!("{compression:?}: {e}"));
+            assert!(out == data, "{compression:?}: the bytes differ");
+        }
+        // Uncompressed: the payload is the ELF image itself.
+        assert_eq!(unpack(&bzimage(&data)).unwrap(), data);
+    }
+
+    #[test]
+    fn lz4_across_chunks() {
+        let data = kernel_like(LZ4_CHUNK + 100_000);
+        let image = bzimage(&with_size(lz4(&data), &data));
+        assert!(unpack(&image).unwrap() == data);
+    }
+
+    #[test]
+    fn corrupt_payloads_are_errors() {
+        let data = kernel_like(100_000);
+        let checked: [fn(&[u8]) -> Vec<u8>; 2] = [gzip, xz];
+        for (i, compress) in [gzip, xz, lzma, zstd, lz4].into_iter().enumerate() {
+            let good = with_size(compress(&data), &data);
+            // A wrong size trailer.
+            let mut short = good.clone();
+            let n = short.len();
+            short[n - 4..].copy_from_slice(&(data.len() as u32 - 1).to_le_bytes());
+            assert!(unpack(&bzimage(&short)).is_err());
+            // Flipped bytes in the middle.
+            let mut flipped = good.clone();
+            let mid = flipped.len() / 2;
+            for b in &mut flipped[mid..mid + 16] {
+                *b ^= 0x5A;
+            }
+            // Only gzip and xz carry a checksum (Linux's lzma, zstd and lz4 payloads have
+            // none): the others must not panic, and may unpack to other bytes.
+            let result = unpack(&bzimage(&flipped));
+            if i < checked.len() {
+                assert!(result.is_err(), "{i}");
+            }
+            // Cut short.
+            let mut cut = good[..good.len() / 2].to_vec();
+            cut.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            assert!(unpack(&bzimage(&cut)).is_err());
+        }
+    }
+
+    #[test]
+    fn hostile_headers_are_errors() {
+        let data = kernel_like(1000);
+        let good = bzimage(&with_size(gzip(&data), &data));
+        assert!(is_bzimage(&good));
+        assert!(!is_bzimage(b"\x7fELF"));
+        assert_eq!(parse(&good[..0x240]), Err(BzImageError::TooShort));
+        let mut old = good.clone();
+        old[VERSION..VERSION + 2].copy_from_slice(&0x0207u16.to_le_bytes());
+        assert_eq!(parse(&old), Err(BzImageError::OldProtocol(0x0207)));
+        let mut outside = good.clone();
+        outside[PAYLOAD_LENGTH..PAYLOAD_LENGTH + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            parse(&outside),
+            Err(BzImageError::PayloadOutside { .. })
+        ));
+        let mut huge = with_size(gzip(&data), &data);
+        let n = huge.len();
+        huge[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            unpack(&bzimage(&huge)),
+            Err(BzImageError::TooLarge(u64::from(u32::MAX)))
+        );
+        let unknown = bzimage(b"QQQQ and more");
+        assert_eq!(
+            parse(&unknown),
+            Err(BzImageError::UnknownCompression(*b"QQQQ"))
+        );
+        for (magic, c) in [
+            (&b"BZh91AY"[..], Compression::Bzip2),
+            (b"\x89LZO\0", Compression::Lzo),
+        ] {
+            let image = bzimage(&[magic, &[0; 16]].concat());
+            assert_eq!(unpack(&image), Err(BzImageError::Unsupported(c)));
+            assert!(unpack(&image).unwrap_err().to_string().contains("gzip, xz"));
+        }
+    }
+
+    #[test]
+    fn crc32_known_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    /// Debian's kernel, when `cargo xtask build` fetched it (`target/debian/`).
+    #[cfg(not(target_os = "none"))]
+    pub(crate) fn debian_vmlinuz() -> Option<std::vec::Vec<u8>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()?
+            .join("target/debian/root");
+        for package in std::fs::read_dir(&root).ok()?.flatten() {
+            let boot = package.path().join("boot");
+            let Ok(files) = std::fs::read_dir(&boot) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name();
+                if name.to_string_lossy().starts_with("vmlinuz-") {
+                    return std::fs::read(file.path()).ok();
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn debian_kernel_unpacks() {
+        let Some(vmlinuz) = debian_vmlinuz() else {
+            std::eprintln!(
+                "skipped: no Debian kernel under target/debian (cargo xtask build fetches it)"
+            );
+            return;
+        };
+        let parsed = parse(&vmlinuz).unwrap();
+        let release = parsed.release.clone().unwrap();
+        assert!(release.ends_with("-cloud-amd64"), "{release}");
+        let elf = unpack(&vmlinuz).unwrap();
+        assert_eq!(&elf[..4], b"\x7fELF");
+    }
+}

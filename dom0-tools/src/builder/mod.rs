@@ -485,13 +485,9 @@ impl fmt::Display for BuildError {
             ),
             BuildError::BzImage(e) => write!(f, "the kernel image is not usable: {e}"),
             BuildError::UnknownFeature(e) => write!(f, "{e}"),
-            BuildError::XenPvKernel { kernel, missing } => write!(
-                f,
-                "a Xen PV kernel ({kernel}) that requires features Xenia does not provide: {}; \
-                 the Xen PV guest mode (DESIGN.md §12) is not implemented yet, so Xenia runs \
-                 only kernels built for its own ring-1 ABI",
-                missing.join(", ")
-            ),
+            BuildError::XenPvKernel { kernel, missing } => {
+                f.write_str(&xen_pv_refusal("the kernel", kernel, missing))
+            }
             BuildError::Layout(LayoutError::TooSmall {
                 need_pages,
                 have_pages,
@@ -522,6 +518,18 @@ impl fmt::Display for BuildError {
             ),
         }
     }
+}
+
+/// Why a Xen PV kernel is refused, for the kernel file `path` (`/boot/debian/vmlinuz`, or
+/// "the kernel"): what it is (`kernel`, [`xenpv::KernelInfo`]'s description) and the
+/// features it requires that Xenia lacks.
+pub fn xen_pv_refusal(path: &str, kernel: &str, missing: &[String]) -> String {
+    format!(
+        "{path} is a Xen PV kernel ({kernel}) that requires features Xenia does not provide: \
+         {}; the Xen PV guest mode (DESIGN.md §12) is not implemented yet, so Xenia runs only \
+         kernels built for its own ring-1 ABI",
+        missing.join(", ")
+    )
 }
 
 /// The console of a built domain, for its backend.

@@ -199,3 +199,123 @@ impl fmt::Display for KernelInfo {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn features_as_xen_reads_them() {
+        assert_eq!(parse_features(""), Ok(Features::default()));
+        // Linux's note.
+        let linux = parse_features("!writable_page_tables|pae_pgdir_above_4gb").unwrap();
+        assert_eq!(linux.required, 1 << XENFEAT_WRITABLE_PAGE_TABLES);
+        assert_eq!(
+            linux.supported,
+            (1 << XENFEAT_WRITABLE_PAGE_TABLES) | (1 << XENFEAT_PAE_PGDIR_ABOVE_4GB)
+        );
+        assert_eq!(guest_abi(&linux), GuestAbi::XenPv);
+        assert_eq!(feature_names(linux.missing()), ["writable_page_tables"]);
+        // Unknown optional names are ignored; unknown required ones refused, as by Xen.
+        assert_eq!(
+            parse_features("fancy|dom0"),
+            Ok(Features {
+                supported: 1 << XENFEAT_DOM0,
+                required: 0
+            })
+        );
+        assert_eq!(
+            parse_features("dom0|!fancy"),
+            Err(UnknownFeature("fancy".into()))
+        );
+        // Empty items (a trailing `|`) are nothing.
+        assert_eq!(
+            parse_features("dom0||").unwrap().supported,
+            1 << XENFEAT_DOM0
+        );
+        // What Xenia's ring-1 ABI provides is not missing.
+        let ours = parse_features("!pae_pgdir_above_4gb|!dom0").unwrap();
+        assert_eq!(ours.missing(), 0);
+        assert_eq!(guest_abi(&ours), GuestAbi::Xenia);
+        let several = parse_features("!auto_translated_physmap|!writable_descriptor_tables");
+        assert_eq!(
+            feature_names(several.unwrap().missing()),
+            ["writable_descriptor_tables", "auto_translated_physmap"]
+        );
+        // Xen compares at most 63 bytes of a name.
+        let long = "x".repeat(200);
+        assert!(parse_features(&long).is_ok());
+    }
+
+    #[test]
+    fn supported_features_bitmap_adds_optional_ones() {
+        let notes = XenNotes {
+            features: Some("!writable_page_tables".into()),
+            supported_features: Some(0x8801),
+            ..XenNotes::default()
+        };
+        let f = features(&notes).unwrap();
+        assert_eq!(f.required, 1);
+        assert_eq!(f.supported, 0x8801);
+        assert_eq!(feature_name(15), "feature 15");
+    }
+
+    #[test]
+    fn description() {
+        let mut info = KernelInfo {
+            packed: Some(Compression::Lz4),
+            release: Some("6.1.0-48-cloud-amd64".into()),
+            notes: XenNotes {
+                guest_os: Some("linux".into()),
+                guest_version: Some("2.6".into()),
+                ..XenNotes::default()
+            },
+            features: Features::default(),
+        };
+        assert_eq!(
+            info.to_string(),
+            "Linux 6.1.0-48-cloud-amd64, an lz4-compressed bzImage"
+        );
+        info.packed = Some(Compression::Gzip);
+        info.release = None;
+        assert_eq!(info.to_string(), "Linux 2.6, a gzip-compressed bzImage");
+        info.packed = None;
+        info.notes.guest_os = Some("Mini-OS".into());
+        assert_eq!(info.to_string(), "Mini-OS 2.6");
+        let _ = vec![0u8; 0];
+    }
+
+    /// Debian's kernel, when `cargo xtask build` fetched it: a Xen PV kernel that requires
+    /// `writable_page_tables`, with Linux's notes.
+    #[test]
+    fn debian_kernel_is_recognised() {
+        let Some(vmlinuz) = super::super::bzimage::tests::debian_vmlinuz() else {
+            std::eprintln!(
+                "skipped: no Debian kernel under target/debian (cargo xtask build fetches it)"
+            );
+            return;
+        };
+        let (elf, info) = super::super::inspect(&vmlinuz).unwrap();
+        assert!(elf.is_some());
+        assert_eq!(info.abi(), GuestAbi::XenPv);
+        assert_eq!(
+            feature_names(info.features.missing()),
+            ["writable_page_tables"]
+        );
+        let n = &info.notes;
+        assert_eq!(n.guest_os.as_deref(), Some("linux"));
+        assert_eq!(n.xen_version.as_deref(), Some("xen-3.0"));
+        assert_eq!(n.loader.as_deref(), Some("generic"));
+        assert_eq!(n.virt_base, Some(0xFFFF_FFFF_8000_0000));
+        assert_eq!(n.init_p2m, Some(0x80_0000_0000));
+        assert_eq!(n.mod_start_pfn, Some(1));
+        assert!(n.entry.is_some() && n.hypercall_page.is_some() && n.phys32_entry.is_some());
+        assert!(n.supported_features.is_some_and(|f| f & 1 != 0));
+        let text = info.to_string();
+        assert!(
+            text.starts_with("Linux 6.") && text.contains("-cloud-amd64, an lz4"),
+            "{text}"
+        );
+    }
+}

@@ -31,7 +31,7 @@ pub use sched::{sched_credit, sched_line};
 
 use std::io::Write;
 
-use dom0_tools::builder::{BuildError, ConsoleRing, DomainConfig, StoreRing};
+use dom0_tools::builder::{self, BuildError, ConsoleRing, DomainConfig, StoreRing};
 use dom0_tools::control::DomainInfo;
 use dom0_tools::devices::{ListEntry, MAX_RECORD, Record};
 use dom0_tools::xlcfg::{self, DomainSpec};
@@ -494,7 +494,13 @@ pub fn create(
             || !spec.nics.is_empty(),
         ..DomainConfig::new(&spec.name, &kernel, spec.memory_mib)
     };
-    let built = sys.build(&cfg).map_err(|e| fail(e.to_string()))?;
+    let built = sys.build(&cfg).map_err(|e| match e {
+        // Named by its file: the operator sees which kernel is meant.
+        BuildError::XenPvKernel { kernel, missing } => {
+            fail(builder::xen_pv_refusal(&spec.kernel, &kernel, &missing))
+        }
+        e => fail(e.to_string()),
+    })?;
     if let Err(e) = sys.adopt(&built, &record) {
         let dom = built.dom;
         return Err(match sys.destroy(dom) {
