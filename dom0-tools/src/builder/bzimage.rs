@@ -348,6 +348,174 @@ pub fn decompress(compression: Compression, payload: &[u8]) -> Result<Vec<u8>, B
     Ok(out)
 }
 
+/// How much output [`stream`] hands over at a time (LZ4 hands over whole chunks).
+const STREAM_BUFFER: usize = 64 << 10;
+
+/// Decompresses a payload (with Linux's size trailer, unless uncompressed) of `compression`
+/// piece by piece, in order, through `sink`, which returns `false` to stop early; returns how
+/// many bytes came out. Unlike [`decompress`] it never holds the whole image: a builder that
+/// only needs the ELF headers and notes stops as soon as it has them. Checksums are not
+/// verified here (the stream may stop early); [`decompress`] verifies them.
+pub fn stream(
+    compression: Compression,
+    payload: &[u8],
+    sink: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<u64, BzImageError> {
+    let corrupt = |detail: String| BzImageError::Corrupt {
+        compression,
+        detail,
+    };
+    if compression == Compression::None {
+        let mut done = 0u64;
+        for chunk in payload.chunks(STREAM_BUFFER) {
+            done += chunk.len() as u64;
+            if !sink(chunk) {
+                break;
+            }
+        }
+        return Ok(done);
+    }
+    let data = payload
+        .len()
+        .checked_sub(4)
+        .map(|n| &payload[..n])
+        .ok_or_else(|| corrupt("shorter than its size trailer".into()))?;
+    let mut buf = Vec::new();
+    let size = if compression == Compression::Lz4 {
+        LZ4_CHUNK
+    } else {
+        STREAM_BUFFER
+    };
+    buf.try_reserve_exact(size)
+        .map_err(|_| BzImageError::OutOfMemory(size as u64))?;
+    buf.resize(size, 0);
+    let mut total = 0u64;
+    // Hands `piece` to the sink, bounding the whole; `false` stops.
+    let mut give = |piece: &[u8]| -> Result<bool, String> {
+        total += piece.len() as u64;
+        if total > MAX_UNPACKED as u64 {
+            return Err(alloc::format!("more than {MAX_UNPACKED} bytes"));
+        }
+        Ok(piece.is_empty() || sink(piece))
+    };
+    match compression {
+        Compression::Gzip => stream_gzip(data, &mut buf, &mut give),
+        Compression::Xz => stream_xz(data, &mut buf, &mut give),
+        Compression::Lzma => stream_lzma(data, &mut buf, &mut give),
+        Compression::Zstd => stream_zstd(data, &mut buf, &mut give),
+        Compression::Lz4 => stream_lz4(data, &mut buf, &mut give),
+        Compression::Bzip2 | Compression::Lzo | Compression::None => {
+            return Err(BzImageError::Unsupported(compression));
+        }
+    }
+    .map_err(corrupt)?;
+    Ok(total)
+}
+
+/// What the streaming decoders hand their output to.
+type Give<'a> = dyn FnMut(&[u8]) -> Result<bool, String> + 'a;
+
+fn stream_gzip(data: &[u8], buf: &mut [u8], give: &mut Give<'_>) -> Result<(), String> {
+    use miniz_oxide::inflate::stream::{InflateState, inflate};
+    use miniz_oxide::{DataFormat, MZFlush, MZStatus};
+    let (body, _) = gzip_parts(data)?;
+    let mut state = InflateState::new_boxed(DataFormat::Raw);
+    let mut at = 0;
+    loop {
+        let r = inflate(&mut state, &body[at..], buf, MZFlush::None);
+        at += r.bytes_consumed;
+        let status = r.status.map_err(|e| alloc::format!("deflate: {e:?}"))?;
+        if !give(&buf[..r.bytes_written])? || status == MZStatus::StreamEnd {
+            return Ok(());
+        }
+        if r.bytes_consumed == 0 && r.bytes_written == 0 {
+            return Err("truncated deflate stream".into());
+        }
+    }
+}
+
+fn stream_xz(data: &[u8], buf: &mut [u8], give: &mut Give<'_>) -> Result<(), String> {
+    let mut decoder = xz4rust::XzDecoder::in_heap_with_alloc_dict_size(1 << 20, XZ_MAX_DICT);
+    let mut at = 0;
+    loop {
+        let r = decoder
+            .decode(&data[at..], buf)
+            .map_err(|e| alloc::format!("{e:?}"))?;
+        at += r.input_consumed();
+        let made = r.output_produced();
+        if !give(&buf[..made])? {
+            return Ok(());
+        }
+        match r {
+            xz4rust::XzNextBlockResult::EndOfStream(..) => return Ok(()),
+            xz4rust::XzNextBlockResult::NeedMoreData(consumed, made) => {
+                if consumed == 0 && made == 0 {
+                    return Err("truncated xz stream".into());
+                }
+            }
+        }
+    }
+}
+
+fn stream_lzma(data: &[u8], buf: &mut [u8], give: &mut Give<'_>) -> Result<(), String> {
+    use lzma_rust2::Read as _;
+    let mut reader = lzma_rust2::LzmaReader::new_mem_limit(data, u32::MAX, None)
+        .map_err(|e| alloc::format!("{e:?}"))?;
+    loop {
+        let n = reader.read(buf).map_err(|e| alloc::format!("{e:?}"))?;
+        if n == 0 || !give(&buf[..n])? {
+            return Ok(());
+        }
+    }
+}
+
+fn stream_zstd(data: &[u8], buf: &mut [u8], give: &mut Give<'_>) -> Result<(), String> {
+    use ruzstd::io::Read as _;
+    let mut decoder =
+        ruzstd::decoding::StreamingDecoder::new(data).map_err(|e| alloc::format!("{e}"))?;
+    loop {
+        let n = decoder.read(buf).map_err(|e| alloc::format!("{e:?}"))?;
+        if n == 0 || !give(&buf[..n])? {
+            return Ok(());
+        }
+    }
+}
+
+fn stream_lz4(data: &[u8], buf: &mut [u8], give: &mut Give<'_>) -> Result<(), String> {
+    lz4_chunks(data, |block| {
+        let n = lz4_flex::block::decompress_into(block, buf).map_err(|e| alloc::format!("{e}"))?;
+        give(&buf[..n])
+    })
+}
+
+/// Walks Linux's legacy LZ4 framing: calls `each` with every compressed block, in order, until
+/// it returns `false`.
+fn lz4_chunks(
+    data: &[u8],
+    mut each: impl FnMut(&[u8]) -> Result<bool, String>,
+) -> Result<(), String> {
+    if u32_at(data, 0) != Some(LZ4_LEGACY_MAGIC) {
+        return Err("not LZ4's legacy framing".into());
+    }
+    let mut at = 4;
+    while at < data.len() {
+        let chunk = u32_at(data, at).ok_or_else(|| String::from("truncated chunk header"))?;
+        at += 4;
+        if chunk == LZ4_LEGACY_MAGIC {
+            continue;
+        }
+        let block = usize::try_from(chunk)
+            .ok()
+            .and_then(|len| data.get(at..at.checked_add(len)?))
+            .ok_or_else(|| String::from("chunk past the end of the payload"))?;
+        at += block.len();
+        if !each(block)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// An uncompressed payload, copied (it has no trailer: `CONFIG_KERNEL_UNCOMPRESSED` appends
 /// none).
 fn copy(payload: &[u8]) -> Result<Vec<u8>, BzImageError> {
@@ -361,8 +529,9 @@ fn copy(payload: &[u8]) -> Result<Vec<u8>, BzImageError> {
     Ok(out)
 }
 
-/// gzip (RFC 1952): the header, the deflate stream, and the CRC-32 and size trailer.
-fn gunzip(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
+/// A gzip member (RFC 1952) split into its deflate stream and its 8-byte trailer (CRC-32,
+/// size), past the header and its optional fields.
+fn gzip_parts(data: &[u8]) -> Result<(&[u8], &[u8]), String> {
     const FHCRC: u8 = 1 << 1;
     const FEXTRA: u8 = 1 << 2;
     const FNAME: u8 = 1 << 3;
@@ -394,12 +563,16 @@ fn gunzip(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
         at += 2;
     }
     let body = data.get(at..).ok_or_else(short)?;
-    let stream = body
+    let split = body
         .len()
         .checked_sub(8)
-        .map(|n| &body[..n])
         .ok_or_else(|| String::from("truncated gzip trailer"))?;
-    let trailer = &body[stream.len()..];
+    Ok(body.split_at(split))
+}
+
+/// gzip: the deflate stream, then the CRC-32 and size of the trailer checked.
+fn gunzip(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
+    let (stream, trailer) = gzip_parts(data)?;
     let n = miniz_oxide::inflate::decompress_slice_iter_to_slice(
         out,
         core::iter::once(stream),
@@ -501,26 +674,14 @@ fn unzstd(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
 /// LZ4 block of at most 8 MiB uncompressed; a repeated magic is skipped (libxc's
 /// `xc_try_lz4_decode`).
 fn unlz4(data: &[u8], out: &mut [u8]) -> Result<usize, String> {
-    if u32_at(data, 0) != Some(LZ4_LEGACY_MAGIC) {
-        return Err("not LZ4's legacy framing".into());
-    }
-    let (mut at, mut produced) = (4, 0);
-    while at < data.len() {
-        let chunk = u32_at(data, at).ok_or_else(|| String::from("truncated chunk header"))?;
-        at += 4;
-        if chunk == LZ4_LEGACY_MAGIC {
-            continue;
-        }
-        let block = usize::try_from(chunk)
-            .ok()
-            .and_then(|len| data.get(at..at.checked_add(len)?))
-            .ok_or_else(|| String::from("chunk past the end of the payload"))?;
-        at += block.len();
+    let mut produced = 0;
+    lz4_chunks(data, |block| {
         let room = out.len() - produced;
         let dest = &mut out[produced..produced + room.min(LZ4_CHUNK)];
         produced +=
             lz4_flex::block::decompress_into(block, dest).map_err(|e| alloc::format!("{e}"))?;
-    }
+        Ok(true)
+    })?;
     Ok(produced)
 }
 

@@ -296,8 +296,10 @@ mod tests {
             );
             return;
         };
-        let (elf, info) = super::super::inspect(&vmlinuz).unwrap();
-        assert!(elf.is_some());
+        let info = super::super::inspect(&vmlinuz).unwrap();
+        // The streamed notes are the notes of the whole image.
+        let whole = super::super::bzimage::unpack(&vmlinuz).unwrap();
+        assert_eq!(info.notes, xenia_pvboot::elf::notes(&whole).unwrap());
         assert_eq!(info.abi(), GuestAbi::XenPv);
         assert_eq!(
             feature_names(info.features.missing()),
@@ -310,7 +312,10 @@ mod tests {
         assert_eq!(n.virt_base, Some(0xFFFF_FFFF_8000_0000));
         assert_eq!(n.init_p2m, Some(0x80_0000_0000));
         assert_eq!(n.mod_start_pfn, Some(1));
-        assert!(n.entry.is_some() && n.hypercall_page.is_some() && n.phys32_entry.is_some());
+        // Linux 6.1 since 6.1.115 has no HYPERCALL_PAGE note: it makes its hypercalls with
+        // `syscall`/`vmcall` stubs of its own, chosen at boot.
+        assert!(n.entry.is_some() && n.phys32_entry.is_some());
+        std::eprintln!("Debian kernel's notes: {n:?}");
         assert!(n.supported_features.is_some_and(|f| f & 1 != 0));
         let text = info.to_string();
         assert!(
