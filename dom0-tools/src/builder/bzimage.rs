@@ -798,10 +798,69 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn streaming_gives_the_same_bytes_and_stops_when_told() {
+        let data = kernel_like(300_000);
+        let cases: [(Compression, fn(&[u8]) -> Vec<u8>); 5] = [
+            (Compression::Gzip, gzip),
+            (Compression::Xz, xz),
+            (Compression::Lzma, lzma),
+            (Compression::Zstd, zstd),
+            (Compression::Lz4, lz4),
+        ];
+        for (compression, compress) in cases {
+            let payload = with_size(compress(&data), &data);
+            let mut out = Vec::new();
+            let n = stream(compression, &payload, &mut |piece| {
+                out.extend_from_slice(piece);
+                true
+            })
+            .unwrap();
+            assert_eq!(n, data.len() as u64, "{compression:?}");
+            assert!(out == data, "{compression:?}: the bytes differ");
+            // A sink that has what it wants stops the stream.
+            let mut seen = 0u64;
+            let n = stream(compression, &payload, &mut |piece| {
+                seen += piece.len() as u64;
+                seen < 100_000
+            })
+            .unwrap();
+            // (LZ4 hands over whole 8 MiB chunks: this one is a single chunk.)
+            if compression != Compression::Lz4 {
+                assert!(n < data.len() as u64, "{compression:?}: {n}");
+            }
+        }
+        let mut out = Vec::new();
+        stream(Compression::None, &data, &mut |piece| {
+            out.extend_from_slice(piece);
+            true
+        })
+        .unwrap();
+        assert!(out == data);
+        // Garbage is an error, not a panic.
+        assert!(stream(Compression::Xz, b"\xfd7zXZ\0garbage!", &mut |_| true).is_err());
+        assert!(
+            stream(
+                Compression::Lz4,
+                b"\x02\x21\x4c\x18\xff\xff\xff\x7fxx1234",
+                &mut |_| true
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn lz4_across_chunks() {
         let data = kernel_like(LZ4_CHUNK + 100_000);
         let image = bzimage(&with_size(lz4(&data), &data));
         assert!(unpack(&image).unwrap() == data);
+        let mut out = Vec::new();
+        let payload = parse(&image).unwrap().payload;
+        stream(Compression::Lz4, payload, &mut |piece| {
+            out.extend_from_slice(piece);
+            true
+        })
+        .unwrap();
+        assert!(out == data);
     }
 
     #[test]
