@@ -725,6 +725,9 @@ pub(crate) mod tests {
         out
     }
 
+    /// A compressor of the tests.
+    type Compressor = fn(&[u8]) -> Vec<u8>;
+
     fn with_size(mut compressed: Vec<u8>, original: &[u8]) -> Vec<u8> {
         compressed.extend_from_slice(&(original.len() as u32).to_le_bytes());
         compressed
@@ -777,7 +780,7 @@ pub(crate) mod tests {
     #[test]
     fn every_supported_compression_unpacks() {
         let data = kernel_like(300_000);
-        let cases: [(Compression, fn(&[u8]) -> Vec<u8>); 5] = [
+        let cases: [(Compression, Compressor); 5] = [
             (Compression::Gzip, gzip),
             (Compression::Xz, xz),
             (Compression::Lzma, lzma),
@@ -800,7 +803,7 @@ pub(crate) mod tests {
     #[test]
     fn streaming_gives_the_same_bytes_and_stops_when_told() {
         let data = kernel_like(300_000);
-        let cases: [(Compression, fn(&[u8]) -> Vec<u8>); 5] = [
+        let cases: [(Compression, Compressor); 5] = [
             (Compression::Gzip, gzip),
             (Compression::Xz, xz),
             (Compression::Lzma, lzma),
@@ -866,8 +869,9 @@ pub(crate) mod tests {
     #[test]
     fn corrupt_payloads_are_errors() {
         let data = kernel_like(100_000);
-        let checked: [fn(&[u8]) -> Vec<u8>; 2] = [gzip, xz];
-        for (i, compress) in [gzip, xz, lzma, zstd, lz4].into_iter().enumerate() {
+        // The first two carry a checksum.
+        let all: [Compressor; 5] = [gzip, xz, lzma, zstd, lz4];
+        for (i, compress) in all.into_iter().enumerate() {
             let good = with_size(compress(&data), &data);
             // A wrong size trailer.
             let mut short = good.clone();
@@ -883,7 +887,7 @@ pub(crate) mod tests {
             // Only gzip and xz carry a checksum (Linux's lzma, zstd and lz4 payloads have
             // none): the others must not panic, and may unpack to other bytes.
             let result = unpack(&bzimage(&flipped));
-            if i < checked.len() {
+            if i < 2 {
                 assert!(result.is_err(), "{i}");
             }
             // Cut short.

@@ -616,7 +616,7 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
 /// Reads what the builder needs to know of `kernel` before loading it: its Xen notes and
 /// features and, for a bzImage, its release and compression. A bzImage is streamed, not
 /// unpacked: only the ELF header, the program headers and the note segments are kept
-/// ([`streamed_notes`]), so that dom0 need not hold a 50 MiB image to learn it cannot run it.
+/// (`streamed_notes`), so that dom0 need not hold a 50 MiB image to learn it cannot run it.
 /// Touches nothing.
 pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
     let (notes, packed, release) = if bzimage::is_bzimage(kernel) {
