@@ -24,6 +24,7 @@ use std::process::Command;
 
 use xenia_dom0::cpio::{self, S_IFDIR, S_IFLNK, S_IFREG};
 use xenia_tests::Workspace;
+use xenia_tests::workspace::{DEBIAN_INITRD_ARTIFACT, DEBIAN_KERNEL_ARTIFACT};
 
 use crate::peer;
 
@@ -130,6 +131,29 @@ pub fn guest(ws: &Workspace, busybox: &Path) -> Result<Guest, String> {
         vmlinuz,
         initrd,
     })
+}
+
+/// Copies the kernel and its initramfs to the artifact directory
+/// (`xenia_tests::workspace::DEBIAN_KERNEL_ARTIFACT`, `DEBIAN_INITRD_ARTIFACT`), where the
+/// `linux_` scenarios find them, each only when its bytes changed; without a guest, removes
+/// them, so that the scenarios do not run a stale kernel.
+pub fn write_artifacts(ws: &Workspace, guest: Option<&Guest>) -> Result<(), String> {
+    let files = [
+        (DEBIAN_KERNEL_ARTIFACT, guest.map(|g| g.vmlinuz.as_slice())),
+        (DEBIAN_INITRD_ARTIFACT, guest.map(|g| g.initrd.as_slice())),
+    ];
+    for (name, bytes) in files {
+        let path = ws.artifact(name);
+        match bytes {
+            Some(bytes) if fs::read(&path).is_ok_and(|old| old == bytes) => {}
+            Some(bytes) => fs::write(&path, bytes)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+            None if path.exists() => fs::remove_file(&path)
+                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?,
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// A module's name as the kernel compares it (`-` and `_` are the same).

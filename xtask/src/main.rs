@@ -298,6 +298,7 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
             None
         }
     };
+    debian::write_artifacts(ws, debian.as_ref())?;
     println!("building dom0's initrd...");
     initrd::build(ws, &programs, busybox.as_deref(), debian.as_ref())?;
     println!("building the scenarios' initrd (with the test programs probe and peerbench)...");

@@ -6,13 +6,16 @@
 //!
 //! Xenia has no Xen PV guest mode yet, so what is checked is the recognition: `xl create`
 //! names the kernel, its release and the features it requires that Xenia lacks, and leaves
-//! nothing behind.
+//! nothing behind; and the initramfs built for it, booted with the same kernel natively by
+//! QEMU (`-kernel`), so that the guest mode's session starts from a known-good initramfs.
 
 use std::fs;
+use std::time::Duration;
 
 use super::xl::{boot, parse_list, run};
 use crate::INITRD_ARTIFACT;
 use crate::runner::Context;
+use crate::workspace::{DEBIAN_INITRD_ARTIFACT, DEBIAN_KERNEL_ARTIFACT};
 
 /// The configuration `cargo xtask build` adds when it has the kernel.
 const CONFIG: &str = "/etc/xen/debian.cfg";
@@ -115,4 +118,85 @@ fn free_memory(out: &str) -> Result<u64, String> {
             (k.trim() == "free_memory").then(|| v.trim().parse().ok())?
         })
         .ok_or_else(|| format!("no free_memory in {out:?}"))
+}
+
+/// Bound for Debian's kernel to boot natively under TCG and reach its shell (about 15 s here).
+const NATIVE_BOOT: Duration = Duration::from_secs(300);
+/// Bound for one shell command in the native Linux.
+const NATIVE_COMMAND: Duration = Duration::from_secs(60);
+
+/// Debian's kernel booted natively by QEMU (`-kernel`, `-initrd`, `console=ttyS0`) with the
+/// initramfs `cargo xtask build` made for the domU: `/init` mounts what it should, tries the
+/// Xen block and net modules (natively they must refuse with `No such device`, their answer
+/// off Xen, which also shows they match the kernel: a mismatched module is refused as an
+/// invalid format), and starts busybox's shell on the console, where `uname -r` shows the
+/// package's release and `/proc`, `/sys` and `/dev` are mounted.
+pub fn initramfs_native(ctx: &Context) -> Result<(), String> {
+    let ws = ctx.workspace();
+    let (kernel, initrd) = (
+        ws.artifact(DEBIAN_KERNEL_ARTIFACT),
+        ws.artifact(DEBIAN_INITRD_ARTIFACT),
+    );
+    if !kernel.is_file() || !initrd.is_file() {
+        let reason = format!(
+            "skipped: no {} and {}: `cargo xtask build` could not fetch Debian's \
+             linux-image-*-cloud-amd64-unsigned (its output says why)",
+            kernel.display(),
+            initrd.display()
+        );
+        println!("scenario {}: {reason}", ctx.name());
+        ctx.note(reason);
+        return Ok(());
+    }
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .qemu_arg("-kernel")
+        .qemu_arg(&path(&kernel))
+        .qemu_arg("-initrd")
+        .qemu_arg(&path(&initrd))
+        .qemu_arg("-append")
+        .qemu_arg("console=ttyS0 quiet panic=-1")
+        .boot()?;
+    let banner = vm.wait_for_line("xenia-initramfs: Linux ", NATIVE_BOOT)?;
+    let release = banner
+        .split("xenia-initramfs: Linux ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string();
+    if !release.ends_with("-cloud-amd64") {
+        return Err(format!("not Debian's cloud kernel: {banner:?}"));
+    }
+    for module in ["xen-blkfront", "xen-netfront"] {
+        let line = vm.wait_for_line(&format!("{module}.ko"), NATIVE_COMMAND)?;
+        if !line.contains("No such device") {
+            return Err(format!(
+                "{module} should refuse with `No such device` off Xen: {line:?}"
+            ));
+        }
+    }
+    vm.wait_for("xenia-initramfs: ready", NATIVE_COMMAND)?;
+    vm.wait_for("debian# ", NATIVE_COMMAND)?;
+    vm.send("uname -r; grep -c -E ' /(proc|sys|dev) ' /proc/mounts\r")?;
+    let line = vm.wait_for_line_starting(&release, NATIVE_COMMAND)?;
+    if line.trim() != release {
+        return Err(format!("uname -r said {line:?}, not {release:?}"));
+    }
+    let mounts = vm.wait_for_line_matching("the count of mounts", NATIVE_COMMAND, |l| {
+        l.trim().parse::<u32>().is_ok()
+    })?;
+    if mounts.trim() != "3" {
+        return Err(format!(
+            "/proc, /sys and /dev should be mounted: {} of them are",
+            mounts.trim()
+        ));
+    }
+    vm.wait_for("debian# ", NATIVE_COMMAND)?;
+    ctx.note(format!(
+        "Linux {release} booted natively with the domU's initramfs; modules refused off Xen as expected"
+    ));
+    vm.kill();
+    Ok(())
 }

@@ -210,6 +210,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_compute_vcpus", xl::smp_compute_vcpus),
         Scenario::new("xl_bad_config", xl::bad_config),
         Scenario::new("linux_kernel_recognised", linux::kernel_recognised),
+        Scenario::new("linux_initramfs_native", linux::initramfs_native),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),
         Scenario::new("xl_lifecycle", xl::lifecycle),
         Scenario::new("xl_verbs", xl::verbs),
