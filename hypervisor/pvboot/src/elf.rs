@@ -10,8 +10,10 @@
 //!
 //! A PV kernel is loaded at its link addresses: each `PT_LOAD` segment at `p_vaddr`, which is
 //! why only `ET_EXEC` is accepted. (Xen places segments at `p_paddr - PADDR_OFFSET + VIRT_BASE`,
-//! which is the same address for every kernel whose notes are right; `p_vaddr` needs no notes to
-//! be right. `XEN_ELFNOTE_PADDR_OFFSET` is therefore checked for form and otherwise ignored.)
+//! which is the same address for Xenia's kernels; `p_vaddr` needs no notes to be right.
+//! `XEN_ELFNOTE_PADDR_OFFSET` is therefore checked for form and otherwise ignored. Linux differs:
+//! its `.data..percpu` segment has `p_vaddr` 0, so a loader of Xen PV kernels must place by
+//! `p_paddr` as Xen does; [`parse`] refuses such an image, and [`notes`] reads its notes.)
 //!
 //! The ELF container (file header, program and section header tables) is read with the `elf`
 //! crate. The Xen notes are decoded here: their rules are Xen's (numeric values of 4 or 8 bytes,
