@@ -91,18 +91,24 @@ pub fn guest(ws: &Workspace, busybox: &Path) -> Result<Guest, String> {
     let listing = peer::output(
         Command::new("apt-cache").args(["search", "--names-only", &pattern]),
         "apt-cache search",
-    )
-    .unwrap_or_default();
+    );
     // Without a package index, the kernel downloaded before.
-    let package = newest_cloud_kernel(&listing)
+    let package = listing
+        .as_deref()
+        .ok()
+        .and_then(newest_cloud_kernel)
         .or_else(|| {
             let deb = peer::cached_deb(&debs, "linux-image-")?;
             let name = deb.file_name()?.to_str()?;
             Some(name[..name.find('_')?].to_string())
         })
         .ok_or_else(|| {
+            let why = match &listing {
+                Err(e) => format!("{e}; "),
+                Ok(_) => String::new(),
+            };
             format!(
-                "apt knows no linux-image-<version>-{FLAVOUR}-unsigned package: run \
+                "{why}apt knows no linux-image-<version>-{FLAVOUR}-unsigned package: run \
                  `sudo apt-get update` on a Debian bookworm host"
             )
         })?;
