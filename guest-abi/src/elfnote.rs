@@ -19,7 +19,12 @@
 //! | [`XEN_ELFNOTE_XEN_VERSION`] | string `"xen-3.0"` | interface generation, as for Xen |
 //! | [`XEN_ELFNOTE_LOADER`] | string `"generic"` | as for Xen |
 //!
-//! Other types are accepted and ignored.
+//! The toolstack's builder also reads [`XEN_ELFNOTE_FEATURES`] as Xen does (`!` marks a
+//! required feature; a kernel requiring `writable_page_tables` is a Xen PV kernel, refused until
+//! Xenia has that guest mode), [`XEN_ELFNOTE_SUPPORTED_FEATURES`], [`XEN_ELFNOTE_INIT_P2M`],
+//! [`XEN_ELFNOTE_MOD_START_PFN`], [`XEN_ELFNOTE_PAE_MODE`], [`XEN_ELFNOTE_HV_START_LOW`],
+//! [`XEN_ELFNOTE_SUSPEND_CANCEL`], [`XEN_ELFNOTE_BSD_SYMTAB`] and [`XEN_ELFNOTE_PHYS32_ENTRY`],
+//! to describe such kernels. Other types are accepted and ignored.
 
 /// The note name, without its terminating NUL.
 pub const XEN_ELFNOTE_NAME: &str = "Xen";

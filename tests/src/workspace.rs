@@ -102,3 +102,10 @@ impl Workspace {
         self.artifact_dir().join("scenarios").join(name)
     }
 }
+
+/// Debian's Xen PV Linux kernel (a bzImage), copied to the artifact directory by `cargo xtask
+/// build` when it could fetch the package (issue 18); absent otherwise.
+pub const DEBIAN_KERNEL_ARTIFACT: &str = "debian-vmlinuz";
+/// The initramfs `cargo xtask build` makes for it (busybox, the Xen block and net modules,
+/// `/init`); absent without the package.
+pub const DEBIAN_INITRD_ARTIFACT: &str = "debian-initrd.img";

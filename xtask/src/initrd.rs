@@ -12,6 +12,9 @@
 //! /boot/compute.elf
 //! /boot/kv.elf
 //! /boot/web.elf
+//! /boot/debian/vmlinuz     Debian's Xen PV Linux kernel and its initramfs, and
+//! /boot/debian/initrd.img  /etc/xen/debian.cfg, when the package could be fetched
+//!                          (`crate::debian`)
 //! ```
 //!
 //! The archive is reproducible (fixed inode numbers, owners and times, files in a fixed
@@ -26,6 +29,8 @@ use std::path::{Path, PathBuf};
 use dom0_tools::xlcfg;
 use xenia_dom0::cpio::{self, S_IFDIR, S_IFMT, S_IFREG};
 use xenia_tests::{INITRD_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
+
+use crate::debian::Guest;
 
 /// The configurations' directory in the repository.
 pub const CONFIG_DIR: &str = "dom0-tools/etc/xen";
@@ -166,8 +171,13 @@ pub fn read_configs(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, String> {
 /// busybox as `/bin/busybox` with its applets [`BUSYBOX_APPLETS`] as links to it in `/bin`
 /// and the login shell's `/etc/profile` ([`PROFILE`]), unless it already holds exactly those
 /// bytes; returns its path.
-pub fn build(ws: &Workspace, bin_dir: &Path, busybox: Option<&Path>) -> Result<PathBuf, String> {
-    build_with(ws, bin_dir, None, busybox)
+pub fn build(
+    ws: &Workspace,
+    bin_dir: &Path,
+    busybox: Option<&Path>,
+    debian: Option<&Guest>,
+) -> Result<PathBuf, String> {
+    build_with(ws, bin_dir, None, busybox, debian)
 }
 
 /// `/etc/profile`, which dom0's console shell (busybox's ash, a login shell) reads first.
@@ -192,8 +202,9 @@ pub fn build_test(
     bin_dir: &Path,
     test_programs: &[PathBuf],
     busybox: Option<&Path>,
+    debian: Option<&Guest>,
 ) -> Result<PathBuf, String> {
-    build_with(ws, bin_dir, Some(test_programs), busybox)
+    build_with(ws, bin_dir, Some(test_programs), busybox, debian)
 }
 
 /// The busybox applets the initrds link in `/bin` (issue 14's list, what a shell script
@@ -276,10 +287,17 @@ fn build_with(
     bin_dir: &Path,
     test_programs: Option<&[PathBuf]>,
     busybox: Option<&Path>,
+    debian: Option<&Guest>,
 ) -> Result<PathBuf, String> {
     let read =
         |path: &Path| fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
-    let configs = read_configs(&ws.root().join(CONFIG_DIR))?;
+    let mut configs = read_configs(&ws.root().join(CONFIG_DIR))?;
+    if debian.is_some() {
+        configs.push((
+            crate::debian::CONFIG_NAME.to_string(),
+            crate::debian::CONFIG.as_bytes().to_vec(),
+        ));
+    }
     // Guest kernels go in without their debug information, as distributions ship stripped
     // kernels: `xl create` reads the whole file (1.7 MB unstripped, 80 KB stripped for the
     // demos), and dom0 maps every page it reads into (issue 13's creation time).
@@ -302,6 +320,9 @@ fn build_with(
         .map(|name| Ok((name.to_string(), read(&bin_dir.join(name))?)))
         .collect::<Result<Vec<_>, String>>()?;
     let mut files = contents(&programs, &configs, &guests);
+    if let Some(guest) = debian {
+        add_debian(&mut files, guest);
+    }
     check_configs(&configs, &files)?;
     let name = match test_programs {
         Some(test_programs) => {
@@ -360,6 +381,31 @@ fn build_with(
     fs::write(&partial, &bytes).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
     fs::rename(&partial, &path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     Ok(path)
+}
+
+/// Adds Debian's kernel and its initramfs ([`crate::debian`]) under `/boot/debian/`, after the
+/// other guest kernels.
+fn add_debian(files: &mut Vec<File>, guest: &Guest) {
+    let at = files
+        .iter()
+        .rposition(|(p, _, _)| p == "boot" || p.starts_with("boot/"))
+        .map_or(files.len(), |i| i + 1);
+    let entries = [
+        ("boot/debian".to_string(), S_IFDIR | 0o755, Vec::new()),
+        (
+            crate::debian::INITRD_PATH.to_string(),
+            S_IFREG | 0o644,
+            guest.initrd.clone(),
+        ),
+        (
+            crate::debian::KERNEL_PATH.to_string(),
+            S_IFREG | 0o644,
+            guest.vmlinuz.clone(),
+        ),
+    ];
+    for (i, entry) in entries.into_iter().enumerate() {
+        files.insert(at + i, entry);
+    }
 }
 
 /// An ELF-64 executable without what loading it does not need: the file cut after the last

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod debian;
 mod fuzz;
 mod host;
 mod initrd;
@@ -277,11 +278,42 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
             None
         }
     };
+    // Debian's Xen PV Linux kernel as a domU (issue 18): without it the `linux_` scenarios
+    // are skipped.
+    let debian = match busybox.as_deref().map(|b| debian::guest(ws, b)) {
+        Some(Ok(guest)) => {
+            println!(
+                "Debian's Linux domU: {} (Linux {}; {} KiB kernel, {} KiB initramfs)",
+                guest.package,
+                guest.release,
+                guest.vmlinuz.len() / 1024,
+                guest.initrd.len() / 1024
+            );
+            Some(guest)
+        }
+        Some(Err(e)) => {
+            println!(
+                "warning: no Debian Linux domU in dom0's initrd ({e}); the linux_ scenarios \
+                 will be skipped"
+            );
+            None
+        }
+        None => {
+            println!(
+                "warning: no Debian Linux domU in dom0's initrd (its initramfs needs busybox); \
+                 the linux_ scenarios will be skipped"
+            );
+            None
+        }
+    };
+    debian::write_artifacts(ws, debian.as_ref())?;
     println!("building dom0's initrd...");
-    initrd::build(ws, &programs, busybox.as_deref())?;
+    initrd::build(ws, &programs, busybox.as_deref(), debian.as_ref())?;
     println!("building the scenarios' initrd (with the test programs probe and peerbench)...");
     let test_programs = userland::build_test_programs(ws)?;
-    initrd::build_test(ws, &programs, &test_programs, busybox.as_deref())?;
+    // Not in the scenarios' initrd: its 16 MB would come out of dom0's memory for programs in
+    // every scenario that boots it.
+    initrd::build_test(ws, &programs, &test_programs, busybox.as_deref(), None)?;
     println!("building host crates...");
     host::run(host::cargo(ws.root()).args(["build", "--quiet", "--workspace"]))
 }

@@ -179,7 +179,7 @@ pub fn newest_linux(listing: &str) -> Option<String> {
 }
 
 /// `command`'s standard output, or an error that shows its standard error.
-fn output(command: &mut Command, what: &str) -> Result<String, String> {
+pub fn output(command: &mut Command, what: &str) -> Result<String, String> {
     let out = command
         .output()
         .map_err(|e| format!("cannot run {what}: {e}"))?;
@@ -194,7 +194,7 @@ fn output(command: &mut Command, what: &str) -> Result<String, String> {
 }
 
 /// The `.deb` of `package` in `dir`, if one was downloaded.
-fn cached_deb(dir: &Path, package: &str) -> Option<PathBuf> {
+pub fn cached_deb(dir: &Path, package: &str) -> Option<PathBuf> {
     let prefix = format!("{package}_");
     let mut debs: Vec<PathBuf> = fs::read_dir(dir)
         .ok()?
@@ -212,10 +212,16 @@ fn cached_deb(dir: &Path, package: &str) -> Option<PathBuf> {
 /// `package`'s `.deb` in `dir`: the one downloaded before, or a fresh `apt-get download`
 /// (after an `apt-get update` when the first try fails).
 fn download(dir: &Path, package: &str) -> Result<PathBuf, String> {
+    download_for(dir, package, "bench peer", "The peer bench")
+}
+
+/// [`download`] for `who` (`bench peer`, what progress lines start with), whose need
+/// `needs` (`The peer bench`) the error message names.
+pub fn download_for(dir: &Path, package: &str, who: &str, needs: &str) -> Result<PathBuf, String> {
     if let Some(deb) = cached_deb(dir, package) {
         return Ok(deb);
     }
-    println!("bench peer: downloading {package} (apt-get download)...");
+    println!("{who}: downloading {package} (apt-get download)...");
     let get = || {
         output(
             Command::new("apt-get")
@@ -225,7 +231,7 @@ fn download(dir: &Path, package: &str) -> Result<PathBuf, String> {
         )
     };
     if let Err(first) = get() {
-        println!("bench peer: {first}; trying again after apt-get update...");
+        println!("{who}: {first}; trying again after apt-get update...");
         output(
             Command::new("apt-get").args(["update", "-qq"]),
             "apt-get update",
@@ -233,7 +239,7 @@ fn download(dir: &Path, package: &str) -> Result<PathBuf, String> {
         .and_then(|_| get())
         .map_err(|e| {
             format!(
-                "{e}. The peer bench needs Debian's {package}: on a Debian bookworm host with \
+                "{e}. {needs} needs Debian's {package}: on a Debian bookworm host with \
                  network access run `sudo apt-get update`, or put its .deb into {}",
                 dir.display()
             )
@@ -249,7 +255,7 @@ fn download(dir: &Path, package: &str) -> Result<PathBuf, String> {
 
 /// Unpacks `deb` into `dest` with `dpkg-deb -x`, unless it was already (a stamp names the
 /// package file).
-fn extract(deb: &Path, dest: &Path) -> Result<(), String> {
+pub fn extract(deb: &Path, dest: &Path) -> Result<(), String> {
     let stamp = dest.join(".extracted-from");
     let name = deb.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     if fs::read_to_string(&stamp).is_ok_and(|s| s == name) {
@@ -267,7 +273,7 @@ fn extract(deb: &Path, dest: &Path) -> Result<(), String> {
 }
 
 /// The one file of `dir` whose name starts with `prefix`.
-fn find_file(dir: &Path, prefix: &str) -> Result<PathBuf, String> {
+pub fn find_file(dir: &Path, prefix: &str) -> Result<PathBuf, String> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

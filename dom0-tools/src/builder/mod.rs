@@ -29,14 +29,16 @@
 //! leaves nothing behind ([`BuildError::NotCleanedUp`] reports the rare case
 //! where even that fails).
 
+pub mod bzimage;
 pub mod layout;
+pub mod xenpv;
 
 #[cfg(test)]
 mod tests;
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -401,6 +403,18 @@ pub enum BuildError {
     Elf(ElfError),
     /// The kernel requires features Xenia does not provide.
     MissingFeatures(Vec<String>),
+    /// The kernel is a bzImage that could not be unpacked.
+    BzImage(bzimage::BzImageError),
+    /// The kernel requires a Xen feature that neither Xen nor Xenia knows.
+    UnknownFeature(xenpv::UnknownFeature),
+    /// The kernel was built for Xen's x86-64 PV ABI, which Xenia does not run yet
+    /// (DESIGN.md §12).
+    XenPvKernel {
+        /// What it is (`Linux 6.1.0-48-cloud-amd64, an lz4-compressed bzImage`).
+        kernel: String,
+        /// The features it requires that Xenia lacks, by Xen's names.
+        missing: Vec<String>,
+    },
     /// The start-of-day layout does not fit (most often: too little memory
     /// for the kernel and ramdisk).
     Layout(LayoutError),
@@ -469,6 +483,11 @@ impl fmt::Display for BuildError {
                 "the kernel requires features Xenia does not provide: {}",
                 list.join(", ")
             ),
+            BuildError::BzImage(e) => write!(f, "the kernel image is not usable: {e}"),
+            BuildError::UnknownFeature(e) => write!(f, "{e}"),
+            BuildError::XenPvKernel { kernel, missing } => {
+                f.write_str(&xen_pv_refusal("the kernel", kernel, missing))
+            }
             BuildError::Layout(LayoutError::TooSmall {
                 need_pages,
                 have_pages,
@@ -499,6 +518,18 @@ impl fmt::Display for BuildError {
             ),
         }
     }
+}
+
+/// Why a Xen PV kernel is refused, for the kernel file `path` (`/boot/debian/vmlinuz`, or
+/// "the kernel"): what it is (`kernel`, [`xenpv::KernelInfo`]'s description) and the
+/// features it requires that Xenia lacks.
+pub fn xen_pv_refusal(path: &str, kernel: &str, missing: &[String]) -> String {
+    format!(
+        "{path} is a Xen PV kernel ({kernel}) that requires features Xenia does not provide: \
+         {}; the Xen PV guest mode (DESIGN.md §12) is not implemented yet, so Xenia runs only \
+         kernels built for its own ring-1 ABI",
+        missing.join(", ")
+    )
 }
 
 /// The console of a built domain, for its backend.
@@ -547,6 +578,8 @@ pub struct Built {
 
 /// Everything decided before the domain exists.
 struct Plan {
+    /// The ELF image unpacked from a bzImage (`None`: the configuration's bytes are ELF).
+    unpacked: Option<Vec<u8>>,
     image: KernelImage,
     layout: DomuLayout,
     nr_pages: u64,
@@ -558,25 +591,182 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
     cfg.check()?;
     let nr_pages = cfg.nr_pages();
     let max_mem_kib = cfg.max_mem_kib();
-    let image = elf::parse(cfg.kernel)?;
-    let missing =
-        xenia_pvboot::features::missing_required(image.notes.features.as_deref().unwrap_or(""));
-    if !missing.is_empty() {
-        return Err(BuildError::MissingFeatures(
-            missing.into_iter().map(String::from).collect(),
-        ));
-    }
+    check_kernel(cfg.kernel)?;
+    // A kernel that passed is loaded whole: a bzImage is unpacked now.
+    let unpacked = if bzimage::is_bzimage(cfg.kernel) {
+        Some(bzimage::unpack(cfg.kernel).map_err(BuildError::BzImage)?)
+    } else {
+        None
+    };
+    let image = elf::parse(unpacked.as_deref().unwrap_or(cfg.kernel))?;
     let layout = layout::plan(
         image.virt_start..image.virt_end,
         nr_pages,
         cfg.ramdisk.map(|r| r.len() as u64),
     )?;
     Ok(Plan {
+        unpacked,
         image,
         layout,
         nr_pages,
         max_mem_kib,
     })
+}
+
+/// Reads what the builder needs to know of `kernel` before loading it: its Xen notes and
+/// features and, for a bzImage, its release and compression. A bzImage is streamed, not
+/// unpacked: only the ELF header, the program headers and the note segments are kept
+/// (`streamed_notes`), so that dom0 need not hold a 50 MiB image to learn it cannot run it.
+/// Touches nothing.
+pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
+    let (notes, packed, release) = if bzimage::is_bzimage(kernel) {
+        let bz = bzimage::parse(kernel).map_err(BuildError::BzImage)?;
+        (streamed_notes(&bz)?, Some(bz.compression), bz.release)
+    } else {
+        (elf::notes(kernel)?, None, None)
+    };
+    let features = xenpv::features(&notes).map_err(BuildError::UnknownFeature)?;
+    Ok(xenpv::KernelInfo {
+        packed,
+        release,
+        notes,
+        features,
+    })
+}
+
+/// [`inspect`], then the builder's refusal of a kernel that requires features Xenia lacks:
+/// [`BuildError::XenPvKernel`] for a kernel built for Xen's PV ABI, else
+/// [`BuildError::MissingFeatures`]. `xl` calls it before reading the ramdisk.
+pub fn check_kernel(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
+    let info = inspect(kernel)?;
+    let missing = info.features.missing();
+    if missing == 0 {
+        return Ok(info);
+    }
+    let missing = xenpv::feature_names(missing);
+    Err(match info.abi() {
+        xenpv::GuestAbi::XenPv => BuildError::XenPvKernel {
+            kernel: info.to_string(),
+            missing,
+        },
+        xenpv::GuestAbi::Xenia => BuildError::MissingFeatures(missing),
+    })
+}
+
+/// How much of the start of an unpacked image [`streamed_notes`] keeps: the ELF header and
+/// the program headers are there in every kernel (Linux: 64 bytes and 5 × 56).
+const STREAMED_PREFIX: usize = 64 << 10;
+/// Most note bytes [`streamed_notes`] keeps (Linux's are 512 bytes).
+const STREAMED_NOTES: u64 = 64 << 10;
+
+/// The Xen notes of the ELF image inside `bz`, streamed: the first [`STREAMED_PREFIX`] bytes
+/// are kept, the `PT_NOTE` segments their program headers name are captured as they stream
+/// by, and decompression stops after the last. `elf::notes` then reads a compact image made
+/// of the prefix and the captured notes (their program headers pointed at the copies, the
+/// section headers dropped), with every check it makes on a whole image.
+fn streamed_notes(bz: &bzimage::BzImage<'_>) -> Result<xenia_pvboot::elf::XenNotes, BuildError> {
+    /// A note segment to capture: where it is in the image, its length, its program header.
+    struct Wanted {
+        offset: u64,
+        len: u64,
+        phdr: usize,
+        bytes: Vec<u8>,
+    }
+    let mut prefix: Vec<u8> = Vec::new();
+    let mut wanted: Option<Vec<Wanted>> = None;
+    let mut at = 0u64;
+    bzimage::stream(bz.compression, bz.payload, &mut |chunk| {
+        if prefix.len() < STREAMED_PREFIX {
+            let take = (STREAMED_PREFIX - prefix.len()).min(chunk.len());
+            prefix.extend_from_slice(&chunk[..take]);
+        }
+        if wanted.is_none() && prefix.len() == STREAMED_PREFIX {
+            wanted = Some(
+                note_segments(&prefix)
+                    .into_iter()
+                    .map(|(phdr, offset, len)| Wanted {
+                        offset,
+                        len: len.min(STREAMED_NOTES),
+                        phdr,
+                        bytes: Vec::new(),
+                    })
+                    .collect(),
+            );
+        }
+        let end = at + chunk.len() as u64;
+        let mut done = true;
+        if let Some(list) = wanted.as_mut() {
+            for w in list.iter_mut() {
+                let (from, to) = (w.offset.max(at), (w.offset + w.len).min(end));
+                if from < to {
+                    w.bytes
+                        .extend_from_slice(&chunk[(from - at) as usize..(to - at) as usize]);
+                }
+                done &= w.offset + w.len <= end;
+            }
+        } else {
+            done = false;
+        }
+        at = end;
+        !done
+    })
+    .map_err(BuildError::BzImage)?;
+    let Some(list) = wanted else {
+        // The whole image was shorter than the prefix: it is all here.
+        return Ok(elf::notes(&prefix)?);
+    };
+    let mut compact = prefix;
+    for w in list {
+        let offset = compact.len() as u64;
+        compact.extend_from_slice(&w.bytes);
+        // `note_segments` read this program header from the prefix, so it is there.
+        if let Some(field) = compact.get_mut(w.phdr + 8..w.phdr + 16) {
+            field.copy_from_slice(&offset.to_le_bytes());
+        }
+    }
+    // No section headers: they lie past the prefix.
+    if compact.len() >= 0x40 {
+        compact[0x28..0x30].fill(0);
+        compact[0x3C..0x40].fill(0);
+    }
+    Ok(elf::notes(&compact)?)
+}
+
+/// The `PT_NOTE` program headers of the ELF-64 image that starts with `prefix`, as far as
+/// `prefix` holds them: (offset of the program header in the image, `p_offset`, `p_filesz`).
+/// Anything malformed yields fewer; `elf::notes` reports it.
+fn note_segments(prefix: &[u8]) -> Vec<(usize, u64, u64)> {
+    const PT_NOTE: u32 = 4;
+    const PHDR_SIZE: usize = 56;
+    let u16_at = |at: usize| {
+        prefix
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        prefix
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    let u64_at = |at: usize| {
+        prefix
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    let (Some(phoff), Some(phnum)) = (u64_at(0x20), u16_at(0x38)) else {
+        return Vec::new();
+    };
+    let Ok(phoff) = usize::try_from(phoff) else {
+        return Vec::new();
+    };
+    (0..usize::from(phnum))
+        .filter_map(|i| {
+            let ph = phoff.checked_add(i.checked_mul(PHDR_SIZE)?)?;
+            (u32_at(ph)? == PT_NOTE).then_some((ph, u64_at(ph + 8)?, u64_at(ph + 32)?))
+        })
+        .collect()
 }
 
 /// Builds and starts the domain `cfg` describes. On error nothing is left
@@ -658,7 +848,11 @@ fn fill<H: Hypervisor>(
         frames,
         sod,
     };
-    load_kernel(&mut mem, cfg.kernel, &plan.image)?;
+    load_kernel(
+        &mut mem,
+        plan.unpacked.as_deref().unwrap_or(cfg.kernel),
+        &plan.image,
+    )?;
     if let (Some(region), Some(bytes)) = (sod.initrd, cfg.ramdisk) {
         mem.write(region.start, bytes)?;
     }

@@ -581,6 +581,8 @@ fn a_short_populate_answer_is_refused() {
 #[test]
 fn refusals_before_creation_touch_nothing() {
     let good = kernel("");
+    let needs_writable_descriptors = kernel("!writable_descriptor_tables|dom0");
+    let needs_unknown = kernel("writable_page_tables|!teleport");
     let needs_writable_pt = kernel("!writable_page_tables|pae_pgdir_above_4gb");
     let long_cmdline = "x".repeat(1024);
     type Expect = fn(&BuildError) -> bool;
@@ -589,7 +591,17 @@ fn refusals_before_creation_touch_nothing() {
             matches!(e, BuildError::Elf(_))
         }),
         (DomainConfig::new("features", &needs_writable_pt, 8), |e| {
-            *e == BuildError::MissingFeatures(vec!["writable_page_tables".to_string()])
+            *e == BuildError::XenPvKernel {
+                kernel: "unnamed kernel".into(),
+                missing: vec!["writable_page_tables".to_string()],
+            }
+        }),
+        (
+            DomainConfig::new("descriptors", &needs_writable_descriptors, 8),
+            |e| *e == BuildError::MissingFeatures(vec!["writable_descriptor_tables".to_string()]),
+        ),
+        (DomainConfig::new("unknown", &needs_unknown, 8), |e| {
+            *e == BuildError::UnknownFeature(super::xenpv::UnknownFeature("teleport".into()))
         }),
         (DomainConfig::new("tiny", &good, 1), |e| {
             matches!(e, BuildError::Layout(LayoutError::TooSmall { .. }))

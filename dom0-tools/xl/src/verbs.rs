@@ -31,7 +31,7 @@ pub use sched::{sched_credit, sched_line};
 
 use std::io::Write;
 
-use dom0_tools::builder::{BuildError, ConsoleRing, DomainConfig, StoreRing};
+use dom0_tools::builder::{self, BuildError, ConsoleRing, DomainConfig, StoreRing};
 use dom0_tools::control::DomainInfo;
 use dom0_tools::devices::{ListEntry, MAX_RECORD, Record};
 use dom0_tools::xlcfg::{self, DomainSpec};
@@ -411,6 +411,17 @@ pub fn create_dry_run(
     Ok(())
 }
 
+/// The message for a build error `e` of kernel `path`: a Xen PV kernel is named by its file,
+/// so that the operator sees which kernel is meant.
+fn refusal(path: &str, e: BuildError, fail: &impl Fn(String) -> String) -> String {
+    match e {
+        BuildError::XenPvKernel { kernel, missing } => {
+            fail(builder::xen_pv_refusal(path, &kernel, &missing))
+        }
+        e => fail(e.to_string()),
+    }
+}
+
 /// `xl create`: returns the new domain's id.
 pub fn create(
     sys: &mut impl System,
@@ -449,6 +460,14 @@ pub fn create(
             spec.kernel
         ))
     })?;
+    // The kernel is checked before the ramdisk is read: a kernel Xenia cannot run is refused
+    // without dom0 holding both (Debian's is 14 MB, its initramfs 2 MB).
+    // Other errors are the build's to report (it checks the kernel again, whole).
+    if let Err(e @ (BuildError::XenPvKernel { .. } | BuildError::MissingFeatures(_))) =
+        builder::check_kernel(&kernel)
+    {
+        return Err(refusal(&spec.kernel, e, &fail));
+    }
     let ramdisk = match &spec.ramdisk {
         Some(r) => Some(
             sys.read_file(r)
@@ -494,7 +513,9 @@ pub fn create(
             || !spec.nics.is_empty(),
         ..DomainConfig::new(&spec.name, &kernel, spec.memory_mib)
     };
-    let built = sys.build(&cfg).map_err(|e| fail(e.to_string()))?;
+    let built = sys
+        .build(&cfg)
+        .map_err(|e| refusal(&spec.kernel, e, &fail))?;
     if let Err(e) = sys.adopt(&built, &record) {
         let dom = built.dom;
         return Err(match sys.destroy(dom) {

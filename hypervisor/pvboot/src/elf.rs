@@ -10,8 +10,10 @@
 //!
 //! A PV kernel is loaded at its link addresses: each `PT_LOAD` segment at `p_vaddr`, which is
 //! why only `ET_EXEC` is accepted. (Xen places segments at `p_paddr - PADDR_OFFSET + VIRT_BASE`,
-//! which is the same address for every kernel whose notes are right; `p_vaddr` needs no notes to
-//! be right. `XEN_ELFNOTE_PADDR_OFFSET` is therefore checked for form and otherwise ignored.)
+//! which is the same address for Xenia's kernels; `p_vaddr` needs no notes to be right.
+//! `XEN_ELFNOTE_PADDR_OFFSET` is therefore checked for form and otherwise ignored. Linux differs:
+//! its `.data..percpu` segment has `p_vaddr` 0, so a loader of Xen PV kernels must place by
+//! `p_paddr` as Xen does; [`parse`] refuses such an image, and [`notes`] reads its notes.)
 //!
 //! The ELF container (file header, program and section header tables) is read with the `elf`
 //! crate. The Xen notes are decoded here: their rules are Xen's (numeric values of 4 or 8 bytes,
@@ -36,9 +38,12 @@ use elf::file::{Class, FileHeader};
 use elf::section::SectionHeaderTable;
 use elf::segment::{ProgramHeader, SegmentTable};
 use guest_abi::elfnote::{
-    XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION,
-    XEN_ELFNOTE_HYPERCALL_PAGE, XEN_ELFNOTE_LOADER, XEN_ELFNOTE_NAME, XEN_ELFNOTE_PADDR_OFFSET,
-    XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
+    XEN_ELFNOTE_BSD_SYMTAB, XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS,
+    XEN_ELFNOTE_GUEST_VERSION, XEN_ELFNOTE_HV_START_LOW, XEN_ELFNOTE_HYPERCALL_PAGE,
+    XEN_ELFNOTE_INIT_P2M, XEN_ELFNOTE_LOADER, XEN_ELFNOTE_MOD_START_PFN, XEN_ELFNOTE_NAME,
+    XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_PAE_MODE, XEN_ELFNOTE_PHYS32_ENTRY,
+    XEN_ELFNOTE_SUPPORTED_FEATURES, XEN_ELFNOTE_SUSPEND_CANCEL, XEN_ELFNOTE_VIRT_BASE,
+    XEN_ELFNOTE_XEN_VERSION,
 };
 use guest_abi::layout::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
 
@@ -122,6 +127,26 @@ pub struct XenNotes {
     pub xen_version: Option<String>,
     /// `XEN_ELFNOTE_LOADER`, e.g. `"generic"`.
     pub loader: Option<String>,
+    /// `XEN_ELFNOTE_SUPPORTED_FEATURES`: the `XENFEAT_*` bitmap (submap 0, the only one Xen
+    /// reads) of optional features the kernel can use, on top of those `features` names.
+    pub supported_features: Option<u32>,
+    /// `XEN_ELFNOTE_INIT_P2M`: where a Xen PV kernel wants the initial p2m list mapped (Linux:
+    /// `0x8000000000`); absent means "in the start-of-day region", as Xenia's kernels expect.
+    pub init_p2m: Option<u64>,
+    /// `XEN_ELFNOTE_MOD_START_PFN`: non-zero when the kernel accepts its initrd given by
+    /// frame number (`SIF_MOD_START_PFN`) rather than mapped.
+    pub mod_start_pfn: Option<u64>,
+    /// `XEN_ELFNOTE_PAE_MODE`, e.g. `"yes"` (meaningful for 32-bit kernels only).
+    pub pae_mode: Option<String>,
+    /// `XEN_ELFNOTE_HV_START_LOW`: lowest address of the hypervisor hole (32-bit PAE kernels).
+    pub hv_start_low: Option<u64>,
+    /// `XEN_ELFNOTE_SUSPEND_CANCEL`: the kernel supports cooperative suspend cancellation.
+    pub suspend_cancel: Option<u64>,
+    /// `XEN_ELFNOTE_BSD_SYMTAB`, `"yes"` when the kernel wants its symbol table loaded.
+    pub bsd_symtab: Option<String>,
+    /// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit entry point for PVH (Xenia runs no PVH guests;
+    /// read so that tools can say the kernel has one).
+    pub phys32_entry: Option<u64>,
 }
 
 /// A checked kernel image: what the builder needs to lay out and load the domain.
@@ -425,6 +450,14 @@ fn note_name(t: u32) -> &'static str {
         XEN_ELFNOTE_GUEST_VERSION => "GUEST_VERSION",
         XEN_ELFNOTE_LOADER => "LOADER",
         XEN_ELFNOTE_FEATURES => "FEATURES",
+        XEN_ELFNOTE_PAE_MODE => "PAE_MODE",
+        XEN_ELFNOTE_BSD_SYMTAB => "BSD_SYMTAB",
+        XEN_ELFNOTE_HV_START_LOW => "HV_START_LOW",
+        XEN_ELFNOTE_SUSPEND_CANCEL => "SUSPEND_CANCEL",
+        XEN_ELFNOTE_INIT_P2M => "INIT_P2M",
+        XEN_ELFNOTE_MOD_START_PFN => "MOD_START_PFN",
+        XEN_ELFNOTE_SUPPORTED_FEATURES => "SUPPORTED_FEATURES",
+        XEN_ELFNOTE_PHYS32_ENTRY => "PHYS32_ENTRY",
         _ => "unknown",
     }
 }
@@ -743,6 +776,16 @@ pub fn parse(bytes: &[u8]) -> Result<KernelImage, ElfError> {
         virt_end,
         notes,
     })
+}
+
+/// The Xen notes of the ELF image `bytes` alone, without the checks of its segments that
+/// [`parse`] makes: how a builder tells which ABI a kernel was built for before it decides how
+/// to load it (a Xen PV kernel such as Linux places a segment by `p_paddr`, which [`parse`]
+/// refuses). The file header and the note containers are checked as [`parse`] checks them.
+pub fn notes(bytes: &[u8]) -> Result<XenNotes, ElfError> {
+    let ehdr = file_header(bytes)?;
+    let phdrs = program_headers(&ehdr, bytes)?;
+    xen_notes(&ehdr, &phdrs, bytes)
 }
 
 /// Copies each segment of `image` (as [`parse`] returned it for `bytes`) to its guest virtual
@@ -1092,6 +1135,25 @@ fn read_xen_note(note_type: u32, desc: &[u8], notes: &mut XenNotes) -> Result<()
         XEN_ELFNOTE_GUEST_VERSION => set(&mut notes.guest_version, string()?, note_type),
         XEN_ELFNOTE_XEN_VERSION => set(&mut notes.xen_version, string()?, note_type),
         XEN_ELFNOTE_LOADER => set(&mut notes.loader, string()?, note_type),
+        XEN_ELFNOTE_PAE_MODE => set(&mut notes.pae_mode, string()?, note_type),
+        XEN_ELFNOTE_BSD_SYMTAB => set(&mut notes.bsd_symtab, string()?, note_type),
+        XEN_ELFNOTE_INIT_P2M => set(&mut notes.init_p2m, numeric()?, note_type),
+        XEN_ELFNOTE_MOD_START_PFN => set(&mut notes.mod_start_pfn, numeric()?, note_type),
+        XEN_ELFNOTE_HV_START_LOW => set(&mut notes.hv_start_low, numeric()?, note_type),
+        XEN_ELFNOTE_SUSPEND_CANCEL => set(&mut notes.suspend_cancel, numeric()?, note_type),
+        XEN_ELFNOTE_PHYS32_ENTRY => set(&mut notes.phys32_entry, numeric()?, note_type),
+        // An array of 32-bit submaps (Xen's `elf_note_numeric_array`); Xen reads submap 0.
+        XEN_ELFNOTE_SUPPORTED_FEATURES => match *desc {
+            [a, b, c, d, ..] => set(
+                &mut notes.supported_features,
+                u32::from_le_bytes([a, b, c, d]),
+                note_type,
+            ),
+            _ => Err(NoteProblem::NumericSize {
+                note_type,
+                size: desc.len() as u32,
+            }),
+        },
         _ => Ok(()),
     }
 }

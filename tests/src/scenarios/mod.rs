@@ -13,6 +13,7 @@ mod dom0;
 mod domains;
 
 mod guests;
+mod linux;
 mod mem_offline;
 mod net;
 mod net_dom0;
@@ -225,6 +226,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xl_console", xl::console),
         Scenario::new("smp_compute_vcpus", xl::smp_compute_vcpus),
         Scenario::new("xl_bad_config", xl::bad_config),
+        Scenario::new("linux_kernel_recognised", linux::kernel_recognised),
+        Scenario::new("linux_initramfs_native", linux::initramfs_native),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),
         Scenario::new("xl_lifecycle", xl::lifecycle),
         Scenario::new("xl_verbs", xl::verbs),

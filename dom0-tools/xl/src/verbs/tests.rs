@@ -1659,3 +1659,68 @@ fn json_has_the_vcpu_affinities_xl_would_store() {
 
 mod block;
 mod network;
+
+/// A minimal ELF-64 image whose only content is a `PT_NOTE` segment with Xen's notes
+/// `(type, value)`.
+fn elf_with_notes(notes: &[(u32, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (t, desc) in notes {
+        body.extend_from_slice(&4u32.to_le_bytes());
+        body.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        body.extend_from_slice(&t.to_le_bytes());
+        body.extend_from_slice(b"Xen\0");
+        body.extend_from_slice(desc);
+        body.resize(body.len().next_multiple_of(4), 0);
+    }
+    let mut elf = vec![0u8; 120];
+    elf[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    elf[0x10..0x12].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf[0x12..0x14].copy_from_slice(&0x3Eu16.to_le_bytes()); // EM_X86_64
+    elf[0x14..0x18].copy_from_slice(&1u32.to_le_bytes());
+    elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    elf[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
+    elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    elf[0x38..0x3A].copy_from_slice(&1u16.to_le_bytes());
+    elf[0x3A..0x3C].copy_from_slice(&64u16.to_le_bytes());
+    elf[64..68].copy_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+    elf[72..80].copy_from_slice(&120u64.to_le_bytes());
+    elf[96..104].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    elf[104..112].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    elf[112..120].copy_from_slice(&4u64.to_le_bytes());
+    elf.extend(body);
+    elf
+}
+
+#[test]
+fn a_xen_pv_kernel_is_refused_by_name_before_its_ramdisk_is_read() {
+    use guest_abi::elfnote::{
+        XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION,
+    };
+    let mut f = Fake::new();
+    f.files.insert(
+        "/etc/xen/linux.cfg".into(),
+        b"name = \"linux\"\ntype = \"pv\"\nkernel = \"/boot/vmlinux\"\n\
+          ramdisk = \"/boot/missing.img\"\nextra = \"console=hvc0\"\nmemory = 64\n"
+            .to_vec(),
+    );
+    f.files.insert(
+        "/boot/vmlinux".into(),
+        elf_with_notes(&[
+            (XEN_ELFNOTE_GUEST_OS, b"linux\0"),
+            (XEN_ELFNOTE_GUEST_VERSION, b"2.6\0"),
+            (
+                XEN_ELFNOTE_FEATURES,
+                b"!writable_page_tables|pae_pgdir_above_4gb\0",
+            ),
+        ]),
+    );
+    let (r, _, _) = create(&mut f, "linux.cfg", &[], false);
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot create \"linux\": /boot/vmlinux is a Xen PV kernel (Linux 2.6) that requires \
+         features Xenia does not provide: writable_page_tables; the Xen PV guest mode \
+         (DESIGN.md §12) is not implemented yet, so Xenia runs only kernels built for its own \
+         ring-1 ABI"
+    );
+    assert!(f.log.is_empty(), "nothing built: {:?}", f.log);
+}

@@ -1,6 +1,7 @@
 //! The fuzz targets, one module each, and their registry [`TARGETS`].
 
 pub mod abi;
+pub mod bzimage;
 pub mod cpio;
 pub mod efimap;
 pub mod event;
@@ -23,6 +24,7 @@ pub const TARGETS: &[Target] = &[
     cpio::TARGET,
     xlcfg::TARGET,
     abi::TARGET,
+    bzimage::TARGET,
 ];
 
 /// The target called `name`.
