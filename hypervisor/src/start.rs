@@ -8,7 +8,7 @@ use crate::boot_info::{self, BootInfo};
 use crate::cpuinfo::Features;
 use crate::mm::memmap::{self, EntryKind, Exclusion, PhysRange};
 use crate::mm::{frames, heap};
-use crate::options::{self, Console, SelfTest};
+use crate::options::{self, SelfTest};
 use crate::power::{self, ExitReason};
 
 /// The boot path proper, from `arch::x86_64::boot`'s entry shim, with the physical address of
@@ -34,11 +34,7 @@ pub fn start(mbi_phys: u32) -> ! {
     let opts = options::parse(&boot.cmdline, |d| log::warn!("{d}"));
     power::set_debug_exit(opts.debug_exit);
     power::set_noreboot(opts.noreboot);
-    crate::console::configure(
-        opts.console == Console::Com1,
-        opts.loglvl,
-        opts.console_timestamps,
-    );
+    crate::console::configure(opts.console, opts.loglvl, opts.console_timestamps);
     for p in &boot.problems {
         log::warn!(target: "boot", "{p}");
     }
@@ -54,6 +50,8 @@ pub fn start(mbi_phys: u32) -> ! {
     log::info!("memory: {} MiB usable", layout.usable_bytes() >> 20);
 
     setup_memory(&boot, &layout, cpu.features);
+    crate::console::attach_screen(boot.screen.as_ref(), opts.console);
+    crate::console::attach_keyboard(opts.console);
     arch::enable_protections(cpu.features);
     pit::disable_legacy_pic();
     match apic::init(cpu.crystal) {

@@ -87,6 +87,35 @@ pub fn render(
     Ok(out)
 }
 
+/// The template's `set gfxpayload=` line.
+const GFXPAYLOAD_LINE: &str = "set gfxpayload=";
+
+/// `cfg` with its `set gfxpayload=` line set to `mode` (`text`, `auto`, `1024x768x32`, ...).
+pub fn set_gfxpayload(cfg: &str, mode: &str) -> Result<String, String> {
+    if mode.is_empty()
+        || !mode
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, 'x' | ',' | ';'))
+    {
+        return Err(format!("gfxpayload {mode:?}: expected a GRUB video mode such as 1024x768x32"));
+    }
+    if cfg.lines().filter(|l| l.trim_start().starts_with(GFXPAYLOAD_LINE)).count() != 1 {
+        return Err("the GRUB template must set gfxpayload exactly once".to_string());
+    }
+    let mut out = String::with_capacity(cfg.len() + mode.len());
+    for line in cfg.lines() {
+        if line.trim_start().starts_with(GFXPAYLOAD_LINE) {
+            out.push_str(&line[..line.len() - line.trim_start().len()]);
+            out.push_str(GFXPAYLOAD_LINE);
+            out.push_str(mode);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// `prefix` followed by `words` (if any), separated by a space.
 fn join_words(prefix: &str, words: &str) -> String {
     if words.is_empty() {

@@ -88,6 +88,9 @@ pub struct ImageSpec {
     pub hv_options: String,
     /// Modules in `module2` order.
     pub modules: Vec<Module>,
+    /// GRUB's `gfxpayload` for the hypervisor (`text` in the template: VGA text mode on BIOS),
+    /// e.g. `1024x768x32` for a VBE framebuffer.
+    pub gfxpayload: Option<String>,
 }
 
 impl ImageSpec {
@@ -103,6 +106,7 @@ impl ImageSpec {
             hypervisor,
             hv_options: DEFAULT_HV_OPTIONS.to_string(),
             modules,
+            gfxpayload: None,
         })
     }
 
@@ -115,7 +119,11 @@ impl ImageSpec {
                 cmdline: &module.cmdline,
             });
         }
-        grub::render(grub::TEMPLATE, &self.hv_options, &entries)
+        let cfg = grub::render(grub::TEMPLATE, &self.hv_options, &entries)?;
+        match &self.gfxpayload {
+            None => Ok(cfg),
+            Some(mode) => grub::set_gfxpayload(&cfg, mode),
+        }
     }
 
     /// The staged files (path relative to the staging root, contents), reading the inputs.
@@ -287,6 +295,7 @@ mod tests {
             hypervisor: PathBuf::from("/nonexistent/xenia.elf"),
             hv_options: String::new(),
             modules: vec![],
+            gfxpayload: None,
         };
         let err = build_image(
             &spec,
@@ -325,6 +334,7 @@ mod tests {
                 .iter()
                 .map(|m| Module::new(format!("/x/{}", m.artifact), m.cmdline))
                 .collect(),
+            gfxpayload: None,
         };
         let cfg = spec.grub_cfg().unwrap();
         let lines: Vec<&str> = cfg.lines().map(str::trim).collect();

@@ -21,6 +21,7 @@ mod net_xl;
 mod operator;
 mod operator_xl;
 mod peer;
+mod realpc_screen;
 mod security;
 mod smp;
 mod xenstore;
@@ -55,6 +56,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("selftest_pf", boot::selftest_pf),
         Scenario::new("unknown_option_warns", boot::unknown_option_warns),
         Scenario::new("acpi_poweroff", boot::acpi_poweroff),
+        Scenario::new("realpc_vga_console", realpc_screen::vga_console),
+        Scenario::new("realpc_keyboard", realpc_screen::keyboard),
+        Scenario::new("realpc_keyboard_switch", realpc_screen::keyboard_switch),
+        Scenario::new("realpc_fb_console", realpc_screen::fb_console),
         Scenario::new("smp_boot_1", smp::boot_1),
         Scenario::new("smp_boot_2", smp::boot_2),
         Scenario::new("smp_boot_4", smp::boot_4),

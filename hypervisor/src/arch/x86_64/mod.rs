@@ -18,6 +18,8 @@ pub mod entry;
 #[cfg(target_os = "none")]
 pub mod gdt;
 #[cfg(target_os = "none")]
+pub mod i8042;
+#[cfg(target_os = "none")]
 pub mod ioapic;
 #[cfg(target_os = "none")]
 pub mod ioport;
@@ -31,6 +33,8 @@ pub mod percpu;
 pub mod pit;
 #[cfg(target_os = "none")]
 pub mod power;
+#[cfg(target_os = "none")]
+pub mod screen;
 #[cfg(target_os = "none")]
 pub mod serial;
 #[cfg(target_os = "none")]
