@@ -135,7 +135,9 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
     let screen = match info.framebuffer_tag() {
         None => None,
         Some(Err(e)) => {
-            problems.push(alloc::format!("framebuffer of an unknown type ({e:?}); no screen"));
+            problems.push(alloc::format!(
+                "framebuffer of an unknown type ({e:?}); no screen"
+            ));
             None
         }
         Some(Ok(fb)) => screen(fb).unwrap_or_else(|why| {

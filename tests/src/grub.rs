@@ -97,9 +97,16 @@ pub fn set_gfxpayload(cfg: &str, mode: &str) -> Result<String, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, 'x' | ',' | ';'))
     {
-        return Err(format!("gfxpayload {mode:?}: expected a GRUB video mode such as 1024x768x32"));
+        return Err(format!(
+            "gfxpayload {mode:?}: expected a GRUB video mode such as 1024x768x32"
+        ));
     }
-    if cfg.lines().filter(|l| l.trim_start().starts_with(GFXPAYLOAD_LINE)).count() != 1 {
+    if cfg
+        .lines()
+        .filter(|l| l.trim_start().starts_with(GFXPAYLOAD_LINE))
+        .count()
+        != 1
+    {
         return Err("the GRUB template must set gfxpayload exactly once".to_string());
     }
     let mut out = String::with_capacity(cfg.len() + mode.len());

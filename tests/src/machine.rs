@@ -554,7 +554,9 @@ impl Machine {
             socket.push(self.monitor_path());
             socket.push(",server=on,wait=off");
             // In place of `-monitor none`.
-            match args.iter().position(|a| a == "none")
+            match args
+                .iter()
+                .position(|a| a == "none")
                 .filter(|&i| i > 0 && args[i - 1] == "-monitor")
             {
                 Some(i) => args[i] = socket,
@@ -811,7 +813,11 @@ impl Qemu {
             file.display()
         ))?;
         let memory = std::fs::read(&file).map_err(|e| {
-            format!("{}: pmemsave wrote no {} ({e}): {answer}", self.name, file.display())
+            format!(
+                "{}: pmemsave wrote no {} ({e}): {answer}",
+                self.name,
+                file.display()
+            )
         })?;
         Ok(crate::monitor::vga_text(&memory))
     }
@@ -822,7 +828,11 @@ impl Qemu {
         let _ = std::fs::remove_file(&file);
         let answer = self.monitor(&format!("screendump {}", file.display()))?;
         let data = std::fs::read(&file).map_err(|e| {
-            format!("{}: screendump wrote no {} ({e}): {answer}", self.name, file.display())
+            format!(
+                "{}: screendump wrote no {} ({e}): {answer}",
+                self.name,
+                file.display()
+            )
         })?;
         crate::monitor::parse_ppm(&data).map_err(|e| format!("{}: {e}", self.name))
     }

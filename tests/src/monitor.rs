@@ -273,13 +273,16 @@ pub fn framebuffer_text(img: &Image) -> Vec<String> {
                 }
             }
             // A blank cell, or the cursor on one (a solid block of one colour).
-            if brightest == 0 || (0..CELL_HEIGHT).all(|y| (0..CELL_WIDTH).all(|x| px(x, y) == brightest)) {
+            if brightest == 0
+                || (0..CELL_HEIGHT).all(|y| (0..CELL_WIDTH).all(|x| px(x, y) == brightest))
+            {
                 line.push(' ');
                 continue;
             }
             // The foreground is a palette colour at least as bright in every channel as the
             // brightest pixel (glyph pixels blend it over black).
-            let covers = |c: u32| (0..3).all(|i| (c >> (8 * i) & 0xFF) >= (brightest >> (8 * i) & 0xFF));
+            let covers =
+                |c: u32| (0..3).all(|i| (c >> (8 * i) & 0xFF) >= (brightest >> (8 * i) & 0xFF));
             let found = (1..PALETTE.len())
                 .filter(|&attr| covers(PALETTE[attr]))
                 .find_map(|attr| {
@@ -314,7 +317,10 @@ mod tests {
             key_names("xl list\n").unwrap(),
             ["x", "l", "spc", "l", "i", "s", "t", "ret"]
         );
-        assert_eq!(key_names("D-|").unwrap(), ["shift-d", "minus", "shift-backslash"]);
+        assert_eq!(
+            key_names("D-|").unwrap(),
+            ["shift-d", "minus", "shift-backslash"]
+        );
         assert!(key_names("é").is_err());
     }
 
@@ -344,7 +350,9 @@ mod tests {
 
     #[test]
     fn framebuffer_cells_read_back() {
-        use xenia_core::screen::{ATTR_NORMAL, ATTR_WARNING, CELL_HEIGHT, CELL_WIDTH, Cell, cell_pixel};
+        use xenia_core::screen::{
+            ATTR_NORMAL, ATTR_WARNING, CELL_HEIGHT, CELL_WIDTH, Cell, cell_pixel,
+        };
         let (cols, rows) = (12, 2);
         let (width, height) = (cols * CELL_WIDTH + 3, rows * CELL_HEIGHT + 5);
         let mut img = Image {
@@ -362,10 +370,24 @@ mod tests {
             }
         };
         for (i, ch) in b"dom0# xl".iter().enumerate() {
-            put(i, 1, Cell { ch: *ch, attr: ATTR_NORMAL });
+            put(
+                i,
+                1,
+                Cell {
+                    ch: *ch,
+                    attr: ATTR_NORMAL,
+                },
+            );
         }
         for (i, ch) in b"(XEN) Il1|".iter().enumerate() {
-            put(i, 0, Cell { ch: *ch, attr: ATTR_WARNING });
+            put(
+                i,
+                0,
+                Cell {
+                    ch: *ch,
+                    attr: ATTR_WARNING,
+                },
+            );
         }
         let text = framebuffer_text(&img);
         assert_eq!(text, ["(XEN) Il1|", "dom0# xl"]);

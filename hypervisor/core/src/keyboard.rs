@@ -131,7 +131,10 @@ mod tests {
         assert_eq!(typed(&[SHIFT, X, X | 0x80, SHIFT | 0x80, X]), b"Xx");
         assert_eq!(typed(&[SHIFT, BACKSLASH, SHIFT | 0x80]), b"|");
         // Ctrl-A three times: the serial line's switch character.
-        assert_eq!(typed(&[CTRL, A, A | 0x80, A, A | 0x80, A, CTRL | 0x80]), b"\x01\x01\x01");
+        assert_eq!(
+            typed(&[CTRL, A, A | 0x80, A, A | 0x80, A, CTRL | 0x80]),
+            b"\x01\x01\x01"
+        );
     }
 
     #[test]

@@ -1019,7 +1019,9 @@ mod tests {
         assert!(o.noreboot);
         assert_eq!(
             m,
-            ["unsupported value 'com1 none' for option 'console' ignored: Xenia drives com1 and vga"]
+            [
+                "unsupported value 'com1 none' for option 'console' ignored: Xenia drives com1 and vga"
+            ]
         );
         // The other quote character is plain text inside quotes.
         let (_, m) = run("x=\"it's\" y");

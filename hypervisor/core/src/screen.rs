@@ -438,7 +438,14 @@ impl Terminal {
                 0 => self.pen = ATTR_NORMAL,
                 1 => self.pen |= 0x08,
                 22 => self.pen &= !0x08,
-                7 => self.pen = Cell { ch: 0, attr: self.pen }.inverted().attr,
+                7 => {
+                    self.pen = Cell {
+                        ch: 0,
+                        attr: self.pen,
+                    }
+                    .inverted()
+                    .attr
+                }
                 30..=37 => self.pen = (self.pen & 0xF8) | ANSI_TO_VGA[usize::from(p - 30)],
                 39 => self.pen = (self.pen & 0xF0) | (ATTR_NORMAL & 0x0F),
                 40..=47 => {

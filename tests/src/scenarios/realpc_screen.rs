@@ -57,7 +57,10 @@ fn wait_screen(
             ));
         }
         if vm.has_exited() {
-            return Err(format!("{}: QEMU exited while waiting for {what}", vm.name()));
+            return Err(format!(
+                "{}: QEMU exited while waiting for {what}",
+                vm.name()
+            ));
         }
         std::thread::sleep(SCREEN_POLL);
     }
@@ -74,7 +77,10 @@ fn row_starts(rows: &[String], text: &str) -> bool {
 
 /// Whether the last non-blank row is the prompt (with nothing typed after it).
 fn prompt_last(rows: &[String]) -> bool {
-    rows.iter().rev().find(|r| !r.is_empty()).is_some_and(|r| r.trim_end() == PROMPT.trim_end())
+    rows.iter()
+        .rev()
+        .find(|r| !r.is_empty())
+        .is_some_and(|r| r.trim_end() == PROMPT.trim_end())
 }
 
 /// With `console=vga` on `-vga std` (BIOS, GRUB's `gfxpayload=text`), the hypervisor's log goes
@@ -82,7 +88,9 @@ fn prompt_last(rows: &[String]) -> bool {
 /// dom0's `dom0# ` prompt (dom0's console goes to both).
 pub fn vga_console(ctx: &Context) -> Result<(), String> {
     let mut vm = machine(ctx, "console=vga")?.boot()?;
-    wait_screen(&mut vm, "the boot banner", T, vga, |rows| row_starts(rows, BANNER))?;
+    wait_screen(&mut vm, "the boot banner", T, vga, |rows| {
+        row_starts(rows, BANNER)
+    })?;
     vm.wait_for(PROMPT, T)?;
     wait_screen(&mut vm, "the dom0# prompt", T, vga, prompt_last)?;
     let serial = vm.serial_log();
@@ -195,7 +203,9 @@ pub fn check_framebuffer_console(vm: &mut Qemu) -> Result<(), String> {
 /// hypervisor draws its log and dom0's console there, and a `screendump` shows the banner and
 /// the prompt in the console's font.
 pub fn fb_console(ctx: &Context) -> Result<(), String> {
-    let mut vm = machine(ctx, "console=vga")?.gfxpayload("1024x768x32").boot()?;
+    let mut vm = machine(ctx, "console=vga")?
+        .gfxpayload("1024x768x32")
+        .boot()?;
     check_framebuffer_console(&mut vm)?;
     let serial = vm.serial_log();
     vm.kill();

@@ -181,7 +181,9 @@ pub fn discover_acpi(root_from_loader: Option<(u64, usize)>) -> Option<PowerOff>
         }
         if crate::console::keyboard_owned() {
             match super::ioapic::route_keyboard(madt) {
-                Ok(()) => log::info!(target: "acpi", "console: PS/2 keyboard input interrupt-driven (I/O APIC)"),
+                Ok(()) => {
+                    log::info!(target: "acpi", "console: PS/2 keyboard input interrupt-driven (I/O APIC)")
+                }
                 Err(why) => log::warn!(target: "acpi", "console: {why}; keyboard input is polled"),
             }
         }
