@@ -257,32 +257,33 @@ pub fn attach_screen(found: Option<&crate::boot_info::Screen>, console: crate::o
         return;
     };
     let mut screen = Screen { term, memory };
-    let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
-    let mut c = CONSOLE.lock();
-    if c.screen_enabled {
-        // The log so far, coloured by level as it would have been.
-        let mut buf = [0u8; 512];
-        let mut from = 0;
-        let mut line_attr = screen::ATTR_NORMAL;
-        let mut at_start = true;
-        loop {
-            let r = c.ring.read_from(from, &mut buf);
-            if r.copied == 0 {
-                break;
-            }
-            for piece in buf[..r.copied].split_inclusive(|&b| b == b'\n') {
-                if at_start {
-                    line_attr = replay_attr(piece);
+    {
+        let _held = crate::lockorder::Held::new(crate::lockorder::Level::Console);
+        let mut c = CONSOLE.lock();
+        if c.screen_enabled {
+            // The log so far, coloured by level as it would have been.
+            let mut buf = [0u8; 512];
+            let mut from = 0;
+            let mut line_attr = screen::ATTR_NORMAL;
+            let mut at_start = true;
+            loop {
+                let r = c.ring.read_from(from, &mut buf);
+                if r.copied == 0 {
+                    break;
                 }
-                screen.term.write_log(piece, line_attr);
-                at_start = piece.ends_with(b"\n");
+                for piece in buf[..r.copied].split_inclusive(|&b| b == b'\n') {
+                    if at_start {
+                        line_attr = replay_attr(piece);
+                    }
+                    screen.term.write_log(piece, line_attr);
+                    at_start = piece.ends_with(b"\n");
+                }
+                from = r.next;
             }
-            from = r.next;
         }
+        screen.flush();
+        c.screen = Some(screen);
     }
-    screen.flush();
-    c.screen = Some(screen);
-    drop(c);
     let kind = match found {
         Found::Text { .. } => "VGA text",
         Found::Pixels { .. } => "framebuffer",
@@ -357,6 +358,25 @@ impl KeyboardInput {
             self.pending = KEYBOARD.lock().feed(code);
             self.at = 0;
         }
+    }
+}
+
+/// Shows a fatal message on the screen too, if the console lock is free (the failing code
+/// may hold it: then only COM1 has it). For the panic handler, after COM1.
+pub fn fatal_on_screen(args: fmt::Arguments<'_>) {
+    let Some(mut c) = CONSOLE.try_lock() else {
+        return;
+    };
+    if let Some(s) = &mut c.screen {
+        struct Text<'a>(&'a mut Terminal);
+        impl Write for Text<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0.write_log(s.as_bytes(), screen::ATTR_ERROR);
+                Ok(())
+            }
+        }
+        let _ = writeln!(Text(&mut s.term), "\n{PREFIX}{args}");
+        s.flush();
     }
 }
 

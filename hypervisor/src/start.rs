@@ -276,6 +276,7 @@ fn provoke_page_fault() {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut out = crate::console::emergency();
     let _ = writeln!(out, "\nhypervisor panic: {info}");
+    crate::console::fatal_on_screen(format_args!("hypervisor panic: {info}"));
     trap::write_call_trace(&mut out, 0, arch::boot::frame_pointer());
     power::exit(ExitReason::HypervisorFailure)
 }

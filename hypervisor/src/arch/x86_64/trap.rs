@@ -197,6 +197,13 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
     );
     let _ = writeln!(out, "  rsp {:#018x}  ss {:#x}", f.rsp, f.ss);
     let _ = writeln!(out, "  cr2 {:#x}  cr3 {:#x}", cr2, cr3);
+    crate::console::fatal_on_screen(format_args!(
+        "fatal exception: vector {} ({}) at rip {:#x}, cr2 {:#x}; details on COM1",
+        f.vector,
+        exception_name(f.vector),
+        f.rip,
+        cr2
+    ));
     let regs = [
         ("rax", f.rax),
         ("rbx", f.rbx),
