@@ -214,3 +214,30 @@ pub fn fb_console(ctx: &Context) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The screen and the keyboard are the hypervisor's: on a VBE framebuffer with the default
+/// `console=`, the test dom0 (`devaccess_screen`) finds the keyboard controller's ports
+/// faulting, GSI 1 refused and the framebuffer refused to `mmu_update` on `DOMID_IO`.
+pub fn screen_owned(ctx: &Context) -> Result<(), String> {
+    use crate::contract;
+    let dom0 = ctx.workspace().require_artifact(super::domains::DOM0TEST)?;
+    // The test dom0 wants the test guest as module 1, though this test builds no domU.
+    let domu = ctx.workspace().require_artifact(super::guests::TESTGUEST)?;
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .gfxpayload("1024x768x32")
+        .module(dom0, "test=devaccess_screen")
+        .module(domu, "")
+        .boot()?;
+    let result = vm.wait_for_line_starting(&contract::guest_line("Test result: "), T)?;
+    vm.expect_exit(crate::machine::EXIT_POWEROFF, T)?;
+    if !result.contains("SUCCESS") {
+        return Err(format!("devaccess_screen: {result}"));
+    }
+    if !vm.serial_log().contains("screen: framebuffer, ") {
+        return Err("the hypervisor did not take the framebuffer".into());
+    }
+    Ok(())
+}
