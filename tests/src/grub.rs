@@ -400,8 +400,12 @@ mod tests {
         pos("set timeout=0");
         let entry = pos("menuentry \"Xenia\" {");
         let kernel = pos("multiboot2 /boot/xenia.elf");
+        let gfxpayload = pos("set gfxpayload=text");
         let boot = pos("boot");
-        assert!(entry < kernel && kernel + 1 == boot, "{cfg}");
+        assert!(
+            entry < kernel && kernel < gfxpayload && gfxpayload < boot,
+            "{cfg}"
+        );
         assert!(!cfg.contains('@'), "placeholder left in\n{cfg}");
         assert!(!cfg.lines().any(|l| l.trim_start().starts_with("module2")));
         assert_eq!(cfg.matches("menuentry").count(), 1);
@@ -423,6 +427,7 @@ mod tests {
         let body: Vec<&str> = cfg
             .lines()
             .skip_while(|l| !l.starts_with("menuentry"))
+            .filter(|l| !l.trim_start().starts_with('#'))
             .collect();
         assert_eq!(
             body,
@@ -431,6 +436,7 @@ mod tests {
                 "    multiboot2 /boot/xenia.elf loglvl=all 'x=$y'",
                 "    module2 /boot/dom0.elf console=hvc0 'foo=a b'",
                 "    module2 /boot/initrd.cpio",
+                "    set gfxpayload=text",
                 "    boot",
                 "}",
             ]
@@ -474,5 +480,19 @@ mod tests {
                 .unwrap_err()
                 .contains("alone on its line")
         );
+    }
+
+    #[test]
+    fn gfxpayload_is_set_in_the_entry() {
+        let cfg = render(TEMPLATE, "", &[]).unwrap();
+        assert!(cfg.contains("    set gfxpayload=text\n"), "{cfg}");
+        let vbe = set_gfxpayload(&cfg, "1024x768x32").unwrap();
+        assert!(vbe.contains("    set gfxpayload=1024x768x32\n"), "{vbe}");
+        assert!(!vbe.contains("gfxpayload=text"));
+        // After the multiboot2 line, which would otherwise reset it.
+        let at = |text: &str, what: &str| text.find(what).unwrap();
+        assert!(at(&vbe, "multiboot2 ") < at(&vbe, "set gfxpayload="));
+        assert!(set_gfxpayload(&cfg, "1024 x768").is_err());
+        assert!(set_gfxpayload("menuentry x {\n}\n", "text").is_err());
     }
 }
