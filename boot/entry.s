@@ -42,6 +42,16 @@ mb2_header_start:
     .word 6
     .word 0
     .long 8
+    /* framebuffer tag (type 5), optional (flags bit 0): the screen console draws on what
+     * GRUB sets up. No preferred size or depth (0): grub.cfg's `gfxpayload` decides (`text`
+     * keeps VGA text mode on BIOS, reported as an EGA-text framebuffer). */
+    .balign 8
+    .word 5
+    .word 1
+    .long 20
+    .long 0
+    .long 0
+    .long 0
     /* end tag */
     .balign 8
     .word 0

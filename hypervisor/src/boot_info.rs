@@ -60,6 +60,21 @@ impl core::fmt::Display for Firmware {
     }
 }
 
+/// The screen GRUB left, from the multiboot2 framebuffer tag.
+#[derive(Clone, Copy, Debug)]
+pub enum Screen {
+    /// VGA text mode (the EGA-text framebuffer type): 16-bit cells at `address`.
+    Text { address: u64, cols: u32, rows: u32 },
+    /// A linear RGB framebuffer (VBE on BIOS, GOP on UEFI).
+    Pixels {
+        address: u64,
+        pitch: u32,
+        width: u32,
+        height: u32,
+        format: xenia_core::screen::PixelFormat,
+    },
+}
+
 pub struct BootInfo {
     pub cmdline: String,
     pub modules: Vec<Module>,
@@ -73,6 +88,8 @@ pub struct BootInfo {
     pub mbi: PhysRange,
     /// ACPI root table (address, entry size) from the loader's RSDP copy.
     pub acpi_root: Option<(u64, usize)>,
+    /// The screen, if the loader reported one the console can draw on.
+    pub screen: Option<Screen>,
     /// Problems found on the way, for the caller to log once logging is configured.
     pub problems: Vec<String>,
 }
@@ -234,6 +251,20 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         (root, _) => root,
     };
 
+    let screen = match info.framebuffer_tag() {
+        None => None,
+        Some(Err(e)) => {
+            problems.push(alloc::format!(
+                "framebuffer of an unknown type ({e:?}); no screen"
+            ));
+            None
+        }
+        Some(Ok(fb)) => screen(fb).unwrap_or_else(|why| {
+            problems.push(alloc::format!("framebuffer: {why}; no screen"));
+            None
+        }),
+    };
+
     let mbi = PhysRange {
         start: info.start_address() as u64 - DIRECTMAP_BASE,
         end: info.end_address() as u64 - DIRECTMAP_BASE,
@@ -246,6 +277,7 @@ pub fn parse(mbi_phys: u32) -> Result<BootInfo, String> {
         firmware,
         mbi,
         acpi_root,
+        screen,
         problems,
     })
 }
@@ -267,6 +299,51 @@ fn rsdp_from_efi(table: u64) -> Result<(u64, usize), String> {
     firmware_bytes(rsdp, 36)
         .and_then(crate::acpi::root_table)
         .ok_or_else(|| alloc::format!("the RSDP at {rsdp:#x} named by EFI is invalid"))
+}
+
+/// The screen a framebuffer tag describes, if the console can draw on it: text mode, or RGB
+/// at 16, 24 or 32 bits per pixel (an indexed-colour mode is refused).
+fn screen(fb: &multiboot2::FramebufferTag) -> Result<Option<Screen>, String> {
+    use multiboot2::FramebufferType;
+    let (width, height, pitch) = (fb.width(), fb.height(), fb.pitch());
+    if fb.address() == 0 || width == 0 || height == 0 {
+        return Err(alloc::format!(
+            "{width}x{height} at {:#x} is empty",
+            fb.address()
+        ));
+    }
+    match fb.buffer_type() {
+        Ok(FramebufferType::Text) => Ok(Some(Screen::Text {
+            address: fb.address(),
+            cols: width,
+            rows: height,
+        })),
+        Ok(FramebufferType::RGB { red, green, blue }) => {
+            let bytes = usize::from(fb.bpp()).div_ceil(8);
+            if !matches!(bytes, 2..=4) || u64::from(pitch) < u64::from(width) * bytes as u64 {
+                return Err(alloc::format!(
+                    "{width}x{height}, {} bits per pixel, pitch {pitch}: not a layout the console draws",
+                    fb.bpp()
+                ));
+            }
+            Ok(Some(Screen::Pixels {
+                address: fb.address(),
+                pitch,
+                width,
+                height,
+                format: xenia_core::screen::PixelFormat {
+                    bytes,
+                    red: (red.position, red.size),
+                    green: (green.position, green.size),
+                    blue: (blue.position, blue.size),
+                },
+            }))
+        }
+        Ok(FramebufferType::Indexed { .. }) => {
+            Err("an indexed-colour mode (set gfxpayload to a 32-bit mode)".to_string())
+        }
+        Err(e) => Err(alloc::format!("unknown type {e:?}")),
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::cpuinfo::Features;
 use crate::mm::efimap;
 use crate::mm::memmap::{self, EntryKind, Exclusion, PhysRange};
 use crate::mm::{frames, heap};
-use crate::options::{self, Console, SelfTest};
+use crate::options::{self, SelfTest};
 use crate::power::{self, ExitReason};
 
 /// The boot path proper, from `arch::x86_64::boot`'s entry shim, with the physical address of
@@ -35,11 +35,7 @@ pub fn start(mbi_phys: u32) -> ! {
     let opts = options::parse(&boot.cmdline, |d| log::warn!("{d}"));
     power::set_debug_exit(opts.debug_exit);
     power::set_noreboot(opts.noreboot);
-    crate::console::configure(
-        opts.console == Console::Com1,
-        opts.loglvl,
-        opts.console_timestamps,
-    );
+    crate::console::configure(opts.console, opts.loglvl, opts.console_timestamps);
     for p in &boot.problems {
         log::warn!(target: "boot", "{p}");
     }
@@ -63,6 +59,8 @@ pub fn start(mbi_phys: u32) -> ! {
     log::info!("memory: {} MiB usable", layout.usable_bytes() >> 20);
 
     setup_memory(&boot, &layout, cpu.features);
+    crate::console::attach_screen(boot.screen.as_ref(), opts.console);
+    crate::console::attach_keyboard(opts.console);
     arch::enable_protections(cpu.features);
     pit::disable_legacy_pic();
     // The HPET, a calibration source, is found through the ACPI tables: this first look at
@@ -300,6 +298,7 @@ fn provoke_page_fault() {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut out = crate::console::emergency();
     let _ = writeln!(out, "\nhypervisor panic: {info}");
+    crate::console::fatal_on_screen(format_args!("hypervisor panic: {info}"));
     trap::write_call_trace(&mut out, 0, arch::boot::frame_pointer());
     power::exit(ExitReason::HypervisorFailure)
 }

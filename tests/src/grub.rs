@@ -107,6 +107,42 @@ pub fn insert_before_multiboot2(cfg: &str, lines: &[String]) -> String {
     out
 }
 
+/// The template's `set gfxpayload=` line.
+const GFXPAYLOAD_LINE: &str = "set gfxpayload=";
+
+/// `cfg` with its `set gfxpayload=` line set to `mode` (`text`, `auto`, `1024x768x32`, ...).
+pub fn set_gfxpayload(cfg: &str, mode: &str) -> Result<String, String> {
+    if mode.is_empty()
+        || !mode
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, 'x' | ',' | ';'))
+    {
+        return Err(format!(
+            "gfxpayload {mode:?}: expected a GRUB video mode such as 1024x768x32"
+        ));
+    }
+    if cfg
+        .lines()
+        .filter(|l| l.trim_start().starts_with(GFXPAYLOAD_LINE))
+        .count()
+        != 1
+    {
+        return Err("the GRUB template must set gfxpayload exactly once".to_string());
+    }
+    let mut out = String::with_capacity(cfg.len() + mode.len());
+    for line in cfg.lines() {
+        if line.trim_start().starts_with(GFXPAYLOAD_LINE) {
+            out.push_str(&line[..line.len() - line.trim_start().len()]);
+            out.push_str(GFXPAYLOAD_LINE);
+            out.push_str(mode);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// `prefix` followed by `words` (if any), separated by a space.
 fn join_words(prefix: &str, words: &str) -> String {
     if words.is_empty() {
@@ -395,8 +431,12 @@ mod tests {
         pos("set timeout=0");
         let entry = pos("menuentry \"Xenia\" {");
         let kernel = pos("multiboot2 /boot/xenia.elf");
+        let gfxpayload = pos("set gfxpayload=text");
         let boot = pos("boot");
-        assert!(entry < kernel && kernel + 1 == boot, "{cfg}");
+        assert!(
+            entry < kernel && kernel < gfxpayload && gfxpayload < boot,
+            "{cfg}"
+        );
         assert!(!cfg.contains('@'), "placeholder left in\n{cfg}");
         assert!(!cfg.lines().any(|l| l.trim_start().starts_with("module2")));
         assert_eq!(cfg.matches("menuentry").count(), 1);
@@ -418,6 +458,7 @@ mod tests {
         let body: Vec<&str> = cfg
             .lines()
             .skip_while(|l| !l.starts_with("menuentry"))
+            .filter(|l| !l.trim_start().starts_with('#'))
             .collect();
         assert_eq!(
             body,
@@ -426,6 +467,7 @@ mod tests {
                 "    multiboot2 /boot/xenia.elf loglvl=all 'x=$y'",
                 "    module2 /boot/dom0.elf console=hvc0 'foo=a b'",
                 "    module2 /boot/initrd.cpio",
+                "    set gfxpayload=text",
                 "    boot",
                 "}",
             ]
@@ -469,5 +511,19 @@ mod tests {
                 .unwrap_err()
                 .contains("alone on its line")
         );
+    }
+
+    #[test]
+    fn gfxpayload_is_set_in_the_entry() {
+        let cfg = render(TEMPLATE, "", &[]).unwrap();
+        assert!(cfg.contains("    set gfxpayload=text\n"), "{cfg}");
+        let vbe = set_gfxpayload(&cfg, "1024x768x32").unwrap();
+        assert!(vbe.contains("    set gfxpayload=1024x768x32\n"), "{vbe}");
+        assert!(!vbe.contains("gfxpayload=text"));
+        // After the multiboot2 line, which would otherwise reset it.
+        let at = |text: &str, what: &str| text.find(what).unwrap();
+        assert!(at(&vbe, "multiboot2 ") < at(&vbe, "set gfxpayload="));
+        assert!(set_gfxpayload(&cfg, "1024 x768").is_err());
+        assert!(set_gfxpayload("menuentry x {\n}\n", "text").is_err());
     }
 }

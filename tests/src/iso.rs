@@ -140,6 +140,9 @@ pub struct ImageSpec {
     /// these, as they are (no checksum is corrected), into new RSDT/XSDT and a new RSDP that
     /// the multiboot2 ACPI tags then give. Empty for every real image.
     pub acpi_tables: Vec<PathBuf>,
+    /// GRUB's `gfxpayload` for the hypervisor (`text` in the template: VGA text mode on BIOS),
+    /// e.g. `1024x768x32` for a VBE framebuffer.
+    pub gfxpayload: Option<String>,
 }
 
 impl ImageSpec {
@@ -156,6 +159,7 @@ impl ImageSpec {
             hv_options: DEFAULT_HV_OPTIONS.to_string(),
             modules,
             acpi_tables: Vec::new(),
+            gfxpayload: None,
         })
     }
 
@@ -173,7 +177,11 @@ impl ImageSpec {
         for table in &self.acpi_tables {
             acpi.push(format!("acpi /boot/{}", boot_file_name(table)?));
         }
-        Ok(grub::insert_before_multiboot2(&cfg, &acpi))
+        let cfg = grub::insert_before_multiboot2(&cfg, &acpi);
+        match &self.gfxpayload {
+            None => Ok(cfg),
+            Some(mode) => grub::set_gfxpayload(&cfg, mode),
+        }
     }
 
     /// The staged files (path relative to the staging root, contents), reading the inputs.
@@ -360,6 +368,7 @@ mod tests {
             hv_options: String::new(),
             modules: vec![],
             acpi_tables: vec![],
+            gfxpayload: None,
         };
         let err = build_image(
             &spec,
@@ -399,6 +408,7 @@ mod tests {
                 .map(|m| Module::new(format!("/x/{}", m.artifact), m.cmdline))
                 .collect(),
             acpi_tables: vec![],
+            gfxpayload: None,
         };
         let cfg = spec.grub_cfg().unwrap();
         let lines: Vec<&str> = cfg.lines().map(str::trim).collect();

@@ -45,6 +45,7 @@ pub mod contract;
 pub mod grub;
 pub mod iso;
 pub mod machine;
+pub mod monitor;
 pub mod netbench;
 pub mod peer;
 pub mod runner;

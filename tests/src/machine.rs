@@ -319,6 +319,10 @@ pub struct Machine {
     nic: Option<Vec<Forward>>,
     /// Boot UEFI firmware (OVMF) instead of SeaBIOS.
     uefi: bool,
+    /// QEMU's monitor on a Unix socket in the machine's directory ([`Qemu::monitor`]).
+    monitor: bool,
+    /// GRUB's `gfxpayload` (the template's `text` when `None`).
+    gfxpayload: Option<String>,
     registry: Option<Registry>,
 }
 
@@ -349,6 +353,8 @@ impl Machine {
             acpi_tables: Vec::new(),
             nic: None,
             uefi: false,
+            monitor: false,
+            gfxpayload: None,
             registry: None,
         }
     }
@@ -495,6 +501,26 @@ impl Machine {
         self
     }
 
+    /// Gives the machine QEMU's monitor on a Unix socket in its directory, for
+    /// [`Qemu::monitor`], [`Qemu::send_keys`], [`Qemu::read_vga_text`] and
+    /// [`Qemu::screendump`].
+    pub fn monitor(mut self, on: bool) -> Machine {
+        self.monitor = on;
+        self
+    }
+
+    /// GRUB's `gfxpayload` for the hypervisor, e.g. `1024x768x32` for a VBE framebuffer on
+    /// BIOS (the image's default is `text`: VGA text mode).
+    pub fn gfxpayload(mut self, mode: &str) -> Machine {
+        self.gfxpayload = Some(mode.to_string());
+        self
+    }
+
+    /// Where the monitor's socket is.
+    pub fn monitor_path(&self) -> PathBuf {
+        self.dir.join("monitor.sock")
+    }
+
     /// Boots another hypervisor image than `<target>/xenia/xenia.elf`.
     pub fn hypervisor(mut self, path: impl Into<PathBuf>) -> Machine {
         self.hypervisor = path.into();
@@ -530,6 +556,7 @@ impl Machine {
                 })
                 .collect(),
             acpi_tables: self.acpi_tables.clone(),
+            gfxpayload: self.gfxpayload.clone(),
         }
     }
 
@@ -571,6 +598,20 @@ impl Machine {
         }
         if let Some(forwards) = &self.nic {
             args.extend(nic_args(forwards));
+        }
+        if self.monitor {
+            let mut socket = OsString::from("unix:");
+            socket.push(self.monitor_path());
+            socket.push(",server=on,wait=off");
+            // In place of `-monitor none`.
+            match args
+                .iter()
+                .position(|a| a == "none")
+                .filter(|&i| i > 0 && args[i - 1] == "-monitor")
+            {
+                Some(i) => args[i] = socket,
+                None => args.extend([OsString::from("-monitor"), socket]),
+            }
         }
         args.extend(self.qemu_args.iter().map(OsString::from));
         // A profiling aid, never set by the suite: extra QEMU arguments for every machine
@@ -623,6 +664,11 @@ impl Machine {
         }
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let monitor_path = self.monitor.then(|| self.monitor_path());
+        if let Some(path) = &monitor_path {
+            // A socket left by an earlier run would make QEMU fail to bind.
+            let _ = std::fs::remove_file(path);
+        }
         let image = iso::build_image(&self.image_spec(), &self.dir.join("iso"), &self.iso_path())?;
 
         let mut child = Command::new(QEMU)
@@ -654,6 +700,9 @@ impl Machine {
             lock(registry).push((self.name.clone(), Arc::clone(&shared)));
         }
         Ok(Qemu {
+            dir: self.dir.clone(),
+            monitor_path,
+            monitor: None,
             forwards: self.nic.clone().unwrap_or_default(),
             name: self.name,
             stdin: child.stdin.take(),
@@ -749,6 +798,11 @@ fn spawn_reader(
 /// A running QEMU. Dropping it kills QEMU.
 pub struct Qemu {
     name: String,
+    /// The machine's directory (dumps from the monitor go there).
+    dir: PathBuf,
+    /// The monitor's socket, if the machine has one, and the connection once made.
+    monitor_path: Option<PathBuf>,
+    monitor: Option<crate::monitor::Monitor>,
     /// The network card's port forwards.
     forwards: Vec<Forward>,
     child: Child,
@@ -772,6 +826,78 @@ impl Qemu {
     /// The machine's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Runs a QEMU monitor command (the machine needs [`Machine::monitor`]) and returns its
+    /// answer; bounded by [`crate::monitor::COMMAND_TIMEOUT`].
+    pub fn monitor(&mut self, command: &str) -> Result<String, String> {
+        let Some(path) = &self.monitor_path else {
+            return Err(format!(
+                "{}: no QEMU monitor: build the machine with .monitor(true)",
+                self.name
+            ));
+        };
+        if self.monitor.is_none() {
+            self.monitor = Some(crate::monitor::Monitor::connect(path)?);
+        }
+        let monitor = self.monitor.as_mut().expect("connected just above");
+        monitor
+            .command(command)
+            .map_err(|e| format!("{}: monitor command {command:?}: {e}", self.name))
+    }
+
+    /// Presses one key through the monitor (`sendkey`, QEMU's key names: `ctrl-a`, `ret`,
+    /// `shift-d`, `backspace`).
+    pub fn sendkey(&mut self, key: &str) -> Result<(), String> {
+        let answer = self.monitor(&format!("sendkey {key}"))?;
+        if answer.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{}: sendkey {key}: {}", self.name, answer.trim()))
+        }
+    }
+
+    /// Types `text` on the PS/2 keyboard, key by key ([`crate::monitor::key_names`]).
+    pub fn send_keys(&mut self, text: &str) -> Result<(), String> {
+        for key in crate::monitor::key_names(text)? {
+            self.sendkey(&key)?;
+        }
+        Ok(())
+    }
+
+    /// The 80x25 VGA text screen, row by row (`pmemsave` of 0xB8000).
+    pub fn read_vga_text(&mut self) -> Result<Vec<String>, String> {
+        use crate::monitor::{VGA_COLS, VGA_ROWS, VGA_TEXT_ADDRESS};
+        let file = self.dir.join("vga-text.bin");
+        let _ = std::fs::remove_file(&file);
+        let len = VGA_COLS * VGA_ROWS * 2;
+        let answer = self.monitor(&format!(
+            "pmemsave {VGA_TEXT_ADDRESS:#x} {len} \"{}\"",
+            file.display()
+        ))?;
+        let memory = std::fs::read(&file).map_err(|e| {
+            format!(
+                "{}: pmemsave wrote no {} ({e}): {answer}",
+                self.name,
+                file.display()
+            )
+        })?;
+        Ok(crate::monitor::vga_text(&memory))
+    }
+
+    /// A screenshot of the display (`screendump`, PPM).
+    pub fn screendump(&mut self) -> Result<crate::monitor::Image, String> {
+        let file = self.dir.join("screen.ppm");
+        let _ = std::fs::remove_file(&file);
+        let answer = self.monitor(&format!("screendump {}", file.display()))?;
+        let data = std::fs::read(&file).map_err(|e| {
+            format!(
+                "{}: screendump wrote no {} ({e}): {answer}",
+                self.name,
+                file.display()
+            )
+        })?;
+        crate::monitor::parse_ppm(&data).map_err(|e| format!("{}: {e}", self.name))
     }
 
     /// Waits until `text` appears in the normalized serial output after the cursor, and moves

@@ -3,7 +3,8 @@
 //! The rules of the hypervisor that need no hardware to state: who owns each machine frame
 //! and what it may be used as (the frame table), grant tables, event channels, the credit
 //! scheduler, the firmware memory map, the software page-table walk, the command line,
-//! the dmesg ring, ACPI table parsing, RTC arithmetic, the address-space layout. The
+//! the dmesg ring, ACPI table parsing, RTC arithmetic, the address-space layout, the screen
+//! console's terminal and the PS/2 keyboard's decoding. The
 //! hypervisor binary (`hypervisor/src`) is `arch/`, entry code and the glue that feeds these
 //! modules real memory; everything here builds for the host too, where its unit tests,
 //! `cargo xtask fuzz` and `cargo xtask mutants` exercise it.
@@ -41,6 +42,7 @@ pub mod efi;
 pub mod event;
 pub mod grant;
 pub mod guest_ptr;
+pub mod keyboard;
 pub mod layout;
 pub mod maps;
 pub mod mm;
@@ -49,6 +51,7 @@ pub mod pirq;
 pub mod power;
 pub mod ptwr;
 pub mod sched;
+pub mod screen;
 pub mod time;
 pub mod topology;
 pub mod traps;

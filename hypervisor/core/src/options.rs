@@ -13,14 +13,54 @@
 use core::fmt;
 use log::LevelFilter;
 
-/// Where the hypervisor's own console output goes (Xen's `console=`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Console {
-    /// The first serial port, at the I/O ports firmware conventionally gives it.
-    #[default]
-    Com1,
-    /// Nowhere; the dmesg ring still records everything.
-    None,
+/// Where the hypervisor's own console output goes (Xen's `console=`): COM1, the screen (VGA
+/// text mode or the boot loader's framebuffer), both, or neither.
+///
+/// The option is about the hypervisor's log. dom0's console always goes to COM1 (it is the
+/// operator's way in), and to the screen unless the screen is left alone: the screen and the
+/// PS/2 keyboard are the hypervisor's unless `console=` names `com1` without `vga`, in which
+/// case both stay untouched for dom0 (as under Xen, whose `console=com1` leaves the VGA and
+/// the keyboard to dom0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Console {
+    /// The log goes to the first serial port.
+    pub com1: bool,
+    /// The log goes to the screen.
+    pub vga: bool,
+}
+
+impl Console {
+    /// `console=com1,vga`, the default: both, where both exist.
+    pub const BOTH: Console = Console {
+        com1: true,
+        vga: true,
+    };
+    /// `console=com1`.
+    pub const COM1: Console = Console {
+        com1: true,
+        vga: false,
+    };
+    /// `console=vga`.
+    pub const VGA: Console = Console {
+        com1: false,
+        vga: true,
+    };
+    /// `console=none`: the log goes nowhere but the dmesg ring.
+    pub const NONE: Console = Console {
+        com1: false,
+        vga: false,
+    };
+
+    /// Whether the hypervisor takes the screen and the keyboard (see the type's docs).
+    pub fn owns_screen(self) -> bool {
+        self.vga || !self.com1
+    }
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console::BOTH
+    }
 }
 
 /// Dom0's memory, from Xen's `dom0_mem=[min:<size>,][max:<size>,][<size>]`. All in bytes; the
@@ -49,7 +89,7 @@ pub enum SelfTest {
 /// Everything the command line can set. `Default` is what an empty line means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// `console=com1|none`.
+    /// `console=com1|vga|com1,vga|none`.
     pub console: Console,
     /// `loglvl=none|error|warning|info|debug|all[/<rate-limited level>]`; the rate-limited
     /// level is checked but has no effect (Xenia does not rate-limit).
@@ -82,7 +122,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            console: Console::Com1,
+            console: Console::BOTH,
             loglvl: LevelFilter::Info,
             dom0_mem: None,
             debug_exit: false,
@@ -351,34 +391,31 @@ pub fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-/// `console=`: a comma-separated list like Xen's. Xen can drive several consoles at once; Xenia
-/// has only COM1, so `com1` anywhere wins, `none` alone silences it, and the rest is reported.
+/// `console=`: a comma-separated list like Xen's: `com1` and `vga` add a console, `none` adds
+/// nothing (so `none` alone silences the log), anything else Xen knows (`com2`, `dbgp`, ...)
+/// is reported and skipped.
 fn parse_console<'a>(
     key: &'a str,
     value: &'a str,
     report: &mut impl FnMut(Diagnostic<'a>),
 ) -> Result<Console, &'static str> {
-    let (mut com1, mut none) = (false, false);
+    let mut console = Console::NONE;
     for item in value.split(',') {
         match item {
-            "com1" => com1 = true,
-            "none" => none = true,
-            "" => {}
+            "com1" => console.com1 = true,
+            "vga" => console.vga = true,
+            "none" | "" => {}
             other => report(Diagnostic::Unsupported {
                 key,
                 value: other,
-                reason: "Xenia only drives com1",
+                reason: "Xenia drives com1 and vga",
             }),
         }
     }
     if value.split(',').all(str::is_empty) {
-        return Err("expected com1 or none");
+        return Err("expected com1, vga, com1,vga or none");
     }
-    Ok(if none && !com1 {
-        Console::None
-    } else {
-        Console::Com1
-    })
+    Ok(console)
 }
 
 /// `loglvl=<level>[/<rate-limited level>]` (Xen's `parse_loglvl`, `drivers/char/console.c`).
@@ -536,7 +573,7 @@ mod tests {
             assert_eq!(quiet(line), Options::default());
         }
         let d = Options::default();
-        assert_eq!(d.console, Console::Com1);
+        assert_eq!(d.console, Console::BOTH);
         assert_eq!(d.loglvl, LevelFilter::Info);
         assert_eq!(d.dom0_mem, None);
         assert!(!d.debug_exit && !d.noreboot);
@@ -593,7 +630,7 @@ mod tests {
         assert_eq!(
             o,
             Options {
-                console: Console::Com1,
+                console: Console::COM1,
                 loglvl: LevelFilter::Trace,
                 dom0_mem: Some(Dom0Mem {
                     min: Some(512 * MIB),
@@ -798,26 +835,32 @@ mod tests {
 
     #[test]
     fn console_values() {
-        assert_eq!(quiet("console=com1").console, Console::Com1);
-        assert_eq!(quiet("console=none").console, Console::None);
-        assert_eq!(quiet("console=none,com1").console, Console::Com1);
-        assert_eq!(quiet("console=com1,").console, Console::Com1);
-        let (o, m) = run("console=vga");
-        assert_eq!(o.console, Console::Com1);
+        assert_eq!(quiet("console=com1").console, Console::COM1);
+        assert_eq!(quiet("console=vga").console, Console::VGA);
+        assert_eq!(quiet("console=com1,vga").console, Console::BOTH);
+        assert_eq!(quiet("console=vga,com1").console, Console::BOTH);
+        assert_eq!(quiet("console=none").console, Console::NONE);
+        assert_eq!(quiet("console=none,com1").console, Console::COM1);
+        assert_eq!(quiet("console=com1,").console, Console::COM1);
+        assert!(!Console::COM1.owns_screen());
+        assert!(Console::NONE.owns_screen() && Console::VGA.owns_screen());
+        assert!(Console::BOTH.owns_screen());
+        let (o, m) = run("console=com2");
+        assert_eq!(o.console, Console::NONE);
         assert_eq!(
             m,
-            ["unsupported value 'vga' for option 'console' ignored: Xenia only drives com1"]
+            ["unsupported value 'com2' for option 'console' ignored: Xenia drives com1 and vga"]
         );
-        let (o, m) = run("console=vga,com2,none");
-        assert_eq!(o.console, Console::None);
+        let (o, m) = run("console=vga,com2,none,dbgp");
+        assert_eq!(o.console, Console::VGA);
         assert_eq!(m.len(), 2);
         let (o, m) = run("console=none console=,");
-        assert_eq!(o.console, Console::None);
+        assert_eq!(o.console, Console::NONE);
         assert_eq!(
             m,
             [
                 "hypervisor option 'console' given more than once; the last one wins",
-                "bad value ',' for option 'console': expected com1 or none; keeping the default",
+                "bad value ',' for option 'console': expected com1, vga, com1,vga or none; keeping the default",
             ]
         );
     }
@@ -980,7 +1023,9 @@ mod tests {
         assert!(o.noreboot);
         assert_eq!(
             m,
-            ["unsupported value 'com1 none' for option 'console' ignored: Xenia only drives com1"]
+            [
+                "unsupported value 'com1 none' for option 'console' ignored: Xenia drives com1 and vga"
+            ]
         );
         // The other quote character is plain text inside quotes.
         let (_, m) = run("x=\"it's\" y");

@@ -611,6 +611,7 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
         // With COM1's interrupt routed, input is read when it interrupts (or when the pCPU
         // idles); polled, at every trap of pCPU 0.
         if frame.vector == u64::from(trap::COM1_VECTOR)
+            || frame.vector == u64::from(trap::KEYBOARD_VECTOR)
             || !crate::arch::x86_64::ioapic::serial_interrupts()
         {
             world.poll_console();
@@ -997,13 +998,17 @@ impl World {
             return;
         }
         let serial = crate::arch::x86_64::serial::Serial::com1();
+        // The keyboard's bytes (when the hypervisor owns it) come after COM1's, as if typed
+        // on the serial line.
+        let mut keyboard = crate::console::KeyboardInput::default();
+        let mut next = || serial.try_read().or_else(|| keyboard.next());
         let mut got = false;
         // Debug keys are run once the input is let go (they lock the domains).
         let mut keys = [0u8; 16];
         let mut nkeys = 0;
         {
             let mut input = self.input.lock();
-            while let Some(b) = serial.try_read() {
+            while let Some(b) = next() {
                 let held = match input.switch.feed(b) {
                     crate::conswitch::Switch::Swallow => continue,
                     crate::conswitch::Switch::Toggle => {

@@ -39,6 +39,17 @@ pub fn dom0test_on(
     dom0test_log(ctx, cpus, test, timeout, figures, virtual_time).map(drop)
 }
 
+/// The hypervisor options of dom0 test `test`. The `devaccess` tests drive the PS/2 keyboard
+/// controller as one of dom0's devices (its ports, IRQ 1 as a PIRQ), so the hypervisor leaves
+/// the keyboard and the screen to dom0 there: `console=com1`.
+fn hv_options(test: &str) -> String {
+    if test.starts_with("devaccess") {
+        format!("{DOM0_MEM} console=com1")
+    } else {
+        DOM0_MEM.to_string()
+    }
+}
+
 /// [`dom0test_on`], returning the serial log.
 pub fn dom0test_log(
     ctx: &Context,
@@ -54,7 +65,7 @@ pub fn dom0test_log(
         .machine()
         .cpus(cpus)
         .memory_mib(MEMORY_MIB)
-        .hv_options(DOM0_MEM)
+        .hv_options(&hv_options(test))
         .module(dom0, &format!("test={test}"))
         .module(domu, "");
     if virtual_time {

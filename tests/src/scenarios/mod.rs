@@ -24,6 +24,7 @@ mod operator_xl;
 mod peer;
 mod realpc_firmware;
 mod realpc_uefi;
+mod realpc_screen;
 mod security;
 mod smp;
 mod xenstore;
@@ -70,6 +71,11 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("realpc_no_hpet", realpc_firmware::no_hpet),
         Scenario::new("realpc_no_clock", realpc_firmware::no_clock),
         Scenario::new("realpc_madt_gaps", realpc_firmware::madt_gaps),
+        Scenario::new("realpc_vga_console", realpc_screen::vga_console),
+        Scenario::new("realpc_keyboard", realpc_screen::keyboard),
+        Scenario::new("realpc_keyboard_switch", realpc_screen::keyboard_switch),
+        Scenario::new("realpc_fb_console", realpc_screen::fb_console),
+        Scenario::new("realpc_screen_owned", realpc_screen::screen_owned),
         Scenario::new("smp_boot_1", smp::boot_1),
         Scenario::new("smp_boot_2", smp::boot_2),
         Scenario::new("smp_boot_4", smp::boot_4),

@@ -30,6 +30,8 @@ const RTE_MASKED: u32 = 1 << 16;
 
 /// COM1's legacy IRQ.
 const COM1_IRQ: u8 = 4;
+/// The PS/2 keyboard's legacy IRQ.
+const KEYBOARD_IRQ: u8 = 1;
 /// The PIT's legacy IRQ (its GSI is the hypervisor's, though the PIT is only polled).
 const PIT_IRQ: u8 = 0;
 
@@ -39,6 +41,11 @@ pub const DEVICE_VECTORS: core::ops::Range<u8> = 0xE0..0xE0 + SLOTS as u8;
 const _: () = assert!(DEVICE_VECTORS.end <= trap::APIC_TIMER_VECTOR);
 
 static SERIAL_IRQ: AtomicBool = AtomicBool::new(false);
+/// The hypervisor owns the PS/2 keyboard (set before the routes are made).
+static KEYBOARD_WANTED: AtomicBool = AtomicBool::new(false);
+static KEYBOARD_ROUTED: AtomicBool = AtomicBool::new(false);
+/// The keyboard's GSI once the hypervisor took it (`u32::MAX`: dom0 may have it).
+static KEYBOARD_GSI: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// The I/O APIC in use.
 struct IoApic {
@@ -90,9 +97,17 @@ impl IoApic {
     }
 }
 
-/// Whether COM1 input raises an interrupt (else the console is polled).
+/// Whether console input (COM1's, and the keyboard's when the hypervisor owns it) raises an
+/// interrupt; else the console is polled.
 pub fn serial_interrupts() -> bool {
     SERIAL_IRQ.load(Ordering::Relaxed)
+        && (KEYBOARD_ROUTED.load(Ordering::Relaxed) || !KEYBOARD_WANTED.load(Ordering::Relaxed))
+}
+
+/// Says that the hypervisor owns the PS/2 keyboard: its IRQ is to be routed like COM1's and
+/// its GSI refused to dom0. At boot, before [`route_com1`].
+pub fn want_keyboard() {
+    KEYBOARD_WANTED.store(true, Ordering::Relaxed);
 }
 
 /// Finds and maps the first I/O APIC of `madt`, masks every input, and notes how the ISA
@@ -154,6 +169,40 @@ pub fn route_com1(madt: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Routes the PS/2 keyboard's IRQ like COM1's ([`route_com1`]) to [`trap::KEYBOARD_VECTOR`],
+/// and keeps its GSI from dom0. On trouble the console is polled.
+pub fn route_keyboard(madt: &[u8]) -> Result<(), &'static str> {
+    let routed = (|| {
+        let io = init(madt)?;
+        let (gsi, flags) = io.isa[usize::from(KEYBOARD_IRQ)];
+        let pin = io
+            .pin(gsi)
+            .ok_or("the keyboard's pin is beyond the I/O APIC's redirection table")?;
+        KEYBOARD_GSI.store(gsi, Ordering::SeqCst);
+        let mut low = u32::from(trap::KEYBOARD_VECTOR);
+        if flags & 3 == ACTIVE_LOW {
+            low |= RTE_ACTIVE_LOW;
+        }
+        if flags & (3 << 2) == LEVEL {
+            low |= RTE_LEVEL;
+        }
+        io.write(redirection(pin) + 1, apic::id() << 24);
+        io.write(redirection(pin), low);
+        Ok(())
+    })();
+    match routed {
+        Ok(()) => KEYBOARD_ROUTED.store(true, Ordering::Relaxed),
+        Err(_) => {
+            // Polled: pCPU 0 looks at the console at every trap again.
+            if let Some(cpu) = super::percpu::of(0) {
+                cpu.requests
+                    .fetch_or(super::percpu::REQ_POLL, Ordering::SeqCst);
+            }
+        }
+    }
+    routed
+}
+
 /// GSIs `0..nr_gsis()` may exist (those of the I/O APIC in use and below); 0 without one.
 pub fn nr_gsis() -> u32 {
     IOAPIC.get().map_or(0, |io| io.gsi_base + io.entries)
@@ -164,6 +213,7 @@ pub fn hypervisor_gsi(gsi: u32) -> bool {
     IOAPIC
         .get()
         .is_none_or(|io| io.reserved.contains(&gsi) || io.pin(gsi).is_none())
+        || gsi == KEYBOARD_GSI.load(Ordering::SeqCst)
 }
 
 /// How `gsi` is wired when dom0 did not say (`PHYSDEVOP_setup_gsi`): as the MADT routes an

@@ -14,7 +14,8 @@ use crate::acpi::PowerOff;
 /// 0xCF9 (reset control) lies inside PCI configuration mechanism #1 (0xCF8–0xCFF), which
 /// is dom0's, so it is not among them: dom0 can reset the machine through it, as it could
 /// anyway. The 8042's command port (0x64), which the hypervisor writes only to reset the
-/// machine when everything else failed, is dom0's too.
+/// machine when everything else failed, is dom0's too, unless the hypervisor owns the PS/2
+/// keyboard (`console::attach_keyboard`): then 0x60 and 0x64 are the hypervisor's.
 pub const HYPERVISOR_PORTS: [(u16, u16, &str); 7] = [
     // The legacy PICs, masked for good at boot (`pit::disable_legacy_pic`).
     (0x20, 2, "master PIC"),
@@ -43,7 +44,9 @@ pub fn hypervisor_port(port: u16, acpi: Option<&PowerOff>) -> bool {
             || p.pm1b_control.is_some_and(|b| in_range(b, 2))
             || in_range(p.smi_command, 1)
     });
-    fixed || acpi
+    let keyboard = crate::console::keyboard_owned()
+        && (port == super::i8042::DATA || port == super::i8042::STATUS);
+    fixed || acpi || keyboard
 }
 
 /// Fills dom0's I/O bitmap: every port open (bit clear) except the hypervisor's, then the

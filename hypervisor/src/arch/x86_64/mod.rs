@@ -20,6 +20,8 @@ pub mod gdt;
 #[cfg(target_os = "none")]
 pub mod hpet;
 #[cfg(target_os = "none")]
+pub mod i8042;
+#[cfg(target_os = "none")]
 pub mod ioapic;
 #[cfg(target_os = "none")]
 pub mod ioport;
@@ -33,6 +35,8 @@ pub mod percpu;
 pub mod pit;
 #[cfg(target_os = "none")]
 pub mod power;
+#[cfg(target_os = "none")]
+pub mod screen;
 #[cfg(target_os = "none")]
 pub mod serial;
 #[cfg(target_os = "none")]

@@ -256,6 +256,14 @@ pub fn discover_acpi(root_from_loader: Option<(u64, usize)>) -> Option<PowerOff>
             Ok(()) => log::info!(target: "acpi", "console: COM1 input interrupt-driven (I/O APIC)"),
             Err(why) => log::warn!(target: "acpi", "console: {why}; COM1 input is polled"),
         }
+        if crate::console::keyboard_owned() {
+            match super::ioapic::route_keyboard(madt) {
+                Ok(()) => {
+                    log::info!(target: "acpi", "console: PS/2 keyboard input interrupt-driven (I/O APIC)")
+                }
+                Err(why) => log::warn!(target: "acpi", "console: {why}; keyboard input is polled"),
+            }
+        }
     }
     let fadt = acpi::root_entries(root_table, entry_size).find_map(|addr| table(addr, b"FACP"));
     let Some((pm1a, pm1b, smi_command, acpi_enable, dsdt_addr)) = fadt.and_then(acpi::fadt_fields)

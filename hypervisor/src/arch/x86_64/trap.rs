@@ -19,6 +19,9 @@ use crate::power::{self, ExitReason};
 pub const APIC_TIMER_VECTOR: u8 = 0xF0;
 /// Vector of COM1's receive interrupt (routed by the I/O APIC).
 pub const COM1_VECTOR: u8 = 0xF1;
+/// Vector of the PS/2 keyboard's interrupt (routed by the I/O APIC when the hypervisor owns
+/// the keyboard). 0xF2 is the IPI's.
+pub const KEYBOARD_VECTOR: u8 = 0xF3;
 /// Vector the local APIC uses for spurious interrupts (low nibble all ones on old CPUs).
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
@@ -155,7 +158,9 @@ pub(super) extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         v if v == u64::from(APIC_TIMER_VECTOR) => super::apic::timer_interrupt(),
         v if v == u64::from(SPURIOUS_VECTOR) => {}
-        v if v == u64::from(COM1_VECTOR) => super::apic::end_of_interrupt(),
+        v if v == u64::from(COM1_VECTOR) || v == u64::from(KEYBOARD_VECTOR) => {
+            super::apic::end_of_interrupt()
+        }
         v if v == u64::from(super::ipi::IPI_VECTOR) => super::ipi::interrupt(),
         // A device interrupt of dom0's: its pin is masked before the EOI (a level-triggered
         // line still asserted would otherwise come straight back).
@@ -214,6 +219,13 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
     );
     let _ = writeln!(out, "  rsp {:#018x}  ss {:#x}", f.rsp, f.ss);
     let _ = writeln!(out, "  cr2 {:#x}  cr3 {:#x}", cr2, cr3);
+    crate::console::fatal_on_screen(format_args!(
+        "fatal exception: vector {} ({}) at rip {:#x}, cr2 {:#x}; details on COM1",
+        f.vector,
+        exception_name(f.vector),
+        f.rip,
+        cr2
+    ));
     let regs = [
         ("rax", f.rax),
         ("rbx", f.rbx),

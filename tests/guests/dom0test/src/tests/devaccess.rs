@@ -710,6 +710,67 @@ pub fn run(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
     Outcome::Ran
 }
 
+/// `devaccess_screen`: with the hypervisor owning the screen and the PS/2 keyboard (the
+/// default `console=`, booted on a VBE framebuffer), dom0 can reach neither: the keyboard
+/// controller's ports fault, its GSI is refused, and the framebuffer (the VGA device's BAR0,
+/// which the hypervisor draws on) cannot be mapped through `DOMID_IO`.
+pub fn screen(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
+    let _ = ctx;
+    // SAFETY: (both probes) the keyboard controller's ports are the hypervisor's here: the
+    // access raises #GP before any effect; were it to run, reading the status register
+    // changes nothing, and a read of the data port loses one keystroke.
+    let probes = unsafe {
+        [
+            (
+                "the keyboard controller's status (0x64)",
+                probe!(GENERAL_PROTECTION, "in al, dx"; in("dx") KBC_STATUS, out("al") _),
+            ),
+            (
+                "the keyboard controller's data (0x60)",
+                probe!(GENERAL_PROTECTION, "in al, dx"; in("dx") KBC_DATA, out("al") _),
+            ),
+        ]
+    };
+    for (what, p) in probes {
+        c.check(
+            format_args!("dom0 reading {what} raises #GP"),
+            p.caught
+                .is_some_and(|e| e.regs.vector == u64::from(GENERAL_PROTECTION)),
+            format_args!("caught {:?}", p.caught),
+        );
+    }
+    c.eq(
+        "map_pirq of the keyboard's GSI (1)",
+        calls::physdev_map_pirq_gsi(KBD_GSI, None),
+        Err(Errno::EPERM),
+    );
+    let Some((fb, _)) = vga_bars() else {
+        c.check("the VGA device on bus 0", false, format_args!("not found"));
+        return Outcome::Ran;
+    };
+    // SAFETY: slot 0 is this test's; opened on dom0's own first frame, read-only.
+    let Ok(w) = (unsafe { Window::read_only(SLOT, mm::p2m(0)) }) else {
+        c.check("open a window", false, format_args!("refused"));
+        return Outcome::Ran;
+    };
+    let Some(l1) = mm::walk(w.va())[3] else {
+        c.check("walk to the window's entry", false, format_args!("none"));
+        return Outcome::Ran;
+    };
+    let r = set_entry(l1.ma(), pte::entry(fb, pte::PRESENT | pte::RW), DOMID_IO);
+    c.check(
+        "mmu_update on DOMID_IO of the framebuffer the hypervisor draws on is EPERM",
+        r == Err(Errno::EPERM),
+        format_args!("returned {r:?}"),
+    );
+    c.check(
+        "window closed",
+        w.close() >= 0,
+        format_args!("close failed"),
+    );
+    Outcome::Ran
+}
+
 /// `devaccess_domu`: testguest `physdev_domu` as a domU; its verdict from the console ring.
 pub fn domu(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
     let mut log = match ConsoleLog::now(&mut ctx.hv) {

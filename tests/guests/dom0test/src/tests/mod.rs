@@ -96,6 +96,11 @@ pub const TESTS: &[Test] = &[
                 hypervisor's refused), a PIRQ's interrupts as events with EOI, XENMEM_exchange",
     },
     Test {
+        name: "devaccess_screen",
+        run: devaccess::screen,
+        about: "the screen and keyboard the hypervisor owns: ports, GSI 1 and the framebuffer refused",
+    },
+    Test {
         name: "devaccess_domu",
         run: devaccess::domu,
         about: "a domU's device accesses (physdev_op, bind_pirq, DOMID_IO, ports) are refused",
