@@ -467,7 +467,9 @@ mod tests {
                 "    multiboot2 /boot/xenia.elf loglvl=all 'x=$y'",
                 "    module2 /boot/dom0.elf console=hvc0 'foo=a b'",
                 "    module2 /boot/initrd.cpio",
-                "    set gfxpayload=text",
+                "    if [ \"$grub_platform\" = \"pc\" ]; then",
+                "        set gfxpayload=text",
+                "    fi",
                 "    boot",
                 "}",
             ]

@@ -23,8 +23,8 @@ mod operator;
 mod operator_xl;
 mod peer;
 mod realpc_firmware;
-mod realpc_uefi;
 mod realpc_screen;
+mod realpc_uefi;
 mod security;
 mod smp;
 mod xenstore;
@@ -75,6 +75,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("realpc_keyboard", realpc_screen::keyboard),
         Scenario::new("realpc_keyboard_switch", realpc_screen::keyboard_switch),
         Scenario::new("realpc_fb_console", realpc_screen::fb_console),
+        Scenario::new("realpc_uefi_screen", realpc_screen::uefi_screen),
         Scenario::new("realpc_screen_owned", realpc_screen::screen_owned),
         Scenario::new("smp_boot_1", smp::boot_1),
         Scenario::new("smp_boot_2", smp::boot_2),

@@ -241,3 +241,24 @@ pub fn screen_owned(ctx: &Context) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The same on UEFI (OVMF): GRUB gives the GOP framebuffer, the hypervisor draws its log and
+/// dom0's console there (`console=vga`: nothing of the hypervisor's on the serial line), and
+/// `xl list` typed on the PS/2 keyboard lists Domain-0 on that screen.
+pub fn uefi_screen(ctx: &Context) -> Result<(), String> {
+    let mut vm = machine(ctx, "console=vga")?.uefi(true).boot()?;
+    check_framebuffer_console(&mut vm)?;
+    let out = type_line(&mut vm, "xl list")?;
+    if !out.lines().any(|l| l.starts_with("Domain-0")) {
+        return Err(format!("`xl list` typed on the keyboard printed {out:?}"));
+    }
+    wait_framebuffer(&mut vm, "xl list's Domain-0 row", T, |rows| {
+        row_starts(rows, "Domain-0 ") && prompt_last(rows)
+    })?;
+    let serial = vm.serial_log();
+    vm.kill();
+    if serial.lines().any(|l| l.starts_with("(XEN) ")) {
+        return Err("with console=vga the hypervisor's log reached the serial line".into());
+    }
+    Ok(())
+}
