@@ -66,19 +66,7 @@ pub struct Guest {
 
 /// The newest `linux-image-<version>-cloud-amd64-unsigned` of an `apt-cache search` listing.
 pub fn newest_cloud_kernel(listing: &str) -> Option<String> {
-    let suffix = format!("-{FLAVOUR}-unsigned");
-    let version = |name: &str| -> Option<Vec<u64>> {
-        let v = name.strip_prefix("linux-image-")?.strip_suffix(&suffix)?;
-        v.split(['.', '-'])
-            .map(|part| part.parse().ok())
-            .collect::<Option<Vec<u64>>>()
-    };
-    listing
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|name| Some((version(name)?, name)))
-        .max()
-        .map(|(_, name)| name.to_string())
+    crate::peer::newest_image(listing, &format!("-{FLAVOUR}-unsigned"))
 }
 
 /// Fetches (or reuses) and unpacks the kernel package under `target/debian/`, and builds the

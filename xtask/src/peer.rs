@@ -162,10 +162,15 @@ pub fn about() -> String {
 /// The newest generic kernel of an `apt-cache search` listing
 /// (`linux-image-<version>-amd64-unsigned`, not the cloud or rt flavours), by version.
 pub fn newest_linux(listing: &str) -> Option<String> {
+    newest_image(listing, "-amd64-unsigned")
+}
+
+/// The newest `linux-image-<version><suffix>` of an `apt-cache search` listing, by version
+/// (`<version>` all numbers between dots and dashes, so that `-cloud-amd64-unsigned` is not
+/// a version of `-amd64-unsigned`).
+pub fn newest_image(listing: &str, suffix: &str) -> Option<String> {
     let version = |name: &str| -> Option<Vec<u64>> {
-        let v = name
-            .strip_prefix("linux-image-")?
-            .strip_suffix("-amd64-unsigned")?;
+        let v = name.strip_prefix("linux-image-")?.strip_suffix(suffix)?;
         v.split(['.', '-'])
             .map(|part| part.parse().ok())
             .collect::<Option<Vec<u64>>>()

@@ -142,16 +142,14 @@ fn init(madt: &[u8]) -> Result<&'static IoApic, &'static str> {
     Ok(IOAPIC.call_once(|| io))
 }
 
-/// Routes COM1's IRQ through the I/O APIC described by `madt` to this CPU's local APIC at
-/// [`trap::COM1_VECTOR`], and turns on the UART's receive interrupt. On any trouble the
-/// console stays polled.
-pub fn route_com1(madt: &[u8]) -> Result<(), &'static str> {
+/// Routes ISA IRQ `irq` (through the MADT's overrides: its GSI, polarity and trigger) to this
+/// CPU's local APIC at `vector`; returns the GSI. `beyond`: the error when the GSI's pin is
+/// not in the I/O APIC's table.
+fn route_isa(madt: &[u8], irq: u8, vector: u8, beyond: &'static str) -> Result<u32, &'static str> {
     let io = init(madt)?;
-    let (gsi, flags) = io.isa[usize::from(COM1_IRQ)];
-    let pin = io
-        .pin(gsi)
-        .ok_or("COM1's pin is beyond the I/O APIC's redirection table")?;
-    let mut low = u32::from(trap::COM1_VECTOR);
+    let (gsi, flags) = io.isa[usize::from(irq)];
+    let pin = io.pin(gsi).ok_or(beyond)?;
+    let mut low = u32::from(vector);
     if flags & 3 == ACTIVE_LOW {
         low |= RTE_ACTIVE_LOW;
     }
@@ -160,6 +158,19 @@ pub fn route_com1(madt: &[u8]) -> Result<(), &'static str> {
     }
     io.write(redirection(pin) + 1, apic::id() << 24);
     io.write(redirection(pin), low);
+    Ok(gsi)
+}
+
+/// Routes COM1's IRQ through the I/O APIC described by `madt` to this CPU's local APIC at
+/// [`trap::COM1_VECTOR`], and turns on the UART's receive interrupt. On any trouble the
+/// console stays polled.
+pub fn route_com1(madt: &[u8]) -> Result<(), &'static str> {
+    route_isa(
+        madt,
+        COM1_IRQ,
+        trap::COM1_VECTOR,
+        "COM1's pin is beyond the I/O APIC's redirection table",
+    )?;
     crate::arch::x86_64::serial::Serial::com1().enable_receive_interrupt();
     SERIAL_IRQ.store(true, Ordering::Relaxed);
     if let Some(cpu) = super::percpu::of(0) {
@@ -172,24 +183,13 @@ pub fn route_com1(madt: &[u8]) -> Result<(), &'static str> {
 /// Routes the PS/2 keyboard's IRQ like COM1's ([`route_com1`]) to [`trap::KEYBOARD_VECTOR`],
 /// and keeps its GSI from dom0. On trouble the console is polled.
 pub fn route_keyboard(madt: &[u8]) -> Result<(), &'static str> {
-    let routed = (|| {
-        let io = init(madt)?;
-        let (gsi, flags) = io.isa[usize::from(KEYBOARD_IRQ)];
-        let pin = io
-            .pin(gsi)
-            .ok_or("the keyboard's pin is beyond the I/O APIC's redirection table")?;
-        KEYBOARD_GSI.store(gsi, Ordering::SeqCst);
-        let mut low = u32::from(trap::KEYBOARD_VECTOR);
-        if flags & 3 == ACTIVE_LOW {
-            low |= RTE_ACTIVE_LOW;
-        }
-        if flags & (3 << 2) == LEVEL {
-            low |= RTE_LEVEL;
-        }
-        io.write(redirection(pin) + 1, apic::id() << 24);
-        io.write(redirection(pin), low);
-        Ok(())
-    })();
+    let routed = route_isa(
+        madt,
+        KEYBOARD_IRQ,
+        trap::KEYBOARD_VECTOR,
+        "the keyboard's pin is beyond the I/O APIC's redirection table",
+    )
+    .map(|gsi| KEYBOARD_GSI.store(gsi, Ordering::SeqCst));
     match routed {
         Ok(()) => KEYBOARD_ROUTED.store(true, Ordering::Relaxed),
         Err(_) => {
