@@ -6,9 +6,9 @@
 
 use core::arch::x86_64::__cpuid_count;
 
-use super::context::Hc;
 use guest_abi::errno::Errno;
 
+use super::context::Hc;
 use super::mem::{self, AddressSpace};
 use crate::cpuid::{self as policy, FORCED_CPUID};
 use crate::mm::{Mfn, PAGE_SIZE, physmem};
