@@ -408,8 +408,9 @@ struct CopyCx<'a, 'b> {
     /// Whether the current operation holds both its domains' locks from start to end, so
     /// that its frames may be used without references (`usable_while_locked`).
     locked_throughout: bool,
-    /// For each end held (source, then destination), whether references were taken.
-    took: [bool; 2],
+    /// For each end held (source, then destination), whether references were taken, and
+    /// in whose name.
+    took: [(bool, DomId); 2],
     depth: usize,
 }
 
@@ -534,14 +535,25 @@ impl gt::CopyEnv for CopyCx<'_, '_> {
             take_refs(mfn, owner, one_use(writable))?;
         }
         if let Some(slot) = self.took.get_mut(self.depth) {
-            *slot = !free;
+            *slot = (!free, owner);
             self.depth += 1;
         }
         Ok(())
     }
     fn put_frame(&mut self, mfn: Mfn, writable: bool) {
         self.depth = self.depth.saturating_sub(1);
-        if self.took.get(self.depth).copied().unwrap_or(true) {
+        let (took, owner) = self
+            .took
+            .get(self.depth)
+            .copied()
+            .unwrap_or((true, DOMID_SELF));
+        if took {
+            // The owner's lock again before its frame's record changes (the frame table's
+            // one-writer rule): an operation naming two other domains let go of the source's
+            // granter when it locked the destination's (red team, session 10). Today
+            // GNTTABOP_copy runs with the world exclusive (`guest::shared_path`), where this
+            // is a look-up; it keeps the rule if the call ever runs shared.
+            let _ = self.cx.domain(owner);
             drop_refs(mfn, one_use(writable));
         }
     }
@@ -570,7 +582,7 @@ fn copy_batch(cx: &mut Hc, uops: u64, count: u64) -> Result<(), Errno> {
         cx,
         cached: None,
         locked_throughout: false,
-        took: [false; 2],
+        took: [(false, DOMID_SELF); 2],
         depth: 0,
     };
     let mut done = 0u64;

@@ -118,10 +118,14 @@ pub fn emulate(cx: &mut Hc, cr2: u64) -> bool {
     {
         return false;
     }
+    // The next page, unless `rip` is on the last page of the address space: an instruction
+    // there has only the bytes before the end (red team, session 10: `rip + first` overflowed,
+    // a panic in builds with overflow checks).
     let mut have = first;
     if first < pw::MAX_LEN
+        && let Some(next) = rip.checked_add(first as u64)
         && space
-            .read_bytes(GuestPtr::new(rip + first as u64), &mut code[first..])
+            .read_bytes(GuestPtr::new(next), &mut code[first..])
             .is_ok()
     {
         have = pw::MAX_LEN;

@@ -44,6 +44,18 @@ pub fn testguest(ctx: &Context, test: &str, model: &str) -> Result<(), String> {
     testguest_verdict(&mut vm, test, model)
 }
 
+/// A test of the test guest under `-cpu max` with the hypervisor built with debug assertions
+/// and overflow checks (`xenia-checked.elf`): an arithmetic overflow or a failed assertion that
+/// the guest's input reaches panics, and the test fails (red team, session 10: the emulation
+/// paths `wrpt` and `fep` drive with hostile instruction addresses).
+pub fn testguest_checked(ctx: &Context, test: &str) -> Result<(), String> {
+    let checked = ctx
+        .workspace()
+        .require_artifact(crate::workspace::CHECKED_HYPERVISOR_ARTIFACT)?;
+    ctx.set_default_hypervisor(&checked);
+    testguest(ctx, test, "max")
+}
+
 /// A test of the test guest that measures time, run in virtual time ([`VIRTUAL_TIME`]); the
 /// verdict is [`testguest`]'s, and the guest's `note:` lines (the measured figures) are shown.
 pub fn testguest_virtual_time(ctx: &Context, test: &str, model: &str) -> Result<(), String> {

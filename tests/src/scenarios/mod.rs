@@ -162,6 +162,13 @@ pub fn all() -> Vec<Scenario> {
         "debugreg",
     ));
     all.extend([
+        // The emulation paths with a hostile guest, under the checked hypervisor.
+        Scenario::new("guest_wrpt_checked", |ctx| {
+            guests::testguest_checked(ctx, "wrpt")
+        }),
+        Scenario::new("guest_fep_checked", |ctx| {
+            guests::testguest_checked(ctx, "fep")
+        }),
         // The timers test measures lateness in virtual time, with a tight bound.
         Scenario::new("guest_timers_max", |ctx| {
             guests::testguest_virtual_time(ctx, "timers", "max")

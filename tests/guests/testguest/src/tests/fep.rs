@@ -6,11 +6,18 @@
 //! 2. Leaf 1: the hypervisor bit set, VMX, MONITOR, PCID, x2APIC and the local APIC hidden,
 //!    every other bit as the plain `cpuid` gives it.
 //! 3. A plain `ud2`, and `ud2; "xen"` followed by anything but `cpuid`, are still #UD.
+//! 4. Red team: ring 3 at the end of a user page whose next page is the kernel's only, holding
+//!    the rest of the prefix: #UD at the `ud2` (the hypervisor reads ring 3's instruction
+//!    through user mappings only), not a `cpuid` emulated from kernel memory.
 
 use guest_abi::hypercall::{HYPERVISOR_XEN_VERSION, hypercall2};
-use xenia_guest_rt::check::Checks;
-use xenia_guest_rt::probe;
-use xenia_guest_rt::trap::INVALID_OPCODE;
+use xenia_guest_rt::check::{Checks, Ret, error};
+use xenia_guest_rt::mm::{self, pte};
+use xenia_guest_rt::trap::{self, ExitKind, INVALID_OPCODE, PAGE_FAULT};
+use xenia_guest_rt::{probe, user};
+
+/// Two pages outside everything Rust code uses: a user page, then a kernel-only one.
+const USER_PAGE: u64 = 0x5E00_0000_0000;
 
 /// `cpuid` through the prefix: `[eax, ebx, ecx, edx]`.
 fn forced(leaf: u32, subleaf: u32) -> [u32; 4] {
@@ -98,5 +105,45 @@ pub fn run() -> ! {
         p.caught.is_some(),
         format_args!("not caught"),
     );
+    user_prefix_across_pages(&mut c);
     c.finish()
+}
+
+/// 4.: `ud2; "xe"` in the last 4 bytes of a user page, `"n"; cpuid` at the start of the
+/// kernel-only page after it; ring 3 runs it.
+fn user_prefix_across_pages(c: &mut Checks) {
+    let mut maps = [None, None];
+    for (i, flags) in [pte::PRESENT | pte::RW | pte::USER, pte::PRESENT | pte::RW]
+        .into_iter()
+        .enumerate()
+    {
+        let Some((_, mfn)) = mm::fresh_frame() else {
+            error(format_args!("no fresh frame"));
+        };
+        let va = USER_PAGE + 4096 * i as u64;
+        // SAFETY: the page is outside everything Rust code uses.
+        match unsafe { mm::map_page(va, pte::entry(mfn, flags)) } {
+            Ok(m) => maps[i] = Some(m),
+            Err((step, r)) => error(format_args!("mapping {va:#x}: {step}: {}", Ret(r))),
+        }
+    }
+    let at = USER_PAGE + 4096 - 4;
+    // SAFETY: both pages were just mapped writable for this test (ring 1 may write both).
+    unsafe {
+        core::ptr::write_volatile(at as *mut [u8; 4], [0x0F, 0x0B, b'x', b'e']);
+        core::ptr::write_volatile((at + 4) as *mut [u8; 3], [b'n', 0x0F, 0xA2]);
+    }
+    trap::expect([INVALID_OPCODE, PAGE_FAULT]);
+    let exit = user::run_at(at, user::stack_top(), 0, 0);
+    c.check(
+        "ring 3: a prefix whose end lies in a kernel-only page is #UD at the ud2",
+        exit.kind == ExitKind::Fault(INVALID_OPCODE) && exit.entry.regs.rip == at,
+        format_args!("{:?} at rip {:#x}", exit.kind, exit.entry.regs.rip),
+    );
+    for m in maps.iter().rev().flatten() {
+        // SAFETY: ring 3 is done with the pages.
+        if let Err((step, r)) = unsafe { mm::unmap_page(m) } {
+            error(format_args!("unmapping: {step}: {}", Ret(r)));
+        }
+    }
 }

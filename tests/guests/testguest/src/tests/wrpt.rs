@@ -10,7 +10,9 @@
 //!    `mov qword [entry], 0` unmaps.
 //! 4. Still a #PF, the entry unchanged: an entry mapping the L1 itself writable, an entry for
 //!    a frame not the domain's, a 4-byte write, an `add`, a write to the L2 above.
-//! 5. Assist off again: a #PF again; the frame table is consistent.
+//! 5. Red team: `mov [entry], rax` at 8 bytes before the end of the address space (the
+//!    emulation's read of the instruction must not run past it): emulated.
+//! 6. Assist off again: a #PF again; the frame table is consistent.
 
 use guest_abi::hypercall::{HYPERVISOR_VM_ASSIST, hypercall2};
 use guest_abi::memory::{UVMF_INVLPG, UVMF_LOCAL};
@@ -228,7 +230,16 @@ pub fn run() -> ! {
         format_args!("caught {:?}", p.caught.map(|e| e.cr2)),
     );
 
-    // 5. Off again.
+    // 5. The instruction at the top of the address space.
+    top_of_address_space(&mut c, entry_va, pte_b, &entry);
+    let p = mov(entry_va, before);
+    c.check(
+        "mov [entry], reg puts the entry back after the top-of-memory write",
+        p.caught.is_none() && entry() == before,
+        format_args!("caught {:?}, entry {:#x}", p.caught.map(|e| e.cr2), entry()),
+    );
+
+    // 6. Off again.
     let r = vm_assist(VMASST_CMD_DISABLE, VMASST_TYPE_WRITABLE_PAGETABLES);
     let p = mov(entry_va, pte_b);
     c.check(
@@ -249,4 +260,41 @@ pub fn run() -> ! {
         format_args!("close {}, check {}", Ret(closed), Ret(ret)),
     );
     c.finish()
+}
+
+/// The last page of the address space (upper half, guest range).
+const TOP_PAGE: u64 = 0xFFFF_FFFF_FFFF_F000;
+
+/// 5.: `mov [rdi], rax; jmp rcx` at `TOP_PAGE + 0xFF8`, writing `value` to the L1 entry at
+/// `entry_va`: the emulation reads 8 bytes to the end of the page and must not look past
+/// the end of the address space (in a build with overflow checks that was a hypervisor panic).
+fn top_of_address_space(c: &mut Checks, entry_va: u64, value: u64, entry: &dyn Fn() -> u64) {
+    let Some((_, mfn)) = mm::fresh_frame() else {
+        error(format_args!("no fresh frame"));
+    };
+    // SAFETY: the page is outside everything Rust code uses.
+    let m = unsafe { mm::map_page(TOP_PAGE, pte::entry(mfn, pte::PRESENT | pte::RW)) }
+        .unwrap_or_else(|(step, r)| {
+            error(format_args!("mapping {TOP_PAGE:#x}: {step}: {}", Ret(r)))
+        });
+    let code = TOP_PAGE + 0xFF8;
+    // SAFETY: the page was just mapped writable (and executable) for this test.
+    unsafe {
+        core::ptr::write_volatile(code as *mut [u8; 5], [0x48, 0x89, 0x07, 0xFF, 0xE1]);
+    }
+    // SAFETY: the code writes the window's own L1 entry (as `mov`) and jumps back to the
+    // probe's end; a #PF delivered there resumes at the same place.
+    let p = unsafe {
+        probe!(PAGE_FAULT, "lea rcx, [rip + 3f]", "jmp {t}";
+            t = in(reg) code, in("rdi") entry_va, in("rax") value, out("rcx") _)
+    };
+    c.check(
+        "mov [entry], rax at the last 8 bytes of the address space: emulated",
+        p.caught.is_none() && entry() == value,
+        format_args!("caught {:?}, entry {:#x}", p.caught.map(|e| e.cr2), entry()),
+    );
+    // SAFETY: nothing runs there any more.
+    if let Err((step, r)) = unsafe { mm::unmap_page(&m) } {
+        error(format_args!("unmapping {TOP_PAGE:#x}: {step}: {}", Ret(r)));
+    }
 }
