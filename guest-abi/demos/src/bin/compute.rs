@@ -254,10 +254,10 @@ fn progress(workers: usize) {
 #[inline(never)]
 fn split(limit: u64, workers: usize) -> ! {
     LIMIT.store(limit, Ordering::SeqCst);
-    for k in 0..workers {
+    for (k, share) in SHARES.iter().enumerate().take(workers) {
         let (lo, hi) = share_bounds(limit, k, workers);
-        SHARES[k].lo.store(lo, Ordering::SeqCst);
-        SHARES[k].hi.store(hi, Ordering::SeqCst);
+        share.lo.store(lo, Ordering::SeqCst);
+        share.hi.store(hi, Ordering::SeqCst);
     }
     let base = base_primes(limit);
     println!(
