@@ -78,6 +78,14 @@ impl Cell {
 pub trait Surface {
     /// Draws `cell` at column `col`, row `row` (both within the terminal's size).
     fn draw(&mut self, col: usize, row: usize, cell: Cell);
+
+    /// Moves everything up by `rows` rows (fewer than the screen has), if the surface can do
+    /// that faster than redrawing it (VGA text memory: one block copy); the rows left at the
+    /// bottom are drawn afterwards. `false`: cannot; the terminal redraws instead.
+    fn scroll_up(&mut self, rows: usize) -> bool {
+        let _ = rows;
+        false
+    }
 }
 
 /// Where the escape-sequence reader is.
@@ -113,6 +121,11 @@ pub struct Terminal {
     row: usize,
     /// Where the cursor was last drawn.
     shown_cursor: Option<(usize, usize)>,
+    /// Cells changed since the last flush: `dirty.0..dirty.1` (empty when `.0 >= .1`), so
+    /// that a flush after a character or a line looks at those cells only.
+    dirty: (usize, usize),
+    /// Rows scrolled since the last flush, which the surface has not been told of.
+    scrolled: usize,
     /// Rows moved up at once when the cursor passes the last row.
     scroll_step: usize,
     /// The colours dom0's SGR sequences chose.
@@ -149,6 +162,8 @@ impl Terminal {
             col: 0,
             row: 0,
             shown_cursor: None,
+            dirty: (0, n),
+            scrolled: 0,
             scroll_step: scroll_step.clamp(1, rows),
             pen: ATTR_NORMAL,
             state: State::Ground,
@@ -216,15 +231,41 @@ impl Terminal {
 
     /// Draws on `surface` every cell that changed since the last flush, and the cursor.
     pub fn flush(&mut self, surface: &mut impl Surface) {
+        let n = self.cells.len();
+        if self.scrolled > 0 {
+            let k = self.scrolled;
+            self.scrolled = 0;
+            if k < self.rows && surface.scroll_up(k) {
+                // What the screen shows moved with it; the rows it left are to be drawn.
+                self.shown.copy_within(k * self.cols.., 0);
+                self.shown[n - k * self.cols..].fill(None);
+                self.shown_cursor = self
+                    .shown_cursor
+                    .and_then(|(c, r)| Some((c, r.checked_sub(k)?)));
+            } else {
+                self.dirty = (0, n);
+            }
+        }
         let cursor = self.cursor();
+        let cursor_index = cursor.1 * self.cols + cursor.0;
+        let (mut from, mut to) = self.dirty;
+        let mut include = |i: usize| {
+            from = from.min(i);
+            to = to.max(i + 1);
+        };
         if let Some((c, r)) = self.shown_cursor
             && (c, r) != cursor
         {
             // The old cursor's cell is drawn again plainly below.
-            self.shown[r * self.cols + c] = None;
+            let old = r * self.cols + c;
+            self.shown[old] = None;
+            include(old);
         }
-        let cursor_index = cursor.1 * self.cols + cursor.0;
-        for (i, (want, shown)) in self.cells.iter().zip(self.shown.iter_mut()).enumerate() {
+        include(cursor_index);
+        let to = to.min(self.cells.len());
+        self.dirty = (self.cells.len(), 0);
+        let cells = self.cells.iter().zip(self.shown.iter_mut()).enumerate();
+        for (i, (want, shown)) in cells.skip(from).take(to.saturating_sub(from)) {
             let want = if i == cursor_index {
                 want.inverted()
             } else {
@@ -270,6 +311,7 @@ impl Terminal {
         }
         let i = self.row * self.cols + self.col;
         self.cells[i] = Cell { ch, attr };
+        self.touch(i, i + 1);
         self.col += 1;
     }
 
@@ -281,6 +323,11 @@ impl Terminal {
             self.cells.copy_within(step * self.cols.., 0);
             let n = self.cells.len();
             self.cells[n - step * self.cols..].fill(Cell::BLANK);
+            // The changes not yet drawn moved up with the text; the blank rows are new. The
+            // flush scrolls the surface too, or redraws all if it cannot.
+            let moved = step * self.cols;
+            self.dirty = (self.dirty.0.saturating_sub(moved).min(n - moved), n);
+            self.scrolled = (self.scrolled + step).min(self.rows);
             self.row = self.rows - step;
         }
     }
@@ -289,7 +336,13 @@ impl Terminal {
         let end = to.min(self.cells.len());
         if from < end {
             self.cells[from..end].fill(Cell::BLANK);
+            self.touch(from, end);
         }
+    }
+
+    /// Notes cells `from..to` as changed, for the next flush.
+    fn touch(&mut self, from: usize, to: usize) {
+        self.dirty = (self.dirty.0.min(from), self.dirty.1.max(to));
     }
 
     fn feed(&mut self, b: u8) {
@@ -621,6 +674,75 @@ mod tests {
         r.0.clear();
         t.flush(&mut r);
         assert!(r.0.is_empty());
+    }
+
+    /// A surface that keeps what was drawn, to compare with what the terminal holds; with
+    /// `scrolls`, it moves its contents up as VGA text memory does (the rows left at the
+    /// bottom keep what they had).
+    struct Mirror(Vec<Option<Cell>>, usize, bool);
+
+    impl Surface for Mirror {
+        fn draw(&mut self, col: usize, row: usize, cell: Cell) {
+            self.0[row * self.1 + col] = Some(cell);
+        }
+        fn scroll_up(&mut self, rows: usize) -> bool {
+            if self.2 {
+                self.0.copy_within(rows * self.1.., 0);
+            }
+            self.2
+        }
+    }
+
+    #[test]
+    fn flushing_only_changed_cells_keeps_the_screen_exact() {
+        // Writes of every kind (text, newlines and scrolls, erases, cursor moves, colours),
+        // each followed by a flush: the screen always equals the terminal's cells, the cursor
+        // inverted.
+        for (scrolls, step) in [(false, 1), (true, 1), (true, 2)] {
+            check_mirror(scrolls, step);
+        }
+    }
+
+    fn check_mirror(scrolls: bool, step: usize) {
+        let mut t = Terminal::new(7, 4, step).unwrap();
+        let mut m = Mirror(alloc::vec![None; 28], 7, scrolls);
+        let mut seed = 0x1234_5678u32;
+        let pieces: [&[u8]; 9] = [
+            b"abc",
+            b"\n",
+            b"\r",
+            b"\x08",
+            b"\x1b[K",
+            b"\x1b[2J",
+            b"\x1b[H",
+            b"\x1b[31mred",
+            b"a long line that wraps",
+        ];
+        for _ in 0..2000 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let piece = pieces[(seed >> 16) as usize % pieces.len()];
+            if seed & 1 == 0 {
+                t.write_terminal(piece);
+            } else {
+                t.write_log(piece, ATTR_WARNING);
+            }
+            // Sometimes several writes between flushes.
+            if seed & 6 == 0 {
+                continue;
+            }
+            t.flush(&mut m);
+            let (cc, cr) = t.cursor();
+            for row in 0..4 {
+                for col in 0..7 {
+                    let want = if (col, row) == (cc, cr) {
+                        t.cell(col, row).inverted()
+                    } else {
+                        t.cell(col, row)
+                    };
+                    assert_eq!(m.0[row * 7 + col], Some(want), "cell ({col}, {row})");
+                }
+            }
+        }
     }
 
     #[test]

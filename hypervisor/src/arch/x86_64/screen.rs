@@ -44,6 +44,25 @@ impl Surface for TextMemory {
             )
         };
     }
+
+    fn scroll_up(&mut self, rows: usize) -> bool {
+        if rows == 0 || rows >= self.rows {
+            return false;
+        }
+        let (moved, cells) = (rows * self.cols, self.rows * self.cols);
+        // SAFETY: both ranges lie in the cols x rows cells `map` mapped at `base`, for the
+        // hypervisor alone (`rows` < the row count, checked above); `copy` allows the overlap.
+        // VGA text memory is plain memory to the CPU: a block copy is what `draw` would do
+        // cell by cell.
+        unsafe {
+            core::ptr::copy(
+                (self.base as *const u16).add(moved),
+                self.base as *mut u16,
+                cells - moved,
+            )
+        };
+        true
+    }
 }
 
 /// A linear RGB framebuffer.
