@@ -453,6 +453,29 @@ pub const XEN_DOMCTL_XENIA_WRITE_FRAME: u32 = 0x5800;
 /// domain must own the frame; any frame type may be read.
 pub const XEN_DOMCTL_XENIA_READ_FRAME: u32 = 0x5801;
 
+/// Xenia: sets a domain's guest mode before its first vCPU context is installed.
+///
+/// The payload is a `u32`, one of [`XENIA_GUEST_MODE_RING1`] or
+/// [`XENIA_GUEST_MODE_XEN_PV`]. Privileged (dom0 only); `EINVAL` for any
+/// other value, `EBUSY` once a vCPU of the domain was given a context
+/// (`setvcpucontext`): the mode decides how that context is read.
+pub const XEN_DOMCTL_XENIA_SET_GUEST_MODE: u32 = 0x5802;
+/// Payload `u32` mode: Xenia's ring-1 ABI (the default).
+pub const XENIA_GUEST_MODE_RING1: u32 = 0;
+/// Payload `u32` mode: Xen's 64-bit PV ABI, the kernel in ring 3.
+pub const XENIA_GUEST_MODE_XEN_PV: u32 = 1;
+
+/// Argument of [`XEN_DOMCTL_XENIA_SET_GUEST_MODE`] (8 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct DomctlXeniaGuestMode {
+    /// IN: [`XENIA_GUEST_MODE_RING1`] or [`XENIA_GUEST_MODE_XEN_PV`].
+    pub mode: u32,
+    /// Padding, zero.
+    pub _pad: u32,
+}
+impl_payload!(DomctlXeniaGuestMode { mode, _pad });
+
 /// Argument of [`XEN_DOMCTL_XENIA_WRITE_FRAME`] (24 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]

@@ -68,6 +68,40 @@ pub const fn is_user_cs(cs: u64) -> bool {
     cs & 3 == USER_RPL as u64
 }
 
+// Xen's flat selectors (`arch-x86/xen-x86_64.h`), for guests in Xen's 64-bit PV
+// mode (`XENIA_GUEST_MODE_XEN_PV`): they lie in Xen's reserved GDT page (index
+// 0x1c00 on, selector 0xe000), which Xenia's GDT has too. Such a kernel runs in
+// ring 3 with the same selectors as its programs; the hypervisor keeps track of
+// which of the two modes a vCPU is in.
+
+/// Xen's ring-3 compatibility-mode code selector (`FLAT_RING3_CS32`).
+pub const FLAT_RING3_CS32: u16 = 0xe023;
+/// Xen's ring-3 64-bit code selector (`FLAT_RING3_CS64`).
+pub const FLAT_RING3_CS64: u16 = 0xe033;
+/// Xen's ring-3 data selector (`FLAT_RING3_DS32`).
+pub const FLAT_RING3_DS32: u16 = 0xe02b;
+/// Xen's ring-3 64-bit data selector: null (`FLAT_RING3_DS64`).
+pub const FLAT_RING3_DS64: u16 = 0x0000;
+/// Xen's ring-3 stack selector (`FLAT_RING3_SS32`).
+pub const FLAT_RING3_SS32: u16 = 0xe02b;
+/// Xen's ring-3 64-bit stack selector (`FLAT_RING3_SS64`).
+pub const FLAT_RING3_SS64: u16 = 0xe02b;
+/// A Xen PV kernel's code selector (`FLAT_KERNEL_CS64`).
+pub const FLAT_KERNEL_CS64: u16 = FLAT_RING3_CS64;
+/// A Xen PV kernel's data selector (`FLAT_KERNEL_DS64`).
+pub const FLAT_KERNEL_DS64: u16 = FLAT_RING3_DS64;
+/// A Xen PV kernel's stack selector (`FLAT_KERNEL_SS64`).
+pub const FLAT_KERNEL_SS64: u16 = FLAT_RING3_SS64;
+/// A Xen PV guest's user code selector (`FLAT_USER_CS64`).
+pub const FLAT_USER_CS64: u16 = FLAT_RING3_CS64;
+/// A Xen PV guest's user 32-bit code selector (`FLAT_USER_CS32`).
+pub const FLAT_USER_CS32: u16 = FLAT_RING3_CS32;
+/// A Xen PV guest's user stack selector (`FLAT_USER_SS64`).
+pub const FLAT_USER_SS64: u16 = FLAT_RING3_SS64;
+/// First byte of Xen's reserved GDT page (`FIRST_RESERVED_GDT_BYTE`): a Xen PV
+/// guest's own GDT (`set_gdt`) may use the 14 pages below it.
+pub const FIRST_RESERVED_GDT_BYTE: u16 = 0xe000;
+
 // `set_segment_base(which, base)` selectors. The numbers are Xen's
 // (`arch-x86/xen-x86_64.h`); the meaning of the GS ones differs, see below.
 

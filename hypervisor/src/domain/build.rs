@@ -322,6 +322,7 @@ pub fn build_dom0(
         shutdown: None,
         stop_announced: false,
         vm_assist: 0,
+        guest_mode: crate::domain::GuestMode::Ring1,
         controller_pauses: 0,
         console_line: super::ConsoleLine::new(),
     };

@@ -64,6 +64,7 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         shutdown: None,
         stop_announced: false,
         vm_assist: 0,
+        guest_mode: crate::domain::GuestMode::Ring1,
         controller_pauses: 1,
         console_line: super::ConsoleLine::new(),
     };

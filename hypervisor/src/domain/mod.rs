@@ -173,6 +173,31 @@ pub struct Vcpu {
     /// Data segment selectors (DS, ES, FS, GS) while the vCPU is off the pCPU: a guest may
     /// load its own, and the next vCPU must not inherit them.
     pub data_selectors: [u16; 4],
+    /// The domain runs in Xen's 64-bit PV mode ([`GuestMode::XenPv`]; a copy of the
+    /// domain's mode, so that the trap paths need not look it up).
+    pub xen_pv: bool,
+    /// Xen PV mode: the vCPU is in guest kernel mode (Xen's `TF_kernel_mode`). Both modes
+    /// run in ring 3; this says which top-level table and GS base are in force.
+    pub kernel_mode: bool,
+    /// Xen PV mode: the user-mode top-level table (`MMUEXT_NEW_USER_BASEPTR`,
+    /// `ctrlreg[1]`), held as a base pointer like `l4`; `Mfn(0)` while there is none.
+    pub user_l4: Mfn,
+    /// Xen PV mode: the GS base of the mode not in force (the user one while in kernel
+    /// mode, the kernel one in user mode), swapped with the live one on each mode change
+    /// as Xen's `toggle_guest_mode` does with `swapgs`.
+    pub gs_base_other: u64,
+}
+
+/// Which ABI a domain's kernel was built for (DESIGN.md §12), set by
+/// `XEN_DOMCTL_XENIA_SET_GUEST_MODE` before its first vCPU context.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum GuestMode {
+    /// Xenia's own ABI: the kernel in ring 1.
+    #[default]
+    Ring1,
+    /// Xen's x86-64 PV ABI: the kernel in ring 3, with Xen's flat selectors, its own
+    /// user-mode top-level table, hypercalls by `syscall`.
+    XenPv,
 }
 
 /// The x87/SSE register file in `fxsave` format (Intel SDM Vol. 1 §10.5.1).
@@ -217,6 +242,19 @@ impl Vcpu {
             dr6: crate::debugreg::DR6_DEFAULT,
             dr7: crate::debugreg::DR7_DEFAULT,
             data_selectors: [0; 4],
+            xen_pv: false,
+            kernel_mode: true,
+            user_l4: Mfn(0),
+            gs_base_other: 0,
+        }
+    }
+
+    /// The top-level table in force: the user one in Xen PV user mode, else `l4`.
+    pub fn active_l4(&self) -> Mfn {
+        if self.xen_pv && !self.kernel_mode {
+            self.user_l4
+        } else {
+            self.l4
         }
     }
 
@@ -330,6 +368,8 @@ pub struct Domain {
     pub privilege: Privilege,
     /// `VMASST_TYPE_*` assists turned on (`vm_assist`; a bitmap, as Xen's `d->vm_assist`).
     pub vm_assist: u64,
+    /// The ABI its kernel uses (`XEN_DOMCTL_XENIA_SET_GUEST_MODE`).
+    pub guest_mode: GuestMode,
     /// Pseudo-physical to machine frames.
     pub p2m: Vec<Mfn>,
     pub shared_info: Mfn,

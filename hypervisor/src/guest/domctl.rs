@@ -204,6 +204,29 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             let mfn = Mfn(w.mfn);
             super::mmu::with_writable(id, mfn, || physmem::write(mfn, w.offset as usize, bytes))?;
         }
+        dc::XEN_DOMCTL_XENIA_SET_GUEST_MODE => {
+            let m: dc::DomctlXeniaGuestMode = op.payload();
+            let mode = match m.mode {
+                dc::XENIA_GUEST_MODE_RING1 => crate::domain::GuestMode::Ring1,
+                dc::XENIA_GUEST_MODE_XEN_PV => crate::domain::GuestMode::XenPv,
+                _ => return Err(Errno::EINVAL),
+            };
+            if m._pad != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let d = target(world, id)?;
+            // The mode decides how a context is read and what the vCPU runs with: fixed
+            // once any vCPU has one (dom0 itself included).
+            if d.vcpus.iter().any(|v| v.initialised) {
+                return Err(Errno::EBUSY);
+            }
+            d.guest_mode = mode;
+            for v in &mut d.vcpus {
+                v.xen_pv = mode == crate::domain::GuestMode::XenPv;
+                v.kernel_mode = true;
+            }
+            log::info!(target: "domain", "domain {id}: guest mode {mode:?}");
+        }
         dc::XEN_DOMCTL_XENIA_READ_FRAME => {
             let w: dc::DomctlXeniaWriteFrame = op.payload();
             let end = u64::from(w.offset) + u64::from(w.len);
@@ -498,6 +521,9 @@ pub fn install_vcpu_context(
     vcpu: u32,
     ctx: &VcpuGuestContext,
 ) -> Result<bool, Errno> {
+    if d.guest_mode == crate::domain::GuestMode::XenPv {
+        return super::xenpv::install_context(d, vcpu, ctx);
+    }
     if vcpu as usize >= d.vcpus.len() {
         return Err(Errno::EINVAL);
     }

@@ -17,7 +17,7 @@ use crate::mm::{Mfn, PAGE_SIZE, physmem};
 /// if done (the guest resumes after it).
 pub fn emulate(cx: &mut Hc) -> bool {
     let rip = cx.regs().rip;
-    let user = cx.regs().cs & 3 == 3;
+    let user = super::xenpv::caller_in_user_mode(cx);
     let mut code = [0u8; FORCED_CPUID.len()];
     if read_code(&cx.space(), rip, user, &mut code).is_err() || code != FORCED_CPUID {
         return false;

@@ -80,6 +80,9 @@ fn set_trap_table(cx: &mut Hc) -> HcResult {
         return Ok(Ret::Value(0));
     }
     let space = cx.space();
+    // A Xen PV kernel's entries name its own GDT's kernel CS (Linux: `__KERNEL_CS`); Xen
+    // enters every handler of a 64-bit guest with `FLAT_KERNEL_CS` whatever it says.
+    let xen_pv = cx.vcpu_ref().xen_pv;
     // Read and check the whole table before changing anything.
     let mut updates = [TrapInfo::END; 256];
     let mut count = 0;
@@ -91,7 +94,7 @@ fn set_trap_table(cx: &mut Hc) -> HcResult {
         if count == updates.len() {
             return Err(Errno::E2BIG);
         }
-        if entry.cs != KERNEL_CS
+        if (entry.cs != KERNEL_CS && !xen_pv)
             || !valid_entry_point(entry.address)
             || entry.vector == guest_abi::hypercall::HYPERCALL_VECTOR
         {
@@ -124,7 +127,8 @@ fn set_trap_table(cx: &mut Hc) -> HcResult {
 /// Loads vCPU `v`'s `int 0x80` handler into the real IDT when it qualifies.
 pub fn refresh_fast_trap(v: &Vcpu) {
     let entry = v.traps.get(guest_abi::hypercall::FAST_TRAP_VECTOR);
-    trap::set_fast_trap(entry.is_fast_trap().then_some(entry.address));
+    // Never for a Xen PV kernel: the gate would enter its handler with Xenia's ring-1 CS.
+    trap::set_fast_trap((entry.is_fast_trap() && !v.xen_pv).then_some(entry.address));
 }
 
 /// Whether `sp` can be a ring-1 stack top (`stack_switch`, `setvcpucontext`'s `kernel_sp`):
@@ -140,6 +144,9 @@ pub fn kernel_stack_ok(sp: u64) -> bool {
 
 /// `stack_switch(ss, sp)`: the ring-1 stack for entries from ring 3.
 fn stack_switch(cx: &mut Hc) -> HcResult {
+    if cx.vcpu_ref().xen_pv {
+        return super::xenpv::stack_switch(cx);
+    }
     let (ss, sp) = (cx.arg(0), cx.arg(1));
     if ss != u64::from(KERNEL_SS) || !kernel_stack_ok(sp) {
         return Err(Errno::EINVAL);
@@ -347,6 +354,9 @@ fn write_out(
 /// mask from its IF, in one step. A frame that cannot be used crashes the domain, as
 /// the guest has nothing left to return to.
 fn iret(cx: &mut Hc) -> HcResult {
+    if cx.vcpu_ref().xen_pv {
+        return super::xenpv::iret(cx);
+    }
     let at = cx.regs().rsp;
     let ctx: IretContext = match cx.space().read(GuestPtr::new(at)) {
         Ok(c) => c,
@@ -414,6 +424,9 @@ fn get_debugreg(cx: &mut Hc) -> HcResult {
 fn set_segment_base(cx: &mut Hc) -> HcResult {
     use guest_abi::selectors as s;
     use x86_64::registers::model_specific::{FsBase, GsBase};
+    if cx.vcpu_ref().xen_pv {
+        return super::xenpv::set_segment_base(cx);
+    }
     let (which, base) = (cx.arg(0) as u32, cx.arg(1));
     let vcpu = cx.vcpu();
     match which {

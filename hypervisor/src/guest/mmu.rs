@@ -348,6 +348,7 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
                     crate::arch::x86_64::entry::load_guest_root(mfn);
                     Ok(())
                 }
+                m::MMUEXT_NEW_USER_BASEPTR => super::xenpv::new_user_baseptr(cx, mfn),
                 m::MMUEXT_TLB_FLUSH_LOCAL => Ok(()),
                 m::MMUEXT_TLB_FLUSH_ALL => {
                     flush_vcpus(cx, u64::MAX);
@@ -385,7 +386,6 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
                     let _ = ft::with(|t, _| t.put_page(src));
                     result
                 }
-                m::MMUEXT_NEW_USER_BASEPTR => Err(Errno::EINVAL),
                 _ => Err(Errno::ENOSYS),
             }
         },

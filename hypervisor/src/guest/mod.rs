@@ -34,6 +34,7 @@ pub mod multicall;
 pub mod physdev;
 pub mod ptwr;
 pub mod vcpu_op;
+pub mod xenpv;
 
 use alloc::collections::VecDeque;
 use core::fmt::Write;
@@ -347,6 +348,16 @@ pub fn trap(frame: &mut TrapFrame) {
 /// The handler for the trap's vector.
 fn run_handler(cx: &mut Hc) -> HcResult {
     match cx.vector() {
+        // A Xen PV vCPU reaches the hypercall vector only by a `syscall` from kernel mode
+        // (`trap::guest_trap_dispatch` renames it); the mode is checked again here, under
+        // the domain's lock, so that user mode can never make a hypercall.
+        v if v == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR)
+            && cx.vcpu_ref().xen_pv
+            && !cx.vcpu_ref().kernel_mode =>
+        {
+            cx.regs().vector = SYSCALL_VECTOR;
+            xenpv::syscall(cx)
+        }
         v if v == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR) => hypercall::dispatch(cx),
         SYSCALL_VECTOR => syscall(cx),
         0..=31 => exception(cx),
@@ -504,8 +515,9 @@ fn leave_quietly(
     if !fast::may_leave_quietly(cpu, vector) {
         return Shared::Done(false);
     }
+    let xen_pv = me.vcpus.get(v).is_some_and(|c| c.xen_pv);
     let ok = deliver_events(&mut me, v, frame).and_then(|()| {
-        sanitize(frame).map_err(|why| {
+        sanitize(frame, xen_pv).map_err(|why| {
             crash(&mut me, format_args!("cannot return to the guest: {why}"));
         })
     });
@@ -530,6 +542,14 @@ fn entered(cpu: &percpu::PerCpu, dom: &Domain, v: usize) {
         cpu.entered_kernel_sp
             .store(vcpu.kernel_sp, Ordering::Relaxed);
         cpu.entered_l4.store(vcpu.l4.phys(), Ordering::Relaxed);
+        cpu.entered_mode.store(
+            match (vcpu.xen_pv, vcpu.kernel_mode) {
+                (false, _) => percpu::MODE_RING1,
+                (true, true) => percpu::MODE_XEN_PV_KERNEL,
+                (true, false) => percpu::MODE_XEN_PV_USER,
+            },
+            Ordering::Relaxed,
+        );
     }
     // An event still waiting now could not be delivered (no callback yet): a kick would not
     // change that, so none is sent for it until this pCPU is back.
@@ -644,8 +664,9 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
         let Some(mut dom) = world.domains.lock(id) else {
             panic!("the current domain {id} is not in the domain list");
         };
+        let xen_pv = dom.vcpus.get(v).is_some_and(|c| c.xen_pv);
         let ok = deliver_events(&mut dom, v, frame).and_then(|()| {
-            sanitize(frame).map_err(|why| {
+            sanitize(frame, xen_pv).map_err(|why| {
                 crash(&mut dom, format_args!("cannot return to the guest: {why}"));
             })
         });
@@ -1285,8 +1306,8 @@ pub fn running_on(r: VcpuRef) -> Option<usize> {
 /// Loads vCPU `v`'s CPU state, root and ring-1 stack onto this pCPU.
 fn load_vcpu(v: &mut crate::domain::Vcpu) {
     v.load_cpu_state();
-    entry::load_guest_root(v.l4);
-    gdt::set_ring1_stack(v.kernel_sp);
+    entry::load_guest_root(v.active_l4());
+    gdt::set_ring1_stack(if v.xen_pv { 0 } else { v.kernel_sp });
     hypercall::refresh_fast_trap(v);
 }
 
@@ -1332,6 +1353,14 @@ fn exception(cx: &mut Hc) -> HcResult {
         t::INVALID_OPCODE if self::forced::emulate(cx) => return Ok(Ret::Resumed),
         t::PAGE_FAULT => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
+            // A Xen PV kernel runs in ring 3, so the CPU reports its faults as user
+            // accesses: the U bit says the guest's mode instead (Xen's `pv_inject_event`).
+            if cx.vcpu_ref().xen_pv {
+                const PF_USER: u64 = 1 << 2;
+                let user = !cx.vcpu_ref().kernel_mode;
+                let f = cx.regs();
+                f.error_code = (f.error_code & !PF_USER) | if user { PF_USER } else { 0 };
+            }
             if self::ptwr::emulate(cx, cr2) {
                 return Ok(Ret::Resumed);
             }
@@ -1355,7 +1384,12 @@ fn exception(cx: &mut Hc) -> HcResult {
 fn software_interrupt(cx: &mut Hc) -> HcResult {
     let vector = cx.vector() as u8;
     let entry = cx.vcpu_ref().traps.get(vector);
-    let cpl = (cx.regs().cs & 3) as u8;
+    // A Xen PV kernel counts as ring 0 for its table's DPLs, as on Xen.
+    let cpl = if cx.vcpu_ref().xen_pv {
+        if cx.vcpu_ref().kernel_mode { 0 } else { 3 }
+    } else {
+        (cx.regs().cs & 3) as u8
+    };
     if entry.is_end() || entry.dpl() < cpl {
         // Error code for an IDT vector: index << 3 | IDT bit (Intel SDM Vol. 3A §6.13).
         let code = (u64::from(vector) << 3) | 2;
@@ -1411,6 +1445,9 @@ impl core::fmt::Display for OptionalHex {
 /// anything the walk cannot tell is treated as ring 3, as before, so that user code can
 /// never be made to look like the kernel.
 fn syscall(cx: &mut Hc) -> HcResult {
+    if cx.vcpu_ref().xen_pv {
+        return xenpv::syscall(cx);
+    }
     let insn = cx.regs().rip.wrapping_sub(SYSCALL_INSN_LEN);
     if cx.space().user_accessible(insn) == Some(false) {
         let f = cx.regs();
@@ -1447,6 +1484,9 @@ fn bounce(
     handler: u64,
     mask_events: bool,
 ) -> Result<(), ()> {
+    if dom.vcpus[v].xen_pv {
+        return xenpv::bounce(dom, v, frame, error, handler, mask_events);
+    }
     let from_user = frame.cs & 3 == 3;
     let stack = if from_user {
         dom.vcpus[v].kernel_sp
@@ -1592,9 +1632,14 @@ pub fn selectors_ok(cs: u16, ss: u16) -> bool {
 /// Checks the frame the hypervisor is about to `iretq` to: guest selectors only,
 /// a canonical RIP, IF set, IOPL 0.
 #[inline]
-pub fn sanitize(frame: &mut TrapFrame) -> Result<(), &'static str> {
+pub fn sanitize(frame: &mut TrapFrame, xen_pv: bool) -> Result<(), &'static str> {
     let (cs, ss) = (frame.cs as u16, frame.ss as u16);
-    if frame.cs > 0xFFFF || frame.ss > 0xFFFF || !selectors_ok(cs, ss) {
+    let pair_ok = if xen_pv {
+        xenpv::selectors_ok(cs, ss)
+    } else {
+        selectors_ok(cs, ss)
+    };
+    if frame.cs > 0xFFFF || frame.ss > 0xFFFF || !pair_ok {
         return Err("bad code or stack selector");
     }
     if !mem::is_canonical(frame.rip) || !mem::is_canonical(frame.rsp) {

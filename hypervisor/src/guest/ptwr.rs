@@ -94,7 +94,7 @@ pub fn emulate(cx: &mut Hc, cr2: u64) -> bool {
     // mode) that asked for the assist.
     if cx.me_ref().vm_assist & VALID == 0
         || error & (PF_PRESENT | PF_WRITE | PF_USER | PF_RSVD | PF_FETCH) != (PF_PRESENT | PF_WRITE)
-        || cx.regs().cs & 3 == 3
+        || super::xenpv::caller_in_user_mode(cx)
         || !cr2.is_multiple_of(8)
     {
         return false;

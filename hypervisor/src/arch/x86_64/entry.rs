@@ -15,6 +15,7 @@
 //! | 0xE000 | #DF stack (IST), 8 KiB | RW- | RW- |
 //! | 0x11000 | #MC stack (IST), 8 KiB | RW- | RW- |
 //! | 0x14000 | this pCPU's `PerCpu` (`percpu.rs`) | RW- | not mapped |
+//! | 0x20000 | the GDT, 15 pages (`gdt.rs`): page 0 this pCPU's Xenia descriptors, pages 1–13 one shared zero page, page 14 Xen's reserved page (selectors 0xe000 on), shared | RW- (page 0) | R-- |
 //!
 //! with unmapped guard pages between the stacks. The I/O bitmap lies within 16 KiB of the
 //! TSS, so that an `iomap_base` of 0xFFFF points past the TSS limit (no port for anyone)
@@ -54,9 +55,18 @@ pub const STACK_BYTES: u64 = 0x2000;
 /// (above the #MC stack's guard page).
 pub const PERCPU_OFFSET: u64 = 0x14000;
 
-/// Layout of the CPU page: GDT, then TSS, then the constants the stubs read.
-pub const GDT_OFFSET_IN_PAGE: u64 = 0;
+/// The GDT: [`GDT_PAGES`] pages, so that Xen's flat selectors (0xe023, 0xe02b, 0xe033, in
+/// its reserved page 14) are real descriptors for Xen PV guests (DESIGN.md §12).
+pub const GDT_OFFSET: u64 = 0x20000;
+/// Pages of the GDT: the 14 Xen gives a guest's own GDT, then Xen's reserved page.
+pub const GDT_PAGES: u64 = 15;
+/// Index of Xen's reserved GDT page (`FIRST_RESERVED_GDT_PAGE`).
+pub const XEN_GDT_PAGE: u64 = 14;
+/// Xenia's descriptors at the bottom of GDT page 0 (the rest of the page is zero).
 pub const GDT_ENTRIES: usize = 16;
+
+/// Layout of the CPU page: (the GDT used to start it; those bytes are unused), TSS, then
+/// the constants the stubs read.
 pub const TSS_OFFSET_IN_PAGE: u64 = 128;
 pub const CONSTS_OFFSET_IN_PAGE: u64 = 256;
 
@@ -399,6 +409,7 @@ struct BootCpuPages {
     df_stack: [Page; 2],
     mc_stack: [Page; 2],
     percpu: Page,
+    gdt: Page,
 }
 
 static mut BOOT_CPU_PAGES: BootCpuPages = BootCpuPages {
@@ -409,7 +420,12 @@ static mut BOOT_CPU_PAGES: BootCpuPages = BootCpuPages {
     df_stack: [const { Page([0; 4096]) }; 2],
     mc_stack: [const { Page([0; 4096]) }; 2],
     percpu: Page([0; 4096]),
+    gdt: Page([0; 4096]),
 };
+
+/// GDT pages 1–13 of every pCPU: all null descriptors (a guest's own GDT pages will go
+/// here with `set_gdt`).
+static ZERO_GDT_PAGE: Page = Page([0; 4096]);
 
 /// Dom0's I/O permission bitmap, one copy for every pCPU (`ioport::init` fills it, before
 /// any guest runs; it never changes afterwards and is mapped read-only in the entry area).
@@ -436,13 +452,15 @@ fn image_phys<T>(p: *const T) -> u64 {
 
 /// Pages of one pCPU's entry area besides the shared stubs, in [`EntryFrames::pages`] order
 /// (the order of `BootCpuPages`): CPU page, IDT, then the entry, NMI, #DF and #MC stacks (two
-/// pages each), then the `PerCpu` page.
-pub const AREA_PAGES: usize = 11;
+/// pages each), then the `PerCpu` page, then GDT page 0.
+pub const AREA_PAGES: usize = 12;
 /// Page tables of one pCPU's entry area: L3, L2, L1 of the hypervisor root's view, then the
 /// same for the guest roots' view.
 pub const AREA_TABLES: usize = 6;
 /// Index of the `PerCpu` page in [`EntryFrames::pages`].
 const PERCPU_PAGE: usize = 10;
+/// Index of GDT page 0 in [`EntryFrames::pages`].
+const GDT_PAGE: usize = 11;
 
 /// The frames behind one pCPU's entry area, by physical address. The tables must be zeroed.
 pub struct EntryFrames {
@@ -465,8 +483,8 @@ fn map_entry_area(frames: &EntryFrames) -> (u64, u64) {
 
     // (entry-area offset, physical address, writable in the hypervisor root, writable in
     // guest roots, executable, mapped in guest roots)
-    let mut plan: [(u64, u64, bool, bool, bool, bool); 16] =
-        [(0, 0, false, false, false, false); 16];
+    let mut plan: [(u64, u64, bool, bool, bool, bool); 40] =
+        [(0, 0, false, false, false, false); 40];
     let mut n = 0;
     for i in 0..text_len.div_ceil(PAGE) {
         plan[n] = (
@@ -490,6 +508,15 @@ fn map_entry_area(frames: &EntryFrames) -> (u64, u64) {
         false,
     );
     n += 3;
+    for p in 0..GDT_PAGES {
+        let (phys, hv_w) = match p {
+            0 => (page_phys(GDT_PAGE), true),
+            XEN_GDT_PAGE => (image_phys(&raw const super::gdt::XEN_RESERVED_GDT), false),
+            _ => (image_phys(&raw const ZERO_GDT_PAGE), false),
+        };
+        plan[n] = (GDT_OFFSET + p * PAGE, phys, hv_w, false, false, true);
+        n += 1;
+    }
     let bitmap_phys = image_phys(&raw const IO_BITMAP);
     for p in 0..IO_BITMAP_PAGES as u64 {
         plan[n] = (

@@ -4,17 +4,22 @@
 //! 0x21 ring-1 kernel data · 0x2b ring-3 data · 0x33 ring-3 code · 0x38 TSS. Ring-3 data
 //! and code follow each other so that SYSRET's selector arithmetic would work.
 //!
-//! The page is read-only in guest roots, so every descriptor is written with its
+//! The GDT spans 15 pages (`entry::GDT_PAGES`): Xenia's descriptors above sit at the bottom
+//! of page 0; page 14 is Xen's reserved page ([`XEN_RESERVED_GDT`]), so that Xen's flat
+//! selectors (`guest_abi::selectors::FLAT_RING3_*`) are real for Xen PV guests; the pages
+//! between are null descriptors. The hypervisor still runs on 0x08/0x10 (Xen's 0xe008/0xe010
+//! are in page 14 already, for when `set_gdt` gives a Xen PV guest the low pages).
+//!
+//! The pages are read-only in guest roots, so every descriptor is written with its
 //! accessed bit already set: the CPU would otherwise write that bit when it first loads
 //! a selector, and fault on the read-only page.
-
-use core::mem::size_of;
 
 use guest_abi::selectors::{self, HYPERVISOR_CS, HYPERVISOR_DS, TSS_SELECTOR};
 use x86_64::VirtAddr;
 use x86_64::structures::tss::TaskStateSegment;
 
-use super::entry::{self, CPU_PAGE_OFFSET, GDT_ENTRIES, GDT_OFFSET_IN_PAGE, TSS_OFFSET_IN_PAGE};
+use super::entry::{self, GDT_ENTRIES, GDT_OFFSET, TSS_OFFSET_IN_PAGE};
+use super::entry::{CPU_PAGE_OFFSET, GDT_PAGES};
 
 /// IST slots (1-based, as the IDT names them).
 pub const IST_NMI: u8 = 1;
@@ -48,9 +53,47 @@ const fn code64(level: u64) -> u64 {
 const fn data(level: u64) -> u64 {
     PRESENT | CODE_DATA | WRITABLE | ACCESSED | BIG | GRANULARITY_4K | LIMIT_MAX | dpl(level)
 }
+/// 32-bit (compatibility-mode) code: D set, L clear.
+const fn code32(level: u64) -> u64 {
+    PRESENT
+        | CODE_DATA
+        | EXECUTABLE
+        | WRITABLE
+        | ACCESSED
+        | BIG
+        | GRANULARITY_4K
+        | LIMIT_MAX
+        | dpl(level)
+}
+
+/// Xen's reserved GDT page as Xen fills it (`xen/arch/x86/boot/x86_64.S`, `gdt_table`), at
+/// GDT page 14: 0xe008 ring-0 code, 0xe010 ring-0 data, 0xe023 ring-3 compatibility code,
+/// 0xe02b ring-3 data, 0xe033 ring-3 64-bit code; the rest null (no ring-0 compatibility
+/// code, no per-CPU entry). The same page for every pCPU, never written.
+#[repr(C, align(4096))]
+pub struct XenGdtPage([u64; 512]);
+
+pub static XEN_RESERVED_GDT: XenGdtPage = {
+    let mut t = [0u64; 512];
+    t[1] = code64(0);
+    t[2] = data(0);
+    t[4] = code32(3);
+    t[5] = data(3);
+    t[6] = code64(3);
+    XenGdtPage(t)
+};
+
+const _: () = {
+    use guest_abi::selectors as s;
+    let base = s::FIRST_RESERVED_GDT_BYTE as usize / 8;
+    assert!(s::FLAT_RING3_CS32 as usize / 8 == base + 4);
+    assert!(s::FLAT_RING3_DS32 as usize / 8 == base + 5);
+    assert!(s::FLAT_RING3_CS64 as usize / 8 == base + 6);
+    assert!(s::FIRST_RESERVED_GDT_BYTE as u64 == entry::XEN_GDT_PAGE * entry::PAGE);
+};
 
 fn gdt() -> *mut [u64; GDT_ENTRIES] {
-    entry::va(CPU_PAGE_OFFSET + GDT_OFFSET_IN_PAGE) as *mut [u64; GDT_ENTRIES]
+    entry::va(GDT_OFFSET) as *mut [u64; GDT_ENTRIES]
 }
 
 pub fn tss() -> *mut TaskStateSegment {
@@ -97,7 +140,7 @@ pub fn init() {
         core::ptr::write_volatile(tss(), t);
         core::ptr::write_volatile(gdt(), table);
         let pointer = x86_64::structures::DescriptorTablePointer {
-            limit: (size_of::<[u64; GDT_ENTRIES]>() - 1) as u16,
+            limit: (GDT_PAGES * entry::PAGE - 1) as u16,
             base: VirtAddr::new(gdt() as u64),
         };
         x86_64::instructions::tables::lgdt(&pointer);

@@ -226,10 +226,10 @@ pub fn read_dr6() -> u64 {
 /// the CPU let a guest load; anything else becomes null.
 #[cfg(target_os = "none")]
 fn sanitize_data_selector(sel: u16) -> u16 {
-    use guest_abi::selectors::{KERNEL_DS, USER_DS};
+    use guest_abi::selectors::{FLAT_RING3_DS32, KERNEL_DS, USER_DS};
     let (index, rpl) = (sel & !3, sel & 3);
     let dpl_ok = |ds: u16| index == ds & !3 && rpl <= ds & 3;
-    if dpl_ok(KERNEL_DS) || dpl_ok(USER_DS) {
+    if dpl_ok(KERNEL_DS) || dpl_ok(USER_DS) || dpl_ok(FLAT_RING3_DS32) {
         sel
     } else {
         0
@@ -280,12 +280,23 @@ pub fn enable_syscall(entry: u64) {
 /// or one of the guest data selectors, else `false` and nothing changes.
 #[cfg(target_os = "none")]
 pub fn load_guest_gs(sel: u16) -> bool {
-    use guest_abi::selectors::{KERNEL_DS, USER_DS};
-    if ![0, KERNEL_DS, USER_DS].contains(&sel) {
+    use guest_abi::selectors::{FLAT_RING3_DS32, KERNEL_DS, USER_DS};
+    if ![0, KERNEL_DS, USER_DS, FLAT_RING3_DS32].contains(&sel) {
         return false;
     }
     // SAFETY: a null or guest data selector; loading it changes only GS, which the
     // hypervisor does not use.
     unsafe { core::arch::asm!("mov gs, {0:x}", in(reg) sel, options(nostack, preserves_flags)) };
     true
+}
+
+/// Puts `base` in the GS base MSR and returns what was there: the `swapgs` of a Xen PV
+/// vCPU's change between kernel and user mode (`guest::xenpv::toggle_mode`), done on the
+/// MSR since the hypervisor itself never runs with the guest's GS.
+#[cfg(target_os = "none")]
+pub fn swap_gs_base(base: u64) -> u64 {
+    use x86_64::registers::model_specific::GsBase;
+    let live = GsBase::read().as_u64();
+    GsBase::write(x86_64::VirtAddr::new_truncate(base));
+    live
 }

@@ -29,6 +29,13 @@ const NONE: u64 = u64::MAX;
 pub const ROOT_SLOTS: usize = 3;
 
 /// One pCPU's hypervisor data. The first two fields are read by the entry stubs at fixed
+/// [`PerCpu::entered_mode`]: a vCPU of Xenia's ring-1 ABI.
+pub const MODE_RING1: u8 = 0;
+/// [`PerCpu::entered_mode`]: a Xen PV vCPU in kernel mode.
+pub const MODE_XEN_PV_KERNEL: u8 = 1;
+/// [`PerCpu::entered_mode`]: a Xen PV vCPU in user mode.
+pub const MODE_XEN_PV_USER: u8 = 2;
+
 /// offsets (asserted below).
 #[repr(C)]
 pub struct PerCpu {
@@ -96,6 +103,10 @@ pub struct PerCpu {
     pub entered_syscall_masks: AtomicBool,
     pub entered_kernel_sp: AtomicU64,
     pub entered_l4: AtomicU64,
+    /// The guest mode of that vCPU as the last way out left it ([`MODE_RING1`],
+    /// [`MODE_XEN_PV_KERNEL`], [`MODE_XEN_PV_USER`]): a `syscall` from a Xen PV kernel is
+    /// a hypercall (`trap::guest_trap_dispatch`); the trap path checks again under the lock.
+    pub entered_mode: core::sync::atomic::AtomicU8,
     /// The domain whose registers the entry stubs may have left on this pCPU's entry-area
     /// stacks, plus one (0: none): `entry::scrub_entry_stacks` runs before another domain's
     /// vCPU runs here.
@@ -171,6 +182,7 @@ impl PerCpu {
             entered_syscall_masks: AtomicBool::new(false),
             entered_kernel_sp: AtomicU64::new(0),
             entered_l4: AtomicU64::new(0),
+            entered_mode: core::sync::atomic::AtomicU8::new(MODE_RING1),
             stacks_of: AtomicU32::new(0),
         }
     }

@@ -290,6 +290,23 @@ fn on_hypervisor_stack(addr: u64) -> bool {
 /// lock are tried here,
 /// before the whole trap path (its prologue alone saves six registers).
 pub(super) extern "C" fn guest_trap_dispatch(frame: &mut TrapFrame) {
+    if frame.vector == entry::SYSCALL_VECTOR {
+        use super::percpu::{MODE_RING1, MODE_XEN_PV_KERNEL};
+        let mode = super::percpu::this()
+            .entered_mode
+            .load(core::sync::atomic::Ordering::Relaxed);
+        if mode != MODE_RING1 {
+            // Xen's `lstar_enter`: the frame says Xen's flat ring-3 selectors; from kernel
+            // mode the `syscall` is a hypercall, from user mode a system call for the
+            // kernel (never the short path below, which is ring 1's).
+            frame.cs = u64::from(guest_abi::selectors::FLAT_RING3_CS64);
+            frame.ss = u64::from(guest_abi::selectors::FLAT_RING3_SS64);
+            if mode == MODE_XEN_PV_KERNEL {
+                frame.vector = u64::from(guest_abi::hypercall::HYPERCALL_VECTOR);
+            }
+            return crate::guest::trap(frame);
+        }
+    }
     if frame.vector == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR)
         && crate::guest::fast::light(frame)
     {

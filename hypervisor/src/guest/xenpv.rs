@@ -1,0 +1,422 @@
+//! Xen's x86-64 PV guest mode (DESIGN.md §12): the kernel runs in ring 3, as on Xen.
+//!
+//! A domain is put in this mode by `XEN_DOMCTL_XENIA_SET_GUEST_MODE` before its first vCPU
+//! context. Its kernel and its programs both run in ring 3 with Xen's flat selectors
+//! (`guest_abi::selectors::FLAT_*`, real descriptors in Xen's reserved GDT page); what tells
+//! them apart is the vCPU's mode (`Vcpu::kernel_mode`, Xen's `TF_kernel_mode`), which only
+//! the hypervisor changes:
+//!
+//! - kernel → user: the `iret` hypercall to a frame whose CS has RPL 3 (Xen's `do_iret`);
+//! - user → kernel: every exception, event and `syscall` taken from user mode
+//!   (Xen's `create_bounce_frame` and `switch_to_kernel`).
+//!
+//! Each change swaps the GS base (Xen's `swapgs` in `toggle_guest_mode`) and the top-level
+//! table this pCPU's guest root copies: the kernel's (`Vcpu::l4`) or the user one
+//! (`Vcpu::user_l4`, `MMUEXT_NEW_USER_BASEPTR`). A switch to user mode without a user table
+//! crashes the domain (Xen does the same), so the kernel's table is never in force in user
+//! mode. A `syscall` from kernel mode is a hypercall (Xen's 64-bit convention: number in
+//! `rax`, arguments in `rdi rsi rdx r10 r8`, `rcx` and `r11` clobbered); the gate of Xenia's
+//! `int 0x82` (DPL 1) is closed to such guests.
+//!
+//! Bounce frames are Xen's: `{ rcx, r11, [error code,] rip, cs, rflags, rsp, ss }` from the
+//! lowest address, CS with RPL 0 when kernel mode was interrupted (Xen clears it so the
+//! kernel can tell) and the saved `evtchn_upcall_mask` in bits 32–39, `rflags.IF` the
+//! inverse of that mask.
+
+use core::sync::atomic::Ordering;
+
+use guest_abi::errno::Errno;
+use guest_abi::selectors::{
+    FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64, USER_CS,
+    USER_SS,
+};
+use guest_abi::trap::{IretContext, RFLAGS_IF, TrapInfo, VGCF_IN_SYSCALL};
+use guest_abi::vcpu_context::{self as vc, VcpuGuestContext};
+
+use super::context::{Hc, HcResult, Ret};
+use super::mem::{self, GuestPtr};
+use super::{crash, crash_caller};
+use crate::arch::x86_64::entry;
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::domain::{Domain, Vcpu};
+use crate::mm::{Mfn, ft};
+
+const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_IOPL: u64 = 3 << 12;
+const RFLAGS_NT: u64 = 1 << 14;
+const RFLAGS_RF: u64 = 1 << 16;
+const RFLAGS_VM: u64 = 1 << 17;
+const RFLAGS_AC: u64 = 1 << 18;
+
+/// Whether the guest code that trapped runs in the guest's user mode: for a Xen PV vCPU
+/// its mode, for a ring-1 one the saved CS's RPL.
+pub fn caller_in_user_mode(cx: &mut Hc) -> bool {
+    let cs = cx.regs().cs;
+    let v = cx.vcpu_ref();
+    if v.xen_pv {
+        !v.kernel_mode
+    } else {
+        cs & 3 == 3
+    }
+}
+
+/// Whether a Xen PV vCPU may run with this code and stack selector: ring 3 only, Xen's flat
+/// selectors or Xenia's ring-3 pair (which a Xen PV kernel's programs use as Linux's
+/// `__USER_CS`/`__USER_DS`), never a null SS (which `iretq` refuses for ring 3).
+pub fn selectors_ok(cs: u16, ss: u16) -> bool {
+    matches!(cs, FLAT_RING3_CS64 | FLAT_RING3_CS32 | USER_CS)
+        && matches!(ss, FLAT_RING3_SS64 | USER_SS)
+}
+
+/// Xen's `toggle_guest_mode`: kernel ↔ user, the GS bases swapped, and this pCPU's guest
+/// root refilled from the other top-level table. `Err` (nothing changed) when user mode
+/// has no table of its own. Only for the vCPU this pCPU runs.
+pub fn toggle_mode(v: &mut Vcpu) -> Result<(), ()> {
+    if v.kernel_mode && v.user_l4 == Mfn(0) {
+        return Err(());
+    }
+    v.kernel_mode = !v.kernel_mode;
+    v.gs_base_other = crate::arch::x86_64::swap_gs_base(v.gs_base_other);
+    entry::load_guest_root(v.active_l4());
+    Ok(())
+}
+
+/// A `syscall` that reached the trap path as a system call: from user mode, bounced to the
+/// syscall callback in kernel mode (Xen's `switch_to_kernel`), or #UD without one.
+pub fn syscall(cx: &mut Hc) -> HcResult {
+    let cb = cx.vcpu_ref().callbacks;
+    if cb.syscall == 0 {
+        return super::deliver_to_trap_table(cx, guest_abi::trap::INVALID_OPCODE, None);
+    }
+    super::bounce_caller(cx, None, cb.syscall, cb.syscall_masks_events)
+}
+
+/// Enters guest kernel code of vCPU `v` at `handler` with Xen's 64-bit bounce frame (the
+/// module docs), switching to kernel mode first when user mode was interrupted (the frame
+/// then goes on the `stack_switch` stack). `Err` when the domain crashed trying.
+pub fn bounce(
+    dom: &mut Domain,
+    v: usize,
+    frame: &mut TrapFrame,
+    error: Option<u64>,
+    handler: u64,
+    mask_events: bool,
+) -> Result<(), ()> {
+    let info = dom.vcpu_info_static(v);
+    let vcpu = &mut dom.vcpus[v];
+    let from_user = !vcpu.kernel_mode;
+    let (stack, saved_cs) = if from_user {
+        if vcpu.kernel_sp == 0 {
+            crash(
+                dom,
+                format_args!(
+                    "trap from user mode at rip {:#x} but no kernel stack was set (stack_switch)",
+                    frame.rip
+                ),
+            );
+            return Err(());
+        }
+        // To kernel mode: always possible (the kernel table is the base pointer).
+        let _ = toggle_mode(vcpu);
+        (vcpu.kernel_sp, frame.cs & 0xFFFF)
+    } else {
+        // "Indicate kernel context to guest": RPL 0 in the saved CS.
+        (frame.rsp, frame.cs & 0xFFFC)
+    };
+    let mask = info.evtchn_upcall_mask.load(Ordering::Relaxed);
+    let rflags = (frame.rflags & !RFLAGS_IF) | if mask == 0 { RFLAGS_IF } else { 0 };
+    let mut words = [0u64; 8];
+    let mut n = 0;
+    let mut push = |w: u64| {
+        words[n] = w;
+        n += 1;
+    };
+    push(frame.rcx);
+    push(frame.r11);
+    if let Some(code) = error {
+        push(code);
+    }
+    push(frame.rip);
+    push(saved_cs | (u64::from(mask) << 32));
+    push(rflags);
+    push(frame.rsp);
+    push(frame.ss & 0xFFFF);
+    let top = stack & !0xF;
+    let space = mem::AddressSpace {
+        l4: vcpu.l4,
+        dom: dom.id,
+    };
+    let Some(sp) = top.checked_sub(8 * n as u64) else {
+        crash(
+            dom,
+            format_args!("guest stack pointer {stack:#x} is not usable"),
+        );
+        return Err(());
+    };
+    if space
+        .write_bytes(
+            GuestPtr::new(sp),
+            zerocopy::IntoBytes::as_bytes(&words[..n]),
+        )
+        .is_err()
+    {
+        crash(
+            dom,
+            format_args!(
+                "cannot write an exception frame at {sp:#x} (rip {:#x})",
+                frame.rip
+            ),
+        );
+        return Err(());
+    }
+    frame.rip = handler;
+    frame.cs = u64::from(FLAT_KERNEL_CS64);
+    frame.ss = u64::from(FLAT_KERNEL_SS64);
+    frame.rsp = sp;
+    frame.rflags &= !(RFLAGS_AC | RFLAGS_VM | RFLAGS_RF | RFLAGS_NT | RFLAGS_TF);
+    if mask_events {
+        info.evtchn_upcall_mask.store(1, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// `HYPERVISOR_iret` in Xen's 64-bit PV form (Xen's `do_iret`): the `iret_context` at the
+/// guest's `rsp`; to user mode when its CS has RPL 3 (which needs a user table, or the
+/// domain is crashed); CS and SS forced to RPL 3, IOPL and VM cleared, IF set; `rcx` and
+/// `r11` restored unless `VGCF_in_syscall`; the event mask from the saved IF. Selectors
+/// other than ring 3's and non-canonical addresses crash the domain: nothing of the frame
+/// reaches `iretq` unchecked.
+pub fn iret(cx: &mut Hc) -> HcResult {
+    let at = cx.regs().rsp;
+    let ctx: IretContext = match cx.space().read(GuestPtr::new(at)) {
+        Ok(c) => c,
+        Err(_) => {
+            return crash_caller(
+                cx,
+                format_args!("iret hypercall with an unreadable frame at {at:#x}"),
+            );
+        }
+    };
+    let (cs, ss) = (ctx.cs | 3, ctx.ss | 3);
+    let pair_ok = cs <= 0xFFFF && ss <= 0xFFFF && selectors_ok(cs as u16, ss as u16);
+    if !pair_ok || !mem::is_canonical(ctx.rip) || !mem::is_canonical(ctx.rsp) {
+        return crash_caller(
+            cx,
+            format_args!(
+                "iret hypercall to cs {:#x} ss {:#x} rip {:#x} rsp {:#x}",
+                ctx.cs, ctx.ss, ctx.rip, ctx.rsp
+            ),
+        );
+    }
+    if ctx.cs & 3 == 3 && toggle_mode(cx.vcpu()).is_err() {
+        return crash_caller(
+            cx,
+            format_args!(
+                "switching to user mode with no user page table (MMUEXT_NEW_USER_BASEPTR)"
+            ),
+        );
+    }
+    let frame = cx.regs();
+    frame.rax = ctx.rax;
+    if ctx.flags & VGCF_IN_SYSCALL == 0 {
+        frame.r11 = ctx.r11;
+        frame.rcx = ctx.rcx;
+    }
+    frame.rip = ctx.rip;
+    frame.cs = cs;
+    frame.rflags = (ctx.rflags & !(RFLAGS_IOPL | RFLAGS_VM)) | RFLAGS_IF;
+    frame.rsp = ctx.rsp;
+    frame.ss = ss;
+    let mask = u8::from(ctx.rflags & RFLAGS_IF == 0);
+    cx.info().evtchn_upcall_mask.store(mask, Ordering::Release);
+    Ok(Ret::Resumed)
+}
+
+/// `set_segment_base` for a Xen PV vCPU (Xen's `do_set_segment_base`): FS, the user and
+/// kernel GS bases (whichever is live in the current mode goes to the MSR, the other is
+/// kept for the next mode change), and `SEGBASE_GS_USER_SEL`, which loads GS for user mode
+/// and leaves the kernel's base in force.
+pub fn set_segment_base(cx: &mut Hc) -> HcResult {
+    use guest_abi::selectors as s;
+    use x86_64::registers::model_specific::{FsBase, GsBase};
+    let (which, base) = (cx.arg(0) as u32, cx.arg(1));
+    let vcpu = cx.vcpu();
+    // In kernel mode the kernel GS base is live, in user mode the user one (hypercalls come
+    // from kernel mode, but the rule stays right either way).
+    let live_is_kernel = vcpu.kernel_mode;
+    match which {
+        s::SEGBASE_FS | s::SEGBASE_GS_USER | s::SEGBASE_GS_KERNEL => {
+            if !mem::is_canonical(base) {
+                return Err(Errno::EINVAL);
+            }
+            let addr = x86_64::VirtAddr::new(base);
+            match which {
+                s::SEGBASE_FS => {
+                    vcpu.fs_base = base;
+                    FsBase::write(addr);
+                }
+                _ if (which == s::SEGBASE_GS_KERNEL) == live_is_kernel => {
+                    vcpu.gs_base = base;
+                    GsBase::write(addr);
+                }
+                _ => vcpu.gs_base_other = base,
+            }
+            Ok(Ret::Value(0))
+        }
+        s::SEGBASE_GS_USER_SEL => {
+            let live = GsBase::read();
+            if base > 0xFFFF || !crate::arch::x86_64::load_guest_gs(base as u16) {
+                return Err(Errno::EINVAL);
+            }
+            // Loading the selector set the live base to the descriptor's (zero): that is
+            // the user base now; the kernel's stays in force.
+            GsBase::write(live);
+            if live_is_kernel {
+                vcpu.gs_base_other = 0;
+            } else {
+                vcpu.gs_base = 0;
+                GsBase::write(x86_64::VirtAddr::zero());
+            }
+            Ok(Ret::Value(0))
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `stack_switch(ss, sp)` for a Xen PV vCPU: the kernel stack for bounces from user mode.
+/// `ss` is ignored, as Xen ignores it for 64-bit guests (their kernel SS is always
+/// `FLAT_KERNEL_SS`).
+pub fn stack_switch(cx: &mut Hc) -> HcResult {
+    let sp = cx.arg(1);
+    if !super::hypercall::kernel_stack_ok(sp) {
+        return Err(Errno::EINVAL);
+    }
+    cx.vcpu().kernel_sp = sp;
+    Ok(Ret::Value(0))
+}
+
+/// `MMUEXT_NEW_USER_BASEPTR`: the user-mode top-level table, referenced as an L4 of the
+/// caller's own (validated as for `MMUEXT_NEW_BASEPTR`); `mfn` 0 drops it. Only in Xen PV
+/// mode (`EINVAL` otherwise).
+pub fn new_user_baseptr(cx: &mut Hc, mfn: Mfn) -> Result<(), Errno> {
+    let id = cx.id();
+    let v = cx.vcpu_ref();
+    if !v.xen_pv {
+        return Err(Errno::EINVAL);
+    }
+    let old = (v.user_l4 != Mfn(0)).then_some(v.user_l4);
+    if mfn == Mfn(0) {
+        if let Some(old) = old {
+            ft::with(|t, mem| t.drop_base(mem, id, old))?;
+        }
+    } else {
+        ft::with(|t, mem| t.set_base(mem, id, old, mfn)).inspect_err(|e| {
+            log::debug!(target: "mm", "domain {id}: MMUEXT_NEW_USER_BASEPTR {:#x} refused: {e:?}", mfn.0);
+        })?;
+    }
+    cx.vcpu().user_l4 = mfn;
+    Ok(())
+}
+
+/// The checks and effects of `setvcpucontext`/`VCPUOP_initialise` for a Xen PV domain (the
+/// ring-1 rules are `domctl::install_vcpu_context`'s): Xen's flat kernel selectors (RPL
+/// forced to 3, as Xen's `fixup_guest_*_selector`), `ctrlreg[3]` the kernel L4 and
+/// `ctrlreg[1]` the user L4 (0: none yet), both referenced as base pointers, the vCPU in
+/// kernel mode (`VGCF_in_kernel` is required), the kernel GS base live and the user one
+/// kept. Trap-table selectors are not looked at: Xen enters every handler of a 64-bit
+/// guest with `FLAT_KERNEL_CS`. No GDT, LDT, `vm_assist` or FPU state yet (`EINVAL`).
+pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Result<bool, Errno> {
+    let v = vcpu as usize;
+    if v >= d.vcpus.len() {
+        return Err(Errno::EINVAL);
+    }
+    let r = &ctx.user_regs;
+    let entry_point_ok = |a: u64| a == 0 || mem::range_ok(a, 1);
+    let known = vc::VGCF_IN_KERNEL
+        | vc::VGCF_ONLINE
+        | vc::VGCF_SYSCALL_DISABLES_EVENTS
+        | vc::VGCF_FAILSAFE_DISABLES_EVENTS;
+    let cs = u64::from(r.cs) | 3;
+    let ss = u64::from(r.ss) | 3;
+    if ctx.flags & vc::VGCF_IN_KERNEL == 0
+        || ctx.flags & !known != 0
+        || ctx.ldt_base != 0
+        || ctx.ldt_ents != 0
+        || ctx.gdt_ents != 0
+        || ctx.gdt_frames.iter().any(|f| *f != 0)
+        || ctx.vm_assist != 0
+        || cs != u64::from(FLAT_KERNEL_CS64)
+        || ss != u64::from(FLAT_KERNEL_SS64)
+        || !mem::is_canonical(r.rip)
+        || !mem::is_canonical(r.rsp)
+        || (ctx.kernel_sp != 0 && !super::hypercall::kernel_stack_ok(ctx.kernel_sp))
+        || !entry_point_ok(ctx.event_callback_eip)
+        || !entry_point_ok(ctx.failsafe_callback_eip)
+        || !entry_point_ok(ctx.syscall_callback_eip)
+        || !mem::is_canonical(ctx.fs_base)
+        || !mem::is_canonical(ctx.gs_base_kernel)
+        || !mem::is_canonical(ctx.gs_base_user)
+        || ctx
+            .trap_ctxt
+            .iter()
+            .any(|t: &TrapInfo| !t.is_end() && !entry_point_ok(t.address))
+    {
+        return Err(Errno::EINVAL);
+    }
+    let mut traps = [TrapInfo::END; 256];
+    let mut nr_traps = 0;
+    for t in ctx.trap_ctxt.iter().filter(|t| !t.is_end()) {
+        if !matches!(t.vector, 2 | 8 | 18) {
+            traps[nr_traps] = *t;
+            nr_traps += 1;
+        }
+    }
+    let traps = &traps[..nr_traps];
+    d.vcpus[v]
+        .traps
+        .reserve_for(traps)
+        .map_err(|_| Errno::ENOMEM)?;
+    let kernel_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_CR3]));
+    let user_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_USER_CR3]));
+    let id = d.id;
+    let old = d.vcpus[v].l4;
+    ft::with(|t, mem| t.set_base(mem, id, (old != Mfn(0)).then_some(old), kernel_l4))?;
+    d.vcpus[v].l4 = kernel_l4;
+    let old_user = d.vcpus[v].user_l4;
+    let old_user = (old_user != Mfn(0)).then_some(old_user);
+    if user_l4 != Mfn(0) {
+        ft::with(|t, mem| t.set_base(mem, id, old_user, user_l4))?;
+    } else if let Some(old) = old_user {
+        ft::with(|t, mem| t.drop_base(mem, id, old))?;
+    }
+    let v = &mut d.vcpus[v];
+    v.user_l4 = user_l4;
+    v.xen_pv = true;
+    v.kernel_mode = true;
+    let f = &mut v.regs;
+    (f.r15, f.r14, f.r13, f.r12, f.rbp, f.rbx) = (r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx);
+    (f.r11, f.r10, f.r9, f.r8, f.rax, f.rcx) = (r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx);
+    (f.rdx, f.rsi, f.rdi) = (r.rdx, r.rsi, r.rdi);
+    f.rip = r.rip;
+    f.rsp = r.rsp;
+    f.cs = cs;
+    f.ss = ss;
+    f.rflags = (r.rflags & !(RFLAGS_IOPL | RFLAGS_VM | RFLAGS_NT)) | RFLAGS_IF | 2;
+    v.kernel_sp = ctx.kernel_sp;
+    v.callbacks.event = ctx.event_callback_eip;
+    v.callbacks.failsafe = ctx.failsafe_callback_eip;
+    v.callbacks.syscall = ctx.syscall_callback_eip;
+    v.callbacks.syscall_masks_events = ctx.flags & vc::VGCF_SYSCALL_DISABLES_EVENTS != 0;
+    v.traps.set_all(traps).map_err(|_| Errno::ENOMEM)?;
+    v.fs_base = ctx.fs_base;
+    v.gs_base = ctx.gs_base_kernel;
+    v.gs_base_other = ctx.gs_base_user;
+    let online = ctx.flags & vc::VGCF_ONLINE != 0;
+    let newly_online = online && !v.online;
+    v.online |= online;
+    v.initialised = true;
+    d.vcpu_info(vcpu as usize)
+        .evtchn_upcall_mask
+        .store(1, Ordering::Release);
+    Ok(newly_online)
+}
