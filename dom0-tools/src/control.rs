@@ -11,7 +11,8 @@ use alloc::vec::Vec;
 
 use guest_abi::domctl::{
     DomctlGetdomaininfo, DomctlGetvcpuinfo, DomctlMaxMem, DomctlMaxVcpus, DomctlSchedCredit,
-    DomctlSchedulerOp, DomctlVcpucontext, NoArgument, Payload, XEN_DOMCTL_CREATEDOMAIN,
+    DomctlSchedulerOp, DomctlVcpucontext, DomctlXeniaGuestMode, NoArgument, Payload,
+    XEN_DOMCTL_CREATEDOMAIN, XEN_DOMCTL_XENIA_SET_GUEST_MODE,
     XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_GETDOMAININFO, XEN_DOMCTL_GETVCPUCONTEXT,
     XEN_DOMCTL_GETVCPUINFO, XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_MAX_VCPUS, XEN_DOMCTL_PAUSEDOMAIN,
     XEN_DOMCTL_SCHEDOP_GETINFO, XEN_DOMCTL_SCHEDOP_PUTINFO, XEN_DOMCTL_SCHEDULER_OP,
@@ -73,6 +74,15 @@ pub fn max_mem(dom: DomId, kib: u64) -> XenDomctl {
 /// `max_vcpus`.
 pub fn max_vcpus(dom: DomId, n: u32) -> XenDomctl {
     XenDomctl::new(XEN_DOMCTL_MAX_VCPUS, dom, &DomctlMaxVcpus { max: n })
+}
+
+/// `xenia_set_guest_mode` (Xenia's own domctl).
+pub fn set_guest_mode(dom: DomId, mode: u32) -> XenDomctl {
+    XenDomctl::new(
+        XEN_DOMCTL_XENIA_SET_GUEST_MODE,
+        dom,
+        &DomctlXeniaGuestMode { mode, _pad: 0 },
+    )
 }
 
 /// `scheduler_op` `putinfo` for the credit scheduler.

@@ -56,6 +56,8 @@ pub struct Domain {
     pub tables: BTreeMap<Mfn, Level>,
     pub ports: Vec<(EvtchnPort, DomId)>,
     pub contexts: BTreeMap<u32, VcpuGuestContext>,
+    /// `set_guest_mode`'s value (0: Xenia's ring-1 ABI).
+    pub guest_mode: u32,
 }
 
 /// The fake.
@@ -223,6 +225,18 @@ impl Hypervisor for FakeHv {
             return Err(Errno::EINVAL);
         }
         d.max_pages = kib / 4;
+        Ok(())
+    }
+
+    fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno> {
+        let d = self.domain(dom)?;
+        if mode > guest_abi::domctl::XENIA_GUEST_MODE_XEN_PV {
+            return Err(Errno::EINVAL);
+        }
+        if !d.contexts.is_empty() {
+            return Err(Errno::EBUSY);
+        }
+        d.guest_mode = mode;
         Ok(())
     }
 

@@ -108,6 +108,11 @@ pub trait Hypervisor {
     /// getdomaininfo`, field `shared_info_frame`).
     fn shared_info_frame(&mut self, dom: DomId) -> Result<Mfn, Errno>;
 
+    /// `domctl xenia_set_guest_mode` (`XEN_DOMCTL_XENIA_SET_GUEST_MODE`): the ABI the
+    /// domain's kernel uses, `XENIA_GUEST_MODE_RING1` (the default) or
+    /// `XENIA_GUEST_MODE_XEN_PV`; before the first `set_vcpu_context` (`EBUSY` after).
+    fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno>;
+
     /// `domctl setvcpucontext`.
     fn set_vcpu_context(
         &mut self,

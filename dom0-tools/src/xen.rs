@@ -368,6 +368,10 @@ impl<R: Raw> Hypervisor for Xen<R> {
         self.domctl(&mut control::sched_credit_put(dom, credit))
     }
 
+    fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno> {
+        self.domctl(&mut control::set_guest_mode(dom, mode))
+    }
+
     fn populate(&mut self, dom: DomId, pfns: &[Pfn]) -> Result<Vec<Mfn>, Errno> {
         let mut extents: Vec<u64> = pfns.iter().map(|p| p.0).collect();
         let mut arg =

@@ -53,7 +53,7 @@ pub const XENSTORE_LINKS: &[&str] = &[
 /// The guest kernels (artifacts of `target/xenia/`) that go to `/boot/`.
 pub const GUESTS: &[&str] = &["echo.elf", "compute.elf", "kv.elf", "web.elf"];
 /// Guest kernels only the scenarios' initrd has, in `/boot`.
-pub const TEST_GUESTS: &[&str] = &["testguest.elf"];
+pub const TEST_GUESTS: &[&str] = &["testguest.elf", "xenpv.elf"];
 
 /// A file of the initrd: path (relative to its root), mode, contents.
 pub type File = (String, u32, Vec<u8>);

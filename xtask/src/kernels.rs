@@ -73,6 +73,12 @@ pub const KERNELS: &[Kernel] = &[
         artifact: "testguest.elf",
     },
     Kernel {
+        label: "Xen PV test kernel",
+        package: "xenia-xenpv-test",
+        bin: "xenpv",
+        artifact: "xenpv.elf",
+    },
+    Kernel {
         label: "attack guest",
         package: "xenia-attacks",
         bin: "attacks",

@@ -584,6 +584,9 @@ struct Plan {
     layout: DomuLayout,
     nr_pages: u64,
     max_mem_kib: u64,
+    /// Xenia's Xen PV test kernel ([`xenpv::is_xen_pv_test_kernel`]): started in Xen's PV
+    /// mode by [`start_xen_pv_test_kernel`].
+    xen_pv_test: bool,
 }
 
 /// Checks `cfg` and its kernel and plans the layout. Touches nothing.
@@ -591,7 +594,7 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
     cfg.check()?;
     let nr_pages = cfg.nr_pages();
     let max_mem_kib = cfg.max_mem_kib();
-    check_kernel(cfg.kernel)?;
+    let xen_pv_test = xenpv::is_xen_pv_test_kernel(&check_kernel(cfg.kernel)?);
     // A kernel that passed is loaded whole: a bzImage is unpacked now.
     let unpacked = if bzimage::is_bzimage(cfg.kernel) {
         Some(bzimage::unpack(cfg.kernel).map_err(BuildError::BzImage)?)
@@ -610,6 +613,7 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
         layout,
         nr_pages,
         max_mem_kib,
+        xen_pv_test,
     })
 }
 
@@ -640,7 +644,7 @@ pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
 pub fn check_kernel(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
     let info = inspect(kernel)?;
     let missing = info.features.missing();
-    if missing == 0 {
+    if missing == 0 || xenpv::is_xen_pv_test_kernel(&info) {
         return Ok(info);
     }
     let missing = xenpv::feature_names(missing);
@@ -903,12 +907,16 @@ fn fill<H: Hypervisor>(
         mem.write_frame(table.mfn, &table.to_bytes())?;
     }
 
-    let l4 = boot::root_table(sod, &frames)?;
-    hv.pin_table(dom, l4, Level::L4)
-        .map_err(BuildError::hv(Step::PinL4))?;
-    let ctx = boot::initial_context(plan.image.entry, sod, l4);
-    hv.set_vcpu_context(dom, 0, &ctx)
-        .map_err(BuildError::hv(Step::SetVcpuContext))?;
+    if plan.xen_pv_test {
+        start_xen_pv_test_kernel(&mut mem, plan.image.entry)?;
+    } else {
+        let l4 = boot::root_table(sod, &frames)?;
+        hv.pin_table(dom, l4, Level::L4)
+            .map_err(BuildError::hv(Step::PinL4))?;
+        let ctx = boot::initial_context(plan.image.entry, sod, l4);
+        hv.set_vcpu_context(dom, 0, &ctx)
+            .map_err(BuildError::hv(Step::SetVcpuContext))?;
+    }
     if !cfg.start_paused {
         hv.unpause(dom).map_err(BuildError::hv(Step::Unpause))?;
     }
@@ -924,6 +932,46 @@ fn fill<H: Hypervisor>(
         shared_info,
         layout: plan.layout,
     })
+}
+
+/// Issue 18, until the loader for Linux's image lands: starts Xenia's own Xen PV test
+/// kernel (`tests/guests/xenpv`, [`xenpv::is_xen_pv_test_kernel`]) with the start-of-day
+/// layout Xenia's kernels get, in Xen's PV mode: the domain's mode set
+/// (`XENIA_GUEST_MODE_XEN_PV`), every bootstrap page-table entry made user-accessible (the
+/// kernel runs in ring 3; Xen sets `_PAGE_USER` itself on a 64-bit PV guest's entries, Xenia
+/// not yet), the root pinned, and vCPU 0 given Xen's flat kernel selectors. Runs where the
+/// ring-1 path pins the root and sets the context.
+fn start_xen_pv_test_kernel<H: Hypervisor>(
+    mem: &mut Memory<'_, H>,
+    entry: u64,
+) -> Result<(), BuildError> {
+    use guest_abi::domctl::XENIA_GUEST_MODE_XEN_PV;
+    use guest_abi::selectors::{FLAT_KERNEL_CS64, FLAT_KERNEL_DS64, FLAT_KERNEL_SS64};
+    let (dom, sod, frames) = (mem.dom, mem.sod, mem.frames);
+    mem.hv
+        .set_guest_mode(dom, XENIA_GUEST_MODE_XEN_PV)
+        .map_err(BuildError::hv(Step::SetVcpuContext))?;
+    for table in boot::page_tables(sod, frames) {
+        let table = table?;
+        let mut bytes = table.to_bytes();
+        for entry in bytes.chunks_exact_mut(8) {
+            if entry[0] & guest_abi::pte::PRESENT as u8 != 0 {
+                entry[0] |= guest_abi::pte::USER as u8;
+            }
+        }
+        mem.write_frame(table.mfn, &bytes)?;
+    }
+    let l4 = boot::root_table(sod, &frames)?;
+    mem.hv
+        .pin_table(dom, l4, Level::L4)
+        .map_err(BuildError::hv(Step::PinL4))?;
+    let mut ctx = boot::initial_context(entry, sod, l4);
+    let regs = &mut ctx.user_regs;
+    (regs.cs, regs.ss) = (FLAT_KERNEL_CS64, FLAT_KERNEL_SS64);
+    (regs.ds, regs.es) = (FLAT_KERNEL_DS64, FLAT_KERNEL_DS64);
+    mem.hv
+        .set_vcpu_context(dom, 0, &ctx)
+        .map_err(BuildError::hv(Step::SetVcpuContext))
 }
 
 /// Backs pseudo-physical frames `0..nr_pages` with machine frames, in

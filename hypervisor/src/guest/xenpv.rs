@@ -265,7 +265,9 @@ pub fn set_segment_base(cx: &mut Hc) -> HcResult {
         }
         s::SEGBASE_GS_USER_SEL => {
             let live = GsBase::read();
-            if base > 0xFFFF || !crate::arch::x86_64::load_guest_gs(base as u16) {
+            // Ring-3 data selectors only (the ring-1 ones are Xenia's other mode's).
+            let ring3 = [0, s::USER_DS, s::FLAT_RING3_DS32].contains(&(base as u16));
+            if base > 0xFFFF || !ring3 || !crate::arch::x86_64::load_guest_gs(base as u16) {
                 return Err(Errno::EINVAL);
             }
             // Loading the selector set the live base to the descriptor's (zero): that is

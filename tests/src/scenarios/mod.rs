@@ -14,6 +14,7 @@ mod domains;
 
 mod guests;
 mod linux;
+mod linux_pv;
 mod mem_offline;
 mod net;
 mod net_dom0;
@@ -242,6 +243,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xl_bad_config", xl::bad_config),
         Scenario::new("linux_kernel_recognised", linux::kernel_recognised),
         Scenario::new("linux_initramfs_native", linux::initramfs_native),
+        Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),
+        Scenario::new("linux_pv_hostile_crashes", linux_pv::hostile_crashes),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),
         Scenario::new("xl_lifecycle", xl::lifecycle),
         Scenario::new("xl_verbs", xl::verbs),

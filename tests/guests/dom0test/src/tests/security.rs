@@ -127,6 +127,9 @@ impl Hypervisor for Recording<'_> {
     fn set_max_mem(&mut self, dom: DomId, kib: u64) -> Result<(), Errno> {
         self.hv.set_max_mem(dom, kib)
     }
+    fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno> {
+        self.hv.set_guest_mode(dom, mode)
+    }
     fn set_max_vcpus(&mut self, dom: DomId, n: u32) -> Result<(), Errno> {
         self.hv.set_max_vcpus(dom, n)
     }

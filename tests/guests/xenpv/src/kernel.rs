@@ -1,0 +1,697 @@
+//! The kernel proper: entry, notes, trap stubs, user-mode snippets and the checks.
+//!
+//! Every exception handler, the event, syscall and failsafe callbacks share one stub shape:
+//! record the vector, `rax` and the ten words at the stack pointer (Xen's bounce frame:
+//! `rcx, r11, [error,] rip, cs, rflags, rsp, ss`), mask events, and resume the check that was
+//! running (`xp_run`'s recovery point). A check runs a snippet with `xp_run` and looks at what
+//! was recorded.
+
+use core::arch::{asm, global_asm};
+use core::fmt::Write;
+
+use guest_abi::elfnote::{
+    XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION,
+    XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
+};
+use guest_abi::hypercall as nr;
+use guest_abi::memory::{MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MmuextOp, UVMF_INVLPG};
+use guest_abi::selectors::{
+    FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, FLAT_USER_CS64, FLAT_USER_SS64, KERNEL_DS,
+    SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL,
+};
+use guest_abi::start_info::StartInfo;
+use guest_abi::trap::{IretContext, TrapInfo};
+
+/// Where pseudo-physical frame 0 is mapped (linker.ld).
+const VIRT_BASE: u64 = 0xFFFF_FFFF_8000_0000;
+/// Where the user page table maps the user code page: L4 slot 1, which the kernel's table
+/// leaves empty.
+const USER_VA: u64 = 0x80_0000_0000;
+/// Pseudo-vectors the stubs record for the callbacks.
+const VEC_EVENT: u64 = 0x100;
+const VEC_SYSCALL: u64 = 0x101;
+const VEC_FAILSAFE: u64 = 0x102;
+const PTE_P: u64 = 1;
+const PTE_RW: u64 = 2;
+const PTE_U: u64 = 4;
+const RFLAGS_IF: u64 = 1 << 9;
+const PF_USER: u64 = 1 << 2;
+const PF_PRESENT: u64 = 1;
+/// The kernel's GS marker (its GS base points at `KERNEL_MARK`), and the user one (at the end
+/// of the user code page).
+const KERNEL_MARK_VALUE: u64 = 0x4B45_524E_454C_4753;
+const USER_MARK_VALUE: u64 = 0x5553_4552_4753_0000;
+const USER_MARK_OFFSET: u64 = 0xFF8;
+
+global_asm!(
+    ".macro XP_NOTE type",
+    "    .balign 4",
+    "    .long 4",
+    "    .long 7f - 6f",
+    "    .long \\type",
+    "    .asciz \"Xen\"",
+    "6:",
+    ".endm",
+    ".macro XP_NOTE_END",
+    "7:",
+    "    .balign 4",
+    ".endm",
+    ".pushsection .note.Xen, \"a\", @note",
+    "XP_NOTE {guest_os}",
+    "    .asciz \"xenia-xenpv-test\"",
+    "XP_NOTE_END",
+    "XP_NOTE {guest_version}",
+    "    .asciz \"0.1\"",
+    "XP_NOTE_END",
+    "XP_NOTE {xen_version}",
+    "    .asciz \"xen-3.0\"",
+    "XP_NOTE_END",
+    "XP_NOTE {loader}",
+    "    .asciz \"generic\"",
+    "XP_NOTE_END",
+    // As Linux's: Xen's PV ABI, page-table writes emulated.
+    "XP_NOTE {features}",
+    "    .asciz \"!writable_page_tables|pae_pgdir_above_4gb\"",
+    "XP_NOTE_END",
+    "XP_NOTE {virt_base}",
+    "    .quad {virt_base_value}",
+    "XP_NOTE_END",
+    "XP_NOTE {paddr_offset}",
+    "    .quad 0",
+    "XP_NOTE_END",
+    "XP_NOTE {entry}",
+    "    .quad _start",
+    "XP_NOTE_END",
+    ".popsection",
+    guest_os = const XEN_ELFNOTE_GUEST_OS,
+    guest_version = const XEN_ELFNOTE_GUEST_VERSION,
+    xen_version = const XEN_ELFNOTE_XEN_VERSION,
+    loader = const XEN_ELFNOTE_LOADER,
+    features = const XEN_ELFNOTE_FEATURES,
+    virt_base = const XEN_ELFNOTE_VIRT_BASE,
+    virt_base_value = const VIRT_BASE,
+    paddr_offset = const XEN_ELFNOTE_PADDR_OFFSET,
+    entry = const XEN_ELFNOTE_ENTRY,
+);
+
+// Stacks and the stubs' record. 64 bytes past each stack top stay mapped so that a stub's
+// ten-word copy of a frame at the very top reads plain memory.
+global_asm!(
+    ".pushsection .bss.xp, \"aw\", @nobits",
+    ".balign 16",
+    ".globl xp_trap_vector, xp_trap_rax, xp_trap_words, xp_recovery_rsp, xp_recovery_rip",
+    ".globl xp_vcpu_info, xp_boot_stack_top, xp_kernel_stack_top",
+    "xp_trap_vector: .skip 8",
+    "xp_trap_rax: .skip 8",
+    "xp_trap_words: .skip 80",
+    "xp_recovery_rsp: .skip 8",
+    "xp_recovery_rip: .skip 8",
+    "xp_vcpu_info: .skip 8",
+    ".balign 16",
+    ".skip 16384",
+    "xp_boot_stack_top:",
+    ".skip 64",
+    ".skip 16384",
+    "xp_kernel_stack_top:",
+    ".skip 64",
+    ".popsection",
+);
+
+// Entry (kernel mode, ring 3, rsi = start_info), the stubs, `xp_run` and the snippets.
+global_asm!(
+    ".pushsection .text.entry, \"ax\", @progbits",
+    ".globl _start",
+    "_start:",
+    "    lea rsp, [rip + xp_boot_stack_top]",
+    "    mov rdi, rsi",
+    "    call {main}",
+    "    ud2",
+    ".popsection",
+    "",
+    ".macro XP_STUB name, vec",
+    ".globl \\name",
+    "\\name:",
+    "    mov [rip + xp_trap_rax], rax",
+    "    mov qword ptr [rip + xp_trap_vector], \\vec",
+    "    .irp i, 0,1,2,3,4,5,6,7,8,9",
+    "    mov rax, [rsp + \\i * 8]",
+    "    mov [rip + xp_trap_words + \\i * 8], rax",
+    "    .endr",
+    "    mov rax, [rip + xp_vcpu_info]",
+    "    mov byte ptr [rax + 1], 1",
+    "    mov rsp, [rip + xp_recovery_rsp]",
+    "    jmp [rip + xp_recovery_rip]",
+    ".endm",
+    ".text",
+    "XP_STUB xp_trap_bp, 3",
+    "XP_STUB xp_trap_ud, 6",
+    "XP_STUB xp_trap_gp, 13",
+    "XP_STUB xp_trap_pf, 14",
+    "XP_STUB xp_event, {vec_event}",
+    "XP_STUB xp_syscall, {vec_syscall}",
+    "XP_STUB xp_failsafe, {vec_failsafe}",
+    "",
+    // xp_run(code, rbx, r12): runs `code` with rbx and r12 set; returns the vector recorded
+    // by a stub that resumed it, or NO_TRAP if `code` returned.
+    ".globl xp_run",
+    "xp_run:",
+    "    push rbx",
+    "    push rbp",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    mov [rip + xp_recovery_rsp], rsp",
+    "    lea rax, [rip + 2f]",
+    "    mov [rip + xp_recovery_rip], rax",
+    "    mov qword ptr [rip + xp_trap_vector], -1",
+    "    mov rbx, rsi",
+    "    mov r12, rdx",
+    "    call rdi",
+    "2:",
+    "    mov rsp, [rip + xp_recovery_rsp]",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbp",
+    "    pop rbx",
+    "    mov rax, [rip + xp_trap_vector]",
+    "    ret",
+    "",
+    // Kernel-mode snippets.
+    ".globl xp_k_ud, xp_k_ud_insn, xp_k_block, xp_k_iret",
+    "xp_k_ud:",
+    "    mov rcx, 0x1111",
+    "    mov r11, 0x2222",
+    "xp_k_ud_insn:",
+    "    ud2",
+    // rbx: the vcpu_info. Unmask events and block: the timer's event enters the callback.
+    "xp_k_block:",
+    "    mov byte ptr [rbx + 1], 0",
+    "    mov eax, {sched_op}",
+    "    mov edi, 1",
+    "    xor esi, esi",
+    "    syscall",
+    "    ret",
+    // rbx: an iret_context. HYPERVISOR_iret with it at rsp.
+    "xp_k_iret:",
+    "    mov rsp, rbx",
+    "    mov eax, {iret}",
+    "    syscall",
+    "    ud2",
+    "",
+    // User-mode snippets, copied to the user page (position-independent).
+    ".globl xp_user_start, xp_u_syscall, xp_u_read, xp_u_gs, xp_u_ud, xp_user_end",
+    "xp_user_start:",
+    "xp_u_syscall:",
+    "    syscall",
+    "    ud2",
+    "xp_u_read:",
+    "    mov rax, [r12]",
+    "    ud2",
+    "xp_u_gs:",
+    "    mov rax, gs:[0]",
+    "    syscall",
+    "    ud2",
+    "xp_u_ud:",
+    "    ud2",
+    "xp_user_end:",
+    main = sym main,
+    vec_event = const VEC_EVENT,
+    vec_syscall = const VEC_SYSCALL,
+    vec_failsafe = const VEC_FAILSAFE,
+    sched_op = const nr::HYPERVISOR_SCHED_OP,
+    iret = const nr::HYPERVISOR_IRET,
+);
+
+unsafe extern "C" {
+    static xp_trap_rax: u64;
+    static xp_trap_words: [u64; 10];
+    static mut xp_vcpu_info: u64;
+    static xp_kernel_stack_top: u8;
+    fn xp_run(code: u64, rbx: u64, r12: u64) -> u64;
+    fn xp_trap_bp();
+    fn xp_trap_ud();
+    fn xp_trap_gp();
+    fn xp_trap_pf();
+    fn xp_event();
+    fn xp_syscall();
+    fn xp_failsafe();
+    fn xp_k_ud();
+    fn xp_k_ud_insn();
+    fn xp_k_block();
+    fn xp_k_iret();
+    fn xp_user_start();
+    fn xp_u_syscall();
+    fn xp_u_read();
+    fn xp_u_gs();
+    fn xp_u_ud();
+    fn xp_user_end();
+}
+
+/// The kernel's GS marker.
+static KERNEL_MARK: u64 = KERNEL_MARK_VALUE;
+
+/// A hypercall: `syscall` from kernel mode with Xen's 64-bit convention. Every argument
+/// register may come back changed (a continuation rewrites them).
+fn hypercall(number: u64, a: [u64; 5]) -> i64 {
+    let ret: u64;
+    // SAFETY: `syscall` from this kernel's mode is a hypercall; the hypervisor changes only
+    // rax (the result), rcx and r11 (clobbered) and possibly the argument registers, all
+    // declared here. Arguments that are pointers point at this kernel's own memory.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") number => ret,
+            inlateout("rdi") a[0] => _,
+            inlateout("rsi") a[1] => _,
+            inlateout("rdx") a[2] => _,
+            inlateout("r10") a[3] => _,
+            inlateout("r8") a[4] => _,
+            out("rcx") _,
+            out("r11") _,
+        )
+    };
+    ret as i64
+}
+
+struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        hypercall(
+            nr::HYPERVISOR_CONSOLE_IO,
+            [
+                u64::from(guest_abi::console::CONSOLEIO_WRITE),
+                s.len() as u64,
+                s.as_ptr() as u64,
+                0,
+                0,
+            ],
+        );
+        Ok(())
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(Console, $($arg)*);
+    }};
+}
+
+/// Prints `PASS name` or `FAIL name: why`.
+fn check(name: &str, ok: bool, why: core::fmt::Arguments<'_>) {
+    if ok {
+        say!("PASS {name}");
+    } else {
+        say!("FAIL {name}: {why}");
+    }
+}
+
+/// The last recorded frame words and `rax`.
+fn recorded() -> ([u64; 10], u64) {
+    // SAFETY: written only by the stubs, which ran to completion before xp_run returned.
+    unsafe {
+        (
+            core::ptr::read_volatile(&raw const xp_trap_words),
+            core::ptr::read_volatile(&raw const xp_trap_rax),
+        )
+    }
+}
+
+/// The address of one of the asm labels.
+fn addr(f: unsafe extern "C" fn()) -> u64 {
+    f as *const () as u64
+}
+
+fn run(code: unsafe extern "C" fn(), rbx: u64, r12: u64) -> u64 {
+    // SAFETY: the snippets are this kernel's own code and either return or trap into a stub
+    // that resumes at xp_run's recovery point with its saved stack.
+    unsafe { xp_run(addr(code), rbx, r12) }
+}
+
+fn gs_word() -> u64 {
+    let v: u64;
+    // SAFETY: GS points at one of this kernel's markers (set before each use).
+    unsafe { asm!("mov {}, gs:[0]", out(reg) v, options(nostack, readonly)) };
+    v
+}
+
+/// What this kernel knows of its memory.
+struct Mem {
+    mfn_list: u64,
+}
+
+impl Mem {
+    fn mfn_of(&self, va: u64) -> u64 {
+        let pfn = (va - VIRT_BASE) >> 12;
+        // SAFETY: the p2m list is mapped by the builder and covers every pfn of the domain;
+        // `va` is one of this kernel's own pages.
+        unsafe { core::ptr::read_volatile((self.mfn_list as *const u64).add(pfn as usize)) }
+    }
+}
+
+fn mmuext(cmd: u32, arg1: u64) -> i64 {
+    let op = MmuextOp { cmd, arg1, arg2: 0 };
+    hypercall(
+        nr::HYPERVISOR_MMUEXT_OP,
+        [
+            &raw const op as u64,
+            1,
+            0,
+            u64::from(guest_abi::types::DOMID_SELF),
+            0,
+        ],
+    )
+}
+
+fn write_u64(va: u64, value: u64) {
+    // SAFETY: `va` is one of this kernel's writable pages (the padding), not yet a table.
+    unsafe { core::ptr::write_volatile(va as *mut u64, value) };
+}
+
+fn iret_to_user(ctx: &IretContext, r12: u64) -> u64 {
+    run(xp_k_iret, ctx as *const IretContext as u64, r12)
+}
+
+fn user_context(offset: u64) -> IretContext {
+    IretContext {
+        rax: nr::HYPERVISOR_CONSOLE_IO,
+        r11: 0x3333,
+        rcx: 0x4444,
+        flags: 0,
+        rip: USER_VA + offset,
+        cs: u64::from(FLAT_USER_CS64),
+        rflags: RFLAGS_IF | 2,
+        rsp: USER_VA + 0x800,
+        ss: u64::from(FLAT_USER_SS64),
+    }
+}
+
+extern "C" fn main(start_info: u64) -> ! {
+    // SAFETY: rsi at entry points at this domain's start_info page, mapped by the builder.
+    let si = unsafe { &*(start_info as *const StartInfo) };
+    let shared = start_info + 4096;
+    let vcpu_info = shared; // vCPU 0's vcpu_info opens shared_info.
+    // SAFETY: written once here, read by the stubs.
+    unsafe { core::ptr::write_volatile(&raw mut xp_vcpu_info, vcpu_info) };
+    let mem = Mem {
+        mfn_list: si.mfn_list,
+    };
+    let cmdline = {
+        let end = si.cmd_line.iter().position(|&b| b == 0).unwrap_or(0);
+        core::str::from_utf8(&si.cmd_line[..end]).unwrap_or("")
+    };
+    say!("xenpv: start (cmdline {cmdline:?})");
+
+    // 1. Hypercalls by syscall.
+    let version = hypercall(
+        nr::HYPERVISOR_XEN_VERSION,
+        [u64::from(guest_abi::version::XENVER_VERSION), 0, 0, 0, 0],
+    );
+    check(
+        "hypercall_by_syscall",
+        version > 0,
+        format_args!("xen_version returned {version}"),
+    );
+
+    // 2. Trap table, callbacks, kernel stack.
+    let traps = [
+        TrapInfo::new(3, 3, false, addr(xp_trap_bp)),
+        TrapInfo::new(6, 0, false, addr(xp_trap_ud)),
+        TrapInfo::new(13, 0, false, addr(xp_trap_gp)),
+        TrapInfo::new(14, 0, false, addr(xp_trap_pf)),
+        TrapInfo::END,
+    ];
+    let mut traps = traps;
+    for t in &mut traps[..4] {
+        t.cs = FLAT_KERNEL_CS64;
+    }
+    let r1 = hypercall(
+        nr::HYPERVISOR_SET_TRAP_TABLE,
+        [traps.as_ptr() as u64, 0, 0, 0, 0],
+    );
+    let r2 = hypercall(
+        nr::HYPERVISOR_SET_CALLBACKS,
+        [addr(xp_event), addr(xp_failsafe), addr(xp_syscall), 0, 0],
+    );
+    let kstack = &raw const xp_kernel_stack_top as u64;
+    let r3 = hypercall(
+        nr::HYPERVISOR_STACK_SWITCH,
+        [u64::from(FLAT_KERNEL_SS64), kstack, 0, 0, 0],
+    );
+    check(
+        "trap_table_callbacks_stack",
+        r1 == 0 && r2 == 0 && r3 == 0,
+        format_args!("set_trap_table {r1}, set_callbacks {r2}, stack_switch {r3}"),
+    );
+
+    // 3. An exception in kernel mode: Xen's frame, CS with RPL 0, events masked (bits 32-39).
+    let v = run(xp_k_ud, 0, 0);
+    let (w, _) = recorded();
+    let ok = v == 6
+        && w[0] == 0x1111
+        && w[1] == 0x2222
+        && w[2] == addr(xp_k_ud_insn)
+        && w[3] == u64::from(FLAT_KERNEL_CS64 & !3) | (1 << 32)
+        && w[4] & RFLAGS_IF == 0
+        && w[6] == u64::from(FLAT_KERNEL_SS64);
+    check(
+        "kernel_exception_frame",
+        ok,
+        format_args!("vector {v:#x}, frame {:x?}", &w[..7]),
+    );
+
+    // 4. GS: the kernel's base, and the user's kept for user mode.
+    let user_gs = USER_VA + USER_MARK_OFFSET;
+    let g1 = hypercall(
+        nr::HYPERVISOR_SET_SEGMENT_BASE,
+        [u64::from(SEGBASE_GS_KERNEL), &raw const KERNEL_MARK as u64, 0, 0, 0],
+    );
+    let g2 = hypercall(
+        nr::HYPERVISOR_SET_SEGMENT_BASE,
+        [u64::from(SEGBASE_GS_USER), user_gs, 0, 0, 0],
+    );
+    let seen = gs_word();
+    check(
+        "gs_kernel_base",
+        g1 == 0 && g2 == 0 && seen == KERNEL_MARK_VALUE,
+        format_args!("set_segment_base {g1} {g2}, gs:[0] {seen:#x}"),
+    );
+
+    // 5. The user page table: pages from the padding after the boot stack.
+    let base = (si.pt_base + si.nr_pt_frames * 4096 + 4096 + 4095) & !4095;
+    let [l4, l3, l2, l1, code] = [0u64, 1, 2, 3, 4].map(|i| base + 0x10000 + i * 4096);
+    for page in [l4, l3, l2, l1, code] {
+        for i in 0..512 {
+            write_u64(page + i * 8, 0);
+        }
+    }
+    let user_len = addr(xp_user_end) - addr(xp_user_start);
+    for i in 0..user_len {
+        // SAFETY: both ranges are this kernel's: its text and a padding page.
+        unsafe {
+            let b = core::ptr::read_volatile((addr(xp_user_start) + i) as *const u8);
+            core::ptr::write_volatile((code + i) as *mut u8, b);
+        }
+    }
+    write_u64(code + USER_MARK_OFFSET, USER_MARK_VALUE);
+    // Hostile first: a page that is no page table, and a frame not the domain's.
+    let bad1 = mmuext(MMUEXT_NEW_USER_BASEPTR, mem.mfn_of(code));
+    let bad2 = mmuext(MMUEXT_NEW_USER_BASEPTR, 0xF_FFFF_FFFF);
+    check(
+        "hostile_user_l4_refused",
+        bad1 < 0 && bad2 < 0,
+        format_args!("data page {bad1}, foreign frame {bad2}"),
+    );
+    write_u64(l1, mem.mfn_of(code) << 12 | PTE_P | PTE_U);
+    write_u64(l2, mem.mfn_of(l1) << 12 | PTE_P | PTE_RW | PTE_U);
+    write_u64(l3, mem.mfn_of(l2) << 12 | PTE_P | PTE_RW | PTE_U);
+    write_u64(l4 + 8, mem.mfn_of(l3) << 12 | PTE_P | PTE_RW | PTE_U);
+    let mut ro = 0;
+    for page in [l4, l3, l2, l1] {
+        let r = hypercall(
+            nr::HYPERVISOR_UPDATE_VA_MAPPING,
+            [page, mem.mfn_of(page) << 12 | PTE_P | PTE_U, UVMF_INVLPG, 0, 0],
+        );
+        if r != 0 {
+            ro = r;
+        }
+    }
+    let pin = mmuext(MMUEXT_PIN_L4_TABLE, mem.mfn_of(l4));
+    let set = mmuext(MMUEXT_NEW_USER_BASEPTR, mem.mfn_of(l4));
+    check(
+        "new_user_baseptr",
+        ro == 0 && pin == 0 && set == 0,
+        format_args!("update_va_mapping {ro}, pin {pin}, new_user_baseptr {set}"),
+    );
+
+    // 6. To user mode by iret, back by syscall: the syscall callback's frame.
+    let off = |f: unsafe extern "C" fn()| addr(f) - addr(xp_user_start);
+    let v = iret_to_user(&user_context(off(xp_u_syscall)), 0);
+    let (w, rax) = recorded();
+    let next = USER_VA + off(xp_u_syscall) + 2;
+    let ok = v == VEC_SYSCALL
+        && w[0] == next
+        && w[1] & RFLAGS_IF != 0
+        && w[2] == next
+        && w[3] == u64::from(FLAT_USER_CS64)
+        && w[4] & RFLAGS_IF != 0
+        && w[5] == USER_VA + 0x800
+        && w[6] == u64::from(FLAT_USER_SS64);
+    check(
+        "user_syscall_frame",
+        ok,
+        format_args!("vector {v:#x}, frame {:x?}", &w[..7]),
+    );
+    check(
+        "user_syscall_is_not_a_hypercall",
+        v == VEC_SYSCALL && rax == nr::HYPERVISOR_CONSOLE_IO,
+        format_args!("vector {v:#x}, rax {rax:#x}"),
+    );
+
+    // 7. GS in user mode is the user's; back in kernel mode the kernel's again.
+    let v = iret_to_user(&user_context(off(xp_u_gs)), 0);
+    let (_, rax) = recorded();
+    let back = gs_word();
+    check(
+        "gs_swapped_on_mode_changes",
+        v == VEC_SYSCALL && rax == USER_MARK_VALUE && back == KERNEL_MARK_VALUE,
+        format_args!("vector {v:#x}, user gs:[0] {rax:#x}, kernel gs:[0] {back:#x}"),
+    );
+
+    // 8. User mode reading the kernel: not mapped in the user table, a user #PF.
+    let target = &raw const KERNEL_MARK as u64;
+    let v = iret_to_user(&user_context(off(xp_u_read)), target);
+    let (w, _) = recorded();
+    // SAFETY: vcpu_info.arch.cr2 is at byte 16 of the vcpu_info (guest-abi `VcpuInfo`).
+    let cr2 = unsafe { core::ptr::read_volatile((vcpu_info + 16) as *const u64) };
+    let ok = v == 14
+        && w[2] & PF_USER != 0
+        && w[2] & PF_PRESENT == 0
+        && w[3] == USER_VA + off(xp_u_read)
+        && w[4] == u64::from(FLAT_USER_CS64)
+        && cr2 == target;
+    check(
+        "user_access_to_kernel_faults",
+        ok,
+        format_args!("vector {v:#x}, cr2 {cr2:#x}, frame {:x?}", &w[..8]),
+    );
+
+    // 9. An exception in user mode.
+    let v = iret_to_user(&user_context(off(xp_u_ud)), 0);
+    let (w, _) = recorded();
+    let ok = v == 6
+        && w[2] == USER_VA + off(xp_u_ud)
+        && w[3] == u64::from(FLAT_USER_CS64)
+        && w[6] == u64::from(FLAT_USER_SS64);
+    check(
+        "user_exception_frame",
+        ok,
+        format_args!("vector {v:#x}, frame {:x?}", &w[..7]),
+    );
+
+    // 10. An event through the event callback: VIRQ_TIMER, a deadline already past.
+    let mut bind = guest_abi::event::EvtchnBindVirq {
+        virq: guest_abi::event::VIRQ_TIMER,
+        vcpu: 0,
+        port: 0,
+    };
+    let b = hypercall(
+        nr::HYPERVISOR_EVENT_CHANNEL_OP,
+        [
+            u64::from(guest_abi::event::EVTCHNOP_BIND_VIRQ),
+            &raw mut bind as u64,
+            0,
+            0,
+            0,
+        ],
+    );
+    let t = hypercall(nr::HYPERVISOR_SET_TIMER_OP, [1, 0, 0, 0, 0]);
+    let v = run(xp_k_block, vcpu_info, 0);
+    let (w, _) = recorded();
+    let ok = b == 0
+        && t == 0
+        && v == VEC_EVENT
+        && w[3] == u64::from(FLAT_KERNEL_CS64 & !3)
+        && w[4] & RFLAGS_IF != 0
+        && w[6] == u64::from(FLAT_KERNEL_SS64);
+    check(
+        "event_callback_frame",
+        ok,
+        format_args!("bind {b}, timer {t}, vector {v:#x}, frame {:x?}", &w[..7]),
+    );
+
+    // 11. Hostile arguments refused without harm.
+    let non_canonical = 0x8000_0000_0000_0000;
+    let fs = hypercall(
+        nr::HYPERVISOR_SET_SEGMENT_BASE,
+        [u64::from(SEGBASE_FS), non_canonical, 0, 0, 0],
+    );
+    let sel = hypercall(
+        nr::HYPERVISOR_SET_SEGMENT_BASE,
+        [u64::from(SEGBASE_GS_USER_SEL), u64::from(KERNEL_DS), 0, 0, 0],
+    );
+    let stack = hypercall(
+        nr::HYPERVISOR_STACK_SWITCH,
+        [u64::from(FLAT_KERNEL_SS64), non_canonical, 0, 0, 0],
+    );
+    check(
+        "hostile_arguments_refused",
+        fs < 0 && sel < 0 && stack < 0,
+        format_args!("fs base {fs}, ring-1 gs selector {sel}, stack {stack}"),
+    );
+    say!("xenpv: done");
+
+    // 12. What the hypervisor must answer by crashing this domain.
+    if let Some(what) = cmdline
+        .split(' ')
+        .find_map(|w| w.strip_prefix("hostile="))
+    {
+        say!("xenpv: hostile {what}");
+        match what {
+            "iret_cs" => {
+                let mut ctx = user_context(off(xp_u_syscall));
+                ctx.cs = u64::from(guest_abi::selectors::HYPERVISOR_CS) | 0xe000;
+                iret_to_user(&ctx, 0);
+            }
+            "iret_rip" => {
+                let mut ctx = user_context(0);
+                ctx.rip = non_canonical;
+                iret_to_user(&ctx, 0);
+            }
+            "no_user_l4" => {
+                let r = mmuext(MMUEXT_NEW_USER_BASEPTR, 0);
+                say!("xenpv: user table dropped ({r})");
+                iret_to_user(&user_context(off(xp_u_syscall)), 0);
+            }
+            _ => say!("xenpv: unknown hostile request"),
+        }
+        say!("FAIL hostile_{what}: still running");
+    }
+    let reason = guest_abi::sched::SchedShutdown {
+        reason: guest_abi::sched::SHUTDOWN_POWEROFF,
+    };
+    hypercall(
+        nr::HYPERVISOR_SCHED_OP,
+        [
+            u64::from(guest_abi::sched::SCHEDOP_SHUTDOWN),
+            &raw const reason as u64,
+            0,
+            0,
+            0,
+        ],
+    );
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    say!("FAIL panic: {info}");
+    loop {
+        core::hint::spin_loop();
+    }
+}

@@ -1,0 +1,131 @@
+//! Xen's x86-64 PV guest mode (issue 18, DESIGN.md §12): the Xen PV test kernel
+//! (`tests/guests/xenpv`, `/boot/xenpv.elf` in the scenarios' initrd) started with `xl
+//! create`, its kernel in ring 3 with Xen's selectors, hypercalls by `syscall`, a user-mode
+//! page table of its own and Xen's bounce frames. The kernel prints `PASS <check>` or
+//! `FAIL <check>: <why>`; the scenarios require every check below to pass and none to fail,
+//! and that what the hypervisor must refuse by crashing the domain (an `iret` frame with a
+//! ring-0 selector or a non-canonical return address, a return to user mode without a user
+//! page table) crashes it and nothing else.
+
+use std::time::Duration;
+
+use crate::iso::DEFAULT_HV_OPTIONS;
+use crate::machine::{DEFAULT_TIMEOUT as T, Qemu};
+use crate::runner::Context;
+use crate::scenarios::blkif::{created_id, gone};
+use crate::scenarios::xl::{self, PROMPT};
+use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
+
+/// The checks the test kernel makes, in its order.
+const CHECKS: &[&str] = &[
+    "hypercall_by_syscall",
+    "trap_table_callbacks_stack",
+    "kernel_exception_frame",
+    "gs_kernel_base",
+    "hostile_user_l4_refused",
+    "new_user_baseptr",
+    "user_syscall_frame",
+    "user_syscall_is_not_a_hypercall",
+    "gs_swapped_on_mode_changes",
+    "user_access_to_kernel_faults",
+    "user_exception_frame",
+    "event_callback_frame",
+    "hostile_arguments_refused",
+];
+
+/// How long the test kernel may take from `xl create` to `xenpv: done`.
+const RUN: Duration = Duration::from_secs(60);
+
+fn boot(ctx: &Context) -> Result<Qemu, String> {
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .boot()?;
+    vm.wait_for(PROMPT, T)?;
+    Ok(vm)
+}
+
+/// `xl create` of the test kernel as `name` with `cmdline`; returns its id once it printed
+/// `xenpv: done`.
+fn create(vm: &mut Qemu, name: &str, cmdline: &str) -> Result<u32, String> {
+    let out = xl::run(
+        vm,
+        &format!(
+            "xl create /etc/xen/hello.cfg 'name=\"{name}\"' 'kernel=\"/boot/xenpv.elf\"' \
+             memory=32 'cmdline=\"{cmdline}\"'"
+        ),
+    )?;
+    let id = created_id(&out, name)?;
+    vm.wait_for_line(&format!("(d{id}) xenpv: done"), RUN)?;
+    Ok(id)
+}
+
+/// The domain's `PASS`/`FAIL` lines: every check of [`CHECKS`] passed, none failed.
+fn verdict(vm: &Qemu, id: u32) -> Result<(), String> {
+    let log = vm.serial_log();
+    let prefix = format!("(d{id}) ");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .collect();
+    let failed: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FAIL")).collect();
+    let missing: Vec<&&str> = CHECKS
+        .iter()
+        .filter(|c| !lines.contains(&format!("PASS {c}").as_str()))
+        .collect();
+    if !failed.is_empty() || !missing.is_empty() {
+        return Err(format!(
+            "failed: {failed:?}; not passed: {missing:?}; the kernel's lines: {lines:#?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The test kernel's checks all pass, it powers off, and its domain goes away.
+pub fn guest_mode(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    let id = create(&mut vm, "xenpv", "")?;
+    verdict(&vm, id)?;
+    gone(&mut vm, "xenpv")?;
+    println!("  all {} checks passed; the domain powered off", CHECKS.len());
+    Ok(())
+}
+
+/// Each request the hypervisor answers by crashing the domain does crash it, with a line that
+/// says why, after all the other checks passed; the machine and dom0 go on.
+pub fn hostile_crashes(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot(ctx)?;
+    for (what, why) in [
+        ("iret_cs", "iret hypercall to cs 0xe008"),
+        ("iret_rip", "iret hypercall to cs 0xe033 ss 0xe02b rip 0x8000000000000000"),
+        (
+            "no_user_l4",
+            "switching to user mode with no user page table",
+        ),
+    ] {
+        let name = format!("hostile-{}", what.replace('_', "-"));
+        let id = create(&mut vm, &name, &format!("hostile={what}"))?;
+        verdict(&vm, id)?;
+        let line = vm.wait_for_line_matching(
+            &format!("domain {id} crashed"),
+            T,
+            |l| l.contains(&format!("domain {id} crashed: ")),
+        )?;
+        if !line.contains(why) {
+            return Err(format!("hostile={what}: crash line {line:?} does not say {why:?}"));
+        }
+        if vm.serial_log().contains(&format!("(d{id}) FAIL hostile_")) {
+            return Err(format!("hostile={what}: the kernel ran on after the request"));
+        }
+        gone(&mut vm, &name)?;
+    }
+    let list = xl::run(&mut vm, "xl list")?;
+    if !list.contains("Domain-0") {
+        return Err(format!("dom0 is not listed after the crashes:\n{list}"));
+    }
+    Ok(())
+}
