@@ -60,7 +60,11 @@ fn create(vm: &mut Qemu, name: &str, cmdline: &str) -> Result<u32, String> {
         ),
     )?;
     let id = created_id(&out, name)?;
-    vm.wait_for_line(&format!("(d{id}) xenpv: done"), RUN)?;
+    // The kernel may finish while `xl create` is still printing: look at the whole log.
+    let done = format!("(d{id}) xenpv: done");
+    vm.wait_until(&done, RUN, |log, cursor| {
+        log.contains(&done).then_some(((), cursor))
+    })?;
     Ok(id)
 }
 
@@ -91,7 +95,10 @@ pub fn guest_mode(ctx: &Context) -> Result<(), String> {
     let id = create(&mut vm, "xenpv", "")?;
     verdict(&vm, id)?;
     gone(&mut vm, "xenpv")?;
-    println!("  all {} checks passed; the domain powered off", CHECKS.len());
+    println!(
+        "  all {} checks passed; the domain powered off",
+        CHECKS.len()
+    );
     Ok(())
 }
 
@@ -101,7 +108,10 @@ pub fn hostile_crashes(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
     for (what, why) in [
         ("iret_cs", "iret hypercall to cs 0xe008"),
-        ("iret_rip", "iret hypercall to cs 0xe033 ss 0xe02b rip 0x8000000000000000"),
+        (
+            "iret_rip",
+            "iret hypercall to cs 0xe033 ss 0xe02b rip 0x8000000000000000",
+        ),
         (
             "no_user_l4",
             "switching to user mode with no user page table",
@@ -110,16 +120,22 @@ pub fn hostile_crashes(ctx: &Context) -> Result<(), String> {
         let name = format!("hostile-{}", what.replace('_', "-"));
         let id = create(&mut vm, &name, &format!("hostile={what}"))?;
         verdict(&vm, id)?;
-        let line = vm.wait_for_line_matching(
-            &format!("domain {id} crashed"),
-            T,
-            |l| l.contains(&format!("domain {id} crashed: ")),
-        )?;
+        // Looked for in the whole log: the crash may come while `xl create` still prints.
+        let crashed = format!("domain {id} crashed: ");
+        let line = vm.wait_until(&crashed, T, |log, cursor| {
+            log.lines()
+                .find(|l| l.contains(&crashed))
+                .map(|l| (l.to_string(), cursor))
+        })?;
         if !line.contains(why) {
-            return Err(format!("hostile={what}: crash line {line:?} does not say {why:?}"));
+            return Err(format!(
+                "hostile={what}: crash line {line:?} does not say {why:?}"
+            ));
         }
         if vm.serial_log().contains(&format!("(d{id}) FAIL hostile_")) {
-            return Err(format!("hostile={what}: the kernel ran on after the request"));
+            return Err(format!(
+                "hostile={what}: the kernel ran on after the request"
+            ));
         }
         gone(&mut vm, &name)?;
     }

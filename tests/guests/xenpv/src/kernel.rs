@@ -16,8 +16,8 @@ use guest_abi::elfnote::{
 use guest_abi::hypercall as nr;
 use guest_abi::memory::{MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MmuextOp, UVMF_INVLPG};
 use guest_abi::selectors::{
-    FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, FLAT_USER_CS64, FLAT_USER_SS64, KERNEL_DS,
-    SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL,
+    FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, FLAT_USER_CS64, FLAT_USER_SS64, KERNEL_DS, SEGBASE_FS,
+    SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL,
 };
 use guest_abi::start_info::StartInfo;
 use guest_abi::trap::{IretContext, TrapInfo};
@@ -467,7 +467,13 @@ extern "C" fn main(start_info: u64) -> ! {
     let user_gs = USER_VA + USER_MARK_OFFSET;
     let g1 = hypercall(
         nr::HYPERVISOR_SET_SEGMENT_BASE,
-        [u64::from(SEGBASE_GS_KERNEL), &raw const KERNEL_MARK as u64, 0, 0, 0],
+        [
+            u64::from(SEGBASE_GS_KERNEL),
+            &raw const KERNEL_MARK as u64,
+            0,
+            0,
+            0,
+        ],
     );
     let g2 = hypercall(
         nr::HYPERVISOR_SET_SEGMENT_BASE,
@@ -513,7 +519,13 @@ extern "C" fn main(start_info: u64) -> ! {
     for page in [l4, l3, l2, l1] {
         let r = hypercall(
             nr::HYPERVISOR_UPDATE_VA_MAPPING,
-            [page, mem.mfn_of(page) << 12 | PTE_P | PTE_U, UVMF_INVLPG, 0, 0],
+            [
+                page,
+                mem.mfn_of(page) << 12 | PTE_P | PTE_U,
+                UVMF_INVLPG,
+                0,
+                0,
+            ],
         );
         if r != 0 {
             ro = r;
@@ -631,7 +643,13 @@ extern "C" fn main(start_info: u64) -> ! {
     );
     let sel = hypercall(
         nr::HYPERVISOR_SET_SEGMENT_BASE,
-        [u64::from(SEGBASE_GS_USER_SEL), u64::from(KERNEL_DS), 0, 0, 0],
+        [
+            u64::from(SEGBASE_GS_USER_SEL),
+            u64::from(KERNEL_DS),
+            0,
+            0,
+            0,
+        ],
     );
     let stack = hypercall(
         nr::HYPERVISOR_STACK_SWITCH,
@@ -645,10 +663,7 @@ extern "C" fn main(start_info: u64) -> ! {
     say!("xenpv: done");
 
     // 12. What the hypervisor must answer by crashing this domain.
-    if let Some(what) = cmdline
-        .split(' ')
-        .find_map(|w| w.strip_prefix("hostile="))
-    {
+    if let Some(what) = cmdline.split(' ').find_map(|w| w.strip_prefix("hostile=")) {
         say!("xenpv: hostile {what}");
         match what {
             "iret_cs" => {
