@@ -31,10 +31,13 @@
 
 pub mod bzimage;
 pub mod layout;
+pub mod load_xen_pv;
 pub mod xenpv;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_xen_pv;
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -55,6 +58,7 @@ use xenia_pvboot::layout::{LayoutError, Level, PAGE};
 
 use crate::hypervisor::{CreateConfig, Hypervisor};
 pub use layout::DomuLayout;
+pub use load_xen_pv::BuiltXenPv;
 
 /// The domain that runs every domU's console backend.
 pub const CONSOLE_BACKEND: DomId = 0;
@@ -373,6 +377,8 @@ pub enum Step {
     SetVcpuContext,
     /// `unpausedomain`.
     Unpause,
+    /// `XEN_DOMCTL_XENIA_SET_GUEST_MODE` (Xen PV kernels).
+    SetGuestMode,
 }
 
 impl fmt::Display for Step {
@@ -390,6 +396,7 @@ impl fmt::Display for Step {
             Step::PinL4 => "pinning its bootstrap page tables",
             Step::SetVcpuContext => "setting vCPU 0's registers",
             Step::Unpause => "unpausing it",
+            Step::SetGuestMode => "setting its guest mode to Xen PV",
         })
     }
 }
@@ -418,6 +425,8 @@ pub enum BuildError {
     /// The start-of-day layout does not fit (most often: too little memory
     /// for the kernel and ramdisk).
     Layout(LayoutError),
+    /// A Xen PV kernel's start of day (libxc's layout) does not fit.
+    XenPvLayout(xenia_pvboot::xenpv::LayoutError),
     /// The hypervisor refused a step.
     Hypervisor {
         /// The step.
@@ -500,6 +509,7 @@ impl fmt::Display for BuildError {
                 Kib(need_pages * KIB_PER_PAGE)
             ),
             BuildError::Layout(e) => write!(f, "{e}"),
+            BuildError::XenPvLayout(e) => write!(f, "{e}"),
             BuildError::Hypervisor { step, errno } => {
                 write!(f, "the hypervisor refused {step}: {errno}")
             }
@@ -591,7 +601,14 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
     cfg.check()?;
     let nr_pages = cfg.nr_pages();
     let max_mem_kib = cfg.max_mem_kib();
-    check_kernel(cfg.kernel)?;
+    let info = check_kernel(cfg.kernel)?;
+    if info.abi() == xenpv::GuestAbi::XenPv {
+        // `build` loads ring-1 kernels; [`create`] loads this one.
+        return Err(BuildError::XenPvKernel {
+            kernel: info.to_string(),
+            missing: xenpv::feature_names(info.features.missing()),
+        });
+    }
     // A kernel that passed is loaded whole: a bzImage is unpacked now.
     let unpacked = if bzimage::is_bzimage(cfg.kernel) {
         Some(bzimage::unpack(cfg.kernel).map_err(BuildError::BzImage)?)
@@ -639,18 +656,65 @@ pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
 /// [`BuildError::MissingFeatures`]. `xl` calls it before reading the ramdisk.
 pub fn check_kernel(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
     let info = inspect(kernel)?;
-    let missing = info.features.missing();
+    // A Xen PV kernel is checked against what the Xen PV guest mode provides; whether the
+    // hypervisor has that mode is learnt when the domain is made ([`create`]).
+    let missing = match info.abi() {
+        xenpv::GuestAbi::XenPv => info.features.missing_in_xen_pv(),
+        xenpv::GuestAbi::Xenia => info.features.missing(),
+    };
     if missing == 0 {
         return Ok(info);
     }
-    let missing = xenpv::feature_names(missing);
-    Err(match info.abi() {
-        xenpv::GuestAbi::XenPv => BuildError::XenPvKernel {
-            kernel: info.to_string(),
-            missing,
-        },
-        xenpv::GuestAbi::Xenia => BuildError::MissingFeatures(missing),
-    })
+    Err(BuildError::MissingFeatures(xenpv::feature_names(missing)))
+}
+
+/// A domain [`create`] built and started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// A kernel of Xenia's ring-1 ABI.
+    Ring1(Built),
+    /// A kernel of Xen's x86-64 PV ABI (Linux).
+    XenPv(BuiltXenPv),
+}
+
+impl Started {
+    /// Its id.
+    pub fn dom(&self) -> DomId {
+        match self {
+            Started::Ring1(b) => b.dom,
+            Started::XenPv(b) => b.dom,
+        }
+    }
+
+    /// Its console, if it has one.
+    pub fn console(&self) -> Option<ConsoleRing> {
+        match self {
+            Started::Ring1(b) => b.console,
+            Started::XenPv(b) => b.console,
+        }
+    }
+
+    /// Its xenstore ring, if it has one.
+    pub fn store(&self) -> Option<StoreRing> {
+        match self {
+            Started::Ring1(b) => b.store,
+            Started::XenPv(b) => b.store,
+        }
+    }
+}
+
+/// Builds and starts the domain `cfg` describes, whichever ABI its kernel was built for:
+/// [`build`] for Xenia's ring-1 ABI, libxc's layout and the Xen PV guest mode for Xen's
+/// (`load_xen_pv`). On error nothing is left behind. A hypervisor without the Xen PV mode
+/// refuses a Xen PV kernel with [`BuildError::XenPvKernel`], after tearing the empty domain
+/// down.
+pub fn create(hv: &mut impl Hypervisor, cfg: &DomainConfig<'_>) -> Result<Started, BuildError> {
+    cfg.check()?;
+    let info = check_kernel(cfg.kernel)?;
+    match info.abi() {
+        xenpv::GuestAbi::Xenia => build(hv, cfg).map(Started::Ring1),
+        xenpv::GuestAbi::XenPv => load_xen_pv::build(hv, cfg, &info).map(Started::XenPv),
+    }
 }
 
 /// How much of the start of an unpacked image [`streamed_notes`] keeps: the ELF header and
@@ -665,6 +729,15 @@ const STREAMED_NOTES: u64 = 64 << 10;
 /// of the prefix and the captured notes (their program headers pointed at the copies, the
 /// section headers dropped), with every check it makes on a whole image.
 fn streamed_notes(bz: &bzimage::BzImage<'_>) -> Result<xenia_pvboot::elf::XenNotes, BuildError> {
+    streamed_headers(bz).map(|(notes, _)| notes)
+}
+
+/// [`streamed_notes`], with the compact image it read them from: the image's first
+/// [`STREAMED_PREFIX`] bytes (file and program headers; the `PT_LOAD` headers unchanged),
+/// then the notes.
+fn streamed_headers(
+    bz: &bzimage::BzImage<'_>,
+) -> Result<(xenia_pvboot::elf::XenNotes, Vec<u8>), BuildError> {
     /// A note segment to capture: where it is in the image, its length, its program header.
     struct Wanted {
         offset: u64,
@@ -713,7 +786,7 @@ fn streamed_notes(bz: &bzimage::BzImage<'_>) -> Result<xenia_pvboot::elf::XenNot
     .map_err(BuildError::BzImage)?;
     let Some(list) = wanted else {
         // The whole image was shorter than the prefix: it is all here.
-        return Ok(elf::notes(&prefix)?);
+        return Ok((elf::notes(&prefix)?, prefix));
     };
     let mut compact = prefix;
     for w in list {
@@ -729,7 +802,7 @@ fn streamed_notes(bz: &bzimage::BzImage<'_>) -> Result<xenia_pvboot::elf::XenNot
         compact[0x28..0x30].fill(0);
         compact[0x3C..0x40].fill(0);
     }
-    Ok(elf::notes(&compact)?)
+    Ok((elf::notes(&compact)?, compact))
 }
 
 /// The `PT_NOTE` program headers of the ELF-64 image that starts with `prefix`, as far as

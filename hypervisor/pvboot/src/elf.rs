@@ -846,7 +846,7 @@ pub fn place_xen_pv(
         }
         Some(_) => {}
     }
-    let problem = if virt_base % PAGE != 0 {
+    let problem = if !virt_base.is_multiple_of(PAGE) {
         Some(VirtBaseProblem::Misaligned)
     } else if virt_base > lowest {
         Some(VirtBaseProblem::AboveImage)

@@ -251,7 +251,10 @@ pub fn plan(req: &Request) -> Result<Layout, LayoutError> {
     let ovf = LayoutError::Overflow;
     let page_up = |x: u64| x.checked_next_multiple_of(PAGE).ok_or(ovf);
     let pages_of = |len: u64| len.div_ceil(PAGE);
-    if req.kernel.is_empty() || req.kernel.start < req.virt_base || req.virt_base % PAGE != 0 {
+    if req.kernel.is_empty()
+        || req.kernel.start < req.virt_base
+        || !req.virt_base.is_multiple_of(PAGE)
+    {
         return Err(LayoutError::BadKernel {
             virt_base: req.virt_base,
             start: req.kernel.start,
@@ -281,7 +284,9 @@ pub fn plan(req: &Request) -> Result<Layout, LayoutError> {
     let p2m_bytes = req.nr_pages.checked_mul(8).ok_or(ovf)?;
     let p2m_pages = pages_of(p2m_bytes);
     // libxc's condition for using `INIT_P2M` (`xc_dom_build_image`).
-    let init_p2m = req.init_p2m.filter(|&at| at < base && at % PAGE == 0);
+    let init_p2m = req
+        .init_p2m
+        .filter(|&at| at < base && at.is_multiple_of(PAGE));
     let p2m_mapped = match init_p2m {
         None => Some(alloc(p2m_pages)?),
         Some(_) => None,
