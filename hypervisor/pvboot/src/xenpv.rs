@@ -8,7 +8,7 @@
 //! `VIRT_BASE` (frame `n` at `VIRT_BASE + n × 4096` in the initial mapping):
 //!
 //! 1. padding up to the kernel (Linux: 16 MiB, its `p_paddr` 0x1000000);
-//! 2. the kernel, its segments at `p_paddr - PADDR_OFFSET + VIRT_BASE` ([`crate::elf::place`]);
+//! 2. the kernel, its segments at `p_paddr - PADDR_OFFSET + VIRT_BASE` ([`crate::elf::place_xen_pv`]);
 //! 3. the ramdisk, mapped, unless the kernel takes it by frame number (`MOD_START_PFN`);
 //! 4. the p2m list, unless the kernel names where it wants it (`INIT_P2M`);
 //! 5. `start_info`, the xenstore ring, the console ring (libxc's "magic pages");
