@@ -81,7 +81,10 @@ fn debian_file(prefix: &str) -> Option<Vec<u8>> {
         .parent()?
         .join("target/debian/root");
     for package in std::fs::read_dir(&root).ok()?.flatten() {
-        for file in std::fs::read_dir(package.path().join("boot")).ok()?.flatten() {
+        for file in std::fs::read_dir(package.path().join("boot"))
+            .ok()?
+            .flatten()
+        {
             if file.file_name().to_string_lossy().starts_with(prefix) {
                 return std::fs::read(file.path()).ok();
             }

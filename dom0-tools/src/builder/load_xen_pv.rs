@@ -91,13 +91,18 @@ fn image_len(cfg: &DomainConfig<'_>, bz: Option<&bzimage::BzImage<'_>>) -> u64 {
 
 /// Checks the kernel's headers, places its segments and lays the domain out. Touches
 /// nothing.
+/// `headers` are a bzImage's streamed headers and notes when the caller has them.
 pub(super) fn prepare<'a>(
     cfg: &DomainConfig<'a>,
     info: &KernelInfo,
+    headers: Option<Vec<u8>>,
 ) -> Result<PlanXenPv<'a>, BuildError> {
     let (bz, image) = if bzimage::is_bzimage(cfg.kernel) {
         let bz = bzimage::parse(cfg.kernel).map_err(BuildError::BzImage)?;
-        let (notes, headers) = super::streamed_headers(&bz)?;
+        let (notes, headers) = match headers {
+            Some(h) => (info.notes.clone(), h),
+            None => super::streamed_headers(&bz)?,
+        };
         let len = image_len(cfg, Some(&bz));
         (Some(bz), elf::place_xen_pv(&headers, len, notes)?)
     } else {
@@ -126,8 +131,9 @@ pub(super) fn build(
     hv: &mut impl Hypervisor,
     cfg: &DomainConfig<'_>,
     info: &KernelInfo,
+    headers: Option<Vec<u8>>,
 ) -> Result<BuiltXenPv, BuildError> {
-    let plan = prepare(cfg, info)?;
+    let plan = prepare(cfg, info, headers)?;
     let dom = hv
         .create_domain(&cfg.create_config())
         .map_err(BuildError::hv(Step::CreateDomain))?;

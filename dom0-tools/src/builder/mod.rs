@@ -636,19 +636,28 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
 /// (`streamed_notes`), so that dom0 need not hold a 50 MiB image to learn it cannot run it.
 /// Touches nothing.
 pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
-    let (notes, packed, release) = if bzimage::is_bzimage(kernel) {
+    inspect_with_headers(kernel).map(|(info, _)| info)
+}
+
+/// [`inspect`], with, for a bzImage, the compact image its notes were read from (the ELF
+/// and program headers, then the notes: `streamed_headers`), so that a builder need not
+/// stream the image's start twice.
+fn inspect_with_headers(kernel: &[u8]) -> Result<(xenpv::KernelInfo, Option<Vec<u8>>), BuildError> {
+    let (notes, packed, release, headers) = if bzimage::is_bzimage(kernel) {
         let bz = bzimage::parse(kernel).map_err(BuildError::BzImage)?;
-        (streamed_notes(&bz)?, Some(bz.compression), bz.release)
+        let (notes, headers) = streamed_headers(&bz)?;
+        (notes, Some(bz.compression), bz.release, Some(headers))
     } else {
-        (elf::notes(kernel)?, None, None)
+        (elf::notes(kernel)?, None, None, None)
     };
     let features = xenpv::features(&notes).map_err(BuildError::UnknownFeature)?;
-    Ok(xenpv::KernelInfo {
+    let info = xenpv::KernelInfo {
         packed,
         release,
         notes,
         features,
-    })
+    };
+    Ok((info, headers))
 }
 
 /// [`inspect`], then the builder's refusal of a kernel that requires features Xenia lacks:
@@ -656,6 +665,12 @@ pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
 /// [`BuildError::MissingFeatures`]. `xl` calls it before reading the ramdisk.
 pub fn check_kernel(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
     let info = inspect(kernel)?;
+    check_features(&info)?;
+    Ok(info)
+}
+
+/// [`check_kernel`]'s rule on an inspected kernel.
+fn check_features(info: &xenpv::KernelInfo) -> Result<(), BuildError> {
     // A Xen PV kernel is checked against what the Xen PV guest mode provides; whether the
     // hypervisor has that mode is learnt when the domain is made ([`create`]).
     let missing = match info.abi() {
@@ -663,7 +678,7 @@ pub fn check_kernel(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
         xenpv::GuestAbi::Xenia => info.features.missing(),
     };
     if missing == 0 {
-        return Ok(info);
+        return Ok(());
     }
     Err(BuildError::MissingFeatures(xenpv::feature_names(missing)))
 }
@@ -710,10 +725,11 @@ impl Started {
 /// down.
 pub fn create(hv: &mut impl Hypervisor, cfg: &DomainConfig<'_>) -> Result<Started, BuildError> {
     cfg.check()?;
-    let info = check_kernel(cfg.kernel)?;
+    let (info, headers) = inspect_with_headers(cfg.kernel)?;
+    check_features(&info)?;
     match info.abi() {
         xenpv::GuestAbi::Xenia => build(hv, cfg).map(Started::Ring1),
-        xenpv::GuestAbi::XenPv => load_xen_pv::build(hv, cfg, &info).map(Started::XenPv),
+        xenpv::GuestAbi::XenPv => load_xen_pv::build(hv, cfg, &info, headers).map(Started::XenPv),
     }
 }
 

@@ -388,7 +388,7 @@ fn debian_kernel_is_laid_out_as_libxc() {
         ..DomainConfig::new("debian", &vmlinuz, 256)
     };
     let info = check_kernel(&vmlinuz).unwrap();
-    let plan = load_xen_pv::prepare(&cfg, &info).unwrap();
+    let plan = load_xen_pv::prepare(&cfg, &info, None).unwrap();
     let (image, l) = (plan_image(&plan), plan_layout(&plan));
     // Text at 16 MiB; `.data..percpu` (p_vaddr 0) placed at its p_paddr past VIRT_BASE.
     assert_eq!(image.segments[0].vaddr, BASE + 0x100_0000);

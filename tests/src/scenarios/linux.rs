@@ -146,10 +146,15 @@ fn built(
     for _ in 0..BUILT_ROUNDS {
         let rows = parse_list(&run(vm, "xl list")?)?;
         let Some(row) = rows.iter().find(|r| r.name == "debian") else {
-            return Err(format!("xl create succeeded but `xl list` has no debian: {rows:?}"));
+            return Err(format!(
+                "xl create succeeded but `xl list` has no debian: {rows:?}"
+            ));
         };
         if !(250..=256).contains(&row.mem) {
-            return Err(format!("debian has {} MiB, configured 256: {row:?}", row.mem));
+            return Err(format!(
+                "debian has {} MiB, configured 256: {row:?}",
+                row.mem
+            ));
         }
         seen = format!("state {} after xl create", row.state);
         if row.state.contains('c') {
