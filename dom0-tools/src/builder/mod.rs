@@ -633,7 +633,7 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
 /// Reads what the builder needs to know of `kernel` before loading it: its Xen notes and
 /// features and, for a bzImage, its release and compression. A bzImage is streamed, not
 /// unpacked: only the ELF header, the program headers and the note segments are kept
-/// (`streamed_notes`), so that dom0 need not hold a 50 MiB image to learn it cannot run it.
+/// (`streamed_headers`), so that dom0 need not hold a 50 MiB image to learn it cannot run it.
 /// Touches nothing.
 pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
     inspect_with_headers(kernel).map(|(info, _)| info)
@@ -733,24 +733,19 @@ pub fn create(hv: &mut impl Hypervisor, cfg: &DomainConfig<'_>) -> Result<Starte
     }
 }
 
-/// How much of the start of an unpacked image [`streamed_notes`] keeps: the ELF header and
+/// How much of the start of an unpacked image [`streamed_headers`] keeps: the ELF header and
 /// the program headers are there in every kernel (Linux: 64 bytes and 5 × 56).
 const STREAMED_PREFIX: usize = 64 << 10;
-/// Most note bytes [`streamed_notes`] keeps (Linux's are 512 bytes).
+/// Most note bytes [`streamed_headers`] keeps (Linux's are 512 bytes).
 const STREAMED_NOTES: u64 = 64 << 10;
 
 /// The Xen notes of the ELF image inside `bz`, streamed: the first [`STREAMED_PREFIX`] bytes
 /// are kept, the `PT_NOTE` segments their program headers name are captured as they stream
 /// by, and decompression stops after the last. `elf::notes` then reads a compact image made
 /// of the prefix and the captured notes (their program headers pointed at the copies, the
-/// section headers dropped), with every check it makes on a whole image.
-fn streamed_notes(bz: &bzimage::BzImage<'_>) -> Result<xenia_pvboot::elf::XenNotes, BuildError> {
-    streamed_headers(bz).map(|(notes, _)| notes)
-}
-
-/// [`streamed_notes`], with the compact image it read them from: the image's first
-/// [`STREAMED_PREFIX`] bytes (file and program headers; the `PT_LOAD` headers unchanged),
-/// then the notes.
+/// section headers dropped), with every check it makes on a whole image. Returns the notes
+/// and that compact image (its file and `PT_LOAD` program headers are the image's, for
+/// `elf::place_xen_pv`).
 fn streamed_headers(
     bz: &bzimage::BzImage<'_>,
 ) -> Result<(xenia_pvboot::elf::XenNotes, Vec<u8>), BuildError> {
