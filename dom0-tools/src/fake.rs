@@ -39,6 +39,7 @@ pub enum Op {
     SetContext,
     Unpause,
     Destroy,
+    GuestMode,
 }
 
 /// One domain's state.
@@ -56,7 +57,7 @@ pub struct Domain {
     pub tables: BTreeMap<Mfn, Level>,
     pub ports: Vec<(EvtchnPort, DomId)>,
     pub contexts: BTreeMap<u32, VcpuGuestContext>,
-    /// `set_guest_mode`'s value (0: Xenia's ring-1 ABI).
+    /// The guest mode set by `set_guest_mode` (0, ring 1, until then).
     pub guest_mode: u32,
 }
 
@@ -74,6 +75,9 @@ pub struct FakeHv {
     pub fail_destroy: bool,
     /// Answer `populate` with one frame too few.
     pub short_populate: bool,
+    /// Whether `set_guest_mode` knows Xen's PV mode (else it answers `ENOSYS`, as a
+    /// hypervisor without it).
+    pub xen_pv_mode: bool,
     next_dom: DomId,
     next_mfn: u64,
 }
@@ -228,18 +232,6 @@ impl Hypervisor for FakeHv {
         Ok(())
     }
 
-    fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno> {
-        let d = self.domain(dom)?;
-        if mode > guest_abi::domctl::XENIA_GUEST_MODE_XEN_PV {
-            return Err(Errno::EINVAL);
-        }
-        if !d.contexts.is_empty() {
-            return Err(Errno::EBUSY);
-        }
-        d.guest_mode = mode;
-        Ok(())
-    }
-
     fn set_max_vcpus(&mut self, dom: DomId, n: u32) -> Result<(), Errno> {
         self.enter(Op::MaxVcpus, dom)?;
         let d = self.domain(dom)?;
@@ -382,6 +374,20 @@ impl Hypervisor for FakeHv {
             self.owner.remove(&m);
             self.frames.remove(&m);
         }
+        Ok(())
+    }
+
+    fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno> {
+        self.enter(Op::GuestMode, dom)?;
+        let known = self.xen_pv_mode;
+        let d = self.domain(dom)?;
+        if !known {
+            return Err(Errno::ENOSYS);
+        }
+        if mode > 1 || !d.contexts.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        d.guest_mode = mode;
         Ok(())
     }
 }

@@ -728,12 +728,12 @@ pub(crate) mod tests {
     /// A compressor of the tests.
     type Compressor = fn(&[u8]) -> Vec<u8>;
 
-    fn with_size(mut compressed: Vec<u8>, original: &[u8]) -> Vec<u8> {
+    pub(crate) fn with_size(mut compressed: Vec<u8>, original: &[u8]) -> Vec<u8> {
         compressed.extend_from_slice(&(original.len() as u32).to_le_bytes());
         compressed
     }
 
-    fn gzip(data: &[u8]) -> Vec<u8> {
+    pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
         let mut out = vec![0x1f, 0x8b, 8, 1 << 3, 0, 0, 0, 0, 0, 3];
         out.extend_from_slice(b"vmlinux.bin\0");
         out.extend(miniz_oxide::deflate::compress_to_vec(data, 6));

@@ -31,10 +31,13 @@
 
 pub mod bzimage;
 pub mod layout;
+pub mod load_xen_pv;
 pub mod xenpv;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_xen_pv;
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -55,6 +58,7 @@ use xenia_pvboot::layout::{LayoutError, Level, PAGE};
 
 use crate::hypervisor::{CreateConfig, Hypervisor};
 pub use layout::DomuLayout;
+pub use load_xen_pv::BuiltXenPv;
 
 /// The domain that runs every domU's console backend.
 pub const CONSOLE_BACKEND: DomId = 0;
@@ -373,6 +377,8 @@ pub enum Step {
     SetVcpuContext,
     /// `unpausedomain`.
     Unpause,
+    /// `XEN_DOMCTL_XENIA_SET_GUEST_MODE` (Xen PV kernels).
+    SetGuestMode,
 }
 
 impl fmt::Display for Step {
@@ -390,6 +396,7 @@ impl fmt::Display for Step {
             Step::PinL4 => "pinning its bootstrap page tables",
             Step::SetVcpuContext => "setting vCPU 0's registers",
             Step::Unpause => "unpausing it",
+            Step::SetGuestMode => "setting its guest mode to Xen PV",
         })
     }
 }
@@ -418,6 +425,8 @@ pub enum BuildError {
     /// The start-of-day layout does not fit (most often: too little memory
     /// for the kernel and ramdisk).
     Layout(LayoutError),
+    /// A Xen PV kernel's start of day (libxc's layout) does not fit.
+    XenPvLayout(xenia_pvboot::xenpv::LayoutError),
     /// The hypervisor refused a step.
     Hypervisor {
         /// The step.
@@ -500,6 +509,7 @@ impl fmt::Display for BuildError {
                 Kib(need_pages * KIB_PER_PAGE)
             ),
             BuildError::Layout(e) => write!(f, "{e}"),
+            BuildError::XenPvLayout(e) => write!(f, "{e}"),
             BuildError::Hypervisor { step, errno } => {
                 write!(f, "the hypervisor refused {step}: {errno}")
             }
@@ -584,9 +594,6 @@ struct Plan {
     layout: DomuLayout,
     nr_pages: u64,
     max_mem_kib: u64,
-    /// Xenia's Xen PV test kernel ([`xenpv::is_xen_pv_test_kernel`]): started in Xen's PV
-    /// mode by [`start_xen_pv_test_kernel`].
-    xen_pv_test: bool,
 }
 
 /// Checks `cfg` and its kernel and plans the layout. Touches nothing.
@@ -594,7 +601,14 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
     cfg.check()?;
     let nr_pages = cfg.nr_pages();
     let max_mem_kib = cfg.max_mem_kib();
-    let xen_pv_test = xenpv::is_xen_pv_test_kernel(&check_kernel(cfg.kernel)?);
+    let info = check_kernel(cfg.kernel)?;
+    if info.abi() == xenpv::GuestAbi::XenPv {
+        // `build` loads ring-1 kernels; [`create`] loads this one.
+        return Err(BuildError::XenPvKernel {
+            kernel: info.to_string(),
+            missing: xenpv::feature_names(info.features.missing()),
+        });
+    }
     // A kernel that passed is loaded whole: a bzImage is unpacked now.
     let unpacked = if bzimage::is_bzimage(cfg.kernel) {
         Some(bzimage::unpack(cfg.kernel).map_err(BuildError::BzImage)?)
@@ -613,29 +627,37 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
         layout,
         nr_pages,
         max_mem_kib,
-        xen_pv_test,
     })
 }
 
 /// Reads what the builder needs to know of `kernel` before loading it: its Xen notes and
 /// features and, for a bzImage, its release and compression. A bzImage is streamed, not
 /// unpacked: only the ELF header, the program headers and the note segments are kept
-/// (`streamed_notes`), so that dom0 need not hold a 50 MiB image to learn it cannot run it.
+/// (`streamed_headers`), so that dom0 need not hold a 50 MiB image to learn it cannot run it.
 /// Touches nothing.
 pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
-    let (notes, packed, release) = if bzimage::is_bzimage(kernel) {
+    inspect_with_headers(kernel).map(|(info, _)| info)
+}
+
+/// [`inspect`], with, for a bzImage, the compact image its notes were read from (the ELF
+/// and program headers, then the notes: `streamed_headers`), so that a builder need not
+/// stream the image's start twice.
+fn inspect_with_headers(kernel: &[u8]) -> Result<(xenpv::KernelInfo, Option<Vec<u8>>), BuildError> {
+    let (notes, packed, release, headers) = if bzimage::is_bzimage(kernel) {
         let bz = bzimage::parse(kernel).map_err(BuildError::BzImage)?;
-        (streamed_notes(&bz)?, Some(bz.compression), bz.release)
+        let (notes, headers) = streamed_headers(&bz)?;
+        (notes, Some(bz.compression), bz.release, Some(headers))
     } else {
-        (elf::notes(kernel)?, None, None)
+        (elf::notes(kernel)?, None, None, None)
     };
     let features = xenpv::features(&notes).map_err(BuildError::UnknownFeature)?;
-    Ok(xenpv::KernelInfo {
+    let info = xenpv::KernelInfo {
         packed,
         release,
         notes,
         features,
-    })
+    };
+    Ok((info, headers))
 }
 
 /// [`inspect`], then the builder's refusal of a kernel that requires features Xenia lacks:
@@ -643,32 +665,90 @@ pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
 /// [`BuildError::MissingFeatures`]. `xl` calls it before reading the ramdisk.
 pub fn check_kernel(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
     let info = inspect(kernel)?;
-    let missing = info.features.missing();
-    if missing == 0 || xenpv::is_xen_pv_test_kernel(&info) {
-        return Ok(info);
-    }
-    let missing = xenpv::feature_names(missing);
-    Err(match info.abi() {
-        xenpv::GuestAbi::XenPv => BuildError::XenPvKernel {
-            kernel: info.to_string(),
-            missing,
-        },
-        xenpv::GuestAbi::Xenia => BuildError::MissingFeatures(missing),
-    })
+    check_features(&info)?;
+    Ok(info)
 }
 
-/// How much of the start of an unpacked image [`streamed_notes`] keeps: the ELF header and
+/// [`check_kernel`]'s rule on an inspected kernel.
+fn check_features(info: &xenpv::KernelInfo) -> Result<(), BuildError> {
+    // A Xen PV kernel is checked against what the Xen PV guest mode provides; whether the
+    // hypervisor has that mode is learnt when the domain is made ([`create`]).
+    let missing = match info.abi() {
+        xenpv::GuestAbi::XenPv => info.features.missing_in_xen_pv(),
+        xenpv::GuestAbi::Xenia => info.features.missing(),
+    };
+    if missing == 0 {
+        return Ok(());
+    }
+    Err(BuildError::MissingFeatures(xenpv::feature_names(missing)))
+}
+
+/// A domain [`create`] built and started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// A kernel of Xenia's ring-1 ABI.
+    Ring1(Built),
+    /// A kernel of Xen's x86-64 PV ABI (Linux).
+    XenPv(BuiltXenPv),
+}
+
+impl Started {
+    /// Its id.
+    pub fn dom(&self) -> DomId {
+        match self {
+            Started::Ring1(b) => b.dom,
+            Started::XenPv(b) => b.dom,
+        }
+    }
+
+    /// Its console, if it has one.
+    pub fn console(&self) -> Option<ConsoleRing> {
+        match self {
+            Started::Ring1(b) => b.console,
+            Started::XenPv(b) => b.console,
+        }
+    }
+
+    /// Its xenstore ring, if it has one.
+    pub fn store(&self) -> Option<StoreRing> {
+        match self {
+            Started::Ring1(b) => b.store,
+            Started::XenPv(b) => b.store,
+        }
+    }
+}
+
+/// Builds and starts the domain `cfg` describes, whichever ABI its kernel was built for:
+/// [`build`] for Xenia's ring-1 ABI, libxc's layout and the Xen PV guest mode for Xen's
+/// (`load_xen_pv`). On error nothing is left behind. A hypervisor without the Xen PV mode
+/// refuses a Xen PV kernel with [`BuildError::XenPvKernel`], after tearing the empty domain
+/// down.
+pub fn create(hv: &mut impl Hypervisor, cfg: &DomainConfig<'_>) -> Result<Started, BuildError> {
+    cfg.check()?;
+    let (info, headers) = inspect_with_headers(cfg.kernel)?;
+    check_features(&info)?;
+    match info.abi() {
+        xenpv::GuestAbi::Xenia => build(hv, cfg).map(Started::Ring1),
+        xenpv::GuestAbi::XenPv => load_xen_pv::build(hv, cfg, &info, headers).map(Started::XenPv),
+    }
+}
+
+/// How much of the start of an unpacked image [`streamed_headers`] keeps: the ELF header and
 /// the program headers are there in every kernel (Linux: 64 bytes and 5 × 56).
 const STREAMED_PREFIX: usize = 64 << 10;
-/// Most note bytes [`streamed_notes`] keeps (Linux's are 512 bytes).
+/// Most note bytes [`streamed_headers`] keeps (Linux's are 512 bytes).
 const STREAMED_NOTES: u64 = 64 << 10;
 
 /// The Xen notes of the ELF image inside `bz`, streamed: the first [`STREAMED_PREFIX`] bytes
 /// are kept, the `PT_NOTE` segments their program headers name are captured as they stream
 /// by, and decompression stops after the last. `elf::notes` then reads a compact image made
 /// of the prefix and the captured notes (their program headers pointed at the copies, the
-/// section headers dropped), with every check it makes on a whole image.
-fn streamed_notes(bz: &bzimage::BzImage<'_>) -> Result<xenia_pvboot::elf::XenNotes, BuildError> {
+/// section headers dropped), with every check it makes on a whole image. Returns the notes
+/// and that compact image (its file and `PT_LOAD` program headers are the image's, for
+/// `elf::place_xen_pv`).
+fn streamed_headers(
+    bz: &bzimage::BzImage<'_>,
+) -> Result<(xenia_pvboot::elf::XenNotes, Vec<u8>), BuildError> {
     /// A note segment to capture: where it is in the image, its length, its program header.
     struct Wanted {
         offset: u64,
@@ -717,7 +797,7 @@ fn streamed_notes(bz: &bzimage::BzImage<'_>) -> Result<xenia_pvboot::elf::XenNot
     .map_err(BuildError::BzImage)?;
     let Some(list) = wanted else {
         // The whole image was shorter than the prefix: it is all here.
-        return Ok(elf::notes(&prefix)?);
+        return Ok((elf::notes(&prefix)?, prefix));
     };
     let mut compact = prefix;
     for w in list {
@@ -733,7 +813,7 @@ fn streamed_notes(bz: &bzimage::BzImage<'_>) -> Result<xenia_pvboot::elf::XenNot
         compact[0x28..0x30].fill(0);
         compact[0x3C..0x40].fill(0);
     }
-    Ok(elf::notes(&compact)?)
+    Ok((elf::notes(&compact)?, compact))
 }
 
 /// The `PT_NOTE` program headers of the ELF-64 image that starts with `prefix`, as far as
@@ -907,16 +987,12 @@ fn fill<H: Hypervisor>(
         mem.write_frame(table.mfn, &table.to_bytes())?;
     }
 
-    if plan.xen_pv_test {
-        start_xen_pv_test_kernel(&mut mem, plan.image.entry)?;
-    } else {
-        let l4 = boot::root_table(sod, &frames)?;
-        hv.pin_table(dom, l4, Level::L4)
-            .map_err(BuildError::hv(Step::PinL4))?;
-        let ctx = boot::initial_context(plan.image.entry, sod, l4);
-        hv.set_vcpu_context(dom, 0, &ctx)
-            .map_err(BuildError::hv(Step::SetVcpuContext))?;
-    }
+    let l4 = boot::root_table(sod, &frames)?;
+    hv.pin_table(dom, l4, Level::L4)
+        .map_err(BuildError::hv(Step::PinL4))?;
+    let ctx = boot::initial_context(plan.image.entry, sod, l4);
+    hv.set_vcpu_context(dom, 0, &ctx)
+        .map_err(BuildError::hv(Step::SetVcpuContext))?;
     if !cfg.start_paused {
         hv.unpause(dom).map_err(BuildError::hv(Step::Unpause))?;
     }
@@ -932,46 +1008,6 @@ fn fill<H: Hypervisor>(
         shared_info,
         layout: plan.layout,
     })
-}
-
-/// Issue 18, until the loader for Linux's image lands: starts Xenia's own Xen PV test
-/// kernel (`tests/guests/xenpv`, [`xenpv::is_xen_pv_test_kernel`]) with the start-of-day
-/// layout Xenia's kernels get, in Xen's PV mode: the domain's mode set
-/// (`XENIA_GUEST_MODE_XEN_PV`), every bootstrap page-table entry made user-accessible (the
-/// kernel runs in ring 3; Xen sets `_PAGE_USER` itself on a 64-bit PV guest's entries, Xenia
-/// not yet), the root pinned, and vCPU 0 given Xen's flat kernel selectors. Runs where the
-/// ring-1 path pins the root and sets the context.
-fn start_xen_pv_test_kernel<H: Hypervisor>(
-    mem: &mut Memory<'_, H>,
-    entry: u64,
-) -> Result<(), BuildError> {
-    use guest_abi::domctl::XENIA_GUEST_MODE_XEN_PV;
-    use guest_abi::selectors::{FLAT_KERNEL_CS64, FLAT_KERNEL_DS64, FLAT_KERNEL_SS64};
-    let (dom, sod, frames) = (mem.dom, mem.sod, mem.frames);
-    mem.hv
-        .set_guest_mode(dom, XENIA_GUEST_MODE_XEN_PV)
-        .map_err(BuildError::hv(Step::SetVcpuContext))?;
-    for table in boot::page_tables(sod, frames) {
-        let table = table?;
-        let mut bytes = table.to_bytes();
-        for entry in bytes.chunks_exact_mut(8) {
-            if entry[0] & guest_abi::pte::PRESENT as u8 != 0 {
-                entry[0] |= guest_abi::pte::USER as u8;
-            }
-        }
-        mem.write_frame(table.mfn, &bytes)?;
-    }
-    let l4 = boot::root_table(sod, &frames)?;
-    mem.hv
-        .pin_table(dom, l4, Level::L4)
-        .map_err(BuildError::hv(Step::PinL4))?;
-    let mut ctx = boot::initial_context(entry, sod, l4);
-    let regs = &mut ctx.user_regs;
-    (regs.cs, regs.ss) = (FLAT_KERNEL_CS64, FLAT_KERNEL_SS64);
-    (regs.ds, regs.es) = (FLAT_KERNEL_DS64, FLAT_KERNEL_DS64);
-    mem.hv
-        .set_vcpu_context(dom, 0, &ctx)
-        .map_err(BuildError::hv(Step::SetVcpuContext))
 }
 
 /// Backs pseudo-physical frames `0..nr_pages` with machine frames, in

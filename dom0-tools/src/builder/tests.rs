@@ -502,6 +502,7 @@ fn a_failure_at_any_step_destroys_the_domain_once() {
             Op::Pin => Step::PinL4,
             Op::SetContext => Step::SetVcpuContext,
             Op::Unpause => Step::Unpause,
+            Op::GuestMode => Step::SetGuestMode,
             Op::Destroy => unreachable!(),
         };
         assert_eq!(*step, expected_step, "call {fail}");

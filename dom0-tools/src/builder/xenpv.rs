@@ -45,6 +45,10 @@ pub const XENFEAT_DOM0: u32 = 11;
 /// as a bitmap): `pae_pgdir_above_4gb` (meaningless for 64-bit guests) and `dom0`.
 pub const RING1_FEATURES: u32 = (1 << XENFEAT_PAE_PGDIR_ABOVE_4GB) | (1 << XENFEAT_DOM0);
 
+/// The features Xenia provides to a kernel in its Xen PV guest mode (DESIGN.md §12): those of
+/// the ring-1 ABI and Xen's writable page tables (`VMASST_TYPE_writable_pagetables`).
+pub const XEN_PV_FEATURES: u32 = RING1_FEATURES | (1 << XENFEAT_WRITABLE_PAGE_TABLES);
+
 /// Longest feature name Xen compares (its buffer is 64 bytes with the NUL).
 const MAX_FEATURE_NAME: usize = 63;
 
@@ -61,6 +65,11 @@ impl Features {
     /// The required features Xenia's ring-1 ABI lacks.
     pub fn missing(&self) -> u32 {
         self.required & !RING1_FEATURES
+    }
+
+    /// The required features Xenia lacks even in its Xen PV guest mode.
+    pub fn missing_in_xen_pv(&self) -> u32 {
+        self.required & !XEN_PV_FEATURES
     }
 }
 

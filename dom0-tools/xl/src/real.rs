@@ -161,11 +161,11 @@ impl System for Real {
     }
 
     fn build(&mut self, cfg: &DomainConfig<'_>) -> Result<NewDomain, BuildError> {
-        let b = builder::build(&mut self.xen, cfg)?;
+        let b = builder::create(&mut self.xen, cfg)?;
         Ok(NewDomain {
-            dom: b.dom,
-            console: b.console,
-            store: b.store,
+            dom: b.dom(),
+            console: b.console(),
+            store: b.store(),
         })
     }
 

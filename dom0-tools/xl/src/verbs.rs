@@ -57,7 +57,7 @@ pub trait System {
     /// The contents of file `path`, or why it cannot be read.
     fn read_file(&mut self, path: &str) -> Result<Vec<u8>, String>;
     /// Builds (and, unless `cfg.start_paused`, starts) a domain with
-    /// `dom0_tools::builder::build`, which destroys it on failure.
+    /// `dom0_tools::builder::create`, which destroys it on failure.
     fn build(&mut self, cfg: &DomainConfig<'_>) -> Result<NewDomain, BuildError>;
     /// Hands a new domain to the dom0 kernel (`XENIA_IOCTL_ADOPT`) with
     /// its encoded [`Record`].

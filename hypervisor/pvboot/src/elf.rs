@@ -788,6 +788,97 @@ pub fn notes(bytes: &[u8]) -> Result<XenNotes, ElfError> {
     xen_notes(&ehdr, &phdrs, bytes)
 }
 
+/// Checks a Xen PV kernel's headers and places its segments as Xen's libelf does
+/// (`elf_xen_addr_calc_check`): at `p_paddr - PADDR_OFFSET + VIRT_BASE`, `PADDR_OFFSET` 0
+/// and `VIRT_BASE` 0 when absent. `headers` is the start of the image, holding at least its
+/// file header and program headers (a builder streaming a compressed kernel has only that);
+/// `image_len` is the whole image's length, against which segments are checked. The
+/// segments' `vaddr` is their placed address; every check [`parse`] makes of a segment is
+/// made of it. `notes` are the image's Xen notes ([`notes`]).
+pub fn place_xen_pv(
+    headers: &[u8],
+    image_len: u64,
+    notes: XenNotes,
+) -> Result<KernelImage, ElfError> {
+    let ehdr = file_header(headers)?;
+    let phdrs = program_headers(&ehdr, headers)?;
+    let virt_base = notes.virt_base.unwrap_or(0);
+    let offset = virt_base.wrapping_sub(notes.paddr_offset.unwrap_or(0));
+    let mut segments = Vec::new();
+    for index in 0..phdrs.len() {
+        let mut ph = program_header(&phdrs, index, headers.len() as u64)?;
+        if ph.p_type != abi::PT_LOAD {
+            continue;
+        }
+        ph.p_vaddr = ph.p_paddr.wrapping_add(offset);
+        if let Some(segment) = load_segment(index, &ph, image_len)? {
+            segments.push(segment);
+        }
+    }
+    segments.sort_unstable_by_key(|s| s.vaddr);
+    for pair in segments.windows(2) {
+        if let [a, b] = pair
+            && b.vaddr < a.end()
+        {
+            return Err(ElfError::Overlap {
+                first: a.program_header,
+                second: b.program_header,
+                at: b.vaddr,
+            });
+        }
+    }
+    let (Some(lowest), Some(highest)) = (segments.first(), segments.last()) else {
+        return Err(ElfError::NoLoadSegments);
+    };
+    let lowest = lowest.vaddr;
+    let virt_end = page_align_up(highest.end()).unwrap_or(u64::MAX);
+    let entry = notes.entry.unwrap_or(ehdr.e_entry);
+    match segments
+        .iter()
+        .find(|s| s.vaddr <= entry && entry < s.end())
+    {
+        None => return Err(ElfError::EntryOutsideSegments { entry }),
+        Some(s) if !s.executable => {
+            return Err(ElfError::EntryNotExecutable {
+                entry,
+                segment: s.program_header,
+            });
+        }
+        Some(_) => {}
+    }
+    let problem = if !virt_base.is_multiple_of(PAGE) {
+        Some(VirtBaseProblem::Misaligned)
+    } else if virt_base > lowest {
+        Some(VirtBaseProblem::AboveImage)
+    } else if !is_canonical(virt_base) {
+        Some(VirtBaseProblem::NonCanonical)
+    } else if HYPERVISOR_RESERVED.contains(&virt_base) {
+        Some(VirtBaseProblem::Reserved)
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return Err(ElfError::BadVirtBase {
+            virt_base,
+            lowest,
+            problem,
+        });
+    }
+    if virt_end - virt_base > MAX_KERNEL_SPAN {
+        return Err(ElfError::SpanTooLarge {
+            start: virt_base,
+            end: virt_end,
+        });
+    }
+    Ok(KernelImage {
+        entry,
+        segments,
+        virt_start: virt_base,
+        virt_end,
+        notes,
+    })
+}
+
 /// Copies each segment of `image` (as [`parse`] returned it for `bytes`) to its guest virtual
 /// address through `write`, and zero-fills its bss tail through `zero`. The caller translates
 /// guest addresses and may receive ranges that cross pages. If `bytes` is not the file `image`

@@ -20,3 +20,4 @@ pub mod boot;
 pub mod elf;
 pub mod features;
 pub mod layout;
+pub mod xenpv;
