@@ -173,6 +173,9 @@ pub struct Vcpu {
     /// Data segment selectors (DS, ES, FS, GS) while the vCPU is off the pCPU: a guest may
     /// load its own, and the next vCPU must not inherit them.
     pub data_selectors: [u16; 4],
+    /// The kernel's virtual I/O privilege level (`PHYSDEVOP_set_iopl`, 0–3): at 1 or more,
+    /// its port I/O is emulated with Xen's answers (`guest::privop`) instead of raising #GP.
+    pub viopl: u8,
 }
 
 /// The x87/SSE register file in `fxsave` format (Intel SDM Vol. 1 §10.5.1).
@@ -217,6 +220,7 @@ impl Vcpu {
             dr6: crate::debugreg::DR6_DEFAULT,
             dr7: crate::debugreg::DR7_DEFAULT,
             data_selectors: [0; 4],
+            viopl: 0,
         }
     }
 

@@ -20,6 +20,7 @@
 //! handled;
 //! interrupts are off throughout, except while the idle loop halts.
 
+pub mod abi;
 pub mod context;
 pub mod domctl;
 pub mod event_op;
@@ -32,6 +33,7 @@ pub mod mem;
 pub mod mmu;
 pub mod multicall;
 pub mod physdev;
+pub mod privop;
 pub mod ptwr;
 pub mod vcpu_op;
 
@@ -1330,6 +1332,7 @@ fn exception(cx: &mut Hc) -> HcResult {
             crate::arch::x86_64::write_debugreg(6, crate::debugreg::DR6_DEFAULT);
         }
         t::INVALID_OPCODE if self::forced::emulate(cx) => return Ok(Ret::Resumed),
+        t::GENERAL_PROTECTION if self::privop::emulate(cx) => return Ok(Ret::Resumed),
         t::PAGE_FAULT => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
             if self::ptwr::emulate(cx, cr2) {
