@@ -89,7 +89,7 @@ pub fn decode(bytes: &[u8]) -> Result<Insn, NotEmulated> {
     let op = at(i)?;
     i += 1;
     let op = match op {
-        0xE4 | 0xE5 | 0xE6 | 0xE7 => {
+        0xE4..=0xE7 => {
             let port = Port::Imm(at(i)?);
             i += 1;
             let size = if op & 1 == 0 { 1 } else { size };

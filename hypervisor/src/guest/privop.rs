@@ -95,7 +95,10 @@ pub fn emulate(cx: &mut Hc) -> bool {
             Frame(cx.regs()).set(reg, value);
             true
         }
-        Op::WriteCr { cr, reg } => write_cr(cx, cr, Frame(cx.regs()).get(reg)),
+        Op::WriteCr { cr, reg } => {
+            let value = Frame(cx.regs()).get(reg);
+            write_cr(cx, cr, value)
+        }
         Op::Xsetbv => {
             let r = cx.regs();
             let value = (r.rdx << 32) | (r.rax & 0xFFFF_FFFF);
@@ -151,9 +154,10 @@ fn io_ok(cx: &mut Hc) -> bool {
 }
 
 fn env(cx: &mut Hc) -> Env {
+    let vcpu = cx.vcpu_id();
     let v = cx.vcpu_ref();
     Env {
-        vcpu: cx.vcpu_id(),
+        vcpu,
         fs_base: v.fs_base,
         gs_base: v.gs_base,
     }
