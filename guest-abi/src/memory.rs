@@ -374,6 +374,10 @@ pub const VMASST_TYPE_4GB_SEGMENTS_NOTIFY: u32 = 1;
 /// `XENVER_get_features` report `XENFEAT_pae_pgdir_above_4gb`, as Xen does (Linux turns it
 /// on).
 pub const VMASST_TYPE_PAE_EXTENDED_CR3: u32 = 3;
+/// Assist: the hypervisor sets `XEN_RUNSTATE_UPDATE` (bit 63 of `state_entry_time`) in a
+/// registered run-state area while it writes it (Xen; Linux turns it on to read other vCPUs'
+/// areas safely).
+pub const VMASST_TYPE_RUNSTATE_UPDATE_FLAG: u32 = 5;
 
 #[cfg(test)]
 mod tests {

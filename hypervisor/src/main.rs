@@ -37,7 +37,7 @@ pub mod time;
 
 pub use xenia_core::{
     acpi, conswitch, cpuid, cpuinfo, debugreg, dmesg, event, grant, hcnames, options, pirq, privop,
-    ptwr, sched,
+    ptwr, runstate, sched,
 };
 
 #[cfg(target_os = "none")]

@@ -212,8 +212,14 @@ mod tests {
         assert_eq!(name(42), "hypfs_op");
         assert_eq!(name(43), "unknown");
         assert_eq!(name(u64::MAX), "unknown");
-        assert_eq!(sub_op_name(24, 5), Some(Some("register_runstate_memory_area")));
-        assert_eq!(sub_op_name(12, 5 | (7 << 6)), Some(Some("machphys_mfn_list")));
+        assert_eq!(
+            sub_op_name(24, 5),
+            Some(Some("register_runstate_memory_area"))
+        );
+        assert_eq!(
+            sub_op_name(12, 5 | (7 << 6)),
+            Some(Some("machphys_mfn_list"))
+        );
         assert_eq!(sub_op_name(33, 28), Some(Some("pirq_eoi_gmfn_v2")));
         assert_eq!(sub_op_name(29, 99), Some(None));
         assert_eq!(sub_op_name(15, 0), None);

@@ -52,6 +52,7 @@ pub mod pirq;
 pub mod power;
 pub mod privop;
 pub mod ptwr;
+pub mod runstate;
 pub mod sched;
 pub mod screen;
 pub mod time;

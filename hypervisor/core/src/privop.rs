@@ -35,19 +35,37 @@ pub enum Op {
     Rdmsr,
     Wrmsr,
     /// `mov reg, crN`: general register `reg` (0 = `rax` … 15) gets control register `cr`.
-    ReadCr { cr: u8, reg: u8 },
+    ReadCr {
+        cr: u8,
+        reg: u8,
+    },
     /// `mov crN, reg`.
-    WriteCr { cr: u8, reg: u8 },
+    WriteCr {
+        cr: u8,
+        reg: u8,
+    },
     Xsetbv,
     Wbinvd,
     /// `in al/ax/eax, port`.
-    In { port: Port, size: Size },
+    In {
+        port: Port,
+        size: Size,
+    },
     /// `out port, al/ax/eax`.
-    Out { port: Port, size: Size },
+    Out {
+        port: Port,
+        size: Size,
+    },
     /// `ins` (to `es:rdi`); `rep` repeats it `rcx` times.
-    Ins { size: Size, rep: bool },
+    Ins {
+        size: Size,
+        rep: bool,
+    },
     /// `outs` (from `ds:rsi`, or the segment override's); `rep` repeats it.
-    Outs { size: Size, rep: bool },
+    Outs {
+        size: Size,
+        rep: bool,
+    },
 }
 
 /// A decoded instruction and its length.
@@ -102,9 +120,15 @@ pub fn decode(bytes: &[u8]) -> Result<Insn, NotEmulated> {
         0xEC..=0xEF => {
             let size = if op & 1 == 0 { 1 } else { size };
             if op & 2 == 0 {
-                Op::In { port: Port::Dx, size }
+                Op::In {
+                    port: Port::Dx,
+                    size,
+                }
             } else {
-                Op::Out { port: Port::Dx, size }
+                Op::Out {
+                    port: Port::Dx,
+                    size,
+                }
             }
         }
         0x6C..=0x6F => {
@@ -245,11 +269,7 @@ pub fn rdmsr(msr: u32, env: &impl MsrEnv) -> Option<u64> {
         msr::APIC_BASE => {
             APIC_BASE_ENABLE
                 | APIC_DEFAULT_PHYS_BASE
-                | if env.vcpu_id() == 0 {
-                    APIC_BASE_BSP
-                } else {
-                    0
-                }
+                | if env.vcpu_id() == 0 { APIC_BASE_BSP } else { 0 }
         }
         msr::FS_BASE => env.fs_base(),
         msr::GS_BASE => env.gs_base(),
@@ -373,38 +393,92 @@ mod tests {
 
     #[test]
     fn decodes_the_plain_forms() {
-        assert_eq!(d(&[0x0F, 0x32]), Ok(Insn { op: Op::Rdmsr, len: 2 }));
-        assert_eq!(d(&[0x0F, 0x30]), Ok(Insn { op: Op::Wrmsr, len: 2 }));
-        assert_eq!(d(&[0x0F, 0x09]), Ok(Insn { op: Op::Wbinvd, len: 2 }));
-        assert_eq!(d(&[0x0F, 0x01, 0xD1]), Ok(Insn { op: Op::Xsetbv, len: 3 }));
+        assert_eq!(
+            d(&[0x0F, 0x32]),
+            Ok(Insn {
+                op: Op::Rdmsr,
+                len: 2
+            })
+        );
+        assert_eq!(
+            d(&[0x0F, 0x30]),
+            Ok(Insn {
+                op: Op::Wrmsr,
+                len: 2
+            })
+        );
+        assert_eq!(
+            d(&[0x0F, 0x09]),
+            Ok(Insn {
+                op: Op::Wbinvd,
+                len: 2
+            })
+        );
+        assert_eq!(
+            d(&[0x0F, 0x01, 0xD1]),
+            Ok(Insn {
+                op: Op::Xsetbv,
+                len: 3
+            })
+        );
         // mov rax, cr3 / mov r9, cr0 (REX.B) / mov cr4, rbx
         assert_eq!(
             d(&[0x0F, 0x20, 0xD8]),
-            Ok(Insn { op: Op::ReadCr { cr: 3, reg: 0 }, len: 3 })
+            Ok(Insn {
+                op: Op::ReadCr { cr: 3, reg: 0 },
+                len: 3
+            })
         );
         assert_eq!(
             d(&[0x41, 0x0F, 0x20, 0xC1]),
-            Ok(Insn { op: Op::ReadCr { cr: 0, reg: 9 }, len: 4 })
+            Ok(Insn {
+                op: Op::ReadCr { cr: 0, reg: 9 },
+                len: 4
+            })
         );
         assert_eq!(
             d(&[0x0F, 0x22, 0xE3]),
-            Ok(Insn { op: Op::WriteCr { cr: 4, reg: 3 }, len: 3 })
+            Ok(Insn {
+                op: Op::WriteCr { cr: 4, reg: 3 },
+                len: 3
+            })
         );
         assert_eq!(
             d(&[0xE4, 0x61]),
-            Ok(Insn { op: Op::In { port: Port::Imm(0x61), size: 1 }, len: 2 })
+            Ok(Insn {
+                op: Op::In {
+                    port: Port::Imm(0x61),
+                    size: 1
+                },
+                len: 2
+            })
         );
         assert_eq!(
             d(&[0x66, 0xEF]),
-            Ok(Insn { op: Op::Out { port: Port::Dx, size: 2 }, len: 2 })
+            Ok(Insn {
+                op: Op::Out {
+                    port: Port::Dx,
+                    size: 2
+                },
+                len: 2
+            })
         );
         assert_eq!(
             d(&[0xF3, 0x6D]),
-            Ok(Insn { op: Op::Ins { size: 4, rep: true }, len: 2 })
+            Ok(Insn {
+                op: Op::Ins { size: 4, rep: true },
+                len: 2
+            })
         );
         assert_eq!(
             d(&[0x6E]),
-            Ok(Insn { op: Op::Outs { size: 1, rep: false }, len: 1 })
+            Ok(Insn {
+                op: Op::Outs {
+                    size: 1,
+                    rep: false
+                },
+                len: 1
+            })
         );
     }
 
@@ -433,7 +507,13 @@ mod tests {
         let mut b = [0x66u8; 16];
         b[13] = 0x0F;
         b[14] = 0x32;
-        assert_eq!(d(&b[..15]), Ok(Insn { op: Op::Rdmsr, len: 15 }));
+        assert_eq!(
+            d(&b[..15]),
+            Ok(Insn {
+                op: Op::Rdmsr,
+                len: 15
+            })
+        );
         let mut b = [0x2Eu8; 16];
         b[14] = 0x0F;
         b[15] = 0x32;
@@ -484,7 +564,10 @@ mod tests {
         }
         assert_eq!(wrmsr(msr::EFER, 0xD01, &Env), Some(Write::Ignore));
         assert_eq!(wrmsr(msr::EFER, 0x501, &Env), None);
-        assert_eq!(wrmsr(msr::FS_BASE, 0x7000, &Env), Some(Write::FsBase(0x7000)));
+        assert_eq!(
+            wrmsr(msr::FS_BASE, 0x7000, &Env),
+            Some(Write::FsBase(0x7000))
+        );
         assert_eq!(wrmsr(msr::GS_BASE, 1 << 47, &Env), None);
         assert_eq!(wrmsr(msr::UCODE_REV, 0, &Env), Some(Write::Ignore));
         assert_eq!(wrmsr(msr::UCODE_REV, 1, &Env), None);
@@ -513,8 +596,14 @@ mod tests {
         assert!(!xsetbv_ok(0, 1, 3));
         assert!(!xsetbv_ok(1, 3, 3));
         assert!(!xsetbv_ok(0, 2, 2));
-        assert_eq!(port_read_result(0x1234_5678_9ABC_DE00, 1), 0x1234_5678_9ABC_DEFF);
-        assert_eq!(port_read_result(0x1234_5678_9ABC_0000, 2), 0x1234_5678_9ABC_FFFF);
+        assert_eq!(
+            port_read_result(0x1234_5678_9ABC_DE00, 1),
+            0x1234_5678_9ABC_DEFF
+        );
+        assert_eq!(
+            port_read_result(0x1234_5678_9ABC_0000, 2),
+            0x1234_5678_9ABC_FFFF
+        );
         assert_eq!(port_read_result(0x1234_5678_0000_0000, 4), 0xFFFF_FFFF);
     }
 }

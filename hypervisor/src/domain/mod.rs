@@ -176,6 +176,9 @@ pub struct Vcpu {
     /// The kernel's virtual I/O privilege level (`PHYSDEVOP_set_iopl`, 0–3): at 1 or more,
     /// its port I/O is emulated with Xen's answers (`guest::privop`) instead of raising #GP.
     pub viopl: u8,
+    /// Where the guest asked for its run-state accounting (`VCPUOP_register_runstate_memory_area`):
+    /// a guest virtual address, written through the vCPU's tables when it is switched in or out.
+    pub runstate_area: Option<u64>,
 }
 
 /// The x87/SSE register file in `fxsave` format (Intel SDM Vol. 1 §10.5.1).
@@ -221,6 +224,7 @@ impl Vcpu {
             dr7: crate::debugreg::DR7_DEFAULT,
             data_selectors: [0; 4],
             viopl: 0,
+            runstate_area: None,
         }
     }
 

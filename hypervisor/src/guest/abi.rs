@@ -17,7 +17,10 @@ pub enum Mode {
     /// Xenia's own: the kernel in ring 1.
     XeniaRing1,
     /// Xen's x86-64 PV ABI: the kernel in ring 3 with a user-mode top-level table.
-    #[allow(dead_code, reason = "made by the Xen PV mode's builder path, not merged yet")]
+    #[allow(
+        dead_code,
+        reason = "made by the Xen PV mode's builder path, not merged yet"
+    )]
     XenPv,
 }
 

@@ -902,6 +902,7 @@ impl World {
         {
             v.regs = *frame;
             v.save_cpu_state();
+            vcpu_op::publish_runstate(&mut d, from.1, &self.sched);
         }
         let cpu = percpu::this();
         cpu.entered_info.set(None);
@@ -925,6 +926,7 @@ impl World {
         let mut d = self.domains.lock(to.0).expect("next domain");
         // Dom0's ports for dom0's vCPUs, none for anyone else.
         gdt::set_io_ports(d.privilege == crate::domain::Privilege::Control);
+        vcpu_op::publish_runstate(&mut d, to.1, &self.sched);
         let v = &mut d.vcpus[to.1];
         *frame = v.regs;
         load_vcpu(v);
@@ -1628,6 +1630,7 @@ pub fn run(id: DomId) -> ! {
     let mut world = lock_world();
     let sched = world.sched.get_mut();
     *sched = Scheduler::new(smp::online_count() as usize);
+    sched.set_clock(crate::time::now_ns);
     let me = VcpuId { dom: id, vcpu: 0 };
     if let Err(e) = sched
         .add_domain(id, 1, Params::default())

@@ -12,7 +12,8 @@
 use guest_abi::errno::Errno;
 use guest_abi::memory::{
     VMASST_CMD_DISABLE, VMASST_CMD_ENABLE, VMASST_TYPE_4GB_SEGMENTS,
-    VMASST_TYPE_4GB_SEGMENTS_NOTIFY, VMASST_TYPE_PAE_EXTENDED_CR3, VMASST_TYPE_WRITABLE_PAGETABLES,
+    VMASST_TYPE_4GB_SEGMENTS_NOTIFY, VMASST_TYPE_PAE_EXTENDED_CR3,
+    VMASST_TYPE_RUNSTATE_UPDATE_FLAG, VMASST_TYPE_WRITABLE_PAGETABLES,
 };
 
 use super::context::{Hc, HcResult, Ret};
@@ -26,9 +27,11 @@ use crate::ptwr::{self as pw, Regs};
 const VALID: u64 = 1 << VMASST_TYPE_WRITABLE_PAGETABLES;
 
 /// The assists a domain may turn on (Xen's `VM_ASSIST_VALID` for 64-bit PV guests, less
-/// those Xenia lacks): writable page tables, and the three 32-bit assists Linux turns on,
-/// which change nothing for a 64-bit guest.
+/// those Xenia lacks): writable page tables, the run-state update flag
+/// (`vcpu_op::publish_runstate`), and the three 32-bit assists Linux turns on, which change
+/// nothing for a 64-bit guest.
 const ACCEPTED: u64 = VALID
+    | (1 << VMASST_TYPE_RUNSTATE_UPDATE_FLAG)
     | (1 << VMASST_TYPE_4GB_SEGMENTS)
     | (1 << VMASST_TYPE_4GB_SEGMENTS_NOTIFY)
     | (1 << VMASST_TYPE_PAE_EXTENDED_CR3);
