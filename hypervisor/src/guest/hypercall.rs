@@ -99,9 +99,9 @@ fn log_enosys(cx: &Hc, number: u64) {
     let name = crate::hcnames::name(number);
     match crate::hcnames::sub_op_name(number, cx.arg(0)) {
         Some(Some(sub)) => log::debug!(target: "hypercall",
-            "d{}v{}: ENOSYS: {name} sub-op {sub} ({})", cx.id(), cx.vcpu_id(), cx.arg(0)),
+            "d{}v{}: ENOSYS: {name} ({number}) sub-op {sub} ({})", cx.id(), cx.vcpu_id(), cx.arg(0)),
         Some(None) => log::debug!(target: "hypercall",
-            "d{}v{}: ENOSYS: {name} sub-op {}", cx.id(), cx.vcpu_id(), cx.arg(0)),
+            "d{}v{}: ENOSYS: {name} ({number}) sub-op {}", cx.id(), cx.vcpu_id(), cx.arg(0)),
         None => log::debug!(target: "hypercall",
             "d{}v{}: ENOSYS: {name} ({number})", cx.id(), cx.vcpu_id()),
     }

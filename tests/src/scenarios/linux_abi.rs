@@ -20,7 +20,7 @@ pub fn privop_checked(ctx: &Context) -> Result<(), String> {
 }
 
 /// The line the hypervisor logs at `loglvl=debug` for the guest's `xenoprof_op`.
-const ENOSYS_LINE: &str = "d0v0: ENOSYS: xenoprof_op (31)";
+const ENOSYS_LINE: &str = "d0v0: ENOSYS: xenoprof_op (31) sub-op 0";
 
 /// `linux_abi_hypercalls` at `loglvl=debug`: the verdict, then the `ENOSYS` line for the one
 /// hypercall it makes that Xenia lacks, and none for those it has.
