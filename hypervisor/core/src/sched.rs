@@ -655,6 +655,7 @@ impl Scheduler {
             return Err(Errno::EEXIST);
         }
         let pcpu = self.first_in(self.online, pcpu).unwrap_or(pcpu);
+        let created = self.runstate_now();
         self.vcpus.insert(
             id,
             Vcpu {
@@ -672,7 +673,7 @@ impl Scheduler {
                 runtime: 0,
                 hard: AFFINITY_ALL,
                 soft: AFFINITY_ALL,
-                runstate: crate::runstate::Account::new(crate::runstate::OFFLINE, self.seen),
+                runstate: crate::runstate::Account::new(crate::runstate::OFFLINE, created),
             },
         );
         Ok(())
