@@ -6,6 +6,8 @@
 //! read. Two commands are any domain's, as in Xen, for what a Linux domU asks at boot:
 //! `PHYSDEVOP_set_iopl` (the kernel's virtual IOPL, which turns on port I/O emulation in
 //! `guest::privop`) and, for domains other than dom0, `PHYSDEVOP_pirq_eoi_gmfn_v2`.
+//! `PHYSDEVOP_get_free_pirq` is refused like the interrupt commands (`EPERM` for a domU, which
+//! has no PIRQs; dom0 maps GSIs with `map_pirq` and has no use for it: `ENOSYS`).
 //! GSIs the hypervisor keeps (COM1's, the PIT's, the 8259's) and GSIs beyond the I/O APIC
 //! are refused (`EPERM`, `EINVAL`). Commands Xenia does not have are `ENOSYS`, as in Xen.
 
@@ -79,6 +81,7 @@ pub fn physdev_op(cx: &mut Hc) -> HcResult {
             | pd::PHYSDEVOP_UNMAP_PIRQ
             | pd::PHYSDEVOP_EOI
             | pd::PHYSDEVOP_IRQ_STATUS_QUERY
+            | pd::PHYSDEVOP_GET_FREE_PIRQ
     ) {
         return Err(Errno::ENOSYS);
     }

@@ -5,6 +5,7 @@
 //! calls. The hypercalls scenario also checks the hypervisor's `loglvl=debug` line for a
 //! hypercall Xenia lacks, which the Linux scenarios rely on to find any.
 
+use super::domains::dom0test;
 use super::guests::{TESTGUEST, testguest, testguest_checked, testguest_verdict};
 use crate::runner::Context;
 
@@ -48,4 +49,16 @@ pub fn hypercalls(ctx: &Context) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// dom0test `linux_abi_domu`: testguest `linux_abi_domu` as a domU (what Xen keeps from a
+/// domU); its checks are printed by dom0 as `linux_abi d<N>: ` lines.
+pub fn domu(ctx: &Context) -> Result<(), String> {
+    dom0test(
+        ctx,
+        "linux_abi_domu",
+        std::time::Duration::from_secs(120),
+        &["linux_abi d"],
+        false,
+    )
 }

@@ -264,6 +264,7 @@ pub fn all() -> Vec<Scenario> {
         }),
         Scenario::new("linux_abi_privop_checked", linux_abi::privop_checked),
         Scenario::new("linux_abi_hypercalls", linux_abi::hypercalls),
+        Scenario::new("linux_abi_domu", linux_abi::domu),
     ]);
     all
 }

@@ -26,6 +26,13 @@
 //!    across a block (blocked time counted), refused outside guest memory, never written into
 //!    a page table, unregistered with 0.
 //! 4. A hypercall Xenia lacks: `ENOSYS` (the scenario checks the hypervisor's debug line).
+//!
+//! `linux_abi_domu` (run as a domU by dom0test `linux_abi_domu`): what Xen keeps from a domU.
+//! `xen_version(commandline)` is "<denied>" (nine bytes written), `build_id` and the
+//! variable-length strings `EPERM`, the feature word without `dom0`;
+//! `PHYSDEVOP_pirq_eoi_gmfn_v2` of its own frame 0, of a frame not its own `EINVAL`;
+//! `get_free_pirq` and `remote_shutdown` `EPERM`; `set_iopl(1)` makes its port I/O read all
+//! ones (it has no ports at all).
 
 use guest_abi::calls;
 use guest_abi::errno::Errno::{EFAULT, EINVAL, ENOENT, ENOSYS};
@@ -760,5 +767,102 @@ pub fn hypercalls() -> ! {
     // SAFETY: refused (ENOSYS).
     let r = unsafe { raw::call(HYPERVISOR_XENOPROF_OP, [0, 0, 0, 0, 0]) };
     c.errno("xenoprof_op: ENOSYS (logged by the hypervisor)", r, ENOSYS);
+    c.finish()
+}
+
+pub fn domu() -> ! {
+    use guest_abi::errno::Errno::EPERM;
+    use guest_abi::physdev::{
+        PHYSDEVOP_GET_FREE_PIRQ, PHYSDEVOP_PIRQ_EOI_GMFN_V2, PhysdevPirqEoiGmfn,
+    };
+    use guest_abi::version::{XENVER_BUILD_ID, XENVER_CAPABILITIES2, XENVER_COMMANDLINE};
+    let mut c = Checks::new();
+    events::mask();
+    let xv = |cmd: u32, arg: u64| {
+        // SAFETY: refused, or writes into the buffer given.
+        unsafe { raw::call(HYPERVISOR_XEN_VERSION, [cmd.into(), arg, 0, 0, 0]) }
+    };
+    let mut line = [0xA5u8; 64];
+    let r = xv(XENVER_COMMANDLINE, line.as_mut_ptr() as u64);
+    c.check(
+        "xen_version(commandline) from a domU: \"<denied>\" and its NUL, nothing more",
+        r == 0 && &line[..9] == b"<denied>\0" && line[9..].iter().all(|&b| b == 0xA5),
+        format_args!("returned {r}, {:x?}", &line[..12]),
+    );
+    let mut id = [0u8; 64];
+    c.errno(
+        "xen_version(build_id) from a domU: EPERM",
+        xv(XENVER_BUILD_ID, id.as_mut_ptr() as u64),
+        EPERM,
+    );
+    c.errno(
+        "xen_version(capabilities2) from a domU: EPERM",
+        xv(XENVER_CAPABILITIES2, id.as_mut_ptr() as u64),
+        EPERM,
+    );
+    let f = calls::xen_features(0);
+    c.check(
+        "get_features from a domU: no dom0 bit; preserve_ad, direct_mapped",
+        f.is_ok_and(|f| f & (1 << 11) == 0 && f & (1 << 5) != 0 && f & (1 << 17) != 0),
+        format_args!("{f:x?}"),
+    );
+    let physdev = |cmd: u32, arg: u64| {
+        // SAFETY: refused, or (pirq_eoi_gmfn_v2) a frame the hypervisor never writes.
+        unsafe { raw::call(HYPERVISOR_PHYSDEV_OP, [cmd.into(), arg, 0, 0, 0]) }
+    };
+    let Some((_, mfn)) = mm::fresh_frame() else {
+        error(format_args!("no fresh frame"));
+    };
+    let own = PhysdevPirqEoiGmfn { gmfn: mfn };
+    c.eq(
+        "pirq_eoi_gmfn_v2 of its own frame: 0",
+        physdev(PHYSDEVOP_PIRQ_EOI_GMFN_V2, &own as *const _ as u64),
+        0,
+    );
+    for (what, gmfn) in [
+        ("frame 0 (the hypervisor's)", 0),
+        ("a frame past memory", 1 << 40),
+    ] {
+        let bad = PhysdevPirqEoiGmfn { gmfn };
+        c.errno(
+            format_args!("pirq_eoi_gmfn_v2 of {what}: EINVAL"),
+            physdev(PHYSDEVOP_PIRQ_EOI_GMFN_V2, &bad as *const _ as u64),
+            EINVAL,
+        );
+    }
+    c.errno(
+        "pirq_eoi_gmfn_v2 from an unmapped argument: EFAULT",
+        physdev(PHYSDEVOP_PIRQ_EOI_GMFN_V2, super::UNMAPPED),
+        EFAULT,
+    );
+    let mut out = [0u32; 2];
+    c.errno(
+        "get_free_pirq from a domU: EPERM",
+        physdev(PHYSDEVOP_GET_FREE_PIRQ, out.as_mut_ptr() as u64),
+        EPERM,
+    );
+    let req = guest_abi::sched::SchedRemoteShutdown {
+        domain_id: 0,
+        reason: 0,
+    };
+    // SAFETY: refused (a domU may not shut another domain down).
+    let r = unsafe {
+        raw::call(
+            HYPERVISOR_SCHED_OP,
+            [
+                guest_abi::sched::SCHEDOP_REMOTE_SHUTDOWN.into(),
+                &req as *const _ as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    c.errno("remote_shutdown of dom0 from a domU: EPERM", r, EPERM);
+    c.eq("set_iopl(1) from a domU", set_iopl(1), 0);
+    let al: u64;
+    // SAFETY: a domU has no ports: the read is emulated (all ones), nothing reaches hardware.
+    unsafe { core::arch::asm!("in al, dx", in("dx") 0x3F8u16, inout("rax") 0u64 => al) };
+    c.eq_hex("in al from a domU after set_iopl: 0xff", al, 0xFF);
     c.finish()
 }

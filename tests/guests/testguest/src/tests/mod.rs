@@ -299,6 +299,12 @@ pub const TESTS: &[Test] = &[
         run: linux_abi::hypercalls,
         about: "xen_version, vm_assist, shutdown_code, run-state info and areas, ENOSYS",
     },
+    Test {
+        name: "linux_abi_domu",
+        run: linux_abi::domu,
+        about: "domU: xen_version's denials, pirq_eoi_gmfn_v2, get_free_pirq, remote_shutdown, \
+                set_iopl",
+    },
 ];
 
 /// The kernel's main: runs the test the command line names.
