@@ -364,6 +364,20 @@ pub const VMASST_CMD_DISABLE: u32 = 1;
 pub const VMASST_TYPE_WRITABLE_PAGETABLES: u32 = 2;
 /// Assist: hide the M2P from user mode strictly (Xen).
 pub const VMASST_TYPE_M2P_STRICT: u32 = 32;
+/// Assist: 4 GiB segments for 32-bit guests (Xen); accepted and without effect for 64-bit
+/// guests, as on Xen (Linux turns it on).
+pub const VMASST_TYPE_4GB_SEGMENTS: u32 = 0;
+/// Assist: notify the guest of 4 GiB segment use (Xen); without effect for 64-bit guests.
+pub const VMASST_TYPE_4GB_SEGMENTS_NOTIFY: u32 = 1;
+/// Assist: page directories above 4 GiB for 32-bit PAE guests (Xen); without effect for
+/// 64-bit guests, whose top-level table may be any frame. Turning it on makes
+/// `XENVER_get_features` report `XENFEAT_pae_pgdir_above_4gb`, as Xen does (Linux turns it
+/// on).
+pub const VMASST_TYPE_PAE_EXTENDED_CR3: u32 = 3;
+/// Assist: the hypervisor sets `XEN_RUNSTATE_UPDATE` (bit 63 of `state_entry_time`) in a
+/// registered run-state area while it writes it (Xen; Linux turns it on to read other vCPUs'
+/// areas safely).
+pub const VMASST_TYPE_RUNSTATE_UPDATE_FLAG: u32 = 5;
 
 #[cfg(test)]
 mod tests {

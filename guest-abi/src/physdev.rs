@@ -45,6 +45,32 @@ pub const PHYSDEVOP_UNMAP_PIRQ: u32 = 14;
 pub const PHYSDEVOP_SETUP_GSI: u32 = 21;
 /// `PHYSDEVOP_get_free_pirq` (Xen; not implemented by Xenia: `ENOSYS`).
 pub const PHYSDEVOP_GET_FREE_PIRQ: u32 = 23;
+/// Register a guest frame as the bitmap of PIRQs that need an EOI (Xen's
+/// `PHYSDEVOP_pirq_eoi_gmfn_v2`; argument [`PhysdevPirqEoiGmfn`]). For a domain other than
+/// dom0 Xenia checks the frame is the caller's and answers 0, as Xen does: such a domain
+/// has no PIRQs, so the bitmap stays all zeros. dom0 gets `ENOSYS` (it EOIs with
+/// [`PHYSDEVOP_EOI`]).
+pub const PHYSDEVOP_PIRQ_EOI_GMFN_V2: u32 = 28;
+
+/// Argument of [`PHYSDEVOP_SET_IOPL`] (Xen's `struct physdev_set_iopl`): the kernel's
+/// virtual I/O privilege level, 0–3 (`EINVAL` above). At 1 or more the kernel's port I/O is
+/// emulated: reads give all ones, writes are dropped (a domain has no ports).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct PhysdevSetIopl {
+    /// IN: the level, 0–3.
+    pub iopl: u32,
+}
+
+/// Argument of [`PHYSDEVOP_PIRQ_EOI_GMFN_V2`] (Xen's `struct physdev_pirq_eoi_gmfn`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct PhysdevPirqEoiGmfn {
+    /// IN: the frame (a machine frame number: Xenia's guests are not translated).
+    pub gmfn: u64,
+}
 
 /// [`PhysdevMapPirq::kind`]: an MSI (not implemented by Xenia).
 pub const MAP_PIRQ_TYPE_MSI: i32 = 0;

@@ -39,8 +39,8 @@ pub const XENVER_COMMANDLINE2: u32 = 14;
 pub const XENIA_VERSION: u32 = 1;
 
 /// What `XENVER_CAPABILITIES` reports under Xenia: 64-bit paravirtual guests,
-/// named as Xen names them.
-pub const XENIA_CAPABILITIES: &str = "xen-3.0-x86_64";
+/// named as Xen names them, each followed by a space (Xen's `xen_cap_info`).
+pub const XENIA_CAPABILITIES: &str = "xen-3.0-x86_64 ";
 
 /// Major part of a `XENVER_VERSION` result.
 pub const fn version_major(v: u32) -> u16 {

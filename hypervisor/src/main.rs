@@ -36,7 +36,8 @@ pub mod power;
 pub mod time;
 
 pub use xenia_core::{
-    acpi, conswitch, cpuid, cpuinfo, debugreg, dmesg, event, grant, options, pirq, ptwr, sched,
+    acpi, conswitch, cpuid, cpuinfo, debugreg, dmesg, event, grant, hcnames, options, pirq, privop,
+    ptwr, runstate, sched,
 };
 
 #[cfg(target_os = "none")]

@@ -256,6 +256,8 @@ struct Vcpu {
     hard: u64,
     /// The pCPUs it prefers: recorded for `getvcpuaffinity`, not used for placement.
     soft: u64,
+    /// Its run-state accounting (`VCPUOP_get_runstate_info`), changed with every transition.
+    runstate: crate::runstate::Account,
 }
 
 impl Vcpu {
@@ -319,6 +321,11 @@ pub struct Scheduler {
     credit_balance: i64,
     /// When the next distribution is due.
     next_acct: u64,
+    /// The system clock for run-state accounting ([`Self::set_clock`]); without one, the
+    /// latest time a caller passed in.
+    clock: Option<fn() -> u64>,
+    /// The latest time a caller passed in.
+    seen: u64,
 }
 
 /// `a / b` rounded up, for non-negative `a` and positive `b` (Xen rounds every share up).
@@ -379,6 +386,8 @@ impl Scheduler {
             active_doms: VecDeque::new(),
             credit_balance: 0,
             next_acct: ACCT_PERIOD_NS,
+            clock: None,
+            seen: 0,
         }
     }
 
@@ -393,6 +402,8 @@ impl Scheduler {
             active_doms: VecDeque::new(),
             credit_balance: 0,
             next_acct: ACCT_PERIOD_NS,
+            clock: None,
+            seen: 0,
         }
     }
 
@@ -644,6 +655,7 @@ impl Scheduler {
             return Err(Errno::EEXIST);
         }
         let pcpu = self.first_in(self.online, pcpu).unwrap_or(pcpu);
+        let created = self.runstate_now();
         self.vcpus.insert(
             id,
             Vcpu {
@@ -661,6 +673,7 @@ impl Scheduler {
                 runtime: 0,
                 hard: AFFINITY_ALL,
                 soft: AFFINITY_ALL,
+                runstate: crate::runstate::Account::new(crate::runstate::OFFLINE, created),
             },
         );
         Ok(())
@@ -704,6 +717,46 @@ impl Scheduler {
         self.pcpus.get(pcpu).and_then(|p| p.current)
     }
 
+    /// Gives the scheduler the system clock, read at every run-state change (the transitions
+    /// without a time argument: wake, pause, unpause).
+    pub fn set_clock(&mut self, clock: fn() -> u64) {
+        self.clock = Some(clock);
+    }
+
+    /// The time for run-state accounting: the clock's, never before a time a caller passed.
+    fn runstate_now(&self) -> u64 {
+        self.clock.map_or(self.seen, |c| c()).max(self.seen)
+    }
+
+    /// Records `id`'s run state as it is now (Xen's `vcpu_runstate_change`): running if a
+    /// pCPU runs it, blocked if it waits for an event (even paused, as in Xen), runnable if
+    /// it may run, else offline.
+    fn settle(&mut self, id: VcpuId) {
+        use crate::runstate as rs;
+        let running = self.is_running(id);
+        let now = self.runstate_now();
+        if let Some(v) = self.vcpus.get_mut(&id) {
+            let state = if running {
+                rs::RUNNING
+            } else if v.blocked {
+                rs::BLOCKED
+            } else if v.runnable() {
+                rs::RUNNABLE
+            } else {
+                rs::OFFLINE
+            };
+            v.runstate.change(state, now);
+        }
+    }
+
+    /// `id`'s run-state accounting as of `now` (`None` for an unknown vCPU).
+    pub fn runstate(&mut self, id: VcpuId, now: u64) -> Option<crate::runstate::Runstate> {
+        self.seen = self.seen.max(now);
+        self.settle(id);
+        let now = self.runstate_now();
+        self.vcpus.get(&id).map(|v| v.runstate.at(now))
+    }
+
     /// Whether `id` is running on some pCPU now.
     fn is_running(&self, id: VcpuId) -> bool {
         self.vcpus
@@ -719,6 +772,13 @@ impl Scheduler {
     /// right after, and the vCPU simply keeps running.
     #[must_use = "the pCPU that ran the vCPU must reschedule"]
     pub fn block(&mut self, id: VcpuId, now: u64) -> Option<usize> {
+        self.seen = self.seen.max(now);
+        let r = self.block_inner(id, now);
+        self.settle(id);
+        r
+    }
+
+    fn block_inner(&mut self, id: VcpuId, now: u64) -> Option<usize> {
         let running = self.is_running(id);
         let v = self.vcpus.get_mut(&id)?;
         v.blocked = true;
@@ -751,7 +811,9 @@ impl Scheduler {
             return None;
         }
         v.blocked = false;
-        self.make_runnable(id, true)
+        let r = self.make_runnable(id, true);
+        self.settle(id);
+        r
     }
 
     /// Pauses `id` once more (Xen's `vcpu_pause_nosync`; pauses nest). Returns the pCPU running
@@ -762,9 +824,11 @@ impl Scheduler {
         let v = self.vcpus.get_mut(&id)?;
         v.pause_count = v.pause_count.saturating_add(1);
         if running {
+            // Still on its pCPU until that reschedules: running until then.
             Some(v.pcpu)
         } else {
             self.dequeue(id);
+            self.settle(id);
             None
         }
     }
@@ -780,7 +844,9 @@ impl Scheduler {
         }
         v.pause_count -= 1;
         if v.pause_count == 0 {
-            self.make_runnable(id, true)
+            let r = self.make_runnable(id, true);
+            self.settle(id);
+            r
         } else {
             None
         }
@@ -862,6 +928,18 @@ impl Scheduler {
     /// head of the queue runs with a fresh slice. If the best local candidate is `OVER` (or there
     /// is none), a peer's better waiting vCPU is stolen instead (`csched_load_balance`).
     pub fn schedule(&mut self, pcpu: usize, now: u64) -> Decision {
+        self.seen = self.seen.max(now);
+        let before = self.current(pcpu);
+        let d = self.schedule_inner(pcpu, now);
+        // The vCPU that ran and the one that runs now changed run state (a vCPU whose cap
+        // parked it is settled at its next change).
+        for id in [before, d.next].into_iter().flatten() {
+            self.settle(id);
+        }
+        d
+    }
+
+    fn schedule_inner(&mut self, pcpu: usize, now: u64) -> Decision {
         let mut kick = Vec::new();
         let Some(p) = self.pcpus.get(pcpu) else {
             return Decision {
@@ -1672,6 +1750,34 @@ mod tests {
             (got - want).abs() <= tolerance,
             "{what}: {got:.2}% is not within {tolerance} points of {want}%"
         );
+    }
+
+    #[test]
+    fn runstate_follows_every_transition() {
+        use crate::runstate as rs;
+        let mut s = Scheduler::new(1);
+        s.add_domain(1, 1, Params::default()).unwrap();
+        s.add_vcpu(v(1, 0), 0).unwrap();
+        // Down (paused) from 0 to 1 ms, runnable until 2 ms, running until 5, blocked until
+        // 9, runnable until 10, running since.
+        let _ = s.runstate(v(1, 0), MS);
+        assert_eq!(s.unpause(v(1, 0)), Some(0));
+        let d = s.schedule(0, 2 * MS);
+        assert_eq!(d.next, Some(v(1, 0)));
+        assert_eq!(s.block(v(1, 0), 5 * MS), Some(0));
+        assert_eq!(s.schedule(0, 5 * MS).next, None);
+        assert_eq!(
+            s.runstate(v(1, 0), 9 * MS).map(|r| r.state),
+            Some(rs::BLOCKED)
+        );
+        let _ = s.wake(v(1, 0));
+        let _ = s.schedule(0, 10 * MS);
+        let r = s.runstate(v(1, 0), 12 * MS).unwrap();
+        assert_eq!(r.state, rs::RUNNING);
+        assert_eq!(r.entry, 10 * MS);
+        assert_eq!(r.time, [3 * MS + 2 * MS, MS + MS, 4 * MS, MS]);
+        assert_eq!(r.time.iter().sum::<u64>(), 12 * MS);
+        assert_eq!(s.runstate(v(2, 0), 12 * MS), None);
     }
 
     /// A one-pCPU scheduler with domain 1 (one vCPU) brought up.

@@ -186,6 +186,12 @@ pub struct Vcpu {
     /// mode, the kernel one in user mode), swapped with the live one on each mode change
     /// as Xen's `toggle_guest_mode` does with `swapgs`.
     pub gs_base_other: u64,
+    /// The kernel's virtual I/O privilege level (`PHYSDEVOP_set_iopl`, 0–3): at 1 or more,
+    /// its port I/O is emulated with Xen's answers (`guest::privop`) instead of raising #GP.
+    pub viopl: u8,
+    /// Where the guest asked for its run-state accounting (`VCPUOP_register_runstate_memory_area`):
+    /// a guest virtual address, written through the vCPU's tables when it is switched in or out.
+    pub runstate_area: Option<u64>,
 }
 
 /// Which ABI a domain's kernel was built for (DESIGN.md §12), set by
@@ -246,6 +252,8 @@ impl Vcpu {
             kernel_mode: true,
             user_l4: Mfn(0),
             gs_base_other: 0,
+            viopl: 0,
+            runstate_area: None,
         }
     }
 

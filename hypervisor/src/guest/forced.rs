@@ -45,7 +45,12 @@ pub fn emulate(cx: &mut Hc) -> bool {
 /// through user-accessible mappings (red team, session 10: a ring-3 `ud2` at the end of a user
 /// page made the hypervisor compare the kernel-only page after it with the prefix, an oracle
 /// on kernel memory, and step ring 3 into that page). Xen reads through the user's own tables.
-fn read_code(space: &AddressSpace, rip: u64, user: bool, out: &mut [u8]) -> Result<(), Errno> {
+pub(super) fn read_code(
+    space: &AddressSpace,
+    rip: u64,
+    user: bool,
+    out: &mut [u8],
+) -> Result<(), Errno> {
     if !mem::range_ok(rip, out.len() as u64) {
         return Err(Errno::EFAULT);
     }

@@ -57,11 +57,53 @@ fn handler(number: u64) -> Option<Handler> {
     })
 }
 
-/// Runs the hypercall whose number is in `rax`.
+/// Runs the hypercall whose number is in `rax`. A hypercall or sub-op Xenia does not have
+/// (`ENOSYS`) is logged at `debug` ([`log_enosys`]).
 pub fn dispatch(cx: &mut Hc) -> HcResult {
-    match handler(cx.call_number()) {
+    let number = cx.call_number();
+    let r = match handler(number) {
         Some(h) => h(cx),
         None => Err(Errno::ENOSYS),
+    };
+    if r == Err(Errno::ENOSYS) {
+        log_enosys(cx, number);
+    }
+    r
+}
+
+/// Lines [`log_enosys`] writes per second at most, across the machine.
+const ENOSYS_LINES_PER_SECOND: u64 = 20;
+
+/// The second of system time the last `ENOSYS` lines were counted in, and how many.
+static ENOSYS_WINDOW: spin::Mutex<(u64, u64)> = spin::Mutex::new((0, 0));
+
+/// Logs, at `debug`, a hypercall that got `ENOSYS`: the domain, the hypercall by Xen's name
+/// and the sub-op (the first argument, for the hypercalls that have sub-ops), so that a
+/// guest's use of what Xenia lacks shows (the Linux scenarios check none happened). At most
+/// [`ENOSYS_LINES_PER_SECOND`] lines a second: a guest cannot flood the log.
+fn log_enosys(cx: &Hc, number: u64) {
+    if !log::log_enabled!(target: "hypercall", log::Level::Debug) {
+        return;
+    }
+    let second = crate::time::now_ns() / 1_000_000_000;
+    {
+        let mut w = ENOSYS_WINDOW.lock();
+        if w.0 != second {
+            *w = (second, 0);
+        }
+        if w.1 >= ENOSYS_LINES_PER_SECOND {
+            return;
+        }
+        w.1 += 1;
+    }
+    let name = crate::hcnames::name(number);
+    match crate::hcnames::sub_op_name(number, cx.arg(0)) {
+        Some(Some(sub)) => log::debug!(target: "hypercall",
+            "d{}v{}: ENOSYS: {name} ({number}) sub-op {sub} ({})", cx.id(), cx.vcpu_id(), cx.arg(0)),
+        Some(None) => log::debug!(target: "hypercall",
+            "d{}v{}: ENOSYS: {name} ({number}) sub-op {}", cx.id(), cx.vcpu_id(), cx.arg(0)),
+        None => log::debug!(target: "hypercall",
+            "d{}v{}: ENOSYS: {name} ({number})", cx.id(), cx.vcpu_id()),
     }
 }
 
@@ -251,6 +293,9 @@ fn xen_version(cx: &mut Hc) -> HcResult {
         space.write_bytes(arg, buf)?;
         Ok(Ret::Value(0))
     };
+    // What Xen's default XSM policy keeps from domains other than dom0 (`xsm_xen_version`):
+    // the command line ("<denied>") and the build id (`EPERM`).
+    let deny = cx.me_ref().privilege != crate::domain::Privilege::Control;
     match cx.arg(0) as u32 {
         v::XENVER_VERSION => Ok(Ret::Value(u64::from(v::XENIA_VERSION))),
         v::XENVER_EXTRAVERSION => write_str(16, crate::VERSION_EXTRA),
@@ -270,7 +315,7 @@ fn xen_version(cx: &mut Hc) -> HcResult {
             space.write_bytes(arg, &buf)?;
             Ok(Ret::Value(0))
         }
-        v::XENVER_CAPABILITIES => write_str(1024, "xen-3.0-x86_64"),
+        v::XENVER_CAPABILITIES => write_str(1024, v::XENIA_CAPABILITIES),
         v::XENVER_CHANGESET => write_str(64, env!("XENIA_CHANGESET")),
         v::XENVER_PLATFORM_PARAMETERS => {
             let start = crate::arch::x86_64::layout::slot_base(256);
@@ -280,16 +325,36 @@ fn xen_version(cx: &mut Hc) -> HcResult {
         v::XENVER_GET_FEATURES => {
             // { u32 submap_idx; u32 submap; }
             let idx = space.read(cx.ptr::<u32>(1))?;
-            // One feature word (Xen's XENFEAT_NR_SUBMAPS); Xenia sets no optional bits.
-            if idx >= 1 {
+            // One feature word (Xen's XENFEAT_NR_SUBMAPS): the bits Xenia implements for the
+            // caller's ABI (`guest::abi::features`).
+            if idx >= v::XENFEAT_NR_SUBMAPS {
                 return Err(Errno::EINVAL);
             }
-            space.write(cx.ptr::<u32>(1).field::<u32>(4), &0)?;
+            let features = super::abi::features(cx.me_ref());
+            space.write(cx.ptr::<u32>(1).field::<u32>(4), &features)?;
             Ok(Ret::Value(0))
         }
+        // Xen: the page size, and `EINVAL` if a buffer is given.
+        v::XENVER_PAGESIZE if cx.arg(1) != 0 => Err(Errno::EINVAL),
         v::XENVER_PAGESIZE => Ok(Ret::Value(4096)),
-        v::XENVER_GUEST_HANDLE => Ok(Ret::Value(0)),
+        // The domain's handle (its UUID, 16 bytes), as Xen writes it.
+        v::XENVER_GUEST_HANDLE => {
+            let handle = cx.me_ref().handle;
+            space.write_bytes(arg, &handle)?;
+            Ok(Ret::Value(0))
+        }
+        // Xen copies "<denied>" and its NUL, nothing more.
+        v::XENVER_COMMANDLINE if deny => write_str(9, "<denied>"),
         v::XENVER_COMMANDLINE => write_str(1024, crate::boot_info::command_line()),
+        v::XENVER_BUILD_ID
+        | v::XENVER_EXTRAVERSION2
+        | v::XENVER_CAPABILITIES2
+        | v::XENVER_CHANGESET2
+        | v::XENVER_COMMANDLINE2
+            if deny =>
+        {
+            Err(Errno::EPERM)
+        }
         _ => Err(Errno::ENOSYS),
     }
 }
@@ -473,6 +538,13 @@ fn sched_op(cx: &mut Hc) -> HcResult {
             // The call succeeded: its saved registers (`getvcpucontext`) say 0, as on Xen.
             cx.regs().rax = 0;
             Ok(Ret::Stopped)
+        }
+        // Xen records the code a later shutdown reports to the toolstack, any value; Xenia
+        // reads it (`EFAULT`) and has nothing to keep it for: a domain's shutdown names its
+        // own reason.
+        s::SCHEDOP_SHUTDOWN_CODE => {
+            cx.space().read(cx.ptr::<s::SchedShutdown>(1))?;
+            Ok(Ret::Value(0))
         }
         s::SCHEDOP_REMOTE_SHUTDOWN => {
             let token = cx.privileged()?;

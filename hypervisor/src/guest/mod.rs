@@ -20,6 +20,7 @@
 //! handled;
 //! interrupts are off throughout, except while the idle loop halts.
 
+pub mod abi;
 pub mod context;
 pub mod domctl;
 pub mod event_op;
@@ -32,6 +33,7 @@ pub mod mem;
 pub mod mmu;
 pub mod multicall;
 pub mod physdev;
+pub mod privop;
 pub mod ptwr;
 pub mod vcpu_op;
 pub mod xenpv;
@@ -921,6 +923,7 @@ impl World {
         {
             v.regs = *frame;
             v.save_cpu_state();
+            vcpu_op::publish_runstate(&mut d, from.1, &self.sched);
         }
         let cpu = percpu::this();
         cpu.entered_info.set(None);
@@ -944,6 +947,7 @@ impl World {
         let mut d = self.domains.lock(to.0).expect("next domain");
         // Dom0's ports for dom0's vCPUs, none for anyone else.
         gdt::set_io_ports(d.privilege == crate::domain::Privilege::Control);
+        vcpu_op::publish_runstate(&mut d, to.1, &self.sched);
         let v = &mut d.vcpus[to.1];
         *frame = v.regs;
         load_vcpu(v);
@@ -1351,6 +1355,7 @@ fn exception(cx: &mut Hc) -> HcResult {
             crate::arch::x86_64::write_debugreg(6, crate::debugreg::DR6_DEFAULT);
         }
         t::INVALID_OPCODE if self::forced::emulate(cx) => return Ok(Ret::Resumed),
+        t::GENERAL_PROTECTION if self::privop::emulate(cx) => return Ok(Ret::Resumed),
         t::PAGE_FAULT => {
             let cr2 = x86_64::registers::control::Cr2::read_raw();
             // A Xen PV kernel runs in ring 3, so the CPU reports its faults as user
@@ -1670,6 +1675,7 @@ pub fn run(id: DomId) -> ! {
     let mut world = lock_world();
     let sched = world.sched.get_mut();
     *sched = Scheduler::new(smp::online_count() as usize);
+    sched.set_clock(crate::time::now_ns);
     let me = VcpuId { dom: id, vcpu: 0 };
     if let Err(e) = sched
         .add_domain(id, 1, Params::default())

@@ -2,7 +2,12 @@
 //! `physdev.h`), for GSIs (I/O APIC inputs) only. The PIRQ table (`crate::pirq`) decides;
 //! the I/O APIC code (`arch::x86_64::ioapic`) programs, masks and unmasks the pins.
 //!
-//! Every command is dom0's: any other domain gets `EPERM` before its argument is read.
+//! Every interrupt command is dom0's: any other domain gets `EPERM` before its argument is
+//! read. Two commands are any domain's, as in Xen, for what a Linux domU asks at boot:
+//! `PHYSDEVOP_set_iopl` (the kernel's virtual IOPL, which turns on port I/O emulation in
+//! `guest::privop`) and, for domains other than dom0, `PHYSDEVOP_pirq_eoi_gmfn_v2`.
+//! `PHYSDEVOP_get_free_pirq` is refused like the interrupt commands (`EPERM` for a domU, which
+//! has no PIRQs; dom0 maps GSIs with `map_pirq` and has no use for it: `ENOSYS`).
 //! GSIs the hypervisor keeps (COM1's, the PIT's, the 8259's) and GSIs beyond the I/O APIC
 //! are refused (`EPERM`, `EINVAL`). Commands Xenia does not have are `ENOSYS`, as in Xen.
 
@@ -14,6 +19,7 @@ use guest_abi::types::DOMID_SELF;
 
 use super::context::{Hc, HcResult, Ret};
 use crate::arch::x86_64::ioapic;
+use crate::domain::Privilege;
 use crate::pirq::{GsiMode, Pin};
 
 /// Applies what the PIRQ table said about a pin.
@@ -49,6 +55,25 @@ fn own(cx: &Hc, domid: u16) -> Result<(), Errno> {
 
 pub fn physdev_op(cx: &mut Hc) -> HcResult {
     let cmd = u32::try_from(cx.arg(0)).map_err(|_| Errno::ENOSYS)?;
+    match cmd {
+        pd::PHYSDEVOP_SET_IOPL => {
+            let a = cx.space().read(cx.ptr::<pd::PhysdevSetIopl>(1))?;
+            let iopl = u8::try_from(a.iopl)
+                .ok()
+                .filter(|&l| l <= 3)
+                .ok_or(Errno::EINVAL)?;
+            cx.vcpu().viopl = iopl;
+            return Ok(Ret::Value(0));
+        }
+        pd::PHYSDEVOP_PIRQ_EOI_GMFN_V2 if cx.me_ref().privilege == Privilege::Guest => {
+            let a = cx.space().read(cx.ptr::<pd::PhysdevPirqEoiGmfn>(1))?;
+            if !crate::mm::ft::owned_by(crate::mm::Mfn(a.gmfn), cx.id()) {
+                return Err(Errno::EINVAL);
+            }
+            return Ok(Ret::Value(0));
+        }
+        _ => {}
+    }
     if !matches!(
         cmd,
         pd::PHYSDEVOP_SETUP_GSI
@@ -56,6 +81,7 @@ pub fn physdev_op(cx: &mut Hc) -> HcResult {
             | pd::PHYSDEVOP_UNMAP_PIRQ
             | pd::PHYSDEVOP_EOI
             | pd::PHYSDEVOP_IRQ_STATUS_QUERY
+            | pd::PHYSDEVOP_GET_FREE_PIRQ
     ) {
         return Err(Errno::ENOSYS);
     }

@@ -10,7 +10,11 @@
 //! (`ptwr_do_page_fault`): higher levels change through `mmu_update`.
 
 use guest_abi::errno::Errno;
-use guest_abi::memory::{VMASST_CMD_DISABLE, VMASST_CMD_ENABLE, VMASST_TYPE_WRITABLE_PAGETABLES};
+use guest_abi::memory::{
+    VMASST_CMD_DISABLE, VMASST_CMD_ENABLE, VMASST_TYPE_4GB_SEGMENTS,
+    VMASST_TYPE_4GB_SEGMENTS_NOTIFY, VMASST_TYPE_PAE_EXTENDED_CR3,
+    VMASST_TYPE_RUNSTATE_UPDATE_FLAG, VMASST_TYPE_WRITABLE_PAGETABLES,
+};
 
 use super::context::{Hc, HcResult, Ret};
 use super::mem::GuestPtr;
@@ -19,14 +23,24 @@ use crate::mm::frame_table::PageType;
 use crate::mm::{Mfn, PAGE_SIZE, ft, physmem};
 use crate::ptwr::{self as pw, Regs};
 
-/// The assists a domain may turn on: writable page tables only.
+/// The writable page tables assist.
 const VALID: u64 = 1 << VMASST_TYPE_WRITABLE_PAGETABLES;
+
+/// The assists a domain may turn on (Xen's `VM_ASSIST_VALID` for 64-bit PV guests, less
+/// those Xenia lacks): writable page tables, the run-state update flag
+/// (`vcpu_op::publish_runstate`), and the three 32-bit assists Linux turns on, which change
+/// nothing for a 64-bit guest.
+const ACCEPTED: u64 = VALID
+    | (1 << VMASST_TYPE_RUNSTATE_UPDATE_FLAG)
+    | (1 << VMASST_TYPE_4GB_SEGMENTS)
+    | (1 << VMASST_TYPE_4GB_SEGMENTS_NOTIFY)
+    | (1 << VMASST_TYPE_PAE_EXTENDED_CR3);
 
 /// `vm_assist(cmd, type)` (Xen's `do_vm_assist`): `EINVAL` for a type Xenia does not offer,
 /// `ENOSYS` for an unknown command.
 pub fn vm_assist(cx: &mut Hc) -> HcResult {
     let (cmd, ty) = (cx.arg(0), cx.arg(1));
-    if ty >= 64 || VALID & (1 << ty) == 0 {
+    if ty >= 64 || ACCEPTED & (1 << ty) == 0 {
         return Err(Errno::EINVAL);
     }
     let d = cx.me();
@@ -46,7 +60,7 @@ const PF_RSVD: u64 = 1 << 3;
 const PF_FETCH: u64 = 1 << 4;
 
 /// The guest's registers as `xenia_core::ptwr` numbers them.
-struct Frame<'a>(&'a mut TrapFrame);
+pub(super) struct Frame<'a>(pub(super) &'a mut TrapFrame);
 
 impl Regs for Frame<'_> {
     fn get(&self, n: u8) -> u64 {

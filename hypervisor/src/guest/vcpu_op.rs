@@ -26,8 +26,12 @@ use guest_abi::vcpu as v;
 use guest_abi::vcpu_context::VcpuGuestContext;
 
 use super::context::{Hc, HcResult, Ret};
-use crate::domain::{Periodic, Shutdown};
+use super::locks::Lock;
+use super::mem::{AddressSpace, GuestPtr};
+use crate::domain::{Domain, Periodic, Shutdown};
 use crate::mm::{Mfn, PAGE_SIZE, ft, physmem};
+use crate::runstate::{Runstate, UPDATE};
+use crate::sched::{Scheduler, VcpuId};
 
 /// `vcpu_op(cmd, vcpu, arg)`.
 pub fn vcpu_op(cx: &mut Hc) -> HcResult {
@@ -45,6 +49,12 @@ pub fn vcpu_op(cx: &mut Hc) -> HcResult {
         v::VCPUOP_DOWN => down(cx, vcpu),
         v::VCPUOP_IS_UP => Ok(Ret::Value(u64::from(cx.me_ref().vcpus[vcpu].online))),
         v::VCPUOP_REGISTER_VCPU_INFO => register_vcpu_info(cx, vcpu),
+        v::VCPUOP_GET_RUNSTATE_INFO => {
+            let r = runstate_of(cx, vcpu, now);
+            cx.space().write_bytes(cx.ptr(2), &r.to_bytes(false))?;
+            Ok(Ret::Value(0))
+        }
+        v::VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA => register_runstate(cx, vcpu, now),
         v::VCPUOP_SET_PERIODIC_TIMER => {
             let p = cx.space().read(cx.ptr::<v::VcpuSetPeriodicTimer>(2))?;
             if p.period_ns < v::VCPU_PERIODIC_MIN_NS {
@@ -206,4 +216,74 @@ fn register_vcpu_info(cx: &mut Hc, vcpu: usize) -> HcResult {
         mfn.0
     );
     Ok(Ret::Value(0))
+}
+
+/// `vcpu`'s run-state accounting as of `now` (all zeros for a vCPU the scheduler does not
+/// know, which cannot happen for a vCPU of a live domain).
+fn runstate_of(cx: &mut Hc, vcpu: usize, now: u64) -> Runstate {
+    let id = VcpuId {
+        dom: cx.id(),
+        vcpu: vcpu as u32,
+    };
+    cx.sched().runstate(id, now).unwrap_or_default()
+}
+
+/// `VCPUOP_register_runstate_memory_area(vcpu, {addr})` (Xen's rules): the address must be
+/// a guest range for the 48 bytes (`EFAULT`, not checked for being mapped: the writes are);
+/// 0 unregisters. The accounting is written there at once, and again whenever the vCPU is
+/// switched in or out ([`publish_runstate`]), each time through the vCPU's tables as they
+/// are then; a write that fails is dropped, as in Xen.
+fn register_runstate(cx: &mut Hc, vcpu: usize, now: u64) -> HcResult {
+    // `{ uint64_t addr; }` (Xen's `vcpu_register_runstate_memory_area`).
+    let addr: u64 = cx.space().read(cx.ptr(2))?;
+    if addr != 0 && !super::mem::range_ok(addr, size_of::<v::VcpuRunstateInfo>() as u64) {
+        return Err(Errno::EFAULT);
+    }
+    let r = runstate_of(cx, vcpu, now);
+    let dom = cx.me();
+    dom.vcpus[vcpu].runstate_area = (addr != 0).then_some(addr);
+    write_runstate(dom, vcpu, &r);
+    Ok(Ret::Value(0))
+}
+
+/// Writes vCPU `v`'s run state to the area it registered, if any (called by the scheduling
+/// path when the vCPU is switched out and in, with its domain locked).
+pub fn publish_runstate(dom: &mut Domain, v: usize, sched: &Lock<Scheduler>) {
+    if dom.vcpus[v].runstate_area.is_none() {
+        return;
+    }
+    let id = VcpuId {
+        dom: dom.id,
+        vcpu: v as u32,
+    };
+    let r = sched
+        .lock()
+        .runstate(id, crate::time::now_ns())
+        .unwrap_or_default();
+    write_runstate(dom, v, &r);
+}
+
+/// The write itself. With `VMASST_TYPE_runstate_update_flag` on, `XEN_RUNSTATE_UPDATE` is set
+/// in `state_entry_time` before the rest is written and cleared after, as Xen does, so that a
+/// guest reading another vCPU's area can tell a torn copy.
+fn write_runstate(dom: &Domain, v: usize, r: &Runstate) {
+    use guest_abi::memory::VMASST_TYPE_RUNSTATE_UPDATE_FLAG;
+    let Some(addr) = dom.vcpus[v].runstate_area else {
+        return;
+    };
+    let space = AddressSpace {
+        l4: dom.vcpus[v].l4,
+        dom: dom.id,
+    };
+    let flag = dom.vm_assist & (1 << VMASST_TYPE_RUNSTATE_UPDATE_FLAG) != 0;
+    let entry_at = GuestPtr::<u8>::new(addr.wrapping_add(8));
+    if flag {
+        let _ = space.write_bytes(entry_at, &(r.entry | UPDATE).to_le_bytes());
+        core::sync::atomic::fence(Ordering::Release);
+    }
+    let _ = space.write_bytes(GuestPtr::new(addr), &r.to_bytes(flag));
+    if flag {
+        core::sync::atomic::fence(Ordering::Release);
+        let _ = space.write_bytes(entry_at, &r.entry.to_le_bytes());
+    }
 }

@@ -15,6 +15,7 @@ mod domains;
 mod guests;
 mod linux;
 mod linux_pv;
+mod linux_abi;
 mod mem_offline;
 mod net;
 mod net_dom0;
@@ -260,6 +261,13 @@ pub fn all() -> Vec<Scenario> {
         }),
         Scenario::new("security_exhaustion", security::exhaustion),
         Scenario::new("security_40g", security::big_machine),
+        Scenario::new("linux_abi_privop_max", |ctx| linux_abi::privop(ctx, "max")),
+        Scenario::new("linux_abi_privop_qemu64", |ctx| {
+            linux_abi::privop(ctx, "qemu64")
+        }),
+        Scenario::new("linux_abi_privop_checked", linux_abi::privop_checked),
+        Scenario::new("linux_abi_hypercalls", linux_abi::hypercalls),
+        Scenario::new("linux_abi_domu", linux_abi::domu),
     ]);
     all
 }

@@ -28,6 +28,8 @@ pub mod ioport;
 #[cfg(target_os = "none")]
 pub mod ipi;
 #[cfg(target_os = "none")]
+pub mod msr;
+#[cfg(target_os = "none")]
 pub mod paging;
 #[cfg(target_os = "none")]
 pub mod percpu;

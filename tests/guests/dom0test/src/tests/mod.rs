@@ -7,6 +7,7 @@ mod console;
 mod containment;
 mod density;
 mod devaccess;
+mod linux_abi;
 mod privilege;
 mod sched;
 mod scrub;
@@ -147,6 +148,11 @@ pub const TESTS: &[Test] = &[
         name: "exhaustion",
         run: security::exhaustion,
         about: "a domU and dom0 try to exhaust hypervisor memory; errors, and it all comes back",
+    },
+    Test {
+        name: "linux_abi_domu",
+        run: linux_abi::domu,
+        about: "testguest linux_abi_domu as a domU: what Xen keeps from a domU (issue 18)",
     },
 ];
 

@@ -15,6 +15,7 @@ mod grants;
 mod hostile;
 mod hypercalls;
 mod isolation;
+mod linux_abi;
 mod net;
 mod pagetables;
 mod physdev;
@@ -286,6 +287,23 @@ pub const TESTS: &[Test] = &[
         name: "block_hostile",
         run: block::hostile,
         about: "a hostile blkfront: bad requests get errors, an impossible producer stops the ring",
+    },
+    Test {
+        name: "linux_abi_privop",
+        run: linux_abi::privop,
+        about: "privileged instructions answered as Xen answers a PV kernel: MSRs, control \
+                registers, wbinvd, port I/O under set_iopl; refusals",
+    },
+    Test {
+        name: "linux_abi_hypercalls",
+        run: linux_abi::hypercalls,
+        about: "xen_version, vm_assist, shutdown_code, run-state info and areas, ENOSYS",
+    },
+    Test {
+        name: "linux_abi_domu",
+        run: linux_abi::domu,
+        about: "domU: xen_version's denials, pirq_eoi_gmfn_v2, get_free_pirq, remote_shutdown, \
+                set_iopl",
     },
 ];
 

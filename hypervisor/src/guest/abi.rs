@@ -1,0 +1,62 @@
+//! Which guest ABI a domain runs, and what follows from it for the hypercalls that answer
+//! differently per ABI (DESIGN.md §12).
+//!
+//! Today every domain runs Xenia's ring-1 ABI. The Xen x86-64 PV mode (kernel in ring 3,
+//! chosen by the kernel's ELF notes) fills in [`mode`] and [`Vcpu::in_guest_kernel_mode`];
+//! nothing else here needs to change for it.
+
+use guest_abi::memory::VMASST_TYPE_PAE_EXTENDED_CR3;
+use guest_abi::version as ver;
+
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::domain::{Domain, Privilege, Vcpu};
+
+/// A domain's guest ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Xenia's own: the kernel in ring 1.
+    XeniaRing1,
+    /// Xen's x86-64 PV ABI: the kernel in ring 3 with a user-mode top-level table.
+    #[allow(
+        dead_code,
+        reason = "made by the Xen PV mode's builder path, not merged yet"
+    )]
+    XenPv,
+}
+
+/// The ABI domain `dom` runs.
+pub fn mode(_dom: &Domain) -> Mode {
+    Mode::XeniaRing1
+}
+
+impl Vcpu {
+    /// Whether the vCPU, interrupted with `frame`, was in its guest kernel (Xen's
+    /// `guest_kernel_mode`): ring 1 in Xenia's ABI. Privileged-instruction emulation
+    /// (`guest::privop`) acts only for the kernel, as Xen's does.
+    pub fn in_guest_kernel_mode(&self, frame: &TrapFrame) -> bool {
+        frame.cs & 3 == 1
+    }
+}
+
+/// `XENVER_get_features` word 0 for `dom`: exactly the `XENFEAT_*` bits Xenia implements
+/// for its ABI, as Xen computes them for a PV domain (`do_xen_version`): the
+/// `MMU_PT_UPDATE_PRESERVE_AD` command, direct mapping (no translation), `pae_pgdir_above_4gb`
+/// once the guest turned the `pae_extended_cr3` assist on, and `dom0` for the control
+/// domain. Not set, as Xenia lacks them: `highmem_assist` (32-bit only),
+/// `gnttab_map_avail_bits`, `memory_op_vnode_supported`, `runstate_phys_area`,
+/// `vcpu_time_phys_area`, `dm_msix_all_writes`.
+pub fn features(dom: &Domain) -> u32 {
+    let mut f = (1 << ver::XENFEAT_MMU_PT_UPDATE_PRESERVE_AD) | (1 << XENFEAT_DIRECT_MAPPED);
+    if dom.vm_assist & (1 << VMASST_TYPE_PAE_EXTENDED_CR3) != 0 {
+        f |= 1 << ver::XENFEAT_PAE_PGDIR_ABOVE_4GB;
+    }
+    if dom.privilege == Privilege::Control {
+        f |= 1 << ver::XENFEAT_DOM0;
+    }
+    match mode(dom) {
+        Mode::XeniaRing1 | Mode::XenPv => f,
+    }
+}
+
+/// `XENFEAT_direct_mapped` (Xen's `features.h`): guest frames are machine frames.
+pub const XENFEAT_DIRECT_MAPPED: u32 = 17;
