@@ -126,15 +126,6 @@ pub trait Hypervisor {
 
     /// `domctl destroydomain`.
     fn destroy(&mut self, dom: DomId) -> Result<(), Errno>;
-
-    /// `domctl XEN_DOMCTL_XENIA_SET_GUEST_MODE`: the domain's guest mode
-    /// (`XENIA_GUEST_MODE_RING1` or `XENIA_GUEST_MODE_XEN_PV`), set before its
-    /// first vCPU context. A hypervisor without the Xen PV mode answers
-    /// `-ENOSYS` or `-EINVAL`; so does this default.
-    fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno> {
-        let _ = (dom, mode);
-        Err(Errno::ENOSYS)
-    }
 }
 
 #[cfg(test)]

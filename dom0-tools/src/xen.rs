@@ -16,8 +16,7 @@ use crate::hypervisor::{CreateConfig, Hypervisor};
 use guest_abi::Errno;
 use guest_abi::domctl::{
     DomctlGetdomaininfo, DomctlGetvcpuinfo, DomctlSchedCredit, DomctlXeniaWriteFrame,
-    XEN_DOMCTL_XENIA_READ_FRAME, XEN_DOMCTL_XENIA_SET_GUEST_MODE, XEN_DOMCTL_XENIA_WRITE_FRAME,
-    XenDomctl,
+    XEN_DOMCTL_XENIA_READ_FRAME, XEN_DOMCTL_XENIA_WRITE_FRAME, XenDomctl,
 };
 use guest_abi::event::{EVTCHNOP_ALLOC_UNBOUND, EvtchnPort};
 use guest_abi::hypercall::{
@@ -453,16 +452,6 @@ impl<R: Raw> Hypervisor for Xen<R> {
 
     fn destroy(&mut self, dom: DomId) -> Result<(), Errno> {
         self.domctl(&mut control::destroydomain(dom))
-    }
-
-    fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno> {
-        // The payload is one `u32` at offset 0: `DomctlMaxVcpus`'s layout.
-        let arg = guest_abi::domctl::DomctlMaxVcpus { max: mode };
-        self.domctl(&mut XenDomctl::new(
-            XEN_DOMCTL_XENIA_SET_GUEST_MODE,
-            dom,
-            &arg,
-        ))
     }
 }
 

@@ -452,12 +452,6 @@ pub const XEN_DOMCTL_XENIA_WRITE_FRAME: u32 = 0x5800;
 /// structure, [`DomctlXeniaWriteFrame`], with `buffer` the destination). The
 /// domain must own the frame; any frame type may be read.
 pub const XEN_DOMCTL_XENIA_READ_FRAME: u32 = 0x5801;
-/// Xenia: sets a domain's guest mode before its first vCPU context is installed.
-pub const XEN_DOMCTL_XENIA_SET_GUEST_MODE: u32 = 0x5802;
-/// Payload `u32` mode: Xenia's ring-1 ABI (the default).
-pub const XENIA_GUEST_MODE_RING1: u32 = 0;
-/// Payload `u32` mode: Xen's 64-bit PV ABI, the kernel in ring 3.
-pub const XENIA_GUEST_MODE_XEN_PV: u32 = 1;
 
 /// Xenia: sets a domain's guest mode before its first vCPU context is installed.
 ///

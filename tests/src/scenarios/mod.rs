@@ -14,8 +14,8 @@ mod domains;
 
 mod guests;
 mod linux;
-mod linux_pv;
 mod linux_abi;
+mod linux_pv;
 mod mem_offline;
 mod net;
 mod net_dom0;
