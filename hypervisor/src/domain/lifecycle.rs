@@ -37,6 +37,8 @@ pub fn create(id: DomId, name: String, nr_vcpus: u32) -> Result<Domain, Errno> {
         return Err(Errno::ENOMEM);
     }
     let vcpus = Vcpu::try_new_set(nr_vcpus, Mfn(0))?;
+    // A new domain is in Xenia's ring-1 mode until dom0 says otherwise.
+    ft::set_forced_user(id, false);
     let shared_info = frames::alloc_zeroed().ok_or(Errno::ENOMEM)?;
     // The hypervisor writes shared_info for as long as the domain lives (event bits, time,
     // the entry count): held writable, it can never become a page table or be freed.

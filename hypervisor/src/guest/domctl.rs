@@ -221,6 +221,7 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
                 return Err(Errno::EBUSY);
             }
             d.guest_mode = mode;
+            crate::mm::ft::set_forced_user(id, mode == crate::domain::GuestMode::XenPv);
             for v in &mut d.vcpus {
                 v.xen_pv = mode == crate::domain::GuestMode::XenPv;
                 v.kernel_mode = true;

@@ -68,6 +68,36 @@ impl PageMemory for DirectMem {
     fn io_frame_allowed(&self, mfn: Mfn, dom: DomId) -> bool {
         super::iomem::allowed(mfn, dom)
     }
+
+    fn forced_user(&self, dom: DomId) -> bool {
+        forced_user(dom)
+    }
+}
+
+/// Domains whose page-table entries get U/S forced on (Xen PV mode; `PageMemory::forced_user`),
+/// a bit per domain id below `DOMID_FIRST_RESERVED`: read on every validation and entry
+/// update without the world lock.
+static FORCED_USER: [AtomicU64; 512] = [const { AtomicU64::new(0) }; 512];
+
+/// Whether `dom`'s page-table entries get U/S forced on.
+pub fn forced_user(dom: DomId) -> bool {
+    let i = usize::from(dom);
+    FORCED_USER
+        .get(i / 64)
+        .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (i % 64)) != 0)
+}
+
+/// Sets whether `dom`'s page-table entries get U/S forced on: at its creation (off) and when
+/// dom0 sets its guest mode (on for Xen PV).
+pub fn set_forced_user(dom: DomId, on: bool) {
+    let i = usize::from(dom);
+    if let Some(w) = FORCED_USER.get(i / 64) {
+        if on {
+            w.fetch_or(1 << (i % 64), Ordering::AcqRel);
+        } else {
+            w.fetch_and(!(1 << (i % 64)), Ordering::AcqRel);
+        }
+    }
 }
 
 /// Drops every guest translation on every pCPU (this one at once, the others that run a

@@ -366,6 +366,14 @@ pub trait PageMemory {
         let _ = (mfn, dom);
         false
     }
+    /// Whether every present entry of `dom`'s page tables gets the U/S bit forced on, as Xen
+    /// does for 64-bit PV guests (`adjust_guest_l1e` to `adjust_guest_l4e`): their kernel
+    /// runs in ring 3, so its own pages must be user pages; the guest's user mode is kept
+    /// out of the kernel's memory by its separate top-level table, not by U/S. No by default.
+    fn forced_user(&self, dom: DomId) -> bool {
+        let _ = dom;
+        false
+    }
 }
 
 /// Machine facts that decide which entries are valid.
@@ -1143,6 +1151,7 @@ impl FrameTable {
             return Err(Errno::EINVAL);
         };
         mem.poll();
+        let forced = mem.forced_user(dom);
         let mut chunk = [0u64; SCAN_CHUNK];
         for base in (0..ENTRIES).step_by(SCAN_CHUNK) {
             mem.read_entries(table, base, &mut chunk);
@@ -1158,6 +1167,10 @@ impl FrameTable {
                 } else {
                     self.get_entry_refs(mem, level, e, dom)
                 };
+                if result.is_ok() && e & pte::PRESENT != 0 && e & pte::USER == 0 && forced {
+                    // Xen's `adjust_guest_lNe`: written back in the table, as Xen does.
+                    mem.write_entry(table, i, e | pte::USER);
+                }
                 if let Err(err) = result {
                     // The frame is typed, so nothing but the hardware's accessed and dirty
                     // bits can have changed in the entries read so far.
@@ -1547,11 +1560,14 @@ impl FrameTable {
                     // Only the grant table removes a grant mapping (Xen's _PAGE_GNTTAB).
                     return Err(Errno::EINVAL);
                 }
-                let value = if preserve_ad {
+                let mut value = if preserve_ad {
                     new | (old & (pte::ACCESSED | pte::DIRTY))
                 } else {
                     new
                 };
+                if value & pte::PRESENT != 0 && mem.forced_user(dom) {
+                    value |= pte::USER;
+                }
                 self.get_entry_refs(mem, level, value, dom)?;
                 mem.write_entry(table, index, value);
                 let l4_changed = (level == PageType::L4 && old != value).then_some(table);
