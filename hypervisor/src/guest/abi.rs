@@ -1,11 +1,11 @@
 //! Which guest ABI a domain runs, and what follows from it for the hypercalls that answer
 //! differently per ABI (DESIGN.md §12).
 //!
-//! Today every domain runs Xenia's ring-1 ABI. The Xen x86-64 PV mode (kernel in ring 3,
-//! chosen by the kernel's ELF notes) fills in [`mode`] and [`Vcpu::in_guest_kernel_mode`];
-//! nothing else here needs to change for it.
+//! A domain runs Xenia's ring-1 ABI unless dom0 set Xen's x86-64 PV mode for it (the kernel
+//! in ring 3, chosen by the builder from the kernel's ELF notes): [`mode`] and
+//! [`Vcpu::in_guest_kernel_mode`] follow that choice.
 
-use guest_abi::memory::VMASST_TYPE_PAE_EXTENDED_CR3;
+use guest_abi::memory::{VMASST_TYPE_PAE_EXTENDED_CR3, VMASST_TYPE_WRITABLE_PAGETABLES};
 use guest_abi::version as ver;
 
 use crate::arch::x86_64::trap::TrapFrame;
@@ -17,16 +17,15 @@ pub enum Mode {
     /// Xenia's own: the kernel in ring 1.
     XeniaRing1,
     /// Xen's x86-64 PV ABI: the kernel in ring 3 with a user-mode top-level table.
-    #[allow(
-        dead_code,
-        reason = "made by the Xen PV mode's builder path, not merged yet"
-    )]
     XenPv,
 }
 
 /// The ABI domain `dom` runs.
-pub fn mode(_dom: &Domain) -> Mode {
-    Mode::XeniaRing1
+pub fn mode(dom: &Domain) -> Mode {
+    match dom.guest_mode {
+        crate::domain::GuestMode::Ring1 => Mode::XeniaRing1,
+        crate::domain::GuestMode::XenPv => Mode::XenPv,
+    }
 }
 
 impl Vcpu {
@@ -34,7 +33,12 @@ impl Vcpu {
     /// `guest_kernel_mode`): ring 1 in Xenia's ABI. Privileged-instruction emulation
     /// (`guest::privop`) acts only for the kernel, as Xen's does.
     pub fn in_guest_kernel_mode(&self, frame: &TrapFrame) -> bool {
-        frame.cs & 3 == 1
+        if self.xen_pv {
+            // Both modes run in ring 3; the vCPU's own flag says which (`TF_kernel_mode`).
+            self.kernel_mode
+        } else {
+            frame.cs & 3 == 1
+        }
     }
 }
 
@@ -54,7 +58,12 @@ pub fn features(dom: &Domain) -> u32 {
         f |= 1 << ver::XENFEAT_DOM0;
     }
     match mode(dom) {
-        Mode::XeniaRing1 | Mode::XenPv => f,
+        Mode::XeniaRing1 => f,
+        // Xen: `writable_page_tables` once the guest turned that assist on (`do_xen_version`).
+        Mode::XenPv if dom.vm_assist & (1 << VMASST_TYPE_WRITABLE_PAGETABLES) != 0 => {
+            f | 1 << ver::XENFEAT_WRITABLE_PAGE_TABLES
+        }
+        Mode::XenPv => f,
     }
 }
 
