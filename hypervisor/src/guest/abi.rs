@@ -59,13 +59,22 @@ pub fn features(dom: &Domain) -> u32 {
     }
     match mode(dom) {
         Mode::XeniaRing1 => f,
-        // Xen: `writable_page_tables` once the guest turned that assist on (`do_xen_version`).
-        Mode::XenPv if dom.vm_assist & (1 << VMASST_TYPE_WRITABLE_PAGETABLES) != 0 => {
-            f | 1 << ver::XENFEAT_WRITABLE_PAGE_TABLES
+        // Xen: `writable_page_tables` once the guest turned that assist on
+        // (`do_xen_version`); the grant-map avail bits always (`grant_op::map`).
+        Mode::XenPv => {
+            let f = f | 1 << XENFEAT_GNTTAB_MAP_AVAIL_BITS;
+            if dom.vm_assist & (1 << VMASST_TYPE_WRITABLE_PAGETABLES) != 0 {
+                f | 1 << ver::XENFEAT_WRITABLE_PAGE_TABLES
+            } else {
+                f
+            }
         }
-        Mode::XenPv => f,
     }
 }
+
+/// `XENFEAT_gnttab_map_avail_bits` (Xen's `features.h`): a grant map may set the PTE's
+/// software-available bits.
+pub const XENFEAT_GNTTAB_MAP_AVAIL_BITS: u32 = 7;
 
 /// `XENFEAT_direct_mapped` (Xen's `features.h`): guest frames are machine frames.
 pub const XENFEAT_DIRECT_MAPPED: u32 = 17;

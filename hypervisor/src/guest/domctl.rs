@@ -222,6 +222,12 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             }
             d.guest_mode = mode;
             crate::mm::ft::set_forced_user(id, mode == crate::domain::GuestMode::XenPv);
+            if mode == crate::domain::GuestMode::XenPv {
+                // Every Xen x86-64 PV kernel requires writable page tables (the builder
+                // refuses one that does not say so), and Xen turns the assist on for the
+                // kernels that require it, as libxc passes it in vCPU 0's context.
+                d.vm_assist |= 1 << guest_abi::memory::VMASST_TYPE_WRITABLE_PAGETABLES;
+            }
             for v in &mut d.vcpus {
                 v.xen_pv = mode == crate::domain::GuestMode::XenPv;
                 v.kernel_mode = true;

@@ -271,6 +271,9 @@ fn pte_slot(cx: &mut Hc, va: u64) -> Result<(Mfn, usize), GntError> {
     super::mmu::l1_slot(cx.id(), cx.vcpu_ref().l4, va).map_err(|_| GntError::GeneralError)
 }
 
+/// Where `GNTMAP_guest_avail0` is in a map's flags (Xen's `_GNTMAP_guest_avail0`, bit 16).
+const GNTMAP_GUEST_AVAIL_SHIFT: u32 = 16;
+
 fn map(cx: &mut Hc, at: GuestPtr<g::GnttabMapGrantRef>) -> Result<(), Errno> {
     let mut op = cx.space().read(at)?;
     let mapper = cx.id();
@@ -279,7 +282,11 @@ fn map(cx: &mut Hc, at: GuestPtr<g::GnttabMapGrantRef>) -> Result<(), Errno> {
     } else {
         Ok(None)
     };
-    let user = op.flags & g::GNTMAP_APPLICATION_MAP != 0;
+    // A Xen PV kernel runs in ring 3: its mappings are user mappings, as all its entries
+    // (`PageMemory::forced_user`).
+    let user = op.flags & g::GNTMAP_APPLICATION_MAP != 0 || crate::mm::ft::forced_user(mapper);
+    // Xen's `XENFEAT_gnttab_map_avail_bits`: `GNTMAP_guest_avail0..2` become PTE bits 9..11.
+    let avail = (u64::from(op.flags) >> GNTMAP_GUEST_AVAIL_SHIFT & 7) << 9;
     // The maptrack may grow: only while the machine has memory to spare.
     let room = if crate::mm::heap::headroom(MAPTRACK_GROWTH) {
         Ok(())
@@ -292,7 +299,7 @@ fn map(cx: &mut Hc, at: GuestPtr<g::GnttabMapGrantRef>) -> Result<(), Errno> {
             let Some((l1, index)) = slot else {
                 return Ok(None);
             };
-            let flags = 1 | if m.readonly { 0 } else { 2 } | if user { 4 } else { 0 };
+            let flags = 1 | if m.readonly { 0 } else { 2 } | if user { 4 } else { 0 } | avail;
             // The mapping holds its L1 as an L1 until the PTE is removed, so the PTE can
             // always be found and removed where it was written.
             let installed = ft::with(|t, mem| {

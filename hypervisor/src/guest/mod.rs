@@ -1408,6 +1408,7 @@ fn deliver_to_trap_table(cx: &mut Hc, vector: u8, error: Option<u64>) -> HcResul
     if entry.is_end() {
         let cr2 = cx.info().arch.cr2.load(Ordering::Relaxed);
         let rip = cx.regs().rip;
+        log_guest_stack(cx);
         return crash_caller(
             cx,
             format_args!(
@@ -1425,6 +1426,36 @@ fn deliver_to_trap_table(cx: &mut Hc, vector: u8, error: Option<u64>) -> HcResul
         );
     }
     bounce_caller(cx, error, entry.address, entry.masks_events())
+}
+
+/// Logs the crashing vCPU's registers, its stack pointer and the 24 words on top of its stack, as
+/// far as they can be read through its own tables (Xen dumps the guest's stack on a crash
+/// too): what a porter needs to find the caller of a faulting instruction.
+fn log_guest_stack(cx: &mut Hc) {
+    let rsp = cx.regs().rsp;
+    let (id, v) = (cx.id(), cx.vcpu_id());
+    let r = cx.regs();
+    log::info!(
+        target: "domain",
+        "domain {} vCPU {}: rax {:#x} rbx {:#x} rcx {:#x} rdx {:#x} rsi {:#x} rdi {:#x} rbp {:#x} r12 {:#x} r13 {:#x} r14 {:#x} r15 {:#x}",
+        id, v, r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r12, r.r13, r.r14, r.r15
+    );
+    let space = cx.space();
+    let mut words = [0u64; 24];
+    let mut shown = 0;
+    for (i, w) in words.iter_mut().enumerate() {
+        match space.read(GuestPtr::<u64>::new(rsp.wrapping_add(8 * i as u64))) {
+            Ok(v) => (*w, shown) = (v, i + 1),
+            Err(_) => break,
+        }
+    }
+    log::info!(
+        target: "domain",
+        "domain {} vCPU {}: rsp {rsp:#x}, stack {:x?}",
+        cx.id(),
+        cx.vcpu_id(),
+        &words[..shown]
+    );
 }
 
 /// Length of the `SYSCALL` instruction (0F 05).

@@ -144,6 +144,10 @@ fn is_grant_pte(level: PageType, e: u64) -> bool {
     level == PageType::L1 && e & (pte::PRESENT | pte::GNTTAB) == (pte::PRESENT | pte::GNTTAB)
 }
 
+/// The software-available bits 9–11 of a PTE, which a grant mapper may ask for
+/// (`GNTMAP_guest_avail0` upwards, Xen's `XENFEAT_gnttab_map_avail_bits`).
+pub const GRANT_AVAIL_BITS: u64 = 0x7 << 9;
+
 /// Bits a present L1 entry may not have: the cache attributes (Xen's `PAGE_CACHE_ATTRS`,
 /// refused for domains without I/O memory, which is every Xenia domain) and Xen's grant bit.
 /// Xen's `L1_DISALLOW_MASK`. The rest of bits 0–11 and 52–61 is the guest's: G, A, D, U/S
@@ -1629,6 +1633,7 @@ impl FrameTable {
             | pte::USER
             | pte::ACCESSED
             | pte::DIRTY
+            | GRANT_AVAIL_BITS
             | if self.config.nx { pte::NX } else { 0 };
         mem.write_entry(
             l1,
