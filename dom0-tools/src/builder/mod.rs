@@ -114,6 +114,10 @@ pub struct DomainConfig<'a> {
     /// Leave the domain paused once built (`xl create -p`): everything is
     /// in place but vCPU 0 does not run until `unpausedomain`.
     pub start_paused: bool,
+    /// What [`inspect_checked`] found in `kernel`, when the caller already asked (`xl` does,
+    /// before it reads the ramdisk), so that [`create`] does not stream a bzImage's headers
+    /// again. It must be of this `kernel`.
+    pub inspected: Option<&'a Inspected>,
 }
 
 impl<'a> DomainConfig<'a> {
@@ -143,6 +147,7 @@ impl<'a> DomainConfig<'a> {
             console: true,
             store: true,
             start_paused: false,
+            inspected: None,
         }
     }
 
@@ -242,6 +247,7 @@ impl fmt::Debug for DomainConfig<'_> {
             .field("console", &self.console)
             .field("store", &self.store)
             .field("start_paused", &self.start_paused)
+            .field("inspected", &self.inspected.is_some())
             .finish()
     }
 }
@@ -639,6 +645,22 @@ pub fn inspect(kernel: &[u8]) -> Result<xenpv::KernelInfo, BuildError> {
     inspect_with_headers(kernel).map(|(info, _)| info)
 }
 
+/// A kernel inspected and checked ([`inspect_checked`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspected {
+    /// What it is.
+    pub info: xenpv::KernelInfo,
+    /// A bzImage's streamed headers and notes.
+    headers: Option<Vec<u8>>,
+}
+
+/// [`check_kernel`], keeping what a build needs ([`DomainConfig::inspected`]).
+pub fn inspect_checked(kernel: &[u8]) -> Result<Inspected, BuildError> {
+    let (info, headers) = inspect_with_headers(kernel)?;
+    check_features(&info)?;
+    Ok(Inspected { info, headers })
+}
+
 /// [`inspect`], with, for a bzImage, the compact image its notes were read from (the ELF
 /// and program headers, then the notes: `streamed_headers`), so that a builder need not
 /// stream the image's start twice.
@@ -725,8 +747,13 @@ impl Started {
 /// down.
 pub fn create(hv: &mut impl Hypervisor, cfg: &DomainConfig<'_>) -> Result<Started, BuildError> {
     cfg.check()?;
-    let (info, headers) = inspect_with_headers(cfg.kernel)?;
-    check_features(&info)?;
+    let (info, headers) = match cfg.inspected {
+        Some(i) => (i.info.clone(), i.headers.clone()),
+        None => {
+            let i = inspect_checked(cfg.kernel)?;
+            (i.info, i.headers)
+        }
+    };
     match info.abi() {
         xenpv::GuestAbi::Xenia => build(hv, cfg).map(Started::Ring1),
         xenpv::GuestAbi::XenPv => load_xen_pv::build(hv, cfg, &info, headers).map(Started::XenPv),

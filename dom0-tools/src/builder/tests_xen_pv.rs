@@ -419,3 +419,23 @@ fn plan_image<'a>(p: &'a load_xen_pv::PlanXenPv<'_>) -> &'a xenia_pvboot::elf::K
 fn plan_layout<'a>(p: &'a load_xen_pv::PlanXenPv<'_>) -> &'a xenia_pvboot::xenpv::Layout {
     p.layout()
 }
+
+#[test]
+fn an_inspection_handed_over_gives_the_same_domain() {
+    let elf = xen_pv_kernel(true, true);
+    let bz = bzimage(&with_size(gzip(&elf), &elf));
+    let r = ramdisk();
+    let inspected = inspect_checked(&bz).unwrap();
+    let (mut a, mut b) = (with_mode(), with_mode());
+    let plain = create(&mut a, &config(&bz, &r)).unwrap();
+    let handed = create(
+        &mut b,
+        &DomainConfig {
+            inspected: Some(&inspected),
+            ..config(&bz, &r)
+        },
+    )
+    .unwrap();
+    assert_eq!(plain, handed);
+    assert_eq!(a.frames, b.frames);
+}

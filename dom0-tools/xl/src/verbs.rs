@@ -463,11 +463,14 @@ pub fn create(
     // The kernel is checked before the ramdisk is read: a kernel Xenia cannot run is refused
     // without dom0 holding both (Debian's is 14 MB, its initramfs 2 MB).
     // Other errors are the build's to report (it checks the kernel again, whole).
-    if let Err(e @ (BuildError::XenPvKernel { .. } | BuildError::MissingFeatures(_))) =
-        builder::check_kernel(&kernel)
-    {
-        return Err(refusal(&spec.kernel, e, &fail));
-    }
+    // What was learnt is kept for the build, which then need not stream a bzImage again.
+    let inspected = match builder::inspect_checked(&kernel) {
+        Ok(i) => Some(i),
+        Err(e @ (BuildError::XenPvKernel { .. } | BuildError::MissingFeatures(_))) => {
+            return Err(refusal(&spec.kernel, e, &fail));
+        }
+        Err(_) => None,
+    };
     let ramdisk = match &spec.ramdisk {
         Some(r) => Some(
             sys.read_file(r)
@@ -511,6 +514,7 @@ pub fn create(
             || spec.cpus_soft.is_some()
             || !spec.disks.is_empty()
             || !spec.nics.is_empty(),
+        inspected: inspected.as_ref(),
         ..DomainConfig::new(&spec.name, &kernel, spec.memory_mib)
     };
     let built = sys

@@ -324,6 +324,14 @@ pub fn plan(req: &Request) -> Result<Layout, LayoutError> {
             end: mapped_end,
         });
     }
+    // Refused before any table is listed, so that a hostile size costs no memory.
+    let too_small = |need: u64| LayoutError::TooSmall {
+        need_pages: need.saturating_add(1),
+        have_pages: req.nr_pages,
+    };
+    if (mapped_end - base) / PAGE >= req.nr_pages {
+        return Err(too_small((mapped_end - base) / PAGE));
+    }
     let pfn_of = |va: u64| Pfn((va - base) / PAGE);
     let tables_start = virt_alloc_end;
     let mut tables = Vec::new();
@@ -391,6 +399,10 @@ pub fn plan(req: &Request) -> Result<Layout, LayoutError> {
                 Some((base & VADDR_MASK, try_end & VADDR_MASK)),
             );
             let mut t = pfn_end.checked_add(p2m_pages).ok_or(ovf)?;
+            let t_end = t.checked_add(total(&own)).ok_or(ovf)?;
+            if t_end >= req.nr_pages {
+                return Err(too_small(t_end));
+            }
             for (level, (first, last)) in LOWER.iter().zip(own) {
                 for slot in first..=last {
                     tables.push(Table {
@@ -408,10 +420,7 @@ pub fn plan(req: &Request) -> Result<Layout, LayoutError> {
     };
     // `count_pgtables` refuses a mapping whose last frame is at or past the p2m's size.
     if pfn_end >= req.nr_pages {
-        return Err(LayoutError::TooSmall {
-            need_pages: pfn_end + 1,
-            have_pages: req.nr_pages,
-        });
+        return Err(too_small(pfn_end));
     }
     Ok(Layout {
         virt_base: base,

@@ -5,13 +5,21 @@
 //! sorted, disjoint, inside the file, canonical, clear of the hypervisor's range, within
 //! `MAX_KERNEL_SPAN`, the entry in an executable segment; `load_into` writes only inside the
 //! image. `plan` on the image (or random ranges) with random sizes must never panic and must
-//! give an ordered, page-aligned, canonical layout clear of the hypervisor's range.
+//! give an ordered, page-aligned, canonical layout clear of the hypervisor's range. The same
+//! image placed as a Xen PV kernel (`place_xen_pv`, by `p_paddr`) must obey the same rules,
+//! and libxc's layout of it (`xenpv::plan`, random sizes, `INIT_P2M` and `MOD_START_PFN`) must
+//! fit the domain, and its tables map every page of it to its frame.
 
 use guest_abi::elfnote::{XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_HYPERCALL_PAGE, XEN_ELFNOTE_VIRT_BASE};
-use xenia_pvboot::elf::{ElfError, HYPERVISOR_RESERVED, MAX_KERNEL_SPAN, load_into, parse};
+use guest_abi::types::{Mfn, Pfn};
+use xenia_pvboot::boot::P2m;
+use xenia_pvboot::elf::{
+    ElfError, HYPERVISOR_RESERVED, MAX_KERNEL_SPAN, load_into, notes, parse, place_xen_pv,
+};
 use xenia_pvboot::layout::{
     BOOTSTRAP_ALIGN, MIN_PADDING, PAGE, is_canonical_range, plan, touches_hypervisor_range,
 };
+use xenia_pvboot::xenpv;
 
 use crate::engine::{Input, Target};
 
@@ -34,6 +42,8 @@ const PF_R: u32 = 4;
 /// `ET_EXEC`, `EM_X86_64`.
 const ET_EXEC: u16 = 2;
 const EM_X86_64: u16 = 62;
+/// Linux's `VIRT_BASE`, less which its segments' `p_paddr` are.
+const LINUX_BASE: u64 = 0xffff_ffff_8000_0000;
 
 fn vaddr(input: &mut Input) -> u64 {
     match input.below(8) {
@@ -71,6 +81,7 @@ fn image(input: &mut Input) -> Vec<u8> {
     out[54..56].copy_from_slice(&(PHDR as u16).to_le_bytes());
     out[56..58].copy_from_slice(&(phnum as u16).to_le_bytes());
     out[58..60].copy_from_slice(&64u16.to_le_bytes());
+    let linux_paddr = input.bool();
     let mut next = first;
     for i in 0..nph {
         let at = EHDR + i * PHDR;
@@ -99,7 +110,14 @@ fn image(input: &mut Input) -> Vec<u8> {
         ph[4..8].copy_from_slice(&flags.to_le_bytes());
         ph[8..16].copy_from_slice(&offset.to_le_bytes());
         ph[16..24].copy_from_slice(&va.to_le_bytes());
-        ph[24..32].copy_from_slice(&va.to_le_bytes());
+        // `p_paddr`: the address, or, as Linux's, the address less its virtual base (what
+        // `place_xen_pv` places by).
+        let paddr = if linux_paddr {
+            va.wrapping_sub(LINUX_BASE)
+        } else {
+            va
+        };
+        ph[24..32].copy_from_slice(&paddr.to_le_bytes());
         ph[32..40].copy_from_slice(&filesz.to_le_bytes());
         ph[40..48].copy_from_slice(&memsz.to_le_bytes());
         ph[48..56].copy_from_slice(&PAGE.to_le_bytes());
@@ -116,7 +134,8 @@ fn image(input: &mut Input) -> Vec<u8> {
                 XEN_ELFNOTE_HYPERCALL_PAGE,
                 other,
             ]);
-            let value = match input.below(3) {
+            let value = match input.below(4) {
+                3 => LINUX_BASE,
                 0 => first & !(PAGE - 1),
                 1 => first + input.below(4) * PAGE,
                 _ => input.u64(),
@@ -137,6 +156,83 @@ fn image(input: &mut Input) -> Vec<u8> {
         ph[48..56].copy_from_slice(&4u64.to_le_bytes());
     }
     out
+}
+
+/// Frame `n` is machine frame `n + 1` for the domain's `nr` frames.
+struct Shifted(u64);
+
+impl P2m for Shifted {
+    fn mfn(&self, pfn: Pfn) -> Option<Mfn> {
+        (pfn.0 < self.0).then_some(Mfn(pfn.0 + 1))
+    }
+}
+
+/// `bytes` placed as a Xen PV kernel, then laid out as libxc does.
+fn xen_pv(bytes: &[u8], input: &mut Input) {
+    let image_len = if input.below(4) == 0 {
+        input.u64()
+    } else {
+        bytes.len() as u64
+    };
+    let placed = match place_xen_pv(bytes, image_len, notes(bytes).unwrap_or_default()) {
+        Ok(img) => img,
+        Err(e) => {
+            crate::trace!("pvboot: xen pv: {e}");
+            return;
+        }
+    };
+    let mut prev_end = 0u64;
+    for (i, s) in placed.segments.iter().enumerate() {
+        assert!(
+            i == 0 || s.vaddr >= prev_end,
+            "placed segments overlap: {placed:x?}"
+        );
+        prev_end = s.end();
+        assert!(
+            s.file_size == 0
+                || s.file_offset
+                    .checked_add(s.file_size)
+                    .is_some_and(|e| e <= image_len),
+            "placed segment outside the image: {s:x?}"
+        );
+        assert!(
+            is_canonical_range(s.vaddr, s.end()) && !touches_hypervisor_range(s.vaddr, s.end()),
+            "placed segment {s:x?}"
+        );
+        assert!(placed.virt_start <= s.vaddr && s.end() <= placed.virt_end);
+    }
+    let nr_pages = input.below(1 << 17);
+    let req = xenpv::Request {
+        virt_base: placed.virt_start,
+        kernel: placed.segments.first().map_or(0, |s| s.vaddr)..placed.virt_end,
+        nr_pages,
+        ramdisk_len: input.bool().then(|| input.below(1 << 26)),
+        mod_start_pfn: input.bool(),
+        init_p2m: match input.below(3) {
+            0 => None,
+            1 => Some(0x80_0000_0000),
+            _ => Some(input.u64()),
+        },
+    };
+    let Ok(l) = xenpv::plan(&req) else {
+        return;
+    };
+    crate::trace!("pvboot: xen pv planned");
+    assert!(l.used_pages < nr_pages, "{l:x?}");
+    assert_eq!(l.mapped_end % BOOTSTRAP_ALIGN, 0, "{l:x?}");
+    assert!(l.mapped_end - l.stack.end >= MIN_PADDING, "{l:x?}");
+    assert!(l.kernel.start <= req.kernel.start && req.kernel.end <= l.kernel.end);
+    if l.tables.len() <= 64 {
+        let p2m = Shifted(nr_pages);
+        for t in l.table_images(&p2m) {
+            let t = t.expect("every table frame is the domain's");
+            for (i, e) in t.entries.iter().enumerate() {
+                if t.level == xenia_pvboot::layout::Level::L1 && *e != 0 {
+                    assert!(guest_abi::pte::mfn(*e) <= nr_pages, "entry {i} of {t:?}");
+                }
+            }
+        }
+    }
 }
 
 fn run(data: &[u8]) {
@@ -292,4 +388,5 @@ fn run(data: &[u8]) {
         );
         let _ = sod.table_entries().count();
     }
+    xen_pv(&bytes, &mut input);
 }
