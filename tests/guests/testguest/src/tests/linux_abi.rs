@@ -28,7 +28,7 @@
 //! 4. A hypercall Xenia lacks: `ENOSYS` (the scenario checks the hypervisor's debug line).
 //!
 //! `linux_abi_domu` (run as a domU by dom0test `linux_abi_domu`): what Xen keeps from a domU.
-//! `xen_version(commandline)` is "<denied>" (nine bytes written), `build_id` and the
+//! `xen_version(commandline)` is `"<denied>"` (nine bytes written), `build_id` and the
 //! variable-length strings `EPERM`, the feature word without `dom0`;
 //! `PHYSDEVOP_pirq_eoi_gmfn_v2` of its own frame 0, of a frame not its own `EINVAL`;
 //! `get_free_pirq` and `remote_shutdown` `EPERM`; `set_iopl(1)` makes its port I/O read all
@@ -545,7 +545,7 @@ fn vcpu_op(cmd: u32, vcpu: u64, arg: u64) -> i64 {
     unsafe { raw::call(HYPERVISOR_VCPU_OP, [cmd.into(), vcpu, arg, 0, 0]) }
 }
 
-/// `vcpu_runstate_info` as Xen lays it out: state, state_entry_time, time[4].
+/// `vcpu_runstate_info` as Xen lays it out: state, `state_entry_time`, `time[4]`.
 fn parse(b: [u8; 48]) -> (u32, u64, [u64; 4]) {
     let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
     let state = u32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4]));
