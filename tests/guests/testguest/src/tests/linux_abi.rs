@@ -150,6 +150,7 @@ pub fn privop() -> ! {
     ports(&mut c);
     split_and_prefixes(&mut c);
     ring3_rdmsr(&mut c);
+    no_tsc_aux(&mut c);
     c.finish()
 }
 
@@ -513,6 +514,35 @@ fn split_and_prefixes(c: &mut Checks) {
         format_args!("14 prefixes and rdmsr (16 bytes): #GP(0)"),
         p.caught,
         p.insn_rip,
+    );
+}
+
+/// `cpuid` through Xen's forced-emulation prefix: `[eax, ebx, ecx, edx]`.
+fn forced_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let (a, b, c, d): (u64, u64, u64, u64);
+    // SAFETY: the prefix is emulated as a `cpuid` (testguest `fep` checks it); rbx, which asm
+    // may not name, is swapped back.
+    unsafe {
+        core::arch::asm!(
+            "xchg {b}, rbx", "ud2", ".ascii \"xen\"", "cpuid", "xchg {b}, rbx",
+            b = inout(reg) 0u64 => b,
+            inout("rax") u64::from(leaf) => a,
+            inout("rcx") u64::from(subleaf) => c,
+            out("rdx") d,
+        );
+    }
+    [a as u32, b as u32, c as u32, d as u32]
+}
+
+/// TSC_AUX is not offered (its writes are #GP above), so neither are the instructions that
+/// read it.
+fn no_tsc_aux(c: &mut Checks) {
+    let ext1 = forced_cpuid(0x8000_0001, 0)[3];
+    let leaf7 = forced_cpuid(7, 0)[2];
+    c.check(
+        "PV CPUID: RDTSCP and RDPID hidden",
+        ext1 & (1 << 27) == 0 && leaf7 & (1 << 22) == 0,
+        format_args!("0x80000001 edx {ext1:#x}, leaf 7 ecx {leaf7:#x}"),
     );
 }
 
