@@ -62,6 +62,9 @@
 //! | `console_io` | `CONSOLEIO_READ` from a domain other than dom0 | `EPERM` |
 //! | | `CONSOLEIO_READ` with count 0 | 0 |
 //! | `xen_version` | `XENVER_GET_FEATURES` with `submap_idx >= XENFEAT_NR_SUBMAPS` | `EINVAL` |
+//! | | `XENVER_PAGESIZE` with a buffer | `EINVAL` |
+//! | | `XENVER_COMMANDLINE` from a domain other than dom0 | 0, `"<denied>"` written |
+//! | | `XENVER_BUILD_ID` and the `*2` strings from a domain other than dom0 | `EPERM` |
 //! | `set_trap_table` | an entry whose handler is non-canonical or inside the hypervisor's range, whose `cs` is not `KERNEL_CS`, or for [`HYPERCALL_VECTOR`] | `EINVAL`, and no entry of the array is installed |
 //! | `stack_switch` | `ss` other than `KERNEL_SS` | `EINVAL` |
 //! | | `rsp` non-canonical or inside the hypervisor's range | `EINVAL` |
@@ -75,7 +78,13 @@
 //! | `vcpu_op` | a vCPU number the domain does not have | `ENOENT` |
 //! | | `VCPUOP_SET_SINGLESHOT_TIMER` with `VCPU_SSHOTTMR_FUTURE` and a deadline that has passed | `ETIME` |
 //! | | `VCPUOP_SET_PERIODIC_TIMER` with a period under 1 ms | `EINVAL` |
+//! | | `VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA` outside guest addresses (0 unregisters) | `EFAULT` |
 //! | `sched_op` | `SCHEDOP_SHUTDOWN` with a reason above `SHUTDOWN_MAX` | `EINVAL` |
+//! | | `SCHEDOP_REMOTE_SHUTDOWN` from a domain other than dom0 | `EPERM` |
+//! | `physdev_op` | `PHYSDEVOP_SET_IOPL` above 3 | `EINVAL` |
+//! | | `PHYSDEVOP_PIRQ_EOI_GMFN_V2` of a frame not the caller's | `EINVAL` |
+//! | | an interrupt command or `PHYSDEVOP_GET_FREE_PIRQ` from a domain other than dom0 | `EPERM` |
+//! | `vm_assist` | a type other than 0, 1, 2, 3, 5 | `EINVAL` |
 //! | `event_channel_op` | a port number `>= EVTCHN_2L_NR_CHANNELS` (every command that takes one) | `EINVAL` |
 //! | | `EVTCHNOP_BIND_VIRQ`: `virq >= NR_VIRQS`, or a global VIRQ on a vCPU other than 0 | `EINVAL` |
 //! | | `EVTCHNOP_BIND_VIRQ`: the VIRQ is already bound on that vCPU | `EEXIST` |
@@ -229,7 +238,8 @@ pub const HYPERVISOR_CALLBACK_OP: u64 = 30;
 pub const HYPERVISOR_XENOPROF_OP: u64 = 31;
 /// `event_channel_op(cmd, ptr arg)`: event channels (`EVTCHNOP_*`).
 pub const HYPERVISOR_EVENT_CHANNEL_OP: u64 = 32;
-/// `physdev_op(cmd, ptr arg)`: physical devices for dom0.
+/// `physdev_op(cmd, ptr arg)`: physical devices for dom0; the virtual IOPL
+/// (`PHYSDEVOP_SET_IOPL`) for any domain.
 pub const HYPERVISOR_PHYSDEV_OP: u64 = 33;
 /// `hvm_op(cmd, ptr arg)`.
 pub const HYPERVISOR_HVM_OP: u64 = 34;

@@ -53,10 +53,14 @@ pub const LEAF1_EDX_HIDDEN: u32 = (1 << 1)
 /// Leaf 7 sub-leaf 0 `ebx` bits hidden: SMEP, INVPCID, SMAP, processor trace (a ring-3
 /// kernel has no CR4 to turn them on).
 pub const LEAF7_EBX_HIDDEN: u32 = (1 << 7) | (1 << 10) | (1 << 20) | (1 << 25);
-/// Leaf 7 sub-leaf 0 `ecx` bits hidden: UMIP, PKU, OSPKE.
-pub const LEAF7_ECX_HIDDEN: u32 = (1 << 2) | (1 << 3) | (1 << 4);
+/// Leaf 7 sub-leaf 0 `ecx` bits hidden: UMIP, PKU, OSPKE, and RDPID (its `IA32_TSC_AUX`
+/// is not kept per vCPU, so a kernel's write to it is #GP: `xenia_core::privop`).
+pub const LEAF7_ECX_HIDDEN: u32 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 22);
 /// Leaf 0x8000_0001 `ecx` bits hidden: SVM.
 pub const EXT1_ECX_HIDDEN: u32 = 1 << 2;
+/// Leaf 0x8000_0001 `edx` bits hidden: RDTSCP (as RDPID: Xen offers `IA32_TSC_AUX` only when
+/// one of them is shown, and Linux writes it at boot when one is).
+pub const EXT1_EDX_HIDDEN: u32 = 1 << 27;
 
 /// What the hypervisor tells the policy about itself and the guest.
 #[derive(Clone, Copy, Debug)]
@@ -90,7 +94,10 @@ pub fn pv_cpuid(
             r[1] &= !LEAF7_EBX_HIDDEN;
             r[2] &= !LEAF7_ECX_HIDDEN;
         }
-        0x8000_0001 => r[2] &= !EXT1_ECX_HIDDEN,
+        0x8000_0001 => {
+            r[2] &= !EXT1_ECX_HIDDEN;
+            r[3] &= !EXT1_EDX_HIDDEN;
+        }
         _ => {}
     }
     r
@@ -165,6 +172,10 @@ mod tests {
             pv_cpuid(0x8000_0001, 0, &HOST, all_ones)[2] & EXT1_ECX_HIDDEN,
             0
         );
+        let ext1 = pv_cpuid(0x8000_0001, 0, &HOST, all_ones)[3];
+        assert_eq!(ext1 & (1 << 27), 0, "RDTSCP");
+        assert_ne!(ext1 & (1 << 29), 0, "long mode kept");
+        assert_eq!(pv_cpuid(7, 0, &HOST, all_ones)[2] & (1 << 22), 0, "RDPID");
         // The hypervisor bit is set whatever the hardware says.
         assert_ne!(
             pv_cpuid(1, 0, &HOST, |_, _| [0; 4])[2] & LEAF1_ECX_HYPERVISOR,

@@ -6,7 +6,7 @@
 //! guest memory only through checked copies of [`GuestPtr`]s. `context::finish` maps the
 //! result onto the guest's registers, in one place.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use guest_abi::callback as cb;
 use guest_abi::errno::Errno;
@@ -74,8 +74,10 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
 /// Lines [`log_enosys`] writes per second at most, across the machine.
 const ENOSYS_LINES_PER_SECOND: u64 = 20;
 
-/// The second of system time the last `ENOSYS` lines were counted in, and how many.
-static ENOSYS_WINDOW: spin::Mutex<(u64, u64)> = spin::Mutex::new((0, 0));
+/// The second of system time the `ENOSYS` lines are counted in, and how many so far (no
+/// lock: two pCPUs starting a new second at once may let a few more lines through).
+static ENOSYS_SECOND: AtomicU64 = AtomicU64::new(0);
+static ENOSYS_LINES: AtomicU64 = AtomicU64::new(0);
 
 /// Logs, at `debug`, a hypercall that got `ENOSYS`: the domain, the hypercall by Xen's name
 /// and the sub-op (the first argument, for the hypercalls that have sub-ops), so that a
@@ -86,15 +88,16 @@ fn log_enosys(cx: &Hc, number: u64) {
         return;
     }
     let second = crate::time::now_ns() / 1_000_000_000;
+    let seen = ENOSYS_SECOND.load(Ordering::Relaxed);
+    if seen != second
+        && ENOSYS_SECOND
+            .compare_exchange(seen, second, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     {
-        let mut w = ENOSYS_WINDOW.lock();
-        if w.0 != second {
-            *w = (second, 0);
-        }
-        if w.1 >= ENOSYS_LINES_PER_SECOND {
-            return;
-        }
-        w.1 += 1;
+        ENOSYS_LINES.store(0, Ordering::Relaxed);
+    }
+    if ENOSYS_LINES.fetch_add(1, Ordering::Relaxed) >= ENOSYS_LINES_PER_SECOND {
+        return;
     }
     let name = crate::hcnames::name(number);
     match crate::hcnames::sub_op_name(number, cx.arg(0)) {

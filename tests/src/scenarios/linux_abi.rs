@@ -24,8 +24,16 @@ pub fn privop_checked(ctx: &Context) -> Result<(), String> {
 const ENOSYS_LINE: &str = "d0v0: ENOSYS: xenoprof_op (31) sub-op 0";
 
 /// `linux_abi_hypercalls` at `loglvl=debug`: the verdict, then the `ENOSYS` line for the one
-/// hypercall it makes that Xenia lacks, and none for those it has.
-pub fn hypercalls(ctx: &Context) -> Result<(), String> {
+/// hypercall it makes that Xenia lacks, and none for those it has. `checked`: on the
+/// hypervisor built with debug assertions and lock-order checks (the run-state area is
+/// written from the vCPU switch, with a domain locked, taking the scheduler's lock).
+pub fn hypercalls(ctx: &Context, checked: bool) -> Result<(), String> {
+    if checked {
+        let hv = ctx
+            .workspace()
+            .require_artifact(crate::workspace::CHECKED_HYPERVISOR_ARTIFACT)?;
+        ctx.set_default_hypervisor(&hv);
+    }
     let kernel = ctx.workspace().require_artifact(TESTGUEST)?;
     let mut vm = ctx
         .machine()

@@ -266,7 +266,12 @@ pub fn all() -> Vec<Scenario> {
             linux_abi::privop(ctx, "qemu64")
         }),
         Scenario::new("linux_abi_privop_checked", linux_abi::privop_checked),
-        Scenario::new("linux_abi_hypercalls", linux_abi::hypercalls),
+        Scenario::new("linux_abi_hypercalls", |ctx| {
+            linux_abi::hypercalls(ctx, false)
+        }),
+        Scenario::new("linux_abi_hypercalls_checked", |ctx| {
+            linux_abi::hypercalls(ctx, true)
+        }),
         Scenario::new("linux_abi_domu", linux_abi::domu),
     ]);
     all

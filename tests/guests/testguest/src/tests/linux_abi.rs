@@ -28,7 +28,7 @@
 //! 4. A hypercall Xenia lacks: `ENOSYS` (the scenario checks the hypervisor's debug line).
 //!
 //! `linux_abi_domu` (run as a domU by dom0test `linux_abi_domu`): what Xen keeps from a domU.
-//! `xen_version(commandline)` is "<denied>" (nine bytes written), `build_id` and the
+//! `xen_version(commandline)` is `"<denied>"` (nine bytes written), `build_id` and the
 //! variable-length strings `EPERM`, the feature word without `dom0`;
 //! `PHYSDEVOP_pirq_eoi_gmfn_v2` of its own frame 0, of a frame not its own `EINVAL`;
 //! `get_free_pirq` and `remote_shutdown` `EPERM`; `set_iopl(1)` makes its port I/O read all
@@ -150,6 +150,7 @@ pub fn privop() -> ! {
     ports(&mut c);
     split_and_prefixes(&mut c);
     ring3_rdmsr(&mut c);
+    no_tsc_aux(&mut c);
     c.finish()
 }
 
@@ -516,6 +517,35 @@ fn split_and_prefixes(c: &mut Checks) {
     );
 }
 
+/// `cpuid` through Xen's forced-emulation prefix: `[eax, ebx, ecx, edx]`.
+fn forced_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let (a, b, c, d): (u64, u64, u64, u64);
+    // SAFETY: the prefix is emulated as a `cpuid` (testguest `fep` checks it); rbx, which asm
+    // may not name, is swapped back.
+    unsafe {
+        core::arch::asm!(
+            "xchg {b}, rbx", "ud2", ".ascii \"xen\"", "cpuid", "xchg {b}, rbx",
+            b = inout(reg) 0u64 => b,
+            inout("rax") u64::from(leaf) => a,
+            inout("rcx") u64::from(subleaf) => c,
+            out("rdx") d,
+        );
+    }
+    [a as u32, b as u32, c as u32, d as u32]
+}
+
+/// TSC_AUX is not offered (its writes are #GP above), so neither are the instructions that
+/// read it.
+fn no_tsc_aux(c: &mut Checks) {
+    let ext1 = forced_cpuid(0x8000_0001, 0)[3];
+    let leaf7 = forced_cpuid(7, 0)[2];
+    c.check(
+        "PV CPUID: RDTSCP and RDPID hidden",
+        ext1 & (1 << 27) == 0 && leaf7 & (1 << 22) == 0,
+        format_args!("0x80000001 edx {ext1:#x}, leaf 7 ecx {leaf7:#x}"),
+    );
+}
+
 fn ring3_rdmsr(c: &mut Checks) {
     let m = map_fresh(USER_CODE, pte::PRESENT | pte::RW | pte::USER);
     // SAFETY: the page was just mapped writable for this test: `rdmsr` for ring 3.
@@ -545,7 +575,7 @@ fn vcpu_op(cmd: u32, vcpu: u64, arg: u64) -> i64 {
     unsafe { raw::call(HYPERVISOR_VCPU_OP, [cmd.into(), vcpu, arg, 0, 0]) }
 }
 
-/// `vcpu_runstate_info` as Xen lays it out: state, state_entry_time, time[4].
+/// `vcpu_runstate_info` as Xen lays it out: state, `state_entry_time`, `time[4]`.
 fn parse(b: [u8; 48]) -> (u32, u64, [u64; 4]) {
     let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
     let state = u32::from_le_bytes(b[..4].try_into().unwrap_or([0; 4]));
