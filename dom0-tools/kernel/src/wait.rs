@@ -42,6 +42,11 @@ pub fn dom_exc_port() -> u32 {
     DOM_EXC_PORT.load(Ordering::SeqCst)
 }
 
+/// The port `VIRQ_CONSOLE` is bound to (0 before [`init`]).
+pub fn console_port() -> u32 {
+    CONSOLE_PORT.load(Ordering::SeqCst)
+}
+
 /// The port `VIRQ_TIMER` is bound to (shared likewise).
 pub fn timer_port() -> u32 {
     TIMER_PORT.load(Ordering::SeqCst)
@@ -109,11 +114,28 @@ fn block_once(deadline: u64) {
         wake = wake.min(at.max(now + NET_MIN_BLOCK_NS));
     }
     let masked = events::masked();
-    let _ = calls::set_timer_op(wake);
+    arm_timer(wake, now);
     let _ = calls::sched_block();
     if masked {
         events::mask();
     }
+}
+
+/// The one-shot timer's deadline as last set by [`arm_timer`] (0: none). dom0 has one vCPU
+/// and sets its timer nowhere else.
+static ARMED: AtomicU64 = AtomicU64::new(0);
+
+/// Makes sure the one-shot timer fires by `at` (`now` is the current system time): a timer
+/// already set for a time in `(now, at]` stays (the wake-up comes a little early and the
+/// caller looks again), which saves a `set_timer_op` on nearly every block: each asks for
+/// "now + the tick", a little later than the last.
+pub fn arm_timer(at: u64, now: u64) {
+    let armed = ARMED.load(Ordering::Relaxed);
+    if armed > now && armed <= at {
+        return;
+    }
+    let _ = calls::set_timer_op(at);
+    ARMED.store(at, Ordering::Relaxed);
 }
 
 /// Looks at the backends, then blocks once (until an event or `deadline`): for callers

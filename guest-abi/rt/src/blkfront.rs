@@ -425,10 +425,16 @@ impl Blkfront {
         let _ = calls::evtchn_send(self.port);
     }
 
-    /// Waits (at most [`IO_WAIT_NS`]) for the next response and takes it.
+    /// Waits (at most [`IO_WAIT_NS`]) for the next response and takes it. The wait is
+    /// `SCHEDOP_poll` on the ring's own port with the deadline as its timeout (one
+    /// hypercall, and no upcall to take on waking): the port's pending bit is cleared
+    /// before each look at `rsp_prod`, so a response published after the look leaves it
+    /// set and the poll returns at once.
     pub fn next_response(&mut self) -> Result<BlkifResponse, Error> {
         let deadline = now_ns() + IO_WAIT_NS;
         loop {
+            events::clear_pending(self.port);
+            fence(Ordering::SeqCst);
             let prod = ring_word(SRING_RSP_PROD).load(Ordering::Acquire);
             if prod != self.rsp_cons {
                 let at = entry_offset(self.rsp_cons);
@@ -444,7 +450,11 @@ impl Blkfront {
             if now_ns() >= deadline {
                 return Err(Error::Timeout);
             }
-            events::block_until(Some(deadline));
+            // Returns when the port is pending, an event needs delivery, or at the
+            // deadline; an error (it never fails for a bound port) falls back to blocking.
+            if calls::sched_poll(&[self.port], deadline.max(1)).is_err() {
+                events::block_until(Some(deadline));
+            }
         }
     }
 
