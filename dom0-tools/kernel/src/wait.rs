@@ -59,11 +59,10 @@ pub fn timer_port() -> u32 {
 /// its counter unchanged and left the domain shut down, not destroyed, until dom0 next
 /// waited for input. The callback only counts (no locks), so any caller may take it.
 pub fn take_events() {
-    if events::masked() {
-        // One look at `evtchn_upcall_pending` when nothing is pending: no hypercall.
-        events::unmask_and_deliver();
-        events::mask();
-    }
+    // One look at `evtchn_upcall_pending` when nothing is pending; the callback's work done
+    // in place when something is (no `xen_version`, bounce frame or `iret`: dom0's kernel
+    // callback only counts, and a kernel-mode event does nothing else).
+    events::take_pending();
 }
 
 /// Events the callback had handled when [`crate::service`] last began (see `block_once`).

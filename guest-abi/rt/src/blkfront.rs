@@ -431,6 +431,18 @@ impl Blkfront {
     /// before each look at `rsp_prod`, so a response published after the look leaves it
     /// set and the poll returns at once.
     pub fn next_response(&mut self) -> Result<BlkifResponse, Error> {
+        // Masked while it waits: an upcall between the look and the poll would clear the
+        // port's pending bit and the poll would sleep to the deadline.
+        let was_masked = events::masked();
+        events::mask();
+        let r = self.wait_response();
+        if !was_masked {
+            events::unmask_and_deliver();
+        }
+        r
+    }
+
+    fn wait_response(&mut self) -> Result<BlkifResponse, Error> {
         let deadline = now_ns() + IO_WAIT_NS;
         loop {
             events::clear_pending(self.port);
