@@ -9,7 +9,8 @@
 //! (Initialised), and waits (at most [`CONNECT_WAIT_NS`]) for the backend's `state` = 4 and
 //! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`],
 //! [`Blkfront::flush`] and [`Blkfront::discard`] then put one request at a time in the ring and wait for its
-//! response (at most [`IO_WAIT_NS`]); data moves through the granted pages, 44 KiB a request
+//! response (at most [`IO_WAIT_NS`], with `SCHEDOP_poll` on the ring's port and events
+//! masked: one hypercall and no upcall per wait); data moves through the granted pages, 44 KiB a request
 //! (a buffer that is sector-aligned and in the bootstrap mappings lends its own pages
 //! instead, refs from `LEND_REF`: read-only for a write, writable for a read, ended as
 //! soon as the response arrives).
