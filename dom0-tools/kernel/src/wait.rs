@@ -120,6 +120,9 @@ fn block_once(deadline: u64) {
     }
 }
 
+/// How far ahead a timer already set must be for [`arm_timer`] to keep it.
+const ARM_SLACK_NS: u64 = NS_PER_MS;
+
 /// The one-shot timer's deadline as last set by [`arm_timer`] (0: none). dom0 has one vCPU
 /// and sets its timer nowhere else.
 static ARMED: AtomicU64 = AtomicU64::new(0);
@@ -130,7 +133,9 @@ static ARMED: AtomicU64 = AtomicU64::new(0);
 /// "now + the tick", a little later than the last.
 pub fn arm_timer(at: u64, now: u64) {
     let armed = ARMED.load(Ordering::Relaxed);
-    if armed > now && armed <= at {
+    // A timer due within the slack may have fired already by the hypervisor's clock (dom0's
+    // `now_ns` is extrapolated): set again rather than block on one that is gone.
+    if armed > now.saturating_add(ARM_SLACK_NS) && armed <= at {
         return;
     }
     let _ = calls::set_timer_op(at);
