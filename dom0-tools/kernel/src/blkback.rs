@@ -52,6 +52,9 @@ use crate::{store, tprintln};
 const PAGE: usize = 4096;
 /// Scratch pages: the ring's copy, then one page per segment.
 const SCRATCH_PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
+/// A read's grant-copy batch: its data (a segment may cross a page of the transfer buffer:
+/// two pieces), then the round's responses and the header.
+const READ_BATCH: usize = 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST + BLKIF_RING_SIZE as usize + 1;
 const TOKEN_VBD: &str = "blkback-vbd";
 const TOKEN_FE: &str = "blkback-fe";
 const TOKEN_REL: &str = "blkback-rel";
@@ -550,11 +553,14 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
     let dom = d.dom;
     let gref = ring.gref;
     let (ring_page, data) = scratch.split_at_mut(PAGE);
-    // The whole ring page in one copy: the producer index (offset 0) is read before the
-    // entries (the copy ascends), and the frontend writes an entry before publishing it, so
-    // every entry the index publishes is read whole. One grant operation costs the
-    // hypervisor far more than the 4 KiB it moves, so one page beats an index and entries.
-    let mut head = [from_gref(dom, gref, 0, mfns[0], 0, PAGE as u16)];
+    // The header and the entries up to the one at `req_cons` in one copy: the producer
+    // index (offset 0) is read before the entries (the copy ascends), and the frontend
+    // writes an entry before publishing it, so every entry the index publishes is read
+    // whole. One grant operation costs the hypervisor far more than the bytes it moves, so
+    // one piece beats an index and entries; the rest of the page comes only if the index
+    // publishes more than that entry (every entry is fetched once: no double fetch).
+    let first_end = entry_offset(ring.req_cons) + BLKIF_ENTRY_SIZE;
+    let mut head = [from_gref(dom, gref, 0, mfns[0], 0, first_end as u16)];
     if copy(&mut head).is_err() {
         ring.broken = true;
         tprintln!(
@@ -583,117 +589,202 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
     if new == 0 {
         return;
     }
+    let ring_end = entry_offset(BLKIF_RING_SIZE - 1) + BLKIF_ENTRY_SIZE;
+    if new > 1 && first_end < ring_end {
+        let mut rest = [from_gref(
+            dom,
+            gref,
+            first_end as u16,
+            mfns[0],
+            first_end as u16,
+            (ring_end - first_end) as u16,
+        )];
+        if copy(&mut rest).is_err() {
+            ring.broken = true;
+            return;
+        }
+    }
     let n = new.min(BLKIF_RING_SIZE);
-    // Entries are taken out of the scratch page before any data copy reuses pages.
-    let mut entries: Vec<[u8; BLKIF_ENTRY_SIZE]> = Vec::new();
-    if entries.try_reserve(n as usize).is_err() {
-        ring.seen = u32::MAX;
-        return;
-    }
-    for i in 0..n {
-        let at = entry_offset(ring.req_cons.wrapping_add(i));
-        let mut e = [0u8; BLKIF_ENTRY_SIZE];
-        e.copy_from_slice(&ring_page[at..at + BLKIF_ENTRY_SIZE]);
-        entries.push(e);
-    }
     let first_served = ring.first_served;
     let mut req_cons = ring.req_cons;
-    let mut responses: Vec<(u32, BlkifResponse)> = Vec::new();
-    if responses.try_reserve(n as usize).is_err() {
-        ring.seen = u32::MAX;
-        return;
-    }
-    for e in &entries {
+    let mut rsp_prod = ring.rsp_prod;
+    let port = ring.port;
+    // The responses go back as copy operations from their slots in the ring page's copy
+    // (each written there once its request is done; a response's slot is its own request's,
+    // already taken out), then `req_event` and `rsp_prod` (adjacent: one copy of 8 bytes).
+    // No heap: at most a ring's worth and the header.
+    let mut out = [GnttabCopy::default(); BLKIF_RING_SIZE as usize + 1];
+    let mut nout = 0usize;
+    // Whether the responses and the header already went back, in the last read's batch.
+    let mut sent = false;
+    for i in 0..n {
         let idx = req_cons;
         req_cons = req_cons.wrapping_add(1);
+        let at = entry_offset(idx);
+        // Out of the private copy once; the frontend's page is never read twice.
+        let mut e = [0u8; BLKIF_ENTRY_SIZE];
+        e.copy_from_slice(&ring_page[at..at + BLKIF_ENTRY_SIZE]);
         let id = u64::from_le_bytes([e[8], e[9], e[10], e[11], e[12], e[13], e[14], e[15]]);
         let operation = e[0];
         // Requests that were in the ring before the backend connected (wrapping compare).
         let early = (idx.wrapping_sub(first_served) as i32) < 0;
-        let status = if early {
+        let mut status = if early {
             d.refused += 1;
             log(
                 d,
                 format_args!("request {id:#x} sent before the backend connected"),
             );
-            BLKIF_RSP_ERROR
+            Err(BLKIF_RSP_ERROR)
         } else {
-            match vbd::check(e, d.geo) {
-                Err(r) => {
-                    d.refused += 1;
-                    log(d, format_args!("request {id:#x} refused: {r}"));
-                    r.status()
-                }
-                Ok(action) => match execute(dom, d.dev, &action, data, &mfns[1..]) {
-                    Ok(()) => {
-                        d.served += 1;
-                        BLKIF_RSP_OKAY
-                    }
-                    Err(why) => {
-                        d.refused += 1;
-                        log(d, format_args!("request {id:#x} failed: {why}"));
-                        if why == "not supported by the device" {
-                            BLKIF_RSP_EOPNOTSUPP
-                        } else {
-                            BLKIF_RSP_ERROR
-                        }
-                    }
-                },
-            }
+            vbd::check(&e, d.geo).map_err(|r| {
+                d.refused += 1;
+                log(d, format_args!("request {id:#x} refused: {r}"));
+                r.status()
+            })
         };
-        responses.push((
-            idx,
-            BlkifResponse {
-                id,
-                operation,
-                status,
-            },
-        ));
+        if let Ok(action) = status {
+            // The last request of the round, a read: its data, every response and the
+            // header go back in one grant-copy call (the data first: the operations run
+            // in order), composed as if it succeeds.
+            let tail = if i + 1 == n && matches!(action, Action::Read { .. }) {
+                let okay = BlkifResponse {
+                    id,
+                    operation,
+                    status: BLKIF_RSP_OKAY,
+                };
+                let mut k = nout;
+                out[k] = respond(ring_page, dom, gref, mfns[0], rsp_prod, &okay);
+                k += 1;
+                out[k] = header(
+                    ring_page,
+                    dom,
+                    gref,
+                    mfns[0],
+                    req_cons,
+                    rsp_prod.wrapping_add(1),
+                );
+                k += 1;
+                Some(&out[..k])
+            } else {
+                None
+            };
+            let r = execute(dom, d.dev, &action, data, &mfns[1..], tail);
+            sent = r.sent;
+            if r.ring_failed {
+                broken(d);
+                tprintln!(
+                    "dom0: blkback: d{} {}: ring no longer granted; not serving it",
+                    d.dom,
+                    d.be
+                );
+                return;
+            }
+            status = match r.result {
+                Ok(()) => {
+                    d.served += 1;
+                    Ok(action)
+                }
+                Err(why) => {
+                    d.refused += 1;
+                    log(d, format_args!("request {id:#x} failed: {why}"));
+                    Err(if why == "not supported by the device" {
+                        BLKIF_RSP_EOPNOTSUPP
+                    } else {
+                        BLKIF_RSP_ERROR
+                    })
+                }
+            };
+        }
+        let rsp = BlkifResponse {
+            id,
+            operation,
+            status: status.err().unwrap_or(BLKIF_RSP_OKAY),
+        };
+        out[nout] = respond(ring_page, dom, gref, mfns[0], rsp_prod, &rsp);
+        nout += 1;
+        rsp_prod = rsp_prod.wrapping_add(1);
+        if sent && rsp.status != BLKIF_RSP_OKAY {
+            // The batch said OKAY but its data did not all go (a grant of the frontend's
+            // own that was bad): the status is put right before the notification; a
+            // frontend that reads responses before its event may have seen OKAY for a
+            // request whose grants it broke itself.
+            let fix = nout - 1;
+            if copy(&mut out[fix..nout]).is_err() {
+                broken(d);
+                return;
+            }
+        }
     }
     let Some(ring) = d.ring.as_mut() else {
         return;
     };
     ring.req_cons = req_cons;
-    // Responses, then `req_event` and `rsp_prod` (one copy of 8 bytes: they are adjacent).
-    let mut out_ops: Vec<GnttabCopy> = Vec::new();
-    if out_ops.try_reserve(responses.len() + 1).is_err() {
-        return;
-    }
-    let mut rsp_prod = ring.rsp_prod;
-    for (_, r) in &responses {
-        let at = entry_offset(rsp_prod);
-        ring_page[at..at + BlkifResponse::SIZE].copy_from_slice(&r.to_bytes());
-        out_ops.push(to_gref(
-            dom,
-            gref,
-            at as u16,
-            mfns[0],
-            at as u16,
-            BlkifResponse::SIZE as u16,
-        ));
-        rsp_prod = rsp_prod.wrapping_add(1);
-    }
-    ring_page[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
-        .copy_from_slice(&req_cons.wrapping_add(1).to_le_bytes());
-    ring_page[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&rsp_prod.to_le_bytes());
-    out_ops.push(to_gref(
-        dom,
-        gref,
-        SRING_REQ_EVENT as u16,
-        mfns[0],
-        SRING_REQ_EVENT as u16,
-        8,
-    ));
     ring.rsp_prod = rsp_prod;
-    if copy(&mut out_ops).is_err() {
-        ring.broken = true;
-        return;
-    }
-    let _ = calls::evtchn_send(ring.port);
     // More may have arrived meanwhile: look again next round.
     if new > n {
         ring.seen = u32::MAX;
     }
+    if !sent {
+        out[nout] = header(ring_page, dom, gref, mfns[0], req_cons, rsp_prod);
+        nout += 1;
+        if copy(&mut out[..nout]).is_err() {
+            ring.broken = true;
+            return;
+        }
+    }
+    let _ = calls::evtchn_send(port);
+}
+
+/// Marks a device's ring broken (a copy to it failed): not served again.
+fn broken(d: &mut Device) {
+    if let Some(r) = d.ring.as_mut() {
+        r.broken = true;
+    }
+}
+
+/// Writes `rsp` into the ring page's copy at the slot of response `rsp_prod`; the copy
+/// operation that sends it.
+fn respond(
+    ring_page: &mut [u8],
+    dom: DomId,
+    gref: u32,
+    mfn: u64,
+    rsp_prod: u32,
+    rsp: &BlkifResponse,
+) -> GnttabCopy {
+    let at = entry_offset(rsp_prod);
+    ring_page[at..at + BlkifResponse::SIZE].copy_from_slice(&rsp.to_bytes());
+    to_gref(
+        dom,
+        gref,
+        at as u16,
+        mfn,
+        at as u16,
+        BlkifResponse::SIZE as u16,
+    )
+}
+
+/// Writes `req_event` (the next request after `req_cons` wanted) and `rsp_prod` into the
+/// ring page's copy; the copy operation (8 bytes: they are adjacent) that sends them.
+fn header(
+    ring_page: &mut [u8],
+    dom: DomId,
+    gref: u32,
+    mfn: u64,
+    req_cons: u32,
+    rsp_prod: u32,
+) -> GnttabCopy {
+    ring_page[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
+        .copy_from_slice(&req_cons.wrapping_add(1).to_le_bytes());
+    ring_page[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&rsp_prod.to_le_bytes());
+    to_gref(
+        dom,
+        gref,
+        SRING_REQ_EVENT as u16,
+        mfn,
+        SRING_REQ_EVENT as u16,
+        8,
+    )
 }
 
 fn block_error(e: BlockError) -> &'static str {
@@ -747,7 +838,7 @@ fn packed(
     segs: &[Segment],
     first: u64,
     into_buffer: bool,
-    ops: &mut [GnttabCopy; 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST],
+    ops: &mut [GnttabCopy],
 ) -> usize {
     let mut n = 0;
     let mut at = 0usize;
@@ -772,90 +863,143 @@ fn packed(
     n
 }
 
+/// What [`execute`] did: the request's result; whether the `tail` operations went in its
+/// data's batch; whether one of them failed (the ring is no longer granted).
+struct Done {
+    result: Result<(), &'static str>,
+    sent: bool,
+    ring_failed: bool,
+}
+
+/// Carries out a checked request. For a read, `tail` (the responses and header, composed
+/// as if it succeeds) goes in the same grant-copy call as the data, after it.
 fn execute(
     dom: DomId,
     dev: DevId,
     action: &Action,
     data: &mut [u8],
     mfns: &[u64],
-) -> Result<(), &'static str> {
+    tail: Option<&[GnttabCopy]>,
+) -> Done {
+    let done = |result| Done {
+        result,
+        sent: false,
+        ring_failed: false,
+    };
     match *action {
-        Action::Flush => blockdev::flush(dev).map_err(block_error),
+        Action::Flush => done(blockdev::flush(dev).map_err(block_error)),
         // Checked by `vbd::check` (inside the device, not read-only); a hint the device is
         // not told of (see `feature-discard` in `Backend::probe`).
-        Action::Discard { .. } => Ok(()),
+        Action::Discard { .. } => done(Ok(())),
         Action::Read { sector, segs, nr } => {
             let segs = &segs[..nr];
             // Straight from the driver's transfer buffer to the frontend's pages.
             let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
             let mut status = GNTST_OKAY;
             let mut lent = false;
+            let mut sent = false;
+            let mut ring_failed = false;
             let r = blockdev::read_direct(dev, sector, total, &mut |first| {
                 lent = true;
-                let mut ops = [GnttabCopy::default(); 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST];
+                let mut ops = [GnttabCopy::default(); READ_BATCH];
                 let n = packed(dom, segs, first, false, &mut ops);
-                copy(&mut ops[..n]).map_err(|s| {
-                    status = s;
-                    BlockError::Io
-                })
+                let t = tail.map_or(0, |t| t.len()).min(READ_BATCH - n);
+                if let Some(tail) = tail {
+                    ops[n..n + t].copy_from_slice(&tail[..t]);
+                }
+                sent = t > 0;
+                // SAFETY: as in `copy`: the buffer is the disk's transfer buffer, lent
+                // under its lock; the tail's local ends are the ring page's copy.
+                let call = unsafe { calls::grant_copy(&mut ops[..n + t]) };
+                if call.is_err() {
+                    sent = false;
+                    status = guest_abi::grant::GNTST_GENERAL_ERROR;
+                    return Err(BlockError::Io);
+                }
+                ring_failed = ops[n..n + t].iter().any(|o| o.status != GNTST_OKAY);
+                match ops[..n].iter().find(|o| o.status != GNTST_OKAY) {
+                    Some(o) => {
+                        status = o.status;
+                        Err(BlockError::Io)
+                    }
+                    None => Ok(()),
+                }
             });
-            match r {
-                Err(BlockError::Unsupported) if !lent => {}
-                Err(_) if status != GNTST_OKAY => return Err(grant_error(status)),
-                r => return r.map_err(block_error),
+            let result = match r {
+                Err(BlockError::Unsupported) if !lent => None,
+                Err(_) if status != GNTST_OKAY => Some(Err(grant_error(status))),
+                r => Some(r.map_err(block_error)),
+            };
+            if let Some(result) = result {
+                return Done {
+                    result,
+                    sent,
+                    ring_failed,
+                };
             }
             for (before, r) in runs(segs) {
-                blockdev::read(dev, sector + before as u64, &mut data[r]).map_err(block_error)?;
+                if let Err(e) = blockdev::read(dev, sector + before as u64, &mut data[r]) {
+                    return done(Err(block_error(e)));
+                }
             }
             let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
             for (i, s) in segs.iter().enumerate() {
                 ops[i] = to_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
             }
-            copy(&mut ops[..nr]).map_err(grant_error)
+            done(copy(&mut ops[..nr]).map_err(grant_error))
         }
         Action::Write {
             sector,
             segs,
             nr,
             flush,
-        } => {
-            let segs = &segs[..nr];
-            if flush {
-                blockdev::flush(dev).map_err(block_error)?;
-            }
-            // Straight from the frontend's pages into the driver's transfer buffer: every
-            // segment is copied before anything is written, so a bad grant writes nothing.
-            let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
-            let mut status = GNTST_OKAY;
-            let mut lent = false;
-            let r = blockdev::write_direct(dev, sector, total, &mut |first| {
-                lent = true;
-                let mut ops = [GnttabCopy::default(); 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST];
-                let n = packed(dom, segs, first, true, &mut ops);
-                copy(&mut ops[..n]).map_err(|s| {
-                    status = s;
-                    BlockError::Io
-                })
-            });
-            match r {
-                Err(BlockError::Unsupported) if !lent => {
-                    let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
-                    for (i, s) in segs.iter().enumerate() {
-                        ops[i] = from_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
-                    }
-                    copy(&mut ops[..nr]).map_err(grant_error)?;
-                    for (before, r) in runs(segs) {
-                        blockdev::write(dev, sector + before as u64, &data[r])
-                            .map_err(block_error)?;
-                    }
-                }
-                Err(_) if status != GNTST_OKAY => return Err(grant_error(status)),
-                r => r.map_err(block_error)?,
-            }
-            if flush {
-                blockdev::flush(dev).map_err(block_error)?;
-            }
-            Ok(())
-        }
+        } => done(write(dom, dev, sector, &segs[..nr], flush, data, mfns)),
     }
+}
+
+/// Carries out a checked write (a barrier when `flush`).
+fn write(
+    dom: DomId,
+    dev: DevId,
+    sector: u64,
+    segs: &[Segment],
+    flush: bool,
+    data: &mut [u8],
+    mfns: &[u64],
+) -> Result<(), &'static str> {
+    if flush {
+        blockdev::flush(dev).map_err(block_error)?;
+    }
+    // Straight from the frontend's pages into the driver's transfer buffer: every
+    // segment is copied before anything is written, so a bad grant writes nothing.
+    let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+    let mut status = GNTST_OKAY;
+    let mut lent = false;
+    let r = blockdev::write_direct(dev, sector, total, &mut |first| {
+        lent = true;
+        let mut ops = [GnttabCopy::default(); 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST];
+        let n = packed(dom, segs, first, true, &mut ops);
+        copy(&mut ops[..n]).map_err(|s| {
+            status = s;
+            BlockError::Io
+        })
+    });
+    match r {
+        Err(BlockError::Unsupported) if !lent => {
+            let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
+            for (i, s) in segs.iter().enumerate() {
+                ops[i] = from_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
+            }
+            copy(&mut ops[..segs.len()]).map_err(grant_error)?;
+            for (before, r) in runs(segs) {
+                blockdev::write(dev, sector + before as u64, &data[r]).map_err(block_error)?;
+            }
+        }
+        Err(_) if status != GNTST_OKAY => return Err(grant_error(status)),
+        r => r.map_err(block_error)?,
+    }
+    if flush {
+        blockdev::flush(dev).map_err(block_error)?;
+    }
+    Ok(())
 }

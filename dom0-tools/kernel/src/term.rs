@@ -13,7 +13,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use guest_abi::calls;
 use spin::Mutex;
@@ -32,6 +32,8 @@ static DISCIPLINE: AtomicBool = AtomicBool::new(false);
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
 /// The last byte written, so that a `\r\n` a program wrote itself stays `\r\n`.
 static LAST: Mutex<u8> = Mutex::new(0);
+/// `VIRQ_CONSOLE` events counted when [`pump`] last read the console.
+static CONSOLE_SEEN: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// Writes `bytes` to the terminal.
 pub fn write(bytes: &[u8]) {
@@ -71,6 +73,17 @@ pub fn print(s: &str) {
 /// Moves what the hypervisor holds for dom0 into the input queue (through the line
 /// discipline while programs run).
 pub fn pump() {
+    // The hypervisor raises VIRQ_CONSOLE whenever it queues input: with the port's count
+    // unchanged there is nothing to read, and no `console_io` on every round of the
+    // services. (Before the VIRQ is bound, and on the first call, it reads.)
+    let port = crate::wait::console_port();
+    if port != 0 && (port as usize) < xenia_guest_rt::events::TRACKED_PORTS {
+        crate::wait::take_events();
+        let count = xenia_guest_rt::events::count(port);
+        if CONSOLE_SEEN.swap(count, Ordering::Relaxed) == count {
+            return;
+        }
+    }
     let mut buf = [0u8; 256];
     loop {
         match calls::console_read(&mut buf) {

@@ -116,7 +116,7 @@ impl VirtioDisk {
             match self.irq {
                 Some(irq) if events::count(irq.port) == irq.seen => {
                     let masked = events::masked();
-                    let _ = guest_abi::calls::set_timer_op(deadline.min(now + TICK_NS));
+                    crate::wait::arm_timer(deadline.min(now + TICK_NS), now);
                     let _ = guest_abi::calls::sched_block();
                     if masked {
                         events::mask();

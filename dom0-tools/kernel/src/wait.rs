@@ -42,6 +42,11 @@ pub fn dom_exc_port() -> u32 {
     DOM_EXC_PORT.load(Ordering::SeqCst)
 }
 
+/// The port `VIRQ_CONSOLE` is bound to (0 before [`init`]).
+pub fn console_port() -> u32 {
+    CONSOLE_PORT.load(Ordering::SeqCst)
+}
+
 /// The port `VIRQ_TIMER` is bound to (shared likewise).
 pub fn timer_port() -> u32 {
     TIMER_PORT.load(Ordering::SeqCst)
@@ -54,11 +59,10 @@ pub fn timer_port() -> u32 {
 /// its counter unchanged and left the domain shut down, not destroyed, until dom0 next
 /// waited for input. The callback only counts (no locks), so any caller may take it.
 pub fn take_events() {
-    if events::masked() {
-        // One look at `evtchn_upcall_pending` when nothing is pending: no hypercall.
-        events::unmask_and_deliver();
-        events::mask();
-    }
+    // One look at `evtchn_upcall_pending` when nothing is pending; the callback's work done
+    // in place when something is (no `xen_version`, bounce frame or `iret`: dom0's kernel
+    // callback only counts, and a kernel-mode event does nothing else).
+    events::take_pending();
 }
 
 /// Events the callback had handled when [`crate::service`] last began (see `block_once`).
@@ -109,11 +113,33 @@ fn block_once(deadline: u64) {
         wake = wake.min(at.max(now + NET_MIN_BLOCK_NS));
     }
     let masked = events::masked();
-    let _ = calls::set_timer_op(wake);
+    arm_timer(wake, now);
     let _ = calls::sched_block();
     if masked {
         events::mask();
     }
+}
+
+/// How far ahead a timer already set must be for [`arm_timer`] to keep it.
+const ARM_SLACK_NS: u64 = NS_PER_MS;
+
+/// The one-shot timer's deadline as last set by [`arm_timer`] (0: none). dom0 has one vCPU
+/// and sets its timer nowhere else.
+static ARMED: AtomicU64 = AtomicU64::new(0);
+
+/// Makes sure the one-shot timer fires by `at` (`now` is the current system time): a timer
+/// already set for a time in `(now, at]` stays (the wake-up comes a little early and the
+/// caller looks again), which saves a `set_timer_op` on nearly every block: each asks for
+/// "now + the tick", a little later than the last.
+pub fn arm_timer(at: u64, now: u64) {
+    let armed = ARMED.load(Ordering::Relaxed);
+    // A timer due within the slack may have fired already by the hypervisor's clock (dom0's
+    // `now_ns` is extrapolated): set again rather than block on one that is gone.
+    if armed > now.saturating_add(ARM_SLACK_NS) && armed <= at {
+        return;
+    }
+    let _ = calls::set_timer_op(at);
+    ARMED.store(at, Ordering::Relaxed);
 }
 
 /// Looks at the backends, then blocks once (until an event or `deadline`): for callers

@@ -48,6 +48,11 @@ impl Xs {
     /// Takes what the store wrote for the connection; watch events set `fired`, and the
     /// reply to `want` (if any) is returned as `(type, payload)`.
     pub fn pump(&mut self, want: Option<u32>) -> Option<(u32, Vec<u8>)> {
+        // Every whole message was taken out by the last pump: with nothing new there is
+        // nothing to find (and no allocation, on every round of the services).
+        if !store::readable(self.conn) {
+            return None;
+        }
         let more = store::read(self.conn, 64 * 1024);
         self.pending.extend_from_slice(&more);
         let mut found = None;

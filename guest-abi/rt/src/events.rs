@@ -150,6 +150,17 @@ pub fn unmask_and_deliver() {
     crate::trap::restore_events(true);
 }
 
+/// With events masked, handles what is pending now in place, as the event callback would
+/// (counting each port, clearing its pending bit), without entering the hypervisor: the
+/// guest's "sti; cli" for a kernel that only counts its events, minus a `xen_version`, the
+/// callback's bounce frame and its `iret`. Events stay masked; with events unmasked it does
+/// nothing (delivery is then the hypervisor's).
+pub fn take_pending() {
+    if masked() && vcpu().evtchn_upcall_pending.load(Ordering::SeqCst) != 0 {
+        upcall(false);
+    }
+}
+
 /// Enters the hypervisor with a harmless hypercall (`xen_version`), so that it delivers a
 /// pending, unmasked event on the way back, as Xen guests do after unmasking.
 pub fn force_delivery() {
