@@ -908,7 +908,7 @@ fn fill<H: Hypervisor>(
     }
 
     if plan.xen_pv_test {
-        start_xen_pv_test_kernel(&mut mem, plan.image.entry)?;
+        start_xen_pv_test_kernel(&mut mem, plan.image.entry, plan.image.notes.hypercall_page)?;
     } else {
         let l4 = boot::root_table(sod, &frames)?;
         hv.pin_table(dom, l4, Level::L4)
@@ -939,11 +939,13 @@ fn fill<H: Hypervisor>(
 /// layout Xenia's kernels get, in Xen's PV mode: the domain's mode set
 /// (`XENIA_GUEST_MODE_XEN_PV`), every bootstrap page-table entry made user-accessible (the
 /// kernel runs in ring 3; Xen sets `_PAGE_USER` itself on a 64-bit PV guest's entries, Xenia
-/// not yet), the root pinned, and vCPU 0 given Xen's flat kernel selectors. Runs where the
-/// ring-1 path pins the root and sets the context.
+/// not yet), its hypercall page refilled by the hypervisor with Xen's `syscall` stubs
+/// (`domctl hypercall_init`), the root pinned, and vCPU 0 given Xen's flat kernel
+/// selectors. Runs where the ring-1 path pins the root and sets the context.
 fn start_xen_pv_test_kernel<H: Hypervisor>(
     mem: &mut Memory<'_, H>,
     entry: u64,
+    hypercall_page: Option<u64>,
 ) -> Result<(), BuildError> {
     use guest_abi::domctl::XENIA_GUEST_MODE_XEN_PV;
     use guest_abi::selectors::{FLAT_KERNEL_CS64, FLAT_KERNEL_DS64, FLAT_KERNEL_SS64};
@@ -960,6 +962,14 @@ fn start_xen_pv_test_kernel<H: Hypervisor>(
             }
         }
         mem.write_frame(table.mfn, &bytes)?;
+    }
+    if let Some(va) = hypercall_page {
+        let pfn = sod
+            .pfn_of(va)
+            .ok_or(BuildError::Internal("the hypercall page is not mapped"))?;
+        mem.hv
+            .hypercall_init(dom, frames.mfn(pfn)?)
+            .map_err(BuildError::hv(Step::WriteFrame))?;
     }
     let l4 = boot::root_table(sod, &frames)?;
     mem.hv

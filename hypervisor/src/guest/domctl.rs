@@ -204,6 +204,20 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             let mfn = Mfn(w.mfn);
             super::mmu::with_writable(id, mfn, || physmem::write(mfn, w.offset as usize, bytes))?;
         }
+        dc::XEN_DOMCTL_HYPERCALL_INIT => {
+            let h: dc::DomctlHypercallInit = op.payload();
+            if id == me {
+                return Err(Errno::EINVAL);
+            }
+            let page = match target(world, id)?.guest_mode {
+                crate::domain::GuestMode::Ring1 => guest_abi::hypercall::hypercall_page_image(),
+                crate::domain::GuestMode::XenPv => {
+                    guest_abi::hypercall::xen_pv_hypercall_page_image()
+                }
+            };
+            let mfn = Mfn(h.gmfn);
+            super::mmu::with_writable(id, mfn, || physmem::write(mfn, 0, &page))?;
+        }
         dc::XEN_DOMCTL_XENIA_SET_GUEST_MODE => {
             let m: dc::DomctlXeniaGuestMode = op.payload();
             let mode = match m.mode {

@@ -11,7 +11,8 @@ use core::fmt::Write;
 
 use guest_abi::elfnote::{
     XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION,
-    XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
+    XEN_ELFNOTE_HYPERCALL_PAGE, XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET,
+    XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
 use guest_abi::hypercall as nr;
 use guest_abi::memory::{MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MmuextOp, UVMF_INVLPG};
@@ -82,6 +83,15 @@ global_asm!(
     "XP_NOTE {entry}",
     "    .quad _start",
     "XP_NOTE_END",
+    "XP_NOTE {hypercall_page}",
+    "    .quad xp_hypercall_page",
+    "XP_NOTE_END",
+    ".popsection",
+    ".pushsection .text.hypercall_page, \"ax\", @progbits",
+    ".balign 4096",
+    ".globl xp_hypercall_page",
+    "xp_hypercall_page:",
+    "    .fill 4096, 1, 0",
     ".popsection",
     guest_os = const XEN_ELFNOTE_GUEST_OS,
     guest_version = const XEN_ELFNOTE_GUEST_VERSION,
@@ -92,6 +102,7 @@ global_asm!(
     virt_base_value = const VIRT_BASE,
     paddr_offset = const XEN_ELFNOTE_PADDR_OFFSET,
     entry = const XEN_ELFNOTE_ENTRY,
+    hypercall_page = const XEN_ELFNOTE_HYPERCALL_PAGE,
 );
 
 // Stacks and the stubs' record. 64 bytes past each stack top stay mapped so that a stub's
@@ -231,6 +242,7 @@ unsafe extern "C" {
     static mut xp_vcpu_info: u64;
     static xp_kernel_stack_top: u8;
     fn xp_run(code: u64, rbx: u64, r12: u64) -> u64;
+    static xp_hypercall_page: [u8; 4096];
     fn xp_trap_bp();
     fn xp_trap_ud();
     fn xp_trap_gp();
@@ -318,6 +330,11 @@ fn recorded() -> ([u64; 10], u64) {
             core::ptr::read_volatile(&raw const xp_trap_rax),
         )
     }
+}
+
+/// The hypercall page's address.
+fn addr_of_page() -> u64 {
+    &raw const xp_hypercall_page as u64
 }
 
 /// The address of one of the asm labels.
@@ -414,6 +431,33 @@ extern "C" fn main(start_info: u64) -> ! {
         "hypercall_by_syscall",
         version > 0,
         format_args!("xen_version returned {version}"),
+    );
+
+    // 1b. The hypercall page the hypervisor filled: Xen's syscall stubs, and a call through
+    // one of them.
+    // SAFETY: the page is this kernel's text, filled before it started.
+    let page = unsafe { core::ptr::read_volatile(&raw const xp_hypercall_page) };
+    let expected = guest_abi::hypercall::xen_pv_hypercall_page_image();
+    let stub = addr_of_page() + 17 * 32;
+    let through: i64;
+    // SAFETY: stub 17 is `xen_version` (checked just below before its result counts): it
+    // keeps rcx and r11 and returns with `ret`; rdi is the first argument.
+    unsafe {
+        asm!(
+            "call {stub}",
+            stub = in(reg) stub,
+            inlateout("rdi") u64::from(guest_abi::version::XENVER_VERSION) => _,
+            lateout("rax") through,
+            out("rsi") _, out("rdx") _, out("r10") _, out("r8") _,
+        )
+    };
+    check(
+        "hypercall_page",
+        page == expected && through == version,
+        format_args!(
+            "page as Xen's: {}, xen_version through it {through} (direct {version})",
+            page == expected
+        ),
     );
 
     // 2. Trap table, callbacks, kernel stack.
