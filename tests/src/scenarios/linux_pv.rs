@@ -31,6 +31,7 @@ const CHECKS: &[&str] = &[
     "user_access_to_kernel_faults",
     "user_exception_frame",
     "event_callback_frame",
+    "fpu_taskswitch",
     "hostile_arguments_refused",
 ];
 
@@ -125,7 +126,10 @@ pub fn hostile_crashes(ctx: &Context) -> Result<(), String> {
         // Looked for in the whole log: the crash may come while `xl create` still prints.
         let crashed = format!("domain {id} crashed: ");
         let line = vm.wait_until(&crashed, T, |log, cursor| {
-            log.lines()
+            // Complete lines only: the last one may still be arriving.
+            let complete = &log[..log.rfind('\n').map_or(0, |i| i + 1)];
+            complete
+                .lines()
                 .find(|l| l.contains(&crashed))
                 .map(|l| (l.to_string(), cursor))
         })?;

@@ -156,6 +156,7 @@ global_asm!(
     ".text",
     "XP_STUB xp_trap_bp, 3",
     "XP_STUB xp_trap_ud, 6",
+    "XP_STUB xp_trap_nm, 7",
     "XP_STUB xp_trap_gp, 13",
     "XP_STUB xp_trap_pf, 14",
     "XP_STUB xp_event, {vec_event}",
@@ -191,7 +192,11 @@ global_asm!(
     "    ret",
     "",
     // Kernel-mode snippets.
-    ".globl xp_k_ud, xp_k_ud_insn, xp_k_block, xp_k_iret",
+    ".globl xp_k_ud, xp_k_ud_insn, xp_k_block, xp_k_iret, xp_k_fpu, xp_k_fpu_insn",
+    "xp_k_fpu:",
+    "xp_k_fpu_insn:",
+    "    xorps xmm0, xmm0",
+    "    ret",
     "xp_k_ud:",
     "    mov rcx, 0x1111",
     "    mov r11, 0x2222",
@@ -245,6 +250,9 @@ unsafe extern "C" {
     static xp_hypercall_page: [u8; 4096];
     fn xp_trap_bp();
     fn xp_trap_ud();
+    fn xp_trap_nm();
+    fn xp_k_fpu();
+    fn xp_k_fpu_insn();
     fn xp_trap_gp();
     fn xp_trap_pf();
     fn xp_event();
@@ -464,12 +472,13 @@ extern "C" fn main(start_info: u64) -> ! {
     let traps = [
         TrapInfo::new(3, 3, false, addr(xp_trap_bp)),
         TrapInfo::new(6, 0, false, addr(xp_trap_ud)),
+        TrapInfo::new(7, 0, false, addr(xp_trap_nm)),
         TrapInfo::new(13, 0, false, addr(xp_trap_gp)),
         TrapInfo::new(14, 0, false, addr(xp_trap_pf)),
         TrapInfo::END,
     ];
     let mut traps = traps;
-    for t in &mut traps[..4] {
+    for t in &mut traps[..5] {
         t.cs = FLAT_KERNEL_CS64;
     }
     let r1 = hypercall(
@@ -677,6 +686,21 @@ extern "C" fn main(start_info: u64) -> ! {
         "event_callback_frame",
         ok,
         format_args!("bind {b}, timer {t}, vector {v:#x}, frame {:x?}", &w[..7]),
+    );
+
+    // 10b. The virtual CR0.TS: fpu_taskswitch(1), then an SSE instruction is a #NM in the
+    // kernel's table, and once it was delivered the FPU is usable again (Xen clears TS).
+    let ts = hypercall(nr::HYPERVISOR_FPU_TASKSWITCH, [1, 0, 0, 0, 0]);
+    let v1 = run(xp_k_fpu, 0, 0);
+    let (w, _) = recorded();
+    let v2 = run(xp_k_fpu, 0, 0);
+    check(
+        "fpu_taskswitch",
+        ts == 0 && v1 == 7 && w[2] == addr(xp_k_fpu_insn) && v2 == u64::MAX,
+        format_args!(
+            "fpu_taskswitch {ts}, first {v1:#x} at {:#x}, second {v2:#x}",
+            w[2]
+        ),
     );
 
     // 11. Hostile arguments refused without harm.
