@@ -10,14 +10,14 @@
 use alloc::vec::Vec;
 
 use guest_abi::domctl::{
-    DomctlGetdomaininfo, DomctlGetvcpuinfo, DomctlMaxMem, DomctlMaxVcpus, DomctlSchedCredit,
-    DomctlSchedulerOp, DomctlVcpucontext, DomctlXeniaGuestMode, NoArgument, Payload,
-    XEN_DOMCTL_CREATEDOMAIN, XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_GETDOMAININFO,
-    XEN_DOMCTL_GETVCPUCONTEXT, XEN_DOMCTL_GETVCPUINFO, XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_MAX_VCPUS,
-    XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_SCHEDOP_GETINFO, XEN_DOMCTL_SCHEDOP_PUTINFO,
-    XEN_DOMCTL_SCHEDULER_OP, XEN_DOMCTL_SETVCPUCONTEXT, XEN_DOMCTL_UNPAUSEDOMAIN,
-    XEN_DOMCTL_XENIA_SET_GUEST_MODE, XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING, XEN_DOMINF_PAUSED,
-    XEN_DOMINF_RUNNING, XenDomainHandle, XenDomctl,
+    DomctlGetdomaininfo, DomctlGetvcpuinfo, DomctlHypercallInit, DomctlMaxMem, DomctlMaxVcpus,
+    DomctlSchedCredit, DomctlSchedulerOp, DomctlVcpucontext, DomctlXeniaGuestMode, NoArgument,
+    Payload, XEN_DOMCTL_CREATEDOMAIN, XEN_DOMCTL_DESTROYDOMAIN, XEN_DOMCTL_GETDOMAININFO,
+    XEN_DOMCTL_GETVCPUCONTEXT, XEN_DOMCTL_GETVCPUINFO, XEN_DOMCTL_HYPERCALL_INIT,
+    XEN_DOMCTL_MAX_MEM, XEN_DOMCTL_MAX_VCPUS, XEN_DOMCTL_PAUSEDOMAIN, XEN_DOMCTL_SCHEDOP_GETINFO,
+    XEN_DOMCTL_SCHEDOP_PUTINFO, XEN_DOMCTL_SCHEDULER_OP, XEN_DOMCTL_SETVCPUCONTEXT,
+    XEN_DOMCTL_UNPAUSEDOMAIN, XEN_DOMCTL_XENIA_SET_GUEST_MODE, XEN_DOMINF_BLOCKED,
+    XEN_DOMINF_DYING, XEN_DOMINF_PAUSED, XEN_DOMINF_RUNNING, XenDomainHandle, XenDomctl,
 };
 use guest_abi::event::EvtchnAllocUnbound;
 use guest_abi::memory::{
@@ -74,6 +74,15 @@ pub fn max_mem(dom: DomId, kib: u64) -> XenDomctl {
 /// `max_vcpus`.
 pub fn max_vcpus(dom: DomId, n: u32) -> XenDomctl {
     XenDomctl::new(XEN_DOMCTL_MAX_VCPUS, dom, &DomctlMaxVcpus { max: n })
+}
+
+/// `hypercall_init`.
+pub fn hypercall_init(dom: DomId, gmfn: u64) -> XenDomctl {
+    XenDomctl::new(
+        XEN_DOMCTL_HYPERCALL_INIT,
+        dom,
+        &DomctlHypercallInit { gmfn },
+    )
 }
 
 /// `xenia_set_guest_mode` (Xenia's own domctl).

@@ -232,6 +232,15 @@ impl Hypervisor for FakeHv {
         Ok(())
     }
 
+    fn hypercall_init(&mut self, dom: DomId, mfn: Mfn) -> Result<(), Errno> {
+        let page = if self.domain(dom)?.guest_mode == guest_abi::domctl::XENIA_GUEST_MODE_XEN_PV {
+            guest_abi::hypercall::xen_pv_hypercall_page_image()
+        } else {
+            guest_abi::hypercall::hypercall_page_image()
+        };
+        self.write_frame(dom, mfn, 0, &page)
+    }
+
     fn set_max_vcpus(&mut self, dom: DomId, n: u32) -> Result<(), Errno> {
         self.enter(Op::MaxVcpus, dom)?;
         let d = self.domain(dom)?;

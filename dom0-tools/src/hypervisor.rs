@@ -113,6 +113,11 @@ pub trait Hypervisor {
     /// `XENIA_GUEST_MODE_XEN_PV`; before the first `set_vcpu_context` (`EBUSY` after).
     fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno>;
 
+    /// `domctl hypercall_init`: fills the domain's page in machine frame `mfn` with the
+    /// hypercall stubs of its guest mode (`int 0x82` ones for Xenia's ring-1 ABI, Xen's
+    /// `syscall` ones for Xen's PV mode).
+    fn hypercall_init(&mut self, dom: DomId, mfn: Mfn) -> Result<(), Errno>;
+
     /// `domctl setvcpucontext`.
     fn set_vcpu_context(
         &mut self,

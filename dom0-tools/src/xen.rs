@@ -372,6 +372,10 @@ impl<R: Raw> Hypervisor for Xen<R> {
         self.domctl(&mut control::set_guest_mode(dom, mode))
     }
 
+    fn hypercall_init(&mut self, dom: DomId, mfn: Mfn) -> Result<(), Errno> {
+        self.domctl(&mut control::hypercall_init(dom, mfn.0))
+    }
+
     fn populate(&mut self, dom: DomId, pfns: &[Pfn]) -> Result<Vec<Mfn>, Errno> {
         let mut extents: Vec<u64> = pfns.iter().map(|p| p.0).collect();
         let mut arg =

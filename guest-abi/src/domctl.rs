@@ -476,6 +476,22 @@ pub struct DomctlXeniaGuestMode {
 }
 impl_payload!(DomctlXeniaGuestMode { mode, _pad });
 
+/// Argument of [`XEN_DOMCTL_HYPERCALL_INIT`] (Xen's `struct xen_domctl_hypercall_init`, 8
+/// bytes).
+///
+/// Fills the page in machine frame `gmfn` of the domain (a frame it owns that can be
+/// written: never a page table) with the hypercall stubs of its guest mode:
+/// [`hypercall_page_image`](crate::hypercall::hypercall_page_image) (`int 0x82`) for
+/// Xenia's ring-1 ABI, [`xen_pv_hypercall_page_image`](crate::hypercall::xen_pv_hypercall_page_image)
+/// (`syscall`) for Xen's PV mode. `EINVAL` for the caller itself.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct DomctlHypercallInit {
+    /// IN: the frame (a PV guest's frame numbers are machine frames).
+    pub gmfn: u64,
+}
+impl_payload!(DomctlHypercallInit { gmfn });
+
 /// Argument of [`XEN_DOMCTL_XENIA_WRITE_FRAME`] (24 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]

@@ -334,6 +334,37 @@ pub const fn hypercall_page_image() -> [u8; crate::types::PAGE_SIZE] {
     page
 }
 
+/// The hypercall page of a kernel in Xen's 64-bit PV mode (`XENIA_GUEST_MODE_XEN_PV`), as
+/// Xen writes it (`hypercall_page_initialise_ring3_kernel`): stub *n* at `32 n` is `push rcx;
+/// push r11; mov eax, n; syscall; pop r11; pop rcx; ret` (the `syscall` clobbers `rcx` and
+/// `r11`, which the stub keeps); the `iret` stub is `push rcx; push r11; push rax; mov eax,
+/// 23; syscall`, entered with the rest of the `iret_context` (`flags` first) on the stack,
+/// and does not return. The rest of the page is `int3`.
+pub const fn xen_pv_hypercall_page_image() -> [u8; crate::types::PAGE_SIZE] {
+    let mut page = [0xCCu8; crate::types::PAGE_SIZE];
+    let mut nr = 0;
+    while nr < HYPERCALL_PAGE_STUBS {
+        let at = nr * HYPERCALL_PAGE_STUB_SIZE;
+        let n = (nr as u32).to_le_bytes();
+        let stub: [u8; 14] = if nr as u64 == HYPERVISOR_IRET {
+            [
+                0x51, 0x41, 0x53, 0x50, 0xB8, n[0], n[1], n[2], n[3], 0x0F, 0x05, 0xCC, 0xCC, 0xCC,
+            ]
+        } else {
+            [
+                0x51, 0x41, 0x53, 0xB8, n[0], n[1], n[2], n[3], 0x0F, 0x05, 0x41, 0x5B, 0x59, 0xC3,
+            ]
+        };
+        let mut j = 0;
+        while j < stub.len() {
+            page[at + j] = stub[j];
+            j += 1;
+        }
+        nr += 1;
+    }
+    page
+}
+
 #[cfg(target_arch = "x86_64")]
 pub use raw::*;
 
@@ -526,6 +557,30 @@ pub const MULTICALL_CHUNK: u64 = 64;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xen_pv_hypercall_page_is_xens() {
+        let page = xen_pv_hypercall_page_image();
+        // xen_version (17): push rcx; push r11; mov eax, 17; syscall; pop r11; pop rcx; ret.
+        let at = 17 * HYPERCALL_PAGE_STUB_SIZE;
+        assert_eq!(
+            page[at..at + 14],
+            [
+                0x51, 0x41, 0x53, 0xB8, 17, 0, 0, 0, 0x0F, 0x05, 0x41, 0x5B, 0x59, 0xC3
+            ]
+        );
+        assert!(page[at + 14..at + 32].iter().all(|&b| b == 0xCC));
+        // iret (23): push rcx; push r11; push rax; mov eax, 23; syscall; never returns.
+        let at = 23 * HYPERCALL_PAGE_STUB_SIZE;
+        assert_eq!(
+            page[at..at + 11],
+            [0x51, 0x41, 0x53, 0x50, 0xB8, 23, 0, 0, 0, 0x0F, 0x05]
+        );
+        assert!(page[at + 11..at + 32].iter().all(|&b| b == 0xCC));
+        // The last stub.
+        let at = (HYPERCALL_PAGE_STUBS - 1) * HYPERCALL_PAGE_STUB_SIZE;
+        assert_eq!(page[at + 3..at + 8], [0xB8, 127, 0, 0, 0]);
+    }
 
     #[test]
     fn multicall_entry_layout() {

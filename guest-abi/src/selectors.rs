@@ -17,6 +17,11 @@
 //! | 6 | [`USER_CS`] `0x33` | 64-bit code, DPL 3 | guest programs |
 //! | 7–8 | [`TSS_SELECTOR`] `0x38` | 64-bit TSS (16 bytes) | hardware |
 //!
+//! The GDT goes on to Xen's reserved page at byte 0xe000 (pages 1–13 are null
+//! descriptors), with Xen's flat selectors for guests in Xen's PV mode:
+//! [`FLAT_RING3_CS32`] `0xe023`, [`FLAT_RING3_DS32`] `0xe02b`, [`FLAT_RING3_CS64`]
+//! `0xe033` (and the hypervisor's 0xe008/0xe010, unused yet).
+//!
 //! The low byte of each guest selector equals the low byte of Xen's flat
 //! selector for the same role (`FLAT_RING1_CS` `0xe019`, `FLAT_RING1_DS`
 //! `0xe021`, `FLAT_RING3_DS64`/`SS64` `0xe02b`, `FLAT_RING3_CS64` `0xe033`),

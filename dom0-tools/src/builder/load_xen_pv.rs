@@ -300,6 +300,15 @@ fn fill<H: Hypervisor>(
     // on it.
     mem.write_va(l, l.store_ring, &[0; PAGE_SIZE])?;
     mem.write_va(l, l.console_ring, &[0; PAGE_SIZE])?;
+    // A kernel with a hypercall page gets it filled by the hypervisor, after the kernel's
+    // own bytes were loaded there (libxc's `xc_dom_hypercall_page`).
+    if let Some(va) = info.notes.hypercall_page {
+        let pfn = l
+            .pfn_of(va)
+            .ok_or(BuildError::Internal("the hypercall page is not mapped"))?;
+        hv.hypercall_init(dom, frame(pfn)?)
+            .map_err(BuildError::hv(Step::WriteFrame))?;
+    }
     for table in l.table_images(p2m.as_slice()) {
         let table = table?;
         hv.write_frame(dom, table.mfn, 0, &table.to_bytes())

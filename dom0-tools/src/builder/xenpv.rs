@@ -209,6 +209,17 @@ impl fmt::Display for KernelInfo {
     }
 }
 
+/// `XEN_ELFNOTE_GUEST_OS` of Xenia's Xen PV test kernel (`tests/guests/xenpv`).
+pub const XEN_PV_TEST_GUEST_OS: &str = "xenia-xenpv-test";
+
+/// Whether `info` is Xenia's Xen PV test kernel: a Xen PV kernel (it requires
+/// `writable_page_tables`, as Linux) whose `XEN_ELFNOTE_GUEST_OS` is
+/// [`XEN_PV_TEST_GUEST_OS`]. Until the loader for Linux's image lands (issue 18), it is
+/// the one Xen PV kernel the builder starts, with Xenia's start-of-day layout.
+pub fn is_xen_pv_test_kernel(info: &KernelInfo) -> bool {
+    info.abi() == GuestAbi::XenPv && info.notes.guest_os.as_deref() == Some(XEN_PV_TEST_GUEST_OS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,15 +343,4 @@ mod tests {
             "{text}"
         );
     }
-}
-
-/// `XEN_ELFNOTE_GUEST_OS` of Xenia's Xen PV test kernel (`tests/guests/xenpv`).
-pub const XEN_PV_TEST_GUEST_OS: &str = "xenia-xenpv-test";
-
-/// Whether `info` is Xenia's Xen PV test kernel: a Xen PV kernel (it requires
-/// `writable_page_tables`, as Linux) whose `XEN_ELFNOTE_GUEST_OS` is
-/// [`XEN_PV_TEST_GUEST_OS`]. Until the loader for Linux's image lands (issue 18), it is
-/// the one Xen PV kernel the builder starts, with Xenia's start-of-day layout.
-pub fn is_xen_pv_test_kernel(info: &KernelInfo) -> bool {
-    info.abi() == GuestAbi::XenPv && info.notes.guest_os.as_deref() == Some(XEN_PV_TEST_GUEST_OS)
 }

@@ -93,6 +93,7 @@ pub fn release(dom: &mut Domain) -> Result<(), Errno> {
         v.periodic = None;
         v.poll = None;
         v.l4 = Mfn(0);
+        v.user_l4 = Mfn(0);
         v.info_view = None;
         if let Some((mfn, _)) = v.info_area.take() {
             let _ = ft::with(|t, mem| t.release_writes(mem, mfn, dom.id));

@@ -204,6 +204,20 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             let mfn = Mfn(w.mfn);
             super::mmu::with_writable(id, mfn, || physmem::write(mfn, w.offset as usize, bytes))?;
         }
+        dc::XEN_DOMCTL_HYPERCALL_INIT => {
+            let h: dc::DomctlHypercallInit = op.payload();
+            if id == me {
+                return Err(Errno::EINVAL);
+            }
+            let page = match target(world, id)?.guest_mode {
+                crate::domain::GuestMode::Ring1 => guest_abi::hypercall::hypercall_page_image(),
+                crate::domain::GuestMode::XenPv => {
+                    guest_abi::hypercall::xen_pv_hypercall_page_image()
+                }
+            };
+            let mfn = Mfn(h.gmfn);
+            super::mmu::with_writable(id, mfn, || physmem::write(mfn, 0, &page))?;
+        }
         dc::XEN_DOMCTL_XENIA_SET_GUEST_MODE => {
             let m: dc::DomctlXeniaGuestMode = op.payload();
             let mode = match m.mode {
@@ -635,17 +649,41 @@ fn write_vcpu_context(
         at.field(0),
         &[0u8; core::mem::size_of::<VcpuGuestContext>()],
     )?;
-    let mut flags = vc::VGCF_IN_KERNEL;
+    // A Xen PV vCPU in user mode is reported as Xen does: without `VGCF_in_kernel`.
+    let mut flags = if v.xen_pv && !v.kernel_mode {
+        0
+    } else {
+        vc::VGCF_IN_KERNEL
+    };
     if v.online {
         flags |= vc::VGCF_ONLINE;
     }
     space.write(at.field(offset_of!(VcpuGuestContext, flags)), &flags)?;
     space.write(at.field(offset_of!(VcpuGuestContext, user_regs)), &regs)?;
+    // Xen PV mode: the flat kernel SS, both GS bases (the live one is the current mode's)
+    // and the user table in `ctrlreg[1]`.
+    let (kernel_ss, gs_kernel, gs_user, user_cr3) = if v.xen_pv {
+        let (k, u) = if v.kernel_mode {
+            (v.gs_base, v.gs_base_other)
+        } else {
+            (v.gs_base_other, v.gs_base)
+        };
+        let user_cr3 = if v.user_l4 == Mfn(0) {
+            0
+        } else {
+            vc::xen_pfn_to_cr3(v.user_l4.0)
+        };
+        (guest_abi::selectors::FLAT_KERNEL_SS64, k, u, user_cr3)
+    } else {
+        (KERNEL_SS, 0, v.gs_base, 0)
+    };
     let words = [
         (
             offset_of!(VcpuGuestContext, kernel_ss),
-            u64::from(KERNEL_SS),
+            u64::from(kernel_ss),
         ),
+        (offset_of!(VcpuGuestContext, ctrlreg) + 8, user_cr3),
+        (offset_of!(VcpuGuestContext, gs_base_kernel), gs_kernel),
         (offset_of!(VcpuGuestContext, kernel_sp), v.kernel_sp),
         (
             offset_of!(VcpuGuestContext, ctrlreg) + 3 * 8,
@@ -664,7 +702,7 @@ fn write_vcpu_context(
             v.callbacks.syscall,
         ),
         (offset_of!(VcpuGuestContext, fs_base), v.fs_base),
-        (offset_of!(VcpuGuestContext, gs_base_user), v.gs_base),
+        (offset_of!(VcpuGuestContext, gs_base_user), gs_user),
     ];
     for (offset, value) in words {
         space.write(at.field::<u64>(offset), &value)?;

@@ -11,7 +11,8 @@ use core::fmt::Write;
 
 use guest_abi::elfnote::{
     XEN_ELFNOTE_ENTRY, XEN_ELFNOTE_FEATURES, XEN_ELFNOTE_GUEST_OS, XEN_ELFNOTE_GUEST_VERSION,
-    XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET, XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
+    XEN_ELFNOTE_HYPERCALL_PAGE, XEN_ELFNOTE_LOADER, XEN_ELFNOTE_PADDR_OFFSET,
+    XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
 use guest_abi::hypercall as nr;
 use guest_abi::memory::{MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MmuextOp, UVMF_INVLPG};
@@ -82,6 +83,15 @@ global_asm!(
     "XP_NOTE {entry}",
     "    .quad _start",
     "XP_NOTE_END",
+    "XP_NOTE {hypercall_page}",
+    "    .quad xp_hypercall_page",
+    "XP_NOTE_END",
+    ".popsection",
+    ".pushsection .text.hypercall_page, \"ax\", @progbits",
+    ".balign 4096",
+    ".globl xp_hypercall_page",
+    "xp_hypercall_page:",
+    "    .fill 4096, 1, 0",
     ".popsection",
     guest_os = const XEN_ELFNOTE_GUEST_OS,
     guest_version = const XEN_ELFNOTE_GUEST_VERSION,
@@ -92,6 +102,7 @@ global_asm!(
     virt_base_value = const VIRT_BASE,
     paddr_offset = const XEN_ELFNOTE_PADDR_OFFSET,
     entry = const XEN_ELFNOTE_ENTRY,
+    hypercall_page = const XEN_ELFNOTE_HYPERCALL_PAGE,
 );
 
 // Stacks and the stubs' record. 64 bytes past each stack top stay mapped so that a stub's
@@ -145,6 +156,7 @@ global_asm!(
     ".text",
     "XP_STUB xp_trap_bp, 3",
     "XP_STUB xp_trap_ud, 6",
+    "XP_STUB xp_trap_nm, 7",
     "XP_STUB xp_trap_gp, 13",
     "XP_STUB xp_trap_pf, 14",
     "XP_STUB xp_event, {vec_event}",
@@ -180,7 +192,11 @@ global_asm!(
     "    ret",
     "",
     // Kernel-mode snippets.
-    ".globl xp_k_ud, xp_k_ud_insn, xp_k_block, xp_k_iret",
+    ".globl xp_k_ud, xp_k_ud_insn, xp_k_block, xp_k_iret, xp_k_fpu, xp_k_fpu_insn",
+    "xp_k_fpu:",
+    "xp_k_fpu_insn:",
+    "    xorps xmm0, xmm0",
+    "    ret",
     "xp_k_ud:",
     "    mov rcx, 0x1111",
     "    mov r11, 0x2222",
@@ -231,8 +247,12 @@ unsafe extern "C" {
     static mut xp_vcpu_info: u64;
     static xp_kernel_stack_top: u8;
     fn xp_run(code: u64, rbx: u64, r12: u64) -> u64;
+    static xp_hypercall_page: [u8; 4096];
     fn xp_trap_bp();
     fn xp_trap_ud();
+    fn xp_trap_nm();
+    fn xp_k_fpu();
+    fn xp_k_fpu_insn();
     fn xp_trap_gp();
     fn xp_trap_pf();
     fn xp_event();
@@ -318,6 +338,11 @@ fn recorded() -> ([u64; 10], u64) {
             core::ptr::read_volatile(&raw const xp_trap_rax),
         )
     }
+}
+
+/// The hypercall page's address.
+fn addr_of_page() -> u64 {
+    &raw const xp_hypercall_page as u64
 }
 
 /// The address of one of the asm labels.
@@ -416,16 +441,44 @@ extern "C" fn main(start_info: u64) -> ! {
         format_args!("xen_version returned {version}"),
     );
 
+    // 1b. The hypercall page the hypervisor filled: Xen's syscall stubs, and a call through
+    // one of them.
+    // SAFETY: the page is this kernel's text, filled before it started.
+    let page = unsafe { core::ptr::read_volatile(&raw const xp_hypercall_page) };
+    let expected = guest_abi::hypercall::xen_pv_hypercall_page_image();
+    let stub = addr_of_page() + 17 * 32;
+    let through: i64;
+    // SAFETY: stub 17 is `xen_version` (checked just below before its result counts): it
+    // keeps rcx and r11 and returns with `ret`; rdi is the first argument.
+    unsafe {
+        asm!(
+            "call {stub}",
+            stub = in(reg) stub,
+            inlateout("rdi") u64::from(guest_abi::version::XENVER_VERSION) => _,
+            lateout("rax") through,
+            out("rsi") _, out("rdx") _, out("r10") _, out("r8") _,
+        )
+    };
+    check(
+        "hypercall_page",
+        page == expected && through == version,
+        format_args!(
+            "page as Xen's: {}, xen_version through it {through} (direct {version})",
+            page == expected
+        ),
+    );
+
     // 2. Trap table, callbacks, kernel stack.
     let traps = [
         TrapInfo::new(3, 3, false, addr(xp_trap_bp)),
         TrapInfo::new(6, 0, false, addr(xp_trap_ud)),
+        TrapInfo::new(7, 0, false, addr(xp_trap_nm)),
         TrapInfo::new(13, 0, false, addr(xp_trap_gp)),
         TrapInfo::new(14, 0, false, addr(xp_trap_pf)),
         TrapInfo::END,
     ];
     let mut traps = traps;
-    for t in &mut traps[..4] {
+    for t in &mut traps[..5] {
         t.cs = FLAT_KERNEL_CS64;
     }
     let r1 = hypercall(
@@ -633,6 +686,21 @@ extern "C" fn main(start_info: u64) -> ! {
         "event_callback_frame",
         ok,
         format_args!("bind {b}, timer {t}, vector {v:#x}, frame {:x?}", &w[..7]),
+    );
+
+    // 10b. The virtual CR0.TS: fpu_taskswitch(1), then an SSE instruction is a #NM in the
+    // kernel's table, and once it was delivered the FPU is usable again (Xen clears TS).
+    let ts = hypercall(nr::HYPERVISOR_FPU_TASKSWITCH, [1, 0, 0, 0, 0]);
+    let v1 = run(xp_k_fpu, 0, 0);
+    let (w, _) = recorded();
+    let v2 = run(xp_k_fpu, 0, 0);
+    check(
+        "fpu_taskswitch",
+        ts == 0 && v1 == 7 && w[2] == addr(xp_k_fpu_insn) && v2 == u64::MAX,
+        format_args!(
+            "fpu_taskswitch {ts}, first {v1:#x} at {:#x}, second {v2:#x}",
+            w[2]
+        ),
     );
 
     // 11. Hostile arguments refused without harm.

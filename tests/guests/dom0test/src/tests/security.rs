@@ -130,6 +130,9 @@ impl Hypervisor for Recording<'_> {
     fn set_guest_mode(&mut self, dom: DomId, mode: u32) -> Result<(), Errno> {
         self.hv.set_guest_mode(dom, mode)
     }
+    fn hypercall_init(&mut self, dom: DomId, mfn: Mfn) -> Result<(), Errno> {
+        self.hv.hypercall_init(dom, mfn)
+    }
     fn set_max_vcpus(&mut self, dom: DomId, n: u32) -> Result<(), Errno> {
         self.hv.set_max_vcpus(dom, n)
     }
