@@ -58,6 +58,12 @@ pub const TX_SLOT_BYTES: usize = PAGE / 2;
 pub const TX_BUF: usize = RX_BUF + RX_BUFS;
 /// Pages the rings and buffers take (386: about 1.5 MiB).
 pub const PAGES: usize = TX_BUF + TX_SLOTS / 2;
+/// Free transmit slots below which the frontend asks to be notified of transmit responses
+/// ([`Rings::reclaim`]).
+pub const TX_LOW_WATER: usize = TX_SLOTS / 4;
+/// Distance of the transmit ring's `rsp_event` from the consumer while no notification is
+/// wanted: half the index space, never crossed.
+const TX_QUIET: u32 = 1 << 31;
 /// The shortest frame sent: an Ethernet header.
 pub const ETH_HEADER: usize = 14;
 
@@ -220,6 +226,11 @@ impl<M: Shared> Rings<M> {
 
     /// Takes the transmit responses that arrived and frees the slots they name; how many
     /// slots are free now.
+    ///
+    /// The backend is asked to notify transmit responses only while fewer than
+    /// [`TX_LOW_WATER`] slots are free (as Linux's netfront asks only part way): a sender
+    /// with room does not need them, and each one would wake the domain for nothing, taking
+    /// the pCPU from the backend that is moving its frames.
     pub fn reclaim(&mut self) -> usize {
         loop {
             let n = self.available(TX_RING, self.tx_rsp_cons, self.tx_req_prod);
@@ -241,6 +252,16 @@ impl<M: Shared> Rings<M> {
                 self.tx_nr_free += 1;
             }
             self.tx_rsp_cons = self.tx_rsp_cons.wrapping_add(n);
+            if self.tx_nr_free >= TX_LOW_WATER {
+                // Not told of responses: an event index half the index space away is never
+                // crossed by the at most a ring's worth outstanding (`need_notify`).
+                self.mem.set_index(
+                    TX_RING,
+                    SRING_RSP_EVENT,
+                    self.tx_rsp_cons.wrapping_add(TX_QUIET),
+                );
+                return self.tx_nr_free;
+            }
             // Told of the next response; then look again for one that came meanwhile (Xen's
             // RING_FINAL_CHECK_FOR_RESPONSES).
             self.mem
