@@ -605,6 +605,26 @@ pub struct Net {
     pub cpu_ms_per_mib: [f64; 4],
 }
 
+/// A profiling aid, never set by the suite: with `XENIA_PROFILE_MARK=<path>`, creates that
+/// file as each transfer of the `net` bench starts and ends (a QEMU plugin counting
+/// instructions, passed with `XENIA_QEMU_EXTRA`, snapshots its counts when the file appears
+/// and removes it), waiting (bounded) until it is taken.
+fn profile_mark() {
+    let Some(path) = std::env::var_os("XENIA_PROFILE_MARK") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    if std::fs::write(&path, b"").is_err() {
+        return;
+    }
+    for _ in 0..200 {
+        if !path.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Nanoseconds QEMU process `pid` has run on a CPU so far (the sum of its threads'
 /// `schedstat`), if `/proc` says.
 pub fn cpu_ns(pid: u32) -> Option<u64> {
@@ -718,8 +738,10 @@ pub fn net(ws: &Workspace) -> Result<Net, String> {
             // Each transfer's wall time, and QEMU's CPU time over it in ms per MiB.
             let mut cpu = [0f64; 4];
             let mut timed = |k: usize, f: &mut dyn FnMut() -> Result<Duration, String>| {
+                profile_mark();
                 let before = cpu_ns(pid);
                 let d = f()?;
+                profile_mark();
                 if let (Some(a), Some(b)) = (before, cpu_ns(pid)) {
                     cpu[k] = b.saturating_sub(a) as f64 / 1e6 / mib;
                 }

@@ -140,6 +140,8 @@ mod kernel {
                 break;
             }
         }
+        // The domUs hear of their frames once the round is done (`netback::flush`).
+        netback::flush();
     }
 
     /// dom0's network: the NIC (`virtio_net=poll` on the command line: no interrupts), the

@@ -111,6 +111,8 @@ struct Rings {
     more: bool,
     /// Stopped for good (a fatal error of the frontend's).
     broken: bool,
+    /// The frontend asked to hear of responses given this turn: notified by [`flush`].
+    notify_due: bool,
     /// The interface's MAC (the backend's `mac` node): the only source its frames may have.
     mac: [u8; 6],
 }
@@ -534,6 +536,7 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
         rx_cons: 0,
         more: false,
         broken: false,
+        notify_due: false,
         mac,
     })
 }
@@ -696,8 +699,30 @@ fn serve(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
     if pending {
         notify |= serve_rx(v, scratch, mfns);
     }
-    if notify && let Some(r) = v.rings.as_ref() {
-        let _ = calls::evtchn_send(r.port);
+    if notify && let Some(r) = v.rings.as_mut() {
+        r.notify_due = true;
+    }
+}
+
+/// Sends the notifications the frontends asked for during this round of dom0's services
+/// (`kernel::service` calls it once the network's services are done, before dom0 looks at
+/// anything else or blocks). Kept until then rather than sent by [`serve`]: an event wakes
+/// the domain, which (boosted, as Xen's credit scheduler boosts a woken vCPU) takes the
+/// pCPU from dom0 at once; later, it finds every frame of the round in one wake-up, and
+/// dom0 has given the card what the round produced first.
+pub fn flush() {
+    let Some(mut guard) = BACKEND.try_lock() else {
+        return;
+    };
+    let Some(b) = guard.as_mut() else {
+        return;
+    };
+    for v in b.vifs.values_mut() {
+        if let Some(r) = v.rings.as_mut()
+            && core::mem::take(&mut r.notify_due)
+        {
+            let _ = calls::evtchn_send(r.port);
+        }
     }
 }
 
