@@ -561,6 +561,36 @@ mod tests {
     }
 
     #[test]
+    fn transmit_responses_are_notified_only_when_slots_run_low() {
+        let m = Mem::new();
+        let mut r = Rings::new(&m, REF0);
+        let mut be = Backend::default();
+        let wants = |m: &Mem, rsp_prod: u32, old: u32| {
+            guest_abi::blkif::need_notify(old, rsp_prod, m.u32_at(TX_RING, SRING_RSP_EVENT))
+        };
+        // Plenty free: a backend answering any number of requests is not asked to notify.
+        let mut ids = vec![];
+        for i in 0..TX_SLOTS - TX_LOW_WATER {
+            r.send(&frame(100, i as u8)).unwrap();
+            ids.push(be.take_tx(&m).unwrap().0.id);
+        }
+        assert_eq!(r.reclaim(), TX_LOW_WATER);
+        assert!(!wants(&m, 1, 0) && !wants(&m, 200, 0));
+        // One more in flight: below the low water, the next response is asked for.
+        r.send(&frame(100, 0)).unwrap();
+        ids.push(be.take_tx(&m).unwrap().0.id);
+        assert_eq!(r.reclaim(), TX_LOW_WATER - 1);
+        assert!(wants(&m, 1, 0), "the first response is notified");
+        // Answered: room again, quiet again.
+        for id in ids {
+            be.answer_tx(&m, id, NETIF_RSP_OKAY);
+        }
+        assert_eq!(r.reclaim(), TX_SLOTS);
+        let cons = r.tx_rsp_cons;
+        assert!(!wants(&m, cons.wrapping_add(TX_SLOTS as u32), cons));
+    }
+
+    #[test]
     fn a_backend_that_never_answers_makes_send_busy() {
         let m = Mem::new();
         let mut r = Rings::new(&m, REF0);
