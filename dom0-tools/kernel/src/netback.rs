@@ -107,6 +107,12 @@ struct Rings {
     tx_rsp: u32,
     /// Receive requests are answered as they are taken: one index for both.
     rx_cons: u32,
+    /// The receive ring's `req_prod` when last read, and the requests posted up to it
+    /// (slot `i % 256` for index `i`): the ring is read again only when fewer than
+    /// [`RX_BUDGET`] of them are left, so a frontend that keeps its buffers posted (as
+    /// Linux's and Xenia's netfront do) costs one ring copy every few turns, not each turn.
+    rx_known: u32,
+    rx_reqs: Vec<NetifRxRequest>,
     /// Transmit requests were left for the next turn.
     more: bool,
     /// Stopped for good (a fatal error of the frontend's).
@@ -525,6 +531,17 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
             ),
         ));
     }
+    let mut rx_reqs = Vec::new();
+    if rx_reqs
+        .try_reserve_exact(NET_RX_RING_SIZE as usize)
+        .is_err()
+    {
+        return Err((
+            Errno::ENOMEM,
+            String::from("no memory for the receive ring's state"),
+        ));
+    }
+    rx_reqs.resize(NET_RX_RING_SIZE as usize, NetifRxRequest::default());
     Ok(Rings {
         tx_gref,
         rx_gref,
@@ -534,6 +551,8 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
         tx_cons: 0,
         tx_rsp: 0,
         rx_cons: 0,
+        rx_known: 0,
+        rx_reqs,
         more: false,
         broken: false,
         notify_due: false,
@@ -950,21 +969,35 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         return false;
     };
     let gref = r.rx_gref;
-    let ring_bytes = NET_RX_RING_SIZE as usize * NET_RX_ENTRY_SIZE;
-    if read_ring(dom, gref, ring_bytes, mfns[1]).is_err() {
-        fatal(v, format_args!("receive ring no longer granted"));
-        return false;
-    }
     let (_, rest) = scratch.split_at_mut(PAGE);
     let (ring, data) = rest.split_at_mut(PAGE);
-    let req_prod = word(ring, SRING_REQ_PROD);
-    let posted = match vif::new_requests(req_prod, r.rx_cons, r.rx_cons, NET_RX_RING_SIZE) {
-        Ok(n) => n as usize,
-        Err(f) => {
-            fatal(v, format_args!("receive ring: {f}"));
+    let mut posted = r.rx_known.wrapping_sub(r.rx_cons) as usize;
+    if posted < RX_BUDGET {
+        // Few requests known: the ring again (header first), its new requests kept.
+        let ring_bytes = NET_RX_RING_SIZE as usize * NET_RX_ENTRY_SIZE;
+        if read_ring(dom, gref, ring_bytes, mfns[1]).is_err() {
+            fatal(v, format_args!("receive ring no longer granted"));
             return false;
         }
-    };
+        let req_prod = word(ring, SRING_REQ_PROD);
+        posted = match vif::new_requests(req_prod, r.rx_cons, r.rx_cons, NET_RX_RING_SIZE) {
+            Ok(n) => n as usize,
+            Err(f) => {
+                fatal(v, format_args!("receive ring: {f}"));
+                return false;
+            }
+        };
+        for k in 0..posted as u32 {
+            let i = r.rx_cons.wrapping_add(k);
+            let at = rx_entry_offset(i);
+            let mut b = [0u8; NetifRxRequest::SIZE];
+            b.copy_from_slice(&ring[at..at + NetifRxRequest::SIZE]);
+            if let Some(slot) = r.rx_reqs.get_mut((i % NET_RX_RING_SIZE) as usize) {
+                *slot = NetifRxRequest::from_bytes(&b);
+            }
+        }
+        r.rx_known = req_prod;
+    }
     // Frames in, each in its room; those past the posted buffers are dropped.
     let mut lens = [0usize; RX_BUDGET];
     let mut n = 0;
@@ -994,10 +1027,12 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
     }
     let mut reqs = [NetifRxRequest::default(); RX_BUDGET];
     for (k, &len) in lens[..n].iter().enumerate() {
-        let at = rx_entry_offset(cons.wrapping_add(k as u32));
-        let mut b = [0u8; NetifRxRequest::SIZE];
-        b.copy_from_slice(&ring[at..at + NetifRxRequest::SIZE]);
-        reqs[k] = NetifRxRequest::from_bytes(&b);
+        let i = cons.wrapping_add(k as u32);
+        reqs[k] = r
+            .rx_reqs
+            .get((i % NET_RX_RING_SIZE) as usize)
+            .copied()
+            .unwrap_or_default();
         let room = k * FRAME_ROOM;
         ops.push(to_gref(
             dom,
