@@ -1021,7 +1021,8 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
     }
     let cons = r.rx_cons;
     let mut ops: Vec<GnttabCopy> = Vec::new();
-    if ops.try_reserve(n + 3).is_err() {
+    // The frames, the responses (at most two runs), the header and its read-back.
+    if ops.try_reserve(n + 4).is_err() {
         v.dropped += n as u64;
         return false;
     }
@@ -1043,49 +1044,23 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
             len as u16,
         ));
     }
-    // SAFETY: the local ends are pages of the scratch (`data`), held exclusively here.
-    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
-    let mut bad = 0u64;
-    let mut bad_status = 0i16;
-    for k in 0..n {
-        let ok = called && ops[k].status == GNTST_OKAY;
-        let status = if ok {
-            v.received += 1;
-            lens[k] as i16
-        } else {
-            bad += 1;
-            bad_status = ops[k].status;
-            NETIF_RSP_ERROR
-        };
-        let at = rx_entry_offset(cons.wrapping_add(k as u32));
-        ring[at..at + NetifRxResponse::SIZE].copy_from_slice(
-            &NetifRxResponse {
-                id: reqs[k].id,
-                offset: 0,
-                flags: 0,
-                status,
-            }
-            .to_bytes(),
-        );
-    }
-    if bad > 0 {
-        v.dropped += bad;
-        log(
-            v,
-            format_args!(
-                "{bad} received frames lost: a posted buffer's grant copy failed ({bad_status})"
-            ),
-        );
-    }
-    let Some(r) = v.rings.as_mut() else {
-        return false;
+    // The responses, each saying its frame arrived, then `req_event` and `rsp_prod`, go in
+    // the data's batch (after it: operations run in order): one hypercall a turn.
+    let response = |k: usize, status: i16| NetifRxResponse {
+        id: reqs[k].id,
+        offset: 0,
+        flags: 0,
+        status,
     };
+    for (k, &len) in lens[..n].iter().enumerate() {
+        let at = rx_entry_offset(cons.wrapping_add(k as u32));
+        ring[at..at + NetifRxResponse::SIZE].copy_from_slice(&response(k, len as i16).to_bytes());
+    }
     let new_cons = cons.wrapping_add(n as u32);
     r.rx_cons = new_cons;
     ring[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
         .copy_from_slice(&new_cons.wrapping_add(1).to_le_bytes());
     ring[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&new_cons.to_le_bytes());
-    ops.clear();
     write_back(
         dom,
         gref,
@@ -1095,9 +1070,54 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         NET_RX_ENTRY_SIZE,
         &mut ops,
     );
-    if copy(&mut ops).is_err() {
+    // SAFETY: the local ends are pages of the scratch (`data` and the ring's copy), held
+    // exclusively here.
+    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
+    if !called || ops[n..].iter().any(|o| o.status != GNTST_OKAY) {
         fatal(v, format_args!("receive ring no longer granted"));
         return false;
+    }
+    // A frame whose copy failed (a posted buffer's grant of the frontend's own that was
+    // bad): its response is put right to `NETIF_RSP_ERROR` before any notification (sent
+    // by `flush`, after this turn); a frontend that reads responses before its event may
+    // have seen the length for a buffer whose grant it broke itself.
+    let mut bad = 0u64;
+    let mut bad_status = 0i16;
+    let mut fix: Vec<GnttabCopy> = Vec::new();
+    for (k, op) in ops[..n].iter().enumerate() {
+        if op.status == GNTST_OKAY {
+            v.received += 1;
+            continue;
+        }
+        bad += 1;
+        bad_status = op.status;
+        let i = cons.wrapping_add(k as u32);
+        let at = rx_entry_offset(i);
+        ring[at..at + NetifRxResponse::SIZE]
+            .copy_from_slice(&response(k, NETIF_RSP_ERROR).to_bytes());
+        if fix.try_reserve(1).is_ok() {
+            fix.push(to_gref(
+                dom,
+                gref,
+                at as u16,
+                mfns[1],
+                at as u16,
+                NetifRxResponse::SIZE as u16,
+            ));
+        }
+    }
+    if bad > 0 {
+        v.dropped += bad;
+        if copy(&mut fix).is_err() {
+            fatal(v, format_args!("receive ring no longer granted"));
+            return false;
+        }
+        log(
+            v,
+            format_args!(
+                "{bad} received frames lost: a posted buffer's grant copy failed ({bad_status})"
+            ),
+        );
     }
     need_notify(cons, new_cons, word(ring, REREAD + SRING_RSP_EVENT))
 }
