@@ -44,7 +44,8 @@
 //! through QEMU's port forwards, alternating dom0 and the domU, [`NET_ROUNDS`] rounds, each
 //! figure the best of its rounds; goal: the domU at least [`NET_GOAL`] of dom0 each way. Wall
 //! time: the host's TCP and QEMU's user network are on the path, which `-icount` does not
-//! count. Then a second web domU pushes [`NET_BYTES`] into the first's discard service across
+//! count. Beside it, QEMU's CPU time per MiB of each transfer ([`cpu_ns`], the median of the
+//! rounds), which the host's other load hardly moves, and its ratios. Then a second web domU pushes [`NET_BYTES`] into the first's discard service across
 //! the bridge (`push=`, timed by the pushing domU's clock) and pings it: the median round trip.
 //!
 //! **SMP** (issue 12), each its own boot:
