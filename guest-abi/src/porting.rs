@@ -601,6 +601,8 @@
 //! let mut nic = NetFront::connect(&mut bus, ids[0])?; // handshake, bounded wait for state 4
 //! let mac: [u8; 6] = nic.mac();                       // the `mac` the toolstack chose
 //! nic.send(&frame)?;                                  // copied; Err(Busy) when all 256 are out
+//! nic.queue(&frame)?;                                 // as send, the backend told later:
+//! nic.flush();                                        // once for a burst (wait flushes too)
 //! let mut buf = [0u8; 1514];
 //! if let Some(n) = nic.recv(&mut buf) { /* buf[..n] is one frame */ }
 //! nic.wait(deadline_ns);                              // sleep until a frame or the deadline
@@ -608,7 +610,11 @@
 //! ```
 //!
 //! A TCP/IP stack goes on top: the `web` demo (`guest-abi/demos`) runs `smoltcp` on it
-//! through a 60-line `smoltcp::phy::Device` adapter (`xenia_demos::web::Adapter`).
+//! through a 60-line `smoltcp::phy::Device` adapter (`xenia_demos::web::Adapter`). It sends
+//! with `queue` and lets `wait` flush: one notification per poll of the stack rather than
+//! one per frame, so the backend (which shares the pCPU with the domain on a small machine)
+//! is woken once per TCP window, not once per segment. Transmit completions are asked for
+//! only while fewer than 64 of the 256 transmit buffers are free.
 //!
 //! What `connect` does, for a kernel that writes its own frontend: read `backend`,
 //! `backend-id` and `mac`; grow the grant table to one frame and map it; grant the backend

@@ -828,6 +828,11 @@ impl Qemu {
         &self.name
     }
 
+    /// QEMU's process id (benches read its CPU time in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Runs a QEMU monitor command (the machine needs [`Machine::monitor`]) and returns its
     /// answer; bounded by [`crate::monitor::COMMAND_TIMEOUT`].
     pub fn monitor(&mut self, command: &str) -> Result<String, String> {

@@ -44,7 +44,8 @@
 //! through QEMU's port forwards, alternating dom0 and the domU, [`NET_ROUNDS`] rounds, each
 //! figure the best of its rounds; goal: the domU at least [`NET_GOAL`] of dom0 each way. Wall
 //! time: the host's TCP and QEMU's user network are on the path, which `-icount` does not
-//! count. Then a second web domU pushes [`NET_BYTES`] into the first's discard service across
+//! count. Beside it, QEMU's CPU time per MiB of each transfer ([`cpu_ns`], the median of the
+//! rounds), which the host's other load hardly moves, and its ratios. Then a second web domU pushes [`NET_BYTES`] into the first's discard service across
 //! the bridge (`push=`, timed by the pushing domU's clock) and pings it: the median round trip.
 //!
 //! **SMP** (issue 12), each its own boot:
@@ -599,6 +600,46 @@ pub struct Net {
     /// A second domU's push of [`NET_BYTES`] into the first's discard service across the
     /// bridge: MB/s (the pushing domU's clock).
     pub domu_domu: f64,
+    /// QEMU's CPU time (all its threads: the vCPU and the user network) per MiB moved, in
+    /// milliseconds, the median of the rounds: host to dom0, host to the domU, dom0 to host,
+    /// the domU to host. Unlike wall time, the host's other load hardly moves it.
+    pub cpu_ms_per_mib: [f64; 4],
+}
+
+/// A profiling aid, never set by the suite: with `XENIA_PROFILE_MARK=<path>`, creates that
+/// file as each transfer of the `net` bench starts and ends (a QEMU plugin counting
+/// instructions, passed with `XENIA_QEMU_EXTRA`, snapshots its counts when the file appears
+/// and removes it), waiting (bounded) until it is taken.
+fn profile_mark() {
+    let Some(path) = std::env::var_os("XENIA_PROFILE_MARK") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    if std::fs::write(&path, b"").is_err() {
+        return;
+    }
+    for _ in 0..200 {
+        if !path.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Nanoseconds QEMU process `pid` has run on a CPU so far (the sum of its threads'
+/// `schedstat`), if `/proc` says.
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for t in tasks.flatten() {
+        let text = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        total += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
 }
 
 impl Net {
@@ -608,6 +649,13 @@ impl Net {
             self.domu_push / self.dom0_push.max(1e-9),
             self.domu_pull / self.dom0_pull.max(1e-9),
         )
+    }
+
+    /// QEMU's CPU time per MiB, dom0's over the domU's: (push, pull). The throughput ratio
+    /// a host with a CPU to spare would see when the transfers are CPU-bound.
+    pub fn cpu_ratios(&self) -> (f64, f64) {
+        let c = &self.cpu_ms_per_mib;
+        (c[0] / c[1].max(1e-9), c[2] / c[3].max(1e-9))
     }
 
     /// The median ping round trip, if any.
@@ -681,19 +729,43 @@ pub fn net(ws: &Workspace) -> Result<Net, String> {
         vm.wait_for(PROMPT, Duration::from_secs(300))?;
         let web = create_web(&mut vm, "web", "")?;
         vm.wait_for_line(&format!("(d{web}) web: address {NET_DOMU_IP}/"), NET_UP)?;
-        let mut n = Net::default();
+        let mut n = Net { ..Net::default() };
+        let mut cpus: Vec<[f64; 4]> = Vec::new();
+        let pid = vm.pid();
+        let mib = NET_BYTES as f64 / f64::from(1u32 << 20);
         for i in 1..=NET_ROUNDS {
-            let dp = mb_per_s(NET_BYTES, push(d0_push, NET_BYTES, NET_TRANSFER)?);
-            let up = mb_per_s(NET_BYTES, push(du_push, NET_BYTES, NET_TRANSFER)?);
-            let dl = mb_per_s(NET_BYTES, pull(d0_pull, NET_BYTES, NET_TRANSFER)?.0);
-            let ul = mb_per_s(NET_BYTES, pull(du_pull, NET_BYTES, NET_TRANSFER)?.0);
+            // Each transfer's wall time, and QEMU's CPU time over it in ms per MiB.
+            let mut cpu = [0f64; 4];
+            let mut timed = |k: usize, f: &mut dyn FnMut() -> Result<Duration, String>| {
+                profile_mark();
+                let before = cpu_ns(pid);
+                let d = f()?;
+                profile_mark();
+                if let (Some(a), Some(b)) = (before, cpu_ns(pid)) {
+                    cpu[k] = b.saturating_sub(a) as f64 / 1e6 / mib;
+                }
+                Ok::<f64, String>(mb_per_s(NET_BYTES, d))
+            };
+            let dp = timed(0, &mut || push(d0_push, NET_BYTES, NET_TRANSFER))?;
+            let up = timed(1, &mut || push(du_push, NET_BYTES, NET_TRANSFER))?;
+            let dl = timed(2, &mut || Ok(pull(d0_pull, NET_BYTES, NET_TRANSFER)?.0))?;
+            let ul = timed(3, &mut || Ok(pull(du_pull, NET_BYTES, NET_TRANSFER)?.0))?;
             println!(
-                "  round {i}: host->dom0 {dp:.1} host->domU {up:.1} dom0->host {dl:.1} domU->host {ul:.1} MB/s"
+                "  round {i}: host->dom0 {dp:.1} host->domU {up:.1} dom0->host {dl:.1} domU->host {ul:.1} MB/s; \
+                 QEMU's CPU {:.1} {:.1} {:.1} {:.1} ms/MiB",
+                cpu[0], cpu[1], cpu[2], cpu[3]
             );
+            cpus.push(cpu);
             n.dom0_push = n.dom0_push.max(dp);
             n.domu_push = n.domu_push.max(up);
             n.dom0_pull = n.dom0_pull.max(dl);
             n.domu_pull = n.domu_pull.max(ul);
+        }
+        // The median: a thread that ended during a transfer can make one round read low.
+        for (k, m) in n.cpu_ms_per_mib.iter_mut().enumerate() {
+            let mut v: Vec<f64> = cpus.iter().map(|c| c[k]).collect();
+            v.sort_by(f64::total_cmp);
+            *m = v.get(v.len() / 2).copied().unwrap_or(0.0);
         }
         let pinger = create_web(
             &mut vm,

@@ -618,6 +618,16 @@ fn bench_net(ws: &Workspace) -> Result<(), String> {
         verdict(pull),
         bench::NET_GOAL
     );
+    let (cpu_push, cpu_pull) = n.cpu_ratios();
+    let c = n.cpu_ms_per_mib;
+    println!(
+        "bench net: QEMU's CPU time per MiB, median of {} rounds: host->dom0 {:.1} ms, host->domU {:.1} ms; dom0->host {:.1} ms, domU->host {:.1} ms: dom0/domU {cpu_push:.2} in, {cpu_pull:.2} out",
+        bench::NET_ROUNDS,
+        c[0],
+        c[1],
+        c[2],
+        c[3]
+    );
     println!(
         "bench net: domU->domU across xenbr0: {} MiB in {:.1} MB/s (the pushing domU's clock)",
         bench::NET_BYTES >> 20,

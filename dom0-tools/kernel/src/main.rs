@@ -125,21 +125,26 @@ mod kernel {
     }
 
     /// Rounds of the network's services per [`service`] at most while the bridge still holds
-    /// frames (a port whose owner cannot take its frames now must not keep dom0 from
-    /// blocking).
+    /// frames or the card still delivers them (a port whose owner cannot take its frames now
+    /// must not keep dom0 from blocking).
     const NET_ROUNDS: usize = 8;
 
     /// The bridge's ports, each popping what the bridge queued for it: the NIC and dom0's
-    /// own stack; again while frames wait, within [`NET_ROUNDS`].
+    /// own stack; again while frames wait or the card gave some, within [`NET_ROUNDS`]; then
+    /// the domUs' notifications.
     fn net() {
         for _ in 0..NET_ROUNDS {
-            crate::virtio_net::service();
+            let got = crate::virtio_net::service();
             crate::netstack::service();
             netback::service();
-            if !crate::bridge::busy() {
+            // Again while the card still delivers (frames came in while this round ran): the
+            // domUs hear of them all at once, below.
+            if !crate::bridge::busy() && got == 0 {
                 break;
             }
         }
+        // The domUs hear of their frames once the round is done (`netback::flush`).
+        netback::flush();
     }
 
     /// dom0's network: the NIC (`virtio_net=poll` on the command line: no interrupts), the

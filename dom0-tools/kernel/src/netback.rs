@@ -107,10 +107,18 @@ struct Rings {
     tx_rsp: u32,
     /// Receive requests are answered as they are taken: one index for both.
     rx_cons: u32,
+    /// The receive ring's `req_prod` when last read, and the requests posted up to it
+    /// (slot `i % 256` for index `i`): the ring is read again only when fewer than
+    /// [`RX_BUDGET`] of them are left, so a frontend that keeps its buffers posted (as
+    /// Linux's and Xenia's netfront do) costs one ring copy every few turns, not each turn.
+    rx_known: u32,
+    rx_reqs: Vec<NetifRxRequest>,
     /// Transmit requests were left for the next turn.
     more: bool,
     /// Stopped for good (a fatal error of the frontend's).
     broken: bool,
+    /// The frontend asked to hear of responses given this turn: notified by [`flush`].
+    notify_due: bool,
     /// The interface's MAC (the backend's `mac` node): the only source its frames may have.
     mac: [u8; 6],
 }
@@ -523,6 +531,17 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
             ),
         ));
     }
+    let mut rx_reqs = Vec::new();
+    if rx_reqs
+        .try_reserve_exact(NET_RX_RING_SIZE as usize)
+        .is_err()
+    {
+        return Err((
+            Errno::ENOMEM,
+            String::from("no memory for the receive ring's state"),
+        ));
+    }
+    rx_reqs.resize(NET_RX_RING_SIZE as usize, NetifRxRequest::default());
     Ok(Rings {
         tx_gref,
         rx_gref,
@@ -532,8 +551,11 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
         tx_cons: 0,
         tx_rsp: 0,
         rx_cons: 0,
+        rx_known: 0,
+        rx_reqs,
         more: false,
         broken: false,
+        notify_due: false,
         mac,
     })
 }
@@ -696,8 +718,30 @@ fn serve(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
     if pending {
         notify |= serve_rx(v, scratch, mfns);
     }
-    if notify && let Some(r) = v.rings.as_ref() {
-        let _ = calls::evtchn_send(r.port);
+    if notify && let Some(r) = v.rings.as_mut() {
+        r.notify_due = true;
+    }
+}
+
+/// Sends the notifications the frontends asked for during this round of dom0's services
+/// (`kernel::service` calls it once the network's services are done, before dom0 looks at
+/// anything else or blocks). Kept until then rather than sent by [`serve`]: an event wakes
+/// the domain, which (boosted, as Xen's credit scheduler boosts a woken vCPU) takes the
+/// pCPU from dom0 at once; later, it finds every frame of the round in one wake-up, and
+/// dom0 has given the card what the round produced first.
+pub fn flush() {
+    let Some(mut guard) = BACKEND.try_lock() else {
+        return;
+    };
+    let Some(b) = guard.as_mut() else {
+        return;
+    };
+    for v in b.vifs.values_mut() {
+        if let Some(r) = v.rings.as_mut()
+            && core::mem::take(&mut r.notify_due)
+        {
+            let _ = calls::evtchn_send(r.port);
+        }
     }
 }
 
@@ -925,21 +969,35 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         return false;
     };
     let gref = r.rx_gref;
-    let ring_bytes = NET_RX_RING_SIZE as usize * NET_RX_ENTRY_SIZE;
-    if read_ring(dom, gref, ring_bytes, mfns[1]).is_err() {
-        fatal(v, format_args!("receive ring no longer granted"));
-        return false;
-    }
     let (_, rest) = scratch.split_at_mut(PAGE);
     let (ring, data) = rest.split_at_mut(PAGE);
-    let req_prod = word(ring, SRING_REQ_PROD);
-    let posted = match vif::new_requests(req_prod, r.rx_cons, r.rx_cons, NET_RX_RING_SIZE) {
-        Ok(n) => n as usize,
-        Err(f) => {
-            fatal(v, format_args!("receive ring: {f}"));
+    let mut posted = r.rx_known.wrapping_sub(r.rx_cons) as usize;
+    if posted < RX_BUDGET {
+        // Few requests known: the ring again (header first), its new requests kept.
+        let ring_bytes = NET_RX_RING_SIZE as usize * NET_RX_ENTRY_SIZE;
+        if read_ring(dom, gref, ring_bytes, mfns[1]).is_err() {
+            fatal(v, format_args!("receive ring no longer granted"));
             return false;
         }
-    };
+        let req_prod = word(ring, SRING_REQ_PROD);
+        posted = match vif::new_requests(req_prod, r.rx_cons, r.rx_cons, NET_RX_RING_SIZE) {
+            Ok(n) => n as usize,
+            Err(f) => {
+                fatal(v, format_args!("receive ring: {f}"));
+                return false;
+            }
+        };
+        for k in 0..posted as u32 {
+            let i = r.rx_cons.wrapping_add(k);
+            let at = rx_entry_offset(i);
+            let mut b = [0u8; NetifRxRequest::SIZE];
+            b.copy_from_slice(&ring[at..at + NetifRxRequest::SIZE]);
+            if let Some(slot) = r.rx_reqs.get_mut((i % NET_RX_RING_SIZE) as usize) {
+                *slot = NetifRxRequest::from_bytes(&b);
+            }
+        }
+        r.rx_known = req_prod;
+    }
     // Frames in, each in its room; those past the posted buffers are dropped.
     let mut lens = [0usize; RX_BUDGET];
     let mut n = 0;
@@ -963,16 +1021,19 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
     }
     let cons = r.rx_cons;
     let mut ops: Vec<GnttabCopy> = Vec::new();
-    if ops.try_reserve(n + 3).is_err() {
+    // The frames, the responses (at most two runs), the header and its read-back.
+    if ops.try_reserve(n + 4).is_err() {
         v.dropped += n as u64;
         return false;
     }
     let mut reqs = [NetifRxRequest::default(); RX_BUDGET];
     for (k, &len) in lens[..n].iter().enumerate() {
-        let at = rx_entry_offset(cons.wrapping_add(k as u32));
-        let mut b = [0u8; NetifRxRequest::SIZE];
-        b.copy_from_slice(&ring[at..at + NetifRxRequest::SIZE]);
-        reqs[k] = NetifRxRequest::from_bytes(&b);
+        let i = cons.wrapping_add(k as u32);
+        reqs[k] = r
+            .rx_reqs
+            .get((i % NET_RX_RING_SIZE) as usize)
+            .copied()
+            .unwrap_or_default();
         let room = k * FRAME_ROOM;
         ops.push(to_gref(
             dom,
@@ -983,49 +1044,23 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
             len as u16,
         ));
     }
-    // SAFETY: the local ends are pages of the scratch (`data`), held exclusively here.
-    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
-    let mut bad = 0u64;
-    let mut bad_status = 0i16;
-    for k in 0..n {
-        let ok = called && ops[k].status == GNTST_OKAY;
-        let status = if ok {
-            v.received += 1;
-            lens[k] as i16
-        } else {
-            bad += 1;
-            bad_status = ops[k].status;
-            NETIF_RSP_ERROR
-        };
-        let at = rx_entry_offset(cons.wrapping_add(k as u32));
-        ring[at..at + NetifRxResponse::SIZE].copy_from_slice(
-            &NetifRxResponse {
-                id: reqs[k].id,
-                offset: 0,
-                flags: 0,
-                status,
-            }
-            .to_bytes(),
-        );
-    }
-    if bad > 0 {
-        v.dropped += bad;
-        log(
-            v,
-            format_args!(
-                "{bad} received frames lost: a posted buffer's grant copy failed ({bad_status})"
-            ),
-        );
-    }
-    let Some(r) = v.rings.as_mut() else {
-        return false;
+    // The responses, each saying its frame arrived, then `req_event` and `rsp_prod`, go in
+    // the data's batch (after it: operations run in order): one hypercall a turn.
+    let response = |k: usize, status: i16| NetifRxResponse {
+        id: reqs[k].id,
+        offset: 0,
+        flags: 0,
+        status,
     };
+    for (k, &len) in lens[..n].iter().enumerate() {
+        let at = rx_entry_offset(cons.wrapping_add(k as u32));
+        ring[at..at + NetifRxResponse::SIZE].copy_from_slice(&response(k, len as i16).to_bytes());
+    }
     let new_cons = cons.wrapping_add(n as u32);
     r.rx_cons = new_cons;
     ring[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
         .copy_from_slice(&new_cons.wrapping_add(1).to_le_bytes());
     ring[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&new_cons.to_le_bytes());
-    ops.clear();
     write_back(
         dom,
         gref,
@@ -1035,9 +1070,54 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         NET_RX_ENTRY_SIZE,
         &mut ops,
     );
-    if copy(&mut ops).is_err() {
+    // SAFETY: the local ends are pages of the scratch (`data` and the ring's copy), held
+    // exclusively here.
+    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
+    if !called || ops[n..].iter().any(|o| o.status != GNTST_OKAY) {
         fatal(v, format_args!("receive ring no longer granted"));
         return false;
+    }
+    // A frame whose copy failed (a posted buffer's grant of the frontend's own that was
+    // bad): its response is put right to `NETIF_RSP_ERROR` before any notification (sent
+    // by `flush`, after this turn); a frontend that reads responses before its event may
+    // have seen the length for a buffer whose grant it broke itself.
+    let mut bad = 0u64;
+    let mut bad_status = 0i16;
+    let mut fix: Vec<GnttabCopy> = Vec::new();
+    for (k, op) in ops[..n].iter().enumerate() {
+        if op.status == GNTST_OKAY {
+            v.received += 1;
+            continue;
+        }
+        bad += 1;
+        bad_status = op.status;
+        let i = cons.wrapping_add(k as u32);
+        let at = rx_entry_offset(i);
+        ring[at..at + NetifRxResponse::SIZE]
+            .copy_from_slice(&response(k, NETIF_RSP_ERROR).to_bytes());
+        if fix.try_reserve(1).is_ok() {
+            fix.push(to_gref(
+                dom,
+                gref,
+                at as u16,
+                mfns[1],
+                at as u16,
+                NetifRxResponse::SIZE as u16,
+            ));
+        }
+    }
+    if bad > 0 {
+        v.dropped += bad;
+        if copy(&mut fix).is_err() {
+            fatal(v, format_args!("receive ring no longer granted"));
+            return false;
+        }
+        log(
+            v,
+            format_args!(
+                "{bad} received frames lost: a posted buffer's grant copy failed ({bad_status})"
+            ),
+        );
     }
     need_notify(cons, new_cons, word(ring, REREAD + SRING_RSP_EVENT))
 }

@@ -148,7 +148,8 @@ impl Nic {
     }
 
     /// Takes the frames the device received to the bridge (at most one ring's worth).
-    fn receive(&mut self) {
+    fn receive(&mut self) -> usize {
+        let mut got = 0;
         for _ in 0..RX_BUFS {
             let Some(token) = self.net.poll_receive() else {
                 break;
@@ -164,11 +165,13 @@ impl Nic {
             match done {
                 Ok((hdr, len)) if hdr.checked_add(len).is_some_and(|end| end <= BUF) => {
                     bridge::input(self.port, &buf[hdr..hdr + len]);
+                    got += 1;
                 }
                 _ => self.bad += 1,
             }
         }
         self.post_rx();
+        got
     }
 
     /// Reaps the frames the device has sent.
@@ -209,18 +212,20 @@ impl Nic {
 /// Looks at the card: its interrupt, the frames it received, the frames the bridge has for
 /// it. Called from `kernel::service()`; a call that finds the driver busy (a nested service)
 /// returns at once.
-pub fn service() {
+/// Returns how many frames it took from the card.
+pub fn service() -> usize {
     let Some(mut guard) = NIC.try_lock() else {
-        return;
+        return 0;
     };
     let Some(nic) = guard.as_mut() else {
-        return;
+        return 0;
     };
     crate::wait::take_events();
     nic.take_interrupt();
     nic.reap_tx();
-    nic.receive();
+    let got = nic.receive();
     nic.transmit();
+    got
 }
 
 /// The card's MAC address, if there is a card.

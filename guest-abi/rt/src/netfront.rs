@@ -440,23 +440,44 @@ impl NetFront {
         r
     }
 
+    /// As [`NetFront::send`], but the backend is not notified yet: [`NetFront::flush`] (or
+    /// [`NetFront::wait`], which flushes first) does it once for every frame queued since.
+    /// A domain sending a burst (a TCP window) this way costs the backend one wake-up, and
+    /// the backend sees the whole burst at once.
+    pub fn queue(&mut self, frame: &[u8]) -> Result<(), Error> {
+        self.rings.send(frame).map_err(|e| match e {
+            SendError::Busy => Error::Busy,
+            SendError::Size => Error::Size,
+        })
+    }
+
+    /// Notifies the backend of the frames queued and buffers reposted since the last
+    /// notification, if it asked to be told (its rings' event indexes).
+    pub fn flush(&mut self) {
+        self.kick();
+    }
+
     /// Whether [`NetFront::send`] would take a frame now.
     pub fn can_send(&mut self) -> bool {
         self.rings.can_send()
     }
 
     /// The next received frame, copied into `buf` (1514 bytes hold any): its length, or
-    /// `None` when none waits. Its buffer is posted again.
+    /// `None` when none waits. Its buffer is posted again (the backend, which reads the
+    /// receive ring whenever it has a frame, is told at the next [`NetFront::flush`] or
+    /// [`NetFront::wait`] if it asked).
     pub fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let r = self.rings.recv(buf);
-        self.kick();
-        r
+        self.rings.recv(buf)
     }
 
-    /// Sleeps until a frame waits for [`NetFront::recv`], or until system time
-    /// `deadline_ns`, or another event wakes the domain (a transmit completion among them):
-    /// whether a frame waits. Called with events masked, as the rest of the runtime.
+    /// Flushes ([`NetFront::flush`]), then sleeps until a frame waits for
+    /// [`NetFront::recv`], or until system time `deadline_ns`, or another event wakes the
+    /// domain (a transmit completion among them, asked for only while few transmit buffers
+    /// are free): whether a frame waits. Called with events masked, as the rest of the
+    /// runtime.
     pub fn wait(&mut self, deadline_ns: u64) -> bool {
+        // Never asleep with the backend not told of what was queued.
+        self.kick();
         self.rings.reclaim();
         if self.rings.rx_ready() || now_ns() >= deadline_ns {
             return self.rings.rx_ready();

@@ -58,6 +58,12 @@ pub const TX_SLOT_BYTES: usize = PAGE / 2;
 pub const TX_BUF: usize = RX_BUF + RX_BUFS;
 /// Pages the rings and buffers take (386: about 1.5 MiB).
 pub const PAGES: usize = TX_BUF + TX_SLOTS / 2;
+/// Free transmit slots below which the frontend asks to be notified of transmit responses
+/// ([`Rings::reclaim`]).
+pub const TX_LOW_WATER: usize = TX_SLOTS / 4;
+/// Distance of the transmit ring's `rsp_event` from the consumer while no notification is
+/// wanted: half the index space, never crossed.
+const TX_QUIET: u32 = 1 << 31;
 /// The shortest frame sent: an Ethernet header.
 pub const ETH_HEADER: usize = 14;
 
@@ -220,6 +226,11 @@ impl<M: Shared> Rings<M> {
 
     /// Takes the transmit responses that arrived and frees the slots they name; how many
     /// slots are free now.
+    ///
+    /// The backend is asked to notify transmit responses only while fewer than
+    /// [`TX_LOW_WATER`] slots are free (as Linux's netfront asks only part way): a sender
+    /// with room does not need them, and each one would wake the domain for nothing, taking
+    /// the pCPU from the backend that is moving its frames.
     pub fn reclaim(&mut self) -> usize {
         loop {
             let n = self.available(TX_RING, self.tx_rsp_cons, self.tx_req_prod);
@@ -241,6 +252,16 @@ impl<M: Shared> Rings<M> {
                 self.tx_nr_free += 1;
             }
             self.tx_rsp_cons = self.tx_rsp_cons.wrapping_add(n);
+            if self.tx_nr_free >= TX_LOW_WATER {
+                // Not told of responses: an event index half the index space away is never
+                // crossed by the at most a ring's worth outstanding (`need_notify`).
+                self.mem.set_index(
+                    TX_RING,
+                    SRING_RSP_EVENT,
+                    self.tx_rsp_cons.wrapping_add(TX_QUIET),
+                );
+                return self.tx_nr_free;
+            }
             // Told of the next response; then look again for one that came meanwhile (Xen's
             // RING_FINAL_CHECK_FOR_RESPONSES).
             self.mem
@@ -537,6 +558,36 @@ mod tests {
         assert_eq!(r.stats().tx_errors, 1);
         assert_eq!(r.send(&frame(13, 0)), Err(SendError::Size));
         assert_eq!(r.send(&frame(1515, 0)), Err(SendError::Size));
+    }
+
+    #[test]
+    fn transmit_responses_are_notified_only_when_slots_run_low() {
+        let m = Mem::new();
+        let mut r = Rings::new(&m, REF0);
+        let mut be = Backend::default();
+        let wants = |m: &Mem, rsp_prod: u32, old: u32| {
+            guest_abi::blkif::need_notify(old, rsp_prod, m.u32_at(TX_RING, SRING_RSP_EVENT))
+        };
+        // Plenty free: a backend answering any number of requests is not asked to notify.
+        let mut ids = vec![];
+        for i in 0..TX_SLOTS - TX_LOW_WATER {
+            r.send(&frame(100, i as u8)).unwrap();
+            ids.push(be.take_tx(&m).unwrap().0.id);
+        }
+        assert_eq!(r.reclaim(), TX_LOW_WATER);
+        assert!(!wants(&m, 1, 0) && !wants(&m, 200, 0));
+        // One more in flight: below the low water, the next response is asked for.
+        r.send(&frame(100, 0)).unwrap();
+        ids.push(be.take_tx(&m).unwrap().0.id);
+        assert_eq!(r.reclaim(), TX_LOW_WATER - 1);
+        assert!(wants(&m, 1, 0), "the first response is notified");
+        // Answered: room again, quiet again.
+        for id in ids {
+            be.answer_tx(&m, id, NETIF_RSP_OKAY);
+        }
+        assert_eq!(r.reclaim(), TX_SLOTS);
+        let cons = r.tx_rsp_cons;
+        assert!(!wants(&m, cons.wrapping_add(TX_SLOTS as u32), cons));
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn all_pass(vm: &mut Qemu, ids: &[u32], timeout: Duration) -> Result<(), String>
 /// Runs `line` at dom0's prompt and requires it to print nothing (xenstore-write and
 /// xenstore-chmod say nothing when they succeed).
 fn quiet(vm: &mut Qemu, line: &str) -> Result<(), String> {
-    let out = xl::run(vm, line)?;
+    let out = without_domu_lines(&xl::run(vm, line)?);
     // What the terminal echoed of the line is not output.
     let out = out.trim_start().strip_prefix(line).unwrap_or(&out);
     // Lines of the domUs' consoles and of dom0's kernel come in between.
@@ -91,6 +91,30 @@ fn quiet(vm: &mut Qemu, line: &str) -> Result<(), String> {
     } else {
         Err(format!("`{line}`: {out}"))
     }
+}
+
+/// `text` without the domUs' console lines (`(d<n>) ...` up to its newline), wherever they
+/// start: the hypervisor prints a domU's line as it comes, even in the middle of the echo
+/// of what was typed at dom0's prompt.
+fn without_domu_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("(d") {
+        let tail = &rest[at + 2..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(") ") {
+            out.push_str(&rest[..at]);
+            rest = match tail.find('\n') {
+                Some(nl) => &tail[nl + 1..],
+                None => "",
+            };
+        } else {
+            out.push_str(&rest[..at + 2]);
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Writes interface `devid` of domain `dom` with `mac` as libxl does: the frontend's
@@ -514,4 +538,23 @@ pub fn redteam_spoof(ctx: &Context) -> Result<(), String> {
     frame_check(&mut vm)?;
     vm.kill();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_domu_lines;
+
+    #[test]
+    fn domu_lines_go_wherever_they_start() {
+        let echo = "xenstore-write /a 1 /lo(d2) note: net: 100 pongs\ncal/b 2\r\n";
+        assert_eq!(
+            without_domu_lines(echo),
+            "xenstore-write /a 1 /local/b 2\r\n"
+        );
+        assert_eq!(
+            without_domu_lines("(d12) hello\ndom0# (dx) stays (d3)"),
+            "dom0# (dx) stays (d3)"
+        );
+        assert_eq!(without_domu_lines("x (d4) no newline"), "x ");
+    }
 }

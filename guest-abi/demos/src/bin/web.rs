@@ -60,7 +60,8 @@ mod kernel {
             self.0.can_send()
         }
         fn send(&mut self, frame: &[u8]) -> bool {
-            self.0.send(frame).is_ok()
+            // The backend is told once per poll (`wait` flushes), not once per frame.
+            self.0.queue(frame).is_ok()
         }
         fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
             self.0.recv(buf)
