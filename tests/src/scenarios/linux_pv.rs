@@ -18,6 +18,7 @@ use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT};
 
 /// The checks the test kernel makes, in its order.
 const CHECKS: &[&str] = &[
+    "shared_info_mapped",
     "hypercall_by_syscall",
     "hypercall_page",
     "trap_table_callbacks_stack",

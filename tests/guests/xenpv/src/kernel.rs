@@ -417,7 +417,19 @@ fn user_context(offset: u64) -> IretContext {
 extern "C" fn main(start_info: u64) -> ! {
     // SAFETY: rsi at entry points at this domain's start_info page, mapped by the builder.
     let si = unsafe { &*(start_info as *const StartInfo) };
-    let shared = start_info + 4096;
+    // Xen's start of day does not map shared_info: map it, as Linux does, over a page of the
+    // padding past the bootstrap tables and stack (`shared_info` is a machine address).
+    let shared = ((si.pt_base + si.nr_pt_frames * 4096 + 4096 + 4095) & !4095) + 0x10000 + 8 * 4096;
+    let mapped = hypercall(
+        nr::HYPERVISOR_UPDATE_VA_MAPPING,
+        [
+            shared,
+            si.shared_info | PTE_P | PTE_RW | PTE_U,
+            UVMF_INVLPG,
+            0,
+            0,
+        ],
+    );
     let vcpu_info = shared; // vCPU 0's vcpu_info opens shared_info.
     // SAFETY: written once here, read by the stubs.
     unsafe { core::ptr::write_volatile(&raw mut xp_vcpu_info, vcpu_info) };
@@ -429,6 +441,11 @@ extern "C" fn main(start_info: u64) -> ! {
         core::str::from_utf8(&si.cmd_line[..end]).unwrap_or("")
     };
     say!("xenpv: start (cmdline {cmdline:?})");
+    check(
+        "shared_info_mapped",
+        mapped == 0,
+        format_args!("update_va_mapping of shared_info: {mapped}"),
+    );
 
     // 1. Hypercalls by syscall.
     let version = hypercall(
