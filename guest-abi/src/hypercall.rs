@@ -45,7 +45,8 @@
 //! Two rules hold for every hypercall:
 //!
 //! * A number, or a sub-operation (`cmd`), that the hypervisor does not
-//!   implement fails with `ENOSYS`. [`HYPERVISOR_SET_GDT`] is one of them.
+//!   implement fails with `ENOSYS`. [`HYPERVISOR_SET_GDT`] is one of them for
+//!   a ring-1 guest (it exists for Xen PV guests only).
 //! * A guest buffer the call cannot use fails it with `EFAULT`: unmapped, not
 //!   the caller's memory, not writable where the call writes, non-canonical,
 //!   wrapping past the end of the address space, or reaching into the

@@ -36,8 +36,8 @@ pub mod power;
 pub mod time;
 
 pub use xenia_core::{
-    acpi, conswitch, cpuid, cpuinfo, debugreg, dmesg, event, grant, hcnames, options, pirq, privop,
-    ptwr, runstate, sched,
+    acpi, conswitch, cpuid, cpuinfo, debugreg, desc, dmesg, event, grant, hcnames, options, pirq,
+    privop, ptwr, runstate, sched,
 };
 
 #[cfg(target_os = "none")]

@@ -37,6 +37,7 @@ pub mod conswitch;
 pub mod cpuid;
 pub mod cpuinfo;
 pub mod debugreg;
+pub mod desc;
 pub mod dmesg;
 pub mod efi;
 pub mod event;

@@ -243,6 +243,11 @@ pub trait MsrEnv {
     /// The vCPU's FS and GS bases.
     fn fs_base(&self) -> u64;
     fn gs_base(&self) -> u64;
+    /// The GS base of the other mode (`MSR_SHADOW_GS_BASE`: the user one while in kernel
+    /// mode), for a Xen PV kernel; `None` (#GP) for a ring-1 one, which has a single GS base.
+    fn shadow_gs_base(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A `wrmsr` Xen accepts, and what it does.
@@ -273,6 +278,7 @@ pub fn rdmsr(msr: u32, env: &impl MsrEnv) -> Option<u64> {
         }
         msr::FS_BASE => env.fs_base(),
         msr::GS_BASE => env.gs_base(),
+        msr::SHADOW_GS_BASE => env.shadow_gs_base()?,
         msr::TSC => env.tsc(),
         msr::EFER => env.efer() & EFER_VISIBLE,
         msr::PAT => XEN_MSR_PAT,

@@ -192,6 +192,12 @@ pub struct Vcpu {
     /// Where the guest asked for its run-state accounting (`VCPUOP_register_runstate_memory_area`):
     /// a guest virtual address, written through the vCPU's tables when it is switched in or out.
     pub runstate_area: Option<u64>,
+    /// Xen PV mode: the frames of the GDT given by `set_gdt` (`gdt_frames[..n]`, `n` from
+    /// `gdt_entries`), each held with a general and a `Descriptor` type reference so the guest
+    /// can neither map it writable nor free it (`guest::desc`).
+    pub gdt_frames: [Mfn; 14],
+    /// Entries of that GDT (0: none given).
+    pub gdt_entries: u32,
 }
 
 /// Which ABI a domain's kernel was built for (DESIGN.md §12), set by
@@ -254,6 +260,8 @@ impl Vcpu {
             gs_base_other: 0,
             viopl: 0,
             runstate_area: None,
+            gdt_frames: [Mfn(0); 14],
+            gdt_entries: 0,
         }
     }
 

@@ -46,8 +46,9 @@ impl Vcpu {
 /// for its ABI, as Xen computes them for a PV domain (`do_xen_version`): the
 /// `MMU_PT_UPDATE_PRESERVE_AD` command, direct mapping (no translation), `pae_pgdir_above_4gb`
 /// once the guest turned the `pae_extended_cr3` assist on, and `dom0` for the control
-/// domain. Not set, as Xenia lacks them: `highmem_assist` (32-bit only),
-/// `gnttab_map_avail_bits`, `memory_op_vnode_supported`, `runstate_phys_area`,
+/// domain; for a Xen PV domain also `gnttab_map_avail_bits` (`grant_op::map`) and
+/// `writable_page_tables` once that assist is on. Not set, as Xenia lacks them:
+/// `highmem_assist` (32-bit only), `memory_op_vnode_supported`, `runstate_phys_area`,
 /// `vcpu_time_phys_area`, `dm_msix_all_writes`.
 pub fn features(dom: &Domain) -> u32 {
     let mut f = (1 << ver::XENFEAT_MMU_PT_UPDATE_PRESERVE_AD) | (1 << XENFEAT_DIRECT_MAPPED);

@@ -197,10 +197,11 @@ impl<'a> Hc<'a> {
         self.me().vcpu_info_static(v)
     }
 
-    /// The calling vCPU's address space, through which guest pointers are copied.
+    /// The calling vCPU's address space, through which guest pointers are copied: the
+    /// top-level table in force (a Xen PV vCPU in user mode sees only its user table).
     pub fn space(&mut self) -> AddressSpace {
         AddressSpace {
-            l4: self.vcpu_ref().l4,
+            l4: self.vcpu_ref().active_l4(),
             dom: self.dom,
         }
     }

@@ -231,7 +231,9 @@ pub fn domctl(cx: &mut Hc) -> HcResult {
             let d = target(world, id)?;
             // The mode decides how a context is read and what the vCPU runs with: fixed
             // once any vCPU has one (dom0 itself included).
-            if d.vcpus.iter().any(|v| v.initialised) {
+            // Nor once it has memory: page tables validated in one mode keep that mode's
+            // U/S rule (`ft::forced_user`).
+            if d.vcpus.iter().any(|v| v.initialised) || d.tot_pages != 0 {
                 return Err(Errno::EBUSY);
             }
             d.guest_mode = mode;

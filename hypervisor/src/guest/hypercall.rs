@@ -53,6 +53,8 @@ fn handler(number: u64) -> Option<Handler> {
         nr::HYPERVISOR_VM_ASSIST => super::ptwr::vm_assist,
         nr::HYPERVISOR_SET_DEBUGREG => set_debugreg,
         nr::HYPERVISOR_GET_DEBUGREG => get_debugreg,
+        nr::HYPERVISOR_SET_GDT => super::desc::set_gdt,
+        nr::HYPERVISOR_UPDATE_DESCRIPTOR => super::desc::update_descriptor,
         _ => return None,
     })
 }

@@ -22,6 +22,7 @@
 
 pub mod abi;
 pub mod context;
+pub mod desc;
 pub mod domctl;
 pub mod event_op;
 pub mod fast;
@@ -947,6 +948,9 @@ impl World {
         let mut d = self.domains.lock(to.0).expect("next domain");
         // Dom0's ports for dom0's vCPUs, none for anyone else.
         gdt::set_io_ports(d.privilege == crate::domain::Privilege::Control);
+        // Xen's reserved page (0xe000 up) only for Xen PV vCPUs: a ring-1 guest's programs
+        // must not reach Xen's flat ring-3 selectors (a 32-bit code segment among them).
+        gdt::set_limit(d.vcpus[to.1].xen_pv);
         vcpu_op::publish_runstate(&mut d, to.1, &self.sched);
         let v = &mut d.vcpus[to.1];
         *frame = v.regs;
@@ -1680,6 +1684,14 @@ pub fn sanitize(frame: &mut TrapFrame, xen_pv: bool) -> Result<(), &'static str>
     }
     if !mem::is_canonical(frame.rip) || !mem::is_canonical(frame.rsp) {
         return Err("non-canonical rip or rsp");
+    }
+    // `iretq` to a 32-bit code segment checks RIP against its 4 GiB limit and would #GP in
+    // ring 0 (Xen recovers from that fault; Xenia does not take it at all).
+    if xen_pv
+        && frame.cs as u16 == guest_abi::selectors::FLAT_RING3_CS32
+        && frame.rip > u64::from(u32::MAX)
+    {
+        return Err("rip beyond a 32-bit code segment");
     }
     frame.rflags = clean_flags(frame.rflags);
     Ok(())

@@ -33,6 +33,7 @@ struct Env {
     vcpu: usize,
     fs_base: u64,
     gs_base: u64,
+    shadow_gs_base: Option<u64>,
 }
 
 impl MsrEnv for Env {
@@ -56,6 +57,9 @@ impl MsrEnv for Env {
     }
     fn gs_base(&self) -> u64 {
         self.gs_base
+    }
+    fn shadow_gs_base(&self) -> Option<u64> {
+        self.shadow_gs_base
     }
 }
 
@@ -158,8 +162,19 @@ fn env(cx: &mut Hc) -> Env {
     let v = cx.vcpu_ref();
     Env {
         vcpu,
-        fs_base: v.fs_base,
-        gs_base: v.gs_base,
+        fs_base: if v.xen_pv {
+            x86_64::registers::model_specific::FsBase::read().as_u64()
+        } else {
+            v.fs_base
+        },
+        // A Xen PV vCPU's live GS base is the MSR's (mode changes swap it), the other
+        // mode's is kept in the vCPU (`xenpv::toggle_mode`).
+        gs_base: if v.xen_pv {
+            x86_64::registers::model_specific::GsBase::read().as_u64()
+        } else {
+            v.gs_base
+        },
+        shadow_gs_base: v.xen_pv.then_some(v.gs_base_other),
     }
 }
 

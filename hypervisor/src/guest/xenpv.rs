@@ -76,7 +76,11 @@ pub fn toggle_mode(v: &mut Vcpu) -> Result<(), ()> {
         return Err(());
     }
     v.kernel_mode = !v.kernel_mode;
-    v.gs_base_other = crate::arch::x86_64::swap_gs_base(v.gs_base_other);
+    // The other mode's base goes live (and is what `gs_base` names from now on); the one
+    // that was live is kept for the way back.
+    let live = v.gs_base_other;
+    v.gs_base_other = crate::arch::x86_64::swap_gs_base(live);
+    v.gs_base = live;
     entry::load_guest_root(v.active_l4());
     Ok(())
 }
@@ -197,8 +201,10 @@ pub fn iret(cx: &mut Hc) -> HcResult {
             );
         }
     };
-    let (cs, ss) = (ctx.cs | 3, ctx.ss | 3);
-    let pair_ok = cs <= 0xFFFF && ss <= 0xFFFF && selectors_ok(cs as u16, ss as u16);
+    // Xen keeps the low 16 bits (`regs->cs` is a `uint16_t`): the bounce frame's event mask
+    // in bits 32..39 of CS comes back here, as Linux hands its frames back whole.
+    let (cs, ss) = (ctx.cs as u16 | 3, ctx.ss as u16 | 3);
+    let pair_ok = selectors_ok(cs, ss);
     if !pair_ok || !mem::is_canonical(ctx.rip) || !mem::is_canonical(ctx.rsp) {
         return crash_caller(
             cx,
@@ -223,10 +229,10 @@ pub fn iret(cx: &mut Hc) -> HcResult {
         frame.rcx = ctx.rcx;
     }
     frame.rip = ctx.rip;
-    frame.cs = cs;
+    frame.cs = u64::from(cs);
     frame.rflags = (ctx.rflags & !(RFLAGS_IOPL | RFLAGS_VM)) | RFLAGS_IF;
     frame.rsp = ctx.rsp;
-    frame.ss = ss;
+    frame.ss = u64::from(ss);
     let mask = u8::from(ctx.rflags & RFLAGS_IF == 0);
     cx.info().evtchn_upcall_mask.store(mask, Ordering::Release);
     Ok(Ret::Resumed)
@@ -393,6 +399,9 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
     }
     let v = &mut d.vcpus[v];
     v.user_l4 = user_l4;
+    // A new context starts without a GDT of the guest's (Xenia takes no `gdt_frames` from
+    // it: `gdt_ents` must be 0, as libxc gives it).
+    super::desc::release_gdt(v);
     v.xen_pv = true;
     v.kernel_mode = true;
     let f = &mut v.regs;

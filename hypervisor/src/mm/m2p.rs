@@ -53,7 +53,11 @@ pub fn init(entries: u64, nx: bool) {
         }
         // One L3 for the slot; an L2 per GiB and an L1 per 2 MiB of table. The table frames
         // are this module's, filled once, at boot, before any guest root refers to them.
-        let leaf = pte::PRESENT | if nx { pte::NX } else { 0 };
+        // Every level below the slot entry is user-accessible: a Xen PV kernel runs in ring 3
+        // and reads the table there, as on Xen (whose read-only M2P has `_PAGE_USER`). The
+        // slot entry decides: without U/S for Xenia's ring-1 guests, whose user programs
+        // have no business with it; with it for Xen PV guests ([`guest_slot_entry_user`]).
+        let leaf = pte::PRESENT | pte::USER | if nx { pte::NX } else { 0 };
         let l3 = new_zeroed_frame();
         for (i, chunk) in table_frames.chunks(physmem::WORDS).enumerate() {
             let l1 = new_zeroed_frame();
@@ -64,12 +68,12 @@ pub fn init(entries: u64, nx: bool) {
             let l2 = match physmem::read_u64(l3, l3_index) {
                 0 => {
                     let l2 = new_zeroed_frame();
-                    physmem::write_u64(l3, l3_index, entry(l2, pte::PRESENT));
+                    physmem::write_u64(l3, l3_index, entry(l2, pte::PRESENT | pte::USER));
                     l2
                 }
                 present => Mfn(pte::mfn(present)),
             };
-            physmem::write_u64(l2, l2_index, entry(l1, pte::PRESENT));
+            physmem::write_u64(l2, l2_index, entry(l1, pte::PRESENT | pte::USER));
         }
         Table {
             frames: table_frames,
@@ -109,4 +113,10 @@ pub fn get(mfn: Mfn) -> u64 {
 /// before `init`.
 pub fn guest_slot_entry() -> u64 {
     TABLE.get().map_or(0, |t| t.slot_entry)
+}
+
+/// [`guest_slot_entry`] for a Xen PV guest's root: the same table, readable from ring 3,
+/// where that guest's kernel runs.
+pub fn guest_slot_entry_user() -> u64 {
+    TABLE.get().map_or(0, |t| t.slot_entry | pte::USER)
 }

@@ -860,9 +860,16 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     physmem::copy(guest_l4, 0, root_frame, 0, crate::mm::PAGE_SIZE as usize);
     const RESERVED: usize = (LAST_RESERVED_SLOT - FIRST_RESERVED_SLOT + 1) as usize;
     let mut reserved = [0u8; RESERVED * 8];
+    // A Xen PV domain's kernel reads the M2P from ring 3 (the L4's owner decides; its mode
+    // is fixed before any of its tables is loaded).
+    let xen_pv = matches!(
+        crate::mm::ft::owner(guest_l4),
+        crate::mm::frame_table::Owner::Domain(d) if crate::mm::ft::forced_user(d)
+    );
     for (i, word) in reserved.chunks_exact_mut(8).enumerate() {
         let value = match FIRST_RESERVED_SLOT + i as u64 {
             ENTRY_AREA_SLOT => guest_slot_entry(),
+            super::layout::RO_M2P_SLOT if xen_pv => crate::mm::m2p::guest_slot_entry_user(),
             super::layout::RO_M2P_SLOT => crate::mm::m2p::guest_slot_entry(),
             _ => 0,
         };

@@ -151,6 +151,25 @@ pub fn init() {
     }
 }
 
+/// Sets this pCPU's GDT limit for the vCPU about to run: the whole 15 pages (Xen's reserved
+/// page at selector 0xe000 included) for a Xen PV vCPU, Xenia's own descriptors only for a
+/// ring-1 one, whose programs then get #GP on any 0xe0xx selector. The GDT's base and
+/// contents do not change, so the selectors in force stay valid.
+pub fn set_limit(xen_pv: bool) {
+    let limit = if xen_pv {
+        GDT_PAGES * entry::PAGE - 1
+    } else {
+        (GDT_ENTRIES * 8 - 1) as u64
+    };
+    let pointer = x86_64::structures::DescriptorTablePointer {
+        limit: limit as u16,
+        base: VirtAddr::new(gdt() as u64),
+    };
+    // SAFETY: the same table `init` loaded, only its limit changes; every selector the
+    // hypervisor uses (0x08, 0x10, the TSS at 0x38) is inside both limits.
+    unsafe { x86_64::instructions::tables::lgdt(&pointer) };
+}
+
 /// Bytes of an I/O permission bitmap covering every port (one bit each).
 pub const IO_BITMAP_BYTES: u64 = 65536 / 8;
 /// `iomap_base` for dom0's vCPUs: the offset of the entry area's I/O bitmap from the TSS.

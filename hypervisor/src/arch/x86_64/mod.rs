@@ -270,6 +270,9 @@ pub fn enable_syscall(entry: u64) {
     // SAFETY: `entry` is the entry stub, mapped in every root; the selectors are the
     // hypervisor's own; enabling SCE only makes SYSCALL reach that stub.
     unsafe {
+        // SYSENTER is never an entry: a zero CS makes it #GP whatever firmware or an
+        // earlier kernel left in these MSRs (Intel SDM Vol. 2B, SYSENTER).
+        Msr::new(0x174).write(0);
         Msr::new(STAR).write(star);
         Msr::new(LSTAR).write(entry);
         Msr::new(CSTAR).write(entry);

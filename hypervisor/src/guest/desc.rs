@@ -1,0 +1,123 @@
+//! `set_gdt` and `update_descriptor` for Xen PV guests (issue 18), with Xen's descriptor
+//! checks (`xenia_core::desc`).
+//!
+//! `set_gdt` takes each frame as a descriptor page, as Xen's `set_gdt` does: a general and a
+//! `Descriptor` type reference, which only a frame with no writable mapping and no other use
+//! can take and which then keeps the guest from mapping it writable or freeing it. Only once
+//! the frame is held is its content checked (so the guest cannot change it between check
+//! and use), and every present descriptor gets its DPL raised to 3 in place, as Xen writes
+//! its fix-ups back. A refused frame leaves the previous GDT in force.
+//!
+//! **Departure from Xen, written in docs/architecture.md:** the frames are checked and held
+//! but not yet loaded: the GDT in force stays Xenia's own (its page 0 has the user selectors
+//! Linux uses, 0x2b and 0x33, at the same places, and Xen's flat selectors are in its
+//! reserved page 0xe000). A guest that loads a selector of its own GDT beyond those gets
+//! Xenia's descriptor there or a #GP, never more privilege. Loading the guest's frames into
+//! the per-pCPU GDT (which needs the hypervisor's own selectors moved to 0xe008 upwards) is
+//! the next step.
+
+use guest_abi::errno::Errno;
+
+use super::context::{Hc, HcResult, Ret};
+use super::mem::GuestPtr;
+use crate::domain::Vcpu;
+use crate::mm::frame_table::PageType;
+use crate::mm::{Mfn, ft, physmem};
+
+/// Descriptors in a page.
+const PER_PAGE: u64 = 512;
+
+/// `set_gdt(frame_list, entries)`: Xen's `do_set_gdt` for the calling vCPU.
+pub fn set_gdt(cx: &mut Hc) -> HcResult {
+    let (list, entries) = (cx.arg(0), cx.arg(1));
+    if !cx.vcpu_ref().xen_pv {
+        return Err(Errno::ENOSYS);
+    }
+    if entries > crate::desc::MAX_GUEST_GDT_ENTRIES {
+        return Err(Errno::EINVAL);
+    }
+    let n = entries.div_ceil(PER_PAGE) as usize;
+    let mut frames = [0u64; 14];
+    let space = cx.space();
+    for (i, f) in frames[..n].iter_mut().enumerate() {
+        *f = space.read(GuestPtr::<u64>::new(list.wrapping_add(8 * i as u64)))?;
+    }
+    let id = cx.id();
+    let mut held = [Mfn(0); 14];
+    for (i, &f) in frames[..n].iter().enumerate() {
+        if let Err(e) = hold_descriptor_page(id, Mfn(f)) {
+            for &m in &held[..i] {
+                let _ = ft::with(|t, mem| t.put_page_type(mem, m));
+            }
+            return Err(e);
+        }
+        held[i] = Mfn(f);
+    }
+    let v = cx.vcpu();
+    release_gdt(v);
+    v.gdt_frames = held;
+    v.gdt_entries = entries as u32;
+    Ok(Ret::Value(0))
+}
+
+/// Takes `mfn`, owned by `dom`, as a descriptor page and checks (and fixes up) every
+/// descriptor in it; `EINVAL` if it cannot be one or holds a refused descriptor.
+fn hold_descriptor_page(dom: guest_abi::types::DomId, mfn: Mfn) -> Result<(), Errno> {
+    ft::with(|t, mem| t.get_page_type(mem, mfn, dom, PageType::Descriptor))
+        .map_err(|_| Errno::EINVAL)?;
+    let mut page = [0u64; PER_PAGE as usize];
+    physmem::read_u64s(mfn, 0, &mut page);
+    if !crate::desc::check_page(&mut page) {
+        let _ = ft::with(|t, mem| t.put_page_type(mem, mfn));
+        return Err(Errno::EINVAL);
+    }
+    for (i, &d) in page.iter().enumerate() {
+        physmem::write_u64(mfn, i, d);
+    }
+    Ok(())
+}
+
+/// Lets go of the frames of `v`'s GDT (a new `set_gdt`, the vCPU's context replaced, its
+/// domain destroyed).
+pub fn release_gdt(v: &mut Vcpu) {
+    let n = (u64::from(v.gdt_entries)).div_ceil(PER_PAGE) as usize;
+    for &m in &v.gdt_frames[..n.min(v.gdt_frames.len())] {
+        let _ = ft::with(|t, mem| t.put_page_type(mem, m));
+    }
+    v.gdt_frames = [Mfn(0); 14];
+    v.gdt_entries = 0;
+}
+
+/// `update_descriptor(ma, desc)`: Xen's `do_update_descriptor`. The frame at machine address
+/// `ma` (8-byte aligned) must be the caller's and a descriptor page or able to be written
+/// (never a page table); the descriptor is checked as `set_gdt`'s are, then written.
+pub fn update_descriptor(cx: &mut Hc) -> HcResult {
+    let (ma, raw) = (cx.arg(0), cx.arg(1));
+    if !cx.vcpu_ref().xen_pv {
+        return Err(Errno::ENOSYS);
+    }
+    if !ma.is_multiple_of(8) {
+        return Err(Errno::EINVAL);
+    }
+    let mfn = Mfn(ma >> 12);
+    let index = ((ma & 0xFFF) / 8) as usize;
+    let id = cx.id();
+    // As Xen: a descriptor page takes another descriptor reference, anything else must be
+    // able to take the writable type for the write.
+    let ty = ft::with(|t, _| t.current_type(mfn));
+    let ty = if ty == Some(PageType::Descriptor) {
+        PageType::Descriptor
+    } else {
+        PageType::Writable
+    };
+    ft::with(|t, mem| t.get_page_type(mem, mfn, id, ty)).map_err(|_| Errno::EINVAL)?;
+    let result = match crate::desc::check_descriptor(raw) {
+        Some(d) => {
+            physmem::write_u64(mfn, index, d);
+            Ok(Ret::Value(0))
+        }
+        None => Err(Errno::EINVAL),
+    };
+    let _ = ft::with(|t, mem| t.put_page_type(mem, mfn));
+    result
+}
