@@ -743,11 +743,13 @@ pub fn hypercalls() -> ! {
     // SAFETY: as above.
     let second = parse(unsafe { core::ptr::read_volatile(&area) });
     c.check(
-        "the area after a 2 ms block: running, re-entered, >= 1.5 ms blocked, no update flag",
+        "the area after a 2 ms block: running, re-entered, blocked time grew, no update flag",
+        // Not "2 ms more blocked": the deadline is taken before the poll, and a host that
+        // preempts QEMU in between (TCG, a loaded CI runner) shortens the blocked part.
         second.0 == 0
             && second.1 > first.1
             && second.1 & (1 << 63) == 0
-            && second.2[2] >= first.2[2] + 1_500_000,
+            && second.2[2] > first.2[2],
         format_args!("{first:?} -> {second:?}"),
     );
     // Unregistered: no more writes.
