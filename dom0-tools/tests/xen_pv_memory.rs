@@ -64,6 +64,9 @@ impl Hypervisor for Discard {
         self.mode = Some(mode);
         Ok(())
     }
+    fn hypercall_init(&mut self, _: DomId, _: Mfn) -> Result<(), Errno> {
+        Ok(())
+    }
 }
 
 /// This process's peak resident set, in KiB.
