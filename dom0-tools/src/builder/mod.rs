@@ -607,7 +607,15 @@ fn prepare(cfg: &DomainConfig<'_>) -> Result<Plan, BuildError> {
     cfg.check()?;
     let nr_pages = cfg.nr_pages();
     let max_mem_kib = cfg.max_mem_kib();
-    let info = check_kernel(cfg.kernel)?;
+    // `xl` inspected and checked the kernel already (`DomainConfig::inspected`): not twice.
+    let checked;
+    let info = match cfg.inspected {
+        Some(i) => &i.info,
+        None => {
+            checked = check_kernel(cfg.kernel)?;
+            &checked
+        }
+    };
     if info.abi() == xenpv::GuestAbi::XenPv {
         // `build` loads ring-1 kernels; [`create`] loads this one.
         return Err(BuildError::XenPvKernel {
@@ -747,16 +755,19 @@ impl Started {
 /// down.
 pub fn create(hv: &mut impl Hypervisor, cfg: &DomainConfig<'_>) -> Result<Started, BuildError> {
     cfg.check()?;
-    let (info, headers) = match cfg.inspected {
-        Some(i) => (i.info.clone(), i.headers.clone()),
+    let checked;
+    let i = match cfg.inspected {
+        Some(i) => i,
         None => {
-            let i = inspect_checked(cfg.kernel)?;
-            (i.info, i.headers)
+            checked = inspect_checked(cfg.kernel)?;
+            &checked
         }
     };
-    match info.abi() {
+    match i.info.abi() {
         xenpv::GuestAbi::Xenia => build(hv, cfg).map(Started::Ring1),
-        xenpv::GuestAbi::XenPv => load_xen_pv::build(hv, cfg, &info, headers).map(Started::XenPv),
+        xenpv::GuestAbi::XenPv => {
+            load_xen_pv::build(hv, cfg, &i.info, i.headers.clone()).map(Started::XenPv)
+        }
     }
 }
 

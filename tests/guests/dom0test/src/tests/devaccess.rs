@@ -45,8 +45,7 @@ use xenia_guest_rt::time::{NS_PER_MS, now_ns};
 use xenia_guest_rt::trap::GENERAL_PROTECTION;
 use xenia_guest_rt::{events, println, probe};
 
-use super::{Ctx, Domu, Outcome};
-use crate::wait::ConsoleLog;
+use super::{Ctx, Outcome};
 
 /// PCI configuration mechanism #1 (PCI Local Bus 3.0 §3.2.2.3.2).
 const PCI_CONFIG_ADDRESS: u16 = 0xCF8;
@@ -773,59 +772,12 @@ pub fn screen(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
 
 /// `devaccess_domu`: testguest `physdev_domu` as a domU; its verdict from the console ring.
 pub fn domu(ctx: &mut Ctx, c: &mut Checks) -> Outcome {
-    let mut log = match ConsoleLog::now(&mut ctx.hv) {
-        Ok(l) => l,
-        Err(e) => {
-            c.check("sysctl readconsole", false, format_args!("returned -{e:?}"));
-            return Outcome::Ran;
-        }
-    };
-    let free_before = c.ok("sysctl physinfo before", ctx.free_pages());
-    let built = match ctx.build(&Domu::new("physdev_domu", DOMU_MIB)) {
-        Ok(b) => b,
-        Err(e) => {
-            let why = ctx.explain(&e);
-            c.check("build physdev_domu", false, format_args!("{why}"));
-            return Outcome::Ran;
-        }
-    };
-    let dom = built.dom;
-    let done = ctx
-        .wait
-        .wait_shutdown(&mut ctx.hv, dom, now_ns() + 20_000 * NS_PER_MS)
-        .is_ok_and(|(_, done)| done);
-    c.check(
-        format_args!("d{dom} shuts down"),
-        done,
-        format_args!("still running"),
-    );
-    match log.read_new(&mut ctx.hv) {
-        Ok(text) => {
-            let lines = ConsoleLog::lines_of(&text, dom);
-            for line in lines.iter().filter(|l| l.starts_with("check ")) {
-                println!("devaccess d{dom}: {line}");
-            }
-            let verdict = lines.iter().find(|l| l.starts_with("Test result: "));
-            c.check(
-                format_args!("d{dom}'s device accesses were all refused"),
-                verdict.is_some_and(|v| v == "Test result: SUCCESS"),
-                format_args!("its result line: {verdict:?}"),
-            );
-        }
-        Err(e) => {
-            c.check(
-                "sysctl readconsole of the verdict",
-                false,
-                format_args!("-{e:?}"),
-            );
-        }
-    }
-    ctx.destroy_all(c, "the physdev domU", &[dom]);
-    if let (Some(before), Some(after)) =
-        (free_before, c.ok("sysctl physinfo after", ctx.free_pages()))
-    {
-        c.eq("free frames back where they were", after, before);
-    }
-    c.eq("frame table consistent", mm::check_frame_table(), 0);
-    Outcome::Ran
+    super::domu_verdict(
+        ctx,
+        c,
+        "physdev_domu",
+        DOMU_MIB,
+        "devaccess",
+        "device accesses were all refused",
+    )
 }

@@ -470,3 +470,78 @@ fn list_tests_and_fail(why: fmt::Arguments) -> ! {
     println!();
     report(TestResult::Error)
 }
+
+/// Builds testguest subcommand `name` as a domU of `mib` MiB, waits (20 s at most) for it to
+/// shut down, prints its `check ...` lines prefixed with `tag`, checks its `Test result:`
+/// line says SUCCESS (`what` names what that means), destroys it and checks every frame came
+/// back and the frame table is consistent. The shape of `devaccess_domu` and
+/// `linux_abi_domu`.
+pub(crate) fn domu_verdict(
+    ctx: &mut Ctx,
+    c: &mut Checks,
+    name: &str,
+    mib: u64,
+    tag: &str,
+    what: &str,
+) -> Outcome {
+    use crate::wait::ConsoleLog;
+    let mut log = match ConsoleLog::now(&mut ctx.hv) {
+        Ok(l) => l,
+        Err(e) => {
+            c.check("sysctl readconsole", false, format_args!("returned -{e:?}"));
+            return Outcome::Ran;
+        }
+    };
+    let free_before = c.ok("sysctl physinfo before", ctx.free_pages());
+    let built = match ctx.build(&Domu::new(name, mib)) {
+        Ok(b) => b,
+        Err(e) => {
+            let why = ctx.explain(&e);
+            c.check(format_args!("build {name}"), false, format_args!("{why}"));
+            return Outcome::Ran;
+        }
+    };
+    let dom = built.dom;
+    let done = ctx
+        .wait
+        .wait_shutdown(&mut ctx.hv, dom, now_ns() + 20_000 * NS_PER_MS)
+        .is_ok_and(|(_, done)| done);
+    c.check(
+        format_args!("d{dom} shuts down"),
+        done,
+        format_args!("still running"),
+    );
+    match log.read_new(&mut ctx.hv) {
+        Ok(text) => {
+            let lines = ConsoleLog::lines_of(&text, dom);
+            for line in lines.iter().filter(|l| l.starts_with("check ")) {
+                println!("{tag} d{dom}: {line}");
+            }
+            let verdict = lines.iter().find(|l| l.starts_with("Test result: "));
+            c.check(
+                format_args!("d{dom}'s {what}"),
+                verdict.is_some_and(|v| v == "Test result: SUCCESS"),
+                format_args!("its result line: {verdict:?}"),
+            );
+        }
+        Err(e) => {
+            c.check(
+                "sysctl readconsole of the verdict",
+                false,
+                format_args!("-{e:?}"),
+            );
+        }
+    }
+    ctx.destroy_all(c, &format!("the {name} domU"), &[dom]);
+    if let (Some(before), Some(after)) =
+        (free_before, c.ok("sysctl physinfo after", ctx.free_pages()))
+    {
+        c.eq("free frames back where they were", after, before);
+    }
+    c.eq(
+        "frame table consistent",
+        xenia_guest_rt::mm::check_frame_table(),
+        0,
+    );
+    Outcome::Ran
+}
