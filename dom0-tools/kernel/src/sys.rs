@@ -504,7 +504,8 @@ fn execve(p: &mut Process, regs: &mut Regs, path: u64, argv: u64, envp: u64) -> 
     let Some(file) = file else {
         return err(Errno::ENOMEM);
     };
-    crate::process::execve(p, regs, &arg.abs, &file, &args, &env)
+    let initrd = matches!(file, alloc::borrow::Cow::Borrowed(_));
+    crate::process::execve(p, regs, &arg.abs, (&file, initrd), &args, &env)
 }
 
 /// Unknown system calls already logged, for every process: each number is logged once.
