@@ -280,7 +280,12 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
     };
     // Debian's Xen PV Linux kernel as a domU (issue 18): without it the `linux_` scenarios
     // are skipped.
-    let debian = match busybox.as_deref().map(|b| debian::guest(ws, b)) {
+    // Issue 18's benchmark program, in the Linux initramfs (`xenia.bench=` runs it).
+    let linuxbench = userland::build_linuxbench(ws)?;
+    let debian = match busybox
+        .as_deref()
+        .map(|b| debian::guest(ws, b, &linuxbench))
+    {
         Some(Ok(guest)) => {
             println!(
                 "Debian's Linux domU: {} (Linux {}; {} KiB kernel, {} KiB initramfs)",

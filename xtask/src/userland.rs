@@ -37,6 +37,14 @@ pub fn build_peerbench(ws: &Workspace) -> Result<PathBuf, String> {
     Ok(bin_dir(ws).join("peerbench"))
 }
 
+/// Builds `linuxbench` (tests/programs/linuxbench, issue 18's benchmark program) and returns
+/// its path: it goes into the initramfs of Debian's Linux (`/bin/linuxbench`, see
+/// [`crate::debian`]), which `cargo xtask bench --only linux` boots natively and as a domU.
+pub fn build_linuxbench(ws: &Workspace) -> Result<PathBuf, String> {
+    build_program(ws, "xenia-linuxbench", &["linuxbench"])?;
+    Ok(bin_dir(ws).join("linuxbench"))
+}
+
 /// Where the programs are built.
 fn bin_dir(ws: &Workspace) -> PathBuf {
     ws.target_dir().join(USER_TARGET).join("release")
