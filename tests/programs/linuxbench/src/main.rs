@@ -33,9 +33,19 @@
 //!
 //! The first line is `linuxbench: start ...` with the settings, the last `linuxbench: done`,
 //! or `linuxbench: failed: <why>` (exit status 1).
+//!
+//! **Small on purpose.** The program travels in the Debian domU's initramfs, which dom0 holds
+//! in its initrd and `xl` reads whole at `xl create`. With Rust's `std` it was 560 KB, and
+//! twice that in dom0's memory was more than the default `dom0_mem=64M` had to spare: `xl
+//! create /etc/xen/debian.cfg` could no longer unpack the kernel. So its musl build is
+//! `no_std`: musl's start-up code calls `main`, output goes through `core::fmt` and
+//! `write`, and nothing allocates. Built for the host (its unit tests, clippy, `cargo build
+//! --workspace`) it uses `std` and an ordinary `main`.
+#![cfg_attr(all(not(test), target_env = "musl"), no_std, no_main)]
 
-use std::arch::asm;
-use std::hint::black_box;
+use core::arch::asm;
+use core::fmt::{self, Write as _};
+use core::hint::black_box;
 
 /// Linux x86-64 system call numbers (`arch/x86/entry/syscalls/syscall_64.tbl`).
 const SYS_READ: u64 = 0;
@@ -75,9 +85,9 @@ fn rdtsc() -> u64 {
 fn syscall6(nr: u64, a: [u64; 6]) -> i64 {
     let ret: i64;
     // SAFETY: the calls made here are getppid, clock_gettime into a live struct, reads and
-    // writes of live one-byte buffers, pipe2 into a live array, fork, wait4 into a live
-    // status, exit_group, and mmap/madvise/munmap of areas this program owns that no Rust
-    // object refers to; SYSCALL clobbers only RCX and R11 besides the return register.
+    // writes of live buffers, pipe2 into a live array, fork, wait4 into a live status,
+    // exit_group, and mmap/madvise/munmap of areas this program owns that no Rust object
+    // refers to; SYSCALL clobbers only RCX and R11 besides the return register.
     unsafe {
         asm!("syscall", inlateout("rax") nr as i64 => ret, in("rdi") a[0], in("rsi") a[1],
             in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5],
@@ -100,6 +110,59 @@ fn monotonic_ns() -> u64 {
     (ts[0] as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts[1] as u64)
+}
+
+/// Standard output through `write`, unbuffered.
+struct Stdout;
+
+impl fmt::Write for Stdout {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s.as_bytes();
+        while !rest.is_empty() {
+            let n = syscall6(
+                SYS_WRITE,
+                [1, rest.as_ptr() as u64, rest.len() as u64, 0, 0, 0],
+            );
+            if n <= 0 {
+                return Err(fmt::Error);
+            }
+            rest = &rest[(n as usize).min(rest.len())..];
+        }
+        Ok(())
+    }
+}
+
+/// Prints one line on standard output.
+fn line(args: fmt::Arguments<'_>) {
+    let _ = Stdout.write_fmt(format_args!("{args}\n"));
+}
+
+/// Why the program stopped: what failed, about what (an argument, or empty), and a number
+/// (a system call's return, or 0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Error<'a> {
+    what: &'static str,
+    about: &'a str,
+    code: i64,
+}
+
+impl fmt::Display for Error<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.about.is_empty(), self.code) {
+            (true, code) => write!(f, "{} ({code})", self.what),
+            (false, 0) => write!(f, "{:?}: {}", self.about, self.what),
+            (false, code) => write!(f, "{:?}: {} ({code})", self.about, self.what),
+        }
+    }
+}
+
+/// The error of a system call that returned `code`.
+fn sys_error(what: &'static str, code: i64) -> Error<'static> {
+    Error {
+        what,
+        about: "",
+        code,
+    }
 }
 
 /// The settings, from the command line.
@@ -132,32 +195,31 @@ const MAX_SETTING: u64 = 100_000_000;
 const MAX_PAGES: u64 = 1 << 20;
 
 /// `key=value` words, each value a positive number.
-fn parse_args(args: &[String]) -> Result<Settings, String> {
+fn parse_args<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Settings, Error<'a>> {
     let mut s = Settings::default();
     for arg in args {
-        let (key, value) = arg
-            .split_once('=')
-            .ok_or_else(|| format!("{arg:?}: expected key=value"))?;
+        let bad = |what| Error {
+            what,
+            about: arg,
+            code: 0,
+        };
+        let (key, value) = arg.split_once('=').ok_or(bad("expected key=value"))?;
         let value: u64 = value
             .parse()
             .ok()
             .filter(|v| (1..=MAX_SETTING).contains(v))
-            .ok_or_else(|| {
-                format!("{arg:?}: the value must be a number from 1 to {MAX_SETTING}")
-            })?;
+            .ok_or(bad("the value must be a number from 1 to 100000000"))?;
         match key {
             "syscalls" => s.syscalls = value,
-            "pages" if value > MAX_PAGES => {
-                return Err(format!("{arg:?}: at most {MAX_PAGES} pages"));
-            }
+            "pages" if value > MAX_PAGES => return Err(bad("at most 1048576 pages")),
             "pages" => s.pages = value,
             "forks" => s.forks = value,
             "trips" => s.trips = value,
             "primes" => s.primes = value,
             "runs" => s.runs = value,
             _ => {
-                return Err(format!(
-                    "{arg:?}: unknown setting (syscalls, pages, forks, trips, primes, runs)"
+                return Err(bad(
+                    "unknown setting (syscalls, pages, forks, trips, primes, runs)",
                 ));
             }
         }
@@ -172,12 +234,12 @@ struct Best {
     ns: u64,
 }
 
-/// Runs `body` `runs` times; each run returns the (TSC ticks, monotonic nanoseconds) of
-/// its timed part ([`timed`]), so that set-up such as a fresh mapping stays outside.
-fn best_of(
-    runs: u64,
-    mut body: impl FnMut() -> Result<(u64, u64), String>,
-) -> Result<Best, String> {
+/// What a test's run returns: the (TSC ticks, monotonic nanoseconds) of its timed part.
+type Run = Result<(u64, u64), Error<'static>>;
+
+/// Runs `body` `runs` times; each run returns what [`timed`] measured of it, so that set-up
+/// such as a fresh mapping stays outside.
+fn best_of(runs: u64, mut body: impl FnMut() -> Run) -> Result<Best, Error<'static>> {
     let mut best = Best {
         ticks: u64::MAX,
         ns: 0,
@@ -192,7 +254,7 @@ fn best_of(
 }
 
 /// Times `f`: (TSC ticks, monotonic nanoseconds).
-fn timed(f: impl FnOnce() -> Result<(), String>) -> Result<(u64, u64), String> {
+fn timed(f: impl FnOnce() -> Result<(), Error<'static>>) -> Run {
     let ns0 = monotonic_ns();
     let t0 = rdtsc();
     f()?;
@@ -202,23 +264,23 @@ fn timed(f: impl FnOnce() -> Result<(), String>) -> Result<(u64, u64), String> {
 }
 
 /// Prints a test's line.
-fn report(test: &str, iters: u64, best: Best, extra: &str) {
+fn report(test: &str, iters: u64, best: Best, extra: fmt::Arguments<'_>) {
     let per = |v: u64| (v + iters / 2) / iters.max(1);
-    println!(
+    line(format_args!(
         "linuxbench: {test} iters={iters} ticks_per_iter={} ns_per_iter={}{extra}",
         per(best.ticks),
         per(best.ns)
-    );
+    ));
 }
 
 /// An anonymous private read-write mapping of `len` bytes, huge pages declined.
-fn map(len: usize) -> Result<u64, String> {
+fn map(len: usize) -> Result<u64, Error<'static>> {
     let addr = syscall6(
         SYS_MMAP,
         [0, len as u64, PROT_RW, MAP_PRIVATE_ANON, u64::MAX, 0],
     );
     if (-4095..0).contains(&addr) {
-        return Err(format!("mmap of {len} bytes failed: errno {}", -addr));
+        return Err(sys_error("mmap failed", addr));
     }
     // A kernel without transparent huge pages says EINVAL: nothing to decline then.
     let _ = syscall6(
@@ -228,19 +290,19 @@ fn map(len: usize) -> Result<u64, String> {
     Ok(addr as u64)
 }
 
-fn unmap(addr: u64, len: usize) -> Result<(), String> {
+fn unmap(addr: u64, len: usize) -> Result<(), Error<'static>> {
     let r = syscall6(SYS_MUNMAP, [addr, len as u64, 0, 0, 0, 0]);
     if r != 0 {
-        return Err(format!("munmap of {len} bytes failed: {r}"));
+        return Err(sys_error("munmap failed", r));
     }
     Ok(())
 }
 
 /// `fork`: the child's ID in the parent, 0 in the child.
-fn fork() -> Result<u64, String> {
+fn fork() -> Result<u64, Error<'static>> {
     let pid = syscall6(SYS_FORK, [0; 6]);
     if pid < 0 {
-        return Err(format!("fork returned {pid}"));
+        return Err(sys_error("fork failed", pid));
     }
     Ok(pid as u64)
 }
@@ -250,26 +312,32 @@ fn exit_now(code: u64) -> ! {
     syscall6(SYS_EXIT_GROUP, [code, 0, 0, 0, 0, 0]);
     // exit_group does not return; should it, spin rather than run the parent's code.
     loop {
-        std::hint::spin_loop();
+        core::hint::spin_loop();
     }
 }
 
 /// Waits for child `pid` and checks it exited with status 0.
-fn reap(pid: u64) -> Result<(), String> {
+fn reap(pid: u64) -> Result<(), Error<'static>> {
     let mut status = 0i32;
     let r = syscall6(SYS_WAIT4, [pid, &mut status as *mut i32 as u64, 0, 0, 0, 0]);
-    if r != pid as i64 || status != 0 {
-        return Err(format!("wait4({pid}) returned {r}, status {status:#x}"));
+    if r != pid as i64 {
+        return Err(sys_error("wait4 failed", r));
+    }
+    if status != 0 {
+        return Err(sys_error(
+            "a child ended with a nonzero status",
+            status.into(),
+        ));
     }
     Ok(())
 }
 
 /// A pipe: (reading end, writing end).
-fn pipe() -> Result<(u64, u64), String> {
+fn pipe() -> Result<(u64, u64), Error<'static>> {
     let mut fds = [0i32; 2];
     let r = syscall6(SYS_PIPE2, [fds.as_mut_ptr() as u64, 0, 0, 0, 0, 0]);
     if r != 0 {
-        return Err(format!("pipe2 returned {r}"));
+        return Err(sys_error("pipe2 failed", r));
     }
     Ok((fds[0] as u64, fds[1] as u64))
 }
@@ -333,16 +401,17 @@ fn tsc_check() -> u64 {
     rdtsc().wrapping_sub(start) * 1000 / (2 * CHECK_LOOPS)
 }
 
-fn bench(s: &Settings) -> Result<(), String> {
-    println!(
+fn bench(s: &Settings) -> Result<(), Error<'static>> {
+    line(format_args!(
         "linuxbench: start syscalls={} pages={} forks={} trips={} primes={} runs={}",
         s.syscalls, s.pages, s.forks, s.trips, s.primes, s.runs
-    );
-    println!(
+    ));
+    line(format_args!(
         "linuxbench: tsc_check ticks_per_1000_instructions={}",
         tsc_check()
-    );
+    ));
     let runs = s.runs;
+    let none = || format_args!("");
 
     let best = best_of(runs, || {
         timed(|| {
@@ -352,7 +421,7 @@ fn bench(s: &Settings) -> Result<(), String> {
             Ok(())
         })
     })?;
-    report("null_syscall", s.syscalls, best, "");
+    report("null_syscall", s.syscalls, best, none());
 
     let len = (s.pages as usize) * PAGE;
     let best = best_of(runs, || {
@@ -361,14 +430,14 @@ fn bench(s: &Settings) -> Result<(), String> {
             for page in (0..len).step_by(PAGE) {
                 // SAFETY: `addr..addr + len` is a fresh read-write mapping of this
                 // program's (`map`) that nothing else refers to.
-                unsafe { std::ptr::write_volatile((addr as usize + page) as *mut u8, 1) };
+                unsafe { core::ptr::write_volatile((addr as usize + page) as *mut u8, 1) };
             }
             Ok(())
         });
         unmap(addr, len)?;
         t
     })?;
-    report("page_fault", s.pages, best, "");
+    report("page_fault", s.pages, best, none());
 
     let best = best_of(runs, || {
         timed(|| {
@@ -381,7 +450,7 @@ fn bench(s: &Settings) -> Result<(), String> {
             Ok(())
         })
     })?;
-    report("fork_exit", s.forks, best, "");
+    report("fork_exit", s.forks, best, none());
 
     let (to_child, from_parent) = pipe()?;
     let (to_parent, from_child) = pipe()?;
@@ -394,8 +463,8 @@ fn bench(s: &Settings) -> Result<(), String> {
     let best = best_of(runs, || {
         timed(|| {
             for _ in 0..s.trips {
-                write_byte(from_parent).map_err(|e| format!("write to the child: {e}"))?;
-                read_byte(to_parent).map_err(|e| format!("read from the child: {e}"))?;
+                write_byte(from_parent).map_err(|e| sys_error("write to the child failed", e))?;
+                read_byte(to_parent).map_err(|e| sys_error("read from the child failed", e))?;
             }
             Ok(())
         })
@@ -406,7 +475,7 @@ fn bench(s: &Settings) -> Result<(), String> {
     let reaped = reap(child);
     let best = best?;
     reaped?;
-    report("pipe_pingpong", s.trips, best, "");
+    report("pipe_pingpong", s.trips, best, none());
 
     let mut primes = 0;
     let best = best_of(runs, || {
@@ -415,36 +484,79 @@ fn bench(s: &Settings) -> Result<(), String> {
             Ok(())
         })
     })?;
-    report("cpu_loop", 1, best, &format!(" primes={primes}"));
+    report("cpu_loop", 1, best, format_args!(" primes={primes}"));
     Ok(())
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match parse_args(&args).and_then(|s| bench(&s)) {
-        Ok(()) => println!("linuxbench: done"),
+/// Parses the settings, runs the tests, prints the last line; returns the exit status.
+fn run<'a>(args: impl IntoIterator<Item = &'a str>) -> i32 {
+    let settings = match parse_args(args) {
+        Ok(s) => s,
         Err(e) => {
-            println!("linuxbench: failed: {e}");
-            eprintln!(
+            line(format_args!("linuxbench: failed: {e}"));
+            line(format_args!(
                 "usage: linuxbench [syscalls=N] [pages=N] [forks=N] [trips=N] [primes=N] [runs=N]"
-            );
-            std::process::exit(1);
+            ));
+            return 1;
+        }
+    };
+    match bench(&settings) {
+        Ok(()) => {
+            line(format_args!("linuxbench: done"));
+            0
+        }
+        Err(e) => {
+            line(format_args!("linuxbench: failed: {e}"));
+            1
         }
     }
+}
+
+/// The musl build's entry, called by musl's start-up code (`__libc_start_main`) with the
+/// command line.
+#[cfg(all(not(test), target_env = "musl"))]
+#[unsafe(no_mangle)]
+extern "C" fn main(argc: i32, argv: *const *const core::ffi::c_char) -> i32 {
+    let count = usize::try_from(argc).unwrap_or(0);
+    let args = (1..count).filter_map(|i| {
+        // SAFETY: the C start-up code passes `argc` pointers in `argv`, each to a
+        // NUL-terminated string that lives as long as the process and is never written.
+        let arg = unsafe { core::ffi::CStr::from_ptr(*argv.add(i)) };
+        arg.to_str().ok()
+    });
+    run(args)
+}
+
+/// Without `std`, a panic (none is expected: nothing here indexes out of bounds or
+/// unwraps) ends the process with status 101, as `std` would.
+#[cfg(all(not(test), target_env = "musl"))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    line(format_args!("linuxbench: failed: panic"));
+    exit_now(101)
+}
+
+// musl's `libc.a` (self-contained in Rust's musl target): its start-up code and
+// `__libc_start_main`; nothing else of it is called.
+#[cfg(all(not(test), target_env = "musl"))]
+#[link(name = "c", kind = "static", modifiers = "-bundle")]
+unsafe extern "C" {}
+
+/// The host build (clippy, `cargo build --workspace`): the same program on `std`'s entry.
+#[cfg(not(target_env = "musl"))]
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(run(args.iter().map(String::as_str)));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(words: &[&str]) -> Vec<String> {
-        words.iter().map(|w| w.to_string()).collect()
-    }
-
     #[test]
     fn settings_parse_and_refuse() {
-        assert_eq!(parse_args(&[]).unwrap(), Settings::default());
-        let s = parse_args(&args(&["syscalls=10", "runs=2", "primes=100"])).unwrap();
+        assert_eq!(parse_args([]).unwrap(), Settings::default());
+        let s = parse_args(["syscalls=10", "runs=2", "primes=100"]).unwrap();
         assert_eq!((s.syscalls, s.runs, s.primes), (10, 2, 100));
         assert_eq!(s.pages, Settings::default().pages);
         for bad in [
@@ -455,8 +567,14 @@ mod tests {
             "speed=3",
             "pages=2000000",
         ] {
-            assert!(parse_args(&args(&[bad])).is_err(), "{bad}");
+            assert_eq!(parse_args([bad]).unwrap_err().about, bad);
         }
+        let e = parse_args(["speed=3"]).unwrap_err().to_string();
+        assert!(e.starts_with("\"speed=3\": unknown setting"), "{e}");
+        assert_eq!(
+            sys_error("fork failed", -11).to_string(),
+            "fork failed (-11)"
+        );
     }
 
     #[test]
@@ -470,6 +588,6 @@ mod tests {
         let mut runs = [(30, 31), (10, 12), (20, 19)].into_iter();
         let best = best_of(3, || Ok(runs.next().unwrap())).unwrap();
         assert_eq!(best, Best { ticks: 10, ns: 12 });
-        assert!(best_of(2, || Err::<(u64, u64), _>("no".into())).is_err());
+        assert!(best_of(2, || Err(sys_error("no", -1))).is_err());
     }
 }
