@@ -316,7 +316,7 @@ pub fn init_script(modules: &[String]) -> String {
     }
     script.push_str(&bench_script());
     script.push_str(
-        "echo \"xenia-initramfs: ready\"\n\"
+        "echo \"xenia-initramfs: ready\"\n\
          while true; do setsid cttyhack sh -l; done\n",
     );
     script
@@ -457,6 +457,16 @@ mod tests {
             script.find("/bin/linuxbench").unwrap() < script.find("cttyhack").unwrap(),
             "{script}"
         );
+        assert!(
+            script.ends_with("\nwhile true; do setsid cttyhack sh -l; done\n"),
+            "{script}"
+        );
+        // The host's shell parses it (`sh -n`: no command runs), as busybox's must.
+        let checked = Command::new("sh")
+            .args(["-n", "-c", &script])
+            .status()
+            .expect("run sh -n");
+        assert!(checked.success(), "sh -n refused /init:\n{script}");
         for dir in ["/proc", "/sys", "/dev", "/tmp"] {
             assert_eq!(
                 archive.lookup(dir).unwrap().mode & 0o170000,
