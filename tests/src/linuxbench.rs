@@ -144,9 +144,16 @@ pub fn native_cmdline(args: &str) -> String {
     )
 }
 
-/// Linux's command line as the domU: its console (`hvc0`), quiet, the program with `args`.
+/// Linux's command line as the domU: its console (`hvc0`), quiet, the program with `args`;
+/// and Xen's early console (`earlyprintk=xen`: `console_io`, in the hypervisor's log as
+/// `(dN) ...`), so that a boot that stops before `hvc0` still says why (with `quiet` it
+/// prints only warnings and worse, and Linux drops it once `hvc0` is up, before the program
+/// runs).
 pub fn domu_cmdline(args: &str) -> String {
-    format!("console=hvc0 quiet {BENCH_PARAM}={}", param_value(args))
+    format!(
+        "console=hvc0 earlyprintk=xen quiet {BENCH_PARAM}={}",
+        param_value(args)
+    )
 }
 
 /// The lines of `log` from the first of the program's, for a message.
@@ -347,6 +354,9 @@ mod tests {
             native_cmdline("runs=2"),
             "console=ttyS0 quiet panic=-1 xenia.bench=runs=2"
         );
-        assert_eq!(domu_cmdline(""), "console=hvc0 quiet xenia.bench=1");
+        assert_eq!(
+            domu_cmdline(""),
+            "console=hvc0 earlyprintk=xen quiet xenia.bench=1"
+        );
     }
 }
