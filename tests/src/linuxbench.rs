@@ -259,8 +259,10 @@ pub fn run_domu(
                 }
             },
         );
+        // The log from the command on (all of it, should `start` not fall on a character).
         let since = |vm: &crate::machine::Qemu| {
-            vm.serial_log()[start.min(vm.serial_log().len())..].to_string()
+            let log = vm.serial_log();
+            log.get(start..).map_or_else(|| log.clone(), str::to_string)
         };
         match first {
             Ok(true) => {}
