@@ -15,6 +15,7 @@ mod domains;
 mod guests;
 mod linux;
 mod linux_abi;
+mod linux_bench;
 mod linux_pv;
 mod mem_offline;
 mod net;
@@ -244,6 +245,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xl_bad_config", xl::bad_config),
         Scenario::new("linux_early_boot", linux::early_boot),
         Scenario::new("linux_initramfs_native", linux::initramfs_native),
+        Scenario::new("linux_bench_native_short", linux_bench::native_short),
         Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),
         Scenario::new("linux_pv_hostile_crashes", linux_pv::hostile_crashes),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),
