@@ -67,6 +67,8 @@ mod fs;
 #[cfg(target_os = "none")]
 mod fscalls;
 #[cfg(target_os = "none")]
+mod grantmap;
+#[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]
 mod netback;

@@ -427,6 +427,51 @@ impl Blkfront {
         let _ = calls::evtchn_send(self.port);
     }
 
+    /// Writes `bytes` at `offset` of ring entry `idx` (bounded to the entry), without
+    /// publishing anything: a hostile frontend rewriting an entry under the backend.
+    pub fn scribble(&mut self, idx: u32, offset: usize, bytes: &[u8]) {
+        let at = entry_offset(idx);
+        for (i, &b) in bytes
+            .iter()
+            .enumerate()
+            .take(BLKIF_ENTRY_SIZE.saturating_sub(offset))
+        {
+            // SAFETY: inside entry `idx` of the ring page, inside the static area.
+            unsafe { area().add(at + offset + i).write_volatile(b) };
+        }
+    }
+
+    /// Stores `value` as the ring's `req_prod`, notifying the backend when `notify` (a
+    /// hostile frontend's claim; [`Blkfront::next_response`] is not usable afterwards).
+    pub fn publish_raw(&mut self, value: u32, notify: bool) {
+        ring_word(SRING_REQ_PROD).store(value, Ordering::Release);
+        if notify {
+            let _ = calls::evtchn_send(self.port);
+        }
+    }
+
+    /// The ring's `rsp_prod` as the backend last wrote it.
+    pub fn rsp_prod_raw(&self) -> u32 {
+        ring_word(SRING_RSP_PROD).load(Ordering::Acquire)
+    }
+
+    /// Grants the pages of `buf` (as [`Blkfront::read`] lends a buffer: in the bootstrap
+    /// mappings, sector-aligned, at most 11 pages) read-only when `readonly`: the segments
+    /// naming them, for tests that build requests themselves. The grants stay until the
+    /// frontend is released.
+    pub fn lend_raw(
+        &self,
+        buf: &[u8],
+        readonly: bool,
+    ) -> Option<([BlkifRequestSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST], usize)> {
+        let flags = if readonly {
+            GTF_PERMIT_ACCESS | GTF_READONLY
+        } else {
+            GTF_PERMIT_ACCESS
+        };
+        self.lend(buf, flags)
+    }
+
     /// Waits (at most [`IO_WAIT_NS`]) for the next response and takes it. The wait is
     /// `SCHEDOP_poll` on the ring's own port with the deadline as its timeout (one
     /// hypercall, and no upcall to take on waking): the port's pending bit is cleared
