@@ -331,8 +331,10 @@ pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
 /// read-only `/dev/vdc`) rewrites its ring's entries and `req_prod` under the backend at full
 /// speed while the backend, holding the ring mapped, serves it; meanwhile a second domain
 /// streams writes to `/dev/vdb`. Then the attacker is destroyed with its ring still mapped:
-/// dom0 keeps running (it unmaps before the destruction), the victim keeps being served,
-/// and once both are gone the free memory is what it was. The read-only disk's image is
+/// dom0 keeps running (it unmaps before the destruction); so is one that powers off with a
+/// ring's worth of requests outstanding (destroyed by dom0's shutdown action while it serves
+/// them). The victim keeps being served, and once all are gone the free memory is what it
+/// was. The read-only disk's image is
 /// still all zeros (a backend that fetched an entry twice would have written the pattern
 /// of a read turned write).
 pub fn hostile_race(ctx: &Context) -> Result<(), String> {
@@ -379,6 +381,20 @@ pub fn hostile_race(ctx: &Context) -> Result<(), String> {
     let log = vm.serial_log();
     if !log.contains(&format!("dom0: grantmap: d{attacker} ref ")) {
         return Err("dom0 did not unmap the attacker's ring before destroying it".into());
+    }
+    // A second attacker publishes a ring's worth of reads and powers off at once: dom0
+    // destroys it (its shutdown action) while serving them.
+    let quitter = create(
+        &mut vm,
+        "quitter",
+        "block_race rounds=200 end=poweroff",
+        "format=raw, vdev=xvda, access=ro, target=/dev/vdc",
+    )?;
+    passes(&mut vm, quitter, JOB)?;
+    gone(&mut vm, "quitter")?;
+    let log = vm.serial_log();
+    if !log.contains(&format!("dom0: grantmap: d{quitter} ref ")) {
+        return Err("dom0 did not unmap the quitter's ring before destroying it".into());
     }
     // dom0 is alive and the victim still served.
     let mark = streamed(&log);

@@ -31,7 +31,9 @@
 //!   ahead of `rsp_prod`, so the backend keeps serving). A backend that fetched an entry
 //!   twice would, now and then, check a read and carry out a write of the pattern: the
 //!   scenario finds the read-only disk's image still zero. Then it says `block: race done`
-//!   and stays connected until destroyed (the backend holds its ring mapped).
+//!   and, until destroyed, keeps reads outstanding and notifies at full speed (the backend
+//!   has work on the mapped ring when the domain is destroyed); with `end=poweroff` it
+//!   publishes a ring's worth of reads and powers off at once instead.
 
 use guest_abi::blkif::{
     BLKIF_ENTRY_SIZE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP,
@@ -575,9 +577,28 @@ pub fn race() -> ! {
     if c.failures() > 0 {
         c.finish()
     }
-    // Connected until destroyed: the backend holds the ring mapped.
+    let page = Blkfront::data_ref(0);
+    let mut k: u64 = 0;
+    if cmdline::value(start_info().cmdline_bytes(), "end") == Some(b"poweroff") {
+        // A ring's worth of reads, then power off at once: dom0 destroys the domain while
+        // it serves them (from a wait inside a request).
+        while prod.wrapping_sub(f.rsp_prod_raw()) < BLKIF_RING_SIZE_U32 - 1 {
+            f.scribble(prod, 0, &raw(BLKIF_OP_READ, 0, &[(page, 0, 7)], 1, k));
+            prod = prod.wrapping_add(1);
+            k += 1;
+        }
+        f.publish_raw(prod, true);
+        c.finish()
+    }
+    // Until destroyed: reads (into a writable page) kept outstanding and notified at full
+    // speed, so that the backend has work on the ring when the domain is destroyed.
     loop {
-        xenia_guest_rt::events::block_until(Some(now_ns() + 1000 * NS_PER_MS));
+        if prod.wrapping_sub(f.rsp_prod_raw()) < BLKIF_RING_SIZE_U32 - 1 {
+            f.scribble(prod, 0, &raw(BLKIF_OP_READ, 0, &[(page, 0, 7)], 1, k));
+            prod = prod.wrapping_add(1);
+            k += 1;
+        }
+        f.publish_raw(prod, true);
     }
 }
 
