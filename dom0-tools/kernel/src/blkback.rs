@@ -60,6 +60,9 @@ const SCRATCH_PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
 /// A request's grant-copy batch: a segment may cross a page of the transfer buffer (two
 /// pieces).
 const DATA_BATCH: usize = 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST;
+/// Persistent grants (`feature-persistent`) a device keeps mapped at most: segments naming
+/// other grants go by grant copy.
+const MAX_PERSISTENT: usize = 32;
 const TOKEN_VBD: &str = "blkback-vbd";
 const TOKEN_FE: &str = "blkback-fe";
 const TOKEN_REL: &str = "blkback-rel";
@@ -88,6 +91,10 @@ struct Ring {
     /// Requests before this index were in the ring before the backend connected.
     first_served: u32,
     broken: bool,
+    /// Both ends said `feature-persistent`: segment grants are mapped once, kept in
+    /// `grants`, and their data copied by dom0.
+    persistent: bool,
+    grants: Vec<(u32, Mapped)>,
 }
 
 struct Device {
@@ -338,7 +345,7 @@ impl Backend {
         // negotiates neither DISCARD nor WRITE_ZEROES, so a checked discard (inside the
         // device, not on a read-only disk) is answered OKAY without telling the device: no
         // space is reclaimed until the driver negotiates VIRTIO_BLK_F_DISCARD.
-        let keys: [(&str, String); 10] = [
+        let keys: [(&str, String); 11] = [
             ("sectors", format!("{}", info.sectors)),
             ("sector-size", format!("{}", info.sector_size)),
             ("physical-sector-size", format!("{}", info.sector_size)),
@@ -352,6 +359,7 @@ impl Backend {
             ("discard-granularity", format!("{}", info.sector_size)),
             ("discard-alignment", "0".into()),
             ("max-ring-page-order", "0".into()),
+            ("feature-persistent", "1".into()),
         ];
         for (k, v) in keys {
             if xs.write(&format!("{be}/{k}"), &v).is_err() {
@@ -467,6 +475,10 @@ fn connect(xs: &mut Xs, d: &Device) -> Result<Ring, &'static str> {
         grantmap::unmap(page);
         return Err("domain gone");
     };
+    // Xen's `feature-persistent`: the frontend's own node says whether it reuses its grants.
+    let persistent = xs
+        .read(&format!("{}/feature-persistent", d.fe))
+        .is_some_and(|v| v.trim() == "1");
     let port = match calls::evtchn_bind_interdomain(d.dom, remote) {
         Ok(p) => p,
         Err(_) => {
@@ -482,6 +494,8 @@ fn connect(xs: &mut Xs, d: &Device) -> Result<Ring, &'static str> {
         rsp_prod: 0,
         first_served: req_prod,
         broken: false,
+        persistent,
+        grants: Vec::new(),
     })
 }
 
@@ -489,6 +503,9 @@ fn connect(xs: &mut Xs, d: &Device) -> Result<Ring, &'static str> {
 fn disconnect(d: &mut Device, why: &str) {
     if let Some(r) = d.ring.take() {
         grantmap::unmap(r.page);
+        for (_, m) in r.grants {
+            grantmap::unmap(m);
+        }
         let _ = calls::evtchn_close(r.port);
     }
     if d.phase != Phase::Closed {
@@ -638,7 +655,11 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
             })
         };
         if let Ok(action) = status {
-            status = match execute(dom, d.dev, &action, data, &mfns[1..]) {
+            let grants = match d.ring.as_mut() {
+                Some(r) if r.persistent => Some(&mut r.grants),
+                _ => None,
+            };
+            status = match execute(dom, d.dev, &action, data, &mfns[1..], grants) {
                 Ok(()) => {
                     d.served += 1;
                     Ok(action)
@@ -790,13 +811,73 @@ fn packed(
     n
 }
 
-/// Carries out a checked request.
+/// Where each of `segs`' grants is mapped, as indexes into `grants` (the device's persistent
+/// grants), mapping those not yet mapped while it has room; `None` when one cannot be (not
+/// granted writable, no room): the request goes by grant copy.
+fn persistent(
+    dom: DomId,
+    segs: &[Segment],
+    grants: &mut Vec<(u32, Mapped)>,
+) -> Option<[usize; BLKIF_MAX_SEGMENTS_PER_REQUEST]> {
+    let mut at = [0usize; BLKIF_MAX_SEGMENTS_PER_REQUEST];
+    for (i, s) in segs.iter().enumerate() {
+        at[i] = match grants.iter().position(|(g, _)| *g == s.gref) {
+            Some(k) => k,
+            None => {
+                if grants.len() >= MAX_PERSISTENT {
+                    return None;
+                }
+                grants.try_reserve(1).ok()?;
+                let m = grantmap::map(dom, s.gref).ok()?;
+                grants.push((s.gref, m));
+                grants.len() - 1
+            }
+        };
+    }
+    Some(at)
+}
+
+/// Copies between the segments' mapped pages (`at`: their indexes in `grants`) and `buf`,
+/// the segments packed one after the other in it (the device's order). `into_buffer`: from
+/// the pages into `buf`. `Err(true)` if a page was unmapped meanwhile (the domain is being
+/// destroyed).
+fn copy_mapped(
+    segs: &[Segment],
+    grants: &[(u32, Mapped)],
+    at: &[usize],
+    buf: &mut [u8],
+    into_buffer: bool,
+) -> Result<(), bool> {
+    let mut off = 0usize;
+    for (s, &k) in segs.iter().zip(at) {
+        let len = usize::from(s.len);
+        let part = buf.get_mut(off..off + len).ok_or(false)?;
+        let (_, m) = grants.get(k).ok_or(false)?;
+        let done = grantmap::with(m, |p| {
+            p.map(|p| {
+                if into_buffer {
+                    p.copy_out(usize::from(s.offset), part)
+                } else {
+                    p.copy_in(usize::from(s.offset), part)
+                }
+            })
+        });
+        if done.is_none() {
+            return Err(true);
+        }
+        off += len;
+    }
+    Ok(())
+}
+
+/// Carries out a checked request; `grants`: the device's persistent grants, if it uses them.
 fn execute(
     dom: DomId,
     dev: DevId,
     action: &Action,
     data: &mut [u8],
     mfns: &[u64],
+    grants: Option<&mut Vec<(u32, Mapped)>>,
 ) -> Result<(), &'static str> {
     match *action {
         Action::Flush => blockdev::flush(dev).map_err(block_error),
@@ -805,11 +886,30 @@ fn execute(
         Action::Discard { .. } => Ok(()),
         Action::Read { sector, segs, nr } => {
             let segs = &segs[..nr];
-            // Straight from the driver's transfer buffer to the frontend's pages.
             let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+            // Persistent grants: from the driver's transfer buffer into the mapped pages.
+            if let Some(grants) = grants
+                && let Some(at) = persistent(dom, segs, grants)
+            {
+                let mut lent = false;
+                let mut gone = false;
+                let r = blockdev::read_direct(dev, sector, total, &mut |_, buf| {
+                    lent = true;
+                    copy_mapped(segs, grants, &at[..nr], buf, false).map_err(|g| {
+                        gone = g;
+                        BlockError::Io
+                    })
+                });
+                match r {
+                    Err(BlockError::Unsupported) if !lent => {}
+                    Err(_) if gone => return Err("domain gone"),
+                    r => return r.map_err(block_error),
+                }
+            }
+            // Straight from the driver's transfer buffer to the frontend's pages.
             let mut status = GNTST_OKAY;
             let mut lent = false;
-            let r = blockdev::read_direct(dev, sector, total, &mut |first| {
+            let r = blockdev::read_direct(dev, sector, total, &mut |first, _| {
                 lent = true;
                 let mut ops = [GnttabCopy::default(); DATA_BATCH];
                 let n = packed(dom, segs, first, false, &mut ops);
@@ -837,11 +937,12 @@ fn execute(
             segs,
             nr,
             flush,
-        } => write(dom, dev, sector, &segs[..nr], flush, data, mfns),
+        } => write(dom, dev, sector, &segs[..nr], flush, data, mfns, grants),
     }
 }
 
-/// Carries out a checked write (a barrier when `flush`).
+/// Carries out a checked write (a barrier when `flush`); `grants` as for [`execute`].
+#[allow(clippy::too_many_arguments)]
 fn write(
     dom: DomId,
     dev: DevId,
@@ -850,16 +951,42 @@ fn write(
     flush: bool,
     data: &mut [u8],
     mfns: &[u64],
+    grants: Option<&mut Vec<(u32, Mapped)>>,
 ) -> Result<(), &'static str> {
     if flush {
         blockdev::flush(dev).map_err(block_error)?;
     }
+    let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+    // Persistent grants: from the mapped pages into the driver's transfer buffer.
+    if let Some(grants) = grants
+        && let Some(at) = persistent(dom, segs, grants)
+    {
+        let mut lent = false;
+        let mut gone = false;
+        let r = blockdev::write_direct(dev, sector, total, &mut |_, buf| {
+            lent = true;
+            copy_mapped(segs, grants, &at[..segs.len()], buf, true).map_err(|g| {
+                gone = g;
+                BlockError::Io
+            })
+        });
+        match r {
+            Err(BlockError::Unsupported) if !lent => {}
+            Err(_) if gone => return Err("domain gone"),
+            r => {
+                r.map_err(block_error)?;
+                if flush {
+                    blockdev::flush(dev).map_err(block_error)?;
+                }
+                return Ok(());
+            }
+        }
+    }
     // Straight from the frontend's pages into the driver's transfer buffer: every
     // segment is copied before anything is written, so a bad grant writes nothing.
-    let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
     let mut status = GNTST_OKAY;
     let mut lent = false;
-    let r = blockdev::write_direct(dev, sector, total, &mut |first| {
+    let r = blockdev::write_direct(dev, sector, total, &mut |first, _| {
         lent = true;
         let mut ops = [GnttabCopy::default(); 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST];
         let n = packed(dom, segs, first, true, &mut ops);

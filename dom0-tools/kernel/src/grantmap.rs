@@ -139,6 +139,52 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Copies `src` into the page at `offset` (one `rep movs`: the granter may change the
+    /// page meanwhile, which only garbles its own bytes). Nothing if it does not fit.
+    pub fn copy_in(&self, offset: usize, src: &[u8]) {
+        if let Some(a) = self.at(offset, src.len()) {
+            // SAFETY: the destination is inside the mapped page (mapped writable) and the
+            // source is the caller's slice: distinct memory.
+            unsafe { movs(a as *mut u8, src.as_ptr(), src.len()) }
+        }
+    }
+
+    /// Copies the page's bytes at `offset` into `dst` (one `rep movs`; each byte read once).
+    /// Zeros if it does not fit.
+    pub fn copy_out(&self, offset: usize, dst: &mut [u8]) {
+        match self.at(offset, dst.len()) {
+            // SAFETY: the source is inside the mapped page and the destination the caller's
+            // slice: distinct memory.
+            Some(a) => unsafe { movs(dst.as_mut_ptr(), a as *const u8, dst.len()) },
+            None => dst.fill(0),
+        }
+    }
+}
+
+/// `len` bytes from `src` to `dst` with `rep movsq` (and `rep movsb` for a tail): in asm,
+/// so that memory another domain writes meanwhile is only ever read once, as bytes.
+///
+/// # Safety
+///
+/// `src` readable and `dst` writable for `len` bytes; the two do not overlap.
+unsafe fn movs(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: as the caller vouches; the direction flag is clear (the ABI's rule at any
+    // call), the registers named are the only ones changed.
+    unsafe {
+        core::arch::asm!(
+            "rep movsq",
+            "mov rcx, {tail}",
+            "rep movsb",
+            tail = in(reg) len % 8,
+            inout("rcx") len / 8 => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
 fn grant_op<T>(cmd: u32, op: &mut T) -> i64 {
     // SAFETY: one operation, borrowed for the call; the map or unmap changes only the entry
     // of a heap page this module emptied for it (and holds: nothing else refers to it).

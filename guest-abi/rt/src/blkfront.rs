@@ -189,6 +189,9 @@ pub struct Blkfront {
     sector_size: u32,
     read_only: bool,
     discard: bool,
+    /// Both ends said `feature-persistent`: only the data pages' grants are used (no
+    /// lending), and the backend keeps them mapped.
+    persistent: bool,
     req_prod: u32,
     rsp_cons: u32,
     next_id: u64,
@@ -253,6 +256,7 @@ impl Blkfront {
             sector_size: 512,
             read_only: false,
             discard: false,
+            persistent: false,
             req_prod: 0,
             rsp_cons: 0,
             next_id: 1,
@@ -286,6 +290,9 @@ impl Blkfront {
         write_node(xs, &[dev, "/ring-ref"], num(RING_REF.into(), &mut rb))?;
         write_node(xs, &[dev, "/event-channel"], num(f.port.into(), &mut pb))?;
         write_node(xs, &[dev, "/protocol"], XEN_IO_PROTO_ABI_X86_64)?;
+        // Xen's `feature-persistent`: the data pages' grants stay the same for the
+        // frontend's life, so a backend may map them once.
+        write_node(xs, &[dev, "/feature-persistent"], "1")?;
         write_node(xs, &[dev, "/state"], XenbusState::Initialised.as_str())?;
         let be = f.backend;
         let deadline = now_ns() + CONNECT_WAIT_NS;
@@ -313,6 +320,7 @@ impl Blkfront {
         let info = read_u64(xs, &[be.as_str(), "/info"]).unwrap_or(0);
         f.read_only = info & u64::from(VDISK_READONLY) != 0;
         f.discard = read_u64(xs, &[be.as_str(), "/feature-discard"]).unwrap_or(0) == 1;
+        f.persistent = read_u64(xs, &[be.as_str(), "/feature-persistent"]).unwrap_or(0) == 1;
         write_node(xs, &[dev, "/state"], XenbusState::Connected.as_str())?;
         Ok(f)
     }
@@ -386,6 +394,11 @@ impl Blkfront {
     /// Whether the backend said the disk is read-only.
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether both ends use persistent grants (`feature-persistent`).
+    pub fn persistent(&self) -> bool {
+        self.persistent
     }
 
     /// Whether the backend offers discard (`feature-discard`).
@@ -469,7 +482,7 @@ impl Blkfront {
         } else {
             GTF_PERMIT_ACCESS
         };
-        self.lend(buf, flags)
+        self.lend(buf, flags, true)
     }
 
     /// Waits (at most [`IO_WAIT_NS`]) for the next response and takes it. The wait is
@@ -579,7 +592,7 @@ impl Blkfront {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
-            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS) {
+            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS, false) {
                 let r = self.send(BLKIF_OP_READ, s, &segs[..nr]);
                 for i in 0..nr {
                     // A grant still busy (after a timeout) stays: on the caller's page,
@@ -619,7 +632,7 @@ impl Blkfront {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
-            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS | GTF_READONLY) {
+            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS | GTF_READONLY, false) {
                 let r = self.send(BLKIF_OP_WRITE, s, &segs[..nr]);
                 for i in 0..nr {
                     // A grant still busy (after a timeout) stays: read-only, on the
@@ -688,7 +701,13 @@ impl Blkfront {
         &self,
         chunk: &[u8],
         flags: u16,
+        force: bool,
     ) -> Option<([BlkifRequestSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST], usize)> {
+        // With persistent grants the backend keeps the data pages mapped: copying through
+        // them costs less than a grant the backend has to map or copy each time.
+        if self.persistent && !force {
+            return None;
+        }
         let va = chunk.as_ptr() as u64;
         let end = va.checked_add(chunk.len() as u64)?;
         let top = VIRT_BASE + mm::mapped_pages().min(mm::nr_pages()) * PAGE as u64;
