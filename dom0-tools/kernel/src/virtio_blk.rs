@@ -255,7 +255,7 @@ impl Disk for VirtioDisk {
         &mut self,
         sector: u64,
         len: usize,
-        drain: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), BlockError>,
+        drain: &mut crate::blockdev::Lend<'_>,
     ) -> Result<(), BlockError> {
         self.usable()?;
         if len > CHUNK || !len.is_multiple_of(SECTOR) {
@@ -270,7 +270,7 @@ impl Disk for VirtioDisk {
         &mut self,
         sector: u64,
         len: usize,
-        fill: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), BlockError>,
+        fill: &mut crate::blockdev::Lend<'_>,
     ) -> Result<(), BlockError> {
         self.usable()?;
         if len > CHUNK || !len.is_multiple_of(SECTOR) {

@@ -7,13 +7,15 @@
 //! [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] data pages (refs after it), allocates an unbound
 //! channel for the backend, writes `ring-ref`, `event-channel`, `protocol` and `state` = 3
 //! (Initialised), and waits (at most [`CONNECT_WAIT_NS`]) for the backend's `state` = 4 and
-//! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`],
+//! the disk's `sectors`, `sector-size`, `info` and `feature-persistent` (the frontend says
+//! `feature-persistent` = 1 too). [`Blkfront::read`], [`Blkfront::write`],
 //! [`Blkfront::flush`] and [`Blkfront::discard`] then put one request at a time in the ring and wait for its
 //! response (at most [`IO_WAIT_NS`], with `SCHEDOP_poll` on the ring's port and events
 //! masked: one hypercall and no upcall per wait); data moves through the granted pages, 44 KiB a request
-//! (a buffer that is sector-aligned and in the bootstrap mappings lends its own pages
-//! instead, refs from `LEND_REF`: read-only for a write, writable for a read, ended as
-//! soon as the response arrives).
+//! (without persistent grants, a buffer that is sector-aligned and in the bootstrap mappings
+//! lends its own pages instead, refs from `LEND_REF`: read-only for a write, writable for a
+//! read, ended as soon as the response arrives; with them, the backend keeps the data pages
+//! mapped and every request goes through them, one copy in the guest).
 //! [`Blkfront::disconnect`] writes Closing, waits (bounded) for the backend's Closed, ends
 //! the grants and closes the channel.
 //!
