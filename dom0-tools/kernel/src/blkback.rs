@@ -15,7 +15,9 @@
 //! connect (`crate::grantmap`, unmapped at disconnect and before dom0 destroys the domain):
 //! the indexes are read and the responses written in place, each request copied out once
 //! (volatile) before it is looked at. Segment data moves with `GNTTABOP_copy` between the
-//! frontend's grants and the disk driver's buffer (no indirect descriptors). Each request
+//! frontend's grants and the disk driver's buffer (no indirect descriptors), or, when both
+//! ends said `feature-persistent`, by dom0's own copy to or from the segment pages, each
+//! mapped the first time it is named and kept mapped (at most 32 a device). Each request
 //! is checked whole first (`xenia_dom0::vbd`); a
 //! refused one gets `BLKIF_RSP_ERROR` or `BLKIF_RSP_EOPNOTSUPP` and one log line (at most one
 //! a second per device). Requests already in the ring when the backend connects are

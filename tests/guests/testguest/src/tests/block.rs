@@ -23,7 +23,7 @@
 //!   bad sector bounds, sectors past the end, grant references not granted to dom0, an
 //!   indirect request: each gets its error, and a good request after them is served; last
 //!   it claims a producer index far ahead and the backend stops serving it (no response).
-//! * `block_race` (on a read-only disk, `rounds=N`, 6000 by default): rewrites the ring
+//! * `block_race` (on a read-only disk, `rounds=N`, 3000 by default): rewrites the ring
 //!   under the backend at full speed while it serves. Each round publishes a read into a
 //!   page granted read-only and filled with the pattern, then, until its response comes
 //!   (bounded), flips that entry's operation between read and write, fills the next entries
@@ -478,7 +478,7 @@ pub fn hostile() -> ! {
 }
 
 /// Rounds [`race`] makes when the command line does not say (`rounds=N`).
-const RACE_ROUNDS: u64 = 6000;
+const RACE_ROUNDS: u64 = 3000;
 /// How long [`race`] waits for one round's responses at most.
 const RACE_WAIT_NS: u64 = 200 * NS_PER_MS;
 
