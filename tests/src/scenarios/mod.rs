@@ -104,6 +104,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_destroy_midstream", blkif::destroy_midstream),
         Scenario::new("block_readonly", blkif::readonly),
         Scenario::new("block_hostile_frontend", blkif::hostile_frontend),
+        Scenario::new("block_hostile_race", blkif::hostile_race),
         Scenario::new("block_kv", blkif::kv),
         Scenario::new("net_web_http", net_web::web_http),
         Scenario::new("net_ping_domus", net_web::ping_domus),
