@@ -129,6 +129,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("net_dom0_nic", net_dom0::nic),
         Scenario::new("net_dom0_poll", net_dom0::poll),
         Scenario::new("net_dom0_with_disk", net_dom0::with_disk),
+        Scenario::new("net_dom0_two_disks", net_dom0::two_disks),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),
