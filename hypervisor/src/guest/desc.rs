@@ -25,7 +25,7 @@ use crate::mm::frame_table::PageType;
 use crate::mm::{Mfn, ft, physmem};
 
 /// Descriptors in a page.
-const PER_PAGE: u64 = 512;
+pub const PER_PAGE: u64 = 512;
 
 /// `set_gdt(frame_list, entries)`: Xen's `do_set_gdt` for the calling vCPU.
 pub fn set_gdt(cx: &mut Hc) -> HcResult {
@@ -42,22 +42,37 @@ pub fn set_gdt(cx: &mut Hc) -> HcResult {
     for (i, f) in frames[..n].iter_mut().enumerate() {
         *f = space.read(GuestPtr::<u64>::new(list.wrapping_add(8 * i as u64)))?;
     }
-    let id = cx.id();
-    let mut held = [Mfn(0); 14];
-    for (i, &f) in frames[..n].iter().enumerate() {
-        if let Err(e) = hold_descriptor_page(id, Mfn(f)) {
-            for &m in &held[..i] {
-                let _ = ft::with(|t, mem| t.put_page_type(mem, m));
-            }
-            return Err(e);
-        }
-        held[i] = Mfn(f);
-    }
+    let held = hold_frames(cx.id(), &frames[..n])?;
     let v = cx.vcpu();
     release_gdt(v);
     v.gdt_frames = held;
     v.gdt_entries = entries as u32;
     Ok(Ret::Value(0))
+}
+
+/// Takes each of `frames` (at most 14) as a descriptor page of `dom`, checking its
+/// descriptors (`hold_descriptor_page`); all or none: on a refusal the ones taken are let
+/// go and the errno is `EINVAL`. `set_gdt` and a Xen PV `VCPUOP_initialise`'s `gdt_frames`.
+pub fn hold_frames(dom: guest_abi::types::DomId, frames: &[u64]) -> Result<[Mfn; 14], Errno> {
+    let mut held = [Mfn(0); 14];
+    if frames.len() > held.len() {
+        return Err(Errno::EINVAL);
+    }
+    for (i, &f) in frames.iter().enumerate() {
+        if let Err(e) = hold_descriptor_page(dom, Mfn(f)) {
+            release_frames(&held[..i]);
+            return Err(e);
+        }
+        held[i] = Mfn(f);
+    }
+    Ok(held)
+}
+
+/// Lets go of descriptor pages taken by [`hold_frames`].
+pub fn release_frames(frames: &[Mfn]) {
+    for &m in frames {
+        let _ = ft::with(|t, mem| t.put_page_type(mem, m));
+    }
 }
 
 /// Takes `mfn`, owned by `dom`, as a descriptor page and checks (and fixes up) every
@@ -81,9 +96,7 @@ fn hold_descriptor_page(dom: guest_abi::types::DomId, mfn: Mfn) -> Result<(), Er
 /// domain destroyed).
 pub fn release_gdt(v: &mut Vcpu) {
     let n = (u64::from(v.gdt_entries)).div_ceil(PER_PAGE) as usize;
-    for &m in &v.gdt_frames[..n.min(v.gdt_frames.len())] {
-        let _ = ft::with(|t, mem| t.put_page_type(mem, m));
-    }
+    release_frames(&v.gdt_frames[..n.min(v.gdt_frames.len())]);
     v.gdt_frames = [Mfn(0); 14];
     v.gdt_entries = 0;
 }

@@ -186,10 +186,15 @@ pub fn bounce(
 
 /// `HYPERVISOR_iret` in Xen's 64-bit PV form (Xen's `do_iret`): the `iret_context` at the
 /// guest's `rsp`; to user mode when its CS has RPL 3 (which needs a user table, or the
-/// domain is crashed); CS and SS forced to RPL 3, IOPL and VM cleared, IF set; `rcx` and
-/// `r11` restored unless `VGCF_in_syscall`; the event mask from the saved IF. Selectors
-/// other than ring 3's and non-canonical addresses crash the domain: nothing of the frame
-/// reaches `iretq` unchecked.
+/// domain is crashed, as Xen does); CS and SS forced to RPL 3, IOPL and VM cleared, IF set;
+/// `rcx` and `r11` restored unless `VGCF_in_syscall`; the event mask from the saved IF.
+///
+/// A frame the CPU would refuse (`iret_refusal`: a CS or SS that is not a ring-3 selector
+/// of the GDT in force, a non-canonical RIP) is handled as Xen handles the fault its own
+/// `iretq` takes on it (`exception_with_ints_disabled` → `handle_exception`, "as if this
+/// exception occurred in guest context"): the registers are those of the frame, and the
+/// guest gets the #GP the CPU raises, with its error code (the selector, or 0), through its
+/// trap table. Nothing of the frame reaches `iretq` unchecked.
 pub fn iret(cx: &mut Hc) -> HcResult {
     let at = cx.regs().rsp;
     let ctx: IretContext = match cx.space().read(GuestPtr::new(at)) {
@@ -204,16 +209,6 @@ pub fn iret(cx: &mut Hc) -> HcResult {
     // Xen keeps the low 16 bits (`regs->cs` is a `uint16_t`): the bounce frame's event mask
     // in bits 32..39 of CS comes back here, as Linux hands its frames back whole.
     let (cs, ss) = (ctx.cs as u16 | 3, ctx.ss as u16 | 3);
-    let pair_ok = selectors_ok(cs, ss);
-    if !pair_ok || !mem::is_canonical(ctx.rip) || !mem::is_canonical(ctx.rsp) {
-        return crash_caller(
-            cx,
-            format_args!(
-                "iret hypercall to cs {:#x} ss {:#x} rip {:#x} rsp {:#x}",
-                ctx.cs, ctx.ss, ctx.rip, ctx.rsp
-            ),
-        );
-    }
     if ctx.cs & 3 == 3 && toggle_mode(cx.vcpu()).is_err() {
         return crash_caller(
             cx,
@@ -235,7 +230,34 @@ pub fn iret(cx: &mut Hc) -> HcResult {
     frame.ss = u64::from(ss);
     let mask = u8::from(ctx.rflags & RFLAGS_IF == 0);
     cx.info().evtchn_upcall_mask.store(mask, Ordering::Release);
+    if let Some(code) = iret_refusal(cs, ss, ctx.rip) {
+        log::debug!(
+            target: "hypercall",
+            "d{}v{}: iret to cs {cs:#x} ss {ss:#x} rip {:#x}: #GP({code:#x}) to the guest",
+            cx.id(),
+            cx.vcpu_id(),
+            ctx.rip
+        );
+        return super::deliver_to_trap_table(cx, guest_abi::trap::GENERAL_PROTECTION, Some(code));
+    }
     Ok(Ret::Resumed)
+}
+
+/// The #GP error code `iretq` would raise returning to `cs:rip` with `ss` (RPL already 3),
+/// in the CPU's order (Intel SDM Vol. 2A, IRET: CS, then SS, then RIP), or `None` if it
+/// would return: a selector that is not one of the ring-3 ones a Xen PV vCPU may use gives
+/// its index (RPL cleared), a non-canonical RIP 0.
+pub fn iret_refusal(cs: u16, ss: u16, rip: u64) -> Option<u64> {
+    if !selectors_ok(cs, FLAT_RING3_SS64) {
+        return Some(u64::from(cs & !3));
+    }
+    if !selectors_ok(FLAT_RING3_CS64, ss) {
+        return Some(u64::from(ss & !3));
+    }
+    if !mem::is_canonical(rip) || (cs == FLAT_RING3_CS32 && rip > u64::from(u32::MAX)) {
+        return Some(0);
+    }
+    None
 }
 
 /// `set_segment_base` for a Xen PV vCPU (Xen's `do_set_segment_base`): FS, the user and
@@ -327,50 +349,37 @@ pub fn new_user_baseptr(cx: &mut Hc, mfn: Mfn) -> Result<(), Errno> {
 }
 
 /// The checks and effects of `setvcpucontext`/`VCPUOP_initialise` for a Xen PV domain (the
-/// ring-1 rules are `domctl::install_vcpu_context`'s): Xen's flat kernel selectors (RPL
-/// forced to 3, as Xen's `fixup_guest_*_selector`), `ctrlreg[3]` the kernel L4 and
-/// `ctrlreg[1]` the user L4 (0: none yet), both referenced as base pointers, the vCPU in
-/// kernel mode (`VGCF_in_kernel` is required), the kernel GS base live and the user one
-/// kept. Trap-table selectors are not looked at: Xen enters every handler of a 64-bit
-/// guest with `FLAT_KERNEL_CS`. No GDT, LDT, `vm_assist` or FPU state yet (`EINVAL`).
+/// ring-1 rules are `domctl::install_vcpu_context`'s), as Xen's `arch_set_info_guest` for a
+/// 64-bit PV vCPU. Everything is checked before anything changes:
+///
+/// - `VGCF_in_kernel` required (a vCPU starts in kernel mode); `VGCF_i387_valid` refused
+///   (no FPU image is loaded: the vCPU starts with the reset FPU state);
+/// - `user_regs.cs`/`ss` with their RPL raised to 3 (Xen's `fixup_guest_*_selector`) must be
+///   Xen's flat kernel selectors (`FLAT_KERNEL_CS64`/`SS64`); `kernel_ss` has its RPL raised
+///   and is then unused, as on Xen for a 64-bit guest (its kernel stack segment is always
+///   `FLAT_KERNEL_SS`); `rip`, `rsp`, the callbacks, the trap entries, FS and both GS bases
+///   canonical and outside the hypervisor's range where they are code;
+/// - `ctrlreg[3]` the kernel L4 and `ctrlreg[1]` the user L4 (0: none yet), each taken as a
+///   base pointer (validated as an L4 of the domain's own: a foreign frame or a page that is
+///   not a valid L4 is refused with the frame table's errno);
+/// - `gdt_frames[..]`/`gdt_ents` (at most 14 pages' worth) taken as `set_gdt` takes them
+///   (`desc::hold_frames`: each frame the domain's own, a descriptor page, every descriptor
+///   passing Xen's `check_descriptor`), else `EINVAL`;
+/// - `debugreg` as Xen takes it (`check_debugregs`: a breakpoint on the hypervisor's
+///   addresses `EINVAL`, a DR7 with GD or an I/O breakpoint dropped);
+/// - no LDT yet (`ldt_base`/`ldt_ents` non-zero: `EINVAL`); `vm_assist` must be 0 for vCPU 0
+///   and is ignored for the others, as Xen takes it from vCPU 0 only.
+///
+/// Trap-table selectors are not looked at: Xen enters every handler of a 64-bit guest with
+/// `FLAT_KERNEL_CS`. The vCPU is left in kernel mode with the kernel GS base live and the
+/// user one kept.
 pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Result<bool, Errno> {
     let v = vcpu as usize;
     if v >= d.vcpus.len() {
         return Err(Errno::EINVAL);
     }
-    let r = &ctx.user_regs;
-    let entry_point_ok = |a: u64| a == 0 || mem::range_ok(a, 1);
-    let known = vc::VGCF_IN_KERNEL
-        | vc::VGCF_ONLINE
-        | vc::VGCF_SYSCALL_DISABLES_EVENTS
-        | vc::VGCF_FAILSAFE_DISABLES_EVENTS;
-    let cs = u64::from(r.cs) | 3;
-    let ss = u64::from(r.ss) | 3;
-    if ctx.flags & vc::VGCF_IN_KERNEL == 0
-        || ctx.flags & !known != 0
-        || ctx.ldt_base != 0
-        || ctx.ldt_ents != 0
-        || ctx.gdt_ents != 0
-        || ctx.gdt_frames.iter().any(|f| *f != 0)
-        || ctx.vm_assist != 0
-        || cs != u64::from(FLAT_KERNEL_CS64)
-        || ss != u64::from(FLAT_KERNEL_SS64)
-        || !mem::is_canonical(r.rip)
-        || !mem::is_canonical(r.rsp)
-        || (ctx.kernel_sp != 0 && !super::hypercall::kernel_stack_ok(ctx.kernel_sp))
-        || !entry_point_ok(ctx.event_callback_eip)
-        || !entry_point_ok(ctx.failsafe_callback_eip)
-        || !entry_point_ok(ctx.syscall_callback_eip)
-        || !mem::is_canonical(ctx.fs_base)
-        || !mem::is_canonical(ctx.gs_base_kernel)
-        || !mem::is_canonical(ctx.gs_base_user)
-        || ctx
-            .trap_ctxt
-            .iter()
-            .any(|t: &TrapInfo| !t.is_end() && !entry_point_ok(t.address))
-    {
-        return Err(Errno::EINVAL);
-    }
+    check_context(ctx, v)?;
+    let debugregs = check_debugregs(ctx)?;
     let mut traps = [TrapInfo::END; 256];
     let mut nr_traps = 0;
     for t in ctx.trap_ctxt.iter().filter(|t| !t.is_end()) {
@@ -384,24 +393,21 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
         .traps
         .reserve_for(traps)
         .map_err(|_| Errno::ENOMEM)?;
-    let kernel_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_CR3]));
-    let user_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_USER_CR3]));
     let id = d.id;
-    let old = d.vcpus[v].l4;
-    ft::with(|t, mem| t.set_base(mem, id, (old != Mfn(0)).then_some(old), kernel_l4))?;
-    d.vcpus[v].l4 = kernel_l4;
-    let old_user = d.vcpus[v].user_l4;
-    let old_user = (old_user != Mfn(0)).then_some(old_user);
-    if user_l4 != Mfn(0) {
-        ft::with(|t, mem| t.set_base(mem, id, old_user, user_l4))?;
-    } else if let Some(old) = old_user {
-        ft::with(|t, mem| t.drop_base(mem, id, old))?;
+    // The GDT's frames first: all or none, and let go again if a table is refused below.
+    let gdt_pages = ctx.gdt_ents.div_ceil(super::desc::PER_PAGE) as usize;
+    let gdt = super::desc::hold_frames(id, &ctx.gdt_frames[..gdt_pages])?;
+    if let Err(e) = install_tables(d, v, ctx) {
+        super::desc::release_frames(&gdt[..gdt_pages]);
+        return Err(e);
     }
+    let cs = u64::from(ctx.user_regs.cs) | 3;
+    let ss = u64::from(ctx.user_regs.ss) | 3;
+    let r = &ctx.user_regs;
     let v = &mut d.vcpus[v];
-    v.user_l4 = user_l4;
-    // A new context starts without a GDT of the guest's (Xenia takes no `gdt_frames` from
-    // it: `gdt_ents` must be 0, as libxc gives it).
     super::desc::release_gdt(v);
+    v.gdt_frames = gdt;
+    v.gdt_entries = ctx.gdt_ents as u32;
     v.xen_pv = true;
     v.kernel_mode = true;
     let f = &mut v.regs;
@@ -422,6 +428,7 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
     v.fs_base = ctx.fs_base;
     v.gs_base = ctx.gs_base_kernel;
     v.gs_base_other = ctx.gs_base_user;
+    (v.dr, v.dr6, v.dr7) = debugregs;
     let online = ctx.flags & vc::VGCF_ONLINE != 0;
     let newly_online = online && !v.online;
     v.online |= online;
@@ -430,4 +437,100 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
         .evtchn_upcall_mask
         .store(1, Ordering::Release);
     Ok(newly_online)
+}
+
+/// The checks of [`install_context`] that need nothing but the context (`EINVAL`).
+fn check_context(ctx: &VcpuGuestContext, vcpu: usize) -> Result<(), Errno> {
+    let r = &ctx.user_regs;
+    let entry_point_ok = |a: u64| a == 0 || mem::range_ok(a, 1);
+    let known = vc::VGCF_IN_KERNEL
+        | vc::VGCF_ONLINE
+        | vc::VGCF_SYSCALL_DISABLES_EVENTS
+        | vc::VGCF_FAILSAFE_DISABLES_EVENTS;
+    let cs = r.cs | 3;
+    let ss = r.ss | 3;
+    let refused = ctx.flags & vc::VGCF_IN_KERNEL == 0
+        || ctx.flags & !known != 0
+        || ctx.ldt_base != 0
+        || ctx.ldt_ents != 0
+        || ctx.gdt_ents > crate::desc::MAX_GUEST_GDT_ENTRIES
+        || (vcpu == 0 && ctx.vm_assist != 0)
+        || cs != FLAT_KERNEL_CS64
+        || ss != FLAT_KERNEL_SS64
+        || !mem::is_canonical(r.rip)
+        || !mem::is_canonical(r.rsp)
+        || (ctx.kernel_sp != 0 && !super::hypercall::kernel_stack_ok(ctx.kernel_sp))
+        || !entry_point_ok(r.rip)
+        || !entry_point_ok(ctx.event_callback_eip)
+        || !entry_point_ok(ctx.failsafe_callback_eip)
+        || !entry_point_ok(ctx.syscall_callback_eip)
+        || !mem::is_canonical(ctx.fs_base)
+        || !mem::is_canonical(ctx.gs_base_kernel)
+        || !mem::is_canonical(ctx.gs_base_user)
+        || ctx
+            .trap_ctxt
+            .iter()
+            .any(|t: &TrapInfo| !t.is_end() && !entry_point_ok(t.address));
+    if refused {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+/// `debugreg[]` as Xen's `arch_set_info_guest` takes it: DR0–DR3 must be addresses the
+/// guest may break on and DR6/DR7 must fit in 32 bits (`EINVAL` otherwise); a DR7 that
+/// `set_debugreg` would refuse (GD, an I/O breakpoint) is dropped, leaving DR7 disarmed, as
+/// Xen ignores `set_debugreg`'s answer there. DR4 and DR5 are not looked at (Xen writes them
+/// as zero). Returns DR0–DR3, DR6, DR7 as kept.
+fn check_debugregs(ctx: &VcpuGuestContext) -> Result<([u64; 4], u64, u64), Errno> {
+    use crate::debugreg::{self as dr, Target};
+    let d = &ctx.debugreg;
+    if d[6] >> 32 != 0 || d[7] >> 32 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut regs = ([0u64; 4], dr::DR6_DEFAULT, dr::DR7_DEFAULT);
+    for n in 0..4 {
+        // 0 is what an unused register holds (Xen's `breakpoint_addr_ok(0)` is true).
+        if d[n] != 0 && !mem::range_ok(d[n], 8) {
+            return Err(Errno::EINVAL);
+        }
+        regs.0[n] = d[n];
+    }
+    if let Ok((Target::Status, v)) = dr::check(6, d[6], |_| false) {
+        regs.1 = v;
+    }
+    match dr::check(7, d[7], |_| false) {
+        Ok((Target::Control, v)) => regs.2 = v,
+        _ => {
+            log::debug!(target: "domain", "vCPU context: DR7 {:#x} dropped (GD or an I/O breakpoint)", d[7])
+        }
+    }
+    Ok(regs)
+}
+
+/// The kernel (`ctrlreg[3]`) and user (`ctrlreg[1]`, 0: none) top-level tables of a new
+/// context, each taken as a base pointer of the domain's own in place of vCPU `v`'s old one.
+fn install_tables(d: &mut Domain, v: usize, ctx: &VcpuGuestContext) -> Result<(), Errno> {
+    let kernel_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_CR3]));
+    let user_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_USER_CR3]));
+    let id = d.id;
+    // The new references first (nothing changes if either is refused), then the old ones
+    // let go.
+    if user_l4 != Mfn(0) {
+        ft::with(|t, mem| t.set_base(mem, id, None, user_l4))?;
+    }
+    if let Err(e) = ft::with(|t, mem| t.set_base(mem, id, None, kernel_l4)) {
+        if user_l4 != Mfn(0) {
+            let _ = ft::with(|t, mem| t.drop_base(mem, id, user_l4));
+        }
+        return Err(e);
+    }
+    for old in [d.vcpus[v].l4, d.vcpus[v].user_l4] {
+        if old != Mfn(0) {
+            let _ = ft::with(|t, mem| t.drop_base(mem, id, old));
+        }
+    }
+    d.vcpus[v].user_l4 = user_l4;
+    d.vcpus[v].l4 = kernel_l4;
+    Ok(())
 }
