@@ -71,6 +71,9 @@ pub struct Callbacks {
     pub failsafe: u64,
     pub syscall: u64,
     pub syscall_masks_events: bool,
+    /// Entering the failsafe callback masks events (`CALLBACKF_mask_events`,
+    /// `VGCF_failsafe_disables_events`).
+    pub failsafe_masks_events: bool,
     pub nmi: u64,
 }
 

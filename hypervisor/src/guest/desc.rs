@@ -8,13 +8,12 @@
 //! and use), and every present descriptor gets its DPL raised to 3 in place, as Xen writes
 //! its fix-ups back. A refused frame leaves the previous GDT in force.
 //!
-//! **Departure from Xen, written in docs/architecture.md:** the frames are checked and held
-//! but not yet loaded: the GDT in force stays Xenia's own (its page 0 has the user selectors
-//! Linux uses, 0x2b and 0x33, at the same places, and Xen's flat selectors are in its
-//! reserved page 0xe000). A guest that loads a selector of its own GDT beyond those gets
-//! Xenia's descriptor there or a #GP, never more privilege. Loading the guest's frames into
-//! the per-pCPU GDT (which needs the hypervisor's own selectors moved to 0xe008 upwards) is
-//! the next step.
+//! The frames are in force whenever the vCPU runs (`load_gdt`, from the switch path and at
+//! once for `set_gdt`'s caller): mapped into GDT pages 0.. of the pCPU's entry area, Xen's
+//! reserved page above them (the hypervisor's own selectors are Xen's 0xe008/0xe010 there).
+//! Every descriptor in them passed Xen's checks (DPL 3, no gates or system descriptors),
+//! and `update_descriptor` checks each new one, so the guest's selectors give it ring-3
+//! segments only.
 
 use guest_abi::errno::Errno;
 
@@ -47,7 +46,15 @@ pub fn set_gdt(cx: &mut Hc) -> HcResult {
     release_gdt(v);
     v.gdt_frames = held;
     v.gdt_entries = entries as u32;
+    // In force at once for the caller, which runs on this pCPU (Xen loads it too).
+    load_gdt(v);
     Ok(Ret::Value(0))
+}
+
+/// Puts `v`'s GDT in force on this pCPU (`gdt::load_for`): its own frames if it gave some.
+pub fn load_gdt(v: &Vcpu) {
+    let n = (u64::from(v.gdt_entries)).div_ceil(PER_PAGE) as usize;
+    crate::arch::x86_64::gdt::load_for(v.xen_pv, &v.gdt_frames[..n.min(v.gdt_frames.len())]);
 }
 
 /// Takes each of `frames` (at most 14) as a descriptor page of `dom`, checking its

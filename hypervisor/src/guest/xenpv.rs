@@ -26,10 +26,7 @@
 use core::sync::atomic::Ordering;
 
 use guest_abi::errno::Errno;
-use guest_abi::selectors::{
-    FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64, USER_CS,
-    USER_SS,
-};
+use guest_abi::selectors::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
 use guest_abi::trap::{IretContext, RFLAGS_IF, TrapInfo, VGCF_IN_SYSCALL};
 use guest_abi::vcpu_context::{self as vc, VcpuGuestContext};
 
@@ -58,14 +55,6 @@ pub fn caller_in_user_mode(cx: &mut Hc) -> bool {
     } else {
         cs & 3 == 3
     }
-}
-
-/// Whether a Xen PV vCPU may run with this code and stack selector: ring 3 only, Xen's flat
-/// selectors or Xenia's ring-3 pair (which a Xen PV kernel's programs use as Linux's
-/// `__USER_CS`/`__USER_DS`), never a null SS (which `iretq` refuses for ring 3).
-pub fn selectors_ok(cs: u16, ss: u16) -> bool {
-    matches!(cs, FLAT_RING3_CS64 | FLAT_RING3_CS32 | USER_CS)
-        && matches!(ss, FLAT_RING3_SS64 | USER_SS)
 }
 
 /// Xen's `toggle_guest_mode`: kernel ↔ user, the GS bases swapped, and this pCPU's guest
@@ -184,6 +173,79 @@ pub fn bounce(
     Ok(())
 }
 
+/// Xen's failsafe callback (`load_segments` in `xen/arch/x86/domain.c`): vCPU `v`, just
+/// switched in with `frame`, had data selectors its GDT no longer gives (`failed`: the
+/// ones that could not be loaded, each now null). The kernel is entered at its failsafe
+/// callback in kernel mode (switching from user mode first, onto `kernel_sp`; from kernel
+/// mode on the current stack with CS's RPL cleared), with Xen's frame
+/// `{ rcx, r11, ds, es, fs, gs, rip, cs, rflags, rsp, ss }` from the lowest address (the
+/// selectors as the guest had them), 16-byte aligned, the event mask in bits 32–39 of the
+/// CS word and IF its inverse; events masked if it asked (`VGCF_failsafe_disables_events`).
+/// No failsafe callback, or a frame that cannot be written, crashes the domain.
+pub fn failsafe(dom: &mut Domain, v: usize, frame: &mut TrapFrame, failed: [u16; 4]) {
+    let info = dom.vcpu_info_static(v);
+    let vcpu = &mut dom.vcpus[v];
+    let sels = vcpu.data_selectors;
+    let handler = vcpu.callbacks.failsafe;
+    if handler == 0 || (!vcpu.kernel_mode && vcpu.kernel_sp == 0) {
+        crash(
+            dom,
+            format_args!(
+                "data selectors {failed:#x?} no longer loadable and no failsafe callback or kernel stack to report them to"
+            ),
+        );
+        return;
+    }
+    log::debug!(target: "domain", "d{}v{v}: data selectors {failed:#x?} not loadable: failsafe callback", dom.id);
+    // As Xen: the stack chosen in the mode interrupted, then into kernel mode.
+    let (stack, saved_cs) = if vcpu.kernel_mode {
+        (frame.rsp, frame.cs & 0xFFFC)
+    } else {
+        let _ = toggle_mode(vcpu);
+        (vcpu.kernel_sp, frame.cs & 0xFFFF)
+    };
+    let mask = info.evtchn_upcall_mask.load(Ordering::Relaxed);
+    let rflags =
+        (frame.rflags & !(RFLAGS_IF | RFLAGS_IOPL)) | if mask == 0 { RFLAGS_IF } else { 0 };
+    let words: [u64; 11] = [
+        frame.rcx,
+        frame.r11,
+        u64::from(sels[0]),
+        u64::from(sels[1]),
+        u64::from(sels[2]),
+        u64::from(sels[3]),
+        frame.rip,
+        saved_cs | (u64::from(mask) << 32),
+        rflags,
+        frame.rsp,
+        frame.ss & 0xFFFF,
+    ];
+    let space = mem::AddressSpace {
+        l4: vcpu.l4,
+        dom: dom.id,
+    };
+    let sp = (stack & !0xF).wrapping_sub(8 * words.len() as u64);
+    if !mem::is_canonical(sp)
+        || space
+            .write_bytes(GuestPtr::new(sp), zerocopy::IntoBytes::as_bytes(&words[..]))
+            .is_err()
+    {
+        crash(
+            dom,
+            format_args!("error while creating failsafe callback frame at {sp:#x}"),
+        );
+        return;
+    }
+    if vcpu.callbacks.failsafe_masks_events {
+        info.evtchn_upcall_mask.store(1, Ordering::Release);
+    }
+    frame.rip = handler;
+    frame.cs = u64::from(FLAT_KERNEL_CS64);
+    frame.ss = u64::from(FLAT_KERNEL_SS64);
+    frame.rsp = sp;
+    frame.rflags &= !(RFLAGS_AC | RFLAGS_VM | RFLAGS_RF | RFLAGS_NT | RFLAGS_IOPL | RFLAGS_TF);
+}
+
 /// `HYPERVISOR_iret` in Xen's 64-bit PV form (Xen's `do_iret`): the `iret_context` at the
 /// guest's `rsp`; to user mode when its CS has RPL 3 (which needs a user table, or the
 /// domain is crashed, as Xen does); CS and SS forced to RPL 3, IOPL and VM cleared, IF set;
@@ -245,16 +307,19 @@ pub fn iret(cx: &mut Hc) -> HcResult {
 
 /// The #GP error code `iretq` would raise returning to `cs:rip` with `ss` (RPL already 3),
 /// in the CPU's order (Intel SDM Vol. 2A, IRET: CS, then SS, then RIP), or `None` if it
-/// would return: a selector that is not one of the ring-3 ones a Xen PV vCPU may use gives
-/// its index (RPL cleared), a non-canonical RIP 0.
+/// would return: a selector the GDT in force does not give as ring-3 code (CS) or writable
+/// data (SS) gives its index (RPL cleared), a RIP the code segment cannot take (not
+/// canonical, or beyond a 32-bit segment's limit) 0.
 pub fn iret_refusal(cs: u16, ss: u16, rip: u64) -> Option<u64> {
-    if !selectors_ok(cs, FLAT_RING3_SS64) {
+    use crate::arch::x86_64::gdt;
+    // The descriptors in force are the caller's GDT (it runs on this pCPU).
+    if !gdt::iret_code_ok(cs, 0) {
         return Some(u64::from(cs & !3));
     }
-    if !selectors_ok(FLAT_RING3_CS64, ss) {
+    if !gdt::iret_stack_ok(ss) {
         return Some(u64::from(ss & !3));
     }
-    if !mem::is_canonical(rip) || (cs == FLAT_RING3_CS32 && rip > u64::from(u32::MAX)) {
+    if !gdt::iret_code_ok(cs, rip) {
         return Some(0);
     }
     None
@@ -355,7 +420,8 @@ pub fn new_user_baseptr(cx: &mut Hc, mfn: Mfn) -> Result<(), Errno> {
 /// - `VGCF_in_kernel` required (a vCPU starts in kernel mode); `VGCF_i387_valid` refused
 ///   (no FPU image is loaded: the vCPU starts with the reset FPU state);
 /// - `user_regs.cs`/`ss` with their RPL raised to 3 (Xen's `fixup_guest_*_selector`) must be
-///   Xen's flat kernel selectors (`FLAT_KERNEL_CS64`/`SS64`); `kernel_ss` has its RPL raised
+///   Xen's flat kernel selectors (`FLAT_KERNEL_CS64`/`SS64`) or entries of the context's own
+///   GDT (`own_gdt_selector`, as Linux gives `__KERNEL_CS`/`__KERNEL_DS`); `kernel_ss` has its RPL raised
 ///   and is then unused, as on Xen for a 64-bit guest (its kernel stack segment is always
 ///   `FLAT_KERNEL_SS`); `rip`, `rsp`, the callbacks, the trap entries, FS and both GS bases
 ///   canonical and outside the hypervisor's range where they are code;
@@ -424,6 +490,7 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
     v.callbacks.failsafe = ctx.failsafe_callback_eip;
     v.callbacks.syscall = ctx.syscall_callback_eip;
     v.callbacks.syscall_masks_events = ctx.flags & vc::VGCF_SYSCALL_DISABLES_EVENTS != 0;
+    v.callbacks.failsafe_masks_events = ctx.flags & vc::VGCF_FAILSAFE_DISABLES_EVENTS != 0;
     v.traps.set_all(traps).map_err(|_| Errno::ENOMEM)?;
     v.fs_base = ctx.fs_base;
     v.gs_base = ctx.gs_base_kernel;
@@ -455,8 +522,8 @@ fn check_context(ctx: &VcpuGuestContext, vcpu: usize) -> Result<(), Errno> {
         || ctx.ldt_ents != 0
         || ctx.gdt_ents > crate::desc::MAX_GUEST_GDT_ENTRIES
         || (vcpu == 0 && ctx.vm_assist != 0)
-        || cs != FLAT_KERNEL_CS64
-        || ss != FLAT_KERNEL_SS64
+        || !(cs == FLAT_KERNEL_CS64 || own_gdt_selector(cs, ctx.gdt_ents))
+        || !(ss == FLAT_KERNEL_SS64 || own_gdt_selector(ss, ctx.gdt_ents))
         || !mem::is_canonical(r.rip)
         || !mem::is_canonical(r.rsp)
         || (ctx.kernel_sp != 0 && !super::hypercall::kernel_stack_ok(ctx.kernel_sp))
@@ -475,6 +542,14 @@ fn check_context(ctx: &VcpuGuestContext, vcpu: usize) -> Result<(), Errno> {
         return Err(Errno::EINVAL);
     }
     Ok(())
+}
+
+/// Whether `sel` names an entry of the context's own GDT (`gdt_ents` entries; not the null
+/// one, not the LDT): Linux starts its secondary vCPUs on its `__KERNEL_CS`/`__KERNEL_DS`.
+/// Whether the descriptor is one `iretq` takes is checked when the vCPU first runs, with
+/// its GDT in force (`sanitize`).
+fn own_gdt_selector(sel: u16, gdt_ents: u64) -> bool {
+    sel & 4 == 0 && sel >> 3 != 0 && u64::from(sel >> 3) < gdt_ents
 }
 
 /// `debugreg[]` as Xen's `arch_set_info_guest` takes it: DR0–DR3 must be addresses the

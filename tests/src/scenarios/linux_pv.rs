@@ -35,6 +35,10 @@ const CHECKS: &[&str] = &[
     "fpu_taskswitch",
     "hostile_arguments_refused",
     "iret_refused_frame_gp",
+    "own_gdt_in_force",
+    "iret_to_own_kernel_cs",
+    "failsafe_callback",
+    "hostile_descriptors_refused",
 ];
 
 /// The checks the test kernel adds when its domain has a second vCPU (`vcpus=2`).

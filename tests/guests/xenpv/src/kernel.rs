@@ -321,6 +321,7 @@ macro_rules! say {
     }};
 }
 
+mod gdt;
 mod smp;
 
 /// Prints `PASS name` or `FAIL name: why`.
@@ -351,6 +352,11 @@ fn addr_of_page() -> u64 {
 /// The address of one of the asm labels.
 fn addr(f: unsafe extern "C" fn()) -> u64 {
     f as *const () as u64
+}
+
+/// The top of the stack bounces from user mode go to (`stack_switch`).
+fn kernel_stack() -> u64 {
+    &raw const xp_kernel_stack_top as u64
 }
 
 fn run(code: unsafe extern "C" fn(), rbx: u64, r12: u64) -> u64 {
@@ -801,6 +807,15 @@ extern "C" fn main(start_info: u64) -> ! {
         "iret_refused_frame_gp",
         wrong == 0,
         format_args!("frames not answered by #GP as the CPU would: {wrong:#b} (cs, ss, rip)"),
+    );
+
+    // 11c. Its own GDT in force, the failsafe callback, descriptors refused.
+    gdt::run_checks(
+        &mem,
+        vcpu_info,
+        base + 0x10000 + 7 * 4096,
+        base + 0x10000 + 9 * 4096,
+        l4,
     );
 
     // 12. A second vCPU (when the domain has one).

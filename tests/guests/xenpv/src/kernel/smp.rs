@@ -16,14 +16,13 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use guest_abi::event::{EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VIRQ, EVTCHNOP_SEND, VIRQ_TIMER};
 use guest_abi::hypercall as nr;
-use guest_abi::selectors::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, HYPERVISOR_CS};
+use guest_abi::selectors::{FLAT_KERNEL_CS64, HYPERVISOR_CS};
 use guest_abi::trap::TrapInfo;
 use guest_abi::vcpu as vo;
 use guest_abi::vcpu_context::{self as vc, VcpuGuestContext};
 
-use super::{
-    Mem, PTE_P, PTE_RW, PTE_U, addr, check, gs_word, hypercall, write_u64, xp_failsafe, xp_trap_gp,
-};
+use super::gdt::{DPL3, LINUX_GDT, remap};
+use super::{Mem, addr, check, gs_word, hypercall, write_u64, xp_failsafe, xp_trap_gp};
 
 /// vCPU 1's GS marker (its kernel GS base from the context points here).
 const V1_MARK_VALUE: u64 = 0x5643_5055_314D_524B;
@@ -44,8 +43,11 @@ static V1_STATE: AtomicU32 = AtomicU32::new(0);
 static V0_SENT: AtomicU32 = AtomicU32::new(0);
 /// What vCPU 1 saw: bit 0 its GS marker, bit 1 `xen_version`, bit 2 both ports bound,
 /// bit 3 the periodic timer set, bit 4 its events masked on entry (Xen starts a vCPU masked),
-/// bit 5 DR7 disarmed (the context's I/O breakpoint dropped).
+/// bit 5 DR7 disarmed (the context's I/O breakpoint dropped), bit 6 it runs on CS 0x13 (its
+/// own GDT's kernel code, as Linux starts it).
 static V1_SEEN: AtomicU64 = AtomicU64::new(0);
+/// The CS vCPU 1 found itself running on.
+static V1_CS: AtomicU32 = AtomicU32::new(0);
 
 /// Timer events vCPU 1 waits for.
 const WANT_TIMERS: u64 = 5;
@@ -161,8 +163,15 @@ extern "C" fn v1_upcall() {
 
 /// vCPU 1's life.
 extern "C" fn v1_main() -> ! {
+    // First, before any hypercall: a `syscall` returns on FLAT_KERNEL_CS, as on Xen (the
+    // CPU does not save CS at a `syscall`).
+    let cs = super::gdt::cs();
     let info = V1_VCPU_INFO.load(Ordering::Relaxed);
     let mut seen = 0;
+    V1_CS.store(u32::from(cs), Ordering::Relaxed);
+    if cs == 0x13 {
+        seen |= 64;
+    }
     if gs_word() == V1_MARK_VALUE {
         seen |= 1;
     }
@@ -240,35 +249,9 @@ pub struct Setup<'a> {
     pub bad_gdt_page: u64,
 }
 
-fn remap(va: u64, mfn: u64, writable: bool) -> i64 {
-    let rw = if writable { PTE_RW } else { 0 };
-    hypercall(
-        nr::HYPERVISOR_UPDATE_VA_MAPPING,
-        [
-            va,
-            mfn << 12 | PTE_P | PTE_U | rw,
-            guest_abi::memory::UVMF_INVLPG,
-            0,
-            0,
-        ],
-    )
-}
-
 /// An address in the hypervisor's range, and a CR3 naming a frame no domain has.
 const HYP: u64 = 0xFFFF_8000_0000_1000;
 const FOREIGN_CR3: u64 = vc::xen_pfn_to_cr3(0xF_FFFF_FFFF);
-
-/// Linux's 64-bit GDT layout (DPL 0 kernel entries, which Xen raises to 3).
-const LINUX_GDT: [u64; 7] = [
-    0,
-    0x00cf_9b00_0000_ffff, // KERNEL32_CS
-    0x00af_9b00_0000_ffff, // KERNEL_CS (DPL 0)
-    0x00cf_9300_0000_ffff, // KERNEL_DS (DPL 0)
-    0x00cf_fb00_0000_ffff, // USER32_CS
-    0x00cf_f300_0000_ffff, // USER_DS
-    0x00af_fb00_0000_ffff, // USER_CS
-];
-const DPL3: u64 = 3 << 45;
 
 /// The context Linux's `cpu_initialize_context` gives (RPL-0 selectors, IOPL 1 asked for).
 fn good_context(s: &Setup<'_>) -> VcpuGuestContext {
@@ -276,10 +259,11 @@ fn good_context(s: &Setup<'_>) -> VcpuGuestContext {
     c.flags = vc::VGCF_IN_KERNEL;
     c.user_regs.rip = addr(xp_v1_entry);
     c.user_regs.rsp = &raw const xp_v1_stack_top as u64;
-    c.user_regs.cs = FLAT_KERNEL_CS64 & !3;
-    c.user_regs.ss = FLAT_KERNEL_SS64 & !3;
+    // Linux's __KERNEL_CS and __KERNEL_DS, of the GDT given below, with RPL 0.
+    c.user_regs.cs = 0x10;
+    c.user_regs.ss = 0x18;
     c.user_regs.rflags = 0x1000;
-    c.kernel_ss = u64::from(FLAT_KERNEL_SS64 & !3);
+    c.kernel_ss = 0x18;
     c.kernel_sp = &raw const xp_v1_kstack_top as u64;
     c.ctrlreg[3] = vc::xen_pfn_to_cr3(s.mem.mfn_of(s.kernel_l4));
     c.ctrlreg[1] = vc::xen_pfn_to_cr3(s.mem.mfn_of(s.user_l4));
@@ -441,10 +425,11 @@ pub fn run(s: &Setup<'_>) {
     let ipis = V1_IPI_EVENTS.load(Ordering::Relaxed);
     check(
         "smp_vcpu1_runs",
-        V1_STATE.load(Ordering::Acquire) == 2 && seen == 0x3F,
+        V1_STATE.load(Ordering::Acquire) == 2 && seen == 0x7F,
         format_args!(
-            "state {}, seen {seen:#x} (1 gs, 2 xen_version, 4 ports, 8 timer, 16 masked, 32 dr7 off)",
-            V1_STATE.load(Ordering::Relaxed)
+            "state {}, seen {seen:#x} (1 gs, 2 xen_version, 4 ports, 8 timer, 16 masked, 32 dr7 off, 64 cs 0x13), cs {:#x}",
+            V1_STATE.load(Ordering::Relaxed),
+            V1_CS.load(Ordering::Relaxed)
         ),
     );
     check(
