@@ -34,6 +34,7 @@ const CHECKS: &[&str] = &[
     "event_callback_frame",
     "fpu_taskswitch",
     "hostile_arguments_refused",
+    "hostile_debugregs_refused",
     "iret_refused_frame_gp",
     "own_gdt_in_force",
     "iret_to_own_kernel_cs",

@@ -754,6 +754,21 @@ extern "C" fn main(start_info: u64) -> ! {
         fs < 0 && sel < 0 && stack < 0,
         format_args!("fs base {fs}, ring-1 gs selector {sel}, stack {stack}"),
     );
+    // Debug registers on the hypervisor's addresses, an I/O breakpoint, GD: EPERM, as Xen.
+    let dr = |reg: u64, value: u64| hypercall(nr::HYPERVISOR_SET_DEBUGREG, [reg, value, 0, 0, 0]);
+    let (d0, d7io, d7gd, d6) = (
+        dr(0, 0xFFFF_8000_0000_1000),
+        dr(7, 0x2_0401),
+        dr(7, 1 << 13),
+        dr(6, 1 << 32),
+    );
+    check(
+        "hostile_debugregs_refused",
+        d0 == -1 && d7io == -1 && d7gd == -1 && d6 == -22,
+        format_args!(
+            "dr0 on the hypervisor {d0}, dr7 I/O breakpoint {d7io}, GD {d7gd}, dr6 above 32 bits {d6}"
+        ),
+    );
     // 11b. iret frames the CPU would refuse: the #GP it raises, delivered to this kernel with
     // the frame's registers (Xen's fault on its own iretq), not a crash.
     let ks = &raw const xp_kernel_stack_top as u64;
