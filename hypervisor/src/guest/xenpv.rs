@@ -564,12 +564,12 @@ fn check_debugregs(ctx: &VcpuGuestContext) -> Result<([u64; 4], u64, u64), Errno
         return Err(Errno::EINVAL);
     }
     let mut regs = ([0u64; 4], dr::DR6_DEFAULT, dr::DR7_DEFAULT);
-    for n in 0..4 {
+    for (kept, &addr) in regs.0.iter_mut().zip(&d[..4]) {
         // 0 is what an unused register holds (Xen's `breakpoint_addr_ok(0)` is true).
-        if d[n] != 0 && !mem::range_ok(d[n], 8) {
+        if addr != 0 && !mem::range_ok(addr, 8) {
             return Err(Errno::EINVAL);
         }
-        regs.0[n] = d[n];
+        *kept = addr;
     }
     if let Ok((Target::Status, v)) = dr::check(6, d[6], |_| false) {
         regs.1 = v;

@@ -141,35 +141,36 @@ pub fn guest_mode(ctx: &Context) -> Result<(), String> {
 /// says why, after all the other checks passed; the machine and dom0 go on.
 pub fn hostile_crashes(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
-    for (what, why) in [(
+    // The one request left that Xen answers by crashing the domain (an `iret` frame the CPU
+    // refuses is a #GP to the kernel now, one of its checks).
+    let (what, why) = (
         "no_user_l4",
         "switching to user mode with no user page table",
-    )] {
-        let name = format!("hostile-{}", what.replace('_', "-"));
-        let id = create(&mut vm, &name, &format!("hostile={what}"))?;
-        verdict(&vm, id)?;
-        // Looked for in the whole log: the crash may come while `xl create` still prints.
-        let crashed = format!("domain {id} crashed: ");
-        let line = vm.wait_until(&crashed, T, |log, cursor| {
-            // Complete lines only: the last one may still be arriving.
-            let complete = &log[..log.rfind('\n').map_or(0, |i| i + 1)];
-            complete
-                .lines()
-                .find(|l| l.contains(&crashed))
-                .map(|l| (l.to_string(), cursor))
-        })?;
-        if !line.contains(why) {
-            return Err(format!(
-                "hostile={what}: crash line {line:?} does not say {why:?}"
-            ));
-        }
-        if vm.serial_log().contains(&format!("(d{id}) FAIL hostile_")) {
-            return Err(format!(
-                "hostile={what}: the kernel ran on after the request"
-            ));
-        }
-        gone(&mut vm, &name)?;
+    );
+    let name = format!("hostile-{}", what.replace('_', "-"));
+    let id = create(&mut vm, &name, &format!("hostile={what}"))?;
+    verdict(&vm, id)?;
+    // Looked for in the whole log: the crash may come while `xl create` still prints.
+    let crashed = format!("domain {id} crashed: ");
+    let line = vm.wait_until(&crashed, T, |log, cursor| {
+        // Complete lines only: the last one may still be arriving.
+        let complete = &log[..log.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines()
+            .find(|l| l.contains(&crashed))
+            .map(|l| (l.to_string(), cursor))
+    })?;
+    if !line.contains(why) {
+        return Err(format!(
+            "hostile={what}: crash line {line:?} does not say {why:?}"
+        ));
     }
+    if vm.serial_log().contains(&format!("(d{id}) FAIL hostile_")) {
+        return Err(format!(
+            "hostile={what}: the kernel ran on after the request"
+        ));
+    }
+    gone(&mut vm, &name)?;
     let list = xl::run(&mut vm, "xl list")?;
     if !list.contains("Domain-0") {
         return Err(format!("dom0 is not listed after the crashes:\n{list}"));

@@ -254,7 +254,7 @@ pub fn run_checks(mem: &Mem, shared: u64, page: u64, spare: u64, table: u64) {
     // The whole sequence runs under `run`, whose recovery point the failsafe stub resumes:
     // the vCPU may be switched out and in (and so get the callback) at any moment after
     // the descriptor went away, not only in the block.
-    FS_MA.store(mfn << 12 | MARK_INDEX * 8, Ordering::Relaxed);
+    FS_MA.store((mfn << 12) | (MARK_INDEX * 8), Ordering::Relaxed);
     FS_SHARED.store(shared, Ordering::Relaxed);
     let v = run(failsafe_body, 0, 0);
     hypercall(
@@ -290,7 +290,7 @@ pub fn run_checks(mem: &Mem, shared: u64, page: u64, spare: u64, table: u64) {
     );
 
     // Descriptors Xen refuses, and one it fixes up.
-    let ma = |i: u64| mfn << 12 | i * 8;
+    let ma = |i: u64| (mfn << 12) | (i * 8);
     let gate = (1 << 47) | DPL3 | (0xC << 40) | (0xe008 << 16);
     let tss = (1 << 47) | (0x9 << 40) | 0x67;
     let refused = [
