@@ -25,6 +25,8 @@ use crate::mm::{Mfn, ft, physmem};
 
 /// Descriptors in a page.
 pub const PER_PAGE: u64 = 512;
+/// Bytes in a page.
+const PAGE_BYTES: u64 = 4096;
 
 /// `set_gdt(frame_list, entries)`: Xen's `do_set_gdt` for the calling vCPU.
 pub fn set_gdt(cx: &mut Hc) -> HcResult {
@@ -51,10 +53,70 @@ pub fn set_gdt(cx: &mut Hc) -> HcResult {
     Ok(Ret::Value(0))
 }
 
-/// Puts `v`'s GDT in force on this pCPU (`gdt::load_for`): its own frames if it gave some.
+/// Puts `v`'s GDT and LDT in force on this pCPU (`gdt::load_for`, `gdt::load_ldt`): its
+/// own frames if it gave some.
 pub fn load_gdt(v: &Vcpu) {
     let n = (u64::from(v.gdt_entries)).div_ceil(PER_PAGE) as usize;
+    let l = (u64::from(v.ldt_entries)).div_ceil(PER_PAGE) as usize;
+    let ldt = &v.ldt_frames[..l.min(v.ldt_frames.len())];
+    crate::arch::x86_64::gdt::load_ldt(ldt, v.ldt_entries);
     crate::arch::x86_64::gdt::load_for(v.xen_pv, &v.gdt_frames[..n.min(v.gdt_frames.len())]);
+}
+
+/// Entries an LDT may have (Xen's limit: 64 KiB of descriptors).
+pub const MAX_LDT_ENTRIES: u64 = 8192;
+
+/// `MMUEXT_SET_LDT(linear_addr, nr_ents)` for a Xen PV vCPU (Xen's `MMUEXT_SET_LDT` in
+/// `do_mmuext_op`): the address page-aligned and the caller's to use, at most 8192
+/// entries (`EINVAL` otherwise); 0 entries removes the LDT. Xen maps the pages lazily, on the
+/// first fault in the LDT area, typing each as a descriptor page then; Xenia takes them at
+/// once: each page must be mapped in the caller's tables, and is held as `set_gdt` holds
+/// GDT frames (a descriptor page of the caller's, every descriptor passing Xen's checks),
+/// else `EINVAL` and the old LDT stays. In force at once (`load_gdt`).
+pub fn set_ldt(cx: &mut Hc, base: u64, entries: u64) -> Result<(), Errno> {
+    if entries > MAX_LDT_ENTRIES || !base.is_multiple_of(PAGE_BYTES) {
+        return Err(Errno::EINVAL);
+    }
+    let mut frames = [0u64; 16];
+    let n = entries.div_ceil(PER_PAGE) as usize;
+    if entries != 0 && !super::mem::range_ok(base, entries * 8) {
+        return Err(Errno::EINVAL);
+    }
+    let space = cx.space();
+    for (i, f) in frames[..n].iter_mut().enumerate() {
+        let va = base + i as u64 * PAGE_BYTES;
+        *f = space
+            .translate(va, false, false)
+            .map_err(|_| Errno::EINVAL)?
+            >> 12;
+    }
+    let mut held = [Mfn(0); 16];
+    let first = hold_frames(cx.id(), &frames[..n.min(14)])?;
+    held[..14].copy_from_slice(&first);
+    if n > 14 {
+        match hold_frames(cx.id(), &frames[14..n]) {
+            Ok(rest) => held[14..16].copy_from_slice(&rest[..2]),
+            Err(e) => {
+                release_frames(&held[..14]);
+                return Err(e);
+            }
+        }
+    }
+    let v = cx.vcpu();
+    release_ldt(v);
+    v.ldt_frames = held;
+    v.ldt_entries = entries as u32;
+    load_gdt(v);
+    Ok(())
+}
+
+/// Lets go of the frames of `v`'s LDT (a new `MMUEXT_SET_LDT`, a new context, the domain
+/// destroyed).
+pub fn release_ldt(v: &mut Vcpu) {
+    let n = (u64::from(v.ldt_entries)).div_ceil(PER_PAGE) as usize;
+    release_frames(&v.ldt_frames[..n.min(v.ldt_frames.len())]);
+    v.ldt_frames = [Mfn(0); 16];
+    v.ldt_entries = 0;
 }
 
 /// Takes each of `frames` (at most 14) as a descriptor page of `dom`, checking its

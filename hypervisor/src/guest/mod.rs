@@ -938,7 +938,8 @@ impl World {
         }
         let Some(to) = to else {
             cpu.set_current(None);
-            // No guest's GDT frame stays mapped on an idle pCPU.
+            // No guest's GDT or LDT frame stays mapped on an idle pCPU.
+            gdt::load_ldt(&[], 0);
             gdt::load_for(false, &[]);
             entry::forget_guest_root();
             return;

@@ -472,6 +472,7 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
     let r = &ctx.user_regs;
     let v = &mut d.vcpus[v];
     super::desc::release_gdt(v);
+    super::desc::release_ldt(v);
     v.gdt_frames = gdt;
     v.gdt_entries = ctx.gdt_ents as u32;
     v.xen_pv = true;

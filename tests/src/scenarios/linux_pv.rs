@@ -40,6 +40,7 @@ const CHECKS: &[&str] = &[
     "iret_to_own_kernel_cs",
     "failsafe_callback",
     "hostile_descriptors_refused",
+    "own_ldt",
 ];
 
 /// The checks the test kernel adds when its domain has a second vCPU (`vcpus=2`).

@@ -15,7 +15,8 @@
 //! | 0xE000 | #DF stack (IST), 8 KiB | RW- | RW- |
 //! | 0x11000 | #MC stack (IST), 8 KiB | RW- | RW- |
 //! | 0x14000 | this pCPU's `PerCpu` (`percpu.rs`) | RW- | not mapped |
-//! | 0x20000 | the GDT, 15 pages (`gdt.rs`): page 0 this pCPU's Xenia descriptors, pages 1–13 one shared zero page, page 14 Xen's reserved page (selectors 0xe000 on), shared | RW- (page 0) | R-- |
+//! | 0x20000 | the GDT, 15 pages (`gdt.rs`): for each vCPU switched in, page 0 this pCPU's Xenia descriptors or a Xen PV guest's own GDT frames in pages 0.., the shared null page, page 14 Xen's reserved page or the hypervisor-only one (`gdt::load_for`) | RW- (page 0, a guest's frames) | R-- (a guest's frames RW-) |
+//! | 0x30000 | the LDT area, 16 pages: a Xen PV vCPU's LDT frames (`gdt::load_ldt`), else not mapped or the null page | as the GDT's | as the GDT's |
 //!
 //! with unmapped guard pages between the stacks. The I/O bitmap lies within 16 KiB of the
 //! TSS, so that an `iomap_base` of 0xFFFF points past the TSS limit (no port for anyone)
@@ -64,6 +65,10 @@ pub const GDT_PAGES: u64 = 15;
 pub const XEN_GDT_PAGE: u64 = 14;
 /// Xenia's descriptors at the bottom of GDT page 0 (the rest of the page is zero).
 pub const GDT_ENTRIES: usize = 16;
+/// The LDT area: where the frames of a Xen PV vCPU's LDT (`MMUEXT_SET_LDT`) are mapped while
+/// it runs, [`LDT_PAGES`] pages (8192 descriptors, Xen's limit); the null page otherwise.
+pub const LDT_OFFSET: u64 = 0x30000;
+pub const LDT_PAGES: u64 = 16;
 
 /// Layout of the CPU page: (the GDT used to start it; those bytes are unused), TSS, then
 /// the constants the stubs read.
@@ -756,12 +761,26 @@ pub fn shared_gdt_pages() -> (u64, u64, u64) {
 /// holds a `Descriptor` type reference, so no mapping of the guest's can write it. Xenia's
 /// own pages stay read-only in guest roots (their descriptors have the accessed bit set).
 pub fn map_gdt_page(p: u64, phys: u64, guest_frame: bool) {
+    let cpu = super::percpu::this();
+    if let Some(slot) = cpu.gdt_pages.get(p as usize) {
+        map_area_page(GDT_OFFSET + p * PAGE, slot, phys, guest_frame);
+    }
+}
+
+/// Maps page `p` of this pCPU's LDT area as [`map_gdt_page`] maps a GDT page.
+pub fn map_ldt_page(p: u64, phys: u64, guest_frame: bool) {
+    let cpu = super::percpu::this();
+    if let Some(slot) = cpu.ldt_pages.get(p as usize) {
+        map_area_page(LDT_OFFSET + p * PAGE, slot, phys, guest_frame);
+    }
+}
+
+/// Maps the entry-area page at `offset` to `phys` in both views (see [`map_gdt_page`]),
+/// unless `cache` says it is there already.
+fn map_area_page(offset: u64, cache: &core::sync::atomic::AtomicU64, phys: u64, guest_frame: bool) {
     use core::sync::atomic::Ordering::Relaxed;
     let cpu = super::percpu::this();
-    let Some(slot) = cpu.gdt_pages.get(p as usize) else {
-        return;
-    };
-    if slot.load(Relaxed) == phys {
+    if cache.load(Relaxed) == phys {
         return;
     }
     let own = phys == cpu.own_gdt_page.load(Relaxed);
@@ -770,7 +789,7 @@ pub fn map_gdt_page(p: u64, phys: u64, guest_frame: bool) {
     } else {
         F::empty()
     };
-    let index = ((GDT_OFFSET + p * PAGE) / PAGE) as usize;
+    let index = (offset / PAGE) as usize;
     for (entry, writable) in [
         (cpu.hv_slot_entry.load(Relaxed), own || guest_frame),
         (cpu.guest_slot_entry.load(Relaxed), guest_frame),
@@ -782,9 +801,9 @@ pub fn map_gdt_page(p: u64, phys: u64, guest_frame: bool) {
         }
         // SAFETY: the entry-area tables are this pCPU's own (`map_entry_area` built them: L3
         // entry 0 → L2, L2 entry 0 → L1), reached through the direct map; only this pCPU
-        // changes them, and the GDT pages are looked at only by this pCPU's segment loads,
-        // none of which runs while the entry changes (the hypervisor uses only the reserved
-        // page's selectors, which this never remaps to something without them).
+        // changes them, and the GDT and LDT pages are looked at only by this pCPU's segment
+        // loads, none of which runs while the entry changes (the hypervisor uses only the
+        // reserved page's selectors, which are never remapped to a page without them).
         unsafe {
             let l3 = &*table(entry);
             let l2 = &*table(l3[0].addr().as_u64());
@@ -792,8 +811,8 @@ pub fn map_gdt_page(p: u64, phys: u64, guest_frame: bool) {
             l1[index].set_addr(x86_64::PhysAddr::new(phys), flags);
         }
     }
-    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va(GDT_OFFSET + p * PAGE)));
-    slot.store(phys, Relaxed);
+    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va(offset)));
+    cache.store(phys, Relaxed);
 }
 
 /// The slot-257 entry for the hypervisor root of this pCPU.

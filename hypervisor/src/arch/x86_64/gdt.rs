@@ -202,6 +202,62 @@ pub fn load_for(xen_pv: bool, frames: &[crate::mm::Mfn]) {
     entry::map_gdt_page(entry::XEN_GDT_PAGE, if xen_pv { xen } else { ring1 }, false);
 }
 
+/// Where the LDT's system descriptor goes in this pCPU's own GDT page 0 (16 bytes, entries
+/// 10 and 11, unused by Xenia's descriptors): LDTR is loaded from it while page 0 is the
+/// pCPU's own, and keeps what it loaded when a guest's frame takes page 0's place.
+const LDT_INDEX: usize = 10;
+const LDT_SELECTOR: u16 = (LDT_INDEX as u16) << 3;
+const _: () = assert!(LDT_INDEX > (TSS_SELECTOR as usize >> 3) + 1 && LDT_INDEX + 1 < GDT_ENTRIES);
+
+/// Puts the LDT of the vCPU about to run in force: `frames` (its `MMUEXT_SET_LDT` frames,
+/// empty for none) in the LDT area, the null page in the rest, and LDTR loaded with
+/// `entries` descriptors (the null selector for none). Called before [`load_for`], which
+/// may put a guest's frame in page 0.
+pub fn load_ldt(frames: &[crate::mm::Mfn], entries: u32) {
+    use core::sync::atomic::Ordering::Relaxed;
+    let (zero, _, _) = entry::shared_gdt_pages();
+    for p in 0..entry::LDT_PAGES {
+        match frames.get(p as usize) {
+            Some(f) => entry::map_ldt_page(p, f.phys(), true),
+            None => entry::map_ldt_page(p, zero, false),
+        }
+    }
+    let cpu = super::percpu::this();
+    let loaded = if entries == 0 {
+        0
+    } else {
+        u64::from(entries) * 8
+    };
+    if cpu.ldt_loaded.load(Relaxed) == loaded {
+        return;
+    }
+    if loaded == 0 {
+        // SAFETY: a null selector in LDTR is always allowed and disables the LDT.
+        unsafe { core::arch::asm!("lldt {0:x}", in(reg) 0u16, options(nostack, preserves_flags)) };
+    } else {
+        entry::map_gdt_page(0, cpu.own_gdt_page.load(Relaxed), false);
+        let base = entry::va(entry::LDT_OFFSET);
+        let limit = loaded - 1;
+        // An LDT descriptor, type 2, present (SDM Vol. 3A §3.5, §8.2.3's layout).
+        let low = (limit & 0xFFFF)
+            | ((base & 0xFF_FFFF) << 16)
+            | (0x2 << 40)
+            | PRESENT
+            | (((limit >> 16) & 0xF) << 48)
+            | (((base >> 24) & 0xFF) << 56);
+        // SAFETY: page 0 is this pCPU's own (mapped just above, writable in the hypervisor
+        // root), entries 10 and 11 are reserved for this descriptor; `lldt` loads a present
+        // LDT descriptor covering the LDT area, whose pages are mapped.
+        unsafe {
+            let table = gdt();
+            (&raw mut (*table)[LDT_INDEX]).write_volatile(low);
+            (&raw mut (*table)[LDT_INDEX + 1]).write_volatile(base >> 32);
+            core::arch::asm!("lldt {0:x}", in(reg) LDT_SELECTOR, options(nostack, preserves_flags));
+        }
+    }
+    cpu.ldt_loaded.store(loaded, Relaxed);
+}
+
 /// The access rights `lar` gives for `sel` in the tables in force (Intel SDM Vol. 2A, LAR:
 /// bits 8–15 the type, S, DPL and P of the descriptor, bits 16–23 AVL, L, D/B, G), or
 /// `None` when the CPU would not load it from ring 0 with that RPL (null, beyond the limit,
@@ -256,11 +312,11 @@ const AR_DB: u32 = 1 << 22;
 const _: () = assert!(AR_TYPE_ACCESSED_BITS & AR_CODE != 0);
 
 /// Whether `iretq` from ring 0 would accept `cs` (RPL 3) and `rip` for a return to ring 3
-/// with the GDT in force (SDM Vol. 2A, IRET, "return to outer privilege level"): a GDT
+/// with the GDT and LDT in force (SDM Vol. 2A, IRET, "return to outer privilege level"): a
 /// code segment, present, DPL 3 (or conforming), 64-bit (L without D) with a canonical RIP,
 /// or 32-bit with RIP within its limit.
 pub fn iret_code_ok(cs: u16, rip: u64) -> bool {
-    if cs & 3 != 3 || cs & 4 != 0 {
+    if cs & 3 != 3 {
         return false;
     }
     let Some(ar) = lar(cs) else {
@@ -278,10 +334,10 @@ pub fn iret_code_ok(cs: u16, rip: u64) -> bool {
     }
 }
 
-/// Whether `iretq` would accept `ss` (RPL 3) for a return to ring 3: a GDT writable data
+/// Whether `iretq` would accept `ss` (RPL 3) for a return to ring 3: a writable data
 /// segment, present, DPL 3.
 pub fn iret_stack_ok(ss: u16) -> bool {
-    if ss & 3 != 3 || ss & 4 != 0 {
+    if ss & 3 != 3 {
         return false;
     }
     lar(ss).is_some_and(|ar| {
@@ -291,14 +347,11 @@ pub fn iret_stack_ok(ss: u16) -> bool {
 }
 
 /// Whether ring 0 can load `sel` into DS, ES, FS or GS without a fault, with the tables in
-/// force: null, or a present GDT data segment or readable code segment of DPL 3 that its
+/// force: null, or a present data segment or readable code segment of DPL 3 that its
 /// RPL may use (Intel SDM Vol. 2B, MOV to a segment register).
 pub fn data_loadable(sel: u16) -> bool {
     if sel & !3 == 0 {
         return true;
-    }
-    if sel & 4 != 0 {
-        return false;
     }
     lar(sel).is_some_and(|ar| {
         let data = ar & AR_CODE == 0;

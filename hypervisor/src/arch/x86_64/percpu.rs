@@ -117,6 +117,10 @@ pub struct PerCpu {
     /// vCPU's own GDT frames there and the own page back for everyone else.
     pub gdt_pages: [AtomicU64; super::entry::GDT_PAGES as usize],
     pub own_gdt_page: AtomicU64,
+    /// The same for the LDT area's pages (`entry::map_ldt_page`), and the LDT limit plus
+    /// one that LDTR holds (0: no LDT loaded).
+    pub ldt_pages: [AtomicU64; super::entry::LDT_PAGES as usize],
+    pub ldt_loaded: AtomicU64,
 }
 
 /// Request: drop every guest translation (recopy the guest root from the running vCPU's
@@ -166,6 +170,8 @@ impl PerCpu {
             index: AtomicU64::new(index),
             gdt_pages: [const { AtomicU64::new(0) }; super::entry::GDT_PAGES as usize],
             own_gdt_page: AtomicU64::new(0),
+            ldt_pages: [const { AtomicU64::new(0) }; super::entry::LDT_PAGES as usize],
+            ldt_loaded: AtomicU64::new(0),
             current: AtomicU64::new(NONE),
             run_until: AtomicU64::new(NONE),
             guest_root: AtomicU64::new(0),

@@ -832,6 +832,7 @@ extern "C" fn main(start_info: u64) -> ! {
         base + 0x10000 + 9 * 4096,
         l4,
     );
+    gdt::ldt_checks(&mem, base + 0x10000 + 10 * 4096, base + 0x10000 + 9 * 4096);
 
     // 12. A second vCPU (when the domain has one).
     smp::run(&smp::Setup {

@@ -142,8 +142,8 @@ fn ds() -> u16 {
 }
 
 fn set_ds(sel: u16) {
-    // SAFETY: the selector is one this kernel's GDT gives as a DPL-3 data segment (checked
-    // by `lsl` first); in 64-bit mode DS's base and limit are not used, so nothing of the
+    // SAFETY: the selector is null or one this kernel's GDT or LDT gives as a DPL-3 data
+    // segment; in 64-bit mode DS's base and limit are not used, so nothing of the
     // kernel's memory access changes.
     unsafe { asm!("mov ds, {0:x}", in(reg) sel, options(nostack, preserves_flags)) };
 }
@@ -172,6 +172,73 @@ fn set_gdt(frames: &[u64], entries: u64) -> i64 {
 
 fn update_descriptor(ma: u64, desc: u64) -> i64 {
     hypercall(nr::HYPERVISOR_UPDATE_DESCRIPTOR, [ma, desc, 0, 0, 0])
+}
+
+fn set_ldt(base: u64, entries: u32) -> i64 {
+    let op = guest_abi::memory::MmuextOp {
+        cmd: guest_abi::memory::MMUEXT_SET_LDT,
+        arg1: base,
+        arg2: u64::from(entries),
+    };
+    hypercall(
+        nr::HYPERVISOR_MMUEXT_OP,
+        [
+            &raw const op as u64,
+            1,
+            0,
+            u64::from(guest_abi::types::DOMID_SELF),
+            0,
+        ],
+    )
+}
+
+/// An LDT of its own (`MMUEXT_SET_LDT`): refused while its page is writable, unaligned,
+/// too long, non-canonical, unmapped or holding a call gate (`gate_page`); then a selector
+/// with TI set reaches its descriptor; then removed.
+pub fn ldt_checks(mem: &Mem, page: u64, gate_page: u64) {
+    const LDT_MARK: u64 = 0x0000_F300_0000_6789;
+    const LDT_SEL: u16 = (1 << 3) | 4 | 3;
+    for i in 0..512 {
+        write_u64(page + i * 8, 0);
+    }
+    write_u64(page + 8, LDT_MARK);
+    let refused = [
+        ("writable", set_ldt(page, 2)),
+        ("unaligned", set_ldt(page + 8, 2)),
+        ("too long", set_ldt(page, 8193)),
+        ("non-canonical", set_ldt(0x8000_0000_0000_0000, 1)),
+        ("unmapped", set_ldt(0x7000_0000_0000, 1)),
+        ("call gate", set_ldt(gate_page, 8)),
+    ];
+    let mut wrong = 0;
+    for (i, (name, r)) in refused.iter().enumerate() {
+        if *r != -22 {
+            say!("xenpv: set_ldt {name}: {r}");
+            wrong |= 1 << i;
+        }
+    }
+    let ro = remap(page, mem.mfn_of(page), false);
+    let set = set_ldt(page, 2);
+    let limit = lsl(LDT_SEL);
+    set_ds(LDT_SEL);
+    let loaded = ds();
+    set_ds(0);
+    let cleared = set_ldt(0, 0);
+    let after = lsl(LDT_SEL);
+    check(
+        "own_ldt",
+        wrong == 0
+            && ro == 0
+            && set == 0
+            && limit == Some(0x6789)
+            && loaded == LDT_SEL
+            && cleared == 0
+            && after.is_none(),
+        format_args!(
+            "refusals wrong {wrong:#b}, remap {ro}, set_ldt {set}, lsl {limit:x?}, ds {loaded:#x}, \
+             removed {cleared}, lsl after {after:x?}"
+        ),
+    );
 }
 
 /// The section. `shared` is shared_info (vCPU 0's vcpu_info opens it); `page` and `spare`
