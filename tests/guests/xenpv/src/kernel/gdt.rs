@@ -335,7 +335,12 @@ pub fn run_checks(mem: &Mem, shared: u64, page: u64, spare: u64, table: u64) {
         ],
     );
     let loaded = FS_LOADED.load(Ordering::Relaxed) as u16;
+    // The callback may come on the way back from `update_descriptor` itself (the vCPU
+    // switched out and in before its return reached the kernel): then its answer was never
+    // stored (1), and the descriptor in the page says whether it was done.
     let gone = FS_GONE.load(Ordering::Relaxed);
+    // SAFETY: the GDT page is this kernel's, mapped read-only.
+    let entry = unsafe { core::ptr::read_volatile((page + 8 * MARK_INDEX) as *const u64) };
     let t = FS_TIMER.load(Ordering::Relaxed);
     let (w, _) = recorded();
     let ds_after = ds();
@@ -343,14 +348,15 @@ pub fn run_checks(mem: &Mem, shared: u64, page: u64, spare: u64, table: u64) {
         "failsafe_callback",
         r == 0
             && loaded == MARK_SEL
-            && gone == 0
+            && (gone == 0 || gone == 1)
+            && entry == 0
             && t == 0
             && v == VEC_FAILSAFE
             && w[2] == u64::from(MARK_SEL)
             && w[7] & 0xFFFF == u64::from(super::FLAT_KERNEL_CS64 & !3)
             && ds_after == 0,
         format_args!(
-            "callback_op {r}, ds {loaded:#x}, update_descriptor {gone}, timer {t}, vector \
+            "callback_op {r}, ds {loaded:#x}, update_descriptor {gone} (entry {entry:#x}), timer {t}, vector \
              {v:#x}, frame {:x?}, ds after {ds_after:#x}",
             &w[..10]
         ),
