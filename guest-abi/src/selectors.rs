@@ -1,16 +1,18 @@
 //! Segment selectors of Xenia's fixed GDT, and segment bases.
 //!
-//! Xenia gives every vCPU the same GDT, which lives read-only in the
-//! hypervisor's per-pCPU entry area. A guest neither supplies nor changes a
-//! GDT: it uses the selectors below. (Xen lets a guest install its own GDT
-//! with `set_gdt`; Xenia has no use for that and treats the number like any
-//! other it does not implement.)
+//! Xenia gives every vCPU of its own (ring-1) ABI the same GDT, which lives
+//! read-only in the hypervisor's per-pCPU entry area. Such a guest neither
+//! supplies nor changes a GDT: it uses the selectors below (`set_gdt` is
+//! `ENOSYS` for it). A kernel in Xen's PV mode may give its own GDT with
+//! `set_gdt` (and an LDT with `MMUEXT_SET_LDT`), as on Xen: its frames then
+//! take the place of pages 0–13 while its vCPU runs, Xen's reserved page stays
+//! above them.
 //!
 //! | index | selector | descriptor | used by |
 //! |---|---|---|---|
 //! | 0 | `0x00` | null | — |
-//! | 1 | [`HYPERVISOR_CS`] `0x08` | 64-bit code, DPL 0 | hypervisor |
-//! | 2 | [`HYPERVISOR_DS`] `0x10` | data, DPL 0 | hypervisor |
+//! | 1 | [`HYPERVISOR_CS`] `0x08` | 64-bit code, DPL 0 | none since the hypervisor runs on `0xe008` |
+//! | 2 | [`HYPERVISOR_DS`] `0x10` | data, DPL 0 | none since the hypervisor runs on `0xe010` |
 //! | 3 | [`KERNEL_CS`] `0x19` | 64-bit code, DPL 1 | guest kernel |
 //! | 4 | [`KERNEL_DS`] = [`KERNEL_SS`] `0x21` | data, DPL 1 | guest kernel |
 //! | 5 | [`USER_DS`] = [`USER_SS`] `0x2b` | data, DPL 3 | guest programs |
@@ -20,7 +22,9 @@
 //! The GDT goes on to Xen's reserved page at byte 0xe000 (pages 1–13 are null
 //! descriptors), with Xen's flat selectors for guests in Xen's PV mode:
 //! [`FLAT_RING3_CS32`] `0xe023`, [`FLAT_RING3_DS32`] `0xe02b`, [`FLAT_RING3_CS64`]
-//! `0xe033` (and the hypervisor's 0xe008/0xe010, unused yet).
+//! `0xe033`, and the hypervisor's own 0xe008/0xe010 (Xen's `__HYPERVISOR_CS`
+//! and `__HYPERVISOR_DS`, what it runs on). For ring-1 vCPUs that page holds
+//! only the hypervisor's two descriptors.
 //!
 //! The low byte of each guest selector equals the low byte of Xen's flat
 //! selector for the same role (`FLAT_RING1_CS` `0xe019`, `FLAT_RING1_DS`

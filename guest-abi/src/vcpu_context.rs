@@ -52,6 +52,18 @@
 //!
 //! `getvcpucontext` fills the honoured fields with the vCPU's current state
 //! and zeroes the rest.
+//!
+//! # Xen PV domains
+//!
+//! For a domain in Xen's PV mode (`XEN_DOMCTL_XENIA_SET_GUEST_MODE`) the
+//! tables above are Xenia's ring-1 rules; the context is taken as Xen's
+//! `arch_set_info_guest` takes it for a 64-bit PV vCPU instead: Xen's flat
+//! kernel selectors or the context's own GDT entries (RPL raised to 3),
+//! `gdt_frames`/`gdt_ents` checked and held as `set_gdt` does, `ctrlreg[1]`
+//! the user-mode L4, `gs_base_kernel` and `gs_base_user` both kept,
+//! `debugreg` as Xen checks it, `vm_assist` ignored after vCPU 0; an LDT and
+//! `VGCF_i387_valid` are still refused. The hypervisor's
+//! `guest::xenpv::install_context` documents each rule.
 
 use crate::trap::TrapInfo;
 

@@ -96,6 +96,7 @@ pub fn release(dom: &mut Domain) -> Result<(), Errno> {
         v.user_l4 = Mfn(0);
         // The GDT's frames are held by the hypervisor (`guest::desc`): let go first.
         crate::guest::desc::release_gdt(v);
+        crate::guest::desc::release_ldt(v);
         v.info_view = None;
         if let Some((mfn, _)) = v.info_area.take() {
             let _ = ft::with(|t, mem| t.release_writes(mem, mfn, dom.id));

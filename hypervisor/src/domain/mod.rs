@@ -71,6 +71,9 @@ pub struct Callbacks {
     pub failsafe: u64,
     pub syscall: u64,
     pub syscall_masks_events: bool,
+    /// Entering the failsafe callback masks events (`CALLBACKF_mask_events`,
+    /// `VGCF_failsafe_disables_events`).
+    pub failsafe_masks_events: bool,
     pub nmi: u64,
 }
 
@@ -198,6 +201,11 @@ pub struct Vcpu {
     pub gdt_frames: [Mfn; 14],
     /// Entries of that GDT (0: none given).
     pub gdt_entries: u32,
+    /// Xen PV mode: the frames behind the LDT given by `MMUEXT_SET_LDT` (`ldt_frames[..n]`,
+    /// `n` from `ldt_entries`), held as the GDT's are (`guest::desc`).
+    pub ldt_frames: [Mfn; 16],
+    /// Entries of that LDT (0: none).
+    pub ldt_entries: u32,
 }
 
 /// Which ABI a domain's kernel was built for (DESIGN.md §12), set by
@@ -262,6 +270,8 @@ impl Vcpu {
             runstate_area: None,
             gdt_frames: [Mfn(0); 14],
             gdt_entries: 0,
+            ldt_frames: [Mfn(0); 16],
+            ldt_entries: 0,
         }
     }
 

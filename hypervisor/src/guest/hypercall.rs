@@ -217,6 +217,7 @@ fn set_callbacks(cx: &mut Hc) -> HcResult {
     c.failsafe = failsafe;
     c.syscall = syscall;
     c.syscall_masks_events = false;
+    c.failsafe_masks_events = false;
     Ok(Ret::Value(0))
 }
 
@@ -232,7 +233,10 @@ fn callback_op(cx: &mut Hc) -> HcResult {
             let c = &mut cx.vcpu().callbacks;
             match reg.callback_type {
                 cb::CALLBACKTYPE_EVENT => c.event = reg.address,
-                cb::CALLBACKTYPE_FAILSAFE => c.failsafe = reg.address,
+                cb::CALLBACKTYPE_FAILSAFE => {
+                    c.failsafe = reg.address;
+                    c.failsafe_masks_events = masks;
+                }
                 cb::CALLBACKTYPE_SYSCALL => {
                     c.syscall = reg.address;
                     c.syscall_masks_events = masks;

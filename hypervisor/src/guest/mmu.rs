@@ -349,6 +349,9 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
                     Ok(())
                 }
                 m::MMUEXT_NEW_USER_BASEPTR => super::xenpv::new_user_baseptr(cx, mfn),
+                m::MMUEXT_SET_LDT if cx.vcpu_ref().xen_pv => {
+                    super::desc::set_ldt(cx, op.arg1, u64::from(op.nr_ents()))
+                }
                 m::MMUEXT_TLB_FLUSH_LOCAL => Ok(()),
                 m::MMUEXT_TLB_FLUSH_ALL => {
                     flush_vcpus(cx, u64::MAX);

@@ -938,6 +938,9 @@ impl World {
         }
         let Some(to) = to else {
             cpu.set_current(None);
+            // No guest's GDT or LDT frame stays mapped on an idle pCPU.
+            gdt::load_ldt(&[], 0);
+            gdt::load_for(false, &[]);
             entry::forget_guest_root();
             return;
         };
@@ -948,14 +951,18 @@ impl World {
         let mut d = self.domains.lock(to.0).expect("next domain");
         // Dom0's ports for dom0's vCPUs, none for anyone else.
         gdt::set_io_ports(d.privilege == crate::domain::Privilege::Control);
-        // Xen's reserved page (0xe000 up) only for Xen PV vCPUs: a ring-1 guest's programs
-        // must not reach Xen's flat ring-3 selectors (a 32-bit code segment among them).
-        gdt::set_limit(d.vcpus[to.1].xen_pv);
+        // The vCPU's GDT (its own frames for a Xen PV vCPU that gave some), before its
+        // data selectors are loaded against it; Xen's reserved page (0xe000 up, the flat
+        // ring-3 selectors) only for Xen PV vCPUs (`gdt::load_for`).
+        desc::load_gdt(&d.vcpus[to.1]);
         vcpu_op::publish_runstate(&mut d, to.1, &self.sched);
         let v = &mut d.vcpus[to.1];
         *frame = v.regs;
-        load_vcpu(v);
+        let failed = load_vcpu(v);
         cpu.set_current(Some(to));
+        if failed != [0; 4] {
+            xenpv::failsafe(&mut d, to.1, frame, failed);
+        }
     }
 
     /// Raises VIRQ_TIMER for every expired timer of every vCPU, and ends the polls whose
@@ -1312,11 +1319,13 @@ pub fn running_on(r: VcpuRef) -> Option<usize> {
 }
 
 /// Loads vCPU `v`'s CPU state, root and ring-1 stack onto this pCPU.
-fn load_vcpu(v: &mut crate::domain::Vcpu) {
-    v.load_cpu_state();
+/// Returns the data selectors that could not be loaded (`Vcpu::load_cpu_state`).
+fn load_vcpu(v: &mut crate::domain::Vcpu) -> [u16; 4] {
+    let failed = v.load_cpu_state();
     entry::load_guest_root(v.active_l4());
     gdt::set_ring1_stack(if v.xen_pv { 0 } else { v.kernel_sp });
     hypercall::refresh_fast_trap(v);
+    failed
 }
 
 /// Logs why the domain crashed and marks it so.
@@ -1674,8 +1683,10 @@ pub fn selectors_ok(cs: u16, ss: u16) -> bool {
 #[inline]
 pub fn sanitize(frame: &mut TrapFrame, xen_pv: bool) -> Result<(), &'static str> {
     let (cs, ss) = (frame.cs as u16, frame.ss as u16);
+    // A Xen PV vCPU's selectors are checked against the GDT in force (its own, or Xenia's
+    // page 0 and Xen's reserved page), as `iretq` will check them.
     let pair_ok = if xen_pv {
-        xenpv::selectors_ok(cs, ss)
+        frame.cs <= 0xFFFF && gdt::iret_code_ok(cs, frame.rip) && gdt::iret_stack_ok(ss)
     } else {
         selectors_ok(cs, ss)
     };

@@ -26,10 +26,7 @@
 use core::sync::atomic::Ordering;
 
 use guest_abi::errno::Errno;
-use guest_abi::selectors::{
-    FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_SS64, USER_CS,
-    USER_SS,
-};
+use guest_abi::selectors::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
 use guest_abi::trap::{IretContext, RFLAGS_IF, TrapInfo, VGCF_IN_SYSCALL};
 use guest_abi::vcpu_context::{self as vc, VcpuGuestContext};
 
@@ -58,14 +55,6 @@ pub fn caller_in_user_mode(cx: &mut Hc) -> bool {
     } else {
         cs & 3 == 3
     }
-}
-
-/// Whether a Xen PV vCPU may run with this code and stack selector: ring 3 only, Xen's flat
-/// selectors or Xenia's ring-3 pair (which a Xen PV kernel's programs use as Linux's
-/// `__USER_CS`/`__USER_DS`), never a null SS (which `iretq` refuses for ring 3).
-pub fn selectors_ok(cs: u16, ss: u16) -> bool {
-    matches!(cs, FLAT_RING3_CS64 | FLAT_RING3_CS32 | USER_CS)
-        && matches!(ss, FLAT_RING3_SS64 | USER_SS)
 }
 
 /// Xen's `toggle_guest_mode`: kernel ↔ user, the GS bases swapped, and this pCPU's guest
@@ -184,12 +173,90 @@ pub fn bounce(
     Ok(())
 }
 
+/// Xen's failsafe callback (`load_segments` in `xen/arch/x86/domain.c`): vCPU `v`, just
+/// switched in with `frame`, had data selectors its GDT no longer gives (`failed`: the
+/// ones that could not be loaded, each now null). The kernel is entered at its failsafe
+/// callback in kernel mode (switching from user mode first, onto `kernel_sp`; from kernel
+/// mode on the current stack with CS's RPL cleared), with Xen's frame
+/// `{ rcx, r11, ds, es, fs, gs, rip, cs, rflags, rsp, ss }` from the lowest address (the
+/// selectors as the guest had them), 16-byte aligned, the event mask in bits 32–39 of the
+/// CS word and IF its inverse; events masked if it asked (`VGCF_failsafe_disables_events`).
+/// No failsafe callback, or a frame that cannot be written, crashes the domain.
+pub fn failsafe(dom: &mut Domain, v: usize, frame: &mut TrapFrame, failed: [u16; 4]) {
+    let info = dom.vcpu_info_static(v);
+    let vcpu = &mut dom.vcpus[v];
+    let sels = vcpu.data_selectors;
+    let handler = vcpu.callbacks.failsafe;
+    if handler == 0 || (!vcpu.kernel_mode && vcpu.kernel_sp == 0) {
+        crash(
+            dom,
+            format_args!(
+                "data selectors {failed:#x?} no longer loadable and no failsafe callback or kernel stack to report them to"
+            ),
+        );
+        return;
+    }
+    log::debug!(target: "domain", "d{}v{v}: data selectors {failed:#x?} not loadable: failsafe callback", dom.id);
+    // As Xen: the stack chosen in the mode interrupted, then into kernel mode.
+    let (stack, saved_cs) = if vcpu.kernel_mode {
+        (frame.rsp, frame.cs & 0xFFFC)
+    } else {
+        let _ = toggle_mode(vcpu);
+        (vcpu.kernel_sp, frame.cs & 0xFFFF)
+    };
+    let mask = info.evtchn_upcall_mask.load(Ordering::Relaxed);
+    let rflags =
+        (frame.rflags & !(RFLAGS_IF | RFLAGS_IOPL)) | if mask == 0 { RFLAGS_IF } else { 0 };
+    let words: [u64; 11] = [
+        frame.rcx,
+        frame.r11,
+        u64::from(sels[0]),
+        u64::from(sels[1]),
+        u64::from(sels[2]),
+        u64::from(sels[3]),
+        frame.rip,
+        saved_cs | (u64::from(mask) << 32),
+        rflags,
+        frame.rsp,
+        frame.ss & 0xFFFF,
+    ];
+    let space = mem::AddressSpace {
+        l4: vcpu.l4,
+        dom: dom.id,
+    };
+    let sp = (stack & !0xF).wrapping_sub(8 * words.len() as u64);
+    if !mem::is_canonical(sp)
+        || space
+            .write_bytes(GuestPtr::new(sp), zerocopy::IntoBytes::as_bytes(&words[..]))
+            .is_err()
+    {
+        crash(
+            dom,
+            format_args!("error while creating failsafe callback frame at {sp:#x}"),
+        );
+        return;
+    }
+    if vcpu.callbacks.failsafe_masks_events {
+        info.evtchn_upcall_mask.store(1, Ordering::Release);
+    }
+    frame.rip = handler;
+    frame.cs = u64::from(FLAT_KERNEL_CS64);
+    frame.ss = u64::from(FLAT_KERNEL_SS64);
+    frame.rsp = sp;
+    frame.rflags &= !(RFLAGS_AC | RFLAGS_VM | RFLAGS_RF | RFLAGS_NT | RFLAGS_IOPL | RFLAGS_TF);
+}
+
 /// `HYPERVISOR_iret` in Xen's 64-bit PV form (Xen's `do_iret`): the `iret_context` at the
 /// guest's `rsp`; to user mode when its CS has RPL 3 (which needs a user table, or the
-/// domain is crashed); CS and SS forced to RPL 3, IOPL and VM cleared, IF set; `rcx` and
-/// `r11` restored unless `VGCF_in_syscall`; the event mask from the saved IF. Selectors
-/// other than ring 3's and non-canonical addresses crash the domain: nothing of the frame
-/// reaches `iretq` unchecked.
+/// domain is crashed, as Xen does); CS and SS forced to RPL 3, IOPL and VM cleared, IF set;
+/// `rcx` and `r11` restored unless `VGCF_in_syscall`; the event mask from the saved IF.
+///
+/// A frame the CPU would refuse (`iret_refusal`: a CS or SS that is not a ring-3 selector
+/// of the GDT in force, a non-canonical RIP) is handled as Xen handles the fault its own
+/// `iretq` takes on it (`exception_with_ints_disabled` → `handle_exception`, "as if this
+/// exception occurred in guest context"): the registers are those of the frame, and the
+/// guest gets the #GP the CPU raises, with its error code (the selector, or 0), through its
+/// trap table. Nothing of the frame reaches `iretq` unchecked.
 pub fn iret(cx: &mut Hc) -> HcResult {
     let at = cx.regs().rsp;
     let ctx: IretContext = match cx.space().read(GuestPtr::new(at)) {
@@ -204,16 +271,6 @@ pub fn iret(cx: &mut Hc) -> HcResult {
     // Xen keeps the low 16 bits (`regs->cs` is a `uint16_t`): the bounce frame's event mask
     // in bits 32..39 of CS comes back here, as Linux hands its frames back whole.
     let (cs, ss) = (ctx.cs as u16 | 3, ctx.ss as u16 | 3);
-    let pair_ok = selectors_ok(cs, ss);
-    if !pair_ok || !mem::is_canonical(ctx.rip) || !mem::is_canonical(ctx.rsp) {
-        return crash_caller(
-            cx,
-            format_args!(
-                "iret hypercall to cs {:#x} ss {:#x} rip {:#x} rsp {:#x}",
-                ctx.cs, ctx.ss, ctx.rip, ctx.rsp
-            ),
-        );
-    }
     if ctx.cs & 3 == 3 && toggle_mode(cx.vcpu()).is_err() {
         return crash_caller(
             cx,
@@ -235,7 +292,37 @@ pub fn iret(cx: &mut Hc) -> HcResult {
     frame.ss = u64::from(ss);
     let mask = u8::from(ctx.rflags & RFLAGS_IF == 0);
     cx.info().evtchn_upcall_mask.store(mask, Ordering::Release);
+    if let Some(code) = iret_refusal(cs, ss, ctx.rip) {
+        log::debug!(
+            target: "hypercall",
+            "d{}v{}: iret to cs {cs:#x} ss {ss:#x} rip {:#x}: #GP({code:#x}) to the guest",
+            cx.id(),
+            cx.vcpu_id(),
+            ctx.rip
+        );
+        return super::deliver_to_trap_table(cx, guest_abi::trap::GENERAL_PROTECTION, Some(code));
+    }
     Ok(Ret::Resumed)
+}
+
+/// The #GP error code `iretq` would raise returning to `cs:rip` with `ss` (RPL already 3),
+/// in the CPU's order (Intel SDM Vol. 2A, IRET: CS, then SS, then RIP), or `None` if it
+/// would return: a selector the GDT in force does not give as ring-3 code (CS) or writable
+/// data (SS) gives its index (RPL cleared), a RIP the code segment cannot take (not
+/// canonical, or beyond a 32-bit segment's limit) 0.
+pub fn iret_refusal(cs: u16, ss: u16, rip: u64) -> Option<u64> {
+    use crate::arch::x86_64::gdt;
+    // The descriptors in force are the caller's GDT (it runs on this pCPU).
+    if !gdt::iret_code_ok(cs, 0) {
+        return Some(u64::from(cs & !3));
+    }
+    if !gdt::iret_stack_ok(ss) {
+        return Some(u64::from(ss & !3));
+    }
+    if !gdt::iret_code_ok(cs, rip) {
+        return Some(0);
+    }
+    None
 }
 
 /// `set_segment_base` for a Xen PV vCPU (Xen's `do_set_segment_base`): FS, the user and
@@ -327,50 +414,38 @@ pub fn new_user_baseptr(cx: &mut Hc, mfn: Mfn) -> Result<(), Errno> {
 }
 
 /// The checks and effects of `setvcpucontext`/`VCPUOP_initialise` for a Xen PV domain (the
-/// ring-1 rules are `domctl::install_vcpu_context`'s): Xen's flat kernel selectors (RPL
-/// forced to 3, as Xen's `fixup_guest_*_selector`), `ctrlreg[3]` the kernel L4 and
-/// `ctrlreg[1]` the user L4 (0: none yet), both referenced as base pointers, the vCPU in
-/// kernel mode (`VGCF_in_kernel` is required), the kernel GS base live and the user one
-/// kept. Trap-table selectors are not looked at: Xen enters every handler of a 64-bit
-/// guest with `FLAT_KERNEL_CS`. No GDT, LDT, `vm_assist` or FPU state yet (`EINVAL`).
+/// ring-1 rules are `domctl::install_vcpu_context`'s), as Xen's `arch_set_info_guest` for a
+/// 64-bit PV vCPU. Everything is checked before anything changes:
+///
+/// - `VGCF_in_kernel` required (a vCPU starts in kernel mode); `VGCF_i387_valid` refused
+///   (no FPU image is loaded: the vCPU starts with the reset FPU state);
+/// - `user_regs.cs`/`ss` with their RPL raised to 3 (Xen's `fixup_guest_*_selector`) must be
+///   Xen's flat kernel selectors (`FLAT_KERNEL_CS64`/`SS64`) or entries of the context's own
+///   GDT (`own_gdt_selector`, as Linux gives `__KERNEL_CS`/`__KERNEL_DS`); `kernel_ss` has its RPL raised
+///   and is then unused, as on Xen for a 64-bit guest (its kernel stack segment is always
+///   `FLAT_KERNEL_SS`); `rip`, `rsp`, the callbacks, the trap entries, FS and both GS bases
+///   canonical and outside the hypervisor's range where they are code;
+/// - `ctrlreg[3]` the kernel L4 and `ctrlreg[1]` the user L4 (0: none yet), each taken as a
+///   base pointer (validated as an L4 of the domain's own: a foreign frame or a page that is
+///   not a valid L4 is refused with the frame table's errno);
+/// - `gdt_frames[..]`/`gdt_ents` (at most 14 pages' worth) taken as `set_gdt` takes them
+///   (`desc::hold_frames`: each frame the domain's own, a descriptor page, every descriptor
+///   passing Xen's `check_descriptor`), else `EINVAL`;
+/// - `debugreg` as Xen takes it (`check_debugregs`: a breakpoint on the hypervisor's
+///   addresses `EINVAL`, a DR7 with GD or an I/O breakpoint dropped);
+/// - no LDT yet (`ldt_base`/`ldt_ents` non-zero: `EINVAL`); `vm_assist` must be 0 for vCPU 0
+///   and is ignored for the others, as Xen takes it from vCPU 0 only.
+///
+/// Trap-table selectors are not looked at: Xen enters every handler of a 64-bit guest with
+/// `FLAT_KERNEL_CS`. The vCPU is left in kernel mode with the kernel GS base live and the
+/// user one kept.
 pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Result<bool, Errno> {
     let v = vcpu as usize;
     if v >= d.vcpus.len() {
         return Err(Errno::EINVAL);
     }
-    let r = &ctx.user_regs;
-    let entry_point_ok = |a: u64| a == 0 || mem::range_ok(a, 1);
-    let known = vc::VGCF_IN_KERNEL
-        | vc::VGCF_ONLINE
-        | vc::VGCF_SYSCALL_DISABLES_EVENTS
-        | vc::VGCF_FAILSAFE_DISABLES_EVENTS;
-    let cs = u64::from(r.cs) | 3;
-    let ss = u64::from(r.ss) | 3;
-    if ctx.flags & vc::VGCF_IN_KERNEL == 0
-        || ctx.flags & !known != 0
-        || ctx.ldt_base != 0
-        || ctx.ldt_ents != 0
-        || ctx.gdt_ents != 0
-        || ctx.gdt_frames.iter().any(|f| *f != 0)
-        || ctx.vm_assist != 0
-        || cs != u64::from(FLAT_KERNEL_CS64)
-        || ss != u64::from(FLAT_KERNEL_SS64)
-        || !mem::is_canonical(r.rip)
-        || !mem::is_canonical(r.rsp)
-        || (ctx.kernel_sp != 0 && !super::hypercall::kernel_stack_ok(ctx.kernel_sp))
-        || !entry_point_ok(ctx.event_callback_eip)
-        || !entry_point_ok(ctx.failsafe_callback_eip)
-        || !entry_point_ok(ctx.syscall_callback_eip)
-        || !mem::is_canonical(ctx.fs_base)
-        || !mem::is_canonical(ctx.gs_base_kernel)
-        || !mem::is_canonical(ctx.gs_base_user)
-        || ctx
-            .trap_ctxt
-            .iter()
-            .any(|t: &TrapInfo| !t.is_end() && !entry_point_ok(t.address))
-    {
-        return Err(Errno::EINVAL);
-    }
+    check_context(ctx, v)?;
+    let debugregs = check_debugregs(ctx)?;
     let mut traps = [TrapInfo::END; 256];
     let mut nr_traps = 0;
     for t in ctx.trap_ctxt.iter().filter(|t| !t.is_end()) {
@@ -384,24 +459,22 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
         .traps
         .reserve_for(traps)
         .map_err(|_| Errno::ENOMEM)?;
-    let kernel_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_CR3]));
-    let user_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_USER_CR3]));
     let id = d.id;
-    let old = d.vcpus[v].l4;
-    ft::with(|t, mem| t.set_base(mem, id, (old != Mfn(0)).then_some(old), kernel_l4))?;
-    d.vcpus[v].l4 = kernel_l4;
-    let old_user = d.vcpus[v].user_l4;
-    let old_user = (old_user != Mfn(0)).then_some(old_user);
-    if user_l4 != Mfn(0) {
-        ft::with(|t, mem| t.set_base(mem, id, old_user, user_l4))?;
-    } else if let Some(old) = old_user {
-        ft::with(|t, mem| t.drop_base(mem, id, old))?;
+    // The GDT's frames first: all or none, and let go again if a table is refused below.
+    let gdt_pages = ctx.gdt_ents.div_ceil(super::desc::PER_PAGE) as usize;
+    let gdt = super::desc::hold_frames(id, &ctx.gdt_frames[..gdt_pages])?;
+    if let Err(e) = install_tables(d, v, ctx) {
+        super::desc::release_frames(&gdt[..gdt_pages]);
+        return Err(e);
     }
+    let cs = u64::from(ctx.user_regs.cs) | 3;
+    let ss = u64::from(ctx.user_regs.ss) | 3;
+    let r = &ctx.user_regs;
     let v = &mut d.vcpus[v];
-    v.user_l4 = user_l4;
-    // A new context starts without a GDT of the guest's (Xenia takes no `gdt_frames` from
-    // it: `gdt_ents` must be 0, as libxc gives it).
     super::desc::release_gdt(v);
+    super::desc::release_ldt(v);
+    v.gdt_frames = gdt;
+    v.gdt_entries = ctx.gdt_ents as u32;
     v.xen_pv = true;
     v.kernel_mode = true;
     let f = &mut v.regs;
@@ -418,10 +491,12 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
     v.callbacks.failsafe = ctx.failsafe_callback_eip;
     v.callbacks.syscall = ctx.syscall_callback_eip;
     v.callbacks.syscall_masks_events = ctx.flags & vc::VGCF_SYSCALL_DISABLES_EVENTS != 0;
+    v.callbacks.failsafe_masks_events = ctx.flags & vc::VGCF_FAILSAFE_DISABLES_EVENTS != 0;
     v.traps.set_all(traps).map_err(|_| Errno::ENOMEM)?;
     v.fs_base = ctx.fs_base;
     v.gs_base = ctx.gs_base_kernel;
     v.gs_base_other = ctx.gs_base_user;
+    (v.dr, v.dr6, v.dr7) = debugregs;
     let online = ctx.flags & vc::VGCF_ONLINE != 0;
     let newly_online = online && !v.online;
     v.online |= online;
@@ -430,4 +505,108 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
         .evtchn_upcall_mask
         .store(1, Ordering::Release);
     Ok(newly_online)
+}
+
+/// The checks of [`install_context`] that need nothing but the context (`EINVAL`).
+fn check_context(ctx: &VcpuGuestContext, vcpu: usize) -> Result<(), Errno> {
+    let r = &ctx.user_regs;
+    let entry_point_ok = |a: u64| a == 0 || mem::range_ok(a, 1);
+    let known = vc::VGCF_IN_KERNEL
+        | vc::VGCF_ONLINE
+        | vc::VGCF_SYSCALL_DISABLES_EVENTS
+        | vc::VGCF_FAILSAFE_DISABLES_EVENTS;
+    let cs = r.cs | 3;
+    let ss = r.ss | 3;
+    let refused = ctx.flags & vc::VGCF_IN_KERNEL == 0
+        || ctx.flags & !known != 0
+        || ctx.ldt_base != 0
+        || ctx.ldt_ents != 0
+        || ctx.gdt_ents > crate::desc::MAX_GUEST_GDT_ENTRIES
+        || (vcpu == 0 && ctx.vm_assist != 0)
+        || !(cs == FLAT_KERNEL_CS64 || own_gdt_selector(cs, ctx.gdt_ents))
+        || !(ss == FLAT_KERNEL_SS64 || own_gdt_selector(ss, ctx.gdt_ents))
+        || !mem::is_canonical(r.rip)
+        || !mem::is_canonical(r.rsp)
+        || (ctx.kernel_sp != 0 && !super::hypercall::kernel_stack_ok(ctx.kernel_sp))
+        || !entry_point_ok(r.rip)
+        || !entry_point_ok(ctx.event_callback_eip)
+        || !entry_point_ok(ctx.failsafe_callback_eip)
+        || !entry_point_ok(ctx.syscall_callback_eip)
+        || !mem::is_canonical(ctx.fs_base)
+        || !mem::is_canonical(ctx.gs_base_kernel)
+        || !mem::is_canonical(ctx.gs_base_user)
+        || ctx
+            .trap_ctxt
+            .iter()
+            .any(|t: &TrapInfo| !t.is_end() && !entry_point_ok(t.address));
+    if refused {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+/// Whether `sel` names an entry of the context's own GDT (`gdt_ents` entries; not the null
+/// one, not the LDT): Linux starts its secondary vCPUs on its `__KERNEL_CS`/`__KERNEL_DS`.
+/// Whether the descriptor is one `iretq` takes is checked when the vCPU first runs, with
+/// its GDT in force (`sanitize`).
+fn own_gdt_selector(sel: u16, gdt_ents: u64) -> bool {
+    sel & 4 == 0 && sel >> 3 != 0 && u64::from(sel >> 3) < gdt_ents
+}
+
+/// `debugreg[]` as Xen's `arch_set_info_guest` takes it: DR0–DR3 must be addresses the
+/// guest may break on and DR6/DR7 must fit in 32 bits (`EINVAL` otherwise); a DR7 that
+/// `set_debugreg` would refuse (GD, an I/O breakpoint) is dropped, leaving DR7 disarmed, as
+/// Xen ignores `set_debugreg`'s answer there. DR4 and DR5 are not looked at (Xen writes them
+/// as zero). Returns DR0–DR3, DR6, DR7 as kept.
+fn check_debugregs(ctx: &VcpuGuestContext) -> Result<([u64; 4], u64, u64), Errno> {
+    use crate::debugreg::{self as dr, Target};
+    let d = &ctx.debugreg;
+    if d[6] >> 32 != 0 || d[7] >> 32 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut regs = ([0u64; 4], dr::DR6_DEFAULT, dr::DR7_DEFAULT);
+    for (kept, &addr) in regs.0.iter_mut().zip(&d[..4]) {
+        // 0 is what an unused register holds (Xen's `breakpoint_addr_ok(0)` is true).
+        if addr != 0 && !mem::range_ok(addr, 8) {
+            return Err(Errno::EINVAL);
+        }
+        *kept = addr;
+    }
+    if let Ok((Target::Status, v)) = dr::check(6, d[6], |_| false) {
+        regs.1 = v;
+    }
+    match dr::check(7, d[7], |_| false) {
+        Ok((Target::Control, v)) => regs.2 = v,
+        _ => {
+            log::debug!(target: "domain", "vCPU context: DR7 {:#x} dropped (GD or an I/O breakpoint)", d[7])
+        }
+    }
+    Ok(regs)
+}
+
+/// The kernel (`ctrlreg[3]`) and user (`ctrlreg[1]`, 0: none) top-level tables of a new
+/// context, each taken as a base pointer of the domain's own in place of vCPU `v`'s old one.
+fn install_tables(d: &mut Domain, v: usize, ctx: &VcpuGuestContext) -> Result<(), Errno> {
+    let kernel_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_CR3]));
+    let user_l4 = Mfn(vc::xen_cr3_to_pfn(ctx.ctrlreg[vc::CTRLREG_USER_CR3]));
+    let id = d.id;
+    // The new references first (nothing changes if either is refused), then the old ones
+    // let go.
+    if user_l4 != Mfn(0) {
+        ft::with(|t, mem| t.set_base(mem, id, None, user_l4))?;
+    }
+    if let Err(e) = ft::with(|t, mem| t.set_base(mem, id, None, kernel_l4)) {
+        if user_l4 != Mfn(0) {
+            let _ = ft::with(|t, mem| t.drop_base(mem, id, user_l4));
+        }
+        return Err(e);
+    }
+    for old in [d.vcpus[v].l4, d.vcpus[v].user_l4] {
+        if old != Mfn(0) {
+            let _ = ft::with(|t, mem| t.drop_base(mem, id, old));
+        }
+    }
+    d.vcpus[v].user_l4 = user_l4;
+    d.vcpus[v].l4 = kernel_l4;
+    Ok(())
 }

@@ -250,6 +250,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("linux_bench_native_short", linux_bench::native_short),
         Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),
         Scenario::new("linux_pv_hostile_crashes", linux_pv::hostile_crashes),
+        Scenario::new("linux_pv_smp", linux_pv::smp),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),
         Scenario::new("xl_lifecycle", xl::lifecycle),
         Scenario::new("xl_verbs", xl::verbs),

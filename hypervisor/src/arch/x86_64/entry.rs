@@ -15,7 +15,8 @@
 //! | 0xE000 | #DF stack (IST), 8 KiB | RW- | RW- |
 //! | 0x11000 | #MC stack (IST), 8 KiB | RW- | RW- |
 //! | 0x14000 | this pCPU's `PerCpu` (`percpu.rs`) | RW- | not mapped |
-//! | 0x20000 | the GDT, 15 pages (`gdt.rs`): page 0 this pCPU's Xenia descriptors, pages 1–13 one shared zero page, page 14 Xen's reserved page (selectors 0xe000 on), shared | RW- (page 0) | R-- |
+//! | 0x20000 | the GDT, 15 pages (`gdt.rs`): for each vCPU switched in, page 0 this pCPU's Xenia descriptors or a Xen PV guest's own GDT frames in pages 0.., the shared null page, page 14 Xen's reserved page or the hypervisor-only one (`gdt::load_for`) | RW- (page 0, a guest's frames) | R-- (a guest's frames RW-) |
+//! | 0x30000 | the LDT area, 16 pages: a Xen PV vCPU's LDT frames (`gdt::load_ldt`), else not mapped or the null page | as the GDT's | as the GDT's |
 //!
 //! with unmapped guard pages between the stacks. The I/O bitmap lies within 16 KiB of the
 //! TSS, so that an `iomap_base` of 0xFFFF points past the TSS limit (no port for anyone)
@@ -64,6 +65,10 @@ pub const GDT_PAGES: u64 = 15;
 pub const XEN_GDT_PAGE: u64 = 14;
 /// Xenia's descriptors at the bottom of GDT page 0 (the rest of the page is zero).
 pub const GDT_ENTRIES: usize = 16;
+/// The LDT area: where the frames of a Xen PV vCPU's LDT (`MMUEXT_SET_LDT`) are mapped while
+/// it runs, [`LDT_PAGES`] pages (8192 descriptors, Xen's limit); the null page otherwise.
+pub const LDT_OFFSET: u64 = 0x30000;
+pub const LDT_PAGES: u64 = 16;
 
 /// Layout of the CPU page: (the GDT used to start it; those bytes are unused), TSS, then
 /// the constants the stubs read.
@@ -164,6 +169,14 @@ xenia_entry_syscall:
 xenia_entry_common:
     test byte ptr [rsp + 24], 3
     jnz xenia_entry_from_guest
+    // A fault on the `iretq` to a guest (a selector or RIP the CPU refused in the frame):
+    // the guest's fault, as Xen's `exception_with_ints_disabled` makes it, "as if this
+    // exception occurred in guest context".
+    push rax
+    lea rax, [rip + xenia_guest_iretq]
+    cmp [rsp + 24], rax
+    pop rax
+    je xenia_guest_iret_fault
 
     // From the hypervisor: stay on this stack; make sure the hypervisor root is loaded
     // (an NMI can land in a stub before its CR3 switch) and restore what was there.
@@ -326,7 +339,23 @@ xenia_return_to_guest:
     // The entry stack is readable by the guest: leave no machine address on it.
     mov qword ptr [rsp - 8], 0
     pop rax
+.global xenia_guest_iretq
+xenia_guest_iretq:
     iretq
+
+// The `iretq` above faulted (#GP, #NP or #SS), from ring 0 with the guest root loaded and
+// every register the guest's. The frame it refused is still at EA_ENTRY_STACK_TOP - 40 (rip,
+// cs, rflags, rsp, ss); the CPU pushed its own below that, 16-byte aligned, so the word
+// under the guest's frame is padding and the one under that the CPU's saved SS, both dead:
+// the vector and error code go there, and the trap enters as from the guest, with that
+// frame (`guest::trap` delivers the fault to the guest's kernel).
+xenia_guest_iret_fault:
+    push qword ptr [rsp + 8]
+    pop qword ptr [rip + EA_ENTRY_STACK_TOP - 48]
+    push qword ptr [rsp]
+    pop qword ptr [rip + EA_ENTRY_STACK_TOP - 56]
+    lea rsp, [rip + EA_ENTRY_STACK_TOP - 56]
+    jmp xenia_entry_from_guest
 .balign 4096
 "#,
     cpu_page = const CPU_PAGE_OFFSET,
@@ -588,7 +617,14 @@ fn map_entry_area(frames: &EntryFrames) -> (u64, u64) {
 
 /// Writes a fresh `PerCpu` for pCPU `index` into the page at `percpu_phys`, with its
 /// slot-257 entries and hypervisor stack.
-fn init_percpu(percpu_phys: u64, index: u64, hv_l3: u64, guest_l3: u64, stack_top: u64) {
+fn init_percpu(
+    percpu_phys: u64,
+    index: u64,
+    hv_l3: u64,
+    guest_l3: u64,
+    stack_top: u64,
+    gdt_phys: u64,
+) {
     use core::sync::atomic::Ordering::SeqCst;
     let cpu = phys_to_virt(percpu_phys) as *mut super::percpu::PerCpu;
     // SAFETY: the page belongs to this pCPU's entry area, which no CPU runs on yet (the
@@ -600,6 +636,7 @@ fn init_percpu(percpu_phys: u64, index: u64, hv_l3: u64, guest_l3: u64, stack_to
     cpu.hv_slot_entry.store(hv_l3, SeqCst);
     cpu.guest_slot_entry.store(guest_l3, SeqCst);
     cpu.hv_stack_top.store(stack_top, SeqCst);
+    cpu.own_gdt_page.store(gdt_phys, SeqCst);
     super::percpu::register(index, phys_to_virt(percpu_phys));
 }
 
@@ -631,6 +668,7 @@ pub fn install_boot() {
         hv_l3,
         guest_l3,
         (&raw const super::boot_stack_high_top) as u64,
+        frames.pages[GDT_PAGE],
     );
     super::percpu::set_ready();
 }
@@ -674,7 +712,14 @@ pub fn build_ap_area(index: u64, stack_top: u64) -> Option<ApArea> {
         tables: core::array::from_fn(|i| taken[AREA_PAGES + i]),
     };
     let (hv_l3, guest_l3) = map_entry_area(&frames);
-    init_percpu(frames.pages[PERCPU_PAGE], index, hv_l3, guest_l3, stack_top);
+    init_percpu(
+        frames.pages[PERCPU_PAGE],
+        index,
+        hv_l3,
+        guest_l3,
+        stack_top,
+        frames.pages[GDT_PAGE],
+    );
     // Its guest root now, not at its first guest: what the machine has for guests is the
     // same before and after a domain first runs on this pCPU.
     let Some(guest_root) = frames::alloc_zeroed() else {
@@ -695,6 +740,79 @@ pub fn build_ap_area(index: u64, stack_top: u64) -> Option<ApArea> {
         hv_slot_entry: hv_l3,
         cpu_page: frames.pages[0],
     })
+}
+
+/// Physical addresses of the GDT pages every pCPU shares: the null page (GDT pages 1–13
+/// when no guest frame is there) and the two reserved pages (page 14): Xen's, for Xen PV
+/// vCPUs, and the hypervisor-only one for everyone else (`gdt::RING1_RESERVED_GDT`).
+pub fn shared_gdt_pages() -> (u64, u64, u64) {
+    (
+        image_phys(&raw const ZERO_GDT_PAGE),
+        image_phys(&raw const super::gdt::XEN_RESERVED_GDT),
+        image_phys(&raw const super::gdt::RING1_RESERVED_GDT),
+    )
+}
+
+/// Maps GDT page `p` of this pCPU's entry area to the frame at `phys`, in both its
+/// hypervisor root's and its guest roots' view, unless it is mapped there already
+/// (`PerCpu::gdt_pages`). A guest's own GDT frame (`guest_frame`) is mapped writable, as
+/// Xen maps it: only the CPU writes through it (the accessed bit when a selector is loaded);
+/// the guest's kernel runs in ring 3 and cannot reach a supervisor page, and the frame
+/// holds a `Descriptor` type reference, so no mapping of the guest's can write it. Xenia's
+/// own pages stay read-only in guest roots (their descriptors have the accessed bit set).
+pub fn map_gdt_page(p: u64, phys: u64, guest_frame: bool) {
+    let cpu = super::percpu::this();
+    if let Some(slot) = cpu.gdt_pages.get(p as usize) {
+        map_area_page(GDT_OFFSET + p * PAGE, slot, phys, guest_frame);
+    }
+}
+
+/// Maps page `p` of this pCPU's LDT area as [`map_gdt_page`] maps a GDT page.
+pub fn map_ldt_page(p: u64, phys: u64, guest_frame: bool) {
+    let cpu = super::percpu::this();
+    if let Some(slot) = cpu.ldt_pages.get(p as usize) {
+        map_area_page(LDT_OFFSET + p * PAGE, slot, phys, guest_frame);
+    }
+}
+
+/// Maps the entry-area page at `offset` to `phys` in both views (see [`map_gdt_page`]),
+/// unless `cache` says it is there already.
+fn map_area_page(offset: u64, cache: &core::sync::atomic::AtomicU64, phys: u64, guest_frame: bool) {
+    use core::sync::atomic::Ordering::Relaxed;
+    let cpu = super::percpu::this();
+    if cache.load(Relaxed) == phys {
+        return;
+    }
+    let own = phys == cpu.own_gdt_page.load(Relaxed);
+    let nx = if super::cpu::has_nx() {
+        F::NO_EXECUTE
+    } else {
+        F::empty()
+    };
+    let index = (offset / PAGE) as usize;
+    for (entry, writable) in [
+        (cpu.hv_slot_entry.load(Relaxed), own || guest_frame),
+        (cpu.guest_slot_entry.load(Relaxed), guest_frame),
+    ] {
+        let table = |phys: u64| phys_to_virt(phys & 0x000F_FFFF_FFFF_F000) as *mut PageTable;
+        let mut flags = F::PRESENT | nx;
+        if writable {
+            flags |= F::WRITABLE;
+        }
+        // SAFETY: the entry-area tables are this pCPU's own (`map_entry_area` built them: L3
+        // entry 0 → L2, L2 entry 0 → L1), reached through the direct map; only this pCPU
+        // changes them, and the GDT and LDT pages are looked at only by this pCPU's segment
+        // loads, none of which runs while the entry changes (the hypervisor uses only the
+        // reserved page's selectors, which are never remapped to a page without them).
+        unsafe {
+            let l3 = &*table(entry);
+            let l2 = &*table(l3[0].addr().as_u64());
+            let l1 = &mut *table(l2[0].addr().as_u64());
+            l1[index].set_addr(x86_64::PhysAddr::new(phys), flags);
+        }
+    }
+    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va(offset)));
+    cache.store(phys, Relaxed);
 }
 
 /// The slot-257 entry for the hypervisor root of this pCPU.

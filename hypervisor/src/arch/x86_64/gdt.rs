@@ -4,11 +4,23 @@
 //! 0x21 ring-1 kernel data · 0x2b ring-3 data · 0x33 ring-3 code · 0x38 TSS. Ring-3 data
 //! and code follow each other so that SYSRET's selector arithmetic would work.
 //!
-//! The GDT spans 15 pages (`entry::GDT_PAGES`): Xenia's descriptors above sit at the bottom
-//! of page 0; page 14 is Xen's reserved page ([`XEN_RESERVED_GDT`]), so that Xen's flat
-//! selectors (`guest_abi::selectors::FLAT_RING3_*`) are real for Xen PV guests; the pages
-//! between are null descriptors. The hypervisor still runs on 0x08/0x10 (Xen's 0xe008/0xe010
-//! are in page 14 already, for when `set_gdt` gives a Xen PV guest the low pages).
+//! The GDT spans 15 pages (`entry::GDT_PAGES`), as Xen's per-vCPU GDT: pages 0–13 are the
+//! guest's, page 14 is the reserved page, and the hypervisor runs on Xen's selectors there,
+//! [`HV_CS`] 0xe008 and [`HV_DS`] 0xe010 (its IDT gates, SYSCALL's STAR). Which frames are
+//! behind the pages is chosen for each vCPU when it is switched in ([`load_for`]):
+//!
+//! - a Xen PV vCPU that gave its own GDT (`set_gdt`, or `gdt_frames` in its context): its
+//!   frames in pages 0.., the null page after them, Xen's reserved page
+//!   ([`XEN_RESERVED_GDT`], with Xen's flat ring-3 selectors) in page 14, as Xen does;
+//! - a Xen PV vCPU without one: this pCPU's own page 0 (Xenia's descriptors above, with
+//!   the ring-3 pair 0x2b/0x33 that Xen PV programs use too), null pages, Xen's page 14;
+//! - a ring-1 vCPU: its own page 0, null pages, and [`RING1_RESERVED_GDT`] in page 14,
+//!   which has only the hypervisor's two ring-0 descriptors, so a ring-1 guest's programs
+//!   reach none of Xen's flat ring-3 selectors (a 32-bit code segment among them).
+//!
+//! The limit always covers the 15 pages. Return frames and data selectors of Xen PV vCPUs
+//! are checked against the descriptors in force with `lar`/`lsl` ([`iret_code_ok`],
+//! [`iret_stack_ok`], [`data_loadable`]).
 //!
 //! The pages are read-only in guest roots, so every descriptor is written with its
 //! accessed bit already set: the CPU would otherwise write that bit when it first loads
@@ -73,6 +85,20 @@ const fn code32(level: u64) -> u64 {
 #[repr(C, align(4096))]
 pub struct XenGdtPage([u64; 512]);
 
+/// The hypervisor's code selector (Xen's `__HYPERVISOR_CS`), in the reserved page.
+pub const HV_CS: u16 = 0xe008;
+/// The hypervisor's data and stack selector (Xen's `__HYPERVISOR_DS`).
+pub const HV_DS: u16 = 0xe010;
+
+/// Page 14 for ring-1 vCPUs: the hypervisor's two descriptors ([`HV_CS`], [`HV_DS`]),
+/// nothing for ring 3. The same page for every pCPU, never written.
+pub static RING1_RESERVED_GDT: XenGdtPage = {
+    let mut t = [0u64; 512];
+    t[1] = code64(0);
+    t[2] = data(0);
+    XenGdtPage(t)
+};
+
 pub static XEN_RESERVED_GDT: XenGdtPage = {
     let mut t = [0u64; 512];
     t[1] = code64(0);
@@ -90,6 +116,7 @@ const _: () = {
     assert!(s::FLAT_RING3_DS32 as usize / 8 == base + 5);
     assert!(s::FLAT_RING3_CS64 as usize / 8 == base + 6);
     assert!(s::FIRST_RESERVED_GDT_BYTE as u64 == entry::XEN_GDT_PAGE * entry::PAGE);
+    assert!(HV_CS as usize / 8 == base + 1 && HV_DS as usize / 8 == base + 2);
 };
 
 fn gdt() -> *mut [u64; GDT_ENTRIES] {
@@ -124,6 +151,12 @@ pub fn init() {
         | PRESENT
         | (((limit >> 16) & 0xF) << 48)
         | (((base >> 24) & 0xFF) << 56);
+    // Page 0 is this pCPU's own again before it is written (a guest's GDT frame may have
+    // been there).
+    let own = super::percpu::this()
+        .own_gdt_page
+        .load(core::sync::atomic::Ordering::Relaxed);
+    entry::map_gdt_page(0, own, false);
     let mut table = [0u64; GDT_ENTRIES];
     table[usize::from(HYPERVISOR_CS >> 3)] = code64(0);
     table[usize::from(HYPERVISOR_DS >> 3)] = data(0);
@@ -151,23 +184,181 @@ pub fn init() {
     }
 }
 
-/// Sets this pCPU's GDT limit for the vCPU about to run: the whole 15 pages (Xen's reserved
-/// page at selector 0xe000 included) for a Xen PV vCPU, Xenia's own descriptors only for a
-/// ring-1 one, whose programs then get #GP on any 0xe0xx selector. The GDT's base and
-/// contents do not change, so the selectors in force stay valid.
-pub fn set_limit(xen_pv: bool) {
-    let limit = if xen_pv {
-        GDT_PAGES * entry::PAGE - 1
+/// Puts the GDT of the vCPU about to run on this pCPU in force (the module docs): `frames`
+/// its own GDT's frames (empty: none), `xen_pv` its mode. Only the pages that change are
+/// remapped (`entry::map_gdt_page`).
+pub fn load_for(xen_pv: bool, frames: &[crate::mm::Mfn]) {
+    let (zero, xen, ring1) = entry::shared_gdt_pages();
+    let own = super::percpu::this()
+        .own_gdt_page
+        .load(core::sync::atomic::Ordering::Relaxed);
+    for p in 0..entry::XEN_GDT_PAGE {
+        match frames.get(p as usize) {
+            Some(f) => entry::map_gdt_page(p, f.phys(), true),
+            None if p == 0 && frames.is_empty() => entry::map_gdt_page(0, own, false),
+            None => entry::map_gdt_page(p, zero, false),
+        }
+    }
+    entry::map_gdt_page(entry::XEN_GDT_PAGE, if xen_pv { xen } else { ring1 }, false);
+}
+
+/// Where the LDT's system descriptor goes in this pCPU's own GDT page 0 (16 bytes, entries
+/// 10 and 11, unused by Xenia's descriptors): LDTR is loaded from it while page 0 is the
+/// pCPU's own, and keeps what it loaded when a guest's frame takes page 0's place.
+const LDT_INDEX: usize = 10;
+const LDT_SELECTOR: u16 = (LDT_INDEX as u16) << 3;
+const _: () = assert!(LDT_INDEX > (TSS_SELECTOR as usize >> 3) + 1 && LDT_INDEX + 1 < GDT_ENTRIES);
+
+/// Puts the LDT of the vCPU about to run in force: `frames` (its `MMUEXT_SET_LDT` frames,
+/// empty for none) in the LDT area, the null page in the rest, and LDTR loaded with
+/// `entries` descriptors (the null selector for none). Called before [`load_for`], which
+/// may put a guest's frame in page 0.
+pub fn load_ldt(frames: &[crate::mm::Mfn], entries: u32) {
+    use core::sync::atomic::Ordering::Relaxed;
+    let (zero, _, _) = entry::shared_gdt_pages();
+    for p in 0..entry::LDT_PAGES {
+        match frames.get(p as usize) {
+            Some(f) => entry::map_ldt_page(p, f.phys(), true),
+            None => entry::map_ldt_page(p, zero, false),
+        }
+    }
+    let cpu = super::percpu::this();
+    let loaded = if entries == 0 {
+        0
     } else {
-        (GDT_ENTRIES * 8 - 1) as u64
+        u64::from(entries) * 8
     };
-    let pointer = x86_64::structures::DescriptorTablePointer {
-        limit: limit as u16,
-        base: VirtAddr::new(gdt() as u64),
+    if cpu.ldt_loaded.load(Relaxed) == loaded {
+        return;
+    }
+    if loaded == 0 {
+        // SAFETY: a null selector in LDTR is always allowed and disables the LDT.
+        unsafe { core::arch::asm!("lldt {0:x}", in(reg) 0u16, options(nostack, preserves_flags)) };
+    } else {
+        entry::map_gdt_page(0, cpu.own_gdt_page.load(Relaxed), false);
+        let base = entry::va(entry::LDT_OFFSET);
+        let limit = loaded - 1;
+        // An LDT descriptor, type 2, present (SDM Vol. 3A §3.5, §8.2.3's layout).
+        let low = (limit & 0xFFFF)
+            | ((base & 0xFF_FFFF) << 16)
+            | (0x2 << 40)
+            | PRESENT
+            | (((limit >> 16) & 0xF) << 48)
+            | (((base >> 24) & 0xFF) << 56);
+        // SAFETY: page 0 is this pCPU's own (mapped just above, writable in the hypervisor
+        // root), entries 10 and 11 are reserved for this descriptor; `lldt` loads a present
+        // LDT descriptor covering the LDT area, whose pages are mapped.
+        unsafe {
+            let table = gdt();
+            (&raw mut (*table)[LDT_INDEX]).write_volatile(low);
+            (&raw mut (*table)[LDT_INDEX + 1]).write_volatile(base >> 32);
+            core::arch::asm!("lldt {0:x}", in(reg) LDT_SELECTOR, options(nostack, preserves_flags));
+        }
+    }
+    cpu.ldt_loaded.store(loaded, Relaxed);
+}
+
+/// The access rights `lar` gives for `sel` in the tables in force (Intel SDM Vol. 2A, LAR:
+/// bits 8–15 the type, S, DPL and P of the descriptor, bits 16–23 AVL, L, D/B, G), or
+/// `None` when the CPU would not load it from ring 0 with that RPL (null, beyond the limit,
+/// a system descriptor, DPL below the RPL for a non-conforming segment).
+fn lar(sel: u16) -> Option<u32> {
+    let rights: u32;
+    let ok: u8;
+    // SAFETY: `lar` only reads the descriptor table in force (mapped in the hypervisor
+    // root) and sets ZF; it cannot fault on a selector from ring 0 in 64-bit mode.
+    unsafe {
+        core::arch::asm!(
+            "xor {r:e}, {r:e}",
+            "lar {r:e}, {s:e}",
+            "setz {ok}",
+            r = out(reg) rights,
+            s = in(reg) u32::from(sel),
+            ok = out(reg_byte) ok,
+            options(nostack, readonly),
+        )
     };
-    // SAFETY: the same table `init` loaded, only its limit changes; every selector the
-    // hypervisor uses (0x08, 0x10, the TSS at 0x38) is inside both limits.
-    unsafe { x86_64::instructions::tables::lgdt(&pointer) };
+    (ok != 0).then_some(rights)
+}
+
+/// The limit `lsl` gives for `sel` (in bytes, granularity applied), if it is loadable.
+fn lsl(sel: u16) -> Option<u32> {
+    let limit: u32;
+    let ok: u8;
+    // SAFETY: as `lar`.
+    unsafe {
+        core::arch::asm!(
+            "xor {r:e}, {r:e}",
+            "lsl {r:e}, {s:e}",
+            "setz {ok}",
+            r = out(reg) limit,
+            s = in(reg) u32::from(sel),
+            ok = out(reg_byte) ok,
+            options(nostack, readonly),
+        )
+    };
+    (ok != 0).then_some(limit)
+}
+
+const AR_TYPE_ACCESSED_BITS: u32 = 0xF << 8;
+const AR_CODE: u32 = 1 << 11;
+const AR_CONFORMING_OR_EXPAND_DOWN: u32 = 1 << 10;
+const AR_WRITABLE_OR_READABLE: u32 = 1 << 9;
+const AR_S: u32 = 1 << 12;
+const AR_DPL3: u32 = 3 << 13;
+const AR_P: u32 = 1 << 15;
+const AR_L: u32 = 1 << 21;
+const AR_DB: u32 = 1 << 22;
+const _: () = assert!(AR_TYPE_ACCESSED_BITS & AR_CODE != 0);
+
+/// Whether `iretq` from ring 0 would accept `cs` (RPL 3) and `rip` for a return to ring 3
+/// with the GDT and LDT in force (SDM Vol. 2A, IRET, "return to outer privilege level"): a
+/// code segment, present, DPL 3 (or conforming), 64-bit (L without D) with a canonical RIP,
+/// or 32-bit with RIP within its limit.
+pub fn iret_code_ok(cs: u16, rip: u64) -> bool {
+    if cs & 3 != 3 {
+        return false;
+    }
+    let Some(ar) = lar(cs) else {
+        return false;
+    };
+    let code = ar & (AR_S | AR_CODE | AR_P) == AR_S | AR_CODE | AR_P;
+    let dpl_ok = ar & AR_DPL3 == AR_DPL3 || ar & AR_CONFORMING_OR_EXPAND_DOWN != 0;
+    if !code || !dpl_ok {
+        return false;
+    }
+    match (ar & AR_L != 0, ar & AR_DB != 0) {
+        (true, false) => crate::guest::mem::is_canonical(rip),
+        (true, true) => false,
+        (false, _) => lsl(cs).is_some_and(|limit| rip <= u64::from(limit)),
+    }
+}
+
+/// Whether `iretq` would accept `ss` (RPL 3) for a return to ring 3: a writable data
+/// segment, present, DPL 3.
+pub fn iret_stack_ok(ss: u16) -> bool {
+    if ss & 3 != 3 {
+        return false;
+    }
+    lar(ss).is_some_and(|ar| {
+        ar & (AR_S | AR_CODE | AR_WRITABLE_OR_READABLE | AR_P | AR_DPL3)
+            == AR_S | AR_WRITABLE_OR_READABLE | AR_P | AR_DPL3
+    })
+}
+
+/// Whether ring 0 can load `sel` into DS, ES, FS or GS without a fault, with the tables in
+/// force: null, or a present data segment or readable code segment of DPL 3 that its
+/// RPL may use (Intel SDM Vol. 2B, MOV to a segment register).
+pub fn data_loadable(sel: u16) -> bool {
+    if sel & !3 == 0 {
+        return true;
+    }
+    lar(sel).is_some_and(|ar| {
+        let data = ar & AR_CODE == 0;
+        let readable_code =
+            ar & (AR_CODE | AR_WRITABLE_OR_READABLE) == AR_CODE | AR_WRITABLE_OR_READABLE;
+        ar & (AR_S | AR_P) == AR_S | AR_P && (data || readable_code)
+    })
 }
 
 /// Bytes of an I/O permission bitmap covering every port (one bit each).
@@ -206,9 +397,9 @@ pub fn set_ring1_stack(rsp: u64) {
 /// Reloads CS with a far return and the data segment registers.
 ///
 /// # Safety
-/// The GDT just loaded must hold the hypervisor code and data descriptors.
+/// The GDT just loaded must hold the hypervisor code and data descriptors (page 14).
 unsafe fn reload_segments() {
-    // SAFETY: the caller guarantees HYPERVISOR_CS/DS are valid ring-0 descriptors.
+    // SAFETY: the caller guarantees HV_CS/HV_DS are valid ring-0 descriptors.
     unsafe {
         core::arch::asm!(
             "push {cs}",
@@ -219,8 +410,8 @@ unsafe fn reload_segments() {
             "mov ds, {ds:x}",
             "mov es, {ds:x}",
             "mov ss, {ds:x}",
-            cs = const HYPERVISOR_CS as u64,
-            ds = in(reg) u64::from(HYPERVISOR_DS),
+            cs = const HV_CS as u64,
+            ds = in(reg) u64::from(HV_DS),
             tmp = out(reg) _,
         );
     }

@@ -148,7 +148,12 @@ impl crate::domain::Vcpu {
         }
     }
 
-    pub fn load_cpu_state(&self) {
+    /// Returns the data selectors (DS, ES, FS, GS) that could not be loaded, each replaced
+    /// by the null selector (0 where all loaded): for a Xen PV vCPU, those its GDT in force
+    /// no longer gives as a loadable segment (`gdt::data_loadable`; the guest changed the
+    /// descriptor with `update_descriptor` since it loaded the selector). Xen answers that
+    /// with the failsafe callback (`xenpv::failsafe`).
+    pub fn load_cpu_state(&self) -> [u16; 4] {
         clts();
         // SAFETY: the area holds a state saved by fxsave64 or `FpuState::reset` (valid
         // reserved bits, MXCSR without reserved bits set), so fxrstor64 cannot fault; CR0.TS
@@ -156,9 +161,24 @@ impl crate::domain::Vcpu {
         unsafe {
             core::arch::asm!("fxrstor64 [{0}]", in(reg) self.fpu.0.as_ptr(), options(nostack))
         };
-        let sel = self.data_selectors.map(sanitize_data_selector);
-        // SAFETY: each selector is null or one of the guest data descriptors of the fixed
-        // GDT (sanitize_data_selector), which ring 0 may load; the hypervisor does not use
+        let sel = if self.xen_pv {
+            // Checked against the GDT in force, which the switch path just put there, and
+            // which no one changes meanwhile (`update_descriptor` takes the domain's lock,
+            // held here).
+            self.data_selectors
+                .map(|s| if gdt::data_loadable(s) { s } else { 0 })
+        } else {
+            self.data_selectors.map(sanitize_data_selector)
+        };
+        let mut failed = [0u16; 4];
+        for i in 0..4 {
+            if sel[i] != self.data_selectors[i] && self.xen_pv {
+                failed[i] = self.data_selectors[i];
+            }
+        }
+        // SAFETY: each selector is null, one of the guest data descriptors of Xenia's page
+        // 0 (sanitize_data_selector), or for a Xen PV vCPU one its GDT in force gives as a
+        // present data or readable code segment (`lar`), which ring 0 may load; the hypervisor does not use
         // DS, ES, FS or GS in long mode. FS and GS bases are written after, since loading
         // the selectors resets them.
         unsafe {
@@ -176,6 +196,7 @@ impl crate::domain::Vcpu {
         ));
         set_task_switched(self.fpu_ts);
         self.load_debugregs();
+        failed
     }
 
     /// Puts this vCPU's debug registers in the CPU if it has a breakpoint armed, else makes
@@ -265,8 +286,10 @@ pub fn enable_syscall(entry: u64) {
     const CSTAR: u32 = 0xC000_0083;
     const FMASK: u32 = 0xC000_0084;
     const MASK: u64 = (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18) | (1 << 14);
-    let star = (u64::from(guest_abi::selectors::HYPERVISOR_CS) << 32)
-        | (u64::from(guest_abi::selectors::KERNEL_DS & !3) << 48);
+    // SYSCALL enters on Xen's hypervisor selectors (CS 0xe008, SS 0xe010), in the GDT's
+    // reserved page, which every vCPU's GDT keeps (`gdt::load_for`).
+    let star =
+        (u64::from(gdt::HV_CS) << 32) | (u64::from(guest_abi::selectors::KERNEL_DS & !3) << 48);
     // SAFETY: `entry` is the entry stub, mapped in every root; the selectors are the
     // hypervisor's own; enabling SCE only makes SYSCALL reach that stub.
     unsafe {

@@ -111,6 +111,16 @@ pub struct PerCpu {
     /// stacks, plus one (0: none): `entry::scrub_entry_stacks` runs before another domain's
     /// vCPU runs here.
     pub stacks_of: AtomicU32,
+    /// The frame behind each page of this pCPU's GDT in its entry area, as
+    /// `entry::map_gdt_page` last mapped it (0: not known, map again), and this pCPU's own
+    /// page 0 (Xenia's descriptors, its TSS descriptor): `gdt::load_for` maps a Xen PV
+    /// vCPU's own GDT frames there and the own page back for everyone else.
+    pub gdt_pages: [AtomicU64; super::entry::GDT_PAGES as usize],
+    pub own_gdt_page: AtomicU64,
+    /// The same for the LDT area's pages (`entry::map_ldt_page`), and the LDT limit plus
+    /// one that LDTR holds (0: no LDT loaded).
+    pub ldt_pages: [AtomicU64; super::entry::LDT_PAGES as usize],
+    pub ldt_loaded: AtomicU64,
 }
 
 /// Request: drop every guest translation (recopy the guest root from the running vCPU's
@@ -158,6 +168,10 @@ impl PerCpu {
             hv_stack_top: AtomicU64::new(0),
             guest_cr3: AtomicU64::new(0),
             index: AtomicU64::new(index),
+            gdt_pages: [const { AtomicU64::new(0) }; super::entry::GDT_PAGES as usize],
+            own_gdt_page: AtomicU64::new(0),
+            ldt_pages: [const { AtomicU64::new(0) }; super::entry::LDT_PAGES as usize],
+            ldt_loaded: AtomicU64::new(0),
             current: AtomicU64::new(NONE),
             run_until: AtomicU64::new(NONE),
             guest_root: AtomicU64::new(0),

@@ -9,8 +9,6 @@
 
 use core::fmt::Write;
 
-use guest_abi::selectors::HYPERVISOR_CS;
-
 use super::entry;
 use super::gdt;
 use crate::power::{self, ExitReason};
@@ -111,7 +109,7 @@ pub fn init() {
             1 => gdt::IST_MACHINE_CHECK,
             _ => 0,
         };
-        *gate = Gate::interrupt(entry::stub(vector), HYPERVISOR_CS, ist, vector_dpl(vector));
+        *gate = Gate::interrupt(entry::stub(vector), gdt::HV_CS, ist, vector_dpl(vector));
     }
     // SAFETY: the IDT page is mapped writable in the hypervisor root and belongs to this
     // pCPU; `lidt` makes the CPU use it only after it is complete.
@@ -136,7 +134,7 @@ pub fn set_fast_trap(handler: Option<u64>) {
             attributes: GATE_PRESENT | GATE_TRAP | gate_dpl(3),
             ..Gate::interrupt(rip, guest_abi::selectors::KERNEL_CS, 0, 3)
         },
-        None => Gate::interrupt(entry::stub(v), HYPERVISOR_CS, 0, 3),
+        None => Gate::interrupt(entry::stub(v), gdt::HV_CS, 0, 3),
     };
     // SAFETY: as in `init`; a single gate is replaced while interrupts are off, and the
     // guest cannot run (and so cannot raise the vector) until we return to it.

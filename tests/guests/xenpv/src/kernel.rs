@@ -119,7 +119,8 @@ global_asm!(
     "xp_recovery_rip: .skip 8",
     "xp_vcpu_info: .skip 8",
     ".balign 16",
-    ".skip 16384",
+    // 64 KiB: the SMP section keeps a few 5 KiB vcpu_guest_contexts on it.
+    ".skip 65536",
     "xp_boot_stack_top:",
     ".skip 64",
     ".skip 16384",
@@ -316,9 +317,12 @@ impl Write for Console {
 
 macro_rules! say {
     ($($arg:tt)*) => {{
-        let _ = writeln!(Console, $($arg)*);
+        let _ = writeln!($crate::kernel::Console, $($arg)*);
     }};
 }
+
+mod gdt;
+mod smp;
 
 /// Prints `PASS name` or `FAIL name: why`.
 fn check(name: &str, ok: bool, why: core::fmt::Arguments<'_>) {
@@ -348,6 +352,11 @@ fn addr_of_page() -> u64 {
 /// The address of one of the asm labels.
 fn addr(f: unsafe extern "C" fn()) -> u64 {
     f as *const () as u64
+}
+
+/// The top of the stack bounces from user mode go to (`stack_switch`).
+fn kernel_stack() -> u64 {
+    &raw const xp_kernel_stack_top as u64
 }
 
 fn run(code: unsafe extern "C" fn(), rbx: u64, r12: u64) -> u64 {
@@ -745,22 +754,102 @@ extern "C" fn main(start_info: u64) -> ! {
         fs < 0 && sel < 0 && stack < 0,
         format_args!("fs base {fs}, ring-1 gs selector {sel}, stack {stack}"),
     );
+    // Debug registers on the hypervisor's addresses, an I/O breakpoint, GD: EPERM, as Xen.
+    let dr = |reg: u64, value: u64| hypercall(nr::HYPERVISOR_SET_DEBUGREG, [reg, value, 0, 0, 0]);
+    let (d0, d7io, d7gd, d6) = (
+        dr(0, 0xFFFF_8000_0000_1000),
+        dr(7, 0x2_0401),
+        dr(7, 1 << 13),
+        dr(6, 1 << 32),
+    );
+    check(
+        "hostile_debugregs_refused",
+        d0 == -1 && d7io == -1 && d7gd == -1 && d6 == -22,
+        format_args!(
+            "dr0 on the hypervisor {d0}, dr7 I/O breakpoint {d7io}, GD {d7gd}, dr6 above 32 bits {d6}"
+        ),
+    );
+    // 11b. iret frames the CPU would refuse: the #GP it raises, delivered to this kernel with
+    // the frame's registers (Xen's fault on its own iretq), not a crash.
+    let ks = &raw const xp_kernel_stack_top as u64;
+    let bad = |cs: u16, ss: u16, rip: u64| IretContext {
+        rax: 0,
+        r11: 0x5555,
+        rcx: 0x6666,
+        flags: 0,
+        rip,
+        cs: u64::from(cs),
+        // IF clear: events stay masked (an event left pending by the checks above would
+        // otherwise be delivered first, on top of the #GP).
+        rflags: 2,
+        rsp: ks,
+        ss: u64::from(ss),
+    };
+    let hv_cs = guest_abi::selectors::HYPERVISOR_CS | 0xe000;
+    let good_rip = addr(xp_k_ud_insn);
+    let mut wrong = 0u32;
+    for (i, (ctx, code)) in [
+        (bad(hv_cs, FLAT_KERNEL_SS64, good_rip), u64::from(hv_cs)),
+        // CS with RPL 0, as Linux hands back a kernel frame: the return stays in kernel mode.
+        (
+            bad(FLAT_KERNEL_CS64 & !3, hv_cs, good_rip),
+            u64::from(hv_cs),
+        ),
+        (
+            bad(FLAT_KERNEL_CS64 & !3, FLAT_KERNEL_SS64, non_canonical),
+            0,
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let v = run(xp_k_iret, ctx as *const IretContext as u64, 0);
+        let (w, _) = recorded();
+        let ok = v == 13
+            && w[0] == 0x6666
+            && w[1] == 0x5555
+            && w[2] == *code
+            && w[3] == ctx.rip
+            && w[4] & 0xFFFF == ctx.cs & !3
+            && w[6] == ks
+            && w[7] == ctx.ss | 3;
+        if !ok {
+            say!("xenpv: bad iret {i}: vector {v:#x}, frame {:x?}", &w[..8]);
+            wrong |= 1 << i;
+        }
+    }
+    check(
+        "iret_refused_frame_gp",
+        wrong == 0,
+        format_args!("frames not answered by #GP as the CPU would: {wrong:#b} (cs, ss, rip)"),
+    );
+
+    // 11c. Its own GDT in force, the failsafe callback, descriptors refused.
+    gdt::run_checks(
+        &mem,
+        vcpu_info,
+        base + 0x10000 + 7 * 4096,
+        base + 0x10000 + 9 * 4096,
+        l4,
+    );
+    gdt::ldt_checks(&mem, base + 0x10000 + 10 * 4096, base + 0x10000 + 9 * 4096);
+
+    // 12. A second vCPU (when the domain has one).
+    smp::run(&smp::Setup {
+        mem: &mem,
+        shared,
+        kernel_l4: si.pt_base,
+        user_l4: l4,
+        data_page: code,
+        gdt_page: base + 0x10000 + 5 * 4096,
+        bad_gdt_page: base + 0x10000 + 6 * 4096,
+    });
     say!("xenpv: done");
 
-    // 12. What the hypervisor must answer by crashing this domain.
+    // 13. What the hypervisor must answer by crashing this domain.
     if let Some(what) = cmdline.split(' ').find_map(|w| w.strip_prefix("hostile=")) {
         say!("xenpv: hostile {what}");
         match what {
-            "iret_cs" => {
-                let mut ctx = user_context(off(xp_u_syscall));
-                ctx.cs = u64::from(guest_abi::selectors::HYPERVISOR_CS) | 0xe000;
-                iret_to_user(&ctx, 0);
-            }
-            "iret_rip" => {
-                let mut ctx = user_context(0);
-                ctx.rip = non_canonical;
-                iret_to_user(&ctx, 0);
-            }
             "no_user_l4" => {
                 let r = mmuext(MMUEXT_NEW_USER_BASEPTR, 0);
                 say!("xenpv: user table dropped ({r})");

@@ -8,9 +8,9 @@
 //! per check on its console (`console_io`), then `xenpv: done` and powers off.
 //!
 //! With `hostile=<what>` on its command line it then makes one request the hypervisor must
-//! answer by crashing it (`iret_cs`: an `iret` frame with a ring-0 code selector; `iret_rip`:
-//! a non-canonical return address; `no_user_l4`: a return to user mode before any user page
-//! table): the scenario checks the hypervisor's crash line.
+//! answer by crashing it (`no_user_l4`: a return to user mode before any user page table, as
+//! Xen does); an `iret` frame the CPU would refuse is not one of them any more: it is a #GP
+//! delivered to the kernel, one of the checks.
 //!
 //! On the build host this is an empty program, so that `cargo test --workspace` builds.
 
