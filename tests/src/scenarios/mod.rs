@@ -113,6 +113,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("net_web_destroy_midstream", net_web::web_destroy_midstream),
         Scenario::new("block_xl_verbs", block_xl::verbs),
         Scenario::new("block_bench_short", block_bench::short),
+        Scenario::new("block_bench_icount_goal", block_bench::icount_goal),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
         Scenario::new("block_xl_create_icount", block_xl::create_flat_icount),
         Scenario::new("net_xl_verbs", net_xl::verbs),
