@@ -349,6 +349,7 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
                     Ok(())
                 }
                 m::MMUEXT_NEW_USER_BASEPTR => super::xenpv::new_user_baseptr(cx, mfn),
+                m::MMUEXT_SET_LDT => set_ldt(cx, op.arg1, op.nr_ents()),
                 m::MMUEXT_TLB_FLUSH_LOCAL => Ok(()),
                 m::MMUEXT_TLB_FLUSH_ALL => {
                     flush_vcpus(cx, u64::MAX);
@@ -390,6 +391,32 @@ pub fn mmuext_op(cx: &mut Hc) -> HcResult {
             }
         },
     )
+}
+
+/// Most entries an LDT may have (Xen's `MMUEXT_SET_LDT` check: 64 KiB of descriptors).
+const LDT_ENTRIES_MAX: u32 = 8192;
+
+/// `MMUEXT_SET_LDT(linear_addr, nr_ents)` with Xen's checks: the address (ignored when
+/// `nr_ents` is 0) page-aligned and the whole table inside the guest's range, at most
+/// [`LDT_ENTRIES_MAX`] entries, else `EINVAL`. Linux's `load_mm_ldt` sets the empty LDT on
+/// every CPU at boot and on every switch to a process without one (`nr_ents` 0): that is
+/// what Xenia has, as it loads no guest LDT. A non-empty LDT is accepted and not loaded
+/// yet (logged): a selector that names it then faults as with no LDT (#GP, delivered to the
+/// guest), never reaching another table.
+fn set_ldt(cx: &mut Hc, linear: u64, entries: u32) -> Result<(), Errno> {
+    let base = if entries == 0 { 0 } else { linear };
+    if base % PAGE_SIZE != 0
+        || entries > LDT_ENTRIES_MAX
+        || (entries != 0 && !super::mem::range_ok(base, u64::from(entries) * 8))
+    {
+        return Err(Errno::EINVAL);
+    }
+    if entries != 0 {
+        log::debug!(target: "mm",
+            "d{}v{}: MMUEXT_SET_LDT of {entries} entries at {base:#x} accepted, not loaded",
+            cx.id(), cx.vcpu_id());
+    }
+    Ok(())
 }
 
 /// The vCPUs a `*_MULTI` flush names: the bitmap of `xen_ulong_t` words at guest address
