@@ -568,15 +568,24 @@
 //! one frame (`GNTTABOP_setup_table`) and map it; grant the backend domain (`backend-id`)
 //! the ring page and the data pages (`GTF_permit_access`, frame and domid written before
 //! the flags); allocate an unbound event channel for it (`EVTCHNOP_alloc_unbound`); write
-//! `ring-ref`, `event-channel`, `protocol` = `x86_64-abi` and `state` = 3 in the frontend
+//! `ring-ref`, `event-channel`, `protocol` = `x86_64-abi`, `feature-persistent` = 1 (if the
+//! kernel keeps its data grants for the device's life) and `state` = 3 in the frontend
 //! directory; wait for the backend's `state` = 4 (the runtime waits at most 10 s), then read
-//! `sectors` (always in 512-byte units), `sector-size` and `info` (`VDISK_READONLY`). A
-//! request is put at `req_prod % 32` and published by advancing `req_prod` after a write
-//! barrier; notify the channel; the response comes at `rsp_prod` with the same `id`.
+//! `sectors` (always in 512-byte units), `sector-size`, `info` (`VDISK_READONLY`) and
+//! `feature-persistent`. A request is put at `req_prod % 32` and published by advancing
+//! `req_prod` after a write barrier; notify the channel; the response comes at `rsp_prod`
+//! with the same `id`. The ring must be granted writable: the backend maps it.
 //!
-//! What Xenia's backend does differently from Linux's: segment data moves by
-//! `GNTTABOP_copy` (nothing of the domain is mapped in dom0, so its grants are never
-//! busy), there are no indirect descriptors (`BLKIF_OP_INDIRECT` gets
+//! Persistent grants (both ends said `feature-persistent` = 1): the backend maps each
+//! segment grant it sees once and keeps it mapped until the device closes (at most 32 a
+//! device; others go by grant copy), so a frontend must not grant another frame under a
+//! reference it used for data; the runtime's blkfront then moves all data through its 11
+//! data pages (one copy in the guest) instead of lending the caller's pages. While mapped,
+//! a grant cannot be ended (its `GTF_reading`/`GTF_writing` bits are set): end the grants
+//! after the backend says Closed.
+//!
+//! What Xenia's backend does differently from Linux's: without persistent grants, segment
+//! data moves by `GNTTABOP_copy`; there are no indirect descriptors (`BLKIF_OP_INDIRECT` gets
 //! `BLKIF_RSP_EOPNOTSUPP`) and one ring page only (`max-ring-page-order` = 0). Requests
 //! put in the ring before the frontend said Initialised are answered with
 //! `BLKIF_RSP_ERROR`; a `req_prod` more than 32 ahead of the responses stops the ring for

@@ -44,6 +44,7 @@ pub mod blockbench;
 pub mod contract;
 pub mod grub;
 pub mod iso;
+pub mod linuxbench;
 pub mod machine;
 pub mod monitor;
 pub mod netbench;

@@ -10,8 +10,10 @@
 //! - an initramfs, `/boot/debian/initrd.img` (cpio newc): Debian's static busybox (the one
 //!   dom0's initrd carries, `peer::busybox`), the Xen block and net modules with their
 //!   dependencies (read from each module's `.modinfo`, as `depmod` would; the package has no
-//!   `modules.dep`), and an `/init` ([`init_script`]) that mounts `/proc`, `/sys` and
-//!   devtmpfs, loads the modules and starts a shell on `hvc0`;
+//!   `modules.dep`), issue 18's benchmark program `/bin/linuxbench`, and an `/init`
+//!   ([`init_script`]) that mounts `/proc`, `/sys` and devtmpfs, loads the modules and starts a
+//!   shell on `hvc0` (or, with `xenia.bench=` on the kernel's command line, runs
+//!   `linuxbench` and powers off: [`BENCH_PARAM`]);
 //! - `/etc/xen/debian.cfg` ([`CONFIG`]), which names both.
 //!
 //! Without the package (no apt, no network) everything else builds and the `linux_`
@@ -71,8 +73,8 @@ pub fn newest_cloud_kernel(listing: &str) -> Option<String> {
 }
 
 /// Fetches (or reuses) and unpacks the kernel package under `target/debian/`, and builds the
-/// initramfs around `busybox`.
-pub fn guest(ws: &Workspace, busybox: &Path) -> Result<Guest, String> {
+/// initramfs around `busybox` and the benchmark program `linuxbench`.
+pub fn guest(ws: &Workspace, busybox: &Path, linuxbench: &Path) -> Result<Guest, String> {
     let dir = ws.target_dir().join("debian");
     let debs = dir.join("debs");
     fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
@@ -119,7 +121,7 @@ pub fn guest(ws: &Workspace, busybox: &Path) -> Result<Guest, String> {
     for (relative, path) in &modules {
         loaded.push((relative.clone(), module_bytes(path)?));
     }
-    let initrd = initramfs(&read(busybox)?, &release, &loaded);
+    let initrd = initramfs(&read(busybox)?, &read(linuxbench)?, &release, &loaded);
     Ok(Guest {
         package,
         release,
@@ -265,9 +267,37 @@ fn module_bytes(path: &Path) -> Result<Vec<u8>, String> {
     Ok(out.stdout)
 }
 
+/// The kernel command-line parameter that makes `/init` run `/bin/linuxbench` instead of the
+/// shell, then power off: `xenia.bench=1` with the program's default settings, or its
+/// settings with commas for blanks (`xenia.bench=syscalls=2000,runs=2`). Linux keeps a
+/// parameter with a dot for a module and passes it to no one, so it reaches `/init` only
+/// through `/proc/cmdline`; without it (or with `xenia.bench=0`) the boot is as before.
+pub use xenia_tests::linuxbench::BENCH_PARAM;
+
+/// The part of `/init` that runs the benchmark program when the kernel's command line has
+/// [`BENCH_PARAM`], then powers off.
+fn bench_script() -> String {
+    [
+        r#"bench="#.to_string(),
+        r#"for word in $(cat /proc/cmdline); do"#.into(),
+        format!(r#"  case "$word" in {BENCH_PARAM}=*) bench="${{word#{BENCH_PARAM}=}}" ;; esac"#),
+        r#"done"#.into(),
+        r#"if [ -n "$bench" ] && [ "$bench" != 0 ]; then"#.into(),
+        r#"  args="#.into(),
+        r#"  [ "$bench" = 1 ] || args=$(echo "$bench" | tr , ' ')"#.into(),
+        r#"  echo "xenia-initramfs: running linuxbench $args""#.into(),
+        r#"  /bin/linuxbench $args"#.into(),
+        r#"  echo "xenia-initramfs: linuxbench exited with status $?; powering off""#.into(),
+        r#"  poweroff -f"#.into(),
+        r#"fi"#.into(),
+        String::new(),
+    ]
+    .join("\n")
+}
+
 /// The initramfs's `/init`: busybox's applets, `/proc`, `/sys` and devtmpfs, the modules (each
-/// path relative to `/lib/modules/<release>`), then a login shell on the console, again
-/// whenever it exits.
+/// path relative to `/lib/modules/<release>`), then, with [`BENCH_PARAM`], the benchmark
+/// program and a power-off, else a login shell on the console, again whenever it exits.
 pub fn init_script(modules: &[String]) -> String {
     let mut script = String::from(
         "#!/bin/busybox sh\n\
@@ -285,6 +315,7 @@ pub fn init_script(modules: &[String]) -> String {
             "insmod /lib/modules/$(uname -r)/{m} || echo \"xenia-initramfs: insmod {m} failed\"\n"
         ));
     }
+    script.push_str(&bench_script());
     script.push_str(
         "echo \"xenia-initramfs: ready\"\n\
          while true; do setsid cttyhack sh -l; done\n",
@@ -296,9 +327,14 @@ pub fn init_script(modules: &[String]) -> String {
 const PROFILE: &str = "export PS1='debian# '\nexport PATH=/bin:/sbin:/usr/bin:/usr/sbin\n";
 
 /// The initramfs (cpio newc): `/init`, `/bin/busybox` with `/bin/sh` linked to it,
-/// `/etc/profile`, the `modules` (path relative to `lib/modules/<release>`, bytes) and the
-/// mount points.
-pub fn initramfs(busybox: &[u8], release: &str, modules: &[(String, Vec<u8>)]) -> Vec<u8> {
+/// `/bin/linuxbench`, `/etc/profile`, the `modules` (path relative to
+/// `lib/modules/<release>`, bytes) and the mount points.
+pub fn initramfs(
+    busybox: &[u8],
+    linuxbench: &[u8],
+    release: &str,
+    modules: &[(String, Vec<u8>)],
+) -> Vec<u8> {
     const DIR: u32 = S_IFDIR | 0o755;
     const EXEC: u32 = S_IFREG | 0o755;
     const DATA: u32 = S_IFREG | 0o644;
@@ -307,6 +343,7 @@ pub fn initramfs(busybox: &[u8], release: &str, modules: &[(String, Vec<u8>)]) -
     let mut entries: Vec<(String, u32, Vec<u8>)> = vec![
         ("bin".into(), DIR, Vec::new()),
         ("bin/busybox".into(), EXEC, busybox.to_vec()),
+        ("bin/linuxbench".into(), EXEC, linuxbench.to_vec()),
         ("bin/sh".into(), S_IFLNK | 0o777, b"busybox".to_vec()),
         ("dev".into(), DIR, Vec::new()),
         ("etc".into(), DIR, Vec::new()),
@@ -376,6 +413,7 @@ mod tests {
     fn initramfs_layout() {
         let bytes = initramfs(
             b"BB",
+            b"LB",
             "6.1.0-48-cloud-amd64",
             &[
                 (
@@ -407,6 +445,29 @@ mod tests {
             .unwrap();
         assert_eq!(blk.data, b"blk");
         assert_eq!(archive.lookup("/bin/busybox").unwrap().data, b"BB");
+        assert_eq!(archive.lookup("/bin/linuxbench").unwrap().data, b"LB");
+        // The benchmark runs before the shell, and only with the parameter.
+        for needed in [
+            "case \"$word\" in xenia.bench=*) bench=\"${word#xenia.bench=}\" ;; esac",
+            "/bin/linuxbench $args\n",
+            "poweroff -f\n",
+        ] {
+            assert!(script.contains(needed), "{needed}: {script}");
+        }
+        assert!(
+            script.find("/bin/linuxbench").unwrap() < script.find("cttyhack").unwrap(),
+            "{script}"
+        );
+        assert!(
+            script.ends_with("\nwhile true; do setsid cttyhack sh -l; done\n"),
+            "{script}"
+        );
+        // The host's shell parses it (`sh -n`: no command runs), as busybox's must.
+        let checked = Command::new("sh")
+            .args(["-n", "-c", &script])
+            .status()
+            .expect("run sh -n");
+        assert!(checked.success(), "sh -n refused /init:\n{script}");
         for dir in ["/proc", "/sys", "/dev", "/tmp"] {
             assert_eq!(
                 archive.lookup(dir).unwrap().mode & 0o170000,

@@ -12,8 +12,8 @@
 //!   clippy for the host and for bare metal, `cargo doc` with broken links denied), host unit
 //!   tests, short fuzz runs, then the QEMU scenarios whose names contain FILTER (or, with commas, any of its parts).
 //! - `cargo xtask bench [NAME...] [--domains N] [--cycles N] [--only NAME,...] [--kernel-args ARGS]
-//!   [--peer xen] [--peer-args ARGS]`: benchmarks (see [`mod@bench`], [`vbench`] and
-//!   [`peer`]).
+//!   [--peer xen] [--peer-args ARGS] [--linux-args ARGS] [--linux-timeout S]`: benchmarks (see
+//!   [`mod@bench`], [`vbench`], [`peer`] and [`lbench`]).
 //! - `cargo xtask fuzz [TARGET] [--time S]`: the fuzz targets of the hardware-independent core
 //!   (see [`fuzz`]); `cargo xtask test` runs each for a few seconds.
 //! - `cargo xtask mutants [--timeout S] [--shard K/N]`: mutation testing of the frame table,
@@ -30,6 +30,7 @@ mod fuzz;
 mod host;
 mod initrd;
 mod kernels;
+mod lbench;
 mod lint;
 mod mutants;
 mod peer;
@@ -71,7 +72,8 @@ enum Cmd {
     Test(TestArgs),
     /// Run the benchmarks: creation time of the 1st and the Nth domain (virtual time), SMP
     /// churn (free frames), the compute speed-up on two vCPUs, the cross-pCPU IPI latency,
-    /// the benchmark kernels native and pv, and one Linux program side by side with Xen.
+    /// the benchmark kernels native and pv, one Linux program side by side with Xen, and
+    /// Debian's Linux as a domU against the same kernel natively.
     Bench(BenchArgs),
     /// Run the fuzz targets of the hardware-independent core (all, or one).
     Fuzz(FuzzArgs),
@@ -162,7 +164,7 @@ struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     cycles: u32,
     /// Run only these benches (create, create-disk, create-vif, block, net, churn, compute,
-    /// ipi, density, kernel, peer); all by default.
+    /// ipi, density, kernel, peer, linux); all by default.
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     only: Vec<String>,
     /// Run the peer bench: the same Linux program under native Linux, Xen's PV dom0
@@ -178,10 +180,18 @@ struct BenchArgs {
     /// `kernel` bench; the defaults when empty.
     #[arg(long, value_name = "ARGS", default_value = "")]
     kernel_args: String,
+    /// The `linux` bench's program settings (`syscalls=N pages=N forks=N trips=N primes=N
+    /// runs=N`), natively and in the domU; the program's defaults when empty.
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    linux_args: String,
+    /// Seconds the `linux` bench waits for the Linux domU to reach the program (its boot
+    /// under -icount) before it reports the domU column empty.
+    #[arg(long, value_name = "S", default_value_t = lbench::DOMU_REACH_SECONDS)]
+    linux_timeout: u64,
 }
 
 /// The benches, in the order they run.
-const BENCHES: [&str; 11] = [
+const BENCHES: [&str; 12] = [
     "create",
     "create-disk",
     "create-vif",
@@ -193,6 +203,7 @@ const BENCHES: [&str; 11] = [
     "density",
     "kernel",
     "peer",
+    "linux",
 ];
 
 #[derive(Args)]
@@ -280,7 +291,12 @@ fn build_all(ws: &Workspace, args: &BuildArgs) -> Result<(), String> {
     };
     // Debian's Xen PV Linux kernel as a domU (issue 18): without it the `linux_` scenarios
     // are skipped.
-    let debian = match busybox.as_deref().map(|b| debian::guest(ws, b)) {
+    // Issue 18's benchmark program, in the Linux initramfs (`xenia.bench=` runs it).
+    let linuxbench = userland::build_linuxbench(ws)?;
+    let debian = match busybox
+        .as_deref()
+        .map(|b| debian::guest(ws, b, &linuxbench))
+    {
         Some(Ok(guest)) => {
             println!(
                 "Debian's Linux domU: {} (Linux {}; {} KiB kernel, {} KiB initramfs)",
@@ -456,6 +472,11 @@ fn bench(ws: &Workspace, args: &BenchArgs) -> Result<ExitCode, String> {
             "ipi" => bench_ipi(ws).map(|()| Vec::new()),
             "density" => bench_density(ws),
             "kernel" => bench_kernel(ws, &args.kernel_args),
+            "linux" => lbench::run(
+                ws,
+                &args.linux_args,
+                std::time::Duration::from_secs(args.linux_timeout),
+            ),
             _ => bench_peer(ws, &args.peer_args),
         };
         match result {
@@ -910,6 +931,25 @@ mod tests {
         assert_eq!(args.only, ["kernel", "peer"]);
         assert_eq!(args.peer_args, "iters=10");
         assert!(BENCHES.contains(&"peer"));
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "linux",
+            "--linux-args",
+            "runs=2",
+            "--linux-timeout",
+            "60",
+        ])
+        .unwrap();
+        let Cmd::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(args.names, ["linux"]);
+        assert_eq!(
+            (args.linux_args.as_str(), args.linux_timeout),
+            ("runs=2", 60)
+        );
+        assert!(BENCHES.contains(&"linux"));
         let cli = Cli::try_parse_from(["xtask", "bench", "kernel"]).unwrap();
         let Cmd::Bench(args) = cli.command else {
             panic!("not bench")

@@ -37,6 +37,33 @@ pub fn build_peerbench(ws: &Workspace) -> Result<PathBuf, String> {
     Ok(bin_dir(ws).join("peerbench"))
 }
 
+/// Builds `linuxbench` (tests/programs/linuxbench, issue 18's benchmark program) and returns
+/// its path: it goes into the initramfs of Debian's Linux (`/bin/linuxbench`, see
+/// [`crate::debian`]), which `cargo xtask bench --only linux` boots natively and as a domU.
+/// Its musl build is `no_std` (so that it stays small: it rides in dom0's memory twice), which
+/// needs `panic = "abort"`; symbols are stripped too (39 KB; with `std` it was 560 KB).
+pub fn build_linuxbench(ws: &Workspace) -> Result<PathBuf, String> {
+    host::run(
+        host::cargo(ws.root())
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--package",
+                "xenia-linuxbench",
+                "--bin",
+                "linuxbench",
+                "--target",
+                USER_TARGET,
+            ])
+            .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
+    )?;
+    Ok(bin_dir(ws).join("linuxbench"))
+}
+
 /// Where the programs are built.
 fn bin_dir(ws: &Workspace) -> PathBuf {
     ws.target_dir().join(USER_TARGET).join("release")

@@ -11,10 +11,14 @@
 //! Closed, or a toolstack setting `online` = 0, ends it (Closed); a domain that is gone loses
 //! its devices and its backend directory.
 //!
-//! **Serving.** Nothing of a frontend is mapped in dom0: the ring's indexes and requests are
-//! read, and responses written, with `GNTTABOP_copy` on the frontend's `ring-ref`, and
-//! segment data moves the same way between the frontend's grants and pages of dom0's heap
-//! (no indirect descriptors). Each request is checked whole first (`xenia_dom0::vbd`); a
+//! **Serving.** The frontend's ring page (`ring-ref`) is mapped into dom0's kernel once, at
+//! connect (`crate::grantmap`, unmapped at disconnect and before dom0 destroys the domain):
+//! the indexes are read and the responses written in place, each request copied out once
+//! (volatile) before it is looked at. Segment data moves with `GNTTABOP_copy` between the
+//! frontend's grants and the disk driver's buffer (no indirect descriptors), or, when both
+//! ends said `feature-persistent`, by dom0's own copy to or from the segment pages, each
+//! mapped the first time it is named and kept mapped (at most 32 a device). Each request
+//! is checked whole first (`xenia_dom0::vbd`); a
 //! refused one gets `BLKIF_RSP_ERROR` or `BLKIF_RSP_EOPNOTSUPP` and one log line (at most one
 //! a second per device). Requests already in the ring when the backend connects are
 //! refused. A `req_prod` claiming more than a ring's worth marks the ring broken: it is no
@@ -25,12 +29,13 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering, fence};
 
 use guest_abi::Errno;
 use guest_abi::blkif::{
     BLKIF_ENTRY_SIZE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_RING_SIZE, BLKIF_RSP_EOPNOTSUPP,
     BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifResponse, SRING_REQ_EVENT, SRING_REQ_PROD,
-    VDISK_READONLY, XEN_IO_PROTO_ABI_X86_64, XenbusState, entry_offset,
+    SRING_RSP_PROD, VDISK_READONLY, XEN_IO_PROTO_ABI_X86_64, XenbusState, entry_offset,
 };
 use guest_abi::calls;
 use guest_abi::grant::{
@@ -46,15 +51,20 @@ use xenia_guest_rt::{events, mm};
 
 use crate::blockdev::{self, BlockError, DevId};
 use crate::direct::xen;
+use crate::grantmap::{self, Mapped};
 use crate::xsclient::Xs;
 use crate::{store, tprintln};
 
 const PAGE: usize = 4096;
-/// Scratch pages: the ring's copy, then one page per segment.
+/// Scratch pages: the round's requests as copied out of the ring, then one page per
+/// segment.
 const SCRATCH_PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
-/// A read's grant-copy batch: its data (a segment may cross a page of the transfer buffer:
-/// two pieces), then the round's responses and the header.
-const READ_BATCH: usize = 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST + BLKIF_RING_SIZE as usize + 1;
+/// A request's grant-copy batch: a segment may cross a page of the transfer buffer (two
+/// pieces).
+const DATA_BATCH: usize = 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST;
+/// Persistent grants (`feature-persistent`) a device keeps mapped at most: segments naming
+/// other grants go by grant copy.
+const MAX_PERSISTENT: usize = 32;
 const TOKEN_VBD: &str = "blkback-vbd";
 const TOKEN_FE: &str = "blkback-fe";
 const TOKEN_REL: &str = "blkback-rel";
@@ -72,7 +82,8 @@ enum Phase {
 
 /// A connected ring.
 struct Ring {
-    gref: u32,
+    /// The frontend's ring page, mapped in dom0.
+    page: Mapped,
     /// dom0's end of the channel.
     port: u32,
     /// Events seen on `port` when last serviced.
@@ -82,6 +93,10 @@ struct Ring {
     /// Requests before this index were in the ring before the backend connected.
     first_served: u32,
     broken: bool,
+    /// Both ends said `feature-persistent`: segment grants are mapped once, kept in
+    /// `grants`, and their data copied by dom0.
+    persistent: bool,
+    grants: Vec<(u32, Mapped)>,
 }
 
 struct Device {
@@ -112,6 +127,14 @@ struct Backend {
 static BACKEND: Mutex<Option<Backend>> = Mutex::new(None);
 /// Device setup failed for good (no scratch memory): not tried again.
 static BROKEN: Mutex<bool> = Mutex::new(false);
+/// A ring had more requests than a round serves: look again before blocking.
+static MORE: AtomicBool = AtomicBool::new(false);
+
+/// Whether a ring still holds requests a round left (dom0 looks again at once rather than
+/// block).
+pub fn busy() -> bool {
+    MORE.load(Ordering::Relaxed)
+}
 
 fn make() -> Option<Backend> {
     let mut buf = Vec::new();
@@ -282,8 +305,7 @@ impl Backend {
         let Some(d) = self.devices.get_mut(&(dom, devid)) else {
             return;
         };
-        let page = &mut self.buf[self.base..self.base + PAGE];
-        step(&mut self.xs, d, page, self.mfns[0]);
+        step(&mut self.xs, d);
     }
 
     /// A device the toolstack described: opened and announced (InitWait), or `None` while
@@ -325,7 +347,7 @@ impl Backend {
         // negotiates neither DISCARD nor WRITE_ZEROES, so a checked discard (inside the
         // device, not on a read-only disk) is answered OKAY without telling the device: no
         // space is reclaimed until the driver negotiates VIRTIO_BLK_F_DISCARD.
-        let keys: [(&str, String); 10] = [
+        let keys: [(&str, String); 11] = [
             ("sectors", format!("{}", info.sectors)),
             ("sector-size", format!("{}", info.sector_size)),
             ("physical-sector-size", format!("{}", info.sector_size)),
@@ -339,6 +361,7 @@ impl Backend {
             ("discard-granularity", format!("{}", info.sector_size)),
             ("discard-alignment", "0".into()),
             ("max-ring-page-order", "0".into()),
+            ("feature-persistent", "1".into()),
         ];
         for (k, v) in keys {
             if xs.write(&format!("{be}/{k}"), &v).is_err() {
@@ -364,13 +387,13 @@ impl Backend {
             refused: 0,
         };
         // The frontend may be waiting already.
-        let page = &mut self.buf[self.base..self.base + PAGE];
-        step(xs, &mut d, page, self.mfns[0]);
+        step(xs, &mut d);
         Some(d)
     }
 
     fn serve_all(&mut self) {
         crate::wait::take_events();
+        MORE.store(false, Ordering::Relaxed);
         let Backend {
             devices,
             buf,
@@ -388,7 +411,7 @@ impl Backend {
 }
 
 /// One step of a known device's handshake, from what xenstore says now.
-fn step(xs: &mut Xs, d: &mut Device, page: &mut [u8], mfn: u64) {
+fn step(xs: &mut Xs, d: &mut Device) {
     let be_state = xs
         .read(&format!("{}/state", d.be))
         .map(|s| XenbusState::parse(s.as_bytes()))
@@ -414,7 +437,7 @@ fn step(xs: &mut Xs, d: &mut Device, page: &mut [u8], mfn: u64) {
     if d.phase == Phase::InitWait
         && matches!(fe_state, XenbusState::Initialised | XenbusState::Connected)
     {
-        match connect(xs, d, page, mfn) {
+        match connect(xs, d) {
             Ok(ring) => {
                 d.ring = Some(ring);
                 d.phase = Phase::Connected;
@@ -429,7 +452,7 @@ fn step(xs: &mut Xs, d: &mut Device, page: &mut [u8], mfn: u64) {
     }
 }
 
-fn connect(xs: &mut Xs, d: &Device, page: &mut [u8], mfn: u64) -> Result<Ring, &'static str> {
+fn connect(xs: &mut Xs, d: &Device) -> Result<Ring, &'static str> {
     let gref: u32 = xs
         .read(&format!("{}/ring-ref", d.fe))
         .and_then(|s| s.trim().parse().ok())
@@ -443,27 +466,48 @@ fn connect(xs: &mut Xs, d: &Device, page: &mut [u8], mfn: u64) -> Result<Ring, &
     {
         return Err("protocol is not x86_64-abi");
     }
+    let page = grantmap::map(d.dom, gref).map_err(|s| match s {
+        guest_abi::grant::GNTST_NO_SPACE => "no room to map the ring",
+        _ => "ring-ref is not granted to dom0 (writable)",
+    })?;
     // The producer now: what is in the ring before the backend serves it is answered
     // with an error.
-    let req_prod = ring_index(d.dom, gref, SRING_REQ_PROD, page, mfn)
-        .map_err(|_| "ring-ref is not granted to dom0")?;
-    let port = calls::evtchn_bind_interdomain(d.dom, remote)
-        .map_err(|_| "cannot bind the event channel")?;
+    let req_prod = grantmap::with(&page, |p| p.map(|p| p.read_u32(SRING_REQ_PROD)));
+    let Some(req_prod) = req_prod else {
+        grantmap::unmap(page);
+        return Err("domain gone");
+    };
+    // Xen's `feature-persistent`: the frontend's own node says whether it reuses its grants.
+    let persistent = xs
+        .read(&format!("{}/feature-persistent", d.fe))
+        .is_some_and(|v| v.trim() == "1");
+    let port = match calls::evtchn_bind_interdomain(d.dom, remote) {
+        Ok(p) => p,
+        Err(_) => {
+            grantmap::unmap(page);
+            return Err("cannot bind the event channel");
+        }
+    };
     Ok(Ring {
-        gref,
+        page,
         port,
         seen: u32::MAX,
         req_cons: 0,
         rsp_prod: 0,
         first_served: req_prod,
         broken: false,
+        persistent,
+        grants: Vec::new(),
     })
 }
 
-/// Lets go of a device's ring (nothing of the frontend is held but the channel) and says
-/// so once.
+/// Lets go of a device's ring (its page unmapped, its channel closed) and says so once.
 fn disconnect(d: &mut Device, why: &str) {
     if let Some(r) = d.ring.take() {
+        grantmap::unmap(r.page);
+        for (_, m) in r.grants {
+            grantmap::unmap(m);
+        }
         let _ = calls::evtchn_close(r.port);
     }
     if d.phase != Phase::Closed {
@@ -525,16 +569,14 @@ fn to_gref(
     }
 }
 
-/// The index at `at` of the ring, copied through the ring's scratch page (frame `mfn`).
-fn ring_index(dom: DomId, gref: u32, at: usize, page: &mut [u8], mfn: u64) -> Result<u32, i16> {
-    let mut ops = [from_gref(dom, gref, at as u16, mfn, at as u16, 4)];
-    copy(&mut ops)?;
-    Ok(u32::from_le_bytes([
-        page[at],
-        page[at + 1],
-        page[at + 2],
-        page[at + 3],
-    ]))
+/// What a look at a mapped ring found.
+enum Look {
+    /// The page was unmapped: the domain is being destroyed.
+    Gone,
+    /// `req_prod` more than a ring ahead of the responses.
+    TooFar(u32),
+    /// `new` requests published, the first `n` of them copied out.
+    Took { new: u32, n: u32 },
 }
 
 /// Serves one device's ring: at most a ring's worth of requests.
@@ -550,80 +592,52 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
         return;
     }
     ring.seen = count;
-    let dom = d.dom;
-    let gref = ring.gref;
-    let (ring_page, data) = scratch.split_at_mut(PAGE);
-    // The header and the entries up to the one at `req_cons` in one copy: the producer
-    // index (offset 0) is read before the entries (the copy ascends), and the frontend
-    // writes an entry before publishing it, so every entry the index publishes is read
-    // whole. One grant operation costs the hypervisor far more than the bytes it moves, so
-    // one piece beats an index and entries; the rest of the page comes only if the index
-    // publishes more than that entry (every entry is fetched once: no double fetch).
-    let first_end = entry_offset(ring.req_cons) + BLKIF_ENTRY_SIZE;
-    let mut head = [from_gref(dom, gref, 0, mfns[0], 0, first_end as u16)];
-    if copy(&mut head).is_err() {
-        ring.broken = true;
-        tprintln!(
-            "dom0: blkback: d{} {}: ring no longer granted; not serving it",
-            d.dom,
-            d.be
-        );
-        return;
-    }
-    let req_prod = u32::from_le_bytes([
-        ring_page[SRING_REQ_PROD],
-        ring_page[SRING_REQ_PROD + 1],
-        ring_page[SRING_REQ_PROD + 2],
-        ring_page[SRING_REQ_PROD + 3],
-    ]);
-    let Some(new) = vbd::new_requests(req_prod, ring.req_cons, ring.rsp_prod) else {
-        ring.broken = true;
-        tprintln!(
-            "dom0: blkback: d{} {}: req_prod {req_prod} is more than a ring ahead of rsp_prod {}; not serving it",
-            d.dom,
-            d.be,
-            ring.rsp_prod
-        );
-        return;
-    };
-    if new == 0 {
-        return;
-    }
-    let ring_end = entry_offset(BLKIF_RING_SIZE - 1) + BLKIF_ENTRY_SIZE;
-    if new > 1 && first_end < ring_end {
-        let mut rest = [from_gref(
-            dom,
-            gref,
-            first_end as u16,
-            mfns[0],
-            first_end as u16,
-            (ring_end - first_end) as u16,
-        )];
-        if copy(&mut rest).is_err() {
+    let (taken, data) = scratch.split_at_mut(PAGE);
+    let (req_cons0, rsp_prod0) = (ring.req_cons, ring.rsp_prod);
+    // The producer index, then (after an acquire fence: the frontend writes an entry before
+    // it publishes it) each published entry copied out of the page once, into `taken`: the
+    // frontend may rewrite the page at any moment, and nothing below reads it again.
+    let look = grantmap::with(&ring.page, |p| {
+        let Some(p) = p else {
+            return Look::Gone;
+        };
+        let req_prod = p.read_u32(SRING_REQ_PROD);
+        fence(Ordering::Acquire);
+        let Some(new) = vbd::new_requests(req_prod, req_cons0, rsp_prod0) else {
+            return Look::TooFar(req_prod);
+        };
+        let n = new.min(BLKIF_RING_SIZE);
+        for i in 0..n {
+            let at = entry_offset(req_cons0.wrapping_add(i));
+            let k = i as usize * BLKIF_ENTRY_SIZE;
+            p.read(at, &mut taken[k..k + BLKIF_ENTRY_SIZE]);
+        }
+        Look::Took { new, n }
+    });
+    let (new, n) = match look {
+        Look::Gone => return gone(d),
+        Look::TooFar(req_prod) => {
             ring.broken = true;
+            tprintln!(
+                "dom0: blkback: d{} {}: req_prod {req_prod} is more than a ring ahead of rsp_prod {}; not serving it",
+                d.dom,
+                d.be,
+                ring.rsp_prod
+            );
             return;
         }
-    }
-    let n = new.min(BLKIF_RING_SIZE);
+        Look::Took { new: 0, .. } => return,
+        Look::Took { new, n } => (new, n),
+    };
+    let dom = d.dom;
     let first_served = ring.first_served;
-    let mut req_cons = ring.req_cons;
-    let mut rsp_prod = ring.rsp_prod;
-    let port = ring.port;
-    // The responses go back as copy operations from their slots in the ring page's copy
-    // (each written there once its request is done; a response's slot is its own request's,
-    // already taken out), then `req_event` and `rsp_prod` (adjacent: one copy of 8 bytes).
-    // No heap: at most a ring's worth and the header.
-    let mut out = [GnttabCopy::default(); BLKIF_RING_SIZE as usize + 1];
-    let mut nout = 0usize;
-    // Whether the responses and the header already went back, in the last read's batch.
-    let mut sent = false;
-    for i in 0..n {
+    let mut req_cons = req_cons0;
+    let mut rsp_prod = rsp_prod0;
+    for i in 0..n as usize {
         let idx = req_cons;
         req_cons = req_cons.wrapping_add(1);
-        let at = entry_offset(idx);
-        // Out of the private copy once; the frontend's page is never read twice.
         let mut e = [0u8; BLKIF_ENTRY_SIZE];
-        e.copy_from_slice(&ring_page[at..at + BLKIF_ENTRY_SIZE]);
+        e.copy_from_slice(&taken[i * BLKIF_ENTRY_SIZE..(i + 1) * BLKIF_ENTRY_SIZE]);
         let id = u64::from_le_bytes([e[8], e[9], e[10], e[11], e[12], e[13], e[14], e[15]]);
         let operation = e[0];
         // Requests that were in the ring before the backend connected (wrapping compare).
@@ -643,43 +657,11 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
             })
         };
         if let Ok(action) = status {
-            // The last request of the round, a read: its data, every response and the
-            // header go back in one grant-copy call (the data first: the operations run
-            // in order), composed as if it succeeds.
-            let tail = if i + 1 == n && matches!(action, Action::Read { .. }) {
-                let okay = BlkifResponse {
-                    id,
-                    operation,
-                    status: BLKIF_RSP_OKAY,
-                };
-                let mut k = nout;
-                out[k] = respond(ring_page, dom, gref, mfns[0], rsp_prod, &okay);
-                k += 1;
-                out[k] = header(
-                    ring_page,
-                    dom,
-                    gref,
-                    mfns[0],
-                    req_cons,
-                    rsp_prod.wrapping_add(1),
-                );
-                k += 1;
-                Some(&out[..k])
-            } else {
-                None
+            let grants = match d.ring.as_mut() {
+                Some(r) if r.persistent => Some(&mut r.grants),
+                _ => None,
             };
-            let r = execute(dom, d.dev, &action, data, &mfns[1..], tail);
-            sent = r.sent;
-            if r.ring_failed {
-                broken(d);
-                tprintln!(
-                    "dom0: blkback: d{} {}: ring no longer granted; not serving it",
-                    d.dom,
-                    d.be
-                );
-                return;
-            }
-            status = match r.result {
+            status = match execute(dom, d.dev, &action, data, &mfns[1..], grants) {
                 Ok(()) => {
                     d.served += 1;
                     Ok(action)
@@ -700,91 +682,59 @@ fn serve(d: &mut Device, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
             operation,
             status: status.err().unwrap_or(BLKIF_RSP_OKAY),
         };
-        out[nout] = respond(ring_page, dom, gref, mfns[0], rsp_prod, &rsp);
-        nout += 1;
-        rsp_prod = rsp_prod.wrapping_add(1);
-        if sent && rsp.status != BLKIF_RSP_OKAY {
-            // The batch said OKAY but its data did not all go (a grant of the frontend's
-            // own that was bad): the status is put right before the notification; a
-            // frontend that reads responses before its event may have seen OKAY for a
-            // request whose grants it broke itself.
-            let fix = nout - 1;
-            if copy(&mut out[fix..nout]).is_err() {
-                broken(d);
-                return;
-            }
+        // In its slot of the shared page (the request's own, already copied out). The page
+        // may have gone while the request ran (dom0 destroyed the domain meanwhile).
+        let Some(ring) = d.ring.as_ref() else {
+            return;
+        };
+        let at = entry_offset(rsp_prod);
+        let written = grantmap::with(&ring.page, |p| {
+            p.map(|p| p.write(at, &rsp.to_bytes())).is_some()
+        });
+        if !written {
+            return gone(d);
         }
+        rsp_prod = rsp_prod.wrapping_add(1);
     }
     let Some(ring) = d.ring.as_mut() else {
         return;
     };
     ring.req_cons = req_cons;
     ring.rsp_prod = rsp_prod;
-    // More may have arrived meanwhile: look again next round.
-    if new > n {
+    // The responses before the index (release), then the next request wanted; then a last
+    // look at the producer (Xen's RING_FINAL_CHECK_FOR_REQUESTS): more published meanwhile
+    // are served by another round before dom0 blocks.
+    let more = grantmap::with(&ring.page, |p| {
+        let p = p?;
+        fence(Ordering::Release);
+        p.write_u32(SRING_RSP_PROD, rsp_prod);
+        p.write_u32(SRING_REQ_EVENT, req_cons.wrapping_add(1));
+        fence(Ordering::SeqCst);
+        Some(p.read_u32(SRING_REQ_PROD) != req_cons)
+    });
+    let Some(more) = more else {
+        return gone(d);
+    };
+    if more || new > n {
         ring.seen = u32::MAX;
+        MORE.store(true, Ordering::Relaxed);
     }
-    if !sent {
-        out[nout] = header(ring_page, dom, gref, mfns[0], req_cons, rsp_prod);
-        nout += 1;
-        if copy(&mut out[..nout]).is_err() {
-            ring.broken = true;
-            return;
-        }
-    }
-    let _ = calls::evtchn_send(port);
+    let _ = calls::evtchn_send(ring.port);
 }
 
-/// Marks a device's ring broken (a copy to it failed): not served again.
-fn broken(d: &mut Device) {
-    if let Some(r) = d.ring.as_mut() {
+/// The ring's page was unmapped because dom0 is destroying the domain: not served again
+/// (the device is released when the domain's nodes go).
+fn gone(d: &mut Device) {
+    if let Some(r) = d.ring.as_mut()
+        && !r.broken
+    {
         r.broken = true;
+        tprintln!(
+            "dom0: blkback: d{} {}: ring unmapped (domain being destroyed); not serving it",
+            d.dom,
+            d.be
+        );
     }
-}
-
-/// Writes `rsp` into the ring page's copy at the slot of response `rsp_prod`; the copy
-/// operation that sends it.
-fn respond(
-    ring_page: &mut [u8],
-    dom: DomId,
-    gref: u32,
-    mfn: u64,
-    rsp_prod: u32,
-    rsp: &BlkifResponse,
-) -> GnttabCopy {
-    let at = entry_offset(rsp_prod);
-    ring_page[at..at + BlkifResponse::SIZE].copy_from_slice(&rsp.to_bytes());
-    to_gref(
-        dom,
-        gref,
-        at as u16,
-        mfn,
-        at as u16,
-        BlkifResponse::SIZE as u16,
-    )
-}
-
-/// Writes `req_event` (the next request after `req_cons` wanted) and `rsp_prod` into the
-/// ring page's copy; the copy operation (8 bytes: they are adjacent) that sends them.
-fn header(
-    ring_page: &mut [u8],
-    dom: DomId,
-    gref: u32,
-    mfn: u64,
-    req_cons: u32,
-    rsp_prod: u32,
-) -> GnttabCopy {
-    ring_page[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
-        .copy_from_slice(&req_cons.wrapping_add(1).to_le_bytes());
-    ring_page[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&rsp_prod.to_le_bytes());
-    to_gref(
-        dom,
-        gref,
-        SRING_REQ_EVENT as u16,
-        mfn,
-        SRING_REQ_EVENT as u16,
-        8,
-    )
 }
 
 fn block_error(e: BlockError) -> &'static str {
@@ -863,101 +813,138 @@ fn packed(
     n
 }
 
-/// What [`execute`] did: the request's result; whether the `tail` operations went in its
-/// data's batch; whether one of them failed (the ring is no longer granted).
-struct Done {
-    result: Result<(), &'static str>,
-    sent: bool,
-    ring_failed: bool,
+/// Where each of `segs`' grants is mapped, as indexes into `grants` (the device's persistent
+/// grants), mapping those not yet mapped while it has room; `None` when one cannot be (not
+/// granted writable, no room): the request goes by grant copy.
+fn persistent(
+    dom: DomId,
+    segs: &[Segment],
+    grants: &mut Vec<(u32, Mapped)>,
+) -> Option<[usize; BLKIF_MAX_SEGMENTS_PER_REQUEST]> {
+    let mut at = [0usize; BLKIF_MAX_SEGMENTS_PER_REQUEST];
+    for (i, s) in segs.iter().enumerate() {
+        at[i] = match grants.iter().position(|(g, _)| *g == s.gref) {
+            Some(k) => k,
+            None => {
+                if grants.len() >= MAX_PERSISTENT {
+                    return None;
+                }
+                grants.try_reserve(1).ok()?;
+                let m = grantmap::map(dom, s.gref).ok()?;
+                grants.push((s.gref, m));
+                grants.len() - 1
+            }
+        };
+    }
+    Some(at)
 }
 
-/// Carries out a checked request. For a read, `tail` (the responses and header, composed
-/// as if it succeeds) goes in the same grant-copy call as the data, after it.
+/// Copies between the segments' mapped pages (`at`: their indexes in `grants`) and `buf`,
+/// the segments packed one after the other in it (the device's order). `into_buffer`: from
+/// the pages into `buf`. `Err(true)` if a page was unmapped meanwhile (the domain is being
+/// destroyed).
+fn copy_mapped(
+    segs: &[Segment],
+    grants: &[(u32, Mapped)],
+    at: &[usize],
+    buf: &mut [u8],
+    into_buffer: bool,
+) -> Result<(), bool> {
+    let mut off = 0usize;
+    for (s, &k) in segs.iter().zip(at) {
+        let len = usize::from(s.len);
+        let part = buf.get_mut(off..off + len).ok_or(false)?;
+        let (_, m) = grants.get(k).ok_or(false)?;
+        let done = grantmap::with(m, |p| {
+            p.map(|p| {
+                if into_buffer {
+                    p.copy_out(usize::from(s.offset), part)
+                } else {
+                    p.copy_in(usize::from(s.offset), part)
+                }
+            })
+        });
+        if done.is_none() {
+            return Err(true);
+        }
+        off += len;
+    }
+    Ok(())
+}
+
+/// Carries out a checked request; `grants`: the device's persistent grants, if it uses them.
 fn execute(
     dom: DomId,
     dev: DevId,
     action: &Action,
     data: &mut [u8],
     mfns: &[u64],
-    tail: Option<&[GnttabCopy]>,
-) -> Done {
-    let done = |result| Done {
-        result,
-        sent: false,
-        ring_failed: false,
-    };
+    grants: Option<&mut Vec<(u32, Mapped)>>,
+) -> Result<(), &'static str> {
     match *action {
-        Action::Flush => done(blockdev::flush(dev).map_err(block_error)),
+        Action::Flush => blockdev::flush(dev).map_err(block_error),
         // Checked by `vbd::check` (inside the device, not read-only); a hint the device is
         // not told of (see `feature-discard` in `Backend::probe`).
-        Action::Discard { .. } => done(Ok(())),
+        Action::Discard { .. } => Ok(()),
         Action::Read { sector, segs, nr } => {
             let segs = &segs[..nr];
-            // Straight from the driver's transfer buffer to the frontend's pages.
             let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+            // Persistent grants: from the driver's transfer buffer into the mapped pages.
+            if let Some(grants) = grants
+                && let Some(at) = persistent(dom, segs, grants)
+            {
+                let mut lent = false;
+                let mut gone = false;
+                let r = blockdev::read_direct(dev, sector, total, &mut |_, buf| {
+                    lent = true;
+                    copy_mapped(segs, grants, &at[..nr], buf, false).map_err(|g| {
+                        gone = g;
+                        BlockError::Io
+                    })
+                });
+                match r {
+                    Err(BlockError::Unsupported) if !lent => {}
+                    Err(_) if gone => return Err("domain gone"),
+                    r => return r.map_err(block_error),
+                }
+            }
+            // Straight from the driver's transfer buffer to the frontend's pages.
             let mut status = GNTST_OKAY;
             let mut lent = false;
-            let mut sent = false;
-            let mut ring_failed = false;
-            let r = blockdev::read_direct(dev, sector, total, &mut |first| {
+            let r = blockdev::read_direct(dev, sector, total, &mut |first, _| {
                 lent = true;
-                let mut ops = [GnttabCopy::default(); READ_BATCH];
+                let mut ops = [GnttabCopy::default(); DATA_BATCH];
                 let n = packed(dom, segs, first, false, &mut ops);
-                let t = tail.map_or(0, |t| t.len()).min(READ_BATCH - n);
-                if let Some(tail) = tail {
-                    ops[n..n + t].copy_from_slice(&tail[..t]);
-                }
-                sent = t > 0;
-                // SAFETY: as in `copy`: the buffer is the disk's transfer buffer, lent
-                // under its lock; the tail's local ends are the ring page's copy.
-                let call = unsafe { calls::grant_copy(&mut ops[..n + t]) };
-                if call.is_err() {
-                    sent = false;
-                    status = guest_abi::grant::GNTST_GENERAL_ERROR;
-                    return Err(BlockError::Io);
-                }
-                ring_failed = ops[n..n + t].iter().any(|o| o.status != GNTST_OKAY);
-                match ops[..n].iter().find(|o| o.status != GNTST_OKAY) {
-                    Some(o) => {
-                        status = o.status;
-                        Err(BlockError::Io)
-                    }
-                    None => Ok(()),
-                }
+                copy(&mut ops[..n]).map_err(|s| {
+                    status = s;
+                    BlockError::Io
+                })
             });
-            let result = match r {
-                Err(BlockError::Unsupported) if !lent => None,
-                Err(_) if status != GNTST_OKAY => Some(Err(grant_error(status))),
-                r => Some(r.map_err(block_error)),
-            };
-            if let Some(result) = result {
-                return Done {
-                    result,
-                    sent,
-                    ring_failed,
-                };
+            match r {
+                Err(BlockError::Unsupported) if !lent => {}
+                Err(_) if status != GNTST_OKAY => return Err(grant_error(status)),
+                r => return r.map_err(block_error),
             }
             for (before, r) in runs(segs) {
-                if let Err(e) = blockdev::read(dev, sector + before as u64, &mut data[r]) {
-                    return done(Err(block_error(e)));
-                }
+                blockdev::read(dev, sector + before as u64, &mut data[r]).map_err(block_error)?;
             }
             let mut ops = [GnttabCopy::default(); BLKIF_MAX_SEGMENTS_PER_REQUEST];
             for (i, s) in segs.iter().enumerate() {
                 ops[i] = to_gref(dom, s.gref, s.offset, mfns[i], s.offset, s.len);
             }
-            done(copy(&mut ops[..nr]).map_err(grant_error))
+            copy(&mut ops[..nr]).map_err(grant_error)
         }
         Action::Write {
             sector,
             segs,
             nr,
             flush,
-        } => done(write(dom, dev, sector, &segs[..nr], flush, data, mfns)),
+        } => write(dom, dev, sector, &segs[..nr], flush, data, mfns, grants),
     }
 }
 
-/// Carries out a checked write (a barrier when `flush`).
+/// Carries out a checked write (a barrier when `flush`); `grants` as for [`execute`].
+#[allow(clippy::too_many_arguments)]
 fn write(
     dom: DomId,
     dev: DevId,
@@ -966,16 +953,42 @@ fn write(
     flush: bool,
     data: &mut [u8],
     mfns: &[u64],
+    grants: Option<&mut Vec<(u32, Mapped)>>,
 ) -> Result<(), &'static str> {
     if flush {
         blockdev::flush(dev).map_err(block_error)?;
     }
+    let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
+    // Persistent grants: from the mapped pages into the driver's transfer buffer.
+    if let Some(grants) = grants
+        && let Some(at) = persistent(dom, segs, grants)
+    {
+        let mut lent = false;
+        let mut gone = false;
+        let r = blockdev::write_direct(dev, sector, total, &mut |_, buf| {
+            lent = true;
+            copy_mapped(segs, grants, &at[..segs.len()], buf, true).map_err(|g| {
+                gone = g;
+                BlockError::Io
+            })
+        });
+        match r {
+            Err(BlockError::Unsupported) if !lent => {}
+            Err(_) if gone => return Err("domain gone"),
+            r => {
+                r.map_err(block_error)?;
+                if flush {
+                    blockdev::flush(dev).map_err(block_error)?;
+                }
+                return Ok(());
+            }
+        }
+    }
     // Straight from the frontend's pages into the driver's transfer buffer: every
     // segment is copied before anything is written, so a bad grant writes nothing.
-    let total: usize = segs.iter().map(|s| usize::from(s.len)).sum();
     let mut status = GNTST_OKAY;
     let mut lent = false;
-    let r = blockdev::write_direct(dev, sector, total, &mut |first| {
+    let r = blockdev::write_direct(dev, sector, total, &mut |first, _| {
         lent = true;
         let mut ops = [GnttabCopy::default(); 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST];
         let n = packed(dom, segs, first, true, &mut ops);

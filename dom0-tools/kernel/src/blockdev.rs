@@ -37,6 +37,10 @@ pub struct Info {
     pub read_only: bool,
 }
 
+/// What [`Disk::read_direct`] and [`Disk::write_direct`] lend their transfer buffer to: given
+/// its first machine frame (for copies by the hypervisor) and its bytes (for the kernel's).
+pub type Lend<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), BlockError> + 'a;
+
 /// A disk as its driver offers it. Sector numbers count 512-byte sectors from the start of the
 /// disk and arrive checked against [`Disk::sectors`]; buffers are whole sectors.
 pub trait Disk: Send {
@@ -55,15 +59,15 @@ pub trait Disk: Send {
     /// Tells the device that `count` sectors at `sector` are unused.
     fn discard(&mut self, sector: u64, count: u64) -> Result<(), BlockError>;
     /// Reads `len` bytes (whole sectors) at `sector` into the driver's own transfer buffer,
-    /// then lends it to `drain` (given the buffer's first machine frame; the buffer is
-    /// machine-contiguous and `len` bytes of it hold the data) to copy them out with the
-    /// hypervisor, saving a copy. [`BlockError::Unsupported`], before anything is done, if the
+    /// then lends it to `drain` (given the buffer's first machine frame, for copies by the
+    /// hypervisor, and its first `len` bytes, for copies by the kernel; the buffer is
+    /// machine-contiguous) to copy them out, saving a copy. [`BlockError::Unsupported`], before anything is done, if the
     /// driver has no such buffer.
     fn read_direct(
         &mut self,
         _sector: u64,
         _len: usize,
-        _drain: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+        _drain: &mut Lend<'_>,
     ) -> Result<(), BlockError> {
         Err(BlockError::Unsupported)
     }
@@ -74,7 +78,7 @@ pub trait Disk: Send {
         &mut self,
         _sector: u64,
         _len: usize,
-        _fill: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+        _fill: &mut Lend<'_>,
     ) -> Result<(), BlockError> {
         Err(BlockError::Unsupported)
     }
@@ -222,7 +226,7 @@ pub fn read_direct(
     dev: DevId,
     sector: u64,
     len: usize,
-    drain: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+    drain: &mut Lend<'_>,
 ) -> Result<(), BlockError> {
     let (disk, at) = place(dev, sector, Ok(len))?;
     if len == 0 {
@@ -237,7 +241,7 @@ pub fn write_direct(
     dev: DevId,
     sector: u64,
     len: usize,
-    fill: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+    fill: &mut Lend<'_>,
 ) -> Result<(), BlockError> {
     let (disk, at) = place(dev, sector, Ok(len))?;
     let mut disk = disk.lock();

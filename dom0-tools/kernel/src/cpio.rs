@@ -897,6 +897,9 @@ pub fn name_at(archive: &[u8], offset: usize) -> Option<&str> {
     None
 }
 
+/// The smallest ELF program [`build`] puts on a page of its own.
+pub const PAGE_ALIGNED_MIN: usize = 4096;
+
 /// The header values the writer sets.
 #[derive(Clone, Copy, Debug, Default)]
 struct Header {
@@ -916,15 +919,48 @@ struct Header {
 ///
 /// # Panics
 ///
+/// **Programs start on a page.** The data of a regular file that is an ELF
+/// program of a page or more starts at an offset that is a multiple of
+/// 4096: a padding entry of the same name (zeros, replaced by the real one
+/// right after it, as Linux and [`Archive`] unpack later entries over
+/// earlier ones) goes before it. With the archive itself on a page, as the
+/// dom0 builder puts it, dom0's kernel then loads every whole page of a
+/// program by copying the initrd's frame (`MMUEXT_COPY_PAGE`) and maps it
+/// with its final protection at once.
+///
+/// # Panics
+///
 /// If a path is empty or holds a NUL, or a path or data does not fit a
 /// 32-bit size: the writer's input comes from the build, not from a guest.
 pub fn build(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
-    for (i, &(name, mode, data)) in files.iter().enumerate() {
+    let mut ino = 0u32;
+    let mut next_ino = || {
+        ino += 1;
+        ino
+    };
+    for &(name, mode, data) in files {
+        let nlink = if mode & S_IFMT == S_IFDIR { 2 } else { 1 };
+        if mode & S_IFMT == S_IFREG
+            && data.len() >= PAGE_ALIGNED_MIN
+            && data.starts_with(b"\x7fELF")
+        {
+            // Each header plus name takes `h` bytes; the padding's data `p` puts the real
+            // entry's data (at `out.len() + 2h + p`) on a page.
+            let h = (HEADER_LEN + name.len() + 1).next_multiple_of(4);
+            let p = (4096 - (out.len() + 2 * h) % 4096) % 4096;
+            let pad_header = Header {
+                ino: next_ino(),
+                mode,
+                nlink,
+                check: 0,
+            };
+            write_entry(&mut out, MAGIC_NEWC, pad_header, name, &alloc::vec![0; p]);
+        }
         let header = Header {
-            ino: u32::try_from(i + 1).expect("cpio: too many files"),
+            ino: next_ino(),
             mode,
-            nlink: if mode & S_IFMT == S_IFDIR { 2 } else { 1 },
+            nlink,
             check: 0,
         };
         write_entry(&mut out, MAGIC_NEWC, header, name, data);
@@ -1838,5 +1874,36 @@ mod tests {
         assert_eq!(xl.permissions(), 0o755);
         assert_eq!(xl.data, b"\x7fELF");
         assert_eq!(vec![xl.nlink, xl.uid, xl.gid, xl.mtime], [1, 0, 0, 0]);
+    }
+
+    /// Programs of a page or more start on a page, whatever comes before them; the padding
+    /// entry is unpacked over, and small files and non-programs are not padded.
+    #[test]
+    fn programs_start_on_a_page() {
+        let mut big = vec![0x5a; 3 * 4096 + 123];
+        big[..4].copy_from_slice(b"\x7fELF");
+        let not_elf = vec![7u8; 9000];
+        for lead in 0..40 {
+            let name = "x".repeat(lead + 1);
+            let archive = build(&[
+                ("bin", DIR, b""),
+                (&name, S_IFREG | 0o644, b"abc"),
+                ("bin/xl", S_IFREG | 0o755, &big),
+                ("bin/small", S_IFREG | 0o755, b"\x7fELF"),
+                ("data", S_IFREG | 0o644, &not_elf),
+                ("bin/busybox-with-a-long-name", S_IFREG | 0o755, &big),
+            ]);
+            for path in ["/bin/xl", "/bin/busybox-with-a-long-name"] {
+                let e = find(&archive, path).unwrap().unwrap();
+                assert_eq!(e.data, &big[..]);
+                let offset = e.data.as_ptr() as usize - archive.as_ptr() as usize;
+                assert_eq!(offset % 4096, 0, "{path} at {offset:#x} (lead {lead})");
+            }
+            // Two entries each for the programs, one for everything else, and the trailer.
+            assert_eq!(entries(&archive).count(), 8);
+            let tree = Archive::parse(&archive).unwrap();
+            assert_eq!(tree.lookup("/bin/small").unwrap().data, b"\x7fELF");
+            assert_eq!(tree.lookup("/data").unwrap().data, &not_elf[..]);
+        }
     }
 }

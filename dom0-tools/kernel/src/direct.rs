@@ -10,6 +10,22 @@ pub struct Direct;
 
 impl Raw for Direct {
     fn hypercall(&mut self, op: u64, arg: [u64; 5]) -> Result<u64, Errno> {
+        if op == guest_abi::hypercall::HYPERVISOR_DOMCTL && arg[0] != 0 {
+            // SAFETY: `Xen` passes the address of its `XenDomctl` (kernel memory, live and
+            // unchanged across the call): its first word is `cmd`, bytes 8..10 `domain`.
+            let (cmd, dom) = unsafe {
+                let p = arg[0] as *const u8;
+                (
+                    (p as *const u32).read_unaligned(),
+                    (p.add(8) as *const u16).read_unaligned(),
+                )
+            };
+            // The hypervisor revokes dom0's mappings of a destroyed domain's grants: the
+            // kernel unmaps them first.
+            if cmd == guest_abi::domctl::XEN_DOMCTL_DESTROYDOMAIN {
+                crate::grantmap::before_destroy(dom);
+            }
+        }
         // SAFETY: `Xen` makes control, memory, MMU-extension and event-channel calls on
         // other domains (domctl, sysctl, populate, pin, alloc_unbound), whose pointers name
         // kernel memory that lives across the call (its own locals and vectors); none of

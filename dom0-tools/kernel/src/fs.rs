@@ -69,6 +69,8 @@ pub fn file(path: &str) -> Option<Cow<'static, [u8]>> {
 
 /// The contents of regular file `ino`: the initrd's bytes in place while unmodified, else
 /// a copy (`None` if it is no regular file, or there is no memory for the copy).
+/// `Cow::Borrowed` means the initrd's bytes and nothing else: they are never written nor
+/// freed while dom0 runs, and the program loader maps their frames into processes.
 pub fn contents(fs: &Tmpfs<'static>, ino: Ino) -> Option<Cow<'static, [u8]>> {
     let st = fs.stat(ino).ok()?;
     if st.mode & cpio::S_IFMT != cpio::S_IFREG {

@@ -29,7 +29,8 @@
 //! (loading and running a program), `uspace` (its page tables), `sys` (system calls and
 //! devices), `vdso` (the clocks in ring 3), `backend` (domU consoles and shutdown actions), `store` (xenstore on the
 //! domains' rings and `/dev/xen/xenbus`), `term` (the terminal), `fs`
-//! (the initrd), `direct` (hypercalls on other domains), `virtio_net` (the network card,
+//! (the initrd), `direct` (hypercalls on other domains), `grantmap` (other domains' granted
+//! pages mapped in the kernel, unmapped before any `destroydomain`), `virtio_net` (the network card,
 //! port `eth0`), `bridge` (the learning bridge `xenbr0`), `netstack` (dom0's own address on
 //! it, with `smoltcp`). What these decide with plain, safe Rust (the initrd format, files, program layout,
 //! address-space areas, the shell's line editor) is this crate's library, `xenia_dom0`
@@ -66,6 +67,8 @@ mod frames;
 mod fs;
 #[cfg(target_os = "none")]
 mod fscalls;
+#[cfg(target_os = "none")]
+mod grantmap;
 #[cfg(target_os = "none")]
 mod heap;
 #[cfg(target_os = "none")]

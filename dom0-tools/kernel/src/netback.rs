@@ -642,7 +642,12 @@ fn word(page: &[u8], at: usize) -> u32 {
 /// Copies a ring's header and entries (in that order: entries the index publishes are
 /// written before it) into its scratch page.
 fn read_ring(dom: DomId, gref: u32, entries: usize, mfn: u64) -> Result<(), i16> {
-    let mut ops = [
+    copy(&mut ring_read_ops(dom, gref, entries, mfn))
+}
+
+/// The operations of [`read_ring`].
+fn ring_read_ops(dom: DomId, gref: u32, entries: usize, mfn: u64) -> [GnttabCopy; 2] {
+    [
         from_gref(dom, gref, 0, mfn, 0, 16),
         from_gref(
             dom,
@@ -652,8 +657,7 @@ fn read_ring(dom: DomId, gref: u32, entries: usize, mfn: u64) -> Result<(), i16>
             SRING_HEADER as u16,
             entries as u16,
         ),
-    ];
-    copy(&mut ops)
+    ]
 }
 
 /// Operations that write entries `from..to` (free-running indexes, at most a ring's worth)
@@ -705,18 +709,21 @@ fn serve(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
     }
     let count = events::count(r.port);
     let fresh = count != r.seen || r.more || r.port as usize >= events::TRACKED_PORTS;
-    let mut notify = false;
     if fresh {
         r.seen = count;
-        notify |= serve_tx(v, scratch, mfns);
     }
-    let pending = v
-        .rings
-        .as_ref()
-        .and_then(|r| r.bridge)
-        .is_some_and(bridge::pending);
+    let pending = r.bridge.is_some_and(bridge::pending);
+    let mut notify = false;
+    // Receive first: when the channel fired too, its batch also reads the transmit ring
+    // (one hypercall fewer for the transmit turn that follows).
+    let mut tx_ring_read = false;
     if pending {
-        notify |= serve_rx(v, scratch, mfns);
+        let (n, read) = serve_rx(v, scratch, mfns, fresh);
+        notify |= n;
+        tx_ring_read = read;
+    }
+    if fresh && v.rings.as_ref().is_some_and(|r| !r.broken) {
+        notify |= serve_tx(v, scratch, mfns, tx_ring_read);
     }
     if notify && let Some(r) = v.rings.as_mut() {
         r.notify_due = true;
@@ -747,7 +754,9 @@ pub fn flush() {
 
 /// The transmit ring: frames checked, copied, handed to the bridge, every slot answered.
 /// Whether the frontend wants to hear of the responses.
-fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> bool {
+/// `ring_read`: the ring's copy is already in the scratch (read by this round's receive
+/// turn, in its batch).
+fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES], ring_read: bool) -> bool {
     let dom = v.dom;
     let Some(r) = v.rings.as_mut() else {
         return false;
@@ -755,7 +764,7 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
     let gref = r.tx_gref;
     let mac = r.mac;
     let ring_bytes = NET_TX_RING_SIZE as usize * NET_TX_ENTRY_SIZE;
-    if read_ring(dom, gref, ring_bytes, mfns[0]).is_err() {
+    if !ring_read && read_ring(dom, gref, ring_bytes, mfns[0]).is_err() {
         fatal(v, format_args!("transmit ring no longer granted"));
         return false;
     }
@@ -802,7 +811,9 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
     }
     // The accepted frames' bytes, each in its own room of the scratch, in one batch.
     let mut ops: Vec<GnttabCopy> = Vec::new();
-    if ops.try_reserve(taken as usize + 3).is_err() {
+    // The frames' pieces, then the responses (at most two runs), the header and its
+    // read-back.
+    if ops.try_reserve(taken as usize + 4).is_err() {
         r.more = true;
         return false;
     }
@@ -831,81 +842,31 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         }
         spans.push(first..ops.len());
     }
-    // Statuses are per operation; the call itself fails only for bad arguments.
-    // SAFETY: the local ends are pages of the scratch (`data`), held exclusively here.
-    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
-    let mut statuses: Vec<i16> = Vec::new();
-    if statuses.try_reserve(frames.len()).is_err() {
-        r.more = true;
-        return false;
-    }
-    for (k, (start, f)) in frames.iter().enumerate() {
-        let status = match &f.verdict {
-            Err(why) => {
-                v.refused += 1;
-                log(v, format_args!("frame at slot {start}: {why}"));
-                NETIF_RSP_ERROR
-            }
-            Ok(p) => match ops[spans[k].clone()]
-                .iter()
-                .find(|o| o.status != GNTST_OKAY)
-            {
-                Some(o) if called => {
-                    let s = o.status;
-                    v.refused += 1;
-                    log(
-                        v,
-                        format_args!("frame at slot {start}: grant copy failed ({s})"),
-                    );
-                    NETIF_RSP_ERROR
-                }
-                None if called => {
-                    let room = k * FRAME_ROOM;
-                    let frame = &data[room..room + p.len];
-                    if vif::source_allowed(frame, &mac) {
-                        if let Some(bp) = v.rings.as_ref().and_then(|r| r.bridge) {
-                            bridge::input(bp, frame);
-                        }
-                        v.sent += 1;
-                        NETIF_RSP_OKAY
-                    } else {
-                        // Antispoofing: never reaches the bridge, which would learn it.
-                        v.refused += 1;
-                        log(
-                            v,
-                            format_args!(
-                                "frame at slot {start}: source {} is not the vif's mac {}",
-                                MacText(&frame[6..12]),
-                                MacText(&mac)
-                            ),
-                        );
-                        NETIF_RSP_ERROR
-                    }
-                }
-                _ => {
-                    v.refused += 1;
-                    NETIF_RSP_ERROR
-                }
-            },
-        };
-        statuses.push(status);
-    }
-    // Every slot answered, in order, in the ring's copy; then written back.
+    // Every slot answered, in order, in the ring's copy, as if each accepted frame will
+    // be sent; the responses, `req_event`, `rsp_prod` and the header's read-back go in the
+    // data's batch, after it (operations run in order): two hypercalls a turn, not three.
+    // A frame that turns out refused (its copy failed, or its source is not the vif's) has
+    // its responses put right to `NETIF_RSP_ERROR` by a second copy before any
+    // notification (sent by `flush`, after this turn), as for receive.
     let Some(r) = v.rings.as_mut() else {
         return false;
     };
     let old_rsp = r.tx_rsp;
     let mut rsp = old_rsp;
-    for ((start, f), &status) in frames.iter().zip(&statuses) {
-        for (j, role) in f.roles[..f.slots].iter().enumerate() {
-            let id = entry_id_tx(ring, start.wrapping_add(j as u32));
-            let s = match role {
-                Role::Extra => NETIF_RSP_NULL,
-                Role::Data => status,
-            };
-            let at = tx_entry_offset(rsp);
-            ring[at..at + NetifTxResponse::SIZE]
-                .copy_from_slice(&NetifTxResponse { id, status: s }.to_bytes());
+    let mut firsts: Vec<u32> = Vec::new();
+    if firsts.try_reserve(frames.len()).is_err() {
+        r.more = true;
+        return false;
+    }
+    for (start, f) in &frames {
+        firsts.push(rsp);
+        let status = if f.verdict.is_ok() {
+            NETIF_RSP_OKAY
+        } else {
+            NETIF_RSP_ERROR
+        };
+        for j in 0..f.slots {
+            put_tx_response(ring, rsp, start.wrapping_add(j as u32), f.roles[j], status);
             rsp = rsp.wrapping_add(1);
         }
     }
@@ -914,7 +875,7 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
     ring[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
         .copy_from_slice(&r.tx_cons.wrapping_add(1).to_le_bytes());
     ring[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&rsp.to_le_bytes());
-    ops.clear();
+    let data_ops = ops.len();
     write_back(
         dom,
         gref,
@@ -924,7 +885,80 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         NET_TX_ENTRY_SIZE,
         &mut ops,
     );
-    if copy(&mut ops).is_err() {
+    // Statuses are per operation; the call itself fails only for bad arguments.
+    // SAFETY: the local ends are pages of the scratch (the frames' rooms and the ring's
+    // copy), held exclusively here.
+    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
+    if !called || ops[data_ops..].iter().any(|o| o.status != GNTST_OKAY) {
+        fatal(v, format_args!("transmit ring no longer granted"));
+        return false;
+    }
+    let mut fix: Vec<GnttabCopy> = Vec::new();
+    for (k, (start, f)) in frames.iter().enumerate() {
+        let p = match &f.verdict {
+            Ok(p) => p,
+            Err(why) => {
+                v.refused += 1;
+                log(v, format_args!("frame at slot {start}: {why}"));
+                continue;
+            }
+        };
+        let refused = match ops[spans[k].clone()]
+            .iter()
+            .find(|o| o.status != GNTST_OKAY)
+        {
+            Some(o) => {
+                let s = o.status;
+                log(
+                    v,
+                    format_args!("frame at slot {start}: grant copy failed ({s})"),
+                );
+                true
+            }
+            None => {
+                let room = k * FRAME_ROOM;
+                let frame = &data[room..room + p.len];
+                if vif::source_allowed(frame, &mac) {
+                    if let Some(bp) = v.rings.as_ref().and_then(|r| r.bridge) {
+                        bridge::input(bp, frame);
+                    }
+                    v.sent += 1;
+                    false
+                } else {
+                    // Antispoofing: never reaches the bridge, which would learn it.
+                    log(
+                        v,
+                        format_args!(
+                            "frame at slot {start}: source {} is not the vif's mac {}",
+                            MacText(&frame[6..12]),
+                            MacText(&mac)
+                        ),
+                    );
+                    true
+                }
+            }
+        };
+        if refused {
+            v.refused += 1;
+            for j in 0..f.slots {
+                let at_rsp = firsts[k].wrapping_add(j as u32);
+                let idx = start.wrapping_add(j as u32);
+                put_tx_response(ring, at_rsp, idx, f.roles[j], NETIF_RSP_ERROR);
+                let at = tx_entry_offset(at_rsp) as u16;
+                if fix.try_reserve(1).is_ok() {
+                    fix.push(to_gref(
+                        dom,
+                        gref,
+                        at,
+                        mfns[0],
+                        at,
+                        NetifTxResponse::SIZE as u16,
+                    ));
+                }
+            }
+        }
+    }
+    if copy(&mut fix).is_err() {
         fatal(v, format_args!("transmit ring no longer granted"));
         return false;
     }
@@ -936,6 +970,20 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
     let prod_now = word(ring, REREAD + SRING_REQ_PROD);
     r.more = prod_now != r.tx_cons;
     need_notify(old_rsp, rsp, word(ring, REREAD + SRING_RSP_EVENT))
+}
+
+/// Writes, in the transmit ring's copy, the response at index `rsp` to the request at index
+/// `req` (its `id` read from the copy), with `status` for a data slot and `NETIF_RSP_NULL`
+/// for an extra-info slot.
+fn put_tx_response(ring: &mut [u8], rsp: u32, req: u32, role: Role, status: i16) {
+    let id = entry_id_tx(ring, req);
+    let s = match role {
+        Role::Extra => NETIF_RSP_NULL,
+        Role::Data => status,
+    };
+    let at = tx_entry_offset(rsp);
+    ring[at..at + NetifTxResponse::SIZE]
+        .copy_from_slice(&NetifTxResponse { id, status: s }.to_bytes());
 }
 
 /// A MAC as `xx:xx:xx:xx:xx:xx`, without allocating (log lines).
@@ -960,15 +1008,23 @@ fn entry_id_tx(ring: &[u8], idx: u32) -> u16 {
 
 /// The receive ring: frames the bridge queued, each into the next posted buffer; frames
 /// without a buffer dropped and counted. Whether the frontend wants to hear of them.
-fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> bool {
+/// With `tx_too`, its batch ends by copying the transmit ring into its scratch page; the
+/// second result says whether that copy was made.
+fn serve_rx(
+    v: &mut Vif,
+    scratch: &mut [u8],
+    mfns: &[u64; SCRATCH_PAGES],
+    tx_too: bool,
+) -> (bool, bool) {
     let dom = v.dom;
     let Some(r) = v.rings.as_mut() else {
-        return false;
+        return (false, false);
     };
     let Some(bp) = r.bridge else {
-        return false;
+        return (false, false);
     };
     let gref = r.rx_gref;
+    let tx_gref = r.tx_gref;
     let (_, rest) = scratch.split_at_mut(PAGE);
     let (ring, data) = rest.split_at_mut(PAGE);
     let mut posted = r.rx_known.wrapping_sub(r.rx_cons) as usize;
@@ -977,14 +1033,14 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         let ring_bytes = NET_RX_RING_SIZE as usize * NET_RX_ENTRY_SIZE;
         if read_ring(dom, gref, ring_bytes, mfns[1]).is_err() {
             fatal(v, format_args!("receive ring no longer granted"));
-            return false;
+            return (false, false);
         }
         let req_prod = word(ring, SRING_REQ_PROD);
         posted = match vif::new_requests(req_prod, r.rx_cons, r.rx_cons, NET_RX_RING_SIZE) {
             Ok(n) => n as usize,
             Err(f) => {
                 fatal(v, format_args!("receive ring: {f}"));
-                return false;
+                return (false, false);
             }
         };
         for k in 0..posted as u32 {
@@ -1017,14 +1073,14 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         }
     }
     if n == 0 {
-        return false;
+        return (false, false);
     }
     let cons = r.rx_cons;
     let mut ops: Vec<GnttabCopy> = Vec::new();
     // The frames, the responses (at most two runs), the header and its read-back.
-    if ops.try_reserve(n + 4).is_err() {
+    if ops.try_reserve(n + 6).is_err() {
         v.dropped += n as u64;
-        return false;
+        return (false, false);
     }
     let mut reqs = [NetifRxRequest::default(); RX_BUDGET];
     for (k, &len) in lens[..n].iter().enumerate() {
@@ -1070,12 +1126,19 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         NET_RX_ENTRY_SIZE,
         &mut ops,
     );
-    // SAFETY: the local ends are pages of the scratch (`data` and the ring's copy), held
+    let rx_end = ops.len();
+    if tx_too {
+        // The transmit ring for the turn that follows (`serve_tx`), header first.
+        let entries = NET_TX_RING_SIZE as usize * NET_TX_ENTRY_SIZE;
+        ops.extend_from_slice(&ring_read_ops(dom, tx_gref, entries, mfns[0]));
+    }
+    // SAFETY: the local ends are pages of the scratch (`data`, the rings' copies), held
     // exclusively here.
     let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
-    if !called || ops[n..].iter().any(|o| o.status != GNTST_OKAY) {
+    let tx_read = tx_too && called && ops[rx_end..].iter().all(|o| o.status == GNTST_OKAY);
+    if !called || ops[n..rx_end].iter().any(|o| o.status != GNTST_OKAY) {
         fatal(v, format_args!("receive ring no longer granted"));
-        return false;
+        return (false, false);
     }
     // A frame whose copy failed (a posted buffer's grant of the frontend's own that was
     // bad): its response is put right to `NETIF_RSP_ERROR` before any notification (sent
@@ -1110,7 +1173,7 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
         v.dropped += bad;
         if copy(&mut fix).is_err() {
             fatal(v, format_args!("receive ring no longer granted"));
-            return false;
+            return (false, false);
         }
         log(
             v,
@@ -1119,5 +1182,8 @@ fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
             ),
         );
     }
-    need_notify(cons, new_cons, word(ring, REREAD + SRING_RSP_EVENT))
+    (
+        need_notify(cons, new_cons, word(ring, REREAD + SRING_RSP_EVENT)),
+        tx_read,
+    )
 }

@@ -20,7 +20,9 @@
 //! memory freed when it ends.
 //!
 //! Memory is demand-zero, as in Linux: the program's segments and the top of its stack are
-//! mapped when it starts (the kernel writes them before the program runs); the rest of the
+//! mapped when it starts (the kernel writes them before the program runs, except the whole
+//! read-only pages of a program from the initrd, which are the initrd's frames, shared:
+//! [`crate::uspace`]); the rest of the
 //! stack, the heap (`brk`) and anonymous `mmap`s are only recorded as areas
 //! ([`AddressSpace`]) and each page gets a fresh zeroed frame on first touch, by the process
 //! (a page fault the resolver fixes) or by the kernel copying to or from it
@@ -435,6 +437,11 @@ impl Process {
             if !self.space.is_mapped(page) {
                 self.space
                     .map_page(page, leaf_flags(prot.write, prot.exec))
+                    .map_err(|_| EFAULT)?;
+            } else if write && self.space.is_shared(page) {
+                // Made writable when there was no frame for its copy: copy it now or fail.
+                self.space
+                    .make_private(page, leaf_flags(true, prot.exec))
                     .map_err(|_| EFAULT)?;
             }
             page += 4096;
@@ -1011,6 +1018,7 @@ pub const ENV: &[&[u8]] = &[b"PATH=/bin", b"HOME=/", b"TERM=vt100"];
 /// their end; says how it (the root) ended.
 pub fn run(path: &str, argv: &[String], env: &[&[u8]]) -> Result<Ended, String> {
     let file = fs::file(path).ok_or_else(|| alloc::format!("{path}: not found"))?;
+    let initrd = matches!(file, alloc::borrow::Cow::Borrowed(_));
     let file: &[u8] = &file;
     let plan = program::plan(file).map_err(|e| alloc::format!("{path}: {e}"))?;
     let space = Uspace::new()
@@ -1047,7 +1055,7 @@ pub fn run(path: &str, argv: &[String], env: &[&[u8]]) -> Result<Ended, String> 
         retry: false,
     };
     let args: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
-    let start = match load(&mut p, file, &plan, &args, env) {
+    let start = match load(&mut p, (file, initrd), &plan, &args, env) {
         Ok(s) => s,
         Err(e) => {
             p.space.destroy();
@@ -1099,7 +1107,7 @@ pub fn execve(
     p: &mut Process,
     regs: &mut Regs,
     path: &str,
-    file: &[u8],
+    (file, initrd): (&[u8], bool),
     args: &[Vec<u8>],
     env: &[Vec<u8>],
 ) -> i64 {
@@ -1114,7 +1122,7 @@ pub fn execve(
     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
     let env: Vec<&[u8]> = env.iter().map(Vec::as_slice).collect();
     let loaded = match p.space.activate() {
-        Ok(()) => load(p, file, &plan, &args, &env).map_err(|_| -(Errno::ENOMEM as i64)),
+        Ok(()) => load(p, (file, initrd), &plan, &args, &env).map_err(|_| -(Errno::ENOMEM as i64)),
         Err(_) => Err(-(Errno::ENOMEM as i64)),
     };
     let start = match loaded {
@@ -1158,17 +1166,28 @@ pub fn execve(
     0
 }
 
-/// Maps and fills the segments and the stack; returns the initial stack pointer.
+/// Maps and fills the segments and the stack; returns the initial stack pointer. `file` is
+/// the program's bytes and whether they are the initrd's own (never written nor freed while
+/// dom0 runs), whose read-only pages may then be shared rather than copied.
 fn load(
     p: &mut Process,
-    file: &[u8],
+    (file, shared): (&[u8], bool),
     plan: &program::Plan,
     args: &[&[u8]],
     env: &[&[u8]],
 ) -> Result<u64, String> {
     let oom = |e: MapError| alloc::format!("out of memory while loading ({e:?})");
-    for s in &plan.segments {
+    for (i, s) in plan.segments.iter().enumerate() {
         let (start, end) = s.pages();
+        // The read-only segments' whole pages of file bytes, when the file is the initrd's
+        // (which puts programs on a page: `cpio::build`), are the initrd's frames, mapped
+        // read-only and shared (`Uspace::map_shared`); the rest are written below.
+        let copied = if shared && !s.write {
+            whole_pages(file, plan, i, |va| p.space.is_mapped(va))
+        } else {
+            Vec::new()
+        };
+        p.space.map_shared(&copied).map_err(oom)?;
         // Pages new to this segment come unzeroed: every byte of them is written below,
         // file bytes or zeros, before the process runs (a page an earlier segment mapped
         // keeps its contents and gets only this segment's file bytes).
@@ -1189,11 +1208,27 @@ fn load(
             bytes[..lo].fill(0);
             bytes[hi.max(lo)..].fill(0);
         }
-        let src = &file[s.file_offset as usize..(s.file_offset + s.file_size) as usize];
-        // SAFETY: the pages were just mapped writable in the current (this process's) space;
-        // the plan keeps the segment inside them.
-        let dst = unsafe { core::slice::from_raw_parts_mut(s.vaddr as *mut u8, src.len()) };
-        dst.copy_from_slice(src);
+        // The file bytes, but for the pages copied whole: the pieces between them.
+        let mut at = s.vaddr;
+        let file_end = s.vaddr + s.file_size;
+        let mut cuts = copied.iter().map(|&(va, _, _)| va);
+        while at < file_end {
+            let next_cut = cuts.next();
+            let stop = next_cut.unwrap_or(file_end).min(file_end);
+            if stop > at {
+                let off = (s.file_offset + (at - s.vaddr)) as usize;
+                let src = &file[off..off + (stop - at) as usize];
+                // SAFETY: these pages were mapped writable in the current (this process's)
+                // space above (only the whole pages skipped here are read-only); the plan
+                // keeps the segment inside them.
+                let dst = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, src.len()) };
+                dst.copy_from_slice(src);
+            }
+            at = match next_cut {
+                Some(va) => (va + 4096).max(at),
+                None => file_end,
+            };
+        }
     }
     // Final protections, and the areas the process sees.
     for s in &plan.segments {
@@ -1227,6 +1262,57 @@ fn load(
         .map_err(|_| String::from("arguments too large for the stack"))?;
     dst.copy_from_slice(&image.bytes);
     Ok(image.rsp)
+}
+
+/// The pages of segment `index` of `plan` that [`load`] copies frame to frame, in address
+/// order: (address, the frame holding its file bytes, final flags). A page qualifies when the
+/// segment's file bytes cover all of it, no other segment touches it, `mapped` says it is
+/// not mapped yet, and its bytes in `file` start a page of dom0's bootstrap memory (whose
+/// frame the p2m list names).
+fn whole_pages(
+    file: &[u8],
+    plan: &program::Plan,
+    index: usize,
+    mapped: impl Fn(u64) -> bool,
+) -> Vec<(u64, u64, u64)> {
+    let s = &plan.segments[index];
+    let flags = prot_flags(Prot {
+        read: s.read,
+        write: s.write,
+        exec: s.exec,
+    });
+    let file_end = s.vaddr + s.file_size;
+    let shared = |page: u64| {
+        plan.segments
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != index && o.vaddr < page + 4096 && page < o.vaddr + o.mem_size)
+    };
+    let mut pages = Vec::new();
+    let mut page = s.vaddr.next_multiple_of(4096);
+    while page + 4096 <= file_end {
+        let src = file.as_ptr() as u64 + s.file_offset + (page - s.vaddr);
+        match bootstrap_frame(src) {
+            Some(mfn) if !shared(page) && !mapped(page) => pages.push((page, mfn, flags)),
+            _ => {}
+        }
+        page += 4096;
+    }
+    pages
+}
+
+/// The machine frame behind `va` if it starts a page of the bootstrap mappings (where the
+/// kernel, its heap and the initrd are: pseudo-physical frame `pfn` at `pfn_va(pfn)`).
+fn bootstrap_frame(va: u64) -> Option<u64> {
+    let base = xenia_guest_rt::mm::pfn_va(0);
+    if !va.is_multiple_of(4096) || va < base {
+        return None;
+    }
+    let pfn = (va - base) / 4096;
+    let limit = xenia_guest_rt::mm::mapped_pages().min(xenia_guest_rt::mm::nr_pages());
+    (pfn < limit)
+        .then(|| xenia_guest_rt::mm::p2m(pfn))
+        .filter(|&mfn| mfn != xenia_guest_rt::mm::INVALID_P2M)
 }
 
 /// What `/proc` shows of a process.

@@ -504,7 +504,8 @@ fn execve(p: &mut Process, regs: &mut Regs, path: u64, argv: u64, envp: u64) -> 
     let Some(file) = file else {
         return err(Errno::ENOMEM);
     };
-    crate::process::execve(p, regs, &arg.abs, &file, &args, &env)
+    let initrd = matches!(file, alloc::borrow::Cow::Borrowed(_));
+    crate::process::execve(p, regs, &arg.abs, (&file, initrd), &args, &env)
 }
 
 /// Unknown system calls already logged, for every process: each number is logged once.
@@ -1457,10 +1458,17 @@ fn privcmd(p: &mut Process, arg: u64) -> i64 {
             Err(e) => return e,
         },
         Policy::DomctlAt(va) => match p.user_bytes(va, 10, false) {
-            Ok(b) => devices::domctl_allowed(
-                u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                u16::from_le_bytes([b[8], b[9]]),
-            ),
+            Ok(b) => {
+                let cmd = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                let dom = u16::from_le_bytes([b[8], b[9]]);
+                let allowed = devices::domctl_allowed(cmd, dom);
+                // The hypervisor revokes dom0's mappings of a destroyed domain's grants:
+                // the kernel unmaps them first (no other code runs until the call).
+                if allowed && cmd == guest_abi::domctl::XEN_DOMCTL_DESTROYDOMAIN {
+                    crate::grantmap::before_destroy(dom);
+                }
+                allowed
+            }
             Err(e) => return e,
         },
     };

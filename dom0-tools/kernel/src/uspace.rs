@@ -6,8 +6,15 @@
 //! are `mmu_update`s too. Changing or removing a present leaf is followed by a TLB flush.
 //! Freeing the space switches back to the bootstrap tables, unpins the L4 (the hypervisor
 //! drops the whole tree's validation) and returns every frame to the pool.
+//!
+//! **Shared pages.** The read-only pages of a program from the initrd are the initrd's own
+//! frames, mapped read-only ([`Uspace::map_shared`]) rather than copied: the initrd's bytes
+//! are never written or freed while dom0 runs (the tmpfs copies a file's pages when it is
+//! written), so every process running the program can read them. Such a page is never
+//! returned to the pool, is shared again by `fork`, and becomes a private copy before it is
+//! ever mapped writable ([`Uspace::make_private`]).
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,6 +44,8 @@ pub struct Uspace {
     tables: BTreeMap<u64, u64>,
     /// Mapped pages: virtual page number → (machine frame, leaf flags).
     pages: BTreeMap<u64, (u64, u64)>,
+    /// The pages of `pages` whose frames are not the space's own (read-only, shared).
+    shared: BTreeSet<u64>,
 }
 
 /// The L4 of the space made active last (0: the bootstrap tables).
@@ -83,6 +92,7 @@ impl Uspace {
             l4,
             tables: BTreeMap::new(),
             pages: BTreeMap::new(),
+            shared: BTreeSet::new(),
         })
     }
 
@@ -111,12 +121,23 @@ impl Uspace {
 
     /// A copy of this space for a forked process: the same pages at the same addresses with
     /// the same flags, each in a frame of its own holding a copy (`MMUEXT_COPY_PAGE`, 64 at a
-    /// time), in tables of its own. Not active. On failure nothing is left behind.
+    /// time), in tables of its own; shared pages are shared again. Not active. On failure
+    /// nothing is left behind.
     pub fn fork(&self) -> Result<Self, MapError> {
         let mut child = Uspace::new()?;
+        let shared: Vec<(u64, u64, u64)> = self
+            .shared
+            .iter()
+            .map(|&vpn| (vpn << 12, self.pages[&vpn].0, self.pages[&vpn].1))
+            .collect();
+        if let Err(e) = child.map_shared(&shared) {
+            child.destroy();
+            return Err(e);
+        }
         let pages: Vec<(u64, u64, u64)> = self
             .pages
             .iter()
+            .filter(|(vpn, _)| !self.shared.contains(vpn))
             .map(|(&vpn, &(mfn, flags))| (vpn << 12, mfn, flags))
             .collect();
         // The child's page records, in address order: built at once at the end (a bulk
@@ -130,8 +151,84 @@ impl Uspace {
                 return Err(e);
             }
         }
-        child.pages = copied.into_iter().collect();
+        if child.pages.is_empty() {
+            // A bulk build from sorted records, not one search and insertion per page.
+            child.pages = copied.into_iter().collect();
+        } else {
+            child.pages.extend(copied);
+        }
         Ok(child)
+    }
+
+    /// Maps `pages` (address, frame, read-only leaf flags; unmapped addresses) as shared
+    /// pages: frames of dom0's that stay valid and unwritten while the space lives (the
+    /// initrd's), mapped as they are, 64 a `mmu_update`. Flags with write permission are
+    /// refused (`EINVAL`) before anything is mapped. On failure the pages mapped so far stay
+    /// the space's (shared).
+    pub fn map_shared(&mut self, pages: &[(u64, u64, u64)]) -> Result<(), MapError> {
+        if pages.iter().any(|&(_, _, flags)| flags & pte::RW != 0) {
+            return Err(MapError::Refused(-(guest_abi::Errno::EINVAL as i64)));
+        }
+        for batch in pages.chunks(64) {
+            let mut reqs = Vec::with_capacity(batch.len());
+            for &(va, mfn, flags) in batch {
+                let l1 = self.l1_for(va)?;
+                let ma = (l1 << 12) + 8 * mm::index(va, 1) as u64;
+                reqs.push(MmuUpdate::new(
+                    MMU_NORMAL_PT_UPDATE,
+                    ma,
+                    pte::entry(mfn, flags),
+                ));
+            }
+            // SAFETY: user-half entries that were empty; no Rust reference points there.
+            let (ret, done) = unsafe { mm::mmu_update(&reqs) };
+            for &(va, mfn, flags) in &batch[..done as usize] {
+                self.pages.insert(va >> 12, (mfn, flags));
+                self.shared.insert(va >> 12);
+            }
+            if ret < 0 {
+                return Err(MapError::Refused(ret));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether page `va` is a shared page (see [`Self::map_shared`]).
+    pub fn is_shared(&self, va: u64) -> bool {
+        self.shared.contains(&(va >> 12))
+    }
+
+    /// Gives shared page `va` a frame of its own holding a copy, mapped with `flags`
+    /// (nothing to do for a page that is not shared).
+    pub fn make_private(&mut self, va: u64, flags: u64) -> Result<(), MapError> {
+        let vpn = va >> 12;
+        if !self.shared.contains(&vpn) {
+            return Ok(());
+        }
+        let src = self.pages[&vpn].0;
+        let dst = frames::alloc_unzeroed(1).ok_or(MapError::NoMemory)?[0];
+        let copy = [MmuextOp {
+            cmd: MMUEXT_COPY_PAGE,
+            arg1: dst,
+            arg2: src,
+        }];
+        // SAFETY: the destination is a pool frame mapped nowhere; the source is only read.
+        let (mut ret, _) = unsafe { mm::mmuext(&copy) };
+        if ret >= 0 {
+            let l1 = self.tables[&table_key(1, va)];
+            let ma = (l1 << 12) + 8 * mm::index(va, 1) as u64;
+            // SAFETY: the process's own entry; its new frame holds what the old one did, and
+            // the kernel holds no reference into the page.
+            ret = unsafe { mm::set_entry(ma, pte::entry(dst, flags)) };
+        }
+        if ret < 0 {
+            frames::free(&[dst]);
+            return Err(MapError::Refused(ret));
+        }
+        flush_tlb();
+        self.pages.insert(vpn, (dst, flags));
+        self.shared.remove(&vpn);
+        Ok(())
     }
 
     /// Maps copies of `batch`'s pages (address, source frame, flags) into this space,
@@ -339,21 +436,40 @@ impl Uspace {
             // reference into them.
             let (_, done) = unsafe { mm::mmu_update(reqs) };
             let mut freed = [0u64; 64];
-            for (slot, &(vpn, mfn)) in freed.iter_mut().zip(&chunk[..done as usize]) {
+            let mut n = 0;
+            for &(vpn, mfn) in &chunk[..done as usize] {
                 self.pages.remove(&vpn);
-                *slot = mfn;
+                // A shared page's frame is not the space's to free.
+                if !self.shared.remove(&vpn) {
+                    freed[n] = mfn;
+                    n += 1;
+                }
             }
-            frames::free(&freed[..done as usize]);
+            frames::free(&freed[..n]);
         }
         flush_tlb();
     }
 
-    /// Changes the leaf flags of the mapped pages of `[start, end)`.
+    /// Changes the leaf flags of the mapped pages of `[start, end)`. A shared page made
+    /// writable gets a private copy first; when there is no frame for it, it stays shared and
+    /// read-only (a write to it then ends the process, as any unresolved fault does).
     pub fn protect_range(&mut self, start: u64, end: u64, flags: u64) {
+        if flags & pte::RW != 0 {
+            let shared: Vec<u64> = self
+                .shared
+                .range(start >> 12..end.div_ceil(4096))
+                .copied()
+                .collect();
+            for vpn in shared {
+                let _ = self.make_private(vpn << 12, flags);
+            }
+        }
         let changed: Vec<(u64, u64)> = self
             .pages
             .range(start >> 12..end.div_ceil(4096))
-            .filter(|(_, (_, f))| *f != flags)
+            .filter(|(vpn, (_, f))| {
+                *f != flags && !(flags & pte::RW != 0 && self.shared.contains(vpn))
+            })
             .map(|(&vpn, &(mfn, _))| (vpn, mfn))
             .collect();
         for chunk in changed.chunks(64) {
@@ -397,7 +513,12 @@ impl Uspace {
             );
             return;
         }
-        let pages: Vec<u64> = self.pages.values().map(|&(m, _)| m).collect();
+        let pages: Vec<u64> = self
+            .pages
+            .iter()
+            .filter(|(vpn, _)| !self.shared.contains(vpn))
+            .map(|(_, &(m, _))| m)
+            .collect();
         frames::free(&pages);
         let tables: Vec<u64> = self.tables.values().copied().collect();
         frames::free(&tables);

@@ -255,27 +255,29 @@ impl Disk for VirtioDisk {
         &mut self,
         sector: u64,
         len: usize,
-        drain: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+        drain: &mut crate::blockdev::Lend<'_>,
     ) -> Result<(), BlockError> {
         self.usable()?;
         if len > CHUNK || !len.is_multiple_of(SECTOR) {
             return Err(BlockError::OutOfRange);
         }
         self.read_dma(sector, len)?;
-        drain(self.data_ma / PAGE)
+        let first = self.data_ma / PAGE;
+        drain(first, &mut self.data()[..len])
     }
 
     fn write_direct(
         &mut self,
         sector: u64,
         len: usize,
-        fill: &mut dyn FnMut(u64) -> Result<(), BlockError>,
+        fill: &mut crate::blockdev::Lend<'_>,
     ) -> Result<(), BlockError> {
         self.usable()?;
         if len > CHUNK || !len.is_multiple_of(SECTOR) {
             return Err(BlockError::OutOfRange);
         }
-        fill(self.data_ma / PAGE)?;
+        let first = self.data_ma / PAGE;
+        fill(first, &mut self.data()[..len])?;
         self.write_dma(sector, len)
     }
 

@@ -23,6 +23,7 @@
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use virtio_drivers::device::net::VirtIONetRaw;
@@ -42,8 +43,15 @@ const NET_DEVICES: [u16; 2] = [0x1000, 0x1041];
 const VIRTIO_VENDOR: u16 = 0x1af4;
 /// Descriptors per virtqueue.
 const QUEUE: usize = 64;
-/// Receive buffers kept posted.
-pub const RX_BUFS: usize = 32;
+/// Receive buffers kept posted: a whole queue's worth, so that the device can hold a long
+/// burst while dom0 is off the pCPU (a domU it woke runs meanwhile); the frames a domU gets
+/// per wake-up, and so the switches per MiB, depend on it. [`RX_BUFS_MIN`] when the DMA pool
+/// cannot give that many (disks took it).
+pub const RX_BUFS: usize = QUEUE;
+// A buffer's index plus 1 fits `Nic::rx_of`'s bytes.
+const _: () = assert!(RX_BUFS < 256 && RX_BUFS_MIN <= RX_BUFS);
+/// Receive buffers when the pool is short (the driver's first figure).
+pub const RX_BUFS_MIN: usize = 32;
 /// Frames in flight to the device at most.
 pub const TX_BUFS: usize = 16;
 /// One buffer: a half page (the header and a 1514-byte frame fit; the crate wants at least
@@ -113,7 +121,11 @@ struct Nic {
     net: VirtIONetRaw<XenHal, PciTransport, QUEUE>,
     irq: Option<Irq>,
     port: PortId,
-    rx: [Slot; RX_BUFS],
+    /// The receive buffers ([`RX_BUFS`], or [`RX_BUFS_MIN`] when the pool was short).
+    rx: Vec<Slot>,
+    /// For each descriptor (a token), which receive buffer the device holds with it, plus 1
+    /// (0: none): a frame's buffer is found at once rather than by a search of them all.
+    rx_of: [u8; QUEUE],
     tx: [Slot; TX_BUFS],
     /// Frames the device reported with a length that does not fit (dropped).
     bad: u64,
@@ -137,11 +149,20 @@ impl Nic {
 
     /// Gives every free receive buffer to the device.
     fn post_rx(&mut self) {
-        for slot in self.rx.iter_mut().filter(|s| s.token.is_none()) {
+        for (i, slot) in self.rx.iter_mut().enumerate() {
+            if slot.token.is_some() {
+                continue;
+            }
             // SAFETY: the buffer is the slot's own pool memory and not touched again until the
             // device gives it back (`receive_complete` with the same buffer).
             match unsafe { self.net.receive_begin(slot.bytes()) } {
-                Ok(token) => slot.token = Some(token),
+                Ok(token) => {
+                    slot.token = Some(token);
+                    // Tokens are descriptor indexes (< QUEUE); at most QUEUE (<= 255) buffers.
+                    if let Some(e) = self.rx_of.get_mut(usize::from(token)) {
+                        *e = (i + 1) as u8;
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -150,14 +171,25 @@ impl Nic {
     /// Takes the frames the device received to the bridge (at most one ring's worth).
     fn receive(&mut self) -> usize {
         let mut got = 0;
-        for _ in 0..RX_BUFS {
+        for _ in 0..self.rx.len() {
             let Some(token) = self.net.poll_receive() else {
                 break;
             };
-            let Some(slot) = self.rx.iter_mut().find(|s| s.token == Some(token)) else {
+            let at = self
+                .rx_of
+                .get(usize::from(token))
+                .map_or(0, |&e| usize::from(e));
+            let Some(slot) = at
+                .checked_sub(1)
+                .and_then(|i| self.rx.get_mut(i))
+                .filter(|s| s.token == Some(token))
+            else {
                 // Not a token of ours: the device is confused; stop looking this turn.
                 break;
             };
+            if let Some(e) = self.rx_of.get_mut(usize::from(token)) {
+                *e = 0;
+            }
             let buf = slot.bytes();
             // SAFETY: the same buffer was given with this token in `post_rx`.
             let done = unsafe { self.net.receive_complete(token, buf) };
@@ -233,6 +265,19 @@ pub fn mac() -> Option<[u8; 6]> {
     NIC.lock().as_ref().map(|n| n.net.mac_address())
 }
 
+/// The receive buffers: [`RX_BUFS`] of them, or [`RX_BUFS_MIN`] if the pool cannot spare
+/// that many (a machine with several disks).
+fn rx_buffers() -> Option<Vec<Slot>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(RX_BUFS).ok()?;
+    if let Some(b) = buffers::<RX_BUFS>() {
+        v.extend_from_slice(&b);
+    } else {
+        v.extend_from_slice(&buffers::<RX_BUFS_MIN>()?);
+    }
+    Some(v)
+}
+
 /// Half-page buffers from the DMA pool: `n` of them, two a page.
 fn buffers<const N: usize>() -> Option<[Slot; N]> {
     let (_, va) = crate::dma::alloc((N * BUF).div_ceil(PAGE))?;
@@ -273,7 +318,7 @@ fn probe(f: &Function) -> Result<(), String> {
     let transport = PciTransport::new::<XenHal, Ports>(&mut root, df)
         .map_err(|e| format!("virtio transport: {e}"))?;
     let mut net = VirtIONetRaw::<XenHal, _, QUEUE>::new(transport).map_err(|e| format!("{e}"))?;
-    let rx = buffers::<RX_BUFS>().ok_or("no DMA pool pages for its receive buffers")?;
+    let rx = rx_buffers().ok_or("no DMA pool pages for its receive buffers")?;
     let tx = buffers::<TX_BUFS>().ok_or("no DMA pool pages for its transmit buffers")?;
     let mac = net.mac_address();
     let irq = if POLL.load(Ordering::Relaxed) {
@@ -314,7 +359,7 @@ fn probe(f: &Function) -> Result<(), String> {
         "virtio_net {}: eth0: {} ({} receive buffers, {} in flight); port of {}",
         f.bdf,
         mac_text(&mac),
-        RX_BUFS,
+        rx.len(),
         TX_BUFS,
         bridge::NAME
     );
@@ -323,6 +368,7 @@ fn probe(f: &Function) -> Result<(), String> {
         irq,
         port,
         rx,
+        rx_of: [0; QUEUE],
         tx,
         bad: 0,
     };

@@ -95,7 +95,11 @@ fn block_once(deadline: u64) {
         // until the tick. Look again.
         return;
     }
-    if crate::store::busy() || crate::bridge::busy() || crate::netback::busy() {
+    if crate::store::busy()
+        || crate::bridge::busy()
+        || crate::netback::busy()
+        || crate::blkback::busy()
+    {
         // A domain's ring still holds requests, or frames wait in the bridge (served a
         // bounded number per turn): look again at once rather than sleep on them.
         return;

@@ -7,13 +7,15 @@
 //! [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] data pages (refs after it), allocates an unbound
 //! channel for the backend, writes `ring-ref`, `event-channel`, `protocol` and `state` = 3
 //! (Initialised), and waits (at most [`CONNECT_WAIT_NS`]) for the backend's `state` = 4 and
-//! the disk's `sectors`, `sector-size` and `info`. [`Blkfront::read`], [`Blkfront::write`],
+//! the disk's `sectors`, `sector-size`, `info` and `feature-persistent` (the frontend says
+//! `feature-persistent` = 1 too). [`Blkfront::read`], [`Blkfront::write`],
 //! [`Blkfront::flush`] and [`Blkfront::discard`] then put one request at a time in the ring and wait for its
 //! response (at most [`IO_WAIT_NS`], with `SCHEDOP_poll` on the ring's port and events
 //! masked: one hypercall and no upcall per wait); data moves through the granted pages, 44 KiB a request
-//! (a buffer that is sector-aligned and in the bootstrap mappings lends its own pages
-//! instead, refs from `LEND_REF`: read-only for a write, writable for a read, ended as
-//! soon as the response arrives).
+//! (without persistent grants, a buffer that is sector-aligned and in the bootstrap mappings
+//! lends its own pages instead, refs from `LEND_REF`: read-only for a write, writable for a
+//! read, ended as soon as the response arrives; with them, the backend keeps the data pages
+//! mapped and every request goes through them, one copy in the guest).
 //! [`Blkfront::disconnect`] writes Closing, waits (bounded) for the backend's Closed, ends
 //! the grants and closes the channel.
 //!
@@ -189,6 +191,9 @@ pub struct Blkfront {
     sector_size: u32,
     read_only: bool,
     discard: bool,
+    /// Both ends said `feature-persistent`: only the data pages' grants are used (no
+    /// lending), and the backend keeps them mapped.
+    persistent: bool,
     req_prod: u32,
     rsp_cons: u32,
     next_id: u64,
@@ -253,6 +258,7 @@ impl Blkfront {
             sector_size: 512,
             read_only: false,
             discard: false,
+            persistent: false,
             req_prod: 0,
             rsp_cons: 0,
             next_id: 1,
@@ -286,6 +292,9 @@ impl Blkfront {
         write_node(xs, &[dev, "/ring-ref"], num(RING_REF.into(), &mut rb))?;
         write_node(xs, &[dev, "/event-channel"], num(f.port.into(), &mut pb))?;
         write_node(xs, &[dev, "/protocol"], XEN_IO_PROTO_ABI_X86_64)?;
+        // Xen's `feature-persistent`: the data pages' grants stay the same for the
+        // frontend's life, so a backend may map them once.
+        write_node(xs, &[dev, "/feature-persistent"], "1")?;
         write_node(xs, &[dev, "/state"], XenbusState::Initialised.as_str())?;
         let be = f.backend;
         let deadline = now_ns() + CONNECT_WAIT_NS;
@@ -313,6 +322,7 @@ impl Blkfront {
         let info = read_u64(xs, &[be.as_str(), "/info"]).unwrap_or(0);
         f.read_only = info & u64::from(VDISK_READONLY) != 0;
         f.discard = read_u64(xs, &[be.as_str(), "/feature-discard"]).unwrap_or(0) == 1;
+        f.persistent = read_u64(xs, &[be.as_str(), "/feature-persistent"]).unwrap_or(0) == 1;
         write_node(xs, &[dev, "/state"], XenbusState::Connected.as_str())?;
         Ok(f)
     }
@@ -388,6 +398,11 @@ impl Blkfront {
         self.read_only
     }
 
+    /// Whether both ends use persistent grants (`feature-persistent`).
+    pub fn persistent(&self) -> bool {
+        self.persistent
+    }
+
     /// Whether the backend offers discard (`feature-discard`).
     pub fn can_discard(&self) -> bool {
         self.discard
@@ -425,6 +440,51 @@ impl Blkfront {
     pub fn set_req_prod_raw(&mut self, value: u32) {
         ring_word(SRING_REQ_PROD).store(value, Ordering::Release);
         let _ = calls::evtchn_send(self.port);
+    }
+
+    /// Writes `bytes` at `offset` of ring entry `idx` (bounded to the entry), without
+    /// publishing anything: a hostile frontend rewriting an entry under the backend.
+    pub fn scribble(&mut self, idx: u32, offset: usize, bytes: &[u8]) {
+        let at = entry_offset(idx);
+        for (i, &b) in bytes
+            .iter()
+            .enumerate()
+            .take(BLKIF_ENTRY_SIZE.saturating_sub(offset))
+        {
+            // SAFETY: inside entry `idx` of the ring page, inside the static area.
+            unsafe { area().add(at + offset + i).write_volatile(b) };
+        }
+    }
+
+    /// Stores `value` as the ring's `req_prod`, notifying the backend when `notify` (a
+    /// hostile frontend's claim; [`Blkfront::next_response`] is not usable afterwards).
+    pub fn publish_raw(&mut self, value: u32, notify: bool) {
+        ring_word(SRING_REQ_PROD).store(value, Ordering::Release);
+        if notify {
+            let _ = calls::evtchn_send(self.port);
+        }
+    }
+
+    /// The ring's `rsp_prod` as the backend last wrote it.
+    pub fn rsp_prod_raw(&self) -> u32 {
+        ring_word(SRING_RSP_PROD).load(Ordering::Acquire)
+    }
+
+    /// Grants the pages of `buf` (as [`Blkfront::read`] lends a buffer: in the bootstrap
+    /// mappings, sector-aligned, at most 11 pages) read-only when `readonly`: the segments
+    /// naming them, for tests that build requests themselves. The grants stay until the
+    /// frontend is released.
+    pub fn lend_raw(
+        &self,
+        buf: &[u8],
+        readonly: bool,
+    ) -> Option<([BlkifRequestSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST], usize)> {
+        let flags = if readonly {
+            GTF_PERMIT_ACCESS | GTF_READONLY
+        } else {
+            GTF_PERMIT_ACCESS
+        };
+        self.lend(buf, flags, true)
     }
 
     /// Waits (at most [`IO_WAIT_NS`]) for the next response and takes it. The wait is
@@ -534,7 +594,7 @@ impl Blkfront {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
-            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS) {
+            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS, false) {
                 let r = self.send(BLKIF_OP_READ, s, &segs[..nr]);
                 for i in 0..nr {
                     // A grant still busy (after a timeout) stays: on the caller's page,
@@ -574,7 +634,7 @@ impl Blkfront {
         self.check_range(sector, buf.len())?;
         for (k, chunk) in buf.chunks(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
-            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS | GTF_READONLY) {
+            if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS | GTF_READONLY, false) {
                 let r = self.send(BLKIF_OP_WRITE, s, &segs[..nr]);
                 for i in 0..nr {
                     // A grant still busy (after a timeout) stays: read-only, on the
@@ -643,7 +703,13 @@ impl Blkfront {
         &self,
         chunk: &[u8],
         flags: u16,
+        force: bool,
     ) -> Option<([BlkifRequestSegment; BLKIF_MAX_SEGMENTS_PER_REQUEST], usize)> {
+        // With persistent grants the backend keeps the data pages mapped: copying through
+        // them costs less than a grant the backend has to map or copy each time.
+        if self.persistent && !force {
+            return None;
+        }
         let va = chunk.as_ptr() as u64;
         let end = va.checked_add(chunk.len() as u64)?;
         let top = VIRT_BASE + mm::mapped_pages().min(mm::nr_pages()) * PAGE as u64;

@@ -477,12 +477,19 @@ impl NetFront {
     /// runtime.
     pub fn wait(&mut self, deadline_ns: u64) -> bool {
         // Never asleep with the backend not told of what was queued.
-        self.kick();
+        let notify = self.rings.take_notify();
         self.rings.reclaim();
         if self.rings.rx_ready() || now_ns() >= deadline_ns {
+            if notify {
+                let _ = calls::evtchn_send(self.port);
+            }
             return self.rings.rx_ready();
         }
-        events::block_until(Some(deadline_ns));
+        if notify {
+            notify_and_block(self.port, deadline_ns);
+        } else {
+            events::block_until(Some(deadline_ns));
+        }
         self.rings.rx_ready()
     }
 
@@ -509,4 +516,50 @@ impl NetFront {
         }
         self.release();
     }
+}
+
+/// Notifies `port`, arms the timer for `deadline_ns` and blocks, as one `multicall`
+/// ([`events::block_until`] after an `EVTCHNOP_SEND`, one hypercall instead of three): the
+/// backend woken by the notification cannot take the pCPU before this vCPU blocks, which
+/// costs two switches per round trip otherwise. Falls back to the separate calls if the
+/// multicall or its block fails.
+fn notify_and_block(port: EvtchnPort, deadline_ns: u64) {
+    use guest_abi::hypercall::{
+        HYPERVISOR_EVENT_CHANNEL_OP, HYPERVISOR_SCHED_OP, HYPERVISOR_SET_TIMER_OP, MulticallEntry,
+    };
+    let mut send = guest_abi::event::EvtchnSend { port };
+    let entry = |op: u64, a0: u64, a1: u64| MulticallEntry {
+        op,
+        result: 0,
+        args: [a0, a1, 0, 0, 0, 0],
+    };
+    let mut batch = [
+        entry(
+            HYPERVISOR_EVENT_CHANNEL_OP,
+            u64::from(guest_abi::event::EVTCHNOP_SEND),
+            &raw mut send as u64,
+        ),
+        // A deadline already past raises the timer event at once; 0 would mean "no timer".
+        entry(HYPERVISOR_SET_TIMER_OP, deadline_ns.max(1), 0),
+        entry(
+            HYPERVISOR_SCHED_OP,
+            u64::from(guest_abi::sched::SCHEDOP_BLOCK),
+            0,
+        ),
+    ];
+    // SAFETY: the send entry points at `send`, which lives across the call and is only
+    // read; the timer and block entries take no pointer (`calls::set_timer_op`,
+    // `calls::sched_block`); the upcall the block may trigger is the guest's own handler.
+    let done = unsafe { calls::multicall(&mut batch) };
+    if done.is_err() {
+        // Nothing was run (the batch could not be read).
+        let _ = calls::evtchn_send(port);
+        events::block_until(Some(deadline_ns));
+        return;
+    }
+    if batch[2].result < 0 {
+        events::block_until(Some(deadline_ns));
+        return;
+    }
+    events::mask();
 }

@@ -20,12 +20,18 @@ const JOB: Duration = Duration::from_secs(240);
 
 /// Boots the test image with three fresh disk images; returns the machine and the images.
 fn boot(ctx: &Context) -> Result<(Qemu, Vec<DiskImage>), String> {
+    boot_cpus(ctx, 1)
+}
+
+/// [`boot`] on `cpus` CPUs.
+fn boot_cpus(ctx: &Context, cpus: u32) -> Result<(Qemu, Vec<DiskImage>), String> {
     let ws = ctx.workspace();
     let dir = ctx.work_dir()?;
     let mut images = Vec::new();
     let mut machine = ctx
         .machine()
         .memory_mib(512)
+        .cpus(cpus)
         .hv_options(DEFAULT_HV_OPTIONS)
         .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
         .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "");
@@ -318,6 +324,101 @@ pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
     vm.send("poweroff\r")?;
     vm.expect_exit(EXIT_POWEROFF, T)?;
     pattern_on_host(&images[1], DISK_BYTES / 512)?;
+    Ok(())
+}
+
+/// On two CPUs, a hostile frontend (testguest `block_race`, pinned to CPU 1, on the
+/// read-only `/dev/vdc`) rewrites its ring's entries and `req_prod` under the backend at full
+/// speed while the backend, holding the ring mapped, serves it; meanwhile a second domain
+/// streams writes to `/dev/vdb`. Then the attacker is destroyed with its ring still mapped:
+/// dom0 keeps running (it unmaps before the destruction); so is one that powers off with a
+/// ring's worth of requests outstanding (destroyed by dom0's shutdown action while it serves
+/// them). The victim keeps being served, and once all are gone the free memory is what it
+/// was. The read-only disk's image is
+/// still all zeros (a backend that fetched an entry twice would have written the pattern
+/// of a read turned write).
+pub fn hostile_race(ctx: &Context) -> Result<(), String> {
+    let (mut vm, images) = boot_cpus(ctx, 2)?;
+    let before = free_memory(&mut vm)?;
+    let victim = create(
+        &mut vm,
+        "victim",
+        "block_stream",
+        "format=raw, vdev=xvda, access=rw, target=/dev/vdb",
+    )?;
+    vm.wait_for_line(&format!("(d{victim}) note: block: streaming"), JOB)?;
+    let attacker = create(
+        &mut vm,
+        "attacker",
+        "block_race",
+        "format=raw, vdev=xvda, access=ro, target=/dev/vdc",
+    )?;
+    xl::run(&mut vm, "xl vcpu-pin attacker 0 1")?;
+    vm.wait_for_line(&format!("(d{attacker}) note: block: race done"), JOB)?;
+    let log = vm.serial_log();
+    let prefix = format!("(d{attacker}) ");
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with(&format!("{prefix}check ")) && !l.ends_with(": ok"))
+        .collect();
+    if !failed.is_empty() || log.contains(&format!("{prefix}Test result: ")) {
+        return Err(format!("the attacker's checks failed: {failed:?}"));
+    }
+    if let Some(l) = log
+        .lines()
+        .find(|l| l.starts_with(&format!("{prefix}note: block: race: ")))
+    {
+        ctx.note(l[prefix.len()..].to_string());
+    }
+    let streamed = |log: &str| {
+        log.lines()
+            .filter(|l| l.starts_with(&format!("(d{victim}) note: block: streamed ")))
+            .count()
+    };
+    // Destroyed with its ring mapped in dom0.
+    xl::run(&mut vm, "xl destroy attacker")?;
+    gone(&mut vm, "attacker")?;
+    let log = vm.serial_log();
+    if !log.contains(&format!("dom0: grantmap: d{attacker} ref ")) {
+        return Err("dom0 did not unmap the attacker's ring before destroying it".into());
+    }
+    // A second attacker publishes a ring's worth of reads and powers off at once: dom0
+    // destroys it (its shutdown action) while serving them.
+    let quitter = create(
+        &mut vm,
+        "quitter",
+        "block_race rounds=200 end=poweroff",
+        "format=raw, vdev=xvda, access=ro, target=/dev/vdc",
+    )?;
+    passes(&mut vm, quitter, JOB)?;
+    gone(&mut vm, "quitter")?;
+    let log = vm.serial_log();
+    if !log.contains(&format!("dom0: grantmap: d{quitter} ref ")) {
+        return Err("dom0 did not unmap the quitter's ring before destroying it".into());
+    }
+    // dom0 is alive and the victim still served.
+    let mark = streamed(&log);
+    vm.wait_until("the victim streaming on", JOB, |log, cursor| {
+        (streamed(log) > mark + 1).then_some(((), cursor))
+    })?;
+    xl::run(&mut vm, "xl destroy victim")?;
+    gone(&mut vm, "victim")?;
+    let after = free_memory(&mut vm)?;
+    if after != before {
+        return Err(format!(
+            "free memory {after} MiB after the domains, {before} MiB before"
+        ));
+    }
+    frame_check(&mut vm)?;
+    vm.send("poweroff\r")?;
+    vm.expect_exit(EXIT_POWEROFF, T)?;
+    if images[2]
+        .read_at(0, DISK_BYTES as usize)?
+        .iter()
+        .any(|&b| b != 0)
+    {
+        return Err("the read-only disk /dev/vdc was written".into());
+    }
     Ok(())
 }
 

@@ -15,6 +15,7 @@ mod domains;
 mod guests;
 mod linux;
 mod linux_abi;
+mod linux_bench;
 mod linux_pv;
 mod mem_offline;
 mod net;
@@ -103,6 +104,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_destroy_midstream", blkif::destroy_midstream),
         Scenario::new("block_readonly", blkif::readonly),
         Scenario::new("block_hostile_frontend", blkif::hostile_frontend),
+        Scenario::new("block_hostile_race", blkif::hostile_race),
         Scenario::new("block_kv", blkif::kv),
         Scenario::new("net_web_http", net_web::web_http),
         Scenario::new("net_ping_domus", net_web::ping_domus),
@@ -127,6 +129,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("net_dom0_nic", net_dom0::nic),
         Scenario::new("net_dom0_poll", net_dom0::poll),
         Scenario::new("net_dom0_with_disk", net_dom0::with_disk),
+        Scenario::new("net_dom0_two_disks", net_dom0::two_disks),
         Scenario::new("bench_kernels", bench::kernels),
         Scenario::new("bench_goals_icount", bench::goals),
         Scenario::new("bench_create_icount", bench::create_goal),
@@ -245,6 +248,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("linux_early_boot", linux::early_boot),
         Scenario::new("linux_boot_shell", linux::boot_shell),
         Scenario::new("linux_initramfs_native", linux::initramfs_native),
+        Scenario::new("linux_bench_native_short", linux_bench::native_short),
         Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),
         Scenario::new("linux_pv_hostile_crashes", linux_pv::hostile_crashes),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),

@@ -26,6 +26,12 @@
 //!   system call (a ring-3 read against a kernel entry: tens against thousands of
 //!   instructions, so the comparison holds with or without `-icount`; the least of seven
 //!   rounds of each, so that the host taking the vCPU away does not decide it);
+//! - `probe shared`: the read-only pages dom0's kernel maps from the initrd rather than
+//!   copying (`shared:` lines): two whole pages of this program's read-only data hold what
+//!   the file holds (`rodata intact`, so no earlier run changed them); one made writable
+//!   with `mprotect` takes the writes, which a `fork`ed child sees; the other is unmapped.
+//!   Run again, it finds both intact: the writes went to a copy, and the unmapped page's
+//!   frame did not go to the pool (where the next program would have had it cleared);
 //! - `probe frame-check`: asks the hypervisor for its frame-table consistency check
 //!   (`XENMEM_XENIA_CHECK_FRAME_TABLE`) and prints `frame table check: <ret>` (0: consistent).
 //! - `probe processes`: the kernel's processes through raw system calls, one `processes:`
@@ -439,6 +445,57 @@ fn lazy() {
     println!("lazy: the write to the unmapped area went through");
 }
 
+/// Four pages of read-only data from the file (`probe shared`): byte `i` is
+/// [`shared_byte`]`(i)`, so whole pages of it lie on the initrd's frames.
+static SHARED_TABLE: [u8; 4 * 4096] = {
+    let mut t = [0u8; 4 * 4096];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = shared_byte(i);
+        i += 1;
+    }
+    t
+};
+
+const fn shared_byte(i: usize) -> u8 {
+    (i % 251) as u8 ^ 0x5a
+}
+
+/// `probe shared`: see the module docs.
+fn shared() {
+    let table = std::hint::black_box(SHARED_TABLE.as_ptr()) as usize;
+    let a = table.next_multiple_of(4096);
+    let b = a + 4096;
+    let intact = (a..b + 4096).all(|addr| {
+        // SAFETY: inside SHARED_TABLE (two whole pages past its first page boundary).
+        let v = unsafe { std::ptr::read_volatile(addr as *const u8) };
+        v == shared_byte(addr - table)
+    });
+    println!(
+        "shared: rodata intact: {}",
+        if intact { "yes" } else { "NO" }
+    );
+    let r = syscall6(10, [a as u64, 4096, PROT_READ | PROT_WRITE, 0, 0, 0]);
+    println!("shared: mprotect of a rodata page writable: {r}");
+    for addr in a..b {
+        // SAFETY: the page was made writable just above; nothing else refers to it.
+        unsafe { std::ptr::write_volatile(addr as *mut u8, 0xee) };
+    }
+    let child = syscall4(SYS_FORK, 0, 0, 0, 0);
+    if child == 0 {
+        // SAFETY: the page, written by the parent before the fork.
+        let seen = (a..b).all(|addr| unsafe { std::ptr::read_volatile(addr as *const u8) } == 0xee);
+        exit_now(u64::from(!seen));
+    }
+    let (_, status) = wait(child);
+    println!(
+        "shared: a child saw the written page: {}",
+        if status == 0 { "yes" } else { "NO" }
+    );
+    let r = syscall6(11, [b as u64, 4096, 0, 0, 0, 0]);
+    println!("shared: munmap of a rodata page: {r}");
+}
+
 /// `struct timespec`.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -602,6 +659,7 @@ fn main() {
             println!("lazy-none: it read {v}");
         }
         Some("vdso") => vdso(),
+        Some("shared") => shared(),
         Some("stack") => println!("stack sum {}", recurse(number(2))),
         Some("frame-check") => match frame_check() {
             Ok(r) => println!("frame table check: {r}"),
@@ -612,7 +670,7 @@ fn main() {
         },
         _ => {
             eprintln!(
-                "usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB|lazy|lazy-none|free|vdso|frame-check"
+                "usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB|lazy|lazy-none|free|vdso|shared|frame-check"
             );
             std::process::exit(2);
         }

@@ -23,6 +23,17 @@
 //!   bad sector bounds, sectors past the end, grant references not granted to dom0, an
 //!   indirect request: each gets its error, and a good request after them is served; last
 //!   it claims a producer index far ahead and the backend stops serving it (no response).
+//! * `block_race` (on a read-only disk, `rounds=N`, 3000 by default): rewrites the ring
+//!   under the backend at full speed while it serves. Each round publishes a read into a
+//!   page granted read-only and filled with the pattern, then, until its response comes
+//!   (bounded), flips that entry's operation between read and write, fills the next entries
+//!   with random bytes, and moves `req_prod` forward over them (never more than a ring
+//!   ahead of `rsp_prod`, so the backend keeps serving). A backend that fetched an entry
+//!   twice would, now and then, check a read and carry out a write of the pattern: the
+//!   scenario finds the read-only disk's image still zero. Then it says `block: race done`
+//!   and, until destroyed, keeps reads outstanding and notifies at full speed (the backend
+//!   has work on the mapped ring when the domain is destroyed); with `end=poweroff` it
+//!   publishes a ring's worth of reads and powers off at once instead.
 
 use guest_abi::blkif::{
     BLKIF_ENTRY_SIZE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP,
@@ -465,3 +476,131 @@ pub fn hostile() -> ! {
     );
     c.finish()
 }
+
+/// Rounds [`race`] makes when the command line does not say (`rounds=N`).
+const RACE_ROUNDS: u64 = 3000;
+/// How long [`race`] waits for one round's responses at most.
+const RACE_WAIT_NS: u64 = 200 * NS_PER_MS;
+
+/// `block_race`.
+pub fn race() -> ! {
+    let mut c = Checks::new();
+    let (_bus, mut f) = open(&mut c);
+    let rounds = cmdline::value(start_info().cmdline_bytes(), "rounds")
+        .and_then(|v| core::str::from_utf8(v).ok()?.parse::<u64>().ok())
+        .unwrap_or(RACE_ROUNDS);
+    c.check(
+        "the disk is read-only",
+        f.read_only(),
+        format_args!("info says writable"),
+    );
+    let b = buf();
+    fill(&mut b[..4096], 0);
+    let Some((segs, _)) = f.lend_raw(&b[..4096], true) else {
+        c.check("a page lent read-only", false, format_args!(""));
+        c.finish()
+    };
+    let gref = segs[0].gref;
+    let end = f.sectors();
+    // xorshift: the scribbles need not be good random numbers, only varied.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ now_ns();
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let start = now_ns();
+    let mut prod = f.rsp_prod_raw();
+    let (mut answered, mut flips, mut late) = (0u64, 0u64, 0u64);
+    for k in 0..rounds {
+        let idx = prod;
+        // A new read only while the ring has room for it (a round that timed out may have
+        // left a ring's worth outstanding).
+        if prod.wrapping_sub(f.rsp_prod_raw()) < BLKIF_RING_SIZE_U32 {
+            let sector = (k * 8) % end.saturating_sub(8).max(1);
+            f.scribble(idx, 0, &raw(BLKIF_OP_READ, sector, &[(gref, 0, 7)], 1, k));
+            prod = idx.wrapping_add(1);
+        }
+        f.publish_raw(prod, true);
+        let deadline = now_ns() + RACE_WAIT_NS;
+        let mut j: u64 = 0;
+        loop {
+            let rsp = f.rsp_prod_raw();
+            if rsp == prod {
+                answered += 1;
+                break;
+            }
+            if now_ns() >= deadline {
+                late += 1;
+                break;
+            }
+            // The published read becomes a write and back, again and again.
+            let op = if j % 2 == 0 {
+                BLKIF_OP_WRITE
+            } else {
+                BLKIF_OP_READ
+            };
+            f.scribble(idx, 0, &[op]);
+            flips += 1;
+            // Random bytes in an entry ahead, and now and then published: never more
+            // than a ring ahead of the responses, never backwards.
+            let ahead = prod.wrapping_add(1 + (rand() % 8) as u32);
+            let junk = rand().to_le_bytes();
+            let at = (rand() % 14) as usize * 8;
+            f.scribble(ahead, at, &junk);
+            if j % 16 == 15 {
+                let room = BLKIF_RING_SIZE_U32 - 1;
+                let target = if ahead.wrapping_sub(rsp) <= room {
+                    ahead
+                } else {
+                    rsp.wrapping_add(room)
+                };
+                if target.wrapping_sub(prod) as i32 > 0 {
+                    prod = target;
+                    f.publish_raw(prod, false);
+                }
+            }
+            j += 1;
+        }
+    }
+    let ms = (now_ns() - start) / NS_PER_MS;
+    note(format_args!(
+        "block: race: {rounds} rounds, {answered} answered, {late} late, {flips} flips in {ms} ms"
+    ));
+    c.check(
+        "the backend kept serving the ring rewritten under it",
+        answered >= rounds / 2,
+        format_args!("{answered} of {rounds} answered"),
+    );
+    note(format_args!("block: race done"));
+    if c.failures() > 0 {
+        c.finish()
+    }
+    let page = Blkfront::data_ref(0);
+    let mut k: u64 = 0;
+    if cmdline::value(start_info().cmdline_bytes(), "end") == Some(b"poweroff") {
+        // A ring's worth of reads, then power off at once: dom0 destroys the domain while
+        // it serves them (from a wait inside a request).
+        while prod.wrapping_sub(f.rsp_prod_raw()) < BLKIF_RING_SIZE_U32 - 1 {
+            f.scribble(prod, 0, &raw(BLKIF_OP_READ, 0, &[(page, 0, 7)], 1, k));
+            prod = prod.wrapping_add(1);
+            k += 1;
+        }
+        f.publish_raw(prod, true);
+        c.finish()
+    }
+    // Until destroyed: reads (into a writable page) kept outstanding and notified at full
+    // speed, so that the backend has work on the ring when the domain is destroyed.
+    loop {
+        if prod.wrapping_sub(f.rsp_prod_raw()) < BLKIF_RING_SIZE_U32 - 1 {
+            f.scribble(prod, 0, &raw(BLKIF_OP_READ, 0, &[(page, 0, 7)], 1, k));
+            prod = prod.wrapping_add(1);
+            k += 1;
+        }
+        f.publish_raw(prod, true);
+    }
+}
+
+/// [`BLKIF_RING_SIZE`](guest_abi::blkif::BLKIF_RING_SIZE) as the ring's index type.
+const BLKIF_RING_SIZE_U32: u32 = guest_abi::blkif::BLKIF_RING_SIZE;

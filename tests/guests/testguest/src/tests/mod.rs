@@ -289,6 +289,11 @@ pub const TESTS: &[Test] = &[
         about: "a hostile blkfront: bad requests get errors, an impossible producer stops the ring",
     },
     Test {
+        name: "block_race",
+        run: block::race,
+        about: "rewrites its ring's entries and req_prod under the backend while it serves (read-only disk)",
+    },
+    Test {
         name: "linux_abi_privop",
         run: linux_abi::privop,
         about: "privileged instructions answered as Xen answers a PV kernel: MSRs, control \

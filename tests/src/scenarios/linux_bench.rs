@@ -1,0 +1,166 @@
+//! Issue 18's benchmark program (`linuxbench`, see [`crate::linuxbench`]) in Debian's kernel
+//! booted natively by QEMU, briefly, so that the program, the initramfs's `/init` that runs
+//! it (`xenia.bench=`) and the harness's parsing do not rot between `cargo xtask bench --only
+//! linux` runs. Under `-icount shift=0,sleep=off`, as the bench: the figures are instruction
+//! counts, so they can be held to tight bounds. Passes with a `skipped:` note when `cargo
+//! xtask build` could not fetch Debian's kernel package.
+
+use std::time::Duration;
+
+use crate::benchk::ICOUNT;
+use crate::linuxbench::{self, Figure, TESTS};
+use crate::runner::Context;
+use crate::workspace::{DEBIAN_INITRD_ARTIFACT, DEBIAN_KERNEL_ARTIFACT};
+
+/// Few iterations of each test: the whole run is a few seconds after Linux's boot.
+pub const SHORT_ARGS: &str = "syscalls=2000 pages=64 forks=5 trips=50 primes=10000 runs=2";
+
+/// The primes below 10000 (the `cpu_loop` check).
+const PRIMES_BELOW_10000: u64 = 1229;
+
+/// Bound for Linux's boot and the program's run (about 10 s here).
+const RUN: Duration = Duration::from_secs(240);
+
+/// Each test's sane range of TSC ticks per iteration (instructions, under `-icount`): wide
+/// enough for another kernel version or CPU model, narrow enough that a test that did not do
+/// its work (a system call refused at once, a page that did not fault, a fork that failed) or
+/// a clock that does not count instructions falls outside.
+pub const BOUNDS: [(&str, u64, u64); 5] = [
+    // Natively about 300: the entry, `getppid`, the return.
+    ("null_syscall", 50, 20_000),
+    // About 8,000: the fault, a zeroed page (`rep stosb`, 4,096 counted), the mapping.
+    ("page_fault", 1_000, 200_000),
+    // A few hundred thousand: copying the address space, the child's exit, `wait4`.
+    ("fork_exit", 10_000, 20_000_000),
+    // Two pipe writes and reads, two wake-ups, two context switches.
+    ("pipe_pingpong", 1_000, 1_000_000),
+    // The primes below 10,000 by trial division: 1,555,222 natively here.
+    ("cpu_loop", 1_000_000, 3_000_000),
+];
+
+/// Checks a native run's output: every test's line with ticks in [`BOUNDS`], a clock that
+/// agrees with the TSC on the CPU-bound test, the TSC counting instructions, the primes
+/// counted right, `linuxbench: done`. Returns the figures, for the note.
+pub fn check(out: &linuxbench::Output) -> Result<String, String> {
+    if let Some(why) = &out.failed {
+        return Err(format!("the program failed: {why}"));
+    }
+    match out.tsc_check {
+        Some(t) if (990..=1010).contains(&t) => {}
+        other => {
+            return Err(format!(
+                "the TSC should count instructions under -icount shift=0 (1000 ticks per \
+                 1000 instructions): {other:?}"
+            ));
+        }
+    }
+    let mut note = Vec::new();
+    for (test, low, high) in BOUNDS {
+        let Some(&Figure { iters, ticks, ns }) = out.figures.get(test) else {
+            return Err(format!("no `linuxbench: {test}` line"));
+        };
+        if iters == 0 || !(low..=high).contains(&ticks) {
+            return Err(format!(
+                "{test}: {ticks} ticks per iteration ({iters} iterations), expected {low}..={high}"
+            ));
+        }
+        if ns == 0 {
+            return Err(format!("{test}: CLOCK_MONOTONIC did not advance"));
+        }
+        note.push(format!("{test} {ticks}"));
+    }
+    // Over two million instructions, the kernel's clock and the TSC agree (both count
+    // virtual nanoseconds under -icount).
+    let cpu = out.figures["cpu_loop"];
+    if cpu.ns.abs_diff(cpu.ticks) * 20 > cpu.ticks {
+        return Err(format!(
+            "cpu_loop: CLOCK_MONOTONIC says {} ns, the TSC {} ticks: more than 5% apart",
+            cpu.ns, cpu.ticks
+        ));
+    }
+    if out.primes != Some(PRIMES_BELOW_10000) {
+        return Err(format!(
+            "cpu_loop counted {:?} primes below 10000, not {PRIMES_BELOW_10000}",
+            out.primes
+        ));
+    }
+    if !out.done {
+        return Err("no `linuxbench: done` line".into());
+    }
+    Ok(note.join(", "))
+}
+
+/// `linux_bench_native_short`: Debian's kernel with the initramfs `cargo xtask build` made,
+/// booted natively with `xenia.bench=<SHORT_ARGS>` under `-icount`: `/init` runs the program
+/// instead of the shell, every test prints a figure within [`BOUNDS`], and `/init` powers off.
+pub fn native_short(ctx: &Context) -> Result<(), String> {
+    let ws = ctx.workspace();
+    let (kernel, initrd) = (
+        ws.artifact(DEBIAN_KERNEL_ARTIFACT),
+        ws.artifact(DEBIAN_INITRD_ARTIFACT),
+    );
+    if !kernel.is_file() || !initrd.is_file() {
+        let reason = format!(
+            "skipped: no {} and {}: `cargo xtask build` could not fetch Debian's \
+             linux-image-*-cloud-amd64-unsigned (its output says why)",
+            kernel.display(),
+            initrd.display()
+        );
+        println!("scenario {}: {reason}", ctx.name());
+        ctx.note(reason);
+        return Ok(());
+    }
+    let mut machine = ctx.machine().memory_mib(256);
+    for a in ICOUNT {
+        machine = machine.qemu_arg(a);
+    }
+    let log = linuxbench::run_native(machine, &kernel, &initrd, SHORT_ARGS, RUN)?;
+    if TESTS
+        .iter()
+        .any(|t| !log.contains(&format!("linuxbench: {t} ")))
+    {
+        return Err(format!("a test's line is missing:\n{log}"));
+    }
+    let note = check(&linuxbench::parse(&log))?;
+    ctx.note(format!(
+        "native, {SHORT_ARGS}: instructions per iteration: {note}"
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "linuxbench: start\n\
+        linuxbench: tsc_check ticks_per_1000_instructions=1000\n\
+        linuxbench: null_syscall iters=2000 ticks_per_iter=320 ns_per_iter=320\n\
+        linuxbench: page_fault iters=64 ticks_per_iter=8000 ns_per_iter=8001\n\
+        linuxbench: fork_exit iters=5 ticks_per_iter=150000 ns_per_iter=150002\n\
+        linuxbench: pipe_pingpong iters=50 ticks_per_iter=9000 ns_per_iter=9000\n\
+        linuxbench: cpu_loop iters=1 ticks_per_iter=1935333 ns_per_iter=1935340 primes=1229\n\
+        linuxbench: done\n";
+
+    #[test]
+    fn a_good_run_passes_and_bad_ones_fail() {
+        assert!(check(&linuxbench::parse(GOOD)).is_ok());
+        for (from, to) in [
+            ("ticks_per_iter=320 ", "ticks_per_iter=3 "),
+            ("primes=1229", "primes=1228"),
+            ("linuxbench: done\n", ""),
+            ("=1000\n", "=384\n"),
+            ("ns_per_iter=1935340", "ns_per_iter=1000000"),
+            ("ns_per_iter=8001", "ns_per_iter=0"),
+            (
+                "linuxbench: fork_exit iters=5 ticks_per_iter=150000 ns_per_iter=150002\n",
+                "",
+            ),
+        ] {
+            let bad = GOOD.replace(from, to);
+            assert_ne!(bad, GOOD, "{from}");
+            assert!(check(&linuxbench::parse(&bad)).is_err(), "{from} -> {to}");
+        }
+        let failed = format!("{GOOD}linuxbench: failed: fork returned -11\n");
+        assert!(check(&linuxbench::parse(&failed)).is_err());
+    }
+}
