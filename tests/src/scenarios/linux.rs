@@ -179,7 +179,8 @@ fn built(
 /// `xl create -c /etc/xen/debian.cfg` at `loglvl=debug`: Debian's Linux boots to its busybox
 /// shell on `hvc0`, reached through `xl`'s console: `uname -r` names Debian's release,
 /// `/proc/cpuinfo` has one processor, `free` shows the domain's memory, `dmesg` says it runs
-/// on Xen; its boot log has no `BUG`, `Oops`, `WARNING:`, `Call Trace` or panic line and the
+/// on Xen; detached, `xl list` shows it running with its memory, and `xl console` attaches
+/// again; its boot log has no `BUG`, `Oops`, `WARNING:`, `Call Trace` or panic line and the
 /// hypervisor logged no `ENOSYS` for it; `poweroff -f` ends the domain through `on_poweroff`
 /// (the console closes, dom0's prompt comes back, `xl list` no longer has it, every frame is
 /// back).
@@ -262,6 +263,22 @@ pub fn boot_shell(ctx: &Context) -> Result<(), String> {
     if xen_lines.trim().parse::<u32>().unwrap_or(0) < 3 {
         return Err(format!("dmesg has {} lines naming Xen", xen_lines.trim()));
     }
+    vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+    // Detached (Ctrl-]), `xl list` shows the running domain with its memory; `xl console`
+    // attaches again to the same shell.
+    vm.send("\x1d")?;
+    vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
+    let rows = parse_list(&run(&mut vm, "xl list")?)?;
+    let row = rows
+        .iter()
+        .find(|r| r.name == "debian")
+        .ok_or_else(|| format!("`xl list` has no debian while it runs: {rows:?}"))?;
+    if !(250..=256).contains(&row.mem) || !(row.state.contains('r') || row.state.contains('b')) {
+        return Err(format!("debian should be running with 256 MiB: {row:?}"));
+    }
+    vm.send("xl console debian\r")?;
+    vm.wait_for("Ctrl-] detaches", SHELL_COMMAND)?;
+    vm.send("\r")?;
     vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
     vm.send("poweroff -f\r")?;
     vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
