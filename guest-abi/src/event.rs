@@ -202,6 +202,21 @@ pub struct EvtchnUnmask {
     pub port: EvtchnPort,
 }
 
+/// `EVTCHNOP_SET_PRIORITY` (Xen's `struct evtchn_set_priority`, 8 bytes). The 2-level ABI
+/// has no priorities: Xenia checks the port and the priority and changes nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct EvtchnSetPriority {
+    /// IN: the caller's port.
+    pub port: EvtchnPort,
+    /// IN: 0 (highest) to [`EVTCHN_FIFO_PRIORITY_MIN`].
+    pub priority: u32,
+}
+
+/// The lowest FIFO priority (Xen's `EVTCHN_FIFO_PRIORITY_MIN`); 0 is the highest.
+pub const EVTCHN_FIFO_PRIORITY_MIN: u32 = 15;
+
 /// `EVTCHNOP_BIND_VCPU` (Xen's `struct evtchn_bind_vcpu`, 8 bytes). Only
 /// interdomain, PIRQ and global-VIRQ ports can move.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]

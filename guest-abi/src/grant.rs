@@ -135,6 +135,29 @@ pub const GNTST_EAGAIN: i16 = -12;
 /// Per-operation status: out of space.
 pub const GNTST_NO_SPACE: i16 = -13;
 
+/// `GNTTABOP_SET_VERSION` (Xen's `struct gnttab_set_version`): IN the version wanted, OUT
+/// the version in force (always 1 on Xenia).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct GnttabSetVersion {
+    /// IN/OUT: the version.
+    pub version: u32,
+}
+
+/// `GNTTABOP_GET_VERSION` (Xen's `struct gnttab_get_version`, 8 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct GnttabGetVersion {
+    /// IN: the domain (`DOMID_SELF` or the caller's own id).
+    pub dom: DomId,
+    /// Padding.
+    pub pad: u16,
+    /// OUT: its grant-table version.
+    pub version: u32,
+}
+
 /// `GNTTABOP_MAP_GRANT_REF` (Xen's `struct gnttab_map_grant_ref`, 32 bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(C)]

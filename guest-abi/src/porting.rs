@@ -226,7 +226,9 @@
 //! | `MMUEXT_TLB_FLUSH_*` otherwise | 0 |
 //! | `MMUEXT_CLEAR_PAGE`, `MMUEXT_COPY_PAGE`: a frame not the caller's, or a destination that cannot be writable (a page table) | `EINVAL` |
 //! | `MMUEXT_NEW_USER_BASEPTR` (Xenia has one page table per process) | `EINVAL` |
-//! | `MMUEXT_SET_LDT`, `MMUEXT_FLUSH_CACHE*`, `MMUEXT_MARK_SUPER`, `MMUEXT_UNMARK_SUPER` | `ENOSYS` |
+//! | `MMUEXT_SET_LDT`: an address not page-aligned, more than 8192 entries, or a table outside the guest's range | `EINVAL` |
+//! | `MMUEXT_SET_LDT` otherwise (a non-empty LDT is not loaded yet: its selectors fault) | 0 |
+//! | `MMUEXT_FLUSH_CACHE*`, `MMUEXT_MARK_SUPER`, `MMUEXT_UNMARK_SUPER` | `ENOSYS` |
 //!
 //! ## `memory_op(cmd, arg)`
 //!

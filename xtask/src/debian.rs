@@ -45,12 +45,13 @@ pub const CONFIG: &str = "\
 # /etc/xen/debian.cfg: Debian's stock Linux kernel (linux-image-*-cloud-amd64), built for
 # Xen PV, with a busybox initramfs whose shell runs on the console (hvc0).
 # Try it: xl create -c /etc/xen/debian.cfg
-# Xenia has no Xen PV guest mode yet: xl recognises the kernel and says what it lacks.
+# xen.fifo_events=0: Xenia has Xen's 2-level event channels, not the FIFO ABI; without it
+# Linux asks for FIFO first (EVTCHNOP_init_control, ENOSYS) and falls back.
 name = \"debian\"
 type = \"pv\"
 kernel = \"/boot/debian/vmlinuz\"
 ramdisk = \"/boot/debian/initrd.img\"
-extra = \"console=hvc0\"
+extra = \"console=hvc0 xen.fifo_events=0\"
 memory = 256
 ";
 
@@ -485,7 +486,10 @@ mod tests {
         assert_eq!(spec.name, "debian");
         assert_eq!(spec.kernel, format!("/{KERNEL_PATH}"));
         assert_eq!(spec.ramdisk.as_deref(), Some(&*format!("/{INITRD_PATH}")));
-        assert_eq!(spec.cmdline.as_deref(), Some("console=hvc0"));
+        assert_eq!(
+            spec.cmdline.as_deref(),
+            Some("console=hvc0 xen.fifo_events=0")
+        );
         assert_eq!(spec.memory_mib, 256);
     }
 }

@@ -50,12 +50,19 @@ pub const LEAF1_EDX_HIDDEN: u32 = (1 << 1)
     | (1 << 22)
     | (1 << 29)
     | (1 << 31);
-/// Leaf 7 sub-leaf 0 `ebx` bits hidden: SMEP, INVPCID, SMAP, processor trace (a ring-3
-/// kernel has no CR4 to turn them on).
-pub const LEAF7_EBX_HIDDEN: u32 = (1 << 7) | (1 << 10) | (1 << 20) | (1 << 25);
-/// Leaf 7 sub-leaf 0 `ecx` bits hidden: UMIP, PKU, OSPKE, and RDPID (its `IA32_TSC_AUX`
-/// is not kept per vCPU, so a kernel's write to it is #GP: `xenia_core::privop`).
-pub const LEAF7_ECX_HIDDEN: u32 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 22);
+/// Leaf 7 sub-leaf 0 `ebx` bits hidden: FSGSBASE, SMEP, INVPCID, SMAP, processor trace (a
+/// ring-3 kernel has no CR4 to turn them on). FSGSBASE is one Xen lets a PV kernel turn on
+/// when its policy has it; Xenia keeps CR4.FSGSBASE off and the GS bases in its own hands
+/// (`set_segment_base`), so it is not in the policy, and Linux, which sets the bit in
+/// `cpu_init_exception_handling` when it sees the feature, does not try.
+pub const LEAF7_EBX_HIDDEN: u32 = (1 << 0) | (1 << 7) | (1 << 10) | (1 << 20) | (1 << 25);
+/// Leaf 7 sub-leaf 0 `ecx` bits hidden: UMIP, PKU, OSPKE, CET shadow stacks, and RDPID (its
+/// `IA32_TSC_AUX` is not kept per vCPU, so a kernel's write to it is #GP:
+/// `xenia_core::privop`).
+pub const LEAF7_ECX_HIDDEN: u32 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 7) | (1 << 22);
+/// Leaf 7 sub-leaf 0 `edx` bits hidden: CET indirect-branch tracking (CR4.CET, as the
+/// shadow stacks, is not the kernel's).
+pub const LEAF7_EDX_HIDDEN: u32 = 1 << 20;
 /// Leaf 0x8000_0001 `ecx` bits hidden: SVM.
 pub const EXT1_ECX_HIDDEN: u32 = 1 << 2;
 /// Leaf 0x8000_0001 `edx` bits hidden: RDTSCP (as RDPID: Xen offers `IA32_TSC_AUX` only when
@@ -93,6 +100,7 @@ pub fn pv_cpuid(
         7 if subleaf == 0 => {
             r[1] &= !LEAF7_EBX_HIDDEN;
             r[2] &= !LEAF7_ECX_HIDDEN;
+            r[3] &= !LEAF7_EDX_HIDDEN;
         }
         0x8000_0001 => {
             r[2] &= !EXT1_ECX_HIDDEN;
@@ -163,6 +171,8 @@ mod tests {
         assert_ne!(r[3] & (1 << 16), 0, "PAT kept");
         let r = pv_cpuid(7, 0, &HOST, all_ones);
         assert_eq!((r[1] & LEAF7_EBX_HIDDEN, r[2] & LEAF7_ECX_HIDDEN), (0, 0));
+        assert_eq!(r[1] & 1, 0, "FSGSBASE");
+        assert_eq!(r[3] & LEAF7_EDX_HIDDEN, 0, "IBT");
         assert_eq!(
             pv_cpuid(7, 1, &HOST, all_ones),
             [u32::MAX; 4],

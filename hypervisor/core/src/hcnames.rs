@@ -70,7 +70,7 @@ pub fn sub_op_name(number: u64, sub: u64) -> Option<Option<&'static str>> {
         24 => &VCPU_OP,
         29 => &SCHED_OP,
         33 => &PHYSDEV_OP,
-        5 | 15 | 23 | 25 | 3 | 4 | 0 | 1 | 13 | 14 => return None,
+        5 | 15 | 23 | 25 | 3 | 4 | 0 | 1 | 13 | 14 | 26 => return None,
         _ => return Some(None),
     };
     Some(name_in(list, sub))

@@ -46,6 +46,10 @@ pub enum Op {
     },
     Xsetbv,
     Wbinvd,
+    /// `cli` and `sti`: the virtual interrupt flag (`evtchn_upcall_mask`), for a kernel
+    /// that raised its virtual IOPL.
+    Cli,
+    Sti,
     /// `in al/ax/eax, port`.
     In {
         port: Port,
@@ -131,6 +135,8 @@ pub fn decode(bytes: &[u8]) -> Result<Insn, NotEmulated> {
                 }
             }
         }
+        0xFA => Op::Cli,
+        0xFB => Op::Sti,
         0x6C..=0x6F => {
             let size = if op & 1 == 0 { 1 } else { size };
             if op & 2 == 0 {
@@ -489,12 +495,36 @@ mod tests {
     }
 
     #[test]
+    fn cli_and_sti() {
+        assert_eq!(
+            d(&[0xFA]),
+            Ok(Insn {
+                op: Op::Cli,
+                len: 1
+            })
+        );
+        assert_eq!(
+            d(&[0xFB]),
+            Ok(Insn {
+                op: Op::Sti,
+                len: 1
+            })
+        );
+        assert_eq!(
+            d(&[0x66, 0xFA]),
+            Ok(Insn {
+                op: Op::Cli,
+                len: 2
+            })
+        );
+    }
+
+    #[test]
     fn refuses_what_it_does_not_emulate() {
-        // invd, clts, cli, hlt, mov cr3 (a write), mov cr8, lgdt, xgetbv, a lone prefix.
+        // invd, clts, hlt, mov cr3 (a write), mov cr8, lgdt, xgetbv, a lone prefix.
         for bytes in [
             &[0x0F, 0x08][..],
             &[0x0F, 0x06],
-            &[0xFA],
             &[0xF4],
             &[0x0F, 0x22, 0xD8],
             &[0x44, 0x0F, 0x20, 0xC0],

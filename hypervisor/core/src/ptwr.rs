@@ -7,8 +7,14 @@
 //! Only the forms a kernel uses to write a page-table entry are decoded, each on 8 bytes:
 //! `mov r/m64, r64` (89), `mov r/m64, imm32` (C7 /0), `xchg r/m64, r64` (87),
 //! `cmpxchg r/m64, r64` (0F B1) and `cmpxchg8b m64` (0F C7 /1), with a `lock` prefix where the
-//! hardware allows one. Everything else — other sizes, other operations, other prefixes,
-//! `cmpxchg16b` (two entries at once) — is [`Unsupported`], and the guest gets its #PF. The
+//! hardware allows one; and Linux's bit operations on an entry: `and`/`or` of one of its bytes
+//! with an immediate (80 /4, 80 /1: `clear_bit`/`set_bit`, as `ptep_set_wrprotect` on every
+//! `fork`), `and`/`or` of the whole entry with a sign-extended immediate (83 /4, 83 /1) or a
+//! register (21, 09), and `btr`/`bts` with an immediate bit number (0F BA /6, /5:
+//! `test_and_clear_bit`, as `ptep_test_and_clear_young`). Linux on one CPU patches its `lock`
+//! prefixes into `ds` (3E), which is accepted as well. Everything else — other sizes, other
+//! operations, other prefixes, `cmpxchg16b` (two entries at once) — is [`Unsupported`], and
+//! the guest gets its #PF. The
 //! memory operand is not computed: the fault's address (CR2) is the one written, and an
 //! instruction changed under the fault (another vCPU rewriting the code) can only make the
 //! guest's own entry wrong, never skip the entry check.
@@ -26,6 +32,24 @@ pub enum Op {
     /// `cmpxchg8b`: if `edx:eax` equals the entry, it becomes `ecx:ebx` (ZF set), else
     /// `edx:eax` gets it (ZF clear); only ZF changes.
     Cmpxchg8b,
+    /// `and`/`or` of the entry's byte at the fault's offset with an immediate; the flags of
+    /// the 8-bit result.
+    AndByte(u8),
+    OrByte(u8),
+    /// `and`/`or` of the whole entry; the flags of the 64-bit result.
+    And(Src),
+    Or(Src),
+    /// `btr`/`bts` of bit `n % 64`: CF gets the old bit.
+    Btr(u8),
+    Bts(u8),
+}
+
+impl Op {
+    /// Whether the instruction reaches one byte (anywhere in the entry) rather than all
+    /// eight (the fault's address must then be the entry's).
+    pub fn is_byte(self) -> bool {
+        matches!(self, Op::AndByte(_) | Op::OrByte(_))
+    }
 }
 
 /// The source of a `mov`.
@@ -58,8 +82,13 @@ pub fn decode(bytes: &[u8]) -> Result<Insn, Unsupported> {
     let at = |i: usize| bytes.get(i).copied().ok_or(Unsupported);
     let mut i = 0;
     let mut lock = false;
-    if at(i)? == 0xF0 {
-        lock = true;
+    // `lock`, or the `ds` that Linux patches it into on one CPU (ignored in 64-bit mode).
+    loop {
+        match at(i)? {
+            0xF0 => lock = true,
+            0x3E => {}
+            _ => break,
+        }
         i += 1;
     }
     // REX must come last, just before the opcode.
@@ -78,12 +107,15 @@ pub fn decode(bytes: &[u8]) -> Result<Insn, Unsupported> {
         0x89 if wide && !lock => (0x89u16, i),
         0xC7 if wide && !lock => (0xC7, i),
         0x87 if wide => (0x87, i),
+        0x80 if !wide => (0x80, i),
+        0x83 | 0x21 | 0x09 if wide => (u16::from(op), i),
         0x0F => {
             let op2 = at(i)?;
             i += 1;
             match op2 {
                 0xB1 if wide => (0x0FB1, i),
                 0xC7 if !wide => (0x0FC7, i),
+                0xBA if wide => (0x0FBA, i),
                 _ => return Err(Unsupported),
             }
         }
@@ -123,6 +155,22 @@ pub fn decode(bytes: &[u8]) -> Result<Insn, Unsupported> {
         0x87 => Op::Xchg(reg_n),
         0x0FB1 => Op::Cmpxchg(reg_n),
         0x0FC7 if reg == 1 => Op::Cmpxchg8b,
+        0x80 | 0x83 | 0x0FBA => {
+            let imm = at(i)?;
+            i += 1;
+            let wide_imm = Src::Imm(imm as i8 as i64 as u64);
+            match (kind, reg) {
+                (0x80, 4) => Op::AndByte(imm),
+                (0x80, 1) => Op::OrByte(imm),
+                (0x83, 4) => Op::And(wide_imm),
+                (0x83, 1) => Op::Or(wide_imm),
+                (0x0FBA, 6) => Op::Btr(imm),
+                (0x0FBA, 5) => Op::Bts(imm),
+                _ => return Err(Unsupported),
+            }
+        }
+        0x21 => Op::And(Src::Reg(reg_n)),
+        0x09 => Op::Or(Src::Reg(reg_n)),
         _ => return Err(Unsupported),
     };
     // The instruction must have been read whole.
@@ -183,11 +231,66 @@ const RCX: u8 = 1;
 const RDX: u8 = 2;
 const RBX: u8 = 3;
 
+/// The flags of a logical operation's result `r` of `bits` bits (`and`, `or`): CF and OF
+/// clear, SF, ZF and PF from the result (AF is undefined; left clear).
+pub fn logic_flags(r: u64, bits: u32) -> u64 {
+    let r = if bits == 64 { r } else { r & ((1 << bits) - 1) };
+    let mut f = 0;
+    if (r as u8).count_ones().is_multiple_of(2) {
+        f |= flags::PF;
+    }
+    if r == 0 {
+        f |= flags::ZF;
+    }
+    if (r >> (bits - 1)) & 1 != 0 {
+        f |= flags::SF;
+    }
+    f
+}
+
 /// What `op` writes to an entry holding `old`, with `regs` as they were: `Some(new)` to
-/// write, `None` for a compare that failed. The register effects are made in `regs` at once;
-/// the caller keeps a copy to put back if the write is then refused (a refused write is a
-/// #PF, which leaves the registers as they were).
-pub fn apply(op: Op, old: u64, regs: &mut impl Regs) -> Option<u64> {
+/// write, `None` for a compare that failed. `offset` is the byte of the entry the fault
+/// names (0 for the 8-byte forms, which the caller checks). The register effects are made in
+/// `regs` at once; the caller keeps a copy to put back if the write is then refused (a
+/// refused write is a #PF, which leaves the registers as they were).
+pub fn apply(op: Op, old: u64, offset: u32, regs: &mut impl Regs) -> Option<u64> {
+    let shift = 8 * (offset % 8);
+    match op {
+        Op::AndByte(imm) | Op::OrByte(imm) => {
+            let byte = (old >> shift) as u8;
+            let r = if matches!(op, Op::AndByte(_)) {
+                byte & imm
+            } else {
+                byte | imm
+            };
+            regs.set_rflags((regs.rflags() & !flags::ARITH) | logic_flags(u64::from(r), 8));
+            return Some((old & !(0xFF << shift)) | (u64::from(r) << shift));
+        }
+        Op::And(s) | Op::Or(s) => {
+            let v = match s {
+                Src::Reg(n) => regs.get(n),
+                Src::Imm(v) => v,
+            };
+            let r = if matches!(op, Op::And(_)) {
+                old & v
+            } else {
+                old | v
+            };
+            regs.set_rflags((regs.rflags() & !flags::ARITH) | logic_flags(r, 64));
+            return Some(r);
+        }
+        Op::Btr(n) | Op::Bts(n) => {
+            let bit = 1u64 << (n % 64);
+            let cf = if old & bit != 0 { flags::CF } else { 0 };
+            regs.set_rflags((regs.rflags() & !flags::CF) | cf);
+            return Some(if matches!(op, Op::Btr(_)) {
+                old & !bit
+            } else {
+                old | bit
+            });
+        }
+        _ => {}
+    }
     match op {
         Op::Mov(Src::Reg(n)) => Some(regs.get(n)),
         Op::Mov(Src::Imm(v)) => Some(v),
@@ -219,6 +322,7 @@ pub fn apply(op: Op, old: u64, regs: &mut impl Regs) -> Option<u64> {
                 None
             }
         }
+        Op::AndByte(_) | Op::OrByte(_) | Op::And(_) | Op::Or(_) | Op::Btr(_) | Op::Bts(_) => None,
     }
 }
 
@@ -333,6 +437,54 @@ mod tests {
     }
 
     #[test]
+    fn linux_bit_operations() {
+        // ds; and byte [r15], 0xfd (clear_bit(_PAGE_BIT_RW), UP-patched lock).
+        assert_eq!(
+            d(&[0x3E, 0x41, 0x80, 0x27, 0xFD]),
+            Ok(Insn {
+                op: Op::AndByte(0xFD),
+                len: 5
+            })
+        );
+        // lock or byte [rdi+1], 0x08; lock btr qword [rdi], 5; and [rdi], rax; or [rdi], -2
+        assert_eq!(
+            d(&[0xF0, 0x80, 0x4F, 0x01, 0x08]).map(|i| i.op),
+            Ok(Op::OrByte(8))
+        );
+        assert_eq!(
+            d(&[0xF0, 0x48, 0x0F, 0xBA, 0x37, 0x05]).map(|i| i.op),
+            Ok(Op::Btr(5))
+        );
+        assert_eq!(
+            d(&[0x48, 0x21, 0x07]).map(|i| i.op),
+            Ok(Op::And(Src::Reg(0)))
+        );
+        assert_eq!(
+            d(&[0x48, 0x83, 0x0F, 0xFE]).map(|i| i.op),
+            Ok(Op::Or(Src::Imm(u64::MAX - 1)))
+        );
+        assert_eq!(d(&[0x80, 0x07]), Err(Unsupported), "cut short");
+        assert_eq!(d(&[0x80, 0x07, 0x01]), Err(Unsupported), "add");
+        let mut r = R([0; 16], 0);
+        assert_eq!(
+            apply(Op::AndByte(0xFD), 0x8000_0000_05e2_8067, 0, &mut r),
+            Some(0x8000_0000_05e2_8065)
+        );
+        assert_eq!(
+            apply(Op::OrByte(0x80), 0x0000_0000_0000_0001, 7, &mut r),
+            Some(0x8000_0000_0000_0001)
+        );
+        assert_eq!(r.1 & flags::SF, flags::SF);
+        assert_eq!(apply(Op::Btr(5), 0x67, 0, &mut r), Some(0x47));
+        assert_eq!(r.1 & flags::CF, flags::CF);
+        assert_eq!(apply(Op::Bts(5), 0x47, 0, &mut r), Some(0x67));
+        assert_eq!(r.1 & flags::CF, 0);
+        r.0[0] = 0xF0;
+        assert_eq!(apply(Op::And(Src::Reg(0)), 0x67, 0, &mut r), Some(0x60));
+        assert!(Op::AndByte(1).is_byte() && !Op::Btr(1).is_byte());
+    }
+
+    #[test]
     fn refuses_everything_else() {
         for bad in [
             &[0x89, 0x37][..],               // 32-bit mov
@@ -361,15 +513,15 @@ mod tests {
     fn effects() {
         let mut r = R([0; 16], 0x202);
         r.0[6] = 0x1111;
-        assert_eq!(apply(Op::Mov(Src::Reg(6)), 5, &mut r), Some(0x1111));
-        assert_eq!(apply(Op::Xchg(6), 5, &mut r), Some(0x1111));
+        assert_eq!(apply(Op::Mov(Src::Reg(6)), 5, 0, &mut r), Some(0x1111));
+        assert_eq!(apply(Op::Xchg(6), 5, 0, &mut r), Some(0x1111));
         assert_eq!(r.0[6], 5);
         // cmpxchg: equal writes and sets ZF; unequal loads rax and clears ZF.
         r.0[0] = 7;
         r.0[6] = 9;
-        assert_eq!(apply(Op::Cmpxchg(6), 7, &mut r), Some(9));
+        assert_eq!(apply(Op::Cmpxchg(6), 7, 0, &mut r), Some(9));
         assert_ne!(r.1 & flags::ZF, 0);
-        assert_eq!(apply(Op::Cmpxchg(6), 8, &mut r), None);
+        assert_eq!(apply(Op::Cmpxchg(6), 8, 0, &mut r), None);
         assert_eq!((r.0[0], r.1 & flags::ZF), (8, 0));
         assert_eq!(r.1 & flags::CF, flags::CF, "7 < 8 borrows");
         assert_eq!(r.1 & 0x202, 0x202, "other flags kept");
@@ -380,11 +532,11 @@ mod tests {
         r.0[RBX as usize] = 0x3;
         r.0[RCX as usize] = 0x4;
         assert_eq!(
-            apply(Op::Cmpxchg8b, 0x2_0000_0001, &mut r),
+            apply(Op::Cmpxchg8b, 0x2_0000_0001, 0, &mut r),
             Some(0x4_0000_0003)
         );
         assert_ne!(r.1 & flags::ZF, 0);
-        assert_eq!(apply(Op::Cmpxchg8b, 0x5_0000_0006, &mut r), None);
+        assert_eq!(apply(Op::Cmpxchg8b, 0x5_0000_0006, 0, &mut r), None);
         assert_eq!((r.0[0], r.0[2], r.1 & flags::ZF), (6, 5, 0));
     }
 

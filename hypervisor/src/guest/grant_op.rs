@@ -133,6 +133,42 @@ fn drop_refs(mfn: Mfn, refs: FrameRefs) {
 }
 
 /// `grant_table_op(cmd, uops, count)`.
+/// `GNTTABOP_SET_VERSION` (count 1, as Xen): version 1 is the only one Xenia has, so it is
+/// accepted; 2 is `EOPNOTSUPP` (Xen's answer for a domain whose maximum version is 1), any
+/// other `EINVAL`. The version in force (1) is written back either way, as Xen does. Linux's
+/// `gnttab_request_version` asks for 1 at boot.
+fn set_version(cx: &mut Hc, uops: u64, count: u64) -> HcResult {
+    if count != 1 {
+        return Err(Errno::EINVAL);
+    }
+    let arg = GuestPtr::<g::GnttabSetVersion>::new(uops);
+    let space = cx.space();
+    let asked = space.read(arg)?;
+    space.write(arg, &g::GnttabSetVersion { version: 1 })?;
+    match asked.version {
+        1 => Ok(Ret::Value(0)),
+        2 => Err(Errno::EOPNOTSUPP),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// `GNTTABOP_GET_VERSION` (count 1): 1, for the caller itself (`DOMID_SELF` or its own id);
+/// another domain is `EPERM` (Xen lets only a privileged caller ask about others).
+fn get_version(cx: &mut Hc, uops: u64, count: u64) -> HcResult {
+    if count != 1 {
+        return Err(Errno::EINVAL);
+    }
+    let arg = GuestPtr::<g::GnttabGetVersion>::new(uops);
+    let space = cx.space();
+    let mut a = space.read(arg)?;
+    if a.dom != DOMID_SELF && a.dom != cx.id() {
+        return Err(Errno::EPERM);
+    }
+    a.version = 1;
+    space.write(arg, &a)?;
+    Ok(Ret::Value(0))
+}
+
 pub fn dispatch(cx: &mut Hc) -> HcResult {
     let (cmd, uops, count) = (cx.arg(0), cx.arg(1), cx.arg(2));
     if count > MAX_COUNT {
@@ -144,6 +180,8 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
         g::GNTTABOP_MAP_GRANT_REF => size_of::<g::GnttabMapGrantRef>(),
         g::GNTTABOP_UNMAP_GRANT_REF => size_of::<g::GnttabUnmapGrantRef>(),
         g::GNTTABOP_COPY => size_of::<g::GnttabCopy>(),
+        g::GNTTABOP_SET_VERSION => return set_version(cx, uops, count),
+        g::GNTTABOP_GET_VERSION => return get_version(cx, uops, count),
         _ => return Err(Errno::ENOSYS),
     } as u64;
     if !super::mem::range_ok(uops, count * size) {

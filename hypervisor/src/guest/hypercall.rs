@@ -55,6 +55,7 @@ fn handler(number: u64) -> Option<Handler> {
         nr::HYPERVISOR_GET_DEBUGREG => get_debugreg,
         nr::HYPERVISOR_SET_GDT => super::desc::set_gdt,
         nr::HYPERVISOR_UPDATE_DESCRIPTOR => super::desc::update_descriptor,
+        nr::HYPERVISOR_XENPMU_OP => xenpmu_op,
         _ => return None,
     })
 }
@@ -110,6 +111,13 @@ fn log_enosys(cx: &Hc, number: u64) {
         None => log::debug!(target: "hypercall",
             "d{}v{}: ENOSYS: {name} ({number})", cx.id(), cx.vcpu_id()),
     }
+}
+
+/// `xenpmu_op(cmd, arg)`: `EOPNOTSUPP` for every command, Xen's answer when its virtual PMU
+/// is off (its default, `vpmu=0`). Linux's `xen_pmu_init` then says "PMU not supported" and
+/// goes on without one.
+fn xenpmu_op(_cx: &mut Hc) -> HcResult {
+    Err(Errno::EOPNOTSUPP)
 }
 
 /// A handler address must be guest code: canonical and outside the hypervisor's slots.

@@ -15,6 +15,8 @@
 //! giving #GP (not #PF) if that fails; an emulated instruction under single-step does not
 //! raise #DB.
 
+use core::sync::atomic::Ordering;
+
 use guest_abi::errno::Errno;
 
 use super::context::Hc;
@@ -111,6 +113,19 @@ pub fn emulate(cx: &mut Hc) -> bool {
         // Ignored, as Xen does for a domain that may not flush caches ("Linux uses this in
         // some start-of-day code").
         Op::Wbinvd => true,
+        // Xen's emulator runs `cli`/`sti` for a kernel whose virtual IOPL allows them
+        // (`iopl_ok`), on the virtual interrupt flag: `evtchn_upcall_mask`. Linux's
+        // `this_cpu_cmpxchg16b_emu` (`pushf; cli; ...; popf`) runs before its alternatives
+        // replace it with `cmpxchg16b`. A pending event is delivered on the way out after
+        // `sti`, as after any trap. Xen PV vCPUs only: a ring-1 kernel never needed it.
+        Op::Cli | Op::Sti => {
+            if !cx.vcpu_ref().xen_pv || !io_ok(cx) {
+                return false;
+            }
+            let mask = u8::from(insn.op == Op::Cli);
+            cx.info().evtchn_upcall_mask.store(mask, Ordering::Release);
+            true
+        }
         Op::In { port, size } => {
             if !io_ok(cx) {
                 return false;

@@ -109,7 +109,6 @@ pub fn emulate(cx: &mut Hc, cr2: u64) -> bool {
     if cx.me_ref().vm_assist & VALID == 0
         || error & (PF_PRESENT | PF_WRITE | PF_USER | PF_RSVD | PF_FETCH) != (PF_PRESENT | PF_WRITE)
         || super::xenpv::caller_in_user_mode(cx)
-        || !cr2.is_multiple_of(8)
     {
         return false;
     }
@@ -147,12 +146,17 @@ pub fn emulate(cx: &mut Hc, cr2: u64) -> bool {
     let Ok(insn) = pw::decode(&code[..have]) else {
         return false;
     };
+    // A one-byte operation may name any byte of its entry; the others the whole entry.
+    let offset = (cr2 % 8) as u32;
+    if offset != 0 && !insn.op.is_byte() {
+        return false;
+    }
     let index = ((phys % PAGE_SIZE) / 8) as usize;
     let mut old = [0u8; 8];
-    physmem::read(table, (phys % PAGE_SIZE) as usize, &mut old);
+    physmem::read(table, index * 8, &mut old);
     let old = u64::from_le_bytes(old);
     let saved = *cx.regs();
-    let new = pw::apply(insn.op, old, &mut Frame(cx.regs()));
+    let new = pw::apply(insn.op, old, offset, &mut Frame(cx.regs()));
     if let Some(new) = new {
         let r = ft::with(|t, mem| t.update_entry(mem, table, index, new, me, false));
         if let Err(e) = r {

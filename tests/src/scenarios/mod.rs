@@ -247,6 +247,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("smp_compute_vcpus", xl::smp_compute_vcpus),
         Scenario::new("xl_bad_config", xl::bad_config),
         Scenario::new("linux_early_boot", linux::early_boot),
+        Scenario::new("linux_boot_shell", linux::boot_shell),
         Scenario::new("linux_initramfs_native", linux::initramfs_native),
         Scenario::new("linux_bench_native_short", linux_bench::native_short),
         Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),
