@@ -738,10 +738,19 @@ pub fn hypercalls() -> ! {
         r == 0 && first.0 == 0 && first.2[0] > 0,
         format_args!("returned {r}, {first:?}"),
     );
-    // Block for 2 ms: switched out (blocked) and in (running) again.
-    let _ = calls::sched_poll(&[], time::now_ns() + 2_000_000);
-    // SAFETY: as above.
-    let second = parse(unsafe { core::ptr::read_volatile(&area) });
+    // Block for 2 ms: switched out (blocked) and in (running) again. A host that preempts
+    // QEMU for longer than that between taking the deadline and the poll (TCG follows the
+    // host's clock) makes the deadline past and the poll return at once, unblocked: try
+    // again, a bounded number of times.
+    let mut second = first;
+    for _ in 0..20 {
+        let _ = calls::sched_poll(&[], time::now_ns() + 2_000_000);
+        // SAFETY: as above.
+        second = parse(unsafe { core::ptr::read_volatile(&area) });
+        if second.2[2] > first.2[2] {
+            break;
+        }
+    }
     c.check(
         "the area after a 2 ms block: running, re-entered, blocked time grew, no update flag",
         // Not "2 ms more blocked": the deadline is taken before the poll, and a host that
