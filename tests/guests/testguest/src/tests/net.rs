@@ -1064,7 +1064,11 @@ pub fn race() -> ! {
             // (Only its own, and only until answered: its slot may then hold a harmless entry
             // of another offset, published below.)
             if mine && (rsp.wrapping_sub(idx) as i32) <= 0 {
-                let size: u16 = if j.is_multiple_of(2) { 2000 } else { FRAME as u16 };
+                let size: u16 = if j.is_multiple_of(2) {
+                    2000
+                } else {
+                    FRAME as u16
+                };
                 f.put(0, tx_entry_offset(idx) + 10, &size.to_le_bytes());
                 flips += 1;
             }
