@@ -12,9 +12,15 @@
 //! `online` = 0, a removed backend directory or a domain that is gone ends it: channel
 //! closed, port detached (its queued frames and learned MACs go with it), state forgotten.
 //!
-//! **Serving.** Nothing of a frontend is mapped in dom0: both rings and all data move with
-//! `GNTTABOP_copy` (transmit is grant copy, as Linux's netback does for the header; receive
-//! is grant copy, `feature-rx-copy`). Transmit: the ring is copied, each frame's slots are
+//! **Serving.** Both rings are mapped into dom0's kernel at connect (`crate::grantmap`,
+//! writable, as Linux's netback maps them) and unmapped at disconnect, or by
+//! `grantmap::before_destroy` before dom0 destroys the domain (then the interface is not
+//! served again). Requests are copied out of the mapped page once (`req_prod` read once,
+//! then each published entry) and checked and used from that copy only; responses are
+//! written in place, then `rsp_prod`, `req_event` and a last look at the producer as Xen's
+//! `RING_PUSH_RESPONSES_AND_CHECK_NOTIFY` and `RING_FINAL_CHECK_FOR_REQUESTS` do. The data
+//! moves with `GNTTABOP_copy` (transmit is grant copy, as Linux's netback does for the
+//! header; receive is grant copy, `feature-rx-copy`). Transmit: each frame's slots are
 //! checked whole (`vif::check_tx`), the accepted frames' bytes are copied into dom0's
 //! scratch in one batch and handed to `bridge::input`; every slot is answered (`OKAY`,
 //! `ERROR`, `NULL` for extra-info slots). Receive: frames the bridge queued for the port
@@ -37,20 +43,23 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use core::sync::atomic::{Ordering, fence};
 use guest_abi::Errno;
+
 use guest_abi::blkif::{
-    SRING_HEADER, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, XenbusState, need_notify,
+    SRING_HEADER, SRING_REQ_EVENT, SRING_REQ_PROD, SRING_RSP_EVENT, SRING_RSP_PROD, XenbusState,
+    need_notify,
 };
 use guest_abi::calls;
 use guest_abi::event::EvtchnPort;
 use guest_abi::grant::{
-    GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTST_OKAY, GnttabCopy, GnttabCopyPtr,
+    GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTST_NO_SPACE, GNTST_OKAY, GnttabCopy, GnttabCopyPtr,
 };
 use guest_abi::netif::{
-    EVENT_CHANNEL, FEATURE_RX_COPY, FEATURE_RX_FLIP, FEATURE_SG, NET_RX_ENTRY_SIZE,
-    NET_RX_RING_SIZE, NET_TX_ENTRY_SIZE, NET_TX_RING_SIZE, NETIF_RSP_ERROR, NETIF_RSP_NULL,
-    NETIF_RSP_OKAY, NetifRxRequest, NetifRxResponse, NetifTxRequest, NetifTxResponse,
-    REQUEST_RX_COPY, RX_RING_REF, TX_RING_REF, rx_entry_offset, tx_entry_offset,
+    EVENT_CHANNEL, FEATURE_RX_COPY, FEATURE_RX_FLIP, FEATURE_SG, NET_RX_RING_SIZE,
+    NET_TX_ENTRY_SIZE, NET_TX_RING_SIZE, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY,
+    NetifRxRequest, NetifRxResponse, NetifTxRequest, NetifTxResponse, REQUEST_RX_COPY, RX_RING_REF,
+    TX_RING_REF, rx_entry_offset, tx_entry_offset,
 };
 use guest_abi::types::DomId;
 use guest_abi::xenstore::XS_RM;
@@ -63,6 +72,7 @@ use xenia_guest_rt::{events, mm};
 
 use crate::bridge::{self, PortId};
 use crate::direct::xen;
+use crate::grantmap::{self, Mapped, Shared};
 use crate::xsclient::Xs;
 use crate::{store, tprintln};
 
@@ -77,11 +87,11 @@ const FRAME_ROOM: usize = 2048;
 /// slots, and each frame has at least one.
 const FRAMES: usize = TX_BUDGET as usize;
 const DATA_PAGES: usize = FRAMES * FRAME_ROOM / PAGE;
-/// Scratch pages: the transmit ring's copy, the receive ring's, then the frames.
-const SCRATCH_PAGES: usize = 2 + DATA_PAGES;
-/// Where, in a ring's scratch copy, the header is read back after the backend's writes
-/// (bytes the backend never copies out: the header's padding).
-const REREAD: usize = 16;
+/// Scratch pages: the transmit requests' copy (at their offsets in the ring), then the
+/// frames.
+const SCRATCH_PAGES: usize = 1 + DATA_PAGES;
+/// The first scratch page of the frames' rooms.
+const DATA: usize = 1;
 const TOKEN_VIF: &str = "netback-vif";
 const TOKEN_FE: &str = "netback-fe";
 const TOKEN_REL: &str = "netback-rel";
@@ -95,8 +105,10 @@ enum Phase {
 
 /// A connected interface's rings.
 struct Rings {
-    tx_gref: u32,
-    rx_gref: u32,
+    /// The shared rings, mapped into dom0's kernel at connect (`grantmap`), unmapped at
+    /// disconnect or, by `grantmap::before_destroy`, before dom0 destroys the domain.
+    tx_page: Mapped,
+    rx_page: Mapped,
     /// dom0's end of the channel (both rings).
     port: EvtchnPort,
     /// Events seen on `port` when last serviced.
@@ -337,7 +349,7 @@ impl Backend {
             return;
         }
         if let Some(v) = self.vifs.get_mut(&(dom, devid)) {
-            step(&mut self.xs, v, self.mfns[0]);
+            step(&mut self.xs, v);
         }
     }
 
@@ -391,7 +403,7 @@ impl Backend {
             received: 0,
             dropped: 0,
         };
-        step(xs, &mut v, self.mfns[0]);
+        step(xs, &mut v);
         Some(v)
     }
 
@@ -414,7 +426,7 @@ impl Backend {
 }
 
 /// One step of a known interface's handshake, from what xenstore says now.
-fn step(xs: &mut Xs, v: &mut Vif, mfn: u64) {
+fn step(xs: &mut Xs, v: &mut Vif) {
     let be_state = xs
         .read(&format!("{}/state", v.be))
         .map(|s| XenbusState::parse(s.as_bytes()))
@@ -438,7 +450,7 @@ fn step(xs: &mut Xs, v: &mut Vif, mfn: u64) {
     if v.phase == Phase::InitWait
         && matches!(fe_state, XenbusState::Initialised | XenbusState::Connected)
     {
-        match connect(xs, v, mfn) {
+        match connect(xs, v) {
             Ok(r) => {
                 v.rings = Some(r);
                 v.phase = Phase::Connected;
@@ -475,7 +487,7 @@ fn read_num(xs: &mut Xs, path: &str) -> Option<u32> {
     xs.read(path).and_then(|s| s.trim().parse().ok())
 }
 
-fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
+fn connect(xs: &mut Xs, v: &Vif) -> Result<Rings, (Errno, String)> {
     let fe = &v.fe;
     let missing = |k: &str| (Errno::ENOENT, format!("reading {fe}/{k}"));
     let tx_gref =
@@ -498,19 +510,39 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
         None => return Err((Errno::ENOENT, format!("parsing {mac_node}"))),
         Some(t) => vif::backend_mac(&t).ok_or((Errno::EINVAL, format!("parsing {mac_node}")))?,
     };
-    for (gref, which) in [(tx_gref, TX_RING_REF), (rx_gref, RX_RING_REF)] {
-        let mut ops = [from_gref(v.dom, gref, 0, mfn, 0, 4)];
-        if copy(&mut ops).is_err() {
-            return Err((
+    // Both rings mapped once, writable (Linux's netback maps them too): their requests
+    // are copied out of the pages, their responses written in place, with no grant copy.
+    let map = |gref: u32, which: &str| {
+        grantmap::map(v.dom, gref).map_err(|st| match st {
+            GNTST_NO_SPACE => (Errno::ENOMEM, format!("no room to map {which} {gref}")),
+            _ => (
                 Errno::EINVAL,
-                format!("{which} {gref} is not granted to dom0"),
-            ));
+                format!("{which} {gref} is not granted to dom0 (writable)"),
+            ),
+        })
+    };
+    let tx_page = map(tx_gref, TX_RING_REF)?;
+    let rx_page = match map(rx_gref, RX_RING_REF) {
+        Ok(m) => m,
+        Err(e) => {
+            grantmap::unmap(tx_page);
+            return Err(e);
         }
-    }
-    let port = calls::evtchn_bind_interdomain(v.dom, remote)
-        .map_err(|e| (e, format!("cannot bind event channel {remote}")))?;
+    };
+    let undo = |tx: Mapped, rx: Mapped| {
+        grantmap::unmap(tx);
+        grantmap::unmap(rx);
+    };
+    let port = match calls::evtchn_bind_interdomain(v.dom, remote) {
+        Ok(p) => p,
+        Err(e) => {
+            undo(tx_page, rx_page);
+            return Err((e, format!("cannot bind event channel {remote}")));
+        }
+    };
     let Some(bp) = bridge::attach(&vif::port_name(v.dom, v.devid)) else {
         let _ = calls::evtchn_close(port);
+        undo(tx_page, rx_page);
         return Err((
             Errno::ENOSPC,
             format!("{} has no room for another port", vif::BRIDGE),
@@ -522,6 +554,7 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
     if !bridge::pin(bp, mac) {
         bridge::detach(bp);
         let _ = calls::evtchn_close(port);
+        undo(tx_page, rx_page);
         return Err((
             Errno::EEXIST,
             format!(
@@ -536,6 +569,9 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
         .try_reserve_exact(NET_RX_RING_SIZE as usize)
         .is_err()
     {
+        bridge::detach(bp);
+        let _ = calls::evtchn_close(port);
+        undo(tx_page, rx_page);
         return Err((
             Errno::ENOMEM,
             String::from("no memory for the receive ring's state"),
@@ -543,8 +579,8 @@ fn connect(xs: &mut Xs, v: &Vif, mfn: u64) -> Result<Rings, (Errno, String)> {
     }
     rx_reqs.resize(NET_RX_RING_SIZE as usize, NetifRxRequest::default());
     Ok(Rings {
-        tx_gref,
-        rx_gref,
+        tx_page,
+        rx_page,
         port,
         seen: u32::MAX,
         bridge: Some(bp),
@@ -567,6 +603,8 @@ fn disconnect(v: &mut Vif, why: &str) {
         if let Some(p) = r.bridge.take() {
             bridge::detach(p);
         }
+        grantmap::unmap(r.tx_page);
+        grantmap::unmap(r.rx_page);
     }
     if v.phase != Phase::Closed {
         tprintln!(
@@ -601,18 +639,15 @@ fn fatal(v: &mut Vif, why: core::fmt::Arguments) {
     );
 }
 
-/// Runs grant copies; `Err` with the first bad status.
-fn copy(ops: &mut [GnttabCopy]) -> Result<(), i16> {
+/// Runs grant copies (each operation's `status` says how it went); `false` when the call
+/// itself failed, so that no status can be trusted.
+fn run(ops: &mut [GnttabCopy]) -> bool {
     if ops.is_empty() {
-        return Ok(());
+        return true;
     }
     // SAFETY: every local end of these operations is a page of the backend's scratch
     // buffer, which the caller holds exclusively (`&mut`) and reads only after the call.
-    unsafe { calls::grant_copy(ops) }.map_err(|_| guest_abi::grant::GNTST_GENERAL_ERROR)?;
-    match ops.iter().find(|o| o.status != GNTST_OKAY) {
-        Some(o) => Err(o.status),
-        None => Ok(()),
-    }
+    unsafe { calls::grant_copy(ops) }.is_ok()
 }
 
 fn from_gref(dom: DomId, gref: u32, offset: u16, mfn: u64, local: u16, len: u16) -> GnttabCopy {
@@ -635,67 +670,49 @@ fn to_gref(dom: DomId, gref: u32, offset: u16, mfn: u64, local: u16, len: u16) -
     }
 }
 
-fn word(page: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([page[at], page[at + 1], page[at + 2], page[at + 3]])
-}
-
-/// Copies a ring's header and entries (in that order: entries the index publishes are
-/// written before it) into its scratch page.
-fn read_ring(dom: DomId, gref: u32, entries: usize, mfn: u64) -> Result<(), i16> {
-    copy(&mut ring_read_ops(dom, gref, entries, mfn))
-}
-
-/// The operations of [`read_ring`].
-fn ring_read_ops(dom: DomId, gref: u32, entries: usize, mfn: u64) -> [GnttabCopy; 2] {
-    [
-        from_gref(dom, gref, 0, mfn, 0, 16),
-        from_gref(
-            dom,
-            gref,
-            SRING_HEADER as u16,
-            mfn,
-            SRING_HEADER as u16,
-            entries as u16,
-        ),
-    ]
-}
-
-/// Operations that write entries `from..to` (free-running indexes, at most a ring's worth)
-/// of a ring of `size` entries of `entry` bytes back from its scratch page, then the
-/// header's `req_event` and `rsp_prod`, then read the header back into [`REREAD`].
-fn write_back(
-    dom: DomId,
-    gref: u32,
-    mfn: u64,
-    (from, to): (u32, u32),
-    size: u32,
-    entry: usize,
-    ops: &mut Vec<GnttabCopy>,
-) {
+/// Copies entries `from..from + n` (free-running indexes; at most a ring's worth) of a ring
+/// of `size` entries of `entry` bytes out of the mapped page into `copy`, each at its own
+/// offset in the ring: at most two runs, each byte read once.
+fn copy_entries(p: &Shared, copy: &mut [u8], from: u32, n: u32, size: u32, entry: usize) {
     let mut i = from;
-    while i != to {
+    let mut left = n.min(size);
+    while left > 0 {
         let slot = i % size;
-        let run = (size - slot).min(to.wrapping_sub(i));
-        let at = (SRING_HEADER + slot as usize * entry) as u16;
-        ops.push(to_gref(
-            dom,
-            gref,
-            at,
-            mfn,
-            at,
-            (run as usize * entry) as u16,
-        ));
+        let run = (size - slot).min(left);
+        let at = SRING_HEADER + slot as usize * entry;
+        let len = run as usize * entry;
+        if let Some(dst) = copy.get_mut(at..at + len) {
+            p.copy_out(at, dst);
+        }
         i = i.wrapping_add(run);
+        left -= run;
     }
-    ops.push(to_gref(
-        dom,
-        gref,
-        SRING_REQ_EVENT as u16,
-        mfn,
-        SRING_REQ_EVENT as u16,
-        8,
-    ));
-    ops.push(from_gref(dom, gref, 0, mfn, REREAD as u16, 16));
+}
+
+/// Publishes the responses written up to `rsp` (Xen's `RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`:
+/// the responses before the index, the index before the frontend's `rsp_event` is read),
+/// then looks at the producer once more (`RING_FINAL_CHECK_FOR_REQUESTS`: `req_event` moved
+/// only when nothing waits, and the producer read again after it). Whether the frontend
+/// wants to hear of the responses, and whether requests past `cons` wait.
+fn push_and_check(p: &Shared, old_rsp: u32, rsp: u32, cons: u32) -> (bool, bool) {
+    fence(Ordering::Release);
+    p.write_u32(SRING_RSP_PROD, rsp);
+    fence(Ordering::SeqCst);
+    let notify = need_notify(old_rsp, rsp, p.read_u32(SRING_RSP_EVENT));
+    let mut more = p.read_u32(SRING_REQ_PROD) != cons;
+    if !more {
+        p.write_u32(SRING_REQ_EVENT, cons.wrapping_add(1));
+        fence(Ordering::SeqCst);
+        more = p.read_u32(SRING_REQ_PROD) != cons;
+    }
+    (notify, more)
+}
+
+/// The rings' pages were unmapped because dom0 is destroying the domain
+/// (`grantmap::before_destroy`): not served again; the interface is released when the
+/// domain's nodes go.
+fn gone(v: &mut Vif) {
+    fatal(v, format_args!("rings unmapped (domain being destroyed)"));
 }
 
 /// Serves one interface: transmit if its channel fired (or work was left), receive if the
@@ -714,16 +731,11 @@ fn serve(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) {
     }
     let pending = r.bridge.is_some_and(bridge::pending);
     let mut notify = false;
-    // Receive first: when the channel fired too, its batch also reads the transmit ring
-    // (one hypercall fewer for the transmit turn that follows).
-    let mut tx_ring_read = false;
     if pending {
-        let (n, read) = serve_rx(v, scratch, mfns, fresh);
-        notify |= n;
-        tx_ring_read = read;
+        notify |= serve_rx(v, scratch, mfns);
     }
     if fresh && v.rings.as_ref().is_some_and(|r| !r.broken) {
-        notify |= serve_tx(v, scratch, mfns, tx_ring_read);
+        notify |= serve_tx(v, scratch, mfns);
     }
     if notify && let Some(r) = v.rings.as_mut() {
         r.notify_due = true;
@@ -754,34 +766,44 @@ pub fn flush() {
 
 /// The transmit ring: frames checked, copied, handed to the bridge, every slot answered.
 /// Whether the frontend wants to hear of the responses.
-/// `ring_read`: the ring's copy is already in the scratch (read by this round's receive
-/// turn, in its batch).
-fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES], ring_read: bool) -> bool {
+fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> bool {
     let dom = v.dom;
     let Some(r) = v.rings.as_mut() else {
         return false;
     };
-    let gref = r.tx_gref;
     let mac = r.mac;
-    let ring_bytes = NET_TX_RING_SIZE as usize * NET_TX_ENTRY_SIZE;
-    if !ring_read && read_ring(dom, gref, ring_bytes, mfns[0]).is_err() {
-        fatal(v, format_args!("transmit ring no longer granted"));
-        return false;
-    }
-    let (ring, rest) = scratch.split_at_mut(PAGE);
-    let data = &mut rest[PAGE..];
-    let req_prod = word(ring, SRING_REQ_PROD);
-    let new = match vif::new_requests(req_prod, r.tx_cons, r.tx_rsp, NET_TX_RING_SIZE) {
-        Ok(n) => n,
-        Err(f) => {
+    let (ring, data) = scratch.split_at_mut(DATA * PAGE);
+    let (cons, old_rsp) = (r.tx_cons, r.tx_rsp);
+    // The producer read once, then (after an acquire fence: the frontend writes an entry
+    // before it publishes it) each published entry copied out once into `ring`, at its own
+    // offset: the frontend may rewrite the page at any moment, and nothing below reads its
+    // requests again (the checks and the copies use `ring` only).
+    let look = grantmap::with(&r.tx_page, |p| {
+        let p = p?;
+        let req_prod = p.read_u32(SRING_REQ_PROD);
+        fence(Ordering::Acquire);
+        let new = vif::new_requests(req_prod, cons, old_rsp, NET_TX_RING_SIZE);
+        if let Ok(n) = new {
+            copy_entries(p, ring, cons, n, NET_TX_RING_SIZE, NET_TX_ENTRY_SIZE);
+        }
+        Some(new)
+    });
+    let new = match look {
+        None => {
+            gone(v);
+            return false;
+        }
+        Some(Err(f)) => {
             fatal(v, format_args!("{f}"));
             return false;
         }
+        Some(Ok(n)) => n,
     };
     r.more = false;
     if new == 0 {
         return false;
     }
+    let ring: &[u8] = ring;
     let entry = |i: u32| -> NetifTxRequest {
         let at = tx_entry_offset(i);
         let mut b = [0u8; NetifTxRequest::SIZE];
@@ -794,7 +816,6 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES], ring_r
         r.more = true;
         return false;
     }
-    let cons = r.tx_cons;
     let mut taken = 0u32;
     while taken < new && taken < TX_BUDGET {
         let start = cons.wrapping_add(taken);
@@ -811,14 +832,12 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES], ring_r
     }
     // The accepted frames' bytes, each in its own room of the scratch, in one batch.
     let mut ops: Vec<GnttabCopy> = Vec::new();
-    // The frames' pieces, then the responses (at most two runs), the header and its
-    // read-back.
-    if ops.try_reserve(taken as usize + 4).is_err() {
-        r.more = true;
-        return false;
-    }
     let mut spans: Vec<core::ops::Range<usize>> = Vec::new();
-    if spans.try_reserve(frames.len()).is_err() {
+    let mut statuses: Vec<i16> = Vec::new();
+    if ops.try_reserve(taken as usize).is_err()
+        || spans.try_reserve(frames.len()).is_err()
+        || statuses.try_reserve(frames.len()).is_err()
+    {
         r.more = true;
         return false;
     }
@@ -832,7 +851,7 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES], ring_r
                         dom,
                         piece.gref,
                         piece.offset,
-                        mfns[2 + at / PAGE],
+                        mfns[DATA + at / PAGE],
                         (at % PAGE) as u16,
                         piece.len,
                     ));
@@ -842,78 +861,34 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES], ring_r
         }
         spans.push(first..ops.len());
     }
-    // Every slot answered, in order, in the ring's copy, as if each accepted frame will
-    // be sent; the responses, `req_event`, `rsp_prod` and the header's read-back go in the
-    // data's batch, after it (operations run in order): two hypercalls a turn, not three.
-    // A frame that turns out refused (its copy failed, or its source is not the vif's) has
-    // its responses put right to `NETIF_RSP_ERROR` by a second copy before any
-    // notification (sent by `flush`, after this turn), as for receive.
-    let Some(r) = v.rings.as_mut() else {
-        return false;
-    };
-    let old_rsp = r.tx_rsp;
-    let mut rsp = old_rsp;
-    let mut firsts: Vec<u32> = Vec::new();
-    if firsts.try_reserve(frames.len()).is_err() {
-        r.more = true;
-        return false;
-    }
-    for (start, f) in &frames {
-        firsts.push(rsp);
-        let status = if f.verdict.is_ok() {
-            NETIF_RSP_OKAY
-        } else {
-            NETIF_RSP_ERROR
-        };
-        for j in 0..f.slots {
-            put_tx_response(ring, rsp, start.wrapping_add(j as u32), f.roles[j], status);
-            rsp = rsp.wrapping_add(1);
-        }
-    }
-    r.tx_cons = cons.wrapping_add(taken);
-    r.tx_rsp = rsp;
-    ring[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
-        .copy_from_slice(&r.tx_cons.wrapping_add(1).to_le_bytes());
-    ring[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&rsp.to_le_bytes());
-    let data_ops = ops.len();
-    write_back(
-        dom,
-        gref,
-        mfns[0],
-        (old_rsp, rsp),
-        NET_TX_RING_SIZE,
-        NET_TX_ENTRY_SIZE,
-        &mut ops,
-    );
-    // Statuses are per operation; the call itself fails only for bad arguments.
-    // SAFETY: the local ends are pages of the scratch (the frames' rooms and the ring's
-    // copy), held exclusively here.
-    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
-    if !called || ops[data_ops..].iter().any(|o| o.status != GNTST_OKAY) {
-        fatal(v, format_args!("transmit ring no longer granted"));
-        return false;
-    }
-    let mut fix: Vec<GnttabCopy> = Vec::new();
+    let called = run(&mut ops);
+    // Each frame's fate, known before any response is written: responses go straight into
+    // the ring with their final status.
     for (k, (start, f)) in frames.iter().enumerate() {
         let p = match &f.verdict {
             Ok(p) => p,
             Err(why) => {
                 v.refused += 1;
                 log(v, format_args!("frame at slot {start}: {why}"));
+                statuses.push(NETIF_RSP_ERROR);
                 continue;
             }
         };
-        let refused = match ops[spans[k].clone()]
-            .iter()
-            .find(|o| o.status != GNTST_OKAY)
-        {
-            Some(o) => {
-                let s = o.status;
+        let failed = if called {
+            ops[spans[k].clone()]
+                .iter()
+                .find(|o| o.status != GNTST_OKAY)
+                .map(|o| o.status)
+        } else {
+            Some(guest_abi::grant::GNTST_GENERAL_ERROR)
+        };
+        let accepted = match failed {
+            Some(s) => {
                 log(
                     v,
                     format_args!("frame at slot {start}: grant copy failed ({s})"),
                 );
-                true
+                false
             }
             None => {
                 let room = k * FRAME_ROOM;
@@ -923,7 +898,7 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES], ring_r
                         bridge::input(bp, frame);
                     }
                     v.sent += 1;
-                    false
+                    true
                 } else {
                     // Antispoofing: never reaches the bridge, which would learn it.
                     log(
@@ -934,56 +909,56 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES], ring_r
                             MacText(&mac)
                         ),
                     );
-                    true
+                    false
                 }
             }
         };
-        if refused {
+        if !accepted {
             v.refused += 1;
-            for j in 0..f.slots {
-                let at_rsp = firsts[k].wrapping_add(j as u32);
-                let idx = start.wrapping_add(j as u32);
-                put_tx_response(ring, at_rsp, idx, f.roles[j], NETIF_RSP_ERROR);
-                let at = tx_entry_offset(at_rsp) as u16;
-                if fix.try_reserve(1).is_ok() {
-                    fix.push(to_gref(
-                        dom,
-                        gref,
-                        at,
-                        mfns[0],
-                        at,
-                        NetifTxResponse::SIZE as u16,
-                    ));
-                }
-            }
         }
+        statuses.push(if accepted {
+            NETIF_RSP_OKAY
+        } else {
+            NETIF_RSP_ERROR
+        });
     }
-    if copy(&mut fix).is_err() {
-        fatal(v, format_args!("transmit ring no longer granted"));
-        return false;
-    }
+    // Every slot answered, in order, in place; then `rsp_prod` and the final check.
     let Some(r) = v.rings.as_mut() else {
         return false;
     };
-    // Requests that came meanwhile (published before the new `req_event`) are served at
-    // the next turn; so are those the budget left.
-    let prod_now = word(ring, REREAD + SRING_REQ_PROD);
-    r.more = prod_now != r.tx_cons;
-    need_notify(old_rsp, rsp, word(ring, REREAD + SRING_RSP_EVENT))
-}
-
-/// Writes, in the transmit ring's copy, the response at index `rsp` to the request at index
-/// `req` (its `id` read from the copy), with `status` for a data slot and `NETIF_RSP_NULL`
-/// for an extra-info slot.
-fn put_tx_response(ring: &mut [u8], rsp: u32, req: u32, role: Role, status: i16) {
-    let id = entry_id_tx(ring, req);
-    let s = match role {
-        Role::Extra => NETIF_RSP_NULL,
-        Role::Data => status,
+    let new_cons = cons.wrapping_add(taken);
+    let mut rsp = old_rsp;
+    for f in &frames {
+        rsp = rsp.wrapping_add(f.1.slots as u32);
+    }
+    let pushed = grantmap::with(&r.tx_page, |p| {
+        let p = p?;
+        let mut at_rsp = old_rsp;
+        for ((start, f), &status) in frames.iter().zip(&statuses) {
+            for j in 0..f.slots {
+                let id = entry_id_tx(ring, start.wrapping_add(j as u32));
+                let s = match f.roles[j] {
+                    Role::Extra => NETIF_RSP_NULL,
+                    Role::Data => status,
+                };
+                p.write(
+                    tx_entry_offset(at_rsp),
+                    &NetifTxResponse { id, status: s }.to_bytes(),
+                );
+                at_rsp = at_rsp.wrapping_add(1);
+            }
+        }
+        Some(push_and_check(p, old_rsp, rsp, new_cons))
+    });
+    r.tx_cons = new_cons;
+    r.tx_rsp = rsp;
+    let Some((notify, more)) = pushed else {
+        gone(v);
+        return false;
     };
-    let at = tx_entry_offset(rsp);
-    ring[at..at + NetifTxResponse::SIZE]
-        .copy_from_slice(&NetifTxResponse { id, status: s }.to_bytes());
+    // Requests the budget left, or that came meanwhile, are served at the next turn.
+    r.more = more;
+    notify
 }
 
 /// A MAC as `xx:xx:xx:xx:xx:xx`, without allocating (log lines).
@@ -1001,6 +976,7 @@ impl core::fmt::Display for MacText<'_> {
     }
 }
 
+/// The `id` of the transmit request at index `idx`, from the requests' copy.
 fn entry_id_tx(ring: &[u8], idx: u32) -> u16 {
     let at = tx_entry_offset(idx) + 8;
     u16::from_le_bytes([ring[at], ring[at + 1]])
@@ -1008,51 +984,54 @@ fn entry_id_tx(ring: &[u8], idx: u32) -> u16 {
 
 /// The receive ring: frames the bridge queued, each into the next posted buffer; frames
 /// without a buffer dropped and counted. Whether the frontend wants to hear of them.
-/// With `tx_too`, its batch ends by copying the transmit ring into its scratch page; the
-/// second result says whether that copy was made.
-fn serve_rx(
-    v: &mut Vif,
-    scratch: &mut [u8],
-    mfns: &[u64; SCRATCH_PAGES],
-    tx_too: bool,
-) -> (bool, bool) {
+fn serve_rx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> bool {
     let dom = v.dom;
     let Some(r) = v.rings.as_mut() else {
-        return (false, false);
+        return false;
     };
     let Some(bp) = r.bridge else {
-        return (false, false);
+        return false;
     };
-    let gref = r.rx_gref;
-    let tx_gref = r.tx_gref;
-    let (_, rest) = scratch.split_at_mut(PAGE);
-    let (ring, data) = rest.split_at_mut(PAGE);
-    let mut posted = r.rx_known.wrapping_sub(r.rx_cons) as usize;
+    let data = &mut scratch[DATA * PAGE..];
+    let cons = r.rx_cons;
+    let known = r.rx_known.wrapping_sub(cons);
+    let mut posted = known as usize;
     if posted < RX_BUDGET {
-        // Few requests known: the ring again (header first), its new requests kept.
-        let ring_bytes = NET_RX_RING_SIZE as usize * NET_RX_ENTRY_SIZE;
-        if read_ring(dom, gref, ring_bytes, mfns[1]).is_err() {
-            fatal(v, format_args!("receive ring no longer granted"));
-            return (false, false);
-        }
-        let req_prod = word(ring, SRING_REQ_PROD);
-        posted = match vif::new_requests(req_prod, r.rx_cons, r.rx_cons, NET_RX_RING_SIZE) {
-            Ok(n) => n as usize,
-            Err(f) => {
+        // Few requests known: the producer read once, then each request not copied before
+        // copied out once into `rx_reqs` (those copied before are not read again).
+        let rx_reqs = &mut r.rx_reqs;
+        let look = grantmap::with(&r.rx_page, |p| {
+            let p = p?;
+            let req_prod = p.read_u32(SRING_REQ_PROD);
+            fence(Ordering::Acquire);
+            let n = match vif::new_requests(req_prod, cons, cons, NET_RX_RING_SIZE) {
+                Ok(n) => n,
+                Err(f) => return Some(Err(f)),
+            };
+            for k in known.min(n)..n {
+                let i = cons.wrapping_add(k);
+                let mut b = [0u8; NetifRxRequest::SIZE];
+                p.read(rx_entry_offset(i), &mut b);
+                if let Some(slot) = rx_reqs.get_mut((i % NET_RX_RING_SIZE) as usize) {
+                    *slot = NetifRxRequest::from_bytes(&b);
+                }
+            }
+            Some(Ok((req_prod, n)))
+        });
+        match look {
+            None => {
+                gone(v);
+                return false;
+            }
+            Some(Err(f)) => {
                 fatal(v, format_args!("receive ring: {f}"));
-                return (false, false);
+                return false;
             }
-        };
-        for k in 0..posted as u32 {
-            let i = r.rx_cons.wrapping_add(k);
-            let at = rx_entry_offset(i);
-            let mut b = [0u8; NetifRxRequest::SIZE];
-            b.copy_from_slice(&ring[at..at + NetifRxRequest::SIZE]);
-            if let Some(slot) = r.rx_reqs.get_mut((i % NET_RX_RING_SIZE) as usize) {
-                *slot = NetifRxRequest::from_bytes(&b);
+            Some(Ok((req_prod, n))) => {
+                r.rx_known = req_prod;
+                posted = n as usize;
             }
         }
-        r.rx_known = req_prod;
     }
     // Frames in, each in its room; those past the posted buffers are dropped.
     let mut lens = [0usize; RX_BUDGET];
@@ -1073,14 +1052,12 @@ fn serve_rx(
         }
     }
     if n == 0 {
-        return (false, false);
+        return false;
     }
-    let cons = r.rx_cons;
     let mut ops: Vec<GnttabCopy> = Vec::new();
-    // The frames, the responses (at most two runs), the header and its read-back.
-    if ops.try_reserve(n + 6).is_err() {
+    if ops.try_reserve(n).is_err() {
         v.dropped += n as u64;
-        return (false, false);
+        return false;
     }
     let mut reqs = [NetifRxRequest::default(); RX_BUDGET];
     for (k, &len) in lens[..n].iter().enumerate() {
@@ -1095,86 +1072,60 @@ fn serve_rx(
             dom,
             reqs[k].gref,
             0,
-            mfns[2 + room / PAGE],
+            mfns[DATA + room / PAGE],
             (room % PAGE) as u16,
             len as u16,
         ));
     }
-    // The responses, each saying its frame arrived, then `req_event` and `rsp_prod`, go in
-    // the data's batch (after it: operations run in order): one hypercall a turn.
-    let response = |k: usize, status: i16| NetifRxResponse {
-        id: reqs[k].id,
-        offset: 0,
-        flags: 0,
-        status,
-    };
-    for (k, &len) in lens[..n].iter().enumerate() {
-        let at = rx_entry_offset(cons.wrapping_add(k as u32));
-        ring[at..at + NetifRxResponse::SIZE].copy_from_slice(&response(k, len as i16).to_bytes());
-    }
-    let new_cons = cons.wrapping_add(n as u32);
-    r.rx_cons = new_cons;
-    ring[SRING_REQ_EVENT..SRING_REQ_EVENT + 4]
-        .copy_from_slice(&new_cons.wrapping_add(1).to_le_bytes());
-    ring[SRING_REQ_EVENT + 4..SRING_REQ_EVENT + 8].copy_from_slice(&new_cons.to_le_bytes());
-    write_back(
-        dom,
-        gref,
-        mfns[1],
-        (cons, new_cons),
-        NET_RX_RING_SIZE,
-        NET_RX_ENTRY_SIZE,
-        &mut ops,
-    );
-    let rx_end = ops.len();
-    if tx_too {
-        // The transmit ring for the turn that follows (`serve_tx`), header first.
-        let entries = NET_TX_RING_SIZE as usize * NET_TX_ENTRY_SIZE;
-        ops.extend_from_slice(&ring_read_ops(dom, tx_gref, entries, mfns[0]));
-    }
-    // SAFETY: the local ends are pages of the scratch (`data`, the rings' copies), held
-    // exclusively here.
-    let called = unsafe { calls::grant_copy(&mut ops) }.is_ok();
-    let tx_read = tx_too && called && ops[rx_end..].iter().all(|o| o.status == GNTST_OKAY);
-    if !called || ops[n..rx_end].iter().any(|o| o.status != GNTST_OKAY) {
-        fatal(v, format_args!("receive ring no longer granted"));
-        return (false, false);
-    }
-    // A frame whose copy failed (a posted buffer's grant of the frontend's own that was
-    // bad): its response is put right to `NETIF_RSP_ERROR` before any notification (sent
-    // by `flush`, after this turn); a frontend that reads responses before its event may
-    // have seen the length for a buffer whose grant it broke itself.
+    let called = run(&mut ops);
+    // Each frame's response with its final status (its length, or `NETIF_RSP_ERROR` when
+    // its copy failed: a posted buffer's grant of the frontend's own that was bad), in
+    // place; then `rsp_prod`, the next `req_event`, and the frontend's `rsp_event` read.
     let mut bad = 0u64;
     let mut bad_status = 0i16;
-    let mut fix: Vec<GnttabCopy> = Vec::new();
-    for (k, op) in ops[..n].iter().enumerate() {
-        if op.status == GNTST_OKAY {
-            v.received += 1;
-            continue;
-        }
-        bad += 1;
-        bad_status = op.status;
-        let i = cons.wrapping_add(k as u32);
-        let at = rx_entry_offset(i);
-        ring[at..at + NetifRxResponse::SIZE]
-            .copy_from_slice(&response(k, NETIF_RSP_ERROR).to_bytes());
-        if fix.try_reserve(1).is_ok() {
-            fix.push(to_gref(
-                dom,
-                gref,
-                at as u16,
-                mfns[1],
-                at as u16,
-                NetifRxResponse::SIZE as u16,
-            ));
+    let mut statuses = [0i16; RX_BUDGET];
+    for (k, op) in ops.iter().enumerate() {
+        if called && op.status == GNTST_OKAY {
+            statuses[k] = lens[k] as i16;
+        } else {
+            bad += 1;
+            bad_status = if called {
+                op.status
+            } else {
+                guest_abi::grant::GNTST_GENERAL_ERROR
+            };
+            statuses[k] = NETIF_RSP_ERROR;
         }
     }
+    let new_cons = cons.wrapping_add(n as u32);
+    let notify = grantmap::with(&r.rx_page, |p| {
+        let p = p?;
+        for k in 0..n {
+            let rsp = NetifRxResponse {
+                id: reqs[k].id,
+                offset: 0,
+                flags: 0,
+                status: statuses[k],
+            };
+            p.write(
+                rx_entry_offset(cons.wrapping_add(k as u32)),
+                &rsp.to_bytes(),
+            );
+        }
+        fence(Ordering::Release);
+        p.write_u32(SRING_RSP_PROD, new_cons);
+        p.write_u32(SRING_REQ_EVENT, new_cons.wrapping_add(1));
+        fence(Ordering::SeqCst);
+        Some(need_notify(cons, new_cons, p.read_u32(SRING_RSP_EVENT)))
+    });
+    r.rx_cons = new_cons;
+    let Some(notify) = notify else {
+        gone(v);
+        return false;
+    };
+    v.received += n as u64 - bad;
     if bad > 0 {
         v.dropped += bad;
-        if copy(&mut fix).is_err() {
-            fatal(v, format_args!("receive ring no longer granted"));
-            return (false, false);
-        }
         log(
             v,
             format_args!(
@@ -1182,8 +1133,5 @@ fn serve_rx(
             ),
         );
     }
-    (
-        need_notify(cons, new_cons, word(ring, REREAD + SRING_RSP_EVENT)),
-        tx_read,
-    )
+    notify
 }

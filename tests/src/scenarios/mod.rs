@@ -100,6 +100,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("net_hostile_frontend", net::hostile_frontend),
         Scenario::new("net_destroy_midstream", net::destroy_midstream),
         Scenario::new("net_redteam_spoof", net::redteam_spoof),
+        Scenario::new("net_hostile_race", net::hostile_race),
         Scenario::new("block_persist", blkif::persist),
         Scenario::new("block_destroy_midstream", blkif::destroy_midstream),
         Scenario::new("block_readonly", blkif::readonly),

@@ -29,10 +29,15 @@ const MAC_H1: &str = "00:16:3e:00:00:1d";
 const MAC_H2: &str = "00:16:3e:00:00:2d";
 
 fn boot(ctx: &Context) -> Result<Qemu, String> {
+    boot_cpus(ctx, 1)
+}
+
+fn boot_cpus(ctx: &Context, cpus: u32) -> Result<Qemu, String> {
     let ws = ctx.workspace();
     let mut vm = ctx
         .machine()
         .memory_mib(512)
+        .cpus(cpus)
         .hv_options(DEFAULT_HV_OPTIONS)
         .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
         .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
@@ -294,7 +299,8 @@ fn pongs(vm: &Qemu, id: u32) -> usize {
 }
 
 /// A hostile frontend (testguest `net_hostile`: `vif 1` without `request-rx-copy`, `vif 2`
-/// whose ring grant it ends, then on `vif 0` a bad
+/// whose ring grant it ends (served on through netback's mapping, as in Xen, then closed),
+/// then on `vif 0` a bad
 /// grant reference, a frame over the MTU, 19 slots, a short frame, floods, a producer far
 /// ahead) gets its errors and log lines (rate-limited), while two other domUs keep
 /// exchanging frames and dom0's prompt answers.
@@ -349,7 +355,7 @@ pub fn hostile_frontend(ctx: &Context) -> Result<(), String> {
     // counted, and the end of the ring.
     for what in [
         "1: cannot connect: /local/domain",
-        "2: transmit ring no longer granted; not serving it",
+        "2 released (closed;",
         "request-rx-copy is not 1",
         "grant copy failed",
         "frame of 2000 bytes, longer than 1514",
@@ -473,6 +479,99 @@ pub fn destroy_midstream(ctx: &Context) -> Result<(), String> {
     note_round_trip(ctx, &vm, c);
     xl::run(&mut vm, "xl destroy echo")?;
     gone(&mut vm, "echo")?;
+    frame_check(&mut vm)?;
+    vm.kill();
+    Ok(())
+}
+
+/// On two CPUs, a hostile frontend (testguest `net_race`, pinned to CPU 1) rewrites its
+/// transmit ring's entries, `req_prod` and `rsp_event` under netback at full speed while
+/// netback, holding both rings mapped, serves it; two other domains ping on. Then the
+/// attacker, still publishing, is destroyed with its rings mapped: dom0 unmaps them first
+/// (`grantmap: d<N> ref ... unmapped before the domain's destruction`) and keeps running,
+/// the interface is released, the victims keep exchanging, and free memory is what it was
+/// before the attacker.
+pub fn hostile_race(ctx: &Context) -> Result<(), String> {
+    let mut vm = boot_cpus(ctx, 2)?;
+    let a = create(&mut vm, "echo", "test=net_echo count=0", &[MAC_A])?;
+    seen(&mut vm, &format!("(d{a}) note: net: echo ready"), JOB)?;
+    let b = create(
+        &mut vm,
+        "pinger",
+        &format!("test=net_ping peer={MAC_A} count=0"),
+        &[MAC_B],
+    )?;
+    seen(&mut vm, &format!("(d{b}) note: net: 50 pongs"), JOB)?;
+    let before = free_memory(&mut vm)?;
+    let h = create(&mut vm, "attacker", "test=net_race", &[MAC_H])?;
+    xl::run(&mut vm, "xl vcpu-pin attacker 0 1")?;
+    seen(&mut vm, &format!("(d{h}) note: net: race done"), JOB)?;
+    let log = vm.serial_log();
+    let prefix = format!("(d{h}) ");
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with(&format!("{prefix}check ")) && !l.ends_with(": ok"))
+        .collect();
+    if !failed.is_empty() || log.contains(&format!("{prefix}Test result: ")) {
+        return Err(format!("the attacker's checks failed: {failed:?}"));
+    }
+    if let Some(l) = log
+        .lines()
+        .find(|l| l.starts_with(&format!("{prefix}note: net: race: ")))
+    {
+        ctx.note(l[prefix.len()..].to_string());
+    }
+    if let Some(l) = log.lines().find(|l| {
+        l.contains(&format!("dom0: netback: d{h} vif{h}.0: ")) && l.contains("not serving it")
+    }) {
+        return Err(format!(
+            "netback stopped serving the attacker's harmless ring: {l:?}"
+        ));
+    }
+    // Destroyed with its rings mapped, while it keeps requests outstanding.
+    xl::run(&mut vm, "xl destroy attacker")?;
+    gone(&mut vm, "attacker")?;
+    seen(
+        &mut vm,
+        &format!("dom0: netback: d{h} vif{h}.0 released"),
+        T,
+    )?;
+    let log = vm.serial_log();
+    let unmapped = log
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("dom0: grantmap: d{h} ref "))
+                && l.ends_with("unmapped before the domain's destruction")
+        })
+        .count();
+    if unmapped < 2 {
+        return Err(format!(
+            "dom0 unmapped {unmapped} of the attacker's 2 rings before destroying it"
+        ));
+    }
+    // dom0 answers, and the victims go on exchanging frames.
+    let mark = pongs(&vm, b);
+    vm.wait_until("the victims exchanging on", JOB, |log, cursor| {
+        let prefix = format!("(d{b}) note: net: ");
+        let n = log
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(&prefix)
+                    .is_some_and(|r| r.ends_with(" pongs"))
+            })
+            .count();
+        (n >= mark + 2).then_some(((), cursor))
+    })?;
+    let after = free_memory(&mut vm)?;
+    if after != before {
+        return Err(format!(
+            "free memory {after} MiB after the attacker, {before} MiB before"
+        ));
+    }
+    for name in ["pinger", "echo"] {
+        xl::run(&mut vm, &format!("xl destroy {name}"))?;
+        gone(&mut vm, name)?;
+    }
     frame_check(&mut vm)?;
     vm.kill();
     Ok(())

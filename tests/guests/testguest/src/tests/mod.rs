@@ -259,6 +259,11 @@ pub const TESTS: &[Test] = &[
         about: "sends frames with another domain's MAC (victim=<mac>) as source: refused; keeps trying until destroyed",
     },
     Test {
+        name: "net_race",
+        run: net::race,
+        about: "rewrites its transmit ring's entries and req_prod under netback at full speed (rounds=N), then keeps it busy until destroyed",
+    },
+    Test {
         name: "block_write",
         run: block::write,
         about: "writes a pattern over its disk (blkfront), flushes, reads some back",
