@@ -326,8 +326,25 @@ pub fn init_script(modules: &[String]) -> String {
 /// `/etc/profile` of the domU's shell.
 const PROFILE: &str = "export PS1='debian# '\nexport PATH=/bin:/sbin:/usr/bin:/usr/sbin\n";
 
+/// busybox's `udhcpc` runs this script (`/usr/share/udhcpc/default.script`) for each DHCP
+/// event; without it an address is got but never set. Minimal: on `bound` and `renew` the
+/// address, the default route and `/etc/resolv.conf`; on `deconfig` the interface is cleared.
+const UDHCPC_SCRIPT: &str = "#!/bin/sh\n\
+# udhcpc's default script of Xenia's Debian domU initramfs (built by cargo xtask).\n\
+case \"$1\" in\n\
+deconfig) ip addr flush dev \"$interface\"; ip link set \"$interface\" up ;;\n\
+bound|renew)\n\
+  ip addr flush dev \"$interface\"\n\
+  ip addr add \"$ip/${mask:-24}\" dev \"$interface\"\n\
+  for r in $router; do ip route add default via \"$r\" dev \"$interface\"; break; done\n\
+  : > /etc/resolv.conf\n\
+  for d in $dns; do echo \"nameserver $d\" >> /etc/resolv.conf; done\n\
+  echo \"udhcpc: $interface has $ip/${mask:-24}\" ;;\n\
+esac\n\
+exit 0\n";
+
 /// The initramfs (cpio newc): `/init`, `/bin/busybox` with `/bin/sh` linked to it,
-/// `/bin/linuxbench`, `/etc/profile`, the `modules` (path relative to
+/// `/bin/linuxbench`, `/etc/profile`, udhcpc's script, the `modules` (path relative to
 /// `lib/modules/<release>`, bytes) and the mount points.
 pub fn initramfs(
     busybox: &[u8],
@@ -351,6 +368,14 @@ pub fn initramfs(
         ("init".into(), EXEC, init.into_bytes()),
         ("lib".into(), DIR, Vec::new()),
         ("lib/modules".into(), DIR, Vec::new()),
+        ("usr".into(), DIR, Vec::new()),
+        ("usr/share".into(), DIR, Vec::new()),
+        ("usr/share/udhcpc".into(), DIR, Vec::new()),
+        (
+            "usr/share/udhcpc/default.script".into(),
+            EXEC,
+            UDHCPC_SCRIPT.as_bytes().to_vec(),
+        ),
     ];
     let base = format!("lib/modules/{release}");
     let mut dirs: Vec<String> = vec![base.clone()];
