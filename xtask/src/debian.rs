@@ -326,9 +326,10 @@ pub fn init_script(modules: &[String]) -> String {
 /// `/etc/profile` of the domU's shell.
 const PROFILE: &str = "export PS1='debian# '\nexport PATH=/bin:/sbin:/usr/bin:/usr/sbin\n";
 
-/// busybox's `udhcpc` runs this script (`/usr/share/udhcpc/default.script`) for each DHCP
-/// event; without it an address is got but never set. Minimal: on `bound` and `renew` the
-/// address, the default route and `/etc/resolv.conf`; on `deconfig` the interface is cleared.
+/// Debian's busybox `udhcpc` runs this script (`/etc/udhcpc/default.script`, Debian's path)
+/// for each DHCP event; without it an address is got but never set. Minimal: on `bound` and
+/// `renew` the address, the default route and `/etc/resolv.conf`; on `deconfig` the
+/// interface is cleared.
 const UDHCPC_SCRIPT: &str = "#!/bin/sh\n\
 # udhcpc's default script of Xenia's Debian domU initramfs (built by cargo xtask).\n\
 case \"$1\" in\n\
@@ -368,11 +369,9 @@ pub fn initramfs(
         ("init".into(), EXEC, init.into_bytes()),
         ("lib".into(), DIR, Vec::new()),
         ("lib/modules".into(), DIR, Vec::new()),
-        ("usr".into(), DIR, Vec::new()),
-        ("usr/share".into(), DIR, Vec::new()),
-        ("usr/share/udhcpc".into(), DIR, Vec::new()),
+        ("etc/udhcpc".into(), DIR, Vec::new()),
         (
-            "usr/share/udhcpc/default.script".into(),
+            "etc/udhcpc/default.script".into(),
             EXEC,
             UDHCPC_SCRIPT.as_bytes().to_vec(),
         ),
@@ -493,6 +492,16 @@ mod tests {
             .status()
             .expect("run sh -n");
         assert!(checked.success(), "sh -n refused /init:\n{script}");
+        // udhcpc's script: executable, parsed by the host's shell, sets what it got.
+        let udhcpc = archive.lookup("/etc/udhcpc/default.script").unwrap();
+        assert_eq!(udhcpc.mode, S_IFREG | 0o755);
+        let text = String::from_utf8(udhcpc.data.to_vec()).unwrap();
+        assert!(text.contains("ip addr add \"$ip/${mask:-24}\" dev \"$interface\""));
+        let checked = Command::new("sh")
+            .args(["-n", "-c", &text])
+            .status()
+            .expect("run sh -n");
+        assert!(checked.success(), "sh -n refused udhcpc's script:\n{text}");
         for dir in ["/proc", "/sys", "/dev", "/tmp"] {
             assert_eq!(
                 archive.lookup(dir).unwrap().mode & 0o170000,
