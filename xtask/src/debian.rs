@@ -326,8 +326,26 @@ pub fn init_script(modules: &[String]) -> String {
 /// `/etc/profile` of the domU's shell.
 const PROFILE: &str = "export PS1='debian# '\nexport PATH=/bin:/sbin:/usr/bin:/usr/sbin\n";
 
+/// Debian's busybox `udhcpc` runs this script (`/etc/udhcpc/default.script`, Debian's path)
+/// for each DHCP event; without it an address is got but never set. Minimal: on `bound` and
+/// `renew` the address, the default route and `/etc/resolv.conf`; on `deconfig` the
+/// interface is cleared.
+const UDHCPC_SCRIPT: &str = "#!/bin/sh\n\
+# udhcpc's default script of Xenia's Debian domU initramfs (built by cargo xtask).\n\
+case \"$1\" in\n\
+deconfig) ip addr flush dev \"$interface\"; ip link set \"$interface\" up ;;\n\
+bound|renew)\n\
+  ip addr flush dev \"$interface\"\n\
+  ip addr add \"$ip/${mask:-24}\" dev \"$interface\"\n\
+  for r in $router; do ip route add default via \"$r\" dev \"$interface\"; break; done\n\
+  : > /etc/resolv.conf\n\
+  for d in $dns; do echo \"nameserver $d\" >> /etc/resolv.conf; done\n\
+  echo \"udhcpc: $interface has $ip/${mask:-24}\" ;;\n\
+esac\n\
+exit 0\n";
+
 /// The initramfs (cpio newc): `/init`, `/bin/busybox` with `/bin/sh` linked to it,
-/// `/bin/linuxbench`, `/etc/profile`, the `modules` (path relative to
+/// `/bin/linuxbench`, `/etc/profile`, udhcpc's script, the `modules` (path relative to
 /// `lib/modules/<release>`, bytes) and the mount points.
 pub fn initramfs(
     busybox: &[u8],
@@ -351,6 +369,12 @@ pub fn initramfs(
         ("init".into(), EXEC, init.into_bytes()),
         ("lib".into(), DIR, Vec::new()),
         ("lib/modules".into(), DIR, Vec::new()),
+        ("etc/udhcpc".into(), DIR, Vec::new()),
+        (
+            "etc/udhcpc/default.script".into(),
+            EXEC,
+            UDHCPC_SCRIPT.as_bytes().to_vec(),
+        ),
     ];
     let base = format!("lib/modules/{release}");
     let mut dirs: Vec<String> = vec![base.clone()];
@@ -468,6 +492,16 @@ mod tests {
             .status()
             .expect("run sh -n");
         assert!(checked.success(), "sh -n refused /init:\n{script}");
+        // udhcpc's script: executable, parsed by the host's shell, sets what it got.
+        let udhcpc = archive.lookup("/etc/udhcpc/default.script").unwrap();
+        assert_eq!(udhcpc.mode, S_IFREG | 0o755);
+        let text = String::from_utf8(udhcpc.data.to_vec()).unwrap();
+        assert!(text.contains("ip addr add \"$ip/${mask:-24}\" dev \"$interface\""));
+        let checked = Command::new("sh")
+            .args(["-n", "-c", &text])
+            .status()
+            .expect("run sh -n");
+        assert!(checked.success(), "sh -n refused udhcpc's script:\n{text}");
         for dir in ["/proc", "/sys", "/dev", "/tmp"] {
             assert_eq!(
                 archive.lookup(dir).unwrap().mode & 0o170000,

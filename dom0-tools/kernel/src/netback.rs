@@ -892,7 +892,12 @@ fn serve_tx(v: &mut Vif, scratch: &mut [u8], mfns: &[u64; SCRATCH_PAGES]) -> boo
             }
             None => {
                 let room = k * FRAME_ROOM;
-                let frame = &data[room..room + p.len];
+                let frame = &mut data[room..room + p.len];
+                // Linux's netfront leaves TCP and UDP checksums to the backend.
+                if p.csum_blank {
+                    vif::fill_checksum(frame);
+                }
+                let frame = &*frame;
                 if vif::source_allowed(frame, &mac) {
                     if let Some(bp) = v.rings.as_ref().and_then(|r| r.bridge) {
                         bridge::input(bp, frame);

@@ -22,9 +22,9 @@ use alloc::format;
 use alloc::string::String;
 
 use guest_abi::netif::{
-    ETH_FRAME_LEN, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, NetifTxRequest, XEN_NETIF_EXTRA_FLAG_MORE,
-    XEN_NETIF_EXTRA_TYPE_GSO, XEN_NETIF_EXTRA_TYPE_MCAST_ADD, XEN_NETIF_EXTRA_TYPE_MCAST_DEL,
-    XEN_NETIF_NR_SLOTS_MIN,
+    ETH_FRAME_LEN, NETTXF_CSUM_BLANK, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, NetifTxRequest,
+    XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO, XEN_NETIF_EXTRA_TYPE_MCAST_ADD,
+    XEN_NETIF_EXTRA_TYPE_MCAST_DEL, XEN_NETIF_NR_SLOTS_MIN,
 };
 
 /// Where the toolstack writes the backends of virtual network interfaces.
@@ -181,6 +181,10 @@ pub struct Pieces {
     pub nr: usize,
     /// The frame's length (their sum).
     pub len: usize,
+    /// `NETTXF_csum_blank`: the frontend left its TCP or UDP checksum partial (Linux's
+    /// netfront does for every such frame, checksum offload being assumed of a backend);
+    /// [`fill_checksum`] completes it before the frame leaves the vif.
+    pub csum_blank: bool,
 }
 
 /// Checks the frame starting at the first of `published` slots (`slot(i)` is the `i`-th
@@ -310,6 +314,7 @@ pub fn check_tx(slot: impl Fn(u32) -> NetifTxRequest, published: u32) -> Result<
             pieces,
             nr: data_slots,
             len: usize::from(first.size),
+            csum_blank: first.flags & NETTXF_CSUM_BLANK != 0,
         }),
         ..frame
     })
@@ -382,8 +387,131 @@ pub fn source_allowed(frame: &[u8], mac: &[u8; 6]) -> bool {
     frame.get(6..12) == Some(&mac[..])
 }
 
+/// Completes the TCP or UDP checksum of an IPv4 `frame` (Ethernet II, no VLAN tag) sent
+/// with `NETTXF_csum_blank`, as Linux's netback does (`skb_checksum_setup`): the checksum
+/// over the pseudo-header and the segment the IP header bounds. Anything else (not IPv4,
+/// a fragment, another protocol, lengths that do not fit the frame) is left as it is and
+/// `false` returned: the frame goes on, and its receiver drops it if the checksum is wrong.
+pub fn fill_checksum(frame: &mut [u8]) -> bool {
+    const IPV4: [u8; 2] = [0x08, 0x00];
+    if frame.len() < ETH_HLEN + 20 || frame[12..14] != IPV4 {
+        return false;
+    }
+    let ip = &frame[ETH_HLEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    // More fragments, or an offset: not a whole segment.
+    let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
+    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() || frag != 0 {
+        return false;
+    }
+    let (proto, at) = match ip[9] {
+        6 => (6u8, 16usize),
+        17 => (17u8, 6usize),
+        _ => return false,
+    };
+    let seg_len = total - ihl;
+    if seg_len < at + 2 {
+        return false;
+    }
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for c in b.chunks(2) {
+            let hi = u32::from(c[0]) << 8;
+            sum += hi | c.get(1).map_or(0, |&l| u32::from(l));
+        }
+    };
+    add(&ip[12..20]);
+    add(&[0, proto]);
+    add(&(seg_len as u16).to_be_bytes());
+    let start = ETH_HLEN + ihl;
+    frame[start + at] = 0;
+    frame[start + at + 1] = 0;
+    add(&frame[start..start + seg_len]);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let mut c = !(sum as u16);
+    // UDP sends a computed 0 as 0xffff (0 means no checksum).
+    if c == 0 && proto == 17 {
+        c = 0xffff;
+    }
+    frame[start + at..start + at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 #[cfg(test)]
 mod tests {
+
+    /// A UDP datagram (10.0.2.15:68 -> 10.0.2.2:67, "hello") and a TCP segment with a
+    /// blank checksum get the checksums a packet capture computes; other frames are left.
+    #[test]
+    fn blank_checksums_are_filled() {
+        fn frame(proto: u8, payload: &[u8]) -> alloc::vec::Vec<u8> {
+            let mut f = alloc::vec![0u8; 14];
+            f[12] = 0x08;
+            let total = (20 + payload.len()) as u16;
+            f.extend_from_slice(&[0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0]);
+            f[16..18].copy_from_slice(&total.to_be_bytes());
+            f.extend_from_slice(&[10, 0, 2, 15, 10, 0, 2, 2]);
+            f.extend_from_slice(payload);
+            f
+        }
+        // One's-complement sum of pseudo-header and segment: 0xffff when right.
+        fn verify(f: &[u8], proto: u8) -> u16 {
+            let seg = &f[34..];
+            let mut sum: u32 = 0;
+            let mut words = alloc::vec::Vec::new();
+            words.extend_from_slice(&f[26..34]);
+            words.extend_from_slice(&[0, proto]);
+            words.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+            words.extend_from_slice(seg);
+            if words.len() % 2 == 1 {
+                words.push(0);
+            }
+            for c in words.chunks(2) {
+                sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+            }
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            sum as u16
+        }
+        let mut udp = frame(
+            17,
+            &[
+                0, 68, 0, 67, 0, 13, 0x12, 0x34, b'h', b'e', b'l', b'l', b'o',
+            ],
+        );
+        assert!(fill_checksum(&mut udp));
+        assert_eq!(verify(&udp, 17), 0xffff);
+        assert_ne!(&udp[40..42], &[0x12, 0x34]);
+        let mut tcp = frame(
+            6,
+            &[
+                0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0xaa, 0xbb, 0,
+                0, b'x',
+            ],
+        );
+        assert!(fill_checksum(&mut tcp));
+        assert_eq!(verify(&tcp, 6), 0xffff);
+        // ICMP, a fragment, a lying length, ARP: left alone.
+        let icmp = frame(1, &[8, 0, 0, 0]);
+        let mut f = icmp.clone();
+        assert!(!fill_checksum(&mut f));
+        assert_eq!(f, icmp);
+        let mut frag = frame(17, &[0, 68, 0, 67, 0, 8, 0, 0]);
+        frag[20] = 0x20;
+        assert!(!fill_checksum(&mut frag));
+        let mut long = frame(17, &[0, 68, 0, 67, 0, 8, 0, 0]);
+        long[16..18].copy_from_slice(&1500u16.to_be_bytes());
+        assert!(!fill_checksum(&mut long));
+        let mut arp = alloc::vec![0u8; 60];
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        assert!(!fill_checksum(&mut arp));
+        assert!(!fill_checksum(&mut [0u8; 10]));
+    }
     use super::*;
     use alloc::vec::Vec;
     use guest_abi::netif::NET_TX_RING_SIZE;

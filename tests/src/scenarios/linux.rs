@@ -24,7 +24,7 @@ const CONFIG: &str = "/etc/xen/debian.cfg";
 
 /// `Some(reason)` when the default initrd has no Debian kernel (the package could not be
 /// fetched): the scenario is skipped.
-fn skip_reason(ctx: &Context) -> Result<Option<String>, String> {
+pub(super) fn skip_reason(ctx: &Context) -> Result<Option<String>, String> {
     let path = ctx.workspace().require_artifact(INITRD_ARTIFACT)?;
     let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     // A newc entry's name follows its header, without the leading `/`.

@@ -16,6 +16,7 @@ mod guests;
 mod linux;
 mod linux_abi;
 mod linux_bench;
+mod linux_dev;
 mod linux_pv;
 mod mem_offline;
 mod net;
@@ -250,6 +251,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("linux_early_boot", linux::early_boot),
         Scenario::new("linux_boot_shell", linux::boot_shell),
         Scenario::new("linux_initramfs_native", linux::initramfs_native),
+        Scenario::new("linux_disk", linux_dev::disk),
+        Scenario::new("linux_net", linux_dev::net),
         Scenario::new("linux_bench_native_short", linux_bench::native_short),
         Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),
         Scenario::new("linux_pv_hostile_crashes", linux_pv::hostile_crashes),
