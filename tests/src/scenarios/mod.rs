@@ -248,6 +248,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("xl_bad_config", xl::bad_config),
         Scenario::new("linux_early_boot", linux::early_boot),
         Scenario::new("linux_boot_shell", linux::boot_shell),
+        Scenario::new("linux_smp", linux::smp),
+        Scenario::new("linux_lifecycle", linux::lifecycle),
         Scenario::new("linux_initramfs_native", linux::initramfs_native),
         Scenario::new("linux_bench_native_short", linux_bench::native_short),
         Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),
