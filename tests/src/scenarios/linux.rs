@@ -444,7 +444,13 @@ fn boot_debian(
     let from = vm.cursor();
     vm.send(&format!("xl create -c {CONFIG} {extra}\r"))?;
     vm.wait_for("Ctrl-] detaches", SHELL_COMMAND)?;
-    vm.wait_for_line("Run /init as init process", SHELL_BOOT_BOUND)?;
+    if let Err(e) = vm.wait_for_line("Run /init as init process", SHELL_BOOT_BOUND) {
+        // The hypervisor's view, for the log: domains, vCPU registers, run queues, events;
+        // the help line, typed last, says the keys were all read.
+        vm.send("\x01\x01\x01qdreh")?;
+        let _ = vm.wait_for("gives the input back to dom0", SHELL_COMMAND);
+        return Err(e);
+    }
     vm.wait_for("xenia-initramfs: ready", SHELL_COMMAND)?;
     vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
     Ok((vm, before, free_before, from))
