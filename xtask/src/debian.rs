@@ -462,8 +462,12 @@ mod tests {
         assert_eq!(blk.data, b"blk");
         assert_eq!(archive.lookup("/bin/busybox").unwrap().data, b"BB");
         assert_eq!(archive.lookup("/bin/linuxbench").unwrap().data, b"LB");
-        let inittab = String::from_utf8(archive.lookup("/etc/inittab").unwrap().data.to_vec()).unwrap();
-        assert!(inittab.contains("::respawn:/bin/cttyhack /bin/sh -l\n"), "{inittab}");
+        let inittab =
+            String::from_utf8(archive.lookup("/etc/inittab").unwrap().data.to_vec()).unwrap();
+        assert!(
+            inittab.contains("::respawn:/bin/cttyhack /bin/sh -l\n"),
+            "{inittab}"
+        );
         // The benchmark runs before the shell, and only with the parameter.
         for needed in [
             "case \"$word\" in xenia.bench=*) bench=\"${word#xenia.bench=}\" ;; esac",
@@ -476,10 +480,7 @@ mod tests {
             script.find("/bin/linuxbench").unwrap() < script.find("busybox init").unwrap(),
             "{script}"
         );
-        assert!(
-            script.ends_with("\nexec /bin/busybox init\n"),
-            "{script}"
-        );
+        assert!(script.ends_with("\nexec /bin/busybox init\n"), "{script}");
         // The host's shell parses it (`sh -n`: no command runs), as busybox's must.
         let checked = Command::new("sh")
             .args(["-n", "-c", &script])

@@ -638,7 +638,9 @@ pub fn lifecycle(ctx: &Context) -> Result<(), String> {
     run(&mut vm, "xl destroy debian")?;
     clean_session(&vm, from)?;
     all_back(&mut vm, &before, free_before, "reboot and xl destroy")?;
-    ctx.note("poweroff, xl shutdown -w and reboot of Linux through busybox's init; every frame back");
+    ctx.note(
+        "poweroff, xl shutdown -w and reboot of Linux through busybox's init; every frame back",
+    );
     vm.kill();
     Ok(())
 }
