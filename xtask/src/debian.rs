@@ -297,7 +297,7 @@ fn bench_script() -> String {
 
 /// The initramfs's `/init`: busybox's applets, `/proc`, `/sys` and devtmpfs, the modules (each
 /// path relative to `/lib/modules/<release>`), then, with [`BENCH_PARAM`], the benchmark
-/// program and a power-off, else a login shell on the console, again whenever it exits.
+/// program and a power-off, else busybox's `init` ([`INITTAB`]).
 pub fn init_script(modules: &[String]) -> String {
     let mut script = String::from(
         "#!/bin/busybox sh\n\
@@ -316,12 +316,27 @@ pub fn init_script(modules: &[String]) -> String {
         ));
     }
     script.push_str(&bench_script());
+    // Issue 18's lifecycle: busybox's `init` becomes PID 1 (`/etc/inittab`, [`INITTAB`]), so
+    // that `poweroff`, `reboot` and Linux's `orderly_poweroff` (`xl shutdown`) reach it.
     script.push_str(
         "echo \"xenia-initramfs: ready\"\n\
-         while true; do setsid cttyhack sh -l; done\n",
+         exec /bin/busybox init\n",
     );
     script
 }
+
+/// `/etc/inittab` of busybox's `init`, PID 1 after `/init`: a login shell on the console
+/// (`cttyhack` finds the real one, `hvc0` under Xen, `ttyS0` natively, and makes it the
+/// shell's controlling terminal, so Ctrl-C works), again whenever it exits. busybox's
+/// `poweroff` sends init `SIGUSR2`, `reboot` `SIGTERM` (`halt` `SIGUSR1`); init then runs
+/// the `shutdown` actions, stops every process and asks the kernel to power off or restart,
+/// which Linux on Xen turns into `SCHEDOP_shutdown`.
+pub const INITTAB: &str = "\
+::respawn:/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/sbin/reboot
+::shutdown:/bin/echo xenia-initramfs: shutting down
+::shutdown:/bin/sync
+";
 
 /// `/etc/profile` of the domU's shell.
 const PROFILE: &str = "export PS1='debian# '\nexport PATH=/bin:/sbin:/usr/bin:/usr/sbin\n";
@@ -366,6 +381,7 @@ pub fn initramfs(
         ("dev".into(), DIR, Vec::new()),
         ("etc".into(), DIR, Vec::new()),
         ("etc/profile".into(), DATA, PROFILE.as_bytes().to_vec()),
+        ("etc/inittab".into(), DATA, INITTAB.as_bytes().to_vec()),
         ("init".into(), EXEC, init.into_bytes()),
         ("lib".into(), DIR, Vec::new()),
         ("lib/modules".into(), DIR, Vec::new()),
@@ -458,7 +474,7 @@ mod tests {
             "mount -t devtmpfs devtmpfs /dev",
             "insmod /lib/modules/$(uname -r)/kernel/drivers/block/xen-blkfront.ko",
             "insmod /lib/modules/$(uname -r)/kernel/drivers/net/xen-netfront.ko",
-            "cttyhack sh -l",
+            "exec /bin/busybox init",
         ] {
             assert!(script.contains(needed), "{needed}: {script}");
         }
@@ -470,6 +486,12 @@ mod tests {
         assert_eq!(blk.data, b"blk");
         assert_eq!(archive.lookup("/bin/busybox").unwrap().data, b"BB");
         assert_eq!(archive.lookup("/bin/linuxbench").unwrap().data, b"LB");
+        let inittab =
+            String::from_utf8(archive.lookup("/etc/inittab").unwrap().data.to_vec()).unwrap();
+        assert!(
+            inittab.contains("::respawn:/bin/cttyhack /bin/sh -l\n"),
+            "{inittab}"
+        );
         // The benchmark runs before the shell, and only with the parameter.
         for needed in [
             "case \"$word\" in xenia.bench=*) bench=\"${word#xenia.bench=}\" ;; esac",
@@ -479,13 +501,10 @@ mod tests {
             assert!(script.contains(needed), "{needed}: {script}");
         }
         assert!(
-            script.find("/bin/linuxbench").unwrap() < script.find("cttyhack").unwrap(),
+            script.find("/bin/linuxbench").unwrap() < script.find("busybox init").unwrap(),
             "{script}"
         );
-        assert!(
-            script.ends_with("\nwhile true; do setsid cttyhack sh -l; done\n"),
-            "{script}"
-        );
+        assert!(script.ends_with("\nexec /bin/busybox init\n"), "{script}");
         // The host's shell parses it (`sh -n`: no command runs), as busybox's must.
         let checked = Command::new("sh")
             .args(["-n", "-c", &script])

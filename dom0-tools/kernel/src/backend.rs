@@ -472,22 +472,23 @@ fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str, handle: [u8; 16]) {
     let nics = old.spec.nics.clone();
     match rebuild(hv, &old.spec, handle) {
         Ok(built) => {
-            let console = built.console.map(|c| (c.mfn.0, c.evtchn));
-            let store = built.store.map(|s| (s.mfn.0, s.evtchn));
+            let console = built.console().map(|c| (c.mfn.0, c.evtchn));
+            let store = built.store().map(|s| (s.mfn.0, s.evtchn));
+            let built_dom = built.dom();
             let history = old.console.map(|c| (c.history, c.total));
-            let adopted = adopt(built.dom, old.record, console, store).is_ok();
+            let adopted = adopt(built_dom, old.record, console, store).is_ok();
             // Its disks and vifs again, as `xl create` gave them (built paused for this),
             // then start it. The old domain's backends went with its release above.
             if !disks.is_empty() || !nics.is_empty() {
-                give_disks(built.dom, &disks, name);
-                give_nics(built.dom, &nics, name);
-                let _ = hv.unpause(built.dom);
+                give_disks(built_dom, &disks, name);
+                give_nics(built_dom, &nics, name);
+                let _ = hv.unpause(built_dom);
             }
             if adopted
                 && let Some((h, total)) = history
                 && let Some(c) = DOMS
                     .lock()
-                    .get_mut(&built.dom)
+                    .get_mut(&built_dom)
                     .and_then(|a| a.console.as_mut())
             {
                 // The new console continues the old one's history.
@@ -499,7 +500,7 @@ fn restart(hv: &mut Xen<Direct>, dom: DomId, name: &str, handle: [u8; 16]) {
                 c.total += total;
                 c.history = h;
             }
-            tprintln!("dom0: domain \"{name}\" restarted as domain {}", built.dom);
+            tprintln!("dom0: domain \"{name}\" restarted as domain {built_dom}");
         }
         Err(e) => tprintln!("dom0: restarting domain \"{name}\" failed: {e}"),
     }
@@ -509,7 +510,7 @@ fn rebuild(
     hv: &mut Xen<Direct>,
     spec: &DomainSpec,
     handle: [u8; 16],
-) -> Result<builder::Built, String> {
+) -> Result<builder::Started, String> {
     let kernel = fs::file(&spec.kernel)
         .ok_or_else(|| alloc::format!("{}: no such file in dom0's root", spec.kernel))?;
     let ramdisk = match &spec.ramdisk {
@@ -529,7 +530,9 @@ fn rebuild(
     cfg.cap = spec.cap;
     // Started once its disks' and vifs' nodes are written.
     cfg.start_paused = !spec.disks.is_empty() || !spec.nics.is_empty();
-    builder::build(hv, &cfg).map_err(|e| alloc::format!("{e}"))
+    // `create`, as `xl create`: a ring-1 kernel is built as before, a Xen PV kernel (Linux's
+    // bzImage) is streamed into the domain's frames instead of unpacked into dom0's memory.
+    builder::create(hv, &cfg).map_err(|e| alloc::format!("{e}"))
 }
 
 /// Writes the xenstore nodes of restarted domain `dom`'s disks (those of its

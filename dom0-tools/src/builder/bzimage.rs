@@ -382,7 +382,7 @@ pub fn stream(
         .ok_or_else(|| corrupt("shorter than its size trailer".into()))?;
     let mut buf = Vec::new();
     let size = if compression == Compression::Lz4 {
-        LZ4_CHUNK
+        LZ4_STREAM_BUFFER
     } else {
         STREAM_BUFFER
     };
@@ -481,11 +481,124 @@ fn stream_zstd(data: &[u8], buf: &mut [u8], give: &mut Give<'_>) -> Result<(), S
     }
 }
 
+/// LZ4's window: a match reaches at most this far back.
+const LZ4_WINDOW: usize = 64 << 10;
+/// [`stream`]'s buffer for LZ4: the window, then as much new output before it is handed over.
+const LZ4_STREAM_BUFFER: usize = LZ4_WINDOW + STREAM_BUFFER;
+
+/// Decodes LZ4 blocks sequence by sequence through `buf` ([`LZ4_STREAM_BUFFER`] bytes: the
+/// last [`LZ4_WINDOW`] bytes of output kept for matches), so that it never holds a whole
+/// 8 MiB chunk: dom0's kernel restarts a Linux domain (`on_reboot`) with a 12 MiB heap.
+/// Each chunk is checked as `lz4_flex` checks a block: a match may not reach before the
+/// chunk's start, a chunk may not unpack to more than [`LZ4_CHUNK`], nothing may be cut.
 fn stream_lz4(data: &[u8], buf: &mut [u8], give: &mut Give<'_>) -> Result<(), String> {
+    let mut out = Lz4Out {
+        buf,
+        pos: 0,
+        handed: 0,
+        stopped: false,
+    };
     lz4_chunks(data, |block| {
-        let n = lz4_flex::block::decompress_into(block, buf).map_err(|e| alloc::format!("{e}"))?;
-        give(&buf[..n])
+        let mut chunk_len = 0usize;
+        let mut i = 0usize;
+        let byte = |i: &mut usize| -> Result<u8, String> {
+            let b = *block
+                .get(*i)
+                .ok_or_else(|| String::from("block cut short"))?;
+            *i += 1;
+            Ok(b)
+        };
+        let length = |i: &mut usize, nibble: u8| -> Result<usize, String> {
+            let mut n = usize::from(nibble);
+            if nibble == 15 {
+                loop {
+                    let b = byte(i)?;
+                    n = n.checked_add(usize::from(b)).ok_or("length overflow")?;
+                    if b != 255 {
+                        break;
+                    }
+                }
+            }
+            Ok(n)
+        };
+        loop {
+            let token = byte(&mut i)?;
+            let lits = length(&mut i, token >> 4)?;
+            let end = i.checked_add(lits).filter(|&e| e <= block.len());
+            let literal = block
+                .get(i..end.ok_or_else(|| String::from("literals past the block"))?)
+                .ok_or_else(|| String::from("literals past the block"))?;
+            chunk_len += lits;
+            if chunk_len > LZ4_CHUNK {
+                return Err(alloc::format!(
+                    "a chunk unpacks to more than {LZ4_CHUNK} bytes"
+                ));
+            }
+            for &b in literal {
+                out.push(b, give)?;
+            }
+            i += lits;
+            if i == block.len() {
+                break;
+            }
+            let lo = byte(&mut i)?;
+            let hi = byte(&mut i)?;
+            let offset = usize::from(u16::from_le_bytes([lo, hi]));
+            let len = length(&mut i, token & 15)?
+                .checked_add(4)
+                .ok_or("length overflow")?;
+            // The chunk's own output so far (blocks are independent in Linux's framing).
+            if offset == 0 || offset > chunk_len {
+                return Err(alloc::format!(
+                    "match offset {offset} outside the block's output"
+                ));
+            }
+            chunk_len += len;
+            if chunk_len > LZ4_CHUNK {
+                return Err(alloc::format!(
+                    "a chunk unpacks to more than {LZ4_CHUNK} bytes"
+                ));
+            }
+            for _ in 0..len {
+                let b = out.buf[out.pos - offset];
+                out.push(b, give)?;
+            }
+        }
+        out.flush(give)?;
+        Ok(!out.stopped)
     })
+}
+
+/// [`stream_lz4`]'s output: `buf[..pos]` is the window and the new bytes, `buf[handed..pos]`
+/// not handed over yet.
+struct Lz4Out<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    handed: usize,
+    stopped: bool,
+}
+
+impl Lz4Out<'_> {
+    fn push(&mut self, b: u8, give: &mut Give<'_>) -> Result<(), String> {
+        if self.pos == self.buf.len() {
+            self.flush(give)?;
+            // Keep the window; matches reach at most LZ4_WINDOW back.
+            self.buf.copy_within(self.pos - LZ4_WINDOW..self.pos, 0);
+            self.pos = LZ4_WINDOW;
+            self.handed = LZ4_WINDOW;
+        }
+        self.buf[self.pos] = b;
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn flush(&mut self, give: &mut Give<'_>) -> Result<(), String> {
+        if self.handed < self.pos && !self.stopped && !give(&self.buf[self.handed..self.pos])? {
+            self.stopped = true;
+        }
+        self.handed = self.pos;
+        Ok(())
+    }
 }
 
 /// Walks Linux's legacy LZ4 framing: calls `each` with every compressed block, in order, until
