@@ -282,27 +282,7 @@ pub fn boot_shell(ctx: &Context) -> Result<(), String> {
     vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
     vm.send("poweroff -f\r")?;
     vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
-    let log = vm.serial_log();
-    let session = &log[from.min(log.len())..];
-    for bad in [
-        "BUG",
-        "Oops",
-        "WARNING:",
-        "Call Trace",
-        "Kernel panic",
-        "crashed",
-    ] {
-        if let Some(l) = session.lines().find(|l| l.contains(bad)) {
-            return Err(format!("Linux's boot or session has {bad:?}: {l:?}"));
-        }
-    }
-    let enosys: Vec<&str> = log.lines().filter(|l| l.contains(": ENOSYS: ")).collect();
-    if !enosys.is_empty() {
-        return Err(format!(
-            "the hypervisor answered ENOSYS to Linux: {}",
-            enosys.join(" | ")
-        ));
-    }
+    clean_session(&vm, from)?;
     let after = parse_list(&run(&mut vm, "xl list")?)?;
     if after != before {
         return Err(format!("after poweroff: {before:?} -> {after:?}"));
@@ -458,7 +438,7 @@ fn boot_debian(
 
 /// The session's log from `from` has no `BUG`, `Oops`, `WARNING:`, `Call Trace`, panic or
 /// crash line, and the hypervisor logged no `ENOSYS`.
-fn clean_session(vm: &crate::machine::Qemu, from: usize) -> Result<(), String> {
+pub(super) fn clean_session(vm: &crate::machine::Qemu, from: usize) -> Result<(), String> {
     let log = vm.serial_log();
     let session = &log[from.min(log.len())..];
     for bad in [
@@ -511,7 +491,10 @@ fn all_back(
 ///
 /// Not registered yet: Linux brings up CPU 1, then waits for an event that never comes
 /// before `/init` (see docs/architecture.md, "Linux: two vCPUs and the lifecycle").
-#[expect(dead_code, reason = "linux_smp hangs today; registered once the lost event is found")]
+#[expect(
+    dead_code,
+    reason = "linux_smp hangs today; registered once the lost event is found"
+)]
 pub fn smp(ctx: &Context) -> Result<(), String> {
     if let Some(reason) = skip_reason(ctx)? {
         println!("scenario {}: {reason}", ctx.name());

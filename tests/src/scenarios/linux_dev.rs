@@ -82,25 +82,6 @@ fn poweroff(vm: &mut Qemu) -> Result<(), String> {
     vm.wait_for(PROMPT, COMMAND)
 }
 
-/// The session's log since `from` has no oops, warning or crash.
-fn clean(vm: &Qemu, from: usize) -> Result<(), String> {
-    let log = vm.serial_log();
-    let session = &log[from.min(log.len())..];
-    for bad in [
-        "BUG",
-        "Oops",
-        "WARNING:",
-        "Call Trace",
-        "Kernel panic",
-        "crashed",
-    ] {
-        if let Some(l) = session.lines().find(|l| l.contains(bad)) {
-            return Err(format!("Linux's session has {bad:?}: {l:?}"));
-        }
-    }
-    Ok(())
-}
-
 /// `xl create -c /etc/xen/debian.cfg` with `disk=['format=raw, vdev=xvda, access=rw,
 /// target=/dev/vda']`: xen-blkfront attaches `/dev/xvda` (its `blkfront: xvda:` line in
 /// dmesg) with the disk's size; busybox's `mke2fs` makes an ext2 file system on it, it is
@@ -158,7 +139,7 @@ pub fn disk(ctx: &Context) -> Result<(), String> {
         ));
     }
     poweroff(&mut vm)?;
-    clean(&vm, from)?;
+    super::linux::clean_session(&vm, from)?;
     let list = run(&mut vm, "xl list")?;
     if list.contains("debian") {
         return Err(format!("debian still listed after poweroff: {list:?}"));
@@ -257,7 +238,7 @@ pub fn net(ctx: &Context) -> Result<(), String> {
         return Err(format!("not the domU's page: {page:?}"));
     }
     poweroff(&mut vm)?;
-    clean(&vm, from)?;
+    super::linux::clean_session(&vm, from)?;
     vm.kill();
     ctx.note(format!(
         "eth0 got {NET_IP} by DHCP; the host fetched the domU's httpd page through the forward"
