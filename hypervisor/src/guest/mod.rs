@@ -1185,8 +1185,40 @@ impl World {
                     let Some(d) = self.domains.lock(id) else {
                         continue;
                     };
+                    let now = crate::time::now_ns();
+                    let sched = self.sched.lock();
+                    for (v, vcpu) in d.vcpus.iter().enumerate() {
+                        let info = d.vcpu_info(v);
+                        let blocked = sched.is_blocked(VcpuId {
+                            dom: d.id,
+                            vcpu: v as u32,
+                        });
+                        let rel = |t: u64| t as i64 - now as i64;
+                        log::info!(
+                            target: "keys",
+                            "d{}v{v}: online {} blocked {blocked} upcall pending {} mask {} \
+                             pending_sel {:#x} vcpu_info {:?} poll {:?} singleshot {:?} ns \
+                             periodic {:?} ns",
+                            d.id,
+                            vcpu.online,
+                            info.evtchn_upcall_pending.load(Ordering::SeqCst),
+                            info.evtchn_upcall_mask.load(Ordering::SeqCst),
+                            info.evtchn_pending_sel.load(Ordering::SeqCst),
+                            vcpu.info_area.map(|(m, o)| (m.0, o)),
+                            vcpu.poll.as_ref().map(|p| p.ports()),
+                            vcpu.singleshot.map(rel),
+                            vcpu.periodic.as_ref().map(|p| rel(p.next)),
+                        );
+                    }
+                    drop(sched);
                     for (port, channel) in d.events.iter_bound() {
-                        log::info!(target: "keys", "d{} port {port}: {channel:?}", d.id);
+                        log::info!(
+                            target: "keys",
+                            "d{} port {port}: {channel:?} pending {} masked {}",
+                            d.id,
+                            crate::event::is_pending(d.shared(), port),
+                            crate::event::is_masked(d.shared(), port)
+                        );
                     }
                 }
             }

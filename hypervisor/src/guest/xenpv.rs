@@ -433,6 +433,8 @@ pub fn new_user_baseptr(cx: &mut Hc, mfn: Mfn) -> Result<(), Errno> {
 ///   passing Xen's `check_descriptor`), else `EINVAL`;
 /// - `debugreg` as Xen takes it (`check_debugregs`: a breakpoint on the hypervisor's
 ///   addresses `EINVAL`, a DR7 with GD or an I/O breakpoint dropped);
+/// - IOPL in `user_regs.rflags` becomes the vCPU's virtual IOPL (`Vcpu::viopl`, Xen's
+///   `v->arch.pv.iopl`) and is cleared in the flags it runs with;
 /// - no LDT yet (`ldt_base`/`ldt_ents` non-zero: `EINVAL`); `vm_assist` must be 0 for vCPU 0
 ///   and is ignored for the others, as Xen takes it from vCPU 0 only.
 ///
@@ -486,6 +488,11 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
     f.cs = cs;
     f.ss = ss;
     f.rflags = (r.rflags & !(RFLAGS_IOPL | RFLAGS_VM | RFLAGS_NT)) | RFLAGS_IF | 2;
+    // The context's IOPL is the vCPU's virtual one, as Xen's `arch_set_info_guest` keeps it
+    // (`v->arch.pv.iopl`): Linux's `cpu_initialize_context` gives IOPL 1 (its boot vCPU
+    // asks with `PHYSDEVOP_set_iopl`), and its secondary vCPUs' port I/O and `cli`/`sti`
+    // rely on it.
+    v.viopl = ((r.rflags & RFLAGS_IOPL) >> 12) as u8;
     v.kernel_sp = ctx.kernel_sp;
     v.callbacks.event = ctx.event_callback_eip;
     v.callbacks.failsafe = ctx.failsafe_callback_eip;

@@ -491,10 +491,6 @@ fn all_back(
 ///
 /// Not registered yet: Linux brings up CPU 1, then waits for an event that never comes
 /// before `/init` (see docs/architecture.md, "Linux: two vCPUs and the lifecycle").
-#[expect(
-    dead_code,
-    reason = "linux_smp hangs today; registered once the lost event is found"
-)]
 pub fn smp(ctx: &Context) -> Result<(), String> {
     if let Some(reason) = skip_reason(ctx)? {
         println!("scenario {}: {reason}", ctx.name());
