@@ -49,6 +49,7 @@ const SMP_CHECKS: &[&str] = &[
     "smp_initialise_up",
     "smp_vcpu1_runs",
     "smp_vcpu1_events",
+    "smp_event_binding",
     "smp_vcpu1_down",
 ];
 

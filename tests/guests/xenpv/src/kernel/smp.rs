@@ -8,16 +8,28 @@
 //! through its own event callback (`xp_v1_event`, which returns with `HYPERVISOR_iret` as
 //! Linux's `xen_iret` does), reports, and takes itself down with `VCPUOP_down`.
 //!
+//! Before vCPU 1 comes up, vCPU 0 makes a loopback channel and moves its receiving end to
+//! vCPU 1 with `EVTCHNOP_bind_vcpu` (allowed for a vCPU that is down, as on Xen; Linux moves
+//! xenstore's port so), and tries the bindings Xen refuses (a vCPU out of range `ENOENT`, a
+//! port not in use `EINVAL`); later it sends on the channel and vCPU 1 must see the event.
+//! vCPU 1 also reads an I/O port with `in`: its context asked for IOPL 1 (as Linux's does),
+//! so the read is emulated (all ones), not a #GP.
+//!
 //! Only run when the domain has a second vCPU (`VCPUOP_is_up(1)` is not `ENOENT`).
 
 use core::arch::global_asm;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use guest_abi::event::{EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VIRQ, EVTCHNOP_SEND, VIRQ_TIMER};
+use guest_abi::event::{
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI, EVTCHNOP_BIND_VCPU,
+    EVTCHNOP_BIND_VIRQ, EVTCHNOP_SEND, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVcpu,
+    VIRQ_TIMER,
+};
 use guest_abi::hypercall as nr;
 use guest_abi::selectors::{FLAT_KERNEL_CS64, HYPERVISOR_CS};
 use guest_abi::trap::TrapInfo;
+use guest_abi::types::DOMID_SELF;
 use guest_abi::vcpu as vo;
 use guest_abi::vcpu_context::{self as vc, VcpuGuestContext};
 
@@ -37,6 +49,11 @@ static V1_IPI_PORT: AtomicU32 = AtomicU32::new(0);
 static V1_TIMER_EVENTS: AtomicU64 = AtomicU64::new(0);
 static V1_IPI_EVENTS: AtomicU64 = AtomicU64::new(0);
 static V1_UPCALLS: AtomicU64 = AtomicU64::new(0);
+/// The loopback channel's end that vCPU 0 moved to vCPU 1, and the events vCPU 1 saw on it.
+static V1_MOVED_PORT: AtomicU32 = AtomicU32::new(0);
+static V1_MOVED_EVENTS: AtomicU64 = AtomicU64::new(0);
+/// The byte vCPU 1's `in` read (`xp_v1_inb` stores it).
+static V1_PORT_BYTE: AtomicU8 = AtomicU8::new(0);
 /// 0: not started; 1: ports bound (vCPU 0 may send); 2: done, going down.
 static V1_STATE: AtomicU32 = AtomicU32::new(0);
 /// vCPU 0 sent its IPIs.
@@ -44,7 +61,8 @@ static V0_SENT: AtomicU32 = AtomicU32::new(0);
 /// What vCPU 1 saw: bit 0 its GS marker, bit 1 `xen_version`, bit 2 both ports bound,
 /// bit 3 the periodic timer set, bit 4 its events masked on entry (Xen starts a vCPU masked),
 /// bit 5 DR7 disarmed (the context's I/O breakpoint dropped), bit 6 it runs on CS 0x13 (its
-/// own GDT's kernel code, as Linux starts it).
+/// own GDT's kernel code, as Linux starts it), bit 7 its `in` emulated with all ones (the
+/// context's IOPL 1 is its virtual IOPL).
 static V1_SEEN: AtomicU64 = AtomicU64::new(0);
 /// The CS vCPU 1 found itself running on.
 static V1_CS: AtomicU32 = AtomicU32::new(0);
@@ -67,7 +85,15 @@ global_asm!(
     ".skip 64",
     ".popsection",
     ".text",
-    ".globl xp_v1_entry, xp_v1_event, xp_v1_stack_top, xp_v1_kstack_top",
+    ".globl xp_v1_entry, xp_v1_event, xp_v1_stack_top, xp_v1_kstack_top, xp_v1_inb",
+    // rbx: where to store the byte. A port no domU has: with a virtual IOPL of 1 the
+    // hypervisor answers all ones; without, #GP (the stub records vector 13).
+    "xp_v1_inb:",
+    "    mov edx, 0x3f9",
+    "    mov al, 0x5a",
+    "    in al, dx",
+    "    mov [rbx], al",
+    "    ret",
     // vCPU 1 starts here, in kernel mode, rsp its stack top (16-byte aligned).
     "xp_v1_entry:",
     "    call {main}",
@@ -111,6 +137,7 @@ unsafe extern "C" {
     static xp_v1_kstack_top: u8;
     fn xp_v1_entry();
     fn xp_v1_event();
+    fn xp_v1_inb();
 }
 
 fn vcpu_op(cmd: u32, vcpu: u64, arg: u64) -> i64 {
@@ -122,6 +149,11 @@ fn evtchn_op(cmd: u32, arg: u64) -> i64 {
         nr::HYPERVISOR_EVENT_CHANNEL_OP,
         [u64::from(cmd), arg, 0, 0, 0],
     )
+}
+
+fn bind_vcpu(port: u32, vcpu: u32) -> i64 {
+    let b = EvtchnBindVcpu { port, vcpu };
+    evtchn_op(EVTCHNOP_BIND_VCPU, &raw const b as u64)
 }
 
 fn sched_op(cmd: u32, arg: u64) -> i64 {
@@ -159,6 +191,9 @@ extern "C" fn v1_upcall() {
     if take_pending(V1_IPI_PORT.load(Ordering::Relaxed)) {
         V1_IPI_EVENTS.fetch_add(1, Ordering::Relaxed);
     }
+    if take_pending(V1_MOVED_PORT.load(Ordering::Relaxed)) {
+        V1_MOVED_EVENTS.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// vCPU 1's life.
@@ -189,6 +224,11 @@ extern "C" fn v1_main() -> ! {
     if dr7 >= 0 && dr7 & 0xFF == 0 {
         seen |= 32;
     }
+    // Nothing else uses `xp_run` meanwhile: vCPU 0 only yields until vCPU 1 reports.
+    let vector = super::run(xp_v1_inb, V1_PORT_BYTE.as_ptr() as u64, 0);
+    if vector == u64::MAX && V1_PORT_BYTE.load(Ordering::Relaxed) == 0xFF {
+        seen |= 128;
+    }
     let mut virq = guest_abi::event::EvtchnBindVirq {
         virq: VIRQ_TIMER,
         vcpu: 1,
@@ -213,7 +253,9 @@ extern "C" fn v1_main() -> ! {
     for _ in 0..BLOCK_BOUND {
         let timers = V1_TIMER_EVENTS.load(Ordering::Relaxed);
         let ipis = V1_IPI_EVENTS.load(Ordering::Relaxed);
-        if timers >= WANT_TIMERS && ipis >= 1 && V0_SENT.load(Ordering::Acquire) == 1 {
+        let moved = V1_MOVED_EVENTS.load(Ordering::Relaxed);
+        if timers >= WANT_TIMERS && ipis >= 1 && moved >= 1 && V0_SENT.load(Ordering::Acquire) == 1
+        {
             break;
         }
         // Unmask and block: the hypervisor delivers what is pending through xp_v1_event on
@@ -224,9 +266,10 @@ extern "C" fn v1_main() -> ! {
     byte_at(info + 1).store(1, Ordering::Release);
     vcpu_op(vo::VCPUOP_STOP_PERIODIC_TIMER, 1, 0);
     say!(
-        "xenpv: vcpu1: {} timer events, {} ipi events, {} upcalls",
+        "xenpv: vcpu1: {} timer events, {} ipi events, {} on the moved port, {} upcalls",
         V1_TIMER_EVENTS.load(Ordering::Relaxed),
         V1_IPI_EVENTS.load(Ordering::Relaxed),
+        V1_MOVED_EVENTS.load(Ordering::Relaxed),
         V1_UPCALLS.load(Ordering::Relaxed)
     );
     V1_STATE.store(2, Ordering::Release);
@@ -373,6 +416,43 @@ pub fn run(s: &Setup<'_>) {
         ),
     );
 
+    // A loopback channel whose receiving end goes to vCPU 1 while it is down, and the
+    // bindings Xen refuses. vCPU 0 keeps its events masked: the new sending end starts
+    // pending for it (Xen's `evtchn_bind_interdomain`), which it clears by hand.
+    byte_at(s.shared + 1).store(1, Ordering::Release);
+    let mut unbound = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom: DOMID_SELF,
+        port: 0,
+    };
+    let alloc = evtchn_op(EVTCHNOP_ALLOC_UNBOUND, &raw mut unbound as u64);
+    let moved = unbound.port;
+    let moved_down = bind_vcpu(moved, 1);
+    let mut inter = EvtchnBindInterdomain {
+        remote_dom: DOMID_SELF,
+        remote_port: moved,
+        local_port: 0,
+    };
+    let bound = evtchn_op(EVTCHNOP_BIND_INTERDOMAIN, &raw mut inter as u64);
+    let sender = inter.local_port;
+    take_pending(sender);
+    V1_MOVED_PORT.store(moved, Ordering::Relaxed);
+    let mut ipi_far = guest_abi::event::EvtchnBindIpi { vcpu: 2, port: 0 };
+    let mut virq_far = guest_abi::event::EvtchnBindVirq {
+        virq: VIRQ_TIMER,
+        vcpu: 2,
+        port: 0,
+    };
+    let refused = [
+        bind_vcpu(moved, 2),
+        bind_vcpu(moved, u32::MAX),
+        bind_vcpu(0, 1),
+        bind_vcpu(4095, 1),
+        evtchn_op(EVTCHNOP_BIND_IPI, &raw mut ipi_far as u64),
+        evtchn_op(EVTCHNOP_BIND_VIRQ, &raw mut virq_far as u64),
+    ];
+    const REFUSED: [i64; 6] = [-2, -2, -22, -22, -2, -2];
+
     // The context Linux gives, then up.
     let c = good_context(s);
     let init = vcpu_op(vo::VCPUOP_INITIALISE, 1, &raw const c as u64);
@@ -415,6 +495,14 @@ pub fn run(s: &Setup<'_>) {
         }
         sched_op(guest_abi::sched::SCHEDOP_YIELD, 0);
     }
+    // The event on the moved port notifies vCPU 1 only: vCPU 0's own flags (it is masked;
+    // it has no timer and no other source of events now) stay clear. vCPU 1 scans the
+    // pending bitmap on any upcall, so its count alone would not tell.
+    byte_at(s.shared).store(0, Ordering::SeqCst);
+    word_at(s.shared + 8).store(0, Ordering::SeqCst);
+    let send = guest_abi::event::EvtchnSend { port: sender };
+    let sent_moved = evtchn_op(EVTCHNOP_SEND, &raw const send as u64);
+    let v0_flagged = byte_at(s.shared).load(Ordering::SeqCst);
     V0_SENT.store(1, Ordering::Release);
     while V1_STATE.load(Ordering::Acquire) != 2 && waited < YIELD_BOUND {
         sched_op(guest_abi::sched::SCHEDOP_YIELD, 0);
@@ -425,17 +513,40 @@ pub fn run(s: &Setup<'_>) {
     let ipis = V1_IPI_EVENTS.load(Ordering::Relaxed);
     check(
         "smp_vcpu1_runs",
-        V1_STATE.load(Ordering::Acquire) == 2 && seen == 0x7F,
+        V1_STATE.load(Ordering::Acquire) == 2 && seen == 0xFF,
         format_args!(
-            "state {}, seen {seen:#x} (1 gs, 2 xen_version, 4 ports, 8 timer, 16 masked, 32 dr7 off, 64 cs 0x13), cs {:#x}",
+            "state {}, seen {seen:#x} (1 gs, 2 xen_version, 4 ports, 8 timer, 16 masked, 32 dr7 off, 64 cs 0x13, 128 in emulated), cs {:#x}, in read {:#x}",
             V1_STATE.load(Ordering::Relaxed),
-            V1_CS.load(Ordering::Relaxed)
+            V1_CS.load(Ordering::Relaxed),
+            V1_PORT_BYTE.load(Ordering::Relaxed)
         ),
     );
     check(
         "smp_vcpu1_events",
         timers >= WANT_TIMERS && ipis >= 1 && sent == 3,
         format_args!("timer events {timers}, ipi events {ipis}, ipis sent {sent}"),
+    );
+    // vCPU 1's own ports cannot move (an IPI, a per-vCPU VIRQ: EINVAL, as Xen).
+    let fixed = [
+        bind_vcpu(V1_IPI_PORT.load(Ordering::Relaxed), 0),
+        bind_vcpu(V1_TIMER_PORT.load(Ordering::Relaxed), 0),
+    ];
+    let moved_events = V1_MOVED_EVENTS.load(Ordering::Relaxed);
+    check(
+        "smp_event_binding",
+        alloc == 0
+            && moved_down == 0
+            && bound == 0
+            && refused == REFUSED
+            && fixed == [-22, -22]
+            && sent_moved == 0
+            && v0_flagged == 0
+            && moved_events >= 1,
+        format_args!(
+            "alloc {alloc}, move to down v1 {moved_down}, bind {bound}, refused {refused:?} \
+             (want {REFUSED:?}), fixed {fixed:?}, send {sent_moved}, v0 flagged {v0_flagged}, \
+             v1 saw {moved_events}"
+        ),
     );
     // vCPU 1 takes itself down; this vCPU runs on.
     let mut down = vcpu_op(vo::VCPUOP_IS_UP, 1, 0);
