@@ -1109,7 +1109,9 @@ impl World {
     }
 
     /// One debug key (Xen's letters): `h` help, `q` the domains, `m` memory, `d` every vCPU's
-    /// registers (`0`: dom0's), `r` the run queues, `e` the event channels, `R` reboot.
+    /// registers (`0`: dom0's), `r` the run queues, `e` the event channels (each vCPU's
+    /// upcall flag, mask, selector, poll and timers; each port's binding, pending and mask
+    /// bits), `R` reboot.
     /// Typed after the Ctrl-A switch, or sent by `xl debug-keys` (`XEN_SYSCTL_debug_keys`);
     /// either way it takes the domains' locks and the scheduler's, none of which the caller
     /// may hold.

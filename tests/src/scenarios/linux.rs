@@ -487,10 +487,9 @@ fn all_back(
 /// vCPUs (Xen's `VCPUOP_initialise` and `VCPUOP_up` from its `smp_pv.c`): `nproc` says 2,
 /// `/proc/cpuinfo` lists 2 processors; two busy shell loops run in the background, each
 /// pinned by `taskset` to its own CPU, and both finish (`wait`); the log is clean and
-/// `poweroff -f` returns every frame.
-///
-/// Not registered yet: Linux brings up CPU 1, then waits for an event that never comes
-/// before `/init` (see docs/architecture.md, "Linux: two vCPUs and the lifecycle").
+/// `poweroff -f` returns every frame. (It hung or oopsed before `/init` until vCPU 1 got the
+/// IOPL its context asks for: docs/architecture.md, "Linux: two vCPUs (issue 18, session
+/// 13)".)
 pub fn smp(ctx: &Context) -> Result<(), String> {
     if let Some(reason) = skip_reason(ctx)? {
         println!("scenario {}: {reason}", ctx.name());
