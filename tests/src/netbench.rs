@@ -179,6 +179,64 @@ pub fn read_idle(vm: &mut crate::machine::Qemu) -> Result<Idle, String> {
     Idle::parse(&out).ok_or_else(|| format!("`{line}` printed no reading:\n{out}"))
 }
 
+/// The busy time of the machine left to itself (timers, the domains' own wake-ups), per
+/// second of virtual time: the difference between `sh -c 'probe cpuidle; sleep N; probe
+/// cpuidle'` with N = 1 and N = 3 (the programs' own cost cancels), over the difference of
+/// their elapsed time. Under `sleep=off` such wake-ups also land in a transfer that waits on
+/// the host, in proportion to its virtual duration (the notes show how much).
+pub fn idle_background(vm: &mut crate::machine::Qemu) -> Result<f64, String> {
+    let mut pair = |secs: u32| -> Result<(u64, u64), String> {
+        let line = format!("sh -c 'probe cpuidle; sleep {secs}; probe cpuidle'");
+        vm.send(&format!("{line}\r"))?;
+        let out = vm.wait_until(
+            &format!("the prompt after `{line}`"),
+            READING,
+            |log, cursor| {
+                log[cursor..].find(PROMPT).map(|i| {
+                    (
+                        log[cursor..cursor + i].to_string(),
+                        cursor + i + PROMPT.len(),
+                    )
+                })
+            },
+        )?;
+        let readings: Vec<Idle> = out
+            .lines()
+            .filter(|l| l.contains("cpuidle: now "))
+            .filter_map(Idle::parse)
+            .collect();
+        match readings.as_slice() {
+            [a, b] => Ok((b.busy_since(a), b.now.saturating_sub(a.now))),
+            _ => Err(format!("`{line}` did not print two readings:\n{out}")),
+        }
+    };
+    let (busy1, elapsed1) = pair(1)?;
+    let (busy3, elapsed3) = pair(3)?;
+    let elapsed = elapsed3.saturating_sub(elapsed1).max(1) as f64 / 1e9;
+    Ok(busy3.saturating_sub(busy1) as f64 / elapsed)
+}
+
+/// A profiling aid, never set by the suite: with `XENIA_PROFILE_MARK=<path>`, creates that
+/// file (a QEMU plugin counting instructions, passed with `XENIA_QEMU_EXTRA`, snapshots its
+/// counts when the file appears and removes it), waiting (bounded) until it is taken. The
+/// benches and `net_bench_icount_goal` call it right before and after each transfer.
+pub fn profile_mark() {
+    let Some(path) = std::env::var_os("XENIA_PROFILE_MARK") else {
+        return;
+    };
+    let path = std::path::PathBuf::from(path);
+    if std::fs::write(&path, b"").is_err() {
+        return;
+    }
+    // Polling a file another process removes: no event to wait on; bounded at 2 s.
+    for _ in 0..200 {
+        if !path.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The host ports forwarded to dom0's and a domU's discard (9) and chargen (19) services.
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
@@ -206,6 +264,9 @@ pub struct BusyRound {
     pub busy_ns_per_mib: [f64; 4],
     /// Virtual ns from the reading before each transfer to the one after it.
     pub elapsed_ns: [u64; 4],
+    /// The machine's busy ns per second of virtual time when left to itself
+    /// ([`idle_background`]).
+    pub background_ns_per_s: f64,
 }
 
 impl BusyRound {
@@ -226,35 +287,51 @@ impl BusyRound {
                 best.busy_ns_per_mib[k] = best.busy_ns_per_mib[k].min(r.busy_ns_per_mib[k]);
                 best.elapsed_ns[k] = best.elapsed_ns[k].min(r.elapsed_ns[k]);
             }
+            best.background_ns_per_s = best.background_ns_per_s.min(r.background_ns_per_s);
         }
         Some(best)
     }
 
-    /// Lines for a report: each transfer's busy ms per MiB and the ratios.
-    pub fn report(&self) -> Vec<String> {
+    /// At most how much of transfer `k`'s busy time were timer wake-ups while it waited on
+    /// the host: the background rate over its idle virtual time, as a fraction of its busy
+    /// time (an upper bound: the rate is measured with a sleeping program, whose own
+    /// wake-ups count too).
+    pub fn background_share(&self, k: usize, bytes: usize) -> f64 {
+        let mib = bytes as f64 / f64::from(1u32 << 20);
+        let busy = self.busy_ns_per_mib[k] * mib;
+        let idle = (self.elapsed_ns[k] as f64 - busy).max(0.0);
+        self.background_ns_per_s * idle / 1e9 / busy.max(1.0)
+    }
+
+    /// Lines for a report of transfers of `bytes`: each transfer's busy ms per MiB and the
+    /// ratios.
+    pub fn report(&self, bytes: usize) -> Vec<String> {
         let mut lines: Vec<String> = TRANSFERS
             .iter()
             .enumerate()
             .map(|(k, name)| {
                 format!(
-                    "{name}: {:.2} ms busy per MiB (virtual time; the transfer took {:.1} ms)",
+                    "{name}: {:.2} ms busy per MiB (virtual time; the transfer took {:.1} ms, \
+                     timer wake-ups at most {:.1}% of the busy time)",
                     self.busy_ns_per_mib[k] / 1e6,
-                    self.elapsed_ns[k] as f64 / 1e6
+                    self.elapsed_ns[k] as f64 / 1e6,
+                    100.0 * self.background_share(k, bytes)
                 )
             })
             .collect();
         let (i, o) = self.ratios();
         lines.push(format!(
             "busy per MiB, dom0/domU: {i:.2} host->guest, {o:.2} guest->host \
-             (readings cost {:.2} ms a pair)",
-            self.readings_ns as f64 / 1e6
+             (readings cost {:.2} ms a pair; left to itself the machine is busy {:.2} ms a second)",
+            self.readings_ns as f64 / 1e6,
+            self.background_ns_per_s / 1e6
         ));
         lines
     }
 }
 
-/// One round of the busy-time measure (see the module docs): a pair of readings back to
-/// back (their own cost), then for each of [`TRANSFERS`] a reading, the transfer of `bytes`
+/// One round of the busy-time measure (see the module docs): the machine's background
+/// ([`idle_background`]), a pair of readings back to back (their own cost), then for each of [`TRANSFERS`] a reading, the transfer of `bytes`
 /// (bounded by `timeout`), a reading. `mark` runs right before and after each transfer (the
 /// bench's profiling hook).
 pub fn busy_round(
@@ -264,12 +341,14 @@ pub fn busy_round(
     timeout: Duration,
     mark: &mut dyn FnMut(),
 ) -> Result<BusyRound, String> {
+    let background_ns_per_s = idle_background(vm)?;
     let a = read_idle(vm)?;
     let b = read_idle(vm)?;
     let readings_ns = b.busy_since(&a);
     let mib = bytes as f64 / f64::from(1u32 << 20);
     let mut r = BusyRound {
         readings_ns,
+        background_ns_per_s,
         ..BusyRound::default()
     };
     for k in 0..4 {
@@ -353,11 +432,20 @@ mod tests {
             readings_ns: 5,
             busy_ns_per_mib: [x, 2.0 * x, 4.0, 8.0],
             elapsed_ns: [9; 4],
+            background_ns_per_s: 1e6,
         };
         let best = BusyRound::best(&[r(3.0), r(1.0)]).unwrap();
         assert_eq!(best.busy_ns_per_mib, [1.0, 2.0, 4.0, 8.0]);
         assert_eq!(best.ratios(), (0.5, 0.5));
         assert!(BusyRound::best(&[]).is_none());
+        // 1 MiB with 1 ms busy in 1001 ms: 1 s idle at 1 ms a second, as much as the busy time.
+        let one = BusyRound {
+            busy_ns_per_mib: [1e6; 4],
+            elapsed_ns: [1_001_000_000; 4],
+            background_ns_per_s: 1e6,
+            ..BusyRound::default()
+        };
+        assert!((one.background_share(0, 1 << 20) - 1.0).abs() < 1e-9);
     }
 
     #[test]

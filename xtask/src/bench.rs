@@ -609,25 +609,7 @@ pub struct Net {
     pub cpu_ms_per_mib: [f64; 4],
 }
 
-/// A profiling aid, never set by the suite: with `XENIA_PROFILE_MARK=<path>`, creates that
-/// file as each transfer of the `net` bench starts and ends (a QEMU plugin counting
-/// instructions, passed with `XENIA_QEMU_EXTRA`, snapshots its counts when the file appears
-/// and removes it), waiting (bounded) until it is taken.
-fn profile_mark() {
-    let Some(path) = std::env::var_os("XENIA_PROFILE_MARK") else {
-        return;
-    };
-    let path = std::path::PathBuf::from(path);
-    if std::fs::write(&path, b"").is_err() {
-        return;
-    }
-    for _ in 0..200 {
-        if !path.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use xenia_tests::netbench::profile_mark;
 
 /// Nanoseconds QEMU process `pid` has run on a CPU so far (the sum of its threads'
 /// `schedstat`), if `/proc` says.

@@ -666,7 +666,7 @@ fn bench_net(ws: &Workspace) -> Result<(), String> {
         bench::NET_ROUNDS
     );
     let b = bench::net_icount(ws)?;
-    for l in b.report() {
+    for l in b.report(bench::NET_BYTES) {
         println!("bench net: {l}");
     }
     let (busy_push, busy_pull) = b.ratios();

@@ -73,14 +73,22 @@ pub fn icount_goal(ctx: &Context) -> Result<(), String> {
         create_web(&mut vm)?;
         let mut rounds = Vec::new();
         for i in 1..=ROUNDS {
-            let r = netbench::busy_round(&mut vm, &ports, BYTES, TRANSFER, &mut || {})?;
+            let r = netbench::busy_round(
+                &mut vm,
+                &ports,
+                BYTES,
+                TRANSFER,
+                &mut netbench::profile_mark,
+            )?;
             let (a, b) = r.ratios();
             ctx.note(format!(
-                "round {i}: busy ms per MiB {:.2} {:.2} {:.2} {:.2}, ratios {a:.2}/{b:.2}",
+                "round {i}: busy ms per MiB {:.2} {:.2} {:.2} {:.2}, ratios {a:.2}/{b:.2}; \
+                 background {:.2} ms a second",
                 r.busy_ns_per_mib[0] / 1e6,
                 r.busy_ns_per_mib[1] / 1e6,
                 r.busy_ns_per_mib[2] / 1e6,
                 r.busy_ns_per_mib[3] / 1e6,
+                r.background_ns_per_s / 1e6,
             ));
             rounds.push(r);
         }
@@ -88,7 +96,7 @@ pub fn icount_goal(ctx: &Context) -> Result<(), String> {
     })();
     vm.kill();
     let best = result?;
-    for line in best.report() {
+    for line in best.report(BYTES) {
         ctx.note(line);
     }
     let (push, pull) = best.ratios();
