@@ -299,7 +299,7 @@ impl PerCpu {
                 0 => total,
                 s => total.saturating_add(now.saturating_sub(s)),
             };
-            if seq % 2 == 0 && self.idle_seq.load(Ordering::SeqCst) == seq {
+            if seq.is_multiple_of(2) && self.idle_seq.load(Ordering::SeqCst) == seq {
                 break;
             }
             core::hint::spin_loop();
