@@ -105,8 +105,9 @@ pub fn icount_goal(ctx: &Context) -> Result<(), String> {
     let (push, pull) = best.ratios();
     if push < netbench::GOAL || pull < netbench::GOAL {
         return Err(format!(
-            "dom0/domU busy time per MiB: host->guest {push:.2}, guest->host {pull:.2}; goal at least {} each",
-            netbench::GOAL
+            "dom0/domU busy time per MiB: host->guest {push:.2}, guest->host {pull:.2}; goal at least {} each\n{}",
+            netbench::GOAL,
+            best.report(BYTES).join("\n")
         ));
     }
     Ok(())
