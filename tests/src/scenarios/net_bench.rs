@@ -112,3 +112,76 @@ pub fn icount_goal(ctx: &Context) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `net_bench_cpuidle`: the measure's source on two pCPUs, without `-icount`. Two readings
+/// a second apart (`sh -c 'probe cpuidle; sleep 1; probe cpuidle'`): both pCPUs reported,
+/// no idle time going backwards or growing faster than the clock, and pCPU 1 (nothing runs
+/// there: dom0 has one vCPU) idle most of the second (a reading's idle time and its clock
+/// are read at two moments a little apart, so the bound has a 10 ms allowance). Then the sysctl's hostile cases: an
+/// array at an unmapped address is `EFAULT`, room for no record is success with none.
+pub fn cpuidle(ctx: &Context) -> Result<(), String> {
+    let ws = ctx.workspace();
+    let mut vm = ctx
+        .machine()
+        .memory_mib(512)
+        .cpus(2)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(TEST_INITRD_ARTIFACT)?, "")
+        .boot()?;
+    let result = (|| {
+        vm.wait_for(PROMPT, Duration::from_secs(300))?;
+        let line = "sh -c 'probe cpuidle; sleep 1; probe cpuidle'";
+        vm.send(&format!("{line}\r"))?;
+        let a = vm.wait_for_line("cpuidle: now ", Duration::from_secs(60))?;
+        let b = vm.wait_for_line("cpuidle: now ", Duration::from_secs(60))?;
+        vm.wait_for(PROMPT, Duration::from_secs(60))?;
+        let (a, b) = match (netbench::Idle::parse(&a), netbench::Idle::parse(&b)) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(format!("unreadable: {a:?}, {b:?}")),
+        };
+        if a.idle.len() != 2 || b.idle.len() != 2 {
+            return Err(format!("two pCPUs expected: {a:?}, {b:?}"));
+        }
+        let elapsed = b.now.saturating_sub(a.now);
+        if elapsed < 900_000_000 {
+            return Err(format!("`sleep 1` took {elapsed} ns"));
+        }
+        // The clock is read in dom0 right after the hypercall, which reads idle time at its
+        // own instant: what dom0 does in between (an event taken) skews a pair a little.
+        const SKEW_NS: u64 = 10_000_000;
+        for i in 0..2 {
+            if b.idle[i] < a.idle[i] || b.idle[i] - a.idle[i] > elapsed + SKEW_NS {
+                return Err(format!(
+                    "pCPU {i}: idle {} -> {} over {elapsed} ns",
+                    a.idle[i], b.idle[i]
+                ));
+            }
+        }
+        let idle1 = b.idle[1] - a.idle[1];
+        if idle1 < elapsed / 2 {
+            return Err(format!("pCPU 1 idle only {idle1} of {elapsed} ns"));
+        }
+        ctx.note(format!(
+            "over {:.3} s: pCPU 0 idle {:.3} s, pCPU 1 idle {:.3} s",
+            elapsed as f64 / 1e9,
+            (b.idle[0] - a.idle[0]) as f64 / 1e9,
+            idle1 as f64 / 1e9
+        ));
+        vm.send("probe cpuidle-hostile\r")?;
+        let unmapped = vm.wait_for_line("cpuidle-hostile: unmapped: ", Duration::from_secs(60))?;
+        let none = vm.wait_for_line("cpuidle-hostile: none: ", Duration::from_secs(60))?;
+        if !unmapped.contains("unmapped: -14 ") {
+            return Err(format!(
+                "an unmapped array: {unmapped:?}, expected -14 (EFAULT)"
+            ));
+        }
+        if !none.contains("none: 0 nr_cpus 0") {
+            return Err(format!("room for none: {none:?}, expected 0 and nr_cpus 0"));
+        }
+        vm.wait_for(PROMPT, Duration::from_secs(60))?;
+        Ok(())
+    })();
+    vm.kill();
+    result
+}
