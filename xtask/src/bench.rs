@@ -78,6 +78,7 @@ use xenia_tests::blockbench::{self, Round};
 use xenia_tests::contract;
 use xenia_tests::iso::{DEFAULT_HV_OPTIONS, DEFAULT_MODULES};
 use xenia_tests::machine::{DiskImage, EXIT_POWEROFF, Machine, Qemu};
+use xenia_tests::netbench::profile_mark;
 
 const PROMPT: &str = "dom0# ";
 /// Bound for one command in real time (icount slows the emulator down).
@@ -608,8 +609,6 @@ pub struct Net {
     /// the domU to host. Unlike wall time, the host's other load hardly moves it.
     pub cpu_ms_per_mib: [f64; 4],
 }
-
-use xenia_tests::netbench::profile_mark;
 
 /// Nanoseconds QEMU process `pid` has run on a CPU so far (the sum of its threads'
 /// `schedstat`), if `/proc` says.
