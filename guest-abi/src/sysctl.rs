@@ -17,6 +17,7 @@
 //! | [`XEN_SYSCTL_GETDOMAININFOLIST`] | [`SysctlGetdomaininfolist`] | information about every domain (`xl list`) |
 //! | [`XEN_SYSCTL_PAGE_OFFLINE_OP`] | [`SysctlPageOfflineOp`] | takes machine frames out of use, brings them back, reports (`xen-hptool mem-*`) |
 //! | [`XEN_SYSCTL_CPU_HOTPLUG`] | [`SysctlCpuHotplug`] (IN) | takes a pCPU out of scheduling and brings it back (`xen-hptool cpu-*`) |
+//! | [`XEN_SYSCTL_GETCPUINFO`] | [`SysctlGetcpuinfo`] | each pCPU's idle time so far, in ns |
 //! | [`XEN_SYSCTL_DEBUG_KEYS`] | [`SysctlDebugKeys`] (IN) | runs debug keys, as typed on the console (`xl debug-keys`) |
 //! | [`XEN_SYSCTL_SCHEDULER_OP`] | [`SysctlSchedulerOp`] | the cpupool's credit parameters (`xl sched-credit -s`) |
 //! | [`XEN_SYSCTL_XENIA_MEM_OFFLINE_INFO`] | [`SysctlXeniaMemOfflineInfo`] (OUT) | Xenia: how many frames are offlined or pending (`xl info`) |
@@ -48,7 +49,7 @@ pub const XEN_SYSCTL_GETDOMAININFOLIST: u32 = 6;
 /// hypervisor's console after the Ctrl-A switch (`xl debug-keys`); what the keys print goes
 /// to the hypervisor's log (`xl dmesg`).
 pub const XEN_SYSCTL_DEBUG_KEYS: u32 = 7;
-/// Per-pCPU idle time.
+/// Per-pCPU idle time ([`SysctlGetcpuinfo`]; libxc's `xc_getcpuinfo`).
 pub const XEN_SYSCTL_GETCPUINFO: u32 = 8;
 /// Free memory.
 pub const XEN_SYSCTL_AVAILHEAP: u32 = 9;
@@ -546,6 +547,45 @@ pub struct SysctlXeniaMemOfflineInfo {
 }
 impl_payload!(SysctlXeniaMemOfflineInfo { offlined, pending });
 
+/// Argument of [`XEN_SYSCTL_GETCPUINFO`] (Xen's `struct xen_sysctl_getcpuinfo`, 24 bytes).
+///
+/// The hypervisor writes one [`SysctlCpuinfo`] for each pCPU index `0..min(max_cpus, n)`,
+/// where `n` is one more than the highest pCPU index the machine has, into the array at
+/// `info`, and `nr_cpus` comes back as how many it wrote. A pCPU that never ran (or was
+/// never started) reads 0. Idle time is what the pCPU spent halted in the hypervisor's idle
+/// loop, counted to the moment of the call when it is halted then (Xen's
+/// `get_cpu_idle_time`: the idle vCPU's running time). In nanoseconds of system time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+pub struct SysctlGetcpuinfo {
+    /// IN: how many records `info` has room for.
+    pub max_cpus: u32,
+    /// Padding (`info` is 8-byte aligned).
+    pub pad0: u32,
+    /// IN: virtual address, in the caller, of an array of [`SysctlCpuinfo`].
+    pub info: u64,
+    /// OUT: how many records were written.
+    pub nr_cpus: u32,
+    /// Padding.
+    pub pad1: u32,
+}
+impl_payload!(SysctlGetcpuinfo {
+    max_cpus,
+    pad0,
+    info,
+    nr_cpus,
+    pad1,
+});
+
+/// One record of [`SysctlGetcpuinfo::info`] (Xen's `struct xen_sysctl_cpuinfo`, 8 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct SysctlCpuinfo {
+    /// OUT: nanoseconds this pCPU has been idle since boot.
+    pub idletime: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,6 +688,12 @@ mod tests {
             hw_cap: 80,
         });
         assert_layout!(SysctlSchedId, 4, 4, { sched_id: 0 });
+        assert_layout!(SysctlGetcpuinfo, 24, 8, {
+            max_cpus: 0,
+            info: 8,
+            nr_cpus: 16
+        });
+        assert_layout!(SysctlCpuinfo, 8, 8, { idletime: 0 });
         assert_layout!(SysctlPageOfflineOp, 24, 8, {
             cmd: 0,
             start: 4,

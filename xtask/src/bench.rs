@@ -47,6 +47,9 @@
 //! count. Beside it, QEMU's CPU time per MiB of each transfer ([`cpu_ns`], the median of the
 //! rounds), which the host's other load hardly moves, and its ratios. Then a second web domU pushes [`NET_BYTES`] into the first's discard service across
 //! the bridge (`push=`, timed by the pushing domU's clock) and pings it: the median round trip.
+//! Then a second boot under `-icount shift=0,sleep=off` ([`net_icount`]): the same four
+//! transfers, the machine's busy virtual time per MiB of each ([`xenia_tests::netbench::busy_round`]:
+//! instructions, the host's speed out of it), the measure `net_bench_icount_goal` judges.
 //!
 //! **SMP** (issue 12), each its own boot:
 //! - `churn`: dom0test `churn cycles=N` (1000 by default) on `-smp 4`: N create/destroy
@@ -75,6 +78,7 @@ use xenia_tests::blockbench::{self, Round};
 use xenia_tests::contract;
 use xenia_tests::iso::{DEFAULT_HV_OPTIONS, DEFAULT_MODULES};
 use xenia_tests::machine::{DiskImage, EXIT_POWEROFF, Machine, Qemu};
+use xenia_tests::netbench::profile_mark;
 
 const PROMPT: &str = "dom0# ";
 /// Bound for one command in real time (icount slows the emulator down).
@@ -574,7 +578,7 @@ pub const NET_BYTES: usize = 8 << 20;
 /// slows a round down).
 pub const NET_ROUNDS: u32 = 3;
 /// The `net` bench's throughput goal: the domU at least this fraction of dom0's.
-pub const NET_GOAL: f64 = 0.7;
+pub const NET_GOAL: f64 = xenia_tests::netbench::GOAL;
 /// The first domU's address on QEMU's user network (its DHCP starts there).
 const NET_DOMU_IP: &str = "10.0.2.20";
 /// dom0's address on `xenbr0`.
@@ -604,26 +608,6 @@ pub struct Net {
     /// milliseconds, the median of the rounds: host to dom0, host to the domU, dom0 to host,
     /// the domU to host. Unlike wall time, the host's other load hardly moves it.
     pub cpu_ms_per_mib: [f64; 4],
-}
-
-/// A profiling aid, never set by the suite: with `XENIA_PROFILE_MARK=<path>`, creates that
-/// file as each transfer of the `net` bench starts and ends (a QEMU plugin counting
-/// instructions, passed with `XENIA_QEMU_EXTRA`, snapshots its counts when the file appears
-/// and removes it), waiting (bounded) until it is taken.
-fn profile_mark() {
-    let Some(path) = std::env::var_os("XENIA_PROFILE_MARK") else {
-        return;
-    };
-    let path = std::path::PathBuf::from(path);
-    if std::fs::write(&path, b"").is_err() {
-        return;
-    }
-    for _ in 0..200 {
-        if !path.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Nanoseconds QEMU process `pid` has run on a CPU so far (the sum of its threads'
@@ -787,6 +771,61 @@ pub fn net(ws: &Workspace) -> Result<Net, String> {
             n.ping_us.extend(parse_ping_us(&line));
         }
         Ok(n)
+    })();
+    vm.kill();
+    result
+}
+
+/// The `net` bench's virtual-time part: one boot under `-icount shift=0,sleep=off` with a
+/// web domU, [`NET_ROUNDS`] rounds of [`xenia_tests::netbench::busy_round`] over
+/// [`NET_BYTES`]; each round printed, and each figure the least of the rounds. The measure
+/// of `net_bench_icount_goal`, on the bench's transfer size.
+pub fn net_icount(ws: &Workspace) -> Result<xenia_tests::netbench::BusyRound, String> {
+    use xenia_tests::netbench::{BusyRound, Ports, busy_round};
+    let forwards = [
+        (NET_DOM0_IP, 9),
+        (NET_DOM0_IP, 19),
+        (NET_DOMU_IP, 9),
+        (NET_DOMU_IP, 19),
+    ];
+    let machine = Machine::new(ws, "bench-net-icount")
+        .memory_mib(512)
+        .hv_options(DEFAULT_HV_OPTIONS)
+        .module(ws.require_artifact(xenia_tests::DOM0_ARTIFACT)?, "")
+        .module(ws.require_artifact(xenia_tests::TEST_INITRD_ARTIFACT)?, "")
+        .qemu_arg("-icount")
+        .qemu_arg("shift=0,sleep=off")
+        .nic(&forwards)?;
+    let mut vm = machine.boot()?;
+    let result = (|| {
+        let port = |vm: &Qemu, ip: &str, p: u16| {
+            vm.host_port(ip, p)
+                .ok_or_else(|| format!("no forward to {ip}:{p}"))
+        };
+        let ports = Ports {
+            dom0_discard: port(&vm, NET_DOM0_IP, 9)?,
+            dom0_chargen: port(&vm, NET_DOM0_IP, 19)?,
+            domu_discard: port(&vm, NET_DOMU_IP, 9)?,
+            domu_chargen: port(&vm, NET_DOMU_IP, 19)?,
+        };
+        vm.wait_for(PROMPT, Duration::from_secs(300))?;
+        let web = create_web(&mut vm, "web", "")?;
+        vm.wait_for_line(&format!("(d{web}) web: address {NET_DOMU_IP}/"), NET_UP)?;
+        let mut rounds = Vec::new();
+        for i in 1..=NET_ROUNDS {
+            let r = busy_round(&mut vm, &ports, NET_BYTES, NET_TRANSFER, &mut profile_mark)?;
+            let b = r.busy_ns_per_mib;
+            let (a, o) = r.ratios();
+            println!(
+                "  virtual time, round {i}: busy per MiB host->dom0 {:.2} host->domU {:.2} dom0->host {:.2} domU->host {:.2} ms; dom0/domU {a:.2} in, {o:.2} out",
+                b[0] / 1e6,
+                b[1] / 1e6,
+                b[2] / 1e6,
+                b[3] / 1e6
+            );
+            rounds.push(r);
+        }
+        BusyRound::best(&rounds).ok_or_else(|| "no rounds".to_string())
     })();
     vm.kill();
     result

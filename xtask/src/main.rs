@@ -661,6 +661,21 @@ fn bench_net(ws: &Workspace) -> Result<(), String> {
         ),
         None => println!("bench net: domU->domU ping: no replies"),
     }
+    println!(
+        "bench net: virtual time (-icount shift=0,sleep=off): the machine's busy time per MiB, best of {} rounds",
+        bench::NET_ROUNDS
+    );
+    let b = bench::net_icount(ws)?;
+    for l in b.report(bench::NET_BYTES) {
+        println!("bench net: {l}");
+    }
+    let (busy_push, busy_pull) = b.ratios();
+    println!(
+        "bench net: busy per MiB, dom0/domU: host->guest {busy_push:.2} ({}), guest->host {busy_pull:.2} ({}) (goal: at least {}; what net_bench_icount_goal judges)",
+        verdict(busy_push),
+        verdict(busy_pull),
+        bench::NET_GOAL
+    );
     Ok(())
 }
 

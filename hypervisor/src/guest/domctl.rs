@@ -784,6 +784,11 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
             l.num_domains = n;
             op.set_payload(&l);
         }
+        sc::XEN_SYSCTL_GETCPUINFO => {
+            let mut g: sc::SysctlGetcpuinfo = op.payload();
+            g.nr_cpus = getcpuinfo(&space, &g, now)?;
+            op.set_payload(&g);
+        }
         sc::XEN_SYSCTL_XENIA_HEAP_INFO => {
             let mut h: sc::SysctlXeniaHeapInfo = op.payload();
             (h.charged, h.limit) = if h.domid == guest_abi::types::DOMID_INVALID {
@@ -839,6 +844,24 @@ pub fn sysctl(cx: &mut Hc) -> HcResult {
     }
     space.write(arg, &op)?;
     Ok(Ret::Value(0))
+}
+
+/// `XEN_SYSCTL_getcpuinfo` (guest-abi's `SysctlGetcpuinfo` has the rules): each pCPU's
+/// idle time up to `now` into the caller's array, for indexes up to the highest online one
+/// (Xen's `nr_cpu_ids`; an index never started reads 0); how many records were written.
+fn getcpuinfo(space: &AddressSpace, g: &sc::SysctlGetcpuinfo, now: u64) -> Result<u32, Errno> {
+    use crate::arch::x86_64::{percpu, smp};
+    let n = g.max_cpus.min(smp::max_online_index() + 1);
+    let record = core::mem::size_of::<sc::SysctlCpuinfo>() as u64;
+    for i in 0..n {
+        let idle = percpu::of(i as usize).map_or(0, |c| c.idle_ns(now));
+        let at = u64::from(i)
+            .checked_mul(record)
+            .and_then(|o| g.info.checked_add(o))
+            .ok_or(Errno::EFAULT)?;
+        space.write(GuestPtr::<u64>::new(at), &idle)?;
+    }
+    Ok(n)
 }
 
 /// `XEN_SYSCTL_scheduler_op` (guest-abi's `SysctlSchedulerOp` has the rules): the one

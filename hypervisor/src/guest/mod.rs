@@ -731,10 +731,15 @@ fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
         let timer = world.plan_timer(now, false);
         drop(world);
         program_timer(timer, now);
+        // Idle time (`XEN_SYSCTL_getcpuinfo`) is the time halted, the interrupt that ends
+        // the halt included (a few hundred instructions; Xen counts it the same way).
+        let cpu = percpu::this();
+        cpu.idle_begin(crate::time::now_ns());
         // `sti; hlt` back to back: an interrupt between them would be lost otherwise. A
         // kick sent since the lock was dropped is pending and ends the `hlt` at once.
         x86_64::instructions::interrupts::enable_and_hlt();
         x86_64::instructions::interrupts::disable();
+        cpu.idle_end(crate::time::now_ns());
         apic::take_tick();
         world = read_world();
     }

@@ -20,6 +20,7 @@ mod linux_dev;
 mod linux_pv;
 mod mem_offline;
 mod net;
+mod net_bench;
 mod net_dom0;
 mod net_web;
 mod net_xl;
@@ -116,6 +117,8 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("block_xl_verbs", block_xl::verbs),
         Scenario::new("block_bench_short", block_bench::short),
         Scenario::new("block_bench_icount_goal", block_bench::icount_goal),
+        Scenario::new("net_bench_icount_goal", net_bench::icount_goal),
+        Scenario::new("net_bench_cpuidle", net_bench::cpuidle),
         Scenario::new("block_xl_dom0_disks", block_xl::dom0_disks),
         Scenario::new("block_xl_create_icount", block_xl::create_flat_icount),
         Scenario::new("net_xl_verbs", net_xl::verbs),

@@ -121,6 +121,13 @@ pub struct PerCpu {
     /// one that LDTR holds (0: no LDT loaded).
     pub ldt_pages: [AtomicU64; super::entry::LDT_PAGES as usize],
     pub ldt_loaded: AtomicU64,
+    /// Idle accounting (`XEN_SYSCTL_getcpuinfo`, see [`PerCpu::idle_ns`]): nanoseconds of
+    /// system time this pCPU spent halted in the idle loop, the idle period under way
+    /// (its start, 0: none), and a sequence count that is odd while this pCPU changes the
+    /// two (only this pCPU writes them).
+    idle_total: AtomicU64,
+    idle_since: AtomicU64,
+    idle_seq: AtomicU64,
 }
 
 /// Request: drop every guest translation (recopy the guest root from the running vCPU's
@@ -172,6 +179,9 @@ impl PerCpu {
             own_gdt_page: AtomicU64::new(0),
             ldt_pages: [const { AtomicU64::new(0) }; super::entry::LDT_PAGES as usize],
             ldt_loaded: AtomicU64::new(0),
+            idle_total: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            idle_seq: AtomicU64::new(0),
             current: AtomicU64::new(NONE),
             run_until: AtomicU64::new(NONE),
             guest_root: AtomicU64::new(0),
@@ -252,4 +262,48 @@ pub fn this() -> &'static PerCpu {
     // address holds this pCPU's initialised `PerCpu`, mapped for the hypervisor's whole run;
     // it is only accessed through atomics.
     unsafe { &*at }
+}
+
+/// Idle accounting: what Xen keeps as the idle vCPU's running time (`get_cpu_idle_time`).
+impl PerCpu {
+    /// This pCPU (the caller's own) halts from `now`.
+    pub fn idle_begin(&self, now: u64) {
+        self.idle_seq.fetch_add(1, Ordering::SeqCst);
+        self.idle_since.store(now.max(1), Ordering::SeqCst);
+        self.idle_seq.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// This pCPU (the caller's own) woke at `now`: the period since [`PerCpu::idle_begin`]
+    /// counts as idle.
+    pub fn idle_end(&self, now: u64) {
+        self.idle_seq.fetch_add(1, Ordering::SeqCst);
+        let since = self.idle_since.swap(0, Ordering::SeqCst);
+        if since != 0 {
+            self.idle_total
+                .fetch_add(now.saturating_sub(since), Ordering::SeqCst);
+        }
+        self.idle_seq.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Nanoseconds this pCPU has been idle up to `now`, the period under way included. Any
+    /// pCPU may ask; a read that overlaps the owner's update is made again (a few times at
+    /// most: the owner's update is a handful of instructions; after that the last read is
+    /// taken, off by at most one period).
+    pub fn idle_ns(&self, now: u64) -> u64 {
+        let mut value = 0;
+        for _ in 0..8 {
+            let seq = self.idle_seq.load(Ordering::SeqCst);
+            let total = self.idle_total.load(Ordering::SeqCst);
+            let since = self.idle_since.load(Ordering::SeqCst);
+            value = match since {
+                0 => total,
+                s => total.saturating_add(now.saturating_sub(s)),
+            };
+            if seq.is_multiple_of(2) && self.idle_seq.load(Ordering::SeqCst) == seq {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        value
+    }
 }

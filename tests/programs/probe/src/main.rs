@@ -34,6 +34,14 @@
 //!   frame did not go to the pool (where the next program would have had it cleared);
 //! - `probe frame-check`: asks the hypervisor for its frame-table consistency check
 //!   (`XENMEM_XENIA_CHECK_FRAME_TABLE`) and prints `frame table check: <ret>` (0: consistent).
+//! - `probe cpuidle`: asks the hypervisor for each pCPU's idle time (`XEN_SYSCTL_getcpuinfo`)
+//!   and prints `cpuidle: now <ns> idle <ns> <ns> ...`: dom0's `CLOCK_MONOTONIC` (Xen's system
+//!   time) read right after the call, then each pCPU's idle nanoseconds. Two of them around
+//!   some work give the machine's busy time over it (the network benches' virtual-time
+//!   measure, `xenia_tests::netbench`).
+//! - `probe cpuidle-hostile`: the same sysctl with an array at an unmapped address
+//!   (`cpuidle-hostile: unmapped: -14 ...`, EFAULT) and with room for no record
+//!   (`cpuidle-hostile: none: 0 nr_cpus 0`).
 //! - `probe processes`: the kernel's processes through raw system calls, one `processes:`
 //!   line per check (`ok` or `FAILED`), then `processes: done, <n> failed`: a child made by
 //!   `fork` sees its parent as `getppid` and its own ID, writes into a pipe the parent reads
@@ -317,6 +325,61 @@ fn frame_check() -> Result<i64, String> {
         IOCTL_PRIVCMD_HYPERCALL,
         call.as_mut_ptr() as u64,
     ))
+}
+
+/// `sysctl(XEN_SYSCTL_getcpuinfo)` through privcmd with room for `max` records at `info`:
+/// (the hypercall's result, `nr_cpus` as written back).
+fn getcpuinfo(max: u32, info: u64) -> Result<(i64, u32), String> {
+    const IOCTL_PRIVCMD_HYPERCALL: u64 = 0x0030_5000;
+    const HYPERVISOR_SYSCTL: u64 = 35;
+    const XEN_SYSCTL_GETCPUINFO: u32 = 8;
+    const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x5800_0001;
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/xen/privcmd")
+        .map_err(|e| format!("cannot open /dev/xen/privcmd: {e}"))?;
+    // Xen's `struct xen_sysctl` (136 bytes): cmd, interface_version, then
+    // `struct xen_sysctl_getcpuinfo` { max_cpus: u32, pad, info: u64, nr_cpus: u32 }.
+    let mut op = [0u8; 136];
+    op[0..4].copy_from_slice(&XEN_SYSCTL_GETCPUINFO.to_le_bytes());
+    op[4..8].copy_from_slice(&XEN_SYSCTL_INTERFACE_VERSION.to_le_bytes());
+    op[8..12].copy_from_slice(&max.to_le_bytes());
+    op[16..24].copy_from_slice(&info.to_le_bytes());
+    let mut call = [HYPERVISOR_SYSCTL, op.as_mut_ptr() as u64, 0, 0, 0, 0];
+    let r = syscall3(
+        16,
+        f.as_raw_fd() as u64,
+        IOCTL_PRIVCMD_HYPERCALL,
+        call.as_mut_ptr() as u64,
+    );
+    let nr = u32::from_le_bytes(op[24..28].try_into().unwrap_or_default());
+    Ok((r, nr))
+}
+
+/// `sysctl(XEN_SYSCTL_getcpuinfo)` for up to 64 pCPUs, then `CLOCK_MONOTONIC`: (now in ns,
+/// each pCPU's idle ns).
+fn cpuidle() -> Result<(u64, Vec<u64>), String> {
+    const SYS_CLOCK_GETTIME: u64 = 228;
+    const CLOCK_MONOTONIC: u64 = 1;
+    const MAX: usize = 64;
+    let mut info = [0u64; MAX];
+    let (r, n) = getcpuinfo(MAX as u32, info.as_mut_ptr() as u64)?;
+    let mut ts = [0u64; 2];
+    let t = syscall3(
+        SYS_CLOCK_GETTIME,
+        CLOCK_MONOTONIC,
+        ts.as_mut_ptr() as u64,
+        0,
+    );
+    if r != 0 {
+        return Err(format!("sysctl(XEN_SYSCTL_getcpuinfo) returned {r}"));
+    }
+    if t != 0 {
+        return Err(format!("clock_gettime returned {t}"));
+    }
+    let now = ts[0] * 1_000_000_000 + ts[1];
+    Ok((now, info[..(n as usize).min(MAX)].to_vec()))
 }
 
 /// Binds VIRQ_TIMER through `/dev/xen/evtchn`, waits (bounded) for it to fire while the
@@ -661,6 +724,26 @@ fn main() {
         Some("vdso") => vdso(),
         Some("shared") => shared(),
         Some("stack") => println!("stack sum {}", recurse(number(2))),
+        Some("cpuidle") => match cpuidle() {
+            Ok((now, idle)) => {
+                let idle: Vec<String> = idle.iter().map(u64::to_string).collect();
+                println!("cpuidle: now {now} idle {}", idle.join(" "));
+            }
+            Err(e) => {
+                eprintln!("probe: {e}");
+                std::process::exit(1);
+            }
+        },
+        Some("cpuidle-hostile") => {
+            // An array the caller does not have (`EFAULT`, -14), then room for none
+            // (success, nothing written).
+            for (what, max, info) in [("unmapped", 64, 0x10), ("none", 0, 0)] {
+                match getcpuinfo(max, info) {
+                    Ok((r, n)) => println!("cpuidle-hostile: {what}: {r} nr_cpus {n}"),
+                    Err(e) => println!("cpuidle-hostile: {what}: {e}"),
+                }
+            }
+        }
         Some("frame-check") => match frame_check() {
             Ok(r) => println!("frame table check: {r}"),
             Err(e) => {
@@ -670,7 +753,7 @@ fn main() {
         },
         _ => {
             eprintln!(
-                "usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB|lazy|lazy-none|free|vdso|shared|frame-check"
+                "usage: probe args|exit N|fault|ud|enosys|privcmd|evtchn|mem MiB|stack KiB|lazy|lazy-none|free|vdso|shared|frame-check|cpuidle|cpuidle-hostile"
             );
             std::process::exit(2);
         }
