@@ -31,14 +31,34 @@ impl PageMemory for DirectMem {
         physmem::read_u64(mfn, index)
     }
 
-    fn read_entries(&self, mfn: Mfn, first: usize, out: &mut [u64]) {
-        physmem::read_u64s(mfn, first, out);
+    fn nonzero_entries(&self, mfn: Mfn) -> [u64; super::frame_table::ENTRIES / 64] {
+        physmem::nonzero_words(mfn)
     }
 
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
         physmem::write_u64(mfn, index, value);
         // Translations through this table may have changed (`guest::mem`'s cache).
         table().note_entry_write();
+    }
+
+    fn update_entry_value(
+        &mut self,
+        mfn: Mfn,
+        index: usize,
+        level: super::frame_table::PageType,
+        old: u64,
+        value: u64,
+    ) {
+        physmem::write_u64(mfn, index, value);
+        // A walk's answer through this entry may have changed, or (an L4) the pCPUs' copies
+        // of the table (`entry::load_guest_root`) must be made again: the generation moves.
+        // Otherwise (an entry that was not present, an accessed or dirty bit) every cached
+        // answer still holds and is kept (`frame_table::translation_changed`).
+        if level == super::frame_table::PageType::L4
+            || super::frame_table::translation_changed(old, value)
+        {
+            table().note_entry_write();
+        }
     }
 
     fn flush_tlbs(&mut self) {

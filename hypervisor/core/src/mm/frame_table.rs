@@ -119,10 +119,6 @@ use super::Mfn;
 /// Entries in one page-table frame (Intel SDM Vol. 3A §4.5: 512 eight-byte entries).
 pub const ENTRIES: usize = 512;
 
-/// Entries a table scan (validation, devalidation) reads at a time, onto the stack.
-const SCAN_CHUNK: usize = 64;
-const _: () = assert!(ENTRIES.is_multiple_of(SCAN_CHUNK));
-
 /// Frames whose counts [`FrameTable::check_consistency`] recomputes at once (eight bytes of
 /// scratch each: 512 KiB, whatever the machine's size).
 pub const CHECK_WINDOW: usize = 64 * 1024;
@@ -339,17 +335,39 @@ impl FrameInfo {
 pub trait PageMemory {
     /// Entry `index` (below [`ENTRIES`]) of frame `mfn`.
     fn read_entry(&self, mfn: Mfn, index: usize) -> u64;
-    /// Entries `first..first + out.len()` of frame `mfn` (inside the frame), into `out`: what
-    /// [`read_entry`](Self::read_entry) gives for each, read in one go (a validation reads
-    /// all 512 entries of a table).
-    fn read_entries(&self, mfn: Mfn, first: usize, out: &mut [u64]) {
-        for (k, o) in out.iter_mut().enumerate() {
-            *o = self.read_entry(mfn, first + k);
+    /// A bit per entry of frame `mfn` that is not zero (entry `i` is bit `i % 64` of word
+    /// `i / 64`): what a validation or devalidation looks at, found in one pass (most of a
+    /// table is empty).
+    fn nonzero_entries(&self, mfn: Mfn) -> [u64; ENTRIES / 64] {
+        let mut bits = [0u64; ENTRIES / 64];
+        for (w, word) in bits.iter_mut().enumerate() {
+            for b in 0..64 {
+                if self.read_entry(mfn, w * 64 + b) != 0 {
+                    *word |= 1 << b;
+                }
+            }
         }
+        bits
     }
     /// Writes entry `index` of frame `mfn`. Only called for frames owned by the domain the
     /// operation is for.
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64);
+    /// Writes entry `index` of `mfn`, a validated page table of type `level` whose entry was
+    /// `old`, to `value` (an `mmu_update` or an emulated write). The default is
+    /// [`write_entry`](Self::write_entry); the hypervisor's implementation uses what it is
+    /// told to keep its translation caches when no translation through the entry changed
+    /// ([`translation_changed`]).
+    fn update_entry_value(
+        &mut self,
+        mfn: Mfn,
+        index: usize,
+        level: PageType,
+        old: u64,
+        value: u64,
+    ) {
+        let _ = (level, old);
+        self.write_entry(mfn, index, value);
+    }
     /// Makes every pCPU drop its TLB and paging-structure-cache entries for guest mappings,
     /// and returns when all have. Called before a frame changes from one use to another.
     fn flush_tlbs(&mut self);
@@ -687,10 +705,27 @@ impl FrameTable {
         let old = slot.words();
         let mut f = Slot::decode(old);
         let r = change(&mut f);
-        if slot.store(&old, &f) {
+        let was = old[0];
+        if slot.store(&old, &f) && Self::use_changed(was, slot.0[0].load(Ordering::Relaxed)) {
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
         Some(r)
+    }
+
+    /// Whether a change of a frame's word 0 from `old` to `new` can change what a cached
+    /// translation relies on (the generation's rule): a change of owner or offlining state,
+    /// or of type, validation or pinning unless the frame stays plain memory (`None` or
+    /// `Writable`, unpinned) throughout. A data page's type count going from zero to one
+    /// and back (every fresh anonymous page a guest maps, every page it unmaps) keeps the
+    /// caches: no walk reads a data page's type, and the writers that rely on a kept answer
+    /// check only that the frame is still plain memory (`guest::fast`).
+    fn use_changed(old: u64, new: u64) -> bool {
+        let plain = |w: u64| {
+            matches!(Slot::decode_type(w), PageType::None | PageType::Writable)
+                && w & (1 << 40) == 0
+        };
+        const KEEP: u64 = W0_OWNER_MASK | 3 << 42;
+        (old ^ new) & KEEP != 0 || !(plain(old) && plain(new))
     }
 
     /// The table's generation (see the field): it changes whenever a translation through
@@ -1156,16 +1191,20 @@ impl FrameTable {
         };
         mem.poll();
         let forced = mem.forced_user(dom);
-        let mut chunk = [0u64; SCAN_CHUNK];
-        for base in (0..ENTRIES).step_by(SCAN_CHUNK) {
-            mem.read_entries(table, base, &mut chunk);
-            for (k, &e) in chunk.iter().enumerate() {
-                // An empty entry takes no reference and is allowed in every slot (most of a
-                // new table: checked in a few instructions rather than a call).
+        // Only the entries that are not zero: an empty entry takes no reference and is
+        // allowed in every slot (most of a new table), and the scan finds them a word at a
+        // time rather than one call each.
+        for (w, &bits) in mem.nonzero_entries(table).iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // Read once; the frame is typed, so only the hardware's accessed and dirty
+                // bits can have changed since the scan (never a zero entry to another).
+                let e = mem.read_entry(table, i);
                 if e == 0 {
                     continue;
                 }
-                let i = base + k;
                 let result = if Self::reserved_slot(level, i) {
                     Err(Errno::EINVAL)
                 } else {
@@ -1195,11 +1234,13 @@ impl FrameTable {
     /// `demote_l4_table`.
     fn devalidate<M: PageMemory>(&self, mem: &mut M, table: Mfn, level: PageType) {
         mem.poll();
-        let mut chunk = [0u64; SCAN_CHUNK];
-        for base in (0..ENTRIES).step_by(SCAN_CHUNK) {
-            mem.read_entries(table, base, &mut chunk);
-            for (k, &e) in chunk.iter().enumerate() {
-                if e != 0 && !Self::reserved_slot(level, base + k) {
+        for (w, &bits) in mem.nonzero_entries(table).iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if !Self::reserved_slot(level, i) {
+                    let e = mem.read_entry(table, i);
                     self.put_entry_refs(mem, level, e);
                 }
             }
@@ -1573,7 +1614,7 @@ impl FrameTable {
                     value |= pte::USER;
                 }
                 self.get_entry_refs(mem, level, value, dom)?;
-                mem.write_entry(table, index, value);
+                mem.update_entry_value(table, index, level, old, value);
                 let l4_changed = (level == PageType::L4 && old != value).then_some(table);
                 if let Some(l4) = l4_changed {
                     mem.sync_guest_roots(l4);
@@ -2033,6 +2074,18 @@ impl FrameTable {
 
 /// Whether replacing present entry `old` with `new` can leave a translation cached that
 /// grants more than `new` does.
+/// Whether replacing entry `old` with `new` in a page table can change what any walk
+/// through the entry found: `old` was present and `new` differs from it in presence,
+/// address, or the bits a walk looks at (RW, U/S, NX, PS), whichever way. An entry that was
+/// not present was on no successful walk's path; one that changes only in bits no walk
+/// reads (accessed, dirty, the software bits) leaves every walk's answer as it was. The
+/// hypervisor's translation caches (`guest::mem`, `guest::fast`) are kept across such
+/// writes (`PageMemory::update_entry_value`); every other write drops them.
+pub fn translation_changed(old: u64, new: u64) -> bool {
+    const WALKED: u64 = pte::PRESENT | pte::RW | pte::USER | pte::NX | pte::PS_PAT | pte::ADDR;
+    old & pte::PRESENT != 0 && (old ^ new) & WALKED != 0
+}
+
 fn stale_translation(old: u64, new: u64) -> bool {
     if old & pte::PRESENT == 0 {
         return false;
