@@ -599,11 +599,13 @@ pub struct FrameTable {
     /// Puts that found a count at zero. Never expected; reported by
     /// [`FrameTable::check_consistency`] rather than panicking.
     underflows: AtomicU64,
-    /// Bumped whenever a frame's owner, type or validation changes, and by the caller's
-    /// [`PageMemory::write_entry`] whenever a page-table entry is written
-    /// ([`FrameTable::note_entry_write`]): a translation of a guest address found at one
-    /// value stays true while it has that value (the hypervisor's translation cache,
-    /// `guest::mem`). The reference counts alone never bump it.
+    /// Bumped whenever a change of a frame's record could change a cached answer
+    /// ([`FrameTable::use_changed`]: owner, a frame that stops being plain memory, an L4),
+    /// and by the caller's [`PageMemory::write_entry`] whenever a page-table entry is
+    /// written ([`FrameTable::note_entry_write`]; for updates of validated tables only when
+    /// a walk's answer may change, [`translation_changed`]): a translation of a guest
+    /// address found at one value stays true while it has that value (the hypervisor's
+    /// translation cache, `guest::mem`). The reference counts alone never bump it.
     generation: AtomicU64,
 }
 
@@ -703,29 +705,41 @@ impl FrameTable {
     fn edit<R>(&self, mfn: Mfn, change: impl FnOnce(&mut FrameInfo) -> R) -> Option<R> {
         let slot = self.frames.get(self.slot(mfn)?)?;
         let old = slot.words();
-        let mut f = Slot::decode(old);
+        let before = Slot::decode(old);
+        let mut f = before;
         let r = change(&mut f);
-        let was = old[0];
-        if slot.store(&old, &f) && Self::use_changed(was, slot.0[0].load(Ordering::Relaxed)) {
+        slot.store(&old, &f);
+        if Self::use_changed(&before, &f) {
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
         Some(r)
     }
 
-    /// Whether a change of a frame's word 0 from `old` to `new` can change what a cached
-    /// translation relies on (the generation's rule): a change of owner or offlining state,
-    /// or of type, validation or pinning unless the frame stays plain memory (`None` or
-    /// `Writable`, unpinned) throughout. A data page's type count going from zero to one
-    /// and back (every fresh anonymous page a guest maps, every page it unmaps) keeps the
-    /// caches: no walk reads a data page's type, and the writers that rely on a kept answer
-    /// check only that the frame is still plain memory (`guest::fast`).
-    fn use_changed(old: u64, new: u64) -> bool {
-        let plain = |w: u64| {
-            matches!(Slot::decode_type(w), PageType::None | PageType::Writable)
-                && w & (1 << 40) == 0
+    /// Whether a change of a frame's record from `before` to `after` can change what a cached
+    /// answer relies on (the generation's rule), which is only:
+    /// - who owns the frame, and whether it is offlined;
+    /// - that a frame kept as the place of a write (`guest::fast`'s memo) is still plain
+    ///   memory (`None` or `Writable`): a frame that stops being plain memory;
+    /// - the contents of an L4, which the pCPUs copy (`entry::load_guest_root`) and from
+    ///   which the translation cache's walks start: any change to, from or of an L4.
+    ///
+    /// What a walk found through L1 to L3 tables changes only by entry writes
+    /// ([`translation_changed`]): a table on a cached walk's path is referenced by the
+    /// present entry above it, so it cannot lose its type before that entry goes, which
+    /// moves the generation. So a data page's type count going from zero to one and back
+    /// (every fresh page a guest maps), and the pinning, validation and unpinning of L1 to
+    /// L3 tables (every `fork` and `exit` of a Linux process), keep the caches.
+    fn use_changed(before: &FrameInfo, after: &FrameInfo) -> bool {
+        let plain = |f: &FrameInfo| {
+            matches!(f.current_type(), PageType::None | PageType::Writable) && !f.pinned
         };
-        const KEEP: u64 = W0_OWNER_MASK | 3 << 42;
-        (old ^ new) & KEEP != 0 || !(plain(old) && plain(new))
+        let l4 = before.ty == PageType::L4 || after.ty == PageType::L4;
+        before.owner != after.owner
+            || before.offline != after.offline
+            || (plain(before) && !plain(after))
+            || (l4
+                && (Slot::encode(before)[0] != Slot::encode(after)[0]
+                    || before.current_type() != after.current_type()))
     }
 
     /// The table's generation (see the field): it changes whenever a translation through
@@ -2674,11 +2688,45 @@ mod tests {
         plain += 1;
         ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
         check(&ft);
+        // No walk can have reached an L1 nothing references: its going keeps the caches.
+        assert_eq!(
+            ft.generation(),
+            plain,
+            "an L1 going out of use keeps the generation"
+        );
+        // Out of use, frame 0 is plain memory again (the fast SYSCALL path may keep it as
+        // the place of a write): becoming a table again, with the same type it had, moves it.
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
         assert!(
             ft.generation() > plain,
-            "the last type reference going moves it"
+            "plain memory becoming a table again moves it"
         );
+        let pinned = ft.generation();
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        // A data page of the domain changing hands moves it too.
+        ft.unassign(Mfn(3), DOM_A).unwrap();
+        assert!(ft.generation() > pinned, "a change of owner moves it");
         consistent(&ft, &mem);
+    }
+
+    /// Entry writes move the generation only when a walk through the entry may answer
+    /// differently.
+    #[test]
+    fn translation_changes_condition_by_condition() {
+        let old = e(5, P | RW | U);
+        assert!(!translation_changed(0, old), "nothing was present");
+        assert!(!translation_changed(e(5, 0), old), "a not-present entry");
+        assert!(
+            !translation_changed(old, old | A | D),
+            "accessed and dirty only"
+        );
+        assert!(translation_changed(old, 0), "removed");
+        assert!(translation_changed(old, e(6, P | RW | U)), "another frame");
+        assert!(translation_changed(old, e(5, P | U)), "RW taken away");
+        assert!(translation_changed(e(5, P | U), old), "RW given");
+        assert!(translation_changed(old, e(5, P | RW)), "U taken away");
+        assert!(translation_changed(old, old | NX), "execute taken away");
+        assert!(translation_changed(old, old | PS), "a large page");
     }
 
     /// L4 10 → L3 11 (twice) → L2 12 → L1 13 → data 14, and 13 maps the L4 read-only.
