@@ -31,8 +31,8 @@ impl PageMemory for DirectMem {
         physmem::read_u64(mfn, index)
     }
 
-    fn nonzero_entries(&self, mfn: Mfn) -> [u64; super::frame_table::ENTRIES / 64] {
-        physmem::nonzero_words(mfn)
+    fn nonzero_entries(&self, mfn: Mfn, from: usize, out: &mut [(usize, u64)]) -> (usize, usize) {
+        physmem::nonzero_words(mfn, from, out)
     }
 
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {

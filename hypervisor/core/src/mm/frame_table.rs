@@ -119,6 +119,9 @@ use super::Mfn;
 /// Entries in one page-table frame (Intel SDM Vol. 3A §4.5: 512 eight-byte entries).
 pub const ENTRIES: usize = 512;
 
+/// Entries in use a table scan (validation, devalidation) takes at a time, onto the stack.
+const SCAN_BATCH: usize = 32;
+
 /// Frames whose counts [`FrameTable::check_consistency`] recomputes at once (eight bytes of
 /// scratch each: 512 KiB, whatever the machine's size).
 pub const CHECK_WINDOW: usize = 64 * 1024;
@@ -335,19 +338,22 @@ impl FrameInfo {
 pub trait PageMemory {
     /// Entry `index` (below [`ENTRIES`]) of frame `mfn`.
     fn read_entry(&self, mfn: Mfn, index: usize) -> u64;
-    /// A bit per entry of frame `mfn` that is not zero (entry `i` is bit `i % 64` of word
-    /// `i / 64`): what a validation or devalidation looks at, found in one pass (most of a
-    /// table is empty).
-    fn nonzero_entries(&self, mfn: Mfn) -> [u64; ENTRIES / 64] {
-        let mut bits = [0u64; ENTRIES / 64];
-        for (w, word) in bits.iter_mut().enumerate() {
-            for b in 0..64 {
-                if self.read_entry(mfn, w * 64 + b) != 0 {
-                    *word |= 1 << b;
-                }
+    /// The entries of frame `mfn` from `from` on that are not zero, in order, as `(index,
+    /// value)` pairs, as many as `out` holds: how many were put there, and the index to go on
+    /// from ([`ENTRIES`] when the table is done). Each entry is read once; what a validation
+    /// or devalidation acts on (most of a table is empty).
+    fn nonzero_entries(&self, mfn: Mfn, from: usize, out: &mut [(usize, u64)]) -> (usize, usize) {
+        let mut n = 0;
+        let mut i = from;
+        while i < ENTRIES && n < out.len() {
+            let e = self.read_entry(mfn, i);
+            if e != 0 {
+                out[n] = (i, e);
+                n += 1;
             }
+            i += 1;
         }
-        bits
+        (n, i)
     }
     /// Writes entry `index` of frame `mfn`. Only called for frames owned by the domain the
     /// operation is for.
@@ -1206,19 +1212,15 @@ impl FrameTable {
         mem.poll();
         let forced = mem.forced_user(dom);
         // Only the entries that are not zero: an empty entry takes no reference and is
-        // allowed in every slot (most of a new table), and the scan finds them a word at a
-        // time rather than one call each.
-        for (w, &bits) in mem.nonzero_entries(table).iter().enumerate() {
-            let mut bits = bits;
-            while bits != 0 {
-                let i = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                // Read once; the frame is typed, so only the hardware's accessed and dirty
-                // bits can have changed since the scan (never a zero entry to another).
-                let e = mem.read_entry(table, i);
-                if e == 0 {
-                    continue;
-                }
+        // allowed in every slot (most of a new table), and the scan skips them in one string
+        // step each rather than a call each. Each entry is read once, and that value is the
+        // one checked, referenced and (U/S forced) written back.
+        let mut found = [(0usize, 0u64); SCAN_BATCH];
+        let mut from = 0;
+        while from < ENTRIES {
+            let (n, next) = mem.nonzero_entries(table, from, &mut found);
+            from = next;
+            for &(i, e) in &found[..n] {
                 let result = if Self::reserved_slot(level, i) {
                     Err(Errno::EINVAL)
                 } else {
@@ -1248,13 +1250,13 @@ impl FrameTable {
     /// `demote_l4_table`.
     fn devalidate<M: PageMemory>(&self, mem: &mut M, table: Mfn, level: PageType) {
         mem.poll();
-        for (w, &bits) in mem.nonzero_entries(table).iter().enumerate() {
-            let mut bits = bits;
-            while bits != 0 {
-                let i = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
+        let mut found = [(0usize, 0u64); SCAN_BATCH];
+        let mut from = 0;
+        while from < ENTRIES {
+            let (n, next) = mem.nonzero_entries(table, from, &mut found);
+            from = next;
+            for &(i, e) in &found[..n] {
                 if !Self::reserved_slot(level, i) {
-                    let e = mem.read_entry(table, i);
                     self.put_entry_refs(mem, level, e);
                 }
             }
@@ -2089,15 +2091,21 @@ impl FrameTable {
 /// Whether replacing present entry `old` with `new` can leave a translation cached that
 /// grants more than `new` does.
 /// Whether replacing entry `old` with `new` in a page table can change what any walk
-/// through the entry found: `old` was present and `new` differs from it in presence,
-/// address, or the bits a walk looks at (RW, U/S, NX, PS), whichever way. An entry that was
-/// not present was on no successful walk's path; one that changes only in bits no walk
-/// reads (accessed, dirty, the software bits) leaves every walk's answer as it was. The
-/// hypervisor's translation caches (`guest::mem`, `guest::fast`) are kept across such
-/// writes (`PageMemory::update_entry_value`); every other write drops them.
+/// through the entry found (`mm::walk`: `translate`, `user_accessible`): `old` was present,
+/// and `new` is not, or maps another frame, or differs in U/S or PS, or takes away RW or
+/// execution. An entry that was not present was on no successful walk's path; a walk
+/// that found a page writable, or a page to run, still does when rights are only added
+/// (RW or execution given); one that changes only in bits no walk reads (accessed, dirty,
+/// the software bits) leaves every answer as it was. The hypervisor's translation caches
+/// (`guest::mem`, `guest::fast`) are kept across such writes
+/// (`PageMemory::update_entry_value`); every other write drops them. U/S counts both ways:
+/// the cache keeps "not user-accessible" answers too.
 pub fn translation_changed(old: u64, new: u64) -> bool {
-    const WALKED: u64 = pte::PRESENT | pte::RW | pte::USER | pte::NX | pte::PS_PAT | pte::ADDR;
-    old & pte::PRESENT != 0 && (old ^ new) & WALKED != 0
+    const EITHER_WAY: u64 = pte::PRESENT | pte::USER | pte::PS_PAT | pte::ADDR;
+    old & pte::PRESENT != 0
+        && ((old ^ new) & EITHER_WAY != 0
+            || (old & !new) & pte::RW != 0
+            || (new & !old) & pte::NX != 0)
 }
 
 fn stale_translation(old: u64, new: u64) -> bool {
@@ -2723,10 +2731,12 @@ mod tests {
         assert!(translation_changed(old, 0), "removed");
         assert!(translation_changed(old, e(6, P | RW | U)), "another frame");
         assert!(translation_changed(old, e(5, P | U)), "RW taken away");
-        assert!(translation_changed(e(5, P | U), old), "RW given");
+        assert!(!translation_changed(e(5, P | U), old), "RW given");
+        assert!(!translation_changed(old | NX, old), "execution given");
         assert!(translation_changed(old, e(5, P | RW)), "U taken away");
         assert!(translation_changed(old, old | NX), "execute taken away");
         assert!(translation_changed(old, old | PS), "a large page");
+        assert!(translation_changed(e(5, P | RW), old), "U given");
     }
 
     /// L4 10 → L3 11 (twice) → L2 12 → L1 13 → data 14, and 13 maps the L4 read-only.

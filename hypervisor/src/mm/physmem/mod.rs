@@ -267,16 +267,17 @@ pub fn read_u64s(mfn: Mfn, index: usize, out: &mut [u64]) {
     }
 }
 
-/// A bit per word of `mfn` that is not zero (word `i` is bit `i % 64` of `bits[i / 64]`):
-/// a page table's entries in use, for its validation and devalidation. The zero words are
-/// skipped by `repe scasq`, one string step a word (most of a table is empty; the loop it
-/// replaces took five instructions a word). Each word is read once: the caller reads again
-/// the entries it acts on.
-pub fn nonzero_words(mfn: Mfn) -> [u64; WORDS_PER_FRAME / 64] {
+/// The words of `mfn` from word `from` on that are not zero, in order, as `(index, value)`
+/// pairs, as many as `out` holds: how many were put there, and the word to go on from (the
+/// frame's word count at its end). A page table's entries in use, for its validation and
+/// devalidation: the zero words are skipped by `repe scasq`, one string step a word (most
+/// of a table is empty), and the frame is checked once for the whole scan. Each word found
+/// is read once more, volatile, for its value.
+pub fn nonzero_words(mfn: Mfn, from: usize, out: &mut [(usize, u64)]) -> (usize, usize) {
     let base = frame_va(mfn);
-    let mut bits = [0u64; WORDS_PER_FRAME / 64];
-    let mut next = 0usize;
-    while next < WORDS_PER_FRAME {
+    let mut n = 0;
+    let mut next = from;
+    while next < WORDS_PER_FRAME && n < out.len() {
         let mut at = base + 8 * next as u64;
         let mut left = (WORDS_PER_FRAME - next) as u64;
         let found: u8;
@@ -297,16 +298,20 @@ pub fn nonzero_words(mfn: Mfn) -> [u64; WORDS_PER_FRAME / 64] {
         }
         let _ = left;
         if found == 0 {
-            break;
+            return (n, WORDS_PER_FRAME);
         }
         // `rdi` stops one word past the word that differed.
         let index = ((at - base) / 8 - 1) as usize;
-        if let Some(word) = bits.get_mut(index / 64) {
-            *word |= 1 << (index % 64);
+        // SAFETY: as in `read_u64`: `index` is below `WORDS_PER_FRAME` (the scan stayed in
+        // the frame).
+        let value = unsafe { core::ptr::read_volatile((base as *const u64).add(index)) };
+        if let Some(slot) = out.get_mut(n) {
+            *slot = (index, value);
         }
+        n += 1;
         next = index + 1;
     }
-    bits
+    (n, next)
 }
 
 /// Fills `mfn` with zeroes through non-temporal stores (Xen's `clear_page_sse2`): for bulk
