@@ -54,10 +54,10 @@ impl PageMemory for DirectMem {
         // of the table (`entry::load_guest_root`) must be made again: the generation moves.
         // Otherwise (an entry that was not present, an accessed or dirty bit) every cached
         // answer still holds and is kept (`frame_table::translation_changed`).
-        if level == super::frame_table::PageType::L4
-            || super::frame_table::translation_changed(old, value)
-        {
+        if level == super::frame_table::PageType::L4 {
             table().note_entry_write();
+        } else if super::frame_table::translation_changed(old, value) {
+            table().note_walk_change();
         }
     }
 
@@ -169,6 +169,13 @@ pub fn with<R>(f: impl FnOnce(&FrameTable, &mut DirectMem) -> R) -> R {
 /// while it keeps that value (`FrameTable::generation`). Reading it needs nothing.
 pub fn generation() -> u64 {
     table().generation()
+}
+
+/// The generation copies of L4 tables are kept at (`FrameTable::root_generation`): it
+/// moves with every L4 entry written and every L4 validated or devalidated, not with the
+/// updates of lower tables.
+pub fn root_generation() -> u64 {
+    table().root_generation()
 }
 
 /// Tables validated or devalidated so far, on every pCPU: lock waiters tell a long

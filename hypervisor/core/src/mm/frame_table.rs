@@ -120,7 +120,7 @@ use super::Mfn;
 pub const ENTRIES: usize = 512;
 
 /// Entries in use a table scan (validation, devalidation) takes at a time, onto the stack.
-const SCAN_BATCH: usize = 32;
+const SCAN_BATCH: usize = 16;
 
 /// Frames whose counts [`FrameTable::check_consistency`] recomputes at once (eight bytes of
 /// scratch each: 512 KiB, whatever the machine's size).
@@ -613,6 +613,11 @@ pub struct FrameTable {
     /// address found at one value stays true while it has that value (the hypervisor's
     /// translation cache, `guest::mem`). The reference counts alone never bump it.
     generation: AtomicU64,
+    /// The part of [`FrameTable::generation`] that copies of L4 tables depend on (the
+    /// pCPUs' guest roots, `entry::load_guest_root`): bumped by every entry write that is
+    /// not an update of an L1 to L3 table, and by a change of owner or offlining of a frame
+    /// or one to, from or of an L4. Never bumped without `generation`.
+    root_generation: AtomicU64,
 }
 
 impl Clone for FrameTable {
@@ -624,6 +629,7 @@ impl Clone for FrameTable {
             count_limit: self.count_limit,
             underflows: AtomicU64::new(self.underflows.load(Ordering::Relaxed)),
             generation: AtomicU64::new(self.generation.load(Ordering::Relaxed)),
+            root_generation: AtomicU64::new(self.root_generation.load(Ordering::Relaxed)),
         }
     }
     // end alloc-block
@@ -669,6 +675,7 @@ impl FrameTable {
             count_limit: u32::MAX,
             underflows: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            root_generation: AtomicU64::new(0),
         }
     }
 
@@ -716,6 +723,13 @@ impl FrameTable {
         let r = change(&mut f);
         slot.store(&old, &f);
         if Self::use_changed(&before, &f) {
+            if before.owner != f.owner
+                || before.offline != f.offline
+                || before.ty == PageType::L4
+                || f.ty == PageType::L4
+            {
+                self.root_generation.fetch_add(1, Ordering::SeqCst);
+            }
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
         Some(r)
@@ -757,7 +771,19 @@ impl FrameTable {
     /// A page-table entry was written (called by [`PageMemory::write_entry`]'s
     /// implementation, after the write).
     pub fn note_entry_write(&self) {
+        self.root_generation.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// An entry of an L1 to L3 table changed what a walk through it finds
+    /// ([`translation_changed`]): the translations move on, the copies of L4 tables stay.
+    pub fn note_walk_change(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The generation copies of L4 tables are kept at (see the field).
+    pub fn root_generation(&self) -> u64 {
+        self.root_generation.load(Ordering::SeqCst)
     }
 
     fn underflow(&self) {

@@ -158,19 +158,25 @@ fn hypervisor_memory(mfn: Mfn) -> bool {
     })
 }
 
-/// The direct-map address of `mfn`, after the checks every access makes.
+/// The direct-map address of `mfn`, after the checks every access makes. Inlined (every
+/// access of guest memory and page tables comes here, hundreds a `fork` of a Linux domU);
+/// the failure's report is out of line.
+#[inline]
 fn frame_va(mfn: Mfn) -> u64 {
-    assert!(
-        crate::arch::x86_64::paging::direct_map_covers(mfn.phys(), PAGE_SIZE),
-        "frame {:#x} is outside the direct map",
-        mfn.0
-    );
-    assert!(
-        !hypervisor_memory(mfn),
-        "frame {:#x} holds the hypervisor's own memory",
-        mfn.0
-    );
+    let covered = crate::arch::x86_64::paging::direct_map_covers(mfn.phys(), PAGE_SIZE);
+    if !covered || hypervisor_memory(mfn) {
+        frame_va_refused(mfn, covered);
+    }
     phys_to_virt(mfn.phys())
+}
+
+#[cold]
+#[inline(never)]
+fn frame_va_refused(mfn: Mfn, covered: bool) -> ! {
+    if covered {
+        panic!("frame {:#x} holds the hypervisor's own memory", mfn.0);
+    }
+    panic!("frame {:#x} is outside the direct map", mfn.0);
 }
 
 /// Checks that `offset..offset + len` lies inside one frame.
