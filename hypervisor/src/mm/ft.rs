@@ -31,14 +31,34 @@ impl PageMemory for DirectMem {
         physmem::read_u64(mfn, index)
     }
 
-    fn read_entries(&self, mfn: Mfn, first: usize, out: &mut [u64]) {
-        physmem::read_u64s(mfn, first, out);
+    fn nonzero_entries(&self, mfn: Mfn, from: usize, out: &mut [(usize, u64)]) -> (usize, usize) {
+        physmem::nonzero_words(mfn, from, out)
     }
 
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
         physmem::write_u64(mfn, index, value);
         // Translations through this table may have changed (`guest::mem`'s cache).
         table().note_entry_write();
+    }
+
+    fn update_entry_value(
+        &mut self,
+        mfn: Mfn,
+        index: usize,
+        level: super::frame_table::PageType,
+        old: u64,
+        value: u64,
+    ) {
+        physmem::write_u64(mfn, index, value);
+        // A walk's answer through this entry may have changed, or (an L4) the pCPUs' copies
+        // of the table (`entry::load_guest_root`) must be made again: the generation moves.
+        // Otherwise (an entry that was not present, an accessed or dirty bit) every cached
+        // answer still holds and is kept (`frame_table::translation_changed`).
+        if level == super::frame_table::PageType::L4 {
+            table().note_entry_write();
+        } else if super::frame_table::translation_changed(old, value) {
+            table().note_walk_change();
+        }
     }
 
     fn flush_tlbs(&mut self) {
@@ -149,6 +169,13 @@ pub fn with<R>(f: impl FnOnce(&FrameTable, &mut DirectMem) -> R) -> R {
 /// while it keeps that value (`FrameTable::generation`). Reading it needs nothing.
 pub fn generation() -> u64 {
     table().generation()
+}
+
+/// The generation copies of L4 tables are kept at (`FrameTable::root_generation`): it
+/// moves with every L4 entry written and every L4 validated or devalidated, not with the
+/// updates of lower tables.
+pub fn root_generation() -> u64 {
+    table().root_generation()
 }
 
 /// Tables validated or devalidated so far, on every pCPU: lock waiters tell a long

@@ -119,9 +119,8 @@ use super::Mfn;
 /// Entries in one page-table frame (Intel SDM Vol. 3A §4.5: 512 eight-byte entries).
 pub const ENTRIES: usize = 512;
 
-/// Entries a table scan (validation, devalidation) reads at a time, onto the stack.
-const SCAN_CHUNK: usize = 64;
-const _: () = assert!(ENTRIES.is_multiple_of(SCAN_CHUNK));
+/// Entries in use a table scan (validation, devalidation) takes at a time, onto the stack.
+const SCAN_BATCH: usize = 16;
 
 /// Frames whose counts [`FrameTable::check_consistency`] recomputes at once (eight bytes of
 /// scratch each: 512 KiB, whatever the machine's size).
@@ -339,17 +338,42 @@ impl FrameInfo {
 pub trait PageMemory {
     /// Entry `index` (below [`ENTRIES`]) of frame `mfn`.
     fn read_entry(&self, mfn: Mfn, index: usize) -> u64;
-    /// Entries `first..first + out.len()` of frame `mfn` (inside the frame), into `out`: what
-    /// [`read_entry`](Self::read_entry) gives for each, read in one go (a validation reads
-    /// all 512 entries of a table).
-    fn read_entries(&self, mfn: Mfn, first: usize, out: &mut [u64]) {
-        for (k, o) in out.iter_mut().enumerate() {
-            *o = self.read_entry(mfn, first + k);
+    /// The entries of frame `mfn` from `from` on that are not zero, in order, as `(index,
+    /// value)` pairs, as many as `out` holds: how many were put there, and the index to go on
+    /// from ([`ENTRIES`] when the table is done). Each entry is read once; what a validation
+    /// or devalidation acts on (most of a table is empty).
+    fn nonzero_entries(&self, mfn: Mfn, from: usize, out: &mut [(usize, u64)]) -> (usize, usize) {
+        let mut n = 0;
+        let mut i = from;
+        while i < ENTRIES && n < out.len() {
+            let e = self.read_entry(mfn, i);
+            if e != 0 {
+                out[n] = (i, e);
+                n += 1;
+            }
+            i += 1;
         }
+        (n, i)
     }
     /// Writes entry `index` of frame `mfn`. Only called for frames owned by the domain the
     /// operation is for.
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64);
+    /// Writes entry `index` of `mfn`, a validated page table of type `level` whose entry was
+    /// `old`, to `value` (an `mmu_update` or an emulated write). The default is
+    /// [`write_entry`](Self::write_entry); the hypervisor's implementation uses what it is
+    /// told to keep its translation caches when no translation through the entry changed
+    /// ([`translation_changed`]).
+    fn update_entry_value(
+        &mut self,
+        mfn: Mfn,
+        index: usize,
+        level: PageType,
+        old: u64,
+        value: u64,
+    ) {
+        let _ = (level, old);
+        self.write_entry(mfn, index, value);
+    }
     /// Makes every pCPU drop its TLB and paging-structure-cache entries for guest mappings,
     /// and returns when all have. Called before a frame changes from one use to another.
     fn flush_tlbs(&mut self);
@@ -581,12 +605,19 @@ pub struct FrameTable {
     /// Puts that found a count at zero. Never expected; reported by
     /// [`FrameTable::check_consistency`] rather than panicking.
     underflows: AtomicU64,
-    /// Bumped whenever a frame's owner, type or validation changes, and by the caller's
-    /// [`PageMemory::write_entry`] whenever a page-table entry is written
-    /// ([`FrameTable::note_entry_write`]): a translation of a guest address found at one
-    /// value stays true while it has that value (the hypervisor's translation cache,
-    /// `guest::mem`). The reference counts alone never bump it.
+    /// Bumped whenever a change of a frame's record could change a cached answer
+    /// ([`FrameTable::use_changed`]: owner, a frame that stops being plain memory, an L4),
+    /// and by the caller's [`PageMemory::write_entry`] whenever a page-table entry is
+    /// written ([`FrameTable::note_entry_write`]; for updates of validated tables only when
+    /// a walk's answer may change, [`translation_changed`]): a translation of a guest
+    /// address found at one value stays true while it has that value (the hypervisor's
+    /// translation cache, `guest::mem`). The reference counts alone never bump it.
     generation: AtomicU64,
+    /// The part of [`FrameTable::generation`] that copies of L4 tables depend on (the
+    /// pCPUs' guest roots, `entry::load_guest_root`): bumped by every entry write that is
+    /// not an update of an L1 to L3 table, and by a change of owner or offlining of a frame
+    /// or one to, from or of an L4. Never bumped without `generation`.
+    root_generation: AtomicU64,
 }
 
 impl Clone for FrameTable {
@@ -598,6 +629,7 @@ impl Clone for FrameTable {
             count_limit: self.count_limit,
             underflows: AtomicU64::new(self.underflows.load(Ordering::Relaxed)),
             generation: AtomicU64::new(self.generation.load(Ordering::Relaxed)),
+            root_generation: AtomicU64::new(self.root_generation.load(Ordering::Relaxed)),
         }
     }
     // end alloc-block
@@ -643,6 +675,7 @@ impl FrameTable {
             count_limit: u32::MAX,
             underflows: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            root_generation: AtomicU64::new(0),
         }
     }
 
@@ -685,12 +718,48 @@ impl FrameTable {
     fn edit<R>(&self, mfn: Mfn, change: impl FnOnce(&mut FrameInfo) -> R) -> Option<R> {
         let slot = self.frames.get(self.slot(mfn)?)?;
         let old = slot.words();
-        let mut f = Slot::decode(old);
+        let before = Slot::decode(old);
+        let mut f = before;
         let r = change(&mut f);
-        if slot.store(&old, &f) {
+        slot.store(&old, &f);
+        if Self::use_changed(&before, &f) {
+            if before.owner != f.owner
+                || before.offline != f.offline
+                || before.ty == PageType::L4
+                || f.ty == PageType::L4
+            {
+                self.root_generation.fetch_add(1, Ordering::SeqCst);
+            }
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
         Some(r)
+    }
+
+    /// Whether a change of a frame's record from `before` to `after` can change what a cached
+    /// answer relies on (the generation's rule), which is only:
+    /// - who owns the frame, and whether it is offlined;
+    /// - that a frame kept as the place of a write (`guest::fast`'s memo) is still plain
+    ///   memory (`None` or `Writable`): a frame that stops being plain memory;
+    /// - the contents of an L4, which the pCPUs copy (`entry::load_guest_root`) and from
+    ///   which the translation cache's walks start: any change to, from or of an L4.
+    ///
+    /// What a walk found through L1 to L3 tables changes only by entry writes
+    /// ([`translation_changed`]): a table on a cached walk's path is referenced by the
+    /// present entry above it, so it cannot lose its type before that entry goes, which
+    /// moves the generation. So a data page's type count going from zero to one and back
+    /// (every fresh page a guest maps), and the pinning, validation and unpinning of L1 to
+    /// L3 tables (every `fork` and `exit` of a Linux process), keep the caches.
+    fn use_changed(before: &FrameInfo, after: &FrameInfo) -> bool {
+        let plain = |f: &FrameInfo| {
+            matches!(f.current_type(), PageType::None | PageType::Writable) && !f.pinned
+        };
+        let l4 = before.ty == PageType::L4 || after.ty == PageType::L4;
+        before.owner != after.owner
+            || before.offline != after.offline
+            || (plain(before) && !plain(after))
+            || (l4
+                && (Slot::encode(before)[0] != Slot::encode(after)[0]
+                    || before.current_type() != after.current_type()))
     }
 
     /// The table's generation (see the field): it changes whenever a translation through
@@ -702,7 +771,19 @@ impl FrameTable {
     /// A page-table entry was written (called by [`PageMemory::write_entry`]'s
     /// implementation, after the write).
     pub fn note_entry_write(&self) {
+        self.root_generation.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// An entry of an L1 to L3 table changed what a walk through it finds
+    /// ([`translation_changed`]): the translations move on, the copies of L4 tables stay.
+    pub fn note_walk_change(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The generation copies of L4 tables are kept at (see the field).
+    pub fn root_generation(&self) -> u64 {
+        self.root_generation.load(Ordering::SeqCst)
     }
 
     fn underflow(&self) {
@@ -1156,16 +1237,16 @@ impl FrameTable {
         };
         mem.poll();
         let forced = mem.forced_user(dom);
-        let mut chunk = [0u64; SCAN_CHUNK];
-        for base in (0..ENTRIES).step_by(SCAN_CHUNK) {
-            mem.read_entries(table, base, &mut chunk);
-            for (k, &e) in chunk.iter().enumerate() {
-                // An empty entry takes no reference and is allowed in every slot (most of a
-                // new table: checked in a few instructions rather than a call).
-                if e == 0 {
-                    continue;
-                }
-                let i = base + k;
+        // Only the entries that are not zero: an empty entry takes no reference and is
+        // allowed in every slot (most of a new table), and the scan skips them in one string
+        // step each rather than a call each. Each entry is read once, and that value is the
+        // one checked, referenced and (U/S forced) written back.
+        let mut found = [(0usize, 0u64); SCAN_BATCH];
+        let mut from = 0;
+        while from < ENTRIES {
+            let (n, next) = mem.nonzero_entries(table, from, &mut found);
+            from = next;
+            for &(i, e) in &found[..n] {
                 let result = if Self::reserved_slot(level, i) {
                     Err(Errno::EINVAL)
                 } else {
@@ -1195,11 +1276,13 @@ impl FrameTable {
     /// `demote_l4_table`.
     fn devalidate<M: PageMemory>(&self, mem: &mut M, table: Mfn, level: PageType) {
         mem.poll();
-        let mut chunk = [0u64; SCAN_CHUNK];
-        for base in (0..ENTRIES).step_by(SCAN_CHUNK) {
-            mem.read_entries(table, base, &mut chunk);
-            for (k, &e) in chunk.iter().enumerate() {
-                if e != 0 && !Self::reserved_slot(level, base + k) {
+        let mut found = [(0usize, 0u64); SCAN_BATCH];
+        let mut from = 0;
+        while from < ENTRIES {
+            let (n, next) = mem.nonzero_entries(table, from, &mut found);
+            from = next;
+            for &(i, e) in &found[..n] {
+                if !Self::reserved_slot(level, i) {
                     self.put_entry_refs(mem, level, e);
                 }
             }
@@ -1573,7 +1656,7 @@ impl FrameTable {
                     value |= pte::USER;
                 }
                 self.get_entry_refs(mem, level, value, dom)?;
-                mem.write_entry(table, index, value);
+                mem.update_entry_value(table, index, level, old, value);
                 let l4_changed = (level == PageType::L4 && old != value).then_some(table);
                 if let Some(l4) = l4_changed {
                     mem.sync_guest_roots(l4);
@@ -2033,6 +2116,24 @@ impl FrameTable {
 
 /// Whether replacing present entry `old` with `new` can leave a translation cached that
 /// grants more than `new` does.
+/// Whether replacing entry `old` with `new` in a page table can change what any walk
+/// through the entry found (`mm::walk`: `translate`, `user_accessible`): `old` was present,
+/// and `new` is not, or maps another frame, or differs in U/S or PS, or takes away RW or
+/// execution. An entry that was not present was on no successful walk's path; a walk
+/// that found a page writable, or a page to run, still does when rights are only added
+/// (RW or execution given); one that changes only in bits no walk reads (accessed, dirty,
+/// the software bits) leaves every answer as it was. The hypervisor's translation caches
+/// (`guest::mem`, `guest::fast`) are kept across such writes
+/// (`PageMemory::update_entry_value`); every other write drops them. U/S counts both ways:
+/// the cache keeps "not user-accessible" answers too.
+pub fn translation_changed(old: u64, new: u64) -> bool {
+    const EITHER_WAY: u64 = pte::PRESENT | pte::USER | pte::PS_PAT | pte::ADDR;
+    old & pte::PRESENT != 0
+        && ((old ^ new) & EITHER_WAY != 0
+            || (old & !new) & pte::RW != 0
+            || (new & !old) & pte::NX != 0)
+}
+
 fn stale_translation(old: u64, new: u64) -> bool {
     if old & pte::PRESENT == 0 {
         return false;
@@ -2621,11 +2722,47 @@ mod tests {
         plain += 1;
         ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
         check(&ft);
+        // No walk can have reached an L1 nothing references: its going keeps the caches.
+        assert_eq!(
+            ft.generation(),
+            plain,
+            "an L1 going out of use keeps the generation"
+        );
+        // Out of use, frame 0 is plain memory again (the fast SYSCALL path may keep it as
+        // the place of a write): becoming a table again, with the same type it had, moves it.
+        ft.pin(&mut mem, Mfn(0), DOM_A, PageType::L1).unwrap();
         assert!(
             ft.generation() > plain,
-            "the last type reference going moves it"
+            "plain memory becoming a table again moves it"
         );
+        let pinned = ft.generation();
+        ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
+        // A data page of the domain changing hands moves it too.
+        ft.unassign(Mfn(3), DOM_A).unwrap();
+        assert!(ft.generation() > pinned, "a change of owner moves it");
         consistent(&ft, &mem);
+    }
+
+    /// Entry writes move the generation only when a walk through the entry may answer
+    /// differently.
+    #[test]
+    fn translation_changes_condition_by_condition() {
+        let old = e(5, P | RW | U);
+        assert!(!translation_changed(0, old), "nothing was present");
+        assert!(!translation_changed(e(5, 0), old), "a not-present entry");
+        assert!(
+            !translation_changed(old, old | A | D),
+            "accessed and dirty only"
+        );
+        assert!(translation_changed(old, 0), "removed");
+        assert!(translation_changed(old, e(6, P | RW | U)), "another frame");
+        assert!(translation_changed(old, e(5, P | U)), "RW taken away");
+        assert!(!translation_changed(e(5, P | U), old), "RW given");
+        assert!(!translation_changed(old | NX, old), "execution given");
+        assert!(translation_changed(old, e(5, P | RW)), "U taken away");
+        assert!(translation_changed(old, old | NX), "execute taken away");
+        assert!(translation_changed(old, old | PS), "a large page");
+        assert!(translation_changed(e(5, P | RW), old), "U given");
     }
 
     /// L4 10 → L3 11 (twice) → L2 12 → L1 13 → data 14, and 13 maps the L4 read-only.

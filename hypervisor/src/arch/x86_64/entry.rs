@@ -929,8 +929,9 @@ fn take_root_frames(cpu: &super::percpu::PerCpu) {
 /// M2P.
 ///
 /// The pCPU keeps [`super::percpu::ROOT_SLOTS`] copies: a slot that copies `guest_l4` and
-/// was copied at the frame table's current generation (no page-table entry written and no
-/// frame's use changed anywhere since, `mm::ft::generation`) is still a true copy, and is
+/// was copied at the frame table's current root generation (no L4 entry or unclassified
+/// entry written and no L4 or owner changed anywhere since, `mm::ft::root_generation`) is
+/// still a true copy, and is
 /// loaded as it is (two address spaces switching back and forth copy nothing).
 pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     use super::layout::{FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT};
@@ -951,7 +952,9 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
         .store(guest_l4.phys(), Ordering::SeqCst);
     // The table's reads below are plain loads: keep them after the store.
     core::sync::atomic::fence(Ordering::SeqCst);
-    let generation = crate::mm::ft::generation();
+    // The roots' own generation: it moves with L4 entries and L4 tables, not with the
+    // lower tables' updates, which the copy shares by reference.
+    let generation = crate::mm::ft::root_generation();
     let usable = |i: usize| cpu.root_frames[i].load(Ordering::SeqCst) != 0;
     let kept = (0..super::percpu::ROOT_SLOTS).find(|&i| {
         usable(i)

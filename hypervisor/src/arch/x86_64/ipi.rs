@@ -68,9 +68,14 @@ fn send(cpu: &percpu::PerCpu) {
 pub fn flush_others(targets: u64) {
     let me = percpu::this().index();
     let mut waiting: u64 = 0;
-    for index in 0..super::smp::MAX_CPUS {
-        if targets & (1 << index) == 0 || index == me {
-            continue;
+    // The set bits only (a frame's change of use asks with every running pCPU's bit: on a
+    // one-pCPU machine, none but this one's).
+    let mut asked = targets & !(1u64.checked_shl(me as u32).unwrap_or(0));
+    while asked != 0 {
+        let index = asked.trailing_zeros() as usize;
+        asked &= asked - 1;
+        if index >= super::smp::MAX_CPUS {
+            break;
         }
         let Some(cpu) = percpu::of(index) else {
             continue;

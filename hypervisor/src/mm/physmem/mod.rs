@@ -158,19 +158,25 @@ fn hypervisor_memory(mfn: Mfn) -> bool {
     })
 }
 
-/// The direct-map address of `mfn`, after the checks every access makes.
+/// The direct-map address of `mfn`, after the checks every access makes. Inlined (every
+/// access of guest memory and page tables comes here, hundreds a `fork` of a Linux domU);
+/// the failure's report is out of line.
+#[inline]
 fn frame_va(mfn: Mfn) -> u64 {
-    assert!(
-        crate::arch::x86_64::paging::direct_map_covers(mfn.phys(), PAGE_SIZE),
-        "frame {:#x} is outside the direct map",
-        mfn.0
-    );
-    assert!(
-        !hypervisor_memory(mfn),
-        "frame {:#x} holds the hypervisor's own memory",
-        mfn.0
-    );
+    let covered = crate::arch::x86_64::paging::direct_map_covers(mfn.phys(), PAGE_SIZE);
+    if !covered || hypervisor_memory(mfn) {
+        frame_va_refused(mfn, covered);
+    }
     phys_to_virt(mfn.phys())
+}
+
+#[cold]
+#[inline(never)]
+fn frame_va_refused(mfn: Mfn, covered: bool) -> ! {
+    if covered {
+        panic!("frame {:#x} holds the hypervisor's own memory", mfn.0);
+    }
+    panic!("frame {:#x} is outside the direct map", mfn.0);
 }
 
 /// Checks that `offset..offset + len` lies inside one frame.
@@ -265,6 +271,53 @@ pub fn read_u64s(mfn: Mfn, index: usize, out: &mut [u64]) {
         // SAFETY: as in `read_u64`; `index + i` is below `WORDS_PER_FRAME` (checked above).
         *o = unsafe { core::ptr::read_volatile(va.add(index + i)) };
     }
+}
+
+/// The words of `mfn` from word `from` on that are not zero, in order, as `(index, value)`
+/// pairs, as many as `out` holds: how many were put there, and the word to go on from (the
+/// frame's word count at its end). A page table's entries in use, for its validation and
+/// devalidation: the zero words are skipped by `repe scasq`, one string step a word (most
+/// of a table is empty), and the frame is checked once for the whole scan. Each word found
+/// is read once more, volatile, for its value.
+pub fn nonzero_words(mfn: Mfn, from: usize, out: &mut [(usize, u64)]) -> (usize, usize) {
+    let base = frame_va(mfn);
+    let mut n = 0;
+    let mut next = from;
+    while next < WORDS_PER_FRAME && n < out.len() {
+        let mut at = base + 8 * next as u64;
+        let mut left = (WORDS_PER_FRAME - next) as u64;
+        let found: u8;
+        // SAFETY: `repe scasq` reads at most `left` aligned words from `at` on, all inside
+        // the one covered frame `frame_va` checked (`next` is below `WORDS_PER_FRAME`), which
+        // holds no Rust object; it writes only the registers named. The direction flag is
+        // clear, as the ABI requires at every call.
+        unsafe {
+            core::arch::asm!(
+                "repe scasq",
+                "setne {found}",
+                found = out(reg_byte) found,
+                inout("rdi") at,
+                inout("rcx") left,
+                in("rax") 0u64,
+                options(nostack, readonly),
+            );
+        }
+        let _ = left;
+        if found == 0 {
+            return (n, WORDS_PER_FRAME);
+        }
+        // `rdi` stops one word past the word that differed.
+        let index = ((at - base) / 8 - 1) as usize;
+        // SAFETY: as in `read_u64`: `index` is below `WORDS_PER_FRAME` (the scan stayed in
+        // the frame).
+        let value = unsafe { core::ptr::read_volatile((base as *const u64).add(index)) };
+        if let Some(slot) = out.get_mut(n) {
+            *slot = (index, value);
+        }
+        n += 1;
+        next = index + 1;
+    }
+    (n, next)
 }
 
 /// Fills `mfn` with zeroes through non-temporal stores (Xen's `clear_page_sse2`): for bulk

@@ -273,6 +273,75 @@ pub fn frame_counts_into_own_l1(env: &Env) -> Verdict {
     )
 }
 
+/// A hypercall's output kept writing after the page lost its write access (session 13: the
+/// hypervisor keeps its translations across entry writes that change no walk, and must drop
+/// them at one that does). The data frame is mapped writable at the target slot and
+/// `XENMEM_XENIA_FRAME_COUNTS` writes through it (the hypervisor now knows the page as
+/// writable); then one `mmu_update` batch makes the mapping read-only (a valid request) and
+/// maps the hypervisor's image there (refused: the batch stops after one); then the counts
+/// are asked into the read-only page, over a marker. The call must fail with the marker
+/// intact.
+pub fn output_after_write_access_removed(env: &Env) -> Verdict {
+    const MARKER: u64 = 0x5EC1_3A77_AC4E_D000;
+    let original = env.target_entry();
+    let va = env.target_va();
+    let map = |flags: u64| {
+        let req = MmuUpdate::new(
+            MMU_NORMAL_PT_UPDATE,
+            env.target.ma(),
+            entry(env.data_mfn, flags),
+        );
+        mmu_update(&raw const req as u64, 1).0
+    };
+    let restore = || {
+        let req = MmuUpdate::new(MMU_NORMAL_PT_UPDATE, env.target.ma(), original);
+        let _ = mmu_update(&raw const req as u64, 1);
+    };
+    let ret = map(pte::PRESENT | pte::RW);
+    if ret < 0 {
+        return setup_error!("mapping the data frame writable: {}", Errname(ret));
+    }
+    // SAFETY: the target slot maps the data frame writable now; a plain store.
+    unsafe { core::ptr::write_volatile((va + 0x800) as *mut u64, MARKER) };
+    // SAFETY: the output lands in the data frame, which holds nothing of the kernel's.
+    let first = unsafe { mm::memory_op_raw(XENMEM_XENIA_FRAME_COUNTS, va) };
+    if first < 0 {
+        restore();
+        return setup_error!("frame counts into a writable page: {}", Errname(first));
+    }
+    let batch = [
+        MmuUpdate::new(
+            MMU_NORMAL_PT_UPDATE,
+            env.target.ma(),
+            entry(env.data_mfn, pte::PRESENT),
+        ),
+        MmuUpdate::new(
+            MMU_NORMAL_PT_UPDATE,
+            env.target.ma(),
+            entry(HYPERVISOR_IMAGE_MFN, pte::PRESENT),
+        ),
+    ];
+    let (batch_ret, done) = mmu_update(batch.as_ptr() as u64, 2);
+    let now = env.target_entry();
+    if batch_ret >= 0 || done != 1 || pte::mfn(now) != env.data_mfn || now & pte::RW != 0 {
+        restore();
+        return succeeded!(
+            "the batch of a valid and a hostile request returned {}, done {done}, entry              {now:#x}",
+            Errname(batch_ret)
+        );
+    }
+    // SAFETY: the output must not be written (the page is read-only now).
+    let second = unsafe { mm::memory_op_raw(XENMEM_XENIA_FRAME_COUNTS, va + 0x800) };
+    // SAFETY: a load through the read-only mapping of the data frame.
+    let marker = unsafe { core::ptr::read_volatile((va + 0x800) as *const u64) };
+    restore();
+    expect_refusal(
+        second,
+        marker == MARKER,
+        format_args!("the read-only page now holds {marker:#x}"),
+    )
+}
+
 /// `XENMEM_memory_map` with its buffer in the M2P.
 pub fn memory_map_into_m2p(_: &Env) -> Verdict {
     let before: [Option<u64>; 4] = core::array::from_fn(|i| mm::m2p(i as u64));

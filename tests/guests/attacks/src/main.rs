@@ -127,6 +127,9 @@ mod run {
         "pin-l4-with-reserved-slot" => tables::pin_l4_with_reserved_slot,
         "pin-l3-as-l4" => tables::pin_l3_as_l4,
         "pin-foreign-frame" => tables::pin_foreign_frame,
+        "pin-l1-valid-entries-then-hostile-last" =>
+            tables::pin_l1_valid_entries_then_hostile_last,
+        "pin-l1-hostile-among-valid-entries" => tables::pin_l1_hostile_among_valid_entries,
         // Base pointers.
         "new-baseptr-l1" => tables::new_baseptr_l1,
         "new-baseptr-data-frame" => tables::new_baseptr_data_frame,
@@ -162,6 +165,7 @@ mod run {
         "mmu-update-done-into-entry-area" => buffers::mmu_update_done_into_entry_area,
         "frame-counts-into-own-l1" => buffers::frame_counts_into_own_l1,
         "memory-map-into-m2p" => buffers::memory_map_into_m2p,
+        "output-after-write-access-removed" => buffers::output_after_write_access_removed,
         // Requests with bad targets.
         "mmu-update-misaligned-pte-pointer" => buffers::mmu_update_misaligned_pte_pointer,
         "mmu-update-unknown-command" => buffers::mmu_update_unknown_command,

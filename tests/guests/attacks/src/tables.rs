@@ -192,6 +192,32 @@ pub fn pin_l4_with_reserved_slot(env: &Env) -> Verdict {
     })
 }
 
+/// An L1 with read-only mappings of the domain's own data frame in scattered slots (each
+/// takes a reference as it is validated) and, in slot `bad`, a mapping of the hypervisor's
+/// image: the pin must be refused and every reference the valid entries took given back
+/// (the frame-table check at the end sees one left over). Validation skips the empty
+/// entries a word group at a time (session 13), so the valid entries sit at group edges,
+/// before and after the bad one.
+fn pin_l1_valid_entries_and_one_hostile(env: &Env, bad: usize) -> Verdict {
+    let data = env.data_mfn;
+    pin_hostile(1, |t| {
+        for i in [0, 7, 8, 63, 64, 100, 200, 257, 448, 510] {
+            t[i] = entry(data, P);
+        }
+        t[bad] = entry(HYPERVISOR_IMAGE_MFN, P);
+    })
+}
+
+/// The hostile entry last, after every valid one.
+pub fn pin_l1_valid_entries_then_hostile_last(env: &Env) -> Verdict {
+    pin_l1_valid_entries_and_one_hostile(env, 511)
+}
+
+/// The hostile entry in the middle, valid ones on both sides.
+pub fn pin_l1_hostile_among_valid_entries(env: &Env) -> Verdict {
+    pin_l1_valid_entries_and_one_hostile(env, 101)
+}
+
 /// The bootstrap L3 pinned as an L4 (type confusion). No unpin afterwards: it could not tell
 /// a pin as an L4 from one the builder made as an L3.
 pub fn pin_l3_as_l4(env: &Env) -> Verdict {
