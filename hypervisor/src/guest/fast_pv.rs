@@ -260,9 +260,17 @@ fn guest_words(
     if !mem::range_ok(va, len) || !va.is_multiple_of(8) || (va % PAGE_SIZE) + len > PAGE_SIZE {
         return None;
     }
+    // The generation before the walk, as the translation cache keeps it.
+    let generation = crate::mm::ft::generation();
+    let key = va | 1 | (u64::from(write) << 1);
+    if let Some(phys) = memo::get(key, l4.phys(), dom, generation) {
+        return Some(phys);
+    }
     let phys = mem::AddressSpace { l4, dom }
         .translate(va, write, false)
         .ok()?;
+    // The type holds while the generation does (a change of type moves it), so a kept
+    // answer needs no second look.
     if write
         && !matches!(
             crate::mm::ft::current_type(Mfn::from_phys(phys)),
@@ -271,5 +279,69 @@ fn guest_words(
     {
         return None;
     }
+    memo::put(key, l4.phys(), dom, phys, generation);
     Some(phys)
+}
+
+/// The last few answers of [`guest_words`], per pCPU: the frame's place on a kernel stack and
+/// the `iret_context`'s, the same call after call (two of each for two processes taking
+/// turns). Kept with the frame table's generation, as the translation cache
+/// (`guest::mem`'s `tlb`) keeps its answers and on the same argument: while the generation
+/// has not moved, no page-table entry was written and no frame changed owner or type
+/// anywhere, so the walk and the type check would answer the same. One look instead of the
+/// cache's search, the generation read again and the type check.
+mod memo {
+    use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    use guest_abi::types::DomId;
+
+    use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
+
+    const WAYS: usize = 4;
+
+    /// A way: key (address | write << 1 | 1; 0: empty), top-level table, domain,
+    /// generation, answer.
+    struct Way([AtomicU64; 5]);
+
+    struct Ways {
+        ways: [Way; WAYS],
+        next: AtomicU64,
+    }
+
+    static MEMO: [Ways; MAX_CPUS] = [const {
+        Ways {
+            ways: [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS],
+            next: AtomicU64::new(0),
+        }
+    }; MAX_CPUS];
+
+    #[inline(always)]
+    fn mine() -> &'static Ways {
+        &MEMO[percpu::this().index() % MAX_CPUS]
+    }
+
+    #[inline(always)]
+    pub fn get(key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
+        mine().ways.iter().find_map(|w| {
+            let [k, t, d, g, answer] = &w.0;
+            (k.load(Relaxed) == key
+                && t.load(Relaxed) == l4
+                && d.load(Relaxed) == u64::from(dom)
+                && g.load(Relaxed) == generation)
+                .then(|| answer.load(Relaxed))
+        })
+    }
+
+    pub fn put(key: u64, l4: u64, dom: DomId, answer: u64, generation: u64) {
+        let me = mine();
+        let i = me.next.fetch_add(1, Relaxed) as usize % WAYS;
+        let [k, t, d, g, a] = &me.ways[i].0;
+        // Empty while it is rewritten (a pCPU's own ways: nothing else reads them).
+        k.store(0, Relaxed);
+        t.store(l4, Relaxed);
+        d.store(u64::from(dom), Relaxed);
+        g.store(generation, Relaxed);
+        a.store(answer, Relaxed);
+        k.store(key, Relaxed);
+    }
 }
