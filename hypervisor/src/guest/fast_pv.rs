@@ -1,5 +1,7 @@
 //! The short ways for a Xen PV vCPU's system calls (issue 18, session 13): a program's
-//! `syscall` bounced to the kernel, and the kernel's `HYPERVISOR_iret` back to the program.
+//! `syscall` bounced to the kernel, the kernel's `HYPERVISOR_iret` back to the program, and
+//! the two hypercalls Linux makes at every context switch besides `mmuext_op`
+//! (`set_segment_base` three times, `stack_switch` once).
 //!
 //! A system call of a Xen PV guest is two traps: the program's `syscall` (Xen's
 //! `syscall_enter`, `switch_to_kernel` and `create_bounce_frame`) and the kernel's `iret`
@@ -38,6 +40,11 @@
 //!   event mask comes from the saved IF, and an event pending once it is unmasked is
 //!   delivered by the way out, from user mode, as on the ordinary path.
 //!
+//! - `set_segment_base`, `stack_switch` from kernel mode: the ordinary handlers' own code
+//!   (`xenpv::segment_base`, `xenpv::set_kernel_stack`) under the same lock; only a return
+//!   address or stack pointer that is not canonical (which `sanitize` would crash the domain
+//!   for) goes the ordinary way.
+//!
 //! A trap whose `PerCpu::entered_mode` hint says kernel or user mode is checked against
 //! `Vcpu::kernel_mode` under the lock: a `syscall` from user mode can never be taken for a
 //! hypercall here either.
@@ -74,6 +81,8 @@ pub enum Kind {
     Syscall,
     /// The `iret` hypercall from kernel mode.
     Iret,
+    /// `set_segment_base` or `stack_switch` from kernel mode (Linux's context switch).
+    Hypercall,
 }
 
 /// Handles the trap in `frame` on the short way if it can; `false`: nothing changed, the
@@ -102,6 +111,7 @@ pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
     let done = match kind {
         Kind::Syscall => syscall(&mut dom, v, frame),
         Kind::Iret => iret(&mut dom, v, frame),
+        Kind::Hypercall => hypercall(&mut dom, v, frame),
     };
     if !done {
         return false;
@@ -241,6 +251,44 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     frame.rsp = rsp;
     frame.ss = u64::from(ss16);
     info.evtchn_upcall_mask.store(mask, Ordering::Release);
+    true
+}
+
+/// `set_segment_base` or `stack_switch` from kernel mode, answered as the ordinary path's
+/// handlers answer them (`xenpv::segment_base`, `xenpv::set_kernel_stack`, the same code);
+/// `false` (nothing changed) for any other call, or a frame that the ordinary way out would
+/// refuse (a non-canonical `rip` or `rsp`: the guest chose its `rsp`, and a `syscall` in the
+/// last bytes of the lower half returns to a non-canonical address).
+fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
+    use guest_abi::hypercall as nr;
+    let Some(vcpu) = dom.vcpus.get_mut(v) else {
+        return false;
+    };
+    if !vcpu.xen_pv
+        || !vcpu.kernel_mode
+        || !mem::is_canonical(frame.rip)
+        || !mem::is_canonical(frame.rsp)
+    {
+        return false;
+    }
+    let result = match frame.rax {
+        nr::HYPERVISOR_SET_SEGMENT_BASE => xenpv::segment_base(vcpu, frame.rdi as u32, frame.rsi),
+        nr::HYPERVISOR_STACK_SWITCH => {
+            let r = xenpv::set_kernel_stack(vcpu, frame.rsi);
+            // What the next way out would record of it (`entered`).
+            percpu::this()
+                .entered_kernel_sp
+                .store(vcpu.kernel_sp, Ordering::Relaxed);
+            r
+        }
+        _ => return false,
+    };
+    frame.rax = match result {
+        Ok(super::context::Ret::Value(value)) => value,
+        Err(e) => guest_abi::errno::Errno::encode_result(Err(e)) as u64,
+        // Neither handler answers anything else.
+        Ok(_) => 0,
+    };
     true
 }
 
