@@ -5,7 +5,7 @@
 //!
 //! A system call of a Xen PV guest is two traps: the program's `syscall` (Xen's
 //! `syscall_enter`, `switch_to_kernel` and `create_bounce_frame`) and the kernel's `iret`
-//! hypercall (Xen's `do_iret`). The ordinary path ([`super::trap`]) takes each through the
+//! hypercall (Xen's `do_iret`). The ordinary path ([`super::trap()`]) takes each through the
 //! general dispatcher: the shared world, the domain's lock, a hypercall context, the
 //! handler, the result applied, then the quiet way out ([`super::leave_quietly`]). These two
 //! short ways do the same work with less around it, and only when nothing else is due:
