@@ -31,10 +31,21 @@ pub const LOCK_BOUND_US: u64 = 30_000_000;
 /// pCPU (`mm::ft::validation_progress`). A holder validating a large tree (a domain of many
 /// GiB pinning all its tables at once; validation is not preemptible yet) is making
 /// progress, not stuck: the waiter keeps waiting, and says so once.
+///
+/// The first try is inlined into the caller (a lock is almost always free: one
+/// compare-and-swap, no call); the wait is `spin_for_slow`.
+#[inline]
 pub fn spin_for<T>(what: &str, mut take: impl FnMut() -> Option<T>) -> T {
     if let Some(t) = take() {
         return t;
     }
+    spin_for_slow(what, take)
+}
+
+/// The waiting half of [`spin_for`], after a first try failed.
+#[cold]
+#[inline(never)]
+fn spin_for_slow<T>(what: &str, mut take: impl FnMut() -> Option<T>) -> T {
     let mut got = None;
     let mut said = false;
     loop {

@@ -26,6 +26,7 @@ pub mod desc;
 pub mod domctl;
 pub mod event_op;
 pub mod fast;
+pub mod fast_pv;
 pub mod forced;
 pub mod grant_op;
 pub mod hypercall;

@@ -330,10 +330,14 @@ pub fn iret_refusal(cs: u16, ss: u16, rip: u64) -> Option<u64> {
 /// kept for the next mode change), and `SEGBASE_GS_USER_SEL`, which loads GS for user mode
 /// and leaves the kernel's base in force.
 pub fn set_segment_base(cx: &mut Hc) -> HcResult {
+    let (which, base) = (cx.arg(0) as u32, cx.arg(1));
+    segment_base(cx.vcpu(), which, base)
+}
+
+/// [`set_segment_base`] for vCPU `vcpu`, the one this pCPU runs (also `fast_pv`'s).
+pub fn segment_base(vcpu: &mut Vcpu, which: u32, base: u64) -> HcResult {
     use guest_abi::selectors as s;
     use x86_64::registers::model_specific::{FsBase, GsBase};
-    let (which, base) = (cx.arg(0) as u32, cx.arg(1));
-    let vcpu = cx.vcpu();
     // In kernel mode the kernel GS base is live, in user mode the user one (hypercalls come
     // from kernel mode, but the rule stays right either way).
     let live_is_kernel = vcpu.kernel_mode;
@@ -383,10 +387,15 @@ pub fn set_segment_base(cx: &mut Hc) -> HcResult {
 /// `FLAT_KERNEL_SS`).
 pub fn stack_switch(cx: &mut Hc) -> HcResult {
     let sp = cx.arg(1);
+    set_kernel_stack(cx.vcpu(), sp)
+}
+
+/// [`stack_switch`] for vCPU `vcpu` (also `fast_pv`'s).
+pub fn set_kernel_stack(vcpu: &mut Vcpu, sp: u64) -> HcResult {
     if !super::hypercall::kernel_stack_ok(sp) {
         return Err(Errno::EINVAL);
     }
-    cx.vcpu().kernel_sp = sp;
+    vcpu.kernel_sp = sp;
     Ok(Ret::Value(0))
 }
 

@@ -128,6 +128,144 @@ pub fn native_short(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// `linux_bench_icount_goal`'s settings: the best of two runs of a few thousand system calls
+/// and two hundred pipe round trips (the figures settle within a few per cent), a CPU-bound
+/// loop long enough (36 million instructions) that the timer's ticks weigh well under the
+/// 1 % its goal allows (with the primes below 10,000 they were 0.56 %), the rest short.
+pub const GOAL_ARGS: &str = "syscalls=5000 pages=64 forks=5 trips=200 primes=100000 runs=2";
+
+/// The primes below 100,000 (the `cpu_loop` check of [`GOAL_ARGS`]).
+const PRIMES_BELOW_100000: u64 = 9592;
+
+/// The ratios (domU / native) `linux_bench_icount_goal` holds. The CPU-bound loop meets
+/// issue 18's goal (1.01). The null system call (goal 1.5) and the pipe round trip (goal 2)
+/// do not yet; their bounds sit between the figures before the short ways of session 13
+/// (7.68 and 3.56) and after them (about 5.5 and 2.4), so that losing those short ways
+/// fails the scenario.
+pub const RATIO_BOUNDS: [(&str, f64); 3] = [
+    ("cpu_loop", 1.01),
+    ("null_syscall", 6.5),
+    ("pipe_pingpong", 3.0),
+];
+
+/// Bound for the native boot and run (about 20 s here; a first try on a loaded machine
+/// once stopped early in Linux's boot within [`RUN`]).
+const GOAL_NATIVE_RUN: Duration = Duration::from_secs(600);
+/// Bound for Xenia's boot to dom0's prompt under `-icount`.
+const GOAL_BOOT: Duration = Duration::from_secs(300);
+/// Bound from `xl create` to the program's first line (Linux's boot in the domU under
+/// `-icount`: about a minute here).
+const GOAL_REACH: Duration = Duration::from_secs(600);
+/// Bound for the program's run in the domU (well under a minute).
+const GOAL_RUN: Duration = Duration::from_secs(600);
+
+/// The ratios of [`RATIO_BOUNDS`] from the two runs' figures: `Err` names each one missing or
+/// above its bound. Returns the notes (`test native -> domU (ratio)`).
+pub fn judge(
+    native: &linuxbench::Output,
+    domu: &linuxbench::Output,
+) -> Result<Vec<String>, String> {
+    let mut notes = Vec::new();
+    let mut over = Vec::new();
+    for (test, bound) in RATIO_BOUNDS {
+        let (Some(n), Some(d)) = (native.figures.get(test), domu.figures.get(test)) else {
+            return Err(format!("{test}: no figure natively or in the domU"));
+        };
+        if n.ticks == 0 {
+            return Err(format!("{test}: zero ticks natively"));
+        }
+        let ratio = d.ticks as f64 / n.ticks as f64;
+        notes.push(format!(
+            "{test}: {} -> {} instructions per iteration, ratio {ratio:.2} (at most {bound})",
+            n.ticks, d.ticks
+        ));
+        if ratio > bound {
+            over.push(format!("{test} {ratio:.2} > {bound}"));
+        }
+    }
+    if over.is_empty() {
+        Ok(notes)
+    } else {
+        Err(format!(
+            "ratios above their bounds: {}; {}",
+            over.join(", "),
+            notes.join("; ")
+        ))
+    }
+}
+
+/// `linux_bench_icount_goal`: the `linux` bench's two halves in one scenario, short
+/// ([`GOAL_ARGS`]): Debian's kernel natively and as a Xenia domU, both under `-icount
+/// shift=0`, and the ratios of [`RATIO_BOUNDS`] held. Both runs must count instructions with
+/// the TSC, count the primes right and finish (`linuxbench: done`). Skipped as the other `linux_` scenarios when Debian's
+/// package could not be fetched.
+pub fn icount_goal(ctx: &Context) -> Result<(), String> {
+    let ws = ctx.workspace();
+    let (kernel, initrd) = (
+        ws.artifact(DEBIAN_KERNEL_ARTIFACT),
+        ws.artifact(DEBIAN_INITRD_ARTIFACT),
+    );
+    if !kernel.is_file() || !initrd.is_file() {
+        let reason = format!(
+            "skipped: no {} and {}: `cargo xtask build` could not fetch Debian's \
+             linux-image-*-cloud-amd64-unsigned (its output says why)",
+            kernel.display(),
+            initrd.display()
+        );
+        println!("scenario {}: {reason}", ctx.name());
+        ctx.note(reason);
+        return Ok(());
+    }
+    let mut machine = ctx.machine().memory_mib(256);
+    for a in ICOUNT {
+        machine = machine.qemu_arg(a);
+    }
+    let log = linuxbench::run_native(machine, &kernel, &initrd, GOAL_ARGS, GOAL_NATIVE_RUN)?;
+    let native = linuxbench::parse(&log);
+    finished(&native).map_err(|e| format!("native: {e}"))?;
+    let mut machine = ctx.machine().memory_mib(1024);
+    for a in ICOUNT {
+        machine = machine.qemu_arg(a);
+    }
+    let bounds = linuxbench::DomuBounds {
+        boot: GOAL_BOOT,
+        reach: GOAL_REACH,
+        run: GOAL_RUN,
+    };
+    let log = linuxbench::run_domu(ws, machine, GOAL_ARGS, bounds)?;
+    let domu = linuxbench::parse(&log);
+    finished(&domu).map_err(|e| format!("domU: {e}\n{log}"))?;
+    for note in judge(&native, &domu)? {
+        println!("  {note}");
+        ctx.note(note);
+    }
+    Ok(())
+}
+
+/// A run of [`GOAL_ARGS`] that did its work: no failure, the TSC counting instructions, the
+/// primes counted right, `linuxbench: done`.
+fn finished(out: &linuxbench::Output) -> Result<(), String> {
+    if let Some(why) = &out.failed {
+        return Err(format!("the program failed: {why}"));
+    }
+    if !out.tsc_check.is_some_and(|t| (990..=1010).contains(&t)) {
+        return Err(format!(
+            "the TSC should count instructions under -icount shift=0: {:?} ticks per 1000",
+            out.tsc_check
+        ));
+    }
+    if out.primes != Some(PRIMES_BELOW_100000) {
+        return Err(format!(
+            "cpu_loop counted {:?} primes below 100000, not {PRIMES_BELOW_100000}",
+            out.primes
+        ));
+    }
+    if !out.done {
+        return Err("no `linuxbench: done` line".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +278,32 @@ mod tests {
         linuxbench: pipe_pingpong iters=50 ticks_per_iter=9000 ns_per_iter=9000\n\
         linuxbench: cpu_loop iters=1 ticks_per_iter=1935333 ns_per_iter=1935340 primes=1229\n\
         linuxbench: done\n";
+
+    #[test]
+    fn the_ratios_are_judged() {
+        let native = linuxbench::parse(GOOD);
+        let same = judge(&native, &native).expect("equal figures pass");
+        assert_eq!(same.len(), RATIO_BOUNDS.len());
+        for (from, to) in [
+            // 320 * 6.5 = 2080: above it fails.
+            ("ticks_per_iter=320 ", "ticks_per_iter=2100 "),
+            // 9000 * 3 = 27000.
+            ("ticks_per_iter=9000 ", "ticks_per_iter=27100 "),
+            // 1.01 of the loop.
+            ("ticks_per_iter=1935333 ", "ticks_per_iter=1955000 "),
+        ] {
+            let slow = linuxbench::parse(&GOOD.replace(from, to));
+            assert!(judge(&native, &slow).is_err(), "{from} -> {to}");
+        }
+        let within =
+            linuxbench::parse(&GOOD.replace("ticks_per_iter=320 ", "ticks_per_iter=2000 "));
+        assert!(judge(&native, &within).is_ok());
+        let missing = linuxbench::parse(&GOOD.replace(
+            "linuxbench: pipe_pingpong iters=50 ticks_per_iter=9000 ns_per_iter=9000\n",
+            "",
+        ));
+        assert!(judge(&native, &missing).is_err());
+    }
 
     #[test]
     fn a_good_run_passes_and_bad_ones_fail() {

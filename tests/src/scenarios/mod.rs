@@ -259,6 +259,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("linux_disk", linux_dev::disk),
         Scenario::new("linux_net", linux_dev::net),
         Scenario::new("linux_bench_native_short", linux_bench::native_short),
+        Scenario::new("linux_bench_icount_goal", linux_bench::icount_goal),
         Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),
         Scenario::new("linux_pv_hostile_crashes", linux_pv::hostile_crashes),
         Scenario::new("linux_pv_smp", linux_pv::smp),

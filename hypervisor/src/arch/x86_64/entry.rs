@@ -956,9 +956,10 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
     // lower tables' updates, which the copy shares by reference.
     let generation = crate::mm::ft::root_generation();
     let usable = |i: usize| cpu.root_frames[i].load(Ordering::SeqCst) != 0;
+    // The source first: it is what tells the slots apart (one load for each other slot).
     let kept = (0..super::percpu::ROOT_SLOTS).find(|&i| {
-        usable(i)
-            && cpu.root_sources[i].load(Ordering::SeqCst) == guest_l4.phys()
+        cpu.root_sources[i].load(Ordering::SeqCst) == guest_l4.phys()
+            && usable(i)
             && cpu.root_generations[i].load(Ordering::SeqCst) == generation
     });
     if let Some(i) = kept {

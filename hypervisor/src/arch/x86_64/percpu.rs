@@ -25,8 +25,10 @@ use guest_abi::types::DomId;
 const NONE: u64 = u64::MAX;
 
 /// Guest roots a pCPU keeps copied (two address spaces ping-ponging, or two vCPUs sharing
-/// the pCPU, switch without a copy).
-pub const ROOT_SLOTS: usize = 3;
+/// the pCPU, switch without a copy). Six: two Xen PV processes taking turns use four (each
+/// its kernel and its user table, in a cycle that three slots taken in turn would miss
+/// every time: a 4 KiB copy at each change of mode), and dom0 one more.
+pub const ROOT_SLOTS: usize = 6;
 
 /// One pCPU's hypervisor data. The first two fields are read by the entry stubs at fixed
 /// [`PerCpu::entered_mode`]: a vCPU of Xenia's ring-1 ABI.

@@ -299,8 +299,24 @@ pub(super) extern "C" fn guest_trap_dispatch(frame: &mut TrapFrame) {
             // kernel (never the short path below, which is ring 1's).
             frame.cs = u64::from(guest_abi::selectors::FLAT_RING3_CS64);
             frame.ss = u64::from(guest_abi::selectors::FLAT_RING3_SS64);
+            use crate::guest::fast_pv::{self, Kind};
             if mode == MODE_XEN_PV_KERNEL {
                 frame.vector = u64::from(guest_abi::hypercall::HYPERCALL_VECTOR);
+                // The kernel's return to a program (`HYPERVISOR_iret`) and the hypercalls
+                // of its context switch, the short way when they can (`guest::fast_pv`).
+                let kind = match frame.rax {
+                    guest_abi::hypercall::HYPERVISOR_IRET => Some(Kind::Iret),
+                    guest_abi::hypercall::HYPERVISOR_SET_SEGMENT_BASE
+                    | guest_abi::hypercall::HYPERVISOR_STACK_SWITCH => Some(Kind::Hypercall),
+                    _ => None,
+                };
+                if let Some(kind) = kind
+                    && fast_pv::trap(frame, kind)
+                {
+                    return;
+                }
+            } else if fast_pv::trap(frame, Kind::Syscall) {
+                return;
             }
             return crate::guest::trap(frame);
         }

@@ -844,6 +844,11 @@ extern "C" fn main(start_info: u64) -> ! {
         gdt_page: base + 0x10000 + 5 * 4096,
         bad_gdt_page: base + 0x10000 + 6 * 4096,
     });
+
+    // 14. The short ways of a system call (the hypervisor's `guest::fast_pv`): round trips
+    // user -> kernel -> user, each frame right while the kept translations are reused; frames
+    // that go the ordinary way (refused returns to user mode, an event the return unmasks).
+    fast_path_checks(off(xp_u_syscall), u64::from(hv_cs));
     say!("xenpv: done");
 
     // 13. What the hypervisor must answer by crashing this domain.
@@ -854,6 +859,48 @@ extern "C" fn main(start_info: u64) -> ! {
                 let r = mmuext(MMUEXT_NEW_USER_BASEPTR, 0);
                 say!("xenpv: user table dropped ({r})");
                 iret_to_user(&user_context(off(xp_u_syscall)), 0);
+            }
+            "syscall_stack_became_pt" => {
+                // A kernel stack in a data page takes a system call's frame; then the page
+                // becomes a page table (read-only, pinned as an L1): the next system call's
+                // frame must not be written there (the hypervisor's kept translation is
+                // stale), and with no stack to write to the domain is crashed.
+                let page = base + 0x10000 + 11 * 4096;
+                for i in 0..512 {
+                    write_u64(page + i * 8, 0);
+                }
+                let sw = hypercall(
+                    nr::HYPERVISOR_STACK_SWITCH,
+                    [u64::from(FLAT_KERNEL_SS64), page + 4096, 0, 0, 0],
+                );
+                // Events masked: the event left pending by the checks is not taken first.
+                let masked = IretContext {
+                    rflags: 2,
+                    ..user_context(off(xp_u_syscall))
+                };
+                let v = iret_to_user(&masked, 0);
+                // The frame's words would be entries of the table: cleared again.
+                for i in 0..512 {
+                    write_u64(page + i * 8, 0);
+                }
+                let ro = hypercall(
+                    nr::HYPERVISOR_UPDATE_VA_MAPPING,
+                    [
+                        page,
+                        mem.mfn_of(page) << 12 | PTE_P | PTE_U,
+                        UVMF_INVLPG,
+                        0,
+                        0,
+                    ],
+                );
+                let pin = mmuext(guest_abi::memory::MMUEXT_PIN_L1_TABLE, mem.mfn_of(page));
+                say!(
+                    "xenpv: stack_switch {sw}, syscall {v:#x}; the stack page made an L1: {ro} {pin}"
+                );
+                if sw != 0 || v != VEC_SYSCALL || ro != 0 || pin != 0 {
+                    say!("FAIL hostile_{what}: the set-up failed");
+                }
+                iret_to_user(&masked, 0);
             }
             _ => say!("xenpv: unknown hostile request"),
         }
@@ -875,6 +922,127 @@ extern "C" fn main(start_info: u64) -> ! {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// Check 14 (`main`): `syscall_offset` is `xp_u_syscall`'s offset in the user page,
+/// `hv_cs` the hypervisor's code selector.
+fn fast_path_checks(syscall_offset: u64, hv_cs: u64) {
+    let next = USER_VA + syscall_offset + 2;
+    // Events masked (IF clear in the return frame): the event the checks above left pending
+    // stays pending, and the frames show the mask (IF clear, the mask in bits 32-39 of CS).
+    let masked = IretContext {
+        rflags: 2,
+        ..user_context(syscall_offset)
+    };
+    let mut wrong = 0u32;
+    for i in 0..200 {
+        let v = iret_to_user(&masked, 0);
+        let (w, rax) = recorded();
+        let ok = v == VEC_SYSCALL
+            && rax == nr::HYPERVISOR_CONSOLE_IO
+            && w[0] == next
+            && w[2] == next
+            && w[3] == u64::from(FLAT_USER_CS64) | 1 << 32
+            && w[4] & RFLAGS_IF == 0
+            && w[5] == USER_VA + 0x800
+            && w[6] == u64::from(FLAT_USER_SS64);
+        if !ok && wrong == 0 {
+            say!(
+                "xenpv: round trip {i}: vector {v:#x}, rax {rax:#x}, frame {:x?}",
+                &w[..7]
+            );
+        }
+        wrong += u32::from(!ok);
+    }
+    check(
+        "syscall_round_trips",
+        wrong == 0,
+        format_args!("{wrong} of 200 round trips with a wrong frame"),
+    );
+
+    // Kernel stacks on the hypervisor's addresses (the read-only M2P, the entry area, the
+    // hypervisor's image): refused, so no frame can ever be pushed there.
+    let refused = [
+        0xFFFF_8000_0000_2000u64,
+        0xFFFF_8080_0000_9000,
+        0xFFFF_8100_0000_2000,
+    ]
+    .map(|sp| {
+        hypercall(
+            nr::HYPERVISOR_STACK_SWITCH,
+            [u64::from(FLAT_KERNEL_SS64), sp, 0, 0, 0],
+        )
+    });
+    let v = iret_to_user(&masked, 0);
+    let (w, _) = recorded();
+    check(
+        "stack_switch_hypervisor_refused",
+        refused.iter().all(|&r| r < 0) && v == VEC_SYSCALL && w[5] == USER_VA + 0x800,
+        format_args!("stack_switch {refused:?}, then a system call: {v:#x}"),
+    );
+
+    // Returns to user mode the CPU would refuse: a non-canonical rip, the hypervisor's code
+    // selector with RPL 3. The #GP the CPU raises, from user mode (Xen's fault on its own
+    // iretq), not a crash, and nothing of the frame reaches iretq.
+    let ctx = |cs: u64, rip: u64| IretContext {
+        rax: 0,
+        r11: 0x5555,
+        rcx: 0x6666,
+        flags: 0,
+        rip,
+        cs,
+        // IF clear: a pending event is not delivered first.
+        rflags: 2,
+        rsp: USER_VA + 0x800,
+        ss: u64::from(FLAT_USER_SS64),
+    };
+    let mut bad = 0u32;
+    for (i, (c, code)) in [
+        (ctx(u64::from(FLAT_USER_CS64), 0x8000_0000_0000_0000), 0),
+        (ctx(hv_cs | 3, USER_VA + syscall_offset), hv_cs),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let v = iret_to_user(c, 0);
+        let (w, _) = recorded();
+        let ok = v == 13
+            && w[0] == 0x6666
+            && w[1] == 0x5555
+            && w[2] == *code
+            && w[3] == c.rip
+            && w[4] & 0xFFFF == c.cs
+            && w[6] == USER_VA + 0x800
+            && w[7] == u64::from(FLAT_USER_SS64);
+        if !ok {
+            say!(
+                "xenpv: bad user iret {i}: vector {v:#x}, frame {:x?}",
+                &w[..8]
+            );
+            bad |= 1 << i;
+        }
+    }
+    check(
+        "iret_user_refused_frame_gp",
+        bad == 0,
+        format_args!("user-mode frames not answered by #GP: {bad:#b} (rip, cs)"),
+    );
+
+    // An event pending while events are masked (the timer's, a deadline already past) is
+    // delivered as the iret to user mode unmasks them, before the program's first
+    // instruction: the event callback's frame is the program's.
+    let t = hypercall(nr::HYPERVISOR_SET_TIMER_OP, [1, 0, 0, 0, 0]);
+    let v = iret_to_user(&user_context(syscall_offset), 0);
+    let (w, _) = recorded();
+    check(
+        "iret_delivers_pending_event",
+        t == 0
+            && v == VEC_EVENT
+            && w[2] == USER_VA + syscall_offset
+            && w[3] & 0xFFFF == u64::from(FLAT_USER_CS64)
+            && w[5] == USER_VA + 0x800,
+        format_args!("timer {t}, vector {v:#x}, frame {:x?}", &w[..7]),
+    );
 }
 
 #[panic_handler]

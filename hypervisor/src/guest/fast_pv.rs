@@ -1,0 +1,395 @@
+//! The short ways for a Xen PV vCPU's system calls (issue 18, session 13): a program's
+//! `syscall` bounced to the kernel, the kernel's `HYPERVISOR_iret` back to the program, and
+//! the two hypercalls Linux makes at every context switch besides `mmuext_op`
+//! (`set_segment_base` three times, `stack_switch` once).
+//!
+//! A system call of a Xen PV guest is two traps: the program's `syscall` (Xen's
+//! `syscall_enter`, `switch_to_kernel` and `create_bounce_frame`) and the kernel's `iret`
+//! hypercall (Xen's `do_iret`). The ordinary path ([`super::trap()`]) takes each through the
+//! general dispatcher: the shared world, the domain's lock, a hypercall context, the
+//! handler, the result applied, then the quiet way out ([`super::leave_quietly`]). These two
+//! short ways do the same work with less around it, and only when nothing else is due:
+//!
+//! - the trap may leave quietly (`fast::may_leave_quietly`: no request, no wake-up, no timer
+//!   due), and, for the `syscall`, no event waits that the guest takes now;
+//! - the world is taken shared and the caller's domain locked, as on the ordinary path, so
+//!   the vCPU's mode, its GS bases and its tables change under the same lock as there, and
+//!   the domain's page tables cannot change under the guest-memory access (the frame is
+//!   written, and the `iret_context` read, while the lock is held, exactly as
+//!   `AddressSpace::write_bytes` and `read` do on the ordinary path);
+//! - the end is the ordinary path's own: [`super::leave_quietly`] (events delivered, the
+//!   frame checked by `sanitize`, what the next trap reads recorded), or the whole trap end
+//!   when that finds something due.
+//!
+//! Every check of the ordinary path is made, and anything these ways do not handle goes to
+//! the ordinary path **before anything has changed**, which then does what it must (crash
+//! the domain, or give the guest its fault):
+//!
+//! - `syscall` from user mode: no syscall callback (#UD), no kernel stack (`stack_switch`;
+//!   a crash), a frame place that is not one page of plain guest memory mapped writable
+//!   through the kernel's table (outside the guest's range: the hypervisor's addresses;
+//!   a page table or descriptor page: `ft::current_type`; not mapped). The frame is Xen's:
+//!   `rcx, r11, rip, cs (RPL 3, the event mask in bits 32–39), rflags (IF the inverse of the
+//!   mask), rsp, ss` below `kernel_sp` aligned to 16 bytes; the handler is entered in kernel
+//!   mode with `FLAT_KERNEL_CS`/`SS`, AC, VM, RF, NT and TF cleared, and events masked when
+//!   the callback asked (`VGCF_syscall_disables_events`).
+//! - `iret` from kernel mode: an `iret_context` that is not within one readable page at
+//!   `rsp`, a return to user mode with no user table (a crash), or a frame the CPU's `iretq`
+//!   would refuse (`xenpv::iret_refusal`: the guest's #GP). CS and SS get RPL 3; IOPL and VM
+//!   are cleared and IF set; `rcx` and `r11` are restored unless `VGCF_in_syscall`; the
+//!   event mask comes from the saved IF, and an event pending once it is unmasked is
+//!   delivered by the way out, from user mode, as on the ordinary path.
+//!
+//! - `set_segment_base`, `stack_switch` from kernel mode: the ordinary handlers' own code
+//!   (`xenpv::segment_base`, `xenpv::set_kernel_stack`) under the same lock; only a return
+//!   address or stack pointer that is not canonical (which `sanitize` would crash the domain
+//!   for) goes the ordinary way.
+//!
+//! A trap whose `PerCpu::entered_mode` hint says kernel or user mode is checked against
+//! `Vcpu::kernel_mode` under the lock: a `syscall` from user mode can never be taken for a
+//! hypercall here either.
+
+use core::sync::atomic::Ordering;
+
+use guest_abi::selectors::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
+use guest_abi::trap::{RFLAGS_IF, VGCF_IN_SYSCALL};
+
+use super::{Shared, fast, mem, xenpv};
+use crate::arch::x86_64::percpu;
+use crate::arch::x86_64::trap::TrapFrame;
+use crate::domain::Domain;
+use crate::mm::frame_table::PageType;
+use crate::mm::{Mfn, PAGE_SIZE, physmem};
+
+/// Words of the bounce frame a `syscall` from user mode pushes: rcx, r11, rip, cs, rflags,
+/// rsp, ss.
+const BOUNCE_WORDS: usize = 7;
+/// Words of Xen's `iret_context`: rax, r11, rcx, flags, rip, cs, rflags, rsp, ss.
+const IRET_WORDS: usize = 9;
+
+const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_IOPL: u64 = 3 << 12;
+const RFLAGS_NT: u64 = 1 << 14;
+const RFLAGS_RF: u64 = 1 << 16;
+const RFLAGS_VM: u64 = 1 << 17;
+const RFLAGS_AC: u64 = 1 << 18;
+
+/// What the trap in `frame` is (the caller's reading of `PerCpu::entered_mode` and `rax`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A `syscall` from user mode.
+    Syscall,
+    /// The `iret` hypercall from kernel mode.
+    Iret,
+    /// `set_segment_base` or `stack_switch` from kernel mode (Linux's context switch).
+    Hypercall,
+}
+
+/// Handles the trap in `frame` on the short way if it can; `false`: nothing changed, the
+/// ordinary path takes it.
+#[inline(never)]
+pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
+    let cpu = percpu::this();
+    let Some(info) = cpu.entered_info.get() else {
+        return false;
+    };
+    let Some((id, v)) = cpu.current() else {
+        return false;
+    };
+    if !fast::may_leave_quietly(cpu, frame.vector)
+        || (kind == Kind::Syscall && fast::event_waiting(info))
+    {
+        return false;
+    }
+    let world = super::read_world();
+    let Some(mut dom) = world.domains.lock(id) else {
+        return false;
+    };
+    if dom.shutdown.is_some() {
+        return false;
+    }
+    let done = match kind {
+        Kind::Syscall => syscall(&mut dom, v, frame),
+        Kind::Iret => iret(&mut dom, v, frame),
+        Kind::Hypercall => hypercall(&mut dom, v, frame),
+    };
+    if !done {
+        return false;
+    }
+    // The entry count of the ABI (`ArchVcpuInfo::entry_count`), as every entry counts.
+    info.arch.pad.fetch_add(1, Ordering::Relaxed);
+    let vector = frame.vector;
+    if fast::may_leave_quietly(cpu, vector) && !fast::event_waiting(info) {
+        // The quiet way out (`leave_quietly`) with what it would find known: no event to
+        // deliver (none waited before the call, and an `iret` that unmasks one goes the
+        // ordinary way), a frame `sanitize` passes (the selectors are Xen's flat ones in its
+        // reserved GDT page, which every Xen PV vCPU has in force, with a canonical handler
+        // and a stack in the guest's range; or the `iret` frame `iret_refusal` checked against
+        // the GDT in force, with a canonical `rsp`), and of what `entered` records only the
+        // mode changed.
+        frame.rflags = super::clean_flags(frame.rflags);
+        let kernel_mode = dom.vcpus.get(v).is_some_and(|c| c.kernel_mode);
+        cpu.entered_mode.store(
+            if kernel_mode {
+                percpu::MODE_XEN_PV_KERNEL
+            } else {
+                percpu::MODE_XEN_PV_USER
+            },
+            Ordering::Relaxed,
+        );
+        cpu.entered_pending.store(false, Ordering::Relaxed);
+        return true;
+    }
+    // Something fell due meanwhile: the ordinary way out, as the ordinary path ends.
+    match super::leave_quietly(dom, v, frame, vector) {
+        Shared::Left => {}
+        Shared::Done(reschedule) => super::finish_trap(world, frame, reschedule),
+        Shared::Stopped | Shared::Contended => {
+            drop(world);
+            let mut world = super::lock_world();
+            world.domain_stopped(id);
+            super::finish_trap(world.downgrade(), frame, true);
+        }
+    }
+    true
+}
+
+/// A `syscall` from user mode, bounced to the syscall callback in kernel mode (the module
+/// docs); `false` (nothing changed) for anything the ordinary path must see.
+fn syscall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
+    let info = dom.vcpu_info_static(v);
+    let id = dom.id;
+    let Some(vcpu) = dom.vcpus.get_mut(v) else {
+        return false;
+    };
+    let (handler, stack) = (vcpu.callbacks.syscall, vcpu.kernel_sp);
+    if !vcpu.xen_pv || vcpu.kernel_mode || handler == 0 || stack == 0 || !mem::is_canonical(handler)
+    {
+        return false;
+    }
+    let Some(sp) = (stack & !0xF).checked_sub(8 * BOUNCE_WORDS as u64) else {
+        return false;
+    };
+    let Some(place) = guest_words(vcpu.l4, id, sp, BOUNCE_WORDS, true) else {
+        return false;
+    };
+    let mask = info.evtchn_upcall_mask.load(Ordering::Acquire);
+    let rflags = (frame.rflags & !RFLAGS_IF) | if mask == 0 { RFLAGS_IF } else { 0 };
+    let words: [u64; BOUNCE_WORDS] = [
+        frame.rcx,
+        frame.r11,
+        frame.rip,
+        (frame.cs & 0xFFFF) | (u64::from(mask) << 32),
+        rflags,
+        frame.rsp,
+        frame.ss & 0xFFFF,
+    ];
+    physmem::write_u64s(
+        Mfn::from_phys(place),
+        ((place % PAGE_SIZE) / 8) as usize,
+        &words,
+    );
+    // To kernel mode: always possible (the kernel's table is the base pointer).
+    let _ = xenpv::toggle_mode(vcpu);
+    frame.rip = handler;
+    frame.cs = u64::from(FLAT_KERNEL_CS64);
+    frame.ss = u64::from(FLAT_KERNEL_SS64);
+    frame.rsp = sp;
+    frame.rflags &= !(RFLAGS_AC | RFLAGS_VM | RFLAGS_RF | RFLAGS_NT | RFLAGS_TF);
+    if vcpu.callbacks.syscall_masks_events {
+        info.evtchn_upcall_mask.store(1, Ordering::Release);
+    }
+    true
+}
+
+/// `HYPERVISOR_iret` from kernel mode (the module docs, `xenpv::iret`); `false` (nothing
+/// changed) for anything the ordinary path must see.
+fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
+    let info = dom.vcpu_info_static(v);
+    let id = dom.id;
+    let Some(vcpu) = dom.vcpus.get_mut(v) else {
+        return false;
+    };
+    if !vcpu.xen_pv || !vcpu.kernel_mode {
+        return false;
+    }
+    let Some(place) = guest_words(vcpu.l4, id, frame.rsp, IRET_WORDS, false) else {
+        return false;
+    };
+    let mut ctx = [0u64; IRET_WORDS];
+    physmem::read_u64s(
+        Mfn::from_phys(place),
+        ((place % PAGE_SIZE) / 8) as usize,
+        &mut ctx,
+    );
+    let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = ctx;
+    // Xen keeps the low 16 bits (the bounce frame's event mask comes back in bits 32..39).
+    let (cs16, ss16) = (cs as u16 | 3, ss as u16 | 3);
+    let to_user = cs & 3 == 3;
+    let mask = u8::from(rflags & RFLAGS_IF == 0);
+    // What the ordinary path crashes the domain for, or gives the guest a fault for, and an
+    // event the return unmasks (delivered there, on the way out).
+    if (to_user && vcpu.user_l4 == Mfn(0))
+        || !mem::is_canonical(rsp)
+        || xenpv::iret_refusal(cs16, ss16, rip).is_some()
+        || (mask == 0 && info.evtchn_upcall_pending.load(Ordering::Acquire) != 0)
+    {
+        return false;
+    }
+    if to_user && xenpv::toggle_mode(vcpu).is_err() {
+        // Not reached: the user table was just seen. Nothing changed.
+        return false;
+    }
+    frame.rax = rax;
+    if flags & VGCF_IN_SYSCALL == 0 {
+        frame.r11 = r11;
+        frame.rcx = rcx;
+    }
+    frame.rip = rip;
+    frame.cs = u64::from(cs16);
+    frame.rflags = (rflags & !(RFLAGS_IOPL | RFLAGS_VM)) | RFLAGS_IF;
+    frame.rsp = rsp;
+    frame.ss = u64::from(ss16);
+    info.evtchn_upcall_mask.store(mask, Ordering::Release);
+    true
+}
+
+/// `set_segment_base` or `stack_switch` from kernel mode, answered as the ordinary path's
+/// handlers answer them (`xenpv::segment_base`, `xenpv::set_kernel_stack`, the same code);
+/// `false` (nothing changed) for any other call, or a frame that the ordinary way out would
+/// refuse (a non-canonical `rip` or `rsp`: the guest chose its `rsp`, and a `syscall` in the
+/// last bytes of the lower half returns to a non-canonical address).
+fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
+    use guest_abi::hypercall as nr;
+    let Some(vcpu) = dom.vcpus.get_mut(v) else {
+        return false;
+    };
+    if !vcpu.xen_pv
+        || !vcpu.kernel_mode
+        || !mem::is_canonical(frame.rip)
+        || !mem::is_canonical(frame.rsp)
+    {
+        return false;
+    }
+    let result = match frame.rax {
+        nr::HYPERVISOR_SET_SEGMENT_BASE => xenpv::segment_base(vcpu, frame.rdi as u32, frame.rsi),
+        nr::HYPERVISOR_STACK_SWITCH => {
+            let r = xenpv::set_kernel_stack(vcpu, frame.rsi);
+            // What the next way out would record of it (`entered`).
+            percpu::this()
+                .entered_kernel_sp
+                .store(vcpu.kernel_sp, Ordering::Relaxed);
+            r
+        }
+        _ => return false,
+    };
+    frame.rax = match result {
+        Ok(super::context::Ret::Value(value)) => value,
+        Err(e) => guest_abi::errno::Errno::encode_result(Err(e)) as u64,
+        // Neither handler answers anything else.
+        Ok(_) => 0,
+    };
+    true
+}
+
+/// The machine address of `words` 8-byte words at the guest's `va` through the top-level
+/// table `l4` of domain `dom`, if they lie in the guest's range, 8-byte aligned, within one
+/// page, and that page is mapped (writable, when `write`, and then plain memory: never a
+/// page table or a descriptor page, whatever the walk found, as `write_bytes`). The caller
+/// holds the domain's lock, so the answer holds while it does.
+fn guest_words(
+    l4: Mfn,
+    dom: guest_abi::types::DomId,
+    va: u64,
+    words: usize,
+    write: bool,
+) -> Option<u64> {
+    let len = 8 * words as u64;
+    if !mem::range_ok(va, len) || !va.is_multiple_of(8) || (va % PAGE_SIZE) + len > PAGE_SIZE {
+        return None;
+    }
+    // The generation before the walk, as the translation cache keeps it.
+    let generation = crate::mm::ft::generation();
+    let key = va | 1 | (u64::from(write) << 1);
+    if let Some(phys) = memo::get(key, l4.phys(), dom, generation) {
+        return Some(phys);
+    }
+    let phys = mem::AddressSpace { l4, dom }
+        .translate(va, write, false)
+        .ok()?;
+    // The type holds while the generation does (a change of type moves it), so a kept
+    // answer needs no second look.
+    if write
+        && !matches!(
+            crate::mm::ft::current_type(Mfn::from_phys(phys)),
+            Some(PageType::None | PageType::Writable)
+        )
+    {
+        return None;
+    }
+    memo::put(key, l4.phys(), dom, phys, generation);
+    Some(phys)
+}
+
+/// The last few answers of [`guest_words`], per pCPU: the frame's place on a kernel stack and
+/// the `iret_context`'s, the same call after call (two of each for two processes taking
+/// turns). Kept with the frame table's generation, as the translation cache
+/// (`guest::mem`'s `tlb`) keeps its answers and on the same argument: while the generation
+/// has not moved, no page-table entry was written and no frame changed owner or type
+/// anywhere, so the walk and the type check would answer the same. One look instead of the
+/// cache's search, the generation read again and the type check.
+mod memo {
+    use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    use guest_abi::types::DomId;
+
+    use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
+
+    const WAYS: usize = 4;
+
+    /// A way: key (address | write << 1 | 1; 0: empty), top-level table, domain,
+    /// generation, answer.
+    struct Way([AtomicU64; 5]);
+
+    struct Ways {
+        ways: [Way; WAYS],
+        next: AtomicU64,
+    }
+
+    static MEMO: [Ways; MAX_CPUS] = [const {
+        Ways {
+            ways: [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS],
+            next: AtomicU64::new(0),
+        }
+    }; MAX_CPUS];
+
+    #[inline(always)]
+    fn mine() -> &'static Ways {
+        &MEMO[percpu::this().index() % MAX_CPUS]
+    }
+
+    #[inline(always)]
+    pub fn get(key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
+        mine().ways.iter().find_map(|w| {
+            let [k, t, d, g, answer] = &w.0;
+            (k.load(Relaxed) == key
+                && t.load(Relaxed) == l4
+                && d.load(Relaxed) == u64::from(dom)
+                && g.load(Relaxed) == generation)
+                .then(|| answer.load(Relaxed))
+        })
+    }
+
+    pub fn put(key: u64, l4: u64, dom: DomId, answer: u64, generation: u64) {
+        let me = mine();
+        let i = me.next.fetch_add(1, Relaxed) as usize % WAYS;
+        let [k, t, d, g, a] = &me.ways[i].0;
+        // Empty while it is rewritten (a pCPU's own ways: nothing else reads them).
+        k.store(0, Relaxed);
+        t.store(l4, Relaxed);
+        d.store(u64::from(dom), Relaxed);
+        g.store(generation, Relaxed);
+        a.store(answer, Relaxed);
+        k.store(key, Relaxed);
+    }
+}
