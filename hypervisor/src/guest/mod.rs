@@ -1194,11 +1194,15 @@ impl World {
                 log::info!(target: "keys", "'R' pressed -> rebooting machine");
                 crate::power::exit(crate::power::ExitReason::Dom0Reboot);
             }
+            // The heap's size too: it grows from free frames and keeps them, so "every frame
+            // back" is free frames plus what the heap grew by (linux_side_by_side).
             b'm' => log::info!(
                 target: "keys",
-                "memory: {} MiB free ({} frames)",
+                "memory: {} MiB free ({} frames); heap {} of {} bytes in use",
                 crate::mm::frames::free_count() / 256,
-                crate::mm::frames::free_count()
+                crate::mm::frames::free_count(),
+                crate::mm::heap::used(),
+                crate::mm::heap::size()
             ),
             b'\r' | b'\n' => {}
             _ => log::info!(
