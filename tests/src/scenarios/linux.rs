@@ -35,7 +35,8 @@ pub(super) fn skip_reason(ctx: &Context) -> Result<Option<String>, String> {
         // `cargo xtask build` writes the kernel's artifact only when it put the kernel and
         // the configuration into the initrd: both or neither. Not a reason to skip.
         Err(format!(
-            "{} has no {CONFIG} although Debian's kernel was fetched ({}): the initrd is              stale or was built without it; run `cargo xtask build` again",
+            "{} has no {CONFIG} although Debian's kernel was fetched ({}): the initrd is \
+             stale or was built without it; run `cargo xtask build` again",
             path.display(),
             ctx.workspace().artifact(DEBIAN_KERNEL_ARTIFACT).display()
         ))

@@ -89,7 +89,7 @@ fn frames_back(vm: &mut Qemu, want: &Memory, what: &str) -> Result<(), String> {
     }
     let (now, free) = last.unwrap_or((*want, want.free_frames));
     Err(format!(
-        "after {what}: {} free frames (heap growth counted), {} before: {} frames not back \
+        "after {what}: {} free frames (heap growth counted), {} before; not back: {} \
          ({want:?} -> {now:?})",
         free,
         want.free_frames,
