@@ -1160,6 +1160,28 @@ impl World {
                             d.id, v.id, r.rip, r.rsp, r.rflags, r.cs, r.ss, r.rax, r.rbx,
                             r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, v.l4.0
                         );
+                        // What would wake it: its timers and its event flags (in the
+                        // `vcpu_info` it registered, if it moved it).
+                        let Some(info) = v
+                            .info_view
+                            .or_else(|| d.shared().vcpu_info.get(v.id as usize))
+                        else {
+                            continue;
+                        };
+                        log::info!(
+                            target: "keys",
+                            "d{}v{} at {} ns: singleshot {:?} periodic next {:?} poll {:?}; \
+                             upcall pending {} mask {} sel {:#x}",
+                            d.id,
+                            v.id,
+                            crate::time::now_ns(),
+                            v.singleshot,
+                            v.periodic.map(|p| p.next),
+                            v.poll.and_then(|p| p.deadline),
+                            info.evtchn_upcall_pending.load(Ordering::SeqCst),
+                            info.evtchn_upcall_mask.load(Ordering::SeqCst),
+                            info.evtchn_pending_sel.load(Ordering::SeqCst)
+                        );
                     }
                 }
             }
@@ -1186,7 +1208,13 @@ impl World {
                         continue;
                     };
                     for (port, channel) in d.events.iter_bound() {
-                        log::info!(target: "keys", "d{} port {port}: {channel:?}", d.id);
+                        log::info!(
+                            target: "keys",
+                            "d{} port {port}: {channel:?}, pending {}, masked {}",
+                            d.id,
+                            crate::event::is_pending(d.shared(), port),
+                            crate::event::is_masked(d.shared(), port)
+                        );
                     }
                 }
             }
