@@ -234,7 +234,13 @@ pub fn side_by_side(ctx: &Context) -> Result<(), String> {
     vm.send(&format!("xl create -c {CONFIG}\r"))?;
     vm.wait_for("Ctrl-] detaches", COMMAND)?;
     let during = get_next(port, HTTP, 2, &first, "while Linux boots")?;
-    vm.wait_for_line("Run /init as init process", BOOT)?;
+    if let Err(e) = vm.wait_for_line("Run /init as init process", BOOT) {
+        // The hypervisor's view, for the log (as `linux::boot_debian`): domains, vCPU
+        // registers, timers and event flags, run queues, ports; the help line comes last.
+        vm.send("\x01\x01\x01qdreh")?;
+        let _ = vm.wait_for("gives the input back to dom0", COMMAND);
+        return Err(e);
+    }
     vm.wait_for("xenia-initramfs: ready", BOOT)?;
     vm.wait_for(SHELL, COMMAND)?;
     let booted = start.elapsed();
