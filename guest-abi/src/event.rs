@@ -90,11 +90,14 @@ pub const EVTCHNOP_BIND_VCPU: u32 = 8;
 pub const EVTCHNOP_UNMASK: u32 = 9;
 /// Close every port of a domain ([`EvtchnReset`]).
 pub const EVTCHNOP_RESET: u32 = 10;
-/// FIFO event channels: not provided by Xenia (2-level only).
+/// Register a vCPU's FIFO control block ([`EvtchnInitControl`]). Xenia has Xen's 2-level
+/// ABI only and answers `EOPNOTSUPP`, as a Xen built without `CONFIG_EVTCHN_FIFO`; a guest
+/// (Linux's `xen_init_IRQ`) then uses the 2-level ABI.
 pub const EVTCHNOP_INIT_CONTROL: u32 = 11;
-/// FIFO event channels: not provided by Xenia.
+/// Add a page to the FIFO event array ([`EvtchnExpandArray`]): `EOPNOTSUPP`, as
+/// [`EVTCHNOP_INIT_CONTROL`].
 pub const EVTCHNOP_EXPAND_ARRAY: u32 = 12;
-/// FIFO event channels: not provided by Xenia.
+/// Set a port's FIFO priority ([`EvtchnSetPriority`]): checked, and changes nothing.
 pub const EVTCHNOP_SET_PRIORITY: u32 = 13;
 /// Continuation of a preempted reset.
 pub const EVTCHNOP_RESET_CONT: u32 = 14;
@@ -212,6 +215,35 @@ pub struct EvtchnSetPriority {
     pub port: EvtchnPort,
     /// IN: 0 (highest) to [`EVTCHN_FIFO_PRIORITY_MIN`].
     pub priority: u32,
+}
+
+/// `EVTCHNOP_INIT_CONTROL` (Xen's `struct evtchn_init_control`, 24 bytes). Xenia reads it
+/// (`EFAULT` when it cannot) and answers `EOPNOTSUPP`: it has no FIFO ABI, so no control
+/// block is ever mapped and no guest frame is taken.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct EvtchnInitControl {
+    /// IN: the guest frame holding the control block.
+    pub control_gfn: u64,
+    /// IN: the control block's offset in that frame.
+    pub offset: u32,
+    /// IN: the vCPU the control block is for.
+    pub vcpu: u32,
+    /// OUT: how many bits of an event word link to the next event.
+    pub link_bits: u8,
+    /// Padding to Xen's 24 bytes.
+    pub pad: [u8; 7],
+}
+
+/// `EVTCHNOP_EXPAND_ARRAY` (Xen's `struct evtchn_expand_array`, 8 bytes): read, then
+/// `EOPNOTSUPP`, as [`EvtchnInitControl`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[repr(C)]
+#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+pub struct EvtchnExpandArray {
+    /// IN: the guest frame to add to the event array.
+    pub array_gfn: u64,
 }
 
 /// The lowest FIFO priority (Xen's `EVTCHN_FIFO_PRIORITY_MIN`); 0 is the highest.
@@ -362,6 +394,8 @@ mod tests {
         assert_layout!(EvtchnUnmask, 4, 4, { port: 0 });
         assert_layout!(EvtchnBindVcpu, 8, 4, { port: 0, vcpu: 4 });
         assert_layout!(EvtchnReset, 2, 2, { dom: 0 });
+        assert_layout!(EvtchnInitControl, 24, 8, { control_gfn: 0, offset: 8, vcpu: 12, link_bits: 16 });
+        assert_layout!(EvtchnExpandArray, 8, 8, { array_gfn: 0 });
         assert_layout!(EvtchnStatus, 24, 4, { dom: 0, port: 4, status: 8, vcpu: 12, u: 16 });
     }
 

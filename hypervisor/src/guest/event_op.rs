@@ -206,6 +206,18 @@ pub fn dispatch(cx: &mut Hc) -> HcResult {
             }
             cx.me().events.status(a.port).map_err(|_| Errno::EINVAL)?;
         }
+        // The FIFO ABI is not built. Xen built without `CONFIG_EVTCHN_FIFO` reads the
+        // argument and answers `EOPNOTSUPP`; so does Xenia, rather than `ENOSYS`: the call
+        // exists, the feature is off. Linux's `xen_init_IRQ` falls back to the 2-level ABI on
+        // any error ("xen:events: Using 2-level ABI"). No guest frame is taken or written.
+        ev::EVTCHNOP_INIT_CONTROL => {
+            space.read(cx.ptr::<ev::EvtchnInitControl>(1))?;
+            return Err(Errno::EOPNOTSUPP);
+        }
+        ev::EVTCHNOP_EXPAND_ARRAY => {
+            space.read(cx.ptr::<ev::EvtchnExpandArray>(1))?;
+            return Err(Errno::EOPNOTSUPP);
+        }
         _ => return Err(Errno::ENOSYS),
     }
     Ok(Ret::Value(0))

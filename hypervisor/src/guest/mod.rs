@@ -1168,6 +1168,28 @@ impl World {
                             d.id, v.id, r.rip, r.rsp, r.rflags, r.cs, r.ss, r.rax, r.rbx,
                             r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, v.l4.0
                         );
+                        // What would wake it: its timers and its event flags (in the
+                        // `vcpu_info` it registered, if it moved it).
+                        let Some(info) = v
+                            .info_view
+                            .or_else(|| d.shared().vcpu_info.get(v.id as usize))
+                        else {
+                            continue;
+                        };
+                        log::info!(
+                            target: "keys",
+                            "d{}v{} at {} ns: singleshot {:?} periodic next {:?} poll {:?}; \
+                             upcall pending {} mask {} sel {:#x}",
+                            d.id,
+                            v.id,
+                            crate::time::now_ns(),
+                            v.singleshot,
+                            v.periodic.map(|p| p.next),
+                            v.poll.and_then(|p| p.deadline),
+                            info.evtchn_upcall_pending.load(Ordering::SeqCst),
+                            info.evtchn_upcall_mask.load(Ordering::SeqCst),
+                            info.evtchn_pending_sel.load(Ordering::SeqCst)
+                        );
                     }
                 }
             }
@@ -1222,7 +1244,7 @@ impl World {
                     for (port, channel) in d.events.iter_bound() {
                         log::info!(
                             target: "keys",
-                            "d{} port {port}: {channel:?} pending {} masked {}",
+                            "d{} port {port}: {channel:?}, pending {}, masked {}",
                             d.id,
                             crate::event::is_pending(d.shared(), port),
                             crate::event::is_masked(d.shared(), port)
@@ -1234,11 +1256,15 @@ impl World {
                 log::info!(target: "keys", "'R' pressed -> rebooting machine");
                 crate::power::exit(crate::power::ExitReason::Dom0Reboot);
             }
+            // The heap's size too: it grows from free frames and keeps them, so "every frame
+            // back" is free frames plus what the heap grew by (linux_side_by_side).
             b'm' => log::info!(
                 target: "keys",
-                "memory: {} MiB free ({} frames)",
+                "memory: {} MiB free ({} frames); heap {} of {} bytes in use",
                 crate::mm::frames::free_count() / 256,
-                crate::mm::frames::free_count()
+                crate::mm::frames::free_count(),
+                crate::mm::heap::used(),
+                crate::mm::heap::size()
             ),
             b'\r' | b'\n' => {}
             _ => log::info!(

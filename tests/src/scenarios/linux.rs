@@ -31,6 +31,15 @@ pub(super) fn skip_reason(ctx: &Context) -> Result<Option<String>, String> {
     let needle = b"etc/xen/debian.cfg\0";
     if bytes.windows(needle.len()).any(|w| w == needle) {
         Ok(None)
+    } else if ctx.workspace().artifact(DEBIAN_KERNEL_ARTIFACT).is_file() {
+        // `cargo xtask build` writes the kernel's artifact only when it put the kernel and
+        // the configuration into the initrd: both or neither. Not a reason to skip.
+        Err(format!(
+            "{} has no {CONFIG} although Debian's kernel was fetched ({}): the initrd is \
+             stale or was built without it; run `cargo xtask build` again",
+            path.display(),
+            ctx.workspace().artifact(DEBIAN_KERNEL_ARTIFACT).display()
+        ))
     } else {
         Ok(Some(format!(
             "skipped: {} has no {CONFIG}: `cargo xtask build` could not fetch Debian's \
@@ -56,7 +65,7 @@ pub fn early_boot(ctx: &Context) -> Result<(), String> {
         "type = \"pv\"",
         "kernel = \"/boot/debian/vmlinuz\"",
         "ramdisk = \"/boot/debian/initrd.img\"",
-        "extra = \"console=hvc0 xen.fifo_events=0\"",
+        "extra = \"console=hvc0\"",
         "memory = 256",
         "name = \"debian\"",
     ] {
@@ -70,9 +79,7 @@ pub fn early_boot(ctx: &Context) -> Result<(), String> {
     // image through an 8 MiB buffer.
     let out = run(
         &mut vm,
-        &format!(
-            "time xl create {CONFIG} 'extra=\"console=hvc0 xen.fifo_events=0 earlyprintk=xen loglevel=8\"'"
-        ),
+        &format!("time xl create {CONFIG} 'extra=\"console=hvc0 earlyprintk=xen loglevel=8\"'"),
     )?;
     let took = out
         .lines()
@@ -255,6 +262,16 @@ pub fn boot_shell(ctx: &Context) -> Result<(), String> {
             "free says {total} MiB in all, 256 configured: {mem:?}"
         ));
     }
+    // Used and free are both some of it, and within it.
+    let column = |n: usize| {
+        mem.split_whitespace()
+            .nth(n)
+            .and_then(|t| t.parse::<u64>().ok())
+    };
+    match (column(2), column(3)) {
+        (Some(used), Some(free)) if used > 0 && free > 0 && used + free <= total => {}
+        _ => return Err(format!("free's Mem: line does not add up: {mem:?}")),
+    }
     vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
     vm.send("dmesg | grep -c -i xen\r")?;
     let xen_lines = vm.wait_for_line_matching("the count of xen lines", SHELL_COMMAND, |l| {
@@ -264,6 +281,7 @@ pub fn boot_shell(ctx: &Context) -> Result<(), String> {
         return Err(format!("dmesg has {} lines naming Xen", xen_lines.trim()));
     }
     vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+    let events = dmesg_and_cpuinfo(&mut vm)?;
     // Detached (Ctrl-]), `xl list` shows the running domain with its memory; `xl console`
     // attaches again to the same shell.
     vm.send("\x1d")?;
@@ -294,11 +312,53 @@ pub fn boot_shell(ctx: &Context) -> Result<(), String> {
         ));
     }
     ctx.note(format!(
-        "Linux {release} reached its shell on hvc0 in {:.1} s after xl create -c; {total} MiB; powered off",
+        "Linux {release} reached its shell on hvc0 in {:.1} s after xl create -c; {total} MiB; \
+         {events}; powered off",
         booted.as_secs_f64()
     ));
     vm.kill();
     Ok(())
+}
+
+/// What `dmesg | grep -i xen` and `/proc/cpuinfo` must show beyond counts, at the domU's
+/// prompt: the 2-level event ABI in use, chosen by Linux itself (no `xen.fifo_events=0` on
+/// its command line: it asked for FIFO, got `EOPNOTSUPP` and fell back), never FIFO;
+/// `/proc/cpuinfo`'s processor, vendor, model name and flags lines for its one CPU. Returns
+/// the events line.
+fn dmesg_and_cpuinfo(vm: &mut crate::machine::Qemu) -> Result<String, String> {
+    let (out, status) = super::linux_dev::sh(vm, "dmesg | grep -i xen", "DMESG")?;
+    if status != 0 {
+        return Err(format!("dmesg | grep -i xen failed: {out:?}"));
+    }
+    if let Some(l) = out.lines().find(|l| l.contains("FIFO-based ABI")) {
+        return Err(format!(
+            "Linux uses FIFO event channels, which Xenia lacks: {l:?}"
+        ));
+    }
+    let events = out
+        .lines()
+        .find(|l| l.contains("xen:events: Using 2-level ABI"))
+        .ok_or_else(|| format!("dmesg names no 2-level event ABI: {out:?}"))?
+        .trim()
+        .to_string();
+    let (out, _) = super::linux_dev::sh(vm, "cat /proc/cmdline", "CMDLINE")?;
+    if out.contains("fifo_events") {
+        return Err(format!(
+            "Linux's command line still turns FIFO event channels off: {out:?}"
+        ));
+    }
+    let (out, status) = super::linux_dev::sh(
+        vm,
+        "grep -c -E '^(processor|vendor_id|model name|flags)[[:space:]]*:' /proc/cpuinfo",
+        "CPUINFO",
+    )?;
+    if status != 0 || !out.lines().any(|l| l.trim() == "4") {
+        return Err(format!(
+            "/proc/cpuinfo should have processor, vendor_id, model name and flags for one CPU: \
+             {out:?}"
+        ));
+    }
+    Ok(events)
 }
 
 /// The domU shell's prompt (the initramfs's `/etc/profile`).
@@ -463,6 +523,24 @@ pub(super) fn clean_session(vm: &crate::machine::Qemu, from: usize) -> Result<()
     Ok(())
 }
 
+/// Waits for the hypervisor's line containing `text` anywhere after `from` (it may come
+/// before or after dom0's prompt); the cursor does not move. `what` names the step.
+fn logged_since(
+    vm: &mut crate::machine::Qemu,
+    from: usize,
+    text: &str,
+    what: &str,
+) -> Result<String, String> {
+    vm.wait_until(
+        &format!("a line containing {text:?} after {what}"),
+        SHELL_COMMAND,
+        |log, cursor| {
+            crate::serial::find_line_from(log, from, |l| l.contains(text))
+                .map(|(l, _)| (l.to_string(), cursor))
+        },
+    )
+}
+
 /// Dom0's `xl list` and free memory are as `before` and `free_before`.
 fn all_back(
     vm: &mut crate::machine::Qemu,
@@ -558,9 +636,11 @@ pub fn lifecycle(ctx: &Context) -> Result<(), String> {
     }
     let (mut vm, before, free_before, from) = boot_debian(ctx, 1, "")?;
     // 1. `poweroff`: busybox signals init (SIGUSR2), which stops everything and powers off.
+    let mark = vm.cursor();
     vm.send("poweroff\r")?;
     vm.wait_for("xenia-initramfs: shutting down", SHELL_COMMAND)?;
     vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
+    logged_since(&mut vm, mark, "shut down: poweroff", "poweroff in Linux")?;
     all_back(&mut vm, &before, free_before, "poweroff")?;
     // 2. `xl shutdown -w` of the detached domain.
     vm.send(&format!("xl create -c {CONFIG}\r"))?;
@@ -583,8 +663,10 @@ pub fn lifecycle(ctx: &Context) -> Result<(), String> {
             "`xl list` should show debian's 256 MiB and a positive time: {line:?}"
         ));
     }
+    let mark = vm.cursor();
     vm.send("xl shutdown -w debian\r")?;
     vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
+    logged_since(&mut vm, mark, "shut down: poweroff", "xl shutdown")?;
     all_back(&mut vm, &before, free_before, "xl shutdown")?;
     // 3. `reboot`: busybox signals init (SIGTERM); Linux asks for a restart; dom0 rebuilds
     // the domain; its shell answers a marker (retried in bounded rounds while it boots).
@@ -592,8 +674,10 @@ pub fn lifecycle(ctx: &Context) -> Result<(), String> {
     vm.wait_for("Ctrl-] detaches", SHELL_COMMAND)?;
     vm.wait_for("xenia-initramfs: ready", SHELL_BOOT_BOUND)?;
     vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+    let mark = vm.cursor();
     vm.send("reboot\r")?;
     vm.wait_for("xenia-initramfs: shutting down", SHELL_COMMAND)?;
+    logged_since(&mut vm, mark, "shut down: reboot", "reboot in Linux")?;
     vm.wait_for_line("restarted as domain", SHELL_COMMAND)
         .map_err(|e| format!("debian did not restart after reboot: {e}"))?;
     // The console closed with the old domain; dom0's prompt came before or after dom0's line.

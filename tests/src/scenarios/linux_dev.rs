@@ -57,7 +57,7 @@ fn create(vm: &mut Qemu, extra: &str) -> Result<(), String> {
 /// Runs `cmd` in the domU's shell followed by `echo <mark>=$?`: the lines between the echo
 /// of the command and the mark, and the command's status. The mark as typed is `<mark>=$?`,
 /// so the echoed command line never matches the status line.
-fn sh(vm: &mut Qemu, cmd: &str, mark: &str) -> Result<(String, i32), String> {
+pub(super) fn sh(vm: &mut Qemu, cmd: &str, mark: &str) -> Result<(String, i32), String> {
     let from = vm.cursor();
     vm.send(&format!("{cmd}; echo {mark}=$?\r"))?;
     let line = vm.wait_for_line_matching(&format!("{mark}=<status>"), COMMAND, |l| {

@@ -18,6 +18,7 @@ mod linux_abi;
 mod linux_bench;
 mod linux_dev;
 mod linux_pv;
+mod linux_side;
 mod mem_offline;
 mod net;
 mod net_bench;
@@ -258,6 +259,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("linux_initramfs_native", linux::initramfs_native),
         Scenario::new("linux_disk", linux_dev::disk),
         Scenario::new("linux_net", linux_dev::net),
+        Scenario::new("linux_side_by_side", linux_side::side_by_side),
         Scenario::new("linux_bench_native_short", linux_bench::native_short),
         Scenario::new("linux_bench_icount_goal", linux_bench::icount_goal),
         Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),

@@ -455,8 +455,9 @@ pub fn verbs(ctx: &Context) -> Result<(), String> {
 }
 
 /// Ctrl-A three times moves serial input to the hypervisor's debug keys (`q` lists the
-/// domains, `m` free memory, `d`/`0` vCPU registers, `r` the run queues, `e` the event
-/// channels) and three more give it back to dom0 (DESIGN.md §8, Xen's keys).
+/// domains, `m` free memory and the heap, `d`/`0` vCPU registers, timers and event flags,
+/// `r` the run queues, `e` the event channels with their pending and mask bits) and three
+/// more give it back to dom0 (DESIGN.md §8, Xen's keys).
 pub fn debug_keys(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
     run(&mut vm, "xl create /etc/xen/hello.cfg")?;
@@ -469,15 +470,20 @@ pub fn debug_keys(ctx: &Context) -> Result<(), String> {
     vm.wait_for_line("domain 0: ", COMMAND)?;
     vm.wait_for_line("domain 1: 4096 pages", COMMAND)?;
     vm.send("m")?;
-    vm.wait_for_line("memory: ", COMMAND)?;
+    vm.wait_for_line(" frames); heap ", COMMAND)?;
     vm.send("d")?;
     vm.wait_for_line("d1v0 (saved at its last entry): rip ", COMMAND)?;
+    vm.wait_for_line_matching("d1v0's timers and event flags", COMMAND, |l| {
+        l.contains("d1v0 at ") && l.contains(" singleshot ") && l.contains(" upcall pending ")
+    })?;
     vm.send("0")?;
     vm.wait_for_line("d0v0 (saved at its last entry): rip ", COMMAND)?;
     vm.send("r")?;
     vm.wait_for_line("CPU0: running ", COMMAND)?;
     vm.send("e")?;
-    vm.wait_for_line("d1 port ", COMMAND)?;
+    vm.wait_for_line_matching("a port of d1 with its bits", COMMAND, |l| {
+        l.contains("d1 port ") && l.contains(", pending ") && l.contains(", masked ")
+    })?;
     // Keys typed now are not dom0's: `x` gives the debug keys' help.
     vm.send("x")?;
     vm.wait_for_line("debug keys: 'q' domains", COMMAND)?;

@@ -25,7 +25,10 @@
 //! 3. `vcpu_op(get_runstate_info)`; `register_runstate_memory_area`: written at once, updated
 //!    across a block (blocked time counted), refused outside guest memory, never written into
 //!    a page table, unregistered with 0.
-//! 4. A hypercall Xenia lacks: `ENOSYS` (the scenario checks the hypervisor's debug line).
+//! 4. FIFO event channels (not built): `EVTCHNOP_init_control` and `expand_array` answer
+//!    `EOPNOTSUPP`, as Xen built without them, and write nothing; `EFAULT` for an argument in
+//!    the hypervisor's memory.
+//! 5. A hypercall Xenia lacks: `ENOSYS` (the scenario checks the hypervisor's debug line).
 //!
 //! `linux_abi_domu` (run as a domU by dom0test `linux_abi_domu`): what Xen keeps from a domU.
 //! `xen_version(commandline)` is `"<denied>"` (nine bytes written), `build_id` and the
@@ -804,11 +807,81 @@ pub fn hypercalls() -> ! {
         &zero as *const u64 as u64,
     );
 
-    // 4. A hypercall Xenia lacks.
+    // 4. FIFO event channels: not built. Xen built without `CONFIG_EVTCHN_FIFO` answers
+    // `EOPNOTSUPP` (after reading the argument), never `ENOSYS`, and writes nothing back.
+    fifo_refused(&mut c);
+
+    // 5. A hypercall Xenia lacks.
     // SAFETY: refused (ENOSYS).
     let r = unsafe { raw::call(HYPERVISOR_XENOPROF_OP, [0, 0, 0, 0, 0]) };
     c.errno("xenoprof_op: ENOSYS (logged by the hypervisor)", r, ENOSYS);
     c.finish()
+}
+
+/// `EVTCHNOP_init_control` and `expand_array`: `EOPNOTSUPP` for a well-formed request
+/// (`link_bits` left alone), `EFAULT` for an argument the hypervisor cannot read.
+fn fifo_refused(c: &mut Checks) {
+    use guest_abi::errno::Errno::EOPNOTSUPP;
+    use guest_abi::event::{
+        EVTCHNOP_EXPAND_ARRAY, EVTCHNOP_INIT_CONTROL, EvtchnExpandArray, EvtchnInitControl,
+    };
+    use guest_abi::hypercall::HYPERVISOR_EVENT_CHANNEL_OP;
+    let mut init = EvtchnInitControl {
+        control_gfn: mm::bootstrap_l4_pfn(),
+        offset: 0,
+        vcpu: 0,
+        link_bits: 0xAA,
+        pad: [0; 7],
+    };
+    // SAFETY: the hypervisor may at most write `init`'s OUT field.
+    let r = unsafe {
+        raw::call(
+            HYPERVISOR_EVENT_CHANNEL_OP,
+            [
+                EVTCHNOP_INIT_CONTROL.into(),
+                &mut init as *mut EvtchnInitControl as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    // SAFETY: a read of our own variable, which the hypervisor may have written.
+    let link_bits = unsafe { core::ptr::read_volatile(&init.link_bits) };
+    c.check(
+        "evtchn init_control: EOPNOTSUPP (no FIFO ABI, as Xen without it), nothing written",
+        r == Ret::err(EOPNOTSUPP).0 && link_bits == 0xAA,
+        format_args!("returned {}, link_bits {link_bits:#x}", Ret(r)),
+    );
+    // SAFETY: refused before anything is read.
+    let r = unsafe {
+        raw::call(
+            HYPERVISOR_EVENT_CHANNEL_OP,
+            [EVTCHNOP_INIT_CONTROL.into(), HYPERVISOR_IMAGE, 0, 0, 0],
+        )
+    };
+    c.errno(
+        "evtchn init_control of the hypervisor's memory: EFAULT",
+        r,
+        EFAULT,
+    );
+    let expand = EvtchnExpandArray {
+        array_gfn: mm::bootstrap_l4_pfn(),
+    };
+    // SAFETY: the hypervisor only reads `expand`.
+    let r = unsafe {
+        raw::call(
+            HYPERVISOR_EVENT_CHANNEL_OP,
+            [
+                EVTCHNOP_EXPAND_ARRAY.into(),
+                &expand as *const EvtchnExpandArray as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    c.errno("evtchn expand_array: EOPNOTSUPP", r, EOPNOTSUPP);
 }
 
 pub fn domu() -> ! {
