@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use crate::machine::{DiskImage, Machine, Qemu};
+use crate::netbench::read_idle;
 use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 
 /// Bytes of one request on both sides: `BLKIF_MAX_SEGMENTS_PER_REQUEST` (11) pages.
@@ -189,15 +190,18 @@ fn dd(vm: &mut Qemu, args: &str, requests: u64, what: &str) -> Result<u64, Strin
     parse_time_ns(&out).ok_or_else(|| format!("no time from `{line}`: {out:?}"))
 }
 
-/// One round at dom0's prompt: dom0's write (`conv=fsync`) and read of `requests` requests on
-/// `/dev/vdb`, then domain `name` (testguest `block_bench`) on the same device, which must
-/// pass; waits until it is gone.
-pub fn round(vm: &mut Qemu, name: &str, requests: u64) -> Result<Round, String> {
-    let dom0_write_ns = dd(vm, "if=/dev/zero of=/dev/vdb conv=fsync", requests, "out")?;
-    let dom0_read_ns = dd(vm, "if=/dev/vdb of=/dev/null", requests, "in")?;
+/// Creates domain `name` (testguest `block_bench`, `requests` requests, `extra` more words
+/// on its command line) on `/dev/vdb` and waits until it passes: its id and its figures line
+/// (`bytes`, `request`, `write_ns`, `read_ns`), checked against `requests`.
+fn domain(
+    vm: &mut Qemu,
+    name: &str,
+    requests: u64,
+    extra: &str,
+) -> Result<(u32, (u64, u64, u64, u64)), String> {
     let line = format!(
         "xl create /etc/xen/hello.cfg 'name=\"{name}\"' 'kernel=\"/boot/testguest.elf\"' \
-         'cmdline=\"test=block_bench requests={requests}\"' \
+         'cmdline=\"test=block_bench requests={requests}{extra}\"' \
          \"disk=['format=raw, vdev=xvda, access=rw, target=/dev/vdb']\""
     );
     profile_mark();
@@ -221,36 +225,167 @@ pub fn round(vm: &mut Qemu, name: &str, requests: u64) -> Result<Round, String> 
             .collect();
         return Err(format!("{name}: {result}; failed checks: {failed:?}"));
     }
-    let (bytes, request, domu_write_ns, domu_read_ns) = log
+    let figures = log
         .lines()
         .filter(|l| l.starts_with(&prefix))
         .find_map(parse_domu)
         .ok_or_else(|| format!("no `block bench` line from d{id}"))?;
+    let (bytes, request, _, _) = figures;
     if request != REQUEST || bytes != requests * REQUEST {
         return Err(format!(
             "d{id} moved {bytes} bytes in requests of {request}, not {requests} of {REQUEST}"
         ));
     }
-    // The domain powers off after its result; wait (bounded) until xl no longer lists it.
-    let mut listed = true;
+    Ok((id, figures))
+}
+
+/// Waits (bounded) until `xl list` no longer lists domain `name` (it powers off after its
+/// result).
+fn wait_gone(vm: &mut Qemu, name: &str) -> Result<(), String> {
     for _ in 0..50 {
         let list = run(vm, "xl list")?;
-        listed = list
+        if !list
             .lines()
-            .any(|l| l.split_whitespace().next() == Some(name));
-        if !listed {
-            break;
+            .any(|l| l.split_whitespace().next() == Some(name))
+        {
+            return Ok(());
         }
     }
-    if listed {
-        return Err(format!("domain {name} is still listed"));
-    }
+    Err(format!("domain {name} is still listed"))
+}
+
+/// One round at dom0's prompt: dom0's write (`conv=fsync`) and read of `requests` requests on
+/// `/dev/vdb`, then domain `name` (testguest `block_bench`) on the same device, which must
+/// pass; waits until it is gone.
+pub fn round(vm: &mut Qemu, name: &str, requests: u64) -> Result<Round, String> {
+    let dom0_write_ns = dd(vm, "if=/dev/zero of=/dev/vdb conv=fsync", requests, "out")?;
+    let dom0_read_ns = dd(vm, "if=/dev/vdb of=/dev/null", requests, "in")?;
+    let (_, (bytes, _, domu_write_ns, domu_read_ns)) = domain(vm, name, requests, "")?;
+    wait_gone(vm, name)?;
     Ok(Round {
         bytes,
         dom0_write_ns,
         dom0_read_ns,
         domu_write_ns,
         domu_read_ns,
+    })
+}
+
+/// The figures of a [`busy_round`], in order.
+pub const BUSY_FIGURES: [&str; 4] = ["dom0 write", "dom0 read", "domU write", "domU read"];
+
+/// One round of the busy-time measure ([`busy_round`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BusyRound {
+    /// Requests of the long runs (the short ones make one).
+    pub requests: u64,
+    /// The machine's busy ns per MiB of each of [`BUSY_FIGURES`]: what a run of `requests`
+    /// costs more than a run of one.
+    pub busy_ns_per_mib: [f64; 4],
+    /// Busy ns of the short runs, readings included: dom0's `dd` writing one request, dom0's
+    /// `dd` reading one, a domain writing one (its creation, connection and destruction).
+    pub fixed_ns: [u64; 3],
+}
+
+impl BusyRound {
+    /// dom0's busy time per MiB over the domU's: (write, read). The throughput ratio where the
+    /// machine's one pCPU is what limits.
+    pub fn ratios(&self) -> (f64, f64) {
+        let b = &self.busy_ns_per_mib;
+        (b[0] / b[2].max(1e-9), b[1] / b[3].max(1e-9))
+    }
+
+    /// Each figure the least of `rounds` (the host's load only ever adds to a round: timer
+    /// wake-ups while the machine waits for QEMU's I/O); `None` without rounds.
+    pub fn best(rounds: &[BusyRound]) -> Option<BusyRound> {
+        let mut best = *rounds.first()?;
+        for r in &rounds[1..] {
+            for k in 0..4 {
+                best.busy_ns_per_mib[k] = best.busy_ns_per_mib[k].min(r.busy_ns_per_mib[k]);
+            }
+            for k in 0..3 {
+                best.fixed_ns[k] = best.fixed_ns[k].min(r.fixed_ns[k]);
+            }
+        }
+        Some(best)
+    }
+
+    /// Report lines: each figure in ms of busy time per MiB, and the ratios against [`GOAL`].
+    pub fn report(&self, how: &str) -> Vec<String> {
+        let b = self.busy_ns_per_mib.map(|x| x / 1e6);
+        let f = self.fixed_ns.map(|x| x as f64 / 1e6);
+        let (w, r) = self.ratios();
+        let verdict = |x: f64| if x >= GOAL { "met" } else { "NOT met" };
+        vec![
+            format!(
+                "{how}: busy per MiB over {} requests of {REQUEST} bytes: dom0 on /dev/vdb write+fsync {:.3} ms, read {:.3} ms; domU through blkfront/blkback write+flush {:.3} ms, read {:.3} ms (runs of one request: dom0 write {:.2} ms, read {:.2} ms, a domain {:.2} ms)",
+                self.requests, b[0], b[1], b[2], b[3], f[0], f[1], f[2]
+            ),
+            format!(
+                "{how}: busy per MiB, dom0/domU write {w:.2}, read {r:.2} (goal: at least {GOAL}; write {}, read {})",
+                verdict(w),
+                verdict(r)
+            ),
+        ]
+    }
+}
+
+/// The machine's busy ns over `what` (run by `f`), from a `probe cpuidle` before and after.
+fn busy<T>(
+    vm: &mut Qemu,
+    f: impl FnOnce(&mut Qemu) -> Result<T, String>,
+) -> Result<(u64, T), String> {
+    let before = read_idle(vm)?;
+    let value = f(vm)?;
+    let after = read_idle(vm)?;
+    Ok((after.busy_since(&before), value))
+}
+
+/// One round of the busy-time measure at dom0's prompt, dom0's virtio-blk interrupt-driven:
+/// the machine's busy virtual time (elapsed − idle, [`crate::netbench::Idle`]) over each run,
+/// `probe cpuidle` before and after. dom0's `dd` writing (`conv=fsync`) then reading one
+/// request and `requests` requests on `/dev/vdb`; then three domains on the same device
+/// (testguest `block_bench`): one writing one request, one writing `requests` (both with
+/// `phases=write`), one writing and reading `requests`. Each figure is a difference: dom0's
+/// long `dd` less its short one, the domU's write the second domain less the first, its
+/// read the third less the second; so the process start-ups, the domain's creation,
+/// connection and destruction, and the readings themselves cancel. Each domain run ends at
+/// the hypervisor's `domain <id> destroyed` line (no command typed meanwhile); `xl list`
+/// then confirms it is gone, outside the bracket.
+pub fn busy_round(vm: &mut Qemu, name: &str, requests: u64) -> Result<BusyRound, String> {
+    if requests < 2 {
+        return Err(format!("a busy round needs at least 2 requests, not {requests}"));
+    }
+    let write = "if=/dev/zero of=/dev/vdb conv=fsync";
+    let read = "if=/dev/vdb of=/dev/null";
+    let (w1, _) = busy(vm, |vm| dd(vm, write, 1, "out"))?;
+    let (wn, _) = busy(vm, |vm| dd(vm, write, requests, "out"))?;
+    let (r1, _) = busy(vm, |vm| dd(vm, read, 1, "in"))?;
+    let (rn, _) = busy(vm, |vm| dd(vm, read, requests, "in"))?;
+    let one_domain = |vm: &mut Qemu, tag: &str, n: u64, extra: &str| {
+        let name = format!("{name}{tag}");
+        let (ns, ()) = busy(vm, |vm| {
+            let (id, _) = domain(vm, &name, n, extra)?;
+            vm.wait_for_line(&format!("domain {id} destroyed"), COMMAND)
+                .map(drop)
+        })?;
+        wait_gone(vm, &name)?;
+        Ok::<u64, String>(ns)
+    };
+    let c = one_domain(vm, "w1", 1, " phases=write")?;
+    let a = one_domain(vm, "w", requests, " phases=write")?;
+    let b = one_domain(vm, "wr", requests, "")?;
+    let mib = |n: u64| (n * REQUEST) as f64 / f64::from(1u32 << 20);
+    let more = requests - 1;
+    Ok(BusyRound {
+        requests,
+        busy_ns_per_mib: [
+            wn.saturating_sub(w1) as f64 / mib(more),
+            rn.saturating_sub(r1) as f64 / mib(more),
+            a.saturating_sub(c) as f64 / mib(more),
+            b.saturating_sub(a) as f64 / mib(requests),
+        ],
+        fixed_ns: [w1, r1, c],
     })
 }
 

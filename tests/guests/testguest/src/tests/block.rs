@@ -19,6 +19,7 @@
 //!   flushes, then reads them back, timed with the domain's system time; prints
 //!   `block bench bytes=<B> request=<R> write_ns=<W> read_ns=<N>` (the write's time includes
 //!   the flush, as `dd conv=fsync` does) and checks the first word of every request read.
+//!   With `phases=write` it stops after the flush (`read_ns=0`).
 //! * `block_hostile`: requests put in the ring during the handshake, bad segment counts,
 //!   bad sector bounds, sectors past the end, grant references not granted to dom0, an
 //!   indirect request: each gets its error, and a good request after them is served; last
@@ -275,9 +276,12 @@ pub fn bench() -> ! {
         format_args!("{failed:?}"),
     );
     c.eq("flush", flushed, Ok(()));
+    // `phases=write`: no read phase (the busy-time measure takes a domain's read as the
+    // difference between a run with it and one without).
+    let write_only = cmdline::value(start_info().cmdline_bytes(), "phases") == Some(&b"write"[..]);
     let start = now_ns();
     let mut bad = None;
-    for k in 0..requests {
+    for k in (0..requests).take_while(|_| !write_only) {
         match f.read(k * per, &mut b[..]) {
             Ok(()) if b[..8] == k.to_le_bytes() => {}
             r => {
