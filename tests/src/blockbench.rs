@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use crate::machine::{DiskImage, Machine, Qemu};
-use crate::netbench::read_idle;
+use crate::netbench::{Idle, read_idle};
 use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 
 /// Bytes of one request on both sides: `BLKIF_MAX_SEGMENTS_PER_REQUEST` (11) pages.
@@ -198,12 +198,20 @@ fn domain(
     name: &str,
     requests: u64,
     extra: &str,
-) -> Result<(u32, (u64, u64, u64, u64)), String> {
-    let line = format!(
+    reading_first: bool,
+) -> Result<(u32, (u64, u64, u64, u64), String), String> {
+    let xl = format!(
         "xl create /etc/xen/hello.cfg 'name=\"{name}\"' 'kernel=\"/boot/testguest.elf\"' \
          'cmdline=\"test=block_bench requests={requests}{extra}\"' \
          \"disk=['format=raw, vdev=xvda, access=rw, target=/dev/vdb']\""
     );
+    // With `reading_first`, busybox's sh runs `probe cpuidle` then `xl`: dom0's own shell
+    // runs one program a line, and honours `\"` inside double quotes.
+    let line = if reading_first {
+        format!("sh -c \"probe cpuidle; {}\"", xl.replace('"', "\\\""))
+    } else {
+        xl
+    };
     profile_mark();
     let out = run(vm, &line)?;
     let id: u32 = out
@@ -236,7 +244,7 @@ fn domain(
             "d{id} moved {bytes} bytes in requests of {request}, not {requests} of {REQUEST}"
         ));
     }
-    Ok((id, figures))
+    Ok((id, figures, out))
 }
 
 /// Waits (bounded) until `xl list` no longer lists domain `name` (it powers off after its
@@ -260,7 +268,7 @@ fn wait_gone(vm: &mut Qemu, name: &str) -> Result<(), String> {
 pub fn round(vm: &mut Qemu, name: &str, requests: u64) -> Result<Round, String> {
     let dom0_write_ns = dd(vm, "if=/dev/zero of=/dev/vdb conv=fsync", requests, "out")?;
     let dom0_read_ns = dd(vm, "if=/dev/vdb of=/dev/null", requests, "in")?;
-    let (_, (bytes, _, domu_write_ns, domu_read_ns)) = domain(vm, name, requests, "")?;
+    let (_, (bytes, _, domu_write_ns, domu_read_ns), _) = domain(vm, name, requests, "", false)?;
     wait_gone(vm, name)?;
     Ok(Round {
         bytes,
@@ -285,6 +293,9 @@ pub struct BusyRound {
     /// Busy ns of the short runs, readings included: dom0's `dd` writing one request, dom0's
     /// `dd` reading one, a domain writing one (its creation, connection and destruction).
     pub fixed_ns: [u64; 3],
+    /// Each run's (busy, elapsed) virtual ns, readings included, in the round's order: dom0's
+    /// `dd` writing one and `requests`, reading one and `requests`, then the three domains.
+    pub runs: [(u64, u64); 7],
 }
 
 impl BusyRound {
@@ -330,15 +341,35 @@ impl BusyRound {
     }
 }
 
-/// The machine's busy ns over `what` (run by `f`), from a `probe cpuidle` before and after.
-fn busy<T>(
-    vm: &mut Qemu,
-    f: impl FnOnce(&mut Qemu) -> Result<T, String>,
-) -> Result<(u64, T), String> {
-    let before = read_idle(vm)?;
-    let value = f(vm)?;
-    let after = read_idle(vm)?;
-    Ok((after.busy_since(&before), value))
+/// The `probe cpuidle` readings in `out`, in order.
+fn readings(out: &str) -> Vec<Idle> {
+    out.lines()
+        .filter(|l| l.contains("cpuidle: now "))
+        .filter_map(Idle::parse)
+        .collect()
+}
+
+/// (busy, elapsed) virtual ns from `before` to `after`.
+fn span(before: &Idle, after: &Idle) -> (u64, u64) {
+    (
+        after.busy_since(before),
+        after.now.saturating_sub(before.now),
+    )
+}
+
+/// dom0's `dd {args}` of `count` requests between two readings, all on one line (so no
+/// typing falls inside the span); requires the whole count.
+fn dd_busy(vm: &mut Qemu, args: &str, count: u64, what: &str) -> Result<(u64, u64), String> {
+    let line =
+        format!("sh -c 'probe cpuidle; dd {args} bs={REQUEST} count={count}; probe cpuidle'");
+    let out = run(vm, &line)?;
+    if !out.contains(&format!("{count}+0 records {what}")) {
+        return Err(format!("`{line}`: {out:?}"));
+    }
+    match readings(&out).as_slice() {
+        [a, b] => Ok(span(a, b)),
+        _ => Err(format!("`{line}` did not print two readings:\n{out}")),
+    }
 }
 
 /// One round of the busy-time measure at dom0's prompt, dom0's virtio-blk interrupt-driven:
@@ -358,26 +389,32 @@ pub fn busy_round(vm: &mut Qemu, name: &str, requests: u64) -> Result<BusyRound,
     }
     let write = "if=/dev/zero of=/dev/vdb conv=fsync";
     let read = "if=/dev/vdb of=/dev/null";
-    let (w1, _) = busy(vm, |vm| dd(vm, write, 1, "out"))?;
-    let (wn, _) = busy(vm, |vm| dd(vm, write, requests, "out"))?;
-    let (r1, _) = busy(vm, |vm| dd(vm, read, 1, "in"))?;
-    let (rn, _) = busy(vm, |vm| dd(vm, read, requests, "in"))?;
+    let w1 = dd_busy(vm, write, 1, "out")?;
+    let wn = dd_busy(vm, write, requests, "out")?;
+    let r1 = dd_busy(vm, read, 1, "in")?;
+    let rn = dd_busy(vm, read, requests, "in")?;
+    // The first reading on `xl create`'s line, after all of it is typed; the second typed
+    // after the hypervisor's `domain <id> destroyed` (the same few characters each time).
     let one_domain = |vm: &mut Qemu, tag: &str, n: u64, extra: &str| {
         let name = format!("{name}{tag}");
-        let (ns, ()) = busy(vm, |vm| {
-            let (id, _) = domain(vm, &name, n, extra)?;
-            vm.wait_for_line(&format!("domain {id} destroyed"), COMMAND)
-                .map(drop)
-        })?;
+        let (id, _, out) = domain(vm, &name, n, extra, true)?;
+        let before = readings(&out)
+            .pop()
+            .ok_or_else(|| format!("no reading before {name}:\n{out}"))?;
+        vm.wait_for_line(&format!("domain {id} destroyed"), COMMAND)?;
+        let after = read_idle(vm)?;
         wait_gone(vm, &name)?;
-        Ok::<u64, String>(ns)
+        Ok::<(u64, u64), String>(span(&before, &after))
     };
     let c = one_domain(vm, "w1", 1, " phases=write")?;
     let a = one_domain(vm, "w", requests, " phases=write")?;
     let b = one_domain(vm, "wr", requests, "")?;
+    let runs = [w1, wn, r1, rn, c, a, b];
+    let [w1, wn, r1, rn, c, a, b] = runs.map(|(busy, _)| busy);
     let mib = |n: u64| (n * REQUEST) as f64 / f64::from(1u32 << 20);
     let more = requests - 1;
     Ok(BusyRound {
+        runs,
         requests,
         busy_ns_per_mib: [
             wn.saturating_sub(w1) as f64 / mib(more),

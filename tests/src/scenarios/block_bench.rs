@@ -78,6 +78,7 @@ pub fn icount_goal(ctx: &Context) -> Result<(), String> {
                     "round {i}: busy ms per MiB dom0 write {:.3} read {:.3}, domU write {:.3} read {:.3}; dom0/domU write {w:.2}, read {rd:.2}",
                     b[0], b[1], b[2], b[3]
                 ));
+                ctx.note(format!("round {i}: runs (busy, elapsed) ns: {:?}", r.runs));
                 rounds.push(r);
             }
             Err(e) => {
