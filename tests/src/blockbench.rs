@@ -19,6 +19,12 @@ use crate::machine::{DiskImage, Machine, Qemu};
 use crate::netbench::{Idle, read_idle};
 use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 
+/// QEMU's `-icount` for the busy-time measure ([`busy_round`]): one instruction a nanosecond;
+/// `sleep=on`, so that an idle machine's virtual time follows the host's clock. With
+/// `sleep=off` each wait for QEMU's I/O jumps to the next timer deadline and runs its timer
+/// work, again and again until the I/O is done: the slower the host, the more busy time
+/// (runs read 2 ms of it per second of virtual time, and a `dd` of 4 MiB 6.2 or 11.1 ms).
+pub const ICOUNT: &str = "shift=0,sleep=on";
 /// Bytes of one request on both sides: `BLKIF_MAX_SEGMENTS_PER_REQUEST` (11) pages.
 pub const REQUEST: u64 = 11 * 4096;
 /// The goal: the domU at least this fraction of dom0's throughput.
@@ -321,6 +327,16 @@ impl BusyRound {
         Some(best)
     }
 
+    /// One line for round `i`: each figure in ms of busy time per MiB and the ratios.
+    pub fn summary(&self, i: u32) -> String {
+        let b = self.busy_ns_per_mib.map(|x| x / 1e6);
+        let (w, r) = self.ratios();
+        format!(
+            "busy virtual time, round {i}: ms per MiB dom0 write {:.3} read {:.3}, domU write {:.3} read {:.3}; dom0/domU write {w:.2}, read {r:.2}",
+            b[0], b[1], b[2], b[3]
+        )
+    }
+
     /// Report lines: each figure in ms of busy time per MiB, and the ratios against [`GOAL`].
     pub fn report(&self, how: &str) -> Vec<String> {
         let b = self.busy_ns_per_mib.map(|x| x / 1e6);
@@ -385,7 +401,9 @@ fn dd_busy(vm: &mut Qemu, args: &str, count: u64, what: &str) -> Result<(u64, u6
 /// then confirms it is gone, outside the bracket.
 pub fn busy_round(vm: &mut Qemu, name: &str, requests: u64) -> Result<BusyRound, String> {
     if requests < 2 {
-        return Err(format!("a busy round needs at least 2 requests, not {requests}"));
+        return Err(format!(
+            "a busy round needs at least 2 requests, not {requests}"
+        ));
     }
     let write = "if=/dev/zero of=/dev/vdb conv=fsync";
     let read = "if=/dev/vdb of=/dev/null";

@@ -52,7 +52,7 @@ const ICOUNT_REQUESTS: u64 = (4 << 20) / REQUEST;
 const ICOUNT_ROUNDS: u32 = 2;
 
 /// `block_bench_icount_goal`: issue 15's goal checked in the suite, in the machine's busy
-/// virtual time ([`blockbench::busy_round`]): `-icount shift=0,sleep=off`, dom0's virtio-blk
+/// virtual time ([`blockbench::busy_round`]): `-icount` [`blockbench::ICOUNT`], dom0's virtio-blk
 /// interrupt-driven, two rounds over about 4 MiB; dom0's busy time per MiB over the domU's
 /// must be at least [`blockbench::GOAL`] for writes and for reads.
 pub fn icount_goal(ctx: &Context) -> Result<(), String> {
@@ -64,7 +64,7 @@ pub fn icount_goal(ctx: &Context) -> Result<(), String> {
         .memory_mib(512)
         .hv_options(DEFAULT_HV_OPTIONS)
         .qemu_arg("-icount")
-        .qemu_arg("shift=0,sleep=off");
+        .qemu_arg(blockbench::ICOUNT);
     let machine = blockbench::machine(ctx.workspace(), machine, "", &[vda.path(), vdb.path()])?;
     let mut vm = machine.boot()?;
     vm.wait_for("dom0# ", Duration::from_secs(300))?;
@@ -72,13 +72,11 @@ pub fn icount_goal(ctx: &Context) -> Result<(), String> {
     for i in 1..=ICOUNT_ROUNDS {
         match blockbench::busy_round(&mut vm, &format!("goal{i}"), ICOUNT_REQUESTS) {
             Ok(r) => {
-                let b = r.busy_ns_per_mib.map(|x| x / 1e6);
-                let (w, rd) = r.ratios();
+                ctx.note(r.summary(i));
                 ctx.note(format!(
-                    "round {i}: busy ms per MiB dom0 write {:.3} read {:.3}, domU write {:.3} read {:.3}; dom0/domU write {w:.2}, read {rd:.2}",
-                    b[0], b[1], b[2], b[3]
+                    "round {i}: (busy, elapsed) ns of dom0's dd write 1, N, read 1, N, domains write 1, N, write+read N: {:?}",
+                    r.runs
                 ));
-                ctx.note(format!("round {i}: runs (busy, elapsed) ns: {:?}", r.runs));
                 rounds.push(r);
             }
             Err(e) => {
