@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use crate::machine::{DiskImage, Machine, Qemu};
-use crate::netbench::{Idle, read_idle};
+use crate::netbench::Idle;
 use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 
 /// QEMU's `-icount` for the busy-time measure ([`busy_round`]): one instruction a nanosecond;
@@ -204,17 +204,22 @@ fn domain(
     name: &str,
     requests: u64,
     extra: &str,
-    reading_first: bool,
+    bracket: bool,
 ) -> Result<(u32, (u64, u64, u64, u64), String), String> {
     let xl = format!(
         "xl create /etc/xen/hello.cfg 'name=\"{name}\"' 'kernel=\"/boot/testguest.elf\"' \
          'cmdline=\"test=block_bench requests={requests}{extra}\"' \
          \"disk=['format=raw, vdev=xvda, access=rw, target=/dev/vdb']\""
     );
-    // With `reading_first`, busybox's sh runs `probe cpuidle` then `xl`: dom0's own shell
-    // runs one program a line, and honours `\"` inside double quotes.
-    let line = if reading_first {
-        format!("sh -c \"probe cpuidle; {}\"", xl.replace('"', "\\\""))
+    // With `bracket`, busybox's sh runs `probe cpuidle`, `xl`, waits until a domain is
+    // released (`xenstore-watch` fires once as it is set, then at the release), and runs
+    // `probe cpuidle` again: no typing and no harness in between. dom0's own shell runs one
+    // program a line and honours `\"` inside double quotes.
+    let line = if bracket {
+        format!(
+            "sh -c \"probe cpuidle; {}; xenstore-watch -n 2 @releaseDomain; probe cpuidle\"",
+            xl.replace('"', "\\\"")
+        )
     } else {
         xl
     };
@@ -229,7 +234,18 @@ fn domain(
         .and_then(|id| id.trim().parse().ok())
         .ok_or_else(|| format!("`xl create` of {name} failed:\n{out}"))?;
     let prefix = format!("(d{id}) ");
-    let result = vm.wait_for_line_starting(&format!("{prefix}Test result: "), JOB)?;
+    let start = format!("{prefix}Test result: ");
+    // With `bracket` the domain is gone before the prompt comes back (its result is behind
+    // the cursor already).
+    let seen = vm
+        .serial_log()
+        .lines()
+        .find(|l| l.starts_with(&start))
+        .map(str::to_string);
+    let result = match seen {
+        Some(line) => line,
+        None => vm.wait_for_line_starting(&start, JOB)?,
+    };
     profile_mark();
     let log = vm.serial_log();
     if result != format!("{prefix}Test result: SUCCESS") {
@@ -288,40 +304,58 @@ pub fn round(vm: &mut Qemu, name: &str, requests: u64) -> Result<Round, String> 
 /// The figures of a [`busy_round`], in order.
 pub const BUSY_FIGURES: [&str; 4] = ["dom0 write", "dom0 read", "domU write", "domU read"];
 
-/// One round of the busy-time measure ([`busy_round`]).
+/// One round of the busy-time measure ([`busy_round`]): its seven runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BusyRound {
     /// Requests of the long runs (the short ones make one).
     pub requests: u64,
-    /// The machine's busy ns per MiB of each of [`BUSY_FIGURES`]: what a run of `requests`
-    /// costs more than a run of one.
-    pub busy_ns_per_mib: [f64; 4],
-    /// Busy ns of the short runs, readings included: dom0's `dd` writing one request, dom0's
-    /// `dd` reading one, a domain writing one (its creation, connection and destruction).
-    pub fixed_ns: [u64; 3],
-    /// Each run's (busy, elapsed) virtual ns, readings included, in the round's order: dom0's
-    /// `dd` writing one and `requests`, reading one and `requests`, then the three domains.
+    /// Each run's (busy, elapsed) virtual ns, readings included, in [`RUNS`]' order.
     pub runs: [(u64, u64); 7],
 }
 
+/// The runs of a [`busy_round`], in order.
+pub const RUNS: [&str; 7] = [
+    "dom0 dd write 1",
+    "dom0 dd write N",
+    "dom0 dd read 1",
+    "dom0 dd read N",
+    "domain write 1",
+    "domain write N",
+    "domain write+read N",
+];
+
 impl BusyRound {
+    /// The machine's busy ns per MiB of each of [`BUSY_FIGURES`]: what a long run costs
+    /// more than its short one (dom0's `dd` of `requests` less its `dd` of one; the domU's
+    /// write: the domain writing `requests` less the one writing one; its read: the domain
+    /// writing and reading `requests` less the one only writing them).
+    pub fn busy_ns_per_mib(&self) -> [f64; 4] {
+        let [w1, wn, r1, rn, c, a, b] = self.runs.map(|(busy, _)| busy);
+        let mib = |n: u64| (n * REQUEST) as f64 / f64::from(1u32 << 20);
+        let more = self.requests.saturating_sub(1).max(1);
+        [
+            wn.saturating_sub(w1) as f64 / mib(more),
+            rn.saturating_sub(r1) as f64 / mib(more),
+            a.saturating_sub(c) as f64 / mib(more),
+            b.saturating_sub(a) as f64 / mib(self.requests.max(1)),
+        ]
+    }
+
     /// dom0's busy time per MiB over the domU's: (write, read). The throughput ratio where the
     /// machine's one pCPU is what limits.
     pub fn ratios(&self) -> (f64, f64) {
-        let b = &self.busy_ns_per_mib;
+        let b = self.busy_ns_per_mib();
         (b[0] / b[2].max(1e-9), b[1] / b[3].max(1e-9))
     }
 
-    /// Each figure the least of `rounds` (the host's load only ever adds to a round: timer
-    /// wake-ups while the machine waits for QEMU's I/O); `None` without rounds.
+    /// Each run the least of `rounds` (the host's load only ever adds to a run: an I/O that
+    /// completes later can cost a halt and a wake-up more, and timer ticks land in longer
+    /// idle periods); the figures are then taken from these. `None` without rounds.
     pub fn best(rounds: &[BusyRound]) -> Option<BusyRound> {
         let mut best = *rounds.first()?;
         for r in &rounds[1..] {
-            for k in 0..4 {
-                best.busy_ns_per_mib[k] = best.busy_ns_per_mib[k].min(r.busy_ns_per_mib[k]);
-            }
-            for k in 0..3 {
-                best.fixed_ns[k] = best.fixed_ns[k].min(r.fixed_ns[k]);
+            for (b, x) in best.runs.iter_mut().zip(r.runs) {
+                *b = (b.0.min(x.0), b.1.min(x.1));
             }
         }
         Some(best)
@@ -329,18 +363,24 @@ impl BusyRound {
 
     /// One line for round `i`: each figure in ms of busy time per MiB and the ratios.
     pub fn summary(&self, i: u32) -> String {
-        let b = self.busy_ns_per_mib.map(|x| x / 1e6);
+        let b = self.busy_ns_per_mib().map(|x| x / 1e6);
         let (w, r) = self.ratios();
         format!(
-            "busy virtual time, round {i}: ms per MiB dom0 write {:.3} read {:.3}, domU write {:.3} read {:.3}; dom0/domU write {w:.2}, read {r:.2}",
-            b[0], b[1], b[2], b[3]
+            "busy virtual time, round {i}: ms per MiB dom0 write {:.3} read {:.3}, domU write {:.3} read {:.3}; dom0/domU write {w:.2}, read {r:.2}; runs (busy, elapsed) ms: {}",
+            b[0],
+            b[1],
+            b[2],
+            b[3],
+            self.runs
+                .map(|(x, e)| format!("{:.3}/{:.1}", x as f64 / 1e6, e as f64 / 1e6))
+                .join(" ")
         )
     }
 
     /// Report lines: each figure in ms of busy time per MiB, and the ratios against [`GOAL`].
     pub fn report(&self, how: &str) -> Vec<String> {
-        let b = self.busy_ns_per_mib.map(|x| x / 1e6);
-        let f = self.fixed_ns.map(|x| x as f64 / 1e6);
+        let b = self.busy_ns_per_mib().map(|x| x / 1e6);
+        let f = [self.runs[0].0, self.runs[2].0, self.runs[4].0].map(|x| x as f64 / 1e6);
         let (w, r) = self.ratios();
         let verdict = |x: f64| if x >= GOAL { "met" } else { "NOT met" };
         vec![
@@ -411,36 +451,21 @@ pub fn busy_round(vm: &mut Qemu, name: &str, requests: u64) -> Result<BusyRound,
     let wn = dd_busy(vm, write, requests, "out")?;
     let r1 = dd_busy(vm, read, 1, "in")?;
     let rn = dd_busy(vm, read, requests, "in")?;
-    // The first reading on `xl create`'s line, after all of it is typed; the second typed
-    // after the hypervisor's `domain <id> destroyed` (the same few characters each time).
     let one_domain = |vm: &mut Qemu, tag: &str, n: u64, extra: &str| {
         let name = format!("{name}{tag}");
-        let (id, _, out) = domain(vm, &name, n, extra, true)?;
-        let before = readings(&out)
-            .pop()
-            .ok_or_else(|| format!("no reading before {name}:\n{out}"))?;
-        vm.wait_for_line(&format!("domain {id} destroyed"), COMMAND)?;
-        let after = read_idle(vm)?;
+        let (_, _, out) = domain(vm, &name, n, extra, true)?;
         wait_gone(vm, &name)?;
-        Ok::<(u64, u64), String>(span(&before, &after))
+        match readings(&out).as_slice() {
+            [a, b] => Ok(span(a, b)),
+            _ => Err(format!("{name}: not two readings:\n{out}")),
+        }
     };
     let c = one_domain(vm, "w1", 1, " phases=write")?;
     let a = one_domain(vm, "w", requests, " phases=write")?;
     let b = one_domain(vm, "wr", requests, "")?;
-    let runs = [w1, wn, r1, rn, c, a, b];
-    let [w1, wn, r1, rn, c, a, b] = runs.map(|(busy, _)| busy);
-    let mib = |n: u64| (n * REQUEST) as f64 / f64::from(1u32 << 20);
-    let more = requests - 1;
     Ok(BusyRound {
-        runs,
         requests,
-        busy_ns_per_mib: [
-            wn.saturating_sub(w1) as f64 / mib(more),
-            rn.saturating_sub(r1) as f64 / mib(more),
-            a.saturating_sub(c) as f64 / mib(more),
-            b.saturating_sub(a) as f64 / mib(requests),
-        ],
-        fixed_ns: [w1, r1, c],
+        runs: [w1, wn, r1, rn, c, a, b],
     })
 }
 
