@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use crate::machine::{DiskImage, Machine, Qemu};
-use crate::netbench::Idle;
+use crate::netbench::{Idle, read_idle};
 use crate::workspace::{DOM0_ARTIFACT, TEST_INITRD_ARTIFACT, Workspace};
 
 /// QEMU's `-icount` for the busy-time measure ([`busy_round`]): one instruction a nanosecond;
@@ -211,15 +211,11 @@ fn domain(
          'cmdline=\"test=block_bench requests={requests}{extra}\"' \
          \"disk=['format=raw, vdev=xvda, access=rw, target=/dev/vdb']\""
     );
-    // With `bracket`, busybox's sh runs `probe cpuidle`, `xl`, waits until a domain is
-    // released (`xenstore-watch` fires once as it is set, then at the release), and runs
-    // `probe cpuidle` again: no typing and no harness in between. dom0's own shell runs one
-    // program a line and honours `\"` inside double quotes.
+    // With `bracket`, busybox's sh runs `probe cpuidle` then `xl`, so that the reading comes
+    // after the line is typed. dom0's own shell runs one program a line and honours `\"`
+    // inside double quotes.
     let line = if bracket {
-        format!(
-            "sh -c \"probe cpuidle; {}; xenstore-watch -n 2 @releaseDomain; probe cpuidle\"",
-            xl.replace('"', "\\\"")
-        )
+        format!("sh -c \"probe cpuidle; {}\"", xl.replace('"', "\\\""))
     } else {
         xl
     };
@@ -234,18 +230,7 @@ fn domain(
         .and_then(|id| id.trim().parse().ok())
         .ok_or_else(|| format!("`xl create` of {name} failed:\n{out}"))?;
     let prefix = format!("(d{id}) ");
-    let start = format!("{prefix}Test result: ");
-    // With `bracket` the domain is gone before the prompt comes back (its result is behind
-    // the cursor already).
-    let seen = vm
-        .serial_log()
-        .lines()
-        .find(|l| l.starts_with(&start))
-        .map(str::to_string);
-    let result = match seen {
-        Some(line) => line,
-        None => vm.wait_for_line_starting(&start, JOB)?,
-    };
+    let result = vm.wait_for_line_starting(&format!("{prefix}Test result: "), JOB)?;
     profile_mark();
     let log = vm.serial_log();
     if result != format!("{prefix}Test result: SUCCESS") {
@@ -451,14 +436,21 @@ pub fn busy_round(vm: &mut Qemu, name: &str, requests: u64) -> Result<BusyRound,
     let wn = dd_busy(vm, write, requests, "out")?;
     let r1 = dd_busy(vm, read, 1, "in")?;
     let rn = dd_busy(vm, read, requests, "in")?;
+    // A domain's run: the first reading on `xl create`'s line; the second typed once the
+    // hypervisor says `domain <id> destroyed`, so that dom0 waits at its prompt while the
+    // domain runs, as it would with nobody at the console (a program waiting in dom0, such
+    // as `sleep` or `xenstore-watch`, wakes and looks again at every event: each request
+    // would cost it a wake-up). The same 14 characters are typed in every domain run.
     let one_domain = |vm: &mut Qemu, tag: &str, n: u64, extra: &str| {
         let name = format!("{name}{tag}");
-        let (_, _, out) = domain(vm, &name, n, extra, true)?;
+        let (id, _, out) = domain(vm, &name, n, extra, true)?;
+        let before = readings(&out)
+            .pop()
+            .ok_or_else(|| format!("no reading before {name}:\n{out}"))?;
+        vm.wait_for_line(&format!("domain {id} destroyed"), COMMAND)?;
+        let after = read_idle(vm)?;
         wait_gone(vm, &name)?;
-        match readings(&out).as_slice() {
-            [a, b] => Ok(span(a, b)),
-            _ => Err(format!("{name}: not two readings:\n{out}")),
-        }
+        Ok::<(u64, u64), String>(span(&before, &after))
     };
     let c = one_domain(vm, "w1", 1, " phases=write")?;
     let a = one_domain(vm, "w", requests, " phases=write")?;

@@ -49,7 +49,7 @@ pub fn short(ctx: &Context) -> Result<(), String> {
 /// Requests of the virtual-time goal check: about 4 MiB.
 const ICOUNT_REQUESTS: u64 = (4 << 20) / REQUEST;
 /// Rounds of the virtual-time goal check (the least of each run is kept, as the bench does).
-const ICOUNT_ROUNDS: u32 = 3;
+const ICOUNT_ROUNDS: u32 = 4;
 
 /// `block_bench_icount_goal`: issue 15's goal checked in the suite, in the machine's busy
 /// virtual time ([`blockbench::busy_round`]): `-icount` [`blockbench::ICOUNT`], dom0's virtio-blk
