@@ -333,17 +333,21 @@ impl BusyRound {
         (b[0] / b[2].max(1e-9), b[1] / b[3].max(1e-9))
     }
 
-    /// Each run the least of `rounds` (the host's load only ever adds to a run: an I/O that
-    /// completes later can cost a halt and a wake-up more, and timer ticks land in longer
-    /// idle periods); the figures are then taken from these. `None` without rounds.
-    pub fn best(rounds: &[BusyRound]) -> Option<BusyRound> {
-        let mut best = *rounds.first()?;
-        for r in &rounds[1..] {
-            for (b, x) in best.runs.iter_mut().zip(r.runs) {
-                *b = (b.0.min(x.0), b.1.min(x.1));
-            }
+    /// Each run the median of `rounds` (the upper one of an even count). The host's timing
+    /// moves a run both ways by a few hundred microseconds (when each I/O completes against
+    /// the instructions: a halt and a wake-up more or less, events taken one by one or
+    /// together), and one odd run of the three a figure uses would move it by 10–20 %.
+    /// `None` without rounds.
+    pub fn median(rounds: &[BusyRound]) -> Option<BusyRound> {
+        let mut m = *rounds.first()?;
+        for k in 0..m.runs.len() {
+            let mut busy: Vec<u64> = rounds.iter().map(|r| r.runs[k].0).collect();
+            let mut elapsed: Vec<u64> = rounds.iter().map(|r| r.runs[k].1).collect();
+            busy.sort_unstable();
+            elapsed.sort_unstable();
+            m.runs[k] = (busy[busy.len() / 2], elapsed[elapsed.len() / 2]);
         }
-        Some(best)
+        Some(m)
     }
 
     /// One line for round `i`: each figure in ms of busy time per MiB and the ratios.

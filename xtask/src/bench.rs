@@ -293,7 +293,7 @@ pub fn block_busy(ws: &Workspace) -> Result<blockbench::BusyRound, String> {
         }
     }
     vm.kill();
-    blockbench::BusyRound::best(&all).ok_or_else(|| "no rounds".into())
+    blockbench::BusyRound::median(&all).ok_or_else(|| "no rounds".into())
 }
 
 /// The goal for the `compute` speed-up with two vCPUs on two pCPUs.
