@@ -6,12 +6,16 @@
 //! descriptors (11 segments of a page).
 //!
 //! Both sides time themselves with their own system time (dom0's shell `time`, the domU's
-//! `now_ns`), which is QEMU's virtual clock: under `-icount` one nanosecond per instruction
-//! with the I/O done by QEMU's threads costing nothing, without it the host's wall clock.
-//! Under `-icount ...,sleep=off` a halted vCPU makes virtual time jump to the next timer
-//! deadline, so a driver waiting for an interrupt is charged the distance to that deadline,
-//! not the I/O: give dom0 `virtio_blk=poll` ([`machine`]'s `dom0_args`) for a virtual-time
-//! figure (`cargo xtask bench --only block` does).
+//! `now_ns`): under `-icount` one nanosecond per instruction, without it the host's wall
+//! clock ([`round`]; `block_bench_short` and the bench's wall-time part).
+//!
+//! **Busy time** ([`busy_round`], the figure: `block_bench_icount_goal` and the
+//! bench's virtual-time part): under `-icount` [`ICOUNT`] with dom0's virtio-blk
+//! interrupt-driven, the machine's busy virtual time (elapsed less the pCPU's idle time,
+//! [`crate::netbench::Idle`]) per MiB, each figure a long run less a run of one request.
+//! Elapsed virtual time is not used: a driver that waits for QEMU's I/O thread idles (or,
+//! polling, spins) for as long as the host takes. dom0's `virtio_blk=poll` made the old
+//! virtual-time figure follow the host's load (its spin was counted).
 
 use std::time::Duration;
 
@@ -509,6 +513,40 @@ mod tests {
     fn dom0_time_parses() {
         assert_eq!(parse_time_ns("x\ntime: 12.500000 ms\n"), Some(12_500_000));
         assert_eq!(parse_time_ns("time: soon"), None);
+    }
+
+    #[test]
+    fn busy_figures_are_differences_of_runs() {
+        // 257 requests: 256 more than the short runs, 11 MiB.
+        let ms = 1_000_000;
+        let r = |extra: u64| BusyRound {
+            requests: 257,
+            runs: [
+                (3 * ms, 0),
+                (3 * ms + 11 * ms, 0),
+                (3 * ms, 0),
+                (3 * ms + 22 * ms, 0),
+                (30 * ms + extra, 0),
+                (30 * ms + 22 * ms + extra, 0),
+                (30 * ms + 22 * ms + 257 * 11 * ms / 256 + extra, 9),
+            ],
+        };
+        let b = r(0).busy_ns_per_mib();
+        assert_eq!(b.map(|x| (x / 1e4).round() / 100.0), [1.0, 2.0, 2.0, 1.0]);
+        let (w, rd) = r(0).ratios();
+        assert!(
+            (w - 0.5).abs() < 1e-9 && (rd - 2.0).abs() < 1e-9,
+            "{w} {rd}"
+        );
+        assert!(r(0).report("t")[1].contains("write NOT met, read met"));
+        // The median of each run: one odd round (a domain run 5 ms longer) moves nothing.
+        let m = BusyRound::median(&[r(0), r(5 * ms), r(0)]).unwrap();
+        assert_eq!(m, r(0));
+        assert!(BusyRound::median(&[]).is_none());
+        // Runs that went backwards give zero, never wrap.
+        let mut bad = r(0);
+        bad.runs[1].0 = 0;
+        assert_eq!(bad.busy_ns_per_mib()[0], 0.0);
     }
 
     #[test]

@@ -25,14 +25,15 @@
 //! on `/dev/vdb` (write with `conv=fsync`, then read) against testguest `block_bench`
 //! (write, flush, read) through blkfront/blkback on the same device and the same bytes
 //! (372 requests of 44 KiB, about 16 MiB, on a host image allocated beforehand); goal: the
-//! domU at least 0.8 of dom0. Two boots of [`BLOCK_ROUNDS`] rounds each, each figure the
-//! best of its rounds (load on the host only ever adds to a round):
+//! domU at least 0.8 of dom0. Two boots of [`BLOCK_ROUNDS`] rounds each:
 //! - **busy virtual time** ([`block_busy`], [`blockbench::busy_round`]): under
 //!   `-icount shift=0,sleep=on`, dom0 interrupt-driven, the machine's busy time (elapsed less
 //!   the pCPU's idle time, `probe cpuidle`) per MiB, each side's long run less its run of one
-//!   request; ratio dom0/domU. Instructions only: the host's speed and load stay out of it.
+//!   request; ratio dom0/domU; each run the median of the rounds. Instructions, so the
+//!   host's load moves the ratio by about ±0.05 only (longer waits halt more often).
 //! - **wall time**: interrupt-driven, QEMU's clock following the host's: the whole path,
-//!   host disk and host load included (noisy on a shared build host).
+//!   host disk and host load included (noisy on a shared build host); each figure the best
+//!   of the rounds.
 //!
 //! **Network throughput** (`net`, issue 16; [`xenia_tests::netbench`]): one boot with a
 //! virtio-net card on QEMU's user network; the host pushes [`NET_BYTES`] into dom0's discard
@@ -264,8 +265,8 @@ pub fn block(ws: &Workspace) -> Result<Round, String> {
 
 /// The `block` bench in busy virtual time, the measure `block_bench_icount_goal` judges:
 /// one boot under [`blockbench::ICOUNT`], dom0 interrupt-driven, [`BLOCK_ROUNDS`] rounds of
-/// [`blockbench::busy_round`] over [`BLOCK_REQUESTS`]; each round printed, each figure the
-/// least of the rounds.
+/// [`blockbench::busy_round`] over [`BLOCK_REQUESTS`]; each round printed, each run the
+/// median of the rounds.
 pub fn block_busy(ws: &Workspace) -> Result<blockbench::BusyRound, String> {
     let name = "bench-block-busy";
     let dir = ws.scenario_dir(name);

@@ -593,7 +593,7 @@ fn bench_block(ws: &Workspace) -> Result<(), String> {
     );
     let r = bench::block_busy(ws)?;
     let how = format!(
-        "busy virtual time (-icount {}, dom0 interrupt-driven, least of {} rounds)",
+        "busy virtual time (-icount {}, dom0 interrupt-driven, median of {} rounds)",
         xenia_tests::blockbench::ICOUNT,
         bench::BLOCK_ROUNDS
     );

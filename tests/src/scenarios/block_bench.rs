@@ -2,7 +2,7 @@
 //! ([`crate::blockbench`]): one round over 2 MiB in wall time (QEMU's clock following the
 //! host's), dom0 on `/dev/vdb` directly, then a domU through blkfront/blkback on the same
 //! device. The ratio against the goal is a note, not a check: wall time on a shared host is
-//! noisy, and `-icount` gives no throughput (see [`crate::blockbench`]).
+//! noisy (see [`crate::blockbench`]).
 //!
 //! `block_bench_icount_goal`: issue 15's goal as a check, in the machine's busy virtual time
 //! per MiB (the bench's virtual-time measure at a quarter of its size).
