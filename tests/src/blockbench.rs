@@ -535,7 +535,7 @@ mod tests {
         assert_eq!(b.map(|x| (x / 1e4).round() / 100.0), [1.0, 2.0, 2.0, 1.0]);
         let (w, rd) = r(0).ratios();
         assert!(
-            (w - 0.5).abs() < 1e-9 && (rd - 2.0).abs() < 1e-9,
+            (w - 0.5).abs() < 1e-6 && (rd - 2.0).abs() < 1e-6,
             "{w} {rd}"
         );
         assert!(r(0).report("t")[1].contains("write NOT met, read met"));
