@@ -200,6 +200,9 @@ fn dd(vm: &mut Qemu, args: &str, requests: u64, what: &str) -> Result<u64, Strin
     parse_time_ns(&out).ok_or_else(|| format!("no time from `{line}`: {out:?}"))
 }
 
+/// A domU's figures line: (bytes, request, write_ns, read_ns), as [`parse_domu`] reads it.
+type DomuFigures = (u64, u64, u64, u64);
+
 /// Creates domain `name` (testguest `block_bench`, `requests` requests, `extra` more words
 /// on its command line) on `/dev/vdb` and waits until it passes: its id and its figures line
 /// (`bytes`, `request`, `write_ns`, `read_ns`), checked against `requests`.
@@ -209,7 +212,7 @@ fn domain(
     requests: u64,
     extra: &str,
     bracket: bool,
-) -> Result<(u32, (u64, u64, u64, u64), String), String> {
+) -> Result<(u32, DomuFigures, String), String> {
     let xl = format!(
         "xl create /etc/xen/hello.cfg 'name=\"{name}\"' 'kernel=\"/boot/testguest.elf\"' \
          'cmdline=\"test=block_bench requests={requests}{extra}\"' \
