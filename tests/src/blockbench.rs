@@ -204,8 +204,9 @@ fn dd(vm: &mut Qemu, args: &str, requests: u64, what: &str) -> Result<u64, Strin
 type DomuFigures = (u64, u64, u64, u64);
 
 /// Creates domain `name` (testguest `block_bench`, `requests` requests, `extra` more words
-/// on its command line) on `/dev/vdb` and waits until it passes: its id and its figures line
-/// (`bytes`, `request`, `write_ns`, `read_ns`), checked against `requests`.
+/// on its command line) on `/dev/vdb` and waits until it passes: its id, its figures line
+/// (checked against `requests`) and what the command printed at dom0's prompt. With
+/// `bracket`, a `probe cpuidle` runs right before `xl` on the same line.
 fn domain(
     vm: &mut Qemu,
     name: &str,
