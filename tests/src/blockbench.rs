@@ -433,9 +433,10 @@ fn dd_busy(vm: &mut Qemu, args: &str, count: u64, what: &str) -> Result<(u64, u6
 /// `phases=write`), one writing and reading `requests`. Each figure is a difference: dom0's
 /// long `dd` less its short one, the domU's write the second domain less the first, its
 /// read the third less the second; so the process start-ups, the domain's creation,
-/// connection and destruction, and the readings themselves cancel. Each domain run ends at
-/// the hypervisor's `domain <id> destroyed` line (no command typed meanwhile); `xl list`
-/// then confirms it is gone, outside the bracket.
+/// connection and destruction, and the readings themselves cancel. A `dd` run is one
+/// `sh -c` line (reading, `dd`, reading); a domain run starts with a reading on `xl
+/// create`'s line and ends with `probe cpuidle` typed once the hypervisor logs `domain <id>
+/// destroyed`; `xl list` then confirms it is gone, after the run.
 pub fn busy_round(vm: &mut Qemu, name: &str, requests: u64) -> Result<BusyRound, String> {
     if requests < 2 {
         return Err(format!(
