@@ -16,7 +16,7 @@
 //!   `BLKIF_RSP_ERROR`, and so does a discard; reads work.
 //! * `block_bench`: sequential throughput (`requests=N` requests of [`MAX_IO`] bytes, the
 //!   largest blkfront makes; 372 by default, about 16 MiB): writes them from sector 0 on,
-//!   flushes, then reads them back, timed with the domain's system time; prints
+//!   [`QUEUE_DEPTH`] requests a call (blkfront keeps them in flight together), flushes, then reads them back, timed with the domain's system time; prints
 //!   `block bench bytes=<B> request=<R> write_ns=<W> read_ns=<N>` (the write's time includes
 //!   the flush, as `dd conv=fsync` does) and checks the first word of every request read.
 //!   With `phases=write` it stops after the flush (`read_ns=0`).
@@ -40,7 +40,7 @@ use guest_abi::blkif::{
     BLKIF_ENTRY_SIZE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP,
     BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifRequest, BlkifRequestSegment,
 };
-use xenia_guest_rt::blkfront::{Blkfront, Error, MAX_IO, probe};
+use xenia_guest_rt::blkfront::{Blkfront, Error, MAX_IO, QUEUE_DEPTH, probe};
 use xenia_guest_rt::boot::start_info;
 use xenia_guest_rt::check::{Checks, note};
 use xenia_guest_rt::cmdline;
@@ -237,6 +237,17 @@ pub fn stream() -> ! {
     }
 }
 
+/// [`bench()`]'s buffer: [`QUEUE_DEPTH`] requests' worth, page-aligned.
+#[repr(C, align(4096))]
+struct BenchBuf([u8; QUEUE_DEPTH * MAX_IO]);
+
+static mut BENCH_BUF: BenchBuf = BenchBuf([0; QUEUE_DEPTH * MAX_IO]);
+
+fn bench_buf() -> &'static mut [u8; QUEUE_DEPTH * MAX_IO] {
+    // SAFETY: as for `buf`: one vCPU, the main flow, and only `bench` takes this buffer, once.
+    unsafe { &mut (*core::ptr::addr_of_mut!(BENCH_BUF)).0 }
+}
+
 /// Requests [`bench()`] makes when the command line does not say (`requests=N`).
 const BENCH_REQUESTS: u64 = 372;
 
@@ -255,18 +266,28 @@ pub fn bench() -> ! {
     ) {
         c.finish()
     }
-    let b = buf();
+    let b = bench_buf();
     // The same bytes in every request (as `dd if=/dev/zero`), so the loop's only work is the
-    // I/O; each request's first word says where it belongs.
-    fill(b, 0);
+    // I/O; each request's first word says where it belongs. A call moves up to QUEUE_DEPTH
+    // requests, which blkfront keeps in flight together.
+    for part in b.chunks_exact_mut(MAX_IO) {
+        fill(part, 0);
+    }
+    let group = QUEUE_DEPTH as u64;
     let start = now_ns();
     let mut failed = None;
-    for k in 0..requests {
-        b[..8].copy_from_slice(&k.to_le_bytes());
-        if let Err(e) = f.write(k * per, &b[..]) {
+    let mut k = 0;
+    while k < requests {
+        let m = (requests - k).min(group);
+        for j in 0..m {
+            let at = j as usize * MAX_IO;
+            b[at..at + 8].copy_from_slice(&(k + j).to_le_bytes());
+        }
+        if let Err(e) = f.write(k * per, &b[..m as usize * MAX_IO]) {
             failed = Some((k, e));
             break;
         }
+        k += m;
     }
     let flushed = f.flush();
     let write_ns = now_ns() - start;
@@ -281,14 +302,22 @@ pub fn bench() -> ! {
     let write_only = cmdline::value(start_info().cmdline_bytes(), "phases") == Some(&b"write"[..]);
     let start = now_ns();
     let mut bad = None;
-    for k in (0..requests).take_while(|_| !write_only) {
-        match f.read(k * per, &mut b[..]) {
-            Ok(()) if b[..8] == k.to_le_bytes() => {}
-            r => {
-                bad = Some((k, r));
+    let mut k = 0;
+    while k < requests && !write_only {
+        let m = (requests - k).min(group);
+        let r = f.read(k * per, &mut b[..m as usize * MAX_IO]);
+        let wrong = (0..m).find(|&j| {
+            let at = j as usize * MAX_IO;
+            b[at..at + 8] != (k + j).to_le_bytes()
+        });
+        match (r, wrong) {
+            (Ok(()), None) => {}
+            (r, w) => {
+                bad = Some((k + w.unwrap_or(0), r));
                 break;
             }
         }
+        k += m;
     }
     let read_ns = now_ns() - start;
     c.check(
