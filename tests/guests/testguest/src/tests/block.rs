@@ -5,12 +5,14 @@
 //! `PATTERN ^ (o / 8)`, so any offset can be checked on its own (the scenario checks the
 //! image file on the host with the same rule).
 //!
-//! * `block_write`: writes the pattern over the whole disk (at most [`MAX_SECTORS`]), flushes,
+//! * `block_write`: writes the pattern over the whole disk (at most [`MAX_SECTORS`];
+//!   [`QUEUE_DEPTH`] requests a call, which blkfront keeps in flight together), flushes,
 //!   reads a few places back (a discard inside the disk first: OKAY; one past the end:
 //!   `BLKIF_RSP_ERROR`), and powers off without closing the device (the backend finds
 //!   the domain gone).
-//! * `block_read`: reads the whole disk and checks the pattern, then disconnects (Closing,
-//!   Closed).
+//! * `block_read`: reads the whole disk and checks the pattern (three whole requests and one
+//!   of 5 sectors a call, so each request of a batch must land in its place), then
+//!   disconnects (Closing, Closed).
 //! * `block_stream`: writes for ever (until destroyed), saying how far it got.
 //! * `block_readonly`: the backend says read-only; a write the frontend sends anyway gets
 //!   `BLKIF_RSP_ERROR`, and so does a discard; reads work.
@@ -134,12 +136,16 @@ pub fn write() -> ! {
         f.discard_unchecked(f.sectors() - 4, 8),
         Err(Error::Status(BLKIF_RSP_ERROR)),
     );
+    // QUEUE_DEPTH requests a call (in flight together with persistent grants); the last
+    // call is shorter.
+    let big = bench_buf();
+    let per_call = per * QUEUE_DEPTH as u64;
     let mut s = 0;
     let start = now_ns();
     let mut failed = None;
     while s < sectors {
-        let n = per.min(sectors - s);
-        let chunk = &mut b[..(n * 512) as usize];
+        let n = per_call.min(sectors - s);
+        let chunk = &mut big[..(n * 512) as usize];
         fill(chunk, s * 512);
         if let Err(e) = f.write(s, chunk) {
             failed = Some((s, e));
@@ -174,8 +180,10 @@ pub fn read() -> ! {
     let mut c = Checks::new();
     let (mut bus, mut f) = open(&mut c);
     let sectors = f.sectors().min(MAX_SECTORS);
-    let b = buf();
-    let per = (MAX_IO / 512) as u64;
+    let b = bench_buf();
+    // Three whole requests and one of 5 sectors a call (in flight together with persistent
+    // grants): the pattern checks that each lands in its place.
+    let per = 3 * (MAX_IO / 512) as u64 + 5;
     let mut s = 0;
     let mut bad = None;
     let start = now_ns();
