@@ -687,9 +687,12 @@ impl Blkfront {
         }
     }
 
-    /// Reads `buf.len()` bytes (whole 512-byte sectors) from sector `sector` on. Where the
-    /// buffer allows it (see [`Blkfront::write`]), its pages are lent to the backend, which
-    /// copies straight into them; otherwise through the data pages and one copy.
+    /// Reads `buf.len()` bytes (whole 512-byte sectors) from sector `sector` on. With
+    /// persistent grants, through the data pages and one copy, up to [`QUEUE_DEPTH`]
+    /// requests of [`MAX_IO`] bytes in flight at once (give a large buffer for sequential
+    /// reads). Without them, one request at a time: where the buffer allows it (in the
+    /// bootstrap mappings, sector-aligned), its pages are lent to the backend, which copies
+    /// straight into them; otherwise through the data pages and one copy.
     pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), Error> {
         self.check_range(sector, buf.len())?;
         if self.persistent {
@@ -742,7 +745,8 @@ impl Blkfront {
     }
 
     /// Writes `buf` (whole 512-byte sectors) from sector `sector` on; done when the backend
-    /// answered (durable after [`Blkfront::flush`]).
+    /// answered every request (durable after [`Blkfront::flush`]). Requests in flight and
+    /// lending as for [`Blkfront::read`] (a write's pages are lent read-only).
     pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), Error> {
         if self.read_only {
             return Err(Error::ReadOnly);
