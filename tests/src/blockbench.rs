@@ -3,7 +3,9 @@
 //! its virtio disk `/dev/vdb` directly, then a domU (testguest `block_bench`) writes, flushes
 //! and reads the same bytes of the same device through blkfront and dom0's blkback, with the
 //! same request size: [`REQUEST`] bytes, the most one blkif request carries without indirect
-//! descriptors (11 segments of a page).
+//! descriptors (11 segments of a page). dom0's `dd` has one request outstanding at a time;
+//! the domU's blkfront keeps up to four in flight (`QUEUE_DEPTH`, with persistent grants),
+//! as a real frontend's queue does.
 //!
 //! Both sides time themselves with their own system time (dom0's shell `time`, the domU's
 //! `now_ns`): under `-icount` one nanosecond per instruction, without it the host's wall
