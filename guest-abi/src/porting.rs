@@ -577,12 +577,21 @@
 //! with the same `id`. The ring must be granted writable: the backend maps it.
 //!
 //! Persistent grants (both ends said `feature-persistent` = 1): the backend maps each
-//! segment grant it sees once and keeps it mapped until the device closes (at most 32 a
+//! segment grant it sees once and keeps it mapped until the device closes (at most 64 a
 //! device; others go by grant copy), so a frontend must not grant another frame under a
-//! reference it used for data; the runtime's blkfront then moves all data through its 11
+//! reference it used for data; the runtime's blkfront then moves all data through its 44
 //! data pages (one copy in the guest) instead of lending the caller's pages. While mapped,
 //! a grant cannot be ended (its `GTF_reading`/`GTF_writing` bits are set): end the grants
 //! after the backend says Closed.
+//!
+//! Several requests in flight: with persistent grants, `disk.read`/`disk.write` of more
+//! than 44 KiB (`blkfront::MAX_IO`) send up to `blkfront::QUEUE_DEPTH` (4) requests of
+//! 44 KiB at once, each on its own 11 data pages, with one notification, and wait for all
+//! their responses (matched by id; the first error is returned once all are in). The
+//! backend serves them in one round and notifies once, so a large buffer costs fewer
+//! switches and notifications than the same bytes in 44 KiB calls: give sequential I/O in
+//! buffers of `QUEUE_DEPTH * MAX_IO` (176 KiB) where you can. A kernel writing its own
+//! frontend does the same: put several requests, advance `req_prod` once, notify once.
 //!
 //! What Xenia's backend does differently from Linux's: without persistent grants, segment
 //! data moves by `GNTTABOP_copy`; there are no indirect descriptors (`BLKIF_OP_INDIRECT` gets

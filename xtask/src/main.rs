@@ -581,8 +581,9 @@ fn bench_create(
 }
 
 /// Issue 15's throughput bench: dom0 on `/dev/vdb` directly against a domU through
-/// blkfront/blkback on the same device, first in virtual time (`-icount`, dom0 polling),
-/// then in wall time, each the best of [`bench::BLOCK_ROUNDS`]; see [`mod@bench`].
+/// blkfront/blkback on the same device, first in busy virtual time (`-icount`, dom0
+/// interrupt-driven), then in wall time, each the best of [`bench::BLOCK_ROUNDS`]; see
+/// [`mod@bench`].
 fn bench_block(ws: &Workspace) -> Result<(), String> {
     println!(
         "bench block: {} requests of {} bytes on a {} MiB /dev/vdb, dom0 directly then a domU",
@@ -590,15 +591,16 @@ fn bench_block(ws: &Workspace) -> Result<(), String> {
         xenia_tests::blockbench::REQUEST,
         bench::BLOCK_DISK_BYTES >> 20
     );
-    let r = bench::block(ws, true)?;
+    let r = bench::block_busy(ws)?;
     let how = format!(
-        "virtual time (-icount shift=0, dom0 virtio_blk=poll, best of {} rounds)",
+        "busy virtual time (-icount {}, dom0 interrupt-driven, median of {} rounds)",
+        xenia_tests::blockbench::ICOUNT,
         bench::BLOCK_ROUNDS
     );
-    for l in xenia_tests::blockbench::report(&r, &how) {
+    for l in r.report(&how) {
         println!("bench block: {l}");
     }
-    let r = bench::block(ws, false)?;
+    let r = bench::block(ws)?;
     let how = format!("wall time (best of {} rounds)", bench::BLOCK_ROUNDS);
     for l in xenia_tests::blockbench::report(&r, &how) {
         println!("bench block: {l}");

@@ -17,7 +17,7 @@
 //! (volatile) before it is looked at. Segment data moves with `GNTTABOP_copy` between the
 //! frontend's grants and the disk driver's buffer (no indirect descriptors), or, when both
 //! ends said `feature-persistent`, by dom0's own copy to or from the segment pages, each
-//! mapped the first time it is named and kept mapped (at most 32 a device). Each request
+//! mapped the first time it is named and kept mapped (at most 64 a device). Each request
 //! is checked whole first (`xenia_dom0::vbd`); a
 //! refused one gets `BLKIF_RSP_ERROR` or `BLKIF_RSP_EOPNOTSUPP` and one log line (at most one
 //! a second per device). Requests already in the ring when the backend connects are
@@ -63,8 +63,9 @@ const SCRATCH_PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
 /// pieces).
 const DATA_BATCH: usize = 2 * BLKIF_MAX_SEGMENTS_PER_REQUEST;
 /// Persistent grants (`feature-persistent`) a device keeps mapped at most: segments naming
-/// other grants go by grant copy.
-const MAX_PERSISTENT: usize = 32;
+/// other grants go by grant copy. 64: the guest runtime's blkfront keeps four requests of 11
+/// segments in flight (44 grants), with room for a frontend that uses a few more.
+const MAX_PERSISTENT: usize = 64;
 const TOKEN_VBD: &str = "blkback-vbd";
 const TOKEN_FE: &str = "blkback-fe";
 const TOKEN_REL: &str = "blkback-rel";

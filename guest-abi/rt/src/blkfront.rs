@@ -4,14 +4,17 @@
 //! [`probe`] lists the domain's `device/vbd` nodes; [`Blkfront::connect`] does the frontend's
 //! half of Xen's handshake on one of them: it grows the grant table to one frame and maps it
 //! at window slot [`TABLE_SLOT`], grants dom0 the ring page (ref [`RING_REF`]) and the
-//! [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] data pages (refs after it), allocates an unbound
+//! [`QUEUE_DEPTH`] * [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] data pages (refs after it), allocates an unbound
 //! channel for the backend, writes `ring-ref`, `event-channel`, `protocol` and `state` = 3
 //! (Initialised), and waits (at most [`CONNECT_WAIT_NS`]) for the backend's `state` = 4 and
 //! the disk's `sectors`, `sector-size`, `info` and `feature-persistent` (the frontend says
 //! `feature-persistent` = 1 too). [`Blkfront::read`], [`Blkfront::write`],
-//! [`Blkfront::flush`] and [`Blkfront::discard`] then put one request at a time in the ring and wait for its
-//! response (at most [`IO_WAIT_NS`], with `SCHEDOP_poll` on the ring's port and events
-//! masked: one hypercall and no upcall per wait); data moves through the granted pages, 44 KiB a request
+//! [`Blkfront::flush`] and [`Blkfront::discard`] then put requests in the ring and wait for
+//! their responses (with persistent grants, a read or write of more than [`MAX_IO`] bytes
+//! keeps up to [`QUEUE_DEPTH`] requests in flight, published and notified together; else
+//! one at a time; each wait at most [`IO_WAIT_NS`], with `SCHEDOP_poll` on the ring's port
+//! and events masked: one hypercall and no upcall per wait); data moves through the granted
+//! pages ([`QUEUE_DEPTH`] sets of [`BLKIF_MAX_SEGMENTS_PER_REQUEST`]), 44 KiB a request
 //! (without persistent grants, a buffer that is sector-aligned and in the bootstrap mappings
 //! lends its own pages instead, refs from `LEND_REF`: read-only for a write, writable for a
 //! read, ended as soon as the response arrives; with them, the backend keeps the data pages
@@ -56,8 +59,15 @@ pub const IO_WAIT_NS: u64 = 10_000 * NS_PER_MS;
 /// Bytes a request moves at most.
 pub const MAX_IO: usize = BLKIF_MAX_SEGMENTS_PER_REQUEST * PAGE;
 
+/// Requests [`Blkfront::read`] and [`Blkfront::write`] keep in flight at most, with
+/// persistent grants: a buffer of more than [`MAX_IO`] bytes goes as up to this many
+/// requests published together (one notification), each on its own
+/// [`BLKIF_MAX_SEGMENTS_PER_REQUEST`] data pages, and the backend serves them in one round.
+pub const QUEUE_DEPTH: usize = 4;
+
 const PAGE: usize = 4096;
-const PAGES: usize = 1 + BLKIF_MAX_SEGMENTS_PER_REQUEST;
+const DATA_PAGES: usize = QUEUE_DEPTH * BLKIF_MAX_SEGMENTS_PER_REQUEST;
+const PAGES: usize = 1 + DATA_PAGES;
 /// The first of the references that lend a write's own pages (read-only) to the backend.
 const LEND_REF: GrantRef = RING_REF + PAGES as u32;
 
@@ -421,6 +431,13 @@ impl Blkfront {
     /// Puts `entry` in the ring as the next request and notifies the backend; its index.
     /// Nothing is checked: tests use it to send what a hostile frontend would.
     pub fn push_raw(&mut self, entry: &[u8; BLKIF_ENTRY_SIZE]) -> u32 {
+        let idx = self.put(entry);
+        self.publish();
+        idx
+    }
+
+    /// Writes `entry` at the next request slot, not yet published; its index.
+    fn put(&mut self, entry: &[u8; BLKIF_ENTRY_SIZE]) -> u32 {
         let idx = self.req_prod;
         let at = entry_offset(idx);
         // One block copy (the backend reads the entry only after the release of `req_prod`
@@ -428,11 +445,16 @@ impl Blkfront {
         // SAFETY: an entry of the ring page, inside the static area; `entry` is the caller's
         // and cannot overlap the area (private to this module).
         unsafe { core::ptr::copy_nonoverlapping(entry.as_ptr(), area().add(at), BLKIF_ENTRY_SIZE) };
-        fence(Ordering::Release);
         self.req_prod = idx.wrapping_add(1);
+        idx
+    }
+
+    /// Publishes the requests put so far (entries before the index: release) and notifies
+    /// the backend.
+    fn publish(&mut self) {
+        fence(Ordering::Release);
         ring_word(SRING_REQ_PROD).store(self.req_prod, Ordering::Release);
         let _ = calls::evtchn_send(self.port);
-        idx
     }
 
     /// Sets the ring's `req_prod` to `value` without writing entries, and notifies (a
@@ -551,6 +573,84 @@ impl Blkfront {
         self.send(op, sector, &segs[..i])
     }
 
+    /// Sends `bytes` (at most [`QUEUE_DEPTH`] * [`MAX_IO`], whole sectors) from sector
+    /// `sector` on as consecutive requests of [`MAX_IO`] bytes, request `j` on data pages
+    /// `11 j..`, published with one `req_prod` store and one notification; then waits for
+    /// every response. Each response must carry the id of a request of the batch not yet
+    /// answered (else [`Error::Closed`], as a response out of order or duplicated means a
+    /// broken backend); the first bad status is returned once all are answered. Each wait
+    /// is bounded by [`IO_WAIT_NS`].
+    fn batch(&mut self, op: u8, sector: u64, bytes: usize) -> Result<(), Error> {
+        let n = bytes.div_ceil(MAX_IO);
+        if n == 0 || n > QUEUE_DEPTH {
+            return Err(Error::Range);
+        }
+        // Requests from an earlier call still unanswered (after a timeout) keep their slots.
+        if self.req_prod.wrapping_sub(self.rsp_cons) as usize + n > BLKIF_RING_SIZE as usize {
+            return Err(Error::Closed);
+        }
+        let mut ids = [0u64; QUEUE_DEPTH];
+        let mut left = bytes;
+        for (j, id) in ids.iter_mut().enumerate().take(n) {
+            let mut r = BlkifRequest {
+                operation: op,
+                nr_segments: 0,
+                handle: self.devid as u16,
+                id: self.next_id,
+                sector_number: sector + (j * MAX_IO) as u64 / SECTOR_SIZE,
+                ..Default::default()
+            };
+            self.next_id = self.next_id.wrapping_add(1);
+            let mut i = 0;
+            let mut here = left.min(MAX_IO);
+            left -= here;
+            while here > 0 {
+                let m = here.min(PAGE);
+                r.seg[i] = BlkifRequestSegment {
+                    gref: Self::data_ref(j * BLKIF_MAX_SEGMENTS_PER_REQUEST + i),
+                    first_sect: 0,
+                    last_sect: (m / SECTOR_SIZE as usize - 1) as u8,
+                    _pad: 0,
+                };
+                here -= m;
+                i += 1;
+            }
+            r.nr_segments = i as u8;
+            *id = r.id;
+            self.put(&r.to_bytes());
+        }
+        self.publish();
+        let was_masked = events::masked();
+        events::mask();
+        let mut answered = 0u32;
+        let mut result = Ok(());
+        for _ in 0..n {
+            let rsp = match self.wait_response() {
+                Ok(r) => r,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            let Some(j) = ids[..n].iter().position(|&id| id == rsp.id) else {
+                result = Err(Error::Closed);
+                break;
+            };
+            if answered & (1 << j) != 0 {
+                result = Err(Error::Closed);
+                break;
+            }
+            answered |= 1 << j;
+            if rsp.status != BLKIF_RSP_OKAY && result.is_ok() {
+                result = Err(Error::Status(rsp.status));
+            }
+        }
+        if !was_masked {
+            events::unmask_and_deliver();
+        }
+        result
+    }
+
     /// Sends one request with segments `segs` and waits for its response.
     fn send(&mut self, op: u8, sector: u64, segs: &[BlkifRequestSegment]) -> Result<(), Error> {
         let mut r = BlkifRequest {
@@ -587,11 +687,35 @@ impl Blkfront {
         }
     }
 
-    /// Reads `buf.len()` bytes (whole 512-byte sectors) from sector `sector` on. Where the
-    /// buffer allows it (see [`Blkfront::write`]), its pages are lent to the backend, which
-    /// copies straight into them; otherwise through the data pages and one copy.
+    /// Reads `buf.len()` bytes (whole 512-byte sectors) from sector `sector` on. With
+    /// persistent grants, through the data pages and one copy, up to [`QUEUE_DEPTH`]
+    /// requests of [`MAX_IO`] bytes in flight at once (give a large buffer for sequential
+    /// reads). Without them, one request at a time: where the buffer allows it (in the
+    /// bootstrap mappings, sector-aligned), its pages are lent to the backend, which copies
+    /// straight into them; otherwise through the data pages and one copy.
     pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), Error> {
         self.check_range(sector, buf.len())?;
+        if self.persistent {
+            let group = QUEUE_DEPTH * MAX_IO;
+            for (k, chunk) in buf.chunks_mut(group).enumerate() {
+                let s = sector + (k * group) as u64 / SECTOR_SIZE;
+                self.batch(BLKIF_OP_READ, s, chunk.len())?;
+                // Every response said the backend is done with its pages (its copies
+                // happened before it); the requests' pages are contiguous: one block copy.
+                fence(Ordering::Acquire);
+                // SAFETY: data pages start at page 1 of the static area and `chunk.len()` <=
+                // QUEUE_DEPTH * MAX_IO bytes of them; `chunk` is the caller's buffer, which
+                // cannot overlap the area (private to this module and never lent out).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        area().add(PAGE),
+                        chunk.as_mut_ptr(),
+                        chunk.len(),
+                    )
+                };
+            }
+            return Ok(());
+        }
         for (k, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
             if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS, false) {
@@ -621,7 +745,8 @@ impl Blkfront {
     }
 
     /// Writes `buf` (whole 512-byte sectors) from sector `sector` on; done when the backend
-    /// answered (durable after [`Blkfront::flush`]).
+    /// answered every request (durable after [`Blkfront::flush`]). Requests in flight and
+    /// lending as for [`Blkfront::read`] (a write's pages are lent read-only).
     pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), Error> {
         if self.read_only {
             return Err(Error::ReadOnly);
@@ -632,6 +757,21 @@ impl Blkfront {
     /// [`Blkfront::write`] without the read-only check (for testing the backend's).
     pub fn write_unchecked(&mut self, sector: u64, buf: &[u8]) -> Result<(), Error> {
         self.check_range(sector, buf.len())?;
+        if self.persistent {
+            let group = QUEUE_DEPTH * MAX_IO;
+            for (k, chunk) in buf.chunks(group).enumerate() {
+                let s = sector + (k * group) as u64 / SECTOR_SIZE;
+                // SAFETY: as in `read`; no request is in flight (`batch` returns only once
+                // every request it sent is answered), so the backend is not reading the
+                // pages.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(chunk.as_ptr(), area().add(PAGE), chunk.len())
+                };
+                fence(Ordering::Release);
+                self.batch(BLKIF_OP_WRITE, s, chunk.len())?;
+            }
+            return Ok(());
+        }
         for (k, chunk) in buf.chunks(MAX_IO).enumerate() {
             let s = sector + (k * MAX_IO) as u64 / SECTOR_SIZE;
             if let Some((segs, nr)) = self.lend(chunk, GTF_PERMIT_ACCESS | GTF_READONLY, false) {

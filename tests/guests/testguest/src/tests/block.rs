@@ -5,20 +5,23 @@
 //! `PATTERN ^ (o / 8)`, so any offset can be checked on its own (the scenario checks the
 //! image file on the host with the same rule).
 //!
-//! * `block_write`: writes the pattern over the whole disk (at most [`MAX_SECTORS`]), flushes,
+//! * `block_write`: writes the pattern over the whole disk (at most [`MAX_SECTORS`];
+//!   [`QUEUE_DEPTH`] requests a call, which blkfront keeps in flight together), flushes,
 //!   reads a few places back (a discard inside the disk first: OKAY; one past the end:
 //!   `BLKIF_RSP_ERROR`), and powers off without closing the device (the backend finds
 //!   the domain gone).
-//! * `block_read`: reads the whole disk and checks the pattern, then disconnects (Closing,
-//!   Closed).
+//! * `block_read`: reads the whole disk and checks the pattern (three whole requests and one
+//!   of 5 sectors a call, so each request of a batch must land in its place), then
+//!   disconnects (Closing, Closed).
 //! * `block_stream`: writes for ever (until destroyed), saying how far it got.
 //! * `block_readonly`: the backend says read-only; a write the frontend sends anyway gets
 //!   `BLKIF_RSP_ERROR`, and so does a discard; reads work.
 //! * `block_bench`: sequential throughput (`requests=N` requests of [`MAX_IO`] bytes, the
 //!   largest blkfront makes; 372 by default, about 16 MiB): writes them from sector 0 on,
-//!   flushes, then reads them back, timed with the domain's system time; prints
+//!   [`QUEUE_DEPTH`] requests a call (blkfront keeps them in flight together), flushes, then reads them back, timed with the domain's system time; prints
 //!   `block bench bytes=<B> request=<R> write_ns=<W> read_ns=<N>` (the write's time includes
 //!   the flush, as `dd conv=fsync` does) and checks the first word of every request read.
+//!   With `phases=write` it stops after the flush (`read_ns=0`).
 //! * `block_hostile`: requests put in the ring during the handshake, bad segment counts,
 //!   bad sector bounds, sectors past the end, grant references not granted to dom0, an
 //!   indirect request: each gets its error, and a good request after them is served; last
@@ -39,7 +42,7 @@ use guest_abi::blkif::{
     BLKIF_ENTRY_SIZE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_RSP_EOPNOTSUPP,
     BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifRequest, BlkifRequestSegment,
 };
-use xenia_guest_rt::blkfront::{Blkfront, Error, MAX_IO, probe};
+use xenia_guest_rt::blkfront::{Blkfront, Error, MAX_IO, QUEUE_DEPTH, probe};
 use xenia_guest_rt::boot::start_info;
 use xenia_guest_rt::check::{Checks, note};
 use xenia_guest_rt::cmdline;
@@ -133,12 +136,16 @@ pub fn write() -> ! {
         f.discard_unchecked(f.sectors() - 4, 8),
         Err(Error::Status(BLKIF_RSP_ERROR)),
     );
+    // QUEUE_DEPTH requests a call (in flight together with persistent grants); the last
+    // call is shorter.
+    let big = bench_buf();
+    let per_call = per * QUEUE_DEPTH as u64;
     let mut s = 0;
     let start = now_ns();
     let mut failed = None;
     while s < sectors {
-        let n = per.min(sectors - s);
-        let chunk = &mut b[..(n * 512) as usize];
+        let n = per_call.min(sectors - s);
+        let chunk = &mut big[..(n * 512) as usize];
         fill(chunk, s * 512);
         if let Err(e) = f.write(s, chunk) {
             failed = Some((s, e));
@@ -173,8 +180,10 @@ pub fn read() -> ! {
     let mut c = Checks::new();
     let (mut bus, mut f) = open(&mut c);
     let sectors = f.sectors().min(MAX_SECTORS);
-    let b = buf();
-    let per = (MAX_IO / 512) as u64;
+    let b = bench_buf();
+    // Three whole requests and one of 5 sectors a call (in flight together with persistent
+    // grants): the pattern checks that each lands in its place.
+    let per = 3 * (MAX_IO / 512) as u64 + 5;
     let mut s = 0;
     let mut bad = None;
     let start = now_ns();
@@ -236,6 +245,17 @@ pub fn stream() -> ! {
     }
 }
 
+/// [`bench()`]'s buffer: [`QUEUE_DEPTH`] requests' worth, page-aligned.
+#[repr(C, align(4096))]
+struct BenchBuf([u8; QUEUE_DEPTH * MAX_IO]);
+
+static mut BENCH_BUF: BenchBuf = BenchBuf([0; QUEUE_DEPTH * MAX_IO]);
+
+fn bench_buf() -> &'static mut [u8; QUEUE_DEPTH * MAX_IO] {
+    // SAFETY: as for `buf`: one vCPU, the main flow, and only `bench` takes this buffer, once.
+    unsafe { &mut (*core::ptr::addr_of_mut!(BENCH_BUF)).0 }
+}
+
 /// Requests [`bench()`] makes when the command line does not say (`requests=N`).
 const BENCH_REQUESTS: u64 = 372;
 
@@ -254,18 +274,28 @@ pub fn bench() -> ! {
     ) {
         c.finish()
     }
-    let b = buf();
+    let b = bench_buf();
     // The same bytes in every request (as `dd if=/dev/zero`), so the loop's only work is the
-    // I/O; each request's first word says where it belongs.
-    fill(b, 0);
+    // I/O; each request's first word says where it belongs. A call moves up to QUEUE_DEPTH
+    // requests, which blkfront keeps in flight together.
+    for part in b.chunks_exact_mut(MAX_IO) {
+        fill(part, 0);
+    }
+    let group = QUEUE_DEPTH as u64;
     let start = now_ns();
     let mut failed = None;
-    for k in 0..requests {
-        b[..8].copy_from_slice(&k.to_le_bytes());
-        if let Err(e) = f.write(k * per, &b[..]) {
+    let mut k = 0;
+    while k < requests {
+        let m = (requests - k).min(group);
+        for j in 0..m {
+            let at = j as usize * MAX_IO;
+            b[at..at + 8].copy_from_slice(&(k + j).to_le_bytes());
+        }
+        if let Err(e) = f.write(k * per, &b[..m as usize * MAX_IO]) {
             failed = Some((k, e));
             break;
         }
+        k += m;
     }
     let flushed = f.flush();
     let write_ns = now_ns() - start;
@@ -275,16 +305,27 @@ pub fn bench() -> ! {
         format_args!("{failed:?}"),
     );
     c.eq("flush", flushed, Ok(()));
+    // `phases=write`: no read phase (the busy-time measure takes a domain's read as the
+    // difference between a run with it and one without).
+    let write_only = cmdline::value(start_info().cmdline_bytes(), "phases") == Some(&b"write"[..]);
     let start = now_ns();
     let mut bad = None;
-    for k in 0..requests {
-        match f.read(k * per, &mut b[..]) {
-            Ok(()) if b[..8] == k.to_le_bytes() => {}
-            r => {
-                bad = Some((k, r));
+    let mut k = 0;
+    while k < requests && !write_only {
+        let m = (requests - k).min(group);
+        let r = f.read(k * per, &mut b[..m as usize * MAX_IO]);
+        let wrong = (0..m).find(|&j| {
+            let at = j as usize * MAX_IO;
+            b[at..at + 8] != (k + j).to_le_bytes()
+        });
+        match (r, wrong) {
+            (Ok(()), None) => {}
+            (r, w) => {
+                bad = Some((k + w.unwrap_or(0), r));
                 break;
             }
         }
+        k += m;
     }
     let read_ns = now_ns() - start;
     c.check(
