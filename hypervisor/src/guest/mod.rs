@@ -690,7 +690,7 @@ fn finish_trap(mut world: SharedWorld, frame: &mut TrapFrame, mut reschedule: bo
             }
         }
     }
-    let timer = world.plan_timer(now, true);
+    let timer = world.plan_timer(now);
     // The local APIC timer is programmed after the world is released: under QEMU's
     // `-icount` (one emulator thread taking the pCPUs in turn) a write to the timer hands
     // the thread to the next pCPU, and a lock held across it made that pCPU find the lock
@@ -729,7 +729,7 @@ fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
         if let Some(next) = world.decide(now) {
             return (world, next);
         }
-        let timer = world.plan_timer(now, false);
+        let timer = world.plan_timer(now);
         drop(world);
         program_timer(timer, now);
         // Idle time (`XEN_SYSCTL_getcpuinfo`) is the time halted, the interrupt that ends
@@ -781,6 +781,29 @@ pub fn timer_set(home: usize, deadline: u64) {
     cpu.timer_due.fetch_min(deadline, Ordering::SeqCst);
     if cpu.index() != this.index() && deadline < cpu.armed.load(Ordering::SeqCst) {
         ipi::kick(cpu.index());
+    }
+}
+
+/// How late a timer may fire before [`late_timer`] logs it: far beyond the APIC's rounding
+/// and a trap's length; a timer this late was found by a backstop walk, not by the pCPU armed
+/// for it (or the host did not run the machine for that long).
+const LATE_NS: u64 = 20_000_000;
+/// Late timers logged so far (the first [`LATE_LOGGED`] are).
+static LATE: AtomicU64 = AtomicU64::new(0);
+const LATE_LOGGED: u64 = 16;
+
+/// A timer of vCPU `v` of domain `id` that was due at `due` fired at `now`: logged at debug
+/// level when it is more than [`LATE_NS`] late, a sign of a bound or wake-up that no pCPU
+/// was armed or kicked for.
+fn late_timer(id: DomId, v: usize, due: Option<u64>, now: u64) {
+    let Some(due) = due else { return };
+    let late = now.saturating_sub(due);
+    if late > LATE_NS && LATE.fetch_add(1, Ordering::Relaxed) < LATE_LOGGED {
+        log::debug!(
+            target: "sched",
+            "timer of d{id}v{v} fired {} ms late (found by a backstop walk)",
+            late / 1_000_000
+        );
     }
 }
 
@@ -996,7 +1019,9 @@ impl World {
             // timer or a poll.
             let mut sched = None;
             for v in 0..d.vcpus.len() {
+                let due = d.vcpus[v].next_deadline();
                 if d.vcpus[v].expire_timers(now) {
+                    late_timer(id, v, due, now);
                     send_virq(&mut d, v as u32, VIRQ_TIMER);
                 }
                 let vid = VcpuId {
@@ -1278,20 +1303,22 @@ impl World {
 
     /// When this pCPU's APIC timer must fire, in ns from now (`None`: not at all): the
     /// bound on the timers of the vCPUs homed here (`PerCpu::timer_due`), the end of the time
-    /// slice when another vCPU waits, the console poll while dom0 lives, and, while a guest
-    /// runs (`running`), the next backstop walk (traps that leave quietly skip the walks, so
-    /// a guest making only those would otherwise put them off for good). The caller programs
-    /// it once the world is released ([`program_timer`]).
-    fn plan_timer(&self, now: u64, running: bool) -> Option<u64> {
+    /// slice when another vCPU waits, the console poll while dom0 lives, and the next
+    /// backstop walk (traps that leave quietly skip the walks, so a guest making only those
+    /// would otherwise put them off for good; an idle pCPU would put them off until the next
+    /// interrupt). The caller programs it once the world is released ([`program_timer`]).
+    fn plan_timer(&self, now: u64) -> Option<u64> {
         let cpu = percpu::this();
         let me = cpu.index();
         let mut fixed = cpu.run_until().unwrap_or(u64::MAX);
-        if running {
-            let last = LAST_TIMER_WALK
-                .load(Ordering::Relaxed)
-                .min(LAST_WAKE_WALK.load(Ordering::Relaxed));
-            fixed = fixed.min(last.saturating_add(BACKSTOP_NS).max(now));
-        }
+        // The backstop walks are due whether a guest runs here or this pCPU idles: with every
+        // pCPU halted, a missed hint (a timer bound or a wake-up that no pCPU was armed or
+        // kicked for) would otherwise wait for the next device interrupt, for ever on a quiet
+        // machine. Idle, this is one wake-up per `BACKSTOP_NS`.
+        let last = LAST_TIMER_WALK
+            .load(Ordering::Relaxed)
+            .min(LAST_WAKE_WALK.load(Ordering::Relaxed));
+        fixed = fixed.min(last.saturating_add(BACKSTOP_NS).max(now));
         if me == 0
             && !crate::arch::x86_64::ioapic::serial_interrupts()
             && self.domains.contains_key(&0)
