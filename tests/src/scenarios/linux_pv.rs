@@ -160,6 +160,10 @@ pub fn hostile_crashes(ctx: &Context) -> Result<(), String> {
             "syscall_stack_became_pt",
             "cannot write an exception frame at",
         ),
+        (
+            "syscall_stack_retyped_in_batch",
+            "cannot write an exception frame at",
+        ),
     ] {
         let name = format!("hostile-{}", what.replace('_', "-"));
         let id = create(&mut vm, &name, &format!("hostile={what}"))?;

@@ -2114,8 +2114,6 @@ impl FrameTable {
     // end alloc-block
 }
 
-/// Whether replacing present entry `old` with `new` can leave a translation cached that
-/// grants more than `new` does.
 /// Whether replacing entry `old` with `new` in a page table can change what any walk
 /// through the entry found (`mm::walk`: `translate`, `user_accessible`): `old` was present,
 /// and `new` is not, or maps another frame, or differs in U/S or PS, or takes away RW or
@@ -2134,6 +2132,8 @@ pub fn translation_changed(old: u64, new: u64) -> bool {
             || (new & !old) & pte::NX != 0)
 }
 
+/// Whether replacing present entry `old` with `new` can leave a translation cached that
+/// grants more than `new` does.
 fn stale_translation(old: u64, new: u64) -> bool {
     if old & pte::PRESENT == 0 {
         return false;

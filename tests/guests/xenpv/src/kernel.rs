@@ -384,6 +384,40 @@ impl Mem {
         // `va` is one of this kernel's own pages.
         unsafe { core::ptr::read_volatile((self.mfn_list as *const u64).add(pfn as usize)) }
     }
+
+    /// The kernel address of machine frame `mfn`, one of this domain's first `nr_pages`
+    /// (found in the p2m list; the builder maps the bootstrap tables in the kernel's range).
+    fn va_of(&self, si: &StartInfo, mfn: u64) -> Option<u64> {
+        (0..si.nr_pages.min(1 << 20))
+            .find(|&pfn| {
+                // SAFETY: as in `mfn_of`: `pfn` is below `nr_pages`.
+                let found = unsafe {
+                    core::ptr::read_volatile((self.mfn_list as *const u64).add(pfn as usize))
+                };
+                found == mfn
+            })
+            .map(|pfn| VIRT_BASE + (pfn << 12))
+    }
+
+    /// The machine address of the L1 entry that maps kernel address `va` in the kernel's
+    /// bootstrap tables (`start_info.pt_base`), for an `mmu_update` of it.
+    fn pte_machine_address(&self, si: &StartInfo, va: u64) -> Option<u64> {
+        let mut table = si.pt_base;
+        let mut mfn = self.mfn_of(table);
+        for shift in [39u32, 30, 21] {
+            // SAFETY: `table` is one of the bootstrap tables, mapped read-only in the
+            // kernel's range; the index is below 512.
+            let e = unsafe {
+                core::ptr::read_volatile((table + ((va >> shift) & 511) * 8) as *const u64)
+            };
+            if e & PTE_P == 0 {
+                return None;
+            }
+            mfn = (e >> 12) & 0xFF_FFFF_FFFF;
+            table = self.va_of(si, mfn)?;
+        }
+        Some((mfn << 12) + ((va >> 12) & 511) * 8)
+    }
 }
 
 fn mmuext(cmd: u32, arg1: u64) -> i64 {
@@ -898,6 +932,74 @@ extern "C" fn main(start_info: u64) -> ! {
                     "xenpv: stack_switch {sw}, syscall {v:#x}; the stack page made an L1: {ro} {pin}"
                 );
                 if sw != 0 || v != VEC_SYSCALL || ro != 0 || pin != 0 {
+                    say!("FAIL hostile_{what}: the set-up failed");
+                }
+                iret_to_user(&masked, 0);
+            }
+            "syscall_stack_retyped_in_batch" => {
+                // As above, but the page becomes a page table the other way (Xen PV: a frame
+                // is typed when an entry of a table above points to it, no pin), in one
+                // `mmu_update` batch: its writable mapping made read-only by the first
+                // request, an entry of a pinned, empty L2 pointed at it by the second. The
+                // next system call's frame must not be written into the new L1.
+                let page = base + 0x10000 + 11 * 4096;
+                let l2 = base + 0x10000 + 12 * 4096;
+                for at in [page, l2] {
+                    for i in 0..512 {
+                        write_u64(at + i * 8, 0);
+                    }
+                }
+                let ro_l2 = hypercall(
+                    nr::HYPERVISOR_UPDATE_VA_MAPPING,
+                    [l2, mem.mfn_of(l2) << 12 | PTE_P | PTE_U, UVMF_INVLPG, 0, 0],
+                );
+                let pin_l2 = mmuext(guest_abi::memory::MMUEXT_PIN_L2_TABLE, mem.mfn_of(l2));
+                let sw = hypercall(
+                    nr::HYPERVISOR_STACK_SWITCH,
+                    [u64::from(FLAT_KERNEL_SS64), page + 4096, 0, 0, 0],
+                );
+                let masked = IretContext {
+                    rflags: 2,
+                    ..user_context(off(xp_u_syscall))
+                };
+                let v = iret_to_user(&masked, 0);
+                for i in 0..512 {
+                    write_u64(page + i * 8, 0);
+                }
+                let pte = mem.pte_machine_address(si, page);
+                let reqs = [
+                    guest_abi::memory::MmuUpdate {
+                        ptr: pte.unwrap_or(0) | guest_abi::memory::MMU_NORMAL_PT_UPDATE,
+                        val: mem.mfn_of(page) << 12 | PTE_P | PTE_U,
+                    },
+                    guest_abi::memory::MmuUpdate {
+                        ptr: mem.mfn_of(l2) << 12 | guest_abi::memory::MMU_NORMAL_PT_UPDATE,
+                        val: mem.mfn_of(page) << 12 | PTE_P | PTE_RW | PTE_U,
+                    },
+                ];
+                let mut done = 0u64;
+                let batch = hypercall(
+                    nr::HYPERVISOR_MMU_UPDATE,
+                    [
+                        reqs.as_ptr() as u64,
+                        2,
+                        &raw mut done as u64,
+                        u64::from(guest_abi::types::DOMID_SELF),
+                        0,
+                    ],
+                );
+                say!(
+                    "xenpv: L2 read-only {ro_l2}, pinned {pin_l2}; stack_switch {sw}, syscall \
+                     {v:#x}; the stack page made an L1 by one batch: {batch} ({done} done, \
+                     entry at {pte:x?})"
+                );
+                if ro_l2 != 0
+                    || pin_l2 != 0
+                    || sw != 0
+                    || v != VEC_SYSCALL
+                    || batch != 0
+                    || done != 2
+                {
                     say!("FAIL hostile_{what}: the set-up failed");
                 }
                 iret_to_user(&masked, 0);
