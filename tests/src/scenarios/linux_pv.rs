@@ -45,6 +45,7 @@ const CHECKS: &[&str] = &[
     "stack_switch_hypervisor_refused",
     "iret_user_refused_frame_gp",
     "iret_delivers_pending_event",
+    "user_table_changes_seen",
 ];
 
 /// The checks the test kernel adds when its domain has a second vCPU (`vcpus=2`).

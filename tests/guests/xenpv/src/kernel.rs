@@ -883,6 +883,11 @@ extern "C" fn main(start_info: u64) -> ! {
     // user -> kernel -> user, each frame right while the kept translations are reused; frames
     // that go the ordinary way (refused returns to user mode, an event the return unmasks).
     fast_path_checks(off(xp_u_syscall), u64::from(hv_cs));
+
+    // 15. The pCPU's kept copies of the user table (`entry::load_guest_root`, kept while the
+    // frame table's root generation holds): entries removed and put back, in the user L4
+    // and in the L1 below it (which the copy shares), are seen by each return to user mode.
+    root_copy_checks(&mem, [l4, l1, code], off(xp_u_syscall));
     say!("xenpv: done");
 
     // 13. What the hypervisor must answer by crashing this domain.
@@ -1024,6 +1029,74 @@ extern "C" fn main(start_info: u64) -> ! {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// `mmu_update` of one entry (machine address `ptr`) to `val`.
+fn mmu_update_one(ptr: u64, val: u64) -> i64 {
+    let req = guest_abi::memory::MmuUpdate {
+        ptr: ptr | guest_abi::memory::MMU_NORMAL_PT_UPDATE,
+        val,
+    };
+    let mut done = 0u64;
+    hypercall(
+        nr::HYPERVISOR_MMU_UPDATE,
+        [
+            &raw const req as u64,
+            1,
+            &raw mut done as u64,
+            u64::from(guest_abi::types::DOMID_SELF),
+            0,
+        ],
+    )
+}
+
+/// Check 15 (`main`): the user table's `l4`, its `l1` and the `code` page it maps at
+/// `USER_VA`; `syscall_offset` is `xp_u_syscall`'s offset in the user page.
+fn root_copy_checks(mem: &Mem, [l4, l1, code]: [u64; 3], syscall_offset: u64) {
+    let masked = IretContext {
+        rflags: 2,
+        ..user_context(syscall_offset)
+    };
+    // A user #PF at the program's first instruction (not present), or its system call.
+    let fetch_fault = |v: u64| {
+        let (w, _) = recorded();
+        v == 14 && w[2] & PF_USER != 0 && w[2] & PF_PRESENT == 0 && w[3] == USER_VA + syscall_offset
+    };
+    let mut wrong = 0u32;
+    // Once to keep the user table's copy on this pCPU, then each entry cut and put back.
+    wrong |= u32::from(iret_to_user(&masked, 0) != VEC_SYSCALL);
+    // SAFETY: the user L4 is one of this kernel's padding pages, mapped read-only.
+    let l4_entry = unsafe { core::ptr::read_volatile((l4 + 8) as *const u64) };
+    for (bit, (ptr, value)) in [
+        (mem.mfn_of(l4) << 12 | 8, l4_entry),
+        (mem.mfn_of(l1) << 12, mem.mfn_of(code) << 12 | PTE_P | PTE_U),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The TLB is the guest's to flush (a user translation may be kept across the
+        // switches of table); the hypervisor's copies are not.
+        let cut = mmu_update_one(ptr, 0) | mmuext(guest_abi::memory::MMUEXT_TLB_FLUSH_LOCAL, 0);
+        let v = iret_to_user(&masked, 0);
+        if cut != 0 || !fetch_fault(v) {
+            say!(
+                "xenpv: entry at {ptr:#x} cut ({cut}): vector {v:#x}, frame {:x?}",
+                &recorded().0[..5]
+            );
+            wrong |= 2 << (2 * bit);
+        }
+        let back = mmu_update_one(ptr, value);
+        let v = iret_to_user(&masked, 0);
+        if back != 0 || v != VEC_SYSCALL {
+            say!("xenpv: entry at {ptr:#x} put back ({back}): vector {v:#x}");
+            wrong |= 4 << (2 * bit);
+        }
+    }
+    check(
+        "user_table_changes_seen",
+        wrong == 0,
+        format_args!("{wrong:#b} (warm-up, then for the L4 and the L1 entry: cut, put back)"),
+    );
 }
 
 /// Check 14 (`main`): `syscall_offset` is `xp_u_syscall`'s offset in the user page,
