@@ -882,7 +882,7 @@ extern "C" fn main(start_info: u64) -> ! {
     // 14. The short ways of a system call (the hypervisor's `guest::fast_pv`): round trips
     // user -> kernel -> user, each frame right while the kept translations are reused; frames
     // that go the ordinary way (refused returns to user mode, an event the return unmasks).
-    fast_path_checks(off(xp_u_syscall), u64::from(hv_cs));
+    fast_path_checks(off(xp_u_syscall), u64::from(hv_cs), shared);
 
     // 15. The pCPU's kept copies of the user table (`entry::load_guest_root`, kept while the
     // frame table's root generation holds): entries removed and put back, in the user L4
@@ -1101,7 +1101,7 @@ fn root_copy_checks(mem: &Mem, [l4, l1, code]: [u64; 3], syscall_offset: u64) {
 
 /// Check 14 (`main`): `syscall_offset` is `xp_u_syscall`'s offset in the user page,
 /// `hv_cs` the hypervisor's code selector.
-fn fast_path_checks(syscall_offset: u64, hv_cs: u64) {
+fn fast_path_checks(syscall_offset: u64, hv_cs: u64, shared: u64) {
     let next = USER_VA + syscall_offset + 2;
     // Events masked (IF clear in the return frame): the event the checks above left pending
     // stays pending, and the frames show the mask (IF clear, the mask in bits 32-39 of CS).
@@ -1206,6 +1206,22 @@ fn fast_path_checks(syscall_offset: u64, hv_cs: u64) {
     // An event pending while events are masked (the timer's, a deadline already past) is
     // delivered as the iret to user mode unmasks them, before the program's first
     // instruction: the event callback's frame is the program's.
+    // Nothing pending first, as in `gdt`'s timer check: a port still pending from the checks
+    // before (with two vCPUs, `smp` clears vCPU 0's upcall flag by hand but not the ports)
+    // would keep the timer's event from raising the upcall flag again (Xen's
+    // `evtchn_set_pending`), and the return would find nothing to deliver.
+    // SAFETY: vCPU 0's vcpu_info (byte 0 upcall pending, byte 8 the selector word) and the
+    // pending bitmap (byte 2048) are in this domain's shared_info page, mapped; the
+    // hypervisor updates them atomically too.
+    unsafe {
+        core::ptr::write_volatile(shared as *mut u8, 0);
+        (*((shared + 8) as *const core::sync::atomic::AtomicU64))
+            .store(0, core::sync::atomic::Ordering::SeqCst);
+        for i in 0..8 {
+            (*((shared + 2048 + 8 * i) as *const core::sync::atomic::AtomicU64))
+                .store(0, core::sync::atomic::Ordering::SeqCst);
+        }
+    }
     let t = hypercall(nr::HYPERVISOR_SET_TIMER_OP, [1, 0, 0, 0, 0]);
     let v = iret_to_user(&user_context(syscall_offset), 0);
     let (w, _) = recorded();
