@@ -220,10 +220,11 @@ pub fn light_syscall(frame: &mut TrapFrame) -> bool {
                 return false;
             };
             // However the walk got there, only plain memory is written on a guest's say-so
-            // (as `AddressSpace::write_bytes`), in one piece. The type holds while the
-            // generation does (a change of type is a change of word 0), so a kept answer
-            // needs no second look; and until this pCPU next answers a flush request, the
-            // frame cannot change use at all (the module's note).
+            // (as `AddressSpace::write_bytes`), in one piece. Plain memory stays plain
+            // while the generation holds (a frame that stops being plain memory moves it,
+            // `FrameTable::use_changed`), so a kept answer needs no second look; and until
+            // this pCPU next answers a flush request, the frame cannot change use at all
+            // (the module's note).
             if !phys.is_multiple_of(8)
                 || (phys % PAGE_SIZE) + FRAME_BYTES > PAGE_SIZE
                 || !matches!(

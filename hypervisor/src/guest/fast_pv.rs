@@ -317,8 +317,8 @@ fn guest_words(
     let phys = mem::AddressSpace { l4, dom }
         .translate(va, write, false)
         .ok()?;
-    // The type holds while the generation does (a change of type moves it), so a kept
-    // answer needs no second look.
+    // Plain memory stays plain while the generation holds (a frame that stops being plain
+    // memory moves it: the memo's rule), so a kept answer needs no second look.
     if write
         && !matches!(
             crate::mm::ft::current_type(Mfn::from_phys(phys)),
@@ -334,9 +334,25 @@ fn guest_words(
 /// The last few answers of [`guest_words`], per pCPU: the frame's place on a kernel stack and
 /// the `iret_context`'s, the same call after call (two of each for two processes taking
 /// turns). Kept with the frame table's generation, as the translation cache
-/// (`guest::mem`'s `tlb`) keeps its answers and on the same argument: while the generation
-/// has not moved, no page-table entry was written and no frame changed owner or type
-/// anywhere, so the walk and the type check would answer the same. One look instead of the
+/// (`guest::mem`'s `tlb`) keeps its answers. The generation does not move at every entry
+/// write or change of type (session 13, `FrameTable::use_changed`,
+/// `frame_table::translation_changed`); what holds while it has not moved is:
+///
+/// - every walk that succeeded answers the same: no entry on its path was removed, pointed
+///   elsewhere, or lost RW, U/S or execution (entries that were not present, rights given,
+///   and accessed or dirty bits keep the generation; an L4 entry always moves it), and no
+///   table on the path changed owner (a table on the path is referenced by the present
+///   entry above it, so it cannot lose its type before that entry goes);
+/// - a frame that was plain memory (`None` or `Writable`, not pinned) still is: every change
+///   that makes a frame a page table (pinned, or referenced by an entry of the level
+///   above, in any `mmu_update` batch), a descriptor page, another domain's or free moves
+///   the generation;
+///
+/// so the walk and the type check, made once when the answer is kept, would answer the
+/// same. Used only under the domain's lock (`trap`), so nothing of the domain changes
+/// between the look and the write. The frame table's fuzzer checks both points
+/// (`random_operations_keep_every_invariant`), and `linux_pv_hostile_crashes` the kept
+/// frame place becoming an L1 by a pin and by an L2 entry. One look instead of the
 /// cache's search, the generation read again and the type check.
 mod memo {
     use core::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -47,10 +47,14 @@ impl walk::GuestTables for Direct {
 /// same kernel stack page time after time, and every `SYSCALL` asks whether the same code
 /// page is user-accessible, each a four-level walk with an ownership check per table
 /// (about 250 instructions). An answer is kept with the frame table's generation
-/// (`ft::generation`), which moves at every page-table entry write and every change of a
-/// frame's owner, type or validation anywhere: while it has not moved, no table of any
-/// walk and no frame it ended on can have changed, so the answer is still the walk's. Only
-/// successful walks are kept; the caller's checks that are not the walk's (a written
+/// (`ft::generation`), which moves at every entry write that can change a walk that
+/// succeeded (`frame_table::translation_changed`: an entry removed, pointed elsewhere, or
+/// losing RW, U/S or execution; any L4 entry), and every change of a frame's owner, of an
+/// L4, or of a frame that stops being plain memory (`FrameTable::use_changed`): while it
+/// has not moved, every walk that succeeded answers the same, so the answer is still the
+/// walk's. Only successful walks are kept (and, for ring 3, "present, not user", which U/S
+/// changes either way move); a walk that failed may succeed since (a mapping added, rights
+/// given) and is walked again. The caller's checks that are not the walk's (a written
 /// frame's type) are made at every use. Each pCPU touches only its own ways.
 mod tlb {
     use core::sync::atomic::{AtomicU64, Ordering::Relaxed};

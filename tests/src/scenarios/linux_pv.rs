@@ -45,6 +45,7 @@ const CHECKS: &[&str] = &[
     "stack_switch_hypervisor_refused",
     "iret_user_refused_frame_gp",
     "iret_delivers_pending_event",
+    "user_table_changes_seen",
 ];
 
 /// The checks the test kernel adds when its domain has a second vCPU (`vcpus=2`).
@@ -158,6 +159,10 @@ pub fn hostile_crashes(ctx: &Context) -> Result<(), String> {
         ),
         (
             "syscall_stack_became_pt",
+            "cannot write an exception frame at",
+        ),
+        (
+            "syscall_stack_retyped_in_batch",
             "cannot write an exception frame at",
         ),
     ] {

@@ -384,6 +384,40 @@ impl Mem {
         // `va` is one of this kernel's own pages.
         unsafe { core::ptr::read_volatile((self.mfn_list as *const u64).add(pfn as usize)) }
     }
+
+    /// The kernel address of machine frame `mfn`, one of this domain's first `nr_pages`
+    /// (found in the p2m list; the builder maps the bootstrap tables in the kernel's range).
+    fn va_of(&self, si: &StartInfo, mfn: u64) -> Option<u64> {
+        (0..si.nr_pages.min(1 << 20))
+            .find(|&pfn| {
+                // SAFETY: as in `mfn_of`: `pfn` is below `nr_pages`.
+                let found = unsafe {
+                    core::ptr::read_volatile((self.mfn_list as *const u64).add(pfn as usize))
+                };
+                found == mfn
+            })
+            .map(|pfn| VIRT_BASE + (pfn << 12))
+    }
+
+    /// The machine address of the L1 entry that maps kernel address `va` in the kernel's
+    /// bootstrap tables (`start_info.pt_base`), for an `mmu_update` of it.
+    fn pte_machine_address(&self, si: &StartInfo, va: u64) -> Option<u64> {
+        let mut table = si.pt_base;
+        let mut mfn = self.mfn_of(table);
+        for shift in [39u32, 30, 21] {
+            // SAFETY: `table` is one of the bootstrap tables, mapped read-only in the
+            // kernel's range; the index is below 512.
+            let e = unsafe {
+                core::ptr::read_volatile((table + ((va >> shift) & 511) * 8) as *const u64)
+            };
+            if e & PTE_P == 0 {
+                return None;
+            }
+            mfn = (e >> 12) & 0xFF_FFFF_FFFF;
+            table = self.va_of(si, mfn)?;
+        }
+        Some((mfn << 12) + ((va >> 12) & 511) * 8)
+    }
 }
 
 fn mmuext(cmd: u32, arg1: u64) -> i64 {
@@ -848,7 +882,12 @@ extern "C" fn main(start_info: u64) -> ! {
     // 14. The short ways of a system call (the hypervisor's `guest::fast_pv`): round trips
     // user -> kernel -> user, each frame right while the kept translations are reused; frames
     // that go the ordinary way (refused returns to user mode, an event the return unmasks).
-    fast_path_checks(off(xp_u_syscall), u64::from(hv_cs));
+    fast_path_checks(off(xp_u_syscall), u64::from(hv_cs), shared);
+
+    // 15. The pCPU's kept copies of the user table (`entry::load_guest_root`, kept while the
+    // frame table's root generation holds): entries removed and put back, in the user L4
+    // and in the L1 below it (which the copy shares), are seen by each return to user mode.
+    root_copy_checks(&mem, [l4, l1, code], off(xp_u_syscall));
     say!("xenpv: done");
 
     // 13. What the hypervisor must answer by crashing this domain.
@@ -902,6 +941,74 @@ extern "C" fn main(start_info: u64) -> ! {
                 }
                 iret_to_user(&masked, 0);
             }
+            "syscall_stack_retyped_in_batch" => {
+                // As above, but the page becomes a page table the other way (Xen PV: a frame
+                // is typed when an entry of a table above points to it, no pin), in one
+                // `mmu_update` batch: its writable mapping made read-only by the first
+                // request, an entry of a pinned, empty L2 pointed at it by the second. The
+                // next system call's frame must not be written into the new L1.
+                let page = base + 0x10000 + 11 * 4096;
+                let l2 = base + 0x10000 + 12 * 4096;
+                for at in [page, l2] {
+                    for i in 0..512 {
+                        write_u64(at + i * 8, 0);
+                    }
+                }
+                let ro_l2 = hypercall(
+                    nr::HYPERVISOR_UPDATE_VA_MAPPING,
+                    [l2, mem.mfn_of(l2) << 12 | PTE_P | PTE_U, UVMF_INVLPG, 0, 0],
+                );
+                let pin_l2 = mmuext(guest_abi::memory::MMUEXT_PIN_L2_TABLE, mem.mfn_of(l2));
+                let sw = hypercall(
+                    nr::HYPERVISOR_STACK_SWITCH,
+                    [u64::from(FLAT_KERNEL_SS64), page + 4096, 0, 0, 0],
+                );
+                let masked = IretContext {
+                    rflags: 2,
+                    ..user_context(off(xp_u_syscall))
+                };
+                let v = iret_to_user(&masked, 0);
+                for i in 0..512 {
+                    write_u64(page + i * 8, 0);
+                }
+                let pte = mem.pte_machine_address(si, page);
+                let reqs = [
+                    guest_abi::memory::MmuUpdate {
+                        ptr: pte.unwrap_or(0) | guest_abi::memory::MMU_NORMAL_PT_UPDATE,
+                        val: mem.mfn_of(page) << 12 | PTE_P | PTE_U,
+                    },
+                    guest_abi::memory::MmuUpdate {
+                        ptr: mem.mfn_of(l2) << 12 | guest_abi::memory::MMU_NORMAL_PT_UPDATE,
+                        val: mem.mfn_of(page) << 12 | PTE_P | PTE_RW | PTE_U,
+                    },
+                ];
+                let mut done = 0u64;
+                let batch = hypercall(
+                    nr::HYPERVISOR_MMU_UPDATE,
+                    [
+                        reqs.as_ptr() as u64,
+                        2,
+                        &raw mut done as u64,
+                        u64::from(guest_abi::types::DOMID_SELF),
+                        0,
+                    ],
+                );
+                say!(
+                    "xenpv: L2 read-only {ro_l2}, pinned {pin_l2}; stack_switch {sw}, syscall \
+                     {v:#x}; the stack page made an L1 by one batch: {batch} ({done} done, \
+                     entry at {pte:x?})"
+                );
+                if ro_l2 != 0
+                    || pin_l2 != 0
+                    || sw != 0
+                    || v != VEC_SYSCALL
+                    || batch != 0
+                    || done != 2
+                {
+                    say!("FAIL hostile_{what}: the set-up failed");
+                }
+                iret_to_user(&masked, 0);
+            }
             _ => say!("xenpv: unknown hostile request"),
         }
         say!("FAIL hostile_{what}: still running");
@@ -924,9 +1031,77 @@ extern "C" fn main(start_info: u64) -> ! {
     }
 }
 
+/// `mmu_update` of one entry (machine address `ptr`) to `val`.
+fn mmu_update_one(ptr: u64, val: u64) -> i64 {
+    let req = guest_abi::memory::MmuUpdate {
+        ptr: ptr | guest_abi::memory::MMU_NORMAL_PT_UPDATE,
+        val,
+    };
+    let mut done = 0u64;
+    hypercall(
+        nr::HYPERVISOR_MMU_UPDATE,
+        [
+            &raw const req as u64,
+            1,
+            &raw mut done as u64,
+            u64::from(guest_abi::types::DOMID_SELF),
+            0,
+        ],
+    )
+}
+
+/// Check 15 (`main`): the user table's `l4`, its `l1` and the `code` page it maps at
+/// `USER_VA`; `syscall_offset` is `xp_u_syscall`'s offset in the user page.
+fn root_copy_checks(mem: &Mem, [l4, l1, code]: [u64; 3], syscall_offset: u64) {
+    let masked = IretContext {
+        rflags: 2,
+        ..user_context(syscall_offset)
+    };
+    // A user #PF at the program's first instruction (not present), or its system call.
+    let fetch_fault = |v: u64| {
+        let (w, _) = recorded();
+        v == 14 && w[2] & PF_USER != 0 && w[2] & PF_PRESENT == 0 && w[3] == USER_VA + syscall_offset
+    };
+    let mut wrong = 0u32;
+    // Once to keep the user table's copy on this pCPU, then each entry cut and put back.
+    wrong |= u32::from(iret_to_user(&masked, 0) != VEC_SYSCALL);
+    // SAFETY: the user L4 is one of this kernel's padding pages, mapped read-only.
+    let l4_entry = unsafe { core::ptr::read_volatile((l4 + 8) as *const u64) };
+    for (bit, (ptr, value)) in [
+        (mem.mfn_of(l4) << 12 | 8, l4_entry),
+        (mem.mfn_of(l1) << 12, mem.mfn_of(code) << 12 | PTE_P | PTE_U),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The TLB is the guest's to flush (a user translation may be kept across the
+        // switches of table); the hypervisor's copies are not.
+        let cut = mmu_update_one(ptr, 0) | mmuext(guest_abi::memory::MMUEXT_TLB_FLUSH_LOCAL, 0);
+        let v = iret_to_user(&masked, 0);
+        if cut != 0 || !fetch_fault(v) {
+            say!(
+                "xenpv: entry at {ptr:#x} cut ({cut}): vector {v:#x}, frame {:x?}",
+                &recorded().0[..5]
+            );
+            wrong |= 2 << (2 * bit);
+        }
+        let back = mmu_update_one(ptr, value);
+        let v = iret_to_user(&masked, 0);
+        if back != 0 || v != VEC_SYSCALL {
+            say!("xenpv: entry at {ptr:#x} put back ({back}): vector {v:#x}");
+            wrong |= 4 << (2 * bit);
+        }
+    }
+    check(
+        "user_table_changes_seen",
+        wrong == 0,
+        format_args!("{wrong:#b} (warm-up, then for the L4 and the L1 entry: cut, put back)"),
+    );
+}
+
 /// Check 14 (`main`): `syscall_offset` is `xp_u_syscall`'s offset in the user page,
 /// `hv_cs` the hypervisor's code selector.
-fn fast_path_checks(syscall_offset: u64, hv_cs: u64) {
+fn fast_path_checks(syscall_offset: u64, hv_cs: u64, shared: u64) {
     let next = USER_VA + syscall_offset + 2;
     // Events masked (IF clear in the return frame): the event the checks above left pending
     // stays pending, and the frames show the mask (IF clear, the mask in bits 32-39 of CS).
@@ -1031,6 +1206,22 @@ fn fast_path_checks(syscall_offset: u64, hv_cs: u64) {
     // An event pending while events are masked (the timer's, a deadline already past) is
     // delivered as the iret to user mode unmasks them, before the program's first
     // instruction: the event callback's frame is the program's.
+    // Nothing pending first, as in `gdt`'s timer check: a port still pending from the checks
+    // before (with two vCPUs, `smp` clears vCPU 0's upcall flag by hand but not the ports)
+    // would keep the timer's event from raising the upcall flag again (Xen's
+    // `evtchn_set_pending`), and the return would find nothing to deliver.
+    // SAFETY: vCPU 0's vcpu_info (byte 0 upcall pending, byte 8 the selector word) and the
+    // pending bitmap (byte 2048) are in this domain's shared_info page, mapped; the
+    // hypervisor updates them atomically too.
+    unsafe {
+        core::ptr::write_volatile(shared as *mut u8, 0);
+        (*((shared + 8) as *const core::sync::atomic::AtomicU64))
+            .store(0, core::sync::atomic::Ordering::SeqCst);
+        for i in 0..8 {
+            (*((shared + 2048 + 8 * i) as *const core::sync::atomic::AtomicU64))
+                .store(0, core::sync::atomic::Ordering::SeqCst);
+        }
+    }
     let t = hypercall(nr::HYPERVISOR_SET_TIMER_OP, [1, 0, 0, 0, 0]);
     let v = iret_to_user(&user_context(syscall_offset), 0);
     let (w, _) = recorded();
