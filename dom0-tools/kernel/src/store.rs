@@ -30,6 +30,7 @@
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
+use core::sync::atomic::{Ordering, fence};
 
 use dom0_tools::disk::XsOp;
 use dom0_tools::hypervisor::Hypervisor;
@@ -272,6 +273,18 @@ pub fn service() {
         }
         if w.notify && ok {
             let _ = calls::evtchn_send(port);
+        }
+        // Requests published while this served from its copy came with no event (the
+        // domain saw the old `req_cons`): serve the ring again before blocking.
+        fence(Ordering::SeqCst);
+        let mut prod = [0u8; 4];
+        if ok
+            && hv
+                .read_frame(dom, Mfn(mfn), Iface::REQ_PROD, &mut prod)
+                .is_ok()
+            && ring::published_meanwhile(ring::req_prod(&page), u32::from_le_bytes(prod))
+        {
+            look.more = true;
         }
     }
 }

@@ -167,6 +167,26 @@ pub fn service(store: &mut Store, id: ConnId, page: &[u8]) -> Writes {
     w
 }
 
+/// Whether the domain published requests while [`service`] worked from a copy of its page:
+/// `seen` is the copy's `req_prod`, `now` the domain's `req_prod` read again after the
+/// writes of [`Writes`] (the new `req_cons` among them) reached the page, with a full
+/// fence between. If so the caller serves the ring again before it waits.
+///
+/// A domain notifies only when the store had consumed everything before its write (Linux's
+/// `xb_write`: `if (prod <= intf->req_cons) notify`), so a request written while the store
+/// works from its copy, before the new `req_cons` is in the page, comes with no event at
+/// all. Xen's xenstored looks at every ring each turn of its loop; a store that waits for
+/// events must look again here, or the request waits for ever (Linux with two vCPUs sent
+/// a message's header, then its body while dom0 served the header, and hung at boot).
+pub fn published_meanwhile(seen: u32, now: u32) -> bool {
+    seen != now
+}
+
+/// The `req_prod` of a page copy (what [`service`] worked from).
+pub fn req_prod(page: &[u8]) -> u32 {
+    u32_at(page, Iface::REQ_PROD)
+}
+
 /// Applies `w` to a page copy (for tests and for callers that keep a copy).
 pub fn apply(page: &mut [u8], w: &Writes) {
     for (at, bytes) in &w.chunks {

@@ -1222,15 +1222,26 @@ impl World {
             // a privileged sysctl), never a domU's.
             b'r' => {
                 let sched = self.sched.lock();
-                for (p, _) in online_cpus() {
+                let now = crate::time::now_ns();
+                // Relative to now, in ns: the timer bound, the planned and the programmed
+                // deadline (`-`: none; 0 programmed: fired since).
+                let rel = |t: u64| match t {
+                    u64::MAX => alloc::string::String::from("-"),
+                    0 => alloc::string::String::from("0"),
+                    t => alloc::format!("{:+}", t as i64 - now as i64),
+                };
+                for (p, c) in online_cpus() {
                     let name = |v: VcpuId| alloc::format!("d{}v{}", v.dom, v.vcpu);
                     let queue: alloc::vec::Vec<alloc::string::String> =
                         sched.queued(p).map(name).collect();
                     log::info!(
                         target: "keys",
-                        "CPU{p}: running {}; run queue [{}]",
+                        "CPU{p}: running {}; run queue [{}]; timer bound {} armed {} programmed {}",
                         sched.current(p).map_or("idle".into(), name),
-                        queue.join(" ")
+                        queue.join(" "),
+                        rel(c.timer_due.load(Ordering::SeqCst)),
+                        rel(c.armed.load(Ordering::SeqCst)),
+                        rel(c.programmed.load(Ordering::SeqCst)),
                     );
                 }
             }
