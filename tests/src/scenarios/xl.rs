@@ -479,7 +479,9 @@ pub fn debug_keys(ctx: &Context) -> Result<(), String> {
     vm.send("0")?;
     vm.wait_for_line("d0v0 (saved at its last entry): rip ", COMMAND)?;
     vm.send("r")?;
-    vm.wait_for_line("CPU0: running ", COMMAND)?;
+    vm.wait_for_line_matching("pCPU 0's run queue and timer", COMMAND, |l| {
+        l.contains("CPU0: running ") && l.contains("; timer bound ") && l.contains(" programmed ")
+    })?;
     vm.send("e")?;
     vm.wait_for_line_matching("a port of d1 with its bits", COMMAND, |l| {
         l.contains("d1 port ") && l.contains(", pending ") && l.contains(", masked ")
