@@ -11,10 +11,10 @@
 //! per instruction the machine executes (the guest's, its kernel's and, in a domU, the
 //! hypervisor's and other domains'), which is also one nanosecond of virtual time: the
 //! `tsc_check` line shows the rate (the ticks of 1000 instructions of a `dec`/`jnz` loop,
-//! 1000 when it holds). Beside the ticks each line has the same run's
-//! `clock_gettime(CLOCK_MONOTONIC)` difference: virtual nanoseconds as the kernel's own
-//! clocksource (natively the TSC or the HPET, in a Xen PV domU the Xen clocksource) counts
-//! them, which shows whether the guest's clock agrees with the TSC.
+//! the least of five measurements, 1000 when it holds). Beside the ticks each line has the
+//! same run's `clock_gettime(CLOCK_MONOTONIC)` difference: virtual nanoseconds as the
+//! kernel's own clocksource (natively the TSC or the HPET, in a Xen PV domU the Xen
+//! clocksource) counts them, which shows whether the guest's clock agrees with the TSC.
 //!
 //! Tests, each printed as
 //! `linuxbench: <test> iters=<n> ticks_per_iter=<t> ns_per_iter=<ns>`:
@@ -408,7 +408,9 @@ fn bench(s: &Settings) -> Result<(), Error<'static>> {
     ));
     line(format_args!(
         "linuxbench: tsc_check ticks_per_1000_instructions={}",
-        tsc_check()
+        // The least of five: an interrupt inside one loop (in a domU, dom0 relaying the
+        // console) adds its own instructions to that measurement only.
+        (0..5).map(|_| tsc_check()).min().unwrap_or(0)
     ));
     let runs = s.runs;
     let none = || format_args!("");
