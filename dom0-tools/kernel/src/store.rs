@@ -276,15 +276,16 @@ pub fn service() {
         }
         // Requests published while this served from its copy came with no event (the
         // domain saw the old `req_cons`): serve the ring again before blocking.
-        fence(Ordering::SeqCst);
-        let mut prod = [0u8; 4];
-        if ok
-            && hv
+        if ok && w.consumed != 0 {
+            fence(Ordering::SeqCst);
+            let mut prod = [0u8; 4];
+            if hv
                 .read_frame(dom, Mfn(mfn), Iface::REQ_PROD, &mut prod)
                 .is_ok()
-            && ring::published_meanwhile(ring::req_prod(&page), u32::from_le_bytes(prod))
-        {
-            look.more = true;
+                && ring::published_meanwhile(&w, ring::req_prod(&page), u32::from_le_bytes(prod))
+            {
+                look.more = true;
+            }
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Writes {
     pub broke: Option<&'static str>,
     /// Requests are left in the ring: serve it again soon.
     pub more: bool,
+    /// Request bytes taken from the ring by this call (`req_cons` moved by as much).
+    pub consumed: u32,
 }
 
 fn u32_at(page: &[u8], at: usize) -> u32 {
@@ -123,6 +125,7 @@ pub fn service(store: &mut Store, id: ConnId, page: &[u8]) -> Writes {
             let taken = taken as u32;
             if taken > 0 {
                 st.req_cons = st.req_cons.wrapping_add(taken);
+                w.consumed = w.consumed.wrapping_add(taken);
                 progress = true;
             }
         }
@@ -167,10 +170,11 @@ pub fn service(store: &mut Store, id: ConnId, page: &[u8]) -> Writes {
     w
 }
 
-/// Whether the domain published requests while [`service`] worked from a copy of its page:
-/// `seen` is the copy's `req_prod`, `now` the domain's `req_prod` read again after the
-/// writes of [`Writes`] (the new `req_cons` among them) reached the page, with a full
-/// fence between. If so the caller serves the ring again before it waits.
+/// Whether the domain published requests while [`service`] worked from a copy of its page
+/// and that call moved `req_cons` (`w`): `seen` is the copy's `req_prod`, `now` the
+/// domain's `req_prod` read again after the writes of `w` (the new `req_cons` among them)
+/// reached the page, with a full fence between. If so the caller serves the ring again
+/// before it waits.
 ///
 /// A domain notifies only when the store had consumed everything before its write (Linux's
 /// `xb_write`: `if (prod <= intf->req_cons) notify`), so a request written while the store
@@ -178,8 +182,14 @@ pub fn service(store: &mut Store, id: ConnId, page: &[u8]) -> Writes {
 /// all. Xen's xenstored looks at every ring each turn of its loop; a store that waits for
 /// events must look again here, or the request waits for ever (Linux with two vCPUs sent
 /// a message's header, then its body while dom0 served the header, and hung at boot).
-pub fn published_meanwhile(seen: u32, now: u32) -> bool {
-    seen != now
+///
+/// Only a call that took request bytes looks again: the domain's decision not to notify
+/// compared its producer with a `req_cons` that this call moved. A call that took nothing
+/// (a broken ring, a domain over its quota of unread replies) left `req_cons` where the
+/// domain saw it, so a write after it was notified or waits for the replies to be read as
+/// before; otherwise a domain moving `req_prod` to and fro could keep dom0 from blocking.
+pub fn published_meanwhile(w: &Writes, seen: u32, now: u32) -> bool {
+    w.consumed != 0 && seen != now
 }
 
 /// The `req_prod` of a page copy (what [`service`] worked from).

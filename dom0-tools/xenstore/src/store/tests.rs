@@ -464,16 +464,29 @@ fn a_request_written_while_the_store_serves_is_served() {
     assert!(g.receive().is_empty(), "half a request has no answer yet");
     // The store reads `req_prod` again after its writes: that is its only way to know.
     assert!(ring::published_meanwhile(
+        &w,
         ring::req_prod(&copy),
         g.idx(Iface::REQ_PROD)
     ));
     let w = ring::service(&mut s, a, &g.page);
     ring::apply(&mut g.page, &w);
     assert_eq!(split(&g.receive()), vec![(XS_READ, 7, b"5".to_vec())]);
-    // Nothing written meanwhile: no second look (a domain that does not read its replies
-    // cannot make the store spin).
+    // Nothing written meanwhile: no second look.
     assert!(!ring::published_meanwhile(
+        &w,
         ring::req_prod(&g.page),
+        g.idx(Iface::REQ_PROD)
+    ));
+    // A call that took nothing (here a broken ring) never looks again, however the domain
+    // moves its producer: a domain cannot keep dom0 from blocking that way.
+    let copy = g.page.clone();
+    g.set(Iface::REQ_PROD, g.idx(Iface::REQ_CONS).wrapping_add(5000));
+    let w = ring::service(&mut s, a, &g.page);
+    assert!(w.broke.is_some());
+    g.set(Iface::REQ_PROD, g.idx(Iface::REQ_CONS).wrapping_add(1));
+    assert!(!ring::published_meanwhile(
+        &w,
+        ring::req_prod(&copy),
         g.idx(Iface::REQ_PROD)
     ));
 }
