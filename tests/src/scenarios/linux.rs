@@ -566,7 +566,8 @@ fn all_back(
 /// `/proc/cpuinfo` lists 2 processors; two busy shell loops run in the background, each
 /// pinned by `taskset` to its own CPU, and both finish (`wait`); `xl vcpu-set debian 1`
 /// takes CPU 1 offline in Linux and `xl vcpu-set debian 2` brings it back (`nproc` says 2
-/// again); the log is clean and `poweroff -f` returns every frame. (It hung or oopsed before
+/// again); Linux's balloon gives half its memory back and takes it again (`xl list` shows
+/// 128 then 256 MiB); the log is clean and `poweroff -f` returns every frame. (It hung or oopsed before
 /// `/init` until vCPU 1 got the IOPL its context asks for, and hung in about half the boots
 /// until dom0's xenstore looked again at a ring written while it served it:
 /// docs/architecture.md, "Linux: two vCPUs (issue 18, session 13)" and "Linux: two vCPUs,
@@ -625,6 +626,10 @@ pub fn smp(ctx: &Context) -> Result<(), String> {
         return Err(format!("after `xl vcpu-set debian 2`, nproc says {line:?}"));
     }
     vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+    // Linux's balloon driver gives half its memory back (`XENMEM_decrease_reservation`)
+    // and takes it again (`XENMEM_populate_physmap`); `xl list` follows both.
+    balloon(&mut vm, 131_072, 120..=130)?;
+    balloon(&mut vm, 262_144, 250..=256)?;
     vm.send("poweroff -f\r")?;
     vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
     clean_session(&vm, from)?;
@@ -672,6 +677,48 @@ fn vcpu_set(
             "after `xl vcpu-set debian {count}`, Linux's online CPUs should be {online}: {line:?}"
         ));
     }
+    vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+    Ok(())
+}
+
+/// Sets Linux's balloon target (`/sys/devices/system/xen_memory/xen_memory0/target_kb`,
+/// what `xl mem-set` would write to `memory/target` in Xen), waits (bounded) until the
+/// balloon's `current_kb` reaches it, then checks that `xl list` shows the domain's memory
+/// in `mib` (MiB), and attaches again.
+fn balloon(
+    vm: &mut crate::machine::Qemu,
+    target_kb: u64,
+    mib: std::ops::RangeInclusive<u64>,
+) -> Result<(), String> {
+    let sys = "/sys/devices/system/xen_memory/xen_memory0";
+    vm.send(&format!(
+        "echo {target_kb} > {sys}/target_kb; for i in $(seq 60); do \
+         [ \"$(cat {sys}/info/current_kb)\" = {target_kb} ] && break; sleep 1; done; \
+         echo balloon-at-{target_kb}=$(cat {sys}/info/current_kb)\r"
+    ))?;
+    let marker = format!("balloon-at-{target_kb}=");
+    let line = vm.wait_for_line_starting(&marker, Duration::from_secs(90))?;
+    if line.trim() != format!("{marker}{target_kb}") {
+        return Err(format!(
+            "Linux's balloon did not reach {target_kb} KiB in 60 s: {line:?}"
+        ));
+    }
+    vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+    vm.send("\x1d")?;
+    vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
+    let rows = parse_list(&run(vm, "xl list")?)?;
+    let row = rows
+        .iter()
+        .find(|r| r.name == "debian")
+        .ok_or_else(|| format!("`xl list` has no debian: {rows:?}"))?;
+    if !mib.contains(&row.mem) {
+        return Err(format!(
+            "with Linux's balloon at {target_kb} KiB, `xl list` should show {mib:?} MiB: {row:?}"
+        ));
+    }
+    vm.send("xl console debian\r")?;
+    vm.wait_for("Ctrl-] detaches", SHELL_COMMAND)?;
+    vm.send("\r")?;
     vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
     Ok(())
 }
