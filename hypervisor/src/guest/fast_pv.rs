@@ -261,6 +261,9 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 /// last bytes of the lower half returns to a non-canonical address).
 fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     use guest_abi::hypercall as nr;
+    if frame.rax == nr::HYPERVISOR_MMUEXT_OP {
+        return base_switch(dom, v, frame);
+    }
     let Some(vcpu) = dom.vcpus.get_mut(v) else {
         return false;
     };
@@ -288,6 +291,90 @@ fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
         Err(e) => guest_abi::errno::Errno::encode_result(Err(e)) as u64,
         // Neither handler answers anything else.
         Ok(_) => 0,
+    };
+    true
+}
+
+/// Words of an `mmuext_op` item: `cmd` (32 bits, then padding), `arg1`, `arg2`.
+const OP_WORDS: usize = 3;
+/// Items of the `mmuext_op` calls [`base_switch`] takes (Linux's `xen_write_cr3` makes two).
+const BASE_OPS: usize = 2;
+
+/// `mmuext_op(ops, count, NULL, DOMID_SELF)` from kernel mode whose one or two items are all
+/// `MMUEXT_NEW_BASEPTR` or `MMUEXT_NEW_USER_BASEPTR`: Linux's `xen_write_cr3`, one call at
+/// every switch of address space. The module docs give the reasoning. Each item is done by
+/// the ordinary path's own code on the same frame-table functions (`FrameTable::set_base`:
+/// a general and an L4 type reference taken on the new table, validating it if it is not yet
+/// an L4, the old one's dropped); `false` (nothing changed) for anything else: another
+/// command, a `done` pointer, a foreign domain, a continuation kept for an earlier batch, an
+/// item list not within one readable page, or a first item the frame table refuses. A
+/// refusal of the second item, after the first was done, is answered as the ordinary path
+/// answers it (its errno, the first item's change kept, as Xen).
+fn base_switch(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
+    use guest_abi::memory::{MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR};
+    let id = dom.id;
+    let Some(vcpu) = dom.vcpus.get_mut(v) else {
+        return false;
+    };
+    let (list, count, done, foreign) = (frame.rdi, frame.rsi, frame.rdx, frame.r10);
+    if !vcpu.xen_pv
+        || !vcpu.kernel_mode
+        || !(1..=BASE_OPS as u64).contains(&count)
+        || done != 0
+        || foreign != u64::from(guest_abi::types::DOMID_SELF)
+        || vcpu.continuation.is_some()
+        || !mem::is_canonical(frame.rip)
+        || !mem::is_canonical(frame.rsp)
+    {
+        return false;
+    }
+    let words = OP_WORDS * count as usize;
+    let Some(place) = guest_words(vcpu.l4, id, list, words, false) else {
+        return false;
+    };
+    let mut raw = [0u64; OP_WORDS * BASE_OPS];
+    physmem::read_u64s(
+        Mfn::from_phys(place),
+        ((place % PAGE_SIZE) / 8) as usize,
+        &mut raw[..words],
+    );
+    let ops = raw[..words].chunks_exact(OP_WORDS);
+    if ops
+        .clone()
+        .any(|op| !matches!(op[0] as u32, MMUEXT_NEW_BASEPTR | MMUEXT_NEW_USER_BASEPTR))
+    {
+        return false;
+    }
+    let mut result = Ok(());
+    for (i, op) in ops.enumerate() {
+        let mfn = Mfn(op[1]);
+        let r = if op[0] as u32 == MMUEXT_NEW_BASEPTR {
+            // The ordinary path's `MMUEXT_NEW_BASEPTR` (`mmu::mmuext_op`): in kernel mode the
+            // kernel's table is the one in force, so its copy is loaded.
+            let old = vcpu.l4;
+            crate::mm::ft::with(|t, mem| t.set_base(mem, id, Some(old), mfn)).map(|()| {
+                vcpu.l4 = mfn;
+                crate::arch::x86_64::entry::load_guest_root(mfn);
+                // What the next way out would record of it (`entered`).
+                percpu::this()
+                    .entered_l4
+                    .store(mfn.phys(), Ordering::Relaxed);
+            })
+        } else {
+            xenpv::set_user_base(vcpu, id, mfn)
+        };
+        if let Err(e) = r {
+            if i == 0 {
+                // Nothing changed (`set_base` takes nothing when it refuses).
+                return false;
+            }
+            result = Err(e);
+            break;
+        }
+    }
+    frame.rax = match result {
+        Ok(()) => 0,
+        Err(e) => guest_abi::errno::Errno::encode_result(Err(e)) as u64,
     };
     true
 }
@@ -361,7 +448,7 @@ mod memo {
 
     use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
 
-    const WAYS: usize = 4;
+    const WAYS: usize = 8;
 
     /// A way: key (address | write << 1 | 1; 0: empty), top-level table, domain,
     /// generation, answer.

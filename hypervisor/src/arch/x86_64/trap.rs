@@ -301,7 +301,8 @@ fn xen_pv_syscall(frame: &mut TrapFrame, kernel: bool) {
         let kind = match frame.rax {
             guest_abi::hypercall::HYPERVISOR_IRET => Some(Kind::Iret),
             guest_abi::hypercall::HYPERVISOR_SET_SEGMENT_BASE
-            | guest_abi::hypercall::HYPERVISOR_STACK_SWITCH => Some(Kind::Hypercall),
+            | guest_abi::hypercall::HYPERVISOR_STACK_SWITCH
+            | guest_abi::hypercall::HYPERVISOR_MMUEXT_OP => Some(Kind::Hypercall),
             _ => None,
         };
         if let Some(kind) = kind
