@@ -86,8 +86,9 @@ pub enum Kind {
 }
 
 /// Handles the trap in `frame` on the short way if it can; `false`: nothing changed, the
-/// ordinary path takes it.
-#[inline(never)]
+/// ordinary path takes it. Inlined into its one caller (`trap::xen_pv_syscall`, itself out
+/// of line so that the ring-1 dispatcher keeps its tail calls).
+#[inline(always)]
 pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
     let cpu = percpu::this();
     let Some(info) = cpu.entered_info.get() else {
@@ -156,6 +157,7 @@ pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
 
 /// A `syscall` from user mode, bounced to the syscall callback in kernel mode (the module
 /// docs); `false` (nothing changed) for anything the ordinary path must see.
+#[inline(always)]
 fn syscall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     let info = dom.vcpu_info_static(v);
     let id = dom.id;
@@ -204,6 +206,7 @@ fn syscall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 
 /// `HYPERVISOR_iret` from kernel mode (the module docs, `xenpv::iret`); `false` (nothing
 /// changed) for anything the ordinary path must see.
+#[inline(always)]
 fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     let info = dom.vcpu_info_static(v);
     let id = dom.id;
@@ -259,6 +262,7 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 /// `false` (nothing changed) for any other call, or a frame that the ordinary way out would
 /// refuse (a non-canonical `rip` or `rsp`: the guest chose its `rsp`, and a `syscall` in the
 /// last bytes of the lower half returns to a non-canonical address).
+#[inline(always)]
 fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     use guest_abi::hypercall as nr;
     if frame.rax == nr::HYPERVISOR_MMUEXT_OP {
@@ -384,6 +388,7 @@ fn base_switch(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 /// page, and that page is mapped (writable, when `write`, and then plain memory: never a
 /// page table or a descriptor page, whatever the walk found, as `write_bytes`). The caller
 /// holds the domain's lock, so the answer holds while it does.
+#[inline(always)]
 fn guest_words(
     l4: Mfn,
     dom: guest_abi::types::DomId,
@@ -392,9 +397,16 @@ fn guest_words(
     write: bool,
 ) -> Option<u64> {
     let len = 8 * words as u64;
-    if !mem::range_ok(va, len) || !va.is_multiple_of(8) || (va % PAGE_SIZE) + len > PAGE_SIZE {
+    // Within one page (checked first), so all of it lies in the same half and the same
+    // 512 GiB slot as `va`: `mem::range_ok(va, len)` answers as `va` alone does.
+    if !va.is_multiple_of(8)
+        || (va % PAGE_SIZE) + len > PAGE_SIZE
+        || !mem::is_canonical(va)
+        || xenia_core::layout::in_hypervisor_range(va)
+    {
         return None;
     }
+    debug_assert!(mem::range_ok(va, len));
     // The generation before the walk, as the translation cache keeps it.
     let generation = crate::mm::ft::generation();
     let key = va | 1 | (u64::from(write) << 1);
@@ -448,45 +460,37 @@ mod memo {
 
     use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
 
-    const WAYS: usize = 8;
+    /// Direct-mapped: a key has one way (one look, no search). Two processes' kernel stacks
+    /// (each a frame place and an `iret_context`) and an `mmuext_op` list take about six.
+    const WAYS: usize = 16;
 
     /// A way: key (address | write << 1 | 1; 0: empty), top-level table, domain,
     /// generation, answer.
     struct Way([AtomicU64; 5]);
 
-    struct Ways {
-        ways: [Way; WAYS],
-        next: AtomicU64,
-    }
+    static MEMO: [[Way; WAYS]; MAX_CPUS] =
+        [const { [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS] }; MAX_CPUS];
 
-    static MEMO: [Ways; MAX_CPUS] = [const {
-        Ways {
-            ways: [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS],
-            next: AtomicU64::new(0),
-        }
-    }; MAX_CPUS];
-
+    /// The way of `key`: bits of the address within a page and above it folded together
+    /// (kernel stacks differ above bit 12, places on one stack below it).
     #[inline(always)]
-    fn mine() -> &'static Ways {
-        &MEMO[percpu::this().index() % MAX_CPUS]
+    fn way(key: u64) -> &'static Way {
+        let h = (key >> 3) ^ (key >> 9) ^ (key >> 14) ^ (key >> 19);
+        &MEMO[percpu::this().index() % MAX_CPUS][h as usize % WAYS]
     }
 
     #[inline(always)]
     pub fn get(key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
-        mine().ways.iter().find_map(|w| {
-            let [k, t, d, g, answer] = &w.0;
-            (k.load(Relaxed) == key
-                && t.load(Relaxed) == l4
-                && d.load(Relaxed) == u64::from(dom)
-                && g.load(Relaxed) == generation)
-                .then(|| answer.load(Relaxed))
-        })
+        let [k, t, d, g, answer] = &way(key).0;
+        (k.load(Relaxed) == key
+            && t.load(Relaxed) == l4
+            && d.load(Relaxed) == u64::from(dom)
+            && g.load(Relaxed) == generation)
+            .then(|| answer.load(Relaxed))
     }
 
     pub fn put(key: u64, l4: u64, dom: DomId, answer: u64, generation: u64) {
-        let me = mine();
-        let i = me.next.fetch_add(1, Relaxed) as usize % WAYS;
-        let [k, t, d, g, a] = &me.ways[i].0;
+        let [k, t, d, g, a] = &way(key).0;
         // Empty while it is rewritten (a pCPU's own ways: nothing else reads them).
         k.store(0, Relaxed);
         t.store(l4, Relaxed);
