@@ -1,7 +1,7 @@
 //! The short ways for a Xen PV vCPU's system calls (issue 18, session 13): a program's
 //! `syscall` bounced to the kernel, the kernel's `HYPERVISOR_iret` back to the program, and
-//! the two hypercalls Linux makes at every context switch besides `mmuext_op`
-//! (`set_segment_base` three times, `stack_switch` once).
+//! the hypercalls Linux makes at every context switch (`set_segment_base` three times,
+//! `stack_switch` once, and since session 14 `mmuext_op` with the two base pointers).
 //!
 //! A system call of a Xen PV guest is two traps: the program's `syscall` (Xen's
 //! `syscall_enter`, `switch_to_kernel` and `create_bounce_frame`) and the kernel's `iret`
@@ -44,6 +44,27 @@
 //!   (`xenpv::segment_base`, `xenpv::set_kernel_stack`) under the same lock; only a return
 //!   address or stack pointer that is not canonical (which `sanitize` would crash the domain
 //!   for) goes the ordinary way.
+//!
+//! - `mmuext_op` from kernel mode with one or two items, all `MMUEXT_NEW_BASEPTR` or
+//!   `MMUEXT_NEW_USER_BASEPTR`, no `done` pointer and `DOMID_SELF` (Linux's `xen_write_cr3`
+//!   at every switch of address space; session 14, [`base_switch`]). Xen's `new_guest_cr3`
+//!   has the same shape: the new table referenced, the old one dropped. Each item is done by
+//!   the ordinary path's own frame-table call under the same locks (the world shared, the
+//!   caller's domain locked, the frame table entered through `ft::with`):
+//!   `FrameTable::set_base` takes a general reference (refused unless the frame is the
+//!   caller's own: another domain's, the hypervisor's, free or outside memory) and an L4
+//!   type reference (a frame already an L4 shares it; any other frame is validated as an
+//!   L4 now, which a data page mapped writable, a lower table or a descriptor page fails),
+//!   and only then drops the old table's, which `check_base` first finds to be a base
+//!   pointer of this domain. So an unpinned frame gets exactly the ordinary path's answer (a
+//!   valid L4 validated and used, anything else refused), and a table another vCPU unpins
+//!   meanwhile cannot go: the unpin takes the same domain lock, and a table that is some
+//!   vCPU's base keeps its type while it is. The items are read through the kernel's
+//!   table within one page (the memo below). The first item refused: nothing changed, and
+//!   the ordinary path answers (and logs) it. The second refused after the first was done:
+//!   its errno, the first kept, as the ordinary path (with no `done` pointer) and Xen.
+//!   Another command, a `done` pointer, a foreign domain, or a continuation kept for an
+//!   earlier batch (which the ordinary path would take or drop) go the ordinary way.
 //!
 //! A trap whose `PerCpu::entered_mode` hint says kernel or user mode is checked against
 //! `Vcpu::kernel_mode` under the lock: a `syscall` from user mode can never be taken for a
@@ -219,13 +240,10 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     let Some(place) = guest_words(vcpu.l4, id, frame.rsp, IRET_WORDS, false) else {
         return false;
     };
-    let mut ctx = [0u64; IRET_WORDS];
-    physmem::read_u64s(
+    let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = physmem::read_u64_array::<IRET_WORDS>(
         Mfn::from_phys(place),
         ((place % PAGE_SIZE) / 8) as usize,
-        &mut ctx,
     );
-    let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = ctx;
     // Xen keeps the low 16 bits (the bounce frame's event mask comes back in bits 32..39).
     let (cs16, ss16) = (cs as u16 | 3, ss as u16 | 3);
     let to_user = cs & 3 == 3;
@@ -349,6 +367,19 @@ fn base_switch(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     {
         return false;
     }
+    // The ordinary path reads each item through the table in force when it comes to it, so
+    // a second item after a switch of the kernel's table is read through the new one. Taken
+    // here only when that reads the same words: the new table is already an L4 (so the
+    // switch validates nothing and writes nothing) and maps the list to the same place
+    // (Linux's list is in the kernel's half, the same in every process).
+    if count == 2 && raw[0] as u32 == MMUEXT_NEW_BASEPTR && Mfn(raw[1]) != vcpu.l4 {
+        let new = Mfn(raw[1]);
+        if crate::mm::ft::current_type(new) != Some(PageType::L4)
+            || guest_words(new, id, list, words, false) != Some(place)
+        {
+            return false;
+        }
+    }
     let mut result = Ok(());
     for (i, op) in ops.enumerate() {
         let mfn = Mfn(op[1]);
@@ -471,17 +502,19 @@ mod memo {
     static MEMO: [[Way; WAYS]; MAX_CPUS] =
         [const { [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS] }; MAX_CPUS];
 
-    /// The way of `key`: bits of the address within a page and above it folded together
-    /// (kernel stacks differ above bit 12, places on one stack below it).
+    /// The way of `key` through the table at machine address `l4`: bits of the address
+    /// within a page and above it folded together (kernel stacks differ above bit 12, places
+    /// on one stack below it), and the table's frame (Linux's `mmuext_op` list sits at the
+    /// same address in every process, each with its own kernel table).
     #[inline(always)]
-    fn way(key: u64) -> &'static Way {
-        let h = (key >> 3) ^ (key >> 9) ^ (key >> 14) ^ (key >> 19);
+    fn way(key: u64, l4: u64) -> &'static Way {
+        let h = (key >> 3) ^ (key >> 9) ^ (key >> 14) ^ (key >> 19) ^ (l4 >> 12);
         &MEMO[percpu::this().index() % MAX_CPUS][h as usize % WAYS]
     }
 
     #[inline(always)]
     pub fn get(key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
-        let [k, t, d, g, answer] = &way(key).0;
+        let [k, t, d, g, answer] = &way(key, l4).0;
         (k.load(Relaxed) == key
             && t.load(Relaxed) == l4
             && d.load(Relaxed) == u64::from(dom)
@@ -490,7 +523,7 @@ mod memo {
     }
 
     pub fn put(key: u64, l4: u64, dom: DomId, answer: u64, generation: u64) {
-        let [k, t, d, g, a] = &way(key).0;
+        let [k, t, d, g, a] = &way(key, l4).0;
         // Empty while it is rewritten (a pCPU's own ways: nothing else reads them).
         k.store(0, Relaxed);
         t.store(l4, Relaxed);
