@@ -491,30 +491,33 @@ mod memo {
 
     use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
 
-    /// Direct-mapped: a key has one way (one look, no search). Two processes' kernel stacks
-    /// (each a frame place and an `iret_context`) and an `mmuext_op` list take about six.
-    const WAYS: usize = 16;
+    /// Sets of two ways: a key has one set (two looks, no search). Two processes' kernel
+    /// stacks (each a frame place and an `iret_context`) and their `mmuext_op` lists take
+    /// six; with one way a set, two of six fell on one way about every other run and were
+    /// walked again on every use.
+    const SETS: usize = 8;
 
     /// A way: key (address | write << 1 | 1; 0: empty), top-level table, domain,
     /// generation, answer.
     struct Way([AtomicU64; 5]);
 
-    static MEMO: [[Way; WAYS]; MAX_CPUS] =
-        [const { [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS] }; MAX_CPUS];
+    static MEMO: [[[Way; 2]; SETS]; MAX_CPUS] =
+        [const { [const { [const { Way([const { AtomicU64::new(0) }; 5]) }; 2] }; SETS] };
+            MAX_CPUS];
 
-    /// The way of `key` through the table at machine address `l4`: bits of the address
+    /// The set of `key` through the table at machine address `l4`: bits of the address
     /// within a page and above it folded together (kernel stacks differ above bit 12, places
     /// on one stack below it), and the table's frame (Linux's `mmuext_op` list sits at the
     /// same address in every process, each with its own kernel table).
     #[inline(always)]
-    fn way(key: u64, l4: u64) -> &'static Way {
+    fn set(key: u64, l4: u64) -> &'static [Way; 2] {
         let h = (key >> 3) ^ (key >> 9) ^ (key >> 14) ^ (key >> 19) ^ (l4 >> 12);
-        &MEMO[percpu::this().index() % MAX_CPUS][h as usize % WAYS]
+        &MEMO[percpu::this().index() % MAX_CPUS][h as usize % SETS]
     }
 
     #[inline(always)]
-    pub fn get(key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
-        let [k, t, d, g, answer] = &way(key, l4).0;
+    fn answer(w: &Way, key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
+        let [k, t, d, g, answer] = &w.0;
         (k.load(Relaxed) == key
             && t.load(Relaxed) == l4
             && d.load(Relaxed) == u64::from(dom)
@@ -522,14 +525,26 @@ mod memo {
             .then(|| answer.load(Relaxed))
     }
 
+    #[inline(always)]
+    pub fn get(key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
+        let [first, second] = set(key, l4);
+        answer(first, key, l4, dom, generation).or_else(|| answer(second, key, l4, dom, generation))
+    }
+
+    /// Keeps an answer in the set's first way, the first way's in the second (the older
+    /// goes).
     pub fn put(key: u64, l4: u64, dom: DomId, answer: u64, generation: u64) {
-        let [k, t, d, g, a] = &way(key, l4).0;
-        // Empty while it is rewritten (a pCPU's own ways: nothing else reads them).
-        k.store(0, Relaxed);
-        t.store(l4, Relaxed);
-        d.store(u64::from(dom), Relaxed);
-        g.store(generation, Relaxed);
-        a.store(answer, Relaxed);
-        k.store(key, Relaxed);
+        let [first, second] = set(key, l4);
+        let fill = |w: &Way, words: [u64; 5]| {
+            // Empty while it is rewritten (a pCPU's own ways: nothing else reads them).
+            w.0[0].store(0, Relaxed);
+            for (slot, value) in w.0.iter().zip(words).skip(1) {
+                slot.store(value, Relaxed);
+            }
+            w.0[0].store(words[0], Relaxed);
+        };
+        let old = core::array::from_fn(|i| first.0[i].load(Relaxed));
+        fill(second, old);
+        fill(first, [key, l4, u64::from(dom), generation, answer]);
     }
 }

@@ -764,6 +764,7 @@ impl FrameTable {
 
     /// The table's generation (see the field): it changes whenever a translation through
     /// page tables may have changed.
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
@@ -782,6 +783,7 @@ impl FrameTable {
     }
 
     /// The generation copies of L4 tables are kept at (see the field).
+    #[inline]
     pub fn root_generation(&self) -> u64 {
         self.root_generation.load(Ordering::SeqCst)
     }
