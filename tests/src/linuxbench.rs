@@ -276,11 +276,30 @@ pub fn run_domu(
             }
             Err(e) => return Err(format!("{e}{}", state_after_timeout(&mut vm))),
         }
-        let ended = vm.wait_for_line_matching(
-            "the program's `linuxbench: done` or `failed` line",
-            bounds.run,
-            |l| l.contains("linuxbench: done") || l.contains("linuxbench: failed"),
-        );
+        // A profiling aid, never set by the suite: with `XENIA_PROFILE_MARK`, a snapshot of
+        // the instruction-counting plugin at each of the program's lines, so that the counts
+        // between two snapshots are one test's (`netbench::profile_mark`).
+        let ended = if std::env::var_os("XENIA_PROFILE_MARK").is_some() {
+            crate::netbench::profile_mark();
+            loop {
+                let l = vm.wait_for_line_matching(
+                    "the program's next line (profiling)",
+                    bounds.run,
+                    |l| l.contains("linuxbench: "),
+                );
+                crate::netbench::profile_mark();
+                match l {
+                    Ok(l) if !l.contains("linuxbench: done") && !l.contains("failed") => {}
+                    other => break other,
+                }
+            }
+        } else {
+            vm.wait_for_line_matching(
+                "the program's `linuxbench: done` or `failed` line",
+                bounds.run,
+                |l| l.contains("linuxbench: done") || l.contains("linuxbench: failed"),
+            )
+        };
         if let Err(e) = ended {
             return Err(format!(
                 "{e}; the program's lines so far:\n{}{}",

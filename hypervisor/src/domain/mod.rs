@@ -444,6 +444,7 @@ impl Domain {
     /// hypervisor's writes while the domain lives, and the caller uses it only for as long
     /// as it handles a trap of the domain (which keeps the domain alive).
     #[cfg(target_os = "none")]
+    #[inline(always)]
     pub fn vcpu_info_static(&self, vcpu: usize) -> &'static VcpuInfo {
         self.vcpus
             .get(vcpu)

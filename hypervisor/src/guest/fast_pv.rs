@@ -1,7 +1,7 @@
 //! The short ways for a Xen PV vCPU's system calls (issue 18, session 13): a program's
 //! `syscall` bounced to the kernel, the kernel's `HYPERVISOR_iret` back to the program, and
-//! the two hypercalls Linux makes at every context switch besides `mmuext_op`
-//! (`set_segment_base` three times, `stack_switch` once).
+//! the hypercalls Linux makes at every context switch (`set_segment_base` three times,
+//! `stack_switch` once, and since session 14 `mmuext_op` with the two base pointers).
 //!
 //! A system call of a Xen PV guest is two traps: the program's `syscall` (Xen's
 //! `syscall_enter`, `switch_to_kernel` and `create_bounce_frame`) and the kernel's `iret`
@@ -45,6 +45,27 @@
 //!   address or stack pointer that is not canonical (which `sanitize` would crash the domain
 //!   for) goes the ordinary way.
 //!
+//! - `mmuext_op` from kernel mode with one or two items, all `MMUEXT_NEW_BASEPTR` or
+//!   `MMUEXT_NEW_USER_BASEPTR`, no `done` pointer and `DOMID_SELF` (Linux's `xen_write_cr3`
+//!   at every switch of address space; session 14, [`base_switch`]). Xen's `new_guest_cr3`
+//!   has the same shape: the new table referenced, the old one dropped. Each item is done by
+//!   the ordinary path's own frame-table call under the same locks (the world shared, the
+//!   caller's domain locked, the frame table entered through `ft::with`):
+//!   `FrameTable::set_base` takes a general reference (refused unless the frame is the
+//!   caller's own: another domain's, the hypervisor's, free or outside memory) and an L4
+//!   type reference (a frame already an L4 shares it; any other frame is validated as an
+//!   L4 now, which a data page mapped writable, a lower table or a descriptor page fails),
+//!   and only then drops the old table's, which `check_base` first finds to be a base
+//!   pointer of this domain. So an unpinned frame gets exactly the ordinary path's answer (a
+//!   valid L4 validated and used, anything else refused), and a table another vCPU unpins
+//!   meanwhile cannot go: the unpin takes the same domain lock, and a table that is some
+//!   vCPU's base keeps its type while it is. The items are read through the kernel's
+//!   table within one page (the memo below). The first item refused: nothing changed, and
+//!   the ordinary path answers (and logs) it. The second refused after the first was done:
+//!   its errno, the first kept, as the ordinary path (with no `done` pointer) and Xen.
+//!   Another command, a `done` pointer, a foreign domain, or a continuation kept for an
+//!   earlier batch (which the ordinary path would take or drop) go the ordinary way.
+//!
 //! A trap whose `PerCpu::entered_mode` hint says kernel or user mode is checked against
 //! `Vcpu::kernel_mode` under the lock: a `syscall` from user mode can never be taken for a
 //! hypercall here either.
@@ -86,8 +107,9 @@ pub enum Kind {
 }
 
 /// Handles the trap in `frame` on the short way if it can; `false`: nothing changed, the
-/// ordinary path takes it.
-#[inline(never)]
+/// ordinary path takes it. Inlined into its one caller (`trap::xen_pv_syscall`, itself out
+/// of line so that the ring-1 dispatcher keeps its tail calls).
+#[inline(always)]
 pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
     let cpu = percpu::this();
     let Some(info) = cpu.entered_info.get() else {
@@ -156,6 +178,7 @@ pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
 
 /// A `syscall` from user mode, bounced to the syscall callback in kernel mode (the module
 /// docs); `false` (nothing changed) for anything the ordinary path must see.
+#[inline(always)]
 fn syscall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     let info = dom.vcpu_info_static(v);
     let id = dom.id;
@@ -204,6 +227,7 @@ fn syscall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 
 /// `HYPERVISOR_iret` from kernel mode (the module docs, `xenpv::iret`); `false` (nothing
 /// changed) for anything the ordinary path must see.
+#[inline(always)]
 fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     let info = dom.vcpu_info_static(v);
     let id = dom.id;
@@ -216,13 +240,10 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     let Some(place) = guest_words(vcpu.l4, id, frame.rsp, IRET_WORDS, false) else {
         return false;
     };
-    let mut ctx = [0u64; IRET_WORDS];
-    physmem::read_u64s(
+    let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = physmem::read_u64_array::<IRET_WORDS>(
         Mfn::from_phys(place),
         ((place % PAGE_SIZE) / 8) as usize,
-        &mut ctx,
     );
-    let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = ctx;
     // Xen keeps the low 16 bits (the bounce frame's event mask comes back in bits 32..39).
     let (cs16, ss16) = (cs as u16 | 3, ss as u16 | 3);
     let to_user = cs & 3 == 3;
@@ -259,8 +280,12 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 /// `false` (nothing changed) for any other call, or a frame that the ordinary way out would
 /// refuse (a non-canonical `rip` or `rsp`: the guest chose its `rsp`, and a `syscall` in the
 /// last bytes of the lower half returns to a non-canonical address).
+#[inline(always)]
 fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     use guest_abi::hypercall as nr;
+    if frame.rax == nr::HYPERVISOR_MMUEXT_OP {
+        return base_switch(dom, v, frame);
+    }
     let Some(vcpu) = dom.vcpus.get_mut(v) else {
         return false;
     };
@@ -292,11 +317,109 @@ fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     true
 }
 
+/// Words of an `mmuext_op` item: `cmd` (32 bits, then padding), `arg1`, `arg2`.
+const OP_WORDS: usize = 3;
+/// Items of the `mmuext_op` calls [`base_switch`] takes (Linux's `xen_write_cr3` makes two).
+const BASE_OPS: usize = 2;
+
+/// `mmuext_op(ops, count, NULL, DOMID_SELF)` from kernel mode whose one or two items are all
+/// `MMUEXT_NEW_BASEPTR` or `MMUEXT_NEW_USER_BASEPTR`: Linux's `xen_write_cr3`, one call at
+/// every switch of address space. The module docs give the reasoning. Each item is done by
+/// the ordinary path's own code on the same frame-table functions (`FrameTable::set_base`:
+/// a general and an L4 type reference taken on the new table, validating it if it is not yet
+/// an L4, the old one's dropped); `false` (nothing changed) for anything else: another
+/// command, a `done` pointer, a foreign domain, a continuation kept for an earlier batch, an
+/// item list not within one readable page, or a first item the frame table refuses. A
+/// refusal of the second item, after the first was done, is answered as the ordinary path
+/// answers it (its errno, the first item's change kept, as Xen).
+fn base_switch(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
+    use guest_abi::memory::{MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR};
+    let id = dom.id;
+    let Some(vcpu) = dom.vcpus.get_mut(v) else {
+        return false;
+    };
+    let (list, count, done, foreign) = (frame.rdi, frame.rsi, frame.rdx, frame.r10);
+    if !vcpu.xen_pv
+        || !vcpu.kernel_mode
+        || !(1..=BASE_OPS as u64).contains(&count)
+        || done != 0
+        || foreign != u64::from(guest_abi::types::DOMID_SELF)
+        || vcpu.continuation.is_some()
+        || !mem::is_canonical(frame.rip)
+        || !mem::is_canonical(frame.rsp)
+    {
+        return false;
+    }
+    let words = OP_WORDS * count as usize;
+    let Some(place) = guest_words(vcpu.l4, id, list, words, false) else {
+        return false;
+    };
+    let mut raw = [0u64; OP_WORDS * BASE_OPS];
+    physmem::read_u64s(
+        Mfn::from_phys(place),
+        ((place % PAGE_SIZE) / 8) as usize,
+        &mut raw[..words],
+    );
+    let ops = raw[..words].chunks_exact(OP_WORDS);
+    if ops
+        .clone()
+        .any(|op| !matches!(op[0] as u32, MMUEXT_NEW_BASEPTR | MMUEXT_NEW_USER_BASEPTR))
+    {
+        return false;
+    }
+    // The ordinary path reads each item through the table in force when it comes to it, so
+    // a second item after a switch of the kernel's table is read through the new one. Taken
+    // here only when that reads the same words: the new table is already an L4 (so the
+    // switch validates nothing and writes nothing) and maps the list to the same place
+    // (Linux's list is in the kernel's half, the same in every process).
+    if count == 2 && raw[0] as u32 == MMUEXT_NEW_BASEPTR && Mfn(raw[1]) != vcpu.l4 {
+        let new = Mfn(raw[1]);
+        if crate::mm::ft::current_type(new) != Some(PageType::L4)
+            || guest_words(new, id, list, words, false) != Some(place)
+        {
+            return false;
+        }
+    }
+    let mut result = Ok(());
+    for (i, op) in ops.enumerate() {
+        let mfn = Mfn(op[1]);
+        let r = if op[0] as u32 == MMUEXT_NEW_BASEPTR {
+            // The ordinary path's `MMUEXT_NEW_BASEPTR` (`mmu::mmuext_op`): in kernel mode the
+            // kernel's table is the one in force, so its copy is loaded.
+            let old = vcpu.l4;
+            crate::mm::ft::with(|t, mem| t.set_base(mem, id, Some(old), mfn)).map(|()| {
+                vcpu.l4 = mfn;
+                crate::arch::x86_64::entry::load_guest_root(mfn);
+                // What the next way out would record of it (`entered`).
+                percpu::this()
+                    .entered_l4
+                    .store(mfn.phys(), Ordering::Relaxed);
+            })
+        } else {
+            xenpv::set_user_base(vcpu, id, mfn)
+        };
+        if let Err(e) = r {
+            if i == 0 {
+                // Nothing changed (`set_base` takes nothing when it refuses).
+                return false;
+            }
+            result = Err(e);
+            break;
+        }
+    }
+    frame.rax = match result {
+        Ok(()) => 0,
+        Err(e) => guest_abi::errno::Errno::encode_result(Err(e)) as u64,
+    };
+    true
+}
+
 /// The machine address of `words` 8-byte words at the guest's `va` through the top-level
 /// table `l4` of domain `dom`, if they lie in the guest's range, 8-byte aligned, within one
 /// page, and that page is mapped (writable, when `write`, and then plain memory: never a
 /// page table or a descriptor page, whatever the walk found, as `write_bytes`). The caller
 /// holds the domain's lock, so the answer holds while it does.
+#[inline(always)]
 fn guest_words(
     l4: Mfn,
     dom: guest_abi::types::DomId,
@@ -305,9 +428,16 @@ fn guest_words(
     write: bool,
 ) -> Option<u64> {
     let len = 8 * words as u64;
-    if !mem::range_ok(va, len) || !va.is_multiple_of(8) || (va % PAGE_SIZE) + len > PAGE_SIZE {
+    // Within one page (checked first), so all of it lies in the same half and the same
+    // 512 GiB slot as `va`: `mem::range_ok(va, len)` answers as `va` alone does.
+    if !va.is_multiple_of(8)
+        || (va % PAGE_SIZE) + len > PAGE_SIZE
+        || !mem::is_canonical(va)
+        || xenia_core::layout::in_hypervisor_range(va)
+    {
         return None;
     }
+    debug_assert!(mem::range_ok(va, len));
     // The generation before the walk, as the translation cache keeps it.
     let generation = crate::mm::ft::generation();
     let key = va | 1 | (u64::from(write) << 1);
@@ -361,51 +491,60 @@ mod memo {
 
     use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
 
-    const WAYS: usize = 4;
+    /// Sets of two ways: a key has one set (two looks, no search). Two processes' kernel
+    /// stacks (each a frame place and an `iret_context`) and their `mmuext_op` lists take
+    /// six; with one way a set, two of six fell on one way about every other run and were
+    /// walked again on every use.
+    const SETS: usize = 8;
 
     /// A way: key (address | write << 1 | 1; 0: empty), top-level table, domain,
     /// generation, answer.
     struct Way([AtomicU64; 5]);
 
-    struct Ways {
-        ways: [Way; WAYS],
-        next: AtomicU64,
+    static MEMO: [[[Way; 2]; SETS]; MAX_CPUS] =
+        [const { [const { [const { Way([const { AtomicU64::new(0) }; 5]) }; 2] }; SETS] };
+            MAX_CPUS];
+
+    /// The set of `key` through the table at machine address `l4`: bits of the address
+    /// within a page and above it folded together (kernel stacks differ above bit 12, places
+    /// on one stack below it), and the table's frame (Linux's `mmuext_op` list sits at the
+    /// same address in every process, each with its own kernel table).
+    #[inline(always)]
+    fn set(key: u64, l4: u64) -> &'static [Way; 2] {
+        let h = (key >> 3) ^ (key >> 9) ^ (key >> 14) ^ (key >> 19) ^ (l4 >> 12);
+        &MEMO[percpu::this().index() % MAX_CPUS][h as usize % SETS]
     }
 
-    static MEMO: [Ways; MAX_CPUS] = [const {
-        Ways {
-            ways: [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS],
-            next: AtomicU64::new(0),
-        }
-    }; MAX_CPUS];
-
     #[inline(always)]
-    fn mine() -> &'static Ways {
-        &MEMO[percpu::this().index() % MAX_CPUS]
+    fn answer(w: &Way, key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
+        let [k, t, d, g, answer] = &w.0;
+        (k.load(Relaxed) == key
+            && t.load(Relaxed) == l4
+            && d.load(Relaxed) == u64::from(dom)
+            && g.load(Relaxed) == generation)
+            .then(|| answer.load(Relaxed))
     }
 
     #[inline(always)]
     pub fn get(key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
-        mine().ways.iter().find_map(|w| {
-            let [k, t, d, g, answer] = &w.0;
-            (k.load(Relaxed) == key
-                && t.load(Relaxed) == l4
-                && d.load(Relaxed) == u64::from(dom)
-                && g.load(Relaxed) == generation)
-                .then(|| answer.load(Relaxed))
-        })
+        let [first, second] = set(key, l4);
+        answer(first, key, l4, dom, generation).or_else(|| answer(second, key, l4, dom, generation))
     }
 
+    /// Keeps an answer in the set's first way, the first way's in the second (the older
+    /// goes).
     pub fn put(key: u64, l4: u64, dom: DomId, answer: u64, generation: u64) {
-        let me = mine();
-        let i = me.next.fetch_add(1, Relaxed) as usize % WAYS;
-        let [k, t, d, g, a] = &me.ways[i].0;
-        // Empty while it is rewritten (a pCPU's own ways: nothing else reads them).
-        k.store(0, Relaxed);
-        t.store(l4, Relaxed);
-        d.store(u64::from(dom), Relaxed);
-        g.store(generation, Relaxed);
-        a.store(answer, Relaxed);
-        k.store(key, Relaxed);
+        let [first, second] = set(key, l4);
+        let fill = |w: &Way, words: [u64; 5]| {
+            // Empty while it is rewritten (a pCPU's own ways: nothing else reads them).
+            w.0[0].store(0, Relaxed);
+            for (slot, value) in w.0.iter().zip(words).skip(1) {
+                slot.store(value, Relaxed);
+            }
+            w.0[0].store(words[0], Relaxed);
+        };
+        let old = core::array::from_fn(|i| first.0[i].load(Relaxed));
+        fill(second, old);
+        fill(first, [key, l4, u64::from(dom), generation, answer]);
     }
 }

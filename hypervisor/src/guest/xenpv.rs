@@ -404,7 +404,12 @@ pub fn set_kernel_stack(vcpu: &mut Vcpu, sp: u64) -> HcResult {
 /// mode (`EINVAL` otherwise).
 pub fn new_user_baseptr(cx: &mut Hc, mfn: Mfn) -> Result<(), Errno> {
     let id = cx.id();
-    let v = cx.vcpu_ref();
+    set_user_base(cx.vcpu(), id, mfn)
+}
+
+/// [`new_user_baseptr`] on vCPU `v` of domain `id` (the caller holds the domain): the
+/// ordinary path's code and the short way's (`fast_pv`), the same.
+pub fn set_user_base(v: &mut Vcpu, id: guest_abi::types::DomId, mfn: Mfn) -> Result<(), Errno> {
     if !v.xen_pv {
         return Err(Errno::EINVAL);
     }
@@ -418,7 +423,7 @@ pub fn new_user_baseptr(cx: &mut Hc, mfn: Mfn) -> Result<(), Errno> {
             log::debug!(target: "mm", "domain {id}: MMUEXT_NEW_USER_BASEPTR {:#x} refused: {e:?}", mfn.0);
         })?;
     }
-    cx.vcpu().user_l4 = mfn;
+    v.user_l4 = mfn;
     Ok(())
 }
 

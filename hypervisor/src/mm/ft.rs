@@ -167,6 +167,7 @@ pub fn with<R>(f: impl FnOnce(&FrameTable, &mut DirectMem) -> R) -> R {
 
 /// The frame table's generation: a translation of a guest address made at one value holds
 /// while it keeps that value (`FrameTable::generation`). Reading it needs nothing.
+#[inline]
 pub fn generation() -> u64 {
     table().generation()
 }
@@ -174,6 +175,7 @@ pub fn generation() -> u64 {
 /// The generation copies of L4 tables are kept at (`FrameTable::root_generation`): it
 /// moves with every L4 entry written and every L4 validated or devalidated, not with the
 /// updates of lower tables.
+#[inline]
 pub fn root_generation() -> u64 {
     table().root_generation()
 }
@@ -221,6 +223,7 @@ fn check_holder() {
 }
 
 /// The table, once built.
+#[inline]
 fn table() -> &'static FrameTable {
     TABLE.get().expect("frame table used before init")
 }

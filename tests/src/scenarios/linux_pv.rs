@@ -26,6 +26,7 @@ const CHECKS: &[&str] = &[
     "gs_kernel_base",
     "hostile_user_l4_refused",
     "new_user_baseptr",
+    "base_switch_checked",
     "user_syscall_frame",
     "user_syscall_is_not_a_hypercall",
     "gs_swapped_on_mode_changes",

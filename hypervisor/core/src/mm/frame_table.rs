@@ -764,6 +764,7 @@ impl FrameTable {
 
     /// The table's generation (see the field): it changes whenever a translation through
     /// page tables may have changed.
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
@@ -782,6 +783,7 @@ impl FrameTable {
     }
 
     /// The generation copies of L4 tables are kept at (see the field).
+    #[inline]
     pub fn root_generation(&self) -> u64 {
         self.root_generation.load(Ordering::SeqCst)
     }
@@ -1565,9 +1567,7 @@ impl FrameTable {
             self.ref_put(new);
             return Err(e);
         }
-        self.edit(new, |f| {
-            f.base_refs = f.base_refs.saturating_add(1);
-        });
+        self.base_ref_step(new, dom, true);
         match old {
             Some(old) => self.drop_base(mem, dom, old),
             None => Ok(()),
@@ -1577,19 +1577,52 @@ impl FrameTable {
     /// Drops the base-pointer reference a vCPU of `dom` holds on `old` (vCPU teardown).
     pub fn drop_base<M: PageMemory>(&self, mem: &mut M, dom: DomId, old: Mfn) -> Result<(), Errno> {
         self.check_base(old, dom)?;
-        self.edit(old, |f| {
-            f.base_refs -= 1;
-        });
+        self.base_ref_step(old, dom, false);
         self.type_put(mem, old);
         self.ref_put(old);
         Ok(())
     }
 
     fn check_base(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
-        match self.frame(mfn) {
-            Some(f) if f.owner == Owner::Domain(dom) && f.base_refs > 0 => Ok(()),
+        let words = self.slot(mfn).map(|i| &self.frames[i].0);
+        match words {
+            Some([w0, _, w2, _])
+                if w0.load(Ordering::Acquire) & W0_OWNER_MASK
+                    == Slot::owner_bits(Owner::Domain(dom))
+                    && lo(w2.load(Ordering::Acquire)) > 0 =>
+            {
+                Ok(())
+            }
             _ => Err(Errno::EINVAL),
         }
+    }
+
+    /// One base-pointer reference more (`up`) or fewer on `mfn`, which `dom` owns (the caller
+    /// checked: `ref_get` or `check_base`), on the record's words as the counting primitives
+    /// do: a context switch of a Xen PV guest makes four of these (session 14), and the
+    /// decode and encode of the whole record cost more than the change. `base_refs` is the
+    /// low half of word 2; a change of it alone moves no generation (`use_changed` looks at
+    /// the owner, word 0 and the type count, none of which changes), as through `edit`. Up
+    /// saturates, as before; down below zero is not reached (`check_base` first) and is
+    /// counted as an underflow.
+    fn base_ref_step(&self, mfn: Mfn, dom: DomId, up: bool) {
+        let Some(slot) = self.slot(mfn) else {
+            return self.underflow();
+        };
+        let [w0, _, w2, _] = &self.frames[slot].0;
+        if w0.load(Ordering::Acquire) & W0_OWNER_MASK != Slot::owner_bits(Owner::Domain(dom)) {
+            return self.underflow();
+        }
+        let words = w2.load(Ordering::Acquire);
+        let base = lo(words);
+        let base = match up {
+            true => base.saturating_add(1),
+            false => match base.checked_sub(1) {
+                Some(b) => b,
+                None => return self.underflow(),
+            },
+        };
+        w2.store((words & !0xFFFF_FFFF) | u64::from(base), Ordering::Release);
     }
 
     /// `mmu_update` with `MMU_NORMAL_PT_UPDATE` (or `MMU_PT_UPDATE_PRESERVE_AD`): sets entry

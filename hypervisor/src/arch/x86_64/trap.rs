@@ -294,22 +294,24 @@ fn xen_pv_syscall(frame: &mut TrapFrame, kernel: bool) {
     use crate::guest::fast_pv::{self, Kind};
     frame.cs = u64::from(guest_abi::selectors::FLAT_RING3_CS64);
     frame.ss = u64::from(guest_abi::selectors::FLAT_RING3_SS64);
-    if kernel {
+    let kind = if kernel {
         frame.vector = u64::from(guest_abi::hypercall::HYPERCALL_VECTOR);
         // The kernel's return to a program (`HYPERVISOR_iret`) and the hypercalls of its
         // context switch, the short way when they can (`guest::fast_pv`).
-        let kind = match frame.rax {
+        match frame.rax {
             guest_abi::hypercall::HYPERVISOR_IRET => Some(Kind::Iret),
             guest_abi::hypercall::HYPERVISOR_SET_SEGMENT_BASE
-            | guest_abi::hypercall::HYPERVISOR_STACK_SWITCH => Some(Kind::Hypercall),
+            | guest_abi::hypercall::HYPERVISOR_STACK_SWITCH
+            | guest_abi::hypercall::HYPERVISOR_MMUEXT_OP => Some(Kind::Hypercall),
             _ => None,
-        };
-        if let Some(kind) = kind
-            && fast_pv::trap(frame, kind)
-        {
-            return;
         }
-    } else if fast_pv::trap(frame, Kind::Syscall) {
+    } else {
+        Some(Kind::Syscall)
+    };
+    // One call site: the short ways are inlined here (this function is out of line).
+    if let Some(kind) = kind
+        && fast_pv::trap(frame, kind)
+    {
         return;
     }
     crate::guest::trap(frame)

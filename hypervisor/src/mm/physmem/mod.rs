@@ -273,6 +273,21 @@ pub fn read_u64s(mfn: Mfn, index: usize, out: &mut [u64]) {
     }
 }
 
+/// Words `index..index + N` of `mfn`, each read once (an `iret_context`, an `mmuext_op`
+/// list: a few words whose count is known at the call, read without a loop's bookkeeping).
+#[inline]
+pub fn read_u64_array<const N: usize>(mfn: Mfn, index: usize) -> [u64; N] {
+    assert!(
+        index
+            .checked_add(N)
+            .is_some_and(|end| end <= WORDS_PER_FRAME),
+        "words {index}..+{N} leave the frame"
+    );
+    let va = frame_va(mfn) as *const u64;
+    // SAFETY: as in `read_u64`; `index + i` is below `WORDS_PER_FRAME` (checked above).
+    core::array::from_fn(|i| unsafe { core::ptr::read_volatile(va.add(index + i)) })
+}
+
 /// The words of `mfn` from word `from` on that are not zero, in order, as `(index, value)`
 /// pairs, as many as `out` holds: how many were put there, and the word to go on from (the
 /// frame's word count at its end). A page table's entries in use, for its validation and

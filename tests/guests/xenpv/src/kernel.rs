@@ -15,7 +15,9 @@ use guest_abi::elfnote::{
     XEN_ELFNOTE_VIRT_BASE, XEN_ELFNOTE_XEN_VERSION,
 };
 use guest_abi::hypercall as nr;
-use guest_abi::memory::{MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MmuextOp, UVMF_INVLPG};
+use guest_abi::memory::{
+    MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MmuextOp, UVMF_INVLPG,
+};
 use guest_abi::selectors::{
     FLAT_KERNEL_CS64, FLAT_KERNEL_SS64, FLAT_USER_CS64, FLAT_USER_SS64, KERNEL_DS, SEGBASE_FS,
     SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL,
@@ -650,6 +652,69 @@ extern "C" fn main(start_info: u64) -> ! {
         "new_user_baseptr",
         ro == 0 && pin == 0 && set == 0,
         format_args!("update_va_mapping {ro}, pin {pin}, new_user_baseptr {set}"),
+    );
+
+    // 5b. The base-pointer switch Linux makes at each context switch (`xen_write_cr3`: one
+    // `mmuext_op` of NEW_BASEPTR and NEW_USER_BASEPTR, the hypervisor's short way since
+    // session 14) answers as the ordinary path: what it takes works, what it must refuse is
+    // refused, and a refused second item keeps the first one's change.
+    let kernel_l4 = mem.mfn_of(si.pt_base);
+    let user_l4 = mem.mfn_of(l4);
+    fn pair(a: (u32, u64), b: (u32, u64), done: Option<&mut u32>) -> i64 {
+        let ops = [
+            MmuextOp {
+                cmd: a.0,
+                arg1: a.1,
+                arg2: 0,
+            },
+            MmuextOp {
+                cmd: b.0,
+                arg1: b.1,
+                arg2: 0,
+            },
+        ];
+        let done = done.map_or(0, |d| d as *mut u32 as u64);
+        hypercall(
+            nr::HYPERVISOR_MMUEXT_OP,
+            [
+                ops.as_ptr() as u64,
+                2,
+                done,
+                u64::from(guest_abi::types::DOMID_SELF),
+                0,
+            ],
+        )
+    }
+    let (k, u) = (MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR);
+    // Linux's pair, twice (the second changes nothing), and with a `done` count.
+    let same = pair((k, kernel_l4), (u, user_l4), None);
+    let again = pair((k, kernel_l4), (u, user_l4), None);
+    let mut done = 0u32;
+    let counted = pair((k, kernel_l4), (u, user_l4), Some(&mut done));
+    // A kernel table that is a writable data page, a frame outside memory, a frame of the
+    // hypervisor's (the first megabyte), each refused with nothing changed; then a good first
+    // item with a refused second: the error, the first kept.
+    let data_page = pair((k, mem.mfn_of(code)), (u, user_l4), None);
+    let outside = pair((k, 0xF_FFFF_FFFF), (u, user_l4), None);
+    let hypervisors = mmuext(MMUEXT_NEW_BASEPTR, 0x100);
+    let second_bad = pair((k, kernel_l4), (u, mem.mfn_of(code)), None);
+    // The user table is still in force for user mode (the later checks go there), set again.
+    let reset = mmuext(MMUEXT_NEW_USER_BASEPTR, user_l4);
+    check(
+        "base_switch_checked",
+        same == 0
+            && again == 0
+            && counted == 0
+            && done == 2
+            && data_page < 0
+            && outside < 0
+            && hypervisors < 0
+            && second_bad < 0
+            && reset == 0,
+        format_args!(
+            "pair {same} {again} {counted} done {done}; data page {data_page}, outside \
+             {outside}, hypervisor's {hypervisors}, second refused {second_bad}, reset {reset}"
+        ),
     );
 
     // 6. To user mode by iret, back by syscall: the syscall callback's frame.
