@@ -47,6 +47,11 @@ const CHECKS: &[&str] = &[
     "iret_user_refused_frame_gp",
     "iret_delivers_pending_event",
     "user_table_changes_seen",
+    "base_switch_list_remapped",
+    "base_switch_second_item_through_new_table",
+    "base_switch_refs_balanced",
+    "user_base_refs_balanced",
+    "user_l4_rewritten_while_plain",
 ];
 
 /// The checks the test kernel adds when its domain has a second vCPU (`vcpus=2`).

@@ -323,6 +323,7 @@ macro_rules! say {
     }};
 }
 
+mod base;
 mod gdt;
 mod smp;
 
@@ -953,6 +954,19 @@ extern "C" fn main(start_info: u64) -> ! {
     // frame table's root generation holds): entries removed and put back, in the user L4
     // and in the L1 below it (which the copy shares), are seen by each return to user mode.
     root_copy_checks(&mem, [l4, l1, code], off(xp_u_syscall));
+
+    // 16. Attacks on the base-pointer short way and the kept copies of L4 tables (session
+    // 14's review): the list remapped, a second item read through the new table, references
+    // balanced, an L4 rewritten while plain memory.
+    base::run_checks(
+        &mem,
+        si,
+        &base::Pages {
+            first: base + 0x10000 + 20 * 4096,
+            user_l4: l4,
+            syscall_offset: off(xp_u_syscall),
+        },
+    );
     say!("xenpv: done");
 
     // 13. What the hypervisor must answer by crashing this domain.
