@@ -964,6 +964,7 @@ extern "C" fn main(start_info: u64) -> ! {
         &base::Pages {
             first: base + 0x10000 + 20 * 4096,
             user_l4: l4,
+            spare_user_l4: base + 0x10000 + 26 * 4096,
             syscall_offset: off(xp_u_syscall),
         },
     );

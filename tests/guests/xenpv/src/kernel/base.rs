@@ -14,11 +14,12 @@
 //!   unpinned (it cannot be mapped writable), and once the base moves away it has no
 //!   reference left (it can): no reference lost or leaked by the short way, with the same
 //!   table set again and again between.
-//! - `user_base_refs_balanced`: the same for the user table, dropped by a
-//!   `NEW_USER_BASEPTR` of 0.
-//! - `user_l4_rewritten_while_plain`: the user table, once no table (unpinned, no base),
-//!   has an entry cut by `mmu_update` as plain memory; made an L4 and the user table again,
-//!   a return to user mode sees the cut (the pCPU's kept copy of the old table is not
+//! - `user_base_refs_balanced`: the same for a second user table, dropped by a
+//!   `NEW_USER_BASEPTR` of 0 (the first is held by a second vCPU's context, when there is
+//!   one).
+//! - `user_l4_rewritten_while_plain`: that table, once no table (unpinned, no base), has an
+//!   entry cut by `mmu_update` as plain memory; made an L4 and the user table again, a
+//!   return to user mode sees the cut (the pCPU's copy of the table from before is not
 //!   used), and the entry put back is seen too.
 
 use core::fmt::Write;
@@ -48,6 +49,8 @@ pub struct Pages {
     pub first: u64,
     /// The user table (pinned, the user base; its slot 1 maps the program at `USER_VA`).
     pub user_l4: u64,
+    /// A free padding page for a second user table.
+    pub spare_user_l4: u64,
     /// `xp_u_syscall`'s offset in the program's page.
     pub syscall_offset: u64,
 }
@@ -210,19 +213,36 @@ pub fn run_checks(mem: &Mem, si: &StartInfo, pages: &Pages) {
         ),
     );
 
-    // 16d. The user table: set again and again, unpinned while the user base (keeps its
-    // type), pinned again, dropped by NEW_USER_BASEPTR 0, unpinned: no reference left.
-    let user_l4 = pages.user_l4;
-    let again = [pair(k1, u), pair(k1, u), pair(k1, u)];
-    let unpin = mmuext(MMUEXT_UNPIN_TABLE, u);
-    let in_use = map(user_l4, u, PTE_P | PTE_RW | PTE_U);
-    let repin = mmuext(MMUEXT_PIN_L4_TABLE, u);
+    // 16d. A second user table u2 (the first one's entries; a second vCPU's context holds
+    // the first): set, used once from user mode (this pCPU keeps its copy), set again and
+    // again, unpinned while the user base (keeps its type), pinned again, dropped by
+    // NEW_USER_BASEPTR 0, unpinned: no reference left.
+    let masked = IretContext {
+        rflags: 2,
+        ..user_context(pages.syscall_offset)
+    };
+    let u2 = mem.mfn_of(pages.spare_user_l4);
+    for i in 0..512 {
+        write_u64(pages.spare_user_l4 + i * 8, read(pages.user_l4 + i * 8));
+    }
+    let ro = map(pages.spare_user_l4, u2, PTE_P | PTE_U);
+    let pin = mmuext(MMUEXT_PIN_L4_TABLE, u2);
+    let set = pair(k1, u2);
+    let warm = iret_to_user(&masked, 0);
+    let again = [pair(k1, u2), pair(k1, u2), pair(k1, u2)];
+    let unpin = mmuext(MMUEXT_UNPIN_TABLE, u2);
+    let in_use = map(pages.spare_user_l4, u2, PTE_P | PTE_RW | PTE_U);
+    let repin = mmuext(MMUEXT_PIN_L4_TABLE, u2);
     let dropped = mmuext(MMUEXT_NEW_USER_BASEPTR, 0);
-    let unpin2 = mmuext(MMUEXT_UNPIN_TABLE, u);
-    let free = map(user_l4, u, PTE_P | PTE_RW | PTE_U);
+    let unpin2 = mmuext(MMUEXT_UNPIN_TABLE, u2);
+    let free = map(pages.spare_user_l4, u2, PTE_P | PTE_RW | PTE_U);
     check(
         "user_base_refs_balanced",
-        again == [0; 3]
+        ro == 0
+            && pin == 0
+            && set == 0
+            && warm == VEC_SYSCALL
+            && again == [0; 3]
             && unpin == 0
             && in_use < 0
             && repin == 0
@@ -230,30 +250,28 @@ pub fn run_checks(mem: &Mem, si: &StartInfo, pages: &Pages) {
             && unpin2 == 0
             && free == 0,
         format_args!(
-            "pairs {again:?}; unpinned {unpin}, writable while the user base {in_use}; \
-             pinned {repin}, dropped {dropped}, unpinned {unpin2}, writable then {free}"
+            "u2 read-only {ro}, pinned {pin}, set {set}, used {warm:#x}; pairs {again:?};              unpinned {unpin}, writable while the user base {in_use}; pinned {repin},              dropped {dropped}, unpinned {unpin2}, writable then {free}"
         ),
     );
 
-    // 16e. The user table, plain memory now, has its slot-1 entry (the program) cut by
-    // `mmu_update` of a plain frame; made the user table again, a return to user mode
-    // faults at the program's first instruction; the entry put back, it runs.
-    let entry = read(user_l4 + 8);
-    let cut = mmu_update_one(u << 12 | 8, 0);
-    let ro = map(user_l4, u, PTE_P | PTE_U);
-    let pin = mmuext(MMUEXT_PIN_L4_TABLE, u);
-    let set = mmuext(MMUEXT_NEW_USER_BASEPTR, u);
-    let masked = IretContext {
-        rflags: 2,
-        ..user_context(pages.syscall_offset)
-    };
+    // 16e. u2, plain memory now, has its slot-1 entry (the program) cut by `mmu_update` of
+    // a plain frame; made an L4 and the user table again, a return to user mode faults at
+    // the program's first instruction (this pCPU's copy of u2 from 16d is not used); the
+    // entry put back, the program runs.
+    let entry = read(pages.spare_user_l4 + 8);
+    let cut = mmu_update_one(u2 << 12 | 8, 0);
+    let ro = map(pages.spare_user_l4, u2, PTE_P | PTE_U);
+    let pin = mmuext(MMUEXT_PIN_L4_TABLE, u2);
+    let set = mmuext(MMUEXT_NEW_USER_BASEPTR, u2);
     // The TLB is the guest's to flush; the hypervisor's copies of the table are not.
     let flush = mmuext(MMUEXT_TLB_FLUSH_LOCAL, 0);
     let v_cut = iret_to_user(&masked, 0);
     let (w, _) = recorded();
     let faulted = v_cut == 14 && w[3] == USER_VA + pages.syscall_offset;
-    let put_back = mmu_update_one(u << 12 | 8, entry);
+    let put_back = mmu_update_one(u2 << 12 | 8, entry);
     let v_back = iret_to_user(&masked, 0);
+    // The first user table again (the hostile requests after use it), u2 no table.
+    let restored = pair(k1, u) | mmuext(MMUEXT_UNPIN_TABLE, u2);
     check(
         "user_l4_rewritten_while_plain",
         entry & PTE_P != 0
@@ -264,11 +282,12 @@ pub fn run_checks(mem: &Mem, si: &StartInfo, pages: &Pages) {
             && flush == 0
             && faulted
             && put_back == 0
-            && v_back == VEC_SYSCALL,
+            && v_back == VEC_SYSCALL
+            && restored == 0,
         format_args!(
             "entry {entry:#x} cut {cut}; read-only {ro}, pinned {pin}, user base {set}; \
              return with the entry cut: vector {v_cut:#x} at {:#x}; put back {put_back}, \
-             return: {v_back:#x}",
+             return: {v_back:#x}; the first table again {restored}",
             w[3]
         ),
     );
