@@ -62,6 +62,7 @@ const SMP_CHECKS: &[&str] = &[
     "smp_vcpu1_events",
     "smp_event_binding",
     "smp_vcpu1_down",
+    "smp_base_switch_list_remapped_by_vcpu1",
 ];
 
 /// How long the test kernel may take from `xl create` to `xenpv: done`.

@@ -5,7 +5,9 @@
 //!
 //! - `base_switch_list_remapped`: the item list's page is remapped between two calls (an L1
 //!   entry changed by `update_va_mapping`); the second call reads the new page, not the
-//!   one the hypervisor's kept translation named.
+//!   one the hypervisor's kept translation named. `smp_base_switch_list_remapped_by_vcpu1`
+//!   (with a second vCPU): the same with the remap made by vCPU 1, brought up again for it
+//!   (`smp::remap_on_vcpu1`), on another pCPU when the machine has two.
 //! - `base_switch_second_item_through_new_table`: a two-item call whose first item switches
 //!   to a kernel table that does not map the list (already an L4, so the short way looks
 //!   at it): the second item is read through the new table, as Xen reads it, and fails;
@@ -162,6 +164,25 @@ pub fn run_checks(mem: &Mem, si: &StartInfo, pages: &Pages) {
              ({to_p1}) {back}"
         ),
     );
+
+    // 16a'. With a second vCPU: the list remapped by it (on another pCPU when the machine
+    // has two), after this pCPU's memo kept the first page.
+    let warm = ops_at(SCRATCH, 2);
+    if let Some(remote) =
+        super::smp::remap_on_vcpu1(SCRATCH, mem.mfn_of(p2) << 12 | PTE_P | PTE_RW | PTE_U)
+    {
+        let after = ops_at(SCRATCH, 2);
+        let local = map(SCRATCH, mem.mfn_of(p1), PTE_P | PTE_RW | PTE_U);
+        let again = ops_at(SCRATCH, 2);
+        check(
+            "smp_base_switch_list_remapped_by_vcpu1",
+            warm == 0 && remote == 0 && after < 0 && local == 0 && again == 0,
+            format_args!(
+                "call {warm}; remapped by vCPU 1 {remote}, call {after}; back {local}, call \
+                 {again}"
+            ),
+        );
+    }
 
     // 16b. The first item switches to k2, which does not map SCRATCH: the second item cannot
     // be read (Xen: EFAULT), the first is kept (k2 is the base: unpinned, it keeps its

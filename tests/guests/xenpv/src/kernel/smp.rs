@@ -274,8 +274,56 @@ extern "C" fn v1_main() -> ! {
     );
     V1_STATE.store(2, Ordering::Release);
     loop {
+        // Brought up again for a remap (`remap_on_vcpu1`): made, then down again.
+        let va = V1_REMAP_VA.load(Ordering::Acquire);
+        if va != 0 {
+            let r = hypercall(
+                nr::HYPERVISOR_UPDATE_VA_MAPPING,
+                [
+                    va,
+                    V1_REMAP_PTE.load(Ordering::Relaxed),
+                    guest_abi::memory::UVMF_INVLPG,
+                    0,
+                    0,
+                ],
+            );
+            V1_REMAP_RESULT.store(r as u64, Ordering::Relaxed);
+            V1_REMAP_VA.store(0, Ordering::Release);
+        }
         vcpu_op(vo::VCPUOP_DOWN, 1, 0);
     }
+}
+
+/// A remap vCPU 0 asks of vCPU 1 once it is down (`remap_on_vcpu1`): the address (0: none),
+/// the new entry, and the result, left by vCPU 1 before it clears the address.
+static V1_REMAP_VA: AtomicU64 = AtomicU64::new(0);
+static V1_REMAP_PTE: AtomicU64 = AtomicU64::new(0);
+static V1_REMAP_RESULT: AtomicU64 = AtomicU64::new(0);
+
+/// Has vCPU 1 (down, after [`run`]) brought up again to map kernel address `va` to `pte`
+/// with `update_va_mapping`, and waits (bounded) until it is down again: its result, or
+/// `None` when the domain has no vCPU 1. A wait out of bounds answers `EAGAIN` (-11).
+pub fn remap_on_vcpu1(va: u64, pte: u64) -> Option<i64> {
+    if vcpu_op(vo::VCPUOP_IS_UP, 1, 0) != 0 {
+        return None;
+    }
+    V1_REMAP_PTE.store(pte, Ordering::Relaxed);
+    V1_REMAP_VA.store(va, Ordering::Release);
+    let up = vcpu_op(vo::VCPUOP_UP, 1, 0);
+    let mut waited = 0;
+    while (V1_REMAP_VA.load(Ordering::Acquire) != 0 || vcpu_op(vo::VCPUOP_IS_UP, 1, 0) != 0)
+        && waited < YIELD_BOUND
+    {
+        sched_op(guest_abi::sched::SCHEDOP_YIELD, 0);
+        waited += 1;
+    }
+    if up != 0 {
+        return Some(up);
+    }
+    if V1_REMAP_VA.load(Ordering::Acquire) != 0 {
+        return Some(-11);
+    }
+    Some(V1_REMAP_RESULT.load(Ordering::Relaxed) as i64)
 }
 
 /// What `main` gives this section.
