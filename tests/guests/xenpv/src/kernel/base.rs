@@ -46,7 +46,7 @@ const SCRATCH: u64 = 0x100_0000_0000;
 
 /// The pages this check uses: free padding pages (the other checks use up to 12).
 pub struct Pages {
-    /// The first of six: a second kernel table, the chain mapping [`SCRATCH`] (L3, L2,
+    /// The first of six: a second kernel table, the chain mapping `SCRATCH` (L3, L2,
     /// L1) and two list pages.
     pub first: u64,
     /// The user table (pinned, the user base; its slot 1 maps the program at `USER_VA`).
