@@ -139,7 +139,7 @@ pub fn run_checks(mem: &Mem, si: &StartInfo, pages: &Pages) {
     }
     setup |= mmuext(MMUEXT_PIN_L4_TABLE, mem.mfn_of(k2));
     setup |= mmu_update_one(
-        k1 << 12 | 2 * 8,
+        (k1 << 12) | (2 * 8),
         mem.mfn_of(l3a) << 12 | PTE_P | PTE_RW | PTE_U,
     );
 
@@ -314,7 +314,7 @@ pub fn run_checks(mem: &Mem, si: &StartInfo, pages: &Pages) {
     );
 
     // The kernel's table as it was: SCRATCH unmapped again.
-    let undo = mmu_update_one(k1 << 12 | 2 * 8, 0);
+    let undo = mmu_update_one((k1 << 12) | (2 * 8), 0);
     if undo != 0 {
         say!("xenpv: SCRATCH's L4 entry not removed: {undo}");
     }
