@@ -252,7 +252,7 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     // event the return unmasks (delivered there, on the way out).
     if (to_user && vcpu.user_l4 == Mfn(0))
         || !mem::is_canonical(rsp)
-        || xenpv::iret_refusal(cs16, ss16, rip).is_some()
+        || flat_or_checked_refusal(cs16, ss16, rip)
         || (mask == 0 && info.evtchn_upcall_pending.load(Ordering::Acquire) != 0)
     {
         return false;
@@ -273,6 +273,22 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     frame.ss = u64::from(ss16);
     info.evtchn_upcall_mask.store(mask, Ordering::Release);
     true
+}
+
+/// Whether the CPU's `iretq` would refuse `cs:rip` with `ss` (RPL 3) for a Xen PV vCPU:
+/// `xenpv::iret_refusal`, except for the pair almost every return names, Xen's flat
+/// `FLAT_RING3_CS64`/`FLAT_RING3_SS64`. Those two are in Xen's reserved GDT page
+/// (`gdt::XEN_RESERVED_GDT`, page 14 of every Xen PV vCPU's GDT, whatever its own frames;
+/// never written), as a present DPL-3 64-bit code segment and a present DPL-3 writable data
+/// segment, so `iretq` takes them with any canonical `rip`: the `lar`/`lsl` checks would
+/// only find that again (about 50 instructions of each `iret`, issue 18, session 15).
+#[inline(always)]
+fn flat_or_checked_refusal(cs: u16, ss: u16, rip: u64) -> bool {
+    use guest_abi::selectors::{FLAT_RING3_CS64, FLAT_RING3_SS64};
+    if cs == FLAT_RING3_CS64 && ss == FLAT_RING3_SS64 {
+        return !mem::is_canonical(rip);
+    }
+    xenpv::iret_refusal(cs, ss, rip).is_some()
 }
 
 /// `set_segment_base` or `stack_switch` from kernel mode, answered as the ordinary path's

@@ -216,8 +216,23 @@ pub fn world_write_locked() -> bool {
 /// hypercalls back to back on two pCPUs would otherwise keep a third out for good.
 const DEFER_TO_WRITERS_US: u64 = 200;
 
-/// Takes the world shared, after any pCPU waiting to take it exclusive (for a while).
+/// Takes the world shared, after any pCPU waiting to take it exclusive (for a while). The
+/// first try (no writer waiting, the lock free of writers) is inlined into the callers:
+/// every trap comes here (issue 18, session 15).
+#[inline]
 pub fn read_world() -> SharedWorld {
+    if WRITERS_WAITING.load(Ordering::SeqCst) == 0 {
+        let held = crate::lockorder::Held::new(crate::lockorder::Level::World);
+        if let Some(inner) = WORLD.try_read() {
+            return SharedWorld { inner, _held: held };
+        }
+    }
+    read_world_waiting()
+}
+
+/// [`read_world`] after its first try failed: the wait, deferring to writers for a while.
+#[inline(never)]
+fn read_world_waiting() -> SharedWorld {
     let held = crate::lockorder::Held::new(crate::lockorder::Level::World);
     // When this pCPU first found a writer waiting (the clock is read only then).
     let mut deferring_since = None;

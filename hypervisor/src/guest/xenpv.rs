@@ -310,19 +310,10 @@ pub fn iret(cx: &mut Hc) -> HcResult {
 /// would return: a selector the GDT in force does not give as ring-3 code (CS) or writable
 /// data (SS) gives its index (RPL cleared), a RIP the code segment cannot take (not
 /// canonical, or beyond a 32-bit segment's limit) 0.
+#[inline]
 pub fn iret_refusal(cs: u16, ss: u16, rip: u64) -> Option<u64> {
-    use crate::arch::x86_64::gdt;
     // The descriptors in force are the caller's GDT (it runs on this pCPU).
-    if !gdt::iret_code_ok(cs, 0) {
-        return Some(u64::from(cs & !3));
-    }
-    if !gdt::iret_stack_ok(ss) {
-        return Some(u64::from(ss & !3));
-    }
-    if !gdt::iret_code_ok(cs, rip) {
-        return Some(0);
-    }
-    None
+    crate::arch::x86_64::gdt::iret_refusal(cs, ss, rip)
 }
 
 /// `set_segment_base` for a Xen PV vCPU (Xen's `do_set_segment_base`): FS, the user and

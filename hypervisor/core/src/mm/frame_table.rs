@@ -1568,19 +1568,26 @@ impl FrameTable {
             return Err(e);
         }
         self.base_ref_step(new, dom, true);
-        match old {
-            Some(old) => self.drop_base(mem, dom, old),
-            None => Ok(()),
+        if let Some(old) = old {
+            // `check_base(old)` held above, and what happened since touched only `new`
+            // (a different frame): no second look (issue 18, session 15).
+            self.drop_checked_base(mem, dom, old);
         }
+        Ok(())
     }
 
     /// Drops the base-pointer reference a vCPU of `dom` holds on `old` (vCPU teardown).
     pub fn drop_base<M: PageMemory>(&self, mem: &mut M, dom: DomId, old: Mfn) -> Result<(), Errno> {
         self.check_base(old, dom)?;
+        self.drop_checked_base(mem, dom, old);
+        Ok(())
+    }
+
+    /// [`FrameTable::drop_base`] after its `check_base` passed.
+    fn drop_checked_base<M: PageMemory>(&self, mem: &mut M, dom: DomId, old: Mfn) {
         self.base_ref_step(old, dom, false);
         self.type_put(mem, old);
         self.ref_put(old);
-        Ok(())
     }
 
     fn check_base(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {

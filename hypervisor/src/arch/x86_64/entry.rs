@@ -151,11 +151,21 @@ xenia_entry_stubs:
 .endr
 
 // SYSCALL (from ring 3, or ring 1): CPL 0, guest CR3, the guest's RSP, RIP in RCX,
-// RFLAGS in R11, interrupts off (FMASK). Build a hardware-style frame on the entry stack.
+// RFLAGS in R11, interrupts off (FMASK). Unlike an exception, nothing is on a stack yet:
+// the hypervisor root is loaded first (RAX kept on the entry stack meanwhile, the guest's
+// RSP in its bottom word), and the hardware-style frame is built on the hypervisor stack
+// itself, with no copy from the entry stack (issue 18, session 15: 18 instructions of each
+// system call and Xen PV hypercall). What is left on the entry stack (the guest's RAX) is
+// this guest's own, and wiped before another domain's vCPU runs here, as below.
 .global xenia_entry_syscall
 xenia_entry_syscall:
     mov [rip + EA_ENTRY_STACK_BOTTOM], rsp
     lea rsp, [rip + EA_ENTRY_STACK_TOP]
+    push rax
+    mov rax, [rip + EA_HV_CR3]
+    mov cr3, rax
+    // Hypervisor root from here: this pCPU's PerCpu is mapped (hv_stack_top at +0).
+    mov rsp, [rip + EA_PERCPU]
     push {user_ds}
     push qword ptr [rip + EA_ENTRY_STACK_BOTTOM]
     mov qword ptr [rip + EA_ENTRY_STACK_BOTTOM], 0
@@ -164,7 +174,10 @@ xenia_entry_syscall:
     push rcx
     push 0
     push {syscall_vector}
-    jmp xenia_entry_from_guest
+    push qword ptr [rip + EA_ENTRY_STACK_TOP - 8]
+    // RSP at the RAX slot, RCX the guest's (its RIP), as `xenia_entry_from_guest` leaves
+    // them after its copy.
+    jmp xenia_entry_saved_rax
 
 xenia_entry_common:
     test byte ptr [rsp + 24], 3
@@ -279,6 +292,7 @@ xenia_entry_from_guest:
     // left there (rcx, rax, vector, error code, rip, cs, rflags, rsp, ss) is this guest's
     // own, and is wiped before a vCPU of another domain runs here (`scrub_entry_stacks`).
     lea rsp, [rax - 64]
+xenia_entry_saved_rax:
     push rbx
     push rcx
     push rdx
@@ -933,7 +947,41 @@ fn take_root_frames(cpu: &super::percpu::PerCpu) {
 /// entry written and no L4 or owner changed anywhere since, `mm::ft::root_generation`) is
 /// still a true copy, and is
 /// loaded as it is (two address spaces switching back and forth copy nothing).
+///
+/// The search for a kept copy is inlined into the callers (a Xen PV vCPU's every change of
+/// mode comes here, twice a system call); a miss, and the first call on a pCPU, take
+/// [`load_guest_root_copying`], which searches again and copies (issue 18, session 15: the
+/// one function's register saves for the copy were half of a hit's cost).
+#[inline]
 pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
+    use core::sync::atomic::Ordering;
+    let cpu = super::percpu::this();
+    if cpu.guest_root.load(Ordering::SeqCst) != 0 {
+        // As in `load_guest_root_copying`: the source published, then a fence, then the
+        // generation and the slots read.
+        cpu.guest_root_source
+            .store(guest_l4.phys(), Ordering::SeqCst);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        let generation = crate::mm::ft::root_generation();
+        for i in 0..super::percpu::ROOT_SLOTS {
+            if cpu.root_sources[i].load(Ordering::SeqCst) == guest_l4.phys()
+                && cpu.root_generations[i].load(Ordering::SeqCst) == generation
+            {
+                let frame = cpu.root_frames[i].load(Ordering::SeqCst);
+                if frame != 0 {
+                    cpu.guest_cr3.store(frame, Ordering::SeqCst);
+                    return;
+                }
+            }
+        }
+    }
+    load_guest_root_copying(guest_l4);
+}
+
+/// [`load_guest_root`] when no kept copy is found (or the pCPU has none yet): the whole
+/// search again, then a copy into a slot.
+#[inline(never)]
+fn load_guest_root_copying(guest_l4: crate::mm::Mfn) {
     use super::layout::{FIRST_RESERVED_SLOT, LAST_RESERVED_SLOT};
     use crate::mm::{Mfn, physmem};
     use core::sync::atomic::Ordering;

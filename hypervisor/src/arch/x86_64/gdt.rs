@@ -334,6 +334,33 @@ pub fn iret_code_ok(cs: u16, rip: u64) -> bool {
     }
 }
 
+/// The #GP error code `iretq` would raise returning to `cs:rip` with `ss` (RPL already 3),
+/// in the CPU's order (Intel SDM Vol. 2A, IRET: CS, then SS, then RIP), or `None` if it
+/// would return: what [`iret_code_ok`] and [`iret_stack_ok`] decide, with one `lar` for
+/// each selector (a Xen PV kernel's every `iret` comes here; issue 18, session 15).
+#[inline]
+pub fn iret_refusal(cs: u16, ss: u16, rip: u64) -> Option<u64> {
+    // A present code segment of DPL 3 (or conforming); L and D together are reserved, and
+    // refused with the selector as `iret_code_ok` refuses them.
+    let code = if cs & 3 == 3 { lar(cs) } else { None }.filter(|&ar| {
+        ar & (AR_S | AR_CODE | AR_P) == AR_S | AR_CODE | AR_P
+            && (ar & AR_DPL3 == AR_DPL3 || ar & AR_CONFORMING_OR_EXPAND_DOWN != 0)
+            && ar & (AR_L | AR_DB) != AR_L | AR_DB
+    });
+    let Some(ar) = code else {
+        return Some(u64::from(cs & !3));
+    };
+    if !iret_stack_ok(ss) {
+        return Some(u64::from(ss & !3));
+    }
+    let rip_ok = if ar & AR_L != 0 {
+        crate::guest::mem::is_canonical(rip)
+    } else {
+        lsl(cs).is_some_and(|limit| rip <= u64::from(limit))
+    };
+    if rip_ok { None } else { Some(0) }
+}
+
 /// Whether `iretq` would accept `ss` (RPL 3) for a return to ring 3: a writable data
 /// segment, present, DPL 3.
 pub fn iret_stack_ok(ss: u16) -> bool {
