@@ -25,8 +25,9 @@
 //! someone else changed meanwhile ends with `EAGAIN`; a commit applies all of its changes at
 //! once and fires their watches then.
 //!
-//! **Not served**: `XS_CONTROL`, `XS_RESUME`, `XS_SET_TARGET` and watch depths (`ENOSYS`, as
-//! Xen answers any type it does not know). Operations cost O(log n) in the number of nodes
+//! **Not served**: `XS_CONTROL` (but for Xenia's `watched`, `xl mem-set`'s question),
+//! `XS_RESUME`, `XS_SET_TARGET` and watch depths (`ENOSYS`, as Xen answers any type it does
+//! not know). Operations cost O(log n) in the number of nodes
 //! (a `BTreeMap` by path), O(children) for a listing and O(watches) per change.
 //!
 //! [`toolstack`](NewDomain) has the nodes the toolstack writes for a domain.

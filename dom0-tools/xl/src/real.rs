@@ -314,6 +314,18 @@ impl System for Real {
         self.xs_call(XS_WRITE, &payload).map(drop)
     }
 
+    fn xs_watched(&mut self, dom: DomId, path: &str) -> Result<bool, Errno> {
+        let payload = format!("watched\0{dom}\0{path}\0");
+        match self
+            .xs_call(guest_abi::xenstore::XS_CONTROL, payload.as_bytes())?
+            .as_slice()
+        {
+            b"1\0" | b"1" => Ok(true),
+            b"0\0" | b"0" => Ok(false),
+            _ => Err(Errno::EIO),
+        }
+    }
+
     fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
         self.xs_call(XS_READ, &nul_terminated(path))
     }

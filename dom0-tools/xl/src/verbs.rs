@@ -122,6 +122,9 @@ pub trait System {
     fn xs_write(&mut self, path: &str, value: &str) -> Result<(), Errno>;
     /// Reads a xenstore node as dom0 (`XS_READ`).
     fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno>;
+    /// Whether domain `dom` watches the absolute node `path` or an ancestor of it (Xenia's
+    /// `XS_CONTROL` command `watched`): a balloon driver watches `memory/target`.
+    fn xs_watched(&mut self, dom: DomId, path: &str) -> Result<bool, Errno>;
     /// The children of a xenstore node (`XS_DIRECTORY`).
     fn xs_directory(&mut self, path: &str) -> Result<Vec<String>, Errno>;
     /// Removes a xenstore node and everything below it (`XS_RM`).
@@ -1100,23 +1103,52 @@ pub fn vcpu_set(sys: &mut impl System, domain: &str, count: &str, check_host: bo
     Ok(())
 }
 
-/// `xl mem-set`: needs a balloon driver, which Xenia's guests do not have.
+/// `xl mem-set`: as Xen's (`libxl_set_memory_target`), the domain's `memory/target` is
+/// written, in KiB, and its balloon driver gives memory back or takes more, as it can; the
+/// limit (`mem-max`) is raised first when the target is above it. Only for a domain whose
+/// kernel listens: some connection of it watches `memory/target` or an ancestor (Linux's
+/// `xen-balloon` does, at boot). Xenia's own guests have no balloon driver: for them the
+/// write would change nothing, so xl says so instead, as before.
 pub fn mem_set(sys: &mut impl System, arg: &str, memory: &str) -> VerbResult {
     let kib = crate::memsize::parse_kib(memory)?;
     let (name, d) = find(sys, arg)?;
     let have = d.tot_pages.saturating_mul(4);
-    if kib == have {
-        return Ok(());
+    let target = format!("/local/domain/{}/memory/target", d.dom);
+    // A store that cannot answer (an older one: `ENOSYS`) is taken as "nobody listens".
+    let listens = sys.xs_watched(d.dom, &target).unwrap_or(false);
+    if !listens {
+        if kib == have {
+            return Ok(());
+        }
+        return Err(format!(
+            "cannot set the memory of domain {} ({name}) to {} MiB: changing a running \
+             domain's memory needs a balloon driver in its kernel, and this one does not watch \
+             memory/target (Linux's xen-balloon does; Xenia guests have none yet); it keeps \
+             its {} MiB (mem-max still changes its limit; to resize, create it again with \
+             memory=...)",
+            d.dom,
+            kib / 1024,
+            have / 1024
+        ));
     }
-    Err(format!(
-        "cannot set the memory of domain {} ({name}) to {} MiB: changing a running domain's \
-         memory needs a balloon driver in its kernel, which Xenia guests do not have yet; it \
-         keeps its {} MiB (mem-max still changes its limit; to resize, create it again with \
-         memory=...)",
-        d.dom,
-        kib / 1024,
-        have / 1024
-    ))
+    let limit = d.max_pages.saturating_mul(4);
+    if kib > limit {
+        sys.set_max_mem(d.dom, kib).map_err(|e| {
+            format!(
+                "cannot set the memory of domain {} ({name}) to {} MiB: raising its limit \
+                 from {} MiB, the hypervisor said {e}",
+                d.dom,
+                kib / 1024,
+                limit / 1024
+            )
+        })?;
+    }
+    sys.xs_write(&target, &kib.to_string()).map_err(|e| {
+        format!(
+            "cannot set the memory of domain {} ({name}): xenstore refused {target}: {e}",
+            d.dom
+        )
+    })
 }
 
 /// `xl mem-max`: the limit the hypervisor enforces.

@@ -341,9 +341,39 @@ impl Store {
                 }
                 .into())
             }
+            // `XS_CONTROL` (Xen's `xenstore-control`): dom0 only, and of its commands only
+            // Xenia's `watched <domid> <path>`: "1" if that domain watches the absolute
+            // `path` or an ancestor of it, else "0" (`xl mem-set`'s test for a balloon
+            // driver). Xen's own commands (`log`, `quota`, ...) are not served: `ENOSYS`.
+            XS_CONTROL => {
+                if dom != DOM0 {
+                    return Err(Errno::EACCES);
+                }
+                let Some((0, body)) = p.split_last() else {
+                    return Err(Errno::EINVAL);
+                };
+                let mut parts = body.split(|&b| b == 0);
+                if parts.next() != Some(b"watched".as_slice()) {
+                    return Err(Errno::ENOSYS);
+                }
+                let (Some(d), Some(path), None) = (parts.next(), parts.next(), parts.next()) else {
+                    return Err(Errno::EINVAL);
+                };
+                let d = parse_domid(d)?;
+                let path = path_arg(path)?;
+                if !path.starts_with('/') {
+                    return Err(Errno::EINVAL);
+                }
+                Ok(if self.watched_by(d, path) {
+                    b"1\0"
+                } else {
+                    b"0\0"
+                }
+                .into())
+            }
             // Unknown types, and those a client does not send (`XS_WATCH_EVENT`,
-            // `XS_ERROR`) or Xenia does not serve (`XS_CONTROL`, `XS_RESUME`,
-            // `XS_SET_TARGET`): Xen's `ENOSYS`.
+            // `XS_ERROR`) or Xenia does not serve (`XS_RESUME`, `XS_SET_TARGET`): Xen's
+            // `ENOSYS`.
             _ => Err(Errno::ENOSYS),
         }
     }

@@ -1004,3 +1004,77 @@ fn unprivileged_paths_are_shorter() {
     let dom0 = format!("/tool/{}\0v", tail(2900));
     assert_eq!(reply(&mut s, d0, XS_WRITE, dom0.as_bytes()).0, XS_WRITE);
 }
+
+/// `XS_CONTROL watched <domid> <path>`: dom0 learns whether a domain watches a node (a
+/// balloon driver's `memory/target`), through a watch on it or on an ancestor, relative or
+/// absolute; not another domain's watch, not a sibling's, not after the unwatch; only dom0
+/// may ask, and Xen's own commands stay `ENOSYS`.
+#[test]
+fn dom0_asks_whether_a_domain_watches_a_node() {
+    let (mut s, a, b, d0) = with_domains();
+    let ask = |s: &mut Store, path: &str| {
+        let payload = format!("watched\u{0}5\u{0}{path}\u{0}");
+        reply(s, d0, XS_CONTROL, payload.as_bytes())
+    };
+    let yes = (XS_CONTROL, b"1\0".to_vec());
+    let no = (XS_CONTROL, b"0\0".to_vec());
+    let target = "/local/domain/5/memory/target";
+    assert_eq!(ask(&mut s, target), no, "no watch yet");
+    // Domain 6 watching domain 5's node (it may watch any path) says nothing of domain 5.
+    assert_eq!(
+        reply(&mut s, b, XS_WATCH, format!("{target}\0t\0").as_bytes()),
+        (XS_WATCH, b"OK\0".to_vec())
+    );
+    assert_eq!(ask(&mut s, target), no, "another domain's watch");
+    // Linux's balloon: a relative watch on `memory/target`.
+    assert_eq!(
+        reply(&mut s, a, XS_WATCH, b"memory/target\0bal\0"),
+        (XS_WATCH, b"OK\0".to_vec())
+    );
+    assert_eq!(ask(&mut s, target), yes);
+    assert_eq!(
+        ask(&mut s, "/local/domain/5/memory/targets"),
+        no,
+        "a sibling"
+    );
+    assert_eq!(
+        ask(&mut s, "/local/domain/5/memory"),
+        no,
+        "an ancestor of the watch"
+    );
+    assert_eq!(
+        reply(&mut s, a, XS_UNWATCH, b"memory/target\0bal\0"),
+        (XS_UNWATCH, b"OK\0".to_vec())
+    );
+    assert_eq!(ask(&mut s, target), no, "after the unwatch");
+    // A watch on an ancestor fires for the node too.
+    assert_eq!(
+        reply(&mut s, a, XS_WATCH, b"/local/domain/5\0all\0"),
+        (XS_WATCH, b"OK\0".to_vec())
+    );
+    assert_eq!(ask(&mut s, target), yes);
+    // Only dom0 asks; malformed questions and Xen's other commands are refused.
+    assert_eq!(
+        reply(
+            &mut s,
+            a,
+            XS_CONTROL,
+            format!("watched\u{0}5\u{0}{target}\u{0}").as_bytes()
+        ),
+        err("EACCES")
+    );
+    assert_eq!(reply(&mut s, d0, XS_CONTROL, b"log\0on\0"), err("ENOSYS"));
+    assert_eq!(
+        reply(&mut s, d0, XS_CONTROL, b"watched\x005\0"),
+        err("EINVAL")
+    );
+    assert_eq!(
+        reply(&mut s, d0, XS_CONTROL, b"watched\x005\0memory/target\0"),
+        err("EINVAL"),
+        "a relative path"
+    );
+    assert_eq!(
+        reply(&mut s, d0, XS_CONTROL, b"watched\0x\0/a\0"),
+        err("EINVAL")
+    );
+}

@@ -12,6 +12,19 @@ impl Store {
         }
     }
 
+    /// Whether some connection of domain `dom` has a watch that fires when node `path`
+    /// (absolute) is written: a watch on it or on one of its ancestors. `xl mem-set` asks
+    /// this of `memory/target` to know that a balloon driver listens (Linux's registers
+    /// exactly that watch; a kernel without one registers none).
+    pub fn watched_by(&self, dom: DomId, path: &str) -> bool {
+        self.conns.values().filter(|c| c.dom == dom).any(|c| {
+            c.watches.iter().any(|w| {
+                path.strip_prefix(w.path.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+        })
+    }
+
     pub(super) fn watch(&mut self, id: ConnId, path: &str, token: &[u8]) -> Result<(), Errno> {
         let dom = self.conns.get(&id).ok_or(Errno::EINVAL)?.dom;
         // Every event must fit one message: the longest path, a NUL, the token, a NUL.

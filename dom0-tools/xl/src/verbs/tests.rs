@@ -40,6 +40,8 @@ struct Fake {
     xs: Vec<(String, String)>,
     /// xenstore writes fail with this.
     xs_error: Option<Errno>,
+    /// The absolute nodes each domain watches (`xs_watched`).
+    watched: Vec<(DomId, String)>,
     /// dom0's kernel's records, by domain.
     records: BTreeMap<DomId, Record>,
     /// The hypervisor refuses debug keys with this.
@@ -346,6 +348,9 @@ impl System for Fake {
             self.tree.insert(path.into(), value.into());
         }
         Ok(())
+    }
+    fn xs_watched(&mut self, dom: DomId, path: &str) -> Result<bool, Errno> {
+        Ok(self.watched.iter().any(|(d, p)| *d == dom && p == path))
     }
     fn xs_read(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
         if device_node(path) {
@@ -943,6 +948,10 @@ fn memory_verbs_are_honest() {
     let mut f = Fake::new();
     let e = mem_set(&mut f, "hello", "64m").unwrap_err();
     assert!(e.contains("balloon driver"), "{e}");
+    assert!(
+        f.xs.is_empty(),
+        "no target written for a domain that does not listen"
+    );
     mem_set(&mut f, "hello", "32m").unwrap();
     mem_max(&mut f, "hello", "64m").unwrap();
     assert_eq!(f.log, ["max_mem 3 65536"]);
@@ -1742,4 +1751,36 @@ fn a_xen_pv_kernel_the_hypervisor_cannot_run_is_refused_by_name() {
          supervisor_mode_kernel"
     );
     assert!(f.log.is_empty(), "nothing built: {:?}", f.log);
+}
+
+/// A domain whose kernel watches `memory/target` (Linux's balloon) gets its target written,
+/// in KiB, as Xen's xl writes it; a target above the limit raises the limit first, one
+/// below it leaves the limit; a refused write is reported with the node.
+#[test]
+fn mem_set_writes_the_target_of_a_domain_that_listens() {
+    let mut f = Fake::new();
+    f.watched.push((3, "/local/domain/3/memory/target".into()));
+    mem_set(&mut f, "hello", "16m").unwrap();
+    assert_eq!(
+        f.xs,
+        [(
+            "/local/domain/3/memory/target".to_string(),
+            "16384".to_string()
+        )]
+    );
+    assert!(f.log.is_empty(), "the limit stays: {:?}", f.log);
+    mem_set(&mut f, "3", "48m").unwrap();
+    assert_eq!(f.log, ["max_mem 3 49152"]);
+    assert_eq!(f.xs.last().map(|(_, v)| v.as_str()), Some("49152"));
+    f.xs_error = Some(Errno::EACCES);
+    let e = mem_set(&mut f, "hello", "20m").unwrap_err();
+    assert!(e.contains("memory/target") && e.contains("EACCES"), "{e}");
+    // Another domain's watch is not this one's.
+    let mut g = Fake::new();
+    g.watched.push((0, "/local/domain/3/memory/target".into()));
+    assert!(
+        mem_set(&mut g, "hello", "16m")
+            .unwrap_err()
+            .contains("balloon")
+    );
 }
