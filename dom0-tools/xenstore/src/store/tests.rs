@@ -1053,6 +1053,17 @@ fn dom0_asks_whether_a_domain_watches_a_node() {
         (XS_WATCH, b"OK\0".to_vec())
     );
     assert_eq!(ask(&mut s, target), yes);
+    assert_eq!(
+        reply(&mut s, a, XS_UNWATCH, b"/local/domain/5\0all\0"),
+        (XS_UNWATCH, b"OK\0".to_vec())
+    );
+    assert_eq!(ask(&mut s, target), no);
+    // The root is every node's ancestor.
+    assert_eq!(
+        reply(&mut s, a, XS_WATCH, b"/\0root\0"),
+        (XS_WATCH, b"OK\0".to_vec())
+    );
+    assert_eq!(ask(&mut s, target), yes);
     // Only dom0 asks; malformed questions and Xen's other commands are refused.
     assert_eq!(
         reply(

@@ -19,8 +19,10 @@ impl Store {
     pub fn watched_by(&self, dom: DomId, path: &str) -> bool {
         self.conns.values().filter(|c| c.dom == dom).any(|c| {
             c.watches.iter().any(|w| {
-                path.strip_prefix(w.path.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                w.path == "/"
+                    || path
+                        .strip_prefix(w.path.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             })
         })
     }
