@@ -647,6 +647,31 @@ pub fn smp(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// Detaches from Linux's console, runs `command` at dom0's prompt, and attaches again (at
+/// Linux's shell prompt). The command's output must hold none of `refusals`, nor xl's
+/// `Error` or `xl:` (the hypervisor's debug lines may come in between).
+fn from_dom0(
+    vm: &mut crate::machine::Qemu,
+    command: &str,
+    refusals: &[&str],
+) -> Result<(), String> {
+    vm.send("\x1d")?;
+    vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
+    let out = run(vm, command)?;
+    if ["Error", "xl:"]
+        .iter()
+        .chain(refusals)
+        .any(|r| out.contains(r))
+    {
+        return Err(format!("`{command}` said {out:?}"));
+    }
+    vm.send("xl console debian\r")?;
+    vm.wait_for("Ctrl-] detaches", SHELL_COMMAND)?;
+    vm.send("\r")?;
+    vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+    Ok(())
+}
+
 /// Detaches from Linux's console, runs `xl vcpu-set debian <count>`, attaches again, runs
 /// `then` in Linux's shell, and waits (bounded: Linux's watch works in the background)
 /// until Linux's `/sys/devices/system/cpu/online` says `online`.
@@ -656,18 +681,8 @@ fn vcpu_set(
     then: &str,
     online: &str,
 ) -> Result<(), String> {
-    vm.send("\x1d")?;
-    vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
-    let out = run(vm, &format!("xl vcpu-set debian {count}"))?;
-    // xl's own errors (`libxl_set_vcpuonline failed ...`, `Error: ...`); the hypervisor's
-    // debug lines may come in between.
-    if out.contains("libxl") || out.contains("Error") || out.contains("xl:") {
-        return Err(format!("`xl vcpu-set debian {count}` said {out:?}"));
-    }
-    vm.send("xl console debian\r")?;
-    vm.wait_for("Ctrl-] detaches", SHELL_COMMAND)?;
-    vm.send("\r")?;
-    vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+    // xl's own errors (`libxl_set_vcpuonline failed ...`, `Error: ...`).
+    from_dom0(vm, &format!("xl vcpu-set debian {count}"), &["libxl"])?;
     // At most 30 looks a second apart.
     vm.send(&format!(
         "{then}for i in $(seq 30); do [ \"$(cat /sys/devices/system/cpu/online)\" = {online} ] && break; \
@@ -706,16 +721,7 @@ fn balloon(
 ) -> Result<(), String> {
     let sys = "/sys/devices/system/xen_memory/xen_memory0";
     let set = if how == Target::Xl {
-        vm.send("\x1d")?;
-        vm.wait_for(super::xl::PROMPT, SHELL_COMMAND)?;
-        let out = run(vm, &format!("xl mem-set debian {target_kb}k"))?;
-        if out.contains("cannot") || out.contains("Error") || out.contains("xl:") {
-            return Err(format!("`xl mem-set debian {target_kb}k` said {out:?}"));
-        }
-        vm.send("xl console debian\r")?;
-        vm.wait_for("Ctrl-] detaches", SHELL_COMMAND)?;
-        vm.send("\r")?;
-        vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+        from_dom0(vm, &format!("xl mem-set debian {target_kb}k"), &["cannot"])?;
         String::new()
     } else {
         format!("echo {target_kb} > {sys}/target_kb; ")
