@@ -227,4 +227,83 @@ mod tests {
         assert_eq!(m.get(64), None);
         assert_eq!(m.get(128), Some(&229), "128 shares 64's hint slot");
     }
+
+    /// Review of session 15 (red15): `two_mut`, `range_mut` and `get_mut` against a
+    /// `BTreeMap` model, with the old `BTreeMap` pair borrow's answers, through a mixed run
+    /// over many entries (more than the 64 hint slots, so most share one), with the extreme
+    /// ids 0 and 65535: each answer is the entry of the id asked for, never a neighbour's.
+    #[test]
+    fn id_map_pairs_and_ranges_answer_as_a_btree_map() {
+        let mut m = IdMap::new();
+        let mut model = BTreeMap::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let pick = |r: u64| -> u16 {
+            match r % 16 {
+                0 => 0,
+                1 => u16::MAX,
+                2 => (r >> 20) as u16,
+                _ => ((r >> 8) % 300) as u16 * 64 + (r >> 40) as u16 % 5,
+            }
+        };
+        for step in 0..30_000u32 {
+            let r = next();
+            let (a, b) = (pick(r >> 4), pick(next()));
+            match r % 7 {
+                0..=2 => assert_eq!(m.insert(a, step), model.insert(a, step)),
+                3 => assert_eq!(m.remove(a), model.remove(&a)),
+                4 => {
+                    // The model: both present and different, else none.
+                    let want = (a != b && model.contains_key(&a) && model.contains_key(&b))
+                        .then(|| (model[&a], model[&b]));
+                    let got = m.two_mut(a, b).map(|(x, y)| {
+                        let got = (*x, *y);
+                        // Writes land on the entries asked for.
+                        *x = step.wrapping_mul(2);
+                        *y = step.wrapping_mul(2) + 1;
+                        got
+                    });
+                    assert_eq!(got, want, "two_mut({a}, {b})");
+                    if got.is_some() {
+                        model.insert(a, step.wrapping_mul(2));
+                        model.insert(b, step.wrapping_mul(2) + 1);
+                    }
+                }
+                5 => {
+                    let (lo, hi) = (a.min(b), a.max(b));
+                    let got: Vec<(u16, u32)> = m.range_mut(lo..=hi).map(|(k, v)| (k, *v)).collect();
+                    let want: Vec<(u16, u32)> =
+                        model.range(lo..=hi).map(|(k, v)| (*k, *v)).collect();
+                    assert_eq!(got, want, "range {lo}..={hi}");
+                    let got: Vec<u16> = m.range_mut(lo..hi).map(|(k, _)| k).collect();
+                    let want: Vec<u16> = model.range(lo..hi).map(|(k, _)| *k).collect();
+                    assert_eq!(got, want, "range {lo}..{hi}");
+                }
+                _ => {
+                    if let Some(v) = m.get_mut(a) {
+                        *v = step;
+                    }
+                    if let Some(v) = model.get_mut(&a) {
+                        *v = step;
+                    }
+                    assert_eq!(m.get(a), model.get(&a));
+                }
+            }
+            assert_eq!(m.len(), model.len());
+        }
+        assert!(
+            m.len() > 2 * HINTS,
+            "the run filled more than the hint slots"
+        );
+        assert!(
+            m.iter_mut()
+                .map(|(k, v)| (k, *v))
+                .eq(model.iter().map(|(k, v)| (*k, *v)))
+        );
+    }
 }
