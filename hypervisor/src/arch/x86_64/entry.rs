@@ -23,7 +23,8 @@
 //! and the bitmap's own offset gives dom0 its ports (`gdt::set_io_ports`). Every vector enters a stub here. From a
 //! guest, the stub switches CR3 to the hypervisor root and copies the hardware frame to
 //! the pCPU's hypervisor stack, which is not mapped in the guest root, before any Rust
-//! code runs; the way back copies the return frame to the entry stack, loads the guest
+//! code runs (the SYSCALL stub, which has no hardware frame, switches first and builds its
+//! frame on the hypervisor stack directly); the way back copies the return frame to the entry stack, loads the guest
 //! root and `iretq`s. Entry code reads only the read-only constants and what the CPU or
 //! the stub itself wrote after entry (the guest can write the stacks while it runs, but it
 //! is not running while the stub is).
