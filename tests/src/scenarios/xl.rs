@@ -77,21 +77,42 @@ pub fn parse_list(out: &str) -> Result<Vec<Row>, String> {
     }
     lines
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
+        .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let bad = || format!("`xl list` row {l:?} does not parse");
-            if f.len() != 6 {
-                return Err(bad());
+            let row = || -> Option<Row> {
+                if f.len() != 6 {
+                    return None;
+                }
+                Some(Row {
+                    name: f[0].to_string(),
+                    id: f[1].parse().ok()?,
+                    mem: f[2].parse().ok()?,
+                    vcpus: f[3].parse().ok()?,
+                    state: f[4].to_string(),
+                })
+            };
+            match row() {
+                Some(r) => Some(Ok(r)),
+                // The console is shared: a log line of the hypervisor (`(XEN) ...`) or of
+                // dom0's kernel (`domain 2 shut down: poweroff`, `domain 1 destroyed`),
+                // printed from another CPU while xl wrote its table, is not a row.
+                None if log_line(&f) => None,
+                None => Some(Err(bad())),
             }
-            Ok(Row {
-                name: f[0].to_string(),
-                id: f[1].parse().map_err(|_| bad())?,
-                mem: f[2].parse().map_err(|_| bad())?,
-                vcpus: f[3].parse().map_err(|_| bad())?,
-                state: f[4].to_string(),
-            })
         })
         .collect()
+}
+
+/// Whether the words `f` of a line are a log line that may land among `xl list`'s rows:
+/// the hypervisor's (`(XEN) ...`), or a domain's event as the hypervisor or dom0's kernel
+/// report it (`domain <id> <what>...`, where a row would have its memory after the id).
+fn log_line(f: &[&str]) -> bool {
+    match f {
+        ["(XEN)", ..] => true,
+        ["domain", id, what, ..] => id.parse::<u32>().is_ok() && what.parse::<u64>().is_err(),
+        _ => false,
+    }
 }
 
 fn list(vm: &mut Qemu) -> Result<Vec<Row>, String> {
@@ -563,5 +584,24 @@ mod tests {
         );
         assert!(parse_list("nothing").is_err());
         assert!(parse_list("Name ID Mem VCPUs State Time(s)\nx y\n").is_err());
+    }
+
+    /// Log lines from other CPUs among the rows (seen in `smp_xl_4`: `domain 2 shut down:
+    /// poweroff` in the middle of the table) are skipped; a domain named `domain` is still
+    /// a row, and anything else that is not a row is still an error.
+    #[test]
+    fn list_skips_log_lines_among_its_rows() {
+        let out = "Name ID Mem VCPUs State Time(s)\n\
+                   Domain-0 0 64 1 r----- 0.7\n\
+                   (XEN) domain 2 shut down: poweroff\n\
+                   domain 2 shut down: poweroff\n\
+                   domain 1 destroyed\n\
+                   domain 3 16 1 -b---- 0.0\n\
+                   kept 2 16 1 ---s-- 0.1\n";
+        let rows = parse_list(out).unwrap();
+        let names: Vec<_> = rows.iter().map(|r| (r.name.as_str(), r.id)).collect();
+        assert_eq!(names, [("Domain-0", 0), ("domain", 3), ("kept", 2)]);
+        assert!(parse_list("Name ID Mem VCPUs State Time(s)\ndomain x 16 1 r 0\n").is_err());
+        assert!(parse_list("Name ID Mem VCPUs State Time(s)\nhello 1 16\n").is_err());
     }
 }
