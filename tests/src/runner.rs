@@ -387,7 +387,67 @@ pub fn run_and_report(
         failed,
     };
     println!("{} passed, {} failed", summary.passed, summary.failed);
+    print!("{}", recap(&outcomes, RECAP_LINES));
     Ok(summary)
+}
+
+/// How many lines [`recap`] may print in all: CI keeps only the end of a run's output, so the
+/// failures are repeated there, shortened, after the totals.
+pub const RECAP_LINES: usize = 150;
+
+/// The failed scenarios again, in at most about `budget` lines: each one's name, the start of
+/// its message and the end of each machine's serial log, the budget shared among them.
+/// Empty when nothing failed.
+pub fn recap(outcomes: &[Outcome], budget: usize) -> String {
+    let failed: Vec<(&Outcome, &String)> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().err().map(|e| (o, e)))
+        .collect();
+    if failed.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "failed: {}\n",
+        failed
+            .iter()
+            .map(|(o, _)| o.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let each = (budget.saturating_sub(1) / failed.len()).max(6);
+    for (outcome, message) in failed {
+        let lines: Vec<&str> = message.lines().collect();
+        let for_message = (each / 3).max(2);
+        out.push_str(&format!(
+            "== {} FAILED ({:.1}s): {} line{} of message ==\n",
+            outcome.name,
+            outcome.elapsed.as_secs_f64(),
+            lines.len(),
+            plural(lines.len())
+        ));
+        for line in lines.iter().take(for_message) {
+            out.push_str(&format!("   {line}\n"));
+        }
+        if lines.len() > for_message {
+            out.push_str(&format!("   ({} more)\n", lines.len() - for_message));
+        }
+        let logs = outcome.logs.len().max(1);
+        let per_log = (each.saturating_sub(for_message + 2) / logs).max(2);
+        for log in &outcome.logs {
+            let serial: Vec<&str> = log.serial.lines().collect();
+            let from = serial.len().saturating_sub(per_log);
+            out.push_str(&format!(
+                "   -- last {} of {} lines of {} --\n",
+                serial.len() - from,
+                serial.len(),
+                log.machine
+            ));
+            for line in &serial[from..] {
+                out.push_str(&format!("   | {line}\n"));
+            }
+        }
+    }
+    out
 }
 
 fn plural(n: usize) -> &'static str {
@@ -406,6 +466,37 @@ mod tests {
     }
     fn boom(_: &Context) -> Result<(), String> {
         panic!("kaboom")
+    }
+
+    #[test]
+    fn recap_names_the_failures_within_its_budget() {
+        let outcome = |name, result: Result<(), String>, serial: String| Outcome {
+            name,
+            result,
+            elapsed: Duration::from_millis(1500),
+            logs: vec![MachineLog {
+                machine: "m".into(),
+                serial,
+                stderr: String::new(),
+                tolerated: Vec::new(),
+            }],
+            notes: Vec::new(),
+        };
+        let long: String = (0..500).map(|i| format!("line {i}\n")).collect();
+        let message: String = (0..100).map(|i| format!("why {i}\n")).collect();
+        let outcomes = vec![
+            outcome("a_ok", Ok(()), long.clone()),
+            outcome("b_bad", Err(message), long.clone()),
+            outcome("c_bad", Err("short".into()), long),
+        ];
+        let text = recap(&outcomes, 150);
+        assert!(text.starts_with("failed: b_bad, c_bad\n"), "{text}");
+        assert!(text.contains("== b_bad FAILED (1.5s): 100 lines of message =="));
+        assert!(text.contains("why 0") && !text.contains("why 99"));
+        assert!(text.contains("line 499") && !text.contains("line 0\n"));
+        assert!(!text.contains("a_ok"));
+        assert!(text.lines().count() <= 150, "{}", text.lines().count());
+        assert_eq!(recap(&outcomes[..1], 150), "");
     }
 
     #[test]
