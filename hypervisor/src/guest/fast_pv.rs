@@ -507,18 +507,22 @@ mod memo {
 
     use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
 
-    /// Sets of two ways: a key has one set (two looks, no search). Two processes' kernel
-    /// stacks (each a frame place and an `iret_context`) and their `mmuext_op` lists take
-    /// six; with one way a set, two of six fell on one way about every other run and were
-    /// walked again on every use.
+    /// Sets of four ways: a key has one set (at most four looks, no search). Two processes'
+    /// kernel stacks (each a frame place and an `iret_context`) and their `mmuext_op` lists
+    /// take six keys. With one way a set, two of six fell on one way about every other run;
+    /// with two ways, three of six fell on one set in about one boot in five (kernel stacks
+    /// are placed at random), and those three missed at every use: some 1,000 instructions
+    /// a pipe round trip of the Linux benchmark (issue 18, session 16). Five of six on one
+    /// set of four is about one boot in a thousand.
     const SETS: usize = 8;
+    const WAYS: usize = 4;
 
     /// A way: key (address | write << 1 | 1; 0: empty), top-level table, domain,
     /// generation, answer.
     struct Way([AtomicU64; 5]);
 
-    static MEMO: [[[Way; 2]; SETS]; MAX_CPUS] =
-        [const { [const { [const { Way([const { AtomicU64::new(0) }; 5]) }; 2] }; SETS] };
+    static MEMO: [[[Way; WAYS]; SETS]; MAX_CPUS] =
+        [const { [const { [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS] }; SETS] };
             MAX_CPUS];
 
     /// The set of `key` through the table at machine address `l4`: bits of the address
@@ -526,7 +530,7 @@ mod memo {
     /// on one stack below it), and the table's frame (Linux's `mmuext_op` list sits at the
     /// same address in every process, each with its own kernel table).
     #[inline(always)]
-    fn set(key: u64, l4: u64) -> &'static [Way; 2] {
+    fn set(key: u64, l4: u64) -> &'static [Way; WAYS] {
         let h = (key >> 3) ^ (key >> 9) ^ (key >> 14) ^ (key >> 19) ^ (l4 >> 12);
         &MEMO[percpu::this().index() % MAX_CPUS][h as usize % SETS]
     }
@@ -543,24 +547,34 @@ mod memo {
 
     #[inline(always)]
     pub fn get(key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
-        let [first, second] = set(key, l4);
-        answer(first, key, l4, dom, generation).or_else(|| answer(second, key, l4, dom, generation))
+        // Written out: `iter().find_map` was not inlined (a call and a closure's captures,
+        // about 60 instructions a look more).
+        let [a, b, c, d] = set(key, l4);
+        answer(a, key, l4, dom, generation)
+            .or_else(|| answer(b, key, l4, dom, generation))
+            .or_else(|| answer(c, key, l4, dom, generation))
+            .or_else(|| answer(d, key, l4, dom, generation))
     }
 
-    /// Keeps an answer in the set's first way, the first way's in the second (the older
-    /// goes).
+    /// Keeps an answer in the set's first way, each way's in the next (the oldest goes).
+    /// Not inlined: it runs after a walk, rarely once the ways are warm.
+    #[inline(never)]
     pub fn put(key: u64, l4: u64, dom: DomId, answer: u64, generation: u64) {
-        let [first, second] = set(key, l4);
-        let fill = |w: &Way, words: [u64; 5]| {
-            // Empty while it is rewritten (a pCPU's own ways: nothing else reads them).
+        let ways = set(key, l4);
+        // A pCPU's own ways, which nothing else reads; each is emptied while it is rewritten
+        // all the same, so that no look could match a half-written way.
+        let fill = |w: &Way, [key, l4, dom, generation, answer]: [u64; 5]| {
             w.0[0].store(0, Relaxed);
-            for (slot, value) in w.0.iter().zip(words).skip(1) {
-                slot.store(value, Relaxed);
-            }
-            w.0[0].store(words[0], Relaxed);
+            w.0[1].store(l4, Relaxed);
+            w.0[2].store(dom, Relaxed);
+            w.0[3].store(generation, Relaxed);
+            w.0[4].store(answer, Relaxed);
+            w.0[0].store(key, Relaxed);
         };
-        let old = core::array::from_fn(|i| first.0[i].load(Relaxed));
-        fill(second, old);
-        fill(first, [key, l4, u64::from(dom), generation, answer]);
+        for i in (1..WAYS).rev() {
+            let from = &ways[i - 1].0;
+            fill(&ways[i], [0, 1, 2, 3, 4].map(|j| from[j].load(Relaxed)));
+        }
+        fill(&ways[0], [key, l4, u64::from(dom), generation, answer]);
     }
 }
