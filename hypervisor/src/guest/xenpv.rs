@@ -59,7 +59,9 @@ pub fn caller_in_user_mode(cx: &mut Hc) -> bool {
 
 /// Xen's `toggle_guest_mode`: kernel ↔ user, the GS bases swapped, and this pCPU's guest
 /// root refilled from the other top-level table. `Err` (nothing changed) when user mode
-/// has no table of its own. Only for the vCPU this pCPU runs.
+/// has no table of its own. Only for the vCPU this pCPU runs. Inlined: the Xen PV short ways
+/// make two a system call, and the call's own prologue was a tenth of it (session 16).
+#[inline(always)]
 pub fn toggle_mode(v: &mut Vcpu) -> Result<(), ()> {
     if v.kernel_mode && v.user_l4 == Mfn(0) {
         return Err(());
@@ -310,7 +312,7 @@ pub fn iret(cx: &mut Hc) -> HcResult {
 /// would return: a selector the GDT in force does not give as ring-3 code (CS) or writable
 /// data (SS) gives its index (RPL cleared), a RIP the code segment cannot take (not
 /// canonical, or beyond a 32-bit segment's limit) 0.
-#[inline]
+#[inline(always)]
 pub fn iret_refusal(cs: u16, ss: u16, rip: u64) -> Option<u64> {
     // The descriptors in force are the caller's GDT (it runs on this pCPU).
     crate::arch::x86_64::gdt::iret_refusal(cs, ss, rip)

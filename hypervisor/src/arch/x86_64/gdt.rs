@@ -338,7 +338,7 @@ pub fn iret_code_ok(cs: u16, rip: u64) -> bool {
 /// in the CPU's order (Intel SDM Vol. 2A, IRET: CS, then SS, then RIP), or `None` if it
 /// would return: what [`iret_code_ok`] and [`iret_stack_ok`] decide, with one `lar` for
 /// each selector (a Xen PV kernel's every `iret` comes here; issue 18, session 15).
-#[inline]
+#[inline(always)]
 pub fn iret_refusal(cs: u16, ss: u16, rip: u64) -> Option<u64> {
     // A present code segment of DPL 3 (or conforming); L and D together are reserved, and
     // refused with the selector as `iret_code_ok` refuses them.

@@ -241,7 +241,7 @@ pub fn write_u64(mfn: Mfn, index: usize, value: u64) {
 
 /// Writes `words` into `mfn` from word `index` on (a bounce frame: a few aligned stores, no
 /// byte copy).
-#[inline]
+#[inline(always)]
 pub fn write_u64s<const N: usize>(mfn: Mfn, index: usize, words: &[u64; N]) {
     assert!(
         index
@@ -275,7 +275,7 @@ pub fn read_u64s(mfn: Mfn, index: usize, out: &mut [u64]) {
 
 /// Words `index..index + N` of `mfn`, each read once (an `iret_context`, an `mmuext_op`
 /// list: a few words whose count is known at the call, read without a loop's bookkeeping).
-#[inline]
+#[inline(always)]
 pub fn read_u64_array<const N: usize>(mfn: Mfn, index: usize) -> [u64; N] {
     assert!(
         index
