@@ -297,6 +297,7 @@ pub fn owned_by(mfn: Mfn, dom: DomId) -> bool {
 /// says holds until the frame changes use, which waits for every pCPU running a guest to
 /// flush (the frame table's rule): a pCPU that asks with interrupts off, as a trap does, and
 /// answers no flush request meanwhile, can act on the answer until it answers one.
+#[inline]
 pub fn current_type(mfn: Mfn) -> Option<super::frame_table::PageType> {
     table().current_type(mfn)
 }

@@ -806,6 +806,7 @@ impl FrameTable {
 
     /// `mfn`'s current use ([`FrameInfo::current_type`]), if it is in the table: two loads,
     /// not the whole record (every guest write the hypervisor makes asks).
+    #[inline]
     pub fn current_type(&self, mfn: Mfn) -> Option<PageType> {
         let [w0, w1] = &self.frames.get(self.slot(mfn)?)?.0[..2] else {
             unreachable!("a record has four words")
@@ -1590,6 +1591,7 @@ impl FrameTable {
         self.ref_put(old);
     }
 
+    #[inline]
     fn check_base(&self, mfn: Mfn, dom: DomId) -> Result<(), Errno> {
         let words = self.slot(mfn).map(|i| &self.frames[i].0);
         match words {
@@ -1612,6 +1614,7 @@ impl FrameTable {
     /// the owner, word 0 and the type count, none of which changes), as through `edit`. Up
     /// saturates, as before; down below zero is not reached (`check_base` first) and is
     /// counted as an underflow.
+    #[inline]
     fn base_ref_step(&self, mfn: Mfn, dom: DomId, up: bool) {
         let Some(slot) = self.slot(mfn) else {
             return self.underflow();
