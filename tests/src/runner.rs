@@ -395,9 +395,10 @@ pub fn run_and_report(
 /// failures are repeated there, shortened, after the totals.
 pub const RECAP_LINES: usize = 150;
 
-/// The failed scenarios again, in at most about `budget` lines: each one's name, the start of
-/// its message and the end of each machine's serial log, the budget shared among them.
-/// Empty when nothing failed.
+/// The failed scenarios again, in at most `budget` lines: for each (the first ones, when
+/// many failed) its name, the start of its message and the end of each machine's serial
+/// log, the budget shared among them; then one line naming every failure, last, where a
+/// reader of the output's end sees it first. Empty when nothing failed.
 pub fn recap(outcomes: &[Outcome], budget: usize) -> String {
     let failed: Vec<(&Outcome, &String)> = outcomes
         .iter()
@@ -406,47 +407,59 @@ pub fn recap(outcomes: &[Outcome], budget: usize) -> String {
     if failed.is_empty() {
         return String::new();
     }
-    let mut out = format!(
+    // The last line names them all; each detailed failure gets at least eight lines.
+    let room = budget.saturating_sub(2);
+    let detailed = failed.len().min((room / 8).max(1));
+    let each = room / detailed;
+    let mut out = String::new();
+    for (outcome, message) in &failed[..detailed] {
+        let mut block = Vec::new();
+        let lines: Vec<&str> = message.lines().collect();
+        block.push(format!(
+            "== {} FAILED ({:.1}s): {} line{} of message ==",
+            outcome.name,
+            outcome.elapsed.as_secs_f64(),
+            lines.len(),
+            plural(lines.len())
+        ));
+        let for_message = (each / 3).max(2);
+        block.extend(lines.iter().take(for_message).map(|l| format!("   {l}")));
+        if lines.len() > for_message {
+            block.push(format!("   ({} more)", lines.len() - for_message));
+        }
+        let logs = outcome.logs.len().max(1);
+        let per_log = (each.saturating_sub(block.len()) / logs).saturating_sub(1);
+        for log in &outcome.logs {
+            let serial: Vec<&str> = log.serial.lines().collect();
+            let from = serial.len().saturating_sub(per_log);
+            block.push(format!(
+                "   -- last {} of {} lines of {} --",
+                serial.len() - from,
+                serial.len(),
+                log.machine
+            ));
+            block.extend(serial[from..].iter().map(|l| format!("   | {l}")));
+        }
+        block.truncate(each);
+        for line in block {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    if detailed < failed.len() {
+        out.push_str(&format!(
+            "({} more failures: their blocks are printed where each finished)\n",
+            failed.len() - detailed
+        ));
+    }
+    out.push_str(&format!(
         "failed: {}\n",
         failed
             .iter()
             .map(|(o, _)| o.name)
             .collect::<Vec<_>>()
             .join(", ")
-    );
-    let each = (budget.saturating_sub(1) / failed.len()).max(6);
-    for (outcome, message) in failed {
-        let lines: Vec<&str> = message.lines().collect();
-        let for_message = (each / 3).max(2);
-        out.push_str(&format!(
-            "== {} FAILED ({:.1}s): {} line{} of message ==\n",
-            outcome.name,
-            outcome.elapsed.as_secs_f64(),
-            lines.len(),
-            plural(lines.len())
-        ));
-        for line in lines.iter().take(for_message) {
-            out.push_str(&format!("   {line}\n"));
-        }
-        if lines.len() > for_message {
-            out.push_str(&format!("   ({} more)\n", lines.len() - for_message));
-        }
-        let logs = outcome.logs.len().max(1);
-        let per_log = (each.saturating_sub(for_message + 2) / logs).max(2);
-        for log in &outcome.logs {
-            let serial: Vec<&str> = log.serial.lines().collect();
-            let from = serial.len().saturating_sub(per_log);
-            out.push_str(&format!(
-                "   -- last {} of {} lines of {} --\n",
-                serial.len() - from,
-                serial.len(),
-                log.machine
-            ));
-            for line in &serial[from..] {
-                out.push_str(&format!("   | {line}\n"));
-            }
-        }
-    }
+    ));
     out
 }
 
@@ -482,7 +495,8 @@ mod tests {
             }],
             notes: Vec::new(),
         };
-        let long: String = (0..500).map(|i| format!("line {i}\n")).collect();
+        let long_log = || -> String { (0..500).map(|i| format!("line {i}\n")).collect() };
+        let long = long_log();
         let message: String = (0..100).map(|i| format!("why {i}\n")).collect();
         let outcomes = vec![
             outcome("a_ok", Ok(()), long.clone()),
@@ -490,13 +504,24 @@ mod tests {
             outcome("c_bad", Err("short".into()), long),
         ];
         let text = recap(&outcomes, 150);
-        assert!(text.starts_with("failed: b_bad, c_bad\n"), "{text}");
+        assert!(text.ends_with("failed: b_bad, c_bad\n"), "{text}");
         assert!(text.contains("== b_bad FAILED (1.5s): 100 lines of message =="));
         assert!(text.contains("why 0") && !text.contains("why 99"));
         assert!(text.contains("line 499") && !text.contains("line 0\n"));
         assert!(!text.contains("a_ok"));
         assert!(text.lines().count() <= 150, "{}", text.lines().count());
         assert_eq!(recap(&outcomes[..1], 150), "");
+        // Many failures: the budget still holds, and the last line names every one.
+        let many: Vec<Outcome> = (0..60)
+            .map(|_| outcome("m_bad", Err("why\nand why".into()), long_log()))
+            .collect();
+        let text = recap(&many, 150);
+        assert!(text.lines().count() <= 150, "{}", text.lines().count());
+        assert_eq!(
+            text.lines().last().map(|l| l.matches("m_bad").count()),
+            Some(60)
+        );
+        assert!(text.contains("more failures"));
     }
 
     #[test]
