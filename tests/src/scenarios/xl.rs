@@ -107,9 +107,21 @@ pub fn parse_list(out: &str) -> Result<Vec<Row>, String> {
 /// Whether the words `f` of a line are a log line that may land among `xl list`'s rows:
 /// the hypervisor's (`(XEN) ...`), or a domain's event as the hypervisor or dom0's kernel
 /// report it (`domain <id> <what>...`, where a row would have its memory after the id).
+/// The hypervisor's lines carry `(XEN) ` on the wire and, in the normalized log the
+/// scenarios read, a level prefix for all but info (`error: domain 4 crashed: ...`, printed
+/// from another CPU as a domain crashes: seen among the rows in `smp_xl_4`, session 16);
+/// guests' console lines carry `(d<id>)`.
 fn log_line(f: &[&str]) -> bool {
     match f {
-        ["(XEN)", ..] => true,
+        ["(XEN)" | "error:" | "warning:" | "debug:" | "trace:", ..] => true,
+        [guest, ..]
+            if guest
+                .strip_prefix("(d")
+                .and_then(|g| g.strip_suffix(')'))
+                .is_some_and(|id| id.parse::<u32>().is_ok()) =>
+        {
+            true
+        }
         ["domain", id, what, ..] => id.parse::<u32>().is_ok() && what.parse::<u64>().is_err(),
         _ => false,
     }
@@ -596,6 +608,9 @@ mod tests {
                    (XEN) domain 2 shut down: poweroff\n\
                    domain 2 shut down: poweroff\n\
                    domain 1 destroyed\n\
+                   error: domain 4 crashed: it asked to (SHUTDOWN_crash)\n\
+                   warning: domain 5 left 2 grants mapped\n\
+                   (d7) hello from a guest\n\
                    domain 3 16 1 -b---- 0.0\n\
                    kept 2 16 1 ---s-- 0.1\n";
         let rows = parse_list(out).unwrap();
@@ -603,5 +618,7 @@ mod tests {
         assert_eq!(names, [("Domain-0", 0), ("domain", 3), ("kept", 2)]);
         assert!(parse_list("Name ID Mem VCPUs State Time(s)\ndomain x 16 1 r 0\n").is_err());
         assert!(parse_list("Name ID Mem VCPUs State Time(s)\nhello 1 16\n").is_err());
+        assert!(parse_list("Name ID Mem VCPUs State Time(s)\nerrors: 1 16\n").is_err());
+        assert!(parse_list("Name ID Mem VCPUs State Time(s)\n(dx) 1 16\n").is_err());
     }
 }
