@@ -88,6 +88,10 @@ pub fn start(mbi_phys: u32) -> ! {
         &layout.usable,
         &avoid,
     );
+    // The boot CPU's guest-root frames, as each AP took its own just now.
+    if !entry::take_boot_root_frames() {
+        log::warn!(target: "mm", "no memory for the boot CPU's guest-root copies yet");
+    }
 
     match opts.selftest {
         Some(SelfTest::Ud) => provoke_invalid_opcode(),

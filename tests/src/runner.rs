@@ -431,7 +431,26 @@ pub fn recap(outcomes: &[Outcome], budget: usize) -> String {
         let per_log = (each.saturating_sub(block.len()) / logs).saturating_sub(1);
         for log in &outcome.logs {
             let serial: Vec<&str> = log.serial.lines().collect();
-            let from = serial.len().saturating_sub(per_log);
+            let mut from = serial.len().saturating_sub(per_log);
+            // The part cut off may hold the cause (a boot-time warning): its warnings and
+            // errors first, in at most a quarter of the log's room.
+            let notable: Vec<&str> = serial[..from]
+                .iter()
+                .copied()
+                .filter(|l| is_notable(l))
+                .collect();
+            if !notable.is_empty() && per_log >= 8 {
+                let room = per_log / 4 - 1;
+                block.push(format!(
+                    "   -- {} warning and error line{} before that --",
+                    notable.len(),
+                    plural(notable.len())
+                ));
+                block.extend(notable.iter().take(room).map(|l| format!("   | {l}")));
+                from = serial
+                    .len()
+                    .saturating_sub(per_log - 1 - notable.len().min(room));
+            }
             block.push(format!(
                 "   -- last {} of {} lines of {} --",
                 serial.len() - from,
@@ -461,6 +480,14 @@ pub fn recap(outcomes: &[Outcome], budget: usize) -> String {
             .join(", ")
     ));
     out
+}
+
+/// A serial line worth repeating from the part of a log a recap leaves out.
+fn is_notable(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    ["warn", "error", "panic", "failed", "fault"]
+        .iter()
+        .any(|w| lower.contains(w))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -495,7 +522,17 @@ mod tests {
             }],
             notes: Vec::new(),
         };
-        let long_log = || -> String { (0..500).map(|i| format!("line {i}\n")).collect() };
+        let long_log = || -> String {
+            (0..500)
+                .map(|i| {
+                    if i == 3 {
+                        "warning: AP 2 did not come online\n".to_string()
+                    } else {
+                        format!("line {i}\n")
+                    }
+                })
+                .collect()
+        };
         let long = long_log();
         let message: String = (0..100).map(|i| format!("why {i}\n")).collect();
         let outcomes = vec![
@@ -508,6 +545,14 @@ mod tests {
         assert!(text.contains("== b_bad FAILED (1.5s): 100 lines of message =="));
         assert!(text.contains("why 0") && !text.contains("why 99"));
         assert!(text.contains("line 499") && !text.contains("line 0\n"));
+        assert!(
+            text.contains("1 warning and error line before that"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| warning: AP 2 did not come online"),
+            "{text}"
+        );
         assert!(!text.contains("a_ok"));
         assert!(text.lines().count() <= 150, "{}", text.lines().count());
         assert_eq!(recap(&outcomes[..1], 150), "");

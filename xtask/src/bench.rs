@@ -52,7 +52,8 @@
 //! **SMP** (issue 12), each its own boot:
 //! - `churn`: dom0test `churn cycles=N` (1000 by default) on `-smp 4`: N create/destroy
 //!   cycles of 4-vCPU domUs, every vCPU up and running before each destroy. Reported: the
-//!   free-frame counts before and after, which must be equal (a result line, not a time).
+//!   free-frame counts before and after, which must be equal once the frames the
+//!   hypervisor's heap grew into are added (a result line, not a time).
 //! - `compute`: the `compute` demo with `vcpus=1`, then `vcpus=2`, in one boot of the
 //!   default image on `-smp 2`, without `-icount` (`-icount` runs every pCPU on one emulator
 //!   thread, so there would be nothing to gain): the speed-up is the ratio of the two times
@@ -362,13 +363,24 @@ pub struct Churn {
     /// Free frames before the first cycle and after the last.
     pub before: u64,
     pub after: u64,
+    /// Frames the hypervisor's heap grew into in between (kept for the next domains).
+    pub heap_grown: u64,
 }
 
-/// The free-frame counts of a `churn free frames before: <N> after: <M>` line.
-pub fn parse_churn_frames(line: &str) -> Option<(u64, u64)> {
+/// The counts of a `churn free frames before: <N> after: <M>[ (+<G> the heap grew
+/// into)...]` line: before, after, and what the heap grew into (0 when not given).
+pub fn parse_churn_frames(line: &str) -> Option<(u64, u64, u64)> {
     let rest = line.strip_prefix("churn free frames before: ")?;
-    let (before, after) = rest.split_once(" after: ")?;
-    Some((before.trim().parse().ok()?, after.trim().parse().ok()?))
+    let (before, rest) = rest.split_once(" after: ")?;
+    let (after, grown) = match rest.split_once(" (+") {
+        Some((after, tail)) => (after, tail.split_once(' ')?.0.parse().ok()?),
+        None => (rest, 0),
+    };
+    Some((
+        before.trim().parse().ok()?,
+        after.trim().parse().ok()?,
+        grown,
+    ))
 }
 
 /// Runs `cycles` create/destroy cycles of 4-vCPU domUs on `-smp 4`.
@@ -379,7 +391,7 @@ pub fn churn(ws: &Workspace, cycles: u32) -> Result<Churn, String> {
         .find(|l| l.starts_with("churn: ") && l.contains(" cycles of "))
         .cloned()
         .ok_or("no churn summary line")?;
-    let (before, after) = lines
+    let (before, after, heap_grown) = lines
         .iter()
         .find_map(|l| parse_churn_frames(l))
         .ok_or("no churn free-frames line")?;
@@ -387,6 +399,7 @@ pub fn churn(ws: &Workspace, cycles: u32) -> Result<Churn, String> {
         summary,
         before,
         after,
+        heap_grown,
     })
 }
 
@@ -556,7 +569,18 @@ mod tests {
     fn smp_figures_parse() {
         assert_eq!(
             parse_churn_frames("churn free frames before: 100 after: 99"),
-            Some((100, 99))
+            Some((100, 99, 0))
+        );
+        assert_eq!(
+            parse_churn_frames(
+                "churn free frames before: 100 after: 94 (+6 the heap grew into); heap in use \
+                 1 -> 2 bytes"
+            ),
+            Some((100, 94, 6))
+        );
+        assert_eq!(
+            parse_churn_frames("churn free frames before: 100 after: 94 (+x the heap"),
+            None
         );
         assert_eq!(
             parse_churn_frames("churn free frames before: x after: 1"),

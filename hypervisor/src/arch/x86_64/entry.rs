@@ -922,6 +922,25 @@ pub fn forget_guest_root() {
         .store(0, core::sync::atomic::Ordering::SeqCst);
 }
 
+/// Gives the boot CPU its guest root and guest-root frames, as [`build_ap_area`] gives each
+/// AP its own: before dom0 is built, so that free memory does not change when a guest first
+/// runs on the boot CPU. Without it the boot CPU took its six frames at its first guest, and
+/// a boot whose first dom0 run happened on an AP took them in the middle of dom0's tests
+/// (`smp_churn_4` once read six frames missing, CI, session 16). `false` when memory ran out
+/// (the first guest run then tries again).
+pub fn take_boot_root_frames() -> bool {
+    use core::sync::atomic::Ordering::SeqCst;
+    let cpu = super::percpu::this();
+    if cpu.guest_root.load(SeqCst) == 0 {
+        let Some(frame) = crate::mm::frames::alloc_zeroed() else {
+            return false;
+        };
+        cpu.guest_root.store(frame.phys(), SeqCst);
+    }
+    take_root_frames(cpu);
+    true
+}
+
 /// Gives `cpu` its guest-root frames: slot 0 is `guest_root`, the others are taken now if
 /// memory allows (a slot without a frame is not used). Once per pCPU, before its first guest,
 /// so that what the machine has for guests does not change when a domain first runs.
