@@ -322,6 +322,7 @@ pub fn load_guest_gs(sel: u16) -> bool {
 /// vCPU's change between kernel and user mode (`guest::xenpv::toggle_mode`), done on the
 /// MSR since the hypervisor itself never runs with the guest's GS.
 #[cfg(target_os = "none")]
+#[inline]
 pub fn swap_gs_base(base: u64) -> u64 {
     use x86_64::registers::model_specific::GsBase;
     let live = GsBase::read().as_u64();
