@@ -32,12 +32,14 @@ pub struct AddressSpace {
 struct Direct;
 
 impl walk::GuestTables for Direct {
+    #[inline]
     fn entry(&self, table: Mfn, index: u64) -> u64 {
         // The walk reads only tables it checked belong to the domain; the value it reads once
         // is validated by the walk.
         physmem::read_u64(table, index as usize)
     }
 
+    #[inline]
     fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool {
         ft::owned_by(mfn, dom)
     }

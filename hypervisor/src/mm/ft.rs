@@ -289,6 +289,7 @@ pub fn frames() -> u64 {
 }
 
 /// Whether `dom` owns `mfn` (one atomic read; no lock needed).
+#[inline]
 pub fn owned_by(mfn: Mfn, dom: DomId) -> bool {
     table().owned_by(mfn, dom)
 }

@@ -249,6 +249,7 @@ pub fn write_table(mfn: Mfn, words: &[u64; WORDS]) {
 }
 
 /// Word `index` of `mfn` (a page-table entry), read once.
+#[inline]
 pub fn read_u64(mfn: Mfn, index: usize) -> u64 {
     assert!(index < WORDS_PER_FRAME, "word {index} is outside a frame");
     let va = frame_va(mfn) as *const u64;
