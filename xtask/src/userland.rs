@@ -83,8 +83,9 @@ fn build_program(ws: &Workspace, package: &str, bins: &[&str]) -> Result<(), Str
             .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
             // Small rather than fast: dom0 maps and fills every page of a program at each
             // exec, which costs more than the code's speed gains (issue 13's creation time).
-            // Only these programs' build sees it. (With LTO as well, `xl create` jumped to
-            // address 0 in dom0: not used.)
+            // Only these programs' build sees it. (With fat LTO as well, `xl create` once
+            // jumped to address 0, in dom0 as on Linux: a call to musl's `getrandom`, which LTO
+            // had left unlinked; `dom0-tools/xl/src/sys.rs` makes the system call instead.)
             .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")
             .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
     )

@@ -136,12 +136,20 @@ fn clock(id: libc::clockid_t) -> u64 {
         .saturating_add(ts.tv_nsec.max(0) as u64)
 }
 
-/// 16 random bytes from the kernel (`getrandom`); zeros if it has none.
+/// 16 random bytes from the kernel (the `getrandom` system call); zeros if
+/// it has none.
+///
+/// The system call itself, not musl's `getrandom` function: `std` declares
+/// that function as a weak symbol (it falls back to the system call when
+/// the symbol is null), and with fat LTO LLVM merges that declaration with
+/// `libc::getrandom`'s into one weak one, so the static link does not take
+/// `getrandom` from musl's `libc.a` and a direct call jumps to address 0
+/// (rust-lang/rust#154439, seen with `gettid`).
 pub fn random16() -> [u8; 16] {
     let mut b = [0u8; 16];
     // SAFETY: `b` is a live 16-byte buffer borrowed exclusively for the
     // call; the kernel writes at most 16 bytes.
-    let _ = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    let _ = unsafe { libc::syscall(libc::SYS_getrandom, b.as_mut_ptr(), b.len(), 0u32) };
     b
 }
 
@@ -228,5 +236,17 @@ impl Drop for RawInput {
             // SAFETY: `saved` is the valid termios read in `new`; the call only reads it.
             unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, saved) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random16_comes_from_the_kernel() {
+        // Two draws of 128 random bits are equal (or zero, which is what a
+        // failed call leaves) with a chance of about 2^-128.
+        let (a, b) = (super::random16(), super::random16());
+        assert_ne!(a, [0; 16], "getrandom failed");
+        assert_ne!(a, b);
     }
 }
