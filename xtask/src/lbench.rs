@@ -9,11 +9,15 @@
 //!
 //! - **native** (the `native` column): the kernel booted by QEMU's `-kernel`/`-initrd` on a
 //!   256 MiB machine (the domU's memory), command line `console=ttyS0 quiet panic=-1
-//!   xenia.bench=...`;
+//!   norandmaps xenia.bench=...`;
 //! - **domU** (the `pv` column): Xenia's default image on a 1 GiB machine; at dom0's prompt
 //!   `xl create -c /etc/xen/debian.cfg 'extra="console=hvc0 earlyprintk=xen quiet
-//!   xenia.bench=..."'`, the figures read from the domain's console (Xen's early console
+//!   norandmaps xenia.bench=..."'`, the figures read from the domain's console (Xen's early console
 //!   shows in the hypervisor's log why a boot stopped, if it does).
+//!
+//! `norandmaps` in both: the address-space layout is not randomized, so that the number of
+//! page tables the program has, and with it the `fork` row, does not change from boot to
+//! boot (`tests::linuxbench::native_cmdline`).
 //!
 //! `/init` runs the program when the command line has `xenia.bench=` and powers off after.
 //! Each figure is TSC ticks per iteration of the best of `runs` runs: under `-icount
