@@ -370,12 +370,15 @@ fn base_switch(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     let Some(place) = guest_words(vcpu.l4, id, list, words, false) else {
         return false;
     };
-    let mut raw = [0u64; OP_WORDS * BASE_OPS];
-    physmem::read_u64s(
-        Mfn::from_phys(place),
-        ((place % PAGE_SIZE) / 8) as usize,
-        &mut raw[..words],
-    );
+    // Read with the count known at the call (a loop's bookkeeping was about 80 instructions
+    // a switch): `guest_words` found `words` words within the page.
+    let (list_frame, index) = (Mfn::from_phys(place), ((place % PAGE_SIZE) / 8) as usize);
+    let raw: [u64; OP_WORDS * BASE_OPS] = if count == 2 {
+        physmem::read_u64_array(list_frame, index)
+    } else {
+        let [cmd, arg1, arg2] = physmem::read_u64_array(list_frame, index);
+        [cmd, arg1, arg2, 0, 0, 0]
+    };
     let ops = raw[..words].chunks_exact(OP_WORDS);
     if ops
         .clone()
@@ -460,8 +463,8 @@ fn guest_words(
     if let Some(phys) = memo::get(key, l4.phys(), dom, generation) {
         return Some(phys);
     }
-    let phys = mem::AddressSpace { l4, dom }
-        .translate(va, write, false)
+    let (phys, path) = mem::AddressSpace { l4, dom }
+        .translate_path(va, write, false)
         .ok()?;
     // Plain memory stays plain while the generation holds (a frame that stops being plain
     // memory moves it: the memo's rule), so a kept answer needs no second look.
@@ -473,7 +476,7 @@ fn guest_words(
     {
         return None;
     }
-    memo::put(key, l4.phys(), dom, phys, generation);
+    memo::put(key, l4.phys(), dom, phys, generation, path);
     Some(phys)
 }
 
@@ -495,8 +498,11 @@ fn guest_words(
 ///   the generation;
 ///
 /// so the walk and the type check, made once when the answer is kept, would answer the
-/// same. Used only under the domain's lock (`trap`), so nothing of the domain changes
-/// between the look and the write. The frame table's fuzzer checks both points
+/// same. Once the generation has moved, an answer none of whose frames (the walk's tables
+/// and the written frame, `walk::Path`) was stamped since still holds for the same reasons,
+/// and is kept at the new generation (`ft::unchanged_since`, as the translation cache). Used
+/// only under the domain's lock (`trap`), so nothing of the domain changes between the look
+/// and the write. The frame table's fuzzer checks both points
 /// (`random_operations_keep_every_invariant`), and `linux_pv_hostile_crashes` the kept
 /// frame place becoming an L1 by a pin and by an L2 entry. One look instead of the
 /// cache's search, the generation read again and the type check.
@@ -506,6 +512,7 @@ mod memo {
     use guest_abi::types::DomId;
 
     use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
+    use crate::mm::{Mfn, walk};
 
     /// Sets of four ways: a key has one set (at most four looks, no search). Two processes'
     /// kernel stacks (each a frame place and an `iret_context`) and their `mmuext_op` lists
@@ -518,11 +525,11 @@ mod memo {
     const WAYS: usize = 4;
 
     /// A way: key (address | write << 1 | 1; 0: empty), top-level table, domain,
-    /// generation, answer.
-    struct Way([AtomicU64; 5]);
+    /// generation, answer, and the walk's frames below the top-level table (`walk::Path`).
+    struct Way([AtomicU64; 9]);
 
     static MEMO: [[[Way; WAYS]; SETS]; MAX_CPUS] =
-        [const { [const { [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS] }; SETS] };
+        [const { [const { [const { Way([const { AtomicU64::new(0) }; 9]) }; WAYS] }; SETS] };
             MAX_CPUS];
 
     /// The set of `key` through the table at machine address `l4`: bits of the address
@@ -537,12 +544,29 @@ mod memo {
 
     #[inline(always)]
     fn answer(w: &Way, key: u64, l4: u64, dom: DomId, generation: u64) -> Option<u64> {
-        let [k, t, d, g, answer] = &w.0;
-        (k.load(Relaxed) == key
-            && t.load(Relaxed) == l4
-            && d.load(Relaxed) == u64::from(dom)
-            && g.load(Relaxed) == generation)
-            .then(|| answer.load(Relaxed))
+        let [k, t, d, g, answer, ..] = &w.0;
+        if k.load(Relaxed) != key || t.load(Relaxed) != l4 || d.load(Relaxed) != u64::from(dom) {
+            return None;
+        }
+        if g.load(Relaxed) != generation && !still(w, l4, generation) {
+            return None;
+        }
+        Some(answer.load(Relaxed))
+    }
+
+    /// Whether `w`'s answer, kept at an older generation, still holds at `generation` (none
+    /// of its frames stamped since: `ft::unchanged_since`); if so it is kept at `generation`.
+    /// Out of line: it runs once after each move of the generation.
+    #[inline(never)]
+    fn still(w: &Way, l4: u64, generation: u64) -> bool {
+        let frames = [1, 5, 6, 7, 8].map(|i| Mfn(w.0[i].load(Relaxed)));
+        let [_, a, b, c, d] = frames;
+        if !crate::mm::ft::unchanged_since(w.0[3].load(Relaxed), &[Mfn::from_phys(l4), a, b, c, d])
+        {
+            return false;
+        }
+        w.0[3].store(generation, Relaxed);
+        true
     }
 
     #[inline(always)]
@@ -559,22 +583,32 @@ mod memo {
     /// Keeps an answer in the set's first way, each way's in the next (the oldest goes).
     /// Not inlined: it runs after a walk, rarely once the ways are warm.
     #[inline(never)]
-    pub fn put(key: u64, l4: u64, dom: DomId, answer: u64, generation: u64) {
+    pub fn put(key: u64, l4: u64, dom: DomId, answer: u64, generation: u64, path: walk::Path) {
         let ways = set(key, l4);
         // A pCPU's own ways, which nothing else reads; each is emptied while it is rewritten
         // all the same, so that no look could match a half-written way.
-        let fill = |w: &Way, [key, l4, dom, generation, answer]: [u64; 5]| {
+        let fill = |w: &Way, words: [u64; 9]| {
             w.0[0].store(0, Relaxed);
-            w.0[1].store(l4, Relaxed);
-            w.0[2].store(dom, Relaxed);
-            w.0[3].store(generation, Relaxed);
-            w.0[4].store(answer, Relaxed);
-            w.0[0].store(key, Relaxed);
+            for (i, &word) in words.iter().enumerate().skip(1) {
+                w.0[i].store(word, Relaxed);
+            }
+            w.0[0].store(words[0], Relaxed);
         };
-        for i in (1..WAYS).rev() {
+        // A stale way of the same key goes first (the key is then in one way only).
+        let same = |w: &Way| {
+            w.0[0].load(Relaxed) == key
+                && w.0[1].load(Relaxed) == l4
+                && w.0[2].load(Relaxed) == u64::from(dom)
+        };
+        let last = ways.iter().position(same).unwrap_or(WAYS - 1);
+        for i in (1..=last).rev() {
             let from = &ways[i - 1].0;
-            fill(&ways[i], [0, 1, 2, 3, 4].map(|j| from[j].load(Relaxed)));
+            fill(&ways[i], core::array::from_fn(|j| from[j].load(Relaxed)));
         }
-        fill(&ways[0], [key, l4, u64::from(dom), generation, answer]);
+        let [a, b, c, d] = path.map(|m| m.0);
+        fill(
+            &ways[0],
+            [key, l4, u64::from(dom), generation, answer, a, b, c, d],
+        );
     }
 }

@@ -49,24 +49,30 @@ impl walk::GuestTables for Direct {
 /// same kernel stack page time after time, and every `SYSCALL` asks whether the same code
 /// page is user-accessible, each a four-level walk with an ownership check per table
 /// (about 250 instructions). An answer is kept with the frame table's generation
-/// (`ft::generation`), which moves at every entry write that can change a walk that
-/// succeeded (`frame_table::translation_changed`: an entry removed, pointed elsewhere, or
-/// losing RW, U/S or execution; any L4 entry), and every change of a frame's owner, of an
-/// L4, or of a frame that stops being plain memory (`FrameTable::use_changed`): while it
-/// has not moved, every walk that succeeded answers the same, so the answer is still the
-/// walk's. Only successful walks are kept (and, for ring 3, "present, not user", which U/S
-/// changes either way move); a walk that failed may succeed since (a mapping added, rights
-/// given) and is walked again. The caller's checks that are not the walk's (a written
-/// frame's type) are made at every use. Each pCPU touches only its own ways.
+/// (`ft::generation`) and the frames the walk went through (`walk::Path`, and the top-level
+/// table). The generation moves at every entry write that can change a walk that succeeded
+/// (`frame_table::translation_changed`: an entry removed, pointed elsewhere, or losing RW,
+/// U/S or execution; any L4 entry), and every change of a frame's owner, of an L4, or of a
+/// frame that stops being plain memory (`FrameTable::use_changed`); each such change
+/// stamps the frame it was made to. While the generation has not moved, every walk that
+/// succeeded answers the same; once it has, an answer none of whose frames was stamped
+/// since still does (a walk reads only those frames' entries and owners), and is kept at
+/// the new generation (`ft::unchanged_since`, session 18: a `fork` write-protects the
+/// parent's pages, which used to drop every answer, the kernel stack's included). Only
+/// successful walks are kept (and, for ring 3, "present, not user", which U/S changes
+/// either way move); a walk that failed may succeed since (a mapping added, rights given)
+/// and is walked again. The caller's checks that are not the walk's (a written frame's
+/// type) are made at every use. Each pCPU touches only its own ways.
 mod tlb {
     use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
     use crate::arch::x86_64::{percpu, smp::MAX_CPUS};
+    use crate::mm::{Mfn, walk};
 
     const WAYS: usize = 4;
     /// A way: the key (page | kind | valid), the top-level table, the domain, the answer,
-    /// the generation it was found at.
-    struct Way([AtomicU64; 5]);
+    /// the generation it holds at, and the walk's frames below the top-level table.
+    struct Way([AtomicU64; 9]);
 
     struct Ways {
         ways: [Way; WAYS],
@@ -75,39 +81,62 @@ mod tlb {
 
     static CACHE: [Ways; MAX_CPUS] = [const {
         Ways {
-            ways: [const { Way([const { AtomicU64::new(0) }; 5]) }; WAYS],
+            ways: [const { Way([const { AtomicU64::new(0) }; 9]) }; WAYS],
             next: AtomicU64::new(0),
         }
     }; MAX_CPUS];
 
     pub const VALID: u64 = 1 << 11;
 
+    #[inline]
     fn mine() -> &'static Ways {
         &CACHE[percpu::this().index() % MAX_CPUS]
     }
 
-    pub fn get(key: u64, l4: u64, dom: u64, generation: u64) -> Option<u64> {
-        mine().ways.iter().find_map(|w| {
-            let [k, t, d, answer, g] = &w.0;
-            (k.load(Relaxed) == key
-                && t.load(Relaxed) == l4
-                && d.load(Relaxed) == dom
-                && g.load(Relaxed) == generation)
-                .then(|| answer.load(Relaxed))
+    /// The way that holds `key` through `l4` for `dom`, if any (a key is in one way at most).
+    #[inline]
+    fn find(ways: &Ways, key: u64, l4: u64, dom: u64) -> Option<&Way> {
+        ways.ways.iter().find(|w| {
+            w.0[0].load(Relaxed) == key && w.0[1].load(Relaxed) == l4 && w.0[2].load(Relaxed) == dom
         })
     }
 
-    pub fn put(key: u64, l4: u64, dom: u64, answer: u64, generation: u64) {
+    /// The answer kept for `key` and the walk's frames, if it holds at `generation` (the
+    /// generation the caller loaded before asking).
+    #[inline]
+    pub fn get(key: u64, l4: u64, dom: u64, generation: u64) -> Option<(u64, walk::Path)> {
+        let w = find(mine(), key, l4, dom)?;
+        let path = [5, 6, 7, 8].map(|i| Mfn(w.0[i].load(Relaxed)));
+        let kept = w.0[4].load(Relaxed);
+        if kept != generation {
+            let [a, b, c, d] = path;
+            if !crate::mm::ft::unchanged_since(kept, &[Mfn::from_phys(l4), a, b, c, d]) {
+                return None;
+            }
+            // Still the walk's answer: kept at the new generation.
+            w.0[4].store(generation, Relaxed);
+        }
+        Some((w.0[3].load(Relaxed), path))
+    }
+
+    /// Keeps a walk's answer, found at `generation` through `path`: in the way that held the
+    /// key before, if one did, else in the next way in turn.
+    pub fn put(key: u64, l4: u64, dom: u64, answer: u64, generation: u64, path: walk::Path) {
         let me = mine();
-        let i = me.next.fetch_add(1, Relaxed) as usize % WAYS;
-        let [k, t, d, a, g] = &me.ways[i].0;
+        let w = match find(me, key, l4, dom) {
+            Some(w) => w,
+            None => &me.ways[me.next.fetch_add(1, Relaxed) as usize % WAYS],
+        };
         // Invalid while it is rewritten (a pCPU's own ways: nothing else reads them).
-        k.store(0, Relaxed);
-        t.store(l4, Relaxed);
-        d.store(dom, Relaxed);
-        a.store(answer, Relaxed);
-        g.store(generation, Relaxed);
-        k.store(key, Relaxed);
+        w.0[0].store(0, Relaxed);
+        w.0[1].store(l4, Relaxed);
+        w.0[2].store(dom, Relaxed);
+        w.0[3].store(answer, Relaxed);
+        w.0[4].store(generation, Relaxed);
+        for (i, m) in path.iter().enumerate() {
+            w.0[5 + i].store(m.0, Relaxed);
+        }
+        w.0[0].store(key, Relaxed);
     }
 }
 
@@ -122,18 +151,28 @@ impl AddressSpace {
     /// (`write` asks for a writable mapping at every level; `user` for a user one). The
     /// rules are `mm::walk`'s.
     pub fn translate(&self, va: u64, write: bool, user: bool) -> Result<u64, Errno> {
+        self.translate_path(va, write, user).map(|(phys, _)| phys)
+    }
+
+    /// [`AddressSpace::translate`], with the frames the walk went through (`walk::Path`).
+    pub fn translate_path(
+        &self,
+        va: u64,
+        write: bool,
+        user: bool,
+    ) -> Result<(u64, walk::Path), Errno> {
         let kind = if write { ASK_WRITE } else { 0 } | if user { ASK_USER } else { 0 };
         let key = (va & !(PAGE_SIZE - 1)) | kind | tlb::VALID;
         let generation = ft::generation();
         let (l4, dom) = (self.l4.phys(), u64::from(self.dom));
         if is_canonical(va)
-            && let Some(page) = tlb::get(key, l4, dom, generation)
+            && let Some((page, path)) = tlb::get(key, l4, dom, generation)
         {
-            return Ok(page | (va & (PAGE_SIZE - 1)));
+            return Ok((page | (va & (PAGE_SIZE - 1)), path));
         }
-        let phys = walk::translate(&Direct, self.l4, self.dom, va, write, user)?;
-        tlb::put(key, l4, dom, phys & !(PAGE_SIZE - 1), generation);
-        Ok(phys)
+        let (phys, path) = walk::translate_path(&Direct, self.l4, self.dom, va, write, user)?;
+        tlb::put(key, l4, dom, phys & !(PAGE_SIZE - 1), generation, path);
+        Ok((phys, path))
     }
 
     /// Whether ring 3 could run at `va` (`mm::walk::user_accessible`).
@@ -142,12 +181,12 @@ impl AddressSpace {
         let generation = ft::generation();
         let (l4, dom) = (self.l4.phys(), u64::from(self.dom));
         if is_canonical(va)
-            && let Some(answer) = tlb::get(key, l4, dom, generation)
+            && let Some((answer, _)) = tlb::get(key, l4, dom, generation)
         {
             return Some(answer != 0);
         }
-        let answer = walk::user_accessible(&Direct, self.l4, self.dom, va)?;
-        tlb::put(key, l4, dom, u64::from(answer), generation);
+        let (answer, path) = walk::user_accessible_path(&Direct, self.l4, self.dom, va)?;
+        tlb::put(key, l4, dom, u64::from(answer), generation, path);
         Some(answer)
     }
 

@@ -35,30 +35,10 @@ impl PageMemory for DirectMem {
         physmem::nonzero_words(mfn, from, out)
     }
 
+    // The frame table moves its generations and the table's stamp around every write that
+    // can change a walk's answer (`FrameTable::unchanged_since`): nothing to do here.
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64) {
         physmem::write_u64(mfn, index, value);
-        // Translations through this table may have changed (`guest::mem`'s cache).
-        table().note_entry_write();
-    }
-
-    fn update_entry_value(
-        &mut self,
-        mfn: Mfn,
-        index: usize,
-        level: super::frame_table::PageType,
-        old: u64,
-        value: u64,
-    ) {
-        physmem::write_u64(mfn, index, value);
-        // A walk's answer through this entry may have changed, or (an L4) the pCPUs' copies
-        // of the table (`entry::load_guest_root`) must be made again: the generation moves.
-        // Otherwise (an entry that was not present, an accessed or dirty bit) every cached
-        // answer still holds and is kept (`frame_table::translation_changed`).
-        if level == super::frame_table::PageType::L4 {
-            table().note_entry_write();
-        } else if super::frame_table::translation_changed(old, value) {
-            table().note_walk_change();
-        }
     }
 
     fn flush_tlbs(&mut self) {
@@ -178,6 +158,14 @@ pub fn generation() -> u64 {
 #[inline]
 pub fn root_generation() -> u64 {
     table().root_generation()
+}
+
+/// Whether no frame of `frames` changed (an entry written, a change of use) after generation
+/// `since`, nor is being changed (`FrameTable::unchanged_since`): a translation found at
+/// `since` through those frames still holds.
+#[inline]
+pub fn unchanged_since(since: u64, frames: &[Mfn]) -> bool {
+    table().unchanged_since(since, frames)
 }
 
 /// Tables validated or devalidated so far, on every pCPU: lock waiters tell a long

@@ -360,9 +360,8 @@ pub trait PageMemory {
     fn write_entry(&mut self, mfn: Mfn, index: usize, value: u64);
     /// Writes entry `index` of `mfn`, a validated page table of type `level` whose entry was
     /// `old`, to `value` (an `mmu_update` or an emulated write). The default is
-    /// [`write_entry`](Self::write_entry); the hypervisor's implementation uses what it is
-    /// told to keep its translation caches when no translation through the entry changed
-    /// ([`translation_changed`]).
+    /// [`write_entry`](Self::write_entry). The table moves its generation around the write
+    /// only when a translation through the entry may change ([`translation_changed`]).
     fn update_entry_value(
         &mut self,
         mfn: Mfn,
@@ -607,9 +606,9 @@ pub struct FrameTable {
     underflows: AtomicU64,
     /// Bumped whenever a change of a frame's record could change a cached answer
     /// ([`FrameTable::use_changed`]: owner, a frame that stops being plain memory, an L4),
-    /// and by the caller's [`PageMemory::write_entry`] whenever a page-table entry is
-    /// written ([`FrameTable::note_entry_write`]; for updates of validated tables only when
-    /// a walk's answer may change, [`translation_changed`]): a translation of a guest
+    /// and around every write of a page-table entry the table makes (for updates of
+    /// validated tables only when a walk's answer may change, [`translation_changed`]),
+    /// with the changed frame's stamp (`stamps`): a translation of a guest
     /// address found at one value stays true while it has that value (the hypervisor's
     /// translation cache, `guest::mem`). The reference counts alone never bump it.
     generation: AtomicU64,
@@ -618,7 +617,20 @@ pub struct FrameTable {
     /// not an update of an L1 to L3 table, and by a change of owner or offlining of a frame
     /// or one to, from or of an L4. Never bumped without `generation`.
     root_generation: AtomicU64,
+    /// Per frame, the generation of its last change that [`FrameTable::generation`] moved
+    /// for: an entry written in it, or a change of its use ([`FrameTable::use_changed`]);
+    /// [`STAMP_CHANGING`] while such a change is under way. A walk's answer depends only on
+    /// the frames it went through (`walk::Path`), so an answer found at generation `g` still
+    /// holds while none of those frames has a stamp above `g`
+    /// ([`FrameTable::unchanged_since`]): a `fork` that write-protects a process's pages
+    /// moves the generation and yet keeps the translations of the kernel's stack and
+    /// hypercall arguments (issue 18, session 18).
+    stamps: Vec<AtomicU64>,
 }
+
+/// A frame's stamp while a change that moves the generation is made to it: above every
+/// generation, so that no cached answer through the frame is taken meanwhile.
+pub const STAMP_CHANGING: u64 = u64::MAX;
 
 impl Clone for FrameTable {
     // alloc-block: tests and the fuzzer compare whole tables.
@@ -630,6 +642,11 @@ impl Clone for FrameTable {
             underflows: AtomicU64::new(self.underflows.load(Ordering::Relaxed)),
             generation: AtomicU64::new(self.generation.load(Ordering::Relaxed)),
             root_generation: AtomicU64::new(self.root_generation.load(Ordering::Relaxed)),
+            stamps: self
+                .stamps
+                .iter()
+                .map(|s| AtomicU64::new(s.load(Ordering::Relaxed)))
+                .collect(),
         }
     }
     // end alloc-block
@@ -676,6 +693,7 @@ impl FrameTable {
             underflows: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             root_generation: AtomicU64::new(0),
+            stamps: (0..frames).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -722,18 +740,66 @@ impl FrameTable {
         let before = Slot::decode(old);
         let mut f = before;
         let r = change(&mut f);
-        slot.store(&old, &f);
         if Self::use_changed(&before, &f) {
-            if before.owner != f.owner
+            self.begin_change(mfn);
+            slot.store(&old, &f);
+            let roots = before.owner != f.owner
                 || before.offline != f.offline
                 || before.ty == PageType::L4
-                || f.ty == PageType::L4
-            {
-                self.root_generation.fetch_add(1, Ordering::SeqCst);
-            }
-            self.generation.fetch_add(1, Ordering::SeqCst);
+                || f.ty == PageType::L4;
+            self.end_change(mfn, roots);
+        } else {
+            slot.store(&old, &f);
         }
         Some(r)
+    }
+
+    /// Marks `mfn` as being changed ([`STAMP_CHANGING`]), before a change that moves the
+    /// generation is made to it (an entry written, a change of use). The one writer of the
+    /// frame (type docs) makes the change, then [`FrameTable::end_change`].
+    #[inline]
+    fn begin_change(&self, mfn: Mfn) {
+        if let Some(i) = self.slot(mfn) {
+            self.stamps[i].store(STAMP_CHANGING, Ordering::SeqCst);
+        }
+    }
+
+    /// The change to `mfn` begun with [`FrameTable::begin_change`] is made: the generation
+    /// moves (and the roots' with it when `roots`), and the frame's stamp becomes the new
+    /// generation. A reader that loaded the generation before this and then finds the stamp
+    /// still old read the frame before the change began (the stamp was set to
+    /// [`STAMP_CHANGING`] first); one that finds `STAMP_CHANGING` or the new stamp takes no
+    /// kept answer through the frame.
+    #[inline]
+    fn end_change(&self, mfn: Mfn, roots: bool) {
+        if roots {
+            self.root_generation.fetch_add(1, Ordering::SeqCst);
+        }
+        let now = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(i) = self.slot(mfn) {
+            self.stamps[i].store(now, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether no frame of `frames` changed (an entry written, a change of use: what moves
+    /// the generation) after generation `since`, and none is being changed. The caller
+    /// loaded the generation it will keep an answer at before calling. Frames outside the
+    /// table never are a walk's.
+    #[inline]
+    pub fn unchanged_since(&self, since: u64, frames: &[Mfn]) -> bool {
+        frames.iter().all(|&m| {
+            self.slot(m)
+                .is_some_and(|i| self.stamps[i].load(Ordering::SeqCst) <= since)
+        })
+    }
+
+    /// Writes entry `index` of table `table` through `mem`, with the table's stamp and the
+    /// generations moved (every write of an entry outside an update: validation's forced
+    /// U/S, grant mappings, plain writes of data frames).
+    fn write_entry_noted<M: PageMemory>(&self, mem: &mut M, table: Mfn, index: usize, value: u64) {
+        self.begin_change(table);
+        mem.write_entry(table, index, value);
+        self.end_change(table, true);
     }
 
     /// Whether a change of a frame's record from `before` to `after` can change what a cached
@@ -768,19 +834,6 @@ impl FrameTable {
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
-    }
-
-    /// A page-table entry was written (called by [`PageMemory::write_entry`]'s
-    /// implementation, after the write).
-    pub fn note_entry_write(&self) {
-        self.root_generation.fetch_add(1, Ordering::SeqCst);
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// An entry of an L1 to L3 table changed what a walk through it finds
-    /// ([`translation_changed`]): the translations move on, the copies of L4 tables stay.
-    pub fn note_walk_change(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The generation copies of L4 tables are kept at (see the field).
@@ -1038,6 +1091,7 @@ impl FrameTable {
 
     /// A type reference of type `ty` on `mfn`, whose owner the caller checked (it holds a
     /// general reference). Xen's `_get_page_type`.
+    #[inline]
     fn type_get<M: PageMemory>(&self, mem: &mut M, mfn: Mfn, ty: PageType) -> Result<(), Errno> {
         let limit = self.count_limit;
         // Already in use as `ty` (the common case: a writable mapping of a data page that
@@ -1059,6 +1113,20 @@ impl FrameTable {
                 return Ok(());
             }
         }
+        self.type_get_first(mem, mfn, ty)
+    }
+
+    /// [`FrameTable::type_get`] when the frame is not in use as anything (or outside the
+    /// table): out of line, so that the common case above is inlined into its callers
+    /// without this one's register saves (issue 18, session 18).
+    #[inline(never)]
+    fn type_get_first<M: PageMemory>(
+        &self,
+        mem: &mut M,
+        mfn: Mfn,
+        ty: PageType,
+    ) -> Result<(), Errno> {
+        let limit = self.count_limit;
         // The use the frame had, if it takes a new one.
         let step = self
             .edit(mfn, |f| {
@@ -1104,6 +1172,7 @@ impl FrameTable {
 
     /// Drops a type reference; at zero a page table is devalidated. Xen's `_put_page_type`
     /// and `devalidate_page`.
+    #[inline]
     fn type_put<M: PageMemory>(&self, mem: &mut M, mfn: Mfn) {
         // Others keep the type: one fewer, on the words.
         if let Some(slot) = self.slot(mfn) {
@@ -1114,6 +1183,13 @@ impl FrameTable {
                 return;
             }
         }
+        self.type_put_last(mem, mfn);
+    }
+
+    /// [`FrameTable::type_put`] of the last type reference (or of a frame outside the
+    /// table): out of line, as [`FrameTable::type_get_first`].
+    #[inline(never)]
+    fn type_put_last<M: PageMemory>(&self, mem: &mut M, mfn: Mfn) {
         // The use that ended, if the count fell to zero.
         let put = self.edit(mfn, |f| {
             f.type_count = f.type_count.checked_sub(1)?;
@@ -1263,7 +1339,7 @@ impl FrameTable {
                 };
                 if result.is_ok() && e & pte::PRESENT != 0 && e & pte::USER == 0 && forced {
                     // Xen's `adjust_guest_lNe`: written back in the table, as Xen does.
-                    mem.write_entry(table, i, e | pte::USER);
+                    self.write_entry_noted(mem, table, i, e | pte::USER);
                 }
                 if let Err(err) = result {
                     // The frame is typed, so nothing but the hardware's accessed and dirty
@@ -1705,7 +1781,18 @@ impl FrameTable {
                     value |= pte::USER;
                 }
                 self.get_entry_refs(mem, level, value, dom)?;
+                // A walk's answer through the entry may change, or (an L4) the pCPUs' copies
+                // of the table (`entry::load_guest_root`) must be made again: the generation
+                // moves. Otherwise (an entry that was not present, an accessed or dirty bit)
+                // every cached answer still holds and is kept ([`translation_changed`]).
+                let walks = level == PageType::L4 || translation_changed(old, value);
+                if walks {
+                    self.begin_change(table);
+                }
                 mem.update_entry_value(table, index, level, old, value);
+                if walks {
+                    self.end_change(table, level == PageType::L4);
+                }
                 let l4_changed = (level == PageType::L4 && old != value).then_some(table);
                 if let Some(l4) = l4_changed {
                     mem.sync_guest_roots(l4);
@@ -1718,7 +1805,7 @@ impl FrameTable {
                 })
             }
             PageType::Writable => {
-                mem.write_entry(table, index, new);
+                self.write_entry_noted(mem, table, index, new);
                 Ok(plain)
             }
             PageType::None => {
@@ -1727,7 +1814,7 @@ impl FrameTable {
                     self.ref_put(table);
                     return Err(e);
                 }
-                mem.write_entry(table, index, new);
+                self.write_entry_noted(mem, table, index, new);
                 self.type_put(mem, table);
                 self.ref_put(table);
                 Ok(plain)
@@ -1767,7 +1854,8 @@ impl FrameTable {
             | pte::DIRTY
             | GRANT_AVAIL_BITS
             | if self.config.nx { pte::NX } else { 0 };
-        mem.write_entry(
+        self.write_entry_noted(
+            mem,
             l1,
             index,
             target.phys() | (flags & allowed) | pte::PRESENT | pte::GNTTAB,
@@ -1797,7 +1885,7 @@ impl FrameTable {
         {
             return Err(Errno::EINVAL);
         }
-        mem.write_entry(l1, index, 0);
+        self.write_entry_noted(mem, l1, index, 0);
         Ok(())
     }
 
@@ -2341,8 +2429,8 @@ mod tests {
     #[derive(Clone, Debug)]
     struct Fake {
         pages: Vec<[u64; ENTRIES]>,
-        /// Entries written so far (the hypervisor's `DirectMem` moves the table's generation
-        /// at each: `FrameTable::note_entry_write`).
+        /// Entries written so far that move the table's generation (every write outside an
+        /// update, and updates that change a walk: `FrameTable::write_entry_noted`).
         writes: u64,
         /// Whether reads are logged too (flushes and syncs always are).
         log_reads: bool,
@@ -2771,6 +2859,14 @@ mod tests {
         check(&ft);
         let pinned = ft.generation();
         assert!(pinned > before, "typing and pinning move the generation");
+        // The stamps say which frames changed: the pinned table, not the pages it maps.
+        assert!(!ft.unchanged_since(before, &[Mfn(0)]));
+        assert!(ft.unchanged_since(pinned, &[Mfn(0)]));
+        assert!(ft.unchanged_since(before, &[Mfn(2), Mfn(3)]));
+        assert!(
+            !ft.unchanged_since(u64::MAX - 1, &[Mfn(100)]),
+            "outside the table"
+        );
         assert_eq!(counts(&ft, 1), (PageType::Writable, 2, 2));
         // One more writable mapping of frame 1 only counts: the generation stays.
         let mut plain = ft.generation();
@@ -2783,8 +2879,11 @@ mod tests {
         ft.ref_put(Mfn(1));
         assert_eq!(ft.generation(), plain);
         assert_eq!(counts(&ft, 1), (PageType::Writable, 2, 2));
-        ft.note_entry_write();
+        // A write of an entry moves it, and stamps only the frame written.
+        ft.write_entry_noted(&mut mem, Mfn(2), 7, 0);
         assert_eq!(ft.generation(), plain + 1);
+        assert!(!ft.unchanged_since(plain, &[Mfn(2)]));
+        assert!(ft.unchanged_since(plain, &[Mfn(0), Mfn(1), Mfn(3)]));
         plain += 1;
         ft.unpin(&mut mem, Mfn(0), DOM_A).unwrap();
         check(&ft);
@@ -2839,6 +2938,94 @@ mod tests {
         mem.set(12, 0, e(13, P | RW | U));
         mem.set(13, 0, e(14, P | RW | U | NX));
         mem.set(13, 1, e(10, P | NX));
+    }
+
+    /// Page tables as the hypervisor's walk reads them (`guest::mem::Direct`).
+    struct Walked<'a>(&'a FrameTable, &'a Fake);
+
+    impl crate::mm::walk::GuestTables for Walked<'_> {
+        fn entry(&self, table: Mfn, index: u64) -> u64 {
+            self.1.pages[table.0 as usize][index as usize]
+        }
+
+        fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool {
+            self.0.owned_by(mfn, dom)
+        }
+    }
+
+    /// The stamps' rule (`unchanged_since`, the translation cache's finer rule): an update
+    /// that changes a walk stamps the table it is in, so every walk through that table is
+    /// found changed; walks through other tables are kept, though the generation moved.
+    #[test]
+    fn updates_stamp_the_table_they_change() {
+        use crate::mm::walk;
+        let a: Vec<u64> = (10..22).collect();
+        let (ft, mut mem) = setup(24, &a, &[]);
+        hierarchy(&mut mem);
+        // A second L1 beside 13, mapping data frame 15, reached through L2 entry 1.
+        mem.set(12, 1, e(16, P | RW | U));
+        mem.set(16, 0, e(15, P | RW | U));
+        ft.pin(&mut mem, Mfn(10), DOM_A, PageType::L4).unwrap();
+        let tables = Walked(&ft, &mem);
+        let va_13 = 0x8;
+        let va_16 = (1 << 21) | 0x8;
+        let (phys, path_13) =
+            walk::translate_path(&tables, Mfn(10), DOM_A, va_13, true, true).unwrap();
+        assert_eq!(
+            (phys, path_13),
+            (e(14, 0) | 8, [Mfn(11), Mfn(12), Mfn(13), Mfn(14)])
+        );
+        let (_, path_16) =
+            walk::translate_path(&tables, Mfn(10), DOM_A, va_16, true, true).unwrap();
+        let (_, ring3) = walk::user_accessible_path(&tables, Mfn(10), DOM_A, va_16).unwrap();
+        assert_eq!(ring3, [Mfn(11), Mfn(12), Mfn(16), Mfn(16)]);
+        let with_root = |p: walk::Path| [Mfn(10), p[0], p[1], p[2], p[3]];
+        let found = ft.generation();
+        assert!(ft.unchanged_since(found, &with_root(path_13)));
+        // Write-protecting the page behind 16 (what a `fork` does to every page of the parent).
+        let r = ft.update_entry(&mut mem, Mfn(16), 0, e(15, P | U), DOM_A, false);
+        assert!(r.is_ok_and(|effect| effect.stale_translation));
+        assert!(ft.generation() > found, "the generation moves");
+        assert!(
+            !ft.unchanged_since(found, &with_root(path_16)),
+            "the walk through 16"
+        );
+        assert!(
+            !ft.unchanged_since(found, &with_root(ring3)),
+            "ring 3's walk through 16"
+        );
+        assert!(
+            ft.unchanged_since(found, &with_root(path_13)),
+            "the walk through 13 is kept"
+        );
+        // Accessed and dirty bits change no walk: nothing is stamped.
+        let quiet = ft.generation();
+        let r = ft.update_entry(
+            &mut mem,
+            Mfn(13),
+            0,
+            e(14, P | RW | U | NX | A | D),
+            DOM_A,
+            false,
+        );
+        assert!(r.is_ok());
+        assert_eq!(ft.generation(), quiet);
+        assert!(ft.unchanged_since(found, &with_root(path_13)));
+        // A change of use of the final frame (the write's place becoming a table) is found.
+        let r = ft.update_entry(&mut mem, Mfn(13), 0, 0, DOM_A, false);
+        assert!(r.is_ok());
+        assert!(
+            !ft.unchanged_since(quiet, &with_root(path_13)),
+            "the L1 written"
+        );
+        let before_pin = ft.generation();
+        ft.pin(&mut mem, Mfn(14), DOM_A, PageType::L1).unwrap();
+        assert!(
+            !ft.unchanged_since(before_pin, &[Mfn(14)]),
+            "a data page pinned"
+        );
+        assert!(ft.unchanged_since(before_pin, &[Mfn(10), Mfn(11), Mfn(12)]));
+        consistent(&ft, &mem);
     }
 
     #[test]
@@ -4046,25 +4233,17 @@ mod tests {
             Ok(())
         }
 
-        /// Page tables as the hypervisor's walk reads them (`guest::mem::Direct`).
-        struct Walked<'a>(&'a FrameTable, &'a Fake);
-
-        impl crate::mm::walk::GuestTables for Walked<'_> {
-            fn entry(&self, table: Mfn, index: u64) -> u64 {
-                self.1.pages[table.0 as usize][index as usize]
-            }
-
-            fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool {
-                self.0.owned_by(mfn, dom)
-            }
-        }
-
         /// What every walk the hypervisor could cache answers now: from each frame in use as
         /// an L4, as its owner, at addresses through the indices the updates use, for a
         /// kernel read, a kernel write, a user write and ring 3's execute question.
         /// Each answer with, for a write that succeeded, whether its frame is plain memory
         /// (`None` or `Writable`: what the fast SYSCALL paths' memos check once and keep).
-        fn walks(ft: &FrameTable, mem: &Fake) -> Vec<(Result<u64, Errno>, Option<bool>, bool)> {
+        /// Every walk of the sample: its answer, ring 3's answer, whether a write's frame
+        /// is plain memory, and the frames the walk went through (top-level table first;
+        /// `None` when it failed).
+        type Walk = (Result<u64, Errno>, Option<bool>, bool, Option<[Mfn; 5]>);
+        /// Each walk with what it asked: top-level table, address, kind.
+        fn walks(ft: &FrameTable, mem: &Fake) -> Vec<((u64, u64, u8), Walk)> {
             use crate::mm::walk;
             let tables = Walked(ft, mem);
             let mut out = Vec::new();
@@ -4076,6 +4255,7 @@ mod tests {
                 if f.current_type() != PageType::L4 {
                     continue;
                 }
+                let frames = |p: walk::Path| [Mfn(l4), p[0], p[1], p[2], p[3]];
                 for i4 in INDICES {
                     for (i3, i2, i1) in [(0, 0, 0), (0, 0, 1), (1, 0, 0), (0, 511, 0), (0, 0, 511)]
                     {
@@ -4086,20 +4266,30 @@ mod tests {
                             low
                         };
                         for (write, user) in [(false, false), (true, false), (true, true)] {
-                            let r = walk::translate(&tables, Mfn(l4), dom, va, write, user);
+                            let r = walk::translate_path(&tables, Mfn(l4), dom, va, write, user);
                             let plain = write
-                                && r.is_ok_and(|phys| {
+                                && r.is_ok_and(|(phys, _)| {
                                     matches!(
                                         ft.current_type(Mfn::from_phys(phys)),
                                         Some(PageType::None | PageType::Writable)
                                     )
                                 });
-                            out.push((r, None, plain));
+                            let path = r.as_ref().ok().map(|&(_, p)| frames(p));
+                            let kind = u8::from(write) | u8::from(user) << 1;
+                            out.push((
+                                (l4, va, kind),
+                                (r.map(|(phys, _)| phys), None, plain, path),
+                            ));
                         }
+                        let ring3 = walk::user_accessible_path(&tables, Mfn(l4), dom, va);
                         out.push((
-                            Err(Errno::EINVAL),
-                            walk::user_accessible(&tables, Mfn(l4), dom, va),
-                            false,
+                            (l4, va, 4),
+                            (
+                                Err(Errno::EINVAL),
+                                ring3.map(|(user, _)| user),
+                                false,
+                                ring3.map(|(_, p)| frames(p)),
+                            ),
                         ));
                     }
                 }
@@ -4218,36 +4408,53 @@ mod tests {
                         Ok(())
                     }
                 };
-                if ft.generation() == generation && mem.writes == writes {
-                    // What a cache keeps is an answer found: a walk that succeeded answers
-                    // the same, a write's frame that was plain memory still is, and ring 3's
-                    // answer is the same. (A walk that failed may succeed now: a mapping
-                    // added, rights given.)
-                    let now = walks(&ft, &mem);
+                // What a cache keeps is an answer found: a walk that succeeded answers the
+                // same, a write's frame that was plain memory still is, and ring 3's answer
+                // is the same (a walk that failed may succeed now: a mapping added, rights
+                // given). That holds for every walk while the generation has not moved and no
+                // entry was written, and for each walk none of whose frames changed
+                // (`FrameTable::unchanged_since`: the translation cache's finer rule).
+                let quiet = ft.generation() == generation && mem.writes == writes;
+                let now: std::collections::BTreeMap<_, _> = walks(&ft, &mem).into_iter().collect();
+                if quiet {
                     prop_assert_eq!(now.len(), walked.len(), "{:?}", op_name);
-                    for (k, (before, after)) in walked.iter().zip(&now).enumerate() {
-                        prop_assert!(
-                            before.0.is_err() || before.0 == after.0,
-                            "{} changed walk {} without moving the generation: {:?} -> {:?}",
-                            op_name,
-                            k,
-                            before.0,
-                            after.0
-                        );
-                        prop_assert!(
-                            before.1.is_none() || before.1 == after.1,
-                            "{} changed ring 3's answer {} without moving the generation",
-                            op_name,
-                            k
-                        );
-                        prop_assert!(
-                            !before.2 || after.2,
-                            "{} made written frame {:?} a table or descriptor page without \
-                             moving the generation",
-                            op_name,
-                            before.0
-                        );
+                }
+                for (k, (asked, before)) in walked.iter().enumerate() {
+                    let kept = before
+                        .3
+                        .is_some_and(|frames| ft.unchanged_since(generation, &frames));
+                    if !quiet && !kept {
+                        continue;
                     }
+                    let Some(after) = now.get(asked) else {
+                        // Its top-level table is no longer an L4: that moves the generation
+                        // and stamps the table.
+                        prop_assert!(false, "{} ended walk {} {:?} unnoticed", op_name, k, asked);
+                        continue;
+                    };
+                    prop_assert!(
+                        before.0.is_err() || before.0 == after.0,
+                        "{} changed walk {} (frames {:?}) without moving the generation or \
+                         stamping a frame: {:?} -> {:?}",
+                        op_name,
+                        k,
+                        before.3,
+                        before.0,
+                        after.0
+                    );
+                    prop_assert!(
+                        before.1.is_none() || before.1 == after.1,
+                        "{} changed ring 3's answer {} without moving the generation",
+                        op_name,
+                        k
+                    );
+                    prop_assert!(
+                        !before.2 || after.2,
+                        "{} made written frame {:?} a table or descriptor page without \
+                         moving the generation",
+                        op_name,
+                        before.0
+                    );
                 }
                 if result.is_err() {
                     // A refused operation changes nothing.

@@ -27,9 +27,17 @@ pub trait GuestTables {
     fn owned_by(&self, mfn: Mfn, dom: DomId) -> bool;
 }
 
+/// The frames a successful walk went through below its top-level table: the L3, L2 and L1
+/// tables, then the final frame ([`user_accessible_path`], which does not look at the final
+/// frame, gives the L1 again). A walk's answer depends only on these, the top-level table,
+/// and the entries it read in them: the hypervisor's translation cache keeps an answer while
+/// none of them changed (`FrameTable::unchanged_since`).
+pub type Path = [Mfn; 4];
+
 /// The machine address behind `va` in the address space rooted at `l4` of domain `dom`,
 /// if the page is mapped for the access (`write`: writable at every level; `user`:
 /// user-accessible at every level). `EFAULT` otherwise.
+#[inline]
 pub fn translate(
     mem: &impl GuestTables,
     l4: Mfn,
@@ -38,9 +46,22 @@ pub fn translate(
     write: bool,
     user: bool,
 ) -> Result<u64, Errno> {
+    translate_path(mem, l4, dom, va, write, user).map(|(phys, _)| phys)
+}
+
+/// [`translate`], with the frames the walk went through ([`Path`]).
+pub fn translate_path(
+    mem: &impl GuestTables,
+    l4: Mfn,
+    dom: DomId,
+    va: u64,
+    write: bool,
+    user: bool,
+) -> Result<(u64, Path), Errno> {
     if !is_canonical(va) || in_hypervisor_range(va) {
         return Err(Errno::EFAULT);
     }
+    let mut path = [Mfn(0); 4];
     let mut table = l4;
     for level in (0..4).rev() {
         if !mem.owned_by(table, dom) {
@@ -56,11 +77,12 @@ pub fn translate(
             return Err(Errno::EFAULT);
         }
         table = Mfn::from_phys(entry & ADDR_MASK);
+        path[3 - level as usize] = table;
     }
     if !mem.owned_by(table, dom) {
         return Err(Errno::EFAULT);
     }
-    Ok(table.phys() + (va & (PAGE_SIZE - 1)))
+    Ok((table.phys() + (va & (PAGE_SIZE - 1)), path))
 }
 
 /// Whether ring 3 could execute at `va`, as the CPU would walk it: `Some(false)` when the
@@ -68,10 +90,23 @@ pub fn translate(
 /// `Some(true)` when it is user-accessible at every level, `None` when the walk cannot
 /// tell (not present, or a table that is not the domain's). The final frame's owner is not
 /// looked at: a user mapping of a granted frame is as executable as any other.
+#[inline]
 pub fn user_accessible(mem: &impl GuestTables, l4: Mfn, dom: DomId, va: u64) -> Option<bool> {
+    user_accessible_path(mem, l4, dom, va).map(|(user, _)| user)
+}
+
+/// [`user_accessible`], with the tables the walk went through ([`Path`]; the L1 is given
+/// again for the final frame, which this walk does not look at).
+pub fn user_accessible_path(
+    mem: &impl GuestTables,
+    l4: Mfn,
+    dom: DomId,
+    va: u64,
+) -> Option<(bool, Path)> {
     if !is_canonical(va) || in_hypervisor_range(va) {
         return None;
     }
+    let mut path = [Mfn(0); 4];
     let mut table = l4;
     let mut user = true;
     for level in (0..4).rev() {
@@ -83,9 +118,13 @@ pub fn user_accessible(mem: &impl GuestTables, l4: Mfn, dom: DomId, va: u64) -> 
             return None;
         }
         user &= entry & USER != 0;
-        table = Mfn::from_phys(entry & ADDR_MASK);
+        if level > 0 {
+            table = Mfn::from_phys(entry & ADDR_MASK);
+            path[3 - level as usize] = table;
+        }
     }
-    Some(user)
+    path[3] = path[2];
+    Some((user, path))
 }
 
 /// The pieces of a `len`-byte copy at `va`, one per page: `(guest address, offset in the
