@@ -206,6 +206,13 @@ pub struct Vcpu {
     pub ldt_frames: [Mfn; 16],
     /// Entries of that LDT (0: none).
     pub ldt_entries: u32,
+    /// Xen PV mode: the code and stack selectors of the last `iret` to user mode whose
+    /// descriptors `xenpv::iret_refusal` found good for any canonical `rip` (a 64-bit code
+    /// segment), as `cs << 16 | ss` (0: none), and `guest::desc::changes()` when it did. While
+    /// no descriptor table has changed since, the same pair needs no second look
+    /// (`fast_pv::iret`; Linux returns with its own `__USER_CS`/`__USER_DS`, not Xen's flat
+    /// selectors).
+    pub iret_selectors: (u32, u64),
 }
 
 /// Which ABI a domain's kernel was built for (DESIGN.md §12), set by
@@ -270,6 +277,7 @@ impl Vcpu {
             runstate_area: None,
             gdt_frames: [Mfn(0); 14],
             gdt_entries: 0,
+            iret_selectors: (0, 0),
             ldt_frames: [Mfn(0); 16],
             ldt_entries: 0,
         }

@@ -28,6 +28,23 @@ pub const PER_PAGE: u64 = 512;
 /// Bytes in a page.
 const PAGE_BYTES: u64 = 4096;
 
+/// Changes of descriptor tables so far, on every pCPU: a GDT or LDT given or let go, a
+/// descriptor page taken, a descriptor written. A check of selectors against the tables in
+/// force (`fast_pv`'s `iret`) holds while this has not moved. Moved after the change, by
+/// the changer, which holds the domain's lock as the checker does.
+static CHANGES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+/// [`CHANGES`] now.
+#[inline]
+pub fn changes() -> u64 {
+    CHANGES.load(core::sync::atomic::Ordering::SeqCst)
+}
+
+/// A descriptor table changed (after the change).
+fn changed() {
+    CHANGES.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+}
+
 /// `set_gdt(frame_list, entries)`: Xen's `do_set_gdt` for the calling vCPU.
 pub fn set_gdt(cx: &mut Hc) -> HcResult {
     let (list, entries) = (cx.arg(0), cx.arg(1));
@@ -50,6 +67,7 @@ pub fn set_gdt(cx: &mut Hc) -> HcResult {
     v.gdt_entries = entries as u32;
     // In force at once for the caller, which runs on this pCPU (Xen loads it too).
     load_gdt(v);
+    changed();
     Ok(Ret::Value(0))
 }
 
@@ -107,6 +125,7 @@ pub fn set_ldt(cx: &mut Hc, base: u64, entries: u64) -> Result<(), Errno> {
     v.ldt_frames = held;
     v.ldt_entries = entries as u32;
     load_gdt(v);
+    changed();
     Ok(())
 }
 
@@ -117,6 +136,7 @@ pub fn release_ldt(v: &mut Vcpu) {
     release_frames(&v.ldt_frames[..n.min(v.ldt_frames.len())]);
     v.ldt_frames = [Mfn(0); 16];
     v.ldt_entries = 0;
+    changed();
 }
 
 /// Takes each of `frames` (at most 14) as a descriptor page of `dom`, checking its
@@ -142,6 +162,7 @@ pub fn release_frames(frames: &[Mfn]) {
     for &m in frames {
         let _ = ft::with(|t, mem| t.put_page_type(mem, m));
     }
+    changed();
 }
 
 /// Takes `mfn`, owned by `dom`, as a descriptor page and checks (and fixes up) every
@@ -158,6 +179,7 @@ fn hold_descriptor_page(dom: guest_abi::types::DomId, mfn: Mfn) -> Result<(), Er
     for (i, &d) in page.iter().enumerate() {
         physmem::write_u64(mfn, i, d);
     }
+    changed();
     Ok(())
 }
 
@@ -168,6 +190,7 @@ pub fn release_gdt(v: &mut Vcpu) {
     release_frames(&v.gdt_frames[..n.min(v.gdt_frames.len())]);
     v.gdt_frames = [Mfn(0); 14];
     v.gdt_entries = 0;
+    changed();
 }
 
 /// `update_descriptor(ma, desc)`: Xen's `do_update_descriptor`. The frame at machine address
@@ -196,6 +219,7 @@ pub fn update_descriptor(cx: &mut Hc) -> HcResult {
     let result = match crate::desc::check_descriptor(raw) {
         Some(d) => {
             physmem::write_u64(mfn, index, d);
+            changed();
             Ok(Ret::Value(0))
         }
         None => Err(Errno::EINVAL),

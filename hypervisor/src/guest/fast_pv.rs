@@ -8,10 +8,14 @@
 //! hypercall (Xen's `do_iret`). The ordinary path ([`super::trap()`]) takes each through the
 //! general dispatcher: the shared world, the domain's lock, a hypercall context, the
 //! handler, the result applied, then the quiet way out ([`super::leave_quietly`]). These two
-//! short ways do the same work with less around it, and only when nothing else is due:
+//! short ways do the same work with less around it:
 //!
-//! - the trap may leave quietly (`fast::may_leave_quietly`: no request, no wake-up, no timer
-//!   due), and, for the `syscall`, no event waits that the guest takes now;
+//! - for the `syscall`, no event waits that the guest takes now. What else may be due (a
+//!   request to this pCPU, a wake-up, a timer: `fast::may_leave_quietly`) is looked at once,
+//!   after the work, as the ordinary path looks at it at the trap's end: a hypercall
+//!   answered and then a request served is what the ordinary path does too (until session
+//!   18 it was also looked at before, and a trap with something due went the ordinary way:
+//!   about 13 instructions of every trap, some 200 of a pipe round trip);
 //! - the world is taken shared and the caller's domain locked, as on the ordinary path, so
 //!   the vCPU's mode, its GS bases and its tables change under the same lock as there, and
 //!   the domain's page tables cannot change under the guest-memory access (the frame is
@@ -118,9 +122,7 @@ pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
     let Some((id, v)) = cpu.current() else {
         return false;
     };
-    if !fast::may_leave_quietly(cpu, frame.vector)
-        || (kind == Kind::Syscall && fast::event_waiting(info))
-    {
+    if kind == Kind::Syscall && fast::event_waiting(info) {
         return false;
     }
     let world = super::read_world();
@@ -162,7 +164,8 @@ pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
         cpu.entered_pending.store(false, Ordering::Relaxed);
         return true;
     }
-    // Something fell due meanwhile: the ordinary way out, as the ordinary path ends.
+    // Something is due (from before the trap or since): the ordinary way out, as the
+    // ordinary path ends.
     match super::leave_quietly(dom, v, frame, vector) {
         Shared::Left => {}
         Shared::Done(reschedule) => super::finish_trap(world, frame, reschedule),
@@ -252,7 +255,7 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     // event the return unmasks (delivered there, on the way out).
     if (to_user && vcpu.user_l4 == Mfn(0))
         || !mem::is_canonical(rsp)
-        || flat_or_checked_refusal(cs16, ss16, rip)
+        || flat_or_checked_refusal(vcpu, cs16, ss16, rip)
         || (mask == 0 && info.evtchn_upcall_pending.load(Ordering::Acquire) != 0)
     {
         return false;
@@ -282,13 +285,38 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 /// never written), as a present DPL-3 64-bit code segment and a present DPL-3 writable data
 /// segment, so `iretq` takes them with any canonical `rip`: the `lar`/`lsl` checks would
 /// only find that again (about 50 instructions of each `iret`, issue 18, session 15).
+///
+/// Linux returns to its programs with its own `__USER_CS`/`__USER_DS` (0x33, 0x2b) in its
+/// GDT. A pair found good for any canonical `rip` (a 64-bit code segment) is remembered
+/// with the count of descriptor-table changes (`Vcpu::iret_selectors`,
+/// `guest::desc::changes`); while no table has changed, the same pair is taken as the flat
+/// one is (issue 18, session 18). The count moves after every change of a GDT, an LDT or a
+/// descriptor, under the domain's lock, which this caller holds.
 #[inline(always)]
-fn flat_or_checked_refusal(cs: u16, ss: u16, rip: u64) -> bool {
+fn flat_or_checked_refusal(vcpu: &mut crate::domain::Vcpu, cs: u16, ss: u16, rip: u64) -> bool {
     use guest_abi::selectors::{FLAT_RING3_CS64, FLAT_RING3_SS64};
-    if cs == FLAT_RING3_CS64 && ss == FLAT_RING3_SS64 {
+    let pair = u32::from(cs) << 16 | u32::from(ss);
+    if (cs == FLAT_RING3_CS64 && ss == FLAT_RING3_SS64)
+        || vcpu.iret_selectors == (pair, super::desc::changes())
+    {
         return !mem::is_canonical(rip);
     }
-    xenpv::iret_refusal(cs, ss, rip).is_some()
+    checked_refusal(vcpu, cs, ss, rip, pair)
+}
+
+/// [`flat_or_checked_refusal`]'s look at the descriptors (out of line: once after each
+/// change of a table).
+#[inline(never)]
+fn checked_refusal(vcpu: &mut crate::domain::Vcpu, cs: u16, ss: u16, rip: u64, pair: u32) -> bool {
+    // The count before the look: a change after it moves the count past what is kept.
+    let changes = super::desc::changes();
+    if xenpv::iret_refusal(cs, ss, rip).is_some() {
+        return true;
+    }
+    if crate::arch::x86_64::gdt::iret_any_rip_ok(cs, ss) {
+        vcpu.iret_selectors = (pair, changes);
+    }
+    false
 }
 
 /// `set_segment_base` or `stack_switch` from kernel mode, answered as the ordinary path's

@@ -484,6 +484,8 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
     super::desc::release_ldt(v);
     v.gdt_frames = gdt;
     v.gdt_entries = ctx.gdt_ents as u32;
+    // Checked again against the new tables (`Vcpu::iret_selectors`).
+    v.iret_selectors = (0, 0);
     v.xen_pv = true;
     v.kernel_mode = true;
     let f = &mut v.regs;

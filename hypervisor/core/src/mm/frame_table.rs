@@ -2591,6 +2591,20 @@ mod tests {
         if let Err(msg) = ft.check_consistency(mem) {
             panic!("{msg}");
         }
+        stamps_settled(ft);
+    }
+
+    /// Between operations no change is under way: every stamp is a generation already
+    /// reached (none left at `STAMP_CHANGING`).
+    fn stamps_settled(ft: &FrameTable) {
+        let now = ft.generation();
+        for (i, s) in ft.stamps.iter().enumerate() {
+            let s = s.load(Ordering::SeqCst);
+            assert!(
+                s <= now,
+                "frame {i}'s stamp {s:#x} is above the generation {now}"
+            );
+        }
     }
 
     fn update(
@@ -3025,6 +3039,31 @@ mod tests {
             "a data page pinned"
         );
         assert!(ft.unchanged_since(before_pin, &[Mfn(10), Mfn(11), Mfn(12)]));
+        consistent(&ft, &mem);
+        // An L2 entry removed: the walks through it are found changed at the L2, whatever
+        // becomes of the L1 below it.
+        let (_, path_16) =
+            walk::translate_path(&Walked(&ft, &mem), Mfn(10), DOM_A, va_16, false, false).unwrap();
+        let cut = ft.generation();
+        let r = ft.update_entry(&mut mem, Mfn(12), 1, 0, DOM_A, false);
+        assert!(r.is_ok());
+        assert!(
+            !ft.unchanged_since(cut, &with_root(path_16)),
+            "the L2 written"
+        );
+        // The final frame changing hands is found at the frame itself.
+        let frames = [Mfn(10), Mfn(11), Mfn(12), Mfn(13), Mfn(17)];
+        let given = ft.generation();
+        assert!(ft.unchanged_since(given, &frames));
+        ft.unassign(Mfn(17), DOM_A).unwrap();
+        assert!(
+            !ft.unchanged_since(given, &frames),
+            "the final frame given away"
+        );
+        // The top-level table going out of use is found at the table.
+        let unpinned = ft.generation();
+        ft.unpin(&mut mem, Mfn(10), DOM_A).unwrap();
+        assert!(!ft.unchanged_since(unpinned, &[Mfn(10)]), "the L4 unpinned");
         consistent(&ft, &mem);
     }
 
@@ -4216,6 +4255,7 @@ mod tests {
                 return Err(TestCaseError::fail(msg));
             }
             check_safety(ft, mem)?;
+            stamps_settled(ft);
             for (i, f) in ft.records().enumerate() {
                 let f = &f;
                 let mfn = Mfn(i as u64);

@@ -983,19 +983,38 @@ pub fn load_guest_root(guest_l4: crate::mm::Mfn) {
             .store(guest_l4.phys(), Ordering::SeqCst);
         core::sync::atomic::fence(Ordering::SeqCst);
         let generation = crate::mm::ft::root_generation();
-        for i in 0..super::percpu::ROOT_SLOTS {
-            if cpu.root_sources[i].load(Ordering::SeqCst) == guest_l4.phys()
+        let kept = |i: usize| {
+            cpu.root_sources[i].load(Ordering::SeqCst) == guest_l4.phys()
                 && cpu.root_generations[i].load(Ordering::SeqCst) == generation
-            {
-                let frame = cpu.root_frames[i].load(Ordering::SeqCst);
-                if frame != 0 {
-                    cpu.guest_cr3.store(frame, Ordering::SeqCst);
-                    return;
-                }
-            }
+                && cpu.root_frames[i].load(Ordering::SeqCst) != 0
+        };
+        // The root before the last first (the other half of a system call), then the rest.
+        let recent = cpu.root_recent.load(Ordering::Relaxed);
+        let before_last = (recent >> 8) as usize;
+        let found = if before_last < super::percpu::ROOT_SLOTS && kept(before_last) {
+            Some(before_last)
+        } else {
+            (0..super::percpu::ROOT_SLOTS).find(|&i| kept(i))
+        };
+        if let Some(i) = found {
+            cpu.guest_cr3
+                .store(cpu.root_frames[i].load(Ordering::SeqCst), Ordering::SeqCst);
+            note_recent(cpu, i);
+            return;
         }
     }
     load_guest_root_copying(guest_l4);
+}
+
+/// Slot `i` was loaded: the last becomes the one before it (`PerCpu::root_recent`).
+#[inline]
+fn note_recent(cpu: &super::percpu::PerCpu, i: usize) {
+    use core::sync::atomic::Ordering;
+    let last = cpu.root_recent.load(Ordering::Relaxed) & 0xFF;
+    if last != i as u64 {
+        cpu.root_recent
+            .store(last << 8 | i as u64, Ordering::Relaxed);
+    }
 }
 
 /// [`load_guest_root`] when no kept copy is found (or the pCPU has none yet): the whole
@@ -1033,11 +1052,22 @@ fn load_guest_root_copying(guest_l4: crate::mm::Mfn) {
     if let Some(i) = kept {
         cpu.guest_cr3
             .store(cpu.root_frames[i].load(Ordering::SeqCst), Ordering::SeqCst);
+        note_recent(cpu, i);
         return;
     }
+    // A stale copy of the same table is made again in its own slot (two copies of one table
+    // would make every later search pass over the stale one first); otherwise the next
+    // slot in turn.
     let slot = (0..super::percpu::ROOT_SLOTS)
-        .map(|_| cpu.root_next.fetch_add(1, Ordering::Relaxed) as usize % super::percpu::ROOT_SLOTS)
-        .find(|&i| usable(i))
+        .find(|&i| cpu.root_sources[i].load(Ordering::SeqCst) == guest_l4.phys() && usable(i))
+        .or_else(|| {
+            (0..super::percpu::ROOT_SLOTS)
+                .map(|_| {
+                    cpu.root_next.fetch_add(1, Ordering::Relaxed) as usize
+                        % super::percpu::ROOT_SLOTS
+                })
+                .find(|&i| usable(i))
+        })
         .unwrap_or(0);
     let root = cpu.root_frames[slot].load(Ordering::SeqCst);
     // Invalid while it is rewritten.
@@ -1069,4 +1099,5 @@ fn load_guest_root_copying(guest_l4: crate::mm::Mfn) {
     cpu.root_generations[slot].store(generation, Ordering::SeqCst);
     cpu.root_sources[slot].store(guest_l4.phys(), Ordering::SeqCst);
     cpu.guest_cr3.store(root, Ordering::SeqCst);
+    note_recent(cpu, slot);
 }

@@ -361,6 +361,13 @@ pub fn iret_refusal(cs: u16, ss: u16, rip: u64) -> Option<u64> {
     if rip_ok { None } else { Some(0) }
 }
 
+/// Whether `iretq` would take `cs` and `ss` (RPL 3) with any canonical `rip`, in the tables
+/// in force: `iret_refusal` finds them good and the code segment is a 64-bit one (a 32-bit
+/// one has a limit to check `rip` against).
+pub fn iret_any_rip_ok(cs: u16, ss: u16) -> bool {
+    iret_refusal(cs, ss, 0).is_none() && lar(cs).is_some_and(|ar| ar & (AR_L | AR_DB) == AR_L)
+}
+
 /// Whether `iretq` would accept `ss` (RPL 3) for a return to ring 3: a writable data
 /// segment, present, DPL 3.
 pub fn iret_stack_ok(ss: u16) -> bool {

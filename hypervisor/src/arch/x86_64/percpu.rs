@@ -64,6 +64,11 @@ pub struct PerCpu {
     pub root_generations: [AtomicU64; ROOT_SLOTS],
     /// The slot the next copy goes to.
     pub root_next: AtomicU64,
+    /// The slots of the last two roots loaded, `previous << 8 | last`: a Xen PV vCPU's
+    /// system call goes from the user table to the kernel's and back, so the root wanted
+    /// next is most often the one before the last (`entry::load_guest_root` looks there
+    /// first).
+    pub root_recent: AtomicU64,
     /// The slot-257 (entry area) entries of this pCPU's hypervisor and guest roots.
     pub hv_slot_entry: AtomicU64,
     pub guest_slot_entry: AtomicU64,
@@ -192,6 +197,7 @@ impl PerCpu {
             root_sources: [const { AtomicU64::new(0) }; ROOT_SLOTS],
             root_generations: [const { AtomicU64::new(0) }; ROOT_SLOTS],
             root_next: AtomicU64::new(0),
+            root_recent: AtomicU64::new(0),
             hv_slot_entry: AtomicU64::new(0),
             guest_slot_entry: AtomicU64::new(0),
             ticked: AtomicBool::new(false),
