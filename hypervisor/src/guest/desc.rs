@@ -71,6 +71,16 @@ pub fn set_gdt(cx: &mut Hc) -> HcResult {
     Ok(Ret::Value(0))
 }
 
+/// Gives `v` (not running: a context being installed) the GDT `frames` held by
+/// [`hold_frames`], `entries` long, after its old one was let go; the change counted after
+/// it is made, and the vCPU's remembered `iret` selectors forgotten.
+pub fn install_gdt(v: &mut Vcpu, frames: [Mfn; 14], entries: u32) {
+    v.gdt_frames = frames;
+    v.gdt_entries = entries;
+    v.iret_selectors = (0, 0);
+    changed();
+}
+
 /// Puts `v`'s GDT and LDT in force on this pCPU (`gdt::load_for`, `gdt::load_ldt`): its
 /// own frames if it gave some.
 pub fn load_gdt(v: &Vcpu) {

@@ -190,6 +190,7 @@ pub fn refresh_fast_trap(v: &Vcpu) {
 /// not 0 (which means "none"), the frame below it lies in guest addresses, and `sp` itself
 /// is canonical, since the CPU loads TSS.RSP1 as it is (a top one past the lower half would
 /// be sign-extended into the hypervisor's range).
+#[inline]
 pub fn kernel_stack_ok(sp: u64) -> bool {
     // Room below it for the largest frame the CPU or the hypervisor pushes there (error
     // code and five words, 16-aligned: 64 bytes), all guest addresses.

@@ -384,6 +384,7 @@ pub fn stack_switch(cx: &mut Hc) -> HcResult {
 }
 
 /// [`stack_switch`] for vCPU `vcpu` (also `fast_pv`'s).
+#[inline]
 pub fn set_kernel_stack(vcpu: &mut Vcpu, sp: u64) -> HcResult {
     if !super::hypercall::kernel_stack_ok(sp) {
         return Err(Errno::EINVAL);
@@ -482,10 +483,7 @@ pub fn install_context(d: &mut Domain, vcpu: u32, ctx: &VcpuGuestContext) -> Res
     let v = &mut d.vcpus[v];
     super::desc::release_gdt(v);
     super::desc::release_ldt(v);
-    v.gdt_frames = gdt;
-    v.gdt_entries = ctx.gdt_ents as u32;
-    // Checked again against the new tables (`Vcpu::iret_selectors`).
-    v.iret_selectors = (0, 0);
+    super::desc::install_gdt(v, gdt, ctx.gdt_ents as u32);
     v.xen_pv = true;
     v.kernel_mode = true;
     let f = &mut v.regs;
