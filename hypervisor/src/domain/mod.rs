@@ -139,6 +139,10 @@ pub struct Vcpu {
     pub callbacks: Callbacks,
     /// Ring-1 stack for entries from ring 3 (`stack_switch`), 0 until set.
     pub kernel_sp: u64,
+    /// The FS and GS bases as the last switch-out saved them (`save_cpu_state`) and the next
+    /// switch-in loads them. While the vCPU is loaded the MSRs are the truth (a guest's own
+    /// `mov gs` changes the GS base, and a Xen PV mode change swaps it, without touching
+    /// these): no one reads them for a vCPU on a pCPU (`getvcpucontext` refuses one).
     pub fs_base: u64,
     pub gs_base: u64,
     /// One-shot timer deadline (system time, ns).
@@ -187,7 +191,10 @@ pub struct Vcpu {
     pub user_l4: Mfn,
     /// Xen PV mode: the GS base of the mode not in force (the user one while in kernel
     /// mode, the kernel one in user mode), swapped with the live one on each mode change
-    /// as Xen's `toggle_guest_mode` does with `swapgs`.
+    /// as Xen's `toggle_guest_mode` does with `swapgs`. While the vCPU is loaded on a pCPU
+    /// the `KERNEL_GS_BASE` MSR holds it (`swapgs` swaps the two there); this field is
+    /// what the last switch-out saved and the next switch-in loads, as `gs_base` is for
+    /// the live one.
     pub gs_base_other: u64,
     /// The kernel's virtual I/O privilege level (`PHYSDEVOP_set_iopl`, 0–3): at 1 or more,
     /// its port I/O is emulated with Xen's answers (`guest::privop`) instead of raising #GP.

@@ -77,6 +77,7 @@
 use core::sync::atomic::Ordering;
 
 use guest_abi::selectors::{FLAT_KERNEL_CS64, FLAT_KERNEL_SS64};
+use guest_abi::shared_info::VcpuInfo;
 use guest_abi::trap::{RFLAGS_IF, VGCF_IN_SYSCALL};
 
 use super::{Shared, fast, mem, xenpv};
@@ -132,17 +133,29 @@ pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
     if dom.shutdown.is_some() {
         return false;
     }
-    let done = match kind {
-        Kind::Syscall => syscall(&mut dom, v, frame),
-        Kind::Iret => iret(&mut dom, v, frame),
-        Kind::Hypercall => hypercall(&mut dom, v, frame),
+    // `info` is this vCPU's `vcpu_info` (`entered` recorded it at the last way out, and
+    // only a way out records another).
+    debug_assert!(core::ptr::eq(info, dom.vcpu_info_static(v)));
+    // The mode each way leaves the vCPU in (`None`: not taken, nothing changed).
+    let kernel_mode = match kind {
+        Kind::Syscall => syscall(&mut dom, v, frame, info).then_some(true),
+        Kind::Iret => iret(&mut dom, v, frame, info),
+        Kind::Hypercall => hypercall(&mut dom, v, frame).then_some(true),
     };
-    if !done {
+    let Some(kernel_mode) = kernel_mode else {
         return false;
-    }
+    };
+    debug_assert_eq!(dom.vcpus.get(v).map(|c| c.kernel_mode), Some(kernel_mode));
     // The entry count of the ABI (`ArchVcpuInfo::entry_count`), as every entry counts.
     info.arch.pad.fetch_add(1, Ordering::Relaxed);
-    let vector = frame.vector;
+    // The vector the caller gave the frame, as a constant: neither is a hardware interrupt,
+    // which the compiler then need not look for (`fast::light` does the same).
+    let vector = if kind == Kind::Syscall {
+        crate::arch::x86_64::entry::SYSCALL_VECTOR
+    } else {
+        u64::from(guest_abi::hypercall::HYPERCALL_VECTOR)
+    };
+    debug_assert_eq!(frame.vector, vector);
     if fast::may_leave_quietly(cpu, vector) && !fast::event_waiting(info) {
         // The quiet way out (`leave_quietly`) with what it would find known: no event to
         // deliver (none waited before the call, and an `iret` that unmasks one goes the
@@ -152,7 +165,6 @@ pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
         // the GDT in force, with a canonical `rsp`), and of what `entered` records only the
         // mode changed.
         frame.rflags = super::clean_flags(frame.rflags);
-        let kernel_mode = dom.vcpus.get(v).is_some_and(|c| c.kernel_mode);
         cpu.entered_mode.store(
             if kernel_mode {
                 percpu::MODE_XEN_PV_KERNEL
@@ -182,8 +194,7 @@ pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
 /// A `syscall` from user mode, bounced to the syscall callback in kernel mode (the module
 /// docs); `false` (nothing changed) for anything the ordinary path must see.
 #[inline(always)]
-fn syscall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
-    let info = dom.vcpu_info_static(v);
+fn syscall(dom: &mut Domain, v: usize, frame: &mut TrapFrame, info: &VcpuInfo) -> bool {
     let id = dom.id;
     let Some(vcpu) = dom.vcpus.get_mut(v) else {
         return false;
@@ -228,21 +239,17 @@ fn syscall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     true
 }
 
-/// `HYPERVISOR_iret` from kernel mode (the module docs, `xenpv::iret`); `false` (nothing
-/// changed) for anything the ordinary path must see.
+/// `HYPERVISOR_iret` from kernel mode (the module docs, `xenpv::iret`): the mode it leaves
+/// the vCPU in (`true`: kernel), or `None` (nothing changed) for anything the ordinary path
+/// must see.
 #[inline(always)]
-fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
-    let info = dom.vcpu_info_static(v);
+fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame, info: &VcpuInfo) -> Option<bool> {
     let id = dom.id;
-    let Some(vcpu) = dom.vcpus.get_mut(v) else {
-        return false;
-    };
+    let vcpu = dom.vcpus.get_mut(v)?;
     if !vcpu.xen_pv || !vcpu.kernel_mode {
-        return false;
+        return None;
     }
-    let Some(place) = guest_words(vcpu.l4, id, frame.rsp, IRET_WORDS, false) else {
-        return false;
-    };
+    let place = guest_words(vcpu.l4, id, frame.rsp, IRET_WORDS, false)?;
     let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = physmem::read_u64_array::<IRET_WORDS>(
         Mfn::from_phys(place),
         ((place % PAGE_SIZE) / 8) as usize,
@@ -258,11 +265,11 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
         || flat_or_checked_refusal(vcpu, cs16, ss16, rip)
         || (mask == 0 && info.evtchn_upcall_pending.load(Ordering::Acquire) != 0)
     {
-        return false;
+        return None;
     }
     if to_user && xenpv::toggle_mode(vcpu).is_err() {
         // Not reached: the user table was just seen. Nothing changed.
-        return false;
+        return None;
     }
     frame.rax = rax;
     if flags & VGCF_IN_SYSCALL == 0 {
@@ -275,7 +282,7 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     frame.rsp = rsp;
     frame.ss = u64::from(ss16);
     info.evtchn_upcall_mask.store(mask, Ordering::Release);
-    true
+    Some(!to_user)
 }
 
 /// Whether the CPU's `iretq` would refuse `cs:rip` with `ss` (RPL 3) for a Xen PV vCPU:
@@ -494,7 +501,58 @@ fn guest_words(
     debug_assert!(mem::range_ok(va, len));
     // The generation before the walk, as the translation cache keeps it.
     let generation = crate::mm::ft::generation();
+    // The last page first: a system call's frame place and the `iret_context` after it lie
+    // in the same page at the top of the kernel stack (one look of a few instructions where
+    // the memo's set and ways took about 50; issue 18, session 19). Kept under the memo's
+    // rule (below): an answer the memo gave at this generation, for the whole page (the
+    // words are within it, and a translation and a frame's use are the page's); a page
+    // found writable plain memory answers reads too, one found readable only answers
+    // reads.
+    let page = &percpu::this().words_page;
+    let (va_page, offset) = (va & !(PAGE_SIZE - 1), va % PAGE_SIZE);
+    let kept = page[0].load(Ordering::Relaxed);
+    if kept | 2 == va_page | 3
+        && (kept & 2 != 0 || !write)
+        && page[1].load(Ordering::Relaxed) == l4.phys()
+        && page[2].load(Ordering::Relaxed) == u64::from(dom)
+        && page[3].load(Ordering::Relaxed) == generation
+    {
+        let phys = page[4].load(Ordering::Relaxed) + offset;
+        // Builds with debug assertions (`xenia-checked.elf`, which `linux_smp_checked` runs
+        // under Linux) walk again and compare.
+        debug_assert_eq!(
+            mem::AddressSpace { l4, dom }
+                .translate_uncached(va, write)
+                .filter(|&p| !write || plain(p)),
+            Some(phys),
+            "the last page's answer for {va:#x} no longer holds"
+        );
+        return Some(phys);
+    }
     let key = va | 1 | (u64::from(write) << 1);
+    let phys = guest_words_memo(l4, dom, va, write, key, generation)?;
+    // This pCPU's own entry, which nothing else reads: emptied while it is rewritten, so
+    // that no look could match a half-written one.
+    page[0].store(0, Ordering::Relaxed);
+    page[1].store(l4.phys(), Ordering::Relaxed);
+    page[2].store(u64::from(dom), Ordering::Relaxed);
+    page[3].store(generation, Ordering::Relaxed);
+    page[4].store(phys - offset, Ordering::Relaxed);
+    page[0].store(va_page | 1 | (u64::from(write) << 1), Ordering::Relaxed);
+    Some(phys)
+}
+
+/// [`guest_words`] past the last page: the memo, else a walk. Out of line: once a page,
+/// after each move of the generation or change of page.
+#[inline(never)]
+fn guest_words_memo(
+    l4: Mfn,
+    dom: guest_abi::types::DomId,
+    va: u64,
+    write: bool,
+    key: u64,
+    generation: u64,
+) -> Option<u64> {
     if let Some(phys) = memo::get(key, l4.phys(), dom, generation) {
         return Some(phys);
     }
@@ -503,16 +561,20 @@ fn guest_words(
         .ok()?;
     // Plain memory stays plain while the generation holds (a frame that stops being plain
     // memory moves it: the memo's rule), so a kept answer needs no second look.
-    if write
-        && !matches!(
-            crate::mm::ft::current_type(Mfn::from_phys(phys)),
-            Some(PageType::None | PageType::Writable)
-        )
-    {
+    if write && !plain(phys) {
         return None;
     }
     memo::put(key, l4.phys(), dom, phys, generation, path);
     Some(phys)
+}
+
+/// Whether the frame at machine address `phys` is plain memory (no page table, descriptor
+/// page or pinned frame: what a guest's say-so may have written).
+fn plain(phys: u64) -> bool {
+    matches!(
+        crate::mm::ft::current_type(Mfn::from_phys(phys)),
+        Some(PageType::None | PageType::Writable)
+    )
 }
 
 /// The last few answers of [`guest_words`], per pCPU: the frame's place on a kernel stack and

@@ -175,6 +175,14 @@ impl AddressSpace {
         Ok((phys, path))
     }
 
+    /// [`Self::translate_path`]'s answer from a walk, past the translation cache: for the
+    /// debug-build cross-checks of the caches in front of it (`fast_pv::guest_words`).
+    pub fn translate_uncached(&self, va: u64, write: bool) -> Option<u64> {
+        walk::translate_path(&Direct, self.l4, self.dom, va, write, false)
+            .ok()
+            .map(|(phys, _)| phys)
+    }
+
     /// Whether ring 3 could run at `va` (`mm::walk::user_accessible`).
     pub fn user_accessible(&self, va: u64) -> Option<bool> {
         let key = (va & !(PAGE_SIZE - 1)) | ASK_EXEC | tlb::VALID;

@@ -182,14 +182,14 @@ fn env(cx: &mut Hc) -> Env {
         } else {
             v.fs_base
         },
-        // A Xen PV vCPU's live GS base is the MSR's (mode changes swap it), the other
-        // mode's is kept in the vCPU (`xenpv::toggle_mode`).
+        // A Xen PV vCPU's live GS base is the MSR's, the other mode's `KERNEL_GS_BASE`
+        // (mode changes swap the two, `xenpv::toggle_mode`).
         gs_base: if v.xen_pv {
             x86_64::registers::model_specific::GsBase::read().as_u64()
         } else {
             v.gs_base
         },
-        shadow_gs_base: v.xen_pv.then_some(v.gs_base_other),
+        shadow_gs_base: v.xen_pv.then(crate::arch::x86_64::other_gs_base),
     }
 }
 

@@ -67,11 +67,10 @@ pub fn toggle_mode(v: &mut Vcpu) -> Result<(), ()> {
         return Err(());
     }
     v.kernel_mode = !v.kernel_mode;
-    // The other mode's base goes live (and is what `gs_base` names from now on); the one
-    // that was live is kept for the way back.
-    let live = v.gs_base_other;
-    v.gs_base_other = crate::arch::x86_64::swap_gs_base(live);
-    v.gs_base = live;
+    // The other mode's base goes live; the one that was live is kept for the way back, in
+    // `KERNEL_GS_BASE` while the vCPU is loaded (`gs_base` and `gs_base_other` are what the
+    // last switch-out saved, `Vcpu::save_cpu_state`).
+    crate::arch::x86_64::swap_gs();
     entry::load_guest_root(v.active_l4());
     Ok(())
 }
@@ -349,7 +348,10 @@ pub fn segment_base(vcpu: &mut Vcpu, which: u32, base: u64) -> HcResult {
                     vcpu.gs_base = base;
                     GsBase::write(addr);
                 }
-                _ => vcpu.gs_base_other = base,
+                _ => {
+                    vcpu.gs_base_other = base;
+                    crate::arch::x86_64::set_other_gs_base(base);
+                }
             }
             Ok(Ret::Value(0))
         }
@@ -365,6 +367,7 @@ pub fn segment_base(vcpu: &mut Vcpu, which: u32, base: u64) -> HcResult {
             GsBase::write(live);
             if live_is_kernel {
                 vcpu.gs_base_other = 0;
+                crate::arch::x86_64::set_other_gs_base(0);
             } else {
                 vcpu.gs_base = 0;
                 GsBase::write(x86_64::VirtAddr::zero());

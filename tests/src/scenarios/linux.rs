@@ -647,6 +647,21 @@ pub fn smp(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// [`smp`] on the hypervisor built with debug assertions and the lock-order checks
+/// (`xenia-checked.elf`): Linux's system calls, `iret`s and context switches take the Xen PV
+/// short ways (`guest::fast_pv`) on two pCPUs, through ballooning and CPU hotplug, with each
+/// short way's cross-checks on (the remembered `iret` selectors checked again, the last
+/// page's translation walked again, the `vcpu_info` and mode each way assumes compared).
+pub fn smp_checked(ctx: &Context) -> Result<(), String> {
+    if skip_reason(ctx)?.is_none() {
+        let checked = ctx
+            .workspace()
+            .require_artifact(crate::workspace::CHECKED_HYPERVISOR_ARTIFACT)?;
+        ctx.set_default_hypervisor(&checked);
+    }
+    smp(ctx)
+}
+
 /// Detaches from Linux's console, runs `command` at dom0's prompt, and attaches again (at
 /// Linux's shell prompt). The command's output must hold none of `refusals`, nor xl's
 /// `Error` or `xl:` (the hypervisor's debug lines may come in between).

@@ -263,6 +263,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("linux_boot_shell", linux::boot_shell),
         Scenario::new("linux_lifecycle", linux::lifecycle),
         Scenario::new("linux_smp", linux::smp),
+        Scenario::new("linux_smp_checked", linux::smp_checked),
         Scenario::new("linux_initramfs_native", linux::initramfs_native),
         Scenario::new("linux_disk", linux_dev::disk),
         Scenario::new("linux_net", linux_dev::net),

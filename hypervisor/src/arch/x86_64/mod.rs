@@ -140,6 +140,10 @@ impl crate::domain::Vcpu {
         self.data_selectors = sel;
         self.fs_base = x86_64::registers::model_specific::FsBase::read().as_u64();
         self.gs_base = x86_64::registers::model_specific::GsBase::read().as_u64();
+        if self.xen_pv {
+            // The other mode's base lives in `KERNEL_GS_BASE` while the vCPU is loaded.
+            self.gs_base_other = other_gs_base();
+        }
         if self.dr7 & crate::debugreg::DR7_ENABLES != 0 {
             self.dr6 |= read_dr6() & crate::debugreg::DR6_STATUS;
             // Disarmed before anything else runs here.
@@ -194,6 +198,9 @@ impl crate::domain::Vcpu {
         x86_64::registers::model_specific::GsBase::write(x86_64::VirtAddr::new_truncate(
             self.gs_base,
         ));
+        // A Xen PV vCPU's other GS base, for `swap_gs` at its mode changes; nothing of another
+        // vCPU's stays there for anyone else.
+        set_other_gs_base(if self.xen_pv { self.gs_base_other } else { 0 });
         set_task_switched(self.fpu_ts);
         self.load_debugregs();
         failed
@@ -318,14 +325,32 @@ pub fn load_guest_gs(sel: u16) -> bool {
     true
 }
 
-/// Puts `base` in the GS base MSR and returns what was there: the `swapgs` of a Xen PV
-/// vCPU's change between kernel and user mode (`guest::xenpv::toggle_mode`), done on the
-/// MSR since the hypervisor itself never runs with the guest's GS.
+/// The `swapgs` of a Xen PV vCPU's change between kernel and user mode
+/// (`guest::xenpv::toggle_mode`, as Xen's `toggle_guest_mode`): the live GS base (the
+/// `GS_BASE` MSR) and the other mode's (`KERNEL_GS_BASE`, which holds it while the vCPU is
+/// loaded: [`Vcpu::load_cpu_state`](crate::domain::Vcpu::load_cpu_state)) trade places. One
+/// instruction where a read and a write of `GS_BASE` took about 18 (issue 18, session 19).
+/// The hypervisor itself never uses GS, and no guest reaches `KERNEL_GS_BASE` (`swapgs`,
+/// `rdmsr` and `wrmsr` are privileged; a Xen PV kernel's `rdmsr` of it is emulated from
+/// [`other_gs_base`]).
 #[cfg(target_os = "none")]
-#[inline]
-pub fn swap_gs_base(base: u64) -> u64 {
-    use x86_64::registers::model_specific::GsBase;
-    let live = GsBase::read().as_u64();
-    GsBase::write(x86_64::VirtAddr::new_truncate(base));
-    live
+#[inline(always)]
+pub fn swap_gs() {
+    // SAFETY: swaps two MSRs that hold only the running guest's GS bases; nothing in the
+    // hypervisor reads GS or its base.
+    unsafe { core::arch::asm!("swapgs", options(nostack, preserves_flags, nomem)) };
+}
+
+/// The GS base of the mode not in force of the Xen PV vCPU loaded on this pCPU
+/// (`KERNEL_GS_BASE`, see [`swap_gs`]).
+#[cfg(target_os = "none")]
+pub fn other_gs_base() -> u64 {
+    x86_64::registers::model_specific::KernelGsBase::read().as_u64()
+}
+
+/// Sets [`other_gs_base`] (a canonical base: the callers check, `VirtAddr::new_truncate`
+/// would otherwise make it so).
+#[cfg(target_os = "none")]
+pub fn set_other_gs_base(base: u64) {
+    x86_64::registers::model_specific::KernelGsBase::write(x86_64::VirtAddr::new_truncate(base));
 }
