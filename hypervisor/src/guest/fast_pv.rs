@@ -207,7 +207,7 @@ fn syscall(dom: &mut Domain, v: usize, frame: &mut TrapFrame, info: &VcpuInfo) -
     let Some(sp) = (stack & !0xF).checked_sub(8 * BOUNCE_WORDS as u64) else {
         return false;
     };
-    let Some(place) = guest_words(vcpu.l4, id, sp, BOUNCE_WORDS, true) else {
+    let Some(place) = guest_words(vcpu.l4, id, sp, BOUNCE_WORDS, true, true) else {
         return false;
     };
     let mask = info.evtchn_upcall_mask.load(Ordering::Acquire);
@@ -249,7 +249,7 @@ fn iret(dom: &mut Domain, v: usize, frame: &mut TrapFrame, info: &VcpuInfo) -> O
     if !vcpu.xen_pv || !vcpu.kernel_mode {
         return None;
     }
-    let place = guest_words(vcpu.l4, id, frame.rsp, IRET_WORDS, false)?;
+    let place = guest_words(vcpu.l4, id, frame.rsp, IRET_WORDS, false, true)?;
     let [rax, r11, rcx, flags, rip, cs, rflags, rsp, ss] = physmem::read_u64_array::<IRET_WORDS>(
         Mfn::from_phys(place),
         ((place % PAGE_SIZE) / 8) as usize,
@@ -409,7 +409,7 @@ fn base_switch(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
         return false;
     }
     let words = OP_WORDS * count as usize;
-    let Some(place) = guest_words(vcpu.l4, id, list, words, false) else {
+    let Some(place) = guest_words(vcpu.l4, id, list, words, false, false) else {
         return false;
     };
     // Read with the count known at the call (a loop's bookkeeping was about 80 instructions
@@ -436,7 +436,7 @@ fn base_switch(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
     if count == 2 && raw[0] as u32 == MMUEXT_NEW_BASEPTR && Mfn(raw[1]) != vcpu.l4 {
         let new = Mfn(raw[1]);
         if crate::mm::ft::current_type(new) != Some(PageType::L4)
-            || guest_words(new, id, list, words, false) != Some(place)
+            || guest_words(new, id, list, words, false, false) != Some(place)
         {
             return false;
         }
@@ -479,7 +479,9 @@ fn base_switch(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 /// table `l4` of domain `dom`, if they lie in the guest's range, 8-byte aligned, within one
 /// page, and that page is mapped (writable, when `write`, and then plain memory: never a
 /// page table or a descriptor page, whatever the walk found, as `write_bytes`). The caller
-/// holds the domain's lock, so the answer holds while it does.
+/// holds the domain's lock, so the answer holds while it does. `stack`: the words are on a
+/// kernel stack (a frame place, an `iret_context`), whose page is kept
+/// (`PerCpu::words_page`); other words (an `mmuext_op` list) do not take its place.
 #[inline(always)]
 fn guest_words(
     l4: Mfn,
@@ -487,6 +489,7 @@ fn guest_words(
     va: u64,
     words: usize,
     write: bool,
+    stack: bool,
 ) -> Option<u64> {
     let len = 8 * words as u64;
     // Within one page (checked first), so all of it lies in the same half and the same
@@ -501,18 +504,27 @@ fn guest_words(
     debug_assert!(mem::range_ok(va, len));
     // The generation before the walk, as the translation cache keeps it.
     let generation = crate::mm::ft::generation();
-    // The last page first: a system call's frame place and the `iret_context` after it lie
-    // in the same page at the top of the kernel stack (one look of a few instructions where
-    // the memo's set and ways took about 50; issue 18, session 19). Kept under the memo's
-    // rule (below): an answer the memo gave at this generation, for the whole page (the
-    // words are within it, and a translation and a frame's use are the page's); a page
-    // found writable plain memory answers reads too, one found readable only answers
-    // reads.
+    if !stack {
+        return guest_words_memo(l4, dom, va, write, generation);
+    }
+    // The last kernel-stack page first: a system call's frame place and the `iret_context`
+    // after it lie in the same page at the top of the kernel stack (one look of a few
+    // instructions where the memo's set and ways took about 50; issue 18, session 19).
+    // Kept under the memo's rule (below): an answer the memo gave at this generation, for
+    // the whole page (the words are within it, and a translation and a frame's use are the
+    // page's); a page found writable plain memory answers reads too, one found readable
+    // only answers reads. (Two pages, for two processes taking turns, measured no better
+    // on the pipe round trip and worse on the null system call.)
     let page = &percpu::this().words_page;
     let (va_page, offset) = (va & !(PAGE_SIZE - 1), va % PAGE_SIZE);
     let kept = page[0].load(Ordering::Relaxed);
-    if kept | 2 == va_page | 3
-        && (kept & 2 != 0 || !write)
+    // Written for a write, either for a read.
+    let same = if write {
+        kept == va_page | 3
+    } else {
+        kept | 2 == va_page | 3
+    };
+    if same
         && page[1].load(Ordering::Relaxed) == l4.phys()
         && page[2].load(Ordering::Relaxed) == u64::from(dom)
         && page[3].load(Ordering::Relaxed) == generation
@@ -525,12 +537,11 @@ fn guest_words(
                 .translate_uncached(va, write)
                 .filter(|&p| !write || plain(p)),
             Some(phys),
-            "the last page's answer for {va:#x} no longer holds"
+            "the kept page's answer for {va:#x} no longer holds"
         );
         return Some(phys);
     }
-    let key = va | 1 | (u64::from(write) << 1);
-    let phys = guest_words_memo(l4, dom, va, write, key, generation)?;
+    let phys = guest_words_memo(l4, dom, va, write, generation)?;
     // This pCPU's own entry, which nothing else reads: emptied while it is rewritten, so
     // that no look could match a half-written one.
     page[0].store(0, Ordering::Relaxed);
@@ -542,17 +553,18 @@ fn guest_words(
     Some(phys)
 }
 
-/// [`guest_words`] past the last page: the memo, else a walk. Out of line: once a page,
-/// after each move of the generation or change of page.
+/// [`guest_words`] past the kept page: the memo, else a walk. Out of line: once after each
+/// move of the generation or change of kernel stack, and for `mmuext_op` lists (their
+/// caller is itself out of line); inlined, its registers cost the kept page's look.
 #[inline(never)]
 fn guest_words_memo(
     l4: Mfn,
     dom: guest_abi::types::DomId,
     va: u64,
     write: bool,
-    key: u64,
     generation: u64,
 ) -> Option<u64> {
+    let key = va | 1 | (u64::from(write) << 1);
     if let Some(phys) = memo::get(key, l4.phys(), dom, generation) {
         return Some(phys);
     }

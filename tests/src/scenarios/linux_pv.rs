@@ -30,6 +30,8 @@ const CHECKS: &[&str] = &[
     "user_syscall_frame",
     "user_syscall_is_not_a_hypercall",
     "gs_swapped_on_mode_changes",
+    "gs_bases_by_rdmsr",
+    "gs_user_base_after_selector_load",
     "user_access_to_kernel_faults",
     "user_exception_frame",
     "event_callback_frame",

@@ -114,10 +114,10 @@ pub struct PerCpu {
     /// [`MODE_XEN_PV_KERNEL`], [`MODE_XEN_PV_USER`]): a `syscall` from a Xen PV kernel is
     /// a hypercall (`trap::guest_trap_dispatch`); the trap path checks again under the lock.
     pub entered_mode: core::sync::atomic::AtomicU8,
-    /// The last page a Xen PV short way wrote or read words in (`guest::fast_pv::guest_words`):
-    /// its guest address with bit 0 set and bit 1 when it was found writable plain memory
-    /// (0: none), the top-level table and domain it was found through, the frame table's
-    /// generation then, and the page's machine address.
+    /// The last kernel-stack page a Xen PV short way wrote or read words in
+    /// (`guest::fast_pv::guest_words`): its guest address with bit 0 set and bit 1 when it
+    /// was found writable plain memory (0: none), the top-level table and domain it was
+    /// found through, the frame table's generation then, and the page's machine address.
     pub words_page: [AtomicU64; 5],
     /// The domain whose registers the entry stubs may have left on this pCPU's entry-area
     /// stacks, plus one (0: none): `entry::scrub_entry_stacks` runs before another domain's

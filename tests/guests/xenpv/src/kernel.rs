@@ -221,7 +221,7 @@ global_asm!(
     "    ud2",
     "",
     // User-mode snippets, copied to the user page (position-independent).
-    ".globl xp_user_start, xp_u_syscall, xp_u_read, xp_u_gs, xp_u_ud, xp_user_end",
+    ".globl xp_user_start, xp_u_syscall, xp_u_read, xp_u_gs, xp_u_gs_load, xp_u_ud, xp_user_end",
     "xp_user_start:",
     "xp_u_syscall:",
     "    syscall",
@@ -233,6 +233,12 @@ global_asm!(
     "    mov rax, gs:[0]",
     "    syscall",
     "    ud2",
+    // GS loaded with a selector in user mode (the base becomes the descriptor's, 0).
+    "xp_u_gs_load:",
+    "    mov eax, {user_ss}",
+    "    mov gs, ax",
+    "    syscall",
+    "    ud2",
     "xp_u_ud:",
     "    ud2",
     "xp_user_end:",
@@ -242,6 +248,7 @@ global_asm!(
     vec_failsafe = const VEC_FAILSAFE,
     sched_op = const nr::HYPERVISOR_SCHED_OP,
     iret = const nr::HYPERVISOR_IRET,
+    user_ss = const FLAT_USER_SS64,
 );
 
 unsafe extern "C" {
@@ -269,6 +276,7 @@ unsafe extern "C" {
     fn xp_u_syscall();
     fn xp_u_read();
     fn xp_u_gs();
+    fn xp_u_gs_load();
     fn xp_u_ud();
     fn xp_user_end();
 }
@@ -366,6 +374,19 @@ fn run(code: unsafe extern "C" fn(), rbx: u64, r12: u64) -> u64 {
     // SAFETY: the snippets are this kernel's own code and either return or trap into a stub
     // that resumes at xp_run's recovery point with its saved stack.
     unsafe { xp_run(addr(code), rbx, r12) }
+}
+
+/// `MSR_GS_BASE` and `MSR_SHADOW_GS_BASE` (the other mode's base, Xen's `gs_base_user` in
+/// kernel mode).
+const MSR_GS_BASE: u32 = 0xC000_0101;
+const MSR_SHADOW_GS_BASE: u32 = 0xC000_0102;
+
+/// The kernel's `rdmsr` (ring 3: the hypervisor emulates it, as Xen does for a PV kernel).
+fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: `rdmsr` in ring 3 traps; the hypervisor answers it and returns after it.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (u64::from(hi) << 32) | u64::from(lo)
 }
 
 fn gs_word() -> u64 {
@@ -750,6 +771,54 @@ extern "C" fn main(start_info: u64) -> ! {
         "gs_swapped_on_mode_changes",
         v == VEC_SYSCALL && rax == USER_MARK_VALUE && back == KERNEL_MARK_VALUE,
         format_args!("vector {v:#x}, user gs:[0] {rax:#x}, kernel gs:[0] {back:#x}"),
+    );
+    // The kernel's `rdmsr` of both bases (emulated with Xen's answers) after those mode
+    // changes: the live one is the kernel's, `MSR_SHADOW_GS_BASE` the user's; then the
+    // user's set again while in kernel mode, and read back.
+    let (live, shadow) = (rdmsr(MSR_GS_BASE), rdmsr(MSR_SHADOW_GS_BASE));
+    let user_gs2 = USER_VA + USER_MARK_OFFSET - 8;
+    let set = hypercall(
+        nr::HYPERVISOR_SET_SEGMENT_BASE,
+        [u64::from(SEGBASE_GS_USER), user_gs2, 0, 0, 0],
+    );
+    let (live2, shadow2) = (rdmsr(MSR_GS_BASE), rdmsr(MSR_SHADOW_GS_BASE));
+    check(
+        "gs_bases_by_rdmsr",
+        live == &raw const KERNEL_MARK as u64
+            && shadow == USER_VA + USER_MARK_OFFSET
+            && set == 0
+            && live2 == live
+            && shadow2 == user_gs2,
+        format_args!(
+            "live {live:#x}, shadow {shadow:#x}; after set_segment_base {set}: live {live2:#x}, \
+             shadow {shadow2:#x}"
+        ),
+    );
+    // The program loads GS with a selector (its base becomes 0) and makes a system call:
+    // in kernel mode again, `MSR_SHADOW_GS_BASE` is that 0 (the base the mode change put
+    // aside, not the one last given to `set_segment_base`), the kernel's base still live.
+    let v = iret_to_user(&user_context(off(xp_u_gs_load)), 0);
+    let (live3, shadow3, back3) = (rdmsr(MSR_GS_BASE), rdmsr(MSR_SHADOW_GS_BASE), gs_word());
+    check(
+        "gs_user_base_after_selector_load",
+        v == VEC_SYSCALL
+            && live3 == &raw const KERNEL_MARK as u64
+            && shadow3 == 0
+            && back3 == KERNEL_MARK_VALUE,
+        format_args!(
+            "vector {v:#x}, live {live3:#x}, shadow {shadow3:#x}, kernel gs:[0] {back3:#x}"
+        ),
+    );
+    // Put back for the checks below.
+    hypercall(
+        nr::HYPERVISOR_SET_SEGMENT_BASE,
+        [
+            u64::from(SEGBASE_GS_USER),
+            USER_VA + USER_MARK_OFFSET,
+            0,
+            0,
+            0,
+        ],
     );
 
     // 8. User mode reading the kernel: not mapped in the user table, a user #PF.
