@@ -602,23 +602,7 @@ pub fn smp(ctx: &Context) -> Result<(), String> {
         ));
     }
     vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
-    // Two processes, one per CPU, each counting to 20000 in busybox's shell.
-    let workload = "for c in 0 1; do taskset -c $c sh -c \
-                    'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo loop-done-$i' & done; \
-                    wait; echo workload-$(echo done)\r";
-    let t = std::time::Instant::now();
-    vm.send(workload)?;
-    vm.wait_for("workload-done", SHELL_COMMAND)?;
-    let took = t.elapsed();
-    let log = vm.serial_log();
-    let done = log[from.min(log.len())..]
-        .lines()
-        .filter(|l| l.trim() == "loop-done-20000")
-        .count();
-    if done != 2 {
-        return Err(format!("{done} of the 2 loops finished"));
-    }
-    vm.wait_for(SHELL_PROMPT, SHELL_COMMAND)?;
+    let took = loops_on_both_cpus(&mut vm, from, 20_000, SHELL_COMMAND)?;
     // `xl vcpu-set` (libxl's `cpu/<n>/availability`): Linux's CPU hotplug watch takes CPU 1
     // down (the CPU's own `VCPUOP_down`) and brings it back (`VCPUOP_up`).
     vcpu_set(&mut vm, 1, "", "0")?;
@@ -659,6 +643,37 @@ pub fn smp(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// Two processes, one pinned to each of Linux's two CPUs, each counting to `count` in
+/// busybox's shell; both must finish (their lines after `from` in the log) within `bound`,
+/// and the prompt come back. Returns how long they took.
+fn loops_on_both_cpus(
+    vm: &mut crate::machine::Qemu,
+    from: usize,
+    count: u32,
+    bound: Duration,
+) -> Result<Duration, String> {
+    let workload = format!(
+        "for c in 0 1; do taskset -c $c sh -c \
+         'i=0; while [ $i -lt {count} ]; do i=$((i+1)); done; echo loop-done-$i' & done; \
+         wait; echo workload-$(echo done)\r"
+    );
+    let t = std::time::Instant::now();
+    vm.send(&workload)?;
+    vm.wait_for("workload-done", bound)?;
+    let took = t.elapsed();
+    let log = vm.serial_log();
+    let done_line = format!("loop-done-{count}");
+    let done = log[from.min(log.len())..]
+        .lines()
+        .filter(|l| l.trim() == done_line)
+        .count();
+    if done != 2 {
+        return Err(format!("{done} of the 2 loops finished"));
+    }
+    vm.wait_for(SHELL_PROMPT, bound)?;
+    Ok(took)
+}
+
 /// How many times longer `linux_smp_checked` waits than the other `linux_` scenarios: on
 /// the hypervisor built with debug assertions, Linux took 91 s to its shell with another
 /// scenario beside it (37 s on the release build), and a CI run beside a benchmark missed
@@ -687,20 +702,7 @@ pub fn smp_checked(ctx: &Context) -> Result<(), String> {
     let (mut vm, before, free_before, from) =
         boot_debian_slower(ctx, 2, "vcpus=2", CHECKED_SLOWER)?;
     let booted = start.elapsed();
-    let workload = "for c in 0 1; do taskset -c $c sh -c \
-                    'i=0; while [ $i -lt 5000 ]; do i=$((i+1)); done; echo loop-done-$i' & done; \
-                    wait; echo workload-$(echo done)\r";
-    vm.send(workload)?;
-    vm.wait_for("workload-done", slow)?;
-    let log = vm.serial_log();
-    let done = log[from.min(log.len())..]
-        .lines()
-        .filter(|l| l.trim() == "loop-done-5000")
-        .count();
-    if done != 2 {
-        return Err(format!("{done} of the 2 loops finished"));
-    }
-    vm.wait_for(SHELL_PROMPT, slow)?;
+    loops_on_both_cpus(&mut vm, from, 5_000, slow)?;
     vm.send("poweroff -f\r")?;
     vm.wait_for(super::xl::PROMPT, slow)?;
     clean_session(&vm, from)?;
