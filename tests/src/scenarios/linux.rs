@@ -471,8 +471,8 @@ fn boot_debian(
     boot_debian_slower(ctx, cpus, extra, 1)
 }
 
-/// [`boot_debian`] with every bound `slower` times as long (the hypervisor built with debug
-/// assertions boots Linux several times slower).
+/// [`boot_debian`] with every bound `slower` times as long (for the hypervisor built with
+/// debug assertions, which is slower on a loaded machine).
 fn boot_debian_slower(
     ctx: &Context,
     cpus: u32,
@@ -675,9 +675,9 @@ fn loops_on_both_cpus(
 }
 
 /// How many times longer `linux_smp_checked` waits than the other `linux_` scenarios: on
-/// the hypervisor built with debug assertions, Linux took 91 s to its shell with another
-/// scenario beside it (37 s on the release build), and a CI run beside a benchmark missed
-/// the 150 s bound for `/init`.
+/// the hypervisor built with debug assertions, Linux reached its shell in 33 s in a CI
+/// rehearsal alone (the release build's `linux_smp`: 29 s), but in 79 to 91 s with
+/// benchmarks running beside it, and one such run missed the 150 s bound for `/init`.
 const CHECKED_SLOWER: u32 = 4;
 
 /// Linux with two vCPUs on the hypervisor built with debug assertions and the lock-order
