@@ -35,6 +35,7 @@ pub fn start(mbi_phys: u32) -> ! {
     let opts = options::parse(&boot.cmdline, |d| log::warn!("{d}"));
     power::set_debug_exit(opts.debug_exit);
     power::set_noreboot(opts.noreboot);
+    crate::guest::set_xenpv_fastpath(opts.xenpv_fastpath);
     crate::console::configure(opts.console, opts.loglvl, opts.console_timestamps);
     for p in &boot.problems {
         log::warn!(target: "boot", "{p}");

@@ -32,7 +32,7 @@ const PAGE_BYTES: u64 = 4096;
 /// descriptor page taken, a descriptor written. A check of selectors against the tables in
 /// force (`fast_pv`'s `iret`) holds while this has not moved. Moved after the change, by
 /// the changer, which holds the domain's lock as the checker does.
-static CHANGES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+pub(crate) static CHANGES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
 
 /// [`CHANGES`] now.
 #[inline]

@@ -569,6 +569,18 @@ fn entered(cpu: &percpu::PerCpu, dom: &Domain, v: usize) {
             },
             Ordering::Relaxed,
         );
+        // What the entry stub's short way for Xen PV system calls reads (`xenia_pv_fast`).
+        cpu.fast_vcpu
+            .store(core::ptr::from_ref(vcpu) as u64, Ordering::Relaxed);
+        let (generation, root_generation) = crate::mm::ft::generation_cells();
+        cpu.generation_at.store(generation, Ordering::Relaxed);
+        cpu.root_generation_at
+            .store(root_generation, Ordering::Relaxed);
+        cpu.fast_on
+            .store(XENPV_FASTPATH.load(Ordering::Relaxed), Ordering::Relaxed);
+    } else {
+        cpu.entered_mode
+            .store(percpu::MODE_RING1, Ordering::Relaxed);
     }
     // An event still waiting now could not be delivered (no callback yet): a kick would not
     // change that, so none is sent for it until this pCPU is back.
@@ -576,6 +588,15 @@ fn entered(cpu: &percpu::PerCpu, dom: &Domain, v: usize) {
         .store(fast::event_waiting(info), Ordering::Relaxed);
     // Held while the domain lives, which is longer than this pCPU runs its vCPU.
     cpu.entered_info.set(Some(info));
+}
+
+/// Whether the entry stub takes Xen PV system calls and `iret` hypercalls itself
+/// (`xenia_pv_fast` in `arch::x86_64::entry`): the `xenpv_fastpath=` option, on by default.
+static XENPV_FASTPATH: AtomicBool = AtomicBool::new(true);
+
+/// Applies the `xenpv_fastpath=` option.
+pub fn set_xenpv_fastpath(on: bool) {
+    XENPV_FASTPATH.store(on, Ordering::Relaxed);
 }
 
 /// A trap handled with the world exclusive; says whether to reschedule.
@@ -763,7 +784,7 @@ fn idle(mut world: SharedWorld) -> (SharedWorld, VcpuRef) {
 
 /// An event was marked for a vCPU that may be blocked since the last wake-up walk
 /// ([`notified`]): the next [`World::wake_blocked`] walks the domains; otherwise it does not.
-static WAKE_DUE: AtomicBool = AtomicBool::new(true);
+pub(crate) static WAKE_DUE: AtomicBool = AtomicBool::new(true);
 
 /// When the timer walk and the wake-up walk last ran. Each also runs when this is
 /// [`BACKSTOP_NS`] old, whatever the hints say, and the backstop wake-up walk kicks the
@@ -972,6 +993,10 @@ impl World {
         }
         let cpu = percpu::this();
         cpu.entered_info.set(None);
+        // No vCPU's system calls are the entry stub's until the next way out records one.
+        cpu.entered_mode
+            .store(percpu::MODE_RING1, Ordering::Relaxed);
+        cpu.fast_vcpu.store(0, Ordering::Relaxed);
         // The entry stacks may hold the registers of the domain that ran here last: wiped
         // before another domain's vCPU runs here (a destroyed domain's id is forgotten at
         // once, `forget_entry_stacks`, so that a later domain with its id is another).

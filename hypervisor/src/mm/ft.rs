@@ -160,6 +160,13 @@ pub fn root_generation() -> u64 {
     table().root_generation()
 }
 
+/// Where the two generations are ([`generation`], [`root_generation`]), by address: the
+/// entry stub for Xen PV system calls reads them there (`PerCpu::generation_at`).
+pub fn generation_cells() -> (u64, u64) {
+    let (g, r) = table().generation_cells();
+    (core::ptr::from_ref(g) as u64, core::ptr::from_ref(r) as u64)
+}
+
 /// Whether no frame of `frames` changed (an entry written, a change of use) after generation
 /// `since`, nor is being changed (`FrameTable::unchanged_since`): a translation found at
 /// `since` through those frames still holds.

@@ -842,6 +842,13 @@ impl FrameTable {
         self.root_generation.load(Ordering::SeqCst)
     }
 
+    /// Where [`FrameTable::generation`] and [`FrameTable::root_generation`] are kept, for
+    /// code that reads them without a call (the hypervisor's entry stub for Xen PV system
+    /// calls). Reading them there is what the two methods do.
+    pub fn generation_cells(&self) -> (&AtomicU64, &AtomicU64) {
+        (&self.generation, &self.root_generation)
+    }
+
     fn underflow(&self) {
         self.underflows.fetch_add(1, Ordering::Relaxed);
     }

@@ -153,20 +153,24 @@ xenia_entry_stubs:
 
 // SYSCALL (from ring 3, or ring 1): CPL 0, guest CR3, the guest's RSP, RIP in RCX,
 // RFLAGS in R11, interrupts off (FMASK). Unlike an exception, nothing is on a stack yet:
-// the hypervisor root is loaded first (RAX kept on the entry stack meanwhile, the guest's
-// RSP in its bottom word), and the hardware-style frame is built on the hypervisor stack
-// itself, with no copy from the entry stack (issue 18, session 15: 18 instructions of each
-// system call and Xen PV hypercall). What is left on the entry stack (the guest's RAX) is
-// this guest's own, and wiped before another domain's vCPU runs here, as below.
+// the hypervisor root is loaded first (RAX kept in the entry stack's return-frame slot
+// meanwhile, the guest's RSP in its bottom word; no stack is used until the hypervisor's),
+// and the hardware-style frame is built on the hypervisor stack itself, with no copy from
+// the entry stack (issue 18, session 15: 18 instructions of each system call and Xen PV
+// hypercall). What is left on the entry stack (the guest's RAX and RSP) is this guest's
+// own, and wiped before another domain's vCPU runs here, as below. A Xen PV vCPU's
+// system calls and `iret` hypercalls are tried on the short way first (`xenia_pv_fast`).
 .global xenia_entry_syscall
 xenia_entry_syscall:
     mov [rip + EA_ENTRY_STACK_BOTTOM], rsp
-    lea rsp, [rip + EA_ENTRY_STACK_TOP]
-    push rax
+    mov [rip + EA_ENTRY_STACK_TOP - 48], rax
     mov rax, [rip + EA_HV_CR3]
     mov cr3, rax
     // Hypervisor root from here: this pCPU's PerCpu is mapped (hv_stack_top at +0).
     mov rsp, [rip + EA_PERCPU]
+    cmp byte ptr [rip + EA_PERCPU + {pc_mode}], {mode_ring1}
+    jne xenia_pv_fast
+xenia_syscall_frame:
     push {user_ds}
     push qword ptr [rip + EA_ENTRY_STACK_BOTTOM]
     mov qword ptr [rip + EA_ENTRY_STACK_BOTTOM], 0
@@ -175,10 +179,339 @@ xenia_entry_syscall:
     push rcx
     push 0
     push {syscall_vector}
-    push qword ptr [rip + EA_ENTRY_STACK_TOP - 8]
+    push qword ptr [rip + EA_ENTRY_STACK_TOP - 48]
     // RSP at the RAX slot, RCX the guest's (its RIP), as `xenia_entry_from_guest` leaves
     // them after its copy.
     jmp xenia_entry_saved_rax
+
+// ---- The short way for a Xen PV vCPU's system calls (issue 18, session 20) ----
+//
+// A 64-bit Xen PV kernel runs in ring 3, so each system call of its programs is two trips
+// through the hypervisor: the program's `syscall`, bounced to the kernel's syscall
+// callback in kernel mode, and the kernel's `HYPERVISOR_iret` back to the program. The trap
+// path (`guest::fast_pv`) takes each with the world and the domain locked; this stub takes
+// the common case of each on the hypervisor root before any Rust code, in Xen's way
+// (`lstar_enter`, `switch_to_kernel`, `create_bounce_frame`, `do_iret`), with the same
+// checks, and hands anything else to the trap path **before anything has changed**:
+//
+// - `syscall` from user mode: an event pending and unmasked, no syscall callback or one not
+//   canonical, a frame place (16-byte aligned below `kernel_sp`, seven words) not in the
+//   kernel-stack page this pCPU kept (`PerCpu::words_page`: found writable plain memory
+//   through the kernel's table at the frame table's current generation, as
+//   `fast_pv::guest_words` keeps it), or not within it;
+// - `HYPERVISOR_iret` from kernel mode: an `iret_context` (nine words at `rsp`) not within
+//   the kept page (found readable or writable), a return to kernel mode, no user table, a
+//   selector pair other than Xen's flat one or the pair `fast_pv::flat_or_checked_refusal`
+//   remembered at the current count of descriptor changes, a `rip` or `rsp` not canonical,
+//   or an event pending that the return unmasks;
+// - for both, anything the trap's end would do (`fast::may_leave_quietly`: a request to
+//   this pCPU, a wake-up due, a timer bound below what the APIC is armed for), or the short
+//   way turned off (`xenpv_fastpath=0`).
+//
+// Why no lock is needed. The domain's lock orders the trap path's changes of a vCPU's
+// mode, tables, stack and callbacks; none of them is made by another pCPU while the vCPU
+// is current here (every remote writer first waits for, or refuses, a vCPU that is on a
+// pCPU: docs/review-lockfree-xenpv.md §1, Xen's model), and this pCPU's own Rust code is not
+// running (the guest was). So the `Vcpu` at `PerCpu::fast_vcpu` is read and its mode
+// written here as the trap path would, and stays the truth: nothing needs to copy a mode
+// back. The guest memory written (the bounce frame) and read (the `iret_context`) is
+// written or read as `fast::light_syscall` does: a page kept at the current generation
+// stays what it was found until this pCPU answers a flush request, which it cannot do
+// before it is back in the guest (interrupts off; docs/security.md §3.10). Each word of the
+// `iret_context` is read once, copied to the return frame, and checked there. The guest
+// root is switched with `entry::load_guest_root`'s protocol (the source published by an
+// `xchg`, then the root generation read), or by a call to it.
+//
+// Registers: R10 is this pCPU's PerCpu, RSI the Vcpu, RDX the vcpu_info; RAX, RDI, R8 and
+// R9 are scratch. RCX and R11 stay the guest's (a program's RIP and RFLAGS) until the
+// `iret` sets them. The return frame is built in the entry stack's return slots, as
+// `xenia_return_to_guest` builds it, and left through `xenia_guest_iretq`, so that a
+// fault there is the guest's as on the way out.
+xenia_pv_fast:
+    push r10
+    lea r10, [rip + EA_PERCPU]
+    cmp byte ptr [r10 + {pc_fast_on}], 0
+    je 95f
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    // What the trap's end would look at (`fast::may_leave_quietly`).
+    cmp dword ptr [r10 + {pc_requests}], 0
+    jne 90f
+    movabs rax, offset {wake_due}
+    cmp byte ptr [rax], 0
+    jne 90f
+    mov rax, [r10 + {pc_timer_due}]
+    cmp rax, [r10 + {pc_armed}]
+    jb 90f
+    mov rsi, [r10 + {pc_vcpu}]
+    mov rdx, [r10 + {pc_info}]
+    test rsi, rsi
+    jz 90f
+    test rdx, rdx
+    jz 90f
+    // The kept kernel-stack page: found at this generation, through the kernel's table.
+    mov rax, [r10 + {pc_generation_at}]
+    mov rax, [rax]
+    cmp rax, [r10 + {pc_words} + 24]
+    jne 90f
+    mov rax, [rsi + {vc_l4}]
+    shl rax, 12
+    cmp rax, [r10 + {pc_words} + 8]
+    jne 90f
+    cmp byte ptr [r10 + {pc_mode}], {mode_kernel}
+    je 50f
+
+    // ---- A program's `syscall`, bounced to the kernel (user mode) ----
+    movzx r8d, byte ptr [rdx + {vi_mask}]
+    test r8d, r8d
+    jnz 1f
+    cmp byte ptr [rdx + {vi_pending}], 0
+    jne 90f
+1:
+    // The callback: non-zero and canonical.
+    mov r9, [rsi + {vc_syscall}]
+    test r9, r9
+    jz 90f
+    mov rax, r9
+    sar rax, 47
+    inc rax
+    cmp rax, 1
+    ja 90f
+    // The frame's place: 16-byte aligned below the kernel stack, in the kept page, which
+    // was found writable plain memory (bits 0 and 1), and within it.
+    mov rdi, [rsi + {vc_kernel_sp}]
+    and rdi, -16
+    sub rdi, {bounce_bytes}
+    jbe 90f
+    mov rax, rdi
+    and rax, -4096
+    or rax, 3
+    cmp rax, [r10 + {pc_words}]
+    jne 90f
+    mov eax, edi
+    and eax, 4095
+    cmp eax, 4096 - {bounce_bytes}
+    ja 90f
+    // Nothing refused: from here on the way is taken. The frame, in the direct map.
+    add rax, [r10 + {pc_words} + 32]
+    mov [rip + EA_ENTRY_STACK_TOP - 16], rdi
+    movabs rdi, {directmap}
+    add rax, rdi
+    // Xen's bounce frame: rcx, r11, rip, cs (the event mask in bits 32..39), rflags (IF the
+    // inverse of the mask), rsp, ss.
+    mov [rax], rcx
+    mov [rax + 8], r11
+    mov [rax + 16], rcx
+    mov rdi, r8
+    shl rdi, 32
+    or rdi, {flat_cs}
+    mov [rax + 24], rdi
+    mov rdi, r11
+    and rdi, {not_if}
+    test r8d, r8d
+    jnz 2f
+    or rdi, {rflags_if}
+2:
+    mov [rax + 32], rdi
+    mov rdi, [rip + EA_ENTRY_STACK_BOTTOM]
+    mov [rax + 40], rdi
+    mov qword ptr [rax + 48], {flat_ss}
+    // The handler's frame: the callback in kernel mode on that stack, with Xen's flat
+    // selectors and the program's flags less AC, VM, RF, NT, TF and IOPL (`clean_flags`).
+    mov [rip + EA_ENTRY_STACK_TOP - 40], r9
+    mov qword ptr [rip + EA_ENTRY_STACK_TOP - 32], {flat_cs}
+    mov rdi, r11
+    and rdi, {syscall_keep}
+    or rdi, {rflags_set}
+    mov [rip + EA_ENTRY_STACK_TOP - 24], rdi
+    mov qword ptr [rip + EA_ENTRY_STACK_TOP - 8], {flat_ss}
+    cmp byte ptr [rsi + {vc_masks}], 0
+    je 3f
+    mov byte ptr [rdx + {vi_mask}], 1
+3:
+    // To kernel mode (`xenpv::toggle_mode`): the mode, the GS bases, the kernel's table.
+    mov byte ptr [rsi + {vc_kernel_mode}], 1
+    mov byte ptr [r10 + {pc_mode}], {mode_kernel}
+    swapgs
+    mov rax, [rsi + {vc_l4}]
+    shl rax, 12
+    jmp 60f
+
+    // ---- The kernel's `HYPERVISOR_iret` back to a program (kernel mode) ----
+50:
+    cmp qword ptr [rip + EA_ENTRY_STACK_TOP - 48], {hc_iret}
+    jne 90f
+    // The `iret_context` at the kernel's `rsp`: 8-byte aligned, within the kept page
+    // (found readable or writable).
+    mov rax, [rip + EA_ENTRY_STACK_BOTTOM]
+    test eax, 7
+    jnz 90f
+    mov edi, eax
+    and edi, 4095
+    cmp edi, 4096 - {iret_bytes}
+    ja 90f
+    and rax, -4096
+    or rax, 3
+    mov r8, [r10 + {pc_words}]
+    or r8, 2
+    cmp rax, r8
+    jne 90f
+    mov rax, [r10 + {pc_words} + 32]
+    add rax, rdi
+    movabs rdi, {directmap}
+    add rax, rdi
+    // To user mode only, which has a table.
+    cmp qword ptr [rsi + {vc_user_l4}], 0
+    je 90f
+    // Each word read once, copied to the return frame, checked there. CS and SS: the low
+    // 16 bits, RPL 3; CS's own RPL says the return is to user mode.
+    movzx r8d, word ptr [rax + 40]
+    lea edi, [r8 + 1]
+    test dil, 3
+    jnz 90f
+    movzx r9d, word ptr [rax + 64]
+    or r9d, 3
+    mov [rip + EA_ENTRY_STACK_TOP - 32], r8
+    mov [rip + EA_ENTRY_STACK_TOP - 8], r9
+    // Xen's flat pair, or the pair remembered at this count of descriptor changes.
+    cmp r8d, {flat_cs}
+    jne 4f
+    cmp r9d, {flat_ss}
+    je 5f
+4:
+    shl r8d, 16
+    or r8d, r9d
+    cmp r8d, [rsi + {vc_sel_pair}]
+    jne 90f
+    movabs rdi, offset {desc_changes}
+    mov rdi, [rdi]
+    cmp rdi, [rsi + {vc_sel_changes}]
+    jne 90f
+5:
+    // RIP and RSP canonical.
+    mov rdi, [rax + 32]
+    mov [rip + EA_ENTRY_STACK_TOP - 40], rdi
+    sar rdi, 47
+    inc rdi
+    cmp rdi, 1
+    ja 90f
+    mov rdi, [rax + 56]
+    mov [rip + EA_ENTRY_STACK_TOP - 16], rdi
+    sar rdi, 47
+    inc rdi
+    cmp rdi, 1
+    ja 90f
+    // RFLAGS: the event mask is its inverted IF; an event the return unmasks goes the
+    // ordinary way (delivered there, on the way out).
+    mov rdi, [rax + 48]
+    xor r9d, r9d
+    bt edi, 9
+    setnc r9b
+    jnc 6f
+    cmp byte ptr [rdx + {vi_pending}], 0
+    jne 90f
+6:
+    // Nothing refused: from here on the way is taken.
+    and rdi, {iret_keep}
+    or rdi, {rflags_set}
+    mov [rip + EA_ENTRY_STACK_TOP - 24], rdi
+    mov rdi, [rax]
+    mov [rip + EA_ENTRY_STACK_TOP - 48], rdi
+    // RCX and R11 restored unless VGCF_in_syscall.
+    test dword ptr [rax + 24], {in_syscall}
+    jnz 7f
+    mov r11, [rax + 8]
+    mov rcx, [rax + 16]
+7:
+    mov byte ptr [rdx + {vi_mask}], r9b
+    // To user mode (`xenpv::toggle_mode`).
+    mov byte ptr [rsi + {vc_kernel_mode}], 0
+    mov byte ptr [r10 + {pc_mode}], {mode_user}
+    swapgs
+    mov rax, [rsi + {vc_user_l4}]
+    shl rax, 12
+
+    // ---- Both: the entry counted, the new mode's guest root, back to the guest ----
+60:
+    lock inc qword ptr [rdx + {vi_count}]
+    mov byte ptr [r10 + {pc_pending}], 0
+    // `entry::load_guest_root(rax)`: the root before the last, if it is kept for this
+    // table at this root generation; else the Rust function.
+    mov rdi, rax
+    xchg [r10 + {pc_root_source}], rax
+    mov rax, [r10 + {pc_root_generation_at}]
+    mov rax, [rax]
+    movzx r8d, byte ptr [r10 + {pc_root_recent} + 1]
+    cmp r8d, {root_slots}
+    jae 68f
+    cmp [r10 + r8 * 8 + {pc_root_sources}], rdi
+    jne 68f
+    cmp [r10 + r8 * 8 + {pc_root_generations}], rax
+    jne 68f
+    mov rax, [r10 + r8 * 8 + {pc_root_frames}]
+    test rax, rax
+    jz 68f
+    mov [r10 + {pc_guest_cr3}], rax
+    movzx edi, byte ptr [r10 + {pc_root_recent}]
+    cmp edi, r8d
+    je 70f
+    shl edi, 8
+    or edi, r8d
+    mov [r10 + {pc_root_recent}], rdi
+    jmp 70f
+68:
+    call xenia_pv_root_slow
+70:
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    mov rax, [r10 + {pc_guest_cr3}]
+    pop r10
+    lea rsp, [rip + EA_ENTRY_STACK_TOP - 48]
+    mov cr3, rax
+    pop rax
+    jmp xenia_guest_iretq
+
+    // Refused: nothing changed; the trap path takes it.
+90:
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+95:
+    pop r10
+    jmp xenia_syscall_frame
+
+// `entry::load_guest_root` for the table at machine address RDI, from `xenia_pv_fast`
+// (which keeps RAX, RDI and R8 as scratch): every other register kept.
+xenia_pv_root_slow:
+    push rcx
+    push rdx
+    push rsi
+    push r9
+    push r10
+    push r11
+    push rbp
+    mov rbp, rsp
+    and rsp, -16
+    cld
+    movabs rax, offset {root_slow}
+    call rax
+    mov rsp, rbp
+    pop rbp
+    pop r11
+    pop r10
+    pop r9
+    pop rsi
+    pop rdx
+    pop rcx
+    ret
 
 xenia_entry_common:
     test byte ptr [rsp + 24], 3
@@ -383,7 +716,72 @@ xenia_guest_iret_fault:
     syscall_vector = const SYSCALL_VECTOR,
     hv_dispatch = sym super::trap::trap_dispatch,
     guest_dispatch = sym super::trap::guest_trap_dispatch,
+    pc_mode = const offset_of!(PerCpu, entered_mode),
+    pc_fast_on = const offset_of!(PerCpu, fast_on),
+    pc_vcpu = const offset_of!(PerCpu, fast_vcpu),
+    pc_info = const offset_of!(PerCpu, entered_info),
+    pc_requests = const offset_of!(PerCpu, requests),
+    pc_timer_due = const offset_of!(PerCpu, timer_due),
+    pc_armed = const offset_of!(PerCpu, armed),
+    pc_pending = const offset_of!(PerCpu, entered_pending),
+    pc_words = const offset_of!(PerCpu, words_page),
+    pc_generation_at = const offset_of!(PerCpu, generation_at),
+    pc_root_generation_at = const offset_of!(PerCpu, root_generation_at),
+    pc_guest_cr3 = const offset_of!(PerCpu, guest_cr3),
+    pc_root_source = const offset_of!(PerCpu, guest_root_source),
+    pc_root_sources = const offset_of!(PerCpu, root_sources),
+    pc_root_generations = const offset_of!(PerCpu, root_generations),
+    pc_root_frames = const offset_of!(PerCpu, root_frames),
+    pc_root_recent = const offset_of!(PerCpu, root_recent),
+    root_slots = const super::percpu::ROOT_SLOTS,
+    mode_ring1 = const super::percpu::MODE_RING1,
+    mode_kernel = const super::percpu::MODE_XEN_PV_KERNEL,
+    mode_user = const super::percpu::MODE_XEN_PV_USER,
+    vc_l4 = const offset_of!(Vcpu, l4),
+    vc_user_l4 = const offset_of!(Vcpu, user_l4),
+    vc_kernel_sp = const offset_of!(Vcpu, kernel_sp),
+    vc_kernel_mode = const offset_of!(Vcpu, kernel_mode),
+    vc_syscall = const offset_of!(Vcpu, callbacks.syscall),
+    vc_masks = const offset_of!(Vcpu, callbacks.syscall_masks_events),
+    vc_sel_pair = const offset_of!(Vcpu, iret_selectors.0),
+    vc_sel_changes = const offset_of!(Vcpu, iret_selectors.1),
+    vi_pending = const offset_of!(VcpuInfo, evtchn_upcall_pending),
+    vi_mask = const offset_of!(VcpuInfo, evtchn_upcall_mask),
+    vi_count = const offset_of!(VcpuInfo, arch.pad),
+    wake_due = sym crate::guest::WAKE_DUE,
+    desc_changes = sym crate::guest::desc::CHANGES,
+    root_slow = sym xenpv_fast_root,
+    directmap = const super::layout::DIRECTMAP_BASE,
+    hc_iret = const guest_abi::hypercall::HYPERVISOR_IRET,
+    flat_cs = const guest_abi::selectors::FLAT_RING3_CS64 as u64,
+    flat_ss = const guest_abi::selectors::FLAT_RING3_SS64 as u64,
+    bounce_bytes = const 7 * 8,
+    iret_bytes = const 9 * 8,
+    rflags_if = const guest_abi::trap::RFLAGS_IF,
+    not_if = const !guest_abi::trap::RFLAGS_IF as i64,
+    rflags_set = const XENPV_RFLAGS_SET,
+    syscall_keep = const XENPV_SYSCALL_KEEP,
+    iret_keep = const XENPV_IRET_KEEP,
+    in_syscall = const guest_abi::trap::VGCF_IN_SYSCALL,
 );
+
+use super::percpu::PerCpu;
+use crate::domain::Vcpu;
+use guest_abi::shared_info::VcpuInfo;
+
+/// RFLAGS bits (Intel SDM Vol. 1 §3.4.3) for `xenia_pv_fast`'s return frames, as
+/// `guest::clean_flags` and `guest::fast_pv` make them: IF and the fixed bit 1 set; of the
+/// rest, a system call's handler keeps what is not AC, VM, RF, NT, TF, IOPL, VIF or VIP,
+/// and an `iret` what is not IOPL, NT, VM, VIF or VIP (both within the defined 22 bits).
+const XENPV_RFLAGS_SET: u64 = (1 << 9) | (1 << 1);
+const XENPV_IRET_KEEP: u64 = 0x003F_FFFF & !((3 << 12) | (1 << 14) | (1 << 17) | (3 << 19));
+const XENPV_SYSCALL_KEEP: u64 = XENPV_IRET_KEEP & !((1 << 18) | (1 << 16) | (1 << 8));
+
+/// `load_guest_root` for `xenia_pv_fast` when the root it wants is not the one kept before
+/// the last (the table's machine address in `l4`).
+extern "C" fn xenpv_fast_root(l4: u64) {
+    load_guest_root(crate::mm::Mfn::from_phys(l4));
+}
 
 unsafe extern "C" {
     static xenia_entry_stubs: u8;

@@ -114,6 +114,18 @@ pub struct PerCpu {
     /// [`MODE_XEN_PV_KERNEL`], [`MODE_XEN_PV_USER`]): a `syscall` from a Xen PV kernel is
     /// a hypercall (`trap::guest_trap_dispatch`); the trap path checks again under the lock.
     pub entered_mode: core::sync::atomic::AtomicU8,
+    /// Whether the entry stub takes a Xen PV vCPU's system calls and `iret` hypercalls
+    /// itself (`entry.rs`, `xenia_pv_fast`; the `xenpv_fastpath=` option, on by default).
+    pub fast_on: AtomicBool,
+    /// The `Vcpu` of that vCPU, by address (valid while `entered_info` is set: the vCPU is
+    /// this pCPU's current one, and a domain's `vcpus` never move): the entry stub reads its
+    /// mode, tables, stack and callback there, and changes its mode, as the short ways do
+    /// under the domain's lock (the argument is at `xenia_pv_fast`).
+    pub fast_vcpu: AtomicU64,
+    /// Where the frame table's two generations are (`mm::ft::generation_cells`), for the
+    /// entry stub's checks of the kept kernel-stack page and guest roots.
+    pub generation_at: AtomicU64,
+    pub root_generation_at: AtomicU64,
     /// The last kernel-stack page a Xen PV short way wrote or read words in
     /// (`guest::fast_pv::guest_words`): its guest address with bit 0 set and bit 1 when it
     /// was found writable plain memory (0: none), the top-level table and domain it was
@@ -220,6 +232,10 @@ impl PerCpu {
             entered_kernel_sp: AtomicU64::new(0),
             entered_l4: AtomicU64::new(0),
             entered_mode: core::sync::atomic::AtomicU8::new(MODE_RING1),
+            fast_on: AtomicBool::new(false),
+            fast_vcpu: AtomicU64::new(0),
+            generation_at: AtomicU64::new(0),
+            root_generation_at: AtomicU64::new(0),
             words_page: [const { AtomicU64::new(0) }; 5],
             stacks_of: AtomicU32::new(0),
         }

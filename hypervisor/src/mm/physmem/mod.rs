@@ -466,6 +466,7 @@ pub fn atomics_at<T: Atomics>(mfn: Mfn, offset: usize) -> Option<&'static T> {
 /// (`guest::fast`). The only way in is [`ViewCell::set`] with a `&'static T` (which only this
 /// module's checked views make of raw memory); whoever sets it keeps the frame held for as
 /// long as it is set, as for the view itself.
+#[repr(transparent)]
 pub struct ViewCell<T: Atomics + 'static> {
     at: AtomicU64,
     _view: core::marker::PhantomData<&'static T>,
