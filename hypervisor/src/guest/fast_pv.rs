@@ -165,8 +165,10 @@ pub fn trap(frame: &mut TrapFrame, kind: Kind) -> bool {
         // the GDT in force, with a canonical `rsp`), and of what `entered` records only the
         // mode changed.
         frame.rflags = super::clean_flags(frame.rflags);
+        // The mode, and whether the entry stub takes the next system call (kept).
+        let fast = cpu.entered_mode.load(Ordering::Relaxed) & percpu::MODE_FAST;
         cpu.entered_mode.store(
-            if kernel_mode {
+            fast + if kernel_mode {
                 percpu::MODE_XEN_PV_KERNEL
             } else {
                 percpu::MODE_XEN_PV_USER
@@ -359,9 +361,7 @@ fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
         nr::HYPERVISOR_STACK_SWITCH => {
             let r = xenpv::set_kernel_stack(vcpu, frame.rsi);
             // What the next way out would record of it (`entered`).
-            percpu::this()
-                .entered_kernel_sp
-                .store(vcpu.kernel_sp, Ordering::Relaxed);
+            record_kernel_sp(percpu::this(), vcpu.kernel_sp);
             r
         }
         _ => return false,
@@ -373,6 +373,26 @@ fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
         Ok(_) => 0,
     };
     true
+}
+
+/// Records vCPU's kernel stack `kernel_sp` (the one `stack_switch` set) for this pCPU's short
+/// ways: `PerCpu::entered_kernel_sp`, and for the entry stub's (`xenia_pv_fast`) where a
+/// system call's bounce frame goes, as [`syscall`] finds it (`PerCpu::bounce_sp`, the frame's
+/// seven words below `kernel_sp` aligned to 16 bytes, and `bounce_key`, the key of that
+/// page in `words_page` when found writable). No place (none set, or the frame would
+/// straddle two pages or start at 0) is a key no page has.
+pub fn record_kernel_sp(cpu: &percpu::PerCpu, kernel_sp: u64) {
+    cpu.entered_kernel_sp.store(kernel_sp, Ordering::Relaxed);
+    let len = 8 * BOUNCE_WORDS as u64;
+    let place = (kernel_sp & !0xF)
+        .checked_sub(len)
+        .filter(|&sp| kernel_sp != 0 && sp != 0 && (sp % PAGE_SIZE) + len <= PAGE_SIZE);
+    let (sp, key) = match place {
+        Some(sp) => (sp, (sp & !(PAGE_SIZE - 1)) | 3),
+        None => (0, u64::MAX),
+    };
+    cpu.bounce_sp.store(sp, Ordering::Relaxed);
+    cpu.bounce_key.store(key, Ordering::Relaxed);
 }
 
 /// Words of an `mmuext_op` item: `cmd` (32 bits, then padding), `arg1`, `arg2`.
@@ -517,6 +537,7 @@ fn guest_words(
     // on the pipe round trip and worse on the null system call.)
     let page = &percpu::this().words_page;
     let (va_page, offset) = (va & !(PAGE_SIZE - 1), va % PAGE_SIZE);
+    let direct_map = xenia_core::layout::DIRECTMAP_BASE;
     let kept = page[0].load(Ordering::Relaxed);
     // Written for a write, either for a read.
     let same = if write {
@@ -529,7 +550,7 @@ fn guest_words(
         && page[2].load(Ordering::Relaxed) == u64::from(dom)
         && page[3].load(Ordering::Relaxed) == generation
     {
-        let phys = page[4].load(Ordering::Relaxed) + offset;
+        let phys = page[4].load(Ordering::Relaxed) - direct_map + offset;
         // Builds with debug assertions (`xenia-checked.elf`, which `linux_smp_checked` runs
         // under Linux) walk again and compare.
         debug_assert_eq!(
@@ -545,10 +566,13 @@ fn guest_words(
     // This pCPU's own entry, which nothing else reads: emptied while it is rewritten, so
     // that no look could match a half-written one.
     page[0].store(0, Ordering::Relaxed);
+    page[5].store(0, Ordering::Relaxed);
     page[1].store(l4.phys(), Ordering::Relaxed);
     page[2].store(u64::from(dom), Ordering::Relaxed);
     page[3].store(generation, Ordering::Relaxed);
-    page[4].store(phys - offset, Ordering::Relaxed);
+    // The page in the direct map, and the key a read compares (the entry stub's).
+    page[4].store(phys - offset + direct_map, Ordering::Relaxed);
+    page[5].store(va_page | 3, Ordering::Relaxed);
     page[0].store(va_page | 1 | (u64::from(write) << 1), Ordering::Relaxed);
     Some(phys)
 }

@@ -554,30 +554,42 @@ fn leave_quietly(
 fn entered(cpu: &percpu::PerCpu, dom: &Domain, v: usize) {
     let info = dom.vcpu_info_static(v);
     if let Some(vcpu) = dom.vcpus.get(v) {
-        cpu.entered_syscall
-            .store(vcpu.callbacks.syscall, Ordering::Relaxed);
-        cpu.entered_syscall_masks
-            .store(vcpu.callbacks.syscall_masks_events, Ordering::Relaxed);
-        cpu.entered_kernel_sp
-            .store(vcpu.kernel_sp, Ordering::Relaxed);
-        cpu.entered_l4.store(vcpu.l4.phys(), Ordering::Relaxed);
-        cpu.entered_mode.store(
-            match (vcpu.xen_pv, vcpu.kernel_mode) {
-                (false, _) => percpu::MODE_RING1,
-                (true, true) => percpu::MODE_XEN_PV_KERNEL,
-                (true, false) => percpu::MODE_XEN_PV_USER,
+        // A callback that is not canonical is none here (both short ways send the system
+        // call the ordinary way, which has the answer).
+        let handler = vcpu.callbacks.syscall;
+        cpu.entered_syscall.store(
+            if mem::is_canonical(handler) {
+                handler
+            } else {
+                0
             },
             Ordering::Relaxed,
         );
-        // What the entry stub's short way for Xen PV system calls reads (`xenia_pv_fast`).
+        cpu.entered_syscall_masks
+            .store(vcpu.callbacks.syscall_masks_events, Ordering::Relaxed);
+        fast_pv::record_kernel_sp(cpu, vcpu.kernel_sp);
+        cpu.entered_l4.store(vcpu.l4.phys(), Ordering::Relaxed);
+        // What the entry stub's short way for Xen PV system calls reads (`xenia_pv_fast`),
+        // set before the mode that sends system calls there.
         cpu.fast_vcpu
             .store(core::ptr::from_ref(vcpu) as u64, Ordering::Relaxed);
         let (generation, root_generation) = crate::mm::ft::generation_cells();
         cpu.generation_at.store(generation, Ordering::Relaxed);
         cpu.root_generation_at
             .store(root_generation, Ordering::Relaxed);
-        cpu.fast_on
-            .store(XENPV_FASTPATH.load(Ordering::Relaxed), Ordering::Relaxed);
+        let fast = if XENPV_FASTPATH.load(Ordering::Relaxed) {
+            percpu::MODE_FAST
+        } else {
+            0
+        };
+        cpu.entered_mode.store(
+            match (vcpu.xen_pv, vcpu.kernel_mode) {
+                (false, _) => percpu::MODE_RING1,
+                (true, true) => percpu::MODE_XEN_PV_KERNEL + fast,
+                (true, false) => percpu::MODE_XEN_PV_USER + fast,
+            },
+            Ordering::Relaxed,
+        );
     } else {
         cpu.entered_mode
             .store(percpu::MODE_RING1, Ordering::Relaxed);

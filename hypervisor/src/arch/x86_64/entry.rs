@@ -80,7 +80,7 @@ pub const CONSTS_OFFSET_IN_PAGE: u64 = 256;
 /// and readable by ring 1, as every supervisor page is): only what the switch needs. Offsets
 /// are fixed in the asm. What the stubs need once they run on the hypervisor root (the
 /// hypervisor stack, the guest root's address) lives in this pCPU's
-/// [`PerCpu`](super::percpu::PerCpu), at [`PERCPU_OFFSET`] in the entry area, which no guest
+/// [`PerCpu`], at [`PERCPU_OFFSET`] in the entry area, which no guest
 /// root maps: a ring-1 attacker learns nothing from this page but the one value it cannot do
 /// without.
 #[repr(C)]
@@ -168,8 +168,8 @@ xenia_entry_syscall:
     mov cr3, rax
     // Hypervisor root from here: this pCPU's PerCpu is mapped (hv_stack_top at +0).
     mov rsp, [rip + EA_PERCPU]
-    cmp byte ptr [rip + EA_PERCPU + {pc_mode}], {mode_ring1}
-    jne xenia_pv_fast
+    cmp byte ptr [rip + EA_PERCPU + {pc_mode}], {mode_fast}
+    ja xenia_pv_fast
 xenia_syscall_frame:
     push {user_ds}
     push qword ptr [rip + EA_ENTRY_STACK_BOTTOM]
@@ -227,79 +227,64 @@ xenia_syscall_frame:
 // `iret` sets them. The return frame is built in the entry stack's return slots, as
 // `xenia_return_to_guest` builds it, and left through `xenia_guest_iretq`, so that a
 // fault there is the guest's as on the way out.
-xenia_pv_fast:
-    push r10
-    lea r10, [rip + EA_PERCPU]
-    cmp byte ptr [r10 + {pc_fast_on}], 0
-    je 95f
+// What both ways check first (refused: to 90 below, which restores the five registers).
+.macro XENIA_PV_FAST_COMMON
     push rdx
     push rsi
     push rdi
     push r8
     push r9
     // What the trap's end would look at (`fast::may_leave_quietly`).
-    cmp dword ptr [r10 + {pc_requests}], 0
+    cmp dword ptr [rip + EA_PERCPU + {pc_requests}], 0
     jne 90f
     movabs rax, offset {wake_due}
     cmp byte ptr [rax], 0
     jne 90f
-    mov rax, [r10 + {pc_timer_due}]
-    cmp rax, [r10 + {pc_armed}]
+    mov rax, [rip + EA_PERCPU + {pc_timer_due}]
+    cmp rax, [rip + EA_PERCPU + {pc_armed}]
     jb 90f
-    mov rsi, [r10 + {pc_vcpu}]
-    mov rdx, [r10 + {pc_info}]
-    test rsi, rsi
-    jz 90f
-    test rdx, rdx
-    jz 90f
+    // The Vcpu and its vcpu_info: `guest::entered` records both before the mode that
+    // brings a system call here, and `World::switch` takes that mode back with them.
+    mov rsi, [rip + EA_PERCPU + {pc_vcpu}]
+    mov rdx, [rip + EA_PERCPU + {pc_info}]
     // The kept kernel-stack page: found at this generation, through the kernel's table.
-    mov rax, [r10 + {pc_generation_at}]
+    mov rax, [rip + EA_PERCPU + {pc_generation_at}]
     mov rax, [rax]
-    cmp rax, [r10 + {pc_words} + 24]
+    cmp rax, [rip + EA_PERCPU + {pc_words} + 24]
     jne 90f
     mov rax, [rsi + {vc_l4}]
     shl rax, 12
-    cmp rax, [r10 + {pc_words} + 8]
+    cmp rax, [rip + EA_PERCPU + {pc_words} + 8]
     jne 90f
-    cmp byte ptr [r10 + {pc_mode}], {mode_kernel}
+.endm
+
+xenia_pv_fast:
+    cmp byte ptr [rip + EA_PERCPU + {pc_mode}], {mode_kernel_fast}
     je 50f
+    XENIA_PV_FAST_COMMON
 
     // ---- A program's `syscall`, bounced to the kernel (user mode) ----
     movzx r8d, byte ptr [rdx + {vi_mask}]
     test r8d, r8d
-    jnz 1f
+    jnz 8f
     cmp byte ptr [rdx + {vi_pending}], 0
     jne 90f
-1:
-    // The callback: non-zero and canonical.
-    mov r9, [rsi + {vc_syscall}]
+8:
+    // The callback (non-zero; `guest::entered` records a callback that is not canonical
+    // as none), and the frame's place (`fast_pv::record_kernel_sp`: 16-byte aligned below
+    // the kernel stack, within one page) in the kept page, found writable plain memory.
+    mov r9, [rip + EA_PERCPU + {pc_syscall}]
     test r9, r9
     jz 90f
-    mov rax, r9
-    sar rax, 47
-    inc rax
-    cmp rax, 1
-    ja 90f
-    // The frame's place: 16-byte aligned below the kernel stack, in the kept page, which
-    // was found writable plain memory (bits 0 and 1), and within it.
-    mov rdi, [rsi + {vc_kernel_sp}]
-    and rdi, -16
-    sub rdi, {bounce_bytes}
-    jbe 90f
-    mov rax, rdi
-    and rax, -4096
-    or rax, 3
-    cmp rax, [r10 + {pc_words}]
+    mov rax, [rip + EA_PERCPU + {pc_bounce_key}]
+    cmp rax, [rip + EA_PERCPU + {pc_words}]
     jne 90f
+    // Nothing refused: from here on the way is taken. The frame, in the direct map.
+    mov rdi, [rip + EA_PERCPU + {pc_bounce_sp}]
+    mov [rip + EA_ENTRY_STACK_TOP - 16], rdi
     mov eax, edi
     and eax, 4095
-    cmp eax, 4096 - {bounce_bytes}
-    ja 90f
-    // Nothing refused: from here on the way is taken. The frame, in the direct map.
-    add rax, [r10 + {pc_words} + 32]
-    mov [rip + EA_ENTRY_STACK_TOP - 16], rdi
-    movabs rdi, {directmap}
-    add rax, rdi
+    add rax, [rip + EA_PERCPU + {pc_words} + 32]
     // Xen's bounce frame: rcx, r11, rip, cs (the event mask in bits 32..39), rflags (IF the
     // inverse of the mask), rsp, ss.
     mov [rax], rcx
@@ -328,22 +313,25 @@ xenia_pv_fast:
     or rdi, {rflags_set}
     mov [rip + EA_ENTRY_STACK_TOP - 24], rdi
     mov qword ptr [rip + EA_ENTRY_STACK_TOP - 8], {flat_ss}
-    cmp byte ptr [rsi + {vc_masks}], 0
+    cmp byte ptr [rip + EA_PERCPU + {pc_masks}], 0
     je 3f
     mov byte ptr [rdx + {vi_mask}], 1
 3:
     // To kernel mode (`xenpv::toggle_mode`): the mode, the GS bases, the kernel's table.
     mov byte ptr [rsi + {vc_kernel_mode}], 1
-    mov byte ptr [r10 + {pc_mode}], {mode_kernel}
+    mov byte ptr [rip + EA_PERCPU + {pc_mode}], {mode_kernel_fast}
     swapgs
     mov rax, [rsi + {vc_l4}]
     shl rax, 12
+    mov r9d, 1
     jmp 60f
 
     // ---- The kernel's `HYPERVISOR_iret` back to a program (kernel mode) ----
+    // Only that hypercall: the kernel's others go the ordinary way at once.
 50:
     cmp qword ptr [rip + EA_ENTRY_STACK_TOP - 48], {hc_iret}
-    jne 90f
+    jne xenia_syscall_frame
+    XENIA_PV_FAST_COMMON
     // The `iret_context` at the kernel's `rsp`: 8-byte aligned, within the kept page
     // (found readable or writable).
     mov rax, [rip + EA_ENTRY_STACK_BOTTOM]
@@ -355,13 +343,9 @@ xenia_pv_fast:
     ja 90f
     and rax, -4096
     or rax, 3
-    mov r8, [r10 + {pc_words}]
-    or r8, 2
-    cmp rax, r8
+    cmp rax, [rip + EA_PERCPU + {pc_words} + 40]
     jne 90f
-    mov rax, [r10 + {pc_words} + 32]
-    add rax, rdi
-    movabs rdi, {directmap}
+    mov rax, [rip + EA_PERCPU + {pc_words} + 32]
     add rax, rdi
     // To user mode only, which has a table.
     cmp qword ptr [rsi + {vc_user_l4}], 0
@@ -376,32 +360,33 @@ xenia_pv_fast:
     or r9d, 3
     mov [rip + EA_ENTRY_STACK_TOP - 32], r8
     mov [rip + EA_ENTRY_STACK_TOP - 8], r9
-    // Xen's flat pair, or the pair remembered at this count of descriptor changes.
-    cmp r8d, {flat_cs}
+    // The pair remembered at this count of descriptor changes (Linux's own), or Xen's flat
+    // one.
+    mov edi, r8d
+    shl edi, 16
+    or edi, r9d
+    cmp edi, [rsi + {vc_sel_pair}]
     jne 4f
-    cmp r9d, {flat_ss}
-    je 5f
-4:
-    shl r8d, 16
-    or r8d, r9d
-    cmp r8d, [rsi + {vc_sel_pair}]
-    jne 90f
     movabs rdi, offset {desc_changes}
     mov rdi, [rdi]
     cmp rdi, [rsi + {vc_sel_changes}]
+    je 5f
+4:
+    cmp r8d, {flat_cs}
+    jne 90f
+    cmp r9d, {flat_ss}
     jne 90f
 5:
-    // RIP and RSP canonical.
+    // RIP and RSP canonical: bits 63..47 of each all 0 or all 1.
     mov rdi, [rax + 32]
+    mov r8, [rax + 56]
     mov [rip + EA_ENTRY_STACK_TOP - 40], rdi
+    mov [rip + EA_ENTRY_STACK_TOP - 16], r8
     sar rdi, 47
+    sar r8, 47
     inc rdi
-    cmp rdi, 1
-    ja 90f
-    mov rdi, [rax + 56]
-    mov [rip + EA_ENTRY_STACK_TOP - 16], rdi
-    sar rdi, 47
-    inc rdi
+    inc r8
+    or rdi, r8
     cmp rdi, 1
     ja 90f
     // RFLAGS: the event mask is its inverted IF; an event the return unmasks goes the
@@ -429,53 +414,55 @@ xenia_pv_fast:
     mov byte ptr [rdx + {vi_mask}], r9b
     // To user mode (`xenpv::toggle_mode`).
     mov byte ptr [rsi + {vc_kernel_mode}], 0
-    mov byte ptr [r10 + {pc_mode}], {mode_user}
+    mov byte ptr [rip + EA_PERCPU + {pc_mode}], {mode_user_fast}
     swapgs
     mov rax, [rsi + {vc_user_l4}]
     shl rax, 12
+    xor r9d, r9d
 
     // ---- Both: the entry counted, the new mode's guest root, back to the guest ----
+    // RAX: the new mode's table; R9: 1 for the kernel's, 0 for the user's.
 60:
     lock inc qword ptr [rdx + {vi_count}]
-    mov byte ptr [r10 + {pc_pending}], 0
-    // `entry::load_guest_root(rax)`: the root before the last, if it is kept for this
-    // table at this root generation; else the Rust function.
+    lea rsi, [rip + EA_PERCPU]
+    mov byte ptr [rsi + {pc_pending}], 0
+    // `entry::load_guest_root(rax)`: the slot this mode's root was in last, if it is kept
+    // for this table at this root generation (published first, as there); else the Rust
+    // function, and its slot is remembered.
     mov rdi, rax
-    xchg [r10 + {pc_root_source}], rax
-    mov rax, [r10 + {pc_root_generation_at}]
-    mov rax, [rax]
-    movzx r8d, byte ptr [r10 + {pc_root_recent} + 1]
+    movzx r8d, byte ptr [rsi + r9 + {pc_fast_slots}]
     cmp r8d, {root_slots}
     jae 68f
-    cmp [r10 + r8 * 8 + {pc_root_sources}], rdi
+    xchg [rsi + {pc_root_source}], rax
+    mov rax, [rsi + {pc_root_generation_at}]
+    mov rax, [rax]
+    cmp [rsi + r8 * 8 + {pc_root_sources}], rdi
     jne 68f
-    cmp [r10 + r8 * 8 + {pc_root_generations}], rax
+    cmp [rsi + r8 * 8 + {pc_root_generations}], rax
     jne 68f
-    mov rax, [r10 + r8 * 8 + {pc_root_frames}]
+    mov rax, [rsi + r8 * 8 + {pc_root_frames}]
     test rax, rax
     jz 68f
-    mov [r10 + {pc_guest_cr3}], rax
-    movzx edi, byte ptr [r10 + {pc_root_recent}]
-    cmp edi, r8d
-    je 70f
-    shl edi, 8
-    or edi, r8d
-    mov [r10 + {pc_root_recent}], rdi
-    jmp 70f
-68:
-    call xenia_pv_root_slow
+    mov [rsi + {pc_guest_cr3}], rax
 70:
     pop r9
     pop r8
     pop rdi
     pop rsi
     pop rdx
-    mov rax, [r10 + {pc_guest_cr3}]
-    pop r10
     lea rsp, [rip + EA_ENTRY_STACK_TOP - 48]
     mov cr3, rax
     pop rax
-    jmp xenia_guest_iretq
+// A fault here is the guest's, as at `xenia_guest_iretq` (`xenia_entry_common`).
+.global xenia_pv_iretq
+xenia_pv_iretq:
+    iretq
+68:
+    call xenia_pv_root_slow
+    movzx eax, byte ptr [rsi + {pc_root_recent}]
+    mov [rsi + r9 + {pc_fast_slots}], al
+    mov rax, [rsi + {pc_guest_cr3}]
+    jmp 70b
 
     // Refused: nothing changed; the trap path takes it.
 90:
@@ -484,8 +471,6 @@ xenia_pv_fast:
     pop rdi
     pop rsi
     pop rdx
-95:
-    pop r10
     jmp xenia_syscall_frame
 
 // `entry::load_guest_root` for the table at machine address RDI, from `xenia_pv_fast`
@@ -522,6 +507,10 @@ xenia_entry_common:
     push rax
     lea rax, [rip + xenia_guest_iretq]
     cmp [rsp + 24], rax
+    je 3f
+    lea rax, [rip + xenia_pv_iretq]
+    cmp [rsp + 24], rax
+3:
     pop rax
     je xenia_guest_iret_fault
 
@@ -717,7 +706,11 @@ xenia_guest_iret_fault:
     hv_dispatch = sym super::trap::trap_dispatch,
     guest_dispatch = sym super::trap::guest_trap_dispatch,
     pc_mode = const offset_of!(PerCpu, entered_mode),
-    pc_fast_on = const offset_of!(PerCpu, fast_on),
+    pc_syscall = const offset_of!(PerCpu, entered_syscall),
+    pc_masks = const offset_of!(PerCpu, entered_syscall_masks),
+    pc_bounce_sp = const offset_of!(PerCpu, bounce_sp),
+    pc_bounce_key = const offset_of!(PerCpu, bounce_key),
+    pc_fast_slots = const offset_of!(PerCpu, fast_root_slots),
     pc_vcpu = const offset_of!(PerCpu, fast_vcpu),
     pc_info = const offset_of!(PerCpu, entered_info),
     pc_requests = const offset_of!(PerCpu, requests),
@@ -734,15 +727,12 @@ xenia_guest_iret_fault:
     pc_root_frames = const offset_of!(PerCpu, root_frames),
     pc_root_recent = const offset_of!(PerCpu, root_recent),
     root_slots = const super::percpu::ROOT_SLOTS,
-    mode_ring1 = const super::percpu::MODE_RING1,
-    mode_kernel = const super::percpu::MODE_XEN_PV_KERNEL,
-    mode_user = const super::percpu::MODE_XEN_PV_USER,
+    mode_fast = const super::percpu::MODE_FAST,
+    mode_kernel_fast = const super::percpu::MODE_XEN_PV_KERNEL + super::percpu::MODE_FAST,
+    mode_user_fast = const super::percpu::MODE_XEN_PV_USER + super::percpu::MODE_FAST,
     vc_l4 = const offset_of!(Vcpu, l4),
     vc_user_l4 = const offset_of!(Vcpu, user_l4),
-    vc_kernel_sp = const offset_of!(Vcpu, kernel_sp),
     vc_kernel_mode = const offset_of!(Vcpu, kernel_mode),
-    vc_syscall = const offset_of!(Vcpu, callbacks.syscall),
-    vc_masks = const offset_of!(Vcpu, callbacks.syscall_masks_events),
     vc_sel_pair = const offset_of!(Vcpu, iret_selectors.0),
     vc_sel_changes = const offset_of!(Vcpu, iret_selectors.1),
     vi_pending = const offset_of!(VcpuInfo, evtchn_upcall_pending),
@@ -751,11 +741,9 @@ xenia_guest_iret_fault:
     wake_due = sym crate::guest::WAKE_DUE,
     desc_changes = sym crate::guest::desc::CHANGES,
     root_slow = sym xenpv_fast_root,
-    directmap = const super::layout::DIRECTMAP_BASE,
     hc_iret = const guest_abi::hypercall::HYPERVISOR_IRET,
     flat_cs = const guest_abi::selectors::FLAT_RING3_CS64 as u64,
     flat_ss = const guest_abi::selectors::FLAT_RING3_SS64 as u64,
-    bounce_bytes = const 7 * 8,
     iret_bytes = const 9 * 8,
     rflags_if = const guest_abi::trap::RFLAGS_IF,
     not_if = const !guest_abi::trap::RFLAGS_IF as i64,

@@ -37,6 +37,10 @@ pub const MODE_RING1: u8 = 0;
 pub const MODE_XEN_PV_KERNEL: u8 = 1;
 /// [`PerCpu::entered_mode`]: a Xen PV vCPU in user mode.
 pub const MODE_XEN_PV_USER: u8 = 2;
+/// [`PerCpu::entered_mode`], added to the Xen PV modes: the entry stub takes this vCPU's
+/// system calls and `iret` hypercalls itself when it can (`entry.rs`, `xenia_pv_fast`; the
+/// `xenpv_fastpath=` option, on by default). The mode proper is the value less this.
+pub const MODE_FAST: u8 = 4;
 
 /// offsets (asserted below).
 #[repr(C)]
@@ -114,9 +118,16 @@ pub struct PerCpu {
     /// [`MODE_XEN_PV_KERNEL`], [`MODE_XEN_PV_USER`]): a `syscall` from a Xen PV kernel is
     /// a hypercall (`trap::guest_trap_dispatch`); the trap path checks again under the lock.
     pub entered_mode: core::sync::atomic::AtomicU8,
-    /// Whether the entry stub takes a Xen PV vCPU's system calls and `iret` hypercalls
-    /// itself (`entry.rs`, `xenia_pv_fast`; the `xenpv_fastpath=` option, on by default).
-    pub fast_on: AtomicBool,
+    /// Where the entry stub writes a system call's bounce frame for that vCPU, as the
+    /// last way out found it (`guest::fast_pv::record_kernel_sp`): `entered_kernel_sp`
+    /// 16-byte aligned, less the frame's seven words, if that is not 0 and the frame lies in
+    /// one page (else 0); and that page's key as `words_page` keeps it when found writable
+    /// (`u64::MAX`, which no key is, when there is none).
+    pub bounce_sp: AtomicU64,
+    pub bounce_key: AtomicU64,
+    /// The guest-root slots (`root_frames`) the entry stub loaded last for that vCPU's user
+    /// and kernel tables: where it looks first.
+    pub fast_root_slots: [core::sync::atomic::AtomicU8; 2],
     /// The `Vcpu` of that vCPU, by address (valid while `entered_info` is set: the vCPU is
     /// this pCPU's current one, and a domain's `vcpus` never move): the entry stub reads its
     /// mode, tables, stack and callback there, and changes its mode, as the short ways do
@@ -129,8 +140,9 @@ pub struct PerCpu {
     /// The last kernel-stack page a Xen PV short way wrote or read words in
     /// (`guest::fast_pv::guest_words`): its guest address with bit 0 set and bit 1 when it
     /// was found writable plain memory (0: none), the top-level table and domain it was
-    /// found through, the frame table's generation then, and the page's machine address.
-    pub words_page: [AtomicU64; 5],
+    /// found through, the frame table's generation then, the page's address in the direct
+    /// map, and its guest address with bits 0 and 1 set (0: none), the key a read compares.
+    pub words_page: [AtomicU64; 6],
     /// The domain whose registers the entry stubs may have left on this pCPU's entry-area
     /// stacks, plus one (0: none): `entry::scrub_entry_stacks` runs before another domain's
     /// vCPU runs here.
@@ -232,11 +244,13 @@ impl PerCpu {
             entered_kernel_sp: AtomicU64::new(0),
             entered_l4: AtomicU64::new(0),
             entered_mode: core::sync::atomic::AtomicU8::new(MODE_RING1),
-            fast_on: AtomicBool::new(false),
+            bounce_sp: AtomicU64::new(0),
+            bounce_key: AtomicU64::new(u64::MAX),
+            fast_root_slots: [const { core::sync::atomic::AtomicU8::new(0) }; 2],
             fast_vcpu: AtomicU64::new(0),
             generation_at: AtomicU64::new(0),
             root_generation_at: AtomicU64::new(0),
-            words_page: [const { AtomicU64::new(0) }; 5],
+            words_page: [const { AtomicU64::new(0) }; 6],
             stacks_of: AtomicU32::new(0),
         }
     }

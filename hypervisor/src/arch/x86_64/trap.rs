@@ -323,12 +323,12 @@ fn xen_pv_syscall(frame: &mut TrapFrame, kernel: bool) {
 /// before the whole trap path (its prologue alone saves six registers).
 pub(super) extern "C" fn guest_trap_dispatch(frame: &mut TrapFrame) {
     if frame.vector == entry::SYSCALL_VECTOR {
-        use super::percpu::{MODE_RING1, MODE_XEN_PV_KERNEL};
+        use super::percpu::{MODE_FAST, MODE_RING1, MODE_XEN_PV_KERNEL};
         let mode = super::percpu::this()
             .entered_mode
             .load(core::sync::atomic::Ordering::Relaxed);
         if mode != MODE_RING1 {
-            return xen_pv_syscall(frame, mode == MODE_XEN_PV_KERNEL);
+            return xen_pv_syscall(frame, mode & !MODE_FAST == MODE_XEN_PV_KERNEL);
         }
     }
     if frame.vector == u64::from(guest_abi::hypercall::HYPERCALL_VECTOR)
