@@ -35,8 +35,11 @@ pub fn start(mbi_phys: u32) -> ! {
     let opts = options::parse(&boot.cmdline, |d| log::warn!("{d}"));
     power::set_debug_exit(opts.debug_exit);
     power::set_noreboot(opts.noreboot);
-    crate::guest::set_xenpv_fastpath(opts.xenpv_fastpath);
     crate::console::configure(opts.console, opts.loglvl, opts.console_timestamps);
+    crate::guest::set_xenpv_fastpath(opts.xenpv_fastpath);
+    if !opts.xenpv_fastpath {
+        log::info!("xenpv_fastpath=0: Xen PV system calls and iret hypercalls take the trap path");
+    }
     for p in &boot.problems {
         log::warn!(target: "boot", "{p}");
     }

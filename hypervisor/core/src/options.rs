@@ -619,7 +619,7 @@ mod tests {
         assert_eq!(Options::default().console_timestamps, Stamps::None);
     }
 
-    /// `bootscrub`: a Xen boolean; `idle`, which Xenia lacks, is read as on and said so.
+    /// `xenpv_fastpath`: a boolean, on by default.
     #[test]
     fn xenpv_fastpath() {
         assert!(quiet("").xenpv_fastpath, "on by default");
@@ -631,6 +631,7 @@ mod tests {
         assert_eq!(m.len(), 1, "{m:?}");
     }
 
+    /// `bootscrub`: a Xen boolean; `idle`, which Xenia lacks, is read as on and said so.
     #[test]
     fn bootscrub() {
         assert!(!quiet("bootscrub=off").bootscrub);

@@ -271,6 +271,10 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("linux_bench_native_short", linux_bench::native_short),
         Scenario::new("linux_bench_icount_goal", linux_bench::icount_goal),
         Scenario::new("linux_pv_guest_mode", linux_pv::guest_mode),
+        Scenario::new(
+            "linux_pv_guest_mode_trap_path",
+            linux_pv::guest_mode_trap_path,
+        ),
         Scenario::new("linux_pv_hostile_crashes", linux_pv::hostile_crashes),
         Scenario::new("linux_pv_smp", linux_pv::smp),
         Scenario::new("xl_too_much_memory", xl::too_much_memory),

@@ -15,7 +15,9 @@ pub use memmap::PAGE_SIZE;
 
 /// A machine frame number: a physical address divided by the page size. Never mixed with a
 /// guest's pseudo-physical frame numbers ([`Pfn`], guest-abi's) or with virtual addresses.
+/// Transparent: the hypervisor's entry stub reads a vCPU's tables as the bare number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
 pub struct Mfn(pub u64);
 
 impl Mfn {

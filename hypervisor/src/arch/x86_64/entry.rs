@@ -264,6 +264,11 @@ xenia_pv_fast:
     XENIA_PV_FAST_COMMON
 
     // ---- A program's `syscall`, bounced to the kernel (user mode) ----
+    // The mode byte that brought the call here agrees with the vCPU's own (defence in
+    // depth: the byte is the only thing that tells a program's system call from the
+    // kernel's hypercall).
+    cmp byte ptr [rsi + {vc_kernel_mode}], 0
+    jne 90f
     movzx r8d, byte ptr [rdx + {vi_mask}]
     test r8d, r8d
     jnz 8f
@@ -332,6 +337,8 @@ xenia_pv_fast:
     cmp qword ptr [rip + EA_ENTRY_STACK_TOP - 48], {hc_iret}
     jne xenia_syscall_frame
     XENIA_PV_FAST_COMMON
+    cmp byte ptr [rsi + {vc_kernel_mode}], 1
+    jne 90f
     // The `iret_context` at the kernel's `rsp`: 8-byte aligned, within the kept page
     // (found readable or writable).
     mov rax, [rip + EA_ENTRY_STACK_BOTTOM]

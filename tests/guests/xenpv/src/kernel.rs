@@ -112,11 +112,13 @@ global_asm!(
 global_asm!(
     ".pushsection .bss.xp, \"aw\", @nobits",
     ".balign 16",
-    ".globl xp_trap_vector, xp_trap_rax, xp_trap_words, xp_recovery_rsp, xp_recovery_rip",
+    ".globl xp_trap_vector, xp_trap_rax, xp_trap_words, xp_trap_regs, xp_recovery_rsp, xp_recovery_rip",
     ".globl xp_vcpu_info, xp_boot_stack_top, xp_kernel_stack_top",
     "xp_trap_vector: .skip 8",
     "xp_trap_rax: .skip 8",
     "xp_trap_words: .skip 80",
+    // rbx, rcx, rdx, rsi, rdi, rbp, r8..r15 as the stub found them.
+    "xp_trap_regs: .skip 112",
     "xp_recovery_rsp: .skip 8",
     "xp_recovery_rip: .skip 8",
     "xp_vcpu_info: .skip 8",
@@ -146,6 +148,15 @@ global_asm!(
     ".globl \\name",
     "\\name:",
     "    mov [rip + xp_trap_rax], rax",
+    "    mov [rip + xp_trap_regs], rbx",
+    "    mov [rip + xp_trap_regs + 8], rcx",
+    "    mov [rip + xp_trap_regs + 16], rdx",
+    "    mov [rip + xp_trap_regs + 24], rsi",
+    "    mov [rip + xp_trap_regs + 32], rdi",
+    "    mov [rip + xp_trap_regs + 40], rbp",
+    "    .irp i, 8,9,10,11,12,13,14,15",
+    "    mov [rip + xp_trap_regs + (\\i - 2) * 8], r\\i",
+    "    .endr",
     "    mov qword ptr [rip + xp_trap_vector], \\vec",
     "    .irp i, 0,1,2,3,4,5,6,7,8,9",
     "    mov rax, [rsp + \\i * 8]",
@@ -219,6 +230,21 @@ global_asm!(
     "    mov eax, {iret}",
     "    syscall",
     "    ud2",
+    // The same with every other register set to a pattern (`REG_PATTERN` plus its number,
+    // rbx and r12 as `xp_run` set them): what the program and the kernel see of them.
+    ".globl xp_k_iret_regs",
+    "xp_k_iret_regs:",
+    "    movabs rdx, {pattern} + 2",
+    "    movabs rsi, {pattern} + 3",
+    "    movabs rdi, {pattern} + 4",
+    "    movabs rbp, {pattern} + 5",
+    "    .irp i, 8,9,10,11,13,14,15",
+    "    movabs r\\i, {pattern} + \\i - 2",
+    "    .endr",
+    "    mov rsp, rbx",
+    "    mov eax, {iret}",
+    "    syscall",
+    "    ud2",
     "",
     // User-mode snippets, copied to the user page (position-independent).
     ".globl xp_user_start, xp_u_syscall, xp_u_read, xp_u_gs, xp_u_gs_load, xp_u_ud, xp_user_end",
@@ -249,11 +275,17 @@ global_asm!(
     sched_op = const nr::HYPERVISOR_SCHED_OP,
     iret = const nr::HYPERVISOR_IRET,
     user_ss = const FLAT_USER_SS64,
+    pattern = const REG_PATTERN,
 );
+
+/// What `xp_k_iret_regs` puts in the registers it sets (plus each one's place in
+/// `xp_trap_regs`).
+const REG_PATTERN: u64 = 0x5EED_0000_0000_0000;
 
 unsafe extern "C" {
     static xp_trap_rax: u64;
     static xp_trap_words: [u64; 10];
+    static xp_trap_regs: [u64; 14];
     static mut xp_vcpu_info: u64;
     static xp_kernel_stack_top: u8;
     fn xp_run(code: u64, rbx: u64, r12: u64) -> u64;
@@ -272,6 +304,7 @@ unsafe extern "C" {
     fn xp_k_ud_insn();
     fn xp_k_block();
     fn xp_k_iret();
+    fn xp_k_iret_regs();
     fn xp_user_start();
     fn xp_u_syscall();
     fn xp_u_read();
@@ -1282,6 +1315,52 @@ fn fast_path_checks(syscall_offset: u64, hv_cs: u64, shared: u64) {
         "syscall_round_trips",
         wrong == 0,
         format_args!("{wrong} of 200 round trips with a wrong frame"),
+    );
+
+    // The registers across both trips (the `iret` to the program, its `syscall` back to the
+    // kernel): each the same on the kernel's side as the kernel left it, but rax, which
+    // the `iret_context` gives, and rcx and r11, which the `syscall` instruction itself
+    // sets. As Linux has them, the `iret_context` and the bounce frame are in one page of
+    // the kernel stack (the middle of one, for this check), which the hypervisor's short
+    // ways keep: the first trips may go the ordinary way, the others the entry stub's.
+    let ks = kernel_stack();
+    let sp = (ks & !0xFFF) - 0x800;
+    let switched = hypercall(
+        nr::HYPERVISOR_STACK_SWITCH,
+        [u64::from(FLAT_KERNEL_SS64), sp, 0, 0, 0],
+    );
+    let context = sp - 0x100;
+    // SAFETY: 72 bytes in the middle of this kernel's own kernel stack, which nothing uses
+    // while the snippets run (the bounce frame goes 56 bytes below `sp`).
+    unsafe { core::ptr::write_volatile(context as *mut IretContext, masked) };
+    let mut wrong = u32::from(switched != 0);
+    for i in 0..8 {
+        let v = run(xp_k_iret_regs, context, 0x1212);
+        let (_, rax) = recorded();
+        // SAFETY: written only by the stubs, which ran to completion before xp_run returned.
+        let regs = unsafe { core::ptr::read_volatile(&raw const xp_trap_regs) };
+        let want = |at: usize| REG_PATTERN + at as u64;
+        let ok = v == VEC_SYSCALL
+            && rax == masked.rax
+            && regs[0] == context
+            && (2..=5).all(|at| regs[at] == want(at))
+            // r8..r15 but r11 (index 9; the `syscall` instruction's RFLAGS), r12 xp_run's.
+            && (6..14).all(|at| at == 9 || regs[at] == if at == 10 { 0x1212 } else { want(at) });
+        if !ok && wrong == 0 {
+            say!("xenpv: registers, round trip {i}: vector {v:#x}, rax {rax:#x}, {regs:x?}");
+        }
+        wrong += u32::from(!ok);
+    }
+    let back = hypercall(
+        nr::HYPERVISOR_STACK_SWITCH,
+        [u64::from(FLAT_KERNEL_SS64), ks, 0, 0, 0],
+    );
+    check(
+        "registers_kept_across_system_call",
+        wrong == 0 && back == 0,
+        format_args!(
+            "{wrong} of 8 round trips changed a register (stack_switch {switched}, {back})"
+        ),
     );
 
     // Kernel stacks on the hypervisor's addresses (the read-only M2P, the entry area, the
