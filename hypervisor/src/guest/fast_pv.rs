@@ -8,7 +8,10 @@
 //! hypercall (Xen's `do_iret`). The ordinary path ([`super::trap()`]) takes each through the
 //! general dispatcher: the shared world, the domain's lock, a hypercall context, the
 //! handler, the result applied, then the quiet way out ([`super::leave_quietly`]). These two
-//! short ways do the same work with less around it:
+//! short ways do the same work with less around it. Since session 20 the entry stub
+//! (`xenia_pv_fast` in `arch::x86_64::entry`) takes the common case of both first, in
+//! assembly and without the locks (its notes, and docs/security.md §3.16); these ways take
+//! what it hands on (and everything with `xenpv_fastpath=0`):
 //!
 //! - for the `syscall`, no event waits that the guest takes now. What else may be due (a
 //!   request to this pCPU, a wake-up, a timer: `fast::may_leave_quietly`) is looked at once,
@@ -499,7 +502,9 @@ fn base_switch(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 /// table `l4` of domain `dom`, if they lie in the guest's range, 8-byte aligned, within one
 /// page, and that page is mapped (writable, when `write`, and then plain memory: never a
 /// page table or a descriptor page, whatever the walk found, as `write_bytes`). The caller
-/// holds the domain's lock, so the answer holds while it does. `stack`: the words are on a
+/// holds the domain's lock, so the answer holds while it does. The kept page is also the
+/// entry stub's (`xenia_pv_fast`), which has no lock: it uses it only at the generation it
+/// was found at, with interrupts off (`fast::light_syscall`'s argument). `stack`: the words are on a
 /// kernel stack (a frame place, an `iret_context`), whose page is kept
 /// (`PerCpu::words_page`); other words (an `mmuext_op` list) do not take its place.
 #[inline(always)]

@@ -105,18 +105,22 @@ pub struct PerCpu {
     /// pCPU last let go of a vCPU): what the hypercalls answered before any lock read
     /// (`guest::fast`).
     pub entered_info: crate::mm::physmem::ViewCell<guest_abi::shared_info::VcpuInfo>,
-    /// What a SYSCALL answered before any lock needs of that vCPU (`guest::fast::light_syscall`),
-    /// as the last way out found it (valid while `entered_info` is set): its syscall callback
-    /// (0: none), whether entering it masks events, its ring-1 stack for entries from ring 3
-    /// (0: none), and its top-level table. Only that vCPU's own hypercalls change them, and
-    /// each of those ends in a way out that records them again.
+    /// What a SYSCALL answered before any lock needs of that vCPU (`guest::fast::light_syscall`,
+    /// and for a Xen PV vCPU the entry stub, `xenia_pv_fast`), as the last way out found it
+    /// (valid while `entered_info` is set): its syscall callback (0: none, or not canonical),
+    /// whether entering it masks events, its ring-1 (or Xen PV kernel) stack for entries from
+    /// ring 3 (0: none), and its top-level table. Only that vCPU's own hypercalls change
+    /// them, and each of those ends in a way out that records them again (or, for
+    /// `stack_switch` on its short way, records the stack itself).
     pub entered_syscall: AtomicU64,
     pub entered_syscall_masks: AtomicBool,
     pub entered_kernel_sp: AtomicU64,
     pub entered_l4: AtomicU64,
-    /// The guest mode of that vCPU as the last way out left it ([`MODE_RING1`],
-    /// [`MODE_XEN_PV_KERNEL`], [`MODE_XEN_PV_USER`]): a `syscall` from a Xen PV kernel is
-    /// a hypercall (`trap::guest_trap_dispatch`); the trap path checks again under the lock.
+    /// The guest mode of that vCPU as the last way out (or the entry stub) left it
+    /// ([`MODE_RING1`], [`MODE_XEN_PV_KERNEL`], [`MODE_XEN_PV_USER`], the last two plus
+    /// [`MODE_FAST`] when the entry stub takes its system calls): a `syscall` from a Xen PV
+    /// kernel is a hypercall (`trap::guest_trap_dispatch`); the trap path checks again under
+    /// the lock, and the entry stub against `Vcpu::kernel_mode`.
     pub entered_mode: core::sync::atomic::AtomicU8,
     /// Where the entry stub writes a system call's bounce frame for that vCPU, as the
     /// last way out found it (`guest::fast_pv::record_kernel_sp`): `entered_kernel_sp`
