@@ -380,22 +380,10 @@ fn hypercall(dom: &mut Domain, v: usize, frame: &mut TrapFrame) -> bool {
 
 /// Records vCPU's kernel stack `kernel_sp` (the one `stack_switch` set) for this pCPU's short
 /// ways: `PerCpu::entered_kernel_sp`, and for the entry stub's (`xenia_pv_fast`) where a
-/// system call's bounce frame goes, as [`syscall`] finds it (`PerCpu::bounce_sp`, the frame's
-/// seven words below `kernel_sp` aligned to 16 bytes, and `bounce_key`, the key of that
-/// page in `words_page` when found writable). No place (none set, or the frame would
-/// straddle two pages or start at 0) is a key no page has.
+/// system call's bounce frame goes, as [`syscall`] finds it (`PerCpu::set_bounce_place`).
 pub fn record_kernel_sp(cpu: &percpu::PerCpu, kernel_sp: u64) {
     cpu.entered_kernel_sp.store(kernel_sp, Ordering::Relaxed);
-    let len = 8 * BOUNCE_WORDS as u64;
-    let place = (kernel_sp & !0xF)
-        .checked_sub(len)
-        .filter(|&sp| kernel_sp != 0 && sp != 0 && (sp % PAGE_SIZE) + len <= PAGE_SIZE);
-    let (sp, key) = match place {
-        Some(sp) => (sp, (sp & !(PAGE_SIZE - 1)) | 3),
-        None => (0, u64::MAX),
-    };
-    cpu.bounce_sp.store(sp, Ordering::Relaxed);
-    cpu.bounce_key.store(key, Ordering::Relaxed);
+    cpu.set_bounce_place(kernel_sp, BOUNCE_WORDS as u64);
 }
 
 /// Words of an `mmuext_op` item: `cmd` (32 bits, then padding), `arg1`, `arg2`.

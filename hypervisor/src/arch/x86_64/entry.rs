@@ -195,10 +195,10 @@ xenia_syscall_frame:
 // checks, and hands anything else to the trap path **before anything has changed**:
 //
 // - `syscall` from user mode: an event pending and unmasked, no syscall callback or one not
-//   canonical, a frame place (16-byte aligned below `kernel_sp`, seven words) not in the
-//   kernel-stack page this pCPU kept (`PerCpu::words_page`: found writable plain memory
-//   through the kernel's table at the frame table's current generation, as
-//   `fast_pv::guest_words` keeps it), or not within it;
+//   canonical, a frame place (16-byte aligned below `kernel_sp`, seven words within one
+//   page: `PerCpu::set_bounce_place`) not in the kernel-stack page this pCPU kept
+//   (`PerCpu::words_page`: found writable plain memory through the kernel's table at the
+//   frame table's current generation, as `fast_pv::guest_words` keeps it);
 // - `HYPERVISOR_iret` from kernel mode: an `iret_context` (nine words at `rsp`) not within
 //   the kept page (found readable or writable), a return to kernel mode, no user table, a
 //   selector pair other than Xen's flat one or the pair `fast_pv::flat_or_checked_refusal`
@@ -222,11 +222,13 @@ xenia_syscall_frame:
 // root is switched with `entry::load_guest_root`'s protocol (the source published by an
 // `xchg`, then the root generation read), or by a call to it.
 //
-// Registers: R10 is this pCPU's PerCpu, RSI the Vcpu, RDX the vcpu_info; RAX, RDI, R8 and
-// R9 are scratch. RCX and R11 stay the guest's (a program's RIP and RFLAGS) until the
-// `iret` sets them. The return frame is built in the entry stack's return slots, as
-// `xenia_return_to_guest` builds it, and left through `xenia_guest_iretq`, so that a
-// fault there is the guest's as on the way out.
+// Registers: RSI the Vcpu (this pCPU's PerCpu at the end), RDX the vcpu_info; RAX, RDI, R8
+// and R9 are scratch (the four saved on the hypervisor stack). RCX and R11 stay the
+// guest's (a program's RIP and RFLAGS) until the `iret` sets them. The return frame is
+// built in the entry stack's return slots, as `xenia_return_to_guest` builds it, and left
+// through `xenia_pv_iretq`, which `xenia_entry_common` recognises as it does
+// `xenia_guest_iretq`: a fault there is the guest's, as on the way out.
+//
 // What both ways check first (refused: to 90 below, which restores the five registers).
 .macro XENIA_PV_FAST_COMMON
     push rdx
@@ -244,9 +246,14 @@ xenia_syscall_frame:
     cmp rax, [rip + EA_PERCPU + {pc_armed}]
     jb 90f
     // The Vcpu and its vcpu_info: `guest::entered` records both before the mode that
-    // brings a system call here, and `World::switch` takes that mode back with them.
+    // brings a system call here, and `World::switch` takes that mode back with them (so
+    // neither is 0 here; looked at all the same, as a refusal costs less than a fault).
     mov rsi, [rip + EA_PERCPU + {pc_vcpu}]
     mov rdx, [rip + EA_PERCPU + {pc_info}]
+    test rsi, rsi
+    jz 90f
+    test rdx, rdx
+    jz 90f
     // The kept kernel-stack page: found at this generation, through the kernel's table.
     mov rax, [rip + EA_PERCPU + {pc_generation_at}]
     mov rax, [rax]
@@ -772,8 +779,8 @@ const XENPV_RFLAGS_SET: u64 = (1 << 9) | (1 << 1);
 const XENPV_IRET_KEEP: u64 = 0x003F_FFFF & !((3 << 12) | (1 << 14) | (1 << 17) | (3 << 19));
 const XENPV_SYSCALL_KEEP: u64 = XENPV_IRET_KEEP & !((1 << 18) | (1 << 16) | (1 << 8));
 
-/// `load_guest_root` for `xenia_pv_fast` when the root it wants is not the one kept before
-/// the last (the table's machine address in `l4`).
+/// `load_guest_root` for `xenia_pv_fast` when the root it wants is not in the slot it
+/// looked at (the table's machine address in `l4`).
 extern "C" fn xenpv_fast_root(l4: u64) {
     load_guest_root(crate::mm::Mfn::from_phys(l4));
 }

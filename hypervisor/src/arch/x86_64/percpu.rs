@@ -123,12 +123,12 @@ pub struct PerCpu {
     /// the lock, and the entry stub against `Vcpu::kernel_mode`.
     pub entered_mode: core::sync::atomic::AtomicU8,
     /// Where the entry stub writes a system call's bounce frame for that vCPU, as the
-    /// last way out found it (`guest::fast_pv::record_kernel_sp`): `entered_kernel_sp`
+    /// last way out found it ([`PerCpu::set_bounce_place`], the only writer): `entered_kernel_sp`
     /// 16-byte aligned, less the frame's seven words, if that is not 0 and the frame lies in
     /// one page (else 0); and that page's key as `words_page` keeps it when found writable
     /// (`u64::MAX`, which no key is, when there is none).
-    pub bounce_sp: AtomicU64,
-    pub bounce_key: AtomicU64,
+    pub(super) bounce_sp: AtomicU64,
+    pub(super) bounce_key: AtomicU64,
     /// The guest-root slots (`root_frames`) the entry stub loaded last for that vCPU's user
     /// and kernel tables: where it looks first.
     pub fast_root_slots: [core::sync::atomic::AtomicU8; 2],
@@ -205,6 +205,11 @@ pub fn of(index: usize) -> Option<&'static PerCpu> {
 }
 
 const _: () = {
+    // The entry stub sends a mode above MODE_FAST to its short way, and the trap path takes
+    // the mode less MODE_FAST: both need the modes below it and MODE_FAST a bit of its own.
+    assert!(MODE_RING1 < MODE_FAST && MODE_XEN_PV_KERNEL < MODE_FAST);
+    assert!(MODE_XEN_PV_USER < MODE_FAST && MODE_FAST.is_power_of_two());
+    assert!((MODE_XEN_PV_KERNEL | MODE_XEN_PV_USER) & MODE_FAST == 0);
     assert!(core::mem::offset_of!(PerCpu, hv_stack_top) == 0);
     assert!(core::mem::offset_of!(PerCpu, guest_cr3) == 8);
 };
@@ -257,6 +262,26 @@ impl PerCpu {
             words_page: [const { AtomicU64::new(0) }; 6],
             stacks_of: AtomicU32::new(0),
         }
+    }
+
+    /// Records where a system call's bounce frame goes for a Xen PV kernel stack
+    /// `kernel_sp` ([`PerCpu::bounce_sp`], `bounce_key`): its seven words (`words`) below
+    /// `kernel_sp` aligned to 16 bytes, if none is 0, they do not wrap and they lie in one
+    /// page; else nothing (a key no kept page has). The entry stub trusts these two (it writes
+    /// the frame at `bounce_sp` once the key matched the kept page), so they are written
+    /// here only.
+    pub fn set_bounce_place(&self, kernel_sp: u64, words: u64) {
+        const PAGE: u64 = 4096;
+        let len = 8 * words;
+        let place = (kernel_sp & !0xF)
+            .checked_sub(len)
+            .filter(|&sp| kernel_sp != 0 && sp != 0 && (sp % PAGE) + len <= PAGE);
+        let (sp, key) = match place {
+            Some(sp) => (sp, (sp & !(PAGE - 1)) | 3),
+            None => (0, u64::MAX),
+        };
+        self.bounce_sp.store(sp, Ordering::Relaxed);
+        self.bounce_key.store(key, Ordering::Relaxed);
     }
 
     /// This pCPU's number.

@@ -34,6 +34,8 @@ const USER_VA: u64 = 0x80_0000_0000;
 const VEC_EVENT: u64 = 0x100;
 const VEC_SYSCALL: u64 = 0x101;
 const VEC_FAILSAFE: u64 = 0x102;
+/// The vector `xp_syscall_alt` records (a second syscall callback).
+const VEC_SYSCALL_ALT: u64 = 0x103;
 const PTE_P: u64 = 1;
 const PTE_RW: u64 = 2;
 const PTE_U: u64 = 4;
@@ -112,13 +114,16 @@ global_asm!(
 global_asm!(
     ".pushsection .bss.xp, \"aw\", @nobits",
     ".balign 16",
-    ".globl xp_trap_vector, xp_trap_rax, xp_trap_words, xp_trap_regs, xp_recovery_rsp, xp_recovery_rip",
+    ".globl xp_trap_vector, xp_trap_rax, xp_trap_words, xp_trap_regs, xp_trap_rsp",
+    ".globl xp_recovery_rsp, xp_recovery_rip",
     ".globl xp_vcpu_info, xp_boot_stack_top, xp_kernel_stack_top",
     "xp_trap_vector: .skip 8",
     "xp_trap_rax: .skip 8",
     "xp_trap_words: .skip 80",
     // rbx, rcx, rdx, rsi, rdi, rbp, r8..r15 as the stub found them.
     "xp_trap_regs: .skip 112",
+    // rsp as the stub found it (where the frame it copies is).
+    "xp_trap_rsp: .skip 8",
     "xp_recovery_rsp: .skip 8",
     "xp_recovery_rip: .skip 8",
     "xp_vcpu_info: .skip 8",
@@ -148,6 +153,7 @@ global_asm!(
     ".globl \\name",
     "\\name:",
     "    mov [rip + xp_trap_rax], rax",
+    "    mov [rip + xp_trap_rsp], rsp",
     "    mov [rip + xp_trap_regs], rbx",
     "    mov [rip + xp_trap_regs + 8], rcx",
     "    mov [rip + xp_trap_regs + 16], rdx",
@@ -175,6 +181,7 @@ global_asm!(
     "XP_STUB xp_trap_pf, 14",
     "XP_STUB xp_event, {vec_event}",
     "XP_STUB xp_syscall, {vec_syscall}",
+    "XP_STUB xp_syscall_alt, {vec_syscall_alt}",
     "XP_STUB xp_failsafe, {vec_failsafe}",
     "",
     // xp_run(code, rbx, r12): runs `code` with rbx and r12 set; returns the vector recorded
@@ -229,6 +236,9 @@ global_asm!(
     "    mov rsp, rbx",
     "    mov eax, {iret}",
     "    syscall",
+    // Where the kernel's `syscall` put rcx (what an `iret` with VGCF_in_syscall keeps).
+    ".globl xp_k_iret_after",
+    "xp_k_iret_after:",
     "    ud2",
     // The same with every other register set to a pattern (`REG_PATTERN` plus its number,
     // rbx and r12 as `xp_run` set them): what the program and the kernel see of them.
@@ -247,7 +257,7 @@ global_asm!(
     "    ud2",
     "",
     // User-mode snippets, copied to the user page (position-independent).
-    ".globl xp_user_start, xp_u_syscall, xp_u_read, xp_u_gs, xp_u_gs_load, xp_u_ud, xp_user_end",
+    ".globl xp_user_start, xp_u_syscall, xp_u_read, xp_u_gs, xp_u_gs_load, xp_u_ud, xp_u_rcx, xp_user_end",
     "xp_user_start:",
     "xp_u_syscall:",
     "    syscall",
@@ -267,10 +277,17 @@ global_asm!(
     "    ud2",
     "xp_u_ud:",
     "    ud2",
+    // rcx and r11 as the iret left them, kept in rdx and r8 across the program's syscall.
+    "xp_u_rcx:",
+    "    mov rdx, rcx",
+    "    mov r8, r11",
+    "    syscall",
+    "    ud2",
     "xp_user_end:",
     main = sym main,
     vec_event = const VEC_EVENT,
     vec_syscall = const VEC_SYSCALL,
+    vec_syscall_alt = const VEC_SYSCALL_ALT,
     vec_failsafe = const VEC_FAILSAFE,
     sched_op = const nr::HYPERVISOR_SCHED_OP,
     iret = const nr::HYPERVISOR_IRET,
@@ -286,6 +303,7 @@ unsafe extern "C" {
     static xp_trap_rax: u64;
     static xp_trap_words: [u64; 10];
     static xp_trap_regs: [u64; 14];
+    static xp_trap_rsp: u64;
     static mut xp_vcpu_info: u64;
     static xp_kernel_stack_top: u8;
     fn xp_run(code: u64, rbx: u64, r12: u64) -> u64;
@@ -299,6 +317,9 @@ unsafe extern "C" {
     fn xp_trap_pf();
     fn xp_event();
     fn xp_syscall();
+    fn xp_syscall_alt();
+    fn xp_k_iret_after();
+    fn xp_u_rcx();
     fn xp_failsafe();
     fn xp_k_ud();
     fn xp_k_ud_insn();
@@ -1051,6 +1072,7 @@ extern "C" fn main(start_info: u64) -> ! {
     // user -> kernel -> user, each frame right while the kept translations are reused; frames
     // that go the ordinary way (refused returns to user mode, an event the return unmasks).
     fast_path_checks(off(xp_u_syscall), u64::from(hv_cs), shared);
+    stub_checks();
 
     // 15. The pCPU's kept copies of the user table (`entry::load_guest_root`, kept while the
     // frame table's root generation holds): entries removed and put back, in the user L4
@@ -1278,6 +1300,180 @@ fn root_copy_checks(mem: &Mem, [l4, l1, code]: [u64; 3], syscall_offset: u64) {
         "user_table_changes_seen",
         wrong == 0,
         format_args!("{wrong:#b} (warm-up, then for the L4 and the L1 entry: cut, put back)"),
+    );
+}
+
+/// `HYPERVISOR_STACK_SWITCH` to `sp`.
+fn stack_switch(sp: u64) -> i64 {
+    hypercall(
+        nr::HYPERVISOR_STACK_SWITCH,
+        [u64::from(FLAT_KERNEL_SS64), sp, 0, 0, 0],
+    )
+}
+
+/// Runs kernel snippet `code` with `ctx` copied 256 bytes below `sp`, the kernel stack in
+/// force, so that the `iret_context` and the bounce frame of the program's system call that
+/// follows are in one page, as Linux has them (what the hypervisor's entry stub,
+/// `xenia_pv_fast`, takes; the ordinary way takes the first trips, which find the page).
+fn iret_near_stack(code: unsafe extern "C" fn(), ctx: &IretContext, sp: u64) -> u64 {
+    let at = sp - 0x100;
+    // SAFETY: 72 bytes of this kernel's own kernel stack, which nothing uses while the
+    // snippets run (the bounce frame goes 56 bytes below `sp`).
+    unsafe { core::ptr::write_volatile(at as *mut IretContext, *ctx) };
+    run(code, at, 0)
+}
+
+/// Check 14b (`main`): round trips the hypervisor's entry stub takes, each a case of its own:
+/// a program's `syscall` with the `iret` hypercall's number, the `iret`'s rcx and r11 with
+/// and without VGCF_in_syscall, events unmasked, and the bounce frame following the kernel
+/// stack (`stack_switch` directly and in a multicall) and the syscall callback
+/// (`CALLBACKOP_REGISTER`) within the page it keeps. Each case several times: the first
+/// trips go the ordinary way, the others the stub's.
+fn stub_checks() {
+    let off = |f: unsafe extern "C" fn()| addr(f) - addr(xp_user_start);
+    let ks = kernel_stack();
+    let page = (ks & !0xFFF) - 0x1000;
+    let sp = page + 0x800;
+    let switched = stack_switch(sp);
+    let masked = IretContext {
+        rflags: 2,
+        ..user_context(off(xp_u_syscall))
+    };
+
+    // A program's system call numbered as the `iret` hypercall is bounced to the kernel.
+    let ctx = IretContext {
+        rax: nr::HYPERVISOR_IRET,
+        ..masked
+    };
+    let mut wrong = 0;
+    for _ in 0..6 {
+        let v = iret_near_stack(xp_k_iret, &ctx, sp);
+        let (_, rax) = recorded();
+        wrong += u32::from(v != VEC_SYSCALL || rax != nr::HYPERVISOR_IRET);
+    }
+    check(
+        "user_syscall_23_bounced",
+        wrong == 0 && switched == 0,
+        format_args!("{wrong} of 6 not bounced (stack_switch {switched})"),
+    );
+
+    // The program's rcx and r11: the context's, or the kernel's own with VGCF_in_syscall.
+    let ctx = IretContext {
+        rip: USER_VA + off(xp_u_rcx),
+        ..masked
+    };
+    let mut wrong = 0;
+    for flags in [0, guest_abi::trap::VGCF_IN_SYSCALL] {
+        let ctx = IretContext { flags, ..ctx };
+        for i in 0..6 {
+            let v = iret_near_stack(xp_k_iret, &ctx, sp);
+            // SAFETY: written only by the stubs, which ran to completion before xp_run returned.
+            let regs = unsafe { core::ptr::read_volatile(&raw const xp_trap_regs) };
+            let (rcx, r11) = (regs[2], regs[6]);
+            let ok = v == VEC_SYSCALL
+                && if flags == 0 {
+                    (rcx, r11) == (ctx.rcx, ctx.r11)
+                } else {
+                    rcx == addr(xp_k_iret_after) && r11 != ctx.r11
+                };
+            if !ok && wrong == 0 {
+                say!(
+                    "xenpv: rcx/r11, flags {flags:#x}, trip {i}: vector {v:#x}, {rcx:#x} {r11:#x}"
+                );
+            }
+            wrong += u32::from(!ok);
+        }
+    }
+    check(
+        "iret_rcx_r11_unless_in_syscall",
+        wrong == 0,
+        format_args!("{wrong} of 12 round trips"),
+    );
+
+    // Events unmasked with none pending (the one left pending by the checks before is put
+    // aside meanwhile): the frames show the mask clear. An event that arrives meanwhile
+    // (its callback, not the system call's) is a trip that does not count.
+    // SAFETY: this vCPU's vcpu_info, mapped by `main`; only the byte is read and written.
+    let info = unsafe { xp_vcpu_info } as *mut u8;
+    // SAFETY: as above.
+    let pending = unsafe { core::ptr::read_volatile(info) };
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(info, 0) };
+    let unmasked = IretContext {
+        rflags: RFLAGS_IF | 2,
+        ..masked
+    };
+    let (mut wrong, mut good) = (0, 0);
+    for _ in 0..10 {
+        let v = iret_near_stack(xp_k_iret, &unmasked, sp);
+        let (w, _) = recorded();
+        if v == VEC_EVENT {
+            continue;
+        }
+        if v == VEC_SYSCALL && w[3] == u64::from(FLAT_USER_CS64) && w[4] & RFLAGS_IF != 0 {
+            good += 1;
+        } else {
+            wrong += 1;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(info, pending) };
+    check(
+        "unmasked_round_trips",
+        wrong == 0 && good >= 6,
+        format_args!("{good} right, {wrong} wrong of 10"),
+    );
+
+    // The bounce frame follows the kernel stack within the page, set directly and in a
+    // multicall, and the callback follows CALLBACKOP_REGISTER.
+    let mut wrong = 0u32;
+    let trips = |sp: u64, vector: u64| {
+        let mut wrong = 0u32;
+        for _ in 0..4 {
+            let v = iret_near_stack(xp_k_iret, &masked, sp);
+            // SAFETY: written only by the stubs, which ran to completion before xp_run returned.
+            let rsp = unsafe { core::ptr::read_volatile(&raw const xp_trap_rsp) };
+            wrong += u32::from(v != vector || rsp != (sp & !0xF) - 56);
+        }
+        wrong
+    };
+    let sp2 = page + 0x900;
+    wrong += u32::from(stack_switch(sp2) != 0) + trips(sp2, VEC_SYSCALL);
+    let sp3 = page + 0x880;
+    let mut entry = nr::MulticallEntry {
+        op: nr::HYPERVISOR_STACK_SWITCH,
+        result: -1,
+        args: [u64::from(FLAT_KERNEL_SS64), sp3, 0, 0, 0, 0],
+    };
+    let r = hypercall(
+        nr::HYPERVISOR_MULTICALL,
+        [&raw mut entry as u64, 1, 0, 0, 0],
+    );
+    wrong += u32::from(r != 0 || entry.result != 0) + trips(sp3, VEC_SYSCALL);
+    let register = |handler: u64| {
+        let reg = guest_abi::callback::CallbackRegister {
+            callback_type: guest_abi::callback::CALLBACKTYPE_SYSCALL,
+            flags: 0,
+            address: handler,
+        };
+        hypercall(
+            nr::HYPERVISOR_CALLBACK_OP,
+            [
+                u64::from(guest_abi::callback::CALLBACKOP_REGISTER),
+                &raw const reg as u64,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    wrong += u32::from(register(addr(xp_syscall_alt)) != 0) + trips(sp3, VEC_SYSCALL_ALT);
+    wrong += u32::from(register(addr(xp_syscall)) != 0) + trips(sp3, VEC_SYSCALL);
+    let back = stack_switch(ks);
+    check(
+        "bounce_follows_stack_and_callback",
+        wrong == 0 && back == 0,
+        format_args!("{wrong} wrong (stack_switch back {back})"),
     );
 }
 
