@@ -153,11 +153,17 @@ fn verdict_of(vm: &Qemu, id: u32, lists: &[&[&str]]) -> Result<(), String> {
 /// The test kernel's checks all pass, it powers off, and its domain goes away.
 pub fn guest_mode(ctx: &Context) -> Result<(), String> {
     let mut vm = boot(ctx)?;
-    let id = create(&mut vm, "xenpv", "")?;
-    verdict(&vm, id)?;
-    gone(&mut vm, "xenpv")?;
+    all_checks(&mut vm, "")
+}
+
+/// Runs the test kernel on `vm`: every check of [`CHECKS`] passes, it powers off and its
+/// domain goes away (`how`: what the summary line adds).
+fn all_checks(vm: &mut Qemu, how: &str) -> Result<(), String> {
+    let id = create(vm, "xenpv", "")?;
+    verdict(vm, id)?;
+    gone(vm, "xenpv")?;
     println!(
-        "  all {} checks passed; the domain powered off",
+        "  all {} checks passed{how}; the domain powered off",
         CHECKS.len()
     );
     Ok(())
@@ -178,14 +184,7 @@ pub fn guest_mode_trap_path(ctx: &Context) -> Result<(), String> {
     if !vm.serial_log().contains(OFF) {
         return Err(format!("the hypervisor did not say {OFF:?}"));
     }
-    let id = create(&mut vm, "xenpv", "")?;
-    verdict(&vm, id)?;
-    gone(&mut vm, "xenpv")?;
-    println!(
-        "  all {} checks passed on the trap path; the domain powered off",
-        CHECKS.len()
-    );
-    Ok(())
+    all_checks(&mut vm, " on the trap path")
 }
 
 /// Each request the hypervisor answers by crashing the domain does crash it, with a line that
